@@ -1,0 +1,91 @@
+# hull — build, test, install.
+#
+#   make            build/hull, build/libhull.a (and hulld, hull-agent when present)
+#   make test       install test dependencies, build, run every test suite
+#   make demo       install dependencies, build, run a busybox container
+#   make asan       the same programs with AddressSanitizer + UBSan in build/asan/
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Sources are found by directory, so a new file under src/lib is part of
+# libhull without touching this file.
+
+CC       ?= gcc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+PKGS     := json-c libseccomp libcap
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -Isrc/lib \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap)
+
+ifeq ($(SAN),1)
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRCS  := $(shell find src/lib -name '*.c' | sort)
+CLI_SRCS  := $(wildcard src/cli/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/hull $(BUILD)/libhull.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libhull.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=1 OPT=-O1 all $(UNIT_BINS:$(BUILD)/%=build/asan/%)
+
+deps:
+	scripts/deps.sh build
+
+test: 
+	scripts/deps.sh test
+	$(MAKE) all
+	$(MAKE) asan
+	scripts/test.sh
+
+demo:
+	scripts/deps.sh build
+	$(MAKE) all
+	scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
+	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
+	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
+	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man1/; done; true
+
+format:
+	clang-format -i $$(find include src tests -name '*.[ch]')
+
+format-check:
+	clang-format --dry-run --Werror $$(find include src tests -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+.PHONY: all unit asan deps test demo install format format-check clean
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

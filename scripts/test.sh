@@ -1,0 +1,35 @@
+#!/bin/bash
+# The whole test suite, after `make all asan`: unit tests (plain and under
+# ASan+UBSan), then the end-to-end suites against the real binaries.
+# Prints one summary line per suite and a final one; exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+export HULL_SRC="$PWD"
+failed=()
+
+run_suite() {
+    local name="$1"; shift
+    echo "=== $name"
+    if "$@"; then echo "=== $name: ok"; else echo "=== $name: FAILED"; failed+=("$name"); fi
+}
+
+run_suite "unit" scripts/run-unit.sh build/tests/test_*
+run_suite "unit (asan+ubsan)" env ASAN_OPTIONS=detect_leaks=1 scripts/run-unit.sh build/asan/tests/test_*
+
+# End-to-end: pytest drives build/hull and checks kernel state from the host.
+PYTEST="/usr/bin/python3 -m pytest -q -p no:cacheprovider"
+run_suite "integration" env HULL="$PWD/build/hull" $PYTEST tests/integration
+if [ -d tests/security ] && ls tests/security/test_*.py >/dev/null 2>&1; then
+    run_suite "security" env HULL="$PWD/build/hull" $PYTEST tests/security
+fi
+# The core lifecycle again under the sanitizers: memory errors in the runtime
+# show up as a failing run.
+run_suite "integration (asan+ubsan)" env HULL="$PWD/build/asan/hull" \
+    ASAN_OPTIONS=detect_leaks=0 $PYTEST tests/integration -m asan
+
+if [ ${#failed[@]} -eq 0 ]; then
+    echo "ALL SUITES PASSED"
+else
+    echo "FAILED SUITES: ${failed[*]}"
+    exit 1
+fi

@@ -1,0 +1,53 @@
+/* The `hull` command: shared state of one invocation and helpers for verbs.
+ * Each verb lives in its own file and is a thin front end over libhull. */
+#ifndef HULL_CLI_H
+#define HULL_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "hull.h"
+
+struct cli {
+    struct hull_runtime rt;
+    const char *log_path;
+    const char *log_format;
+    bool debug;
+    const char *verb; /* for messages */
+};
+
+typedef int (*cli_verb_fn)(struct cli *cli, int argc, char **argv);
+
+struct cli_verb {
+    const char *name;
+    cli_verb_fn fn;
+    const char *summary;
+};
+
+/* Print "hull: <context>: <error>" (and to the JSON log when asked), free
+ * the error, return the exit code for a failure (1). */
+int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A usage error: "hull: <verb>: <message>" plus a hint at --help. Exit code
+ * 1, as runc uses for every failure (engines only test zero/non-zero). */
+int cli_usage_error(struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse verb options with getopt_long, accepting runc's single-dash long
+ * flags (-bundle) too. Returns the getopt result. Resets getopt state on the
+ * first call for a verb (argv[0] is the verb). */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* Exactly n positional arguments remain (after options), else usage error. */
+int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names);
+
+/* Verbs: one file each under src/cli. */
+int cmd_spec(struct cli *cli, int argc, char **argv);
+int cmd_create(struct cli *cli, int argc, char **argv);
+int cmd_start(struct cli *cli, int argc, char **argv);
+int cmd_run(struct cli *cli, int argc, char **argv);
+int cmd_state(struct cli *cli, int argc, char **argv);
+int cmd_kill(struct cli *cli, int argc, char **argv);
+int cmd_delete(struct cli *cli, int argc, char **argv);
+int cmd_list(struct cli *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,190 @@
+/* hull — entry point: global flags, then one verb.
+ *
+ *     hull [--root DIR] [--log FILE] [--log-format text|json] [--debug] VERB ...
+ *
+ * The global flags and verbs follow runc's command line, so podman,
+ * containerd and anything else that drives runc can drive hull unchanged.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <seccomp.h>
+
+#include "cli/cli.h"
+#include "util/error.h"
+#include "util/log.h"
+
+static const struct cli_verb verbs[] = {
+    {"spec", cmd_spec, "write a default config.json in the bundle"},
+    {"create", cmd_create, "create a container (its process waits for start)"},
+    {"start", cmd_start, "run the user process of a created container"},
+    {"run", cmd_run, "create and start a container"},
+    {"state", cmd_state, "print a container's state as JSON"},
+    {"kill", cmd_kill, "send a signal to a container's process(es)"},
+    {"delete", cmd_delete, "release a stopped container's resources"},
+    {"list", cmd_list, "list containers"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: hull [global options] COMMAND [options] [arguments]\n"
+                 "\n"
+                 "hull runs OCI containers, sandboxes for untrusted code and microVMs.\n"
+                 "\n"
+                 "Commands:\n");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        fprintf(out, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
+    fprintf(out, "\n"
+                 "Global options:\n"
+                 "  --root DIR          state directory (default " HULL_DEFAULT_ROOT ")\n"
+                 "  --log FILE          write log messages to FILE (default: stderr)\n"
+                 "  --log-format FMT    text or json (default text)\n"
+                 "  --debug             log debug messages\n"
+                 "  --systemd-cgroup    linux.cgroupsPath is slice:prefix:name\n"
+                 "  --version, -v       print the version\n"
+                 "  --help, -h          print this help\n"
+                 "\n"
+                 "Run 'hull COMMAND --help' for a command's options.\n");
+}
+
+static void version(void)
+{
+    const struct scmp_version *sv = seccomp_version();
+    printf("hull version %s\n"
+           "spec: %s\n"
+           "json-c: %s\n"
+           "libseccomp: %u.%u.%u\n",
+           HULL_VERSION, HULL_OCI_VERSION, json_c_version(), sv ? sv->major : 0,
+           sv ? sv->minor : 0, sv ? sv->micro : 0);
+}
+
+int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
+{
+    char ctx[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof(ctx), fmt, ap);
+    va_end(ap);
+    const char *msg = hull_error_msg(err ? *err : NULL);
+    if (hull_log_fd() >= 0) {
+        /* Engines read the log file; people read stderr. Serve both. */
+        hull_log(HULL_LOG_ERROR, "%s: %s", ctx, msg);
+    }
+    fprintf(stderr, "hull: %s: %s\n", ctx, msg);
+    hull_error_free(err);
+    (void)cli;
+    return 1;
+}
+
+int cli_usage_error(struct cli *cli, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (hull_log_fd() >= 0)
+        hull_log(HULL_LOG_ERROR, "%s: %s", cli->verb, msg);
+    fprintf(stderr, "hull: %s: %s\nTry 'hull %s --help'.\n", cli->verb, msg, cli->verb);
+    return 1;
+}
+
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    /* getopt_long_only also takes "-bundle", which Go-flag based callers use. */
+    return getopt_long_only(argc, argv, shortopts, longopts, NULL);
+}
+
+int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names)
+{
+    int have = argc - optind;
+    if (have < n)
+        return cli_usage_error(cli, "missing %s", names);
+    if (have > n)
+        return cli_usage_error(cli, "unexpected argument '%s'", argv[optind + n]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {.rt = {.root = HULL_DEFAULT_ROOT}, .log_format = "text"};
+    enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD, OPT_CRIU,
+           OPT_ROOTLESS };
+    static const struct option opts[] = {
+        {"root", required_argument, NULL, OPT_ROOT},
+        {"log", required_argument, NULL, OPT_LOG},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"debug", no_argument, NULL, OPT_DEBUG},
+        {"systemd-cgroup", no_argument, NULL, OPT_SYSTEMD},
+        {"criu", required_argument, NULL, OPT_CRIU},
+        {"rootless", required_argument, NULL, OPT_ROOTLESS},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    /* "+": stop at the verb; its options are its own. */
+    while ((c = getopt_long_only(argc, argv, "+vh", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_ROOT:
+            cli.rt.root = optarg;
+            break;
+        case OPT_LOG:
+            cli.log_path = optarg;
+            break;
+        case OPT_LOG_FORMAT:
+            cli.log_format = optarg;
+            break;
+        case OPT_DEBUG:
+            cli.debug = true;
+            break;
+        case OPT_SYSTEMD:
+            cli.rt.systemd_cgroup = true;
+            break;
+        case OPT_CRIU:
+        case OPT_ROOTLESS:
+            /* Accepted for runc compatibility; hull decides these itself. */
+            break;
+        case 'v':
+            version();
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try 'hull --help'.\n");
+            return 1;
+        }
+    }
+    hull_error err = NULL;
+    if (hull_log_init(cli.log_path, cli.log_format, cli.debug, &err) < 0) {
+        fprintf(stderr, "hull: %s\n", hull_error_msg(err));
+        hull_error_free(&err);
+        return 1;
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 1;
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        if (strcmp(verbs[i].name, name) == 0) {
+            cli.verb = name;
+            int vargc = argc - optind;
+            char **vargv = argv + optind;
+            optind = 0; /* full getopt reset for the verb's own options */
+            return verbs[i].fn(&cli, vargc, vargv);
+        }
+    }
+    if (strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "hull: unknown command '%s'\nTry 'hull --help'.\n", name);
+    return 1;
+}

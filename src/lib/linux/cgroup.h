@@ -1,0 +1,91 @@
+/* Control groups on every host layout: v1, v2 (unified) and hybrid.
+ *
+ * A struct hull_cgroup names one container's cgroup in every hierarchy it
+ * uses. The runtime creates it before the container's init runs, applies the
+ * spec's linux.resources, moves the init in, and records it in state.json
+ * (hull_cgroup_save) so later verbs (kill --all, pause, update, events, ps,
+ * delete) can reload it (hull_cgroup_load) without re-reading config.json.
+ *
+ * Owner: linux/cgroup*.c. Callers: container/, sandbox/, vm/.
+ */
+#ifndef HULL_LINUX_CGROUP_H
+#define HULL_LINUX_CGROUP_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hull.h"
+#include "spec/spec.h"
+
+enum hull_cgroup_mode {
+    HULL_CGROUP_V1,     /* only v1 hierarchies (maybe a name=systemd one) */
+    HULL_CGROUP_HYBRID, /* v1 controllers + a cgroup2 mount (often controller-less) */
+    HULL_CGROUP_V2,     /* cgroup2 at /sys/fs/cgroup */
+};
+
+/* What the host has; detected once per process from /proc/self/mountinfo. */
+int hull_cgroup_mode(enum hull_cgroup_mode *mode, hull_error *err);
+
+struct hull_cgroup;
+
+/* Resolve a container's cgroup path and create it in every hierarchy used.
+ * cgroups_path: linux.cgroupsPath as written (absolute, relative to the
+ * caller's own cgroup, or "slice:prefix:name" when systemd is true); NULL or
+ * "" means the default "/hull/<id>". A path that climbs out of the cgroup
+ * root ("../..") is an error. An existing cgroup is reused (podman and
+ * containerd may pre-create it), a created one is remembered for destroy. */
+int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
+                       struct hull_cgroup **out, hull_error *err);
+
+/* Write linux.resources. A field the host cannot enforce is an error naming
+ * the field; unset fields are left alone. Also used by `update`, where a
+ * memory limit below current usage is an error. */
+int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
+
+/* Move pid into the cgroup (every hierarchy). */
+int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);
+
+/* Mount the container's view of cgroups at dest (an absolute path in the
+ * caller's mount namespace, normally "/proc/self/fd/N" of the resolved
+ * destination), read-only when readonly. Runs in the container's init after
+ * it has unshared its cgroup namespace (cgroupns true) or not. */
+int hull_cgroup_mount(struct hull_cgroup *cg, const char *dest, bool readonly, bool cgroupns,
+                      unsigned long mount_flags, hull_error *err);
+
+/* Processes in the cgroup (host pids). *pids is malloc'd. */
+int hull_cgroup_pids(struct hull_cgroup *cg, pid_t **pids, size_t *count, hull_error *err);
+/* Signal every process in the cgroup. */
+int hull_cgroup_kill(struct hull_cgroup *cg, int signo, hull_error *err);
+/* Freezer v1 / cgroup.freeze v2; waits until the state is reached. */
+int hull_cgroup_freeze(struct hull_cgroup *cg, bool frozen, hull_error *err);
+int hull_cgroup_is_frozen(struct hull_cgroup *cg, bool *frozen, hull_error *err);
+/* Kill anything left (SIGKILL, wait until empty) and remove the cgroups this
+ * container created. Safe to call twice and on a half-made cgroup. */
+int hull_cgroup_destroy(struct hull_cgroup *cg, hull_error *err);
+
+/* Accounting, for `events --stats`, sandbox verdicts and hulld metrics. */
+struct hull_cgroup_stats {
+    uint64_t cpu_usage_ns, cpu_user_ns, cpu_system_ns;
+    uint64_t cpu_throttled_periods, cpu_throttled_ns, cpu_periods;
+    uint64_t memory_usage, memory_max_usage, memory_limit, memory_failcnt;
+    uint64_t swap_usage, swap_limit;
+    uint64_t oom_events;      /* times the limit was hit (memory.events "max"/failcnt) */
+    uint64_t oom_kill_events; /* processes killed by the OOM killer */
+    uint64_t pids_current, pids_limit, pids_max_events; /* fork refused at the limit */
+};
+int hull_cgroup_stats(struct hull_cgroup *cg, struct hull_cgroup_stats *st, hull_error *err);
+/* The "data" object of runc's `events --stats` JSON. */
+json_object *hull_cgroup_stats_json(struct hull_cgroup *cg, hull_error *err);
+
+/* An fd that becomes readable on an OOM kill (eventfd on v1 memory.oom_control,
+ * inotify on v2 memory.events); -1 when the host cannot tell. */
+int hull_cgroup_oom_fd(struct hull_cgroup *cg, hull_error *err);
+
+/* Persist in state.json and load back. */
+json_object *hull_cgroup_save(const struct hull_cgroup *cg);
+int hull_cgroup_load(json_object *saved, struct hull_cgroup **out, hull_error *err);
+void hull_cgroup_free(struct hull_cgroup *cg);
+
+#endif

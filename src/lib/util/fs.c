@@ -1,0 +1,405 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+
+static int read_fd_all(int fd, char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return -1;
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            errno = e;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err)
+{
+    cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s", name);
+    if (read_fd_all(fd, out, len) < 0)
+        return hull_error_errno(err, "read %s", name);
+    return 0;
+}
+
+int hull_read_file(const char *path, char **out, size_t *len, hull_error *err)
+{
+    return hull_read_file_at(AT_FDCWD, path, out, len, err);
+}
+
+int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len,
+                       hull_error *err)
+{
+    cleanup_close int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s", name);
+    ssize_t w;
+    do {
+        w = write(fd, data, len);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return hull_error_errno(err, "write %s", name);
+    if ((size_t)w != len)
+        return hull_error_set(err, EIO, "write %s: short write", name);
+    return 0;
+}
+
+int hull_write_file(const char *path, const char *data, size_t len, hull_error *err)
+{
+    return hull_write_file_at(AT_FDCWD, path, data, len, err);
+}
+
+int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
+                           mode_t mode, hull_error *err)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)getpid());
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return hull_error_errno(err, "create %s", tmp);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            hull_error_errno(err, "write %s", tmp);
+            goto fail;
+        }
+        off += (size_t)w;
+    }
+    /* fsync before rename: after a crash the name points at old or new
+     * contents, never at a torn file. */
+    if (fsync(fd) < 0) {
+        hull_error_errno(err, "fsync %s", tmp);
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (renameat(dirfd, tmp, dirfd, name) < 0) {
+        hull_error_errno(err, "rename %s", name);
+        goto fail;
+    }
+    /* The rename itself lives in the directory. */
+    if (dirfd != AT_FDCWD)
+        fsync(dirfd);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlinkat(dirfd, tmp, 0);
+    return -1;
+}
+
+int hull_mkdir_p(const char *path, mode_t mode, hull_error *err)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return hull_error_set(err, ENAMETOOLONG, "mkdir %s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return hull_error_errno(err, "mkdir %s", buf);
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return hull_error_errno(err, "stat %s", path);
+    if (!S_ISDIR(st.st_mode))
+        return hull_error_set(err, ENOTDIR, "mkdir %s", path);
+    return 0;
+}
+
+static int rm_rf_fd(int dfd, dev_t dev, hull_error *err)
+{
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return hull_error_errno(err, "opendir");
+    }
+    int ret = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (st.st_dev != dev) {
+                /* A mount point: never descend into another filesystem. */
+                ret = hull_error_set(err, EBUSY, "remove %s: is a mount point", de->d_name);
+                continue;
+            }
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0 && rm_rf_fd(sub, dev, err) < 0)
+                ret = -1;
+            if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                ret = hull_error_errno(err, "remove %s", de->d_name);
+        } else if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+            ret = hull_error_errno(err, "remove %s", de->d_name);
+        }
+    }
+    closedir(d);
+    return ret;
+}
+
+int hull_rm_rf_at(int dirfd, const char *name, hull_error *err)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : hull_error_errno(err, "stat %s", name);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+            return hull_error_errno(err, "remove %s", name);
+        return 0;
+    }
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s", name);
+    if (rm_rf_fd(fd, st.st_dev, err) < 0)
+        return hull_error_prefix(err, "remove %s", name);
+    if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return hull_error_errno(err, "remove %s", name);
+    return 0;
+}
+
+const char *hull_fd_path(char buf[static 32], int fd)
+{
+    snprintf(buf, 32, "/proc/self/fd/%d", fd);
+    return buf;
+}
+
+int hull_path_clean(const char *in, char *out, size_t outlen)
+{
+    if (outlen < 2)
+        return -1;
+    size_t n = 0;
+    out[n++] = '/';
+    const char *p = in;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *e = strchrnul(p, '/');
+        size_t cl = (size_t)(e - p);
+        if (cl == 1 && p[0] == '.') {
+            /* skip */
+        } else if (cl == 2 && p[0] == '.' && p[1] == '.') {
+            if (n == 1)
+                return -1;
+            n--; /* drop trailing component */
+            while (n > 1 && out[n - 1] != '/')
+                n--;
+            if (n > 1)
+                n--;
+        } else {
+            if (n > 1) {
+                if (n + 1 >= outlen)
+                    return -1;
+                out[n++] = '/';
+            }
+            if (n + cl >= outlen)
+                return -1;
+            memcpy(out + n, p, cl);
+            n += cl;
+        }
+        p = e;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* --- resolution confined to a root ------------------------------------- */
+
+#define MAX_DEPTH 128
+#define MAX_SYMLINKS 40
+
+struct walk {
+    int fds[MAX_DEPTH]; /* fds[0] is the root (not owned) */
+    int depth;
+};
+
+static void walk_pop(struct walk *w)
+{
+    if (w->depth > 0) {
+        close(w->fds[w->depth]);
+        w->depth--;
+    }
+}
+
+static void walk_release(struct walk *w)
+{
+    while (w->depth > 0)
+        walk_pop(w);
+}
+
+int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *err)
+{
+    struct walk w = {.depth = 0};
+    w.fds[0] = rootfd;
+    /* The remaining path to walk; symlink targets are spliced in front. */
+    char *rest = strdup(path);
+    if (rest == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    int symlinks = 0;
+    int result = -1;
+
+    char *cur = rest;
+    for (;;) {
+        while (*cur == '/')
+            cur++;
+        if (*cur == '\0') {
+            /* Path fully consumed: the answer is the directory on top. */
+            result = openat(w.fds[w.depth], ".", O_PATH | O_CLOEXEC);
+            if (result < 0)
+                hull_error_errno(err, "%s", path);
+            break;
+        }
+        char *end = strchrnul(cur, '/');
+        bool last = true;
+        for (char *q = end; *q; q++)
+            if (*q != '/') {
+                last = false;
+                break;
+            }
+        char name[NAME_MAX + 1];
+        size_t len = (size_t)(end - cur);
+        if (len > NAME_MAX) {
+            hull_error_set(err, ENAMETOOLONG, "%s", path);
+            break;
+        }
+        memcpy(name, cur, len);
+        name[len] = '\0';
+        cur = end;
+
+        if (strcmp(name, ".") == 0)
+            continue;
+        if (strcmp(name, "..") == 0) {
+            if (w.depth == 0) {
+                hull_error_set(err, EXDEV, "%s: escapes the root through '..'", path);
+                break;
+            }
+            walk_pop(&w);
+            continue;
+        }
+
+        int parent = w.fds[w.depth];
+        int fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && (flags & (HULL_RESOLVE_MKDIR | HULL_RESOLVE_MKFILE))) {
+            if (last && (flags & HULL_RESOLVE_MKFILE)) {
+                int c = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                               0644);
+                if (c >= 0)
+                    close(c);
+                else if (errno != EEXIST) {
+                    hull_error_errno(err, "create %s", path);
+                    break;
+                }
+            } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+                hull_error_errno(err, "mkdir %s", path);
+                break;
+            }
+            fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0) {
+            hull_error_errno(err, "%s", path);
+            break;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            hull_error_errno(err, "stat %s", path);
+            break;
+        }
+        if (S_ISLNK(st.st_mode) && !(last && (flags & HULL_RESOLVE_NOFOLLOW))) {
+            close(fd);
+            if (++symlinks > MAX_SYMLINKS) {
+                hull_error_set(err, ELOOP, "%s", path);
+                break;
+            }
+            char target[PATH_MAX];
+            ssize_t tl = readlinkat(parent, name, target, sizeof(target) - 1);
+            if (tl < 0) {
+                hull_error_errno(err, "readlink %s", path);
+                break;
+            }
+            target[tl] = '\0';
+            /* An absolute target is absolute inside the root. */
+            if (target[0] == '/')
+                walk_release(&w);
+            char *spliced = NULL;
+            if (asprintf(&spliced, "%s/%s", target, cur) < 0) {
+                hull_error_set(err, ENOMEM, "out of memory");
+                break;
+            }
+            free(rest);
+            rest = cur = spliced;
+            continue;
+        }
+        if (last) {
+            if ((flags & HULL_RESOLVE_DIRECTORY) && !S_ISDIR(st.st_mode)) {
+                close(fd);
+                hull_error_set(err, ENOTDIR, "%s", path);
+                break;
+            }
+            result = fd;
+            break;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            close(fd);
+            hull_error_set(err, ENOTDIR, "%s", path);
+            break;
+        }
+        if (w.depth + 1 >= MAX_DEPTH) {
+            close(fd);
+            hull_error_set(err, ENAMETOOLONG, "%s", path);
+            break;
+        }
+        w.fds[++w.depth] = fd;
+    }
+    walk_release(&w);
+    free(rest);
+    return result;
+}

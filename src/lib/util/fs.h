@@ -1,0 +1,51 @@
+/* File helpers: whole-file reads and writes, atomic replacement, and path
+ * resolution confined to a root directory (the guard against CVE-2021-30465
+ * style symlink races on container rootfs contents). */
+#ifndef HULL_UTIL_FS_H
+#define HULL_UTIL_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "hull.h"
+
+/* Read a whole file (NUL-terminated, len excludes the NUL). */
+int hull_read_file(const char *path, char **out, size_t *len, hull_error *err);
+int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err);
+/* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
+int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
+int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len,
+                       hull_error *err);
+/* Replace dirfd/name atomically: write a temporary, fsync, rename, fsync dir. */
+int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
+                           mode_t mode, hull_error *err);
+/* mkdir -p; existing directories are fine. */
+int hull_mkdir_p(const char *path, mode_t mode, hull_error *err);
+/* rm -rf of dirfd/name without following symlinks and without leaving the
+ * filesystem it starts on. ENOENT is success. */
+int hull_rm_rf_at(int dirfd, const char *name, hull_error *err);
+
+enum {
+    HULL_RESOLVE_MKDIR = 1 << 0,     /* create missing directories (0755) */
+    HULL_RESOLVE_MKFILE = 1 << 1,    /* create the last component as an empty file */
+    HULL_RESOLVE_NOFOLLOW = 1 << 2,  /* do not follow a symlink in the last component */
+    HULL_RESOLVE_DIRECTORY = 1 << 3, /* last component must be a directory */
+};
+
+/* Resolve path beneath rootfd, one component at a time, never opening "..":
+ * absolute symlinks restart at rootfd, relative ones are spliced in, and a
+ * symlink or ".." that climbs above the root is an error (EXDEV), not a
+ * silent clamp. Returns an O_PATH fd of the result (or -1 with *err set).
+ * Callers act through the fd (/proc/self/fd/N, *at calls), so a component
+ * swapped for a symlink after the walk cannot redirect them. */
+int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *err);
+
+/* "/proc/self/fd/N" for an fd. */
+const char *hull_fd_path(char buf[static 32], int fd);
+
+/* Lexically normalise an absolute path ("//a/./b/../c" -> "/a/c"). Returns -1
+ * when ".." would climb above "/". */
+int hull_path_clean(const char *in, char *out, size_t outlen);
+
+#endif
