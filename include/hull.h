@@ -100,6 +100,46 @@ int hull_container_state(const struct hull_runtime *rt, const char *id, struct h
 int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, size_t *count,
                         hull_error *err);
 
+/* exec: run another process in a running container, in all its namespaces
+ * and its cgroup, with its seccomp filter, capabilities and rlimits. Without
+ * process_path, the container's own process is the template and the fields
+ * below override it (as runc does). */
+struct hull_exec_opts {
+    const char *process_path;       /* a process JSON document (config.md "process") */
+    char *const *args;              /* the command, when no process_path */
+    char *const *env;               /* KEY=VALUE added to the environment */
+    const char *cwd;
+    const char *user;               /* "uid[:gid]" */
+    char *const *additional_gids;
+    char *const *caps;              /* capabilities added to every set */
+    const char *apparmor_profile;
+    const char *process_label;
+    bool tty;
+    bool detach;
+    bool no_new_privs;
+    const char *pid_file;
+    const char *console_socket;
+    int preserve_fds;
+};
+int hull_container_exec(const struct hull_runtime *rt, const char *id,
+                        const struct hull_exec_opts *opts, int *exit_status, hull_error *err);
+
+/* Processes of the container (host pids), from its cgroup. */
+int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids,
+                        size_t *count, hull_error *err);
+int hull_container_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
+int hull_container_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* update: resources_json is a linux.resources object (what `update
+ * --resources` reads); fields left out are left alone. */
+int hull_container_update(const struct hull_runtime *rt, const char *id,
+                          const char *resources_json, hull_error *err);
+/* One runc-style event: {"type":"stats","id":...,"data":{...}}; caller frees. */
+char *hull_container_stats_json(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* An fd readable on OOM kill in the container (-1 if the host cannot tell). */
+int hull_container_oom_fd(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* runtime-spec features.md document for this build and host; caller frees. */
+char *hull_features_json(void);
+
 /* A default config.json like `runc spec` (rootless: user namespace mapping
  * the caller); caller frees. */
 char *hull_spec_default_json(bool rootless);

@@ -19,6 +19,7 @@
 #include "container/container.h"
 #include "container/hooks.h"
 #include "container/launch.h"
+#include "container/process.h"
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
@@ -65,23 +66,11 @@ static char *owner_name(void)
 
 static int write_pid_file(const char *path, pid_t pid, hull_error *err)
 {
-    char dir[PATH_MAX], buf[32];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *name = path;
-    int dirfd = AT_FDCWD;
-    if (slash) {
-        *slash = '\0';
-        name = slash + 1;
-        dirfd = open(slash == dir ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0)
-            return hull_error_errno(err, "--pid-file %s", path);
-    }
+    char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
-    int r = hull_write_file_atomic(dirfd, name, buf, (size_t)n, 0644, err);
-    if (dirfd != AT_FDCWD)
-        close(dirfd);
-    return r < 0 ? hull_error_prefix(err, "--pid-file") : 0;
+    if (hull_write_path_atomic(path, buf, (size_t)n, 0644, err) < 0)
+        return hull_error_prefix(err, "--pid-file");
+    return 0;
 }
 
 /* Check what can be checked before anything is created. */
@@ -99,6 +88,11 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
                               "--console-socket to receive its terminal");
     if (o->console_socket && hull_console_socket_check(o->console_socket, err) < 0)
         return -1;
+    if (hull_proc_check_lsm(spec->process, "config.json: process", err) < 0)
+        return -1;
+    if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
+        return hull_error_set(err, ENOTSUP,
+                              "config.json: linux.mountLabel: SELinux is not enabled on this host");
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");

@@ -59,8 +59,4 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
 /* The child side; never returns. */
 __attribute__((noreturn)) void hull_init_main(struct hull_launch *l);
 
-/* Look up file in PATH (from env, or the default PATH) like execvp does,
- * inside the current root. Returns a malloc'd path. */
-char *hull_find_executable(const char *file, char *const *env, hull_error *err);
-
 #endif

@@ -127,6 +127,28 @@ fail:
     return -1;
 }
 
+int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
+                           hull_error *err)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return hull_error_set(err, ENAMETOOLONG, "%s: path too long", path);
+    char *slash = strrchr(dir, '/');
+    const char *name = path;
+    int dirfd = AT_FDCWD;
+    if (slash) {
+        *slash = '\0';
+        name = path + (slash - dir) + 1;
+        dirfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return hull_error_errno(err, "%s", path);
+    }
+    int r = hull_write_file_atomic(dirfd, name, data, len, mode, err);
+    if (dirfd != AT_FDCWD)
+        close(dirfd);
+    return r;
+}
+
 int hull_mkdir_p(const char *path, mode_t mode, hull_error *err)
 {
     char buf[PATH_MAX];

@@ -20,6 +20,9 @@ int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len
 /* Replace dirfd/name atomically: write a temporary, fsync, rename, fsync dir. */
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err);
+/* The same for a path: its directory is opened and fsynced. */
+int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
+                           hull_error *err);
 /* mkdir -p; existing directories are fine. */
 int hull_mkdir_p(const char *path, mode_t mode, hull_error *err);
 /* rm -rf of dirfd/name without following symlinks and without leaving the
