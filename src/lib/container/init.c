@@ -24,6 +24,7 @@
 #include "container/sync.h"
 #include "linux/creds.h"
 #include "linux/mounts.h"
+#include "linux/netdev.h"
 #include "linux/namespaces.h"
 #include "linux/terminal.h"
 #include "util/error.h"
@@ -121,8 +122,17 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         .userns = userns,
         .cgroupns = lx->ns[HULL_NS_CGROUP].enabled,
         .rootfd = -1,
+        .extras = l->rootfs_extras,
     };
     if (hull_rootfs_prepare(&rfs, err) < 0)
+        return -1;
+    if (l->export_dir) {
+        cleanup_close int fd = hull_resolve_in_root(rfs.rootfd, l->export_dir,
+                                                    HULL_RESOLVE_DIRECTORY, err);
+        if (fd < 0 || hull_sync_send_fd(l->child_fd, SYNC_EXPORT, fd, err) < 0)
+            return hull_error_prefix(err, "export %s", l->export_dir);
+    }
+    if (l->loopback_up && lx->ns[HULL_NS_NET].enabled && hull_loopback_up(err) < 0)
         return -1;
 
     /* Hooks that need the namespaces but the host's filesystem view run
@@ -196,8 +206,12 @@ void hull_init_main(struct hull_launch *l)
         .preserve_fds = l->preserve_fds,
     };
 
-    /* Shed the runtime's fds first: the locked state directory above all,
-     * or `start` would wait forever for a lock the init holds. */
+    /* The caller's chosen stdio, before anything else touches 0-2. */
+    for (int i = 0; i < 3; i++)
+        if (l->stdio[i] >= 0 && l->stdio[i] != i && dup2(l->stdio[i], i) < 0)
+            _exit(1);
+    /* Shed the runtime's fds: the locked state directory above all, or
+     * `start` would wait forever for a lock the init holds. */
     int keep[] = {l->child_fd, l->fifo_fd, hull_log_fd()};
     hull_close_fds_except(3 + l->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
     l->sync_fd = -1;

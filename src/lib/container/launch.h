@@ -25,6 +25,7 @@
 
 #include "hull.h"
 #include "linux/cgroup.h"
+#include "linux/mounts.h"
 #include "linux/seccomp.h"
 #include "spec/spec.h"
 
@@ -39,6 +40,11 @@ struct hull_launch {
     int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
     int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
+    int stdio[3];     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
+    bool loopback_up; /* bring up lo in a new network namespace */
+    const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
+    const struct hull_rootfs_extras *rootfs_extras;
+    int exported_fd;  /* filled: the fd of export_dir, or -1 */
 
     /* filled by hull_launch_spawn */
     pid_t pid;       /* init's pid in the runtime's pid namespace */

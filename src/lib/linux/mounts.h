@@ -9,12 +9,29 @@
 #include "linux/cgroup.h"
 #include "spec/spec.h"
 
+/* A file written into a tmpfs root (the sandbox's /etc/passwd). */
+struct hull_root_file {
+    const char *path;
+    const char *data;
+    size_t len;
+    unsigned mode;
+};
+
+/* What the sandbox asks beyond the OCI spec. */
+struct hull_rootfs_extras {
+    bool tmpfs_root; /* a fresh tmpfs becomes the root: mount points and files
+                        are made in it, nothing on the host changes */
+    const struct hull_root_file *files;
+    size_t n_files;
+};
+
 struct hull_rootfs {
     const struct hull_spec *spec;
     struct hull_cgroup *cgroup; /* for "cgroup" mounts; may be NULL */
     bool userns;                /* in a new user namespace: no mknod, locked mounts */
     bool cgroupns;              /* in a new cgroup namespace */
     int rootfd;                 /* O_PATH fd of the bound rootfs, set by prepare */
+    const struct hull_rootfs_extras *extras; /* may be NULL */
 };
 
 /* In the container's new mount namespace, before pivot_root: stop mount
