@@ -11,7 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,59 +30,100 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot cache[CACHE_SLOTS];
 static unsigned long cache_clock;
 
-/* Strings are written with their length so that no separator can be forged
- * by a name containing it. */
-static void put_str(FILE *m, const char *s)
+/* The key is built by hand into a growing buffer: with stdio (fprintf on
+ * a memstream) it took ~40 us for the built-in profile, a tenth of a load. */
+struct key {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void put(struct key *k, const void *s, size_t n)
 {
-    if (s == NULL)
-        fputs("-;", m);
-    else
-        fprintf(m, "%zu:%s;", strlen(s), s);
+    if (k->oom)
+        return;
+    if (k->len + n + 1 > k->cap) {
+        size_t cap = k->cap ? k->cap : 4096;
+        while (cap < k->len + n + 1)
+            cap *= 2;
+        char *p = realloc(k->p, cap);
+        if (p == NULL) {
+            k->oom = true;
+            return;
+        }
+        k->p = p;
+        k->cap = cap;
+    }
+    memcpy(k->p + k->len, s, n);
+    k->len += n;
+    k->p[k->len] = '\0';
 }
 
-static void put_strv(FILE *m, char *const *v)
+static void put_u64(struct key *k, char tag, uint64_t v)
+{
+    char buf[24];
+    size_t i = sizeof(buf);
+    do
+        buf[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    buf[--i] = tag;
+    put(k, buf + i, sizeof(buf) - i);
+}
+
+/* Strings go with their length, so no separator can be forged by a name
+ * containing it; NULL and "" differ. */
+static void put_str(struct key *k, const char *s)
+{
+    if (s == NULL) {
+        put(k, "-", 1);
+        return;
+    }
+    size_t n = strlen(s);
+    put_u64(k, 's', n);
+    put(k, ":", 1);
+    put(k, s, n);
+}
+
+static void put_strv(struct key *k, char *const *v)
 {
     size_t n = 0;
     while (v && v[n])
         n++;
-    fprintf(m, "%c%zu[", v ? 'v' : '-', n);
+    put_u64(k, v ? 'v' : '-', n);
     for (size_t i = 0; i < n; i++)
-        put_str(m, v[i]);
-    fputc(']', m);
+        put_str(k, v[i]);
 }
 
 static char *cache_key(const struct hull_seccomp *s)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    if (m == NULL)
-        return NULL;
-    put_str(m, s->default_action);
-    fprintf(m, "%d,%u", s->has_default_errno_ret, s->default_errno_ret);
-    put_strv(m, s->architectures);
-    put_strv(m, s->flags);
+    struct key k = {0};
+    put_str(&k, s->default_action);
+    put_u64(&k, 'e', s->has_default_errno_ret);
+    put_u64(&k, ',', s->default_errno_ret);
+    put_strv(&k, s->architectures);
+    put_strv(&k, s->flags);
     /* listenerPath/metadata do not change the program: not part of the key */
-    fprintf(m, "n%zu{", s->n_syscalls);
+    put_u64(&k, 'n', s->n_syscalls);
     for (size_t i = 0; i < s->n_syscalls; i++) {
         const struct hull_seccomp_rule *r = &s->syscalls[i];
-        put_strv(m, r->names);
-        put_str(m, r->action);
-        fprintf(m, "%d,%u,%zu(", r->has_errno_ret, r->errno_ret, r->n_args);
+        put_strv(&k, r->names);
+        put_str(&k, r->action);
+        put_u64(&k, 'e', r->has_errno_ret);
+        put_u64(&k, ',', r->errno_ret);
+        put_u64(&k, 'a', r->n_args);
         for (size_t j = 0; j < r->n_args; j++) {
             const struct hull_seccomp_arg *a = &r->args[j];
-            fprintf(m, "%u,%llx,%llx,", a->index, (unsigned long long)a->value,
-                    (unsigned long long)a->value_two);
-            put_str(m, a->op);
+            put_u64(&k, 'i', a->index);
+            put_u64(&k, ',', a->value);
+            put_u64(&k, ',', a->value_two);
+            put_str(&k, a->op);
         }
-        fputc(')', m);
     }
-    fputc('}', m);
-    if (fclose(m) != 0) {
-        free(buf);
+    if (k.oom || k.p == NULL) {
+        free(k.p);
         return NULL;
     }
-    return buf;
+    return k.p;
 }
 
 int hull_seccomp_compile(const struct hull_seccomp *spec, struct hull_seccomp_filter **out,
