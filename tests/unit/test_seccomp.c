@@ -59,6 +59,16 @@ static struct hull_seccomp_filter *profile_compile(const char *json, hull_error 
     return rc < 0 ? NULL : f;
 }
 
+/* Compile or fail the test with the error. */
+static struct hull_seccomp_filter *must_compile(const char *json)
+{
+    hull_error err = NULL;
+    struct hull_seccomp_filter *f = profile_compile(json, &err);
+    if (f == NULL)
+        fail_msg("compiling %s: %s", json, hull_error_msg(err));
+    return f;
+}
+
 /* In a child: set no_new_privs, load f, make syscall nr with args a. */
 static struct outcome run_syscall(const struct hull_seccomp_filter *f, long nr,
                                          const long a[6])
@@ -110,7 +120,6 @@ static struct outcome run1(const struct hull_seccomp_filter *f, long nr, long a0
     return run_syscall(f, nr, a);
 }
 
-
 /* A profile allowing everything but one rule on getppid. */
 static struct hull_seccomp_filter *getppid_rule(const char *rule)
 {
@@ -119,21 +128,14 @@ static struct hull_seccomp_filter *getppid_rule(const char *rule)
              "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"getppid\"], "
              "%s}]}",
              rule);
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(json, &err);
-    if (f == NULL)
-        fail_msg("compiling %s: %s", json, hull_error_msg(err));
-    return f;
+    return must_compile(json);
 }
 
 static void test_errno_ret(void **state)
 {
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(
+    struct hull_seccomp_filter *f = must_compile(
         "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"getcwd\"], "
-        "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}",
-        &err);
-    assert_non_null(f);
+        "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}");
     struct outcome o = run1(f, SYS_getcwd, 0, 0);
     assert_int_equal(o.sig, 0);
     assert_int_equal(o.ret, -1);
@@ -156,16 +158,13 @@ static void test_errno_defaults_to_eperm(void **state)
 
 static void test_default_errno_ret(void **state)
 {
-    hull_error err = NULL;
     /* deny by default with 77; the child still needs write and exit (and,
      * under ASan, its runtime's signal-stack and memory calls) */
-    struct hull_seccomp_filter *f = profile_compile(
+    struct hull_seccomp_filter *f = must_compile(
         "{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"defaultErrnoRet\": 77, \"syscalls\": "
         "[{\"names\": [\"write\", \"exit_group\", \"exit\", \"sigaltstack\", \"mmap\", "
         "\"munmap\", \"mprotect\", \"madvise\", \"rt_sigaction\", \"rt_sigprocmask\"], "
-        "\"action\": \"SCMP_ACT_ALLOW\"}]}",
-        &err);
-    assert_non_null(f);
+        "\"action\": \"SCMP_ACT_ALLOW\"}]}");
     struct outcome o = run0(f, SYS_getppid);
     assert_int_equal(o.sig, 0);
     assert_int_equal(o.err, 77);
@@ -276,14 +275,10 @@ static void test_repeated_index_becomes_separate_rules(void **state)
 
 static void test_unknown_syscall_names_are_skipped(void **state)
 {
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(
+    struct hull_seccomp_filter *f = must_compile(
         "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": "
         "[\"no_such_syscall_hull\", \"getcwd\", \"socketcall\"], \"action\": "
-        "\"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}",
-        &err);
-    if (f == NULL)
-        fail_msg("%s", hull_error_msg(err));
+        "\"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}");
     assert_int_equal(run1(f, SYS_getcwd, 0, 0).err, 42);
     hull_seccomp_filter_free(f);
 }
@@ -380,16 +375,12 @@ static void test_compile_checks_unparsed_structs(void **state)
 static void test_other_architectures(void **state)
 {
 #if defined(__x86_64__)
-    hull_error err = NULL;
     /* big-endian and unknown arches cannot occur here and are skipped */
-    struct hull_seccomp_filter *f = profile_compile(
+    struct hull_seccomp_filter *f = must_compile(
         "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"architectures\": [\"SCMP_ARCH_X86_64\", "
         "\"SCMP_ARCH_X86\", \"SCMP_ARCH_X32\", \"SCMP_ARCH_PPC64\", \"SCMP_ARCH_LOONGARCH64\"], "
         "\"syscalls\": [{\"names\": [\"getcwd\"], \"action\": \"SCMP_ACT_ERRNO\", "
-        "\"errnoRet\": 42}]}",
-        &err);
-    if (f == NULL)
-        fail_msg("%s", hull_error_msg(err));
+        "\"errnoRet\": 42}]}");
     assert_int_equal(run1(f, SYS_getcwd, 0, 0).err, 42);
     /* x32 is listed: an x32 getppid reaches the kernel (which may lack x32) */
     struct outcome o = run0(f, 0x40000000 | SYS_getppid);
@@ -407,15 +398,11 @@ static void test_other_architectures(void **state)
 
 static void test_flags(void **state)
 {
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(
+    struct hull_seccomp_filter *f = must_compile(
         "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"flags\": [\"SECCOMP_FILTER_FLAG_LOG\", "
         "\"SECCOMP_FILTER_FLAG_SPEC_ALLOW\", \"SECCOMP_FILTER_FLAG_TSYNC\", "
         "\"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV\"], \"syscalls\": [{\"names\": [\"getcwd\"], "
-        "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}",
-        &err);
-    if (f == NULL)
-        fail_msg("%s", hull_error_msg(err));
+        "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}");
     assert_int_equal(run1(f, SYS_getcwd, 0, 0).err, 42);
     hull_seccomp_filter_free(f);
 }
@@ -437,16 +424,14 @@ static int thread_sees_filter(const char *flags)
              "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"flags\": [%s], \"syscalls\": "
              "[{\"names\": [\"getppid\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 55}]}",
              flags);
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(json, &err);
-    if (f == NULL)
-        fail_msg("%s", hull_error_msg(err));
+    struct hull_seccomp_filter *f = must_compile(json);
     pid_t pid = fork();
     if (pid == 0) {
         pthread_t t;
         void *res;
         if (pipe(tsync_pipe) < 0 || pthread_create(&t, NULL, tsync_thread, NULL) != 0)
             _exit(100);
+        hull_error err = NULL;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || hull_seccomp_load(f, NULL, &err) < 0)
             _exit(101);
         if (write(tsync_pipe[1], "x", 1) != 1 || pthread_join(t, &res) != 0)
@@ -504,18 +489,15 @@ static void test_load_needs_nnp_or_cap_sys_admin(void **state)
 
 static void test_notify_returns_listener_fd(void **state)
 {
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(
+    struct hull_seccomp_filter *f = must_compile(
         "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"listenerPath\": \"/run/x.sock\", "
         "\"flags\": [\"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV\", \"SECCOMP_FILTER_FLAG_TSYNC\"],"
-        "\"syscalls\": [{\"names\": [\"getcwd\"], \"action\": \"SCMP_ACT_NOTIFY\"}]}",
-        &err);
-    if (f == NULL)
-        fail_msg("%s", hull_error_msg(err));
+        "\"syscalls\": [{\"names\": [\"getcwd\"], \"action\": \"SCMP_ACT_NOTIFY\"}]}");
     assert_true(hull_seccomp_needs_listener(f));
     pid_t pid = fork();
     if (pid == 0) {
         int nfd = -1;
+        hull_error err = NULL;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || hull_seccomp_load(f, &nfd, &err) < 0)
             _exit(100);
         /* a listener fd, close-on-exec so it never reaches the container */
@@ -543,9 +525,7 @@ static struct hull_seccomp_filter *cache_compile(int errno_ret)
 {
     char json[256];
     snprintf(json, sizeof(json), cache_profile, errno_ret);
-    hull_error err = NULL;
-    struct hull_seccomp_filter *f = profile_compile(json, &err);
-    assert_non_null(f);
+    struct hull_seccomp_filter *f = must_compile(json);
     return f;
 }
 

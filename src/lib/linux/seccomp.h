@@ -14,6 +14,8 @@
  *    CAP_SYS_ADMIN, so load it before dropping capabilities; every later
  *    step (capset, setgroups/setuid, execve) then runs under the filter and
  *    must be allowed by the profile (as with runc and crun).
+ *  - Either way execve itself runs under the filter: a profile that denies
+ *    it cannot start a container (same as runc).
  *  - SCMP_ACT_NOTIFY: hull_seccomp_load returns the listener fd (O_CLOEXEC)
  *    in the init; hand it to the runtime with write (its number, the parent
  *    then takes it with pidfd_getfd) or sendmsg/SCM_RIGHTS -- the compiler
@@ -38,7 +40,11 @@ struct hull_seccomp_filter;
  * the kernel lacks is an error too. Results are cached by content (8
  * profiles, least recently used out): a repeated call returns a new
  * reference to the same compiled filter. Free with hull_seccomp_filter_free.
- * Thread-safe. */
+ * Thread-safe; hull_seccomp_load takes no lock, so a child forked while
+ * another thread compiles can still load. Flags: TSYNC, LOG, SPEC_ALLOW and
+ * WAIT_KILLABLE_RECV are passed to seccomp(2) when the kernel has them
+ * (else an error naming linux.seccomp.flags[i]); WAIT_KILLABLE_RECV is
+ * dropped when no rule uses SCMP_ACT_NOTIFY (the kernel refuses it alone). */
 int hull_seccomp_compile(const struct hull_seccomp *spec, struct hull_seccomp_filter **out,
                          hull_error *err);
 /* The same without the cache (benchmarks, tests). */
