@@ -95,8 +95,8 @@ static long arg_value(const char *s)
         return (long)buf;
     if (strncmp(s, "str:", 4) == 0) {
         size_t n = strlen(s + 4) + 1;
-        char *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
-                       -1, 0);
+        char *m =
+            mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
         if (m == MAP_FAILED) {
             perror("seccomptool: mmap");
             exit(1);
@@ -178,8 +178,8 @@ static void parent_listener(const struct hull_seccomp *p, const struct hull_secc
              "{\"ociVersion\": \"%s\", \"id\": \"seccomptool\", \"status\": \"creating\", "
              "\"pid\": %d, \"bundle\": \"/\"}",
              HULL_OCI_VERSION, (int)child);
-    if (hull_seccomp_send_listener(p->listener_path, fd, p->listener_metadata, state, child,
-                                   &err) < 0) {
+    if (hull_seccomp_send_listener(p->listener_path, fd, p->listener_metadata, state, child, &err) <
+        0) {
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
         die(&err, "sending the listener");

@@ -70,8 +70,7 @@ static struct hull_seccomp_filter *must_compile(const char *json)
 }
 
 /* In a child: set no_new_privs, load f, make syscall nr with args a. */
-static struct outcome run_syscall(const struct hull_seccomp_filter *f, long nr,
-                                         const long a[6])
+static struct outcome run_syscall(const struct hull_seccomp_filter *f, long nr, const long a[6])
 {
     struct outcome o = {0, 0, 0};
     int p[2];
@@ -247,10 +246,10 @@ static void test_argument_operators(void **state)
 
 static void test_conditions_on_distinct_args_are_anded(void **state)
 {
-    struct hull_seccomp_filter *f = getppid_rule(
-        "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 33, \"args\": ["
-        "{\"index\": 0, \"value\": 1, \"op\": \"SCMP_CMP_EQ\"},"
-        "{\"index\": 1, \"value\": 2, \"op\": \"SCMP_CMP_EQ\"}]");
+    struct hull_seccomp_filter *f =
+        getppid_rule("\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 33, \"args\": ["
+                     "{\"index\": 0, \"value\": 1, \"op\": \"SCMP_CMP_EQ\"},"
+                     "{\"index\": 1, \"value\": 2, \"op\": \"SCMP_CMP_EQ\"}]");
     assert_int_equal(run1(f, SYS_getppid, 1, 2).err, 33);
     assert_true(run1(f, SYS_getppid, 1, 3).ret > 0);
     assert_true(run1(f, SYS_getppid, 0, 2).ret > 0);
@@ -261,11 +260,11 @@ static void test_repeated_index_becomes_separate_rules(void **state)
 {
     /* as runc: libseccomp refuses two conditions on one index in a rule, so
      * each condition is a rule of its own -- they are OR-ed */
-    struct hull_seccomp_filter *f = getppid_rule(
-        "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 33, \"args\": ["
-        "{\"index\": 0, \"value\": 1, \"op\": \"SCMP_CMP_EQ\"},"
-        "{\"index\": 0, \"value\": 2, \"op\": \"SCMP_CMP_EQ\"},"
-        "{\"index\": 1, \"value\": 9, \"op\": \"SCMP_CMP_EQ\"}]");
+    struct hull_seccomp_filter *f =
+        getppid_rule("\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 33, \"args\": ["
+                     "{\"index\": 0, \"value\": 1, \"op\": \"SCMP_CMP_EQ\"},"
+                     "{\"index\": 0, \"value\": 2, \"op\": \"SCMP_CMP_EQ\"},"
+                     "{\"index\": 1, \"value\": 9, \"op\": \"SCMP_CMP_EQ\"}]");
     assert_int_equal(run1(f, SYS_getppid, 1, 0).err, 33);
     assert_int_equal(run1(f, SYS_getppid, 2, 0).err, 33);
     assert_int_equal(run1(f, SYS_getppid, 3, 9).err, 33);
@@ -275,10 +274,10 @@ static void test_repeated_index_becomes_separate_rules(void **state)
 
 static void test_unknown_syscall_names_are_skipped(void **state)
 {
-    struct hull_seccomp_filter *f = must_compile(
-        "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": "
-        "[\"no_such_syscall_hull\", \"getcwd\", \"socketcall\"], \"action\": "
-        "\"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}");
+    struct hull_seccomp_filter *f =
+        must_compile("{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": "
+                     "[\"no_such_syscall_hull\", \"getcwd\", \"socketcall\"], \"action\": "
+                     "\"SCMP_ACT_ERRNO\", \"errnoRet\": 42}]}");
     assert_int_equal(run1(f, SYS_getcwd, 0, 0).err, 42);
     hull_seccomp_filter_free(f);
 }
@@ -303,12 +302,12 @@ static char *compile_error(const char *json)
     return msg;
 }
 
-#define assert_compile_error(json, want)                                                       \
-    do {                                                                                       \
-        char *m_ = compile_error(json);                                                        \
-        if (strstr(m_, want) == NULL)                                                          \
-            fail_msg("error '%s' lacks '%s'", m_, want);                                       \
-        free(m_);                                                                              \
+#define assert_compile_error(json, want)                                                           \
+    do {                                                                                           \
+        char *m_ = compile_error(json);                                                            \
+        if (strstr(m_, want) == NULL)                                                              \
+            fail_msg("error '%s' lacks '%s'", m_, want);                                           \
+        free(m_);                                                                                  \
     } while (0)
 
 static void test_malformed_profiles(void **state)
@@ -354,8 +353,8 @@ static void test_compile_checks_unparsed_structs(void **state)
 {
     char *names[] = {"getcwd", NULL};
     struct hull_seccomp_rule rule = {.names = names, .action = "SCMP_ACT_MAYBE"};
-    struct hull_seccomp s = {.default_action = "SCMP_ACT_ALLOW", .syscalls = &rule,
-                             .n_syscalls = 1};
+    struct hull_seccomp s = {
+        .default_action = "SCMP_ACT_ALLOW", .syscalls = &rule, .n_syscalls = 1};
     hull_error err = NULL;
     struct hull_seccomp_filter *f = NULL;
     assert_int_equal(hull_seccomp_compile(&s, &f, &err), -1);
@@ -365,8 +364,8 @@ static void test_compile_checks_unparsed_structs(void **state)
     hull_error_free(&err);
 
     struct hull_seccomp_arg arg = {.index = 0, .value = 1, .op = "SCMP_CMP_ABOUT"};
-    rule = (struct hull_seccomp_rule){.names = names, .action = "SCMP_ACT_KILL", .args = &arg,
-                                      .n_args = 1};
+    rule = (struct hull_seccomp_rule){
+        .names = names, .action = "SCMP_ACT_KILL", .args = &arg, .n_args = 1};
     assert_int_equal(hull_seccomp_compile(&s, &f, &err), -1);
     assert_non_null(strstr(hull_error_msg(err), "linux.seccomp.syscalls[0].args[0].op"));
     hull_error_free(&err);
@@ -647,8 +646,8 @@ static void test_send_listener(void **state)
         struct cmsghdr align;
     } ctl;
     struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
-                         .msg_controllen = sizeof(ctl.b)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
     assert_true(recvmsg(conn, &msg, MSG_CMSG_CLOEXEC) > 0);
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     assert_non_null(c);
@@ -677,12 +676,11 @@ static void test_send_listener(void **state)
     /* nobody listening: a clear error naming the field */
     close(srv);
     unlink(addr.sun_path);
-    assert_int_equal(
-        hull_seccomp_send_listener(addr.sun_path, p[0], NULL, state_json, 1, &err), -1);
+    assert_int_equal(hull_seccomp_send_listener(addr.sun_path, p[0], NULL, state_json, 1, &err),
+                     -1);
     assert_non_null(strstr(hull_error_msg(err), "linux.seccomp.listenerPath: connecting to"));
     hull_error_free(&err);
-    assert_int_equal(hull_seccomp_send_listener(addr.sun_path, p[0], NULL, "{bad", 1, &err),
-                     -1);
+    assert_int_equal(hull_seccomp_send_listener(addr.sun_path, p[0], NULL, "{bad", 1, &err), -1);
     assert_non_null(strstr(hull_error_msg(err), "container state"));
     hull_error_free(&err);
     close(p[0]);

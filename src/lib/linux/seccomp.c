@@ -46,7 +46,7 @@
 #define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
 #endif
 
-#define MAX_ARCHES 8
+#define MAX_ARCHES 24
 
 struct hull_seccomp_filter {
     struct sock_filter *insns;
@@ -114,9 +114,12 @@ static int operator_code(const char *name, enum scmp_compare *out)
         const char *name;
         enum scmp_compare op;
     } ops[] = {
-        {"SCMP_CMP_NE", SCMP_CMP_NE}, {"SCMP_CMP_LT", SCMP_CMP_LT},
-        {"SCMP_CMP_LE", SCMP_CMP_LE}, {"SCMP_CMP_EQ", SCMP_CMP_EQ},
-        {"SCMP_CMP_GE", SCMP_CMP_GE}, {"SCMP_CMP_GT", SCMP_CMP_GT},
+        {"SCMP_CMP_NE", SCMP_CMP_NE},
+        {"SCMP_CMP_LT", SCMP_CMP_LT},
+        {"SCMP_CMP_LE", SCMP_CMP_LE},
+        {"SCMP_CMP_EQ", SCMP_CMP_EQ},
+        {"SCMP_CMP_GE", SCMP_CMP_GE},
+        {"SCMP_CMP_GT", SCMP_CMP_GT},
         {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ},
     };
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
@@ -162,13 +165,12 @@ static int flags_parse(const struct hull_seccomp *s, bool notify, unsigned long 
             hull_debug("seccomp: %s ignored: no SCMP_ACT_NOTIFY rule", s->flags[i]);
             continue;
         }
-        unsigned long probe = f == SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-                                  ? f | SECCOMP_FILTER_FLAG_NEW_LISTENER
-                                  : f;
+        unsigned long probe =
+            f == SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ? f | SECCOMP_FILTER_FLAG_NEW_LISTENER : f;
         if (!kernel_has_flags(probe))
             return hull_error_set(err, EOPNOTSUPP,
-                                  "linux.seccomp.flags[%zu]: %s is not supported by this kernel",
-                                  i, s->flags[i]);
+                                  "linux.seccomp.flags[%zu]: %s is not supported by this kernel", i,
+                                  s->flags[i]);
         *out |= f;
     }
     if (notify) {
@@ -217,8 +219,7 @@ static int arches_add(struct build *b, const struct hull_seccomp *s, hull_error 
             continue;
         }
         if (rc < 0)
-            return hull_error_set(err, -rc, "linux.seccomp.architectures[%zu]: adding %s", i,
-                                  name);
+            return hull_error_set(err, -rc, "linux.seccomp.architectures[%zu]: adding %s", i, name);
         if (b->n_arches < MAX_ARCHES)
             b->arches[b->n_arches++] = tok;
     }
@@ -256,8 +257,8 @@ static int resolve(const struct build *b, const char *name)
     return -1;
 }
 
-static int conditions(const struct hull_seccomp_rule *r, const char *path,
-                      struct scmp_arg_cmp *cmp, bool *repeated, hull_error *err)
+static int conditions(const struct hull_seccomp_rule *r, const char *path, struct scmp_arg_cmp *cmp,
+                      bool *repeated, hull_error *err)
 {
     unsigned seen = 0;
     *repeated = false;
@@ -265,14 +266,14 @@ static int conditions(const struct hull_seccomp_rule *r, const char *path,
         const struct hull_seccomp_arg *a = &r->args[i];
         enum scmp_compare op;
         if (a->index > 5)
-            return hull_error_set(err, EINVAL, "%s.args[%zu].index: %u out of range 0..5", path,
-                                  i, a->index);
+            return hull_error_set(err, EINVAL, "%s.args[%zu].index: %u out of range 0..5", path, i,
+                                  a->index);
         if (a->op == NULL || operator_code(a->op, &op) < 0)
-            return hull_error_set(err, EINVAL, "%s.args[%zu].op: unknown operator '%s'", path,
-                                  i, a->op ? a->op : "");
+            return hull_error_set(err, EINVAL, "%s.args[%zu].op: unknown operator '%s'", path, i,
+                                  a->op ? a->op : "");
         /* MASKED_EQ: value is the mask, valueTwo the expected result. */
-        cmp[i] = (struct scmp_arg_cmp){.arg = a->index, .op = op, .datum_a = a->value,
-                                       .datum_b = a->value_two};
+        cmp[i] = (struct scmp_arg_cmp){
+            .arg = a->index, .op = op, .datum_a = a->value, .datum_b = a->value_two};
         if (seen & (1u << a->index))
             *repeated = true;
         seen |= 1u << a->index;
@@ -280,8 +281,7 @@ static int conditions(const struct hull_seccomp_rule *r, const char *path,
     return 0;
 }
 
-static int rule_add(struct build *b, const struct hull_seccomp_rule *r, size_t ri,
-                    hull_error *err)
+static int rule_add(struct build *b, const struct hull_seccomp_rule *r, size_t ri, hull_error *err)
 {
     char path[64];
     snprintf(path, sizeof(path), "linux.seccomp.syscalls[%zu]", ri);
@@ -294,8 +294,7 @@ static int rule_add(struct build *b, const struct hull_seccomp_rule *r, size_t r
     if (action_code(r->action, r->has_errno_ret, r->errno_ret, apath, &act, err) < 0)
         return -1;
     if (r->names == NULL || r->names[0] == NULL)
-        return hull_error_set(err, EINVAL, "%s.names: must be a non-empty array of strings",
-                              path);
+        return hull_error_set(err, EINVAL, "%s.names: must be a non-empty array of strings", path);
     if (r->n_args > 64)
         return hull_error_set(err, EINVAL, "%s.args: too many conditions", path);
     struct scmp_arg_cmp cmp[64];
@@ -306,8 +305,8 @@ static int rule_add(struct build *b, const struct hull_seccomp_rule *r, size_t r
     for (size_t i = 0; r->names[i]; i++) {
         const char *name = r->names[i];
         if (!name_well_formed(name))
-            return hull_error_set(err, EINVAL, "%s.names[%zu]: malformed syscall name '%s'",
-                                  path, i, name);
+            return hull_error_set(err, EINVAL, "%s.names[%zu]: malformed syscall name '%s'", path,
+                                  i, name);
         if (act == SCMP_ACT_NOTIFY && (strcmp(name, "write") == 0 || strcmp(name, "sendmsg") == 0))
             return hull_error_set(err, EINVAL,
                                   "%s: SCMP_ACT_NOTIFY cannot apply to '%s': the container's "
@@ -325,8 +324,8 @@ static int rule_add(struct build *b, const struct hull_seccomp_rule *r, size_t r
     for (size_t i = 0; r->names[i]; i++) {
         int nr = resolve(b, r->names[i]);
         if (nr == -1) {
-            hull_debug("seccomp: %s.names[%zu]: syscall '%s' unknown on this system, skipped",
-                       path, i, r->names[i]);
+            hull_debug("seccomp: %s.names[%zu]: syscall '%s' unknown on this system, skipped", path,
+                       i, r->names[i]);
             continue;
         }
         int rc = 0;
@@ -416,8 +415,8 @@ static void filter_destroy(struct hull_seccomp_filter *f)
     free(f);
 }
 
-int hull_seccomp_compile_uncached(const struct hull_seccomp *spec,
-                                  struct hull_seccomp_filter **out, hull_error *err)
+int hull_seccomp_compile_uncached(const struct hull_seccomp *spec, struct hull_seccomp_filter **out,
+                                  hull_error *err)
 {
     *out = NULL;
     struct hull_seccomp_filter *f = calloc(1, sizeof(*f));
@@ -473,8 +472,10 @@ int hull_seccomp_load(const struct hull_seccomp_filter *f, int *notify_fd, hull_
     } else if (rc > 0) {
         /* TSYNC without a listener: the tid of a thread that could not
          * be synchronised. */
-        return hull_error_set(err, ESRCH, "loading the seccomp filter: thread %ld could not "
-                                          "be synchronised", rc);
+        return hull_error_set(err, ESRCH,
+                              "loading the seccomp filter: thread %ld could not "
+                              "be synchronised",
+                              rc);
     }
     return 0;
 }

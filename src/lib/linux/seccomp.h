@@ -48,8 +48,8 @@ struct hull_seccomp_filter;
 int hull_seccomp_compile(const struct hull_seccomp *spec, struct hull_seccomp_filter **out,
                          hull_error *err);
 /* The same without the cache (benchmarks, tests). */
-int hull_seccomp_compile_uncached(const struct hull_seccomp *spec,
-                                  struct hull_seccomp_filter **out, hull_error *err);
+int hull_seccomp_compile_uncached(const struct hull_seccomp *spec, struct hull_seccomp_filter **out,
+                                  hull_error *err);
 /* Drop the cache's references (tests; a daemon at exit). */
 void hull_seccomp_cache_clear(void);
 

@@ -58,6 +58,8 @@
 #include "util/error.h"
 #include "util/json.h"
 
+/* The name tables read better packed by hand. */
+// clang-format off
 static const char *const allow_files[] = {
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
     "preadv2", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
@@ -127,10 +129,11 @@ static const char *const *const allow_groups[] = {
     allow_files, allow_metadata, allow_memory, allow_processes, allow_ids,
     allow_signals_time, allow_ipc,
 };
+// clang-format on
 
-#define NS_CLONE_FLAGS                                                                         \
-    (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |             \
-     CLONE_NEWPID | CLONE_NEWNET)
+#define NS_CLONE_FLAGS                                                                             \
+    (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |  \
+     CLONE_NEWNET)
 #define PERSONALITY_QUERY 0xffffffffULL
 
 /* ---- building the JSON document -------------------------------------------- */
@@ -184,8 +187,8 @@ static json_object *conditional_entries(void)
     json_object_array_add(a, entry(clone3, "SCMP_ACT_ERRNO", ENOSYS, NULL));
 
     /* Two conditions on argument 0: OR-ed, one rule each. */
-    json_object *pers[] = {arg(0, 0, 0, "SCMP_CMP_EQ"),
-                           arg(0, PERSONALITY_QUERY, 0, "SCMP_CMP_EQ"), NULL};
+    json_object *pers[] = {arg(0, 0, 0, "SCMP_CMP_EQ"), arg(0, PERSONALITY_QUERY, 0, "SCMP_CMP_EQ"),
+                           NULL};
     json_object_array_add(a, entry(personality, "SCMP_ACT_ALLOW", -1, pers));
 
     json_object *fam[] = {arg(0, AF_UNIX, 0, "SCMP_CMP_EQ"), arg(0, AF_INET, 0, "SCMP_CMP_EQ"),
@@ -260,8 +263,9 @@ static void build_once(void)
     document = build_document();
     if (document == NULL)
         return;
-    document_text = json_object_to_json_string_ext(
-        document, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+    document_text =
+        json_object_to_json_string_ext(document, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
     hull_error err = NULL;
     if (hull_seccomp_parse(document, "linux.seccomp", &profile, &err) < 0) {
         /* Only memory can fail here; the document is ours. */
