@@ -64,7 +64,8 @@ all: $(TOOL_BINS)
 
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)

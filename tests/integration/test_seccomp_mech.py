@@ -397,3 +397,31 @@ def test_notify_without_agent_fails_clearly(tmp_path):
     assert p.returncode == 1
     assert "linux.seccomp.listenerPath: connecting to" in p.stderr
     assert "No such file or directory" in p.stderr
+
+
+# ---- through the container runtime ---------------------------------------------
+
+@pytest.mark.asan
+@pytest.mark.parametrize("nnp", [True, False], ids=["no_new_privs", "cap_sys_admin"])
+def test_container_profile_errno_and_kill(hull, bundle, nnp):
+    # without no_new_privs the init loads the filter before dropping
+    # capabilities, with it as the last step before execve
+    bundle.set_args("sh", "-c", "cat /etc/passwd; echo rc=$?; mkdir /tmp/x; echo status=$?")
+    bundle.process["noNewPrivileges"] = nnp
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["open", "openat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42},
+        {"names": ["no_such_syscall_anywhere", "mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]}
+    bundle.write()
+    r = hull("run", "--bundle", str(bundle.path), "c1")
+    assert r.returncode == 0, r
+    assert r.stdout.split() == ["rc=1", f"status={128 + SIGSYS}"]
+    assert os.strerror(42) in r.stderr
+
+
+def test_container_malformed_profile_is_refused(hull, bundle):
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getcwd"], "action": "SCMP_ACT_BOGUS"}]}
+    bundle.write()
+    r = hull("run", "--bundle", str(bundle.path), "c1")
+    assert r.returncode != 0
+    assert "linux.seccomp.syscalls[0].action: unknown action 'SCMP_ACT_BOGUS'" in r.stderr
