@@ -16,6 +16,7 @@
 
 #include "linux/seccomp.h"
 #include "util/error.h"
+#include "util/fdpass.h"
 #include "util/json.h"
 
 static json_object *process_state(int pid, const char *metadata, const char *state_json,
@@ -47,35 +48,13 @@ static json_object *process_state(int pid, const char *metadata, const char *sta
  * follows on the same stream. */
 static int send_with_fd(int sock, int fd, const char *data, size_t len)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
     struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = ctl.buf,
-                         .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-
-    ssize_t n;
-    do
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = hull_sendmsg_fd(sock, &iov, 1, fd);
     if (n < 0)
         return -1;
     for (size_t off = (size_t)n; off < len; off += (size_t)n) {
-        n = send(sock, data + off, len - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            n = 0;
-            continue;
-        }
-        if (n < 0)
+        iov = (struct iovec){.iov_base = (void *)(data + off), .iov_len = len - off};
+        if ((n = hull_sendmsg_fd(sock, &iov, 1, -1)) < 0)
             return -1;
     }
     return 0;
