@@ -78,7 +78,7 @@ deps:
 
 test: 
 	scripts/deps.sh test
-	$(MAKE) all
+	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh
 
