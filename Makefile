@@ -56,6 +56,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) -lcmocka
 
+# Test drivers (tests/tools/*.c) link libhull like the unit tests; the
+# integration tests run them from $(BUILD)/tests/.
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
+all: $(TOOL_BINS)
+
+$(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libhull.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
@@ -67,7 +78,7 @@ deps:
 
 test: 
 	scripts/deps.sh test
-	$(MAKE) all
+	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh
 
