@@ -105,6 +105,8 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
         close(c->launch.sync_fd);
     if (c->launch.pty_master >= 0)
         close(c->launch.pty_master);
+    if (c->launch.exported_fd >= 0)
+        close(c->launch.exported_fd);
     if (c->dirfd >= 0)
         close(c->dirfd);
     hull_cgroup_free(c->cgroup);
@@ -113,7 +115,7 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     if (c->owns_spec)
         hull_spec_free(c->spec);
     memset(c, 0, sizeof(*c));
-    c->dirfd = c->launch.sync_fd = c->launch.pty_master = -1;
+    c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
 }
 
 /* Undo a failed create: the init is already dead (spawn kills it). */
@@ -134,7 +136,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
                  const struct hull_setup_opts *so, struct hull_container_ctx *c, hull_error *err)
 {
     memset(c, 0, sizeof(*c));
-    c->dirfd = c->launch.sync_fd = c->launch.pty_master = -1;
+    c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
     c->launch.fifo_fd = -1;
     if (hull_id_validate(o->id, err) < 0)
         return -1;
@@ -205,6 +207,11 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.no_pivot = o->no_pivot;
     c->launch.foreground = so->foreground;
     c->launch.die_with_parent = so->die_with_parent;
+    for (int i = 0; i < 3; i++)
+        c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
+    c->launch.loopback_up = so->loopback_up;
+    c->launch.export_dir = so->export_dir;
+    c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.preserve_fds = o->preserve_fds;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);

@@ -177,6 +177,18 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     if (chdir(proc->cwd) < 0)
         return hull_error_errno(err, "process.cwd: %s", proc->cwd);
 
+    /* A notify listener must reach the agent at listenerPath, which only the
+     * runtime can do: load such a filter now, while the runtime listens,
+     * instead of last (the profile must then allow the remaining setup). */
+    if (plan->seccomp && hull_seccomp_needs_listener(plan->seccomp)) {
+        int nfd = -1;
+        if (hull_seccomp_load(plan->seccomp, &nfd, err) < 0 ||
+            hull_sync_send_fd(l->child_fd, SYNC_SECCOMP, nfd, err) < 0)
+            return -1;
+        close(nfd);
+        plan->seccomp = NULL;
+    }
+
     /* From here on the runtime may exit (create, or a killed `run`, as with
      * runc): the parent-death signal must not kill a set-up container. The
      * sandbox asks for the opposite (die_with_parent). */

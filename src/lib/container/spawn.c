@@ -228,6 +228,17 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
         case SYNC_EXPORT:
             l->exported_fd = m.fd;
             break;
+        case SYNC_SECCOMP: {
+            const struct hull_seccomp *sc = spec->linux_.seccomp;
+            char *state = hook_state ? hook_state(l->pid, arg) : NULL;
+            int r = hull_seccomp_send_listener(sc->listener_path, m.fd, sc->listener_metadata,
+                                               state ? state : "{}", l->pid, err);
+            free(state);
+            close(m.fd);
+            if (r < 0)
+                goto fail;
+            break;
+        }
         case SYNC_READY:
             return 0;
         case SYNC_ERROR:
