@@ -16,7 +16,7 @@ PKGS     := json-c libseccomp libcap
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -Isrc/lib \
+	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib -iquote src \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap)
 
@@ -48,6 +48,16 @@ $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) -lcmocka
+
+# Test drivers (tests/tools/*.c) link libhull like the unit tests; the
+# integration tests run them from $(BUILD)/tests/.
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
+all: $(TOOL_BINS)
+
+$(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libhull.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)

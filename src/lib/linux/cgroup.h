@@ -44,6 +44,12 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
  * memory limit below current usage is an error. */
 int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
 
+/* Join every hierarchy the host has, as runc does, instead of only those
+ * needed for accounting and the spec's resources (see cgroup_internal.h).
+ * Call it before hull_cgroup_enter when the container mounts a cgroup view
+ * (the view shows only joined hierarchies) or runs systemd. */
+int hull_cgroup_join_all(struct hull_cgroup *cg, hull_error *err);
+
 /* Move pid into the cgroup (every hierarchy). */
 int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);
 
