@@ -77,7 +77,8 @@ struct hull_cgroup_stats {
     uint64_t cpu_throttled_periods, cpu_throttled_ns, cpu_periods;
     uint64_t memory_usage, memory_max_usage, memory_limit, memory_failcnt;
     uint64_t swap_usage, swap_limit;
-    uint64_t oom_events;      /* times the limit was hit (memory.events "max"/failcnt) */
+    uint64_t oom_events;      /* times the limit was hit (memory.events "max"; v1: failcnt of
+                                 memory and memory+swap) */
     uint64_t oom_kill_events; /* processes killed by the OOM killer */
     uint64_t pids_current, pids_limit, pids_max_events; /* fork refused at the limit */
 };

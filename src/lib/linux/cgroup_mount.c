@@ -26,7 +26,6 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
-#include "util/fs.h"
 
 #define PER_MOUNT_FLAGS                                                                            \
     (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME)
@@ -36,6 +35,21 @@ struct view {
     bool cgroupns;
     unsigned long flags; /* per-mount flags, ro included */
 };
+
+static int set_flags(int fd, unsigned long ms)
+{
+    struct mount_attr a = {0};
+    a.attr_set = (ms & MS_RDONLY ? MOUNT_ATTR_RDONLY : 0) | (ms & MS_NOSUID ? MOUNT_ATTR_NOSUID : 0) |
+                 (ms & MS_NODEV ? MOUNT_ATTR_NODEV : 0) | (ms & MS_NOEXEC ? MOUNT_ATTR_NOEXEC : 0) |
+                 (ms & MS_NODIRATIME ? MOUNT_ATTR_NODIRATIME : 0);
+    if (ms & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME)) {
+        a.attr_clr = MOUNT_ATTR__ATIME;
+        a.attr_set |= ms & MS_NOATIME       ? MOUNT_ATTR_NOATIME
+                      : ms & MS_STRICTATIME ? MOUNT_ATTR_STRICTATIME
+                                            : MOUNT_ATTR_RELATIME;
+    }
+    return mount_setattr(fd, "", AT_EMPTY_PATH, &a, sizeof(a));
+}
 
 static int mount_hier(struct view *v, size_t i, const char *target, hull_error *err)
 {
@@ -49,12 +63,16 @@ static int mount_hier(struct view *v, size_t i, const char *target, hull_error *
         return 0;
     }
     const char *src = v->cg->n[i].dir;
-    /* Bind first, then remount to set the flags: a bind mount ignores
-     * them on creation. */
-    if (mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+    /* A detached copy gets its flags before it is attached, so the view
+     * is never writable, not even for a moment, and no remount has to
+     * find it again through a /proc/self/fd path. */
+    cleanup_close int t = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (t < 0)
         return hull_error_errno(err, "cgroup: bind %s", src);
-    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | v->flags, NULL) < 0)
-        return hull_error_errno(err, "cgroup: remount %s", src);
+    if (set_flags(t, v->flags) < 0)
+        return hull_error_errno(err, "cgroup: set flags on %s", src);
+    if (move_mount(t, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) < 0)
+        return hull_error_errno(err, "cgroup: attach %s", src);
     return 0;
 }
 
@@ -110,14 +128,9 @@ static int v1_view(struct view *v, const char *dest, hull_error *err)
             return -1;
         comount_links(h, root);
     }
-    if (v->flags & MS_RDONLY) {
-        char self[32];
-        /* Last, once every directory and link is in place. */
-        if (mount(NULL, hull_fd_path(self, root), NULL,
-                  MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                  NULL) < 0)
-            return hull_error_errno(err, "cgroup: make the tmpfs read-only");
-    }
+    /* Read-only last, once every directory and link is in place. */
+    if ((v->flags & MS_RDONLY) && set_flags(root, v->flags) < 0)
+        return hull_error_errno(err, "cgroup: make the tmpfs read-only");
     return 0;
 }
 

@@ -116,8 +116,13 @@ static void memory_stats(const struct hull_cgroup *cg, struct hull_cgroup_stats 
     st->memory_max_usage = rd(d, "memory.max_usage_in_bytes");
     st->memory_limit = rd(d, "memory.limit_in_bytes");
     st->memory_failcnt = rd(d, "memory.failcnt");
-    st->oom_events = st->memory_failcnt;
     st->oom_kill_events = key(rdk(d, "memory.oom_control", buf, sizeof(buf)), "oom_kill");
+    /* With memory+swap limited, charges fail on memsw first; and recent
+     * kernels stopped counting failcnt at all, while an OOM kill still
+     * means the limit was hit. */
+    st->oom_events = st->memory_failcnt + rd(d, "memory.memsw.failcnt");
+    if (st->oom_events < st->oom_kill_events)
+        st->oom_events = st->oom_kill_events;
     st->swap_usage = rd(d, "memory.memsw.usage_in_bytes");
     st->swap_limit = rd(d, "memory.memsw.limit_in_bytes");
 }
