@@ -270,12 +270,11 @@ static int cmd_simple(const char *verb, int argc, char **argv, hull_error *err)
                    "\"pids_current\": %llu, \"pids_limit\": %llu, \"pids_max_events\": %llu}\n",
                    (unsigned long long)s.cpu_usage_ns, (unsigned long long)s.cpu_user_ns,
                    (unsigned long long)s.cpu_system_ns, (unsigned long long)s.cpu_periods,
-                   (unsigned long long)s.cpu_throttled_periods,
-                   (unsigned long long)s.memory_usage, (unsigned long long)s.memory_max_usage,
-                   (unsigned long long)s.memory_limit, (unsigned long long)s.memory_failcnt,
-                   (unsigned long long)s.oom_events, (unsigned long long)s.oom_kill_events,
-                   (unsigned long long)s.pids_current, (unsigned long long)s.pids_limit,
-                   (unsigned long long)s.pids_max_events);
+                   (unsigned long long)s.cpu_throttled_periods, (unsigned long long)s.memory_usage,
+                   (unsigned long long)s.memory_max_usage, (unsigned long long)s.memory_limit,
+                   (unsigned long long)s.memory_failcnt, (unsigned long long)s.oom_events,
+                   (unsigned long long)s.oom_kill_events, (unsigned long long)s.pids_current,
+                   (unsigned long long)s.pids_limit, (unsigned long long)s.pids_max_events);
     } else if (strcmp(verb, "events") == 0) {
         json_object *o = hull_cgroup_stats_json(cg, err);
         if (o == NULL)
@@ -424,17 +423,38 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
-        case 's': state_file = optarg; break;
-        case 'r': resources_file = optarg; break;
-        case 'p': cg_path = optarg; break;
-        case 'P': path_prefix = optarg; break;
-        case 'o': out_file = optarg; break;
-        case 'S': systemd = true; break;
-        case 'd': detach = true; break;
-        case 'R': readonly = true; break;
-        case 'C': cgroupns = true; break;
-        case 'A': join_all = true; break;
-        default: return 2;
+        case 's':
+            state_file = optarg;
+            break;
+        case 'r':
+            resources_file = optarg;
+            break;
+        case 'p':
+            cg_path = optarg;
+            break;
+        case 'P':
+            path_prefix = optarg;
+            break;
+        case 'o':
+            out_file = optarg;
+            break;
+        case 'S':
+            systemd = true;
+            break;
+        case 'd':
+            detach = true;
+            break;
+        case 'R':
+            readonly = true;
+            break;
+        case 'C':
+            cgroupns = true;
+            break;
+        case 'A':
+            join_all = true;
+            break;
+        default:
+            return 2;
         }
     }
     argc -= optind;

@@ -131,11 +131,10 @@ static void test_layout_none(void **state)
 static void test_own_paths(void **state)
 {
     (void)state;
-    const char *mi =
-        "34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
-        "37 30 0:33 /outer /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
-        "38 30 0:34 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
-        "39 30 0:35 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+    const char *mi = "34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+                     "37 30 0:33 /outer /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+                     "38 30 0:34 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"
+                     "39 30 0:35 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
     const char *pc = "5:memory:/outer/inner\n"
                      "4:cpuacct,cpu:/a/b\n" /* kernel order, not ours */
                      "2:name=systemd:/user.slice\n"
@@ -315,11 +314,16 @@ static void test_bpf_program(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layout_hybrid),   cmocka_unit_test(test_layout_shadowed_is_v2),
-        cmocka_unit_test(test_layout_v1_comounted), cmocka_unit_test(test_layout_none),
-        cmocka_unit_test(test_own_paths),       cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_systemd_paths),   cmocka_unit_test(test_weights),
-        cmocka_unit_test(test_keyed),           cmocka_unit_test(test_resources_ctrls),
+        cmocka_unit_test(test_layout_hybrid),
+        cmocka_unit_test(test_layout_shadowed_is_v2),
+        cmocka_unit_test(test_layout_v1_comounted),
+        cmocka_unit_test(test_layout_none),
+        cmocka_unit_test(test_own_paths),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_systemd_paths),
+        cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_keyed),
+        cmocka_unit_test(test_resources_ctrls),
         cmocka_unit_test(test_bpf_program),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

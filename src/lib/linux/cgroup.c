@@ -43,8 +43,7 @@ static size_t count_components(const char *path)
 }
 
 /* dir of the first `k` components of node->path (k = 0: the mount itself). */
-static void prefix_dir(const struct cg_hier *h, const char *path, size_t k, char *out,
-                       size_t len)
+static void prefix_dir(const struct cg_hier *h, const char *path, size_t k, char *out, size_t len)
 {
     const char *p = path;
     for (size_t i = 0; i < k && *p; i++) {
@@ -201,14 +200,15 @@ int cg_v2_enable(struct hull_cgroup *cg, uint32_t ctrls, hull_error *err)
         uint32_t missing = ctrls & ~cg_v2_ctrl_mask(buf);
         for (int c = 0; c < CG_NCTRL; c++)
             if ((missing & CG_BIT(c)) && cg_ctrl_v2_name[c])
-                snprintf(add + strlen(add), sizeof(add) - strlen(add), "%s+%s",
-                         add[0] ? " " : "", cg_ctrl_v2_name[c]);
+                snprintf(add + strlen(add), sizeof(add) - strlen(add), "%s+%s", add[0] ? " " : "",
+                         cg_ctrl_v2_name[c]);
         if (add[0] == '\0')
             continue;
         if (cg_write(dir, "cgroup.subtree_control", add, err) < 0) {
             if (hull_error_code(*err) == EBUSY)
-                hull_error_prefix(err, "cgroup: cannot enable '%s' below %s, which has "
-                                       "processes of its own",
+                hull_error_prefix(err,
+                                  "cgroup: cannot enable '%s' below %s, which has "
+                                  "processes of its own",
                                   add, dir);
             return -1;
         }

@@ -73,8 +73,8 @@ static int check_unified(const struct cg_layout *L, char *const *kv, uint32_t *c
         const char *k = kv[i];
         /* A key is a file name in the container's own directory, never a
          * path that could reach another cgroup. */
-        if (k[0] == '\0' || strchr(k, '/') != NULL || strcmp(k, ".") == 0 ||
-            strcmp(k, "..") == 0 || strchr(k, '.') == NULL)
+        if (k[0] == '\0' || strchr(k, '/') != NULL || strcmp(k, ".") == 0 || strcmp(k, "..") == 0 ||
+            strchr(k, '.') == NULL)
             return hull_error_set(err, EINVAL,
                                   "linux.resources.unified: '%s' is not a cgroup2 control "
                                   "file name",
@@ -137,8 +137,7 @@ static int write_all(struct hull_cgroup *cg, const struct hull_resources *r, uin
     if ((need & CG_BIT(CG_CPU)) && (d = dir_of(cg, CG_CPU, &v2)) &&
         (v2 ? cg_v2_cpu(d, r, err) : cg_v1_cpu(d, r, err)) < 0)
         return -1;
-    if ((need & CG_BIT(CG_CPUSET)) && (d = dir_of(cg, CG_CPUSET, &v2)) &&
-        cg_cpuset(d, r, err) < 0)
+    if ((need & CG_BIT(CG_CPUSET)) && (d = dir_of(cg, CG_CPUSET, &v2)) && cg_cpuset(d, r, err) < 0)
         return -1;
     if ((need & CG_BIT(CG_PIDS)) && (d = dir_of(cg, CG_PIDS, &v2)) && cg_pids(d, r, err) < 0)
         return -1;
@@ -149,8 +148,8 @@ static int write_all(struct hull_cgroup *cg, const struct hull_resources *r, uin
         cg_hugetlb(d, v2, r, err) < 0)
         return -1;
     if ((need & CG_BIT(CG_DEVICES)) && (d = dir_of(cg, CG_DEVICES, &v2)) &&
-        (v2 ? cg_devices_bpf_apply(d, r->devices, r->n_devices, err)
-            : cg_v1_devices(d, r, err)) < 0)
+        (v2 ? cg_devices_bpf_apply(d, r->devices, r->n_devices, err) : cg_v1_devices(d, r, err)) <
+            0)
         return -1;
     if (need & (CG_BIT(CG_NET_CLS) | CG_BIT(CG_NET_PRIO))) {
         const char *cls = dir_of(cg, CG_NET_CLS, &v2), *prio = dir_of(cg, CG_NET_PRIO, &v2);

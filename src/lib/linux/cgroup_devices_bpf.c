@@ -43,10 +43,10 @@ static int access_bits(const char *access)
 {
     int bits = 0;
     for (const char *p = access; p && *p; p++)
-        bits |= *p == 'r' ? BPF_DEVCG_ACC_READ
-              : *p == 'w' ? BPF_DEVCG_ACC_WRITE
-              : *p == 'm' ? BPF_DEVCG_ACC_MKNOD
-                          : 0;
+        bits |= *p == 'r'   ? BPF_DEVCG_ACC_READ
+                : *p == 'w' ? BPF_DEVCG_ACC_WRITE
+                : *p == 'm' ? BPF_DEVCG_ACC_MKNOD
+                            : 0;
     return bits;
 }
 

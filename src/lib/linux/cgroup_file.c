@@ -130,8 +130,7 @@ int cg_set_field(const char *dir, const char *file, const char *val, const char 
         return hull_error_errno(err, "%s", field);
     cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT)
-        return hull_error_set(err, ENOTSUP, "%s: not supported on this host (no %s)", field,
-                              file);
+        return hull_error_set(err, ENOTSUP, "%s: not supported on this host (no %s)", field, file);
     if (fd < 0)
         return hull_error_errno(err, "%s: open %s", field, p);
     size_t len = strlen(val);

@@ -50,8 +50,8 @@ int cg_v2_wait_event(const char *dir, const char *key, uint64_t want, int timeou
             return 0;
         long left = deadline - cg_now_ms();
         if (left <= 0)
-            return hull_error_set(err, ETIMEDOUT, "%s: '%s' still not %llu after %d ms", p,
-                                  key, (unsigned long long)want, timeout_ms);
+            return hull_error_set(err, ETIMEDOUT, "%s: '%s' still not %llu after %d ms", p, key,
+                                  (unsigned long long)want, timeout_ms);
         /* kernfs wakes POLLPRI pollers when the file's content changes. */
         struct pollfd pfd = {.fd = fd, .events = POLLPRI};
         if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
@@ -84,8 +84,8 @@ static int v1_freeze(const char *dir, bool frozen, hull_error *err)
                 cg_write(dir, "freezer.state", "THAWED", &e);
                 hull_error_free(&e);
             }
-            return hull_error_set(err, ETIMEDOUT, "%s/freezer.state: not %s after %d ms", dir,
-                                  want, FREEZE_TIMEOUT_MS);
+            return hull_error_set(err, ETIMEDOUT, "%s/freezer.state: not %s after %d ms", dir, want,
+                                  FREEZE_TIMEOUT_MS);
         }
         cg_sleep_us(us);
         us = us < 10000 ? us * 2 : us;
@@ -100,8 +100,9 @@ int hull_cgroup_freeze(struct hull_cgroup *cg, bool frozen, hull_error *err)
     bool v2 = false;
     const struct cg_node *n = freezer_node(cg, &v2);
     if (n == NULL)
-        return hull_error_set(err, ENOTSUP, "cgroup: no freezer (neither the v1 freezer "
-                                            "controller nor cgroup2 is available)");
+        return hull_error_set(err, ENOTSUP,
+                              "cgroup: no freezer (neither the v1 freezer "
+                              "controller nor cgroup2 is available)");
     if (!v2)
         return v1_freeze(n->dir, frozen, err);
     if (cg_write(n->dir, "cgroup.freeze", frozen ? "1" : "0", err) < 0)

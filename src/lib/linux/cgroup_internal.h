@@ -51,11 +51,11 @@ extern const char *const cg_ctrl_v1_name[CG_NCTRL];
 extern const char *const cg_ctrl_v2_name[CG_NCTRL];
 
 struct cg_hier {
-    char *mount; /* mount point in our mount namespace */
-    char *root;  /* the mount's root inside the hierarchy (mountinfo field 4) */
-    char *name;  /* directory name in a container's view: basename of mount */
-    char *opts;  /* v1 mount data naming the hierarchy ("cpu,cpuacct", "none,name=systemd") */
-    char *cgname; /* v1 "name=" of a named hierarchy, without "name=" */
+    char *mount;    /* mount point in our mount namespace */
+    char *root;     /* the mount's root inside the hierarchy (mountinfo field 4) */
+    char *name;     /* directory name in a container's view: basename of mount */
+    char *opts;     /* v1 mount data naming the hierarchy ("cpu,cpuacct", "none,name=systemd") */
+    char *cgname;   /* v1 "name=" of a named hierarchy, without "name=" */
     uint32_t ctrls; /* v1: bound controllers; v2: listed in the root's cgroup.controllers */
     bool v2;
 };
@@ -181,8 +181,8 @@ struct bpf_insn;
 /* Assemble the BPF_PROG_TYPE_CGROUP_DEVICE program for rules (last matching
  * rule wins, default deny). Returns the instruction count, or 0 when max is
  * too small. */
-size_t cg_devices_bpf_assemble(const struct hull_device_rule *rules, size_t n,
-                               struct bpf_insn *out, size_t max);
+size_t cg_devices_bpf_assemble(const struct hull_device_rule *rules, size_t n, struct bpf_insn *out,
+                               size_t max);
 /* Load it and attach it to the cgroup2 directory, replacing the programs
  * hull attached there before. */
 int cg_devices_bpf_apply(const char *dir, const struct hull_device_rule *rules, size_t n,

@@ -12,17 +12,23 @@
 #include "util/fs.h"
 
 const char *const cg_ctrl_v1_name[CG_NCTRL] = {
-    [CG_CPU] = "cpu",         [CG_CPUACCT] = "cpuacct",     [CG_CPUSET] = "cpuset",
-    [CG_MEMORY] = "memory",   [CG_DEVICES] = "devices",     [CG_FREEZER] = "freezer",
-    [CG_BLKIO] = "blkio",     [CG_PIDS] = "pids",           [CG_HUGETLB] = "hugetlb",
-    [CG_NET_CLS] = "net_cls", [CG_NET_PRIO] = "net_prio",   [CG_PERF_EVENT] = "perf_event",
+    [CG_CPU] = "cpu",         [CG_CPUACCT] = "cpuacct",   [CG_CPUSET] = "cpuset",
+    [CG_MEMORY] = "memory",   [CG_DEVICES] = "devices",   [CG_FREEZER] = "freezer",
+    [CG_BLKIO] = "blkio",     [CG_PIDS] = "pids",         [CG_HUGETLB] = "hugetlb",
+    [CG_NET_CLS] = "net_cls", [CG_NET_PRIO] = "net_prio", [CG_PERF_EVENT] = "perf_event",
     [CG_RDMA] = "rdma",       [CG_MISC] = "misc",
 };
 
 const char *const cg_ctrl_v2_name[CG_NCTRL] = {
-    [CG_CPU] = "cpu",         [CG_CPUSET] = "cpuset", [CG_MEMORY] = "memory",
-    [CG_BLKIO] = "io",        [CG_PIDS] = "pids",     [CG_HUGETLB] = "hugetlb",
-    [CG_PERF_EVENT] = "perf_event", [CG_RDMA] = "rdma", [CG_MISC] = "misc",
+    [CG_CPU] = "cpu",
+    [CG_CPUSET] = "cpuset",
+    [CG_MEMORY] = "memory",
+    [CG_BLKIO] = "io",
+    [CG_PIDS] = "pids",
+    [CG_HUGETLB] = "hugetlb",
+    [CG_PERF_EVENT] = "perf_event",
+    [CG_RDMA] = "rdma",
+    [CG_MISC] = "misc",
 };
 
 static int v1_ctrl(const char *name, size_t len)
@@ -119,8 +125,8 @@ static void v1_opts(const char *super, struct cg_hier *h)
         int c = v1_ctrl(p, l);
         if (c >= 0) {
             h->ctrls |= CG_BIT(c);
-            snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), "%s%.*s",
-                     opts[0] ? "," : "", (int)l, p);
+            snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), "%s%.*s", opts[0] ? "," : "",
+                     (int)l, p);
         } else if (l > 5 && strncmp(p, "name=", 5) == 0) {
             h->cgname = strndup(p + 5, l - 5);
         }

@@ -39,8 +39,9 @@ struct view {
 static int set_flags(int fd, unsigned long ms)
 {
     struct mount_attr a = {0};
-    a.attr_set = (ms & MS_RDONLY ? MOUNT_ATTR_RDONLY : 0) | (ms & MS_NOSUID ? MOUNT_ATTR_NOSUID : 0) |
-                 (ms & MS_NODEV ? MOUNT_ATTR_NODEV : 0) | (ms & MS_NOEXEC ? MOUNT_ATTR_NOEXEC : 0) |
+    a.attr_set = (ms & MS_RDONLY ? MOUNT_ATTR_RDONLY : 0) |
+                 (ms & MS_NOSUID ? MOUNT_ATTR_NOSUID : 0) | (ms & MS_NODEV ? MOUNT_ATTR_NODEV : 0) |
+                 (ms & MS_NOEXEC ? MOUNT_ATTR_NOEXEC : 0) |
                  (ms & MS_NODIRATIME ? MOUNT_ATTR_NODIRATIME : 0);
     if (ms & (MS_NOATIME | MS_STRICTATIME | MS_RELATIME)) {
         a.attr_clr = MOUNT_ATTR__ATIME;

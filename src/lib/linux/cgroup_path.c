@@ -50,8 +50,7 @@ static int expand_slice(const char *slice, char *out, size_t len, hull_error *er
     size_t stem = strlen(slice) - strlen(".slice");
     if (!ends_with(slice, ".slice") || stem == 0 || slice[0] == '-' || slice[stem - 1] == '-' ||
         strstr(slice, "--") != NULL)
-        return hull_error_set(err, EINVAL, FIELD ": '%s' is not a valid systemd slice name",
-                              slice);
+        return hull_error_set(err, EINVAL, FIELD ": '%s' is not a valid systemd slice name", slice);
     size_t o = 0;
     for (size_t i = 0; i <= stem; i++) {
         if (i < stem && slice[i] != '-')

@@ -175,14 +175,13 @@ static json_object *cpu_json(const struct hull_cgroup *cg, const struct hull_cgr
     const char *d = node_dir(cg, CG_CPUACCT, &v2);
     add_u64(u, "total", st->cpu_usage_ns);
     if (d != NULL && !v2) {
-        json_object_object_add(u, "percpu", u64_list(rdk(d, "cpuacct.usage_percpu", buf,
-                                                          sizeof(buf))));
+        json_object_object_add(u, "percpu",
+                               u64_list(rdk(d, "cpuacct.usage_percpu", buf, sizeof(buf))));
         if (cg_exists(d, "cpuacct.usage_percpu_sys")) {
             json_object_object_add(u, "percpu_kernel",
                                    u64_list(rdk(d, "cpuacct.usage_percpu_sys", buf, sizeof(buf))));
             json_object_object_add(u, "percpu_user",
-                                   u64_list(rdk(d, "cpuacct.usage_percpu_user", buf,
-                                                sizeof(buf))));
+                                   u64_list(rdk(d, "cpuacct.usage_percpu_user", buf, sizeof(buf))));
         }
     }
     add_u64(u, "kernel", st->cpu_system_ns);
@@ -233,8 +232,9 @@ static json_object *memory_json(const struct hull_cgroup *cg, const struct hull_
     }
     rdk(d, "memory.stat", text, 16384);
     add_u64(m, "cache", key(text, v2 ? "file" : "cache"));
-    json_object_object_add(m, "usage", mem_entry(st->memory_limit, st->memory_usage,
-                                                 st->memory_max_usage, st->memory_failcnt));
+    json_object_object_add(
+        m, "usage",
+        mem_entry(st->memory_limit, st->memory_usage, st->memory_max_usage, st->memory_failcnt));
     if (v2) {
         json_object_object_add(m, "swap", mem_entry(st->swap_limit, st->swap_usage, 0, 0));
     } else {
@@ -242,11 +242,10 @@ static json_object *memory_json(const struct hull_cgroup *cg, const struct hull_
                                mem_entry(st->swap_limit, st->swap_usage,
                                          rd(d, "memory.memsw.max_usage_in_bytes"),
                                          rd(d, "memory.memsw.failcnt")));
-        json_object_object_add(m, "kernel",
-                               mem_entry(rd(d, "memory.kmem.limit_in_bytes"),
-                                         rd(d, "memory.kmem.usage_in_bytes"),
-                                         rd(d, "memory.kmem.max_usage_in_bytes"),
-                                         rd(d, "memory.kmem.failcnt")));
+        json_object_object_add(
+            m, "kernel",
+            mem_entry(rd(d, "memory.kmem.limit_in_bytes"), rd(d, "memory.kmem.usage_in_bytes"),
+                      rd(d, "memory.kmem.max_usage_in_bytes"), rd(d, "memory.kmem.failcnt")));
         json_object_object_add(m, "kernelTCP",
                                mem_entry(rd(d, "memory.kmem.tcp.limit_in_bytes"),
                                          rd(d, "memory.kmem.tcp.usage_in_bytes"),

@@ -15,8 +15,7 @@
 
 #define MEM "linux.resources.memory"
 
-static int set_i64(const char *dir, const char *file, int64_t v, const char *field,
-                   hull_error *err)
+static int set_i64(const char *dir, const char *file, int64_t v, const char *field, hull_error *err)
 {
     char buf[32];
     snprintf(buf, sizeof(buf), "%lld", (long long)v);
@@ -61,8 +60,7 @@ static int v1_limit_and_swap(const char *dir, const struct hull_resources *r, hu
     if (r->memory_swap != -1) {
         hull_error first = NULL;
         if (v1_limit(dir, r->memory_limit, &first) == 0)
-            return set_i64(dir, "memory.memsw.limit_in_bytes", r->memory_swap, MEM ".swap",
-                           err);
+            return set_i64(dir, "memory.memsw.limit_in_bytes", r->memory_swap, MEM ".swap", err);
         if (hull_error_code(first) != EINVAL) {
             hull_error_free(err);
             *err = first;
@@ -77,8 +75,7 @@ static int v1_limit_and_swap(const char *dir, const struct hull_resources *r, hu
 
 /* Kernels since 6.x keep memory.kmem.limit_in_bytes but ignore writes to it:
  * read back to tell an enforced limit from a no-op. */
-static int v1_kmem(const char *dir, const char *file, int64_t v, const char *field,
-                   hull_error *err)
+static int v1_kmem(const char *dir, const char *file, int64_t v, const char *field, hull_error *err)
 {
     if (set_i64(dir, file, v, field, err) < 0)
         return -1;
@@ -104,16 +101,16 @@ int cg_v1_memory(const char *dir, const struct hull_resources *r, hull_error *er
     if (r->has_memory_kernel_tcp && v1_kmem(dir, "memory.kmem.tcp.limit_in_bytes",
                                             r->memory_kernel_tcp, MEM ".kernelTCP", err) < 0)
         return -1;
-    if (r->has_memory_swappiness && set_u64(dir, "memory.swappiness", r->memory_swappiness,
-                                            MEM ".swappiness", err) < 0)
+    if (r->has_memory_swappiness &&
+        set_u64(dir, "memory.swappiness", r->memory_swappiness, MEM ".swappiness", err) < 0)
         return -1;
     if (r->has_disable_oom_killer &&
         cg_set_field(dir, "memory.oom_control", r->disable_oom_killer ? "1" : "0",
                      MEM ".disableOOMKiller", err) < 0)
         return -1;
-    if (r->has_use_hierarchy && cg_set_field(dir, "memory.use_hierarchy",
-                                             r->use_hierarchy ? "1" : "0", MEM ".useHierarchy",
-                                             err) < 0)
+    if (r->has_use_hierarchy &&
+        cg_set_field(dir, "memory.use_hierarchy", r->use_hierarchy ? "1" : "0", MEM ".useHierarchy",
+                     err) < 0)
         return -1;
     return 0;
 }
@@ -130,17 +127,15 @@ int cg_v1_cpu(const char *dir, const struct hull_resources *r, hull_error *err)
     if (r->has_cpu_period &&
         set_u64(dir, "cpu.cfs_period_us", r->cpu_period, FIELD("period"), err) < 0)
         return -1;
-    if (r->has_cpu_quota &&
-        set_i64(dir, "cpu.cfs_quota_us", r->cpu_quota, FIELD("quota"), err) < 0)
+    if (r->has_cpu_quota && set_i64(dir, "cpu.cfs_quota_us", r->cpu_quota, FIELD("quota"), err) < 0)
         return -1;
-    if (r->has_cpu_burst &&
-        set_u64(dir, "cpu.cfs_burst_us", r->cpu_burst, FIELD("burst"), err) < 0)
+    if (r->has_cpu_burst && set_u64(dir, "cpu.cfs_burst_us", r->cpu_burst, FIELD("burst"), err) < 0)
         return -1;
     if (r->has_cpu_rt_period &&
         set_u64(dir, "cpu.rt_period_us", r->cpu_rt_period, FIELD("realtimePeriod"), err) < 0)
         return -1;
-    if (r->has_cpu_rt_runtime && set_i64(dir, "cpu.rt_runtime_us", r->cpu_rt_runtime,
-                                         FIELD("realtimeRuntime"), err) < 0)
+    if (r->has_cpu_rt_runtime &&
+        set_i64(dir, "cpu.rt_runtime_us", r->cpu_rt_runtime, FIELD("realtimeRuntime"), err) < 0)
         return -1;
     if (r->has_cpu_idle && set_i64(dir, "cpu.idle", r->cpu_idle, FIELD("idle"), err) < 0)
         return -1;
@@ -154,8 +149,8 @@ static int per_device(const char *dir, const char *file, const struct hull_throt
 {
     for (size_t i = 0; i < n; i++) {
         char line[96], f[160];
-        snprintf(line, sizeof(line), "%lld:%lld %llu", (long long)t[i].major,
-                 (long long)t[i].minor, (unsigned long long)t[i].rate);
+        snprintf(line, sizeof(line), "%lld:%lld %llu", (long long)t[i].major, (long long)t[i].minor,
+                 (unsigned long long)t[i].rate);
         snprintf(f, sizeof(f), "linux.resources.blockIO.%s[%zu]", field, i);
         if (cg_set_field(dir, file, line, f, err) < 0)
             return -1;
@@ -171,8 +166,8 @@ int cg_v1_blkio(const char *dir, const struct hull_resources *r, hull_error *err
     const char *wfile = bfq ? "blkio.bfq.weight" : "blkio.weight";
     const char *wdfile = bfq ? "blkio.bfq.weight_device" : "blkio.weight_device";
     char f[128];
-    if (r->has_blkio_weight && set_u64(dir, wfile, r->blkio_weight, "linux.resources.blockIO.weight",
-                                       err) < 0)
+    if (r->has_blkio_weight &&
+        set_u64(dir, wfile, r->blkio_weight, "linux.resources.blockIO.weight", err) < 0)
         return -1;
     if (r->has_blkio_leaf_weight && set_u64(dir, "blkio.leaf_weight", r->blkio_leaf_weight,
                                             "linux.resources.blockIO.leafWeight", err) < 0)
@@ -182,14 +177,14 @@ int cg_v1_blkio(const char *dir, const struct hull_resources *r, hull_error *err
         char line[96];
         snprintf(f, sizeof(f), "%s.weightDevice[%zu]", F, i);
         if (w->has_weight) {
-            snprintf(line, sizeof(line), "%lld:%lld %u", (long long)w->major,
-                     (long long)w->minor, w->weight);
+            snprintf(line, sizeof(line), "%lld:%lld %u", (long long)w->major, (long long)w->minor,
+                     w->weight);
             if (cg_set_field(dir, wdfile, line, f, err) < 0)
                 return -1;
         }
         if (w->has_leaf_weight) {
-            snprintf(line, sizeof(line), "%lld:%lld %u", (long long)w->major,
-                     (long long)w->minor, w->leaf_weight);
+            snprintf(line, sizeof(line), "%lld:%lld %u", (long long)w->major, (long long)w->minor,
+                     w->leaf_weight);
             if (cg_set_field(dir, "blkio.leaf_weight_device", line, f, err) < 0)
                 return -1;
         }
@@ -248,8 +243,8 @@ int cg_v1_net(const char *cls_dir, const char *prio_dir, const struct hull_resou
               hull_error *err)
 {
     if (r->has_net_cls_classid && cls_dir != NULL &&
-        set_u64(cls_dir, "net_cls.classid", r->net_cls_classid,
-                "linux.resources.network.classID", err) < 0)
+        set_u64(cls_dir, "net_cls.classid", r->net_cls_classid, "linux.resources.network.classID",
+                err) < 0)
         return -1;
     for (size_t i = 0; prio_dir != NULL && r->net_prio && r->net_prio[i]; i += 2) {
         char line[128], f[96];
@@ -292,8 +287,7 @@ int cg_hugetlb(const char *dir, bool v2, const struct hull_resources *r, hull_er
         if (strchr(h->page_size, '/') != NULL || strlen(h->page_size) > 32)
             return hull_error_set(err, EINVAL, "%s.pageSize: '%s' is not a page size", f,
                                   h->page_size);
-        snprintf(file, sizeof(file), "hugetlb.%s.%s", h->page_size,
-                 v2 ? "max" : "limit_in_bytes");
+        snprintf(file, sizeof(file), "hugetlb.%s.%s", h->page_size, v2 ? "max" : "limit_in_bytes");
         snprintf(rsvd, sizeof(rsvd), "hugetlb.%s.rsvd.%s", h->page_size,
                  v2 ? "max" : "limit_in_bytes");
         if (!cg_exists(dir, file))

@@ -62,8 +62,9 @@ int cg_v2_memory(const char *dir, const struct hull_resources *r, hull_error *er
     if (r->has_disable_oom_killer && r->disable_oom_killer)
         return unsupported(MEM ".disableOOMKiller", err);
     if (r->has_use_hierarchy && !r->use_hierarchy)
-        return hull_error_set(err, ENOTSUP, MEM ".useHierarchy: cgroup v2 is always "
-                                            "hierarchical");
+        return hull_error_set(err, ENOTSUP,
+                              MEM ".useHierarchy: cgroup v2 is always "
+                                  "hierarchical");
     /* OCI's swap is memory+swap; swap.max is swap alone. */
     char swap[32] = "";
     if (r->has_memory_swap) {
@@ -98,8 +99,7 @@ int cg_v2_cpu(const char *dir, const struct hull_resources *r, hull_error *err)
 {
     char v[64];
     if (r->has_cpu_rt_runtime || r->has_cpu_rt_period)
-        return unsupported(r->has_cpu_rt_runtime ? CPU ".realtimeRuntime"
-                                                 : CPU ".realtimePeriod",
+        return unsupported(r->has_cpu_rt_runtime ? CPU ".realtimeRuntime" : CPU ".realtimePeriod",
                            err);
     if (r->has_cpu_shares && r->cpu_shares) {
         snprintf(v, sizeof(v), "%llu", (unsigned long long)cg_shares_to_weight(r->cpu_shares));
@@ -121,8 +121,8 @@ int cg_v2_cpu(const char *dir, const struct hull_resources *r, hull_error *err)
         if (r->has_cpu_period)
             period = r->cpu_period;
         snprintf(v, sizeof(v), "%s %llu", quota, period ? period : 100000ULL);
-        if (cg_set_field(dir, "cpu.max", v, r->has_cpu_quota ? CPU ".quota" : CPU ".period",
-                         err) < 0)
+        if (cg_set_field(dir, "cpu.max", v, r->has_cpu_quota ? CPU ".quota" : CPU ".period", err) <
+            0)
             return -1;
     }
     if (r->has_cpu_burst) {
@@ -138,8 +138,8 @@ int cg_v2_cpu(const char *dir, const struct hull_resources *r, hull_error *err)
     return 0;
 }
 
-static int io_max(const char *dir, const char *key, const struct hull_throttle_device *t,
-                  size_t n, const char *field, hull_error *err)
+static int io_max(const char *dir, const char *key, const struct hull_throttle_device *t, size_t n,
+                  const char *field, hull_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         char line[128], f[128];
@@ -175,13 +175,13 @@ int cg_v2_io(const char *dir, const struct hull_resources *r, hull_error *err)
         if (!d->has_weight)
             continue;
         uint64_t w = bfq ? d->weight : cg_blkio_to_io_weight(d->weight);
-        snprintf(line, sizeof(line), "%lld:%lld %llu", (long long)d->major,
-                 (long long)d->minor, (unsigned long long)w);
+        snprintf(line, sizeof(line), "%lld:%lld %llu", (long long)d->major, (long long)d->minor,
+                 (unsigned long long)w);
         if (cg_set_field(dir, wfile, line, f, err) < 0)
             return -1;
     }
-    if (io_max(dir, "rbps", r->throttle_read_bps, r->n_throttle_read_bps,
-               "throttleReadBpsDevice", err) < 0 ||
+    if (io_max(dir, "rbps", r->throttle_read_bps, r->n_throttle_read_bps, "throttleReadBpsDevice",
+               err) < 0 ||
         io_max(dir, "wbps", r->throttle_write_bps, r->n_throttle_write_bps,
                "throttleWriteBpsDevice", err) < 0 ||
         io_max(dir, "riops", r->throttle_read_iops, r->n_throttle_read_iops,
