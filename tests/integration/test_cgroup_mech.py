@@ -357,6 +357,7 @@ def test_hugetlb_limit_goes_where_the_controller_is(cg):
     ({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "linux.resources.rdma"),
     ({"unified": {"../x": "1"}}, "linux.resources.unified: '../x' is not a cgroup2"),
     ({"unified": {"memory.high": "1000000"}}, "linux.resources.unified"),
+    ({"unified": {"cgroup.procs": "1"}}, "linux.resources.unified.cgroup.procs: managed by"),
     ({"memory": {"kernel": 8 << 20}}, "linux.resources.memory.kernel"),
 ])
 def test_unenforceable_is_an_error(cg, res, needle):

@@ -79,6 +79,18 @@ static int check_unified(const struct cg_layout *L, char *const *kv, uint32_t *c
                                   "linux.resources.unified: '%s' is not a cgroup2 control "
                                   "file name",
                                   k);
+        /* Membership, killing and freezing belong to the runtime: a key
+         * writing cgroup.procs could pull a host process into the
+         * container's cgroup, where destroy would kill it. */
+        static const char *const reserved[] = {
+            "cgroup.procs",  "cgroup.threads",         "cgroup.kill",
+            "cgroup.freeze", "cgroup.subtree_control", "cgroup.type"};
+        for (size_t j = 0; j < sizeof(reserved) / sizeof(reserved[0]); j++)
+            if (strcmp(k, reserved[j]) == 0)
+                return hull_error_set(err, EPERM,
+                                      "linux.resources.unified.%s: managed by the runtime, "
+                                      "not settable",
+                                      k);
         size_t pl = strcspn(k, ".");
         for (int c = 0; c < CG_NCTRL; c++) {
             const char *n = cg_ctrl_v2_name[c];

@@ -25,21 +25,30 @@ static int join_path(char *buf, size_t len, const char *dir, const char *file)
     return 0;
 }
 
+/* open + one write; on failure errno is set and *opened says how far it got. */
+static int write_ctl(const char *p, const char *val, bool *opened)
+{
+    *opened = false;
+    cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    *opened = true;
+    ssize_t w;
+    do {
+        w = write(fd, val, strlen(val));
+    } while (w < 0 && errno == EINTR);
+    return w < 0 ? -1 : 0;
+}
+
 int cg_write(const char *dir, const char *file, const char *val, hull_error *err)
 {
     char p[PATH_MAX];
+    bool opened;
     if (join_path(p, sizeof(p), dir, file) < 0)
         return hull_error_errno(err, "%s/%s", dir, file);
-    cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return hull_error_errno(err, "open %s", p);
-    size_t len = strlen(val);
-    ssize_t w;
-    do {
-        w = write(fd, val, len);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0)
-        return hull_error_errno(err, "write '%s' to %s", val, p);
+    if (write_ctl(p, val, &opened) < 0)
+        return opened ? hull_error_errno(err, "write '%s' to %s", val, p)
+                      : hull_error_errno(err, "open %s", p);
     return 0;
 }
 
@@ -126,21 +135,15 @@ int cg_set_field(const char *dir, const char *file, const char *val, const char 
                  hull_error *err)
 {
     char p[PATH_MAX];
+    bool opened;
     if (join_path(p, sizeof(p), dir, file) < 0)
         return hull_error_errno(err, "%s", field);
-    cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT)
+    if (write_ctl(p, val, &opened) == 0)
+        return 0;
+    if (!opened && errno == ENOENT)
         return hull_error_set(err, ENOTSUP, "%s: not supported on this host (no %s)", field, file);
-    if (fd < 0)
-        return hull_error_errno(err, "%s: open %s", field, p);
-    size_t len = strlen(val);
-    ssize_t w;
-    do {
-        w = write(fd, val, len);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0)
-        return hull_error_errno(err, "%s: write '%s' to %s", field, val, file);
-    return 0;
+    return opened ? hull_error_errno(err, "%s: write '%s' to %s", field, val, file)
+                  : hull_error_errno(err, "%s: open %s", field, p);
 }
 
 void cg_sleep_us(long us)

@@ -163,6 +163,26 @@ static int signal_all(struct hull_cgroup *cg, int signo, size_t *signalled, hull
     return 0;
 }
 
+/* Signal everyone with the cgroup frozen, so that nobody forks between
+ * reading the list and the signals. thaw_always: thaw even if it was frozen
+ * before (after SIGKILL the dead must be able to exit). */
+static int signal_frozen(struct hull_cgroup *cg, int signo, bool thaw_always, size_t *n,
+                         bool *froze, hull_error *err)
+{
+    bool was = false;
+    hull_error fe = NULL;
+    *froze = cg_freeze_for_signal(cg, &was, &fe) == 0;
+    hull_error_free(&fe);
+    int rc = signal_all(cg, signo, n, err);
+    if (*froze && (thaw_always || !was) && hull_cgroup_freeze(cg, false, &fe) < 0 && rc == 0) {
+        hull_error_free(err);
+        *err = fe;
+        return -1;
+    }
+    hull_error_free(&fe);
+    return rc;
+}
+
 static void thaw_v1(struct hull_cgroup *cg)
 {
     bool v2 = false;
@@ -184,20 +204,12 @@ int cg_kill_all(struct hull_cgroup *cg, hull_error *err)
         thaw_v1(cg);
         return 0;
     }
-    bool was = false;
-    hull_error fe = NULL;
-    int froze = cg_freeze_for_signal(cg, &was, &fe);
-    hull_error_free(&fe);
     size_t n = 0;
-    int rc = signal_all(cg, SIGKILL, &n, err);
-    if (froze == 0)
-        hull_cgroup_freeze(cg, false, &fe);
-    else
-        thaw_v1(cg);
-    hull_error_free(&fe);
+    bool froze = false;
+    int rc = signal_frozen(cg, SIGKILL, true, &n, &froze, err);
     /* Without a freezer, a child forked after the list was read survives:
      * repeat until a pass finds nobody (bounded by cg_wait_empty). */
-    for (int pass = 0; rc == 0 && froze < 0 && n > 0 && pass < 100; pass++)
+    for (int pass = 0; rc == 0 && !froze && n > 0 && pass < 100; pass++)
         rc = signal_all(cg, SIGKILL, &n, err);
     return rc;
 }
@@ -206,18 +218,10 @@ int hull_cgroup_kill(struct hull_cgroup *cg, int signo, hull_error *err)
 {
     if (signo == SIGKILL)
         return cg_kill_all(cg, err);
-    bool was = false;
-    hull_error fe = NULL;
-    /* Frozen, no process can fork between the list and the signals; a
-     * container the user paused stays paused. */
-    int froze = cg_freeze_for_signal(cg, &was, &fe);
-    hull_error_free(&fe);
     size_t n = 0;
-    int rc = signal_all(cg, signo, &n, err);
-    if (froze == 0 && !was && hull_cgroup_freeze(cg, false, rc < 0 ? &fe : err) < 0 && rc == 0)
-        rc = -1;
-    hull_error_free(&fe);
-    return rc;
+    bool froze = false;
+    /* A container the user paused stays paused. */
+    return signal_frozen(cg, signo, false, &n, &froze, err);
 }
 
 int cg_wait_empty(struct hull_cgroup *cg, int timeout_ms, hull_error *err)

@@ -14,28 +14,24 @@
 #define MEM "linux.resources.memory"
 #define CPU "linux.resources.cpu"
 
+/* [lo, hi] onto cgroup2's [1, 10000], clamping; 0 stays "unset". */
+static uint64_t rescale(uint64_t v, uint64_t lo, uint64_t hi)
+{
+    if (v == 0)
+        return 0;
+    v = v < lo ? lo : v > hi ? hi : v;
+    return 1 + ((v - lo) * 9999) / (hi - lo);
+}
+
+/* As runc and crun convert them. */
 uint64_t cg_shares_to_weight(uint64_t shares)
 {
-    if (shares == 0)
-        return 0;
-    if (shares < 2)
-        shares = 2;
-    if (shares > 262144)
-        shares = 262144;
-    /* [2, 262144] onto [1, 10000], as runc and crun map it. */
-    return 1 + ((shares - 2) * 9999) / 262142;
+    return rescale(shares, 2, 262144);
 }
 
 uint64_t cg_blkio_to_io_weight(uint64_t weight)
 {
-    if (weight == 0)
-        return 0;
-    if (weight < 10)
-        weight = 10;
-    if (weight > 1000)
-        weight = 1000;
-    /* [10, 1000] onto [1, 10000]. */
-    return 1 + ((weight - 10) * 9999) / 990;
+    return rescale(weight, 10, 1000);
 }
 
 static void limit_str(char *buf, size_t len, int64_t v)
