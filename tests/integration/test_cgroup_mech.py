@@ -359,6 +359,8 @@ def test_hugetlb_limit_goes_where_the_controller_is(cg):
     ({"unified": {"memory.high": "1000000"}}, "linux.resources.unified"),
     ({"unified": {"cgroup.procs": "1"}}, "linux.resources.unified.cgroup.procs: managed by"),
     ({"memory": {"kernel": 8 << 20}}, "linux.resources.memory.kernel"),
+    ({"memory": {"limit": 2 << 20, "swap": 1 << 20}}, "linux.resources.memory.swap: 1048576 is"),
+    ({"cpu": {"cpus": "4095"}}, "linux.resources.cpu.cpus"),
 ])
 def test_unenforceable_is_an_error(cg, res, needle):
     if "network" in res and "net_cls" in V1:
@@ -754,7 +756,8 @@ def test_v2_destroy_kills_strays_with_cgroup_kill(cg, v2ns):
     c.detach("sh", "-c", "while :; do sleep 100 & sleep 0.01; done")
     wait_for(lambda: len(c.pids()) >= 5, "strays")
     pids = c.pids()
-    assert set(map(str, pids)) <= set(read(Path(V2, "hull", c.id, "cgroup.procs")).split())
+    host = read(Path(V2, "hull", c.id, "cgroup.procs")).split()
+    assert str(pids[0]) in host and len(host) >= 5  # (short sleeps come and go)
     c.destroy()
     wait_for(lambda: all(gone(p) for p in pids), "everything to die")
 

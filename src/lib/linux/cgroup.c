@@ -428,9 +428,10 @@ static bool populated(const struct hull_cgroup *cg)
     bool pop = true;
     if (L->v2 >= 0 && cg->n[L->v2].joined) {
         uint64_t v = 1;
-        if (cg_read(cg->n[L->v2].dir, "cgroup.events", buf, sizeof(buf), &e) == 0 &&
-            cg_keyed_get(buf, "populated", &v))
-            pop = v != 0;
+        if (cg_read(cg->n[L->v2].dir, "cgroup.events", buf, sizeof(buf), &e) == 0)
+            pop = !cg_keyed_get(buf, "populated", &v) || v != 0;
+        else /* removed behind our back: nothing can live in it */
+            pop = hull_error_code(e) != ENOENT;
     } else {
         const struct cg_node *m = cg_main_node(cg);
         pid_t *pids = NULL;

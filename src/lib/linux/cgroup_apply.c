@@ -195,6 +195,13 @@ int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hu
         if (L->h[h].v2 && cg_ctrl_v2_name[c] != NULL)
             v2_ctrls |= CG_BIT(c);
     }
+    /* OCI's swap counts memory+swap, so it cannot be below the limit. */
+    if (r->has_memory_swap && r->has_memory_limit && r->memory_swap >= 0 && r->memory_limit >= 0 &&
+        r->memory_swap < r->memory_limit)
+        return hull_error_set(err, EINVAL,
+                              "linux.resources.memory.swap: %lld is below memory.limit %lld "
+                              "(swap counts memory+swap)",
+                              (long long)r->memory_swap, (long long)r->memory_limit);
     if (check_unified(L, r->unified, &v2_ctrls, err) < 0 || check_memory_usage(cg, r, err) < 0)
         return -1;
     for (int c = 0; c < CG_NCTRL; c++) {

@@ -70,9 +70,6 @@ int cg_v2_memory(const char *dir, const struct hull_resources *r, hull_error *er
         else if (!limited)
             return hull_error_set(err, EINVAL,
                                   MEM ".swap: on cgroup v2 it needs memory.limit as well");
-        else if (r->memory_swap < r->memory_limit)
-            return hull_error_set(err, EINVAL, MEM ".swap: %lld is below memory.limit %lld",
-                                  (long long)r->memory_swap, (long long)r->memory_limit);
         else
             snprintf(swap, sizeof(swap), "%lld", (long long)(r->memory_swap - r->memory_limit));
     }
