@@ -78,13 +78,13 @@ def no_leaks():
 
 
 @pytest.fixture(autouse=True, scope="module")
-def restore_v2_subtree():
-    """hugetlb limits on this host need cgroup2's hugetlb controller switched
-    on in the root's subtree_control: put it back the way it was."""
-    if not V2:
-        yield
-        return
-    files = [Path(V2, "cgroup.subtree_control"), Path(V2, "hull", "cgroup.subtree_control")]
+def restore_host():
+    """hull keeps /hull as the parent of default cgroups, and hugetlb limits
+    on this host need cgroup2's hugetlb controller switched on in the root's
+    subtree_control: put both back the way they were."""
+    had_hull = {m for m in all_mounts() if Path(m, "hull").exists()}
+    files = [Path(V2, "cgroup.subtree_control"), Path(V2, "hull", "cgroup.subtree_control")] \
+        if V2 else []
     before = {f: f.read_text().split() if f.exists() else None for f in files}
     yield
     for f in reversed(files):
@@ -95,6 +95,11 @@ def restore_v2_subtree():
                 f.write_text(f"-{c}")
             except OSError:
                 pass  # someone else's cgroup uses it now
+    for m in set(all_mounts()) - had_hull:
+        try:
+            os.rmdir(Path(m, "hull"))
+        except OSError:
+            pass  # in use by someone else by now
 
 
 # ---- cgtool -----------------------------------------------------------------
