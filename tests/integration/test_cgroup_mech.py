@@ -578,9 +578,12 @@ while True:
 
 
 def test_kill_all_delivers_the_signal_and_leaves_it_running(cg):
-    c = cg()
+    check_kill(cg())
+
+
+def check_kill(c):
     c.create()
-    f = c.tmp / "trap"
+    f = c.tmp / f"{c.id}.trap"
     pid = c.detach(PY, "-c", TRAP, str(f))
     wait_for(lambda: Path(str(f) + ".ready").exists(), "the trap")
     c.run("kill", int(signal.SIGTERM))
@@ -753,6 +756,10 @@ def test_v2_layout_lifecycle(cg, v2ns):
     # cgroup2's own freezer, seen from the host
     check_freeze(c, lambda: "frozen 1" in read(host / "cgroup.events"))
     assert not host.exists()
+
+
+def test_v2_kill_signals_through_cgroup_freeze(cg, v2ns):
+    check_kill(cg("v2sig", ns=v2ns))
 
 
 def test_v2_destroy_kills_strays_with_cgroup_kill(cg, v2ns):
