@@ -696,9 +696,10 @@ def test_mount_view_with_cgroupns(cg, tmp_path):
     c.create()
     dest = tmp_path / "view"
     dest.mkdir()
+    mem = os.path.basename(V1["memory"]) if "memory" in V1 else "unified"
     out = c.run("mount", "--cgroupns", dest, "--", "sh", "-c",
-                f"cat /proc/self/mountinfo; echo ==; cat /proc/self/cgroup; echo ==; "
-                f"cat {dest}/pids/cgroup.procs; echo $$").stdout
+                f"mkdir {dest}/{mem}/sub; cat /proc/self/mountinfo; echo ==; "
+                f"cat /proc/self/cgroup; echo ==; cat {dest}/pids/cgroup.procs; echo $$").stdout
     minfo, pcg, rest = out.split("==\n")
     ms = mounts_under(minfo, str(dest))
     names = {m["mnt"][len(str(dest)) + 1:] for m in ms[1:]}
@@ -711,6 +712,12 @@ def test_mount_view_with_cgroupns(cg, tmp_path):
     assert all(line.endswith(":/") for line in pcg.splitlines())
     procs = rest.splitlines()[:-1]  # drop cgtool's "exit 0"
     assert procs[-1] in procs[:-1]  # the shell sees itself at its cgroup's root
+    # A writable view lets the container make sub-cgroups (systemd does);
+    # destroy removes them with the container's own.
+    assert c.dir(V1.get("memory") or V2).joinpath("sub").is_dir()
+    ro = c.run("mount", "--cgroupns", "--ro", dest, "--", "sh", "-c",
+               f"mkdir {dest}/{mem}/sub2 2>/dev/null; echo mkdir=$?").stdout
+    assert "mkdir=1" in ro
     c.destroy()
 
 
