@@ -73,6 +73,70 @@ static int write_pid_file(const char *path, pid_t pid, hull_error *err)
     return 0;
 }
 
+/* The device rules a container always gets after the spec's own, as runc
+ * adds them: mknod of anything (the node is useless without access), the
+ * default devices, ptys, and linux.devices. Without these the default spec
+ * ("deny all") would not even let the init create /dev/null. */
+static int device_rules(const struct hull_spec *spec, struct hull_resources *r, hull_error *err)
+{
+    static const struct hull_device_rule defaults[] = {
+        {true, 'c', -1, -1, "m"}, {true, 'b', -1, -1, "m"},   /* mknod */
+        {true, 'c', 1, 3, "rwm"}, {true, 'c', 1, 5, "rwm"},   /* null, zero */
+        {true, 'c', 1, 7, "rwm"}, {true, 'c', 1, 8, "rwm"},   /* full, random */
+        {true, 'c', 1, 9, "rwm"}, {true, 'c', 5, 0, "rwm"},   /* urandom, tty */
+        {true, 'c', 5, 1, "rwm"}, {true, 'c', 5, 2, "rwm"},   /* console, ptmx */
+        {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}, /* pts, tun */
+    };
+    size_t nd = sizeof(defaults) / sizeof(defaults[0]);
+    const struct hull_resources *src = spec->linux_.resources;
+    size_t n_spec = src ? src->n_devices : 0, n_linux = spec->linux_.n_devices;
+    struct hull_device_rule *rules = calloc(n_spec + nd + n_linux, sizeof(*rules));
+    if (rules == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n_spec; i++)
+        rules[k++] = src->devices[i];
+    for (size_t i = 0; i < nd; i++)
+        rules[k++] = defaults[i];
+    for (size_t i = 0; i < n_linux; i++) {
+        const struct hull_device *d = &spec->linux_.devices[i];
+        if (d->type == 'p')
+            continue;
+        rules[k++] = (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major,
+                                               d->minor, "rwm"};
+    }
+    if (src)
+        *r = *src; /* shallow: the other fields stay the spec's */
+    r->devices = rules;
+    r->n_devices = k;
+    return 0;
+}
+
+static int apply_resources(struct hull_container_ctx *c, hull_error *err)
+{
+    const struct hull_resources *spec_r = c->spec->linux_.resources;
+    /* No device rules at all: the cgroup keeps its parent's, and the devices
+     * hierarchy need not even be joined (cheaper for every sandbox run). */
+    if (spec_r == NULL || spec_r->n_devices == 0)
+        return spec_r ? hull_cgroup_apply(c->cgroup, spec_r, err) : 0;
+    struct hull_resources r = {0};
+    if (device_rules(c->spec, &r, err) < 0)
+        return -1;
+    int ret = hull_cgroup_apply(c->cgroup, &r, err);
+    free(r.devices); /* the rest belongs to the spec */
+    return ret;
+}
+
+static bool spec_mounts_cgroup(const struct hull_spec *spec)
+{
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        const char *t = spec->mounts[i].type;
+        if (t && (strcmp(t, "cgroup") == 0 || strcmp(t, "cgroup2") == 0))
+            return true;
+    }
+    return false;
+}
+
 /* Check what can be checked before anything is created. */
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
                     hull_error *err)
@@ -178,12 +242,15 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         if (hull_cgroup_create(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
                                &c->cgroup, err) < 0)
             goto fail;
+        /* A container that sees cgroupfs must see all of its hierarchies;
+         * otherwise only the ones accounting and limits need are joined. */
+        if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
+            goto fail;
         /* Recorded before use, so delete --force finds it after a crash. */
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
         if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
             goto fail;
-        if (c->spec->linux_.resources &&
-            hull_cgroup_apply(c->cgroup, c->spec->linux_.resources, err) < 0)
+        if (apply_resources(c, err) < 0)
             goto fail;
     }
 
