@@ -211,6 +211,8 @@ struct hull_policy {
 
     bool network_host;  /* share the host's network (explicit opt-in) */
     char *seccomp_path; /* an OCI seccomp JSON instead of the built-in profile */
+
+    int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
 };
 void hull_policy_init(struct hull_policy *p);
 void hull_policy_free(struct hull_policy *p);
@@ -233,6 +235,7 @@ enum hull_verdict {
     HULL_VERDICT_OUTPUT_LIMIT,
     HULL_VERDICT_PIDS_LIMIT,
     HULL_VERDICT_INTERNAL_ERROR,
+    HULL_VERDICT_KILLED, /* stopped from outside (cancel_fd) */
 };
 const char *hull_verdict_name(enum hull_verdict v);
 
@@ -263,6 +266,9 @@ struct hull_result {
 void hull_result_free(struct hull_result *r);
 /* The result as one JSON object (the same everywhere: CLI --json, REST API). */
 char *hull_result_to_json(const struct hull_result *r);
+
+/* The built-in seccomp profile as OCI JSON (a start for --seccomp FILE). */
+char *hull_sandbox_seccomp_profile_json(void);
 
 /* Run one policy to completion. Returns 0 when the run happened (whatever
  * its verdict, which may be internal_error with r->error set); -1 only for

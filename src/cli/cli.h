@@ -59,6 +59,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv);
 int cmd_update(struct cli *cli, int argc, char **argv);
 int cmd_events(struct cli *cli, int argc, char **argv);
 int cmd_features(struct cli *cli, int argc, char **argv);
+int cmd_sandbox(struct cli *cli, int argc, char **argv);
 int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refused */
 
 #endif

@@ -31,6 +31,7 @@ static const struct cli_verb verbs[] = {
     {"resume", cmd_resume, "thaw a paused container"},
     {"update", cmd_update, "change a container's resource limits"},
     {"events", cmd_events, "print a container's statistics and OOM events"},
+    {"sandbox", cmd_sandbox, "run untrusted code once, isolated, with limits"},
     {"features", cmd_features, "print what this build and host support"},
     {"checkpoint", cmd_checkpoint, "not supported (use microVM snapshots)"},
     {"restore", cmd_checkpoint, "not supported (use microVM snapshots)"},

@@ -224,8 +224,13 @@ void hull_init_main(struct hull_launch *l)
             _exit(1);
     /* Shed the runtime's fds: the locked state directory above all, or
      * `start` would wait forever for a lock the init holds. */
-    int keep[] = {l->child_fd, l->fifo_fd, hull_log_fd()};
-    hull_close_fds_except(3 + l->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
+    int keep[64] = {l->child_fd, l->fifo_fd, hull_log_fd()};
+    size_t nkeep = 3;
+    const struct hull_rootfs_extras *x = l->rootfs_extras;
+    for (size_t i = 0; x && i < x->n_files && nkeep < 64; i++)
+        if (x->files[i].src_fd >= 0)
+            keep[nkeep++] = x->files[i].src_fd;
+    hull_close_fds_except(3 + l->preserve_fds, keep, nkeep);
     l->sync_fd = -1;
     /* Die with the runtime while setting up: a half-built container must
      * not outlive the process that would clean it up. */

@@ -87,6 +87,22 @@ static void cpu_stats(const struct hull_cgroup *cg, struct hull_cgroup_stats *st
     }
 }
 
+int hull_cgroup_cpu_usage(struct hull_cgroup *cg, uint64_t *ns, hull_error *err)
+{
+    char buf[1024];
+    bool v2 = false;
+    const char *d = node_dir(cg, CG_CPUACCT, &v2);
+    if (d == NULL)
+        return hull_error_set(err, ENOTSUP, "no cpu accounting in this cgroup");
+    if (v2) {
+        rdk(d, "cpu.stat", buf, sizeof(buf));
+        *ns = key(buf, "usage_usec") * 1000;
+    } else {
+        *ns = rd(d, "cpuacct.usage");
+    }
+    return 0;
+}
+
 static uint64_t sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;

@@ -9,12 +9,20 @@
 #include "linux/cgroup.h"
 #include "spec/spec.h"
 
-/* A file written into a tmpfs root (the sandbox's /etc/passwd). */
+/* A file the runtime writes into the container: into a tmpfs root before
+ * the mounts (/etc/passwd, symlinks like /bin -> usr/bin) or, with
+ * after_mounts, into a mounted tmpfs (copy-in to /tmp). Content comes from
+ * data/len, or from src_fd (a host file the runtime opened: the init itself
+ * may not be allowed to open it), or the file is a symlink to link. */
 struct hull_root_file {
     const char *path;
     const char *data;
     size_t len;
+    int src_fd; /* >= 0: copy from this fd instead of data */
+    const char *link;
     unsigned mode;
+    unsigned uid, gid; /* owner in the container's user namespace */
+    bool after_mounts;
 };
 
 /* What the sandbox asks beyond the OCI spec. */
