@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,10 +57,29 @@ static char *hook_state(pid_t pid, void *arg)
     return state_doc_text(h->cs, HULL_STATUS_CREATING, pid);
 }
 
+/* The creator's user name for `list`, read from /etc/passwd directly: the
+ * NSS machinery behind getpwuid() cannot run in a static binary. */
 static char *owner_name(void)
 {
-    struct passwd *pw = getpwuid(geteuid());
-    return strdup(pw ? pw->pw_name : "");
+    uid_t uid = geteuid();
+    char line[1024];
+    FILE *f = fopen("/etc/passwd", "re");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *name = line, *colon = strchr(line, ':');
+        if (colon == NULL)
+            continue;
+        *colon = '\0';
+        char *pw = colon + 1, *c2 = strchr(pw, ':');
+        if (c2 && strtoul(c2 + 1, NULL, 10) == uid) {
+            fclose(f);
+            return strdup(name);
+        }
+    }
+    if (f)
+        fclose(f);
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%u", (unsigned)uid);
+    return strdup(buf);
 }
 
 static int write_pid_file(const char *path, pid_t pid, hull_error *err)
@@ -235,9 +253,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.creating = true;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
     c->cs.config = json_object_get(c->spec->json);
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
-        goto fail;
 
+    /* The first state write comes once the cgroup exists, so it can name it;
+     * a crash before it leaves a directory without state.json, which delete
+     * --force handles (removing the default cgroup too). */
     if (!so->no_cgroup) {
         if (hull_cgroup_create(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
                                &c->cgroup, err) < 0)
@@ -246,10 +265,12 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
          * otherwise only the ones accounting and limits need are joined. */
         if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
             goto fail;
-        /* Recorded before use, so delete --force finds it after a crash. */
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
-        if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
-            goto fail;
+    }
+    /* Recorded before use, so delete --force finds the cgroup after a crash. */
+    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        goto fail;
+    if (c->cgroup) {
         if (apply_resources(c, err) < 0)
             goto fail;
     }
@@ -535,6 +556,13 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         }
         hull_error_free(err);
         close(dirfd);
+        /* The crash may have come after the default cgroup was made. */
+        struct hull_cgroup *cg = NULL;
+        hull_error e = NULL;
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) == 0)
+            hull_cgroup_destroy(cg, &e);
+        hull_cgroup_free(cg);
+        hull_error_free(&e);
         if (hull_cstate_remove(rt->root, id, err) < 0)
             return hull_error_prefix(err, "delete %s", id);
         return 0;

@@ -494,3 +494,29 @@ const void *hull_seccomp_filter_insns(const struct hull_seccomp_filter *f)
 {
     return f->insns;
 }
+
+unsigned long hull_seccomp_filter_flags(const struct hull_seccomp_filter *f)
+{
+    return f->flags;
+}
+
+struct hull_seccomp_filter *hull_seccomp_filter_from_bpf(const void *insns, size_t len,
+                                                         unsigned long flags, bool notify)
+{
+    if (len == 0 || len > BPF_MAXINSNS)
+        return NULL;
+    struct hull_seccomp_filter *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    f->insns = malloc(len * sizeof(struct sock_filter));
+    if (f->insns == NULL) {
+        free(f);
+        return NULL;
+    }
+    memcpy(f->insns, insns, len * sizeof(struct sock_filter));
+    f->len = (unsigned short)len;
+    f->flags = flags;
+    f->notify = notify;
+    f->refs = 1;
+    return f;
+}

@@ -71,6 +71,11 @@ struct hull_seccomp_filter *hull_seccomp_filter_ref(struct hull_seccomp_filter *
 void hull_seccomp_filter_free(struct hull_seccomp_filter *f);
 /* The BPF program: instruction count and the struct sock_filter array. */
 size_t hull_seccomp_filter_len(const struct hull_seccomp_filter *f);
+unsigned long hull_seccomp_filter_flags(const struct hull_seccomp_filter *f);
+/* A filter from a program compiled earlier (the on-disk cache); NULL when
+ * len is not a valid program length or memory runs out. */
+struct hull_seccomp_filter *hull_seccomp_filter_from_bpf(const void *insns, size_t len,
+                                                         unsigned long flags, bool notify);
 const void *hull_seccomp_filter_insns(const struct hull_seccomp_filter *f);
 
 /* Send the listener fd of an SCMP_ACT_NOTIFY filter to the seccomp agent at

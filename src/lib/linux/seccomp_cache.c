@@ -8,15 +8,40 @@
  * hull_seccomp_filter_free drops one, so evicting an entry never frees a
  * filter someone is about to load. The key costs microseconds against the
  * milliseconds libseccomp needs to compile a few hundred rules.
+ *
+ * Behind the memory cache sits a disk cache under /run/hull/seccomp, for
+ * the `hull` command that compiles the same built-in profile in every new
+ * process. A file is named by a hash of the key but holds the whole key,
+ * compared in full on load, and is trusted only if root owns it and nobody
+ * else may write it (or its directory).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "linux/seccomp.h"
 #include "util/error.h"
+#include "util/fs.h"
+
+#define DISK_DIR "/run/hull/seccomp"
+#define DISK_MAGIC "HULLBPF1"
+
+struct disk_header {
+    char magic[8];
+    uint64_t flags;
+    uint32_t notify;
+    uint32_t len;     /* instructions */
+    uint64_t key_len; /* bytes of key text after the header */
+    uint32_t lib_version;
+    uint32_t pad;
+};
 
 #define CACHE_SLOTS 8
 
@@ -126,6 +151,95 @@ static char *cache_key(const struct hull_seccomp *s)
     return k.p;
 }
 
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static uint32_t lib_version(void)
+{
+    const struct scmp_version *v = seccomp_version();
+    return v ? (v->major << 16) | (v->minor << 8) | v->micro : 0;
+}
+
+static void disk_name(const char *key, char *buf, size_t len)
+{
+    snprintf(buf, len, "%016llx.bpf", (unsigned long long)fnv1a(key));
+}
+
+static bool trusted(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & 022);
+}
+
+static struct hull_seccomp_filter *disk_load(const char *key)
+{
+    char name[64];
+    disk_name(key, name, sizeof(name));
+    int dir = open(DISK_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0)
+        return NULL;
+    int fd = trusted(dir) ? openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    close(dir);
+    if (fd < 0)
+        return NULL;
+    struct hull_seccomp_filter *f = NULL;
+    char *text = NULL;
+    size_t n = 0;
+    hull_error e = NULL;
+    if (trusted(fd) && hull_read_fd(fd, &text, &n, &e) == 0 && n >= sizeof(struct disk_header)) {
+        struct disk_header h;
+        memcpy(&h, text, sizeof(h));
+        size_t klen = strlen(key);
+        size_t want = sizeof(h) + klen + (size_t)h.len * 8;
+        if (memcmp(h.magic, DISK_MAGIC, 8) == 0 && h.key_len == klen && n == want &&
+            h.lib_version == lib_version() && memcmp(text + sizeof(h), key, klen) == 0)
+            f = hull_seccomp_filter_from_bpf(text + sizeof(h) + klen, h.len, h.flags,
+                                             h.notify != 0);
+    }
+    hull_error_free(&e);
+    free(text);
+    close(fd);
+    return f;
+}
+
+/* Best effort: a cache that cannot be written only costs time. */
+static void disk_store(const char *key, const struct hull_seccomp_filter *f)
+{
+    if (geteuid() != 0 || hull_mkdir_p(DISK_DIR, 0700, NULL) < 0)
+        return;
+    int dir = open(DISK_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0)
+        return;
+    size_t klen = strlen(key), len = hull_seccomp_filter_len(f);
+    struct disk_header h = {.flags = hull_seccomp_filter_flags(f),
+                            .notify = hull_seccomp_needs_listener(f),
+                            .len = (uint32_t)len,
+                            .key_len = klen,
+                            .lib_version = lib_version()};
+    memcpy(h.magic, DISK_MAGIC, 8);
+    size_t total = sizeof(h) + klen + len * 8;
+    char *buf = malloc(total);
+    if (buf != NULL && trusted(dir)) {
+        memcpy(buf, &h, sizeof(h));
+        memcpy(buf + sizeof(h), key, klen);
+        memcpy(buf + sizeof(h) + klen, hull_seccomp_filter_insns(f), len * 8);
+        char name[64];
+        disk_name(key, name, sizeof(name));
+        hull_error e = NULL;
+        hull_write_file_atomic(dir, name, buf, total, 0600, &e);
+        hull_error_free(&e);
+    }
+    free(buf);
+    close(dir);
+}
+
 int hull_seccomp_compile(const struct hull_seccomp *spec, struct hull_seccomp_filter **out,
                          hull_error *err)
 {
@@ -149,10 +263,13 @@ int hull_seccomp_compile(const struct hull_seccomp *spec, struct hull_seccomp_fi
 
     /* Compile outside the lock: two threads racing on one new profile both
      * compile it, and the second insert simply replaces nothing. */
-    struct hull_seccomp_filter *f;
-    if (hull_seccomp_compile_uncached(spec, &f, err) < 0) {
-        free(key);
-        return -1;
+    struct hull_seccomp_filter *f = disk_load(key);
+    if (f == NULL) {
+        if (hull_seccomp_compile_uncached(spec, &f, err) < 0) {
+            free(key);
+            return -1;
+        }
+        disk_store(key, f);
     }
 
     pthread_mutex_lock(&cache_lock);

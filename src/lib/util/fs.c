@@ -48,6 +48,13 @@ static int read_fd_all(int fd, char **out, size_t *len)
     return 0;
 }
 
+int hull_read_fd(int fd, char **out, size_t *len, hull_error *err)
+{
+    if (read_fd_all(fd, out, len) < 0)
+        return hull_error_errno(err, "read");
+    return 0;
+}
+
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err)
 {
     cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -116,9 +123,6 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
         hull_error_errno(err, "rename %s", name);
         goto fail;
     }
-    /* The rename itself lives in the directory. */
-    if (dirfd != AT_FDCWD)
-        fsync(dirfd);
     return 0;
 fail:
     if (fd >= 0)

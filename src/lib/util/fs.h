@@ -12,15 +12,18 @@
 
 /* Read a whole file (NUL-terminated, len excludes the NUL). */
 int hull_read_file(const char *path, char **out, size_t *len, hull_error *err);
+int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err);
 /* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
 int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len,
                        hull_error *err);
-/* Replace dirfd/name atomically: write a temporary, fsync, rename, fsync dir. */
+/* Replace dirfd/name atomically: write a temporary, fsync it, rename. A
+ * reader sees the old or the new contents, never a torn file, even after a
+ * crash of the writer or of the machine. */
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err);
-/* The same for a path: its directory is opened and fsynced. */
+/* The same for a path. */
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
                            hull_error *err);
 /* mkdir -p; existing directories are fine. */
