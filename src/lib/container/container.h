@@ -23,6 +23,7 @@ struct hull_setup_opts {
     bool loopback_up;     /* bring lo up in the new network namespace */
     const char *export_dir; /* hand back an fd of this container directory */
     const struct hull_rootfs_extras *rootfs_extras;
+    bool ephemeral_state; /* see struct hull_cstate.ephemeral */
 };
 
 /* Everything a created container holds while its creator still runs. */

@@ -435,6 +435,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .loopback_up = !p->network_host,
         .export_dir = "/tmp",
         .rootfs_extras = &x.lay.extras,
+        .ephemeral_state = true,
     };
     hull_error e = NULL;
     uint64_t t0 = hull_monotonic_ns();

@@ -23,6 +23,10 @@ int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len
  * crash of the writer or of the machine. */
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err);
+/* The same without the fsync when !durable: still never torn for readers
+ * or after the writer crashes, but not meant to outlive the machine. */
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
+                            mode_t mode, bool durable, hull_error *err);
 /* The same for a path. */
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
                            hull_error *err);
