@@ -267,6 +267,11 @@ void hull_result_free(struct hull_result *r);
 /* The result as one JSON object (the same everywhere: CLI --json, REST API). */
 char *hull_result_to_json(const struct hull_result *r);
 
+/* Remove what sandboxes left when their supervisor died (SIGKILL, crash):
+ * state, cgroups, any process still in them. Runs whose supervisor lives are
+ * not touched. *removed counts what was cleaned. */
+int hull_sandbox_cleanup(size_t *removed, hull_error *err);
+
 /* The built-in seccomp profile as OCI JSON (a start for --seccomp FILE). */
 char *hull_sandbox_seccomp_profile_json(void);
 

@@ -18,6 +18,8 @@
 #define HULL_SANDBOX_UID_BASE 1000000000u
 #define HULL_SANDBOX_MAX_FILES 48
 #define HULL_SANDBOX_ROOT "/run/hull/sandbox"
+/* Annotation naming a run's supervisor, "pid:starttime". */
+#define HULL_SANDBOX_SUPERVISOR_KEY "io.hull.sandbox.supervisor"
 
 struct hull_sandbox_layout {
     struct hull_spec *spec;
