@@ -1,0 +1,46 @@
+#!/bin/bash
+# Issue 4: density. Create (and start) N=500 detached containers whose init
+# sleeps, with hull and crun (and runc for reference) one after the other in
+# one run: time per container, host memory per container (MemAvailable
+# before and after), and pause+resume latency on a sample.
+# Goals: hull <= crun on time and on memory.
+#
+#   bench/create500.sh                    N=500 SAMPLE=50
+#   RUNTIMES="hull crun" bench/create500.sh
+#   CGROUP_VIEW=host|v1|auto              see lib.sh (crun refuses hybrid hosts)
+set -u
+. "$(dirname "$0")/lib.sh"
+bench_deps
+cgroup_view "$@"
+bench_init
+
+N=${N:-500}
+SAMPLE=${SAMPLE:-50}
+RUNTIMES=${RUNTIMES:-hull crun runc}
+BUNDLE=$WORK/bundle
+make_bundle "$BUNDLE" -- /bin/sleep 1000000
+PROBE=$WORK/probe-bundle
+make_bundle "$PROBE" -- /bin/true
+
+# Containers that survive a crash of the driver are removed here, through
+# the runtime that made them (each runtime has its own state root).
+bench_cleanup() {
+    local name rt id
+    for name in $RUNTIMES; do
+        rt=$(path_of "$name")
+        [ -d "$WORK/root-$name" ] || continue
+        for id in $("$rt" --root "$WORK/root-$name" list -q 2>/dev/null); do
+            "$rt" --root "$WORK/root-$name" delete --force "$id" >/dev/null 2>&1
+        done
+    done
+}
+path_of() { case $1 in hull) echo "$HULL" ;; crun) echo "$CRUN" ;; runc) echo "$RUNC" ;; *) command -v "$1" ;; esac; }
+
+args=()
+for name in $RUNTIMES; do
+    rt=$(path_of "$name")
+    runtime_works "$name" "$rt" "$PROBE" && args+=("$name=$rt")
+done
+[ ${#args[@]} -gt 0 ] || die "no runtime could run the bundle"
+python3 "$(dirname "$0")/create500.py" --bundle "$BUNDLE" --work "$WORK" --n "$N" --sample "$SAMPLE" \
+    --tag "hb$$" "${args[@]}"
