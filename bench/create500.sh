@@ -10,9 +10,7 @@
 #   CGROUP_VIEW=host|v1|auto              see lib.sh (crun refuses hybrid hosts)
 set -u
 . "$(dirname "$0")/lib.sh"
-bench_deps
-cgroup_view "$@"
-bench_init
+bench_start "$@"
 
 N=${N:-500}
 SAMPLE=${SAMPLE:-50}

@@ -1,7 +1,8 @@
 # Shared set-up for the bench/ scripts (sourced, bash).
 #
-# Provides: $REPO, $HULL, $CRUN, $RUNC; bench_deps, cgroup_view "$@", then
-# bench_init ($WORK, a temp dir removed on exit), make_bundle, runtime_works, note.
+# Provides: $REPO, $HULL, $CRUN, $RUNC; bench_start "$@" (dependencies, the
+# cgroup view, $WORK: a temp dir removed on exit, $RUNS, $WARMUP);
+# make_bundle, runtime_works, note, die.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HULL=${HULL:-$REPO/build/hull}
@@ -72,6 +73,16 @@ bench_init() {
 }
 # Scripts override this to remove what they started.
 bench_cleanup() { :; }
+
+# bench_start "$@": dependencies, cgroup view, scratch directory; and the
+# hyperfine settings the scripts share.
+bench_start() {
+    bench_deps
+    cgroup_view "$@"
+    bench_init
+    RUNS=${RUNS:-100}
+    WARMUP=${WARMUP:-10}
+}
 
 # make_bundle DIR [busybox.py bundle options] -- ARGS...
 make_bundle() {

@@ -9,12 +9,8 @@
 #   CGROUP_VIEW=host|v1|auto     see lib.sh (crun refuses hybrid hosts)
 set -u
 . "$(dirname "$0")/lib.sh"
-bench_deps
-cgroup_view "$@"
-bench_init
+bench_start "$@"
 
-RUNS=${RUNS:-100}
-WARMUP=${WARMUP:-10}
 BUNDLE=$WORK/bundle
 make_bundle "$BUNDLE" -- /bin/true
 

@@ -11,12 +11,8 @@
 #   CGROUP_VIEW=host|v1|auto           see lib.sh (crun refuses hybrid hosts)
 set -u
 . "$(dirname "$0")/lib.sh"
-bench_deps
-cgroup_view "$@"
-bench_init
+bench_start "$@"
 
-RUNS=${RUNS:-100}
-WARMUP=${WARMUP:-10}
 TOTAL=${TOTAL:-300}
 PARALLEL=${PARALLEL:-1 2 8}
 LAYOUT="python3 $(dirname "$0")/sandbox_layout.py"

@@ -21,10 +21,8 @@ from engines.fixtures import (  # noqa: F401
     oci_runtime_path,
     unique,
 )
+from engines.scripts import NAMESPACES, NS_SCRIPT, TICKER, trap
 
-TICKER = "while :; do echo x >> /out/ticks; sleep 0.05; done"
-NAMESPACES = ("pid", "mnt", "net", "uts", "ipc")
-NS_SCRIPT = "for n in " + " ".join(NAMESPACES) + "; do readlink /proc/self/ns/$n; done"
 
 
 def bind(path):
@@ -145,8 +143,7 @@ def test_pause_resume(containerd, tmp_path):
 
 def test_kill_signal_then_sigkill(containerd, tmp_path):
     cid = unique("kill")
-    script = 'trap "echo got-USR1 >> /out/sig" USR1; touch /out/ready; while :; do sleep 0.1; done'
-    pid = start(containerd, cid, "sh", "-c", script, opts=bind(tmp_path))
+    pid = start(containerd, cid, "sh", "-c", trap("USR1", "sig"), opts=bind(tmp_path))
     host.wait_until(lambda: (tmp_path / "ready").exists(), what="the task to set its trap")
     containerd.ctr("task", "kill", "-s", "SIGUSR1", cid)
     host.wait_until(lambda: (tmp_path / "sig").exists(), what="SIGUSR1 to reach the task")

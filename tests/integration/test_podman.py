@@ -16,14 +16,8 @@ from engines import host
 from engines.fixtures import busybox_layer, oci_runtime_path, podman, podman_engine, unique  # noqa: F401
 from engines.podman import IMAGE
 from engines.runtime import runtime_state_exists
+from engines.scripts import NAMESPACES, NS_SCRIPT, TICKER, trap
 
-# Appends a line to /out/ticks every 50 ms: its size stops growing exactly
-# when the container's processes stop running.
-TICKER = "while :; do echo x >> /out/ticks; sleep 0.05; done"
-
-NAMESPACES = ("pid", "mnt", "net", "uts", "ipc")
-# Prints the namespace link of each of NAMESPACES, one a line, from inside.
-NS_SCRIPT = "for n in " + " ".join(NAMESPACES) + "; do readlink /proc/self/ns/$n; done"
 
 
 def start(podman, name, *cmd, opts=()):
@@ -32,12 +26,6 @@ def start(podman, name, *cmd, opts=()):
     st = podman.inspect(name)["State"]
     assert st["Status"] == "running", st
     return cid, st["Pid"]
-
-
-def ticking(path):
-    """Wait until the ticker has written a line, then return the size."""
-    host.wait_until(lambda: host.file_size(path) > 0, what=f"{path} to grow")
-    return host.file_size(path)
 
 
 def test_run_foreground_output_and_exit_code(podman):
@@ -110,8 +98,7 @@ def test_exec_tty(podman):
 
 def test_stop_graceful(podman, tmp_path):
     name = unique("stop")
-    script = 'trap "echo got-TERM > /out/term; exit 0" TERM; touch /out/ready; while :; do sleep 0.1; done'
-    _, pid = start(podman, name, "sh", "-c", script, opts=("-v", f"{tmp_path}:/out"))
+    _, pid = start(podman, name, "sh", "-c", trap("TERM", "term"), opts=("-v", f"{tmp_path}:/out"))
     host.wait_until(lambda: (tmp_path / "ready").exists(), what="the container to set its trap")
     podman("stop", "-t", "60", name)
     st = podman.inspect(name)["State"]
@@ -132,8 +119,7 @@ def test_stop_escalates_to_kill(podman):
 
 def test_kill(podman, tmp_path):
     name = unique("kill")
-    script = 'trap "echo got-USR1 >> /out/sig" USR1; touch /out/ready; while :; do sleep 0.1; done'
-    _, pid = start(podman, name, "sh", "-c", script, opts=("-v", f"{tmp_path}:/out"))
+    _, pid = start(podman, name, "sh", "-c", trap("USR1", "sig"), opts=("-v", f"{tmp_path}:/out"))
     host.wait_until(lambda: (tmp_path / "ready").exists(), what="the container to set its trap")
     podman("kill", "--signal", "USR1", name)
     host.wait_until(lambda: (tmp_path / "sig").exists(), what="SIGUSR1 to reach the container")
@@ -149,7 +135,7 @@ def test_pause_unpause(podman, tmp_path):
     name = unique("pause")
     _, pid = start(podman, name, "sh", "-c", TICKER, opts=("-v", f"{tmp_path}:/out"))
     ticks = tmp_path / "ticks"
-    ticking(ticks)
+    host.wait_until(lambda: host.file_size(ticks) > 0, what="the ticker to start")
 
     podman("pause", name)
     assert podman.inspect(name)["State"]["Status"] == "paused"
