@@ -5,7 +5,7 @@
 # before and after), and pause+resume latency on a sample.
 # Goals: hull <= crun on time and on memory.
 #
-#   bench/create500.sh                    N=500 SAMPLE=50
+#   bench/create500.sh                    N=500 SAMPLE=50 ROUNDS=3
 #   RUNTIMES="hull crun" bench/create500.sh
 #   CGROUP_VIEW=host|v1|auto              see lib.sh (crun refuses hybrid hosts)
 set -u
@@ -13,6 +13,7 @@ set -u
 bench_start "$@"
 
 N=${N:-500}
+ROUNDS=${ROUNDS:-3}
 SAMPLE=${SAMPLE:-50}
 RUNTIMES=${RUNTIMES:-hull crun runc}
 BUNDLE=$WORK/bundle
@@ -40,5 +41,5 @@ for name in $RUNTIMES; do
     runtime_works "$name" "$rt" "$PROBE" && args+=("$name=$rt")
 done
 [ ${#args[@]} -gt 0 ] || die "no runtime could run the bundle"
-python3 "$(dirname "$0")/create500.py" --bundle "$BUNDLE" --work "$WORK" --n "$N" --sample "$SAMPLE" \
+python3 "$(dirname "$0")/create500.py" --bundle "$BUNDLE" --work "$WORK" --n "$N" --sample "$SAMPLE" --rounds "$ROUNDS" \
     --tag "hb$$" "${args[@]}"

@@ -51,8 +51,8 @@ def test_run_foreground_output_and_exit_code(containerd):
 
 def test_run_foreground_isolation(containerd):
     r = containerd.run("--rm", IMAGE, unique("iso"), "sh", "-c",
-                       "echo $$; test -x /bin/busybox && echo busybox-root; test -e /work || echo no-host-fs")
-    assert r.stdout.split() == ["1", "busybox-root", "no-host-fs"]
+                       "echo $$; test -x /bin/busybox && echo busybox-root; test -e /usr || echo no-host-usr")
+    assert r.stdout.split() == ["1", "busybox-root", "no-host-usr"]
 
 
 def test_run_tty(containerd):

@@ -19,7 +19,6 @@ from engines.runtime import runtime_state_exists
 from engines.scripts import NAMESPACES, NS_SCRIPT, TICKER, trap
 
 
-
 def start(podman, name, *cmd, opts=()):
     """podman run -d; returns (full id, init pid on the host)."""
     cid = podman.run("-d", "--name", name, *opts, IMAGE, *cmd).stdout.strip()
@@ -38,8 +37,8 @@ def test_run_foreground_output_and_exit_code(podman):
 def test_run_foreground_isolation(podman):
     """Own hostname, PID 1, own root: the container's view from inside."""
     r = podman.run("--rm", "--hostname", "hull-box", IMAGE, "sh", "-c",
-                   "hostname; echo $$; test -x /bin/busybox && echo busybox-root; test -e /work || echo no-host-fs")
-    assert r.stdout.split() == ["hull-box", "1", "busybox-root", "no-host-fs"]
+                   "hostname; echo $$; test -x /bin/busybox && echo busybox-root; test -e /usr || echo no-host-usr")
+    assert r.stdout.split() == ["hull-box", "1", "busybox-root", "no-host-usr"]
 
 
 def test_run_stdin(podman):
