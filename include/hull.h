@@ -21,6 +21,9 @@ extern "C" {
 /* The newest OCI runtime-spec version hull implements. */
 #define HULL_OCI_VERSION "1.2.0"
 
+/* "hull version X\nspec: Y\n..." with the versions of the libraries in use; caller frees. */
+char *hull_version_text(void);
+
 /* ---- errors -------------------------------------------------------------- */
 
 struct hull_error_s {

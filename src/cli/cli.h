@@ -24,8 +24,9 @@ struct cli_verb {
     const char *summary;
 };
 
-/* Print "hull: <context>: <error>" (and to the JSON log when asked), free
- * the error, return the exit code for a failure (1). */
+/* Print "hull: [<context>: ]<error>" (and to the JSON log when asked), free
+ * the error, return the exit code for a failure (1). Library errors already
+ * start with "<verb> <id>", so verbs pass a NULL context. */
 int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A usage error: "hull: <verb>: <message>" plus a hint at --help. Exit code

@@ -12,10 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-#include <seccomp.h>
-
-#include "cli/cli.h"
+#include "cli.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -54,28 +51,27 @@ static void usage(FILE *out)
 
 static void version(void)
 {
-    const struct scmp_version *sv = seccomp_version();
-    printf("hull version %s\n"
-           "spec: %s\n"
-           "json-c: %s\n"
-           "libseccomp: %u.%u.%u\n",
-           HULL_VERSION, HULL_OCI_VERSION, json_c_version(), sv ? sv->major : 0,
-           sv ? sv->minor : 0, sv ? sv->micro : 0);
+    char *v = hull_version_text();
+    fputs(v ? v : "hull version " HULL_VERSION "\n", stdout);
+    free(v);
 }
 
 int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
 {
-    char ctx[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx, sizeof(ctx), fmt, ap);
-    va_end(ap);
+    char ctx[1024] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx, sizeof(ctx), fmt, ap);
+        va_end(ap);
+    }
     const char *msg = hull_error_msg(err ? *err : NULL);
+    const char *sep = ctx[0] ? ": " : "";
     if (hull_log_fd() >= 0) {
         /* Engines read the log file; people read stderr. Serve both. */
-        hull_log(HULL_LOG_ERROR, "%s: %s", ctx, msg);
+        hull_log(HULL_LOG_ERROR, "%s%s%s", ctx, sep, msg);
     }
-    fprintf(stderr, "hull: %s: %s\n", ctx, msg);
+    fprintf(stderr, "hull: %s%s%s\n", ctx, sep, msg);
     hull_error_free(err);
     (void)cli;
     return 1;

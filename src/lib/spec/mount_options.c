@@ -2,7 +2,6 @@
  * turned into mount(2) flags, propagation flags, mount_setattr(2) attributes
  * for the recursive variants, and leftover filesystem data. */
 #include <errno.h>
-#include <linux/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

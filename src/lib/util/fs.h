@@ -41,6 +41,10 @@ enum {
  * swapped for a symlink after the walk cannot redirect them. */
 int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *err);
 
+/* Close every fd >= lowest except those in keep (a forked child sheds what
+ * its parent had open, e.g. the state lock, before anything else). */
+void hull_close_fds_except(int lowest, const int *keep, size_t n);
+
 /* "/proc/self/fd/N" for an fd. */
 const char *hull_fd_path(char buf[static 32], int fd);
 
