@@ -35,11 +35,14 @@ def mem_available_kib():
 
 
 def cgroup_charge_kib(pid):
-    """Memory charged to pid's memory cgroup (v1 usage_in_bytes, v2 memory.current)."""
+    """Memory charged to pid's memory cgroup (v1 usage_in_bytes, v2
+    memory.current); None when the container has no memory cgroup of its
+    own (it would be the charge of this whole benchmark)."""
     try:
-        if "memory" in host.cgroup_hierarchies():
-            return int(host.cgroup_file(pid, "memory", "memory.usage_in_bytes")) / 1024
-        return int(host.cgroup_file(pid, "", "memory.current")) / 1024
+        ctl = "memory" if "memory" in host.cgroup_hierarchies() else ""
+        if host.proc_cgroups(pid)[ctl] == host.proc_cgroups(os.getpid())[ctl]:
+            return None
+        return int(host.cgroup_file(pid, ctl, "memory.usage_in_bytes" if ctl else "memory.current")) / 1024
     except (OSError, KeyError, ValueError):
         return None
 
@@ -59,10 +62,11 @@ class Runtime:
             return time.perf_counter() - t, r.returncode
 
     def error(self):
-        """The last line the last verb printed on stderr."""
+        """The first line the last verb printed on stderr (the message;
+        what follows is usually a usage hint)."""
         with open(self.root + ".err", errors="replace") as f:
             lines = f.read().strip().splitlines()
-        return lines[-1] if lines else "(no message)"
+        return lines[0] if lines else "(no message)"
 
     def state(self, cid):
         r = subprocess.run([self.path, "--root", self.root, "state", cid], capture_output=True, text=True)
@@ -127,6 +131,8 @@ def bench(rt, bundle, n, sample, tag):
         out.update(per_container_ms=elapsed / n * 1000, mem_per_container_kib=(before - after) / n)
         if charges:
             out["cgroup_kib"] = statistics.median(charges)
+        else:
+            out["note"] = "containers are not in memory cgroups of their own"
         pause_resume(rt, ids[:sample], out)
     finally:
         t0 = time.perf_counter()
@@ -159,13 +165,18 @@ def report(by_runtime, n, rounds):
         med[name] = {k: median_of(results, k) for k, _, _ in COLUMNS}
         print(f"  {name:8s}" + "".join(f"{format(med[name][k], f) if med[name][k] is not None else '-':>16s}"
                                       for k, _, f in COLUMNS))
+        notes = {r["note"] for r in results if "note" in r}
+        for note in notes:
+            print(f"  {'':8s} note: {note}")
         perrs = [r["pause_error"] for r in results if "pause_error" in r]
         if perrs:
             print(f"  {'':8s} pause/resume failed: {perrs[0]}")
         mem = [round(r["mem_per_container_kib"]) for r in results]
         print(f"  {'':8s} host KiB/container per round: {mem}")
     if "hull" in med and "crun" in med:
-        print("goals (hull <= crun):")
+        caveat = any("note" in r for r in by_runtime["hull"])
+        print("goals (hull <= crun):" + ("  NOT COMPARABLE YET: hull's containers got no cgroups, crun's did"
+                                          if caveat else ""))
         for k, what in (("per_container_ms", "time per container"), ("mem_per_container_kib", "host memory"),
                         ("pause_ms", "pause latency"), ("resume_ms", "resume latency")):
             h, c = med["hull"][k], med["crun"][k]
