@@ -11,7 +11,7 @@ MemAvailable is host-wide, so the runtimes take turns over several rounds
 after an untimed warm-up (which brings each runtime's binary and the bundle
 into the page cache), and the report gives medians.
 
-    python3 create500.py --bundle B --work DIR [--n 500] [--sample 50] [--rounds 3] NAME=RUNTIME...
+    python3 create500.py --bundle B --state DIR [--n 500] [--sample 50] [--rounds 3] NAME=RUNTIME...
 """
 
 import argparse
@@ -189,7 +189,7 @@ def report(by_runtime, n, rounds):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bundle", required=True)
-    p.add_argument("--work", required=True)
+    p.add_argument("--state", required=True, help="directory for the runtimes' state roots")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--sample", type=int, default=50)
     p.add_argument("--rounds", type=int, default=3)
@@ -200,7 +200,7 @@ def main():
     rts = []
     for spec in a.runtimes:
         name, _, path = spec.partition("=")
-        rts.append(Runtime(name, path, f"{a.work}/root-{name}"))
+        rts.append(Runtime(name, path, f"{a.state}/root-{name}"))
     for rt in rts:
         made = []
         try:

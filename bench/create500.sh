@@ -27,9 +27,9 @@ bench_cleanup() {
     local name rt id
     for name in $RUNTIMES; do
         rt=$(path_of "$name")
-        [ -d "$WORK/root-$name" ] || continue
-        for id in $("$rt" --root "$WORK/root-$name" list -q 2>/dev/null); do
-            "$rt" --root "$WORK/root-$name" delete --force "$id" >/dev/null 2>&1
+        [ -d "$STATE/root-$name" ] || continue
+        for id in $("$rt" --root "$STATE/root-$name" list -q 2>/dev/null); do
+            "$rt" --root "$STATE/root-$name" delete --force "$id" >/dev/null 2>&1
         done
     done
 }
@@ -41,5 +41,5 @@ for name in $RUNTIMES; do
     runtime_works "$name" "$rt" "$PROBE" && args+=("$name=$rt")
 done
 [ ${#args[@]} -gt 0 ] || die "no runtime could run the bundle"
-python3 "$(dirname "$0")/create500.py" --bundle "$BUNDLE" --work "$WORK" --n "$N" --sample "$SAMPLE" --rounds "$ROUNDS" \
+python3 "$(dirname "$0")/create500.py" --bundle "$BUNDLE" --state "$STATE" --n "$N" --sample "$SAMPLE" --rounds "$ROUNDS" \
     --tag "hb$$" "${args[@]}"

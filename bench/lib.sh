@@ -1,7 +1,8 @@
 # Shared set-up for the bench/ scripts (sourced, bash).
 #
 # Provides: $REPO, $HULL, $CRUN, $RUNC; bench_start "$@" (dependencies, the
-# cgroup view, $WORK: a temp dir removed on exit, $RUNS, $WARMUP);
+# cgroup view, $WORK: a temp dir removed on exit, $STATE: where the
+# runtimes keep state, $RUNS, $WARMUP);
 # make_bundle, runtime_works, note, die.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -67,9 +68,21 @@ crun_accepts_host() {
 
 # bench_init: the scratch directory, removed on exit. Call after cgroup_view
 # (which may re-execute the script).
+#
+# $STATE holds the runtimes' state roots (--root). On a usual host their
+# default roots live in /run, a tmpfs; on this project's machines /run is on
+# disk, where every fsync of a state file costs milliseconds. STATE_FS=tmpfs
+# (default) puts the roots on /dev/shm like a usual /run; STATE_FS=disk puts
+# them in the scratch directory, like /run here.
 bench_init() {
     WORK=$(mktemp -d /tmp/hull-bench.XXXXXX)
-    trap 'bench_cleanup; rm -rf "$WORK"' EXIT
+    case ${STATE_FS:-tmpfs} in
+    tmpfs) STATE=$(mktemp -d /dev/shm/hull-bench-state.XXXXXX) ;;
+    disk) STATE=$WORK/state && mkdir "$STATE" ;;
+    *) die "STATE_FS must be tmpfs or disk" ;;
+    esac
+    note "runtime state roots on $(stat -f -c %T "$STATE") ($STATE)"
+    trap 'bench_cleanup; rm -rf "$WORK" "$STATE"' EXIT
 }
 # Scripts override this to remove what they started.
 bench_cleanup() { :; }
@@ -98,9 +111,9 @@ runtime_works() {
         note "$name: not installed ($rt), skipped"
         return 1
     fi
-    if ! err=$("$rt" --root "$WORK/probe-root-$name" run --bundle "$bundle" "probe-$name-$$" </dev/null 2>&1 >/dev/null); then
+    if ! err=$("$rt" --root "$STATE/probe-root-$name" run --bundle "$bundle" "probe-$name-$$" </dev/null 2>&1 >/dev/null); then
         note "$name: cannot run the bundle here, skipped: $(printf '%s' "$err" | head -2 | tr '\n' ' ')"
-        "$rt" --root "$WORK/probe-root-$name" delete --force "probe-$name-$$" >/dev/null 2>&1
+        "$rt" --root "$STATE/probe-root-$name" delete --force "probe-$name-$$" >/dev/null 2>&1
         return 1
     fi
     return 0

@@ -19,7 +19,7 @@ for name in hull crun runc; do
     case $name in hull) rt=$HULL ;; crun) rt=$CRUN ;; runc) rt=$RUNC ;; esac
     runtime_works "$name" "$rt" "$BUNDLE" || continue
     # Same bundle, own state root, one id reused: `run` deletes on exit.
-    cmds+=(-n "$name" "$rt --root $WORK/root-$name run --bundle $BUNDLE bench-$name-$$")
+    cmds+=(-n "$name" "$rt --root $STATE/root-$name run --bundle $BUNDLE bench-$name-$$")
 done
 [ ${#cmds[@]} -gt 2 ] || die "no runtime could run the bundle"
 

@@ -34,7 +34,7 @@ else
     note "bwrap: cannot run here, skipped: $err"
 fi
 if runtime_works crun "$CRUN" "$BUNDLE"; then
-    add "crun" "$CRUN --root $WORK/root-crun run --bundle $BUNDLE sb-$$"
+    add "crun" "$CRUN --root $STATE/root-crun run --bundle $BUNDLE sb-$$"
 fi
 [ ${#names[@]} -gt 0 ] || die "nothing to measure"
 
@@ -50,7 +50,7 @@ hyperfine -N --warmup "$WARMUP" --min-runs "$RUNS" --export-json "$WORK/result.j
 for p in $PARALLEL; do
     for i in "${!names[@]}"; do
         cmd=${cmds[$i]}
-        [ "${names[$i]}" = crun ] && cmd="$CRUN --root $WORK/root-crun run --bundle $BUNDLE sb-$p-{}"
+        [ "${names[$i]}" = crun ] && cmd="$CRUN --root $STATE/root-crun run --bundle $BUNDLE sb-$p-{}"
         t0=$(date +%s%N)
         # shellcheck disable=SC2086 # cmd is a word list by construction (no spaces in paths)
         seq "$TOTAL" | xargs -P "$p" -I{} $cmd >/dev/null 2>"$WORK/xargs.err"

@@ -58,8 +58,8 @@ def test_run_foreground_isolation(containerd):
 def test_run_tty(containerd):
     """ctr run -t: the runtime hands the pty master to the shim over
     --console-socket; the shim relays it to ctr's terminal."""
-    cmd = ["ctr", "--address", containerd.address, "--namespace", containerd.namespace, "run", "-t", "--rm",
-           *containerd.runtime_args(), IMAGE, unique("tty"), "sh", "-c", "tty; test -t 0 && echo stdin-is-tty; exit 5"]
+    cmd = containerd.argv("run", "-t", "--rm", *containerd.runtime_args(), IMAGE, unique("tty"),
+                          "sh", "-c", "tty; test -t 0 && echo stdin-is-tty; exit 5")
     rc, out = host.run_in_pty(cmd)
     lines = out.replace("\r", "").split()
     assert rc == 5, out
@@ -103,8 +103,7 @@ def test_task_exec(containerd):
 def test_task_exec_tty(containerd):
     cid = unique("exec-tty")
     start(containerd, cid, "sleep", "1000")
-    cmd = ["ctr", "--address", containerd.address, "--namespace", containerd.namespace,
-           "task", "exec", "-t", "--exec-id", "t1", cid, "sh", "-c", "tty; exit 2"]
+    cmd = containerd.argv("task", "exec", "-t", "--exec-id", "t1", cid, "sh", "-c", "tty; exit 2")
     rc, out = host.run_in_pty(cmd)
     assert rc == 2, out
     assert out.replace("\r", "").split()[0].startswith("/dev/pts/"), out

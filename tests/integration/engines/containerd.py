@@ -17,6 +17,7 @@ import time
 from . import host
 
 IMAGE = "localhost/hull-busybox:test"
+SHIM_SOCKETS = "/run/containerd/s"
 
 _DISABLED = [
     "io.containerd.grpc.v1.cri",
@@ -38,6 +39,10 @@ class Containerd:
         self.runtime_root = os.path.join(top, "runtime-root")
         self.state = os.path.join(top, "state")
         self.log_path = os.path.join(top, "containerd.log")
+        self.fifo_dir = os.path.join(top, "fifo")
+        # containerd 1.6 puts shim sockets in /run/containerd/s whatever the
+        # config says; stop() removes that directory again if it made it.
+        self.made_run_dir = not os.path.exists(SHIM_SOCKETS)
         self.proc = None
         self.config = os.path.join(top, "config.toml")
         disabled = ", ".join(f'"{p}"' for p in _DISABLED)
@@ -76,9 +81,19 @@ class Containerd:
         except OSError:
             return ""
 
+    def argv(self, *args):
+        """`ctr --address SOCK --namespace NS ARGS...` as a list. The verbs that
+        make I/O FIFOs get --fifo-dir in the test directory: ctr's default,
+        /run/containerd/fifo, keeps those of detached execs for ever."""
+        args = list(args)
+        for verb in (["run"], ["task", "exec"], ["task", "start"]):
+            if args[: len(verb)] == verb:
+                args[len(verb) : len(verb)] = ["--fifo-dir", self.fifo_dir]
+        return ["ctr", "--address", self.address, "--namespace", self.namespace, *args]
+
     def ctr(self, *args, check=True, input=None, timeout=120, stdin=None, stdout=None):
-        """Run `ctr --address SOCK --namespace NS ARGS...`."""
-        cmd = ["ctr", "--address", self.address, "--namespace", self.namespace, *args]
+        """Run argv(*args); with check, a non-zero exit fails with ctr's stderr."""
+        cmd = self.argv(*args)
         kw = {"capture_output": True} if stdout is None else {"stdout": stdout, "stderr": subprocess.STDOUT}
         if stdin is not None:
             kw["stdin"] = stdin
@@ -170,3 +185,9 @@ class Containerd:
         for m in sorted(host.mounts_under(self.top), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         host.remove_cgroup_tree(f"/{self.namespace}")
+        if self.made_run_dir:
+            for d in (SHIM_SOCKETS, os.path.dirname(SHIM_SOCKETS)):
+                try:
+                    os.rmdir(d)  # only when empty: never another containerd's sockets
+                except OSError:
+                    pass

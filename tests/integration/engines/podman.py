@@ -19,12 +19,14 @@ to see and impossible to confuse with anyone else's.
 
 import json
 import os
+import shutil
 import subprocess
 
 from . import busybox, host
 from .runtime import runtime_state_exists
 
 IMAGE = "localhost/hull-busybox:test"
+HOST_DIRS = ("/var/lib/containers", "/run/containers")
 
 
 class Podman:
@@ -50,6 +52,9 @@ class Podman:
                 'cgroup_manager = "cgroupfs"\n'
                 'events_logger = "file"\n'
                 f'events_logfile_path = "{self.events_log}"\n'
+                # File locks live in tmp_dir; shm locks would leave a
+                # /dev/shm/libpod_lock shared with every podman on the host.
+                'lock_type = "file"\n'
                 f'tmp_dir = "{self.tmpdir}"\n'
                 f'runtime = "{runtime}"\n'
             )
@@ -57,6 +62,10 @@ class Podman:
             f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{self.graphroot}"\nrunroot = "{self.runroot}"\n')
         self.env = dict(os.environ, CONTAINERS_CONF=self.conf, CONTAINERS_STORAGE_CONF=self.storage_conf)
         self.env.pop("CONTAINERS_REGISTRIES_CONF", None)
+        # podman writes to HOST_DIRS whatever its configuration says (import's
+        # blob digest cache, netavark's run directory); destroy() removes
+        # those this session created.
+        self.made_host_dirs = [d for d in HOST_DIRS if not os.path.exists(d)]
 
     def __call__(self, *args, check=True, input=None, timeout=120):
         """Run `podman --runtime RUNTIME ARGS...`; returns the CompletedProcess.
@@ -144,4 +153,6 @@ class Podman:
         for m in sorted(host.mounts_under(self.top), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         host.remove_cgroup_tree(self.cgroup_parent)
+        for d in self.made_host_dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
