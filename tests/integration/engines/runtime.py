@@ -20,7 +20,8 @@ def oci_runtime():
     """Absolute path of the runtime under test; skips when none is named."""
     rt = os.environ.get("OCI_RUNTIME") or os.environ.get("HULL")
     if not rt:
-        pytest.skip("no runtime to test: set OCI_RUNTIME=/path/to/runtime or HULL=/path/to/hull")
+        # The same default as the rest of the suite: the hull just built.
+        rt = os.path.join(SRC, "build", "hull")
     path = shutil.which(rt) if os.sep not in rt else rt
     if not path or not os.access(path, os.X_OK):
         # A named runtime that is not there is a broken set-up, not a skip.
