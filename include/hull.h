@@ -277,7 +277,12 @@ char *hull_sandbox_seccomp_profile_json(void);
 
 /* Run one policy to completion. Returns 0 when the run happened (whatever
  * its verdict, which may be internal_error with r->error set); -1 only for
- * bad input, with nothing created. */
+ * bad input, with nothing created.
+ *
+ * Threads: like every call here that starts a container, this forks with a
+ * raw clone(2), which skips glibc's fork handlers; call it from a
+ * single-threaded process (hulld forks a worker per run). SIGCHLD must not
+ * be ignored (SIG_IGN), or the supervisor could not wait for the sandbox. */
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
 
 #ifdef __cplusplus
