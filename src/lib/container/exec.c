@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -264,6 +265,14 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     if (p->terminal && o->detach && o->console_socket == NULL)
         return hull_error_set(err, EINVAL,
                               "a detached process with a terminal needs --console-socket");
+    /* Relayed in the foreground: the pty starts at the caller's window size
+     * (made with it, so the program never sees 0x0); SIGWINCH relays changes. */
+    struct winsize ws;
+    if (p->terminal && !o->detach && o->console_socket == NULL && !p->console_height &&
+        ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+        p->console_height = ws.ws_row;
+        p->console_width = ws.ws_col;
+    }
     return hull_proc_check_lsm(p, "process", err);
 }
 
@@ -406,8 +415,15 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
                 ret = -1;
             }
         }
-        if (!o->detach && ret == 0)
+        if (!o->detach && ret == 0) {
+            /* Keystrokes go to the container's pty as they are, as with run. */
+            struct termios saved;
+            bool raw = master >= 0 && isatty(STDIN_FILENO) &&
+                       hull_tty_raw(STDIN_FILENO, &saved) == 0;
             *exit_status = hull_exit_code(hull_supervise(pid, sfd, master));
+            if (raw)
+                hull_tty_restore(STDIN_FILENO, &saved);
+        }
         if (master >= 0)
             close(master);
     }
