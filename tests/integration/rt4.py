@@ -16,7 +16,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from conftest import host_mounts_under, pid_alive, wait_until
+from conftest import host_mounts_under, pid_alive, reap_orphans, wait_until
 
 TOKEN = f"r4_{os.getpid()}"
 
@@ -118,6 +118,7 @@ def running(hull, bundle, name="c1", args=("sleep", "1000"), start=True, create_
     always deleted with --force. With start, waits until the init has
     exec'd (comm: the name it then has, default args[0]'s)."""
     c = cid(name)
+    pid = None
     if args is not None:
         bundle.set_args(*args)
     bundle.write()
@@ -132,6 +133,11 @@ def running(hull, bundle, name="c1", args=("sleep", "1000"), start=True, create_
                 wait_exec(pid, comm or Path(args[0]).name[:15])
         yield c, pid
     finally:
+        # exec'd processes are our children (we are the subreaper): the
+        # init of a pid namespace only finishes dying once they are reaped,
+        # and delete would wait for that while we wait for delete.
+        if pid and hull("kill", "--all", c, "KILL", global_args=global_args).returncode == 0:
+            wait_until(lambda: reap_orphans() or not pid_alive(pid), timeout=10)
         hull("delete", "--force", c, global_args=global_args)
 
 
