@@ -72,6 +72,18 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
     return 0;
 }
 
+/* The state document with another status; NULL if it cannot be parsed. */
+static char *state_with_status(const char *state_json, const char *status)
+{
+    json_object *o = state_json ? json_tokener_parse(state_json) : NULL;
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "status", json_object_new_string(status));
+    char *t = strdup(hj_to_string(o));
+    json_object_put(o);
+    return t;
+}
+
 static int wait_for_start(struct hull_launch *l, hull_error *err)
 {
     if (l->foreground) {
@@ -199,9 +211,15 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     if (wait_for_start(l, err) < 0)
         return -1;
 
-    if (hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer", state_json,
-                       err) < 0)
-        return -1;
+    if (hk->n_start_container) {
+        /* `start` has been called: the state these hooks read says "created". */
+        char *started = state_with_status(state_json, "created");
+        int r = hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer",
+                               started ? started : state_json, err);
+        free(started);
+        if (r < 0)
+            return -1;
+    }
     free(state_json);
     return hull_proc_finish(plan, err);
 }
