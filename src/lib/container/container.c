@@ -455,6 +455,19 @@ out:
     return ret;
 }
 
+/* After SIGKILL to a paused container: the v1 freezer holds even a fatal
+ * signal until thaw, so thaw it, as runc does. The init never runs again
+ * (the signal is pending); the rest die with its pid namespace, or are as
+ * after a SIGKILL to a running container without one. */
+static void thaw_killed(struct hull_cgroup *cg)
+{
+    bool frozen = false;
+    hull_error e = NULL;
+    if (cg && hull_cgroup_is_frozen(cg, &frozen, &e) == 0 && frozen)
+        hull_cgroup_freeze(cg, false, &e);
+    hull_error_free(&e);
+}
+
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
                         hull_error *err)
 {
@@ -481,6 +494,8 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
         hull_error_errno(err, "kill %s", id);
     } else {
         ret = 0;
+        if (signo == SIGKILL && st == HULL_STATUS_PAUSED)
+            thaw_killed(cg);
     }
     hull_cgroup_free(cg);
     hull_cstate_free(&cs);
@@ -510,6 +525,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     struct hull_cgroup *cg = load_cgroup(cs);
     if (hull_pid_alive(cs->pid, cs->pid_start)) {
         kill(cs->pid, SIGKILL);
+        thaw_killed(cg);
         wait_gone(cs->pid, cs->pid_start);
     }
     struct hull_spec *spec = NULL;
