@@ -22,6 +22,7 @@
 #include "util/json.h"
 
 static int remove_node(const struct cg_hier *h, struct cg_node *n, hull_error *err);
+static bool populated(const struct hull_cgroup *cg);
 
 static const uint32_t always_joined =
     CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_FREEZER) | CG_BIT(CG_CPUACCT);
@@ -274,10 +275,22 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
         }
         n->created = -(int)base;
     }
+    bool reused = false;
     for (size_t i = 0; i < L->n; i++) {
         const struct cg_hier *h = &L->h[i];
         if ((h->v2 || h->ctrls == 0 || (h->ctrls & always_joined)) && cg_join(cg, i, err) < 0)
             goto out;
+        reused |= cg->n[i].joined && cg->n[i].created == 0;
+    }
+    /* A cgroup that already holds processes is someone else's (another
+     * container's): sharing it would let our destroy kill them. Refused,
+     * as runc does; an empty one made by an engine beforehand is fine. */
+    if (reused && populated(cg)) {
+        hull_error_set(err, EBUSY,
+                       "linux.cgroupsPath: cgroup %s is not empty: it already holds processes "
+                       "of another container",
+                       t.path);
+        goto out;
     }
     /* Accounting for verdicts on a cgroup2 host; best effort, a resource
      * that needs a missing controller fails in hull_cgroup_apply. */
