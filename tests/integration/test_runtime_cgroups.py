@@ -97,6 +97,35 @@ def test_escaping_cgroups_path_refused(hull, bundle, tmp_path, path, fragment):
     assert {c: sorted(os.listdir(m)) for c, m in V1.items()} == before
 
 
+def test_cgroup_of_another_container_refused(hull, make_bundle, tmp_path):
+    """Sharing a populated cgroup would let one container's delete kill the
+    other's processes; an empty, pre-made one (as engines make) is fine."""
+    path = f"/{TOKEN}shared/ctr"
+    first, second = make_bundle(), make_bundle()
+    for b in (first, second):
+        b.linux["cgroupsPath"] = path
+    Path(V1["pids"], path[1:]).mkdir(parents=True)  # pre-made, empty
+    try:
+        with running(hull, first) as (c, pid):
+            assert cgroup_of(pid, "pids") == path
+            second.write()
+            c2 = cid("c2")
+            r = hull("create", "--bundle", str(second.path), c2)
+            assert_error(r, f"create {c2}", f"linux.cgroupsPath: cgroup {path} is not empty")
+            assert pid_alive(pid) and hull.state(c)["status"] == "running"
+            assert str(pid) in cg_read(pid, "pids", "cgroup.procs").split()
+            assert not (Path(hull.root) / c2).exists()
+        # what hull made is gone, what it found stays
+        assert Path(V1["pids"], path[1:]).is_dir()
+        assert not Path(V1["memory"], path[1:]).parent.exists()
+    finally:
+        for ctrl, m in V1.items():
+            for d in (Path(m, path[1:]), Path(m, path[1:]).parent):
+                if d.exists():
+                    d.rmdir()
+    assert_nothing_left(hull, tmp_path, TOKEN + "shared")
+
+
 # ---- linux.resources land in the kernel's files ------------------------------------
 
 def test_resources_land_in_v1_files(hull, bundle, tmp_path):
