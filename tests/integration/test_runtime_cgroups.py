@@ -115,8 +115,10 @@ def test_cgroup_of_another_container_refused(hull, make_bundle, tmp_path):
             assert pid_alive(pid) and hull.state(c)["status"] == "running"
             assert str(pid) in cg_read(pid, "pids", "cgroup.procs").split()
             assert not (Path(hull.root) / c2).exists()
-        # what hull made is gone, what it found stays
-        assert Path(V1["pids"], path[1:]).is_dir()
+        # the container's cgroup goes (as with runc, also where it was
+        # pre-made); of its parents only those hull made
+        assert not Path(V1["pids"], path[1:]).exists()
+        assert Path(V1["pids"], path[1:]).parent.is_dir()
         assert not Path(V1["memory"], path[1:]).parent.exists()
     finally:
         for ctrl, m in V1.items():
