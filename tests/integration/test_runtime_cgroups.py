@@ -210,6 +210,34 @@ def test_hugepage_limit_on_the_hugetlb_controller(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
+def test_unified_keys_on_the_hybrid_cgroup2(hull, bundle, tmp_path):
+    if V2 is None or "hugetlb" not in Path(V2, "cgroup.controllers").read_text().split():
+        pytest.skip("this host's cgroup2 has no hugetlb controller")
+    if "hugepages-2048kB" not in os.listdir("/sys/kernel/mm/hugepages"):
+        pytest.skip("no 2 MB huge pages on this kernel")
+    bundle.linux["resources"]["unified"] = {"hugetlb.2MB.max": str(6 << 20)}
+    with running(hull, bundle) as (c, pid):
+        d = Path(V2 + cgroup_of(pid, ""))
+        assert (d / "hugetlb.2MB.max").read_text().strip() == str(6 << 20)
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+@pytest.mark.parametrize("unified, fragment", [
+    ({"cgroup.procs": "1"}, "linux.resources.unified.cgroup.procs: managed by the runtime"),
+    ({"../cgroup.procs": "1"}, "is not a cgroup2 control file name"),
+    ({"nodot": "1"}, "is not a cgroup2 control file name"),
+    ({"hugetlb.3MB.max": "1"}, "linux.resources.unified"),
+])
+def test_bad_unified_keys_refused(hull, bundle, tmp_path, unified, fragment):
+    if V2 is None:
+        pytest.skip("no cgroup2 on this host")
+    bundle.linux["resources"]["unified"] = unified
+    bundle.write()
+    r = hull("create", "--bundle", str(bundle.path), cid())
+    assert_error(r, fragment)
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
 def fuse_bundle(bundle):
     """A container that sees the host's /dev/fuse (10:229, which anyone may
     open) bind-mounted in, and tries to open it."""
@@ -253,8 +281,13 @@ def test_devices_allowed_rule_and_the_cgroup_list(hull, bundle, tmp_path):
     ({"memory": {"limit": 64 << 20, "swap": 32 << 20}}, "linux.resources.memory.swap"),
     ({"cpu": {"cpus": "0-4095"}}, "linux.resources.cpu"),
     ({"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}, "linux.resources.hugepageLimits"),
+    ({"unified": {"memory.max": "1"}}, "linux.resources.unified.memory.max"),
+    ({"cpu": {"realtimeRuntime": 1000}}, "linux.resources.cpu.realtimeRuntime"),
 ])
 def test_unenforceable_resource_is_an_error(hull, bundle, tmp_path, resources, fragment):
+    if "unified" in resources and V2 and \
+            "memory" in Path(V2, "cgroup.controllers").read_text().split():
+        pytest.skip("this host's cgroup2 has the memory controller")
     if fragment.endswith("classID") and ("net_cls" in V1):
         pytest.skip("this host has net_cls")
     bundle.linux["resources"].update(resources)
