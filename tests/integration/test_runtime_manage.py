@@ -195,6 +195,30 @@ def test_update_memory_below_usage_refused_and_old_limit_kept(hull, bundle, tmp_
         assert st["config"]["linux"]["resources"]["memory"]["limit"] == 256 << 20
 
 
+def test_update_memory_against_memory_plus_swap(hull, bundle):
+    bundle.linux["resources"]["memory"] = {"limit": 128 << 20, "swap": 256 << 20}
+    with running(hull, bundle) as (c, init):
+        if not (Path(V1["memory"] + cgroup_of(init, "memory"),
+                     "memory.memsw.limit_in_bytes")).exists():
+            pytest.skip("no swap accounting on this host")
+        m = lambda f: int(cg_read(init, "memory", f))  # noqa: E731
+        # above memory+swap: refused with a hint, nothing changed
+        r = hull("update", "--memory", "300m", c)
+        assert_error(r, "above the container's memory+swap limit", "--memory-swap")
+        assert (m("memory.limit_in_bytes"), m("memory.memsw.limit_in_bytes")) == \
+            (128 << 20, 256 << 20)
+        # both together, in either direction
+        hull("update", "--memory", "300m", "--memory-swap", "400m", c, check=True)
+        assert (m("memory.limit_in_bytes"), m("memory.memsw.limit_in_bytes")) == \
+            (300 << 20, 400 << 20)
+        hull("update", "--memory", "100m", "--memory-swap", "150m", c, check=True)
+        assert (m("memory.limit_in_bytes"), m("memory.memsw.limit_in_bytes")) == \
+            (100 << 20, 150 << 20)
+        # unlimited memory lifts memory+swap too (as runc)
+        hull("update", "--memory", "-1", c, check=True)
+        assert m("memory.limit_in_bytes") == m("memory.memsw.limit_in_bytes") > 1 << 60
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--memory", "lots"), "limit: 'lots' is not a valid size"),
     (("--pids-limit", "x"), "limit: 'x' is not a valid number"),
