@@ -265,6 +265,9 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     if (p->terminal && o->detach && o->console_socket == NULL)
         return hull_error_set(err, EINVAL,
                               "a detached process with a terminal needs --console-socket");
+    /* Before anything runs: the process would start on a pty nobody gets. */
+    if (p->terminal && o->console_socket && hull_console_socket_check(o->console_socket, err) < 0)
+        return -1;
     /* Relayed in the foreground: the pty starts at the caller's window size
      * (made with it, so the program never sees 0x0); SIGWINCH relays changes. */
     struct winsize ws;
@@ -413,6 +416,9 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
             if (hull_write_path_atomic(o->pid_file, buf, (size_t)n, 0644, err) < 0) {
                 hull_error_prefix(err, "--pid-file");
                 ret = -1;
+                /* A failed exec leaves no process behind (runc kills it too). */
+                kill(pid, SIGKILL);
+                reap(pid);
             }
         }
         if (!o->detach && ret == 0) {
