@@ -174,6 +174,9 @@ def test_exec_options_land_in_the_process(hull, bundle, tmp_path):
     (("--cap", "CAP_NONSENSE"), "--cap: unknown capability 'CAP_NONSENSE'"),
     (("--additional-gids", "x"), "--additional-gids: 'x' is not a gid"),
     (("--tty", "--detach"), "needs --console-socket"),
+    (("--detach", "--pid-file", "/no/such/dir/pid"), "--pid-file: /no/such/dir/pid"),
+    (("--pid-file", "/no/such/dir/pid"), "--pid-file: /no/such/dir/pid"),
+    (("--tty", "--console-socket", "/no/such.sock"), "--console-socket /no/such.sock"),
 ])
 def test_exec_bad_options(hull, bundle, tmp_path, opts, fragment):
     with running(hull, bundle) as (c, init):
