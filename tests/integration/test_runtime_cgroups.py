@@ -81,6 +81,19 @@ def test_systemd_cgroups_path_mapped_onto_cgroupfs(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path, tok)
 
 
+@pytest.mark.parametrize("path, fragment", [
+    ("/abs/path", "'/abs/path' is not of the form slice:prefix:name"),
+    ("a--b.slice:p:n", "'a--b.slice' is not a valid systemd slice name"),
+    ("system.slice:p:..", "bad prefix or name"),
+])
+def test_bad_systemd_cgroups_path_refused(hull, bundle, tmp_path, path, fragment):
+    bundle.linux["cgroupsPath"] = path
+    bundle.write()
+    r = hull("create", "--bundle", str(bundle.path), cid(), global_args=("--systemd-cgroup",))
+    assert_error(r, f"create {cid()}", "linux.cgroupsPath: " + fragment)
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
 @pytest.mark.asan
 @pytest.mark.parametrize("path, fragment", [
     ("../../x", "linux.cgroupsPath: '../../x' climbs out of the cgroup"),
