@@ -84,7 +84,7 @@ def test_systemd_cgroups_path_mapped_onto_cgroupfs(hull, bundle, tmp_path):
 @pytest.mark.parametrize("path, fragment", [
     ("/abs/path", "'/abs/path' is not of the form slice:prefix:name"),
     ("a--b.slice:p:n", "'a--b.slice' is not a valid systemd slice name"),
-    ("system.slice:p:..", "bad prefix or name"),
+    ("system.slice:p:..", "'system.slice:p:..': bad prefix or name"),
 ])
 def test_bad_systemd_cgroups_path_refused(hull, bundle, tmp_path, path, fragment):
     bundle.linux["cgroupsPath"] = path
