@@ -67,6 +67,9 @@ DAEMON_SRCS := $(wildcard src/daemon/*.c)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/obj/%.o)
 DAEMON_LIBS := -lmicrohttpd -lpthread
 
+# The OpenAPI document is built into hulld (.incbin).
+$(BUILD)/obj/src/daemon/openapi.o: docs/openapi.json
+
 $(BUILD)/hulld: $(DAEMON_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(DAEMON_LIBS)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,8 +39,23 @@ static int tmp_relative(const char *path, char *out, size_t len, hull_error *err
     return 0;
 }
 
-/* Each missing directory of rel's parent is made and given to the sandbox
- * user; returns an O_PATH fd of the parent and the last name in *name. */
+/* Act as the sandbox's user: its /tmp may live in its user namespace,
+ * where the host's root is unmapped and may not create anything; and the
+ * API should not touch what that user could not. The keeper calling this
+ * is single-threaded, so the switch covers nothing else. */
+static void as_sandbox_user(const struct hull_session *s, bool on)
+{
+    if (on) {
+        setfsgid(s->host_uid);
+        setfsuid(s->host_uid);
+    } else {
+        setfsuid(0);
+        setfsgid(0);
+    }
+}
+
+/* Each missing directory of rel's parent is made (by the sandbox user);
+ * returns an O_PATH fd of the parent and the last name in *name. */
 static int parent_dir(struct hull_session *s, char *rel, const char **name, hull_error *err)
 {
     char *slash = strrchr(rel, '/');
@@ -58,11 +74,8 @@ static int parent_dir(struct hull_session *s, char *rel, const char **name, hull
         int sub = hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY, err);
         if (sub < 0 && hull_error_code(*err) == ENOENT) {
             hull_error_free(err);
-            /* Created by root on the host: hand it to the sandbox's user. */
             if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
                 hull_error_errno(err, "mkdir %s", comp);
-            } else if (fchownat(dir, comp, s->host_uid, s->host_uid, AT_SYMLINK_NOFOLLOW) < 0) {
-                hull_error_errno(err, "chown %s", comp);
             } else {
                 sub = hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY, err);
             }
@@ -97,26 +110,30 @@ int hull_session_put_file(struct hull_session *s, const char *path, const void *
     const char *name;
     if (tmp_relative(path, rel, sizeof(rel), err) < 0)
         return -1;
-    int dir = parent_dir(s, rel, &name, err);
-    if (dir < 0)
-        return hull_error_prefix(err, "put /tmp/%s", rel);
-    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
-                    (mode ? mode : 0644) & 0777);
+    as_sandbox_user(s, true);
+    int ret = -1, fd = -1, dir = parent_dir(s, rel, &name, err);
+    if (dir < 0) {
+        hull_error_prefix(err, "put /tmp/%s", rel);
+        goto out;
+    }
+    fd = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                (mode ? mode : 0644) & 0777);
     close(dir);
-    if (fd < 0)
-        return hull_error_errno(err, "put /tmp/%s", rel);
     struct stat st;
-    int ret = -1;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
-    else if (fchown(fd, s->host_uid, s->host_uid) < 0 || ftruncate(fd, 0) < 0 ||
-             write_all(fd, data, len) < 0)
+    if (fd < 0)
         hull_error_errno(err, "put /tmp/%s", rel);
+    else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
+    else if (ftruncate(fd, 0) < 0 || write_all(fd, data, len) < 0)
+        hull_error_errno(err, "put /tmp/%s", rel);
+    else if (mode && fchmod(fd, mode & 0777) < 0)
+        hull_error_errno(err, "put /tmp/%s: chmod", rel);
     else
         ret = 0;
-    if (ret == 0 && mode && fchmod(fd, mode & 0777) < 0)
-        ret = hull_error_errno(err, "put /tmp/%s: chmod", rel);
-    close(fd);
+out:
+    if (fd >= 0)
+        close(fd);
+    as_sandbox_user(s, false);
     return ret;
 }
 
@@ -131,11 +148,19 @@ int hull_session_get_file(struct hull_session *s, const char *path, size_t max, 
     int at = hull_resolve_in_root(s->tmpfd, rel, HULL_RESOLVE_NOFOLLOW, err);
     if (at < 0)
         return hull_error_prefix(err, "get /tmp/%s", rel);
-    int fd = open(hull_fd_path(buf, at), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    /* What the walk found, before opening it: a symlink, fifo or device
+     * is refused here, never opened. */
+    struct stat st;
+    if (fstat(at, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(at);
+        return hull_error_set(err, EINVAL, "get /tmp/%s: not a regular file", rel);
+    }
+    as_sandbox_user(s, true);
+    int fd = open(hull_fd_path(buf, at), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    as_sandbox_user(s, false);
     close(at);
     if (fd < 0)
         return hull_error_errno(err, "get /tmp/%s", rel);
-    struct stat st;
     int ret = -1;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         hull_error_set(err, EINVAL, "get /tmp/%s: not a regular file", rel);
