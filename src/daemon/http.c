@@ -45,6 +45,8 @@ struct route {
 struct req {
     bool started;    /* routed and authorised, body accepted */
     bool responded;  /* an answer is queued already */
+    bool rejected;   /* refused before the body: answer once it is read */
+    struct resp reject;
     struct route rt;
     struct caller caller;
     bool authed;
@@ -428,13 +430,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *con_cls = q;
         struct resp r = {0};
         if (admit(conn, url, method, q, &r) < 0) {
-            q->responded = true;
             audit(q, method, url, &r);
-            /* Answer now, without reading a body we will not use: the
-             * connection closes after it. */
-            enum MHD_Result ret = send_resp(conn, &r, true);
-            json_object_put(r.body);
-            return ret;
+            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+            if (r.status == 413 || (cl && strtoull(cl, NULL, 10) > hulld.o->max_body)) {
+                /* Answer now, without reading a body that is too big:
+                 * the connection closes after it. */
+                q->responded = true;
+                enum MHD_Result ret = send_resp(conn, &r, true);
+                json_object_put(r.body);
+                return ret;
+            }
+            /* A body within the limit is read and dropped, so the client
+             * gets its answer on a connection it can keep using. */
+            q->rejected = true;
+            q->reject = r;
+            return MHD_YES;
         }
         q->started = true;
         return MHD_YES;
@@ -442,6 +452,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (q->responded) {
         *upload_size = 0; /* discard */
         return MHD_YES;
+    }
+    if (q->rejected) {
+        if (*upload_size) {
+            q->len += *upload_size;
+            *upload_size = 0;
+            if (q->len <= hulld.o->max_body)
+                return MHD_YES;
+            json_object_put(q->reject.body);
+            memset(&q->reject, 0, sizeof(q->reject));
+            resp_error(&q->reject, 413, "payload_too_large", NULL, "the body is over %zu bytes",
+                       hulld.o->max_body);
+        }
+        q->responded = true;
+        enum MHD_Result ret = send_resp(conn, &q->reject, q->reject.status == 413);
+        json_object_put(q->reject.body);
+        q->reject.body = NULL;
+        return ret;
     }
     if (*upload_size) {
         if (q->len + *upload_size > hulld.o->max_body) {
@@ -489,6 +516,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct req *q = *con_cls;
     if (q) {
+        json_object_put(q->reject.body);
         free(q->body);
         free(q);
     }
