@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,9 @@ struct req {
 };
 
 static struct MHD_Daemon *unix_d, *tcp_d;
+/* Requests between their first byte and their answer's last: shutdown
+ * waits for them before MHD tears the connections down. */
+static atomic_int in_flight;
 static int unix_fd = -1;
 static char *tls_key_pem, *tls_cert_pem;
 
@@ -428,6 +432,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         if (q == NULL)
             return MHD_NO;
         *con_cls = q;
+        atomic_fetch_add(&in_flight, 1);
         struct resp r = {0};
         if (admit(conn, url, method, q, &r) < 0) {
             audit(q, method, url, &r);
@@ -516,6 +521,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct req *q = *con_cls;
     if (q) {
+        atomic_fetch_sub(&in_flight, 1);
         json_object_put(q->reject.body);
         free(q->body);
         free(q);
@@ -641,6 +647,9 @@ int http_start(hull_error *err)
 
 void http_stop(void)
 {
+    /* Let answers in progress (a synchronous run just finished) go out. */
+    for (int i = 0; i < 3000 && atomic_load(&in_flight) > 0; i++)
+        usleep(10000);
     if (tcp_d)
         MHD_stop_daemon(tcp_d);
     /* Quiesced first, the listening socket stays ours to close. */
