@@ -89,6 +89,7 @@ struct resp {
     int retry_after;         /* seconds, 0 = no header */
     const char *allow;       /* for 405 */
     char target[64];         /* run/sandbox id, for the audit log */
+    char timing[48];         /* Server-Timing header, or "" */
     const char *code;        /* error code, NULL on success */
 };
 /* Fill r with the uniform error body. field may be NULL. */

@@ -25,6 +25,20 @@ int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, co
                            args, 5, NULL, err);
 }
 
+int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
+                            unsigned long long start, hull_error *err)
+{
+    char now[40], p[16], st[32];
+    hull_rfc3339_now(now, sizeof(now));
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    snprintf(st, sizeof(st), "%llu", start);
+    const char *args[] = {id, tenant, now, now, p, st};
+    return hull_store_exec(s,
+                           "INSERT INTO runs (id, tenant, state, created, started, worker_pid, "
+                           "worker_start) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                           args, 6, NULL, err);
+}
+
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
                    hull_error *err)
 {

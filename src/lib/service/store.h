@@ -81,6 +81,9 @@ json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t s
 
 int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
                     const char *queue_job, hull_error *err);
+/* A run that starts at once, on the worker (pid, start time): one write. */
+int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
+                            unsigned long long start, hull_error *err);
 /* queued -> running, recording the worker (pid, start time). 1 if changed. */
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
                    hull_error *err);
