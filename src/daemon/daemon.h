@@ -123,8 +123,10 @@ void new_id(char *buf, size_t len, char prefix);
 /* runner.c: runs in worker processes, a bounded queue in front. */
 int runner_start(hull_error *err);
 void runner_stop(void);
-/* Wait until nothing is queued or running. */
-void runner_drain(void);
+/* Wait up to ms for nothing to be queued or running; true when idle. */
+bool runner_drain(unsigned ms);
+/* Cancel every queued run and kill every running one (cleanly). */
+void runner_cancel_all(void);
 void runner_counts(unsigned *running, unsigned *queued);
 void api_runs(const struct request *rq, const char *id, struct resp *r);
 void runs_recover(void);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "container/state.h"
@@ -227,12 +228,47 @@ void runner_counts(unsigned *running, unsigned *queued)
     pthread_mutex_unlock(&pool.mu);
 }
 
-void runner_drain(void)
+bool runner_drain(unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&pool.mu);
+    while (pool.active && pthread_cond_timedwait(&pool.done, &pool.mu, &until) == 0)
+        ;
+    bool idle = pool.active == NULL;
+    pthread_mutex_unlock(&pool.mu);
+    return idle;
+}
+
+void runner_cancel_all(void)
 {
     pthread_mutex_lock(&pool.mu);
-    while (pool.active)
-        pthread_cond_wait(&pool.done, &pool.mu);
+    char (*ids)[40] = NULL;
+    size_t n = 0;
+    for (struct job *j = pool.active; j; j = j->next_active)
+        n++;
+    ids = calloc(n ? n : 1, sizeof(*ids));
+    n = 0;
+    for (struct job *j = pool.active; ids && j; j = j->next_active)
+        snprintf(ids[n++], sizeof(ids[0]), "%s", j->id);
     pthread_mutex_unlock(&pool.mu);
+    static const char *const from[] = {"queued", NULL};
+    for (size_t i = 0; ids && i < n; i++) {
+        bool was_queued = false;
+        struct job *j = runner_cancel(ids[i], &was_queued);
+        hull_error e = NULL;
+        if (j && was_queued && hull_run_transition(hulld.store, ids[i], from, "cancelled", &e) < 0)
+            hull_error_free(&e);
+        if (j)
+            job_release(j);
+    }
+    free(ids);
 }
 
 /* internal_error result for a run its worker could not finish. */

@@ -210,3 +210,22 @@ def test_one_hulld_per_state_dir(tmp_path):
 def test_help():
     r = subprocess.run([HULLD, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--socket PATH" in r.stdout and "--state-dir" in r.stdout
+
+
+def test_second_sigterm_cancels(tmp_path):
+    h = make(tmp_path, "--max-runs", "1").start()
+    a = h.request("POST", "/v1/runs", {"cmd": ["sleep", "60"], "async": True,
+                                        "limits": {"wall_time": "2m"}}, h.tok).json["id"]
+    b = h.request("POST", "/v1/runs", {"cmd": ["sleep", "60"], "async": True}, h.tok).json["id"]
+    assert wait_until(lambda: get_run(h, a)["state"] == "running")
+    h.note_helpers()
+    h.proc.send_signal(15)
+    assert wait_until(lambda: h.request("GET", "/healthz").status == 503)
+    h.proc.send_signal(15)
+    assert h.proc.wait(60) == 0
+    h.proc = None
+    h.start()
+    assert get_run(h, a)["verdict"] == "killed"
+    assert get_run(h, b)["state"] == "cancelled"
+    assert h.stop() == 0
+    assert clean(h), h.leaks()
