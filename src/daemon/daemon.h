@@ -117,6 +117,10 @@ struct request {
 };
 /* A query parameter, or NULL. */
 const char *request_query(const struct request *rq, const char *key);
+/* Validate a run request (or exec/sandbox request) in full, so bad input
+ * is a 400 now, never a failed run later; microvm is 501 for now. 0 or -1
+ * with r filled. */
+int policy_check(const char *text, struct resp *r);
 /* "r-" or "s-" + 16 random hex digits. */
 void new_id(char *buf, size_t len, char prefix);
 

@@ -28,6 +28,26 @@ void new_id(char *buf, size_t len, char prefix)
              b[4], b[5], b[6], b[7]);
 }
 
+int policy_check(const char *text, struct resp *r)
+{
+    struct hull_policy p;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    int ok = hull_policy_from_json(text, strlen(text), &p, &e);
+    enum hull_isolation iso = p.isolation;
+    hull_policy_free(&p);
+    if (ok < 0) {
+        resp_from_error(r, &e);
+        return -1;
+    }
+    if (iso == HULL_ISOLATION_MICROVM) {
+        resp_error(r, 501, "not_implemented", "isolation",
+                   "isolation: microvm is not available in this build yet");
+        return -1;
+    }
+    return 0;
+}
+
 /* The run as stored: the answer of GET, and of a synchronous POST. */
 static void answer_run(struct resp *r, int status, const char *id, const char *tenant)
 {
@@ -97,23 +117,9 @@ static void post_run(const struct request *rq, struct resp *r)
     bool async, queue;
     if (take_flag(doc, "async", &async, r) < 0 || take_flag(doc, "queue", &queue, r) < 0)
         goto out;
-    /* Validated here, in full, so a bad request is a 400 now and never a
-     * failed run later. */
     const char *text = hj_to_string(doc);
-    struct hull_policy p;
-    hull_policy_init(&p);
-    int ok = hull_policy_from_json(text, strlen(text), &p, &e);
-    enum hull_isolation iso = p.isolation;
-    hull_policy_free(&p);
-    if (ok < 0) {
-        resp_from_error(r, &e);
+    if (policy_check(text, r) < 0)
         goto out;
-    }
-    if (iso == HULL_ISOLATION_MICROVM) {
-        resp_error(r, 501, "not_implemented", "isolation",
-                   "isolation: microvm is not available in this build yet");
-        goto out;
-    }
     char id[40];
     new_id(id, sizeof(id), 'r');
     if (queue) {
