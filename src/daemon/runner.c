@@ -302,8 +302,9 @@ static void slot_close(struct slot *s)
 }
 
 /* One run on this slot's worker; returns the result JSON. */
-static char *dispatch(struct slot *s, struct job *j, double *lib_ms)
+static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdict[32])
 {
+    snprintf(verdict, 32, "internal_error");
     if (s->sock < 0 && slot_spawn(s) < 0)
         return failed_result("no worker process could be started");
     hull_error e = NULL;
@@ -322,7 +323,7 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms)
         hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
         slot_close(s);
         char *res = failed_result("the worker process running it died");
-        if (hull_run_finish(hulld.store, j->id, res, &e) < 0) {
+        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
             hull_warn("run %s: %s", j->id, hull_error_msg(e));
             hull_error_free(&e);
         }
@@ -330,12 +331,14 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms)
     }
     char *res = f.data;
     f.data = NULL;
-    json_object *lib = hj_get(f.hdr, "lib_ms");
+    json_object *lib = hj_get(f.hdr, "lib_ms"), *v = hj_get(f.hdr, "verdict");
     *lib_ms = lib ? json_object_get_double(lib) : 0;
+    if (v)
+        snprintf(verdict, 32, "%s", json_object_get_string(v));
     json_object *rec = hj_get(f.hdr, "recorded");
     if (rec == NULL || !json_object_get_boolean(rec)) {
         /* Already ended (a no-op) or the worker could not write: try here. */
-        if (hull_run_finish(hulld.store, j->id, res, &e) < 0) {
+        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
             hull_warn("run %s: %s", j->id, hull_error_msg(e));
             hull_error_free(&e);
         }
@@ -349,12 +352,9 @@ static void run_job(struct slot *s, struct job *j)
 {
     uint64_t t0 = hull_monotonic_ns();
     double lib_ms = 0;
-    char *res = dispatch(s, j, &lib_ms);
-    double secs = (double)(hull_monotonic_ns() - t0) / 1e9;
-    json_object *o = json_tokener_parse(res);
-    json_object *v = o ? hj_get(o, "verdict") : NULL;
-    metrics_run_done(v ? json_object_get_string(v) : "internal_error", secs);
-    json_object_put(o);
+    char verdict[32];
+    char *res = dispatch(s, j, &lib_ms, verdict);
+    metrics_run_done(verdict, (double)(hull_monotonic_ns() - t0) / 1e9);
 
     pthread_mutex_lock(&pool.mu);
     j->result = res;
@@ -431,8 +431,9 @@ void runner_stop(void)
 
 /* ---- the worker process -------------------------------------------------- */
 
-static char *run_one(struct frame *f, double *lib_ms)
+static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
 {
+    *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
     struct hull_policy p;
     struct hull_result r;
     hull_error e = NULL;
@@ -449,6 +450,7 @@ static char *run_one(struct frame *f, double *lib_ms)
             res = failed_result(hull_error_msg(e));
         } else {
             res = hull_result_to_json(&r);
+            *verdict = hull_verdict_name(r.verdict);
             hull_result_free(&r);
         }
     }
@@ -466,9 +468,10 @@ int worker_loop(int sock, struct hull_store *st)
             return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
-        char *res = run_one(&f, &lib_ms);
+        const char *verdict;
+        char *res = run_one(&f, &lib_ms, &verdict);
         hull_error e = NULL;
-        int rec = id ? hull_run_finish(st, json_object_get_string(id), res, &e) : 0;
+        int rec = id ? hull_run_finish(st, json_object_get_string(id), res, verdict, &e) : 0;
         if (rec < 0) {
             hull_warn("worker: %s", hull_error_msg(e));
             hull_error_free(&e);
@@ -476,6 +479,7 @@ int worker_loop(int sock, struct hull_store *st)
         json_object *hdr = json_object_new_object();
         json_object_object_add(hdr, "recorded", json_object_new_boolean(rec == 1));
         json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
+        json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
         int r = frame_send(sock, hdr, res, strlen(res), -1);
         json_object_put(hdr);
         free(res);

@@ -177,7 +177,7 @@ static void poll_queue(const char *id, const struct hull_run_row *row)
         hull_error_free(&e);
         return;
     }
-    if (res && hull_run_finish(hulld.store, id, res, &e) < 0)
+    if (res && hull_run_finish(hulld.store, id, res, NULL, &e) < 0)
         hull_error_free(&e);
     free(res);
 }

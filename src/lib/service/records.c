@@ -57,14 +57,18 @@ int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned lon
 }
 
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
-                    hull_error *err)
+                    const char *verdict_name, hull_error *err)
 {
     char now[40], verdict[32] = "";
     hull_rfc3339_now(now, sizeof(now));
-    json_object *r = json_tokener_parse(result_json);
-    json_object *v = r ? hj_get(r, "verdict") : NULL;
-    snprintf(verdict, sizeof(verdict), "%s", v ? json_object_get_string(v) : "internal_error");
-    json_object_put(r);
+    if (verdict_name) {
+        snprintf(verdict, sizeof(verdict), "%s", verdict_name);
+    } else {
+        json_object *r = json_tokener_parse(result_json);
+        json_object *v = r ? hj_get(r, "verdict") : NULL;
+        snprintf(verdict, sizeof(verdict), "%s", v ? json_object_get_string(v) : "internal_error");
+        json_object_put(r);
+    }
 
     sqlite3 *db = hull_store_lock(s);
     int ret = -1;

@@ -87,10 +87,11 @@ int hull_run_insert_running(struct hull_store *s, const char *id, const char *te
 /* queued -> running, recording the worker (pid, start time). 1 if changed. */
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
                    hull_error *err);
-/* queued|running -> finished with the result. 1 if recorded, 0 if the run
- * had already ended (someone else won). */
+/* queued|running -> finished with the result (verdict: its "verdict", or
+ * NULL to read it from the JSON). 1 if recorded, 0 if the run had already
+ * ended (someone else won). */
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
-                    hull_error *err);
+                    const char *verdict, hull_error *err);
 /* from one of the states in from ("queued", "running", NULL-terminated) to
  * to. 1 if changed. */
 int hull_run_transition(struct hull_store *s, const char *id, const char *const *from,
