@@ -134,6 +134,8 @@ void runner_cancel_all(void);
 void runner_counts(unsigned *running, unsigned *queued);
 void api_runs(const struct request *rq, const char *id, struct resp *r);
 void runs_recover(void);
+/* hull_sandbox_cleanup(): after a helper died, its sandbox's remains. */
+void sweep_leftovers(void);
 
 /* sandboxes.c: long-lived sandboxes, each in a keeper process. */
 void api_sandboxes(const struct request *rq, const char *id, const char *action,

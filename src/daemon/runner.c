@@ -301,6 +301,18 @@ static void slot_close(struct slot *s)
     s->pid = -1;
 }
 
+void sweep_leftovers(void)
+{
+    /* The dead helper's sandbox died with it (parent-death signal); its
+     * state and cgroup are removed now rather than at the next start. */
+    size_t n = 0;
+    hull_error e = NULL;
+    if (hull_sandbox_cleanup(&n, &e) < 0) {
+        hull_warn("%s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
 /* One run on this slot's worker; returns the result JSON. */
 static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdict[32])
 {
@@ -322,6 +334,7 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdic
         /* The worker died under this run: say so, and start a new one. */
         hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
         slot_close(s);
+        sweep_leftovers();
         char *res = failed_result("the worker process running it died");
         if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
             hull_warn("run %s: %s", j->id, hull_error_msg(e));

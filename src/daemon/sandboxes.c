@@ -440,6 +440,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", "its keeper died", &e) < 0)
                 hull_error_free(&e);
             unlink_sbx(s);
+            if (s->pid > 0)
+                waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */
+            s->pid = -1;
+            sweep_leftovers();
         }
     }
     unref(s);
