@@ -90,10 +90,11 @@ static void test_tokens(void **state)
     assert_int_equal(hull_token_revoke(f->st, "tnope", &err), -1);
     assert_int_equal(hull_error_code(err), ENOENT);
     hull_error_free(&err);
-    assert_int_equal(hull_token_create(f->st, HULL_ROLE_USER, "a b", &a, &ia, &err), -1);
-    hull_error_free(&err);
     free(a);
     free(b);
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_USER, "a b", &a, &ia, &err), -1);
+    assert_null(a);
+    hull_error_free(&err);
 }
 
 static void test_run_ends_once(void **state)
