@@ -70,6 +70,13 @@ def cli_floor(n):
     return ts
 
 
+def cpu_ms(pid):
+    """utime + stime of a process, in ms."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def load(sock, token, clients, total):
     """Latencies of the 200s, the API's share of each (end to end minus the
     library call's time, from the Server-Timing header), status counts."""
@@ -134,7 +141,9 @@ def main():
               f"{pct(cli, 99):>9.2f}{'-':>7}")
         one = None
         for c in LEVELS:
+            cpu0 = cpu_ms(proc.pid)
             lat, added, codes, secs = load(sock, token, c, RUNS)
+            main_cpu = (cpu_ms(proc.pid) - cpu0) / max(1, sum(codes.values()))
             ok = codes.get(200, 0)
             print(f"{f'api, {c} concurrent':<22}{ok / secs:>9.0f}{pct(lat, 50):>9.2f}"
                   f"{pct(lat, 99):>9.2f}{codes.get(429, 0):>7}{pct(added, 50):>9.2f}"
@@ -144,6 +153,8 @@ def main():
                 print(f"  unexpected statuses: {bad}")
             if c == 1:
                 one = (lat, added)
+                print(f"  hulld main process CPU per request (HTTP, auth, JSON, store): "
+                      f"{main_cpu:.2f} ms")
         if one:
             lat, added = one
             print(f"API's share per request, 1 client (end to end minus the library call in the "

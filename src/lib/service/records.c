@@ -78,17 +78,15 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         return -1;
     }
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
-                           "WHERE id = ? AND state IN ('queued', 'running')",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (hull_store_prepare(s, "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
+                           "WHERE id = ? AND state IN ('queued', 'running')", &st, NULL) < 0)
         goto fail;
     sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, verdict, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto fail;
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     st = NULL;
     if (sqlite3_changes(db) == 0) {
         /* Already finished, cancelled or interrupted: the first word stands. */
@@ -96,20 +94,19 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         hull_store_unlock(s);
         return 0;
     }
-    if (sqlite3_prepare_v2(db, "INSERT INTO results (run_id, result) VALUES (?, ?)", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (hull_store_prepare(s, "INSERT INTO results (run_id, result) VALUES (?, ?)", &st, NULL) < 0)
         goto fail;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, result_json, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     ret = 1;
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     hull_store_unlock(s);
     return ret;
 fail:
     hull_store_fail(s, "finish run", err);
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     hull_store_unlock(s);
     return -1;

@@ -133,6 +133,12 @@ struct sqlite3;
 struct sqlite3 *hull_store_lock(struct hull_store *s);
 void hull_store_unlock(struct hull_store *s);
 int hull_store_fail(struct hull_store *s, const char *what, hull_error *err);
+/* Under the lock: a prepared statement for sql, from the store's cache;
+ * hand it back with hull_store_release (reset, not finalized). */
+struct sqlite3_stmt;
+int hull_store_prepare(struct hull_store *s, const char *sql, struct sqlite3_stmt **st,
+                       hull_error *err);
+void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
 /* One statement with text parameters (NULL binds SQL NULL; INTEGER columns
  * convert). *changes (may be NULL) gets the rows changed. */
 int hull_store_exec(struct hull_store *s, const char *sql, const char *const *args, int nargs,
