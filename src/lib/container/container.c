@@ -233,6 +233,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         close(c->launch.pty_master);
         c->launch.pty_master = -1;
     }
+    hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
+               (int)c->launch.pid, bundle);
     return 0;
 
 fail_kill:
@@ -335,6 +337,7 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
     /* Without the fifo, the status reads "running" from now on. */
     unlinkat(dirfd, HULL_EXEC_FIFO, 0);
     ret = 0;
+    hull_debug("start %s: init %d released", id, (int)cs.pid);
 
     struct hull_spec *spec = NULL;
     if (cs.config) {
@@ -388,6 +391,9 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
     } else {
         ret = 0;
     }
+    if (ret == 0)
+        hull_debug("kill %s: signal %d to init %d%s", id, signo, (int)cs.pid,
+                   all ? " and its cgroup" : "");
     hull_cgroup_free(cg);
     hull_cstate_free(&cs);
     close(dirfd);
@@ -414,6 +420,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
                            hull_error *err)
 {
     struct hull_cgroup *cg = load_cgroup(cs);
+    hull_debug("delete %s: init %d, removing cgroup and state", cs->id, (int)cs->pid);
     if (hull_pid_alive(cs->pid, cs->pid_start)) {
         kill(cs->pid, SIGKILL);
         wait_gone(cs->pid, cs->pid_start);

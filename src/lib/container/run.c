@@ -177,6 +177,7 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
         *exit_status = 128 + WTERMSIG(status);
     else
         *exit_status = 255;
+    hull_debug("run %s: init %d exited, status %d", o->id, (int)c.launch.pid, *exit_status);
     ret = 0;
 
 out_destroy:
