@@ -24,6 +24,10 @@ HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
 BUSYBOX = "/bin/busybox"
 
 PR_SET_CHILD_SUBREAPER = 36
+# Part of every container id the runtime tests use (see hullrt.cid), so the
+# end-of-session check can find what this run left in global places (cgroups)
+# without mistaking another run's containers for ours.
+SESSION_TOKEN = f"t{os.getpid()}"
 
 
 def pytest_configure(config):
@@ -284,6 +288,43 @@ def make_bundle(tmp_path, tmp_path_factory):
 @pytest.fixture
 def bundle(make_bundle):
     return make_bundle()
+
+
+def cgroup_dirs_named(token: str):
+    """Directories (up to 4 levels deep) of every mounted cgroup hierarchy
+    whose name contains token."""
+    roots = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            post = line.split(" - ", 1)[1].split()
+            if post[0] in ("cgroup", "cgroup2"):
+                roots.add(line.split()[4])
+    found = []
+    for root in roots:
+        base = root.rstrip("/").count("/")
+        for dirpath, dirnames, _ in os.walk(root):
+            if dirpath.count("/") - base >= 4:
+                dirnames[:] = []
+            found += [os.path.join(dirpath, d) for d in dirnames if token in d]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaks_after_suite(tmp_path_factory):
+    """After the whole suite: no container state, mount, process or cgroup
+    left by any test of this run."""
+    yield
+    reap_orphans()
+    base = tmp_path_factory.getbasetemp()
+    states = [p for p in base.glob("*/state/*")]
+    assert not states, f"containers left after the suite: {states}"
+    assert wait_until(lambda: not host_mounts_under(base), timeout=5), \
+        f"mounts left after the suite: {host_mounts_under(base)}"
+    assert wait_until(lambda: not [p for p in pids_with_cmdline_containing(str(base))
+                                   if pid_alive(p)], timeout=5), \
+        "processes left after the suite"
+    assert not cgroup_dirs_named(SESSION_TOKEN), \
+        f"cgroups left after the suite: {cgroup_dirs_named(SESSION_TOKEN)}"
 
 
 @pytest.fixture(autouse=True)
