@@ -520,7 +520,7 @@ int hull_container_state(const struct hull_runtime *rt, const char *id, struct h
                          hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
-        return hull_error_prefix(err, "state");
+        return hull_error_prefix(err, "state %s", id);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", rt->root, id);
     /* Readers do not take the lock: state.json is replaced atomically. */
