@@ -162,8 +162,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     }
 
     /* From here on something exists and failures must roll back. */
-    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0)
+    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
+        hull_container_ctx_release(c); /* the spec and filter made above */
         return -1;
+    }
     char created[64];
     hull_rfc3339_now(created, sizeof(created));
     c->cs.id = strdup(o->id);
