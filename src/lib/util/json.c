@@ -27,6 +27,10 @@ int hj_parse(const char *text, size_t len, const char *what, json_object **out, 
     json_tokener *tok = json_tokener_new();
     if (tok == NULL)
         return hull_error_set(err, ENOMEM, "%s: out of memory", what);
+    /* RFC 8259 only: json-c's lenient mode takes trailing commas, single
+     * quotes and NaN, which runc and every other reader of the same
+     * config.json reject. */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t offset = json_tokener_get_parse_end(tok);
