@@ -200,7 +200,7 @@ def assert_error(r, verb, id_, *fragments):
     assert r.returncode != 0, r
     lines = r.stderr.splitlines()
     assert len(lines) == 1, f"expected one error line, got {r.stderr!r}"
-    prefix = f"hull: {verb} {id_}: " if id_ else f"hull: {verb}: "
+    prefix = f"hull: {verb} {id_}: "
     assert lines[0].startswith(prefix), f"{lines[0]!r} does not start with {prefix!r}"
     for frag in fragments:
         assert frag in lines[0], f"{frag!r} not in {lines[0]!r}"
