@@ -471,7 +471,7 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         /* No readable state: a create that crashed before its first write. */
         if (!force) {
             close(dirfd);
-            return hull_error_prefix(err, "delete %s (use --force for a half-created container)",
+            return hull_error_prefix(err, "delete %s: container left half-created (use --force)",
                                      id);
         }
         hull_error_free(err);
