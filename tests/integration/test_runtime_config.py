@@ -703,3 +703,114 @@ def test_annotations_preserved(hull, bundle):
         assert hull.state(c)["annotations"] == ann
         listed = json.loads(hull("list", "--format", "json", check=True).stdout)
         assert listed[0]["annotations"] == ann
+
+
+def test_umask_defaults_to_0022(hull, bundle):
+    """Without process.user.umask the container gets 0022 (as with runc),
+    not the umask of whoever ran hull."""
+    bundle.set_args("sh", "-c", "umask").write()
+    r = hull("run", "--bundle", str(bundle.path), cid(), preexec_fn=lambda: os.umask(0o077))
+    assert r.returncode == 0, r
+    assert r.stdout == "0022\n"
+
+
+@pytest.mark.asan
+def test_only_stdio_reaches_the_container(hull, bundle, tmp_path):
+    """The runtime's fds (sync socket, fifo, log, lock) stay outside; the
+    caller's extra fds too, unless --preserve-fds passes them."""
+    extra = os.open("/etc/hostname", os.O_RDONLY)
+    os.set_inheritable(extra, True)
+    try:
+        assert extra >= 3
+        bundle.set_args("sh", "-c", "ls /proc/$$/fd; exit 0").write()
+        g = ("--log", str(tmp_path / "log"), "--debug")
+        r = hull("run", "--bundle", str(bundle.path), cid(), global_args=g,
+                 pass_fds=(extra,))
+        assert r.returncode == 0, r
+        assert r.stdout.split() == ["0", "1", "2"]
+    finally:
+        os.close(extra)
+
+
+def test_preserve_fds(hull, bundle, tmp_path):
+    src = tmp_path / "data"
+    src.write_text("passed-in")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        if fd != 3:
+            os.dup2(fd, 3)
+            os.close(fd)
+            fd = 3
+        os.set_inheritable(3, True)
+        bundle.set_args("sh", "-c", "cat <&3; echo; ls /proc/$$/fd; exit 0").write()
+        r = hull("run", "--preserve-fds", "1", "--bundle", str(bundle.path), cid(),
+                 pass_fds=(3,))
+        assert r.returncode == 0, r
+        assert r.stdout.split() == ["passed-in", "0", "1", "2", "3"]
+    finally:
+        os.close(fd)
+
+
+def test_terminal_in_foreground_run(hull, bundle):
+    """process.terminal with a foreground run: hull relays the pty."""
+    bundle.process["terminal"] = True
+    bundle.process["consoleSize"] = {"height": 33, "width": 101}
+    bundle.set_args("sh", "-c", "tty; stty size; [ -t 1 ] && echo is-a-tty").write()
+    r = hull("run", "--bundle", str(bundle.path), cid())
+    assert r.returncode == 0, r
+    lines = r.stdout.replace("\r\n", "\n").split("\n")
+    assert lines[0].startswith("/dev/pts/")
+    assert lines[1] == "33 101"
+    assert lines[2] == "is-a-tty"
+
+
+def test_hooks_order_and_namespaces(hull, bundle, tmp_path):
+    """Every hook kind runs at its step of the lifecycle, with the state on
+    stdin; createContainer in the container's mount namespace, the runtime
+    hooks in the host's, startContainer inside the container's root."""
+    logdir = tmp_path / "hooklog"
+    logdir.mkdir()
+    (bundle.rootfs / "hooklog").mkdir()
+    bundle.config["mounts"].append({"destination": "/hooklog", "type": "bind",
+                                    "source": str(logdir), "options": ["bind"]})
+
+    def hook(name, log):
+        script = (f"read -r state; echo \"{name} $(readlink /proc/self/ns/mnt) "
+                  f"$(echo $state | grep -o '\"status\":\"[a-z]*\"')\" >> {log}")
+        return {"path": "/bin/sh", "args": ["sh", "-c", script],
+                "env": ["PATH=/bin:/usr/bin"]}
+    host_log, in_log = logdir / "log", "/hooklog/log"
+    bundle.config["hooks"] = {
+        "prestart": [hook("prestart", host_log)],
+        "createRuntime": [hook("createRuntime", host_log)],
+        "createContainer": [hook("createContainer", host_log)],
+        "startContainer": [hook("startContainer", in_log)],
+        "poststart": [hook("poststart", host_log)],
+        "poststop": [hook("poststop", host_log)],
+    }
+    bundle.set_args("sleep", "1000").write()
+    c = cid()
+    hostns = os.readlink("/proc/self/ns/mnt")
+    try:
+        hull("create", "--bundle", str(bundle.path), c, check=True)
+        pid = hull.state(c)["pid"]
+        cns = os.readlink(f"/proc/{pid}/ns/mnt")
+        names = [line.split()[0] for line in host_log.read_text().splitlines()]
+        assert names == ["prestart", "createRuntime", "createContainer"]
+        hull("start", c, check=True)
+        assert wait_until(lambda: len(host_log.read_text().splitlines()) == 5)
+        hull("kill", c, "KILL", check=True)
+        assert wait_until(lambda: hull.state(c)["status"] == "stopped")
+        hull("delete", c, check=True)
+    finally:
+        hull("delete", "--force", c)
+    rows = [line.split() for line in host_log.read_text().splitlines()]
+    assert [r[0] for r in rows] == ["prestart", "createRuntime", "createContainer",
+                                    "startContainer", "poststart", "poststop"]
+    ns = {r[0]: r[1] for r in rows}
+    assert ns["prestart"] == ns["createRuntime"] == ns["poststart"] == ns["poststop"] == hostns
+    assert ns["createContainer"] == ns["startContainer"] == cns
+    status = {r[0]: r[2] if len(r) > 2 else "" for r in rows}
+    assert status["createRuntime"] == '"status":"creating"'
+    assert status["poststart"] == '"status":"running"'
+    assert status["poststop"] == '"status":"stopped"'

@@ -391,3 +391,23 @@ def test_joined_namespace_of_wrong_type(hull, bundle, tmp_path):
     c, r = create(hull, bundle)
     assert_error(r, "create", c, "linux.namespaces: /proc/self/ns/ipc is not a network namespace")
     assert_nothing_left(hull, tmp_path)
+
+
+def test_exec_failure_in_foreground_run(hull, bundle, tmp_path):
+    """A program the kernel cannot execute: run reports the exec error."""
+    bad = bundle.rootfs / "bin" / "bad"
+    bad.write_bytes(b"\x7fELF garbage")
+    bad.chmod(0o755)
+    bundle.set_args("/bin/bad").write()
+    c = cid()
+    r = hull("run", "--bundle", str(bundle.path), c)
+    assert_error(r, "run", c, "exec /bin/bad: Exec format error")
+    assert_nothing_left(hull, tmp_path)
+
+
+def test_hook_timeout(hull, bundle, tmp_path):
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "100"],
+                                            "timeout": 1}]}
+    c, r = create(hull, bundle)
+    assert_error(r, "create", c, "hooks.prestart[0]: /bin/sleep timed out after 1 s")
+    assert_nothing_left(hull, tmp_path)
