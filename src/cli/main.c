@@ -25,6 +25,16 @@ static const struct cli_verb verbs[] = {
     {"kill", cmd_kill, "send a signal to a container's process(es)"},
     {"delete", cmd_delete, "release a stopped container's resources"},
     {"list", cmd_list, "list containers"},
+    {"exec", cmd_exec, "run a process in a running container"},
+    {"ps", cmd_ps, "show a container's processes"},
+    {"pause", cmd_pause, "freeze every process of a container"},
+    {"resume", cmd_resume, "thaw a paused container"},
+    {"update", cmd_update, "change a container's resource limits"},
+    {"events", cmd_events, "print a container's statistics and OOM events"},
+    {"sandbox", cmd_sandbox, "run untrusted code once, isolated, with limits"},
+    {"features", cmd_features, "print what this build and host support"},
+    {"checkpoint", cmd_checkpoint, "not supported (use microVM snapshots)"},
+    {"restore", cmd_checkpoint, "not supported (use microVM snapshots)"},
 };
 
 static void usage(FILE *out)

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "container/container.h"
 #include "container/hooks.h"
 #include "container/launch.h"
+#include "container/process.h"
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
@@ -57,31 +57,102 @@ static char *hook_state(pid_t pid, void *arg)
     return state_doc_text(h->cs, HULL_STATUS_CREATING, pid);
 }
 
+/* The creator's user name for `list`, read from /etc/passwd directly: the
+ * NSS machinery behind getpwuid() cannot run in a static binary. */
 static char *owner_name(void)
 {
-    struct passwd *pw = getpwuid(geteuid());
-    return strdup(pw ? pw->pw_name : "");
+    uid_t uid = geteuid();
+    char line[1024];
+    FILE *f = fopen("/etc/passwd", "re");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *name = line, *colon = strchr(line, ':');
+        if (colon == NULL)
+            continue;
+        *colon = '\0';
+        char *pw = colon + 1, *c2 = strchr(pw, ':');
+        if (c2 && strtoul(c2 + 1, NULL, 10) == uid) {
+            fclose(f);
+            return strdup(name);
+        }
+    }
+    if (f)
+        fclose(f);
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%u", (unsigned)uid);
+    return strdup(buf);
 }
 
 static int write_pid_file(const char *path, pid_t pid, hull_error *err)
 {
-    char dir[PATH_MAX], buf[32];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *name = path;
-    int dirfd = AT_FDCWD;
-    if (slash) {
-        *slash = '\0';
-        name = slash + 1;
-        dirfd = open(slash == dir ? "/" : dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0)
-            return hull_error_errno(err, "--pid-file %s", path);
-    }
+    char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
-    int r = hull_write_file_atomic(dirfd, name, buf, (size_t)n, 0644, err);
-    if (dirfd != AT_FDCWD)
-        close(dirfd);
-    return r < 0 ? hull_error_prefix(err, "--pid-file") : 0;
+    if (hull_write_path_atomic(path, buf, (size_t)n, 0644, err) < 0)
+        return hull_error_prefix(err, "--pid-file");
+    return 0;
+}
+
+/* The device rules a container always gets after the spec's own, as runc
+ * adds them: mknod of anything (the node is useless without access), the
+ * default devices, ptys, and linux.devices. Without these the default spec
+ * ("deny all") would not even let the init create /dev/null. */
+static int device_rules(const struct hull_spec *spec, struct hull_resources *r, hull_error *err)
+{
+    static const struct hull_device_rule defaults[] = {
+        {true, 'c', -1, -1, "m"}, {true, 'b', -1, -1, "m"},   /* mknod */
+        {true, 'c', 1, 3, "rwm"}, {true, 'c', 1, 5, "rwm"},   /* null, zero */
+        {true, 'c', 1, 7, "rwm"}, {true, 'c', 1, 8, "rwm"},   /* full, random */
+        {true, 'c', 1, 9, "rwm"}, {true, 'c', 5, 0, "rwm"},   /* urandom, tty */
+        {true, 'c', 5, 1, "rwm"}, {true, 'c', 5, 2, "rwm"},   /* console, ptmx */
+        {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}, /* pts, tun */
+    };
+    size_t nd = sizeof(defaults) / sizeof(defaults[0]);
+    const struct hull_resources *src = spec->linux_.resources;
+    size_t n_spec = src ? src->n_devices : 0, n_linux = spec->linux_.n_devices;
+    struct hull_device_rule *rules = calloc(n_spec + nd + n_linux, sizeof(*rules));
+    if (rules == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n_spec; i++)
+        rules[k++] = src->devices[i];
+    for (size_t i = 0; i < nd; i++)
+        rules[k++] = defaults[i];
+    for (size_t i = 0; i < n_linux; i++) {
+        const struct hull_device *d = &spec->linux_.devices[i];
+        if (d->type == 'p')
+            continue;
+        rules[k++] = (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major,
+                                               d->minor, "rwm"};
+    }
+    if (src)
+        *r = *src; /* shallow: the other fields stay the spec's */
+    r->devices = rules;
+    r->n_devices = k;
+    return 0;
+}
+
+static int apply_resources(struct hull_container_ctx *c, hull_error *err)
+{
+    const struct hull_resources *spec_r = c->spec->linux_.resources;
+    /* No device rules at all: the cgroup keeps its parent's, and the devices
+     * hierarchy need not even be joined (cheaper for every sandbox run). */
+    if (spec_r == NULL || spec_r->n_devices == 0)
+        return spec_r ? hull_cgroup_apply(c->cgroup, spec_r, err) : 0;
+    struct hull_resources r = {0};
+    if (device_rules(c->spec, &r, err) < 0)
+        return -1;
+    int ret = hull_cgroup_apply(c->cgroup, &r, err);
+    free(r.devices); /* the rest belongs to the spec */
+    return ret;
+}
+
+static bool spec_mounts_cgroup(const struct hull_spec *spec)
+{
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        const char *t = spec->mounts[i].type;
+        if (t && (strcmp(t, "cgroup") == 0 || strcmp(t, "cgroup2") == 0))
+            return true;
+    }
+    return false;
 }
 
 /* Check what can be checked before anything is created. */
@@ -99,6 +170,11 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
                               "--console-socket to receive its terminal");
     if (o->console_socket && hull_console_socket_check(o->console_socket, err) < 0)
         return -1;
+    if (hull_proc_check_lsm(spec->process, "config.json: process", err) < 0)
+        return -1;
+    if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
+        return hull_error_set(err, ENOTSUP,
+                              "config.json: linux.mountLabel: SELinux is not enabled on this host");
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");
@@ -111,6 +187,8 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
         close(c->launch.sync_fd);
     if (c->launch.pty_master >= 0)
         close(c->launch.pty_master);
+    if (c->launch.exported_fd >= 0)
+        close(c->launch.exported_fd);
     if (c->dirfd >= 0)
         close(c->dirfd);
     hull_cgroup_free(c->cgroup);
@@ -119,7 +197,7 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     if (c->owns_spec)
         hull_spec_free(c->spec);
     memset(c, 0, sizeof(*c));
-    c->dirfd = c->launch.sync_fd = c->launch.pty_master = -1;
+    c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
 }
 
 /* Undo a failed create: the init is already dead (spawn kills it). */
@@ -140,7 +218,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
                  const struct hull_setup_opts *so, struct hull_container_ctx *c, hull_error *err)
 {
     memset(c, 0, sizeof(*c));
-    c->dirfd = c->launch.sync_fd = c->launch.pty_master = -1;
+    c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
     c->launch.fifo_fd = -1;
     if (hull_id_validate(o->id, err) < 0)
         return -1;
@@ -175,22 +253,33 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.created = strdup(created);
     c->cs.owner = owner_name();
     c->cs.creating = true;
+    c->cs.ephemeral = so->ephemeral_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
     c->cs.config = json_object_get(c->spec->json);
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
-        goto fail;
 
+    /* The first state write comes once the cgroup exists, so it can name it;
+     * a crash before it leaves a directory without state.json, which delete
+     * --force handles (removing the default cgroup too). */
     if (!so->no_cgroup) {
         if (hull_cgroup_create(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
                                &c->cgroup, err) < 0)
             goto fail;
-        /* Recorded before use, so delete --force finds it after a crash. */
+        /* A container that sees cgroupfs must see all of its hierarchies;
+         * otherwise only the ones accounting and limits need are joined. */
+        if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
+            goto fail;
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
-        if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    }
+    /* Recorded before use, so delete --force finds the cgroup after a crash. */
+    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        goto fail;
+    if (c->cgroup) {
+        if (apply_resources(c, err) < 0)
             goto fail;
-        if (c->spec->linux_.resources &&
-            hull_cgroup_apply(c->cgroup, c->spec->linux_.resources, err) < 0)
-            goto fail;
+        /* Limits may join more hierarchies (cpu for a quota): the state
+         * written after spawn must name them, or destroy leaves them. */
+        json_object_put(c->cs.cgroup);
+        c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
 
     if (!so->foreground) {
@@ -213,6 +302,11 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.no_pivot = o->no_pivot;
     c->launch.foreground = so->foreground;
     c->launch.die_with_parent = so->die_with_parent;
+    for (int i = 0; i < 3; i++)
+        c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
+    c->launch.loopback_up = so->loopback_up;
+    c->launch.export_dir = so->export_dir;
+    c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.preserve_fds = o->preserve_fds;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
@@ -476,6 +570,13 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         }
         hull_error_free(err);
         close(dirfd);
+        /* The crash may have come after the default cgroup was made. */
+        struct hull_cgroup *cg = NULL;
+        hull_error e = NULL;
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) == 0)
+            hull_cgroup_destroy(cg, &e);
+        hull_cgroup_free(cg);
+        hull_error_free(&e);
         if (hull_cstate_remove(rt->root, id, err) < 0)
             return hull_error_prefix(err, "delete %s", id);
         return 0;

@@ -3,6 +3,8 @@
 #ifndef HULL_CONTAINER_CONTAINER_H
 #define HULL_CONTAINER_CONTAINER_H
 
+#include <signal.h>
+
 #include "container/launch.h"
 #include "container/state.h"
 #include "hull.h"
@@ -17,6 +19,11 @@ struct hull_setup_opts {
     bool die_with_parent; /* the container dies with the calling process */
     bool no_cgroup;       /* process isolation: no cgroup at all */
     const char *verb;     /* for messages: "create" (default), "run", ... */
+    const int *stdio;     /* 3 fds for the container's stdio; NULL = inherit ours */
+    bool loopback_up;     /* bring lo up in the new network namespace */
+    const char *export_dir; /* hand back an fd of this container directory */
+    const struct hull_rootfs_extras *rootfs_extras;
+    bool ephemeral_state; /* see struct hull_cstate.ephemeral */
 };
 
 /* Everything a created container holds while its creator still runs. */
@@ -40,5 +47,16 @@ void hull_container_ctx_release(struct hull_container_ctx *c);
 /* Kill what is left, run poststop hooks, remove the cgroup and the state. */
 int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull_cstate *cs,
                            hull_error *err);
+
+/* Foreground supervision shared by `run` and `exec`. */
+void hull_forwardable_signals(sigset_t *set);
+/* Wait for pid (our child), forwarding signals read from the signalfd sfd
+ * and relaying the pty master (or -1). Returns the wait status. */
+int hull_supervise(pid_t pid, int sfd, int master);
+/* After the process was told to exec: EOF on the close-on-exec sync socket
+ * means execve succeeded, an error message means it failed. */
+int hull_wait_exec(int sync_fd, hull_error *err);
+/* Shell-style exit code of a wait status: the code, or 128+signal. */
+int hull_exit_code(int status);
 
 #endif

@@ -20,107 +20,17 @@
 
 #include "container/hooks.h"
 #include "container/launch.h"
+#include "container/process.h"
 #include "container/sync.h"
 #include "linux/creds.h"
 #include "linux/mounts.h"
+#include "linux/netdev.h"
 #include "linux/namespaces.h"
 #include "linux/terminal.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
-
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-static const char *env_get(char *const *env, const char *key)
-{
-    size_t kl = strlen(key);
-    for (char *const *e = env; e && *e; e++)
-        if (strncmp(*e, key, kl) == 0 && (*e)[kl] == '=')
-            return *e + kl + 1;
-    return NULL;
-}
-
-static bool is_executable(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
-char *hull_find_executable(const char *file, char *const *env, hull_error *err)
-{
-    if (strchr(file, '/') != NULL) {
-        if (!is_executable(file)) {
-            struct stat st;
-            if (stat(file, &st) < 0)
-                hull_error_errno(err, "exec: \"%s\"", file);
-            else
-                hull_error_set(err, EACCES, "exec: \"%s\": not an executable file", file);
-            return NULL;
-        }
-        return strdup(file);
-    }
-    const char *path = env_get(env, "PATH");
-    if (path == NULL)
-        path = DEFAULT_PATH;
-    const char *p = path;
-    for (;;) {
-        const char *end = strchrnul(p, ':');
-        char cand[PATH_MAX];
-        int n = end == p ? snprintf(cand, sizeof(cand), "./%s", file)
-                         : snprintf(cand, sizeof(cand), "%.*s/%s", (int)(end - p), p, file);
-        if (n > 0 && (size_t)n < sizeof(cand) && is_executable(cand))
-            return strdup(cand);
-        if (*end == '\0')
-            break;
-        p = end + 1;
-    }
-    hull_error_set(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", file);
-    return NULL;
-}
-
-/* HOME from the container's /etc/passwd when the spec's env has none. */
-static char **env_with_home(char **env, uint32_t uid)
-{
-    size_t n = hull_strv_len(env);
-    char **out = calloc(n + 2, sizeof(char *));
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        out[i] = env[i];
-    if (env_get(env, "HOME") != NULL)
-        return out;
-    const char *home = "/";
-    char line[1024];
-    static char found[PATH_MAX];
-    FILE *f = fopen("/etc/passwd", "re");
-    while (f && fgets(line, sizeof(line), f)) {
-        /* name:pw:uid:gid:gecos:dir:shell */
-        char *fields[7] = {0};
-        char *s = line;
-        for (int i = 0; i < 7 && s; i++) {
-            fields[i] = s;
-            s = strchr(s, ':');
-            if (s)
-                *s++ = '\0';
-        }
-        if (fields[2] && fields[5] && strtoul(fields[2], NULL, 10) == uid) {
-            snprintf(found, sizeof(found), "%s", fields[5]);
-            home = found;
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    static char entry[PATH_MAX + 8];
-    snprintf(entry, sizeof(entry), "HOME=%s", home);
-    out[n] = entry;
-    return out;
-}
 
 static int set_hostname(const struct hull_spec *spec, hull_error *err)
 {
@@ -162,17 +72,6 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
     return 0;
 }
 
-static void reset_signals(void)
-{
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    /* Ignored signals survive execve; the container must start clean. */
-    for (int s = 1; s < NSIG; s++)
-        if (s != SIGKILL && s != SIGSTOP)
-            signal(s, SIG_DFL);
-}
-
 static int wait_for_start(struct hull_launch *l, hull_error *err)
 {
     if (l->foreground) {
@@ -190,7 +89,7 @@ static int wait_for_start(struct hull_launch *l, hull_error *err)
     return 0;
 }
 
-static int init_steps(struct hull_launch *l, char **exec_path, char ***envp, hull_error *err)
+static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_error *err)
 {
     const struct hull_spec *spec = l->spec;
     const struct hull_process *proc = spec->process;
@@ -223,8 +122,17 @@ static int init_steps(struct hull_launch *l, char **exec_path, char ***envp, hul
         .userns = userns,
         .cgroupns = lx->ns[HULL_NS_CGROUP].enabled,
         .rootfd = -1,
+        .extras = l->rootfs_extras,
     };
     if (hull_rootfs_prepare(&rfs, err) < 0)
+        return -1;
+    if (l->export_dir) {
+        cleanup_close int fd = hull_resolve_in_root(rfs.rootfd, l->export_dir,
+                                                    HULL_RESOLVE_DIRECTORY, err);
+        if (fd < 0 || hull_sync_send_fd(l->child_fd, SYNC_EXPORT, fd, err) < 0)
+            return hull_error_prefix(err, "export %s", l->export_dir);
+    }
+    if (l->loopback_up && lx->ns[HULL_NS_NET].enabled && hull_loopback_up(err) < 0)
         return -1;
 
     /* Hooks that need the namespaces but the host's filesystem view run
@@ -264,16 +172,22 @@ static int init_steps(struct hull_launch *l, char **exec_path, char ***envp, hul
             return -1;
     }
 
-    /* Resolve the program now, so `create` fails for a missing binary
-     * instead of `start` silently doing nothing. */
-    *exec_path = hull_find_executable(proc->args[0], proc->env, err);
-    if (*exec_path == NULL)
+    if (hull_proc_resolve(plan, err) < 0)
         return -1;
     if (chdir(proc->cwd) < 0)
         return hull_error_errno(err, "process.cwd: %s", proc->cwd);
-    *envp = env_with_home(proc->env, proc->user.uid);
-    if (*envp == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
+
+    /* A notify listener must reach the agent at listenerPath, which only the
+     * runtime can do: load such a filter now, while the runtime listens,
+     * instead of last (the profile must then allow the remaining setup). */
+    if (plan->seccomp && hull_seccomp_needs_listener(plan->seccomp)) {
+        int nfd = -1;
+        if (hull_seccomp_load(plan->seccomp, &nfd, err) < 0 ||
+            hull_sync_send_fd(l->child_fd, SYNC_SECCOMP, nfd, err) < 0)
+            return -1;
+        close(nfd);
+        plan->seccomp = NULL;
+    }
 
     /* From here on the runtime may exit (create, or a killed `run`, as with
      * runc): the parent-death signal must not kill a set-up container. The
@@ -289,41 +203,49 @@ static int init_steps(struct hull_launch *l, char **exec_path, char ***envp, hul
                        err) < 0)
         return -1;
     free(state_json);
+    return hull_proc_finish(plan, err);
+}
 
-    if (hull_personality_apply(lx, err) < 0)
-        return -1;
-    if (!proc->terminal && setsid() < 0)
-        return hull_error_errno(err, "setsid");
-
-    /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: load it
-     * while we still have it (the profile must then allow what follows). */
-    if (l->seccomp && !proc->no_new_privileges && hull_seccomp_load(l->seccomp, NULL, err) < 0)
-        return -1;
-    if (proc->has_caps && hull_caps_drop_bounding(&proc->caps, err) < 0)
-        return -1;
-    if (hull_creds_apply(proc, err) < 0)
-        return -1;
-    /* A uid change clears the parent-death signal; arm it again. */
-    if (l->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
-    if (proc->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return hull_error_errno(err, "process.noNewPrivileges");
-    /* Last, so the filter constrains only the container's own program. */
-    if (l->seccomp && proc->no_new_privileges && hull_seccomp_load(l->seccomp, NULL, err) < 0)
-        return -1;
-    return 0;
+void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
+{
+    int keep[HULL_LAUNCH_MAX_KEEP];
+    size_t n = 0;
+    keep[n++] = l->child_fd;
+    keep[n++] = l->fifo_fd;
+    keep[n++] = hull_log_fd();
+    if (stage1) {
+        /* Stage 1 still joins namespaces and passes the rest to the init. */
+        for (int t = 0; t < HULL_NS_COUNT; t++)
+            keep[n++] = l->join_fds[t];
+        for (int i = 0; i < 3; i++)
+            keep[n++] = l->stdio[i];
+    }
+    const struct hull_rootfs_extras *x = l->rootfs_extras;
+    for (size_t i = 0; x && i < x->n_files && n < HULL_LAUNCH_MAX_KEEP; i++)
+        if (x->files[i].src_fd >= 0)
+            keep[n++] = x->files[i].src_fd;
+    hull_close_fds_except(3 + l->preserve_fds, keep, n);
 }
 
 void hull_init_main(struct hull_launch *l)
 {
     hull_error err = NULL;
-    char *exec_path = NULL;
-    char **envp = NULL;
+    struct hull_proc_plan plan = {
+        .proc = l->spec->process,
+        .lx = &l->spec->linux_,
+        .seccomp = l->seccomp,
+        .die_with_parent = l->die_with_parent,
+        .new_session = !l->spec->process->terminal,
+        .preserve_fds = l->preserve_fds,
+    };
 
-    /* Shed the runtime's fds first: the locked state directory above all,
-     * or `start` would wait forever for a lock the init holds. */
-    int keep[] = {l->child_fd, l->fifo_fd, hull_log_fd()};
-    hull_close_fds_except(3 + l->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
+    /* The caller's chosen stdio, before anything else touches 0-2. */
+    for (int i = 0; i < 3; i++)
+        if (l->stdio[i] >= 0 && l->stdio[i] != i && dup2(l->stdio[i], i) < 0)
+            _exit(1);
+    /* Shed the runtime's fds: the locked state directory above all, or
+     * `start` would wait forever for a lock the init holds. */
+    hull_launch_shed_fds(l, false);
     l->sync_fd = -1;
     /* Die with the runtime while setting up: a half-built container must
      * not outlive the process that would clean it up. */
@@ -332,26 +254,9 @@ void hull_init_main(struct hull_launch *l)
      * process keeps the container from opening it (CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0);
 
-    if (init_steps(l, &exec_path, &envp, &err) < 0) {
+    if (init_steps(l, &plan, &err) < 0) {
         hull_sync_send_error(l->child_fd, err);
         _exit(1);
     }
-
-    /* Only 0-2 and the preserved fds cross into the container; everything
-     * else the runtime had open (sync socket, fifo, log) closes on exec. */
-    int first = 3 + l->preserve_fds;
-    if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        for (int fd = first; fd < 65536; fd++)
-            fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-    for (int fd = 3; fd < first; fd++)
-        fcntl(fd, F_SETFD, 0);
-    reset_signals();
-
-    execve(exec_path, l->spec->process->args, envp);
-    hull_error_errno(&err, "exec %s", exec_path);
-    /* In a foreground run the runtime still listens; after `start` nobody does. */
-    if (hull_sync_send_error(l->child_fd, err) < 0)
-        dprintf(2, "hull: %s\n", hull_error_msg(err));
-    _exit(127);
+    hull_proc_exec(&plan, l->child_fd);
 }

@@ -25,6 +25,7 @@
 
 #include "hull.h"
 #include "linux/cgroup.h"
+#include "linux/mounts.h"
 #include "linux/seccomp.h"
 #include "spec/spec.h"
 
@@ -39,6 +40,11 @@ struct hull_launch {
     int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
     int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
+    int stdio[3];     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
+    bool loopback_up; /* bring up lo in a new network namespace */
+    const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
+    const struct hull_rootfs_extras *rootfs_extras;
+    int exported_fd;  /* filled: the fd of export_dir, or -1 */
 
     /* filled by hull_launch_spawn */
     pid_t pid;       /* init's pid in the runtime's pid namespace */
@@ -56,11 +62,14 @@ struct hull_launch {
 int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
                       void *arg, hull_error *err);
 
+/* In a forked child: close every fd the runtime had open except the ones
+ * this launch hands on (sync socket, fifo, log, copy-in sources; in stage 1
+ * also the namespaces to join and the chosen stdio). Keeps the locked state
+ * directory in particular out of the container. */
+#define HULL_LAUNCH_MAX_KEEP 96
+void hull_launch_shed_fds(const struct hull_launch *l, bool stage1);
+
 /* The child side; never returns. */
 __attribute__((noreturn)) void hull_init_main(struct hull_launch *l);
-
-/* Look up file in PATH (from env, or the default PATH) like execvp does,
- * inside the current root. Returns a malloc'd path. */
-char *hull_find_executable(const char *file, char *const *env, hull_error *err);
 
 #endif

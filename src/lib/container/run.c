@@ -21,7 +21,7 @@
 #include "util/log.h"
 
 /* Signals that report a fault in hull itself stay unblocked. */
-static void forwardable(sigset_t *set)
+void hull_forwardable_signals(sigset_t *set)
 {
     sigfillset(set);
     int keep[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS, SIGKILL, SIGSTOP};
@@ -50,9 +50,7 @@ static void relay(int from, int to, bool *open_)
     }
 }
 
-/* Wait for the init, forwarding signals and relaying the pty. Returns the
- * wait status. */
-static int supervise(pid_t pid, int sfd, int master)
+int hull_supervise(pid_t pid, int sfd, int master)
 {
     bool in_open = master >= 0, out_open = master >= 0;
     for (;;) {
@@ -98,7 +96,7 @@ static int supervise(pid_t pid, int sfd, int master)
 
 /* After START: EOF on the sync socket means execve succeeded (the socket
  * is close-on-exec); a message means it failed. */
-static int wait_exec(int sync_fd, hull_error *err)
+int hull_wait_exec(int sync_fd, hull_error *err)
 {
     struct hull_sync_msg m;
     if (hull_sync_recv(sync_fd, &m, err) < 0) {
@@ -120,7 +118,7 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
                           int *exit_status, hull_error *err)
 {
     sigset_t fwd, old;
-    forwardable(&fwd);
+    hull_forwardable_signals(&fwd);
     /* Blocked before the init exists, so no signal falls between the cracks;
      * the init unblocks everything before execve. */
     sigprocmask(SIG_BLOCK, &fwd, &old);
@@ -145,7 +143,7 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
     }
 
     if (hull_sync_send(c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
-        wait_exec(c.launch.sync_fd, err) < 0) {
+        hull_wait_exec(c.launch.sync_fd, err) < 0) {
         hull_error_prefix(err, "run %s", o->id);
         kill(c.launch.pid, SIGKILL);
         waitpid(c.launch.pid, NULL, 0);
@@ -170,13 +168,8 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
     close(c.dirfd);
     c.dirfd = -1;
 
-    int status = supervise(c.launch.pid, sfd, master);
-    if (WIFEXITED(status))
-        *exit_status = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status))
-        *exit_status = 128 + WTERMSIG(status);
-    else
-        *exit_status = 255;
+    int status = hull_supervise(c.launch.pid, sfd, master);
+    *exit_status = hull_exit_code(status);
     hull_debug("run %s: init %d exited, status %d", o->id, (int)c.launch.pid, *exit_status);
     ret = 0;
 
@@ -209,6 +202,15 @@ out_sig:
     close(sfd);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return ret;
+}
+
+int hull_exit_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 255;
 }
 
 int hull_container_run(const struct hull_runtime *rt, const struct hull_create_opts *opts,

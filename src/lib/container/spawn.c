@@ -47,10 +47,7 @@ __attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
     hull_error err = NULL;
     const struct hull_linux *lx = &l->spec->linux_;
     struct hull_sync_msg m;
-    int keep[HULL_NS_COUNT + 3] = {l->child_fd, l->fifo_fd, hull_log_fd()};
-    for (int t = 0; t < HULL_NS_COUNT; t++)
-        keep[3 + t] = l->join_fds[t];
-    hull_close_fds_except(3 + l->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
+    hull_launch_shed_fds(l, true);
     l->sync_fd = -1;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 
@@ -160,6 +157,7 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
     struct hull_sync_msg m;
     l->pid = -1;
     l->pty_master = -1;
+    l->exported_fd = -1;
 
     if (hull_ns_open_joins(lx, l->join_fds, err) < 0)
         return -1;
@@ -223,6 +221,20 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
         case SYNC_PTY:
             l->pty_master = m.fd;
             break;
+        case SYNC_EXPORT:
+            l->exported_fd = m.fd;
+            break;
+        case SYNC_SECCOMP: {
+            const struct hull_seccomp *sc = spec->linux_.seccomp;
+            char *state = hook_state ? hook_state(l->pid, arg) : NULL;
+            int r = hull_seccomp_send_listener(sc->listener_path, m.fd, sc->listener_metadata,
+                                               state ? state : "{}", l->pid, err);
+            free(state);
+            close(m.fd);
+            if (r < 0)
+                goto fail;
+            break;
+        }
         case SYNC_READY:
             return 0;
         case SYNC_ERROR:
@@ -243,6 +255,8 @@ fail:
     l->sync_fd = l->child_fd = -1;
     if (l->pty_master >= 0)
         close(l->pty_master);
-    l->pty_master = -1;
+    if (l->exported_fd >= 0)
+        close(l->exported_fd);
+    l->pty_master = l->exported_fd = -1;
     return -1;
 }

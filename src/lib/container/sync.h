@@ -18,6 +18,8 @@ enum hull_sync_type {
     SYNC_HOOKS,         /* init -> runtime: namespaces ready, run createRuntime hooks */
     SYNC_HOOKS_DONE,    /* runtime -> init */
     SYNC_PTY,           /* init -> runtime: the pty master (fd attached) */
+    SYNC_EXPORT,        /* init -> runtime: fd of launch.export_dir (fd attached) */
+    SYNC_SECCOMP,       /* init -> runtime: seccomp notify listener (fd attached) */
     SYNC_READY,         /* init -> runtime: waiting for start */
     SYNC_START,         /* runtime -> init: exec now (foreground run) */
 };

@@ -40,6 +40,12 @@ static bool in_set(char **names, cap_value_t v)
     return false;
 }
 
+int hull_cap_valid(const char *name)
+{
+    cap_value_t v;
+    return cap_from_name(name, &v) < 0 ? -1 : 0;
+}
+
 int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err)
 {
     int last = last_cap();

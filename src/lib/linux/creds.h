@@ -6,6 +6,9 @@
 #include "hull.h"
 #include "spec/spec.h"
 
+/* 0 when name is a capability this build knows ("CAP_SYS_ADMIN"), else -1. */
+int hull_cap_valid(const char *name);
+
 /* Drop the bounding set to process.capabilities.bounding. Needs CAP_SETPCAP,
  * so it runs before the user switch. */
 int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err);

@@ -276,6 +276,57 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
     return 0;
 }
 
+static int copy_fd(int from, int to)
+{
+    char buf[65536];
+    ssize_t n;
+    if (lseek(from, 0, SEEK_SET) < 0 && errno != ESPIPE)
+        return -1;
+    while ((n = read(from, buf, sizeof(buf))) > 0)
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(to, buf + off, (size_t)(n - off));
+            if (w < 0)
+                return -1;
+            off += w;
+        }
+    return n < 0 ? -1 : 0;
+}
+
+static int write_root_file(int rootfd, const struct hull_root_file *f, hull_error *err)
+{
+    if (f->link) {
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", f->path);
+        char *slash = strrchr(parent, '/');
+        if (slash == NULL || slash[1] == '\0')
+            return hull_error_set(err, EINVAL, "symlink %s: bad path", f->path);
+        *slash = '\0';
+        cleanup_close int dir = hull_resolve_in_root(
+            rootfd, parent[0] ? parent : "/", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        if (dir < 0 || symlinkat(f->link, dir, slash + 1) < 0)
+            return dir < 0 ? -1 : hull_error_errno(err, "symlink %s", f->path);
+        return 0;
+    }
+    cleanup_close int fd = hull_resolve_in_root(rootfd, f->path,
+                                                HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW, err);
+    if (fd < 0)
+        return hull_error_prefix(err, "write %s", f->path);
+    char fdp[32];
+    /* The O_PATH fd names the file the walk found; reopening it through
+     * /proc cannot be redirected by a symlink swapped in meanwhile. */
+    cleanup_close int wfd = open(hull_fd_path(fdp, fd), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (wfd < 0)
+        return hull_error_errno(err, "write %s", f->path);
+    if (f->src_fd >= 0 ? copy_fd(f->src_fd, wfd) < 0
+                       : write(wfd, f->data, f->len) != (ssize_t)f->len)
+        return hull_error_errno(err, "write %s", f->path);
+    if (fchown(wfd, f->uid, f->gid) < 0)
+        return hull_error_errno(err, "chown %s", f->path);
+    if (fchmod(wfd, f->mode) < 0)
+        return hull_error_errno(err, "chmod %s", f->path);
+    return 0;
+}
+
 int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
 {
     const struct hull_spec *spec = r->spec;
@@ -288,15 +339,30 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
     if (mount(NULL, "/", NULL, prop, NULL) < 0)
         return hull_error_errno(err, "make / %s", prop & MS_PRIVATE ? "rprivate" : "rslave");
 
-    /* pivot_root needs the new root to be a mount point. */
-    if (mount(spec->rootfs, spec->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    const struct hull_rootfs_extras *x = r->extras;
+    if (x && x->tmpfs_root) {
+        /* A root that exists only in this mount namespace: the mount points
+         * made below vanish with it. Small: it holds directories and a few
+         * text files; the root is read-only once assembled. */
+        if (mount("tmpfs", spec->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") <
+            0)
+            return hull_error_errno(err, "mount tmpfs root on %s", spec->rootfs);
+    } else if (mount(spec->rootfs, spec->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+        /* pivot_root needs the new root to be a mount point. */
         return hull_error_errno(err, "bind rootfs %s", spec->rootfs);
+    }
     r->rootfd = open(spec->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (r->rootfd < 0)
         return hull_error_errno(err, "open rootfs %s", spec->rootfs);
+    for (size_t i = 0; x && i < x->n_files; i++)
+        if (!x->files[i].after_mounts && write_root_file(r->rootfd, &x->files[i], err) < 0)
+            return -1;
 
     for (size_t i = 0; i < spec->n_mounts; i++)
         if (mount_one(r, &spec->mounts[i], i, err) < 0)
+            return -1;
+    for (size_t i = 0; x && i < x->n_files; i++)
+        if (x->files[i].after_mounts && write_root_file(r->rootfd, &x->files[i], err) < 0)
             return -1;
 
     return hull_devices_setup(r->rootfd, spec, r->userns, err);

@@ -90,6 +90,16 @@ static const struct {
     {"Z", IGNORE, 0},
 };
 
+size_t hull_mount_option_count(void)
+{
+    return sizeof(options) / sizeof(options[0]);
+}
+
+const char *hull_mount_option_name(size_t i)
+{
+    return i < hull_mount_option_count() ? options[i].name : NULL;
+}
+
 static int append_data(char **data, const char *opt)
 {
     char *n = NULL;

@@ -48,6 +48,13 @@ static int read_fd_all(int fd, char **out, size_t *len)
     return 0;
 }
 
+int hull_read_fd(int fd, char **out, size_t *len, hull_error *err)
+{
+    if (read_fd_all(fd, out, len) < 0)
+        return hull_error_errno(err, "read");
+    return 0;
+}
+
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err)
 {
     cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -88,6 +95,12 @@ int hull_write_file(const char *path, const char *data, size_t len, hull_error *
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err)
 {
+    return hull_write_file_replace(dirfd, name, data, len, mode, true, err);
+}
+
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
+                            mode_t mode, bool durable, hull_error *err)
+{
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)getpid());
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -106,7 +119,7 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
     }
     /* fsync before rename: after a crash the name points at old or new
      * contents, never at a torn file. */
-    if (fsync(fd) < 0) {
+    if (durable && fsync(fd) < 0) {
         hull_error_errno(err, "fsync %s", tmp);
         goto fail;
     }
@@ -116,15 +129,34 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
         hull_error_errno(err, "rename %s", name);
         goto fail;
     }
-    /* The rename itself lives in the directory. */
-    if (dirfd != AT_FDCWD)
-        fsync(dirfd);
     return 0;
 fail:
     if (fd >= 0)
         close(fd);
     unlinkat(dirfd, tmp, 0);
     return -1;
+}
+
+int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
+                           hull_error *err)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return hull_error_set(err, ENAMETOOLONG, "%s: path too long", path);
+    char *slash = strrchr(dir, '/');
+    const char *name = path;
+    int dirfd = AT_FDCWD;
+    if (slash) {
+        *slash = '\0';
+        name = path + (slash - dir) + 1;
+        dirfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return hull_error_errno(err, "%s", path);
+    }
+    int r = hull_write_file_atomic(dirfd, name, data, len, mode, err);
+    if (dirfd != AT_FDCWD)
+        close(dirfd);
+    return r;
 }
 
 int hull_mkdir_p(const char *path, mode_t mode, hull_error *err)
@@ -212,9 +244,9 @@ static int cmp_int(const void *a, const void *b)
 
 void hull_close_fds_except(int lowest, const int *keep, size_t n)
 {
-    int sorted[64];
+    int sorted[128];
     size_t k = 0;
-    for (size_t i = 0; i < n && k < 64; i++)
+    for (size_t i = 0; i < n && k < 128; i++)
         if (keep[i] >= lowest)
             sorted[k++] = keep[i];
     qsort(sorted, k, sizeof(int), cmp_int);
