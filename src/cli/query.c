@@ -75,7 +75,8 @@ int cmd_list(struct cli *cli, int argc, char **argv)
     hull_error err = NULL;
     if (hull_container_list(&cli->rt, &all, &n, &err) < 0)
         return cli_fail(cli, &err, NULL);
-    qsort(all, n, sizeof(*all), by_id);
+    if (n > 1) /* all is NULL when there is nothing: qsort must not see it */
+        qsort(all, n, sizeof(*all), by_id);
     if (quiet) {
         for (size_t i = 0; i < n; i++)
             printf("%s\n", all[i].id);

@@ -505,6 +505,7 @@ def test_list_formats(hull, make_bundle):
         assert r.stdout == f"{ca}\n{cb}\n"
 
 
+@pytest.mark.asan
 def test_list_empty(hull):
     r = hull("list", check=True)
     assert r.stdout.splitlines()[0].split()[0] == "ID"
