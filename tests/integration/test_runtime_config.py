@@ -273,6 +273,20 @@ def test_mount_bind_options(hull, bundle, tmp_path):
     assert (src / "written").read_text() == "w\n"
 
 
+def test_mount_bind_source_relative_to_bundle(hull, bundle, tmp_path):
+    """runtime-spec: a relative bind source is relative to the bundle, not
+    to hull's working directory."""
+    (bundle.path / "data").mkdir()
+    (bundle.path / "data" / "f").write_text("in-bundle")
+    (tmp_path / "elsewhere").mkdir()
+    bundle.config["mounts"].append({"destination": "/data", "type": "bind",
+                                    "source": "data", "options": ["bind", "ro"]})
+    bundle.set_args("cat", "/data/f").write()
+    r = hull("run", "--bundle", str(bundle.path), cid(), cwd=str(tmp_path / "elsewhere"))
+    assert r.returncode == 0, r
+    assert r.stdout == "in-bundle"
+
+
 @pytest.fixture
 def src_with_submount(tmp_path):
     """A host directory with a tmpfs mounted below it."""

@@ -297,7 +297,9 @@ static const char full[] =
     " {\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\"},"
     " {\"destination\":\"/t\",\"type\":\"tmpfs\",\"options\":[\"nosuid\",\"mode=755\",\"ro\",\"rw\",\"size=1k\",\"rprivate\"]},"
     " {\"destination\":\"/b\",\"source\":\"/src\",\"options\":[\"rbind\",\"rro\",\"nodev\",\"shared\"]},"
-    " {\"destination\":\"/c\",\"type\":\"bind\",\"source\":\"/src\",\"options\":[\"noexec\",\"tmpcopyup\"]}],"
+    " {\"destination\":\"/c\",\"type\":\"bind\",\"source\":\"/src\",\"options\":[\"noexec\",\"tmpcopyup\"]},"
+    " {\"destination\":\"/d\",\"source\":\"vol/x\",\"options\":[\"bind\"]},"
+    " {\"destination\":\"/e\",\"type\":\"tmpfs\",\"source\":\"tmpfs\"}],"
     "\"hooks\":{\"prestart\":[{\"path\":\"/h\",\"args\":[\"h\",\"1\"],\"env\":[\"E=1\"],\"timeout\":3}],"
     "         \"poststop\":[{\"path\":\"/p\"}]},"
     "\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"network\",\"path\":\"/run/netns/x\"},"
@@ -344,7 +346,11 @@ static void full_document(void **state)
     assert_true(p->has_oom_score_adj);
     assert_int_equal(p->oom_score_adj, -5);
 
-    assert_int_equal(s->n_mounts, 4);
+    assert_int_equal(s->n_mounts, 6);
+    /* A relative bind source is relative to the bundle; other sources are
+     * names, left alone. */
+    assert_string_equal(s->mounts[4].source, "/b/vol/x");
+    assert_string_equal(s->mounts[5].source, "tmpfs");
     const struct hull_mount *t = &s->mounts[1], *b = &s->mounts[2], *c = &s->mounts[3];
     assert_false(t->bind);
     /* "ro" then "rw": the last one wins, and rw is an explicit clear. */
