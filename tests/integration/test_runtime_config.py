@@ -596,6 +596,13 @@ def test_process_cwd(hull, bundle):
         assert os.readlink(f"/proc/{pid}/cwd") == "/tmp/work/dir"
 
 
+def test_process_relative_program_resolved_in_cwd(hull, bundle):
+    bundle.process["cwd"] = "/bin"
+    bundle.process["env"] = ["PATH=/nowhere"]
+    r = run_out(hull, bundle, "./busybox", "echo", "from-cwd")
+    assert r.stdout == "from-cwd\n"
+
+
 @pytest.mark.parametrize("user,env,home", [
     ({"uid": 0, "gid": 0}, [], "/root"),
     ({"uid": 1000, "gid": 1000}, [], "/home/user"),
