@@ -831,3 +831,16 @@ def test_hooks_order_and_namespaces(hull, bundle, tmp_path):
     assert status["createRuntime"] == '"status":"creating"'
     assert status["poststart"] == '"status":"running"'
     assert status["poststop"] == '"status":"stopped"'
+
+
+def test_sysctl_in_the_containers_namespaces(hull, bundle):
+    """linux.sysctl keys of namespaces the container owns are set inside
+    it; the host keeps its values."""
+    host_fwd = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    want = "0" if host_fwd.strip() == "1" else "1"
+    bundle.config["root"]["readonly"] = False
+    bundle.linux["sysctl"] = {"net.ipv4.ip_forward": want, "kernel.msgmax": "4096"}
+    r = run_out(hull, bundle, "sh", "-c",
+                "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax")
+    assert r.stdout.split() == [want, "4096"]
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_fwd

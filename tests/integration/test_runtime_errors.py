@@ -411,3 +411,52 @@ def test_hook_timeout(hull, bundle, tmp_path):
     c, r = create(hull, bundle)
     assert_error(r, "create", c, "hooks.prestart[0]: /bin/sleep timed out after 1 s")
     assert_nothing_left(hull, tmp_path)
+
+
+def test_pid_file_in_missing_directory(hull, bundle, tmp_path):
+    """The pid file is written after the container exists: its failure
+    must still take the container down."""
+    bundle.set_args("sleep", "1000").write()
+    c = cid()
+    r = hull("create", "--pid-file", str(tmp_path / "no" / "pid"), "--bundle", str(bundle.path), c)
+    assert_error(r, "create", c, f"--pid-file: {tmp_path}/no/pid: No such file or directory")
+    assert_nothing_left(hull, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_bad_console_socket(hull, bundle, tmp_path, kind):
+    bundle.process["terminal"] = True
+    sock = tmp_path / "console.sock"
+    if kind == "file":
+        sock.write_text("")
+    c = cid()
+    bundle.write()
+    r = hull("create", "--console-socket", str(sock), "--bundle", str(bundle.path), c)
+    why = "No such file or directory" if kind == "missing" else "not a socket"
+    assert_error(r, "create", c, f"--console-socket {sock}: {why}")
+    assert_nothing_left(hull, tmp_path)
+
+
+def test_console_socket_nobody_listens(hull, bundle, tmp_path):
+    """A socket file with no listener: connect fails after the container
+    was set up, which must be rolled back."""
+    import socket as so
+    path = tmp_path / "dead.sock"
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # the file stays, nobody listens
+    bundle.process["terminal"] = True
+    bundle.set_args("sleep", "1000").write()
+    c = cid()
+    r = hull("create", "--console-socket", str(path), "--bundle", str(bundle.path), c)
+    assert_error(r, "create", c, f"--console-socket {path}: Connection refused")
+    assert_nothing_left(hull, tmp_path)
+
+
+@pytest.mark.parametrize("key", ["vm.swappiness", "kernel.hostname/../x", "fs.file-max"])
+def test_sysctl_outside_the_containers_namespaces(hull, bundle, tmp_path, key):
+    bundle.linux["sysctl"] = {key: "1"}
+    c, r = create(hull, bundle)
+    assert r.returncode != 0
+    assert r.stderr.startswith(f"hull: create {c}: linux.sysctl: {key}"), r
+    assert_nothing_left(hull, tmp_path)
