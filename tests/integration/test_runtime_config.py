@@ -356,6 +356,20 @@ def test_mount_proc_sysfs_devpts_mqueue_shm(hull, bundle):
     assert r.stdout.split() == ["1", "sh"]
 
 
+def test_mount_cgroup(hull, bundle):
+    """The "cgroup" mount of the default config: the container's own
+    cgroups, read-only, and (with a cgroup namespace) rooted at them."""
+    with started(hull, sleeper(bundle)) as (c, pid):
+        cg = [m for m in mountinfo(pid) if m["fstype"] in ("cgroup", "cgroup2")]
+        assert cg, [m["mountpoint"] for m in mountinfo(pid)]
+        assert all(m["mountpoint"].startswith("/sys/fs/cgroup") for m in cg)
+        assert all("ro" in m["opts"] for m in cg)
+        host_view = Path(f"/proc/{pid}/cgroup").read_text()
+        assert c in host_view  # placed in a cgroup named after the container
+    r = run_out(hull, bundle, "cat", "/proc/self/cgroup")
+    assert all(line.endswith(":/") for line in r.stdout.splitlines()), r.stdout
+
+
 def test_mount_file_bind(hull, bundle, tmp_path):
     f = tmp_path / "host.conf"
     f.write_text("from-host\n")
