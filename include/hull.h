@@ -216,6 +216,9 @@ struct hull_policy {
 };
 void hull_policy_init(struct hull_policy *p);
 void hull_policy_free(struct hull_policy *p);
+/* Append to argv / env (copies); 0, or -1 when out of memory. */
+int hull_policy_add_arg(struct hull_policy *p, const char *arg);
+int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
 int hull_policy_validate(const struct hull_policy *p, hull_error *err);
 /* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors

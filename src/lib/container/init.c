@@ -96,7 +96,6 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     const struct hull_linux *lx = &spec->linux_;
     struct hull_sync_msg m;
     bool userns = lx->ns[HULL_NS_USER].enabled;
-    bool new_userns = userns && lx->ns[HULL_NS_USER].path == NULL;
 
     /* Wait until the runtime wrote our id maps and put us in our cgroup:
      * nothing below may run unaccounted or as an unmapped user. */
@@ -109,7 +108,6 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
-    (void)new_userns;
 
     /* After the cgroup move, so the namespace's root is the container's cgroup. */
     if (lx->ns[HULL_NS_CGROUP].enabled && lx->ns[HULL_NS_CGROUP].path == NULL &&
