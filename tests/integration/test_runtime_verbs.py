@@ -194,6 +194,23 @@ def test_create_terminal_without_console_socket_refused(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path)
 
 
+def test_create_bundle_defaults_to_cwd_and_runc_flag_spellings(hull, bundle, tmp_path):
+    """No --bundle means the working directory; runc's callers also write
+    -bundle (Go flag style), -b and --bundle=DIR."""
+    bundle.set_args("sleep", "1000").write()
+    spellings = [(), ("-bundle", str(bundle.path)), ("-b", str(bundle.path)),
+                 (f"--bundle={bundle.path}",)]
+    for i, flags in enumerate(spellings):
+        c = cid(f"b{i}")
+        try:
+            r = hull("create", *flags, c, cwd=str(bundle.path))
+            assert r.returncode == 0, (flags, r)
+            assert hull.state(c)["bundle"] == str(bundle.path)
+        finally:
+            hull("delete", "--force", c)
+    assert_nothing_left(hull, tmp_path)
+
+
 # ---- start --------------------------------------------------------------------
 
 @pytest.mark.asan
@@ -298,6 +315,24 @@ def test_run_forwarded_sigterm_kills_untrapped_process(hull, bundle, tmp_path):
         bg.p.send_signal(signal.SIGTERM)
         rc, out, err = bg.wait()
         assert rc == 128 + signal.SIGTERM, (rc, out, err)
+    finally:
+        bg.kill()
+    assert_nothing_left(hull, tmp_path)
+
+
+def test_run_deleted_from_outside(hull, bundle, tmp_path):
+    """delete --force while a foreground run waits: the run ends with the
+    container's 128+9 and nothing is left, state included."""
+    bundle.set_args("sleep", "1000").write()
+    c = cid()
+    bg = Background(hull, "run", "--bundle", str(bundle.path), c)
+    try:
+        assert wait_until(lambda: (hull.root / c / "state.json").exists()
+                          and status_of(hull, c) == "running")
+        assert hull("delete", "--force", c).returncode == 0
+        rc, out, err = bg.wait()
+        assert rc == 128 + signal.SIGKILL, (rc, out, err)
+        assert err == ""
     finally:
         bg.kill()
     assert_nothing_left(hull, tmp_path)
