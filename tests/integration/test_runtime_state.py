@@ -50,56 +50,34 @@ def hook_script(tmp_path, body):
 # ---- a create killed half-way ------------------------------------------------------
 
 def test_create_killed_during_hook_is_cleaned_by_delete_force(hull, bundle, tmp_path):
-    """SIGKILL `hull create` while a createRuntime hook runs: the init and
-    the hook die with it, the state says creating, delete --force removes
-    every trace."""
-    started_flag = tmp_path / "hook-started"
+    """SIGKILL `hull create` while a createRuntime hook runs (the rootfs is
+    mounted, the init waits): the init and the hook die with it, the state
+    says creating, plain delete refuses, delete --force removes every trace."""
+    seen_file = tmp_path / "state-seen"
     bundle.config["hooks"] = {"createRuntime": [hook_script(
-        tmp_path, f"touch {started_flag}\nwhile :; do sleep 0.05; done")]}
+        tmp_path, f"cat > {seen_file}.tmp; mv {seen_file}.tmp {seen_file}\n"
+                  "while :; do sleep 0.05; done")]}
     bundle.set_args("sleep", "1000").write()
     c = cid()
     bg = Background(hull, "create", "--bundle", str(bundle.path), c)
     try:
-        assert wait_until(started_flag.exists)
-        # The init exists by now and is waiting for the hook to finish.
-        st = hull.state(c)
-        assert st["status"] == "creating"
-        bg.p.send_signal(signal.SIGKILL)
-        bg.wait()
-    finally:
-        bg.kill()
-    reap_orphans()
-    assert (hull.root / c).exists()
-    assert hull.state(c)["status"] in ("creating", "stopped")
-    r = hull("delete", c)
-    assert_error(r, "delete", c, "cannot delete a container that is creating")
-    r = hull("delete", "--force", c)
-    assert r.returncode == 0, r
-    assert_nothing_left(hull, tmp_path)
-
-
-def test_create_killed_after_ready_is_cleaned_by_delete_force(hull, bundle, tmp_path):
-    """Killed in a createRuntime hook that runs once everything is mounted:
-    the half-made container's init and mounts go with delete --force."""
-    bundle.config["hooks"] = {"createRuntime": [hook_script(
-        tmp_path, f"cat > {tmp_path}/state-seen\nwhile :; do sleep 0.05; done")]}
-    bundle.set_args("sleep", "1000").write()
-    c = cid()
-    bg = Background(hull, "create", "--bundle", str(bundle.path), c)
-    try:
-        assert wait_until(lambda: (tmp_path / "state-seen").exists()
-                          and (tmp_path / "state-seen").read_text().endswith("}"))
-        seen = json.loads((tmp_path / "state-seen").read_text())
+        assert wait_until(seen_file.exists)
+        seen = json.loads(seen_file.read_text())
         assert seen["id"] == c and seen["status"] == "creating" and seen["pid"] > 0
         init = seen["pid"]
         assert pid_alive(init)
+        assert hull.state(c)["status"] == "creating"
         bg.p.send_signal(signal.SIGKILL)
         bg.wait()
     finally:
         bg.kill()
     # The init must not outlive the hull that was setting it up.
     assert wait_until(lambda: (reap_orphans(), not pid_alive(init))[1])
-    assert hull("delete", "--force", c).returncode == 0
+    assert hull.state(c)["status"] in ("creating", "stopped")
+    r = hull("delete", c)
+    assert_error(r, "delete", c, "cannot delete a container that is creating")
+    r = hull("delete", "--force", c)
+    assert r.returncode == 0, r
     assert_nothing_left(hull, tmp_path)
 
 

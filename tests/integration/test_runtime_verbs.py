@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SRC, pid_alive, reap_orphans, wait_until
+from conftest import pid_alive, reap_orphans, wait_until
 from hullrt import (RFC3339, Background, ConsoleListener, assert_nothing_left, cid,
                     proc_status, read_pty, started, wait_exec)
 
 VERBS = ["spec", "create", "start", "run", "state", "kill", "delete", "list"]
-CGROUPS_STUBBED = (SRC / "src/lib/linux/cgroup_stub.c").exists()
 
 
 def status_of(hull, c):
@@ -250,16 +249,24 @@ def test_run_reads_stdin(hull, bundle):
     assert r.stdout == "got-abc\n"
 
 
-def test_run_killed_container_exits_128_plus_signal(hull, bundle, tmp_path):
+def _wait_running(hull, c):
+    assert wait_until(lambda: (hull.root / c / "state.json").exists()
+                      and status_of(hull, c) == "running")
+
+
+@pytest.mark.parametrize("action", [("kill", "{c}", "KILL"), ("delete", "--force", "{c}")])
+def test_run_killed_from_outside_exits_128_plus_signal(hull, bundle, tmp_path, action):
+    """A foreground run whose container is killed (or deleted with --force)
+    by another hull ends with 128+9 and leaves nothing, state included."""
     bundle.set_args("sleep", "1000").write()
     c = cid()
     bg = Background(hull, "run", "--bundle", str(bundle.path), c)
     try:
-        assert wait_until(lambda: (hull.root / c / "state.json").exists()
-                          and status_of(hull, c) == "running")
-        hull("kill", c, "KILL", check=True)
+        _wait_running(hull, c)
+        hull(*[a.format(c=c) for a in action], check=True)
         rc, out, err = bg.wait()
         assert rc == 128 + signal.SIGKILL, (rc, out, err)
+        assert err == ""
     finally:
         bg.kill()
     assert_nothing_left(hull, tmp_path)
@@ -315,24 +322,6 @@ def test_run_forwarded_sigterm_kills_untrapped_process(hull, bundle, tmp_path):
         bg.p.send_signal(signal.SIGTERM)
         rc, out, err = bg.wait()
         assert rc == 128 + signal.SIGTERM, (rc, out, err)
-    finally:
-        bg.kill()
-    assert_nothing_left(hull, tmp_path)
-
-
-def test_run_deleted_from_outside(hull, bundle, tmp_path):
-    """delete --force while a foreground run waits: the run ends with the
-    container's 128+9 and nothing is left, state included."""
-    bundle.set_args("sleep", "1000").write()
-    c = cid()
-    bg = Background(hull, "run", "--bundle", str(bundle.path), c)
-    try:
-        assert wait_until(lambda: (hull.root / c / "state.json").exists()
-                          and status_of(hull, c) == "running")
-        assert hull("delete", "--force", c).returncode == 0
-        rc, out, err = bg.wait()
-        assert rc == 128 + signal.SIGKILL, (rc, out, err)
-        assert err == ""
     finally:
         bg.kill()
     assert_nothing_left(hull, tmp_path)
@@ -441,27 +430,22 @@ def _children_of(pid):
         return []
 
 
-def test_kill_all_with_pid_namespace(hull, bundle):
-    bundle.set_args("sh", "-c", "sleep 1000 & sleep 1000 & wait")
-    with started(hull, bundle) as (c, pid):
-        assert wait_until(lambda: len(_children_of(pid)) == 2)
-        kids = _children_of(pid)
-        hull("kill", "--all", c, "KILL", check=True)
-        assert wait_until(lambda: not any(pid_alive(p) for p in [pid] + kids))
-        assert status_of(hull, c) == "stopped"
-
-
-@pytest.mark.skipif(CGROUPS_STUBBED, reason="cgroups are stubbed: --all has no cgroup to walk")
-def test_kill_all_reaches_processes_outside_a_pid_namespace(hull, bundle):
-    """Without a pid namespace only the cgroup knows every process."""
-    bundle.linux["namespaces"] = [{"type": t} for t in ("network", "ipc", "uts", "mount")]
+@pytest.mark.parametrize("pidns", [True, False])
+def test_kill_all(hull, bundle, pidns):
+    """--all reaches every process of the container; without a pid
+    namespace (where the init's death takes nobody with it) through the
+    container's cgroup."""
+    if not pidns:
+        bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
+                                      if n["type"] != "pid"]
     bundle.set_args("sh", "-c", "setsid sleep 1000 & sleep 1000 & wait")
     with started(hull, bundle) as (c, pid):
         assert wait_until(lambda: len(_children_of(pid)) == 2)
         kids = _children_of(pid)
         hull("kill", "--all", c, "KILL", check=True)
-        assert wait_until(lambda: not any(pid_alive(p) for p in [pid] + kids))
-        reap_orphans()
+        assert wait_until(lambda: (reap_orphans(),
+                                   not any(pid_alive(p) for p in [pid] + kids))[1])
+        assert status_of(hull, c) == "stopped"
 
 
 # ---- delete -------------------------------------------------------------------

@@ -38,6 +38,16 @@ static void file_at(const char *base, const char *rel)
     close(fd);
 }
 
+/* base/rel exists and is of this type (S_IFDIR, S_IFREG). */
+static void assert_type_at(const char *base, const char *rel, mode_t type)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/%s", base, rel);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_int_equal(st.st_mode & S_IFMT, type);
+}
+
 static bool exists_at(const char *base, const char *rel)
 {
     char p[PATH_MAX];
@@ -210,11 +220,7 @@ static void mkdir_creates_inside(void **state)
 {
     struct tree *t = *state;
     resolves_to(t, "new/dir/deep", HULL_RESOLVE_MKDIR, "new/dir/deep");
-    struct stat st;
-    char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s/new/dir", t->root);
-    assert_int_equal(stat(p, &st), 0);
-    assert_true(S_ISDIR(st.st_mode));
+    assert_type_at(t->root, "new/dir", S_IFDIR);
     /* Through an absolute link: created under root/a, not /a. */
     resolves_to(t, "abs/made", HULL_RESOLVE_MKDIR, "a/made");
     /* A dangling absolute link is completed inside the root. */
@@ -233,14 +239,8 @@ static void mkfile_creates_the_last_component(void **state)
 {
     struct tree *t = *state;
     resolves_to(t, "etc/app.conf", HULL_RESOLVE_MKFILE, "etc/app.conf");
-    struct stat st;
-    char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s/etc/app.conf", t->root);
-    assert_int_equal(stat(p, &st), 0);
-    assert_true(S_ISREG(st.st_mode));
-    snprintf(p, sizeof(p), "%s/etc", t->root);
-    assert_int_equal(stat(p, &st), 0);
-    assert_true(S_ISDIR(st.st_mode));
+    assert_type_at(t->root, "etc/app.conf", S_IFREG);
+    assert_type_at(t->root, "etc", S_IFDIR);
     /* An existing file is kept, not truncated or replaced. */
     resolves_to(t, "file", HULL_RESOLVE_MKFILE, "file");
     /* Through an absolute link whose target is missing: inside the root. */
