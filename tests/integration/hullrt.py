@@ -18,10 +18,9 @@ import socket
 import struct
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from conftest import HULL, SESSION_TOKEN, host_mounts_under, pid_alive, wait_until
+from conftest import SESSION_TOKEN, host_mounts_under, pid_alive, wait_until
 
 # Capability numbers from linux/capability.h, in order.
 CAP_NAMES = [
@@ -285,12 +284,3 @@ def setns_run(pid, nstype_flag, fn):
 
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-
-
-def hull_binary():
-    return HULL
-
-
-def sleep_until_file(path: Path, timeout=10):
-    assert wait_until(path.exists, timeout), f"{path} never appeared"
-    time.sleep(0)

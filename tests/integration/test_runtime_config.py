@@ -5,7 +5,6 @@ and, where it matters, from inside the container."""
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pid_alive, wait_until
+from conftest import wait_until
 from hullrt import (assert_nothing_left, caps_of_mask, cid, in_root, mount_at, mountinfo,
                     mounts_in_namespace, ns_inode, proc_status, run_out, setns_run, started,
                     wait_exec)

@@ -1,9 +1,7 @@
 """Every bad input of issue 3's list gets one clear line `hull: <verb>
 <id>: ...`, a non-zero exit, and leaves no state directory, mount or
 process behind (the hull and no_leaks fixtures check the last two again)."""
-import json
 import os
-from pathlib import Path
 
 import pytest
 

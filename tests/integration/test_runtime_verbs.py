@@ -13,7 +13,7 @@ import pytest
 
 from conftest import pid_alive, reap_orphans, wait_until
 from hullrt import (RFC3339, Background, ConsoleListener, assert_nothing_left, cid,
-                    proc_status, read_pty, started, wait_exec)
+                    read_pty, started, wait_exec)
 
 VERBS = ["spec", "create", "start", "run", "state", "kill", "delete", "list"]
 
