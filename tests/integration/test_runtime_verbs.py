@@ -442,7 +442,9 @@ def test_kill_all(hull, bundle, pidns):
     with started(hull, bundle) as (c, pid):
         assert wait_until(lambda: len(_children_of(pid)) == 2)
         kids = _children_of(pid)
-        hull("kill", "--all", c, "KILL", check=True)
+        # runc's callers put --all before or after the arguments.
+        args = ("--all", c, "KILL") if pidns else (c, "KILL", "--all")
+        hull("kill", *args, check=True)
         assert wait_until(lambda: (reap_orphans(),
                                    not any(pid_alive(p) for p in [pid] + kids))[1])
         assert status_of(hull, c) == "stopped"
