@@ -199,6 +199,20 @@ def test_user_namespace_several_ranges(hull, bundle, tmp_path):
         assert proc_status(pid)["Gid"].split() == ["301000"] * 4
 
 
+def test_user_namespace_sysfs_without_netns(hull, bundle, tmp_path):
+    """sysfs cannot be mounted from a user namespace that does not own the
+    network namespace; the host's /sys is bound read-only instead."""
+    traversable(tmp_path)
+    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
+                                  if n["type"] != "network"]
+    userns(bundle)
+    with started(hull, sleeper(bundle)) as (c, pid):
+        assert ns_inode(pid, "net") == ns_inode(os.getpid(), "net")
+        sys_ = mount_at(pid, "/sys")
+        assert sys_["fstype"] == "sysfs" and "ro" in sys_["opts"]
+        assert os.path.isdir(in_root(pid, "/sys/class"))
+
+
 # ---- root -----------------------------------------------------------------------
 
 @pytest.mark.asan
