@@ -350,6 +350,21 @@ def test_mount_tmpfs_size_mode(hull, bundle):
     assert "No space left on device" in r.stdout
 
 
+def test_mount_recursive_options_on_any_type(hull, bundle):
+    """rro, rnosuid, rnoexec... are mount_setattr attributes of the whole
+    tree, for a tmpfs as for a bind; with tmpcopyup the copy comes first."""
+    m = bundle.config["mounts"]
+    m.append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+              "options": ["rro", "rnosuid"]})
+    m.append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+              "options": ["tmpcopyup", "rro", "rnoexec"]})
+    with started(hull, sleeper(bundle)) as (c, pid):
+        t, etc = mount_at(pid, "/t"), mount_at(pid, "/etc")
+        assert {"ro", "nosuid"} <= t["opts"]
+        assert {"ro", "noexec"} <= etc["opts"]
+        assert Path(in_root(pid, "/etc/passwd")).read_text().startswith("root:")
+
+
 @pytest.mark.asan
 def test_mount_proc_sysfs_devpts_mqueue_shm(hull, bundle):
     with started(hull, sleeper(bundle)) as (c, pid):
