@@ -8,11 +8,12 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import SESSION_TOKEN, Bundle, cached_rootfs, host_mounts_under, wait_until
 from hullrt import (assert_nothing_left, caps_of_mask, cid, in_root, mount_at, mountinfo,
                     mounts_in_namespace, ns_inode, proc_status, run_out, setns_run, started,
                     wait_exec)
@@ -142,21 +143,27 @@ def test_namespace_user_joined_by_path(hull, bundle, tmp_path):
         p.wait()
 
 
-def traversable(tmp_path):
-    """pytest makes its tmp dirs 0700; a container's root that is not host
-    root must be able to walk down to its bundle."""
-    for d in [tmp_path, *tmp_path.parents]:
-        if d == Path("/tmp"):
-            break
-        d.chmod(d.stat().st_mode | 0o711)
+@pytest.fixture
+def ubundle(tmp_path_factory):
+    """A bundle for a user namespace whose root is an unprivileged host id:
+    it must be able to walk down to its rootfs, so it lives in a 0755
+    directory outside pytest's 0700 tmp tree (removed afterwards, and
+    nothing may stay mounted in it)."""
+    d = Path(tempfile.mkdtemp(prefix=f"hull-{SESSION_TOKEN}-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield Bundle(d / "bundle", cached_rootfs(tmp_path_factory))
+        assert wait_until(lambda: not host_mounts_under(d), 5), host_mounts_under(d)
+    finally:
+        shutil.rmtree(d)
 
 
 @pytest.mark.asan
-def test_user_namespace_mappings(hull, bundle, tmp_path):
+def test_user_namespace_mappings(hull, ubundle):
     """uid/gid maps as written; the container is root, the host sees the
     mapped ids, also on files it creates in a bind mount."""
-    traversable(tmp_path)
-    vol = tmp_path / "vol"
+    bundle = ubundle
+    vol = bundle.path.parent / "vol"
     vol.mkdir()
     vol.chmod(0o777)
     (bundle.rootfs / "mnt").mkdir()
@@ -183,8 +190,8 @@ def test_user_namespace_mappings(hull, bundle, tmp_path):
             and os.minor(null.st_rdev) == 3
 
 
-def test_user_namespace_several_ranges(hull, bundle, tmp_path):
-    traversable(tmp_path)
+def test_user_namespace_several_ranges(hull, ubundle):
+    bundle = ubundle
     bundle.linux["namespaces"].append({"type": "user"})
     bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 1},
                                    {"containerID": 1, "hostID": 300001, "size": 2000}]
@@ -199,10 +206,10 @@ def test_user_namespace_several_ranges(hull, bundle, tmp_path):
         assert proc_status(pid)["Gid"].split() == ["301000"] * 4
 
 
-def test_user_namespace_sysfs_without_netns(hull, bundle, tmp_path):
+def test_user_namespace_sysfs_without_netns(hull, ubundle):
     """sysfs cannot be mounted from a user namespace that does not own the
     network namespace; the host's /sys is bound read-only instead."""
-    traversable(tmp_path)
+    bundle = ubundle
     bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
                                   if n["type"] != "network"]
     userns(bundle)
