@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from conftest import SESSION_TOKEN, host_mounts_under, pid_alive, wait_until
+from conftest import SESSION_TOKEN, host_mounts_under, pid_alive, reap_orphans, wait_until
 
 # Capability numbers from linux/capability.h, in order.
 CAP_NAMES = [
@@ -284,3 +284,34 @@ def setns_run(pid, nstype_flag, fn):
 
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+@contextlib.contextmanager
+def ns_holder(*unshare_flags):
+    """A process in new namespaces (as `ip netns add` would keep one):
+    `unshare ... --fork sleep`; yields the sleep's pid, which (like the
+    unshare) is killed afterwards: it is no child of ours to reap."""
+    p = subprocess.Popen(["unshare", *unshare_flags, "--fork", "--kill-child", "sleep", "1000"])
+    found = []
+
+    def child():
+        try:
+            kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+            if kids and Path(f"/proc/{kids[0]}/comm").read_text().strip() == "sleep":
+                found.append(int(kids[0]))
+                return True
+        except OSError:
+            pass
+        return False
+    try:
+        assert wait_until(child)
+        yield found[0]
+    finally:
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        p.kill()
+        p.wait()
+        # A pid namespace's init exits only once every member is reaped,
+        # and we (the subreaper) may hold exited members of it.
+        assert wait_until(lambda: (reap_orphans(), not any(pid_alive(x) for x in found))[1])

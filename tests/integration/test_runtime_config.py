@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SESSION_TOKEN, Bundle, cached_rootfs, host_mounts_under, wait_until
-from hullrt import (assert_nothing_left, caps_of_mask, cid, in_root, mount_at, mountinfo,
+from hullrt import (assert_nothing_left, ns_holder, caps_of_mask, cid, in_root, mount_at, mountinfo,
                     mounts_in_namespace, ns_inode, proc_status, run_out, setns_run, started,
                     wait_exec)
 
@@ -69,30 +69,10 @@ def test_mount_namespace_is_required(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path)
 
 
-def _ns_holder(*unshare_flags):
-    """A process in new namespaces (like `ip netns add` would keep one):
-    `unshare ... --fork sleep`; returns (the unshare Popen, the sleep's pid)."""
-    p = subprocess.Popen(["unshare", *unshare_flags, "--fork", "sleep", "1000"])
-    found = []
-
-    def child():
-        try:
-            kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
-            if kids and Path(f"/proc/{kids[0]}/comm").read_text().strip() == "sleep":
-                found.append(int(kids[0]))
-                return True
-        except OSError:
-            pass
-        return False
-    assert wait_until(child)
-    return p, found[0]
-
-
 @pytest.mark.parametrize("spec_name,proc_name", [
     ("network", "net"), ("ipc", "ipc"), ("uts", "uts"), ("pid", "pid"), ("cgroup", "cgroup")])
 def test_namespace_joined_by_path(hull, bundle, spec_name, proc_name):
-    p, holder = _ns_holder("--net", "--ipc", "--uts", "--pid", "--cgroup")
-    try:
+    with ns_holder("--net", "--ipc", "--uts", "--pid", "--cgroup") as holder:
         for n in bundle.linux["namespaces"]:
             if n["type"] == spec_name:
                 n["path"] = f"/proc/{holder}/ns/{proc_name}"
@@ -106,9 +86,6 @@ def test_namespace_joined_by_path(hull, bundle, spec_name, proc_name):
                 # In the holder's pid namespace the holder is 1: we are not.
                 nspid = proc_status(pid)["NSpid"].split()
                 assert len(nspid) == 2 and nspid[1] != "1"
-    finally:
-        p.kill()
-        p.wait()
 
 
 def test_namespace_net_joined_from_ip_netns(hull, bundle):
@@ -127,8 +104,7 @@ def test_namespace_net_joined_from_ip_netns(hull, bundle):
 
 
 def test_namespace_user_joined_by_path(hull, bundle, tmp_path):
-    p, h = _ns_holder("--user", "--map-root-user")
-    try:
+    with ns_holder("--user", "--map-root-user") as h:
         assert Path(f"/proc/{h}/uid_map").read_text().split() == ["0", "0", "1"]
         bundle.linux["namespaces"].append({"type": "user", "path": f"/proc/{h}/ns/user"})
         # gid 5 is not mapped in that namespace: devpts would refuse it.
@@ -138,9 +114,6 @@ def test_namespace_user_joined_by_path(hull, bundle, tmp_path):
             assert ns_inode(pid, "user") == ns_inode(h, "user")
             assert ns_inode(pid, "mnt") != ns_inode(h, "mnt")
             assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "0", "1"]
-    finally:
-        p.kill()
-        p.wait()
 
 
 @pytest.fixture

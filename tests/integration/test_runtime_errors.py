@@ -1,12 +1,14 @@
 """Every bad input of issue 3's list gets one clear line `hull: <verb>
 <id>: ...`, a non-zero exit, and leaves no state directory, mount or
 process behind (the hull and no_leaks fixtures check the last two again)."""
+import contextlib
 import os
 
 import pytest
 
 from conftest import pid_alive, wait_until
-from hullrt import assert_error, assert_nothing_left, cid, in_root, mount_at, started
+from hullrt import (assert_error, assert_nothing_left, cid, in_root, mount_at, ns_holder,
+                    started)
 
 
 def create(hull, bundle, c=None, write=True):
@@ -352,13 +354,20 @@ def test_unknown_signal(hull, bundle, sig):
     # wraps around the 32-bit id space
     [{"containerID": 0, "hostID": 4294967290, "size": 100}],
 ])
-def test_uid_mapping_refused_by_kernel(hull, bundle, tmp_path, uid_map):
+@pytest.mark.parametrize("joined", [False, True])
+def test_uid_mapping_refused_by_kernel(hull, bundle, tmp_path, uid_map, joined):
+    """Refused on the direct path and on the one that joins a namespace
+    first (a stage-1 child asks the runtime for its maps)."""
     bundle.linux["namespaces"].append({"type": "user"})
     bundle.linux["uidMappings"] = uid_map
     bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    c, r = create(hull, bundle)
-    assert_error(r, "create", c, "linux.uidMappings: the kernel refused the mapping",
-                 "Invalid argument")
+    with ns_holder("--net") if joined else contextlib.nullcontext() as holder:
+        if joined:
+            net = next(n for n in bundle.linux["namespaces"] if n["type"] == "network")
+            net["path"] = f"/proc/{holder}/ns/net"
+        c, r = create(hull, bundle)
+        assert_error(r, "create", c, "linux.uidMappings: the kernel refused the mapping",
+                     "Invalid argument")
     assert_nothing_left(hull, tmp_path)
 
 
