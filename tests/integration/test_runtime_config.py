@@ -813,8 +813,8 @@ def test_hooks_order_and_namespaces(hull, bundle, tmp_path):
     bundle.config["mounts"].append({"destination": "/hooklog", "type": "bind",
                                     "source": str(logdir), "options": ["bind"]})
 
-    def hook(name, log):
-        script = (f"read -r state; echo \"{name} $(readlink /proc/self/ns/mnt) "
+    def hook(name, log, before=""):
+        script = (f"read -r state; {before} echo \"{name} $(readlink /proc/self/ns/mnt) "
                   f"$(echo $state | grep -o '\"status\":\"[a-z]*\"')\" >> {log}")
         return {"path": "/bin/sh", "args": ["sh", "-c", script],
                 "env": ["PATH=/bin:/usr/bin"]}
@@ -823,8 +823,13 @@ def test_hooks_order_and_namespaces(hull, bundle, tmp_path):
         "prestart": [hook("prestart", host_log)],
         "createRuntime": [hook("createRuntime", host_log)],
         "createContainer": [hook("createContainer", host_log)],
-        "startContainer": [hook("startContainer", in_log)],
-        "poststart": [hook("poststart", host_log)],
+        # A slow startContainer hook: poststart must still come after it
+        # and after the user's program started.
+        "startContainer": [hook("startContainer", in_log, "sleep 0.3;")],
+        "poststart": [hook("poststart", host_log),
+                      {"path": "/bin/sh", "env": ["PATH=/bin:/usr/bin"], "args": [
+                          "sh", "-c", "pid=$(grep -o '\"pid\":[0-9]*' | cut -d: -f2); "
+                          f"cat /proc/$pid/comm > {logdir}/comm-at-poststart"]}],
         "poststop": [hook("poststop", host_log)],
     }
     bundle.set_args("sleep", "1000").write()
@@ -853,6 +858,7 @@ def test_hooks_order_and_namespaces(hull, bundle, tmp_path):
     assert status["createRuntime"] == '"status":"creating"'
     assert status["poststart"] == '"status":"running"'
     assert status["poststop"] == '"status":"stopped"'
+    assert (logdir / "comm-at-poststart").read_text() == "sleep\n"
 
 
 def test_sysctl_in_the_containers_namespaces(hull, bundle):

@@ -404,6 +404,20 @@ static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struc
     return hull_cstate_status(dirfd, cs, frozen);
 }
 
+/* Wait until a started init has called execve (or died). It holds
+ * exec.fifo open (O_RDWR, close-on-exec) until then, so opening the fifo
+ * for writing without blocking fails with ENXIO once no reader is left. */
+static void wait_for_exec(int dirfd, pid_t pid, unsigned long long start)
+{
+    for (useconds_t us = 50; hull_pid_alive(pid, start); us = us < 5000 ? us * 2 : us) {
+        int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        close(fd);
+        usleep(us);
+    }
+}
+
 int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err)
 {
     int dirfd = -1;
@@ -418,29 +432,35 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
                        hull_status_name(st));
         goto out;
     }
-    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
-    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        hull_error_errno(err, "start %s: the container's init is not waiting", id);
-        goto out;
-    }
-    ssize_t w = write(fd, "0", 1);
-    close(fd);
-    if (w != 1) {
-        hull_error_errno(err, "start %s: signal the init", id);
-        goto out;
-    }
-    /* Without the fifo, the status reads "running" from now on. */
-    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
-    ret = 0;
-    hull_debug("start %s: init %d released", id, (int)cs.pid);
-
     struct hull_spec *spec = NULL;
     if (cs.config) {
         const char *text = hj_to_string(cs.config);
         if (hull_spec_parse(text, strlen(text), cs.bundle, &spec, err) < 0)
             hull_error_free(err); /* validated at create; cannot fail */
     }
+    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
+    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        hull_error_errno(err, "start %s: the container's init is not waiting", id);
+        hull_spec_free(spec);
+        goto out;
+    }
+    ssize_t w = write(fd, "0", 1);
+    close(fd);
+    if (w != 1) {
+        hull_error_errno(err, "start %s: signal the init", id);
+        hull_spec_free(spec);
+        goto out;
+    }
+    /* runtime-spec: poststart hooks run after the user's process is
+     * executed, so after the init's startContainer hooks too. */
+    if (spec && spec->hooks.n_poststart)
+        wait_for_exec(dirfd, cs.pid, cs.pid_start);
+    /* Without the fifo, the status reads "running" from now on. */
+    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
+    ret = 0;
+    hull_debug("start %s: init %d released", id, (int)cs.pid);
+
     if (spec && spec->hooks.n_poststart) {
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
         hull_error e = NULL;
