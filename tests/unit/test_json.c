@@ -277,12 +277,12 @@ static void errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parse_errors),  cmocka_unit_test(parse_ok),
-        cmocka_unit_test(paths),         cmocka_unit_test(get_treats_null_as_absent),
-        cmocka_unit_test(strings),       cmocka_unit_test(bools),
-        cmocka_unit_test(integers),      cmocka_unit_test(string_arrays),
-        cmocka_unit_test(string_maps),   cmocka_unit_test(require),
-        cmocka_unit_test(quoting),       cmocka_unit_test(parse_file),
+        cmocka_unit_test(parse_errors), cmocka_unit_test(parse_ok),
+        cmocka_unit_test(paths),        cmocka_unit_test(get_treats_null_as_absent),
+        cmocka_unit_test(strings),      cmocka_unit_test(bools),
+        cmocka_unit_test(integers),     cmocka_unit_test(string_arrays),
+        cmocka_unit_test(string_maps),  cmocka_unit_test(require),
+        cmocka_unit_test(quoting),      cmocka_unit_test(parse_file),
         cmocka_unit_test(errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,8 +88,8 @@ static void rejects(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(names),    cmocka_unit_test(sig_prefix_and_case),
-        cmocka_unit_test(numbers),  cmocka_unit_test(realtime),
+        cmocka_unit_test(names),   cmocka_unit_test(sig_prefix_and_case),
+        cmocka_unit_test(numbers), cmocka_unit_test(realtime),
         cmocka_unit_test(rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,9 +114,16 @@ static void round_trip(void **state)
     char *ann[] = {"k", "v", "e", "", NULL};
     json_object *cfg = json_tokener_parse("{\"ociVersion\":\"1.0.2\"}");
     struct hull_cstate s = {
-        .id = "c2", .oci_version = "1.0.2", .bundle = "/b", .rootfs = "/b/rootfs",
-        .created = "2024-05-06T07:08:09.123456789Z", .owner = "root", .creating = true,
-        .pid = 4242, .pid_start = 18446744073709551615ull, .annotations = ann,
+        .id = "c2",
+        .oci_version = "1.0.2",
+        .bundle = "/b",
+        .rootfs = "/b/rootfs",
+        .created = "2024-05-06T07:08:09.123456789Z",
+        .owner = "root",
+        .creating = true,
+        .pid = 4242,
+        .pid_start = 18446744073709551615ull,
+        .annotations = ann,
         .config = cfg,
     };
     assert_int_equal(hull_cstate_write(fd, &s, &e), 0);
@@ -164,7 +171,7 @@ static void status(void **state)
     assert_true(me > 0);
     assert_true(hull_pid_alive(getpid(), me));
     assert_false(hull_pid_alive(getpid(), me + 1)); /* a reused pid */
-    assert_true(hull_pid_alive(getpid(), 0));      /* start unknown: trust the pid */
+    assert_true(hull_pid_alive(getpid(), 0));       /* start unknown: trust the pid */
     assert_false(hull_pid_alive(0, 0));
     assert_false(hull_pid_alive(-1, 0));
 
@@ -197,9 +204,14 @@ static void state_json(void **state)
 {
     (void)state;
     char *ann[] = {"a", "1", NULL};
-    struct hull_state st = {.id = "c", .bundle = "/b", .oci_version = "1.0.2",
-                            .created = "2024-01-01T00:00:00Z", .owner = "root",
-                            .rootfs = "/b/r", .pid = 7, .status = HULL_STATUS_RUNNING,
+    struct hull_state st = {.id = "c",
+                            .bundle = "/b",
+                            .oci_version = "1.0.2",
+                            .created = "2024-01-01T00:00:00Z",
+                            .owner = "root",
+                            .rootfs = "/b/r",
+                            .pid = 7,
+                            .status = HULL_STATUS_RUNNING,
                             .annotations = ann};
     char *j = hull_state_to_json(&st, false);
     assert_string_equal(j, "{\"ociVersion\":\"1.0.2\",\"id\":\"c\",\"pid\":7,"
