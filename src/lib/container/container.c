@@ -409,7 +409,7 @@ static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struc
  * for writing without blocking fails with ENXIO once no reader is left. */
 static void wait_for_exec(int dirfd, pid_t pid, unsigned long long start)
 {
-    for (useconds_t us = 50; hull_pid_alive(pid, start); us = us < 5000 ? us * 2 : us) {
+    for (useconds_t us = 50; hull_pid_alive(pid, start); us = us < 2000 ? us * 2 : us) {
         int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
             return;
@@ -452,10 +452,11 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
         hull_spec_free(spec);
         goto out;
     }
-    /* runtime-spec: poststart hooks run after the user's process is
-     * executed, so after the init's startContainer hooks too. */
-    if (spec && spec->hooks.n_poststart)
-        wait_for_exec(dirfd, cs.pid, cs.pid_start);
+    /* runtime-spec: "running" means the user's program has been executed,
+     * and poststart hooks run after that (and after the init's
+     * startContainer hooks); an engine that looks at the process right
+     * after start must not find hull's init still setting up. */
+    wait_for_exec(dirfd, cs.pid, cs.pid_start);
     /* Without the fifo, the status reads "running" from now on. */
     unlinkat(dirfd, HULL_EXEC_FIFO, 0);
     ret = 0;
