@@ -152,7 +152,7 @@ char *hull_spec_default_json(bool rootless);
 /* Parse a signal given as a name ("KILL", "SIGKILL") or number; -1 if unknown. */
 int hull_signal_parse(const char *s);
 
-/* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 1024 bytes. */
+/* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 255 bytes (NAME_MAX). */
 int hull_id_validate(const char *id, hull_error *err);
 
 /* ---- sandboxes: one-shot runs of untrusted code ------------------------- */
