@@ -1,23 +1,27 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|all
+#   scripts/deps.sh build|test|bench|engines|daemon|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
 engines="$build python3 python3-pytest podman conmon containerd runc crun"
+# hulld, the service (and `hull token`): HTTP server, store, token hashing; curl and
+# openssl (a TLS certificate) for its tests.
+daemon="$build libmicrohttpd-dev curl sqlite3 openssl"
 
 case "${1:-build}" in
 build) want="$build" ;;
 test) want="$test" ;;
 bench) want="$bench" ;;
 engines) want="$engines" ;;
-all) want="$test $bench $engines" ;;
-*) echo "usage: $0 build|test|bench|engines|all" >&2; exit 2 ;;
+daemon) want="$daemon" ;;
+all) want="$test $bench $engines $daemon" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|all" >&2; exit 2 ;;
 esac
 
 missing=""

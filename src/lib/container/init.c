@@ -182,10 +182,12 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return -1;
     }
 
-    if (hull_proc_resolve(plan, err) < 0)
-        return -1;
+    /* cwd first: a relative args[0] ("./run") or PATH entry is relative to
+     * process.cwd, as for runc and for exec below. */
     if (chdir(proc->cwd) < 0)
         return hull_error_errno(err, "process.cwd: %s", proc->cwd);
+    if (hull_proc_resolve(plan, err) < 0)
+        return -1;
 
     /* A notify listener must reach the agent at listenerPath, which only the
      * runtime can do: load such a filter now, while the runtime listens,

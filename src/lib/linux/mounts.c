@@ -259,7 +259,7 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
         return hull_error_errno(err, "mounts[%zu]: mount %s on %s", index, m->type,
                                 m->destination);
     }
-    if (below >= 0 || m->propagation) {
+    if (below >= 0 || m->propagation || m->attr_set || m->attr_clr) {
         /* Reopen the destination: destfd still names the covered directory. */
         cleanup_close int top = hull_resolve_in_root(r->rootfd, m->destination,
                                                      HULL_RESOLVE_DIRECTORY, err);
@@ -269,6 +269,13 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
             cleanup_close int dir = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (dir < 0 || copy_tree(below, dir, err) < 0)
                 return hull_error_prefix(err, "mounts[%zu]", index);
+        }
+        /* The recursive options ("rro", "rnosuid", ...) apply to every
+         * mount type, not only binds; after tmpcopyup, which must write. */
+        if (m->attr_set || m->attr_clr) {
+            struct mount_attr a = {.attr_set = m->attr_set, .attr_clr = m->attr_clr};
+            if (mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+                return hull_error_errno(err, "mounts[%zu]: set recursive attributes", index);
         }
         if (set_propagation_fd(top, m->propagation, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
