@@ -3,26 +3,21 @@ terminal,misc}.py): containers started in the background, the host's cgroup
 layout read independently of hull, a console-socket listener, and the check
 that a refused request left nothing behind in any hierarchy.
 
-Container ids carry a per-process token (cid("c1") -> "c1-r4_1234") so that
-cgroups named after them can be told from those of other runs sharing the
-machine.
+Builds on hullrt.py (the issue-3 battery's helpers): container ids and
+cgroup names carry conftest's SESSION_TOKEN, so the end-of-suite check finds
+whatever these tests leave in global places.
 """
-import array
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import threading
 from pathlib import Path
 
-from conftest import host_mounts_under, pid_alive, reap_orphans, wait_until
+import hullrt
+from conftest import SESSION_TOKEN, cgroup_dirs_named, pid_alive, reap_orphans, wait_until
 
-TOKEN = f"r4_{os.getpid()}"
-
-
-def cid(name="c1"):
-    return f"{name}-{TOKEN}"
+# hullrt's, for the test modules to take from here with the rest
+TOKEN = SESSION_TOKEN
+cid, proc_status, wait_exec = hullrt.cid, hullrt.proc_status, hullrt.wait_exec
 
 
 # ---- the host's cgroup layout, from mountinfo -----------------------------------
@@ -70,25 +65,13 @@ def cg_read(pid, controller, file):
     return (cg_dir(pid, controller) / file).read_text().strip()
 
 
-def cgroup_dirs_named(token):
-    """Every cgroup directory in every mounted hierarchy whose name holds token."""
-    roots = set(LAYOUT["v1"].values()) | ({LAYOUT["v2"]} if LAYOUT["v2"] else set())
-    found = []
-    for root in roots:
-        for d, dirs, _ in os.walk(root):
-            found += [os.path.join(d, x) for x in dirs if token in x]
-    return found
-
-
 def assert_nothing_left(hull, tmp_path, token=None):
-    """No state dir, no cgroup dir named after the token, no mount, no process."""
-    root = Path(hull.root)
-    left = sorted(os.listdir(root)) if root.exists() else []
-    assert not left, f"state left in --root: {left}"
+    """hullrt's check (no state dir, mount or process) and no cgroup dir
+    named after the token in any hierarchy."""
+    hullrt.assert_nothing_left(hull, tmp_path)
     if token:
         assert wait_until(lambda: not cgroup_dirs_named(token), timeout=5), \
             f"cgroups left: {cgroup_dirs_named(token)}"
-    assert not host_mounts_under(tmp_path), host_mounts_under(tmp_path)
 
 
 def assert_error(r, *fragments):
@@ -100,16 +83,6 @@ def assert_error(r, *fragments):
 
 
 # ---- containers in the background ----------------------------------------------
-
-def wait_exec(pid, comm, timeout=10):
-    """Wait until the init has exec'd its program (comm no longer hull)."""
-    def done():
-        try:
-            return Path(f"/proc/{pid}/comm").read_text().strip() == comm
-        except OSError:
-            return False
-    assert wait_until(done, timeout=timeout), f"pid {pid} never became {comm}"
-
 
 @contextlib.contextmanager
 def running(hull, bundle, name="c1", args=("sleep", "1000"), start=True, create_args=(),
@@ -146,15 +119,6 @@ def ns_inodes(pid):
             for n in ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts", "time")}
 
 
-def proc_status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
 def children_of(pid):
     """Host pids whose parent is pid."""
     out = []
@@ -169,72 +133,25 @@ def children_of(pid):
     return out
 
 
-def find_pid(root_pid, comm, timeout=10):
-    """A live process named comm among the descendants of root_pid."""
-    found = []
-
-    def look():
-        todo, seen = [root_pid], set()
-        while todo:
-            p = todo.pop()
-            if p in seen:
-                continue
-            seen.add(p)
-            try:
-                if Path(f"/proc/{p}/comm").read_text().strip() == comm and pid_alive(p):
-                    found.append(p)
-                    return True
-            except OSError:
-                pass
-            todo += children_of(p)
-        return False
-    assert wait_until(look, timeout=timeout), f"no {comm} below {root_pid}"
-    return found[0]
-
-
 # ---- console sockets -----------------------------------------------------------
 
-class ConsoleListener:
-    """An AF_UNIX listener that takes one pty master sent with SCM_RIGHTS,
-    as conmon or containerd-shim does."""
+class ConsoleListener(hullrt.ConsoleListener):
+    """hullrt's listener that keeps the pty master it received (hull sends
+    it without waiting for accept) and closes it with the socket."""
 
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(1)
-        self.sock.settimeout(30)
-        self.fds = []
-        self.error = None
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+    fd = None
 
-    def _accept(self):
-        try:
-            conn, _ = self.sock.accept()
-            with conn:
-                conn.settimeout(30)
-                fds = array.array("i")
-                _msg, anc, _flags, _ = conn.recvmsg(4096, socket.CMSG_SPACE(16 * fds.itemsize))
-                for level, typ, data in anc:
-                    if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                        fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-                self.fds = list(fds)
-        except OSError as e:
-            self.error = e
-
-    def master(self, timeout=30):
-        self.thread.join(timeout)
-        assert self.fds, f"no fd received on {self.path}: {self.error}"
-        return self.fds[0]
+    def master(self):
+        if self.fd is None:
+            _name, self.fd = self.receive()
+        return self.fd
 
     def close(self):
-        self.sock.close()
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        super().close()
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
 
 
 def read_until(fd, needle, timeout=10):
@@ -260,7 +177,3 @@ def read_until(fd, needle, timeout=10):
 def dump(obj, path):
     Path(path).write_text(json.dumps(obj))
     return str(path)
-
-
-def sh(*args, **kw):
-    return subprocess.run(list(args), capture_output=True, text=True, **kw)

@@ -7,7 +7,6 @@ kill, pids), that delete removes the cgroups after killing strays, and the
 container's own view of /sys/fs/cgroup. The v2 code paths run in a private
 mount namespace with cgroup2 mounted over /sys/fs/cgroup.
 """
-import errno
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ import pytest
 
 from conftest import HULL, Hull, pid_alive, reap_orphans, wait_until
 from rt4 import (LAYOUT, TOKEN, assert_error, assert_nothing_left, cg_dir, cg_read, cgroup_of,
-                 cgroup_dirs_named, cid, find_pid, running, wait_exec)
+                 cid, running, wait_exec)
 
 V1 = LAYOUT["v1"]
 V2 = LAYOUT["v2"]

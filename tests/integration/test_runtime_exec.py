@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HULL, pid_alive, reap_orphans, wait_until
-from rt4 import (ConsoleListener, LAYOUT, TOKEN, assert_error, cgroup_of, dump, find_pid,
+from conftest import pid_alive, wait_until
+from rt4 import (ConsoleListener, LAYOUT, assert_error, cgroup_of, dump,
                  ns_inodes, proc_status, read_until, running)
 
 

@@ -8,7 +8,6 @@ which only warn (poststart, poststop) -- a failed verb leaving nothing.
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
