@@ -273,7 +273,10 @@ void hull_init_main(struct hull_launch *l)
     prctl(PR_SET_DUMPABLE, 0);
 
     if (init_steps(l, &plan, &err) < 0) {
-        hull_sync_send_error(l->child_fd, err);
+        /* After `create` returned nobody listens (a startContainer hook
+         * failed): the container's stderr is the one place left to say why. */
+        if (hull_sync_send_error(l->child_fd, err) < 0)
+            dprintf(2, "hull: %s\n", hull_error_msg(err));
         _exit(1);
     }
     hull_proc_exec(&plan, l->child_fd);
