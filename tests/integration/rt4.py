@@ -46,6 +46,14 @@ def cgroup_mounts():
 LAYOUT = cgroup_mounts()
 
 
+def memory_limits(limit, swap=None):
+    """linux.resources.memory with a swap limit only where the host accounts
+    swap (v1 memsw files; v2 memory.swap.max): elsewhere it is an error."""
+    m = LAYOUT["v1"].get("memory")
+    accounted = os.path.exists(f"{m}/memory.memsw.limit_in_bytes") if m else True
+    return {"limit": limit, **({"swap": swap} if swap is not None and accounted else {})}
+
+
 def cgroup_of(pid, controller):
     """The pid's cgroup path in the hierarchy of controller ('' = cgroup2)."""
     with open(f"/proc/{pid}/cgroup") as f:

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import HULL, Hull, pid_alive, reap_orphans, wait_until
 from rt4 import (LAYOUT, TOKEN, assert_error, assert_nothing_left, cg_dir, cg_read, cgroup_of,
-                 cid, running, wait_exec)
+                 cid, memory_limits, running, wait_exec)
 
 V1 = LAYOUT["v1"]
 V2 = LAYOUT["v2"]
@@ -106,7 +106,7 @@ def test_resources_land_in_v1_files(hull, bundle, tmp_path):
     maj, mnr = root_disk()
     ncpu = os.cpu_count()
     bundle.linux["resources"].update({
-        "memory": {"limit": 96 << 20, "reservation": 64 << 20, "swap": 128 << 20,
+        "memory": {**memory_limits(96 << 20, 128 << 20), "reservation": 64 << 20,
                    "swappiness": 10, "disableOOMKiller": False},
         "cpu": {"shares": 512, "quota": 30000, "period": 60000,
                 "cpus": "0" if ncpu == 1 else f"0-{ncpu - 1}", "mems": "0"},
@@ -293,7 +293,7 @@ HOG = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
 
 def test_memory_hog_is_oom_killed_at_the_limit(hull, bundle, tmp_path):
     limit = 32 << 20
-    bundle.linux["resources"]["memory"] = {"limit": limit, "swap": limit}
+    bundle.linux["resources"]["memory"] = memory_limits(limit, limit)
     with running(hull, bundle, args=("sh", "-c", HOG), start=False) as (c, pid):
         hull("start", c, check=True)
         assert wait_until(lambda: hull.state(c)["status"] == "stopped", timeout=60)
