@@ -112,7 +112,6 @@ def test_resources_land_in_v1_files(hull, bundle, tmp_path):
                 "cpus": "0" if ncpu == 1 else f"0-{ncpu - 1}", "mems": "0"},
         "pids": {"limit": 77},
         "blockIO": {
-            "weight": 300,
             "throttleReadBpsDevice": [{"major": maj, "minor": mnr, "rate": 1048576}],
             "throttleWriteBpsDevice": [{"major": maj, "minor": mnr, "rate": 2097152}],
             "throttleReadIOPSDevice": [{"major": maj, "minor": mnr, "rate": 300}],
@@ -135,10 +134,6 @@ def test_resources_land_in_v1_files(hull, bundle, tmp_path):
         assert cg_read(pid, "cpuset", "cpuset.mems") == "0"
         assert cg_read(pid, "pids", "pids.max") == "77"
         b = lambda f: cg_read(pid, "blkio", f)  # noqa: E731
-        # with blk-mq the proportional weight is BFQ's
-        wfile = "blkio.weight" if (cg_dir(pid, "blkio") / "blkio.weight").exists() \
-            else "blkio.bfq.weight"
-        assert b(wfile).split()[-1] == "300"
         assert b("blkio.throttle.read_bps_device") == f"{maj}:{mnr} 1048576"
         assert b("blkio.throttle.write_bps_device") == f"{maj}:{mnr} 2097152"
         assert b("blkio.throttle.read_iops_device") == f"{maj}:{mnr} 300"
@@ -269,18 +264,29 @@ def test_unenforceable_resource_is_an_error(hull, bundle, tmp_path, resources, f
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
-def test_kernel_tcp_limit_lands_or_is_refused(hull, bundle, tmp_path):
-    """kmem.tcp is still enforced by v1 kernels that ignore kmem limits."""
-    bundle.linux["resources"]["memory"] = {"kernelTCP": 48 << 20}
+@pytest.mark.parametrize("resources, field, ctrl, files, want", [
+    # v1 kernels that ignore kmem limits still enforce kmem.tcp
+    ({"memory": {"kernelTCP": 48 << 20}}, "linux.resources.memory.kernelTCP", "memory",
+     ["memory.kmem.tcp.limit_in_bytes"], str(48 << 20)),
+    # with blk-mq the proportional weight is BFQ's
+    ({"blockIO": {"weight": 300}}, "linux.resources.blockIO.weight", "blkio",
+     ["blkio.weight", "blkio.bfq.weight"], "300"),
+])
+def test_resource_lands_or_is_refused_by_name(hull, bundle, tmp_path, resources, field, ctrl,
+                                               files, want):
+    """Fields some kernels enforce and others not: either the kernel's file
+    holds the value, or create fails naming the field."""
+    bundle.linux["resources"].update(resources)
     bundle.write()
     c = cid()
     r = hull("create", "--bundle", str(bundle.path), c)
     try:
         if r.returncode != 0:
-            assert_error(r, "linux.resources.memory.kernelTCP")
+            assert_error(r, field)
         else:
             pid = hull.state(c)["pid"]
-            assert cg_read(pid, "memory", "memory.kmem.tcp.limit_in_bytes") == str(48 << 20)
+            f = next(f for f in files if (cg_dir(pid, ctrl) / f).exists())
+            assert cg_read(pid, ctrl, f).split()[-1] == want
     finally:
         hull("delete", "--force", c)
     assert_nothing_left(hull, tmp_path, TOKEN)
