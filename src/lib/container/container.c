@@ -273,6 +273,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     if (c->cgroup) {
         if (apply_resources(c, err) < 0)
             goto fail;
+        /* Limits may join more hierarchies (cpu for a quota): the state
+         * written after spawn must name them, or destroy leaves them. */
+        json_object_put(c->cs.cgroup);
+        c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
 
     if (!so->foreground) {
