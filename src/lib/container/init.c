@@ -227,6 +227,8 @@ void hull_init_main(struct hull_launch *l)
     int keep[64] = {l->child_fd, l->fifo_fd, hull_log_fd()};
     size_t nkeep = 3;
     const struct hull_rootfs_extras *x = l->rootfs_extras;
+    if (l->reaper)
+        keep[nkeep++] = l->status_fd;
     for (size_t i = 0; x && i < x->n_files && nkeep < 64; i++)
         if (x->files[i].src_fd >= 0)
             keep[nkeep++] = x->files[i].src_fd;
@@ -243,5 +245,7 @@ void hull_init_main(struct hull_launch *l)
         hull_sync_send_error(l->child_fd, err);
         _exit(1);
     }
+    if (l->reaper)
+        hull_proc_exec_reaped(&plan, l->child_fd, l->status_fd);
     hull_proc_exec(&plan, l->child_fd);
 }
