@@ -47,9 +47,11 @@ struct run {
     int in_fd;         /* what becomes the sandbox's stdin */
     int in_write;      /* our end when stdin_data is fed through a pipe */
     int out[2], err[2];
+    int status[2];     /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_FILES];
     size_t n_copy_fds;
     size_t stdin_off;
+    uint64_t cpu_seen_ms; /* the last CPU time the supervisor saw */
     char id[64];
 };
 
@@ -67,6 +69,7 @@ static void run_release(struct run *x)
     for (int i = 0; i < 2; i++) {
         close_fd(&x->out[i]);
         close_fd(&x->err[i]);
+        close_fd(&x->status[i]);
     }
     for (size_t i = 0; i < x->n_copy_fds; i++)
         close_fd(&x->copy_fds[i]);
@@ -252,9 +255,59 @@ static void kill_all(struct run *x)
     kill(x->c.launch.pid, SIGKILL);
 }
 
+/* utime + stime + cutime + cstime of one process, in clock ticks. */
+static bool stat_ticks(pid_t pid, unsigned long long *ticks)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* Fields after the last ')' (comm may hold anything): 3 is the state,
+     * 14-17 are utime, stime, cutime, cstime. */
+    char *p = strrchr(buf, ')');
+    unsigned long long t[4];
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                            &t[0], &t[1], &t[2], &t[3]) != 4)
+        return false;
+    *ticks = t[0] + t[1] + t[2] + t[3];
+    return true;
+}
+
+/* CPU time so far of a sandbox without a cgroup (process isolation): the
+ * init (the reaper) and its children, each with what it reaped. Processes
+ * deeper down count once reaped; RLIMIT_CPU bounds each meanwhile. */
+static bool proc_cpu_ms(pid_t init, uint64_t *ms)
+{
+    unsigned long long total = 0, t;
+    if (!stat_ticks(init, &total))
+        return false;
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+            if (stat_ticks((pid_t)atoi(tok), &t))
+                total += t;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    *ms = total * 1000ull / (unsigned long long)(hz > 0 ? hz : 100);
+    return true;
+}
+
 /* The workload runs: feed stdin, collect output, watch the clocks. Returns
- * the wait status of the init. */
-static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
+ * the wait status of the init; *ru gets its resource usage. */
+static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct rusage *ru)
 {
     const struct hull_policy *p = x->p;
     pid_t pid = x->c.launch.pid;
@@ -262,10 +315,11 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
     bool out_open = true, err_open = true, exited = false;
     int status = 0;
     uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
-    /* CPU time can only outrun the wall clock with more than one CPU's worth
-     * of quota; otherwise the wall clock alone decides when to look. */
-    bool watch_cpu = x->c.cgroup != NULL;
+    /* The cgroup's usage covers every process; without a cgroup the init's
+     * /proc/PID/stat is the best there is (RLIMIT_CPU bounds each process). */
+    bool watch_cpu = true;
     *why = STOP_NONE;
+    memset(ru, 0, sizeof(*ru));
 
     while (!exited || out_open || err_open) {
         struct pollfd f[5] = {
@@ -309,7 +363,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
             kill_all(x);
         }
         if (pfd < 0 || (f[2].revents & POLLIN)) {
-            if (waitpid(pid, &status, pfd < 0 ? WNOHANG : 0) == pid) {
+            if (wait4(pid, &status, pfd < 0 ? WNOHANG : 0, ru) == pid) {
                 exited = true;
                 /* Anything left in the sandbox dies now; the pipes then close. */
                 kill_all(x);
@@ -324,11 +378,20 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
             deadline = UINT64_MAX;
         }
         if (watch_cpu && *why == STOP_NONE) {
-            uint64_t used = 0;
-            hull_error e = NULL;
-            if (hull_cgroup_cpu_usage(x->c.cgroup, &used, &e) < 0)
+            uint64_t used_ms = 0;
+            bool known = false;
+            if (x->c.cgroup) {
+                uint64_t ns = 0;
+                hull_error e = NULL;
+                known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
                 hull_error_free(&e);
-            else if (used / 1000000ull >= p->cpu_time_ms) {
+                used_ms = ns / 1000000ull;
+            } else {
+                known = proc_cpu_ms(pid, &used_ms);
+            }
+            if (known && used_ms > x->cpu_seen_ms)
+                x->cpu_seen_ms = used_ms;
+            if (known && used_ms >= p->cpu_time_ms) {
                 *why = STOP_CPU;
                 kill_all(x);
             }
@@ -337,12 +400,23 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
     if (pfd >= 0)
         close(pfd);
     if (!exited)
-        waitpid(pid, &status, 0);
+        wait4(pid, &status, 0, ru);
     return status;
 }
 
-static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st,
-                    const struct rusage *ru)
+/* The program's own wait status, from the reaper; the init's when the
+ * reaper had none to give (it was killed with everything else). */
+static int program_status(struct run *x, int init_status)
+{
+    int st;
+    ssize_t n;
+    do {
+        n = read(x->status[0], &st, sizeof(st));
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(st) ? st : init_status;
+}
+
+static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st)
 {
     struct hull_result *r = x->r;
     if (WIFEXITED(status))
@@ -369,7 +443,6 @@ static void verdict(struct run *x, int status, enum stop why, const struct hull_
         r->verdict = HULL_VERDICT_EXIT_NONZERO;
     else
         r->verdict = HULL_VERDICT_OK;
-    (void)ru;
 }
 
 static void internal_error(struct hull_result *r, hull_error *e)
@@ -383,7 +456,7 @@ static void internal_error(struct hull_result *r, hull_error *e)
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
     struct run x = {.p = p, .r = r, .in_fd = -1, .in_write = -1,
-                    .out = {-1, -1}, .err = {-1, -1}};
+                    .out = {-1, -1}, .err = {-1, -1}, .status = {-1, -1}};
     char *rootfs = NULL;
     int ret = -1;
     if (preflight(&x, &rootfs, err) < 0)
@@ -397,7 +470,8 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         hull_error_set(err, E2BIG, "too many files to copy in");
         goto out;
     }
-    if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0) {
+    if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0 ||
+        pipe2(x.status, O_CLOEXEC) < 0) {
         hull_error_errno(err, "pipe");
         goto out;
     }
@@ -435,9 +509,10 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .loopback_up = !p->network_host,
         .export_dir = "/tmp",
         .rootfs_extras = &x.lay.extras,
+        .reaper = true,
+        .status_fd = x.status[1],
     };
     hull_error e = NULL;
-    uint64_t t0 = hull_monotonic_ns();
     if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {
         internal_error(r, &e);
         goto out;
@@ -447,6 +522,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     close_fd(&x.out[1]);
     close_fd(&x.err[1]);
     close_fd(&x.in_fd);
+    close_fd(&x.status[1]);
 
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x.c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
@@ -456,7 +532,8 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         waitpid(x.c.launch.pid, NULL, 0);
     } else {
         enum stop why;
-        int status = supervise(&x, start, &why);
+        struct rusage ru;
+        int status = program_status(&x, supervise(&x, start, &why, &ru));
         r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
         struct hull_cgroup_stats st = {0};
         bool have_stats = false;
@@ -465,10 +542,19 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
             hull_error_free(&e);
             r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
             r->max_memory_kb = st.memory_max_usage / 1024;
+        } else {
+            /* No cgroup: the init's usage, which includes every process
+             * it reaped (the reaper reaps them all). */
+            r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
+                             (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
+            r->max_memory_kb = (uint64_t)ru.ru_maxrss;
+            /* A process killed before the reaper reaped it is not in
+             * there; what the supervisor last saw of it is. */
+            if (x.cpu_seen_ms > r->cpu_time_ms)
+                r->cpu_time_ms = x.cpu_seen_ms;
         }
-        verdict(&x, status, why, have_stats ? &st : NULL, NULL);
+        verdict(&x, status, why, have_stats ? &st : NULL);
     }
-    (void)t0;
     /* Copy out of the /tmp the init handed us: still readable by fd. */
     if (p->n_copy_out) {
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
