@@ -30,6 +30,16 @@ static const char *const host_etc[] = {"/etc/ld.so.cache", "/etc/alternatives",
                                        "/etc/localtime", "/etc/nsswitch.conf",
                                        "/etc/mime.types", NULL};
 
+bool hull_sandbox_under_host_dir(const char *path)
+{
+    for (const char *const *d = host_dirs; *d; d++) {
+        size_t n = strlen(*d);
+        if (strncmp(path, *d, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
 static json_object *str(const char *s)
 {
     return json_object_new_string(s);

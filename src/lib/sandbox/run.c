@@ -5,6 +5,7 @@
  * the clocks and the kill switch, and turns the kernel's own accounting
  * (cgroup cpu usage, memory OOM kills, pids events) into the verdict.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -121,6 +122,33 @@ static char *resolve_rootfs(const char *dir, hull_error *err)
     return real;
 }
 
+/* A mount point must already exist where the sandbox cannot create it: in
+ * a --rootfs (not ours to change, and not writable by the sandbox's root)
+ * and in the host directories the default layout binds read-only. */
+static int check_mountpoint(const char *rootfs, const char *dst, const char *what,
+                            hull_error *err)
+{
+    if (rootfs == NULL && !hull_sandbox_under_host_dir(dst))
+        return 0;
+    cleanup_close int rootfd = open(rootfs ? rootfs : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return hull_error_errno(err, "%s", rootfs ? rootfs : "/");
+    hull_error e = NULL;
+    cleanup_close int fd = hull_resolve_in_root(rootfd, dst, 0, &e);
+    if (fd >= 0)
+        return 0;
+    hull_error_free(&e);
+    if (rootfs)
+        return hull_error_set(err, ENOENT,
+                              "%s: %s does not exist in --rootfs %s (the sandbox mounts over "
+                              "it but cannot create it there)",
+                              what, dst, rootfs);
+    return hull_error_set(err, ENOENT,
+                          "%s: %s does not exist on the host (it is in a read-only host "
+                          "directory, where the sandbox cannot create it)",
+                          what, dst);
+}
+
 /* Everything that can be wrong with the input is found here, before any
  * namespace, cgroup or state directory exists. */
 static int preflight(struct run *x, char **rootfs, hull_error *err)
@@ -133,10 +161,16 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
                               HULL_SANDBOX_MAX_FILES - 16);
     if (p->rootfs && (*rootfs = resolve_rootfs(p->rootfs, err)) == NULL)
         return -1;
+    static const char *const own_mounts[] = {"/proc", "/dev", "/tmp", NULL};
+    for (const char *const *m = own_mounts; *rootfs && *m; m++)
+        if (check_mountpoint(*rootfs, *m, "--rootfs", err) < 0)
+            return -1;
     for (size_t i = 0; i < p->n_binds; i++) {
         struct stat st;
         if (stat(p->binds[i].source, &st) < 0)
             return hull_error_errno(err, "--bind %s", p->binds[i].source);
+        if (check_mountpoint(*rootfs, p->binds[i].destination, "--bind", err) < 0)
+            return -1;
     }
     for (size_t i = 0; i < p->n_copy_in; i++) {
         int fd = open_regular(p->copy_in[i].host, "--copy-in", err);
@@ -204,6 +238,32 @@ static int add_tmp_files(struct run *x)
     lay->extras.files = lay->files;
     lay->extras.n_files = lay->n_files;
     return 0;
+}
+
+/* A sandbox's init dies with the process that runs it, but a runner killed
+ * by SIGKILL cannot remove the state directory and the cgroups. Whoever runs
+ * the next sandbox does: an entry whose creator (its pid is in the id) is
+ * gone is deleted like `delete --force` would. A reused pid only delays
+ * that until the new owner of the pid exits. */
+static void collect_stale(const struct hull_runtime *rt)
+{
+    DIR *d = opendir(rt->root);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int pid = 0;
+        if (sscanf(de->d_name, "sandbox-%d-", &pid) != 1 || pid <= 0 || pid == getpid())
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        hull_error e = NULL;
+        if (hull_container_delete(rt, de->d_name, true, &e) < 0) {
+            hull_debug("sandbox: stale %s: %s", de->d_name, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+    }
+    closedir(d);
 }
 
 static void next_id(char *buf, size_t len)
@@ -496,6 +556,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     r->isolation = p->isolation;
     next_id(x.id, sizeof(x.id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    collect_stale(&rt);
     struct hull_create_opts co = {.id = x.id, .bundle = "/"};
     int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
     struct hull_setup_opts so = {

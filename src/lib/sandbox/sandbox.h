@@ -34,6 +34,9 @@ struct hull_sandbox_layout {
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
                         struct hull_sandbox_layout *lay, hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
+/* Whether a sandbox path lies in one of the host directories the default
+ * layout binds read-only (/usr, /bin, /lib...): nothing can be created there. */
+bool hull_sandbox_under_host_dir(const char *path);
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
