@@ -122,6 +122,38 @@ static char *resolve_rootfs(const char *dir, hull_error *err)
     return real;
 }
 
+/* At container level the binds and the root are mounted by the sandbox's
+ * init as root of its user namespace: on the host an unprivileged uid whose
+ * capabilities count for nothing outside. A path that uid cannot reach (a
+ * 0700 directory on the way, as /root or a private tmp dir) would fail deep
+ * in the setup; find it here by trying the path as that uid, in a child. */
+static int reachable(const char *path, const char *what, hull_error *err)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return hull_error_errno(err, "fork");
+    if (pid == 0) {
+        /* Raw syscalls: this thread alone, no library state involved. */
+        unsigned id = HULL_SANDBOX_UID_BASE;
+        if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, id, id, id) < 0 ||
+            syscall(SYS_setresuid, id, id, id) < 0)
+            _exit(255);
+        int fd = open(path, O_PATH | O_CLOEXEC);
+        _exit(fd < 0 ? (errno & 0x7f) : 0);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    int e = WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+    if (e == 0 || e == 255) /* reachable, or not ours to judge (not root) */
+        return 0;
+    return hull_error_set(err, e,
+                          "%s %s: %s for the sandbox's root (host uid %u, unprivileged outside "
+                          "its user namespace); every directory on the way must be searchable "
+                          "by others",
+                          what, path, strerror(e), HULL_SANDBOX_UID_BASE);
+}
+
 /* A mount point must already exist where the sandbox cannot create it: in
  * a --rootfs (not ours to change, and not writable by the sandbox's root)
  * and in the host directories the default layout binds read-only. */
@@ -161,6 +193,9 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
                               HULL_SANDBOX_MAX_FILES - 16);
     if (p->rootfs && (*rootfs = resolve_rootfs(p->rootfs, err)) == NULL)
         return -1;
+    bool userns = p->isolation == HULL_ISOLATION_CONTAINER;
+    if (*rootfs && userns && reachable(*rootfs, "--rootfs", err) < 0)
+        return -1;
     static const char *const own_mounts[] = {"/proc", "/dev", "/tmp", NULL};
     for (const char *const *m = own_mounts; *rootfs && *m; m++)
         if (check_mountpoint(*rootfs, *m, "--rootfs", err) < 0)
@@ -169,6 +204,8 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         struct stat st;
         if (stat(p->binds[i].source, &st) < 0)
             return hull_error_errno(err, "--bind %s", p->binds[i].source);
+        if (userns && reachable(p->binds[i].source, "--bind", err) < 0)
+            return -1;
         if (check_mountpoint(*rootfs, p->binds[i].destination, "--bind", err) < 0)
             return -1;
     }
