@@ -522,18 +522,23 @@ static void verdict(struct run *x, int status, enum stop why, const struct hull_
         r->signal = WTERMSIG(status);
     bool cpu_over = r->cpu_time_ms >= x->p->cpu_time_ms ||
                     (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    /* One verdict when several limits were hit: the kernel's memory and
+     * pids events come before the clocks and the output, because they are
+     * the cause when both happen -- a fork bomb spins on failing forks
+     * until its CPU time runs out, a program whose helper was OOM-killed
+     * may wait until the wall clock stops it. */
     if (why == STOP_CANCEL)
         r->verdict = HULL_VERDICT_KILLED;
+    else if (st && st->oom_kill_events > 0)
+        r->verdict = HULL_VERDICT_MEMORY_LIMIT;
+    else if (st && st->pids_max_events > 0)
+        r->verdict = HULL_VERDICT_PIDS_LIMIT;
     else if (why == STOP_WALL)
         r->verdict = HULL_VERDICT_WALL_TIME_LIMIT;
     else if (why == STOP_CPU || cpu_over)
         r->verdict = HULL_VERDICT_CPU_TIME_LIMIT;
     else if (why == STOP_OUTPUT)
         r->verdict = HULL_VERDICT_OUTPUT_LIMIT;
-    else if (st && st->oom_kill_events > 0)
-        r->verdict = HULL_VERDICT_MEMORY_LIMIT;
-    else if (st && st->pids_max_events > 0)
-        r->verdict = HULL_VERDICT_PIDS_LIMIT;
     else if (WIFSIGNALED(status))
         r->verdict = HULL_VERDICT_SIGNALED;
     else if (r->exit_code != 0)
