@@ -1,0 +1,69 @@
+"""After the battery (this file sorts last): the host once more, as a
+whole. Entries made by sandboxes of processes still alive belong to
+someone else running now and are left out."""
+import os
+import re
+from pathlib import Path
+
+from sandboxlib import (EMPTY_ROOT, PREEXISTING, UID_BASE, cgroup_dirs, state_dirs)
+
+
+def creator_alive(name):
+    pid = int(Path(name).name.split("-")[1])
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_no_state_or_cgroups_left():
+    states = [s for s in state_dirs("sandbox-") if s not in PREEXISTING and not creator_alive(s)]
+    cgroups = [c for c in cgroup_dirs("sandbox-") if c not in PREEXISTING and not creator_alive(c)]
+    assert states == [] and cgroups == [], (states, cgroups)
+
+
+def owner_alive(pid):
+    """Whether pid is in the cgroup of a sandbox whose runner still runs."""
+    m = re.search(r"/hull/sandbox-(\d+)-", Path(f"/proc/{pid}/cgroup").read_text())
+    return bool(m) and creator_alive(f"sandbox-{m.group(1)}-")
+
+
+def test_no_sandbox_process_left():
+    """No process of a battery run: none with a test token in its
+    environment, none with an id of the sandboxes' host range unless it
+    belongs to a sandbox whose runner is still running (someone else's)."""
+    left = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{d}/environ").read_bytes()
+            status = Path(f"/proc/{d}/status").read_text()
+            uid = int([l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1])
+            if "State:\tZ" in status:
+                continue
+            if b"HULL_TEST_TOKEN=hulltest-" in env or \
+                    (UID_BASE <= uid < UID_BASE + 65536 and not owner_alive(d)):
+                left.append((d, uid, Path(f"/proc/{d}/cmdline").read_bytes()[:80]))
+        except OSError:
+            continue
+    assert left == []
+
+
+def test_no_mounts_or_namespaces_left():
+    info = Path("/proc/self/mountinfo").read_text().splitlines()
+    on_empty_root = [l for l in info if l.split()[4].startswith(EMPTY_ROOT)]
+    assert on_empty_root == []
+    # A namespace survives its processes only when pinned by an nsfs mount
+    # (or an fd); none may name the sandboxes' state or run directories.
+    nsfs = [l for l in info if l.split()[l.split().index("-") + 1] == "nsfs"]
+    assert not [l for l in nsfs if "/run/hull" in l], nsfs
+
+
+def test_no_temporary_files_left():
+    """copy-out writes .NAME.hull-PID.tmp beside its target before the
+    rename; the battery's targets were in /tmp/hull-sec-* directories."""
+    leftovers = []
+    for d in Path("/tmp").glob("hull-sec-*"):
+        leftovers += [str(p) for p in d.rglob(".*.hull-*.tmp")]
+    assert leftovers == []
+    assert [p for p in os.listdir("/run/hull/sandbox") if not p.startswith("sandbox-")] == []
