@@ -137,6 +137,8 @@ int hull_parse_size(const char *s, uint64_t *bytes)
     double mult = 1;
     switch (*end) {
     case '\0':
+    case 'b': /* plain bytes: "512B" */
+    case 'B':
         break;
     case 'k':
     case 'K':
@@ -377,6 +379,28 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
     return 0;
 }
 
+/* A misspelt field ("limit") would otherwise be ignored and its limits
+ * silently replaced by the defaults. Host paths (rootfs, binds, copies,
+ * seccomp files) are not part of a request: they are the operator's. */
+static int json_known_fields(json_object *doc, hull_error *err)
+{
+    static const char *const known[] = {"cmd",   "isolation", "workdir", "limits",
+                                        "env",   "files",     "stdin",   "network", NULL};
+    json_object_object_foreach(doc, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (const char *const *k = known; *k; k++)
+            ok = ok || strcmp(*k, key) == 0;
+        if (!ok)
+            return hull_error_set(err, EINVAL,
+                                  "%s: unknown field (cmd, isolation, workdir, limits, env, "
+                                  "files, stdin, network)",
+                                  key);
+    }
+    return 0;
+}
+
 int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err)
 {
     json_object *doc = NULL;
@@ -384,6 +408,8 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
         return -1;
     int ret = -1;
     char *iso = NULL;
+    if (json_known_fields(doc, err) < 0)
+        goto out;
     json_object *cmd = hj_get(doc, "cmd");
     if (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
         json_object_array_length(cmd) == 0) {
