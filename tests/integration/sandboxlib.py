@@ -10,6 +10,7 @@ hold even while other sandboxes run on the same machine:
   - processes: every workload gets HULL_TEST_TOKEN=<token> in its
     environment, inherited by all its descendants; none may survive.
 """
+import hashlib
 import json
 import os
 import signal
@@ -234,10 +235,6 @@ def cancel(p):
     p.send_signal(signal.SIGTERM)
 
 
-def compile_c(src: str, out: Path, *flags):
-    """Build a helper program for the sandbox with the host's gcc."""
-    c = out.with_suffix(".c")
-    c.write_text(src)
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(c), *flags], check=True,
-                   capture_output=True)
-    return out
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+

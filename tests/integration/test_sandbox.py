@@ -10,11 +10,9 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest

@@ -10,8 +10,11 @@ the host once more at the end.
 
 The attacks that need C are in hostile.c, built here with the host's gcc
 into a directory the sandbox can read and copied in with --copy-in.
+
+This directory is a package (__init__.py) so that this conftest does not
+take the module name "conftest" from tests/integration's when both run in
+one pytest invocation; shared helpers live in tests/integration/sandboxlib.py.
 """
-import hashlib
 import os
 import shutil
 import subprocess
@@ -23,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from sandboxlib import HULL, Sandbox  # noqa: E402
+from sandboxlib import HULL, Sandbox, sha256  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,10 +93,6 @@ def hostile(sb, bins):
         return r, lines
 
     return run
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")

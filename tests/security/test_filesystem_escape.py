@@ -1,16 +1,14 @@
 """Attacks on the filesystem: read-only mounts, host secrets, the binaries
 that run the sandbox, leaked fds, setuid binaries, and --copy-out tricks."""
 import os
-import socket
-from pathlib import Path
-
 import shutil
+import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from conftest import sha256
-from sandboxlib import HULL, HOST_UID
+from sandboxlib import HOST_UID, HULL, sha256
 
 # Writable by design; device nodes (and the masked /proc files bound from
 # /dev/null) are files whose writes go nowhere.

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sha256
-from sandboxlib import HOST_UID, HULL, cgroup_mounts, state_dirs, wait_until
+from sandboxlib import HOST_UID, HULL, cgroup_mounts, sha256
 
 # What the built-in profile (and the missing capabilities) answer.
 REFUSED = {
