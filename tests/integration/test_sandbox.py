@@ -443,6 +443,19 @@ def test_copy_in_keeps_content_and_exec_bit(sb, tmp_path):
     assert r.out.split("\n")[:3] == ["running as 1000", "5000", "1000"]
 
 
+def test_copy_in_directories_belong_to_the_sandbox_user(sb, tmp_path):
+    """Directories made for copied-in files (and a --workdir under /tmp)
+    belong to the sandbox's user: it can write next to its inputs."""
+    f = tmp_path / "in.txt"
+    f.write_text("in\n")
+    r = sb("--copy-in", f"{f}:/tmp/job/data/in.txt", "--workdir", "/tmp/job/run",
+           cmd=["sh", "-c", "pwd; stat -c '%U %a %n' /tmp/job /tmp/job/data /tmp/job/run /tmp; "
+                "cp /tmp/job/data/in.txt /tmp/job/data/out.txt && echo wrote"])
+    assert r.verdict == "ok", r
+    assert r.out.splitlines() == ["/tmp/job/run", "sandbox 755 /tmp/job", "sandbox 755 /tmp/job/data",
+                                  "sandbox 755 /tmp/job/run", "root 1777 /tmp", "wrote"]
+
+
 def test_copy_out(sb, tmp_path):
     out = tmp_path / "result.txt"
     missing = tmp_path / "never.txt"

@@ -49,8 +49,10 @@ struct run {
     int in_write;      /* our end when stdin_data is fed through a pipe */
     int out[2], err[2];
     int status[2];     /* the reaper's report of the program's wait status */
-    int copy_fds[HULL_SANDBOX_MAX_FILES];
+    int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
+    char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
+    size_t n_dirs;
     size_t stdin_off;
     uint64_t cpu_seen_ms; /* the last CPU time the supervisor saw */
     char id[64];
@@ -74,6 +76,8 @@ static void run_release(struct run *x)
     }
     for (size_t i = 0; i < x->n_copy_fds; i++)
         close_fd(&x->copy_fds[i]);
+    for (size_t i = 0; i < x->n_dirs; i++)
+        free(x->dirs[i]);
     if (x->have_ctx)
         hull_container_ctx_release(&x->c);
     hull_seccomp_filter_free(x->seccomp);
@@ -188,9 +192,9 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     const struct hull_policy *p = x->p;
     if (hull_policy_validate(p, err) < 0)
         return -1;
-    if (p->n_copy_in + p->n_files > HULL_SANDBOX_MAX_FILES - 16)
-        return hull_error_set(err, E2BIG, "copy_in: at most %d files",
-                              HULL_SANDBOX_MAX_FILES - 16);
+    if (p->n_copy_in + p->n_files > HULL_SANDBOX_MAX_COPIES)
+        return hull_error_set(err, E2BIG, "copy_in: at most %d files (with files)",
+                              HULL_SANDBOX_MAX_COPIES);
     if (p->rootfs && (*rootfs = resolve_rootfs(p->rootfs, err)) == NULL)
         return -1;
     bool userns = p->isolation == HULL_ISOLATION_CONTAINER;
@@ -243,12 +247,56 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     return 0;
 }
 
-/* Files the init writes into /tmp before the workload starts. */
+/* The directories strictly below /tmp on the way to path (and path itself
+ * when self), parents first, each once. */
+static int add_dirs(struct run *x, const char *path, bool self)
+{
+    char clean[PATH_MAX];
+    if (hull_path_clean(path, clean, sizeof(clean)) < 0)
+        return -1;
+    size_t n = strlen(clean);
+    for (size_t i = 5; i <= n; i++) { /* past "/tmp/" */
+        if (!(clean[i] == '/' || (self && i == n)))
+            continue;
+        bool seen = false;
+        for (size_t k = 0; k < x->n_dirs && !seen; k++)
+            seen = strlen(x->dirs[k]) == i && strncmp(x->dirs[k], clean, i) == 0;
+        if (seen)
+            continue;
+        if (x->n_dirs == HULL_SANDBOX_MAX_FILES || (x->dirs[x->n_dirs] = strndup(clean, i)) == NULL)
+            return -1;
+        x->n_dirs++;
+    }
+    return 0;
+}
+
+/* Files the init writes into /tmp before the workload starts, after the
+ * directories they (and the workdir) need: those belong to the sandbox's
+ * user, who must be able to write next to what was copied in. */
 static int add_tmp_files(struct run *x)
 {
     const struct hull_policy *p = x->p;
     struct hull_sandbox_layout *lay = &x->lay;
     uint32_t uid = lay->uid;
+    for (size_t i = 0; i < p->n_copy_in; i++)
+        if (add_dirs(x, p->copy_in[i].sandbox, false) < 0)
+            return -1;
+    for (size_t i = 0; i < p->n_files; i++)
+        if (add_dirs(x, p->files[i].path, false) < 0)
+            return -1;
+    if (p->workdir && strncmp(p->workdir, "/tmp/", 5) == 0 && add_dirs(x, p->workdir, true) < 0)
+        return -1;
+    for (size_t i = 0; i < x->n_dirs; i++) {
+        if (lay->n_files == HULL_SANDBOX_MAX_FILES)
+            return -1;
+        struct hull_root_file *f = &lay->files[lay->n_files++];
+        memset(f, 0, sizeof(*f));
+        f->path = x->dirs[i];
+        f->src_fd = -1;
+        f->mode = S_IFDIR | 0755;
+        f->uid = f->gid = uid;
+        f->after_mounts = true;
+    }
     for (size_t i = 0; i < p->n_copy_in + p->n_files; i++) {
         if (lay->n_files == HULL_SANDBOX_MAX_FILES)
             return -1;
@@ -569,7 +617,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         hull_sandbox_layout(&local, EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) < 0)
         goto out;
     if (add_tmp_files(&x) < 0) {
-        hull_error_set(err, E2BIG, "too many files to copy in");
+        hull_error_set(err, E2BIG, "too many files and directories to copy in");
         goto out;
     }
     if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0 ||

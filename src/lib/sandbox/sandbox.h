@@ -16,7 +16,8 @@
  * an unprivileged nobody outside. */
 #define HULL_SANDBOX_ID_RANGE 65536u
 #define HULL_SANDBOX_UID_BASE 1000000000u
-#define HULL_SANDBOX_MAX_FILES 48
+#define HULL_SANDBOX_MAX_FILES 96 /* root files: layout, copies, their directories */
+#define HULL_SANDBOX_MAX_COPIES 32 /* copy-in + inline files of one policy */
 #define HULL_SANDBOX_ROOT "/run/hull/sandbox"
 
 struct hull_sandbox_layout {
