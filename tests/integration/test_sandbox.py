@@ -266,6 +266,28 @@ def test_memory_limit(sb):
     assert sb("--memory", "64M", cmd=py("x = bytearray(512 << 20)"), json_out=False).rc == 124
 
 
+def test_process_isolation_memory_and_pids_are_rlimits(sb):
+    """Without a cgroup there is no kernel accounting to give a memory or
+    pids verdict: the limits are RLIMIT_AS and RLIMIT_NPROC, so the
+    program sees its allocation or fork fail and the verdict is its exit."""
+    r = sb("--isolation", "process", "--memory", "64M", cmd=py("x = bytearray(512 << 20)"))
+    assert r.verdict == "exit_nonzero" and "MemoryError" in r.err, r
+    assert r.j["max_memory_kb"] > 0
+    code = ("import os, time\n"
+            "n = 0\n"
+            "try:\n"
+            "    while True:\n"
+            "        if os.fork() == 0:\n"
+            "            time.sleep(30); os._exit(0)\n"
+            "        n += 1\n"
+            "except OSError as e:\n"
+            "    print(n, e.errno)\n")
+    r = sb("--isolation", "process", "--pids", "8", cmd=py(code))
+    assert r.verdict == "ok", r
+    n, errno_ = r.out.split()
+    assert int(n) < 8 and int(errno_) == 11  # EAGAIN (the host's nobody counts too)
+
+
 def test_memory_within_limit_is_ok(sb):
     r = sb("--memory", "128M", cmd=py("x = bytearray(32 << 20); print(len(x))"))
     assert r.verdict == "ok" and r.out == str(32 << 20) + "\n", r
