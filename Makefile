@@ -84,8 +84,9 @@ asan:
 deps:
 	scripts/deps.sh build
 
-test: 
+test:
 	scripts/deps.sh test
+	scripts/deps.sh engines
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh

@@ -1,19 +1,23 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|all
+#   scripts/deps.sh build|test|bench|engines|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
 build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
-bench="$build hyperfine crun runc bubblewrap"
+# Peer runtimes and tools the bench/ scripts compare hull with.
+bench="$build python3 util-linux hyperfine crun runc bubblewrap"
+# Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
+engines="$build python3 python3-pytest podman conmon containerd runc crun"
 
 case "${1:-build}" in
 build) want="$build" ;;
 test) want="$test" ;;
 bench) want="$bench" ;;
-all) want="$test $bench" ;;
-*) echo "usage: $0 build|test|bench|all" >&2; exit 2 ;;
+engines) want="$engines" ;;
+all) want="$test $bench $engines" ;;
+*) echo "usage: $0 build|test|bench|engines|all" >&2; exit 2 ;;
 esac
 
 missing=""
@@ -34,4 +38,5 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
     apt-get update -q
 fi
-apt-get install -y -q --no-install-recommends $missing
+# Wait for another apt run (a parallel session, unattended upgrades) instead of failing.
+apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends $missing

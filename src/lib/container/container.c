@@ -251,6 +251,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.created = strdup(created);
     c->cs.owner = owner_name();
     c->cs.creating = true;
+    c->cs.ephemeral = so->ephemeral_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
     c->cs.config = json_object_get(c->spec->json);
 

@@ -120,7 +120,8 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
     if (s->cgroup)
         json_object_object_add(o, "cgroup", json_object_get(s->cgroup));
     const char *text = hj_to_string(o);
-    int r = hull_write_file_atomic(dirfd, "state.json", text, strlen(text), 0600, err);
+    int r = hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600,
+                                    !s->ephemeral, err);
     json_object_put(o);
     return r;
 }

@@ -24,6 +24,9 @@ struct hull_cstate {
     char **annotations;
     json_object *config; /* the spec as created (hooks, process defaults for exec) */
     json_object *cgroup; /* hull_cgroup_save() */
+    /* Not stored: the state only has to survive its runtime's crash, not the
+     * machine's (sandboxes), so writes skip the fsync. */
+    bool ephemeral;
 };
 
 void hull_cstate_free(struct hull_cstate *s);

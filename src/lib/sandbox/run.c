@@ -325,30 +325,28 @@ static int add_tmp_files(struct run *x)
     return 0;
 }
 
-/* A sandbox's init dies with the process that runs it, but a runner killed
- * by SIGKILL cannot remove the state directory and the cgroups. Whoever runs
- * the next sandbox does: an entry whose creator (its pid is in the id) is
- * gone is deleted like `delete --force` would. A reused pid only delays
- * that until the new owner of the pid exits. */
-static void collect_stale(const struct hull_runtime *rt)
+/* A runner killed by SIGKILL cannot remove its run's state directory and
+ * cgroups (its processes die with it). The next run on the machine does,
+ * through hull_sandbox_cleanup(); the runner's pid in each id makes the
+ * check cheap: only when some runner is gone is any state read. */
+static void collect_stale(void)
 {
-    DIR *d = opendir(rt->root);
+    DIR *d = opendir(HULL_SANDBOX_ROOT);
     if (d == NULL)
         return;
+    bool stale = false;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while (!stale && (de = readdir(d)) != NULL) {
         int pid = 0;
-        if (sscanf(de->d_name, "sandbox-%d-", &pid) != 1 || pid <= 0 || pid == getpid())
-            continue;
-        if (kill(pid, 0) == 0 || errno != ESRCH)
-            continue;
-        hull_error e = NULL;
-        if (hull_container_delete(rt, de->d_name, true, &e) < 0) {
-            hull_debug("sandbox: stale %s: %s", de->d_name, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        stale = sscanf(de->d_name, "sandbox-%d-", &pid) == 1 && pid > 0 && kill(pid, 0) < 0 &&
+                errno == ESRCH;
     }
     closedir(d);
+    size_t removed = 0;
+    hull_error e = NULL;
+    if (stale && hull_sandbox_cleanup(&removed, &e) < 0)
+        hull_debug("sandbox: cleanup: %s", hull_error_msg(e));
+    hull_error_free(&e);
 }
 
 static void next_id(char *buf, size_t len)
@@ -646,7 +644,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     r->isolation = p->isolation;
     next_id(x.id, sizeof(x.id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
-    collect_stale(&rt);
+    collect_stale();
     struct hull_create_opts co = {.id = x.id, .bundle = "/"};
     int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
     struct hull_setup_opts so = {
@@ -662,6 +660,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .rootfs_extras = &x.lay.extras,
         .reaper = true,
         .status_fd = x.status[1],
+        .ephemeral_state = true,
     };
     hull_error e = NULL;
     if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {

@@ -19,6 +19,8 @@
 #define HULL_SANDBOX_MAX_FILES 96 /* root files: layout, copies, their directories */
 #define HULL_SANDBOX_MAX_COPIES 32 /* copy-in + inline files of one policy */
 #define HULL_SANDBOX_ROOT "/run/hull/sandbox"
+/* Annotation naming a run's supervisor, "pid:starttime". */
+#define HULL_SANDBOX_SUPERVISOR_KEY "io.hull.sandbox.supervisor"
 
 struct hull_sandbox_layout {
     struct hull_spec *spec;

@@ -95,6 +95,12 @@ int hull_write_file(const char *path, const char *data, size_t len, hull_error *
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err)
 {
+    return hull_write_file_replace(dirfd, name, data, len, mode, true, err);
+}
+
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
+                            mode_t mode, bool durable, hull_error *err)
+{
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)getpid());
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -113,7 +119,7 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
     }
     /* fsync before rename: after a crash the name points at old or new
      * contents, never at a torn file. */
-    if (fsync(fd) < 0) {
+    if (durable && fsync(fd) < 0) {
         hull_error_errno(err, "fsync %s", tmp);
         goto fail;
     }
@@ -238,9 +244,9 @@ static int cmp_int(const void *a, const void *b)
 
 void hull_close_fds_except(int lowest, const int *keep, size_t n)
 {
-    int sorted[64];
+    int sorted[128];
     size_t k = 0;
-    for (size_t i = 0; i < n && k < 64; i++)
+    for (size_t i = 0; i < n && k < 128; i++)
         if (keep[i] >= lowest)
             sorted[k++] = keep[i];
     qsort(sorted, k, sizeof(int), cmp_int);

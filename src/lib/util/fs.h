@@ -23,6 +23,10 @@ int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len
  * crash of the writer or of the machine. */
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err);
+/* The same without the fsync when !durable: still never torn for readers
+ * or after the writer crashes, but not meant to outlive the machine. */
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
+                            mode_t mode, bool durable, hull_error *err);
 /* The same for a path. */
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
                            hull_error *err);
@@ -47,7 +51,7 @@ enum {
  * swapped for a symlink after the walk cannot redirect them. */
 int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *err);
 
-/* Close every fd >= lowest except those in keep (a forked child sheds what
+/* Close every fd >= lowest except those in keep (at most 128) (a forked child sheds what
  * its parent had open, e.g. the state lock, before anything else). */
 void hull_close_fds_except(int lowest, const int *keep, size_t n);
 
