@@ -25,6 +25,11 @@
 
 void hull_proc_exec_reaped(struct hull_proc_plan *p, int report_fd, int status_fd)
 {
+    /* Nothing of the reaper may be opened through /proc/1 by the program:
+     * not its fds (the status pipe), not its exe (the hull binary). The
+     * credential change may have made it dumpable again (fs.suid_dumpable),
+     * so before the program exists; execve decides the program's own. */
+    prctl(PR_SET_DUMPABLE, 0);
     pid_t child = fork();
     if (child < 0) {
         hull_error err = NULL;
@@ -41,9 +46,6 @@ void hull_proc_exec_reaped(struct hull_proc_plan *p, int report_fd, int status_f
     /* The supervisor reads EOF on the sync socket once the program's exec
      * closed the last other copy of it: ours must be gone by then. */
     close(report_fd);
-    /* Nothing of the reaper may be opened through /proc/1 by the program:
-     * not its fds (the status pipe), not its exe (the hull binary). */
-    prctl(PR_SET_DUMPABLE, 0);
     for (int fd = 0; fd < status_fd && fd < 3; fd++)
         close(fd);
     hull_close_fds_except(3, &status_fd, 1);
