@@ -229,6 +229,16 @@ def test_process_isolation_kernel_state(sb):
 # ---- limits and their verdicts -----------------------------------------------------
 
 SPIN = py("while True: pass")
+# Forks sleepers until a fork is refused; prints how many and the errno.
+FORK_UNTIL_REFUSED = py("import os, time\n"
+                        "n = 0\n"
+                        "try:\n"
+                        "    while True:\n"
+                        "        if os.fork() == 0:\n"
+                        "            time.sleep(30); os._exit(0)\n"
+                        "        n += 1\n"
+                        "except OSError as e:\n"
+                        "    print(n, e.errno)\n")
 
 
 @pytest.mark.parametrize("iso", ["container", "process"])
@@ -273,16 +283,7 @@ def test_process_isolation_memory_and_pids_are_rlimits(sb):
     r = sb("--isolation", "process", "--memory", "64M", cmd=py("x = bytearray(512 << 20)"))
     assert r.verdict == "exit_nonzero" and "MemoryError" in r.err, r
     assert r.j["max_memory_kb"] > 0
-    code = ("import os, time\n"
-            "n = 0\n"
-            "try:\n"
-            "    while True:\n"
-            "        if os.fork() == 0:\n"
-            "            time.sleep(30); os._exit(0)\n"
-            "        n += 1\n"
-            "except OSError as e:\n"
-            "    print(n, e.errno)\n")
-    r = sb("--isolation", "process", "--pids", "8", cmd=py(code))
+    r = sb("--isolation", "process", "--pids", "8", cmd=FORK_UNTIL_REFUSED)
     assert r.verdict == "ok", r
     n, errno_ = r.out.split()
     assert int(n) < 8 and int(errno_) == 11  # EAGAIN (the host's nobody counts too)
@@ -297,20 +298,11 @@ def test_memory_within_limit_is_ok(sb):
 def test_pids_limit(sb):
     """fork fails at the limit; the program copes and exits 0, yet the
     kernel's pids events give the verdict."""
-    code = ("import os, time\n"
-            "n = 0\n"
-            "try:\n"
-            "    while True:\n"
-            "        if os.fork() == 0:\n"
-            "            time.sleep(30); os._exit(0)\n"
-            "        n += 1\n"
-            "except OSError as e:\n"
-            "    print(n, e.errno)\n")
-    r = sb("--pids", "16", cmd=py(code))
+    r = sb("--pids", "16", cmd=FORK_UNTIL_REFUSED)
     assert r.verdict == "pids_limit", r
     n, errno_ = r.out.split()
     assert int(n) < 16 and int(errno_) == 11  # EAGAIN
-    assert sb("--pids", "16", cmd=py(code), json_out=False).rc == 124
+    assert sb("--pids", "16", cmd=FORK_UNTIL_REFUSED, json_out=False).rc == 124
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])

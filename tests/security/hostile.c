@@ -324,38 +324,24 @@ static int storm(void)
     return 0;
 }
 
+/* Attacks take no arguments (run0) or the command line's (runN). */
+static const struct {
+    const char *name;
+    int (*run0)(void);
+    int (*runN)(int argc, char **argv);
+} attacks[] = {
+    {"syscalls", syscalls, NULL}, {"clock", clock_, NULL},       {"ptrace", ptrace_, NULL},
+    {"kill", NULL, kill_},        {"fds", fds, NULL},            {"exe", NULL, exe},
+    {"rofs", NULL, rofs},         {"secrets", NULL, secrets},    {"int80", int80, NULL},
+    {"x32", x32, NULL},           {"forkbomb", forkbomb, NULL},  {"threads", threads, NULL},
+    {"membomb", membomb, NULL},   {"storm", storm, NULL},
+};
+
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        return 2;
-    const char *c = argv[1];
-    if (!strcmp(c, "syscalls"))
-        return syscalls();
-    if (!strcmp(c, "clock"))
-        return clock_();
-    if (!strcmp(c, "ptrace"))
-        return ptrace_();
-    if (!strcmp(c, "kill"))
-        return kill_(argc, argv);
-    if (!strcmp(c, "fds"))
-        return fds();
-    if (!strcmp(c, "exe"))
-        return exe(argc, argv);
-    if (!strcmp(c, "rofs"))
-        return rofs(argc, argv);
-    if (!strcmp(c, "secrets"))
-        return secrets(argc, argv);
-    if (!strcmp(c, "int80"))
-        return int80();
-    if (!strcmp(c, "x32"))
-        return x32();
-    if (!strcmp(c, "forkbomb"))
-        return forkbomb();
-    if (!strcmp(c, "threads"))
-        return threads();
-    if (!strcmp(c, "membomb"))
-        return membomb();
-    if (!strcmp(c, "storm"))
-        return storm();
+    for (size_t i = 0; argc > 1 && i < sizeof(attacks) / sizeof(attacks[0]); i++)
+        if (strcmp(argv[1], attacks[i].name) == 0)
+            return attacks[i].run0 ? attacks[i].run0() : attacks[i].runN(argc, argv);
+    fprintf(stderr, "usage: hostile ATTACK [ARGS...]\n");
     return 2;
 }

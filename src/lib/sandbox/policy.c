@@ -304,6 +304,23 @@ static int json_u32_limit(json_object *limits, const char *key, uint32_t *out, h
     return 0;
 }
 
+/* The first key of obj that is not in known (NULL-terminated), or NULL. A
+ * misspelt key would otherwise be ignored and its value silently replaced
+ * by the default. */
+static const char *unknown_key(json_object *obj, const char *const *known)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (const char *const *k = known; *k; k++)
+            ok = ok || strcmp(*k, key) == 0;
+        if (!ok)
+            return key;
+    }
+    return NULL;
+}
+
 static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
 {
     json_object *l = hj_get(doc, "limits");
@@ -313,15 +330,9 @@ static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
         return -1;
     static const char *const known[] = {"cpu_time", "wall_time", "memory", "output",
                                         "tmp_size", "pids",      "open_files", "cpus", NULL};
-    json_object_object_foreach(l, key, val)
-    {
-        (void)val;
-        bool ok = false;
-        for (const char *const *k = known; *k; k++)
-            ok = ok || strcmp(*k, key) == 0;
-        if (!ok)
-            return hull_error_set(err, EINVAL, "limits.%s: unknown limit", key);
-    }
+    const char *bad = unknown_key(l, known);
+    if (bad)
+        return hull_error_set(err, EINVAL, "limits.%s: unknown limit", bad);
     if (json_limit(l, "cpu_time", false, &p->cpu_time_ms, err) < 0 ||
         json_limit(l, "wall_time", false, &p->wall_time_ms, err) < 0 ||
         json_limit(l, "memory", true, &p->memory_bytes, err) < 0 ||
@@ -389,25 +400,18 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
     return 0;
 }
 
-/* A misspelt field ("limit") would otherwise be ignored and its limits
- * silently replaced by the defaults. Host paths (rootfs, binds, copies,
- * seccomp files) are not part of a request: they are the operator's. */
+/* Host paths (rootfs, binds, copies, seccomp files) are not part of a
+ * request: they are the operator's. */
 static int json_known_fields(json_object *doc, hull_error *err)
 {
     static const char *const known[] = {"cmd",   "isolation", "workdir", "limits",
                                         "env",   "files",     "stdin",   "network", NULL};
-    json_object_object_foreach(doc, key, val)
-    {
-        (void)val;
-        bool ok = false;
-        for (const char *const *k = known; *k; k++)
-            ok = ok || strcmp(*k, key) == 0;
-        if (!ok)
-            return hull_error_set(err, EINVAL,
-                                  "%s: unknown field (cmd, isolation, workdir, limits, env, "
-                                  "files, stdin, network)",
-                                  key);
-    }
+    const char *bad = unknown_key(doc, known);
+    if (bad)
+        return hull_error_set(err, EINVAL,
+                              "%s: unknown field (cmd, isolation, workdir, limits, env, files, "
+                              "stdin, network)",
+                              bad);
     return 0;
 }
 
