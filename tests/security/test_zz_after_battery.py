@@ -23,16 +23,20 @@ def test_no_state_or_cgroups_left():
     assert states == [] and cgroups == [], (states, cgroups)
 
 
-def owner_alive(pid):
-    """Whether pid is in the cgroup of a sandbox whose runner still runs."""
-    m = re.search(r"/hull/sandbox-(\d+)-", Path(f"/proc/{pid}/cgroup").read_text())
-    return bool(m) and creator_alive(f"sandbox-{m.group(1)}-")
+def someone_elses(pid):
+    """Whether pid belongs to a run that is not over: a sandbox whose runner
+    still runs, or a container (an OCI one may map the same uids)."""
+    cg = Path(f"/proc/{pid}/cgroup").read_text()
+    m = re.search(r"/hull/sandbox-(\d+)-", cg)
+    if m:
+        return creator_alive(f"sandbox-{m.group(1)}-")
+    return "/hull/" in cg
 
 
 def test_no_sandbox_process_left():
     """No process of a battery run: none with a test token in its
-    environment, none with an id of the sandboxes' host range unless it
-    belongs to a sandbox whose runner is still running (someone else's)."""
+    environment, none with an id of the sandboxes' host range that is not
+    in the cgroup of a run still going on (someone else's)."""
     left = []
     for d in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -42,7 +46,7 @@ def test_no_sandbox_process_left():
             if "State:\tZ" in status:
                 continue
             if b"HULL_TEST_TOKEN=hulltest-" in env or \
-                    (UID_BASE <= uid < UID_BASE + 65536 and not owner_alive(d)):
+                    (UID_BASE <= uid < UID_BASE + 65536 and not someone_elses(d)):
                 left.append((d, uid, Path(f"/proc/{d}/cmdline").read_bytes()[:80]))
         except OSError:
             continue
