@@ -92,6 +92,14 @@ def pids_with_env(token):
     return found
 
 
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def status_fields(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -119,6 +127,8 @@ def _all_entries():
 # Left by runs before this session (another build, another tester): a pid
 # of ours may match their ids, and they are not ours to judge.
 PREEXISTING = _all_entries()
+# The pid of every hull this test session started: the session's own runs.
+RUN_PIDS = set()
 
 
 class Run:
@@ -170,6 +180,7 @@ class Sandbox:
         err = tempfile.TemporaryFile()
         p = subprocess.Popen(self.argv(*opts, cmd=cmd, json_out=json_out), stdin=stdin,
                              stdout=out, stderr=err)
+        RUN_PIDS.add(p.pid)
         return p, out, err
 
     def finish(self, p, out, err, json_out=True, timeout=120, clean=True):
@@ -223,9 +234,13 @@ class Sandbox:
         ok = wait_until(lambda: not self.leftovers(hull_pid), timeout=10)
         assert ok, f"run of hull pid {hull_pid} left {self.leftovers(hull_pid)}"
 
-    def workload_pid(self, timeout=20):
-        """Host pid of a running workload (the first process with the token)."""
-        pids = wait_until(lambda: pids_with_env(self.token), timeout=timeout)
+    def workload_pid(self, cmdline=None, timeout=20):
+        """Host pid of a running workload: the first process with the token
+        (and, when given, whose command line starts with cmdline)."""
+        def find():
+            return [p for p in pids_with_env(self.token)
+                    if cmdline is None or _cmdline(p).startswith(cmdline)]
+        pids = wait_until(find, timeout=timeout)
         assert pids, "workload never appeared"
         return min(pids)
 

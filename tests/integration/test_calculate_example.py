@@ -45,7 +45,7 @@ def run_user_code(work, code, inputs=None, extra=()):
     sb = Sandbox()
     opts = readme_command()
     sep = opts.index("--")
-    p, out, err = sb.start(*extra, *opts[:sep], cmd=opts[sep + 1:])
+    p, out, err = sb.start(*opts[:sep], *extra, cmd=opts[sep + 1:])  # extra wins
     return sb.finish(p, out, err)
 
 
@@ -81,7 +81,9 @@ def test_normal_function(calc):
 
 
 def test_loops_forever(calc):
-    r = calc("def calculate(inputs):\n    while True:\n        pass\n")
+    # A wall clock that cannot come first, even on a busy machine.
+    r = calc("def calculate(inputs):\n    while True:\n        pass\n",
+             extra=("--wall-time", "120s"))
     assert r.verdict == "cpu_time_limit", r
     assert r.j["cpu_time_ms"] >= 2000 and r.out == ""
 

@@ -174,7 +174,7 @@ def test_release_agent_cve_2022_0492(sb, bins):
     p, out, err = sb.start("--copy-in", f"{bins / 'hostile'}:/tmp/hostile", cmd=[
         "sh", "-c", "test -e /sys/fs/cgroup || echo no-cgroupfs; cat /proc/self/cgroup; "
         "/tmp/hostile syscalls | grep -E '^(mount_cgroup|unshare_cgroup) '; sleep 600"])
-    pid = sb.workload_pid()
+    pid = sb.workload_pid(cmdline="sleep 600")  # the probes before it are done
     with open(f"/proc/{pid}/cgroup") as f:
         paths = {l.split(":", 2)[2].strip() for l in f}
     mine = [p for p in paths if p.startswith("/hull/")]
