@@ -172,7 +172,8 @@ def test_container_kernel_state(sb):
         assert int(read_cg(pid, "memory", "memory.limit_in_bytes", "memory.max")) == 100 * MiB
         swap = read_cg(pid, "memory", "memory.memsw.limit_in_bytes", "memory.swap.max")
         assert int(swap) in (100 * MiB, 0), swap  # v1: mem+swap == mem; v2: no swap
-        assert read_cg(pid, "pids", "pids.max", "pids.max") == "10"
+        # --pids counts the program's tasks; the sandbox's init is one more.
+        assert read_cg(pid, "pids", "pids.max", "pids.max") == "11"
         quota = read_cg(pid, "cpu", "cpu.cfs_quota_us", "cpu.max")
         assert quota.split()[0] == "50000", quota
         limits = Path(f"/proc/{pid}/limits").read_text()
@@ -219,7 +220,7 @@ def test_process_isolation_kernel_state(sb):
         limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
         aspace = [l for l in limits if l.startswith("Max address space")][0].split()
         nproc = [l for l in limits if l.startswith("Max processes")][0].split()
-        assert aspace[3] == str(300 * MiB) and nproc[2] == "20", (aspace, nproc)
+        assert aspace[3] == str(300 * MiB) and nproc[2] == "21", (aspace, nproc)  # + the init
     finally:
         cancel(p)
     r = sb.finish(p, out, err)
@@ -295,13 +296,21 @@ def test_memory_within_limit_is_ok(sb):
     assert r.j["max_memory_kb"] >= 32 * 1024
 
 
+def test_pids_limit_counts_the_programs_tasks(sb):
+    # One process, the program: allowed. Two: the second fork is refused.
+    assert sb("--pids", "1", cmd=["true"]).verdict == "ok"
+    r = sb("--pids", "1", cmd=["sh", "-c", "true & wait"])
+    assert r.verdict == "pids_limit" and "Cannot fork" in r.err, r
+    assert sb("--pids", "2", cmd=["sh", "-c", "true & wait"]).verdict == "ok"
+
+
 def test_pids_limit(sb):
     """fork fails at the limit; the program copes and exits 0, yet the
     kernel's pids events give the verdict."""
     r = sb("--pids", "16", cmd=FORK_UNTIL_REFUSED)
     assert r.verdict == "pids_limit", r
     n, errno_ = r.out.split()
-    assert int(n) < 16 and int(errno_) == 11  # EAGAIN
+    assert int(n) == 15 and int(errno_) == 11  # 16 tasks: the program and 15 children
     assert sb("--pids", "16", cmd=FORK_UNTIL_REFUSED, json_out=False).rc == 124
 
 
