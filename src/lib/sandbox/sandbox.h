@@ -41,6 +41,17 @@ void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
  * layout binds read-only (/usr, /bin, /lib...): nothing can be created there. */
 bool hull_sandbox_under_host_dir(const char *path);
 
+/* Host paths (paths.c). A regular file opened for reading; the root a
+ * --rootfs names (DIR, or DIR/rootfs of a bundle), malloc'd; whether the
+ * sandbox's root could reach path; whether dst exists where the sandbox
+ * cannot create a mount point (in rootfs, or a read-only host directory
+ * when rootfs is NULL). what names the option in errors. */
+int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err);
+char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
+int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
+int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
+                                  hull_error *err);
+
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
  * writing anywhere but host. Fills f. */
