@@ -330,10 +330,10 @@ static const struct {
     int (*run0)(void);
     int (*runN)(int argc, char **argv);
 } attacks[] = {
-    {"syscalls", syscalls, NULL}, {"clock", clock_, NULL},       {"ptrace", ptrace_, NULL},
-    {"kill", NULL, kill_},        {"fds", fds, NULL},            {"exe", NULL, exe},
-    {"rofs", NULL, rofs},         {"secrets", NULL, secrets},    {"int80", int80, NULL},
-    {"x32", x32, NULL},           {"forkbomb", forkbomb, NULL},  {"threads", threads, NULL},
+    {"syscalls", syscalls, NULL}, {"clock", clock_, NULL},      {"ptrace", ptrace_, NULL},
+    {"kill", NULL, kill_},        {"fds", fds, NULL},           {"exe", NULL, exe},
+    {"rofs", NULL, rofs},         {"secrets", NULL, secrets},   {"int80", int80, NULL},
+    {"x32", x32, NULL},           {"forkbomb", forkbomb, NULL}, {"threads", threads, NULL},
     {"membomb", membomb, NULL},   {"storm", storm, NULL},
 };
 

@@ -25,17 +25,17 @@ static void test_parse_duration(void **state)
         const char *in;
         uint64_t ms;
     } ok[] = {
-        {"2s", 2000},     {"500ms", 500},      {"1m", 60000},  {"1min", 60000},
-        {"1h", 3600000},  {"1.5s", 1500},      {"2", 2000},    {"0.25", 250},
-        {"0ms", 0},       {"1e3ms", 1000},     {"86400s", 86400000},
+        {"2s", 2000},    {"500ms", 500},  {"1m", 60000},        {"1min", 60000},
+        {"1h", 3600000}, {"1.5s", 1500},  {"2", 2000},          {"0.25", 250},
+        {"0ms", 0},      {"1e3ms", 1000}, {"86400s", 86400000},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint64_t ms = 12345;
         assert_int_equal(hull_parse_duration_ms(ok[i].in, &ms), 0);
         assert_int_equal(ms, ok[i].ms);
     }
-    static const char *const bad[] = {"", "s", "abc", "2x", "2 s", "-1s", "nan", "inf",
-                                      "1e300s", "2ss", "5 ", "1mss"};
+    static const char *const bad[] = {"",    "s",   "abc",    "2x",  "2 s", "-1s",
+                                      "nan", "inf", "1e300s", "2ss", "5 ",  "1mss"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t ms = 777;
         assert_int_equal(hull_parse_duration_ms(bad[i], &ms), -1);
@@ -50,19 +50,28 @@ static void test_parse_size(void **state)
         const char *in;
         uint64_t bytes;
     } ok[] = {
-        {"65536", 65536},         {"1k", 1024},          {"1K", 1024},
-        {"256M", 256 * MiB},      {"256m", 256 * MiB},   {"1G", 1024 * MiB},
-        {"1GiB", 1024 * MiB},     {"1GB", 1024 * MiB},   {"1Mi", MiB},
-        {"1.5M", 3 * MiB / 2},    {"2T", 2048ull * 1024 * MiB},
-        {"512B", 512},            {"512b", 512},         {"0", 0},
+        {"65536", 65536},
+        {"1k", 1024},
+        {"1K", 1024},
+        {"256M", 256 * MiB},
+        {"256m", 256 * MiB},
+        {"1G", 1024 * MiB},
+        {"1GiB", 1024 * MiB},
+        {"1GB", 1024 * MiB},
+        {"1Mi", MiB},
+        {"1.5M", 3 * MiB / 2},
+        {"2T", 2048ull * 1024 * MiB},
+        {"512B", 512},
+        {"512b", 512},
+        {"0", 0},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint64_t b = 1;
         assert_int_equal(hull_parse_size(ok[i].in, &b), 0);
         assert_int_equal(b, ok[i].bytes);
     }
-    static const char *const bad[] = {"", "M", "12Q", "1 M", "-1M", "1MM", "1iB", "nan",
-                                      "inf", "1e30G", "1Gx", "0x"};
+    static const char *const bad[] = {"",    "M",   "12Q", "1 M",   "-1M", "1MM",
+                                      "1iB", "nan", "inf", "1e30G", "1Gx", "0x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t b = 99;
         assert_int_equal(hull_parse_size(bad[i], &b), -1);
@@ -289,7 +298,8 @@ static void test_from_json_errors_name_the_field(void **state)
         {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": true}}", "limits.memory: must be a string"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"cpu_time\": \"2 s\"}}",
          "limits.cpu_time: '2 s' is not a duration"},
-        {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": \"1k\"}}", "memory: 1024 bytes is out of range"},
+        {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": \"1k\"}}",
+         "memory: 1024 bytes is out of range"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"pids\": \"64\"}}", "limits.pids"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"pids\": -1}}", "limits.pids"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"cpus\": \"1\"}}", "limits.cpus: must be a number"},
@@ -378,7 +388,8 @@ static void test_result_json_shape(void **state)
     json_object *files = NULL;
     assert_true(json_object_object_get_ex(o, "files", &files));
     assert_int_equal(json_object_array_length(files), 2);
-    json_object *f0 = json_object_array_get_idx(files, 0), *f1 = json_object_array_get_idx(files, 1);
+    json_object *f0 = json_object_array_get_idx(files, 0),
+                *f1 = json_object_array_get_idx(files, 1);
     assert_string_equal(str_of(f0, "sandbox"), "/tmp/a");
     assert_string_equal(str_of(f0, "host"), "/h/a");
     assert_string_equal(str_of(f0, "size"), "7");
@@ -389,9 +400,9 @@ static void test_result_json_shape(void **state)
     assert_null(r.out.data); /* freed and zeroed */
 
     /* Every verdict has its name; internal errors carry the reason. */
-    static const char *const names[] = {"ok", "exit_nonzero", "signaled", "cpu_time_limit",
-                                        "wall_time_limit", "memory_limit", "output_limit",
-                                        "pids_limit", "internal_error", "killed"};
+    static const char *const names[] = {
+        "ok",           "exit_nonzero", "signaled",   "cpu_time_limit", "wall_time_limit",
+        "memory_limit", "output_limit", "pids_limit", "internal_error", "killed"};
     for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_KILLED; v++)
         assert_string_equal(hull_verdict_name((enum hull_verdict)v), names[v]);
     assert_string_equal(hull_verdict_name((enum hull_verdict)99), "unknown");
@@ -429,19 +440,20 @@ static void test_result_text_or_base64(void **state)
 {
     (void)state;
     expect_output("plain\ttext\n", 11, false, "plain\ttext\n", NULL);
-    expect_output("h\xc3\xa9llo \xf0\x9f\x98\x80", 11, false, "h\xc3\xa9llo \xf0\x9f\x98\x80", NULL);
-    expect_output("a\0b", 3, false, NULL, "YQBi");                 /* NUL */
-    expect_output("\xff\xfe", 2, false, NULL, "//4=");             /* not UTF-8 at all */
-    expect_output("\xc0\xaf", 2, false, NULL, "wK8=");             /* overlong '/' */
-    expect_output("\xe0\x80\x80", 3, false, NULL, "4ICA");         /* overlong 3-byte */
-    expect_output("\xed\xa0\x80", 3, false, NULL, "7aCA");         /* a surrogate */
-    expect_output("\xf4\x90\x80\x80", 4, false, NULL, "9JCAgA==");  /* above U+10FFFF */
+    expect_output("h\xc3\xa9llo \xf0\x9f\x98\x80", 11, false, "h\xc3\xa9llo \xf0\x9f\x98\x80",
+                  NULL);
+    expect_output("a\0b", 3, false, NULL, "YQBi");                     /* NUL */
+    expect_output("\xff\xfe", 2, false, NULL, "//4=");                 /* not UTF-8 at all */
+    expect_output("\xc0\xaf", 2, false, NULL, "wK8=");                 /* overlong '/' */
+    expect_output("\xe0\x80\x80", 3, false, NULL, "4ICA");             /* overlong 3-byte */
+    expect_output("\xed\xa0\x80", 3, false, NULL, "7aCA");             /* a surrogate */
+    expect_output("\xf4\x90\x80\x80", 4, false, NULL, "9JCAgA==");     /* above U+10FFFF */
     expect_output("\xf8\x88\x80\x80\x80", 5, false, NULL, "+IiAgIA="); /* 5-byte form */
-    expect_output("\xc3", 1, false, NULL, "ww==");                 /* cut, not truncated */
+    expect_output("\xc3", 1, false, NULL, "ww==");                     /* cut, not truncated */
     /* Cut at the output limit inside a character: the text up to it. */
     expect_output("h\xc3", 2, true, "h", NULL);
     expect_output("ab\xf0\x9f\x98", 5, true, "ab", NULL);
-    expect_output("ab\xf0\x28", 4, true, NULL, "YWLwKA==");        /* invalid, not just cut */
+    expect_output("ab\xf0\x28", 4, true, NULL, "YWLwKA=="); /* invalid, not just cut */
     expect_output("", 0, true, "", NULL);
     /* base64 padding for 1, 2 and 3 trailing bytes */
     expect_output("\x80", 1, false, NULL, "gA==");
