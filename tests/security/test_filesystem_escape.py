@@ -134,6 +134,10 @@ def test_setuid_binaries(sb, bins):
     assert lines[0] == "-rwsr-xr-x", r
     assert lines[1] == "1000 1000 1000" and lines[2] == "1000" and lines[3] == "1000 1000 1000"
     assert lines[-1] == "1000"
+    # A setuid-root /bin/id copied into /tmp arrives without the bit.
+    r = sb("--copy-in", f"{bins / 'suid' / 'id'}:/tmp/id",
+           cmd=["sh", "-c", "ls -l /tmp/id | cut -c1-10; /tmp/id -u"])
+    assert r.out.splitlines() == ["-rwxr-xr-x", "1000"], r
     # nosuid on every place a setuid binary could come from
     mounts = sb("--bind", f"{bins / 'suid'}:/suid", cmd=["cat", "/proc/self/mountinfo"]).out
     for mp in ("/suid", "/tmp", "/usr"):
