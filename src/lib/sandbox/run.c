@@ -226,26 +226,27 @@ static int add_tmp_files(struct run *x)
 
 /* A runner killed by SIGKILL cannot remove its run's state directory and
  * cgroups (its processes die with it). The next run on the machine does,
- * through hull_sandbox_cleanup(); the runner's pid in each id makes the
- * check cheap: only when some runner is gone is any state read. */
-static void collect_stale(void)
+ * as `delete --force` would. The runner's pid is in the id, which makes the
+ * check cheap and exact: only runs whose runner is gone are touched (a
+ * reused pid merely delays that), and nothing else under the root is.
+ * hull_sandbox_cleanup() is the full pass, for hulld at start-up. */
+static void collect_stale(const struct hull_runtime *rt)
 {
-    DIR *d = opendir(HULL_SANDBOX_ROOT);
+    DIR *d = opendir(rt->root);
     if (d == NULL)
         return;
-    bool stale = false;
     struct dirent *de;
-    while (!stale && (de = readdir(d)) != NULL) {
+    while ((de = readdir(d)) != NULL) {
         int pid = 0;
-        stale = sscanf(de->d_name, "sandbox-%d-", &pid) == 1 && pid > 0 && kill(pid, 0) < 0 &&
-                errno == ESRCH;
+        if (sscanf(de->d_name, "sandbox-%d-", &pid) != 1 || pid <= 0 || kill(pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        hull_error e = NULL;
+        if (hull_container_delete(rt, de->d_name, true, &e) < 0)
+            hull_debug("sandbox: stale %s: %s", de->d_name, hull_error_msg(e));
+        hull_error_free(&e);
     }
     closedir(d);
-    size_t removed = 0;
-    hull_error e = NULL;
-    if (stale && hull_sandbox_cleanup(&removed, &e) < 0)
-        hull_debug("sandbox: cleanup: %s", hull_error_msg(e));
-    hull_error_free(&e);
 }
 
 static void next_id(char *buf, size_t len)
@@ -543,7 +544,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     r->isolation = p->isolation;
     next_id(x.id, sizeof(x.id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
-    collect_stale();
+    collect_stale(&rt);
     struct hull_create_opts co = {.id = x.id, .bundle = "/"};
     int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
     struct hull_setup_opts so = {
