@@ -307,6 +307,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.loopback_up = so->loopback_up;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;
+    c->launch.reaper = so->reaper;
+    c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);

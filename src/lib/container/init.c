@@ -213,6 +213,8 @@ void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
     keep[n++] = l->child_fd;
     keep[n++] = l->fifo_fd;
     keep[n++] = hull_log_fd();
+    if (l->reaper)
+        keep[n++] = l->status_fd;
     if (stage1) {
         /* Stage 1 still joins namespaces and passes the rest to the init. */
         for (int t = 0; t < HULL_NS_COUNT; t++)
@@ -258,5 +260,7 @@ void hull_init_main(struct hull_launch *l)
         hull_sync_send_error(l->child_fd, err);
         _exit(1);
     }
+    if (l->reaper)
+        hull_proc_exec_reaped(&plan, l->child_fd, l->status_fd);
     hull_proc_exec(&plan, l->child_fd);
 }
