@@ -331,6 +331,13 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         close(c->launch.pty_master);
         c->launch.pty_master = -1;
     }
+    if (!so->foreground) {
+        /* The pid is on record: the init may outlive us now. */
+        struct hull_sync_msg m;
+        if (hull_sync_send(c->launch.sync_fd, SYNC_DETACH, 0, err) < 0 ||
+            hull_sync_expect(c->launch.sync_fd, SYNC_DETACHED, &m, err) < 0)
+            goto fail_kill;
+    }
     hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
                (int)c->launch.pid, bundle);
     return 0;

@@ -72,12 +72,27 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
     return 0;
 }
 
+/* Stop dying with the runtime (unless asked to: the sandbox). Only once the
+ * runtime has recorded our pid: before that, an init orphaned by a killed
+ * runtime would be one nothing knows how to find. */
+static int detach(struct hull_launch *l, hull_error *err)
+{
+    if (l->die_with_parent)
+        return 0;
+    if (prctl(PR_SET_PDEATHSIG, 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
+    return 0;
+}
+
 static int wait_for_start(struct hull_launch *l, hull_error *err)
 {
-    if (l->foreground) {
-        struct hull_sync_msg m;
-        return hull_sync_expect(l->child_fd, SYNC_START, &m, err);
-    }
+    struct hull_sync_msg m;
+    if (l->foreground)
+        return hull_sync_expect(l->child_fd, SYNC_START, &m, err) < 0 ? -1 : detach(l, err);
+    /* create: the runtime records our pid, then lets us go and exits. */
+    if (hull_sync_expect(l->child_fd, SYNC_DETACH, &m, err) < 0 || detach(l, err) < 0 ||
+        hull_sync_send(l->child_fd, SYNC_DETACHED, 0, err) < 0)
+        return -1;
     /* The runtime is gone; `hull start` writes one byte into exec.fifo. */
     char b;
     ssize_t n;
@@ -189,11 +204,6 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         plan->seccomp = NULL;
     }
 
-    /* From here on the runtime may exit (create, or a killed `run`, as with
-     * runc): the parent-death signal must not kill a set-up container. The
-     * sandbox asks for the opposite (die_with_parent). */
-    if (!l->die_with_parent && prctl(PR_SET_PDEATHSIG, 0) < 0)
-        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
     if (hull_sync_send(l->child_fd, SYNC_READY, 0, err) < 0)
         return -1;
     if (wait_for_start(l, err) < 0)

@@ -13,9 +13,10 @@
  *                                        hostname, sysctl, masked/ro paths,
  *                          <------------ PTY (when process.terminal)
  *                          <------------ READY
- *   (create: exit; start writes
- *    exec.fifo)  / (run: START) -------> startContainer hooks, credentials,
- *                                        seccomp, close fds, execve
+ *   create: record the pid; DETACH ----> stop dying with the runtime
+ *                          <------------ DETACHED
+ *     exit; `start` writes exec.fifo --> startContainer hooks, credentials,
+ *   run: START ------------------------> seccomp, close fds, execve
  */
 #ifndef HULL_CONTAINER_LAUNCH_H
 #define HULL_CONTAINER_LAUNCH_H
