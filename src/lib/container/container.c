@@ -310,6 +310,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
+    /* As runc: each container gets its own session keyring, so keys the
+     * runtime's caller holds are not the container's. */
+    c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
     if (c->launch.fifo_fd >= 0)

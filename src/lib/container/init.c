@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/keyctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -123,6 +124,12 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
+
+    /* A new session keyring, owned by the container's root: the caller's
+     * keys stay the caller's. A kernel without keyrings is not an error. */
+    if (l->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, l->keyring) < 0 &&
+        errno != ENOSYS)
+        return hull_error_errno(err, "join a new session keyring");
 
     /* After the cgroup move, so the namespace's root is the container's cgroup. */
     if (lx->ns[HULL_NS_CGROUP].enabled && lx->ns[HULL_NS_CGROUP].path == NULL &&
