@@ -307,7 +307,12 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.loopback_up = so->loopback_up;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;
+    c->launch.reaper = so->reaper;
+    c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
+    /* As runc: each container gets its own session keyring, so keys the
+     * runtime's caller holds are not the container's. */
+    c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
     if (c->launch.fifo_fd >= 0)
@@ -328,6 +333,13 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
             goto fail_kill;
         close(c->launch.pty_master);
         c->launch.pty_master = -1;
+    }
+    if (!so->foreground) {
+        /* The pid is on record: the init may outlive us now. */
+        struct hull_sync_msg m;
+        if (hull_sync_send(c->launch.sync_fd, SYNC_DETACH, 0, err) < 0 ||
+            hull_sync_expect(c->launch.sync_fd, SYNC_DETACHED, &m, err) < 0)
+            goto fail_kill;
     }
     hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
                (int)c->launch.pid, bundle);

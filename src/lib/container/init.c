@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/keyctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -84,12 +85,27 @@ static char *state_with_status(const char *state_json, const char *status)
     return t;
 }
 
+/* Stop dying with the runtime (unless asked to: the sandbox). Only once the
+ * runtime has recorded our pid: before that, an init orphaned by a killed
+ * runtime would be one nothing knows how to find. */
+static int detach(struct hull_launch *l, hull_error *err)
+{
+    if (l->die_with_parent)
+        return 0;
+    if (prctl(PR_SET_PDEATHSIG, 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
+    return 0;
+}
+
 static int wait_for_start(struct hull_launch *l, hull_error *err)
 {
-    if (l->foreground) {
-        struct hull_sync_msg m;
-        return hull_sync_expect(l->child_fd, SYNC_START, &m, err);
-    }
+    struct hull_sync_msg m;
+    if (l->foreground)
+        return hull_sync_expect(l->child_fd, SYNC_START, &m, err) < 0 ? -1 : detach(l, err);
+    /* create: the runtime records our pid, then lets us go and exits. */
+    if (hull_sync_expect(l->child_fd, SYNC_DETACH, &m, err) < 0 || detach(l, err) < 0 ||
+        hull_sync_send(l->child_fd, SYNC_DETACHED, 0, err) < 0)
+        return -1;
     /* The runtime is gone; `hull start` writes one byte into exec.fifo. */
     char b;
     ssize_t n;
@@ -120,6 +136,12 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
+
+    /* A new session keyring, owned by the container's root: the caller's
+     * keys stay the caller's. A kernel without keyrings is not an error. */
+    if (l->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, l->keyring) < 0 &&
+        errno != ENOSYS)
+        return hull_error_errno(err, "join a new session keyring");
 
     /* After the cgroup move, so the namespace's root is the container's cgroup. */
     if (lx->ns[HULL_NS_CGROUP].enabled && lx->ns[HULL_NS_CGROUP].path == NULL &&
@@ -201,11 +223,6 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         plan->seccomp = NULL;
     }
 
-    /* From here on the runtime may exit (create, or a killed `run`, as with
-     * runc): the parent-death signal must not kill a set-up container. The
-     * sandbox asks for the opposite (die_with_parent). */
-    if (!l->die_with_parent && prctl(PR_SET_PDEATHSIG, 0) < 0)
-        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
     if (hull_sync_send(l->child_fd, SYNC_READY, 0, err) < 0)
         return -1;
     if (wait_for_start(l, err) < 0)
@@ -231,6 +248,8 @@ void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
     keep[n++] = l->child_fd;
     keep[n++] = l->fifo_fd;
     keep[n++] = hull_log_fd();
+    if (l->reaper)
+        keep[n++] = l->status_fd;
     if (stage1) {
         /* Stage 1 still joins namespaces and passes the rest to the init. */
         for (int t = 0; t < HULL_NS_COUNT; t++)
@@ -279,5 +298,7 @@ void hull_init_main(struct hull_launch *l)
             dprintf(2, "hull: %s\n", hull_error_msg(err));
         _exit(1);
     }
+    if (l->reaper)
+        hull_proc_exec_reaped(&plan, l->child_fd, l->status_fd);
     hull_proc_exec(&plan, l->child_fd);
 }

@@ -515,8 +515,16 @@ int hull_cgroup_destroy(struct hull_cgroup *cg, hull_error *err)
     }
     int rc = 0;
     for (size_t i = 0; i < cg->L->n; i++) {
-        if (!cg->n[i].joined)
+        if (!cg->n[i].joined) {
+            /* A hierarchy joined after the state was last saved (a crash
+             * between applying limits and saving again) left the
+             * container's own leaf there; it is this container's, so it
+             * goes as well. Its parents were not recorded: they stay. */
+            if (cg->n[i].dir && access(cg->n[i].dir, F_OK) == 0 &&
+                remove_tree(cg->n[i].dir, 0) < 0 && rc == 0)
+                rc = hull_error_errno(err, "cgroup: rmdir %s", cg->n[i].dir);
             continue;
+        }
         hull_error e = NULL;
         if (remove_node(&cg->L->h[i], &cg->n[i], &e) < 0 && rc == 0) {
             rc = -1;

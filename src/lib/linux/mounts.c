@@ -301,6 +301,18 @@ static int copy_fd(int from, int to)
 
 static int write_root_file(int rootfd, const struct hull_root_file *f, hull_error *err)
 {
+    if (S_ISDIR(f->mode)) {
+        /* A directory with its owner (the sandbox's /tmp/... for its user). */
+        cleanup_close int dfd = hull_resolve_in_root(
+            rootfd, f->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        char fdp[32];
+        if (dfd < 0)
+            return hull_error_prefix(err, "mkdir %s", f->path);
+        if (fchownat(dfd, "", f->uid, f->gid, AT_EMPTY_PATH) < 0 ||
+            chmod(hull_fd_path(fdp, dfd), f->mode & 07777) < 0)
+            return hull_error_errno(err, "mkdir %s", f->path);
+        return 0;
+    }
     if (f->link) {
         char parent[PATH_MAX];
         snprintf(parent, sizeof(parent), "%s", f->path);
