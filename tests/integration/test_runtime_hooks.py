@@ -111,13 +111,17 @@ def test_failing_start_container_hook_fails_run_and_cleans_up(hull, bundle, tmp_
 
 
 def test_failing_start_container_hook_after_create(hull, bundle, tmp_path):
-    """With create + start, start has already returned when the hook runs
-    in the container: the user program never runs, the container stops."""
+    """With create + start, the hook runs in the container after start was
+    called: start fails with the hook's error (runtime-spec), the user
+    program never runs, the container is stopped."""
     bundle.config["hooks"] = {"startContainer": [failing(5)]}
     (bundle.rootfs / "out").mkdir()
     bundle.config["root"]["readonly"] = False
     with running(hull, bundle, args=("touch", "/out/ran"), start=False) as (c, pid):
-        hull("start", c)
+        r = hull("start", c)
+        assert r.returncode == 1, r
+        assert r.stderr.startswith(f"hull: start {c}: hooks.startContainer[0]: "), r.stderr
+        assert "exited with status 5" in r.stderr, r.stderr
         assert wait_until(lambda: hull.state(c)["status"] == "stopped")
         assert not (bundle.rootfs / "out" / "ran").exists()
         assert hull("delete", c).returncode == 0

@@ -120,7 +120,7 @@ def test_create_leaves_init_waiting(hull, bundle, tmp_path):
         assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
         assert Path(f"/proc/{pid}/comm").read_text().strip() != "sleep"
         assert not os.path.exists(f"/proc/{pid}/root/dev/shm/s")
-        assert sorted(os.listdir(hull.root / c)) == ["exec.fifo", "state.json"]
+        assert sorted(os.listdir(hull.root / c)) == ["exec.error", "exec.fifo", "state.json"]
     assert_nothing_left(hull, tmp_path)
 
 

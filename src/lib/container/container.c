@@ -219,7 +219,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
 {
     memset(c, 0, sizeof(*c));
     c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
-    c->launch.fifo_fd = -1;
+    c->launch.fifo_fd = c->launch.error_fd = -1;
     if (hull_id_validate(o->id, err) < 0)
         return -1;
     char bundle[PATH_MAX];
@@ -290,7 +290,11 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         /* O_RDWR never blocks on a fifo; the init keeps this open and
          * blocks in read() until `start` writes. */
         c->launch.fifo_fd = openat(c->dirfd, HULL_EXEC_FIFO, O_RDWR | O_CLOEXEC);
-        if (c->launch.fifo_fd < 0) {
+        /* Opened here, by host root: the init may be an unprivileged uid
+         * by the time it has something to say. */
+        c->launch.error_fd = openat(c->dirfd, HULL_EXEC_ERROR,
+                                    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (c->launch.fifo_fd < 0 || c->launch.error_fd < 0) {
             hull_error_errno(err, "open %s", HULL_EXEC_FIFO);
             goto fail;
         }
@@ -317,7 +321,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
     if (c->launch.fifo_fd >= 0)
         close(c->launch.fifo_fd);
-    c->launch.fifo_fd = -1;
+    if (c->launch.error_fd >= 0)
+        close(c->launch.error_fd);
+    c->launch.fifo_fd = c->launch.error_fd = -1;
     if (r < 0)
         goto fail;
 
@@ -471,17 +477,32 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
     wait_for_exec(dirfd, cs.pid, cs.pid_start);
     /* Without the fifo, the status reads "running" from now on. */
     unlinkat(dirfd, HULL_EXEC_FIFO, 0);
+    /* The init died on the way to execve (a startContainer hook, exec
+     * itself): that is start's failure, and the container is stopped. */
+    char *why = NULL;
+    size_t len = 0;
+    hull_error e = NULL;
+    if (hull_read_file_at(dirfd, HULL_EXEC_ERROR, &why, &len, &e) == 0 && len > 0) {
+        hull_error_set(err, EIO, "start %s: %s", id, why);
+        free(why);
+        unlinkat(dirfd, HULL_EXEC_ERROR, 0);
+        hull_spec_free(spec);
+        goto out;
+    }
+    free(why);
+    hull_error_free(&e);
+    unlinkat(dirfd, HULL_EXEC_ERROR, 0);
     ret = 0;
     hull_debug("start %s: init %d released", id, (int)cs.pid);
 
     if (spec && spec->hooks.n_poststart) {
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
-        hull_error e = NULL;
+        hull_error pe = NULL;
         /* runtime-spec: a failing poststart hook is logged, not fatal. */
-        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, &e) <
-            0) {
-            hull_warn("start %s: %s", id, hull_error_msg(e));
-            hull_error_free(&e);
+        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj,
+                           &pe) < 0) {
+            hull_warn("start %s: %s", id, hull_error_msg(pe));
+            hull_error_free(&pe);
         }
         free(sj);
     }

@@ -97,6 +97,7 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         .seccomp = x->seccomp,
         .new_session = !x->proc.terminal,
         .preserve_fds = x->preserve_fds,
+        .error_fd = -1,
     };
     if (hull_sync_expect(x->child_fd, SYNC_CGROUP_DONE, &m, &err) < 0)
         goto fail;

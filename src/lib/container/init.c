@@ -247,6 +247,7 @@ void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
     size_t n = 0;
     keep[n++] = l->child_fd;
     keep[n++] = l->fifo_fd;
+    keep[n++] = l->error_fd;
     keep[n++] = hull_log_fd();
     if (l->reaper)
         keep[n++] = l->status_fd;
@@ -274,6 +275,7 @@ void hull_init_main(struct hull_launch *l)
         .die_with_parent = l->die_with_parent,
         .new_session = !l->spec->process->terminal,
         .preserve_fds = l->preserve_fds,
+        .error_fd = l->error_fd,
     };
 
     /* The caller's chosen stdio, before anything else touches 0-2. */
@@ -292,10 +294,7 @@ void hull_init_main(struct hull_launch *l)
     prctl(PR_SET_DUMPABLE, 0);
 
     if (init_steps(l, &plan, &err) < 0) {
-        /* After `create` returned nobody listens (a startContainer hook
-         * failed): the container's stderr is the one place left to say why. */
-        if (hull_sync_send_error(l->child_fd, err) < 0)
-            dprintf(2, "hull: %s\n", hull_error_msg(err));
+        hull_proc_report(l->child_fd, l->error_fd, err);
         _exit(1);
     }
     if (l->reaper)

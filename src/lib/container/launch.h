@@ -39,6 +39,7 @@ struct hull_launch {
     bool foreground;  /* wait for SYNC_START instead of exec.fifo */
     bool die_with_parent; /* keep PR_SET_PDEATHSIG(SIGKILL) into the container (sandbox) */
     int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
+    int error_fd;     /* exec.error opened for writing, or -1 (see hull_proc_report) */
     int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
     const char *keyring; /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
