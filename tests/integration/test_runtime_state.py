@@ -182,7 +182,8 @@ def test_zombie_init_is_stopped(hull, bundle):
 @pytest.mark.asan
 def test_state_json_complete_at_every_step(hull, bundle, tmp_path):
     """A hook sees a complete state.json in creating state and no temporary
-    files; after each verb only state.json (and the fifo) are there."""
+    files; after each verb only state.json (and exec.fifo, exec.error until
+    start) are there."""
     c = cid()
     d = hull.root / c
     bundle.config["hooks"] = {"createRuntime": [hook_script(
@@ -191,10 +192,10 @@ def test_state_json_complete_at_every_step(hull, bundle, tmp_path):
     try:
         hull("create", "--bundle", str(bundle.path), c, check=True)
         assert sorted((tmp_path / "listing").read_text().split()) == [
-            ".", "..", "exec.fifo", "state.json"]
+            ".", "..", "exec.error", "exec.fifo", "state.json"]
         during = json.loads((tmp_path / "during").read_text())
         assert during["id"] == c and during["creating"] is True
-        assert sorted(os.listdir(d)) == ["exec.fifo", "state.json"]
+        assert sorted(os.listdir(d)) == ["exec.error", "exec.fifo", "state.json"]
         final = json.loads((d / "state.json").read_text())
         assert final["creating"] is False and final["pid"] == hull.state(c)["pid"]
         hull("start", c, check=True)
