@@ -261,7 +261,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
      * a crash before it leaves a directory without state.json, which delete
      * --force handles (removing the default cgroup too). */
     if (!so->no_cgroup) {
-        if (hull_cgroup_create(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+        if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+                                  so->lean_cgroup ? HULL_CGROUP_LEAN : 0,
                                &c->cgroup, err) < 0)
             goto fail;
         /* A container that sees cgroupfs must see all of its hierarchies;

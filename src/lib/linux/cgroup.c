@@ -220,6 +220,18 @@ int cg_v2_enable(struct hull_cgroup *cg, uint32_t ctrls, hull_error *err)
 int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
                        struct hull_cgroup **out, hull_error *err)
 {
+    return hull_cgroup_create_ex(cgroups_path, id, systemd, 0, out, err);
+}
+
+/* What a one-shot sandbox needs: memory and pids for limits and verdicts,
+ * cpuacct for its CPU time. No freezer (it is never paused), no named
+ * hierarchy, no controller-less cgroup2 of a hybrid host (the sandbox's pid
+ * namespace, not cgroup.kill, ends its processes). */
+static const uint32_t lean_joined = CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_CPUACCT);
+
+int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
+                       struct hull_cgroup **out, hull_error *err)
+{
     *out = NULL;
     const struct cg_layout *L = cg_layout_get(err);
     if (L == NULL)
@@ -278,7 +290,11 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
     bool reused = false;
     for (size_t i = 0; i < L->n; i++) {
         const struct cg_hier *h = &L->h[i];
-        if ((h->v2 || h->ctrls == 0 || (h->ctrls & always_joined)) && cg_join(cg, i, err) < 0)
+        bool lean = flags & HULL_CGROUP_LEAN;
+        bool want = h->v2      ? !(lean && L->mode == HULL_CGROUP_HYBRID)
+                    : h->ctrls == 0 ? !lean
+                                    : (h->ctrls & (lean ? lean_joined : always_joined)) != 0;
+        if (want && cg_join(cg, i, err) < 0)
             goto out;
         reused |= cg->n[i].joined && cg->n[i].created == 0;
     }

@@ -39,6 +39,12 @@ struct hull_cgroup;
 int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
                        struct hull_cgroup **out, hull_error *err);
 
+/* hull_cgroup_create with flags: HULL_CGROUP_LEAN joins only what a one-shot
+ * sandbox needs (memory, pids, cpu accounting; no freezer, so no pause). */
+#define HULL_CGROUP_LEAN 1u
+int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
+                          struct hull_cgroup **out, hull_error *err);
+
 /* Write linux.resources. A field the host cannot enforce is an error naming
  * the field; unset fields are left alone. Also used by `update`, where a
  * memory limit below current usage is an error. It may join hierarchies

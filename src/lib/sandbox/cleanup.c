@@ -42,7 +42,8 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     DIR *d = opendir(HULL_SANDBOX_ROOT);
     if (d == NULL)
-        return errno == ENOENT ? 0 : hull_error_errno(err, "sandbox cleanup: %s", HULL_SANDBOX_ROOT);
+        return errno == ENOENT ? 0
+                               : hull_error_errno(err, "sandbox cleanup: %s", HULL_SANDBOX_ROOT);
     int ret = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -62,8 +63,8 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
          * first write) or no supervisor in it (a hull from before the
          * annotation, maybe still running): only old directories count. */
         struct stat st;
-        bool leftover = alive == 0 ||
-                        (alive < 0 && fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60);
+        bool leftover =
+            alive == 0 || (alive < 0 && fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60);
         hull_error_free(&e);
         close(fd);
         if (!leftover)

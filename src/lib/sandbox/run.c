@@ -35,7 +35,6 @@
 
 /* Outside /run/hull (0700): the sandbox's root user, an unprivileged host uid,
  * must be able to reach the directory its tmpfs root is mounted on. */
-#define EMPTY_ROOT "/run/hull-empty"
 
 /* What a run owns; released in one place whatever happened. */
 struct run {
@@ -45,10 +44,10 @@ struct run {
     struct hull_seccomp_filter *seccomp;
     struct hull_container_ctx c;
     bool have_ctx;
-    int in_fd;         /* what becomes the sandbox's stdin */
-    int in_write;      /* our end when stdin_data is fed through a pipe */
+    int in_fd;    /* what becomes the sandbox's stdin */
+    int in_write; /* our end when stdin_data is fed through a pipe */
     int out[2], err[2];
-    int status[2];     /* the reaper's report of the program's wait status */
+    int status[2]; /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
@@ -315,8 +314,9 @@ static bool stat_ticks(pid_t pid, unsigned long long *ticks)
      * 14-17 are utime, stime, cutime, cstime. */
     char *p = strrchr(buf, ')');
     unsigned long long t[4];
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
-                            &t[0], &t[1], &t[2], &t[3]) != 4)
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &t[0],
+               &t[1], &t[2], &t[3]) != 4)
         return false;
     *ticks = t[0] + t[1] + t[2] + t[3];
     return true;
@@ -466,8 +466,8 @@ static void verdict(struct run *x, int status, enum stop why, const struct hull_
         r->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         r->signal = WTERMSIG(status);
-    bool cpu_over = r->cpu_time_ms >= x->p->cpu_time_ms ||
-                    (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    bool cpu_over =
+        r->cpu_time_ms >= x->p->cpu_time_ms || (WIFSIGNALED(status) && r->signal == SIGXCPU);
     /* One verdict when several limits were hit: the kernel's memory and
      * pids events come before the clocks and the output, because they are
      * the cause when both happen -- a fork bomb spins on failing forks
@@ -503,16 +503,22 @@ static void internal_error(struct hull_result *r, hull_error *e)
 
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    struct run x = {.p = p, .r = r, .in_fd = -1, .in_write = -1,
-                    .out = {-1, -1}, .err = {-1, -1}, .status = {-1, -1}};
+    struct run x = {.p = p,
+                    .r = r,
+                    .in_fd = -1,
+                    .in_write = -1,
+                    .out = {-1, -1},
+                    .err = {-1, -1},
+                    .status = {-1, -1}};
     char *rootfs = NULL;
     int ret = -1;
     if (preflight(&x, &rootfs, err) < 0)
         goto out;
     struct hull_policy local = *p;
     local.rootfs = rootfs;
-    if (hull_mkdir_p(EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) < 0)
+    if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) <
+            0)
         goto out;
     if (add_tmp_files(&x) < 0) {
         hull_error_set(err, E2BIG, "too many files and directories to copy in");
@@ -561,6 +567,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .reaper = true,
         .status_fd = x.status[1],
         .ephemeral_state = true,
+        .lean_cgroup = true,
     };
     hull_error e = NULL;
     if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {
@@ -640,11 +647,10 @@ int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_er
 {
     memset(r, 0, sizeof(*r));
     const struct hull_sandbox_provider *prov =
-        p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm
-                                               : &hull_provider_namespaces;
+        p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm : &hull_provider_namespaces;
     const char *why = prov->unavailable();
     if (why != NULL)
-        return hull_error_set(err, ENOTSUP, "isolation %s: %s",
-                              hull_isolation_name(p->isolation), why);
+        return hull_error_set(err, ENOTSUP, "isolation %s: %s", hull_isolation_name(p->isolation),
+                              why);
     return prov->run(p, r, err);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "hull.h"
+#include <json-c/json.h>
+
 #include "linux/mounts.h"
 #include "spec/spec.h"
 
@@ -19,6 +21,9 @@
 #define HULL_SANDBOX_MAX_FILES 96 /* root files: layout, copies, their directories */
 #define HULL_SANDBOX_MAX_COPIES 32 /* copy-in + inline files of one policy */
 #define HULL_SANDBOX_ROOT "/run/hull/sandbox"
+/* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
+ * user, an unprivileged host uid, must reach the directory it is bound from. */
+#define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"
 /* Annotation naming a run's supervisor, "pid:starttime". */
 #define HULL_SANDBOX_SUPERVISOR_KEY "io.hull.sandbox.supervisor"
 
@@ -30,6 +35,7 @@ struct hull_sandbox_layout {
     char links[8][256]; /* symlink targets for /bin -> usr/bin and friends */
     size_t n_links;
     char passwd[512], group[256];
+    char skeleton[256]; /* the shared root, when the layout allows one */
     uint32_t uid; /* the workload's uid inside */
 };
 
@@ -51,6 +57,13 @@ char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
 int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
 int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
                                   hull_error *err);
+
+/* The shared read-only root of the default layout (skeleton.c): mount
+ * points for mounts, plus the pre-mount files; built under base once per
+ * distinct content. path receives its location. */
+int hull_sandbox_skeleton(const char *base, json_object *mounts,
+                          const struct hull_root_file *files, size_t n, char *path, size_t len,
+                          hull_error *err);
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never

@@ -34,13 +34,10 @@
 #include "util/json.h"
 #include "util/log.h"
 
-/* The same empty root directory run.c mounts the sandbox's tmpfs root on. */
-#define EMPTY_ROOT "/run/hull-empty"
 /* PID 1 of the sandbox: waits in the foreground so the shell reaps every
  * orphan the commands leave (dash waits for any child); as a namespace's
  * init without handlers it ignores signals sent from inside. */
 static char *const idle_argv[] = {"/bin/sh", "-c", "while :; do sleep 3600; done", NULL};
-
 
 static void close_fd(int *fd)
 {
@@ -98,11 +95,12 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
         hull_error_prefix(err, "built-in seccomp profile");
         goto fail;
     }
-    if (hull_mkdir_p(EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&s->policy, EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &s->lay, err) < 0)
+    if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
+        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &s->lay,
+                            err) < 0)
         goto fail;
-    s->host_uid = p->isolation == HULL_ISOLATION_CONTAINER ? HULL_SANDBOX_UID_BASE + s->lay.uid
-                                                           : s->lay.uid;
+    s->host_uid =
+        p->isolation == HULL_ISOLATION_CONTAINER ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
     if ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
         hull_error_errno(err, "open /dev/null");
         goto fail;

@@ -21,8 +21,6 @@
 #include "util/error.h"
 #include "util/json.h"
 
-#define EMPTY_ROOT "/run/hull-empty"
-
 struct xrun {
     const struct hull_policy *p;
     struct hull_result *r;
@@ -141,9 +139,8 @@ static void stats(struct hull_session *s, struct hull_cgroup_stats *st)
         hull_error_free(&e);
 }
 
-static void verdict(struct hull_result *r, const struct hull_policy *p, int status,
-                    enum stop why, const struct hull_cgroup_stats *before,
-                    const struct hull_cgroup_stats *after)
+static void verdict(struct hull_result *r, const struct hull_policy *p, int status, enum stop why,
+                    const struct hull_cgroup_stats *before, const struct hull_cgroup_stats *after)
 {
     if (WIFEXITED(status))
         r->exit_code = WEXITSTATUS(status);
@@ -185,8 +182,8 @@ static int exec_policy(const struct hull_session *s, const struct hull_policy *p
         return -1;
     ep->env = p->env ? hull_strv_dup(p->env) : NULL;
     if (s->policy.env) {
-        char **both = calloc(hull_strv_len(s->policy.env) + hull_strv_len(p->env) + 1,
-                             sizeof(char *));
+        char **both =
+            calloc(hull_strv_len(s->policy.env) + hull_strv_len(p->env) + 1, sizeof(char *));
         size_t n = 0;
         for (char **e = s->policy.env; both && *e; e++)
             both[n++] = strdup(*e);
@@ -213,7 +210,7 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
     struct hull_sandbox_layout lay;
     struct xrun x = {.p = p, .r = r, .pid = -1, .out = -1, .err = -1, .in = -1};
     int child[3] = {-1, -1, -1}, pipes[2];
-    int ret = hull_sandbox_layout(&ep, EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &lay, err);
+    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &lay, err);
     hull_strv_free(ep.env);
     if (ret < 0)
         return -1;

@@ -180,8 +180,7 @@ int hull_session_get_file(struct hull_session *s, const char *path, size_t max, 
     return ret;
 }
 
-int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
-                       hull_error *err)
+int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes, hull_error *err)
 {
     char path[PATH_MAX];
     *cpu_ns = *memory_bytes = 0;
