@@ -315,6 +315,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
+    /* The runtime counts against the pids limit while it steps in. */
+    const struct hull_resources *res = c->spec->linux_.resources;
+    c->launch.cgroup_at_birth =
+        !(res && res->has_pids_limit && res->pids_limit >= 0 && res->pids_limit < 2);
     /* As runc: each container gets its own session keyring, so keys the
      * runtime's caller holds are not the container's. */
     c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
