@@ -12,18 +12,18 @@
 CC       ?= gcc
 PREFIX   ?= /usr/local
 BUILD    ?= build
-PKGS     := json-c libseccomp libcap
+PKGS     := json-c libseccomp libcap hiredis
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lhiredis)
 
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
 # was a fifth of its start-up. The sanitizer build stays dynamic.
-STATIC_LIBS := $(foreach l,json-c seccomp cap,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis,/usr/lib/x86_64-linux-gnu/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
 HULL_LDFLAGS := -static
 endif
@@ -87,6 +87,7 @@ deps:
 test:
 	scripts/deps.sh test
 	scripts/deps.sh engines
+	scripts/deps.sh queue
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh

@@ -280,6 +280,22 @@ char *hull_sandbox_seccomp_profile_json(void);
  * bad input, with nothing created. */
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
 
+/* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
+
+/* Enqueue a run request (the JSON of hull_policy_from_json, plus an
+ * optional "max_attempts": 1-100) for `hulld --worker`s to run. Validated
+ * first: a bad request is an error naming the field and enqueues nothing.
+ * *job_id (caller frees) is 32 hex digits. redis_url: redis://HOST[:PORT][/DB]. */
+int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
+                      hull_error *err);
+/* 0 with *result_json (hull_result_to_json text, caller frees) once the
+ * job ran; 0 with *result_json NULL while it is queued or running; a job
+ * given up on (dead-lettered: its workers kept dying, or its request was
+ * bad) reads as verdict internal_error with "error" saying why. -1 with
+ * code ENOENT for an unknown or expired job id. */
+int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
+                      hull_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,23 +1,27 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|all
+#   scripts/deps.sh build|test|bench|engines|queue|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libhiredis-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
 engines="$build python3 python3-pytest podman conmon containerd runc crun"
+# The Redis job queue: hiredis (also in build: libhull's queue links it) and
+# the real redis-server that tests/integration/test_queue.py starts.
+queue="$build libhiredis-dev redis-server python3 python3-pytest"
 
 case "${1:-build}" in
 build) want="$build" ;;
 test) want="$test" ;;
 bench) want="$bench" ;;
 engines) want="$engines" ;;
-all) want="$test $bench $engines" ;;
-*) echo "usage: $0 build|test|bench|engines|all" >&2; exit 2 ;;
+queue) want="$queue" ;;
+all) want="$test $bench $engines $queue" ;;
+*) echo "usage: $0 build|test|bench|engines|queue|all" >&2; exit 2 ;;
 esac
 
 missing=""

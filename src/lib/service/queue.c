@@ -1,0 +1,155 @@
+/* Producers' side of the Redis job queue: submit a run request, read back
+ * its state or result. Each call opens its own short connection, so the
+ * calls are safe from any thread (the daemon's request handlers) and hold
+ * nothing between calls; on loopback a connection costs far less than the
+ * sandbox run it stands for.
+ *
+ * A job is a hash hull:job:ID (the request and its bookkeeping) plus its ID
+ * in the list hull:jobs; docs/queue.md has every key. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "service/queue.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/json.h"
+
+#define CONNECT_TIMEOUT_MS 5000
+
+static int new_id(char out[HULL_QUEUE_ID_LEN + 1], hull_error *err)
+{
+    unsigned char b[HULL_QUEUE_ID_LEN / 2];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        return hull_error_errno(err, "getrandom");
+    for (size_t i = 0; i < sizeof(b); i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return 0;
+}
+
+/* The request must be a run a worker can start: the same checks as a
+ * local run, so a bad request is refused here (and the caller can answer
+ * 400) instead of reaching the dead-letter list. */
+static int validate(const char *job_json, int *max_attempts, hull_error *err)
+{
+    size_t len = strlen(job_json);
+    if (len > HULL_QUEUE_MAX_REQUEST)
+        return hull_error_set(err, E2BIG, "request: larger than %u bytes", HULL_QUEUE_MAX_REQUEST);
+    struct hull_policy p;
+    hull_policy_init(&p);
+    int r = hull_policy_from_json(job_json, len, &p, err);
+    hull_policy_free(&p);
+    if (r < 0)
+        return -1;
+    json_object *doc = NULL;
+    if (hj_parse(job_json, len, "request", &doc, err) < 0)
+        return -1;
+    int64_t v = 0;
+    bool present = false;
+    r = hj_int_range(doc, "", "max_attempts", 1, HULL_QUEUE_MAX_ATTEMPTS_LIMIT, &v, &present, err);
+    json_object_put(doc);
+    *max_attempts = present ? (int)v : 0;
+    return r;
+}
+
+int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
+                      hull_error *err)
+{
+    *job_id = NULL;
+    int max_attempts = 0;
+    if (job_json == NULL)
+        return hull_error_set(err, EINVAL, "queue submit: no request");
+    if (validate(job_json, &max_attempts, err) < 0)
+        return hull_error_prefix(err, "queue submit");
+    char id[HULL_QUEUE_ID_LEN + 1], key[HULL_QUEUE_KEY_MAX], now[64], max[16];
+    if (new_id(id, err) < 0)
+        return hull_error_prefix(err, "queue submit");
+    hull_rfc3339_now(now, sizeof(now));
+    snprintf(max, sizeof(max), "%d", max_attempts);
+    redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
+    if (c == NULL)
+        return hull_error_prefix(err, "queue submit");
+    hull_queue_key(key, "job", id);
+    /* The hash and the list entry appear together or not at all: a worker
+     * never pops an id whose hash is not there yet. */
+    int ret = -1;
+    if (hull_redis_append(c, err, "MULTI", NULL) < 0 ||
+        hull_redis_append(c, err, "HSET", key, "request", job_json, "state", "queued", "attempts",
+                          "0", "created_at", now, max_attempts ? "max_attempts" : NULL, max,
+                          NULL) < 0 ||
+        hull_redis_append(c, err, "LPUSH", HULL_QUEUE_JOBS, id, NULL) < 0 ||
+        hull_redis_append(c, err, "EXEC", NULL) < 0)
+        goto out;
+    for (int i = 0; i < 4; i++) {
+        redisReply *r = hull_redis_reply(c, err);
+        if (r == NULL)
+            goto out;
+        bool aborted = i == 3 && r->type != REDIS_REPLY_ARRAY;
+        freeReplyObject(r);
+        if (aborted) {
+            hull_error_set(err, EIO, "redis EXEC: transaction aborted");
+            goto out;
+        }
+    }
+    *job_id = strdup(id);
+    ret = *job_id ? 0 : hull_error_set(err, ENOMEM, "out of memory");
+out:
+    hull_redis_close(c);
+    return ret < 0 ? hull_error_prefix(err, "queue submit") : 0;
+}
+
+/* A job that went to the dead-letter list reads, through the API, as a run
+ * that hull could not do: verdict internal_error, with the reason. */
+static char *dead_result(const char *why)
+{
+    struct hull_result r = {.verdict = HULL_VERDICT_INTERNAL_ERROR,
+                            .isolation = HULL_ISOLATION_CONTAINER};
+    r.error = (char *)(why ? why : "dead-lettered");
+    return hull_result_to_json(&r);
+}
+
+int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
+                      hull_error *err)
+{
+    *result_json = NULL;
+    if (!hull_queue_id_valid(job_id))
+        return hull_error_set(err, ENOENT, "queue job %s: no such job", job_id ? job_id : "");
+    char res[HULL_QUEUE_KEY_MAX], job[HULL_QUEUE_KEY_MAX];
+    redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
+    if (c == NULL)
+        return hull_error_prefix(err, "queue job %s", job_id);
+    int ret = -1;
+    redisReply *r1 = NULL, *r2 = NULL;
+    if (hull_redis_append(c, err, "GET", hull_queue_key(res, "result", job_id), NULL) < 0 ||
+        hull_redis_append(c, err, "HMGET", hull_queue_key(job, "job", job_id), "state", "error",
+                          NULL) < 0 ||
+        (r1 = hull_redis_reply(c, err)) == NULL || (r2 = hull_redis_reply(c, err)) == NULL)
+        goto out;
+    const char *stored = hull_redis_str(r1);
+    const char *state = NULL, *why = NULL;
+    if (r2->type == REDIS_REPLY_ARRAY && r2->elements == 2) {
+        state = hull_redis_str(r2->element[0]);
+        why = hull_redis_str(r2->element[1]);
+    }
+    if (stored) {
+        *result_json = strdup(stored);
+    } else if (state && strcmp(state, "failed") == 0) {
+        *result_json = dead_result(why);
+    } else if (state && strcmp(state, "finished") != 0) {
+        ret = 0; /* queued or running: no result yet */
+        goto out;
+    } else {
+        hull_error_set(err, ENOENT, "no such job (never submitted, or its result expired)");
+        goto out;
+    }
+    ret = *result_json ? 0 : hull_error_set(err, ENOMEM, "out of memory");
+out:
+    if (r1)
+        freeReplyObject(r1);
+    if (r2)
+        freeReplyObject(r2);
+    hull_redis_close(c);
+    return ret < 0 ? hull_error_prefix(err, "queue job %s", job_id) : 0;
+}
