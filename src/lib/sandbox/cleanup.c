@@ -4,10 +4,12 @@
  * (the init has a parent-death signal, and the pid namespace follows the
  * init), but its cgroup and state directory stay. Each run's state names
  * its supervisor by pid and start time; a run whose supervisor no longer
- * exists is deleted as `delete --force` would. */
+ * exists is deleted as `delete --force` would, and so are sandbox cgroups
+ * that outlived their state. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,65 @@ static bool supervisor_alive(const struct hull_cstate *cs)
         return hull_pid_alive(pid, start);
     }
     return false; /* no supervisor recorded: a half-made run */
+}
+
+/* The supervisor's pid, from a sandbox id "sandbox-PID-N-HEX" (0 if not one). */
+static int id_pid(const char *name)
+{
+    int pid = 0;
+    if (sscanf(name, "sandbox-%d-", &pid) != 1 || pid <= 0)
+        return 0;
+    return pid;
+}
+
+/* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) that no state
+ * directory names and whose supervisor is gone. A supervisor killed after
+ * its limits made a cgroup (a CPU quota joins the cpu hierarchy) but before
+ * the state recorded it leaves one that delete does not know of. rmdir only
+ * removes an empty cgroup, so nothing that runs is touched. */
+static size_t remove_orphan_cgroups(const char *mount, int statefd)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/hull", mount);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int pid = id_pid(de->d_name);
+        if (pid == 0 || faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+            continue;
+        if (hull_pid_alive(pid, 0)) /* a zombie counts as gone */
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static size_t sweep_cgroups(void)
+{
+    int statefd = open(HULL_SANDBOX_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    size_t n = 0;
+    char line[4096];
+    while (f && statefd >= 0 && fgets(line, sizeof(line), f)) {
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS */
+        char mp[1024], fstype[64];
+        const char *sep = strstr(line, " - ");
+        if (sep == NULL || sscanf(line, "%*s %*s %*s %*s %1023s", mp) != 1 ||
+            sscanf(sep + 3, "%63s", fstype) != 1)
+            continue;
+        if (strcmp(fstype, "cgroup") == 0 || strcmp(fstype, "cgroup2") == 0)
+            n += remove_orphan_cgroups(mp, statefd);
+    }
+    if (f)
+        fclose(f);
+    if (statefd >= 0)
+        close(statefd);
+    return n;
 }
 
 int hull_sandbox_cleanup(size_t *removed, hull_error *err)
@@ -75,6 +136,7 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
         }
     }
     closedir(d);
+    *removed += sweep_cgroups();
     if (ret < 0)
         return hull_error_set(err, EIO, "sandbox cleanup: some leftovers could not be removed");
     return 0;

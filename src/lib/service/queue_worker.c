@@ -293,6 +293,7 @@ static void start_job(struct worker *w, const char *id)
     }
     s->pid = pid;
     snprintf(s->id, sizeof(s->id), "%s", id);
+    hull_debug("queue worker %s: job %s: runner %d", w->name, id, (int)pid);
     w->busy++;
 out:
     hull_policy_free(&p);
