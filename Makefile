@@ -19,11 +19,14 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-un
 	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lhiredis)
+# The service store (src/lib/service): SQLite and OpenSSL's libcrypto; a
+# program pulls them in only if it calls the service code (hulld, hull token).
+LDLIBS   += -lsqlite3 -lcrypto -lm
 
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
 # was a fifth of its start-up. The sanitizer build stays dynamic.
-STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
 HULL_LDFLAGS := -static
 endif
@@ -40,7 +43,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/hull $(BUILD)/libhull.a
+all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld
 
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
@@ -58,6 +61,18 @@ $(BUILD)/libhull.a: $(LIB_OBJS)
 $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+
+# hulld, the service: dynamically linked (libmicrohttpd brings GnuTLS).
+DAEMON_SRCS := $(wildcard src/daemon/*.c)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/obj/%.o)
+DAEMON_LIBS := -lmicrohttpd -lpthread
+
+# The OpenAPI document is built into hulld (.incbin).
+$(BUILD)/obj/src/daemon/openapi.o: docs/openapi.json
+
+$(BUILD)/hulld: $(DAEMON_OBJS) $(BUILD)/libhull.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(DAEMON_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
@@ -83,10 +98,12 @@ asan:
 
 deps:
 	scripts/deps.sh build
+	scripts/deps.sh daemon
 
 test:
 	scripts/deps.sh test
 	scripts/deps.sh engines
+	scripts/deps.sh daemon
 	scripts/deps.sh queue
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
@@ -94,6 +111,7 @@ test:
 
 demo:
 	scripts/deps.sh build
+	scripts/deps.sh daemon
 	$(MAKE) all
 	scripts/demo.sh
 
@@ -101,6 +119,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
+	install -m 0755 $(BUILD)/hulld $(DESTDIR)$(PREFIX)/bin/hulld
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man1/; done; true

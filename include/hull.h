@@ -120,6 +120,11 @@ struct hull_exec_opts {
     const char *pid_file;
     const char *console_socket;
     int preserve_fds;
+    /* For library callers that supervise the process themselves (hulld's
+     * sandboxes): */
+    const int *stdio;         /* 3 fds that become its 0, 1, 2; NULL: the caller's */
+    const char *process_json; /* a process JSON document as text, like process_path */
+    pid_t *pid;               /* with detach: its pid (our child: reap it) */
 };
 int hull_container_exec(const struct hull_runtime *rt, const char *id,
                         const struct hull_exec_opts *opts, int *exit_status, hull_error *err);
@@ -279,6 +284,42 @@ char *hull_sandbox_seccomp_profile_json(void);
  * its verdict, which may be internal_error with r->error set); -1 only for
  * bad input, with nothing created. */
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
+
+/* ---- long-lived sandboxes (hulld's POST /v1/sandboxes) ------------------ */
+
+/* A sandbox that stays up between commands: a container with the same
+ * layout and isolation as a run of the policy, whose init only idles (and
+ * reaps). Like hull_sandbox_run, call these from a single-threaded process:
+ * the sandbox dies with the process that created it. */
+struct hull_session;
+/* p: isolation, limits (memory, pids, cpus, tmp_size, open_files), env,
+ * network; p->argv is ignored; p->files are written to /tmp. */
+int hull_session_create(const struct hull_policy *p, struct hull_session **out, hull_error *err);
+/* The container's id under the sandbox state root (for hull_sandbox_usage). */
+const char *hull_session_id(const struct hull_session *s);
+/* Run p->argv in it (its namespaces, cgroup, seccomp filter, user) with
+ * p's stdin, env, workdir, cpu_time, wall_time and output limits and
+ * cancel_fd; the result as for a run. 0 when it ran (any verdict). */
+int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struct hull_result *r,
+                      hull_error *err);
+/* Files under the sandbox's /tmp ("x/y" or "/tmp/x/y"). Never follows a
+ * symlink out of /tmp (EXDEV); only regular files. put creates missing
+ * directories, owned by the sandbox's user like the file. */
+int hull_session_put_file(struct hull_session *s, const char *path, const void *data, size_t len,
+                          unsigned mode, hull_error *err);
+/* At most max bytes (EFBIG beyond). *data is malloc'd. */
+int hull_session_get_file(struct hull_session *s, const char *path, size_t max, char **data,
+                          size_t *len, hull_error *err);
+/* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
+int hull_session_pause(struct hull_session *s, hull_error *err);
+int hull_session_resume(struct hull_session *s, hull_error *err);
+/* The init still runs. */
+bool hull_session_alive(struct hull_session *s);
+/* Kill everything in it, remove its cgroup and state, free s. */
+void hull_session_destroy(struct hull_session *s);
+/* CPU time and memory in use of a sandbox or run by its container id, read
+ * from its cgroup (any thread, any process). */
+int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes, hull_error *err);
 
 /* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
 

@@ -1,15 +1,17 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|queue|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libhiredis-dev"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
 engines="$build python3 python3-pytest podman conmon containerd runc crun"
+# hulld, the service (and `hull token`): HTTP server, store, token hashing; curl for its tests.
+daemon="$build libmicrohttpd-dev curl sqlite3"
 # The Redis job queue: hiredis (also in build: libhull's queue links it) and
 # the real redis-server that tests/integration/test_queue.py starts.
 queue="$build libhiredis-dev redis-server python3 python3-pytest"
@@ -19,9 +21,10 @@ build) want="$build" ;;
 test) want="$test" ;;
 bench) want="$bench" ;;
 engines) want="$engines" ;;
+daemon) want="$daemon" ;;
 queue) want="$queue" ;;
-all) want="$test $bench $engines $queue" ;;
-*) echo "usage: $0 build|test|bench|engines|queue|all" >&2; exit 2 ;;
+all) want="$test $bench $engines $daemon $queue" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|all" >&2; exit 2 ;;
 esac
 
 missing=""

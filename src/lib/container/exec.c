@@ -49,6 +49,7 @@ struct exec_ctx {
     pid_t init_pid;
     int sync_fd, child_fd;
     int preserve_fds;
+    const int *stdio; /* NULL: inherit ours */
 };
 
 /* Open the init's namespaces that differ from ours. */
@@ -124,6 +125,10 @@ fail:
 __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
 {
     hull_error err = NULL;
+    /* The caller's chosen stdio, before fds are shed (they may be >= 3). */
+    for (int i = 0; x->stdio && i < 3; i++)
+        if (x->stdio[i] >= 0 && x->stdio[i] != i && dup2(x->stdio[i], i) < 0)
+            _exit(1);
     int keep[HULL_NS_COUNT + 2] = {x->child_fd, hull_log_fd()};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         keep[2 + t] = x->ns_fds[t];
@@ -200,14 +205,17 @@ static int env_set(char ***env, const char *add)
 static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hull_error *err)
 {
     struct hull_process *p = &x->proc;
-    if (o->process_path) {
+    if (o->process_path || o->process_json) {
         json_object *doc = NULL;
-        if (hj_parse_file(o->process_path, &doc, err) < 0)
+        if (o->process_json ? hj_parse(o->process_json, strlen(o->process_json), "process", &doc,
+                                       err) < 0
+                            : hj_parse_file(o->process_path, &doc, err) < 0)
             return hull_error_prefix(err, "--process");
         int r = hull_process_parse(doc, "process", p, err);
         json_object_put(doc);
         if (r < 0)
-            return hull_error_prefix(err, "--process %s", o->process_path);
+            return hull_error_prefix(err, "--process %s",
+                                     o->process_path ? o->process_path : "");
     } else {
         if (o->args == NULL || o->args[0] == NULL)
             return hull_error_set(err, EINVAL, "no command given (and no --process)");
@@ -359,7 +367,8 @@ fail:
 static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
                    int *exit_status, hull_error *err)
 {
-    struct exec_ctx x = {.sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds};
+    struct exec_ctx x = {.sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds,
+                         .stdio = o->stdio};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         x.ns_fds[t] = -1;
     int ret = -1, dirfd = -1;
@@ -420,6 +429,8 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
                 ret = -1;
             }
         }
+        if (o->detach && o->pid)
+            *o->pid = pid;
         if (!o->detach && ret == 0)
             *exit_status = hull_exit_code(hull_supervise(pid, sfd, master));
         if (master >= 0)
