@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,17 @@
 #include "container/state.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/fs.h"
 #include "util/log.h"
+
+/* The supervisor's pid, from a sandbox id "sandbox-PID-N-HEX" (0 if not one). */
+static int id_pid(const char *name)
+{
+    int pid = 0;
+    if (sscanf(name, "sandbox-%d-", &pid) != 1 || pid <= 0)
+        return 0;
+    return pid;
+}
 
 static bool supervisor_alive(const struct hull_cstate *cs)
 {
@@ -37,13 +48,37 @@ static bool supervisor_alive(const struct hull_cstate *cs)
     return false; /* no supervisor recorded: a half-made run */
 }
 
-/* The supervisor's pid, from a sandbox id "sandbox-PID-N-HEX" (0 if not one). */
-static int id_pid(const char *name)
+/* rmdir one orphaned sandbox cgroup. Its supervisor is dead, so whatever
+ * is still in it belongs to a sandbox that is being torn down (parent-death
+ * signals in flight): it is killed, and the last exits are waited for. */
+static bool remove_orphan(int parentfd, const char *name)
 {
-    int pid = 0;
-    if (sscanf(name, "sandbox-%d-", &pid) != 1 || pid <= 0)
-        return 0;
-    return pid;
+    for (int tries = 0; tries < 50; tries++) {
+        if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0)
+            return true;
+        if (errno != EBUSY)
+            return false;
+        char procs[PATH_MAX], *text = NULL;
+        size_t len = 0;
+        hull_error e = NULL;
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", name);
+        if (hull_read_file_at(parentfd, procs, &text, &len, &e) == 0) {
+            for (char *p = text; p && *p;) {
+                char *end;
+                long pid = strtol(p, &end, 10);
+                if (end == p)
+                    break;
+                if (pid > 0)
+                    kill((pid_t)pid, SIGKILL);
+                p = end;
+            }
+        }
+        hull_error_free(&e);
+        free(text);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
 }
 
 /* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) that no state
@@ -66,7 +101,7 @@ static size_t remove_orphan_cgroups(const char *mount, int statefd)
             continue;
         if (hull_pid_alive(pid, 0)) /* a zombie counts as gone */
             continue;
-        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+        if (remove_orphan(dirfd(d), de->d_name))
             n++;
     }
     closedir(d);
@@ -119,9 +154,12 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
             hull_cstate_free(&cs);
         } else {
             /* No state yet: a run being set up right now, or a crash before
-             * the first write. Only old directories count as leftovers. */
+             * the first write. The id names the supervisor (its pid); when
+             * that is gone, or the directory is old, it is a leftover. */
             struct stat st;
-            leftover = fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60;
+            int pid = id_pid(de->d_name);
+            leftover = (pid > 0 && !hull_pid_alive(pid, 0)) ||
+                       (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60);
         }
         hull_error_free(&e);
         close(fd);

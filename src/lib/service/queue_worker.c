@@ -469,6 +469,12 @@ static int begin(struct worker *w, hull_error *err)
  * failed release left), and the heartbeat goes at once. */
 static void end(struct worker *w)
 {
+    /* The last runs that died may have left something; not for the next
+     * worker to find. */
+    size_t removed = 0;
+    hull_error e0 = NULL;
+    if (hull_sandbox_cleanup(&removed, &e0) < 0)
+        hull_error_free(&e0);
     if (!connected(w))
         return;
     long long n[3];
