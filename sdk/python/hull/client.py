@@ -313,6 +313,11 @@ class Sandbox:
     def id(self):
         return self.info.id
 
+    @property
+    def state(self):
+        """As last seen: running, paused or destroyed (refresh() asks again)."""
+        return self.info.state
+
     def __repr__(self):
         return f"<hull.Sandbox {self.id} {self.info.state}>"
 
