@@ -5,7 +5,7 @@ processes.
 The RESP client lets a test look at (and, to stage a crash at an exact
 point, write) the queue's keys directly; docs/queue.md documents them.
 """
-import os
+import json
 import re
 import shutil
 import signal
@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2]
-HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
-# hulld and the test tools sit beside the hull binary under test (build/ or build/asan/).
-HULLD = os.environ.get("HULLD", str(Path(HULL).parent / "hulld"))
-QUEUETOOL = str(Path(HULL).parent / "tests" / "queuetool")
+from hulldlib import HULL, HULLD, SRC, wait_until  # noqa: F401  (re-exported)
+from hulldlib import alive as pid_alive  # noqa: F401
+
+QUEUETOOL = str(Path(HULL).resolve().parent / "tests" / "queuetool")
 REDIS_SERVER = "/usr/bin/redis-server"
 
 P = "hull:"  # the queue's key prefix (HULL_QUEUE_PREFIX)
@@ -195,24 +194,4 @@ def queuetool(*args, check=True):
 
 
 def submit(url, request):
-    import json
     return queuetool("submit", url, json.dumps(request)).stdout.strip()
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def wait_until(pred, timeout=30.0, interval=0.02):
-    """A hang guard for asynchronous state, never a speed assertion."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()

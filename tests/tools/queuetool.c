@@ -9,6 +9,7 @@
  *                                     exit 2 for an unknown job
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,19 +27,12 @@ static int fail(const char *what, hull_error *err)
 int main(int argc, char **argv)
 {
     hull_error err = NULL;
-    if (argc == 4 && strcmp(argv[1], "submit") == 0) {
-        char *id = NULL;
-        if (hull_queue_submit(argv[2], argv[3], &id, &err) < 0)
-            return fail("submit", &err);
-        printf("%s\n", id);
-        free(id);
-        return 0;
-    }
-    if (argc == 5 && strcmp(argv[1], "submit-many") == 0) {
-        long n = strtol(argv[3], NULL, 10);
+    bool one = argc == 4 && strcmp(argv[1], "submit") == 0;
+    if (one || (argc == 5 && strcmp(argv[1], "submit-many") == 0)) {
+        long n = one ? 1 : strtol(argv[3], NULL, 10);
         for (long i = 0; i < n; i++) {
             char *id = NULL;
-            if (hull_queue_submit(argv[2], argv[4], &id, &err) < 0)
+            if (hull_queue_submit(argv[2], argv[argc - 1], &id, &err) < 0)
                 return fail("submit", &err);
             printf("%s\n", id);
             free(id);
