@@ -88,21 +88,35 @@ class RedisServer:
         self.proc = None
         for _ in range(5):
             self.port = free_port()
-            self.proc = subprocess.Popen(
-                [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port),
-                 "--dir", str(self.dir), "--save", "", "--appendonly", "no",
-                 "--daemonize", "no", "--logfile", str(self.dir / "redis.log")],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_ready():
+            if self._start():
                 break
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
         if self.proc is None:
             log = (self.dir / "redis.log").read_text(errors="replace")
             shutil.rmtree(self.dir, ignore_errors=True)
             raise RuntimeError(f"redis-server did not start: {log[-2000:]}")
         self.url = f"redis://127.0.0.1:{self.port}"
+        self.r = Resp(self.port)
+
+    def _start(self):
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port),
+             "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--logfile", str(self.dir / "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self._wait_ready():
+            return True
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        return False
+
+    def restart(self):
+        """Stop and start again on the same port: every key is gone (no
+        persistence), and every client's connection breaks."""
+        self.r.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        assert self._start(), (self.dir / "redis.log").read_text(errors="replace")
         self.r = Resp(self.port)
 
     def _wait_ready(self):

@@ -361,6 +361,36 @@ def test_sigterm_drains_running_jobs(q):
     assert q.wait_finished([second])[second]["stdout"] == "later\n"
 
 
+def test_worker_rides_out_a_redis_restart(q):
+    """Redis goes away under a worker and comes back empty: the worker
+    reconnects and takes the jobs submitted afterwards."""
+    w = q.worker("w1")
+    first = q.submit("echo before")
+    assert q.wait_finished([first])[first]["stdout"] == "before\n"
+    q.redis.restart()
+    q.r = q.redis.r
+    after = q.submit("echo after")
+    assert q.wait_finished([after])[after]["stdout"] == "after\n"
+    assert q.job(after)["worker"] == "w1" and w.proc.poll() is None
+    assert "hull: warning: queue worker w1: redis" in w.output()  # it noticed
+
+
+def test_claim_lost_with_the_connection_is_taken_back(q):
+    """A job in a live worker's processing list that no runner holds (the
+    claim's reply was lost with the connection): after reconnecting, the
+    worker puts it back and runs it."""
+    w = q.worker("w1")
+    assert wait_until(lambda: "w1" in q.r("SMEMBERS", f"{P}workers"))
+    job = uuid.uuid4().hex
+    q.r("HSET", f"{P}job:{job}", "request", json.dumps(q.request("echo recovered")),
+        "state", "queued", "attempts", 0)
+    q.r("LPUSH", f"{P}processing:w1", job)  # as BLMOVE moves it, with the reply lost
+    q.r("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert q.wait_finished([job])[job]["stdout"] == "recovered\n"
+    assert "released after reconnecting" in w.output()
+    assert q.job(job)["attempts"] == "1" and q.processing("w1") == []
+
+
 def test_worker_refuses_bad_options_and_unreachable_redis(q):
     cases = [(["--redis", "http://x"], "must start with redis://"),
              (["--redis", "redis://127.0.0.1:1"], "redis://127.0.0.1:1"),

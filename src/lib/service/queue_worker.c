@@ -52,6 +52,7 @@ struct worker {
     uint64_t next_heartbeat, next_reap, retry_at;
     unsigned backoff_ms;
     bool brpoplpush;                 /* Redis older than 6.2: no BLMOVE */
+    bool reconnected;                /* look for claims whose reply was lost */
     pid_t self;
     sigset_t chld, old_mask;
 };
@@ -101,6 +102,7 @@ static bool connected(struct worker *w)
     }
     w->backoff_ms = 0;
     w->next_heartbeat = 0;
+    w->reconnected = true;
     return true;
 }
 
@@ -385,6 +387,37 @@ static void release_failed(struct worker *w)
     }
 }
 
+/* After a lost connection, our processing list may hold jobs no slot
+ * knows: a claim whose reply was lost, a start or a dead-lettering that
+ * failed half-way. Nobody would ever reap them while we heartbeat, so they
+ * go back through the settling rule now. */
+static void reclaim_strays(struct worker *w)
+{
+    hull_error e = NULL;
+    redisReply *l = hull_redis_cmd(w->c, &e, "LRANGE", w->proc_key, "0", "-1", NULL);
+    if (l == NULL) {
+        check_conn(w, &e);
+        return;
+    }
+    w->reconnected = false;
+    for (size_t i = 0; l->type == REDIS_REPLY_ARRAY && i < l->elements; i++) {
+        const char *id = hull_redis_str(l->element[i]);
+        bool held = false;
+        for (unsigned k = 0; id && k < w->o.concurrency; k++)
+            held |= strcmp(w->slots[k].id, id) == 0;
+        if (id == NULL || held)
+            continue;
+        if (hull_queue_release(w->c, w->name, id, "its worker lost the connection to Redis",
+                               w->o.max_attempts, &e) < 0) {
+            check_conn(w, &e);
+            break;
+        }
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s released after reconnecting", w->name,
+                 id);
+    }
+    freeReplyObject(l);
+}
+
 /* Sleep until a child exits, a signal comes, or the deadline. */
 static void wait_event(struct worker *w, uint64_t until)
 {
@@ -462,6 +495,7 @@ static int begin(struct worker *w, hull_error *err)
         hull_log(HULL_LOG_INFO, "queue worker %s: took back %lld job(s) of a previous run",
                  w->name, n[0] + n[1] + n[2]);
     heartbeat(w);
+    w->reconnected = false;
     return 0;
 }
 
@@ -510,6 +544,8 @@ int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *er
             continue;
         }
         release_failed(&w);
+        if (w.c && w.reconnected)
+            reclaim_strays(&w);
         if (w.c == NULL)
             continue;
         uint64_t now = hull_monotonic_ns();
