@@ -333,9 +333,13 @@ int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id
  * job ran; 0 with *result_json NULL while it is queued or running; a job
  * given up on (dead-lettered: its workers kept dying, or its request was
  * bad) reads as verdict internal_error with "error" saying why. -1 with
- * code ENOENT for an unknown or expired job id. */
+ * code ENOENT for an unknown or expired job id, ECANCELED for a job
+ * cancelled before it ran. */
 int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
                       hull_error *err);
+/* Take a job out of the queue if no worker has taken it yet: 1 when it was
+ * (it will never run), 0 when it is already running or done. */
+int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err);
 
 #ifdef __cplusplus
 }

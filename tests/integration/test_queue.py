@@ -391,6 +391,22 @@ def test_claim_lost_with_the_connection_is_taken_back(q):
     assert q.job(job)["attempts"] == "1" and q.processing("w1") == []
 
 
+def test_cancel_takes_a_waiting_job_out_only(q):
+    """hull_queue_cancel (hulld's DELETE of a queued run): a job no worker
+    has taken never runs; one already running is not taken back."""
+    waiting = q.submit("echo never")
+    assert queuetool("cancel", q.url, waiting).stdout == "cancelled\n"
+    assert q.job(waiting)["state"] == "cancelled" and q.r("LLEN", f"{P}jobs") == 0
+    cp = queuetool("result", q.url, waiting, check=False)
+    assert cp.returncode == 1 and "cancelled before it ran" in cp.stderr
+    w = q.worker("w1")
+    running = q.submit("sleep 1; echo ran")
+    assert wait_until(lambda: q.job(running)["state"] == "running")
+    assert queuetool("cancel", q.url, running).stdout == "too late\n"
+    assert q.wait_finished([running])[running]["stdout"] == "ran\n"
+    assert q.job(waiting)["attempts"] == "0" and len(w.runners()) == 1
+
+
 def test_worker_refuses_bad_options_and_unreachable_redis(q):
     cases = [(["--redis", "http://x"], "must start with redis://"),
              (["--redis", "redis://127.0.0.1:1"], "redis://127.0.0.1:1"),

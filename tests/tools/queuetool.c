@@ -7,6 +7,7 @@
  *   queuetool submit-many URL N JSON  N jobs, one id per line
  *   queuetool result URL ID           the result JSON, or "pending";
  *                                     exit 2 for an unknown job
+ *   queuetool cancel URL ID           "cancelled" or "too late"
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -47,6 +48,13 @@ int main(int argc, char **argv)
         free(res);
         return 0;
     }
-    fprintf(stderr, "usage: queuetool submit URL JSON | submit-many URL N JSON | result URL ID\n");
+    if (argc == 4 && strcmp(argv[1], "cancel") == 0) {
+        int r = hull_queue_cancel(argv[2], argv[3], &err);
+        if (r < 0)
+            return fail("cancel", &err);
+        printf("%s\n", r ? "cancelled" : "too late");
+        return 0;
+    }
+    fprintf(stderr, "usage: queuetool submit URL JSON | submit-many URL N JSON | result URL ID | cancel URL ID\n");
     return 2;
 }

@@ -162,6 +162,20 @@ def test_queued_run_goes_through_redis_to_a_worker(env):
     assert len(env.worker.runners()) >= 2
 
 
+def test_queued_run_cancelled_before_a_worker_takes_it(env):
+    """The worker (one job at a time) is busy: a second queued run is
+    cancelled through hulld and taken out of the Redis queue."""
+    c = env.client
+    busy = c.submit(["sleep", "2"], queue=True)
+    assert wait_until(lambda: env.redis.r("LLEN", f"{P}jobs") == 0)  # the worker has it
+    waiting = c.submit(["echo", "never"], queue=True)
+    assert c.cancel(waiting.id).state == "cancelled"
+    assert env.redis.r("LLEN", f"{P}jobs") == 0
+    states = [env.redis.r.hash(k).get("state") for k in env.redis.r("KEYS", f"{P}job:*")]
+    assert "cancelled" in states
+    assert c.wait(busy.id, timeout=120).ok
+
+
 def test_calculate_example_through_the_sdk(env):
     c = env.client
     assert calc.calculate(c, calc.DEMO_CODE, calc.DEMO_INPUTS) == {

@@ -137,6 +137,9 @@ int hull_queue_result(const char *redis_url, const char *job_id, char **result_j
         *result_json = strdup(stored);
     } else if (state && strcmp(state, "failed") == 0) {
         *result_json = dead_result(why);
+    } else if (state && strcmp(state, "cancelled") == 0) {
+        hull_error_set(err, ECANCELED, "cancelled before it ran");
+        goto out;
     } else if (state && strcmp(state, "finished") != 0) {
         ret = 0; /* queued or running: no result yet */
         goto out;
@@ -152,4 +155,29 @@ out:
         freeReplyObject(r2);
     hull_redis_close(c);
     return ret < 0 ? hull_error_prefix(err, "queue job %s", job_id) : 0;
+}
+
+int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err)
+{
+    if (!hull_queue_id_valid(job_id))
+        return hull_error_set(err, ENOENT, "queue job %s: no such job", job_id ? job_id : "");
+    redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
+    if (c == NULL)
+        return hull_error_prefix(err, "queue job %s", job_id);
+    /* Only a job still waiting can be taken out: once a worker moved it,
+     * it runs (and its result is what the job ends with). */
+    static const char script[] =
+        "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return 0 end\n"
+        "redis.call('HSET', KEYS[2], 'state', 'cancelled')\n"
+        "redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
+        "return 1\n";
+    char job[HULL_QUEUE_KEY_MAX];
+    redisReply *r = hull_redis_cmd(c, err, "EVAL", script, "2", HULL_QUEUE_JOBS,
+                                   hull_queue_key(job, "job", job_id), "3600", job_id, NULL);
+    hull_redis_close(c);
+    if (r == NULL)
+        return hull_error_prefix(err, "queue job %s: cancel", job_id);
+    int ret = (int)hull_redis_int(r, 0);
+    freeReplyObject(r);
+    return ret;
 }
