@@ -221,6 +221,9 @@ struct hull_policy {
 };
 void hull_policy_init(struct hull_policy *p);
 void hull_policy_free(struct hull_policy *p);
+/* Append to argv / env (copies); 0, or -1 when out of memory. */
+int hull_policy_add_arg(struct hull_policy *p, const char *arg);
+int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
 int hull_policy_validate(const struct hull_policy *p, hull_error *err);
 /* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
@@ -282,7 +285,12 @@ char *hull_sandbox_seccomp_profile_json(void);
 
 /* Run one policy to completion. Returns 0 when the run happened (whatever
  * its verdict, which may be internal_error with r->error set); -1 only for
- * bad input, with nothing created. */
+ * bad input, with nothing created.
+ *
+ * Threads: like every call here that starts a container, this forks with a
+ * raw clone(2), which skips glibc's fork handlers; call it from a
+ * single-threaded process (hulld forks a worker per run). SIGCHLD must not
+ * be ignored (SIG_IGN), or the supervisor could not wait for the sandbox. */
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
 
 /* ---- long-lived sandboxes (hulld's POST /v1/sandboxes) ------------------ */

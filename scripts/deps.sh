@@ -10,8 +10,9 @@ test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux cla
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
 engines="$build python3 python3-pytest podman conmon containerd runc crun"
-# hulld, the service (and `hull token`): HTTP server, store, token hashing; curl for its tests.
-daemon="$build libmicrohttpd-dev curl sqlite3"
+# hulld, the service (and `hull token`): HTTP server, store, token hashing; curl and
+# openssl (a TLS certificate) for its tests.
+daemon="$build libmicrohttpd-dev curl sqlite3 openssl"
 # The Redis job queue: hiredis (also in build: libhull's queue links it) and
 # the real redis-server that tests/integration/test_queue.py starts.
 queue="$build libhiredis-dev redis-server python3 python3-pytest"

@@ -43,6 +43,10 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
 /* Exactly n positional arguments remain (after options), else usage error. */
 int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names);
 
+/* "hull VERB [--help] ID": 0 with *id set, -1 after printing usage for
+ * --help (exit 0), 1 after a usage error. */
+int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id);
+
 /* Verbs: one file each under src/cli. */
 int cmd_spec(struct cli *cli, int argc, char **argv);
 int cmd_create(struct cli *cli, int argc, char **argv);

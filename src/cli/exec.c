@@ -43,8 +43,17 @@ static int push(char ***v, size_t *n, const char *s)
 
 int cmd_exec(struct cli *cli, int argc, char **argv)
 {
-    enum { OPT_CWD = 256, OPT_PID_FILE, OPT_CONSOLE, OPT_NNP, OPT_APPARMOR, OPT_LABEL,
-           OPT_PRESERVE, OPT_CGROUP, OPT_IGNORE_PAUSED };
+    enum {
+        OPT_CWD = 256,
+        OPT_PID_FILE,
+        OPT_CONSOLE,
+        OPT_NNP,
+        OPT_APPARMOR,
+        OPT_LABEL,
+        OPT_PRESERVE,
+        OPT_CGROUP,
+        OPT_IGNORE_PAUSED
+    };
     static const struct option opts[] = {
         {"process", required_argument, NULL, 'p'},
         {"env", required_argument, NULL, 'e'},

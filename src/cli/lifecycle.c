@@ -5,8 +5,15 @@
 
 #include "cli.h"
 
-enum { OPT_CONSOLE = 256, OPT_PID_FILE, OPT_NO_PIVOT, OPT_NO_KEYRING, OPT_PRESERVE, OPT_KEEP,
-       OPT_NO_SUBREAPER };
+enum {
+    OPT_CONSOLE = 256,
+    OPT_PID_FILE,
+    OPT_NO_PIVOT,
+    OPT_NO_KEYRING,
+    OPT_PRESERVE,
+    OPT_KEEP,
+    OPT_NO_SUBREAPER
+};
 
 static const struct option create_opts[] = {
     {"bundle", required_argument, NULL, 'b'},
@@ -133,31 +140,11 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     return status;
 }
 
-/* Verbs of the form "hull VERB [options] ID" with only --help. */
-static int parse_id_only(struct cli *cli, int argc, char **argv, const char *usage,
-                         const char **id)
-{
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
-    int c;
-    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return -1;
-        }
-        return cli_usage_error(cli, "invalid option");
-    }
-    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
-        return 1;
-    *id = argv[optind];
-    return 0;
-}
-
 int cmd_start(struct cli *cli, int argc, char **argv)
 {
     const char *id = NULL;
-    int r = parse_id_only(cli, argc, argv,
-                          "usage: hull start ID\n\nRun the process of created container ID.\n",
-                          &id);
+    int r = cli_one_id(cli, argc, argv,
+                       "usage: hull start ID\n\nRun the process of created container ID.\n", &id);
     if (r != 0)
         return r < 0 ? 0 : r;
     hull_error err = NULL;

@@ -107,6 +107,23 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
     return getopt_long_only(argc, argv, shortopts, longopts, NULL);
 }
 
+int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return -1;
+        }
+        return cli_usage_error(cli, "invalid option");
+    }
+    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
+        return 1;
+    *id = argv[optind];
+    return 0;
+}
+
 int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names)
 {
     int have = argc - optind;
@@ -120,8 +137,15 @@ int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *nam
 int main(int argc, char **argv)
 {
     struct cli cli = {.rt = {.root = HULL_DEFAULT_ROOT}, .log_format = "text"};
-    enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD, OPT_CRIU,
-           OPT_ROOTLESS };
+    enum {
+        OPT_ROOT = 256,
+        OPT_LOG,
+        OPT_LOG_FORMAT,
+        OPT_DEBUG,
+        OPT_SYSTEMD,
+        OPT_CRIU,
+        OPT_ROOTLESS
+    };
     static const struct option opts[] = {
         {"root", required_argument, NULL, OPT_ROOT},
         {"log", required_argument, NULL, OPT_LOG},

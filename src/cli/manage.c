@@ -10,31 +10,13 @@
 
 #include "cli.h"
 
-/* Shared "VERB [--help] ID" parsing; returns -1 after --help, 1 on error. */
-static int one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id)
-{
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
-    int c;
-    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return -1;
-        }
-        return cli_usage_error(cli, "invalid option");
-    }
-    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
-        return 1;
-    *id = argv[optind];
-    return 0;
-}
-
 int cmd_pause(struct cli *cli, int argc, char **argv)
 {
     const char *id = NULL;
-    int r = one_id(cli, argc, argv,
-                   "usage: hull pause ID\n\nFreeze every process of container ID (cgroup "
-                   "freezer).\n",
-                   &id);
+    int r = cli_one_id(cli, argc, argv,
+                       "usage: hull pause ID\n\nFreeze every process of container ID (cgroup "
+                       "freezer).\n",
+                       &id);
     if (r != 0)
         return r < 0 ? 0 : r;
     hull_error err = NULL;
@@ -44,7 +26,7 @@ int cmd_pause(struct cli *cli, int argc, char **argv)
 int cmd_resume(struct cli *cli, int argc, char **argv)
 {
     const char *id = NULL;
-    int r = one_id(cli, argc, argv, "usage: hull resume ID\n\nThaw a paused container.\n", &id);
+    int r = cli_one_id(cli, argc, argv, "usage: hull resume ID\n\nThaw a paused container.\n", &id);
     if (r != 0)
         return r < 0 ? 0 : r;
     hull_error err = NULL;
@@ -261,8 +243,24 @@ static char *read_all(FILE *f)
 
 int cmd_update(struct cli *cli, int argc, char **argv)
 {
-    enum { MEM = 256, MEM_RES, MEM_SWAP, KMEM, KMEM_TCP, CPU_QUOTA, CPU_PERIOD, CPU_SHARES,
-           CPU_RT_PERIOD, CPU_RT_RUNTIME, CPUSET_CPUS, CPUSET_MEMS, PIDS, BLKIO, L3, MEMBW };
+    enum {
+        MEM = 256,
+        MEM_RES,
+        MEM_SWAP,
+        KMEM,
+        KMEM_TCP,
+        CPU_QUOTA,
+        CPU_PERIOD,
+        CPU_SHARES,
+        CPU_RT_PERIOD,
+        CPU_RT_RUNTIME,
+        CPUSET_CPUS,
+        CPUSET_MEMS,
+        PIDS,
+        BLKIO,
+        L3,
+        MEMBW
+    };
     static const struct option opts[] = {
         {"resources", required_argument, NULL, 'r'},
         {"memory", required_argument, NULL, MEM},
@@ -377,8 +375,8 @@ int cmd_update(struct cli *cli, int argc, char **argv)
             g = json_object_new_object();
             json_object_object_add(doc, group, g);
         }
-        json_object_object_add(g, key, is_string ? json_object_new_string(optarg)
-                                                 : json_object_new_int64(v));
+        json_object_object_add(
+            g, key, is_string ? json_object_new_string(optarg) : json_object_new_int64(v));
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
         goto out;
@@ -542,9 +540,10 @@ int cmd_checkpoint(struct cli *cli, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    fprintf(stderr, "hull: %s: not supported: hull does not checkpoint containers (CRIU is "
-                    "not available); microVM snapshots are the migration path "
-                    "(hull vm snapshot)\n",
+    fprintf(stderr,
+            "hull: %s: not supported: hull does not checkpoint containers (CRIU is "
+            "not available); microVM snapshots are the migration path "
+            "(hull vm snapshot)\n",
             cli->verb);
     return 1;
 }

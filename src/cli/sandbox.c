@@ -13,67 +13,52 @@
 #include "cli.h"
 
 /* Exit codes of `hull sandbox run` without --json (documented in --help). */
-#define EXIT_LIMIT 124    /* a time, memory, output or pids limit was hit */
+#define EXIT_LIMIT    124 /* a time, memory, output or pids limit was hit */
 #define EXIT_INTERNAL 125 /* hull could not run it (bad input, setup failure) */
 
 static void help(void)
 {
-    printf(
-        "usage: hull sandbox run [options] -- CMD [ARG...]\n"
-        "       hull sandbox seccomp-profile\n"
-        "\n"
-        "Run CMD once, fully isolated, and report how it went. By default the\n"
-        "sandbox sees the host's /usr, /bin and /lib* read-only, a fresh /tmp (the\n"
-        "only writable place), /proc and a minimal /dev; no network but loopback;\n"
-        "it runs as an unprivileged user in a user namespace, with no capabilities,\n"
-        "a seccomp allow-list and cgroup limits.\n"
-        "\n"
-        "Isolation:\n"
-        "  --isolation LEVEL     process | container (default) | microvm\n"
-        "Limits:\n"
-        "  --cpu-time T          CPU time of all its processes (default 2s)\n"
-        "  --wall-time T         wall-clock time (default 10s)\n"
-        "  --memory SIZE         memory, no swap (default 256M)\n"
-        "  --pids N              processes and threads (default 64)\n"
-        "  --output SIZE         bytes kept of stdout and of stderr each (default 1M)\n"
-        "  --tmp-size SIZE       size of /tmp (default 64M)\n"
-        "  --open-files N        open files per process (default 64)\n"
-        "  --cpus N              CPU bandwidth, e.g. 0.5 (default 1)\n"
-        "Filesystem:\n"
-        "  --rootfs DIR          use DIR (a bundle or an unpacked image) as the root\n"
-        "  --bind SRC:DST[:rw]   bind a host path, read-only unless :rw (repeatable)\n"
-        "  --workdir DIR         working directory (default /tmp)\n"
-        "Data:\n"
-        "  --stdin FILE|-        the program's stdin (default: empty)\n"
-        "  --copy-in HOST:PATH   copy a host file to PATH under /tmp (repeatable)\n"
-        "  --copy-out PATH:HOST  copy PATH under /tmp to the host after the run\n"
-        "  --env KEY=VALUE       set an environment variable (repeatable)\n"
-        "Other:\n"
-        "  --network none|host   none (default): only loopback; host: the host's\n"
-        "  --seccomp FILE        an OCI seccomp profile instead of the built-in one\n"
-        "  --json                print the result as one JSON object\n"
-        "\n"
-        "T is 2s, 500ms, 1m; SIZE is 256M, 1G, 65536.\n"
-        "\n"
-        "Without --json, the program's output is passed through and a summary line\n"
-        "goes to stderr; the exit status is the program's (128+N after signal N),\n"
-        "124 when a limit was hit, 125 when hull could not run it. With --json the\n"
-        "exit status is 0 whenever the run happened (the verdict says how) and 125\n"
-        "for bad input.\n");
-}
-
-static int add_str(char ***v, const char *s)
-{
-    size_t n = 0;
-    while (*v && (*v)[n])
-        n++;
-    char **nv = realloc(*v, (n + 2) * sizeof(char *));
-    if (nv == NULL)
-        return -1;
-    nv[n] = strdup(s);
-    nv[n + 1] = NULL;
-    *v = nv;
-    return nv[n] ? 0 : -1;
+    printf("usage: hull sandbox run [options] -- CMD [ARG...]\n"
+           "       hull sandbox seccomp-profile\n"
+           "\n"
+           "Run CMD once, fully isolated, and report how it went. By default the\n"
+           "sandbox sees the host's /usr, /bin and /lib* read-only, a fresh /tmp (the\n"
+           "only writable place), /proc and a minimal /dev; no network but loopback;\n"
+           "it runs as an unprivileged user in a user namespace, with no capabilities,\n"
+           "a seccomp allow-list and cgroup limits.\n"
+           "\n"
+           "Isolation:\n"
+           "  --isolation LEVEL     process | container (default) | microvm\n"
+           "Limits:\n"
+           "  --cpu-time T          CPU time of all its processes (default 2s)\n"
+           "  --wall-time T         wall-clock time (default 10s)\n"
+           "  --memory SIZE         memory, no swap (default 256M)\n"
+           "  --pids N              processes and threads (default 64)\n"
+           "  --output SIZE         bytes kept of stdout and of stderr each (default 1M)\n"
+           "  --tmp-size SIZE       size of /tmp (default 64M)\n"
+           "  --open-files N        open files per process (default 64)\n"
+           "  --cpus N              CPU bandwidth, e.g. 0.5 (default 1)\n"
+           "Filesystem:\n"
+           "  --rootfs DIR          use DIR (a bundle or an unpacked image) as the root\n"
+           "  --bind SRC:DST[:rw]   bind a host path, read-only unless :rw (repeatable)\n"
+           "  --workdir DIR         working directory (default /tmp)\n"
+           "Data:\n"
+           "  --stdin FILE|-        the program's stdin (default: empty)\n"
+           "  --copy-in HOST:PATH   copy a host file to PATH under /tmp (repeatable)\n"
+           "  --copy-out PATH:HOST  copy PATH under /tmp to the host after the run\n"
+           "  --env KEY=VALUE       set an environment variable (repeatable)\n"
+           "Other:\n"
+           "  --network none|host   none (default): only loopback; host: the host's\n"
+           "  --seccomp FILE        an OCI seccomp profile instead of the built-in one\n"
+           "  --json                print the result as one JSON object\n"
+           "\n"
+           "T is 2s, 500ms, 1m; SIZE is 256M, 1G, 65536.\n"
+           "\n"
+           "Without --json, the program's output is passed through and a summary line\n"
+           "goes to stderr; the exit status is the program's (128+N after signal N),\n"
+           "124 when a limit was hit, 125 when hull could not run it. With --json the\n"
+           "exit status is 0 whenever the run happened (the verdict says how) and 125\n"
+           "for bad input.\n");
 }
 
 /* "A:B" or "A:B:rw" */
@@ -91,8 +76,8 @@ static int split_pair(const char *arg, char **a, char **b, char **mode)
 
 static int bad(const char *opt, const char *val, const char *what)
 {
-    fprintf(stderr, "hull: sandbox run: %s: '%s' is not %s\nTry 'hull sandbox --help'.\n", opt,
-            val, what);
+    fprintf(stderr, "hull: sandbox run: %s: '%s' is not %s\nTry 'hull sandbox --help'.\n", opt, val,
+            what);
     return EXIT_INTERNAL;
 }
 
@@ -114,9 +99,10 @@ static void summary(const struct hull_result *r)
         fprintf(stderr, " signal=%d", r->signal);
     else
         fprintf(stderr, " exit=%d", r->exit_code);
-    fprintf(stderr, " cpu=%llums wall=%llums memory=%lluKiB%s%s", (unsigned long long)r->cpu_time_ms,
-            (unsigned long long)r->wall_time_ms, (unsigned long long)r->max_memory_kb,
-            r->out.truncated ? " stdout-truncated" : "", r->err.truncated ? " stderr-truncated" : "");
+    fprintf(stderr, " cpu=%llums wall=%llums memory=%lluKiB%s%s",
+            (unsigned long long)r->cpu_time_ms, (unsigned long long)r->wall_time_ms,
+            (unsigned long long)r->max_memory_kb, r->out.truncated ? " stdout-truncated" : "",
+            r->err.truncated ? " stderr-truncated" : "");
     for (size_t i = 0; i < r->n_files; i++)
         if (r->files[i].error)
             fprintf(stderr, "\nhull: sandbox: copy-out %s", r->files[i].error);
@@ -154,20 +140,49 @@ static void write_all(int fd, const char *d, size_t n)
 
 static int sandbox_run(struct cli *cli, int argc, char **argv)
 {
-    enum { ISO = 256, CPU_T, WALL_T, MEM, PIDS, OUTPUT, TMP, NOFILE, CPUS, ROOTFS, BIND,
-           WORKDIR, STDIN, COPY_IN, COPY_OUT, ENV, NETWORK, SECCOMP, JSON };
+    enum {
+        ISO = 256,
+        CPU_T,
+        WALL_T,
+        MEM,
+        PIDS,
+        OUTPUT,
+        TMP,
+        NOFILE,
+        CPUS,
+        ROOTFS,
+        BIND,
+        WORKDIR,
+        STDIN,
+        COPY_IN,
+        COPY_OUT,
+        ENV,
+        NETWORK,
+        SECCOMP,
+        JSON
+    };
     static const struct option opts[] = {
-        {"isolation", required_argument, NULL, ISO}, {"cpu-time", required_argument, NULL, CPU_T},
-        {"wall-time", required_argument, NULL, WALL_T}, {"memory", required_argument, NULL, MEM},
-        {"pids", required_argument, NULL, PIDS}, {"output", required_argument, NULL, OUTPUT},
-        {"tmp-size", required_argument, NULL, TMP}, {"open-files", required_argument, NULL, NOFILE},
-        {"cpus", required_argument, NULL, CPUS}, {"rootfs", required_argument, NULL, ROOTFS},
-        {"bind", required_argument, NULL, BIND}, {"workdir", required_argument, NULL, WORKDIR},
-        {"stdin", required_argument, NULL, STDIN}, {"copy-in", required_argument, NULL, COPY_IN},
-        {"copy-out", required_argument, NULL, COPY_OUT}, {"env", required_argument, NULL, ENV},
+        {"isolation", required_argument, NULL, ISO},
+        {"cpu-time", required_argument, NULL, CPU_T},
+        {"wall-time", required_argument, NULL, WALL_T},
+        {"memory", required_argument, NULL, MEM},
+        {"pids", required_argument, NULL, PIDS},
+        {"output", required_argument, NULL, OUTPUT},
+        {"tmp-size", required_argument, NULL, TMP},
+        {"open-files", required_argument, NULL, NOFILE},
+        {"cpus", required_argument, NULL, CPUS},
+        {"rootfs", required_argument, NULL, ROOTFS},
+        {"bind", required_argument, NULL, BIND},
+        {"workdir", required_argument, NULL, WORKDIR},
+        {"stdin", required_argument, NULL, STDIN},
+        {"copy-in", required_argument, NULL, COPY_IN},
+        {"copy-out", required_argument, NULL, COPY_OUT},
+        {"env", required_argument, NULL, ENV},
         {"network", required_argument, NULL, NETWORK},
-        {"seccomp", required_argument, NULL, SECCOMP}, {"json", no_argument, NULL, JSON},
-        {"help", no_argument, NULL, 'h'}, {0},
+        {"seccomp", required_argument, NULL, SECCOMP},
+        {"json", no_argument, NULL, JSON},
+        {"help", no_argument, NULL, 'h'},
+        {0},
     };
     struct hull_policy p;
     hull_policy_init(&p);
@@ -198,8 +213,10 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         case TMP: {
             uint64_t *v = c == MEM ? &p.memory_bytes : c == OUTPUT ? &p.output_bytes : &p.tmp_bytes;
             if (hull_parse_size(optarg, v) < 0) {
-                ret = bad(c == MEM ? "--memory" : c == OUTPUT ? "--output" : "--tmp-size", optarg,
-                          "a size (256M, 1G, 65536)");
+                ret = bad(c == MEM      ? "--memory"
+                          : c == OUTPUT ? "--output"
+                                        : "--tmp-size",
+                          optarg, "a size (256M, 1G, 65536)");
                 goto out;
             }
             break;
@@ -266,7 +283,7 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
             break;
         }
         case ENV:
-            if (add_str(&p.env, optarg) < 0)
+            if (hull_policy_add_env(&p, optarg) < 0)
                 goto out;
             break;
         case NETWORK:
@@ -302,7 +319,7 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         goto out;
     }
     for (int i = optind; i < argc; i++)
-        if (add_str(&p.argv, argv[i]) < 0)
+        if (hull_policy_add_arg(&p, argv[i]) < 0)
             goto out;
     if (p.network_host)
         fprintf(stderr, "hull: warning: sandbox run: --network host: the sandbox shares the "

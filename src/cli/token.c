@@ -69,7 +69,8 @@ int cmd_token(struct cli *cli, int argc, char **argv)
     const char *state_dir = "/var/lib/hull", *role_s = "user", *tenant = "default";
     bool as_json = false;
     int c;
-    while ((c = cli_getopt(argc, argv, "+h", opts)) != -1) {
+    /* Options may stand before or after the subcommand (getopt permutes). */
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         switch (c) {
         case OPT_STATE:
             state_dir = optarg;
@@ -93,28 +94,6 @@ int cmd_token(struct cli *cli, int argc, char **argv)
     if (optind >= argc)
         return cli_usage_error(cli, "missing subcommand (create, list or revoke)");
     const char *sub = argv[optind++];
-    /* Options may also follow the subcommand. */
-    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
-        switch (c) {
-        case OPT_STATE:
-            state_dir = optarg;
-            break;
-        case OPT_ROLE:
-            role_s = optarg;
-            break;
-        case OPT_TENANT:
-            tenant = optarg;
-            break;
-        case OPT_JSON:
-            as_json = true;
-            break;
-        case 'h':
-            help(stdout);
-            return 0;
-        default:
-            return cli_usage_error(cli, "unknown option");
-        }
-    }
     enum hull_role role;
     hull_error err = NULL;
     if (strcmp(sub, "create") == 0) {

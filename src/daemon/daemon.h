@@ -95,6 +95,7 @@ struct resp {
     int retry_after;         /* seconds, 0 = no header */
     const char *allow;       /* for 405 */
     char target[64];         /* run/sandbox id, for the audit log */
+    char timing[48];         /* Server-Timing header, or "" */
     const char *code;        /* error code, NULL on success */
 };
 /* Fill r with the uniform error body. field may be NULL. */
@@ -122,17 +123,25 @@ struct request {
 };
 /* A query parameter, or NULL. */
 const char *request_query(const struct request *rq, const char *key);
+/* Validate a run request (or exec/sandbox request) in full, so bad input
+ * is a 400 now, never a failed run later; microvm is 501 for now. 0 or -1
+ * with r filled. */
+int policy_check(const char *text, struct resp *r);
 /* "r-" or "s-" + 16 random hex digits. */
 void new_id(char *buf, size_t len, char prefix);
 
 /* runner.c: runs in worker processes, a bounded queue in front. */
 int runner_start(hull_error *err);
 void runner_stop(void);
-/* Wait until nothing is queued or running. */
-void runner_drain(void);
+/* Wait up to ms for nothing to be queued or running; true when idle. */
+bool runner_drain(unsigned ms);
+/* Cancel every queued run and kill every running one (cleanly). */
+void runner_cancel_all(void);
 void runner_counts(unsigned *running, unsigned *queued);
 void api_runs(const struct request *rq, const char *id, struct resp *r);
 void runs_recover(void);
+/* hull_sandbox_cleanup(): after a helper died, its sandbox's remains. */
+void sweep_leftovers(void);
 
 /* sandboxes.c: long-lived sandboxes, each in a keeper process. */
 void api_sandboxes(const struct request *rq, const char *id, const char *action,

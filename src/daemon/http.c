@@ -174,6 +174,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
     }
     if (r->allow)
         MHD_add_response_header(m, "Allow", r->allow);
+    if (r->timing[0])
+        MHD_add_response_header(m, "Server-Timing", r->timing);
     if (close_conn)
         MHD_add_response_header(m, "Connection", "close");
     if (r->code)

@@ -288,9 +288,19 @@ static int serve(const struct hulld_options *o)
             break;
         sandboxes_reap(false);
     }
-    hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs");
+    hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "
+                            "(signal again to cancel them)");
     hulld.draining = 1;
-    runner_drain();
+    bool cancelled = false;
+    while (!runner_drain(200)) {
+        struct timespec now = {0};
+        int sig = sigtimedwait(&set, NULL, &now);
+        if (!cancelled && (sig == SIGTERM || sig == SIGINT)) {
+            hull_log(HULL_LOG_INFO, "hulld: cancelling queued and running runs");
+            runner_cancel_all();
+            cancelled = true;
+        }
+    }
     http_stop();
     sandboxes_reap(true);
     runner_stop();

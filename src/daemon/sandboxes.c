@@ -226,20 +226,10 @@ static void create(const struct request *rq, struct resp *r)
     json_object_array_add(cmd, json_object_new_string("true"));
     json_object_object_add(doc, "cmd", cmd);
     const char *text = hj_to_string(doc);
-    struct hull_policy p;
-    hull_policy_init(&p);
-    int ok = hull_policy_from_json(text, strlen(text), &p, &e);
-    enum hull_isolation iso = p.isolation;
-    hull_policy_free(&p);
-    if (ok < 0) {
-        resp_from_error(r, &e);
+    if (policy_check(text, r) < 0)
         goto out;
-    }
-    if (iso == HULL_ISOLATION_MICROVM) {
-        resp_error(r, 501, "not_implemented", "isolation",
-                   "isolation: microvm is not available in this build yet");
-        goto out;
-    }
+    json_object *iso_v = hj_get(doc, "isolation");
+    const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
     struct sbx *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         resp_error(r, 500, "internal", NULL, "out of memory");
@@ -292,7 +282,7 @@ static void create(const struct request *rq, struct resp *r)
     snprintf(s->container, sizeof(s->container), "%s", json_object_get_string(hj_get(f.hdr, "container")));
     frame_free(&f);
     pthread_mutex_unlock(&s->op);
-    if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, hull_isolation_name(iso),
+    if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso,
                                 s->container, lifetime, &e) < 0) {
         resp_from_error(r, &e);
         destroy(s, "could not be recorded");
@@ -450,6 +440,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", "its keeper died", &e) < 0)
                 hull_error_free(&e);
             unlink_sbx(s);
+            if (s->pid > 0)
+                waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */
+            s->pid = -1;
+            sweep_leftovers();
         }
     }
     unref(s);

@@ -7,8 +7,9 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from conftest import pid_alive, wait_until  # noqa: F401 (re-exported)
 
 SRC = Path(__file__).resolve().parents[2]
 HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
@@ -53,22 +54,7 @@ def children(pid):
     return out
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def wait_until(pred, timeout=30.0, interval=0.05):
-    """A hang guard, not a speed assertion."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(interval)
-    return pred()
+alive = pid_alive
 
 
 def _ours(name, pids):

@@ -160,22 +160,18 @@ def test_auth_rules(d):
 
 
 def test_revoked_token(d):
-    tok = d.token("user", "acme")
-    assert post_run_tok(d, tok).status == 200
-    tid = [line for line in subprocess.run(
-        [HULL, "token", "list", "--state-dir", d.state, "--json"], capture_output=True,
-        text=True, check=True).stdout.splitlines()][-1]
-    ids = [t["id"] for t in json.loads(tid) if "revoked" not in t]
-    # Revoke every acme user token made by this test (the newest one).
-    newest = json.loads(tid)[-1]["id"]
-    assert newest in ids
-    subprocess.run([HULL, "token", "revoke", "--state-dir", d.state, newest], check=True,
+    out = subprocess.run([HULL, "token", "create", "--state-dir", d.state, "--tenant", "acme"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    tok, tid = out[-1], out[0].split(": ")[1]
+    assert d.request("POST", "/v1/runs", {"cmd": ["true"]}, tok).status == 200
+    listed = json.loads(subprocess.run([HULL, "token", "list", "--state-dir", d.state, "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert [t for t in listed if t["id"] == tid][0]["tenant"] == "acme"
+    assert all(tok not in json.dumps(t) for t in listed)  # the secret is never shown again
+    subprocess.run([HULL, "token", "revoke", "--state-dir", d.state, tid], check=True,
                    capture_output=True)
-    assert post_run_tok(d, tok).status == 401
-
-
-def post_run_tok(d, tok):
-    return d.request("POST", "/v1/runs", {"cmd": ["true"]}, tok)
+    r = d.request("POST", "/v1/runs", {"cmd": ["true"]}, tok)
+    assert r.status == 401 and r.json["error"]["code"] == "unauthorized"
 
 
 # ---- async, cancel, lists ----------------------------------------------------
@@ -239,23 +235,22 @@ def test_body_limit(d):
 
 
 def test_slow_client_is_cut_off(d):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(d.sock)
-    s.sendall(b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n")  # ... and nothing more
-    start = time.monotonic()
-    data = s.recv(4096)
-    s.close()
-    assert data == b"" or b"408" in data or b"HTTP/1.1 4" in data
-    assert time.monotonic() - start < 60  # closed by hulld, not by our own guard
-    # A body that stops half-way is cut off the same way.
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(d.sock)
-    s.sendall(b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-              + d.tokens["user"].encode() + b"\r\nContent-Length: 100\r\n\r\n{\"cmd\":")
-    assert s.recv(4096) in (b"",) or True
-    s.close()
+    """--client-timeout 2: a client stalling in its headers, or half-way
+    through its body, is disconnected by hulld (the 60 s socket timeout is
+    only a hang guard: reaching it fails the test)."""
+    partial = [
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n",
+        b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + d.tokens["user"].encode() + b"\r\nContent-Length: 100\r\n\r\n{\"cmd\":",
+    ]
+    for req in partial:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(d.sock)
+        s.sendall(req)
+        data = s.recv(4096)  # socket.timeout here means hulld never let go
+        s.close()
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
     assert d.request("GET", "/healthz").status == 200
 
 

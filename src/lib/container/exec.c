@@ -41,8 +41,8 @@ static const enum hull_ns_type join_order[] = {HULL_NS_USER, HULL_NS_MNT, HULL_N
                                                HULL_NS_PID,  HULL_NS_TIME};
 
 struct exec_ctx {
-    struct hull_spec *spec;        /* the container's config, as created */
-    struct hull_process proc;      /* the process to run */
+    struct hull_spec *spec;   /* the container's config, as created */
+    struct hull_process proc; /* the process to run */
     struct hull_seccomp_filter *seccomp;
     struct hull_cgroup *cgroup;
     int ns_fds[HULL_NS_COUNT];
@@ -101,8 +101,8 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         goto fail;
     if (x->proc.terminal) {
         int master, slave;
-        if (hull_pty_open(&master, &slave, x->proc.console_height, x->proc.console_width,
-                          &err) < 0 ||
+        if (hull_pty_open(&master, &slave, x->proc.console_height, x->proc.console_width, &err) <
+                0 ||
             hull_sync_send_fd(x->child_fd, SYNC_PTY, master, &err) < 0)
             goto fail;
         close(master);
@@ -137,8 +137,7 @@ __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
     /* Non-dumpable before entering: a process already in the container must
      * not reach our memory or /proc/<pid>/exe, the hull binary (CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0);
-    if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]),
-                         &err) < 0)
+    if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]), &err) < 0)
         goto fail;
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
     if (pid < 0) {
@@ -173,18 +172,6 @@ static int parse_user(const char *s, struct hull_user *u, hull_error *err)
     return 0;
 }
 
-static int strv_append(char ***v, const char *s)
-{
-    size_t n = hull_strv_len(*v);
-    char **nv = realloc(*v, (n + 2) * sizeof(char *));
-    if (nv == NULL)
-        return -1;
-    nv[n] = strdup(s);
-    nv[n + 1] = NULL;
-    *v = nv;
-    return nv[n] ? 0 : -1;
-}
-
 /* Put `add` into env, replacing an entry with the same key. */
 static int env_set(char ***env, const char *add)
 {
@@ -198,7 +185,7 @@ static int env_set(char ***env, const char *add)
             *e = d;
             return 0;
         }
-    return strv_append(env, add);
+    return hull_strv_append(env, add);
 }
 
 /* The process to run: --process, or the container's process overridden. */
@@ -268,7 +255,7 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
         if (hull_cap_valid(*c) < 0)
             return hull_error_set(err, EINVAL, "--cap: unknown capability '%s'", *c);
         for (size_t i = 0; i < 5; i++)
-            if (strv_append(sets[i], *c) < 0)
+            if (hull_strv_append(sets[i], *c) < 0)
                 return hull_error_set(err, ENOMEM, "out of memory");
         p->has_caps = true;
     }
@@ -388,8 +375,7 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
         goto out;
     enum hull_status st = hull_cstate_status(dirfd, &cs, frozen);
     if (st != HULL_STATUS_RUNNING && st != HULL_STATUS_CREATED) {
-        hull_error_set(err, EINVAL, "cannot exec in a container that is %s",
-                       hull_status_name(st));
+        hull_error_set(err, EINVAL, "cannot exec in a container that is %s", hull_status_name(st));
         goto out;
     }
     x.init_pid = cs.pid;

@@ -96,7 +96,6 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     const struct hull_linux *lx = &spec->linux_;
     struct hull_sync_msg m;
     bool userns = lx->ns[HULL_NS_USER].enabled;
-    bool new_userns = userns && lx->ns[HULL_NS_USER].path == NULL;
 
     /* Wait until the runtime wrote our id maps and put us in our cgroup:
      * nothing below may run unaccounted or as an unmapped user. */
@@ -109,7 +108,6 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
-    (void)new_userns;
 
     /* After the cgroup move, so the namespace's root is the container's cgroup. */
     if (lx->ns[HULL_NS_CGROUP].enabled && lx->ns[HULL_NS_CGROUP].path == NULL &&
@@ -206,6 +204,27 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     return hull_proc_finish(plan, err);
 }
 
+void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
+{
+    int keep[HULL_LAUNCH_MAX_KEEP];
+    size_t n = 0;
+    keep[n++] = l->child_fd;
+    keep[n++] = l->fifo_fd;
+    keep[n++] = hull_log_fd();
+    if (stage1) {
+        /* Stage 1 still joins namespaces and passes the rest to the init. */
+        for (int t = 0; t < HULL_NS_COUNT; t++)
+            keep[n++] = l->join_fds[t];
+        for (int i = 0; i < 3; i++)
+            keep[n++] = l->stdio[i];
+    }
+    const struct hull_rootfs_extras *x = l->rootfs_extras;
+    for (size_t i = 0; x && i < x->n_files && n < HULL_LAUNCH_MAX_KEEP; i++)
+        if (x->files[i].src_fd >= 0)
+            keep[n++] = x->files[i].src_fd;
+    hull_close_fds_except(3 + l->preserve_fds, keep, n);
+}
+
 void hull_init_main(struct hull_launch *l)
 {
     hull_error err = NULL;
@@ -224,13 +243,7 @@ void hull_init_main(struct hull_launch *l)
             _exit(1);
     /* Shed the runtime's fds: the locked state directory above all, or
      * `start` would wait forever for a lock the init holds. */
-    int keep[64] = {l->child_fd, l->fifo_fd, hull_log_fd()};
-    size_t nkeep = 3;
-    const struct hull_rootfs_extras *x = l->rootfs_extras;
-    for (size_t i = 0; x && i < x->n_files && nkeep < 64; i++)
-        if (x->files[i].src_fd >= 0)
-            keep[nkeep++] = x->files[i].src_fd;
-    hull_close_fds_except(3 + l->preserve_fds, keep, nkeep);
+    hull_launch_shed_fds(l, false);
     l->sync_fd = -1;
     /* Die with the runtime while setting up: a half-built container must
      * not outlive the process that would clean it up. */

@@ -62,6 +62,13 @@ struct hull_launch {
 int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
                       void *arg, hull_error *err);
 
+/* In a forked child: close every fd the runtime had open except the ones
+ * this launch hands on (sync socket, fifo, log, copy-in sources; in stage 1
+ * also the namespaces to join and the chosen stdio). Keeps the locked state
+ * directory in particular out of the container. */
+#define HULL_LAUNCH_MAX_KEEP 96
+void hull_launch_shed_fds(const struct hull_launch *l, bool stage1);
+
 /* The child side; never returns. */
 __attribute__((noreturn)) void hull_init_main(struct hull_launch *l);
 

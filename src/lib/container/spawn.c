@@ -47,11 +47,7 @@ __attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
     hull_error err = NULL;
     const struct hull_linux *lx = &l->spec->linux_;
     struct hull_sync_msg m;
-    int keep[HULL_NS_COUNT + 6] = {l->child_fd,  l->fifo_fd,   hull_log_fd(),
-                                   l->stdio[0], l->stdio[1], l->stdio[2]};
-    for (int t = 0; t < HULL_NS_COUNT; t++)
-        keep[6 + t] = l->join_fds[t];
-    hull_close_fds_except(3 + l->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
+    hull_launch_shed_fds(l, true);
     l->sync_fd = -1;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 

@@ -6,6 +6,7 @@
 
 #include "container/sync.h"
 #include "util/error.h"
+#include "util/fdpass.h"
 
 struct wire {
     int type;
@@ -16,26 +17,7 @@ static int send_packet(int sock, int type, int value, const char *text, int fd, 
 {
     struct wire w = {type, value};
     struct iovec iov[2] = {{&w, sizeof(w)}, {(void *)text, text ? strlen(text) : 0}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = text ? 2 : 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    if (fd >= 0) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = sizeof(ctl.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    ssize_t n;
-    do {
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (hull_sendmsg_fd(sock, iov, text ? 2 : 1, fd) < 0)
         return hull_error_errno(err, "sync: send");
     return 0;
 }
@@ -72,8 +54,8 @@ int hull_sync_recv(int sock, struct hull_sync_msg *msg, hull_error *err)
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } ctl;
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
+    struct msghdr mh = {
+        .msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
     ssize_t n;
     do {
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);

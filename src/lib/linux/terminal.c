@@ -11,6 +11,7 @@
 
 #include "linux/terminal.h"
 #include "util/error.h"
+#include "util/fdpass.h"
 
 int hull_pty_open(int *master, int *slave, unsigned height, unsigned width, hull_error *err)
 {
@@ -92,20 +93,8 @@ int hull_console_socket_send(const char *path, int master, hull_error *err)
     if (ioctl(master, TIOCGPTN, &n) == 0)
         snprintf(name, sizeof(name), "/dev/pts/%d", n);
     struct iovec iov = {name, strlen(name)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &master, sizeof(int));
     int r = 0;
-    if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+    if (hull_sendmsg_fd(sock, &iov, 1, master) < 0)
         r = hull_error_errno(err, "--console-socket %s: send", path);
     close(sock);
     return r;

@@ -79,6 +79,16 @@ void hull_policy_free(struct hull_policy *p)
     p->cancel_fd = fd;
 }
 
+int hull_policy_add_arg(struct hull_policy *p, const char *arg)
+{
+    return hull_strv_append(&p->argv, arg);
+}
+
+int hull_policy_add_env(struct hull_policy *p, const char *key_value)
+{
+    return hull_strv_append(&p->env, key_value);
+}
+
 const char *hull_isolation_name(enum hull_isolation i)
 {
     switch (i) {

@@ -25,6 +25,20 @@ int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, co
                            args, 5, NULL, err);
 }
 
+int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
+                            unsigned long long start, hull_error *err)
+{
+    char now[40], p[16], st[32];
+    hull_rfc3339_now(now, sizeof(now));
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    snprintf(st, sizeof(st), "%llu", start);
+    const char *args[] = {id, tenant, now, now, p, st};
+    return hull_store_exec(s,
+                           "INSERT INTO runs (id, tenant, state, created, started, worker_pid, "
+                           "worker_start) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                           args, 6, NULL, err);
+}
+
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
                    hull_error *err)
 {
@@ -43,14 +57,18 @@ int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned lon
 }
 
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
-                    hull_error *err)
+                    const char *verdict_name, hull_error *err)
 {
     char now[40], verdict[32] = "";
     hull_rfc3339_now(now, sizeof(now));
-    json_object *r = json_tokener_parse(result_json);
-    json_object *v = r ? hj_get(r, "verdict") : NULL;
-    snprintf(verdict, sizeof(verdict), "%s", v ? json_object_get_string(v) : "internal_error");
-    json_object_put(r);
+    if (verdict_name) {
+        snprintf(verdict, sizeof(verdict), "%s", verdict_name);
+    } else {
+        json_object *r = json_tokener_parse(result_json);
+        json_object *v = r ? hj_get(r, "verdict") : NULL;
+        snprintf(verdict, sizeof(verdict), "%s", v ? json_object_get_string(v) : "internal_error");
+        json_object_put(r);
+    }
 
     sqlite3 *db = hull_store_lock(s);
     int ret = -1;
@@ -60,17 +78,15 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         return -1;
     }
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
-                           "WHERE id = ? AND state IN ('queued', 'running')",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (hull_store_prepare(s, "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
+                           "WHERE id = ? AND state IN ('queued', 'running')", &st, NULL) < 0)
         goto fail;
     sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, verdict, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto fail;
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     st = NULL;
     if (sqlite3_changes(db) == 0) {
         /* Already finished, cancelled or interrupted: the first word stands. */
@@ -78,20 +94,19 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         hull_store_unlock(s);
         return 0;
     }
-    if (sqlite3_prepare_v2(db, "INSERT INTO results (run_id, result) VALUES (?, ?)", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (hull_store_prepare(s, "INSERT INTO results (run_id, result) VALUES (?, ?)", &st, NULL) < 0)
         goto fail;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, result_json, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     ret = 1;
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     hull_store_unlock(s);
     return ret;
 fail:
     hull_store_fail(s, "finish run", err);
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     hull_store_unlock(s);
     return -1;

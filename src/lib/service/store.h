@@ -81,13 +81,17 @@ json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t s
 
 int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
                     const char *queue_job, hull_error *err);
+/* A run that starts at once, on the worker (pid, start time): one write. */
+int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
+                            unsigned long long start, hull_error *err);
 /* queued -> running, recording the worker (pid, start time). 1 if changed. */
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
                    hull_error *err);
-/* queued|running -> finished with the result. 1 if recorded, 0 if the run
- * had already ended (someone else won). */
+/* queued|running -> finished with the result (verdict: its "verdict", or
+ * NULL to read it from the JSON). 1 if recorded, 0 if the run had already
+ * ended (someone else won). */
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
-                    hull_error *err);
+                    const char *verdict, hull_error *err);
 /* from one of the states in from ("queued", "running", NULL-terminated) to
  * to. 1 if changed. */
 int hull_run_transition(struct hull_store *s, const char *id, const char *const *from,
@@ -129,6 +133,12 @@ struct sqlite3;
 struct sqlite3 *hull_store_lock(struct hull_store *s);
 void hull_store_unlock(struct hull_store *s);
 int hull_store_fail(struct hull_store *s, const char *what, hull_error *err);
+/* Under the lock: a prepared statement for sql, from the store's cache;
+ * hand it back with hull_store_release (reset, not finalized). */
+struct sqlite3_stmt;
+int hull_store_prepare(struct hull_store *s, const char *sql, struct sqlite3_stmt **st,
+                       hull_error *err);
+void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
 /* One statement with text parameters (NULL binds SQL NULL; INTEGER columns
  * convert). *changes (may be NULL) gets the rows changed. */
 int hull_store_exec(struct hull_store *s, const char *sql, const char *const *args, int nargs,

@@ -111,13 +111,11 @@ int hull_token_create(struct hull_store *s, enum hull_role role, const char *ten
     snprintf(info->tenant, sizeof(info->tenant), "%s", tenant);
     hull_rfc3339_now(info->created, sizeof(info->created));
 
-    sqlite3 *db = hull_store_lock(s);
+    hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO tokens (id, hash, role, tenant, created) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (hull_store_prepare(s, "INSERT INTO tokens (id, hash, role, tenant, created) "
+                           "VALUES (?, ?, ?, ?, ?)", &st, NULL) < 0) {
         hull_store_fail(s, "create token", err);
         goto out;
     }
@@ -133,7 +131,7 @@ int hull_token_create(struct hull_store *s, enum hull_role role, const char *ten
     *token = strdup(secret);
     ret = *token ? 0 : hull_error_set(err, ENOMEM, "out of memory");
 out:
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     hull_store_unlock(s);
     OPENSSL_cleanse(secret, sizeof(secret));
     return ret;
@@ -148,12 +146,11 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     char hash[65];
     if (sha256_hex(token, hash, err) < 0)
         return -1;
-    sqlite3 *db = hull_store_lock(s);
+    hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, role, tenant, created, revoked FROM tokens WHERE hash = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (hull_store_prepare(s, "SELECT id, role, tenant, created, revoked FROM tokens WHERE hash = ?",
+                           &st, NULL) < 0) {
         hull_store_fail(s, "verify token", err);
         goto out;
     }
@@ -169,7 +166,7 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
         hull_store_fail(s, "verify token", err);
     }
 out:
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     hull_store_unlock(s);
     return ret;
 }
@@ -179,13 +176,11 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
 {
     *out = NULL;
     *count = 0;
-    sqlite3 *db = hull_store_lock(s);
+    hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1, rc;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, role, tenant, created, revoked FROM tokens "
-                           "ORDER BY created, id",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (hull_store_prepare(s, "SELECT id, role, tenant, created, revoked FROM tokens "
+                           "ORDER BY created, id", &st, NULL) < 0) {
         hull_store_fail(s, "list tokens", err);
         goto out;
     }
@@ -208,7 +203,7 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
     }
     ret = 0;
 out:
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     hull_store_unlock(s);
     if (ret < 0) {
         free(*out);
@@ -225,8 +220,8 @@ int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
     sqlite3 *db = hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (sqlite3_prepare_v2(db, "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (hull_store_prepare(s, "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?", &st,
+                           NULL) < 0) {
         hull_store_fail(s, "revoke token", err);
         goto out;
     }
@@ -238,7 +233,7 @@ int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
     }
     ret = sqlite3_changes(db) == 1 ? 0 : hull_error_set(err, ENOENT, "no token with id '%s'", id);
 out:
-    sqlite3_finalize(st);
+    hull_store_release(s, st);
     hull_store_unlock(s);
     return ret;
 }

@@ -244,9 +244,9 @@ static int cmp_int(const void *a, const void *b)
 
 void hull_close_fds_except(int lowest, const int *keep, size_t n)
 {
-    int sorted[64];
+    int sorted[128];
     size_t k = 0;
-    for (size_t i = 0; i < n && k < 64; i++)
+    for (size_t i = 0; i < n && k < 128; i++)
         if (keep[i] >= lowest)
             sorted[k++] = keep[i];
     qsort(sorted, k, sizeof(int), cmp_int);

@@ -51,7 +51,7 @@ enum {
  * swapped for a symlink after the walk cannot redirect them. */
 int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *err);
 
-/* Close every fd >= lowest except those in keep (a forked child sheds what
+/* Close every fd >= lowest except those in keep (at most 128) (a forked child sheds what
  * its parent had open, e.g. the state lock, before anything else). */
 void hull_close_fds_except(int lowest, const int *keep, size_t n);
 
