@@ -28,7 +28,10 @@ LDLIBS   += -lsqlite3 -lcrypto -lm
 # was a fifth of its start-up. The sanitizer build stays dynamic.
 STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
-HULL_LDFLAGS := -static
+# --no-warnings: the static libsqlite3/libcrypto (for `hull token`) carry
+# calls to dlopen and getaddrinfo that hull never makes; glibc's "needs the
+# shared libraries at run time" notes about them are noise.
+HULL_LDFLAGS := -static -Wl,--no-warnings
 endif
 
 ifeq ($(SAN),1)

@@ -152,7 +152,7 @@ char *hull_spec_default_json(bool rootless);
 /* Parse a signal given as a name ("KILL", "SIGKILL") or number; -1 if unknown. */
 int hull_signal_parse(const char *s);
 
-/* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 1024 bytes. */
+/* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 255 bytes (NAME_MAX). */
 int hull_id_validate(const char *id, hull_error *err);
 
 /* ---- sandboxes: one-shot runs of untrusted code ------------------------- */
@@ -227,9 +227,12 @@ int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
 int hull_policy_validate(const struct hull_policy *p, hull_error *err);
 /* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
- * name the JSON path. Fields absent keep their defaults. */
+ * name the JSON path. Fields absent keep their defaults; unknown fields are
+ * refused. A limit is a string with a unit ("2s", "256M") or a bare number
+ * of milliseconds or bytes. */
 int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err);
-/* "2s", "500ms", "1m" -> ms; "256M", "1G", "1048576" -> bytes. */
+/* "2s", "500ms", "1m", "2" (seconds) -> ms; "256M", "1GiB", "512B",
+ * "1048576" -> bytes (binary units). -1 for anything else, *out untouched. */
 int hull_parse_duration_ms(const char *s, uint64_t *ms);
 int hull_parse_size(const char *s, uint64_t *bytes);
 

@@ -332,7 +332,8 @@ def test_sandbox_lifecycle(d):
     d.note_helpers()
     # A real container: its cgroup has the limits asked for.
     assert int((cgroup_dir("memory", c) / "memory.limit_in_bytes").read_text()) == 96 << 20
-    assert (cgroup_dir("pids", c) / "pids.max").read_text().strip() == "32"
+    # --pids counts the program's tasks; the sandbox's own init is one more.
+    assert (cgroup_dir("pids", c) / "pids.max").read_text().strip() == "33"
 
     r = d.request("PUT", f"/v1/sandboxes/{sid}/files/src/main.py", b"print(6*7)", t, raw=True)
     assert r.status == 200 and r.json == {"path": "/tmp/src/main.py", "size": 10}

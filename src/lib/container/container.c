@@ -240,8 +240,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     }
 
     /* From here on something exists and failures must roll back. */
-    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0)
+    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
+        hull_container_ctx_release(c); /* the spec and filter made above */
         return -1;
+    }
     char created[64];
     hull_rfc3339_now(created, sizeof(created));
     c->cs.id = strdup(o->id);
@@ -305,6 +307,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.loopback_up = so->loopback_up;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;
+    c->launch.reaper = so->reaper;
+    c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
@@ -327,6 +331,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         close(c->launch.pty_master);
         c->launch.pty_master = -1;
     }
+    hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
+               (int)c->launch.pid, bundle);
     return 0;
 
 fail_kill:
@@ -400,6 +406,20 @@ static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struc
     return hull_cstate_status(dirfd, cs, frozen);
 }
 
+/* Wait until a started init has called execve (or died). It holds
+ * exec.fifo open (O_RDWR, close-on-exec) until then, so opening the fifo
+ * for writing without blocking fails with ENXIO once no reader is left. */
+static void wait_for_exec(int dirfd, pid_t pid, unsigned long long start)
+{
+    for (useconds_t us = 50; hull_pid_alive(pid, start); us = us < 2000 ? us * 2 : us) {
+        int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        close(fd);
+        usleep(us);
+    }
+}
+
 int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err)
 {
     int dirfd = -1;
@@ -414,28 +434,36 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
                        hull_status_name(st));
         goto out;
     }
-    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
-    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        hull_error_errno(err, "start %s: the container's init is not waiting", id);
-        goto out;
-    }
-    ssize_t w = write(fd, "0", 1);
-    close(fd);
-    if (w != 1) {
-        hull_error_errno(err, "start %s: signal the init", id);
-        goto out;
-    }
-    /* Without the fifo, the status reads "running" from now on. */
-    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
-    ret = 0;
-
     struct hull_spec *spec = NULL;
     if (cs.config) {
         const char *text = hj_to_string(cs.config);
         if (hull_spec_parse(text, strlen(text), cs.bundle, &spec, err) < 0)
             hull_error_free(err); /* validated at create; cannot fail */
     }
+    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
+    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        hull_error_errno(err, "start %s: the container's init is not waiting", id);
+        hull_spec_free(spec);
+        goto out;
+    }
+    ssize_t w = write(fd, "0", 1);
+    close(fd);
+    if (w != 1) {
+        hull_error_errno(err, "start %s: signal the init", id);
+        hull_spec_free(spec);
+        goto out;
+    }
+    /* runtime-spec: "running" means the user's program has been executed,
+     * and poststart hooks run after that (and after the init's
+     * startContainer hooks); an engine that looks at the process right
+     * after start must not find hull's init still setting up. */
+    wait_for_exec(dirfd, cs.pid, cs.pid_start);
+    /* Without the fifo, the status reads "running" from now on. */
+    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
+    ret = 0;
+    hull_debug("start %s: init %d released", id, (int)cs.pid);
+
     if (spec && spec->hooks.n_poststart) {
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
         hull_error e = NULL;
@@ -482,6 +510,9 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
     } else {
         ret = 0;
     }
+    if (ret == 0)
+        hull_debug("kill %s: signal %d to init %d%s", id, signo, (int)cs.pid,
+                   all ? " and its cgroup" : "");
     hull_cgroup_free(cg);
     hull_cstate_free(&cs);
     close(dirfd);
@@ -508,6 +539,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
                            hull_error *err)
 {
     struct hull_cgroup *cg = load_cgroup(cs);
+    hull_debug("delete %s: init %d, removing cgroup and state", cs->id, (int)cs->pid);
     if (hull_pid_alive(cs->pid, cs->pid_start)) {
         kill(cs->pid, SIGKILL);
         wait_gone(cs->pid, cs->pid_start);
@@ -556,7 +588,7 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         /* No readable state: a create that crashed before its first write. */
         if (!force) {
             close(dirfd);
-            return hull_error_prefix(err, "delete %s (use --force for a half-created container)",
+            return hull_error_prefix(err, "delete %s: container left half-created (use --force)",
                                      id);
         }
         hull_error_free(err);
@@ -614,7 +646,7 @@ int hull_container_state(const struct hull_runtime *rt, const char *id, struct h
                          hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
-        return hull_error_prefix(err, "state");
+        return hull_error_prefix(err, "state %s", id);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", rt->root, id);
     /* Readers do not take the lock: state.json is replaced atomically. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
     int in[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0)
         return hull_error_errno(err, "%s: socketpair", name);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(in[0]);
@@ -36,6 +38,12 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
         return hull_error_errno(err, "%s: fork", name);
     }
     if (pid == 0) {
+        /* A hook dies with the hull that waits for it: if `hull create` is
+         * killed, nobody would ever reap or time out an orphaned hook, and
+         * delete --force cannot know its pid. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         dup2(in[0], 0);
         sigset_t all;
         sigemptyset(&all);

@@ -170,10 +170,12 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return -1;
     }
 
-    if (hull_proc_resolve(plan, err) < 0)
-        return -1;
+    /* cwd first: a relative args[0] ("./run") or PATH entry is relative to
+     * process.cwd, as for runc and for exec below. */
     if (chdir(proc->cwd) < 0)
         return hull_error_errno(err, "process.cwd: %s", proc->cwd);
+    if (hull_proc_resolve(plan, err) < 0)
+        return -1;
 
     /* A notify listener must reach the agent at listenerPath, which only the
      * runtime can do: load such a filter now, while the runtime listens,
@@ -211,6 +213,8 @@ void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
     keep[n++] = l->child_fd;
     keep[n++] = l->fifo_fd;
     keep[n++] = hull_log_fd();
+    if (l->reaper)
+        keep[n++] = l->status_fd;
     if (stage1) {
         /* Stage 1 still joins namespaces and passes the rest to the init. */
         for (int t = 0; t < HULL_NS_COUNT; t++)
@@ -256,5 +260,7 @@ void hull_init_main(struct hull_launch *l)
         hull_sync_send_error(l->child_fd, err);
         _exit(1);
     }
+    if (l->reaper)
+        hull_proc_exec_reaped(&plan, l->child_fd, l->status_fd);
     hull_proc_exec(&plan, l->child_fd);
 }

@@ -45,6 +45,8 @@ struct hull_launch {
     const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
     int exported_fd;  /* filled: the fd of export_dir, or -1 */
+    bool reaper;      /* the init stays as pid 1 and runs the program as pid 2 */
+    int status_fd;    /* with reaper: the program's wait status is written here */
 
     /* filled by hull_launch_spawn */
     pid_t pid;       /* init's pid in the runtime's pid namespace */

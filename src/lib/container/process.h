@@ -35,6 +35,12 @@ __attribute__((noreturn)) void hull_proc_exec(struct hull_proc_plan *p, int repo
 
 /* Look up file in PATH (from env, or the default PATH) like execvp does,
  * inside the current root. Returns a malloc'd path. */
+/* The same, as the sandbox does it (reaper.c): this process stays as the
+ * pid namespace's init, forks the program, reaps everything, and writes the
+ * program's wait status (an int) to status_fd when it ends. */
+__attribute__((noreturn)) void hull_proc_exec_reaped(struct hull_proc_plan *p, int report_fd,
+                                                     int status_fd);
+
 char *hull_find_executable(const char *file, char *const *env, hull_error *err);
 
 /* Check the LSM fields of a process against the host, so a profile the host

@@ -34,7 +34,8 @@ static int id_pid(const char *name)
     return pid;
 }
 
-static bool supervisor_alive(const struct hull_cstate *cs)
+/* 1: the supervisor runs, 0: it is gone, -1: none is recorded. */
+static int supervisor_alive(const struct hull_cstate *cs)
 {
     for (char **a = cs->annotations; a && a[0] && a[1]; a += 2) {
         if (strcmp(a[0], HULL_SANDBOX_SUPERVISOR_KEY) != 0)
@@ -42,10 +43,10 @@ static bool supervisor_alive(const struct hull_cstate *cs)
         int pid = 0;
         unsigned long long start = 0;
         if (sscanf(a[1], "%d:%llu", &pid, &start) != 2)
-            return false;
+            return 0;
         return hull_pid_alive(pid, start);
     }
-    return false; /* no supervisor recorded: a half-made run */
+    return -1;
 }
 
 /* rmdir one orphaned sandbox cgroup. Its supervisor is dead, so whatever
@@ -148,19 +149,21 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
             continue;
         struct hull_cstate cs;
         hull_error e = NULL;
-        bool leftover = true;
+        int alive = -1;
         if (hull_cstate_read(fd, &cs, &e) == 0) {
-            leftover = !supervisor_alive(&cs);
+            alive = supervisor_alive(&cs);
             hull_cstate_free(&cs);
-        } else {
-            /* No state yet: a run being set up right now, or a crash before
-             * the first write. The id names the supervisor (its pid); when
-             * that is gone, or the directory is old, it is a leftover. */
-            struct stat st;
-            int pid = id_pid(de->d_name);
-            leftover = (pid > 0 && !hull_pid_alive(pid, 0)) ||
-                       (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60);
         }
+        /* No state yet (a run being set up right now, or a crash before the
+         * first write) or no supervisor in it (a hull from before the
+         * annotation, maybe still running): the id names the supervisor
+         * (its pid); when that is gone, or the directory is old, it is a
+         * leftover. */
+        struct stat st;
+        int pid = id_pid(de->d_name);
+        bool leftover = alive == 0 ||
+                        (alive < 0 && ((pid > 0 && !hull_pid_alive(pid, 0)) ||
+                                       (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60)));
         hull_error_free(&e);
         close(fd);
         if (!leftover)

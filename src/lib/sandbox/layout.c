@@ -31,6 +31,16 @@ static const char *const host_etc[] = {"/etc/ld.so.cache", "/etc/alternatives",
                                        "/etc/localtime", "/etc/nsswitch.conf",
                                        "/etc/mime.types", NULL};
 
+bool hull_sandbox_under_host_dir(const char *path)
+{
+    for (const char *const *d = host_dirs; *d; d++) {
+        size_t n = strlen(*d);
+        if (strncmp(path, *d, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
 static json_object *str(const char *s)
 {
     return json_object_new_string(s);
@@ -144,7 +154,9 @@ static json_object *resources(const struct hull_policy *p)
     json_object_object_add(mem, "swap", json_object_new_int64((int64_t)p->memory_bytes));
     json_object_object_add(r, "memory", mem);
     json_object *pids = json_object_new_object();
-    json_object_object_add(pids, "limit", json_object_new_int64(p->pids));
+    /* The sandbox's init (the reaper, see container/reaper.c) is one task
+     * of the cgroup that is not the program's: --pids counts the program's. */
+    json_object_object_add(pids, "limit", json_object_new_int64((int64_t)p->pids + 1));
     json_object_object_add(r, "pids", pids);
     json_object *cpu = json_object_new_object();
     json_object_object_add(cpu, "period", json_object_new_int64(100000));
@@ -199,7 +211,8 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
     if (p->isolation == HULL_ISOLATION_PROCESS) {
         /* No cgroup at this level: address space and tasks by rlimit only. */
         json_object_array_add(rl, rlimit("RLIMIT_AS", p->memory_bytes, p->memory_bytes));
-        json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids, p->pids));
+        /* Counted per host uid, the init included (same uid). */
+        json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids + 1ull, p->pids + 1ull));
     }
     json_object_object_add(proc, "rlimits", rl);
     return proc;

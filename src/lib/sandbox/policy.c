@@ -147,6 +147,8 @@ int hull_parse_size(const char *s, uint64_t *bytes)
     double mult = 1;
     switch (*end) {
     case '\0':
+    case 'b': /* plain bytes: "512B" */
+    case 'B':
         break;
     case 'k':
     case 'K':
@@ -302,6 +304,23 @@ static int json_u32_limit(json_object *limits, const char *key, uint32_t *out, h
     return 0;
 }
 
+/* The first key of obj that is not in known (NULL-terminated), or NULL. A
+ * misspelt key would otherwise be ignored and its value silently replaced
+ * by the default. */
+static const char *unknown_key(json_object *obj, const char *const *known)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (const char *const *k = known; *k; k++)
+            ok = ok || strcmp(*k, key) == 0;
+        if (!ok)
+            return key;
+    }
+    return NULL;
+}
+
 static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
 {
     json_object *l = hj_get(doc, "limits");
@@ -311,15 +330,9 @@ static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
         return -1;
     static const char *const known[] = {"cpu_time", "wall_time", "memory", "output",
                                         "tmp_size", "pids",      "open_files", "cpus", NULL};
-    json_object_object_foreach(l, key, val)
-    {
-        (void)val;
-        bool ok = false;
-        for (const char *const *k = known; *k; k++)
-            ok = ok || strcmp(*k, key) == 0;
-        if (!ok)
-            return hull_error_set(err, EINVAL, "limits.%s: unknown limit", key);
-    }
+    const char *bad = unknown_key(l, known);
+    if (bad)
+        return hull_error_set(err, EINVAL, "limits.%s: unknown limit", bad);
     if (json_limit(l, "cpu_time", false, &p->cpu_time_ms, err) < 0 ||
         json_limit(l, "wall_time", false, &p->wall_time_ms, err) < 0 ||
         json_limit(l, "memory", true, &p->memory_bytes, err) < 0 ||
@@ -387,6 +400,21 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
     return 0;
 }
 
+/* Host paths (rootfs, binds, copies, seccomp files) are not part of a
+ * request: they are the operator's. */
+static int json_known_fields(json_object *doc, hull_error *err)
+{
+    static const char *const known[] = {"cmd",   "isolation", "workdir", "limits",
+                                        "env",   "files",     "stdin",   "network", NULL};
+    const char *bad = unknown_key(doc, known);
+    if (bad)
+        return hull_error_set(err, EINVAL,
+                              "%s: unknown field (cmd, isolation, workdir, limits, env, files, "
+                              "stdin, network)",
+                              bad);
+    return 0;
+}
+
 int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err)
 {
     json_object *doc = NULL;
@@ -394,6 +422,8 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
         return -1;
     int ret = -1;
     char *iso = NULL;
+    if (json_known_fields(doc, err) < 0)
+        goto out;
     json_object *cmd = hj_get(doc, "cmd");
     if (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
         json_object_array_length(cmd) == 0) {

@@ -77,7 +77,8 @@ static int check_in_root(const char *value, const char *p, hull_error *err)
     return 0;
 }
 
-static int mounts_parse(json_object *doc, struct hull_spec *spec, hull_error *err)
+static int mounts_parse(json_object *doc, const char *bundle, struct hull_spec *spec,
+                        hull_error *err)
 {
     char p[512];
     json_object *arr = hj_get(doc, "mounts");
@@ -116,6 +117,15 @@ static int mounts_parse(json_object *doc, struct hull_spec *spec, hull_error *er
             return hull_error_set(err, EINVAL, "%s.type: required unless options has bind", p);
         if (m->bind && (m->source == NULL || m->source[0] == '\0'))
             return hull_error_set(err, EINVAL, "%s.source: required for a bind mount", p);
+        /* runtime-spec: a relative bind source is relative to the bundle,
+         * not to wherever the runtime happens to be started from. */
+        if (m->bind && m->source[0] != '/') {
+            char *abs = NULL;
+            if (asprintf(&abs, "%s/%s", bundle ? bundle : ".", m->source) < 0)
+                return hull_error_set(err, ENOMEM, "out of memory");
+            free(m->source);
+            m->source = abs;
+        }
     }
     return 0;
 }
@@ -683,7 +693,7 @@ int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hul
         goto fail;
     }
 
-    if (mounts_parse(doc, spec, err) < 0)
+    if (mounts_parse(doc, bundle, spec, err) < 0)
         goto fail;
 
     json_object *proc = hj_get(doc, "process");
