@@ -334,9 +334,11 @@ int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
 
 /* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
 
-/* Enqueue a run request (the JSON of hull_policy_from_json, plus an
- * optional "max_attempts": 1-100) for `hulld --worker`s to run. Validated
- * first: a bad request is an error naming the field and enqueues nothing.
+/* Enqueue a run request (the JSON of hull_policy_from_json) for `hulld
+ * --worker`s to run. The queue's own optional fields are taken out of it:
+ * "max_attempts" (1-100), "tenant" and "run_id" (kept with the job for
+ * operators). Validated first: a bad request is an error naming the field
+ * and enqueues nothing.
  * *job_id (caller frees) is 32 hex digits. redis_url: redis://HOST[:PORT][/DB]. */
 int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
                       hull_error *err);

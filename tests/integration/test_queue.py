@@ -188,6 +188,13 @@ def test_jobs_run_and_results_read_back(q):
         assert 0 < q.r("TTL", f"{P}job:{job_id}") <= 3600
     assert q.r("LLEN", f"{P}jobs") == 0 and q.processing("w1") == [] and q.dead() == []
     assert len(w.runners()) == 6  # one runner process per job (the leak check uses them)
+    # The queue's own fields, as hulld adds them, stay beside the request.
+    tagged = submit(q.url, dict(q.request("echo tagged"), tenant="acme", run_id="r-12",
+                                max_attempts=2))
+    job = q.job(tagged)
+    assert (job["tenant"], job["run_id"], job["max_attempts"]) == ("acme", "r-12", "2")
+    assert set(json.loads(job["request"])) == {"cmd", "env", "limits"}
+    assert q.wait_finished([tagged])[tagged]["stdout"] == "tagged\n"
     # An id nobody submitted: ENOENT, exit status 2.
     cp = queuetool("result", q.url, "0" * 32, check=False)
     assert cp.returncode == 2 and "no such job" in cp.stderr

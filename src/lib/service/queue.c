@@ -29,56 +29,106 @@ static int new_id(char out[HULL_QUEUE_ID_LEN + 1], hull_error *err)
     return 0;
 }
 
-/* The request must be a run a worker can start: the same checks as a
- * local run, so a bad request is refused here (and the caller can answer
- * 400) instead of reaching the dead-letter list. */
-static int validate(const char *job_json, int *max_attempts, hull_error *err)
+/* A job is a run request plus the queue's own fields, which are not the
+ * run's: they are taken out and kept beside it in the job's hash. */
+struct job {
+    char *request; /* the run request alone (what the worker parses) */
+    int max_attempts;
+    char *tenant, *run_id; /* who asked (hulld's), for operators */
+};
+
+static void job_free(struct job *j)
+{
+    free(j->request);
+    free(j->tenant);
+    free(j->run_id);
+}
+
+static int take_string(json_object *doc, const char *key, char **out, hull_error *err)
+{
+    if (hj_string(doc, "", key, false, out, err) < 0)
+        return -1;
+    if (*out && strlen(*out) > 256)
+        return hull_error_set(err, EINVAL, "%s: at most 256 bytes", key);
+    json_object_object_del(doc, key);
+    return 0;
+}
+
+/* Split the job and check its request as a local run would be checked,
+ * so that a bad request is refused here (the caller can answer 400)
+ * instead of reaching the dead-letter list. */
+static int parse_job(const char *job_json, struct job *j, hull_error *err)
 {
     size_t len = strlen(job_json);
     if (len > HULL_QUEUE_MAX_REQUEST)
         return hull_error_set(err, E2BIG, "request: larger than %u bytes", HULL_QUEUE_MAX_REQUEST);
-    struct hull_policy p;
-    hull_policy_init(&p);
-    int r = hull_policy_from_json(job_json, len, &p, err);
-    hull_policy_free(&p);
-    if (r < 0)
-        return -1;
     json_object *doc = NULL;
     if (hj_parse(job_json, len, "request", &doc, err) < 0)
         return -1;
     int64_t v = 0;
     bool present = false;
-    r = hj_int_range(doc, "", "max_attempts", 1, HULL_QUEUE_MAX_ATTEMPTS_LIMIT, &v, &present, err);
+    int r = -1;
+    if (hj_int_range(doc, "", "max_attempts", 1, HULL_QUEUE_MAX_ATTEMPTS_LIMIT, &v, &present,
+                     err) < 0 ||
+        take_string(doc, "tenant", &j->tenant, err) < 0 ||
+        take_string(doc, "run_id", &j->run_id, err) < 0)
+        goto out;
+    json_object_object_del(doc, "max_attempts");
+    j->max_attempts = present ? (int)v : 0;
+    if ((j->request = strdup(hj_to_string(doc))) == NULL) {
+        hull_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    struct hull_policy p;
+    hull_policy_init(&p);
+    r = hull_policy_from_json(j->request, strlen(j->request), &p, err);
+    hull_policy_free(&p);
+out:
     json_object_put(doc);
-    *max_attempts = present ? (int)v : 0;
     return r;
+}
+
+/* HSET key field value ... for the fields that are set. */
+static int append_job_hash(redisContext *c, const char *key, const struct job *j,
+                           const char *now, hull_error *err)
+{
+    char max[16];
+    snprintf(max, sizeof(max), "%d", j->max_attempts);
+    const char *argv[20];
+    int n = 0;
+    argv[n++] = "HSET";
+    argv[n++] = key;
+    argv[n++] = "request", argv[n++] = j->request;
+    argv[n++] = "state", argv[n++] = "queued";
+    argv[n++] = "attempts", argv[n++] = "0";
+    argv[n++] = "created_at", argv[n++] = now;
+    if (j->max_attempts)
+        argv[n++] = "max_attempts", argv[n++] = max;
+    if (j->tenant)
+        argv[n++] = "tenant", argv[n++] = j->tenant;
+    if (j->run_id)
+        argv[n++] = "run_id", argv[n++] = j->run_id;
+    return hull_redis_appendv(c, err, n, argv);
 }
 
 int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
                       hull_error *err)
 {
     *job_id = NULL;
-    int max_attempts = 0;
     if (job_json == NULL)
         return hull_error_set(err, EINVAL, "queue submit: no request");
-    if (validate(job_json, &max_attempts, err) < 0)
-        return hull_error_prefix(err, "queue submit");
-    char id[HULL_QUEUE_ID_LEN + 1], key[HULL_QUEUE_KEY_MAX], now[64], max[16];
-    if (new_id(id, err) < 0)
-        return hull_error_prefix(err, "queue submit");
+    struct job j = {0};
+    char id[HULL_QUEUE_ID_LEN + 1], key[HULL_QUEUE_KEY_MAX], now[64];
+    redisContext *c = NULL;
+    int ret = -1;
+    if (parse_job(job_json, &j, err) < 0 || new_id(id, err) < 0 ||
+        (c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err)) == NULL)
+        goto out;
     hull_rfc3339_now(now, sizeof(now));
-    snprintf(max, sizeof(max), "%d", max_attempts);
-    redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
-    if (c == NULL)
-        return hull_error_prefix(err, "queue submit");
     hull_queue_key(key, "job", id);
     /* The hash and the list entry appear together or not at all: a worker
      * never pops an id whose hash is not there yet. */
-    int ret = -1;
-    if (hull_redis_append(c, err, "MULTI", NULL) < 0 ||
-        hull_redis_append(c, err, "HSET", key, "request", job_json, "state", "queued", "attempts",
-                          "0", "created_at", now, max_attempts ? "max_attempts" : NULL, max,
-                          NULL) < 0 ||
+    if (hull_redis_append(c, err, "MULTI", NULL) < 0 || append_job_hash(c, key, &j, now, err) < 0 ||
         hull_redis_append(c, err, "LPUSH", HULL_QUEUE_JOBS, id, NULL) < 0 ||
         hull_redis_append(c, err, "EXEC", NULL) < 0)
         goto out;
@@ -97,6 +147,7 @@ int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id
     ret = *job_id ? 0 : hull_error_set(err, ENOMEM, "out of memory");
 out:
     hull_redis_close(c);
+    job_free(&j);
     return ret < 0 ? hull_error_prefix(err, "queue submit") : 0;
 }
 

@@ -300,21 +300,28 @@ redisReply *hull_redis_cmd(redisContext *c, hull_error *err, const char *arg0, .
     return hull_redis_cmdv(c, err, n, argv);
 }
 
+int hull_redis_appendv(redisContext *c, hull_error *err, int argc, const char **argv)
+{
+    size_t lens[MAX_ARGS];
+    if (argc > MAX_ARGS)
+        return hull_error_set(err, E2BIG, "redis %s: too many arguments", argv[0]);
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK)
+        return hull_error_set(err, ENOMEM, "redis %s: %s", argv[0], c->errstr);
+    return 0;
+}
+
 int hull_redis_append(redisContext *c, hull_error *err, const char *arg0, ...)
 {
     const char *argv[MAX_ARGS];
-    size_t lens[MAX_ARGS];
     va_list ap;
     va_start(ap, arg0);
     int n = collect(argv, arg0, ap);
     va_end(ap);
     if (n < 0)
         return hull_error_set(err, E2BIG, "redis %s: too many arguments", arg0);
-    for (int i = 0; i < n; i++)
-        lens[i] = strlen(argv[i]);
-    if (redisAppendCommandArgv(c, n, argv, lens) != REDIS_OK)
-        return hull_error_set(err, ENOMEM, "redis %s: %s", arg0, c->errstr);
-    return 0;
+    return hull_redis_appendv(c, err, n, argv);
 }
 
 redisReply *hull_redis_reply(redisContext *c, hull_error *err)

@@ -40,6 +40,7 @@ redisReply *hull_redis_cmdv(redisContext *c, hull_error *err, int argc, const ch
 /* Pipelining: queue commands, then read their replies in order. */
 int hull_redis_append(redisContext *c, hull_error *err, const char *arg0, ...)
     __attribute__((sentinel));
+int hull_redis_appendv(redisContext *c, hull_error *err, int argc, const char **argv);
 redisReply *hull_redis_reply(redisContext *c, hull_error *err);
 
 /* A broken connection cannot be used again (as opposed to an error reply). */
