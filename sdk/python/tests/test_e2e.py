@@ -208,6 +208,27 @@ def test_calculate_example_through_the_sdk(env):
     assert cp.returncode == 0 and json.loads(cp.stdout)["count"] == 5, cp.stderr
 
 
+def test_https_url_with_the_servers_ca(tmp_path):
+    """Client(url=...) against hulld's TLS listener: the server's
+    certificate checked against the given CA, refused without it."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    from queuelib import free_port
+    port = free_port()
+    d = Hulld(tmp_path, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+              "--tls-key", str(key)).start()
+    try:
+        c = hull.Client(url=f"https://127.0.0.1:{port}", token=d.token(), cafile=str(cert))
+        assert c.run(["echo", "over tls"]).stdout == "over tls\n"
+        with pytest.raises(hull.TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            hull.Client(url=f"https://127.0.0.1:{port}", token="x").health()
+    finally:
+        assert d.stop() == 0
+    assert d.leaks() == ([], [], [])
+
+
 def test_health_metrics_audit(env):
     c = env.client
     assert c.health()["status"] == "ok"
