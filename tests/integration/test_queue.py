@@ -195,6 +195,10 @@ def test_jobs_run_and_results_read_back(q):
     assert (job["tenant"], job["run_id"], job["max_attempts"]) == ("acme", "r-12", "2")
     assert set(json.loads(job["request"])) == {"cmd", "env", "limits"}
     assert q.wait_finished([tagged])[tagged]["stdout"] == "tagged\n"
+    # The runner ignores SIGTERM (the worker drains); the workload must not.
+    sig = q.submit("grep -E '^Sig(Ign|Blk)' /proc/self/status")
+    assert q.wait_finished([sig])[sig]["stdout"] == \
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     # An id nobody submitted: ENOENT, exit status 2.
     cp = queuetool("result", q.url, "0" * 32, check=False)
     assert cp.returncode == 2 and "no such job" in cp.stderr
