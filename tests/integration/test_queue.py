@@ -24,50 +24,16 @@ import pytest
 
 from queuelib import (HULLD, P, QUEUETOOL, RedisServer, Worker, pid_alive, queuetool, submit,
                       wait_until)
-
-SANDBOX_STATE = Path("/run/hull/sandbox")
+from sandboxlib import cgroup_dirs, pids_with_env, state_dirs
 
 pytestmark = pytest.mark.skipif(not Path(HULLD).exists() or not Path(QUEUETOOL).exists(),
                                 reason=f"{HULLD} or {QUEUETOOL} not built")
 
 
-def cgroup_mounts():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            if parts[parts.index("-") + 1] in ("cgroup", "cgroup2"):
-                yield parts[4]
-
-
 def sandbox_entries(prefix="sandbox-"):
     """State directories and cgroups (every hierarchy) of sandbox runs."""
-    found = set()
-    try:
-        found |= {f"state:{n}" for n in os.listdir(SANDBOX_STATE) if n.startswith(prefix)}
-    except FileNotFoundError:
-        pass
-    for m in cgroup_mounts():
-        try:
-            found |= {f"cgroup:{m}/hull/{n}" for n in os.listdir(Path(m) / "hull")
-                      if n.startswith(prefix)}
-        except OSError:
-            pass
-    return found
-
-
-def pids_with_env(token):
-    needle = token.encode()
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as f:
-                if needle in f.read() and pid_alive(int(d)):
-                    found.append(int(d))
-        except OSError:
-            pass
-    return found
+    return ({f"state:{n}" for n in state_dirs(prefix)} |
+            {f"cgroup:{d}" for d in cgroup_dirs(prefix)})
 
 
 class Env:
