@@ -310,6 +310,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
+    /* As runc: each container gets its own session keyring, so keys the
+     * runtime's caller holds are not the container's. */
+    c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
     if (c->launch.fifo_fd >= 0)
@@ -330,6 +333,13 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
             goto fail_kill;
         close(c->launch.pty_master);
         c->launch.pty_master = -1;
+    }
+    if (!so->foreground) {
+        /* The pid is on record: the init may outlive us now. */
+        struct hull_sync_msg m;
+        if (hull_sync_send(c->launch.sync_fd, SYNC_DETACH, 0, err) < 0 ||
+            hull_sync_expect(c->launch.sync_fd, SYNC_DETACHED, &m, err) < 0)
+            goto fail_kill;
     }
     hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
                (int)c->launch.pid, bundle);
@@ -483,6 +493,19 @@ out:
     return ret;
 }
 
+/* After SIGKILL to a paused container: the v1 freezer holds even a fatal
+ * signal until thaw, so thaw it, as runc does. The init never runs again
+ * (the signal is pending); the rest die with its pid namespace, or are as
+ * after a SIGKILL to a running container without one. */
+static void thaw_killed(struct hull_cgroup *cg)
+{
+    bool frozen = false;
+    hull_error e = NULL;
+    if (cg && hull_cgroup_is_frozen(cg, &frozen, &e) == 0 && frozen)
+        hull_cgroup_freeze(cg, false, &e);
+    hull_error_free(&e);
+}
+
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
                         hull_error *err)
 {
@@ -509,6 +532,8 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
         hull_error_errno(err, "kill %s", id);
     } else {
         ret = 0;
+        if (signo == SIGKILL && st == HULL_STATUS_PAUSED)
+            thaw_killed(cg);
     }
     if (ret == 0)
         hull_debug("kill %s: signal %d to init %d%s", id, signo, (int)cs.pid,
@@ -542,6 +567,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     hull_debug("delete %s: init %d, removing cgroup and state", cs->id, (int)cs->pid);
     if (hull_pid_alive(cs->pid, cs->pid_start)) {
         kill(cs->pid, SIGKILL);
+        thaw_killed(cg);
         wait_gone(cs->pid, cs->pid_start);
     }
     struct hull_spec *spec = NULL;

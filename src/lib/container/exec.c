@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -272,6 +273,17 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     if (p->terminal && o->detach && o->console_socket == NULL)
         return hull_error_set(err, EINVAL,
                               "a detached process with a terminal needs --console-socket");
+    /* Before anything runs: the process would start on a pty nobody gets. */
+    if (p->terminal && o->console_socket && hull_console_socket_check(o->console_socket, err) < 0)
+        return -1;
+    /* Relayed in the foreground: the pty starts at the caller's window size
+     * (made with it, so the program never sees 0x0); SIGWINCH relays changes. */
+    struct winsize ws;
+    if (p->terminal && !o->detach && o->console_socket == NULL && !p->console_height &&
+        ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+        p->console_height = ws.ws_row;
+        p->console_width = ws.ws_col;
+    }
     return hull_proc_check_lsm(p, "process", err);
 }
 
@@ -413,12 +425,22 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
             if (hull_write_path_atomic(o->pid_file, buf, (size_t)n, 0644, err) < 0) {
                 hull_error_prefix(err, "--pid-file");
                 ret = -1;
+                /* A failed exec leaves no process behind (runc kills it too). */
+                kill(pid, SIGKILL);
+                reap(pid);
             }
         }
-        if (o->detach && o->pid)
+        if (ret == 0 && o->detach && o->pid)
             *o->pid = pid;
-        if (!o->detach && ret == 0)
+        if (!o->detach && ret == 0) {
+            /* Keystrokes go to the container's pty as they are, as with run. */
+            struct termios saved;
+            bool raw = master >= 0 && isatty(STDIN_FILENO) &&
+                       hull_tty_raw(STDIN_FILENO, &saved) == 0;
             *exit_status = hull_exit_code(hull_supervise(pid, sfd, master));
+            if (raw)
+                hull_tty_restore(STDIN_FILENO, &saved);
+        }
         if (master >= 0)
             close(master);
     }

@@ -48,12 +48,15 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
+        /* Its own process group, so a timeout kills what the hook started too. */
+        setpgid(0, 0);
         char *argv0[] = {h->path, NULL};
         char *empty[] = {NULL};
         execve(h->path, h->args && h->args[0] ? h->args : argv0, h->env ? h->env : empty);
         dprintf(2, "hull: %s: exec %s: %s\n", name, h->path, strerror(errno));
         _exit(127);
     }
+    setpgid(pid, pid); /* also here: the timeout may not wait for the child to do it */
     close(in[0]);
     /* The hook may not read its stdin; that is not our failure. */
     size_t len = state_json ? strlen(state_json) : 0;
@@ -74,7 +77,7 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
             r = poll(&p, 1, left);
         } while (r < 0 && errno == EINTR);
         if (r == 0) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
             close(pfd);
             return hull_error_set(err, ETIMEDOUT, "%s: %s timed out after %d s", name, h->path,

@@ -13,9 +13,10 @@
  *                                        hostname, sysctl, masked/ro paths,
  *                          <------------ PTY (when process.terminal)
  *                          <------------ READY
- *   (create: exit; start writes
- *    exec.fifo)  / (run: START) -------> startContainer hooks, credentials,
- *                                        seccomp, close fds, execve
+ *   create: record the pid; DETACH ----> stop dying with the runtime
+ *                          <------------ DETACHED
+ *     exit; `start` writes exec.fifo --> startContainer hooks, credentials,
+ *   run: START ------------------------> seccomp, close fds, execve
  */
 #ifndef HULL_CONTAINER_LAUNCH_H
 #define HULL_CONTAINER_LAUNCH_H
@@ -39,6 +40,7 @@ struct hull_launch {
     bool die_with_parent; /* keep PR_SET_PDEATHSIG(SIGKILL) into the container (sandbox) */
     int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
     int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
+    const char *keyring; /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
     int stdio[3];     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
     bool loopback_up; /* bring up lo in a new network namespace */

@@ -14,6 +14,7 @@
 #include "container/process.h"
 #include "container/sync.h"
 #include "linux/creds.h"
+#include "linux/sched.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -189,6 +190,9 @@ int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
         return -1;
     if (p->new_session && setsid() < 0 && errno != EPERM)
         return hull_error_errno(err, "setsid");
+    /* Before the capability drop: a real-time policy needs CAP_SYS_NICE. */
+    if (hull_sched_apply(proc, err) < 0)
+        return -1;
     /* Written while still root: the attr files belong to us until the switch. */
     if (set_exec_label(proc, err) < 0)
         return -1;

@@ -22,6 +22,7 @@
 #include "util/json.h"
 
 static int remove_node(const struct cg_hier *h, struct cg_node *n, hull_error *err);
+static bool populated(const struct hull_cgroup *cg);
 
 static const uint32_t always_joined =
     CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_FREEZER) | CG_BIT(CG_CPUACCT);
@@ -274,10 +275,22 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
         }
         n->created = -(int)base;
     }
+    bool reused = false;
     for (size_t i = 0; i < L->n; i++) {
         const struct cg_hier *h = &L->h[i];
         if ((h->v2 || h->ctrls == 0 || (h->ctrls & always_joined)) && cg_join(cg, i, err) < 0)
             goto out;
+        reused |= cg->n[i].joined && cg->n[i].created == 0;
+    }
+    /* A cgroup that already holds processes is someone else's (another
+     * container's): sharing it would let our destroy kill them. Refused,
+     * as runc does; an empty one made by an engine beforehand is fine. */
+    if (reused && populated(cg)) {
+        hull_error_set(err, EBUSY,
+                       "linux.cgroupsPath: cgroup %s is not empty: it already holds processes "
+                       "of another container",
+                       t.path);
+        goto out;
     }
     /* Accounting for verdicts on a cgroup2 host; best effort, a resource
      * that needs a missing controller fails in hull_cgroup_apply. */
@@ -502,8 +515,16 @@ int hull_cgroup_destroy(struct hull_cgroup *cg, hull_error *err)
     }
     int rc = 0;
     for (size_t i = 0; i < cg->L->n; i++) {
-        if (!cg->n[i].joined)
+        if (!cg->n[i].joined) {
+            /* A hierarchy joined after the state was last saved (a crash
+             * between applying limits and saving again) left the
+             * container's own leaf there; it is this container's, so it
+             * goes as well. Its parents were not recorded: they stay. */
+            if (cg->n[i].dir && access(cg->n[i].dir, F_OK) == 0 &&
+                remove_tree(cg->n[i].dir, 0) < 0 && rc == 0)
+                rc = hull_error_errno(err, "cgroup: rmdir %s", cg->n[i].dir);
             continue;
+        }
         hull_error e = NULL;
         if (remove_node(&cg->L->h[i], &cg->n[i], &e) < 0 && rc == 0) {
             rc = -1;

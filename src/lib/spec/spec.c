@@ -344,6 +344,13 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
             hj_uint64(sch, q, "period", &pr->sched_period, NULL, err) < 0 ||
             hj_string_array(sch, q, "flags", &pr->sched_flags, NULL, err) < 0)
             return -1;
+        if (hull_sched_policy_from_name(pr->sched_policy) < 0)
+            return hull_error_set(err, EINVAL, "%s.policy: unknown policy '%s'", q,
+                                  pr->sched_policy);
+        for (size_t i = 0; pr->sched_flags && pr->sched_flags[i]; i++)
+            if (hull_sched_flag_from_name(pr->sched_flags[i]) == 0)
+                return hull_error_set(err, EINVAL, "%s.flags[%zu]: unknown flag '%s'", q, i,
+                                      pr->sched_flags[i]);
         pr->sched_nice = (int)nice;
         pr->sched_priority = (int)prio;
         pr->has_scheduler = true;
