@@ -66,9 +66,11 @@ def queue_rate(n_workers):
         per_worker = {w.name: len(w.runners()) for w in workers}
         return JOBS / elapsed, per_worker
     finally:
-        for w in workers:
-            w.stop()
-        redis.stop()
+        try:
+            for w in workers:
+                w.stop()
+        finally:
+            redis.stop()
 
 
 def main():

@@ -189,15 +189,16 @@ class Worker:
         self.proc.wait()
 
     def stop(self, timeout=60):
-        """SIGTERM: finish running jobs, deregister, exit 0."""
+        """SIGTERM: finish running jobs, deregister, exit 0. A worker that
+        does not stop in time is killed (and its status says so: -9), so
+        that whoever tears down can go on and stop Redis too."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"worker {self.name} did not stop on SIGTERM: {self.output()}")
+            return self.proc.wait()
 
 
 def queuetool(*args, check=True):

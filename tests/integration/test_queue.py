@@ -95,16 +95,18 @@ class Env:
 
     def close(self):
         errors = []
-        for w in self.workers:
-            if w.proc.poll() is None and w.stop() != 0:
-                errors.append(f"worker {w.name} exited non-zero: {w.output()}")
-        # Stopped workers deregistered themselves.
-        stopped = {w.name for w in self.workers if w.proc.returncode == 0}
-        left = [n for n in self.r("SMEMBERS", f"{P}workers") if n in stopped]
-        left += [k for k in self.r("KEYS", f"{P}alive:*") if k[len(P) + 6:] in stopped]
-        if left:
-            errors.append(f"workers still registered: {left}")
-        self.redis.stop()
+        try:
+            for w in self.workers:
+                if w.proc.poll() is None and w.stop() != 0:
+                    errors.append(f"worker {w.name} exited non-zero: {w.output()}")
+            # Stopped workers deregistered themselves.
+            stopped = {w.name for w in self.workers if w.proc.returncode == 0}
+            left = [n for n in self.r("SMEMBERS", f"{P}workers") if n in stopped]
+            left += [k for k in self.r("KEYS", f"{P}alive:*") if k[len(P) + 6:] in stopped]
+            if left:
+                errors.append(f"workers still registered: {left}")
+        finally:
+            self.redis.stop()
         if self.redis.proc.poll() is None:
             errors.append("redis-server still running")
         if self.redis.dir.exists():

@@ -32,23 +32,30 @@ def env():
     """redis-server + one worker + hulld --redis, tokens for two tenants."""
     tmp = Path(tempfile.mkdtemp(prefix="hull-sdk-e2e-"))
     redis = RedisServer()
-    worker = Worker(redis.url, "sdk-worker", concurrency=1)
-    d = Hulld(tmp, "--redis", redis.url, "--max-runs", "2", "--queue-depth", "4",
-              "--tenant-runs", "3").start()
-    e = type("Env", (), {})()
-    e.hulld, e.redis, e.worker, e.tmp = d, redis, worker, tmp
-    e.user = d.token("user", "acme")
-    e.reader = d.token("reader", "acme")
-    e.other = d.token("user", "other")
-    e.client = hull.Client(socket_path=d.sock, token=e.user)
+    worker = d = None
     try:
+        worker = Worker(redis.url, "sdk-worker", concurrency=1)
+        d = Hulld(tmp, "--redis", redis.url, "--max-runs", "2", "--queue-depth", "4",
+                  "--tenant-runs", "3")
+        d.start()
+        e = type("Env", (), {})()
+        e.hulld, e.redis, e.worker, e.tmp = d, redis, worker, tmp
+        e.user = d.token("user", "acme")
+        e.reader = d.token("reader", "acme")
+        e.other = d.token("user", "other")
+        e.client = hull.Client(socket_path=d.sock, token=e.user)
         yield e
     finally:
-        rc = d.stop()
-        assert worker.stop() == 0, worker.output()
-        redis.stop()
-        procs, entries, cgroups = d.leaks()
+        # Everything is stopped before anything is judged, even when the
+        # set-up failed half-way.
+        try:
+            rc = d.stop() if d and d.proc else 0
+        finally:
+            wrc = worker.stop() if worker else 0
+            redis.stop()
+        procs, entries, cgroups = d.leaks() if d else ([], [], [])
         subprocess.run(["rm", "-rf", str(tmp)])
+        assert wrc == 0, worker.output()
         assert rc == 0
         assert not procs and not entries and not cgroups, (procs, entries, cgroups)
         assert not redis.dir.exists() and redis.proc.poll() is not None
