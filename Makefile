@@ -12,13 +12,13 @@
 CC       ?= gcc
 PREFIX   ?= /usr/local
 BUILD    ?= build
-PKGS     := json-c libseccomp libcap
+PKGS     := json-c libseccomp libcap hiredis
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lhiredis)
 # The service store (src/lib/service): SQLite and OpenSSL's libcrypto; a
 # program pulls them in only if it calls the service code (hulld, hull token).
 LDLIBS   += -lsqlite3 -lcrypto -lm
@@ -26,7 +26,7 @@ LDLIBS   += -lsqlite3 -lcrypto -lm
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
 # was a fifth of its start-up. The sanitizer build stays dynamic.
-STATIC_LIBS := $(foreach l,json-c seccomp cap sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
 # --no-warnings: the static libsqlite3/libcrypto (for `hull token`) carry
 # calls to dlopen and getaddrinfo that hull never makes; glibc's "needs the
@@ -107,6 +107,7 @@ test:
 	scripts/deps.sh test
 	scripts/deps.sh engines
 	scripts/deps.sh daemon
+	scripts/deps.sh queue
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh

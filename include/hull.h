@@ -332,16 +332,27 @@ void hull_session_destroy(struct hull_session *s);
  * from its cgroup (any thread, any process). */
 int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes, hull_error *err);
 
-/* ---- the Redis job queue (src/lib/service/queue.c) ----------------------- */
+/* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
 
-/* Push a job (a run request plus "tenant" and "run_id"); *job_id
- * (malloc'd) names it. See docs/api.md, "Contract". */
+/* Enqueue a run request (the JSON of hull_policy_from_json) for `hulld
+ * --worker`s to run. The queue's own optional fields are taken out of it:
+ * "max_attempts" (1-100), "tenant" and "run_id" (kept with the job for
+ * operators). Validated first: a bad request is an error naming the field
+ * and enqueues nothing.
+ * *job_id (caller frees) is 32 hex digits. redis_url: redis://HOST[:PORT][/DB]. */
 int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
                       hull_error *err);
-/* 0 with *result_json (malloc'd hull_result_to_json text) when done, 0 with
- * *result_json NULL while pending; -1 with *err (ENOENT: unknown/expired). */
+/* 0 with *result_json (hull_result_to_json text, caller frees) once the
+ * job ran; 0 with *result_json NULL while it is queued or running; a job
+ * given up on (dead-lettered: its workers kept dying, or its request was
+ * bad) reads as verdict internal_error with "error" saying why. -1 with
+ * code ENOENT for an unknown or expired job id, ECANCELED for a job
+ * cancelled before it ran. */
 int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
                       hull_error *err);
+/* Take a job out of the queue if no worker has taken it yet: 1 when it was
+ * (it will never run), 0 when it is already running or done. */
+int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err);
 
 #ifdef __cplusplus
 }

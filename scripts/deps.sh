@@ -1,10 +1,10 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|daemon|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
@@ -13,6 +13,9 @@ engines="$build python3 python3-pytest podman conmon containerd runc crun"
 # hulld, the service (and `hull token`): HTTP server, store, token hashing; curl and
 # openssl (a TLS certificate) for its tests.
 daemon="$build libmicrohttpd-dev curl sqlite3 openssl"
+# The Redis job queue: hiredis (also in build: libhull's queue links it) and
+# the real redis-server that tests/integration/test_queue.py starts.
+queue="$build libhiredis-dev redis-server python3 python3-pytest"
 
 case "${1:-build}" in
 build) want="$build" ;;
@@ -20,8 +23,9 @@ test) want="$test" ;;
 bench) want="$bench" ;;
 engines) want="$engines" ;;
 daemon) want="$daemon" ;;
-all) want="$test $bench $engines $daemon" ;;
-*) echo "usage: $0 build|test|bench|engines|daemon|all" >&2; exit 2 ;;
+queue) want="$queue" ;;
+all) want="$test $bench $engines $daemon $queue" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|all" >&2; exit 2 ;;
 esac
 
 missing=""

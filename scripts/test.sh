@@ -22,6 +22,8 @@ run_suite "integration" env HULL="$PWD/build/hull" $PYTEST tests/integration
 if [ -d tests/security ] && ls tests/security/test_*.py >/dev/null 2>&1; then
     run_suite "security" env HULL="$PWD/build/hull" $PYTEST tests/security
 fi
+# The Python SDK: its unit tests (stub server) and end to end against build/hulld.
+run_suite "sdk (python)" env HULL="$PWD/build/hull" $PYTEST sdk/python/tests
 # The core lifecycle again under the sanitizers: memory errors in the runtime
 # show up as a failing run.
 run_suite "integration (asan+ubsan)" env HULL="$PWD/build/asan/hull" \

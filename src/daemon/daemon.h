@@ -36,6 +36,12 @@ struct hulld_options {
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
     unsigned max_connections;  /* --max-connections */
     bool debug;
+    /* --worker mode (src/daemon/worker.c; 0/NULL: the queue's defaults) */
+    const char *worker_name;   /* --name: unique among live workers */
+    unsigned heartbeat_ms;     /* --heartbeat MS */
+    unsigned reap_interval_ms; /* --reap-interval MS */
+    unsigned max_attempts;     /* --max-attempts N */
+    unsigned result_ttl_s;     /* --result-ttl SECS */
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */

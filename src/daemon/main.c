@@ -1,7 +1,7 @@
 /* hulld — the sandbox service.
  *
  *     hulld [--socket PATH] [--state-dir DIR] [--listen HOST:PORT --tls-cert F --tls-key F]
- *     hulld --worker --redis redis://HOST:PORT
+ *     hulld --worker --redis redis://HOST:PORT [--concurrency N] [--name NAME] ...
  *
  * Runs in the foreground. Start-up finishes what a previous hulld left
  * (runs it was running, sandboxes it kept), then serves until SIGTERM or
@@ -54,6 +54,14 @@ static void usage(FILE *out)
             "  --max-connections N     open connections (default 256)\n"
             "  --worker                pull runs from Redis instead of serving HTTP\n"
             "  --redis URL             the Redis queue (redis://HOST:PORT)\n"
+            "Worker mode (docs/queue.md):\n"
+            "  --concurrency N         jobs at once (the same as --max-runs)\n"
+            "  --name NAME             worker name, unique among live workers\n"
+            "                          (default HOSTNAME:PID)\n"
+            "  --heartbeat MS          heartbeat period; dead after 3 (default 1000)\n"
+            "  --reap-interval MS      how often to look for dead workers (default 2 x heartbeat)\n"
+            "  --max-attempts N        starts per job before dead-lettering (default 3)\n"
+            "  --result-ttl SECS       how long results are kept (default 3600)\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
             "\n"
@@ -76,7 +84,8 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
 static int parse_args(int argc, char **argv, struct hulld_options *o, const char **helper)
 {
     enum { O_SOCKET = 256, O_STATE, O_LISTEN, O_CERT, O_KEY, O_WORKER, O_REDIS, O_MAXRUNS,
-           O_QUEUE, O_TRUNS, O_TSBX, O_BODY, O_TIMEOUT, O_CONNS, O_DEBUG, O_HELPER };
+           O_QUEUE, O_TRUNS, O_TSBX, O_BODY, O_TIMEOUT, O_CONNS, O_DEBUG, O_HELPER,
+           O_CONCURRENCY, O_WNAME, O_HEARTBEAT, O_REAP, O_ATTEMPTS, O_RESULT_TTL };
     static const struct option opts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"state-dir", required_argument, NULL, O_STATE},
@@ -94,6 +103,12 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         {"max-connections", required_argument, NULL, O_CONNS},
         {"debug", no_argument, NULL, O_DEBUG},
         {"helper", required_argument, NULL, O_HELPER},
+        {"concurrency", required_argument, NULL, O_CONCURRENCY},
+        {"name", required_argument, NULL, O_WNAME},
+        {"heartbeat", required_argument, NULL, O_HEARTBEAT},
+        {"reap-interval", required_argument, NULL, O_REAP},
+        {"max-attempts", required_argument, NULL, O_ATTEMPTS},
+        {"result-ttl", required_argument, NULL, O_RESULT_TTL},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -123,6 +138,27 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         case O_REDIS: o->redis_url = optarg; break;
         case O_DEBUG: o->debug = true; break;
         case O_HELPER: *helper = optarg; break;
+        case O_WNAME: o->worker_name = optarg; break;
+        case O_CONCURRENCY:
+            if (parse_uint("--concurrency", optarg, 1, 256, &o->max_runs) < 0)
+                return -1;
+            break;
+        case O_HEARTBEAT:
+            if (parse_uint("--heartbeat", optarg, 10, 600000, &o->heartbeat_ms) < 0)
+                return -1;
+            break;
+        case O_REAP:
+            if (parse_uint("--reap-interval", optarg, 10, 3600000, &o->reap_interval_ms) < 0)
+                return -1;
+            break;
+        case O_ATTEMPTS:
+            if (parse_uint("--max-attempts", optarg, 1, 100, &o->max_attempts) < 0)
+                return -1;
+            break;
+        case O_RESULT_TTL:
+            if (parse_uint("--result-ttl", optarg, 1, 365 * 86400, &o->result_ttl_s) < 0)
+                return -1;
+            break;
         case O_MAXRUNS:
             if (parse_uint("--max-runs", optarg, 1, 4096, &o->max_runs) < 0)
                 return -1;

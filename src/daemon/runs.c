@@ -249,8 +249,11 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
         }
         job_release(j);
     } else if (strcmp(row.state, "queued") == 0 && row.queue_job[0]) {
-        /* In the Redis queue: a worker may still run it, its result is
-         * then ignored (the run already ended as cancelled). */
+        /* In the Redis queue: taken out if no worker has it yet; else it
+         * may still run, its result then ignored (the run already ended
+         * as cancelled). */
+        if (hull_queue_cancel(hulld.o->redis_url, row.queue_job, &e) < 0)
+            hull_error_free(&e);
         static const char *const from[] = {"queued", NULL};
         if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0)
             hull_error_free(&e);

@@ -1,0 +1,361 @@
+"""The hulld client: transport (unix socket or HTTPS), runs, sandboxes."""
+import http.client
+import json
+import os
+import socket
+import ssl
+import time
+import urllib.parse
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from . import errors
+from .models import Result, Run, SandboxInfo
+
+DEFAULT_SOCKET = "/run/hull/hulld.sock"
+
+Data = Union[str, bytes]
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("hulld", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+def _text(value, what):
+    """The API carries stdin and file contents as JSON strings: UTF-8 text."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{what}: bytes that are not UTF-8 cannot travel in a run "
+                             "request; upload them to a sandbox with files.write()") from None
+    if not isinstance(value, str):
+        raise TypeError(f"{what}: must be str or bytes, not {type(value).__name__}")
+    return value
+
+
+def _cmd(cmd):
+    """A list of arguments; a string is run by sh -c."""
+    if isinstance(cmd, str):
+        return ["sh", "-c", cmd]
+    cmd = [str(a) for a in cmd]
+    if not cmd:
+        raise ValueError("cmd: must not be empty")
+    return cmd
+
+
+def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra):
+    body: Dict[str, Any] = {"cmd": _cmd(cmd)}
+    if stdin is not None:
+        body["stdin"] = _text(stdin, "stdin")
+    if files:
+        body["files"] = {p: _text(v, f"files[{p!r}]") for p, v in files.items()}
+    if env:
+        body["env"] = {str(k): str(v) for k, v in env.items()}
+    if limits:
+        body["limits"] = dict(limits)
+    if isolation is not None:
+        body["isolation"] = isolation
+    if workdir is not None:
+        body["workdir"] = workdir
+    if network is not None:
+        body["network"] = network
+    body.update(extra)
+    return body
+
+
+class Client:
+    """A connection to hulld.
+
+    ``Client()`` talks to the local socket (/run/hull/hulld.sock);
+    ``Client(url="https://host:8080", cafile=...)`` to a TCP listener.
+    The token is the ``token`` argument or $HULL_TOKEN.
+    """
+
+    def __init__(self, socket_path: Optional[str] = None, url: Optional[str] = None,
+                 token: Optional[str] = None, timeout: float = 120.0,
+                 cafile: Optional[str] = None, ssl_context: Optional[ssl.SSLContext] = None):
+        if socket_path and url:
+            raise ValueError("give socket_path or url, not both")
+        self.token = token if token is not None else os.environ.get("HULL_TOKEN")
+        self.timeout = timeout
+        self._socket = None
+        self._base = ""
+        if url is None:
+            self._socket = socket_path or DEFAULT_SOCKET
+        else:
+            u = urllib.parse.urlsplit(url)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ValueError(f"url {url!r}: want https://HOST:PORT (or http://)")
+            self._scheme, self._host = u.scheme, u.hostname
+            self._port = u.port or (443 if u.scheme == "https" else 80)
+            self._base = u.path.rstrip("/")
+            if u.scheme == "https" and ssl_context is None:
+                ssl_context = ssl.create_default_context(cafile=cafile)
+            self._ssl = ssl_context
+
+    def __repr__(self):
+        where = self._socket or f"{self._scheme}://{self._host}:{self._port}"
+        return f"<hull.Client {where}>"
+
+    # ---- transport ------------------------------------------------------------------
+
+    def _connection(self):
+        if self._socket:
+            return _UnixHTTPConnection(self._socket, self.timeout)
+        if self._scheme == "https":
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
+                                               context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bool = False,
+                query: Optional[Mapping[str, Any]] = None,
+                content_type: str = "application/json"):
+        """One API call: the decoded JSON (or the bytes, with raw=True).
+        Error statuses raise the matching errors.APIError subclass."""
+        if query:
+            q = {k: v for k, v in query.items() if v is not None}
+            if q:
+                path += "?" + urllib.parse.urlencode(q)
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None
+        if body is not None:
+            if isinstance(body, (bytes, bytearray)):
+                data = bytes(body)
+                headers["Content-Type"] = "application/octet-stream"
+            else:
+                data = json.dumps(body).encode("utf-8")
+                headers["Content-Type"] = content_type
+        conn = self._connection()
+        try:
+            conn.request(method, self._base + path, body=data, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+            status, resp_headers = resp.status, dict(resp.getheaders())
+        except (OSError, http.client.HTTPException) as e:
+            where = self._socket or f"{self._host}:{self._port}"
+            raise errors.TransportError(f"hulld at {where}: {e}") from e
+        finally:
+            conn.close()
+        if status >= 400:
+            raise errors.from_response(status, payload, resp_headers)
+        if raw:
+            return payload
+        if not payload:
+            return None
+        try:
+            return json.loads(payload)
+        except ValueError as e:
+            raise errors.TransportError(f"{method} {path}: answer is not JSON: {e}") from e
+
+    # ---- runs -------------------------------------------------------------------------
+
+    def run(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
+            files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
+            limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
+            workdir: Optional[str] = None, network: Optional[str] = None,
+            queue: bool = False, poll: float = 0.05, timeout: Optional[float] = None) -> Result:
+        """Run cmd once in a fresh sandbox and return how it went.
+
+        ``files`` land under /tmp (relative names) with their contents;
+        ``limits`` as the API takes them: {"cpu_time": "2s", "memory": "256M", ...}.
+        With ``queue=True`` the run goes through hulld's Redis queue to a
+        worker, and this waits for its result."""
+        body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {})
+        if queue:
+            body["queue"] = True
+            run = Run.from_json(self.request("POST", "/v1/runs", body))
+            return self.wait(run.id, poll=poll, timeout=timeout)
+        return Result.from_json(self.request("POST", "/v1/runs", body))
+
+    def submit(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
+               files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
+               limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
+               workdir: Optional[str] = None, network: Optional[str] = None,
+               queue: bool = False) -> Run:
+        """Start a run without waiting: a Run to get(), wait() on or cancel()."""
+        extra = {"queue": True} if queue else {"async": True}
+        body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra)
+        return Run.from_json(self.request("POST", "/v1/runs", body))
+
+    def get(self, run_id: str) -> Run:
+        return Run.from_json(self.request("GET", f"/v1/runs/{_seg(run_id)}"))
+
+    def wait(self, run_id: str, *, poll: float = 0.05, timeout: Optional[float] = None) -> Result:
+        """Poll until the run is over. Its Result when it finished; a run
+        cancelled or interrupted before it finished raises Conflict."""
+        end = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            run = self.get(run_id)
+            if run.done:
+                if run.result is None:
+                    raise errors.Conflict(409, "not_finished",
+                                          f"run {run_id} ended as {run.state}, with no result")
+                return run.result
+            if end is not None and time.monotonic() >= end:
+                raise TimeoutError(f"run {run_id} still {run.state} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def cancel(self, run_id: str) -> Run:
+        """Cancel: a queued run never runs, a running one is killed."""
+        return Run.from_json(self.request("DELETE", f"/v1/runs/{_seg(run_id)}"))
+
+    def runs(self, state: Optional[str] = None, limit: Optional[int] = None) -> List[Run]:
+        doc = self.request("GET", "/v1/runs", query={"state": state, "limit": limit})
+        return [Run.from_json(r) for r in doc.get("runs", [])]
+
+    # ---- sandboxes --------------------------------------------------------------------
+
+    def sandbox(self, isolation: Optional[str] = None, *,
+                limits: Optional[Mapping[str, Any]] = None,
+                env: Optional[Mapping[str, str]] = None, network: Optional[str] = None,
+                lifetime: Optional[Union[str, int]] = None) -> "Sandbox":
+        """Create a long-lived sandbox. Use it as a context manager to have it
+        deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``."""
+        body: Dict[str, Any] = {}
+        if isolation is not None:
+            body["isolation"] = isolation
+        if limits:
+            body["limits"] = dict(limits)
+        if env:
+            body["env"] = {str(k): str(v) for k, v in env.items()}
+        if network is not None:
+            body["network"] = network
+        if lifetime is not None:
+            body["lifetime"] = lifetime
+        return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
+
+    def sandboxes(self) -> List[SandboxInfo]:
+        doc = self.request("GET", "/v1/sandboxes")
+        return [SandboxInfo.from_json(s) for s in doc.get("sandboxes", [])]
+
+    def attach(self, sandbox_id: str) -> "Sandbox":
+        """A Sandbox object for an existing sandbox id."""
+        return Sandbox(self, SandboxInfo.from_json(
+            self.request("GET", f"/v1/sandboxes/{_seg(sandbox_id)}")))
+
+    # ---- operations -------------------------------------------------------------------
+
+    def health(self) -> Dict[str, Any]:
+        return self.request("GET", "/healthz")
+
+    def metrics(self) -> str:
+        return self.request("GET", "/metrics", raw=True).decode("utf-8")
+
+    def audit(self, limit: Optional[int] = None, since_id: Optional[int] = None):
+        doc = self.request("GET", "/v1/audit", query={"limit": limit, "since_id": since_id})
+        return doc.get("entries", [])
+
+
+def _seg(s):
+    return urllib.parse.quote(str(s), safe="")
+
+
+def _tmp_relative(path):
+    """Sandbox file paths are relative to /tmp in the URL."""
+    p = str(path)
+    if p.startswith("/tmp/"):
+        p = p[5:]
+    elif p.startswith("/"):
+        raise ValueError(f"{path}: sandbox files live under /tmp")
+    if not p or p.endswith("/"):
+        raise ValueError(f"{path!r}: not a file path")
+    return urllib.parse.quote(p, safe="/")
+
+
+class Files:
+    """The files under a sandbox's /tmp."""
+
+    def __init__(self, sandbox):
+        self._sb = sandbox
+
+    def _url(self, path):
+        return f"/v1/sandboxes/{_seg(self._sb.id)}/files/{_tmp_relative(path)}"
+
+    def write(self, path: str, data: Data) -> Dict[str, Any]:
+        """Upload data (bytes, or str as UTF-8) to path (/tmp/x or x)."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return self._sb._client.request("PUT", self._url(path), bytes(data))
+
+    def read(self, path: str) -> bytes:
+        return self._sb._client.request("GET", self._url(path), raw=True)
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return self.read(path).decode(encoding)
+
+
+class Sandbox:
+    """A long-lived sandbox: exec commands, move files, pause, delete."""
+
+    def __init__(self, client: Client, info: SandboxInfo):
+        self._client = client
+        self.info = info
+        self.files = Files(self)
+        self._deleted = False
+
+    @property
+    def id(self):
+        return self.info.id
+
+    @property
+    def state(self):
+        """As last seen: running, paused or destroyed (refresh() asks again)."""
+        return self.info.state
+
+    def __repr__(self):
+        return f"<hull.Sandbox {self.id} {self.info.state}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.delete()
+        return False
+
+    def _path(self, action=""):
+        return f"/v1/sandboxes/{_seg(self.id)}" + (f"/{action}" if action else "")
+
+    def exec(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
+             env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
+             limits: Optional[Mapping[str, Any]] = None) -> Result:
+        body = _request_body(cmd, stdin, None, env, limits, None, workdir, None, {})
+        return Result.from_json(self._client.request("POST", self._path("exec"), body))
+
+    def refresh(self) -> SandboxInfo:
+        self.info = SandboxInfo.from_json(self._client.request("GET", self._path()))
+        return self.info
+
+    def pause(self) -> SandboxInfo:
+        self.info = SandboxInfo.from_json(self._client.request("POST", self._path("pause")))
+        return self.info
+
+    def resume(self) -> SandboxInfo:
+        self.info = SandboxInfo.from_json(self._client.request("POST", self._path("resume")))
+        return self.info
+
+    def delete(self) -> None:
+        """Kill everything in it and remove it; deleting twice is fine."""
+        if self._deleted:
+            return
+        try:
+            self._client.request("DELETE", self._path())
+        except errors.NotFound:
+            pass  # already gone (lifetime over, hulld restarted)
+        self._deleted = True
+        self.info.state = "destroyed"

@@ -1,0 +1,121 @@
+"""Typed views of hulld's JSON: a run's result, a run, a sandbox."""
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .errors import HullError
+
+VERDICTS = ("ok", "exit_nonzero", "signaled", "cpu_time_limit", "wall_time_limit",
+            "memory_limit", "output_limit", "pids_limit", "internal_error", "killed")
+
+
+class RunFailed(HullError):
+    """Raised by Result.check() when the verdict is not "ok"."""
+
+    def __init__(self, result):
+        self.result = result
+        msg = f"run ended with verdict {result.verdict}"
+        if result.verdict == "exit_nonzero":
+            msg += f" (exit code {result.exit_code})"
+        if result.error:
+            msg += f": {result.error}"
+        super().__init__(msg)
+
+
+def _stream(d, name):
+    """(bytes, text) of stdout/stderr: text as is, or base64 when not UTF-8."""
+    if f"{name}_base64" in d:
+        raw = base64.b64decode(d[f"{name}_base64"])
+        return raw, raw.decode("utf-8", "replace")
+    text = d.get(name, "") or ""
+    return text.encode("utf-8"), text
+
+
+@dataclass
+class Result:
+    """How one run (or one exec in a sandbox) went."""
+    verdict: str
+    exit_code: int = 0
+    signal: int = 0
+    cpu_time_ms: int = 0
+    wall_time_ms: int = 0
+    max_memory_kb: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    stdout_bytes: bytes = b""
+    stderr_bytes: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    files: List[Dict[str, Any]] = field(default_factory=list)
+    isolation: Optional[str] = None
+    error: Optional[str] = None
+    id: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        out_b, out = _stream(d, "stdout")
+        err_b, err = _stream(d, "stderr")
+        return cls(verdict=d.get("verdict", "internal_error"), exit_code=d.get("exit_code", 0),
+                   signal=d.get("signal", 0), cpu_time_ms=d.get("cpu_time_ms", 0),
+                   wall_time_ms=d.get("wall_time_ms", 0),
+                   max_memory_kb=d.get("max_memory_kb", 0), stdout=out, stderr=err,
+                   stdout_bytes=out_b, stderr_bytes=err_b,
+                   stdout_truncated=d.get("stdout_truncated", False),
+                   stderr_truncated=d.get("stderr_truncated", False),
+                   files=d.get("files", []), isolation=d.get("isolation"),
+                   error=d.get("error"), id=d.get("id"), raw=d)
+
+    @property
+    def ok(self):
+        return self.verdict == "ok"
+
+    def check(self):
+        """Return self when the verdict is ok, else raise RunFailed."""
+        if not self.ok:
+            raise RunFailed(self)
+        return self
+
+
+@dataclass
+class Run:
+    """A run as hulld tracks it: queued, running, finished, cancelled or
+    interrupted; ``result`` once finished."""
+    id: str
+    state: str
+    created: Optional[str] = None
+    finished: Optional[str] = None
+    queue: bool = False
+    result: Optional[Result] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    TERMINAL = ("finished", "cancelled", "interrupted")
+
+    @classmethod
+    def from_json(cls, d):
+        res = Result.from_json(d) if "verdict" in d else None
+        return cls(id=d["id"], state=d.get("state", "finished" if res else "queued"),
+                   created=d.get("created"), finished=d.get("finished"),
+                   queue=bool(d.get("queue", False)), result=res, raw=d)
+
+    @property
+    def done(self):
+        return self.state in self.TERMINAL
+
+
+@dataclass
+class SandboxInfo:
+    id: str
+    state: str
+    isolation: Optional[str] = None
+    created: Optional[str] = None
+    last_used: Optional[str] = None
+    expires: Optional[str] = None
+    lifetime_s: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(id=d["id"], state=d.get("state", ""), isolation=d.get("isolation"),
+                   created=d.get("created"), last_used=d.get("last_used"),
+                   expires=d.get("expires"), lifetime_s=d.get("lifetime_s"), raw=d)

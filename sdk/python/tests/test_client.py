@@ -1,0 +1,238 @@
+"""The client against a stub hulld (a stdlib HTTP server on a unix socket):
+what it sends, and how it maps every answer, without a daemon. The real
+daemon is exercised by test_e2e.py."""
+import base64
+import json
+import os
+import socketserver
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+
+import hull
+
+
+class Stub:
+    """Answers queued responses in order and records every request."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hull-sdk-stub-")
+        self.path = os.path.join(self.dir, "hulld.sock")
+        self.requests = []
+        self.answers = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                stub.requests.append({"method": self.command, "path": self.path,
+                                      "headers": dict(self.headers), "body": body})
+                status, payload, headers = stub.answers.pop(0)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+            def log_message(self, *a):
+                pass
+
+            def address_string(self):
+                return "stub"
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        self.server = Server(self.path, Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
+        self.thread.start()
+
+    def answer(self, status, payload, **headers):
+        self.answers.append((status, payload, headers))
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+    def last_json(self):
+        return json.loads(self.requests[-1]["body"])
+
+
+@pytest.fixture
+def stub():
+    s = Stub()
+    yield s
+    s.close()
+    assert not s.answers, "answers left unused"
+
+
+@pytest.fixture
+def client(stub):
+    return hull.Client(socket_path=stub.path, token="tok-123")
+
+
+RESULT = {"verdict": "ok", "exit_code": 0, "signal": 0, "cpu_time_ms": 3, "wall_time_ms": 4,
+          "max_memory_kb": 900, "stdout": "42\n", "stdout_truncated": False, "stderr": "",
+          "stderr_truncated": False, "files": [], "isolation": "container",
+          "id": "r-1", "state": "finished"}
+
+
+def test_run_sends_the_request_and_types_the_result(stub, client):
+    stub.answer(200, RESULT)
+    r = client.run(["python3", "-c", "print(42)"], stdin=b"in", files={"a.py": "x=1"},
+                   env={"K": 1}, limits={"cpu_time": "2s", "pids": 16}, isolation="process",
+                   workdir="/tmp", network="none")
+    req = stub.requests[0]
+    assert req["method"] == "POST" and req["path"] == "/v1/runs"
+    assert req["headers"]["Authorization"] == "Bearer tok-123"
+    assert stub.last_json() == {"cmd": ["python3", "-c", "print(42)"], "stdin": "in",
+                                "files": {"a.py": "x=1"}, "env": {"K": "1"},
+                                "limits": {"cpu_time": "2s", "pids": 16},
+                                "isolation": "process", "workdir": "/tmp", "network": "none"}
+    assert isinstance(r, hull.Result) and r.ok and r.stdout == "42\n" and r.id == "r-1"
+    assert r.stdout_bytes == b"42\n" and r.cpu_time_ms == 3 and r.check() is r
+
+
+def test_string_command_runs_under_sh(stub, client):
+    stub.answer(200, RESULT)
+    client.run("echo $((6*7))")
+    assert stub.last_json()["cmd"] == ["sh", "-c", "echo $((6*7))"]
+
+
+def test_binary_output_and_failed_verdicts(stub, client):
+    raw = bytes(range(256))
+    stub.answer(200, dict(RESULT, verdict="exit_nonzero", exit_code=3, stdout=None,
+                          stdout_base64=base64.b64encode(raw).decode()))
+    r = client.run(["x"])
+    assert r.stdout_bytes == raw and not r.ok
+    with pytest.raises(hull.RunFailed, match="exit_nonzero .exit code 3."):
+        r.check()
+
+
+def test_bytes_that_are_not_utf8_are_refused_before_sending(stub, client):
+    with pytest.raises(ValueError, match="not UTF-8"):
+        client.run(["cat"], stdin=b"\xff\xfe")
+    assert stub.requests == []
+
+
+@pytest.mark.parametrize("status,body,headers,cls,check", [
+    (400, {"error": {"code": "invalid_request", "message": "limits.memory: bad",
+                     "field": "limits.memory"}}, {}, hull.ValidationError,
+     lambda e: e.field == "limits.memory" and e.code == "invalid_request"),
+    (400, {"error": {"code": "invalid_json", "message": "not JSON"}}, {}, hull.BadRequest,
+     lambda e: not isinstance(e, hull.ValidationError)),
+    (401, {"error": {"code": "unauthorized", "message": "no"}}, {}, hull.AuthError, None),
+    (403, {"error": {"code": "forbidden", "message": "reader"}}, {}, hull.PermissionDenied, None),
+    (404, {"error": {"code": "not_found", "message": "x"}}, {}, hull.NotFound, None),
+    (405, {"error": {"code": "method_not_allowed", "message": "x"}}, {"Allow": "GET"},
+     hull.MethodNotAllowed, None),
+    (409, {"error": {"code": "conflict", "message": "done"}}, {}, hull.Conflict, None),
+    (413, {"error": {"code": "payload_too_large", "message": "big"}}, {},
+     hull.PayloadTooLarge, None),
+    (429, {"error": {"code": "queue_full", "message": "busy"}}, {"Retry-After": "2"},
+     hull.RateLimited, lambda e: e.retry_after == 2.0),
+    (500, {"error": {"code": "internal", "message": "boom"}}, {}, hull.ServerError, None),
+    (501, {"error": {"code": "not_implemented", "message": "microvm"}}, {},
+     hull.NotImplementedByServer, lambda e: isinstance(e, hull.ServerError)),
+    (503, {"error": {"code": "shutting_down", "message": "bye"}}, {}, hull.Unavailable, None),
+    (502, b"<html>bad gateway</html>", {}, hull.ServerError,
+     lambda e: "bad gateway" in e.message),
+])
+def test_error_statuses_map_to_typed_exceptions(stub, client, status, body, headers, cls, check):
+    stub.answer(status, body, **headers)
+    with pytest.raises(cls) as ei:
+        client.run(["true"])
+    e = ei.value
+    assert e.status == status and isinstance(e, hull.APIError) and isinstance(e, hull.HullError)
+    assert check is None or check(e)
+
+
+def test_no_daemon_is_a_transport_error():
+    c = hull.Client(socket_path="/nonexistent/hulld.sock", token="t")
+    with pytest.raises(hull.TransportError, match="/nonexistent/hulld.sock"):
+        c.health()
+
+
+def test_async_submit_get_wait_cancel(stub, client):
+    stub.answer(202, {"id": "r-9", "state": "queued"})
+    run = client.submit(["sleep", "1"], limits={"wall_time": "5s"})
+    assert stub.last_json()["async"] is True and run.id == "r-9" and not run.done
+    stub.answer(200, {"id": "r-9", "state": "running"})
+    stub.answer(200, dict(RESULT, id="r-9"))
+    res = client.wait("r-9", poll=0.001)
+    assert res.ok and [r["path"] for r in stub.requests[1:]] == ["/v1/runs/r-9"] * 2
+    stub.answer(200, {"id": "r-9", "state": "cancelled"})
+    run = client.cancel("r-9")
+    assert stub.requests[-1]["method"] == "DELETE" and run.state == "cancelled" and run.done
+    stub.answer(200, {"id": "r-9", "state": "cancelled"})
+    with pytest.raises(hull.Conflict, match="ended as cancelled"):
+        client.wait("r-9")
+    stub.answer(200, {"runs": [{"id": "r-9", "state": "cancelled"}]})
+    assert [r.id for r in client.runs(state="cancelled", limit=5)] == ["r-9"]
+    assert stub.requests[-1]["path"] == "/v1/runs?state=cancelled&limit=5"
+
+
+def test_queued_run_goes_through_the_queue_and_waits(stub, client):
+    stub.answer(202, {"id": "r-q", "state": "queued", "queue": True})
+    stub.answer(200, dict(RESULT, id="r-q"))
+    assert client.run(["true"], queue=True, poll=0.001).ok
+    assert stub.requests[0]["body"] and json.loads(stub.requests[0]["body"])["queue"] is True
+
+
+def test_sandbox_context_manager_execs_moves_files_and_deletes(stub, client):
+    sbx = {"id": "s-1", "state": "running", "isolation": "container"}
+    stub.answer(201, sbx)
+    stub.answer(200, {"path": "/tmp/dir/a b.txt", "size": 3})
+    stub.answer(200, b"\x00\x01\x02")
+    stub.answer(200, RESULT)
+    stub.answer(200, {"id": "s-1", "state": "destroyed"})
+    with client.sandbox(isolation="container", limits={"memory": "64M"}, lifetime="5m") as sb:
+        assert stub.last_json() == {"isolation": "container", "limits": {"memory": "64M"},
+                                    "lifetime": "5m"}
+        assert sb.files.write("/tmp/dir/a b.txt", b"abc")["size"] == 3
+        assert stub.requests[-1]["path"] == "/v1/sandboxes/s-1/files/dir/a%20b.txt"
+        assert stub.requests[-1]["body"] == b"abc"
+        assert sb.files.read("dir/a b.txt") == b"\x00\x01\x02"
+        assert sb.exec(["ls"]).ok
+    assert stub.requests[-1]["method"] == "DELETE" and stub.requests[-1]["path"] == "/v1/sandboxes/s-1"
+    assert sb.info.state == "destroyed"
+    sb.delete()  # a second delete sends nothing
+
+
+def test_sandbox_is_deleted_when_the_block_raises(stub, client):
+    stub.answer(201, {"id": "s-2", "state": "running"})
+    stub.answer(200, {"id": "s-2", "state": "destroyed"})
+    with pytest.raises(RuntimeError):
+        with client.sandbox():
+            raise RuntimeError("user code failed")
+    assert stub.requests[-1]["method"] == "DELETE"
+
+
+def test_sandbox_paths_must_be_under_tmp(stub, client):
+    stub.answer(201, {"id": "s-3", "state": "running"})
+    stub.answer(200, {"id": "s-3", "state": "destroyed"})
+    with client.sandbox() as sb:
+        with pytest.raises(ValueError, match="under /tmp"):
+            sb.files.write("/etc/passwd", b"x")
+
+
+def test_token_from_environment_and_url_validation(monkeypatch, stub):
+    monkeypatch.setenv("HULL_TOKEN", "from-env")
+    c = hull.Client(socket_path=stub.path)
+    stub.answer(200, {"status": "ok"})
+    assert c.health() == {"status": "ok"}
+    assert stub.requests[-1]["headers"]["Authorization"] == "Bearer from-env"
+    with pytest.raises(ValueError):
+        hull.Client(url="ftp://x")
+    with pytest.raises(ValueError):
+        hull.Client(socket_path="/a", url="https://x:1")

@@ -1,0 +1,570 @@
+/* A queue worker: claim jobs from Redis, run each in a sandbox, store its
+ * result, acknowledge; heartbeat; reap the jobs of workers that died.
+ *
+ * One process, one thread, one Redis connection: the loop claims a job
+ * (atomically moving its id into this worker's processing list), parses its
+ * request, and forks a child per job. hull_sandbox_run clones the sandbox's
+ * init with a raw clone(2), which is only sound in a single-threaded
+ * process: the child is one, and a crash in it costs one job, not the
+ * worker. The child stores the result and acknowledges over its own
+ * connection, so the loop is free to claim the next job meanwhile.
+ *
+ * Dying is part of the protocol. The child has a parent-death signal, and
+ * the sandbox's init has one on the child, so SIGKILL of the worker takes
+ * its runs down with it; what they leave on the host is collected by
+ * hull_sandbox_cleanup on this machine's next reaper pass, and their jobs
+ * by any worker's reaper once the heartbeat has expired. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "service/queue.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define MS 1000000ull
+#define MAX_CONCURRENCY 256
+#define RECONNECT_MAX_MS 2000
+/* A child keeps trying to hand its result to Redis this long. */
+#define CHILD_STORE_PATIENCE_MS 60000
+
+struct slot {
+    pid_t pid;                       /* the child running the job, 0 when none */
+    char id[HULL_QUEUE_ID_LEN + 1];  /* the job, "" when the slot is free */
+    char why[128];                   /* set when the child failed: release the job */
+};
+
+struct worker {
+    struct hull_queue_worker_opts o; /* with defaults filled in */
+    char name[256];
+    char proc_key[HULL_QUEUE_KEY_MAX], alive_key[HULL_QUEUE_KEY_MAX];
+    char ttl_ms[24], block_s[24];
+    redisContext *c;
+    struct slot *slots;
+    unsigned busy;                   /* slots with an id */
+    uint64_t next_heartbeat, next_reap, retry_at;
+    unsigned backoff_ms;
+    bool brpoplpush;                 /* Redis older than 6.2: no BLMOVE */
+    bool reconnected;                /* look for claims whose reply was lost */
+    pid_t self;
+    sigset_t chld, old_mask;
+};
+
+static bool stopping(const struct worker *w)
+{
+    return w->o.stop && *w->o.stop;
+}
+
+static void wait_event(struct worker *w, uint64_t until);
+
+/* After a failed command: forget a broken connection (the loop reconnects
+ * with backoff); after an error reply, pause so that a Redis that keeps
+ * refusing (wrong key type, out of memory) is not hammered. */
+static void check_conn(struct worker *w, hull_error *e)
+{
+    hull_warn("queue worker %s: %s", w->name, hull_error_msg(*e));
+    hull_error_free(e);
+    if (hull_redis_broken(w->c)) {
+        hull_redis_close(w->c);
+        w->c = NULL;
+        w->retry_at = hull_monotonic_ns();
+    } else {
+        wait_event(w, hull_monotonic_ns() + 200 * MS);
+    }
+}
+
+static bool connected(struct worker *w)
+{
+    if (w->c)
+        return true;
+    uint64_t now = hull_monotonic_ns();
+    if (now < w->retry_at)
+        return false;
+    hull_error e = NULL;
+    /* Replies may take as long as the blocking claim, plus slack. */
+    w->c = hull_redis_connect(w->o.redis_url, w->o.heartbeat_ms + 5000, &e);
+    if (w->c == NULL) {
+        if (w->backoff_ms == 0 || w->backoff_ms >= RECONNECT_MAX_MS)
+            hull_warn("queue worker %s: %s (retrying)", w->name, hull_error_msg(e));
+        hull_error_free(&e);
+        w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 100;
+        if (w->backoff_ms > RECONNECT_MAX_MS)
+            w->backoff_ms = RECONNECT_MAX_MS;
+        w->retry_at = now + w->backoff_ms * MS;
+        return false;
+    }
+    w->backoff_ms = 0;
+    w->next_heartbeat = 0;
+    w->reconnected = true;
+    return true;
+}
+
+/* The heartbeat proves this worker alive for 3 periods; the set membership
+ * lets reapers find its processing list. Both precede every claim. */
+static int append_heartbeat(struct worker *w, hull_error *err)
+{
+    char now[64];
+    hull_rfc3339_now(now, sizeof(now));
+    if (hull_redis_append(w->c, err, "SET", w->alive_key, now, "PX", w->ttl_ms, NULL) < 0 ||
+        hull_redis_append(w->c, err, "SADD", HULL_QUEUE_WORKERS, w->name, NULL) < 0)
+        return -1;
+    w->next_heartbeat = hull_monotonic_ns() + w->o.heartbeat_ms * MS;
+    return 0;
+}
+
+static int read_replies(struct worker *w, int n, redisReply **last, hull_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *r = hull_redis_reply(w->c, err);
+        if (r == NULL) {
+            /* Drain the rest of the pipeline, or the next command reads them. */
+            for (int k = i + 1; k < n && !hull_redis_broken(w->c); k++) {
+                hull_error e2 = NULL;
+                redisReply *x = hull_redis_reply(w->c, &e2);
+                hull_error_free(&e2);
+                if (x)
+                    freeReplyObject(x);
+            }
+            return -1;
+        }
+        if (i == n - 1 && last)
+            *last = r;
+        else
+            freeReplyObject(r);
+    }
+    return 0;
+}
+
+static void heartbeat(struct worker *w)
+{
+    hull_error e = NULL;
+    if (append_heartbeat(w, &e) < 0 || read_replies(w, 2, NULL, &e) < 0)
+        check_conn(w, &e);
+}
+
+/* Take back the jobs of every registered worker whose heartbeat expired,
+ * then remove what dead runs left on this machine. */
+static void reap_pass(struct worker *w)
+{
+    w->next_reap = hull_monotonic_ns() + w->o.reap_interval_ms * MS;
+    hull_error e = NULL;
+    redisReply *m = hull_redis_cmd(w->c, &e, "SMEMBERS", HULL_QUEUE_WORKERS, NULL);
+    if (m == NULL) {
+        check_conn(w, &e);
+        return;
+    }
+    for (size_t i = 0; m->type == REDIS_REPLY_ARRAY && i < m->elements; i++) {
+        const char *other = hull_redis_str(m->element[i]);
+        if (other == NULL || strcmp(other, w->name) == 0)
+            continue;
+        long long n[3] = {0, 0, 0};
+        int r = hull_queue_reap(w->c, other, false, w->o.max_attempts, n, &e);
+        if (r < 0) {
+            check_conn(w, &e);
+            break;
+        }
+        if (r == 1)
+            hull_log(HULL_LOG_INFO,
+                     "queue worker %s: reaped dead worker %s: %lld requeued, %lld dead-lettered, "
+                     "%lld already done",
+                     w->name, other, n[0], n[1], n[2]);
+    }
+    freeReplyObject(m);
+    size_t removed = 0;
+    if (hull_sandbox_cleanup(&removed, &e) < 0) {
+        hull_warn("queue worker %s: %s", w->name, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    if (removed)
+        hull_log(HULL_LOG_INFO, "queue worker %s: removed %zu sandbox(es) left by dead runs",
+                 w->name, removed);
+}
+
+/* In the child: hand the outcome to Redis, retrying while Redis is away. */
+static bool child_report(struct worker *w, const char *id, const char *result, const char *why)
+{
+    uint64_t give_up = hull_monotonic_ns() + CHILD_STORE_PATIENCE_MS * MS;
+    unsigned backoff = 50;
+    for (;;) {
+        hull_error e = NULL;
+        redisContext *c = hull_redis_connect(w->o.redis_url, 5000, &e);
+        int r = -1;
+        if (c)
+            r = result ? hull_queue_finish(c, w->name, id, result, w->o.result_ttl_s, &e)
+                       : hull_queue_fail(c, w->name, id, why, &e);
+        hull_redis_close(c);
+        if (r == 0)
+            return true;
+        if (hull_monotonic_ns() > give_up) {
+            hull_warn("queue worker %s: job %s: giving up: %s", w->name, id, hull_error_msg(e));
+            hull_error_free(&e);
+            return false;
+        }
+        hull_error_free(&e);
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (backoff < 2000)
+            backoff *= 2;
+    }
+}
+
+static void __attribute__((noreturn)) child_main(struct worker *w, const char *id,
+                                                 const struct hull_policy *p)
+{
+    /* Die with the worker: a job outliving its worker would run twice
+     * (the reaper requeues it) and hold a slot nobody counts. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != w->self)
+        _exit(3);
+    /* SIGTERM is the worker's to handle (drain): the job finishes. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    sigprocmask(SIG_SETMASK, &w->old_mask, NULL);
+    /* The parent's connection is the parent's; this process opens its own. */
+    hull_redis_close(w->c);
+    w->c = NULL;
+
+    struct hull_result r;
+    hull_error e = NULL;
+    char *doc = NULL;
+    char why[1024] = "";
+    if (hull_sandbox_run(p, &r, &e) < 0) {
+        snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    } else {
+        doc = hull_result_to_json(&r);
+        hull_result_free(&r);
+        if (doc == NULL)
+            snprintf(why, sizeof(why), "out of memory formatting the result");
+    }
+    bool ok = child_report(w, id, doc, why);
+    _exit(ok ? 0 : 1);
+}
+
+static struct slot *free_slot(struct worker *w)
+{
+    for (unsigned i = 0; i < w->o.concurrency; i++)
+        if (w->slots[i].id[0] == '\0')
+            return &w->slots[i];
+    return NULL;
+}
+
+/* A claimed job: check it, then run it in a child. */
+static void start_job(struct worker *w, const char *id)
+{
+    hull_error e = NULL;
+    char *request = NULL;
+    int what = hull_queue_start(w->c, w->name, id, w->o.max_attempts, &request, &e);
+    if (what < 0) {
+        check_conn(w, &e);
+        return; /* still in our processing list: settled when we are reaped or restart */
+    }
+    if (what != HULL_QUEUE_RUN) {
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s, not run", w->name, id,
+                 what == HULL_QUEUE_ALREADY_DONE ? "already has a result" : "dead-lettered");
+        return;
+    }
+    struct hull_policy p;
+    hull_policy_init(&p);
+    if (hull_policy_from_json(request, strlen(request), &p, &e) < 0) {
+        hull_error_prefix(&e, "invalid request");
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s: dead-lettered", w->name, id,
+                 hull_error_msg(e));
+        hull_error e2 = NULL;
+        if (hull_queue_fail(w->c, w->name, id, hull_error_msg(e), &e2) < 0)
+            check_conn(w, &e2);
+        hull_error_free(&e);
+        goto out;
+    }
+    struct slot *s = free_slot(w);
+    if (s == NULL) /* cannot happen: claims wait for a free slot */
+        goto out;
+    pid_t pid = fork();
+    if (pid == 0)
+        child_main(w, id, &p);
+    if (pid < 0) {
+        snprintf(s->why, sizeof(s->why), "fork: %s", strerror(errno));
+        pid = 0;
+    }
+    s->pid = pid;
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    hull_debug("queue worker %s: job %s: runner %d", w->name, id, (int)pid);
+    w->busy++;
+out:
+    hull_policy_free(&p);
+    free(request);
+}
+
+/* Wait (at most until the heartbeat is due) for a job to come, and start it. */
+static void claim(struct worker *w)
+{
+    hull_error e = NULL;
+    redisReply *r = NULL;
+    bool legacy = w->brpoplpush;
+    if (append_heartbeat(w, &e) < 0 ||
+        (legacy ? hull_redis_append(w->c, &e, "BRPOPLPUSH", HULL_QUEUE_JOBS, w->proc_key,
+                                    w->block_s, NULL)
+                : hull_redis_append(w->c, &e, "BLMOVE", HULL_QUEUE_JOBS, w->proc_key, "RIGHT",
+                                    "LEFT", w->block_s, NULL)) < 0 ||
+        read_replies(w, 3, &r, &e) < 0) {
+        if (!legacy && e && strstr(hull_error_msg(e), "unknown command")) {
+            w->brpoplpush = true;
+            hull_error_free(&e);
+            return;
+        }
+        check_conn(w, &e);
+        return;
+    }
+    const char *id = hull_redis_str(r);
+    if (id && hull_queue_id_valid(id)) {
+        start_job(w, id);
+    } else if (id) {
+        /* Not a job id (someone pushed a request itself): dead-letter it so
+         * it is seen, rather than dropping it. */
+        hull_warn("queue worker %s: '%.64s' in %s is not a job id: dead-lettered", w->name, id,
+                  HULL_QUEUE_JOBS);
+        redisReply *x = NULL;
+        if (hull_redis_append(w->c, &e, "MULTI", NULL) < 0 ||
+            hull_redis_append(w->c, &e, "LREM", w->proc_key, "1", id, NULL) < 0 ||
+            hull_redis_append(w->c, &e, "RPUSH", HULL_QUEUE_DEAD, id, NULL) < 0 ||
+            hull_redis_append(w->c, &e, "EXEC", NULL) < 0 || read_replies(w, 4, &x, &e) < 0)
+            check_conn(w, &e);
+        if (x)
+            freeReplyObject(x);
+    }
+    freeReplyObject(r);
+}
+
+static void collect_children(struct worker *w)
+{
+    for (unsigned i = 0; i < w->o.concurrency; i++) {
+        struct slot *s = &w->slots[i];
+        int status;
+        if (s->pid <= 0 || waitpid(s->pid, &status, WNOHANG) != s->pid)
+            continue;
+        s->pid = 0;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            s->id[0] = '\0';
+            w->busy--;
+            continue;
+        }
+        if (WIFSIGNALED(status))
+            snprintf(s->why, sizeof(s->why), "its runner was killed by signal %d",
+                     WTERMSIG(status));
+        else
+            snprintf(s->why, sizeof(s->why), "its runner exited with status %d",
+                     WEXITSTATUS(status));
+        /* The run's sandbox may be left behind: it is gone before the retry. */
+        size_t removed = 0;
+        hull_error e = NULL;
+        if (hull_sandbox_cleanup(&removed, &e) < 0)
+            hull_error_free(&e);
+    }
+}
+
+/* Jobs whose child failed go back through the attempt count. */
+static void release_failed(struct worker *w)
+{
+    for (unsigned i = 0; i < w->o.concurrency && w->c; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->pid != 0 || s->id[0] == '\0')
+            continue;
+        hull_error e = NULL;
+        if (hull_queue_release(w->c, w->name, s->id, s->why, w->o.max_attempts, &e) < 0) {
+            check_conn(w, &e);
+            return;
+        }
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s released: %s", w->name, s->id, s->why);
+        s->id[0] = '\0';
+        w->busy--;
+    }
+}
+
+/* After a lost connection, our processing list may hold jobs no slot
+ * knows: a claim whose reply was lost, a start or a dead-lettering that
+ * failed half-way. Nobody would ever reap them while we heartbeat, so they
+ * go back through the settling rule now. */
+static void reclaim_strays(struct worker *w)
+{
+    hull_error e = NULL;
+    redisReply *l = hull_redis_cmd(w->c, &e, "LRANGE", w->proc_key, "0", "-1", NULL);
+    if (l == NULL) {
+        check_conn(w, &e);
+        return;
+    }
+    w->reconnected = false;
+    for (size_t i = 0; l->type == REDIS_REPLY_ARRAY && i < l->elements; i++) {
+        const char *id = hull_redis_str(l->element[i]);
+        bool held = false;
+        for (unsigned k = 0; id && k < w->o.concurrency; k++)
+            held |= strcmp(w->slots[k].id, id) == 0;
+        if (id == NULL || held)
+            continue;
+        if (hull_queue_release(w->c, w->name, id, "its worker lost the connection to Redis",
+                               w->o.max_attempts, &e) < 0) {
+            check_conn(w, &e);
+            break;
+        }
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s released after reconnecting", w->name,
+                 id);
+    }
+    freeReplyObject(l);
+}
+
+/* Sleep until a child exits, a signal comes, or the deadline. */
+static void wait_event(struct worker *w, uint64_t until)
+{
+    uint64_t now = hull_monotonic_ns();
+    if (until <= now)
+        return;
+    uint64_t d = until - now;
+    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
+    sigtimedwait(&w->chld, NULL, &ts);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int setup(struct worker *w, const struct hull_queue_worker_opts *o, hull_error *err)
+{
+    w->o = *o;
+    if (w->o.concurrency == 0)
+        w->o.concurrency = 1;
+    if (w->o.heartbeat_ms == 0)
+        w->o.heartbeat_ms = 1000;
+    if (w->o.reap_interval_ms == 0)
+        w->o.reap_interval_ms = 2 * w->o.heartbeat_ms;
+    if (w->o.max_attempts == 0)
+        w->o.max_attempts = 3;
+    if (w->o.result_ttl_s == 0)
+        w->o.result_ttl_s = 3600;
+    if (w->o.concurrency > MAX_CONCURRENCY)
+        return hull_error_set(err, EINVAL, "concurrency: at most %d", MAX_CONCURRENCY);
+    if (w->o.heartbeat_ms < 10 || w->o.heartbeat_ms > 600000)
+        return hull_error_set(err, EINVAL, "heartbeat: must be 10 ms to 10 min");
+    if (w->o.max_attempts > HULL_QUEUE_MAX_ATTEMPTS_LIMIT)
+        return hull_error_set(err, EINVAL, "max attempts: at most %d",
+                              HULL_QUEUE_MAX_ATTEMPTS_LIMIT);
+    if (o->name) {
+        snprintf(w->name, sizeof(w->name), "%s", o->name);
+    } else {
+        char host[200] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(w->name, sizeof(w->name), "%s:%d", host, (int)getpid());
+    }
+    if (strlen(w->name) > 200 || w->name[0] == '\0' || strpbrk(w->name, " \t\n\r{}") != NULL)
+        return hull_error_set(err, EINVAL, "worker name '%s': 1-200 characters, no spaces or braces",
+                              w->name);
+    hull_queue_key(w->proc_key, "processing", w->name);
+    hull_queue_key(w->alive_key, "alive", w->name);
+    snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%u", 3 * w->o.heartbeat_ms);
+    snprintf(w->block_s, sizeof(w->block_s), "%.3f", w->o.heartbeat_ms / 1000.0);
+    w->self = getpid();
+    w->slots = calloc(w->o.concurrency, sizeof(*w->slots));
+    if (w->slots == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Back to the queue with whatever our previous life under this name left
+ * claimed, and leave the host clean of runs that died with it. */
+static int begin(struct worker *w, hull_error *err)
+{
+    w->c = hull_redis_connect(w->o.redis_url, w->o.heartbeat_ms + 5000, err);
+    if (w->c == NULL)
+        return -1;
+    size_t removed = 0;
+    hull_error e = NULL;
+    if (hull_sandbox_cleanup(&removed, &e) < 0) {
+        hull_warn("queue worker %s: %s", w->name, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    long long n[3];
+    if (hull_queue_reap(w->c, w->name, true, w->o.max_attempts, n, err) < 0)
+        return -1;
+    if (n[0] + n[1] + n[2])
+        hull_log(HULL_LOG_INFO, "queue worker %s: took back %lld job(s) of a previous run",
+                 w->name, n[0] + n[1] + n[2]);
+    heartbeat(w);
+    w->reconnected = false;
+    return 0;
+}
+
+/* Deregister: nothing is claimed any more (the force-reap requeues what a
+ * failed release left), and the heartbeat goes at once. */
+static void end(struct worker *w)
+{
+    /* The last runs that died may have left something; not for the next
+     * worker to find. */
+    size_t removed = 0;
+    hull_error e0 = NULL;
+    if (hull_sandbox_cleanup(&removed, &e0) < 0)
+        hull_error_free(&e0);
+    if (!connected(w))
+        return;
+    long long n[3];
+    hull_error e = NULL;
+    if (hull_queue_reap(w->c, w->name, true, w->o.max_attempts, n, &e) < 0)
+        hull_error_free(&e);
+    redisReply *r = hull_redis_cmd(w->c, &e, "DEL", w->alive_key, NULL);
+    if (r)
+        freeReplyObject(r);
+    hull_error_free(&e);
+}
+
+int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *err)
+{
+    struct worker w = {0};
+    if (setup(&w, o, err) < 0 || begin(&w, err) < 0) {
+        hull_redis_close(w.c);
+        free(w.slots);
+        return hull_error_prefix(err, "queue worker");
+    }
+    /* SIGCHLD stays pending while blocked: sigtimedwait sees a child that
+     * exited at any moment, even one that exited before the wait began. */
+    sigemptyset(&w.chld);
+    sigaddset(&w.chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &w.chld, &w.old_mask);
+    hull_log(HULL_LOG_INFO, "queue worker %s: taking jobs from %s (%u at a time)", w.name,
+             o->redis_url, w.o.concurrency);
+
+    while (!(stopping(&w) && w.busy == 0)) {
+        collect_children(&w);
+        if (!connected(&w)) {
+            wait_event(&w, w.retry_at);
+            continue;
+        }
+        release_failed(&w);
+        if (w.c && w.reconnected)
+            reclaim_strays(&w);
+        if (w.c == NULL)
+            continue;
+        uint64_t now = hull_monotonic_ns();
+        if (now >= w.next_reap)
+            reap_pass(&w);
+        if (w.c == NULL)
+            continue;
+        if (stopping(&w) || w.busy == w.o.concurrency) {
+            if (now >= w.next_heartbeat)
+                heartbeat(&w);
+            wait_event(&w, min_u64(w.next_heartbeat, w.next_reap));
+            continue;
+        }
+        claim(&w);
+    }
+    end(&w);
+    hull_log(HULL_LOG_INFO, "queue worker %s: stopped", w.name);
+    sigprocmask(SIG_SETMASK, &w.old_mask, NULL);
+    hull_redis_close(w.c);
+    free(w.slots);
+    return 0;
+}
