@@ -1,20 +1,28 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|all
+#   scripts/deps.sh GROUP...   (build, test, bench, vm, all; several may be named)
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libssl-dev libzstd-dev liblzma-dev libarchive-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 bench="$build hyperfine crun runc bubblewrap"
+# microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
+# /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools,
+# and the libraries libhull links for digests, snapshots and the initramfs.
+vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils"
 
-case "${1:-build}" in
-build) want="$build" ;;
-test) want="$test" ;;
-bench) want="$bench" ;;
-all) want="$test $bench" ;;
-*) echo "usage: $0 build|test|bench|all" >&2; exit 2 ;;
-esac
+want=""
+for group in "${@:-build}"; do
+    case "$group" in
+    build) want="$want $build" ;;
+    test) want="$want $test" ;;
+    bench) want="$want $bench" ;;
+    vm) want="$want $vm" ;;
+    all) want="$want $test $bench $vm" ;;
+    *) echo "usage: $0 build|test|bench|vm|all..." >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for p in $want; do
