@@ -9,7 +9,7 @@ test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux cla
 bench="$build hyperfine crun runc bubblewrap"
 # microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
 # /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools,
-# and the libraries libhull links for digests, snapshots and the initramfs.
+# (libhull links OpenSSL, zstd, liblzma and libarchive: they are in build).
 vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils"
 
 want=""
