@@ -1,0 +1,180 @@
+/* microVMs: libhull's internal interfaces (the public calls are in
+ * include/hull.h, "microVMs").
+ *
+ * A microVM is a QEMU process (machine "microvm": virtio-mmio, no PCI, no
+ * firmware to speak of) booting Debian's kernel with an initramfs that holds
+ * only hull-agent and the kernel modules it needs. hull drives QEMU over QMP
+ * and talks to the agent over a virtio-serial port (docs/agent-protocol.md).
+ *
+ *   artifacts   kernel.c (vmlinux from bzImage, cached), initrd.c (cpio newc,
+ *               reproducible), rootfs.c (directory -> read-only squashfs),
+ *               digest.c (sha256, HMAC)
+ *   the VMM     vmm.h: start/stop/pause/resume/snapshot/restore behind a small
+ *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
+ *               QEMU confined, qmp.c speaks QMP, vmcg.c gives it a cgroup
+ *   the guest   agent.c: the host side of the agent protocol
+ *   lifecycle   state.c (state directory), vm.c (create/start/stop/...),
+ *               exec.c, snapshot.c, template.c, oneshot.c
+ *
+ * Files live in two places: per-VM state under <root>/vm/<id>/ (tmpfs, gone
+ * with the VM) and shared, content-addressed artifacts under the cache
+ * directory ($HULL_VM_CACHE, default /var/cache/hull/vm).
+ */
+#ifndef HULL_VM_VM_H
+#define HULL_VM_VM_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hull.h"
+
+/* Paths in vm/ are joined from parts bounded well below PATH_MAX (the cache
+ * directory is refused past 1024 bytes, VM ids past 64), so gcc's
+ * worst-case truncation warnings do not apply. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#define HULL_VM_DEFAULT_MEMORY_MB 256
+#define HULL_VM_MIN_MEMORY_MB 96 /* this kernel needs 88 MiB to boot; keep a margin */
+#define HULL_VM_MAX_MEMORY_MB (64 * 1024)
+#define HULL_VM_MAX_VCPUS 64
+#define HULL_VM_ID_MAX 64 /* cgroup and socket paths embed it */
+
+/* ---- digests (digest.c) ---- */
+
+#define HULL_SHA256_HEX 65
+int vm_sha256_file(const char *path, char out[HULL_SHA256_HEX], hull_error *err);
+void vm_sha256_hex(const unsigned char digest[32], char out[HULL_SHA256_HEX]);
+/* HMAC-SHA256 with the host's snapshot key (created 0600 on first use). */
+int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error *err);
+/* Lower-case hex of 64 characters? */
+bool vm_is_sha256(const char *s);
+
+/* ---- artifacts ---- */
+
+/* The cache directory, created 0700 on demand. */
+const char *vm_cache_dir(void);
+int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err);
+/* Replace path atomically (write a temporary beside it, fsync, rename). */
+int vm_write_atomic(const char *path, const char *data, size_t len, mode_t mode, hull_error *err);
+
+struct vm_kernel {
+    char bzimage[4096];            /* as given or found */
+    char bzimage_sha256[HULL_SHA256_HEX];
+    char release[128];             /* "6.1.0-56-amd64", from the bzImage header */
+    char vmlinux[4096];            /* cached ELF QEMU boots through PVH */
+    char vmlinux_sha256[HULL_SHA256_HEX];
+};
+/* path NULL: the newest /boot/vmlinuz-*. Refuses anything that is not an
+ * x86 bzImage with an XZ-compressed payload holding an ELF kernel. */
+int vm_kernel_prepare(const char *path, struct vm_kernel *k, hull_error *err);
+/* The host's TSC frequency in kHz, measured once per boot of the host. */
+long vm_tsc_khz(void);
+
+struct vm_initrd {
+    char path[4096];
+    char sha256[HULL_SHA256_HEX];
+};
+/* Build (or find in the cache) the initramfs for a kernel release: the agent
+ * plus the modules the agent needs that are not built in. */
+int vm_initrd_prepare(const char *release, struct vm_initrd *out, hull_error *err);
+/* The hull-agent binary: $HULL_AGENT, next to the hull binary, or
+ * PREFIX/lib/hull/hull-agent. */
+int vm_agent_path(char *out, size_t len, hull_error *err);
+
+struct vm_rootfs {
+    char source[4096]; /* directory, or "" for the default rootfs */
+    char image[4096];  /* squashfs image in the cache */
+    char sha256[HULL_SHA256_HEX];
+};
+/* dir NULL: the default rootfs (busybox + the host's python3). A bundle
+ * directory (with config.json) means its root.path. */
+int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err);
+
+/* ---- accelerator (accel.c) ---- */
+
+/* "kvm" or "tcg" for a request of "kvm", "tcg", "auto" or NULL ($HULL_VM_ACCEL,
+ * then auto). auto takes KVM only when /dev/kvm opens and can run a guest
+ * with the CPU features the kernel needs. */
+int vm_accel_resolve(const char *want, char out[8], hull_error *err);
+bool vm_kvm_usable(char *why, size_t len);
+
+/* ---- the VM record (state.c) ---- */
+
+enum vm_status {
+    VM_CREATED,
+    VM_RUNNING,
+    VM_PAUSED,
+    VM_STOPPED,
+    VM_FAILED,
+};
+const char *vm_status_name(enum vm_status s);
+
+struct vm_cgroup; /* vmcg.c */
+
+struct vm {
+    char id[HULL_VM_ID_MAX + 1];
+    char dir[4096];  /* <root>/vm/<id> */
+    enum vm_status status;
+    char failure[512]; /* why, when VM_FAILED */
+    char created[40];
+    uint64_t memory_mb;
+    unsigned vcpus;
+    char accel[8];
+    struct vm_kernel kernel;
+    struct vm_initrd initrd;
+    struct vm_rootfs rootfs;
+    pid_t pid;              /* QEMU, host pid namespace; 0 when not running */
+    unsigned long long pid_start; /* /proc/<pid>/stat starttime, against pid reuse */
+    pid_t monitor;          /* the attached parent of an ephemeral VM, else 0 */
+    uid_t uid;              /* QEMU's unprivileged uid and gid */
+    int64_t started_ms;     /* CLOCK_REALTIME ms when QEMU started */
+    int64_t boot_ms;        /* start to agent ready */
+    char restored_from[4096];
+    bool ephemeral;         /* oneshot: deleted by whoever made it */
+};
+
+/* The state directory of VMs under a runtime root. */
+int vm_root_dir(const struct hull_runtime *rt, char *out, size_t len, hull_error *err);
+int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t len, hull_error *err);
+int vm_id_validate(const char *id, hull_error *err);
+int vm_save(const struct vm *vm, hull_error *err);
+/* Load and refresh: a VM whose QEMU is gone is reported stopped (and its
+ * leftovers released). */
+int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
+json_object *vm_state_json(const struct vm *vm);
+bool vm_qemu_alive(const struct vm *vm);
+/* Paths inside the VM directory. */
+void vm_path(const struct vm *vm, const char *name, char *out, size_t len);
+
+/* flock on <dir>/<name>; returns the fd (close to unlock). */
+int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err);
+
+/* ---- lifecycle (vm.c) ---- */
+
+struct vm_create_opts {
+    const char *id;
+    uint64_t memory_mb;
+    unsigned vcpus;
+    const char *kernel, *rootfs, *accel;
+    const char *expect_kernel_sha256, *expect_initrd_sha256, *expect_rootfs_sha256;
+    bool ephemeral;
+};
+int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
+              hull_error *err);
+/* Boot and wait for the agent. */
+int vm_start(struct vm *vm, hull_error *err);
+/* Kill QEMU if it runs (politely first when graceful), release everything
+ * but the state directory. */
+int vm_stop(struct vm *vm, bool graceful, hull_error *err);
+/* Stop (force) and remove the state directory. */
+int vm_destroy(struct vm *vm, hull_error *err);
+/* Release what a dead QEMU left: cgroups, sockets, the monitor. */
+void vm_release(struct vm *vm);
+/* Connect to the agent and say hello (repeated until answered). */
+struct vm_agent;
+int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err);
+
+#endif
