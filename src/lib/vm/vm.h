@@ -112,7 +112,7 @@ enum vm_status {
 };
 const char *vm_status_name(enum vm_status s);
 
-struct vm_cgroup; /* vmcg.c */
+struct vm_agent; /* agent.h */
 
 struct vm {
     char id[HULL_VM_ID_MAX + 1];
@@ -146,6 +146,7 @@ int vm_save(const struct vm *vm, hull_error *err);
 int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
 json_object *vm_state_json(const struct vm *vm);
 bool vm_qemu_alive(const struct vm *vm);
+unsigned long long vm_proc_start_time(pid_t pid);
 /* Paths inside the VM directory. */
 void vm_path(const struct vm *vm, const char *name, char *out, size_t len);
 
@@ -173,8 +174,27 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err);
 int vm_destroy(struct vm *vm, hull_error *err);
 /* Release what a dead QEMU left: cgroups, sockets, the monitor. */
 void vm_release(struct vm *vm);
+/* Start the VMM only (status running, or paused when loading incoming_fd). */
+int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err);
+int vm_boot_timeout_ms(const struct vm *vm);
+/* Restore a template snapshot of this configuration (made by a cold boot
+ * on first use) into a new VM: template.c. */
+int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
+                            hull_error *err);
 /* Connect to the agent and say hello (repeated until answered). */
 struct vm_agent;
 int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err);
+
+/* vm.c: the VM directory (run/ for QEMU's uid, jail/), uid, created time. */
+int vm_make_dirs(struct vm *vm, hull_error *err);
+/* snapshot.c */
+int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err);
+int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err);
+
+/* exec.c, on an open agent session (oneshot uses these directly). */
+int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
+               hull_error *err);
+int vm_put_file(struct vm_agent *a, const char *host, const char *guest, hull_error *err);
+int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_error *err);
 
 #endif
