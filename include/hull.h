@@ -226,6 +226,10 @@ struct hull_vm_oneshot_result {
 };
 int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err);
 void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r);
+/* The sandbox result JSON of a oneshot (verdict, exit_code, signal,
+ * cpu_time_ms, wall_time_ms, max_memory_kb, stdout, stderr, *_truncated,
+ * isolation, accelerator, warm_start, vm_start_ms, error); caller frees. */
+char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r);
 
 #ifdef __cplusplus
 }

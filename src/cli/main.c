@@ -28,6 +28,7 @@ static const struct cli_verb verbs[] = {
     {"kill", cmd_kill, "send a signal to a container's process(es)"},
     {"delete", cmd_delete, "release a stopped container's resources"},
     {"list", cmd_list, "list containers"},
+    {"vm", cmd_vm, "microVMs: create, start, exec, cp, snapshot, restore, ..."},
 };
 
 static void usage(FILE *out)

@@ -33,8 +33,10 @@ const char *vm_status_name(enum vm_status s)
 
 int vm_id_validate(const char *id, hull_error *err)
 {
-    if (hull_id_validate(id, err) < 0)
-        return -1;
+    if (!id || !*id)
+        return hull_error_set(err, EINVAL, "missing VM id");
+    if (strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(id))
+        return hull_error_set(err, EINVAL, "VM id \"%s\": only letters, digits, '_', '.' and '-' are allowed", id);
     if (strlen(id) > HULL_VM_ID_MAX)
         return hull_error_set(err, EINVAL, "VM id \"%s\": longer than %d bytes", id, HULL_VM_ID_MAX);
     if (id[0] == '.')
