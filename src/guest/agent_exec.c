@@ -311,7 +311,7 @@ static bool get_bool(json_object *o, const char *key)
     return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
-enum kill_reason { KILLED_NONE, KILLED_WALL, KILLED_CPU, KILLED_OUTPUT, KILLED_HOST };
+enum kill_reason { KILLED_NONE, KILLED_WALL, KILLED_CPU, KILLED_OUTPUT, KILLED_HOST, KILLED_MEMORY };
 
 struct run {
     struct conn *c;
@@ -419,7 +419,7 @@ static const char *verdict_of(const struct run *r, const struct limits *lim, int
         (lim->cpu_time_ms > 0 && cpu_us / 1000 >= lim->cpu_time_ms && (sig || code != 0)) ||
         (sig && WTERMSIG(r->status) == SIGXCPU))
         return "cpu_time_limit";
-    if (oom_kills > 0)
+    if (oom_kills > 0 || r->killed == KILLED_MEMORY)
         return "memory_limit";
     if (r->killed == KILLED_OUTPUT)
         return "output_limit";
@@ -452,9 +452,30 @@ static void send_exit(struct run *r, const struct limits *lim, const char *cg, u
     json_object_put(o);
 }
 
+/* At its memory limit a workload can thrash instead of being OOM-killed:
+ * the kernel keeps reclaiming its file pages (its own program text, read
+ * back from the rootfs) and counts that as progress. Like oomd, judge by
+ * pressure: more than half of a one-second window fully stalled on memory
+ * means the workload cannot run within its limit. */
+#define THRASH_WINDOW_MS 1000
+#define THRASH_STALL_US 500000
+
+static int64_t memory_full_stall_us(const char *cg)
+{
+    char path[256], buf[512];
+    snprintf(path, sizeof(path), "%s/memory.pressure", cg);
+    if (read_text(path, buf, sizeof(buf)) < 0)
+        return -1;
+    char *full = strstr(buf, "full ");
+    char *total = full ? strstr(full, "total=") : NULL;
+    return total ? strtoll(total + 6, NULL, 10) : -1;
+}
+
 static void run_loop(struct run *r, const struct limits *lim, const char *cg, uint64_t t0)
 {
     uint64_t wall_end = lim->wall_time_ms > 0 ? t0 + (uint64_t)lim->wall_time_ms : 0;
+    uint64_t window_start = t0;
+    int64_t stall_start = lim->memory_bytes > 0 ? memory_full_stall_us(cg) : -1;
     while (!r->exited || r->out >= 0 || r->err >= 0) {
         feed_stdin(r);
         struct pollfd p[5];
@@ -482,6 +503,8 @@ static void run_loop(struct run *r, const struct limits *lim, const char *cg, ui
             timeout = now_ms() >= wall_end ? 0 : (int)(wall_end - now_ms());
         if (lim->cpu_time_ms > 0 && !r->exited && (timeout < 0 || timeout > 20))
             timeout = 20;
+        if (stall_start >= 0 && !r->exited && (timeout < 0 || timeout > 100))
+            timeout = 100;
         poll(p, (nfds_t)n, timeout);
         (void)iin;
         agent_drain_signals();
@@ -510,6 +533,15 @@ static void run_loop(struct run *r, const struct limits *lim, const char *cg, ui
         if (!r->exited && wall_end && now_ms() >= wall_end && r->killed == KILLED_NONE) {
             r->killed = KILLED_WALL;
             cg_kill(cg);
+        }
+        if (stall_start >= 0 && !r->exited && r->killed == KILLED_NONE && now_ms() - window_start >= THRASH_WINDOW_MS) {
+            int64_t stall = memory_full_stall_us(cg);
+            if (stall - stall_start > THRASH_STALL_US) {
+                r->killed = KILLED_MEMORY;
+                cg_kill(cg);
+            }
+            stall_start = stall;
+            window_start = now_ms();
         }
         if (!r->exited && lim->cpu_time_ms > 0 && r->killed == KILLED_NONE &&
             cg_read_key(cg, "cpu.stat", "usage_usec") / 1000 >= lim->cpu_time_ms) {

@@ -2,9 +2,10 @@
  * guest-controlled data, so it gets as little of the host as it can run
  * with.
  *
- *   hull ── fork ──> A: setsid, unshare(mount, pid, ipc, net, uts)
+ *   hull ── fork ──> A: setsid, unshare(pid)
  *                    └─ fork ──> B: pid 1 of the new pid namespace
- *                                   joins the VM's cgroup, builds a root on
+ *                                   joins the VM's cgroup, unshares mount,
+ *                                   ipc, net and uts, builds a root on
  *                                   tmpfs holding only /usr (read-only), the
  *                                   VM's kernel/initrd/rootfs (read-only),
  *                                   its private run directory and a few
@@ -76,6 +77,8 @@ static void child(const struct vm_spawn *s, int ef)
      * is "the writer" whatever its pid namespace. */
     if (s->cg && vmcg_enter(s->cg, 0) < 0)
         fail(ef, "join the VM's cgroup");
+    if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) < 0)
+        fail(ef, "unshare namespaces");
     /* Nothing below may propagate back to the host's mount table. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         fail(ef, "make mounts private");
@@ -231,8 +234,11 @@ int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *mon, hull_error *e
         }
         /* Own session: a terminal's ^C aimed at hull must not reach QEMU. */
         setsid();
-        if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) < 0)
-            fail(ep[1], "unshare namespaces");
+        /* Only the pid namespace here: it applies to A's next child. The
+         * rest B unshares itself, so B's pivot_root cannot move A's root
+         * (pivot_root re-roots every process of its mount namespace). */
+        if (unshare(CLONE_NEWPID) < 0)
+            fail(ep[1], "unshare the pid namespace");
         pid_t b = fork();
         if (b < 0)
             fail(ep[1], "fork");
