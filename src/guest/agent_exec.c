@@ -42,6 +42,7 @@ struct child_args {
     const char *cgroup;
     int in, out, err; /* become 0, 1, 2 */
     int errpipe;      /* CLOEXEC; written only on failure */
+    int statpipe;     /* CLOEXEC; the init writes the workload's wait status */
     struct limits lim;
 };
 
@@ -150,10 +151,50 @@ static void exec_in_path(struct child_args *a)
     child_fail(a->errpipe, file);
 }
 
+static pid_t init_workload;
+static int ef_global = -1;
+
+static void init_forward(int sig)
+{
+    kill(init_workload, sig);
+}
+
+/* The namespace's init: forward signals, reap everything, and when the
+ * workload ends report its wait status and exit (which kills the rest). */
+static void init_main(pid_t w, int statfd) __attribute__((noreturn));
+static void init_main(pid_t w, int statfd)
+{
+    init_workload = w;
+    (void)ef_global;
+    /* Keep nothing of the agent's: a pipe end held here (the host's stdin
+     * to the workload, above all) would keep the other side from its EOF. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3; fd++)
+        dup2(null, fd);
+    if (dup2(statfd, 3) == 3)
+        statfd = 3;
+    syscall(SYS_close_range, 4, ~0U, 0);
+    static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
+        signal(fwd[i], init_forward);
+    drop_capabilities(statfd);
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        if (p == w) {
+            (void)!write(statfd, &st, sizeof(st));
+            _exit(0);
+        }
+        if (p < 0 && errno == ECHILD)
+            _exit(0);
+    }
+}
+
 static int child_main(void *arg)
 {
     struct child_args *a = arg;
     int ef = a->errpipe;
+    ef_global = ef;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -194,16 +235,24 @@ static int child_main(void *arg)
     set_rlimit(ef, RLIMIT_CORE, 0, "RLIMIT_CORE");
     struct rlimit core0 = {0, 0};
     setrlimit(RLIMIT_CORE, &core0);
-    drop_capabilities(ef);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        child_fail(ef, "no_new_privs");
-    /* Last: the filter forbids mount and pivot_root used above. */
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog) < 0)
-        child_fail(ef, "seccomp");
-    exec_in_path(a);
+    /* PID 1 of the namespace is a small init, not the workload: the kernel
+     * shields a namespace's init from its own signals, so a workload that
+     * was PID 1 could not "kill $$" itself, and orphans need a reaper. */
+    pid_t w = fork();
+    if (w < 0)
+        child_fail(ef, "fork");
+    if (w == 0) {
+        drop_capabilities(ef);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            child_fail(ef, "no_new_privs");
+        /* Last: the filter forbids mount and pivot_root used above. */
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog) < 0)
+            child_fail(ef, "seccomp");
+        exec_in_path(a);
+    }
+    init_main(w, a->statpipe);
     return 127;
 }
-
 /* ---- detached workloads ---- */
 
 static struct {
@@ -581,7 +630,7 @@ int agent_exec(struct conn *c, json_object *req)
 
     char cg[64];
     snprintf(cg, sizeof(cg), AGENT_CGROUP "/w%u", ++seq);
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, ep[2] = {-1, -1};
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, ep[2] = {-1, -1}, sp[2] = {-1, -1};
     int null = open(AGENT_DEV "/null", O_RDWR | O_CLOEXEC);
     int rc = -1;
     if (mkdir(cg, 0755) < 0) {
@@ -594,7 +643,7 @@ int agent_exec(struct conn *c, json_object *req)
         conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
         goto out_cg;
     }
-    if (pipe2(ep, O_CLOEXEC) < 0 || (want_stdin && pipe2(pin, O_CLOEXEC) < 0) ||
+    if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(sp, O_CLOEXEC) < 0 || (want_stdin && pipe2(pin, O_CLOEXEC) < 0) ||
         (!detach && (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0))) {
         conn_send_error(c, "exec: pipe: %s", strerror(errno));
         goto out_cg;
@@ -604,7 +653,7 @@ int agent_exec(struct conn *c, json_object *req)
         .in = want_stdin ? pin[0] : null,
         .out = detach ? null : pout[1],
         .err = detach ? null : perr[1],
-        .errpipe = ep[1], .lim = lim,
+        .errpipe = ep[1], .statpipe = sp[1], .lim = lim,
     };
     static char stack[256 << 10] __attribute__((aligned(16)));
     uint64_t t0 = now_ms();
@@ -615,6 +664,7 @@ int agent_exec(struct conn *c, json_object *req)
         goto out_cg;
     }
     close_fd(&ep[1]);
+    close_fd(&sp[1]);
     close_fd(&pin[0]);
     close_fd(&pout[1]);
     close_fd(&perr[1]);
@@ -654,6 +704,11 @@ int agent_exec(struct conn *c, json_object *req)
     else
         r.in_eof = true;
     run_loop(&r, &lim, cg, t0);
+    /* The workload's own status, as its init saw it (absent when the init
+     * itself was killed, e.g. by cgroup.kill: then the init's status says it). */
+    int wst;
+    if (read(sp[0], &wst, sizeof(wst)) == sizeof(wst))
+        r.status = wst;
     close_fd(&r.in);
     free(r.inbuf);
     if (r.killed != KILLED_HOST)
@@ -666,6 +721,9 @@ out:
     close_fd(&null);
     close_fd(&ep[0]);
     close_fd(&ep[1]);
+    close_fd(&sp[0]);
+    close_fd(&sp[1]);
+    close_fd(&sp[1]);
     close_fd(&pin[0]);
     close_fd(&pin[1]);
     close_fd(&pout[0]);
