@@ -81,7 +81,7 @@ static void usage(void)
 
 enum {
     O_MEMORY = 300, O_VCPUS, O_KERNEL, O_ROOTFS, O_ACCEL, O_EK, O_EI, O_ER, O_TEMPLATE, O_FORCE,
-    O_DETACH, O_ENV, O_CWD, O_JSON, O_CPU, O_WALL, O_LMEM, O_PIDS, O_OUTPUT, O_FILES, O_VMMEM, O_COLD,
+    O_DETACH, O_ENV, O_CWD, O_JSON, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES, O_VMMEM, O_COLD,
     O_STDIN, O_CIN, O_COUT, O_HELP,
 };
 
@@ -126,7 +126,23 @@ static int split_pair(char *s, struct hull_vm_file *f)
 
 /* Options of every subcommand share one parser; "memory" means the VM's
  * size for create and the workload's limit for exec and run. */
-static int parse(struct cli *cli, int argc, char **argv, const char *allowed, bool memory_is_limit,
+static const char *opt_name(int c)
+{
+    for (const struct option *o = all_opts; o->name; o++)
+        if (o->val == c)
+            return o->name;
+    return "?";
+}
+
+static bool allowed_opt(const int *allowed, int c)
+{
+    for (; *allowed; allowed++)
+        if (*allowed == c)
+            return true;
+    return false;
+}
+
+static int parse(struct cli *cli, int argc, char **argv, const int *allowed, bool memory_is_limit,
                  struct vm_args *a)
 {
     memset(a, 0, sizeof(*a));
@@ -138,10 +154,8 @@ static int parse(struct cli *cli, int argc, char **argv, const char *allowed, bo
         }
         if (c == '?' || c < O_MEMORY)
             return cli_usage_error(cli, "bad option");
-        char name[16];
-        snprintf(name, sizeof(name), ",%d,", c);
-        if (!strstr(allowed, name))
-            return cli_usage_error(cli, "option --%s does not apply here", all_opts[c - O_MEMORY].name);
+        if (!allowed_opt(allowed, c))
+            return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
         uint64_t v = 0;
         switch (c) {
         case O_MEMORY:
@@ -207,10 +221,13 @@ static int parse(struct cli *cli, int argc, char **argv, const char *allowed, bo
     return 0;
 }
 
-#define CREATE_OPTS ",300,301,302,303,304,305,306,307,308,"
-#define LIMIT_OPTS ",300,314,315,316,317,318,"
-#define EXEC_OPTS LIMIT_OPTS ",310,311,312,313,"
-#define RUN_OPTS LIMIT_OPTS ",302,303,304,311,312,313,319,320,321,322,323,"
+#define LIMIT_OPTS O_MEMORY, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES
+static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS, O_KERNEL, O_ROOTFS, O_ACCEL, O_EK, O_EI, O_ER, O_TEMPLATE, 0};
+static const int EXEC_OPTS[] = {LIMIT_OPTS, O_DETACH, O_ENV, O_CWD, O_JSON, 0};
+static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS, O_ACCEL, O_ENV, O_CWD, O_VMMEM, O_COLD, O_STDIN,
+                               O_CIN, O_COUT, 0};
+static const int DELETE_OPTS[] = {O_FORCE, 0};
+static const int INITRD_OPTS[] = {O_KERNEL, 0};
 
 static void print_json(const char *s)
 {
@@ -358,7 +375,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
             return cli_usage_error(cli, "missing command (after --)");
         return run ? do_run(cli, argv + first, &a) : do_exec(cli, argc - first, argv + first, id, &a);
     }
-    if (parse(cli, argc, argv, ",309,", false, &a))
+    if (parse(cli, argc, argv, strcmp(sub, "initrd") == 0 ? INITRD_OPTS : DELETE_OPTS, false, &a))
         return 1;
     if (strcmp(sub, "list") == 0) {
         if (cli_need_args(cli, argc, argv, 0, ""))
@@ -371,8 +388,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
         return 0;
     }
     if (strcmp(sub, "initrd") == 0) {
-        optind = 0;
-        if (parse(cli, argc, argv, ",302,", false, &a) || cli_need_args(cli, argc, argv, 0, ""))
+        if (cli_need_args(cli, argc, argv, 0, ""))
             return 1;
         char path[4096], sha[65];
         if (hull_vm_initrd(a.c.kernel, path, sha, &err) < 0)
