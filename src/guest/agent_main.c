@@ -333,6 +333,15 @@ static void handle(struct conn *c, struct frame *f)
     json_object_put(req);
 }
 
+static uint64_t boot_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t t_init, t_modules, t_root;
+
 static void serve(int port)
 {
     struct conn c;
@@ -342,7 +351,9 @@ static void serve(int port)
      * poll() reports POLLHUP at once and would spin. */
     if (fcntl(port, F_SETOWN, getpid()) < 0 || fcntl(port, F_SETFL, O_NONBLOCK | O_ASYNC) < 0)
         die("fcntl port: %s", strerror(errno));
-    agent_log("ready");
+    agent_log("ready at %llu ms since boot (agent started at %llu, modules took %llu, root %llu, port %llu)",
+              (unsigned long long)boot_ms(), (unsigned long long)t_init, (unsigned long long)(t_modules - t_init),
+              (unsigned long long)(t_root - t_modules), (unsigned long long)(boot_ms() - t_root));
     for (;;) {
         agent_reap_detached();
         bool was = c.connected;
@@ -401,10 +412,13 @@ int main(void)
     /* The guest's own OOM killer must never pick the agent: it is the only
      * way the host reaches the guest. */
     write_text("/proc/self/oom_score_adj", "-1000");
+    t_init = boot_ms();
     load_modules();
+    t_modules = boot_ms();
     setup_cgroup();
     setup_root();
     setup_dev();
+    t_root = boot_ms();
     if (agent_seccomp_prepare() < 0)
         die("build the seccomp filter");
     serve(open_port());

@@ -224,7 +224,7 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
         snprintf(a->nonce + 2 * i, 3, "%02x", r[i]);
     /* Repeat hello until answered: bytes sent before the guest has seen the
      * connection open are dropped by QEMU, and during boot nobody reads. */
-    int interval = 200;
+    int interval = 50;
     for (;;) {
         int64_t id = vm_agent_send_req(a, hello_req(a), err);
         if (id < 0)

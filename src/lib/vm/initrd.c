@@ -132,6 +132,25 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
     return rc;
 }
 
+/* Drop a module's appended signature. Debian's kernel checks it but does
+ * not require it (MODULE_SIG without MODULE_SIG_FORCE), so in the guest it
+ * buys nothing but an RSA verification per module under emulation; what
+ * vouches for these modules is the initramfs digest the host measures and
+ * the user can pin. Layout: module | signature | struct module_signature
+ * (12 bytes, big-endian sig_len last) | "~Module signature appended~\n". */
+static void strip_signature(const char *data, size_t *len)
+{
+    static const char marker[] = "~Module signature appended~\n";
+    size_t ml = sizeof(marker) - 1;
+    if (*len < ml + 12 || memcmp(data + *len - ml, marker, ml) != 0)
+        return;
+    const unsigned char *ms = (const unsigned char *)data + *len - ml - 12;
+    size_t sig = (size_t)ms[8] << 24 | (size_t)ms[9] << 16 | (size_t)ms[10] << 8 | ms[11];
+    size_t extra = ml + 12 + sig + ms[3] + ms[4]; /* + signer and key id lengths */
+    if (extra < *len)
+        *len -= extra;
+}
+
 static int add_entry(struct archive *a, unsigned ino, const char *name, mode_t mode, const char *data,
                      size_t len, hull_error *err)
 {
@@ -180,8 +199,10 @@ static int write_cpio(const char *dst, const char *agent, const char *release, c
         const char *base = strrchr(m->path[i], '/') ? strrchr(m->path[i], '/') + 1 : m->path[i];
         snprintf(name, sizeof(name), "hull/modules/%s", base);
         rc = hull_read_file(src, &data, &len, err);
-        if (!rc)
+        if (!rc) {
+            strip_signature(data, &len);
             rc = add_entry(a, ino++, name, S_IFREG | 0644, data, len, err);
+        }
         free(data);
         data = NULL;
         strncat(order, base, sizeof(order) - strlen(order) - 2);
@@ -237,7 +258,7 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     char d[HULL_SHA256_HEX];
     int rc = vm_sha256_file(agent, d, err);
-    EVP_DigestUpdate(ctx, "agent ", 6);
+    EVP_DigestUpdate(ctx, "hull-initrd-2 unsigned-modules agent ", 37);
     EVP_DigestUpdate(ctx, d, 64);
     for (size_t i = 0; i < m->n && !rc; i++) {
         char src[PATH_MAX];
