@@ -13,6 +13,7 @@
 
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/log.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 #include "vm/vmcg.h"
@@ -230,11 +231,13 @@ int vm_start(struct vm *vm, hull_error *err)
     int64_t t0 = mono_ms();
     if (vm_start_vmm(vm, -1, err) < 0)
         return start_failed(vm, err);
+    hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid, (long long)(mono_ms() - t0));
     struct vm_agent *a = NULL;
     if (vm_agent_connect(vm, vm_boot_timeout_ms(vm), &a, err) < 0)
         return start_failed(vm, err);
     vm_agent_close(a);
     vm->boot_ms = mono_ms() - t0;
+    hull_debug("vm %s: agent ready after %lld ms", vm->id, (long long)vm->boot_ms);
     return vm_save(vm, err);
 }
 
