@@ -13,14 +13,23 @@ CC       ?= gcc
 PREFIX   ?= /usr/local
 BUILD    ?= build
 PKGS     := json-c libseccomp libcap
-# microVMs: digests and HMAC, snapshot compression, vmlinux extraction, initramfs.
-PKGS     += openssl libzstd liblzma libarchive
+# microVMs: digests and the snapshot HMAC, snapshot compression, vmlinux extraction.
+PKGS     += libcrypto libzstd liblzma
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib -iquote src \
+	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lssl -lcrypto -lzstd -llzma -larchive)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lcrypto -lzstd -llzma)
+
+# hull itself links statically when the static libraries are there: it is
+# exec'd for every container and sandbox, and resolving shared libraries
+# was a fifth of its start-up. The sanitizer build stays dynamic.
+STATIC_LIBS := $(foreach l,json-c seccomp cap,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS += $(foreach l,crypto zstd lzma,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
+HULL_LDFLAGS := -static
+endif
 
 ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -37,29 +46,47 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hull-agent
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
-# initramfs hull builds. No sanitizers (it runs in the guest, alone), and
-# -iquote so <linux/seccomp.h> stays the kernel's header.
+# initramfs hull builds. No sanitizers (it runs in the guest, alone).
 AGENT_SRCS := $(wildcard src/guest/*.c)
 $(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
 		-static -iquote src/lib $(shell pkg-config --cflags json-c 2>/dev/null) \
 		-o $@ $(AGENT_SRCS) -ljson-c -lseccomp
 
+# `make V=1` shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libhull.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) -lcmocka
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) -lcmocka
+
+# Test drivers (tests/tools/*.c) link libhull like the unit tests; the
+# integration tests run them from $(BUILD)/tests/.
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
+all: $(TOOL_BINS)
+
+$(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libhull.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
@@ -70,9 +97,11 @@ asan:
 deps:
 	scripts/deps.sh build
 
-test: 
-	scripts/deps.sh test vm
-	$(MAKE) all
+test:
+	scripts/deps.sh test
+	scripts/deps.sh engines
+	scripts/deps.sh vm
+	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh
 

@@ -21,6 +21,9 @@ extern "C" {
 /* The newest OCI runtime-spec version hull implements. */
 #define HULL_OCI_VERSION "1.2.0"
 
+/* "hull version X\nspec: Y\n..." with the versions of the libraries in use; caller frees. */
+char *hull_version_text(void);
+
 /* ---- errors -------------------------------------------------------------- */
 
 struct hull_error_s {
@@ -97,6 +100,46 @@ int hull_container_state(const struct hull_runtime *rt, const char *id, struct h
 int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, size_t *count,
                         hull_error *err);
 
+/* exec: run another process in a running container, in all its namespaces
+ * and its cgroup, with its seccomp filter, capabilities and rlimits. Without
+ * process_path, the container's own process is the template and the fields
+ * below override it (as runc does). */
+struct hull_exec_opts {
+    const char *process_path;       /* a process JSON document (config.md "process") */
+    char *const *args;              /* the command, when no process_path */
+    char *const *env;               /* KEY=VALUE added to the environment */
+    const char *cwd;
+    const char *user;               /* "uid[:gid]" */
+    char *const *additional_gids;
+    char *const *caps;              /* capabilities added to every set */
+    const char *apparmor_profile;
+    const char *process_label;
+    bool tty;
+    bool detach;
+    bool no_new_privs;
+    const char *pid_file;
+    const char *console_socket;
+    int preserve_fds;
+};
+int hull_container_exec(const struct hull_runtime *rt, const char *id,
+                        const struct hull_exec_opts *opts, int *exit_status, hull_error *err);
+
+/* Processes of the container (host pids), from its cgroup. */
+int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids,
+                        size_t *count, hull_error *err);
+int hull_container_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
+int hull_container_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* update: resources_json is a linux.resources object (what `update
+ * --resources` reads); fields left out are left alone. */
+int hull_container_update(const struct hull_runtime *rt, const char *id,
+                          const char *resources_json, hull_error *err);
+/* One runc-style event: {"type":"stats","id":...,"data":{...}}; caller frees. */
+char *hull_container_stats_json(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* An fd readable on OOM kill in the container (-1 if the host cannot tell). */
+int hull_container_oom_fd(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* runtime-spec features.md document for this build and host; caller frees. */
+char *hull_features_json(void);
+
 /* A default config.json like `runc spec` (rootless: user namespace mapping
  * the caller); caller frees. */
 char *hull_spec_default_json(bool rootless);
@@ -107,6 +150,143 @@ int hull_signal_parse(const char *s);
 /* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 1024 bytes. */
 int hull_id_validate(const char *id, hull_error *err);
 
+/* ---- sandboxes: one-shot runs of untrusted code ------------------------- */
+
+enum hull_isolation {
+    HULL_ISOLATION_PROCESS,   /* namespaces + rlimits: trusted code, fastest */
+    HULL_ISOLATION_CONTAINER, /* + user namespace, cgroup limits, seccomp, no capabilities */
+    HULL_ISOLATION_MICROVM,   /* its own kernel under a VMM */
+};
+const char *hull_isolation_name(enum hull_isolation i);
+int hull_isolation_parse(const char *s, enum hull_isolation *out);
+
+struct hull_bind {
+    char *source;      /* host path */
+    char *destination; /* path in the sandbox */
+    bool writable;
+};
+
+struct hull_copy {
+    char *host;    /* host path (source of copy-in, target of copy-out) */
+    char *sandbox; /* path in the sandbox (under /tmp) */
+};
+
+/* A file given by content (the REST API's "files"): written under /tmp. */
+struct hull_inline_file {
+    char *path; /* in the sandbox, under /tmp */
+    char *data;
+    size_t len;
+    unsigned mode;
+};
+
+/* Everything that defines one run. hull_policy_init() sets the defaults:
+ * container isolation, 2 s CPU, 10 s wall, 256 MiB, 64 pids, 1 MiB of each
+ * output stream, 64 MiB /tmp, 64 open files, 1 CPU, no network. */
+struct hull_policy {
+    enum hull_isolation isolation;
+    char **argv; /* NULL-terminated, argv[0] looked up in PATH */
+    char **env;  /* KEY=VALUE added to the default environment */
+    char *workdir;
+
+    uint64_t cpu_time_ms;
+    uint64_t wall_time_ms;
+    uint64_t memory_bytes;
+    uint64_t output_bytes; /* per stream */
+    uint64_t tmp_bytes;
+    uint32_t pids;
+    uint32_t open_files;
+    double cpus;
+
+    char *rootfs; /* NULL: the host's /usr, /bin, /lib* read-only */
+    struct hull_bind *binds;
+    size_t n_binds;
+
+    char *stdin_path; /* a host file, or NULL */
+    char *stdin_data; /* or the bytes themselves (REST API) */
+    size_t stdin_len;
+    struct hull_copy *copy_in, *copy_out;
+    size_t n_copy_in, n_copy_out;
+    struct hull_inline_file *files;
+    size_t n_files;
+
+    bool network_host;  /* share the host's network (explicit opt-in) */
+    char *seccomp_path; /* an OCI seccomp JSON instead of the built-in profile */
+
+    int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
+};
+void hull_policy_init(struct hull_policy *p);
+void hull_policy_free(struct hull_policy *p);
+/* Append to argv / env (copies); 0, or -1 when out of memory. */
+int hull_policy_add_arg(struct hull_policy *p, const char *arg);
+int hull_policy_add_env(struct hull_policy *p, const char *key_value);
+/* Check a policy: every limit in range, paths sane. Errors name the field. */
+int hull_policy_validate(const struct hull_policy *p, hull_error *err);
+/* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
+ * name the JSON path. Fields absent keep their defaults. */
+int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err);
+/* "2s", "500ms", "1m" -> ms; "256M", "1G", "1048576" -> bytes. */
+int hull_parse_duration_ms(const char *s, uint64_t *ms);
+int hull_parse_size(const char *s, uint64_t *bytes);
+
+enum hull_verdict {
+    HULL_VERDICT_OK,
+    HULL_VERDICT_EXIT_NONZERO,
+    HULL_VERDICT_SIGNALED,
+    HULL_VERDICT_CPU_TIME_LIMIT,
+    HULL_VERDICT_WALL_TIME_LIMIT,
+    HULL_VERDICT_MEMORY_LIMIT,
+    HULL_VERDICT_OUTPUT_LIMIT,
+    HULL_VERDICT_PIDS_LIMIT,
+    HULL_VERDICT_INTERNAL_ERROR,
+    HULL_VERDICT_KILLED, /* stopped from outside (cancel_fd) */
+};
+const char *hull_verdict_name(enum hull_verdict v);
+
+struct hull_output {
+    char *data;
+    size_t len;
+    bool truncated;
+};
+
+struct hull_copied_file {
+    char *sandbox;
+    char *host;
+    uint64_t size;
+    char *error; /* why it was not copied, or NULL */
+};
+
+struct hull_result {
+    enum hull_verdict verdict;
+    int exit_code; /* when the program exited */
+    int signal;    /* when a signal ended it */
+    uint64_t cpu_time_ms, wall_time_ms, max_memory_kb;
+    struct hull_output out, err;
+    struct hull_copied_file *files;
+    size_t n_files;
+    char *error; /* for internal_error: what went wrong */
+    enum hull_isolation isolation;
+};
+void hull_result_free(struct hull_result *r);
+/* The result as one JSON object (the same everywhere: CLI --json, REST API). */
+char *hull_result_to_json(const struct hull_result *r);
+
+/* Remove what sandboxes left when their supervisor died (SIGKILL, crash):
+ * state, cgroups, any process still in them. Runs whose supervisor lives are
+ * not touched. *removed counts what was cleaned. */
+int hull_sandbox_cleanup(size_t *removed, hull_error *err);
+
+/* The built-in seccomp profile as OCI JSON (a start for --seccomp FILE). */
+char *hull_sandbox_seccomp_profile_json(void);
+
+/* Run one policy to completion. Returns 0 when the run happened (whatever
+ * its verdict, which may be internal_error with r->error set); -1 only for
+ * bad input, with nothing created.
+ *
+ * Threads: like every call here that starts a container, this forks with a
+ * raw clone(2), which skips glibc's fork handlers; call it from a
+ * single-threaded process (hulld forks a worker per run). SIGCHLD must not
+ * be ignored (SIG_IGN), or the supervisor could not wait for the sandbox. */
+int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
 
 /* ---- microVMs -------------------------------------------------------------
  *

@@ -1,28 +1,28 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh GROUP...   (build, test, bench, vm, all; several may be named)
+#   scripts/deps.sh build|test|bench|engines|vm|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libssl-dev libzstd-dev liblzma-dev libarchive-dev"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libssl-dev libzstd-dev liblzma-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
-bench="$build hyperfine crun runc bubblewrap"
+# Peer runtimes and tools the bench/ scripts compare hull with.
+bench="$build python3 util-linux hyperfine crun runc bubblewrap"
+# Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
+engines="$build python3 python3-pytest podman conmon containerd runc crun"
 # microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
-# /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools,
-# (libhull links OpenSSL, zstd, liblzma and libarchive: they are in build).
-vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils"
+# /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools.
+vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils cpio"
 
-want=""
-for group in "${@:-build}"; do
-    case "$group" in
-    build) want="$want $build" ;;
-    test) want="$want $test" ;;
-    bench) want="$want $bench" ;;
-    vm) want="$want $vm" ;;
-    all) want="$want $test $bench $vm" ;;
-    *) echo "usage: $0 build|test|bench|vm|all..." >&2; exit 2 ;;
-    esac
-done
+case "${1:-build}" in
+build) want="$build" ;;
+test) want="$test" ;;
+bench) want="$bench" ;;
+engines) want="$engines" ;;
+vm) want="$vm" ;;
+all) want="$test $bench $engines $vm" ;;
+*) echo "usage: $0 build|test|bench|engines|vm|all" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $want; do
@@ -42,4 +42,5 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
     apt-get update -q
 fi
-apt-get install -y -q --no-install-recommends $missing
+# Wait for another apt run (a parallel session, unattended upgrades) instead of failing.
+apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends $missing

@@ -6,6 +6,8 @@
 #include <getopt.h>
 #include <stdbool.h>
 
+#include <json-c/json.h>
+
 #include "hull.h"
 
 struct cli {
@@ -24,8 +26,9 @@ struct cli_verb {
     const char *summary;
 };
 
-/* Print "hull: <context>: <error>" (and to the JSON log when asked), free
- * the error, return the exit code for a failure (1). */
+/* Print "hull: [<context>: ]<error>" (and to the JSON log when asked), free
+ * the error, return the exit code for a failure (1). Library errors already
+ * start with "<verb> <id>", so verbs pass a NULL context. */
 int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A usage error: "hull: <verb>: <message>" plus a hint at --help. Exit code
@@ -40,6 +43,10 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
 /* Exactly n positional arguments remain (after options), else usage error. */
 int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names);
 
+/* "hull VERB [--help] ID": 0 with *id set, -1 after printing usage for
+ * --help (exit 0), 1 after a usage error. */
+int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id);
+
 /* Verbs: one file each under src/cli. */
 int cmd_spec(struct cli *cli, int argc, char **argv);
 int cmd_create(struct cli *cli, int argc, char **argv);
@@ -49,6 +56,15 @@ int cmd_state(struct cli *cli, int argc, char **argv);
 int cmd_kill(struct cli *cli, int argc, char **argv);
 int cmd_delete(struct cli *cli, int argc, char **argv);
 int cmd_list(struct cli *cli, int argc, char **argv);
+int cmd_exec(struct cli *cli, int argc, char **argv);
+int cmd_ps(struct cli *cli, int argc, char **argv);
+int cmd_pause(struct cli *cli, int argc, char **argv);
+int cmd_resume(struct cli *cli, int argc, char **argv);
+int cmd_update(struct cli *cli, int argc, char **argv);
+int cmd_events(struct cli *cli, int argc, char **argv);
+int cmd_features(struct cli *cli, int argc, char **argv);
+int cmd_sandbox(struct cli *cli, int argc, char **argv);
+int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refused */
 int cmd_vm(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -12,10 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-#include <seccomp.h>
-
-#include "cli/cli.h"
+#include "cli.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -28,6 +25,16 @@ static const struct cli_verb verbs[] = {
     {"kill", cmd_kill, "send a signal to a container's process(es)"},
     {"delete", cmd_delete, "release a stopped container's resources"},
     {"list", cmd_list, "list containers"},
+    {"exec", cmd_exec, "run a process in a running container"},
+    {"ps", cmd_ps, "show a container's processes"},
+    {"pause", cmd_pause, "freeze every process of a container"},
+    {"resume", cmd_resume, "thaw a paused container"},
+    {"update", cmd_update, "change a container's resource limits"},
+    {"events", cmd_events, "print a container's statistics and OOM events"},
+    {"sandbox", cmd_sandbox, "run untrusted code once, isolated, with limits"},
+    {"features", cmd_features, "print what this build and host support"},
+    {"checkpoint", cmd_checkpoint, "not supported (use microVM snapshots)"},
+    {"restore", cmd_checkpoint, "not supported (use microVM snapshots)"},
     {"vm", cmd_vm, "microVMs: create, start, exec, cp, snapshot, restore, ..."},
 };
 
@@ -55,28 +62,27 @@ static void usage(FILE *out)
 
 static void version(void)
 {
-    const struct scmp_version *sv = seccomp_version();
-    printf("hull version %s\n"
-           "spec: %s\n"
-           "json-c: %s\n"
-           "libseccomp: %u.%u.%u\n",
-           HULL_VERSION, HULL_OCI_VERSION, json_c_version(), sv ? sv->major : 0,
-           sv ? sv->minor : 0, sv ? sv->micro : 0);
+    char *v = hull_version_text();
+    fputs(v ? v : "hull version " HULL_VERSION "\n", stdout);
+    free(v);
 }
 
 int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
 {
-    char ctx[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx, sizeof(ctx), fmt, ap);
-    va_end(ap);
+    char ctx[1024] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx, sizeof(ctx), fmt, ap);
+        va_end(ap);
+    }
     const char *msg = hull_error_msg(err ? *err : NULL);
+    const char *sep = ctx[0] ? ": " : "";
     if (hull_log_fd() >= 0) {
         /* Engines read the log file; people read stderr. Serve both. */
-        hull_log(HULL_LOG_ERROR, "%s: %s", ctx, msg);
+        hull_log(HULL_LOG_ERROR, "%s%s%s", ctx, sep, msg);
     }
-    fprintf(stderr, "hull: %s: %s\n", ctx, msg);
+    fprintf(stderr, "hull: %s%s%s\n", ctx, sep, msg);
     hull_error_free(err);
     (void)cli;
     return 1;
@@ -101,6 +107,23 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
     return getopt_long_only(argc, argv, shortopts, longopts, NULL);
 }
 
+int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return -1;
+        }
+        return cli_usage_error(cli, "invalid option");
+    }
+    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
+        return 1;
+    *id = argv[optind];
+    return 0;
+}
+
 int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names)
 {
     int have = argc - optind;
@@ -114,8 +137,15 @@ int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *nam
 int main(int argc, char **argv)
 {
     struct cli cli = {.rt = {.root = HULL_DEFAULT_ROOT}, .log_format = "text"};
-    enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD, OPT_CRIU,
-           OPT_ROOTLESS };
+    enum {
+        OPT_ROOT = 256,
+        OPT_LOG,
+        OPT_LOG_FORMAT,
+        OPT_DEBUG,
+        OPT_SYSTEMD,
+        OPT_CRIU,
+        OPT_ROOTLESS
+    };
     static const struct option opts[] = {
         {"root", required_argument, NULL, OPT_ROOT},
         {"log", required_argument, NULL, OPT_LOG},

@@ -41,8 +41,15 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
 
 /* Write linux.resources. A field the host cannot enforce is an error naming
  * the field; unset fields are left alone. Also used by `update`, where a
- * memory limit below current usage is an error. */
+ * memory limit below current usage is an error. It may join hierarchies
+ * (moving the running processes in), so save the state again afterwards. */
 int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
+
+/* Join every hierarchy the host has, as runc does, instead of only those
+ * needed for accounting and the spec's resources (see cgroup_internal.h).
+ * Call it before hull_cgroup_enter when the container mounts a cgroup view
+ * (the view shows only joined hierarchies) or runs systemd. */
+int hull_cgroup_join_all(struct hull_cgroup *cg, hull_error *err);
 
 /* Move pid into the cgroup (every hierarchy). */
 int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);
@@ -70,17 +77,24 @@ struct hull_cgroup_stats {
     uint64_t cpu_usage_ns, cpu_user_ns, cpu_system_ns;
     uint64_t cpu_throttled_periods, cpu_throttled_ns, cpu_periods;
     uint64_t memory_usage, memory_max_usage, memory_limit, memory_failcnt;
+    /* memory+swap, as v1 and runc count it */
     uint64_t swap_usage, swap_limit;
-    uint64_t oom_events;      /* times the limit was hit (memory.events "max"/failcnt) */
+    /* times the limit was hit: memory.events "max"; on v1 the failcnt of
+     * memory and memory+swap, and at least oom_kill_events */
+    uint64_t oom_events;
     uint64_t oom_kill_events; /* processes killed by the OOM killer */
+
     uint64_t pids_current, pids_limit, pids_max_events; /* fork refused at the limit */
 };
 int hull_cgroup_stats(struct hull_cgroup *cg, struct hull_cgroup_stats *st, hull_error *err);
+/* Just the CPU time used (one file read): what a supervisor polls. */
+int hull_cgroup_cpu_usage(struct hull_cgroup *cg, uint64_t *ns, hull_error *err);
 /* The "data" object of runc's `events --stats` JSON. */
 json_object *hull_cgroup_stats_json(struct hull_cgroup *cg, hull_error *err);
 
 /* An fd that becomes readable on an OOM kill (eventfd on v1 memory.oom_control,
- * inotify on v2 memory.events); -1 when the host cannot tell. */
+ * inotify on v2 memory.events, which also wakes on other memory events:
+ * confirm with hull_cgroup_stats); -1 with ENOTSUP when the host cannot tell. */
 int hull_cgroup_oom_fd(struct hull_cgroup *cg, hull_error *err);
 
 /* Persist in state.json and load back. */

@@ -2,7 +2,6 @@
  * turned into mount(2) flags, propagation flags, mount_setattr(2) attributes
  * for the recursive variants, and leftover filesystem data. */
 #include <errno.h>
-#include <linux/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +89,16 @@ static const struct {
     {"z", IGNORE, 0},
     {"Z", IGNORE, 0},
 };
+
+size_t hull_mount_option_count(void)
+{
+    return sizeof(options) / sizeof(options[0]);
+}
+
+const char *hull_mount_option_name(size_t i)
+{
+    return i < hull_mount_option_count() ? options[i].name : NULL;
+}
 
 static int append_data(char **data, const char *opt)
 {

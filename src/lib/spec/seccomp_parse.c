@@ -34,6 +34,26 @@ static const char *const flags[] = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER
                                     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                                     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", NULL};
 
+const char *const *hull_seccomp_action_names(void)
+{
+    return actions;
+}
+
+const char *const *hull_seccomp_operator_names(void)
+{
+    return operators;
+}
+
+const char *const *hull_seccomp_arch_names(void)
+{
+    return arches;
+}
+
+const char *const *hull_seccomp_flag_names(void)
+{
+    return flags;
+}
+
 static bool in_list(const char *const *list, const char *s)
 {
     for (; *list; list++)

@@ -736,7 +736,7 @@ int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec
         goto fail;
     }
     if (!S_ISDIR(st.st_mode)) {
-        hull_error_set(err, ENOTDIR, "root.path: %s", (*out)->rootfs);
+        hull_error_set(err, ENOTDIR, "root.path: %s: not a directory", (*out)->rootfs);
         goto fail;
     }
     /* Hold the absolute, canonical rootfs: later steps run from other cwds. */

@@ -282,6 +282,14 @@ void hull_seccomp_free(struct hull_seccomp *s);
 /* Translate mount options into flags; unknown ones become filesystem data. */
 int hull_mount_options_parse(struct hull_mount *m, const char *path, hull_error *err);
 
+/* Names the parsers accept, for `hull features`. */
+size_t hull_mount_option_count(void);
+const char *hull_mount_option_name(size_t i);
+const char *const *hull_seccomp_action_names(void);   /* NULL-terminated */
+const char *const *hull_seccomp_operator_names(void);
+const char *const *hull_seccomp_arch_names(void);
+const char *const *hull_seccomp_flag_names(void);
+
 const char *hull_ns_name(enum hull_ns_type t); /* "pid", "network", ... (spec names) */
 int hull_ns_clone_flag(enum hull_ns_type t);   /* CLONE_NEW* */
 const char *hull_ns_proc_name(enum hull_ns_type t); /* "pid", "net", ... (/proc/PID/ns) */

@@ -47,15 +47,8 @@ int hull_error_set(hull_error *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *what = vformat(fmt, ap);
+    char *msg = vformat(fmt, ap);
     va_end(ap);
-
-    char *msg = what;
-    if (what != NULL && code > 0) {
-        if (asprintf(&msg, "%s: %s", what, strerror(code)) < 0)
-            msg = NULL;
-        free(what);
-    }
     return error_store(err, code, msg);
 }
 

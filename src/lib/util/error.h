@@ -7,7 +7,7 @@
 
 #include "hull.h"
 
-/* Set *err to "<fmt>: strerror(code)" (no suffix when code is 0); returns -1. */
+/* Set *err to the message (complete as given) with errno-style code; returns -1. */
 int hull_error_set(hull_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

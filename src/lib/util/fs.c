@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util/error.h"
@@ -44,6 +45,13 @@ static int read_fd_all(int fd, char **out, size_t *len)
     *out = buf;
     if (len)
         *len = n;
+    return 0;
+}
+
+int hull_read_fd(int fd, char **out, size_t *len, hull_error *err)
+{
+    if (read_fd_all(fd, out, len) < 0)
+        return hull_error_errno(err, "read");
     return 0;
 }
 
@@ -87,6 +95,12 @@ int hull_write_file(const char *path, const char *data, size_t len, hull_error *
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err)
 {
+    return hull_write_file_replace(dirfd, name, data, len, mode, true, err);
+}
+
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
+                            mode_t mode, bool durable, hull_error *err)
+{
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)getpid());
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -105,7 +119,7 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
     }
     /* fsync before rename: after a crash the name points at old or new
      * contents, never at a torn file. */
-    if (fsync(fd) < 0) {
+    if (durable && fsync(fd) < 0) {
         hull_error_errno(err, "fsync %s", tmp);
         goto fail;
     }
@@ -115,9 +129,6 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
         hull_error_errno(err, "rename %s", name);
         goto fail;
     }
-    /* The rename itself lives in the directory. */
-    if (dirfd != AT_FDCWD)
-        fsync(dirfd);
     return 0;
 fail:
     if (fd >= 0)
@@ -126,11 +137,33 @@ fail:
     return -1;
 }
 
+int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
+                           hull_error *err)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+        return hull_error_set(err, ENAMETOOLONG, "%s: path too long", path);
+    char *slash = strrchr(dir, '/');
+    const char *name = path;
+    int dirfd = AT_FDCWD;
+    if (slash) {
+        *slash = '\0';
+        name = path + (slash - dir) + 1;
+        dirfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return hull_error_errno(err, "%s", path);
+    }
+    int r = hull_write_file_atomic(dirfd, name, data, len, mode, err);
+    if (dirfd != AT_FDCWD)
+        close(dirfd);
+    return r;
+}
+
 int hull_mkdir_p(const char *path, mode_t mode, hull_error *err)
 {
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-        return hull_error_set(err, ENAMETOOLONG, "mkdir %s", path);
+        return hull_error_set(err, ENAMETOOLONG, "mkdir %s: path too long", path);
     for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
@@ -146,7 +179,7 @@ int hull_mkdir_p(const char *path, mode_t mode, hull_error *err)
     if (stat(path, &st) < 0)
         return hull_error_errno(err, "stat %s", path);
     if (!S_ISDIR(st.st_mode))
-        return hull_error_set(err, ENOTDIR, "mkdir %s", path);
+        return hull_error_set(err, ENOTDIR, "mkdir %s: not a directory", path);
     return 0;
 }
 
@@ -202,6 +235,31 @@ int hull_rm_rf_at(int dirfd, const char *name, hull_error *err)
     if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
         return hull_error_errno(err, "remove %s", name);
     return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+void hull_close_fds_except(int lowest, const int *keep, size_t n)
+{
+    int sorted[128];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < 128; i++)
+        if (keep[i] >= lowest)
+            sorted[k++] = keep[i];
+    qsort(sorted, k, sizeof(int), cmp_int);
+    unsigned from = (unsigned)lowest;
+    for (size_t i = 0; i <= k; i++) {
+        unsigned to = i < k ? (unsigned)sorted[i] : ~0U;
+        if (to > from && syscall(SYS_close_range, from, to - 1, 0) < 0) {
+            for (unsigned fd = from; fd < to && fd < 65536; fd++)
+                close((int)fd);
+        }
+        if (i < k)
+            from = (unsigned)sorted[i] + 1;
+    }
 }
 
 const char *hull_fd_path(char buf[static 32], int fd)
@@ -307,7 +365,7 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
         char name[NAME_MAX + 1];
         size_t len = (size_t)(end - cur);
         if (len > NAME_MAX) {
-            hull_error_set(err, ENAMETOOLONG, "%s", path);
+            hull_error_set(err, ENAMETOOLONG, "%s: path too long", path);
             break;
         }
         memcpy(name, cur, len);
@@ -356,7 +414,7 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
         if (S_ISLNK(st.st_mode) && !(last && (flags & HULL_RESOLVE_NOFOLLOW))) {
             close(fd);
             if (++symlinks > MAX_SYMLINKS) {
-                hull_error_set(err, ELOOP, "%s", path);
+                hull_error_set(err, ELOOP, "%s: too many levels of symbolic links", path);
                 break;
             }
             char target[PATH_MAX];
@@ -381,7 +439,7 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
         if (last) {
             if ((flags & HULL_RESOLVE_DIRECTORY) && !S_ISDIR(st.st_mode)) {
                 close(fd);
-                hull_error_set(err, ENOTDIR, "%s", path);
+                hull_error_set(err, ENOTDIR, "%s: not a directory", path);
                 break;
             }
             result = fd;
@@ -389,12 +447,12 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
         }
         if (!S_ISDIR(st.st_mode)) {
             close(fd);
-            hull_error_set(err, ENOTDIR, "%s", path);
+            hull_error_set(err, ENOTDIR, "%s: not a directory", path);
             break;
         }
         if (w.depth + 1 >= MAX_DEPTH) {
             close(fd);
-            hull_error_set(err, ENAMETOOLONG, "%s", path);
+            hull_error_set(err, ENAMETOOLONG, "%s: path too long", path);
             break;
         }
         w.fds[++w.depth] = fd;

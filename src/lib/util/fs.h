@@ -12,14 +12,24 @@
 
 /* Read a whole file (NUL-terminated, len excludes the NUL). */
 int hull_read_file(const char *path, char **out, size_t *len, hull_error *err);
+int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err);
 /* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
 int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len,
                        hull_error *err);
-/* Replace dirfd/name atomically: write a temporary, fsync, rename, fsync dir. */
+/* Replace dirfd/name atomically: write a temporary, fsync it, rename. A
+ * reader sees the old or the new contents, never a torn file, even after a
+ * crash of the writer or of the machine. */
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
                            mode_t mode, hull_error *err);
+/* The same without the fsync when !durable: still never torn for readers
+ * or after the writer crashes, but not meant to outlive the machine. */
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
+                            mode_t mode, bool durable, hull_error *err);
+/* The same for a path. */
+int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
+                           hull_error *err);
 /* mkdir -p; existing directories are fine. */
 int hull_mkdir_p(const char *path, mode_t mode, hull_error *err);
 /* rm -rf of dirfd/name without following symlinks and without leaving the
@@ -40,6 +50,10 @@ enum {
  * Callers act through the fd (/proc/self/fd/N, *at calls), so a component
  * swapped for a symlink after the walk cannot redirect them. */
 int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *err);
+
+/* Close every fd >= lowest except those in keep (at most 128) (a forked child sheds what
+ * its parent had open, e.g. the state lock, before anything else). */
+void hull_close_fds_except(int lowest, const int *keep, size_t n);
 
 /* "/proc/self/fd/N" for an fd. */
 const char *hull_fd_path(char buf[static 32], int fd);

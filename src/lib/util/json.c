@@ -43,8 +43,8 @@ int hj_parse(const char *text, size_t len, const char *what, json_object **out, 
     for (size_t i = offset; i < len; i++) {
         if (text[i] != ' ' && text[i] != '\n' && text[i] != '\t' && text[i] != '\r') {
             json_object_put(obj);
-            return hull_error_set(err, EINVAL, "%s: invalid JSON at byte %zu: trailing data",
-                                  what, i);
+            return hull_error_set(err, EINVAL, "%s: invalid JSON at byte %zu: trailing data", what,
+                                  i);
         }
     }
     if (!json_object_is_type(obj, json_type_object)) {
@@ -189,8 +189,8 @@ int hj_int_range(json_object *obj, const char *path, const char *key, int64_t mi
     return 0;
 }
 
-int hj_string_array(json_object *obj, const char *path, const char *key, char ***out,
-                    size_t *count, hull_error *err)
+int hj_string_array(json_object *obj, const char *path, const char *key, char ***out, size_t *count,
+                    hull_error *err)
 {
     char p[512];
     json_object *v = hj_get(obj, key);
@@ -224,8 +224,8 @@ int hj_string_array(json_object *obj, const char *path, const char *key, char **
     return 0;
 }
 
-int hj_string_map(json_object *obj, const char *path, const char *key, char ***out,
-                  size_t *pairs, hull_error *err)
+int hj_string_map(json_object *obj, const char *path, const char *key, char ***out, size_t *pairs,
+                  hull_error *err)
 {
     char p[512];
     json_object *v = hj_get(obj, key);
@@ -274,8 +274,8 @@ char *hull_json_quote(const char *s)
 
 const char *hj_to_string(json_object *obj)
 {
-    return json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+    return json_object_to_json_string_ext(obj,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 void hull_strv_free(char **v)
@@ -309,4 +309,16 @@ char **hull_strv_dup(char *const *v)
         }
     }
     return r;
+}
+
+int hull_strv_append(char ***v, const char *s)
+{
+    size_t n = hull_strv_len(*v);
+    char **nv = realloc(*v, (n + 2) * sizeof(char *));
+    if (nv == NULL)
+        return -1;
+    *v = nv;
+    nv[n] = strdup(s);
+    nv[n + 1] = NULL;
+    return nv[n] ? 0 : -1;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -55,16 +56,6 @@ int hull_log_fd(void)
     return log_fd;
 }
 
-static void format_time(char *buf, size_t len)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%09ldZ", ts.tv_nsec);
-}
-
 void hull_log(enum hull_log_level level, const char *fmt, ...)
 {
     int saved = errno;
@@ -78,7 +69,7 @@ void hull_log(enum hull_log_level level, const char *fmt, ...)
     int n;
     if (log_json && log_fd >= 0) {
         char ts[64];
-        format_time(ts, sizeof(ts));
+        hull_rfc3339_now(ts, sizeof(ts));
         char *quoted = hull_json_quote(msg);
         n = snprintf(line, sizeof(line), "{\"level\":\"%s\",\"msg\":%s,\"time\":\"%s\"}\n",
                      level_name[level], quoted ? quoted : "\"\"", ts);

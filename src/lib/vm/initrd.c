@@ -3,13 +3,13 @@
  * Debian's kernel builds the virtio transport, console and block drivers,
  * squashfs and overlayfs as modules, so the initramfs carries exactly those
  * (and what modules.dep says they need), in load order, and nothing else.
- * The archive is cpio "newc" written with libarchive with every field fixed
- * (mtime 0, owner 0, inode numbers in order), so the same agent and modules
- * give the same bytes and the same sha256: the digest a user pins with
- * --expect-initrd-sha256 can be computed anywhere.
+ * The archive is cpio "newc" (the kernel's initramfs format) with every
+ * field fixed (mtime 0, owner 0, inode numbers in order), so the same agent
+ * and modules give the same bytes and the same sha256: the digest a user
+ * pins with --expect-initrd-sha256 can be computed anywhere. It is written
+ * here, not with libarchive: newc is a 110-byte ASCII header per file, and
+ * hull links statically, where libarchive would drag in libxml2 and ICU.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -151,25 +151,25 @@ static void strip_signature(const char *data, size_t *len)
         *len -= extra;
 }
 
-static int add_entry(struct archive *a, unsigned ino, const char *name, mode_t mode, const char *data,
-                     size_t len, hull_error *err)
+struct cpio {
+    FILE *f;
+    unsigned ino;
+};
+
+static int add_entry(struct cpio *c, const char *name, mode_t mode, const char *data, size_t len, hull_error *err)
 {
-    struct archive_entry *e = archive_entry_new();
-    archive_entry_set_pathname(e, name);
-    archive_entry_set_mode(e, mode);
-    archive_entry_set_ino(e, ino);
-    archive_entry_set_dev(e, 0);
-    archive_entry_set_nlink(e, S_ISDIR(mode) ? 2 : 1);
-    archive_entry_set_uid(e, 0);
-    archive_entry_set_gid(e, 0);
-    archive_entry_set_mtime(e, 0, 0);
-    archive_entry_set_size(e, S_ISREG(mode) ? (la_int64_t)len : 0);
-    int r = archive_write_header(a, e);
-    archive_entry_free(e);
-    if (r != ARCHIVE_OK)
-        return hull_error_set(err, EIO, "cpio %s: %s", name, archive_error_string(a));
-    if (S_ISREG(mode) && len && archive_write_data(a, data, len) != (la_ssize_t)len)
-        return hull_error_set(err, EIO, "cpio %s: %s", name, archive_error_string(a));
+    size_t nl = strlen(name) + 1;
+    /* c_magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor,
+     * devminor, rdevmajor, rdevminor, namesize, check: all hex, 8 wide. */
+    if (fprintf(c->f, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", c->ino++, (unsigned)mode, 0u,
+                0u, S_ISDIR(mode) ? 2u : 1u, 0u, (unsigned)len, 0u, 0u, 0u, 0u, (unsigned)nl, 0u) < 0 ||
+        fwrite(name, 1, nl, c->f) != nl)
+        return hull_error_errno(err, "cpio %s", name);
+    static const char zeros[4] = {0};
+    size_t pad = (4 - (110 + nl) % 4) % 4;
+    if (fwrite(zeros, 1, pad, c->f) != pad || (len && fwrite(data, 1, len, c->f) != len) ||
+        fwrite(zeros, 1, (4 - len % 4) % 4, c->f) != (4 - len % 4) % 4)
+        return hull_error_errno(err, "cpio %s", name);
     return 0;
 }
 
@@ -178,21 +178,15 @@ static int write_cpio(const char *dst, const char *agent, const char *release, c
 {
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dst, getpid());
-    struct archive *a = archive_write_new();
-    archive_write_set_format_cpio_newc(a);
-    archive_write_set_bytes_in_last_block(a, 1);
-    if (archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
-        hull_error_set(err, EIO, "create %s: %s", tmp, archive_error_string(a));
-        archive_write_free(a);
-        return -1;
-    }
-    unsigned ino = 1;
-    int rc = add_entry(a, ino++, "hull", S_IFDIR | 0755, NULL, 0, err);
+    struct cpio c = {.f = fopen(tmp, "wxe"), .ino = 1};
+    if (!c.f)
+        return hull_error_errno(err, "create %s", tmp);
+    int rc = add_entry(&c, "hull", S_IFDIR | 0755, NULL, 0, err);
     char *data = NULL;
     size_t len;
     char order[4096] = "";
     if (!rc && m->n)
-        rc = add_entry(a, ino++, "hull/modules", S_IFDIR | 0755, NULL, 0, err);
+        rc = add_entry(&c, "hull/modules", S_IFDIR | 0755, NULL, 0, err);
     for (size_t i = 0; i < m->n && !rc; i++) {
         char src[PATH_MAX], name[PATH_MAX];
         snprintf(src, sizeof(src), "/lib/modules/%s/%s", release, m->path[i]);
@@ -201,7 +195,7 @@ static int write_cpio(const char *dst, const char *agent, const char *release, c
         rc = hull_read_file(src, &data, &len, err);
         if (!rc) {
             strip_signature(data, &len);
-            rc = add_entry(a, ino++, name, S_IFREG | 0644, data, len, err);
+            rc = add_entry(&c, name, S_IFREG | 0644, data, len, err);
         }
         free(data);
         data = NULL;
@@ -209,13 +203,20 @@ static int write_cpio(const char *dst, const char *agent, const char *release, c
         strcat(order, "\n");
     }
     if (!rc && m->n)
-        rc = add_entry(a, ino++, "hull/modules.order", S_IFREG | 0644, order, strlen(order), err);
+        rc = add_entry(&c, "hull/modules.order", S_IFREG | 0644, order, strlen(order), err);
     if (!rc && (rc = hull_read_file(agent, &data, &len, err)) == 0)
-        rc = add_entry(a, ino++, "init", S_IFREG | 0755, data, len, err);
+        rc = add_entry(&c, "init", S_IFREG | 0755, data, len, err);
     free(data);
-    if (archive_write_close(a) != ARCHIVE_OK && !rc)
-        rc = hull_error_set(err, EIO, "write %s: %s", tmp, archive_error_string(a));
-    archive_write_free(a);
+    if (!rc)
+        rc = add_entry(&c, "TRAILER!!!", 0, NULL, 0, err);
+    /* Pad to a 512-byte block, as cpio(1) does. */
+    long end = ftell(c.f);
+    static const char zeros[512] = {0};
+    if (!rc && end % 512 && fwrite(zeros, 1, (size_t)(512 - end % 512), c.f) != (size_t)(512 - end % 512))
+        rc = hull_error_errno(err, "write %s", tmp);
+    if (fflush(c.f) != 0 || fsync(fileno(c.f)) < 0)
+        rc = rc ? rc : hull_error_errno(err, "write %s", tmp);
+    fclose(c.f);
     if (!rc && rename(tmp, dst) < 0)
         rc = hull_error_errno(err, "rename %s", dst);
     if (rc)
@@ -258,7 +259,7 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     char d[HULL_SHA256_HEX];
     int rc = vm_sha256_file(agent, d, err);
-    EVP_DigestUpdate(ctx, "hull-initrd-2 unsigned-modules agent ", 37);
+    EVP_DigestUpdate(ctx, "hull-initrd-3 newc unsigned-modules agent ", 41);
     EVP_DigestUpdate(ctx, d, 64);
     for (size_t i = 0; i < m->n && !rc; i++) {
         char src[PATH_MAX];

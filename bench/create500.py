@@ -1,0 +1,220 @@
+"""Density and pause/resume latency of OCI runtimes, side by side in one run
+(driven by bench/create500.sh, which prepares the bundle and the cgroup view).
+
+For each runtime: create + start N detached containers whose init sleeps
+(the way podman and containerd do it: `create`, then `start`), time it,
+read MemAvailable before and after for the host memory per container, sum
+what the containers' memory cgroups were charged, then time `pause` and
+`resume` on a sample of them, then kill and delete all.
+
+MemAvailable is host-wide, so the runtimes take turns over several rounds
+after an untimed warm-up (which brings each runtime's binary and the bundle
+into the page cache), and the report gives medians.
+
+    python3 create500.py --bundle B --state DIR [--n 500] [--sample 50] [--rounds 3] NAME=RUNTIME...
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from engines import host  # noqa: E402
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def cgroup_charge_kib(pid):
+    """Memory charged to pid's memory cgroup (v1 usage_in_bytes, v2
+    memory.current); None when the container has no memory cgroup of its
+    own (it would be the charge of this whole benchmark)."""
+    try:
+        ctl = "memory" if "memory" in host.cgroup_hierarchies() else ""
+        if host.proc_cgroups(pid)[ctl] == host.proc_cgroups(os.getpid())[ctl]:
+            return None
+        return int(host.cgroup_file(pid, ctl, "memory.usage_in_bytes" if ctl else "memory.current")) / 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+class Runtime:
+    def __init__(self, name, path, root):
+        self.name, self.path, self.root = name, path, root
+
+    def __call__(self, *args):
+        """Run one verb; returns (seconds, exit status). stderr goes to a
+        file, not a pipe: a detached container's init inherits the runtime's
+        stdio and would hold a pipe open for its whole life."""
+        with open(self.root + ".err", "w") as err:
+            t = time.perf_counter()
+            r = subprocess.run([self.path, "--root", self.root, *args], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err)
+            return time.perf_counter() - t, r.returncode
+
+    def error(self):
+        """The first line the last verb printed on stderr (the message;
+        what follows is usually a usage hint)."""
+        with open(self.root + ".err", errors="replace") as f:
+            lines = f.read().strip().splitlines()
+        return lines[0] if lines else "(no message)"
+
+    def state(self, cid):
+        r = subprocess.run([self.path, "--root", self.root, "state", cid], capture_output=True, text=True)
+        return json.loads(r.stdout) if r.returncode == 0 else {}
+
+
+def create_all(rt, bundle, ids, made):
+    """create + start every id, appending to made; an error string or None."""
+    for cid in ids:
+        _, rc = rt("create", "--bundle", bundle, cid)
+        if rc != 0:
+            return f"create {cid}: {rt.error()}"
+        made.append(cid)
+        _, rc = rt("start", cid)
+        if rc != 0:
+            return f"start {cid}: {rt.error()}"
+    return None
+
+
+def remove_all(rt, made):
+    for cid in made:
+        rt("kill", cid, "KILL")
+    for cid in made:
+        rt("delete", "--force", cid)
+
+
+def pause_resume(rt, ids, out):
+    """Median pause and resume latency over ids, checking the state between."""
+    pause, resume = [], []
+    for cid in ids:
+        dt, rc = rt("pause", cid)
+        if rc != 0 or rt.state(cid).get("status") != "paused":
+            out["pause_error"] = rt.error() if rc else f"state after pause: {rt.state(cid).get('status')!r}"
+            return
+        pause.append(dt)
+        dt, rc = rt("resume", cid)
+        if rc != 0 or rt.state(cid).get("status") != "running":
+            out["pause_error"] = "resume: " + (rt.error() if rc else f"state: {rt.state(cid).get('status')!r}")
+            return
+        resume.append(dt)
+    if pause:
+        out.update(pause_ms=statistics.median(pause) * 1000, resume_ms=statistics.median(resume) * 1000)
+
+
+def bench(rt, bundle, n, sample, tag):
+    ids = [f"{tag}-{rt.name}-{i}" for i in range(n)]
+    made = []
+    out = {"runtime": rt.name}
+    try:
+        time.sleep(1)  # let the previous runtime's teardown settle
+        before = mem_available_kib()
+        t0 = time.perf_counter()
+        err = create_all(rt, bundle, ids, made)
+        if err:
+            out["error"] = err
+            return out
+        elapsed = time.perf_counter() - t0
+        time.sleep(1)  # inits settle into their sleep
+        after = mem_available_kib()
+        pids = [rt.state(cid).get("pid") for cid in ids[:: max(1, n // 20)]]
+        charges = [c for c in (cgroup_charge_kib(p) for p in pids if p) if c is not None]
+        out.update(per_container_ms=elapsed / n * 1000, mem_per_container_kib=(before - after) / n)
+        if charges:
+            out["cgroup_kib"] = statistics.median(charges)
+        else:
+            out["note"] = "containers are not in memory cgroups of their own"
+        pause_resume(rt, ids[:sample], out)
+    finally:
+        t0 = time.perf_counter()
+        remove_all(rt, made)
+        if made:
+            out["teardown_per_container_ms"] = (time.perf_counter() - t0) / len(made) * 1000
+    return out
+
+
+COLUMNS = (("per_container_ms", "ms/container", ".2f"), ("mem_per_container_kib", "host KiB/ctr", ".0f"),
+           ("cgroup_kib", "cgroup KiB/ctr", ".0f"), ("pause_ms", "pause ms", ".2f"),
+           ("resume_ms", "resume ms", ".2f"), ("teardown_per_container_ms", "teardown ms", ".2f"))
+
+
+def median_of(rounds, key):
+    vals = [r[key] for r in rounds if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def report(by_runtime, n, rounds):
+    print(f"\n{n} detached containers (create + start, init sleeps), pause+resume on a sample;"
+          f" medians over {rounds} round(s):")
+    print(f"  {'runtime':8s}" + "".join(f"{title:>16s}" for _, title, _ in COLUMNS))
+    med = {}
+    for name, results in by_runtime.items():
+        errs = [r["error"] for r in results if "error" in r]
+        if errs:
+            print(f"  {name:8s} failed: {errs[0]}")
+            continue
+        med[name] = {k: median_of(results, k) for k, _, _ in COLUMNS}
+        print(f"  {name:8s}" + "".join(f"{format(med[name][k], f) if med[name][k] is not None else '-':>16s}"
+                                      for k, _, f in COLUMNS))
+        notes = {r["note"] for r in results if "note" in r}
+        for note in notes:
+            print(f"  {'':8s} note: {note}")
+        perrs = [r["pause_error"] for r in results if "pause_error" in r]
+        if perrs:
+            print(f"  {'':8s} pause/resume failed: {perrs[0]}")
+        mem = [round(r["mem_per_container_kib"]) for r in results]
+        print(f"  {'':8s} host KiB/container per round: {mem}")
+    if "hull" in med and "crun" in med:
+        caveat = any("note" in r for r in by_runtime["hull"])
+        print("goals (hull <= crun):" + ("  NOT COMPARABLE YET: hull's containers got no cgroups, crun's did"
+                                          if caveat else ""))
+        for k, what in (("per_container_ms", "time per container"), ("mem_per_container_kib", "host memory"),
+                        ("pause_ms", "pause latency"), ("resume_ms", "resume latency")):
+            h, c = med["hull"][k], med["crun"][k]
+            if h is not None and c:
+                print(f"  {what:20s} hull/crun = {h / c:.2f}  {'MET' if h <= c else 'NOT MET'}")
+    print("host KiB = MemAvailable drop / N (host-wide, noisy on a shared machine);"
+          " cgroup KiB = charged to one container's memory cgroup.")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--state", required=True, help="directory for the runtimes' state roots")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--sample", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--tag", default="hb")
+    p.add_argument("runtimes", nargs="+", help="NAME=PATH")
+    a = p.parse_args()
+    rts = []
+    for spec in a.runtimes:
+        name, _, path = spec.partition("=")
+        rts.append(Runtime(name, path, f"{a.state}/root-{name}"))
+    for rt in rts:
+        made = []
+        try:
+            create_all(rt, a.bundle, [f"{a.tag}-warm-{rt.name}-{i}" for i in range(a.warmup)], made)
+        finally:
+            remove_all(rt, made)
+    by_runtime = {rt.name: [] for rt in rts}
+    for r in range(a.rounds):
+        # Alternate the order so no runtime always goes first.
+        for rt in rts if r % 2 == 0 else reversed(rts):
+            print(f"round {r + 1}/{a.rounds}: {rt.name}: {a.n} containers...", file=sys.stderr)
+            by_runtime[rt.name].append(bench(rt, a.bundle, a.n, min(a.sample, a.n), a.tag))
+    report(by_runtime, a.n, a.rounds)
+
+
+if __name__ == "__main__":
+    main()

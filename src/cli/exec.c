@@ -1,0 +1,174 @@
+/* hull exec: run a process in a running container. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void help(void)
+{
+    printf("usage: hull exec [options] ID [COMMAND [ARG...]]\n"
+           "\n"
+           "Run COMMAND in container ID: in all its namespaces and its cgroup, with\n"
+           "its seccomp filter, capabilities and rlimits. Without --process, the\n"
+           "container's own process is the template the options below override.\n"
+           "In the foreground, hull waits and exits with the command's status.\n"
+           "\n"
+           "  -p, --process FILE        process JSON (config.json's \"process\") to run\n"
+           "  -e, --env KEY=VALUE       set an environment variable (repeatable)\n"
+           "      --cwd DIR             working directory inside the container\n"
+           "  -u, --user UID[:GID]      run as this user\n"
+           "  -g, --additional-gids GID add a supplementary group (repeatable)\n"
+           "  -c, --cap CAP             add a capability to every set (repeatable)\n"
+           "  -t, --tty                 allocate a pseudo-terminal\n"
+           "  -d, --detach              do not wait for the process\n"
+           "      --pid-file FILE       write the process's pid to FILE\n"
+           "      --console-socket PATH send the pty master to this AF_UNIX socket\n"
+           "      --no-new-privs        set no_new_privs\n"
+           "      --apparmor PROFILE    AppArmor profile (hosts with AppArmor)\n"
+           "      --process-label LABEL SELinux label (hosts with SELinux)\n"
+           "      --preserve-fds N      pass fds 3..3+N-1 to the process\n");
+}
+
+static int push(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 2) * sizeof(char *));
+    if (nv == NULL)
+        return -1;
+    nv[(*n)++] = (char *)s;
+    nv[*n] = NULL;
+    *v = nv;
+    return 0;
+}
+
+int cmd_exec(struct cli *cli, int argc, char **argv)
+{
+    enum {
+        OPT_CWD = 256,
+        OPT_PID_FILE,
+        OPT_CONSOLE,
+        OPT_NNP,
+        OPT_APPARMOR,
+        OPT_LABEL,
+        OPT_PRESERVE,
+        OPT_CGROUP,
+        OPT_IGNORE_PAUSED
+    };
+    static const struct option opts[] = {
+        {"process", required_argument, NULL, 'p'},
+        {"env", required_argument, NULL, 'e'},
+        {"cwd", required_argument, NULL, OPT_CWD},
+        {"user", required_argument, NULL, 'u'},
+        {"additional-gids", required_argument, NULL, 'g'},
+        {"cap", required_argument, NULL, 'c'},
+        {"tty", no_argument, NULL, 't'},
+        {"detach", no_argument, NULL, 'd'},
+        {"pid-file", required_argument, NULL, OPT_PID_FILE},
+        {"console-socket", required_argument, NULL, OPT_CONSOLE},
+        {"no-new-privs", no_argument, NULL, OPT_NNP},
+        {"apparmor", required_argument, NULL, OPT_APPARMOR},
+        {"process-label", required_argument, NULL, OPT_LABEL},
+        {"preserve-fds", required_argument, NULL, OPT_PRESERVE},
+        {"cgroup", required_argument, NULL, OPT_CGROUP},
+        {"ignore-paused", no_argument, NULL, OPT_IGNORE_PAUSED},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    struct hull_exec_opts o = {0};
+    char **env = NULL, **gids = NULL, **caps = NULL;
+    size_t nenv = 0, ngids = 0, ncaps = 0;
+    int c, ret = 1;
+    /* "+": options stop at the container id; the rest is the command. */
+    while ((c = cli_getopt(argc, argv, "+p:e:u:g:c:tdh", opts)) != -1) {
+        switch (c) {
+        case 'p':
+            o.process_path = optarg;
+            break;
+        case 'e':
+            if (push(&env, &nenv, optarg) < 0)
+                goto out;
+            break;
+        case OPT_CWD:
+            o.cwd = optarg;
+            break;
+        case 'u':
+            o.user = optarg;
+            break;
+        case 'g':
+            if (push(&gids, &ngids, optarg) < 0)
+                goto out;
+            break;
+        case 'c':
+            if (push(&caps, &ncaps, optarg) < 0)
+                goto out;
+            break;
+        case 't':
+            o.tty = true;
+            break;
+        case 'd':
+            o.detach = true;
+            break;
+        case OPT_PID_FILE:
+            o.pid_file = optarg;
+            break;
+        case OPT_CONSOLE:
+            o.console_socket = optarg;
+            break;
+        case OPT_NNP:
+            o.no_new_privs = true;
+            break;
+        case OPT_APPARMOR:
+            o.apparmor_profile = optarg;
+            break;
+        case OPT_LABEL:
+            o.process_label = optarg;
+            break;
+        case OPT_PRESERVE: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000) {
+                ret = cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
+                goto out;
+            }
+            o.preserve_fds = (int)n;
+            break;
+        }
+        case OPT_CGROUP:
+        case OPT_IGNORE_PAUSED:
+            break; /* accepted for runc compatibility */
+        case 'h':
+            help();
+            ret = 0;
+            goto out;
+        default:
+            ret = cli_usage_error(cli, "invalid option");
+            goto out;
+        }
+    }
+    if (optind >= argc) {
+        ret = cli_usage_error(cli, "missing container id");
+        goto out;
+    }
+    const char *id = argv[optind++];
+    if (optind < argc && strcmp(argv[optind], "--") == 0)
+        optind++;
+    if (optind < argc && o.process_path) {
+        ret = cli_usage_error(cli, "give either --process or a command, not both");
+        goto out;
+    }
+    o.args = optind < argc ? argv + optind : NULL;
+    o.env = env;
+    o.additional_gids = gids;
+    o.caps = caps;
+    hull_error err = NULL;
+    int status = 0;
+    if (hull_container_exec(&cli->rt, id, &o, &status, &err) < 0)
+        ret = cli_fail(cli, &err, NULL);
+    else
+        ret = status;
+out:
+    free(env);
+    free(gids);
+    free(caps);
+    return ret;
+}

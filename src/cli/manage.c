@@ -1,0 +1,549 @@
+/* hull ps | pause | resume | update | events | features | checkpoint | restore */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cmd_pause(struct cli *cli, int argc, char **argv)
+{
+    const char *id = NULL;
+    int r = cli_one_id(cli, argc, argv,
+                       "usage: hull pause ID\n\nFreeze every process of container ID (cgroup "
+                       "freezer).\n",
+                       &id);
+    if (r != 0)
+        return r < 0 ? 0 : r;
+    hull_error err = NULL;
+    return hull_container_pause(&cli->rt, id, &err) < 0 ? cli_fail(cli, &err, NULL) : 0;
+}
+
+int cmd_resume(struct cli *cli, int argc, char **argv)
+{
+    const char *id = NULL;
+    int r = cli_one_id(cli, argc, argv, "usage: hull resume ID\n\nThaw a paused container.\n", &id);
+    if (r != 0)
+        return r < 0 ? 0 : r;
+    hull_error err = NULL;
+    return hull_container_resume(&cli->rt, id, &err) < 0 ? cli_fail(cli, &err, NULL) : 0;
+}
+
+static bool pid_in(pid_t p, const pid_t *pids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pids[i] == p)
+            return true;
+    return false;
+}
+
+/* Run the host's ps and keep the header and the container's lines, as runc does. */
+static int ps_table(const pid_t *pids, size_t n, char **ps_args)
+{
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        return 1;
+    pid_t child = fork();
+    if (child == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        execvp("ps", ps_args);
+        fprintf(stderr, "hull: ps: exec ps: %s\n", strerror(errno));
+        _exit(127);
+    }
+    close(pfd[1]);
+    FILE *f = fdopen(pfd[0], "r");
+    char line[4096];
+    int pid_col = -1;
+    bool header = true;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (header) {
+            /* Find which column is PID. */
+            char copy[4096];
+            snprintf(copy, sizeof(copy), "%s", line);
+            int col = 0;
+            for (char *t = strtok(copy, " \t\n"); t; t = strtok(NULL, " \t\n"), col++)
+                if (strcmp(t, "PID") == 0)
+                    pid_col = col;
+            fputs(line, stdout);
+            header = false;
+            continue;
+        }
+        char copy[4096];
+        snprintf(copy, sizeof(copy), "%s", line);
+        int col = 0;
+        for (char *t = strtok(copy, " \t\n"); t; t = strtok(NULL, " \t\n"), col++)
+            if (col == pid_col) {
+                if (pid_in((pid_t)atoi(t), pids, n))
+                    fputs(line, stdout);
+                break;
+            }
+    }
+    if (f)
+        fclose(f);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (pid_col < 0) {
+        fprintf(stderr, "hull: ps: the ps output has no PID column\n");
+        return 1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+int cmd_ps(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *format = "table";
+    int c;
+    while ((c = cli_getopt(argc, argv, "+f:h", opts)) != -1) {
+        switch (c) {
+        case 'f':
+            format = optarg;
+            break;
+        case 'h':
+            printf("usage: hull ps [--format table|json] ID [PS-OPTIONS...]\n"
+                   "\n"
+                   "Show the processes of container ID: the host's `ps` (default -ef)\n"
+                   "limited to the container's cgroup, or --format json for the pids.\n");
+            return 0;
+        default:
+            return cli_usage_error(cli, "invalid option");
+        }
+    }
+    if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
+        return cli_usage_error(cli, "--format: unknown format '%s' (table or json)", format);
+    if (optind >= argc)
+        return cli_usage_error(cli, "missing container id");
+    const char *id = argv[optind++];
+    if (optind < argc && strcmp(argv[optind], "--") == 0)
+        optind++;
+    pid_t *pids = NULL;
+    size_t n = 0;
+    hull_error err = NULL;
+    if (hull_container_pids(&cli->rt, id, &pids, &n, &err) < 0)
+        return cli_fail(cli, &err, NULL);
+    int ret = 0;
+    if (strcmp(format, "json") == 0) {
+        if (optind < argc) {
+            free(pids);
+            return cli_usage_error(cli, "ps options make no sense with --format json");
+        }
+        printf("[");
+        for (size_t i = 0; i < n; i++)
+            printf("%s%d", i ? "," : "", (int)pids[i]);
+        printf("]\n");
+    } else {
+        char *def[] = {"ps", "-ef", NULL};
+        char **ps_args = def;
+        char **own = NULL;
+        if (optind < argc) {
+            own = calloc((size_t)(argc - optind) + 2, sizeof(char *));
+            own[0] = "ps";
+            for (int i = optind; i < argc; i++)
+                own[i - optind + 1] = argv[i];
+            ps_args = own;
+        }
+        fflush(stdout);
+        ret = ps_table(pids, n, ps_args);
+        free(own);
+    }
+    free(pids);
+    return ret;
+}
+
+/* "512m", "1G", "-1" (unlimited) -> bytes, as runc's flags accept. */
+static int parse_bytes(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno)
+        return -1;
+    if (v == -1 && *end == '\0') {
+        *out = -1;
+        return 0;
+    }
+    if (v < 0)
+        return -1;
+    long long mult = 1;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mult = 1024LL;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1024LL * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1024LL * 1024 * 1024;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        mult = 1024LL * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        return -1;
+    }
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end != '\0' || v > __LONG_LONG_MAX__ / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int parse_int(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static char *read_all(FILE *f)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (nb == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+        }
+    }
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+int cmd_update(struct cli *cli, int argc, char **argv)
+{
+    enum {
+        MEM = 256,
+        MEM_RES,
+        MEM_SWAP,
+        KMEM,
+        KMEM_TCP,
+        CPU_QUOTA,
+        CPU_PERIOD,
+        CPU_SHARES,
+        CPU_RT_PERIOD,
+        CPU_RT_RUNTIME,
+        CPUSET_CPUS,
+        CPUSET_MEMS,
+        PIDS,
+        BLKIO,
+        L3,
+        MEMBW
+    };
+    static const struct option opts[] = {
+        {"resources", required_argument, NULL, 'r'},
+        {"memory", required_argument, NULL, MEM},
+        {"memory-reservation", required_argument, NULL, MEM_RES},
+        {"memory-swap", required_argument, NULL, MEM_SWAP},
+        {"kernel-memory", required_argument, NULL, KMEM},
+        {"kernel-memory-tcp", required_argument, NULL, KMEM_TCP},
+        {"cpu-quota", required_argument, NULL, CPU_QUOTA},
+        {"cpu-period", required_argument, NULL, CPU_PERIOD},
+        {"cpu-share", required_argument, NULL, CPU_SHARES},
+        {"cpu-shares", required_argument, NULL, CPU_SHARES},
+        {"cpu-rt-period", required_argument, NULL, CPU_RT_PERIOD},
+        {"cpu-rt-runtime", required_argument, NULL, CPU_RT_RUNTIME},
+        {"cpuset-cpus", required_argument, NULL, CPUSET_CPUS},
+        {"cpuset-mems", required_argument, NULL, CPUSET_MEMS},
+        {"pids-limit", required_argument, NULL, PIDS},
+        {"blkio-weight", required_argument, NULL, BLKIO},
+        {"l3-cache-schema", required_argument, NULL, L3},
+        {"mem-bw-schema", required_argument, NULL, MEMBW},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *resources = NULL;
+    json_object *doc = json_object_new_object();
+    int c, ret = 1;
+    while ((c = cli_getopt(argc, argv, "r:h", opts)) != -1) {
+        long long v = 0;
+        const char *group = NULL, *key = NULL;
+        bool is_string = false, bytes = false;
+        switch (c) {
+        case 'r':
+            resources = optarg;
+            continue;
+        case 'h':
+            printf("usage: hull update [options] ID\n"
+                   "\n"
+                   "Change the cgroup limits of a running container. Fields not given\n"
+                   "are left alone. A memory limit below current usage is refused.\n"
+                   "\n"
+                   "  -r, --resources FILE|-   a linux.resources JSON object\n"
+                   "      --memory BYTES       memory limit (512m, 1g; -1 = unlimited)\n"
+                   "      --memory-reservation BYTES\n"
+                   "      --memory-swap BYTES  memory + swap limit\n"
+                   "      --kernel-memory BYTES, --kernel-memory-tcp BYTES\n"
+                   "      --cpu-quota US       CFS quota per period (-1 = unlimited)\n"
+                   "      --cpu-period US      CFS period\n"
+                   "      --cpu-share(s) N     relative CPU weight\n"
+                   "      --cpu-rt-period US, --cpu-rt-runtime US\n"
+                   "      --cpuset-cpus LIST   e.g. 0-1\n"
+                   "      --cpuset-mems LIST\n"
+                   "      --pids-limit N       maximum number of tasks (-1 = unlimited)\n"
+                   "      --blkio-weight N     10..1000\n");
+            ret = 0;
+            goto out;
+        case MEM:
+            group = "memory", key = "limit", bytes = true;
+            break;
+        case MEM_RES:
+            group = "memory", key = "reservation", bytes = true;
+            break;
+        case MEM_SWAP:
+            group = "memory", key = "swap", bytes = true;
+            break;
+        case KMEM:
+            group = "memory", key = "kernel", bytes = true;
+            break;
+        case KMEM_TCP:
+            group = "memory", key = "kernelTCP", bytes = true;
+            break;
+        case CPU_QUOTA:
+            group = "cpu", key = "quota";
+            break;
+        case CPU_PERIOD:
+            group = "cpu", key = "period";
+            break;
+        case CPU_SHARES:
+            group = "cpu", key = "shares";
+            break;
+        case CPU_RT_PERIOD:
+            group = "cpu", key = "realtimePeriod";
+            break;
+        case CPU_RT_RUNTIME:
+            group = "cpu", key = "realtimeRuntime";
+            break;
+        case CPUSET_CPUS:
+            group = "cpu", key = "cpus", is_string = true;
+            break;
+        case CPUSET_MEMS:
+            group = "cpu", key = "mems", is_string = true;
+            break;
+        case PIDS:
+            group = "pids", key = "limit";
+            break;
+        case BLKIO:
+            group = "blockIO", key = "weight";
+            break;
+        case L3:
+        case MEMBW:
+            fprintf(stderr, "hull: update: Intel RDT is not supported by hull\n");
+            goto out;
+        default:
+            ret = cli_usage_error(cli, "invalid option");
+            goto out;
+        }
+        if (!is_string && (bytes ? parse_bytes(optarg, &v) : parse_int(optarg, &v)) < 0) {
+            ret = cli_usage_error(cli, "%s: '%s' is not a valid %s", key, optarg,
+                                  bytes ? "size" : "number");
+            goto out;
+        }
+        json_object *g = NULL;
+        if (!json_object_object_get_ex(doc, group, &g)) {
+            g = json_object_new_object();
+            json_object_object_add(doc, group, g);
+        }
+        json_object_object_add(
+            g, key, is_string ? json_object_new_string(optarg) : json_object_new_int64(v));
+    }
+    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
+        goto out;
+    const char *id = argv[optind];
+    char *text = NULL;
+    if (resources) {
+        if (json_object_object_length(doc) > 0) {
+            ret = cli_usage_error(cli, "give either --resources or the limit flags, not both");
+            goto out;
+        }
+        FILE *f = strcmp(resources, "-") == 0 ? stdin : fopen(resources, "re");
+        if (f == NULL) {
+            fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
+                    strerror(errno));
+            goto out;
+        }
+        text = read_all(f);
+        if (f != stdin)
+            fclose(f);
+    } else {
+        text = strdup(json_object_to_json_string(doc));
+    }
+    hull_error err = NULL;
+    if (text == NULL)
+        fprintf(stderr, "hull: update %s: out of memory\n", id);
+    else if (hull_container_update(&cli->rt, id, text, &err) < 0)
+        ret = cli_fail(cli, &err, NULL);
+    else
+        ret = 0;
+    free(text);
+out:
+    json_object_put(doc);
+    return ret;
+}
+
+/* "5s", "500ms", "1m", or plain seconds. */
+static int parse_interval_ms(const char *s, long *ms)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        *ms = (long)v;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        *ms = (long)(v * 1000);
+    else if (strcmp(end, "m") == 0)
+        *ms = (long)(v * 60000);
+    else
+        return -1;
+    return *ms > 0 ? 0 : -1;
+}
+
+static volatile sig_atomic_t events_stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    events_stop = 1;
+}
+
+int cmd_events(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"stats", no_argument, NULL, 's'},
+        {"interval", required_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    bool stats_once = false;
+    long interval = 5000;
+    int c;
+    while ((c = cli_getopt(argc, argv, "si:h", opts)) != -1) {
+        switch (c) {
+        case 's':
+            stats_once = true;
+            break;
+        case 'i':
+            if (parse_interval_ms(optarg, &interval) < 0)
+                return cli_usage_error(cli, "--interval: '%s' is not a duration (5s, 500ms)",
+                                       optarg);
+            break;
+        case 'h':
+            printf("usage: hull events [--stats] [--interval DURATION] ID\n"
+                   "\n"
+                   "Print the container's events as JSON lines: resource statistics every\n"
+                   "interval (default 5s) and an \"oom\" event when the OOM killer strikes,\n"
+                   "until the container stops. --stats prints one statistics event.\n");
+            return 0;
+        default:
+            return cli_usage_error(cli, "invalid option");
+        }
+    }
+    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
+        return 1;
+    const char *id = argv[optind];
+    hull_error err = NULL;
+    if (stats_once) {
+        char *ev = hull_container_stats_json(&cli->rt, id, &err);
+        if (ev == NULL)
+            return cli_fail(cli, &err, NULL);
+        printf("%s\n", ev);
+        free(ev);
+        return 0;
+    }
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+    int oom = hull_container_oom_fd(&cli->rt, id, &err);
+    if (oom < 0 && err != NULL)
+        return cli_fail(cli, &err, NULL);
+    while (!events_stop) {
+        char *ev = hull_container_stats_json(&cli->rt, id, &err);
+        if (ev == NULL) {
+            /* The container ended: that ends the stream. */
+            if (hull_error_code(err) == ESRCH) {
+                hull_error_free(&err);
+                break;
+            }
+            if (oom >= 0)
+                close(oom);
+            return cli_fail(cli, &err, NULL);
+        }
+        printf("%s\n", ev);
+        fflush(stdout);
+        free(ev);
+        struct pollfd p = {.fd = oom, .events = POLLIN};
+        if (poll(&p, oom >= 0 ? 1 : 0, (int)interval) > 0 && (p.revents & POLLIN)) {
+            char buf[64];
+            if (read(oom, buf, sizeof(buf)) > 0) {
+                printf("{\"type\":\"oom\",\"id\":\"%s\"}\n", id);
+                fflush(stdout);
+            }
+        }
+    }
+    if (oom >= 0)
+        close(oom);
+    return 0;
+}
+
+int cmd_features(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
+        if (c == 'h') {
+            printf("usage: hull features\n\nPrint what this build and host support "
+                   "(runtime-spec features.md JSON).\n");
+            return 0;
+        }
+        return cli_usage_error(cli, "invalid option");
+    }
+    if (cli_need_args(cli, argc, argv, 0, "") != 0)
+        return 1;
+    char *f = hull_features_json();
+    printf("%s\n", f ? f : "{}");
+    free(f);
+    return 0;
+}
+
+int cmd_checkpoint(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr,
+            "hull: %s: not supported: hull does not checkpoint containers (CRIU is "
+            "not available); microVM snapshots are the migration path "
+            "(hull vm snapshot)\n",
+            cli->verb);
+    return 1;
+}

@@ -1,0 +1,104 @@
+/* hull state | list */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_state(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
+        if (c == 'h') {
+            printf("usage: hull state ID\n\nPrint the OCI state of container ID as JSON.\n");
+            return 0;
+        }
+        return cli_usage_error(cli, "invalid option");
+    }
+    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
+        return 1;
+    struct hull_state st;
+    hull_error err = NULL;
+    if (hull_container_state(&cli->rt, argv[optind], &st, &err) < 0) {
+        /* the library message already says "state ID: ..." */
+        fprintf(stderr, "hull: %s\n", hull_error_msg(err));
+        hull_error_free(&err);
+        return 1;
+    }
+    char *json = hull_state_to_json(&st, true);
+    printf("%s\n", json);
+    free(json);
+    hull_state_free(&st);
+    return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const struct hull_state *)a)->id, ((const struct hull_state *)b)->id);
+}
+
+int cmd_list(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"format", required_argument, NULL, 'f'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *format = "table";
+    bool quiet = false;
+    int c;
+    while ((c = cli_getopt(argc, argv, "f:qh", opts)) != -1) {
+        switch (c) {
+        case 'f':
+            format = optarg;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'h':
+            printf("usage: hull list [--format table|json] [--quiet]\n"
+                   "\n"
+                   "List the containers under --root.\n"
+                   "  -f, --format FMT   table (default) or json\n"
+                   "  -q, --quiet        print the ids only\n");
+            return 0;
+        default:
+            return cli_usage_error(cli, "invalid option");
+        }
+    }
+    if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
+        return cli_usage_error(cli, "--format: unknown format '%s' (table or json)", format);
+    if (cli_need_args(cli, argc, argv, 0, "") != 0)
+        return 1;
+    struct hull_state *all = NULL;
+    size_t n = 0;
+    hull_error err = NULL;
+    if (hull_container_list(&cli->rt, &all, &n, &err) < 0)
+        return cli_fail(cli, &err, NULL);
+    qsort(all, n, sizeof(*all), by_id);
+    if (quiet) {
+        for (size_t i = 0; i < n; i++)
+            printf("%s\n", all[i].id);
+    } else if (strcmp(format, "json") == 0) {
+        printf("[");
+        for (size_t i = 0; i < n; i++) {
+            char *j = hull_state_to_json(&all[i], false);
+            printf("%s%s", i ? "," : "", j);
+            free(j);
+        }
+        printf("]\n");
+    } else {
+        printf("%-20s %-8s %-10s %-40s %-31s %s\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED",
+               "OWNER");
+        for (size_t i = 0; i < n; i++)
+            printf("%-20s %-8d %-10s %-40s %-31s %s\n", all[i].id, (int)all[i].pid,
+                   hull_status_name(all[i].status), all[i].bundle ? all[i].bundle : "",
+                   all[i].created ? all[i].created : "", all[i].owner ? all[i].owner : "");
+    }
+    for (size_t i = 0; i < n; i++)
+        hull_state_free(&all[i]);
+    free(all);
+    return 0;
+}

@@ -1,0 +1,712 @@
+/* The OCI lifecycle (runtime-spec runtime.md): create, start, run, kill,
+ * delete, state, list. Each verb takes the container's lock, reads its
+ * state, checks the status allows the verb, acts, and writes state back.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "container/container.h"
+#include "container/hooks.h"
+#include "container/launch.h"
+#include "container/process.h"
+#include "container/state.h"
+#include "container/sync.h"
+#include "linux/cgroup.h"
+#include "linux/seccomp.h"
+#include "linux/terminal.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+
+/* The runtime-spec state document, as hooks see it: the same JSON as `state`. */
+static char *state_doc_text(const struct hull_cstate *s, enum hull_status status, pid_t pid)
+{
+    struct hull_state view = {
+        .id = s->id,
+        .bundle = s->bundle,
+        .oci_version = s->oci_version,
+        .created = s->created,
+        .owner = s->owner,
+        .rootfs = s->rootfs,
+        .pid = pid,
+        .status = status,
+        .annotations = s->annotations,
+    };
+    return hull_state_to_json(&view, false);
+}
+
+struct hook_ctx {
+    const struct hull_cstate *cs;
+};
+
+static char *hook_state(pid_t pid, void *arg)
+{
+    struct hook_ctx *h = arg;
+    return state_doc_text(h->cs, HULL_STATUS_CREATING, pid);
+}
+
+/* The creator's user name for `list`, read from /etc/passwd directly: the
+ * NSS machinery behind getpwuid() cannot run in a static binary. */
+static char *owner_name(void)
+{
+    uid_t uid = geteuid();
+    char line[1024];
+    FILE *f = fopen("/etc/passwd", "re");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *name = line, *colon = strchr(line, ':');
+        if (colon == NULL)
+            continue;
+        *colon = '\0';
+        char *pw = colon + 1, *c2 = strchr(pw, ':');
+        if (c2 && strtoul(c2 + 1, NULL, 10) == uid) {
+            fclose(f);
+            return strdup(name);
+        }
+    }
+    if (f)
+        fclose(f);
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%u", (unsigned)uid);
+    return strdup(buf);
+}
+
+static int write_pid_file(const char *path, pid_t pid, hull_error *err)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+    if (hull_write_path_atomic(path, buf, (size_t)n, 0644, err) < 0)
+        return hull_error_prefix(err, "--pid-file");
+    return 0;
+}
+
+/* The device rules a container always gets after the spec's own, as runc
+ * adds them: mknod of anything (the node is useless without access), the
+ * default devices, ptys, and linux.devices. Without these the default spec
+ * ("deny all") would not even let the init create /dev/null. */
+static int device_rules(const struct hull_spec *spec, struct hull_resources *r, hull_error *err)
+{
+    static const struct hull_device_rule defaults[] = {
+        {true, 'c', -1, -1, "m"}, {true, 'b', -1, -1, "m"},   /* mknod */
+        {true, 'c', 1, 3, "rwm"}, {true, 'c', 1, 5, "rwm"},   /* null, zero */
+        {true, 'c', 1, 7, "rwm"}, {true, 'c', 1, 8, "rwm"},   /* full, random */
+        {true, 'c', 1, 9, "rwm"}, {true, 'c', 5, 0, "rwm"},   /* urandom, tty */
+        {true, 'c', 5, 1, "rwm"}, {true, 'c', 5, 2, "rwm"},   /* console, ptmx */
+        {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}, /* pts, tun */
+    };
+    size_t nd = sizeof(defaults) / sizeof(defaults[0]);
+    const struct hull_resources *src = spec->linux_.resources;
+    size_t n_spec = src ? src->n_devices : 0, n_linux = spec->linux_.n_devices;
+    struct hull_device_rule *rules = calloc(n_spec + nd + n_linux, sizeof(*rules));
+    if (rules == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n_spec; i++)
+        rules[k++] = src->devices[i];
+    for (size_t i = 0; i < nd; i++)
+        rules[k++] = defaults[i];
+    for (size_t i = 0; i < n_linux; i++) {
+        const struct hull_device *d = &spec->linux_.devices[i];
+        if (d->type == 'p')
+            continue;
+        rules[k++] = (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major,
+                                               d->minor, "rwm"};
+    }
+    if (src)
+        *r = *src; /* shallow: the other fields stay the spec's */
+    r->devices = rules;
+    r->n_devices = k;
+    return 0;
+}
+
+static int apply_resources(struct hull_container_ctx *c, hull_error *err)
+{
+    const struct hull_resources *spec_r = c->spec->linux_.resources;
+    /* No device rules at all: the cgroup keeps its parent's, and the devices
+     * hierarchy need not even be joined (cheaper for every sandbox run). */
+    if (spec_r == NULL || spec_r->n_devices == 0)
+        return spec_r ? hull_cgroup_apply(c->cgroup, spec_r, err) : 0;
+    struct hull_resources r = {0};
+    if (device_rules(c->spec, &r, err) < 0)
+        return -1;
+    int ret = hull_cgroup_apply(c->cgroup, &r, err);
+    free(r.devices); /* the rest belongs to the spec */
+    return ret;
+}
+
+static bool spec_mounts_cgroup(const struct hull_spec *spec)
+{
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        const char *t = spec->mounts[i].type;
+        if (t && (strcmp(t, "cgroup") == 0 || strcmp(t, "cgroup2") == 0))
+            return true;
+    }
+    return false;
+}
+
+/* Check what can be checked before anything is created. */
+static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
+                    hull_error *err)
+{
+    if (spec->process == NULL)
+        return hull_error_set(err, EINVAL, "config.json: process: required");
+    if (!spec->linux_.ns[HULL_NS_MNT].enabled)
+        return hull_error_set(err, EINVAL,
+                              "config.json: linux.namespaces: a mount namespace is required");
+    if (spec->process->terminal && detached && o->console_socket == NULL)
+        return hull_error_set(err, EINVAL,
+                              "config.json: process.terminal: a detached container needs "
+                              "--console-socket to receive its terminal");
+    if (o->console_socket && hull_console_socket_check(o->console_socket, err) < 0)
+        return -1;
+    if (hull_proc_check_lsm(spec->process, "config.json: process", err) < 0)
+        return -1;
+    if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
+        return hull_error_set(err, ENOTSUP,
+                              "config.json: linux.mountLabel: SELinux is not enabled on this host");
+    if (spec->linux_.has_intel_rdt)
+        return hull_error_set(err, ENOTSUP,
+                              "config.json: linux.intelRdt: Intel RDT is not supported by hull");
+    return 0;
+}
+
+void hull_container_ctx_release(struct hull_container_ctx *c)
+{
+    if (c->launch.sync_fd >= 0)
+        close(c->launch.sync_fd);
+    if (c->launch.pty_master >= 0)
+        close(c->launch.pty_master);
+    if (c->launch.exported_fd >= 0)
+        close(c->launch.exported_fd);
+    if (c->dirfd >= 0)
+        close(c->dirfd);
+    hull_cgroup_free(c->cgroup);
+    hull_seccomp_filter_free(c->seccomp);
+    hull_cstate_free(&c->cs);
+    if (c->owns_spec)
+        hull_spec_free(c->spec);
+    memset(c, 0, sizeof(*c));
+    c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
+}
+
+/* Undo a failed create: the init is already dead (spawn kills it). */
+static void create_rollback(const struct hull_runtime *rt, struct hull_container_ctx *c)
+{
+    hull_error e = NULL;
+    if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0) {
+        hull_warn("cleanup: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    if (hull_cstate_remove(rt->root, c->cs.id, &e) < 0) {
+        hull_warn("cleanup: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
+static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o,
+                 const struct hull_setup_opts *so, struct hull_container_ctx *c, hull_error *err)
+{
+    memset(c, 0, sizeof(*c));
+    c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
+    c->launch.fifo_fd = -1;
+    if (hull_id_validate(o->id, err) < 0)
+        return -1;
+    char bundle[PATH_MAX];
+    if (realpath(o->bundle ? o->bundle : ".", bundle) == NULL)
+        return hull_error_errno(err, "--bundle %s", o->bundle ? o->bundle : ".");
+    if (so->spec) {
+        c->spec = so->spec;
+    } else {
+        if (hull_spec_load(bundle, o->config_path, &c->spec, err) < 0)
+            return -1;
+        c->owns_spec = true;
+    }
+    if (precheck(c->spec, o, !so->foreground, err) < 0 ||
+        (c->spec->linux_.seccomp && so->seccomp == NULL &&
+         hull_seccomp_compile(c->spec->linux_.seccomp, &c->seccomp, err) < 0)) {
+        hull_container_ctx_release(c);
+        return -1;
+    }
+
+    /* From here on something exists and failures must roll back. */
+    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0)
+        return -1;
+    char created[64];
+    hull_rfc3339_now(created, sizeof(created));
+    c->cs.id = strdup(o->id);
+    c->cs.oci_version = strdup(c->spec->oci_version);
+    c->cs.bundle = strdup(bundle);
+    c->cs.rootfs = strdup(c->spec->rootfs);
+    c->cs.created = strdup(created);
+    c->cs.owner = owner_name();
+    c->cs.creating = true;
+    c->cs.ephemeral = so->ephemeral_state;
+    c->cs.annotations = hull_strv_dup(c->spec->annotations);
+    c->cs.config = json_object_get(c->spec->json);
+
+    /* The first state write comes once the cgroup exists, so it can name it;
+     * a crash before it leaves a directory without state.json, which delete
+     * --force handles (removing the default cgroup too). */
+    if (!so->no_cgroup) {
+        if (hull_cgroup_create(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+                               &c->cgroup, err) < 0)
+            goto fail;
+        /* A container that sees cgroupfs must see all of its hierarchies;
+         * otherwise only the ones accounting and limits need are joined. */
+        if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
+            goto fail;
+        c->cs.cgroup = hull_cgroup_save(c->cgroup);
+    }
+    /* Recorded before use, so delete --force finds the cgroup after a crash. */
+    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        goto fail;
+    if (c->cgroup) {
+        if (apply_resources(c, err) < 0)
+            goto fail;
+        /* Limits may join more hierarchies (cpu for a quota): the state
+         * written after spawn must name them, or destroy leaves them. */
+        json_object_put(c->cs.cgroup);
+        c->cs.cgroup = hull_cgroup_save(c->cgroup);
+    }
+
+    if (!so->foreground) {
+        if (mkfifoat(c->dirfd, HULL_EXEC_FIFO, 0600) < 0) {
+            hull_error_errno(err, "create %s", HULL_EXEC_FIFO);
+            goto fail;
+        }
+        /* O_RDWR never blocks on a fifo; the init keeps this open and
+         * blocks in read() until `start` writes. */
+        c->launch.fifo_fd = openat(c->dirfd, HULL_EXEC_FIFO, O_RDWR | O_CLOEXEC);
+        if (c->launch.fifo_fd < 0) {
+            hull_error_errno(err, "open %s", HULL_EXEC_FIFO);
+            goto fail;
+        }
+    }
+
+    c->launch.spec = c->spec;
+    c->launch.cgroup = c->cgroup;
+    c->launch.seccomp = so->seccomp ? so->seccomp : c->seccomp;
+    c->launch.no_pivot = o->no_pivot;
+    c->launch.foreground = so->foreground;
+    c->launch.die_with_parent = so->die_with_parent;
+    for (int i = 0; i < 3; i++)
+        c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
+    c->launch.loopback_up = so->loopback_up;
+    c->launch.export_dir = so->export_dir;
+    c->launch.rootfs_extras = so->rootfs_extras;
+    c->launch.preserve_fds = o->preserve_fds;
+    struct hook_ctx hc = {&c->cs};
+    int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
+    if (c->launch.fifo_fd >= 0)
+        close(c->launch.fifo_fd);
+    c->launch.fifo_fd = -1;
+    if (r < 0)
+        goto fail;
+
+    c->cs.pid = c->launch.pid;
+    c->cs.pid_start = hull_pid_start_time(c->launch.pid);
+    c->cs.creating = false;
+    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        goto fail_kill;
+    if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
+        goto fail_kill;
+    if (c->launch.pty_master >= 0 && o->console_socket) {
+        if (hull_console_socket_send(o->console_socket, c->launch.pty_master, err) < 0)
+            goto fail_kill;
+        close(c->launch.pty_master);
+        c->launch.pty_master = -1;
+    }
+    return 0;
+
+fail_kill:
+    kill(c->launch.pid, SIGKILL);
+fail:
+    create_rollback(rt, c);
+    hull_container_ctx_release(c);
+    return -1;
+}
+
+int hull_container_setup(const struct hull_runtime *rt, const struct hull_create_opts *o,
+                         const struct hull_setup_opts *so, struct hull_container_ctx *c,
+                         hull_error *err)
+{
+    if (setup(rt, o, so, c, err) < 0)
+        return hull_error_prefix(err, "%s %s", so->verb ? so->verb : "create",
+                                 o->id ? o->id : "");
+    return 0;
+}
+
+int hull_container_create(const struct hull_runtime *rt, const struct hull_create_opts *opts,
+                          hull_error *err)
+{
+    struct hull_container_ctx c;
+    struct hull_setup_opts so = {0};
+    if (hull_container_setup(rt, opts, &so, &c, err) < 0)
+        return -1;
+    hull_container_ctx_release(&c);
+    return 0;
+}
+
+/* Open and read a container's state under its lock. */
+static int load(const struct hull_runtime *rt, const char *id, int *dirfd, struct hull_cstate *cs,
+                hull_error *err)
+{
+    if (hull_cstate_open(rt->root, id, false, dirfd, err) < 0)
+        return -1;
+    if (hull_cstate_read(*dirfd, cs, err) < 0) {
+        close(*dirfd);
+        *dirfd = -1;
+        if (hull_error_code(*err) == ENOENT) {
+            hull_error_free(err);
+            return hull_error_set(err, ENOENT,
+                                  "container '%s' was left half-created (use delete --force)", id);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static struct hull_cgroup *load_cgroup(const struct hull_cstate *cs)
+{
+    struct hull_cgroup *cg = NULL;
+    hull_error e = NULL;
+    if (cs->cgroup && hull_cgroup_load(cs->cgroup, &cg, &e) < 0) {
+        hull_debug("load cgroup of %s: %s", cs->id, hull_error_msg(e));
+        hull_error_free(&e);
+        cg = NULL;
+    }
+    return cg;
+}
+
+static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struct hull_cgroup *cg)
+{
+    bool frozen = false;
+    if (cg && hull_pid_alive(cs->pid, cs->pid_start)) {
+        hull_error e = NULL;
+        if (hull_cgroup_is_frozen(cg, &frozen, &e) < 0)
+            hull_error_free(&e);
+    }
+    return hull_cstate_status(dirfd, cs, frozen);
+}
+
+int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    int dirfd = -1;
+    struct hull_cstate cs;
+    if (load(rt, id, &dirfd, &cs, err) < 0)
+        return hull_error_prefix(err, "start %s", id);
+    int ret = -1;
+    struct hull_cgroup *cg = load_cgroup(&cs);
+    enum hull_status st = status_of(dirfd, &cs, cg);
+    if (st != HULL_STATUS_CREATED) {
+        hull_error_set(err, EINVAL, "start %s: cannot start a container that is %s", id,
+                       hull_status_name(st));
+        goto out;
+    }
+    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
+    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        hull_error_errno(err, "start %s: the container's init is not waiting", id);
+        goto out;
+    }
+    ssize_t w = write(fd, "0", 1);
+    close(fd);
+    if (w != 1) {
+        hull_error_errno(err, "start %s: signal the init", id);
+        goto out;
+    }
+    /* Without the fifo, the status reads "running" from now on. */
+    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
+    ret = 0;
+
+    struct hull_spec *spec = NULL;
+    if (cs.config) {
+        const char *text = hj_to_string(cs.config);
+        if (hull_spec_parse(text, strlen(text), cs.bundle, &spec, err) < 0)
+            hull_error_free(err); /* validated at create; cannot fail */
+    }
+    if (spec && spec->hooks.n_poststart) {
+        char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
+        hull_error e = NULL;
+        /* runtime-spec: a failing poststart hook is logged, not fatal. */
+        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, &e) <
+            0) {
+            hull_warn("start %s: %s", id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        free(sj);
+    }
+    hull_spec_free(spec);
+out:
+    hull_cgroup_free(cg);
+    hull_cstate_free(&cs);
+    close(dirfd);
+    return ret;
+}
+
+int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
+                        hull_error *err)
+{
+    int dirfd = -1;
+    struct hull_cstate cs;
+    if (signo <= 0 || signo >= NSIG)
+        return hull_error_set(err, EINVAL, "kill %s: invalid signal %d", id, signo);
+    if (load(rt, id, &dirfd, &cs, err) < 0)
+        return hull_error_prefix(err, "kill %s", id);
+    int ret = -1;
+    struct hull_cgroup *cg = load_cgroup(&cs);
+    enum hull_status st = status_of(dirfd, &cs, cg);
+    if (all && cg) {
+        /* --all reaches every process, also those left behind by a dead init. */
+        if (hull_cgroup_kill(cg, signo, err) < 0)
+            hull_error_prefix(err, "kill %s", id);
+        else
+            ret = 0;
+        if (ret == 0 && st != HULL_STATUS_STOPPED)
+            kill(cs.pid, signo);
+    } else if (st == HULL_STATUS_STOPPED || st == HULL_STATUS_CREATING) {
+        hull_error_set(err, ESRCH, "kill %s: container is not running", id);
+    } else if (kill(cs.pid, signo) < 0) {
+        hull_error_errno(err, "kill %s", id);
+    } else {
+        ret = 0;
+    }
+    hull_cgroup_free(cg);
+    hull_cstate_free(&cs);
+    close(dirfd);
+    return ret;
+}
+
+/* Wait (bounded) until a process that is not our child has exited. */
+static void wait_gone(pid_t pid, unsigned long long start)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd >= 0) {
+        if (hull_pid_alive(pid, start)) {
+            struct pollfd p = {.fd = pfd, .events = POLLIN};
+            poll(&p, 1, 10000);
+        }
+        close(pfd);
+        return;
+    }
+    for (int i = 0; i < 1000 && hull_pid_alive(pid, start); i++)
+        usleep(10000);
+}
+
+int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull_cstate *cs,
+                           hull_error *err)
+{
+    struct hull_cgroup *cg = load_cgroup(cs);
+    if (hull_pid_alive(cs->pid, cs->pid_start)) {
+        kill(cs->pid, SIGKILL);
+        wait_gone(cs->pid, cs->pid_start);
+    }
+    struct hull_spec *spec = NULL;
+    if (cs->config && !cs->creating) {
+        const char *text = hj_to_string(cs->config);
+        hull_error e = NULL;
+        if (hull_spec_parse(text, strlen(text), cs->bundle, &spec, &e) < 0)
+            hull_error_free(&e);
+    }
+    if (spec && spec->hooks.n_poststop) {
+        char *sj = state_doc_text(cs, HULL_STATUS_STOPPED, 0);
+        hull_error e = NULL;
+        if (hull_hooks_run(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, &e) <
+            0) {
+            hull_warn("delete %s: %s", cs->id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        free(sj);
+    }
+    hull_spec_free(spec);
+    int ret = 0;
+    if (cg && hull_cgroup_destroy(cg, err) < 0)
+        ret = -1;
+    hull_cgroup_free(cg);
+    (void)dirfd;
+    if (ret == 0 && hull_cstate_remove(rt->root, cs->id, err) < 0)
+        ret = -1;
+    return ret;
+}
+
+int hull_container_delete(const struct hull_runtime *rt, const char *id, bool force,
+                          hull_error *err)
+{
+    int dirfd = -1;
+    struct hull_cstate cs;
+    if (hull_cstate_open(rt->root, id, false, &dirfd, err) < 0) {
+        if (force && hull_error_code(*err) == ENOENT) {
+            hull_error_free(err);
+            return 0;
+        }
+        return hull_error_prefix(err, "delete %s", id);
+    }
+    if (hull_cstate_read(dirfd, &cs, err) < 0) {
+        /* No readable state: a create that crashed before its first write. */
+        if (!force) {
+            close(dirfd);
+            return hull_error_prefix(err, "delete %s (use --force for a half-created container)",
+                                     id);
+        }
+        hull_error_free(err);
+        close(dirfd);
+        /* The crash may have come after the default cgroup was made. */
+        struct hull_cgroup *cg = NULL;
+        hull_error e = NULL;
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) == 0)
+            hull_cgroup_destroy(cg, &e);
+        hull_cgroup_free(cg);
+        hull_error_free(&e);
+        if (hull_cstate_remove(rt->root, id, err) < 0)
+            return hull_error_prefix(err, "delete %s", id);
+        return 0;
+    }
+    struct hull_cgroup *cg = load_cgroup(&cs);
+    enum hull_status st = status_of(dirfd, &cs, cg);
+    hull_cgroup_free(cg);
+    int ret = -1;
+    if (!force && (st == HULL_STATUS_RUNNING || st == HULL_STATUS_PAUSED ||
+                   st == HULL_STATUS_CREATING)) {
+        hull_error_set(err, EBUSY, "delete %s: cannot delete a container that is %s (stop it or "
+                                   "use --force)",
+                       id, hull_status_name(st));
+    } else if (hull_container_destroy(rt, dirfd, &cs, err) < 0) {
+        hull_error_prefix(err, "delete %s", id);
+    } else {
+        ret = 0;
+    }
+    hull_cstate_free(&cs);
+    close(dirfd);
+    return ret;
+}
+
+static void fill_state(int dirfd, struct hull_cstate *cs, struct hull_state *out)
+{
+    struct hull_cgroup *cg = load_cgroup(cs);
+    memset(out, 0, sizeof(*out));
+    out->status = status_of(dirfd, cs, cg);
+    hull_cgroup_free(cg);
+    out->pid = out->status == HULL_STATUS_STOPPED ? 0 : cs->pid;
+    out->id = cs->id;
+    out->bundle = cs->bundle;
+    out->oci_version = cs->oci_version;
+    out->created = cs->created;
+    out->owner = cs->owner;
+    out->rootfs = cs->rootfs;
+    out->annotations = cs->annotations;
+    /* The strings now belong to *out. */
+    cs->id = cs->bundle = cs->oci_version = cs->created = cs->owner = cs->rootfs = NULL;
+    cs->annotations = NULL;
+}
+
+int hull_container_state(const struct hull_runtime *rt, const char *id, struct hull_state *out,
+                         hull_error *err)
+{
+    if (hull_id_validate(id, err) < 0)
+        return hull_error_prefix(err, "state");
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", rt->root, id);
+    /* Readers do not take the lock: state.json is replaced atomically. */
+    cleanup_close int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        if (errno == ENOENT)
+            return hull_error_set(err, ENOENT, "state %s: container '%s' does not exist", id, id);
+        return hull_error_errno(err, "state %s", id);
+    }
+    struct hull_cstate cs;
+    if (hull_cstate_read(dirfd, &cs, err) < 0)
+        return hull_error_prefix(err, "state %s", id);
+    fill_state(dirfd, &cs, out);
+    hull_cstate_free(&cs);
+    return 0;
+}
+
+int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, size_t *count,
+                        hull_error *err)
+{
+    *out = NULL;
+    *count = 0;
+    DIR *d = opendir(rt->root);
+    if (d == NULL)
+        return errno == ENOENT ? 0 : hull_error_errno(err, "list: %s", rt->root);
+    size_t cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        int cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cfd < 0)
+            continue;
+        struct hull_cstate cs;
+        hull_error e = NULL;
+        if (hull_cstate_read(cfd, &cs, &e) < 0) {
+            hull_error_free(&e);
+            close(cfd);
+            continue; /* half-created: only delete --force deals with those */
+        }
+        if (*count == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct hull_state *n = realloc(*out, cap * sizeof(**out));
+            if (n == NULL) {
+                hull_cstate_free(&cs);
+                close(cfd);
+                closedir(d);
+                return hull_error_set(err, ENOMEM, "out of memory");
+            }
+            *out = n;
+        }
+        fill_state(cfd, &cs, &(*out)[(*count)++]);
+        hull_cstate_free(&cs);
+        close(cfd);
+    }
+    closedir(d);
+    return 0;
+}
+
+void hull_state_free(struct hull_state *s)
+{
+    free(s->id);
+    free(s->bundle);
+    free(s->oci_version);
+    free(s->created);
+    free(s->owner);
+    free(s->rootfs);
+    hull_strv_free(s->annotations);
+    memset(s, 0, sizeof(*s));
+}
+
+char *hull_state_to_json(const struct hull_state *s, bool pretty)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ociVersion",
+                           json_object_new_string(s->oci_version ? s->oci_version : ""));
+    json_object_object_add(o, "id", json_object_new_string(s->id));
+    json_object_object_add(o, "pid", json_object_new_int(s->pid));
+    json_object_object_add(o, "status", json_object_new_string(hull_status_name(s->status)));
+    json_object_object_add(o, "bundle", json_object_new_string(s->bundle ? s->bundle : ""));
+    json_object_object_add(o, "rootfs", json_object_new_string(s->rootfs ? s->rootfs : ""));
+    json_object_object_add(o, "created", json_object_new_string(s->created ? s->created : ""));
+    if (s->annotations && s->annotations[0]) {
+        json_object *a = json_object_new_object();
+        for (char **p = s->annotations; p[0] && p[1]; p += 2)
+            json_object_object_add(a, p[0], json_object_new_string(p[1]));
+        json_object_object_add(o, "annotations", a);
+    }
+    json_object_object_add(o, "owner", json_object_new_string(s->owner ? s->owner : ""));
+    int flags = JSON_C_TO_STRING_NOSLASHESCAPE |
+                (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN);
+    char *t = strdup(json_object_to_json_string_ext(o, flags));
+    json_object_put(o);
+    return t;
+}

@@ -1,0 +1,62 @@
+/* Internal API of the container layer, shared by the OCI verbs and by the
+ * sandbox, which builds its spec in memory and supervises the run itself. */
+#ifndef HULL_CONTAINER_CONTAINER_H
+#define HULL_CONTAINER_CONTAINER_H
+
+#include <signal.h>
+
+#include "container/launch.h"
+#include "container/state.h"
+#include "hull.h"
+#include "linux/cgroup.h"
+#include "linux/seccomp.h"
+#include "spec/spec.h"
+
+struct hull_setup_opts {
+    struct hull_spec *spec;                    /* use this spec (caller keeps it) */
+    const struct hull_seccomp_filter *seccomp; /* precompiled filter (caller keeps it) */
+    bool foreground;      /* the caller will send START and supervise */
+    bool die_with_parent; /* the container dies with the calling process */
+    bool no_cgroup;       /* process isolation: no cgroup at all */
+    const char *verb;     /* for messages: "create" (default), "run", ... */
+    const int *stdio;     /* 3 fds for the container's stdio; NULL = inherit ours */
+    bool loopback_up;     /* bring lo up in the new network namespace */
+    const char *export_dir; /* hand back an fd of this container directory */
+    const struct hull_rootfs_extras *rootfs_extras;
+    bool ephemeral_state; /* see struct hull_cstate.ephemeral */
+};
+
+/* Everything a created container holds while its creator still runs. */
+struct hull_container_ctx {
+    struct hull_spec *spec;
+    struct hull_cstate cs;
+    struct hull_cgroup *cgroup;
+    struct hull_seccomp_filter *seccomp; /* compiled here (not from opts) */
+    struct hull_launch launch;
+    int dirfd; /* locked state directory */
+    bool owns_spec;
+};
+
+/* Create: state directory, cgroup, init waiting at READY. On failure
+ * everything is rolled back and *c released. */
+int hull_container_setup(const struct hull_runtime *rt, const struct hull_create_opts *o,
+                         const struct hull_setup_opts *so, struct hull_container_ctx *c,
+                         hull_error *err);
+void hull_container_ctx_release(struct hull_container_ctx *c);
+
+/* Kill what is left, run poststop hooks, remove the cgroup and the state. */
+int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull_cstate *cs,
+                           hull_error *err);
+
+/* Foreground supervision shared by `run` and `exec`. */
+void hull_forwardable_signals(sigset_t *set);
+/* Wait for pid (our child), forwarding signals read from the signalfd sfd
+ * and relaying the pty master (or -1). Returns the wait status. */
+int hull_supervise(pid_t pid, int sfd, int master);
+/* After the process was told to exec: EOF on the close-on-exec sync socket
+ * means execve succeeded, an error message means it failed. */
+int hull_wait_exec(int sync_fd, hull_error *err);
+/* Shell-style exit code of a wait status: the code, or 128+signal. */
+int hull_exit_code(int status);
+
+#endif

@@ -1,0 +1,433 @@
+/* `exec`: a new process inside a running container.
+ *
+ * A first child joins every namespace of the container's init (user first,
+ * so the rest are judged against it) and clones the real process with
+ * CLONE_PARENT, so it lands in the container's pid namespace yet stays our
+ * child. We put that process in the container's cgroup and apply rlimits
+ * from outside before it runs anything; it then takes the container's
+ * credentials, capabilities and seccomp filter exactly like the init.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container/container.h"
+#include "container/process.h"
+#include "container/state.h"
+#include "container/sync.h"
+#include "linux/cgroup.h"
+#include "linux/creds.h"
+#include "linux/namespaces.h"
+#include "linux/terminal.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+
+/* setns order: user first, pid and time last (they only apply to children). */
+static const enum hull_ns_type join_order[] = {HULL_NS_USER, HULL_NS_MNT, HULL_NS_NET,
+                                               HULL_NS_IPC,  HULL_NS_UTS, HULL_NS_CGROUP,
+                                               HULL_NS_PID,  HULL_NS_TIME};
+
+struct exec_ctx {
+    struct hull_spec *spec;   /* the container's config, as created */
+    struct hull_process proc; /* the process to run */
+    struct hull_seccomp_filter *seccomp;
+    struct hull_cgroup *cgroup;
+    int ns_fds[HULL_NS_COUNT];
+    pid_t init_pid;
+    int sync_fd, child_fd;
+    int preserve_fds;
+};
+
+/* Open the init's namespaces that differ from ours. */
+static int open_namespaces(struct exec_ctx *x, hull_error *err)
+{
+    for (int t = 0; t < HULL_NS_COUNT; t++) {
+        x->ns_fds[t] = -1;
+        char theirs[64], ours[64];
+        const char *name = hull_ns_proc_name(t);
+        snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)x->init_pid, name);
+        snprintf(ours, sizeof(ours), "/proc/self/ns/%s", name);
+        struct stat a, b;
+        if (stat(theirs, &a) < 0) {
+            if (errno == ENOENT && t == HULL_NS_TIME)
+                continue; /* kernel without time namespaces */
+            return hull_error_errno(err, "open %s namespace of the container", name);
+        }
+        if (stat(ours, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+            continue;
+        x->ns_fds[t] = open(theirs, O_RDONLY | O_CLOEXEC);
+        if (x->ns_fds[t] < 0)
+            return hull_error_errno(err, "open %s namespace of the container", name);
+    }
+    return 0;
+}
+
+static void close_namespaces(struct exec_ctx *x)
+{
+    for (int t = 0; t < HULL_NS_COUNT; t++)
+        if (x->ns_fds[t] >= 0) {
+            close(x->ns_fds[t]);
+            x->ns_fds[t] = -1;
+        }
+}
+
+/* The process that will exec, inside the container. */
+__attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
+{
+    hull_error err = NULL;
+    struct hull_sync_msg m;
+    struct hull_proc_plan plan = {
+        .proc = &x->proc,
+        .lx = &x->spec->linux_,
+        .seccomp = x->seccomp,
+        .new_session = !x->proc.terminal,
+        .preserve_fds = x->preserve_fds,
+    };
+    if (hull_sync_expect(x->child_fd, SYNC_CGROUP_DONE, &m, &err) < 0)
+        goto fail;
+    if (x->proc.terminal) {
+        int master, slave;
+        if (hull_pty_open(&master, &slave, x->proc.console_height, x->proc.console_width, &err) <
+                0 ||
+            hull_sync_send_fd(x->child_fd, SYNC_PTY, master, &err) < 0)
+            goto fail;
+        close(master);
+        if (hull_pty_become_console(slave, &err) < 0)
+            goto fail;
+    }
+    if (chdir(x->proc.cwd) < 0) {
+        hull_error_errno(&err, "process.cwd: %s", x->proc.cwd);
+        goto fail;
+    }
+    if (hull_proc_resolve(&plan, &err) < 0 || hull_proc_finish(&plan, &err) < 0)
+        goto fail;
+    hull_proc_exec(&plan, x->child_fd);
+fail:
+    hull_sync_send_error(x->child_fd, err);
+    _exit(1);
+}
+
+/* Joins the namespaces, then clones the exec'd process as our parent's child. */
+__attribute__((noreturn)) static void join_child(struct exec_ctx *x)
+{
+    hull_error err = NULL;
+    int keep[HULL_NS_COUNT + 2] = {x->child_fd, hull_log_fd()};
+    for (int t = 0; t < HULL_NS_COUNT; t++)
+        keep[2 + t] = x->ns_fds[t];
+    hull_close_fds_except(3 + x->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Non-dumpable before entering: a process already in the container must
+     * not reach our memory or /proc/<pid>/exe, the hull binary (CVE-2019-5736). */
+    prctl(PR_SET_DUMPABLE, 0);
+    if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]), &err) < 0)
+        goto fail;
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (pid < 0) {
+        hull_error_errno(&err, "clone");
+        goto fail;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_DUMPABLE, 0);
+        exec_child(x);
+    }
+    hull_sync_send(x->child_fd, SYNC_PID, pid, NULL);
+    _exit(0);
+fail:
+    hull_sync_send_error(x->child_fd, err);
+    _exit(1);
+}
+
+static int parse_user(const char *s, struct hull_user *u, hull_error *err)
+{
+    char *end;
+    unsigned long uid = strtoul(s, &end, 10);
+    if (end == s || (*end != '\0' && *end != ':') || uid > UINT32_MAX - 1)
+        return hull_error_set(err, EINVAL, "--user: '%s' must be UID[:GID]", s);
+    u->uid = (uint32_t)uid;
+    if (*end == ':') {
+        const char *g = end + 1;
+        unsigned long gid = strtoul(g, &end, 10);
+        if (end == g || *end != '\0' || gid > UINT32_MAX - 1)
+            return hull_error_set(err, EINVAL, "--user: '%s' must be UID[:GID]", s);
+        u->gid = (uint32_t)gid;
+    }
+    return 0;
+}
+
+/* Put `add` into env, replacing an entry with the same key. */
+static int env_set(char ***env, const char *add)
+{
+    size_t kl = strcspn(add, "=");
+    for (char **e = *env; e && *e; e++)
+        if (strncmp(*e, add, kl) == 0 && (*e)[kl] == '=') {
+            char *d = strdup(add);
+            if (d == NULL)
+                return -1;
+            free(*e);
+            *e = d;
+            return 0;
+        }
+    return hull_strv_append(env, add);
+}
+
+/* The process to run: --process, or the container's process overridden. */
+static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hull_error *err)
+{
+    struct hull_process *p = &x->proc;
+    if (o->process_path) {
+        json_object *doc = NULL;
+        if (hj_parse_file(o->process_path, &doc, err) < 0)
+            return hull_error_prefix(err, "--process");
+        int r = hull_process_parse(doc, "process", p, err);
+        json_object_put(doc);
+        if (r < 0)
+            return hull_error_prefix(err, "--process %s", o->process_path);
+    } else {
+        if (o->args == NULL || o->args[0] == NULL)
+            return hull_error_set(err, EINVAL, "no command given (and no --process)");
+        /* Start from the container's own process, as runc does. */
+        json_object *proc = hj_get(x->spec->json, "process");
+        if (hull_process_parse(proc, "process", p, err) < 0)
+            return -1;
+        hull_strv_free(p->args);
+        p->args = hull_strv_dup(o->args);
+        p->terminal = o->tty;
+        if (p->args == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
+    }
+    for (char *const *e = o->env; e && *e; e++) {
+        if (strchr(*e, '=') == NULL || **e == '=')
+            return hull_error_set(err, EINVAL, "--env: '%s' must be KEY=VALUE", *e);
+        if (env_set(&p->env, *e) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
+    }
+    if (o->cwd) {
+        if (o->cwd[0] != '/')
+            return hull_error_set(err, EINVAL, "--cwd: '%s' must be an absolute path", o->cwd);
+        free(p->cwd);
+        p->cwd = strdup(o->cwd);
+    }
+    if (o->user && parse_user(o->user, &p->user, err) < 0)
+        return -1;
+    size_t ng = hull_strv_len(o->additional_gids);
+    if (ng) {
+        uint32_t *g = calloc(ng, sizeof(uint32_t));
+        if (g == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < ng; i++) {
+            char *end;
+            unsigned long v = strtoul(o->additional_gids[i], &end, 10);
+            if (*end != '\0' || end == o->additional_gids[i] || v > UINT32_MAX - 1) {
+                free(g);
+                return hull_error_set(err, EINVAL, "--additional-gids: '%s' is not a gid",
+                                      o->additional_gids[i]);
+            }
+            g[i] = (uint32_t)v;
+        }
+        free(p->user.additional_gids);
+        p->user.additional_gids = g;
+        p->user.n_additional_gids = ng;
+    }
+    for (char *const *c = o->caps; c && *c; c++) {
+        char ***sets[] = {&p->caps.bounding, &p->caps.effective, &p->caps.permitted,
+                          &p->caps.inheritable, &p->caps.ambient};
+        if (hull_cap_valid(*c) < 0)
+            return hull_error_set(err, EINVAL, "--cap: unknown capability '%s'", *c);
+        for (size_t i = 0; i < 5; i++)
+            if (hull_strv_append(sets[i], *c) < 0)
+                return hull_error_set(err, ENOMEM, "out of memory");
+        p->has_caps = true;
+    }
+    if (o->no_new_privs)
+        p->no_new_privileges = true;
+    if (o->apparmor_profile) {
+        free(p->apparmor_profile);
+        p->apparmor_profile = strdup(o->apparmor_profile);
+    }
+    if (o->process_label) {
+        free(p->selinux_label);
+        p->selinux_label = strdup(o->process_label);
+    }
+    if (p->terminal && o->detach && o->console_socket == NULL)
+        return hull_error_set(err, EINVAL,
+                              "a detached process with a terminal needs --console-socket");
+    return hull_proc_check_lsm(p, "process", err);
+}
+
+static void exec_ctx_free(struct exec_ctx *x)
+{
+    close_namespaces(x);
+    if (x->sync_fd >= 0)
+        close(x->sync_fd);
+    if (x->child_fd >= 0)
+        close(x->child_fd);
+    hull_process_free(&x->proc);
+    hull_seccomp_filter_free(x->seccomp);
+    hull_cgroup_free(x->cgroup);
+    hull_spec_free(x->spec);
+}
+
+static int reap(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return status;
+}
+
+/* Start the process; on return it has exec'd (or failed). *pid and *master set. */
+static int launch(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t *pid, int *master,
+                  hull_error *err)
+{
+    int sv[2];
+    struct hull_sync_msg m;
+    *pid = -1;
+    *master = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return hull_error_errno(err, "socketpair");
+    x->sync_fd = sv[0];
+    x->child_fd = sv[1];
+    pid_t joiner = fork();
+    if (joiner < 0)
+        return hull_error_errno(err, "fork");
+    if (joiner == 0)
+        join_child(x);
+    close(x->child_fd);
+    x->child_fd = -1;
+    close_namespaces(x);
+    int r = hull_sync_expect(x->sync_fd, SYNC_PID, &m, err);
+    reap(joiner);
+    if (r < 0)
+        return -1;
+    *pid = m.value;
+
+    /* From the host, before the process runs anything of its own. */
+    if ((x->cgroup && hull_cgroup_enter(x->cgroup, *pid, err) < 0) ||
+        hull_rlimits_apply(*pid, &x->proc, err) < 0 ||
+        hull_sync_send(x->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
+        goto fail;
+    if (x->proc.terminal) {
+        if (hull_sync_expect(x->sync_fd, SYNC_PTY, &m, err) < 0)
+            goto fail;
+        *master = m.fd;
+        if (o->console_socket) {
+            if (hull_console_socket_send(o->console_socket, *master, err) < 0)
+                goto fail;
+            close(*master);
+            *master = -1;
+        }
+    }
+    if (hull_wait_exec(x->sync_fd, err) < 0)
+        goto fail;
+    return 0;
+fail:
+    kill(*pid, SIGKILL);
+    reap(*pid);
+    *pid = -1;
+    if (*master >= 0)
+        close(*master);
+    *master = -1;
+    return -1;
+}
+
+static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
+                   int *exit_status, hull_error *err)
+{
+    struct exec_ctx x = {.sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds};
+    for (int t = 0; t < HULL_NS_COUNT; t++)
+        x.ns_fds[t] = -1;
+    int ret = -1, dirfd = -1;
+    struct hull_cstate cs;
+
+    if (hull_cstate_open(rt->root, id, false, &dirfd, err) < 0)
+        return -1;
+    if (hull_cstate_read(dirfd, &cs, err) < 0) {
+        close(dirfd);
+        return -1;
+    }
+    if (cs.cgroup && hull_cgroup_load(cs.cgroup, &x.cgroup, err) < 0)
+        goto out;
+    bool frozen = false;
+    if (x.cgroup && hull_pid_alive(cs.pid, cs.pid_start) &&
+        hull_cgroup_is_frozen(x.cgroup, &frozen, err) < 0)
+        goto out;
+    enum hull_status st = hull_cstate_status(dirfd, &cs, frozen);
+    if (st != HULL_STATUS_RUNNING && st != HULL_STATUS_CREATED) {
+        hull_error_set(err, EINVAL, "cannot exec in a container that is %s", hull_status_name(st));
+        goto out;
+    }
+    x.init_pid = cs.pid;
+    const char *text = cs.config ? hj_to_string(cs.config) : "{}";
+    if (hull_spec_parse(text, strlen(text), cs.bundle, &x.spec, err) < 0 ||
+        build_process(&x, o, err) < 0)
+        goto out;
+    if (x.spec->linux_.seccomp && hull_seccomp_compile(x.spec->linux_.seccomp, &x.seccomp, err) < 0)
+        goto out;
+    if (open_namespaces(&x, err) < 0)
+        goto out;
+    /* The namespaces we hold must be the init we checked, not a reused pid. */
+    if (!hull_pid_alive(cs.pid, cs.pid_start)) {
+        hull_error_set(err, ESRCH, "the container stopped");
+        goto out;
+    }
+    /* The lock guards state changes, not the life of an exec'd process. */
+    close(dirfd);
+    dirfd = -1;
+
+    sigset_t fwd, old;
+    int sfd = -1;
+    if (!o->detach) {
+        hull_forwardable_signals(&fwd);
+        sigprocmask(SIG_BLOCK, &fwd, &old);
+        sfd = signalfd(-1, &fwd, SFD_CLOEXEC);
+    }
+    pid_t pid;
+    int master;
+    if (launch(&x, o, &pid, &master, err) == 0) {
+        ret = 0;
+        if (o->pid_file) {
+            char buf[32];
+            int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+            if (hull_write_path_atomic(o->pid_file, buf, (size_t)n, 0644, err) < 0) {
+                hull_error_prefix(err, "--pid-file");
+                ret = -1;
+            }
+        }
+        if (!o->detach && ret == 0)
+            *exit_status = hull_exit_code(hull_supervise(pid, sfd, master));
+        if (master >= 0)
+            close(master);
+    }
+    if (!o->detach) {
+        close(sfd);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+    }
+out:
+    if (dirfd >= 0)
+        close(dirfd);
+    hull_cstate_free(&cs);
+    exec_ctx_free(&x);
+    return ret;
+}
+
+int hull_container_exec(const struct hull_runtime *rt, const char *id,
+                        const struct hull_exec_opts *o, int *exit_status, hull_error *err)
+{
+    *exit_status = 0;
+    if (do_exec(rt, id, o, exit_status, err) < 0)
+        return hull_error_prefix(err, "exec %s", id);
+    return 0;
+}

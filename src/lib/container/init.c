@@ -1,0 +1,260 @@
+/* The container's init, from fork to execve. See launch.h for the protocol.
+ *
+ * This runs in a forked copy of the runtime, single-threaded, with the parsed
+ * spec already in memory: no re-exec of hull, no helper process. Any failure
+ * is sent to the runtime as text and the process exits; the runtime then
+ * cleans up. Order matters throughout and each step says why it is where it is.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "container/hooks.h"
+#include "container/launch.h"
+#include "container/process.h"
+#include "container/sync.h"
+#include "linux/creds.h"
+#include "linux/mounts.h"
+#include "linux/netdev.h"
+#include "linux/namespaces.h"
+#include "linux/terminal.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+
+static int set_hostname(const struct hull_spec *spec, hull_error *err)
+{
+    if (spec->hostname && spec->hostname[0] &&
+        sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+        return hull_error_errno(err, "hostname: %s", spec->hostname);
+    if (spec->domainname && spec->domainname[0] &&
+        setdomainname(spec->domainname, strlen(spec->domainname)) < 0)
+        return hull_error_errno(err, "domainname: %s", spec->domainname);
+    return 0;
+}
+
+/* linux.sysctl: only keys that belong to a namespace the container owns. */
+static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
+{
+    const struct hull_linux *l = &spec->linux_;
+    for (char **kv = l->sysctl; kv && kv[0] && kv[1]; kv += 2) {
+        const char *key = kv[0];
+        bool ipc = strncmp(key, "kernel.msg", 10) == 0 || strncmp(key, "kernel.sem", 10) == 0 ||
+                   strncmp(key, "kernel.shm", 10) == 0 || strncmp(key, "fs.mqueue.", 10) == 0;
+        bool net = strncmp(key, "net.", 4) == 0;
+        bool uts = strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0;
+        if (!((ipc && l->ns[HULL_NS_IPC].enabled) || (net && l->ns[HULL_NS_NET].enabled) ||
+              (uts && l->ns[HULL_NS_UTS].enabled)))
+            return hull_error_set(err, EPERM,
+                                  "linux.sysctl: %s is not namespaced by this container's "
+                                  "namespaces and would change the host",
+                                  key);
+        if (strstr(key, "..") != NULL || strchr(key, '/') != NULL)
+            return hull_error_set(err, EINVAL, "linux.sysctl: invalid key %s", key);
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "/proc/sys/%s", key);
+        for (char *p = path + 10; *p; p++)
+            if (*p == '.')
+                *p = '/';
+        if (hull_write_file(path, kv[1], strlen(kv[1]), err) < 0)
+            return hull_error_prefix(err, "linux.sysctl: %s", key);
+    }
+    return 0;
+}
+
+static int wait_for_start(struct hull_launch *l, hull_error *err)
+{
+    if (l->foreground) {
+        struct hull_sync_msg m;
+        return hull_sync_expect(l->child_fd, SYNC_START, &m, err);
+    }
+    /* The runtime is gone; `hull start` writes one byte into exec.fifo. */
+    char b;
+    ssize_t n;
+    do {
+        n = read(l->fifo_fd, &b, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1)
+        return hull_error_errno(err, "wait for start");
+    return 0;
+}
+
+static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_error *err)
+{
+    const struct hull_spec *spec = l->spec;
+    const struct hull_process *proc = spec->process;
+    const struct hull_linux *lx = &spec->linux_;
+    struct hull_sync_msg m;
+    bool userns = lx->ns[HULL_NS_USER].enabled;
+
+    /* Wait until the runtime wrote our id maps and put us in our cgroup:
+     * nothing below may run unaccounted or as an unmapped user. */
+    if (hull_sync_expect(l->child_fd, SYNC_CGROUP_DONE, &m, err) < 0)
+        return -1;
+
+    if (userns) {
+        /* Become root of the user namespace: the mounts below are owned by it. */
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
+                                         "mapped in linux.uidMappings/gidMappings?)");
+    }
+
+    /* After the cgroup move, so the namespace's root is the container's cgroup. */
+    if (lx->ns[HULL_NS_CGROUP].enabled && lx->ns[HULL_NS_CGROUP].path == NULL &&
+        unshare(CLONE_NEWCGROUP) < 0)
+        return hull_error_errno(err, "unshare cgroup namespace");
+
+    struct hull_rootfs rfs = {
+        .spec = spec,
+        .cgroup = l->cgroup,
+        .userns = userns,
+        .cgroupns = lx->ns[HULL_NS_CGROUP].enabled,
+        .rootfd = -1,
+        .extras = l->rootfs_extras,
+    };
+    if (hull_rootfs_prepare(&rfs, err) < 0)
+        return -1;
+    if (l->export_dir) {
+        cleanup_close int fd = hull_resolve_in_root(rfs.rootfd, l->export_dir,
+                                                    HULL_RESOLVE_DIRECTORY, err);
+        if (fd < 0 || hull_sync_send_fd(l->child_fd, SYNC_EXPORT, fd, err) < 0)
+            return hull_error_prefix(err, "export %s", l->export_dir);
+    }
+    if (l->loopback_up && lx->ns[HULL_NS_NET].enabled && hull_loopback_up(err) < 0)
+        return -1;
+
+    /* Hooks that need the namespaces but the host's filesystem view run
+     * here, before pivot_root takes that view away. */
+    const struct hull_hooks *hk = &spec->hooks;
+    char *state_json = NULL;
+    if (hk->n_prestart || hk->n_create_runtime || hk->n_create_container ||
+        hk->n_start_container) {
+        if (hull_sync_send(l->child_fd, SYNC_HOOKS, 0, err) < 0 ||
+            hull_sync_expect(l->child_fd, SYNC_HOOKS_DONE, &m, err) < 0)
+            return -1;
+        state_json = strdup(m.text);
+        if (hull_hooks_run(hk->create_container, hk->n_create_container, "createContainer",
+                           state_json, err) < 0)
+            return -1;
+    }
+
+    if (hull_rootfs_pivot(&rfs, l->no_pivot, err) < 0 || hull_rootfs_propagation(&rfs, err) < 0)
+        return -1;
+    if (set_hostname(spec, err) < 0)
+        return -1;
+    /* sysctls go through /proc/sys, which the readonly paths below close. */
+    if (apply_sysctl(spec, err) < 0)
+        return -1;
+    if (hull_rootfs_protect(&rfs, err) < 0)
+        return -1;
+    close(rfs.rootfd);
+
+    if (proc->terminal) {
+        int master, slave;
+        if (hull_pty_open(&master, &slave, proc->console_height, proc->console_width, err) < 0)
+            return -1;
+        if (hull_sync_send_fd(l->child_fd, SYNC_PTY, master, err) < 0)
+            return -1;
+        close(master);
+        if (hull_pty_become_console(slave, err) < 0)
+            return -1;
+    }
+
+    if (hull_proc_resolve(plan, err) < 0)
+        return -1;
+    if (chdir(proc->cwd) < 0)
+        return hull_error_errno(err, "process.cwd: %s", proc->cwd);
+
+    /* A notify listener must reach the agent at listenerPath, which only the
+     * runtime can do: load such a filter now, while the runtime listens,
+     * instead of last (the profile must then allow the remaining setup). */
+    if (plan->seccomp && hull_seccomp_needs_listener(plan->seccomp)) {
+        int nfd = -1;
+        if (hull_seccomp_load(plan->seccomp, &nfd, err) < 0 ||
+            hull_sync_send_fd(l->child_fd, SYNC_SECCOMP, nfd, err) < 0)
+            return -1;
+        close(nfd);
+        plan->seccomp = NULL;
+    }
+
+    /* From here on the runtime may exit (create, or a killed `run`, as with
+     * runc): the parent-death signal must not kill a set-up container. The
+     * sandbox asks for the opposite (die_with_parent). */
+    if (!l->die_with_parent && prctl(PR_SET_PDEATHSIG, 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
+    if (hull_sync_send(l->child_fd, SYNC_READY, 0, err) < 0)
+        return -1;
+    if (wait_for_start(l, err) < 0)
+        return -1;
+
+    if (hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer", state_json,
+                       err) < 0)
+        return -1;
+    free(state_json);
+    return hull_proc_finish(plan, err);
+}
+
+void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
+{
+    int keep[HULL_LAUNCH_MAX_KEEP];
+    size_t n = 0;
+    keep[n++] = l->child_fd;
+    keep[n++] = l->fifo_fd;
+    keep[n++] = hull_log_fd();
+    if (stage1) {
+        /* Stage 1 still joins namespaces and passes the rest to the init. */
+        for (int t = 0; t < HULL_NS_COUNT; t++)
+            keep[n++] = l->join_fds[t];
+        for (int i = 0; i < 3; i++)
+            keep[n++] = l->stdio[i];
+    }
+    const struct hull_rootfs_extras *x = l->rootfs_extras;
+    for (size_t i = 0; x && i < x->n_files && n < HULL_LAUNCH_MAX_KEEP; i++)
+        if (x->files[i].src_fd >= 0)
+            keep[n++] = x->files[i].src_fd;
+    hull_close_fds_except(3 + l->preserve_fds, keep, n);
+}
+
+void hull_init_main(struct hull_launch *l)
+{
+    hull_error err = NULL;
+    struct hull_proc_plan plan = {
+        .proc = l->spec->process,
+        .lx = &l->spec->linux_,
+        .seccomp = l->seccomp,
+        .die_with_parent = l->die_with_parent,
+        .new_session = !l->spec->process->terminal,
+        .preserve_fds = l->preserve_fds,
+    };
+
+    /* The caller's chosen stdio, before anything else touches 0-2. */
+    for (int i = 0; i < 3; i++)
+        if (l->stdio[i] >= 0 && l->stdio[i] != i && dup2(l->stdio[i], i) < 0)
+            _exit(1);
+    /* Shed the runtime's fds: the locked state directory above all, or
+     * `start` would wait forever for a lock the init holds. */
+    hull_launch_shed_fds(l, false);
+    l->sync_fd = -1;
+    /* Die with the runtime while setting up: a half-built container must
+     * not outlive the process that would clean it up. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* /proc/<init>/exe leads to the hull binary until execve; a non-dumpable
+     * process keeps the container from opening it (CVE-2019-5736). */
+    prctl(PR_SET_DUMPABLE, 0);
+
+    if (init_steps(l, &plan, &err) < 0) {
+        hull_sync_send_error(l->child_fd, err);
+        _exit(1);
+    }
+    hull_proc_exec(&plan, l->child_fd);
+}

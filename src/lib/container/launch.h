@@ -1,0 +1,75 @@
+/* Launching a container's init: the parent side (spawn.c) and the child side
+ * (init.c) of one fork, talking over the sync socket (sync.h).
+ *
+ *   runtime                              init (child)
+ *   -------                              ------------
+ *   clone(new namespaces)  ------------> non-dumpable, parent-death signal
+ *   uid/gid maps, cgroup, rlimits,
+ *   oom_score_adj; CGROUP_DONE --------> become root in the user namespace,
+ *                                        unshare cgroupns, build the rootfs
+ *                          <------------ HOOKS (only when hooks exist)
+ *   prestart + createRuntime hooks;
+ *   HOOKS_DONE(state json) ------------> createContainer hooks, pivot_root,
+ *                                        hostname, sysctl, masked/ro paths,
+ *                          <------------ PTY (when process.terminal)
+ *                          <------------ READY
+ *   (create: exit; start writes
+ *    exec.fifo)  / (run: START) -------> startContainer hooks, credentials,
+ *                                        seccomp, close fds, execve
+ */
+#ifndef HULL_CONTAINER_LAUNCH_H
+#define HULL_CONTAINER_LAUNCH_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "hull.h"
+#include "linux/cgroup.h"
+#include "linux/mounts.h"
+#include "linux/seccomp.h"
+#include "spec/spec.h"
+
+struct hull_launch {
+    /* inputs */
+    const struct hull_spec *spec;
+    struct hull_cgroup *cgroup;              /* may be NULL (no cgroups) */
+    const struct hull_seccomp_filter *seccomp; /* may be NULL */
+    bool no_pivot;
+    bool foreground;  /* wait for SYNC_START instead of exec.fifo */
+    bool die_with_parent; /* keep PR_SET_PDEATHSIG(SIGKILL) into the container (sandbox) */
+    int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
+    int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
+    const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
+    int stdio[3];     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
+    bool loopback_up; /* bring up lo in a new network namespace */
+    const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
+    const struct hull_rootfs_extras *rootfs_extras;
+    int exported_fd;  /* filled: the fd of export_dir, or -1 */
+
+    /* filled by hull_launch_spawn */
+    pid_t pid;       /* init's pid in the runtime's pid namespace */
+    int sync_fd;     /* runtime end of the sync socket */
+    int pty_master;  /* when process.terminal, else -1 */
+
+    /* private to the two sides */
+    int child_fd;
+    int join_fds[HULL_NS_COUNT];
+};
+
+/* Fork the init and walk it to READY. On failure the init is killed and
+ * reaped; the caller still owns the cgroup. hook_state builds the state JSON
+ * handed to hooks (the pid is known only now). */
+int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
+                      void *arg, hull_error *err);
+
+/* In a forked child: close every fd the runtime had open except the ones
+ * this launch hands on (sync socket, fifo, log, copy-in sources; in stage 1
+ * also the namespaces to join and the chosen stdio). Keeps the locked state
+ * directory in particular out of the container. */
+#define HULL_LAUNCH_MAX_KEEP 96
+void hull_launch_shed_fds(const struct hull_launch *l, bool stage1);
+
+/* The child side; never returns. */
+__attribute__((noreturn)) void hull_init_main(struct hull_launch *l);
+
+#endif

@@ -1,0 +1,192 @@
+/* Verbs that act on a container's cgroup: ps, pause, resume, update,
+ * events --stats, and the OOM notifier `events` waits on. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "container/state.h"
+#include "hull.h"
+#include "linux/cgroup.h"
+#include "spec/spec.h"
+#include "util/error.h"
+#include "util/json.h"
+
+struct managed {
+    int dirfd;
+    struct hull_cstate cs;
+    struct hull_cgroup *cg;
+    enum hull_status status;
+};
+
+static void managed_release(struct managed *m)
+{
+    hull_cgroup_free(m->cg);
+    hull_cstate_free(&m->cs);
+    if (m->dirfd >= 0)
+        close(m->dirfd);
+}
+
+/* Lock, read state, load the cgroup, derive the status. */
+static int managed_open(const struct hull_runtime *rt, const char *id, struct managed *m,
+                        hull_error *err)
+{
+    memset(m, 0, sizeof(*m));
+    m->dirfd = -1;
+    if (hull_cstate_open(rt->root, id, false, &m->dirfd, err) < 0)
+        return -1;
+    if (hull_cstate_read(m->dirfd, &m->cs, err) < 0)
+        goto fail;
+    if (m->cs.cgroup == NULL) {
+        hull_error_set(err, ENOTSUP, "the container has no cgroup");
+        goto fail;
+    }
+    if (hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)
+        goto fail;
+    bool frozen = false;
+    if (hull_pid_alive(m->cs.pid, m->cs.pid_start) &&
+        hull_cgroup_is_frozen(m->cg, &frozen, err) < 0)
+        goto fail;
+    m->status = hull_cstate_status(m->dirfd, &m->cs, frozen);
+    return 0;
+fail:
+    managed_release(m);
+    return -1;
+}
+
+int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids,
+                        size_t *count, hull_error *err)
+{
+    struct managed m;
+    if (managed_open(rt, id, &m, err) < 0)
+        return hull_error_prefix(err, "ps %s", id);
+    int r = hull_cgroup_pids(m.cg, pids, count, err);
+    managed_release(&m);
+    return r < 0 ? hull_error_prefix(err, "ps %s", id) : 0;
+}
+
+static int freeze(const struct hull_runtime *rt, const char *id, bool pause, hull_error *err)
+{
+    const char *verb = pause ? "pause" : "resume";
+    struct managed m;
+    if (managed_open(rt, id, &m, err) < 0)
+        return hull_error_prefix(err, "%s %s", verb, id);
+    int r = -1;
+    enum hull_status want = pause ? HULL_STATUS_RUNNING : HULL_STATUS_PAUSED;
+    if (m.status != want && !(pause && m.status == HULL_STATUS_CREATED))
+        hull_error_set(err, EINVAL, "%s %s: the container is %s, not %s", verb, id,
+                       hull_status_name(m.status), hull_status_name(want));
+    else if (hull_cgroup_freeze(m.cg, pause, err) < 0)
+        hull_error_prefix(err, "%s %s", verb, id);
+    else
+        r = 0;
+    managed_release(&m);
+    return r;
+}
+
+int hull_container_pause(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    return freeze(rt, id, true, err);
+}
+
+int hull_container_resume(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    return freeze(rt, id, false, err);
+}
+
+/* Merge the update into the recorded config, so exec and state stay true. */
+static void record_resources(json_object *config, json_object *update)
+{
+    json_object *lx = hj_get(config, "linux");
+    if (lx == NULL) {
+        lx = json_object_new_object();
+        json_object_object_add(config, "linux", lx);
+    }
+    json_object *res = hj_get(lx, "resources");
+    if (res == NULL) {
+        res = json_object_new_object();
+        json_object_object_add(lx, "resources", res);
+    }
+    json_object_object_foreach(update, key, val)
+    {
+        json_object *cur = hj_get(res, key);
+        if (cur && json_object_is_type(cur, json_type_object) &&
+            json_object_is_type(val, json_type_object)) {
+            json_object_object_foreach(val, k2, v2)
+                json_object_object_add(cur, k2, json_object_get(v2));
+        } else {
+            json_object_object_add(res, key, json_object_get(val));
+        }
+    }
+}
+
+int hull_container_update(const struct hull_runtime *rt, const char *id,
+                          const char *resources_json, hull_error *err)
+{
+    json_object *doc = NULL;
+    struct hull_resources r = {0};
+    if (hj_parse(resources_json, strlen(resources_json), "resources", &doc, err) < 0)
+        return hull_error_prefix(err, "update %s", id);
+    if (hull_resources_parse(doc, "linux.resources", &r, err) < 0) {
+        json_object_put(doc);
+        return hull_error_prefix(err, "update %s", id);
+    }
+    struct managed m;
+    int ret = -1;
+    if (managed_open(rt, id, &m, err) < 0) {
+        hull_error_prefix(err, "update %s", id);
+        goto out;
+    }
+    if (m.status == HULL_STATUS_STOPPED) {
+        hull_error_set(err, EINVAL, "update %s: the container is stopped", id);
+    } else if (hull_cgroup_apply(m.cg, &r, err) < 0) {
+        hull_error_prefix(err, "update %s", id);
+    } else {
+        if (m.cs.config)
+            record_resources(m.cs.config, doc);
+        ret = hull_cstate_write(m.dirfd, &m.cs, err);
+    }
+    managed_release(&m);
+out:
+    hull_resources_free(&r);
+    json_object_put(doc);
+    return ret;
+}
+
+char *hull_container_stats_json(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    struct managed m;
+    if (managed_open(rt, id, &m, err) < 0) {
+        hull_error_prefix(err, "events %s", id);
+        return NULL;
+    }
+    char *out = NULL;
+    if (m.status == HULL_STATUS_STOPPED) {
+        hull_error_set(err, ESRCH, "events %s: the container is stopped", id);
+    } else {
+        json_object *data = hull_cgroup_stats_json(m.cg, err);
+        if (data == NULL) {
+            hull_error_prefix(err, "events %s", id);
+        } else {
+            json_object *ev = json_object_new_object();
+            json_object_object_add(ev, "type", json_object_new_string("stats"));
+            json_object_object_add(ev, "id", json_object_new_string(id));
+            json_object_object_add(ev, "data", data);
+            out = strdup(hj_to_string(ev));
+            json_object_put(ev);
+        }
+    }
+    managed_release(&m);
+    return out;
+}
+
+int hull_container_oom_fd(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    struct managed m;
+    if (managed_open(rt, id, &m, err) < 0)
+        return hull_error_prefix(err, "events %s", id);
+    int fd = hull_cgroup_oom_fd(m.cg, err);
+    managed_release(&m);
+    return fd;
+}

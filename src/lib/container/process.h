@@ -1,0 +1,48 @@
+/* The last steps every container process takes, whether it is the init or a
+ * process added by `exec`: find the program, take on the spec's user,
+ * capabilities, LSM label and seccomp filter, shed fds and signals, execve. */
+#ifndef HULL_CONTAINER_PROCESS_H
+#define HULL_CONTAINER_PROCESS_H
+
+#include <stdbool.h>
+
+#include "hull.h"
+#include "linux/seccomp.h"
+#include "spec/spec.h"
+
+struct hull_proc_plan {
+    const struct hull_process *proc;
+    const struct hull_linux *lx; /* personality; may be NULL */
+    const struct hull_seccomp_filter *seccomp;
+    bool die_with_parent; /* re-arm PR_SET_PDEATHSIG after the uid switch */
+    bool new_session;     /* setsid() (not when a pty already made one) */
+    int preserve_fds;
+    /* filled by hull_proc_resolve */
+    char *path;
+    char **envp;
+};
+
+/* In the container's root: resolve args[0] through PATH and build the
+ * environment (HOME from /etc/passwd when unset). */
+int hull_proc_resolve(struct hull_proc_plan *p, hull_error *err);
+
+/* Credentials and confinement, in the order the kernel requires. */
+int hull_proc_finish(struct hull_proc_plan *p, hull_error *err);
+
+/* Close all but 0-2 and the preserved fds on exec, reset signals, execve.
+ * On failure the error goes to report_fd (a sync socket) or stderr. */
+__attribute__((noreturn)) void hull_proc_exec(struct hull_proc_plan *p, int report_fd);
+
+/* Look up file in PATH (from env, or the default PATH) like execvp does,
+ * inside the current root. Returns a malloc'd path. */
+char *hull_find_executable(const char *file, char *const *env, hull_error *err);
+
+/* Check the LSM fields of a process against the host, so a profile the host
+ * cannot apply is refused up front instead of silently ignored. */
+int hull_proc_check_lsm(const struct hull_process *proc, const char *path, hull_error *err);
+
+/* AppArmor/SELinux availability, for precise errors before anything starts. */
+bool hull_lsm_apparmor_enabled(void);
+bool hull_lsm_selinux_enabled(void);
+
+#endif

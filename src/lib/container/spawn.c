@@ -1,0 +1,262 @@
+/* The runtime's side of launching an init (see launch.h).
+ *
+ * Fast path: one clone() that creates every new namespace at once, user
+ * namespace first by construction, so all others are owned by it. When a
+ * namespace is joined by path, or a time namespace needs offsets before its
+ * first process, a short-lived stage-1 child joins/unshares first and then
+ * clones the init with CLONE_PARENT, so the init is still our child.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container/hooks.h"
+#include "container/launch.h"
+#include "container/sync.h"
+#include "linux/creds.h"
+#include "linux/namespaces.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+static pid_t raw_clone(unsigned long flags)
+{
+    /* fork() semantics (child returns 0, shares nothing) with namespace flags. */
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+static bool needs_stage1(const struct hull_linux *lx)
+{
+    return hull_ns_any_join(lx) ||
+           (lx->ns[HULL_NS_TIME].enabled && lx->ns[HULL_NS_TIME].path == NULL);
+}
+
+/* Stage 1: join what must be joined, create what must be created, then
+ * clone the init as our parent's child. Runs in a child of the runtime. */
+__attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
+{
+    hull_error err = NULL;
+    const struct hull_linux *lx = &l->spec->linux_;
+    struct hull_sync_msg m;
+    hull_launch_shed_fds(l, true);
+    l->sync_fd = -1;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+    /* Join the user namespace first so the other joins and unshares are
+     * judged against it; without one, join the rest while still host-root. */
+    static const enum hull_ns_type order[] = {HULL_NS_USER, HULL_NS_MNT, HULL_NS_NET,
+                                              HULL_NS_IPC,  HULL_NS_UTS, HULL_NS_PID,
+                                              HULL_NS_CGROUP, HULL_NS_TIME};
+    if (hull_ns_join(l->join_fds, order, sizeof(order) / sizeof(order[0]), &err) < 0)
+        goto fail;
+
+    int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
+    if (flags & CLONE_NEWUSER) {
+        if (unshare(CLONE_NEWUSER) < 0) {
+            hull_error_errno(&err, "unshare user namespace");
+            goto fail;
+        }
+        if (hull_sync_send(l->child_fd, SYNC_USERMAP, getpid(), &err) < 0 ||
+            hull_sync_expect(l->child_fd, SYNC_USERMAP_DONE, &m, &err) < 0)
+            goto fail;
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+            hull_error_errno(&err, "become root in the user namespace");
+            goto fail;
+        }
+    }
+    if (unshare(flags & ~CLONE_NEWUSER) < 0) {
+        hull_error_errno(&err, "unshare namespaces");
+        goto fail;
+    }
+    /* Offsets can only be set before the first process enters. */
+    if ((flags & CLONE_NEWTIME) && hull_ns_write_time_offsets(getpid(), lx, &err) < 0)
+        goto fail;
+
+    pid_t init = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (init < 0) {
+        hull_error_errno(&err, "clone init");
+        goto fail;
+    }
+    if (init == 0)
+        hull_init_main(l);
+    hull_sync_send(l->child_fd, SYNC_PID, init, NULL);
+    _exit(0);
+fail:
+    hull_sync_send_error(l->child_fd, err);
+    _exit(1);
+}
+
+static int reap(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return status;
+}
+
+static void kill_init(struct hull_launch *l)
+{
+    if (l->pid > 0) {
+        kill(l->pid, SIGKILL);
+        reap(l->pid);
+        l->pid = -1;
+    }
+}
+
+static int start_stage1(struct hull_launch *l, hull_error *err)
+{
+    pid_t s1 = fork();
+    if (s1 < 0)
+        return hull_error_errno(err, "fork");
+    if (s1 == 0)
+        stage1_main(l);
+    struct hull_sync_msg m;
+    for (;;) {
+        if (hull_sync_recv(l->sync_fd, &m, err) < 0)
+            break;
+        if (m.type == SYNC_USERMAP) {
+            if (hull_ns_write_id_maps(m.value, &l->spec->linux_, err) < 0)
+                break;
+            if (hull_sync_send(l->sync_fd, SYNC_USERMAP_DONE, 0, err) < 0)
+                break;
+            continue;
+        }
+        if (m.type == SYNC_PID) {
+            l->pid = m.value;
+            reap(s1);
+            return 0;
+        }
+        if (m.type == SYNC_ERROR) {
+            hull_error_set(err, 0, "%s", m.text);
+            (*err)->code = m.value;
+        } else {
+            hull_error_set(err, EPROTO, "sync: unexpected message %d from stage 1", m.type);
+        }
+        break;
+    }
+    kill(s1, SIGKILL);
+    reap(s1);
+    return -1;
+}
+
+int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
+                      void *arg, hull_error *err)
+{
+    const struct hull_spec *spec = l->spec;
+    const struct hull_linux *lx = &spec->linux_;
+    struct hull_sync_msg m;
+    l->pid = -1;
+    l->pty_master = -1;
+    l->exported_fd = -1;
+
+    if (hull_ns_open_joins(lx, l->join_fds, err) < 0)
+        return -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        hull_ns_close_joins(l->join_fds);
+        return hull_error_errno(err, "socketpair");
+    }
+    l->sync_fd = sv[0];
+    l->child_fd = sv[1];
+
+    bool stage1 = needs_stage1(lx);
+    if (stage1) {
+        if (start_stage1(l, err) < 0)
+            goto fail;
+    } else {
+        int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
+        l->pid = raw_clone((unsigned long)flags);
+        if (l->pid < 0) {
+            hull_error_errno(err, "clone");
+            goto fail;
+        }
+        if (l->pid == 0)
+            hull_init_main(l);
+        /* The init cannot become root of its user namespace before this. */
+        if ((flags & CLONE_NEWUSER) && hull_ns_write_id_maps(l->pid, lx, err) < 0)
+            goto fail;
+    }
+    hull_ns_close_joins(l->join_fds);
+    close(l->child_fd);
+    l->child_fd = -1;
+
+    /* From the runtime, with host privileges: cgroup placement before the
+     * init runs anything, and limits the init itself could not raise. */
+    if (l->cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
+        goto fail;
+    if (hull_rlimits_apply(l->pid, spec->process, err) < 0 ||
+        hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
+        goto fail;
+    if (hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
+        goto fail;
+
+    for (;;) {
+        if (hull_sync_recv(l->sync_fd, &m, err) < 0)
+            goto fail;
+        switch (m.type) {
+        case SYNC_HOOKS: {
+            char *state = hook_state ? hook_state(l->pid, arg) : NULL;
+            const struct hull_hooks *hk = &spec->hooks;
+            int r = hull_hooks_run(hk->prestart, hk->n_prestart, "prestart", state, err);
+            if (r == 0)
+                r = hull_hooks_run(hk->create_runtime, hk->n_create_runtime, "createRuntime",
+                                   state, err);
+            if (r == 0)
+                r = hull_sync_send_text(l->sync_fd, SYNC_HOOKS_DONE, state ? state : "{}", err);
+            free(state);
+            if (r < 0)
+                goto fail;
+            break;
+        }
+        case SYNC_PTY:
+            l->pty_master = m.fd;
+            break;
+        case SYNC_EXPORT:
+            l->exported_fd = m.fd;
+            break;
+        case SYNC_SECCOMP: {
+            const struct hull_seccomp *sc = spec->linux_.seccomp;
+            char *state = hook_state ? hook_state(l->pid, arg) : NULL;
+            int r = hull_seccomp_send_listener(sc->listener_path, m.fd, sc->listener_metadata,
+                                               state ? state : "{}", l->pid, err);
+            free(state);
+            close(m.fd);
+            if (r < 0)
+                goto fail;
+            break;
+        }
+        case SYNC_READY:
+            return 0;
+        case SYNC_ERROR:
+            hull_error_set(err, 0, "%s", m.text);
+            (*err)->code = m.value;
+            goto fail;
+        default:
+            hull_error_set(err, EPROTO, "sync: unexpected message %d", m.type);
+            goto fail;
+        }
+    }
+fail:
+    kill_init(l);
+    hull_ns_close_joins(l->join_fds);
+    if (l->child_fd >= 0)
+        close(l->child_fd);
+    close(l->sync_fd);
+    l->sync_fd = l->child_fd = -1;
+    if (l->pty_master >= 0)
+        close(l->pty_master);
+    if (l->exported_fd >= 0)
+        close(l->exported_fd);
+    l->pty_master = l->exported_fd = -1;
+    return -1;
+}

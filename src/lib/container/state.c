@@ -1,0 +1,237 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "container/state.h"
+#include "util/error.h"
+#include "util/clock.h"
+#include "util/fs.h"
+#include "util/json.h"
+
+void hull_cstate_free(struct hull_cstate *s)
+{
+    free(s->id);
+    free(s->oci_version);
+    free(s->bundle);
+    free(s->rootfs);
+    free(s->created);
+    free(s->owner);
+    hull_strv_free(s->annotations);
+    json_object_put(s->config);
+    json_object_put(s->cgroup);
+    memset(s, 0, sizeof(*s));
+}
+
+int hull_id_validate(const char *id, hull_error *err)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0)
+        return hull_error_set(err, EINVAL, "container id must not be empty");
+    if (n > 1024)
+        return hull_error_set(err, EINVAL, "container id is longer than 1024 bytes");
+    if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+        return hull_error_set(err, EINVAL, "invalid container id '%s'", id);
+    for (const char *p = id; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return hull_error_set(err, EINVAL,
+                                  "invalid container id '%s': only [A-Za-z0-9_.-] are allowed", id);
+    }
+    return 0;
+}
+
+int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd,
+                     hull_error *err)
+{
+    if (hull_id_validate(id, err) < 0)
+        return -1;
+    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0 && errno == ENOENT && create) {
+        /* State names every container and its bundle: root only. */
+        if (hull_mkdir_p(root, 0700, err) < 0)
+            return hull_error_prefix(err, "--root");
+        rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (rootfd < 0) {
+        if (errno == ENOENT && !create)
+            return hull_error_set(err, ENOENT, "container '%s' does not exist", id);
+        return hull_error_errno(err, "--root %s", root);
+    }
+    if (create && mkdirat(rootfd, id, 0700) < 0) {
+        int e = errno;
+        close(rootfd);
+        if (e == EEXIST)
+            return hull_error_set(err, EEXIST, "container '%s' already exists", id);
+        errno = e;
+        return hull_error_errno(err, "create state directory %s/%s", root, id);
+    }
+    int fd = openat(rootfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    close(rootfd);
+    if (fd < 0) {
+        if (e == ENOENT)
+            return hull_error_set(err, ENOENT, "container '%s' does not exist", id);
+        errno = e;
+        return hull_error_errno(err, "open state of %s", id);
+    }
+    /* One verb at a time per container; readers (state, list) do not lock. */
+    if (flock(fd, LOCK_EX) < 0) {
+        close(fd);
+        return hull_error_errno(err, "lock state of %s", id);
+    }
+    *dirfd = fd;
+    return 0;
+}
+
+static void add_string(json_object *o, const char *k, const char *v)
+{
+    if (v)
+        json_object_object_add(o, k, json_object_new_string(v));
+}
+
+int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
+{
+    json_object *o = json_object_new_object();
+    add_string(o, "id", s->id);
+    add_string(o, "ociVersion", s->oci_version);
+    add_string(o, "bundle", s->bundle);
+    add_string(o, "rootfs", s->rootfs);
+    add_string(o, "created", s->created);
+    add_string(o, "owner", s->owner);
+    json_object_object_add(o, "creating", json_object_new_boolean(s->creating));
+    json_object_object_add(o, "pid", json_object_new_int(s->pid));
+    json_object_object_add(o, "pidStart", json_object_new_uint64(s->pid_start));
+    if (s->annotations) {
+        json_object *a = json_object_new_object();
+        for (char **p = s->annotations; p[0] && p[1]; p += 2)
+            json_object_object_add(a, p[0], json_object_new_string(p[1]));
+        json_object_object_add(o, "annotations", a);
+    }
+    if (s->config)
+        json_object_object_add(o, "config", json_object_get(s->config));
+    if (s->cgroup)
+        json_object_object_add(o, "cgroup", json_object_get(s->cgroup));
+    const char *text = hj_to_string(o);
+    int r = hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600,
+                                    !s->ephemeral, err);
+    json_object_put(o);
+    return r;
+}
+
+int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    char *text = NULL;
+    size_t len = 0;
+    if (hull_read_file_at(dirfd, "state.json", &text, &len, err) < 0)
+        return -1;
+    json_object *o = NULL;
+    int r = hj_parse(text, len, "state.json", &o, err);
+    free(text);
+    if (r < 0)
+        return -1;
+    int64_t pid = 0;
+    uint64_t start = 0;
+    if (hj_string(o, "", "id", true, &s->id, err) < 0 ||
+        hj_string(o, "", "ociVersion", false, &s->oci_version, err) < 0 ||
+        hj_string(o, "", "bundle", false, &s->bundle, err) < 0 ||
+        hj_string(o, "", "rootfs", false, &s->rootfs, err) < 0 ||
+        hj_string(o, "", "created", false, &s->created, err) < 0 ||
+        hj_string(o, "", "owner", false, &s->owner, err) < 0 ||
+        hj_bool(o, "", "creating", &s->creating, err) < 0 ||
+        hj_int64(o, "", "pid", &pid, NULL, err) < 0 ||
+        hj_uint64(o, "", "pidStart", &start, NULL, err) < 0 ||
+        hj_string_map(o, "", "annotations", &s->annotations, NULL, err) < 0) {
+        json_object_put(o);
+        hull_cstate_free(s);
+        return hull_error_prefix(err, "state.json");
+    }
+    s->pid = (pid_t)pid;
+    s->pid_start = start;
+    s->config = json_object_get(hj_get(o, "config"));
+    s->cgroup = json_object_get(hj_get(o, "cgroup"));
+    json_object_put(o);
+    return 0;
+}
+
+int hull_cstate_remove(const char *root, const char *id, hull_error *err)
+{
+    cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", root);
+    return hull_rm_rf_at(rootfd, id, err);
+}
+
+unsigned long long hull_pid_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* comm may hold spaces and parentheses: fields restart after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL || p[1] == '\0')
+        return 0;
+    p += 2; /* now at field 3, the state */
+    if (*p == 'Z' || *p == 'X')
+        return 0; /* exited; only waiting to be reaped */
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
+bool hull_pid_alive(pid_t pid, unsigned long long start)
+{
+    if (pid <= 0)
+        return false;
+    unsigned long long now = hull_pid_start_time(pid);
+    return now != 0 && (start == 0 || now == start);
+}
+
+enum hull_status hull_cstate_status(int dirfd, const struct hull_cstate *s, bool frozen)
+{
+    if (s->creating)
+        return hull_pid_alive(s->pid, s->pid_start) || s->pid == 0 ? HULL_STATUS_CREATING
+                                                                   : HULL_STATUS_STOPPED;
+    if (!hull_pid_alive(s->pid, s->pid_start))
+        return HULL_STATUS_STOPPED;
+    if (frozen)
+        return HULL_STATUS_PAUSED;
+    struct stat st;
+    if (fstatat(dirfd, HULL_EXEC_FIFO, &st, 0) == 0)
+        return HULL_STATUS_CREATED;
+    return HULL_STATUS_RUNNING;
+}
+
+const char *hull_status_name(enum hull_status s)
+{
+    switch (s) {
+    case HULL_STATUS_CREATING:
+        return "creating";
+    case HULL_STATUS_CREATED:
+        return "created";
+    case HULL_STATUS_RUNNING:
+        return "running";
+    case HULL_STATUS_PAUSED:
+        return "paused";
+    case HULL_STATUS_STOPPED:
+        return "stopped";
+    }
+    return "unknown";
+}

@@ -1,0 +1,53 @@
+/* Container state on disk: <root>/<id>/state.json, written atomically under
+ * a lock on the container's directory, plus exec.fifo while the container
+ * waits for start. Status is derived, not trusted: a recorded pid counts as
+ * alive only if a process with that pid and that start time still runs. */
+#ifndef HULL_CONTAINER_STATE_H
+#define HULL_CONTAINER_STATE_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "hull.h"
+
+struct hull_cstate {
+    char *id;
+    char *oci_version;
+    char *bundle;
+    char *rootfs;
+    char *created;
+    char *owner;
+    bool creating; /* setup not finished (or crashed during it) */
+    pid_t pid;
+    unsigned long long pid_start; /* /proc/PID/stat starttime */
+    char **annotations;
+    json_object *config; /* the spec as created (hooks, process defaults for exec) */
+    json_object *cgroup; /* hull_cgroup_save() */
+    /* Not stored: the state only has to survive its runtime's crash, not the
+     * machine's (sandboxes), so writes skip the fsync. */
+    bool ephemeral;
+};
+
+void hull_cstate_free(struct hull_cstate *s);
+
+/* Open (or create, failing with EEXIST) <root>/<id>; returns a locked dir fd.
+ * The root itself is created 0700 when missing. */
+int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd,
+                     hull_error *err);
+int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err);
+/* ENOENT in *err when state.json is missing (a crash before the first write). */
+int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err);
+/* Remove <root>/<id> and everything in it. */
+int hull_cstate_remove(const char *root, const char *id, hull_error *err);
+
+/* Derive the OCI status. frozen is asked of the cgroup by the caller. */
+enum hull_status hull_cstate_status(int dirfd, const struct hull_cstate *s, bool frozen);
+/* The pid still runs the process recorded at create (not a reused pid). */
+bool hull_pid_alive(pid_t pid, unsigned long long start);
+/* starttime of /proc/PID/stat, 0 when the process is gone. */
+unsigned long long hull_pid_start_time(pid_t pid);
+
+#define HULL_EXEC_FIFO "exec.fifo"
+
+#endif

@@ -1,0 +1,157 @@
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "linux/creds.h"
+#include "util/error.h"
+#include "util/fs.h"
+
+static int last_cap(void)
+{
+    static int last = -1;
+    if (last < 0) {
+        char *text = NULL;
+        hull_error e = NULL;
+        if (hull_read_file("/proc/sys/kernel/cap_last_cap", &text, NULL, &e) == 0)
+            last = atoi(text);
+        else
+            last = CAP_LAST_CAP;
+        hull_error_free(&e);
+        free(text);
+    }
+    return last;
+}
+
+static bool in_set(char **names, cap_value_t v)
+{
+    for (char **n = names; n && *n; n++) {
+        cap_value_t c;
+        if (cap_from_name(*n, &c) == 0 && c == v)
+            return true;
+    }
+    return false;
+}
+
+int hull_cap_valid(const char *name)
+{
+    cap_value_t v;
+    return cap_from_name(name, &v) < 0 ? -1 : 0;
+}
+
+int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err)
+{
+    int last = last_cap();
+    for (int c = 0; c <= last; c++) {
+        if (in_set(caps->bounding, c))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            return hull_error_errno(err, "process.capabilities.bounding: drop capability %d", c);
+    }
+    return 0;
+}
+
+static int set_caps(const struct hull_caps *caps, hull_error *err)
+{
+    int last = last_cap();
+    cap_t c = cap_init();
+    if (c == NULL)
+        return hull_error_errno(err, "cap_init");
+    for (int v = 0; v <= last; v++) {
+        cap_value_t cv = v;
+        if (in_set(caps->effective, v))
+            cap_set_flag(c, CAP_EFFECTIVE, 1, &cv, CAP_SET);
+        if (in_set(caps->permitted, v))
+            cap_set_flag(c, CAP_PERMITTED, 1, &cv, CAP_SET);
+        if (in_set(caps->inheritable, v))
+            cap_set_flag(c, CAP_INHERITABLE, 1, &cv, CAP_SET);
+    }
+    int r = cap_set_proc(c);
+    cap_free(c);
+    if (r < 0)
+        return hull_error_errno(err, "process.capabilities: set capabilities");
+
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return hull_error_errno(err, "process.capabilities.ambient: clear");
+    for (char **n = caps->ambient; n && *n; n++) {
+        cap_value_t v;
+        if (cap_from_name(*n, &v) < 0 || v > last)
+            continue;
+        /* The kernel only raises an ambient capability that is both
+         * permitted and inheritable; say which rule was broken. */
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0)
+            return hull_error_errno(err,
+                                    "process.capabilities.ambient: raise %s (it must also be "
+                                    "permitted and inheritable)",
+                                    *n);
+    }
+    return 0;
+}
+
+int hull_creds_apply(const struct hull_process *p, hull_error *err)
+{
+    const struct hull_user *u = &p->user;
+    /* Keep the permitted set across the uid change; the exact sets are
+     * installed right after. */
+    if (p->has_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_KEEPCAPS)");
+    if (setgroups(u->n_additional_gids, u->additional_gids) < 0) {
+        /* EPERM here means setgroups is denied in this user namespace; that
+         * is only fatal when extra groups were asked for. */
+        if (!(errno == EPERM && u->n_additional_gids == 0))
+            return hull_error_errno(err, "process.user.additionalGids: setgroups");
+    }
+    if (setresgid(u->gid, u->gid, u->gid) < 0)
+        return hull_error_errno(err, "process.user.gid: setgid %u", u->gid);
+    if (setresuid(u->uid, u->uid, u->uid) < 0)
+        return hull_error_errno(err, "process.user.uid: setuid %u", u->uid);
+    if (p->has_caps) {
+        if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+            return hull_error_errno(err, "prctl(PR_SET_KEEPCAPS)");
+        if (set_caps(&p->caps, err) < 0)
+            return -1;
+    }
+    if (u->has_umask)
+        umask(u->umask);
+    return 0;
+}
+
+int hull_rlimits_apply(pid_t pid, const struct hull_process *p, hull_error *err)
+{
+    for (size_t i = 0; i < p->n_rlimits; i++) {
+        const struct hull_rlimit *r = &p->rlimits[i];
+        struct rlimit rl = {.rlim_cur = r->soft, .rlim_max = r->hard};
+        if (prlimit(pid, r->resource, &rl, NULL) < 0)
+            return hull_error_errno(err, "process.rlimits[%zu]: %s", i, r->type);
+    }
+    return 0;
+}
+
+int hull_oom_score_adj_apply(pid_t pid, const struct hull_process *p, hull_error *err)
+{
+    if (!p->has_oom_score_adj)
+        return 0;
+    char path[64], val[16];
+    snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
+    int n = snprintf(val, sizeof(val), "%d", p->oom_score_adj);
+    if (hull_write_file(path, val, (size_t)n, err) < 0)
+        return hull_error_prefix(err, "process.oomScoreAdj");
+    return 0;
+}
+
+int hull_personality_apply(const struct hull_linux *l, hull_error *err)
+{
+    if (!l->has_personality)
+        return 0;
+    unsigned long persona = strcmp(l->personality_domain, "LINUX32") == 0 ? PER_LINUX32 : PER_LINUX;
+    if (personality(persona) < 0)
+        return hull_error_errno(err, "linux.personality: %s", l->personality_domain);
+    return 0;
+}

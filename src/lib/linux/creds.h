@@ -1,0 +1,31 @@
+/* Process credentials: user and groups, capabilities, and the small
+ * per-process attributes set just before execve. */
+#ifndef HULL_LINUX_CREDS_H
+#define HULL_LINUX_CREDS_H
+
+#include "hull.h"
+#include "spec/spec.h"
+
+/* 0 when name is a capability this build knows ("CAP_SYS_ADMIN"), else -1. */
+int hull_cap_valid(const char *name);
+
+/* Drop the bounding set to process.capabilities.bounding. Needs CAP_SETPCAP,
+ * so it runs before the user switch. */
+int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err);
+
+/* Switch to process.user (groups, gid, uid) keeping capabilities across the
+ * switch, then set the effective/permitted/inheritable and ambient sets.
+ * Without process.capabilities, the process keeps what a uid switch leaves. */
+int hull_creds_apply(const struct hull_process *p, hull_error *err);
+
+/* process.rlimits for another process (the runtime applies them from outside,
+ * where raising a hard limit is allowed). */
+int hull_rlimits_apply(pid_t pid, const struct hull_process *p, hull_error *err);
+
+/* process.oomScoreAdj, written from the runtime for the same reason. */
+int hull_oom_score_adj_apply(pid_t pid, const struct hull_process *p, hull_error *err);
+
+/* linux.personality */
+int hull_personality_apply(const struct hull_linux *l, hull_error *err);
+
+#endif

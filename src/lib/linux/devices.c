@@ -1,0 +1,121 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "linux/devices.h"
+#include "linux/mounts.h"
+#include "util/error.h"
+#include "util/fs.h"
+
+static const struct hull_device default_devices[] = {
+    {.type = 'c', .path = "/dev/null", .major = 1, .minor = 3},
+    {.type = 'c', .path = "/dev/zero", .major = 1, .minor = 5},
+    {.type = 'c', .path = "/dev/full", .major = 1, .minor = 7},
+    {.type = 'c', .path = "/dev/random", .major = 1, .minor = 8},
+    {.type = 'c', .path = "/dev/urandom", .major = 1, .minor = 9},
+    {.type = 'c', .path = "/dev/tty", .major = 5, .minor = 0},
+};
+
+static bool dev_is_bind(const struct hull_spec *spec)
+{
+    for (size_t i = 0; i < spec->n_mounts; i++)
+        if (strcmp(spec->mounts[i].destination, "/dev") == 0 && spec->mounts[i].bind)
+            return true;
+    return false;
+}
+
+static bool has_mount(const struct hull_spec *spec, const char *dest)
+{
+    for (size_t i = 0; i < spec->n_mounts; i++)
+        if (strcmp(spec->mounts[i].destination, dest) == 0)
+            return true;
+    return false;
+}
+
+static int make_device(int rootfd, const struct hull_device *d, bool userns, hull_error *err)
+{
+    char parent[PATH_MAX], name[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", d->path);
+    snprintf(name, sizeof(name), "%s", d->path);
+    cleanup_close int dirfd =
+        hull_resolve_in_root(rootfd, dirname(parent), HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY,
+                             err);
+    if (dirfd < 0)
+        return -1;
+    const char *base = basename(name);
+    /* Replace whatever the image had there: a device must be what the spec says. */
+    if (unlinkat(dirfd, base, 0) < 0 && errno != ENOENT && errno != EISDIR)
+        return hull_error_errno(err, "remove %s", d->path);
+
+    if (userns) {
+        /* mknod is not allowed in a user namespace; bind the host's node. */
+        int fd = openat(dirfd, base, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0000);
+        if (fd < 0)
+            return hull_error_errno(err, "create %s", d->path);
+        close(fd);
+        return hull_bind_into(rootfd, d->path, d->path, false, false, err);
+    }
+
+    mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+    mode_t perm = d->has_file_mode ? (d->file_mode & 07777) : 0666;
+    if (mknodat(dirfd, base, type | perm, makedev((unsigned)d->major, (unsigned)d->minor)) < 0)
+        return hull_error_errno(err, "mknod %s", d->path);
+    /* mknod applies the umask; the spec's mode is exact. */
+    if (fchmodat(dirfd, base, perm, 0) < 0)
+        return hull_error_errno(err, "chmod %s", d->path);
+    if (fchownat(dirfd, base, d->has_uid ? d->uid : 0, d->has_gid ? d->gid : 0,
+                 AT_SYMLINK_NOFOLLOW) < 0)
+        return hull_error_errno(err, "chown %s", d->path);
+    return 0;
+}
+
+static int make_link(int devfd, const char *target, const char *name, hull_error *err)
+{
+    if (symlinkat(target, devfd, name) < 0 && errno != EEXIST)
+        return hull_error_errno(err, "symlink /dev/%s", name);
+    return 0;
+}
+
+int hull_devices_setup(int rootfd, const struct hull_spec *spec, bool userns, hull_error *err)
+{
+    if (dev_is_bind(spec))
+        return 0;
+    const struct hull_linux *l = &spec->linux_;
+    for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
+        bool overridden = false;
+        for (size_t j = 0; j < l->n_devices; j++)
+            if (strcmp(l->devices[j].path, default_devices[i].path) == 0)
+                overridden = true;
+        if (!overridden && make_device(rootfd, &default_devices[i], userns, err) < 0)
+            return hull_error_prefix(err, "default devices");
+    }
+    for (size_t j = 0; j < l->n_devices; j++)
+        if (make_device(rootfd, &l->devices[j], userns, err) < 0)
+            return hull_error_prefix(err, "linux.devices[%zu]", j);
+
+    cleanup_close int devfd =
+        hull_resolve_in_root(rootfd, "/dev", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+    if (devfd < 0)
+        return -1;
+    if (make_link(devfd, "/proc/self/fd", "fd", err) < 0 ||
+        make_link(devfd, "/proc/self/fd/0", "stdin", err) < 0 ||
+        make_link(devfd, "/proc/self/fd/1", "stdout", err) < 0 ||
+        make_link(devfd, "/proc/self/fd/2", "stderr", err) < 0 ||
+        make_link(devfd, "/proc/kcore", "core", err) < 0)
+        return -1;
+    if (has_mount(spec, "/dev/pts")) {
+        /* Each container has its own devpts; /dev/ptmx must lead to it. */
+        if (unlinkat(devfd, "ptmx", 0) < 0 && errno != ENOENT)
+            return hull_error_errno(err, "remove /dev/ptmx");
+        if (make_link(devfd, "pts/ptmx", "ptmx", err) < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,492 @@
+/* Root filesystem assembly inside the container's mount namespace.
+ *
+ * Every destination is resolved with hull_resolve_in_root() to an O_PATH fd
+ * and mounted through /proc/self/fd/N (or move_mount onto the fd). The path
+ * is never looked up again by name, so a container that swaps a directory
+ * for a symlink between our check and our mount (CVE-2021-30465) moves
+ * nothing outside its rootfs. Bind mounts are built detached with
+ * open_tree(OPEN_TREE_CLONE), given their attributes with mount_setattr(),
+ * and only then attached: no window where a writable bind is visible.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "linux/devices.h"
+#include "linux/mounts.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+#ifndef MS_NOSYMFOLLOW
+#define MS_NOSYMFOLLOW 256
+#endif
+
+/* MS_* of mount(2) -> MOUNT_ATTR_* of mount_setattr(2), for bind mounts. */
+static void flags_to_attr(unsigned long set, unsigned long clear, struct mount_attr *a)
+{
+    static const struct {
+        unsigned long ms;
+        uint64_t attr;
+    } map[] = {
+        {MS_RDONLY, MOUNT_ATTR_RDONLY},         {MS_NOSUID, MOUNT_ATTR_NOSUID},
+        {MS_NODEV, MOUNT_ATTR_NODEV},           {MS_NOEXEC, MOUNT_ATTR_NOEXEC},
+        {MS_NODIRATIME, MOUNT_ATTR_NODIRATIME}, {MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (set & map[i].ms)
+            a->attr_set |= map[i].attr;
+        if (clear & map[i].ms)
+            a->attr_clr |= map[i].attr;
+    }
+    /* The atime modes are one field: setting one replaces the others. */
+    uint64_t atime = 0;
+    if (set & MS_NOATIME)
+        atime = MOUNT_ATTR_NOATIME;
+    else if (set & MS_STRICTATIME)
+        atime = MOUNT_ATTR_STRICTATIME;
+    else if (set & MS_RELATIME)
+        atime = MOUNT_ATTR_RELATIME;
+    if (atime) {
+        a->attr_set |= atime;
+        a->attr_clr |= MOUNT_ATTR__ATIME;
+    }
+}
+
+static int set_propagation_fd(int fd, unsigned long prop, hull_error *err)
+{
+    if (prop == 0)
+        return 0;
+    struct mount_attr a = {.propagation = prop & ~MS_REC};
+    unsigned flags = AT_EMPTY_PATH | ((prop & MS_REC) ? AT_RECURSIVE : 0);
+    if (mount_setattr(fd, "", flags, &a, sizeof(a)) < 0)
+        return hull_error_errno(err, "set mount propagation");
+    return 0;
+}
+
+/* Build a detached bind of src, give it its attributes, attach it on destfd. */
+/* srcfd: an O_PATH fd to bind instead of the path src (src then only names it). */
+static int bind_mount_from(int srcfd, const char *src, int destfd, const struct hull_mount *m,
+                           unsigned long extra_set, bool recursive, hull_error *err)
+{
+    unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
+    cleanup_close int tree = srcfd >= 0 ? open_tree(srcfd, "", flags | AT_EMPTY_PATH)
+                                        : open_tree(AT_FDCWD, src, flags);
+    if (tree < 0)
+        return hull_error_errno(err, "bind %s", src);
+
+    struct mount_attr a = {0};
+    flags_to_attr((m ? m->flags : 0) | extra_set, m ? m->clear : 0, &a);
+    /* Plain options ("ro", "nosuid") apply to the top mount only, as with
+     * mount(2) remounts; the r-prefixed ones ("rro") go down the tree. */
+    if ((a.attr_set || a.attr_clr) && mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
+        return hull_error_errno(err, "set attributes of bind %s", src);
+    if (m && (m->attr_set || m->attr_clr)) {
+        struct mount_attr r = {.attr_set = m->attr_set, .attr_clr = m->attr_clr};
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &r, sizeof(r)) < 0)
+            return hull_error_errno(err, "set recursive attributes of bind %s", src);
+    }
+    if (m && set_propagation_fd(tree, m->propagation, err) < 0)
+        return -1;
+    if (move_mount(tree, "", destfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return hull_error_errno(err, "attach bind %s", src);
+    return 0;
+}
+
+static int bind_mount(const char *src, int destfd, const struct hull_mount *m,
+                      unsigned long extra_set, bool recursive, hull_error *err)
+{
+    return bind_mount_from(-1, src, destfd, m, extra_set, recursive, err);
+}
+
+int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive,
+                   bool readonly, hull_error *err)
+{
+    struct stat st;
+    if (stat(src, &st) < 0)
+        return hull_error_errno(err, "bind %s", src);
+    int how = S_ISDIR(st.st_mode) ? HULL_RESOLVE_MKDIR : HULL_RESOLVE_MKFILE;
+    cleanup_close int destfd = hull_resolve_in_root(rootfd, dest, how, err);
+    if (destfd < 0)
+        return -1;
+    return bind_mount(src, destfd, NULL, readonly ? MS_RDONLY : 0, recursive, err);
+}
+
+/* Copy the directory behind a fresh tmpfs into it ("tmpcopyup"), so the
+ * tmpfs starts with what the image had there. Shallow trees only matter
+ * here (/etc, /run); deep ones recurse. */
+static int copy_tree(int from, int to, hull_error *err);
+
+static int copy_entry(int from, int to, const char *name, const struct stat *st,
+                      hull_error *err)
+{
+    if (S_ISDIR(st->st_mode)) {
+        if (mkdirat(to, name, st->st_mode & 07777) < 0 && errno != EEXIST)
+            return hull_error_errno(err, "tmpcopyup: mkdir %s", name);
+        cleanup_close int sf = openat(from, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        cleanup_close int df = openat(to, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sf < 0 || df < 0)
+            return hull_error_errno(err, "tmpcopyup: open %s", name);
+        if (copy_tree(sf, df, err) < 0)
+            return -1;
+    } else if (S_ISLNK(st->st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(from, name, target, sizeof(target) - 1);
+        if (n < 0)
+            return hull_error_errno(err, "tmpcopyup: readlink %s", name);
+        target[n] = '\0';
+        if (symlinkat(target, to, name) < 0)
+            return hull_error_errno(err, "tmpcopyup: symlink %s", name);
+    } else if (S_ISREG(st->st_mode)) {
+        cleanup_close int sf = openat(from, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        cleanup_close int df =
+            openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 07777);
+        if (sf < 0 || df < 0)
+            return hull_error_errno(err, "tmpcopyup: copy %s", name);
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(sf, buf, sizeof(buf))) > 0)
+            if (write(df, buf, (size_t)n) != n)
+                return hull_error_errno(err, "tmpcopyup: write %s", name);
+        if (n < 0)
+            return hull_error_errno(err, "tmpcopyup: read %s", name);
+    } else {
+        return 0; /* devices, fifos, sockets: not copied */
+    }
+    if (fchownat(to, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0 && errno != EINVAL)
+        return hull_error_errno(err, "tmpcopyup: chown %s", name);
+    return 0;
+}
+
+static int copy_tree(int from, int to, hull_error *err)
+{
+    int dfd = dup(from);
+    if (dfd < 0)
+        return hull_error_errno(err, "tmpcopyup");
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return hull_error_errno(err, "tmpcopyup");
+    }
+    int ret = 0;
+    struct dirent *de;
+    while (ret == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(from, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        ret = copy_entry(from, to, de->d_name, &st, err);
+    }
+    closedir(d);
+    return ret;
+}
+
+static bool is_type(const struct hull_mount *m, const char *type)
+{
+    return m->type != NULL && strcmp(m->type, type) == 0;
+}
+
+/* A mount the kernel refuses in a user namespace without its own netns/ipcns
+ * is replaced by a bind of the host's, as runc does. */
+static int fs_mount_fallback(struct hull_rootfs *r, const struct hull_mount *m, int destfd,
+                             hull_error *err)
+{
+    const char *src = is_type(m, "sysfs") ? "/sys" : "/dev/mqueue";
+    hull_debug("mount %s: %s refused in this user namespace, binding %s instead", m->destination,
+               m->type, src);
+    (void)r;
+    return bind_mount(src, destfd, m, 0, true, err);
+}
+
+static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t index,
+                     hull_error *err)
+{
+    char fdp[32];
+    if (m->bind) {
+        struct stat st;
+        if (stat(m->source, &st) < 0)
+            return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+        int how = S_ISDIR(st.st_mode) ? HULL_RESOLVE_MKDIR : HULL_RESOLVE_MKFILE;
+        cleanup_close int destfd = hull_resolve_in_root(r->rootfd, m->destination, how, err);
+        if (destfd < 0)
+            return hull_error_prefix(err, "mounts[%zu].destination", index);
+        if (bind_mount(m->source, destfd, m, 0, m->rbind, err) < 0)
+            return hull_error_prefix(err, "mounts[%zu]", index);
+        return 0;
+    }
+
+    cleanup_close int destfd =
+        hull_resolve_in_root(r->rootfd, m->destination, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY,
+                             err);
+    if (destfd < 0)
+        return hull_error_prefix(err, "mounts[%zu].destination", index);
+
+    if (is_type(m, "cgroup") || is_type(m, "cgroup2")) {
+        if (r->cgroup == NULL)
+            return hull_error_set(err, ENOTSUP, "mounts[%zu]: no cgroup to mount", index);
+        if (hull_cgroup_mount(r->cgroup, hull_fd_path(fdp, destfd), (m->flags & MS_RDONLY) != 0,
+                              r->cgroupns, m->flags & ~MS_RDONLY, err) < 0)
+            return hull_error_prefix(err, "mounts[%zu]", index);
+        return 0;
+    }
+
+    /* tmpcopyup needs the directory we are about to cover. */
+    cleanup_close int below = -1;
+    if (m->tmpcopyup && is_type(m, "tmpfs")) {
+        below = openat(destfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (below < 0)
+            return hull_error_errno(err, "mounts[%zu]: tmpcopyup", index);
+    }
+
+    const char *src = m->source ? m->source : (m->type ? m->type : "none");
+    if (mount(src, hull_fd_path(fdp, destfd), m->type, m->flags, m->data) < 0) {
+        int e = errno;
+        if ((e == EPERM || e == EINVAL) && r->userns &&
+            (is_type(m, "sysfs") || is_type(m, "mqueue")))
+            return fs_mount_fallback(r, m, destfd, err) < 0
+                       ? hull_error_prefix(err, "mounts[%zu]", index)
+                       : 0;
+        errno = e;
+        return hull_error_errno(err, "mounts[%zu]: mount %s on %s", index, m->type,
+                                m->destination);
+    }
+    if (below >= 0 || m->propagation) {
+        /* Reopen the destination: destfd still names the covered directory. */
+        cleanup_close int top = hull_resolve_in_root(r->rootfd, m->destination,
+                                                     HULL_RESOLVE_DIRECTORY, err);
+        if (top < 0)
+            return hull_error_prefix(err, "mounts[%zu]", index);
+        if (below >= 0) {
+            cleanup_close int dir = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dir < 0 || copy_tree(below, dir, err) < 0)
+                return hull_error_prefix(err, "mounts[%zu]", index);
+        }
+        if (set_propagation_fd(top, m->propagation, err) < 0)
+            return hull_error_prefix(err, "mounts[%zu]", index);
+    }
+    return 0;
+}
+
+static int copy_fd(int from, int to)
+{
+    char buf[65536];
+    ssize_t n;
+    if (lseek(from, 0, SEEK_SET) < 0 && errno != ESPIPE)
+        return -1;
+    while ((n = read(from, buf, sizeof(buf))) > 0)
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(to, buf + off, (size_t)(n - off));
+            if (w < 0)
+                return -1;
+            off += w;
+        }
+    return n < 0 ? -1 : 0;
+}
+
+static int write_root_file(int rootfd, const struct hull_root_file *f, hull_error *err)
+{
+    if (f->link) {
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s", f->path);
+        char *slash = strrchr(parent, '/');
+        if (slash == NULL || slash[1] == '\0')
+            return hull_error_set(err, EINVAL, "symlink %s: bad path", f->path);
+        *slash = '\0';
+        cleanup_close int dir = hull_resolve_in_root(
+            rootfd, parent[0] ? parent : "/", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        if (dir < 0 || symlinkat(f->link, dir, slash + 1) < 0)
+            return dir < 0 ? -1 : hull_error_errno(err, "symlink %s", f->path);
+        return 0;
+    }
+    cleanup_close int fd = hull_resolve_in_root(rootfd, f->path,
+                                                HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW, err);
+    if (fd < 0)
+        return hull_error_prefix(err, "write %s", f->path);
+    char fdp[32];
+    /* The O_PATH fd names the file the walk found; reopening it through
+     * /proc cannot be redirected by a symlink swapped in meanwhile. */
+    cleanup_close int wfd = open(hull_fd_path(fdp, fd), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (wfd < 0)
+        return hull_error_errno(err, "write %s", f->path);
+    if (f->src_fd >= 0 ? copy_fd(f->src_fd, wfd) < 0
+                       : write(wfd, f->data, f->len) != (ssize_t)f->len)
+        return hull_error_errno(err, "write %s", f->path);
+    if (fchown(wfd, f->uid, f->gid) < 0)
+        return hull_error_errno(err, "chown %s", f->path);
+    if (fchmod(wfd, f->mode) < 0)
+        return hull_error_errno(err, "chmod %s", f->path);
+    return 0;
+}
+
+int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
+{
+    const struct hull_spec *spec = r->spec;
+    /* Stop propagation towards the host before the first mount: nothing we
+     * mount below may appear in the host's namespace. rprivate when asked,
+     * otherwise rslave so host mounts made later still reach binds. */
+    unsigned long prop = MS_REC | MS_SLAVE;
+    if (spec->linux_.rootfs_propagation_flags & MS_PRIVATE)
+        prop = MS_REC | MS_PRIVATE;
+    if (mount(NULL, "/", NULL, prop, NULL) < 0)
+        return hull_error_errno(err, "make / %s", prop & MS_PRIVATE ? "rprivate" : "rslave");
+
+    const struct hull_rootfs_extras *x = r->extras;
+    if (x && x->tmpfs_root) {
+        /* A root that exists only in this mount namespace: the mount points
+         * made below vanish with it. Small: it holds directories and a few
+         * text files; the root is read-only once assembled. */
+        if (mount("tmpfs", spec->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") <
+            0)
+            return hull_error_errno(err, "mount tmpfs root on %s", spec->rootfs);
+    } else if (mount(spec->rootfs, spec->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+        /* pivot_root needs the new root to be a mount point. */
+        return hull_error_errno(err, "bind rootfs %s", spec->rootfs);
+    }
+    r->rootfd = open(spec->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (r->rootfd < 0)
+        return hull_error_errno(err, "open rootfs %s", spec->rootfs);
+    for (size_t i = 0; x && i < x->n_files; i++)
+        if (!x->files[i].after_mounts && write_root_file(r->rootfd, &x->files[i], err) < 0)
+            return -1;
+
+    for (size_t i = 0; i < spec->n_mounts; i++)
+        if (mount_one(r, &spec->mounts[i], i, err) < 0)
+            return -1;
+    for (size_t i = 0; x && i < x->n_files; i++)
+        if (x->files[i].after_mounts && write_root_file(r->rootfd, &x->files[i], err) < 0)
+            return -1;
+
+    return hull_devices_setup(r->rootfd, spec, r->userns, err);
+}
+
+int hull_rootfs_pivot(struct hull_rootfs *r, bool no_pivot, hull_error *err)
+{
+    const char *rootfs = r->spec->rootfs;
+    if (no_pivot) {
+        /* For roots where pivot_root is impossible (initramfs): move the
+         * rootfs over / and chroot. Weaker: the old root stays reachable to
+         * a process with CAP_SYS_CHROOT. */
+        if (chdir(rootfs) < 0)
+            return hull_error_errno(err, "chdir %s", rootfs);
+        if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0)
+            return hull_error_errno(err, "move rootfs to /");
+        if (chroot(".") < 0)
+            return hull_error_errno(err, "chroot");
+        if (chdir("/") < 0)
+            return hull_error_errno(err, "chdir /");
+        return 0;
+    }
+    cleanup_close int oldroot = open("/", O_DIRECTORY | O_PATH | O_CLOEXEC);
+    if (oldroot < 0)
+        return hull_error_errno(err, "open /");
+    if (fchdir(r->rootfd) < 0)
+        return hull_error_errno(err, "chdir %s", rootfs);
+    /* pivot_root(".", "."): the old root ends up stacked on the new one, so
+     * no directory inside the container is needed to hold it. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return hull_error_errno(err, "pivot_root %s", rootfs);
+    if (fchdir(oldroot) < 0)
+        return hull_error_errno(err, "chdir old root");
+    /* Detaching the old root must not propagate an unmount to the host. */
+    if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+        return hull_error_errno(err, "make old root rslave");
+    if (umount2(".", MNT_DETACH) < 0)
+        return hull_error_errno(err, "detach old root");
+    if (chdir("/") < 0)
+        return hull_error_errno(err, "chdir /");
+    close(r->rootfd);
+    r->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (r->rootfd < 0)
+        return hull_error_errno(err, "open new root");
+    return 0;
+}
+
+int hull_rootfs_propagation(struct hull_rootfs *r, hull_error *err)
+{
+    unsigned long prop = r->spec->linux_.rootfs_propagation_flags;
+    if (prop != 0 && mount(NULL, "/", NULL, prop, NULL) < 0)
+        return hull_error_errno(err, "linux.rootfsPropagation: %s",
+                                r->spec->linux_.rootfs_propagation);
+    return 0;
+}
+
+static int readonly_path(int rootfd, const char *path, hull_error *err)
+{
+    cleanup_close int fd = hull_resolve_in_root(rootfd, path, 0, err);
+    if (fd < 0) {
+        if (hull_error_code(*err) == ENOENT) {
+            hull_error_free(err);
+            return 0;
+        }
+        return -1;
+    }
+    /* A fresh recursive bind of the path over itself, made read-only before
+     * it is attached: the original mount keeps its own flags. */
+    return bind_mount_from(fd, path, fd, NULL, MS_RDONLY | MS_NOSUID | MS_NODEV, true, err);
+}
+
+/* An empty read-only tmpfs attached on destfd, built with fsopen/fsmount so
+ * it needs no /proc inside the container. */
+static int empty_tmpfs_on(int destfd, hull_error *err)
+{
+    cleanup_close int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return hull_error_errno(err, "fsopen tmpfs");
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "size", "0", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        return hull_error_errno(err, "configure tmpfs");
+    cleanup_close int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                                             MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (mnt < 0)
+        return hull_error_errno(err, "fsmount tmpfs");
+    if (move_mount(mnt, "", destfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return hull_error_errno(err, "attach tmpfs");
+    return 0;
+}
+
+static int mask_path(int rootfd, const char *path, hull_error *err)
+{
+    cleanup_close int fd = hull_resolve_in_root(rootfd, path, HULL_RESOLVE_NOFOLLOW, err);
+    if (fd < 0) {
+        if (hull_error_code(*err) == ENOENT) {
+            hull_error_free(err);
+            return 0;
+        }
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return hull_error_errno(err, "stat %s", path);
+    if (S_ISDIR(st.st_mode))
+        return empty_tmpfs_on(fd, err); /* hides the directory's contents */
+    /* /dev/null over a file: reads give nothing, writes go nowhere. */
+    return bind_mount("/dev/null", fd, NULL, 0, false, err);
+}
+
+int hull_rootfs_protect(struct hull_rootfs *r, hull_error *err)
+{
+    const struct hull_linux *l = &r->spec->linux_;
+    for (char **p = l->readonly_paths; p && *p; p++)
+        if (readonly_path(r->rootfd, *p, err) < 0)
+            return hull_error_prefix(err, "linux.readonlyPaths: %s", *p);
+    for (char **p = l->masked_paths; p && *p; p++)
+        if (mask_path(r->rootfd, *p, err) < 0)
+            return hull_error_prefix(err, "linux.maskedPaths: %s", *p);
+    if (r->spec->root_readonly) {
+        /* Only the root mount: /tmp or volumes mounted rw stay writable. */
+        struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(AT_FDCWD, "/", 0, &a, sizeof(a)) < 0)
+            return hull_error_errno(err, "root.readonly: remount / read-only");
+    }
+    return 0;
+}

@@ -1,0 +1,301 @@
+/* A policy becomes an OCI spec: the sandbox is an ordinary container whose
+ * config hull writes itself, so every mechanism (and every check) of the
+ * runtime applies to it unchanged.
+ *
+ * The default filesystem: a tmpfs root that exists only in the sandbox's
+ * mount namespace, the host's /usr and library directories bound read-only
+ * (so python3 just works), the few /etc files programs need, a fresh /tmp
+ * (the only writable place), /proc, and a minimal /dev. Nothing else of the
+ * host is visible.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "container/state.h"
+#include "sandbox/sandbox.h"
+#include "util/error.h"
+#include "util/json.h"
+
+/* Host directories bound read-only by default (when they exist). On merged
+ * /usr systems /bin, /lib... are symlinks into /usr: those become the same
+ * symlinks in the sandbox instead of binds. */
+static const char *const host_dirs[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                                        "/libx32", NULL};
+/* /etc files a dynamically linked program or an interpreter reads. */
+static const char *const host_etc[] = {"/etc/ld.so.cache", "/etc/alternatives",
+                                       "/etc/localtime", "/etc/nsswitch.conf",
+                                       "/etc/mime.types", NULL};
+
+static json_object *str(const char *s)
+{
+    return json_object_new_string(s);
+}
+
+static json_object *strings(const char *const *v)
+{
+    json_object *a = json_object_new_array();
+    for (; *v; v++)
+        json_object_array_add(a, str(*v));
+    return a;
+}
+
+static void add_mount(json_object *mounts, const char *dest, const char *type, const char *src,
+                      const char *const *opts)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "destination", str(dest));
+    json_object_object_add(m, "type", str(type));
+    json_object_object_add(m, "source", str(src));
+    json_object_object_add(m, "options", strings(opts));
+    json_object_array_add(mounts, m);
+}
+
+static void add_bind(json_object *mounts, const char *src, const char *dest, bool writable)
+{
+    static const char *const ro[] = {"rbind", "ro", "nosuid", "nodev", "rro", NULL};
+    static const char *const rw[] = {"rbind", "rw", "nosuid", "nodev", NULL};
+    add_mount(mounts, dest, "bind", src, writable ? rw : ro);
+}
+
+static int add_root_file(struct hull_sandbox_layout *lay, const char *path, const char *data,
+                         const char *link, bool after_mounts)
+{
+    if (lay->n_files == HULL_SANDBOX_MAX_FILES)
+        return -1;
+    struct hull_root_file *f = &lay->files[lay->n_files++];
+    memset(f, 0, sizeof(*f));
+    f->path = path;
+    f->data = data;
+    f->len = data ? strlen(data) : 0;
+    f->link = link;
+    f->src_fd = -1;
+    f->mode = 0644;
+    f->after_mounts = after_mounts;
+    return 0;
+}
+
+/* The host's system directories, read-only, as binds or symlinks. */
+static int host_filesystem(struct hull_sandbox_layout *lay, json_object *mounts, hull_error *err)
+{
+    for (const char *const *d = host_dirs; *d; d++) {
+        struct stat st;
+        if (lstat(*d, &st) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            char *target = lay->links[lay->n_links];
+            ssize_t n = readlink(*d, target, sizeof(lay->links[0]) - 1);
+            if (n <= 0)
+                continue;
+            target[n] = '\0';
+            lay->n_links++;
+            if (add_root_file(lay, *d, NULL, target, false) < 0)
+                return hull_error_set(err, E2BIG, "sandbox layout: too many files");
+        } else if (S_ISDIR(st.st_mode)) {
+            add_bind(mounts, *d, *d, false);
+        }
+    }
+    for (const char *const *f = host_etc; *f; f++)
+        if (access(*f, F_OK) == 0)
+            add_bind(mounts, *f, *f, false);
+    return 0;
+}
+
+static void namespaces(json_object *lx, const struct hull_policy *p)
+{
+    json_object *ns = json_object_new_array();
+    const char *types[] = {"pid", "mount", "ipc", "uts", "cgroup", "network", "user"};
+    size_t n = sizeof(types) / sizeof(types[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(types[i], "network") == 0 && p->network_host)
+            continue;
+        if (strcmp(types[i], "user") == 0 && p->isolation != HULL_ISOLATION_CONTAINER)
+            continue;
+        if (strcmp(types[i], "cgroup") == 0 && p->isolation != HULL_ISOLATION_CONTAINER)
+            continue;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "type", str(types[i]));
+        json_object_array_add(ns, o);
+    }
+    json_object_object_add(lx, "namespaces", ns);
+}
+
+static json_object *id_map(uint32_t host)
+{
+    json_object *a = json_object_new_array();
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "containerID", json_object_new_int(0));
+    json_object_object_add(m, "hostID", json_object_new_int64(host));
+    json_object_object_add(m, "size", json_object_new_int(HULL_SANDBOX_ID_RANGE));
+    json_object_array_add(a, m);
+    return a;
+}
+
+static json_object *resources(const struct hull_policy *p)
+{
+    json_object *r = json_object_new_object();
+    json_object *mem = json_object_new_object();
+    json_object_object_add(mem, "limit", json_object_new_int64((int64_t)p->memory_bytes));
+    /* memory+swap equal to memory: the sandbox gets no swap at all. */
+    json_object_object_add(mem, "swap", json_object_new_int64((int64_t)p->memory_bytes));
+    json_object_object_add(r, "memory", mem);
+    json_object *pids = json_object_new_object();
+    json_object_object_add(pids, "limit", json_object_new_int64(p->pids));
+    json_object_object_add(r, "pids", pids);
+    json_object *cpu = json_object_new_object();
+    json_object_object_add(cpu, "period", json_object_new_int64(100000));
+    json_object_object_add(cpu, "quota", json_object_new_int64((int64_t)(p->cpus * 100000 + 0.5)));
+    json_object_object_add(r, "cpu", cpu);
+    return r;
+}
+
+static json_object *rlimit(const char *type, uint64_t soft, uint64_t hard)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "type", str(type));
+    json_object_object_add(o, "soft", json_object_new_uint64(soft));
+    json_object_object_add(o, "hard", json_object_new_uint64(hard));
+    return o;
+}
+
+static json_object *process(const struct hull_policy *p, uint32_t uid)
+{
+    json_object *proc = json_object_new_object();
+    json_object_object_add(proc, "terminal", json_object_new_boolean(false));
+    json_object *user = json_object_new_object();
+    json_object_object_add(user, "uid", json_object_new_int64(uid));
+    json_object_object_add(user, "gid", json_object_new_int64(uid));
+    json_object_object_add(proc, "user", user);
+    json_object *args = json_object_new_array();
+    for (char **a = p->argv; *a; a++)
+        json_object_array_add(args, str(*a));
+    json_object_object_add(proc, "args", args);
+    json_object *env = json_object_new_array();
+    json_object_array_add(env, str("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
+    json_object_array_add(env, str("HOME=/tmp"));
+    json_object_array_add(env, str("TMPDIR=/tmp"));
+    json_object_array_add(env, str("LANG=C.UTF-8"));
+    for (char **e = p->env; e && *e; e++)
+        json_object_array_add(env, str(*e));
+    json_object_object_add(proc, "env", env);
+    json_object_object_add(proc, "cwd", str(p->workdir ? p->workdir : "/tmp"));
+    /* No capabilities in any set: the sandbox user has none to use. */
+    json_object *caps = json_object_new_object();
+    const char *sets[] = {"bounding", "effective", "inheritable", "permitted", "ambient"};
+    for (size_t i = 0; i < 5; i++)
+        json_object_object_add(caps, sets[i], json_object_new_array());
+    json_object_object_add(proc, "capabilities", caps);
+    json_object_object_add(proc, "noNewPrivileges", json_object_new_boolean(true));
+    json_object *rl = json_object_new_array();
+    json_object_array_add(rl, rlimit("RLIMIT_NOFILE", p->open_files, p->open_files));
+    json_object_array_add(rl, rlimit("RLIMIT_CORE", 0, 0));
+    /* A per-process backstop; the cgroup's total is what the verdict uses. */
+    uint64_t cpu_s = (p->cpu_time_ms + 999) / 1000 + 1;
+    json_object_array_add(rl, rlimit("RLIMIT_CPU", cpu_s, cpu_s + 1));
+    if (p->isolation == HULL_ISOLATION_PROCESS) {
+        /* No cgroup at this level: address space and tasks by rlimit only. */
+        json_object_array_add(rl, rlimit("RLIMIT_AS", p->memory_bytes, p->memory_bytes));
+        json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids, p->pids));
+    }
+    json_object_object_add(proc, "rlimits", rl);
+    return proc;
+}
+
+int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
+                        struct hull_sandbox_layout *lay, hull_error *err)
+{
+    memset(lay, 0, sizeof(*lay));
+    bool container = p->isolation == HULL_ISOLATION_CONTAINER;
+    /* Inside the sandbox the workload is uid 1000; at container level that
+     * is uid_base+1000 on the host, at process level the host's nobody. */
+    lay->uid = container ? HULL_SANDBOX_UID : 65534;
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "ociVersion", str("1.0.2"));
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "path", str(p->rootfs ? p->rootfs : empty_root));
+    json_object_object_add(root, "readonly", json_object_new_boolean(true));
+    json_object_object_add(doc, "root", root);
+    json_object_object_add(doc, "hostname", str("sandbox"));
+    /* Who supervises this run: hull_sandbox_cleanup() removes runs whose
+     * supervisor is gone (pid and start time, so a reused pid is no alibi). */
+    char sup[64];
+    snprintf(sup, sizeof(sup), "%d:%llu", (int)getpid(), hull_pid_start_time(getpid()));
+    json_object *ann = json_object_new_object();
+    json_object_object_add(ann, HULL_SANDBOX_SUPERVISOR_KEY, str(sup));
+    json_object_object_add(doc, "annotations", ann);
+    json_object_object_add(doc, "process", process(p, lay->uid));
+
+    json_object *mounts = json_object_new_array();
+    if (p->rootfs == NULL) {
+        lay->extras.tmpfs_root = true;
+        if (host_filesystem(lay, mounts, err) < 0)
+            goto fail;
+        snprintf(lay->passwd, sizeof(lay->passwd),
+                 "root:x:0:0:root:/root:/bin/sh\nsandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n"
+                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                 lay->uid, lay->uid);
+        snprintf(lay->group, sizeof(lay->group),
+                 "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", lay->uid);
+        if (add_root_file(lay, "/etc/passwd", lay->passwd, NULL, false) < 0 ||
+            add_root_file(lay, "/etc/group", lay->group, NULL, false) < 0 ||
+            add_root_file(lay, "/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n",
+                          NULL, false) < 0) {
+            hull_error_set(err, E2BIG, "sandbox layout: too many files");
+            goto fail;
+        }
+    }
+    char tmpopts[64], shmopts[64];
+    snprintf(tmpopts, sizeof(tmpopts), "size=%llu", (unsigned long long)p->tmp_bytes);
+    snprintf(shmopts, sizeof(shmopts), "size=%llu",
+             (unsigned long long)(p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20));
+    const char *const tmp_o[] = {"nosuid", "nodev", "mode=1777", tmpopts, NULL};
+    const char *const proc_o[] = {"nosuid", "nodev", "noexec", NULL};
+    const char *const dev_o[] = {"nosuid", "noexec", "mode=755", "size=64k", NULL};
+    const char *const shm_o[] = {"nosuid", "nodev", "noexec", "mode=1777", shmopts, NULL};
+    add_mount(mounts, "/proc", "proc", "proc", proc_o);
+    add_mount(mounts, "/dev", "tmpfs", "tmpfs", dev_o);
+    add_mount(mounts, "/dev/shm", "tmpfs", "shm", shm_o);
+    add_mount(mounts, "/tmp", "tmpfs", "tmpfs", tmp_o);
+    for (size_t i = 0; i < p->n_binds; i++)
+        add_bind(mounts, p->binds[i].source, p->binds[i].destination, p->binds[i].writable);
+    json_object_object_add(doc, "mounts", mounts);
+
+    json_object *lx = json_object_new_object();
+    namespaces(lx, p);
+    if (container) {
+        json_object_object_add(lx, "uidMappings", id_map(uid_base));
+        json_object_object_add(lx, "gidMappings", id_map(uid_base));
+        json_object_object_add(lx, "resources", resources(p));
+    }
+    static const char *const masked[] = {"/proc/acpi", "/proc/asound", "/proc/kcore",
+                                         "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                                         "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                                         "/proc/sysrq-trigger", NULL};
+    static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                           NULL};
+    json_object_object_add(lx, "maskedPaths", strings(masked));
+    json_object_object_add(lx, "readonlyPaths", strings(readonly));
+    json_object_object_add(doc, "linux", lx);
+
+    const char *text = hj_to_string(doc);
+    int r = hull_spec_parse(text, strlen(text), "/", &lay->spec, err);
+    json_object_put(doc);
+    if (r < 0)
+        return hull_error_prefix(err, "sandbox layout");
+    lay->extras.files = lay->files;
+    lay->extras.n_files = lay->n_files;
+    return 0;
+fail:
+    json_object_put(doc);
+    return -1;
+}
+
+void hull_sandbox_layout_free(struct hull_sandbox_layout *lay)
+{
+    hull_spec_free(lay->spec);
+    lay->spec = NULL;
+}

@@ -1,0 +1,446 @@
+/* struct hull_policy: defaults, validation, and the REST API's JSON form.
+ * Every limit has a range; a value outside it is an error naming the field,
+ * never a silent clamp. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hull.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+
+/* Limits a policy may ask for (inclusive). */
+#define CPU_TIME_MIN_MS 1ull
+#define CPU_TIME_MAX_MS (24ull * 3600 * 1000)
+#define WALL_TIME_MIN_MS 1ull
+#define WALL_TIME_MAX_MS (24ull * 3600 * 1000)
+#define MEMORY_MIN (4ull * MiB)
+#define MEMORY_MAX (1024ull * GiB)
+#define OUTPUT_MAX (1ull * GiB)
+#define TMPFS_MIN (64ull * KiB)
+#define TMPFS_MAX (1024ull * GiB)
+#define PIDS_MAX 1000000u
+#define OPEN_FILES_MIN 4u
+#define OPEN_FILES_MAX 1048576u
+
+void hull_policy_init(struct hull_policy *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->isolation = HULL_ISOLATION_CONTAINER;
+    p->cpu_time_ms = 2000;
+    p->wall_time_ms = 10000;
+    p->memory_bytes = 256 * MiB;
+    p->output_bytes = 1 * MiB;
+    p->tmp_bytes = 64 * MiB;
+    p->pids = 64;
+    p->open_files = 64;
+    p->cpus = 1.0;
+    p->cancel_fd = -1;
+}
+
+void hull_policy_free(struct hull_policy *p)
+{
+    hull_strv_free(p->argv);
+    hull_strv_free(p->env);
+    free(p->workdir);
+    free(p->rootfs);
+    for (size_t i = 0; i < p->n_binds; i++) {
+        free(p->binds[i].source);
+        free(p->binds[i].destination);
+    }
+    free(p->binds);
+    free(p->stdin_path);
+    free(p->stdin_data);
+    for (size_t i = 0; i < p->n_copy_in; i++) {
+        free(p->copy_in[i].host);
+        free(p->copy_in[i].sandbox);
+    }
+    free(p->copy_in);
+    for (size_t i = 0; i < p->n_copy_out; i++) {
+        free(p->copy_out[i].host);
+        free(p->copy_out[i].sandbox);
+    }
+    free(p->copy_out);
+    for (size_t i = 0; i < p->n_files; i++) {
+        free(p->files[i].path);
+        free(p->files[i].data);
+    }
+    free(p->files);
+    free(p->seccomp_path);
+    int fd = p->cancel_fd;
+    memset(p, 0, sizeof(*p));
+    p->cancel_fd = fd;
+}
+
+int hull_policy_add_arg(struct hull_policy *p, const char *arg)
+{
+    return hull_strv_append(&p->argv, arg);
+}
+
+int hull_policy_add_env(struct hull_policy *p, const char *key_value)
+{
+    return hull_strv_append(&p->env, key_value);
+}
+
+const char *hull_isolation_name(enum hull_isolation i)
+{
+    switch (i) {
+    case HULL_ISOLATION_PROCESS:
+        return "process";
+    case HULL_ISOLATION_CONTAINER:
+        return "container";
+    case HULL_ISOLATION_MICROVM:
+        return "microvm";
+    }
+    return "unknown";
+}
+
+int hull_isolation_parse(const char *s, enum hull_isolation *out)
+{
+    for (int i = HULL_ISOLATION_PROCESS; i <= HULL_ISOLATION_MICROVM; i++)
+        if (strcmp(s, hull_isolation_name(i)) == 0) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+int hull_parse_duration_ms(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0) || isinf(v))
+        return -1;
+    double mult;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mult = 1000;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else
+        return -1;
+    double r = v * mult;
+    if (r > (double)UINT64_MAX / 2)
+        return -1;
+    *ms = (uint64_t)(r + 0.5);
+    return 0;
+}
+
+int hull_parse_size(const char *s, uint64_t *bytes)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0) || isinf(v))
+        return -1;
+    double mult = 1;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mult = (double)KiB;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mult = (double)MiB;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mult = (double)GiB;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        mult = (double)(1024 * GiB);
+        end++;
+        break;
+    default:
+        return -1;
+    }
+    if (*end == 'i' && mult > 1)
+        end++;
+    if ((*end == 'b' || *end == 'B'))
+        end++;
+    if (*end != '\0')
+        return -1;
+    double r = v * mult;
+    if (r > (double)UINT64_MAX / 2)
+        return -1;
+    *bytes = (uint64_t)r;
+    return 0;
+}
+
+static int range(const char *name, uint64_t v, uint64_t lo, uint64_t hi, const char *unit,
+                 hull_error *err)
+{
+    if (v < lo || v > hi)
+        return hull_error_set(err, ERANGE, "%s: %llu%s is out of range [%llu%s, %llu%s]", name,
+                              (unsigned long long)v, unit, (unsigned long long)lo, unit,
+                              (unsigned long long)hi, unit);
+    return 0;
+}
+
+static int sandbox_path(const char *name, const char *path, bool under_tmp, hull_error *err)
+{
+    char clean[4096];
+    if (path == NULL || path[0] != '/')
+        return hull_error_set(err, EINVAL, "%s: '%s' must be an absolute path in the sandbox",
+                              name, path ? path : "");
+    if (hull_path_clean(path, clean, sizeof(clean)) < 0)
+        return hull_error_set(err, EINVAL, "%s: '%s' escapes the sandbox root", name, path);
+    if (under_tmp && strncmp(clean, "/tmp/", 5) != 0)
+        return hull_error_set(err, EINVAL,
+                              "%s: '%s' must be under /tmp (the sandbox's only writable place)",
+                              name, path);
+    return 0;
+}
+
+int hull_policy_validate(const struct hull_policy *p, hull_error *err)
+{
+    if (p->argv == NULL || p->argv[0] == NULL || p->argv[0][0] == '\0')
+        return hull_error_set(err, EINVAL, "cmd: a command is required");
+    if (p->isolation < HULL_ISOLATION_PROCESS || p->isolation > HULL_ISOLATION_MICROVM)
+        return hull_error_set(err, EINVAL, "isolation: unknown level");
+    if (range("cpu_time", p->cpu_time_ms, CPU_TIME_MIN_MS, CPU_TIME_MAX_MS, " ms", err) < 0 ||
+        range("wall_time", p->wall_time_ms, WALL_TIME_MIN_MS, WALL_TIME_MAX_MS, " ms", err) < 0 ||
+        range("memory", p->memory_bytes, MEMORY_MIN, MEMORY_MAX, " bytes", err) < 0 ||
+        range("output", p->output_bytes, 0, OUTPUT_MAX, " bytes", err) < 0 ||
+        range("tmp_size", p->tmp_bytes, TMPFS_MIN, TMPFS_MAX, " bytes", err) < 0 ||
+        range("pids", p->pids, 1, PIDS_MAX, "", err) < 0 ||
+        range("open_files", p->open_files, OPEN_FILES_MIN, OPEN_FILES_MAX, "", err) < 0)
+        return -1;
+    if (!(p->cpus >= 0.01 && p->cpus <= 1024))
+        return hull_error_set(err, ERANGE, "cpus: %g is out of range [0.01, 1024]", p->cpus);
+    for (char **e = p->env; e && *e; e++)
+        if (strchr(*e, '=') == NULL || **e == '=')
+            return hull_error_set(err, EINVAL, "env: '%s' must be KEY=VALUE", *e);
+    if (p->workdir && sandbox_path("workdir", p->workdir, false, err) < 0)
+        return -1;
+    for (size_t i = 0; i < p->n_binds; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "bind[%zu]", i);
+        if (p->binds[i].source == NULL || p->binds[i].source[0] != '/')
+            return hull_error_set(err, EINVAL, "%s: source must be an absolute host path", name);
+        if (sandbox_path(name, p->binds[i].destination, false, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < p->n_copy_in; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "copy_in[%zu]", i);
+        if (p->copy_in[i].host == NULL || p->copy_in[i].host[0] == '\0')
+            return hull_error_set(err, EINVAL, "%s: a host path is required", name);
+        if (sandbox_path(name, p->copy_in[i].sandbox, true, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < p->n_copy_out; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "copy_out[%zu]", i);
+        if (p->copy_out[i].host == NULL || p->copy_out[i].host[0] == '\0')
+            return hull_error_set(err, EINVAL, "%s: a host path is required", name);
+        if (sandbox_path(name, p->copy_out[i].sandbox, true, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < p->n_files; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "files[%zu]", i);
+        if (sandbox_path(name, p->files[i].path, true, err) < 0)
+            return -1;
+    }
+    if (p->stdin_path && p->stdin_data)
+        return hull_error_set(err, EINVAL, "stdin: give a file or data, not both");
+    return 0;
+}
+
+/* ---- JSON (REST API) -------------------------------------------------- */
+
+static int json_limit(json_object *limits, const char *key, bool size, uint64_t *out,
+                      hull_error *err)
+{
+    json_object *v = hj_get(limits, key);
+    if (v == NULL)
+        return 0;
+    if (json_object_is_type(v, json_type_int)) {
+        int64_t n = json_object_get_int64(v);
+        if (n < 0)
+            return hull_error_set(err, ERANGE, "limits.%s: must not be negative", key);
+        /* A bare number is bytes, or milliseconds for times. */
+        *out = (uint64_t)n;
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return hull_error_set(err, EINVAL, "limits.%s: must be a string like %s or a number",
+                              key, size ? "\"256M\"" : "\"2s\"");
+    const char *s = json_object_get_string(v);
+    if ((size ? hull_parse_size(s, out) : hull_parse_duration_ms(s, out)) < 0)
+        return hull_error_set(err, EINVAL, "limits.%s: '%s' is not a %s", key, s,
+                              size ? "size (256M, 1G)" : "duration (2s, 500ms)");
+    return 0;
+}
+
+static int json_u32_limit(json_object *limits, const char *key, uint32_t *out, hull_error *err)
+{
+    int64_t v = 0;
+    bool here = false;
+    if (hj_int_range(limits, "limits", key, 0, UINT32_MAX, &v, &here, err) < 0)
+        return -1;
+    if (here)
+        *out = (uint32_t)v;
+    return 0;
+}
+
+static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
+{
+    json_object *l = hj_get(doc, "limits");
+    if (l == NULL)
+        return 0;
+    if (hj_require_object(l, "limits", err) < 0)
+        return -1;
+    static const char *const known[] = {"cpu_time", "wall_time", "memory", "output",
+                                        "tmp_size", "pids",      "open_files", "cpus", NULL};
+    json_object_object_foreach(l, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (const char *const *k = known; *k; k++)
+            ok = ok || strcmp(*k, key) == 0;
+        if (!ok)
+            return hull_error_set(err, EINVAL, "limits.%s: unknown limit", key);
+    }
+    if (json_limit(l, "cpu_time", false, &p->cpu_time_ms, err) < 0 ||
+        json_limit(l, "wall_time", false, &p->wall_time_ms, err) < 0 ||
+        json_limit(l, "memory", true, &p->memory_bytes, err) < 0 ||
+        json_limit(l, "output", true, &p->output_bytes, err) < 0 ||
+        json_limit(l, "tmp_size", true, &p->tmp_bytes, err) < 0 ||
+        json_u32_limit(l, "pids", &p->pids, err) < 0 ||
+        json_u32_limit(l, "open_files", &p->open_files, err) < 0)
+        return -1;
+    json_object *c = hj_get(l, "cpus");
+    if (c != NULL) {
+        if (!json_object_is_type(c, json_type_int) && !json_object_is_type(c, json_type_double))
+            return hull_error_set(err, EINVAL, "limits.cpus: must be a number");
+        p->cpus = json_object_get_double(c);
+    }
+    return 0;
+}
+
+static int json_env(json_object *doc, struct hull_policy *p, hull_error *err)
+{
+    char **pairs = NULL;
+    size_t n = 0;
+    if (hj_string_map(doc, "", "env", &pairs, &n, err) < 0)
+        return -1;
+    if (pairs == NULL)
+        return 0;
+    char **env = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; env && i < n; i++)
+        if (asprintf(&env[i], "%s=%s", pairs[2 * i], pairs[2 * i + 1]) < 0)
+            env[i] = NULL;
+    hull_strv_free(pairs);
+    if (env == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    p->env = env;
+    return 0;
+}
+
+static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
+{
+    json_object *f = hj_get(doc, "files");
+    if (f == NULL)
+        return 0;
+    if (hj_require_object(f, "files", err) < 0)
+        return -1;
+    size_t n = (size_t)json_object_object_length(f);
+    p->files = calloc(n ? n : 1, sizeof(*p->files));
+    if (p->files == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    json_object_object_foreach(f, path, val)
+    {
+        if (!json_object_is_type(val, json_type_string))
+            return hull_error_set(err, EINVAL, "files.%s: must be a string (the content)", path);
+        struct hull_inline_file *file = &p->files[p->n_files++];
+        /* Relative names land in /tmp, the only writable place. */
+        if (path[0] == '/')
+            file->path = strdup(path);
+        else if (asprintf(&file->path, "/tmp/%s", path) < 0)
+            file->path = NULL;
+        file->len = (size_t)json_object_get_string_len(val);
+        file->data = malloc(file->len + 1);
+        if (file->path == NULL || file->data == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
+        memcpy(file->data, json_object_get_string(val), file->len);
+        file->mode = 0644;
+    }
+    return 0;
+}
+
+int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err)
+{
+    json_object *doc = NULL;
+    if (hj_parse(json, len, "request", &doc, err) < 0)
+        return -1;
+    int ret = -1;
+    char *iso = NULL;
+    json_object *cmd = hj_get(doc, "cmd");
+    if (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
+        json_object_array_length(cmd) == 0) {
+        hull_error_set(err, EINVAL, "cmd: must be a non-empty array of strings");
+        goto out;
+    }
+    if (hj_string_array(doc, "", "cmd", &p->argv, NULL, err) < 0 ||
+        hj_string(doc, "", "isolation", false, &iso, err) < 0 ||
+        hj_string(doc, "", "workdir", false, &p->workdir, err) < 0 ||
+        json_limits(doc, p, err) < 0 || json_env(doc, p, err) < 0 ||
+        json_files(doc, p, err) < 0)
+        goto out;
+    if (iso && hull_isolation_parse(iso, &p->isolation) < 0) {
+        hull_error_set(err, EINVAL, "isolation: unknown level '%s' (process, container, microvm)",
+                       iso);
+        goto out;
+    }
+    json_object *in = hj_get(doc, "stdin");
+    if (in != NULL) {
+        if (!json_object_is_type(in, json_type_string)) {
+            hull_error_set(err, EINVAL, "stdin: must be a string");
+            goto out;
+        }
+        p->stdin_len = (size_t)json_object_get_string_len(in);
+        p->stdin_data = malloc(p->stdin_len + 1);
+        if (p->stdin_data == NULL) {
+            hull_error_set(err, ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(p->stdin_data, json_object_get_string(in), p->stdin_len);
+    }
+    json_object *net = hj_get(doc, "network");
+    if (net != NULL) {
+        const char *n = json_object_is_type(net, json_type_string) ? json_object_get_string(net)
+                                                                   : "";
+        if (strcmp(n, "none") == 0)
+            p->network_host = false;
+        else if (strcmp(n, "host") == 0)
+            p->network_host = true;
+        else {
+            hull_error_set(err, EINVAL, "network: must be \"none\" or \"host\"");
+            goto out;
+        }
+    }
+    ret = hull_policy_validate(p, err);
+out:
+    free(iso);
+    json_object_put(doc);
+    return ret;
+}

@@ -1,0 +1,149 @@
+/* struct hull_result and its JSON: the one shape every front end prints. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hull.h"
+#include "linux/seccomp.h"
+#include "util/json.h"
+
+static const char *const verdicts[] = {
+    [HULL_VERDICT_OK] = "ok",
+    [HULL_VERDICT_EXIT_NONZERO] = "exit_nonzero",
+    [HULL_VERDICT_SIGNALED] = "signaled",
+    [HULL_VERDICT_CPU_TIME_LIMIT] = "cpu_time_limit",
+    [HULL_VERDICT_WALL_TIME_LIMIT] = "wall_time_limit",
+    [HULL_VERDICT_MEMORY_LIMIT] = "memory_limit",
+    [HULL_VERDICT_OUTPUT_LIMIT] = "output_limit",
+    [HULL_VERDICT_PIDS_LIMIT] = "pids_limit",
+    [HULL_VERDICT_INTERNAL_ERROR] = "internal_error",
+    [HULL_VERDICT_KILLED] = "killed",
+};
+
+const char *hull_verdict_name(enum hull_verdict v)
+{
+    if ((size_t)v < sizeof(verdicts) / sizeof(verdicts[0]) && verdicts[v])
+        return verdicts[v];
+    return "unknown";
+}
+
+void hull_result_free(struct hull_result *r)
+{
+    free(r->out.data);
+    free(r->err.data);
+    for (size_t i = 0; i < r->n_files; i++) {
+        free(r->files[i].sandbox);
+        free(r->files[i].host);
+        free(r->files[i].error);
+    }
+    free(r->files);
+    free(r->error);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Well-formed UTF-8 without NUL, so it can travel as a JSON string as is. */
+static bool is_utf8_text(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        if (c == 0)
+            return false;
+        if (c < 0x80)
+            len = 1;
+        else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+            len = 2;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3;
+        else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+            len = 4;
+        else
+            return false;
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+        i += len;
+    }
+    return true;
+}
+
+static char *base64(const unsigned char *s, size_t n)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= s[i + 2];
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Text as "stdout"; anything else as "stdout_base64", so bytes survive. */
+static void add_output(json_object *o, const char *name, const struct hull_output *out)
+{
+    char key[64];
+    const unsigned char *d = (const unsigned char *)(out->data ? out->data : "");
+    if (is_utf8_text(d, out->len)) {
+        json_object_object_add(o, name, json_object_new_string_len((const char *)d, (int)out->len));
+    } else {
+        char *b = base64(d, out->len);
+        snprintf(key, sizeof(key), "%s_base64", name);
+        json_object_object_add(o, key, json_object_new_string(b ? b : ""));
+        free(b);
+    }
+    snprintf(key, sizeof(key), "%s_truncated", name);
+    json_object_object_add(o, key, json_object_new_boolean(out->truncated));
+}
+
+char *hull_result_to_json(const struct hull_result *r)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "verdict", json_object_new_string(hull_verdict_name(r->verdict)));
+    json_object_object_add(o, "exit_code", json_object_new_int(r->exit_code));
+    json_object_object_add(o, "signal", json_object_new_int(r->signal));
+    json_object_object_add(o, "cpu_time_ms", json_object_new_uint64(r->cpu_time_ms));
+    json_object_object_add(o, "wall_time_ms", json_object_new_uint64(r->wall_time_ms));
+    json_object_object_add(o, "max_memory_kb", json_object_new_uint64(r->max_memory_kb));
+    add_output(o, "stdout", &r->out);
+    add_output(o, "stderr", &r->err);
+    json_object *files = json_object_new_array();
+    for (size_t i = 0; i < r->n_files; i++) {
+        const struct hull_copied_file *f = &r->files[i];
+        json_object *fo = json_object_new_object();
+        json_object_object_add(fo, "sandbox", json_object_new_string(f->sandbox));
+        json_object_object_add(fo, "host", json_object_new_string(f->host));
+        json_object_object_add(fo, "size", json_object_new_uint64(f->size));
+        if (f->error)
+            json_object_object_add(fo, "error", json_object_new_string(f->error));
+        json_object_array_add(files, fo);
+    }
+    json_object_object_add(o, "files", files);
+    json_object_object_add(o, "isolation",
+                           json_object_new_string(hull_isolation_name(r->isolation)));
+    if (r->error)
+        json_object_object_add(o, "error", json_object_new_string(r->error));
+    char *s = strdup(hj_to_string(o));
+    json_object_put(o);
+    return s;
+}
+
+char *hull_sandbox_seccomp_profile_json(void)
+{
+    const char *j = hull_seccomp_default_sandbox_json();
+    return j ? strdup(j) : NULL;
+}

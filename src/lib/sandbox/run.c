@@ -1,0 +1,515 @@
+/* hull_sandbox_run: one policy, one fully isolated run, one result.
+ *
+ * The process and container levels are a container whose spec comes from
+ * the policy (layout.c). This file is its supervisor: it owns the pipes,
+ * the clocks and the kill switch, and turns the kernel's own accounting
+ * (cgroup cpu usage, memory OOM kills, pids events) into the verdict.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container/container.h"
+#include "container/sync.h"
+#include "linux/cgroup.h"
+#include "linux/seccomp.h"
+#include "sandbox/sandbox.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+
+/* Outside /run/hull (0700): the sandbox's root user, an unprivileged host uid,
+ * must be able to reach the directory its tmpfs root is mounted on. */
+#define EMPTY_ROOT "/run/hull-empty"
+
+/* What a run owns; released in one place whatever happened. */
+struct run {
+    const struct hull_policy *p;
+    struct hull_result *r;
+    struct hull_sandbox_layout lay;
+    struct hull_seccomp_filter *seccomp;
+    struct hull_container_ctx c;
+    bool have_ctx;
+    int in_fd;         /* what becomes the sandbox's stdin */
+    int in_write;      /* our end when stdin_data is fed through a pipe */
+    int out[2], err[2];
+    int copy_fds[HULL_SANDBOX_MAX_FILES];
+    size_t n_copy_fds;
+    size_t stdin_off;
+    char id[64];
+};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void run_release(struct run *x)
+{
+    close_fd(&x->in_fd);
+    close_fd(&x->in_write);
+    for (int i = 0; i < 2; i++) {
+        close_fd(&x->out[i]);
+        close_fd(&x->err[i]);
+    }
+    for (size_t i = 0; i < x->n_copy_fds; i++)
+        close_fd(&x->copy_fds[i]);
+    if (x->have_ctx)
+        hull_container_ctx_release(&x->c);
+    hull_seccomp_filter_free(x->seccomp);
+    hull_sandbox_layout_free(&x->lay);
+}
+
+static int open_regular(const char *path, const char *what, hull_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return hull_error_errno(err, "%s %s", what, path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return hull_error_set(err, EINVAL, "%s %s: not a regular file", what, path);
+    }
+    return fd;
+}
+
+/* A bundle (DIR/config.json + DIR/rootfs) or a plain root directory. */
+static char *resolve_rootfs(const char *dir, hull_error *err)
+{
+    char *real = realpath(dir, NULL);
+    if (real == NULL) {
+        hull_error_errno(err, "--rootfs %s", dir);
+        return NULL;
+    }
+    struct stat st;
+    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        hull_error_set(err, ENOTDIR, "--rootfs %s: not a directory", dir);
+        free(real);
+        return NULL;
+    }
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof(sub), "%s/rootfs", real);
+    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(sub, sizeof(sub), "%s/config.json", real);
+        if (access(sub, F_OK) == 0) {
+            char *r = NULL;
+            if (asprintf(&r, "%s/rootfs", real) < 0)
+                r = NULL;
+            free(real);
+            return r;
+        }
+    }
+    return real;
+}
+
+/* Everything that can be wrong with the input is found here, before any
+ * namespace, cgroup or state directory exists. */
+static int preflight(struct run *x, char **rootfs, hull_error *err)
+{
+    const struct hull_policy *p = x->p;
+    if (hull_policy_validate(p, err) < 0)
+        return -1;
+    if (p->n_copy_in + p->n_files > HULL_SANDBOX_MAX_FILES - 16)
+        return hull_error_set(err, E2BIG, "copy_in: at most %d files",
+                              HULL_SANDBOX_MAX_FILES - 16);
+    if (p->rootfs && (*rootfs = resolve_rootfs(p->rootfs, err)) == NULL)
+        return -1;
+    for (size_t i = 0; i < p->n_binds; i++) {
+        struct stat st;
+        if (stat(p->binds[i].source, &st) < 0)
+            return hull_error_errno(err, "--bind %s", p->binds[i].source);
+    }
+    for (size_t i = 0; i < p->n_copy_in; i++) {
+        int fd = open_regular(p->copy_in[i].host, "--copy-in", err);
+        if (fd < 0)
+            return -1;
+        x->copy_fds[x->n_copy_fds++] = fd;
+    }
+    if (p->stdin_path) {
+        /* Any readable non-directory: a file, a pipe ("-"), a device. */
+        x->in_fd = open(p->stdin_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+        if (x->in_fd < 0)
+            return hull_error_errno(err, "--stdin %s", p->stdin_path);
+        if (fstat(x->in_fd, &st) < 0 || S_ISDIR(st.st_mode))
+            return hull_error_set(err, EISDIR, "--stdin %s: is a directory", p->stdin_path);
+    }
+    if (p->seccomp_path) {
+        json_object *doc = NULL;
+        struct hull_seccomp sc = {0};
+        if (hj_parse_file(p->seccomp_path, &doc, err) < 0)
+            return hull_error_prefix(err, "--seccomp");
+        int r = hull_seccomp_parse(doc, "seccomp", &sc, err);
+        if (r == 0)
+            r = hull_seccomp_compile(&sc, &x->seccomp, err);
+        hull_seccomp_free(&sc);
+        json_object_put(doc);
+        if (r < 0)
+            return hull_error_prefix(err, "--seccomp %s", p->seccomp_path);
+    } else if (p->isolation == HULL_ISOLATION_CONTAINER &&
+               hull_seccomp_compile(hull_seccomp_default_sandbox(), &x->seccomp, err) < 0) {
+        return hull_error_prefix(err, "built-in seccomp profile");
+    }
+    return 0;
+}
+
+/* Files the init writes into /tmp before the workload starts. */
+static int add_tmp_files(struct run *x)
+{
+    const struct hull_policy *p = x->p;
+    struct hull_sandbox_layout *lay = &x->lay;
+    uint32_t uid = lay->uid;
+    for (size_t i = 0; i < p->n_copy_in + p->n_files; i++) {
+        if (lay->n_files == HULL_SANDBOX_MAX_FILES)
+            return -1;
+        struct hull_root_file *f = &lay->files[lay->n_files++];
+        memset(f, 0, sizeof(*f));
+        if (i < p->n_copy_in) {
+            f->path = p->copy_in[i].sandbox;
+            f->src_fd = x->copy_fds[i];
+            f->mode = 0644;
+            struct stat st;
+            if (fstat(f->src_fd, &st) == 0)
+                f->mode = st.st_mode & 0755;
+        } else {
+            const struct hull_inline_file *inl = &p->files[i - p->n_copy_in];
+            f->path = inl->path;
+            f->data = inl->data;
+            f->len = inl->len;
+            f->src_fd = -1;
+            f->mode = inl->mode ? inl->mode : 0644;
+        }
+        f->uid = f->gid = uid;
+        f->after_mounts = true;
+    }
+    lay->extras.files = lay->files;
+    lay->extras.n_files = lay->n_files;
+    return 0;
+}
+
+static void next_id(char *buf, size_t len)
+{
+    static atomic_uint counter;
+    unsigned n = atomic_fetch_add(&counter, 1);
+    snprintf(buf, len, "sandbox-%d-%u-%lx", (int)getpid(), n,
+             (unsigned long)(hull_monotonic_ns() & 0xffffff));
+}
+
+/* Read what is there from fd into out, up to limit; returns false at EOF. */
+static bool drain(int fd, struct hull_output *out, uint64_t limit, bool *over)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR;
+        if (n == 0)
+            return false;
+        size_t keep = 0;
+        if (out->len < limit) {
+            keep = (size_t)n;
+            if (out->len + keep > limit)
+                keep = (size_t)(limit - out->len);
+            char *nd = realloc(out->data, out->len + keep + 1);
+            if (nd == NULL)
+                return false;
+            out->data = nd;
+            memcpy(out->data + out->len, buf, keep);
+            out->len += keep;
+            out->data[out->len] = '\0';
+        }
+        if (keep < (size_t)n) {
+            out->truncated = true;
+            *over = true;
+        }
+    }
+}
+
+enum stop { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };
+
+static void kill_all(struct run *x)
+{
+    hull_error e = NULL;
+    if (x->c.cgroup && hull_cgroup_kill(x->c.cgroup, SIGKILL, &e) < 0)
+        hull_error_free(&e);
+    /* The init's death takes the whole pid namespace with it. */
+    kill(x->c.launch.pid, SIGKILL);
+}
+
+/* The workload runs: feed stdin, collect output, watch the clocks. Returns
+ * the wait status of the init. */
+static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
+{
+    const struct hull_policy *p = x->p;
+    pid_t pid = x->c.launch.pid;
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    bool out_open = true, err_open = true, exited = false;
+    int status = 0;
+    uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
+    /* CPU time can only outrun the wall clock with more than one CPU's worth
+     * of quota; otherwise the wall clock alone decides when to look. */
+    bool watch_cpu = x->c.cgroup != NULL;
+    *why = STOP_NONE;
+
+    while (!exited || out_open || err_open) {
+        struct pollfd f[5] = {
+            {.fd = out_open ? x->out[0] : -1, .events = POLLIN},
+            {.fd = err_open ? x->err[0] : -1, .events = POLLIN},
+            {.fd = exited ? -1 : pfd, .events = POLLIN},
+            {.fd = x->in_write, .events = POLLOUT},
+            {.fd = p->cancel_fd, .events = POLLIN},
+        };
+        uint64_t now = hull_monotonic_ns();
+        int timeout = -1;
+        if (!exited) {
+            timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
+            if (watch_cpu && timeout > 20)
+                timeout = 20;
+        }
+        int n = poll(f, 5, timeout);
+        if (n < 0 && errno != EINTR)
+            break;
+        bool over = false;
+        if (f[0].revents && !drain(x->out[0], &x->r->out, p->output_bytes, &over))
+            out_open = false;
+        if (f[1].revents && !drain(x->err[0], &x->r->err, p->output_bytes, &over))
+            err_open = false;
+        if (f[3].revents) {
+            size_t left = p->stdin_len - x->stdin_off;
+            ssize_t w = left ? write(x->in_write, p->stdin_data + x->stdin_off, left) : 0;
+            if (w > 0)
+                x->stdin_off += (size_t)w;
+            if (w < 0 || x->stdin_off == p->stdin_len)
+                close_fd(&x->in_write); /* EOF for the program, or it closed stdin */
+        }
+        if (exited)
+            continue;
+        if (over && *why == STOP_NONE) {
+            *why = STOP_OUTPUT;
+            kill_all(x);
+        }
+        if (f[4].revents && *why == STOP_NONE) {
+            *why = STOP_CANCEL;
+            kill_all(x);
+        }
+        if (pfd < 0 || (f[2].revents & POLLIN)) {
+            if (waitpid(pid, &status, pfd < 0 ? WNOHANG : 0) == pid) {
+                exited = true;
+                /* Anything left in the sandbox dies now; the pipes then close. */
+                kill_all(x);
+                close_fd(&x->in_write);
+                continue;
+            }
+        }
+        now = hull_monotonic_ns();
+        if (now >= deadline && *why == STOP_NONE) {
+            *why = STOP_WALL;
+            kill_all(x);
+            deadline = UINT64_MAX;
+        }
+        if (watch_cpu && *why == STOP_NONE) {
+            uint64_t used = 0;
+            hull_error e = NULL;
+            if (hull_cgroup_cpu_usage(x->c.cgroup, &used, &e) < 0)
+                hull_error_free(&e);
+            else if (used / 1000000ull >= p->cpu_time_ms) {
+                *why = STOP_CPU;
+                kill_all(x);
+            }
+        }
+    }
+    if (pfd >= 0)
+        close(pfd);
+    if (!exited)
+        waitpid(pid, &status, 0);
+    return status;
+}
+
+static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st,
+                    const struct rusage *ru)
+{
+    struct hull_result *r = x->r;
+    if (WIFEXITED(status))
+        r->exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        r->signal = WTERMSIG(status);
+    bool cpu_over = r->cpu_time_ms >= x->p->cpu_time_ms ||
+                    (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    if (why == STOP_CANCEL)
+        r->verdict = HULL_VERDICT_KILLED;
+    else if (why == STOP_WALL)
+        r->verdict = HULL_VERDICT_WALL_TIME_LIMIT;
+    else if (why == STOP_CPU || cpu_over)
+        r->verdict = HULL_VERDICT_CPU_TIME_LIMIT;
+    else if (why == STOP_OUTPUT)
+        r->verdict = HULL_VERDICT_OUTPUT_LIMIT;
+    else if (st && st->oom_kill_events > 0)
+        r->verdict = HULL_VERDICT_MEMORY_LIMIT;
+    else if (st && st->pids_max_events > 0)
+        r->verdict = HULL_VERDICT_PIDS_LIMIT;
+    else if (WIFSIGNALED(status))
+        r->verdict = HULL_VERDICT_SIGNALED;
+    else if (r->exit_code != 0)
+        r->verdict = HULL_VERDICT_EXIT_NONZERO;
+    else
+        r->verdict = HULL_VERDICT_OK;
+    (void)ru;
+}
+
+static void internal_error(struct hull_result *r, hull_error *e)
+{
+    r->verdict = HULL_VERDICT_INTERNAL_ERROR;
+    free(r->error);
+    r->error = strdup(hull_error_msg(*e));
+    hull_error_free(e);
+}
+
+static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
+{
+    struct run x = {.p = p, .r = r, .in_fd = -1, .in_write = -1,
+                    .out = {-1, -1}, .err = {-1, -1}};
+    char *rootfs = NULL;
+    int ret = -1;
+    if (preflight(&x, &rootfs, err) < 0)
+        goto out;
+    struct hull_policy local = *p;
+    local.rootfs = rootfs;
+    if (hull_mkdir_p(EMPTY_ROOT, 0755, err) < 0 ||
+        hull_sandbox_layout(&local, EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) < 0)
+        goto out;
+    if (add_tmp_files(&x) < 0) {
+        hull_error_set(err, E2BIG, "too many files to copy in");
+        goto out;
+    }
+    if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0) {
+        hull_error_errno(err, "pipe");
+        goto out;
+    }
+    if (x.in_fd < 0 && p->stdin_data) {
+        int in[2];
+        if (pipe2(in, O_CLOEXEC) < 0) {
+            hull_error_errno(err, "pipe");
+            goto out;
+        }
+        x.in_fd = in[0];
+        x.in_write = in[1];
+        fcntl(x.in_write, F_SETFL, O_NONBLOCK);
+    } else if (x.in_fd < 0 && (x.in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        hull_error_errno(err, "open /dev/null");
+        goto out;
+    }
+    fcntl(x.out[0], F_SETFL, O_NONBLOCK);
+    fcntl(x.err[0], F_SETFL, O_NONBLOCK);
+
+    /* From here on the run happens: whatever fails is its verdict. */
+    ret = 0;
+    r->isolation = p->isolation;
+    next_id(x.id, sizeof(x.id));
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    struct hull_create_opts co = {.id = x.id, .bundle = "/"};
+    int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
+    struct hull_setup_opts so = {
+        .spec = x.lay.spec,
+        .seccomp = x.seccomp,
+        .foreground = true,
+        .die_with_parent = true,
+        .no_cgroup = p->isolation == HULL_ISOLATION_PROCESS,
+        .verb = "sandbox",
+        .stdio = stdio,
+        .loopback_up = !p->network_host,
+        .export_dir = "/tmp",
+        .rootfs_extras = &x.lay.extras,
+        .ephemeral_state = true,
+    };
+    hull_error e = NULL;
+    uint64_t t0 = hull_monotonic_ns();
+    if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {
+        internal_error(r, &e);
+        goto out;
+    }
+    x.have_ctx = true;
+    /* Only the sandbox may hold the write ends now, so EOF means it is done. */
+    close_fd(&x.out[1]);
+    close_fd(&x.err[1]);
+    close_fd(&x.in_fd);
+
+    uint64_t start = hull_monotonic_ns();
+    if (hull_sync_send(x.c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
+        hull_wait_exec(x.c.launch.sync_fd, &e) < 0) {
+        internal_error(r, &e);
+        kill_all(&x);
+        waitpid(x.c.launch.pid, NULL, 0);
+    } else {
+        enum stop why;
+        int status = supervise(&x, start, &why);
+        r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
+        struct hull_cgroup_stats st = {0};
+        bool have_stats = false;
+        if (x.c.cgroup) {
+            have_stats = hull_cgroup_stats(x.c.cgroup, &st, &e) == 0;
+            hull_error_free(&e);
+            r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
+            r->max_memory_kb = st.memory_max_usage / 1024;
+        }
+        verdict(&x, status, why, have_stats ? &st : NULL, NULL);
+    }
+    (void)t0;
+    /* Copy out of the /tmp the init handed us: still readable by fd. */
+    if (p->n_copy_out) {
+        r->files = calloc(p->n_copy_out, sizeof(*r->files));
+        for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
+            hull_sandbox_copy_out(x.c.launch.exported_fd, &p->copy_out[i], &r->files[i]);
+            r->n_files++;
+        }
+    }
+    if (hull_container_destroy(&rt, x.c.dirfd, &x.c.cs, &e) < 0) {
+        hull_warn("sandbox %s: cleanup: %s", x.id, hull_error_msg(e));
+        if (r->verdict != HULL_VERDICT_INTERNAL_ERROR)
+            internal_error(r, &e);
+        hull_error_free(&e);
+    }
+out:
+    run_release(&x);
+    free(rootfs);
+    return ret;
+}
+
+static const char *ns_unavailable(void)
+{
+    return NULL;
+}
+
+const struct hull_sandbox_provider hull_provider_namespaces = {
+    .name = "namespaces",
+    .unavailable = ns_unavailable,
+    .run = ns_run,
+};
+
+int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
+{
+    memset(r, 0, sizeof(*r));
+    const struct hull_sandbox_provider *prov =
+        p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm
+                                               : &hull_provider_namespaces;
+    const char *why = prov->unavailable();
+    if (why != NULL)
+        return hull_error_set(err, ENOTSUP, "isolation %s: %s",
+                              hull_isolation_name(p->isolation), why);
+    return prov->run(p, r, err);
+}

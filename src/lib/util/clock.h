@@ -1,0 +1,13 @@
+/* Time helpers. */
+#ifndef HULL_UTIL_CLOCK_H
+#define HULL_UTIL_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock as RFC 3339 UTC with nanoseconds: "2025-01-01T00:00:00.123456789Z". */
+void hull_rfc3339_now(char *buf, size_t len);
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t hull_monotonic_ns(void);
+
+#endif

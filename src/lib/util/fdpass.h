@@ -1,0 +1,15 @@
+/* Passing an fd over an AF_UNIX socket (SCM_RIGHTS): the console socket,
+ * the seccomp listener, the runtime's sync channel all need the same
+ * control-message dance. */
+#ifndef HULL_UTIL_FDPASS_H
+#define HULL_UTIL_FDPASS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* sendmsg of iov with fd attached as SCM_RIGHTS (none when fd < 0), with
+ * MSG_NOSIGNAL, retried on EINTR. Bytes sent, or -1 with errno set. */
+ssize_t hull_sendmsg_fd(int sock, const struct iovec *iov, size_t iovcnt, int fd);
+
+#endif
