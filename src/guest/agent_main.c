@@ -33,25 +33,28 @@
 
 int agent_sigfd = -1;
 
-void agent_log(const char *fmt, ...)
+static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
     char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    dprintf(2, "hull-agent: %s%s\n", prefix, msg);
+}
+
+void agent_log(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vlog("", fmt, ap);
     va_end(ap);
-    dprintf(2, "hull-agent: %s\n", msg);
 }
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vlog("fatal: ", fmt, ap);
     va_end(ap);
-    dprintf(2, "hull-agent: fatal: %s\n", msg);
     sync();
     if (getpid() == 1)
         reboot(RB_POWER_OFF);

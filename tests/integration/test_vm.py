@@ -9,19 +9,9 @@ import time
 
 import pytest
 
-from test_vm_lib import (ACCEL, MEM, Hull, assert_gone, cgroup_leaves, new_root, proc_state, qemu_pids,
+from test_vm_lib import (h,  # noqa: F401 (the fixture)
+                         ACCEL, MEM, Hull, assert_gone, cgroup_leaves, new_root, proc_state, qemu_pids,
                          running, sha256, skip_unless_ready)
-
-
-@pytest.fixture(scope="module")
-def h():
-    skip_unless_ready()
-    root = new_root()
-    hull = Hull(root)
-    yield hull
-    for vid in os.listdir(os.path.join(root, "vm")) if os.path.isdir(os.path.join(root, "vm")) else []:
-        hull.run("vm", "delete", "--force", vid)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

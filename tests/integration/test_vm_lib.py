@@ -139,3 +139,17 @@ def sha256(path):
 
 def new_root():
     return tempfile.mkdtemp(prefix="hull-vmtest-", dir="/run")
+
+
+@pytest.fixture(scope="module")
+def h():
+    """A Hull on a private state root for one test module; whatever VM a
+    test module leaves is deleted, the root removed."""
+    skip_unless_ready()
+    root = new_root()
+    hull = Hull(root)
+    yield hull
+    vmdir = os.path.join(root, "vm")
+    for vid in os.listdir(vmdir) if os.path.isdir(vmdir) else []:
+        hull.run("vm", "delete", "--force", vid)
+    shutil.rmtree(root, ignore_errors=True)

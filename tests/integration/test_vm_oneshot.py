@@ -10,15 +10,8 @@ import time
 
 import pytest
 
+from test_vm_lib import h  # noqa: F401 (the fixture)
 from test_vm_lib import HULL, Hull, new_root, qemu_pids, skip_unless_ready
-
-
-@pytest.fixture(scope="module")
-def h():
-    skip_unless_ready()
-    root = new_root()
-    yield Hull(root)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def leftovers(h):

@@ -6,21 +6,10 @@ import shutil
 
 import pytest
 
+from test_vm_lib import h  # noqa: F401 (the fixture)
 from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
 
 N = 10
-
-
-@pytest.fixture(scope="module")
-def h():
-    skip_unless_ready()
-    root = new_root()
-    hull = Hull(root)
-    yield hull
-    vmdir = os.path.join(root, "vm")
-    for vid in os.listdir(vmdir) if os.path.isdir(vmdir) else []:
-        hull.run("vm", "delete", "--force", vid)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_ten_vms_at_once(h):

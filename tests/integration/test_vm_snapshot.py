@@ -9,19 +9,8 @@ import time
 
 import pytest
 
+from test_vm_lib import h  # noqa: F401 (the fixture)
 from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
-
-
-@pytest.fixture(scope="module")
-def h():
-    skip_unless_ready()
-    root = new_root()
-    hull = Hull(root)
-    yield hull
-    vmdir = os.path.join(root, "vm")
-    for vid in os.listdir(vmdir) if os.path.isdir(vmdir) else []:
-        hull.run("vm", "delete", "--force", vid)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

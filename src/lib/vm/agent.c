@@ -16,13 +16,6 @@
 #include "vm/agent.h"
 #include "vm/vm.h"
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void vm_agent_close(struct vm_agent *a)
 {
     if (!a)
@@ -69,7 +62,7 @@ int64_t vm_agent_send_req(struct vm_agent *a, json_object *req, hull_error *err)
 
 int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_error *err)
 {
-    int64_t end = timeout_ms < 0 ? 0 : mono_ms() + timeout_ms;
+    int64_t end = timeout_ms < 0 ? 0 : vm_mono_ms() + timeout_ms;
     if (a->consumed) {
         memmove(a->buf, a->buf + a->consumed, a->len - a->consumed);
         a->len -= a->consumed;
@@ -99,7 +92,7 @@ int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_e
         }
         int left = -1;
         if (timeout_ms >= 0) {
-            left = (int)(end - mono_ms());
+            left = (int)(end - vm_mono_ms());
             if (left <= 0)
                 return 1;
         }
@@ -130,10 +123,10 @@ static json_object *parse_frame(const struct vm_frame *f)
 
 int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp, hull_error *err)
 {
-    int64_t end = timeout_ms < 0 ? 0 : mono_ms() + timeout_ms;
+    int64_t end = timeout_ms < 0 ? 0 : vm_mono_ms() + timeout_ms;
     for (;;) {
         struct vm_frame f;
-        int left = timeout_ms < 0 ? -1 : (int)(end - mono_ms());
+        int left = timeout_ms < 0 ? -1 : (int)(end - vm_mono_ms());
         if (timeout_ms >= 0 && left < 0)
             left = 0;
         int r = vm_agent_recv(a, left, &f, err);
@@ -194,28 +187,10 @@ static json_object *hello_req(const struct vm_agent *a)
 int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void *arg, struct vm_agent **out,
                   json_object **hello, hull_error *err)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(sock) >= sizeof(sa.sun_path))
-        return hull_error_set(err, ENAMETOOLONG, "agent socket %s", sock);
-    strcpy(sa.sun_path, sock);
-    int64_t end = mono_ms() + timeout_ms;
-    int fd = -1;
-    for (;;) {
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return hull_error_errno(err, "socket");
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-            break;
-        int e = errno;
-        close(fd);
-        if (alive && !alive(arg))
-            return hull_error_set(err, ESRCH, "the VMM exited before the agent answered");
-        if (mono_ms() > end || (e != ENOENT && e != ECONNREFUSED)) {
-            errno = e;
-            return hull_error_errno(err, "connect to the agent");
-        }
-        usleep(5000);
-    }
+    int64_t end = vm_mono_ms() + timeout_ms;
+    int fd = vm_unix_connect(sock, timeout_ms, alive, arg, err);
+    if (fd < 0)
+        return hull_error_prefix(err, "agent");
     struct vm_agent *a = calloc(1, sizeof(*a));
     a->fd = fd;
     unsigned char r[8];
@@ -231,7 +206,7 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
             break;
         json_object *resp = NULL;
         hull_error e2 = NULL;
-        int left = (int)(end - mono_ms());
+        int left = (int)(end - vm_mono_ms());
         int rc = vm_agent_wait_resp(a, id, left < interval ? (left > 0 ? left : 0) : interval, &resp, &e2);
         if (rc == 0) {
             /* Any answer to our hellos will do; later ones are skipped by id. */
@@ -255,7 +230,7 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
             hull_error_set(err, ESRCH, "the VMM exited before the agent answered");
             break;
         }
-        if (mono_ms() >= end) {
+        if (vm_mono_ms() >= end) {
             hull_error_set(err, ETIMEDOUT, "the agent did not answer within %d ms", timeout_ms);
             break;
         }

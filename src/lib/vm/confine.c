@@ -171,16 +171,23 @@ static void child(const struct vm_spawn *s, int ef)
     fail(ef, "exec QEMU");
 }
 
+/* What the monitor waits for: its caller's death (SIGTERM, by PDEATHSIG),
+ * QEMU's exit, and the terminal signals. */
+static void monitor_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
 /* A as the monitor of an ephemeral VM. */
 static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller) __attribute__((noreturn));
 static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
+    monitor_signals(&set);
     for (;;) {
         int sig = 0;
         if (getppid() != caller)
@@ -223,11 +230,7 @@ int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *mon, hull_error *e
         close(ep[0]);
         close(pp[0]);
         sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGCHLD);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGHUP);
+        monitor_signals(&set);
         if (s->attached) {
             sigprocmask(SIG_BLOCK, &set, NULL);
             prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -334,34 +334,34 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_er
     return rc;
 }
 
-int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host, const char *guest,
-                    hull_error *err)
+static int copy(const struct hull_runtime *rt, const char *id, bool in, const char *from, const char *to,
+                hull_error *err)
 {
     struct session s;
     if (session_begin(rt, id, &s, err) < 0)
         return hull_error_prefix(err, "cp");
-    int rc = vm_put_file(s.a, host, guest, err);
+    int rc = in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, err);
     if (rc < 0) {
         mark_failed(&s, err);
-        hull_error_prefix(err, "cp %s %s:%s", host, id, guest);
+        if (in)
+            hull_error_prefix(err, "cp %s %s:%s", from, id, to);
+        else
+            hull_error_prefix(err, "cp %s:%s %s", id, from, to);
     }
     session_end(&s);
     return rc;
 }
 
+int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host, const char *guest,
+                    hull_error *err)
+{
+    return copy(rt, id, true, host, guest, err);
+}
+
 int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest, const char *host,
                      hull_error *err)
 {
-    struct session s;
-    if (session_begin(rt, id, &s, err) < 0)
-        return hull_error_prefix(err, "cp");
-    int rc = vm_get_file(s.a, guest, host, err);
-    if (rc < 0) {
-        mark_failed(&s, err);
-        hull_error_prefix(err, "cp %s:%s %s", id, guest, host);
-    }
-    session_end(&s);
-    return rc;
+    return copy(rt, id, false, guest, host, err);
 }
 
 char *hull_vm_list(const struct hull_runtime *rt, hull_error *err)

@@ -41,13 +41,6 @@ void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r)
     r->error = NULL;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void internal(struct hull_vm_oneshot_result *r, hull_error *e)
 {
     snprintf(r->run.verdict, sizeof(r->run.verdict), "internal_error");
@@ -90,7 +83,7 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         .rootfs = o->rootfs, .accel = o->accel, .ephemeral = true,
     };
     struct vm vm;
-    int64_t t0 = mono_ms();
+    int64_t t0 = vm_mono_ms();
     int rc = o->cold ? vm_create(o->rt ? o->rt : &defrt, &co, &vm, err) : 
                        vm_create_from_template(o->rt ? o->rt : &defrt, &co, &vm, err);
     if (rc < 0)
@@ -99,7 +92,7 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         vm_destroy(&vm, NULL);
         return hull_error_prefix(err, "microvm run");
     }
-    r->start_ms = (uint64_t)(mono_ms() - t0);
+    r->start_ms = (uint64_t)(vm_mono_ms() - t0);
     r->warm = vm.restored_from[0] != 0;
     snprintf(r->accel, sizeof(r->accel), "%s", vm.accel);
     struct vm_agent *a = NULL;

@@ -22,17 +22,10 @@ struct qmp {
     size_t len;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One JSON line; the caller frees. */
 static int read_msg(struct qmp *q, json_object **out, hull_error *err)
 {
-    int64_t end = mono_ms() + QMP_TIMEOUT_MS;
+    int64_t end = vm_mono_ms() + QMP_TIMEOUT_MS;
     for (;;) {
         char *nl = memchr(q->buf, '\n', q->len);
         if (nl) {
@@ -48,7 +41,7 @@ static int read_msg(struct qmp *q, json_object **out, hull_error *err)
         }
         if (q->len == sizeof(q->buf))
             return hull_error_set(err, EPROTO, "QMP: message too long");
-        int left = (int)(end - mono_ms());
+        int left = (int)(end - vm_mono_ms());
         struct pollfd p = {.fd = q->fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, left) == 0)
             return hull_error_set(err, ETIMEDOUT, "QMP: no answer from QEMU");
@@ -63,26 +56,9 @@ static int read_msg(struct qmp *q, json_object **out, hull_error *err)
 
 int qmp_connect(const char *path, int timeout_ms, struct qmp **out, hull_error *err)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return hull_error_set(err, ENAMETOOLONG, "QMP socket %s", path);
-    strcpy(sa.sun_path, path);
-    int64_t end = mono_ms() + timeout_ms;
-    int fd;
-    for (;;) {
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return hull_error_errno(err, "socket");
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-            break;
-        int e = errno;
-        close(fd);
-        if (mono_ms() > end || (e != ENOENT && e != ECONNREFUSED)) {
-            errno = e;
-            return hull_error_errno(err, "connect to QMP");
-        }
-        usleep(5000);
-    }
+    int fd = vm_unix_connect(path, timeout_ms, NULL, NULL, err);
+    if (fd < 0)
+        return hull_error_prefix(err, "QMP");
     struct qmp *q = calloc(1, sizeof(*q));
     q->fd = fd;
     json_object *greet = NULL;

@@ -33,13 +33,6 @@ static uid_t uid_for(const char *id)
     return (uid_t)(VM_UID_BASE + (h & 0xffff));
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int vm_boot_timeout_ms(const struct vm *vm)
 {
     const char *e = getenv("HULL_VM_BOOT_TIMEOUT");
@@ -166,12 +159,10 @@ static void log_tail(const struct vm *vm, char *out, size_t len)
 
 int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err)
 {
-    char run[4200], sock[128];
-    vm_path(vm, "run", run, sizeof(run));
-    cleanup_close int dfd = open(run, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char sock[128];
+    cleanup_close int dfd = vm_run_socket(vm, "agent.sock", sock, err);
     if (dfd < 0)
-        return hull_error_errno(err, "open %s", run);
-    snprintf(sock, sizeof(sock), "/proc/self/fd/%d/agent.sock", dfd);
+        return -1;
     json_object *hello = NULL;
     if (vm_agent_open(sock, timeout_ms, alive_cb, vm, out, &hello, err) < 0)
         return -1;
@@ -228,24 +219,24 @@ int vm_start(struct vm *vm, hull_error *err)
 {
     if (vm->status != VM_CREATED && vm->status != VM_STOPPED && vm->status != VM_FAILED)
         return hull_error_set(err, EBUSY, "VM %s is %s", vm->id, vm_status_name(vm->status));
-    int64_t t0 = mono_ms();
+    int64_t t0 = vm_mono_ms();
     if (vm_start_vmm(vm, -1, err) < 0)
         return start_failed(vm, err);
-    hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid, (long long)(mono_ms() - t0));
+    hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid, (long long)(vm_mono_ms() - t0));
     struct vm_agent *a = NULL;
     if (vm_agent_connect(vm, vm_boot_timeout_ms(vm), &a, err) < 0)
         return start_failed(vm, err);
     vm_agent_close(a);
-    vm->boot_ms = mono_ms() - t0;
+    vm->boot_ms = vm_mono_ms() - t0;
     hull_debug("vm %s: agent ready after %lld ms", vm->id, (long long)vm->boot_ms);
     return vm_save(vm, err);
 }
 
 static bool wait_gone(struct vm *vm, int timeout_ms)
 {
-    int64_t end = mono_ms() + timeout_ms;
+    int64_t end = vm_mono_ms() + timeout_ms;
     while (vm_qemu_alive(vm)) {
-        if (mono_ms() > end)
+        if (vm_mono_ms() > end)
             return false;
         usleep(2000);
     }

@@ -52,6 +52,17 @@ int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error 
 /* Lower-case hex of 64 characters? */
 bool vm_is_sha256(const char *s);
 
+/* ---- helpers (vmutil.c) ---- */
+
+int64_t vm_mono_ms(void);
+/* Connect to a unix socket, retrying while it is absent or refused until
+ * timeout_ms; alive(arg) false ends the wait early. Returns the fd. */
+int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg, hull_error *err);
+struct vm;
+/* A short path for run/<name> of vm; returns the fd it goes through (close
+ * it after connecting). */
+int vm_run_socket(const struct vm *vm, const char *name, char out[128], hull_error *err);
+
 /* ---- artifacts ---- */
 
 /* The cache directory, created 0700 on demand. */
@@ -184,6 +195,47 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
 /* Connect to the agent and say hello (repeated until answered). */
 struct vm_agent;
 int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err);
+
+/* ---- one-shot runs (oneshot.c): the sandbox's microvm level ----
+ *
+ * int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o,
+ *                     struct hull_vm_oneshot_result *r, hull_error *err);
+ *
+ * Runs o->argv once in a fresh, ephemeral microVM and destroys it:
+ *   - the VM: guest RAM o->memory_mb, or limits.memory_bytes + 96 MiB
+ *     rounded up to 64 MiB (at least 128 MiB); one vCPU; o->kernel,
+ *     o->rootfs (directory or bundle; NULL = default rootfs with busybox and
+ *     python3), o->accel (NULL = $HULL_VM_ACCEL or auto). Restored from the
+ *     template of that configuration (made by a cold boot on first use)
+ *     unless o->cold. Its QEMU dies with the calling process.
+ *   - files: o->copy_in[i].host -> .guest before the run, o->copy_out[i]
+ *     .guest -> .host after it (binary-safe; guest paths absolute, inside
+ *     the workload root, not /proc, /sys, /dev).
+ *   - the run: argv with env (NULL = PATH, HOME, TERM), cwd, stdin bytes,
+ *     and limits (0 = none): cpu_time_ms, wall_time_ms, memory_bytes, pids,
+ *     output_bytes (per stream), open_files.
+ *
+ * Returns -1 with *err for bad input or when no VM could be made (nothing is
+ * left behind either way). Returns 0 once a VM ran: r->run holds verdict
+ * (ok, exit_nonzero, signaled, cpu_time_limit, wall_time_limit,
+ * memory_limit, output_limit, pids_limit, internal_error), exit_code (-1 if
+ * signaled), signal, stdout/stderr (NUL-terminated, lengths, truncated
+ * flags), cpu_time_ms, wall_time_ms, max_memory_kb; r->error says why for
+ * internal_error (e.g. the command does not exist) or a failed copy-out;
+ * r->warm, r->start_ms and r->accel describe the VM. Free with
+ * hull_vm_oneshot_result_free(); hull_vm_oneshot_result_json() gives the
+ * sandbox result JSON.
+ *
+ * Accounting is the guest kernel's: the agent runs the workload in a cgroup
+ * v2 of its own inside the guest (memory.max, pids.max), reads cpu.stat
+ * usage_usec (CPU time of the whole tree, checked every 20 ms, killed at
+ * the limit), memory.peak (max_memory_kb), memory.events oom_kill and
+ * memory.pressure (memory_limit, including a workload thrashing at its
+ * limit), pids.events max (pids_limit); wall time is the agent's clock;
+ * RLIMIT_NOFILE limits open files and RLIMIT_CPU is a per-process backstop.
+ */
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err);
+uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o);
 
 /* vm.c: the VM directory (run/ for QEMU's uid, jail/), uid, created time. */
 int vm_make_dirs(struct vm *vm, hull_error *err);

@@ -37,12 +37,10 @@ static int qemu_available(hull_error *err)
  * longer than a sockaddr_un can hold. */
 static int open_qmp(struct vm *vm, struct qmp **q, int timeout_ms, hull_error *err)
 {
-    char run[4200], sock[128];
-    vm_path(vm, "run", run, sizeof(run));
-    cleanup_close int dfd = open(run, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char sock[128];
+    cleanup_close int dfd = vm_run_socket(vm, "qmp.sock", sock, err);
     if (dfd < 0)
-        return hull_error_errno(err, "open %s", run);
-    snprintf(sock, sizeof(sock), "/proc/self/fd/%d/qmp.sock", dfd);
+        return -1;
     return qmp_connect(sock, timeout_ms, q, err);
 }
 
