@@ -78,15 +78,15 @@ def mem_of(pid):
     return rss, pss
 
 
-def plain_boot(vmlinux, initrd, append, accel):
+def plain_boot(vmlinux, initrd, append, accel, devices=(), marker=b"READY"):
     args = [QEMU, "-machine", "microvm,acpi=on", "-m", MEM, "-smp", "1", "-nodefaults", "-no-user-config",
             "-display", "none", "-no-reboot", "-kernel", vmlinux, "-initrd", initrd, "-append", append,
-            "-serial", "stdio"]
+            "-serial", "stdio", *devices]
     args += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,tb-size=16"]
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     buf = b""
-    while b"READY" not in buf:
+    while marker not in buf:
         chunk = os.read(p.stdout.fileno(), 4096)
         if not chunk:
             raise SystemExit("plain QEMU exited before READY")
@@ -103,11 +103,28 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def report(accel, rounds, r):
+    print(f"\n## accelerator: {accel} (median of {rounds} rounds, 128 MiB guests)")
+    print(f"  cold boot, plain QEMU to trivial /init : {med(r['plain']) * 1000:7.0f} ms")
+    print(f"  cold boot, hull's guest in plain QEMU  : {med(r['plain_agent']) * 1000:7.0f} ms  (agent ready on the console)")
+    print(f"  cold boot, hull vm start to agent-ready: {med(r['cold']) * 1000:7.0f} ms"
+          f"  ({(med(r['cold']) / med(r['plain']) - 1) * 100:+.0f} % vs plain)")
+    print(f"  first exec after cold boot             : {med(r['first_exec']) * 1000:7.0f} ms")
+    print(f"  warm start (restore template) to ready : {med(r['warm']) * 1000:7.0f} ms"
+          f"  ({med(r['cold']) / med(r['warm']):.1f}x faster than cold)")
+    print(f"  warm start to first exec done          : {med(r['warm_exec']) * 1000:7.0f} ms")
+    print(f"  one-shot `hull vm run -- true`         : {med(r['oneshot']) * 1000:7.0f} ms")
+    print(f"  idle QEMU RSS / PSS, plain             : {med(r['plain_rss']) / 1024:7.1f} / {med(r['plain_pss']) / 1024:.1f} MiB")
+    print(f"  idle QEMU RSS / PSS, hull              : {med(r['cold_rss']) / 1024:7.1f} / {med(r['cold_pss']) / 1024:.1f} MiB")
+    sys.stdout.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--density", type=int, default=20)
     ap.add_argument("--accel", default="tcg,kvm")
+    ap.add_argument("--no-density", action="store_true")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
@@ -119,6 +136,15 @@ def main():
         st = json.loads(hull(root, "vm", "state", "probe").stdout)
         hull(root, "vm", "delete", "probe")
         vmlinux = st["measured"]["kernel"]["vmlinux"]
+        agent_initrd, rootfs = st["measured"]["initrd"]["path"], st["measured"]["rootfs"]["path"]
+        sock = os.path.join(work, "agent.sock")
+        # hull's guest in plain QEMU (no jail, no cgroup, no hull): where the
+        # time between plain and hull goes, guest side or host side.
+        agent_devices = ["-device", "virtio-serial-device,max_ports=2",
+                         "-chardev", f"socket,id=agent,path={sock},server=on,wait=off",
+                         "-device", "virtserialport,chardev=agent,name=org.hull.agent",
+                         "-drive", f"id=rootfs,file={rootfs},format=raw,if=none,readonly=on",
+                         "-device", "virtio-blk-device,drive=rootfs"]
         src = os.path.join(work, "init.c")
         open(src, "w").write(TRIVIAL_INIT)
         subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(work, "init"), src], check=True)
@@ -136,7 +162,7 @@ def main():
             if accel == "tcg":
                 with open("/run/hull-vm-tsc-khz") as f:
                     base += f" tsc_early_khz={f.read().strip()}"
-            r = {k: [] for k in ("plain", "plain_rss", "plain_pss", "cold", "cold_rss", "cold_pss", "first_exec",
+            r = {k: [] for k in ("plain", "plain_rss", "plain_pss", "plain_agent", "cold", "cold_rss", "cold_pss", "first_exec",
                                  "warm", "warm_exec", "oneshot")}
             # The template, made once before timing warm starts.
             hull(root, "vm", "create", "--memory", MEM, "--from-template", "tpl", accel=accel)
@@ -144,6 +170,8 @@ def main():
             for i in range(a.rounds):
                 t, rss, pss = plain_boot(vmlinux, initrd, base, accel)
                 r["plain"].append(t); r["plain_rss"].append(rss); r["plain_pss"].append(pss)
+                t, _, _ = plain_boot(vmlinux, agent_initrd, base + " hull.disk", accel, agent_devices, b"hull-agent: ready")
+                r["plain_agent"].append(t)
                 vid = f"cold{i}"
                 hull(root, "vm", "create", "--memory", MEM, vid, accel=accel)
                 t0 = time.monotonic()
@@ -168,6 +196,10 @@ def main():
                 t0 = time.monotonic()
                 hull(root, "vm", "run", "--vm-memory", MEM, "--", "true", accel=accel)
                 r["oneshot"].append(time.monotonic() - t0)
+            results[accel] = r
+            report(accel, a.rounds, r)
+            if a.no_density:
+                continue
             # Density: K VMs from the template, four starting at a time.
             with open("/proc/meminfo") as f:
                 avail0 = int([l for l in f if l.startswith("MemAvailable:")][0].split()[1])
@@ -191,18 +223,6 @@ def main():
             for v in ids:
                 hull(root, "vm", "delete", "--force", v, check=False)
             per_vm = (avail0 - avail1) / max(len(up), 1)
-            results[accel] = r
-            print(f"\n## accelerator: {accel} (median of {a.rounds} rounds, 128 MiB guests)")
-            print(f"  cold boot, plain QEMU to trivial /init : {med(r['plain']) * 1000:7.0f} ms")
-            print(f"  cold boot, hull vm start to agent-ready: {med(r['cold']) * 1000:7.0f} ms"
-                  f"  ({(med(r['cold']) / med(r['plain']) - 1) * 100:+.0f} % vs plain)")
-            print(f"  first exec after cold boot             : {med(r['first_exec']) * 1000:7.0f} ms")
-            print(f"  warm start (restore template) to ready : {med(r['warm']) * 1000:7.0f} ms"
-                  f"  ({med(r['cold']) / med(r['warm']):.1f}x faster than cold)")
-            print(f"  warm start to first exec done          : {med(r['warm_exec']) * 1000:7.0f} ms")
-            print(f"  one-shot `hull vm run -- true`         : {med(r['oneshot']) * 1000:7.0f} ms")
-            print(f"  idle QEMU RSS / PSS, plain             : {med(r['plain_rss']) / 1024:7.1f} / {med(r['plain_pss']) / 1024:.1f} MiB")
-            print(f"  idle QEMU RSS / PSS, hull              : {med(r['cold_rss']) / 1024:7.1f} / {med(r['cold_pss']) / 1024:.1f} MiB")
             print(f"  density: {len(up)}/{a.density} VMs started from the template in {t_all:.1f} s;"
                   f" host memory {per_vm / 1024:.0f} MiB per VM (PSS {pss_all / max(len(up), 1) / 1024:.0f} MiB);"
                   f" {avail0 / per_vm if per_vm > 0 else 0:.0f} such VMs would fit in the {avail0 / 1048576:.1f} GiB available")

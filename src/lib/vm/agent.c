@@ -121,7 +121,17 @@ static json_object *parse_frame(const struct vm_frame *f)
     return o;
 }
 
+static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms, json_object **resp,
+                           hull_error *err);
+
 int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp, hull_error *err)
+{
+    return wait_resp_range(a, id, id, timeout_ms, resp, err);
+}
+
+/* The answer to any request with an id in [min_id, id]. */
+static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms, json_object **resp,
+                           hull_error *err)
 {
     int64_t end = timeout_ms < 0 ? 0 : vm_mono_ms() + timeout_ms;
     for (;;) {
@@ -137,7 +147,8 @@ int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_obje
         if (f.type != HULL_FRAME_RESP)
             continue;
         json_object *o = parse_frame(&f), *v;
-        if (!o || !json_object_object_get_ex(o, "id", &v) || json_object_get_int64(v) != id) {
+        if (!o || !json_object_object_get_ex(o, "id", &v) || json_object_get_int64(v) < min_id ||
+            json_object_get_int64(v) > id) {
             json_object_put(o);
             continue; /* an answer to an earlier hello */
         }
@@ -198,8 +209,12 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
     for (int i = 0; i < 8; i++)
         snprintf(a->nonce + 2 * i, 3, "%02x", r[i]);
     /* Repeat hello until answered: bytes sent before the guest has seen the
-     * connection open are dropped by QEMU, and during boot nobody reads. */
+     * connection open are dropped by QEMU. During a boot they are not
+     * dropped but queue up unread, so the interval grows (the agent answers
+     * each queued hello before anything else) and an answer to any of them
+     * will do. */
     int interval = 50;
+    int64_t first = a->next_id + 1;
     for (;;) {
         int64_t id = vm_agent_send_req(a, hello_req(a), err);
         if (id < 0)
@@ -207,7 +222,9 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
         json_object *resp = NULL;
         hull_error e2 = NULL;
         int left = (int)(end - vm_mono_ms());
-        int rc = vm_agent_wait_resp(a, id, left < interval ? (left > 0 ? left : 0) : interval, &resp, &e2);
+        int rc = wait_resp_range(a, first, id, left < interval ? (left > 0 ? left : 0) : interval, &resp, &e2);
+        if (interval < 400)
+            interval *= 2;
         if (rc == 0) {
             /* Any answer to our hellos will do; later ones are skipped by id. */
             if (hello)

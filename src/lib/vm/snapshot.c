@@ -335,6 +335,13 @@ static const char *mget(json_object *m, const char *obj, const char *key)
 /* Fill vm's artifacts from the manifest and check each against the disk. */
 static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
 {
+    /* Measured moments ago by vm_create (a template restore)? Then the
+     * digests must match those measurements; the files are not read twice. */
+    bool measured = vm->kernel.bzimage_sha256[0] && vm->initrd.sha256[0] && vm->rootfs.sha256[0];
+    char mk[HULL_SHA256_HEX], mi[HULL_SHA256_HEX], mr[HULL_SHA256_HEX];
+    snprintf(mk, sizeof(mk), "%s", vm->kernel.bzimage_sha256);
+    snprintf(mi, sizeof(mi), "%s", vm->initrd.sha256);
+    snprintf(mr, sizeof(mr), "%s", vm->rootfs.sha256);
     snprintf(vm->kernel.bzimage, sizeof(vm->kernel.bzimage), "%s", mget(m, "kernel", "path"));
     snprintf(vm->kernel.bzimage_sha256, HULL_SHA256_HEX, "%s", mget(m, "kernel", "sha256"));
     snprintf(vm->kernel.release, sizeof(vm->kernel.release), "%s", mget(m, "kernel", "release"));
@@ -361,9 +368,12 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         {"initrd", vm->initrd.path, vm->initrd.sha256},
         {"rootfs", vm->rootfs.image, vm->rootfs.sha256},
     };
+    const char *known[3] = {mk, mi, mr};
     for (size_t i = 0; i < 3; i++) {
         char got[HULL_SHA256_HEX];
-        if (vm_sha256_file(a[i].path, got, err) < 0)
+        if (measured)
+            snprintf(got, sizeof(got), "%s", known[i]);
+        else if (vm_sha256_file(a[i].path, got, err) < 0)
             return hull_error_prefix(err, "%s of the snapshot", a[i].what);
         if (strcmp(got, a[i].sha) != 0)
             return hull_error_set(err, EPERM, "%s %s changed since the snapshot (sha256 %s, expected %s)",
