@@ -69,11 +69,24 @@ int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_e
         a->consumed = 0;
     }
     for (;;) {
+        /* A new connection can start with the tail of a frame the agent
+         * was writing to the previous host: skip to the next header. */
+        size_t skip = 0;
+        while (a->len - skip >= sizeof(struct hull_agent_hdr)) {
+            struct hull_agent_hdr h;
+            memcpy(&h, a->buf + skip, sizeof(h));
+            if (h.magic == HULL_AGENT_MAGIC && h.len <= HULL_AGENT_MAX_FRAME && h.type >= HULL_FRAME_REQ &&
+                h.type <= HULL_FRAME_EXIT && h.flags == 0 && h.reserved == 0)
+                break;
+            skip++;
+        }
+        if (skip) {
+            memmove(a->buf, a->buf + skip, a->len - skip);
+            a->len -= skip;
+        }
         if (a->len >= sizeof(struct hull_agent_hdr)) {
             struct hull_agent_hdr h;
             memcpy(&h, a->buf, sizeof(h));
-            if (h.magic != HULL_AGENT_MAGIC || h.len > HULL_AGENT_MAX_FRAME)
-                return hull_error_set(err, EPROTO, "agent: malformed frame");
             if (a->len >= sizeof(h) + h.len) {
                 f->type = h.type;
                 f->len = h.len;
