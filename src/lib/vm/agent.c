@@ -219,6 +219,12 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
     a->fd = fd;
     unsigned char r[8];
     RAND_bytes(r, sizeof(r));
+    /* Ids start at a random point: a restored guest can still be answering
+     * the requests of the connection its snapshot was taken under, and
+     * those answers must not match ours. */
+    uint64_t start;
+    RAND_bytes((unsigned char *)&start, sizeof(start));
+    a->next_id = (int64_t)(start >> 12);
     for (int i = 0; i < 8; i++)
         snprintf(a->nonce + 2 * i, 3, "%02x", r[i]);
     /* Repeat hello until answered: bytes sent before the guest has seen the

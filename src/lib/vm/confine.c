@@ -75,7 +75,7 @@ static void child(const struct vm_spawn *s, int ef)
     char p[PATH_MAX];
     /* Into the cgroup first, so everything QEMU allocates is charged. "0"
      * is "the writer" whatever its pid namespace. */
-    if (s->cg && vmcg_enter(s->cg, 0) < 0)
+    if (s->cg && hull_cgroup_enter(s->cg, 0, NULL) < 0)
         fail(ef, "join the VM's cgroup");
     if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) < 0)
         fail(ef, "unshare namespaces");

@@ -6,7 +6,7 @@
 #include <sys/types.h>
 
 #include "hull.h"
-#include "vm/vmcg.h"
+#include "linux/cgroup.h"
 
 struct vm_jail_file {
     const char *src; /* host path */
@@ -22,7 +22,7 @@ struct vm_spawn {
     const struct vm_jail_file *files;
     size_t nfiles;
     bool kvm;                   /* give it /dev/kvm */
-    const struct vmcg *cg;
+    struct hull_cgroup *cg;     /* QEMU joins it before anything else */
     int incoming_fd;            /* becomes fd 3 (migration stream), -1 for none */
     /* Keep a small parent process that dies with the caller and takes QEMU
      * with it (ephemeral VMs); cleanup runs in it when the caller is gone. */

@@ -22,7 +22,6 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "vm/vm.h"
-#include "vm/vmcg.h"
 
 static const char *const status_names[] = {"created", "running", "paused", "stopped", "failed"};
 
@@ -174,6 +173,8 @@ json_object *vm_state_json(const struct vm *vm)
     json_object_object_add(o, "qemu_start", json_object_new_int64((int64_t)vm->pid_start));
     json_object_object_add(o, "monitor_pid", json_object_new_int(vm->monitor));
     json_object_object_add(o, "started_ms", json_object_new_int64(vm->started_ms));
+    if (vm->cgroup[0])
+        json_object_object_add(o, "vmm_cgroup", json_tokener_parse(vm->cgroup));
     return o;
 }
 
@@ -233,6 +234,8 @@ int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     vm->uid = (uid_t)get_int(o, "qemu_uid");
     json_object *v;
     vm->ephemeral = json_object_object_get_ex(o, "ephemeral", &v) && json_object_get_boolean(v);
+    if (json_object_object_get_ex(o, "vmm_cgroup", &v) && v)
+        snprintf(vm->cgroup, sizeof(vm->cgroup), "%s", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     json_object *m = hj_get(o, "measured");
     json_object *k = m ? hj_get(m, "kernel") : NULL, *i = m ? hj_get(m, "initrd") : NULL,
                 *r = m ? hj_get(m, "rootfs") : NULL;

@@ -16,7 +16,7 @@
 #include "util/log.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
-#include "vm/vmcg.h"
+#include "linux/cgroup.h"
 #include "vm/vmm.h"
 
 /* QEMU runs as uid = gid = base + hash(id) mod 2^16: unprivileged, owning
@@ -70,11 +70,11 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
                               (unsigned long long)vm->memory_mb, HULL_VM_MAX_MEMORY_MB);
     if (vm->vcpus > HULL_VM_MAX_VCPUS)
         return hull_error_set(err, EINVAL, "vcpus %u is over the maximum of %d", vm->vcpus, HULL_VM_MAX_VCPUS);
-    for (const char *const *d = (const char *const[]){o->expect_kernel_sha256, o->expect_initrd_sha256,
-                                                       o->expect_rootfs_sha256, (const char *)1};
-         *d != (const char *)1; d++)
-        if (*d && **d && !vm_is_sha256(*d))
-            return hull_error_set(err, EINVAL, "expected digest \"%s\": not a sha256 (64 lower-case hex digits)", *d);
+    const char *expect[] = {o->expect_kernel_sha256, o->expect_initrd_sha256, o->expect_rootfs_sha256};
+    for (size_t i = 0; i < 3; i++)
+        if (expect[i] && *expect[i] && !vm_is_sha256(expect[i]))
+            return hull_error_set(err, EINVAL, "expected digest \"%s\": not a sha256 (64 lower-case hex digits)",
+                                  expect[i]);
     if (access(vm->dir, F_OK) == 0)
         return hull_error_set(err, EEXIST, "VM %s already exists", vm->id);
     if (vm_accel_resolve(o->accel, vm->accel, err) < 0 || vm_vmm()->available(err) < 0)
@@ -245,21 +245,32 @@ static bool wait_gone(struct vm *vm, int timeout_ms)
 
 void vm_release(struct vm *vm)
 {
-    if (vm->pid > 0 && vm_qemu_alive(vm)) {
+    if (vm->pid > 0 && vm_qemu_alive(vm))
         kill(vm->pid, SIGKILL);
-        wait_gone(vm, 5000);
-    }
     if (vm->monitor > 0) {
-        /* Our child (ephemeral VMs only): reap it. */
-        if (waitpid(vm->monitor, NULL, WNOHANG) == 0) {
+        /* Our child (ephemeral VMs only). It reaps QEMU and exits by itself;
+         * killing it first would leave QEMU an unreaped zombie in its cgroup. */
+        int64_t end = vm_mono_ms() + 5000;
+        pid_t r;
+        while ((r = waitpid(vm->monitor, NULL, WNOHANG)) == 0 && vm_mono_ms() < end)
+            usleep(1000);
+        if (r == 0) {
             kill(vm->monitor, SIGKILL);
             waitpid(vm->monitor, NULL, 0);
         }
         vm->monitor = 0;
     }
-    struct vmcg cg;
-    vmcg_paths(vm->id, &cg);
-    vmcg_destroy(&cg);
+    wait_gone(vm, 5000);
+    if (vm->cgroup[0]) {
+        json_object *saved = json_tokener_parse(vm->cgroup);
+        struct hull_cgroup *cg = NULL;
+        if (saved && hull_cgroup_load(saved, &cg, NULL) == 0) {
+            hull_cgroup_destroy(cg, NULL);
+            hull_cgroup_free(cg);
+        }
+        json_object_put(saved);
+        vm->cgroup[0] = 0;
+    }
     static const char *const socks[] = {"run/qmp.sock", "run/agent.sock"};
     for (size_t i = 0; i < 2; i++) {
         char p[4200];

@@ -11,7 +11,7 @@
  *               digest.c (sha256, HMAC)
  *   the VMM     vmm.h: start/stop/pause/resume/snapshot/restore behind a small
  *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
- *               QEMU confined, qmp.c speaks QMP, vmcg.c gives it a cgroup
+ *               QEMU confined (in a cgroup from linux/cgroup.h), qmp.c speaks QMP
  *   the guest   agent.c: the host side of the agent protocol
  *   lifecycle   state.c (state directory), vm.c (create/start/stop/...),
  *               exec.c, snapshot.c, template.c, oneshot.c
@@ -145,6 +145,7 @@ struct vm {
     int64_t boot_ms;        /* start to agent ready */
     char restored_from[4096];
     bool ephemeral;         /* oneshot: deleted by whoever made it */
+    char cgroup[4096];      /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
 };
 
 /* The state directory of VMs under a runtime root. */

@@ -17,7 +17,7 @@
 #include "vm/confine.h"
 #include "vm/qmp.h"
 #include "vm/vm.h"
-#include "vm/vmcg.h"
+#include "linux/cgroup.h"
 #include "vm/agent_proto.h"
 #include "vm/vmm.h"
 
@@ -129,25 +129,46 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     char jail[4200], run[4200];
     vm_path(vm, "jail", jail, sizeof(jail));
     vm_path(vm, "run", run, sizeof(run));
-    struct vmcg cg;
-    struct vmcg_limits lim = {
-        .memory_bytes = (vm->memory_mb + QEMU_OVERHEAD_MB) << 20,
-        .cpu_millis = (vm->vcpus + 1) * 1000,
-        .pids = 512,
+    /* Its own cgroup: memory = guest RAM + the VMM's bounded overhead,
+     * CPU = one per vCPU plus one for QEMU's own threads, and a task cap. */
+    char cgpath[128];
+    snprintf(cgpath, sizeof(cgpath), "/hull-vm/%s", vm->id);
+    struct hull_cgroup *cg = NULL;
+    struct hull_resources res = {
+        .has_memory_limit = true, .memory_limit = (int64_t)((vm->memory_mb + QEMU_OVERHEAD_MB) << 20),
+        .has_cpu_period = true, .cpu_period = 100000,
+        .has_cpu_quota = true, .cpu_quota = (int64_t)(vm->vcpus + 1) * 100000,
+        .has_pids_limit = true, .pids_limit = 512,
     };
-    if (vmcg_create(vm->id, &lim, &cg, err) < 0)
+    if (hull_cgroup_create(cgpath, vm->id, false, &cg, err) < 0)
+        return hull_error_prefix(err, "VMM cgroup");
+    if (hull_cgroup_apply(cg, &res, err) < 0) {
+        hull_error_prefix(err, "VMM cgroup");
+        hull_cgroup_destroy(cg, NULL);
+        hull_cgroup_free(cg);
         return -1;
+    }
+    /* Recorded after apply (which joins the hierarchies the limits need)
+     * and before QEMU exists: the monitor of an ephemeral VM, forked below,
+     * must know everything to remove if its caller dies. */
+    json_object *saved = hull_cgroup_save(cg);
+    snprintf(vm->cgroup, sizeof(vm->cgroup), "%s", saved ? json_object_to_json_string_ext(saved, JSON_C_TO_STRING_PLAIN) : "");
+    json_object_put(saved);
     struct vm_spawn s = {
         .binary = QEMU_BINARY, .argv = argv, .uid = vm->uid, .jail = jail, .rundir = run,
-        .files = files, .nfiles = 3, .kvm = kvm, .cg = &cg, .incoming_fd = incoming_fd,
+        .files = files, .nfiles = 3, .kvm = kvm, .cg = cg, .incoming_fd = incoming_fd,
         .attached = attached, .cleanup = cleanup, .cleanup_arg = arg,
     };
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (vm_spawn_vmm(&s, &vm->pid, &vm->monitor, err) < 0) {
-        vmcg_destroy(&cg);
-        return -1;
+    int rc = vm_spawn_vmm(&s, &vm->pid, &vm->monitor, err);
+    if (rc < 0) {
+        hull_cgroup_destroy(cg, NULL);
+        vm->cgroup[0] = 0;
     }
+    hull_cgroup_free(cg);
+    if (rc < 0)
+        return -1;
     vm->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     vm->pid_start = vm_proc_start_time(vm->pid);
     return 0;
