@@ -13,22 +13,29 @@ CC       ?= gcc
 PREFIX   ?= /usr/local
 BUILD    ?= build
 PKGS     := json-c libseccomp libcap
-# microVMs: digests and the snapshot HMAC, snapshot compression, vmlinux extraction.
-PKGS     += libcrypto libzstd liblzma
+# microVMs: snapshot compression, vmlinux extraction (libcrypto, for digests and
+# the snapshot HMAC, is linked below for the service store too).
+PKGS     += libzstd liblzma
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lcrypto -lzstd -llzma)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lzstd -llzma)
+# The service store (src/lib/service): SQLite and OpenSSL's libcrypto; a
+# program pulls them in only if it calls the service code (hulld, hull token).
+LDLIBS   += -lsqlite3 -lcrypto -lm
 
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
 # was a fifth of its start-up. The sanitizer build stays dynamic.
-STATIC_LIBS := $(foreach l,json-c seccomp cap,/usr/lib/x86_64-linux-gnu/lib$(l).a)
-STATIC_LIBS += $(foreach l,crypto zstd lzma,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS := $(foreach l,json-c seccomp cap sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS += $(foreach l,zstd lzma,/usr/lib/x86_64-linux-gnu/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
-HULL_LDFLAGS := -static
+# --no-warnings: the static libsqlite3/libcrypto (for `hull token`) carry
+# calls to dlopen and getaddrinfo that hull never makes; glibc's "needs the
+# shared libraries at run time" notes about them are noise.
+HULL_LDFLAGS := -static -Wl,--no-warnings
 endif
 
 ifeq ($(SAN),1)
@@ -43,7 +50,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hull-agent
+all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld $(BUILD)/hull-agent
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
 # initramfs hull builds. No sanitizers (it runs in the guest, alone).
@@ -72,6 +79,18 @@ $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
 
+# hulld, the service: dynamically linked (libmicrohttpd brings GnuTLS).
+DAEMON_SRCS := $(wildcard src/daemon/*.c)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/obj/%.o)
+DAEMON_LIBS := -lmicrohttpd -lpthread
+
+# The OpenAPI document is built into hulld (.incbin).
+$(BUILD)/obj/src/daemon/openapi.o: docs/openapi.json
+
+$(BUILD)/hulld: $(DAEMON_OBJS) $(BUILD)/libhull.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(DAEMON_LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
@@ -96,10 +115,12 @@ asan:
 
 deps:
 	scripts/deps.sh build
+	scripts/deps.sh daemon
 
 test:
 	scripts/deps.sh test
 	scripts/deps.sh engines
+	scripts/deps.sh daemon
 	scripts/deps.sh vm
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
@@ -107,6 +128,7 @@ test:
 
 demo:
 	scripts/deps.sh build
+	scripts/deps.sh daemon
 	$(MAKE) all
 	scripts/demo.sh
 
@@ -114,6 +136,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
+	install -m 0755 $(BUILD)/hulld $(DESTDIR)$(PREFIX)/bin/hulld
 	install -d $(DESTDIR)$(PREFIX)/lib/hull
 	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a

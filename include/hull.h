@@ -120,6 +120,11 @@ struct hull_exec_opts {
     const char *pid_file;
     const char *console_socket;
     int preserve_fds;
+    /* For library callers that supervise the process themselves (hulld's
+     * sandboxes): */
+    const int *stdio;         /* 3 fds that become its 0, 1, 2; NULL: the caller's */
+    const char *process_json; /* a process JSON document as text, like process_path */
+    pid_t *pid;               /* with detach: its pid (our child: reap it) */
 };
 int hull_container_exec(const struct hull_runtime *rt, const char *id,
                         const struct hull_exec_opts *opts, int *exit_status, hull_error *err);
@@ -147,7 +152,7 @@ char *hull_spec_default_json(bool rootless);
 /* Parse a signal given as a name ("KILL", "SIGKILL") or number; -1 if unknown. */
 int hull_signal_parse(const char *s);
 
-/* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 1024 bytes. */
+/* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 255 bytes (NAME_MAX). */
 int hull_id_validate(const char *id, hull_error *err);
 
 /* ---- sandboxes: one-shot runs of untrusted code ------------------------- */
@@ -222,9 +227,12 @@ int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
 int hull_policy_validate(const struct hull_policy *p, hull_error *err);
 /* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
- * name the JSON path. Fields absent keep their defaults. */
+ * name the JSON path. Fields absent keep their defaults; unknown fields are
+ * refused. A limit is a string with a unit ("2s", "256M") or a bare number
+ * of milliseconds or bytes. */
 int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err);
-/* "2s", "500ms", "1m" -> ms; "256M", "1G", "1048576" -> bytes. */
+/* "2s", "500ms", "1m", "2" (seconds) -> ms; "256M", "1GiB", "512B",
+ * "1048576" -> bytes (binary units). -1 for anything else, *out untouched. */
 int hull_parse_duration_ms(const char *s, uint64_t *ms);
 int hull_parse_size(const char *s, uint64_t *bytes);
 
@@ -288,6 +296,52 @@ char *hull_sandbox_seccomp_profile_json(void);
  * be ignored (SIG_IGN), or the supervisor could not wait for the sandbox. */
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
 
+/* ---- long-lived sandboxes (hulld's POST /v1/sandboxes) ------------------ */
+
+/* A sandbox that stays up between commands: a container with the same
+ * layout and isolation as a run of the policy, whose init only idles (and
+ * reaps). Like hull_sandbox_run, call these from a single-threaded process:
+ * the sandbox dies with the process that created it. */
+struct hull_session;
+/* p: isolation, limits (memory, pids, cpus, tmp_size, open_files), env,
+ * network; p->argv is ignored; p->files are written to /tmp. */
+int hull_session_create(const struct hull_policy *p, struct hull_session **out, hull_error *err);
+/* The container's id under the sandbox state root (for hull_sandbox_usage). */
+const char *hull_session_id(const struct hull_session *s);
+/* Run p->argv in it (its namespaces, cgroup, seccomp filter, user) with
+ * p's stdin, env, workdir, cpu_time, wall_time and output limits and
+ * cancel_fd; the result as for a run. 0 when it ran (any verdict). */
+int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struct hull_result *r,
+                      hull_error *err);
+/* Files under the sandbox's /tmp ("x/y" or "/tmp/x/y"). Never follows a
+ * symlink out of /tmp (EXDEV); only regular files. put creates missing
+ * directories, owned by the sandbox's user like the file. */
+int hull_session_put_file(struct hull_session *s, const char *path, const void *data, size_t len,
+                          unsigned mode, hull_error *err);
+/* At most max bytes (EFBIG beyond). *data is malloc'd. */
+int hull_session_get_file(struct hull_session *s, const char *path, size_t max, char **data,
+                          size_t *len, hull_error *err);
+/* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
+int hull_session_pause(struct hull_session *s, hull_error *err);
+int hull_session_resume(struct hull_session *s, hull_error *err);
+/* The init still runs. */
+bool hull_session_alive(struct hull_session *s);
+/* Kill everything in it, remove its cgroup and state, free s. */
+void hull_session_destroy(struct hull_session *s);
+/* CPU time and memory in use of a sandbox or run by its container id, read
+ * from its cgroup (any thread, any process). */
+int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes, hull_error *err);
+
+/* ---- the Redis job queue (src/lib/service/queue.c) ----------------------- */
+
+/* Push a job (a run request plus "tenant" and "run_id"); *job_id
+ * (malloc'd) names it. See docs/api.md, "Contract". */
+int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
+                      hull_error *err);
+/* 0 with *result_json (malloc'd hull_result_to_json text) when done, 0 with
+ * *result_json NULL while pending; -1 with *err (ENOENT: unknown/expired). */
+int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
+                      hull_error *err);
 /* ---- microVMs -------------------------------------------------------------
  *
  * A microVM is a guest with its own kernel (Debian's) under QEMU's microvm

@@ -1,15 +1,18 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|vm|all
+#   scripts/deps.sh build|test|bench|engines|daemon|vm|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libssl-dev libzstd-dev liblzma-dev"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libzstd-dev liblzma-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
 engines="$build python3 python3-pytest podman conmon containerd runc crun"
+# hulld, the service (and `hull token`): HTTP server, store, token hashing; curl and
+# openssl (a TLS certificate) for its tests.
+daemon="$build libmicrohttpd-dev curl sqlite3 openssl"
 # microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
 # /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools.
 vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils cpio"
@@ -19,9 +22,10 @@ build) want="$build" ;;
 test) want="$test" ;;
 bench) want="$bench" ;;
 engines) want="$engines" ;;
+daemon) want="$daemon" ;;
 vm) want="$vm" ;;
-all) want="$test $bench $engines $vm" ;;
-*) echo "usage: $0 build|test|bench|engines|vm|all" >&2; exit 2 ;;
+all) want="$test $bench $engines $daemon $vm" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|vm|all" >&2; exit 2 ;;
 esac
 
 missing=""

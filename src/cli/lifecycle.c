@@ -1,9 +1,11 @@
 /* hull create | start | run | kill | delete: the OCI lifecycle verbs. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "util/error.h"
 
 enum {
     OPT_CONSOLE = 256,
@@ -187,8 +189,9 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
     if (n == 2) {
         sig = hull_signal_parse(argv[optind + 1]);
         if (sig < 0) {
-            fprintf(stderr, "hull: kill %s: unknown signal '%s'\n", id, argv[optind + 1]);
-            return 1;
+            hull_error err = NULL;
+            hull_error_set(&err, EINVAL, "unknown signal '%s'", argv[optind + 1]);
+            return cli_fail(cli, &err, "kill %s", id);
         }
     }
     hull_error err = NULL;

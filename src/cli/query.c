@@ -20,12 +20,10 @@ int cmd_state(struct cli *cli, int argc, char **argv)
         return 1;
     struct hull_state st;
     hull_error err = NULL;
-    if (hull_container_state(&cli->rt, argv[optind], &st, &err) < 0) {
-        /* the library message already says "state ID: ..." */
-        fprintf(stderr, "hull: %s\n", hull_error_msg(err));
-        hull_error_free(&err);
-        return 1;
-    }
+    /* the library message already says "state ID: ..."; cli_fail also
+     * puts it in the --log file, where engines look for it */
+    if (hull_container_state(&cli->rt, argv[optind], &st, &err) < 0)
+        return cli_fail(cli, &err, NULL);
     char *json = hull_state_to_json(&st, true);
     printf("%s\n", json);
     free(json);
@@ -77,7 +75,8 @@ int cmd_list(struct cli *cli, int argc, char **argv)
     hull_error err = NULL;
     if (hull_container_list(&cli->rt, &all, &n, &err) < 0)
         return cli_fail(cli, &err, NULL);
-    qsort(all, n, sizeof(*all), by_id);
+    if (n > 1) /* all is NULL when there is nothing: qsort must not see it */
+        qsort(all, n, sizeof(*all), by_id);
     if (quiet) {
         for (size_t i = 0; i < n; i++)
             printf("%s\n", all[i].id);

@@ -5,6 +5,8 @@
  * hull_policy, the result is printed as JSON or as the program's own output
  * followed by a one-line summary. */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +60,41 @@ static void help(void)
            "goes to stderr; the exit status is the program's (128+N after signal N),\n"
            "124 when a limit was hit, 125 when hull could not run it. With --json the\n"
            "exit status is 0 whenever the run happened (the verdict says how) and 125\n"
-           "for bad input.\n");
+           "for bad input. SIGINT, SIGTERM or SIGHUP stop the run, clean it up and\n"
+           "exit 128+N (verdict killed).\n");
+}
+
+/* SIGINT, SIGTERM and SIGHUP stop the run through the policy's cancel fd,
+ * so the sandbox is killed and cleaned up before hull exits 128+N; dying
+ * on the spot would leave its state and cgroups behind. */
+static int cancel_pipe[2] = {-1, -1};
+static pid_t cli_pid;
+static volatile sig_atomic_t cancelled_by;
+
+static void on_cancel(int sig)
+{
+    /* The sandbox's init is a fork of hull and has this handler until its
+     * execve; only hull itself may write to the pipe. */
+    if (getpid() != cli_pid)
+        return;
+    int saved = errno;
+    cancelled_by = sig;
+    ssize_t n = write(cancel_pipe[1], "x", 1);
+    (void)n;
+    errno = saved;
+}
+
+static int catch_cancel(void)
+{
+    if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    cli_pid = getpid();
+    struct sigaction sa = {.sa_handler = on_cancel, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+    return cancel_pipe[0];
 }
 
 /* "A:B" or "A:B:rw" */
@@ -327,6 +363,7 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
     (void)cli;
     struct hull_result r;
     hull_error err = NULL;
+    p.cancel_fd = catch_cancel();
     if (hull_sandbox_run(&p, &r, &err) < 0) {
         fprintf(stderr, "hull: sandbox run: %s\n", hull_error_msg(err));
         hull_error_free(&err);
@@ -343,6 +380,8 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         summary(&r);
         ret = exit_status(&r);
     }
+    if (cancelled_by && r.verdict == HULL_VERDICT_KILLED)
+        ret = 128 + cancelled_by;
     hull_result_free(&r);
 out:
     free(a);

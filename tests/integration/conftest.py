@@ -24,6 +24,10 @@ HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
 BUSYBOX = "/bin/busybox"
 
 PR_SET_CHILD_SUBREAPER = 36
+# Part of every container id the runtime tests use (see hullrt.cid), so the
+# end-of-session check can find what this run left in global places (cgroups)
+# without mistaking another run's containers for ours.
+SESSION_TOKEN = f"t{os.getpid()}"
 
 
 def pytest_configure(config):
@@ -236,6 +240,14 @@ def pids_with_cmdline_containing(token: str):
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return ""
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -255,9 +267,13 @@ def wait_until(pred, timeout=10.0, interval=0.02):
     return pred()
 
 
+HULL_ROOTS = []  # every --root the hull fixture handed out, for the end-of-suite check
+
+
 @pytest.fixture
 def hull(tmp_path):
     root = tmp_path / "state"
+    HULL_ROOTS.append(root)
     h = Hull(root)
     yield h
     # Anything the test left behind is a leak, unless the test deleted it.
@@ -284,6 +300,60 @@ def make_bundle(tmp_path, tmp_path_factory):
 @pytest.fixture
 def bundle(make_bundle):
     return make_bundle()
+
+
+def cgroup_dirs_named(token: str):
+    """Directories (up to 4 levels deep) of every mounted cgroup hierarchy
+    whose name contains token."""
+    roots = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            post = line.split(" - ", 1)[1].split()
+            if post[0] in ("cgroup", "cgroup2"):
+                roots.add(line.split()[4])
+    found = []
+    for root in roots:
+        base = root.rstrip("/").count("/")
+        for dirpath, dirnames, _ in os.walk(root):
+            if dirpath.count("/") - base >= 4:
+                dirnames[:] = []
+            found += [os.path.join(dirpath, d) for d in dirnames if token in d]
+    return found
+
+
+def suite_leftovers(base: Path):
+    """What the whole run left on the host: container state in any --root
+    the hull fixture handed out, mounts and live processes under the run's
+    tmp dir, cgroups named with the session token."""
+    reap_orphans()
+    out = [f"container state {r / c}" for r in HULL_ROOTS if r.exists() for c in os.listdir(r)]
+    if not wait_until(lambda: not host_mounts_under(base), timeout=5):
+        out += [f"mount {m}" for m in host_mounts_under(base)]
+
+    def procs():
+        return [p for p in pids_with_cmdline_containing(str(base)) if pid_alive(p)]
+    if not wait_until(lambda: not procs(), timeout=5):
+        out += [f"process {p} ({_cmdline(p)})" for p in procs()]
+    out += [f"cgroup {d}" for d in cgroup_dirs_named(SESSION_TOKEN)]
+    return out
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """After the whole suite, with every fixture (engines included) torn
+    down: anything left is a leak and fails the run."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or not HULL_ROOTS:
+        return
+    left = suite_leftovers(factory.getbasetemp())
+    if left:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = "left behind after the suite:\n  " + "\n  ".join(left)
+        if tr is not None:
+            tr.write_line(msg, red=True)
+        else:
+            print(msg)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

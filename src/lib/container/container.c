@@ -219,7 +219,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
 {
     memset(c, 0, sizeof(*c));
     c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
-    c->launch.fifo_fd = -1;
+    c->launch.fifo_fd = c->launch.error_fd = -1;
     if (hull_id_validate(o->id, err) < 0)
         return -1;
     char bundle[PATH_MAX];
@@ -240,8 +240,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     }
 
     /* From here on something exists and failures must roll back. */
-    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0)
+    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
+        hull_container_ctx_release(c); /* the spec and filter made above */
         return -1;
+    }
     char created[64];
     hull_rfc3339_now(created, sizeof(created));
     c->cs.id = strdup(o->id);
@@ -259,7 +261,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
      * a crash before it leaves a directory without state.json, which delete
      * --force handles (removing the default cgroup too). */
     if (!so->no_cgroup) {
-        if (hull_cgroup_create(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+        if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+                                  so->lean_cgroup ? HULL_CGROUP_LEAN : 0,
                                &c->cgroup, err) < 0)
             goto fail;
         /* A container that sees cgroupfs must see all of its hierarchies;
@@ -288,7 +291,11 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         /* O_RDWR never blocks on a fifo; the init keeps this open and
          * blocks in read() until `start` writes. */
         c->launch.fifo_fd = openat(c->dirfd, HULL_EXEC_FIFO, O_RDWR | O_CLOEXEC);
-        if (c->launch.fifo_fd < 0) {
+        /* Opened here, by host root: the init may be an unprivileged uid
+         * by the time it has something to say. */
+        c->launch.error_fd = openat(c->dirfd, HULL_EXEC_ERROR,
+                                    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (c->launch.fifo_fd < 0 || c->launch.error_fd < 0) {
             hull_error_errno(err, "open %s", HULL_EXEC_FIFO);
             goto fail;
         }
@@ -305,12 +312,23 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.loopback_up = so->loopback_up;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;
+    c->launch.reaper = so->reaper;
+    c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
+    /* The runtime counts against the pids limit while it steps in. */
+    const struct hull_resources *res = c->spec->linux_.resources;
+    c->launch.cgroup_at_birth =
+        !(res && res->has_pids_limit && res->pids_limit >= 0 && res->pids_limit < 2);
+    /* As runc: each container gets its own session keyring, so keys the
+     * runtime's caller holds are not the container's. */
+    c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
     if (c->launch.fifo_fd >= 0)
         close(c->launch.fifo_fd);
-    c->launch.fifo_fd = -1;
+    if (c->launch.error_fd >= 0)
+        close(c->launch.error_fd);
+    c->launch.fifo_fd = c->launch.error_fd = -1;
     if (r < 0)
         goto fail;
 
@@ -327,6 +345,15 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         close(c->launch.pty_master);
         c->launch.pty_master = -1;
     }
+    if (!so->foreground) {
+        /* The pid is on record: the init may outlive us now. */
+        struct hull_sync_msg m;
+        if (hull_sync_send(c->launch.sync_fd, SYNC_DETACH, 0, err) < 0 ||
+            hull_sync_expect(c->launch.sync_fd, SYNC_DETACHED, &m, err) < 0)
+            goto fail_kill;
+    }
+    hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
+               (int)c->launch.pid, bundle);
     return 0;
 
 fail_kill:
@@ -400,6 +427,20 @@ static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struc
     return hull_cstate_status(dirfd, cs, frozen);
 }
 
+/* Wait until a started init has called execve (or died). It holds
+ * exec.fifo open (O_RDWR, close-on-exec) until then, so opening the fifo
+ * for writing without blocking fails with ENXIO once no reader is left. */
+static void wait_for_exec(int dirfd, pid_t pid, unsigned long long start)
+{
+    for (useconds_t us = 50; hull_pid_alive(pid, start); us = us < 2000 ? us * 2 : us) {
+        int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            return;
+        close(fd);
+        usleep(us);
+    }
+}
+
 int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err)
 {
     int dirfd = -1;
@@ -414,36 +455,59 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
                        hull_status_name(st));
         goto out;
     }
-    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
-    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        hull_error_errno(err, "start %s: the container's init is not waiting", id);
-        goto out;
-    }
-    ssize_t w = write(fd, "0", 1);
-    close(fd);
-    if (w != 1) {
-        hull_error_errno(err, "start %s: signal the init", id);
-        goto out;
-    }
-    /* Without the fifo, the status reads "running" from now on. */
-    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
-    ret = 0;
-
     struct hull_spec *spec = NULL;
     if (cs.config) {
         const char *text = hj_to_string(cs.config);
         if (hull_spec_parse(text, strlen(text), cs.bundle, &spec, err) < 0)
             hull_error_free(err); /* validated at create; cannot fail */
     }
+    /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
+    int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        hull_error_errno(err, "start %s: the container's init is not waiting", id);
+        hull_spec_free(spec);
+        goto out;
+    }
+    ssize_t w = write(fd, "0", 1);
+    close(fd);
+    if (w != 1) {
+        hull_error_errno(err, "start %s: signal the init", id);
+        hull_spec_free(spec);
+        goto out;
+    }
+    /* runtime-spec: "running" means the user's program has been executed,
+     * and poststart hooks run after that (and after the init's
+     * startContainer hooks); an engine that looks at the process right
+     * after start must not find hull's init still setting up. */
+    wait_for_exec(dirfd, cs.pid, cs.pid_start);
+    /* Without the fifo, the status reads "running" from now on. */
+    unlinkat(dirfd, HULL_EXEC_FIFO, 0);
+    /* The init died on the way to execve (a startContainer hook, exec
+     * itself): that is start's failure, and the container is stopped. */
+    char *why = NULL;
+    size_t len = 0;
+    hull_error e = NULL;
+    if (hull_read_file_at(dirfd, HULL_EXEC_ERROR, &why, &len, &e) == 0 && len > 0) {
+        hull_error_set(err, EIO, "start %s: %s", id, why);
+        free(why);
+        unlinkat(dirfd, HULL_EXEC_ERROR, 0);
+        hull_spec_free(spec);
+        goto out;
+    }
+    free(why);
+    hull_error_free(&e);
+    unlinkat(dirfd, HULL_EXEC_ERROR, 0);
+    ret = 0;
+    hull_debug("start %s: init %d released", id, (int)cs.pid);
+
     if (spec && spec->hooks.n_poststart) {
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
-        hull_error e = NULL;
+        hull_error pe = NULL;
         /* runtime-spec: a failing poststart hook is logged, not fatal. */
-        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, &e) <
-            0) {
-            hull_warn("start %s: %s", id, hull_error_msg(e));
-            hull_error_free(&e);
+        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj,
+                           &pe) < 0) {
+            hull_warn("start %s: %s", id, hull_error_msg(pe));
+            hull_error_free(&pe);
         }
         free(sj);
     }
@@ -453,6 +517,19 @@ out:
     hull_cstate_free(&cs);
     close(dirfd);
     return ret;
+}
+
+/* After SIGKILL to a paused container: the v1 freezer holds even a fatal
+ * signal until thaw, so thaw it, as runc does. The init never runs again
+ * (the signal is pending); the rest die with its pid namespace, or are as
+ * after a SIGKILL to a running container without one. */
+static void thaw_killed(struct hull_cgroup *cg)
+{
+    bool frozen = false;
+    hull_error e = NULL;
+    if (cg && hull_cgroup_is_frozen(cg, &frozen, &e) == 0 && frozen)
+        hull_cgroup_freeze(cg, false, &e);
+    hull_error_free(&e);
 }
 
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
@@ -481,7 +558,12 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
         hull_error_errno(err, "kill %s", id);
     } else {
         ret = 0;
+        if (signo == SIGKILL && st == HULL_STATUS_PAUSED)
+            thaw_killed(cg);
     }
+    if (ret == 0)
+        hull_debug("kill %s: signal %d to init %d%s", id, signo, (int)cs.pid,
+                   all ? " and its cgroup" : "");
     hull_cgroup_free(cg);
     hull_cstate_free(&cs);
     close(dirfd);
@@ -508,8 +590,10 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
                            hull_error *err)
 {
     struct hull_cgroup *cg = load_cgroup(cs);
+    hull_debug("delete %s: init %d, removing cgroup and state", cs->id, (int)cs->pid);
     if (hull_pid_alive(cs->pid, cs->pid_start)) {
         kill(cs->pid, SIGKILL);
+        thaw_killed(cg);
         wait_gone(cs->pid, cs->pid_start);
     }
     struct hull_spec *spec = NULL;
@@ -556,7 +640,7 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         /* No readable state: a create that crashed before its first write. */
         if (!force) {
             close(dirfd);
-            return hull_error_prefix(err, "delete %s (use --force for a half-created container)",
+            return hull_error_prefix(err, "delete %s: container left half-created (use --force)",
                                      id);
         }
         hull_error_free(err);
@@ -614,7 +698,7 @@ int hull_container_state(const struct hull_runtime *rt, const char *id, struct h
                          hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
-        return hull_error_prefix(err, "state");
+        return hull_error_prefix(err, "state %s", id);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", rt->root, id);
     /* Readers do not take the lock: state.json is replaced atomically. */

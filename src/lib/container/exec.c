@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -49,6 +50,7 @@ struct exec_ctx {
     pid_t init_pid;
     int sync_fd, child_fd;
     int preserve_fds;
+    const int *stdio; /* NULL: inherit ours */
 };
 
 /* Open the init's namespaces that differ from ours. */
@@ -95,6 +97,7 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         .seccomp = x->seccomp,
         .new_session = !x->proc.terminal,
         .preserve_fds = x->preserve_fds,
+        .error_fd = -1,
     };
     if (hull_sync_expect(x->child_fd, SYNC_CGROUP_DONE, &m, &err) < 0)
         goto fail;
@@ -124,6 +127,10 @@ fail:
 __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
 {
     hull_error err = NULL;
+    /* The caller's chosen stdio, before fds are shed (they may be >= 3). */
+    for (int i = 0; x->stdio && i < 3; i++)
+        if (x->stdio[i] >= 0 && x->stdio[i] != i && dup2(x->stdio[i], i) < 0)
+            _exit(1);
     int keep[HULL_NS_COUNT + 2] = {x->child_fd, hull_log_fd()};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         keep[2 + t] = x->ns_fds[t];
@@ -187,14 +194,17 @@ static int env_set(char ***env, const char *add)
 static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hull_error *err)
 {
     struct hull_process *p = &x->proc;
-    if (o->process_path) {
+    if (o->process_path || o->process_json) {
         json_object *doc = NULL;
-        if (hj_parse_file(o->process_path, &doc, err) < 0)
+        if (o->process_json ? hj_parse(o->process_json, strlen(o->process_json), "process", &doc,
+                                       err) < 0
+                            : hj_parse_file(o->process_path, &doc, err) < 0)
             return hull_error_prefix(err, "--process");
         int r = hull_process_parse(doc, "process", p, err);
         json_object_put(doc);
         if (r < 0)
-            return hull_error_prefix(err, "--process %s", o->process_path);
+            return hull_error_prefix(err, "--process %s",
+                                     o->process_path ? o->process_path : "");
     } else {
         if (o->args == NULL || o->args[0] == NULL)
             return hull_error_set(err, EINVAL, "no command given (and no --process)");
@@ -264,6 +274,17 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     if (p->terminal && o->detach && o->console_socket == NULL)
         return hull_error_set(err, EINVAL,
                               "a detached process with a terminal needs --console-socket");
+    /* Before anything runs: the process would start on a pty nobody gets. */
+    if (p->terminal && o->console_socket && hull_console_socket_check(o->console_socket, err) < 0)
+        return -1;
+    /* Relayed in the foreground: the pty starts at the caller's window size
+     * (made with it, so the program never sees 0x0); SIGWINCH relays changes. */
+    struct winsize ws;
+    if (p->terminal && !o->detach && o->console_socket == NULL && !p->console_height &&
+        ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+        p->console_height = ws.ws_row;
+        p->console_width = ws.ws_col;
+    }
     return hull_proc_check_lsm(p, "process", err);
 }
 
@@ -346,7 +367,8 @@ fail:
 static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
                    int *exit_status, hull_error *err)
 {
-    struct exec_ctx x = {.sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds};
+    struct exec_ctx x = {.sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds,
+                         .stdio = o->stdio};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         x.ns_fds[t] = -1;
     int ret = -1, dirfd = -1;
@@ -404,10 +426,22 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
             if (hull_write_path_atomic(o->pid_file, buf, (size_t)n, 0644, err) < 0) {
                 hull_error_prefix(err, "--pid-file");
                 ret = -1;
+                /* A failed exec leaves no process behind (runc kills it too). */
+                kill(pid, SIGKILL);
+                reap(pid);
             }
         }
-        if (!o->detach && ret == 0)
+        if (ret == 0 && o->detach && o->pid)
+            *o->pid = pid;
+        if (!o->detach && ret == 0) {
+            /* Keystrokes go to the container's pty as they are, as with run. */
+            struct termios saved;
+            bool raw = master >= 0 && isatty(STDIN_FILENO) &&
+                       hull_tty_raw(STDIN_FILENO, &saved) == 0;
             *exit_status = hull_exit_code(hull_supervise(pid, sfd, master));
+            if (raw)
+                hull_tty_restore(STDIN_FILENO, &saved);
+        }
         if (master >= 0)
             close(master);
     }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
     int in[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0)
         return hull_error_errno(err, "%s: socketpair", name);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(in[0]);
@@ -36,16 +38,25 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
         return hull_error_errno(err, "%s: fork", name);
     }
     if (pid == 0) {
+        /* A hook dies with the hull that waits for it: if `hull create` is
+         * killed, nobody would ever reap or time out an orphaned hook, and
+         * delete --force cannot know its pid. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         dup2(in[0], 0);
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
+        /* Its own process group, so a timeout kills what the hook started too. */
+        setpgid(0, 0);
         char *argv0[] = {h->path, NULL};
         char *empty[] = {NULL};
         execve(h->path, h->args && h->args[0] ? h->args : argv0, h->env ? h->env : empty);
         dprintf(2, "hull: %s: exec %s: %s\n", name, h->path, strerror(errno));
         _exit(127);
     }
+    setpgid(pid, pid); /* also here: the timeout may not wait for the child to do it */
     close(in[0]);
     /* The hook may not read its stdin; that is not our failure. */
     size_t len = state_json ? strlen(state_json) : 0;
@@ -66,7 +77,7 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
             r = poll(&p, 1, left);
         } while (r < 0 && errno == EINTR);
         if (r == 0) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
             close(pfd);
             return hull_error_set(err, ETIMEDOUT, "%s: %s timed out after %d s", name, h->path,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/keyctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -72,12 +73,39 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
     return 0;
 }
 
+/* The state document with another status; NULL if it cannot be parsed. */
+static char *state_with_status(const char *state_json, const char *status)
+{
+    json_object *o = state_json ? json_tokener_parse(state_json) : NULL;
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "status", json_object_new_string(status));
+    char *t = strdup(hj_to_string(o));
+    json_object_put(o);
+    return t;
+}
+
+/* Stop dying with the runtime (unless asked to: the sandbox). Only once the
+ * runtime has recorded our pid: before that, an init orphaned by a killed
+ * runtime would be one nothing knows how to find. */
+static int detach(struct hull_launch *l, hull_error *err)
+{
+    if (l->die_with_parent)
+        return 0;
+    if (prctl(PR_SET_PDEATHSIG, 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
+    return 0;
+}
+
 static int wait_for_start(struct hull_launch *l, hull_error *err)
 {
-    if (l->foreground) {
-        struct hull_sync_msg m;
-        return hull_sync_expect(l->child_fd, SYNC_START, &m, err);
-    }
+    struct hull_sync_msg m;
+    if (l->foreground)
+        return hull_sync_expect(l->child_fd, SYNC_START, &m, err) < 0 ? -1 : detach(l, err);
+    /* create: the runtime records our pid, then lets us go and exits. */
+    if (hull_sync_expect(l->child_fd, SYNC_DETACH, &m, err) < 0 || detach(l, err) < 0 ||
+        hull_sync_send(l->child_fd, SYNC_DETACHED, 0, err) < 0)
+        return -1;
     /* The runtime is gone; `hull start` writes one byte into exec.fifo. */
     char b;
     ssize_t n;
@@ -108,6 +136,12 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
+
+    /* A new session keyring, owned by the container's root: the caller's
+     * keys stay the caller's. A kernel without keyrings is not an error. */
+    if (l->keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, l->keyring) < 0 &&
+        errno != ENOSYS)
+        return hull_error_errno(err, "join a new session keyring");
 
     /* After the cgroup move, so the namespace's root is the container's cgroup. */
     if (lx->ns[HULL_NS_CGROUP].enabled && lx->ns[HULL_NS_CGROUP].path == NULL &&
@@ -170,10 +204,12 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return -1;
     }
 
-    if (hull_proc_resolve(plan, err) < 0)
-        return -1;
+    /* cwd first: a relative args[0] ("./run") or PATH entry is relative to
+     * process.cwd, as for runc and for exec below. */
     if (chdir(proc->cwd) < 0)
         return hull_error_errno(err, "process.cwd: %s", proc->cwd);
+    if (hull_proc_resolve(plan, err) < 0)
+        return -1;
 
     /* A notify listener must reach the agent at listenerPath, which only the
      * runtime can do: load such a filter now, while the runtime listens,
@@ -187,19 +223,20 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         plan->seccomp = NULL;
     }
 
-    /* From here on the runtime may exit (create, or a killed `run`, as with
-     * runc): the parent-death signal must not kill a set-up container. The
-     * sandbox asks for the opposite (die_with_parent). */
-    if (!l->die_with_parent && prctl(PR_SET_PDEATHSIG, 0) < 0)
-        return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");
     if (hull_sync_send(l->child_fd, SYNC_READY, 0, err) < 0)
         return -1;
     if (wait_for_start(l, err) < 0)
         return -1;
 
-    if (hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer", state_json,
-                       err) < 0)
-        return -1;
+    if (hk->n_start_container) {
+        /* `start` has been called: the state these hooks read says "created". */
+        char *started = state_with_status(state_json, "created");
+        int r = hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer",
+                               started ? started : state_json, err);
+        free(started);
+        if (r < 0)
+            return -1;
+    }
     free(state_json);
     return hull_proc_finish(plan, err);
 }
@@ -210,7 +247,10 @@ void hull_launch_shed_fds(const struct hull_launch *l, bool stage1)
     size_t n = 0;
     keep[n++] = l->child_fd;
     keep[n++] = l->fifo_fd;
+    keep[n++] = l->error_fd;
     keep[n++] = hull_log_fd();
+    if (l->reaper)
+        keep[n++] = l->status_fd;
     if (stage1) {
         /* Stage 1 still joins namespaces and passes the rest to the init. */
         for (int t = 0; t < HULL_NS_COUNT; t++)
@@ -235,6 +275,7 @@ void hull_init_main(struct hull_launch *l)
         .die_with_parent = l->die_with_parent,
         .new_session = !l->spec->process->terminal,
         .preserve_fds = l->preserve_fds,
+        .error_fd = l->error_fd,
     };
 
     /* The caller's chosen stdio, before anything else touches 0-2. */
@@ -253,8 +294,10 @@ void hull_init_main(struct hull_launch *l)
     prctl(PR_SET_DUMPABLE, 0);
 
     if (init_steps(l, &plan, &err) < 0) {
-        hull_sync_send_error(l->child_fd, err);
+        hull_proc_report(l->child_fd, l->error_fd, err);
         _exit(1);
     }
+    if (l->reaper)
+        hull_proc_exec_reaped(&plan, l->child_fd, l->status_fd);
     hull_proc_exec(&plan, l->child_fd);
 }

@@ -13,9 +13,10 @@
  *                                        hostname, sysctl, masked/ro paths,
  *                          <------------ PTY (when process.terminal)
  *                          <------------ READY
- *   (create: exit; start writes
- *    exec.fifo)  / (run: START) -------> startContainer hooks, credentials,
- *                                        seccomp, close fds, execve
+ *   create: record the pid; DETACH ----> stop dying with the runtime
+ *                          <------------ DETACHED
+ *     exit; `start` writes exec.fifo --> startContainer hooks, credentials,
+ *   run: START ------------------------> seccomp, close fds, execve
  */
 #ifndef HULL_CONTAINER_LAUNCH_H
 #define HULL_CONTAINER_LAUNCH_H
@@ -38,13 +39,18 @@ struct hull_launch {
     bool foreground;  /* wait for SYNC_START instead of exec.fifo */
     bool die_with_parent; /* keep PR_SET_PDEATHSIG(SIGKILL) into the container (sandbox) */
     int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
+    int error_fd;     /* exec.error opened for writing, or -1 (see hull_proc_report) */
     int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
+    bool cgroup_at_birth; /* clone the init inside its cgroup (hull_cgroup_step_in) */
+    const char *keyring; /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
     int stdio[3];     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
     bool loopback_up; /* bring up lo in a new network namespace */
     const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
     int exported_fd;  /* filled: the fd of export_dir, or -1 */
+    bool reaper;      /* the init stays as pid 1 and runs the program as pid 2 */
+    int status_fd;    /* with reaper: the program's wait status is written here */
 
     /* filled by hull_launch_spawn */
     pid_t pid;       /* init's pid in the runtime's pid namespace */

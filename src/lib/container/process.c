@@ -14,6 +14,7 @@
 #include "container/process.h"
 #include "container/sync.h"
 #include "linux/creds.h"
+#include "linux/sched.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -189,6 +190,9 @@ int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
         return -1;
     if (p->new_session && setsid() < 0 && errno != EPERM)
         return hull_error_errno(err, "setsid");
+    /* Before the capability drop: a real-time policy needs CAP_SYS_NICE. */
+    if (hull_sched_apply(proc, err) < 0)
+        return -1;
     /* Written while still root: the attr files belong to us until the switch. */
     if (set_exec_label(proc, err) < 0)
         return -1;
@@ -228,8 +232,19 @@ void hull_proc_exec(struct hull_proc_plan *p, int report_fd)
 
     execve(p->path, p->proc->args, p->envp);
     hull_error_errno(&err, "exec %s", p->path);
-    /* In a foreground run the runtime still listens; after `start` nobody does. */
-    if (report_fd < 0 || hull_sync_send_error(report_fd, err) < 0)
-        dprintf(2, "hull: %s\n", hull_error_msg(err));
+    hull_proc_report(report_fd, p->error_fd, err);
     _exit(127);
+}
+
+void hull_proc_report(int report_fd, int error_fd, hull_error err)
+{
+    /* In a foreground run the runtime still listens; after `create` returned
+     * nobody does: `start` reads exec.error, people read the stderr. */
+    if (report_fd >= 0 && hull_sync_send_error(report_fd, err) == 0)
+        return;
+    const char *msg = hull_error_msg(err);
+    if (error_fd >= 0 && write(error_fd, msg, strlen(msg)) < 0) {
+        /* the container's stderr below still says it */
+    }
+    dprintf(2, "hull: %s\n", msg);
 }

@@ -17,6 +17,9 @@ struct hull_proc_plan {
     bool die_with_parent; /* re-arm PR_SET_PDEATHSIG after the uid switch */
     bool new_session;     /* setsid() (not when a pty already made one) */
     int preserve_fds;
+    /* Where a failure after `create` returned is recorded for `start` to
+     * report (exec.error in the state directory); -1 when someone listens. */
+    int error_fd;
     /* filled by hull_proc_resolve */
     char *path;
     char **envp;
@@ -30,11 +33,22 @@ int hull_proc_resolve(struct hull_proc_plan *p, hull_error *err);
 int hull_proc_finish(struct hull_proc_plan *p, hull_error *err);
 
 /* Close all but 0-2 and the preserved fds on exec, reset signals, execve.
- * On failure the error goes to report_fd (a sync socket) or stderr. */
+ * On failure the error goes to report_fd (a sync socket) or, when nobody
+ * listens there, to p->error_fd and stderr. */
 __attribute__((noreturn)) void hull_proc_exec(struct hull_proc_plan *p, int report_fd);
+
+/* Report a failure of the init or an exec'd process: to report_fd, else to
+ * error_fd (if >= 0) and the process's stderr. */
+void hull_proc_report(int report_fd, int error_fd, hull_error err);
 
 /* Look up file in PATH (from env, or the default PATH) like execvp does,
  * inside the current root. Returns a malloc'd path. */
+/* The same, as the sandbox does it (reaper.c): this process stays as the
+ * pid namespace's init, forks the program, reaps everything, and writes the
+ * program's wait status (an int) to status_fd when it ends. */
+__attribute__((noreturn)) void hull_proc_exec_reaped(struct hull_proc_plan *p, int report_fd,
+                                                     int status_fd);
+
 char *hull_find_executable(const char *file, char *const *env, hull_error *err);
 
 /* Check the LSM fields of a process against the host, so a profile the host

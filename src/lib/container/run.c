@@ -170,6 +170,7 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
 
     int status = hull_supervise(c.launch.pid, sfd, master);
     *exit_status = hull_exit_code(status);
+    hull_debug("run %s: init %d exited, status %d", o->id, (int)c.launch.pid, *exit_status);
     ret = 0;
 
 out_destroy:

@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <linux/sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,10 +29,16 @@
 #include "util/fs.h"
 #include "util/log.h"
 
-static pid_t raw_clone(unsigned long flags)
+/* fork() semantics (the child returns 0, shares nothing) with namespace
+ * flags, born into the cgroup2 directory cgroup_fd when it is >= 0. */
+static pid_t raw_clone(unsigned long flags, int cgroup_fd)
 {
-    /* fork() semantics (child returns 0, shares nothing) with namespace flags. */
-    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    struct clone_args a = {
+        .flags = flags | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0),
+        .exit_signal = SIGCHLD,
+        .cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0,
+    };
+    return (pid_t)syscall(SYS_clone3, &a, sizeof(a));
 }
 
 static bool needs_stage1(const struct hull_linux *lx)
@@ -170,18 +177,31 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
     l->child_fd = sv[1];
 
     bool stage1 = needs_stage1(lx);
+    bool in_cgroup = false;
     if (stage1) {
         if (start_stage1(l, err) < 0)
             goto fail;
     } else {
         int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
-        l->pid = raw_clone((unsigned long)flags);
+        /* Born in its cgroup rather than moved there (see cgroup.h); if
+         * stepping in fails, the move below does it the slow way. */
+        struct hull_cgroup_self self = {.v2fd = -1};
+        if (l->cgroup && l->cgroup_at_birth) {
+            hull_error e = NULL;
+            if (hull_cgroup_step_in(l->cgroup, &self, &e) < 0)
+                hull_debug("cgroup at birth: %s", hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        l->pid = raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
+        if (l->pid == 0)
+            hull_init_main(l);
+        bool born_in = self.active;
+        hull_cgroup_step_out(&self);
         if (l->pid < 0) {
             hull_error_errno(err, "clone");
             goto fail;
         }
-        if (l->pid == 0)
-            hull_init_main(l);
+        in_cgroup = born_in;
         /* The init cannot become root of its user namespace before this. */
         if ((flags & CLONE_NEWUSER) && hull_ns_write_id_maps(l->pid, lx, err) < 0)
             goto fail;
@@ -192,7 +212,7 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
 
     /* From the runtime, with host privileges: cgroup placement before the
      * init runs anything, and limits the init itself could not raise. */
-    if (l->cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
+    if (l->cgroup && !in_cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
         goto fail;
     if (hull_rlimits_apply(l->pid, spec->process, err) < 0 ||
         hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,10 @@ int hull_id_validate(const char *id, hull_error *err)
     size_t n = id ? strlen(id) : 0;
     if (n == 0)
         return hull_error_set(err, EINVAL, "container id must not be empty");
-    if (n > 1024)
-        return hull_error_set(err, EINVAL, "container id is longer than 1024 bytes");
+    /* The id names the state directory: longer than NAME_MAX it could
+     * never be created, and mkdir would fail with a less clear message. */
+    if (n > NAME_MAX)
+        return hull_error_set(err, EINVAL, "container id is longer than %d bytes", NAME_MAX);
     if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
         return hull_error_set(err, EINVAL, "invalid container id '%s'", id);
     for (const char *p = id; *p; p++) {

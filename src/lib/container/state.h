@@ -49,5 +49,7 @@ bool hull_pid_alive(pid_t pid, unsigned long long start);
 unsigned long long hull_pid_start_time(pid_t pid);
 
 #define HULL_EXEC_FIFO "exec.fifo"
+/* Why the init died after `create` returned, for `start` to report. */
+#define HULL_EXEC_ERROR "exec.error"
 
 #endif

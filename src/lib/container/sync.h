@@ -22,6 +22,8 @@ enum hull_sync_type {
     SYNC_SECCOMP,       /* init -> runtime: seccomp notify listener (fd attached) */
     SYNC_READY,         /* init -> runtime: waiting for start */
     SYNC_START,         /* runtime -> init: exec now (foreground run) */
+    SYNC_DETACH,        /* runtime -> init: your pid is recorded; stop dying with me */
+    SYNC_DETACHED,      /* init -> runtime: done, the runtime may exit */
 };
 
 struct hull_sync_msg {

@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,12 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/fs.h"
 #include "util/json.h"
 
 static int remove_node(const struct cg_hier *h, struct cg_node *n, hull_error *err);
+static bool populated(const struct hull_cgroup *cg);
 
 static const uint32_t always_joined =
     CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_FREEZER) | CG_BIT(CG_CPUACCT);
@@ -219,6 +222,18 @@ int cg_v2_enable(struct hull_cgroup *cg, uint32_t ctrls, hull_error *err)
 int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
                        struct hull_cgroup **out, hull_error *err)
 {
+    return hull_cgroup_create_ex(cgroups_path, id, systemd, 0, out, err);
+}
+
+/* What a one-shot sandbox needs: memory and pids for limits and verdicts,
+ * cpuacct for its CPU time. No freezer (it is never paused), no named
+ * hierarchy, no controller-less cgroup2 of a hybrid host (the sandbox's pid
+ * namespace, not cgroup.kill, ends its processes). */
+static const uint32_t lean_joined = CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_CPUACCT);
+
+int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
+                       struct hull_cgroup **out, hull_error *err)
+{
     *out = NULL;
     const struct cg_layout *L = cg_layout_get(err);
     if (L == NULL)
@@ -274,10 +289,26 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
         }
         n->created = -(int)base;
     }
+    bool reused = false;
     for (size_t i = 0; i < L->n; i++) {
         const struct cg_hier *h = &L->h[i];
-        if ((h->v2 || h->ctrls == 0 || (h->ctrls & always_joined)) && cg_join(cg, i, err) < 0)
+        bool lean = flags & HULL_CGROUP_LEAN;
+        bool want = h->v2      ? !(lean && L->mode == HULL_CGROUP_HYBRID)
+                    : h->ctrls == 0 ? !lean
+                                    : (h->ctrls & (lean ? lean_joined : always_joined)) != 0;
+        if (want && cg_join(cg, i, err) < 0)
             goto out;
+        reused |= cg->n[i].joined && cg->n[i].created == 0;
+    }
+    /* A cgroup that already holds processes is someone else's (another
+     * container's): sharing it would let our destroy kill them. Refused,
+     * as runc does; an empty one made by an engine beforehand is fine. */
+    if (reused && populated(cg)) {
+        hull_error_set(err, EBUSY,
+                       "linux.cgroupsPath: cgroup %s is not empty: it already holds processes "
+                       "of another container",
+                       t.path);
+        goto out;
     }
     /* Accounting for verdicts on a cgroup2 host; best effort, a resource
      * that needs a missing controller fails in hull_cgroup_apply. */
@@ -326,6 +357,77 @@ int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err)
                                      cg->L->h[i].name);
     }
     return 0;
+}
+
+/* Moving a process into a cgroup through cgroup.procs takes the kernel's
+ * global threadgroup lock for writing, which waits for an RCU grace period:
+ * milliseconds of dead time on every container start. A thread moving
+ * itself ("0" into a v1 tasks file) needs no such lock. So the runtime
+ * steps into the container's v1 cgroups itself, clones the init there (the
+ * child is born in them; on cgroup2, clone3's CLONE_INTO_CGROUP does the
+ * same from the fork path), and steps back out. */
+_Static_assert(CG_MAX_HIER <= sizeof(((struct hull_cgroup_self *)0)->back) / sizeof(char *),
+               "hull_cgroup_self.back holds every hierarchy");
+
+int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->v2fd = -1;
+    cleanup_free char *text = NULL;
+    char *own[CG_MAX_HIER] = {0};
+    if (hull_read_file("/proc/self/cgroup", &text, NULL, err) < 0 ||
+        cg_own_paths(cg->L, text, own, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < cg->L->n && rc == 0; i++) {
+        const struct cg_hier *h = &cg->L->h[i];
+        if (!cg->n[i].joined)
+            continue;
+        if (h->v2) {
+            s->v2fd = open(cg->n[i].dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (s->v2fd < 0)
+                rc = hull_error_errno(err, "cgroup: open %s", cg->n[i].dir);
+            continue;
+        }
+        if (own[i] == NULL) {
+            rc = hull_error_set(err, ENOENT, "cgroup: own %s cgroup unknown", h->name);
+            continue;
+        }
+        if (asprintf(&s->back[i], "%s%s", h->mount, strcmp(own[i], "/") ? own[i] : "") < 0) {
+            s->back[i] = NULL;
+            rc = hull_error_set(err, ENOMEM, "out of memory");
+            continue;
+        }
+        if (cg_writef(cg->n[i].dir, "tasks", err, "0") < 0)
+            rc = hull_error_prefix(err, "cgroup: step into the %s hierarchy", h->name);
+    }
+    for (size_t i = 0; i < CG_MAX_HIER; i++)
+        free(own[i]);
+    if (rc < 0) {
+        hull_cgroup_step_out(s);
+        return -1;
+    }
+    cg->fresh = false;
+    s->active = true;
+    return 0;
+}
+
+void hull_cgroup_step_out(struct hull_cgroup_self *s)
+{
+    for (size_t i = 0; i < CG_MAX_HIER; i++) {
+        if (s->back[i] == NULL)
+            continue;
+        hull_error e = NULL;
+        if (cg_writef(s->back[i], "tasks", &e, "0") < 0)
+            hull_warn("cgroup: could not step back into %s: %s", s->back[i], hull_error_msg(e));
+        hull_error_free(&e);
+        free(s->back[i]);
+        s->back[i] = NULL;
+    }
+    if (s->v2fd >= 0)
+        close(s->v2fd);
+    s->v2fd = -1;
+    s->active = false;
 }
 
 const struct cg_node *cg_main_node(const struct hull_cgroup *cg)
@@ -502,8 +604,16 @@ int hull_cgroup_destroy(struct hull_cgroup *cg, hull_error *err)
     }
     int rc = 0;
     for (size_t i = 0; i < cg->L->n; i++) {
-        if (!cg->n[i].joined)
+        if (!cg->n[i].joined) {
+            /* A hierarchy joined after the state was last saved (a crash
+             * between applying limits and saving again) left the
+             * container's own leaf there; it is this container's, so it
+             * goes as well. Its parents were not recorded: they stay. */
+            if (cg->n[i].dir && access(cg->n[i].dir, F_OK) == 0 &&
+                remove_tree(cg->n[i].dir, 0) < 0 && rc == 0)
+                rc = hull_error_errno(err, "cgroup: rmdir %s", cg->n[i].dir);
             continue;
+        }
         hull_error e = NULL;
         if (remove_node(&cg->L->h[i], &cg->n[i], &e) < 0 && rc == 0) {
             rc = -1;

@@ -39,6 +39,12 @@ struct hull_cgroup;
 int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
                        struct hull_cgroup **out, hull_error *err);
 
+/* hull_cgroup_create with flags: HULL_CGROUP_LEAN joins only what a one-shot
+ * sandbox needs (memory, pids, cpu accounting; no freezer, so no pause). */
+#define HULL_CGROUP_LEAN 1u
+int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
+                          struct hull_cgroup **out, hull_error *err);
+
 /* Write linux.resources. A field the host cannot enforce is an error naming
  * the field; unset fields are left alone. Also used by `update`, where a
  * memory limit below current usage is an error. It may join hierarchies
@@ -50,6 +56,19 @@ int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hu
  * Call it before hull_cgroup_enter when the container mounts a cgroup view
  * (the view shows only joined hierarchies) or runs systemd. */
 int hull_cgroup_join_all(struct hull_cgroup *cg, hull_error *err);
+
+/* Put a child into the cgroup at birth instead of moving it later (which
+ * waits for an RCU grace period in the kernel): step the calling thread
+ * into the cgroup's v1 hierarchies, clone with CLONE_INTO_CGROUP = v2fd
+ * when v2fd >= 0, then step out. The runtime counts against the cgroup's
+ * pids limit meanwhile, so callers with a pids limit below 2 move instead. */
+struct hull_cgroup_self {
+    char *back[24]; /* the caller's own cgroup dirs to return to */
+    int v2fd;       /* for clone3's CLONE_INTO_CGROUP, or -1 */
+    bool active;
+};
+int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err);
+void hull_cgroup_step_out(struct hull_cgroup_self *s);
 
 /* Move pid into the cgroup (every hierarchy). */
 int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);

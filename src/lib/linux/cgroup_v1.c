@@ -53,6 +53,22 @@ static int v1_limit_and_swap(const char *dir, const struct hull_resources *r, hu
         return hull_error_set(err, ENOTSUP,
                               MEM ".swap: swap accounting is not enabled on this host (no "
                                   "memory.memsw.limit_in_bytes)");
+    if (!memsw && r->has_memory_limit && !r->has_memory_swap &&
+        cg_exists(dir, "memory.memsw.limit_in_bytes")) {
+        /* Unlimited memory with no word on swap lifts memory+swap too, as
+         * runc does: the kernel keeps memsw >= limit, so -1 alone fails. */
+        if (r->memory_limit == -1 &&
+            set_i64(dir, "memory.memsw.limit_in_bytes", -1, MEM ".swap", err) < 0)
+            return -1;
+        if (v1_limit(dir, r->memory_limit, err) == 0)
+            return 0;
+        if (hull_error_code(*err) == EINVAL)
+            hull_error_set(err, EINVAL,
+                           MEM ".limit: %lld is above the container's memory+swap limit: "
+                               "raise memory.swap (--memory-swap) with it",
+                           (long long)r->memory_limit);
+        return -1;
+    }
     if (!memsw)
         return r->has_memory_limit ? v1_limit(dir, r->memory_limit, err) : 0;
     if (!r->has_memory_limit)

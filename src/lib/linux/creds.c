@@ -118,8 +118,9 @@ int hull_creds_apply(const struct hull_process *p, hull_error *err)
         if (set_caps(&p->caps, err) < 0)
             return -1;
     }
-    if (u->has_umask)
-        umask(u->umask);
+    /* Without process.user.umask the container gets runc's 0022, not
+     * whatever umask the engine that ran hull happened to have. */
+    umask(u->has_umask ? u->umask : 022);
     return 0;
 }
 

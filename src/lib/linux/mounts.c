@@ -259,7 +259,7 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
         return hull_error_errno(err, "mounts[%zu]: mount %s on %s", index, m->type,
                                 m->destination);
     }
-    if (below >= 0 || m->propagation) {
+    if (below >= 0 || m->propagation || m->attr_set || m->attr_clr) {
         /* Reopen the destination: destfd still names the covered directory. */
         cleanup_close int top = hull_resolve_in_root(r->rootfd, m->destination,
                                                      HULL_RESOLVE_DIRECTORY, err);
@@ -269,6 +269,13 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
             cleanup_close int dir = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (dir < 0 || copy_tree(below, dir, err) < 0)
                 return hull_error_prefix(err, "mounts[%zu]", index);
+        }
+        /* The recursive options ("rro", "rnosuid", ...) apply to every
+         * mount type, not only binds; after tmpcopyup, which must write. */
+        if (m->attr_set || m->attr_clr) {
+            struct mount_attr a = {.attr_set = m->attr_set, .attr_clr = m->attr_clr};
+            if (mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+                return hull_error_errno(err, "mounts[%zu]: set recursive attributes", index);
         }
         if (set_propagation_fd(top, m->propagation, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
@@ -294,6 +301,18 @@ static int copy_fd(int from, int to)
 
 static int write_root_file(int rootfd, const struct hull_root_file *f, hull_error *err)
 {
+    if (S_ISDIR(f->mode)) {
+        /* A directory with its owner (the sandbox's /tmp/... for its user). */
+        cleanup_close int dfd = hull_resolve_in_root(
+            rootfd, f->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        char fdp[32];
+        if (dfd < 0)
+            return hull_error_prefix(err, "mkdir %s", f->path);
+        if (fchownat(dfd, "", f->uid, f->gid, AT_EMPTY_PATH) < 0 ||
+            chmod(hull_fd_path(fdp, dfd), f->mode & 07777) < 0)
+            return hull_error_errno(err, "mkdir %s", f->path);
+        return 0;
+    }
     if (f->link) {
         char parent[PATH_MAX];
         snprintf(parent, sizeof(parent), "%s", f->path);

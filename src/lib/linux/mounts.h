@@ -20,7 +20,7 @@ struct hull_root_file {
     size_t len;
     int src_fd; /* >= 0: copy from this fd instead of data */
     const char *link;
-    unsigned mode;
+    unsigned mode;     /* S_IFDIR | perms: a directory (made if missing) */
     unsigned uid, gid; /* owner in the container's user namespace */
     bool after_mounts;
 };

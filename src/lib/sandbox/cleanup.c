@@ -21,7 +21,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
-static bool supervisor_alive(const struct hull_cstate *cs)
+/* 1: the supervisor runs, 0: it is gone, -1: none is recorded. */
+static int supervisor_alive(const struct hull_cstate *cs)
 {
     for (char **a = cs->annotations; a && a[0] && a[1]; a += 2) {
         if (strcmp(a[0], HULL_SANDBOX_SUPERVISOR_KEY) != 0)
@@ -29,10 +30,10 @@ static bool supervisor_alive(const struct hull_cstate *cs)
         int pid = 0;
         unsigned long long start = 0;
         if (sscanf(a[1], "%d:%llu", &pid, &start) != 2)
-            return false;
+            return 0;
         return hull_pid_alive(pid, start);
     }
-    return false; /* no supervisor recorded: a half-made run */
+    return -1;
 }
 
 int hull_sandbox_cleanup(size_t *removed, hull_error *err)
@@ -41,7 +42,8 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     DIR *d = opendir(HULL_SANDBOX_ROOT);
     if (d == NULL)
-        return errno == ENOENT ? 0 : hull_error_errno(err, "sandbox cleanup: %s", HULL_SANDBOX_ROOT);
+        return errno == ENOENT ? 0
+                               : hull_error_errno(err, "sandbox cleanup: %s", HULL_SANDBOX_ROOT);
     int ret = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -52,16 +54,17 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
             continue;
         struct hull_cstate cs;
         hull_error e = NULL;
-        bool leftover = true;
+        int alive = -1;
         if (hull_cstate_read(fd, &cs, &e) == 0) {
-            leftover = !supervisor_alive(&cs);
+            alive = supervisor_alive(&cs);
             hull_cstate_free(&cs);
-        } else {
-            /* No state yet: a run being set up right now, or a crash before
-             * the first write. Only old directories count as leftovers. */
-            struct stat st;
-            leftover = fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60;
         }
+        /* No state yet (a run being set up right now, or a crash before the
+         * first write) or no supervisor in it (a hull from before the
+         * annotation, maybe still running): only old directories count. */
+        struct stat st;
+        bool leftover =
+            alive == 0 || (alive < 0 && fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60);
         hull_error_free(&e);
         close(fd);
         if (!leftover)

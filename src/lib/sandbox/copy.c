@@ -35,8 +35,9 @@ static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *size, hull_e
     if (fstat(src, &st) < 0)
         return hull_error_errno(err, "stat");
     if (!S_ISREG(st.st_mode))
-        return hull_error_set(err, EPERM, "not a regular file (symlinks, directories and "
-                                          "devices are not copied out)");
+        return hull_error_set(err, EPERM,
+                              "not a regular file (symlinks, directories and "
+                              "devices are not copied out)");
     if (st.st_nlink != 1)
         return hull_error_set(err, EPERM, "has %lu hard links; not copied out",
                               (unsigned long)st.st_nlink);

@@ -24,12 +24,21 @@
 /* Host directories bound read-only by default (when they exist). On merged
  * /usr systems /bin, /lib... are symlinks into /usr: those become the same
  * symlinks in the sandbox instead of binds. */
-static const char *const host_dirs[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-                                        "/libx32", NULL};
+static const char *const host_dirs[] = {"/usr",   "/bin",   "/sbin",   "/lib",
+                                        "/lib32", "/lib64", "/libx32", NULL};
 /* /etc files a dynamically linked program or an interpreter reads. */
-static const char *const host_etc[] = {"/etc/ld.so.cache", "/etc/alternatives",
-                                       "/etc/localtime", "/etc/nsswitch.conf",
-                                       "/etc/mime.types", NULL};
+static const char *const host_etc[] = {"/etc/ld.so.cache",   "/etc/alternatives", "/etc/localtime",
+                                       "/etc/nsswitch.conf", "/etc/mime.types",   NULL};
+
+bool hull_sandbox_under_host_dir(const char *path)
+{
+    for (const char *const *d = host_dirs; *d; d++) {
+        size_t n = strlen(*d);
+        if (strncmp(path, *d, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return true;
+    }
+    return false;
+}
 
 static json_object *str(const char *s)
 {
@@ -144,7 +153,9 @@ static json_object *resources(const struct hull_policy *p)
     json_object_object_add(mem, "swap", json_object_new_int64((int64_t)p->memory_bytes));
     json_object_object_add(r, "memory", mem);
     json_object *pids = json_object_new_object();
-    json_object_object_add(pids, "limit", json_object_new_int64(p->pids));
+    /* The sandbox's init (the reaper, see container/reaper.c) is one task
+     * of the cgroup that is not the program's: --pids counts the program's. */
+    json_object_object_add(pids, "limit", json_object_new_int64((int64_t)p->pids + 1));
     json_object_object_add(r, "pids", pids);
     json_object *cpu = json_object_new_object();
     json_object_object_add(cpu, "period", json_object_new_int64(100000));
@@ -199,7 +210,8 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
     if (p->isolation == HULL_ISOLATION_PROCESS) {
         /* No cgroup at this level: address space and tasks by rlimit only. */
         json_object_array_add(rl, rlimit("RLIMIT_AS", p->memory_bytes, p->memory_bytes));
-        json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids, p->pids));
+        /* Counted per host uid, the init included (same uid). */
+        json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids + 1ull, p->pids + 1ull));
     }
     json_object_object_add(proc, "rlimits", rl);
     return proc;
@@ -238,12 +250,12 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
                  "root:x:0:0:root:/root:/bin/sh\nsandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n"
                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
                  lay->uid, lay->uid);
-        snprintf(lay->group, sizeof(lay->group),
-                 "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n", lay->uid);
+        snprintf(lay->group, sizeof(lay->group), "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n",
+                 lay->uid);
         if (add_root_file(lay, "/etc/passwd", lay->passwd, NULL, false) < 0 ||
             add_root_file(lay, "/etc/group", lay->group, NULL, false) < 0 ||
-            add_root_file(lay, "/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n",
-                          NULL, false) < 0) {
+            add_root_file(lay, "/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", NULL,
+                          false) < 0) {
             hull_error_set(err, E2BIG, "sandbox layout: too many files");
             goto fail;
         }
@@ -262,6 +274,17 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     add_mount(mounts, "/tmp", "tmpfs", "tmpfs", tmp_o);
     for (size_t i = 0; i < p->n_binds; i++)
         add_bind(mounts, p->binds[i].source, p->binds[i].destination, p->binds[i].writable);
+    /* The default layout's root is the same for every run: bind a shared
+     * read-only one instead of building a tmpfs root each time. A --bind
+     * may need a mount point of its own, so it keeps the tmpfs root. */
+    if (p->rootfs == NULL && p->n_binds == 0 && geteuid() == 0) {
+        if (hull_sandbox_skeleton(empty_root, mounts, lay->files, lay->n_files, lay->skeleton,
+                                  sizeof(lay->skeleton), err) < 0)
+            goto fail;
+        json_object_object_add(root, "path", str(lay->skeleton));
+        lay->extras.tmpfs_root = false;
+        lay->n_files = 0; /* baked into the skeleton */
+    }
     json_object_object_add(doc, "mounts", mounts);
 
     json_object *lx = json_object_new_object();
@@ -271,12 +294,18 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
         json_object_object_add(lx, "gidMappings", id_map(uid_base));
         json_object_object_add(lx, "resources", resources(p));
     }
-    static const char *const masked[] = {"/proc/acpi", "/proc/asound", "/proc/kcore",
-                                         "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                                         "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                                         "/proc/sysrq-trigger", NULL};
-    static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                           NULL};
+    static const char *const masked[] = {"/proc/acpi",
+                                         "/proc/asound",
+                                         "/proc/kcore",
+                                         "/proc/keys",
+                                         "/proc/latency_stats",
+                                         "/proc/timer_list",
+                                         "/proc/timer_stats",
+                                         "/proc/sched_debug",
+                                         "/proc/scsi",
+                                         "/proc/sysrq-trigger",
+                                         NULL};
+    static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", NULL};
     json_object_object_add(lx, "maskedPaths", strings(masked));
     json_object_object_add(lx, "readonlyPaths", strings(readonly));
     json_object_object_add(doc, "linux", lx);

@@ -17,18 +17,18 @@
 #define GiB (1024ull * MiB)
 
 /* Limits a policy may ask for (inclusive). */
-#define CPU_TIME_MIN_MS 1ull
-#define CPU_TIME_MAX_MS (24ull * 3600 * 1000)
+#define CPU_TIME_MIN_MS  1ull
+#define CPU_TIME_MAX_MS  (24ull * 3600 * 1000)
 #define WALL_TIME_MIN_MS 1ull
 #define WALL_TIME_MAX_MS (24ull * 3600 * 1000)
-#define MEMORY_MIN (4ull * MiB)
-#define MEMORY_MAX (1024ull * GiB)
-#define OUTPUT_MAX (1ull * GiB)
-#define TMPFS_MIN (64ull * KiB)
-#define TMPFS_MAX (1024ull * GiB)
-#define PIDS_MAX 1000000u
-#define OPEN_FILES_MIN 4u
-#define OPEN_FILES_MAX 1048576u
+#define MEMORY_MIN       (4ull * MiB)
+#define MEMORY_MAX       (1024ull * GiB)
+#define OUTPUT_MAX       (1ull * GiB)
+#define TMPFS_MIN        (64ull * KiB)
+#define TMPFS_MAX        (1024ull * GiB)
+#define PIDS_MAX         1000000u
+#define OPEN_FILES_MIN   4u
+#define OPEN_FILES_MAX   1048576u
 
 void hull_policy_init(struct hull_policy *p)
 {
@@ -147,6 +147,8 @@ int hull_parse_size(const char *s, uint64_t *bytes)
     double mult = 1;
     switch (*end) {
     case '\0':
+    case 'b': /* plain bytes: "512B" */
+    case 'B':
         break;
     case 'k':
     case 'K':
@@ -198,8 +200,8 @@ static int sandbox_path(const char *name, const char *path, bool under_tmp, hull
 {
     char clean[4096];
     if (path == NULL || path[0] != '/')
-        return hull_error_set(err, EINVAL, "%s: '%s' must be an absolute path in the sandbox",
-                              name, path ? path : "");
+        return hull_error_set(err, EINVAL, "%s: '%s' must be an absolute path in the sandbox", name,
+                              path ? path : "");
     if (hull_path_clean(path, clean, sizeof(clean)) < 0)
         return hull_error_set(err, EINVAL, "%s: '%s' escapes the sandbox root", name, path);
     if (under_tmp && strncmp(clean, "/tmp/", 5) != 0)
@@ -282,8 +284,8 @@ static int json_limit(json_object *limits, const char *key, bool size, uint64_t 
         return 0;
     }
     if (!json_object_is_type(v, json_type_string))
-        return hull_error_set(err, EINVAL, "limits.%s: must be a string like %s or a number",
-                              key, size ? "\"256M\"" : "\"2s\"");
+        return hull_error_set(err, EINVAL, "limits.%s: must be a string like %s or a number", key,
+                              size ? "\"256M\"" : "\"2s\"");
     const char *s = json_object_get_string(v);
     if ((size ? hull_parse_size(s, out) : hull_parse_duration_ms(s, out)) < 0)
         return hull_error_set(err, EINVAL, "limits.%s: '%s' is not a %s", key, s,
@@ -302,6 +304,23 @@ static int json_u32_limit(json_object *limits, const char *key, uint32_t *out, h
     return 0;
 }
 
+/* The first key of obj that is not in known (NULL-terminated), or NULL. A
+ * misspelt key would otherwise be ignored and its value silently replaced
+ * by the default. */
+static const char *unknown_key(json_object *obj, const char *const *known)
+{
+    json_object_object_foreach(obj, key, val)
+    {
+        (void)val;
+        bool ok = false;
+        for (const char *const *k = known; *k; k++)
+            ok = ok || strcmp(*k, key) == 0;
+        if (!ok)
+            return key;
+    }
+    return NULL;
+}
+
 static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
 {
     json_object *l = hj_get(doc, "limits");
@@ -309,17 +328,11 @@ static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
         return 0;
     if (hj_require_object(l, "limits", err) < 0)
         return -1;
-    static const char *const known[] = {"cpu_time", "wall_time", "memory", "output",
-                                        "tmp_size", "pids",      "open_files", "cpus", NULL};
-    json_object_object_foreach(l, key, val)
-    {
-        (void)val;
-        bool ok = false;
-        for (const char *const *k = known; *k; k++)
-            ok = ok || strcmp(*k, key) == 0;
-        if (!ok)
-            return hull_error_set(err, EINVAL, "limits.%s: unknown limit", key);
-    }
+    static const char *const known[] = {"cpu_time", "wall_time",  "memory", "output", "tmp_size",
+                                        "pids",     "open_files", "cpus",   NULL};
+    const char *bad = unknown_key(l, known);
+    if (bad)
+        return hull_error_set(err, EINVAL, "limits.%s: unknown limit", bad);
     if (json_limit(l, "cpu_time", false, &p->cpu_time_ms, err) < 0 ||
         json_limit(l, "wall_time", false, &p->wall_time_ms, err) < 0 ||
         json_limit(l, "memory", true, &p->memory_bytes, err) < 0 ||
@@ -387,6 +400,21 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
     return 0;
 }
 
+/* Host paths (rootfs, binds, copies, seccomp files) are not part of a
+ * request: they are the operator's. */
+static int json_known_fields(json_object *doc, hull_error *err)
+{
+    static const char *const known[] = {"cmd",   "isolation", "workdir", "limits", "env",
+                                        "files", "stdin",     "network", NULL};
+    const char *bad = unknown_key(doc, known);
+    if (bad)
+        return hull_error_set(err, EINVAL,
+                              "%s: unknown field (cmd, isolation, workdir, limits, env, files, "
+                              "stdin, network)",
+                              bad);
+    return 0;
+}
+
 int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err)
 {
     json_object *doc = NULL;
@@ -394,6 +422,8 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
         return -1;
     int ret = -1;
     char *iso = NULL;
+    if (json_known_fields(doc, err) < 0)
+        goto out;
     json_object *cmd = hj_get(doc, "cmd");
     if (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
         json_object_array_length(cmd) == 0) {
@@ -403,8 +433,7 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
     if (hj_string_array(doc, "", "cmd", &p->argv, NULL, err) < 0 ||
         hj_string(doc, "", "isolation", false, &iso, err) < 0 ||
         hj_string(doc, "", "workdir", false, &p->workdir, err) < 0 ||
-        json_limits(doc, p, err) < 0 || json_env(doc, p, err) < 0 ||
-        json_files(doc, p, err) < 0)
+        json_limits(doc, p, err) < 0 || json_env(doc, p, err) < 0 || json_files(doc, p, err) < 0)
         goto out;
     if (iso && hull_isolation_parse(iso, &p->isolation) < 0) {
         hull_error_set(err, EINVAL, "isolation: unknown level '%s' (process, container, microvm)",
@@ -427,8 +456,8 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
     }
     json_object *net = hj_get(doc, "network");
     if (net != NULL) {
-        const char *n = json_object_is_type(net, json_type_string) ? json_object_get_string(net)
-                                                                   : "";
+        const char *n =
+            json_object_is_type(net, json_type_string) ? json_object_get_string(net) : "";
         if (strcmp(n, "none") == 0)
             p->network_host = false;
         else if (strcmp(n, "host") == 0)

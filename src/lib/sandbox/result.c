@@ -42,32 +42,51 @@ void hull_result_free(struct hull_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Well-formed UTF-8 without NUL, so it can travel as a JSON string as is. */
-static bool is_utf8_text(const unsigned char *s, size_t n)
+/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF) without NUL, so it can travel as a JSON string as is and every
+ * client's decoder accepts it. *text_len is n, or less when the bytes end
+ * in the middle of a character (an output cut at its limit). */
+static bool is_utf8_text(const unsigned char *s, size_t n, size_t *text_len)
 {
     size_t i = 0;
     while (i < n) {
         unsigned char c = s[i];
-        size_t len;
         if (c == 0)
             return false;
-        if (c < 0x80)
-            len = 1;
-        else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xbf; /* the allowed second byte */
+        if (c >= 0xc2 && c <= 0xdf)
             len = 2;
-        else if ((c & 0xf0) == 0xe0)
+        else if (c == 0xe0)
+            len = 3, lo = 0xa0;
+        else if (c == 0xed)
+            len = 3, hi = 0x9f;
+        else if (c >= 0xe1 && c <= 0xef)
             len = 3;
-        else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+        else if (c == 0xf0)
+            len = 4, lo = 0x90;
+        else if (c >= 0xf1 && c <= 0xf3)
             len = 4;
+        else if (c == 0xf4)
+            len = 4, hi = 0x8f;
         else
             return false;
-        if (i + len > n)
-            return false;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
+        for (size_t k = 1; k < len; k++) {
+            if (i + k == n) { /* cut short: valid so far */
+                *text_len = i;
+                return true;
+            }
+            unsigned char b = s[i + k];
+            if (k == 1 ? (b < lo || b > hi) : (b & 0xc0) != 0x80)
                 return false;
+        }
         i += len;
     }
+    *text_len = n;
     return true;
 }
 
@@ -98,8 +117,11 @@ static void add_output(json_object *o, const char *name, const struct hull_outpu
 {
     char key[64];
     const unsigned char *d = (const unsigned char *)(out->data ? out->data : "");
-    if (is_utf8_text(d, out->len)) {
-        json_object_object_add(o, name, json_object_new_string_len((const char *)d, (int)out->len));
+    size_t text_len = 0;
+    /* Text cut at the output limit may end inside a character: that part
+     * goes (the stream is marked truncated anyway), the rest stays text. */
+    if (is_utf8_text(d, out->len, &text_len) && (text_len == out->len || out->truncated)) {
+        json_object_object_add(o, name, json_object_new_string_len((const char *)d, (int)text_len));
     } else {
         char *b = base64(d, out->len);
         snprintf(key, sizeof(key), "%s_base64", name);

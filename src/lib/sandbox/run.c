@@ -5,6 +5,7 @@
  * the clocks and the kill switch, and turns the kernel's own accounting
  * (cgroup cpu usage, memory OOM kills, pids events) into the verdict.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -34,7 +35,6 @@
 
 /* Outside /run/hull (0700): the sandbox's root user, an unprivileged host uid,
  * must be able to reach the directory its tmpfs root is mounted on. */
-#define EMPTY_ROOT "/run/hull-empty"
 
 /* What a run owns; released in one place whatever happened. */
 struct run {
@@ -44,12 +44,16 @@ struct run {
     struct hull_seccomp_filter *seccomp;
     struct hull_container_ctx c;
     bool have_ctx;
-    int in_fd;         /* what becomes the sandbox's stdin */
-    int in_write;      /* our end when stdin_data is fed through a pipe */
+    int in_fd;    /* what becomes the sandbox's stdin */
+    int in_write; /* our end when stdin_data is fed through a pipe */
     int out[2], err[2];
-    int copy_fds[HULL_SANDBOX_MAX_FILES];
+    int status[2]; /* the reaper's report of the program's wait status */
+    int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
+    char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
+    size_t n_dirs;
     size_t stdin_off;
+    uint64_t cpu_seen_ms; /* the last CPU time the supervisor saw */
     char id[64];
 };
 
@@ -67,55 +71,16 @@ static void run_release(struct run *x)
     for (int i = 0; i < 2; i++) {
         close_fd(&x->out[i]);
         close_fd(&x->err[i]);
+        close_fd(&x->status[i]);
     }
     for (size_t i = 0; i < x->n_copy_fds; i++)
         close_fd(&x->copy_fds[i]);
+    for (size_t i = 0; i < x->n_dirs; i++)
+        free(x->dirs[i]);
     if (x->have_ctx)
         hull_container_ctx_release(&x->c);
     hull_seccomp_filter_free(x->seccomp);
     hull_sandbox_layout_free(&x->lay);
-}
-
-static int open_regular(const char *path, const char *what, hull_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return hull_error_errno(err, "%s %s", what, path);
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return hull_error_set(err, EINVAL, "%s %s: not a regular file", what, path);
-    }
-    return fd;
-}
-
-/* A bundle (DIR/config.json + DIR/rootfs) or a plain root directory. */
-static char *resolve_rootfs(const char *dir, hull_error *err)
-{
-    char *real = realpath(dir, NULL);
-    if (real == NULL) {
-        hull_error_errno(err, "--rootfs %s", dir);
-        return NULL;
-    }
-    struct stat st;
-    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        hull_error_set(err, ENOTDIR, "--rootfs %s: not a directory", dir);
-        free(real);
-        return NULL;
-    }
-    char sub[PATH_MAX];
-    snprintf(sub, sizeof(sub), "%s/rootfs", real);
-    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(sub, sizeof(sub), "%s/config.json", real);
-        if (access(sub, F_OK) == 0) {
-            char *r = NULL;
-            if (asprintf(&r, "%s/rootfs", real) < 0)
-                r = NULL;
-            free(real);
-            return r;
-        }
-    }
-    return real;
 }
 
 /* Everything that can be wrong with the input is found here, before any
@@ -125,18 +90,29 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     const struct hull_policy *p = x->p;
     if (hull_policy_validate(p, err) < 0)
         return -1;
-    if (p->n_copy_in + p->n_files > HULL_SANDBOX_MAX_FILES - 16)
-        return hull_error_set(err, E2BIG, "copy_in: at most %d files",
-                              HULL_SANDBOX_MAX_FILES - 16);
-    if (p->rootfs && (*rootfs = resolve_rootfs(p->rootfs, err)) == NULL)
+    if (p->n_copy_in + p->n_files > HULL_SANDBOX_MAX_COPIES)
+        return hull_error_set(err, E2BIG, "copy_in: at most %d files (with files)",
+                              HULL_SANDBOX_MAX_COPIES);
+    if (p->rootfs && (*rootfs = hull_sandbox_resolve_rootfs(p->rootfs, err)) == NULL)
         return -1;
+    bool userns = p->isolation == HULL_ISOLATION_CONTAINER;
+    if (*rootfs && userns && hull_sandbox_reachable(*rootfs, "--rootfs", err) < 0)
+        return -1;
+    static const char *const own_mounts[] = {"/proc", "/dev", "/tmp", NULL};
+    for (const char *const *m = own_mounts; *rootfs && *m; m++)
+        if (hull_sandbox_check_mountpoint(*rootfs, *m, "--rootfs", err) < 0)
+            return -1;
     for (size_t i = 0; i < p->n_binds; i++) {
         struct stat st;
         if (stat(p->binds[i].source, &st) < 0)
             return hull_error_errno(err, "--bind %s", p->binds[i].source);
+        if (userns && hull_sandbox_reachable(p->binds[i].source, "--bind", err) < 0)
+            return -1;
+        if (hull_sandbox_check_mountpoint(*rootfs, p->binds[i].destination, "--bind", err) < 0)
+            return -1;
     }
     for (size_t i = 0; i < p->n_copy_in; i++) {
-        int fd = open_regular(p->copy_in[i].host, "--copy-in", err);
+        int fd = hull_sandbox_open_regular(p->copy_in[i].host, "--copy-in", err);
         if (fd < 0)
             return -1;
         x->copy_fds[x->n_copy_fds++] = fd;
@@ -169,12 +145,56 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     return 0;
 }
 
-/* Files the init writes into /tmp before the workload starts. */
+/* The directories strictly below /tmp on the way to path (and path itself
+ * when self), parents first, each once. */
+static int add_dirs(struct run *x, const char *path, bool self)
+{
+    char clean[PATH_MAX];
+    if (hull_path_clean(path, clean, sizeof(clean)) < 0)
+        return -1;
+    size_t n = strlen(clean);
+    for (size_t i = 5; i <= n; i++) { /* past "/tmp/" */
+        if (!(clean[i] == '/' || (self && i == n)))
+            continue;
+        bool seen = false;
+        for (size_t k = 0; k < x->n_dirs && !seen; k++)
+            seen = strlen(x->dirs[k]) == i && strncmp(x->dirs[k], clean, i) == 0;
+        if (seen)
+            continue;
+        if (x->n_dirs == HULL_SANDBOX_MAX_FILES || (x->dirs[x->n_dirs] = strndup(clean, i)) == NULL)
+            return -1;
+        x->n_dirs++;
+    }
+    return 0;
+}
+
+/* Files the init writes into /tmp before the workload starts, after the
+ * directories they (and the workdir) need: those belong to the sandbox's
+ * user, who must be able to write next to what was copied in. */
 static int add_tmp_files(struct run *x)
 {
     const struct hull_policy *p = x->p;
     struct hull_sandbox_layout *lay = &x->lay;
     uint32_t uid = lay->uid;
+    for (size_t i = 0; i < p->n_copy_in; i++)
+        if (add_dirs(x, p->copy_in[i].sandbox, false) < 0)
+            return -1;
+    for (size_t i = 0; i < p->n_files; i++)
+        if (add_dirs(x, p->files[i].path, false) < 0)
+            return -1;
+    if (p->workdir && strncmp(p->workdir, "/tmp/", 5) == 0 && add_dirs(x, p->workdir, true) < 0)
+        return -1;
+    for (size_t i = 0; i < x->n_dirs; i++) {
+        if (lay->n_files == HULL_SANDBOX_MAX_FILES)
+            return -1;
+        struct hull_root_file *f = &lay->files[lay->n_files++];
+        memset(f, 0, sizeof(*f));
+        f->path = x->dirs[i];
+        f->src_fd = -1;
+        f->mode = S_IFDIR | 0755;
+        f->uid = f->gid = uid;
+        f->after_mounts = true;
+    }
     for (size_t i = 0; i < p->n_copy_in + p->n_files; i++) {
         if (lay->n_files == HULL_SANDBOX_MAX_FILES)
             return -1;
@@ -201,6 +221,31 @@ static int add_tmp_files(struct run *x)
     lay->extras.files = lay->files;
     lay->extras.n_files = lay->n_files;
     return 0;
+}
+
+/* A runner killed by SIGKILL cannot remove its run's state directory and
+ * cgroups (its processes die with it). The next run on the machine does,
+ * as `delete --force` would. The runner's pid is in the id, which makes the
+ * check cheap and exact: only runs whose runner is gone are touched (a
+ * reused pid merely delays that), and nothing else under the root is.
+ * hull_sandbox_cleanup() is the full pass, for hulld at start-up. */
+static void collect_stale(const struct hull_runtime *rt)
+{
+    DIR *d = opendir(rt->root);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int pid = 0;
+        if (sscanf(de->d_name, "sandbox-%d-", &pid) != 1 || pid <= 0 || kill(pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        hull_error e = NULL;
+        if (hull_container_delete(rt, de->d_name, true, &e) < 0)
+            hull_debug("sandbox: stale %s: %s", de->d_name, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    closedir(d);
 }
 
 static void next_id(char *buf, size_t len)
@@ -252,9 +297,60 @@ static void kill_all(struct run *x)
     kill(x->c.launch.pid, SIGKILL);
 }
 
+/* utime + stime + cutime + cstime of one process, in clock ticks. */
+static bool stat_ticks(pid_t pid, unsigned long long *ticks)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* Fields after the last ')' (comm may hold anything): 3 is the state,
+     * 14-17 are utime, stime, cutime, cstime. */
+    char *p = strrchr(buf, ')');
+    unsigned long long t[4];
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &t[0],
+               &t[1], &t[2], &t[3]) != 4)
+        return false;
+    *ticks = t[0] + t[1] + t[2] + t[3];
+    return true;
+}
+
+/* CPU time so far of a sandbox without a cgroup (process isolation): the
+ * init (the reaper) and its children, each with what it reaped. Processes
+ * deeper down count once reaped; RLIMIT_CPU bounds each meanwhile. */
+static bool proc_cpu_ms(pid_t init, uint64_t *ms)
+{
+    unsigned long long total = 0, t;
+    if (!stat_ticks(init, &total))
+        return false;
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+            if (stat_ticks((pid_t)atoi(tok), &t))
+                total += t;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    *ms = total * 1000ull / (unsigned long long)(hz > 0 ? hz : 100);
+    return true;
+}
+
 /* The workload runs: feed stdin, collect output, watch the clocks. Returns
- * the wait status of the init. */
-static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
+ * the wait status of the init; *ru gets its resource usage. */
+static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct rusage *ru)
 {
     const struct hull_policy *p = x->p;
     pid_t pid = x->c.launch.pid;
@@ -262,10 +358,11 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
     bool out_open = true, err_open = true, exited = false;
     int status = 0;
     uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
-    /* CPU time can only outrun the wall clock with more than one CPU's worth
-     * of quota; otherwise the wall clock alone decides when to look. */
-    bool watch_cpu = x->c.cgroup != NULL;
+    /* The cgroup's usage covers every process; without a cgroup the init's
+     * /proc/PID/stat is the best there is (RLIMIT_CPU bounds each process). */
+    bool watch_cpu = true;
     *why = STOP_NONE;
+    memset(ru, 0, sizeof(*ru));
 
     while (!exited || out_open || err_open) {
         struct pollfd f[5] = {
@@ -309,7 +406,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
             kill_all(x);
         }
         if (pfd < 0 || (f[2].revents & POLLIN)) {
-            if (waitpid(pid, &status, pfd < 0 ? WNOHANG : 0) == pid) {
+            if (wait4(pid, &status, pfd < 0 ? WNOHANG : 0, ru) == pid) {
                 exited = true;
                 /* Anything left in the sandbox dies now; the pipes then close. */
                 kill_all(x);
@@ -324,11 +421,20 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
             deadline = UINT64_MAX;
         }
         if (watch_cpu && *why == STOP_NONE) {
-            uint64_t used = 0;
-            hull_error e = NULL;
-            if (hull_cgroup_cpu_usage(x->c.cgroup, &used, &e) < 0)
+            uint64_t used_ms = 0;
+            bool known = false;
+            if (x->c.cgroup) {
+                uint64_t ns = 0;
+                hull_error e = NULL;
+                known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
                 hull_error_free(&e);
-            else if (used / 1000000ull >= p->cpu_time_ms) {
+                used_ms = ns / 1000000ull;
+            } else {
+                known = proc_cpu_ms(pid, &used_ms);
+            }
+            if (known && used_ms > x->cpu_seen_ms)
+                x->cpu_seen_ms = used_ms;
+            if (known && used_ms >= p->cpu_time_ms) {
                 *why = STOP_CPU;
                 kill_all(x);
             }
@@ -337,39 +443,54 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why)
     if (pfd >= 0)
         close(pfd);
     if (!exited)
-        waitpid(pid, &status, 0);
+        wait4(pid, &status, 0, ru);
     return status;
 }
 
-static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st,
-                    const struct rusage *ru)
+/* The program's own wait status, from the reaper; the init's when the
+ * reaper had none to give (it was killed with everything else). */
+static int program_status(struct run *x, int init_status)
+{
+    int st;
+    ssize_t n;
+    do {
+        n = read(x->status[0], &st, sizeof(st));
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(st) ? st : init_status;
+}
+
+static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st)
 {
     struct hull_result *r = x->r;
     if (WIFEXITED(status))
         r->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         r->signal = WTERMSIG(status);
-    bool cpu_over = r->cpu_time_ms >= x->p->cpu_time_ms ||
-                    (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    bool cpu_over =
+        r->cpu_time_ms >= x->p->cpu_time_ms || (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    /* One verdict when several limits were hit: the kernel's memory and
+     * pids events come before the clocks and the output, because they are
+     * the cause when both happen -- a fork bomb spins on failing forks
+     * until its CPU time runs out, a program whose helper was OOM-killed
+     * may wait until the wall clock stops it. */
     if (why == STOP_CANCEL)
         r->verdict = HULL_VERDICT_KILLED;
+    else if (st && st->oom_kill_events > 0)
+        r->verdict = HULL_VERDICT_MEMORY_LIMIT;
+    else if (st && st->pids_max_events > 0)
+        r->verdict = HULL_VERDICT_PIDS_LIMIT;
     else if (why == STOP_WALL)
         r->verdict = HULL_VERDICT_WALL_TIME_LIMIT;
     else if (why == STOP_CPU || cpu_over)
         r->verdict = HULL_VERDICT_CPU_TIME_LIMIT;
     else if (why == STOP_OUTPUT)
         r->verdict = HULL_VERDICT_OUTPUT_LIMIT;
-    else if (st && st->oom_kill_events > 0)
-        r->verdict = HULL_VERDICT_MEMORY_LIMIT;
-    else if (st && st->pids_max_events > 0)
-        r->verdict = HULL_VERDICT_PIDS_LIMIT;
     else if (WIFSIGNALED(status))
         r->verdict = HULL_VERDICT_SIGNALED;
     else if (r->exit_code != 0)
         r->verdict = HULL_VERDICT_EXIT_NONZERO;
     else
         r->verdict = HULL_VERDICT_OK;
-    (void)ru;
 }
 
 static void internal_error(struct hull_result *r, hull_error *e)
@@ -382,22 +503,29 @@ static void internal_error(struct hull_result *r, hull_error *e)
 
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    struct run x = {.p = p, .r = r, .in_fd = -1, .in_write = -1,
-                    .out = {-1, -1}, .err = {-1, -1}};
+    struct run x = {.p = p,
+                    .r = r,
+                    .in_fd = -1,
+                    .in_write = -1,
+                    .out = {-1, -1},
+                    .err = {-1, -1},
+                    .status = {-1, -1}};
     char *rootfs = NULL;
     int ret = -1;
     if (preflight(&x, &rootfs, err) < 0)
         goto out;
     struct hull_policy local = *p;
     local.rootfs = rootfs;
-    if (hull_mkdir_p(EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) < 0)
+    if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) <
+            0)
         goto out;
     if (add_tmp_files(&x) < 0) {
-        hull_error_set(err, E2BIG, "too many files to copy in");
+        hull_error_set(err, E2BIG, "too many files and directories to copy in");
         goto out;
     }
-    if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0) {
+    if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0 ||
+        pipe2(x.status, O_CLOEXEC) < 0) {
         hull_error_errno(err, "pipe");
         goto out;
     }
@@ -422,6 +550,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     r->isolation = p->isolation;
     next_id(x.id, sizeof(x.id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    collect_stale(&rt);
     struct hull_create_opts co = {.id = x.id, .bundle = "/"};
     int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
     struct hull_setup_opts so = {
@@ -435,10 +564,12 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .loopback_up = !p->network_host,
         .export_dir = "/tmp",
         .rootfs_extras = &x.lay.extras,
+        .reaper = true,
+        .status_fd = x.status[1],
         .ephemeral_state = true,
+        .lean_cgroup = true,
     };
     hull_error e = NULL;
-    uint64_t t0 = hull_monotonic_ns();
     if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {
         internal_error(r, &e);
         goto out;
@@ -448,6 +579,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     close_fd(&x.out[1]);
     close_fd(&x.err[1]);
     close_fd(&x.in_fd);
+    close_fd(&x.status[1]);
 
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x.c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
@@ -457,7 +589,8 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         waitpid(x.c.launch.pid, NULL, 0);
     } else {
         enum stop why;
-        int status = supervise(&x, start, &why);
+        struct rusage ru;
+        int status = program_status(&x, supervise(&x, start, &why, &ru));
         r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
         struct hull_cgroup_stats st = {0};
         bool have_stats = false;
@@ -466,10 +599,19 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
             hull_error_free(&e);
             r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
             r->max_memory_kb = st.memory_max_usage / 1024;
+        } else {
+            /* No cgroup: the init's usage, which includes every process
+             * it reaped (the reaper reaps them all). */
+            r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
+                             (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
+            r->max_memory_kb = (uint64_t)ru.ru_maxrss;
+            /* A process killed before the reaper reaped it is not in
+             * there; what the supervisor last saw of it is. */
+            if (x.cpu_seen_ms > r->cpu_time_ms)
+                r->cpu_time_ms = x.cpu_seen_ms;
         }
-        verdict(&x, status, why, have_stats ? &st : NULL, NULL);
+        verdict(&x, status, why, have_stats ? &st : NULL);
     }
-    (void)t0;
     /* Copy out of the /tmp the init handed us: still readable by fd. */
     if (p->n_copy_out) {
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
@@ -505,11 +647,10 @@ int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_er
 {
     memset(r, 0, sizeof(*r));
     const struct hull_sandbox_provider *prov =
-        p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm
-                                               : &hull_provider_namespaces;
+        p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm : &hull_provider_namespaces;
     const char *why = prov->unavailable();
     if (why != NULL)
-        return hull_error_set(err, ENOTSUP, "isolation %s: %s",
-                              hull_isolation_name(p->isolation), why);
+        return hull_error_set(err, ENOTSUP, "isolation %s: %s", hull_isolation_name(p->isolation),
+                              why);
     return prov->run(p, r, err);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "hull.h"
+#include <json-c/json.h>
+
 #include "linux/mounts.h"
 #include "spec/spec.h"
 
@@ -16,8 +18,12 @@
  * an unprivileged nobody outside. */
 #define HULL_SANDBOX_ID_RANGE 65536u
 #define HULL_SANDBOX_UID_BASE 1000000000u
-#define HULL_SANDBOX_MAX_FILES 48
+#define HULL_SANDBOX_MAX_FILES 96 /* root files: layout, copies, their directories */
+#define HULL_SANDBOX_MAX_COPIES 32 /* copy-in + inline files of one policy */
 #define HULL_SANDBOX_ROOT "/run/hull/sandbox"
+/* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
+ * user, an unprivileged host uid, must reach the directory it is bound from. */
+#define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"
 /* Annotation naming a run's supervisor, "pid:starttime". */
 #define HULL_SANDBOX_SUPERVISOR_KEY "io.hull.sandbox.supervisor"
 
@@ -29,6 +35,7 @@ struct hull_sandbox_layout {
     char links[8][256]; /* symlink targets for /bin -> usr/bin and friends */
     size_t n_links;
     char passwd[512], group[256];
+    char skeleton[256]; /* the shared root, when the layout allows one */
     uint32_t uid; /* the workload's uid inside */
 };
 
@@ -36,6 +43,27 @@ struct hull_sandbox_layout {
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
                         struct hull_sandbox_layout *lay, hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
+/* Whether a sandbox path lies in one of the host directories the default
+ * layout binds read-only (/usr, /bin, /lib...): nothing can be created there. */
+bool hull_sandbox_under_host_dir(const char *path);
+
+/* Host paths (paths.c). A regular file opened for reading; the root a
+ * --rootfs names (DIR, or DIR/rootfs of a bundle), malloc'd; whether the
+ * sandbox's root could reach path; whether dst exists where the sandbox
+ * cannot create a mount point (in rootfs, or a read-only host directory
+ * when rootfs is NULL). what names the option in errors. */
+int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err);
+char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
+int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
+int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
+                                  hull_error *err);
+
+/* The shared read-only root of the default layout (skeleton.c): mount
+ * points for mounts, plus the pre-mount files; built under base once per
+ * distinct content. path receives its location. */
+int hull_sandbox_skeleton(const char *base, json_object *mounts,
+                          const struct hull_root_file *files, size_t n, char *path, size_t len,
+                          hull_error *err);
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never

@@ -67,3 +67,39 @@ int hull_rlimit_from_name(const char *name)
             return rlimit_table[i].resource;
     return -1;
 }
+
+/* process.scheduler: runtime-spec names to the kernel's values. */
+static const struct {
+    const char *name;
+    int policy;
+} policies[] = {
+    {"SCHED_OTHER", 0}, {"SCHED_FIFO", 1}, {"SCHED_RR", 2},
+    {"SCHED_BATCH", 3}, {"SCHED_IDLE", 5}, {"SCHED_DEADLINE", 6},
+};
+
+static const struct {
+    const char *name;
+    unsigned long long bit;
+} flags[] = {
+    {"SCHED_FLAG_RESET_ON_FORK", 0x01}, {"SCHED_FLAG_RECLAIM", 0x02},
+    {"SCHED_FLAG_DL_OVERRUN", 0x04},    {"SCHED_FLAG_KEEP_POLICY", 0x08},
+    {"SCHED_FLAG_KEEP_PARAMS", 0x10},   {"SCHED_FLAG_UTIL_CLAMP_MIN", 0x20},
+    {"SCHED_FLAG_UTIL_CLAMP_MAX", 0x40},
+};
+
+int hull_sched_policy_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
+        if (strcmp(policies[i].name, name) == 0)
+            return policies[i].policy;
+    return -1;
+}
+
+unsigned long long hull_sched_flag_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        if (strcmp(flags[i].name, name) == 0)
+            return flags[i].bit;
+    return 0;
+}
+

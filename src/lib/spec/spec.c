@@ -77,7 +77,8 @@ static int check_in_root(const char *value, const char *p, hull_error *err)
     return 0;
 }
 
-static int mounts_parse(json_object *doc, struct hull_spec *spec, hull_error *err)
+static int mounts_parse(json_object *doc, const char *bundle, struct hull_spec *spec,
+                        hull_error *err)
 {
     char p[512];
     json_object *arr = hj_get(doc, "mounts");
@@ -116,6 +117,15 @@ static int mounts_parse(json_object *doc, struct hull_spec *spec, hull_error *er
             return hull_error_set(err, EINVAL, "%s.type: required unless options has bind", p);
         if (m->bind && (m->source == NULL || m->source[0] == '\0'))
             return hull_error_set(err, EINVAL, "%s.source: required for a bind mount", p);
+        /* runtime-spec: a relative bind source is relative to the bundle,
+         * not to wherever the runtime happens to be started from. */
+        if (m->bind && m->source[0] != '/') {
+            char *abs = NULL;
+            if (asprintf(&abs, "%s/%s", bundle ? bundle : ".", m->source) < 0)
+                return hull_error_set(err, ENOMEM, "out of memory");
+            free(m->source);
+            m->source = abs;
+        }
     }
     return 0;
 }
@@ -334,6 +344,13 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
             hj_uint64(sch, q, "period", &pr->sched_period, NULL, err) < 0 ||
             hj_string_array(sch, q, "flags", &pr->sched_flags, NULL, err) < 0)
             return -1;
+        if (hull_sched_policy_from_name(pr->sched_policy) < 0)
+            return hull_error_set(err, EINVAL, "%s.policy: unknown policy '%s'", q,
+                                  pr->sched_policy);
+        for (size_t i = 0; pr->sched_flags && pr->sched_flags[i]; i++)
+            if (hull_sched_flag_from_name(pr->sched_flags[i]) == 0)
+                return hull_error_set(err, EINVAL, "%s.flags[%zu]: unknown flag '%s'", q, i,
+                                      pr->sched_flags[i]);
         pr->sched_nice = (int)nice;
         pr->sched_priority = (int)prio;
         pr->has_scheduler = true;
@@ -683,7 +700,7 @@ int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hul
         goto fail;
     }
 
-    if (mounts_parse(doc, spec, err) < 0)
+    if (mounts_parse(doc, bundle, spec, err) < 0)
         goto fail;
 
     json_object *proc = hj_get(doc, "process");

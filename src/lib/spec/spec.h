@@ -294,6 +294,11 @@ const char *hull_ns_name(enum hull_ns_type t); /* "pid", "network", ... (spec na
 int hull_ns_clone_flag(enum hull_ns_type t);   /* CLONE_NEW* */
 const char *hull_ns_proc_name(enum hull_ns_type t); /* "pid", "net", ... (/proc/PID/ns) */
 
+/* The SCHED_* value of a process.scheduler policy name, -1 if unknown. */
+int hull_sched_policy_from_name(const char *name);
+/* The SCHED_FLAG_* bit of a process.scheduler flag name, 0 if unknown. */
+unsigned long long hull_sched_flag_from_name(const char *name);
+
 /* RLIMIT_* from "RLIMIT_NOFILE"; -1 when unknown. */
 int hull_rlimit_from_name(const char *name);
 

@@ -27,15 +27,29 @@ int hj_parse(const char *text, size_t len, const char *what, json_object **out, 
     json_tokener *tok = json_tokener_new();
     if (tok == NULL)
         return hull_error_set(err, ENOMEM, "%s: out of memory", what);
+    /* RFC 8259 only: json-c's lenient mode takes trailing commas, single
+     * quotes and NaN, which runc and every other reader of the same
+     * config.json reject. */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t offset = json_tokener_get_parse_end(tok);
+    if (jerr == json_tokener_continue) {
+        /* A bare literal ("null", "1") waits for a delimiter that may still
+         * come; a NUL says the input ended. Only a complete value passes. */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        if (json_tokener_get_error(tok) != json_tokener_success) {
+            json_object_put(obj);
+            json_tokener_free(tok);
+            return hull_error_set(err, EINVAL, "%s: invalid JSON: unexpected end of input", what);
+        }
+        jerr = json_tokener_success;
+        offset = len;
+    }
     json_tokener_free(tok);
 
-    if (obj == NULL || jerr != json_tokener_success) {
+    if (jerr != json_tokener_success) {
         json_object_put(obj);
-        if (jerr == json_tokener_continue)
-            return hull_error_set(err, EINVAL, "%s: invalid JSON: unexpected end of input", what);
         return hull_error_set(err, EINVAL, "%s: invalid JSON at byte %zu: %s", what, offset,
                               json_tokener_error_desc(jerr));
     }

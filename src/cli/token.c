@@ -1,0 +1,139 @@
+/* hull token create|list|revoke --state-dir DIR
+ *
+ * Bearer tokens for hulld, in its store (DIR/hulld.db). `create` prints the
+ * token alone on its last line: it is shown this once, only its hash is
+ * kept. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "service/store.h"
+#include "util/error.h"
+
+static void help(FILE *out)
+{
+    fprintf(out, "usage: hull token create --state-dir DIR [--role ROLE] [--tenant NAME]\n"
+                 "       hull token list --state-dir DIR [--json]\n"
+                 "       hull token revoke --state-dir DIR ID\n"
+                 "\n"
+                 "Manage hulld's bearer tokens. ROLE is admin, user (default) or reader;\n"
+                 "NAME is the tenant whose runs and sandboxes the token sees (default\n"
+                 "\"default\"). create prints the token on its last line, once: only its\n"
+                 "SHA-256 is stored. DIR defaults to /var/lib/hull.\n");
+}
+
+static int list(struct cli *cli, struct hull_store *st, bool as_json)
+{
+    struct hull_token_info *t = NULL;
+    size_t n = 0;
+    hull_error err = NULL;
+    if (hull_token_list(st, &t, &n, &err) < 0)
+        return cli_fail(cli, &err, "token list");
+    json_object *a = json_object_new_array();
+    if (!as_json)
+        printf("%-18s %-7s %-20s %-31s %s\n", "ID", "ROLE", "TENANT", "CREATED", "REVOKED");
+    for (size_t i = 0; i < n; i++) {
+        if (as_json) {
+            json_object *o = json_object_new_object();
+            json_object_object_add(o, "id", json_object_new_string(t[i].id));
+            json_object_object_add(o, "role", json_object_new_string(hull_role_name(t[i].role)));
+            json_object_object_add(o, "tenant", json_object_new_string(t[i].tenant));
+            json_object_object_add(o, "created", json_object_new_string(t[i].created));
+            if (t[i].revoked[0])
+                json_object_object_add(o, "revoked", json_object_new_string(t[i].revoked));
+            json_object_array_add(a, o);
+        } else {
+            printf("%-18s %-7s %-20s %-31s %s\n", t[i].id, hull_role_name(t[i].role),
+                   t[i].tenant, t[i].created, t[i].revoked[0] ? t[i].revoked : "-");
+        }
+    }
+    if (as_json)
+        printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+    json_object_put(a);
+    free(t);
+    return 0;
+}
+
+int cmd_token(struct cli *cli, int argc, char **argv)
+{
+    enum { OPT_STATE = 256, OPT_ROLE, OPT_TENANT, OPT_JSON };
+    static const struct option opts[] = {
+        {"state-dir", required_argument, NULL, OPT_STATE},
+        {"role", required_argument, NULL, OPT_ROLE},
+        {"tenant", required_argument, NULL, OPT_TENANT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *state_dir = "/var/lib/hull", *role_s = "user", *tenant = "default";
+    bool as_json = false;
+    int c;
+    /* Options may stand before or after the subcommand (getopt permutes). */
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
+        switch (c) {
+        case OPT_STATE:
+            state_dir = optarg;
+            break;
+        case OPT_ROLE:
+            role_s = optarg;
+            break;
+        case OPT_TENANT:
+            tenant = optarg;
+            break;
+        case OPT_JSON:
+            as_json = true;
+            break;
+        case 'h':
+            help(stdout);
+            return 0;
+        default:
+            return cli_usage_error(cli, "unknown option");
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error(cli, "missing subcommand (create, list or revoke)");
+    const char *sub = argv[optind++];
+    enum hull_role role;
+    hull_error err = NULL;
+    if (strcmp(sub, "create") == 0) {
+        if (hull_role_parse(role_s, &role) < 0)
+            return cli_usage_error(cli, "--role: '%s' is not admin, user or reader", role_s);
+        if (hull_tenant_validate(tenant, &err) < 0)
+            return cli_fail(cli, &err, "token create: --tenant");
+        if (optind != argc)
+            return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+    } else if (strcmp(sub, "list") == 0) {
+        if (optind != argc)
+            return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+    } else if (strcmp(sub, "revoke") == 0) {
+        if (optind + 1 != argc)
+            return cli_usage_error(cli, "revoke takes one token ID");
+    } else {
+        return cli_usage_error(cli, "unknown subcommand '%s' (create, list or revoke)", sub);
+    }
+
+    struct hull_store *st = NULL;
+    if (hull_store_open(state_dir, &st, &err) < 0)
+        return cli_fail(cli, &err, "token %s", sub);
+    int rc = 0;
+    if (strcmp(sub, "create") == 0) {
+        char *token = NULL;
+        struct hull_token_info info;
+        if (hull_token_create(st, role, tenant, &token, &info, &err) < 0) {
+            rc = cli_fail(cli, &err, "token create");
+        } else {
+            printf("id: %s\nrole: %s\ntenant: %s\n%s\n", info.id, hull_role_name(info.role),
+                   info.tenant, token);
+            free(token);
+        }
+    } else if (strcmp(sub, "list") == 0) {
+        rc = list(cli, st, as_json);
+    } else if (hull_token_revoke(st, argv[optind], &err) < 0) {
+        rc = cli_fail(cli, &err, "token revoke");
+    } else {
+        printf("revoked %s\n", argv[optind]);
+    }
+    hull_store_close(st);
+    return rc;
+}

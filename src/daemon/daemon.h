@@ -1,0 +1,159 @@
+/* hulld: shared declarations of the daemon's parts.
+ *
+ * Process model: the main process serves HTTP with libmicrohttpd's threads
+ * and never runs a sandbox itself. Runs happen in pre-started worker
+ * processes (runner.c), each single-threaded, fed one request at a time over
+ * a socketpair; each long-lived sandbox has its own single-threaded keeper
+ * process (sandboxes.c). Those helpers are this binary exec'd again with a
+ * hidden flag, so they start from a clean, thread-free image.
+ */
+#ifndef HULLD_DAEMON_H
+#define HULLD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hull.h"
+
+#define HULLD_DEFAULT_SOCKET "/run/hull/hulld.sock"
+#define HULLD_DEFAULT_STATE_DIR "/var/lib/hull"
+
+struct hulld_options {
+    const char *socket_path; /* --socket */
+    const char *state_dir;   /* --state-dir: holds hulld.db */
+    const char *listen;      /* --listen HOST:PORT (TCP, needs TLS), or NULL */
+    const char *tls_cert;    /* --tls-cert PEM file */
+    const char *tls_key;     /* --tls-key PEM file */
+    bool worker;             /* --worker: pull jobs from Redis instead of serving HTTP */
+    const char *redis_url;   /* --redis redis://HOST:PORT */
+    unsigned max_runs;       /* --max-runs: runs at once (worker processes) */
+    unsigned queue_depth;    /* --queue-depth: runs waiting behind them */
+    size_t max_body;         /* --max-body: request body limit in bytes */
+    unsigned client_timeout; /* --client-timeout: idle connection limit, seconds */
+    unsigned tenant_runs;    /* --tenant-runs: queued+running runs per tenant */
+    unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
+    unsigned max_connections;  /* --max-connections */
+    bool debug;
+};
+
+/* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
+int hulld_worker_main(const struct hulld_options *o);
+
+#endif
+
+/* ---- internal to hulld ------------------------------------------------------ */
+
+#include <json-c/json.h>
+#include <sys/types.h>
+
+#include "service/store.h"
+
+/* The server's shared state (main.c). */
+struct hulld {
+    const struct hulld_options *o;
+    struct hull_store *store;
+    volatile int draining; /* SIGTERM received: refuse new work */
+};
+extern struct hulld hulld;
+
+/* frame.c: length-prefixed messages over a stream socketpair, with an
+ * optional fd (SCM_RIGHTS): a JSON header and raw bytes. */
+struct frame {
+    json_object *hdr;
+    char *data;
+    size_t len;
+    int fd; /* received fd or -1 */
+};
+int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd);
+/* -1 with errno (EPIPE at EOF: the peer is gone). */
+int frame_recv(int sock, struct frame *f);
+void frame_free(struct frame *f);
+
+/* helper.c: start this binary again as a single-threaded helper ("worker"
+ * or "keeper") talking over *sock; returns its pid. Safe from any thread. */
+pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
+/* The helper side: hulld --helper MODE --state-dir DIR, socket on fd 3. */
+int helper_main(const char *mode, const char *state_dir);
+int worker_loop(int sock, struct hull_store *st);
+int keeper_loop(int sock);
+
+/* An API answer: JSON or raw bytes, or an error. */
+struct resp {
+    int status;
+    json_object *body;       /* JSON body (owned) */
+    char *raw;               /* or raw bytes (owned) */
+    size_t raw_len;
+    const char *content_type; /* for raw */
+    int retry_after;         /* seconds, 0 = no header */
+    const char *allow;       /* for 405 */
+    char target[64];         /* run/sandbox id, for the audit log */
+    char timing[48];         /* Server-Timing header, or "" */
+    const char *code;        /* error code, NULL on success */
+};
+/* Fill r with the uniform error body. field may be NULL. */
+void resp_error(struct resp *r, int status, const char *code, const char *field,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A library error: EINVAL-like -> 400 with the field path taken from the
+ * message ("limits.memory: ..."), ENOENT 404, ENOTSUP 501, ... */
+void resp_from_error(struct resp *r, hull_error *err);
+void resp_json(struct resp *r, int status, json_object *body);
+
+struct caller {
+    struct hull_token_info tok;
+    bool admin;
+    const char *tenant; /* NULL for an admin: every tenant */
+};
+
+/* One API request, as the handlers see it (http.c). */
+struct request {
+    const char *method;
+    const char *path;
+    const char *body;
+    size_t len;
+    const struct caller *caller;
+    void *conn; /* the MHD connection, for request_query */
+};
+/* A query parameter, or NULL. */
+const char *request_query(const struct request *rq, const char *key);
+/* Validate a run request (or exec/sandbox request) in full, so bad input
+ * is a 400 now, never a failed run later; microvm is 501 for now. 0 or -1
+ * with r filled. */
+int policy_check(const char *text, struct resp *r);
+/* "r-" or "s-" + 16 random hex digits. */
+void new_id(char *buf, size_t len, char prefix);
+
+/* runner.c: runs in worker processes, a bounded queue in front. */
+int runner_start(hull_error *err);
+void runner_stop(void);
+/* Wait up to ms for nothing to be queued or running; true when idle. */
+bool runner_drain(unsigned ms);
+/* Cancel every queued run and kill every running one (cleanly). */
+void runner_cancel_all(void);
+void runner_counts(unsigned *running, unsigned *queued);
+void api_runs(const struct request *rq, const char *id, struct resp *r);
+void runs_recover(void);
+/* hull_sandbox_cleanup(): after a helper died, its sandbox's remains. */
+void sweep_leftovers(void);
+
+/* sandboxes.c: long-lived sandboxes, each in a keeper process. */
+void api_sandboxes(const struct request *rq, const char *id, const char *action,
+                   const char *path, struct resp *r);
+/* Destroy idle sandboxes past their lifetime; every one when all is true. */
+void sandboxes_reap(bool all);
+unsigned sandboxes_active(void);
+/* Prometheus lines for each sandbox's CPU and memory. */
+void sandboxes_metrics(FILE *out);
+
+/* metrics.c */
+void metrics_run_done(const char *verdict, double seconds);
+void metrics_rejected(const char *code);
+char *metrics_render(size_t *len);
+
+/* http.c */
+int http_start(hull_error *err);
+void http_stop(void);
+
+/* openapi.c: docs/openapi.json, built in. */
+extern const char hulld_openapi[];

@@ -1,0 +1,129 @@
+/* Messages between hulld and its helpers: [u32 header length][u32 data
+ * length][header JSON][data], an fd riding along with the first bytes.
+ * A stream socket carries results of any size (a SEQPACKET datagram would
+ * cap them), the lengths keep the boundaries. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "util/fdpass.h"
+#include "util/json.h"
+
+#define FRAME_MAX (256u << 20)
+
+static int write_all(int sock, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd)
+{
+    const char *h = hdr ? hj_to_string(hdr) : "{}";
+    uint32_t lens[2] = {(uint32_t)strlen(h), (uint32_t)len};
+    struct iovec iov = {.iov_base = lens, .iov_len = sizeof(lens)};
+    /* The fd goes with the length words: the receiver takes it in the same
+     * recvmsg that reads them. */
+    ssize_t n = hull_sendmsg_fd(sock, &iov, 1, fd);
+    if (n != (ssize_t)sizeof(lens)) {
+        if (n >= 0)
+            errno = EIO;
+        return -1;
+    }
+    if (write_all(sock, h, lens[0]) < 0 || (len && write_all(sock, data, len) < 0))
+        return -1;
+    return 0;
+}
+
+static int read_all(int sock, char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = recv(sock, p, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EPIPE;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int frame_recv(int sock, struct frame *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    uint32_t lens[2];
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = lens, .iov_len = sizeof(lens)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                       .msg_controllen = sizeof(cbuf)};
+    ssize_t n;
+    do
+        n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        if (n == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+            memcpy(&f->fd, CMSG_DATA(c), sizeof(int));
+    if ((size_t)n < sizeof(lens) && read_all(sock, (char *)lens + n, sizeof(lens) - (size_t)n) < 0)
+        goto fail;
+    if (lens[0] > FRAME_MAX || lens[1] > FRAME_MAX) {
+        errno = EPROTO;
+        goto fail;
+    }
+    char *h = malloc(lens[0] + 1);
+    f->data = malloc(lens[1] + 1);
+    if (h == NULL || f->data == NULL) {
+        free(h);
+        errno = ENOMEM;
+        goto fail;
+    }
+    if (read_all(sock, h, lens[0]) < 0 || read_all(sock, f->data, lens[1]) < 0) {
+        free(h);
+        goto fail;
+    }
+    h[lens[0]] = '\0';
+    f->data[lens[1]] = '\0';
+    f->len = lens[1];
+    f->hdr = json_tokener_parse(h);
+    free(h);
+    if (f->hdr == NULL) {
+        errno = EPROTO;
+        goto fail;
+    }
+    return 0;
+fail:
+    frame_free(f);
+    return -1;
+}
+
+void frame_free(struct frame *f)
+{
+    json_object_put(f->hdr);
+    free(f->data);
+    if (f->fd >= 0)
+        close(f->fd);
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+}

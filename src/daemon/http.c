@@ -1,0 +1,669 @@
+/* The HTTP side of hulld on libmicrohttpd: listening (unix socket, TCP with
+ * TLS), request bodies, routing, authentication, roles, audit, and the
+ * uniform error body.
+ *
+ * Everything that can be refused without the body is refused before it is
+ * read: an unknown route (404), a wrong method (405), a missing or bad
+ * token (401), a reader writing (403), a declared body over the limit
+ * (413). A client that stalls on headers or body is cut off by MHD's idle
+ * timeout. Connections are served by a thread each, so a synchronous run
+ * simply blocks its own thread while the run's worker does the work. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+
+enum route_kind {
+    R_HEALTH, R_METRICS, R_OPENAPI, R_AUDIT, R_RUNS, R_RUN, R_SANDBOXES, R_SANDBOX,
+    R_SBX_ACTION, R_SBX_FILE,
+};
+
+struct route {
+    enum route_kind kind;
+    const char *allow; /* methods, as the Allow header lists them */
+    bool public;       /* no token needed */
+    char id[64];
+    char action[16];
+    const char *file; /* into the URL */
+};
+
+struct req {
+    bool started;    /* routed and authorised, body accepted */
+    bool responded;  /* an answer is queued already */
+    bool rejected;   /* refused before the body: answer once it is read */
+    struct resp reject;
+    struct route rt;
+    struct caller caller;
+    bool authed;
+    char *body;
+    size_t len, cap;
+};
+
+static struct MHD_Daemon *unix_d, *tcp_d;
+/* Requests between their first byte and their answer's last: shutdown
+ * waits for them before MHD tears the connections down. */
+static atomic_int in_flight;
+static int unix_fd = -1;
+static char *tls_key_pem, *tls_cert_pem;
+
+/* ---- answers ---- */
+
+void resp_json(struct resp *r, int status, json_object *body)
+{
+    json_object_put(r->body);
+    r->status = status;
+    r->body = body;
+}
+
+void resp_error(struct resp *r, int status, const char *code, const char *field,
+                const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "code", json_object_new_string(code));
+    json_object_object_add(e, "message", json_object_new_string(msg));
+    if (field)
+        json_object_object_add(e, "field", json_object_new_string(field));
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "error", e);
+    resp_json(r, status, o);
+    r->code = code;
+}
+
+/* "limits.memory: ..." -> "limits.memory": the JSON path libhull's
+ * validation errors start with. */
+static bool field_of(const char *msg, char *out, size_t len)
+{
+    size_t n = strcspn(msg, ":");
+    if (msg[n] != ':' || n == 0 || n >= len)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = msg[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '[' || c == ']'))
+            return false;
+    }
+    memcpy(out, msg, n);
+    out[n] = '\0';
+    return true;
+}
+
+void resp_from_error(struct resp *r, hull_error *err)
+{
+    const char *msg = hull_error_msg(*err);
+    char field[128];
+    switch (hull_error_code(*err)) {
+    case EINVAL:
+    case ERANGE:
+    case E2BIG:
+    case EXDEV:
+    case ELOOP:
+    case ENAMETOOLONG:
+    case EISDIR:
+    case ENOTDIR:
+        resp_error(r, 400, "invalid_request", field_of(msg, field, sizeof(field)) ? field : NULL,
+                   "%s", msg);
+        break;
+    case ENOENT:
+        resp_error(r, 404, "not_found", NULL, "%s", msg);
+        break;
+    case EBUSY:
+    case ESRCH:
+        resp_error(r, 409, "conflict", NULL, "%s", msg);
+        break;
+    case EFBIG:
+    case ENOSPC:
+        resp_error(r, 413, "payload_too_large", NULL, "%s", msg);
+        break;
+    case ENOTSUP:
+        resp_error(r, 501, "not_implemented", NULL, "%s", msg);
+        break;
+    default:
+        resp_error(r, 500, "internal", NULL, "%s", msg);
+    }
+    hull_error_free(err);
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bool close_conn)
+{
+    struct MHD_Response *m;
+    if (r->raw) {
+        m = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
+        r->raw = NULL;
+    } else {
+        const char *text = r->body ? json_object_to_json_string_ext(
+                                         r->body, JSON_C_TO_STRING_PLAIN |
+                                                      JSON_C_TO_STRING_NOSLASHESCAPE)
+                                   : "{}";
+        size_t n = strlen(text);
+        char *copy = malloc(n + 1);
+        if (copy == NULL)
+            return MHD_NO;
+        memcpy(copy, text, n);
+        copy[n] = '\n';
+        m = MHD_create_response_from_buffer(n + 1, copy, MHD_RESPMEM_MUST_FREE);
+    }
+    if (m == NULL)
+        return MHD_NO;
+    MHD_add_response_header(m, "Content-Type",
+                            r->content_type ? r->content_type : "application/json");
+    if (r->retry_after) {
+        char b[16];
+        snprintf(b, sizeof(b), "%d", r->retry_after);
+        MHD_add_response_header(m, "Retry-After", b);
+    }
+    if (r->allow)
+        MHD_add_response_header(m, "Allow", r->allow);
+    if (r->timing[0])
+        MHD_add_response_header(m, "Server-Timing", r->timing);
+    if (close_conn)
+        MHD_add_response_header(m, "Connection", "close");
+    if (r->code)
+        metrics_rejected(r->code);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, m);
+    MHD_destroy_response(m);
+    return ret;
+}
+
+/* ---- routing ---- */
+
+static bool segment(const char **p, char *out, size_t len)
+{
+    const char *s = *p;
+    size_t n = strcspn(s, "/");
+    if (n == 0 || n >= len)
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    *p = s + n + (s[n] == '/');
+    return true;
+}
+
+static int route(const char *url, struct route *rt)
+{
+    memset(rt, 0, sizeof(*rt));
+    rt->allow = "GET";
+    if (strcmp(url, "/healthz") == 0) {
+        rt->kind = R_HEALTH;
+        rt->public = true;
+        return 0;
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        rt->kind = R_METRICS;
+        return 0;
+    }
+    if (strncmp(url, "/v1/", 4) != 0)
+        return -1;
+    const char *p = url + 4;
+    if (strcmp(p, "openapi.json") == 0) {
+        rt->kind = R_OPENAPI;
+        rt->public = true;
+        return 0;
+    }
+    if (strcmp(p, "audit") == 0) {
+        rt->kind = R_AUDIT;
+        return 0;
+    }
+    bool runs = strncmp(p, "runs", 4) == 0 && (p[4] == '\0' || p[4] == '/');
+    bool sbx = strncmp(p, "sandboxes", 9) == 0 && (p[9] == '\0' || p[9] == '/');
+    if (!runs && !sbx)
+        return -1;
+    p += runs ? 4 : 9;
+    if (*p == '\0') {
+        rt->kind = runs ? R_RUNS : R_SANDBOXES;
+        rt->allow = "GET, POST";
+        return 0;
+    }
+    p++;
+    if (!segment(&p, rt->id, sizeof(rt->id)))
+        return -1;
+    if (*p == '\0' && p[-1] != '/') {
+        rt->kind = runs ? R_RUN : R_SANDBOX;
+        rt->allow = "GET, DELETE";
+        return 0;
+    }
+    if (runs || !segment(&p, rt->action, sizeof(rt->action)))
+        return -1;
+    if (strcmp(rt->action, "files") == 0) {
+        if (*p == '\0')
+            return -1;
+        rt->kind = R_SBX_FILE;
+        rt->file = p;
+        rt->allow = "GET, PUT";
+        return 0;
+    }
+    if (*p != '\0' || (strcmp(rt->action, "exec") != 0 && strcmp(rt->action, "pause") != 0 &&
+                       strcmp(rt->action, "resume") != 0))
+        return -1;
+    rt->kind = R_SBX_ACTION;
+    rt->allow = "POST";
+    return 0;
+}
+
+static bool method_allowed(const char *allow, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *a = allow; *a;) {
+        size_t k = strcspn(a, ",");
+        if (k == n && strncmp(a, method, n) == 0)
+            return true;
+        a += k;
+        while (*a == ',' || *a == ' ')
+            a++;
+    }
+    return false;
+}
+
+const char *request_query(const struct request *rq, const char *key)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* ---- authentication ---- */
+
+static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp *r)
+{
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+        resp_error(r, 401, "unauthorized", NULL, "a bearer token is required");
+        return -1;
+    }
+    hull_error e = NULL;
+    if (hull_token_verify(hulld.store, h + 7, &q->caller.tok, &e) < 0) {
+        if (hull_error_code(e) == EACCES)
+            resp_error(r, 401, "unauthorized", NULL, "invalid or revoked token");
+        else
+            resp_error(r, 500, "internal", NULL, "%s", hull_error_msg(e));
+        hull_error_free(&e);
+        return -1;
+    }
+    q->authed = true;
+    q->caller.admin = q->caller.tok.role == HULL_ROLE_ADMIN;
+    q->caller.tenant = q->caller.admin ? NULL : q->caller.tok.tenant;
+    return 0;
+}
+
+static bool state_changing(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+static void audit(struct req *q, const char *method, const char *url, const struct resp *r)
+{
+    if (!state_changing(method))
+        return;
+    struct hull_audit_entry a = {
+        .token = q->authed ? q->caller.tok.id : NULL,
+        .tenant = q->authed ? q->caller.tok.tenant : NULL,
+        .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
+        .method = method,
+        .path = url,
+        .target = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL),
+        .status = r->status,
+        .outcome = r->code ? r->code : "ok",
+    };
+    hull_error e = NULL;
+    if (hull_audit_append(hulld.store, &a, &e) < 0) {
+        hull_log(HULL_LOG_ERROR, "%s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
+/* Checks made before the body: 0 to go on, -1 with r filled. */
+static int admit(struct MHD_Connection *conn, const char *url, const char *method, struct req *q,
+                 struct resp *r)
+{
+    if (route(url, &q->rt) < 0) {
+        resp_error(r, 404, "not_found", NULL, "no such endpoint: %s", url);
+        return -1;
+    }
+    if (!method_allowed(q->rt.allow, method)) {
+        resp_error(r, 405, "method_not_allowed", NULL, "%s is not allowed on %s", method, url);
+        r->allow = q->rt.allow;
+        return -1;
+    }
+    if (q->rt.public)
+        return 0;
+    if (authenticate(conn, q, r) < 0)
+        return -1;
+    if (state_changing(method) && q->caller.tok.role == HULL_ROLE_READER) {
+        resp_error(r, 403, "forbidden", NULL, "token %s is a reader: it may only read",
+                   q->caller.tok.id);
+        return -1;
+    }
+    if (state_changing(method) && hulld.draining) {
+        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        return -1;
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > hulld.o->max_body) {
+        resp_error(r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
+                   hulld.o->max_body);
+        return -1;
+    }
+    return 0;
+}
+
+static void dispatch(struct MHD_Connection *conn, const char *url, const char *method,
+                     struct req *q, struct resp *r)
+{
+    struct request rq = {.method = method, .path = url, .body = q->body ? q->body : "",
+                         .len = q->len, .caller = &q->caller, .conn = conn};
+    const struct route *rt = &q->rt;
+    switch (rt->kind) {
+    case R_HEALTH: {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "status",
+                               json_object_new_string(hulld.draining ? "draining" : "ok"));
+        resp_json(r, hulld.draining ? 503 : 200, o);
+        break;
+    }
+    case R_METRICS:
+        r->raw = metrics_render(&r->raw_len);
+        r->status = r->raw ? 200 : 500;
+        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        break;
+    case R_OPENAPI:
+        r->raw = strdup(hulld_openapi);
+        r->raw_len = r->raw ? strlen(r->raw) : 0;
+        r->status = r->raw ? 200 : 500;
+        break;
+    case R_AUDIT: {
+        const char *since = request_query(&rq, "since_id"), *lim = request_query(&rq, "limit");
+        long limit = lim ? strtol(lim, NULL, 10) : 1000;
+        if (limit < 1 || limit > 10000) {
+            resp_error(r, 400, "invalid_request", "limit", "limit: must be 1 to 10000");
+            break;
+        }
+        hull_error e = NULL;
+        json_object *o = hull_audit_list(hulld.store, q->caller.tenant,
+                                         since ? strtoll(since, NULL, 10) : 0, (int)limit, &e);
+        if (o)
+            resp_json(r, 200, o);
+        else
+            resp_from_error(r, &e);
+        break;
+    }
+    case R_RUNS:
+    case R_RUN:
+        api_runs(&rq, rt->kind == R_RUN ? rt->id : NULL, r);
+        break;
+    case R_SANDBOXES:
+    case R_SANDBOX:
+    case R_SBX_ACTION:
+    case R_SBX_FILE:
+        api_sandboxes(&rq, rt->kind == R_SANDBOXES ? NULL : rt->id,
+                      rt->kind == R_SBX_ACTION ? rt->action
+                                               : (rt->kind == R_SBX_FILE ? "files" : NULL),
+                      rt->file, r);
+        break;
+    }
+    if (r->status == 0)
+        resp_error(r, 500, "internal", NULL, "no answer");
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct req *q = *con_cls;
+    if (q == NULL) {
+        q = calloc(1, sizeof(*q));
+        if (q == NULL)
+            return MHD_NO;
+        *con_cls = q;
+        atomic_fetch_add(&in_flight, 1);
+        struct resp r = {0};
+        if (admit(conn, url, method, q, &r) < 0) {
+            audit(q, method, url, &r);
+            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+            if (r.status == 413 || (cl && strtoull(cl, NULL, 10) > hulld.o->max_body)) {
+                /* Answer now, without reading a body that is too big:
+                 * the connection closes after it. */
+                q->responded = true;
+                enum MHD_Result ret = send_resp(conn, &r, true);
+                json_object_put(r.body);
+                return ret;
+            }
+            /* A body within the limit is read and dropped, so the client
+             * gets its answer on a connection it can keep using. */
+            q->rejected = true;
+            q->reject = r;
+            return MHD_YES;
+        }
+        q->started = true;
+        return MHD_YES;
+    }
+    if (q->responded) {
+        *upload_size = 0; /* discard */
+        return MHD_YES;
+    }
+    if (q->rejected) {
+        if (*upload_size) {
+            q->len += *upload_size;
+            *upload_size = 0;
+            if (q->len <= hulld.o->max_body)
+                return MHD_YES;
+            json_object_put(q->reject.body);
+            memset(&q->reject, 0, sizeof(q->reject));
+            resp_error(&q->reject, 413, "payload_too_large", NULL, "the body is over %zu bytes",
+                       hulld.o->max_body);
+        }
+        q->responded = true;
+        enum MHD_Result ret = send_resp(conn, &q->reject, q->reject.status == 413);
+        json_object_put(q->reject.body);
+        q->reject.body = NULL;
+        return ret;
+    }
+    if (*upload_size) {
+        if (q->len + *upload_size > hulld.o->max_body) {
+            struct resp r = {0};
+            resp_error(&r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
+                       hulld.o->max_body);
+            q->responded = true;
+            audit(q, method, url, &r);
+            *upload_size = 0;
+            enum MHD_Result ret = send_resp(conn, &r, true);
+            json_object_put(r.body);
+            return ret;
+        }
+        if (q->len + *upload_size + 1 > q->cap) {
+            size_t cap = q->cap ? q->cap : 4096;
+            while (cap < q->len + *upload_size + 1)
+                cap *= 2;
+            char *nb = realloc(q->body, cap);
+            if (nb == NULL)
+                return MHD_NO;
+            q->body = nb;
+            q->cap = cap;
+        }
+        memcpy(q->body + q->len, upload, *upload_size);
+        q->len += *upload_size;
+        q->body[q->len] = '\0';
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    struct resp r = {0};
+    dispatch(conn, url, method, q, &r);
+    q->responded = true;
+    audit(q, method, url, &r);
+    enum MHD_Result ret = send_resp(conn, &r, false);
+    json_object_put(r.body);
+    free(r.raw);
+    return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct req *q = *con_cls;
+    if (q) {
+        atomic_fetch_sub(&in_flight, 1);
+        json_object_put(q->reject.body);
+        free(q->body);
+        free(q);
+    }
+    *con_cls = NULL;
+}
+
+/* ---- listening ---- */
+
+static int unix_listen(const char *path, hull_error *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return hull_error_set(err, ENAMETOOLONG, "--socket %s: path too long", path);
+    strcpy(sa.sun_path, path);
+    char dir[sizeof(sa.sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (hull_mkdir_p(dir, 0755, err) < 0)
+            return hull_error_prefix(err, "--socket %s", path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return hull_error_errno(err, "socket");
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        /* A socket nobody answers on is a previous hulld's: replace it. */
+        if (!S_ISSOCK(st.st_mode)) {
+            close(fd);
+            return hull_error_set(err, EEXIST, "--socket %s: exists and is not a socket", path);
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(fd);
+            return hull_error_set(err, EADDRINUSE, "--socket %s: another hulld is listening",
+                                  path);
+        }
+        unlink(path);
+    }
+    /* 0660 from the start: no moment where anyone else can connect. */
+    mode_t old = umask(0117);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 256) < 0) {
+        hull_error_errno(err, "--socket %s", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int tcp_addr(const char *hostport, struct sockaddr_storage *ss, hull_error *err)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL || colon == hostport || colon[1] == '\0')
+        return hull_error_set(err, EINVAL, "--listen %s: must be HOST:PORT", hostport);
+    size_t n = (size_t)(colon - hostport);
+    if (hostport[0] == '[' && colon[-1] == ']') {
+        hostport++;
+        n -= 2;
+    }
+    if (n >= sizeof(host))
+        return hull_error_set(err, EINVAL, "--listen %s: host too long", hostport);
+    memcpy(host, hostport, n);
+    host[n] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc != 0)
+        return hull_error_set(err, EINVAL, "--listen %s: %s", hostport, gai_strerror(rc));
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static unsigned common_flags(void)
+{
+    return MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+           MHD_USE_ITC |
+           (hulld.o->debug ? MHD_USE_ERROR_LOG : 0);
+}
+
+int http_start(hull_error *err)
+{
+    const struct hulld_options *o = hulld.o;
+    unix_fd = unix_listen(o->socket_path, err);
+    if (unix_fd < 0)
+        return -1;
+    unix_d = MHD_start_daemon(common_flags(), 0, NULL, NULL, handler, NULL,
+                              MHD_OPTION_LISTEN_SOCKET, unix_fd,
+                              MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
+                              MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+                              MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+    if (unix_d == NULL)
+        return hull_error_set(err, EIO, "--socket %s: the HTTP server did not start",
+                              o->socket_path);
+    if (o->listen == NULL)
+        return 0;
+    size_t n;
+    if (hull_read_file(o->tls_key, &tls_key_pem, &n, err) < 0)
+        return hull_error_prefix(err, "--tls-key");
+    if (hull_read_file(o->tls_cert, &tls_cert_pem, &n, err) < 0)
+        return hull_error_prefix(err, "--tls-cert");
+    struct sockaddr_storage ss;
+    if (tcp_addr(o->listen, &ss, err) < 0)
+        return -1;
+    tcp_d = MHD_start_daemon(common_flags() | MHD_USE_TLS | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
+                             NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+                             MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
+                             MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem,
+                             MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
+                             MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+    if (tcp_d == NULL)
+        return hull_error_set(err, EIO,
+                              "--listen %s: the HTTPS server did not start (address in use, or "
+                              "a bad key/certificate)",
+                              o->listen);
+    return 0;
+}
+
+void http_stop(void)
+{
+    /* Let answers in progress (a synchronous run just finished) go out. */
+    for (int i = 0; i < 3000 && atomic_load(&in_flight) > 0; i++)
+        usleep(10000);
+    if (tcp_d)
+        MHD_stop_daemon(tcp_d);
+    /* Quiesced first, the listening socket stays ours to close. */
+    if (unix_d && MHD_quiesce_daemon(unix_d) == MHD_INVALID_SOCKET)
+        unix_fd = -1; /* MHD closes it */
+    if (unix_d)
+        MHD_stop_daemon(unix_d);
+    tcp_d = unix_d = NULL;
+    if (unix_fd >= 0)
+        close(unix_fd);
+    unlink(hulld.o->socket_path);
+    unix_fd = -1;
+    free(tls_key_pem);
+    free(tls_cert_pem);
+}

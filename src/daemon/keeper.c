@@ -1,0 +1,139 @@
+/* The keeper: one process per long-lived sandbox, single-threaded, the
+ * sandbox's creator and supervisor (the sandbox dies with it). It serves
+ * hulld's requests one at a time over its socket and destroys the sandbox
+ * when told to, or when hulld goes away (EOF). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "util/error.h"
+#include "util/json.h"
+
+static void reply_error(int sock, hull_error *e)
+{
+    json_object *hdr = json_object_new_object(), *er = json_object_new_object();
+    json_object_object_add(er, "errno", json_object_new_int(hull_error_code(*e)));
+    json_object_object_add(er, "message", json_object_new_string(hull_error_msg(*e)));
+    json_object_object_add(hdr, "error", er);
+    frame_send(sock, hdr, NULL, 0, -1);
+    json_object_put(hdr);
+    hull_error_free(e);
+}
+
+static void reply_ok(int sock, const char *key, const char *val, const void *data, size_t len)
+{
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "ok", json_object_new_boolean(1));
+    if (key)
+        json_object_object_add(hdr, key, json_object_new_string(val));
+    frame_send(sock, hdr, data, len, -1);
+    json_object_put(hdr);
+}
+
+static const char *hdr_str(struct frame *f, const char *key)
+{
+    json_object *v = hj_get(f->hdr, key);
+    return v ? json_object_get_string(v) : "";
+}
+
+static int do_create(int sock, struct frame *f, struct hull_session **s)
+{
+    struct hull_policy p;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    int r = hull_policy_from_json(f->data, f->len, &p, &e);
+    if (r == 0)
+        r = hull_session_create(&p, s, &e);
+    hull_policy_free(&p);
+    if (r < 0) {
+        reply_error(sock, &e);
+        return -1;
+    }
+    reply_ok(sock, "container", hull_session_id(*s), NULL, 0);
+    return 0;
+}
+
+static void do_exec(int sock, struct frame *f, struct hull_session *s)
+{
+    struct hull_policy p;
+    struct hull_result r;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0) {
+        hull_policy_free(&p);
+        reply_error(sock, &e);
+        return;
+    }
+    p.cancel_fd = f->fd;
+    int rc = hull_session_exec(s, &p, &r, &e);
+    p.cancel_fd = -1;
+    hull_policy_free(&p);
+    if (rc < 0) {
+        reply_error(sock, &e);
+        return;
+    }
+    char *json = hull_result_to_json(&r);
+    hull_result_free(&r);
+    reply_ok(sock, NULL, NULL, json, strlen(json));
+    free(json);
+}
+
+int keeper_loop(int sock)
+{
+    struct hull_session *s = NULL;
+    for (;;) {
+        struct frame f;
+        if (frame_recv(sock, &f) < 0)
+            break;
+        const char *op = hdr_str(&f, "op");
+        hull_error e = NULL;
+        bool done = false;
+        if (strcmp(op, "create") == 0 && s == NULL) {
+            done = do_create(sock, &f, &s) < 0;
+        } else if (s == NULL) {
+            hull_error_set(&e, EPROTO, "keeper: no sandbox yet");
+            reply_error(sock, &e);
+        } else if (strcmp(op, "exec") == 0) {
+            do_exec(sock, &f, s);
+        } else if (strcmp(op, "put") == 0) {
+            json_object *m = hj_get(f.hdr, "mode");
+            if (hull_session_put_file(s, hdr_str(&f, "path"), f.data, f.len,
+                                      m ? (unsigned)json_object_get_int(m) : 0, &e) < 0)
+                reply_error(sock, &e);
+            else
+                reply_ok(sock, NULL, NULL, NULL, 0);
+        } else if (strcmp(op, "get") == 0) {
+            char *data = NULL;
+            size_t len = 0;
+            json_object *m = hj_get(f.hdr, "max");
+            if (hull_session_get_file(s, hdr_str(&f, "path"),
+                                      m ? (size_t)json_object_get_int64(m) : 0, &data, &len,
+                                      &e) < 0)
+                reply_error(sock, &e);
+            else
+                reply_ok(sock, NULL, NULL, data, len);
+            free(data);
+        } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
+            int r = op[0] == 'p' ? hull_session_pause(s, &e) : hull_session_resume(s, &e);
+            if (r < 0)
+                reply_error(sock, &e);
+            else
+                reply_ok(sock, NULL, NULL, NULL, 0);
+        } else if (strcmp(op, "destroy") == 0) {
+            hull_session_destroy(s);
+            s = NULL;
+            reply_ok(sock, NULL, NULL, NULL, 0);
+            done = true;
+        } else {
+            hull_error_set(&e, EPROTO, "keeper: unknown operation '%s'", op);
+            reply_error(sock, &e);
+        }
+        frame_free(&f);
+        if (done)
+            break;
+    }
+    hull_session_destroy(s);
+    return 0;
+}

@@ -1,0 +1,503 @@
+/* Runs: a bounded queue in front of a fixed pool of worker processes.
+ *
+ * Each slot is a dispatcher thread owning one single-threaded worker
+ * process (helper.c). A dispatcher takes the oldest queued job, hands the
+ * request and a cancel eventfd to its worker, and waits for the result.
+ * The worker records the result in the store itself, so a run whose hulld
+ * died is still finished and recorded by its worker; the worker then sees
+ * its socket closed and exits. Cancel writes the eventfd: the library kills
+ * the run cleanly (verdict "killed"); a worker is never SIGKILLed, which
+ * would leave the run's cgroup and state behind. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "container/state.h"
+#include "daemon.h"
+#include "runner.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+
+struct slot {
+    pid_t pid;
+    unsigned long long start;
+    int sock;
+    bool busy; /* running a job, for its dispatcher or for a borrower */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a job was queued, or stop */
+    pthread_cond_t done; /* a job ended */
+    struct job *head, *tail; /* queued, oldest first */
+    struct job *active;      /* every queued or running job */
+    unsigned queued, running;
+    bool stop;
+    pthread_t *threads;
+    struct slot *slots; /* dispatcher i owns slots[i] */
+    unsigned n_threads;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER,
+          .work = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
+
+static void job_unref_locked(struct job *j)
+{
+    if (--j->refs > 0)
+        return;
+    if (j->cancel_fd >= 0)
+        close(j->cancel_fd);
+    free(j->request);
+    free(j->result);
+    free(j);
+}
+
+void job_release(struct job *j)
+{
+    pthread_mutex_lock(&pool.mu);
+    job_unref_locked(j);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+static unsigned tenant_load(const char *tenant)
+{
+    unsigned n = 0;
+    for (struct job *j = pool.active; j; j = j->next_active)
+        n += strcmp(j->tenant, tenant) == 0;
+    return n;
+}
+
+static void unlink_active(struct job *j)
+{
+    for (struct job **p = &pool.active; *p; p = &(*p)->next_active)
+        if (*p == j) {
+            *p = j->next_active;
+            return;
+        }
+}
+
+enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
+                          struct job **out, hull_error *err)
+{
+    *out = NULL;
+    struct job *j = calloc(1, sizeof(*j));
+    int efd = eventfd(0, EFD_CLOEXEC);
+    if (j == NULL || efd < 0) {
+        free(j);
+        free(request);
+        if (efd >= 0)
+            close(efd);
+        hull_error_set(err, ENOMEM, "out of resources");
+        return SUBMIT_ERROR;
+    }
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
+    j->request = request;
+    j->cancel_fd = efd;
+    j->refs = 2; /* the pool's and the caller's */
+    enum submit res = SUBMIT_OK;
+    pthread_mutex_lock(&pool.mu);
+    if (hulld.draining || pool.stop)
+        res = SUBMIT_DRAINING;
+    else if (pool.queued >= hulld.o->queue_depth && pool.running >= pool.n_threads)
+        res = SUBMIT_QUEUE_FULL;
+    else if (tenant_load(tenant) >= hulld.o->tenant_runs)
+        res = SUBMIT_QUOTA;
+    /* Nothing waiting and a slot idle: the caller's own thread will run it
+     * (job_wait), one hand-over and one write fewer on the way of a
+     * synchronous run. */
+    for (unsigned i = 0; res == SUBMIT_OK && direct && pool.head == NULL && i < pool.n_threads;
+         i++)
+        if (!pool.slots[i].busy && pool.slots[i].sock >= 0) {
+            j->slot = &pool.slots[i];
+            break;
+        }
+    /* The row exists before any dispatcher can see the job. */
+    if (res == SUBMIT_OK &&
+        (j->slot ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid,
+                                           j->slot->start, err)
+                 : hull_run_insert(hulld.store, id, tenant, "queued", NULL, err)) < 0)
+        res = SUBMIT_ERROR;
+    if (res != SUBMIT_OK) {
+        pthread_mutex_unlock(&pool.mu);
+        j->refs = 1;
+        j->slot = NULL;
+        job_release(j);
+        return res;
+    }
+    j->enqueued_ns = hull_monotonic_ns();
+    j->next_active = pool.active;
+    pool.active = j;
+    if (j->slot) {
+        j->slot->busy = true;
+        j->started = true;
+        j->state = JOB_RUNNING;
+        pool.running++;
+        pthread_mutex_unlock(&pool.mu);
+        *out = j;
+        return SUBMIT_OK;
+    }
+    j->state = JOB_QUEUED;
+    if (pool.tail)
+        pool.tail->next = j;
+    else
+        pool.head = j;
+    pool.tail = j;
+    pool.queued++;
+    pthread_cond_signal(&pool.work);
+    pthread_mutex_unlock(&pool.mu);
+    *out = j;
+    return SUBMIT_OK;
+}
+
+static void run_job(struct slot *s, struct job *j);
+
+void job_wait(struct job *j)
+{
+    if (j->slot) {
+        struct slot *s = j->slot;
+        j->slot = NULL;
+        run_job(s, j);
+        pthread_mutex_lock(&pool.mu);
+        s->busy = false;
+        /* Its dispatcher may now serve the queue. */
+        pthread_cond_broadcast(&pool.work);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    pthread_mutex_lock(&pool.mu);
+    while (j->state != JOB_DONE)
+        pthread_cond_wait(&pool.done, &pool.mu);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+static void finish_locked(struct job *j)
+{
+    j->state = JOB_DONE;
+    unlink_active(j);
+    pthread_cond_broadcast(&pool.done);
+}
+
+struct job *runner_cancel(const char *id, bool *was_queued)
+{
+    *was_queued = false;
+    pthread_mutex_lock(&pool.mu);
+    struct job *j = pool.active;
+    while (j && strcmp(j->id, id) != 0)
+        j = j->next_active;
+    if (j == NULL) {
+        pthread_mutex_unlock(&pool.mu);
+        return NULL;
+    }
+    j->refs++;
+    if (j->state == JOB_QUEUED) {
+        struct job **p = &pool.head, *prev = NULL;
+        while (*p != j) {
+            prev = *p;
+            p = &(*p)->next;
+        }
+        *p = j->next;
+        if (pool.tail == j)
+            pool.tail = prev;
+        pool.queued--;
+        *was_queued = true;
+        finish_locked(j);
+        job_unref_locked(j); /* the pool's reference */
+    } else {
+        /* The worker polls this fd: the library kills the run. */
+        uint64_t one = 1;
+        if (write(j->cancel_fd, &one, sizeof(one)) < 0)
+            hull_warn("cancel %s: %s", id, strerror(errno));
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return j;
+}
+
+void runner_counts(unsigned *running, unsigned *queued)
+{
+    pthread_mutex_lock(&pool.mu);
+    *running = pool.running;
+    *queued = pool.queued;
+    pthread_mutex_unlock(&pool.mu);
+}
+
+bool runner_drain(unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&pool.mu);
+    while (pool.active && pthread_cond_timedwait(&pool.done, &pool.mu, &until) == 0)
+        ;
+    bool idle = pool.active == NULL;
+    pthread_mutex_unlock(&pool.mu);
+    return idle;
+}
+
+void runner_cancel_all(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    char (*ids)[40] = NULL;
+    size_t n = 0;
+    for (struct job *j = pool.active; j; j = j->next_active)
+        n++;
+    ids = calloc(n ? n : 1, sizeof(*ids));
+    n = 0;
+    for (struct job *j = pool.active; ids && j; j = j->next_active)
+        snprintf(ids[n++], sizeof(ids[0]), "%s", j->id);
+    pthread_mutex_unlock(&pool.mu);
+    static const char *const from[] = {"queued", NULL};
+    for (size_t i = 0; ids && i < n; i++) {
+        bool was_queued = false;
+        struct job *j = runner_cancel(ids[i], &was_queued);
+        hull_error e = NULL;
+        if (j && was_queued && hull_run_transition(hulld.store, ids[i], from, "cancelled", &e) < 0)
+            hull_error_free(&e);
+        if (j)
+            job_release(j);
+    }
+    free(ids);
+}
+
+/* internal_error result for a run its worker could not finish. */
+static char *failed_result(const char *why)
+{
+    struct hull_result r = {.verdict = HULL_VERDICT_INTERNAL_ERROR, .error = (char *)why};
+    return hull_result_to_json(&r);
+}
+
+static int slot_spawn(struct slot *s)
+{
+    hull_error e = NULL;
+    s->pid = helper_spawn("worker", &s->sock, &e);
+    if (s->pid < 0) {
+        hull_log(HULL_LOG_ERROR, "worker: %s", hull_error_msg(e));
+        hull_error_free(&e);
+        return -1;
+    }
+    s->start = hull_pid_start_time(s->pid);
+    return 0;
+}
+
+static void slot_close(struct slot *s)
+{
+    if (s->sock >= 0)
+        close(s->sock); /* EOF: the worker exits after its current run */
+    s->sock = -1;
+    if (s->pid > 0)
+        waitpid(s->pid, NULL, 0);
+    s->pid = -1;
+}
+
+void sweep_leftovers(void)
+{
+    /* The dead helper's sandbox died with it (parent-death signal); its
+     * state and cgroup are removed now rather than at the next start. */
+    size_t n = 0;
+    hull_error e = NULL;
+    if (hull_sandbox_cleanup(&n, &e) < 0) {
+        hull_warn("%s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
+/* One run on this slot's worker; returns the result JSON. */
+static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdict[32])
+{
+    snprintf(verdict, 32, "internal_error");
+    if (s->sock < 0 && slot_spawn(s) < 0)
+        return failed_result("no worker process could be started");
+    hull_error e = NULL;
+    if (!j->started && hull_run_start(hulld.store, j->id, s->pid, s->start, &e) < 0) {
+        hull_warn("run %s: %s", j->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("run"));
+    json_object_object_add(hdr, "id", json_object_new_string(j->id));
+    int r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
+    json_object_put(hdr);
+    struct frame f;
+    if (r < 0 || frame_recv(s->sock, &f) < 0) {
+        /* The worker died under this run: say so, and start a new one. */
+        hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
+        slot_close(s);
+        sweep_leftovers();
+        char *res = failed_result("the worker process running it died");
+        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
+            hull_warn("run %s: %s", j->id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        return res;
+    }
+    char *res = f.data;
+    f.data = NULL;
+    json_object *lib = hj_get(f.hdr, "lib_ms"), *v = hj_get(f.hdr, "verdict");
+    *lib_ms = lib ? json_object_get_double(lib) : 0;
+    if (v)
+        snprintf(verdict, 32, "%s", json_object_get_string(v));
+    json_object *rec = hj_get(f.hdr, "recorded");
+    if (rec == NULL || !json_object_get_boolean(rec)) {
+        /* Already ended (a no-op) or the worker could not write: try here. */
+        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
+            hull_warn("run %s: %s", j->id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+    }
+    frame_free(&f);
+    return res;
+}
+
+/* Run j on slot s (busy, ours) and complete it. */
+static void run_job(struct slot *s, struct job *j)
+{
+    uint64_t t0 = hull_monotonic_ns();
+    double lib_ms = 0;
+    char verdict[32];
+    char *res = dispatch(s, j, &lib_ms, verdict);
+    metrics_run_done(verdict, (double)(hull_monotonic_ns() - t0) / 1e9);
+
+    pthread_mutex_lock(&pool.mu);
+    j->result = res;
+    j->lib_ms = lib_ms;
+    pool.running--;
+    finish_locked(j);
+    job_unref_locked(j);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+static void *dispatcher(void *arg)
+{
+    struct slot *s = arg;
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        while ((pool.head == NULL || s->busy) && !pool.stop)
+            pthread_cond_wait(&pool.work, &pool.mu);
+        if (pool.head == NULL || s->busy)
+            break; /* stopping */
+        struct job *j = pool.head;
+        pool.head = j->next;
+        if (pool.head == NULL)
+            pool.tail = NULL;
+        pool.queued--;
+        pool.running++;
+        j->state = JOB_RUNNING;
+        s->busy = true;
+        pthread_mutex_unlock(&pool.mu);
+        run_job(s, j);
+        pthread_mutex_lock(&pool.mu);
+        s->busy = false;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    slot_close(s);
+    return NULL;
+}
+
+int runner_start(hull_error *err)
+{
+    pool.n_threads = hulld.o->max_runs;
+    pool.threads = calloc(pool.n_threads, sizeof(pthread_t));
+    pool.slots = calloc(pool.n_threads, sizeof(struct slot));
+    if (pool.threads == NULL || pool.slots == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    for (unsigned i = 0; i < pool.n_threads; i++) {
+        pool.slots[i].pid = pool.slots[i].sock = -1;
+        /* Started here, before anyone can borrow the slot; later only the
+         * slot's current holder restarts a worker that died. */
+        slot_spawn(&pool.slots[i]);
+        int r = pthread_create(&pool.threads[i], NULL, dispatcher, &pool.slots[i]);
+        if (r != 0) {
+            pool.n_threads = i;
+            errno = r;
+            return hull_error_errno(err, "start run slots");
+        }
+    }
+    return 0;
+}
+
+void runner_stop(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    pool.stop = true;
+    pthread_cond_broadcast(&pool.work);
+    pthread_mutex_unlock(&pool.mu);
+    for (unsigned i = 0; i < pool.n_threads; i++)
+        pthread_join(pool.threads[i], NULL);
+    free(pool.threads);
+    free(pool.slots);
+    pool.threads = NULL;
+    pool.slots = NULL;
+    pool.n_threads = 0;
+}
+
+/* ---- the worker process -------------------------------------------------- */
+
+static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
+{
+    *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
+    struct hull_policy p;
+    struct hull_result r;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    char *res = NULL;
+    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0) {
+        res = failed_result(hull_error_msg(e));
+    } else {
+        p.cancel_fd = f->fd;
+        uint64_t t0 = hull_monotonic_ns();
+        int rc = hull_sandbox_run(&p, &r, &e);
+        *lib_ms = (double)(hull_monotonic_ns() - t0) / 1e6;
+        if (rc < 0) {
+            res = failed_result(hull_error_msg(e));
+        } else {
+            res = hull_result_to_json(&r);
+            *verdict = hull_verdict_name(r.verdict);
+            hull_result_free(&r);
+        }
+    }
+    hull_error_free(&e);
+    p.cancel_fd = -1;
+    hull_policy_free(&p);
+    return res;
+}
+
+int worker_loop(int sock, struct hull_store *st)
+{
+    for (;;) {
+        struct frame f;
+        if (frame_recv(sock, &f) < 0)
+            return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+        json_object *id = hj_get(f.hdr, "id");
+        double lib_ms = 0;
+        const char *verdict;
+        char *res = run_one(&f, &lib_ms, &verdict);
+        hull_error e = NULL;
+        int rec = id ? hull_run_finish(st, json_object_get_string(id), res, verdict, &e) : 0;
+        if (rec < 0) {
+            hull_warn("worker: %s", hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        json_object *hdr = json_object_new_object();
+        json_object_object_add(hdr, "recorded", json_object_new_boolean(rec == 1));
+        json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
+        json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
+        int r = frame_send(sock, hdr, res, strlen(res), -1);
+        json_object_put(hdr);
+        free(res);
+        frame_free(&f);
+        if (r < 0)
+            return 0; /* hulld is gone; the result is in the store */
+    }
+}

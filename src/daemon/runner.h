@@ -1,0 +1,45 @@
+/* The run queue and pool (runner.c), for the API handlers (runs.c). */
+#ifndef HULLD_RUNNER_H
+#define HULLD_RUNNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hull.h"
+
+struct slot;
+
+enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
+struct job {
+    char id[40];
+    char tenant[72];
+    char *request;  /* the run request JSON for the worker */
+    int cancel_fd;  /* eventfd: written to cancel */
+    enum job_state state;
+    char *result;   /* result JSON once done (NULL when cancelled while queued) */
+    uint64_t enqueued_ns;
+    double lib_ms;
+    struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
+    bool started;      /* its row says running already */  /* how long hull_sandbox_run took in the worker */
+    int refs;
+    struct job *next;        /* queue order */
+    struct job *next_active; /* all queued or running jobs */
+};
+
+enum submit { SUBMIT_OK, SUBMIT_QUEUE_FULL, SUBMIT_QUOTA, SUBMIT_DRAINING, SUBMIT_ERROR };
+
+/* Queue a run (the row is inserted as "queued"); takes request. On
+ * SUBMIT_OK *out holds a reference for the caller (job_release). direct:
+ * the caller will job_wait() at once, so with a slot idle and nobody
+ * waiting the job is not queued: job_wait runs it on the caller's thread. */
+enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
+                          struct job **out, hull_error *err);
+/* Until the job is done (running it first when it was given to us). */
+void job_wait(struct job *j);
+void job_release(struct job *j);
+/* A queued job is taken off the queue (*was_queued); a running one is told
+ * to stop. Returns a reference, or NULL when no such job is active. */
+struct job *runner_cancel(const char *id, bool *was_queued);
+
+#endif

@@ -1,0 +1,346 @@
+/* /v1/runs: one-shot runs, local (runner.c) or through the Redis queue. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "container/state.h"
+#include "daemon.h"
+#include "runner.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+
+static const char *const states[] = {"queued", "running", "finished", "cancelled",
+                                     "interrupted", NULL};
+
+void new_id(char *buf, size_t len, char prefix)
+{
+    unsigned char b[8] = {0};
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        hull_warn("getrandom: %s", strerror(errno));
+    snprintf(buf, len, "%c-%02x%02x%02x%02x%02x%02x%02x%02x", prefix, b[0], b[1], b[2], b[3],
+             b[4], b[5], b[6], b[7]);
+}
+
+int policy_check(const char *text, struct resp *r)
+{
+    struct hull_policy p;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    int ok = hull_policy_from_json(text, strlen(text), &p, &e);
+    enum hull_isolation iso = p.isolation;
+    hull_policy_free(&p);
+    if (ok < 0) {
+        resp_from_error(r, &e);
+        return -1;
+    }
+    if (iso == HULL_ISOLATION_MICROVM) {
+        resp_error(r, 501, "not_implemented", "isolation",
+                   "isolation: microvm is not available in this build yet");
+        return -1;
+    }
+    return 0;
+}
+
+/* The run as stored: the answer of GET, and of a synchronous POST. */
+static void answer_run(struct resp *r, int status, const char *id, const char *tenant)
+{
+    hull_error e = NULL;
+    json_object *o = hull_run_get(hulld.store, id, tenant, &e);
+    if (o == NULL) {
+        resp_from_error(r, &e);
+        return;
+    }
+    snprintf(r->target, sizeof(r->target), "%s", id);
+    resp_json(r, status, o);
+}
+
+/* Split "async" and "queue" off the request; the rest is the policy. */
+static int take_flag(json_object *doc, const char *key, bool *out, struct resp *r)
+{
+    json_object *v = NULL;
+    *out = false;
+    if (!json_object_object_get_ex(doc, key, &v))
+        return 0;
+    if (v && !json_object_is_type(v, json_type_boolean)) {
+        resp_error(r, 400, "invalid_request", key, "%s: must be true or false", key);
+        return -1;
+    }
+    *out = v && json_object_get_boolean(v);
+    json_object_object_del(doc, key);
+    return 0;
+}
+
+static void submit_queue(struct resp *r, const struct caller *c, json_object *doc,
+                         const char *id)
+{
+    if (hulld.o->redis_url == NULL) {
+        resp_error(r, 501, "not_implemented", "queue",
+                   "queue: hulld was started without --redis");
+        return;
+    }
+    json_object_object_add(doc, "tenant", json_object_new_string(c->tok.tenant));
+    json_object_object_add(doc, "run_id", json_object_new_string(id));
+    char *job = NULL;
+    hull_error e = NULL;
+    if (hull_queue_submit(hulld.o->redis_url, hj_to_string(doc), &job, &e) < 0 ||
+        hull_run_insert(hulld.store, id, c->tok.tenant, "queued", job, &e) < 0) {
+        free(job);
+        resp_from_error(r, &e);
+        return;
+    }
+    free(job);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(id));
+    json_object_object_add(o, "state", json_object_new_string("queued"));
+    json_object_object_add(o, "queue", json_object_new_boolean(1));
+    snprintf(r->target, sizeof(r->target), "%s", id);
+    resp_json(r, 202, o);
+}
+
+static void post_run(const struct request *rq, struct resp *r)
+{
+    const struct caller *c = rq->caller;
+    json_object *doc = NULL;
+    hull_error e = NULL;
+    if (hj_parse(rq->body, rq->len, "request", &doc, &e) < 0) {
+        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
+        hull_error_free(&e);
+        return;
+    }
+    bool async, queue;
+    if (take_flag(doc, "async", &async, r) < 0 || take_flag(doc, "queue", &queue, r) < 0)
+        goto out;
+    const char *text = hj_to_string(doc);
+    if (policy_check(text, r) < 0)
+        goto out;
+    char id[40];
+    new_id(id, sizeof(id), 'r');
+    if (queue) {
+        submit_queue(r, c, doc, id);
+        goto out;
+    }
+    char *req = strdup(text);
+    struct job *j = NULL;
+    switch (runner_submit(id, c->tok.tenant, req, !async, &j, &e)) {
+    case SUBMIT_OK:
+        break;
+    case SUBMIT_QUEUE_FULL:
+        resp_error(r, 429, "queue_full", NULL, "every run slot is busy and the queue is full");
+        r->retry_after = 1;
+        goto out;
+    case SUBMIT_QUOTA:
+        resp_error(r, 429, "quota_exceeded", NULL,
+                   "tenant %s has %u runs queued or running, its quota", c->tok.tenant,
+                   hulld.o->tenant_runs);
+        r->retry_after = 1;
+        goto out;
+    case SUBMIT_DRAINING:
+        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        goto out;
+    case SUBMIT_ERROR:
+        resp_from_error(r, &e);
+        goto out;
+    }
+    snprintf(r->target, sizeof(r->target), "%s", id);
+    if (async) {
+        job_release(j);
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "state", json_object_new_string("queued"));
+        resp_json(r, 202, o);
+        goto out;
+    }
+    job_wait(j);
+    /* What the library call took, so clients can tell the API's share
+     * (bench/api_load.py does). */
+    snprintf(r->timing, sizeof(r->timing), "run;dur=%.3f", j->lib_ms);
+    job_release(j);
+    answer_run(r, 200, id, NULL);
+out:
+    json_object_put(doc);
+}
+
+/* A run in the Redis queue: ask for its result, record it once. */
+static void poll_queue(const char *id, const struct hull_run_row *row)
+{
+    char *res = NULL;
+    hull_error e = NULL;
+    if (hulld.o->redis_url == NULL ||
+        hull_queue_result(hulld.o->redis_url, row->queue_job, &res, &e) < 0) {
+        hull_error_free(&e);
+        return;
+    }
+    if (res && hull_run_finish(hulld.store, id, res, NULL, &e) < 0)
+        hull_error_free(&e);
+    free(res);
+}
+
+static void get_run(const struct request *rq, const char *id, struct resp *r)
+{
+    struct hull_run_row row;
+    hull_error e = NULL;
+    if (hull_run_row(hulld.store, id, &row, &e) == 0 && row.queue_job[0] &&
+        strcmp(row.state, "queued") == 0 &&
+        (rq->caller->tenant == NULL || strcmp(row.tenant, rq->caller->tenant) == 0))
+        poll_queue(id, &row);
+    hull_error_free(&e);
+    answer_run(r, 200, id, rq->caller->tenant);
+}
+
+static void list_runs(const struct request *rq, struct resp *r)
+{
+    const char *state = request_query(rq, "state");
+    const char *lim = request_query(rq, "limit");
+    if (state) {
+        bool ok = false;
+        for (const char *const *s = states; *s; s++)
+            ok = ok || strcmp(*s, state) == 0;
+        if (!ok) {
+            resp_error(r, 400, "invalid_request", "state",
+                       "state: '%s' is not queued, running, finished, cancelled or interrupted",
+                       state);
+            return;
+        }
+    }
+    long limit = 100;
+    if (lim) {
+        char *end;
+        limit = strtol(lim, &end, 10);
+        if (*end || end == lim || limit < 1 || limit > 1000) {
+            resp_error(r, 400, "invalid_request", "limit", "limit: must be 1 to 1000");
+            return;
+        }
+    }
+    hull_error e = NULL;
+    json_object *o = hull_run_list(hulld.store, rq->caller->tenant, state, (int)limit, &e);
+    if (o == NULL)
+        resp_from_error(r, &e);
+    else
+        resp_json(r, 200, o);
+}
+
+static void delete_run(const struct request *rq, const char *id, struct resp *r)
+{
+    struct hull_run_row row;
+    hull_error e = NULL;
+    snprintf(r->target, sizeof(r->target), "%s", id);
+    if (hull_run_row(hulld.store, id, &row, &e) < 0 ||
+        (rq->caller->tenant && strcmp(row.tenant, rq->caller->tenant) != 0)) {
+        hull_error_free(&e);
+        resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
+        return;
+    }
+    bool was_queued = false;
+    struct job *j = runner_cancel(id, &was_queued);
+    if (j) {
+        if (was_queued) {
+            static const char *const from[] = {"queued", NULL};
+            if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0)
+                hull_error_free(&e);
+        } else {
+            job_wait(j); /* the worker records the "killed" result */
+        }
+        job_release(j);
+    } else if (strcmp(row.state, "queued") == 0 && row.queue_job[0]) {
+        /* In the Redis queue: a worker may still run it, its result is
+         * then ignored (the run already ended as cancelled). */
+        static const char *const from[] = {"queued", NULL};
+        if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0)
+            hull_error_free(&e);
+    } else {
+        resp_error(r, 409, "conflict", NULL, "run '%s' is %s: nothing to cancel", id, row.state);
+        return;
+    }
+    answer_run(r, 200, id, NULL);
+}
+
+void api_runs(const struct request *rq, const char *id, struct resp *r)
+{
+    bool get = strcmp(rq->method, "GET") == 0;
+    if (id == NULL) {
+        if (get)
+            list_runs(rq, r);
+        else
+            post_run(rq, r);
+    } else if (get) {
+        get_run(rq, id, r);
+    } else {
+        delete_run(rq, id, r);
+    }
+}
+
+/* ---- start-up ---- */
+
+/* A worker of the previous hulld still runs this run: it will record the
+ * result; if it dies first, the run was interrupted. */
+static void *await_orphan(void *arg)
+{
+    struct hull_run_row *row = arg;
+    int pfd = (int)syscall(SYS_pidfd_open, row->worker_pid, 0);
+    if (pfd >= 0) {
+        if (hull_pid_alive(row->worker_pid, row->worker_start)) {
+            struct pollfd p = {.fd = pfd, .events = POLLIN};
+            poll(&p, 1, -1);
+        }
+        close(pfd);
+    } else {
+        while (hull_pid_alive(row->worker_pid, row->worker_start))
+            usleep(100000);
+    }
+    static const char *const from[] = {"running", "queued", NULL};
+    hull_error e = NULL;
+    if (hull_run_transition(hulld.store, row->id, from, "interrupted", &e) < 0)
+        hull_error_free(&e);
+    free(row);
+    return NULL;
+}
+
+void runs_recover(void)
+{
+    struct hull_run_row *rows = NULL;
+    size_t n = 0;
+    hull_error e = NULL;
+    static const char *const from_q[] = {"queued", NULL};
+    static const char *const from_r[] = {"running", NULL};
+    /* Local runs still queued died with the old hulld's memory. */
+    if (hull_run_rows_in_state(hulld.store, "queued", &rows, &n, &e) == 0) {
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].queue_job[0] == '\0' &&
+                hull_run_transition(hulld.store, rows[i].id, from_q, "interrupted", &e) < 0)
+                hull_error_free(&e);
+        free(rows);
+    }
+    hull_error_free(&e);
+    if (hull_run_rows_in_state(hulld.store, "running", &rows, &n, &e) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i].worker_pid > 0 &&
+                hull_pid_alive(rows[i].worker_pid, rows[i].worker_start)) {
+                struct hull_run_row *copy = malloc(sizeof(*copy));
+                pthread_t t;
+                if (copy) {
+                    *copy = rows[i];
+                    if (pthread_create(&t, NULL, await_orphan, copy) == 0) {
+                        pthread_detach(t);
+                        hull_log(HULL_LOG_INFO, "run %s: its worker %d still runs it",
+                                 rows[i].id, (int)rows[i].worker_pid);
+                        continue;
+                    }
+                    free(copy);
+                }
+            }
+            if (hull_run_transition(hulld.store, rows[i].id, from_r, "interrupted", &e) < 0)
+                hull_error_free(&e);
+            else
+                hull_log(HULL_LOG_INFO, "run %s: interrupted by hulld's restart", rows[i].id);
+        }
+        free(rows);
+    }
+    hull_error_free(&e);
+}

@@ -1,0 +1,517 @@
+/* /v1/sandboxes: long-lived sandboxes, each owned by a keeper process
+ * (keeper.c). Requests to one sandbox go one at a time (its op lock); the
+ * table lock only guards the list. Idle sandboxes are destroyed once their
+ * lifetime has passed since the last request that touched them. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+
+#define DEFAULT_LIFETIME_S 600u
+#define MAX_LIFETIME_S (24u * 3600u)
+
+struct sbx {
+    char id[40];
+    char tenant[72];
+    char container[64];
+    pid_t pid;
+    int sock;
+    int kill_fd; /* eventfd handed to every exec: written on destroy */
+    pthread_mutex_t op;
+    uint64_t last_used_ns;
+    time_t last_used;
+    unsigned lifetime_s;
+    bool paused, gone;
+    int refs;
+    struct sbx *next;
+};
+
+static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sbx *table;
+
+static void unref(struct sbx *s)
+{
+    pthread_mutex_lock(&tab_mu);
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&tab_mu);
+    if (!last)
+        return;
+    if (s->sock >= 0)
+        close(s->sock);
+    if (s->kill_fd >= 0)
+        close(s->kill_fd);
+    if (s->pid > 0)
+        waitpid(s->pid, NULL, 0);
+    pthread_mutex_destroy(&s->op);
+    free(s);
+}
+
+/* The live sandbox id of tenant (NULL: any), with a reference. */
+static struct sbx *find(const char *id, const char *tenant)
+{
+    pthread_mutex_lock(&tab_mu);
+    struct sbx *s = table;
+    while (s && (strcmp(s->id, id) != 0 || (tenant && strcmp(s->tenant, tenant) != 0)))
+        s = s->next;
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&tab_mu);
+    return s;
+}
+
+static void unlink_sbx(struct sbx *s)
+{
+    pthread_mutex_lock(&tab_mu);
+    for (struct sbx **p = &table; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            s->refs--; /* the table's reference */
+            break;
+        }
+    pthread_mutex_unlock(&tab_mu);
+}
+
+unsigned sandboxes_active(void)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&tab_mu);
+    for (struct sbx *s = table; s; s = s->next)
+        n++;
+    pthread_mutex_unlock(&tab_mu);
+    return n;
+}
+
+static unsigned tenant_count(const char *tenant)
+{
+    unsigned n = 0;
+    for (struct sbx *s = table; s; s = s->next)
+        n += strcmp(s->tenant, tenant) == 0;
+    return n;
+}
+
+/* One request to the keeper, under the op lock. A keeper that does not
+ * answer is gone, and so is its sandbox. */
+static int call(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
+                int fd, struct frame *reply, hull_error *err)
+{
+    if (s->gone)
+        return hull_error_set(err, ENOENT, "sandbox '%s' is gone", s->id);
+    json_object *hdr = extra ? extra : json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string(op));
+    int r = frame_send(s->sock, hdr, data, len, fd);
+    json_object_put(hdr);
+    if (r < 0 || frame_recv(s->sock, reply) < 0) {
+        s->gone = true;
+        return hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", s->id);
+    }
+    json_object *er = hj_get(reply->hdr, "error");
+    if (er) {
+        json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
+        hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
+                       msg ? json_object_get_string(msg) : "keeper failed");
+        frame_free(reply);
+        return -1;
+    }
+    s->last_used_ns = hull_monotonic_ns();
+    s->last_used = time(NULL);
+    return 0;
+}
+
+static void destroy(struct sbx *s, const char *reason)
+{
+    uint64_t one = 1;
+    /* Stop a command running in it now, rather than waiting for it. */
+    if (write(s->kill_fd, &one, sizeof(one)) < 0)
+        hull_warn("sandbox %s: %s", s->id, strerror(errno));
+    pthread_mutex_lock(&s->op);
+    struct frame f;
+    hull_error e = NULL;
+    if (!s->gone && call(s, "destroy", NULL, NULL, 0, -1, &f, &e) == 0)
+        frame_free(&f);
+    hull_error_free(&e);
+    s->gone = true;
+    pthread_mutex_unlock(&s->op);
+    if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", reason, &e) < 0) {
+        hull_warn("sandbox %s: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    unlink_sbx(s);
+}
+
+static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
+{
+    json_object *o = hull_sandbox_rec_get(hulld.store, s->id, tenant, err);
+    if (o == NULL)
+        return NULL;
+    char buf[64];
+    struct tm tm;
+    time_t t = s->last_used;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_object_add(o, "last_used", json_object_new_string(buf));
+    t += s->lifetime_s;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_object_add(o, "expires", json_object_new_string(buf));
+    if (!s->gone)
+        json_object_object_add(o, "state",
+                               json_object_new_string(s->paused ? "paused" : "running"));
+    return o;
+}
+
+static void answer(struct resp *r, int status, struct sbx *s, const char *tenant)
+{
+    hull_error e = NULL;
+    json_object *o = describe(s, tenant, &e);
+    if (o == NULL)
+        resp_from_error(r, &e);
+    else
+        resp_json(r, status, o);
+}
+
+/* lifetime: "10m" or seconds; absent: the default. */
+static int take_lifetime(json_object *doc, unsigned *out, struct resp *r)
+{
+    json_object *v = NULL;
+    *out = DEFAULT_LIFETIME_S;
+    if (!json_object_object_get_ex(doc, "lifetime", &v) || v == NULL)
+        return 0;
+    uint64_t ms = 0;
+    if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
+        ms = (uint64_t)json_object_get_int64(v) * 1000;
+    else if (!json_object_is_type(v, json_type_string) ||
+             hull_parse_duration_ms(json_object_get_string(v), &ms) < 0)
+        ms = 0;
+    if (ms < 1000 || ms > MAX_LIFETIME_S * 1000ull) {
+        resp_error(r, 400, "invalid_request", "lifetime",
+                   "lifetime: must be a duration from 1s to 24h (\"10m\") or seconds");
+        return -1;
+    }
+    *out = (unsigned)(ms / 1000);
+    json_object_object_del(doc, "lifetime");
+    return 0;
+}
+
+static void create(const struct request *rq, struct resp *r)
+{
+    const struct caller *c = rq->caller;
+    json_object *doc = NULL;
+    hull_error e = NULL;
+    if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
+        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
+        hull_error_free(&e);
+        return;
+    }
+    unsigned lifetime;
+    if (take_lifetime(doc, &lifetime, r) < 0)
+        goto out;
+    if (hj_get(doc, "cmd")) {
+        resp_error(r, 400, "invalid_request", "cmd",
+                   "cmd: a sandbox has no command of its own (use /exec)");
+        goto out;
+    }
+    /* The policy parser wants a command: the keeper ignores it. */
+    json_object *cmd = json_object_new_array();
+    json_object_array_add(cmd, json_object_new_string("true"));
+    json_object_object_add(doc, "cmd", cmd);
+    const char *text = hj_to_string(doc);
+    if (policy_check(text, r) < 0)
+        goto out;
+    json_object *iso_v = hj_get(doc, "isolation");
+    const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
+    struct sbx *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        resp_error(r, 500, "internal", NULL, "out of memory");
+        goto out;
+    }
+    s->sock = s->kill_fd = -1;
+    s->pid = -1;
+    s->refs = 2; /* the table's and ours */
+    pthread_mutex_init(&s->op, NULL);
+    new_id(s->id, sizeof(s->id), 's');
+    snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
+    s->lifetime_s = lifetime;
+    snprintf(r->target, sizeof(r->target), "%s", s->id);
+    /* The quota counts this one from here on, so racing creates cannot
+     * both pass. */
+    pthread_mutex_lock(&tab_mu);
+    bool full = tenant_count(c->tok.tenant) >= hulld.o->tenant_sandboxes;
+    bool draining = hulld.draining;
+    if (!full && !draining) {
+        s->next = table;
+        table = s;
+    }
+    pthread_mutex_unlock(&tab_mu);
+    if (full || draining) {
+        if (full) {
+            resp_error(r, 429, "quota_exceeded", NULL, "tenant %s has %u sandboxes, its quota",
+                       c->tok.tenant, hulld.o->tenant_sandboxes);
+            r->retry_after = 5;
+        } else {
+            resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        }
+        s->refs = 1;
+        unref(s);
+        goto out;
+    }
+    pthread_mutex_lock(&s->op);
+    struct frame f;
+    s->kill_fd = eventfd(0, EFD_CLOEXEC);
+    s->pid = helper_spawn("keeper", &s->sock, &e);
+    if (s->pid < 0 || s->kill_fd < 0 || call(s, "create", NULL, text, strlen(text), -1, &f, &e) < 0) {
+        if (e == NULL)
+            hull_error_errno(&e, "eventfd");
+        pthread_mutex_unlock(&s->op);
+        resp_from_error(r, &e);
+        s->gone = true;
+        unlink_sbx(s);
+        unref(s);
+        goto out;
+    }
+    snprintf(s->container, sizeof(s->container), "%s", json_object_get_string(hj_get(f.hdr, "container")));
+    frame_free(&f);
+    pthread_mutex_unlock(&s->op);
+    if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso,
+                                s->container, lifetime, &e) < 0) {
+        resp_from_error(r, &e);
+        destroy(s, "could not be recorded");
+    } else {
+        answer(r, 201, s, NULL);
+    }
+    unref(s);
+out:
+    json_object_put(doc);
+}
+
+static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
+{
+    hull_error e = NULL;
+    struct hull_policy p;
+    hull_policy_init(&p);
+    int ok = hull_policy_from_json(rq->body, rq->len, &p, &e);
+    hull_policy_free(&p);
+    if (ok < 0) {
+        /* Not JSON at all is invalid_json, like everywhere else. */
+        if (strncmp(hull_error_msg(e), "request: ", 9) == 0) {
+            resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
+            hull_error_free(&e);
+        } else {
+            resp_from_error(r, &e);
+        }
+        return;
+    }
+    struct frame f;
+    pthread_mutex_lock(&s->op);
+    if (s->paused) {
+        pthread_mutex_unlock(&s->op);
+        resp_error(r, 409, "conflict", NULL, "sandbox '%s' is paused", s->id);
+        return;
+    }
+    ok = call(s, "exec", NULL, rq->body, rq->len, s->kill_fd, &f, &e);
+    pthread_mutex_unlock(&s->op);
+    if (ok < 0) {
+        resp_from_error(r, &e);
+        return;
+    }
+    json_object *res = json_tokener_parse(f.data);
+    frame_free(&f);
+    if (res == NULL) {
+        resp_error(r, 500, "internal", NULL, "exec: the keeper's result is not JSON");
+        return;
+    }
+    json_object_object_add(res, "sandbox", json_object_new_string(s->id));
+    resp_json(r, 200, res);
+}
+
+static void files(struct sbx *s, const struct request *rq, const char *path, struct resp *r)
+{
+    hull_error e = NULL;
+    struct frame f;
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "path", json_object_new_string(path));
+    bool put = strcmp(rq->method, "PUT") == 0;
+    if (!put)
+        json_object_object_add(hdr, "max", json_object_new_int64((int64_t)hulld.o->max_body));
+    pthread_mutex_lock(&s->op);
+    int ok = call(s, put ? "put" : "get", hdr, rq->body, put ? rq->len : 0, -1, &f, &e);
+    pthread_mutex_unlock(&s->op);
+    if (ok < 0) {
+        resp_from_error(r, &e);
+        return;
+    }
+    if (put) {
+        json_object *o = json_object_new_object();
+        char full[4200];
+        snprintf(full, sizeof(full), "/tmp/%s", strncmp(path, "/tmp/", 5) == 0 ? path + 5 : path);
+        json_object_object_add(o, "path", json_object_new_string(full));
+        json_object_object_add(o, "size", json_object_new_int64((int64_t)rq->len));
+        resp_json(r, 200, o);
+    } else {
+        r->status = 200;
+        r->raw = f.data;
+        r->raw_len = f.len;
+        r->content_type = "application/octet-stream";
+        f.data = NULL;
+    }
+    frame_free(&f);
+}
+
+static void freeze(struct sbx *s, bool pause, struct resp *r)
+{
+    hull_error e = NULL;
+    struct frame f;
+    pthread_mutex_lock(&s->op);
+    int ok = call(s, pause ? "pause" : "resume", NULL, NULL, 0, -1, &f, &e);
+    if (ok == 0) {
+        s->paused = pause;
+        frame_free(&f);
+    }
+    pthread_mutex_unlock(&s->op);
+    if (ok < 0)
+        resp_from_error(r, &e);
+    else
+        answer(r, 200, s, NULL);
+}
+
+void api_sandboxes(const struct request *rq, const char *id, const char *action,
+                   const char *path, struct resp *r)
+{
+    const char *tenant = rq->caller->tenant;
+    hull_error e = NULL;
+    if (id == NULL) {
+        if (strcmp(rq->method, "POST") == 0) {
+            create(rq, r);
+            return;
+        }
+        json_object *o = hull_sandbox_rec_list(hulld.store, tenant, &e);
+        if (o == NULL)
+            resp_from_error(r, &e);
+        else
+            resp_json(r, 200, o);
+        return;
+    }
+    snprintf(r->target, sizeof(r->target), "%s", id);
+    struct sbx *s = find(id, tenant);
+    if (s == NULL) {
+        /* Not live: a destroyed one can still be looked at. */
+        json_object *o = action == NULL && strcmp(rq->method, "GET") == 0
+                             ? hull_sandbox_rec_get(hulld.store, id, tenant, &e)
+                             : NULL;
+        hull_error_free(&e);
+        if (o)
+            resp_json(r, 200, o);
+        else
+            resp_error(r, 404, "not_found", NULL, "sandbox '%s' not found", id);
+        return;
+    }
+    if (action == NULL && strcmp(rq->method, "DELETE") == 0) {
+        destroy(s, "deleted");
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "state", json_object_new_string("destroyed"));
+        resp_json(r, 200, o);
+    } else if (action == NULL) {
+        answer(r, 200, s, NULL);
+    } else if (strcmp(action, "exec") == 0) {
+        exec_in(s, rq, r);
+    } else if (strcmp(action, "files") == 0) {
+        files(s, rq, path, r);
+    } else {
+        freeze(s, strcmp(action, "pause") == 0, r);
+    }
+    if (s->gone) {
+        pthread_mutex_lock(&tab_mu);
+        bool listed = false;
+        for (struct sbx *t = table; t; t = t->next)
+            listed = listed || t == s;
+        pthread_mutex_unlock(&tab_mu);
+        if (listed) {
+            if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", "its keeper died", &e) < 0)
+                hull_error_free(&e);
+            unlink_sbx(s);
+            if (s->pid > 0)
+                waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */
+            s->pid = -1;
+            sweep_leftovers();
+        }
+    }
+    unref(s);
+}
+
+void sandboxes_reap(bool all)
+{
+    uint64_t now = hull_monotonic_ns();
+    for (;;) {
+        struct sbx *victim = NULL;
+        pthread_mutex_lock(&tab_mu);
+        for (struct sbx *s = table; s && !victim; s = s->next) {
+            bool idle = now - s->last_used_ns > (uint64_t)s->lifetime_s * 1000000000ull;
+            if (all || s->gone || idle) {
+                /* Busy right now is not idle: its request will touch it. */
+                if (!all && pthread_mutex_trylock(&s->op) != 0)
+                    continue;
+                if (!all)
+                    pthread_mutex_unlock(&s->op);
+                victim = s;
+                s->refs++;
+            }
+        }
+        pthread_mutex_unlock(&tab_mu);
+        if (victim == NULL)
+            return;
+        hull_log(HULL_LOG_INFO, "sandbox %s: %s", victim->id,
+                 all ? "destroyed at shutdown" : "lifetime over, destroyed");
+        destroy(victim, all ? "hulld stopped" : "lifetime expired");
+        unref(victim);
+    }
+}
+
+void sandboxes_metrics(FILE *out)
+{
+    pthread_mutex_lock(&tab_mu);
+    size_t n = 0;
+    for (struct sbx *s = table; s; s = s->next)
+        n++;
+    char (*ids)[2][64] = calloc(n ? n : 1, sizeof(*ids));
+    n = 0;
+    for (struct sbx *s = table; ids && s; s = s->next, n++) {
+        snprintf(ids[n][0], 64, "%s", s->id);
+        snprintf(ids[n][1], 64, "%s", s->container);
+    }
+    pthread_mutex_unlock(&tab_mu);
+    if (ids == NULL)
+        return;
+    fprintf(out, "# HELP hull_sandbox_cpu_seconds_total CPU time used by a sandbox (cgroup).\n"
+                 "# TYPE hull_sandbox_cpu_seconds_total counter\n");
+    uint64_t *cpu = calloc(n ? n : 1, sizeof(uint64_t)), *mem = calloc(n ? n : 1, sizeof(uint64_t));
+    for (size_t i = 0; cpu && mem && i < n; i++) {
+        hull_error e = NULL;
+        if (ids[i][1][0] == '\0' || hull_sandbox_usage(ids[i][1], &cpu[i], &mem[i], &e) < 0) {
+            hull_error_free(&e);
+            cpu[i] = mem[i] = UINT64_MAX;
+            continue;
+        }
+        fprintf(out, "hull_sandbox_cpu_seconds_total{sandbox=\"%s\"} %.6f\n", ids[i][0],
+                (double)cpu[i] / 1e9);
+    }
+    fprintf(out, "# HELP hull_sandbox_memory_bytes Memory in use by a sandbox (cgroup).\n"
+                 "# TYPE hull_sandbox_memory_bytes gauge\n");
+    for (size_t i = 0; cpu && mem && i < n; i++)
+        if (mem[i] != UINT64_MAX)
+            fprintf(out, "hull_sandbox_memory_bytes{sandbox=\"%s\"} %llu\n", ids[i][0],
+                    (unsigned long long)mem[i]);
+    free(cpu);
+    free(mem);
+    free(ids);
+}

@@ -1,0 +1,118 @@
+/* Host paths a policy names, checked before anything is created: the
+ * files to copy in, the root, and what the sandbox's root (an unprivileged
+ * host uid at container level) can reach and mount over. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox/sandbox.h"
+#include "util/error.h"
+#include "util/fs.h"
+
+int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return hull_error_errno(err, "%s %s", what, path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return hull_error_set(err, EINVAL, "%s %s: not a regular file", what, path);
+    }
+    return fd;
+}
+
+/* A bundle (DIR/config.json + DIR/rootfs) or a plain root directory. */
+char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err)
+{
+    char *real = realpath(dir, NULL);
+    if (real == NULL) {
+        hull_error_errno(err, "--rootfs %s", dir);
+        return NULL;
+    }
+    struct stat st;
+    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        hull_error_set(err, ENOTDIR, "--rootfs %s: not a directory", dir);
+        free(real);
+        return NULL;
+    }
+    char sub[PATH_MAX];
+    snprintf(sub, sizeof(sub), "%s/rootfs", real);
+    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(sub, sizeof(sub), "%s/config.json", real);
+        if (access(sub, F_OK) == 0) {
+            char *r = NULL;
+            if (asprintf(&r, "%s/rootfs", real) < 0)
+                r = NULL;
+            free(real);
+            return r;
+        }
+    }
+    return real;
+}
+
+/* At container level the binds and the root are mounted by the sandbox's
+ * init as root of its user namespace: on the host an unprivileged uid whose
+ * capabilities count for nothing outside. A path that uid cannot reach (a
+ * 0700 directory on the way, as /root or a private tmp dir) would fail deep
+ * in the setup; find it here by trying the path as that uid, in a child. */
+int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return hull_error_errno(err, "fork");
+    if (pid == 0) {
+        /* Raw syscalls: this thread alone, no library state involved. */
+        unsigned id = HULL_SANDBOX_UID_BASE;
+        if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, id, id, id) < 0 ||
+            syscall(SYS_setresuid, id, id, id) < 0)
+            _exit(255);
+        int fd = open(path, O_PATH | O_CLOEXEC);
+        _exit(fd < 0 ? (errno & 0x7f) : 0);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    int e = WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+    if (e == 0 || e == 255) /* reachable, or not ours to judge (not root) */
+        return 0;
+    return hull_error_set(err, e,
+                          "%s %s: %s for the sandbox's root (host uid %u, unprivileged outside "
+                          "its user namespace); every directory on the way must be searchable "
+                          "by others",
+                          what, path, strerror(e), HULL_SANDBOX_UID_BASE);
+}
+
+/* A mount point must already exist where the sandbox cannot create it: in
+ * a --rootfs (not ours to change, and not writable by the sandbox's root)
+ * and in the host directories the default layout binds read-only. */
+int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
+                                  hull_error *err)
+{
+    if (rootfs == NULL && !hull_sandbox_under_host_dir(dst))
+        return 0;
+    cleanup_close int rootfd = open(rootfs ? rootfs : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return hull_error_errno(err, "%s", rootfs ? rootfs : "/");
+    hull_error e = NULL;
+    cleanup_close int fd = hull_resolve_in_root(rootfd, dst, 0, &e);
+    if (fd >= 0)
+        return 0;
+    hull_error_free(&e);
+    if (rootfs)
+        return hull_error_set(err, ENOENT,
+                              "%s: %s does not exist in --rootfs %s (the sandbox mounts over "
+                              "it but cannot create it there)",
+                              what, dst, rootfs);
+    return hull_error_set(err, ENOENT,
+                          "%s: %s does not exist on the host (it is in a read-only host "
+                          "directory, where the sandbox cannot create it)",
+                          what, dst);
+}

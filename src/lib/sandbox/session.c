@@ -1,0 +1,212 @@
+/* Long-lived sandboxes: a container built exactly like a run's (layout.c),
+ * whose process is an idle shell loop instead of the workload, kept alive
+ * by its creator; commands are exec'd into it (container/exec.c) with their
+ * own stdio, clocks and verdict, and files move through an fd of its /tmp.
+ *
+ * The creator is the supervisor: the init has a parent-death signal, and
+ * the state names the creator (HULL_SANDBOX_SUPERVISOR_KEY), so a creator
+ * that dies leaves nothing that hull_sandbox_cleanup() would not remove.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container/container.h"
+#include "container/sync.h"
+#include "linux/cgroup.h"
+#include "linux/seccomp.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/session.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+
+/* PID 1 of the sandbox: waits in the foreground so the shell reaps every
+ * orphan the commands leave (dash waits for any child); as a namespace's
+ * init without handlers it ignores signals sent from inside. */
+static char *const idle_argv[] = {"/bin/sh", "-c", "while :; do sleep 3600; done", NULL};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void next_id(char *buf, size_t len)
+{
+    static atomic_uint counter;
+    snprintf(buf, len, "session-%d-%u-%lx", (int)getpid(), atomic_fetch_add(&counter, 1),
+             (unsigned long)(hull_monotonic_ns() & 0xffffff));
+}
+
+const char *hull_session_id(const struct hull_session *s)
+{
+    return s->id;
+}
+
+int hull_session_create(const struct hull_policy *p, struct hull_session **out, hull_error *err)
+{
+    *out = NULL;
+    if (p->isolation == HULL_ISOLATION_MICROVM)
+        return hull_error_set(err, ENOTSUP, "isolation microvm: not available in this build yet");
+    struct hull_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    s->tmpfd = -1;
+    s->c.dirfd = s->c.launch.sync_fd = s->c.launch.pty_master = s->c.launch.exported_fd = -1;
+    /* Keep only what the sandbox itself needs of the policy. */
+    hull_policy_init(&s->policy);
+    s->policy.isolation = p->isolation;
+    s->policy.memory_bytes = p->memory_bytes;
+    s->policy.pids = p->pids;
+    s->policy.cpus = p->cpus;
+    s->policy.tmp_bytes = p->tmp_bytes;
+    s->policy.open_files = p->open_files;
+    s->policy.network_host = p->network_host;
+    /* The idle init itself is not CPU-limited per process: the sandbox's
+     * CPU is bounded by its quota (cpus), each exec by its own cpu_time. */
+    s->policy.cpu_time_ms = 24ull * 3600 * 1000;
+    s->policy.argv = hull_strv_dup(idle_argv);
+    s->policy.env = p->env ? hull_strv_dup(p->env) : NULL;
+    int null_fd = -1;
+    bool have_ctx = false;
+    if (s->policy.argv == NULL || (p->env && s->policy.env == NULL)) {
+        hull_error_set(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (hull_policy_validate(&s->policy, err) < 0)
+        goto fail;
+    if (p->isolation == HULL_ISOLATION_CONTAINER &&
+        hull_seccomp_compile(hull_seccomp_default_sandbox(), &s->seccomp, err) < 0) {
+        hull_error_prefix(err, "built-in seccomp profile");
+        goto fail;
+    }
+    if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
+        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &s->lay,
+                            err) < 0)
+        goto fail;
+    s->host_uid =
+        p->isolation == HULL_ISOLATION_CONTAINER ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
+    if ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
+        hull_error_errno(err, "open /dev/null");
+        goto fail;
+    }
+    next_id(s->id, sizeof(s->id));
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    struct hull_create_opts co = {.id = s->id, .bundle = "/"};
+    int stdio[3] = {null_fd, null_fd, null_fd};
+    struct hull_setup_opts so = {
+        .spec = s->lay.spec,
+        .seccomp = s->seccomp,
+        .foreground = true,
+        .die_with_parent = true,
+        .no_cgroup = p->isolation == HULL_ISOLATION_PROCESS,
+        .verb = "sandbox",
+        .stdio = stdio,
+        .loopback_up = !p->network_host,
+        .export_dir = "/tmp",
+        .rootfs_extras = &s->lay.extras,
+        .ephemeral_state = true,
+    };
+    if (hull_container_setup(&rt, &co, &so, &s->c, err) < 0)
+        goto fail;
+    have_ctx = true;
+    close_fd(&null_fd);
+    /* exec, pause and friends take the state lock themselves. */
+    close_fd(&s->c.dirfd);
+    s->tmpfd = s->c.launch.exported_fd;
+    s->c.launch.exported_fd = -1;
+    if (hull_sync_send(s->c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
+        hull_wait_exec(s->c.launch.sync_fd, err) < 0)
+        goto fail;
+    close_fd(&s->c.launch.sync_fd);
+    for (size_t i = 0; i < p->n_files; i++)
+        if (hull_session_put_file(s, p->files[i].path, p->files[i].data, p->files[i].len,
+                                  p->files[i].mode, err) < 0) {
+            hull_error_prefix(err, "files[%zu]", i);
+            goto fail;
+        }
+    *out = s;
+    return 0;
+fail:
+    close_fd(&null_fd);
+    if (have_ctx) {
+        hull_session_destroy(s);
+        return hull_error_prefix(err, "create sandbox");
+    }
+    hull_seccomp_filter_free(s->seccomp);
+    hull_sandbox_layout_free(&s->lay);
+    hull_policy_free(&s->policy);
+    free(s);
+    return hull_error_prefix(err, "create sandbox");
+}
+
+bool hull_session_alive(struct hull_session *s)
+{
+    pid_t pid = s->c.launch.pid;
+    return pid > 0 && waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+void hull_session_destroy(struct hull_session *s)
+{
+    if (s == NULL)
+        return;
+    hull_error e = NULL;
+    if (s->c.cgroup) {
+        /* A frozen cgroup would hold the SIGKILL until thawed. */
+        if (s->paused && hull_cgroup_freeze(s->c.cgroup, false, &e) < 0)
+            hull_error_free(&e);
+        if (hull_cgroup_kill(s->c.cgroup, SIGKILL, &e) < 0)
+            hull_error_free(&e);
+    }
+    if (s->c.launch.pid > 0) {
+        kill(s->c.launch.pid, SIGKILL);
+        waitpid(s->c.launch.pid, NULL, 0);
+    }
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    if (s->c.cs.id && hull_container_destroy(&rt, -1, &s->c.cs, &e) < 0) {
+        hull_warn("sandbox %s: cleanup: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    close_fd(&s->tmpfd);
+    hull_container_ctx_release(&s->c);
+    hull_seccomp_filter_free(s->seccomp);
+    hull_sandbox_layout_free(&s->lay);
+    hull_policy_free(&s->policy);
+    free(s);
+}
+
+static int freeze(struct hull_session *s, bool frozen, hull_error *err)
+{
+    if (s->c.cgroup == NULL)
+        return hull_error_set(err, ENOTSUP, "%s: process isolation has no cgroup to freeze",
+                              frozen ? "pause" : "resume");
+    if (hull_cgroup_freeze(s->c.cgroup, frozen, err) < 0)
+        return hull_error_prefix(err, "%s", frozen ? "pause" : "resume");
+    s->paused = frozen;
+    return 0;
+}
+
+int hull_session_pause(struct hull_session *s, hull_error *err)
+{
+    return freeze(s, true, err);
+}
+
+int hull_session_resume(struct hull_session *s, hull_error *err)
+{
+    return freeze(s, false, err);
+}

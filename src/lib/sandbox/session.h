@@ -1,0 +1,21 @@
+/* Internal to the long-lived sandbox (session*.c). */
+#ifndef HULL_SANDBOX_SESSION_H
+#define HULL_SANDBOX_SESSION_H
+
+#include "container/container.h"
+#include "hull.h"
+#include "linux/seccomp.h"
+#include "sandbox/sandbox.h"
+
+struct hull_session {
+    char id[64];
+    struct hull_policy policy; /* what it was created with (env merged into execs) */
+    struct hull_sandbox_layout lay;
+    struct hull_seccomp_filter *seccomp;
+    struct hull_container_ctx c;
+    uint32_t host_uid; /* the sandbox user as the host sees it, owner of put files */
+    int tmpfd;         /* the sandbox's /tmp */
+    bool paused;
+};
+
+#endif

@@ -1,0 +1,321 @@
+/* Runs and sandboxes as rows. Every change of a run's state is a
+ * conditional UPDATE, the one place where concurrent processes (the worker
+ * finishing a run, a restarted hulld interrupting it, a DELETE cancelling
+ * it) decide who wins. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/store.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/json.h"
+
+int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
+                    const char *queue_job, hull_error *err)
+{
+    char now[40];
+    hull_rfc3339_now(now, sizeof(now));
+    const char *args[] = {id, tenant, state, now, queue_job};
+    return hull_store_exec(s,
+                           "INSERT INTO runs (id, tenant, state, created, queue_job) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           args, 5, NULL, err);
+}
+
+int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
+                            unsigned long long start, hull_error *err)
+{
+    char now[40], p[16], st[32];
+    hull_rfc3339_now(now, sizeof(now));
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    snprintf(st, sizeof(st), "%llu", start);
+    const char *args[] = {id, tenant, now, now, p, st};
+    return hull_store_exec(s,
+                           "INSERT INTO runs (id, tenant, state, created, started, worker_pid, "
+                           "worker_start) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                           args, 6, NULL, err);
+}
+
+int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
+                   hull_error *err)
+{
+    char now[40], p[16], st[32];
+    hull_rfc3339_now(now, sizeof(now));
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    snprintf(st, sizeof(st), "%llu", start);
+    const char *args[] = {now, p, st, id};
+    int changed = 0;
+    if (hull_store_exec(s,
+                        "UPDATE runs SET state = 'running', started = ?, worker_pid = ?, "
+                        "worker_start = ? WHERE id = ? AND state = 'queued'",
+                        args, 4, &changed, err) < 0)
+        return -1;
+    return changed;
+}
+
+int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
+                    const char *verdict_name, hull_error *err)
+{
+    char now[40], verdict[32] = "";
+    hull_rfc3339_now(now, sizeof(now));
+    if (verdict_name) {
+        snprintf(verdict, sizeof(verdict), "%s", verdict_name);
+    } else {
+        json_object *r = json_tokener_parse(result_json);
+        json_object *v = r ? hj_get(r, "verdict") : NULL;
+        snprintf(verdict, sizeof(verdict), "%s", v ? json_object_get_string(v) : "internal_error");
+        json_object_put(r);
+    }
+
+    sqlite3 *db = hull_store_lock(s);
+    int ret = -1;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        hull_store_fail(s, "finish run", err);
+        hull_store_unlock(s);
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    if (hull_store_prepare(s, "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
+                           "WHERE id = ? AND state IN ('queued', 'running')", &st, NULL) < 0)
+        goto fail;
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, verdict, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    hull_store_release(s, st);
+    st = NULL;
+    if (sqlite3_changes(db) == 0) {
+        /* Already finished, cancelled or interrupted: the first word stands. */
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        hull_store_unlock(s);
+        return 0;
+    }
+    if (hull_store_prepare(s, "INSERT INTO results (run_id, result) VALUES (?, ?)", &st, NULL) < 0)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, result_json, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    ret = 1;
+    hull_store_release(s, st);
+    hull_store_unlock(s);
+    return ret;
+fail:
+    hull_store_fail(s, "finish run", err);
+    hull_store_release(s, st);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    hull_store_unlock(s);
+    return -1;
+}
+
+int hull_run_transition(struct hull_store *s, const char *id, const char *const *from,
+                        const char *to, hull_error *err)
+{
+    char now[40];
+    hull_rfc3339_now(now, sizeof(now));
+    const char *args[6] = {to, now, id};
+    int n = 3;
+    char sql[256] = "UPDATE runs SET state = ?, finished = ? WHERE id = ? AND state IN (";
+    for (size_t i = 0; from[i] && n < 6; i++) {
+        strcat(sql, i ? ", ?" : "?");
+        args[n++] = from[i];
+    }
+    strcat(sql, ")");
+    int changed = 0;
+    if (hull_store_exec(s, sql, args, n, &changed, err) < 0)
+        return -1;
+    return changed;
+}
+
+/* Merge the stored result's fields into the run object. */
+static void add_result(json_object *run)
+{
+    json_object *text = hj_get(run, "result");
+    if (text == NULL)
+        return;
+    json_object *res = json_tokener_parse(json_object_get_string(text));
+    json_object_object_del(run, "result");
+    if (res == NULL)
+        return;
+    json_object_object_foreach(res, k, v)
+    {
+        if (strcmp(k, "id") != 0 && strcmp(k, "state") != 0)
+            json_object_object_add(run, k, json_object_get(v));
+    }
+    json_object_put(res);
+}
+
+static json_object *one_row(json_object *rows, const char *what, const char *id, hull_error *err)
+{
+    if (rows == NULL)
+        return NULL;
+    if (json_object_array_length(rows) == 0) {
+        json_object_put(rows);
+        hull_error_set(err, ENOENT, "%s '%s' not found", what, id);
+        return NULL;
+    }
+    json_object *o = json_object_get(json_object_array_get_idx(rows, 0));
+    json_object_put(rows);
+    return o;
+}
+
+json_object *hull_run_get(struct hull_store *s, const char *id, const char *tenant,
+                          hull_error *err)
+{
+    const char *args[] = {id, tenant, tenant};
+    json_object *o = one_row(
+        hull_store_query(s,
+                         "SELECT runs.id AS id, state, created, started, finished, "
+                         "CASE WHEN queue_job IS NULL THEN NULL ELSE 1 END AS queue, result "
+                         "FROM runs LEFT JOIN results ON results.run_id = runs.id "
+                         "WHERE runs.id = ? AND (? IS NULL OR tenant = ?)",
+                         args, 3, err),
+        "run", id, err);
+    if (o == NULL)
+        return NULL;
+    json_object *q = hj_get(o, "queue");
+    if (q)
+        json_object_object_add(o, "queue", json_object_new_boolean(1));
+    add_result(o);
+    return o;
+}
+
+int hull_run_row(struct hull_store *s, const char *id, struct hull_run_row *row, hull_error *err)
+{
+    const char *args[] = {id};
+    json_object *o = one_row(hull_store_query(s,
+                                              "SELECT id, tenant, state, queue_job, worker_pid, "
+                                              "worker_start FROM runs WHERE id = ?",
+                                              args, 1, err),
+                             "run", id, err);
+    if (o == NULL)
+        return -1;
+    memset(row, 0, sizeof(*row));
+    json_object *v;
+    snprintf(row->id, sizeof(row->id), "%s", id);
+    if ((v = hj_get(o, "tenant")))
+        snprintf(row->tenant, sizeof(row->tenant), "%s", json_object_get_string(v));
+    if ((v = hj_get(o, "state")))
+        snprintf(row->state, sizeof(row->state), "%s", json_object_get_string(v));
+    if ((v = hj_get(o, "queue_job")))
+        snprintf(row->queue_job, sizeof(row->queue_job), "%s", json_object_get_string(v));
+    if ((v = hj_get(o, "worker_pid")))
+        row->worker_pid = (pid_t)json_object_get_int64(v);
+    if ((v = hj_get(o, "worker_start")))
+        row->worker_start = (unsigned long long)json_object_get_int64(v);
+    json_object_put(o);
+    return 0;
+}
+
+int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
+                           size_t *count, hull_error *err)
+{
+    *rows = NULL;
+    *count = 0;
+    const char *args[] = {state};
+    json_object *a = hull_store_query(s, "SELECT id FROM runs WHERE state = ?", args, 1, err);
+    if (a == NULL)
+        return -1;
+    size_t n = json_object_array_length(a);
+    *rows = calloc(n ? n : 1, sizeof(**rows));
+    for (size_t i = 0; *rows && i < n; i++) {
+        const char *id = json_object_get_string(hj_get(json_object_array_get_idx(a, i), "id"));
+        hull_error e = NULL;
+        if (hull_run_row(s, id, &(*rows)[*count], &e) == 0)
+            (*count)++;
+        hull_error_free(&e);
+    }
+    json_object_put(a);
+    return *rows ? 0 : hull_error_set(err, ENOMEM, "out of memory");
+}
+
+json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state,
+                           int limit, hull_error *err)
+{
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    const char *args[] = {tenant, tenant, state, state, lim};
+    json_object *rows = hull_store_query(
+        s,
+        "SELECT id, state, created, started, finished, verdict FROM runs "
+        "WHERE (? IS NULL OR tenant = ?) AND (? IS NULL OR state = ?) "
+        "ORDER BY created DESC, id DESC LIMIT ?",
+        args, 5, err);
+    if (rows == NULL)
+        return NULL;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "runs", rows);
+    return o;
+}
+
+/* ---- sandboxes ---- */
+
+int hull_sandbox_rec_insert(struct hull_store *s, const char *id, const char *tenant,
+                            const char *isolation, const char *container, unsigned lifetime_s,
+                            hull_error *err)
+{
+    char now[40], life[16];
+    hull_rfc3339_now(now, sizeof(now));
+    snprintf(life, sizeof(life), "%u", lifetime_s);
+    const char *args[] = {id, tenant, isolation, container, now, life};
+    return hull_store_exec(s,
+                           "INSERT INTO sandboxes (id, tenant, state, isolation, container, "
+                           "created, lifetime_s) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                           args, 6, NULL, err);
+}
+
+int hull_sandbox_rec_state(struct hull_store *s, const char *id, const char *state,
+                           const char *reason, hull_error *err)
+{
+    char now[40];
+    hull_rfc3339_now(now, sizeof(now));
+    bool gone = strcmp(state, "destroyed") == 0;
+    const char *args[] = {state, gone ? now : NULL, reason, id};
+    return hull_store_exec(s,
+                           "UPDATE sandboxes SET state = ?, destroyed = ?, reason = ? "
+                           "WHERE id = ? AND state != 'destroyed'",
+                           args, 4, NULL, err);
+}
+
+int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_error *err)
+{
+    char now[40];
+    hull_rfc3339_now(now, sizeof(now));
+    const char *args[] = {now, reason};
+    return hull_store_exec(s,
+                           "UPDATE sandboxes SET state = 'destroyed', destroyed = ?, reason = ? "
+                           "WHERE state != 'destroyed'",
+                           args, 2, NULL, err);
+}
+
+#define SANDBOX_COLUMNS "id, state, isolation, created, lifetime_s, destroyed, reason"
+
+json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
+                                  hull_error *err)
+{
+    const char *args[] = {id, tenant, tenant};
+    return one_row(hull_store_query(s,
+                                    "SELECT " SANDBOX_COLUMNS " FROM sandboxes "
+                                    "WHERE id = ? AND (? IS NULL OR tenant = ?)",
+                                    args, 3, err),
+                   "sandbox", id, err);
+}
+
+json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hull_error *err)
+{
+    const char *args[] = {tenant, tenant};
+    json_object *rows = hull_store_query(s,
+                                         "SELECT " SANDBOX_COLUMNS " FROM sandboxes "
+                                         "WHERE (? IS NULL OR tenant = ?) AND "
+                                         "state != 'destroyed' ORDER BY created DESC",
+                                         args, 2, err);
+    if (rows == NULL)
+        return NULL;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "sandboxes", rows);
+    return o;
+}

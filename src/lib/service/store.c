@@ -1,0 +1,304 @@
+/* The service database: open, pragmas, schema migrations. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "service/store.h"
+#include "util/error.h"
+#include "util/fs.h"
+
+#define STMT_CACHE 48
+
+struct hull_store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    /* Prepared statements by SQL text: parsing SQL was a third of hulld's
+     * CPU per request before. Used under mu only. */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    size_t n_cache;
+};
+
+int hull_store_prepare(struct hull_store *s, const char *sql, sqlite3_stmt **st, hull_error *err)
+{
+    for (size_t i = 0; i < s->n_cache; i++)
+        if (strcmp(s->cache[i].sql, sql) == 0) {
+            *st = s->cache[i].st;
+            return 0;
+        }
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return hull_store_fail(s, "prepare", err);
+    }
+    if (s->n_cache < STMT_CACHE && (s->cache[s->n_cache].sql = strdup(sql)) != NULL)
+        s->cache[s->n_cache++].st = *st;
+    return 0;
+}
+
+void hull_store_release(struct hull_store *s, sqlite3_stmt *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < s->n_cache; i++)
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
+/* Schema versions, applied in order; PRAGMA user_version counts how many a
+ * database already has. Only ever append: a shipped step never changes. */
+static const char *const migrations[] = {
+    /* 1: the first schema */
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY,"
+    "  hash TEXT NOT NULL UNIQUE,"
+    "  role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'reader')),"
+    "  tenant TEXT NOT NULL,"
+    "  created TEXT NOT NULL,"
+    "  revoked TEXT);"
+    "CREATE TABLE runs ("
+    "  id TEXT PRIMARY KEY,"
+    "  tenant TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'finished', 'cancelled',"
+    "                                       'interrupted')),"
+    "  created TEXT NOT NULL,"
+    "  started TEXT,"
+    "  finished TEXT,"
+    "  verdict TEXT,"
+    "  worker_pid INTEGER,"
+    "  worker_start INTEGER,"
+    "  queue_job TEXT);"
+    "CREATE INDEX runs_by_tenant ON runs (tenant, created);"
+    "CREATE INDEX runs_by_state ON runs (state);"
+    "CREATE TABLE results ("
+    "  run_id TEXT PRIMARY KEY REFERENCES runs (id),"
+    "  result TEXT NOT NULL);"
+    "CREATE TABLE sandboxes ("
+    "  id TEXT PRIMARY KEY,"
+    "  tenant TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  isolation TEXT NOT NULL,"
+    "  container TEXT,"
+    "  created TEXT NOT NULL,"
+    "  lifetime_s INTEGER NOT NULL,"
+    "  destroyed TEXT,"
+    "  reason TEXT);"
+    "CREATE INDEX sandboxes_by_tenant ON sandboxes (tenant, created);"
+    "CREATE TABLE audit ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time TEXT NOT NULL,"
+    "  token TEXT,"
+    "  tenant TEXT,"
+    "  role TEXT,"
+    "  method TEXT NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  target TEXT,"
+    "  status INTEGER NOT NULL,"
+    "  outcome TEXT NOT NULL);"
+    "CREATE INDEX audit_by_tenant ON audit (tenant, id);"
+    /* Append-only, enforced by the database itself, not by our good manners. */
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+};
+#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int hull_store_fail(struct hull_store *s, const char *what, hull_error *err)
+{
+    int code = sqlite3_errcode(s->db) == SQLITE_BUSY ? EBUSY : EIO;
+    return hull_error_set(err, code, "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+sqlite3 *hull_store_lock(struct hull_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    return s->db;
+}
+
+void hull_store_unlock(struct hull_store *s)
+{
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int user_version(sqlite3 *db, int *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(st);
+    *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Bring the schema up to date in one IMMEDIATE transaction, so two
+ * processes opening a fresh database do not both create it. */
+static int migrate(struct hull_store *s, hull_error *err)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return hull_store_fail(s, "begin migration", err);
+    int v = 0;
+    if (user_version(s->db, &v) < 0) {
+        hull_store_fail(s, "read schema version", err);
+        goto fail;
+    }
+    if (v > N_MIGRATIONS) {
+        hull_error_set(err, EPROTO,
+                       "store: the database has schema version %d, newer than this hull (%d)",
+                       v, N_MIGRATIONS);
+        goto fail;
+    }
+    for (int i = v; i < N_MIGRATIONS; i++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", i + 1);
+        if (sqlite3_exec(s->db, migrations[i], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK) {
+            hull_store_fail(s, "migrate schema", err);
+            goto fail;
+        }
+    }
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        hull_store_fail(s, "commit migration", err);
+        goto fail;
+    }
+    return 0;
+fail:
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *err)
+{
+    *out = NULL;
+    if (hull_mkdir_p(state_dir, 0700, err) < 0)
+        return hull_error_prefix(err, "state directory");
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", state_dir, HULL_STORE_FILE) >= (int)sizeof(path))
+        return hull_error_set(err, ENAMETOOLONG, "state directory %s: path too long", state_dir);
+    struct hull_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    /* Tokens' hashes live here: nobody but root reads the file. */
+    mode_t old = umask(077);
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    umask(old);
+    if (rc != SQLITE_OK) {
+        hull_error_set(err, EIO, "store %s: %s", path,
+                       s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        hull_store_close(s);
+        return -1;
+    }
+    /* Several processes write (hulld, its workers, `hull token`): wait for
+     * each other instead of failing with SQLITE_BUSY. */
+    sqlite3_busy_timeout(s->db, 10000);
+    /* WAL + synchronous=NORMAL: a commit is in the WAL file when it returns,
+     * so it survives the crash of any process (the case that matters: hulld
+     * SIGKILLed); only a power loss may drop the last commits. */
+    if (sqlite3_exec(s->db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                     "PRAGMA foreign_keys = ON;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        hull_store_fail(s, path, err);
+        hull_store_close(s);
+        return -1;
+    }
+    if (migrate(s, err) < 0) {
+        hull_error_prefix(err, "%s", path);
+        hull_store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void hull_store_close(struct hull_store *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n_cache; i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+    }
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static int prepare(struct hull_store *s, const char *sql, const char *const *args, int nargs,
+                   sqlite3_stmt **st, hull_error *err)
+{
+    if (hull_store_prepare(s, sql, st, err) < 0)
+        return -1;
+    for (int i = 0; i < nargs; i++)
+        if (args[i])
+            sqlite3_bind_text(*st, i + 1, args[i], -1, SQLITE_STATIC);
+    return 0;
+}
+
+int hull_store_exec(struct hull_store *s, const char *sql, const char *const *args, int nargs,
+                    int *changes, hull_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    int ret = prepare(s, sql, args, nargs, &st, err);
+    if (ret == 0 && sqlite3_step(st) != SQLITE_DONE)
+        ret = hull_store_fail(s, "write", err);
+    if (ret == 0 && changes)
+        *changes = sqlite3_changes(s->db);
+    hull_store_release(s, st);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+json_object *hull_store_query(struct hull_store *s, const char *sql, const char *const *args,
+                              int nargs, hull_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_object *rows = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (prepare(s, sql, args, nargs, &st, err) < 0)
+        goto out;
+    rows = json_object_new_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_object *row = json_object_new_object();
+        for (int c = 0; c < sqlite3_column_count(st); c++) {
+            json_object *v = NULL;
+            switch (sqlite3_column_type(st, c)) {
+            case SQLITE_NULL:
+                continue;
+            case SQLITE_INTEGER:
+                v = json_object_new_int64(sqlite3_column_int64(st, c));
+                break;
+            default:
+                v = json_object_new_string_len((const char *)sqlite3_column_text(st, c),
+                                               sqlite3_column_bytes(st, c));
+            }
+            json_object_object_add(row, sqlite3_column_name(st, c), v);
+        }
+        json_object_array_add(rows, row);
+    }
+    if (rc != SQLITE_DONE) {
+        hull_store_fail(s, "read", err);
+        json_object_put(rows);
+        rows = NULL;
+    }
+out:
+    hull_store_release(s, st);
+    pthread_mutex_unlock(&s->mu);
+    return rows;
+}

@@ -1,0 +1,151 @@
+/* The service's state: one SQLite database (WAL) under the state directory,
+ * shared by hulld's processes and by `hull token`.
+ *
+ *   tokens     bearer tokens, only as SHA-256 hashes, with role and tenant
+ *   runs       one-shot runs and their life cycle; results beside them
+ *   sandboxes  long-lived sandboxes
+ *   audit      append-only log of state-changing requests
+ *
+ * Every state change of a run is one conditional UPDATE ("... WHERE state
+ * IN (...)"), so when two processes race to end a run (the worker that ran
+ * it, a restarted hulld marking it interrupted) exactly one wins: a run is
+ * never reported twice. Calls are thread-safe (one connection per store,
+ * behind a mutex); each process opens its own store.
+ */
+#ifndef HULL_SERVICE_STORE_H
+#define HULL_SERVICE_STORE_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hull.h"
+
+#define HULL_STORE_FILE "hulld.db"
+
+struct hull_store;
+
+/* Open DIR/hulld.db, creating DIR (0700) and the schema when missing, and
+ * migrating an older schema forward. */
+int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *err);
+void hull_store_close(struct hull_store *s);
+
+/* ---- tokens (tokens.c) ---- */
+
+enum hull_role { HULL_ROLE_READER, HULL_ROLE_USER, HULL_ROLE_ADMIN };
+const char *hull_role_name(enum hull_role r);
+int hull_role_parse(const char *s, enum hull_role *out);
+
+struct hull_token_info {
+    char id[20];      /* public handle: "t" + 16 hex digits of the hash */
+    enum hull_role role;
+    char tenant[72];
+    char created[40];
+    char revoked[40]; /* "" while valid */
+};
+
+/* A tenant name: [A-Za-z0-9_.-], 1..64 bytes. */
+int hull_tenant_validate(const char *tenant, hull_error *err);
+/* New random token (32 bytes from the CSPRNG); only its hash is stored.
+ * *token (malloc'd) is the one and only copy of the secret. */
+int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant,
+                      char **token, struct hull_token_info *info, hull_error *err);
+/* EACCES in *err when the token is unknown or revoked. */
+int hull_token_verify(struct hull_store *s, const char *token, struct hull_token_info *info,
+                      hull_error *err);
+int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *count,
+                    hull_error *err);
+/* ENOENT when no such id; revoking twice is fine. */
+int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err);
+
+/* ---- audit (audit.c) ---- */
+
+struct hull_audit_entry {
+    const char *token;  /* token id, or NULL when none was valid */
+    const char *tenant; /* NULL when unknown */
+    const char *role;
+    const char *method;
+    const char *path;
+    const char *target; /* the run or sandbox concerned, if any */
+    int status;         /* HTTP status of the answer */
+    const char *outcome; /* "ok" or the error code */
+};
+int hull_audit_append(struct hull_store *s, const struct hull_audit_entry *e, hull_error *err);
+/* {"entries": [...]}, oldest first, id > since_id; tenant NULL: all. */
+json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t since_id,
+                             int limit, hull_error *err);
+
+/* ---- runs and sandboxes (records.c) ---- */
+
+int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
+                    const char *queue_job, hull_error *err);
+/* A run that starts at once, on the worker (pid, start time): one write. */
+int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
+                            unsigned long long start, hull_error *err);
+/* queued -> running, recording the worker (pid, start time). 1 if changed. */
+int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
+                   hull_error *err);
+/* queued|running -> finished with the result (verdict: its "verdict", or
+ * NULL to read it from the JSON). 1 if recorded, 0 if the run had already
+ * ended (someone else won). */
+int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
+                    const char *verdict, hull_error *err);
+/* from one of the states in from ("queued", "running", NULL-terminated) to
+ * to. 1 if changed. */
+int hull_run_transition(struct hull_store *s, const char *id, const char *const *from,
+                        const char *to, hull_error *err);
+/* The run as the API shows it; NULL with ENOENT when it does not exist for
+ * tenant (NULL tenant: any). */
+json_object *hull_run_get(struct hull_store *s, const char *id, const char *tenant,
+                          hull_error *err);
+/* Fields used internally: state, queue job, worker. */
+struct hull_run_row {
+    char id[64];
+    char tenant[72];
+    char state[16];
+    char queue_job[128];
+    pid_t worker_pid;
+    unsigned long long worker_start;
+};
+int hull_run_row(struct hull_store *s, const char *id, struct hull_run_row *row, hull_error *err);
+/* {"runs": [...]} newest first. */
+json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state,
+                           int limit, hull_error *err);
+/* Runs in state (e.g. "running"), for recovery at start-up. */
+int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
+                           size_t *count, hull_error *err);
+
+int hull_sandbox_rec_insert(struct hull_store *s, const char *id, const char *tenant,
+                            const char *isolation, const char *container, unsigned lifetime_s,
+                            hull_error *err);
+int hull_sandbox_rec_state(struct hull_store *s, const char *id, const char *state,
+                           const char *reason, hull_error *err);
+/* Mark every sandbox not yet destroyed as destroyed (hulld restarting). */
+int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_error *err);
+json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
+                                  hull_error *err);
+json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hull_error *err);
+
+/* ---- internal to src/lib/service ---- */
+struct sqlite3;
+struct sqlite3 *hull_store_lock(struct hull_store *s);
+void hull_store_unlock(struct hull_store *s);
+int hull_store_fail(struct hull_store *s, const char *what, hull_error *err);
+/* Under the lock: a prepared statement for sql, from the store's cache;
+ * hand it back with hull_store_release (reset, not finalized). */
+struct sqlite3_stmt;
+int hull_store_prepare(struct hull_store *s, const char *sql, struct sqlite3_stmt **st,
+                       hull_error *err);
+void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
+/* One statement with text parameters (NULL binds SQL NULL; INTEGER columns
+ * convert). *changes (may be NULL) gets the rows changed. */
+int hull_store_exec(struct hull_store *s, const char *sql, const char *const *args, int nargs,
+                    int *changes, hull_error *err);
+/* Rows as a JSON array of objects keyed by column name; NULL columns are
+ * left out, integer columns are numbers. */
+json_object *hull_store_query(struct hull_store *s, const char *sql, const char *const *args,
+                              int nargs, hull_error *err);
+
+#endif

@@ -1,0 +1,239 @@
+/* Bearer tokens: random secrets shown once, stored only as SHA-256 hashes.
+ *
+ * A token is "hull_" + 64 hex digits (32 bytes from OpenSSL's CSPRNG). The
+ * database keeps its SHA-256, so a copy of hulld.db gives nobody a usable
+ * token; a plain hash (no salt, no slow KDF) is enough because the secret
+ * has 256 bits of entropy, nothing to guess. */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/store.h"
+#include "util/clock.h"
+#include "util/error.h"
+
+#define TOKEN_PREFIX "hull_"
+#define TOKEN_BYTES 32
+
+static const char *const role_names[] = {
+    [HULL_ROLE_READER] = "reader",
+    [HULL_ROLE_USER] = "user",
+    [HULL_ROLE_ADMIN] = "admin",
+};
+
+const char *hull_role_name(enum hull_role r)
+{
+    return r <= HULL_ROLE_ADMIN ? role_names[r] : "unknown";
+}
+
+int hull_role_parse(const char *s, enum hull_role *out)
+{
+    for (int r = HULL_ROLE_READER; r <= HULL_ROLE_ADMIN; r++)
+        if (strcmp(s, role_names[r]) == 0) {
+            *out = (enum hull_role)r;
+            return 0;
+        }
+    return -1;
+}
+
+int hull_tenant_validate(const char *tenant, hull_error *err)
+{
+    size_t n = tenant ? strlen(tenant) : 0;
+    if (n == 0 || n > 64)
+        return hull_error_set(err, EINVAL, "tenant: must be 1 to 64 characters");
+    for (size_t i = 0; i < n; i++) {
+        char c = tenant[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return hull_error_set(err, EINVAL, "tenant: '%s': only letters, digits, '_', '.', '-'",
+                                  tenant);
+    }
+    return 0;
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int sha256_hex(const char *s, char out[65], hull_error *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        return hull_error_set(err, EIO, "token: SHA-256 failed");
+    hex(md, 32, out);
+    return 0;
+}
+
+static void fill_info(sqlite3_stmt *st, struct hull_token_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    snprintf(info->id, sizeof(info->id), "%s", (const char *)sqlite3_column_text(st, 0));
+    const char *role = (const char *)sqlite3_column_text(st, 1);
+    if (role == NULL || hull_role_parse(role, &info->role) < 0)
+        info->role = HULL_ROLE_READER; /* the CHECK constraint makes this unreachable */
+    snprintf(info->tenant, sizeof(info->tenant), "%s", (const char *)sqlite3_column_text(st, 2));
+    snprintf(info->created, sizeof(info->created), "%s",
+             (const char *)sqlite3_column_text(st, 3));
+    const char *rev = (const char *)sqlite3_column_text(st, 4);
+    snprintf(info->revoked, sizeof(info->revoked), "%s", rev ? rev : "");
+}
+
+int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant,
+                      char **token, struct hull_token_info *info, hull_error *err)
+{
+    *token = NULL;
+    if (hull_tenant_validate(tenant, err) < 0)
+        return -1;
+    unsigned char raw[TOKEN_BYTES];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return hull_error_set(err, EIO, "token: the random number generator failed");
+    char secret[sizeof(TOKEN_PREFIX) + 2 * TOKEN_BYTES];
+    memcpy(secret, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
+    hex(raw, sizeof(raw), secret + sizeof(TOKEN_PREFIX) - 1);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    char hash[65];
+    if (sha256_hex(secret, hash, err) < 0)
+        return -1;
+    memset(info, 0, sizeof(*info));
+    snprintf(info->id, sizeof(info->id), "t%.16s", hash);
+    info->role = role;
+    snprintf(info->tenant, sizeof(info->tenant), "%s", tenant);
+    hull_rfc3339_now(info->created, sizeof(info->created));
+
+    hull_store_lock(s);
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    if (hull_store_prepare(s, "INSERT INTO tokens (id, hash, role, tenant, created) "
+                           "VALUES (?, ?, ?, ?, ?)", &st, NULL) < 0) {
+        hull_store_fail(s, "create token", err);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, info->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, hull_role_name(role), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, info->created, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        hull_store_fail(s, "create token", err);
+        goto out;
+    }
+    *token = strdup(secret);
+    ret = *token ? 0 : hull_error_set(err, ENOMEM, "out of memory");
+out:
+    hull_store_release(s, st);
+    hull_store_unlock(s);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return ret;
+}
+
+int hull_token_verify(struct hull_store *s, const char *token, struct hull_token_info *info,
+                      hull_error *err)
+{
+    if (token == NULL || strncmp(token, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1) != 0 ||
+        strlen(token) != sizeof(TOKEN_PREFIX) - 1 + 2 * TOKEN_BYTES)
+        return hull_error_set(err, EACCES, "invalid token");
+    char hash[65];
+    if (sha256_hex(token, hash, err) < 0)
+        return -1;
+    hull_store_lock(s);
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    if (hull_store_prepare(s, "SELECT id, role, tenant, created, revoked FROM tokens WHERE hash = ?",
+                           &st, NULL) < 0) {
+        hull_store_fail(s, "verify token", err);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        fill_info(st, info);
+        ret = info->revoked[0] ? hull_error_set(err, EACCES, "token %s was revoked", info->id)
+                               : 0;
+    } else if (rc == SQLITE_DONE) {
+        hull_error_set(err, EACCES, "invalid token");
+    } else {
+        hull_store_fail(s, "verify token", err);
+    }
+out:
+    hull_store_release(s, st);
+    hull_store_unlock(s);
+    return ret;
+}
+
+int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *count,
+                    hull_error *err)
+{
+    *out = NULL;
+    *count = 0;
+    hull_store_lock(s);
+    sqlite3_stmt *st = NULL;
+    int ret = -1, rc;
+    if (hull_store_prepare(s, "SELECT id, role, tenant, created, revoked FROM tokens "
+                           "ORDER BY created, id", &st, NULL) < 0) {
+        hull_store_fail(s, "list tokens", err);
+        goto out;
+    }
+    size_t cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*count == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct hull_token_info *n = realloc(*out, cap * sizeof(**out));
+            if (n == NULL) {
+                hull_error_set(err, ENOMEM, "out of memory");
+                goto out;
+            }
+            *out = n;
+        }
+        fill_info(st, &(*out)[(*count)++]);
+    }
+    if (rc != SQLITE_DONE) {
+        hull_store_fail(s, "list tokens", err);
+        goto out;
+    }
+    ret = 0;
+out:
+    hull_store_release(s, st);
+    hull_store_unlock(s);
+    if (ret < 0) {
+        free(*out);
+        *out = NULL;
+        *count = 0;
+    }
+    return ret;
+}
+
+int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
+{
+    char now[40];
+    hull_rfc3339_now(now, sizeof(now));
+    sqlite3 *db = hull_store_lock(s);
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    if (hull_store_prepare(s, "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?", &st,
+                           NULL) < 0) {
+        hull_store_fail(s, "revoke token", err);
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        hull_store_fail(s, "revoke token", err);
+        goto out;
+    }
+    ret = sqlite3_changes(db) == 1 ? 0 : hull_error_set(err, ENOENT, "no token with id '%s'", id);
+out:
+    hull_store_release(s, st);
+    hull_store_unlock(s);
+    return ret;
+}

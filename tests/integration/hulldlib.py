@@ -1,0 +1,153 @@
+"""A real hulld for tests: started on a tmp socket and state dir, with
+tokens made by `hull token create`, talked to over the unix socket with
+Python's http.client (and curl where a test wants a second client)."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from conftest import pid_alive, wait_until  # noqa: F401 (re-exported)
+
+SRC = Path(__file__).resolve().parents[2]
+HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
+HULLD = os.environ.get("HULLD", str(Path(HULL).resolve().parent / "hulld"))
+SANDBOX_ROOT = Path("/run/hull/sandbox")
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("hulld", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.path)
+        self.sock = s
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+def children(pid):
+    out = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+alive = pid_alive
+
+
+def _ours(name, pids):
+    """Run and session ids embed their supervisor's pid: sandbox-PID-..., session-PID-..."""
+    parts = name.split("-")
+    return len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) in pids
+
+
+def sandbox_entries_of(pids):
+    """Sandbox state directories supervised by one of pids."""
+    if not SANDBOX_ROOT.exists():
+        return []
+    return [n for n in os.listdir(SANDBOX_ROOT) if _ours(n, pids)]
+
+
+def cgroups_of(pids):
+    """Sandbox cgroups (/hull/<id> in every hierarchy) supervised by one of pids."""
+    found = []
+    for base in Path("/sys/fs/cgroup").iterdir():
+        d = base / "hull"
+        if d.is_dir():
+            found += [str(d / n) for n in os.listdir(d) if _ours(n, pids)]
+    return found
+
+
+class Hulld:
+    def __init__(self, tmp: Path, *extra):
+        self.tmp = tmp
+        self.sock = str(tmp / "hulld.sock")
+        self.state = str(tmp / "state")
+        self.extra = list(extra)
+        self.proc = None
+        self.helpers_seen = set()
+        self.log = tmp / "hulld.log"
+
+    def token(self, role="user", tenant="acme"):
+        r = subprocess.run([HULL, "token", "create", "--state-dir", self.state, "--role", role,
+                            "--tenant", tenant], capture_output=True, text=True, check=True)
+        return r.stdout.strip().splitlines()[-1]
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([HULLD, "--socket", self.sock, "--state-dir", self.state,
+                                      *self.extra], stdout=logf, stderr=logf,
+                                     stdin=subprocess.DEVNULL)
+        logf.close()
+        assert wait_until(lambda: self.ready() or self.proc.poll() is not None, 30)
+        assert self.proc.poll() is None, self.log.read_text()
+        self.note_helpers()
+        return self
+
+    def ready(self):
+        try:
+            return self.request("GET", "/healthz").status == 200
+        except OSError:
+            return False
+
+    def note_helpers(self):
+        if self.proc and self.proc.poll() is None:
+            self.helpers_seen.update(children(self.proc.pid))
+
+    def request(self, method, path, body=None, token=None, headers=None, raw=False):
+        c = UnixConnection(self.sock)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        if body is not None and not raw:
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            return Response(r.status, dict(r.getheaders()), r.read())
+        finally:
+            c.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=120):
+        if self.proc is None:
+            return None
+        self.note_helpers()
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return rc
+
+    def kill(self):
+        self.note_helpers()
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def leaks(self):
+        """What hulld's helpers left: live processes, sandbox state, cgroups."""
+        procs = [p for p in self.helpers_seen if alive(p)]
+        entries = sandbox_entries_of(self.helpers_seen)
+        return procs, entries, cgroups_of(self.helpers_seen)

@@ -1,0 +1,164 @@
+/* Unit tests of the service store (src/lib/service): tokens are random,
+ * stored only hashed, verified, revoked; a run ends once whoever races to
+ * end it; the audit log refuses changes; a second open migrates nothing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "service/store.h"
+#include "util/error.h"
+#include "util/fs.h"
+
+struct fx {
+    char dir[64];
+    struct hull_store *st;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/hull-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    hull_error err = NULL;
+    assert_int_equal(hull_store_open(f->dir, &f->st, &err), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    hull_store_close(f->st);
+    hull_error err = NULL;
+    hull_rm_rf_at(AT_FDCWD, f->dir, &err);
+    hull_error_free(&err);
+    free(f);
+    return 0;
+}
+
+static char *db_text(struct fx *f, const char *sql)
+{
+    char path[128], *out = NULL;
+    snprintf(path, sizeof(path), "%s/hulld.db", f->dir);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        out = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static void test_tokens(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    char *a = NULL, *b = NULL;
+    struct hull_token_info ia, ib, got;
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_USER, "acme", &a, &ia, &err), 0);
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_READER, "acme", &b, &ib, &err), 0);
+    assert_int_equal(strlen(a), 5 + 64);
+    assert_string_not_equal(a, b);
+    /* Only the hash is stored: the secret appears nowhere in the file. */
+    char *hash = db_text(f, "SELECT hash FROM tokens ORDER BY created LIMIT 1");
+    assert_non_null(hash);
+    assert_null(strstr(a, hash));
+    free(hash);
+    assert_int_equal(hull_token_verify(f->st, a, &got, &err), 0);
+    assert_string_equal(got.id, ia.id);
+    assert_string_equal(got.tenant, "acme");
+    assert_int_equal(got.role, HULL_ROLE_USER);
+    a[10] ^= 1;
+    assert_int_equal(hull_token_verify(f->st, a, &got, &err), -1);
+    assert_int_equal(hull_error_code(err), EACCES);
+    hull_error_free(&err);
+    assert_int_equal(hull_token_revoke(f->st, ib.id, &err), 0);
+    assert_int_equal(hull_token_verify(f->st, b, &got, &err), -1);
+    hull_error_free(&err);
+    assert_int_equal(hull_token_revoke(f->st, "tnope", &err), -1);
+    assert_int_equal(hull_error_code(err), ENOENT);
+    hull_error_free(&err);
+    free(a);
+    free(b);
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_USER, "a b", &a, &ia, &err), -1);
+    assert_null(a);
+    hull_error_free(&err);
+}
+
+static void test_run_ends_once(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    assert_int_equal(hull_run_insert(f->st, "r-1", "acme", "queued", NULL, &err), 0);
+    assert_int_equal(hull_run_start(f->st, "r-1", 42, 7, &err), 1);
+    assert_int_equal(hull_run_start(f->st, "r-1", 42, 7, &err), 0);
+    assert_int_equal(hull_run_finish(f->st, "r-1", "{\"verdict\":\"ok\"}", NULL, &err), 1);
+    /* A late second word (a restarted hulld, a duplicate) changes nothing. */
+    assert_int_equal(hull_run_finish(f->st, "r-1", "{\"verdict\":\"killed\"}", "killed", &err), 0);
+    static const char *const from[] = {"queued", "running", NULL};
+    assert_int_equal(hull_run_transition(f->st, "r-1", from, "interrupted", &err), 0);
+    json_object *o = hull_run_get(f->st, "r-1", "acme", &err);
+    assert_non_null(o);
+    assert_string_equal(json_object_get_string(json_object_object_get(o, "verdict")), "ok");
+    assert_string_equal(json_object_get_string(json_object_object_get(o, "state")), "finished");
+    json_object_put(o);
+    /* Another tenant does not see it. */
+    assert_null(hull_run_get(f->st, "r-1", "globex", &err));
+    assert_int_equal(hull_error_code(err), ENOENT);
+    hull_error_free(&err);
+}
+
+static void test_audit_append_only(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    struct hull_audit_entry e = {.method = "POST", .path = "/v1/runs", .status = 401,
+                                 .outcome = "unauthorized"};
+    assert_int_equal(hull_audit_append(f->st, &e, &err), 0);
+    assert_int_equal(hull_store_exec(f->st, "UPDATE audit SET status = 200", NULL, 0, NULL, &err),
+                     -1);
+    assert_non_null(strstr(hull_error_msg(err), "append-only"));
+    hull_error_free(&err);
+    assert_int_equal(hull_store_exec(f->st, "DELETE FROM audit", NULL, 0, NULL, &err), -1);
+    hull_error_free(&err);
+    json_object *l = hull_audit_list(f->st, NULL, 0, 10, &err);
+    assert_int_equal(json_object_array_length(json_object_object_get(l, "entries")), 1);
+    json_object_put(l);
+}
+
+static void test_reopen(void **state)
+{
+    struct fx *f = *state;
+    struct hull_store *again = NULL;
+    hull_error err = NULL;
+    assert_int_equal(hull_store_open(f->dir, &again, &err), 0);
+    hull_store_close(again);
+    char *v = db_text(f, "PRAGMA user_version");
+    char *mode = db_text(f, "PRAGMA journal_mode");
+    assert_string_equal(mode, "wal");
+    free(v);
+    free(mode);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_ends_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
