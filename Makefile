@@ -53,13 +53,15 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld $(BUILD)/hull-agent
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
-# initramfs hull builds. No sanitizers (it runs in the guest, alone).
+# initramfs hull builds. No sanitizers (it runs in the guest, alone);
+# no checkout path inside, so its bytes (and the initramfs digest) do not
+# depend on where the tree was built.
 AGENT_SRCS := $(wildcard src/guest/*.c)
 $(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
-		-static -iquote src/lib $(shell pkg-config --cflags json-c 2>/dev/null) \
+		-static -iquote src/lib -ffile-prefix-map=$(CURDIR)=. $(shell pkg-config --cflags json-c 2>/dev/null) \
 		-o $@ $(AGENT_SRCS) -ljson-c -lseccomp
 
 # `make V=1` shows the full commands.
