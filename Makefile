@@ -13,12 +13,15 @@ CC       ?= gcc
 PREFIX   ?= /usr/local
 BUILD    ?= build
 PKGS     := json-c libseccomp libcap hiredis
+# microVMs: snapshot compression, vmlinux extraction (libcrypto, for digests and
+# the snapshot HMAC, is linked below for the service store too).
+PKGS     += libzstd liblzma
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-Wformat=2 -Wno-format-nonliteral -fno-strict-aliasing -Iinclude -iquote src/lib \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lhiredis)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lhiredis -lzstd -llzma)
 # The service store (src/lib/service): SQLite and OpenSSL's libcrypto; a
 # program pulls them in only if it calls the service code (hulld, hull token).
 LDLIBS   += -lsqlite3 -lcrypto -lm
@@ -27,6 +30,7 @@ LDLIBS   += -lsqlite3 -lcrypto -lm
 # exec'd for every container and sandbox, and resolving shared libraries
 # was a fifth of its start-up. The sanitizer build stays dynamic.
 STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+STATIC_LIBS += $(foreach l,zstd lzma,/usr/lib/x86_64-linux-gnu/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
 # --no-warnings: the static libsqlite3/libcrypto (for `hull token`) carry
 # calls to dlopen and getaddrinfo that hull never makes; glibc's "needs the
@@ -46,7 +50,19 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld
+all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld $(BUILD)/hull-agent
+
+# hull-agent: PID 1 of a microVM, a static binary dropped into the
+# initramfs hull builds. No sanitizers (it runs in the guest, alone);
+# no checkout path inside, so its bytes (and the initramfs digest) do not
+# depend on where the tree was built.
+AGENT_SRCS := $(wildcard src/guest/*.c)
+$(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
+		-static -iquote src/lib -ffile-prefix-map=$(CURDIR)=. $(shell pkg-config --cflags json-c 2>/dev/null) \
+		-o $@ $(AGENT_SRCS) -ljson-c -lseccomp
 
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
@@ -108,6 +124,7 @@ test:
 	scripts/deps.sh engines
 	scripts/deps.sh daemon
 	scripts/deps.sh queue
+	scripts/deps.sh vm
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	scripts/test.sh
@@ -123,6 +140,8 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
 	install -m 0755 $(BUILD)/hulld $(DESTDIR)$(PREFIX)/bin/hulld
+	install -d $(DESTDIR)$(PREFIX)/lib/hull
+	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man1/; done; true

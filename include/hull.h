@@ -354,6 +354,129 @@ int hull_queue_result(const char *redis_url, const char *job_id, char **result_j
  * (it will never run), 0 when it is already running or done. */
 int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err);
 
+/* ---- microVMs -------------------------------------------------------------
+ *
+ * A microVM is a guest with its own kernel (Debian's) under QEMU's microvm
+ * machine, driven by hull over QMP and reached through hull-agent, PID 1 of
+ * the guest. State lives under <root>/vm/<id>/; kernels, initramfs and
+ * rootfs images and template snapshots are cached under $HULL_VM_CACHE
+ * (default /var/cache/hull/vm). The accelerator is KVM when usable, else TCG;
+ * $HULL_VM_ACCEL=kvm|tcg|auto overrides. docs/vm.md has the whole story.
+ */
+
+struct hull_vm_create_opts {
+    const char *id;           /* [A-Za-z0-9_.-], at most 64 bytes */
+    uint64_t memory_mb;       /* guest RAM; 0 = 256 */
+    unsigned vcpus;           /* 0 = 1 */
+    const char *kernel;       /* bzImage; NULL = newest /boot/vmlinuz-* */
+    const char *rootfs;       /* directory or OCI bundle; NULL = default rootfs */
+    const char *accel;        /* "kvm", "tcg", "auto"; NULL = $HULL_VM_ACCEL or auto */
+    /* Attestation: refuse to boot when the measured sha256 differs. */
+    const char *expect_kernel_sha256, *expect_initrd_sha256, *expect_rootfs_sha256;
+    /* Create *and start* from the cached booted template of this
+     * configuration (made by a cold boot the first time). */
+    bool from_template;
+};
+
+int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o, hull_error *err);
+/* Boot and wait for the agent. */
+int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err);
+int hull_vm_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
+int hull_vm_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* Guest power-off, then QMP quit, then SIGKILL; releases cgroups and sockets. */
+int hull_vm_stop(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* force: stop a running VM first. */
+int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force, hull_error *err);
+/* The VM's state as JSON (status, pid, accelerator, memory_mb, vcpus,
+ * uptime_ms, measured digests...); caller frees. */
+char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err);
+/* Every VM's state as a JSON array; caller frees. */
+char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
+/* Save a running or paused VM to file (it keeps its state afterwards). */
+int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file, hull_error *err);
+/* A new running VM from a snapshot; refuses a file whose digests or
+ * signature do not match, or whose kernel/initrd/rootfs changed. */
+int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id, hull_error *err);
+/* Build (or find) the initramfs for a kernel; path and sha256 out. */
+int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65], hull_error *err);
+
+/* Limits on one workload, enforced and measured inside the guest by a
+ * cgroup v2 of its own (and RLIMIT_NOFILE / RLIMIT_CPU); 0 = none. */
+struct hull_vm_limits {
+    uint64_t cpu_time_ms, wall_time_ms, memory_bytes, pids, output_bytes, open_files;
+};
+
+struct hull_vm_exec_opts {
+    char *const *argv;  /* required */
+    char *const *env;   /* "K=V"; NULL = PATH only */
+    const char *cwd;    /* NULL = "/" */
+    int stdin_fd;       /* streamed to the workload; -1 = use stdin_data */
+    const void *stdin_data;
+    size_t stdin_len;
+    int stdout_fd, stderr_fd; /* streamed there; -1 = collected in the result */
+    bool detach;        /* start and return; the process outlives the call */
+    struct hull_vm_limits limits;
+};
+
+struct hull_vm_exec_result {
+    char verdict[32];   /* ok, exit_nonzero, signaled, cpu_time_limit, wall_time_limit,
+                           memory_limit, output_limit, pids_limit, internal_error */
+    int exit_code;      /* -1 when signaled */
+    int signal;
+    uint64_t cpu_time_ms, wall_time_ms, max_memory_kb;
+    char *stdout_buf, *stderr_buf; /* when collected; NUL-terminated, may hold NULs */
+    size_t stdout_len, stderr_len;
+    bool stdout_truncated, stderr_truncated;
+    pid_t pid;          /* in the guest */
+};
+void hull_vm_exec_result_free(struct hull_vm_exec_result *r);
+/* Run a command in a running VM. Returns 0 when the workload ran (whatever
+ * its exit); a command that cannot start is an error (code: its errno). */
+int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,
+                 struct hull_vm_exec_result *r, hull_error *err);
+/* Copy a file into / out of the guest's workload root (binary-safe). */
+int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host, const char *guest,
+                    hull_error *err);
+int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest, const char *host,
+                     hull_error *err);
+
+/* One workload in a fresh microVM, for `hull sandbox run --isolation
+ * microvm`: restore (or, the first time, boot and save) the template of this
+ * configuration, copy files in, run, copy files out, destroy. See
+ * src/lib/vm/vm.h for the details. */
+struct hull_vm_file {
+    const char *host, *guest;
+};
+struct hull_vm_oneshot_opts {
+    const struct hull_runtime *rt; /* NULL = default root */
+    char *const *argv;
+    char *const *env;
+    const char *cwd;
+    const void *stdin_data;
+    size_t stdin_len;
+    const struct hull_vm_file *copy_in, *copy_out;
+    size_t n_copy_in, n_copy_out;
+    struct hull_vm_limits limits;
+    const char *rootfs; /* NULL = default rootfs */
+    const char *kernel; /* NULL = newest /boot/vmlinuz-* */
+    const char *accel;  /* NULL = $HULL_VM_ACCEL or auto */
+    uint64_t memory_mb; /* guest RAM; 0 = enough for limits.memory_bytes */
+    bool cold;          /* boot instead of restoring a template */
+};
+struct hull_vm_oneshot_result {
+    struct hull_vm_exec_result run;
+    char *error;        /* why, when run.verdict is internal_error */
+    bool warm;          /* restored from a template */
+    uint64_t start_ms;  /* VM creation to agent-ready */
+    char accel[8];
+};
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err);
+void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r);
+/* The sandbox result JSON of a oneshot (verdict, exit_code, signal,
+ * cpu_time_ms, wall_time_ms, max_memory_kb, stdout, stderr, *_truncated,
+ * isolation, accelerator, warm_start, vm_start_ms, error); caller frees. */
+char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r);
+
 #ifdef __cplusplus
 }
 #endif

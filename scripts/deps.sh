@@ -1,10 +1,10 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|daemon|queue|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev libzstd-dev liblzma-dev"
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
@@ -16,6 +16,9 @@ daemon="$build libmicrohttpd-dev curl sqlite3 openssl"
 # The Redis job queue: hiredis (also in build: libhull's queue links it) and
 # the real redis-server that tests/integration/test_queue.py starts.
 queue="$build libhiredis-dev redis-server python3 python3-pytest"
+# microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
+# /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools.
+vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils cpio"
 
 case "${1:-build}" in
 build) want="$build" ;;
@@ -24,8 +27,9 @@ bench) want="$bench" ;;
 engines) want="$engines" ;;
 daemon) want="$daemon" ;;
 queue) want="$queue" ;;
-all) want="$test $bench $engines $daemon $queue" ;;
-*) echo "usage: $0 build|test|bench|engines|daemon|queue|all" >&2; exit 2 ;;
+vm) want="$vm" ;;
+all) want="$test $bench $engines $daemon $queue $vm" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|all" >&2; exit 2 ;;
 esac
 
 missing=""

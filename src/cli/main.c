@@ -36,6 +36,7 @@ static const struct cli_verb verbs[] = {
     {"token", cmd_token, "create, list and revoke hulld's bearer tokens"},
     {"checkpoint", cmd_checkpoint, "not supported (use microVM snapshots)"},
     {"restore", cmd_checkpoint, "not supported (use microVM snapshots)"},
+    {"vm", cmd_vm, "microVMs: create, start, exec, cp, snapshot, restore, ..."},
 };
 
 static void usage(FILE *out)

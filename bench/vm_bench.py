@@ -1,0 +1,237 @@
+#!/usr/bin/python3
+"""microVM benchmark: hull vs plain QEMU booting the same kernel, in one run.
+
+For each accelerator available here (TCG always, KVM when usable):
+  * cold boot: plain QEMU (same vmlinux through PVH, same machine and kernel
+    command line, a trivial static /init that prints READY) against
+    `hull vm start` to agent-ready; both spawn-to-ready, interleaved rounds;
+  * idle memory: RSS and PSS of each QEMU one second after ready;
+  * warm start: `hull vm create --from-template` (restore a booted template
+    snapshot) to agent-ready, then the first exec; and a whole one-shot
+    `hull vm run -- true`;
+  * density: K VMs of 128 MiB started from the template together, host
+    memory used per VM, and how many would fit.
+
+Usage: bench/vm_bench.py [--rounds 5] [--density 20] [--accel tcg,kvm]
+Needs root, build/hull, qemu-system-x86, linux-image-amd64 (scripts/deps.sh vm).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HULL = os.environ.get("HULL", os.path.join(HERE, "..", "build", "hull"))
+QEMU = "/usr/bin/qemu-system-x86_64"
+MEM = "128M"
+
+TRIVIAL_INIT = r"""
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mount.h>
+int main(void) {
+    mount("devtmpfs", "/dev", "devtmpfs", 0, "");
+    int fd = open("/dev/console", O_WRONLY);
+    write(fd, "READY\n", 6);
+    for (;;) pause();
+}
+"""
+
+
+def newc(entries):
+    """cpio newc of (name, mode, data) entries, the trivial initramfs."""
+    out = bytearray()
+    for ino, (name, mode, data) in enumerate(entries + [("TRAILER!!!", 0, b"")], 1):
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        out += hdr.encode() + nb
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+    return bytes(out + b"\0" * (-len(out) % 512))
+
+
+def hull(root, *args, accel="tcg", check=True, timeout=600):
+    env = dict(os.environ, HULL_VM_ACCEL=accel)
+    p = subprocess.run([HULL, "--root", root, *args], capture_output=True, env=env, timeout=timeout)
+    if check and p.returncode:
+        raise SystemExit(f"hull {' '.join(args)}: {p.stderr.decode().strip()}")
+    return p
+
+
+def mem_of(pid):
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def plain_boot(vmlinux, initrd, append, accel, devices=(), marker=b"READY"):
+    args = [QEMU, "-machine", "microvm,acpi=on", "-m", MEM, "-smp", "1", "-nodefaults", "-no-user-config",
+            "-display", "none", "-no-reboot", "-kernel", vmlinux, "-initrd", initrd, "-append", append,
+            "-serial", "stdio", *devices]
+    args += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,tb-size=16"]
+    t0 = time.monotonic()
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    buf = b""
+    while marker not in buf:
+        chunk = os.read(p.stdout.fileno(), 4096)
+        if not chunk:
+            raise SystemExit("plain QEMU exited before READY")
+        buf += chunk
+    t = time.monotonic() - t0
+    time.sleep(1)
+    rss, pss = mem_of(p.pid)
+    p.kill()
+    p.wait()
+    return t, rss, pss
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def report(accel, rounds, r):
+    print(f"\n## accelerator: {accel} (median of {rounds} rounds, 128 MiB guests)")
+    print(f"  cold boot, plain QEMU to trivial /init : {med(r['plain']) * 1000:7.0f} ms")
+    print(f"  cold boot, hull's guest in plain QEMU  : {med(r['plain_agent']) * 1000:7.0f} ms  (agent ready on the console)")
+    print(f"  cold boot, hull vm start to agent-ready: {med(r['cold']) * 1000:7.0f} ms"
+          f"  ({(med(r['cold']) / med(r['plain']) - 1) * 100:+.0f} % vs plain)")
+    print(f"  first exec after cold boot             : {med(r['first_exec']) * 1000:7.0f} ms")
+    print(f"  warm start (restore template) to ready : {med(r['warm']) * 1000:7.0f} ms"
+          f"  ({med(r['cold']) / med(r['warm']):.1f}x faster than cold)")
+    print(f"  warm start to first exec done          : {med(r['warm_exec']) * 1000:7.0f} ms")
+    print(f"  one-shot `hull vm run -- true`         : {med(r['oneshot']) * 1000:7.0f} ms")
+    print(f"  idle QEMU RSS / PSS, plain             : {med(r['plain_rss']) / 1024:7.1f} / {med(r['plain_pss']) / 1024:.1f} MiB")
+    print(f"  idle QEMU RSS / PSS, hull              : {med(r['cold_rss']) / 1024:7.1f} / {med(r['cold_pss']) / 1024:.1f} MiB")
+    sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--density", type=int, default=20)
+    ap.add_argument("--accel", default="tcg,kvm")
+    ap.add_argument("--no-density", action="store_true")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    root = tempfile.mkdtemp(prefix="hull-vmbench-", dir="/run")
+    work = tempfile.mkdtemp(prefix="hull-vmbench-")
+    try:
+        # The same artifacts hull boots: its cached vmlinux and command line.
+        hull(root, "vm", "create", "--memory", MEM, "probe")
+        st = json.loads(hull(root, "vm", "state", "probe").stdout)
+        hull(root, "vm", "delete", "probe")
+        vmlinux = st["measured"]["kernel"]["vmlinux"]
+        agent_initrd, rootfs = st["measured"]["initrd"]["path"], st["measured"]["rootfs"]["path"]
+        sock = os.path.join(work, "agent.sock")
+        # hull's guest in plain QEMU (no jail, no cgroup, no hull): where the
+        # time between plain and hull goes, guest side or host side.
+        agent_devices = ["-device", "virtio-serial-device,max_ports=2",
+                         "-chardev", f"socket,id=agent,path={sock},server=on,wait=off",
+                         "-device", "virtserialport,chardev=agent,name=org.hull.agent",
+                         "-drive", f"id=rootfs,file={rootfs},format=raw,if=none,readonly=on",
+                         "-device", "virtio-blk-device,drive=rootfs"]
+        src = os.path.join(work, "init.c")
+        open(src, "w").write(TRIVIAL_INIT)
+        subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(work, "init"), src], check=True)
+        initrd = os.path.join(work, "trivial.cpio")
+        open(initrd, "wb").write(newc([("dev", 0o40755, b""), ("init", 0o100755, open(os.path.join(work, "init"), "rb").read())]))
+        results = {}
+        for accel in a.accel.split(","):
+            if accel == "kvm":
+                p = hull(root, "vm", "create", "--memory", MEM, "--accel", "kvm", "kvmprobe", accel="kvm", check=False)
+                if p.returncode:
+                    print(f"# KVM: not measured: {p.stderr.decode().strip()}")
+                    continue
+                hull(root, "vm", "delete", "kvmprobe", accel="kvm")
+            base = "console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init"
+            if accel == "tcg":
+                with open("/run/hull-vm-tsc-khz") as f:
+                    base += f" tsc_early_khz={f.read().strip()}"
+            r = {k: [] for k in ("plain", "plain_rss", "plain_pss", "plain_agent", "cold", "cold_rss", "cold_pss", "first_exec",
+                                 "warm", "warm_exec", "oneshot")}
+            # The template, made once before timing warm starts.
+            hull(root, "vm", "create", "--memory", MEM, "--from-template", "tpl", accel=accel)
+            hull(root, "vm", "delete", "--force", "tpl", accel=accel)
+            for i in range(a.rounds):
+                t, rss, pss = plain_boot(vmlinux, initrd, base, accel)
+                r["plain"].append(t); r["plain_rss"].append(rss); r["plain_pss"].append(pss)
+                t, _, _ = plain_boot(vmlinux, agent_initrd, base + " hull.disk", accel, agent_devices, b"hull-agent: ready")
+                r["plain_agent"].append(t)
+                vid = f"cold{i}"
+                hull(root, "vm", "create", "--memory", MEM, vid, accel=accel)
+                t0 = time.monotonic()
+                hull(root, "vm", "start", vid, accel=accel)
+                r["cold"].append(time.monotonic() - t0)
+                time.sleep(1)
+                pid = json.loads(hull(root, "vm", "state", vid).stdout)["pid"]
+                rss, pss = mem_of(pid)
+                r["cold_rss"].append(rss); r["cold_pss"].append(pss)
+                t0 = time.monotonic()
+                hull(root, "vm", "exec", vid, "--", "true", accel=accel)
+                r["first_exec"].append(time.monotonic() - t0)
+                hull(root, "vm", "delete", "--force", vid, accel=accel)
+                vid = f"warm{i}"
+                t0 = time.monotonic()
+                hull(root, "vm", "create", "--memory", MEM, "--from-template", vid, accel=accel)
+                t1 = time.monotonic()
+                hull(root, "vm", "exec", vid, "--", "true", accel=accel)
+                t2 = time.monotonic()
+                r["warm"].append(t1 - t0); r["warm_exec"].append(t2 - t0)
+                hull(root, "vm", "delete", "--force", vid, accel=accel)
+                t0 = time.monotonic()
+                hull(root, "vm", "run", "--vm-memory", MEM, "--", "true", accel=accel)
+                r["oneshot"].append(time.monotonic() - t0)
+            results[accel] = r
+            report(accel, a.rounds, r)
+            if a.no_density:
+                continue
+            # Density: K VMs from the template, four starting at a time.
+            with open("/proc/meminfo") as f:
+                avail0 = int([l for l in f if l.startswith("MemAvailable:")][0].split()[1])
+            ids = [f"d{i}" for i in range(a.density)]
+            t0 = time.monotonic()
+            procs = []
+            for vid in ids:
+                env = dict(os.environ, HULL_VM_ACCEL=accel)
+                procs.append(subprocess.Popen([HULL, "--root", root, "vm", "create", "--memory", MEM, "--from-template", vid],
+                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                if len(procs) >= 4:
+                    procs.pop(0).wait()
+            for p in procs:
+                p.wait()
+            t_all = time.monotonic() - t0
+            up = [v for v in ids if json.loads(hull(root, "vm", "state", v, check=False).stdout or "{}").get("status") == "running"]
+            time.sleep(2)
+            with open("/proc/meminfo") as f:
+                avail1 = int([l for l in f if l.startswith("MemAvailable:")][0].split()[1])
+            pss_all = sum(mem_of(json.loads(hull(root, "vm", "state", v).stdout)["pid"])[1] for v in up)
+            for v in ids:
+                hull(root, "vm", "delete", "--force", v, check=False)
+            per_vm = (avail0 - avail1) / max(len(up), 1)
+            print(f"  density: {len(up)}/{a.density} VMs started from the template in {t_all:.1f} s;"
+                  f" host memory {per_vm / 1024:.0f} MiB per VM (PSS {pss_all / max(len(up), 1) / 1024:.0f} MiB);"
+                  f" {avail0 / per_vm if per_vm > 0 else 0:.0f} such VMs would fit in the {avail0 / 1048576:.1f} GiB available")
+    finally:
+        for vid in os.listdir(os.path.join(root, "vm")) if os.path.isdir(os.path.join(root, "vm")) else []:
+            hull(root, "vm", "delete", "--force", vid, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+/* `hull vm ...`: microVMs. A thin front end over the hull_vm_* calls.
+ *
+ *   hull vm create [options] ID        measure, prepare, record (no boot)
+ *   hull vm start ID | stop ID | pause ID | resume ID | delete [--force] ID
+ *   hull vm state ID | list
+ *   hull vm exec [options] ID -- CMD...     exit status passed through
+ *   hull vm cp ID:PATH HOST | cp HOST ID:PATH
+ *   hull vm snapshot ID FILE | restore FILE NEWID
+ *   hull vm initrd [--kernel F]        build the initramfs, print sha256 and path
+ *   hull vm run [options] -- CMD...    one workload in a fresh VM, result JSON
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    uint64_t mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ULL << 10; end++; break;
+    case 'm': case 'M': mul = 1ULL << 20; end++; break;
+    case 'g': case 'G': mul = 1ULL << 30; end++; break;
+    case 0: break;
+    default: return -1;
+    }
+    if (*end == 'i')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || v > UINT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int parse_ms(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -1;
+    double mul = 1000;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0 || *end == 0)
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else
+        return -1;
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
+static void usage(void)
+{
+    printf("usage: hull vm COMMAND [options] [arguments]\n\n"
+           "  create [--memory 256M] [--vcpus 1] [--kernel F] [--rootfs DIR] [--accel kvm|tcg|auto]\n"
+           "         [--expect-kernel-sha256 H] [--expect-initrd-sha256 H] [--expect-rootfs-sha256 H]\n"
+           "         [--from-template] ID\n"
+           "  start ID | stop ID | pause ID | resume ID | delete [--force] ID | state ID | list\n"
+           "  exec [--detach] [--env K=V] [--cwd DIR] [--json] [limits] ID -- CMD [ARGS...]\n"
+           "  cp ID:PATH HOSTFILE | cp HOSTFILE ID:PATH\n"
+           "  snapshot ID FILE | restore FILE NEWID\n"
+           "  initrd [--kernel F]\n"
+           "  run [--rootfs DIR] [--kernel F] [--accel A] [--vm-memory 256M] [--cold] [--stdin FILE]\n"
+           "      [--copy-in HOST:GUEST] [--copy-out GUEST:HOST] [--env K=V] [--cwd DIR] [limits] -- CMD...\n\n"
+           "limits: --cpu-time 2s --wall-time 10s --memory 256M --pids 64 --output 1M --open-files 64\n"
+           "environment: HULL_VM_ACCEL=kvm|tcg|auto, HULL_VM_CACHE=DIR, HULL_VM_BOOT_TIMEOUT=SECONDS\n");
+}
+
+enum {
+    O_MEMORY = 300, O_VCPUS, O_KERNEL, O_ROOTFS, O_ACCEL, O_EK, O_EI, O_ER, O_TEMPLATE, O_FORCE,
+    O_DETACH, O_ENV, O_CWD, O_JSON, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES, O_VMMEM, O_COLD,
+    O_STDIN, O_CIN, O_COUT, O_HELP,
+};
+
+static const struct option all_opts[] = {
+    {"memory", required_argument, NULL, O_MEMORY}, {"vcpus", required_argument, NULL, O_VCPUS},
+    {"kernel", required_argument, NULL, O_KERNEL}, {"rootfs", required_argument, NULL, O_ROOTFS},
+    {"accel", required_argument, NULL, O_ACCEL}, {"expect-kernel-sha256", required_argument, NULL, O_EK},
+    {"expect-initrd-sha256", required_argument, NULL, O_EI}, {"expect-rootfs-sha256", required_argument, NULL, O_ER},
+    {"from-template", no_argument, NULL, O_TEMPLATE}, {"force", no_argument, NULL, O_FORCE},
+    {"detach", no_argument, NULL, O_DETACH}, {"env", required_argument, NULL, O_ENV},
+    {"cwd", required_argument, NULL, O_CWD}, {"json", no_argument, NULL, O_JSON},
+    {"cpu-time", required_argument, NULL, O_CPU}, {"wall-time", required_argument, NULL, O_WALL},
+    {"pids", required_argument, NULL, O_PIDS}, {"output", required_argument, NULL, O_OUTPUT},
+    {"open-files", required_argument, NULL, O_FILES}, {"vm-memory", required_argument, NULL, O_VMMEM},
+    {"cold", no_argument, NULL, O_COLD}, {"stdin", required_argument, NULL, O_STDIN},
+    {"copy-in", required_argument, NULL, O_CIN}, {"copy-out", required_argument, NULL, O_COUT},
+    {"help", no_argument, NULL, O_HELP}, {0},
+};
+
+struct vm_args {
+    struct hull_vm_create_opts c;
+    struct hull_vm_limits lim;
+    uint64_t vm_memory;
+    bool force, detach, json, cold;
+    const char *cwd, *stdin_file;
+    char *env[128];
+    size_t nenv;
+    struct hull_vm_file cin[32], cout[32];
+    size_t ncin, ncout;
+};
+
+static int split_pair(char *s, struct hull_vm_file *f)
+{
+    char *colon = strchr(s, ':');
+    if (!colon || colon == s || !colon[1])
+        return -1;
+    *colon = 0;
+    f->host = s;
+    f->guest = colon + 1;
+    return 0;
+}
+
+/* Options of every subcommand share one parser; "memory" means the VM's
+ * size for create and the workload's limit for exec and run. */
+static const char *opt_name(int c)
+{
+    for (const struct option *o = all_opts; o->name; o++)
+        if (o->val == c)
+            return o->name;
+    return "?";
+}
+
+static bool allowed_opt(const int *allowed, int c)
+{
+    for (; *allowed; allowed++)
+        if (*allowed == c)
+            return true;
+    return false;
+}
+
+static int parse(struct cli *cli, int argc, char **argv, const int *allowed, bool memory_is_limit,
+                 struct vm_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    int c;
+    while ((c = getopt_long(argc, argv, "+", all_opts, NULL)) != -1) {
+        if (c == O_HELP) {
+            usage();
+            exit(0);
+        }
+        if (c == '?' || c < O_MEMORY)
+            return cli_usage_error(cli, "bad option");
+        if (!allowed_opt(allowed, c))
+            return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
+        uint64_t v = 0;
+        switch (c) {
+        case O_MEMORY:
+        case O_VMMEM:
+            if (parse_size(optarg, &v) < 0 || v == 0)
+                return cli_usage_error(cli, "--%s %s: not a size (like 256M)", c == O_MEMORY ? "memory" : "vm-memory", optarg);
+            if (c == O_MEMORY && memory_is_limit)
+                a->lim.memory_bytes = v;
+            else if (c == O_MEMORY)
+                a->c.memory_mb = (v + (1 << 20) - 1) >> 20;
+            else
+                a->vm_memory = (v + (1 << 20) - 1) >> 20;
+            break;
+        case O_VCPUS:
+            if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
+                return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
+            a->c.vcpus = (unsigned)v;
+            break;
+        case O_KERNEL: a->c.kernel = optarg; break;
+        case O_ROOTFS: a->c.rootfs = optarg; break;
+        case O_ACCEL: a->c.accel = optarg; break;
+        case O_EK: a->c.expect_kernel_sha256 = optarg; break;
+        case O_EI: a->c.expect_initrd_sha256 = optarg; break;
+        case O_ER: a->c.expect_rootfs_sha256 = optarg; break;
+        case O_TEMPLATE: a->c.from_template = true; break;
+        case O_FORCE: a->force = true; break;
+        case O_DETACH: a->detach = true; break;
+        case O_JSON: a->json = true; break;
+        case O_COLD: a->cold = true; break;
+        case O_CWD: a->cwd = optarg; break;
+        case O_STDIN: a->stdin_file = optarg; break;
+        case O_ENV:
+            if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
+                return cli_usage_error(cli, "--env %s: must be K=V", optarg);
+            a->env[a->nenv++] = optarg;
+            break;
+        case O_CIN:
+        case O_COUT: {
+            struct hull_vm_file *f = c == O_CIN ? &a->cin[a->ncin] : &a->cout[a->ncout];
+            if ((c == O_CIN ? a->ncin : a->ncout) >= 32 || split_pair(optarg, f) < 0)
+                return cli_usage_error(cli, "--%s %s: must be SRC:DST", c == O_CIN ? "copy-in" : "copy-out", optarg);
+            if (c == O_COUT) { /* GUEST:HOST */
+                const char *g = f->host;
+                f->host = f->guest;
+                f->guest = g;
+                a->ncout++;
+            } else
+                a->ncin++;
+            break;
+        }
+        case O_CPU: case O_WALL:
+            if (parse_ms(optarg, &v) < 0)
+                return cli_usage_error(cli, "%s: not a duration (like 2s or 500ms)", optarg);
+            *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
+            break;
+        case O_PIDS: case O_FILES: case O_OUTPUT:
+            if (parse_size(optarg, &v) < 0 || v == 0)
+                return cli_usage_error(cli, "%s: not a positive number", optarg);
+            *(c == O_PIDS ? &a->lim.pids : c == O_FILES ? &a->lim.open_files : &a->lim.output_bytes) = v;
+            break;
+        }
+    }
+    return 0;
+}
+
+#define LIMIT_OPTS O_MEMORY, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES
+static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS, O_KERNEL, O_ROOTFS, O_ACCEL, O_EK, O_EI, O_ER, O_TEMPLATE, 0};
+static const int EXEC_OPTS[] = {LIMIT_OPTS, O_DETACH, O_ENV, O_CWD, O_JSON, 0};
+static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS, O_ACCEL, O_ENV, O_CWD, O_VMMEM, O_COLD, O_STDIN,
+                               O_CIN, O_COUT, 0};
+static const int DELETE_OPTS[] = {O_FORCE, 0};
+static const int INITRD_OPTS[] = {O_KERNEL, 0};
+
+static void print_json(const char *s)
+{
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+    }
+}
+
+static int exit_status(const struct hull_vm_exec_result *r)
+{
+    return r->signal ? 128 + r->signal : r->exit_code;
+}
+
+static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struct vm_args *a)
+{
+    struct hull_vm_exec_opts o = {
+        .argv = argv, .cwd = a->cwd, .stdin_fd = a->detach ? -1 : 0, .stdout_fd = a->json ? -1 : 1,
+        .stderr_fd = a->json ? -1 : 2, .detach = a->detach, .limits = a->lim,
+    };
+    char *defpath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    if (a->nenv) {
+        bool has_path = false;
+        for (size_t i = 0; i < a->nenv; i++)
+            has_path |= strncmp(a->env[i], "PATH=", 5) == 0;
+        if (!has_path)
+            a->env[a->nenv++] = defpath;
+        a->env[a->nenv] = NULL;
+        o.env = a->env;
+    }
+    (void)argc;
+    struct hull_vm_exec_result r;
+    hull_error err = NULL;
+    if (hull_vm_exec(&cli->rt, id, &o, &r, &err) < 0) {
+        int code = hull_error_code(err);
+        cli_fail(cli, &err, "vm exec %s", id);
+        /* As a shell reports it: not found 127, not executable 126. */
+        return code == ENOENT ? 127 : code == EACCES || code == ENOEXEC ? 126 : 1;
+    }
+    if (a->detach)
+        printf("%d\n", (int)r.pid);
+    else if (a->json) {
+        struct hull_vm_oneshot_result or = {.run = r};
+        char *s = hull_vm_oneshot_result_json(&or);
+        print_json(s);
+        free(s);
+    }
+    int st = exit_status(&r);
+    hull_vm_exec_result_free(&r);
+    return st;
+}
+
+static int do_run(struct cli *cli, char **argv, struct vm_args *a)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (a->stdin_file) {
+        FILE *f = strcmp(a->stdin_file, "-") == 0 ? stdin : fopen(a->stdin_file, "re");
+        if (!f) {
+            fprintf(stderr, "hull: vm run: --stdin %s: %s\n", a->stdin_file, strerror(errno));
+            return 1;
+        }
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+            data = realloc(data, len + n);
+            memcpy(data + len, buf, n);
+            len += n;
+        }
+        if (f != stdin)
+            fclose(f);
+    }
+    a->env[a->nenv] = NULL;
+    struct hull_vm_oneshot_opts o = {
+        .rt = &cli->rt, .argv = argv, .env = a->nenv ? a->env : NULL, .cwd = a->cwd, .stdin_data = data,
+        .stdin_len = len, .copy_in = a->cin, .n_copy_in = a->ncin, .copy_out = a->cout, .n_copy_out = a->ncout,
+        .limits = a->lim, .rootfs = a->c.rootfs, .kernel = a->c.kernel, .accel = a->c.accel,
+        .memory_mb = a->vm_memory, .cold = a->cold,
+    };
+    struct hull_vm_oneshot_result r;
+    hull_error err = NULL;
+    int rc = hull_vm_oneshot(&o, &r, &err);
+    free(data);
+    if (rc < 0)
+        return cli_fail(cli, &err, "vm run");
+    char *s = hull_vm_oneshot_result_json(&r);
+    print_json(s);
+    free(s);
+    rc = strcmp(r.run.verdict, "internal_error") == 0 ? 1 : 0;
+    hull_vm_oneshot_result_free(&r);
+    return rc;
+}
+
+static int do_cp(struct cli *cli, const char *src, const char *dst)
+{
+    hull_error err = NULL;
+    const char *sc = strchr(src, ':'), *dc = strchr(dst, ':');
+    /* ID:PATH on exactly one side; a host path with ':' must be ./-prefixed. */
+    bool src_vm = sc && src[0] != '/' && src[0] != '.', dst_vm = dc && dst[0] != '/' && dst[0] != '.';
+    if (src_vm == dst_vm)
+        return cli_usage_error(cli, "exactly one of SRC and DST must be ID:PATH");
+    char id[128];
+    const char *vmside = src_vm ? src : dst, *colon = src_vm ? sc : dc;
+    snprintf(id, sizeof(id), "%.*s", (int)(colon - vmside), vmside);
+    int rc = src_vm ? hull_vm_copy_out(&cli->rt, id, colon + 1, dst, &err)
+                    : hull_vm_copy_in(&cli->rt, id, src, colon + 1, &err);
+    return rc < 0 ? cli_fail(cli, &err, "vm cp") : 0;
+}
+
+int cmd_vm(struct cli *cli, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage();
+        return argc < 2 ? 1 : 0;
+    }
+    const char *sub = argv[1];
+    argc--;
+    argv++;
+    optind = 0;
+    static char verb[32];
+    snprintf(verb, sizeof(verb), "vm %s", sub);
+    cli->verb = verb;
+    struct vm_args a;
+    hull_error err = NULL;
+    if (strcmp(sub, "create") == 0) {
+        if (parse(cli, argc, argv, CREATE_OPTS, false, &a) || cli_need_args(cli, argc, argv, 1, "ID"))
+            return 1;
+        a.c.id = argv[optind];
+        return hull_vm_create(&cli->rt, &a.c, &err) < 0 ? cli_fail(cli, &err, "vm create") : 0;
+    }
+    if (strcmp(sub, "exec") == 0 || strcmp(sub, "run") == 0) {
+        bool run = strcmp(sub, "run") == 0;
+        if (parse(cli, argc, argv, run ? RUN_OPTS : EXEC_OPTS, true, &a))
+            return 1;
+        int first = optind;
+        const char *id = NULL;
+        if (!run) {
+            if (first >= argc)
+                return cli_usage_error(cli, "missing ID");
+            id = argv[first++];
+        }
+        if (first < argc && strcmp(argv[first], "--") == 0)
+            first++;
+        if (first >= argc)
+            return cli_usage_error(cli, "missing command (after --)");
+        return run ? do_run(cli, argv + first, &a) : do_exec(cli, argc - first, argv + first, id, &a);
+    }
+    if (parse(cli, argc, argv, strcmp(sub, "initrd") == 0 ? INITRD_OPTS : DELETE_OPTS, false, &a))
+        return 1;
+    if (strcmp(sub, "list") == 0) {
+        if (cli_need_args(cli, argc, argv, 0, ""))
+            return 1;
+        char *s = hull_vm_list(&cli->rt, &err);
+        if (!s)
+            return cli_fail(cli, &err, "vm list");
+        print_json(s);
+        free(s);
+        return 0;
+    }
+    if (strcmp(sub, "initrd") == 0) {
+        if (cli_need_args(cli, argc, argv, 0, ""))
+            return 1;
+        char path[4096], sha[65];
+        if (hull_vm_initrd(a.c.kernel, path, sha, &err) < 0)
+            return cli_fail(cli, &err, "vm initrd");
+        printf("%s  %s\n", sha, path);
+        return 0;
+    }
+    if (strcmp(sub, "cp") == 0 || strcmp(sub, "snapshot") == 0 || strcmp(sub, "restore") == 0) {
+        if (cli_need_args(cli, argc, argv, 2, sub[0] == 'c' ? "SRC DST" : sub[0] == 's' ? "ID FILE" : "FILE NEWID"))
+            return 1;
+        const char *x = argv[optind], *y = argv[optind + 1];
+        if (sub[0] == 'c')
+            return do_cp(cli, x, y);
+        int rc = sub[0] == 's' ? hull_vm_snapshot(&cli->rt, x, y, &err) : hull_vm_restore(&cli->rt, x, y, &err);
+        return rc < 0 ? cli_fail(cli, &err, "vm %s", sub) : 0;
+    }
+    if (cli_need_args(cli, argc, argv, 1, "ID"))
+        return 1;
+    const char *id = argv[optind];
+    int rc;
+    if (strcmp(sub, "start") == 0)
+        rc = hull_vm_start(&cli->rt, id, &err);
+    else if (strcmp(sub, "stop") == 0)
+        rc = hull_vm_stop(&cli->rt, id, &err);
+    else if (strcmp(sub, "pause") == 0)
+        rc = hull_vm_pause(&cli->rt, id, &err);
+    else if (strcmp(sub, "resume") == 0)
+        rc = hull_vm_resume(&cli->rt, id, &err);
+    else if (strcmp(sub, "delete") == 0)
+        rc = hull_vm_delete(&cli->rt, id, a.force, &err);
+    else if (strcmp(sub, "state") == 0) {
+        char *s = hull_vm_state(&cli->rt, id, &err);
+        if (!s)
+            return cli_fail(cli, &err, "vm state");
+        print_json(s);
+        free(s);
+        return 0;
+    } else
+        return cli_usage_error(cli, "unknown command '%s'", sub);
+    return rc < 0 ? cli_fail(cli, &err, "vm %s", sub) : 0;
+}

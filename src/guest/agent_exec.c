@@ -1,0 +1,736 @@
+/* exec: run one workload in the guest, stream its output, report its end.
+ *
+ * The VM is the isolation boundary; this is defence in depth, the same layers
+ * as hull's container level: fresh pid/mount/ipc/uts/net namespaces, a
+ * pivot_root into the workload root, every capability dropped,
+ * no_new_privs, a seccomp filter, rlimits, and a cgroup (v2, inside the
+ * guest) that both limits the workload and measures it: cpu.stat for CPU
+ * time, memory.peak for memory, memory.events and pids.events for the
+ * verdict. The workload is PID 1 of its namespace, so when it exits
+ * everything it started dies with it (a detached exec keeps running until
+ * it exits by itself).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <poll.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+struct limits {
+    int64_t cpu_time_ms, wall_time_ms, memory_bytes, pids, output_bytes, open_files;
+};
+
+struct child_args {
+    char **argv, **envp;
+    const char *cwd;
+    const char *cgroup;
+    int in, out, err; /* become 0, 1, 2 */
+    int errpipe;      /* CLOEXEC; written only on failure */
+    int statpipe;     /* CLOEXEC; the init writes the workload's wait status */
+    struct limits lim;
+};
+
+static struct sock_fprog seccomp_prog;
+
+/* What a workload may not do even as root in its own guest: the calls that
+ * reach for the kernel itself (modules, kexec, bpf, perf, keys), change the
+ * filesystem layout or namespaces, or inspect other processes. Everything
+ * else is allowed; 32-bit and x32 entry points are killed by libseccomp's
+ * architecture check. */
+static const char *const denied[] = {
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "kexec_load",
+    "kexec_file_load", "init_module", "finit_module", "delete_module", "bpf",
+    "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "ptrace",
+    "process_vm_readv", "process_vm_writev", "reboot", "swapon", "swapoff", "syslog",
+    "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "open_by_handle_at", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "fsopen", "fsmount", "move_mount", "open_tree", "personality",
+};
+
+int agent_seccomp_prepare(void)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return -1;
+    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
+        int nr = seccomp_syscall_resolve_name(denied[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) < 0) {
+            seccomp_release(ctx);
+            return -1;
+        }
+    }
+    /* Compile once; each workload only loads the program. */
+    int fd = memfd_create("seccomp", MFD_CLOEXEC);
+    if (fd < 0 || seccomp_export_bpf(ctx, fd) < 0) {
+        seccomp_release(ctx);
+        return -1;
+    }
+    seccomp_release(ctx);
+    off_t size = lseek(fd, 0, SEEK_END);
+    struct sock_filter *prog = malloc((size_t)size);
+    if (!prog || pread(fd, prog, (size_t)size, 0) != size) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    seccomp_prog.len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
+    seccomp_prog.filter = prog;
+    return 0;
+}
+
+static void child_fail(int fd, const char *what) __attribute__((noreturn));
+static void child_fail(int fd, const char *what)
+{
+    int e = errno;
+    dprintf(fd, "%d:%s: %s", e, what, strerror(e));
+    _exit(127);
+}
+
+static void drop_capabilities(int errfd)
+{
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            child_fail(errfd, "drop capability bounding set");
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2] = {{0}};
+    if (syscall(SYS_capset, &h, d) < 0)
+        child_fail(errfd, "drop capabilities");
+}
+
+static void set_rlimit(int errfd, int res, int64_t v, const char *what)
+{
+    if (v <= 0)
+        return;
+    struct rlimit rl = {.rlim_cur = (rlim_t)v, .rlim_max = (rlim_t)v};
+    if (setrlimit(res, &rl) < 0)
+        child_fail(errfd, what);
+}
+
+/* execvpe with PATH taken from the workload's environment, not the agent's. */
+static void exec_in_path(struct child_args *a)
+{
+    const char *file = a->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, a->argv, a->envp);
+        child_fail(a->errpipe, file);
+    }
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (char **e = a->envp; *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path = *e + 5;
+    int first_err = ENOENT;
+    for (const char *p = path; *p;) {
+        const char *colon = strchrnul(p, ':');
+        char full[4096];
+        snprintf(full, sizeof(full), "%.*s/%s", (int)(colon - p), p, file);
+        execve(full, a->argv, a->envp);
+        if (errno != ENOENT && errno != ENOTDIR)
+            first_err = errno;
+        p = *colon ? colon + 1 : colon;
+    }
+    errno = first_err;
+    child_fail(a->errpipe, file);
+}
+
+static pid_t init_workload;
+static int ef_global = -1;
+
+static void init_forward(int sig)
+{
+    kill(init_workload, sig);
+}
+
+/* The namespace's init: forward signals, reap everything, and when the
+ * workload ends report its wait status and exit (which kills the rest). */
+static void init_main(pid_t w, int statfd) __attribute__((noreturn));
+static void init_main(pid_t w, int statfd)
+{
+    init_workload = w;
+    (void)ef_global;
+    /* Keep nothing of the agent's: a pipe end held here (the host's stdin
+     * to the workload, above all) would keep the other side from its EOF. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3; fd++)
+        dup2(null, fd);
+    if (dup2(statfd, 3) == 3)
+        statfd = 3;
+    syscall(SYS_close_range, 4, ~0U, 0);
+    static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
+        signal(fwd[i], init_forward);
+    drop_capabilities(statfd);
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        if (p == w) {
+            (void)!write(statfd, &st, sizeof(st));
+            _exit(0);
+        }
+        if (p < 0 && errno == ECHILD)
+            _exit(0);
+    }
+}
+
+static int child_main(void *arg)
+{
+    struct child_args *a = arg;
+    int ef = a->errpipe;
+    ef_global = ef;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    char procs[256];
+    snprintf(procs, sizeof(procs), "%s/cgroup.procs", a->cgroup);
+    /* Into the cgroup before anything else runs, so every byte and cycle
+     * the workload uses is accounted. */
+    if (write_text(procs, "0") < 0)
+        child_fail(ef, "join cgroup");
+    if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0)
+        child_fail(ef, "dup2");
+    /* Private propagation first: the mounts below must not leak into the
+     * agent's namespace (they are per-workload: its own /proc). */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail(ef, "make / private");
+    if (mount("proc", AGENT_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        child_fail(ef, "mount /proc");
+    if (mount(AGENT_DEV, AGENT_ROOT "/dev", NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_fail(ef, "mount /dev");
+    if (mount("tmpfs", AGENT_ROOT "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m") < 0)
+        child_fail(ef, "mount /dev/shm");
+    /* pivot_root(2) refuses the initramfs the agent runs from, so move the
+     * workload root over "/" and chroot into it, as switch_root does; with
+     * every capability gone and chroot denied by seccomp, the workload
+     * cannot climb back out. */
+    if (chdir(AGENT_ROOT) < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 ||
+        chdir("/") < 0)
+        child_fail(ef, "enter the workload root");
+    if (chdir(a->cwd) < 0)
+        child_fail(ef, a->cwd);
+    sethostname("hull", 4);
+    set_rlimit(ef, RLIMIT_NOFILE, a->lim.open_files, "RLIMIT_NOFILE");
+    /* A backstop only: the agent watches the cgroup's CPU time, which also
+     * counts children; RLIMIT_CPU is per process. */
+    if (a->lim.cpu_time_ms > 0)
+        set_rlimit(ef, RLIMIT_CPU, (a->lim.cpu_time_ms + 999) / 1000 + 1, "RLIMIT_CPU");
+    set_rlimit(ef, RLIMIT_CORE, 0, "RLIMIT_CORE");
+    struct rlimit core0 = {0, 0};
+    setrlimit(RLIMIT_CORE, &core0);
+    /* PID 1 of the namespace is a small init, not the workload: the kernel
+     * shields a namespace's init from its own signals, so a workload that
+     * was PID 1 could not "kill $$" itself, and orphans need a reaper. */
+    pid_t w = fork();
+    if (w < 0)
+        child_fail(ef, "fork");
+    if (w == 0) {
+        drop_capabilities(ef);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            child_fail(ef, "no_new_privs");
+        /* Last: the filter forbids mount and pivot_root used above. */
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &seccomp_prog) < 0)
+            child_fail(ef, "seccomp");
+        exec_in_path(a);
+    }
+    init_main(w, a->statpipe);
+    return 127;
+}
+/* ---- detached workloads ---- */
+
+static struct {
+    pid_t pid;
+    char cgroup[64];
+} detached[64];
+
+void agent_reap_detached(void)
+{
+    for (size_t i = 0; i < sizeof(detached) / sizeof(detached[0]); i++) {
+        if (detached[i].pid <= 0)
+            continue;
+        int st;
+        if (waitpid(detached[i].pid, &st, WNOHANG) == detached[i].pid) {
+            detached[i].pid = 0;
+            rmdir(detached[i].cgroup);
+        }
+    }
+}
+
+static int remember_detached(pid_t pid, const char *cg)
+{
+    for (size_t i = 0; i < sizeof(detached) / sizeof(detached[0]); i++) {
+        if (detached[i].pid <= 0) {
+            detached[i].pid = pid;
+            snprintf(detached[i].cgroup, sizeof(detached[i].cgroup), "%s", cg);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* ---- cgroup helpers ---- */
+
+static int64_t cg_read_key(const char *cg, const char *file, const char *key)
+{
+    char path[256], buf[4096];
+    snprintf(path, sizeof(path), "%s/%s", cg, file);
+    if (read_text(path, buf, sizeof(buf)) < 0)
+        return -1;
+    if (!key)
+        return strtoll(buf, NULL, 10);
+    size_t kl = strlen(key);
+    for (char *p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
+            return strtoll(p + kl + 1, NULL, 10);
+    return -1;
+}
+
+static int cg_write(const char *cg, const char *file, int64_t v)
+{
+    char path[256], val[32];
+    snprintf(path, sizeof(path), "%s/%s", cg, file);
+    snprintf(val, sizeof(val), "%lld", (long long)v);
+    return write_text(path, val);
+}
+
+static void cg_kill(const char *cg)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/cgroup.kill", cg);
+    write_text(path, "1");
+}
+
+/* rmdir succeeds once the last process has been released. */
+static void cg_remove(const char *cg)
+{
+    for (int i = 0; i < 2000 && rmdir(cg) < 0 && errno == EBUSY; i++) {
+        cg_kill(cg);
+        usleep(1000);
+    }
+}
+
+/* ---- the request ---- */
+
+static int parse_strv(json_object *req, const char *key, char ***out)
+{
+    json_object *a;
+    *out = NULL;
+    if (!json_object_object_get_ex(req, key, &a) || !json_object_is_type(a, json_type_array))
+        return 0;
+    size_t n = json_object_array_length(a);
+    char **v = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        json_object *s = json_object_array_get_idx(a, i);
+        if (!json_object_is_type(s, json_type_string)) {
+            free(v);
+            return -1;
+        }
+        v[i] = (char *)json_object_get_string(s);
+    }
+    *out = v;
+    return (int)n;
+}
+
+static int64_t get_i64(json_object *o, const char *key)
+{
+    json_object *v;
+    return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static bool get_bool(json_object *o, const char *key)
+{
+    json_object *v;
+    return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+enum kill_reason { KILLED_NONE, KILLED_WALL, KILLED_CPU, KILLED_OUTPUT, KILLED_HOST, KILLED_MEMORY };
+
+struct run {
+    struct conn *c;
+    pid_t pid;
+    int status;
+    bool exited;
+    int in, out, err; /* our ends; -1 when closed */
+    uint8_t *inbuf;
+    size_t inlen;
+    bool in_eof;
+    int64_t sent[2];
+    bool truncated[2];
+    enum kill_reason killed;
+};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void pump_output(struct run *r, int *fd, int idx, const struct limits *lim, const char *cg)
+{
+    uint8_t buf[HULL_AGENT_CHUNK];
+    ssize_t n = read(*fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        close_fd(fd);
+        return;
+    }
+    size_t send = (size_t)n;
+    if (lim->output_bytes > 0 && r->sent[idx] + n > lim->output_bytes) {
+        send = (size_t)(lim->output_bytes - r->sent[idx]);
+        r->truncated[idx] = true;
+        if (r->killed == KILLED_NONE)
+            r->killed = KILLED_OUTPUT;
+        cg_kill(cg);
+    }
+    if (send) {
+        if (conn_send(r->c, idx ? HULL_FRAME_STDERR : HULL_FRAME_STDOUT, buf, send) < 0 &&
+            r->killed == KILLED_NONE) {
+            r->killed = KILLED_HOST;
+            cg_kill(cg);
+        }
+    }
+    r->sent[idx] += (int64_t)send;
+}
+
+static void take_frame(struct run *r, struct frame *f, const char *cg)
+{
+    if (f->type == HULL_FRAME_STDIN) {
+        if (r->in < 0)
+            return;
+        if (f->len == 0) {
+            r->in_eof = true;
+            return;
+        }
+        uint8_t *nb = realloc(r->inbuf, r->inlen + f->len);
+        if (!nb)
+            return;
+        memcpy(nb + r->inlen, f->data, f->len);
+        r->inbuf = nb;
+        r->inlen += f->len;
+    } else if (f->type == HULL_FRAME_REQ) {
+        /* {"op":"signal","signal":N} while the workload runs. */
+        json_tokener *tok = json_tokener_new();
+        json_object *o = json_tokener_parse_ex(tok, (const char *)f->data, (int)f->len);
+        json_tokener_free(tok);
+        int sig = (int)get_i64(o, "signal");
+        if (sig > 0 && sig < 65)
+            kill(r->pid, sig);
+        json_object_put(o);
+    }
+    (void)cg;
+}
+
+static void feed_stdin(struct run *r)
+{
+    if (r->in < 0)
+        return;
+    if (r->inlen) {
+        ssize_t n = write(r->in, r->inbuf, r->inlen);
+        if (n > 0) {
+            memmove(r->inbuf, r->inbuf + n, r->inlen - (size_t)n);
+            r->inlen -= (size_t)n;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            r->inlen = 0; /* EPIPE: the workload closed stdin */
+            close_fd(&r->in);
+        }
+    }
+    if (r->in_eof && !r->inlen)
+        close_fd(&r->in);
+}
+
+static const char *verdict_of(const struct run *r, const struct limits *lim, int64_t cpu_us,
+                              int64_t oom_kills, int64_t pids_max)
+{
+    bool sig = WIFSIGNALED(r->status);
+    int code = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1;
+    if (r->killed == KILLED_WALL)
+        return "wall_time_limit";
+    if (r->killed == KILLED_CPU ||
+        (lim->cpu_time_ms > 0 && cpu_us / 1000 >= lim->cpu_time_ms && (sig || code != 0)) ||
+        (sig && WTERMSIG(r->status) == SIGXCPU))
+        return "cpu_time_limit";
+    if (oom_kills > 0 || r->killed == KILLED_MEMORY)
+        return "memory_limit";
+    if (r->killed == KILLED_OUTPUT)
+        return "output_limit";
+    if (pids_max > 0 && code != 0)
+        return "pids_limit";
+    if (sig)
+        return "signaled";
+    return code == 0 ? "ok" : "exit_nonzero";
+}
+
+static void send_exit(struct run *r, const struct limits *lim, const char *cg, uint64_t t0)
+{
+    int64_t cpu_us = cg_read_key(cg, "cpu.stat", "usage_usec");
+    int64_t peak = cg_read_key(cg, "memory.peak", NULL);
+    int64_t ooms = cg_read_key(cg, "memory.events", "oom_kill");
+    int64_t pmax = cg_read_key(cg, "pids.events", "max");
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "verdict",
+                           json_object_new_string(verdict_of(r, lim, cpu_us, ooms, pmax)));
+    json_object_object_add(o, "exit_code", json_object_new_int(WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1));
+    json_object_object_add(o, "signal", json_object_new_int(WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0));
+    json_object_object_add(o, "cpu_time_ms", json_object_new_int64(cpu_us > 0 ? cpu_us / 1000 : 0));
+    json_object_object_add(o, "wall_time_ms", json_object_new_int64((int64_t)(now_ms() - t0)));
+    json_object_object_add(o, "max_memory_kb", json_object_new_int64(peak > 0 ? peak / 1024 : 0));
+    json_object_object_add(o, "oom_kills", json_object_new_int64(ooms > 0 ? ooms : 0));
+    json_object_object_add(o, "pids_limit_hits", json_object_new_int64(pmax > 0 ? pmax : 0));
+    json_object_object_add(o, "stdout_truncated", json_object_new_boolean(r->truncated[0]));
+    json_object_object_add(o, "stderr_truncated", json_object_new_boolean(r->truncated[1]));
+    conn_send_json(r->c, HULL_FRAME_EXIT, o);
+    json_object_put(o);
+}
+
+/* At its memory limit a workload can thrash instead of being OOM-killed:
+ * the kernel keeps reclaiming its file pages (its own program text, read
+ * back from the rootfs) and counts that as progress. Like oomd, judge by
+ * pressure: more than half of a one-second window fully stalled on memory
+ * means the workload cannot run within its limit. */
+#define THRASH_WINDOW_MS 1000
+#define THRASH_STALL_US 500000
+
+static int64_t memory_full_stall_us(const char *cg)
+{
+    char path[256], buf[512];
+    snprintf(path, sizeof(path), "%s/memory.pressure", cg);
+    if (read_text(path, buf, sizeof(buf)) < 0)
+        return -1;
+    char *full = strstr(buf, "full ");
+    char *total = full ? strstr(full, "total=") : NULL;
+    return total ? strtoll(total + 6, NULL, 10) : -1;
+}
+
+static void run_loop(struct run *r, const struct limits *lim, const char *cg, uint64_t t0)
+{
+    uint64_t wall_end = lim->wall_time_ms > 0 ? t0 + (uint64_t)lim->wall_time_ms : 0;
+    uint64_t window_start = t0;
+    int64_t stall_start = lim->memory_bytes > 0 ? memory_full_stall_us(cg) : -1;
+    while (!r->exited || r->out >= 0 || r->err >= 0) {
+        feed_stdin(r);
+        struct pollfd p[5];
+        int n = 0;
+        int ip = -1, io = -1, ie = -1, iin = -1;
+        p[n++] = (struct pollfd){.fd = agent_sigfd, .events = POLLIN};
+        if (r->c->connected && r->inlen < (1u << 20)) {
+            ip = n;
+            p[n++] = (struct pollfd){.fd = r->c->fd, .events = POLLIN};
+        }
+        if (r->out >= 0) {
+            io = n;
+            p[n++] = (struct pollfd){.fd = r->out, .events = POLLIN};
+        }
+        if (r->err >= 0) {
+            ie = n;
+            p[n++] = (struct pollfd){.fd = r->err, .events = POLLIN};
+        }
+        if (r->in >= 0 && r->inlen) {
+            iin = n;
+            p[n++] = (struct pollfd){.fd = r->in, .events = POLLOUT};
+        }
+        int timeout = -1;
+        if (wall_end && !r->exited)
+            timeout = now_ms() >= wall_end ? 0 : (int)(wall_end - now_ms());
+        if (lim->cpu_time_ms > 0 && !r->exited && (timeout < 0 || timeout > 20))
+            timeout = 20;
+        if (stall_start >= 0 && !r->exited && (timeout < 0 || timeout > 100))
+            timeout = 100;
+        poll(p, (nfds_t)n, timeout);
+        (void)iin;
+        agent_drain_signals();
+        if (!r->exited) {
+            int st;
+            if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+                r->exited = true;
+                r->status = st;
+            }
+        }
+        agent_reap_detached();
+        if (ip >= 0 && (p[ip].revents & (POLLIN | POLLHUP))) {
+            if (conn_fill(r->c) < 0 && r->killed == KILLED_NONE) {
+                /* The host is gone: nobody will read the result. */
+                r->killed = KILLED_HOST;
+                cg_kill(cg);
+            }
+            struct frame f;
+            while (conn_frame(r->c, &f))
+                take_frame(r, &f, cg);
+        }
+        if (io >= 0 && p[io].revents)
+            pump_output(r, &r->out, 0, lim, cg);
+        if (ie >= 0 && p[ie].revents)
+            pump_output(r, &r->err, 1, lim, cg);
+        if (!r->exited && wall_end && now_ms() >= wall_end && r->killed == KILLED_NONE) {
+            r->killed = KILLED_WALL;
+            cg_kill(cg);
+        }
+        if (stall_start >= 0 && !r->exited && r->killed == KILLED_NONE && now_ms() - window_start >= THRASH_WINDOW_MS) {
+            int64_t stall = memory_full_stall_us(cg);
+            if (stall - stall_start > THRASH_STALL_US) {
+                r->killed = KILLED_MEMORY;
+                cg_kill(cg);
+            }
+            stall_start = stall;
+            window_start = now_ms();
+        }
+        if (!r->exited && lim->cpu_time_ms > 0 && r->killed == KILLED_NONE &&
+            cg_read_key(cg, "cpu.stat", "usage_usec") / 1000 >= lim->cpu_time_ms) {
+            r->killed = KILLED_CPU;
+            cg_kill(cg);
+        }
+    }
+}
+
+int agent_exec(struct conn *c, json_object *req)
+{
+    static unsigned seq;
+    char **argv = NULL, **envp = NULL;
+    if (parse_strv(req, "args", &argv) <= 0) {
+        free(argv);
+        return conn_send_error(c, "exec: args must be a non-empty array of strings");
+    }
+    if (parse_strv(req, "env", &envp) < 0) {
+        free(argv);
+        return conn_send_error(c, "exec: env must be an array of strings");
+    }
+    if (!envp)
+        envp = calloc(1, sizeof(char *));
+    json_object *lo = NULL, *cwdv = NULL;
+    json_object_object_get_ex(req, "limits", &lo);
+    struct limits lim = {
+        .cpu_time_ms = get_i64(lo, "cpu_time_ms"),
+        .wall_time_ms = get_i64(lo, "wall_time_ms"),
+        .memory_bytes = get_i64(lo, "memory_bytes"),
+        .pids = get_i64(lo, "pids"),
+        .output_bytes = get_i64(lo, "output_bytes"),
+        .open_files = get_i64(lo, "open_files"),
+    };
+    bool detach = get_bool(req, "detach");
+    bool want_stdin = get_bool(req, "stdin") && !detach;
+    const char *cwd = json_object_object_get_ex(req, "cwd", &cwdv) ? json_object_get_string(cwdv) : "/";
+
+    char cg[64];
+    snprintf(cg, sizeof(cg), AGENT_CGROUP "/w%u", ++seq);
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, ep[2] = {-1, -1}, sp[2] = {-1, -1};
+    int null = open(AGENT_DEV "/null", O_RDWR | O_CLOEXEC);
+    int rc = -1;
+    if (mkdir(cg, 0755) < 0) {
+        conn_send_error(c, "exec: create cgroup: %s", strerror(errno));
+        goto out;
+    }
+    if ((lim.memory_bytes > 0 && (cg_write(cg, "memory.max", lim.memory_bytes) < 0 ||
+                                  cg_write(cg, "memory.swap.max", 0) < 0)) ||
+        (lim.pids > 0 && cg_write(cg, "pids.max", lim.pids) < 0)) {
+        conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
+        goto out_cg;
+    }
+    if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(sp, O_CLOEXEC) < 0 || (want_stdin && pipe2(pin, O_CLOEXEC) < 0) ||
+        (!detach && (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0))) {
+        conn_send_error(c, "exec: pipe: %s", strerror(errno));
+        goto out_cg;
+    }
+    struct child_args a = {
+        .argv = argv, .envp = envp, .cwd = cwd, .cgroup = cg,
+        .in = want_stdin ? pin[0] : null,
+        .out = detach ? null : pout[1],
+        .err = detach ? null : perr[1],
+        .errpipe = ep[1], .statpipe = sp[1], .lim = lim,
+    };
+    static char stack[256 << 10] __attribute__((aligned(16)));
+    uint64_t t0 = now_ms();
+    pid_t pid = clone(child_main, stack + sizeof(stack),
+                      CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &a);
+    if (pid < 0) {
+        conn_send_error(c, "exec: clone: %s", strerror(errno));
+        goto out_cg;
+    }
+    close_fd(&ep[1]);
+    close_fd(&sp[1]);
+    close_fd(&pin[0]);
+    close_fd(&pout[1]);
+    close_fd(&perr[1]);
+    char msg[1024];
+    ssize_t n = read(ep[0], msg, sizeof(msg) - 1);
+    if (n > 0) {
+        /* The workload never started: report why, as errno + message. */
+        msg[n] = 0;
+        int st;
+        waitpid(pid, &st, 0);
+        char *colon = strchr(msg, ':');
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "ok", json_object_new_boolean(0));
+        json_object_object_add(o, "errno", json_object_new_int(atoi(msg)));
+        json_object_object_add(o, "error", json_object_new_string(colon ? colon + 1 : msg));
+        conn_send_json(c, HULL_FRAME_RESP, o);
+        json_object_put(o);
+        goto out_cg;
+    }
+    json_object *ok = json_object_new_object();
+    json_object_object_add(ok, "ok", json_object_new_boolean(1));
+    json_object_object_add(ok, "pid", json_object_new_int(pid));
+    conn_send_json(c, HULL_FRAME_RESP, ok);
+    json_object_put(ok);
+    if (detach) {
+        if (remember_detached(pid, cg) < 0)
+            agent_log("too many detached workloads; %d will not be reaped", pid);
+        rc = 0;
+        goto out;
+    }
+    struct run r = {.c = c, .pid = pid, .in = pin[1], .out = pout[0], .err = perr[0]};
+    pin[1] = pout[0] = perr[0] = -1;
+    fcntl(r.out, F_SETFL, O_NONBLOCK);
+    fcntl(r.err, F_SETFL, O_NONBLOCK);
+    if (r.in >= 0)
+        fcntl(r.in, F_SETFL, O_NONBLOCK);
+    else
+        r.in_eof = true;
+    run_loop(&r, &lim, cg, t0);
+    /* The workload's own status, as its init saw it (absent when the init
+     * itself was killed, e.g. by cgroup.kill: then the init's status says it). */
+    int wst;
+    if (read(sp[0], &wst, sizeof(wst)) == sizeof(wst))
+        r.status = wst;
+    close_fd(&r.in);
+    free(r.inbuf);
+    if (r.killed != KILLED_HOST)
+        send_exit(&r, &lim, cg, t0);
+    rc = 0;
+out_cg:
+    cg_kill(cg);
+    cg_remove(cg);
+out:
+    close_fd(&null);
+    close_fd(&ep[0]);
+    close_fd(&ep[1]);
+    close_fd(&sp[0]);
+    close_fd(&sp[1]);
+    close_fd(&sp[1]);
+    close_fd(&pin[0]);
+    close_fd(&pin[1]);
+    close_fd(&pout[0]);
+    close_fd(&pout[1]);
+    close_fd(&perr[0]);
+    close_fd(&perr[1]);
+    free(argv);
+    free(envp);
+    return rc;
+}

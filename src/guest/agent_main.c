@@ -1,0 +1,429 @@
+/* hull-agent: boot the guest and serve the host.
+ *
+ * Boot order matters: /dev, /proc and /sys first (everything else needs
+ * them), then the kernel modules (the virtio transport, console and block
+ * drivers are modules in Debian's kernel), then the rootfs disk and the
+ * workload root, and only then the port, so the host's first "hello" is
+ * answered by an agent that can already run workloads. A failure anywhere
+ * powers the guest off: the host sees QEMU exit at once rather than waiting
+ * out a deadline.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+int agent_sigfd = -1;
+
+static void vlog(const char *prefix, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    dprintf(2, "hull-agent: %s%s\n", prefix, msg);
+}
+
+void agent_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog("", fmt, ap);
+    va_end(ap);
+}
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog("fatal: ", fmt, ap);
+    va_end(ap);
+    sync();
+    if (getpid() == 1)
+        reboot(RB_POWER_OFF);
+    _exit(1);
+}
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+int read_text(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
+static void must_mount(const char *src, const char *dst, const char *type, unsigned long flags,
+                       const char *data)
+{
+    mkdir(dst, 0755);
+    if (mount(src, dst, type, flags, data) < 0)
+        die("mount %s on %s: %s", type ? type : src, dst, strerror(errno));
+}
+
+/* The host lists the modules in dependency order in /hull/modules.order
+ * (it resolved modules.dep when it built the initramfs). */
+static void load_modules(void)
+{
+    FILE *f = fopen("/hull/modules.order", "re");
+    if (!f)
+        return; /* a kernel with everything built in */
+    char line[256];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0])
+            continue;
+        char path[320];
+        snprintf(path, sizeof(path), "/hull/modules/%s", line);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            die("open %s: %s", path, strerror(errno));
+        if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+            die("load module %s: %s", line, strerror(errno));
+        close(fd);
+    }
+    fclose(f);
+}
+
+static bool cmdline_has(const char *word)
+{
+    char buf[4096];
+    if (read_text("/proc/cmdline", buf, sizeof(buf)) < 0)
+        return false;
+    size_t wl = strlen(word);
+    for (char *p = buf; (p = strstr(p, word)); p += wl)
+        if ((p == buf || p[-1] == ' ') && (p[wl] == ' ' || p[wl] == '\n' || p[wl] == 0 || p[wl] == '='))
+            return true;
+    return false;
+}
+
+static bool wait_path(const char *path, int timeout_ms)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    while (access(path, F_OK) < 0) {
+        if (now_ms() > end)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
+/* The workload root: the rootfs disk read-only under a tmpfs upper layer,
+ * so writes land in guest RAM (and so in snapshots) and never on the image
+ * that several VMs share. */
+static void setup_root(void)
+{
+    must_mount("tmpfs", AGENT_RW, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+    if (cmdline_has("hull.disk")) {
+        if (!wait_path("/dev/vda", 10000))
+            die("rootfs disk /dev/vda did not appear");
+        mkdir(AGENT_LOWER, 0755);
+        if (mount("/dev/vda", AGENT_LOWER, "squashfs", MS_RDONLY | MS_NODEV, NULL) < 0 &&
+            mount("/dev/vda", AGENT_LOWER, "erofs", MS_RDONLY | MS_NODEV, NULL) < 0)
+            die("mount rootfs disk: %s", strerror(errno));
+        mkdir(AGENT_RW "/upper", 0755);
+        mkdir(AGENT_RW "/work", 0755);
+        must_mount("overlay", AGENT_ROOT, "overlay", MS_NODEV,
+                   "lowerdir=" AGENT_LOWER ",upperdir=" AGENT_RW "/upper,workdir=" AGENT_RW "/work");
+    } else {
+        mkdir(AGENT_RW "/root", 0755);
+        must_mount(AGENT_RW "/root", AGENT_ROOT, NULL, MS_BIND, NULL);
+    }
+    static const char *dirs[] = {"proc", "dev", "sys", "tmp"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char p[128];
+        snprintf(p, sizeof(p), AGENT_ROOT "/%s", dirs[i]);
+        mkdir(p, 0755);
+    }
+    chmod(AGENT_ROOT "/tmp", 01777);
+}
+
+/* The minimal /dev every workload gets, made once and bind-mounted. */
+static void setup_dev(void)
+{
+    must_mount("tmpfs", AGENT_DEV, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+    static const struct { const char *name; int maj, min; } nodes[] = {
+        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+    };
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+        char p[128];
+        snprintf(p, sizeof(p), AGENT_DEV "/%s", nodes[i].name);
+        if (mknod(p, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) < 0)
+            die("mknod %s: %s", p, strerror(errno));
+        chmod(p, 0666);
+    }
+    symlink("/proc/self/fd", AGENT_DEV "/fd");
+    symlink("/proc/self/fd/0", AGENT_DEV "/stdin");
+    symlink("/proc/self/fd/1", AGENT_DEV "/stdout");
+    symlink("/proc/self/fd/2", AGENT_DEV "/stderr");
+    mkdir(AGENT_DEV "/shm", 01777);
+    chmod(AGENT_DEV "/shm", 01777);
+}
+
+static void setup_cgroup(void)
+{
+    must_mount("cgroup2", AGENT_CGROUP, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (write_text(AGENT_CGROUP "/cgroup.subtree_control", "+memory +pids +cpu") < 0)
+        die("enable cgroup controllers: %s", strerror(errno));
+}
+
+static int open_port(void)
+{
+    uint64_t end = now_ms() + 10000;
+    for (;;) {
+        DIR *d = opendir("/sys/class/virtio-ports");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char p[300], name[128];
+            snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name", e->d_name);
+            if (read_text(p, name, sizeof(name)) > 0 &&
+                strncmp(name, HULL_AGENT_PORT_NAME, strlen(HULL_AGENT_PORT_NAME)) == 0) {
+                snprintf(p, sizeof(p), "/dev/%s", e->d_name);
+                closedir(d);
+                if (!wait_path(p, 5000))
+                    die("%s did not appear", p);
+                int fd = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0)
+                    die("open %s: %s", p, strerror(errno));
+                return fd;
+            }
+        }
+        if (d)
+            closedir(d);
+        if (now_ms() > end)
+            die("virtio-serial port %s not found", HULL_AGENT_PORT_NAME);
+        usleep(1000);
+    }
+}
+
+int agent_drain_signals(void)
+{
+    struct signalfd_siginfo si;
+    int mask = 0;
+    while (read(agent_sigfd, &si, sizeof(si)) == sizeof(si))
+        mask |= si.ssi_signo == SIGCHLD ? 1 : si.ssi_signo == SIGIO ? 2 : 0;
+    return mask;
+}
+
+/* A new host connection: take its clock and entropy. A VM restored from a
+ * template would otherwise run with the template's wall clock and the same
+ * RNG state as every sibling restored from it. */
+static void do_hello(struct conn *c, json_object *req)
+{
+    json_object *v;
+    if (json_object_object_get_ex(req, "time_ns", &v)) {
+        int64_t ns = json_object_get_int64(v);
+        struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+        if (ns > 0)
+            clock_settime(CLOCK_REALTIME, &ts);
+    }
+    if (json_object_object_get_ex(req, "seed", &v)) {
+        const char *hex = json_object_get_string(v);
+        struct {
+            struct rand_pool_info info;
+            uint8_t bytes[64];
+        } pool = {0};
+        size_t n = 0;
+        for (; hex[2 * n] && hex[2 * n + 1] && n < sizeof(pool.bytes); n++) {
+            unsigned b;
+            if (sscanf(hex + 2 * n, "%2x", &b) != 1)
+                break;
+            pool.bytes[n] = (uint8_t)b;
+        }
+        pool.info.entropy_count = (int)(n * 8);
+        pool.info.buf_size = (int)n;
+        int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            /* Credited: the host's getrandom() output is a real seed. */
+            if (ioctl(fd, RNDADDENTROPY, &pool) < 0)
+                (void)!write(fd, pool.bytes, n);
+            close(fd);
+        }
+    }
+    struct utsname u;
+    uname(&u);
+    struct timespec up;
+    clock_gettime(CLOCK_BOOTTIME, &up);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_boolean(1));
+    if (json_object_object_get_ex(req, "nonce", &v))
+        json_object_object_add(o, "nonce", json_object_get(v));
+    json_object_object_add(o, "version", json_object_new_int(HULL_AGENT_VERSION));
+    json_object_object_add(o, "kernel", json_object_new_string(u.release));
+    json_object_object_add(o, "uptime_ms",
+                           json_object_new_int64(up.tv_sec * 1000 + up.tv_nsec / 1000000));
+    conn_send_json(c, HULL_FRAME_RESP, o);
+    json_object_put(o);
+}
+
+static void handle(struct conn *c, struct frame *f)
+{
+    if (f->type != HULL_FRAME_REQ)
+        return; /* leftovers of a request the previous host abandoned */
+    json_tokener *tok = json_tokener_new();
+    json_object *req = json_tokener_parse_ex(tok, (const char *)f->data, (int)f->len);
+    json_tokener_free(tok);
+    json_object *opv;
+    const char *op = NULL;
+    if (req && json_object_is_type(req, json_type_object) &&
+        json_object_object_get_ex(req, "op", &opv))
+        op = json_object_get_string(opv);
+    agent_req_id = NULL;
+    if (req && json_object_is_type(req, json_type_object))
+        json_object_object_get_ex(req, "id", &agent_req_id);
+    if (!op)
+        conn_send_error(c, "request is not a JSON object with \"op\"");
+    else if (strcmp(op, "hello") == 0)
+        do_hello(c, req);
+    else if (strcmp(op, "ping") == 0)
+        conn_send_ok(c);
+    else if (strcmp(op, "exec") == 0)
+        agent_exec(c, req);
+    else if (strcmp(op, "put_file") == 0)
+        agent_put_file(c, req);
+    else if (strcmp(op, "get_file") == 0)
+        agent_get_file(c, req);
+    else if (strcmp(op, "shutdown") == 0) {
+        conn_send_ok(c);
+        sync();
+        /* Power off through ACPI: QEMU exits, which is how the host knows. */
+        reboot(RB_POWER_OFF);
+    } else
+        conn_send_error(c, "unknown op \"%s\"", op);
+    agent_req_id = NULL;
+    json_object_put(req);
+}
+
+static uint64_t boot_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t t_init, t_modules, t_root;
+
+static void serve(int port)
+{
+    struct conn c;
+    if (conn_open(&c, port) < 0)
+        die("out of memory");
+    /* SIGIO tells us when the host opens its side of the port: with no host,
+     * poll() reports POLLHUP at once and would spin. */
+    if (fcntl(port, F_SETOWN, getpid()) < 0 || fcntl(port, F_SETFL, O_NONBLOCK | O_ASYNC) < 0)
+        die("fcntl port: %s", strerror(errno));
+    agent_log("ready at %llu ms since boot (agent started at %llu, modules took %llu, root %llu, port %llu)",
+              (unsigned long long)boot_ms(), (unsigned long long)t_init, (unsigned long long)(t_modules - t_init),
+              (unsigned long long)(t_root - t_modules), (unsigned long long)(boot_ms() - t_root));
+    for (;;) {
+        agent_reap_detached();
+        bool was = c.connected;
+        if (conn_fill(&c) < 0) {
+            if (was)
+                agent_log("host disconnected");
+            conn_reset(&c);
+            struct pollfd pfd = {.fd = agent_sigfd, .events = POLLIN};
+            poll(&pfd, 1, 1000);
+            agent_drain_signals();
+            continue;
+        }
+        if (!was && c.connected)
+            agent_log("host connected");
+        struct frame f;
+        if (conn_frame(&c, &f)) {
+            handle(&c, &f);
+            continue;
+        }
+        struct pollfd pfd[2] = {{.fd = port, .events = POLLIN}, {.fd = agent_sigfd, .events = POLLIN}};
+        poll(pfd, 2, -1);
+        agent_drain_signals();
+    }
+}
+
+int main(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGIO);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    agent_sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    mkdir("/dev", 0755);
+    if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0 && errno != EBUSY)
+        die("mount /dev: %s", strerror(errno));
+    int con = open("/dev/console", O_RDWR | O_CLOEXEC);
+    if (con >= 0) {
+        dup2(con, 1);
+        dup2(con, 2);
+        close(con);
+    }
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0 && null != 0) {
+        dup2(null, 0);
+        close(null);
+    }
+    if (agent_sigfd < 0)
+        die("signalfd: %s", strerror(errno));
+    must_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    must_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    must_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+    mkdir(AGENT_RUN, 0700);
+    /* The guest's own OOM killer must never pick the agent: it is the only
+     * way the host reaches the guest. */
+    write_text("/proc/self/oom_score_adj", "-1000");
+    t_init = boot_ms();
+    load_modules();
+    t_modules = boot_ms();
+    setup_cgroup();
+    setup_root();
+    setup_dev();
+    t_root = boot_ms();
+    if (agent_seccomp_prepare() < 0)
+        die("build the seccomp filter");
+    serve(open_port());
+    return 0;
+}

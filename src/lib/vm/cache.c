@@ -1,0 +1,44 @@
+/* The artifact cache: vmlinux files, initramfs images, rootfs images,
+ * template snapshots and the snapshot key. Root-only (0700): a VM trusts
+ * what it boots from here as much as the files it was measured from. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+#include "vm/vm.h"
+
+const char *vm_cache_dir(void)
+{
+    const char *d = getenv("HULL_VM_CACHE");
+    return d && *d && d[0] == '/' && strlen(d) <= 1024 ? d : "/var/cache/hull/vm";
+}
+
+int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err)
+{
+    if (snprintf(out, len, "%s/%s", vm_cache_dir(), name) >= (int)len)
+        return hull_error_set(err, ENAMETOOLONG, "cache directory");
+    if (hull_mkdir_p(vm_cache_dir(), 0700, err) < 0)
+        return hull_error_prefix(err, "cache directory");
+    chmod(vm_cache_dir(), 0700);
+    if (mkdir(out, 0755) < 0 && errno != EEXIST)
+        return hull_error_errno(err, "mkdir %s", out);
+    return 0;
+}
+
+int vm_write_atomic(const char *path, const char *data, size_t len, mode_t mode, hull_error *err)
+{
+    char d[4096], b[4096];
+    snprintf(d, sizeof(d), "%s", path);
+    snprintf(b, sizeof(b), "%s", path);
+    cleanup_close int dfd = open(dirname(d), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (dfd < 0)
+        return hull_error_errno(err, "open %s", d);
+    return hull_write_file_atomic(dfd, basename(b), data, len, mode, err);
+}

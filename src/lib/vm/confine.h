@@ -1,0 +1,39 @@
+/* Starting the VMM confined (confine.c). Internal to vm/. */
+#ifndef HULL_VM_CONFINE_H
+#define HULL_VM_CONFINE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "hull.h"
+#include "linux/cgroup.h"
+
+struct vm_jail_file {
+    const char *src; /* host path */
+    const char *name; /* visible to QEMU as /vm/<name>, read-only */
+};
+
+struct vm_spawn {
+    const char *binary;         /* host path of the VMM, also its path inside */
+    char *const *argv;          /* paths as QEMU sees them (/vm, /run) */
+    uid_t uid;                  /* unprivileged uid = gid for QEMU */
+    const char *jail;           /* empty directory to build QEMU's root on */
+    const char *rundir;         /* becomes /run: sockets, console and QEMU's log */
+    const struct vm_jail_file *files;
+    size_t nfiles;
+    bool kvm;                   /* give it /dev/kvm */
+    struct hull_cgroup *cg;     /* QEMU joins it before anything else */
+    int incoming_fd;            /* becomes fd 3 (migration stream), -1 for none */
+    /* Keep a small parent process that dies with the caller and takes QEMU
+     * with it (ephemeral VMs); cleanup runs in it when the caller is gone. */
+    bool attached;
+    void (*cleanup)(void *arg);
+    void *cleanup_arg;
+};
+
+/* Fork, confine, exec. Returns once QEMU runs (or failed to start, with the
+ * reason from the child). *pid is QEMU's host pid, *monitor the attached
+ * parent or 0. */
+int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *monitor, hull_error *err);
+
+#endif

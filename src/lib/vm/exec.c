@@ -1,0 +1,390 @@
+/* exec and cp through the agent, and list. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+#include "vm/agent.h"
+#include "vm/vm.h"
+
+/* Answers to requests (not workloads) come within this, or the agent is hung. */
+#define AGENT_DEADLINE_MS 30000
+
+void hull_vm_exec_result_free(struct hull_vm_exec_result *r)
+{
+    if (!r)
+        return;
+    free(r->stdout_buf);
+    free(r->stderr_buf);
+    r->stdout_buf = r->stderr_buf = NULL;
+}
+
+/* A running VM and an agent session on it, under the agent lock. */
+struct session {
+    struct vm vm;
+    int lock;
+    struct vm_agent *a;
+};
+
+static void session_end(struct session *s)
+{
+    vm_agent_close(s->a);
+    if (s->lock >= 0)
+        close(s->lock);
+}
+
+/* The agent stopped answering: record it, so `state` says failed, not hung. */
+static void mark_failed(struct session *s, hull_error *err)
+{
+    if (!err || !*err || hull_error_code(*err) != ETIMEDOUT)
+        return;
+    int lk = vm_lock(&s->vm, "lock", true, NULL);
+    snprintf(s->vm.failure, sizeof(s->vm.failure), "agent: %s", hull_error_msg(*err));
+    s->vm.status = VM_FAILED;
+    vm_save(&s->vm, NULL);
+    if (lk >= 0)
+        close(lk);
+}
+
+static int session_begin(const struct hull_runtime *rt, const char *id, struct session *s, hull_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->lock = -1;
+    if (vm_load(rt, id, &s->vm, err) < 0)
+        return -1;
+    if (s->vm.status != VM_RUNNING)
+        return hull_error_set(err, EINVAL, "VM %s is %s, not running", id, vm_status_name(s->vm.status));
+    s->lock = vm_lock(&s->vm, "agent.lock", true, err);
+    if (s->lock < 0)
+        return -1;
+    if (vm_agent_connect(&s->vm, 10000, &s->a, err) < 0) {
+        mark_failed(s, err);
+        session_end(s);
+        return -1;
+    }
+    return 0;
+}
+
+static json_object *strv_json(char *const *v)
+{
+    json_object *a = json_object_new_array();
+    for (; v && *v; v++)
+        json_object_array_add(a, json_object_new_string(*v));
+    return a;
+}
+
+static int append(char **buf, size_t *len, const void *data, size_t n)
+{
+    char *nb = realloc(*buf, *len + n + 1);
+    if (!nb)
+        return -1;
+    memcpy(nb + *len, data, n);
+    *len += n;
+    nb[*len] = 0;
+    *buf = nb;
+    return 0;
+}
+
+static int write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void parse_exit(json_object *o, struct hull_vm_exec_result *r)
+{
+    json_object *v;
+#define GET(k, dst, conv) if (json_object_object_get_ex(o, k, &v)) dst = conv(v)
+    if (json_object_object_get_ex(o, "verdict", &v))
+        snprintf(r->verdict, sizeof(r->verdict), "%s", json_object_get_string(v));
+    GET("exit_code", r->exit_code, json_object_get_int);
+    GET("signal", r->signal, json_object_get_int);
+    GET("cpu_time_ms", r->cpu_time_ms, (uint64_t)json_object_get_int64);
+    GET("wall_time_ms", r->wall_time_ms, (uint64_t)json_object_get_int64);
+    GET("max_memory_kb", r->max_memory_kb, (uint64_t)json_object_get_int64);
+    GET("stdout_truncated", r->stdout_truncated, json_object_get_boolean);
+    GET("stderr_truncated", r->stderr_truncated, json_object_get_boolean);
+#undef GET
+}
+
+int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
+               hull_error *err)
+{
+    memset(r, 0, sizeof(*r));
+    if (!o->argv || !o->argv[0])
+        return hull_error_set(err, EINVAL, "exec: no command");
+    bool have_stdin = !o->detach && (o->stdin_fd >= 0 || o->stdin_len);
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("exec"));
+    json_object_object_add(req, "args", strv_json(o->argv));
+    char *defenv[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
+                      "TERM=xterm", NULL};
+    json_object_object_add(req, "env", strv_json(o->env ? o->env : defenv));
+    json_object_object_add(req, "cwd", json_object_new_string(o->cwd ? o->cwd : "/"));
+    json_object_object_add(req, "stdin", json_object_new_boolean(have_stdin));
+    json_object_object_add(req, "detach", json_object_new_boolean(o->detach));
+    json_object *lim = json_object_new_object();
+    const struct hull_vm_limits *l = &o->limits;
+    json_object_object_add(lim, "cpu_time_ms", json_object_new_int64((int64_t)l->cpu_time_ms));
+    json_object_object_add(lim, "wall_time_ms", json_object_new_int64((int64_t)l->wall_time_ms));
+    json_object_object_add(lim, "memory_bytes", json_object_new_int64((int64_t)l->memory_bytes));
+    json_object_object_add(lim, "pids", json_object_new_int64((int64_t)l->pids));
+    json_object_object_add(lim, "output_bytes", json_object_new_int64((int64_t)l->output_bytes));
+    json_object_object_add(lim, "open_files", json_object_new_int64((int64_t)l->open_files));
+    json_object_object_add(req, "limits", lim);
+    json_object *resp = NULL, *v;
+    if (vm_agent_call(a, req, AGENT_DEADLINE_MS, &resp, err) < 0)
+        return hull_error_prefix(err, "exec %s", o->argv[0]);
+    if (json_object_object_get_ex(resp, "pid", &v))
+        r->pid = json_object_get_int(v);
+    json_object_put(resp);
+    if (o->detach) {
+        snprintf(r->verdict, sizeof(r->verdict), "ok");
+        return 0;
+    }
+    /* Stream: stdin out (from fd or bytes), stdout/stderr in, until EXIT. */
+    size_t sent = 0;
+    bool in_open = have_stdin;
+    int infd = o->stdin_fd;
+    if (have_stdin && infd < 0) {
+        for (; sent < o->stdin_len;) {
+            size_t n = o->stdin_len - sent > HULL_AGENT_CHUNK ? HULL_AGENT_CHUNK : o->stdin_len - sent;
+            if (vm_agent_send(a, HULL_FRAME_STDIN, (const char *)o->stdin_data + sent, n, err) < 0)
+                return -1;
+            sent += n;
+        }
+        if (vm_agent_send(a, HULL_FRAME_STDIN, NULL, 0, err) < 0)
+            return -1;
+        in_open = false;
+    }
+    /* The workload may run as long as its wall limit allows; past that plus
+     * a margin, the agent is not doing its job. */
+    int deadline = l->wall_time_ms ? (int)l->wall_time_ms + AGENT_DEADLINE_MS : -1;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN}, {.fd = in_open ? infd : -1, .events = POLLIN}};
+        struct vm_frame f;
+        int rc;
+        if (a->len > a->consumed + sizeof(struct hull_agent_hdr) - 1 || !in_open)
+            rc = vm_agent_recv(a, deadline, &f, err);
+        else {
+            int pr = poll(p, 2, deadline);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr == 0)
+                rc = 1;
+            else if (p[1].revents) {
+                char buf[HULL_AGENT_CHUNK];
+                ssize_t n = read(infd, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0) {
+                    in_open = false;
+                    n = 0;
+                }
+                if (vm_agent_send(a, HULL_FRAME_STDIN, buf, (size_t)n, err) < 0)
+                    return -1;
+                continue;
+            } else
+                rc = vm_agent_recv(a, 0, &f, err);
+            if (rc == 1 && pr > 0)
+                continue; /* partial frame: read more */
+        }
+        if (rc < 0)
+            return hull_error_prefix(err, "exec %s", o->argv[0]);
+        if (rc == 1)
+            return hull_error_set(err, ETIMEDOUT, "exec %s: the agent did not report the end within %d ms",
+                                  o->argv[0], deadline);
+        if (f.type == HULL_FRAME_STDOUT || f.type == HULL_FRAME_STDERR) {
+            bool out = f.type == HULL_FRAME_STDOUT;
+            int fd = out ? o->stdout_fd : o->stderr_fd;
+            if (fd >= 0)
+                write_all(fd, f.data, f.len);
+            else if (append(out ? &r->stdout_buf : &r->stderr_buf, out ? &r->stdout_len : &r->stderr_len,
+                            f.data, f.len) < 0)
+                return hull_error_set(err, ENOMEM, "exec: output");
+        } else if (f.type == HULL_FRAME_EXIT) {
+            json_tokener *tok = json_tokener_new();
+            json_object *x = json_tokener_parse_ex(tok, (const char *)f.data, (int)f.len);
+            json_tokener_free(tok);
+            if (!x)
+                return hull_error_set(err, EPROTO, "exec: malformed exit report");
+            parse_exit(x, r);
+            json_object_put(x);
+            if (!r->stdout_buf && o->stdout_fd < 0)
+                r->stdout_buf = calloc(1, 1);
+            if (!r->stderr_buf && o->stderr_fd < 0)
+                r->stderr_buf = calloc(1, 1);
+            return 0;
+        }
+    }
+}
+
+int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,
+                 struct hull_vm_exec_result *r, hull_error *err)
+{
+    struct session s;
+    memset(r, 0, sizeof(*r));
+    if (session_begin(rt, id, &s, err) < 0)
+        return hull_error_prefix(err, "exec");
+    int rc = vm_exec_on(s.a, o, r, err);
+    if (rc < 0) {
+        mark_failed(&s, err);
+        hull_vm_exec_result_free(r);
+    }
+    session_end(&s);
+    return rc;
+}
+
+int vm_put_file(struct vm_agent *a, const char *host, const char *guest, hull_error *err)
+{
+    cleanup_close int fd = open(host, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return hull_error_errno(err, "%s", host);
+    if (!S_ISREG(st.st_mode))
+        return hull_error_set(err, EINVAL, "%s: not a regular file", host);
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("put_file"));
+    json_object_object_add(req, "path", json_object_new_string(guest));
+    json_object_object_add(req, "size", json_object_new_int64(st.st_size));
+    json_object_object_add(req, "mode", json_object_new_int(st.st_mode & 0777));
+    int64_t id = vm_agent_send_req(a, req, err);
+    if (id < 0 || vm_agent_wait_resp(a, id, AGENT_DEADLINE_MS, NULL, err) < 0)
+        return -1;
+    char buf[HULL_AGENT_CHUNK];
+    off_t left = st.st_size;
+    while (left > 0) {
+        ssize_t n = read(fd, buf, sizeof(buf) < (size_t)left ? sizeof(buf) : (size_t)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* shrank under us: the agent reports the short count */
+        if (vm_agent_send(a, HULL_FRAME_DATA, buf, (size_t)n, err) < 0)
+            return -1;
+        left -= n;
+    }
+    if (vm_agent_send(a, HULL_FRAME_DATA, NULL, 0, err) < 0)
+        return -1;
+    return vm_agent_wait_resp(a, id, AGENT_DEADLINE_MS, NULL, err);
+}
+
+int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_error *err)
+{
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "op", json_object_new_string("get_file"));
+    json_object_object_add(req, "path", json_object_new_string(guest));
+    json_object *resp = NULL, *v;
+    int64_t id = vm_agent_send_req(a, req, err);
+    if (id < 0 || vm_agent_wait_resp(a, id, AGENT_DEADLINE_MS, &resp, err) < 0)
+        return -1;
+    int64_t size = json_object_object_get_ex(resp, "size", &v) ? json_object_get_int64(v) : 0;
+    int mode = json_object_object_get_ex(resp, "mode", &v) ? json_object_get_int(v) & 0777 : 0644;
+    json_object_put(resp);
+    /* Into a temporary beside the target, renamed when complete: a failed
+     * copy leaves nothing. */
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.hull-cp-%d", host, getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = fd < 0 ? hull_error_errno(err, "create %s", tmp) : 0;
+    int64_t got = 0;
+    for (;;) {
+        struct vm_frame f;
+        int r = vm_agent_recv(a, AGENT_DEADLINE_MS, &f, err);
+        if (r != 0) {
+            if (r == 1)
+                hull_error_set(err, ETIMEDOUT, "get_file: the agent stopped sending");
+            rc = -1;
+            break;
+        }
+        if (f.type != HULL_FRAME_DATA)
+            continue;
+        if (f.len == 0)
+            break;
+        got += f.len;
+        if (!rc && write_all(fd, f.data, f.len) < 0)
+            rc = hull_error_errno(err, "write %s", tmp);
+    }
+    if (!rc && got != size)
+        rc = hull_error_set(err, EIO, "%s: got %lld bytes of %lld", guest, (long long)got, (long long)size);
+    if (fd >= 0) {
+        if (!rc && (fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0))
+            rc = hull_error_errno(err, "write %s", tmp);
+        close(fd);
+        if (!rc && rename(tmp, host) < 0)
+            rc = hull_error_errno(err, "rename to %s", host);
+        if (rc)
+            unlink(tmp);
+    }
+    return rc;
+}
+
+static int copy(const struct hull_runtime *rt, const char *id, bool in, const char *from, const char *to,
+                hull_error *err)
+{
+    struct session s;
+    if (session_begin(rt, id, &s, err) < 0)
+        return hull_error_prefix(err, "cp");
+    int rc = in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, err);
+    if (rc < 0) {
+        mark_failed(&s, err);
+        if (in)
+            hull_error_prefix(err, "cp %s %s:%s", from, id, to);
+        else
+            hull_error_prefix(err, "cp %s:%s %s", id, from, to);
+    }
+    session_end(&s);
+    return rc;
+}
+
+int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host, const char *guest,
+                    hull_error *err)
+{
+    return copy(rt, id, true, host, guest, err);
+}
+
+int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest, const char *host,
+                     hull_error *err)
+{
+    return copy(rt, id, false, guest, host, err);
+}
+
+char *hull_vm_list(const struct hull_runtime *rt, hull_error *err)
+{
+    char root[4096];
+    if (vm_root_dir(rt, root, sizeof(root), err) < 0)
+        return NULL;
+    DIR *d = opendir(root);
+    if (!d) {
+        hull_error_errno(err, "list: %s", root);
+        return NULL;
+    }
+    json_object *arr = json_object_new_array();
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct vm vm;
+        if (vm_load(rt, e->d_name, &vm, NULL) == 0)
+            json_object_array_add(arr, vm_state_json(&vm));
+    }
+    closedir(d);
+    char *s = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(arr);
+    return s;
+}

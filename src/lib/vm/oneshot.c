@@ -1,0 +1,168 @@
+/* One workload in a fresh microVM: the microvm isolation level of
+ * `hull sandbox run`.
+ *
+ *   1. a VM sized for the workload (guest RAM = memory limit + 96 MiB for
+ *      the guest kernel and agent, at least 128 MiB, in 64 MiB steps, so
+ *      few sizes and so few templates exist), restored from the template of
+ *      its configuration (cold boot the first time, or with cold);
+ *   2. files copied in, the workload run with its limits, files copied out;
+ *   3. the VM destroyed: QEMU, cgroups, sockets, state directory.
+ *
+ * The VM is ephemeral: its QEMU hangs off a monitor process that dies with
+ * the caller, so killing the caller leaves nothing behind either.
+ *
+ * Limits are enforced and measured inside the guest (agent_exec.c): the
+ * workload runs in a cgroup v2 of its own, limited by memory.max and
+ * pids.max, its CPU time read from cpu.stat, its peak memory from
+ * memory.peak, OOM kills from memory.events and refused forks from
+ * pids.events; the wall clock and CPU time are watched by the agent, which
+ * kills the whole cgroup at the limit; RLIMIT_NOFILE caps open files and
+ * RLIMIT_CPU is a per-process backstop. Output beyond the limit is cut and
+ * the workload killed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "vm/agent.h"
+#include "vm/vm.h"
+
+void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r)
+{
+    if (!r)
+        return;
+    hull_vm_exec_result_free(&r->run);
+    free(r->error);
+    r->error = NULL;
+}
+
+static void internal(struct hull_vm_oneshot_result *r, hull_error *e)
+{
+    snprintf(r->run.verdict, sizeof(r->run.verdict), "internal_error");
+    r->run.exit_code = -1;
+    free(r->error);
+    r->error = strdup(hull_error_msg(e ? *e : NULL));
+    hull_error_free(e);
+}
+
+uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o)
+{
+    if (o->memory_mb)
+        return o->memory_mb;
+    uint64_t need = (o->limits.memory_bytes >> 20) + 96;
+    if (need < 128)
+        need = 128;
+    return (need + 63) / 64 * 64;
+}
+
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err)
+{
+    memset(r, 0, sizeof(*r));
+    if (!o->argv || !o->argv[0])
+        return hull_error_set(err, EINVAL, "microvm run: no command");
+    for (size_t i = 0; i < o->n_copy_in; i++)
+        if (access(o->copy_in[i].host, R_OK) < 0)
+            return hull_error_errno(err, "microvm run: copy-in %s", o->copy_in[i].host);
+    static unsigned seq;
+    unsigned char rnd[4];
+    int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (ufd < 0 || read(ufd, rnd, 4) != 4)
+        memset(rnd, 0, 4);
+    if (ufd >= 0)
+        close(ufd);
+    char id[HULL_VM_ID_MAX + 1];
+    snprintf(id, sizeof(id), "oneshot-%d-%u-%02x%02x%02x%02x", (int)getpid(), ++seq, rnd[0], rnd[1], rnd[2], rnd[3]);
+    struct hull_runtime defrt = {.root = HULL_DEFAULT_ROOT};
+    struct vm_create_opts co = {
+        .id = id, .memory_mb = vm_oneshot_memory_mb(o), .vcpus = 1, .kernel = o->kernel,
+        .rootfs = o->rootfs, .accel = o->accel, .ephemeral = true,
+    };
+    struct vm vm;
+    int64_t t0 = vm_mono_ms();
+    int rc = o->cold ? vm_create(o->rt ? o->rt : &defrt, &co, &vm, err) : 
+                       vm_create_from_template(o->rt ? o->rt : &defrt, &co, &vm, err);
+    if (rc < 0)
+        return hull_error_prefix(err, "microvm run");
+    if (o->cold && vm_start(&vm, err) < 0) {
+        vm_destroy(&vm, NULL);
+        return hull_error_prefix(err, "microvm run");
+    }
+    r->start_ms = (uint64_t)(vm_mono_ms() - t0);
+    r->warm = vm.restored_from[0] != 0;
+    snprintf(r->accel, sizeof(r->accel), "%s", vm.accel);
+    struct vm_agent *a = NULL;
+    hull_error e = NULL;
+    if (vm_agent_connect(&vm, 30000, &a, &e) < 0) {
+        internal(r, &e);
+        goto out;
+    }
+    for (size_t i = 0; i < o->n_copy_in; i++) {
+        if (vm_put_file(a, o->copy_in[i].host, o->copy_in[i].guest, &e) < 0) {
+            hull_error_prefix(&e, "copy-in %s", o->copy_in[i].host);
+            internal(r, &e);
+            goto out;
+        }
+    }
+    struct hull_vm_exec_opts xo = {
+        .argv = o->argv, .env = o->env, .cwd = o->cwd, .stdin_fd = -1, .stdin_data = o->stdin_data,
+        .stdin_len = o->stdin_len, .stdout_fd = -1, .stderr_fd = -1, .limits = o->limits,
+    };
+    if (vm_exec_on(a, &xo, &r->run, &e) < 0) {
+        internal(r, &e);
+        goto out;
+    }
+    for (size_t i = 0; i < o->n_copy_out; i++) {
+        if (vm_get_file(a, o->copy_out[i].guest, o->copy_out[i].host, &e) < 0) {
+            hull_error_prefix(&e, "copy-out %s", o->copy_out[i].guest);
+            free(r->error);
+            r->error = strdup(hull_error_msg(e));
+            hull_error_free(&e);
+        }
+    }
+out:
+    vm_agent_close(a);
+    /* No graceful shutdown: nothing of this guest is worth keeping. */
+    vm_destroy(&vm, NULL);
+    return 0;
+}
+
+int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65], hull_error *err)
+{
+    struct vm_kernel k;
+    struct vm_initrd i;
+    if (vm_kernel_prepare(kernel, &k, err) < 0 || vm_initrd_prepare(k.release, &i, err) < 0)
+        return hull_error_prefix(err, "initrd");
+    snprintf(path, 4096, "%s", i.path);
+    snprintf(sha256, 65, "%s", i.sha256);
+    return 0;
+}
+
+char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r)
+{
+    json_object *o = json_object_new_object();
+    const struct hull_vm_exec_result *x = &r->run;
+    json_object_object_add(o, "verdict", json_object_new_string(x->verdict[0] ? x->verdict : "internal_error"));
+    json_object_object_add(o, "exit_code", json_object_new_int(x->exit_code));
+    json_object_object_add(o, "signal", json_object_new_int(x->signal));
+    json_object_object_add(o, "cpu_time_ms", json_object_new_int64((int64_t)x->cpu_time_ms));
+    json_object_object_add(o, "wall_time_ms", json_object_new_int64((int64_t)x->wall_time_ms));
+    json_object_object_add(o, "max_memory_kb", json_object_new_int64((int64_t)x->max_memory_kb));
+    json_object_object_add(o, "stdout", json_object_new_string_len(x->stdout_buf ? x->stdout_buf : "", (int)x->stdout_len));
+    json_object_object_add(o, "stderr", json_object_new_string_len(x->stderr_buf ? x->stderr_buf : "", (int)x->stderr_len));
+    json_object_object_add(o, "stdout_truncated", json_object_new_boolean(x->stdout_truncated));
+    json_object_object_add(o, "stderr_truncated", json_object_new_boolean(x->stderr_truncated));
+    json_object_object_add(o, "isolation", json_object_new_string("microvm"));
+    json_object_object_add(o, "accelerator", json_object_new_string(r->accel));
+    json_object_object_add(o, "warm_start", json_object_new_boolean(r->warm));
+    json_object_object_add(o, "vm_start_ms", json_object_new_int64((int64_t)r->start_ms));
+    if (r->error)
+        json_object_object_add(o, "error", json_object_new_string(r->error));
+    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+    return s;
+}

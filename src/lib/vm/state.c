@@ -1,0 +1,268 @@
+/* The VM record: <root>/vm/<id>/state.json, written atomically, and the
+ * truth about QEMU read from /proc rather than trusted from the file.
+ *
+ *   <root>/vm/<id>/state.json   this record
+ *   <root>/vm/<id>/lock         flock: state changes and QMP sessions
+ *   <root>/vm/<id>/agent.lock   flock: one agent session at a time
+ *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent.sock,
+ *                               console.log, qemu.log (QEMU's /run)
+ *   <root>/vm/<id>/jail/        empty mount point for QEMU's private root
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "vm/vm.h"
+
+static const char *const status_names[] = {"created", "running", "paused", "stopped", "failed"};
+
+const char *vm_status_name(enum vm_status s)
+{
+    return (unsigned)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "unknown";
+}
+
+int vm_id_validate(const char *id, hull_error *err)
+{
+    if (!id || !*id)
+        return hull_error_set(err, EINVAL, "missing VM id");
+    if (strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(id))
+        return hull_error_set(err, EINVAL, "VM id \"%s\": only letters, digits, '_', '.' and '-' are allowed", id);
+    if (strlen(id) > HULL_VM_ID_MAX)
+        return hull_error_set(err, EINVAL, "VM id \"%s\": longer than %d bytes", id, HULL_VM_ID_MAX);
+    if (id[0] == '.')
+        return hull_error_set(err, EINVAL, "VM id \"%s\": must not start with '.'", id);
+    return 0;
+}
+
+int vm_root_dir(const struct hull_runtime *rt, char *out, size_t len, hull_error *err)
+{
+    const char *root = rt && rt->root ? rt->root : HULL_DEFAULT_ROOT;
+    snprintf(out, len, "%s/vm", root);
+    if (hull_mkdir_p(out, 0700, err) < 0)
+        return hull_error_prefix(err, "state directory");
+    return 0;
+}
+
+int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t len, hull_error *err)
+{
+    char root[4096];
+    if (vm_id_validate(id, err) < 0 || vm_root_dir(rt, root, sizeof(root), err) < 0)
+        return -1;
+    snprintf(out, len, "%s/%s", root, id);
+    return 0;
+}
+
+void vm_path(const struct vm *vm, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", vm->dir, name);
+}
+
+int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err)
+{
+    char p[4200];
+    vm_path(vm, name, p, sizeof(p));
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return hull_error_errno(err, "lock %s", p);
+    if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return hull_error_errno(err, "VM %s is busy", vm->id);
+    }
+    return fd;
+}
+
+static unsigned long long proc_start_time(pid_t pid, char *state)
+{
+    char p[64], *buf = NULL;
+    size_t l;
+    snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+    if (hull_read_file(p, &buf, &l, NULL) < 0)
+        return 0;
+    /* comm may hold spaces and parentheses: fields count from the last ')'. */
+    char *rp = strrchr(buf, ')');
+    unsigned long long start = 0;
+    if (rp && state)
+        *state = rp[2];
+    if (rp) {
+        char *s = rp + 2;
+        for (int field = 3; field < 22 && s; field++)
+            s = strchr(s, ' ') ? strchr(s, ' ') + 1 : NULL;
+        if (s)
+            start = strtoull(s, NULL, 10);
+    }
+    free(buf);
+    return start;
+}
+
+unsigned long long vm_proc_start_time(pid_t pid)
+{
+    return proc_start_time(pid, NULL);
+}
+
+bool vm_qemu_alive(const struct vm *vm)
+{
+    if (vm->pid <= 0)
+        return false;
+    char st = 0;
+    unsigned long long start = proc_start_time(vm->pid, &st);
+    /* A zombie has exited: hosts whose init does not reap leave them. */
+    return start && start == vm->pid_start && st != 'Z' && st != 'X';
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+    json_object_object_add(o, k, json_object_new_string(v ? v : ""));
+}
+
+static json_object *artifact(const char *path, const char *sha)
+{
+    json_object *o = json_object_new_object();
+    add_str(o, "path", path);
+    add_str(o, "sha256", sha);
+    return o;
+}
+
+json_object *vm_state_json(const struct vm *vm)
+{
+    json_object *o = json_object_new_object();
+    add_str(o, "id", vm->id);
+    add_str(o, "status", vm_status_name(vm->status));
+    if (vm->failure[0])
+        add_str(o, "failure", vm->failure);
+    json_object_object_add(o, "pid", json_object_new_int(vm->status == VM_RUNNING || vm->status == VM_PAUSED ? vm->pid : 0));
+    add_str(o, "accelerator", vm->accel);
+    json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
+    json_object_object_add(o, "vcpus", json_object_new_int((int)vm->vcpus));
+    add_str(o, "created", vm->created);
+    int64_t up = 0;
+    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && vm->started_ms) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        up = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - vm->started_ms;
+    }
+    json_object_object_add(o, "uptime_ms", json_object_new_int64(up));
+    json_object_object_add(o, "boot_ms", json_object_new_int64(vm->boot_ms));
+    json_object *d = json_object_new_object();
+    json_object *k = artifact(vm->kernel.bzimage, vm->kernel.bzimage_sha256);
+    add_str(k, "release", vm->kernel.release);
+    add_str(k, "vmlinux", vm->kernel.vmlinux);
+    add_str(k, "vmlinux_sha256", vm->kernel.vmlinux_sha256);
+    json_object_object_add(d, "kernel", k);
+    json_object_object_add(d, "initrd", artifact(vm->initrd.path, vm->initrd.sha256));
+    json_object *r = artifact(vm->rootfs.image, vm->rootfs.sha256);
+    add_str(r, "source", vm->rootfs.source[0] ? vm->rootfs.source : "(default)");
+    json_object_object_add(d, "rootfs", r);
+    json_object_object_add(o, "measured", d);
+    json_object_object_add(o, "qemu_uid", json_object_new_int64(vm->uid));
+    if (vm->restored_from[0])
+        add_str(o, "restored_from", vm->restored_from);
+    json_object_object_add(o, "ephemeral", json_object_new_boolean(vm->ephemeral));
+    /* private: for hull itself */
+    json_object_object_add(o, "qemu_pid", json_object_new_int(vm->pid));
+    json_object_object_add(o, "qemu_start", json_object_new_int64((int64_t)vm->pid_start));
+    json_object_object_add(o, "monitor_pid", json_object_new_int(vm->monitor));
+    json_object_object_add(o, "started_ms", json_object_new_int64(vm->started_ms));
+    if (vm->cgroup[0])
+        json_object_object_add(o, "vmm_cgroup", json_tokener_parse(vm->cgroup));
+    return o;
+}
+
+int vm_save(const struct vm *vm, hull_error *err)
+{
+    json_object *o = vm_state_json(vm);
+    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+    cleanup_close int dfd = open(vm->dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    int rc = dfd < 0 ? hull_error_errno(err, "open %s", vm->dir)
+                     : hull_write_file_atomic(dfd, "state.json", s, strlen(s), 0600, err);
+    json_object_put(o);
+    return rc;
+}
+
+static void get_str(json_object *o, const char *k, char *out, size_t len)
+{
+    json_object *v;
+    if (o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string))
+        snprintf(out, len, "%s", json_object_get_string(v));
+}
+
+static int64_t get_int(json_object *o, const char *k)
+{
+    json_object *v;
+    return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err)
+{
+    memset(vm, 0, sizeof(*vm));
+    if (vm_dir_of(rt, id, vm->dir, sizeof(vm->dir), err) < 0)
+        return -1;
+    char p[4200];
+    vm_path(vm, "state.json", p, sizeof(p));
+    json_object *o = NULL;
+    if (access(p, F_OK) < 0)
+        return hull_error_set(err, ENOENT, "VM %s does not exist", id);
+    if (hj_parse_file(p, &o, err) < 0)
+        return hull_error_prefix(err, "VM %s", id);
+    snprintf(vm->id, sizeof(vm->id), "%s", id);
+    char status[32] = "";
+    get_str(o, "status", status, sizeof(status));
+    for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
+        if (strcmp(status, status_names[i]) == 0)
+            vm->status = (enum vm_status)i;
+    get_str(o, "failure", vm->failure, sizeof(vm->failure));
+    get_str(o, "accelerator", vm->accel, sizeof(vm->accel));
+    get_str(o, "created", vm->created, sizeof(vm->created));
+    get_str(o, "restored_from", vm->restored_from, sizeof(vm->restored_from));
+    vm->memory_mb = (uint64_t)get_int(o, "memory_mb");
+    vm->vcpus = (unsigned)get_int(o, "vcpus");
+    vm->pid = (pid_t)get_int(o, "qemu_pid");
+    vm->pid_start = (unsigned long long)get_int(o, "qemu_start");
+    vm->monitor = (pid_t)get_int(o, "monitor_pid");
+    vm->started_ms = get_int(o, "started_ms");
+    vm->boot_ms = get_int(o, "boot_ms");
+    vm->uid = (uid_t)get_int(o, "qemu_uid");
+    json_object *v;
+    vm->ephemeral = json_object_object_get_ex(o, "ephemeral", &v) && json_object_get_boolean(v);
+    if (json_object_object_get_ex(o, "vmm_cgroup", &v) && v)
+        snprintf(vm->cgroup, sizeof(vm->cgroup), "%s", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+    json_object *m = hj_get(o, "measured");
+    json_object *k = m ? hj_get(m, "kernel") : NULL, *i = m ? hj_get(m, "initrd") : NULL,
+                *r = m ? hj_get(m, "rootfs") : NULL;
+    get_str(k, "path", vm->kernel.bzimage, sizeof(vm->kernel.bzimage));
+    get_str(k, "sha256", vm->kernel.bzimage_sha256, sizeof(vm->kernel.bzimage_sha256));
+    get_str(k, "release", vm->kernel.release, sizeof(vm->kernel.release));
+    get_str(k, "vmlinux", vm->kernel.vmlinux, sizeof(vm->kernel.vmlinux));
+    get_str(k, "vmlinux_sha256", vm->kernel.vmlinux_sha256, sizeof(vm->kernel.vmlinux_sha256));
+    get_str(i, "path", vm->initrd.path, sizeof(vm->initrd.path));
+    get_str(i, "sha256", vm->initrd.sha256, sizeof(vm->initrd.sha256));
+    get_str(r, "path", vm->rootfs.image, sizeof(vm->rootfs.image));
+    get_str(r, "sha256", vm->rootfs.sha256, sizeof(vm->rootfs.sha256));
+    get_str(r, "source", vm->rootfs.source, sizeof(vm->rootfs.source));
+    if (strcmp(vm->rootfs.source, "(default)") == 0)
+        vm->rootfs.source[0] = 0;
+    json_object_put(o);
+    /* The file says running; /proc decides. */
+    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && !vm_qemu_alive(vm)) {
+        int lk = vm_lock(vm, "lock", false, NULL);
+        if (lk >= 0) {
+            vm_release(vm);
+            vm->status = VM_STOPPED;
+            vm->pid = 0;
+            vm_save(vm, NULL);
+            close(lk);
+        } else
+            vm->status = VM_STOPPED; /* someone else holds it and will record it */
+    }
+    return 0;
+}

@@ -1,0 +1,109 @@
+/* Warm start: a new VM restored from a booted template snapshot, as E2B
+ * does, instead of a cold boot.
+ *
+ * A template is keyed by everything that shapes the saved state: the
+ * digests of kernel, initrd and rootfs image, the VM's size, the
+ * accelerator and the QEMU binary. Any change gives a new key, so a stale
+ * template is never restored; one that fails to restore (damaged, or its
+ * signature no longer verifies) is removed and rebuilt. The first VM of a
+ * configuration boots cold and is saved as the template on the way (under
+ * a lock, so concurrent first uses make it once).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "vm/vm.h"
+
+static void hull_warn_template(const char *path, const char *why)
+{
+    hull_warn("template %s: %s", path, why);
+}
+
+static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
+{
+    char buf[1024];
+    struct stat st = {0};
+    stat("/usr/bin/qemu-system-x86_64", &st);
+    int n = snprintf(buf, sizeof(buf), "hull-template-1\n%s\n%s\n%s\n%llu\n%u\n%s\n%lld.%ld:%lld\n",
+                     vm->kernel.bzimage_sha256, vm->initrd.sha256, vm->rootfs.sha256,
+                     (unsigned long long)vm->memory_mb, vm->vcpus, vm->accel, (long long)st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec, (long long)st.st_size);
+    unsigned char md[32];
+    EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
+    vm_sha256_hex(md, key);
+}
+
+/* Undo a failed restore attempt so the same VM can boot cold. */
+static void reset_for_boot(struct vm *vm)
+{
+    vm->status = VM_CREATED;
+    vm->failure[0] = 0;
+    vm->restored_from[0] = 0;
+    vm->pid = 0;
+    vm->monitor = 0;
+}
+
+int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
+                            hull_error *err)
+{
+    if (vm_create(rt, o, vm, err) < 0)
+        return -1;
+    char dir[4096], key[HULL_SHA256_HEX], path[4200], lockp[4200];
+    if (vm_cache_subdir("templates", dir, sizeof(dir), err) < 0)
+        goto fail;
+    template_key(vm, key);
+    snprintf(path, sizeof(path), "%s/%s.snap", dir, key);
+    snprintf(lockp, sizeof(lockp), "%s/%s.lock", dir, key);
+    int lk = vm_lock(vm, "lock", true, err);
+    if (lk < 0)
+        goto fail;
+    if (access(path, R_OK) == 0) {
+        hull_error e = NULL;
+        if (vm_restore_into(vm, path, NULL, &e) == 0) {
+            hull_error_free(&e);
+            close(lk);
+            return 0;
+        }
+        /* A template that does not restore is no template: drop it. */
+        hull_warn_template(path, hull_error_msg(e));
+        hull_error_free(&e);
+        unlink(path);
+        reset_for_boot(vm);
+        vm_save(vm, NULL);
+    }
+    int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (tl < 0 || flock(tl, LOCK_EX) < 0) {
+        hull_error_errno(err, "lock %s", lockp);
+        if (tl >= 0)
+            close(tl);
+        close(lk);
+        goto fail;
+    }
+    int rc = vm_start(vm, err);
+    if (!rc && access(path, R_OK) < 0) {
+        /* Saving pauses the guest for the copy and resumes it: this VM goes
+         * on as the caller's, and its twin is on disk for the next one. */
+        hull_error e = NULL;
+        if (vm_snapshot_to(vm, path, &e) < 0)
+            hull_warn_template(path, hull_error_msg(e));
+        hull_error_free(&e);
+        vm_save(vm, NULL);
+    }
+    close(tl);
+    close(lk);
+    if (rc < 0)
+        goto fail;
+    return 0;
+fail:
+    vm_destroy(vm, NULL);
+    return -1;
+}

@@ -1,0 +1,436 @@
+/* VM lifecycle: create (measure and prepare), start (boot to agent-ready),
+ * pause/resume, stop, delete. Every step that fails undoes what it did. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "vm/agent.h"
+#include "vm/vm.h"
+#include "linux/cgroup.h"
+#include "vm/vmm.h"
+
+/* QEMU runs as uid = gid = base + hash(id) mod 2^16: unprivileged, owning
+ * nothing on the host, and different for different VMs (a collision only
+ * means two VMs share a uid, which their separate namespaces still keep
+ * apart). */
+#define VM_UID_BASE 2000000000u
+
+static uid_t uid_for(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return (uid_t)(VM_UID_BASE + (h & 0xffff));
+}
+
+int vm_boot_timeout_ms(const struct vm *vm)
+{
+    const char *e = getenv("HULL_VM_BOOT_TIMEOUT");
+    if (e && atoi(e) > 0)
+        return atoi(e) * 1000;
+    return strcmp(vm->accel, "kvm") == 0 ? 20000 : 90000;
+}
+
+static int check_digest(const char *what, const char *got, const char *want, hull_error *err)
+{
+    if (!want || !*want)
+        return 0;
+    if (!vm_is_sha256(want))
+        return hull_error_set(err, EINVAL, "--expect-%s-sha256: not a sha256 (64 lower-case hex digits)", what);
+    if (strcmp(got, want) != 0)
+        return hull_error_set(err, EPERM, "attestation failed: %s sha256 is %s, expected %s", what, got, want);
+    return 0;
+}
+
+int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm, hull_error *err)
+{
+    memset(vm, 0, sizeof(*vm));
+    if (!o->id)
+        return hull_error_set(err, EINVAL, "missing VM id");
+    if (vm_dir_of(rt, o->id, vm->dir, sizeof(vm->dir), err) < 0)
+        return -1;
+    snprintf(vm->id, sizeof(vm->id), "%s", o->id);
+    vm->memory_mb = o->memory_mb ? o->memory_mb : HULL_VM_DEFAULT_MEMORY_MB;
+    vm->vcpus = o->vcpus ? o->vcpus : 1;
+    if (vm->memory_mb < HULL_VM_MIN_MEMORY_MB)
+        return hull_error_set(err, EINVAL, "memory %lluM is too small: the guest kernel needs at least %dM",
+                              (unsigned long long)vm->memory_mb, HULL_VM_MIN_MEMORY_MB);
+    if (vm->memory_mb > HULL_VM_MAX_MEMORY_MB)
+        return hull_error_set(err, EINVAL, "memory %lluM is over the maximum of %dM",
+                              (unsigned long long)vm->memory_mb, HULL_VM_MAX_MEMORY_MB);
+    if (vm->vcpus > HULL_VM_MAX_VCPUS)
+        return hull_error_set(err, EINVAL, "vcpus %u is over the maximum of %d", vm->vcpus, HULL_VM_MAX_VCPUS);
+    const char *expect[] = {o->expect_kernel_sha256, o->expect_initrd_sha256, o->expect_rootfs_sha256};
+    for (size_t i = 0; i < 3; i++)
+        if (expect[i] && *expect[i] && !vm_is_sha256(expect[i]))
+            return hull_error_set(err, EINVAL, "expected digest \"%s\": not a sha256 (64 lower-case hex digits)",
+                                  expect[i]);
+    if (access(vm->dir, F_OK) == 0)
+        return hull_error_set(err, EEXIST, "VM %s already exists", vm->id);
+    if (vm_accel_resolve(o->accel, vm->accel, err) < 0 || vm_vmm()->available(err) < 0)
+        return -1;
+    /* Measure before anything boots: a mismatch stops here. */
+    if (vm_kernel_prepare(o->kernel, &vm->kernel, err) < 0 ||
+        check_digest("kernel", vm->kernel.bzimage_sha256, o->expect_kernel_sha256, err) < 0 ||
+        vm_initrd_prepare(vm->kernel.release, &vm->initrd, err) < 0 ||
+        check_digest("initrd", vm->initrd.sha256, o->expect_initrd_sha256, err) < 0 ||
+        vm_rootfs_prepare(o->rootfs, &vm->rootfs, err) < 0 ||
+        check_digest("rootfs", vm->rootfs.sha256, o->expect_rootfs_sha256, err) < 0)
+        return -1;
+    vm->ephemeral = o->ephemeral;
+    if (vm_make_dirs(vm, err) < 0)
+        return -1;
+    if (vm_save(vm, err) < 0)
+        goto fail;
+    return 0;
+fail:
+    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+    return -1;
+}
+
+int vm_make_dirs(struct vm *vm, hull_error *err)
+{
+    vm->uid = uid_for(vm->id);
+    vm->status = VM_CREATED;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(vm->created, sizeof(vm->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char p[4200];
+    if (mkdir(vm->dir, 0700) < 0)
+        return hull_error_errno(err, "mkdir %s", vm->dir);
+    vm_path(vm, "run", p, sizeof(p));
+    /* QEMU's private directory: its uid alone, so no other VM's QEMU (and
+     * no other user) reaches its sockets. */
+    if (mkdir(p, 0700) < 0 || chown(p, vm->uid, vm->uid) < 0) {
+        hull_error_errno(err, "mkdir %s", p);
+        goto fail;
+    }
+    vm_path(vm, "jail", p, sizeof(p));
+    if (mkdir(p, 0755) < 0) {
+        hull_error_errno(err, "mkdir %s", p);
+        goto fail;
+    }
+    return 0;
+fail:
+    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+    return -1;
+}
+
+static bool alive_cb(void *arg)
+{
+    return vm_qemu_alive(arg);
+}
+
+/* The last lines of the guest console and QEMU's stderr, for errors. */
+static void log_tail(const struct vm *vm, char *out, size_t len)
+{
+    out[0] = 0;
+    static const char *const logs[] = {"run/qemu.log", "run/console.log"};
+    for (size_t i = 0; i < 2; i++) {
+        char p[4200], *s = NULL;
+        size_t l;
+        vm_path(vm, logs[i], p, sizeof(p));
+        if (hull_read_file(p, &s, &l, NULL) < 0)
+            continue;
+        while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
+            s[--l] = 0;
+        char *last = s;
+        for (char *q = s; *q; q++)
+            if (*q == '\n' && q[1])
+                last = q + 1;
+        if (*last && strlen(out) + 8 < len)
+            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "; " : " (", last);
+        free(s);
+    }
+    if (out[0] && strlen(out) + 2 < len)
+        strcat(out, ")");
+}
+
+int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err)
+{
+    char sock[128];
+    cleanup_close int dfd = vm_run_socket(vm, "agent.sock", sock, err);
+    if (dfd < 0)
+        return -1;
+    json_object *hello = NULL;
+    if (vm_agent_open(sock, timeout_ms, alive_cb, vm, out, &hello, err) < 0)
+        return -1;
+    json_object_put(hello);
+    return 0;
+}
+
+static void ephemeral_cleanup(void *arg)
+{
+    struct vm *vm = arg;
+    vm_release(vm);
+    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+}
+
+/* Mark failed, kill and release: a VM that did not come up is not left half-running. */
+static int start_failed(struct vm *vm, hull_error *err)
+{
+    char tail[600];
+    log_tail(vm, tail, sizeof(tail));
+    snprintf(vm->failure, sizeof(vm->failure), "%s%s", hull_error_msg(err ? *err : NULL), tail);
+    if (vm->pid > 0 && vm_qemu_alive(vm))
+        kill(vm->pid, SIGKILL);
+    vm_release(vm);
+    vm->status = VM_FAILED;
+    vm->pid = 0;
+    vm_save(vm, NULL);
+    if (err && *err && tail[0]) {
+        hull_error_prefix(err, "%s", "boot");
+        char *m = NULL;
+        if (asprintf(&m, "%s%s", (*err)->msg, tail) >= 0) {
+            free((*err)->msg);
+            (*err)->msg = m;
+        }
+    }
+    return -1;
+}
+
+int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err)
+{
+    vm->failure[0] = 0;
+    char p[4200];
+    /* Fresh logs for this run. */
+    vm_path(vm, "run/console.log", p, sizeof(p));
+    unlink(p);
+    vm_path(vm, "run/qemu.log", p, sizeof(p));
+    unlink(p);
+    if (vm_vmm()->start(vm, incoming_fd, vm->ephemeral, ephemeral_cleanup, vm, err) < 0)
+        return -1;
+    vm->status = incoming_fd >= 0 ? VM_PAUSED : VM_RUNNING;
+    return vm_save(vm, err);
+}
+
+int vm_start(struct vm *vm, hull_error *err)
+{
+    if (vm->status != VM_CREATED && vm->status != VM_STOPPED && vm->status != VM_FAILED)
+        return hull_error_set(err, EBUSY, "VM %s is %s", vm->id, vm_status_name(vm->status));
+    int64_t t0 = vm_mono_ms();
+    if (vm_start_vmm(vm, -1, err) < 0)
+        return start_failed(vm, err);
+    hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid, (long long)(vm_mono_ms() - t0));
+    struct vm_agent *a = NULL;
+    if (vm_agent_connect(vm, vm_boot_timeout_ms(vm), &a, err) < 0)
+        return start_failed(vm, err);
+    vm_agent_close(a);
+    vm->boot_ms = vm_mono_ms() - t0;
+    hull_debug("vm %s: agent ready after %lld ms", vm->id, (long long)vm->boot_ms);
+    return vm_save(vm, err);
+}
+
+static bool wait_gone(struct vm *vm, int timeout_ms)
+{
+    int64_t end = vm_mono_ms() + timeout_ms;
+    while (vm_qemu_alive(vm)) {
+        if (vm_mono_ms() > end)
+            return false;
+        usleep(2000);
+    }
+    return true;
+}
+
+void vm_release(struct vm *vm)
+{
+    if (vm->pid > 0 && vm_qemu_alive(vm))
+        kill(vm->pid, SIGKILL);
+    if (vm->monitor > 0) {
+        /* Our child (ephemeral VMs only). It reaps QEMU and exits by itself;
+         * killing it first would leave QEMU an unreaped zombie in its cgroup. */
+        int64_t end = vm_mono_ms() + 5000;
+        pid_t r;
+        while ((r = waitpid(vm->monitor, NULL, WNOHANG)) == 0 && vm_mono_ms() < end)
+            usleep(1000);
+        if (r == 0) {
+            kill(vm->monitor, SIGKILL);
+            waitpid(vm->monitor, NULL, 0);
+        }
+        vm->monitor = 0;
+    }
+    wait_gone(vm, 5000);
+    if (vm->cgroup[0]) {
+        json_object *saved = json_tokener_parse(vm->cgroup);
+        struct hull_cgroup *cg = NULL;
+        if (saved && hull_cgroup_load(saved, &cg, NULL) == 0) {
+            hull_cgroup_destroy(cg, NULL);
+            hull_cgroup_free(cg);
+        }
+        json_object_put(saved);
+        vm->cgroup[0] = 0;
+    }
+    static const char *const socks[] = {"run/qmp.sock", "run/agent.sock"};
+    for (size_t i = 0; i < 2; i++) {
+        char p[4200];
+        vm_path(vm, socks[i], p, sizeof(p));
+        unlink(p);
+    }
+}
+
+int vm_stop(struct vm *vm, bool graceful, hull_error *err)
+{
+    if (vm_qemu_alive(vm)) {
+        bool gone = false;
+        if (graceful && vm->status == VM_RUNNING) {
+            /* Ask the guest to power off: it syncs and QEMU exits by itself. */
+            struct vm_agent *a = NULL;
+            int lk = vm_lock(vm, "agent.lock", false, NULL);
+            if (lk >= 0 && vm_agent_connect(vm, 5000, &a, NULL) == 0) {
+                json_object *req = json_object_new_object();
+                json_object_object_add(req, "op", json_object_new_string("shutdown"));
+                vm_agent_call(a, req, 5000, NULL, NULL);
+                vm_agent_close(a);
+                gone = wait_gone(vm, 10000);
+            }
+            if (lk >= 0)
+                close(lk);
+        }
+        if (!gone && vm_vmm()->quit(vm, NULL) == 0)
+            gone = wait_gone(vm, 3000);
+        if (!gone) {
+            kill(vm->pid, SIGKILL);
+            if (!wait_gone(vm, 5000))
+                return hull_error_set(err, EBUSY, "VM %s: QEMU (pid %d) does not die", vm->id, vm->pid);
+        }
+    }
+    vm_release(vm);
+    vm->status = VM_STOPPED;
+    vm->pid = 0;
+    return vm_save(vm, err);
+}
+
+int vm_destroy(struct vm *vm, hull_error *err)
+{
+    vm_release(vm);
+    if (vm_qemu_alive(vm))
+        return hull_error_set(err, EBUSY, "VM %s: QEMU (pid %d) does not die", vm->id, vm->pid);
+    if (hull_rm_rf_at(AT_FDCWD, vm->dir, err) < 0)
+        return hull_error_prefix(err, "delete VM %s", vm->id);
+    return 0;
+}
+
+/* ---- public calls ---- */
+
+int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o, hull_error *err)
+{
+    struct vm vm;
+    struct vm_create_opts co = {
+        .id = o->id, .memory_mb = o->memory_mb, .vcpus = o->vcpus, .kernel = o->kernel,
+        .rootfs = o->rootfs, .accel = o->accel, .expect_kernel_sha256 = o->expect_kernel_sha256,
+        .expect_initrd_sha256 = o->expect_initrd_sha256, .expect_rootfs_sha256 = o->expect_rootfs_sha256,
+    };
+    if (o->from_template)
+        return vm_create_from_template(rt, &co, &vm, err) < 0 ? hull_error_prefix(err, "create %s", o->id) : 0;
+    if (vm_create(rt, &co, &vm, err) < 0)
+        return hull_error_prefix(err, "create %s", o->id ? o->id : "");
+    return 0;
+}
+
+int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    struct vm vm;
+    if (vm_load(rt, id, &vm, err) < 0)
+        return hull_error_prefix(err, "start");
+    int lk = vm_lock(&vm, "lock", false, err);
+    if (lk < 0)
+        return hull_error_prefix(err, "start");
+    int rc = vm_start(&vm, err);
+    close(lk);
+    return rc < 0 ? hull_error_prefix(err, "start %s", id) : 0;
+}
+
+static int simple_op(const struct hull_runtime *rt, const char *id, const char *what,
+                     int (*fn)(struct vm *, hull_error *), hull_error *err)
+{
+    struct vm vm;
+    if (vm_load(rt, id, &vm, err) < 0)
+        return hull_error_prefix(err, "%s", what);
+    int lk = vm_lock(&vm, "lock", true, err);
+    if (lk < 0)
+        return hull_error_prefix(err, "%s", what);
+    int rc = fn(&vm, err);
+    close(lk);
+    return rc < 0 ? hull_error_prefix(err, "%s %s", what, id) : 0;
+}
+
+static int do_pause(struct vm *vm, hull_error *err)
+{
+    if (vm->status != VM_RUNNING)
+        return hull_error_set(err, EINVAL, "VM is %s, not running", vm_status_name(vm->status));
+    if (vm_vmm()->pause(vm, err) < 0)
+        return -1;
+    vm->status = VM_PAUSED;
+    return vm_save(vm, err);
+}
+
+static int do_resume(struct vm *vm, hull_error *err)
+{
+    if (vm->status != VM_PAUSED)
+        return hull_error_set(err, EINVAL, "VM is %s, not paused", vm_status_name(vm->status));
+    if (vm_vmm()->resume(vm, err) < 0)
+        return -1;
+    vm->status = VM_RUNNING;
+    return vm_save(vm, err);
+}
+
+static int do_stop(struct vm *vm, hull_error *err)
+{
+    return vm_stop(vm, true, err);
+}
+
+int hull_vm_pause(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    return simple_op(rt, id, "pause", do_pause, err);
+}
+
+int hull_vm_resume(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    return simple_op(rt, id, "resume", do_resume, err);
+}
+
+int hull_vm_stop(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    return simple_op(rt, id, "stop", do_stop, err);
+}
+
+int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force, hull_error *err)
+{
+    struct vm vm;
+    if (vm_load(rt, id, &vm, err) < 0)
+        return hull_error_prefix(err, "delete");
+    int lk = vm_lock(&vm, "lock", true, err);
+    if (lk < 0)
+        return hull_error_prefix(err, "delete");
+    int rc = 0;
+    if ((vm.status == VM_RUNNING || vm.status == VM_PAUSED) && !force)
+        rc = hull_error_set(err, EBUSY, "VM %s is %s (stop it first or use --force)", id, vm_status_name(vm.status));
+    else
+        rc = vm_destroy(&vm, err);
+    close(lk);
+    return rc < 0 ? hull_error_prefix(err, "delete") : 0;
+}
+
+char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    struct vm vm;
+    if (vm_load(rt, id, &vm, err) < 0) {
+        hull_error_prefix(err, "state");
+        return NULL;
+    }
+    json_object *o = vm_state_json(&vm);
+    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+    return s;
+}

@@ -1,0 +1,253 @@
+/* microVMs: libhull's internal interfaces (the public calls are in
+ * include/hull.h, "microVMs").
+ *
+ * A microVM is a QEMU process (machine "microvm": virtio-mmio, no PCI, no
+ * firmware to speak of) booting Debian's kernel with an initramfs that holds
+ * only hull-agent and the kernel modules it needs. hull drives QEMU over QMP
+ * and talks to the agent over a virtio-serial port (docs/agent-protocol.md).
+ *
+ *   artifacts   kernel.c (vmlinux from bzImage, cached), initrd.c (cpio newc,
+ *               reproducible), rootfs.c (directory -> read-only squashfs),
+ *               digest.c (sha256, HMAC)
+ *   the VMM     vmm.h: start/stop/pause/resume/snapshot/restore behind a small
+ *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
+ *               QEMU confined (in a cgroup from linux/cgroup.h), qmp.c speaks QMP
+ *   the guest   agent.c: the host side of the agent protocol
+ *   lifecycle   state.c (state directory), vm.c (create/start/stop/...),
+ *               exec.c, snapshot.c, template.c, oneshot.c
+ *
+ * Files live in two places: per-VM state under <root>/vm/<id>/ (tmpfs, gone
+ * with the VM) and shared, content-addressed artifacts under the cache
+ * directory ($HULL_VM_CACHE, default /var/cache/hull/vm).
+ */
+#ifndef HULL_VM_VM_H
+#define HULL_VM_VM_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hull.h"
+
+/* Paths in vm/ are joined from parts bounded well below PATH_MAX (the cache
+ * directory is refused past 1024 bytes, VM ids past 64), so gcc's
+ * worst-case truncation warnings do not apply. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#define HULL_VM_DEFAULT_MEMORY_MB 256
+#define HULL_VM_MIN_MEMORY_MB 96 /* this kernel needs 88 MiB to boot; keep a margin */
+#define HULL_VM_MAX_MEMORY_MB (64 * 1024)
+#define HULL_VM_MAX_VCPUS 64
+#define HULL_VM_ID_MAX 64 /* cgroup and socket paths embed it */
+
+/* ---- digests (digest.c) ---- */
+
+#define HULL_SHA256_HEX 65
+int vm_sha256_file(const char *path, char out[HULL_SHA256_HEX], hull_error *err);
+void vm_sha256_hex(const unsigned char digest[32], char out[HULL_SHA256_HEX]);
+/* HMAC-SHA256 with the host's snapshot key (created 0600 on first use). */
+int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error *err);
+/* Lower-case hex of 64 characters? */
+bool vm_is_sha256(const char *s);
+
+/* ---- helpers (vmutil.c) ---- */
+
+int64_t vm_mono_ms(void);
+/* Connect to a unix socket, retrying while it is absent or refused until
+ * timeout_ms; alive(arg) false ends the wait early. Returns the fd. */
+int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg, hull_error *err);
+struct vm;
+/* A short path for run/<name> of vm; returns the fd it goes through (close
+ * it after connecting). */
+int vm_run_socket(const struct vm *vm, const char *name, char out[128], hull_error *err);
+
+/* ---- artifacts ---- */
+
+/* The cache directory, created 0700 on demand. */
+const char *vm_cache_dir(void);
+int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err);
+/* Replace path atomically (write a temporary beside it, fsync, rename). */
+int vm_write_atomic(const char *path, const char *data, size_t len, mode_t mode, hull_error *err);
+
+struct vm_kernel {
+    char bzimage[4096];            /* as given or found */
+    char bzimage_sha256[HULL_SHA256_HEX];
+    char release[128];             /* "6.1.0-56-amd64", from the bzImage header */
+    char vmlinux[4096];            /* cached ELF QEMU boots through PVH */
+    char vmlinux_sha256[HULL_SHA256_HEX];
+};
+/* path NULL: the newest /boot/vmlinuz-*. Refuses anything that is not an
+ * x86 bzImage with an XZ-compressed payload holding an ELF kernel. */
+int vm_kernel_prepare(const char *path, struct vm_kernel *k, hull_error *err);
+/* The host's TSC frequency in kHz, measured once per boot of the host. */
+long vm_tsc_khz(void);
+
+struct vm_initrd {
+    char path[4096];
+    char sha256[HULL_SHA256_HEX];
+};
+/* Build (or find in the cache) the initramfs for a kernel release: the agent
+ * plus the modules the agent needs that are not built in. */
+int vm_initrd_prepare(const char *release, struct vm_initrd *out, hull_error *err);
+/* The hull-agent binary: $HULL_AGENT, next to the hull binary, or
+ * PREFIX/lib/hull/hull-agent. */
+int vm_agent_path(char *out, size_t len, hull_error *err);
+
+struct vm_rootfs {
+    char source[4096]; /* directory, or "" for the default rootfs */
+    char image[4096];  /* squashfs image in the cache */
+    char sha256[HULL_SHA256_HEX];
+};
+/* dir NULL: the default rootfs (busybox + the host's python3). A bundle
+ * directory (with config.json) means its root.path. */
+int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err);
+
+/* ---- accelerator (accel.c) ---- */
+
+/* "kvm" or "tcg" for a request of "kvm", "tcg", "auto" or NULL ($HULL_VM_ACCEL,
+ * then auto). auto takes KVM only when /dev/kvm opens and can run a guest
+ * with the CPU features the kernel needs. */
+int vm_accel_resolve(const char *want, char out[8], hull_error *err);
+bool vm_kvm_usable(char *why, size_t len);
+
+/* ---- the VM record (state.c) ---- */
+
+enum vm_status {
+    VM_CREATED,
+    VM_RUNNING,
+    VM_PAUSED,
+    VM_STOPPED,
+    VM_FAILED,
+};
+const char *vm_status_name(enum vm_status s);
+
+struct vm_agent; /* agent.h */
+
+struct vm {
+    char id[HULL_VM_ID_MAX + 1];
+    char dir[4096];  /* <root>/vm/<id> */
+    enum vm_status status;
+    char failure[512]; /* why, when VM_FAILED */
+    char created[40];
+    uint64_t memory_mb;
+    unsigned vcpus;
+    char accel[8];
+    struct vm_kernel kernel;
+    struct vm_initrd initrd;
+    struct vm_rootfs rootfs;
+    pid_t pid;              /* QEMU, host pid namespace; 0 when not running */
+    unsigned long long pid_start; /* /proc/<pid>/stat starttime, against pid reuse */
+    pid_t monitor;          /* the attached parent of an ephemeral VM, else 0 */
+    uid_t uid;              /* QEMU's unprivileged uid and gid */
+    int64_t started_ms;     /* CLOCK_REALTIME ms when QEMU started */
+    int64_t boot_ms;        /* start to agent ready */
+    char restored_from[4096];
+    bool ephemeral;         /* oneshot: deleted by whoever made it */
+    char cgroup[4096];      /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
+};
+
+/* The state directory of VMs under a runtime root. */
+int vm_root_dir(const struct hull_runtime *rt, char *out, size_t len, hull_error *err);
+int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t len, hull_error *err);
+int vm_id_validate(const char *id, hull_error *err);
+int vm_save(const struct vm *vm, hull_error *err);
+/* Load and refresh: a VM whose QEMU is gone is reported stopped (and its
+ * leftovers released). */
+int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
+json_object *vm_state_json(const struct vm *vm);
+bool vm_qemu_alive(const struct vm *vm);
+unsigned long long vm_proc_start_time(pid_t pid);
+/* Paths inside the VM directory. */
+void vm_path(const struct vm *vm, const char *name, char *out, size_t len);
+
+/* flock on <dir>/<name>; returns the fd (close to unlock). */
+int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err);
+
+/* ---- lifecycle (vm.c) ---- */
+
+struct vm_create_opts {
+    const char *id;
+    uint64_t memory_mb;
+    unsigned vcpus;
+    const char *kernel, *rootfs, *accel;
+    const char *expect_kernel_sha256, *expect_initrd_sha256, *expect_rootfs_sha256;
+    bool ephemeral;
+};
+int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
+              hull_error *err);
+/* Boot and wait for the agent. */
+int vm_start(struct vm *vm, hull_error *err);
+/* Kill QEMU if it runs (politely first when graceful), release everything
+ * but the state directory. */
+int vm_stop(struct vm *vm, bool graceful, hull_error *err);
+/* Stop (force) and remove the state directory. */
+int vm_destroy(struct vm *vm, hull_error *err);
+/* Release what a dead QEMU left: cgroups, sockets, the monitor. */
+void vm_release(struct vm *vm);
+/* Start the VMM only (status running, or paused when loading incoming_fd). */
+int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err);
+int vm_boot_timeout_ms(const struct vm *vm);
+/* Restore a template snapshot of this configuration (made by a cold boot
+ * on first use) into a new VM: template.c. */
+int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
+                            hull_error *err);
+/* Connect to the agent and say hello (repeated until answered). */
+struct vm_agent;
+int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err);
+
+/* ---- one-shot runs (oneshot.c): the sandbox's microvm level ----
+ *
+ * int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o,
+ *                     struct hull_vm_oneshot_result *r, hull_error *err);
+ *
+ * Runs o->argv once in a fresh, ephemeral microVM and destroys it:
+ *   - the VM: guest RAM o->memory_mb, or limits.memory_bytes + 96 MiB
+ *     rounded up to 64 MiB (at least 128 MiB); one vCPU; o->kernel,
+ *     o->rootfs (directory or bundle; NULL = default rootfs with busybox and
+ *     python3), o->accel (NULL = $HULL_VM_ACCEL or auto). Restored from the
+ *     template of that configuration (made by a cold boot on first use)
+ *     unless o->cold. Its QEMU dies with the calling process.
+ *   - files: o->copy_in[i].host -> .guest before the run, o->copy_out[i]
+ *     .guest -> .host after it (binary-safe; guest paths absolute, inside
+ *     the workload root, not /proc, /sys, /dev).
+ *   - the run: argv with env (NULL = PATH, HOME, TERM), cwd, stdin bytes,
+ *     and limits (0 = none): cpu_time_ms, wall_time_ms, memory_bytes, pids,
+ *     output_bytes (per stream), open_files.
+ *
+ * Returns -1 with *err for bad input or when no VM could be made (nothing is
+ * left behind either way). Returns 0 once a VM ran: r->run holds verdict
+ * (ok, exit_nonzero, signaled, cpu_time_limit, wall_time_limit,
+ * memory_limit, output_limit, pids_limit, internal_error), exit_code (-1 if
+ * signaled), signal, stdout/stderr (NUL-terminated, lengths, truncated
+ * flags), cpu_time_ms, wall_time_ms, max_memory_kb; r->error says why for
+ * internal_error (e.g. the command does not exist) or a failed copy-out;
+ * r->warm, r->start_ms and r->accel describe the VM. Free with
+ * hull_vm_oneshot_result_free(); hull_vm_oneshot_result_json() gives the
+ * sandbox result JSON.
+ *
+ * Accounting is the guest kernel's: the agent runs the workload in a cgroup
+ * v2 of its own inside the guest (memory.max, pids.max), reads cpu.stat
+ * usage_usec (CPU time of the whole tree, checked every 20 ms, killed at
+ * the limit), memory.peak (max_memory_kb), memory.events oom_kill and
+ * memory.pressure (memory_limit, including a workload thrashing at its
+ * limit), pids.events max (pids_limit); wall time is the agent's clock;
+ * RLIMIT_NOFILE limits open files and RLIMIT_CPU is a per-process backstop.
+ */
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err);
+uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o);
+
+/* vm.c: the VM directory (run/ for QEMU's uid, jail/), uid, created time. */
+int vm_make_dirs(struct vm *vm, hull_error *err);
+/* snapshot.c */
+int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err);
+int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err);
+
+/* exec.c, on an open agent session (oneshot uses these directly). */
+int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
+               hull_error *err);
+int vm_put_file(struct vm_agent *a, const char *host, const char *guest, hull_error *err);
+int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_error *err);
+
+#endif

@@ -1,0 +1,251 @@
+/* QEMU as the VMM: the command line, and QMP for everything after start.
+ *
+ * The command line is the same for every VM of a given size: QEMU sees its
+ * files at fixed paths in its jail (/vm/kernel, /vm/initrd, /vm/rootfs,
+ * /run/{qmp,agent}.sock), which is also what lets a migration stream saved from one
+ * VM load into another.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "vm/confine.h"
+#include "vm/qmp.h"
+#include "vm/vm.h"
+#include "linux/cgroup.h"
+#include "vm/agent_proto.h"
+#include "vm/vmm.h"
+
+#define QEMU_BINARY "/usr/bin/qemu-system-x86_64"
+/* The VMM's own memory beyond guest RAM: TCG's code cache (16 MiB with
+ * tb-size=16), QEMU's heap and libraries, and slack for migration buffers. */
+#define QEMU_OVERHEAD_MB 256
+
+static int qemu_available(hull_error *err)
+{
+    if (access(QEMU_BINARY, X_OK) < 0)
+        return hull_error_errno(err, "%s (install qemu-system-x86: scripts/deps.sh vm)", QEMU_BINARY);
+    return 0;
+}
+
+/* QMP through /proc/self/fd/N/qmp.sock: the VM directory's own path may be
+ * longer than a sockaddr_un can hold. */
+static int open_qmp(struct vm *vm, struct qmp **q, int timeout_ms, hull_error *err)
+{
+    char sock[128];
+    cleanup_close int dfd = vm_run_socket(vm, "qmp.sock", sock, err);
+    if (dfd < 0)
+        return -1;
+    return qmp_connect(sock, timeout_ms, q, err);
+}
+
+static int qmp_simple(struct vm *vm, const char *cmd, hull_error *err)
+{
+    struct qmp *q = NULL;
+    if (open_qmp(vm, &q, 5000, err) < 0)
+        return -1;
+    int rc = qmp_cmd(q, cmd, NULL, -1, NULL, err);
+    qmp_close(q);
+    return rc;
+}
+
+static int qemu_pause(struct vm *vm, hull_error *err)
+{
+    return qmp_simple(vm, "stop", err);
+}
+
+static int qemu_resume(struct vm *vm, hull_error *err)
+{
+    return qmp_simple(vm, "cont", err);
+}
+
+static int qemu_quit(struct vm *vm, hull_error *err)
+{
+    return qmp_simple(vm, "quit", err);
+}
+
+static void cmdline(const struct vm *vm, char *out, size_t len)
+{
+    /* quiet: every console byte is an emulated UART write. panic=-1 with
+     * -no-reboot turns a guest panic into QEMU exiting. pci=off: microvm
+     * has none. hull.disk: the agent waits for /dev/vda. */
+    int n = snprintf(out, len, "console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init hull.disk");
+    if (strcmp(vm->accel, "tcg") == 0)
+        snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
+}
+
+static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *), void *arg,
+                      hull_error *err)
+{
+    if (qemu_available(err) < 0)
+        return -1;
+    char mem[32], smp[16], append[512], name[128];
+    snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)vm->memory_mb);
+    snprintf(smp, sizeof(smp), "%u", vm->vcpus);
+    snprintf(name, sizeof(name), "hull-%s", vm->id);
+    cmdline(vm, append, sizeof(append));
+    bool kvm = strcmp(vm->accel, "kvm") == 0;
+    char *argv[64];
+    int n = 0;
+#define A(x) argv[n++] = (char *)(x)
+    A(QEMU_BINARY);
+    A("-name"); A(name);
+    A("-machine"); A("microvm,acpi=on");
+    A("-accel"); A(kvm ? "kvm" : "tcg,tb-size=16");
+    if (kvm) {
+        A("-cpu"); A("host");
+    }
+    A("-m"); A(mem);
+    A("-smp"); A(smp);
+    A("-nodefaults"); A("-no-user-config"); A("-display"); A("none"); A("-no-reboot");
+    A("-kernel"); A("/vm/kernel");
+    A("-initrd"); A("/vm/initrd");
+    A("-append"); A(append);
+    A("-chardev"); A("file,id=con,path=/run/console.log");
+    A("-serial"); A("chardev:con");
+    A("-device"); A("virtio-serial-device,max_ports=2");
+    A("-chardev"); A("socket,id=agent,path=/run/agent.sock,server=on,wait=off");
+    A("-device"); A("virtserialport,chardev=agent,name=" HULL_AGENT_PORT_NAME);
+    A("-drive"); A("id=rootfs,file=/vm/rootfs,format=raw,if=none,readonly=on");
+    A("-device"); A("virtio-blk-device,drive=rootfs");
+    A("-qmp"); A("unix:/run/qmp.sock,server=on,wait=off");
+    A("-sandbox"); A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    if (incoming_fd >= 0) {
+        A("-incoming"); A("fd:3");
+        A("-S");
+    }
+    argv[n] = NULL;
+#undef A
+    struct vm_jail_file files[] = {
+        {vm->kernel.vmlinux, "kernel"},
+        {vm->initrd.path, "initrd"},
+        {vm->rootfs.image, "rootfs"},
+    };
+    char jail[4200], run[4200];
+    vm_path(vm, "jail", jail, sizeof(jail));
+    vm_path(vm, "run", run, sizeof(run));
+    /* Its own cgroup: memory = guest RAM + the VMM's bounded overhead,
+     * CPU = one per vCPU plus one for QEMU's own threads, and a task cap. */
+    char cgpath[128];
+    snprintf(cgpath, sizeof(cgpath), "/hull-vm/%s", vm->id);
+    struct hull_cgroup *cg = NULL;
+    struct hull_resources res = {
+        .has_memory_limit = true, .memory_limit = (int64_t)((vm->memory_mb + QEMU_OVERHEAD_MB) << 20),
+        .has_cpu_period = true, .cpu_period = 100000,
+        .has_cpu_quota = true, .cpu_quota = (int64_t)(vm->vcpus + 1) * 100000,
+        .has_pids_limit = true, .pids_limit = 512,
+    };
+    if (hull_cgroup_create(cgpath, vm->id, false, &cg, err) < 0)
+        return hull_error_prefix(err, "VMM cgroup");
+    if (hull_cgroup_apply(cg, &res, err) < 0) {
+        hull_error_prefix(err, "VMM cgroup");
+        hull_cgroup_destroy(cg, NULL);
+        hull_cgroup_free(cg);
+        return -1;
+    }
+    /* Recorded after apply (which joins the hierarchies the limits need)
+     * and before QEMU exists: the monitor of an ephemeral VM, forked below,
+     * must know everything to remove if its caller dies. */
+    json_object *saved = hull_cgroup_save(cg);
+    snprintf(vm->cgroup, sizeof(vm->cgroup), "%s", saved ? json_object_to_json_string_ext(saved, JSON_C_TO_STRING_PLAIN) : "");
+    json_object_put(saved);
+    struct vm_spawn s = {
+        .binary = QEMU_BINARY, .argv = argv, .uid = vm->uid, .jail = jail, .rundir = run,
+        .files = files, .nfiles = 3, .kvm = kvm, .cg = cg, .incoming_fd = incoming_fd,
+        .attached = attached, .cleanup = cleanup, .cleanup_arg = arg,
+    };
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int rc = vm_spawn_vmm(&s, &vm->pid, &vm->monitor, err);
+    if (rc < 0) {
+        hull_cgroup_destroy(cg, NULL);
+        vm->cgroup[0] = 0;
+    }
+    hull_cgroup_free(cg);
+    if (rc < 0)
+        return -1;
+    vm->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    vm->pid_start = vm_proc_start_time(vm->pid);
+    return 0;
+}
+
+static int wait_migration(struct qmp *q, int timeout_ms, hull_error *err)
+{
+    char st[512];
+    for (int waited = 0;; waited += 5) {
+        if (qmp_migrate_status(q, st, sizeof(st), err) < 0)
+            return -1;
+        if (strcmp(st, "completed") == 0)
+            return 0;
+        if (strncmp(st, "failed", 6) == 0 || strcmp(st, "cancelled") == 0)
+            return hull_error_set(err, EIO, "migration %s", st);
+        if (waited > timeout_ms)
+            return hull_error_set(err, ETIMEDOUT, "migration still \"%s\" after %d ms", st, timeout_ms);
+        usleep(5000);
+    }
+}
+
+static int qemu_save(struct vm *vm, int fd, int (*pump)(void *), void *arg, hull_error *err)
+{
+    struct qmp *q = NULL;
+    if (open_qmp(vm, &q, 5000, err) < 0)
+        return -1;
+    int rc = qmp_cmd(q, "stop", NULL, -1, NULL, err);
+    json_object *args = json_object_new_object();
+    json_object_object_add(args, "fdname", json_object_new_string("hullsnap"));
+    if (!rc)
+        rc = qmp_cmd(q, "getfd", args, fd, NULL, err);
+    else
+        json_object_put(args);
+    /* The default 128 MiB/s cap is for live migration over a network; a
+     * paused VM into a local pipe wants all the bandwidth there is. */
+    args = json_object_new_object();
+    json_object_object_add(args, "max-bandwidth", json_object_new_int64(INT64_C(1) << 40));
+    if (!rc)
+        rc = qmp_cmd(q, "migrate-set-parameters", args, -1, NULL, err);
+    else
+        json_object_put(args);
+    args = json_object_new_object();
+    json_object_object_add(args, "uri", json_object_new_string("fd:hullsnap"));
+    if (!rc)
+        rc = qmp_cmd(q, "migrate", args, -1, NULL, err);
+    else
+        json_object_put(args);
+    if (!rc)
+        rc = pump(arg);
+    if (!rc)
+        rc = wait_migration(q, 60000, err);
+    qmp_close(q);
+    return rc;
+}
+
+static int qemu_load_wait(struct vm *vm, hull_error *err)
+{
+    struct qmp *q = NULL;
+    if (open_qmp(vm, &q, 10000, err) < 0)
+        return -1;
+    int rc = wait_migration(q, 60000, err);
+    qmp_close(q);
+    return rc;
+}
+
+static const struct vmm_ops qemu_ops = {
+    .name = "qemu",
+    .available = qemu_available,
+    .start = qemu_start,
+    .pause = qemu_pause,
+    .resume = qemu_resume,
+    .quit = qemu_quit,
+    .save = qemu_save,
+    .load_wait = qemu_load_wait,
+};
+
+const struct vmm_ops *vm_vmm(void)
+{
+    return &qemu_ops;
+}

@@ -1,0 +1,147 @@
+"""Snapshots end to end: state survives, one snapshot restores into several
+VMs with their own writable layers, damaged or tampered files are refused
+and leave nothing, templates give warm starts."""
+import json
+import os
+import shutil
+import struct
+import time
+
+import pytest
+
+from test_vm_lib import h  # noqa: F401 (the fixture)
+from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
+
+
+@pytest.fixture(scope="module")
+def snap(h, tmp_path_factory):
+    """A VM with a file written and a process running, saved."""
+    h.ok("vm", "create", "--memory", MEM, "origin")
+    h.ok("vm", "start", "origin")
+    h.sh("origin", "echo before-snapshot > /root/state.txt")
+    # A process that keeps proving it runs: it rewrites a counter.
+    p = h.run("vm", "exec", "--detach", "origin", "--", "sh", "-c",
+              "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.2; done", check=True)
+    assert int(p.stdout) > 0
+    time.sleep(1)
+    path = str(tmp_path_factory.mktemp("snap") / "origin.snap")
+    h.ok("vm", "snapshot", "origin", path)
+    # The source VM goes on running after the snapshot.
+    assert h.state("origin")["status"] == "running"
+    assert h.sh("origin", "cat /root/state.txt") == "before-snapshot\n"
+    yield path
+    h.ok("vm", "delete", "--force", "origin")
+    assert_gone(h, "origin")
+
+
+def ticks(h, vid):
+    return int(h.sh(vid, "cat /tmp/tick"))
+
+
+def test_restore_keeps_files_and_processes(h, snap):
+    h.ok("vm", "restore", snap, "copy1")
+    st = h.state("copy1")
+    assert st["status"] == "running" and st["restored_from"] == snap
+    assert st["pid"] in qemu_pids("copy1")
+    assert h.sh("copy1", "cat /root/state.txt") == "before-snapshot\n"
+    first = ticks(h, "copy1")
+    time.sleep(1.5)
+    assert ticks(h, "copy1") > first, "the process started before the snapshot is not running"
+    h.ok("vm", "delete", "--force", "copy1")
+    assert_gone(h, "copy1")
+
+
+def test_one_snapshot_into_several_vms(h, snap):
+    for vid in ("twin1", "twin2"):
+        h.ok("vm", "restore", snap, vid)
+    h.sh("twin1", "echo only-in-twin1 > /root/own.txt")
+    assert h.sh("twin1", "cat /root/own.txt") == "only-in-twin1\n"
+    assert h.exec("twin2", "cat", "/root/own.txt").returncode != 0
+    # Fresh entropy each: the RNG state was not cloned.
+    r1, r2 = h.sh("twin1", "head -c 16 /dev/urandom | od -An -tx1"), h.sh("twin2", "head -c 16 /dev/urandom | od -An -tx1")
+    assert r1 != r2
+    # And the host's clock, not the snapshot's.
+    assert abs(int(h.sh("twin2", "date +%s")) - time.time()) < 30
+    for vid in ("twin1", "twin2"):
+        h.ok("vm", "delete", "--force", vid)
+        assert_gone(h, vid)
+
+
+def damaged(src, dst, how):
+    data = bytearray(open(src, "rb").read())
+    (mlen,) = struct.unpack_from("<I", data, 12)
+    if how == "payload":
+        data[80 + 8192 + len(data[80 + 8192:]) // 2] ^= 0x40
+    elif how == "manifest":
+        m = data[80:80 + mlen].replace(b'"memory_mb":128', b'"memory_mb":256')
+        assert m != data[80:80 + mlen]
+        data[80:80 + mlen] = m
+    elif how == "truncated":
+        data = data[: len(data) * 2 // 3]
+    elif how == "signature":
+        data[20] = ord("0") if data[20] != ord("0") else ord("1")
+    open(dst, "wb").write(data)
+
+
+@pytest.mark.parametrize("how", ["payload", "manifest", "truncated", "signature"])
+def test_damaged_snapshot_is_refused(h, snap, tmp_path, how):
+    bad = str(tmp_path / f"{how}.snap")
+    damaged(snap, bad, how)
+    p = h.run("vm", "restore", bad, "bad")
+    assert p.returncode != 0
+    err = p.stderr.decode()
+    assert err.startswith("hull: vm restore:")
+    assert {"payload": "digest does not match", "manifest": "signature does not match",
+            "truncated": "truncated", "signature": "signature does not match"}[how] in err, err
+    assert_gone(h, "bad")
+
+
+def test_not_a_snapshot(h, tmp_path):
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not a snapshot at all" * 10)
+    p = h.run("vm", "restore", str(junk), "junk")
+    assert p.returncode != 0 and b"not a hull snapshot" in p.stderr
+    p = h.run("vm", "restore", str(tmp_path / "missing"), "junk")
+    assert p.returncode != 0
+    assert_gone(h, "junk")
+
+
+def test_snapshot_of_paused_vm_stays_paused(h, tmp_path):
+    h.ok("vm", "create", "--memory", MEM, "pz")
+    h.ok("vm", "start", "pz")
+    h.ok("vm", "pause", "pz")
+    h.ok("vm", "snapshot", "pz", str(tmp_path / "pz.snap"))
+    assert h.state("pz")["status"] == "paused"
+    h.ok("vm", "resume", "pz")
+    assert h.sh("pz", "echo ok") == "ok\n"
+    p = h.run("vm", "restore", str(tmp_path / "pz.snap"), "pz")
+    assert p.returncode != 0 and b"already exists" in p.stderr
+    h.ok("vm", "delete", "--force", "pz")
+    assert_gone(h, "pz")
+
+
+def test_template_warm_start(h, tmp_path):
+    cache = str(tmp_path / "cache")
+    # A private cache: the first create must boot cold and save the template.
+    env = dict(h.env, HULL_VM_CACHE=cache)
+    hc = Hull(h.root)
+    hc.env = env
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "warm1")
+    assert hc.state("warm1").get("restored_from") is None
+    templates = [f for f in os.listdir(os.path.join(cache, "templates")) if f.endswith(".snap")]
+    assert len(templates) == 1
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "warm2")
+    st = hc.state("warm2")
+    assert st["status"] == "running"
+    assert st["restored_from"].endswith(templates[0])
+    assert hc.sh("warm2", "echo warm") == "warm\n"
+    # A damaged template is dropped and rebuilt, not restored.
+    tpath = os.path.join(cache, "templates", templates[0])
+    damaged(tpath, tpath, "payload")
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "warm3")
+    assert hc.state("warm3").get("restored_from") is None
+    assert hc.sh("warm3", "echo rebuilt") == "rebuilt\n"
+    # Another size is another template.
+    for vid in ("warm1", "warm2", "warm3"):
+        hc.ok("vm", "delete", "--force", vid)
+        assert_gone(hc, vid)
