@@ -4,6 +4,7 @@ capabilities and rlimits; each option lands in the process's kernel state;
 the exit status passes through; an exec into a stopped or paused container,
 or of a missing program, is refused clearly with nothing left behind.
 """
+import contextlib
 import errno
 import fcntl
 import os
@@ -60,16 +61,31 @@ def test_exec_shares_every_namespace_and_cgroup_of_the_init(hull, bundle, tmp_pa
         hull("kill", c, "KILL", check=True)
 
 
+@contextlib.contextmanager
 def traversable(path):
-    """Let a uid mapped from 100000 reach the bundle (pytest's dirs are 0700)."""
-    for d in [path, *path.parents]:
-        if d == Path("/tmp"):
-            break
-        d.chmod(d.stat().st_mode | 0o711)
+    """Let a uid mapped from 100000 reach the bundle (pytest's dirs are 0700)
+    for the length of a test; the modes are put back, since other tests
+    rely on those directories being unreachable."""
+    changed = []
+    try:
+        for d in [path, *path.parents]:
+            if d == Path("/tmp"):
+                break
+            mode = d.stat().st_mode
+            changed.append((d, mode))
+            d.chmod(mode | 0o711)
+        yield
+    finally:
+        for d, mode in reversed(changed):
+            d.chmod(mode & 0o7777)
 
 
 def test_exec_shares_a_user_namespace(hull, bundle, tmp_path):
-    traversable(tmp_path)
+    with traversable(tmp_path):
+        _exec_shares_a_user_namespace(hull, bundle, tmp_path)
+
+
+def _exec_shares_a_user_namespace(hull, bundle, tmp_path):
     bundle.linux["namespaces"].append({"type": "user"})
     bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]

@@ -1,7 +1,8 @@
 """Volume: 1000 sandboxes one after another, then 1000 with 8 at a time.
 Counts, not timings: every verdict is ok, and afterwards the host holds no
 state directory, cgroup, mount or process of any of them, and this test
-process has exactly the fds it had before."""
+process holds no fd it did not hold before (pytest itself may close one of
+its own meanwhile)."""
 import json
 import os
 import subprocess
@@ -48,4 +49,5 @@ def test_volume_sequential_then_parallel():
     pids = [pid for pid, _ in seq + par]
     assert left_by(pids) == ([], [], [])
     assert pids_with_env(sb.token) == []
-    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+    new_fds = set(os.listdir("/proc/self/fd")) - set(fds_before)
+    assert not new_fds, new_fds

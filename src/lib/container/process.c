@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,15 +112,27 @@ static char **env_with_home(char **env, uint32_t uid)
     return out;
 }
 
+/* The kernel's struct sigaction for rt_sigaction (no restorer needed for
+ * SIG_DFL, which never returns to user space). */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
 static void reset_signals(void)
 {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Raw syscalls: glibc's wrappers refuse to touch signals 32 and 33 (its
+     * own thread cancellation and setxid), and a workload must not inherit
+     * them blocked or ignored from whoever started hull. */
+    uint64_t none = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
     /* Ignored signals survive execve; the container must start clean. */
-    for (int s = 1; s < NSIG; s++)
+    struct kernel_sigaction dfl = {.handler = SIG_DFL};
+    for (int s = 1; s <= 64; s++)
         if (s != SIGKILL && s != SIGSTOP)
-            signal(s, SIG_DFL);
+            syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t));
 }
 
 int hull_proc_resolve(struct hull_proc_plan *p, hull_error *err)
