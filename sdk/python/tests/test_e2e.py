@@ -112,7 +112,8 @@ def test_errors_map_to_exceptions(env):
         env.client.run(["true"], limits={"memory": "12X"})
     assert e.value.field == "limits.memory" and e.value.status == 400
     with pytest.raises(hull.NotImplementedByServer):
-        env.client.run(["true"], isolation="microvm")
+        with env.client.sandbox(isolation="microvm"):
+            pass
 
 
 def test_quota_gives_rate_limited_with_retry_after(env):

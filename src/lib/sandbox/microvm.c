@@ -1,19 +1,185 @@
-/* The microvm isolation level: placeholder until the VM backend lands. */
+/* The microvm isolation level: the same policy and result as the container
+ * level, run by hull_vm_oneshot in a fresh guest with its own kernel (a
+ * warm template when one is cached). The guest's agent enforces the limits
+ * inside the guest and measures them there.
+ *
+ * What the guest cannot offer is refused by name rather than ignored: host
+ * binds, the host's network, and a custom seccomp profile (the agent applies
+ * its own). Inline files travel as copy-ins of private temporary files. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/fs.h"
 
 static const char *vm_unavailable(void)
 {
-    return "not available in this build yet";
+    return NULL; /* hull_vm_oneshot says precisely what is missing */
+}
+
+static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
+{
+    if (p->n_binds)
+        return hull_error_set(err, ENOTSUP, "bind: host binds are not available at microvm "
+                                            "isolation (use --copy-in)");
+    if (p->network_host)
+        return hull_error_set(err, ENOTSUP,
+                              "network: a microVM has no network; --network host is refused");
+    if (p->seccomp_path)
+        return hull_error_set(err, ENOTSUP, "seccomp: the microVM's agent applies its own "
+                                            "profile; --seccomp is refused at microvm isolation");
+    return 0;
+}
+
+static enum hull_verdict verdict_from_name(const char *name)
+{
+    for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_KILLED; v++)
+        if (strcmp(hull_verdict_name((enum hull_verdict)v), name) == 0)
+            return (enum hull_verdict)v;
+    return HULL_VERDICT_INTERNAL_ERROR;
+}
+
+/* Inline files become private host files handed over as copy-ins. */
+static int stage_inline_files(const struct hull_policy *p, char *dir, size_t dirlen,
+                              char (*paths)[PATH_MAX], hull_error *err)
+{
+    if (p->n_files == 0)
+        return 0;
+    snprintf(dir, dirlen, "/run/hull/vm-inline-XXXXXX");
+    if (hull_mkdir_p("/run/hull", 0700, err) < 0)
+        return -1;
+    if (mkdtemp(dir) == NULL)
+        return hull_error_errno(err, "files: staging directory");
+    for (size_t i = 0; i < p->n_files; i++) {
+        snprintf(paths[i], PATH_MAX, "%s/%zu", dir, i);
+        int fd = open(paths[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                      p->files[i].mode ? p->files[i].mode : 0644);
+        if (fd < 0)
+            return hull_error_errno(err, "files: stage %s", p->files[i].path);
+        bool ok = write(fd, p->files[i].data, p->files[i].len) == (ssize_t)p->files[i].len;
+        close(fd);
+        if (!ok)
+            return hull_error_errno(err, "files: stage %s", p->files[i].path);
+    }
+    return 0;
+}
+
+static int read_stdin_file(const char *path, char **data, size_t *len, hull_error *err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return hull_error_errno(err, "--stdin %s", path);
+    if (hull_read_fd(fd, data, len, err) < 0)
+        return hull_error_prefix(err, "--stdin %s", path);
+    return 0;
+}
+
+static void copied_out(const struct hull_policy *p, struct hull_result *r)
+{
+    if (p->n_copy_out == 0)
+        return;
+    r->files = calloc(p->n_copy_out, sizeof(*r->files));
+    for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
+        struct hull_copied_file *f = &r->files[r->n_files++];
+        f->sandbox = strdup(p->copy_out[i].sandbox);
+        f->host = strdup(p->copy_out[i].host);
+        struct stat st;
+        if (lstat(p->copy_out[i].host, &st) == 0 && S_ISREG(st.st_mode))
+            f->size = (uint64_t)st.st_size;
+        else if (asprintf(&f->error, "%s: not copied out", p->copy_out[i].sandbox) < 0)
+            f->error = NULL;
+    }
 }
 
 static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    (void)p;
-    (void)r;
-    return hull_error_set(err, ENOTSUP, "isolation microvm: not available in this build yet");
+    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0)
+        return -1;
+    size_t n_in = p->n_copy_in + p->n_files;
+    struct hull_vm_file *in = calloc(n_in ? n_in : 1, sizeof(*in));
+    struct hull_vm_file *out = calloc(p->n_copy_out ? p->n_copy_out : 1, sizeof(*out));
+    char (*staged)[PATH_MAX] = calloc(p->n_files ? p->n_files : 1, PATH_MAX);
+    char dir[64] = "";
+    char *stdin_buf = NULL;
+    size_t stdin_len = 0;
+    int ret = -1;
+    if (in == NULL || out == NULL || staged == NULL) {
+        hull_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < p->n_copy_in; i++) {
+        in[i].host = p->copy_in[i].host;
+        in[i].guest = p->copy_in[i].sandbox;
+    }
+    if (stage_inline_files(p, dir, sizeof(dir), staged, err) < 0)
+        goto out;
+    for (size_t i = 0; i < p->n_files; i++) {
+        in[p->n_copy_in + i].host = staged[i];
+        in[p->n_copy_in + i].guest = p->files[i].path;
+    }
+    for (size_t i = 0; i < p->n_copy_out; i++) {
+        out[i].host = p->copy_out[i].host;
+        out[i].guest = p->copy_out[i].sandbox;
+    }
+    if (p->stdin_path && read_stdin_file(p->stdin_path, &stdin_buf, &stdin_len, err) < 0)
+        goto out;
+
+    struct hull_vm_oneshot_opts o = {
+        .argv = p->argv,
+        .env = p->env,
+        .cwd = p->workdir ? p->workdir : "/tmp",
+        .stdin_data = stdin_buf ? stdin_buf : p->stdin_data,
+        .stdin_len = stdin_buf ? stdin_len : p->stdin_len,
+        .copy_in = in,
+        .n_copy_in = n_in,
+        .copy_out = out,
+        .n_copy_out = p->n_copy_out,
+        .limits = {.cpu_time_ms = p->cpu_time_ms,
+                   .wall_time_ms = p->wall_time_ms,
+                   .memory_bytes = p->memory_bytes,
+                   .pids = p->pids,
+                   .output_bytes = p->output_bytes,
+                   .open_files = p->open_files},
+        .rootfs = p->rootfs,
+    };
+    struct hull_vm_oneshot_result vr;
+    memset(&vr, 0, sizeof(vr));
+    if (hull_vm_oneshot(&o, &vr, err) < 0)
+        goto out;
+    r->isolation = HULL_ISOLATION_MICROVM;
+    r->verdict = verdict_from_name(vr.run.verdict);
+    r->exit_code = vr.run.exit_code < 0 ? 0 : vr.run.exit_code;
+    r->signal = vr.run.signal;
+    r->cpu_time_ms = vr.run.cpu_time_ms;
+    r->wall_time_ms = vr.run.wall_time_ms;
+    r->max_memory_kb = vr.run.max_memory_kb;
+    /* The buffers change hands. */
+    r->out = (struct hull_output){vr.run.stdout_buf, vr.run.stdout_len, vr.run.stdout_truncated};
+    r->err = (struct hull_output){vr.run.stderr_buf, vr.run.stderr_len, vr.run.stderr_truncated};
+    vr.run.stdout_buf = vr.run.stderr_buf = NULL;
+    if (vr.error)
+        r->error = strdup(vr.error);
+    hull_vm_oneshot_result_free(&vr);
+    copied_out(p, r);
+    ret = 0;
+out:
+    if (dir[0]) {
+        hull_error e = NULL;
+        hull_rm_rf_at(AT_FDCWD, dir, &e);
+        hull_error_free(&e);
+    }
+    free(stdin_buf);
+    free(staged);
+    free(in);
+    free(out);
+    return ret;
 }
 
 const struct hull_sandbox_provider hull_provider_microvm = {

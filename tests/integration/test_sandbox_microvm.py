@@ -1,0 +1,56 @@
+"""`hull sandbox run --isolation microvm`: the same policy and result JSON as
+the container level, in a fresh guest with its own kernel. (The VM machinery
+itself is tested by test_vm*.py; this is the sandbox's plumbing.)"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from test_vm_lib import HULL, qemu_pids, skip_unless_ready
+
+
+@pytest.fixture(autouse=True)
+def vm_ready():
+    skip_unless_ready()
+    yield
+    assert not qemu_pids(), "a QEMU process outlived its sandbox run"
+
+
+def sandbox(*args, stdin=None):
+    cp = subprocess.run([HULL, "sandbox", "run", "--isolation", "microvm", "--json", *args],
+                        capture_output=True, text=True, input=stdin, timeout=600)
+    return cp.returncode, (json.loads(cp.stdout) if cp.stdout.strip() else None), cp.stderr
+
+
+def test_runs_in_its_own_kernel_with_the_result_json(tmp_path):
+    prog = tmp_path / "p.py"
+    prog.write_text("import sys, json; print(json.load(sys.stdin)['a'] * 2)\n")
+    out = tmp_path / "out.txt"
+    # Generous CPU: python3 under software emulation (TCG) is slow to start.
+    rc, j, err = sandbox("--cpu-time", "30s", "--wall-time", "60s",
+                         "--copy-in", f"{prog}:/tmp/p.py", "--copy-out", f"/tmp/o.txt:{out}",
+                         "--stdin", "-", "--", "sh", "-c",
+                         "python3 /tmp/p.py; uname -r > /tmp/o.txt", stdin='{"a": 21}')
+    assert rc == 0, err
+    assert (j["verdict"], j["exit_code"], j["isolation"]) == ("ok", 0, "microvm"), j
+    assert j["stdout"] == "42\n"
+    # Not the host's kernel: the guest runs Debian's.
+    assert out.read_text().strip() != os.uname().release
+    assert j["files"] == [{"sandbox": "/tmp/o.txt", "host": str(out),
+                           "size": out.stat().st_size}]
+
+
+def test_limits_give_the_same_verdicts():
+    rc, j, err = sandbox("--cpu-time", "300ms", "--", "sh", "-c", "while :; do :; done")
+    assert rc == 0, err
+    assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
+
+
+@pytest.mark.parametrize("args,what", [
+    (["--bind", "/usr:/x"], "bind: host binds are not available at microvm isolation"),
+    (["--network", "host"], "network: a microVM has no network"),
+])
+def test_what_a_guest_cannot_do_is_refused(args, what):
+    rc, j, err = sandbox(*args, "--", "true")
+    assert rc == 125 and j is None and what in err, (rc, err)
