@@ -109,6 +109,13 @@ $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
 
+# Benchmark drivers (bench/*.c), built on demand by the bench scripts with
+# exactly the libraries libhull needs: `make build/bench/NAME`.
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libhull.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 

@@ -5,10 +5,5 @@
 set -eu
 cd "$(dirname "$0")/.."
 B="${1:-build}"
-make -s BUILD="$B" "$B/libhull.a"
-mkdir -p "$B/bench"
-PKGS="json-c libseccomp libcap"
-# shellcheck disable=SC2046
-gcc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -iquote src/lib $(pkg-config --cflags $PKGS) \
-    -o "$B/bench/seccomp_bench" bench/seccomp_bench.c "$B/libhull.a" $(pkg-config --libs $PKGS)
+make -s BUILD="$B" "$B/bench/seccomp_bench"
 "$B/bench/seccomp_bench"
