@@ -154,10 +154,10 @@ install: all
 	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man1/; done; true
 
 format:
-	clang-format -i $$(find include src tests -name '*.[ch]')
+	clang-format -i $$(find include src tests bench -name '*.[ch]')
 
 format-check:
-	clang-format --dry-run --Werror $$(find include src tests -name '*.[ch]')
+	clang-format --dry-run --Werror $$(find include src tests bench -name '*.[ch]')
 
 clean:
 	rm -rf build

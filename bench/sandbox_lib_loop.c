@@ -26,7 +26,8 @@ int main(int argc, char **argv)
             return 1;
         }
         hull_result_free(&r);
-        printf("%lld\n", (long long)(b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
+        printf("%lld\n",
+               (long long)(b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
     }
     return 0;
 }

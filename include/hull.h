@@ -71,10 +71,10 @@ struct hull_state {
     char *id;
     char *bundle;
     char *oci_version;
-    char *created;  /* RFC 3339 UTC */
-    char *owner;    /* user name of the creator, for `list` */
-    char *rootfs;   /* absolute rootfs path */
-    pid_t pid;      /* init pid in the host's pid namespace; 0 when stopped */
+    char *created; /* RFC 3339 UTC */
+    char *owner;   /* user name of the creator, for `list` */
+    char *rootfs;  /* absolute rootfs path */
+    pid_t pid;     /* init pid in the host's pid namespace; 0 when stopped */
     enum hull_status status;
     char **annotations; /* "key", "value", ..., NULL */
 };
@@ -105,13 +105,13 @@ int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, 
  * process_path, the container's own process is the template and the fields
  * below override it (as runc does). */
 struct hull_exec_opts {
-    const char *process_path;       /* a process JSON document (config.md "process") */
-    char *const *args;              /* the command, when no process_path */
-    char *const *env;               /* KEY=VALUE added to the environment */
+    const char *process_path; /* a process JSON document (config.md "process") */
+    char *const *args;        /* the command, when no process_path */
+    char *const *env;         /* KEY=VALUE added to the environment */
     const char *cwd;
-    const char *user;               /* "uid[:gid]" */
+    const char *user; /* "uid[:gid]" */
     char *const *additional_gids;
-    char *const *caps;              /* capabilities added to every set */
+    char *const *caps; /* capabilities added to every set */
     const char *apparmor_profile;
     const char *process_label;
     bool tty;
@@ -130,14 +130,14 @@ int hull_container_exec(const struct hull_runtime *rt, const char *id,
                         const struct hull_exec_opts *opts, int *exit_status, hull_error *err);
 
 /* Processes of the container (host pids), from its cgroup. */
-int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids,
-                        size_t *count, hull_error *err);
+int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids, size_t *count,
+                        hull_error *err);
 int hull_container_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
 int hull_container_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* update: resources_json is a linux.resources object (what `update
  * --resources` reads); fields left out are left alone. */
-int hull_container_update(const struct hull_runtime *rt, const char *id,
-                          const char *resources_json, hull_error *err);
+int hull_container_update(const struct hull_runtime *rt, const char *id, const char *resources_json,
+                          hull_error *err);
 /* One runc-style event: {"type":"stats","id":...,"data":{...}}; caller frees. */
 char *hull_container_stats_json(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* An fd readable on OOM kill in the container (-1 if the host cannot tell). */
@@ -340,8 +340,7 @@ int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
  * operators). Validated first: a bad request is an error naming the field
  * and enqueues nothing.
  * *job_id (caller frees) is 32 hex digits. redis_url: redis://HOST[:PORT][/DB]. */
-int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
-                      hull_error *err);
+int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id, hull_error *err);
 /* 0 with *result_json (hull_result_to_json text, caller frees) once the
  * job ran; 0 with *result_json NULL while it is queued or running; a job
  * given up on (dead-lettered: its workers kept dying, or its request was
@@ -365,12 +364,12 @@ int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err
  */
 
 struct hull_vm_create_opts {
-    const char *id;           /* [A-Za-z0-9_.-], at most 64 bytes */
-    uint64_t memory_mb;       /* guest RAM; 0 = 256 */
-    unsigned vcpus;           /* 0 = 1 */
-    const char *kernel;       /* bzImage; NULL = newest /boot/vmlinuz-* */
-    const char *rootfs;       /* directory or OCI bundle; NULL = default rootfs */
-    const char *accel;        /* "kvm", "tcg", "auto"; NULL = $HULL_VM_ACCEL or auto */
+    const char *id;     /* [A-Za-z0-9_.-], at most 64 bytes */
+    uint64_t memory_mb; /* guest RAM; 0 = 256 */
+    unsigned vcpus;     /* 0 = 1 */
+    const char *kernel; /* bzImage; NULL = newest /boot/vmlinuz-* */
+    const char *rootfs; /* directory or OCI bundle; NULL = default rootfs */
+    const char *accel;  /* "kvm", "tcg", "auto"; NULL = $HULL_VM_ACCEL or auto */
     /* Attestation: refuse to boot when the measured sha256 differs. */
     const char *expect_kernel_sha256, *expect_initrd_sha256, *expect_rootfs_sha256;
     /* Create *and start* from the cached booted template of this
@@ -378,7 +377,8 @@ struct hull_vm_create_opts {
     bool from_template;
 };
 
-int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o, hull_error *err);
+int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
+                   hull_error *err);
 /* Boot and wait for the agent. */
 int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err);
 int hull_vm_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
@@ -393,10 +393,12 @@ char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *e
 /* Every VM's state as a JSON array; caller frees. */
 char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
 /* Save a running or paused VM to file (it keeps its state afterwards). */
-int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file, hull_error *err);
+int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
+                     hull_error *err);
 /* A new running VM from a snapshot; refuses a file whose digests or
  * signature do not match, or whose kernel/initrd/rootfs changed. */
-int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id, hull_error *err);
+int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
+                    hull_error *err);
 /* Build (or find) the initramfs for a kernel; path and sha256 out. */
 int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65], hull_error *err);
 
@@ -407,27 +409,27 @@ struct hull_vm_limits {
 };
 
 struct hull_vm_exec_opts {
-    char *const *argv;  /* required */
-    char *const *env;   /* "K=V"; NULL = PATH only */
-    const char *cwd;    /* NULL = "/" */
-    int stdin_fd;       /* streamed to the workload; -1 = use stdin_data */
+    char *const *argv; /* required */
+    char *const *env;  /* "K=V"; NULL = PATH only */
+    const char *cwd;   /* NULL = "/" */
+    int stdin_fd;      /* streamed to the workload; -1 = use stdin_data */
     const void *stdin_data;
     size_t stdin_len;
     int stdout_fd, stderr_fd; /* streamed there; -1 = collected in the result */
-    bool detach;        /* start and return; the process outlives the call */
+    bool detach;              /* start and return; the process outlives the call */
     struct hull_vm_limits limits;
 };
 
 struct hull_vm_exec_result {
-    char verdict[32];   /* ok, exit_nonzero, signaled, cpu_time_limit, wall_time_limit,
-                           memory_limit, output_limit, pids_limit, internal_error */
-    int exit_code;      /* -1 when signaled */
+    char verdict[32]; /* ok, exit_nonzero, signaled, cpu_time_limit, wall_time_limit,
+                         memory_limit, output_limit, pids_limit, internal_error */
+    int exit_code;    /* -1 when signaled */
     int signal;
     uint64_t cpu_time_ms, wall_time_ms, max_memory_kb;
     char *stdout_buf, *stderr_buf; /* when collected; NUL-terminated, may hold NULs */
     size_t stdout_len, stderr_len;
     bool stdout_truncated, stderr_truncated;
-    pid_t pid;          /* in the guest */
+    pid_t pid; /* in the guest */
 };
 void hull_vm_exec_result_free(struct hull_vm_exec_result *r);
 /* Run a command in a running VM. Returns 0 when the workload ran (whatever
@@ -435,10 +437,10 @@ void hull_vm_exec_result_free(struct hull_vm_exec_result *r);
 int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,
                  struct hull_vm_exec_result *r, hull_error *err);
 /* Copy a file into / out of the guest's workload root (binary-safe). */
-int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host, const char *guest,
-                    hull_error *err);
-int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest, const char *host,
-                     hull_error *err);
+int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host,
+                    const char *guest, hull_error *err);
+int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
+                     const char *host, hull_error *err);
 
 /* One workload in a fresh microVM, for `hull sandbox run --isolation
  * microvm`: restore (or, the first time, boot and save) the template of this
@@ -465,12 +467,13 @@ struct hull_vm_oneshot_opts {
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;
-    char *error;        /* why, when run.verdict is internal_error */
-    bool warm;          /* restored from a template */
-    uint64_t start_ms;  /* VM creation to agent-ready */
+    char *error;       /* why, when run.verdict is internal_error */
+    bool warm;         /* restored from a template */
+    uint64_t start_ms; /* VM creation to agent-ready */
     char accel[8];
 };
-int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err);
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r,
+                    hull_error *err);
 void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r);
 /* The sandbox result JSON of a oneshot (verdict, exit_code, signal,
  * cpu_time_ms, wall_time_ms, max_memory_kb, stdout, stderr, *_truncated,

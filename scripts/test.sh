@@ -13,6 +13,8 @@ run_suite() {
     if "$@"; then echo "=== $name: ok"; else echo "=== $name: FAILED"; failed+=("$name"); fi
 }
 
+# One committed style (.clang-format): unformatted C fails the suite.
+run_suite "format" sh -c 'clang-format --dry-run --Werror $(git ls-files "*.c" "*.h" 2>/dev/null || find include src tests -name "*.[ch]") && echo "format: all files match .clang-format"'
 run_suite "unit" scripts/run-unit.sh build/tests/test_*
 run_suite "unit (asan+ubsan)" env ASAN_OPTIONS=detect_leaks=1 scripts/run-unit.sh build/asan/tests/test_*
 

@@ -44,8 +44,8 @@ static int list(struct cli *cli, struct hull_store *st, bool as_json)
                 json_object_object_add(o, "revoked", json_object_new_string(t[i].revoked));
             json_object_array_add(a, o);
         } else {
-            printf("%-18s %-7s %-20s %-31s %s\n", t[i].id, hull_role_name(t[i].role),
-                   t[i].tenant, t[i].created, t[i].revoked[0] ? t[i].revoked : "-");
+            printf("%-18s %-7s %-20s %-31s %s\n", t[i].id, hull_role_name(t[i].role), t[i].tenant,
+                   t[i].created, t[i].revoked[0] ? t[i].revoked : "-");
         }
     }
     if (as_json)

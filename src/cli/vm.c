@@ -26,11 +26,25 @@ static int parse_size(const char *s, uint64_t *out)
         return -1;
     uint64_t mul = 1;
     switch (*end) {
-    case 'k': case 'K': mul = 1ULL << 10; end++; break;
-    case 'm': case 'M': mul = 1ULL << 20; end++; break;
-    case 'g': case 'G': mul = 1ULL << 30; end++; break;
-    case 0: break;
-    default: return -1;
+    case 'k':
+    case 'K':
+        mul = 1ULL << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ULL << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ULL << 30;
+        end++;
+        break;
+    case 0:
+        break;
+    default:
+        return -1;
     }
     if (*end == 'i')
         end++;
@@ -64,41 +78,81 @@ static int parse_ms(const char *s, uint64_t *out)
 
 static void usage(void)
 {
-    printf("usage: hull vm COMMAND [options] [arguments]\n\n"
-           "  create [--memory 256M] [--vcpus 1] [--kernel F] [--rootfs DIR] [--accel kvm|tcg|auto]\n"
-           "         [--expect-kernel-sha256 H] [--expect-initrd-sha256 H] [--expect-rootfs-sha256 H]\n"
-           "         [--from-template] ID\n"
-           "  start ID | stop ID | pause ID | resume ID | delete [--force] ID | state ID | list\n"
-           "  exec [--detach] [--env K=V] [--cwd DIR] [--json] [limits] ID -- CMD [ARGS...]\n"
-           "  cp ID:PATH HOSTFILE | cp HOSTFILE ID:PATH\n"
-           "  snapshot ID FILE | restore FILE NEWID\n"
-           "  initrd [--kernel F]\n"
-           "  run [--rootfs DIR] [--kernel F] [--accel A] [--vm-memory 256M] [--cold] [--stdin FILE]\n"
-           "      [--copy-in HOST:GUEST] [--copy-out GUEST:HOST] [--env K=V] [--cwd DIR] [limits] -- CMD...\n\n"
-           "limits: --cpu-time 2s --wall-time 10s --memory 256M --pids 64 --output 1M --open-files 64\n"
-           "environment: HULL_VM_ACCEL=kvm|tcg|auto, HULL_VM_CACHE=DIR, HULL_VM_BOOT_TIMEOUT=SECONDS\n");
+    printf(
+        "usage: hull vm COMMAND [options] [arguments]\n\n"
+        "  create [--memory 256M] [--vcpus 1] [--kernel F] [--rootfs DIR] [--accel kvm|tcg|auto]\n"
+        "         [--expect-kernel-sha256 H] [--expect-initrd-sha256 H] [--expect-rootfs-sha256 "
+        "H]\n"
+        "         [--from-template] ID\n"
+        "  start ID | stop ID | pause ID | resume ID | delete [--force] ID | state ID | list\n"
+        "  exec [--detach] [--env K=V] [--cwd DIR] [--json] [limits] ID -- CMD [ARGS...]\n"
+        "  cp ID:PATH HOSTFILE | cp HOSTFILE ID:PATH\n"
+        "  snapshot ID FILE | restore FILE NEWID\n"
+        "  initrd [--kernel F]\n"
+        "  run [--rootfs DIR] [--kernel F] [--accel A] [--vm-memory 256M] [--cold] [--stdin FILE]\n"
+        "      [--copy-in HOST:GUEST] [--copy-out GUEST:HOST] [--env K=V] [--cwd DIR] [limits] -- "
+        "CMD...\n\n"
+        "limits: --cpu-time 2s --wall-time 10s --memory 256M --pids 64 --output 1M --open-files "
+        "64\n"
+        "environment: HULL_VM_ACCEL=kvm|tcg|auto, HULL_VM_CACHE=DIR, "
+        "HULL_VM_BOOT_TIMEOUT=SECONDS\n");
 }
 
 enum {
-    O_MEMORY = 300, O_VCPUS, O_KERNEL, O_ROOTFS, O_ACCEL, O_EK, O_EI, O_ER, O_TEMPLATE, O_FORCE,
-    O_DETACH, O_ENV, O_CWD, O_JSON, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES, O_VMMEM, O_COLD,
-    O_STDIN, O_CIN, O_COUT, O_HELP,
+    O_MEMORY = 300,
+    O_VCPUS,
+    O_KERNEL,
+    O_ROOTFS,
+    O_ACCEL,
+    O_EK,
+    O_EI,
+    O_ER,
+    O_TEMPLATE,
+    O_FORCE,
+    O_DETACH,
+    O_ENV,
+    O_CWD,
+    O_JSON,
+    O_CPU,
+    O_WALL,
+    O_PIDS,
+    O_OUTPUT,
+    O_FILES,
+    O_VMMEM,
+    O_COLD,
+    O_STDIN,
+    O_CIN,
+    O_COUT,
+    O_HELP,
 };
 
 static const struct option all_opts[] = {
-    {"memory", required_argument, NULL, O_MEMORY}, {"vcpus", required_argument, NULL, O_VCPUS},
-    {"kernel", required_argument, NULL, O_KERNEL}, {"rootfs", required_argument, NULL, O_ROOTFS},
-    {"accel", required_argument, NULL, O_ACCEL}, {"expect-kernel-sha256", required_argument, NULL, O_EK},
-    {"expect-initrd-sha256", required_argument, NULL, O_EI}, {"expect-rootfs-sha256", required_argument, NULL, O_ER},
-    {"from-template", no_argument, NULL, O_TEMPLATE}, {"force", no_argument, NULL, O_FORCE},
-    {"detach", no_argument, NULL, O_DETACH}, {"env", required_argument, NULL, O_ENV},
-    {"cwd", required_argument, NULL, O_CWD}, {"json", no_argument, NULL, O_JSON},
-    {"cpu-time", required_argument, NULL, O_CPU}, {"wall-time", required_argument, NULL, O_WALL},
-    {"pids", required_argument, NULL, O_PIDS}, {"output", required_argument, NULL, O_OUTPUT},
-    {"open-files", required_argument, NULL, O_FILES}, {"vm-memory", required_argument, NULL, O_VMMEM},
-    {"cold", no_argument, NULL, O_COLD}, {"stdin", required_argument, NULL, O_STDIN},
-    {"copy-in", required_argument, NULL, O_CIN}, {"copy-out", required_argument, NULL, O_COUT},
-    {"help", no_argument, NULL, O_HELP}, {0},
+    {"memory", required_argument, NULL, O_MEMORY},
+    {"vcpus", required_argument, NULL, O_VCPUS},
+    {"kernel", required_argument, NULL, O_KERNEL},
+    {"rootfs", required_argument, NULL, O_ROOTFS},
+    {"accel", required_argument, NULL, O_ACCEL},
+    {"expect-kernel-sha256", required_argument, NULL, O_EK},
+    {"expect-initrd-sha256", required_argument, NULL, O_EI},
+    {"expect-rootfs-sha256", required_argument, NULL, O_ER},
+    {"from-template", no_argument, NULL, O_TEMPLATE},
+    {"force", no_argument, NULL, O_FORCE},
+    {"detach", no_argument, NULL, O_DETACH},
+    {"env", required_argument, NULL, O_ENV},
+    {"cwd", required_argument, NULL, O_CWD},
+    {"json", no_argument, NULL, O_JSON},
+    {"cpu-time", required_argument, NULL, O_CPU},
+    {"wall-time", required_argument, NULL, O_WALL},
+    {"pids", required_argument, NULL, O_PIDS},
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"open-files", required_argument, NULL, O_FILES},
+    {"vm-memory", required_argument, NULL, O_VMMEM},
+    {"cold", no_argument, NULL, O_COLD},
+    {"stdin", required_argument, NULL, O_STDIN},
+    {"copy-in", required_argument, NULL, O_CIN},
+    {"copy-out", required_argument, NULL, O_COUT},
+    {"help", no_argument, NULL, O_HELP},
+    {0},
 };
 
 struct vm_args {
@@ -161,7 +215,8 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
         case O_MEMORY:
         case O_VMMEM:
             if (parse_size(optarg, &v) < 0 || v == 0)
-                return cli_usage_error(cli, "--%s %s: not a size (like 256M)", c == O_MEMORY ? "memory" : "vm-memory", optarg);
+                return cli_usage_error(cli, "--%s %s: not a size (like 256M)",
+                                       c == O_MEMORY ? "memory" : "vm-memory", optarg);
             if (c == O_MEMORY && memory_is_limit)
                 a->lim.memory_bytes = v;
             else if (c == O_MEMORY)
@@ -174,19 +229,45 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
                 return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
             a->c.vcpus = (unsigned)v;
             break;
-        case O_KERNEL: a->c.kernel = optarg; break;
-        case O_ROOTFS: a->c.rootfs = optarg; break;
-        case O_ACCEL: a->c.accel = optarg; break;
-        case O_EK: a->c.expect_kernel_sha256 = optarg; break;
-        case O_EI: a->c.expect_initrd_sha256 = optarg; break;
-        case O_ER: a->c.expect_rootfs_sha256 = optarg; break;
-        case O_TEMPLATE: a->c.from_template = true; break;
-        case O_FORCE: a->force = true; break;
-        case O_DETACH: a->detach = true; break;
-        case O_JSON: a->json = true; break;
-        case O_COLD: a->cold = true; break;
-        case O_CWD: a->cwd = optarg; break;
-        case O_STDIN: a->stdin_file = optarg; break;
+        case O_KERNEL:
+            a->c.kernel = optarg;
+            break;
+        case O_ROOTFS:
+            a->c.rootfs = optarg;
+            break;
+        case O_ACCEL:
+            a->c.accel = optarg;
+            break;
+        case O_EK:
+            a->c.expect_kernel_sha256 = optarg;
+            break;
+        case O_EI:
+            a->c.expect_initrd_sha256 = optarg;
+            break;
+        case O_ER:
+            a->c.expect_rootfs_sha256 = optarg;
+            break;
+        case O_TEMPLATE:
+            a->c.from_template = true;
+            break;
+        case O_FORCE:
+            a->force = true;
+            break;
+        case O_DETACH:
+            a->detach = true;
+            break;
+        case O_JSON:
+            a->json = true;
+            break;
+        case O_COLD:
+            a->cold = true;
+            break;
+        case O_CWD:
+            a->cwd = optarg;
+            break;
+        case O_STDIN:
+            a->stdin_file = optarg;
+            break;
         case O_ENV:
             if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
                 return cli_usage_error(cli, "--env %s: must be K=V", optarg);
@@ -196,7 +277,8 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
         case O_COUT: {
             struct hull_vm_file *f = c == O_CIN ? &a->cin[a->ncin] : &a->cout[a->ncout];
             if ((c == O_CIN ? a->ncin : a->ncout) >= 32 || split_pair(optarg, f) < 0)
-                return cli_usage_error(cli, "--%s %s: must be SRC:DST", c == O_CIN ? "copy-in" : "copy-out", optarg);
+                return cli_usage_error(cli, "--%s %s: must be SRC:DST",
+                                       c == O_CIN ? "copy-in" : "copy-out", optarg);
             if (c == O_COUT) { /* GUEST:HOST */
                 const char *g = f->host;
                 f->host = f->guest;
@@ -206,15 +288,20 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
                 a->ncin++;
             break;
         }
-        case O_CPU: case O_WALL:
+        case O_CPU:
+        case O_WALL:
             if (parse_ms(optarg, &v) < 0)
                 return cli_usage_error(cli, "%s: not a duration (like 2s or 500ms)", optarg);
             *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
             break;
-        case O_PIDS: case O_FILES: case O_OUTPUT:
+        case O_PIDS:
+        case O_FILES:
+        case O_OUTPUT:
             if (parse_size(optarg, &v) < 0 || v == 0)
                 return cli_usage_error(cli, "%s: not a positive number", optarg);
-            *(c == O_PIDS ? &a->lim.pids : c == O_FILES ? &a->lim.open_files : &a->lim.output_bytes) = v;
+            *(c == O_PIDS    ? &a->lim.pids
+              : c == O_FILES ? &a->lim.open_files
+                             : &a->lim.output_bytes) = v;
             break;
         }
     }
@@ -222,10 +309,11 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
 }
 
 #define LIMIT_OPTS O_MEMORY, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES
-static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS, O_KERNEL, O_ROOTFS, O_ACCEL, O_EK, O_EI, O_ER, O_TEMPLATE, 0};
+static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS, O_KERNEL, O_ROOTFS,   O_ACCEL,
+                                  O_EK,     O_EI,    O_ER,     O_TEMPLATE, 0};
 static const int EXEC_OPTS[] = {LIMIT_OPTS, O_DETACH, O_ENV, O_CWD, O_JSON, 0};
-static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS, O_ACCEL, O_ENV, O_CWD, O_VMMEM, O_COLD, O_STDIN,
-                               O_CIN, O_COUT, 0};
+static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS, O_ACCEL, O_ENV,  O_CWD,
+                               O_VMMEM,    O_COLD,   O_STDIN,  O_CIN,   O_COUT, 0};
 static const int DELETE_OPTS[] = {O_FORCE, 0};
 static const int INITRD_OPTS[] = {O_KERNEL, 0};
 
@@ -245,8 +333,13 @@ static int exit_status(const struct hull_vm_exec_result *r)
 static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struct vm_args *a)
 {
     struct hull_vm_exec_opts o = {
-        .argv = argv, .cwd = a->cwd, .stdin_fd = a->detach ? -1 : 0, .stdout_fd = a->json ? -1 : 1,
-        .stderr_fd = a->json ? -1 : 2, .detach = a->detach, .limits = a->lim,
+        .argv = argv,
+        .cwd = a->cwd,
+        .stdin_fd = a->detach ? -1 : 0,
+        .stdout_fd = a->json ? -1 : 1,
+        .stderr_fd = a->json ? -1 : 2,
+        .detach = a->detach,
+        .limits = a->lim,
     };
     char *defpath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     if (a->nenv) {
@@ -271,7 +364,7 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
         printf("%d\n", (int)r.pid);
     else if (a->json) {
         struct hull_vm_oneshot_result or = {.run = r};
-        char *s = hull_vm_oneshot_result_json(&or);
+        char *s = hull_vm_oneshot_result_json(& or);
         print_json(s);
         free(s);
     }
@@ -302,10 +395,22 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
     }
     a->env[a->nenv] = NULL;
     struct hull_vm_oneshot_opts o = {
-        .rt = &cli->rt, .argv = argv, .env = a->nenv ? a->env : NULL, .cwd = a->cwd, .stdin_data = data,
-        .stdin_len = len, .copy_in = a->cin, .n_copy_in = a->ncin, .copy_out = a->cout, .n_copy_out = a->ncout,
-        .limits = a->lim, .rootfs = a->c.rootfs, .kernel = a->c.kernel, .accel = a->c.accel,
-        .memory_mb = a->vm_memory, .cold = a->cold,
+        .rt = &cli->rt,
+        .argv = argv,
+        .env = a->nenv ? a->env : NULL,
+        .cwd = a->cwd,
+        .stdin_data = data,
+        .stdin_len = len,
+        .copy_in = a->cin,
+        .n_copy_in = a->ncin,
+        .copy_out = a->cout,
+        .n_copy_out = a->ncout,
+        .limits = a->lim,
+        .rootfs = a->c.rootfs,
+        .kernel = a->c.kernel,
+        .accel = a->c.accel,
+        .memory_mb = a->vm_memory,
+        .cold = a->cold,
     };
     struct hull_vm_oneshot_result r;
     hull_error err = NULL;
@@ -326,7 +431,8 @@ static int do_cp(struct cli *cli, const char *src, const char *dst)
     hull_error err = NULL;
     const char *sc = strchr(src, ':'), *dc = strchr(dst, ':');
     /* ID:PATH on exactly one side; a host path with ':' must be ./-prefixed. */
-    bool src_vm = sc && src[0] != '/' && src[0] != '.', dst_vm = dc && dst[0] != '/' && dst[0] != '.';
+    bool src_vm = sc && src[0] != '/' && src[0] != '.',
+         dst_vm = dc && dst[0] != '/' && dst[0] != '.';
     if (src_vm == dst_vm)
         return cli_usage_error(cli, "exactly one of SRC and DST must be ID:PATH");
     char id[128];
@@ -353,7 +459,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
     struct vm_args a;
     hull_error err = NULL;
     if (strcmp(sub, "create") == 0) {
-        if (parse(cli, argc, argv, CREATE_OPTS, false, &a) || cli_need_args(cli, argc, argv, 1, "ID"))
+        if (parse(cli, argc, argv, CREATE_OPTS, false, &a) ||
+            cli_need_args(cli, argc, argv, 1, "ID"))
             return 1;
         a.c.id = argv[optind];
         return hull_vm_create(&cli->rt, &a.c, &err) < 0 ? cli_fail(cli, &err, "vm create") : 0;
@@ -373,7 +480,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
             first++;
         if (first >= argc)
             return cli_usage_error(cli, "missing command (after --)");
-        return run ? do_run(cli, argv + first, &a) : do_exec(cli, argc - first, argv + first, id, &a);
+        return run ? do_run(cli, argv + first, &a)
+                   : do_exec(cli, argc - first, argv + first, id, &a);
     }
     if (parse(cli, argc, argv, strcmp(sub, "initrd") == 0 ? INITRD_OPTS : DELETE_OPTS, false, &a))
         return 1;
@@ -397,12 +505,16 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
         return 0;
     }
     if (strcmp(sub, "cp") == 0 || strcmp(sub, "snapshot") == 0 || strcmp(sub, "restore") == 0) {
-        if (cli_need_args(cli, argc, argv, 2, sub[0] == 'c' ? "SRC DST" : sub[0] == 's' ? "ID FILE" : "FILE NEWID"))
+        if (cli_need_args(cli, argc, argv, 2,
+                          sub[0] == 'c'   ? "SRC DST"
+                          : sub[0] == 's' ? "ID FILE"
+                                          : "FILE NEWID"))
             return 1;
         const char *x = argv[optind], *y = argv[optind + 1];
         if (sub[0] == 'c')
             return do_cp(cli, x, y);
-        int rc = sub[0] == 's' ? hull_vm_snapshot(&cli->rt, x, y, &err) : hull_vm_restore(&cli->rt, x, y, &err);
+        int rc = sub[0] == 's' ? hull_vm_snapshot(&cli->rt, x, y, &err)
+                               : hull_vm_restore(&cli->rt, x, y, &err);
         return rc < 0 ? cli_fail(cli, &err, "vm %s", sub) : 0;
     }
     if (cli_need_args(cli, argc, argv, 1, "ID"))

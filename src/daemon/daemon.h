@@ -17,22 +17,22 @@
 
 #include "hull.h"
 
-#define HULLD_DEFAULT_SOCKET "/run/hull/hulld.sock"
+#define HULLD_DEFAULT_SOCKET    "/run/hull/hulld.sock"
 #define HULLD_DEFAULT_STATE_DIR "/var/lib/hull"
 
 struct hulld_options {
-    const char *socket_path; /* --socket */
-    const char *state_dir;   /* --state-dir: holds hulld.db */
-    const char *listen;      /* --listen HOST:PORT (TCP, needs TLS), or NULL */
-    const char *tls_cert;    /* --tls-cert PEM file */
-    const char *tls_key;     /* --tls-key PEM file */
-    bool worker;             /* --worker: pull jobs from Redis instead of serving HTTP */
-    const char *redis_url;   /* --redis redis://HOST:PORT */
-    unsigned max_runs;       /* --max-runs: runs at once (worker processes) */
-    unsigned queue_depth;    /* --queue-depth: runs waiting behind them */
-    size_t max_body;         /* --max-body: request body limit in bytes */
-    unsigned client_timeout; /* --client-timeout: idle connection limit, seconds */
-    unsigned tenant_runs;    /* --tenant-runs: queued+running runs per tenant */
+    const char *socket_path;   /* --socket */
+    const char *state_dir;     /* --state-dir: holds hulld.db */
+    const char *listen;        /* --listen HOST:PORT (TCP, needs TLS), or NULL */
+    const char *tls_cert;      /* --tls-cert PEM file */
+    const char *tls_key;       /* --tls-key PEM file */
+    bool worker;               /* --worker: pull jobs from Redis instead of serving HTTP */
+    const char *redis_url;     /* --redis redis://HOST:PORT */
+    unsigned max_runs;         /* --max-runs: runs at once (worker processes) */
+    unsigned queue_depth;      /* --queue-depth: runs waiting behind them */
+    size_t max_body;           /* --max-body: request body limit in bytes */
+    unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
+    unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
     unsigned max_connections;  /* --max-connections */
     bool debug;
@@ -88,19 +88,19 @@ int keeper_loop(int sock);
 /* An API answer: JSON or raw bytes, or an error. */
 struct resp {
     int status;
-    json_object *body;       /* JSON body (owned) */
-    char *raw;               /* or raw bytes (owned) */
+    json_object *body; /* JSON body (owned) */
+    char *raw;         /* or raw bytes (owned) */
     size_t raw_len;
     const char *content_type; /* for raw */
-    int retry_after;         /* seconds, 0 = no header */
-    const char *allow;       /* for 405 */
-    char target[64];         /* run/sandbox id, for the audit log */
-    char timing[48];         /* Server-Timing header, or "" */
-    const char *code;        /* error code, NULL on success */
+    int retry_after;          /* seconds, 0 = no header */
+    const char *allow;        /* for 405 */
+    char target[64];          /* run/sandbox id, for the audit log */
+    char timing[48];          /* Server-Timing header, or "" */
+    const char *code;         /* error code, NULL on success */
 };
 /* Fill r with the uniform error body. field may be NULL. */
-void resp_error(struct resp *r, int status, const char *code, const char *field,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 /* A library error: EINVAL-like -> 400 with the field path taken from the
  * message ("limits.memory: ..."), ENOENT 404, ENOTSUP 501, ... */
 void resp_from_error(struct resp *r, hull_error *err);
@@ -144,8 +144,8 @@ void runs_recover(void);
 void sweep_leftovers(void);
 
 /* sandboxes.c: long-lived sandboxes, each in a keeper process. */
-void api_sandboxes(const struct request *rq, const char *id, const char *action,
-                   const char *path, struct resp *r);
+void api_sandboxes(const struct request *rq, const char *id, const char *action, const char *path,
+                   struct resp *r);
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
 unsigned sandboxes_active(void);

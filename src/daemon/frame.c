@@ -72,8 +72,8 @@ int frame_recv(int sock, struct frame *f)
     uint32_t lens[2];
     char cbuf[CMSG_SPACE(sizeof(int))];
     struct iovec iov = {.iov_base = lens, .iov_len = sizeof(lens)};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                       .msg_controllen = sizeof(cbuf)};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     ssize_t n;
     do
         n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);

@@ -28,8 +28,13 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
         return hull_error_errno(err, "helper %s: socketpair", mode);
     /* Everything the child needs is prepared before fork: after it, only
      * async-signal-safe calls until execve. */
-    char *argv[] = {"hulld", "--helper", (char *)mode, "--state-dir",
-                    (char *)hulld.o->state_dir, hulld.o->debug ? "--debug" : NULL, NULL};
+    char *argv[] = {"hulld",
+                    "--helper",
+                    (char *)mode,
+                    "--state-dir",
+                    (char *)hulld.o->state_dir,
+                    hulld.o->debug ? "--debug" : NULL,
+                    NULL};
     sigset_t none;
     sigemptyset(&none);
     pid_t pid = fork();

@@ -30,8 +30,16 @@
 #include "util/log.h"
 
 enum route_kind {
-    R_HEALTH, R_METRICS, R_OPENAPI, R_AUDIT, R_RUNS, R_RUN, R_SANDBOXES, R_SANDBOX,
-    R_SBX_ACTION, R_SBX_FILE,
+    R_HEALTH,
+    R_METRICS,
+    R_OPENAPI,
+    R_AUDIT,
+    R_RUNS,
+    R_RUN,
+    R_SANDBOXES,
+    R_SANDBOX,
+    R_SBX_ACTION,
+    R_SBX_FILE,
 };
 
 struct route {
@@ -44,9 +52,9 @@ struct route {
 };
 
 struct req {
-    bool started;    /* routed and authorised, body accepted */
-    bool responded;  /* an answer is queued already */
-    bool rejected;   /* refused before the body: answer once it is read */
+    bool started;   /* routed and authorised, body accepted */
+    bool responded; /* an answer is queued already */
+    bool rejected;  /* refused before the body: answer once it is read */
     struct resp reject;
     struct route rt;
     struct caller caller;
@@ -71,8 +79,8 @@ void resp_json(struct resp *r, int status, json_object *body)
     r->body = body;
 }
 
-void resp_error(struct resp *r, int status, const char *code, const char *field,
-                const char *fmt, ...)
+void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,
+                ...)
 {
     char msg[1024];
     va_list ap;
@@ -151,10 +159,10 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
         m = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
         r->raw = NULL;
     } else {
-        const char *text = r->body ? json_object_to_json_string_ext(
-                                         r->body, JSON_C_TO_STRING_PLAIN |
-                                                      JSON_C_TO_STRING_NOSLASHESCAPE)
-                                   : "{}";
+        const char *text =
+            r->body ? json_object_to_json_string_ext(r->body, JSON_C_TO_STRING_PLAIN |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE)
+                    : "{}";
         size_t n = strlen(text);
         char *copy = malloc(n + 1);
         if (copy == NULL)
@@ -367,8 +375,12 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
 static void dispatch(struct MHD_Connection *conn, const char *url, const char *method,
                      struct req *q, struct resp *r)
 {
-    struct request rq = {.method = method, .path = url, .body = q->body ? q->body : "",
-                         .len = q->len, .caller = &q->caller, .conn = conn};
+    struct request rq = {.method = method,
+                         .path = url,
+                         .body = q->body ? q->body : "",
+                         .len = q->len,
+                         .caller = &q->caller,
+                         .conn = conn};
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {
@@ -559,8 +571,7 @@ static int unix_listen(const char *path, hull_error *err)
         }
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
             close(fd);
-            return hull_error_set(err, EADDRINUSE, "--socket %s: another hulld is listening",
-                                  path);
+            return hull_error_set(err, EADDRINUSE, "--socket %s: another hulld is listening", path);
         }
         unlink(path);
     }
@@ -591,8 +602,10 @@ static int tcp_addr(const char *hostport, struct sockaddr_storage *ss, hull_erro
         return hull_error_set(err, EINVAL, "--listen %s: host too long", hostport);
     memcpy(host, hostport, n);
     host[n] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV},
+                    *ai = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0)
         return hull_error_set(err, EINVAL, "--listen %s: %s", hostport, gai_strerror(rc));
@@ -604,8 +617,7 @@ static int tcp_addr(const char *hostport, struct sockaddr_storage *ss, hull_erro
 static unsigned common_flags(void)
 {
     return MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-           MHD_USE_ITC |
-           (hulld.o->debug ? MHD_USE_ERROR_LOG : 0);
+           MHD_USE_ITC | (hulld.o->debug ? MHD_USE_ERROR_LOG : 0);
 }
 
 int http_start(hull_error *err)
@@ -615,9 +627,8 @@ int http_start(hull_error *err)
     if (unix_fd < 0)
         return -1;
     unix_d = MHD_start_daemon(common_flags(), 0, NULL, NULL, handler, NULL,
-                              MHD_OPTION_LISTEN_SOCKET, unix_fd,
-                              MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
-                              MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
+                              MHD_OPTION_LISTEN_SOCKET, unix_fd, MHD_OPTION_CONNECTION_TIMEOUT,
+                              o->client_timeout, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
                               MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (unix_d == NULL)
         return hull_error_set(err, EIO, "--socket %s: the HTTP server did not start",
@@ -632,13 +643,12 @@ int http_start(hull_error *err)
     struct sockaddr_storage ss;
     if (tcp_addr(o->listen, &ss, err) < 0)
         return -1;
-    tcp_d = MHD_start_daemon(common_flags() | MHD_USE_TLS | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0,
-                             NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &ss,
-                             MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
-                             MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem,
-                             MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
-                             MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
-                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+    tcp_d = MHD_start_daemon(
+        common_flags() | MHD_USE_TLS | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+        handler, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
+        MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem, MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed,
+        NULL, MHD_OPTION_END);
     if (tcp_d == NULL)
         return hull_error_set(err, EIO,
                               "--listen %s: the HTTPS server did not start (address in use, or "

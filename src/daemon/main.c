@@ -83,9 +83,30 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
 
 static int parse_args(int argc, char **argv, struct hulld_options *o, const char **helper)
 {
-    enum { O_SOCKET = 256, O_STATE, O_LISTEN, O_CERT, O_KEY, O_WORKER, O_REDIS, O_MAXRUNS,
-           O_QUEUE, O_TRUNS, O_TSBX, O_BODY, O_TIMEOUT, O_CONNS, O_DEBUG, O_HELPER,
-           O_CONCURRENCY, O_WNAME, O_HEARTBEAT, O_REAP, O_ATTEMPTS, O_RESULT_TTL };
+    enum {
+        O_SOCKET = 256,
+        O_STATE,
+        O_LISTEN,
+        O_CERT,
+        O_KEY,
+        O_WORKER,
+        O_REDIS,
+        O_MAXRUNS,
+        O_QUEUE,
+        O_TRUNS,
+        O_TSBX,
+        O_BODY,
+        O_TIMEOUT,
+        O_CONNS,
+        O_DEBUG,
+        O_HELPER,
+        O_CONCURRENCY,
+        O_WNAME,
+        O_HEARTBEAT,
+        O_REAP,
+        O_ATTEMPTS,
+        O_RESULT_TTL
+    };
     static const struct option opts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
         {"state-dir", required_argument, NULL, O_STATE},
@@ -129,16 +150,36 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
     uint64_t bytes;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case O_SOCKET: o->socket_path = optarg; break;
-        case O_STATE: o->state_dir = optarg; break;
-        case O_LISTEN: o->listen = optarg; break;
-        case O_CERT: o->tls_cert = optarg; break;
-        case O_KEY: o->tls_key = optarg; break;
-        case O_WORKER: o->worker = true; break;
-        case O_REDIS: o->redis_url = optarg; break;
-        case O_DEBUG: o->debug = true; break;
-        case O_HELPER: *helper = optarg; break;
-        case O_WNAME: o->worker_name = optarg; break;
+        case O_SOCKET:
+            o->socket_path = optarg;
+            break;
+        case O_STATE:
+            o->state_dir = optarg;
+            break;
+        case O_LISTEN:
+            o->listen = optarg;
+            break;
+        case O_CERT:
+            o->tls_cert = optarg;
+            break;
+        case O_KEY:
+            o->tls_key = optarg;
+            break;
+        case O_WORKER:
+            o->worker = true;
+            break;
+        case O_REDIS:
+            o->redis_url = optarg;
+            break;
+        case O_DEBUG:
+            o->debug = true;
+            break;
+        case O_HELPER:
+            *helper = optarg;
+            break;
+        case O_WNAME:
+            o->worker_name = optarg;
+            break;
         case O_CONCURRENCY:
             if (parse_uint("--concurrency", optarg, 1, 256, &o->max_runs) < 0)
                 return -1;
@@ -276,9 +317,9 @@ static int serve(const struct hulld_options *o)
     recover();
     if (runner_start(&err) < 0 || http_start(&err) < 0)
         goto fail;
-    hull_log(HULL_LOG_INFO, "hulld %s: listening on %s%s%s (%u run slots, queue %u)",
-             HULL_VERSION, o->socket_path, o->listen ? " and https://" : "",
-             o->listen ? o->listen : "", o->max_runs, o->queue_depth);
+    hull_log(HULL_LOG_INFO, "hulld %s: listening on %s%s%s (%u run slots, queue %u)", HULL_VERSION,
+             o->socket_path, o->listen ? " and https://" : "", o->listen ? o->listen : "",
+             o->max_runs, o->queue_depth);
     fprintf(stderr, "hulld: ready\n");
 
     for (;;) {

@@ -6,17 +6,16 @@
 
 #include "daemon.h"
 
-static const char *const verdicts[] = {"ok", "exit_nonzero", "signaled", "cpu_time_limit",
-                                       "wall_time_limit", "memory_limit", "output_limit",
-                                       "pids_limit", "internal_error", "killed"};
+static const char *const verdicts[] = {
+    "ok",           "exit_nonzero", "signaled",   "cpu_time_limit", "wall_time_limit",
+    "memory_limit", "output_limit", "pids_limit", "internal_error", "killed"};
 #define N_VERDICTS (sizeof(verdicts) / sizeof(verdicts[0]))
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
-static const char *const reasons[] = {"invalid_json", "invalid_request", "unauthorized",
-                                      "forbidden", "not_found", "method_not_allowed",
-                                      "conflict", "payload_too_large", "queue_full",
-                                      "quota_exceeded", "not_implemented", "shutting_down",
-                                      "internal"};
+static const char *const reasons[] = {
+    "invalid_json",       "invalid_request", "unauthorized",      "forbidden",  "not_found",
+    "method_not_allowed", "conflict",        "payload_too_large", "queue_full", "quota_exceeded",
+    "not_implemented",    "shutting_down",   "internal"};
 #define N_REASONS (sizeof(reasons) / sizeof(reasons[0]))
 
 static struct {
@@ -79,17 +78,17 @@ char *metrics_render(size_t *len)
     fprintf(out, "# HELP hull_requests_rejected_total Requests answered with an error, by code.\n"
                  "# TYPE hull_requests_rejected_total counter\n");
     for (size_t i = 0; i < N_REASONS; i++)
-        fprintf(out, "hull_requests_rejected_total{code=\"%s\"} %llu\n", reasons[i],
-                m.rejected[i]);
+        fprintf(out, "hull_requests_rejected_total{code=\"%s\"} %llu\n", reasons[i], m.rejected[i]);
     pthread_mutex_unlock(&m.mu);
-    fprintf(out, "# HELP hull_runs_running Runs in a sandbox now.\n"
-                 "# TYPE hull_runs_running gauge\nhull_runs_running %u\n"
-                 "# HELP hull_queue_depth Runs waiting for a slot.\n"
-                 "# TYPE hull_queue_depth gauge\nhull_queue_depth %u\n"
-                 "# HELP hull_run_slots Runs that can run at once.\n"
-                 "# TYPE hull_run_slots gauge\nhull_run_slots %u\n"
-                 "# HELP hull_sandboxes_active Long-lived sandboxes alive.\n"
-                 "# TYPE hull_sandboxes_active gauge\nhull_sandboxes_active %u\n",
+    fprintf(out,
+            "# HELP hull_runs_running Runs in a sandbox now.\n"
+            "# TYPE hull_runs_running gauge\nhull_runs_running %u\n"
+            "# HELP hull_queue_depth Runs waiting for a slot.\n"
+            "# TYPE hull_queue_depth gauge\nhull_queue_depth %u\n"
+            "# HELP hull_run_slots Runs that can run at once.\n"
+            "# TYPE hull_run_slots gauge\nhull_run_slots %u\n"
+            "# HELP hull_sandboxes_active Long-lived sandboxes alive.\n"
+            "# TYPE hull_sandboxes_active gauge\nhull_sandboxes_active %u\n",
             running, queued, hulld.o->max_runs, sandboxes_active());
     sandboxes_metrics(out);
     fclose(out);

@@ -36,8 +36,8 @@ struct slot {
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t work; /* a job was queued, or stop */
-    pthread_cond_t done; /* a job ended */
+    pthread_cond_t work;     /* a job was queued, or stop */
+    pthread_cond_t done;     /* a job ended */
     struct job *head, *tail; /* queued, oldest first */
     struct job *active;      /* every queued or running job */
     unsigned queued, running;
@@ -114,17 +114,16 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
     /* Nothing waiting and a slot idle: the caller's own thread will run it
      * (job_wait), one hand-over and one write fewer on the way of a
      * synchronous run. */
-    for (unsigned i = 0; res == SUBMIT_OK && direct && pool.head == NULL && i < pool.n_threads;
-         i++)
+    for (unsigned i = 0; res == SUBMIT_OK && direct && pool.head == NULL && i < pool.n_threads; i++)
         if (!pool.slots[i].busy && pool.slots[i].sock >= 0) {
             j->slot = &pool.slots[i];
             break;
         }
     /* The row exists before any dispatcher can see the job. */
     if (res == SUBMIT_OK &&
-        (j->slot ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid,
-                                           j->slot->start, err)
-                 : hull_run_insert(hulld.store, id, tenant, "queued", NULL, err)) < 0)
+        (j->slot
+             ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid, j->slot->start, err)
+             : hull_run_insert(hulld.store, id, tenant, "queued", NULL, err)) < 0)
         res = SUBMIT_ERROR;
     if (res != SUBMIT_OK) {
         pthread_mutex_unlock(&pool.mu);
@@ -249,7 +248,7 @@ bool runner_drain(unsigned ms)
 void runner_cancel_all(void)
 {
     pthread_mutex_lock(&pool.mu);
-    char (*ids)[40] = NULL;
+    char(*ids)[40] = NULL;
     size_t n = 0;
     for (struct job *j = pool.active; j; j = j->next_active)
         n++;

@@ -14,14 +14,15 @@ enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 struct job {
     char id[40];
     char tenant[72];
-    char *request;  /* the run request JSON for the worker */
-    int cancel_fd;  /* eventfd: written to cancel */
+    char *request; /* the run request JSON for the worker */
+    int cancel_fd; /* eventfd: written to cancel */
     enum job_state state;
-    char *result;   /* result JSON once done (NULL when cancelled while queued) */
+    char *result; /* result JSON once done (NULL when cancelled while queued) */
     uint64_t enqueued_ns;
     double lib_ms;
     struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
-    bool started;      /* its row says running already */  /* how long hull_sandbox_run took in the worker */
+    bool started;
+        /* its row says running already */ /* how long hull_sandbox_run took in the worker */
     int refs;
     struct job *next;        /* queue order */
     struct job *next_active; /* all queued or running jobs */

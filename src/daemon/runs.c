@@ -16,16 +16,16 @@
 #include "util/json.h"
 #include "util/log.h"
 
-static const char *const states[] = {"queued", "running", "finished", "cancelled",
-                                     "interrupted", NULL};
+static const char *const states[] = {"queued",    "running",     "finished",
+                                     "cancelled", "interrupted", NULL};
 
 void new_id(char *buf, size_t len, char prefix)
 {
     unsigned char b[8] = {0};
     if (getrandom(b, sizeof(b), 0) != sizeof(b))
         hull_warn("getrandom: %s", strerror(errno));
-    snprintf(buf, len, "%c-%02x%02x%02x%02x%02x%02x%02x%02x", prefix, b[0], b[1], b[2], b[3],
-             b[4], b[5], b[6], b[7]);
+    snprintf(buf, len, "%c-%02x%02x%02x%02x%02x%02x%02x%02x", prefix, b[0], b[1], b[2], b[3], b[4],
+             b[5], b[6], b[7]);
 }
 
 int policy_check(const char *text, struct resp *r)
@@ -71,12 +71,10 @@ static int take_flag(json_object *doc, const char *key, bool *out, struct resp *
     return 0;
 }
 
-static void submit_queue(struct resp *r, const struct caller *c, json_object *doc,
-                         const char *id)
+static void submit_queue(struct resp *r, const struct caller *c, json_object *doc, const char *id)
 {
     if (hulld.o->redis_url == NULL) {
-        resp_error(r, 501, "not_implemented", "queue",
-                   "queue: hulld was started without --redis");
+        resp_error(r, 501, "not_implemented", "queue", "queue: hulld was started without --redis");
         return;
     }
     json_object_object_add(doc, "tenant", json_object_new_string(c->tok.tenant));
@@ -325,8 +323,8 @@ void runs_recover(void)
                     *copy = rows[i];
                     if (pthread_create(&t, NULL, await_orphan, copy) == 0) {
                         pthread_detach(t);
-                        hull_log(HULL_LOG_INFO, "run %s: its worker %d still runs it",
-                                 rows[i].id, (int)rows[i].worker_pid);
+                        hull_log(HULL_LOG_INFO, "run %s: its worker %d still runs it", rows[i].id,
+                                 (int)rows[i].worker_pid);
                         continue;
                     }
                     free(copy);

@@ -19,7 +19,7 @@
 #include "util/log.h"
 
 #define DEFAULT_LIFETIME_S 600u
-#define MAX_LIFETIME_S (24u * 3600u)
+#define MAX_LIFETIME_S     (24u * 3600u)
 
 struct sbx {
     char id[40];
@@ -269,7 +269,8 @@ static void create(const struct request *rq, struct resp *r)
     struct frame f;
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
     s->pid = helper_spawn("keeper", &s->sock, &e);
-    if (s->pid < 0 || s->kill_fd < 0 || call(s, "create", NULL, text, strlen(text), -1, &f, &e) < 0) {
+    if (s->pid < 0 || s->kill_fd < 0 ||
+        call(s, "create", NULL, text, strlen(text), -1, &f, &e) < 0) {
         if (e == NULL)
             hull_error_errno(&e, "eventfd");
         pthread_mutex_unlock(&s->op);
@@ -279,11 +280,12 @@ static void create(const struct request *rq, struct resp *r)
         unref(s);
         goto out;
     }
-    snprintf(s->container, sizeof(s->container), "%s", json_object_get_string(hj_get(f.hdr, "container")));
+    snprintf(s->container, sizeof(s->container), "%s",
+             json_object_get_string(hj_get(f.hdr, "container")));
     frame_free(&f);
     pthread_mutex_unlock(&s->op);
-    if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso,
-                                s->container, lifetime, &e) < 0) {
+    if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
+        0) {
         resp_from_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
@@ -384,8 +386,8 @@ static void freeze(struct sbx *s, bool pause, struct resp *r)
         answer(r, 200, s, NULL);
 }
 
-void api_sandboxes(const struct request *rq, const char *id, const char *action,
-                   const char *path, struct resp *r)
+void api_sandboxes(const struct request *rq, const char *id, const char *action, const char *path,
+                   struct resp *r)
 {
     const char *tenant = rq->caller->tenant;
     hull_error e = NULL;
@@ -483,7 +485,7 @@ void sandboxes_metrics(FILE *out)
     size_t n = 0;
     for (struct sbx *s = table; s; s = s->next)
         n++;
-    char (*ids)[2][64] = calloc(n ? n : 1, sizeof(*ids));
+    char(*ids)[2][64] = calloc(n ? n : 1, sizeof(*ids));
     n = 0;
     for (struct sbx *s = table; ids && s; s = s->next, n++) {
         snprintf(ids[n][0], 64, "%s", s->id);

@@ -17,11 +17,11 @@
 #include "vm/agent_proto.h"
 
 /* Where the agent keeps its own state inside the guest. */
-#define AGENT_RUN "/run/hull"
-#define AGENT_ROOT AGENT_RUN "/root"   /* the workload's root (overlay) */
-#define AGENT_LOWER AGENT_RUN "/lower" /* read-only rootfs disk */
-#define AGENT_RW AGENT_RUN "/rw"       /* tmpfs holding the overlay's upper layer */
-#define AGENT_DEV AGENT_RUN "/dev"     /* the workload's minimal /dev */
+#define AGENT_RUN    "/run/hull"
+#define AGENT_ROOT   AGENT_RUN "/root"  /* the workload's root (overlay) */
+#define AGENT_LOWER  AGENT_RUN "/lower" /* read-only rootfs disk */
+#define AGENT_RW     AGENT_RUN "/rw"    /* tmpfs holding the overlay's upper layer */
+#define AGENT_DEV    AGENT_RUN "/dev"   /* the workload's minimal /dev */
 #define AGENT_CGROUP "/sys/fs/cgroup"
 
 /* Log to the console (the host keeps it in console.log). */
@@ -37,8 +37,8 @@ struct frame {
 
 struct conn {
     int fd;
-    bool connected;  /* the host has the port open */
-    uint8_t *buf;    /* bytes read, not yet consumed */
+    bool connected; /* the host has the port open */
+    uint8_t *buf;   /* bytes read, not yet consumed */
     size_t len, cap;
     size_t consumed; /* bytes of buf belonging to the frame handed out last */
 };

@@ -54,13 +54,44 @@ static struct sock_fprog seccomp_prog;
  * else is allowed; 32-bit and x32 entry points are killed by libseccomp's
  * architecture check. */
 static const char *const denied[] = {
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "kexec_load",
-    "kexec_file_load", "init_module", "finit_module", "delete_module", "bpf",
-    "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "ptrace",
-    "process_vm_readv", "process_vm_writev", "reboot", "swapon", "swapoff", "syslog",
-    "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "open_by_handle_at", "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "fsopen", "fsmount", "move_mount", "open_tree", "personality",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "syslog",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "open_by_handle_at",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "fsopen",
+    "fsmount",
+    "move_mount",
+    "open_tree",
+    "personality",
 };
 
 int agent_seccomp_prepare(void)
@@ -215,7 +246,8 @@ static int child_main(void *arg)
         child_fail(ef, "mount /proc");
     if (mount(AGENT_DEV, AGENT_ROOT "/dev", NULL, MS_BIND | MS_REC, NULL) < 0)
         child_fail(ef, "mount /dev");
-    if (mount("tmpfs", AGENT_ROOT "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m") < 0)
+    if (mount("tmpfs", AGENT_ROOT "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m") <
+        0)
         child_fail(ef, "mount /dev/shm");
     /* pivot_root(2) refuses the initramfs the agent runs from, so move the
      * workload root over "/" and chroot into it, as switch_root does; with
@@ -360,7 +392,14 @@ static bool get_bool(json_object *o, const char *key)
     return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
-enum kill_reason { KILLED_NONE, KILLED_WALL, KILLED_CPU, KILLED_OUTPUT, KILLED_HOST, KILLED_MEMORY };
+enum kill_reason {
+    KILLED_NONE,
+    KILLED_WALL,
+    KILLED_CPU,
+    KILLED_OUTPUT,
+    KILLED_HOST,
+    KILLED_MEMORY
+};
 
 struct run {
     struct conn *c;
@@ -488,8 +527,10 @@ static void send_exit(struct run *r, const struct limits *lim, const char *cg, u
     json_object *o = json_object_new_object();
     json_object_object_add(o, "verdict",
                            json_object_new_string(verdict_of(r, lim, cpu_us, ooms, pmax)));
-    json_object_object_add(o, "exit_code", json_object_new_int(WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1));
-    json_object_object_add(o, "signal", json_object_new_int(WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0));
+    json_object_object_add(o, "exit_code",
+                           json_object_new_int(WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1));
+    json_object_object_add(o, "signal",
+                           json_object_new_int(WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0));
     json_object_object_add(o, "cpu_time_ms", json_object_new_int64(cpu_us > 0 ? cpu_us / 1000 : 0));
     json_object_object_add(o, "wall_time_ms", json_object_new_int64((int64_t)(now_ms() - t0)));
     json_object_object_add(o, "max_memory_kb", json_object_new_int64(peak > 0 ? peak / 1024 : 0));
@@ -507,7 +548,7 @@ static void send_exit(struct run *r, const struct limits *lim, const char *cg, u
  * pressure: more than half of a one-second window fully stalled on memory
  * means the workload cannot run within its limit. */
 #define THRASH_WINDOW_MS 1000
-#define THRASH_STALL_US 500000
+#define THRASH_STALL_US  500000
 
 static int64_t memory_full_stall_us(const char *cg)
 {
@@ -583,7 +624,8 @@ static void run_loop(struct run *r, const struct limits *lim, const char *cg, ui
             r->killed = KILLED_WALL;
             cg_kill(cg);
         }
-        if (stall_start >= 0 && !r->exited && r->killed == KILLED_NONE && now_ms() - window_start >= THRASH_WINDOW_MS) {
+        if (stall_start >= 0 && !r->exited && r->killed == KILLED_NONE &&
+            now_ms() - window_start >= THRASH_WINDOW_MS) {
             int64_t stall = memory_full_stall_us(cg);
             if (stall - stall_start > THRASH_STALL_US) {
                 r->killed = KILLED_MEMORY;
@@ -626,11 +668,13 @@ int agent_exec(struct conn *c, json_object *req)
     };
     bool detach = get_bool(req, "detach");
     bool want_stdin = get_bool(req, "stdin") && !detach;
-    const char *cwd = json_object_object_get_ex(req, "cwd", &cwdv) ? json_object_get_string(cwdv) : "/";
+    const char *cwd =
+        json_object_object_get_ex(req, "cwd", &cwdv) ? json_object_get_string(cwdv) : "/";
 
     char cg[64];
     snprintf(cg, sizeof(cg), AGENT_CGROUP "/w%u", ++seq);
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, ep[2] = {-1, -1}, sp[2] = {-1, -1};
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, ep[2] = {-1, -1},
+        sp[2] = {-1, -1};
     int null = open(AGENT_DEV "/null", O_RDWR | O_CLOEXEC);
     int rc = -1;
     if (mkdir(cg, 0755) < 0) {
@@ -643,22 +687,29 @@ int agent_exec(struct conn *c, json_object *req)
         conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
         goto out_cg;
     }
-    if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(sp, O_CLOEXEC) < 0 || (want_stdin && pipe2(pin, O_CLOEXEC) < 0) ||
+    if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(sp, O_CLOEXEC) < 0 ||
+        (want_stdin && pipe2(pin, O_CLOEXEC) < 0) ||
         (!detach && (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0))) {
         conn_send_error(c, "exec: pipe: %s", strerror(errno));
         goto out_cg;
     }
     struct child_args a = {
-        .argv = argv, .envp = envp, .cwd = cwd, .cgroup = cg,
+        .argv = argv,
+        .envp = envp,
+        .cwd = cwd,
+        .cgroup = cg,
         .in = want_stdin ? pin[0] : null,
         .out = detach ? null : pout[1],
         .err = detach ? null : perr[1],
-        .errpipe = ep[1], .statpipe = sp[1], .lim = lim,
+        .errpipe = ep[1],
+        .statpipe = sp[1],
+        .lim = lim,
     };
     static char stack[256 << 10] __attribute__((aligned(16)));
     uint64_t t0 = now_ms();
-    pid_t pid = clone(child_main, stack + sizeof(stack),
-                      CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &a);
+    pid_t pid = clone(
+        child_main, stack + sizeof(stack),
+        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &a);
     if (pid < 0) {
         conn_send_error(c, "exec: clone: %s", strerror(errno));
         goto out_cg;

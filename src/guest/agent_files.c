@@ -134,7 +134,9 @@ int agent_put_file(struct conn *c, json_object *req)
     char fdpath[64];
     snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", dfd);
     int dirw = open(fdpath, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    int fd = dirw < 0 ? -1 : openat(dirw, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = dirw < 0
+                 ? -1
+                 : openat(dirw, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
         close(dfd);
@@ -160,7 +162,8 @@ int agent_put_file(struct conn *c, json_object *req)
     if (r < 0)
         return -1;
     if (werr == EIO)
-        return conn_send_error(c, "put_file %s: got %lld bytes, expected %lld", path, (long long)got, (long long)size);
+        return conn_send_error(c, "put_file %s: got %lld bytes, expected %lld", path,
+                               (long long)got, (long long)size);
     if (werr)
         return conn_send_error(c, "put_file %s: %s", path, strerror(werr));
     json_object *o = json_object_new_object();
@@ -202,7 +205,8 @@ int agent_get_file(struct conn *c, json_object *req)
     uint8_t buf[HULL_AGENT_CHUNK];
     int64_t left = st.st_size;
     while (r == 0 && left > 0) {
-        ssize_t n = read(fd, buf, (size_t)(left < (int64_t)sizeof(buf) ? left : (int64_t)sizeof(buf)));
+        ssize_t n =
+            read(fd, buf, (size_t)(left < (int64_t)sizeof(buf) ? left : (int64_t)sizeof(buf)));
         if (n <= 0)
             break;
         r = conn_send(c, HULL_FRAME_DATA, buf, (size_t)n);

@@ -93,7 +93,8 @@ int conn_frame(struct conn *c, struct frame *f)
         return 0;
     struct hull_agent_hdr h;
     memcpy(&h, c->buf, sizeof(h));
-    if (h.len > HULL_AGENT_MAX_FRAME || h.type < HULL_FRAME_REQ || h.type > HULL_FRAME_EXIT || h.flags || h.reserved) {
+    if (h.len > HULL_AGENT_MAX_FRAME || h.type < HULL_FRAME_REQ || h.type > HULL_FRAME_EXIT ||
+        h.flags || h.reserved) {
         /* Not a frame of ours: drop the magic and resync. */
         memmove(c->buf, c->buf + 1, c->len - 1);
         c->len -= 1;

@@ -132,7 +132,8 @@ static bool cmdline_has(const char *word)
         return false;
     size_t wl = strlen(word);
     for (char *p = buf; (p = strstr(p, word)); p += wl)
-        if ((p == buf || p[-1] == ' ') && (p[wl] == ' ' || p[wl] == '\n' || p[wl] == 0 || p[wl] == '='))
+        if ((p == buf || p[-1] == ' ') &&
+            (p[wl] == ' ' || p[wl] == '\n' || p[wl] == 0 || p[wl] == '='))
             return true;
     return false;
 }
@@ -164,7 +165,8 @@ static void setup_root(void)
         mkdir(AGENT_RW "/upper", 0755);
         mkdir(AGENT_RW "/work", 0755);
         must_mount("overlay", AGENT_ROOT, "overlay", MS_NODEV,
-                   "lowerdir=" AGENT_LOWER ",upperdir=" AGENT_RW "/upper,workdir=" AGENT_RW "/work");
+                   "lowerdir=" AGENT_LOWER ",upperdir=" AGENT_RW "/upper,workdir=" AGENT_RW
+                   "/work");
     } else {
         mkdir(AGENT_RW "/root", 0755);
         must_mount(AGENT_RW "/root", AGENT_ROOT, NULL, MS_BIND, NULL);
@@ -182,8 +184,12 @@ static void setup_root(void)
 static void setup_dev(void)
 {
     must_mount("tmpfs", AGENT_DEV, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
-    static const struct { const char *name; int maj, min; } nodes[] = {
-        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+    static const struct {
+        const char *name;
+        int maj, min;
+    } nodes[] = {
+        {"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
+        {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
     };
     for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
         char p[128];
@@ -354,9 +360,11 @@ static void serve(int port)
      * poll() reports POLLHUP at once and would spin. */
     if (fcntl(port, F_SETOWN, getpid()) < 0 || fcntl(port, F_SETFL, O_NONBLOCK | O_ASYNC) < 0)
         die("fcntl port: %s", strerror(errno));
-    agent_log("ready at %llu ms since boot (agent started at %llu, modules took %llu, root %llu, port %llu)",
-              (unsigned long long)boot_ms(), (unsigned long long)t_init, (unsigned long long)(t_modules - t_init),
-              (unsigned long long)(t_root - t_modules), (unsigned long long)(boot_ms() - t_root));
+    agent_log("ready at %llu ms since boot (agent started at %llu, modules took %llu, root %llu, "
+              "port %llu)",
+              (unsigned long long)boot_ms(), (unsigned long long)t_init,
+              (unsigned long long)(t_modules - t_init), (unsigned long long)(t_root - t_modules),
+              (unsigned long long)(boot_ms() - t_root));
     for (;;) {
         agent_reap_detached();
         bool was = c.connected;
@@ -376,7 +384,8 @@ static void serve(int port)
             handle(&c, &f);
             continue;
         }
-        struct pollfd pfd[2] = {{.fd = port, .events = POLLIN}, {.fd = agent_sigfd, .events = POLLIN}};
+        struct pollfd pfd[2] = {{.fd = port, .events = POLLIN},
+                                {.fd = agent_sigfd, .events = POLLIN}};
         poll(pfd, 2, -1);
         agent_drain_signals();
     }

@@ -55,6 +55,7 @@ int main(int argc, char **argv)
         printf("%s\n", r ? "cancelled" : "too late");
         return 0;
     }
-    fprintf(stderr, "usage: queuetool submit URL JSON | submit-many URL N JSON | result URL ID | cancel URL ID\n");
+    fprintf(stderr, "usage: queuetool submit URL JSON | submit-many URL N JSON | result URL ID | "
+                    "cancel URL ID\n");
     return 2;
 }

@@ -121,7 +121,8 @@ static void test_submit_refuses_bad_requests_before_connecting(void **state)
     hull_error err = NULL;
     assert_int_equal(hull_queue_submit("redis://127.0.0.1:1", "{\"cmd\": []}", &id, &err), -1);
     assert_null(id);
-    assert_string_equal(hull_error_msg(err), "queue submit: cmd: must be a non-empty array of strings");
+    assert_string_equal(hull_error_msg(err),
+                        "queue submit: cmd: must be a non-empty array of strings");
     hull_error_free(&err);
     assert_int_equal(hull_queue_submit("redis://127.0.0.1:1",
                                        "{\"cmd\": [\"true\"], \"max_attempts\": 101}", &id, &err),

@@ -124,8 +124,8 @@ static void test_audit_append_only(void **state)
 {
     struct fx *f = *state;
     hull_error err = NULL;
-    struct hull_audit_entry e = {.method = "POST", .path = "/v1/runs", .status = 401,
-                                 .outcome = "unauthorized"};
+    struct hull_audit_entry e = {
+        .method = "POST", .path = "/v1/runs", .status = 401, .outcome = "unauthorized"};
     assert_int_equal(hull_audit_append(f->st, &e, &err), 0);
     assert_int_equal(hull_store_exec(f->st, "UPDATE audit SET status = 200", NULL, 0, NULL, &err),
                      -1);

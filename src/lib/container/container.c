@@ -98,11 +98,11 @@ static int write_pid_file(const char *path, pid_t pid, hull_error *err)
 static int device_rules(const struct hull_spec *spec, struct hull_resources *r, hull_error *err)
 {
     static const struct hull_device_rule defaults[] = {
-        {true, 'c', -1, -1, "m"}, {true, 'b', -1, -1, "m"},   /* mknod */
-        {true, 'c', 1, 3, "rwm"}, {true, 'c', 1, 5, "rwm"},   /* null, zero */
-        {true, 'c', 1, 7, "rwm"}, {true, 'c', 1, 8, "rwm"},   /* full, random */
-        {true, 'c', 1, 9, "rwm"}, {true, 'c', 5, 0, "rwm"},   /* urandom, tty */
-        {true, 'c', 5, 1, "rwm"}, {true, 'c', 5, 2, "rwm"},   /* console, ptmx */
+        {true, 'c', -1, -1, "m"},    {true, 'b', -1, -1, "m"},    /* mknod */
+        {true, 'c', 1, 3, "rwm"},    {true, 'c', 1, 5, "rwm"},    /* null, zero */
+        {true, 'c', 1, 7, "rwm"},    {true, 'c', 1, 8, "rwm"},    /* full, random */
+        {true, 'c', 1, 9, "rwm"},    {true, 'c', 5, 0, "rwm"},    /* urandom, tty */
+        {true, 'c', 5, 1, "rwm"},    {true, 'c', 5, 2, "rwm"},    /* console, ptmx */
         {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}, /* pts, tun */
     };
     size_t nd = sizeof(defaults) / sizeof(defaults[0]);
@@ -120,8 +120,8 @@ static int device_rules(const struct hull_spec *spec, struct hull_resources *r, 
         const struct hull_device *d = &spec->linux_.devices[i];
         if (d->type == 'p')
             continue;
-        rules[k++] = (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major,
-                                               d->minor, "rwm"};
+        rules[k++] =
+            (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major, d->minor, "rwm"};
     }
     if (src)
         *r = *src; /* shallow: the other fields stay the spec's */
@@ -262,8 +262,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
      * --force handles (removing the default cgroup too). */
     if (!so->no_cgroup) {
         if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
-                                  so->lean_cgroup ? HULL_CGROUP_LEAN : 0,
-                               &c->cgroup, err) < 0)
+                                  so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0)
             goto fail;
         /* A container that sees cgroupfs must see all of its hierarchies;
          * otherwise only the ones accounting and limits need are joined. */
@@ -293,8 +292,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         c->launch.fifo_fd = openat(c->dirfd, HULL_EXEC_FIFO, O_RDWR | O_CLOEXEC);
         /* Opened here, by host root: the init may be an unprivileged uid
          * by the time it has something to say. */
-        c->launch.error_fd = openat(c->dirfd, HULL_EXEC_ERROR,
-                                    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        c->launch.error_fd =
+            openat(c->dirfd, HULL_EXEC_ERROR, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (c->launch.fifo_fd < 0 || c->launch.error_fd < 0) {
             hull_error_errno(err, "open %s", HULL_EXEC_FIFO);
             goto fail;
@@ -369,8 +368,7 @@ int hull_container_setup(const struct hull_runtime *rt, const struct hull_create
                          hull_error *err)
 {
     if (setup(rt, o, so, c, err) < 0)
-        return hull_error_prefix(err, "%s %s", so->verb ? so->verb : "create",
-                                 o->id ? o->id : "");
+        return hull_error_prefix(err, "%s %s", so->verb ? so->verb : "create", o->id ? o->id : "");
     return 0;
 }
 
@@ -504,8 +502,8 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
         hull_error pe = NULL;
         /* runtime-spec: a failing poststart hook is logged, not fatal. */
-        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj,
-                           &pe) < 0) {
+        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, &pe) <
+            0) {
             hull_warn("start %s: %s", id, hull_error_msg(pe));
             hull_error_free(&pe);
         }
@@ -606,8 +604,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     if (spec && spec->hooks.n_poststop) {
         char *sj = state_doc_text(cs, HULL_STATUS_STOPPED, 0);
         hull_error e = NULL;
-        if (hull_hooks_run(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, &e) <
-            0) {
+        if (hull_hooks_run(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, &e) < 0) {
             hull_warn("delete %s: %s", cs->id, hull_error_msg(e));
             hull_error_free(&e);
         }
@@ -660,10 +657,11 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
     enum hull_status st = status_of(dirfd, &cs, cg);
     hull_cgroup_free(cg);
     int ret = -1;
-    if (!force && (st == HULL_STATUS_RUNNING || st == HULL_STATUS_PAUSED ||
-                   st == HULL_STATUS_CREATING)) {
-        hull_error_set(err, EBUSY, "delete %s: cannot delete a container that is %s (stop it or "
-                                   "use --force)",
+    if (!force &&
+        (st == HULL_STATUS_RUNNING || st == HULL_STATUS_PAUSED || st == HULL_STATUS_CREATING)) {
+        hull_error_set(err, EBUSY,
+                       "delete %s: cannot delete a container that is %s (stop it or "
+                       "use --force)",
                        id, hull_status_name(st));
     } else if (hull_container_destroy(rt, dirfd, &cs, err) < 0) {
         hull_error_prefix(err, "delete %s", id);
@@ -788,8 +786,9 @@ char *hull_state_to_json(const struct hull_state *s, bool pretty)
         json_object_object_add(o, "annotations", a);
     }
     json_object_object_add(o, "owner", json_object_new_string(s->owner ? s->owner : ""));
-    int flags = JSON_C_TO_STRING_NOSLASHESCAPE |
-                (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN);
+    int flags =
+        JSON_C_TO_STRING_NOSLASHESCAPE |
+        (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN);
     char *t = strdup(json_object_to_json_string_ext(o, flags));
     json_object_put(o);
     return t;

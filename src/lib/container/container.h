@@ -15,18 +15,18 @@
 struct hull_setup_opts {
     struct hull_spec *spec;                    /* use this spec (caller keeps it) */
     const struct hull_seccomp_filter *seccomp; /* precompiled filter (caller keeps it) */
-    bool foreground;      /* the caller will send START and supervise */
-    bool die_with_parent; /* the container dies with the calling process */
-    bool no_cgroup;       /* process isolation: no cgroup at all */
-    const char *verb;     /* for messages: "create" (default), "run", ... */
-    const int *stdio;     /* 3 fds for the container's stdio; NULL = inherit ours */
-    bool loopback_up;     /* bring lo up in the new network namespace */
+    bool foreground;                           /* the caller will send START and supervise */
+    bool die_with_parent;                      /* the container dies with the calling process */
+    bool no_cgroup;                            /* process isolation: no cgroup at all */
+    const char *verb;                          /* for messages: "create" (default), "run", ... */
+    const int *stdio;       /* 3 fds for the container's stdio; NULL = inherit ours */
+    bool loopback_up;       /* bring lo up in the new network namespace */
     const char *export_dir; /* hand back an fd of this container directory */
     const struct hull_rootfs_extras *rootfs_extras;
     bool ephemeral_state; /* see struct hull_cstate.ephemeral */
     bool lean_cgroup;     /* HULL_CGROUP_LEAN: never paused, fewer hierarchies */
-    bool reaper;   /* the init stays as a reaper, the program is pid 2 (sandbox) */
-    int status_fd; /* with reaper: receives the program's wait status (an int) */
+    bool reaper;          /* the init stays as a reaper, the program is pid 2 (sandbox) */
+    int status_fd;        /* with reaper: receives the program's wait status (an int) */
 };
 
 /* Everything a created container holds while its creator still runs. */

@@ -196,15 +196,14 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     struct hull_process *p = &x->proc;
     if (o->process_path || o->process_json) {
         json_object *doc = NULL;
-        if (o->process_json ? hj_parse(o->process_json, strlen(o->process_json), "process", &doc,
-                                       err) < 0
-                            : hj_parse_file(o->process_path, &doc, err) < 0)
+        if (o->process_json
+                ? hj_parse(o->process_json, strlen(o->process_json), "process", &doc, err) < 0
+                : hj_parse_file(o->process_path, &doc, err) < 0)
             return hull_error_prefix(err, "--process");
         int r = hull_process_parse(doc, "process", p, err);
         json_object_put(doc);
         if (r < 0)
-            return hull_error_prefix(err, "--process %s",
-                                     o->process_path ? o->process_path : "");
+            return hull_error_prefix(err, "--process %s", o->process_path ? o->process_path : "");
     } else {
         if (o->args == NULL || o->args[0] == NULL)
             return hull_error_set(err, EINVAL, "no command given (and no --process)");
@@ -367,8 +366,8 @@ fail:
 static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
                    int *exit_status, hull_error *err)
 {
-    struct exec_ctx x = {.sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds,
-                         .stdio = o->stdio};
+    struct exec_ctx x = {
+        .sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds, .stdio = o->stdio};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         x.ns_fds[t] = -1;
     int ret = -1, dirfd = -1;
@@ -436,8 +435,8 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
         if (!o->detach && ret == 0) {
             /* Keystrokes go to the container's pty as they are, as with run. */
             struct termios saved;
-            bool raw = master >= 0 && isatty(STDIN_FILENO) &&
-                       hull_tty_raw(STDIN_FILENO, &saved) == 0;
+            bool raw =
+                master >= 0 && isatty(STDIN_FILENO) && hull_tty_raw(STDIN_FILENO, &saved) == 0;
             *exit_status = hull_exit_code(hull_supervise(pid, sfd, master));
             if (raw)
                 hull_tty_restore(STDIN_FILENO, &saved);

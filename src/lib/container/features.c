@@ -57,8 +57,9 @@ char *hull_features_json(void)
     json_object *f = json_object_new_object();
     json_object_object_add(f, "ociVersionMin", json_object_new_string("1.0.0"));
     json_object_object_add(f, "ociVersionMax", json_object_new_string(HULL_OCI_VERSION));
-    static const char *const hooks[] = {"prestart",       "createRuntime", "createContainer",
-                                        "startContainer", "poststart",     "poststop", NULL};
+    static const char *const hooks[] = {
+        "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop",
+        NULL};
     json_object_object_add(f, "hooks", strings(hooks));
     json_object *mo = json_object_new_array();
     for (size_t i = 0; i < hull_mount_option_count(); i++)

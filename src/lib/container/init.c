@@ -159,8 +159,8 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     if (hull_rootfs_prepare(&rfs, err) < 0)
         return -1;
     if (l->export_dir) {
-        cleanup_close int fd = hull_resolve_in_root(rfs.rootfd, l->export_dir,
-                                                    HULL_RESOLVE_DIRECTORY, err);
+        cleanup_close int fd =
+            hull_resolve_in_root(rfs.rootfd, l->export_dir, HULL_RESOLVE_DIRECTORY, err);
         if (fd < 0 || hull_sync_send_fd(l->child_fd, SYNC_EXPORT, fd, err) < 0)
             return hull_error_prefix(err, "export %s", l->export_dir);
     }
@@ -171,8 +171,7 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
      * here, before pivot_root takes that view away. */
     const struct hull_hooks *hk = &spec->hooks;
     char *state_json = NULL;
-    if (hk->n_prestart || hk->n_create_runtime || hk->n_create_container ||
-        hk->n_start_container) {
+    if (hk->n_prestart || hk->n_create_runtime || hk->n_create_container || hk->n_start_container) {
         if (hull_sync_send(l->child_fd, SYNC_HOOKS, 0, err) < 0 ||
             hull_sync_expect(l->child_fd, SYNC_HOOKS_DONE, &m, err) < 0)
             return -1;

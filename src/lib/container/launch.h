@@ -33,29 +33,29 @@
 struct hull_launch {
     /* inputs */
     const struct hull_spec *spec;
-    struct hull_cgroup *cgroup;              /* may be NULL (no cgroups) */
+    struct hull_cgroup *cgroup;                /* may be NULL (no cgroups) */
     const struct hull_seccomp_filter *seccomp; /* may be NULL */
     bool no_pivot;
-    bool foreground;  /* wait for SYNC_START instead of exec.fifo */
+    bool foreground;      /* wait for SYNC_START instead of exec.fifo */
     bool die_with_parent; /* keep PR_SET_PDEATHSIG(SIGKILL) into the container (sandbox) */
-    int fifo_fd;      /* exec.fifo opened O_RDWR, or -1 */
-    int error_fd;     /* exec.error opened for writing, or -1 (see hull_proc_report) */
-    int preserve_fds; /* fds 3 .. 3+n-1 survive into the container */
+    int fifo_fd;          /* exec.fifo opened O_RDWR, or -1 */
+    int error_fd;         /* exec.error opened for writing, or -1 (see hull_proc_report) */
+    int preserve_fds;     /* fds 3 .. 3+n-1 survive into the container */
     bool cgroup_at_birth; /* clone the init inside its cgroup (hull_cgroup_step_in) */
-    const char *keyring; /* join a new session keyring of this name (NULL: keep ours) */
+    const char *keyring;  /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
-    int stdio[3];     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
-    bool loopback_up; /* bring up lo in a new network namespace */
-    const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
+    int stdio[3];                     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
+    bool loopback_up;                 /* bring up lo in a new network namespace */
+    const char *export_dir;           /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
-    int exported_fd;  /* filled: the fd of export_dir, or -1 */
-    bool reaper;      /* the init stays as pid 1 and runs the program as pid 2 */
-    int status_fd;    /* with reaper: the program's wait status is written here */
+    int exported_fd; /* filled: the fd of export_dir, or -1 */
+    bool reaper;     /* the init stays as pid 1 and runs the program as pid 2 */
+    int status_fd;   /* with reaper: the program's wait status is written here */
 
     /* filled by hull_launch_spawn */
-    pid_t pid;       /* init's pid in the runtime's pid namespace */
-    int sync_fd;     /* runtime end of the sync socket */
-    int pty_master;  /* when process.terminal, else -1 */
+    pid_t pid;      /* init's pid in the runtime's pid namespace */
+    int sync_fd;    /* runtime end of the sync socket */
+    int pty_master; /* when process.terminal, else -1 */
 
     /* private to the two sides */
     int child_fd;
@@ -65,8 +65,8 @@ struct hull_launch {
 /* Fork the init and walk it to READY. On failure the init is killed and
  * reaped; the caller still owns the cgroup. hook_state builds the state JSON
  * handed to hooks (the pid is known only now). */
-int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
-                      void *arg, hull_error *err);
+int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
+                      hull_error *err);
 
 /* In a forked child: close every fd the runtime had open except the ones
  * this launch hands on (sync socket, fifo, log, copy-in sources; in stage 1

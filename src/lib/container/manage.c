@@ -55,8 +55,8 @@ fail:
     return -1;
 }
 
-int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids,
-                        size_t *count, hull_error *err)
+int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids, size_t *count,
+                        hull_error *err)
 {
     struct managed m;
     if (managed_open(rt, id, &m, err) < 0)
@@ -121,8 +121,8 @@ static void record_resources(json_object *config, json_object *update)
     }
 }
 
-int hull_container_update(const struct hull_runtime *rt, const char *id,
-                          const char *resources_json, hull_error *err)
+int hull_container_update(const struct hull_runtime *rt, const char *id, const char *resources_json,
+                          hull_error *err)
 {
     json_object *doc = NULL;
     struct hull_resources r = {0};

@@ -152,8 +152,8 @@ bool hull_lsm_apparmor_enabled(void)
 {
     char *v = NULL;
     hull_error e = NULL;
-    bool on = hull_read_file("/sys/module/apparmor/parameters/enabled", &v, NULL, &e) == 0 &&
-              v[0] == 'Y';
+    bool on =
+        hull_read_file("/sys/module/apparmor/parameters/enabled", &v, NULL, &e) == 0 && v[0] == 'Y';
     hull_error_free(&e);
     free(v);
     return on;
@@ -171,8 +171,8 @@ int hull_proc_check_lsm(const struct hull_process *proc, const char *path, hull_
         return hull_error_set(err, ENOTSUP,
                               "%s.apparmorProfile: AppArmor is not enabled on this host", path);
     if (proc->selinux_label && proc->selinux_label[0] && !hull_lsm_selinux_enabled())
-        return hull_error_set(err, ENOTSUP,
-                              "%s.selinuxLabel: SELinux is not enabled on this host", path);
+        return hull_error_set(err, ENOTSUP, "%s.selinuxLabel: SELinux is not enabled on this host",
+                              path);
     return 0;
 }
 

@@ -152,10 +152,15 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
     if (c.spec->hooks.n_poststart) {
         hull_error e = NULL;
         char *sj = NULL;
-        struct hull_state st = {.id = c.cs.id, .bundle = c.cs.bundle,
-                                .oci_version = c.cs.oci_version, .created = c.cs.created,
-                                .owner = c.cs.owner, .rootfs = c.cs.rootfs, .pid = c.launch.pid,
-                                .status = HULL_STATUS_RUNNING, .annotations = c.cs.annotations};
+        struct hull_state st = {.id = c.cs.id,
+                                .bundle = c.cs.bundle,
+                                .oci_version = c.cs.oci_version,
+                                .created = c.cs.created,
+                                .owner = c.cs.owner,
+                                .rootfs = c.cs.rootfs,
+                                .pid = c.launch.pid,
+                                .status = HULL_STATUS_RUNNING,
+                                .annotations = c.cs.annotations};
         sj = hull_state_to_json(&st, false);
         if (hull_hooks_run(c.spec->hooks.poststart, c.spec->hooks.n_poststart, "poststart", sj,
                            &e) < 0) {

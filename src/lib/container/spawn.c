@@ -60,8 +60,8 @@ __attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
 
     /* Join the user namespace first so the other joins and unshares are
      * judged against it; without one, join the rest while still host-root. */
-    static const enum hull_ns_type order[] = {HULL_NS_USER, HULL_NS_MNT, HULL_NS_NET,
-                                              HULL_NS_IPC,  HULL_NS_UTS, HULL_NS_PID,
+    static const enum hull_ns_type order[] = {HULL_NS_USER,   HULL_NS_MNT, HULL_NS_NET,
+                                              HULL_NS_IPC,    HULL_NS_UTS, HULL_NS_PID,
                                               HULL_NS_CGROUP, HULL_NS_TIME};
     if (hull_ns_join(l->join_fds, order, sizeof(order) / sizeof(order[0]), &err) < 0)
         goto fail;
@@ -156,8 +156,8 @@ static int start_stage1(struct hull_launch *l, hull_error *err)
     return -1;
 }
 
-int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
-                      void *arg, hull_error *err)
+int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
+                      hull_error *err)
 {
     const struct hull_spec *spec = l->spec;
     const struct hull_linux *lx = &spec->linux_;
@@ -229,8 +229,8 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
             const struct hull_hooks *hk = &spec->hooks;
             int r = hull_hooks_run(hk->prestart, hk->n_prestart, "prestart", state, err);
             if (r == 0)
-                r = hull_hooks_run(hk->create_runtime, hk->n_create_runtime, "createRuntime",
-                                   state, err);
+                r = hull_hooks_run(hk->create_runtime, hk->n_create_runtime, "createRuntime", state,
+                                   err);
             if (r == 0)
                 r = hull_sync_send_text(l->sync_fd, SYNC_HOOKS_DONE, state ? state : "{}", err);
             free(state);

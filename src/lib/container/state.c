@@ -51,8 +51,7 @@ int hull_id_validate(const char *id, hull_error *err)
     return 0;
 }
 
-int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd,
-                     hull_error *err)
+int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
         return -1;
@@ -123,8 +122,8 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
     if (s->cgroup)
         json_object_object_add(o, "cgroup", json_object_get(s->cgroup));
     const char *text = hj_to_string(o);
-    int r = hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600,
-                                    !s->ephemeral, err);
+    int r =
+        hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, !s->ephemeral, err);
     json_object_put(o);
     return r;
 }

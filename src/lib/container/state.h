@@ -33,8 +33,7 @@ void hull_cstate_free(struct hull_cstate *s);
 
 /* Open (or create, failing with EEXIST) <root>/<id>; returns a locked dir fd.
  * The root itself is created 0700 when missing. */
-int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd,
-                     hull_error *err);
+int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err);
 int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err);
 /* ENOENT in *err when state.json is missing (a crash before the first write). */
 int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err);

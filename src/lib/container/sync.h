@@ -10,26 +10,26 @@
 #include "hull.h"
 
 enum hull_sync_type {
-    SYNC_ERROR = 1,     /* init -> runtime: setup failed, text says why */
-    SYNC_USERMAP,       /* init -> runtime: please write my uid/gid maps (value = pid) */
-    SYNC_USERMAP_DONE,  /* runtime -> init */
-    SYNC_PID,           /* stage-1 helper -> runtime: the init's pid */
-    SYNC_CGROUP_DONE,   /* runtime -> init: you are in your cgroup, limits set */
-    SYNC_HOOKS,         /* init -> runtime: namespaces ready, run createRuntime hooks */
-    SYNC_HOOKS_DONE,    /* runtime -> init */
-    SYNC_PTY,           /* init -> runtime: the pty master (fd attached) */
-    SYNC_EXPORT,        /* init -> runtime: fd of launch.export_dir (fd attached) */
-    SYNC_SECCOMP,       /* init -> runtime: seccomp notify listener (fd attached) */
-    SYNC_READY,         /* init -> runtime: waiting for start */
-    SYNC_START,         /* runtime -> init: exec now (foreground run) */
-    SYNC_DETACH,        /* runtime -> init: your pid is recorded; stop dying with me */
-    SYNC_DETACHED,      /* init -> runtime: done, the runtime may exit */
+    SYNC_ERROR = 1,    /* init -> runtime: setup failed, text says why */
+    SYNC_USERMAP,      /* init -> runtime: please write my uid/gid maps (value = pid) */
+    SYNC_USERMAP_DONE, /* runtime -> init */
+    SYNC_PID,          /* stage-1 helper -> runtime: the init's pid */
+    SYNC_CGROUP_DONE,  /* runtime -> init: you are in your cgroup, limits set */
+    SYNC_HOOKS,        /* init -> runtime: namespaces ready, run createRuntime hooks */
+    SYNC_HOOKS_DONE,   /* runtime -> init */
+    SYNC_PTY,          /* init -> runtime: the pty master (fd attached) */
+    SYNC_EXPORT,       /* init -> runtime: fd of launch.export_dir (fd attached) */
+    SYNC_SECCOMP,      /* init -> runtime: seccomp notify listener (fd attached) */
+    SYNC_READY,        /* init -> runtime: waiting for start */
+    SYNC_START,        /* runtime -> init: exec now (foreground run) */
+    SYNC_DETACH,       /* runtime -> init: your pid is recorded; stop dying with me */
+    SYNC_DETACHED,     /* init -> runtime: done, the runtime may exit */
 };
 
 struct hull_sync_msg {
     int type;
     int value;
-    int fd;         /* received fd, or -1 */
+    int fd; /* received fd, or -1 */
     char text[3072];
 };
 

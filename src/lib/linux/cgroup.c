@@ -232,7 +232,7 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
 static const uint32_t lean_joined = CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_CPUACCT);
 
 int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
-                       struct hull_cgroup **out, hull_error *err)
+                          struct hull_cgroup **out, hull_error *err)
 {
     *out = NULL;
     const struct cg_layout *L = cg_layout_get(err);
@@ -293,7 +293,7 @@ int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd
     for (size_t i = 0; i < L->n; i++) {
         const struct cg_hier *h = &L->h[i];
         bool lean = flags & HULL_CGROUP_LEAN;
-        bool want = h->v2      ? !(lean && L->mode == HULL_CGROUP_HYBRID)
+        bool want = h->v2           ? !(lean && L->mode == HULL_CGROUP_HYBRID)
                     : h->ctrls == 0 ? !lean
                                     : (h->ctrls & (lean ? lean_joined : always_joined)) != 0;
         if (want && cg_join(cg, i, err) < 0)

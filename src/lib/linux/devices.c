@@ -44,9 +44,8 @@ static int make_device(int rootfd, const struct hull_device *d, bool userns, hul
     char parent[PATH_MAX], name[PATH_MAX];
     snprintf(parent, sizeof(parent), "%s", d->path);
     snprintf(name, sizeof(name), "%s", d->path);
-    cleanup_close int dirfd =
-        hull_resolve_in_root(rootfd, dirname(parent), HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY,
-                             err);
+    cleanup_close int dirfd = hull_resolve_in_root(
+        rootfd, dirname(parent), HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
     if (dirfd < 0)
         return -1;
     const char *base = basename(name);

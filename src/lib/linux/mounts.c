@@ -78,8 +78,8 @@ static int bind_mount_from(int srcfd, const char *src, int destfd, const struct 
                            unsigned long extra_set, bool recursive, hull_error *err)
 {
     unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
-    cleanup_close int tree = srcfd >= 0 ? open_tree(srcfd, "", flags | AT_EMPTY_PATH)
-                                        : open_tree(AT_FDCWD, src, flags);
+    cleanup_close int tree =
+        srcfd >= 0 ? open_tree(srcfd, "", flags | AT_EMPTY_PATH) : open_tree(AT_FDCWD, src, flags);
     if (tree < 0)
         return hull_error_errno(err, "bind %s", src);
 
@@ -107,8 +107,8 @@ static int bind_mount(const char *src, int destfd, const struct hull_mount *m,
     return bind_mount_from(-1, src, destfd, m, extra_set, recursive, err);
 }
 
-int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive,
-                   bool readonly, hull_error *err)
+int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive, bool readonly,
+                   hull_error *err)
 {
     struct stat st;
     if (stat(src, &st) < 0)
@@ -125,8 +125,7 @@ int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive
  * here (/etc, /run); deep ones recurse. */
 static int copy_tree(int from, int to, hull_error *err);
 
-static int copy_entry(int from, int to, const char *name, const struct stat *st,
-                      hull_error *err)
+static int copy_entry(int from, int to, const char *name, const struct stat *st, hull_error *err)
 {
     if (S_ISDIR(st->st_mode)) {
         if (mkdirat(to, name, st->st_mode & 07777) < 0 && errno != EEXIST)
@@ -224,9 +223,8 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
         return 0;
     }
 
-    cleanup_close int destfd =
-        hull_resolve_in_root(r->rootfd, m->destination, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY,
-                             err);
+    cleanup_close int destfd = hull_resolve_in_root(
+        r->rootfd, m->destination, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
     if (destfd < 0)
         return hull_error_prefix(err, "mounts[%zu].destination", index);
 
@@ -256,13 +254,12 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
                        ? hull_error_prefix(err, "mounts[%zu]", index)
                        : 0;
         errno = e;
-        return hull_error_errno(err, "mounts[%zu]: mount %s on %s", index, m->type,
-                                m->destination);
+        return hull_error_errno(err, "mounts[%zu]: mount %s on %s", index, m->type, m->destination);
     }
     if (below >= 0 || m->propagation || m->attr_set || m->attr_clr) {
         /* Reopen the destination: destfd still names the covered directory. */
-        cleanup_close int top = hull_resolve_in_root(r->rootfd, m->destination,
-                                                     HULL_RESOLVE_DIRECTORY, err);
+        cleanup_close int top =
+            hull_resolve_in_root(r->rootfd, m->destination, HULL_RESOLVE_DIRECTORY, err);
         if (top < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
         if (below >= 0) {
@@ -303,8 +300,8 @@ static int write_root_file(int rootfd, const struct hull_root_file *f, hull_erro
 {
     if (S_ISDIR(f->mode)) {
         /* A directory with its owner (the sandbox's /tmp/... for its user). */
-        cleanup_close int dfd = hull_resolve_in_root(
-            rootfd, f->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        cleanup_close int dfd =
+            hull_resolve_in_root(rootfd, f->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
         char fdp[32];
         if (dfd < 0)
             return hull_error_prefix(err, "mkdir %s", f->path);
@@ -326,8 +323,8 @@ static int write_root_file(int rootfd, const struct hull_root_file *f, hull_erro
             return dir < 0 ? -1 : hull_error_errno(err, "symlink %s", f->path);
         return 0;
     }
-    cleanup_close int fd = hull_resolve_in_root(rootfd, f->path,
-                                                HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW, err);
+    cleanup_close int fd =
+        hull_resolve_in_root(rootfd, f->path, HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW, err);
     if (fd < 0)
         return hull_error_prefix(err, "write %s", f->path);
     char fdp[32];
@@ -363,8 +360,7 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
         /* A root that exists only in this mount namespace: the mount points
          * made below vanish with it. Small: it holds directories and a few
          * text files; the root is read-only once assembled. */
-        if (mount("tmpfs", spec->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") <
-            0)
+        if (mount("tmpfs", spec->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
             return hull_error_errno(err, "mount tmpfs root on %s", spec->rootfs);
     } else if (mount(spec->rootfs, spec->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
         /* pivot_root needs the new root to be a mount point. */
@@ -464,8 +460,9 @@ static int empty_tmpfs_on(int destfd, hull_error *err)
         fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return hull_error_errno(err, "configure tmpfs");
-    cleanup_close int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                                             MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    cleanup_close int mnt =
+        fsmount(fs, FSMOUNT_CLOEXEC,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
     if (mnt < 0)
         return hull_error_errno(err, "fsmount tmpfs");
     if (move_mount(mnt, "", destfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)

@@ -35,10 +35,10 @@ struct hull_rootfs_extras {
 
 struct hull_rootfs {
     const struct hull_spec *spec;
-    struct hull_cgroup *cgroup; /* for "cgroup" mounts; may be NULL */
-    bool userns;                /* in a new user namespace: no mknod, locked mounts */
-    bool cgroupns;              /* in a new cgroup namespace */
-    int rootfd;                 /* O_PATH fd of the bound rootfs, set by prepare */
+    struct hull_cgroup *cgroup;              /* for "cgroup" mounts; may be NULL */
+    bool userns;                             /* in a new user namespace: no mknod, locked mounts */
+    bool cgroupns;                           /* in a new cgroup namespace */
+    int rootfd;                              /* O_PATH fd of the bound rootfs, set by prepare */
     const struct hull_rootfs_extras *extras; /* may be NULL */
 };
 
@@ -59,7 +59,7 @@ int hull_rootfs_protect(struct hull_rootfs *r, hull_error *err);
 
 /* Make a bind mount of the host path src at dest inside rootfd (used for
  * devices in a user namespace and by the sandbox). */
-int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive,
-                   bool readonly, hull_error *err);
+int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive, bool readonly,
+                   hull_error *err);
 
 #endif

@@ -55,13 +55,12 @@ int hull_ns_open_joins(const struct hull_linux *l, int fds[HULL_NS_COUNT], hull_
          * fail later, after things were created; check it now. */
         int type = ioctl(fds[t], NS_GET_NSTYPE);
         if (type < 0) {
-            hull_error_set(err, EINVAL, "linux.namespaces: %s is not a namespace",
-                           l->ns[t].path);
+            hull_error_set(err, EINVAL, "linux.namespaces: %s is not a namespace", l->ns[t].path);
             goto fail;
         }
         if (type != hull_ns_clone_flag(t)) {
-            hull_error_set(err, EINVAL, "linux.namespaces: %s is not a %s namespace",
-                           l->ns[t].path, hull_ns_name(t));
+            hull_error_set(err, EINVAL, "linux.namespaces: %s is not a %s namespace", l->ns[t].path,
+                           hull_ns_name(t));
             goto fail;
         }
     }
@@ -71,8 +70,7 @@ fail:
     return -1;
 }
 
-int hull_ns_join(int fds[HULL_NS_COUNT], const enum hull_ns_type *order, size_t n,
-                 hull_error *err)
+int hull_ns_join(int fds[HULL_NS_COUNT], const enum hull_ns_type *order, size_t n, hull_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         enum hull_ns_type t = order[i];

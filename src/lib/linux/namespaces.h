@@ -21,8 +21,7 @@ void hull_ns_close_joins(int fds[HULL_NS_COUNT]);
 
 /* setns() into the opened namespaces of the given types, in the order given
  * (user first when present, so the rest are owned by it). */
-int hull_ns_join(int fds[HULL_NS_COUNT], const enum hull_ns_type *order, size_t n,
-                 hull_error *err);
+int hull_ns_join(int fds[HULL_NS_COUNT], const enum hull_ns_type *order, size_t n, hull_error *err);
 
 /* Write /proc/PID/{uid_map,gid_map} (and setgroups when needed). */
 int hull_ns_write_id_maps(pid_t pid, const struct hull_linux *l, hull_error *err);

@@ -30,7 +30,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 
-#define DISK_DIR "/run/hull/seccomp"
+#define DISK_DIR   "/run/hull/seccomp"
 #define DISK_MAGIC "HULLBPF1"
 
 struct disk_header {

@@ -162,9 +162,9 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
          * leftover. */
         struct stat st;
         int pid = id_pid(de->d_name);
-        bool leftover = alive == 0 ||
-                        (alive < 0 && ((pid > 0 && !hull_pid_alive(pid, 0)) ||
-                                       (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60)));
+        bool leftover =
+            alive == 0 || (alive < 0 && ((pid > 0 && !hull_pid_alive(pid, 0)) ||
+                                         (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60)));
         hull_error_free(&e);
         close(fd);
         if (!leftover)

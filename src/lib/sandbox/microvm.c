@@ -27,14 +27,16 @@ static const char *vm_unavailable(void)
 static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
 {
     if (p->n_binds)
-        return hull_error_set(err, ENOTSUP, "bind: host binds are not available at microvm "
-                                            "isolation (use --copy-in)");
+        return hull_error_set(err, ENOTSUP,
+                              "bind: host binds are not available at microvm "
+                              "isolation (use --copy-in)");
     if (p->network_host)
         return hull_error_set(err, ENOTSUP,
                               "network: a microVM has no network; --network host is refused");
     if (p->seccomp_path)
-        return hull_error_set(err, ENOTSUP, "seccomp: the microVM's agent applies its own "
-                                            "profile; --seccomp is refused at microvm isolation");
+        return hull_error_set(err, ENOTSUP,
+                              "seccomp: the microVM's agent applies its own "
+                              "profile; --seccomp is refused at microvm isolation");
     return 0;
 }
 
@@ -105,7 +107,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
     size_t n_in = p->n_copy_in + p->n_files;
     struct hull_vm_file *in = calloc(n_in ? n_in : 1, sizeof(*in));
     struct hull_vm_file *out = calloc(p->n_copy_out ? p->n_copy_out : 1, sizeof(*out));
-    char (*staged)[PATH_MAX] = calloc(p->n_files ? p->n_files : 1, PATH_MAX);
+    char(*staged)[PATH_MAX] = calloc(p->n_files ? p->n_files : 1, PATH_MAX);
     char dir[64] = "";
     char *stdin_buf = NULL;
     size_t stdin_len = 0;

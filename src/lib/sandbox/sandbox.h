@@ -16,11 +16,11 @@
 #define HULL_SANDBOX_UID 1000u
 /* Container uids 0..65535 map to host uids base..base+65535: root inside is
  * an unprivileged nobody outside. */
-#define HULL_SANDBOX_ID_RANGE 65536u
-#define HULL_SANDBOX_UID_BASE 1000000000u
-#define HULL_SANDBOX_MAX_FILES 96 /* root files: layout, copies, their directories */
+#define HULL_SANDBOX_ID_RANGE   65536u
+#define HULL_SANDBOX_UID_BASE   1000000000u
+#define HULL_SANDBOX_MAX_FILES  96 /* root files: layout, copies, their directories */
 #define HULL_SANDBOX_MAX_COPIES 32 /* copy-in + inline files of one policy */
-#define HULL_SANDBOX_ROOT "/run/hull/sandbox"
+#define HULL_SANDBOX_ROOT       "/run/hull/sandbox"
 /* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
  * user, an unprivileged host uid, must reach the directory it is bound from. */
 #define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"
@@ -36,7 +36,7 @@ struct hull_sandbox_layout {
     size_t n_links;
     char passwd[512], group[256];
     char skeleton[256]; /* the shared root, when the layout allows one */
-    uint32_t uid; /* the workload's uid inside */
+    uint32_t uid;       /* the workload's uid inside */
 };
 
 /* Build the spec (and the files the init writes) for a policy. */
@@ -61,9 +61,8 @@ int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const cha
 /* The shared read-only root of the default layout (skeleton.c): mount
  * points for mounts, plus the pre-mount files; built under base once per
  * distinct content. path receives its location. */
-int hull_sandbox_skeleton(const char *base, json_object *mounts,
-                          const struct hull_root_file *files, size_t n, char *path, size_t len,
-                          hull_error *err);
+int hull_sandbox_skeleton(const char *base, json_object *mounts, const struct hull_root_file *files,
+                          size_t n, char *path, size_t len, hull_error *err);
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never

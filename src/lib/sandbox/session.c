@@ -62,7 +62,9 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
 {
     *out = NULL;
     if (p->isolation == HULL_ISOLATION_MICROVM)
-        return hull_error_set(err, ENOTSUP, "isolation microvm: long-lived microVM sandboxes are not supported (one-shot runs are)");
+        return hull_error_set(err, ENOTSUP,
+                              "isolation microvm: long-lived microVM sandboxes are not supported "
+                              "(one-shot runs are)");
     struct hull_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");

@@ -12,8 +12,14 @@ int hull_audit_append(struct hull_store *s, const struct hull_audit_entry *e, hu
     char now[40], status[16];
     hull_rfc3339_now(now, sizeof(now));
     snprintf(status, sizeof(status), "%d", e->status);
-    const char *args[] = {now, e->token, e->tenant, e->role, e->method ? e->method : "",
-                          e->path ? e->path : "", e->target, status,
+    const char *args[] = {now,
+                          e->token,
+                          e->tenant,
+                          e->role,
+                          e->method ? e->method : "",
+                          e->path ? e->path : "",
+                          e->target,
+                          status,
                           e->outcome ? e->outcome : ""};
     if (hull_store_exec(s,
                         "INSERT INTO audit (time, token, tenant, role, method, path, target, "
@@ -23,8 +29,8 @@ int hull_audit_append(struct hull_store *s, const struct hull_audit_entry *e, hu
     return 0;
 }
 
-json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t since_id,
-                             int limit, hull_error *err)
+json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t since_id, int limit,
+                             hull_error *err)
 {
     char since[32], lim[16];
     snprintf(since, sizeof(since), "%lld", (long long)since_id);

@@ -68,8 +68,8 @@ static int parse_job(const char *job_json, struct job *j, hull_error *err)
     int64_t v = 0;
     bool present = false;
     int r = -1;
-    if (hj_int_range(doc, "", "max_attempts", 1, HULL_QUEUE_MAX_ATTEMPTS_LIMIT, &v, &present,
-                     err) < 0 ||
+    if (hj_int_range(doc, "", "max_attempts", 1, HULL_QUEUE_MAX_ATTEMPTS_LIMIT, &v, &present, err) <
+            0 ||
         take_string(doc, "tenant", &j->tenant, err) < 0 ||
         take_string(doc, "run_id", &j->run_id, err) < 0)
         goto out;
@@ -89,8 +89,8 @@ out:
 }
 
 /* HSET key field value ... for the fields that are set. */
-static int append_job_hash(redisContext *c, const char *key, const struct job *j,
-                           const char *now, hull_error *err)
+static int append_job_hash(redisContext *c, const char *key, const struct job *j, const char *now,
+                           hull_error *err)
 {
     char max[16];
     snprintf(max, sizeof(max), "%d", j->max_attempts);
@@ -111,8 +111,7 @@ static int append_job_hash(redisContext *c, const char *key, const struct job *j
     return hull_redis_appendv(c, err, n, argv);
 }
 
-int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
-                      hull_error *err)
+int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id, hull_error *err)
 {
     *job_id = NULL;
     if (job_json == NULL)

@@ -16,14 +16,14 @@
 /* A job id: 32 lowercase hex digits (128 random bits). */
 #define HULL_QUEUE_ID_LEN 32
 /* A request is at most this big (the REST API's body limit is smaller). */
-#define HULL_QUEUE_MAX_REQUEST (64u << 20)
+#define HULL_QUEUE_MAX_REQUEST        (64u << 20)
 #define HULL_QUEUE_MAX_ATTEMPTS_LIMIT 100
 
 /* Key names; buf must hold HULL_QUEUE_KEY_MAX bytes. */
 #define HULL_QUEUE_KEY_MAX 512
 const char *hull_queue_key(char *buf, const char *kind, const char *name);
-#define HULL_QUEUE_JOBS HULL_QUEUE_PREFIX "jobs"
-#define HULL_QUEUE_DEAD HULL_QUEUE_PREFIX "dead"
+#define HULL_QUEUE_JOBS    HULL_QUEUE_PREFIX "jobs"
+#define HULL_QUEUE_DEAD    HULL_QUEUE_PREFIX "dead"
 #define HULL_QUEUE_WORKERS HULL_QUEUE_PREFIX "workers"
 
 /* True for a well-formed job id (it becomes part of key names). */
@@ -31,12 +31,12 @@ bool hull_queue_id_valid(const char *id);
 
 struct hull_queue_worker_opts {
     const char *redis_url;
-    const char *name;           /* unique among live workers; NULL: HOSTNAME:PID */
-    unsigned concurrency;       /* jobs at once, each in its own child (default 1) */
-    unsigned heartbeat_ms;      /* default 1000; the heartbeat lives 3 times that */
-    unsigned reap_interval_ms;  /* default 2 x heartbeat_ms */
-    unsigned max_attempts;      /* starts per job before the dead-letter list (default 3) */
-    unsigned result_ttl_s;      /* how long results and finished jobs stay (default 3600) */
+    const char *name;          /* unique among live workers; NULL: HOSTNAME:PID */
+    unsigned concurrency;      /* jobs at once, each in its own child (default 1) */
+    unsigned heartbeat_ms;     /* default 1000; the heartbeat lives 3 times that */
+    unsigned reap_interval_ms; /* default 2 x heartbeat_ms */
+    unsigned max_attempts;     /* starts per job before the dead-letter list (default 3) */
+    unsigned result_ttl_s;     /* how long results and finished jobs stay (default 3600) */
     /* Set (by the caller's SIGTERM handler) to stop taking jobs, finish
      * those running, deregister and return. */
     volatile sig_atomic_t *stop;

@@ -82,9 +82,9 @@ static const char start_lua[] = SETTLE_LUA
     "return {'run', redis.call('HGET', job, 'request') or ''}\n";
 
 /* KEYS: processing. ARGV: prefix, id, why, now. */
-static const char fail_lua[] = SETTLE_LUA
-    "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return 'gone' end\n"
-    "return fail(P .. 'job:' .. ARGV[2], ARGV[2], ARGV[3], ARGV[4])\n";
+static const char fail_lua[] =
+    SETTLE_LUA "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return 'gone' end\n"
+               "return fail(P .. 'job:' .. ARGV[2], ARGV[2], ARGV[3], ARGV[4])\n";
 
 /* KEYS: processing. ARGV: prefix, id, ttl, now. */
 static const char ack_lua[] =
@@ -98,9 +98,9 @@ static const char ack_lua[] =
     "return 'ok'\n";
 
 /* KEYS: processing. ARGV: prefix, id, why, max_attempts, now. */
-static const char release_lua[] = SETTLE_LUA
-    "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return 'gone' end\n"
-    "return settle(ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])\n";
+static const char release_lua[] =
+    SETTLE_LUA "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return 'gone' end\n"
+               "return settle(ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])\n";
 
 const char *hull_queue_key(char *buf, const char *kind, const char *name)
 {
@@ -168,15 +168,14 @@ int hull_queue_start(redisContext *c, const char *worker, const char *id, unsign
     char proc[HULL_QUEUE_KEY_MAX], max[16], now[64];
     snprintf(max, sizeof(max), "%u", max_attempts);
     hull_rfc3339_now(now, sizeof(now));
-    const char *args[] = {hull_queue_key(proc, "processing", worker),
-                          HULL_QUEUE_PREFIX, worker, id, max, now, NULL};
+    const char *args[] = {
+        hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, worker, id, max, now, NULL};
     *request = NULL;
     redisReply *r = eval(c, start_lua, 1, args, err);
     if (r == NULL)
         return hull_error_prefix(err, "start job %s", id);
-    const char *what = r->type == REDIS_REPLY_ARRAY && r->elements >= 1
-                           ? hull_redis_str(r->element[0])
-                           : NULL;
+    const char *what =
+        r->type == REDIS_REPLY_ARRAY && r->elements >= 1 ? hull_redis_str(r->element[0]) : NULL;
     int ret = HULL_QUEUE_DEAD_LETTERED;
     if (what && strcmp(what, "run") == 0 && r->elements == 2) {
         const char *req = hull_redis_str(r->element[1]);
@@ -208,8 +207,8 @@ int hull_queue_fail(redisContext *c, const char *worker, const char *id, const c
 {
     char proc[HULL_QUEUE_KEY_MAX], now[64];
     hull_rfc3339_now(now, sizeof(now));
-    const char *args[] = {hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, id, why,
-                          now, NULL};
+    const char *args[] = {
+        hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, id, why, now, NULL};
     return simple_eval(c, fail_lua, "dead-letter", id, args, err);
 }
 
@@ -228,8 +227,8 @@ int hull_queue_finish(redisContext *c, const char *worker, const char *id, const
     /* A crash here leaves a result and a claimed job: whoever settles the
      * job next (reaper, claimer) sees the result and only acknowledges. */
     hull_rfc3339_now(now, sizeof(now));
-    const char *args[] = {hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, id, ttl,
-                          now, NULL};
+    const char *args[] = {
+        hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, id, ttl, now, NULL};
     return simple_eval(c, ack_lua, "acknowledge", id, args, err);
 }
 
@@ -239,7 +238,7 @@ int hull_queue_release(redisContext *c, const char *worker, const char *id, cons
     char proc[HULL_QUEUE_KEY_MAX], max[16], now[64];
     snprintf(max, sizeof(max), "%u", max_attempts);
     hull_rfc3339_now(now, sizeof(now));
-    const char *args[] = {hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, id, why,
-                          max, now, NULL};
+    const char *args[] = {
+        hull_queue_key(proc, "processing", worker), HULL_QUEUE_PREFIX, id, why, max, now, NULL};
     return simple_eval(c, release_lua, "release", id, args, err);
 }

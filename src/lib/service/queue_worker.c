@@ -29,16 +29,16 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define MS 1000000ull
-#define MAX_CONCURRENCY 256
+#define MS               1000000ull
+#define MAX_CONCURRENCY  256
 #define RECONNECT_MAX_MS 2000
 /* A child keeps trying to hand its result to Redis this long. */
 #define CHILD_STORE_PATIENCE_MS 60000
 
 struct slot {
-    pid_t pid;                       /* the child running the job, 0 when none */
-    char id[HULL_QUEUE_ID_LEN + 1];  /* the job, "" when the slot is free */
-    char why[128];                   /* set when the child failed: release the job */
+    pid_t pid;                      /* the child running the job, 0 when none */
+    char id[HULL_QUEUE_ID_LEN + 1]; /* the job, "" when the slot is free */
+    char why[128];                  /* set when the child failed: release the job */
 };
 
 struct worker {
@@ -48,11 +48,11 @@ struct worker {
     char ttl_ms[24], block_s[24];
     redisContext *c;
     struct slot *slots;
-    unsigned busy;                   /* slots with an id */
+    unsigned busy; /* slots with an id */
     uint64_t next_heartbeat, next_reap, retry_at;
     unsigned backoff_ms;
-    bool brpoplpush;                 /* Redis older than 6.2: no BLMOVE */
-    bool reconnected;                /* look for claims whose reply was lost */
+    bool brpoplpush;  /* Redis older than 6.2: no BLMOVE */
+    bool reconnected; /* look for claims whose reply was lost */
     pid_t self;
     sigset_t chld, old_mask;
 };
@@ -215,8 +215,8 @@ static bool child_report(struct worker *w, const char *id, const char *result, c
     }
 }
 
-static void __attribute__((noreturn)) child_main(struct worker *w, const char *id,
-                                                 const struct hull_policy *p)
+static void __attribute__((noreturn))
+child_main(struct worker *w, const char *id, const struct hull_policy *p)
 {
     /* Die with the worker: a job outliving its worker would run twice
      * (the reaper requeues it) and hold a slot nobody counts. */
@@ -412,8 +412,7 @@ static void reclaim_strays(struct worker *w)
             check_conn(w, &e);
             break;
         }
-        hull_log(HULL_LOG_INFO, "queue worker %s: job %s released after reconnecting", w->name,
-                 id);
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s released after reconnecting", w->name, id);
     }
     freeReplyObject(l);
 }
@@ -462,8 +461,8 @@ static int setup(struct worker *w, const struct hull_queue_worker_opts *o, hull_
         snprintf(w->name, sizeof(w->name), "%s:%d", host, (int)getpid());
     }
     if (strlen(w->name) > 200 || w->name[0] == '\0' || strpbrk(w->name, " \t\n\r{}") != NULL)
-        return hull_error_set(err, EINVAL, "worker name '%s': 1-200 characters, no spaces or braces",
-                              w->name);
+        return hull_error_set(err, EINVAL,
+                              "worker name '%s': 1-200 characters, no spaces or braces", w->name);
     hull_queue_key(w->proc_key, "processing", w->name);
     hull_queue_key(w->alive_key, "alive", w->name);
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%u", 3 * w->o.heartbeat_ms);
@@ -492,8 +491,8 @@ static int begin(struct worker *w, hull_error *err)
     if (hull_queue_reap(w->c, w->name, true, w->o.max_attempts, n, err) < 0)
         return -1;
     if (n[0] + n[1] + n[2])
-        hull_log(HULL_LOG_INFO, "queue worker %s: took back %lld job(s) of a previous run",
-                 w->name, n[0] + n[1] + n[2]);
+        hull_log(HULL_LOG_INFO, "queue worker %s: took back %lld job(s) of a previous run", w->name,
+                 n[0] + n[1] + n[2]);
     heartbeat(w);
     w->reconnected = false;
     return 0;

@@ -78,8 +78,10 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         return -1;
     }
     sqlite3_stmt *st = NULL;
-    if (hull_store_prepare(s, "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
-                           "WHERE id = ? AND state IN ('queued', 'running')", &st, NULL) < 0)
+    if (hull_store_prepare(s,
+                           "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
+                           "WHERE id = ? AND state IN ('queued', 'running')",
+                           &st, NULL) < 0)
         goto fail;
     sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, verdict, -1, SQLITE_STATIC);
@@ -98,7 +100,8 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         goto fail;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, result_json, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_step(st) != SQLITE_DONE ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     ret = 1;
     hull_store_release(s, st);
@@ -163,8 +166,7 @@ static json_object *one_row(json_object *rows, const char *what, const char *id,
     return o;
 }
 
-json_object *hull_run_get(struct hull_store *s, const char *id, const char *tenant,
-                          hull_error *err)
+json_object *hull_run_get(struct hull_store *s, const char *id, const char *tenant, hull_error *err)
 {
     const char *args[] = {id, tenant, tenant};
     json_object *o = one_row(
@@ -233,18 +235,18 @@ int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_
     return *rows ? 0 : hull_error_set(err, ENOMEM, "out of memory");
 }
 
-json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state,
-                           int limit, hull_error *err)
+json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state, int limit,
+                           hull_error *err)
 {
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", limit);
     const char *args[] = {tenant, tenant, state, state, lim};
-    json_object *rows = hull_store_query(
-        s,
-        "SELECT id, state, created, started, finished, verdict FROM runs "
-        "WHERE (? IS NULL OR tenant = ?) AND (? IS NULL OR state = ?) "
-        "ORDER BY created DESC, id DESC LIMIT ?",
-        args, 5, err);
+    json_object *rows =
+        hull_store_query(s,
+                         "SELECT id, state, created, started, finished, verdict FROM runs "
+                         "WHERE (? IS NULL OR tenant = ?) AND (? IS NULL OR state = ?) "
+                         "ORDER BY created DESC, id DESC LIMIT ?",
+                         args, 5, err);
     if (rows == NULL)
         return NULL;
     json_object *o = json_object_new_object();

@@ -15,7 +15,7 @@
 #include "service/redis.h"
 #include "util/error.h"
 
-#define MAX_ARGS 32
+#define MAX_ARGS     32
 #define DEFAULT_PORT 6379
 
 static int hexval(char c)
@@ -58,14 +58,13 @@ static int parse_db(const char *s, const char *url, int *db, hull_error *err)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0' || errno || v < 0 || v > INT_MAX)
-        return hull_error_set(err, EINVAL, "redis URL %s: database must be a number, not '%s'",
-                              url, s);
+        return hull_error_set(err, EINVAL, "redis URL %s: database must be a number, not '%s'", url,
+                              s);
     *db = (int)v;
     return 0;
 }
 
-static int parse_unix(const char *url, const char *rest, struct hull_redis_url *u,
-                      hull_error *err)
+static int parse_unix(const char *url, const char *rest, struct hull_redis_url *u, hull_error *err)
 {
     const char *q = strchr(rest, '?');
     size_t n = q ? (size_t)(q - rest) : strlen(rest);

@@ -155,8 +155,8 @@ static int migrate(struct hull_store *s, hull_error *err)
     }
     if (v > N_MIGRATIONS) {
         hull_error_set(err, EPROTO,
-                       "store: the database has schema version %d, newer than this hull (%d)",
-                       v, N_MIGRATIONS);
+                       "store: the database has schema version %d, newer than this hull (%d)", v,
+                       N_MIGRATIONS);
         goto fail;
     }
     for (int i = v; i < N_MIGRATIONS; i++) {
@@ -192,9 +192,8 @@ int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *
     pthread_mutex_init(&s->mu, NULL);
     /* Tokens' hashes live here: nobody but root reads the file. */
     mode_t old = umask(077);
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     umask(old);
     if (rc != SQLITE_OK) {
         hull_error_set(err, EIO, "store %s: %s", path,

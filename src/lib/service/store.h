@@ -39,7 +39,7 @@ const char *hull_role_name(enum hull_role r);
 int hull_role_parse(const char *s, enum hull_role *out);
 
 struct hull_token_info {
-    char id[20];      /* public handle: "t" + 16 hex digits of the hash */
+    char id[20]; /* public handle: "t" + 16 hex digits of the hash */
     enum hull_role role;
     char tenant[72];
     char created[40];
@@ -50,8 +50,8 @@ struct hull_token_info {
 int hull_tenant_validate(const char *tenant, hull_error *err);
 /* New random token (32 bytes from the CSPRNG); only its hash is stored.
  * *token (malloc'd) is the one and only copy of the secret. */
-int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant,
-                      char **token, struct hull_token_info *info, hull_error *err);
+int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant, char **token,
+                      struct hull_token_info *info, hull_error *err);
 /* EACCES in *err when the token is unknown or revoked. */
 int hull_token_verify(struct hull_store *s, const char *token, struct hull_token_info *info,
                       hull_error *err);
@@ -68,14 +68,14 @@ struct hull_audit_entry {
     const char *role;
     const char *method;
     const char *path;
-    const char *target; /* the run or sandbox concerned, if any */
-    int status;         /* HTTP status of the answer */
+    const char *target;  /* the run or sandbox concerned, if any */
+    int status;          /* HTTP status of the answer */
     const char *outcome; /* "ok" or the error code */
 };
 int hull_audit_append(struct hull_store *s, const struct hull_audit_entry *e, hull_error *err);
 /* {"entries": [...]}, oldest first, id > since_id; tenant NULL: all. */
-json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t since_id,
-                             int limit, hull_error *err);
+json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t since_id, int limit,
+                             hull_error *err);
 
 /* ---- runs and sandboxes (records.c) ---- */
 
@@ -111,8 +111,8 @@ struct hull_run_row {
 };
 int hull_run_row(struct hull_store *s, const char *id, struct hull_run_row *row, hull_error *err);
 /* {"runs": [...]} newest first. */
-json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state,
-                           int limit, hull_error *err);
+json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state, int limit,
+                           hull_error *err);
 /* Runs in state (e.g. "running"), for recovery at start-up. */
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
                            size_t *count, hull_error *err);

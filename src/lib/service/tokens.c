@@ -17,7 +17,7 @@
 #include "util/error.h"
 
 #define TOKEN_PREFIX "hull_"
-#define TOKEN_BYTES 32
+#define TOKEN_BYTES  32
 
 static const char *const role_names[] = {
     [HULL_ROLE_READER] = "reader",
@@ -83,14 +83,13 @@ static void fill_info(sqlite3_stmt *st, struct hull_token_info *info)
     if (role == NULL || hull_role_parse(role, &info->role) < 0)
         info->role = HULL_ROLE_READER; /* the CHECK constraint makes this unreachable */
     snprintf(info->tenant, sizeof(info->tenant), "%s", (const char *)sqlite3_column_text(st, 2));
-    snprintf(info->created, sizeof(info->created), "%s",
-             (const char *)sqlite3_column_text(st, 3));
+    snprintf(info->created, sizeof(info->created), "%s", (const char *)sqlite3_column_text(st, 3));
     const char *rev = (const char *)sqlite3_column_text(st, 4);
     snprintf(info->revoked, sizeof(info->revoked), "%s", rev ? rev : "");
 }
 
-int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant,
-                      char **token, struct hull_token_info *info, hull_error *err)
+int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant, char **token,
+                      struct hull_token_info *info, hull_error *err)
 {
     *token = NULL;
     if (hull_tenant_validate(tenant, err) < 0)
@@ -114,8 +113,10 @@ int hull_token_create(struct hull_store *s, enum hull_role role, const char *ten
     hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (hull_store_prepare(s, "INSERT INTO tokens (id, hash, role, tenant, created) "
-                           "VALUES (?, ?, ?, ?, ?)", &st, NULL) < 0) {
+    if (hull_store_prepare(s,
+                           "INSERT INTO tokens (id, hash, role, tenant, created) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           &st, NULL) < 0) {
         hull_store_fail(s, "create token", err);
         goto out;
     }
@@ -149,7 +150,8 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (hull_store_prepare(s, "SELECT id, role, tenant, created, revoked FROM tokens WHERE hash = ?",
+    if (hull_store_prepare(s,
+                           "SELECT id, role, tenant, created, revoked FROM tokens WHERE hash = ?",
                            &st, NULL) < 0) {
         hull_store_fail(s, "verify token", err);
         goto out;
@@ -158,8 +160,7 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         fill_info(st, info);
-        ret = info->revoked[0] ? hull_error_set(err, EACCES, "token %s was revoked", info->id)
-                               : 0;
+        ret = info->revoked[0] ? hull_error_set(err, EACCES, "token %s was revoked", info->id) : 0;
     } else if (rc == SQLITE_DONE) {
         hull_error_set(err, EACCES, "invalid token");
     } else {
@@ -179,8 +180,10 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
     hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1, rc;
-    if (hull_store_prepare(s, "SELECT id, role, tenant, created, revoked FROM tokens "
-                           "ORDER BY created, id", &st, NULL) < 0) {
+    if (hull_store_prepare(s,
+                           "SELECT id, role, tenant, created, revoked FROM tokens "
+                           "ORDER BY created, id",
+                           &st, NULL) < 0) {
         hull_store_fail(s, "list tokens", err);
         goto out;
     }

@@ -63,18 +63,16 @@ static int memory_parse(json_object *res, const char *path, struct hull_resource
         return 0;
     hj_path(p, sizeof(p), path, "memory");
     if (hj_require_object(m, p, err) < 0 ||
-        hj_int_range(m, p, "limit", -1, INT64_MAX, &r->memory_limit, &r->has_memory_limit,
-                     err) < 0 ||
+        hj_int_range(m, p, "limit", -1, INT64_MAX, &r->memory_limit, &r->has_memory_limit, err) <
+            0 ||
         hj_int_range(m, p, "reservation", -1, INT64_MAX, &r->memory_reservation,
                      &r->has_memory_reservation, err) < 0 ||
-        hj_int_range(m, p, "swap", -1, INT64_MAX, &r->memory_swap, &r->has_memory_swap, err) <
+        hj_int_range(m, p, "swap", -1, INT64_MAX, &r->memory_swap, &r->has_memory_swap, err) < 0 ||
+        hj_int_range(m, p, "kernel", -1, INT64_MAX, &r->memory_kernel, &r->has_memory_kernel, err) <
             0 ||
-        hj_int_range(m, p, "kernel", -1, INT64_MAX, &r->memory_kernel, &r->has_memory_kernel,
-                     err) < 0 ||
         hj_int_range(m, p, "kernelTCP", -1, INT64_MAX, &r->memory_kernel_tcp,
                      &r->has_memory_kernel_tcp, err) < 0 ||
-        hj_uint64(m, p, "swappiness", &r->memory_swappiness, &r->has_memory_swappiness, err) <
-            0)
+        hj_uint64(m, p, "swappiness", &r->memory_swappiness, &r->has_memory_swappiness, err) < 0)
         return -1;
     if (r->has_memory_swappiness && r->memory_swappiness > 100)
         return hull_error_set(err, ERANGE, "%s.swappiness: %llu is out of range [0, 100]", p,
@@ -89,8 +87,7 @@ static int memory_parse(json_object *res, const char *path, struct hull_resource
     return 0;
 }
 
-static int cpu_parse(json_object *res, const char *path, struct hull_resources *r,
-                     hull_error *err)
+static int cpu_parse(json_object *res, const char *path, struct hull_resources *r, hull_error *err)
 {
     char p[512];
     json_object *c = hj_get(res, "cpu");
@@ -188,8 +185,7 @@ static int blockio_parse(json_object *res, const char *path, struct hull_resourc
     int64_t w = 0, lw = 0;
     if (hj_require_object(b, p, err) < 0 ||
         hj_int_range(b, p, "weight", 0, UINT16_MAX, &w, &r->has_blkio_weight, err) < 0 ||
-        hj_int_range(b, p, "leafWeight", 0, UINT16_MAX, &lw, &r->has_blkio_leaf_weight, err) <
-            0 ||
+        hj_int_range(b, p, "leafWeight", 0, UINT16_MAX, &lw, &r->has_blkio_leaf_weight, err) < 0 ||
         weight_devices_parse(b, p, r, err) < 0 ||
         throttle_parse(b, p, "throttleReadBpsDevice", &r->throttle_read_bps,
                        &r->n_throttle_read_bps, err) < 0 ||

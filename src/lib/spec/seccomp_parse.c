@@ -12,23 +12,41 @@
 #include "util/error.h"
 #include "util/json.h"
 
-static const char *const actions[] = {
-    "SCMP_ACT_KILL",  "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
-    "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE",        "SCMP_ACT_ALLOW",       "SCMP_ACT_LOG",
-    "SCMP_ACT_NOTIFY", NULL};
+static const char *const actions[] = {"SCMP_ACT_KILL",        "SCMP_ACT_KILL_PROCESS",
+                                      "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
+                                      "SCMP_ACT_ERRNO",       "SCMP_ACT_TRACE",
+                                      "SCMP_ACT_ALLOW",       "SCMP_ACT_LOG",
+                                      "SCMP_ACT_NOTIFY",      NULL};
 
-static const char *const operators[] = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE",
-                                        "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
+static const char *const operators[] = {"SCMP_CMP_NE",        "SCMP_CMP_LT", "SCMP_CMP_LE",
+                                        "SCMP_CMP_EQ",        "SCMP_CMP_GE", "SCMP_CMP_GT",
                                         "SCMP_CMP_MASKED_EQ", NULL};
 
-static const char *const arches[] = {
-    "SCMP_ARCH_NATIVE",  "SCMP_ARCH_X86",       "SCMP_ARCH_X86_64",     "SCMP_ARCH_X32",
-    "SCMP_ARCH_ARM",     "SCMP_ARCH_AARCH64",   "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K",
-    "SCMP_ARCH_MIPS",    "SCMP_ARCH_MIPS64",    "SCMP_ARCH_MIPS64N32",  "SCMP_ARCH_MIPSEL",
-    "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",     "SCMP_ARCH_PPC64",
-    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390",      "SCMP_ARCH_S390X",      "SCMP_ARCH_SH",
-    "SCMP_ARCH_SHEB",    "SCMP_ARCH_PARISC",    "SCMP_ARCH_PARISC64",   "SCMP_ARCH_RISCV64",
-    NULL};
+static const char *const arches[] = {"SCMP_ARCH_NATIVE",
+                                     "SCMP_ARCH_X86",
+                                     "SCMP_ARCH_X86_64",
+                                     "SCMP_ARCH_X32",
+                                     "SCMP_ARCH_ARM",
+                                     "SCMP_ARCH_AARCH64",
+                                     "SCMP_ARCH_LOONGARCH64",
+                                     "SCMP_ARCH_M68K",
+                                     "SCMP_ARCH_MIPS",
+                                     "SCMP_ARCH_MIPS64",
+                                     "SCMP_ARCH_MIPS64N32",
+                                     "SCMP_ARCH_MIPSEL",
+                                     "SCMP_ARCH_MIPSEL64",
+                                     "SCMP_ARCH_MIPSEL64N32",
+                                     "SCMP_ARCH_PPC",
+                                     "SCMP_ARCH_PPC64",
+                                     "SCMP_ARCH_PPC64LE",
+                                     "SCMP_ARCH_S390",
+                                     "SCMP_ARCH_S390X",
+                                     "SCMP_ARCH_SH",
+                                     "SCMP_ARCH_SHEB",
+                                     "SCMP_ARCH_PARISC",
+                                     "SCMP_ARCH_PARISC64",
+                                     "SCMP_ARCH_RISCV64",
+                                     NULL};
 
 static const char *const flags[] = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                                     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
@@ -71,8 +89,7 @@ static int check_list(char **v, const char *const *allowed, const char *p, const
     return 0;
 }
 
-static int rule_parse(json_object *e, const char *ep, struct hull_seccomp_rule *r,
-                      hull_error *err)
+static int rule_parse(json_object *e, const char *ep, struct hull_seccomp_rule *r, hull_error *err)
 {
     char p[700], ap[800];
     size_t nnames = 0;
@@ -125,15 +142,14 @@ static int rule_parse(json_object *e, const char *ep, struct hull_seccomp_rule *
     return 0;
 }
 
-int hull_seccomp_parse(json_object *obj, const char *path, struct hull_seccomp *s,
-                       hull_error *err)
+int hull_seccomp_parse(json_object *obj, const char *path, struct hull_seccomp *s, hull_error *err)
 {
     char p[512], ep[600];
     int64_t eret = 0;
     if (hj_require_object(obj, path, err) < 0 ||
         hj_string(obj, path, "defaultAction", true, &s->default_action, err) < 0 ||
-        hj_int_range(obj, path, "defaultErrnoRet", 0, 4095, &eret, &s->has_default_errno_ret,
-                     err) < 0 ||
+        hj_int_range(obj, path, "defaultErrnoRet", 0, 4095, &eret, &s->has_default_errno_ret, err) <
+            0 ||
         hj_string_array(obj, path, "architectures", &s->architectures, NULL, err) < 0 ||
         hj_string_array(obj, path, "flags", &s->flags, NULL, err) < 0 ||
         hj_string(obj, path, "listenerPath", false, &s->listener_path, err) < 0 ||

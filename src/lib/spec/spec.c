@@ -100,10 +100,8 @@ static int mounts_parse(json_object *doc, const char *bundle, struct hull_spec *
             hj_string(e, p, "type", false, &m->type, err) < 0 ||
             hj_string(e, p, "source", false, &m->source, err) < 0 ||
             hj_string_array(e, p, "options", &m->options, NULL, err) < 0 ||
-            id_mappings_parse(e, p, "uidMappings", &m->uid_mappings, &m->n_uid_mappings, err) <
-                0 ||
-            id_mappings_parse(e, p, "gidMappings", &m->gid_mappings, &m->n_gid_mappings, err) <
-                0)
+            id_mappings_parse(e, p, "uidMappings", &m->uid_mappings, &m->n_uid_mappings, err) < 0 ||
+            id_mappings_parse(e, p, "gidMappings", &m->gid_mappings, &m->n_gid_mappings, err) < 0)
             return -1;
         char dp[600];
         snprintf(dp, sizeof(dp), "%s.destination", p);
@@ -190,8 +188,8 @@ static int rlimits_parse(json_object *proc, const char *path, struct hull_proces
         if (!hs || !hh)
             return hull_error_set(err, EINVAL, "%s: soft and hard are required", ep);
         if (r->soft > r->hard)
-            return hull_error_set(err, EINVAL, "%s: soft limit %llu is above hard limit %llu",
-                                  ep, (unsigned long long)r->soft, (unsigned long long)r->hard);
+            return hull_error_set(err, EINVAL, "%s: soft limit %llu is above hard limit %llu", ep,
+                                  (unsigned long long)r->soft, (unsigned long long)r->hard);
         for (size_t j = 0; j < i; j++)
             if (pr->rlimits[j].resource == r->resource)
                 return hull_error_set(err, EINVAL, "%s.type: %s given twice", ep, r->type);
@@ -203,13 +201,11 @@ static int env_check(char **env, const char *p, hull_error *err)
 {
     for (size_t i = 0; env && env[i]; i++)
         if (strchr(env[i], '=') == NULL || env[i][0] == '=')
-            return hull_error_set(err, EINVAL, "%s.env[%zu]: '%s' must be KEY=VALUE", p, i,
-                                  env[i]);
+            return hull_error_set(err, EINVAL, "%s.env[%zu]: '%s' must be KEY=VALUE", p, i, env[i]);
     return 0;
 }
 
-int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr,
-                       hull_error *err)
+int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr, hull_error *err)
 {
     char q[512];
     if (hj_require_object(proc, p, err) < 0)
@@ -281,8 +277,7 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
         return hull_error_set(err, EINVAL, "%s: must be a non-empty array of strings",
                               P(q, p, "args"));
 
-    if (hj_string_array(proc, p, "env", &pr->env, NULL, err) < 0 ||
-        env_check(pr->env, p, err) < 0)
+    if (hj_string_array(proc, p, "env", &pr->env, NULL, err) < 0 || env_check(pr->env, p, err) < 0)
         return -1;
     if (hj_string(proc, p, "cwd", false, &pr->cwd, err) < 0)
         return -1;
@@ -299,8 +294,7 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
         hj_string(proc, p, "selinuxLabel", false, &pr->selinux_label, err) < 0)
         return -1;
     int64_t oom = 0;
-    if (hj_int_range(proc, p, "oomScoreAdj", -1000, 1000, &oom, &pr->has_oom_score_adj, err) <
-        0)
+    if (hj_int_range(proc, p, "oomScoreAdj", -1000, 1000, &oom, &pr->has_oom_score_adj, err) < 0)
         return -1;
     pr->oom_score_adj = (int)oom;
 
@@ -309,8 +303,7 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
         char *cls = NULL;
         int64_t prio = 0;
         P(q, p, "ioPriority");
-        if (hj_require_object(iop, q, err) < 0 ||
-            hj_string(iop, q, "class", true, &cls, err) < 0 ||
+        if (hj_require_object(iop, q, err) < 0 || hj_string(iop, q, "class", true, &cls, err) < 0 ||
             hj_int_range(iop, q, "priority", 0, 7, &prio, NULL, err) < 0) {
             free(cls);
             return -1;
@@ -379,7 +372,8 @@ static int hooks_list_parse(json_object *hooks, const char *key, struct hull_hoo
         json_object *e = json_object_array_get_idx(arr, i);
         hj_path_index(ep, sizeof(ep), p, i);
         int64_t t = 0;
-        if (hj_require_object(e, ep, err) < 0 || hj_string(e, ep, "path", true, &h->path, err) < 0 ||
+        if (hj_require_object(e, ep, err) < 0 ||
+            hj_string(e, ep, "path", true, &h->path, err) < 0 ||
             hj_string_array(e, ep, "args", &h->args, NULL, err) < 0 ||
             hj_string_array(e, ep, "env", &h->env, NULL, err) < 0 ||
             hj_int_range(e, ep, "timeout", 1, INT_MAX, &t, &h->has_timeout, err) < 0)
@@ -401,10 +395,10 @@ static int hooks_parse(json_object *doc, struct hull_hooks *hk, hull_error *err)
     if (hj_require_object(hooks, "hooks", err) < 0)
         return -1;
     if (hooks_list_parse(hooks, "prestart", &hk->prestart, &hk->n_prestart, err) < 0 ||
-        hooks_list_parse(hooks, "createRuntime", &hk->create_runtime, &hk->n_create_runtime,
+        hooks_list_parse(hooks, "createRuntime", &hk->create_runtime, &hk->n_create_runtime, err) <
+            0 ||
+        hooks_list_parse(hooks, "createContainer", &hk->create_container, &hk->n_create_container,
                          err) < 0 ||
-        hooks_list_parse(hooks, "createContainer", &hk->create_container,
-                         &hk->n_create_container, err) < 0 ||
         hooks_list_parse(hooks, "startContainer", &hk->start_container, &hk->n_start_container,
                          err) < 0 ||
         hooks_list_parse(hooks, "poststart", &hk->poststart, &hk->n_poststart, err) < 0 ||
@@ -564,9 +558,9 @@ static int linux_parse(json_object *doc, struct hull_spec *spec, hull_error *err
         static const struct {
             const char *name;
             unsigned long flags;
-        } prop[] = {{"private", MS_PRIVATE}, {"rprivate", MS_PRIVATE | MS_REC},
-                    {"shared", MS_SHARED},   {"rshared", MS_SHARED | MS_REC},
-                    {"slave", MS_SLAVE},     {"rslave", MS_SLAVE | MS_REC},
+        } prop[] = {{"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
+                    {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
+                    {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
                     {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC}};
         size_t i;
         for (i = 0; i < sizeof(prop) / sizeof(prop[0]); i++)
@@ -641,8 +635,7 @@ static int spec_cross_check(struct hull_spec *spec, hull_error *err)
     if (spec->hostname && spec->hostname[0] && !l->ns[HULL_NS_UTS].enabled)
         return hull_error_set(err, EINVAL, "hostname: needs a uts namespace in linux.namespaces");
     if (spec->domainname && spec->domainname[0] && !l->ns[HULL_NS_UTS].enabled)
-        return hull_error_set(err, EINVAL,
-                              "domainname: needs a uts namespace in linux.namespaces");
+        return hull_error_set(err, EINVAL, "domainname: needs a uts namespace in linux.namespaces");
     if ((l->time_monotonic.set || l->time_boottime.set) &&
         (!l->ns[HULL_NS_TIME].enabled || l->ns[HULL_NS_TIME].path != NULL))
         return hull_error_set(err, EINVAL,
@@ -651,8 +644,7 @@ static int spec_cross_check(struct hull_spec *spec, hull_error *err)
     for (size_t i = 0; i < spec->n_mounts; i++) {
         if (spec->mounts[i].n_uid_mappings || spec->mounts[i].n_gid_mappings)
             return hull_error_set(err, ENOTSUP,
-                                  "mounts[%zu].uidMappings: id-mapped mounts are not supported",
-                                  i);
+                                  "mounts[%zu].uidMappings: id-mapped mounts are not supported", i);
     }
     return 0;
 }

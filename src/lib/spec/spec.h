@@ -25,11 +25,11 @@ struct hull_mount {
     char *source;
     char **options;
     /* derived from options by spec/mount_options.c */
-    unsigned long flags;     /* MS_* to set */
-    unsigned long clear;     /* MS_* explicitly cleared (rw, suid, dev, exec, ...) */
-    unsigned long propagation; /* MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (+MS_REC) */
+    unsigned long flags;         /* MS_* to set */
+    unsigned long clear;         /* MS_* explicitly cleared (rw, suid, dev, exec, ...) */
+    unsigned long propagation;   /* MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (+MS_REC) */
     uint64_t attr_set, attr_clr; /* MOUNT_ATTR_* for recursive options (rro, rnosuid, ...) */
-    char *data;              /* filesystem options, comma separated */
+    char *data;                  /* filesystem options, comma separated */
     bool bind, rbind;
     bool tmpcopyup;
     struct hull_id_mapping *uid_mappings, *gid_mappings;
@@ -90,8 +90,8 @@ struct hull_hook {
 };
 
 struct hull_hooks {
-    struct hull_hook *prestart, *create_runtime, *create_container, *start_container,
-        *poststart, *poststop;
+    struct hull_hook *prestart, *create_runtime, *create_container, *start_container, *poststart,
+        *poststop;
     size_t n_prestart, n_create_runtime, n_create_container, n_start_container, n_poststart,
         n_poststop;
 };
@@ -124,7 +124,7 @@ struct hull_device {
 /* linux.resources; -1 / has_* = false means "leave as is" */
 struct hull_device_rule {
     bool allow;
-    char type; /* 'a', 'c', 'b' */
+    char type;            /* 'a', 'c', 'b' */
     int64_t major, minor; /* -1 = wildcard */
     char *access;         /* subset of "rwm" */
 };
@@ -150,8 +150,8 @@ struct hull_resources {
     size_t n_devices;
 
     bool has_memory_limit, has_memory_reservation, has_memory_swap, has_memory_kernel,
-        has_memory_kernel_tcp, has_memory_swappiness, has_disable_oom_killer,
-        has_use_hierarchy, has_check_before_update;
+        has_memory_kernel_tcp, has_memory_swappiness, has_disable_oom_killer, has_use_hierarchy,
+        has_check_before_update;
     int64_t memory_limit, memory_reservation, memory_swap, memory_kernel, memory_kernel_tcp;
     uint64_t memory_swappiness;
     bool disable_oom_killer, use_hierarchy, check_before_update;
@@ -171,8 +171,7 @@ struct hull_resources {
     size_t n_blkio_weight_devices;
     struct hull_throttle_device *throttle_read_bps, *throttle_write_bps, *throttle_read_iops,
         *throttle_write_iops;
-    size_t n_throttle_read_bps, n_throttle_write_bps, n_throttle_read_iops,
-        n_throttle_write_iops;
+    size_t n_throttle_read_bps, n_throttle_write_bps, n_throttle_read_iops, n_throttle_write_iops;
 
     struct hull_hugepage_limit *hugepage_limits;
     size_t n_hugepage_limits;
@@ -181,7 +180,7 @@ struct hull_resources {
     uint32_t net_cls_classid;
     char **net_prio; /* "iface", "prio", ... */
 
-    char **rdma; /* raw, reported as unsupported when set */
+    char **rdma;    /* raw, reported as unsupported when set */
     char **unified; /* "key", "value", ... for cgroup v2 */
 };
 
@@ -285,13 +284,13 @@ int hull_mount_options_parse(struct hull_mount *m, const char *path, hull_error 
 /* Names the parsers accept, for `hull features`. */
 size_t hull_mount_option_count(void);
 const char *hull_mount_option_name(size_t i);
-const char *const *hull_seccomp_action_names(void);   /* NULL-terminated */
+const char *const *hull_seccomp_action_names(void); /* NULL-terminated */
 const char *const *hull_seccomp_operator_names(void);
 const char *const *hull_seccomp_arch_names(void);
 const char *const *hull_seccomp_flag_names(void);
 
-const char *hull_ns_name(enum hull_ns_type t); /* "pid", "network", ... (spec names) */
-int hull_ns_clone_flag(enum hull_ns_type t);   /* CLONE_NEW* */
+const char *hull_ns_name(enum hull_ns_type t);      /* "pid", "network", ... (spec names) */
+int hull_ns_clone_flag(enum hull_ns_type t);        /* CLONE_NEW* */
 const char *hull_ns_proc_name(enum hull_ns_type t); /* "pid", "net", ... (/proc/PID/ns) */
 
 /* The SCHED_* value of a process.scheduler policy name, -1 if unknown. */

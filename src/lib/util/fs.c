@@ -71,8 +71,7 @@ int hull_read_file(const char *path, char **out, size_t *len, hull_error *err)
     return hull_read_file_at(AT_FDCWD, path, out, len, err);
 }
 
-int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len,
-                       hull_error *err)
+int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len, hull_error *err)
 {
     cleanup_close int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
@@ -93,14 +92,14 @@ int hull_write_file(const char *path, const char *data, size_t len, hull_error *
     return hull_write_file_at(AT_FDCWD, path, data, len, err);
 }
 
-int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
-                           mode_t mode, hull_error *err)
+int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                           hull_error *err)
 {
     return hull_write_file_replace(dirfd, name, data, len, mode, true, err);
 }
 
-int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
-                            mode_t mode, bool durable, hull_error *err)
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                            bool durable, hull_error *err)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)getpid());
@@ -312,7 +311,7 @@ int hull_path_clean(const char *in, char *out, size_t outlen)
 
 /* --- resolution confined to a root ------------------------------------- */
 
-#define MAX_DEPTH 128
+#define MAX_DEPTH    128
 #define MAX_SYMLINKS 40
 
 struct walk {

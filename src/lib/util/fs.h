@@ -16,17 +16,16 @@ int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err);
 /* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
-int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len,
-                       hull_error *err);
+int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len, hull_error *err);
 /* Replace dirfd/name atomically: write a temporary, fsync it, rename. A
  * reader sees the old or the new contents, never a torn file, even after a
  * crash of the writer or of the machine. */
-int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len,
-                           mode_t mode, hull_error *err);
+int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                           hull_error *err);
 /* The same without the fsync when !durable: still never torn for readers
  * or after the writer crashes, but not meant to outlive the machine. */
-int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len,
-                            mode_t mode, bool durable, hull_error *err);
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                            bool durable, hull_error *err);
 /* The same for a path. */
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
                            hull_error *err);

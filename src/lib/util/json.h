@@ -44,11 +44,11 @@ int hj_uint64(json_object *obj, const char *path, const char *key, uint64_t *out
 int hj_int_range(json_object *obj, const char *path, const char *key, int64_t min, int64_t max,
                  int64_t *out, bool *present, hull_error *err);
 /* NULL-terminated vector of strings; *out NULL when absent. */
-int hj_string_array(json_object *obj, const char *path, const char *key, char ***out,
-                    size_t *count, hull_error *err);
+int hj_string_array(json_object *obj, const char *path, const char *key, char ***out, size_t *count,
+                    hull_error *err);
 /* {"k": "v", ...} as a NULL-terminated vector "k", "v", "k", "v", ... */
-int hj_string_map(json_object *obj, const char *path, const char *key, char ***out,
-                  size_t *pairs, hull_error *err);
+int hj_string_map(json_object *obj, const char *path, const char *key, char ***out, size_t *pairs,
+                  hull_error *err);
 
 /* A JSON string literal (with quotes) for s; caller frees. */
 char *hull_json_quote(const char *s);

@@ -19,7 +19,8 @@ bool hull_log_debug_enabled(void);
 /* The log fd, for children that must keep logging after fork (-1 = stderr). */
 int hull_log_fd(void);
 
-void hull_log(enum hull_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void hull_log(enum hull_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define hull_debug(...)                                                                            \
     do {                                                                                           \

@@ -54,7 +54,8 @@ bool vm_kvm_usable(char *why, size_t len)
             edx81 = c->entries[i].edx;
     }
     if (!(edx1 & (1u << 26)) || !(ecx1 & 1u) || !(edx81 & (1u << 29))) {
-        snprintf(why, len, "KVM offers guests no SSE2/SSE3/long mode (a nested KVM that cannot boot Linux)");
+        snprintf(why, len,
+                 "KVM offers guests no SSE2/SSE3/long mode (a nested KVM that cannot boot Linux)");
         goto out;
     }
     ok = true;

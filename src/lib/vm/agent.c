@@ -75,8 +75,9 @@ int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_e
         while (a->len - skip >= sizeof(struct hull_agent_hdr)) {
             struct hull_agent_hdr h;
             memcpy(&h, a->buf + skip, sizeof(h));
-            if (h.magic == HULL_AGENT_MAGIC && h.len <= HULL_AGENT_MAX_FRAME && h.type >= HULL_FRAME_REQ &&
-                h.type <= HULL_FRAME_EXIT && h.flags == 0 && h.reserved == 0)
+            if (h.magic == HULL_AGENT_MAGIC && h.len <= HULL_AGENT_MAX_FRAME &&
+                h.type >= HULL_FRAME_REQ && h.type <= HULL_FRAME_EXIT && h.flags == 0 &&
+                h.reserved == 0)
                 break;
             skip++;
         }
@@ -134,17 +135,18 @@ static json_object *parse_frame(const struct vm_frame *f)
     return o;
 }
 
-static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms, json_object **resp,
-                           hull_error *err);
+static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms,
+                           json_object **resp, hull_error *err);
 
-int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp, hull_error *err)
+int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp,
+                       hull_error *err)
 {
     return wait_resp_range(a, id, id, timeout_ms, resp, err);
 }
 
 /* The answer to any request with an id in [min_id, id]. */
-static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms, json_object **resp,
-                           hull_error *err)
+static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms,
+                           json_object **resp, hull_error *err)
 {
     int64_t end = timeout_ms < 0 ? 0 : vm_mono_ms() + timeout_ms;
     for (;;) {
@@ -156,7 +158,8 @@ static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int t
         if (r < 0)
             return -1;
         if (r == 1)
-            return hull_error_set(err, ETIMEDOUT, "the agent did not answer within %d ms", timeout_ms);
+            return hull_error_set(err, ETIMEDOUT, "the agent did not answer within %d ms",
+                                  timeout_ms);
         if (f.type != HULL_FRAME_RESP)
             continue;
         json_object *o = parse_frame(&f), *v;
@@ -184,7 +187,8 @@ static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int t
     }
 }
 
-int vm_agent_call(struct vm_agent *a, json_object *req, int timeout_ms, json_object **resp, hull_error *err)
+int vm_agent_call(struct vm_agent *a, json_object *req, int timeout_ms, json_object **resp,
+                  hull_error *err)
 {
     int64_t id = vm_agent_send_req(a, req, err);
     if (id < 0)
@@ -203,13 +207,14 @@ static json_object *hello_req(const struct vm_agent *a)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "op", json_object_new_string("hello"));
     json_object_object_add(o, "nonce", json_object_new_string(a->nonce));
-    json_object_object_add(o, "time_ns", json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+    json_object_object_add(o, "time_ns",
+                           json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
     json_object_object_add(o, "seed", json_object_new_string(hex));
     return o;
 }
 
-int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void *arg, struct vm_agent **out,
-                  json_object **hello, hull_error *err)
+int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void *arg,
+                  struct vm_agent **out, json_object **hello, hull_error *err)
 {
     int64_t end = vm_mono_ms() + timeout_ms;
     int fd = vm_unix_connect(sock, timeout_ms, alive, arg, err);
@@ -241,7 +246,8 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
         json_object *resp = NULL;
         hull_error e2 = NULL;
         int left = (int)(end - vm_mono_ms());
-        int rc = wait_resp_range(a, first, id, left < interval ? (left > 0 ? left : 0) : interval, &resp, &e2);
+        int rc = wait_resp_range(a, first, id, left < interval ? (left > 0 ? left : 0) : interval,
+                                 &resp, &e2);
         if (interval < 400)
             interval *= 2;
         if (rc == 0) {

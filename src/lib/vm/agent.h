@@ -37,8 +37,10 @@ int64_t vm_agent_send_req(struct vm_agent *a, json_object *req, hull_error *err)
 int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_error *err);
 /* The RESP to request id (other frames before it are dropped); the caller
  * frees *resp. A RESP with "ok": false becomes an error. */
-int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp, hull_error *err);
+int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp,
+                       hull_error *err);
 /* Request and response in one. */
-int vm_agent_call(struct vm_agent *a, json_object *req, int timeout_ms, json_object **resp, hull_error *err);
+int vm_agent_call(struct vm_agent *a, json_object *req, int timeout_ms, json_object **resp,
+                  hull_error *err);
 
 #endif

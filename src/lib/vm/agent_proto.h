@@ -15,11 +15,11 @@
 #include <stdint.h>
 
 #define HULL_AGENT_PORT_NAME "org.hull.agent"
-#define HULL_AGENT_MAGIC 0x4c4c5548u /* "HULL" as little-endian bytes */
-#define HULL_AGENT_VERSION 1
+#define HULL_AGENT_MAGIC     0x4c4c5548u /* "HULL" as little-endian bytes */
+#define HULL_AGENT_VERSION   1
 /* Largest payload either side sends or accepts. Data is chunked below it. */
 #define HULL_AGENT_MAX_FRAME (1u << 20)
-#define HULL_AGENT_CHUNK (32u << 10)
+#define HULL_AGENT_CHUNK     (32u << 10)
 
 enum hull_agent_frame_type {
     HULL_FRAME_REQ = 1,    /* host -> guest, JSON {"op": ...} */

@@ -90,8 +90,8 @@ static void child(const struct vm_spawn *s, int ef)
         if (mkdir(p, 0755) < 0)
             fail(ef, p);
     }
-    static const char *const links[][2] = {{"bin", "usr/bin"}, {"sbin", "usr/sbin"}, {"lib", "usr/lib"},
-                                           {"lib64", "usr/lib64"}};
+    static const char *const links[][2] = {
+        {"bin", "usr/bin"}, {"sbin", "usr/sbin"}, {"lib", "usr/lib"}, {"lib64", "usr/lib64"}};
     for (size_t i = 0; i < 4; i++) {
         jail_path(p, sizeof(p), s->jail, links[i][0]);
         if (symlink(links[i][1], p) < 0)
@@ -112,8 +112,12 @@ static void child(const struct vm_spawn *s, int ef)
     }
     /* Device nodes made here rather than bind-mounted from the host's /dev:
      * only these exist, and /dev/kvm belongs to the VM's uid alone. */
-    static const struct { const char *n; int maj, min; mode_t mode; } nodes[] = {
-        {"dev/null", 1, 3, 0666}, {"dev/zero", 1, 5, 0666}, {"dev/urandom", 1, 9, 0666},
+    static const struct {
+        const char *n;
+        int maj, min;
+        mode_t mode;
+    } nodes[] = {
+        {"dev/null", 1, 3, 0666},   {"dev/zero", 1, 5, 0666},   {"dev/urandom", 1, 9, 0666},
         {"dev/random", 1, 8, 0666}, {"dev/kvm", 10, 232, 0600},
     };
     for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
@@ -142,8 +146,8 @@ static void child(const struct vm_spawn *s, int ef)
     /* Read-only from here: the jail's own tmpfs holds nothing QEMU may change. */
     if (mount(NULL, s->jail, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID, "mode=0755,size=1m") < 0)
         fail(ef, "remount the jail read-only");
-    if (chdir(s->jail) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
-        chdir("/") < 0)
+    if (chdir(s->jail) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
         fail(ef, "pivot_root into the jail");
     /* fds: 0 and 1 /dev/null, 2 the log, 3 the incoming stream, the error
      * pipe (CLOEXEC) high up, nothing else of hull's. */
@@ -159,7 +163,8 @@ static void child(const struct vm_spawn *s, int ef)
     /* Drop to the VM's uid: setgroups first (needs CAP_SETGID), then gid,
      * then uid, which takes every capability with it. */
     gid_t g = s->uid;
-    if (setgroups(1, &g) < 0 || setresgid(s->uid, s->uid, s->uid) < 0 || setresuid(s->uid, s->uid, s->uid) < 0)
+    if (setgroups(1, &g) < 0 || setresgid(s->uid, s->uid, s->uid) < 0 ||
+        setresuid(s->uid, s->uid, s->uid) < 0)
         fail(ef, "drop to the VM's uid");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(ef, "no_new_privs");

@@ -9,21 +9,21 @@
 #include "linux/cgroup.h"
 
 struct vm_jail_file {
-    const char *src; /* host path */
+    const char *src;  /* host path */
     const char *name; /* visible to QEMU as /vm/<name>, read-only */
 };
 
 struct vm_spawn {
-    const char *binary;         /* host path of the VMM, also its path inside */
-    char *const *argv;          /* paths as QEMU sees them (/vm, /run) */
-    uid_t uid;                  /* unprivileged uid = gid for QEMU */
-    const char *jail;           /* empty directory to build QEMU's root on */
-    const char *rundir;         /* becomes /run: sockets, console and QEMU's log */
+    const char *binary; /* host path of the VMM, also its path inside */
+    char *const *argv;  /* paths as QEMU sees them (/vm, /run) */
+    uid_t uid;          /* unprivileged uid = gid for QEMU */
+    const char *jail;   /* empty directory to build QEMU's root on */
+    const char *rundir; /* becomes /run: sockets, console and QEMU's log */
     const struct vm_jail_file *files;
     size_t nfiles;
-    bool kvm;                   /* give it /dev/kvm */
-    struct hull_cgroup *cg;     /* QEMU joins it before anything else */
-    int incoming_fd;            /* becomes fd 3 (migration stream), -1 for none */
+    bool kvm;               /* give it /dev/kvm */
+    struct hull_cgroup *cg; /* QEMU joins it before anything else */
+    int incoming_fd;        /* becomes fd 3 (migration stream), -1 for none */
     /* Keep a small parent process that dies with the caller and takes QEMU
      * with it (ephemeral VMs); cleanup runs in it when the caller is gone. */
     bool attached;

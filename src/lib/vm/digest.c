@@ -67,7 +67,8 @@ static int snapshot_key(unsigned char key[32], hull_error *err)
         if (RAND_bytes(k, sizeof(k)) != 1)
             return hull_error_set(err, EIO, "generate snapshot key");
         cleanup_close int dfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-        if (dfd < 0 || hull_write_file_atomic(dfd, "snapshot.key", (char *)k, sizeof(k), 0600, err) < 0)
+        if (dfd < 0 ||
+            hull_write_file_atomic(dfd, "snapshot.key", (char *)k, sizeof(k), 0600, err) < 0)
             return dfd < 0 ? hull_error_errno(err, "open %s", dir) : -1;
         fd = open(path, O_RDONLY | O_CLOEXEC);
     }

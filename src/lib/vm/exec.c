@@ -53,14 +53,16 @@ static void mark_failed(struct session *s, hull_error *err)
         close(lk);
 }
 
-static int session_begin(const struct hull_runtime *rt, const char *id, struct session *s, hull_error *err)
+static int session_begin(const struct hull_runtime *rt, const char *id, struct session *s,
+                         hull_error *err)
 {
     memset(s, 0, sizeof(*s));
     s->lock = -1;
     if (vm_load(rt, id, &s->vm, err) < 0)
         return -1;
     if (s->vm.status != VM_RUNNING)
-        return hull_error_set(err, EINVAL, "VM %s is %s, not running", id, vm_status_name(s->vm.status));
+        return hull_error_set(err, EINVAL, "VM %s is %s, not running", id,
+                              vm_status_name(s->vm.status));
     s->lock = vm_lock(&s->vm, "agent.lock", true, err);
     if (s->lock < 0)
         return -1;
@@ -110,7 +112,9 @@ static int write_all(int fd, const void *data, size_t n)
 static void parse_exit(json_object *o, struct hull_vm_exec_result *r)
 {
     json_object *v;
-#define GET(k, dst, conv) if (json_object_object_get_ex(o, k, &v)) dst = conv(v)
+#define GET(k, dst, conv)                                                                          \
+    if (json_object_object_get_ex(o, k, &v))                                                       \
+    dst = conv(v)
     if (json_object_object_get_ex(o, "verdict", &v))
         snprintf(r->verdict, sizeof(r->verdict), "%s", json_object_get_string(v));
     GET("exit_code", r->exit_code, json_object_get_int);
@@ -133,8 +137,8 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     json_object *req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("exec"));
     json_object_object_add(req, "args", strv_json(o->argv));
-    char *defenv[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
-                      "TERM=xterm", NULL};
+    char *defenv[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                      "HOME=/root", "TERM=xterm", NULL};
     json_object_object_add(req, "env", strv_json(o->env ? o->env : defenv));
     json_object_object_add(req, "cwd", json_object_new_string(o->cwd ? o->cwd : "/"));
     json_object_object_add(req, "stdin", json_object_new_boolean(have_stdin));
@@ -164,7 +168,8 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     int infd = o->stdin_fd;
     if (have_stdin && infd < 0) {
         for (; sent < o->stdin_len;) {
-            size_t n = o->stdin_len - sent > HULL_AGENT_CHUNK ? HULL_AGENT_CHUNK : o->stdin_len - sent;
+            size_t n =
+                o->stdin_len - sent > HULL_AGENT_CHUNK ? HULL_AGENT_CHUNK : o->stdin_len - sent;
             if (vm_agent_send(a, HULL_FRAME_STDIN, (const char *)o->stdin_data + sent, n, err) < 0)
                 return -1;
             sent += n;
@@ -177,7 +182,8 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
      * a margin, the agent is not doing its job. */
     int deadline = l->wall_time_ms ? (int)l->wall_time_ms + AGENT_DEADLINE_MS : -1;
     for (;;) {
-        struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN}, {.fd = in_open ? infd : -1, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN},
+                              {.fd = in_open ? infd : -1, .events = POLLIN}};
         struct vm_frame f;
         int rc;
         if (a->len > a->consumed + sizeof(struct hull_agent_hdr) - 1 || !in_open)
@@ -208,15 +214,16 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
         if (rc < 0)
             return hull_error_prefix(err, "exec %s", o->argv[0]);
         if (rc == 1)
-            return hull_error_set(err, ETIMEDOUT, "exec %s: the agent did not report the end within %d ms",
+            return hull_error_set(err, ETIMEDOUT,
+                                  "exec %s: the agent did not report the end within %d ms",
                                   o->argv[0], deadline);
         if (f.type == HULL_FRAME_STDOUT || f.type == HULL_FRAME_STDERR) {
             bool out = f.type == HULL_FRAME_STDOUT;
             int fd = out ? o->stdout_fd : o->stderr_fd;
             if (fd >= 0)
                 write_all(fd, f.data, f.len);
-            else if (append(out ? &r->stdout_buf : &r->stderr_buf, out ? &r->stdout_len : &r->stderr_len,
-                            f.data, f.len) < 0)
+            else if (append(out ? &r->stdout_buf : &r->stderr_buf,
+                            out ? &r->stdout_len : &r->stderr_len, f.data, f.len) < 0)
                 return hull_error_set(err, ENOMEM, "exec: output");
         } else if (f.type == HULL_FRAME_EXIT) {
             json_tokener *tok = json_tokener_new();
@@ -321,7 +328,8 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_er
             rc = hull_error_errno(err, "write %s", tmp);
     }
     if (!rc && got != size)
-        rc = hull_error_set(err, EIO, "%s: got %lld bytes of %lld", guest, (long long)got, (long long)size);
+        rc = hull_error_set(err, EIO, "%s: got %lld bytes of %lld", guest, (long long)got,
+                            (long long)size);
     if (fd >= 0) {
         if (!rc && (fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0))
             rc = hull_error_errno(err, "write %s", tmp);
@@ -334,8 +342,8 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_er
     return rc;
 }
 
-static int copy(const struct hull_runtime *rt, const char *id, bool in, const char *from, const char *to,
-                hull_error *err)
+static int copy(const struct hull_runtime *rt, const char *id, bool in, const char *from,
+                const char *to, hull_error *err)
 {
     struct session s;
     if (session_begin(rt, id, &s, err) < 0)
@@ -352,14 +360,14 @@ static int copy(const struct hull_runtime *rt, const char *id, bool in, const ch
     return rc;
 }
 
-int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host, const char *guest,
-                    hull_error *err)
+int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host,
+                    const char *guest, hull_error *err)
 {
     return copy(rt, id, true, host, guest, err);
 }
 
-int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest, const char *host,
-                     hull_error *err)
+int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
+                     const char *host, hull_error *err)
 {
     return copy(rt, id, false, guest, host, err);
 }
@@ -384,7 +392,8 @@ char *hull_vm_list(const struct hull_runtime *rt, hull_error *err)
             json_object_array_add(arr, vm_state_json(&vm));
     }
     closedir(d);
-    char *s = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *s = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(arr);
     return s;
 }

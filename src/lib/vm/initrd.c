@@ -54,7 +54,8 @@ static const char *dep_line(const char *dep, const char *name)
             continue;
         bool same = true;
         for (size_t i = 0; i < nl && same; i++)
-            same = pat[i] == name[i] || ((pat[i] == '-' || pat[i] == '_') && (name[i] == '-' || name[i] == '_'));
+            same = pat[i] == name[i] ||
+                   ((pat[i] == '-' || pat[i] == '_') && (name[i] == '-' || name[i] == '_'));
         if (same)
             return l;
     }
@@ -62,7 +63,8 @@ static const char *dep_line(const char *dep, const char *name)
 }
 
 /* Depth-first: dependencies before the module, each once. */
-static int add_module(const char *dep, const char *line, struct modset *m, int depth, hull_error *err)
+static int add_module(const char *dep, const char *line, struct modset *m, int depth,
+                      hull_error *err)
 {
     if (depth > 16)
         return hull_error_set(err, ELOOP, "modules.dep: dependency loop");
@@ -98,7 +100,7 @@ static int add_module(const char *dep, const char *line, struct modset *m, int d
     }
     if (m->n == MAX_MODS)
         return hull_error_set(err, E2BIG, "too many modules");
-    if (strstr(self, ".ko.") )
+    if (strstr(self, ".ko."))
         return hull_error_set(err, ENOTSUP, "%s: compressed modules are not supported", self);
     m->path[m->n++] = strdup(self);
     return 0;
@@ -111,7 +113,8 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
     char *dep = NULL, *builtin = NULL;
     size_t l;
     if (hull_read_file(p, &dep, &l, NULL) < 0)
-        return hull_error_errno(err, "kernel %s: %s (install its modules: linux-image-%s)", release, p, release);
+        return hull_error_errno(err, "kernel %s: %s (install its modules: linux-image-%s)", release,
+                                p, release);
     snprintf(p, sizeof(p), "/lib/modules/%s/modules.builtin", release);
     hull_read_file(p, &builtin, &l, NULL);
     int rc = 0;
@@ -124,8 +127,9 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
         char pat[64];
         snprintf(pat, sizeof(pat), "/%s.ko", wanted[i]);
         if (!builtin || !strstr(builtin, pat))
-            rc = hull_error_set(err, ENOENT, "kernel %s has no %s driver (neither module nor built in)",
-                                release, wanted[i]);
+            rc = hull_error_set(err, ENOENT,
+                                "kernel %s has no %s driver (neither module nor built in)", release,
+                                wanted[i]);
     }
     free(dep);
     free(builtin);
@@ -156,13 +160,15 @@ struct cpio {
     unsigned ino;
 };
 
-static int add_entry(struct cpio *c, const char *name, mode_t mode, const char *data, size_t len, hull_error *err)
+static int add_entry(struct cpio *c, const char *name, mode_t mode, const char *data, size_t len,
+                     hull_error *err)
 {
     size_t nl = strlen(name) + 1;
     /* c_magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor,
      * devminor, rdevmajor, rdevminor, namesize, check: all hex, 8 wide. */
-    if (fprintf(c->f, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", c->ino++, (unsigned)mode, 0u,
-                0u, S_ISDIR(mode) ? 2u : 1u, 0u, (unsigned)len, 0u, 0u, 0u, 0u, (unsigned)nl, 0u) < 0 ||
+    if (fprintf(c->f, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", c->ino++,
+                (unsigned)mode, 0u, 0u, S_ISDIR(mode) ? 2u : 1u, 0u, (unsigned)len, 0u, 0u, 0u, 0u,
+                (unsigned)nl, 0u) < 0 ||
         fwrite(name, 1, nl, c->f) != nl)
         return hull_error_errno(err, "cpio %s", name);
     static const char zeros[4] = {0};
@@ -173,8 +179,8 @@ static int add_entry(struct cpio *c, const char *name, mode_t mode, const char *
     return 0;
 }
 
-static int write_cpio(const char *dst, const char *agent, const char *release, const struct modset *m,
-                      hull_error *err)
+static int write_cpio(const char *dst, const char *agent, const char *release,
+                      const struct modset *m, hull_error *err)
 {
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dst, getpid());
@@ -212,7 +218,8 @@ static int write_cpio(const char *dst, const char *agent, const char *release, c
     /* Pad to a 512-byte block, as cpio(1) does. */
     long end = ftell(c.f);
     static const char zeros[512] = {0};
-    if (!rc && end % 512 && fwrite(zeros, 1, (size_t)(512 - end % 512), c.f) != (size_t)(512 - end % 512))
+    if (!rc && end % 512 &&
+        fwrite(zeros, 1, (size_t)(512 - end % 512), c.f) != (size_t)(512 - end % 512))
         rc = hull_error_errno(err, "write %s", tmp);
     if (fflush(c.f) != 0 || fsync(fileno(c.f)) < 0)
         rc = rc ? rc : hull_error_errno(err, "write %s", tmp);
@@ -248,12 +255,13 @@ int vm_agent_path(char *out, size_t len, hull_error *err)
                 return 0;
         }
     }
-    return hull_error_set(err, ENOENT, "hull-agent not found (next to hull, in ../lib/hull, or $HULL_AGENT)");
+    return hull_error_set(err, ENOENT,
+                          "hull-agent not found (next to hull, in ../lib/hull, or $HULL_AGENT)");
 }
 
 /* The cache key: the agent's and every module's digest, in order. */
-static int initrd_key(const char *agent, const char *release, const struct modset *m, char key[HULL_SHA256_HEX],
-                      hull_error *err)
+static int initrd_key(const char *agent, const char *release, const struct modset *m,
+                      char key[HULL_SHA256_HEX], hull_error *err)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
@@ -282,7 +290,8 @@ int vm_initrd_prepare(const char *release, struct vm_initrd *out, hull_error *er
     struct modset m = {0};
     int rc = -1;
     if (vm_agent_path(agent, sizeof(agent), err) < 0 || resolve_modules(release, &m, err) < 0 ||
-        initrd_key(agent, release, &m, key, err) < 0 || vm_cache_subdir("initrd", dir, sizeof(dir), err) < 0)
+        initrd_key(agent, release, &m, key, err) < 0 ||
+        vm_cache_subdir("initrd", dir, sizeof(dir), err) < 0)
         goto out;
     snprintf(out->path, sizeof(out->path), "%s/initrd-%s.cpio", dir, key);
     if (access(out->path, R_OK) < 0 && write_cpio(out->path, agent, release, &m, err) < 0)

@@ -37,9 +37,10 @@ static int newest_boot_kernel(char *out, size_t len, hull_error *err)
     }
     closedir(d);
     if (!best[0])
-        return hull_error_set(err, ENOENT,
-                              "no --kernel given and no /boot/vmlinuz-* (install linux-image-amd64: "
-                              "scripts/deps.sh vm)");
+        return hull_error_set(
+            err, ENOENT,
+            "no --kernel given and no /boot/vmlinuz-* (install linux-image-amd64: "
+            "scripts/deps.sh vm)");
     snprintf(out, len, "/boot/%s", best);
     return 0;
 }
@@ -47,7 +48,8 @@ static int newest_boot_kernel(char *out, size_t len, hull_error *err)
 /* x86 boot protocol: "HdrS" at 0x202, the version string via 0x20e. */
 static int bzimage_release(const unsigned char *img, size_t size, char *rel, size_t rlen)
 {
-    if (size < 0x1000 || memcmp(img + 0x202, "HdrS", 4) != 0 || img[0x1fe] != 0x55 || img[0x1ff] != 0xaa)
+    if (size < 0x1000 || memcmp(img + 0x202, "HdrS", 4) != 0 || img[0x1fe] != 0x55 ||
+        img[0x1ff] != 0xaa)
         return -1;
     size_t off = (size_t)(img[0x20e] | img[0x20f] << 8) + 0x200;
     if (off >= size)
@@ -66,7 +68,8 @@ static int extract_elf(const unsigned char *img, size_t size, const char *dst, h
     static const unsigned char xz_magic[6] = {0xfd, '7', 'z', 'X', 'Z', 0};
     const unsigned char *p = memmem(img, size, xz_magic, sizeof(xz_magic));
     if (!p)
-        return hull_error_set(err, EINVAL, "no XZ-compressed kernel inside (only XZ bzImages are supported)");
+        return hull_error_set(err, EINVAL,
+                              "no XZ-compressed kernel inside (only XZ bzImages are supported)");
     lzma_stream s = LZMA_STREAM_INIT;
     if (lzma_stream_decoder(&s, UINT64_MAX, 0) != LZMA_OK)
         return hull_error_set(err, ENOMEM, "liblzma init");
@@ -90,7 +93,11 @@ static int extract_elf(const unsigned char *img, size_t size, const char *dst, h
         size_t n = sizeof(out) - s.avail_out;
         if (first && n >= 20) {
             /* ELF64, little-endian, EM_X86_64 */
-            if (memcmp(out, "\x7f" "ELF\x02\x01", 6) != 0 || out[18] != 62) {
+            if (memcmp(out,
+                       "\x7f"
+                       "ELF\x02\x01",
+                       6) != 0 ||
+                out[18] != 62) {
                 rc = hull_error_set(err, EINVAL, "the decompressed kernel is not an x86-64 ELF");
                 break;
             }
@@ -141,7 +148,8 @@ int vm_kernel_prepare(const char *path, struct vm_kernel *k, hull_error *err)
     snprintf(sumfile, sizeof(sumfile), "%s.sha256", k->vmlinux);
     char *sum = NULL;
     size_t sl;
-    if (access(k->vmlinux, R_OK) == 0 && hull_read_file(sumfile, &sum, &sl, NULL) == 0 && sl >= 64) {
+    if (access(k->vmlinux, R_OK) == 0 && hull_read_file(sumfile, &sum, &sl, NULL) == 0 &&
+        sl >= 64) {
         memcpy(k->vmlinux_sha256, sum, 64);
         k->vmlinux_sha256[64] = 0;
         free(sum);

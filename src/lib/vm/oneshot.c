@@ -60,7 +60,8 @@ uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o)
     return (need + 63) / 64 * 64;
 }
 
-int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err)
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r,
+                    hull_error *err)
 {
     memset(r, 0, sizeof(*r));
     if (!o->argv || !o->argv[0])
@@ -76,16 +77,22 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
     if (ufd >= 0)
         close(ufd);
     char id[HULL_VM_ID_MAX + 1];
-    snprintf(id, sizeof(id), "oneshot-%d-%u-%02x%02x%02x%02x", (int)getpid(), ++seq, rnd[0], rnd[1], rnd[2], rnd[3]);
+    snprintf(id, sizeof(id), "oneshot-%d-%u-%02x%02x%02x%02x", (int)getpid(), ++seq, rnd[0], rnd[1],
+             rnd[2], rnd[3]);
     struct hull_runtime defrt = {.root = HULL_DEFAULT_ROOT};
     struct vm_create_opts co = {
-        .id = id, .memory_mb = vm_oneshot_memory_mb(o), .vcpus = 1, .kernel = o->kernel,
-        .rootfs = o->rootfs, .accel = o->accel, .ephemeral = true,
+        .id = id,
+        .memory_mb = vm_oneshot_memory_mb(o),
+        .vcpus = 1,
+        .kernel = o->kernel,
+        .rootfs = o->rootfs,
+        .accel = o->accel,
+        .ephemeral = true,
     };
     struct vm vm;
     int64_t t0 = vm_mono_ms();
-    int rc = o->cold ? vm_create(o->rt ? o->rt : &defrt, &co, &vm, err) : 
-                       vm_create_from_template(o->rt ? o->rt : &defrt, &co, &vm, err);
+    int rc = o->cold ? vm_create(o->rt ? o->rt : &defrt, &co, &vm, err)
+                     : vm_create_from_template(o->rt ? o->rt : &defrt, &co, &vm, err);
     if (rc < 0)
         return hull_error_prefix(err, "microvm run");
     if (o->cold && vm_start(&vm, err) < 0) {
@@ -109,8 +116,15 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         }
     }
     struct hull_vm_exec_opts xo = {
-        .argv = o->argv, .env = o->env, .cwd = o->cwd, .stdin_fd = -1, .stdin_data = o->stdin_data,
-        .stdin_len = o->stdin_len, .stdout_fd = -1, .stderr_fd = -1, .limits = o->limits,
+        .argv = o->argv,
+        .env = o->env,
+        .cwd = o->cwd,
+        .stdin_fd = -1,
+        .stdin_data = o->stdin_data,
+        .stdin_len = o->stdin_len,
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+        .limits = o->limits,
     };
     if (vm_exec_on(a, &xo, &r->run, &e) < 0) {
         internal(r, &e);
@@ -146,14 +160,19 @@ char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r)
 {
     json_object *o = json_object_new_object();
     const struct hull_vm_exec_result *x = &r->run;
-    json_object_object_add(o, "verdict", json_object_new_string(x->verdict[0] ? x->verdict : "internal_error"));
+    json_object_object_add(o, "verdict",
+                           json_object_new_string(x->verdict[0] ? x->verdict : "internal_error"));
     json_object_object_add(o, "exit_code", json_object_new_int(x->exit_code));
     json_object_object_add(o, "signal", json_object_new_int(x->signal));
     json_object_object_add(o, "cpu_time_ms", json_object_new_int64((int64_t)x->cpu_time_ms));
     json_object_object_add(o, "wall_time_ms", json_object_new_int64((int64_t)x->wall_time_ms));
     json_object_object_add(o, "max_memory_kb", json_object_new_int64((int64_t)x->max_memory_kb));
-    json_object_object_add(o, "stdout", json_object_new_string_len(x->stdout_buf ? x->stdout_buf : "", (int)x->stdout_len));
-    json_object_object_add(o, "stderr", json_object_new_string_len(x->stderr_buf ? x->stderr_buf : "", (int)x->stderr_len));
+    json_object_object_add(
+        o, "stdout",
+        json_object_new_string_len(x->stdout_buf ? x->stdout_buf : "", (int)x->stdout_len));
+    json_object_object_add(
+        o, "stderr",
+        json_object_new_string_len(x->stderr_buf ? x->stderr_buf : "", (int)x->stderr_len));
     json_object_object_add(o, "stdout_truncated", json_object_new_boolean(x->stdout_truncated));
     json_object_object_add(o, "stderr_truncated", json_object_new_boolean(x->stderr_truncated));
     json_object_object_add(o, "isolation", json_object_new_string("microvm"));
@@ -162,7 +181,8 @@ char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r)
     json_object_object_add(o, "vm_start_ms", json_object_new_int64((int64_t)r->start_ms));
     if (r->error)
         json_object_object_add(o, "error", json_object_new_string(r->error));
-    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *s = strdup(
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return s;
 }

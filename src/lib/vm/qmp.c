@@ -116,8 +116,9 @@ int qmp_cmd(struct qmp *q, const char *cmd, json_object *args, int sendfd, json_
     if (asprintf(&line, "%s\n", s) < 0)
         line = NULL;
     json_object_put(m);
-    int rc = line && send_all(q->fd, line, strlen(line), sendfd) == 0 ? 0
-                                                                       : hull_error_errno(err, "QMP %s", cmd);
+    int rc = line && send_all(q->fd, line, strlen(line), sendfd) == 0
+                 ? 0
+                 : hull_error_errno(err, "QMP %s", cmd);
     free(line);
     if (rc < 0)
         return -1;
@@ -133,7 +134,8 @@ int qmp_cmd(struct qmp *q, const char *cmd, json_object *args, int sendfd, json_
         if (json_object_object_get_ex(msg, "error", &v)) {
             json_object *d = NULL;
             json_object_object_get_ex(v, "desc", &d);
-            rc = hull_error_set(err, EIO, "QMP %s: %s", cmd, d ? json_object_get_string(d) : "error");
+            rc = hull_error_set(err, EIO, "QMP %s: %s", cmd,
+                                d ? json_object_get_string(d) : "error");
         } else if (ret && json_object_object_get_ex(msg, "return", &v))
             *ret = json_object_get(v);
         json_object_put(msg);
@@ -146,7 +148,8 @@ int qmp_migrate_status(struct qmp *q, char *out, size_t len, hull_error *err)
     json_object *r = NULL, *st;
     if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
         return -1;
-    const char *s = json_object_object_get_ex(r, "status", &st) ? json_object_get_string(st) : "none";
+    const char *s =
+        json_object_object_get_ex(r, "status", &st) ? json_object_get_string(st) : "none";
     snprintf(out, len, "%s", s);
     json_object *e;
     if (strcmp(s, "failed") == 0 && json_object_object_get_ex(r, "error-desc", &e))

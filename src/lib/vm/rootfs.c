@@ -56,7 +56,8 @@ static int walk_one(const char *path, const struct stat *st, int type, struct FT
 }
 
 /* Digest of a tree's metadata, plus extra bytes (the default rootfs's file list). */
-static int tree_key(const char *const *roots, size_t nroots, char key[HULL_SHA256_HEX], hull_error *err)
+static int tree_key(const char *const *roots, size_t nroots, char key[HULL_SHA256_HEX],
+                    hull_error *err)
 {
     walk_ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(walk_ctx, EVP_sha256(), NULL);
@@ -95,15 +96,17 @@ static int run_mksquashfs(const char *src, const char *dst, hull_error *err)
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, efd, 2);
-    char *argv[] = {"mksquashfs", (char *)src, (char *)dst, "-noappend", "-quiet", "-no-progress",
-                    "-comp", "lz4", "-mkfs-time", "0", "-no-xattrs", NULL};
+    char *argv[] = {"mksquashfs",   (char *)src, (char *)dst, "-noappend",  "-quiet",
+                    "-no-progress", "-comp",     "lz4",       "-mkfs-time", "0",
+                    "-no-xattrs",   NULL};
     pid_t pid;
     extern char **environ;
     int r = posix_spawnp(&pid, "mksquashfs", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (r) {
         close(efd);
-        return hull_error_set(err, r, "run mksquashfs (install squashfs-tools: scripts/deps.sh vm)");
+        return hull_error_set(err, r,
+                              "run mksquashfs (install squashfs-tools: scripts/deps.sh vm)");
     }
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -132,7 +135,8 @@ static int default_sources(char ***out, size_t *n, hull_error *err)
     if (access("/bin/busybox", X_OK) < 0) {
         free(v[0]);
         free(v);
-        return hull_error_set(err, ENOENT, "default rootfs: /bin/busybox missing (install busybox-static)");
+        return hull_error_set(err, ENOENT,
+                              "default rootfs: /bin/busybox missing (install busybox-static)");
     }
     if (py[0]) {
         char cmd[PATH_MAX * 2];
@@ -173,20 +177,21 @@ static int default_sources(char ***out, size_t *n, hull_error *err)
 static int build_default(const char *skel, char **srcs, size_t n, const char *dst, hull_error *err)
 {
     char p[PATH_MAX];
-    static const char *const dirs[] = {"usr", "usr/bin", "usr/lib", "usr/lib64", "etc", "tmp", "root",
-                                       "proc", "dev", "sys", "home"};
+    static const char *const dirs[] = {"usr",  "usr/bin", "usr/lib", "usr/lib64", "etc", "tmp",
+                                       "root", "proc",    "dev",     "sys",       "home"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", skel, dirs[i]);
         mkdir(p, i == 5 ? 01777 : 0755);
     }
-    static const char *const links[][2] = {{"bin", "usr/bin"}, {"sbin", "usr/bin"}, {"lib", "usr/lib"},
-                                           {"lib64", "usr/lib64"}};
+    static const char *const links[][2] = {
+        {"bin", "usr/bin"}, {"sbin", "usr/bin"}, {"lib", "usr/lib"}, {"lib64", "usr/lib64"}};
     for (size_t i = 0; i < 4; i++) {
         snprintf(p, sizeof(p), "%s/%s", skel, links[i][0]);
         if (symlink(links[i][1], p) < 0)
             return hull_error_errno(err, "symlink %s", p);
     }
-    static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
+    static const char passwd[] =
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
     static const char group[] = "root:x:0:\nnogroup:x:65534:\n";
     snprintf(p, sizeof(p), "%s/etc", skel);
     cleanup_close int etc = open(p, O_DIRECTORY | O_RDONLY | O_CLOEXEC);

@@ -34,11 +34,11 @@
 #include "vm/vm.h"
 #include "vm/vmm.h"
 
-#define SNAP_MAGIC "HULLSNAP"
-#define SNAP_FORMAT 1
-#define HEADER_SIZE 80
+#define SNAP_MAGIC     "HULLSNAP"
+#define SNAP_FORMAT    1
+#define HEADER_SIZE    80
 #define MANIFEST_SPACE 8192
-#define PAYLOAD_OFF (HEADER_SIZE + MANIFEST_SPACE)
+#define PAYLOAD_OFF    (HEADER_SIZE + MANIFEST_SPACE)
 
 struct pump {
     int in, out;     /* read from in, write to out */
@@ -141,7 +141,8 @@ static int pump_restore(void *arg)
             ZSTD_outBuffer zo = {ob, outlen, 0};
             last = ZSTD_decompressStream(z, &zo, &zi);
             if (ZSTD_isError(last)) {
-                rc = hull_error_set(p->err, EINVAL, "snapshot payload is corrupt (zstd: %s)", ZSTD_getErrorName(last));
+                rc = hull_error_set(p->err, EINVAL, "snapshot payload is corrupt (zstd: %s)",
+                                    ZSTD_getErrorName(last));
                 break;
             }
             EVP_DigestUpdate(p->raw, ob, zo.pos);
@@ -193,7 +194,11 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
     if (out < 0)
         return hull_error_errno(err, "create %s", tmp);
     int pp[2] = {-1, -1};
-    struct pump p = {.out = out, .close_first = -1, .raw = EVP_MD_CTX_new(), .packed = EVP_MD_CTX_new(), .err = err};
+    struct pump p = {.out = out,
+                     .close_first = -1,
+                     .raw = EVP_MD_CTX_new(),
+                     .packed = EVP_MD_CTX_new(),
+                     .err = err};
     EVP_DigestInit_ex(p.raw, EVP_sha256(), NULL);
     EVP_DigestInit_ex(p.packed, EVP_sha256(), NULL);
     int rc = lseek(out, PAYLOAD_OFF, SEEK_SET) < 0 ? hull_error_errno(err, "seek") : 0;
@@ -233,7 +238,8 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
         json_object *k = artifact(vm->kernel.bzimage, vm->kernel.bzimage_sha256);
         json_object_object_add(k, "release", json_object_new_string(vm->kernel.release));
         json_object_object_add(k, "vmlinux", json_object_new_string(vm->kernel.vmlinux));
-        json_object_object_add(k, "vmlinux_sha256", json_object_new_string(vm->kernel.vmlinux_sha256));
+        json_object_object_add(k, "vmlinux_sha256",
+                               json_object_new_string(vm->kernel.vmlinux_sha256));
         json_object_object_add(m, "kernel", k);
         json_object_object_add(m, "initrd", artifact(vm->initrd.path, vm->initrd.sha256));
         json_object *r = artifact(vm->rootfs.image, vm->rootfs.sha256);
@@ -294,7 +300,8 @@ static int read_manifest(const char *file, int *fdout, json_object **out, hull_e
     memcpy(&len, hdr + 12, 4);
     if (fmt != SNAP_FORMAT || len == 0 || len > MANIFEST_SPACE) {
         close(fd);
-        return hull_error_set(err, EINVAL, "snapshot %s: unsupported format or damaged header", file);
+        return hull_error_set(err, EINVAL, "snapshot %s: unsupported format or damaged header",
+                              file);
     }
     char *ms = malloc(len + 1);
     char hmac[HULL_SHA256_HEX];
@@ -312,8 +319,10 @@ static int read_manifest(const char *file, int *fdout, json_object **out, hull_e
     if (CRYPTO_memcmp(hmac, hdr + 16, 64) != 0) {
         free(ms);
         close(fd);
-        return hull_error_set(err, EPERM, "snapshot %s: manifest signature does not match "
-                                          "(tampered with, or made on another host)", file);
+        return hull_error_set(err, EPERM,
+                              "snapshot %s: manifest signature does not match "
+                              "(tampered with, or made on another host)",
+                              file);
     }
     int rc = hj_parse(ms, len, file, out, err);
     free(ms);
@@ -363,7 +372,9 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         return hull_error_prefix(err, "the snapshot was made with %s", vm->accel);
     /* The guest's memory refers to exactly these files: any change and the
      * restored guest would read a different disk or kernel than it booted. */
-    struct { const char *what, *path, *sha; } a[] = {
+    struct {
+        const char *what, *path, *sha;
+    } a[] = {
         {"kernel", vm->kernel.bzimage, vm->kernel.bzimage_sha256},
         {"initrd", vm->initrd.path, vm->initrd.sha256},
         {"rootfs", vm->rootfs.image, vm->rootfs.sha256},
@@ -376,16 +387,18 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         else if (vm_sha256_file(a[i].path, got, err) < 0)
             return hull_error_prefix(err, "%s of the snapshot", a[i].what);
         if (strcmp(got, a[i].sha) != 0)
-            return hull_error_set(err, EPERM, "%s %s changed since the snapshot (sha256 %s, expected %s)",
+            return hull_error_set(err, EPERM,
+                                  "%s %s changed since the snapshot (sha256 %s, expected %s)",
                                   a[i].what, a[i].path, got, a[i].sha);
     }
     char sumfile[4200], *sum = NULL;
     size_t sl;
     snprintf(sumfile, sizeof(sumfile), "%s.sha256", vm->kernel.vmlinux);
-    if (access(vm->kernel.vmlinux, R_OK) < 0 || hull_read_file(sumfile, &sum, &sl, NULL) < 0 || sl < 64 ||
-        strncmp(sum, vm->kernel.vmlinux_sha256, 64) != 0) {
+    if (access(vm->kernel.vmlinux, R_OK) < 0 || hull_read_file(sumfile, &sum, &sl, NULL) < 0 ||
+        sl < 64 || strncmp(sum, vm->kernel.vmlinux_sha256, 64) != 0) {
         free(sum);
-        return hull_error_set(err, ENOENT, "the snapshot's vmlinux %s is gone or changed", vm->kernel.vmlinux);
+        return hull_error_set(err, ENOENT, "the snapshot's vmlinux %s is gone or changed",
+                              vm->kernel.vmlinux);
     }
     free(sum);
     return 0;
@@ -409,15 +422,20 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
         rc = vm_start_vmm(vm, pp[0], err);
     if (pp[0] >= 0)
         close(pp[0]);
-    struct pump p = {.in = fd, .out = pp[1], .close_first = -1, .raw = EVP_MD_CTX_new(),
-                     .packed = EVP_MD_CTX_new(), .err = err};
+    struct pump p = {.in = fd,
+                     .out = pp[1],
+                     .close_first = -1,
+                     .raw = EVP_MD_CTX_new(),
+                     .packed = EVP_MD_CTX_new(),
+                     .err = err};
     EVP_DigestInit_ex(p.raw, EVP_sha256(), NULL);
     EVP_DigestInit_ex(p.packed, EVP_sha256(), NULL);
     if (!rc) {
         /* QEMU can exit mid-stream on a bad one: a write must fail, not kill us. */
         struct sigaction ign = {.sa_handler = SIG_IGN}, old;
         sigaction(SIGPIPE, &ign, &old);
-        rc = lseek(fd, PAYLOAD_OFF, SEEK_SET) < 0 ? hull_error_errno(err, "seek") : pump_restore(&p);
+        rc =
+            lseek(fd, PAYLOAD_OFF, SEEK_SET) < 0 ? hull_error_errno(err, "seek") : pump_restore(&p);
         sigaction(SIGPIPE, &old, NULL);
     } else if (pp[1] >= 0)
         close(pp[1]);
@@ -426,8 +444,12 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
     hex_final(p.packed, packed);
     EVP_MD_CTX_free(p.raw);
     EVP_MD_CTX_free(p.packed);
-    if (!rc && (strcmp(packed, mget(m, "stream", "payload_sha256")) != 0 || strcmp(raw, mget(m, "stream", "sha256")) != 0))
-        rc = hull_error_set(err, EPERM, "snapshot %s: stream digest does not match the manifest (tampered with or damaged)", file);
+    if (!rc && (strcmp(packed, mget(m, "stream", "payload_sha256")) != 0 ||
+                strcmp(raw, mget(m, "stream", "sha256")) != 0))
+        rc = hull_error_set(
+            err, EPERM,
+            "snapshot %s: stream digest does not match the manifest (tampered with or damaged)",
+            file);
     if (!rc && vm_vmm()->load_wait(vm, err) < 0)
         rc = hull_error_prefix(err, "load the snapshot");
     if (!rc && vm_vmm()->resume(vm, err) == 0) {
@@ -454,7 +476,8 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
     return rc;
 }
 
-int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file, hull_error *err)
+int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
+                     hull_error *err)
 {
     struct vm vm;
     if (!file || !*file)
@@ -475,7 +498,8 @@ int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *
     return rc < 0 ? hull_error_prefix(err, "snapshot %s", id) : 0;
 }
 
-int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id, hull_error *err)
+int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
+                    hull_error *err)
 {
     struct vm vm;
     memset(&vm, 0, sizeof(vm));

@@ -27,17 +27,21 @@ static const char *const status_names[] = {"created", "running", "paused", "stop
 
 const char *vm_status_name(enum vm_status s)
 {
-    return (unsigned)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "unknown";
+    return (unsigned)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s]
+                                                                        : "unknown";
 }
 
 int vm_id_validate(const char *id, hull_error *err)
 {
     if (!id || !*id)
         return hull_error_set(err, EINVAL, "missing VM id");
-    if (strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(id))
-        return hull_error_set(err, EINVAL, "VM id \"%s\": only letters, digits, '_', '.' and '-' are allowed", id);
+    if (strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+        strlen(id))
+        return hull_error_set(
+            err, EINVAL, "VM id \"%s\": only letters, digits, '_', '.' and '-' are allowed", id);
     if (strlen(id) > HULL_VM_ID_MAX)
-        return hull_error_set(err, EINVAL, "VM id \"%s\": longer than %d bytes", id, HULL_VM_ID_MAX);
+        return hull_error_set(err, EINVAL, "VM id \"%s\": longer than %d bytes", id,
+                              HULL_VM_ID_MAX);
     if (id[0] == '.')
         return hull_error_set(err, EINVAL, "VM id \"%s\": must not start with '.'", id);
     return 0;
@@ -140,7 +144,9 @@ json_object *vm_state_json(const struct vm *vm)
     add_str(o, "status", vm_status_name(vm->status));
     if (vm->failure[0])
         add_str(o, "failure", vm->failure);
-    json_object_object_add(o, "pid", json_object_new_int(vm->status == VM_RUNNING || vm->status == VM_PAUSED ? vm->pid : 0));
+    json_object_object_add(
+        o, "pid",
+        json_object_new_int(vm->status == VM_RUNNING || vm->status == VM_PAUSED ? vm->pid : 0));
     add_str(o, "accelerator", vm->accel);
     json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
     json_object_object_add(o, "vcpus", json_object_new_int((int)vm->vcpus));
@@ -235,7 +241,8 @@ int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     json_object *v;
     vm->ephemeral = json_object_object_get_ex(o, "ephemeral", &v) && json_object_get_boolean(v);
     if (json_object_object_get_ex(o, "vmm_cgroup", &v) && v)
-        snprintf(vm->cgroup, sizeof(vm->cgroup), "%s", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+        snprintf(vm->cgroup, sizeof(vm->cgroup), "%s",
+                 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     json_object *m = hj_get(o, "measured");
     json_object *k = m ? hj_get(m, "kernel") : NULL, *i = m ? hj_get(m, "initrd") : NULL,
                 *r = m ? hj_get(m, "rootfs") : NULL;

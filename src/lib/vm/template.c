@@ -35,8 +35,8 @@ static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
     stat("/usr/bin/qemu-system-x86_64", &st);
     int n = snprintf(buf, sizeof(buf), "hull-template-1\n%s\n%s\n%s\n%llu\n%u\n%s\n%lld.%ld:%lld\n",
                      vm->kernel.bzimage_sha256, vm->initrd.sha256, vm->rootfs.sha256,
-                     (unsigned long long)vm->memory_mb, vm->vcpus, vm->accel, (long long)st.st_mtim.tv_sec,
-                     st.st_mtim.tv_nsec, (long long)st.st_size);
+                     (unsigned long long)vm->memory_mb, vm->vcpus, vm->accel,
+                     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
     unsigned char md[32];
     EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
     vm_sha256_hex(md, key);
@@ -52,8 +52,8 @@ static void reset_for_boot(struct vm *vm)
     vm->monitor = 0;
 }
 
-int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
-                            hull_error *err)
+int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o,
+                            struct vm *vm, hull_error *err)
 {
     if (vm_create(rt, o, vm, err) < 0)
         return -1;

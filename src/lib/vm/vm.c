@@ -46,13 +46,16 @@ static int check_digest(const char *what, const char *got, const char *want, hul
     if (!want || !*want)
         return 0;
     if (!vm_is_sha256(want))
-        return hull_error_set(err, EINVAL, "--expect-%s-sha256: not a sha256 (64 lower-case hex digits)", what);
+        return hull_error_set(err, EINVAL,
+                              "--expect-%s-sha256: not a sha256 (64 lower-case hex digits)", what);
     if (strcmp(got, want) != 0)
-        return hull_error_set(err, EPERM, "attestation failed: %s sha256 is %s, expected %s", what, got, want);
+        return hull_error_set(err, EPERM, "attestation failed: %s sha256 is %s, expected %s", what,
+                              got, want);
     return 0;
 }
 
-int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm, hull_error *err)
+int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
+              hull_error *err)
 {
     memset(vm, 0, sizeof(*vm));
     if (!o->id)
@@ -63,17 +66,21 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
     vm->memory_mb = o->memory_mb ? o->memory_mb : HULL_VM_DEFAULT_MEMORY_MB;
     vm->vcpus = o->vcpus ? o->vcpus : 1;
     if (vm->memory_mb < HULL_VM_MIN_MEMORY_MB)
-        return hull_error_set(err, EINVAL, "memory %lluM is too small: the guest kernel needs at least %dM",
+        return hull_error_set(err, EINVAL,
+                              "memory %lluM is too small: the guest kernel needs at least %dM",
                               (unsigned long long)vm->memory_mb, HULL_VM_MIN_MEMORY_MB);
     if (vm->memory_mb > HULL_VM_MAX_MEMORY_MB)
         return hull_error_set(err, EINVAL, "memory %lluM is over the maximum of %dM",
                               (unsigned long long)vm->memory_mb, HULL_VM_MAX_MEMORY_MB);
     if (vm->vcpus > HULL_VM_MAX_VCPUS)
-        return hull_error_set(err, EINVAL, "vcpus %u is over the maximum of %d", vm->vcpus, HULL_VM_MAX_VCPUS);
-    const char *expect[] = {o->expect_kernel_sha256, o->expect_initrd_sha256, o->expect_rootfs_sha256};
+        return hull_error_set(err, EINVAL, "vcpus %u is over the maximum of %d", vm->vcpus,
+                              HULL_VM_MAX_VCPUS);
+    const char *expect[] = {o->expect_kernel_sha256, o->expect_initrd_sha256,
+                            o->expect_rootfs_sha256};
     for (size_t i = 0; i < 3; i++)
         if (expect[i] && *expect[i] && !vm_is_sha256(expect[i]))
-            return hull_error_set(err, EINVAL, "expected digest \"%s\": not a sha256 (64 lower-case hex digits)",
+            return hull_error_set(err, EINVAL,
+                                  "expected digest \"%s\": not a sha256 (64 lower-case hex digits)",
                                   expect[i]);
     if (access(vm->dir, F_OK) == 0)
         return hull_error_set(err, EEXIST, "VM %s already exists", vm->id);
@@ -222,7 +229,8 @@ int vm_start(struct vm *vm, hull_error *err)
     int64_t t0 = vm_mono_ms();
     if (vm_start_vmm(vm, -1, err) < 0)
         return start_failed(vm, err);
-    hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid, (long long)(vm_mono_ms() - t0));
+    hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid,
+               (long long)(vm_mono_ms() - t0));
     struct vm_agent *a = NULL;
     if (vm_agent_connect(vm, vm_boot_timeout_ms(vm), &a, err) < 0)
         return start_failed(vm, err);
@@ -302,7 +310,8 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err)
         if (!gone) {
             kill(vm->pid, SIGKILL);
             if (!wait_gone(vm, 5000))
-                return hull_error_set(err, EBUSY, "VM %s: QEMU (pid %d) does not die", vm->id, vm->pid);
+                return hull_error_set(err, EBUSY, "VM %s: QEMU (pid %d) does not die", vm->id,
+                                      vm->pid);
         }
     }
     vm_release(vm);
@@ -323,16 +332,25 @@ int vm_destroy(struct vm *vm, hull_error *err)
 
 /* ---- public calls ---- */
 
-int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o, hull_error *err)
+int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
+                   hull_error *err)
 {
     struct vm vm;
     struct vm_create_opts co = {
-        .id = o->id, .memory_mb = o->memory_mb, .vcpus = o->vcpus, .kernel = o->kernel,
-        .rootfs = o->rootfs, .accel = o->accel, .expect_kernel_sha256 = o->expect_kernel_sha256,
-        .expect_initrd_sha256 = o->expect_initrd_sha256, .expect_rootfs_sha256 = o->expect_rootfs_sha256,
+        .id = o->id,
+        .memory_mb = o->memory_mb,
+        .vcpus = o->vcpus,
+        .kernel = o->kernel,
+        .rootfs = o->rootfs,
+        .accel = o->accel,
+        .expect_kernel_sha256 = o->expect_kernel_sha256,
+        .expect_initrd_sha256 = o->expect_initrd_sha256,
+        .expect_rootfs_sha256 = o->expect_rootfs_sha256,
     };
     if (o->from_template)
-        return vm_create_from_template(rt, &co, &vm, err) < 0 ? hull_error_prefix(err, "create %s", o->id) : 0;
+        return vm_create_from_template(rt, &co, &vm, err) < 0
+                   ? hull_error_prefix(err, "create %s", o->id)
+                   : 0;
     if (vm_create(rt, &co, &vm, err) < 0)
         return hull_error_prefix(err, "create %s", o->id ? o->id : "");
     return 0;
@@ -415,7 +433,8 @@ int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force, hu
         return hull_error_prefix(err, "delete");
     int rc = 0;
     if ((vm.status == VM_RUNNING || vm.status == VM_PAUSED) && !force)
-        rc = hull_error_set(err, EBUSY, "VM %s is %s (stop it first or use --force)", id, vm_status_name(vm.status));
+        rc = hull_error_set(err, EBUSY, "VM %s is %s (stop it first or use --force)", id,
+                            vm_status_name(vm.status));
     else
         rc = vm_destroy(&vm, err);
     close(lk);
@@ -430,7 +449,8 @@ char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *e
         return NULL;
     }
     json_object *o = vm_state_json(&vm);
-    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return s;
 }

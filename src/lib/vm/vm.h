@@ -37,10 +37,10 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #define HULL_VM_DEFAULT_MEMORY_MB 256
-#define HULL_VM_MIN_MEMORY_MB 96 /* this kernel needs 88 MiB to boot; keep a margin */
-#define HULL_VM_MAX_MEMORY_MB (64 * 1024)
-#define HULL_VM_MAX_VCPUS 64
-#define HULL_VM_ID_MAX 64 /* cgroup and socket paths embed it */
+#define HULL_VM_MIN_MEMORY_MB     96 /* this kernel needs 88 MiB to boot; keep a margin */
+#define HULL_VM_MAX_MEMORY_MB     (64 * 1024)
+#define HULL_VM_MAX_VCPUS         64
+#define HULL_VM_ID_MAX            64 /* cgroup and socket paths embed it */
 
 /* ---- digests (digest.c) ---- */
 
@@ -57,7 +57,8 @@ bool vm_is_sha256(const char *s);
 int64_t vm_mono_ms(void);
 /* Connect to a unix socket, retrying while it is absent or refused until
  * timeout_ms; alive(arg) false ends the wait early. Returns the fd. */
-int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg, hull_error *err);
+int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg,
+                    hull_error *err);
 struct vm;
 /* A short path for run/<name> of vm; returns the fd it goes through (close
  * it after connecting). */
@@ -72,10 +73,10 @@ int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err);
 int vm_write_atomic(const char *path, const char *data, size_t len, mode_t mode, hull_error *err);
 
 struct vm_kernel {
-    char bzimage[4096];            /* as given or found */
+    char bzimage[4096]; /* as given or found */
     char bzimage_sha256[HULL_SHA256_HEX];
-    char release[128];             /* "6.1.0-56-amd64", from the bzImage header */
-    char vmlinux[4096];            /* cached ELF QEMU boots through PVH */
+    char release[128];  /* "6.1.0-56-amd64", from the bzImage header */
+    char vmlinux[4096]; /* cached ELF QEMU boots through PVH */
     char vmlinux_sha256[HULL_SHA256_HEX];
 };
 /* path NULL: the newest /boot/vmlinuz-*. Refuses anything that is not an
@@ -127,7 +128,7 @@ struct vm_agent; /* agent.h */
 
 struct vm {
     char id[HULL_VM_ID_MAX + 1];
-    char dir[4096];  /* <root>/vm/<id> */
+    char dir[4096]; /* <root>/vm/<id> */
     enum vm_status status;
     char failure[512]; /* why, when VM_FAILED */
     char created[40];
@@ -137,20 +138,21 @@ struct vm {
     struct vm_kernel kernel;
     struct vm_initrd initrd;
     struct vm_rootfs rootfs;
-    pid_t pid;              /* QEMU, host pid namespace; 0 when not running */
+    pid_t pid;                    /* QEMU, host pid namespace; 0 when not running */
     unsigned long long pid_start; /* /proc/<pid>/stat starttime, against pid reuse */
-    pid_t monitor;          /* the attached parent of an ephemeral VM, else 0 */
-    uid_t uid;              /* QEMU's unprivileged uid and gid */
-    int64_t started_ms;     /* CLOCK_REALTIME ms when QEMU started */
-    int64_t boot_ms;        /* start to agent ready */
+    pid_t monitor;                /* the attached parent of an ephemeral VM, else 0 */
+    uid_t uid;                    /* QEMU's unprivileged uid and gid */
+    int64_t started_ms;           /* CLOCK_REALTIME ms when QEMU started */
+    int64_t boot_ms;              /* start to agent ready */
     char restored_from[4096];
-    bool ephemeral;         /* oneshot: deleted by whoever made it */
-    char cgroup[4096];      /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
+    bool ephemeral;    /* oneshot: deleted by whoever made it */
+    char cgroup[4096]; /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
 };
 
 /* The state directory of VMs under a runtime root. */
 int vm_root_dir(const struct hull_runtime *rt, char *out, size_t len, hull_error *err);
-int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t len, hull_error *err);
+int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t len,
+              hull_error *err);
 int vm_id_validate(const char *id, hull_error *err);
 int vm_save(const struct vm *vm, hull_error *err);
 /* Load and refresh: a VM whose QEMU is gone is reported stopped (and its
@@ -191,8 +193,8 @@ int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err);
 int vm_boot_timeout_ms(const struct vm *vm);
 /* Restore a template snapshot of this configuration (made by a cold boot
  * on first use) into a new VM: template.c. */
-int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
-                            hull_error *err);
+int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o,
+                            struct vm *vm, hull_error *err);
 /* Connect to the agent and say hello (repeated until answered). */
 struct vm_agent;
 int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err);
@@ -235,7 +237,8 @@ int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_
  * limit), pids.events max (pids_limit); wall time is the agent's clock;
  * RLIMIT_NOFILE limits open files and RLIMIT_CPU is a per-process backstop.
  */
-int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r, hull_error *err);
+int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r,
+                    hull_error *err);
 uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o);
 
 /* vm.c: the VM directory (run/ for QEMU's uid, jail/), uid, created time. */

@@ -29,7 +29,8 @@
 static int qemu_available(hull_error *err)
 {
     if (access(QEMU_BINARY, X_OK) < 0)
-        return hull_error_errno(err, "%s (install qemu-system-x86: scripts/deps.sh vm)", QEMU_BINARY);
+        return hull_error_errno(err, "%s (install qemu-system-x86: scripts/deps.sh vm)",
+                                QEMU_BINARY);
     return 0;
 }
 
@@ -74,13 +75,14 @@ static void cmdline(const struct vm *vm, char *out, size_t len)
     /* quiet: every console byte is an emulated UART write. panic=-1 with
      * -no-reboot turns a guest panic into QEMU exiting. pci=off: microvm
      * has none. hull.disk: the agent waits for /dev/vda. */
-    int n = snprintf(out, len, "console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init hull.disk");
+    int n = snprintf(
+        out, len, "console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init hull.disk");
     if (strcmp(vm->accel, "tcg") == 0)
         snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
 }
 
-static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *), void *arg,
-                      hull_error *err)
+static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *),
+                      void *arg, hull_error *err)
 {
     if (qemu_available(err) < 0)
         return -1;
@@ -94,29 +96,52 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     int n = 0;
 #define A(x) argv[n++] = (char *)(x)
     A(QEMU_BINARY);
-    A("-name"); A(name);
-    A("-machine"); A("microvm,acpi=on");
-    A("-accel"); A(kvm ? "kvm" : "tcg,tb-size=16");
+    A("-name");
+    A(name);
+    A("-machine");
+    A("microvm,acpi=on");
+    A("-accel");
+    A(kvm ? "kvm" : "tcg,tb-size=16");
     if (kvm) {
-        A("-cpu"); A("host");
+        A("-cpu");
+        A("host");
     }
-    A("-m"); A(mem);
-    A("-smp"); A(smp);
-    A("-nodefaults"); A("-no-user-config"); A("-display"); A("none"); A("-no-reboot");
-    A("-kernel"); A("/vm/kernel");
-    A("-initrd"); A("/vm/initrd");
-    A("-append"); A(append);
-    A("-chardev"); A("file,id=con,path=/run/console.log");
-    A("-serial"); A("chardev:con");
-    A("-device"); A("virtio-serial-device,max_ports=2");
-    A("-chardev"); A("socket,id=agent,path=/run/agent.sock,server=on,wait=off");
-    A("-device"); A("virtserialport,chardev=agent,name=" HULL_AGENT_PORT_NAME);
-    A("-drive"); A("id=rootfs,file=/vm/rootfs,format=raw,if=none,readonly=on");
-    A("-device"); A("virtio-blk-device,drive=rootfs");
-    A("-qmp"); A("unix:/run/qmp.sock,server=on,wait=off");
-    A("-sandbox"); A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    A("-m");
+    A(mem);
+    A("-smp");
+    A(smp);
+    A("-nodefaults");
+    A("-no-user-config");
+    A("-display");
+    A("none");
+    A("-no-reboot");
+    A("-kernel");
+    A("/vm/kernel");
+    A("-initrd");
+    A("/vm/initrd");
+    A("-append");
+    A(append);
+    A("-chardev");
+    A("file,id=con,path=/run/console.log");
+    A("-serial");
+    A("chardev:con");
+    A("-device");
+    A("virtio-serial-device,max_ports=2");
+    A("-chardev");
+    A("socket,id=agent,path=/run/agent.sock,server=on,wait=off");
+    A("-device");
+    A("virtserialport,chardev=agent,name=" HULL_AGENT_PORT_NAME);
+    A("-drive");
+    A("id=rootfs,file=/vm/rootfs,format=raw,if=none,readonly=on");
+    A("-device");
+    A("virtio-blk-device,drive=rootfs");
+    A("-qmp");
+    A("unix:/run/qmp.sock,server=on,wait=off");
+    A("-sandbox");
+    A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     if (incoming_fd >= 0) {
-        A("-incoming"); A("fd:3");
+        A("-incoming");
+        A("fd:3");
         A("-S");
     }
     argv[n] = NULL;
@@ -135,10 +160,14 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     snprintf(cgpath, sizeof(cgpath), "/hull-vm/%s", vm->id);
     struct hull_cgroup *cg = NULL;
     struct hull_resources res = {
-        .has_memory_limit = true, .memory_limit = (int64_t)((vm->memory_mb + QEMU_OVERHEAD_MB) << 20),
-        .has_cpu_period = true, .cpu_period = 100000,
-        .has_cpu_quota = true, .cpu_quota = (int64_t)(vm->vcpus + 1) * 100000,
-        .has_pids_limit = true, .pids_limit = 512,
+        .has_memory_limit = true,
+        .memory_limit = (int64_t)((vm->memory_mb + QEMU_OVERHEAD_MB) << 20),
+        .has_cpu_period = true,
+        .cpu_period = 100000,
+        .has_cpu_quota = true,
+        .cpu_quota = (int64_t)(vm->vcpus + 1) * 100000,
+        .has_pids_limit = true,
+        .pids_limit = 512,
     };
     if (hull_cgroup_create(cgpath, vm->id, false, &cg, err) < 0)
         return hull_error_prefix(err, "VMM cgroup");
@@ -152,12 +181,23 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
      * and before QEMU exists: the monitor of an ephemeral VM, forked below,
      * must know everything to remove if its caller dies. */
     json_object *saved = hull_cgroup_save(cg);
-    snprintf(vm->cgroup, sizeof(vm->cgroup), "%s", saved ? json_object_to_json_string_ext(saved, JSON_C_TO_STRING_PLAIN) : "");
+    snprintf(vm->cgroup, sizeof(vm->cgroup), "%s",
+             saved ? json_object_to_json_string_ext(saved, JSON_C_TO_STRING_PLAIN) : "");
     json_object_put(saved);
     struct vm_spawn s = {
-        .binary = QEMU_BINARY, .argv = argv, .uid = vm->uid, .jail = jail, .rundir = run,
-        .files = files, .nfiles = 3, .kvm = kvm, .cg = cg, .incoming_fd = incoming_fd,
-        .attached = attached, .cleanup = cleanup, .cleanup_arg = arg,
+        .binary = QEMU_BINARY,
+        .argv = argv,
+        .uid = vm->uid,
+        .jail = jail,
+        .rundir = run,
+        .files = files,
+        .nfiles = 3,
+        .kvm = kvm,
+        .cg = cg,
+        .incoming_fd = incoming_fd,
+        .attached = attached,
+        .cleanup = cleanup,
+        .cleanup_arg = arg,
     };
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -185,7 +225,8 @@ static int wait_migration(struct qmp *q, int timeout_ms, hull_error *err)
         if (strncmp(st, "failed", 6) == 0 || strcmp(st, "cancelled") == 0)
             return hull_error_set(err, EIO, "migration %s", st);
         if (waited > timeout_ms)
-            return hull_error_set(err, ETIMEDOUT, "migration still \"%s\" after %d ms", st, timeout_ms);
+            return hull_error_set(err, ETIMEDOUT, "migration still \"%s\" after %d ms", st,
+                                  timeout_ms);
         usleep(5000);
     }
 }

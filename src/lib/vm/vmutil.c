@@ -19,7 +19,8 @@ int64_t vm_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg, hull_error *err)
+int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg,
+                    hull_error *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -39,7 +40,8 @@ int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), voi
         /* Absent or refused: QEMU is still starting. */
         if (vm_mono_ms() > end || (e != ENOENT && e != ECONNREFUSED)) {
             errno = e;
-            return hull_error_errno(err, "connect to %s", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+            return hull_error_errno(err, "connect to %s",
+                                    strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
         }
         usleep(5000);
     }
