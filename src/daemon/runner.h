@@ -19,10 +19,11 @@ struct job {
     enum job_state state;
     char *result; /* result JSON once done (NULL when cancelled while queued) */
     uint64_t enqueued_ns;
+    /* how long hull_sandbox_run took in the worker */
     double lib_ms;
     struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
+    /* its row says running already */
     bool started;
-        /* its row says running already */ /* how long hull_sandbox_run took in the worker */
     int refs;
     struct job *next;        /* queue order */
     struct job *next_active; /* all queued or running jobs */
