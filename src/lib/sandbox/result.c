@@ -1,4 +1,6 @@
 /* struct hull_result and its JSON: the one shape every front end prints. */
+#include <errno.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,30 @@ static const char *const verdicts[] = {
     [HULL_VERDICT_INTERNAL_ERROR] = "internal_error",
     [HULL_VERDICT_KILLED] = "killed",
 };
+
+bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0)
+            return n < 0 && (errno == EAGAIN || errno == EINTR);
+        size_t keep = out->len < limit ? (size_t)n : 0;
+        if (out->len + keep > limit)
+            keep = (size_t)(limit - out->len);
+        if (keep) {
+            char *nd = realloc(out->data, out->len + keep + 1);
+            if (nd == NULL)
+                return false;
+            out->data = nd;
+            memcpy(out->data + out->len, buf, keep);
+            out->len += keep;
+            out->data[out->len] = '\0';
+        }
+        if (keep < (size_t)n)
+            out->truncated = *over = true;
+    }
+}
 
 const char *hull_verdict_name(enum hull_verdict v)
 {

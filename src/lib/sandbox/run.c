@@ -256,36 +256,6 @@ static void next_id(char *buf, size_t len)
              (unsigned long)(hull_monotonic_ns() & 0xffffff));
 }
 
-/* Read what is there from fd into out, up to limit; returns false at EOF. */
-static bool drain(int fd, struct hull_output *out, uint64_t limit, bool *over)
-{
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0)
-            return errno == EAGAIN || errno == EINTR;
-        if (n == 0)
-            return false;
-        size_t keep = 0;
-        if (out->len < limit) {
-            keep = (size_t)n;
-            if (out->len + keep > limit)
-                keep = (size_t)(limit - out->len);
-            char *nd = realloc(out->data, out->len + keep + 1);
-            if (nd == NULL)
-                return false;
-            out->data = nd;
-            memcpy(out->data + out->len, buf, keep);
-            out->len += keep;
-            out->data[out->len] = '\0';
-        }
-        if (keep < (size_t)n) {
-            out->truncated = true;
-            *over = true;
-        }
-    }
-}
-
 enum stop { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };
 
 static void kill_all(struct run *x)
@@ -383,9 +353,9 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
         if (n < 0 && errno != EINTR)
             break;
         bool over = false;
-        if (f[0].revents && !drain(x->out[0], &x->r->out, p->output_bytes, &over))
+        if (f[0].revents && !hull_output_drain(x->out[0], &x->r->out, p->output_bytes, &over))
             out_open = false;
-        if (f[1].revents && !drain(x->err[0], &x->r->err, p->output_bytes, &over))
+        if (f[1].revents && !hull_output_drain(x->err[0], &x->r->err, p->output_bytes, &over))
             err_open = false;
         if (f[3].revents) {
             size_t left = p->stdin_len - x->stdin_off;

@@ -64,6 +64,11 @@ int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const cha
 int hull_sandbox_skeleton(const char *base, json_object *mounts, const struct hull_root_file *files,
                           size_t n, char *path, size_t len, hull_error *err);
 
+/* Read what a non-blocking pipe holds into out, keeping at most limit
+ * bytes (the rest sets out->truncated and *over). False at EOF or error,
+ * true when the pipe is merely empty for now. */
+bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over);
+
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
  * writing anywhere but host. Fills f. */

@@ -36,32 +36,6 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* Append what fd has now to out, keeping at most limit bytes. Returns false
- * at EOF or error, true when the pipe is merely empty for now. */
-static bool drain(int fd, struct hull_output *out, uint64_t limit, bool *over)
-{
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n <= 0)
-            return n < 0 && (errno == EAGAIN || errno == EINTR);
-        size_t keep = out->len < limit ? (size_t)n : 0;
-        if (out->len + keep > limit)
-            keep = (size_t)(limit - out->len);
-        if (keep) {
-            char *nd = realloc(out->data, out->len + keep + 1);
-            if (nd == NULL)
-                return false;
-            out->data = nd;
-            memcpy(out->data + out->len, buf, keep);
-            out->len += keep;
-            out->data[out->len] = '\0';
-        }
-        if (keep < (size_t)n)
-            out->truncated = *over = true;
-    }
-}
-
 enum stop { STOP_NONE, STOP_WALL, STOP_OUTPUT, STOP_CANCEL };
 
 /* Its process group (it made its own session) and the process itself. */
@@ -97,9 +71,9 @@ static int supervise(struct xrun *x, enum stop *why, struct rusage *ru)
         if (poll(f, 5, *why == STOP_NONE ? timeout : 20) < 0 && errno != EINTR)
             break;
         bool over = false;
-        if (f[0].revents && !drain(x->out, &x->r->out, p->output_bytes, &over))
+        if (f[0].revents && !hull_output_drain(x->out, &x->r->out, p->output_bytes, &over))
             out_open = false;
-        if (f[1].revents && !drain(x->err, &x->r->err, p->output_bytes, &over))
+        if (f[1].revents && !hull_output_drain(x->err, &x->r->err, p->output_bytes, &over))
             err_open = false;
         if (f[3].revents) {
             size_t left = p->stdin_len - x->in_off;
@@ -123,9 +97,9 @@ static int supervise(struct xrun *x, enum stop *why, struct rusage *ru)
             break;
     }
     if (out_open)
-        drain(x->out, &x->r->out, p->output_bytes, &(bool){false});
+        hull_output_drain(x->out, &x->r->out, p->output_bytes, &(bool){false});
     if (err_open)
-        drain(x->err, &x->r->err, p->output_bytes, &(bool){false});
+        hull_output_drain(x->err, &x->r->err, p->output_bytes, &(bool){false});
     if (pfd >= 0)
         close(pfd);
     return status;
