@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "container/container.h"
 #include "container/state.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
@@ -327,4 +328,23 @@ void hull_sandbox_layout_free(struct hull_sandbox_layout *lay)
 {
     hull_spec_free(lay->spec);
     lay->spec = NULL;
+}
+
+void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_layout *lay,
+                             const struct hull_seccomp_filter *seccomp, const int stdio[3],
+                             struct hull_setup_opts *so)
+{
+    *so = (struct hull_setup_opts){
+        .spec = lay->spec,
+        .seccomp = seccomp,
+        .foreground = true,
+        .die_with_parent = true,
+        .no_cgroup = p->isolation == HULL_ISOLATION_PROCESS,
+        .verb = "sandbox",
+        .stdio = stdio,
+        .loopback_up = !p->network_host,
+        .export_dir = "/tmp",
+        .rootfs_extras = &lay->extras,
+        .ephemeral_state = true,
+    };
 }

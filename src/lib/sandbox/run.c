@@ -523,22 +523,11 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     collect_stale(&rt);
     struct hull_create_opts co = {.id = x.id, .bundle = "/"};
     int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
-    struct hull_setup_opts so = {
-        .spec = x.lay.spec,
-        .seccomp = x.seccomp,
-        .foreground = true,
-        .die_with_parent = true,
-        .no_cgroup = p->isolation == HULL_ISOLATION_PROCESS,
-        .verb = "sandbox",
-        .stdio = stdio,
-        .loopback_up = !p->network_host,
-        .export_dir = "/tmp",
-        .rootfs_extras = &x.lay.extras,
-        .reaper = true,
-        .status_fd = x.status[1],
-        .ephemeral_state = true,
-        .lean_cgroup = true,
-    };
+    struct hull_setup_opts so;
+    hull_sandbox_setup_opts(p, &x.lay, x.seccomp, stdio, &so);
+    so.reaper = true;
+    so.status_fd = x.status[1];
+    so.lean_cgroup = true; /* never paused */
     hull_error e = NULL;
     if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {
         internal_error(r, &e);

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "linux/mounts.h"
+#include "linux/seccomp.h"
 #include "spec/spec.h"
 
 /* The workload's uid (and gid) inside a container-level sandbox. */
@@ -63,6 +64,15 @@ int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const cha
  * distinct content. path receives its location. */
 int hull_sandbox_skeleton(const char *base, json_object *mounts, const struct hull_root_file *files,
                           size_t n, char *path, size_t len, hull_error *err);
+
+/* The container options every sandbox shares, runs and long-lived ones:
+ * the policy's spec and filter, dying with its supervisor, the given stdio,
+ * loopback up, /tmp handed back, state that need not survive the machine.
+ * Callers add what is theirs (the reaper, lean cgroups). */
+struct hull_setup_opts;
+void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_layout *lay,
+                             const struct hull_seccomp_filter *seccomp, const int stdio[3],
+                             struct hull_setup_opts *so);
 
 /* Read what a non-blocking pipe holds into out, keeping at most limit
  * bytes (the rest sets out->truncated and *over). False at EOF or error,

@@ -111,19 +111,8 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_create_opts co = {.id = s->id, .bundle = "/"};
     int stdio[3] = {null_fd, null_fd, null_fd};
-    struct hull_setup_opts so = {
-        .spec = s->lay.spec,
-        .seccomp = s->seccomp,
-        .foreground = true,
-        .die_with_parent = true,
-        .no_cgroup = p->isolation == HULL_ISOLATION_PROCESS,
-        .verb = "sandbox",
-        .stdio = stdio,
-        .loopback_up = !p->network_host,
-        .export_dir = "/tmp",
-        .rootfs_extras = &s->lay.extras,
-        .ephemeral_state = true,
-    };
+    struct hull_setup_opts so;
+    hull_sandbox_setup_opts(p, &s->lay, s->seccomp, stdio, &so);
     if (hull_container_setup(&rt, &co, &so, &s->c, err) < 0)
         goto fail;
     have_ctx = true;
