@@ -300,14 +300,6 @@ static void exec_ctx_free(struct exec_ctx *x)
     hull_spec_free(x->spec);
 }
 
-static int reap(pid_t pid)
-{
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    return status;
-}
-
 /* Start the process; on return it has exec'd (or failed). *pid and *master set. */
 static int launch(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t *pid, int *master,
                   hull_error *err)
@@ -329,7 +321,7 @@ static int launch(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t *pid
     x->child_fd = -1;
     close_namespaces(x);
     int r = hull_sync_expect(x->sync_fd, SYNC_PID, &m, err);
-    reap(joiner);
+    hull_reap(joiner);
     if (r < 0)
         return -1;
     *pid = m.value;
@@ -355,7 +347,7 @@ static int launch(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t *pid
     return 0;
 fail:
     kill(*pid, SIGKILL);
-    reap(*pid);
+    hull_reap(*pid);
     *pid = -1;
     if (*master >= 0)
         close(*master);
@@ -427,7 +419,7 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
                 ret = -1;
                 /* A failed exec leaves no process behind (runc kills it too). */
                 kill(pid, SIGKILL);
-                reap(pid);
+                hull_reap(pid);
             }
         }
         if (ret == 0 && o->detach && o->pid)

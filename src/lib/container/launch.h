@@ -75,6 +75,9 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
 #define HULL_LAUNCH_MAX_KEEP 96
 void hull_launch_shed_fds(const struct hull_launch *l, bool stage1);
 
+/* waitpid for one child, through EINTR: its wait status, or -1. */
+int hull_reap(pid_t pid);
+
 /* The child side; never returns. */
 __attribute__((noreturn)) void hull_init_main(struct hull_launch *l);
 

@@ -102,7 +102,7 @@ fail:
     _exit(1);
 }
 
-static int reap(pid_t pid)
+int hull_reap(pid_t pid)
 {
     int status;
     while (waitpid(pid, &status, 0) < 0)
@@ -115,7 +115,7 @@ static void kill_init(struct hull_launch *l)
 {
     if (l->pid > 0) {
         kill(l->pid, SIGKILL);
-        reap(l->pid);
+        hull_reap(l->pid);
         l->pid = -1;
     }
 }
@@ -140,7 +140,7 @@ static int start_stage1(struct hull_launch *l, hull_error *err)
         }
         if (m.type == SYNC_PID) {
             l->pid = m.value;
-            reap(s1);
+            hull_reap(s1);
             return 0;
         }
         if (m.type == SYNC_ERROR) {
@@ -152,7 +152,7 @@ static int start_stage1(struct hull_launch *l, hull_error *err)
         break;
     }
     kill(s1, SIGKILL);
-    reap(s1);
+    hull_reap(s1);
     return -1;
 }
 

@@ -57,24 +57,17 @@ struct run {
     char id[64];
 };
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
 static void run_release(struct run *x)
 {
-    close_fd(&x->in_fd);
-    close_fd(&x->in_write);
+    hull_closep(&x->in_fd);
+    hull_closep(&x->in_write);
     for (int i = 0; i < 2; i++) {
-        close_fd(&x->out[i]);
-        close_fd(&x->err[i]);
-        close_fd(&x->status[i]);
+        hull_closep(&x->out[i]);
+        hull_closep(&x->err[i]);
+        hull_closep(&x->status[i]);
     }
     for (size_t i = 0; i < x->n_copy_fds; i++)
-        close_fd(&x->copy_fds[i]);
+        hull_closep(&x->copy_fds[i]);
     for (size_t i = 0; i < x->n_dirs; i++)
         free(x->dirs[i]);
     if (x->have_ctx)
@@ -363,7 +356,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             if (w > 0)
                 x->stdin_off += (size_t)w;
             if (w < 0 || x->stdin_off == p->stdin_len)
-                close_fd(&x->in_write); /* EOF for the program, or it closed stdin */
+                hull_closep(&x->in_write); /* EOF for the program, or it closed stdin */
         }
         if (exited)
             continue;
@@ -380,7 +373,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
                 exited = true;
                 /* Anything left in the sandbox dies now; the pipes then close. */
                 kill_all(x);
-                close_fd(&x->in_write);
+                hull_closep(&x->in_write);
                 continue;
             }
         }
@@ -535,10 +528,10 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     }
     x.have_ctx = true;
     /* Only the sandbox may hold the write ends now, so EOF means it is done. */
-    close_fd(&x.out[1]);
-    close_fd(&x.err[1]);
-    close_fd(&x.in_fd);
-    close_fd(&x.status[1]);
+    hull_closep(&x.out[1]);
+    hull_closep(&x.err[1]);
+    hull_closep(&x.in_fd);
+    hull_closep(&x.status[1]);
 
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x.c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||

@@ -39,13 +39,6 @@
  * init without handlers it ignores signals sent from inside. */
 static char *const idle_argv[] = {"/bin/sh", "-c", "while :; do sleep 3600; done", NULL};
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
 static void next_id(char *buf, size_t len)
 {
     static atomic_uint counter;
@@ -116,15 +109,15 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
     if (hull_container_setup(&rt, &co, &so, &s->c, err) < 0)
         goto fail;
     have_ctx = true;
-    close_fd(&null_fd);
+    hull_closep(&null_fd);
     /* exec, pause and friends take the state lock themselves. */
-    close_fd(&s->c.dirfd);
+    hull_closep(&s->c.dirfd);
     s->tmpfd = s->c.launch.exported_fd;
     s->c.launch.exported_fd = -1;
     if (hull_sync_send(s->c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
         hull_wait_exec(s->c.launch.sync_fd, err) < 0)
         goto fail;
-    close_fd(&s->c.launch.sync_fd);
+    hull_closep(&s->c.launch.sync_fd);
     for (size_t i = 0; i < p->n_files; i++)
         if (hull_session_put_file(s, p->files[i].path, p->files[i].data, p->files[i].len,
                                   p->files[i].mode, err) < 0) {
@@ -134,7 +127,7 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
     *out = s;
     return 0;
 fail:
-    close_fd(&null_fd);
+    hull_closep(&null_fd);
     if (have_ctx) {
         hull_session_destroy(s);
         return hull_error_prefix(err, "create sandbox");
@@ -173,7 +166,7 @@ void hull_session_destroy(struct hull_session *s)
         hull_warn("sandbox %s: cleanup: %s", s->id, hull_error_msg(e));
         hull_error_free(&e);
     }
-    close_fd(&s->tmpfd);
+    hull_closep(&s->tmpfd);
     hull_container_ctx_release(&s->c);
     hull_seccomp_filter_free(s->seccomp);
     hull_sandbox_layout_free(&s->lay);

@@ -29,13 +29,6 @@ struct xrun {
     size_t in_off;
 };
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
 enum stop { STOP_NONE, STOP_WALL, STOP_OUTPUT, STOP_CANCEL };
 
 /* Its process group (it made its own session) and the process itself. */
@@ -81,7 +74,7 @@ static int supervise(struct xrun *x, enum stop *why, struct rusage *ru)
             if (w > 0)
                 x->in_off += (size_t)w;
             if (w < 0 || x->in_off == p->stdin_len)
-                close_fd(&x->in);
+                hull_closep(&x->in);
         }
         if (*why == STOP_NONE) {
             if (over)
@@ -227,7 +220,7 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
         goto out;
     }
     for (int i = 0; i < 3; i++)
-        close_fd(&child[i]);
+        hull_closep(&child[i]);
     enum stop why;
     struct rusage ru = {0};
     int status = supervise(&x, &why, &ru);
@@ -242,10 +235,10 @@ sys_fail:
     hull_error_errno(err, "exec: pipe");
 out:
     for (int i = 0; i < 3; i++)
-        close_fd(&child[i]);
-    close_fd(&x.out);
-    close_fd(&x.err);
-    close_fd(&x.in);
+        hull_closep(&child[i]);
+    hull_closep(&x.out);
+    hull_closep(&x.err);
+    hull_closep(&x.in);
     hull_sandbox_layout_free(&lay);
     return ret;
 }
