@@ -42,6 +42,7 @@ struct hulld_options {
     unsigned reap_interval_ms; /* --reap-interval MS */
     unsigned max_attempts;     /* --max-attempts N */
     unsigned result_ttl_s;     /* --result-ttl SECS */
+    unsigned worker_allow;     /* --allow GRANTS: isolation-weakening jobs it may run */
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
