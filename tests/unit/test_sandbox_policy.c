@@ -307,6 +307,8 @@ static void test_from_json_errors_name_the_field(void **state)
         {"{\"cmd\": [\"x\"], \"env\": [\"A=1\"]}", "env"},
         {"{\"cmd\": [\"x\"], \"files\": {\"a\": 1}}", "files.a: must be a string"},
         {"{\"cmd\": [\"x\"], \"files\": {\"../etc/x\": \"\"}}", "must be under /tmp"},
+        {"{\"cmd\": [\"x\"], \"files\": {\"/etc/x\": \"\"}}",
+         "files./etc/x: '/etc/x' must be under /tmp"},
         {"{\"cmd\": [\"x\"], \"files\": []}", "files"},
         {"{\"cmd\": [\"x\"], \"stdin\": 5}", "stdin: must be a string"},
         {"{\"cmd\": [\"x\"], \"network\": \"bridge\"}", "network: must be \"none\" or \"host\""},

@@ -442,6 +442,11 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
             return hull_error_set(err, ENOMEM, "out of memory");
         memcpy(file->data, json_object_get_string(val), file->len);
         file->mode = 0644;
+        /* Named by its JSON path (files.KEY), not by its index. */
+        char name[4200];
+        snprintf(name, sizeof(name), "files.%s", path);
+        if (sandbox_path(name, file->path, true, err) < 0)
+            return -1;
     }
     return 0;
 }
