@@ -227,10 +227,17 @@ int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
 int hull_policy_validate(const struct hull_policy *p, hull_error *err);
 /* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
- * name the JSON path. Fields absent keep their defaults; unknown fields are
- * refused. A limit is a string with a unit ("2s", "256M") or a bare number
- * of milliseconds or bytes. */
+ * name the full JSON path ("limits.memory"). Fields absent keep their
+ * defaults; unknown fields are refused. Durations and sizes follow
+ * hull_json_duration_ms / hull_json_size. */
 int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err);
+/* The API's one rule for every duration and size: a string with a unit
+ * ("2s", "500ms", "10m", "1h"; "256M", "1GiB", "512B") or a bare number,
+ * as a JSON number or a string, of SECONDS (fractions allowed) or BYTES
+ * (whole). path names the value in errors ("limits.cpu_time"). */
+struct json_object;
+int hull_json_duration_ms(struct json_object *v, const char *path, uint64_t *ms, hull_error *err);
+int hull_json_size(struct json_object *v, const char *path, uint64_t *bytes, hull_error *err);
 /* "2s", "500ms", "1m", "2" (seconds) -> ms; "256M", "1GiB", "512B",
  * "1048576" -> bytes (binary units). -1 for anything else, *out untouched. */
 int hull_parse_duration_ms(const char *s, uint64_t *ms);

@@ -14,13 +14,20 @@
 static void help(FILE *out)
 {
     fprintf(out, "usage: hull token create --state-dir DIR [--role ROLE] [--tenant NAME]\n"
+                 "                         [--allow GRANT,...]\n"
                  "       hull token list --state-dir DIR [--json]\n"
                  "       hull token revoke --state-dir DIR ID\n"
                  "\n"
                  "Manage hulld's bearer tokens. ROLE is admin, user (default) or reader;\n"
                  "NAME is the tenant whose runs and sandboxes the token sees (default\n"
                  "\"default\"). create prints the token on its last line, once: only its\n"
-                 "SHA-256 is stored. DIR defaults to /var/lib/hull.\n");
+                 "SHA-256 is stored. DIR defaults to /var/lib/hull.\n"
+                 "\n"
+                 "--allow grants requests that weaken a sandbox's isolation, which no\n"
+                 "token (admin included) may make otherwise:\n"
+                 "  host-network       \"network\": \"host\" (the host's network, its\n"
+                 "                     loopback services included)\n"
+                 "  process-isolation  \"isolation\": \"process\" (trusted code only)\n");
 }
 
 static int list(struct cli *cli, struct hull_store *st, bool as_json)
@@ -32,8 +39,11 @@ static int list(struct cli *cli, struct hull_store *st, bool as_json)
         return cli_fail(cli, &err, "token list");
     json_object *a = json_object_new_array();
     if (!as_json)
-        printf("%-18s %-7s %-20s %-31s %s\n", "ID", "ROLE", "TENANT", "CREATED", "REVOKED");
+        printf("%-18s %-7s %-20s %-31s %-31s %s\n", "ID", "ROLE", "TENANT", "CREATED", "REVOKED",
+               "ALLOW");
     for (size_t i = 0; i < n; i++) {
+        char allow[64];
+        hull_allow_format(t[i].allow, allow, sizeof(allow));
         if (as_json) {
             json_object *o = json_object_new_object();
             json_object_object_add(o, "id", json_object_new_string(t[i].id));
@@ -42,10 +52,16 @@ static int list(struct cli *cli, struct hull_store *st, bool as_json)
             json_object_object_add(o, "created", json_object_new_string(t[i].created));
             if (t[i].revoked[0])
                 json_object_object_add(o, "revoked", json_object_new_string(t[i].revoked));
+            json_object *al = json_object_new_array();
+            for (unsigned bit = 1; bit & HULL_ALLOW_ALL; bit <<= 1)
+                if (t[i].allow & bit)
+                    json_object_array_add(al, json_object_new_string(hull_allow_name(bit)));
+            json_object_object_add(o, "allow", al);
             json_object_array_add(a, o);
         } else {
-            printf("%-18s %-7s %-20s %-31s %s\n", t[i].id, hull_role_name(t[i].role), t[i].tenant,
-                   t[i].created, t[i].revoked[0] ? t[i].revoked : "-");
+            printf("%-18s %-7s %-20s %-31s %-31s %s\n", t[i].id, hull_role_name(t[i].role),
+                   t[i].tenant, t[i].created, t[i].revoked[0] ? t[i].revoked : "-",
+                   allow[0] ? allow : "-");
         }
     }
     if (as_json)
@@ -57,16 +73,18 @@ static int list(struct cli *cli, struct hull_store *st, bool as_json)
 
 int cmd_token(struct cli *cli, int argc, char **argv)
 {
-    enum { OPT_STATE = 256, OPT_ROLE, OPT_TENANT, OPT_JSON };
+    enum { OPT_STATE = 256, OPT_ROLE, OPT_TENANT, OPT_JSON, OPT_ALLOW };
     static const struct option opts[] = {
         {"state-dir", required_argument, NULL, OPT_STATE},
         {"role", required_argument, NULL, OPT_ROLE},
         {"tenant", required_argument, NULL, OPT_TENANT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"allow", required_argument, NULL, OPT_ALLOW},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *state_dir = "/var/lib/hull", *role_s = "user", *tenant = "default";
+    const char *allow_s = NULL;
     bool as_json = false;
     int c;
     /* Options may stand before or after the subcommand (getopt permutes). */
@@ -84,6 +102,9 @@ int cmd_token(struct cli *cli, int argc, char **argv)
         case OPT_JSON:
             as_json = true;
             break;
+        case OPT_ALLOW:
+            allow_s = optarg;
+            break;
         case 'h':
             help(stdout);
             return 0;
@@ -95,10 +116,15 @@ int cmd_token(struct cli *cli, int argc, char **argv)
         return cli_usage_error(cli, "missing subcommand (create, list or revoke)");
     const char *sub = argv[optind++];
     enum hull_role role;
+    unsigned allow = 0;
     hull_error err = NULL;
+    if (allow_s && strcmp(sub, "create") != 0)
+        return cli_usage_error(cli, "--allow: only for create");
     if (strcmp(sub, "create") == 0) {
         if (hull_role_parse(role_s, &role) < 0)
             return cli_usage_error(cli, "--role: '%s' is not admin, user or reader", role_s);
+        if (hull_allow_parse(allow_s, &allow, &err) < 0)
+            return cli_fail(cli, &err, "token create: --allow");
         if (hull_tenant_validate(tenant, &err) < 0)
             return cli_fail(cli, &err, "token create: --tenant");
         if (optind != argc)
@@ -120,11 +146,16 @@ int cmd_token(struct cli *cli, int argc, char **argv)
     if (strcmp(sub, "create") == 0) {
         char *token = NULL;
         struct hull_token_info info;
-        if (hull_token_create(st, role, tenant, &token, &info, &err) < 0) {
+        if (hull_token_create_allowed(st, role, tenant, allow, &token, &info, &err) < 0) {
             rc = cli_fail(cli, &err, "token create");
         } else {
-            printf("id: %s\nrole: %s\ntenant: %s\n%s\n", info.id, hull_role_name(info.role),
-                   info.tenant, token);
+            char granted[64];
+            hull_allow_format(info.allow, granted, sizeof(granted));
+            printf("id: %s\nrole: %s\ntenant: %s\n", info.id, hull_role_name(info.role),
+                   info.tenant);
+            if (granted[0])
+                printf("allow: %s\n", granted);
+            printf("%s\n", token);
             free(token);
         }
     } else if (strcmp(sub, "list") == 0) {

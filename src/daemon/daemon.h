@@ -42,6 +42,7 @@ struct hulld_options {
     unsigned reap_interval_ms; /* --reap-interval MS */
     unsigned max_attempts;     /* --max-attempts N */
     unsigned result_ttl_s;     /* --result-ttl SECS */
+    unsigned worker_allow;     /* --allow GRANTS: isolation-weakening jobs it may run */
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
@@ -96,6 +97,7 @@ struct resp {
     const char *allow;        /* for 405 */
     char target[64];          /* run/sandbox id, for the audit log */
     char timing[48];          /* Server-Timing header, or "" */
+    char grants[64];          /* grants the request used, for the audit log, or "" */
     const char *code;         /* error code, NULL on success */
 };
 /* Fill r with the uniform error body. field may be NULL. */
@@ -127,6 +129,13 @@ const char *request_query(const struct request *rq, const char *key);
  * is a 400 now, never a failed run later; microvm is 501 for now. 0 or -1
  * with r filled. */
 int policy_check(const char *text, struct resp *r);
+/* request.c: the fields each endpoint takes (a field it would not apply is
+ * a 400 naming it and listing those it takes), and the grants a request
+ * needs from its token (403 without; used ones noted in r->grants). */
+struct endpoint;
+extern const struct endpoint endpoint_run, endpoint_create, endpoint_exec;
+int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r);
+int request_grants(const struct caller *c, json_object *doc, struct resp *r);
 /* "r-" or "s-" + 16 random hex digits. */
 void new_id(char *buf, size_t len, char prefix);
 
@@ -149,13 +158,16 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
 unsigned sandboxes_active(void);
-/* Prometheus lines for each sandbox's CPU and memory. */
-void sandboxes_metrics(FILE *out);
+/* Prometheus lines for each sandbox's CPU and memory: tenant's only, or
+ * every tenant's for NULL (an admin). */
+void sandboxes_metrics(FILE *out, const char *tenant);
 
 /* metrics.c */
 void metrics_run_done(const char *verdict, double seconds);
 void metrics_rejected(const char *code);
-char *metrics_render(size_t *len);
+/* tenant: the caller's (NULL for an admin): per-sandbox series are shown
+ * for its own sandboxes only; aggregate series to everyone. */
+char *metrics_render(size_t *len, const char *tenant);
 
 /* http.c */
 int http_start(hull_error *err);

@@ -329,6 +329,7 @@ static void audit(struct req *q, const char *method, const char *url, const stru
         .target = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL),
         .status = r->status,
         .outcome = r->code ? r->code : "ok",
+        .grants = r->grants[0] ? r->grants : NULL,
     };
     hull_error e = NULL;
     if (hull_audit_append(hulld.store, &a, &e) < 0) {
@@ -391,7 +392,7 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         break;
     }
     case R_METRICS:
-        r->raw = metrics_render(&r->raw_len);
+        r->raw = metrics_render(&r->raw_len, q->caller.tenant);
         r->status = r->raw ? 200 : 500;
         r->content_type = "text/plain; version=0.0.4; charset=utf-8";
         break;

@@ -62,6 +62,8 @@ static void usage(FILE *out)
             "  --reap-interval MS      how often to look for dead workers (default 2 x heartbeat)\n"
             "  --max-attempts N        starts per job before dead-lettering (default 3)\n"
             "  --result-ttl SECS       how long results are kept (default 3600)\n"
+            "  --allow GRANT,...       run jobs that ask for these (host-network,\n"
+            "                          process-isolation); others are dead-lettered\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
             "\n"
@@ -105,7 +107,8 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         O_HEARTBEAT,
         O_REAP,
         O_ATTEMPTS,
-        O_RESULT_TTL
+        O_RESULT_TTL,
+        O_ALLOW
     };
     static const struct option opts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
@@ -130,6 +133,7 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         {"reap-interval", required_argument, NULL, O_REAP},
         {"max-attempts", required_argument, NULL, O_ATTEMPTS},
         {"result-ttl", required_argument, NULL, O_RESULT_TTL},
+        {"allow", required_argument, NULL, O_ALLOW},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -196,6 +200,15 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
             if (parse_uint("--max-attempts", optarg, 1, 100, &o->max_attempts) < 0)
                 return -1;
             break;
+        case O_ALLOW: {
+            hull_error e = NULL;
+            if (hull_allow_parse(optarg, &o->worker_allow, &e) < 0) {
+                fprintf(stderr, "hulld: --allow: %s\n", hull_error_msg(e));
+                hull_error_free(&e);
+                return -1;
+            }
+            break;
+        }
         case O_RESULT_TTL:
             if (parse_uint("--result-ttl", optarg, 1, 365 * 86400, &o->result_ttl_s) < 0)
                 return -1;
@@ -251,6 +264,11 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
     }
     if (!o->listen && (o->tls_cert || o->tls_key)) {
         fprintf(stderr, "hulld: --tls-cert/--tls-key: only used with --listen\n");
+        return -1;
+    }
+    if (o->worker_allow && !o->worker) {
+        fprintf(stderr, "hulld: --allow: only for --worker (API tokens carry their own grants: "
+                        "hull token create --allow)\n");
         return -1;
     }
     if (o->worker && o->redis_url == NULL) {

@@ -52,7 +52,7 @@ void metrics_rejected(const char *code)
     pthread_mutex_unlock(&m.mu);
 }
 
-char *metrics_render(size_t *len)
+char *metrics_render(size_t *len, const char *tenant)
 {
     char *buf = NULL;
     FILE *out = open_memstream(&buf, len);
@@ -90,7 +90,7 @@ char *metrics_render(size_t *len)
             "# HELP hull_sandboxes_active Long-lived sandboxes alive.\n"
             "# TYPE hull_sandboxes_active gauge\nhull_sandboxes_active %u\n",
             running, queued, hulld.o->max_runs, sandboxes_active());
-    sandboxes_metrics(out);
+    sandboxes_metrics(out, tenant);
     fclose(out);
     return buf;
 }

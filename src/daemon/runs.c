@@ -107,10 +107,11 @@ static void post_run(const struct request *rq, struct resp *r)
         return;
     }
     bool async, queue;
-    if (take_flag(doc, "async", &async, r) < 0 || take_flag(doc, "queue", &queue, r) < 0)
+    if (request_fields(doc, &endpoint_run, r) < 0 || take_flag(doc, "async", &async, r) < 0 ||
+        take_flag(doc, "queue", &queue, r) < 0)
         goto out;
     const char *text = hj_to_string(doc);
-    if (policy_check(text, r) < 0)
+    if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
         goto out;
     char id[40];
     new_id(id, sizeof(id), 'r');

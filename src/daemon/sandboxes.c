@@ -180,7 +180,8 @@ static void answer(struct resp *r, int status, struct sbx *s, const char *tenant
         resp_json(r, status, o);
 }
 
-/* lifetime: "10m" or seconds; absent: the default. */
+/* lifetime: a duration like every other ("10m", or a number of seconds);
+ * absent: the default. */
 static int take_lifetime(json_object *doc, unsigned *out, struct resp *r)
 {
     json_object *v = NULL;
@@ -188,14 +189,14 @@ static int take_lifetime(json_object *doc, unsigned *out, struct resp *r)
     if (!json_object_object_get_ex(doc, "lifetime", &v) || v == NULL)
         return 0;
     uint64_t ms = 0;
-    if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
-        ms = (uint64_t)json_object_get_int64(v) * 1000;
-    else if (!json_object_is_type(v, json_type_string) ||
-             hull_parse_duration_ms(json_object_get_string(v), &ms) < 0)
-        ms = 0;
+    hull_error e = NULL;
+    if (hull_json_duration_ms(v, "lifetime", &ms, &e) < 0) {
+        resp_from_error(r, &e);
+        return -1;
+    }
     if (ms < 1000 || ms > MAX_LIFETIME_S * 1000ull) {
         resp_error(r, 400, "invalid_request", "lifetime",
-                   "lifetime: must be a duration from 1s to 24h (\"10m\") or seconds");
+                   "lifetime: must be from 1s to 24h (\"10m\", or a number of seconds)");
         return -1;
     }
     *out = (unsigned)(ms / 1000);
@@ -214,19 +215,14 @@ static void create(const struct request *rq, struct resp *r)
         return;
     }
     unsigned lifetime;
-    if (take_lifetime(doc, &lifetime, r) < 0)
+    if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0)
         goto out;
-    if (hj_get(doc, "cmd")) {
-        resp_error(r, 400, "invalid_request", "cmd",
-                   "cmd: a sandbox has no command of its own (use /exec)");
-        goto out;
-    }
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();
     json_object_array_add(cmd, json_object_new_string("true"));
     json_object_object_add(doc, "cmd", cmd);
     const char *text = hj_to_string(doc);
-    if (policy_check(text, r) < 0)
+    if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
         goto out;
     json_object *iso_v = hj_get(doc, "isolation");
     const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
@@ -299,20 +295,18 @@ out:
 static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
 {
     hull_error e = NULL;
-    struct hull_policy p;
-    hull_policy_init(&p);
-    int ok = hull_policy_from_json(rq->body, rq->len, &p, &e);
-    hull_policy_free(&p);
-    if (ok < 0) {
-        /* Not JSON at all is invalid_json, like everywhere else. */
-        if (strncmp(hull_error_msg(e), "request: ", 9) == 0) {
-            resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-            hull_error_free(&e);
-        } else {
-            resp_from_error(r, &e);
-        }
+    json_object *doc = NULL;
+    if (hj_parse(rq->body, rq->len, "request", &doc, &e) < 0) {
+        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
+        hull_error_free(&e);
         return;
     }
+    /* What a command cannot have on its own (memory, pids, isolation,
+     * network: the sandbox's) is refused by name, never ignored. */
+    int ok = request_fields(doc, &endpoint_exec, r);
+    json_object_put(doc);
+    if (ok < 0 || policy_check(rq->body, r) < 0)
+        return;
     struct frame f;
     pthread_mutex_lock(&s->op);
     if (s->paused) {
@@ -479,41 +473,49 @@ void sandboxes_reap(bool all)
     }
 }
 
-void sandboxes_metrics(FILE *out)
+void sandboxes_metrics(FILE *out, const char *tenant)
 {
     pthread_mutex_lock(&tab_mu);
     size_t n = 0;
     for (struct sbx *s = table; s; s = s->next)
         n++;
-    char(*ids)[2][64] = calloc(n ? n : 1, sizeof(*ids));
+    struct row {
+        char id[40], tenant[72], container[64];
+        uint64_t cpu, mem;
+    } *rows = calloc(n ? n : 1, sizeof(*rows));
     n = 0;
-    for (struct sbx *s = table; ids && s; s = s->next, n++) {
-        snprintf(ids[n][0], 64, "%s", s->id);
-        snprintf(ids[n][1], 64, "%s", s->container);
+    /* Another tenant's sandbox ids are not shown: the API answers 404 for
+     * them, so they must not leak here either. */
+    for (struct sbx *s = table; rows && s; s = s->next) {
+        if (tenant && strcmp(s->tenant, tenant) != 0)
+            continue;
+        snprintf(rows[n].id, sizeof(rows[n].id), "%s", s->id);
+        snprintf(rows[n].tenant, sizeof(rows[n].tenant), "%s", s->tenant);
+        snprintf(rows[n].container, sizeof(rows[n].container), "%s", s->container);
+        n++;
     }
     pthread_mutex_unlock(&tab_mu);
-    if (ids == NULL)
+    if (rows == NULL)
         return;
+    for (size_t i = 0; i < n; i++) {
+        hull_error e = NULL;
+        if (rows[i].container[0] == '\0' ||
+            hull_sandbox_usage(rows[i].container, &rows[i].cpu, &rows[i].mem, &e) < 0) {
+            hull_error_free(&e);
+            rows[i].cpu = rows[i].mem = UINT64_MAX;
+        }
+    }
     fprintf(out, "# HELP hull_sandbox_cpu_seconds_total CPU time used by a sandbox (cgroup).\n"
                  "# TYPE hull_sandbox_cpu_seconds_total counter\n");
-    uint64_t *cpu = calloc(n ? n : 1, sizeof(uint64_t)), *mem = calloc(n ? n : 1, sizeof(uint64_t));
-    for (size_t i = 0; cpu && mem && i < n; i++) {
-        hull_error e = NULL;
-        if (ids[i][1][0] == '\0' || hull_sandbox_usage(ids[i][1], &cpu[i], &mem[i], &e) < 0) {
-            hull_error_free(&e);
-            cpu[i] = mem[i] = UINT64_MAX;
-            continue;
-        }
-        fprintf(out, "hull_sandbox_cpu_seconds_total{sandbox=\"%s\"} %.6f\n", ids[i][0],
-                (double)cpu[i] / 1e9);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].cpu != UINT64_MAX)
+            fprintf(out, "hull_sandbox_cpu_seconds_total{tenant=\"%s\",sandbox=\"%s\"} %.6f\n",
+                    rows[i].tenant, rows[i].id, (double)rows[i].cpu / 1e9);
     fprintf(out, "# HELP hull_sandbox_memory_bytes Memory in use by a sandbox (cgroup).\n"
                  "# TYPE hull_sandbox_memory_bytes gauge\n");
-    for (size_t i = 0; cpu && mem && i < n; i++)
-        if (mem[i] != UINT64_MAX)
-            fprintf(out, "hull_sandbox_memory_bytes{sandbox=\"%s\"} %llu\n", ids[i][0],
-                    (unsigned long long)mem[i]);
-    free(cpu);
-    free(mem);
-    free(ids);
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].mem != UINT64_MAX)
+            fprintf(out, "hull_sandbox_memory_bytes{tenant=\"%s\",sandbox=\"%s\"} %llu\n",
+                    rows[i].tenant, rows[i].id, (unsigned long long)rows[i].mem);
+    free(rows);
 }

@@ -43,6 +43,7 @@ int hulld_worker_main(const struct hulld_options *o)
         .reap_interval_ms = o->reap_interval_ms,
         .max_attempts = o->max_attempts,
         .result_ttl_s = o->result_ttl_s,
+        .allow = o->worker_allow,
         .stop = &stop,
     };
     hull_error err = NULL;

@@ -90,9 +90,11 @@ class Hulld:
         self.helpers_seen = set()
         self.log = tmp / "hulld.log"
 
-    def token(self, role="user", tenant="acme"):
+    def token(self, role="user", tenant="acme", allow=None):
+        extra = ["--allow", allow] if allow else []
         r = subprocess.run([HULL, "token", "create", "--state-dir", self.state, "--role", role,
-                            "--tenant", tenant], capture_output=True, text=True, check=True)
+                            "--tenant", tenant, *extra], capture_output=True, text=True,
+                           check=True)
         return r.stdout.strip().splitlines()[-1]
 
     def start(self):

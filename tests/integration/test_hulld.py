@@ -100,7 +100,7 @@ def test_run_verdicts(d):
     ({"cmd": []}, "cmd"),
     ({"stdin": "x"}, "cmd"),
     ({"cmd": ["true"], "isolation": "vm"}, "isolation"),
-    ({"cmd": ["true"], "limits": {"cpu_time": "0ms"}}, "cpu_time"),
+    ({"cmd": ["true"], "limits": {"cpu_time": "0ms"}}, "limits.cpu_time"),
     ({"cmd": ["true"], "async": "yes"}, "async"),
     ({"cmd": ["true"], "limits": {"bogus": 1}}, "limits.bogus"),
 ])
@@ -374,8 +374,8 @@ def test_sandbox_lifecycle(d):
 
     # Metrics read its cgroup.
     text = d.request("GET", "/metrics", token=t).body.decode()
-    assert f'hull_sandbox_memory_bytes{{sandbox="{sid}"}}' in text
-    assert f'hull_sandbox_cpu_seconds_total{{sandbox="{sid}"}}' in text
+    assert f'hull_sandbox_memory_bytes{{tenant="acme",sandbox="{sid}"}}' in text
+    assert f'hull_sandbox_cpu_seconds_total{{tenant="acme",sandbox="{sid}"}}' in text
 
     # Other tenants: 404 for everything; readers: 403 for writes.
     for m, p in (("GET", ""), ("POST", "/exec"), ("DELETE", ""), ("GET", "/files/result.txt")):

@@ -324,6 +324,26 @@ def test_malformed_jobs_are_dead_lettered_with_their_error(q):
     assert q.processing("w1") == [] and q.r("LLEN", f"{P}jobs") == 0
 
 
+def test_isolation_weakening_jobs_need_the_workers_grant(q):
+    """hulld checks the submitter's token; a job pushed to Redis by anyone
+    else had none to check: the worker runs it only with its own grant."""
+    host = q.submit("readlink /proc/self/ns/net", network="host")
+    proc = q.submit("true", isolation="process")
+    w1 = q.worker("w1")
+    assert wait_until(lambda: len(q.dead()) == 2), q.logs()
+    assert set(q.dead()) == {host, proc}
+    assert q.job(host)["error"].startswith(
+        'not allowed: network: "host" needs the host-network grant'), q.job(host)
+    assert q.job(proc)["error"].startswith(
+        'not allowed: isolation: "process" needs the process-isolation grant'), q.job(proc)
+    assert q.result(host)["verdict"] == "internal_error"
+    assert w1.stop() == 0
+    granted = q.submit("readlink /proc/self/ns/net", network="host")
+    q.worker("w2", extra=("--allow", "host-network"))
+    res = q.wait_finished([granted])[granted]
+    assert res["verdict"] == "ok" and res["stdout"].strip() == os.readlink("/proc/self/ns/net")
+
+
 def test_sigterm_drains_running_jobs(q):
     """SIGTERM: the running job finishes and is stored, no new job is
     taken, the worker deregisters and exits 0."""

@@ -236,7 +236,7 @@ static void test_from_json(void **state)
         "{\"cmd\": [\"python3\", \"-c\", \"print(1)\"], \"isolation\": \"process\","
         " \"workdir\": \"/tmp/w\", \"network\": \"host\", \"stdin\": \"in\\u0000put\","
         " \"env\": {\"A\": \"1\", \"B\": \"x=y\"},"
-        " \"limits\": {\"cpu_time\": \"1.5s\", \"wall_time\": 3000, \"memory\": \"64M\","
+        " \"limits\": {\"cpu_time\": \"1.5s\", \"wall_time\": 3, \"memory\": \"64M\","
         "  \"output\": 4096, \"tmp_size\": \"1M\", \"pids\": 8, \"open_files\": 32,"
         "  \"cpus\": 0.5},"
         " \"files\": {\"main.py\": \"print(2)\", \"/tmp/abs.txt\": \"\"}}";
@@ -253,7 +253,7 @@ static void test_from_json(void **state)
     assert_string_equal(p.env[1], "B=x=y");
     assert_null(p.env[2]);
     assert_int_equal(p.cpu_time_ms, 1500);
-    assert_int_equal(p.wall_time_ms, 3000); /* a bare number is milliseconds */
+    assert_int_equal(p.wall_time_ms, 3000); /* a bare number is seconds */
     assert_int_equal(p.memory_bytes, 64 * MiB);
     assert_int_equal(p.output_bytes, 4096); /* and bytes */
     assert_int_equal(p.tmp_bytes, MiB);
@@ -295,7 +295,7 @@ static void test_from_json_errors_name_the_field(void **state)
         {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": \"lots\"}}",
          "limits.memory: 'lots' is not a size"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": -1}}", "limits.memory: must not be negative"},
-        {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": true}}", "limits.memory: must be a string"},
+        {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": true}}", "limits.memory: must be a size"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"cpu_time\": \"2 s\"}}",
          "limits.cpu_time: '2 s' is not a duration"},
         {"{\"cmd\": [\"x\"], \"limits\": {\"memory\": \"1k\"}}",
@@ -307,6 +307,8 @@ static void test_from_json_errors_name_the_field(void **state)
         {"{\"cmd\": [\"x\"], \"env\": [\"A=1\"]}", "env"},
         {"{\"cmd\": [\"x\"], \"files\": {\"a\": 1}}", "files.a: must be a string"},
         {"{\"cmd\": [\"x\"], \"files\": {\"../etc/x\": \"\"}}", "must be under /tmp"},
+        {"{\"cmd\": [\"x\"], \"files\": {\"/etc/x\": \"\"}}",
+         "files./etc/x: '/etc/x' must be under /tmp"},
         {"{\"cmd\": [\"x\"], \"files\": []}", "files"},
         {"{\"cmd\": [\"x\"], \"stdin\": 5}", "stdin: must be a string"},
         {"{\"cmd\": [\"x\"], \"network\": \"bridge\"}", "network: must be \"none\" or \"host\""},
@@ -322,6 +324,61 @@ static void test_from_json_errors_name_the_field(void **state)
         if (strstr(hull_error_msg(err), cases[i].msg) == NULL)
             fail_msg("%s: error '%s' does not contain '%s'", cases[i].json, hull_error_msg(err),
                      cases[i].msg);
+        hull_error_free(&err);
+        hull_policy_free(&p);
+    }
+}
+
+/* One rule for every duration and size: a string with a unit, or a bare
+ * number (JSON number or string) of seconds or bytes. */
+static void test_json_units(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *limits;
+        uint64_t cpu_ms, memory;
+    } ok[] = {
+        {"{\"cpu_time\": 2}", 2000, 256 * MiB},         {"{\"cpu_time\": \"2\"}", 2000, 256 * MiB},
+        {"{\"cpu_time\": \"2s\"}", 2000, 256 * MiB},    {"{\"cpu_time\": 0.25}", 250, 256 * MiB},
+        {"{\"cpu_time\": \"250ms\"}", 250, 256 * MiB},  {"{\"memory\": 67108864}", 2000, 64 * MiB},
+        {"{\"memory\": \"67108864\"}", 2000, 64 * MiB}, {"{\"memory\": \"64M\"}", 2000, 64 * MiB},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "{\"cmd\": [\"x\"], \"limits\": %s}", ok[i].limits);
+        struct hull_policy p;
+        hull_error err = NULL;
+        if (from_json(req, &p, &err) != 0)
+            fail_msg("%s: %s", req, hull_error_msg(err));
+        if (p.cpu_time_ms != ok[i].cpu_ms || p.memory_bytes != ok[i].memory)
+            fail_msg("%s: cpu_time %llu ms, memory %llu", req, (unsigned long long)p.cpu_time_ms,
+                     (unsigned long long)p.memory_bytes);
+        hull_policy_free(&p);
+    }
+    /* Errors start with the full JSON path; an unknown limit lists them all. */
+    static const struct {
+        const char *limits, *prefix;
+    } bad[] = {
+        {"{\"memory\": 1.5}", "limits.memory: must be a size"},
+        {"{\"memory\": \"1k\"}", "limits.memory: 1024 bytes is out of range"},
+        {"{\"cpu_time\": \"0ms\"}", "limits.cpu_time: 0 ms is out of range"},
+        {"{\"cpu_time\": -1}", "limits.cpu_time: -1 is not a number of seconds"},
+        {"{\"wall_time\": 100000}", "limits.wall_time: 100000000 ms is out of range"},
+        {"{\"cpus\": 0}", "limits.cpus: 0 is out of range"},
+        {"{\"memroy\": 1}",
+         "limits.memroy: unknown limit (accepted: cpu_time, wall_time, memory, output, tmp_size, "
+         "pids, open_files, cpus)"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "{\"cmd\": [\"x\"], \"limits\": %s}", bad[i].limits);
+        struct hull_policy p;
+        hull_error err = NULL;
+        if (from_json(req, &p, &err) != -1)
+            fail_msg("accepted: %s", req);
+        if (strncmp(hull_error_msg(err), bad[i].prefix, strlen(bad[i].prefix)) != 0)
+            fail_msg("%s: error '%s' does not start with '%s'", req, hull_error_msg(err),
+                     bad[i].prefix);
         hull_error_free(&err);
         hull_policy_free(&p);
     }
@@ -471,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_validate_paths),
         cmocka_unit_test(test_from_json),
         cmocka_unit_test(test_from_json_errors_name_the_field),
+        cmocka_unit_test(test_json_units),
         cmocka_unit_test(test_result_json_shape),
         cmocka_unit_test(test_result_text_or_base64),
     };

@@ -97,6 +97,45 @@ static void test_tokens(void **state)
     hull_error_free(&err);
 }
 
+/* Grants that weaken isolation: none unless given, kept with the token. */
+static void test_token_grants(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    char *a = NULL, *b = NULL;
+    struct hull_token_info ia, ib, got;
+    unsigned allow = 0;
+    assert_int_equal(hull_allow_parse("host-network,process-isolation", &allow, &err), 0);
+    assert_int_equal(allow, HULL_ALLOW_HOST_NETWORK | HULL_ALLOW_PROCESS_ISOLATION);
+    assert_int_equal(hull_allow_parse("host-network,seccomp-off", &allow, &err), -1);
+    assert_non_null(strstr(hull_error_msg(err), "unknown grant 'seccomp-off'"));
+    hull_error_free(&err);
+    char text[64];
+    hull_allow_format(HULL_ALLOW_HOST_NETWORK, text, sizeof(text));
+    assert_string_equal(text, "host-network");
+    assert_int_equal(hull_token_create_allowed(f->st, HULL_ROLE_USER, "acme",
+                                               HULL_ALLOW_HOST_NETWORK, &a, &ia, &err),
+                     0);
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_ADMIN, "ops", &b, &ib, &err), 0);
+    assert_int_equal(hull_token_verify(f->st, a, &got, &err), 0);
+    assert_int_equal(got.allow, HULL_ALLOW_HOST_NETWORK);
+    assert_int_equal(hull_token_verify(f->st, b, &got, &err), 0);
+    assert_int_equal(got.allow, 0); /* an admin too has none it was not given */
+    free(a);
+    free(b);
+    struct hull_audit_entry e = {.method = "POST",
+                                 .path = "/v1/runs",
+                                 .status = 200,
+                                 .outcome = "ok",
+                                 .grants = "host-network"};
+    assert_int_equal(hull_audit_append(f->st, &e, &err), 0);
+    json_object *l = hull_audit_list(f->st, NULL, 0, 10, &err);
+    json_object *row = json_object_array_get_idx(json_object_object_get(l, "entries"), 0);
+    assert_string_equal(json_object_get_string(json_object_object_get(row, "grants")),
+                        "host-network");
+    json_object_put(l);
+}
+
 static void test_run_ends_once(void **state)
 {
     struct fx *f = *state;
@@ -155,6 +194,7 @@ static void test_reopen(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_token_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_ends_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),

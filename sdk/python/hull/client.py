@@ -1,4 +1,5 @@
 """The hulld client: transport (unix socket or HTTPS), runs, sandboxes."""
+import datetime
 import http.client
 import json
 import os
@@ -55,6 +56,22 @@ def _cmd(cmd):
     return cmd
 
 
+def _duration(value):
+    """The API's rule for a duration: a string with a unit ("2s", "500ms")
+    or a number of seconds; a datetime.timedelta becomes seconds."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _limits(limits):
+    """Limits as the API takes them: durations (cpu_time, wall_time) are a
+    string with a unit or seconds, sizes (memory, output, tmp_size) a
+    string with a unit ("64M") or bytes; pids, open_files and cpus are
+    plain numbers."""
+    return {str(k): _duration(v) for k, v in limits.items()}
+
+
 def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra):
     body: Dict[str, Any] = {"cmd": _cmd(cmd)}
     if stdin is not None:
@@ -64,7 +81,7 @@ def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, e
     if env:
         body["env"] = {str(k): str(v) for k, v in env.items()}
     if limits:
-        body["limits"] = dict(limits)
+        body["limits"] = _limits(limits)
     if isolation is not None:
         body["isolation"] = isolation
     if workdir is not None:
@@ -141,8 +158,21 @@ class Client:
                 headers["Content-Type"] = content_type
         conn = self._connection()
         try:
-            conn.request(method, self._base + path, body=data, headers=headers)
-            resp = conn.getresponse()
+            unsent = None
+            try:
+                conn.request(method, self._base + path, body=data, headers=headers)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as e:
+                # hulld answers a body over its --max-body with 413 before
+                # reading it, and closes: the answer is there to be read.
+                if data is None:
+                    raise
+                unsent = e
+            try:
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                if unsent is not None:
+                    raise unsent from None
+                raise
             payload = resp.read()
             status, resp_headers = resp.status, dict(resp.getheaders())
         except (OSError, http.client.HTTPException) as e:
@@ -171,7 +201,9 @@ class Client:
         """Run cmd once in a fresh sandbox and return how it went.
 
         ``files`` land under /tmp (relative names) with their contents;
-        ``limits`` as the API takes them: {"cpu_time": "2s", "memory": "256M", ...}.
+        ``limits`` as the API takes them: {"cpu_time": "2s", "memory": "256M", ...}:
+        a duration is a string with a unit, a number of SECONDS or a
+        timedelta; a size a string with a unit or a number of BYTES.
         With ``queue=True`` the run goes through hulld's Redis queue to a
         worker, and this waits for its result."""
         body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {})
@@ -224,20 +256,23 @@ class Client:
     def sandbox(self, isolation: Optional[str] = None, *,
                 limits: Optional[Mapping[str, Any]] = None,
                 env: Optional[Mapping[str, str]] = None, network: Optional[str] = None,
-                lifetime: Optional[Union[str, int]] = None) -> "Sandbox":
+                lifetime: Optional[Union[str, float, datetime.timedelta]] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
-        deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``."""
+        deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``.
+        ``lifetime`` (how long it may stay idle) is "10m", a number of
+        seconds or a timedelta; ``limits`` are the sandbox's own (memory,
+        pids, cpus, tmp_size, open_files), shared by every command in it."""
         body: Dict[str, Any] = {}
         if isolation is not None:
             body["isolation"] = isolation
         if limits:
-            body["limits"] = dict(limits)
+            body["limits"] = _limits(limits)
         if env:
             body["env"] = {str(k): str(v) for k, v in env.items()}
         if network is not None:
             body["network"] = network
         if lifetime is not None:
-            body["lifetime"] = lifetime
+            body["lifetime"] = _duration(lifetime)
         return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
 
     def sandboxes(self) -> List[SandboxInfo]:
@@ -334,6 +369,9 @@ class Sandbox:
     def exec(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
              env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
              limits: Optional[Mapping[str, Any]] = None) -> Result:
+        """Run cmd in the sandbox. ``limits`` are the command's own: cpu_time,
+        wall_time and output; memory, pids and the rest are the sandbox's
+        (hulld refuses them here with a ValidationError naming the field)."""
         body = _request_body(cmd, stdin, None, env, limits, None, workdir, None, {})
         return Result.from_json(self._client.request("POST", self._path("exec"), body))
 

@@ -24,9 +24,11 @@ class TransportError(HullError):
 class APIError(HullError):
     """hulld answered with an error status."""
 
-    def __init__(self, status, code=None, message=None, field=None, body=None, headers=None):
+    def __init__(self, status, code=None, message=None, field=None, body=None, headers=None,
+                 permission=None):
         self.status = status
         self.code = code
+        self.permission = permission  # 403: the grant the token lacks ("host-network")
         self.message = message or f"HTTP {status}"
         self.field = field
         self.body = body
@@ -112,7 +114,7 @@ def _retry_after(headers):
 
 def from_response(status, body, headers):
     """The exception for an error answer (status >= 400)."""
-    code = message = field = None
+    code = message = field = permission = None
     doc = None
     try:
         import json
@@ -123,11 +125,13 @@ def from_response(status, body, headers):
         err = doc.get("error")
         if isinstance(err, dict):
             code, message, field = err.get("code"), err.get("message"), err.get("field")
+            permission = err.get("permission")
         elif isinstance(err, str):
             message = err
     if message is None and body:
         message = body.decode("utf-8", "replace")[:500] if isinstance(body, bytes) else body
-    kw = dict(code=code, message=message, field=field, body=body, headers=headers)
+    kw = dict(code=code, message=message, field=field, body=body, headers=headers,
+              permission=permission)
     if status == 400:
         cls = ValidationError if (field or code == "invalid_request") else BadRequest
     elif status == 429:

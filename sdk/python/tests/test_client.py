@@ -103,6 +103,20 @@ def test_run_sends_the_request_and_types_the_result(stub, client):
     assert r.stdout_bytes == b"42\n" and r.cpu_time_ms == 3 and r.check() is r
 
 
+def test_limits_follow_the_apis_units(stub, client):
+    """Durations are seconds (or a string with a unit), sizes bytes; a
+    timedelta is sent as seconds."""
+    import datetime
+    stub.answer(200, RESULT)
+    stub.answer(201, {"id": "s-1", "state": "running"})
+    client.run(["true"], limits={"cpu_time": datetime.timedelta(milliseconds=500),
+                                 "wall_time": 3, "memory": 64 << 20, "output": "1M"})
+    assert stub.last_json()["limits"] == {"cpu_time": 0.5, "wall_time": 3,
+                                          "memory": 64 << 20, "output": "1M"}
+    client.sandbox(lifetime=datetime.timedelta(minutes=5))
+    assert stub.last_json() == {"lifetime": 300.0}
+
+
 def test_string_command_runs_under_sh(stub, client):
     stub.answer(200, RESULT)
     client.run("echo $((6*7))")

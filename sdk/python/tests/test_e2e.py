@@ -78,7 +78,13 @@ def test_run_with_files_stdin_env_limits_isolation(env):
     # The limit is the kernel's: a busy loop ends by the cgroup's CPU clock.
     r = env.client.run(["sh", "-c", "while :; do :; done"], limits={"cpu_time": "300ms"})
     assert r.verdict == "cpu_time_limit" and r.cpu_time_ms >= 300
-    r = env.client.run(["sh", "-c", "echo $$"], isolation="process")
+    # Process isolation (trusted code) needs a grant given to the token.
+    with pytest.raises(hull.PermissionDenied) as ex:
+        env.client.run(["sh", "-c", "echo $$"], isolation="process")
+    assert ex.value.field == "isolation" and ex.value.permission == "process-isolation"
+    trusted = hull.Client(socket_path=env.hulld.sock,
+                          token=env.hulld.token("user", "acme", allow="process-isolation"))
+    r = trusted.run(["sh", "-c", "echo $$"], isolation="process")
     assert r.ok and r.isolation == "process"
 
 

@@ -211,22 +211,31 @@ static int sandbox_path(const char *name, const char *path, bool under_tmp, hull
     return 0;
 }
 
-int hull_policy_validate(const struct hull_policy *p, hull_error *err)
+/* lim: how the limits are named, "" for the CLI's flags, "limits." for the
+ * API's JSON path. */
+static int validate(const struct hull_policy *p, const char *lim, hull_error *err)
 {
     if (p->argv == NULL || p->argv[0] == NULL || p->argv[0][0] == '\0')
         return hull_error_set(err, EINVAL, "cmd: a command is required");
     if (p->isolation < HULL_ISOLATION_PROCESS || p->isolation > HULL_ISOLATION_MICROVM)
         return hull_error_set(err, EINVAL, "isolation: unknown level");
-    if (range("cpu_time", p->cpu_time_ms, CPU_TIME_MIN_MS, CPU_TIME_MAX_MS, " ms", err) < 0 ||
-        range("wall_time", p->wall_time_ms, WALL_TIME_MIN_MS, WALL_TIME_MAX_MS, " ms", err) < 0 ||
-        range("memory", p->memory_bytes, MEMORY_MIN, MEMORY_MAX, " bytes", err) < 0 ||
-        range("output", p->output_bytes, 0, OUTPUT_MAX, " bytes", err) < 0 ||
-        range("tmp_size", p->tmp_bytes, TMPFS_MIN, TMPFS_MAX, " bytes", err) < 0 ||
-        range("pids", p->pids, 1, PIDS_MAX, "", err) < 0 ||
-        range("open_files", p->open_files, OPEN_FILES_MIN, OPEN_FILES_MAX, "", err) < 0)
-        return -1;
+    static const char *const names[] = {"cpu_time", "wall_time", "memory",    "output",
+                                        "tmp_size", "pids",      "open_files"};
+    const uint64_t v[] = {p->cpu_time_ms, p->wall_time_ms, p->memory_bytes, p->output_bytes,
+                          p->tmp_bytes,   p->pids,         p->open_files};
+    const uint64_t lo[] = {CPU_TIME_MIN_MS, WALL_TIME_MIN_MS, MEMORY_MIN, 0, TMPFS_MIN, 1,
+                           OPEN_FILES_MIN};
+    const uint64_t hi[] = {CPU_TIME_MAX_MS, WALL_TIME_MAX_MS, MEMORY_MAX,    OUTPUT_MAX,
+                           TMPFS_MAX,       PIDS_MAX,         OPEN_FILES_MAX};
+    static const char *const unit[] = {" ms", " ms", " bytes", " bytes", " bytes", "", ""};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s", lim, names[i]);
+        if (range(name, v[i], lo[i], hi[i], unit[i], err) < 0)
+            return -1;
+    }
     if (!(p->cpus >= 0.01 && p->cpus <= 1024))
-        return hull_error_set(err, ERANGE, "cpus: %g is out of range [0.01, 1024]", p->cpus);
+        return hull_error_set(err, ERANGE, "%scpus: %g is out of range [0.01, 1024]", lim, p->cpus);
     for (char **e = p->env; e && *e; e++)
         if (strchr(*e, '=') == NULL || **e == '=')
             return hull_error_set(err, EINVAL, "env: '%s' must be KEY=VALUE", *e);
@@ -267,7 +276,54 @@ int hull_policy_validate(const struct hull_policy *p, hull_error *err)
     return 0;
 }
 
+int hull_policy_validate(const struct hull_policy *p, hull_error *err)
+{
+    return validate(p, "", err);
+}
+
 /* ---- JSON (REST API) -------------------------------------------------- */
+
+int hull_json_duration_ms(json_object *v, const char *path, uint64_t *ms, hull_error *err)
+{
+    if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+        /* A bare number is seconds, as it is in a string ("2"). */
+        double s = json_object_get_double(v);
+        if (!(s >= 0) || s * 1000.0 > (double)UINT64_MAX / 2)
+            return hull_error_set(err, ERANGE, "%s: %g is not a number of seconds", path, s);
+        *ms = (uint64_t)(s * 1000.0 + 0.5);
+        return 0;
+    }
+    const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    if (s == NULL)
+        return hull_error_set(err, EINVAL,
+                              "%s: must be a duration: a string like \"2s\" or \"500ms\", or a "
+                              "number of seconds",
+                              path);
+    if (hull_parse_duration_ms(s, ms) < 0)
+        return hull_error_set(
+            err, EINVAL, "%s: '%s' is not a duration (2s, 500ms, 10m, 1h, or seconds)", path, s);
+    return 0;
+}
+
+int hull_json_size(json_object *v, const char *path, uint64_t *bytes, hull_error *err)
+{
+    if (json_object_is_type(v, json_type_int)) {
+        int64_t n = json_object_get_int64(v);
+        if (n < 0)
+            return hull_error_set(err, ERANGE, "%s: must not be negative", path);
+        *bytes = (uint64_t)n; /* a bare number is bytes, as it is in a string */
+        return 0;
+    }
+    const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    if (s == NULL)
+        return hull_error_set(err, EINVAL,
+                              "%s: must be a size: a string like \"256M\" or a whole number of "
+                              "bytes",
+                              path);
+    if (hull_parse_size(s, bytes) < 0)
+        return hull_error_set(err, EINVAL, "%s: '%s' is not a size (256M, 1G, or bytes)", path, s);
+    return 0;
+}
 
 static int json_limit(json_object *limits, const char *key, bool size, uint64_t *out,
                       hull_error *err)
@@ -275,22 +331,9 @@ static int json_limit(json_object *limits, const char *key, bool size, uint64_t 
     json_object *v = hj_get(limits, key);
     if (v == NULL)
         return 0;
-    if (json_object_is_type(v, json_type_int)) {
-        int64_t n = json_object_get_int64(v);
-        if (n < 0)
-            return hull_error_set(err, ERANGE, "limits.%s: must not be negative", key);
-        /* A bare number is bytes, or milliseconds for times. */
-        *out = (uint64_t)n;
-        return 0;
-    }
-    if (!json_object_is_type(v, json_type_string))
-        return hull_error_set(err, EINVAL, "limits.%s: must be a string like %s or a number", key,
-                              size ? "\"256M\"" : "\"2s\"");
-    const char *s = json_object_get_string(v);
-    if ((size ? hull_parse_size(s, out) : hull_parse_duration_ms(s, out)) < 0)
-        return hull_error_set(err, EINVAL, "limits.%s: '%s' is not a %s", key, s,
-                              size ? "size (256M, 1G)" : "duration (2s, 500ms)");
-    return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "limits.%s", key);
+    return size ? hull_json_size(v, path, out, err) : hull_json_duration_ms(v, path, out, err);
 }
 
 static int json_u32_limit(json_object *limits, const char *key, uint32_t *out, hull_error *err)
@@ -332,7 +375,10 @@ static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
                                         "pids",     "open_files", "cpus",   NULL};
     const char *bad = unknown_key(l, known);
     if (bad)
-        return hull_error_set(err, EINVAL, "limits.%s: unknown limit", bad);
+        return hull_error_set(err, EINVAL,
+                              "limits.%s: unknown limit (accepted: cpu_time, wall_time, memory, "
+                              "output, tmp_size, pids, open_files, cpus)",
+                              bad);
     if (json_limit(l, "cpu_time", false, &p->cpu_time_ms, err) < 0 ||
         json_limit(l, "wall_time", false, &p->wall_time_ms, err) < 0 ||
         json_limit(l, "memory", true, &p->memory_bytes, err) < 0 ||
@@ -396,6 +442,11 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
             return hull_error_set(err, ENOMEM, "out of memory");
         memcpy(file->data, json_object_get_string(val), file->len);
         file->mode = 0644;
+        /* Named by its JSON path (files.KEY), not by its index. */
+        char name[4200];
+        snprintf(name, sizeof(name), "files.%s", path);
+        if (sandbox_path(name, file->path, true, err) < 0)
+            return -1;
     }
     return 0;
 }
@@ -467,7 +518,7 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
             goto out;
         }
     }
-    ret = hull_policy_validate(p, err);
+    ret = validate(p, "limits.", err);
 out:
     free(iso);
     json_object_put(doc);

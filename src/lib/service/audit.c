@@ -20,11 +20,12 @@ int hull_audit_append(struct hull_store *s, const struct hull_audit_entry *e, hu
                           e->path ? e->path : "",
                           e->target,
                           status,
-                          e->outcome ? e->outcome : ""};
+                          e->outcome ? e->outcome : "",
+                          e->grants};
     if (hull_store_exec(s,
                         "INSERT INTO audit (time, token, tenant, role, method, path, target, "
-                        "status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        args, 9, NULL, err) < 0)
+                        "status, outcome, grants) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        args, 10, NULL, err) < 0)
         return hull_error_prefix(err, "audit");
     return 0;
 }
@@ -38,7 +39,8 @@ json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t s
     const char *args[] = {since, tenant, tenant, lim};
     json_object *rows = hull_store_query(
         s,
-        "SELECT id, time, token, tenant, role, method, path, target, status, outcome FROM audit "
+        "SELECT id, time, token, tenant, role, method, path, target, status, outcome, grants "
+        "FROM audit "
         "WHERE id > ? AND (? IS NULL OR tenant = ?) ORDER BY id LIMIT ?",
         args, 4, err);
     if (rows == NULL)

@@ -37,6 +37,11 @@ struct hull_queue_worker_opts {
     unsigned reap_interval_ms; /* default 2 x heartbeat_ms */
     unsigned max_attempts;     /* starts per job before the dead-letter list (default 3) */
     unsigned result_ttl_s;     /* how long results and finished jobs stay (default 3600) */
+    /* Grants (HULL_ALLOW_*) of jobs it may run: a job asking for host
+     * networking or process isolation without the worker's grant is
+     * dead-lettered. hulld checked the submitter's token; a job pushed to
+     * Redis by anyone else had no token to check. */
+    unsigned allow;
     /* Set (by the caller's SIGTERM handler) to stop taking jobs, finish
      * those running, deregister and return. */
     volatile sig_atomic_t *stop;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "service/queue.h"
+#include "service/store.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -256,6 +257,29 @@ static struct slot *free_slot(struct worker *w)
     return NULL;
 }
 
+/* A job that weakens isolation runs only with the worker's grant. */
+static int refused(const struct worker *w, const struct hull_policy *p, hull_error *err)
+{
+    const struct {
+        bool asks;
+        const char *field, *value;
+        unsigned grant;
+    } weakening[] = {
+        {p->network_host, "network", "host", HULL_ALLOW_HOST_NETWORK},
+        {p->isolation == HULL_ISOLATION_PROCESS, "isolation", "process",
+         HULL_ALLOW_PROCESS_ISOLATION},
+    };
+    for (size_t i = 0; i < sizeof(weakening) / sizeof(weakening[0]); i++)
+        if (weakening[i].asks && !(w->o.allow & weakening[i].grant))
+            return hull_error_set(err, EPERM,
+                                  "not allowed: %s: \"%s\" needs the %s grant, which this "
+                                  "worker was not given (hulld --worker --allow %s)",
+                                  weakening[i].field, weakening[i].value,
+                                  hull_allow_name(weakening[i].grant),
+                                  hull_allow_name(weakening[i].grant));
+    return 0;
+}
+
 /* A claimed job: check it, then run it in a child. */
 static void start_job(struct worker *w, const char *id)
 {
@@ -275,6 +299,15 @@ static void start_job(struct worker *w, const char *id)
     hull_policy_init(&p);
     if (hull_policy_from_json(request, strlen(request), &p, &e) < 0) {
         hull_error_prefix(&e, "invalid request");
+        hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s: dead-lettered", w->name, id,
+                 hull_error_msg(e));
+        hull_error e2 = NULL;
+        if (hull_queue_fail(w->c, w->name, id, hull_error_msg(e), &e2) < 0)
+            check_conn(w, &e2);
+        hull_error_free(&e);
+        goto out;
+    }
+    if (refused(w, &p, &e) < 0) {
         hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s: dead-lettered", w->name, id,
                  hull_error_msg(e));
         hull_error e2 = NULL;

@@ -111,6 +111,10 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    /* 2: grants that weaken isolation, given to a token explicitly, and
+     * which of them each audited request used */
+    "ALTER TABLE tokens ADD COLUMN allow TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE audit ADD COLUMN grants TEXT;",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -38,12 +38,29 @@ enum hull_role { HULL_ROLE_READER, HULL_ROLE_USER, HULL_ROLE_ADMIN };
 const char *hull_role_name(enum hull_role r);
 int hull_role_parse(const char *s, enum hull_role *out);
 
+/* Grants: what a token may ask for that weakens a sandbox's isolation.
+ * None by default, whatever the role; an operator grants each one to a
+ * token explicitly (hull token create --allow NAME,...). */
+enum {
+    HULL_ALLOW_HOST_NETWORK = 1u << 0,      /* "host-network": "network": "host" */
+    HULL_ALLOW_PROCESS_ISOLATION = 1u << 1, /* "process-isolation": "isolation": "process" */
+};
+#define HULL_ALLOW_ALL (HULL_ALLOW_HOST_NETWORK | HULL_ALLOW_PROCESS_ISOLATION)
+/* The name of one grant bit ("host-network"), or NULL. */
+const char *hull_allow_name(unsigned bit);
+/* "host-network,process-isolation" (or "" / "none") -> bits; EINVAL names
+ * an unknown grant and lists the known ones. */
+int hull_allow_parse(const char *list, unsigned *out, hull_error *err);
+/* bits -> "host-network,process-isolation", "" when none. */
+void hull_allow_format(unsigned allow, char *buf, size_t len);
+
 struct hull_token_info {
     char id[20]; /* public handle: "t" + 16 hex digits of the hash */
     enum hull_role role;
     char tenant[72];
     char created[40];
     char revoked[40]; /* "" while valid */
+    unsigned allow;   /* HULL_ALLOW_* granted to it */
 };
 
 /* A tenant name: [A-Za-z0-9_.-], 1..64 bytes. */
@@ -52,6 +69,10 @@ int hull_tenant_validate(const char *tenant, hull_error *err);
  * *token (malloc'd) is the one and only copy of the secret. */
 int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant, char **token,
                       struct hull_token_info *info, hull_error *err);
+/* The same, with grants (HULL_ALLOW_*). */
+int hull_token_create_allowed(struct hull_store *s, enum hull_role role, const char *tenant,
+                              unsigned allow, char **token, struct hull_token_info *info,
+                              hull_error *err);
 /* EACCES in *err when the token is unknown or revoked. */
 int hull_token_verify(struct hull_store *s, const char *token, struct hull_token_info *info,
                       hull_error *err);
@@ -71,6 +92,7 @@ struct hull_audit_entry {
     const char *target;  /* the run or sandbox concerned, if any */
     int status;          /* HTTP status of the answer */
     const char *outcome; /* "ok" or the error code */
+    const char *grants;  /* grants the request used ("host-network"), or NULL */
 };
 int hull_audit_append(struct hull_store *s, const struct hull_audit_entry *e, hull_error *err);
 /* {"entries": [...]}, oldest first, id > since_id; tenant NULL: all. */

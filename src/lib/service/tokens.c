@@ -40,6 +40,52 @@ int hull_role_parse(const char *s, enum hull_role *out)
     return -1;
 }
 
+static const char *const allow_names[] = {"host-network", "process-isolation"};
+#define N_ALLOW (sizeof(allow_names) / sizeof(allow_names[0]))
+
+const char *hull_allow_name(unsigned bit)
+{
+    for (size_t i = 0; i < N_ALLOW; i++)
+        if (bit == 1u << i)
+            return allow_names[i];
+    return NULL;
+}
+
+int hull_allow_parse(const char *list, unsigned *out, hull_error *err)
+{
+    *out = 0;
+    if (list == NULL || strcmp(list, "none") == 0)
+        return 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        bool known = false;
+        for (size_t i = 0; n && i < N_ALLOW; i++)
+            if (strlen(allow_names[i]) == n && strncmp(p, allow_names[i], n) == 0) {
+                *out |= 1u << i;
+                known = true;
+            }
+        if (n && !known)
+            return hull_error_set(
+                err, EINVAL, "unknown grant '%.*s' (host-network, process-isolation)", (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+void hull_allow_format(unsigned allow, char *buf, size_t len)
+{
+    size_t used = 0;
+    if (len)
+        buf[0] = '\0';
+    for (size_t i = 0; i < N_ALLOW && used < len; i++)
+        if (allow & (1u << i)) {
+            int w = snprintf(buf + used, len - used, "%s%s", used ? "," : "", allow_names[i]);
+            if (w < 0)
+                return;
+            used += (size_t)w;
+        }
+}
+
 int hull_tenant_validate(const char *tenant, hull_error *err)
 {
     size_t n = tenant ? strlen(tenant) : 0;
@@ -86,12 +132,28 @@ static void fill_info(sqlite3_stmt *st, struct hull_token_info *info)
     snprintf(info->created, sizeof(info->created), "%s", (const char *)sqlite3_column_text(st, 3));
     const char *rev = (const char *)sqlite3_column_text(st, 4);
     snprintf(info->revoked, sizeof(info->revoked), "%s", rev ? rev : "");
+    /* Written by hull_token_create_allowed only; anything unknown grants
+     * nothing. */
+    hull_error e = NULL;
+    if (hull_allow_parse((const char *)sqlite3_column_text(st, 5), &info->allow, &e) < 0) {
+        info->allow = 0;
+        hull_error_free(&e);
+    }
 }
 
 int hull_token_create(struct hull_store *s, enum hull_role role, const char *tenant, char **token,
                       struct hull_token_info *info, hull_error *err)
 {
+    return hull_token_create_allowed(s, role, tenant, 0, token, info, err);
+}
+
+int hull_token_create_allowed(struct hull_store *s, enum hull_role role, const char *tenant,
+                              unsigned allow, char **token, struct hull_token_info *info,
+                              hull_error *err)
+{
     *token = NULL;
+    if (allow & ~HULL_ALLOW_ALL)
+        return hull_error_set(err, EINVAL, "allow: unknown grant bits %#x", allow);
     if (hull_tenant_validate(tenant, err) < 0)
         return -1;
     unsigned char raw[TOKEN_BYTES];
@@ -107,15 +169,18 @@ int hull_token_create(struct hull_store *s, enum hull_role role, const char *ten
     memset(info, 0, sizeof(*info));
     snprintf(info->id, sizeof(info->id), "t%.16s", hash);
     info->role = role;
+    info->allow = allow;
     snprintf(info->tenant, sizeof(info->tenant), "%s", tenant);
     hull_rfc3339_now(info->created, sizeof(info->created));
+    char allow_s[64];
+    hull_allow_format(allow, allow_s, sizeof(allow_s));
 
     hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
     if (hull_store_prepare(s,
-                           "INSERT INTO tokens (id, hash, role, tenant, created) "
-                           "VALUES (?, ?, ?, ?, ?)",
+                           "INSERT INTO tokens (id, hash, role, tenant, created, allow) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
                            &st, NULL) < 0) {
         hull_store_fail(s, "create token", err);
         goto out;
@@ -125,6 +190,7 @@ int hull_token_create(struct hull_store *s, enum hull_role role, const char *ten
     sqlite3_bind_text(st, 3, hull_role_name(role), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, tenant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, info->created, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, allow_s, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
         hull_store_fail(s, "create token", err);
         goto out;
@@ -150,9 +216,9 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     hull_store_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (hull_store_prepare(s,
-                           "SELECT id, role, tenant, created, revoked FROM tokens WHERE hash = ?",
-                           &st, NULL) < 0) {
+    if (hull_store_prepare(
+            s, "SELECT id, role, tenant, created, revoked, allow FROM tokens WHERE hash = ?", &st,
+            NULL) < 0) {
         hull_store_fail(s, "verify token", err);
         goto out;
     }
@@ -181,7 +247,7 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
     sqlite3_stmt *st = NULL;
     int ret = -1, rc;
     if (hull_store_prepare(s,
-                           "SELECT id, role, tenant, created, revoked FROM tokens "
+                           "SELECT id, role, tenant, created, revoked, allow FROM tokens "
                            "ORDER BY created, id",
                            &st, NULL) < 0) {
         hull_store_fail(s, "list tokens", err);

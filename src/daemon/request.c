@@ -1,0 +1,184 @@
+/* What a request may hold, endpoint by endpoint, and what its token may ask
+ * for. Both are checked before anything runs:
+ *
+ * - a field an endpoint would not apply is refused by name (400), with the
+ *   list of the fields it takes: never accepted and silently ignored;
+ * - a request that weakens a sandbox's isolation ("network": "host",
+ *   "isolation": "process") needs a grant given to its token explicitly
+ *   (hull token create --allow); without it, 403 naming the field and the
+ *   grant. Grants used are written to the audit log with the request. */
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "util/json.h"
+
+struct hint {
+    const char *field; /* "files", "limits.memory" */
+    const char *why;
+};
+
+struct endpoint {
+    const char *name;
+    const char *const *fields; /* NULL-terminated */
+    const char *const *limits;
+    const struct hint *hints; /* for fields other endpoints take */
+};
+
+/* Every limit the API knows, for the message about an unknown one. */
+static const char *const all_limits[] = {"cpu_time", "wall_time",  "memory", "output", "tmp_size",
+                                         "pids",     "open_files", "cpus",   NULL};
+
+static const char *const run_fields[] = {"cmd",    "stdin",     "env",     "files",
+                                         "limits", "isolation", "workdir", "network",
+                                         "async",  "queue",     NULL};
+static const struct hint run_hints[] = {
+    {"lifetime", "only a long-lived sandbox (POST /v1/sandboxes) has a lifetime"},
+    {NULL, NULL},
+};
+
+static const char *const create_fields[] = {"isolation", "limits",   "env", "files",
+                                            "network",   "lifetime", NULL};
+static const char *const create_limits[] = {"memory",   "pids",       "cpus",
+                                            "tmp_size", "open_files", NULL};
+static const struct hint create_hints[] = {
+    {"cmd", "a sandbox has no command of its own (use /exec)"},
+    {"stdin", "stdin belongs to a command: give it to /exec"},
+    {"workdir", "a working directory belongs to a command: give it to /exec"},
+    {"async", "creating a sandbox is always synchronous"},
+    {"queue", "a sandbox cannot go through the queue"},
+    {"limits.cpu_time", "time limits are per command: give them to /exec"},
+    {"limits.wall_time", "time limits are per command: give them to /exec"},
+    {"limits.output", "output limits are per command: give them to /exec"},
+    {NULL, NULL},
+};
+
+static const char *const exec_fields[] = {"cmd", "stdin", "env", "workdir", "limits", NULL};
+static const char *const exec_limits[] = {"cpu_time", "wall_time", "output", NULL};
+#define SHARED "a command shares the sandbox's limit, set when the sandbox is created"
+static const struct hint exec_hints[] = {
+    {"files", "upload files with PUT /v1/sandboxes/{id}/files/{path}"},
+    {"isolation", "the sandbox's isolation is set when it is created"},
+    {"network", "the sandbox's network is set when it is created"},
+    {"lifetime", "the sandbox's lifetime is set when it is created"},
+    {"async", "an exec is always synchronous"},
+    {"queue", "an exec cannot go through the queue"},
+    {"limits.memory", SHARED},
+    {"limits.pids", SHARED},
+    {"limits.cpus", SHARED},
+    {"limits.tmp_size", SHARED},
+    {"limits.open_files", SHARED},
+    {NULL, NULL},
+};
+
+const struct endpoint endpoint_run = {"POST /v1/runs", run_fields, all_limits, run_hints};
+const struct endpoint endpoint_create = {"POST /v1/sandboxes", create_fields, create_limits,
+                                         create_hints};
+const struct endpoint endpoint_exec = {"POST /v1/sandboxes/{id}/exec", exec_fields, exec_limits,
+                                       exec_hints};
+
+static bool listed(const char *const *list, const char *key)
+{
+    for (; *list; list++)
+        if (strcmp(*list, key) == 0)
+            return true;
+    return false;
+}
+
+static void join(const char *const *list, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (; *list && used < len; list++) {
+        int w = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", *list);
+        if (w < 0)
+            return;
+        used += (size_t)w;
+    }
+}
+
+static const char *hint_for(const struct endpoint *ep, const char *path)
+{
+    for (const struct hint *h = ep->hints; h->field; h++)
+        if (strcmp(h->field, path) == 0)
+            return h->why;
+    return NULL;
+}
+
+/* key (at path, "" or "limits.") refused: with the reason this endpoint
+ * does not take it, if it is a field others take, and what it does take. */
+static void refuse(const struct endpoint *ep, const char *prefix, const char *key,
+                   const char *const *accepted, struct resp *r)
+{
+    char path[128], list[512];
+    snprintf(path, sizeof(path), "%s%s", prefix, key);
+    join(accepted, list, sizeof(list));
+    const char *why = hint_for(ep, path);
+    const char *what = prefix[0] ? "limit" : "field";
+    if (why)
+        resp_error(r, 400, "invalid_request", path, "%s: not applied by %s: %s (its %ss: %s)", path,
+                   ep->name, why, what, list);
+    else
+        resp_error(r, 400, "invalid_request", path, "%s: unknown %s (accepted: %s)", path, what,
+                   list);
+}
+
+int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r)
+{
+    json_object_object_foreach(doc, key, val)
+    {
+        (void)val;
+        if (!listed(ep->fields, key)) {
+            refuse(ep, "", key, ep->fields, r);
+            return -1;
+        }
+    }
+    json_object *l = hj_get(doc, "limits");
+    if (l == NULL || !json_object_is_type(l, json_type_object))
+        return 0; /* absent, or the policy parser says what is wrong */
+    json_object_object_foreach(l, lkey, lval)
+    {
+        (void)lval;
+        if (!listed(ep->limits, lkey)) {
+            refuse(ep, "limits.", lkey, ep->limits, r);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static bool asks(json_object *doc, const char *key, const char *value)
+{
+    json_object *v = hj_get(doc, key);
+    return v && json_object_is_type(v, json_type_string) &&
+           strcmp(json_object_get_string(v), value) == 0;
+}
+
+int request_grants(const struct caller *c, json_object *doc, struct resp *r)
+{
+    static const struct {
+        const char *field, *value;
+        unsigned grant;
+    } weakening[] = {
+        {"network", "host", HULL_ALLOW_HOST_NETWORK},
+        {"isolation", "process", HULL_ALLOW_PROCESS_ISOLATION},
+    };
+    unsigned used = 0;
+    for (size_t i = 0; i < sizeof(weakening) / sizeof(weakening[0]); i++) {
+        if (!asks(doc, weakening[i].field, weakening[i].value))
+            continue;
+        const char *name = hull_allow_name(weakening[i].grant);
+        if (!(c->tok.allow & weakening[i].grant)) {
+            resp_error(r, 403, "forbidden", weakening[i].field,
+                       "%s: \"%s\" needs the %s grant, which token %s does not have (an operator "
+                       "gives it with hull token create --allow %s)",
+                       weakening[i].field, weakening[i].value, name, c->tok.id, name);
+            json_object_object_add(hj_get(r->body, "error"), "permission",
+                                   json_object_new_string(name));
+            return -1;
+        }
+        used |= weakening[i].grant;
+    }
+    hull_allow_format(used, r->grants, sizeof(r->grants));
+    return 0;
+}
