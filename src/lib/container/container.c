@@ -500,13 +500,10 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
 
     if (spec && spec->hooks.n_poststart) {
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
-        hull_error pe = NULL;
-        /* runtime-spec: a failing poststart hook is logged, not fatal. */
-        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, &pe) <
-            0) {
-            hull_warn("start %s: %s", id, hull_error_msg(pe));
-            hull_error_free(&pe);
-        }
+        char ctx[NAME_MAX + 16];
+        snprintf(ctx, sizeof(ctx), "start %s", id);
+        /* runtime-spec: a failing poststart hook is logged, the rest run. */
+        hull_hooks_run_all(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, ctx);
         free(sj);
     }
     hull_spec_free(spec);
@@ -603,11 +600,10 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     }
     if (spec && spec->hooks.n_poststop) {
         char *sj = state_doc_text(cs, HULL_STATUS_STOPPED, 0);
-        hull_error e = NULL;
-        if (hull_hooks_run(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, &e) < 0) {
-            hull_warn("delete %s: %s", cs->id, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        char ctx[NAME_MAX + 16];
+        snprintf(ctx, sizeof(ctx), "delete %s", cs->id);
+        /* runtime-spec: a failing poststop hook is logged, the rest run. */
+        hull_hooks_run_all(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, ctx);
         free(sj);
     }
     hull_spec_free(spec);

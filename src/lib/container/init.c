@@ -74,17 +74,6 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
 }
 
 /* The state document with another status; NULL if it cannot be parsed. */
-static char *state_with_status(const char *state_json, const char *status)
-{
-    json_object *o = state_json ? json_tokener_parse(state_json) : NULL;
-    if (o == NULL)
-        return NULL;
-    json_object_object_add(o, "status", json_object_new_string(status));
-    char *t = strdup(hj_to_string(o));
-    json_object_put(o);
-    return t;
-}
-
 /* Stop dying with the runtime (unless asked to: the sandbox). Only once the
  * runtime has recorded our pid: before that, an init orphaned by a killed
  * runtime would be one nothing knows how to find. */
@@ -229,7 +218,7 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
 
     if (hk->n_start_container) {
         /* `start` has been called: the state these hooks read says "created". */
-        char *started = state_with_status(state_json, "created");
+        char *started = hull_hooks_state_with_status(state_json, "created");
         int r = hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer",
                                started ? started : state_json, err);
         free(started);
