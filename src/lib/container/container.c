@@ -22,6 +22,7 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
+#include "linux/creds.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -172,9 +173,11 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
         return -1;
     if (hull_proc_check_lsm(spec->process, "config.json: process", err) < 0)
         return -1;
+    /* As crun: a mount label means nothing without SELinux; configs made on
+     * SELinux hosts carry one, so it is a warning, not a failure. */
     if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
-        return hull_error_set(err, ENOTSUP,
-                              "config.json: linux.mountLabel: SELinux is not enabled on this host");
+        hull_warn("config.json: linux.mountLabel: SELinux is not enabled on this host; ignored");
+    hull_caps_warn_unknown(&spec->process->caps, "config.json: process.capabilities");
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");

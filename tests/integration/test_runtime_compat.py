@@ -1,0 +1,107 @@
+"""Config fields where hull followed neither the runtime-spec nor runc and
+crun: accepted with a warning where they are (unknown CAP_ names,
+linux.mountLabel without SELinux), refused by name where silently accepting
+them would lie (linux.sysctl kernel.hostname/domainname, linux.netDevices).
+Each checked on the real container: what it runs with, or that nothing was
+left behind.
+"""
+from pathlib import Path
+
+import pytest
+
+from hullrt import caps_of_mask, proc_status, wait_exec
+from rt4 import TOKEN, assert_error, assert_nothing_left, cid, running
+
+CAPS = {"bounding", "effective", "permitted"}
+
+
+def selinux_on():
+    return Path("/sys/fs/selinux/enforce").exists()
+
+
+def test_unknown_capability_name_is_a_warning_and_ignored(hull, bundle, tmp_path):
+    """A config made for a newer kernel names a capability this one lacks:
+    runc and crun warn and run it with the others; so does hull."""
+    for s in CAPS:
+        bundle.process["capabilities"][s] = ["CAP_KILL", "CAP_FROM_THE_FUTURE"]
+    bundle.set_args("sleep", "1000").write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    try:
+        assert r.returncode == 0, r
+        assert ("process.capabilities.bounding[1]: unknown capability 'CAP_FROM_THE_FUTURE'"
+                in r.stderr), r.stderr
+        assert "ignored" in r.stderr
+        pid = hull.state(c)["pid"]
+        hull("start", c, check=True)
+        wait_exec(pid, "sleep")
+        st = proc_status(pid)
+        assert caps_of_mask(st["CapBnd"]) == {"CAP_KILL"}
+        assert caps_of_mask(st["CapEff"]) == {"CAP_KILL"}
+        # later verbs do not repeat the warning
+        r = hull("state", c)
+        assert "unknown capability" not in r.stderr
+    finally:
+        hull("delete", "--force", c)
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+@pytest.mark.parametrize("name", ["KILL", "12", "CAP_", "CAP_KILL/x", ""])
+def test_malformed_capability_name_is_refused(hull, bundle, tmp_path, name):
+    bundle.process["capabilities"]["effective"] = ["CAP_KILL", name]
+    bundle.write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    assert_error(r, f"create {c}",
+                 f"process.capabilities.effective[1]: '{name}' is not a capability name")
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_exec_cap_agrees_with_the_config(hull, bundle, tmp_path):
+    with running(hull, bundle) as (c, pid):
+        r = hull("exec", "--cap", "CAP_FROM_THE_FUTURE", "--cap", "CAP_CHOWN", c,
+                 "sh", "-c", "grep CapBnd /proc/self/status")
+        assert r.returncode == 0, r
+        assert "--cap: unknown capability 'CAP_FROM_THE_FUTURE'" in r.stderr, r.stderr
+        assert "CAP_CHOWN" in caps_of_mask(r.stdout.split()[1])
+        r = hull("exec", "--cap", "CHOWN", c, "true")
+        assert_error(r, f"exec {c}", "--cap: 'CHOWN' is not a capability name")
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_mount_label_without_selinux_is_a_warning(hull, bundle, tmp_path):
+    """As crun: a label from an SELinux host means nothing here."""
+    if selinux_on():
+        pytest.skip("this host has SELinux")
+    bundle.linux["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    with running(hull, bundle, start=False) as (c, pid):
+        assert hull.state(c)["status"] == "created"
+    bundle.set_args("true").write()
+    r = hull("run", "--bundle", str(bundle.path), cid("c2"))
+    assert r.returncode == 0, r
+    assert "linux.mountLabel: SELinux is not enabled on this host; ignored" in r.stderr
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+@pytest.mark.parametrize("key, field", [("kernel.hostname", "hostname"),
+                                        ("kernel.domainname", "domainname")])
+def test_sysctl_for_a_field_of_its_own_is_refused(hull, bundle, tmp_path, key, field):
+    """runc: kernel.hostname conflicts with the hostname field; two sources
+    for one value are refused, whichever would win."""
+    bundle.linux["sysctl"] = {key: "fromsysctl"}
+    bundle.write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    assert_error(r, f"create {c}", f"linux.sysctl: {key} conflicts with the {field} field")
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_net_devices_refused_by_name(hull, bundle, tmp_path):
+    bundle.config["ociVersion"] = "1.2.0"
+    bundle.linux["netDevices"] = {"dummy0": {"name": "eth1"}}
+    bundle.write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    assert_error(r, f"create {c}", "config.json: linux.netDevices: not supported")
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert_nothing_left(hull, tmp_path, TOKEN)
