@@ -5,12 +5,14 @@ them would lie (linux.sysctl kernel.hostname/domainname, linux.netDevices).
 Each checked on the real container: what it runs with, or that nothing was
 left behind.
 """
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from hullrt import caps_of_mask, proc_status, wait_exec
-from rt4 import TOKEN, assert_error, assert_nothing_left, cid, running
+from rt4 import LAYOUT, TOKEN, assert_error, assert_nothing_left, cgroup_of, cid, running
 
 CAPS = {"bounding", "effective", "permitted"}
 
@@ -104,4 +106,73 @@ def test_net_devices_refused_by_name(hull, bundle, tmp_path):
     r = hull("create", "--bundle", str(bundle.path), c)
     assert_error(r, f"create {c}", "config.json: linux.netDevices: not supported")
     assert r.stderr.count("\n") == 1, r.stderr
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+# ---- crun's command line: --cgroup-manager, create/run --config -----------------
+
+def test_cgroup_manager_disabled_makes_no_cgroup(hull, bundle, tmp_path):
+    """crun's --cgroup-manager disabled: the container stays in the cgroups
+    of whoever ran hull, and every verb still works."""
+    gl = ("--cgroup-manager", "disabled")
+    bundle.linux["cgroupsPath"] = f"/{TOKEN}nocg/c1"
+    with running(hull, bundle, global_args=gl) as (c, pid):
+        for ctrl in ("memory", "pids", "freezer", "cpuacct"):
+            if ctrl in LAYOUT["v1"]:
+                assert cgroup_of(pid, ctrl) == cgroup_of(os.getpid(), ctrl), ctrl
+                assert not Path(LAYOUT["v1"][ctrl], f"{TOKEN}nocg").exists()
+        assert hull.state(c)["status"] == "running"
+        # the config's cgroup mount shows nothing of the caller's cgroups
+        r = hull("exec", c, "ls", "-A", "/sys/fs/cgroup", global_args=gl)
+        assert r.returncode == 0 and r.stdout == "", r
+        r = hull("ps", c, global_args=gl)
+        assert_error(r, f"ps {c}", "no cgroup")
+    assert_nothing_left(hull, tmp_path, TOKEN + "nocg")
+
+
+def test_cgroup_manager_disabled_refuses_limits_by_name(hull, bundle, tmp_path):
+    bundle.linux["resources"]["memory"] = {"limit": 64 << 20}
+    bundle.write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c,
+             global_args=("--cgroup-manager", "disabled"))
+    assert_error(r, f"create {c}", "linux.resources.memory: cannot be enforced with "
+                                   "--cgroup-manager disabled")
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_cgroup_manager_systemd_is_systemd_cgroup(hull, bundle, tmp_path):
+    tok = TOKEN.replace("_", "")
+    bundle.linux["cgroupsPath"] = f"{tok}m.slice:crunpfx:{tok}ctr"
+    with running(hull, bundle, global_args=("--cgroup-manager", "systemd")) as (c, pid):
+        assert cgroup_of(pid, "memory") == f"/{tok}m.slice/crunpfx-{tok}ctr.scope"
+    assert_nothing_left(hull, tmp_path, tok)
+
+
+def test_cgroup_manager_unknown_is_refused(hull):
+    r = hull("--cgroup-manager", "magic", "list")
+    assert r.returncode != 0
+    assert r.stderr.startswith("hull: --cgroup-manager: unknown manager 'magic'"), r
+    assert "--cgroup-manager" in hull("--help").stdout
+
+
+@pytest.mark.parametrize("flag", ["--config", "-f"])
+def test_config_flag_reads_that_file(hull, bundle, tmp_path, flag):
+    """crun's create/run --config FILE: the bundle's config.json is not
+    read (here it would fail), root.path is still relative to the bundle."""
+    bundle.set_args("sh", "-c", "echo from-other-config")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(bundle.config))
+    (bundle.path / "config.json").write_text("{not json")
+    r = hull("run", "--bundle", str(bundle.path), flag, str(other), cid())
+    assert r.returncode == 0, r
+    assert r.stdout == "from-other-config\n"
+    c = cid("c2")
+    r = hull("create", "--bundle", str(bundle.path), flag, str(other), c)
+    try:
+        assert r.returncode == 0, r
+        assert hull.state(c)["status"] == "created"
+    finally:
+        hull("delete", "--force", c)
+    assert "--config FILE" in hull("create", "--help").stdout
     assert_nothing_left(hull, tmp_path, TOKEN)

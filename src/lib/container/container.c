@@ -157,8 +157,19 @@ static bool spec_mounts_cgroup(const struct hull_spec *spec)
 }
 
 /* Check what can be checked before anything is created. */
+/* Whether a device rule denies particular devices. Without a cgroup,
+ * allow rules change nothing and "deny all" still holds for every node the
+ * container does not have; a deny of a node it has would not. */
+static bool device_rules_restrict(const struct hull_resources *r)
+{
+    for (size_t i = 0; i < r->n_devices; i++)
+        if (!r->devices[i].allow && r->devices[i].type != 'a')
+            return true;
+    return false;
+}
+
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
-                    hull_error *err)
+                    bool no_cgroups, hull_error *err)
 {
     if (spec->process == NULL)
         return hull_error_set(err, EINVAL, "config.json: process: required");
@@ -178,6 +189,17 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
     if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
         hull_warn("config.json: linux.mountLabel: SELinux is not enabled on this host; ignored");
     hull_caps_warn_unknown(&spec->process->caps, "config.json: process.capabilities");
+    /* Without a cgroup nothing could enforce a limit: refused by name.
+     * Device rules are not limits on what exists (hull makes only the
+     * spec's and the standard nodes), so they are only warned about. */
+    const struct hull_resources *res = spec->linux_.resources;
+    if (no_cgroups && hull_cgroup_first_limit(res))
+        return hull_error_set(err, ENOTSUP,
+                              "config.json: %s: cannot be enforced with --cgroup-manager disabled",
+                              hull_cgroup_first_limit(res));
+    if (no_cgroups && res && device_rules_restrict(res))
+        hull_warn("config.json: linux.resources.devices: not enforced with --cgroup-manager "
+                  "disabled; only the device nodes the container has are reachable");
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");
@@ -235,7 +257,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
             return -1;
         c->owns_spec = true;
     }
-    if (precheck(c->spec, o, !so->foreground, err) < 0 ||
+    if (precheck(c->spec, o, !so->foreground, rt->no_cgroups && !so->no_cgroup, err) < 0 ||
         (c->spec->linux_.seccomp && so->seccomp == NULL &&
          hull_seccomp_compile(c->spec->linux_.seccomp, &c->seccomp, err) < 0)) {
         hull_container_ctx_release(c);
@@ -263,7 +285,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     /* The first state write comes once the cgroup exists, so it can name it;
      * a crash before it leaves a directory without state.json, which delete
      * --force handles (removing the default cgroup too). */
-    if (!so->no_cgroup) {
+    if (!so->no_cgroup && !rt->no_cgroups) {
         if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
                                   so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0)
             goto fail;

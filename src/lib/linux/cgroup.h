@@ -51,6 +51,10 @@ int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd
  * (moving the running processes in), so save the state again afterwards. */
 int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
 
+/* The field of the first limit r sets that needs a cgroup to be enforced
+ * ("linux.resources.memory"), device rules aside; NULL when none. */
+const char *hull_cgroup_first_limit(const struct hull_resources *r);
+
 /* Join every hierarchy the host has, as runc does, instead of only those
  * needed for accounting and the spec's resources (see cgroup_internal.h).
  * Call it before hull_cgroup_enter when the container mounts a cgroup view

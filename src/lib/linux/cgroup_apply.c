@@ -60,6 +60,21 @@ uint32_t cg_resources_ctrls(const struct hull_resources *r)
     return m;
 }
 
+const char *hull_cgroup_first_limit(const struct hull_resources *r)
+{
+    if (r == NULL)
+        return NULL;
+    uint32_t m = cg_resources_ctrls(r) & ~CG_BIT(CG_DEVICES);
+    for (int c = 0; c < CG_NCTRL; c++)
+        if (m & CG_BIT(c))
+            return ctrl_field[c] ? ctrl_field[c] : "linux.resources";
+    if (r->unified != NULL && r->unified[0] != NULL)
+        return "linux.resources.unified";
+    if (r->rdma != NULL && r->rdma[0] != NULL)
+        return "linux.resources.rdma";
+    return NULL;
+}
+
 static int check_unified(const struct cg_layout *L, char *const *kv, uint32_t *ctrls,
                          hull_error *err)
 {
