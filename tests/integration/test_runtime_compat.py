@@ -176,3 +176,24 @@ def test_config_flag_reads_that_file(hull, bundle, tmp_path, flag):
         hull("delete", "--force", c)
     assert "--config FILE" in hull("create", "--help").stdout
     assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+# ---- writes under /proc land in procfs or nowhere ----------------------------------
+
+def test_sysctl_write_is_not_redirected_by_a_shadowing_mount(hull, bundle, tmp_path):
+    """A config can mount over a /proc/sys file before the sysctls are
+    applied; the write must not go to whatever was mounted there (here a
+    host file standing in for any file the container's author chose)."""
+    decoy = tmp_path / "decoy"
+    decoy.write_text("untouched\n")
+    bundle.linux["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    bundle.config["mounts"].append({"destination": "/proc/sys/net/ipv4/ip_forward",
+                                    "type": "bind", "source": str(decoy),
+                                    "options": ["bind", "rw"]})
+    bundle.set_args("true").write()
+    c = cid()
+    r = hull("run", "--bundle", str(bundle.path), c)
+    assert decoy.read_text() == "untouched\n"
+    assert_error(r, f"run {c}", "linux.sysctl: net.ipv4.ip_forward",
+                 "/proc/sys/net/ipv4/ip_forward: not on procfs")
+    assert_nothing_left(hull, tmp_path, TOKEN)

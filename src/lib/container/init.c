@@ -67,7 +67,7 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
         for (char *p = path + 10; *p; p++)
             if (*p == '.')
                 *p = '/';
-        if (hull_write_file(path, kv[1], strlen(kv[1]), err) < 0)
+        if (hull_write_proc_file(path, kv[1], strlen(kv[1]), err) < 0)
             return hull_error_prefix(err, "linux.sysctl: %s", key);
     }
     return 0;

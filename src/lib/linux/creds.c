@@ -156,7 +156,7 @@ int hull_oom_score_adj_apply(pid_t pid, const struct hull_process *p, hull_error
     char path[64], val[16];
     snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
     int n = snprintf(val, sizeof(val), "%d", p->oom_score_adj);
-    if (hull_write_file(path, val, (size_t)n, err) < 0)
+    if (hull_write_proc_file(path, val, (size_t)n, err) < 0)
         return hull_error_prefix(err, "process.oomScoreAdj");
     return 0;
 }
