@@ -141,6 +141,24 @@ def test_cgroup_manager_disabled_refuses_limits_by_name(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
+def test_cgroup_manager_disabled_warns_about_device_denies(hull, bundle, tmp_path):
+    """A deny of one device node the container has cannot hold without a
+    device cgroup: said, not hidden. runc's default "deny all" says nothing."""
+    bundle.linux["resources"]["devices"].append(
+        {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"})
+    bundle.set_args("true").write()
+    r = hull("run", "--bundle", str(bundle.path), cid(),
+             global_args=("--cgroup-manager", "disabled"))
+    assert r.returncode == 0, r
+    assert "linux.resources.devices[1]: not enforced with --cgroup-manager disabled" in r.stderr
+    del bundle.linux["resources"]["devices"][1]
+    bundle.write()
+    r = hull("run", "--bundle", str(bundle.path), cid("c2"),
+             global_args=("--cgroup-manager", "disabled"))
+    assert r.returncode == 0 and r.stderr == "", r
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
 def test_cgroup_manager_systemd_is_systemd_cgroup(hull, bundle, tmp_path):
     tok = TOKEN.replace("_", "")
     bundle.linux["cgroupsPath"] = f"{tok}m.slice:crunpfx:{tok}ctr"

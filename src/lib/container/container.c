@@ -157,17 +157,6 @@ static bool spec_mounts_cgroup(const struct hull_spec *spec)
 }
 
 /* Check what can be checked before anything is created. */
-/* Whether a device rule denies particular devices. Without a cgroup,
- * allow rules change nothing and "deny all" still holds for every node the
- * container does not have; a deny of a node it has would not. */
-static bool device_rules_restrict(const struct hull_resources *r)
-{
-    for (size_t i = 0; i < r->n_devices; i++)
-        if (!r->devices[i].allow && r->devices[i].type != 'a')
-            return true;
-    return false;
-}
-
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
                     bool no_cgroups, hull_error *err)
 {
@@ -189,17 +178,8 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
     if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
         hull_warn("config.json: linux.mountLabel: SELinux is not enabled on this host; ignored");
     hull_caps_warn_unknown(&spec->process->caps, "config.json: process.capabilities");
-    /* Without a cgroup nothing could enforce a limit: refused by name.
-     * Device rules are not limits on what exists (hull makes only the
-     * spec's and the standard nodes), so they are only warned about. */
-    const struct hull_resources *res = spec->linux_.resources;
-    if (no_cgroups && hull_cgroup_first_limit(res))
-        return hull_error_set(err, ENOTSUP,
-                              "config.json: %s: cannot be enforced with --cgroup-manager disabled",
-                              hull_cgroup_first_limit(res));
-    if (no_cgroups && res && device_rules_restrict(res))
-        hull_warn("config.json: linux.resources.devices: not enforced with --cgroup-manager "
-                  "disabled; only the device nodes the container has are reachable");
+    if (no_cgroups && hull_cgroup_check_disabled(spec->linux_.resources, err) < 0)
+        return hull_error_prefix(err, "config.json");
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");

@@ -51,9 +51,11 @@ int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd
  * (moving the running processes in), so save the state again afterwards. */
 int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
 
-/* The field of the first limit r sets that needs a cgroup to be enforced
- * ("linux.resources.memory"), device rules aside; NULL when none. */
-const char *hull_cgroup_first_limit(const struct hull_resources *r);
+/* For a container without a cgroup (--cgroup-manager disabled): a limit
+ * in r is an error naming its field, since nothing could enforce it; a
+ * device rule that denies particular devices is a warning (without a
+ * cgroup only the nodes the container has are reachable). r may be NULL. */
+int hull_cgroup_check_disabled(const struct hull_resources *r, hull_error *err);
 
 /* Join every hierarchy the host has, as runc does, instead of only those
  * needed for accounting and the spec's resources (see cgroup_internal.h).
