@@ -42,6 +42,9 @@ int hull_error_code(hull_error err);
 struct hull_runtime {
     const char *root;    /* state directory root, default /run/hull */
     bool systemd_cgroup; /* cgroupsPath is "slice:prefix:name" */
+    /* No cgroup at all (crun's --cgroup-manager disabled): the container
+     * stays in the caller's; a config with resource limits is refused. */
+    bool no_cgroups;
 };
 
 #define HULL_DEFAULT_ROOT "/run/hull"

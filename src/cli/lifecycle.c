@@ -19,6 +19,7 @@ enum {
 
 static const struct option create_opts[] = {
     {"bundle", required_argument, NULL, 'b'},
+    {"config", required_argument, NULL, 'f'},
     {"console-socket", required_argument, NULL, OPT_CONSOLE},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
     {"no-pivot", no_argument, NULL, OPT_NO_PIVOT},
@@ -33,6 +34,8 @@ static const struct option create_opts[] = {
 
 static const char create_help[] =
     "  -b, --bundle DIR          bundle directory holding config.json (default .)\n"
+    "  -f, --config FILE         read FILE instead of the bundle's config.json\n"
+    "                            (root.path stays relative to the bundle)\n"
     "      --console-socket PATH AF_UNIX socket that receives the pty master when\n"
     "                            process.terminal is true\n"
     "      --pid-file FILE       write the container's init pid to FILE\n"
@@ -45,10 +48,13 @@ static int parse_create(struct cli *cli, int argc, char **argv, struct hull_crea
                         bool run, bool *detach, void (*help)(void))
 {
     int c;
-    while ((c = cli_getopt(argc, argv, run ? "b:dh" : "b:h", create_opts)) != -1) {
+    while ((c = cli_getopt(argc, argv, run ? "b:f:dh" : "b:f:h", create_opts)) != -1) {
         switch (c) {
         case 'b':
             o->bundle = optarg;
+            break;
+        case 'f':
+            o->config_path = optarg;
             break;
         case OPT_CONSOLE:
             o->console_socket = optarg;

@@ -55,6 +55,8 @@ static void usage(FILE *out)
                  "  --log-format FMT    text or json (default text)\n"
                  "  --debug             log debug messages\n"
                  "  --systemd-cgroup    linux.cgroupsPath is slice:prefix:name\n"
+                 "  --cgroup-manager M  cgroupfs (default), systemd (as --systemd-cgroup) or\n"
+                 "                      disabled (no cgroup; resource limits are refused)\n"
                  "  --version, -v       print the version\n"
                  "  --help, -h          print this help\n"
                  "\n"
@@ -144,6 +146,7 @@ int main(int argc, char **argv)
         OPT_LOG_FORMAT,
         OPT_DEBUG,
         OPT_SYSTEMD,
+        OPT_CGROUP_MANAGER,
         OPT_CRIU,
         OPT_ROOTLESS
     };
@@ -153,6 +156,7 @@ int main(int argc, char **argv)
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"debug", no_argument, NULL, OPT_DEBUG},
         {"systemd-cgroup", no_argument, NULL, OPT_SYSTEMD},
+        {"cgroup-manager", required_argument, NULL, OPT_CGROUP_MANAGER},
         {"criu", required_argument, NULL, OPT_CRIU},
         {"rootless", required_argument, NULL, OPT_ROOTLESS},
         {"version", no_argument, NULL, 'v'},
@@ -177,6 +181,24 @@ int main(int argc, char **argv)
             break;
         case OPT_SYSTEMD:
             cli.rt.systemd_cgroup = true;
+            break;
+        case OPT_CGROUP_MANAGER:
+            /* crun's flag, which tools written for crun pass. */
+            if (strcmp(optarg, "cgroupfs") == 0) {
+                cli.rt.systemd_cgroup = false;
+                cli.rt.no_cgroups = false;
+            } else if (strcmp(optarg, "systemd") == 0) {
+                cli.rt.systemd_cgroup = true;
+                cli.rt.no_cgroups = false;
+            } else if (strcmp(optarg, "disabled") == 0) {
+                cli.rt.no_cgroups = true;
+            } else {
+                fprintf(stderr,
+                        "hull: --cgroup-manager: unknown manager '%s' (cgroupfs, systemd or "
+                        "disabled)\nTry 'hull --help'.\n",
+                        optarg);
+                return 1;
+            }
             break;
         case OPT_CRIU:
         case OPT_ROOTLESS:

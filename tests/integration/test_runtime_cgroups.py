@@ -243,7 +243,6 @@ def test_devices_allowed_rule_and_the_cgroup_list(hull, bundle, tmp_path):
 
 @pytest.mark.parametrize("resources, fragment", [
     ({"rdma": {"mlx5_0": {"hcaHandles": 3}}}, "linux.resources.rdma"),
-    ({"memory": {"kernel": 64 << 20}}, "linux.resources.memory.kernel"),
     ({"network": {"classID": 1048577}}, "linux.resources.network.classID"),
     ({"memory": {"limit": 64 << 20, "swap": 32 << 20}}, "linux.resources.memory.swap"),
     ({"cpu": {"cpus": "0-4095"}}, "linux.resources.cpu"),
@@ -287,6 +286,28 @@ def test_resource_lands_or_is_refused_by_name(hull, bundle, tmp_path, resources,
             pid = hull.state(c)["pid"]
             f = next(f for f in files if (cg_dir(pid, ctrl) / f).exists())
             assert cg_read(pid, ctrl, f).split()[-1] == want
+    finally:
+        hull("delete", "--force", c)
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_deprecated_kernel_memory_is_accepted_with_a_warning(hull, bundle, tmp_path):
+    """linux.resources.memory.kernel is deprecated and current kernels do not
+    enforce it: runc ignores it, crun writes it; a config made for either
+    must not fail. hull sets it where the kernel still enforces it, and
+    otherwise warns by name."""
+    bundle.linux["resources"]["memory"] = {"kernel": 64 << 20}
+    bundle.set_args("sleep", "1000").write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    try:
+        assert r.returncode == 0, r
+        pid = hull.state(c)["pid"]
+        kmem = cg_dir(pid, "memory") / "memory.kmem.limit_in_bytes" if "memory" in V1 else None
+        enforced = kmem is not None and kmem.exists() and int(kmem.read_text()) == 64 << 20
+        if not enforced:
+            assert "linux.resources.memory.kernel" in r.stderr, r.stderr
+            assert "ignored" in r.stderr, r.stderr
     finally:
         hull("delete", "--force", c)
     assert_nothing_left(hull, tmp_path, TOKEN)

@@ -66,7 +66,9 @@ def test_every_hook_gets_state_args_env_and_its_namespaces(hull, bundle, logdir,
         assert st["id"] == c and st["bundle"] == str(bundle.path), k
         assert st["annotations"] == {"org.test.a": "1", "org.test.b": "two words"}, k
         assert st["ociVersion"] == bundle.config["ociVersion"], k
-        want_status = {"prestart": "creating", "createRuntime": "creating",
+        # prestart runs "after the start operation is called" (config.md),
+        # createRuntime/createContainer during create (runc's statuses)
+        want_status = {"prestart": "created", "createRuntime": "creating",
                        "createContainer": "creating", "startContainer": "created",
                        "poststart": "running", "poststop": "stopped"}[k]
         assert st["status"] == want_status, (k, st)
@@ -142,9 +144,61 @@ def test_failing_poststart_and_poststop_only_warn(hull, bundle, tmp_path):
         r = hull("delete", c)
         assert r.returncode == 0, r
         assert "hooks.poststop[0]: /bin/sh exited with status 7" in r.stderr
-    # a failing hook stops the rest of its kind, as runc does
-    assert not (tmp_path / "poststart.json").exists()
-    assert not (tmp_path / "poststop.json").exists()
+    # runtime-spec: a failing poststart/poststop hook is logged and the
+    # remaining hooks still run
+    assert json.loads((tmp_path / "poststart.json").read_text())["status"] == "running"
+    assert json.loads((tmp_path / "poststop.json").read_text())["status"] == "stopped"
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_failing_poststart_hooks_in_run_warn_and_the_rest_run(hull, bundle, tmp_path):
+    """run (create + start + wait + delete in one verb) takes the same path:
+    every poststart and poststop hook runs, each failure is one warning."""
+    bundle.config["hooks"] = {"poststart": [failing(6), failing(8),
+                                            recorder("poststart", tmp_path)],
+                              "poststop": [failing(7), recorder("poststop", tmp_path)]}
+    bundle.set_args("true").write()
+    c = cid()
+    r = hull("run", "--bundle", str(bundle.path), c)
+    assert r.returncode == 0, r
+    assert "hooks.poststart[0]: /bin/sh exited with status 6" in r.stderr, r.stderr
+    assert "hooks.poststart[1]: /bin/sh exited with status 8" in r.stderr, r.stderr
+    assert "hooks.poststop[0]: /bin/sh exited with status 7" in r.stderr, r.stderr
+    assert (tmp_path / "poststart.json").exists() and (tmp_path / "poststop.json").exists()
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_hook_without_env_gets_the_runtime_environment(hull, bundle, tmp_path, monkeypatch):
+    """runc and crun run a hook without "env" with their own environment
+    (a hook finding PATH, XDG_RUNTIME_DIR, ...); with "env", exactly that."""
+    monkeypatch.setenv("HULL_TEST_CALLER_VAR", "from the caller")
+    bare = recorder("createRuntime", tmp_path)
+    del bare["env"]
+    bundle.config["hooks"] = {"createRuntime": [bare],
+                              "prestart": [recorder("prestart", tmp_path)]}
+    with running(hull, bundle, start=False):
+        pass
+    env = dict(line.split("=", 1)
+               for line in (tmp_path / "createRuntime.env").read_text().splitlines()
+               if "=" in line)
+    assert env.get("HULL_TEST_CALLER_VAR") == "from the caller", env
+    assert env.get("PATH") == os.environ["PATH"], env
+    given = (tmp_path / "prestart.env").read_text()
+    assert "HULL_TEST_CALLER_VAR" not in given and "HOOKVAR=for prestart" in given
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_hook_that_cannot_be_executed_is_one_error(hull, bundle, tmp_path, kind):
+    missing = tmp_path / "no-such-hook"
+    bundle.config["hooks"] = {kind: [{"path": str(missing)}]}
+    bundle.write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    assert_error(r, f"create {c}: hooks.{kind}[0]: exec {missing}: No such file or directory")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "status 127" not in r.stderr
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 

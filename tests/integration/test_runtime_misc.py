@@ -103,8 +103,6 @@ def selinux_on():
      "process.apparmorProfile: AppArmor is not enabled on this host", "apparmor"),
     (lambda b: b.process.update(selinuxLabel="system_u:system_r:container_t:s0"),
      "process.selinuxLabel: SELinux is not enabled on this host", "selinux"),
-    (lambda b: b.linux.update(mountLabel="system_u:object_r:container_file_t:s0"),
-     "linux.mountLabel: SELinux is not enabled on this host", "selinux"),
     (lambda b: b.linux.update(intelRdt={"closID": "hull", "l3CacheSchema": "L3:0=ff"}),
      "linux.intelRdt: Intel RDT is not supported by hull", None),
 ])

@@ -368,6 +368,40 @@ static void read_write_errors(void **state)
     assert_false(exists_at(t->root, "nope"));
 }
 
+/* hull_write_proc_file writes only into procfs: a regular file where a
+ * /proc path should be (a shadowing mount, a container's own file) is
+ * refused and left untouched, and a symlink as the last component is not
+ * followed even when it leads into /proc. */
+static void proc_write_only_on_procfs(void **state)
+{
+    struct tree *t = *state;
+    hull_error e = NULL;
+    char p[PATH_MAX];
+    file_at(t->root, "oom_score_adj");
+    snprintf(p, sizeof(p), "%s/oom_score_adj", t->root);
+    assert_int_equal(hull_write_proc_file(p, "500", 3, &e), -1);
+    assert_int_equal(hull_error_code(e), EXDEV);
+    char msg[PATH_MAX + 64];
+    snprintf(msg, sizeof(msg), "%s: not on procfs (something is mounted over it)", p);
+    assert_error_msg(e, msg);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 0); /* nothing written */
+
+    /* The real thing works: our own thread's name, written back unchanged. */
+    char *comm = NULL;
+    size_t len = 0;
+    assert_int_equal(hull_read_file("/proc/thread-self/comm", &comm, &len, &e), 0);
+    assert_int_equal(hull_write_proc_file("/proc/thread-self/comm", comm, len, &e), 0);
+
+    link_at(t->root, "comm-link", "/proc/thread-self/comm");
+    snprintf(p, sizeof(p), "%s/comm-link", t->root);
+    assert_int_equal(hull_write_proc_file(p, comm, len, &e), -1);
+    assert_int_equal(hull_error_code(e), ELOOP);
+    hull_error_free(&e);
+    free(comm);
+}
+
 static void mkdir_p(void **state)
 {
     struct tree *t = *state;
@@ -447,6 +481,7 @@ int main(void)
         cmocka_unit_test(path_clean),
         cmocka_unit_test_setup_teardown(atomic_write_replaces_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(read_write_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(proc_write_only_on_procfs, setup, teardown),
         cmocka_unit_test_setup_teardown(mkdir_p, setup, teardown),
         cmocka_unit_test_setup_teardown(rm_rf_does_not_follow_links, setup, teardown),
         cmocka_unit_test(close_fds_except),

@@ -80,14 +80,18 @@ static const struct bad bads[] = {
     {"", ",\"capabilities\":[]", "", "process.capabilities: must be an object"},
     {"", ",\"capabilities\":{\"bounding\":\"CAP_KILL\"}", "",
      "process.capabilities.bounding: must be an array of strings"},
-    {"", ",\"capabilities\":{\"effective\":[\"CAP_KILL\",\"CAP_NOPE\"]}", "",
-     "process.capabilities.effective[1]: unknown capability 'CAP_NOPE'"},
+    {"", ",\"capabilities\":{\"effective\":[\"CAP_KILL\",\"CAP-NOPE\"]}", "",
+     "process.capabilities.effective[1]: 'CAP-NOPE' is not a capability name (CAP_...)"},
     {"", ",\"capabilities\":{\"inheritable\":[\"\"]}", "",
-     "process.capabilities.inheritable[0]: unknown capability ''"},
+     "process.capabilities.inheritable[0]: '' is not a capability name (CAP_...)"},
+    {"", ",\"capabilities\":{\"bounding\":[\"12\"]}", "",
+     "process.capabilities.bounding[0]: '12' is not a capability name (CAP_...)"},
+    {"", ",\"capabilities\":{\"bounding\":[\"CAP_\"]}", "",
+     "process.capabilities.bounding[0]: 'CAP_' is not a capability name (CAP_...)"},
     {"", ",\"capabilities\":{\"permitted\":[2]}", "",
      "process.capabilities.permitted[0]: must be a string"},
     {"", ",\"capabilities\":{\"ambient\":[\"KILL\"]}", "",
-     "process.capabilities.ambient[0]: unknown capability 'KILL'"},
+     "process.capabilities.ambient[0]: 'KILL' is not a capability name (CAP_...)"},
     {"", ",\"rlimits\":{}", "", "process.rlimits: must be an array"},
     {"", ",\"rlimits\":[1]", "", "process.rlimits[0]: must be an object"},
     {"", ",\"rlimits\":[{\"soft\":1,\"hard\":1}]", "", "process.rlimits[0].type: required"},
@@ -237,6 +241,12 @@ static const struct bad bads[] = {
      "linux.devices[0].uid: -1 is out of range [0, 4294967294]"},
     {"", "", ",\"linux\":{\"cgroupsPath\":1}", "linux.cgroupsPath: must be a string"},
     {"", "", ",\"linux\":{\"sysctl\":[]}", "linux.sysctl: must be an object of strings"},
+    {"", "", ",\"linux\":{\"sysctl\":{\"kernel.hostname\":\"h\"}}",
+     "linux.sysctl: kernel.hostname conflicts with the hostname field; set that instead"},
+    {"", "", ",\"linux\":{\"sysctl\":{\"kernel.domainname\":\"d\"}}",
+     "linux.sysctl: kernel.domainname conflicts with the domainname field; set that instead"},
+    {"", "", ",\"ociVersion\":\"1.2.0\",\"linux\":{\"netDevices\":{\"eth0\":{}}}",
+     "linux.netDevices: not supported"},
     {"", "", ",\"linux\":{\"sysctl\":{\"net.ipv4.ip_forward\":1}}",
      "linux.sysctl.net.ipv4.ip_forward: must be a string"},
     {"", "", ",\"linux\":{\"rootfsPropagation\":\"sideways\"}",
@@ -581,6 +591,20 @@ static void names(void **state)
     assert_int_equal(hull_rlimit_from_name("RLIMIT_RTTIME"), RLIMIT_RTTIME);
     assert_int_equal(hull_rlimit_from_name("NOFILE"), -1);
     assert_int_equal(hull_rlimit_from_name("rlimit_nofile"), -1);
+    /* capability names: the shape is checked, not whether this system knows it */
+    assert_true(hull_cap_name_ok("CAP_KILL"));
+    assert_true(hull_cap_name_ok("CAP_FROM_THE_FUTURE"));
+    assert_true(hull_cap_name_ok("cap_chown"));
+    assert_false(hull_cap_name_ok("KILL"));
+    assert_false(hull_cap_name_ok("CAP_"));
+    assert_false(hull_cap_name_ok("CAP_A B"));
+    assert_false(hull_cap_name_ok("5"));
+    char *d =
+        doc("", ",\"capabilities\":{\"bounding\":[\"CAP_KILL\",\"CAP_FROM_THE_FUTURE\"]}", "");
+    struct hull_spec *s = parse_ok(d);
+    free(d);
+    assert_string_equal(s->process->caps.bounding[1], "CAP_FROM_THE_FUTURE");
+    hull_spec_free(s);
 }
 
 static void default_specs_parse(void **state)

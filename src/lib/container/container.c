@@ -22,6 +22,7 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
+#include "linux/creds.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -157,7 +158,7 @@ static bool spec_mounts_cgroup(const struct hull_spec *spec)
 
 /* Check what can be checked before anything is created. */
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
-                    hull_error *err)
+                    bool no_cgroups, hull_error *err)
 {
     if (spec->process == NULL)
         return hull_error_set(err, EINVAL, "config.json: process: required");
@@ -172,9 +173,13 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
         return -1;
     if (hull_proc_check_lsm(spec->process, "config.json: process", err) < 0)
         return -1;
+    /* As crun: a mount label means nothing without SELinux; configs made on
+     * SELinux hosts carry one, so it is a warning, not a failure. */
     if (spec->linux_.mount_label && spec->linux_.mount_label[0] && !hull_lsm_selinux_enabled())
-        return hull_error_set(err, ENOTSUP,
-                              "config.json: linux.mountLabel: SELinux is not enabled on this host");
+        hull_warn("config.json: linux.mountLabel: SELinux is not enabled on this host; ignored");
+    hull_caps_warn_unknown(&spec->process->caps, "config.json: process.capabilities");
+    if (no_cgroups && hull_cgroup_check_disabled(spec->linux_.resources, err) < 0)
+        return hull_error_prefix(err, "config.json");
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");
@@ -232,7 +237,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
             return -1;
         c->owns_spec = true;
     }
-    if (precheck(c->spec, o, !so->foreground, err) < 0 ||
+    if (precheck(c->spec, o, !so->foreground, rt->no_cgroups && !so->no_cgroup, err) < 0 ||
         (c->spec->linux_.seccomp && so->seccomp == NULL &&
          hull_seccomp_compile(c->spec->linux_.seccomp, &c->seccomp, err) < 0)) {
         hull_container_ctx_release(c);
@@ -260,7 +265,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     /* The first state write comes once the cgroup exists, so it can name it;
      * a crash before it leaves a directory without state.json, which delete
      * --force handles (removing the default cgroup too). */
-    if (!so->no_cgroup) {
+    if (!so->no_cgroup && !rt->no_cgroups) {
         if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
                                   so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0)
             goto fail;
@@ -500,13 +505,10 @@ int hull_container_start(const struct hull_runtime *rt, const char *id, hull_err
 
     if (spec && spec->hooks.n_poststart) {
         char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
-        hull_error pe = NULL;
-        /* runtime-spec: a failing poststart hook is logged, not fatal. */
-        if (hull_hooks_run(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, &pe) <
-            0) {
-            hull_warn("start %s: %s", id, hull_error_msg(pe));
-            hull_error_free(&pe);
-        }
+        char ctx[NAME_MAX + 16];
+        snprintf(ctx, sizeof(ctx), "start %s", id);
+        /* runtime-spec: a failing poststart hook is logged, the rest run. */
+        hull_hooks_run_all(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, ctx);
         free(sj);
     }
     hull_spec_free(spec);
@@ -603,11 +605,10 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     }
     if (spec && spec->hooks.n_poststop) {
         char *sj = state_doc_text(cs, HULL_STATUS_STOPPED, 0);
-        hull_error e = NULL;
-        if (hull_hooks_run(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, &e) < 0) {
-            hull_warn("delete %s: %s", cs->id, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        char ctx[NAME_MAX + 16];
+        snprintf(ctx, sizeof(ctx), "delete %s", cs->id);
+        /* runtime-spec: a failing poststop hook is logged, the rest run. */
+        hull_hooks_run_all(spec->hooks.poststop, spec->hooks.n_poststop, "poststop", sj, ctx);
         free(sj);
     }
     hull_spec_free(spec);

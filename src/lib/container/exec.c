@@ -204,6 +204,7 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
         json_object_put(doc);
         if (r < 0)
             return hull_error_prefix(err, "--process %s", o->process_path ? o->process_path : "");
+        hull_caps_warn_unknown(&p->caps, "--process: process.capabilities");
     } else {
         if (o->args == NULL || o->args[0] == NULL)
             return hull_error_set(err, EINVAL, "no command given (and no --process)");
@@ -253,8 +254,17 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     for (char *const *c = o->caps; c && *c; c++) {
         char ***sets[] = {&p->caps.bounding, &p->caps.effective, &p->caps.permitted,
                           &p->caps.inheritable, &p->caps.ambient};
-        if (hull_cap_valid(*c) < 0)
-            return hull_error_set(err, EINVAL, "--cap: unknown capability '%s'", *c);
+        /* As for process.capabilities: a malformed name is refused, a
+         * CAP_ name unknown here is a warning and ignored. */
+        if (!hull_cap_name_ok(*c))
+            return hull_error_set(err, EINVAL, "--cap: '%s' is not a capability name (CAP_...)",
+                                  *c);
+        if (hull_cap_valid(*c) < 0) {
+            hull_warn("--cap: unknown capability '%s' (not known to this kernel or libcap); "
+                      "ignored",
+                      *c);
+            continue;
+        }
         for (size_t i = 0; i < 5; i++)
             if (hull_strv_append(sets[i], *c) < 0)
                 return hull_error_set(err, ENOMEM, "out of memory");

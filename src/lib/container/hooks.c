@@ -15,7 +15,10 @@
 #include "container/hooks.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/log.h"
+
+extern char **environ;
 
 static int pidfd_open_(pid_t pid)
 {
@@ -30,11 +33,25 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
     int in[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0)
         return hull_error_errno(err, "%s: socketpair", name);
+    /* The child reports a failed execve here (close-on-exec: a successful
+     * one closes it silently), so the runtime says it once, in its error. */
+    int ex[2];
+    if (pipe2(ex, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(in[0]);
+        close(in[1]);
+        errno = e;
+        return hull_error_errno(err, "%s: pipe", name);
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
+        int e = errno;
         close(in[0]);
         close(in[1]);
+        close(ex[0]);
+        close(ex[1]);
+        errno = e;
         return hull_error_errno(err, "%s: fork", name);
     }
     if (pid == 0) {
@@ -51,11 +68,15 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
         /* Its own process group, so a timeout kills what the hook started too. */
         setpgid(0, 0);
         char *argv0[] = {h->path, NULL};
-        char *empty[] = {NULL};
-        execve(h->path, h->args && h->args[0] ? h->args : argv0, h->env ? h->env : empty);
-        dprintf(2, "hull: %s: exec %s: %s\n", name, h->path, strerror(errno));
+        /* Without "env", the runtime's own environment, as runc and crun. */
+        execve(h->path, h->args && h->args[0] ? h->args : argv0, h->env ? h->env : environ);
+        int e = errno;
+        if (write(ex[1], &e, sizeof(e)) < 0)
+            _exit(127);
         _exit(127);
     }
+    close(ex[1]);
+    cleanup_close int exec_fd = ex[0];
     setpgid(pid, pid); /* also here: the timeout may not wait for the child to do it */
     close(in[0]);
     /* The hook may not read its stdin; that is not our failure. */
@@ -90,6 +111,11 @@ static int run_one(const struct hull_hook *h, const char *name, const char *stat
         if (errno != EINTR)
             return hull_error_errno(err, "%s: wait", name);
     }
+    int exec_errno = 0;
+    ssize_t got = read(exec_fd, &exec_errno, sizeof(exec_errno));
+    if (got == (ssize_t)sizeof(exec_errno) && exec_errno != 0)
+        return hull_error_set(err, exec_errno, "%s: exec %s: %s", name, h->path,
+                              strerror(exec_errno));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     if (WIFEXITED(status))
@@ -108,4 +134,32 @@ int hull_hooks_run(const struct hull_hook *hooks, size_t n, const char *which,
             return -1;
     }
     return 0;
+}
+
+size_t hull_hooks_run_all(const struct hull_hook *hooks, size_t n, const char *which,
+                          const char *state_json, const char *context)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[128];
+        snprintf(name, sizeof(name), "hooks.%s[%zu]", which, i);
+        hull_error e = NULL;
+        if (run_one(&hooks[i], name, state_json, &e) < 0) {
+            hull_warn("%s: %s", context, hull_error_msg(e));
+            hull_error_free(&e);
+            failed++;
+        }
+    }
+    return failed;
+}
+
+char *hull_hooks_state_with_status(const char *state_json, const char *status)
+{
+    json_object *o = state_json ? json_tokener_parse(state_json) : NULL;
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "status", json_object_new_string(status));
+    char *t = strdup(hj_to_string(o));
+    json_object_put(o);
+    return t;
 }

@@ -53,9 +53,9 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
         bool ipc = strncmp(key, "kernel.msg", 10) == 0 || strncmp(key, "kernel.sem", 10) == 0 ||
                    strncmp(key, "kernel.shm", 10) == 0 || strncmp(key, "fs.mqueue.", 10) == 0;
         bool net = strncmp(key, "net.", 4) == 0;
-        bool uts = strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0;
-        if (!((ipc && l->ns[HULL_NS_IPC].enabled) || (net && l->ns[HULL_NS_NET].enabled) ||
-              (uts && l->ns[HULL_NS_UTS].enabled)))
+        /* kernel.hostname and kernel.domainname are refused by the parser:
+         * they have their own fields. */
+        if (!((ipc && l->ns[HULL_NS_IPC].enabled) || (net && l->ns[HULL_NS_NET].enabled)))
             return hull_error_set(err, EPERM,
                                   "linux.sysctl: %s is not namespaced by this container's "
                                   "namespaces and would change the host",
@@ -67,24 +67,13 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
         for (char *p = path + 10; *p; p++)
             if (*p == '.')
                 *p = '/';
-        if (hull_write_file(path, kv[1], strlen(kv[1]), err) < 0)
+        if (hull_write_proc_file(path, kv[1], strlen(kv[1]), err) < 0)
             return hull_error_prefix(err, "linux.sysctl: %s", key);
     }
     return 0;
 }
 
 /* The state document with another status; NULL if it cannot be parsed. */
-static char *state_with_status(const char *state_json, const char *status)
-{
-    json_object *o = state_json ? json_tokener_parse(state_json) : NULL;
-    if (o == NULL)
-        return NULL;
-    json_object_object_add(o, "status", json_object_new_string(status));
-    char *t = strdup(hj_to_string(o));
-    json_object_put(o);
-    return t;
-}
-
 /* Stop dying with the runtime (unless asked to: the sandbox). Only once the
  * runtime has recorded our pid: before that, an init orphaned by a killed
  * runtime would be one nothing knows how to find. */
@@ -229,7 +218,7 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
 
     if (hk->n_start_container) {
         /* `start` has been called: the state these hooks read says "created". */
-        char *started = state_with_status(state_json, "created");
+        char *started = hull_hooks_state_with_status(state_json, "created");
         int r = hull_hooks_run(hk->start_container, hk->n_start_container, "startContainer",
                                started ? started : state_json, err);
         free(started);

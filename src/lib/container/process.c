@@ -185,12 +185,12 @@ static int set_exec_label(const struct hull_process *proc, hull_error *err)
         const char *path = access("/proc/self/attr/apparmor/exec", F_OK) == 0
                                ? "/proc/self/attr/apparmor/exec"
                                : "/proc/self/attr/exec";
-        if (hull_write_file(path, buf, (size_t)n, err) < 0)
+        if (hull_write_proc_file(path, buf, (size_t)n, err) < 0)
             return hull_error_prefix(err, "process.apparmorProfile: %s", proc->apparmor_profile);
     }
     if (proc->selinux_label && proc->selinux_label[0]) {
-        if (hull_write_file("/proc/self/attr/exec", proc->selinux_label,
-                            strlen(proc->selinux_label), err) < 0)
+        if (hull_write_proc_file("/proc/self/attr/exec", proc->selinux_label,
+                                 strlen(proc->selinux_label), err) < 0)
             return hull_error_prefix(err, "process.selinuxLabel: %s", proc->selinux_label);
     }
     return 0;

@@ -3,6 +3,7 @@
  * deletes the container when its init exits. No extra process: the runtime
  * itself is the supervisor for exactly as long as the container lives. */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -150,7 +151,6 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
         goto out_destroy;
     }
     if (c.spec->hooks.n_poststart) {
-        hull_error e = NULL;
         char *sj = NULL;
         struct hull_state st = {.id = c.cs.id,
                                 .bundle = c.cs.bundle,
@@ -162,11 +162,11 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
                                 .status = HULL_STATUS_RUNNING,
                                 .annotations = c.cs.annotations};
         sj = hull_state_to_json(&st, false);
-        if (hull_hooks_run(c.spec->hooks.poststart, c.spec->hooks.n_poststart, "poststart", sj,
-                           &e) < 0) {
-            hull_warn("run %s: %s", o->id, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        char ctx[NAME_MAX + 16];
+        snprintf(ctx, sizeof(ctx), "run %s", o->id);
+        /* runtime-spec: a failing poststart hook is logged, the rest run. */
+        hull_hooks_run_all(c.spec->hooks.poststart, c.spec->hooks.n_poststart, "poststart", sj,
+                           ctx);
         free(sj);
     }
     /* The lock is only for verbs racing us; others (kill, state) must work. */

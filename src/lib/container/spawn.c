@@ -227,7 +227,13 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
         case SYNC_HOOKS: {
             char *state = hook_state ? hook_state(l->pid, arg) : NULL;
             const struct hull_hooks *hk = &spec->hooks;
-            int r = hull_hooks_run(hk->prestart, hk->n_prestart, "prestart", state, err);
+            /* prestart belongs to `start` in the runtime-spec (config.md:
+             * "after the start operation is called"), so it reads "created";
+             * createRuntime is part of create: still "creating". */
+            char *started = hk->n_prestart ? hull_hooks_state_with_status(state, "created") : NULL;
+            int r = hull_hooks_run(hk->prestart, hk->n_prestart, "prestart",
+                                   started ? started : state, err);
+            free(started);
             if (r == 0)
                 r = hull_hooks_run(hk->create_runtime, hk->n_create_runtime, "createRuntime", state,
                                    err);

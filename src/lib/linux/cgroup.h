@@ -51,6 +51,12 @@ int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd
  * (moving the running processes in), so save the state again afterwards. */
 int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
 
+/* For a container without a cgroup (--cgroup-manager disabled): a limit
+ * in r is an error naming its field, since nothing could enforce it; a
+ * device rule that denies particular devices is a warning (without a
+ * cgroup only the nodes the container has are reachable). r may be NULL. */
+int hull_cgroup_check_disabled(const struct hull_resources *r, hull_error *err);
+
 /* Join every hierarchy the host has, as runc does, instead of only those
  * needed for accounting and the spec's resources (see cgroup_internal.h).
  * Call it before hull_cgroup_enter when the container mounts a cgroup view

@@ -13,6 +13,7 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
+#include "util/log.h"
 
 static const char *const ctrl_field[CG_NCTRL] = {
     [CG_CPU] = "linux.resources.cpu",
@@ -58,6 +59,41 @@ uint32_t cg_resources_ctrls(const struct hull_resources *r)
     if (r->net_prio != NULL && r->net_prio[0] != NULL)
         m |= CG_BIT(CG_NET_PRIO);
     return m;
+}
+
+static const char *first_limit(const struct hull_resources *r)
+{
+    uint32_t m = cg_resources_ctrls(r) & ~CG_BIT(CG_DEVICES);
+    for (int c = 0; c < CG_NCTRL; c++)
+        if (m & CG_BIT(c))
+            return ctrl_field[c] ? ctrl_field[c] : "linux.resources";
+    if (r->unified != NULL && r->unified[0] != NULL)
+        return "linux.resources.unified";
+    if (r->rdma != NULL && r->rdma[0] != NULL)
+        return "linux.resources.rdma";
+    return NULL;
+}
+
+int hull_cgroup_check_disabled(const struct hull_resources *r, hull_error *err)
+{
+    if (r == NULL)
+        return 0;
+    const char *field = first_limit(r);
+    if (field != NULL)
+        return hull_error_set(err, ENOTSUP, "%s: cannot be enforced with --cgroup-manager disabled",
+                              field);
+    /* Allow rules change nothing without a cgroup, and "deny all" still
+     * holds for every node the container does not have; a deny of a
+     * particular node it has would not. */
+    for (size_t i = 0; i < r->n_devices; i++) {
+        if (!r->devices[i].allow && r->devices[i].type != 'a') {
+            hull_warn("linux.resources.devices[%zu]: not enforced with --cgroup-manager "
+                      "disabled",
+                      i);
+            break;
+        }
+    }
+    return 0;
 }
 
 static int check_unified(const struct cg_layout *L, char *const *kv, uint32_t *ctrls,

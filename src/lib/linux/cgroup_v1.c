@@ -12,6 +12,7 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #define MEM "linux.resources.memory"
 
@@ -111,9 +112,15 @@ int cg_v1_memory(const char *dir, const struct hull_resources *r, hull_error *er
     if (r->has_memory_reservation && set_i64(dir, "memory.soft_limit_in_bytes",
                                              r->memory_reservation, MEM ".reservation", err) < 0)
         return -1;
-    if (r->has_memory_kernel &&
-        v1_kmem(dir, "memory.kmem.limit_in_bytes", r->memory_kernel, MEM ".kernel", err) < 0)
-        return -1;
+    if (r->has_memory_kernel) {
+        /* Deprecated by the runtime-spec and ignored by kernels since 6.x:
+         * set where it still bites, else warn and go on, as runc (which
+         * ignores it) and crun (which writes it) both accept it. */
+        hull_error e = NULL;
+        if (v1_kmem(dir, "memory.kmem.limit_in_bytes", r->memory_kernel, MEM ".kernel", &e) < 0)
+            hull_warn("%s; ignored", hull_error_msg(e));
+        hull_error_free(&e);
+    }
     if (r->has_memory_kernel_tcp && v1_kmem(dir, "memory.kmem.tcp.limit_in_bytes",
                                             r->memory_kernel_tcp, MEM ".kernelTCP", err) < 0)
         return -1;

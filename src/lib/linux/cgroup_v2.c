@@ -10,6 +10,7 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #define MEM "linux.resources.memory"
 #define CPU "linux.resources.cpu"
@@ -50,9 +51,13 @@ static int unsupported(const char *field, hull_error *err)
 int cg_v2_memory(const char *dir, const struct hull_resources *r, hull_error *err)
 {
     char v[32];
-    if ((r->has_memory_kernel && r->memory_kernel != -1) ||
-        (r->has_memory_kernel_tcp && r->memory_kernel_tcp != -1))
-        return unsupported(r->has_memory_kernel ? MEM ".kernel" : MEM ".kernelTCP", err);
+    /* kernel is deprecated (runtime-spec) and has no cgroup2 file: runc
+     * ignores it, so a config made for runc must not fail here. kernelTCP
+     * is not deprecated and v1 enforces it: refused. */
+    if (r->has_memory_kernel && r->memory_kernel != -1)
+        hull_warn(MEM ".kernel: deprecated, not supported on cgroup v2; ignored");
+    if (r->has_memory_kernel_tcp && r->memory_kernel_tcp != -1)
+        return unsupported(MEM ".kernelTCP", err);
     if (r->has_memory_swappiness)
         return unsupported(MEM ".swappiness", err);
     if (r->has_disable_oom_killer && r->disable_oom_killer)

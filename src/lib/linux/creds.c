@@ -13,6 +13,7 @@
 #include "linux/creds.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/log.h"
 
 static int last_cap(void)
 {
@@ -43,7 +44,20 @@ static bool in_set(char **names, cap_value_t v)
 int hull_cap_valid(const char *name)
 {
     cap_value_t v;
-    return cap_from_name(name, &v) < 0 ? -1 : 0;
+    return cap_from_name(name, &v) < 0 || v > last_cap() ? -1 : 0;
+}
+
+void hull_caps_warn_unknown(const struct hull_caps *caps, const char *path)
+{
+    const char *keys[] = {"bounding", "effective", "inheritable", "permitted", "ambient"};
+    char **sets[] = {caps->bounding, caps->effective, caps->inheritable, caps->permitted,
+                     caps->ambient};
+    for (size_t k = 0; k < 5; k++)
+        for (size_t i = 0; sets[k] && sets[k][i]; i++)
+            if (hull_cap_valid(sets[k][i]) < 0)
+                hull_warn("%s.%s[%zu]: unknown capability '%s' (not known to this kernel or "
+                          "libcap); ignored",
+                          path, keys[k], i, sets[k][i]);
 }
 
 int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err)
@@ -142,7 +156,7 @@ int hull_oom_score_adj_apply(pid_t pid, const struct hull_process *p, hull_error
     char path[64], val[16];
     snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
     int n = snprintf(val, sizeof(val), "%d", p->oom_score_adj);
-    if (hull_write_file(path, val, (size_t)n, err) < 0)
+    if (hull_write_proc_file(path, val, (size_t)n, err) < 0)
         return hull_error_prefix(err, "process.oomScoreAdj");
     return 0;
 }

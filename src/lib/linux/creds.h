@@ -6,8 +6,14 @@
 #include "hull.h"
 #include "spec/spec.h"
 
-/* 0 when name is a capability this build knows ("CAP_SYS_ADMIN"), else -1. */
+/* 0 when name is a capability both libcap and the running kernel know
+ * ("CAP_SYS_ADMIN"), else -1. */
 int hull_cap_valid(const char *name);
+
+/* Warn "<path>.<set>[i]: unknown capability 'X' ...; ignored" for each name
+ * in caps that hull_cap_valid refuses: such names are ignored when the
+ * sets are applied. */
+void hull_caps_warn_unknown(const struct hull_caps *caps, const char *path);
 
 /* Drop the bounding set to process.capabilities.bounding. Needs CAP_SETPCAP,
  * so it runs before the user switch. */

@@ -229,8 +229,17 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
         return hull_error_prefix(err, "mounts[%zu].destination", index);
 
     if (is_type(m, "cgroup") || is_type(m, "cgroup2")) {
-        if (r->cgroup == NULL)
-            return hull_error_set(err, ENOTSUP, "mounts[%zu]: no cgroup to mount", index);
+        if (r->cgroup == NULL) {
+            /* No cgroup of its own (--cgroup-manager disabled): the
+             * caller's cgroups are not the container's to see, so an empty
+             * read-only tmpfs stands where the view would be. */
+            hull_debug("mounts[%zu]: no cgroup: an empty tmpfs on %s", index, m->destination);
+            if (mount("tmpfs", hull_fd_path(fdp, destfd), "tmpfs",
+                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555") < 0)
+                return hull_error_errno(err, "mounts[%zu]: mount an empty tmpfs on %s", index,
+                                        m->destination);
+            return 0;
+        }
         if (hull_cgroup_mount(r->cgroup, hull_fd_path(fdp, destfd), (m->flags & MS_RDONLY) != 0,
                               r->cgroupns, m->flags & ~MS_RDONLY, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);

@@ -99,7 +99,7 @@ static int write_map(pid_t pid, const char *file, const struct hull_id_mapping *
     snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
     /* The kernel checks the whole map in one write; its refusal (EPERM,
      * EINVAL for overlaps) is the error the user needs to see. */
-    if (hull_write_file(path, buf, off, err) < 0)
+    if (hull_write_proc_file(path, buf, off, err) < 0)
         return hull_error_prefix(err, "linux.%s: the kernel refused the mapping",
                                  strcmp(file, "uid_map") == 0 ? "uidMappings" : "gidMappings");
     return 0;
@@ -114,7 +114,7 @@ int hull_ns_write_id_maps(pid_t pid, const struct hull_linux *l, hull_error *err
     if (geteuid() != 0) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
-        if (hull_write_file(path, "deny", 4, err) < 0)
+        if (hull_write_proc_file(path, "deny", 4, err) < 0)
             return -1;
     }
     return write_map(pid, "gid_map", l->gid_mappings, l->n_gid_mappings, err);
@@ -135,7 +135,7 @@ int hull_ns_write_time_offsets(pid_t pid, const struct hull_linux *l, hull_error
     if (off == 0)
         return 0;
     snprintf(path, sizeof(path), "/proc/%d/timens_offsets", (int)pid);
-    if (hull_write_file(path, buf, off, err) < 0)
+    if (hull_write_proc_file(path, buf, off, err) < 0)
         return hull_error_prefix(err, "linux.timeOffsets");
     return 0;
 }

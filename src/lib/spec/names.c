@@ -1,6 +1,8 @@
 /* Name tables shared by the spec parser and the mechanisms. */
+#include <ctype.h>
 #include <sched.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "spec/spec.h"
@@ -66,6 +68,16 @@ int hull_rlimit_from_name(const char *name)
         if (strcmp(rlimit_table[i].name, name) == 0)
             return rlimit_table[i].resource;
     return -1;
+}
+
+bool hull_cap_name_ok(const char *name)
+{
+    if (strncasecmp(name, "CAP_", 4) != 0 || name[4] == '\0')
+        return false;
+    for (const char *c = name + 4; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_'))
+            return false;
+    return true;
 }
 
 /* process.scheduler: runtime-spec names to the kernel's values. */

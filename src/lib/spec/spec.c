@@ -146,11 +146,13 @@ static int caps_parse(json_object *proc, const char *path, struct hull_caps *cap
         if (hj_string_array(c, p, keys[k], sets[k], NULL, err) < 0)
             return -1;
         for (size_t i = 0; *sets[k] && (*sets[k])[i]; i++) {
-            cap_value_t v;
-            if (cap_from_name((*sets[k])[i], &v) < 0) {
+            /* A CAP_ name this libcap or kernel does not know is accepted
+             * (and warned about at create), as runc and crun do: configs
+             * made for newer kernels name newer capabilities. */
+            if (!hull_cap_name_ok((*sets[k])[i])) {
                 snprintf(sp, sizeof(sp), "%s.%s[%zu]", p, keys[k], i);
-                return hull_error_set(err, EINVAL, "%s: unknown capability '%s'", sp,
-                                      (*sets[k])[i]);
+                return hull_error_set(err, EINVAL, "%s: '%s' is not a capability name (CAP_...)",
+                                      sp, (*sets[k])[i]);
             }
         }
     }
@@ -553,6 +555,17 @@ static int linux_parse(json_object *doc, struct hull_spec *spec, hull_error *err
     if (paths_check(l->masked_paths, "linux.maskedPaths", err) < 0 ||
         paths_check(l->readonly_paths, "linux.readonlyPaths", err) < 0)
         return -1;
+    /* These two have their own fields; as runc, two sources for one value
+     * are refused rather than one silently winning. */
+    for (char **kv = l->sysctl; kv && kv[0] && kv[1]; kv += 2)
+        if (strcmp(kv[0], "kernel.hostname") == 0 || strcmp(kv[0], "kernel.domainname") == 0)
+            return hull_error_set(err, EINVAL,
+                                  "linux.sysctl: %s conflicts with the %s field; set that instead",
+                                  kv[0], kv[0] + strlen("kernel."));
+    /* runtime-spec 1.2 moves host network devices into the container;
+     * hull does not yet, and must not pretend to. */
+    if (hj_get(lx, "netDevices") != NULL)
+        return hull_error_set(err, ENOTSUP, "linux.netDevices: not supported");
 
     if (l->rootfs_propagation != NULL) {
         static const struct {

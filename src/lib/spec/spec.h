@@ -293,6 +293,11 @@ const char *hull_ns_name(enum hull_ns_type t);      /* "pid", "network", ... (sp
 int hull_ns_clone_flag(enum hull_ns_type t);        /* CLONE_NEW* */
 const char *hull_ns_proc_name(enum hull_ns_type t); /* "pid", "net", ... (/proc/PID/ns) */
 
+/* Whether name is shaped like a capability ("CAP_" and letters, digits,
+ * underscores). The parser refuses anything else; a well-formed name this
+ * system does not know is accepted (see hull_caps_warn_unknown). */
+bool hull_cap_name_ok(const char *name);
+
 /* The SCHED_* value of a process.scheduler policy name, -1 if unknown. */
 int hull_sched_policy_from_name(const char *name);
 /* The SCHED_FLAG_* bit of a process.scheduler flag name, 0 if unknown. */

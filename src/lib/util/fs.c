@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -90,6 +92,29 @@ int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err)
 {
     return hull_write_file_at(AT_FDCWD, path, data, len, err);
+}
+
+int hull_write_proc_file(const char *path, const char *data, size_t len, hull_error *err)
+{
+    cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s", path);
+    /* Checked on the open file, not the path: nothing can be swapped in
+     * between the check and the write. */
+    struct statfs fs;
+    if (fstatfs(fd, &fs) < 0)
+        return hull_error_errno(err, "statfs %s", path);
+    if (fs.f_type != PROC_SUPER_MAGIC)
+        return hull_error_set(err, EXDEV, "%s: not on procfs (something is mounted over it)", path);
+    ssize_t w;
+    do {
+        w = write(fd, data, len);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return hull_error_errno(err, "write %s", path);
+    if ((size_t)w != len)
+        return hull_error_set(err, EIO, "write %s: short write", path);
+    return 0;
 }
 
 int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,

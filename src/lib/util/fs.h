@@ -17,6 +17,12 @@ int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull
 /* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
 int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len, hull_error *err);
+/* The same for a file that must be procfs's (/proc/PID/uid_map,
+ * /proc/sys/..., /proc/self/attr/exec): opened close-on-exec without
+ * following a last-component symlink, then refused with EXDEV unless
+ * fstatfs says procfs, so a file or mount shadowing the path (from the
+ * container's rootfs or mounts) cannot receive the write. */
+int hull_write_proc_file(const char *path, const char *data, size_t len, hull_error *err);
 /* Replace dirfd/name atomically: write a temporary, fsync it, rename. A
  * reader sees the old or the new contents, never a torn file, even after a
  * crash of the writer or of the machine. */
