@@ -28,6 +28,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 enum route_kind {
     R_HEALTH,
@@ -163,13 +164,18 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
             r->body ? json_object_to_json_string_ext(r->body, JSON_C_TO_STRING_PLAIN |
                                                                   JSON_C_TO_STRING_NOSLASHESCAPE)
                     : "{}";
-        size_t n = strlen(text);
-        char *copy = malloc(n + 1);
-        if (copy == NULL)
+        /* json-c copies a string's bytes as they are: whatever a client
+         * sent that is not UTF-8 (a path, a query) and came back in a
+         * message becomes U+FFFD, so the answer is valid JSON. */
+        size_t n = 0;
+        char *copy = hull_utf8_fix(text, strlen(text), &n);
+        char *nl = copy ? realloc(copy, n + 1) : NULL;
+        if (nl == NULL) {
+            free(copy);
             return MHD_NO;
-        memcpy(copy, text, n);
-        copy[n] = '\n';
-        m = MHD_create_response_from_buffer(n + 1, copy, MHD_RESPMEM_MUST_FREE);
+        }
+        nl[n] = '\n';
+        m = MHD_create_response_from_buffer(n + 1, nl, MHD_RESPMEM_MUST_FREE);
     }
     if (m == NULL)
         return MHD_NO;
@@ -320,13 +326,17 @@ static void audit(struct req *q, const char *method, const char *url, const stru
 {
     if (!state_changing(method))
         return;
+    /* The path as sent may hold any byte: the log keeps valid text. */
+    char *path = hull_utf8_fix(url, strlen(url), NULL);
+    const char *t = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL);
+    char *target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
     struct hull_audit_entry a = {
         .token = q->authed ? q->caller.tok.id : NULL,
         .tenant = q->authed ? q->caller.tok.tenant : NULL,
         .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
         .method = method,
-        .path = url,
-        .target = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL),
+        .path = path ? path : "?",
+        .target = target,
         .status = r->status,
         .outcome = r->code ? r->code : "ok",
     };
@@ -335,6 +345,8 @@ static void audit(struct req *q, const char *method, const char *url, const stru
         hull_log(HULL_LOG_ERROR, "%s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    free(path);
+    free(target);
 }
 
 /* Checks made before the body: 0 to go on, -1 with r filled. */
@@ -518,7 +530,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return MHD_YES;
     }
     struct resp r = {0};
-    dispatch(conn, url, method, q, &r);
+    size_t bad = 0;
+    /* JSON bodies are UTF-8 (RFC 8259); a file's bytes (PUT) are any. */
+    if (q->len && q->rt.kind != R_SBX_FILE && !hull_utf8_valid(q->body, q->len, &bad))
+        resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
+    else
+        dispatch(conn, url, method, q, &r);
     q->responded = true;
     audit(q, method, url, &r);
     enum MHD_Result ret = send_resp(conn, &r, false);

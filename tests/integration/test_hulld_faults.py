@@ -1,0 +1,170 @@
+"""hulld under faults and hostile bytes: store errors, a full state disk,
+bytes that are not UTF-8, malformed HTTP. Every answer is hull's JSON error
+body with the right status, and everything hulld writes stays valid JSON.
+
+HTTP tests speak raw bytes over the unix socket, so they see exactly what
+hulld sends (a status line twice, an HTML page, a reset)."""
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hulldlib import HULLD, Hulld, wait_until
+
+pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
+
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    h = Hulld(tmp_path_factory.mktemp("hulld"), "--max-body", "64K", "--client-timeout", "5")
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"admin": h.token("admin", "ops"), "user": h.token("user", "acme")}
+    h.start()
+    yield h
+    rc = h.stop()
+    assert rc == 0, h.log.read_text()
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
+
+
+def raw(d, data, timeout=30):
+    """Send bytes, read until hulld closes or stops talking; returns (bytes, how it ended)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(d.sock)
+    out, end = b"", "closed"
+    try:
+        s.sendall(data)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+            if one_answer(out) is not None and b"connection: close" not in out.lower():
+                end = "open"  # a whole answer on a connection kept open
+                break
+    except ConnectionResetError:
+        end = "reset"
+    except socket.timeout:
+        end = "timeout"
+    finally:
+        s.close()
+    return out, end
+
+
+def one_answer(data):
+    """(status, headers, body) when data holds one whole answer, else None."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.split(b"\r\n")
+    headers = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(b":")
+        headers[k.strip().lower().decode()] = v.strip().decode()
+    n = int(headers.get("content-length", "-1"))
+    if n < 0 or len(body) < n:
+        return None
+    return int(lines[0].split()[1]), headers, body[:n], body[n:]
+
+
+def json_error(data, status, code=None):
+    """data is exactly one answer: status, hull's JSON error body, valid UTF-8."""
+    got = one_answer(data)
+    assert got is not None, data
+    st, headers, body, rest = got
+    assert rest == b"", data  # nothing after it: no second status line
+    assert st == status, data
+    assert headers.get("content-type") == "application/json", data
+    e = json.loads(body.decode("utf-8"))["error"]  # strict UTF-8: raises on bad bytes
+    if code:
+        assert e["code"] == code, data
+    return e
+
+
+def auth(d, who="user"):
+    return b"Authorization: Bearer " + d.tokens[who].encode() + b"\r\n"
+
+
+def strict_json(resp):
+    return json.loads(resp.body.decode("utf-8"))
+
+
+# ---- bytes that are not UTF-8 -------------------------------------------------
+
+def test_non_utf8_path_is_escaped_in_answer_and_audit(d):
+    last = strict_json(d.request("GET", "/v1/audit", token=d.tokens["admin"]))["entries"]
+    since = last[-1]["id"] if last else 0
+    out, _ = raw(d, b"POST /v1/\xff\xfe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    e = json_error(out, 404, "not_found")
+    assert "/v1/\ufffd\ufffd" in e["message"]
+    out, _ = raw(d, b"DELETE /v1/runs/r-\xff HTTP/1.1\r\nHost: x\r\n" + auth(d) + b"\r\n")
+    json_error(out, 404, "not_found")
+    r = d.request("GET", "/v1/runs?state=%FF", token=d.tokens["user"])
+    assert r.status == 400 and "\ufffd" in strict_json(r)["error"]["message"]
+    a = d.request("GET", f"/v1/audit?since_id={since}", token=d.tokens["admin"])
+    es = strict_json(a)["entries"]
+    assert [(e["path"], e["status"]) for e in es] == [
+        ("/v1/\ufffd\ufffd", 404), ("/v1/runs/r-\ufffd", 404)], es
+    assert es[1]["target"] == "r-\ufffd"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"cmd": ["\xff\xfe"]}',
+    b'{"cmd": ["true"], "limits": {"memory": "1\xff"}}',
+    b'{"cmd": ["true"], "env": {"A\xc0\xaf": "x"}}',
+])
+def test_non_utf8_body_is_refused(d, body):
+    r = d.request("POST", "/v1/runs", body, d.tokens["user"], raw=True,
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    e = strict_json(r)["error"]
+    assert e["code"] == "invalid_json" and "UTF-8" in e["message"], e
+
+
+def test_program_output_that_is_not_utf8(d):
+    r = d.request("POST", "/v1/runs", {"cmd": ["sh", "-c", r"printf 'a\377\376b'; printf '\377' >&2"]},
+                  d.tokens["user"])
+    assert r.status == 200, r
+    res = strict_json(r)
+    assert res["verdict"] == "ok"
+    import base64
+    assert base64.b64decode(res["stdout_base64"]) == b"a\xff\xfeb"
+    assert base64.b64decode(res["stderr_base64"]) == b"\xff"
+    got = strict_json(d.request("GET", f"/v1/runs/{res['id']}", token=d.tokens["user"]))
+    assert got["stdout_base64"] == res["stdout_base64"]
+    # A command named with escapes is valid UTF-8; its error message too.
+    r = d.request("POST", "/v1/runs", {"cmd": ["\udcff\u00fe"]}, d.tokens["user"])
+    res = strict_json(r)
+    assert res["verdict"] != "ok", res
+
+
+# ---- sandbox files ----------------------------------------------------------------
+
+def test_put_onto_a_fifo_is_the_clients_error(d):
+    t = d.tokens["user"]
+    r = d.request("POST", "/v1/sandboxes", {"lifetime": "5m"}, t)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                       {"cmd": ["sh", "-c", "mkfifo /tmp/f && mkdir /tmp/dir"]}, t)
+        assert ex.status == 200 and ex.json["verdict"] == "ok", ex
+        for path in ("f", "dir"):
+            r = d.request("PUT", f"/v1/sandboxes/{sid}/files/{path}", b"data", t, raw=True)
+            assert r.status == 400, (path, r)
+            assert r.json["error"]["code"] == "invalid_request"
+        r = d.request("PUT", f"/v1/sandboxes/{sid}/files/f", b"data", t, raw=True)
+        assert "not a regular file" in r.json["error"]["message"]
+        r = d.request("GET", f"/v1/sandboxes/{sid}/files/f", token=t)
+        assert r.status == 400, r
+        # The fifo is still a fifo, and nobody is left blocked on it.
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                       {"cmd": ["sh", "-c", "test -p /tmp/f && echo fifo"]}, t)
+        assert ex.json["stdout"] == "fifo\n", ex
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
