@@ -157,6 +157,21 @@ void metrics_run_done(const char *verdict, double seconds);
 void metrics_rejected(const char *code);
 char *metrics_render(size_t *len);
 
+/* pending.c: store faults. A store error as the answer: logged; 503 for a
+ * busy or full store, 500 for anything else. */
+void resp_store_error(struct resp *r, hull_error *err);
+/* A run's end the store refused (err, freed): kept and retried by
+ * pending_flush() until stored. */
+void pending_finish(const char *id, const char *result, const char *verdict, hull_error *err);
+void pending_transition(const char *id, const char *const *from, const char *to, hull_error *err);
+void pending_flush(void);
+/* True while the store fails writes or run ends wait to be stored. */
+bool pending_failing(char *why, size_t len);
+/* {"state": ..., "result": "<json>"} of a run whose end waits, or NULL. */
+json_object *pending_result(const char *id);
+/* At exit: what could never be stored goes to the log. */
+void pending_drop_all(void);
+
 /* http.c */
 int http_start(hull_error *err);
 void http_stop(void);

@@ -307,7 +307,7 @@ static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp 
         if (hull_error_code(e) == EACCES)
             resp_error(r, 401, "unauthorized", NULL, "invalid or revoked token");
         else
-            resp_error(r, 500, "internal", NULL, "%s", hull_error_msg(e));
+            resp_store_error(r, &e);
         hull_error_free(&e);
         return -1;
     }
@@ -396,10 +396,18 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {
+        /* Not healthy while the store refuses writes: runs' ends wait in
+         * memory (pending.c), and new work cannot be recorded. */
+        char why[512] = "";
+        bool failing = pending_failing(why, sizeof(why));
         json_object *o = json_object_new_object();
         json_object_object_add(o, "status",
-                               json_object_new_string(hulld.draining ? "draining" : "ok"));
-        resp_json(r, hulld.draining ? 503 : 200, o);
+                               json_object_new_string(hulld.draining ? "draining"
+                                                      : failing      ? "store_failing"
+                                                                     : "ok"));
+        if (failing)
+            json_object_object_add(o, "reason", json_object_new_string(why));
+        resp_json(r, hulld.draining || failing ? 503 : 200, o);
         break;
     }
     case R_METRICS:
@@ -425,7 +433,7 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         if (o)
             resp_json(r, 200, o);
         else
-            resp_from_error(r, &e);
+            resp_store_error(r, &e);
         break;
     }
     case R_RUNS:

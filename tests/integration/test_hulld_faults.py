@@ -168,3 +168,143 @@ def test_put_onto_a_fifo_is_the_clients_error(d):
         assert ex.json["stdout"] == "fifo\n", ex
     finally:
         assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
+
+
+# ---- store faults -------------------------------------------------------------------
+
+def stop(h):
+    """SIGTERM; a second one cancels runs still running (a failed test's)."""
+    if h.proc is None:
+        return 0
+    h.note_helpers()
+    h.proc.send_signal(15)
+    try:
+        rc = h.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        h.proc.send_signal(15)
+        rc = h.proc.wait(120)
+    h.proc = None
+    return rc
+
+
+def start_own(tmp_path, state=None, *extra):
+    h = Hulld(tmp_path, *extra)
+    if state:
+        h.state = str(state)
+    Path(h.state).mkdir(parents=True, exist_ok=True)
+    h.tok = h.token("user", "acme")
+    h.admin = h.token("admin", "ops")
+    return h
+
+
+def test_store_errors_are_answered_not_hidden(tmp_path):
+    """A broken database (here: a table renamed under hulld) is a 500 with
+    the store's message, never a 404 that says the run does not exist."""
+    import sqlite3
+    h = start_own(tmp_path).start()
+    try:
+        rid = h.request("POST", "/v1/runs", {"cmd": ["true"]}, h.tok).json["id"]
+        sid = h.request("POST", "/v1/sandboxes", {}, h.tok).json["id"]
+        assert h.request("DELETE", f"/v1/sandboxes/{sid}", token=h.tok).status == 200
+        db = sqlite3.connect(os.path.join(h.state, "hulld.db"))
+        db.execute("ALTER TABLE runs RENAME TO runs_away")
+        db.execute("ALTER TABLE sandboxes RENAME TO sandboxes_away")
+        db.commit()
+        try:
+            for m, p in (("GET", f"/v1/runs/{rid}"), ("DELETE", f"/v1/runs/{rid}"),
+                         ("GET", "/v1/runs"), ("GET", f"/v1/sandboxes/{sid}"),
+                         ("GET", "/v1/sandboxes")):
+                r = h.request(m, p, token=h.tok)
+                assert r.status == 500, (m, p, r)
+                e = strict_json(r)["error"]
+                assert e["code"] == "internal" and "store" in e["message"], (m, p, e)
+            r = h.request("POST", "/v1/runs", {"cmd": ["true"]}, h.tok)
+            assert r.status == 500 and "store" in r.json["error"]["message"], r
+        finally:
+            db.execute("ALTER TABLE runs_away RENAME TO runs")
+            db.execute("ALTER TABLE sandboxes_away RENAME TO sandboxes")
+            db.commit()
+            db.close()
+        assert "store:" in h.log.read_text()  # logged, not only answered
+        assert h.request("GET", f"/v1/runs/{rid}", token=h.tok).json["verdict"] == "ok"
+    finally:
+        assert stop(h) == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A state directory on its own 8 MiB tmpfs, and a way to fill it."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(path):
+    """Write until the file system is full (ENOSPC)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (65536, 1):  # then the last bytes of the last page
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def test_run_ending_on_a_full_disk_is_kept_and_stored_later(tmp_path, small_disk):
+    import sqlite3
+    h = start_own(tmp_path, small_disk / "state", "--max-runs", "1").start()
+    try:
+        t = h.tok
+        a = h.request("POST", "/v1/runs", {"cmd": ["sleep", "600"], "async": True,
+                                            "limits": {"wall_time": "20m"}}, t).json["id"]
+        assert wait_until(lambda: h.request("GET", f"/v1/runs/{a}", token=t).json["state"]
+                          == "running", 60)
+        b = h.request("POST", "/v1/runs", {"cmd": ["echo", "hello"], "async": True}, t).json["id"]
+        c = h.request("POST", "/v1/runs", {"cmd": ["true"], "async": True}, t).json["id"]
+        assert h.request("GET", "/healthz").status == 200
+        fill(small_disk / "fill")
+
+        # Cancelling a queued run: done, but the store cannot say so: not a 200.
+        r = h.request("DELETE", f"/v1/runs/{c}", token=t)
+        assert r.status == 503, r
+        assert r.json["error"]["code"] == "store_unavailable"
+        # a ends (killed), then b runs and ends: neither can be written.
+        r = h.request("DELETE", f"/v1/runs/{a}", token=t)
+        assert r.json["state"] == "finished" and r.json["verdict"] == "killed", r
+        assert wait_until(lambda: h.request("GET", f"/v1/runs/{b}", token=t).json["state"]
+                          == "finished", 60)
+        got = h.request("GET", f"/v1/runs/{b}", token=t).json
+        assert got["verdict"] == "ok" and got["stdout"] == "hello\n", got
+        hz = h.request("GET", "/healthz")
+        assert hz.status == 503 and hz.json["status"] == "store_failing", hz
+        assert "full" in hz.json["reason"], hz
+        db = sqlite3.connect(f"file:{small_disk / 'state' / 'hulld.db'}?mode=ro", uri=True)
+        states = dict(db.execute("SELECT id, state FROM runs").fetchall())
+        db.close()
+        assert states[b] != "finished" and states[c] == "queued", states
+
+        os.unlink(small_disk / "fill")  # space is back
+        assert wait_until(lambda: h.request("GET", "/healthz").status == 200, 60), \
+            h.request("GET", "/healthz")
+    finally:
+        if (small_disk / "fill").exists():
+            os.unlink(small_disk / "fill")
+        assert stop(h) == 0
+    # Stored for real: a new hulld finds the real results, nothing interrupted.
+    h.start()
+    try:
+        got = {rid: h.request("GET", f"/v1/runs/{rid}", token=h.tok).json for rid in (a, b, c)}
+        assert got[a]["state"] == "finished" and got[a]["verdict"] == "killed", got[a]
+        assert got[b]["state"] == "finished" and got[b]["stdout"] == "hello\n", got[b]
+        assert got[c]["state"] == "cancelled", got[c]
+    finally:
+        assert stop(h) == 0
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
