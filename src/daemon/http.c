@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -52,10 +53,18 @@ struct route {
     const char *file; /* into the URL */
 };
 
+/* The connection's memory pool (MHD's default is 32 KiB): room for the
+ * arguments of a query of HTTP_MAX_QUERY bytes (MHD takes 64 bytes for
+ * each) besides the headers. */
+#define CONNECTION_MEMORY (256u << 10)
+
 struct req {
-    bool started;   /* routed and authorised, body accepted */
-    bool responded; /* an answer is queued already */
-    bool rejected;  /* refused before the body: answer once it is read */
+    bool seen;         /* the handler's first call is done */
+    bool uri_too_long; /* the query was over HTTP_MAX_QUERY (uri_logger) */
+    bool overflow;     /* a chunked body went over --max-body: 413 at its end */
+    bool started;      /* routed and authorised, body accepted */
+    bool responded;    /* an answer is queued already */
+    bool rejected;     /* refused before the body: answer once it is read */
     struct resp reject;
     struct route rt;
     struct caller caller;
@@ -349,6 +358,21 @@ static void audit(struct req *q, const char *method, const char *url, const stru
     free(target);
 }
 
+/* MHD's URI log callback: called with the request line's URI before MHD
+ * parses the query into its memory pool. Its answer is the request's
+ * state (con_cls). */
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    struct req *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    atomic_fetch_add(&in_flight, 1);
+    q->uri_too_long = http_query_cut(uri);
+    return q;
+}
+
 /* Checks made before the body: 0 to go on, -1 with r filled. */
 static int admit(struct MHD_Connection *conn, const char *url, const char *method, struct req *q,
                  struct resp *r)
@@ -373,12 +397,6 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
     }
     if (state_changing(method) && hulld.draining) {
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
-        return -1;
-    }
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > hulld.o->max_body) {
-        resp_error(r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
-                   hulld.o->max_body);
         return -1;
     }
     return 0;
@@ -454,6 +472,80 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         resp_error(r, 500, "internal", NULL, "no answer");
 }
 
+/* Send r (and free it). */
+static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, struct resp *r,
+                                   bool close_conn)
+{
+    q->responded = true;
+    enum MHD_Result ret = send_resp(conn, r, close_conn);
+    json_object_put(r->body);
+    r->body = NULL;
+    free(r->raw);
+    r->raw = NULL;
+    return ret;
+}
+
+/* The first call, headers only: refuse what can be refused now. */
+static enum MHD_Result first_call(struct MHD_Connection *conn, const char *url, const char *method,
+                                  struct req *q)
+{
+    q->seen = true;
+    struct resp r = {0};
+    if (q->uri_too_long) {
+        resp_error(&r, 414, "uri_too_long", NULL, "the query string is over %d bytes",
+                   HTTP_MAX_QUERY);
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
+    if (http_framing(conn, &r, &q->overflow) < 0) {
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
+    if (admit(conn, url, method, q, &r) < 0) {
+        audit(q, method, url, &r);
+        /* A body within the limit is read and dropped, so the client
+         * gets its answer on a connection it can keep using. */
+        q->rejected = true;
+        q->reject = r;
+        return MHD_YES;
+    }
+    q->started = true;
+    return MHD_YES;
+}
+
+/* Part of a body: kept, or dropped (refused request, over the limit). */
+static enum MHD_Result body_part(struct req *q, const char *upload, size_t *upload_size)
+{
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (q->overflow || q->rejected || q->len + n > hulld.o->max_body) {
+        if (!q->rejected && !q->overflow) {
+            q->overflow = true;
+            free(q->body);
+            q->body = NULL;
+            q->cap = 0;
+        }
+        q->overflow = q->overflow || q->len + n > hulld.o->max_body;
+        q->len += n;
+        /* Still sending far past the limit: given up on. */
+        return q->overflow && q->len - hulld.o->max_body > HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (q->len + n + 1 > q->cap) {
+        size_t cap = q->cap ? q->cap : 4096;
+        while (cap < q->len + n + 1)
+            cap *= 2;
+        char *nb = realloc(q->body, cap);
+        if (nb == NULL)
+            return MHD_NO;
+        q->body = nb;
+        q->cap = cap;
+    }
+    memcpy(q->body + q->len, upload, n);
+    q->len += n;
+    q->body[q->len] = '\0';
+    return MHD_YES;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -462,94 +554,41 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     (void)version;
     struct req *q = *con_cls;
     if (q == NULL) {
-        q = calloc(1, sizeof(*q));
+        q = uri_logger(NULL, "", conn);
         if (q == NULL)
             return MHD_NO;
         *con_cls = q;
-        atomic_fetch_add(&in_flight, 1);
-        struct resp r = {0};
-        if (admit(conn, url, method, q, &r) < 0) {
-            audit(q, method, url, &r);
-            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-            if (r.status == 413 || (cl && strtoull(cl, NULL, 10) > hulld.o->max_body)) {
-                /* Answer now, without reading a body that is too big:
-                 * the connection closes after it. */
-                q->responded = true;
-                enum MHD_Result ret = send_resp(conn, &r, true);
-                json_object_put(r.body);
-                return ret;
-            }
-            /* A body within the limit is read and dropped, so the client
-             * gets its answer on a connection it can keep using. */
-            q->rejected = true;
-            q->reject = r;
-            return MHD_YES;
-        }
-        q->started = true;
-        return MHD_YES;
     }
+    if (!q->seen)
+        return first_call(conn, url, method, q);
     if (q->responded) {
         *upload_size = 0; /* discard */
         return MHD_YES;
     }
-    if (q->rejected) {
-        if (*upload_size) {
-            q->len += *upload_size;
-            *upload_size = 0;
-            if (q->len <= hulld.o->max_body)
-                return MHD_YES;
-            json_object_put(q->reject.body);
-            memset(&q->reject, 0, sizeof(q->reject));
-            resp_error(&q->reject, 413, "payload_too_large", NULL, "the body is over %zu bytes",
-                       hulld.o->max_body);
-        }
-        q->responded = true;
-        enum MHD_Result ret = send_resp(conn, &q->reject, q->reject.status == 413);
-        json_object_put(q->reject.body);
-        q->reject.body = NULL;
-        return ret;
-    }
-    if (*upload_size) {
-        if (q->len + *upload_size > hulld.o->max_body) {
-            struct resp r = {0};
-            resp_error(&r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
-                       hulld.o->max_body);
-            q->responded = true;
-            audit(q, method, url, &r);
-            *upload_size = 0;
-            enum MHD_Result ret = send_resp(conn, &r, true);
-            json_object_put(r.body);
-            return ret;
-        }
-        if (q->len + *upload_size + 1 > q->cap) {
-            size_t cap = q->cap ? q->cap : 4096;
-            while (cap < q->len + *upload_size + 1)
-                cap *= 2;
-            char *nb = realloc(q->body, cap);
-            if (nb == NULL)
-                return MHD_NO;
-            q->body = nb;
-            q->cap = cap;
-        }
-        memcpy(q->body + q->len, upload, *upload_size);
-        q->len += *upload_size;
-        q->body[q->len] = '\0';
-        *upload_size = 0;
-        return MHD_YES;
-    }
+    if (*upload_size)
+        return body_part(q, upload, upload_size);
+    /* The whole body is in. */
     struct resp r = {0};
+    if (q->rejected) {
+        /* Refused from its headers (and audited so): that answer. */
+        r = q->reject;
+        memset(&q->reject, 0, sizeof(q->reject));
+        return answer_with(conn, q, &r, q->overflow);
+    }
+    if (q->overflow) {
+        resp_error(&r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
+                   hulld.o->max_body);
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
     size_t bad = 0;
     /* JSON bodies are UTF-8 (RFC 8259); a file's bytes (PUT) are any. */
     if (q->len && q->rt.kind != R_SBX_FILE && !hull_utf8_valid(q->body, q->len, &bad))
         resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
     else
         dispatch(conn, url, method, q, &r);
-    q->responded = true;
     audit(q, method, url, &r);
-    enum MHD_Result ret = send_resp(conn, &r, false);
-    json_object_put(r.body);
-    free(r.raw);
-    return ret;
+    return answer_with(conn, q, &r, false);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -651,10 +690,12 @@ int http_start(hull_error *err)
     unix_fd = unix_listen(o->socket_path, err);
     if (unix_fd < 0)
         return -1;
-    unix_d = MHD_start_daemon(common_flags(), 0, NULL, NULL, handler, NULL,
-                              MHD_OPTION_LISTEN_SOCKET, unix_fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                              o->client_timeout, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
-                              MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+    unix_d = MHD_start_daemon(
+        common_flags(), 0, NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, unix_fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
     if (unix_d == NULL)
         return hull_error_set(err, EIO, "--socket %s: the HTTP server did not start",
                               o->socket_path);
@@ -673,7 +714,8 @@ int http_start(hull_error *err)
         handler, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
         MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem, MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        NULL, MHD_OPTION_END);
+        NULL, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
     if (tcp_d == NULL)
         return hull_error_set(err, EIO,
                               "--listen %s: the HTTPS server did not start (address in use, or "

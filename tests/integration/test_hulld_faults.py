@@ -308,3 +308,74 @@ def test_run_ending_on_a_full_disk_is_kept_and_stored_later(tmp_path, small_disk
     finally:
         assert stop(h) == 0
     assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
+
+
+# ---- HTTP that libmicrohttpd would answer on its own ----------------------------------------
+
+def chunked(data, size=16384):
+    out = b""
+    for i in range(0, len(data), size):
+        part = data[i:i + size]
+        out += b"%x\r\n" % len(part) + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+POST = b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n"
+
+
+@pytest.mark.parametrize("name,request_bytes,status,code", [
+    ("header over the pool", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 300000
+     + b"\r\n\r\n", 431, "headers_too_large"),
+    ("request line over the pool", b"GET /" + b"a" * 300000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+     414, "uri_too_long"),
+    ("query of 20 KB", b"GET /v1/runs?" + b"a=b&" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+     414, "uri_too_long"),
+    ("HTTP/2.0", b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
+    ("HTTP/0.9", b"GET /healthz HTTP/0.9\r\n\r\n", 505, "http_version_not_supported"),
+    ("not HTTP", b"GET /healthz HTTX/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request"),
+    ("header without a colon", b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400,
+     "invalid_request"),
+    ("Content-Length not a number", POST + b"Content-Length: abc\r\n\r\n", 400,
+     "invalid_request"),
+    ("Content-Length negative", POST + b"Content-Length: -1\r\n\r\n", 400, "invalid_request"),
+    ("Content-Length beyond 64 bits", POST + b"Content-Length: 99999999999999999999999\r\n\r\n",
+     413, "payload_too_large"),
+    ("two Content-Lengths", POST + b"Content-Length: 2\r\nContent-Length: 20\r\n\r\n{}", 400,
+     "invalid_request"),
+    ("Content-Length and chunked", POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\n0\r\n\r\n", 400, "invalid_request"),
+    ("Transfer-Encoding gzip", POST + b"Transfer-Encoding: gzip\r\n\r\nabc", 501,
+     "not_implemented"),
+    ("malformed chunk", POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400,
+     "invalid_request"),
+])
+def test_malformed_http_gets_a_json_answer(d, name, request_bytes, status, code):
+    out, end = raw(d, request_bytes)
+    assert end != "timeout", (name, out)
+    e = json_error(out, status, code)
+    assert e["message"], name
+    assert d.request("GET", "/healthz").status == 200
+
+
+def test_chunked_body_over_the_limit_gets_its_413(d):
+    body = json.dumps({"cmd": ["true"], "stdin": "x" * (2 * MAX_BODY)}).encode()
+    out, end = raw(d, POST + auth(d) + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body))
+    json_error(out, 413, "payload_too_large")
+    assert end == "closed", end
+    # Within the limit, chunked works.
+    body = json.dumps({"cmd": ["echo", "hi"]}).encode()
+    out, _ = raw(d, POST + auth(d) + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, 7))
+    st, _, b, _ = one_answer(out)
+    assert st == 200 and json.loads(b)["stdout"] == "hi\n", out
+    # A refused request (no token) with a chunked body over the limit: its 401.
+    out, _ = raw(d, POST + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b"x" * 2 * MAX_BODY))
+    json_error(out, 401, "unauthorized")
+
+
+def test_declared_body_a_little_over_the_limit_is_read_then_refused(d):
+    """Python's http.client sends the whole body before it reads: it gets the
+    413, not a broken pipe."""
+    for _ in range(3):
+        r = d.request("POST", "/v1/runs", {"cmd": ["true"], "stdin": "x" * (4 * MAX_BODY)},
+                      d.tokens["user"])
+        assert r.status == 413 and r.json["error"]["code"] == "payload_too_large", r
