@@ -139,7 +139,10 @@ static void destroy(struct sbx *s, const char *reason)
     hull_error e = NULL;
     if (!s->gone && call(s, "destroy", NULL, NULL, 0, -1, &f, &e) == 0)
         frame_free(&f);
-    hull_error_free(&e);
+    if (e) {
+        hull_log(HULL_LOG_ERROR, "sandbox %s: destroy: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     s->gone = true;
     pthread_mutex_unlock(&s->op);
     if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", reason, &e) < 0) {

@@ -231,6 +231,32 @@ def test_store_errors_are_answered_not_hidden(tmp_path):
         assert stop(h) == 0
 
 
+def test_redis_errors_are_answered_not_hidden(tmp_path):
+    """Redis gone: a queued run is neither shown as still queued (200) nor
+    marked cancelled while it may still be in the queue; 503 says why."""
+    from queuelib import RedisServer
+    redis = RedisServer()
+    h = start_own(tmp_path, None, "--redis", redis.url)
+    try:
+        h.start()
+        r = h.request("POST", "/v1/runs", {"cmd": ["true"], "queue": True}, h.tok)
+        assert r.status == 202, r
+        rid = r.json["id"]
+        assert h.request("GET", f"/v1/runs/{rid}", token=h.tok).json["state"] == "queued"
+        redis.stop()
+        for m, p, body in (("GET", f"/v1/runs/{rid}", None), ("DELETE", f"/v1/runs/{rid}", None),
+                           ("POST", "/v1/runs", {"cmd": ["true"], "queue": True})):
+            r = h.request(m, p, body, h.tok)
+            assert r.status == 503, (m, p, r)
+            e = strict_json(r)["error"]
+            assert e["code"] == "queue_unavailable" and "redis" in e["message"], (m, e)
+        db_state = h.request("GET", "/v1/runs?state=cancelled", token=h.tok).json["runs"]
+        assert db_state == [], db_state
+    finally:
+        assert stop(h) == 0
+        redis.stop()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A state directory on its own 8 MiB tmpfs, and a way to fill it."""
@@ -323,7 +349,7 @@ def chunked(data, size=16384):
 POST = b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n"
 
 
-@pytest.mark.parametrize("name,request_bytes,status,code", [
+MALFORMED = [
     ("header over the pool", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 300000
      + b"\r\n\r\n", 431, "headers_too_large"),
     ("request line over the pool", b"GET /" + b"a" * 300000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -348,7 +374,10 @@ POST = b"POST /v1/runs HTTP/1.1\r\nHost: x\r\n"
      "not_implemented"),
     ("malformed chunk", POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400,
      "invalid_request"),
-])
+]
+
+
+@pytest.mark.parametrize("name,request_bytes,status,code", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_http_gets_a_json_answer(d, name, request_bytes, status, code):
     out, end = raw(d, request_bytes)
     assert end != "timeout", (name, out)
