@@ -109,8 +109,14 @@ void pending_flush(void)
         pthread_mutex_lock(&mu);
         struct pending *p = head;
         pthread_mutex_unlock(&mu);
-        if (p == NULL)
+        if (p == NULL) {
+            /* The last write failed and nothing else will write soon: try
+             * one, so /healthz says so once the store is back. */
+            hull_error e = NULL;
+            if (hull_store_failing(hulld.store, NULL, 0) && hull_store_probe(hulld.store, &e) < 0)
+                hull_error_free(&e);
             return;
+        }
         /* Only this thread removes entries: p stays valid unlocked. */
         hull_error e = NULL;
         if (store_one(p, &e) < 0) {

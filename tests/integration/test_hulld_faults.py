@@ -320,6 +320,16 @@ def test_run_ending_on_a_full_disk_is_kept_and_stored_later(tmp_path, small_disk
         os.unlink(small_disk / "fill")  # space is back
         assert wait_until(lambda: h.request("GET", "/healthz").status == 200, 60), \
             h.request("GET", "/healthz")
+
+        # Nothing waiting, only a request refused: healthy again by itself
+        # once space is back (no later write needed to find out).
+        fill(small_disk / "fill")
+        r = h.request("POST", "/v1/runs", {"cmd": ["echo", "x" * 200000]}, t)
+        assert r.status == 503 and r.json["error"]["code"] == "store_unavailable", r
+        assert h.request("GET", "/healthz").status == 503
+        os.unlink(small_disk / "fill")
+        assert wait_until(lambda: h.request("GET", "/healthz").status == 200, 60), \
+            h.request("GET", "/healthz")
     finally:
         if (small_disk / "fill").exists():
             os.unlink(small_disk / "fill")

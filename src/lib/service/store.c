@@ -174,6 +174,23 @@ static int user_version(sqlite3 *db, int *v)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+int hull_store_probe(struct hull_store *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = 0, ret = 0;
+    char pragma[64];
+    /* Setting the schema version to itself commits one page, as any write
+     * does, and changes nothing. */
+    if (user_version(s->db, &v) < 0)
+        ret = hull_store_fail(s, "probe", err);
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v);
+    if (ret == 0 && sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
+        ret = hull_store_fail(s, "probe", err);
+    hull_store_write_done(s, ret, ret < 0 ? *err : NULL);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
 /* Bring the schema up to date in one IMMEDIATE transaction, so two
  * processes opening a fresh database do not both create it. */
 static int migrate(struct hull_store *s, hull_error *err)

@@ -34,6 +34,8 @@ void hull_store_close(struct hull_store *s);
 /* True while writes fail (a full disk, a broken database): the last write
  * failed, with its message in why; a write that succeeds clears it. */
 bool hull_store_failing(struct hull_store *s, char *why, size_t len);
+/* A write that changes nothing, to learn whether writes work again. */
+int hull_store_probe(struct hull_store *s, hull_error *err);
 
 /* ---- tokens (tokens.c) ---- */
 
