@@ -86,6 +86,14 @@ def json_error(data, status, code=None):
     return e
 
 
+def metric(d, series):
+    text = d.request("GET", "/metrics", token=d.tokens["admin"]).body.decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in /metrics")
+
+
 def auth(d, who="user"):
     return b"Authorization: Bearer " + d.tokens[who].encode() + b"\r\n"
 
@@ -389,11 +397,14 @@ MALFORMED = [
 
 @pytest.mark.parametrize("name,request_bytes,status,code", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_http_gets_a_json_answer(d, name, request_bytes, status, code):
+    series = f'hull_requests_rejected_total{{code="{code}"}}'
+    before = metric(d, series)
     out, end = raw(d, request_bytes)
     assert end != "timeout", (name, out)
     e = json_error(out, status, code)
     assert e["message"], name
     assert d.request("GET", "/healthz").status == 200
+    assert metric(d, series) == before + 1, series
 
 
 def test_chunked_body_over_the_limit_gets_its_413(d):
