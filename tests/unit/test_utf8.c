@@ -47,8 +47,23 @@ static void fix(void **state)
     free(s);
 }
 
+/* A run result names files and errors that may hold any byte: its JSON is
+ * UTF-8 all the same. */
+static void result_json(void **state)
+{
+    (void)state;
+    struct hull_result r = {.verdict = HULL_VERDICT_INTERNAL_ERROR,
+                            .error = (char *)"exec \xff\xfe: not found"};
+    char *j = hull_result_to_json(&r);
+    assert_non_null(j);
+    assert_true(hull_utf8_valid(j, strlen(j), NULL));
+    assert_non_null(strstr(j, "\"error\":\"exec \xef\xbf\xbd\xef\xbf\xbd: not found\""));
+    free(j);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(valid), cmocka_unit_test(fix)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(valid), cmocka_unit_test(fix),
+                                       cmocka_unit_test(result_json)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
