@@ -32,7 +32,8 @@ static char last_error[256];
 void resp_store_error(struct resp *r, hull_error *err)
 {
     const char *msg = hull_error_msg(*err);
-    hull_log(HULL_LOG_ERROR, "%s", msg);
+    if (hull_error_code(*err) != ENOENT) /* not there is an answer, not a fault */
+        hull_log(HULL_LOG_ERROR, "%s", msg);
     switch (hull_error_code(*err)) {
     case EBUSY:
     case ENOSPC:
@@ -52,10 +53,25 @@ static void keep(struct pending *p, hull_error *err)
 {
     pthread_mutex_lock(&mu);
     snprintf(last_error, sizeof(last_error), "%s", hull_error_msg(*err));
+    /* The same end again (a queued run's result, read at each GET): kept
+     * once. */
+    bool dup = false;
+    for (struct pending *o = head; o && !dup; o = o->next)
+        dup = strcmp(o->id, p->id) == 0 && (o->result != NULL) == (p->result != NULL) &&
+              strcmp(o->to, p->to) == 0;
+    if (dup) {
+        pthread_mutex_unlock(&mu);
+        free(p->result);
+        free(p);
+        hull_error_free(err);
+        return;
+    }
+    char id[sizeof(p->id)];
+    memcpy(id, p->id, sizeof(id)); /* p is the flusher's once listed */
     *tail = p;
     tail = &p->next;
     pthread_mutex_unlock(&mu);
-    hull_log(HULL_LOG_ERROR, "run %s: %s; kept in memory, retried until stored", p->id,
+    hull_log(HULL_LOG_ERROR, "run %s: %s; kept in memory, retried until stored", id,
              hull_error_msg(*err));
     hull_error_free(err);
 }
