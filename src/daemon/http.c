@@ -335,15 +335,17 @@ static void audit(struct req *q, const char *method, const char *url, const stru
 {
     if (!state_changing(method))
         return;
-    /* The path as sent may hold any byte: the log keeps valid text. */
+    /* The method and path as sent may hold any byte: the log keeps valid
+     * text. */
     char *path = hull_utf8_fix(url, strlen(url), NULL);
+    char *meth = hull_utf8_fix(method, strlen(method), NULL);
     const char *t = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL);
     char *target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
     struct hull_audit_entry a = {
         .token = q->authed ? q->caller.tok.id : NULL,
         .tenant = q->authed ? q->caller.tok.tenant : NULL,
         .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
-        .method = method,
+        .method = meth ? meth : "?",
         .path = path ? path : "?",
         .target = target,
         .status = r->status,
@@ -355,6 +357,7 @@ static void audit(struct req *q, const char *method, const char *url, const stru
         hull_error_free(&e);
     }
     free(path);
+    free(meth);
     free(target);
 }
 

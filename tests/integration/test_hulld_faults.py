@@ -114,11 +114,24 @@ def test_non_utf8_path_is_escaped_in_answer_and_audit(d):
     json_error(out, 404, "not_found")
     r = d.request("GET", "/v1/runs?state=%FF", token=d.tokens["user"])
     assert r.status == 400 and "\ufffd" in strict_json(r)["error"]["message"]
+    out, _ = raw(d, b"P\xffST /v1/runs HTTP/1.1\r\nHost: x\r\n" + auth(d) + b"\r\n")
+    e = json_error(out, 405, "method_not_allowed")
+    assert "P\ufffdST" in e["message"], e
     a = d.request("GET", f"/v1/audit?since_id={since}", token=d.tokens["admin"])
     es = strict_json(a)["entries"]
-    assert [(e["path"], e["status"]) for e in es] == [
-        ("/v1/\ufffd\ufffd", 404), ("/v1/runs/r-\ufffd", 404)], es
+    assert [(e["method"], e["path"], e["status"]) for e in es] == [
+        ("POST", "/v1/\ufffd\ufffd", 404), ("DELETE", "/v1/runs/r-\ufffd", 404),
+        ("P\ufffdST", "/v1/runs", 405)], es
     assert es[1]["target"] == "r-\ufffd"
+    # Stored as valid text, for every reader of the database too.
+    import sqlite3
+    db = sqlite3.connect(f"file:{os.path.join(d.state, 'hulld.db')}?mode=ro", uri=True)
+    db.text_factory = bytes
+    for row in db.execute("SELECT method, path, target FROM audit WHERE id > ?", (since,)):
+        for v in row:
+            if v is not None:
+                v.decode("utf-8")
+    db.close()
 
 
 @pytest.mark.parametrize("body", [
