@@ -85,13 +85,17 @@ $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 DAEMON_SRCS := $(wildcard src/daemon/*.c)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/obj/%.o)
 DAEMON_LIBS := -lmicrohttpd -lpthread
+# hulld answers in place of libmicrohttpd's own error pages: these are
+# called by the library itself (src/daemon/mhd_hooks.c).
+DAEMON_LDFLAGS := -Wl,--export-dynamic-symbol=MHD_queue_response \
+	-Wl,--export-dynamic-symbol=MHD_lookup_connection_value_n
 
 # The OpenAPI document is built into hulld (.incbin).
 $(BUILD)/obj/src/daemon/openapi.o: docs/openapi.json
 
 $(BUILD)/hulld: $(DAEMON_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(DAEMON_LIBS)
+	$(Q)$(CC) $(LDFLAGS) $(DAEMON_LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(DAEMON_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)

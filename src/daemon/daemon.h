@@ -169,6 +169,39 @@ void metrics_rejected(const char *code);
  * for its own sandboxes only; aggregate series to everyone. */
 char *metrics_render(size_t *len, const char *tenant);
 
+/* pending.c: store faults. A store error as the answer: logged; 503 for a
+ * busy or full store, 500 for anything else. */
+void resp_store_error(struct resp *r, hull_error *err);
+/* A run's end the store refused (err, freed): kept and retried by
+ * pending_flush() until stored. */
+void pending_finish(const char *id, const char *result, const char *verdict, hull_error *err);
+void pending_transition(const char *id, const char *const *from, const char *to, hull_error *err);
+void pending_flush(void);
+/* True while the store fails writes or run ends wait to be stored. */
+bool pending_failing(char *why, size_t len);
+/* {"state": ..., "result": "<json>"} of a run whose end waits, or NULL. */
+json_object *pending_result(const char *id);
+/* At exit: what could never be stored goes to the log. */
+void pending_drop_all(void);
+
+/* mhd_hooks.c: HTTP that libmicrohttpd would refuse on its own. */
+/* A query string over this is refused (414): hulld's are a few short
+ * parameters. */
+#define HTTP_MAX_QUERY 2048
+/* A body over --max-body (declared, or found so in a chunked one) is read
+ * and dropped up to this much more, so the client, still sending, gets its
+ * 413 (MHD cannot answer in the middle of a body); a longer one is refused
+ * at once (declared) or cut off (chunked). */
+#define HTTP_DISCARD_MAX (64u << 20)
+/* From the URI log callback: true when the query is over HTTP_MAX_QUERY,
+ * and then cut off before MHD parses it. */
+bool http_query_cut(const char *uri);
+/* The body's framing, from the headers as sent: 0, or -1 with r filled (the
+ * connection is then closed). *overflow: the declared body is over
+ * --max-body, to be read and dropped. */
+struct MHD_Connection;
+int http_framing(struct MHD_Connection *conn, struct resp *r, bool *overflow);
+
 /* http.c */
 int http_start(hull_error *err);
 void http_stop(void);

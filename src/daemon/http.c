@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 enum route_kind {
     R_HEALTH,
@@ -51,10 +53,18 @@ struct route {
     const char *file; /* into the URL */
 };
 
+/* The connection's memory pool (MHD's default is 32 KiB): room for the
+ * arguments of a query of HTTP_MAX_QUERY bytes (MHD takes 64 bytes for
+ * each) besides the headers. */
+#define CONNECTION_MEMORY (256u << 10)
+
 struct req {
-    bool started;   /* routed and authorised, body accepted */
-    bool responded; /* an answer is queued already */
-    bool rejected;  /* refused before the body: answer once it is read */
+    bool seen;         /* the handler's first call is done */
+    bool uri_too_long; /* the query was over HTTP_MAX_QUERY (uri_logger) */
+    bool overflow;     /* a chunked body went over --max-body: 413 at its end */
+    bool started;      /* routed and authorised, body accepted */
+    bool responded;    /* an answer is queued already */
+    bool rejected;     /* refused before the body: answer once it is read */
     struct resp reject;
     struct route rt;
     struct caller caller;
@@ -163,13 +173,18 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
             r->body ? json_object_to_json_string_ext(r->body, JSON_C_TO_STRING_PLAIN |
                                                                   JSON_C_TO_STRING_NOSLASHESCAPE)
                     : "{}";
-        size_t n = strlen(text);
-        char *copy = malloc(n + 1);
-        if (copy == NULL)
+        /* json-c copies a string's bytes as they are: whatever a client
+         * sent that is not UTF-8 (a path, a query) and came back in a
+         * message becomes U+FFFD, so the answer is valid JSON. */
+        size_t n = 0;
+        char *copy = hull_utf8_fix(text, strlen(text), &n);
+        char *nl = copy ? realloc(copy, n + 1) : NULL;
+        if (nl == NULL) {
+            free(copy);
             return MHD_NO;
-        memcpy(copy, text, n);
-        copy[n] = '\n';
-        m = MHD_create_response_from_buffer(n + 1, copy, MHD_RESPMEM_MUST_FREE);
+        }
+        nl[n] = '\n';
+        m = MHD_create_response_from_buffer(n + 1, nl, MHD_RESPMEM_MUST_FREE);
     }
     if (m == NULL)
         return MHD_NO;
@@ -301,7 +316,7 @@ static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp 
         if (hull_error_code(e) == EACCES)
             resp_error(r, 401, "unauthorized", NULL, "invalid or revoked token");
         else
-            resp_error(r, 500, "internal", NULL, "%s", hull_error_msg(e));
+            resp_store_error(r, &e);
         hull_error_free(&e);
         return -1;
     }
@@ -320,13 +335,19 @@ static void audit(struct req *q, const char *method, const char *url, const stru
 {
     if (!state_changing(method))
         return;
+    /* The method and path as sent may hold any byte: the log keeps valid
+     * text. */
+    char *path = hull_utf8_fix(url, strlen(url), NULL);
+    char *meth = hull_utf8_fix(method, strlen(method), NULL);
+    const char *t = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL);
+    char *target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
     struct hull_audit_entry a = {
         .token = q->authed ? q->caller.tok.id : NULL,
         .tenant = q->authed ? q->caller.tok.tenant : NULL,
         .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
-        .method = method,
-        .path = url,
-        .target = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL),
+        .method = meth ? meth : "?",
+        .path = path ? path : "?",
+        .target = target,
         .status = r->status,
         .outcome = r->code ? r->code : "ok",
         .grants = r->grants[0] ? r->grants : NULL,
@@ -336,6 +357,24 @@ static void audit(struct req *q, const char *method, const char *url, const stru
         hull_log(HULL_LOG_ERROR, "%s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    free(path);
+    free(meth);
+    free(target);
+}
+
+/* MHD's URI log callback: called with the request line's URI before MHD
+ * parses the query into its memory pool. Its answer is the request's
+ * state (con_cls). */
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    struct req *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    atomic_fetch_add(&in_flight, 1);
+    q->uri_too_long = http_query_cut(uri);
+    return q;
 }
 
 /* Checks made before the body: 0 to go on, -1 with r filled. */
@@ -364,12 +403,6 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
         return -1;
     }
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > hulld.o->max_body) {
-        resp_error(r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
-                   hulld.o->max_body);
-        return -1;
-    }
     return 0;
 }
 
@@ -385,10 +418,18 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {
+        /* Not healthy while the store refuses writes: runs' ends wait in
+         * memory (pending.c), and new work cannot be recorded. */
+        char why[512] = "";
+        bool failing = pending_failing(why, sizeof(why));
         json_object *o = json_object_new_object();
         json_object_object_add(o, "status",
-                               json_object_new_string(hulld.draining ? "draining" : "ok"));
-        resp_json(r, hulld.draining ? 503 : 200, o);
+                               json_object_new_string(hulld.draining ? "draining"
+                                                      : failing      ? "store_failing"
+                                                                     : "ok"));
+        if (failing)
+            json_object_object_add(o, "reason", json_object_new_string(why));
+        resp_json(r, hulld.draining || failing ? 503 : 200, o);
         break;
     }
     case R_METRICS:
@@ -414,7 +455,7 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         if (o)
             resp_json(r, 200, o);
         else
-            resp_from_error(r, &e);
+            resp_store_error(r, &e);
         break;
     }
     case R_RUNS:
@@ -435,6 +476,80 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         resp_error(r, 500, "internal", NULL, "no answer");
 }
 
+/* Send r (and free it). */
+static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, struct resp *r,
+                                   bool close_conn)
+{
+    q->responded = true;
+    enum MHD_Result ret = send_resp(conn, r, close_conn);
+    json_object_put(r->body);
+    r->body = NULL;
+    free(r->raw);
+    r->raw = NULL;
+    return ret;
+}
+
+/* The first call, headers only: refuse what can be refused now. */
+static enum MHD_Result first_call(struct MHD_Connection *conn, const char *url, const char *method,
+                                  struct req *q)
+{
+    q->seen = true;
+    struct resp r = {0};
+    if (q->uri_too_long) {
+        resp_error(&r, 414, "uri_too_long", NULL, "the query string is over %d bytes",
+                   HTTP_MAX_QUERY);
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
+    if (http_framing(conn, &r, &q->overflow) < 0) {
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
+    if (admit(conn, url, method, q, &r) < 0) {
+        audit(q, method, url, &r);
+        /* A body within the limit is read and dropped, so the client
+         * gets its answer on a connection it can keep using. */
+        q->rejected = true;
+        q->reject = r;
+        return MHD_YES;
+    }
+    q->started = true;
+    return MHD_YES;
+}
+
+/* Part of a body: kept, or dropped (refused request, over the limit). */
+static enum MHD_Result body_part(struct req *q, const char *upload, size_t *upload_size)
+{
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (q->overflow || q->rejected || q->len + n > hulld.o->max_body) {
+        if (!q->rejected && !q->overflow) {
+            q->overflow = true;
+            free(q->body);
+            q->body = NULL;
+            q->cap = 0;
+        }
+        q->overflow = q->overflow || q->len + n > hulld.o->max_body;
+        q->len += n;
+        /* Still sending far past the limit: given up on. */
+        return q->overflow && q->len - hulld.o->max_body > HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (q->len + n + 1 > q->cap) {
+        size_t cap = q->cap ? q->cap : 4096;
+        while (cap < q->len + n + 1)
+            cap *= 2;
+        char *nb = realloc(q->body, cap);
+        if (nb == NULL)
+            return MHD_NO;
+        q->body = nb;
+        q->cap = cap;
+    }
+    memcpy(q->body + q->len, upload, n);
+    q->len += n;
+    q->body[q->len] = '\0';
+    return MHD_YES;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -443,89 +558,41 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     (void)version;
     struct req *q = *con_cls;
     if (q == NULL) {
-        q = calloc(1, sizeof(*q));
+        q = uri_logger(NULL, "", conn);
         if (q == NULL)
             return MHD_NO;
         *con_cls = q;
-        atomic_fetch_add(&in_flight, 1);
-        struct resp r = {0};
-        if (admit(conn, url, method, q, &r) < 0) {
-            audit(q, method, url, &r);
-            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-            if (r.status == 413 || (cl && strtoull(cl, NULL, 10) > hulld.o->max_body)) {
-                /* Answer now, without reading a body that is too big:
-                 * the connection closes after it. */
-                q->responded = true;
-                enum MHD_Result ret = send_resp(conn, &r, true);
-                json_object_put(r.body);
-                return ret;
-            }
-            /* A body within the limit is read and dropped, so the client
-             * gets its answer on a connection it can keep using. */
-            q->rejected = true;
-            q->reject = r;
-            return MHD_YES;
-        }
-        q->started = true;
-        return MHD_YES;
     }
+    if (!q->seen)
+        return first_call(conn, url, method, q);
     if (q->responded) {
         *upload_size = 0; /* discard */
         return MHD_YES;
     }
-    if (q->rejected) {
-        if (*upload_size) {
-            q->len += *upload_size;
-            *upload_size = 0;
-            if (q->len <= hulld.o->max_body)
-                return MHD_YES;
-            json_object_put(q->reject.body);
-            memset(&q->reject, 0, sizeof(q->reject));
-            resp_error(&q->reject, 413, "payload_too_large", NULL, "the body is over %zu bytes",
-                       hulld.o->max_body);
-        }
-        q->responded = true;
-        enum MHD_Result ret = send_resp(conn, &q->reject, q->reject.status == 413);
-        json_object_put(q->reject.body);
-        q->reject.body = NULL;
-        return ret;
-    }
-    if (*upload_size) {
-        if (q->len + *upload_size > hulld.o->max_body) {
-            struct resp r = {0};
-            resp_error(&r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
-                       hulld.o->max_body);
-            q->responded = true;
-            audit(q, method, url, &r);
-            *upload_size = 0;
-            enum MHD_Result ret = send_resp(conn, &r, true);
-            json_object_put(r.body);
-            return ret;
-        }
-        if (q->len + *upload_size + 1 > q->cap) {
-            size_t cap = q->cap ? q->cap : 4096;
-            while (cap < q->len + *upload_size + 1)
-                cap *= 2;
-            char *nb = realloc(q->body, cap);
-            if (nb == NULL)
-                return MHD_NO;
-            q->body = nb;
-            q->cap = cap;
-        }
-        memcpy(q->body + q->len, upload, *upload_size);
-        q->len += *upload_size;
-        q->body[q->len] = '\0';
-        *upload_size = 0;
-        return MHD_YES;
-    }
+    if (*upload_size)
+        return body_part(q, upload, upload_size);
+    /* The whole body is in. */
     struct resp r = {0};
-    dispatch(conn, url, method, q, &r);
-    q->responded = true;
+    if (q->rejected) {
+        /* Refused from its headers (and audited so): that answer. */
+        r = q->reject;
+        memset(&q->reject, 0, sizeof(q->reject));
+        return answer_with(conn, q, &r, q->overflow);
+    }
+    if (q->overflow) {
+        resp_error(&r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
+                   hulld.o->max_body);
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
+    size_t bad = 0;
+    /* JSON bodies are UTF-8 (RFC 8259); a file's bytes (PUT) are any. */
+    if (q->len && q->rt.kind != R_SBX_FILE && !hull_utf8_valid(q->body, q->len, &bad))
+        resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
+    else
+        dispatch(conn, url, method, q, &r);
     audit(q, method, url, &r);
-    enum MHD_Result ret = send_resp(conn, &r, false);
-    json_object_put(r.body);
-    free(r.raw);
-    return ret;
+    return answer_with(conn, q, &r, false);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -627,10 +694,12 @@ int http_start(hull_error *err)
     unix_fd = unix_listen(o->socket_path, err);
     if (unix_fd < 0)
         return -1;
-    unix_d = MHD_start_daemon(common_flags(), 0, NULL, NULL, handler, NULL,
-                              MHD_OPTION_LISTEN_SOCKET, unix_fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                              o->client_timeout, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,
-                              MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+    unix_d = MHD_start_daemon(
+        common_flags(), 0, NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, unix_fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
     if (unix_d == NULL)
         return hull_error_set(err, EIO, "--socket %s: the HTTP server did not start",
                               o->socket_path);
@@ -649,7 +718,8 @@ int http_start(hull_error *err)
         handler, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
         MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem, MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        NULL, MHD_OPTION_END);
+        NULL, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
     if (tcp_d == NULL)
         return hull_error_set(err, EIO,
                               "--listen %s: the HTTPS server did not start (address in use, or "

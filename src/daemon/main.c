@@ -346,6 +346,7 @@ static int serve(const struct hulld_options *o)
         if (sig == SIGTERM || sig == SIGINT)
             break;
         sandboxes_reap(false);
+        pending_flush();
     }
     hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "
                             "(signal again to cancel them)");
@@ -363,6 +364,8 @@ static int serve(const struct hulld_options *o)
     http_stop();
     sandboxes_reap(true);
     runner_stop();
+    pending_flush();
+    pending_drop_all();
     hull_store_close(hulld.store);
     close(lockfd);
     hull_log(HULL_LOG_INFO, "hulld: stopped");

@@ -12,10 +12,13 @@ static const char *const verdicts[] = {
 #define N_VERDICTS (sizeof(verdicts) / sizeof(verdicts[0]))
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
-static const char *const reasons[] = {
-    "invalid_json",       "invalid_request", "unauthorized",      "forbidden",  "not_found",
-    "method_not_allowed", "conflict",        "payload_too_large", "queue_full", "quota_exceeded",
-    "not_implemented",    "shutting_down",   "internal"};
+static const char *const reasons[] = {"invalid_json", "invalid_request", "unauthorized",
+                                      "forbidden", "not_found", "method_not_allowed", "conflict",
+                                      "payload_too_large", "queue_full", "quota_exceeded",
+                                      "not_implemented", "shutting_down", "internal",
+                                      /* faults and malformed HTTP */
+                                      "store_unavailable", "queue_unavailable", "uri_too_long",
+                                      "headers_too_large", "http_version_not_supported"};
 #define N_REASONS (sizeof(reasons) / sizeof(reasons[0]))
 
 static struct {

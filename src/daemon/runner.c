@@ -263,7 +263,7 @@ void runner_cancel_all(void)
         struct job *j = runner_cancel(ids[i], &was_queued);
         hull_error e = NULL;
         if (j && was_queued && hull_run_transition(hulld.store, ids[i], from, "cancelled", &e) < 0)
-            hull_error_free(&e);
+            pending_transition(ids[i], from, "cancelled", &e);
         if (j)
             job_release(j);
     }
@@ -320,7 +320,8 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdic
         return failed_result("no worker process could be started");
     hull_error e = NULL;
     if (!j->started && hull_run_start(hulld.store, j->id, s->pid, s->start, &e) < 0) {
-        hull_warn("run %s: %s", j->id, hull_error_msg(e));
+        /* It runs all the same: its end is recorded from "queued" too. */
+        hull_log(HULL_LOG_ERROR, "run %s: %s", j->id, hull_error_msg(e));
         hull_error_free(&e);
     }
     json_object *hdr = json_object_new_object();
@@ -335,10 +336,8 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdic
         slot_close(s);
         sweep_leftovers();
         char *res = failed_result("the worker process running it died");
-        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
-            hull_warn("run %s: %s", j->id, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0)
+            pending_finish(j->id, res, verdict, &e);
         return res;
     }
     char *res = f.data;
@@ -349,11 +348,10 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdic
         snprintf(verdict, 32, "%s", json_object_get_string(v));
     json_object *rec = hj_get(f.hdr, "recorded");
     if (rec == NULL || !json_object_get_boolean(rec)) {
-        /* Already ended (a no-op) or the worker could not write: try here. */
-        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0) {
-            hull_warn("run %s: %s", j->id, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        /* Already ended (a no-op) or the worker could not write: try
+         * here, and keep trying (pending.c) while the store refuses. */
+        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0)
+            pending_finish(j->id, res, verdict, &e);
     }
     frame_free(&f);
     return res;

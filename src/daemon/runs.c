@@ -42,17 +42,45 @@ int policy_check(const char *text, struct resp *r)
     return 0;
 }
 
-/* The run as stored: the answer of GET, and of a synchronous POST. */
+/* The run as stored, or as it ended while the store refused to record it
+ * (pending.c): the answer of GET, and of a synchronous POST. */
 static void answer_run(struct resp *r, int status, const char *id, const char *tenant)
 {
     hull_error e = NULL;
     json_object *o = hull_run_get(hulld.store, id, tenant, &e);
     if (o == NULL) {
-        resp_from_error(r, &e);
+        resp_store_error(r, &e);
         return;
+    }
+    json_object *p = pending_result(id);
+    if (p) {
+        json_object_object_add(o, "state", json_object_get(hj_get(p, "state")));
+        json_object *res = json_tokener_parse(json_object_get_string(hj_get(p, "result")));
+        json_object_object_foreach(res, k, v)
+        {
+            if (strcmp(k, "id") != 0 && strcmp(k, "state") != 0)
+                json_object_object_add(o, k, json_object_get(v));
+        }
+        json_object_put(res);
+        json_object_put(p);
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
     resp_json(r, status, o);
+}
+
+/* A Redis error as the answer: the client's own mistake is 400, anything
+ * else means the queue cannot be reached now (503). */
+static void resp_queue_error(struct resp *r, hull_error *err)
+{
+    int code = hull_error_code(*err);
+    if (code == E2BIG || code == EINVAL) {
+        resp_from_error(r, err);
+        return;
+    }
+    hull_log(HULL_LOG_ERROR, "queue: %s", hull_error_msg(*err));
+    resp_error(r, 503, "queue_unavailable", NULL, "%s", hull_error_msg(*err));
+    r->retry_after = 1;
+    hull_error_free(err);
 }
 
 /* Split "async" and "queue" off the request; the rest is the policy. */
@@ -81,10 +109,21 @@ static void submit_queue(struct resp *r, const struct caller *c, json_object *do
     json_object_object_add(doc, "run_id", json_object_new_string(id));
     char *job = NULL;
     hull_error e = NULL;
-    if (hull_queue_submit(hulld.o->redis_url, hj_to_string(doc), &job, &e) < 0 ||
-        hull_run_insert(hulld.store, id, c->tok.tenant, "queued", job, &e) < 0) {
+    if (hull_queue_submit(hulld.o->redis_url, hj_to_string(doc), &job, &e) < 0) {
+        resp_queue_error(r, &e);
+        return;
+    }
+    if (hull_run_insert(hulld.store, id, c->tok.tenant, "queued", job, &e) < 0) {
+        /* Not recorded: taken back out of the queue, so it does not run
+         * unseen; if even that fails, its result is never looked at. */
+        hull_error ce = NULL;
+        if (hull_queue_cancel(hulld.o->redis_url, job, &ce) < 0) {
+            hull_log(HULL_LOG_ERROR, "run %s: queue job %s left queued: %s", id, job,
+                     hull_error_msg(ce));
+            hull_error_free(&ce);
+        }
         free(job);
-        resp_from_error(r, &e);
+        resp_store_error(r, &e);
         return;
     }
     free(job);
@@ -138,7 +177,7 @@ static void post_run(const struct request *rq, struct resp *r)
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
         goto out;
     case SUBMIT_ERROR:
-        resp_from_error(r, &e);
+        resp_store_error(r, &e);
         goto out;
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
@@ -160,30 +199,43 @@ out:
     json_object_put(doc);
 }
 
-/* A run in the Redis queue: ask for its result, record it once. */
-static void poll_queue(const char *id, const struct hull_run_row *row)
+/* A run in the Redis queue: ask for its result, record it once. -1 with
+ * r filled when the queue cannot be asked. */
+static int poll_queue(const char *id, const struct hull_run_row *row, struct resp *r)
 {
     char *res = NULL;
     hull_error e = NULL;
-    if (hulld.o->redis_url == NULL ||
-        hull_queue_result(hulld.o->redis_url, row->queue_job, &res, &e) < 0) {
-        hull_error_free(&e);
-        return;
+    if (hulld.o->redis_url == NULL) {
+        resp_error(r, 503, "queue_unavailable", NULL,
+                   "run '%s' is in the Redis queue, but hulld was started without --redis", id);
+        return -1;
+    }
+    if (hull_queue_result(hulld.o->redis_url, row->queue_job, &res, &e) < 0) {
+        resp_queue_error(r, &e);
+        return -1;
     }
     if (res && hull_run_finish(hulld.store, id, res, NULL, &e) < 0)
-        hull_error_free(&e);
+        pending_finish(id, res, NULL, &e);
     free(res);
+    return 0;
 }
 
 static void get_run(const struct request *rq, const char *id, struct resp *r)
 {
     struct hull_run_row row;
     hull_error e = NULL;
-    if (hull_run_row(hulld.store, id, &row, &e) == 0 && row.queue_job[0] &&
-        strcmp(row.state, "queued") == 0 &&
-        (rq->caller->tenant == NULL || strcmp(row.tenant, rq->caller->tenant) == 0))
-        poll_queue(id, &row);
-    hull_error_free(&e);
+    if (hull_run_row(hulld.store, id, &row, &e) < 0) {
+        if (hull_error_code(e) == ENOENT)
+            resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
+        else
+            resp_store_error(r, &e);
+        hull_error_free(&e);
+        return;
+    }
+    if (row.queue_job[0] && strcmp(row.state, "queued") == 0 &&
+        (rq->caller->tenant == NULL || strcmp(row.tenant, rq->caller->tenant) == 0) &&
+        poll_queue(id, &row, r) < 0)
+        return;
     answer_run(r, 200, id, rq->caller->tenant);
 }
 
@@ -214,7 +266,7 @@ static void list_runs(const struct request *rq, struct resp *r)
     hull_error e = NULL;
     json_object *o = hull_run_list(hulld.store, rq->caller->tenant, state, (int)limit, &e);
     if (o == NULL)
-        resp_from_error(r, &e);
+        resp_store_error(r, &e);
     else
         resp_json(r, 200, o);
 }
@@ -224,32 +276,53 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
     struct hull_run_row row;
     hull_error e = NULL;
     snprintf(r->target, sizeof(r->target), "%s", id);
-    if (hull_run_row(hulld.store, id, &row, &e) < 0 ||
-        (rq->caller->tenant && strcmp(row.tenant, rq->caller->tenant) != 0)) {
+    if (hull_run_row(hulld.store, id, &row, &e) < 0 && hull_error_code(e) != ENOENT) {
+        resp_store_error(r, &e);
+        return;
+    }
+    if (e || (rq->caller->tenant && strcmp(row.tenant, rq->caller->tenant) != 0)) {
         hull_error_free(&e);
         resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
         return;
     }
+    static const char *const from[] = {"queued", NULL};
     bool was_queued = false;
     struct job *j = runner_cancel(id, &was_queued);
     if (j) {
-        if (was_queued) {
-            static const char *const from[] = {"queued", NULL};
-            if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0)
-                hull_error_free(&e);
-        } else {
+        int rc = 0;
+        if (was_queued)
+            rc = hull_run_transition(hulld.store, id, from, "cancelled", &e);
+        else
             job_wait(j); /* the worker records the "killed" result */
-        }
         job_release(j);
+        if (rc < 0) {
+            /* Off the queue already: recorded as soon as the store can. */
+            resp_error(r, 503, "store_unavailable", NULL,
+                       "run '%s' is cancelled, but not recorded yet: %s", id, hull_error_msg(e));
+            r->retry_after = 1;
+            pending_transition(id, from, "cancelled", &e);
+            return;
+        }
     } else if (strcmp(row.state, "queued") == 0 && row.queue_job[0]) {
         /* In the Redis queue: taken out if no worker has it yet; else it
          * may still run, its result then ignored (the run already ended
-         * as cancelled). */
-        if (hull_queue_cancel(hulld.o->redis_url, row.queue_job, &e) < 0)
-            hull_error_free(&e);
-        static const char *const from[] = {"queued", NULL};
-        if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0)
-            hull_error_free(&e);
+         * as cancelled). A queue that cannot be asked cancels nothing. */
+        if (hulld.o->redis_url == NULL) {
+            resp_error(r, 503, "queue_unavailable", NULL,
+                       "run '%s' is in the Redis queue, but hulld was started without --redis", id);
+            return;
+        }
+        if (hull_queue_cancel(hulld.o->redis_url, row.queue_job, &e) < 0) {
+            resp_queue_error(r, &e);
+            return;
+        }
+        if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0) {
+            resp_error(r, 503, "store_unavailable", NULL,
+                       "run '%s' is cancelled, but not recorded yet: %s", id, hull_error_msg(e));
+            r->retry_after = 1;
+            pending_transition(id, from, "cancelled", &e);
+            return;
+        }
     } else {
         resp_error(r, 409, "conflict", NULL, "run '%s' is %s: nothing to cancel", id, row.state);
         return;
@@ -293,7 +366,7 @@ static void *await_orphan(void *arg)
     static const char *const from[] = {"running", "queued", NULL};
     hull_error e = NULL;
     if (hull_run_transition(hulld.store, row->id, from, "interrupted", &e) < 0)
-        hull_error_free(&e);
+        pending_transition(row->id, from, "interrupted", &e);
     free(row);
     return NULL;
 }
@@ -310,10 +383,12 @@ void runs_recover(void)
         for (size_t i = 0; i < n; i++)
             if (rows[i].queue_job[0] == '\0' &&
                 hull_run_transition(hulld.store, rows[i].id, from_q, "interrupted", &e) < 0)
-                hull_error_free(&e);
+                pending_transition(rows[i].id, from_q, "interrupted", &e);
         free(rows);
+    } else {
+        hull_log(HULL_LOG_ERROR, "start-up: %s", hull_error_msg(e));
+        hull_error_free(&e);
     }
-    hull_error_free(&e);
     if (hull_run_rows_in_state(hulld.store, "running", &rows, &n, &e) == 0) {
         for (size_t i = 0; i < n; i++) {
             if (rows[i].worker_pid > 0 &&
@@ -332,11 +407,13 @@ void runs_recover(void)
                 }
             }
             if (hull_run_transition(hulld.store, rows[i].id, from_r, "interrupted", &e) < 0)
-                hull_error_free(&e);
+                pending_transition(rows[i].id, from_r, "interrupted", &e);
             else
                 hull_log(HULL_LOG_INFO, "run %s: interrupted by hulld's restart", rows[i].id);
         }
         free(rows);
+    } else {
+        hull_log(HULL_LOG_ERROR, "start-up: %s", hull_error_msg(e));
+        hull_error_free(&e);
     }
-    hull_error_free(&e);
 }

@@ -139,11 +139,14 @@ static void destroy(struct sbx *s, const char *reason)
     hull_error e = NULL;
     if (!s->gone && call(s, "destroy", NULL, NULL, 0, -1, &f, &e) == 0)
         frame_free(&f);
-    hull_error_free(&e);
+    if (e) {
+        hull_log(HULL_LOG_ERROR, "sandbox %s: destroy: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     s->gone = true;
     pthread_mutex_unlock(&s->op);
     if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", reason, &e) < 0) {
-        hull_warn("sandbox %s: %s", s->id, hull_error_msg(e));
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
         hull_error_free(&e);
     }
     unlink_sbx(s);
@@ -175,7 +178,7 @@ static void answer(struct resp *r, int status, struct sbx *s, const char *tenant
     hull_error e = NULL;
     json_object *o = describe(s, tenant, &e);
     if (o == NULL)
-        resp_from_error(r, &e);
+        resp_store_error(r, &e);
     else
         resp_json(r, status, o);
 }
@@ -282,7 +285,7 @@ static void create(const struct request *rq, struct resp *r)
     pthread_mutex_unlock(&s->op);
     if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
         0) {
-        resp_from_error(r, &e);
+        resp_store_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
         answer(r, 201, s, NULL);
@@ -392,7 +395,7 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         }
         json_object *o = hull_sandbox_rec_list(hulld.store, tenant, &e);
         if (o == NULL)
-            resp_from_error(r, &e);
+            resp_store_error(r, &e);
         else
             resp_json(r, 200, o);
         return;
@@ -404,11 +407,13 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = action == NULL && strcmp(rq->method, "GET") == 0
                              ? hull_sandbox_rec_get(hulld.store, id, tenant, &e)
                              : NULL;
-        hull_error_free(&e);
         if (o)
             resp_json(r, 200, o);
+        else if (e && hull_error_code(e) != ENOENT)
+            resp_store_error(r, &e);
         else
             resp_error(r, 404, "not_found", NULL, "sandbox '%s' not found", id);
+        hull_error_free(&e);
         return;
     }
     if (action == NULL && strcmp(rq->method, "DELETE") == 0) {
@@ -433,8 +438,11 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             listed = listed || t == s;
         pthread_mutex_unlock(&tab_mu);
         if (listed) {
-            if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", "its keeper died", &e) < 0)
+            if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", "its keeper died", &e) <
+                0) {
+                hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
                 hull_error_free(&e);
+            }
             unlink_sbx(s);
             if (s->pid > 0)
                 waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */

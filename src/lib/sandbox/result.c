@@ -9,6 +9,7 @@
 #include "hull.h"
 #include "linux/seccomp.h"
 #include "util/json.h"
+#include "util/utf8.h"
 
 static const char *const verdicts[] = {
     [HULL_VERDICT_OK] = "ok",
@@ -185,7 +186,11 @@ char *hull_result_to_json(const struct hull_result *r)
                            json_object_new_string(hull_isolation_name(r->isolation)));
     if (r->error)
         json_object_object_add(o, "error", json_object_new_string(r->error));
-    char *s = strdup(hj_to_string(o));
+    /* Output is text or base64 already; an error message or a file name
+     * may still carry bytes that are not UTF-8: U+FFFD, so the result
+     * stays valid JSON wherever it is stored or sent. */
+    const char *text = hj_to_string(o);
+    char *s = hull_utf8_fix(text, strlen(text), NULL);
     json_object_put(o);
     return s;
 }

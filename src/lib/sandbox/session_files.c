@@ -116,11 +116,22 @@ int hull_session_put_file(struct hull_session *s, const char *path, const void *
         hull_error_prefix(err, "put /tmp/%s", rel);
         goto out;
     }
+    /* What is there already, before opening it: a fifo, socket or device
+     * is the client's mistake (400), as for get, never opened. */
+    struct stat st;
+    if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
+        !S_ISDIR(st.st_mode)) {
+        close(dir);
+        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
+        goto out;
+    }
     fd = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
                 (mode ? mode : 0644) & 0777);
     close(dir);
-    struct stat st;
-    if (fd < 0)
+    if (fd < 0 && (errno == ENXIO || errno == ELOOP))
+        /* Replaced by a fifo, socket or symlink since the look. */
+        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
+    else if (fd < 0)
         hull_error_errno(err, "put /tmp/%s", rel);
     else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);

@@ -74,6 +74,7 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
     int ret = -1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         hull_store_fail(s, "finish run", err);
+        hull_store_write_done(s, -1, err ? *err : NULL);
         hull_store_unlock(s);
         return -1;
     }
@@ -93,6 +94,7 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
     if (sqlite3_changes(db) == 0) {
         /* Already finished, cancelled or interrupted: the first word stands. */
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        hull_store_write_done(s, 0, NULL);
         hull_store_unlock(s);
         return 0;
     }
@@ -104,11 +106,13 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     ret = 1;
+    hull_store_write_done(s, 0, NULL);
     hull_store_release(s, st);
     hull_store_unlock(s);
     return ret;
 fail:
     hull_store_fail(s, "finish run", err);
+    hull_store_write_done(s, -1, err ? *err : NULL);
     hull_store_release(s, st);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     hull_store_unlock(s);

@@ -24,6 +24,8 @@ struct hull_store {
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
     size_t n_cache;
+    /* The last write's failure, "" once a write succeeds (under mu). */
+    char write_error[256];
 };
 
 int hull_store_prepare(struct hull_store *s, const char *sql, sqlite3_stmt **st, hull_error *err)
@@ -120,8 +122,38 @@ static const char *const migrations[] = {
 
 int hull_store_fail(struct hull_store *s, const char *what, hull_error *err)
 {
-    int code = sqlite3_errcode(s->db) == SQLITE_BUSY ? EBUSY : EIO;
+    int code;
+    switch (sqlite3_errcode(s->db)) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        code = EBUSY;
+        break;
+    case SQLITE_FULL:
+        code = ENOSPC;
+        break;
+    default:
+        code = EIO;
+    }
     return hull_error_set(err, code, "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+void hull_store_write_done(struct hull_store *s, int ret, hull_error err)
+{
+    if (ret < 0)
+        snprintf(s->write_error, sizeof(s->write_error), "%s",
+                 err ? hull_error_msg(err) : "store: write failed");
+    else
+        s->write_error[0] = '\0';
+}
+
+bool hull_store_failing(struct hull_store *s, char *why, size_t len)
+{
+    pthread_mutex_lock(&s->mu);
+    bool failing = s->write_error[0] != '\0';
+    if (failing && why)
+        snprintf(why, len, "%s", s->write_error);
+    pthread_mutex_unlock(&s->mu);
+    return failing;
 }
 
 sqlite3 *hull_store_lock(struct hull_store *s)
@@ -144,6 +176,23 @@ static int user_version(sqlite3 *db, int *v)
     *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_finalize(st);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int hull_store_probe(struct hull_store *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = 0, ret = 0;
+    char pragma[64];
+    /* Setting the schema version to itself commits one page, as any write
+     * does, and changes nothing. */
+    if (user_version(s->db, &v) < 0)
+        ret = hull_store_fail(s, "probe", err);
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v);
+    if (ret == 0 && sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
+        ret = hull_store_fail(s, "probe", err);
+    hull_store_write_done(s, ret, ret < 0 ? *err : NULL);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
 }
 
 /* Bring the schema up to date in one IMMEDIATE transaction, so two
@@ -262,6 +311,7 @@ int hull_store_exec(struct hull_store *s, const char *sql, const char *const *ar
         ret = hull_store_fail(s, "write", err);
     if (ret == 0 && changes)
         *changes = sqlite3_changes(s->db);
+    hull_store_write_done(s, ret, err ? *err : NULL);
     hull_store_release(s, st);
     pthread_mutex_unlock(&s->mu);
     return ret;

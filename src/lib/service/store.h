@@ -31,6 +31,11 @@ struct hull_store;
  * migrating an older schema forward. */
 int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *err);
 void hull_store_close(struct hull_store *s);
+/* True while writes fail (a full disk, a broken database): the last write
+ * failed, with its message in why; a write that succeeds clears it. */
+bool hull_store_failing(struct hull_store *s, char *why, size_t len);
+/* A write that changes nothing, to learn whether writes work again. */
+int hull_store_probe(struct hull_store *s, hull_error *err);
 
 /* ---- tokens (tokens.c) ---- */
 
@@ -154,7 +159,12 @@ json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hul
 struct sqlite3;
 struct sqlite3 *hull_store_lock(struct hull_store *s);
 void hull_store_unlock(struct hull_store *s);
+/* err from the database's last error: EBUSY (busy, locked), ENOSPC (full)
+ * or EIO. */
 int hull_store_fail(struct hull_store *s, const char *what, hull_error *err);
+/* Under the lock: a write ended (ret < 0: failed with err), for
+ * hull_store_failing. */
+void hull_store_write_done(struct hull_store *s, int ret, hull_error err);
 /* Under the lock: a prepared statement for sql, from the store's cache;
  * hand it back with hull_store_release (reset, not finalized). */
 struct sqlite3_stmt;
