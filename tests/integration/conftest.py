@@ -321,6 +321,19 @@ def cgroup_dirs_named(token: str):
     return found
 
 
+def _ancestors(pid: int):
+    """pid and every process above it."""
+    found = set()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+    return found
+
+
 def suite_leftovers(base: Path):
     """What the whole run left on the host: container state in any --root
     the hull fixture handed out, mounts and live processes under the run's
@@ -330,8 +343,13 @@ def suite_leftovers(base: Path):
     if not wait_until(lambda: not host_mounts_under(base), timeout=5):
         out += [f"mount {m}" for m in host_mounts_under(base)]
 
+    # pytest and whatever started it carry the base dir in their argv when
+    # it was given as --basetemp: they are not leaks.
+    ours = _ancestors(os.getpid())
+
     def procs():
-        return [p for p in pids_with_cmdline_containing(str(base)) if pid_alive(p)]
+        return [p for p in pids_with_cmdline_containing(str(base))
+                if pid_alive(p) and p not in ours]
     if not wait_until(lambda: not procs(), timeout=5):
         out += [f"process {p} ({_cmdline(p)})" for p in procs()]
     out += [f"cgroup {d}" for d in cgroup_dirs_named(SESSION_TOKEN)]
