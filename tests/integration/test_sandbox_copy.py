@@ -73,3 +73,55 @@ def test_stdin_program_that_stops_reading(sb, open_tmp):
 def test_stdin_endless_source(sb):
     r = sb("--stdin", "/dev/zero", cmd=["head", "-c", "100000"])
     assert r.verdict == "ok" and len(r.j["stdout_base64"]) > 0, r
+
+
+# ---- --copy-in lands in the sandbox's /tmp and nowhere else ------------------
+
+
+def snapshot(root):
+    """Every entry under root with its type, owner, mode and content."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            st = p.lstat()
+            data = p.read_bytes() if p.is_file() and not p.is_symlink() else None
+            out[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, data,
+                                             os.readlink(p) if p.is_symlink() else None)
+    return out
+
+
+@pytest.mark.parametrize("iso", LEVELS)
+@pytest.mark.parametrize("target", ["/", "etc", "/etc"])
+def test_copy_in_through_a_rootfs_tmp_symlink_is_refused(sb, open_tmp, tmp_path_factory, iso,
+                                                          target):
+    """A --rootfs whose tmp is a symlink would carry the sandbox's /tmp, and
+    the supervisor's copy-ins, into the user's rootfs on the host."""
+    from conftest import cached_rootfs
+    root = open_tmp / "rootfs"
+    shutil.copytree(cached_rootfs(tmp_path_factory), root, symlinks=True)
+    (root / "tmp").rmdir()
+    (root / "tmp").symlink_to(target)
+    f = open_tmp / "payload"
+    f.write_text("evil:x:0:0::/:/bin/sh\n")
+    before = snapshot(root)
+    r = sb("--isolation", iso, "--rootfs", root, "--copy-in", f"{f}:/tmp/etc/passwd",
+           "--copy-in", f"{f}:/tmp/new/file", cmd=["/bin/true"])
+    assert r.rc == 125 and r.j is None, r
+    assert f"--rootfs: /tmp in {root} is a symlink" in r.stderr, r
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("iso", LEVELS)
+def test_copy_in_with_a_rootfs_stays_in_the_sandbox_tmp(sb, open_tmp, tmp_path_factory, iso):
+    from conftest import cached_rootfs
+    root = open_tmp / "rootfs"
+    shutil.copytree(cached_rootfs(tmp_path_factory), root, symlinks=True)
+    f = open_tmp / "payload"
+    f.write_text("data\n")
+    before = snapshot(root)
+    r = sb("--isolation", iso, "--rootfs", root, "--copy-in", f"{f}:/tmp/etc/passwd",
+           cmd=["/bin/sh", "-c", "cat /tmp/etc/passwd; head -1 /etc/passwd"])
+    assert r.verdict == "ok", r
+    assert r.out == "data\nroot:x:0:0:root:/root:/bin/sh\n", r
+    assert snapshot(root) == before

@@ -100,7 +100,7 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         return -1;
     static const char *const own_mounts[] = {"/proc", "/dev", "/tmp", NULL};
     for (const char *const *m = own_mounts; *rootfs && *m; m++)
-        if (hull_sandbox_check_mountpoint(*rootfs, *m, "--rootfs", err) < 0)
+        if (hull_sandbox_check_own_mount(*rootfs, *m, err) < 0)
             return -1;
     for (size_t i = 0; i < p->n_binds; i++) {
         struct stat st;

@@ -58,6 +58,9 @@ char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
 int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
 int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
                                   hull_error *err);
+/* dst (/proc, /dev, /tmp) is a directory of rootfs, reached without any
+ * symlink: where the sandbox's own mounts (and its copy-ins) go. */
+int hull_sandbox_check_own_mount(const char *rootfs, const char *dst, hull_error *err);
 
 /* The shared read-only root of the default layout (skeleton.c): mount
  * points for mounts, plus the pre-mount files; built under base once per
