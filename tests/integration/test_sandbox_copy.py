@@ -125,3 +125,97 @@ def test_copy_in_with_a_rootfs_stays_in_the_sandbox_tmp(sb, open_tmp, tmp_path_f
     assert r.verdict == "ok", r
     assert r.out == "data\nroot:x:0:0:root:/root:/bin/sh\n", r
     assert snapshot(root) == before
+
+
+# ---- --copy-out: bounded, sparse, and each file's fate in the result ---------
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+@pytest.mark.parametrize("iso", LEVELS)
+def test_copy_out_keeps_holes_as_holes(sb, open_tmp, iso):
+    """A 4 GiB sparse file in a 64 MiB /tmp costs the host no disk: its
+    holes stay holes and only its data is written."""
+    big = open_tmp / "big"
+    r = sb("--isolation", iso, "--copy-out", f"/tmp/big:{big}",
+           cmd=["sh", "-c", "truncate -s 4G /tmp/big; echo tail >> /tmp/big; "
+                "printf head | dd of=/tmp/big conv=notrunc status=none"])
+    assert r.verdict == "ok", r
+    (f,) = r.j["files"]
+    assert (f["status"], f["size"]) == ("ok", 4 * 1024 ** 3 + 5), r
+    assert f["bytes"] <= 2 * 65536, r  # two pages of data, at most
+    assert big.stat().st_size == 4 * 1024 ** 3 + 5
+    assert allocated(big) <= 1 * MiB, allocated(big)
+    with open(big, "rb") as h:
+        assert h.read(4) == b"head"
+        h.seek(4 * 1024 ** 3)
+        assert h.read() == b"tail\n"
+
+
+@pytest.mark.parametrize("iso", LEVELS)
+def test_copy_out_max_cuts_then_refuses(sb, open_tmp, iso):
+    """--copy-out-max counts the data written to the host by all copy-outs
+    together: the file that reaches it is cut, the next is refused, and
+    each one's fate is in the result and said once on stderr."""
+    a, b, c = open_tmp / "a", open_tmp / "b", open_tmp / "c"
+    r = sb("--isolation", iso, "--copy-out-max", "1M", "--copy-out", f"/tmp/a:{a}",
+           "--copy-out", f"/tmp/b:{b}", "--copy-out", f"/tmp/c:{c}",
+           cmd=["sh", "-c", "head -c 3000000 /dev/urandom > /tmp/a; echo x > /tmp/b; "
+                "truncate -s 1G /tmp/c"])
+    assert r.verdict == "ok", r
+    fa, fb, fc = r.j["files"]
+    assert (fa["status"], fa["size"], fa["bytes"]) == ("truncated", MiB, MiB), r
+    assert "--copy-out-max" in fa["error"]
+    assert a.stat().st_size == MiB
+    assert fb["status"] == "refused" and "--copy-out-max" in fb["error"] and not b.exists(), r
+    # Holes cost nothing: an all-hole file still comes out after the cap.
+    assert (fc["status"], fc["size"], fc["bytes"]) == ("ok", 1024 ** 3, 0), r
+    assert allocated(c) == 0
+    notes = [l for l in r.stderr.splitlines() if "copy-out" in l]
+    assert len(notes) == 2, r.stderr
+    assert notes[0].startswith("hull: sandbox: copy-out truncated: /tmp/a: cut at 1048576"), notes
+    assert notes[1].startswith("hull: sandbox: copy-out refused: /tmp/b: "), notes
+    assert sorted(os.listdir(open_tmp)) == ["a", "c"]  # no temporary left beside them
+
+
+def test_copy_out_default_cap_is_64m(sb, open_tmp):
+    big = open_tmp / "big"
+    r = sb("--tmp-size", "100M", "--copy-out", f"/tmp/big:{big}",
+           cmd=["sh", "-c", "head -c 70M /dev/zero > /tmp/big"])
+    assert r.verdict == "ok", r
+    (f,) = r.j["files"]
+    assert (f["status"], f["bytes"]) == ("truncated", 64 * MiB), r
+    assert big.stat().st_size == 64 * MiB
+
+
+@pytest.mark.parametrize("iso", LEVELS)
+def test_copy_out_of_a_file_never_written(sb, open_tmp, iso):
+    """A missing file is not a silent success: status missing in the
+    result, one line on stderr in plain mode, the rest still copied."""
+    got, never = open_tmp / "got", open_tmp / "never"
+    r = sb("--isolation", iso, "--copy-out", f"/tmp/none:{never}", "--copy-out", f"/tmp/x:{got}",
+           cmd=["sh", "-c", "echo x > /tmp/x"])
+    fn, fx = r.j["files"]
+    assert (fn["status"], fn["bytes"]) == ("missing", 0) and "No such file" in fn["error"], r
+    assert (fx["status"], fx["size"], fx["bytes"]) == ("ok", 2, 2) and "error" not in fx, r
+    assert not never.exists() and got.read_text() == "x\n"
+    p = sb("--isolation", iso, "--copy-out", f"/tmp/none:{never}", cmd=["true"], json_out=False)
+    lines = [l for l in p.stderr.splitlines() if "/tmp/none" in l]
+    assert lines == ["hull: sandbox: copy-out missing: /tmp/none: none: No such file or "
+                     "directory"], p.stderr
+
+
+def test_copy_out_refused_kinds(sb, open_tmp):
+    d, l = open_tmp / "d", open_tmp / "l"
+    r = sb("--copy-out", f"/tmp/dir:{d}", "--copy-out", f"/tmp/link:{l}",
+           cmd=["sh", "-c", "mkdir /tmp/dir; ln -s /etc/passwd /tmp/link"])
+    fd, fl = r.j["files"]
+    assert fd["status"] == "refused" and fl["status"] == "refused", r
+    assert not d.exists() and not l.exists()
+
+
+def test_copy_out_max_is_checked(sb):
+    r = sb("--copy-out-max", "lots", cmd=["true"])
+    assert r.rc == 125 and "--copy-out-max: 'lots' is not a size" in r.stderr, r

@@ -95,8 +95,11 @@ static void copied_out(const struct hull_policy *p, struct hull_result *r)
         struct stat st;
         if (lstat(p->copy_out[i].host, &st) == 0 && S_ISREG(st.st_mode))
             f->size = (uint64_t)st.st_size;
-        else if (asprintf(&f->error, "%s: not copied out", p->copy_out[i].sandbox) < 0)
-            f->error = NULL;
+        else {
+            f->status = HULL_COPY_MISSING;
+            if (asprintf(&f->error, "%s: not copied out", p->copy_out[i].sandbox) < 0)
+                f->error = NULL;
+        }
     }
 }
 

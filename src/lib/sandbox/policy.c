@@ -29,6 +29,7 @@
 #define PIDS_MAX         1000000u
 #define OPEN_FILES_MIN   4u
 #define OPEN_FILES_MAX   1048576u
+#define COPY_OUT_MAX     (1024ull * GiB)
 
 void hull_policy_init(struct hull_policy *p)
 {
@@ -42,6 +43,7 @@ void hull_policy_init(struct hull_policy *p)
     p->pids = 64;
     p->open_files = 64;
     p->cpus = 1.0;
+    p->copy_out_max = 64 * MiB;
     p->cancel_fd = -1;
 }
 
@@ -223,7 +225,8 @@ int hull_policy_validate(const struct hull_policy *p, hull_error *err)
         range("output", p->output_bytes, 0, OUTPUT_MAX, " bytes", err) < 0 ||
         range("tmp_size", p->tmp_bytes, TMPFS_MIN, TMPFS_MAX, " bytes", err) < 0 ||
         range("pids", p->pids, 1, PIDS_MAX, "", err) < 0 ||
-        range("open_files", p->open_files, OPEN_FILES_MIN, OPEN_FILES_MAX, "", err) < 0)
+        range("open_files", p->open_files, OPEN_FILES_MIN, OPEN_FILES_MAX, "", err) < 0 ||
+        range("copy_out_max", p->copy_out_max, 0, COPY_OUT_MAX, " bytes", err) < 0)
         return -1;
     if (!(p->cpus >= 0.01 && p->cpus <= 1024))
         return hull_error_set(err, ERANGE, "cpus: %g is out of range [0.01, 1024]", p->cpus);

@@ -640,8 +640,9 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     /* Copy out of the /tmp the init handed us: still readable by fd. */
     if (p->n_copy_out) {
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
+        uint64_t budget = p->copy_out_max;
         for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
-            hull_sandbox_copy_out(x.c.launch.exported_fd, &p->copy_out[i], &r->files[i]);
+            hull_sandbox_copy_out(x.c.launch.exported_fd, &p->copy_out[i], &budget, &r->files[i]);
             r->n_files++;
         }
     }

@@ -84,8 +84,10 @@ bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *ov
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
- * writing anywhere but host. Fills f. */
-void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, struct hull_copied_file *f);
+ * writing anywhere but host; holes stay holes, and at most *budget data
+ * bytes are written (*budget is reduced by what was). Fills f. */
+void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+                           struct hull_copied_file *f);
 
 /* A provider runs a policy at one isolation level. */
 struct hull_sandbox_provider {
