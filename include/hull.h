@@ -475,6 +475,9 @@ struct hull_vm_oneshot_opts {
     size_t stdin_len;
     const struct hull_vm_file *copy_in, *copy_out;
     size_t n_copy_in, n_copy_out;
+    /* Data bytes all copy-outs may write to the host together (holes are
+     * free); the file that reaches it is cut. UINT64_MAX: no limit. */
+    uint64_t copy_out_max;
     struct hull_vm_limits limits;
     const char *rootfs; /* NULL = default rootfs */
     const char *kernel; /* NULL = newest /boot/vmlinuz-* */
@@ -484,7 +487,9 @@ struct hull_vm_oneshot_opts {
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;
-    char *error;       /* why, when run.verdict is internal_error */
+    char *error;                    /* why, when run.verdict is internal_error */
+    struct hull_copied_file *files; /* one per copy_out, once the run ran */
+    size_t n_files;
     bool warm;         /* restored from a template */
     uint64_t start_ms; /* VM creation to agent-ready */
     char accel[8];

@@ -219,3 +219,36 @@ def test_copy_out_refused_kinds(sb, open_tmp):
 def test_copy_out_max_is_checked(sb):
     r = sb("--copy-out-max", "lots", cmd=["true"])
     assert r.rc == 125 and "--copy-out-max: 'lots' is not a size" in r.stderr, r
+
+
+def test_copy_out_at_microvm_level(open_tmp):
+    """The guest's agent sends only the data extents, at most
+    --copy-out-max bytes of them: the same statuses as the other levels."""
+    from test_vm_lib import HULL, qemu_pids, skip_unless_ready
+    skip_unless_ready()
+    import json
+    import subprocess
+    big, a, b, never = (open_tmp / n for n in ("big", "a", "b", "never"))
+    cp = subprocess.run(
+        [HULL, "sandbox", "run", "--isolation", "microvm", "--json", "--cpu-time", "60s",
+         "--wall-time", "120s", "--copy-out-max", "1M", "--copy-out", f"/tmp/big:{big}",
+         "--copy-out", f"/tmp/a:{a}", "--copy-out", f"/tmp/b:{b}",
+         "--copy-out", f"/tmp/none:{never}", "--", "sh", "-c",
+         "truncate -s 4G /tmp/big; echo tail >> /tmp/big; "
+         "head -c 3000000 /dev/urandom > /tmp/a; echo x > /tmp/b"],
+        capture_output=True, text=True, timeout=600)
+    assert cp.returncode == 0, cp.stderr
+    j = json.loads(cp.stdout)
+    assert j["verdict"] == "ok" and "error" not in j, j
+    fbig, fa, fb, fn = j["files"]
+    assert (fbig["status"], fbig["size"], fbig["bytes"]) == ("ok", 4 * 1024 ** 3 + 5, 5), j
+    assert big.stat().st_size == 4 * 1024 ** 3 + 5 and allocated(big) <= 1 * MiB
+    assert fa["status"] == "truncated" and fa["bytes"] == MiB - 5, j
+    assert a.stat().st_size == MiB - 5
+    assert fb["status"] == "refused" and not b.exists(), j
+    assert fn["status"] == "missing" and not never.exists(), j
+    assert [l for l in cp.stderr.splitlines() if "copy-out" in l] == [
+        f"hull: sandbox: copy-out truncated: {fa['error']}",
+        f"hull: sandbox: copy-out refused: {fb['error']}",
+        f"hull: sandbox: copy-out missing: {fn['error']}"], cp.stderr
+    assert not qemu_pids()

@@ -83,23 +83,28 @@ static int read_stdin_file(const char *path, char **data, size_t *len, hull_erro
     return 0;
 }
 
-static void copied_out(const struct hull_policy *p, struct hull_result *r)
+/* What the oneshot copied out, or, when the run never got there, that
+ * nothing was. */
+static void copied_out(const struct hull_policy *p, struct hull_vm_oneshot_result *vr,
+                       struct hull_result *r)
 {
     if (p->n_copy_out == 0)
         return;
+    if (vr->n_files == p->n_copy_out) {
+        r->files = vr->files; /* changes hands */
+        r->n_files = vr->n_files;
+        vr->files = NULL;
+        vr->n_files = 0;
+        return;
+    }
     r->files = calloc(p->n_copy_out, sizeof(*r->files));
     for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
         struct hull_copied_file *f = &r->files[r->n_files++];
         f->sandbox = strdup(p->copy_out[i].sandbox);
         f->host = strdup(p->copy_out[i].host);
-        struct stat st;
-        if (lstat(p->copy_out[i].host, &st) == 0 && S_ISREG(st.st_mode))
-            f->size = (uint64_t)st.st_size;
-        else {
-            f->status = HULL_COPY_MISSING;
-            if (asprintf(&f->error, "%s: not copied out", p->copy_out[i].sandbox) < 0)
-                f->error = NULL;
-        }
+        f->status = HULL_COPY_MISSING;
+        if (asprintf(&f->error, "%s: not copied out: the run did not finish", f->sandbox) < 0)
+            f->error = NULL;
     }
 }
 
@@ -146,6 +151,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .n_copy_in = n_in,
         .copy_out = out,
         .n_copy_out = p->n_copy_out,
+        .copy_out_max = p->copy_out_max,
         .limits = {.cpu_time_ms = p->cpu_time_ms,
                    .wall_time_ms = p->wall_time_ms,
                    .memory_bytes = p->memory_bytes,
@@ -169,10 +175,11 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
     r->out = (struct hull_output){vr.run.stdout_buf, vr.run.stdout_len, vr.run.stdout_truncated};
     r->err = (struct hull_output){vr.run.stderr_buf, vr.run.stderr_len, vr.run.stderr_truncated};
     vr.run.stdout_buf = vr.run.stderr_buf = NULL;
-    if (vr.error)
+    /* Copy-out failures are in r->files; the error is for internal_error. */
+    if (vr.error && r->verdict == HULL_VERDICT_INTERNAL_ERROR)
         r->error = strdup(vr.error);
+    copied_out(p, &vr, r);
     hull_vm_oneshot_result_free(&vr);
-    copied_out(p, r);
     ret = 0;
 out:
     if (dir[0]) {
