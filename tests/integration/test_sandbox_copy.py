@@ -252,3 +252,85 @@ def test_copy_out_at_microvm_level(open_tmp):
         f"hull: sandbox: copy-out refused: {fb['error']}",
         f"hull: sandbox: copy-out missing: {fn['error']}"], cp.stderr
     assert not qemu_pids()
+
+
+# ---- process level: each run its own host uid --------------------------------
+
+UID_DIR = "/run/hull/sandbox-uids"
+PROC_UID_BASE = 1000100000
+
+
+def host_uid(pid):
+    from sandboxlib import status_fields
+    return int(status_fields(pid)["Uid"].split()[0])
+
+
+def test_process_level_fork_bomb_does_not_starve_a_concurrent_run(open_tmp):
+    """RLIMIT_NPROC counts per host uid: with one uid for every
+    process-level run, a run that forks all it may makes a fork in any
+    other run fail. Each run has a uid of its own."""
+    from sandboxlib import cancel, pids_with_env, wait_until
+    bomb = Sandbox()
+    p, out, err = bomb.start("--isolation", "process", "--pids", "300", "--wall-time", "120s",
+                             "--cpu-time", "60s", cmd=[
+                                 "sh", "-c", "(while sleep 100 & do :; done) 2>/dev/null; "
+                                 "exec sleep 100"])
+    try:
+        # Forked until the kernel said no: it holds its whole allowance.
+        assert wait_until(lambda: len(pids_with_env(bomb.token)) >= 250, timeout=60), \
+            len(pids_with_env(bomb.token))
+        bomb_uid = host_uid(bomb.workload_pid())
+        honest = Sandbox()
+        r = honest("--isolation", "process", "--wall-time", "60s", "--cpu-time", "20s", cmd=[
+            "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sh -c 'echo $0' $i & done; wait; id -u"])
+        assert r.verdict == "ok", r
+        lines = r.out.split()
+        assert sorted(lines[:8]) == [str(i) for i in range(1, 9)], r
+        uid = int(lines[8])
+        assert uid != bomb_uid, (uid, bomb_uid)
+        assert len(pids_with_env(bomb.token)) >= 250  # still at its limit meanwhile
+        assert PROC_UID_BASE <= uid < PROC_UID_BASE + 1024
+        assert PROC_UID_BASE <= bomb_uid < PROC_UID_BASE + 1024
+    finally:
+        cancel(p)
+        bomb.finish(p, out, err, timeout=120)
+
+
+def try_lock(slot):
+    import fcntl
+    fd = os.open(f"{UID_DIR}/{slot}", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_process_level_uid_is_released_however_the_run_ends(how):
+    """The claim on a run's uid is a lock the kernel drops with its last
+    holder: after a normal end and after SIGKILL of the supervisor alike,
+    the uid is free again (no stale claim to reclaim by hand)."""
+    from sandboxlib import wait_until
+    sb = Sandbox()
+    p, out, err = sb.start("--isolation", "process", "--wall-time", "60s",
+                           cmd=["sh", "-c", "sleep 30"])
+    uid = host_uid(sb.workload_pid())
+    slot = uid - PROC_UID_BASE
+    assert not try_lock(slot), "a running run's uid must be claimed"
+    if how == "sigkill":
+        p.kill()
+        p.wait()
+        assert wait_until(lambda: not sb.leftovers(p.pid).get("processes"), timeout=20)
+        assert try_lock(slot)
+        sb(cmd=["true"])  # collects the killed run's state
+        sb.assert_clean(p.pid)
+        out.close()
+        err.close()
+    else:
+        from sandboxlib import cancel
+        cancel(p)
+        sb.finish(p, out, err)
+        assert try_lock(slot)

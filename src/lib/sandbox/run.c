@@ -55,6 +55,7 @@ struct run {
     int status[2]; /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
+    int uid_lock; /* process level: the claim on the run's host uid (uids.c) */
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
@@ -79,6 +80,8 @@ static void run_release(struct run *x)
         free(x->dirs[i]);
     if (x->have_ctx)
         hull_container_ctx_release(&x->c);
+    /* Last: the sandbox's processes are all gone (its init was reaped). */
+    hull_closep(&x->uid_lock);
     hull_seccomp_filter_free(x->seccomp);
     hull_sandbox_layout_free(&x->lay);
 }
@@ -543,6 +546,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                     .in_fd = -1,
                     .in_write = -1,
                     .in_src = -1,
+                    .uid_lock = -1,
                     .out = {-1, -1},
                     .err = {-1, -1},
                     .status = {-1, -1}};
@@ -552,9 +556,14 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         goto out;
     struct hull_policy local = *p;
     local.rootfs = rootfs;
+    /* Process level: a host uid no other run has (RLIMIT_NPROC and the
+     * kernel's other per-uid counts are that uid's alone). */
+    uint32_t uid_base = HULL_SANDBOX_UID_BASE;
+    if (p->isolation == HULL_ISOLATION_PROCESS &&
+        (x.uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
+        goto out;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) <
-            0)
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, &x.lay, err) < 0)
         goto out;
     if (add_tmp_files(&x) < 0) {
         hull_error_set(err, E2BIG, "too many files and directories to copy in");
