@@ -334,3 +334,36 @@ def test_process_level_uid_is_released_however_the_run_ends(how):
         cancel(p)
         sb.finish(p, out, err)
         assert try_lock(slot)
+
+
+def test_process_level_long_lived_sandboxes_have_their_own_uids(tmp_path):
+    """hulld's long-lived sandboxes at process level: one uid each for
+    their lifetime (execs and put files included), free again after."""
+    from hulldlib import Hulld, wait_until
+    h = Hulld(tmp_path, "--tenant-sandboxes", "4")
+    Path(h.state).mkdir(parents=True)
+    t = h.token("user", "acme")
+    h.start()
+    try:
+        uids = []
+        for _ in range(2):
+            r = h.request("POST", "/v1/sandboxes", {"isolation": "process"}, t)
+            assert r.status == 201, r
+            sid = r.json["id"]
+            assert h.request("PUT", f"/v1/sandboxes/{sid}/files/f", b"x", t,
+                             raw=True).status == 200
+            ex = h.request("POST", f"/v1/sandboxes/{sid}/exec",
+                           {"cmd": ["sh", "-c", "id -u; id -g; stat -c %u /tmp/f"]}, t)
+            assert ex.status == 200 and ex.json["verdict"] == "ok", ex
+            uid, gid, owner = ex.json["stdout"].split()
+            assert uid == gid == owner, ex.json
+            uids.append((sid, int(uid)))
+        (a, ua), (b, ub) = uids
+        assert ua != ub and all(PROC_UID_BASE <= u < PROC_UID_BASE + 1024 for u in (ua, ub))
+        assert not try_lock(ua - PROC_UID_BASE)
+        for sid, _ in uids:
+            assert h.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status in (200, 204)
+        assert wait_until(lambda: try_lock(ua - PROC_UID_BASE) and try_lock(ub - PROC_UID_BASE),
+                          30)
+    finally:
+        assert h.stop() == 0, h.log.read_text()
