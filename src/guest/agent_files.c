@@ -273,6 +273,14 @@ int agent_get_file(struct conn *c, json_object *req)
     bool cut = false;
     if (max_data >= 0) {
         extents = data_extents(fd, st.st_size, max_data < max ? max_data : max, &length, &cut);
+        if (cut && max < max_data) {
+            /* Cut by the agent's own bound, not the host's: refused whole. */
+            json_object_put(extents);
+            json_object_put(o);
+            close(fd);
+            return conn_send_error(c, "get_file %s: more than %lld bytes of data", path,
+                                   (long long)max);
+        }
         json_object_object_add(o, "extents", json_object_get(extents));
         json_object_object_add(o, "length", json_object_new_int64(length));
         json_object_object_add(o, "cut", json_object_new_boolean(cut));
