@@ -91,7 +91,7 @@ def snapshot(root):
     return out
 
 
-@pytest.mark.parametrize("iso", LEVELS)
+@pytest.mark.parametrize("iso", LEVELS + ["microvm"])
 @pytest.mark.parametrize("target", ["/", "etc", "/etc"])
 def test_copy_in_through_a_rootfs_tmp_symlink_is_refused(sb, open_tmp, tmp_path_factory, iso,
                                                           target):

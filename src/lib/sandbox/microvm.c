@@ -40,6 +40,30 @@ static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
     return 0;
 }
 
+/* Copy-ins land in the guest's /tmp and nowhere else: a --rootfs whose
+ * tmp (proc, dev) is a symlink is refused as at the other levels. One that
+ * lacks them is the guest's to make. */
+static int check_rootfs(const struct hull_policy *p, hull_error *err)
+{
+    if (p->rootfs == NULL)
+        return 0;
+    char *root = hull_sandbox_resolve_rootfs(p->rootfs, err);
+    if (root == NULL)
+        return -1;
+    static const char *const own[] = {"/proc", "/dev", "/tmp", NULL};
+    int rc = 0;
+    for (const char *const *m = own; *m && rc == 0; m++) {
+        if (hull_sandbox_check_own_mount(root, *m, err) == 0)
+            continue;
+        if (hull_error_code(*err) == ENOENT)
+            hull_error_free(err);
+        else
+            rc = -1;
+    }
+    free(root);
+    return rc;
+}
+
 static enum hull_verdict verdict_from_name(const char *name)
 {
     for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_KILLED; v++)
@@ -110,7 +134,8 @@ static void copied_out(const struct hull_policy *p, struct hull_vm_oneshot_resul
 
 static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0)
+    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
+        check_rootfs(p, err) < 0)
         return -1;
     size_t n_in = p->n_copy_in + p->n_files;
     struct hull_vm_file *in = calloc(n_in ? n_in : 1, sizeof(*in));
