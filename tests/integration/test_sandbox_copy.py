@@ -224,7 +224,7 @@ def test_copy_out_max_is_checked(sb):
 def test_copy_out_at_microvm_level(open_tmp):
     """The guest's agent sends only the data extents, at most
     --copy-out-max bytes of them: the same statuses as the other levels."""
-    from test_vm_lib import HULL, qemu_pids, skip_unless_ready
+    from test_vm_lib import HULL, skip_unless_ready
     skip_unless_ready()
     import json
     import subprocess
@@ -251,7 +251,6 @@ def test_copy_out_at_microvm_level(open_tmp):
         f"hull: sandbox: copy-out truncated: {fa['error']}",
         f"hull: sandbox: copy-out refused: {fb['error']}",
         f"hull: sandbox: copy-out missing: {fn['error']}"], cp.stderr
-    assert not qemu_pids()
 
 
 # ---- process level: each run its own host uid --------------------------------
