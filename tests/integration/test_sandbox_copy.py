@@ -31,6 +31,7 @@ def open_tmp():
 # ---- --stdin ----------------------------------------------------------------
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("iso", LEVELS)
 def test_stdin_file_is_not_the_host_file(sb, open_tmp, iso):
     """fd 0 is a pipe hull feeds: the sandbox neither sees the host path nor
@@ -154,6 +155,7 @@ def test_copy_out_keeps_holes_as_holes(sb, open_tmp, iso):
         assert h.read() == b"tail\n"
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("iso", LEVELS)
 def test_copy_out_max_cuts_then_refuses(sb, open_tmp, iso):
     """--copy-out-max counts the data written to the host by all copy-outs
