@@ -368,3 +368,27 @@ def test_process_level_long_lived_sandboxes_have_their_own_uids(tmp_path):
                           30)
     finally:
         assert h.stop() == 0, h.log.read_text()
+
+
+def test_concurrent_process_level_runs_never_share_a_uid():
+    """Started at once by separate hull processes, every run that overlaps
+    another has a uid of its own (the claim is a lock, not a guess)."""
+    sb = Sandbox()
+    runs = [sb.start("--isolation", "process", "--wall-time", "120s",
+                     cmd=["sh", "-c", "id -u; sleep 5"]) for _ in range(8)]
+    from sandboxlib import pids_with_env, wait_until
+
+    def live_uids():
+        uids = set()
+        for pid in pids_with_env(sb.token):
+            try:
+                uids.add(host_uid(pid))
+            except (OSError, KeyError):
+                pass  # gone meanwhile
+        return uids
+    # Eight distinct uids live at once: the runs overlapped.
+    assert wait_until(lambda: len(live_uids()) >= 8, timeout=60), live_uids()
+    results = [sb.finish(*r) for r in runs]
+    uids = [int(r.out.strip()) for r in results]
+    assert all(r.verdict == "ok" for r in results), results
+    assert len(set(uids)) == 8, uids
