@@ -189,7 +189,8 @@ struct hull_inline_file {
 
 /* Everything that defines one run. hull_policy_init() sets the defaults:
  * container isolation, 2 s CPU, 10 s wall, 256 MiB, 64 pids, 1 MiB of each
- * output stream, 64 MiB /tmp, 64 open files, 1 CPU, no network. */
+ * output stream, 64 MiB /tmp, 64 open files, 1 CPU, no network, 64 MiB of
+ * copy-out. */
 struct hull_policy {
     enum hull_isolation isolation;
     char **argv; /* NULL-terminated, argv[0] looked up in PATH */
@@ -214,6 +215,10 @@ struct hull_policy {
     size_t stdin_len;
     struct hull_copy *copy_in, *copy_out;
     size_t n_copy_in, n_copy_out;
+    /* Data bytes all copy-outs of a run may write to the host together
+     * (holes stay holes and cost nothing); the file that reaches it is cut,
+     * later ones are refused. Default 64 MiB. */
+    uint64_t copy_out_max;
     struct hull_inline_file *files;
     size_t n_files;
 
@@ -266,11 +271,23 @@ struct hull_output {
     bool truncated;
 };
 
+/* What became of one copy-out. */
+enum hull_copy_status {
+    HULL_COPY_OK,        /* copied whole */
+    HULL_COPY_MISSING,   /* the program did not leave it there */
+    HULL_COPY_TRUNCATED, /* cut where copy_out_max was reached */
+    HULL_COPY_REFUSED,   /* not copied: not a plain file of /tmp, or over copy_out_max */
+    HULL_COPY_FAILED,    /* the host side failed (target directory, disk) */
+};
+const char *hull_copy_status_name(enum hull_copy_status s);
+
 struct hull_copied_file {
     char *sandbox;
     char *host;
-    uint64_t size;
-    char *error; /* why it was not copied, or NULL */
+    enum hull_copy_status status;
+    uint64_t size;  /* length of the host file (holes included) */
+    uint64_t bytes; /* data written to the host (holes are not) */
+    char *error;    /* why it was not copied whole, or NULL */
 };
 
 struct hull_result {
@@ -468,6 +485,9 @@ struct hull_vm_oneshot_opts {
     size_t stdin_len;
     const struct hull_vm_file *copy_in, *copy_out;
     size_t n_copy_in, n_copy_out;
+    /* Data bytes all copy-outs may write to the host together (holes are
+     * free); the file that reaches it is cut. UINT64_MAX: no limit. */
+    uint64_t copy_out_max;
     struct hull_vm_limits limits;
     const char *rootfs; /* NULL = default rootfs */
     const char *kernel; /* NULL = newest /boot/vmlinuz-* */
@@ -477,7 +497,9 @@ struct hull_vm_oneshot_opts {
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;
-    char *error;       /* why, when run.verdict is internal_error */
+    char *error;                    /* why, when run.verdict is internal_error */
+    struct hull_copied_file *files; /* one per copy_out, once the run ran */
+    size_t n_files;
     bool warm;         /* restored from a template */
     uint64_t start_ms; /* VM creation to agent-ready */
     char accel[8];

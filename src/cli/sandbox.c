@@ -48,6 +48,8 @@ static void help(void)
            "  --stdin FILE|-        the program's stdin (default: empty)\n"
            "  --copy-in HOST:PATH   copy a host file to PATH under /tmp (repeatable)\n"
            "  --copy-out PATH:HOST  copy PATH under /tmp to the host after the run\n"
+           "  --copy-out-max SIZE   data all copy-outs may write to the host together;\n"
+           "                        holes stay holes (default 64M)\n"
            "  --env KEY=VALUE       set an environment variable (repeatable)\n"
            "Other:\n"
            "  --network none|host   none (default): only loopback; host: the host's\n"
@@ -61,7 +63,10 @@ static void help(void)
            "124 when a limit was hit, 125 when hull could not run it. With --json the\n"
            "exit status is 0 whenever the run happened (the verdict says how) and 125\n"
            "for bad input. SIGINT, SIGTERM or SIGHUP stop the run, clean it up and\n"
-           "exit 128+N (verdict killed).\n");
+           "exit 128+N (verdict killed).\n"
+           "\n"
+           "Each --copy-out has a status in the result (files[].status: ok, missing,\n"
+           "truncated, refused or failed); any but ok is also said once on stderr.\n");
 }
 
 /* SIGINT, SIGTERM and SIGHUP stop the run through the policy's cancel fd,
@@ -139,12 +144,20 @@ static void summary(const struct hull_result *r)
             (unsigned long long)r->cpu_time_ms, (unsigned long long)r->wall_time_ms,
             (unsigned long long)r->max_memory_kb, r->out.truncated ? " stdout-truncated" : "",
             r->err.truncated ? " stderr-truncated" : "");
-    for (size_t i = 0; i < r->n_files; i++)
-        if (r->files[i].error)
-            fprintf(stderr, "\nhull: sandbox: copy-out %s", r->files[i].error);
     if (r->error)
         fprintf(stderr, " error=\"%s\"", r->error);
     fputc('\n', stderr);
+}
+
+/* One line for each copy-out that did not come out whole. */
+static void copy_out_notes(const struct hull_result *r)
+{
+    for (size_t i = 0; i < r->n_files; i++) {
+        const struct hull_copied_file *f = &r->files[i];
+        if (f->status != HULL_COPY_OK)
+            fprintf(stderr, "hull: sandbox: copy-out %s: %s\n", hull_copy_status_name(f->status),
+                    f->error ? f->error : f->sandbox);
+    }
 }
 
 static int exit_status(const struct hull_result *r)
@@ -192,6 +205,7 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         STDIN,
         COPY_IN,
         COPY_OUT,
+        COPY_OUT_MAX,
         ENV,
         NETWORK,
         SECCOMP,
@@ -213,6 +227,7 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         {"stdin", required_argument, NULL, STDIN},
         {"copy-in", required_argument, NULL, COPY_IN},
         {"copy-out", required_argument, NULL, COPY_OUT},
+        {"copy-out-max", required_argument, NULL, COPY_OUT_MAX},
         {"env", required_argument, NULL, ENV},
         {"network", required_argument, NULL, NETWORK},
         {"seccomp", required_argument, NULL, SECCOMP},
@@ -246,12 +261,17 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         }
         case MEM:
         case OUTPUT:
-        case TMP: {
-            uint64_t *v = c == MEM ? &p.memory_bytes : c == OUTPUT ? &p.output_bytes : &p.tmp_bytes;
+        case TMP:
+        case COPY_OUT_MAX: {
+            uint64_t *v = c == MEM      ? &p.memory_bytes
+                          : c == OUTPUT ? &p.output_bytes
+                          : c == TMP    ? &p.tmp_bytes
+                                        : &p.copy_out_max;
             if (hull_parse_size(optarg, v) < 0) {
                 ret = bad(c == MEM      ? "--memory"
                           : c == OUTPUT ? "--output"
-                                        : "--tmp-size",
+                          : c == TMP    ? "--tmp-size"
+                                        : "--copy-out-max",
                           optarg, "a size (256M, 1G, 65536)");
                 goto out;
             }
@@ -369,6 +389,7 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
         hull_error_free(&err);
         goto out;
     }
+    copy_out_notes(&r);
     if (json) {
         char *j = hull_result_to_json(&r);
         printf("%s\n", j ? j : "{}");

@@ -405,6 +405,7 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
         .n_copy_in = a->ncin,
         .copy_out = a->cout,
         .n_copy_out = a->ncout,
+        .copy_out_max = UINT64_MAX, /* the operator's own files */
         .limits = a->lim,
         .rootfs = a->c.rootfs,
         .kernel = a->c.kernel,

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,43 +175,132 @@ int agent_put_file(struct conn *c, json_object *req)
     return 0;
 }
 
+/* The data extents of fd (SEEK_DATA / SEEK_HOLE), at most max_data bytes
+ * of them: holes are not sent, and the host keeps them as holes. Past
+ * AGENT_MAX_EXTENTS the last extent runs to the end of the file. *length
+ * is where the file ends on the host (size, or where max_data cut it). */
+#define AGENT_MAX_EXTENTS 1024
+static json_object *data_extents(int fd, int64_t size, int64_t max_data, int64_t *length, bool *cut)
+{
+    json_object *a = json_object_new_array();
+    int64_t off = 0, left = max_data;
+    size_t n = 0;
+    *cut = false;
+    *length = size;
+    while (off < size) {
+        off_t data = lseek(fd, off, SEEK_DATA);
+        if (data < 0 && errno != ENXIO)
+            data = off; /* no hole support: all of it is data */
+        if (data < 0)
+            break;
+        off_t hole = ++n == AGENT_MAX_EXTENTS ? size : lseek(fd, data, SEEK_HOLE);
+        if (hole < 0 || hole > size)
+            hole = size;
+        int64_t len = hole - data;
+        if (len > left) {
+            len = left;
+            *cut = true;
+            *length = data + len;
+        }
+        json_object *e = json_object_new_array();
+        json_object_array_add(e, json_object_new_int64(data));
+        json_object_array_add(e, json_object_new_int64(len));
+        json_object_array_add(a, e);
+        left -= len;
+        off = data + len;
+        if (*cut)
+            break;
+    }
+    return a;
+}
+
+/* Send len bytes of fd from off; a file that shrank ends early (the host
+ * checks the count). */
+static int send_range(struct conn *c, int fd, int64_t off, int64_t len)
+{
+    uint8_t buf[HULL_AGENT_CHUNK];
+    while (len > 0) {
+        ssize_t n =
+            pread(fd, buf, (size_t)(len < (int64_t)sizeof(buf) ? len : (int64_t)sizeof(buf)), off);
+        if (n <= 0)
+            return 0;
+        if (conn_send(c, HULL_FRAME_DATA, buf, (size_t)n) < 0)
+            return -1;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* get_file {path, max_size} sends the whole file; with max_data it sends
+ * only the data extents listed in the answer ("extents": [[offset, length],
+ * ...], "length", "cut"), at most max_data bytes of them. */
 int agent_get_file(struct conn *c, json_object *req)
 {
     const char *path = get_str(req, "path");
     int64_t max = get_i64(req, "max_size", AGENT_FILE_MAX);
+    int64_t max_data = get_i64(req, "max_data", -1);
     const char *bad = check_path(path);
     if (bad)
         return conn_send_error(c, "get_file %s: %s", path ? path : "(none)", bad);
     int fd = open_in_root(path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
-    if (fd < 0)
-        return conn_send_error(c, "get_file %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        /* With its errno, so the host can tell a missing file from others. */
+        int e = errno;
+        json_object *o = json_object_new_object();
+        char msg[4200];
+        snprintf(msg, sizeof(msg), "get_file %s: %s", path, strerror(e));
+        json_object_object_add(o, "ok", json_object_new_boolean(0));
+        json_object_object_add(o, "error", json_object_new_string(msg));
+        json_object_object_add(o, "errno", json_object_new_int(e));
+        int r = conn_send_json(c, HULL_FRAME_RESP, o);
+        json_object_put(o);
+        return r;
+    }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return conn_send_error(c, "get_file %s: not a regular file", path);
     }
-    if (st.st_size > max) {
+    if (max_data < 0 && st.st_size > max) {
         close(fd);
         return conn_send_error(c, "get_file %s: %lld bytes is over the limit of %lld", path,
                                (long long)st.st_size, (long long)max);
     }
     json_object *o = json_object_new_object();
+    json_object *extents = NULL;
+    int64_t length = st.st_size;
+    bool cut = false;
+    if (max_data >= 0) {
+        extents = data_extents(fd, st.st_size, max_data < max ? max_data : max, &length, &cut);
+        if (cut && max < max_data) {
+            /* Cut by the agent's own bound, not the host's: refused whole. */
+            json_object_put(extents);
+            json_object_put(o);
+            close(fd);
+            return conn_send_error(c, "get_file %s: more than %lld bytes of data", path,
+                                   (long long)max);
+        }
+        json_object_object_add(o, "extents", json_object_get(extents));
+        json_object_object_add(o, "length", json_object_new_int64(length));
+        json_object_object_add(o, "cut", json_object_new_boolean(cut));
+    }
     json_object_object_add(o, "ok", json_object_new_boolean(1));
     json_object_object_add(o, "size", json_object_new_int64(st.st_size));
     json_object_object_add(o, "mode", json_object_new_int(st.st_mode & 07777));
     int r = conn_send_json(c, HULL_FRAME_RESP, o);
     json_object_put(o);
-    /* Send what is there up to the size announced: a file that grows while
-     * we read is cut, one that shrinks ends early; the host checks the count. */
-    uint8_t buf[HULL_AGENT_CHUNK];
-    int64_t left = st.st_size;
-    while (r == 0 && left > 0) {
-        ssize_t n =
-            read(fd, buf, (size_t)(left < (int64_t)sizeof(buf) ? left : (int64_t)sizeof(buf)));
-        if (n <= 0)
-            break;
-        r = conn_send(c, HULL_FRAME_DATA, buf, (size_t)n);
-        left -= n;
+    if (extents == NULL) {
+        /* Up to the size announced: a file that grows while we read is cut. */
+        if (r == 0)
+            r = send_range(c, fd, 0, st.st_size);
+    } else {
+        for (size_t i = 0; r == 0 && i < json_object_array_length(extents); i++) {
+            json_object *e = json_object_array_get_idx(extents, i);
+            r = send_range(c, fd, json_object_get_int64(json_object_array_get_idx(e, 0)),
+                           json_object_get_int64(json_object_array_get_idx(e, 1)));
+        }
+        json_object_put(extents);
     }
     close(fd);
     return r == 0 ? conn_send(c, HULL_FRAME_DATA, NULL, 0) : -1;

@@ -37,8 +37,8 @@ def test_runs_in_its_own_kernel_with_the_result_json(tmp_path):
     assert j["stdout"] == "42\n"
     # Not the host's kernel: the guest runs Debian's.
     assert out.read_text().strip() != os.uname().release
-    assert j["files"] == [{"sandbox": "/tmp/o.txt", "host": str(out),
-                           "size": out.stat().st_size}]
+    assert j["files"] == [{"sandbox": "/tmp/o.txt", "host": str(out), "status": "ok",
+                           "size": out.stat().st_size, "bytes": out.stat().st_size}]
 
 
 def test_limits_give_the_same_verdicts():

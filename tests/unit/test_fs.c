@@ -234,6 +234,24 @@ static void mkdir_creates_inside(void **state)
     resolves_to(t, "a/b", HULL_RESOLVE_MKDIR, "a/b");
 }
 
+/* NO_SYMLINKS: a link anywhere on the way is refused, even one that stays
+ * inside, and nothing is created behind it. */
+static void no_symlinks_refuses_every_link(void **state)
+{
+    struct tree *t = *state;
+    int mk = HULL_RESOLVE_MKDIR | HULL_RESOLVE_NO_SYMLINKS;
+    resolves_to(t, "a/b", HULL_RESOLVE_NO_SYMLINKS, "a/b");
+    resolves_to(t, "a/new", mk, "a/new");
+    fails_with(t, "abs/x", mk, ELOOP, "abs/x: 'abs' is a symlink (not followed here)");
+    assert_false(exists_at(t->root, "a/x"));
+    fails_with(t, "rel", HULL_RESOLVE_NO_SYMLINKS, ELOOP,
+               "rel: 'rel' is a symlink (not followed here)");
+    fails_with(t, "a/par", HULL_RESOLVE_MKFILE | HULL_RESOLVE_NO_SYMLINKS, ELOOP,
+               "a/par: 'par' is a symlink (not followed here)");
+    /* NOFOLLOW still returns a final link as itself. */
+    resolves_to(t, "a/par", HULL_RESOLVE_NOFOLLOW | HULL_RESOLVE_NO_SYMLINKS, "a/par");
+}
+
 static void mkfile_creates_the_last_component(void **state)
 {
     struct tree *t = *state;
@@ -477,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(missing, setup, teardown),
         cmocka_unit_test_setup_teardown(mkdir_creates_inside, setup, teardown),
         cmocka_unit_test_setup_teardown(mkfile_creates_the_last_component, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_symlinks_refuses_every_link, setup, teardown),
         cmocka_unit_test_setup_teardown(long_names, setup, teardown),
         cmocka_unit_test(path_clean),
         cmocka_unit_test_setup_teardown(atomic_write_replaces_whole, setup, teardown),

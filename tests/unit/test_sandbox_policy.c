@@ -116,6 +116,7 @@ static void test_defaults_are_valid(void **state)
     assert_int_equal(p.open_files, 64);
     assert_true(p.cpus == 1.0);
     assert_false(p.network_host);
+    assert_int_equal(p.copy_out_max, 64 * MiB);
     assert_int_equal(p.cancel_fd, -1);
 }
 
@@ -141,6 +142,8 @@ static void test_validate_ranges(void **state)
     CASE(open_files, 3, "open_files: 3 is out of range [4, 1048576]");
     CASE(cpus, 0.001, "cpus: 0.001 is out of range [0.01, 1024]");
     CASE(cpus, 2000, "cpus:");
+    CASE(copy_out_max, 1025ull * 1024 * MiB,
+         "copy_out_max: 1100585369600 bytes is out of range [0 bytes, 1099511627776 bytes]");
     CASE(argv, NULL, "cmd: a command is required");
 #undef CASE
     /* The edges themselves are in range. */
@@ -151,6 +154,7 @@ static void test_validate_ranges(void **state)
     p.pids = 1;
     p.open_files = 4;
     p.cpus = 0.01;
+    p.copy_out_max = 0; /* holes only */
     hull_error err = NULL;
     assert_int_equal(hull_policy_validate(&p, &err), 0);
 
@@ -427,8 +431,12 @@ static void test_result_json_shape(void **state)
     set_out(&r.err, "err", 3, true);
     r.n_files = 2;
     r.files = calloc(2, sizeof(*r.files));
-    r.files[0] = (struct hull_copied_file){strdup("/tmp/a"), strdup("/h/a"), 7, NULL};
-    r.files[1] = (struct hull_copied_file){strdup("/tmp/b"), strdup("/h/b"), 0, strdup("nope")};
+    r.files[0] = (struct hull_copied_file){
+        .sandbox = strdup("/tmp/a"), .host = strdup("/h/a"), .size = 7, .bytes = 5};
+    r.files[1] = (struct hull_copied_file){.sandbox = strdup("/tmp/b"),
+                                           .host = strdup("/h/b"),
+                                           .status = HULL_COPY_MISSING,
+                                           .error = strdup("nope")};
     json_object *o = result_json(&r);
     assert_string_equal(str_of(o, "verdict"), "exit_nonzero");
     assert_string_equal(str_of(o, "exit_code"), "3");
@@ -450,8 +458,15 @@ static void test_result_json_shape(void **state)
     assert_string_equal(str_of(f0, "sandbox"), "/tmp/a");
     assert_string_equal(str_of(f0, "host"), "/h/a");
     assert_string_equal(str_of(f0, "size"), "7");
+    assert_string_equal(str_of(f0, "bytes"), "5");
+    assert_string_equal(str_of(f0, "status"), "ok");
     assert_null(str_of(f0, "error"));
+    assert_string_equal(str_of(f1, "status"), "missing");
     assert_string_equal(str_of(f1, "error"), "nope");
+    static const char *const statuses[] = {"ok", "missing", "truncated", "refused", "failed"};
+    for (int st = HULL_COPY_OK; st <= HULL_COPY_FAILED; st++)
+        assert_string_equal(hull_copy_status_name((enum hull_copy_status)st), statuses[st]);
+    assert_string_equal(hull_copy_status_name((enum hull_copy_status)99), "unknown");
     json_object_put(o);
     hull_result_free(&r);
     assert_null(r.out.data); /* freed and zeroed */

@@ -307,10 +307,14 @@ static int copy_fd(int from, int to)
 
 static int write_root_file(int rootfd, const struct hull_root_file *f, hull_error *err)
 {
+    /* Files written after the mounts go into a fresh tmpfs (the sandbox's
+     * /tmp), where nothing is a symlink: one on the way means the path
+     * leads elsewhere (a rootfs whose tmp is a link), and is refused. */
+    int strict = f->after_mounts ? HULL_RESOLVE_NO_SYMLINKS : 0;
     if (S_ISDIR(f->mode)) {
         /* A directory with its owner (the sandbox's /tmp/... for its user). */
-        cleanup_close int dfd =
-            hull_resolve_in_root(rootfd, f->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        cleanup_close int dfd = hull_resolve_in_root(
+            rootfd, f->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | strict, err);
         char fdp[32];
         if (dfd < 0)
             return hull_error_prefix(err, "mkdir %s", f->path);
@@ -326,14 +330,15 @@ static int write_root_file(int rootfd, const struct hull_root_file *f, hull_erro
         if (slash == NULL || slash[1] == '\0')
             return hull_error_set(err, EINVAL, "symlink %s: bad path", f->path);
         *slash = '\0';
-        cleanup_close int dir = hull_resolve_in_root(
-            rootfd, parent[0] ? parent : "/", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        cleanup_close int dir =
+            hull_resolve_in_root(rootfd, parent[0] ? parent : "/",
+                                 HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | strict, err);
         if (dir < 0 || symlinkat(f->link, dir, slash + 1) < 0)
             return dir < 0 ? -1 : hull_error_errno(err, "symlink %s", f->path);
         return 0;
     }
-    cleanup_close int fd =
-        hull_resolve_in_root(rootfd, f->path, HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW, err);
+    cleanup_close int fd = hull_resolve_in_root(
+        rootfd, f->path, HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW | strict, err);
     if (fd < 0)
         return hull_error_prefix(err, "write %s", f->path);
     char fdp[32];

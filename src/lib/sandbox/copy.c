@@ -1,12 +1,18 @@
 /* --copy-out: files leave the sandbox only by a path that cannot be turned
- * against the host.
+ * against the host, and only as many bytes as the policy allows.
  *
  * The source is resolved inside the sandbox's /tmp (held open by fd after
  * the sandbox is gone) without following a final symlink, must be a regular
  * file with one link on that same filesystem, and is read through the fd
  * the walk produced. The host target is written as a new file beside it and
  * renamed into place: an existing symlink or hard link at the target is
- * replaced, never written through. */
+ * replaced, never written through.
+ *
+ * Only the file's data is copied (SEEK_DATA / SEEK_HOLE): a hole stays a
+ * hole on the host, so `truncate -s 4G` in the sandbox costs the host no
+ * disk. The data of all copy-outs of a run together is bounded by
+ * policy.copy_out_max: the file that reaches the bound is cut there
+ * (truncated), those after it are refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,18 +26,23 @@
 #include "util/error.h"
 #include "util/fs.h"
 
-static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *size, hull_error *err)
+/* The source, checked: a regular file of the sandbox's /tmp, opened for
+ * reading. -1 with *status missing or refused. */
+static int open_source(int tmpfd, const char *path, enum hull_copy_status *status, hull_error *err)
 {
     char clean[PATH_MAX];
-    if (hull_path_clean(c->sandbox, clean, sizeof(clean)) < 0 || strncmp(clean, "/tmp/", 5) != 0)
+    *status = HULL_COPY_REFUSED;
+    if (hull_path_clean(path, clean, sizeof(clean)) < 0 || strncmp(clean, "/tmp/", 5) != 0)
         return hull_error_set(err, EINVAL, "not a path under /tmp");
-    struct stat tst;
+    struct stat tst, st;
     if (fstat(tmpfd, &tst) < 0)
         return hull_error_errno(err, "stat /tmp");
     cleanup_close int src = hull_resolve_in_root(tmpfd, clean + 5, HULL_RESOLVE_NOFOLLOW, err);
-    if (src < 0)
+    if (src < 0) {
+        if (hull_error_code(*err) == ENOENT)
+            *status = HULL_COPY_MISSING;
         return -1;
-    struct stat st;
+    }
     if (fstat(src, &st) < 0)
         return hull_error_errno(err, "stat");
     if (!S_ISREG(st.st_mode))
@@ -44,59 +55,156 @@ static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *size, hull_e
     if (st.st_dev != tst.st_dev)
         return hull_error_set(err, EPERM, "is not on the sandbox's /tmp");
     char fdp[32];
-    cleanup_close int in = open(hull_fd_path(fdp, src), O_RDONLY | O_CLOEXEC);
+    int in = open(hull_fd_path(fdp, src), O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return hull_error_errno(err, "open");
+    return in;
+}
 
+static int copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
+{
+    char buf[65536];
+    while (len > 0) {
+        size_t want = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+        ssize_t n = pread(in, buf, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "read");
+        if (n == 0)
+            break; /* the file is shorter than it was: nothing more to copy */
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = pwrite(out, buf + w, (size_t)(n - w), off + w);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0)
+                return hull_error_errno(err, "write");
+            w += k;
+        }
+        off += n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* The data extents of in, into out at the same offsets, at most *budget
+ * bytes of them. *length is the host file's length, *bytes the data
+ * written; *cut when the budget ended the copy early. */
+static int copy_sparse(int in, int out, uint64_t *budget, uint64_t *length, uint64_t *bytes,
+                       bool *cut, hull_error *err)
+{
+    struct stat st;
+    if (fstat(in, &st) < 0)
+        return hull_error_errno(err, "stat");
+    off_t size = st.st_size, off = 0;
+    *bytes = 0;
+    *cut = false;
+    while (off < size) {
+        off_t data = lseek(in, off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break; /* a hole to the end */
+        if (data < 0)
+            return hull_error_errno(err, "seek");
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0)
+            return hull_error_errno(err, "seek");
+        if (hole > size)
+            hole = size;
+        uint64_t len = (uint64_t)(hole - data);
+        if (len > *budget) {
+            len = *budget;
+            *cut = true;
+        }
+        if (copy_range(in, out, data, len, err) < 0)
+            return -1;
+        *budget -= len;
+        *bytes += len;
+        off = data + (off_t)len;
+        if (*cut) {
+            size = off;
+            break;
+        }
+    }
+    /* The length the data ends at, holes included (a trailing hole too). */
+    if (ftruncate(out, size) < 0)
+        return hull_error_errno(err, "truncate");
+    *length = (uint64_t)size;
+    return 0;
+}
+
+/* The directory fd and the last name of a host path. */
+static int host_parent(const char *host, const char **name, hull_error *err)
+{
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", c->host);
+    snprintf(dir, sizeof(dir), "%s", host);
     char *slash = strrchr(dir, '/');
-    const char *name = c->host;
+    *name = host;
     if (slash) {
         *slash = '\0';
-        name = c->host + (slash - dir) + 1;
+        *name = host + (slash - dir) + 1;
     }
-    if (*name == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return hull_error_set(err, EINVAL, "host path %s names no file", c->host);
-    cleanup_close int dfd =
-        open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (**name == '\0' || strcmp(*name, ".") == 0 || strcmp(*name, "..") == 0)
+        return hull_error_set(err, EINVAL, "host path %s names no file", host);
+    int dfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
-        return hull_error_errno(err, "host directory of %s", c->host);
+        return hull_error_errno(err, "host directory of %s", host);
+    return dfd;
+}
+
+static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+                    struct hull_copied_file *f, hull_error *err)
+{
+    cleanup_close int in = open_source(tmpfd, c->sandbox, &f->status, err);
+    if (in < 0)
+        return -1;
+    /* The cap is spent: nothing of this file reaches the host. Only an
+     * empty (or all-hole) file would still fit. */
+    off_t first = lseek(in, 0, SEEK_DATA);
+    if (*budget == 0 && first >= 0)
+        return hull_error_set(err, EFBIG,
+                              "the copy-out limit (--copy-out-max) is used up by the "
+                              "files before it");
+    f->status = HULL_COPY_FAILED;
+    const char *name;
+    cleanup_close int dfd = host_parent(c->host, &name, err);
+    if (dfd < 0)
+        return -1;
     char tmp[NAME_MAX + 1];
     snprintf(tmp, sizeof(tmp), ".%.200s.hull-%d.tmp", name, (int)getpid());
     cleanup_close int out =
         openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (out < 0)
         return hull_error_errno(err, "create beside %s", c->host);
-    char buf[65536];
-    ssize_t n;
-    uint64_t total = 0;
-    while ((n = read(in, buf, sizeof(buf))) > 0) {
-        if (write(out, buf, (size_t)n) != n) {
+    bool cut = false;
+    if (copy_sparse(in, out, budget, &f->size, &f->bytes, &cut, err) < 0 || fsync(out) < 0 ||
+        renameat(dfd, tmp, dfd, name) < 0) {
+        if (!hull_error_code(*err))
             hull_error_errno(err, "write %s", c->host);
-            unlinkat(dfd, tmp, 0);
-            return -1;
-        }
-        total += (uint64_t)n;
-    }
-    if (n < 0 || fsync(out) < 0 || renameat(dfd, tmp, dfd, name) < 0) {
-        hull_error_errno(err, "write %s", c->host);
+        else
+            hull_error_prefix(err, "write %s", c->host);
         unlinkat(dfd, tmp, 0);
         return -1;
     }
-    *size = total;
+    f->status = cut ? HULL_COPY_TRUNCATED : HULL_COPY_OK;
+    if (cut)
+        return hull_error_set(err, EFBIG,
+                              "cut at %llu bytes: the copy-out limit (--copy-out-max) "
+                              "was reached",
+                              (unsigned long long)f->size);
     return 0;
 }
 
-void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, struct hull_copied_file *f)
+void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+                           struct hull_copied_file *f)
 {
     hull_error e = NULL;
     f->sandbox = strdup(c->sandbox);
     f->host = strdup(c->host);
+    f->status = HULL_COPY_MISSING;
     if (tmpfd < 0)
         hull_error_set(&e, ENOENT, "the sandbox's /tmp is not available");
     else
-        copy_out(tmpfd, c, &f->size, &e);
+        copy_out(tmpfd, c, budget, f, &e);
     if (e != NULL) {
         if (asprintf(&f->error, "%s: %s", c->sandbox, hull_error_msg(e)) < 0)
             f->error = NULL;

@@ -211,7 +211,8 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
     if (p->isolation == HULL_ISOLATION_PROCESS) {
         /* No cgroup at this level: address space and tasks by rlimit only. */
         json_object_array_add(rl, rlimit("RLIMIT_AS", p->memory_bytes, p->memory_bytes));
-        /* Counted per host uid, the init included (same uid). */
+        /* Counted per host uid, which is this run's own (uids.c); the init
+         * has the same uid and counts too. */
         json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids + 1ull, p->pids + 1ull));
     }
     json_object_object_add(proc, "rlimits", rl);
@@ -224,8 +225,9 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     memset(lay, 0, sizeof(*lay));
     bool container = p->isolation == HULL_ISOLATION_CONTAINER;
     /* Inside the sandbox the workload is uid 1000; at container level that
-     * is uid_base+1000 on the host, at process level the host's nobody. */
-    lay->uid = container ? HULL_SANDBOX_UID : 65534;
+     * is uid_base+1000 on the host. At process level there is no inside:
+     * it is the host uid uid_base, its run's own (see uids.c). */
+    lay->uid = container ? HULL_SANDBOX_UID : uid_base;
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "ociVersion", str("1.0.2"));
     json_object *root = json_object_new_object();
@@ -247,12 +249,19 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
         lay->extras.tmpfs_root = true;
         if (host_filesystem(lay, mounts, err) < 0)
             goto fail;
+        /* At process level the uid changes from run to run, and the shared
+         * root (skeleton.c) must not: it has no name there. */
+        char user[128] = "", group[64] = "";
+        if (container) {
+            snprintf(user, sizeof(user), "sandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n", lay->uid,
+                     lay->uid);
+            snprintf(group, sizeof(group), "sandbox:x:%u:\n", lay->uid);
+        }
         snprintf(lay->passwd, sizeof(lay->passwd),
-                 "root:x:0:0:root:/root:/bin/sh\nsandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n"
+                 "root:x:0:0:root:/root:/bin/sh\n%s"
                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                 lay->uid, lay->uid);
-        snprintf(lay->group, sizeof(lay->group), "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n",
-                 lay->uid);
+                 user);
+        snprintf(lay->group, sizeof(lay->group), "root:x:0:\n%snogroup:x:65534:\n", group);
         if (add_root_file(lay, "/etc/passwd", lay->passwd, NULL, false) < 0 ||
             add_root_file(lay, "/etc/group", lay->group, NULL, false) < 0 ||
             add_root_file(lay, "/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", NULL,

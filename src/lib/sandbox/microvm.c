@@ -40,6 +40,30 @@ static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
     return 0;
 }
 
+/* Copy-ins land in the guest's /tmp and nowhere else: a --rootfs whose
+ * tmp (proc, dev) is a symlink is refused as at the other levels. One that
+ * lacks them is the guest's to make. */
+static int check_rootfs(const struct hull_policy *p, hull_error *err)
+{
+    if (p->rootfs == NULL)
+        return 0;
+    char *root = hull_sandbox_resolve_rootfs(p->rootfs, err);
+    if (root == NULL)
+        return -1;
+    static const char *const own[] = {"/proc", "/dev", "/tmp", NULL};
+    int rc = 0;
+    for (const char *const *m = own; *m && rc == 0; m++) {
+        if (hull_sandbox_check_own_mount(root, *m, err) == 0)
+            continue;
+        if (hull_error_code(*err) == ENOENT)
+            hull_error_free(err);
+        else
+            rc = -1;
+    }
+    free(root);
+    return rc;
+}
+
 static enum hull_verdict verdict_from_name(const char *name)
 {
     for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_KILLED; v++)
@@ -83,26 +107,35 @@ static int read_stdin_file(const char *path, char **data, size_t *len, hull_erro
     return 0;
 }
 
-static void copied_out(const struct hull_policy *p, struct hull_result *r)
+/* What the oneshot copied out, or, when the run never got there, that
+ * nothing was. */
+static void copied_out(const struct hull_policy *p, struct hull_vm_oneshot_result *vr,
+                       struct hull_result *r)
 {
     if (p->n_copy_out == 0)
         return;
+    if (vr->n_files == p->n_copy_out) {
+        r->files = vr->files; /* changes hands */
+        r->n_files = vr->n_files;
+        vr->files = NULL;
+        vr->n_files = 0;
+        return;
+    }
     r->files = calloc(p->n_copy_out, sizeof(*r->files));
     for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
         struct hull_copied_file *f = &r->files[r->n_files++];
         f->sandbox = strdup(p->copy_out[i].sandbox);
         f->host = strdup(p->copy_out[i].host);
-        struct stat st;
-        if (lstat(p->copy_out[i].host, &st) == 0 && S_ISREG(st.st_mode))
-            f->size = (uint64_t)st.st_size;
-        else if (asprintf(&f->error, "%s: not copied out", p->copy_out[i].sandbox) < 0)
+        f->status = HULL_COPY_MISSING;
+        if (asprintf(&f->error, "%s: not copied out: the run did not finish", f->sandbox) < 0)
             f->error = NULL;
     }
 }
 
 static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0)
+    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
+        check_rootfs(p, err) < 0)
         return -1;
     size_t n_in = p->n_copy_in + p->n_files;
     struct hull_vm_file *in = calloc(n_in ? n_in : 1, sizeof(*in));
@@ -143,6 +176,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
         .n_copy_in = n_in,
         .copy_out = out,
         .n_copy_out = p->n_copy_out,
+        .copy_out_max = p->copy_out_max,
         .limits = {.cpu_time_ms = p->cpu_time_ms,
                    .wall_time_ms = p->wall_time_ms,
                    .memory_bytes = p->memory_bytes,
@@ -166,10 +200,11 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
     r->out = (struct hull_output){vr.run.stdout_buf, vr.run.stdout_len, vr.run.stdout_truncated};
     r->err = (struct hull_output){vr.run.stderr_buf, vr.run.stderr_len, vr.run.stderr_truncated};
     vr.run.stdout_buf = vr.run.stderr_buf = NULL;
-    if (vr.error)
+    /* Copy-out failures are in r->files; the error is for internal_error. */
+    if (vr.error && r->verdict == HULL_VERDICT_INTERNAL_ERROR)
         r->error = strdup(vr.error);
+    copied_out(p, &vr, r);
     hull_vm_oneshot_result_free(&vr);
-    copied_out(p, r);
     ret = 0;
 out:
     if (dir[0]) {

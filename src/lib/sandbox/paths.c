@@ -116,3 +116,31 @@ int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const cha
                           "directory, where the sandbox cannot create it)",
                           what, dst);
 }
+
+/* /proc, /dev and /tmp of a --rootfs get the sandbox's own mounts, and
+ * copy-ins are written into that /tmp: each must be a directory of the
+ * rootfs itself. A symlink there (tmp -> /) would put the mount, and the
+ * files written into it, somewhere else in the rootfs, which is the
+ * user's and stays read-only. */
+int hull_sandbox_check_own_mount(const char *rootfs, const char *dst, hull_error *err)
+{
+    cleanup_close int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return hull_error_errno(err, "--rootfs %s", rootfs);
+    hull_error e = NULL;
+    cleanup_close int fd =
+        hull_resolve_in_root(rootfd, dst, HULL_RESOLVE_NO_SYMLINKS | HULL_RESOLVE_DIRECTORY, &e);
+    if (fd >= 0)
+        return 0;
+    int code = hull_error_code(e);
+    hull_error_free(&e);
+    if (code == ELOOP || code == ENOTDIR)
+        return hull_error_set(err, code,
+                              "--rootfs: %s in %s is %s; it must be a directory of the rootfs "
+                              "(the sandbox mounts its own there)",
+                              dst, rootfs, code == ELOOP ? "a symlink" : "not a directory");
+    return hull_error_set(err, ENOENT,
+                          "--rootfs: %s does not exist in --rootfs %s (the sandbox mounts over "
+                          "it but cannot create it there)",
+                          dst, rootfs);
+}

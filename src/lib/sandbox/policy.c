@@ -29,6 +29,7 @@
 #define PIDS_MAX         1000000u
 #define OPEN_FILES_MIN   4u
 #define OPEN_FILES_MAX   1048576u
+#define COPY_OUT_MAX     (1024ull * GiB)
 
 void hull_policy_init(struct hull_policy *p)
 {
@@ -42,6 +43,7 @@ void hull_policy_init(struct hull_policy *p)
     p->pids = 64;
     p->open_files = 64;
     p->cpus = 1.0;
+    p->copy_out_max = 64 * MiB;
     p->cancel_fd = -1;
 }
 
@@ -234,6 +236,9 @@ static int validate(const struct hull_policy *p, const char *lim, hull_error *er
         if (range(name, v[i], lo[i], hi[i], unit[i], err) < 0)
             return -1;
     }
+    /* Not in the API's JSON: copy-out is the CLI's and the library's. */
+    if (range("copy_out_max", p->copy_out_max, 0, COPY_OUT_MAX, " bytes", err) < 0)
+        return -1;
     if (!(p->cpus >= 0.01 && p->cpus <= 1024))
         return hull_error_set(err, ERANGE, "%scpus: %g is out of range [0.01, 1024]", lim, p->cpus);
     for (char **e = p->env; e && *e; e++)

@@ -48,6 +48,20 @@ bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *ov
     }
 }
 
+const char *hull_copy_status_name(enum hull_copy_status s)
+{
+    static const char *const names[] = {
+        [HULL_COPY_OK] = "ok",
+        [HULL_COPY_MISSING] = "missing",
+        [HULL_COPY_TRUNCATED] = "truncated",
+        [HULL_COPY_REFUSED] = "refused",
+        [HULL_COPY_FAILED] = "failed",
+    };
+    if ((size_t)s < sizeof(names) / sizeof(names[0]) && names[s])
+        return names[s];
+    return "unknown";
+}
+
 const char *hull_verdict_name(enum hull_verdict v)
 {
     if ((size_t)v < sizeof(verdicts) / sizeof(verdicts[0]) && verdicts[v])
@@ -176,7 +190,10 @@ char *hull_result_to_json(const struct hull_result *r)
         json_object *fo = json_object_new_object();
         json_object_object_add(fo, "sandbox", json_object_new_string(f->sandbox));
         json_object_object_add(fo, "host", json_object_new_string(f->host));
+        json_object_object_add(fo, "status",
+                               json_object_new_string(hull_copy_status_name(f->status)));
         json_object_object_add(fo, "size", json_object_new_uint64(f->size));
+        json_object_object_add(fo, "bytes", json_object_new_uint64(f->bytes));
         if (f->error)
             json_object_object_add(fo, "error", json_object_new_string(f->error));
         json_object_array_add(files, fo);

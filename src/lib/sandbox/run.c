@@ -36,6 +36,8 @@
 /* Outside /run/hull (0700): the sandbox's root user, an unprivileged host uid,
  * must be able to reach the directory its tmpfs root is mounted on. */
 
+#define STDIN_CHUNK 65536 /* read of --stdin at a time */
+
 /* What a run owns; released in one place whatever happened. */
 struct run {
     const struct hull_policy *p;
@@ -45,11 +47,15 @@ struct run {
     struct hull_container_ctx c;
     bool have_ctx;
     int in_fd;    /* what becomes the sandbox's stdin */
-    int in_write; /* our end when stdin_data is fed through a pipe */
+    int in_write; /* our end of the pipe stdin is fed through */
+    int in_src;   /* --stdin: the host file, read by us, never handed over */
+    char *in_buf; /* what was read of in_src and not yet written */
+    size_t in_len, in_off;
     int out[2], err[2];
     int status[2]; /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
+    int uid_lock; /* process level: the claim on the run's host uid (uids.c) */
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
@@ -61,6 +67,8 @@ static void run_release(struct run *x)
 {
     hull_closep(&x->in_fd);
     hull_closep(&x->in_write);
+    hull_closep(&x->in_src);
+    free(x->in_buf);
     for (int i = 0; i < 2; i++) {
         hull_closep(&x->out[i]);
         hull_closep(&x->err[i]);
@@ -72,6 +80,8 @@ static void run_release(struct run *x)
         free(x->dirs[i]);
     if (x->have_ctx)
         hull_container_ctx_release(&x->c);
+    /* Last: the sandbox's processes are all gone (its init was reaped). */
+    hull_closep(&x->uid_lock);
     hull_seccomp_filter_free(x->seccomp);
     hull_sandbox_layout_free(&x->lay);
 }
@@ -93,7 +103,7 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         return -1;
     static const char *const own_mounts[] = {"/proc", "/dev", "/tmp", NULL};
     for (const char *const *m = own_mounts; *rootfs && *m; m++)
-        if (hull_sandbox_check_mountpoint(*rootfs, *m, "--rootfs", err) < 0)
+        if (hull_sandbox_check_own_mount(*rootfs, *m, err) < 0)
             return -1;
     for (size_t i = 0; i < p->n_binds; i++) {
         struct stat st;
@@ -111,13 +121,18 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         x->copy_fds[x->n_copy_fds++] = fd;
     }
     if (p->stdin_path) {
-        /* Any readable non-directory: a file, a pipe ("-"), a device. */
-        x->in_fd = open(p->stdin_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* Any readable non-directory: a file, a pipe ("-"), a device. The
+         * supervisor reads it and feeds a pipe: the host's open file is never
+         * the sandbox's (through /proc/self/fd/0 it could be reopened for
+         * writing, and its host path read). */
+        x->in_src = open(p->stdin_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         struct stat st;
-        if (x->in_fd < 0)
+        if (x->in_src < 0)
             return hull_error_errno(err, "--stdin %s", p->stdin_path);
-        if (fstat(x->in_fd, &st) < 0 || S_ISDIR(st.st_mode))
+        if (fstat(x->in_src, &st) < 0 || S_ISDIR(st.st_mode))
             return hull_error_set(err, EISDIR, "--stdin %s: is a directory", p->stdin_path);
+        if ((x->in_buf = malloc(STDIN_CHUNK)) == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
     }
     if (p->seccomp_path) {
         json_object *doc = NULL;
@@ -311,6 +326,68 @@ static bool proc_cpu_ms(pid_t init, uint64_t *ms)
     return true;
 }
 
+/* A write that returns EPIPE instead of raising SIGPIPE (the program may
+ * close its stdin early): the signal is blocked for this thread meanwhile
+ * and, if the write raised it, taken back before it is unblocked. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t w = write(fd, buf, len);
+    int saved = errno;
+    if (w < 0 && errno == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return w;
+}
+
+/* Stdin reaches the program through a pipe: the policy's bytes, or the
+ * --stdin file read a chunk at a time, only once the previous chunk is in
+ * the pipe (an endless source costs nothing while the program does not
+ * read). EOF, a read error, or a program that closed its stdin ends it. */
+static void feed_stdin(struct run *x, bool src_ready, bool pipe_ready)
+{
+    const struct hull_policy *p = x->p;
+    if (x->in_src >= 0 && src_ready && x->in_off == x->in_len) {
+        ssize_t n = read(x->in_src, x->in_buf, STDIN_CHUNK);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            return;
+        if (n < 0)
+            hull_warn("sandbox: --stdin %s: %s", p->stdin_path, strerror(errno));
+        if (n <= 0) {
+            hull_closep(&x->in_src);
+            hull_closep(&x->in_write);
+            return;
+        }
+        x->in_len = (size_t)n;
+        x->in_off = 0;
+        pipe_ready = true; /* try at once; EAGAIN just waits for POLLOUT */
+    }
+    if (!pipe_ready || x->in_write < 0)
+        return;
+    const char *d = x->in_src >= 0 ? x->in_buf : p->stdin_data;
+    size_t *off = x->in_src >= 0 ? &x->in_off : &x->stdin_off;
+    size_t len = x->in_src >= 0 ? x->in_len : p->stdin_len;
+    ssize_t w = *off < len ? write_nosigpipe(x->in_write, d + *off, len - *off) : 0;
+    if (w < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (w > 0)
+        *off += (size_t)w;
+    /* The program closed its stdin, or the policy's bytes are all in. */
+    if (w < 0 || (x->in_src < 0 && *off == len)) {
+        hull_closep(&x->in_write);
+        hull_closep(&x->in_src);
+    }
+}
+
 /* The workload runs: feed stdin, collect output, watch the clocks. Returns
  * the wait status of the init; *ru gets its resource usage. */
 static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct rusage *ru)
@@ -328,12 +405,15 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
     memset(ru, 0, sizeof(*ru));
 
     while (!exited || out_open || err_open) {
-        struct pollfd f[5] = {
+        /* The host file is read only when its last chunk is in the pipe. */
+        bool chunk_out = x->in_src >= 0 && x->in_off == x->in_len;
+        struct pollfd f[6] = {
             {.fd = out_open ? x->out[0] : -1, .events = POLLIN},
             {.fd = err_open ? x->err[0] : -1, .events = POLLIN},
             {.fd = exited ? -1 : pfd, .events = POLLIN},
-            {.fd = x->in_write, .events = POLLOUT},
+            {.fd = chunk_out ? -1 : x->in_write, .events = POLLOUT},
             {.fd = p->cancel_fd, .events = POLLIN},
+            {.fd = chunk_out && x->in_write >= 0 ? x->in_src : -1, .events = POLLIN},
         };
         uint64_t now = hull_monotonic_ns();
         int timeout = -1;
@@ -342,7 +422,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             if (watch_cpu && timeout > 20)
                 timeout = 20;
         }
-        int n = poll(f, 5, timeout);
+        int n = poll(f, 6, timeout);
         if (n < 0 && errno != EINTR)
             break;
         bool over = false;
@@ -350,14 +430,8 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             out_open = false;
         if (f[1].revents && !hull_output_drain(x->err[0], &x->r->err, p->output_bytes, &over))
             err_open = false;
-        if (f[3].revents) {
-            size_t left = p->stdin_len - x->stdin_off;
-            ssize_t w = left ? write(x->in_write, p->stdin_data + x->stdin_off, left) : 0;
-            if (w > 0)
-                x->stdin_off += (size_t)w;
-            if (w < 0 || x->stdin_off == p->stdin_len)
-                hull_closep(&x->in_write); /* EOF for the program, or it closed stdin */
-        }
+        if (n > 0 && (f[3].revents || f[5].revents))
+            feed_stdin(x, f[5].revents != 0, f[3].revents != 0);
         if (exited)
             continue;
         if (over && *why == STOP_NONE) {
@@ -374,6 +448,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
                 /* Anything left in the sandbox dies now; the pipes then close. */
                 kill_all(x);
                 hull_closep(&x->in_write);
+                hull_closep(&x->in_src);
                 continue;
             }
         }
@@ -470,6 +545,8 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                     .r = r,
                     .in_fd = -1,
                     .in_write = -1,
+                    .in_src = -1,
+                    .uid_lock = -1,
                     .out = {-1, -1},
                     .err = {-1, -1},
                     .status = {-1, -1}};
@@ -479,9 +556,14 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         goto out;
     struct hull_policy local = *p;
     local.rootfs = rootfs;
+    /* Process level: a host uid no other run has (RLIMIT_NPROC and the
+     * kernel's other per-uid counts are that uid's alone). */
+    uint32_t uid_base = HULL_SANDBOX_UID_BASE;
+    if (p->isolation == HULL_ISOLATION_PROCESS &&
+        (x.uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
+        goto out;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &x.lay, err) <
-            0)
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, &x.lay, err) < 0)
         goto out;
     if (add_tmp_files(&x) < 0) {
         hull_error_set(err, E2BIG, "too many files and directories to copy in");
@@ -492,7 +574,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         hull_error_errno(err, "pipe");
         goto out;
     }
-    if (x.in_fd < 0 && p->stdin_data) {
+    if (x.in_src >= 0 || p->stdin_data) {
         int in[2];
         if (pipe2(in, O_CLOEXEC) < 0) {
             hull_error_errno(err, "pipe");
@@ -567,8 +649,9 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     /* Copy out of the /tmp the init handed us: still readable by fd. */
     if (p->n_copy_out) {
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
+        uint64_t budget = p->copy_out_max;
         for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
-            hull_sandbox_copy_out(x.c.launch.exported_fd, &p->copy_out[i], &r->files[i]);
+            hull_sandbox_copy_out(x.c.launch.exported_fd, &p->copy_out[i], &budget, &r->files[i]);
             r->n_files++;
         }
     }

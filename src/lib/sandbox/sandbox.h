@@ -17,11 +17,16 @@
 #define HULL_SANDBOX_UID 1000u
 /* Container uids 0..65535 map to host uids base..base+65535: root inside is
  * an unprivileged nobody outside. */
-#define HULL_SANDBOX_ID_RANGE   65536u
-#define HULL_SANDBOX_UID_BASE   1000000000u
-#define HULL_SANDBOX_MAX_FILES  96 /* root files: layout, copies, their directories */
-#define HULL_SANDBOX_MAX_COPIES 32 /* copy-in + inline files of one policy */
-#define HULL_SANDBOX_ROOT       "/run/hull/sandbox"
+#define HULL_SANDBOX_ID_RANGE 65536u
+#define HULL_SANDBOX_UID_BASE 1000000000u
+/* Process level (no user namespace): each concurrent run is a host uid
+ * (and gid) of its own, base..base+count-1, claimed in uids.c. */
+#define HULL_SANDBOX_PROC_UID_BASE 1000100000u
+#define HULL_SANDBOX_PROC_UIDS     1024u
+#define HULL_SANDBOX_UID_DIR       "/run/hull/sandbox-uids"
+#define HULL_SANDBOX_MAX_FILES     96 /* root files: layout, copies, their directories */
+#define HULL_SANDBOX_MAX_COPIES    32 /* copy-in + inline files of one policy */
+#define HULL_SANDBOX_ROOT          "/run/hull/sandbox"
 /* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
  * user, an unprivileged host uid, must reach the directory it is bound from. */
 #define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"
@@ -40,7 +45,14 @@ struct hull_sandbox_layout {
     uint32_t uid;       /* the workload's uid inside */
 };
 
-/* Build the spec (and the files the init writes) for a policy. */
+/* Claim a host uid for one process-level run: *uid is its own until the
+ * returned fd (a lock) is closed, which the kernel does at the latest when
+ * the caller dies. -1 with *err when every uid of the range is taken. */
+int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
+
+/* Build the spec (and the files the init writes) for a policy. uid_base
+ * is, at container level, the host uid the sandbox's root maps to; at
+ * process level, the host uid (and gid) the workload runs as. */
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
                         struct hull_sandbox_layout *lay, hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
@@ -58,6 +70,9 @@ char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
 int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
 int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
                                   hull_error *err);
+/* dst (/proc, /dev, /tmp) is a directory of rootfs, reached without any
+ * symlink: where the sandbox's own mounts (and its copy-ins) go. */
+int hull_sandbox_check_own_mount(const char *rootfs, const char *dst, hull_error *err);
 
 /* The shared read-only root of the default layout (skeleton.c): mount
  * points for mounts, plus the pre-mount files; built under base once per
@@ -81,8 +96,10 @@ bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *ov
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
- * writing anywhere but host. Fills f. */
-void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, struct hull_copied_file *f);
+ * writing anywhere but host; holes stay holes, and at most *budget data
+ * bytes are written (*budget is reduced by what was). Fills f. */
+void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+                           struct hull_copied_file *f);
 
 /* A provider runs a policy at one isolation level. */
 struct hull_sandbox_provider {

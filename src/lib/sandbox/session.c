@@ -61,7 +61,7 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
     struct hull_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    s->tmpfd = -1;
+    s->tmpfd = s->uid_lock = -1;
     s->c.dirfd = s->c.launch.sync_fd = s->c.launch.pty_master = s->c.launch.exported_fd = -1;
     /* Keep only what the sandbox itself needs of the policy. */
     hull_policy_init(&s->policy);
@@ -90,9 +90,13 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
         hull_error_prefix(err, "built-in seccomp profile");
         goto fail;
     }
+    /* Process level: a host uid of its own for the sandbox's lifetime. */
+    uint32_t uid_base = HULL_SANDBOX_UID_BASE;
+    if (p->isolation == HULL_ISOLATION_PROCESS &&
+        (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
+        goto fail;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &s->lay,
-                            err) < 0)
+        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, uid_base, &s->lay, err) < 0)
         goto fail;
     s->host_uid =
         p->isolation == HULL_ISOLATION_CONTAINER ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
@@ -135,6 +139,7 @@ fail:
     hull_seccomp_filter_free(s->seccomp);
     hull_sandbox_layout_free(&s->lay);
     hull_policy_free(&s->policy);
+    hull_closep(&s->uid_lock);
     free(s);
     return hull_error_prefix(err, "create sandbox");
 }
@@ -167,6 +172,8 @@ void hull_session_destroy(struct hull_session *s)
         hull_error_free(&e);
     }
     hull_closep(&s->tmpfd);
+    /* Only now, with every process of the sandbox gone, is its uid free. */
+    hull_closep(&s->uid_lock);
     hull_container_ctx_release(&s->c);
     hull_seccomp_filter_free(s->seccomp);
     hull_sandbox_layout_free(&s->lay);

@@ -177,7 +177,10 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
     struct hull_sandbox_layout lay;
     struct xrun x = {.p = p, .r = r, .pid = -1, .out = -1, .err = -1, .in = -1};
     int child[3] = {-1, -1, -1}, pipes[2];
-    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, HULL_SANDBOX_UID_BASE, &lay, err);
+    /* Process level: the session's own host uid. */
+    uint32_t uid_base =
+        s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
+    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, uid_base, &lay, err);
     hull_strv_free(ep.env);
     if (ret < 0)
         return -1;

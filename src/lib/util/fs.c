@@ -464,6 +464,10 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
         }
         if (S_ISLNK(st.st_mode) && !(last && (flags & HULL_RESOLVE_NOFOLLOW))) {
             close(fd);
+            if (flags & HULL_RESOLVE_NO_SYMLINKS) {
+                hull_error_set(err, ELOOP, "%s: '%s' is a symlink (not followed here)", path, name);
+                break;
+            }
             if (++symlinks > MAX_SYMLINKS) {
                 hull_error_set(err, ELOOP, "%s: too many levels of symbolic links", path);
                 break;

@@ -42,10 +42,11 @@ int hull_mkdir_p(const char *path, mode_t mode, hull_error *err);
 int hull_rm_rf_at(int dirfd, const char *name, hull_error *err);
 
 enum {
-    HULL_RESOLVE_MKDIR = 1 << 0,     /* create missing directories (0755) */
-    HULL_RESOLVE_MKFILE = 1 << 1,    /* create the last component as an empty file */
-    HULL_RESOLVE_NOFOLLOW = 1 << 2,  /* do not follow a symlink in the last component */
-    HULL_RESOLVE_DIRECTORY = 1 << 3, /* last component must be a directory */
+    HULL_RESOLVE_MKDIR = 1 << 0,       /* create missing directories (0755) */
+    HULL_RESOLVE_MKFILE = 1 << 1,      /* create the last component as an empty file */
+    HULL_RESOLVE_NOFOLLOW = 1 << 2,    /* do not follow a symlink in the last component */
+    HULL_RESOLVE_DIRECTORY = 1 << 3,   /* last component must be a directory */
+    HULL_RESOLVE_NO_SYMLINKS = 1 << 4, /* a symlink anywhere on the way is an error (ELOOP) */
 };
 
 /* Resolve path beneath rootfd, one component at a time, never opening "..":

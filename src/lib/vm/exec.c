@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,21 @@ static int write_all(int fd, const void *data, size_t n)
             return -1;
         p += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const char *p, size_t n, int64_t off)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += w;
     }
     return 0;
 }
@@ -291,25 +307,101 @@ int vm_put_file(struct vm_agent *a, const char *host, const char *guest, hull_er
     return vm_agent_wait_resp(a, id, AGENT_DEADLINE_MS, NULL, err);
 }
 
-int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_error *err)
+/* Where the agent's bytes go: its extents in order, or the whole file from
+ * an agent that sends no extents. */
+struct extents {
+    int64_t (*e)[2];
+    size_t n;
+};
+
+static int parse_extents(json_object *resp, int64_t size, struct extents *x, int64_t *length,
+                         bool *cut, hull_error *err)
+{
+    json_object *a, *v;
+    *length = size;
+    *cut = false;
+    if (!json_object_object_get_ex(resp, "extents", &a)) {
+        x->e = malloc(sizeof(*x->e));
+        if (x->e == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
+        x->e[0][0] = 0;
+        x->e[0][1] = size;
+        x->n = 1;
+        return 0;
+    }
+    size_t n = json_object_array_length(a);
+    x->e = calloc(n ? n : 1, sizeof(*x->e));
+    if (x->e == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    int64_t end = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *p = json_object_array_get_idx(a, i);
+        int64_t off = json_object_get_int64(json_object_array_get_idx(p, 0));
+        int64_t len = json_object_get_int64(json_object_array_get_idx(p, 1));
+        if (off < end || len < 0 || off > INT64_MAX - len)
+            return hull_error_set(err, EPROTO, "get_file: the agent's extents are not in order");
+        x->e[x->n][0] = off;
+        x->e[x->n++][1] = len;
+        end = off + len;
+    }
+    if (json_object_object_get_ex(resp, "length", &v))
+        *length = json_object_get_int64(v);
+    if (json_object_object_get_ex(resp, "cut", &v))
+        *cut = json_object_get_boolean(v);
+    if (*length < end)
+        return hull_error_set(err, EPROTO, "get_file: the agent's extents pass the file's end");
+    return 0;
+}
+
+int vm_get_file(struct vm_agent *a, const char *guest, const char *host, uint64_t max_data,
+                struct vm_got *got, hull_error *err)
 {
     json_object *req = json_object_new_object();
     json_object_object_add(req, "op", json_object_new_string("get_file"));
     json_object_object_add(req, "path", json_object_new_string(guest));
+    json_object_object_add(
+        req, "max_data",
+        json_object_new_int64(max_data > INT64_MAX ? INT64_MAX : (int64_t)max_data));
     json_object *resp = NULL, *v;
+    struct vm_got unused;
+    if (got == NULL)
+        got = &unused;
+    *got = (struct vm_got){.status = HULL_COPY_FAILED};
     int64_t id = vm_agent_send_req(a, req, err);
-    if (id < 0 || vm_agent_wait_resp(a, id, AGENT_DEADLINE_MS, &resp, err) < 0)
+    if (id < 0)
         return -1;
+    if (vm_agent_wait_resp(a, id, AGENT_DEADLINE_MS, &resp, err) < 0) {
+        /* The agent's refusal: no such file, or not one it copies. */
+        if (hull_error_code(*err) == ENOENT)
+            got->status = HULL_COPY_MISSING;
+        else if (hull_error_code(*err) != ETIMEDOUT)
+            got->status = HULL_COPY_REFUSED;
+        return -1;
+    }
     int64_t size = json_object_object_get_ex(resp, "size", &v) ? json_object_get_int64(v) : 0;
     int mode = json_object_object_get_ex(resp, "mode", &v) ? json_object_get_int(v) & 0777 : 0644;
+    struct extents x = {0};
+    int64_t length = 0;
+    bool cut = false;
+    int rc = parse_extents(resp, size, &x, &length, &cut, err);
     json_object_put(resp);
+    /* Cut before its first byte: nothing of it is written (the agent sends
+     * no data, only the end). */
+    bool refuse = !rc && cut && (x.n == 0 || (x.n == 1 && x.e[0][1] == 0));
+    if (refuse) {
+        got->status = HULL_COPY_REFUSED;
+        rc = hull_error_set(
+            err, EFBIG, "the copy-out limit (--copy-out-max) is used up by the files before it");
+    }
     /* Into a temporary beside the target, renamed when complete: a failed
-     * copy leaves nothing. */
+     * copy leaves nothing. Only the extents are written: holes stay holes. */
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.hull-cp-%d", host, getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    int rc = fd < 0 ? hull_error_errno(err, "create %s", tmp) : 0;
-    int64_t got = 0;
+    int fd = rc < 0 ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (!rc && fd < 0)
+        rc = hull_error_errno(err, "create %s", tmp);
+    size_t idx = 0;
+    int64_t done = 0, got_bytes = 0; /* within extent idx; in all */
     for (;;) {
         struct vm_frame f;
         int r = vm_agent_recv(a, AGENT_DEADLINE_MS, &f, err);
@@ -323,21 +415,44 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_er
             continue;
         if (f.len == 0)
             break;
-        got += f.len;
-        if (!rc && write_all(fd, f.data, f.len) < 0)
-            rc = hull_error_errno(err, "write %s", tmp);
+        got_bytes += f.len;
+        for (size_t k = 0; !rc && k < f.len;) {
+            while (idx < x.n && done == x.e[idx][1])
+                idx++, done = 0;
+            if (idx == x.n) {
+                rc =
+                    hull_error_set(err, EPROTO, "%s: the agent sent more than it announced", guest);
+                break;
+            }
+            size_t n = f.len - k;
+            if ((int64_t)n > x.e[idx][1] - done)
+                n = (size_t)(x.e[idx][1] - done);
+            if (pwrite_all(fd, (const char *)f.data + k, n, x.e[idx][0] + done) < 0)
+                rc = hull_error_errno(err, "write %s", tmp);
+            k += n;
+            done += (int64_t)n;
+        }
     }
-    if (!rc && got != size)
-        rc = hull_error_set(err, EIO, "%s: got %lld bytes of %lld", guest, (long long)got,
-                            (long long)size);
+    int64_t want = 0;
+    for (size_t i = 0; i < x.n; i++)
+        want += x.e[i][1];
+    free(x.e);
+    if (!rc && got_bytes != want)
+        rc = hull_error_set(err, EIO, "%s: got %lld bytes of %lld", guest, (long long)got_bytes,
+                            (long long)want);
     if (fd >= 0) {
-        if (!rc && (fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0))
+        if (!rc && (ftruncate(fd, length) < 0 || fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0))
             rc = hull_error_errno(err, "write %s", tmp);
         close(fd);
         if (!rc && rename(tmp, host) < 0)
             rc = hull_error_errno(err, "rename to %s", host);
         if (rc)
             unlink(tmp);
+    }
+    if (!rc) {
+        got->length = (uint64_t)length;
+        got->bytes = (uint64_t)want;
+        got->status = cut ? HULL_COPY_TRUNCATED : HULL_COPY_OK;
     }
     return rc;
 }
@@ -348,7 +463,8 @@ static int copy(const struct hull_runtime *rt, const char *id, bool in, const ch
     struct session s;
     if (session_begin(rt, id, &s, err) < 0)
         return hull_error_prefix(err, "cp");
-    int rc = in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, err);
+    int rc =
+        in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, UINT64_MAX, NULL, err);
     if (rc < 0) {
         mark_failed(&s, err);
         if (in)

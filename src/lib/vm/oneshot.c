@@ -39,6 +39,14 @@ void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r)
     hull_vm_exec_result_free(&r->run);
     free(r->error);
     r->error = NULL;
+    for (size_t i = 0; i < r->n_files; i++) {
+        free(r->files[i].sandbox);
+        free(r->files[i].host);
+        free(r->files[i].error);
+    }
+    free(r->files);
+    r->files = NULL;
+    r->n_files = 0;
 }
 
 static void internal(struct hull_vm_oneshot_result *r, hull_error *e)
@@ -130,11 +138,30 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         internal(r, &e);
         goto out;
     }
-    for (size_t i = 0; i < o->n_copy_out; i++) {
-        if (vm_get_file(a, o->copy_out[i].guest, o->copy_out[i].host, &e) < 0) {
-            hull_error_prefix(&e, "copy-out %s", o->copy_out[i].guest);
+    r->files = calloc(o->n_copy_out ? o->n_copy_out : 1, sizeof(*r->files));
+    uint64_t budget = o->copy_out_max;
+    for (size_t i = 0; r->files && i < o->n_copy_out; i++) {
+        struct hull_copied_file *f = &r->files[r->n_files++];
+        struct vm_got got;
+        f->sandbox = strdup(o->copy_out[i].guest);
+        f->host = strdup(o->copy_out[i].host);
+        int got_rc = vm_get_file(a, o->copy_out[i].guest, o->copy_out[i].host, budget, &got, &e);
+        f->status = got.status;
+        if (got_rc == 0) {
+            f->size = got.length;
+            f->bytes = got.bytes;
+            budget -= budget == UINT64_MAX ? 0 : got.bytes;
+        }
+        if (got_rc == 0 && got.status == HULL_COPY_TRUNCATED)
+            hull_error_set(&e, EFBIG,
+                           "cut at %llu bytes: the copy-out limit (--copy-out-max) was reached",
+                           (unsigned long long)got.length);
+        if (e != NULL) {
+            if (asprintf(&f->error, "%s: %s", o->copy_out[i].guest, hull_error_msg(e)) < 0)
+                f->error = NULL;
             free(r->error);
-            r->error = strdup(hull_error_msg(e));
+            if (asprintf(&r->error, "copy-out %s: %s", o->copy_out[i].guest, hull_error_msg(e)) < 0)
+                r->error = NULL;
             hull_error_free(&e);
         }
     }

@@ -251,6 +251,15 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
 int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
                hull_error *err);
 int vm_put_file(struct vm_agent *a, const char *host, const char *guest, hull_error *err);
-int vm_get_file(struct vm_agent *a, const char *guest, const char *host, hull_error *err);
+/* Only the file's data extents travel and are written (holes stay holes),
+ * at most max_data bytes of them: a file with more is cut (truncated), one
+ * cut before its first byte is refused. got (may be NULL) receives what
+ * became of it, the host file's length and the data written. */
+struct vm_got {
+    enum hull_copy_status status;
+    uint64_t length, bytes;
+};
+int vm_get_file(struct vm_agent *a, const char *guest, const char *host, uint64_t max_data,
+                struct vm_got *got, hull_error *err);
 
 #endif
