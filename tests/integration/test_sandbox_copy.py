@@ -343,7 +343,7 @@ def test_process_level_long_lived_sandboxes_have_their_own_uids(tmp_path):
     from hulldlib import Hulld, wait_until
     h = Hulld(tmp_path, "--tenant-sandboxes", "4")
     Path(h.state).mkdir(parents=True)
-    t = h.token("user", "acme")
+    t = h.token("user", "acme", allow="process-isolation")
     h.start()
     try:
         uids = []
