@@ -22,6 +22,7 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
+#include "linux/namespaces.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -155,6 +156,34 @@ static bool spec_mounts_cgroup(const struct hull_spec *spec)
     return false;
 }
 
+/* A rootless caller that may not create cgroups runs the container without
+ * one, as runc and crun do, as long as nothing needs one: a resource limit
+ * that cannot be enforced is refused by its name, never dropped. Without a
+ * cgroup, pause, update, events and ps are refused; kill --all reaches the
+ * init only (its pid namespace takes the rest along). */
+static int without_cgroup(const struct hull_spec *spec, struct hull_cgroup **view, hull_error *err)
+{
+    int code = hull_error_code(*err);
+    if (!hull_rootless() || (code != EACCES && code != EPERM && code != EROFS))
+        return -1;
+    const char *field = hull_cgroup_needed_by(spec->linux_.resources, true);
+    if (field != NULL) {
+        hull_error_prefix(err,
+                          "%s: cannot be enforced by a rootless runtime without a writable "
+                          "cgroup",
+                          field);
+        return -1;
+    }
+    hull_debug("rootless: running without a cgroup (%s)", hull_error_msg(*err));
+    hull_error_free(err);
+    /* A cgroup filesystem in the container shows the cgroups it is in:
+     * the caller's, read-only or not as the mount says (the caller cannot
+     * write to them anyway, or hull could have made its own). */
+    if (spec_mounts_cgroup(spec) && hull_cgroup_caller_view(view, err) < 0)
+        return -1;
+    return 0;
+}
+
 /* Check what can be checked before anything is created. */
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
                     hull_error *err)
@@ -192,6 +221,7 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     if (c->dirfd >= 0)
         close(c->dirfd);
     hull_cgroup_free(c->cgroup);
+    hull_cgroup_free(c->cgroup_view);
     hull_seccomp_filter_free(c->seccomp);
     hull_cstate_free(&c->cs);
     if (c->owns_spec)
@@ -260,10 +290,12 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     /* The first state write comes once the cgroup exists, so it can name it;
      * a crash before it leaves a directory without state.json, which delete
      * --force handles (removing the default cgroup too). */
-    if (!so->no_cgroup) {
-        if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
-                                  so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0)
-            goto fail;
+    if (!so->no_cgroup &&
+        hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+                              so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0 &&
+        without_cgroup(c->spec, &c->cgroup_view, err) < 0)
+        goto fail;
+    if (c->cgroup) {
         /* A container that sees cgroupfs must see all of its hierarchies;
          * otherwise only the ones accounting and limits need are joined. */
         if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
@@ -302,6 +334,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
 
     c->launch.spec = c->spec;
     c->launch.cgroup = c->cgroup;
+    c->launch.cgroup_view = c->cgroup_view;
     c->launch.seccomp = so->seccomp ? so->seccomp : c->seccomp;
     c->launch.no_pivot = o->no_pivot;
     c->launch.foreground = so->foreground;

@@ -34,6 +34,7 @@ struct hull_container_ctx {
     struct hull_spec *spec;
     struct hull_cstate cs;
     struct hull_cgroup *cgroup;
+    struct hull_cgroup *cgroup_view;     /* rootless, no cgroup: the caller's, to mount */
     struct hull_seccomp_filter *seccomp; /* compiled here (not from opts) */
     struct hull_launch launch;
     int dirfd; /* locked state directory */

@@ -33,7 +33,8 @@
 struct hull_launch {
     /* inputs */
     const struct hull_spec *spec;
-    struct hull_cgroup *cgroup;                /* may be NULL (no cgroups) */
+    struct hull_cgroup *cgroup;      /* may be NULL (no cgroups) */
+    struct hull_cgroup *cgroup_view; /* without one: the caller's, for cgroup mounts only */
     const struct hull_seccomp_filter *seccomp; /* may be NULL */
     bool no_pivot;
     bool foreground;      /* wait for SYNC_START instead of exec.fifo */

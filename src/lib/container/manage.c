@@ -39,7 +39,9 @@ static int managed_open(const struct hull_runtime *rt, const char *id, struct ma
     if (hull_cstate_read(m->dirfd, &m->cs, err) < 0)
         goto fail;
     if (m->cs.cgroup == NULL) {
-        hull_error_set(err, ENOTSUP, "the container has no cgroup");
+        hull_error_set(err, ENOTSUP,
+                       "the container has no cgroup (it was created rootless, where hull "
+                       "could not create one)");
         goto fail;
     }
     if (hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)

@@ -60,6 +60,23 @@ uint32_t cg_resources_ctrls(const struct hull_resources *r)
     return m;
 }
 
+const char *hull_cgroup_needed_by(const struct hull_resources *r, bool ignore_devices)
+{
+    if (r == NULL)
+        return NULL;
+    uint32_t need = cg_resources_ctrls(r);
+    if (ignore_devices)
+        need &= ~CG_BIT(CG_DEVICES);
+    for (int c = 0; c < CG_NCTRL; c++)
+        if ((need & CG_BIT(c)) && ctrl_field[c] != NULL)
+            return ctrl_field[c];
+    if (r->unified != NULL && r->unified[0] != NULL)
+        return "linux.resources.unified";
+    if (r->rdma != NULL && r->rdma[0] != NULL)
+        return "linux.resources.rdma";
+    return NULL;
+}
+
 static int check_unified(const struct cg_layout *L, char *const *kv, uint32_t *ctrls,
                          hull_error *err)
 {
