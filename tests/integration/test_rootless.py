@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HULL, cgroup_dirs_named, wait_until
+from conftest import HULL, cgroup_dirs_named, reap_orphans, wait_until
 
 sys.path.insert(0, os.path.dirname(__file__))
 from engines import busybox  # noqa: E402
@@ -149,7 +149,7 @@ def rl(user):
     yield a
     # Nothing of the user may be left running, nor any container state.
     left = []
-    if not wait_until(lambda: not user_pids(user.pw_uid), timeout=20):
+    if not wait_until(lambda: reap_orphans() or not user_pids(user.pw_uid), timeout=20):
         left.append(f"processes of {USER}: " +
                     ", ".join(f"{p} {open(f'/proc/{p}/cmdline', 'rb').read()[:80]!r}"
                               for p in user_pids(user.pw_uid) if os.path.exists(f"/proc/{p}")))
@@ -224,13 +224,28 @@ def test_lifecycle_verbs(rl):
     r = h("exec", cid, "sh", "-c", "id -u; cat /proc/1/cmdline; exit 4")
     assert (r.returncode, r.stdout) == (4, "0\nsleep\x001000\x00"), r.stderr
     # What needs the cgroup hull could not make says so.
-    for verb in ("pause", "ps"):
+    for verb in ("pause", "resume", "events"):
         r = h(verb, cid)
         assert r.returncode != 0 and "has no cgroup" in r.stderr, (verb, r.stderr)
+    r = h("update", "--pids-limit", "10", cid)
+    assert r.returncode != 0 and "has no cgroup" in r.stderr, r.stderr
+    # ps and kill --all find the processes through the pid namespace.
+    assert h("exec", "--detach", cid, "sleep", "999").returncode == 0
+    host_pids = lambda: sorted(json.loads(h("ps", "--format", "json", cid).stdout))  # noqa: E731
+    assert wait_until(lambda: len(host_pids()) == 2, timeout=30), h("ps", "--format", "json", cid)
+    cmds = sorted(open(f"/proc/{p}/cmdline", "rb").read() for p in host_pids())
+    assert cmds == [b"sleep\x001000\x00", b"sleep\x00999\x00"]
     r = h("delete", cid)
     assert r.returncode != 0 and "running" in r.stderr
+    # TERM: the exec'd sleep dies of it; the init (pid 1 inside, no
+    # handler) is immune to it, so only --all could have reached the other.
+    assert h("kill", "--all", cid, "TERM").returncode == 0
+    assert wait_until(lambda: host_pids() == [pid], timeout=30), host_pids()
     assert h("kill", cid, "KILL").returncode == 0
-    assert wait_until(lambda: json.loads(h("state", cid).stdout)["status"] == "stopped", timeout=30)
+    # The exec'd sleep's parent, hull exec, is gone: as a subreaper, this
+    # process inherited it, and the init's pid namespace ends when it is reaped.
+    assert wait_until(lambda: reap_orphans() or json.loads(h("state", cid).stdout)["status"] == "stopped",
+                      timeout=30)
     r = h("delete", cid)
     assert r.returncode == 0, r.stderr
     assert h("state", cid).returncode != 0

@@ -22,7 +22,6 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
-#include "linux/namespaces.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -146,44 +145,6 @@ static int apply_resources(struct hull_container_ctx *c, hull_error *err)
     return ret;
 }
 
-static bool spec_mounts_cgroup(const struct hull_spec *spec)
-{
-    for (size_t i = 0; i < spec->n_mounts; i++) {
-        const char *t = spec->mounts[i].type;
-        if (t && (strcmp(t, "cgroup") == 0 || strcmp(t, "cgroup2") == 0))
-            return true;
-    }
-    return false;
-}
-
-/* A rootless caller that may not create cgroups runs the container without
- * one, as runc and crun do, as long as nothing needs one: a resource limit
- * that cannot be enforced is refused by its name, never dropped. Without a
- * cgroup, pause, update, events and ps are refused; kill --all reaches the
- * init only (its pid namespace takes the rest along). */
-static int without_cgroup(const struct hull_spec *spec, struct hull_cgroup **view, hull_error *err)
-{
-    int code = hull_error_code(*err);
-    if (!hull_rootless() || (code != EACCES && code != EPERM && code != EROFS))
-        return -1;
-    const char *field = hull_cgroup_needed_by(spec->linux_.resources, true);
-    if (field != NULL) {
-        hull_error_prefix(err,
-                          "%s: cannot be enforced by a rootless runtime without a writable "
-                          "cgroup",
-                          field);
-        return -1;
-    }
-    hull_debug("rootless: running without a cgroup (%s)", hull_error_msg(*err));
-    hull_error_free(err);
-    /* A cgroup filesystem in the container shows the cgroups it is in:
-     * the caller's, read-only or not as the mount says (the caller cannot
-     * write to them anyway, or hull could have made its own). */
-    if (spec_mounts_cgroup(spec) && hull_cgroup_caller_view(view, err) < 0)
-        return -1;
-    return 0;
-}
-
 /* Check what can be checked before anything is created. */
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
                     hull_error *err)
@@ -293,12 +254,12 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     if (!so->no_cgroup &&
         hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
                               so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0 &&
-        without_cgroup(c->spec, &c->cgroup_view, err) < 0)
+        hull_container_without_cgroup(c->spec, &c->cgroup_view, err) < 0)
         goto fail;
     if (c->cgroup) {
         /* A container that sees cgroupfs must see all of its hierarchies;
          * otherwise only the ones accounting and limits need are joined. */
-        if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
+        if (hull_container_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
             goto fail;
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
@@ -563,6 +524,20 @@ static void thaw_killed(struct hull_cgroup *cg)
     hull_error_free(&e);
 }
 
+static int kill_pidns(const struct hull_cstate *cs, enum hull_status st, int signo, hull_error *err)
+{
+    if (st == HULL_STATUS_STOPPED)
+        return 0;
+    pid_t *pids = NULL;
+    size_t n = 0;
+    if (hull_pidns_pids(cs->pid, &pids, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        kill(pids[i], signo);
+    free(pids);
+    return 0;
+}
+
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
                         hull_error *err)
 {
@@ -583,6 +558,12 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
             ret = 0;
         if (ret == 0 && st != HULL_STATUS_STOPPED)
             kill(cs.pid, signo);
+    } else if (all && cs.cgroup == NULL) {
+        /* No cgroup (rootless): the init's pid namespace holds the rest. */
+        if (kill_pidns(&cs, st, signo, err) < 0)
+            hull_error_prefix(err, "kill %s: --all", id);
+        else
+            ret = 0;
     } else if (st == HULL_STATUS_STOPPED || st == HULL_STATUS_CREATING) {
         hull_error_set(err, ESRCH, "kill %s: container is not running", id);
     } else if (kill(cs.pid, signo) < 0) {

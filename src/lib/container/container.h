@@ -52,6 +52,18 @@ void hull_container_ctx_release(struct hull_container_ctx *c);
 int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull_cstate *cs,
                            hull_error *err);
 
+/* Whether the spec mounts a cgroup filesystem. */
+bool hull_container_mounts_cgroup(const struct hull_spec *spec);
+/* After the container's cgroup could not be created (*err): 0 when it may
+ * run without one (a rootless caller refused by the kernel, and no
+ * resource that needs a cgroup, which is refused by its field name
+ * otherwise), *err freed and *view set for a cgroup mount; else -1. */
+int hull_container_without_cgroup(const struct hull_spec *spec, struct hull_cgroup **view,
+                                  hull_error *err);
+/* Processes in the pid namespace of init (host pids), for a container
+ * without a cgroup; ENOTSUP when init shares our pid namespace. */
+int hull_pidns_pids(pid_t init, pid_t **pids, size_t *count, hull_error *err);
+
 /* Foreground supervision shared by `run` and `exec`. */
 void hull_forwardable_signals(sigset_t *set);
 /* Wait for pid (our child), forwarding signals read from the signalfd sfd
