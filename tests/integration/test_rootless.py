@@ -252,6 +252,20 @@ def test_lifecycle_verbs(rl):
     assert not (rl.xdg / "hull" / cid).exists()
 
 
+def test_create_never_races_the_id_maps(rl):
+    """The runtime writes the init's uid_map while the init sets itself up;
+    an init that turned non-dumpable first made that file root's, and a
+    rootless create failed now and then with EACCES."""
+    b = rl.bundle("b", ["true"])
+    for i in range(12):
+        cid = f"rl-race-{os.getpid()}-{i}"
+        r = rl.hull_cmd("create", "--bundle", str(b), cid)
+        assert r.returncode == 0, (i, r.stderr)
+        r = rl.hull_cmd("delete", "--force", cid)
+        assert r.returncode == 0, (i, r.stderr)
+        reap_orphans()
+
+
 def test_limit_refused_by_name(rl):
     """A limit hull cannot enforce without a cgroup is refused, naming the
     field, and nothing is left; device rules alone do not need a cgroup."""

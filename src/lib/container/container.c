@@ -22,6 +22,7 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
+#include "linux/namespaces.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -296,6 +297,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.spec = c->spec;
     c->launch.cgroup = c->cgroup;
     c->launch.cgroup_view = c->cgroup_view;
+    c->launch.rootless = hull_rootless();
     c->launch.seccomp = so->seccomp ? so->seccomp : c->seccomp;
     c->launch.no_pivot = o->no_pivot;
     c->launch.foreground = so->foreground;
