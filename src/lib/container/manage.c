@@ -42,8 +42,8 @@ static int managed_open_ex(const struct hull_runtime *rt, const char *id, bool n
         goto fail;
     if (m->cs.cgroup == NULL && need_cgroup) {
         hull_error_set(err, ENOTSUP,
-                       "the container has no cgroup (it was created rootless, where hull "
-                       "could not create one)");
+                       "the container has no cgroup (a rootless runtime could not create "
+                       "one)");
         goto fail;
     }
     if (m->cs.cgroup != NULL && hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)

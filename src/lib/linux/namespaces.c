@@ -121,7 +121,7 @@ int hull_ns_write_id_maps(pid_t pid, const struct hull_linux *l, hull_error *err
     return write_map(pid, "gid_map", l->gid_mappings, l->n_gid_mappings, err);
 }
 
-bool hull_rootless(void)
+static bool rootless_now(void)
 {
     if (geteuid() != 0)
         return true;
@@ -136,6 +136,17 @@ bool hull_rootless(void)
     unsigned long inside = 1, outside = 1, count = 0;
     return sscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0 ||
            outside != 0 || count != 4294967295UL;
+}
+
+bool hull_rootless(void)
+{
+    /* Asked on every container start; a process does not change user
+     * namespace or euid under hull, so once is enough. */
+    static _Atomic int known = -1;
+    int v = known;
+    if (v < 0)
+        known = v = rootless_now();
+    return v;
 }
 
 int hull_ns_write_time_offsets(pid_t pid, const struct hull_linux *l, hull_error *err)
