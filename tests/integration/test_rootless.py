@@ -442,6 +442,13 @@ def test_podman_rootless_run_rm(upodman):
     # Root in the container is the user on the host.
     assert lines[1].split() == ["0", str(upodman.a.pw.pw_uid), "1"]
     assert "err" in r.stderr
+    # keep-id: hull, root of podman's user namespace, writes a map of
+    # several ranges for the container's own.
+    r = upodman("run", "--rm", "--userns=keep-id", PODMAN_IMAGE, "sh", "-c", "id -u; cat /proc/self/uid_map")
+    lines = r.stdout.split("\n")
+    uid = str(upodman.a.pw.pw_uid)
+    assert lines[0] == uid, r.stdout
+    assert [uid, "0", "1"] in [ln.split() for ln in lines[1:]], r.stdout
     assert upodman("ps", "-a", "-q").stdout == ""
     assert os.listdir(upodman.a.xdg / "hull") == []
 
