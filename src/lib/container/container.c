@@ -526,20 +526,6 @@ static void thaw_killed(struct hull_cgroup *cg)
     hull_error_free(&e);
 }
 
-static int kill_pidns(const struct hull_cstate *cs, enum hull_status st, int signo, hull_error *err)
-{
-    if (st == HULL_STATUS_STOPPED)
-        return 0;
-    pid_t *pids = NULL;
-    size_t n = 0;
-    if (hull_pidns_pids(cs->pid, &pids, &n, err) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        kill(pids[i], signo);
-    free(pids);
-    return 0;
-}
-
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
                         hull_error *err)
 {
@@ -562,7 +548,7 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
             kill(cs.pid, signo);
     } else if (all && cs.cgroup == NULL) {
         /* No cgroup (rootless): the init's pid namespace holds the rest. */
-        if (kill_pidns(&cs, st, signo, err) < 0)
+        if (st != HULL_STATUS_STOPPED && hull_pidns_kill(cs.pid, signo, err) < 0)
             hull_error_prefix(err, "kill %s: --all", id);
         else
             ret = 0;

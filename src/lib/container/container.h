@@ -63,6 +63,8 @@ int hull_container_without_cgroup(const struct hull_spec *spec, struct hull_cgro
 /* Processes in the pid namespace of init (host pids), for a container
  * without a cgroup; ENOTSUP when init shares our pid namespace. */
 int hull_pidns_pids(pid_t init, pid_t **pids, size_t *count, hull_error *err);
+/* Signal each of them (kill --all without a cgroup). */
+int hull_pidns_kill(pid_t init, int signo, hull_error *err);
 
 /* Foreground supervision shared by `run` and `exec`. */
 void hull_forwardable_signals(sigset_t *set);

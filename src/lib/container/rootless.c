@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "container/container.h"
@@ -124,4 +126,27 @@ int hull_pidns_pids(pid_t init, pid_t **pids, size_t *count, hull_error *err)
         *count = 0;
     }
     return rc;
+}
+
+int hull_pidns_kill(pid_t init, int signo, hull_error *err)
+{
+    pid_t *pids = NULL;
+    size_t n = 0;
+    ino_t want;
+    if (ns_inode(init, &want) < 0)
+        return 0; /* gone, and its namespace with it */
+    if (hull_pidns_pids(init, &pids, &n, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        /* Pinned by a pidfd, then checked again: a pid that was reused
+         * since the listing is someone else's process. */
+        int pfd = (int)syscall(SYS_pidfd_open, pids[i], 0);
+        ino_t ino;
+        if (pfd >= 0 && ns_inode(pids[i], &ino) == 0 && ino == want)
+            syscall(SYS_pidfd_send_signal, pfd, signo, NULL, 0);
+        if (pfd >= 0)
+            close(pfd);
+    }
+    free(pids);
+    return 0;
 }
