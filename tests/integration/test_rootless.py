@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +166,16 @@ def rl(user):
     assert not left, left
 
 
+@pytest.fixture
+def userns_ok(rl):
+    """rl, on a host that lets users make user namespaces (probed: some
+    hosts turn that off, and then no rootless runtime can work)."""
+    r = rl.run("unshare", "--user", "--map-root-user", "true")
+    if r.returncode != 0:
+        pytest.skip(f"unprivileged user namespaces are not allowed here: {r.stderr.strip()}")
+    return rl
+
+
 def user_may_make_cgroups(a):
     """Whether the user can mkdir in some hierarchy where hull would create
     its cgroup (a host that delegates the cgroup root to users)."""
@@ -182,6 +191,7 @@ def user_may_make_cgroups(a):
     return False
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_spec_rootless_then_run(rl):
     """The issue's reproduction: `hull spec --rootless` + `hull run` as a
     user, on a host where the user may not create cgroups."""
@@ -198,12 +208,14 @@ def test_spec_rootless_then_run(rl):
     assert os.listdir(rl.xdg / "hull") == []
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_exit_code_and_stdin(rl):
     b = rl.bundle("b", ["sh", "-c", "read x; echo got-$x; exit 7"])
     r = rl.hull_cmd("run", "--bundle", str(b), f"rl-exit-{os.getpid()}", input="hello\n")
     assert (r.returncode, r.stdout) == (7, "got-hello\n"), r.stderr
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_lifecycle_verbs(rl):
     b = rl.bundle("b", ["sleep", "1000"])
     cid = f"rl-life-{os.getpid()}"
@@ -252,6 +264,7 @@ def test_lifecycle_verbs(rl):
     assert not (rl.xdg / "hull" / cid).exists()
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_create_never_races_the_id_maps(rl):
     """The runtime writes the init's uid_map while the init sets itself up;
     an init that turned non-dumpable first made that file root's, and a
@@ -266,6 +279,7 @@ def test_create_never_races_the_id_maps(rl):
         reap_orphans()
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_limit_refused_by_name(rl):
     """A limit hull cannot enforce without a cgroup is refused, naming the
     field, and nothing is left; device rules alone do not need a cgroup."""
@@ -298,6 +312,7 @@ def test_limit_refused_by_name(rl):
     assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_cgroup_mount_shows_callers_cgroups(rl):
     """A rootless container without a cgroup of its own that mounts
     cgroupfs sees the cgroups it is in (the caller's), read-only."""
@@ -314,6 +329,7 @@ def test_cgroup_mount_shows_callers_cgroups(rl):
     assert out[:-1], "no cgroup hierarchy visible"
 
 
+@pytest.mark.usefixtures("userns_ok")
 def test_default_root_is_per_user(rl):
     """Without --root: $XDG_RUNTIME_DIR/hull, else /tmp/hull-<uid>."""
     b = rl.bundle("b", ["sleep", "1000"])
@@ -417,7 +433,7 @@ class UserPodman:
 
 
 @pytest.fixture
-def upodman(rl):
+def upodman(rl, userns_ok):
     require_packages("engines", ["podman", "conmon", "newuidmap"])
     layer = rl.top / "layer.tar"
     rootfs = busybox.make_rootfs(str(rl.top / "image-rootfs"))
