@@ -148,7 +148,7 @@ def rl(user):
     yield a
     # Nothing of the user may be left running, nor any container state.
     left = []
-    if not wait_until(lambda: reap_orphans() or not user_pids(user.pw_uid), timeout=20):
+    if not wait_until(lambda: reap_orphans() or not user_pids(user.pw_uid), timeout=60):
         left.append(f"processes of {USER}: " +
                     ", ".join(f"{p} {open(f'/proc/{p}/cmdline', 'rb').read()[:80]!r}"
                               for p in user_pids(user.pw_uid) if os.path.exists(f"/proc/{p}")))
