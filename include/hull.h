@@ -40,7 +40,7 @@ int hull_error_code(hull_error err);
 
 /* Where container state lives and how the runtime behaves; one per process. */
 struct hull_runtime {
-    const char *root;    /* state directory root, default /run/hull */
+    const char *root;    /* state directory root, see hull_default_root() */
     bool systemd_cgroup; /* cgroupsPath is "slice:prefix:name" */
     /* No cgroup at all (crun's --cgroup-manager disabled): the container
      * stays in the caller's; a config with resource limits is refused. */
@@ -48,6 +48,13 @@ struct hull_runtime {
 };
 
 #define HULL_DEFAULT_ROOT "/run/hull"
+
+/* The state root a caller gets without --root: HULL_DEFAULT_ROOT for root of
+ * the initial user namespace; for anyone else (rootless) $XDG_RUNTIME_DIR/hull
+ * when XDG_RUNTIME_DIR is an absolute path, else /tmp/hull-<euid>. A root
+ * that another user owns or may write to is refused when it is opened. The
+ * string is static (computed once). */
+const char *hull_default_root(void);
 
 struct hull_create_opts {
     const char *id;

@@ -48,19 +48,22 @@ static void usage(FILE *out)
                  "Commands:\n");
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         fprintf(out, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
-    fprintf(out, "\n"
-                 "Global options:\n"
-                 "  --root DIR          state directory (default " HULL_DEFAULT_ROOT ")\n"
-                 "  --log FILE          write log messages to FILE (default: stderr)\n"
-                 "  --log-format FMT    text or json (default text)\n"
-                 "  --debug             log debug messages\n"
-                 "  --systemd-cgroup    linux.cgroupsPath is slice:prefix:name\n"
-                 "  --cgroup-manager M  cgroupfs (default), systemd (as --systemd-cgroup) or\n"
-                 "                      disabled (no cgroup; resource limits are refused)\n"
-                 "  --version, -v       print the version\n"
-                 "  --help, -h          print this help\n"
-                 "\n"
-                 "Run 'hull COMMAND --help' for a command's options.\n");
+    fprintf(out,
+            "\n"
+            "Global options:\n"
+            "  --root DIR          state directory (default %s: " HULL_DEFAULT_ROOT " for root,\n"
+            "                      $XDG_RUNTIME_DIR/hull or /tmp/hull-UID for other users)\n"
+            "  --log FILE          write log messages to FILE (default: stderr)\n"
+            "  --log-format FMT    text or json (default text)\n"
+            "  --debug             log debug messages\n"
+            "  --systemd-cgroup    linux.cgroupsPath is slice:prefix:name\n"
+            "  --cgroup-manager M  cgroupfs (default), systemd (as --systemd-cgroup) or\n"
+            "                      disabled (no cgroup; resource limits are refused)\n"
+            "  --version, -v       print the version\n"
+            "  --help, -h          print this help\n"
+            "\n"
+            "Run 'hull COMMAND --help' for a command's options.\n",
+            hull_default_root());
 }
 
 static void version(void)
@@ -139,7 +142,7 @@ int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *nam
 
 int main(int argc, char **argv)
 {
-    struct cli cli = {.rt = {.root = HULL_DEFAULT_ROOT}, .log_format = "text"};
+    struct cli cli = {.rt = {.root = hull_default_root()}, .log_format = "text"};
     enum {
         OPT_ROOT = 256,
         OPT_LOG,

@@ -113,7 +113,8 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
             printf("usage: hull ps [--format table|json] ID [PS-OPTIONS...]\n"
                    "\n"
                    "Show the processes of container ID: the host's `ps` (default -ef)\n"
-                   "limited to the container's cgroup, or --format json for the pids.\n");
+                   "limited to the container's cgroup (a rootless container without one:\n"
+                   "to its pid namespace), or --format json for the pids.\n");
             return 0;
         default:
             return cli_usage_error(cli, "invalid option");

@@ -274,6 +274,29 @@ static void test_resources_ctrls(void **state)
                      CG_BIT(CG_CPUSET) | CG_BIT(CG_PIDS) | CG_BIT(CG_MEMORY));
 }
 
+static void test_needed_by(void **state)
+{
+    (void)state;
+    struct hull_resources r;
+    memset(&r, 0, sizeof(r));
+    assert_null(hull_cgroup_needed_by(NULL, true));
+    assert_null(hull_cgroup_needed_by(&r, true));
+    struct hull_device_rule deny = {false, 'a', -1, -1, "rwm"};
+    r.devices = &deny;
+    r.n_devices = 1;
+    /* Device rules need a cgroup only when the caller counts them. */
+    assert_null(hull_cgroup_needed_by(&r, true));
+    assert_string_equal(hull_cgroup_needed_by(&r, false), "linux.resources.devices");
+    r.has_pids_limit = true;
+    assert_string_equal(hull_cgroup_needed_by(&r, true), "linux.resources.pids");
+    r.has_memory_limit = true;
+    assert_string_equal(hull_cgroup_needed_by(&r, true), "linux.resources.memory");
+    memset(&r, 0, sizeof(r));
+    char *kv[] = {"memory.high", "1M", NULL};
+    r.unified = kv;
+    assert_string_equal(hull_cgroup_needed_by(&r, true), "linux.resources.unified");
+}
+
 static struct hull_device_rule rule(bool allow, char type, int64_t maj, int64_t min,
                                     const char *access)
 {
@@ -324,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_weights),
         cmocka_unit_test(test_keyed),
         cmocka_unit_test(test_resources_ctrls),
+        cmocka_unit_test(test_needed_by),
         cmocka_unit_test(test_bpf_program),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

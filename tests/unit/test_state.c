@@ -105,6 +105,30 @@ static void open_create_and_exists(void **state)
     assert_int_equal(hull_cstate_remove(root, "c1", &e), 0); /* gone: fine */
 }
 
+/* A root someone else could have seeded with state is not trusted. */
+static void untrusted_root(void **state)
+{
+    struct root *r = *state;
+    hull_error e = NULL;
+    int fd = -1;
+    assert_int_equal(chmod(r->dir, 0777), 0);
+    assert_int_equal(hull_cstate_open(r->dir, "c1", true, &fd, &e), -1);
+    assert_int_equal(hull_error_code(e), EPERM);
+    assert_non_null(strstr(hull_error_msg(e), ": writable by every user"));
+    hull_error_free(&e);
+    assert_int_equal(chmod(r->dir, 0700), 0);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(r->dir, 65534, 65534), 0);
+        assert_int_equal(hull_cstate_open(r->dir, "c1", false, &fd, &e), -1);
+        assert_non_null(strstr(hull_error_msg(e), ": owned by uid 65534, neither the caller"));
+        hull_error_free(&e);
+        assert_int_equal(chown(r->dir, 0, 0), 0);
+    }
+    assert_int_equal(hull_cstate_open(r->dir, "c1", true, &fd, &e), 0);
+    close(fd);
+    assert_int_equal(hull_cstate_remove(r->dir, "c1", &e), 0);
+}
+
 static void round_trip(void **state)
 {
     struct root *r = *state;
@@ -331,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ids),
         cmocka_unit_test_setup_teardown(open_create_and_exists, setup, teardown),
+        cmocka_unit_test_setup_teardown(untrusted_root, setup, teardown),
         cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(status, setup, teardown),
         cmocka_unit_test(state_json),

@@ -23,6 +23,7 @@
 #include "container/sync.h"
 #include "linux/cgroup.h"
 #include "linux/creds.h"
+#include "linux/namespaces.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -146,16 +147,6 @@ static int apply_resources(struct hull_container_ctx *c, hull_error *err)
     return ret;
 }
 
-static bool spec_mounts_cgroup(const struct hull_spec *spec)
-{
-    for (size_t i = 0; i < spec->n_mounts; i++) {
-        const char *t = spec->mounts[i].type;
-        if (t && (strcmp(t, "cgroup") == 0 || strcmp(t, "cgroup2") == 0))
-            return true;
-    }
-    return false;
-}
-
 /* Check what can be checked before anything is created. */
 static int precheck(const struct hull_spec *spec, const struct hull_create_opts *o, bool detached,
                     bool no_cgroups, hull_error *err)
@@ -197,6 +188,7 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     if (c->dirfd >= 0)
         close(c->dirfd);
     hull_cgroup_free(c->cgroup);
+    hull_cgroup_free(c->cgroup_view);
     hull_seccomp_filter_free(c->seccomp);
     hull_cstate_free(&c->cs);
     if (c->owns_spec)
@@ -265,13 +257,15 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     /* The first state write comes once the cgroup exists, so it can name it;
      * a crash before it leaves a directory without state.json, which delete
      * --force handles (removing the default cgroup too). */
-    if (!so->no_cgroup && !rt->no_cgroups) {
-        if (hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
-                                  so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0)
-            goto fail;
+    if (!so->no_cgroup && !rt->no_cgroups &&
+        hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+                              so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0 &&
+        hull_container_without_cgroup(c->spec, &c->cgroup_view, err) < 0)
+        goto fail;
+    if (c->cgroup) {
         /* A container that sees cgroupfs must see all of its hierarchies;
          * otherwise only the ones accounting and limits need are joined. */
-        if (spec_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
+        if (hull_container_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
             goto fail;
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
@@ -307,6 +301,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
 
     c->launch.spec = c->spec;
     c->launch.cgroup = c->cgroup;
+    c->launch.cgroup_view = c->cgroup_view;
+    c->launch.rootless = hull_rootless();
     c->launch.seccomp = so->seccomp ? so->seccomp : c->seccomp;
     c->launch.no_pivot = o->no_pivot;
     c->launch.foreground = so->foreground;
@@ -552,6 +548,12 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
             ret = 0;
         if (ret == 0 && st != HULL_STATUS_STOPPED)
             kill(cs.pid, signo);
+    } else if (all && cs.cgroup == NULL) {
+        /* No cgroup (rootless): the init's pid namespace holds the rest. */
+        if (st != HULL_STATUS_STOPPED && hull_pidns_kill(cs.pid, signo, err) < 0)
+            hull_error_prefix(err, "kill %s: --all", id);
+        else
+            ret = 0;
     } else if (st == HULL_STATUS_STOPPED || st == HULL_STATUS_CREATING) {
         hull_error_set(err, ESRCH, "kill %s: container is not running", id);
     } else if (kill(cs.pid, signo) < 0) {

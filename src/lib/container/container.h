@@ -34,6 +34,7 @@ struct hull_container_ctx {
     struct hull_spec *spec;
     struct hull_cstate cs;
     struct hull_cgroup *cgroup;
+    struct hull_cgroup *cgroup_view;     /* rootless, no cgroup: the caller's, to mount */
     struct hull_seccomp_filter *seccomp; /* compiled here (not from opts) */
     struct hull_launch launch;
     int dirfd; /* locked state directory */
@@ -50,6 +51,20 @@ void hull_container_ctx_release(struct hull_container_ctx *c);
 /* Kill what is left, run poststop hooks, remove the cgroup and the state. */
 int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull_cstate *cs,
                            hull_error *err);
+
+/* Whether the spec mounts a cgroup filesystem. */
+bool hull_container_mounts_cgroup(const struct hull_spec *spec);
+/* After the container's cgroup could not be created (*err): 0 when it may
+ * run without one (a rootless caller refused by the kernel, and no
+ * resource that needs a cgroup, which is refused by its field name
+ * otherwise), *err freed and *view set for a cgroup mount; else -1. */
+int hull_container_without_cgroup(const struct hull_spec *spec, struct hull_cgroup **view,
+                                  hull_error *err);
+/* Processes in the pid namespace of init (host pids), for a container
+ * without a cgroup; ENOTSUP when init shares our pid namespace. */
+int hull_pidns_pids(pid_t init, pid_t **pids, size_t *count, hull_error *err);
+/* Signal each of them (kill --all without a cgroup). */
+int hull_pidns_kill(pid_t init, int signo, hull_error *err);
 
 /* Foreground supervision shared by `run` and `exec`. */
 void hull_forwardable_signals(sigset_t *set);

@@ -26,7 +26,6 @@
 #include "linux/creds.h"
 #include "linux/mounts.h"
 #include "linux/netdev.h"
-#include "linux/namespaces.h"
 #include "linux/terminal.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -118,6 +117,10 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
      * nothing below may run unaccounted or as an unmapped user. */
     if (hull_sync_expect(l->child_fd, SYNC_CGROUP_DONE, &m, err) < 0)
         return -1;
+    /* A rootless runtime is no more than its caller, and needed our /proc
+     * files (owned by root while we are non-dumpable) until now. */
+    if (l->rootless)
+        prctl(PR_SET_DUMPABLE, 0);
 
     if (userns) {
         /* Become root of the user namespace: the mounts below are owned by it. */
@@ -139,9 +142,14 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
 
     struct hull_rootfs rfs = {
         .spec = spec,
-        .cgroup = l->cgroup,
-        .userns = userns,
-        .cgroupns = lx->ns[HULL_NS_CGROUP].enabled,
+        .cgroup = l->cgroup ? l->cgroup : l->cgroup_view,
+        /* In a user namespace of its own or the runtime's (rootless): no
+         * mknod, and mounts inherited from the host are locked. */
+        .userns = userns || l->rootless,
+        /* The caller's view is bound, never mounted anew: a user namespace
+         * may not mount cgroup v1, and a new cgroup2 mount would show the
+         * whole tree above the caller's own cgroup. */
+        .cgroupns = l->cgroup && lx->ns[HULL_NS_CGROUP].enabled,
         .rootfd = -1,
         .extras = l->rootfs_extras,
     };
@@ -278,8 +286,12 @@ void hull_init_main(struct hull_launch *l)
      * not outlive the process that would clean it up. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* /proc/<init>/exe leads to the hull binary until execve; a non-dumpable
-     * process keeps the container from opening it (CVE-2019-5736). */
-    prctl(PR_SET_DUMPABLE, 0);
+     * process keeps the container (or another in a pid namespace it joins)
+     * from opening it (CVE-2019-5736). A rootless runtime writes our
+     * uid_map, gid_map and oom_score_adj first, which it may do only while
+     * those files are its own: it waits for SYNC_CGROUP_DONE. */
+    if (!l->rootless)
+        prctl(PR_SET_DUMPABLE, 0);
 
     if (init_steps(l, &plan, &err) < 0) {
         hull_proc_report(l->child_fd, l->error_fd, err);

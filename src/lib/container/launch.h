@@ -33,7 +33,8 @@
 struct hull_launch {
     /* inputs */
     const struct hull_spec *spec;
-    struct hull_cgroup *cgroup;                /* may be NULL (no cgroups) */
+    struct hull_cgroup *cgroup;      /* may be NULL (no cgroups) */
+    struct hull_cgroup *cgroup_view; /* without one: the caller's, for cgroup mounts only */
     const struct hull_seccomp_filter *seccomp; /* may be NULL */
     bool no_pivot;
     bool foreground;      /* wait for SYNC_START instead of exec.fifo */
@@ -42,6 +43,7 @@ struct hull_launch {
     int error_fd;         /* exec.error opened for writing, or -1 (see hull_proc_report) */
     int preserve_fds;     /* fds 3 .. 3+n-1 survive into the container */
     bool cgroup_at_birth; /* clone the init inside its cgroup (hull_cgroup_step_in) */
+    bool rootless;        /* the runtime is not root of the initial user namespace */
     const char *keyring;  /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
     int stdio[3];                     /* fds to become the container's 0, 1, 2; -1 = inherit ours */

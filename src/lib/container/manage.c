@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "container/container.h"
 #include "container/state.h"
 #include "hull.h"
 #include "linux/cgroup.h"
@@ -28,9 +29,10 @@ static void managed_release(struct managed *m)
         close(m->dirfd);
 }
 
-/* Lock, read state, load the cgroup, derive the status. */
-static int managed_open(const struct hull_runtime *rt, const char *id, struct managed *m,
-                        hull_error *err)
+/* Lock, read state, load the cgroup, derive the status. Without need_cgroup,
+ * a container that has none (rootless) opens with m->cg NULL. */
+static int managed_open_ex(const struct hull_runtime *rt, const char *id, bool need_cgroup,
+                           struct managed *m, hull_error *err)
 {
     memset(m, 0, sizeof(*m));
     m->dirfd = -1;
@@ -38,14 +40,16 @@ static int managed_open(const struct hull_runtime *rt, const char *id, struct ma
         return -1;
     if (hull_cstate_read(m->dirfd, &m->cs, err) < 0)
         goto fail;
-    if (m->cs.cgroup == NULL) {
-        hull_error_set(err, ENOTSUP, "the container has no cgroup");
+    if (m->cs.cgroup == NULL && need_cgroup) {
+        hull_error_set(err, ENOTSUP,
+                       "the container has no cgroup (a rootless runtime could not create "
+                       "one)");
         goto fail;
     }
-    if (hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)
+    if (m->cs.cgroup != NULL && hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)
         goto fail;
     bool frozen = false;
-    if (hull_pid_alive(m->cs.pid, m->cs.pid_start) &&
+    if (m->cg && hull_pid_alive(m->cs.pid, m->cs.pid_start) &&
         hull_cgroup_is_frozen(m->cg, &frozen, err) < 0)
         goto fail;
     m->status = hull_cstate_status(m->dirfd, &m->cs, frozen);
@@ -55,13 +59,25 @@ fail:
     return -1;
 }
 
+static int managed_open(const struct hull_runtime *rt, const char *id, struct managed *m,
+                        hull_error *err)
+{
+    return managed_open_ex(rt, id, true, m, err);
+}
+
 int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids, size_t *count,
                         hull_error *err)
 {
     struct managed m;
-    if (managed_open(rt, id, &m, err) < 0)
+    if (managed_open_ex(rt, id, false, &m, err) < 0)
         return hull_error_prefix(err, "ps %s", id);
-    int r = hull_cgroup_pids(m.cg, pids, count, err);
+    *pids = NULL;
+    *count = 0;
+    int r = 0;
+    if (m.cg)
+        r = hull_cgroup_pids(m.cg, pids, count, err);
+    else if (m.status != HULL_STATUS_STOPPED) /* no cgroup (rootless): its pid namespace */
+        r = hull_pidns_pids(m.cs.pid, pids, count, err);
     managed_release(&m);
     return r < 0 ? hull_error_prefix(err, "ps %s", id) : 0;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "container/state.h"
+#include "linux/namespaces.h"
 #include "util/error.h"
 #include "util/clock.h"
 #include "util/fs.h"
@@ -51,6 +52,39 @@ int hull_id_validate(const char *id, hull_error *err)
     return 0;
 }
 
+const char *hull_default_root(void)
+{
+    static char buf[PATH_MAX];
+    if (buf[0] != '\0')
+        return buf;
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (!hull_rootless())
+        snprintf(buf, sizeof(buf), "%s", HULL_DEFAULT_ROOT);
+    else if (xdg != NULL && xdg[0] == '/' && strlen(xdg) + sizeof("/hull") <= sizeof(buf))
+        snprintf(buf, sizeof(buf), "%s/hull", xdg);
+    else
+        snprintf(buf, sizeof(buf), "/tmp/hull-%u", (unsigned)geteuid());
+    return buf;
+}
+
+/* The root names every container, its bundle and its pid, and verbs trust
+ * what they read there: a root that someone else owns or can write to
+ * (say a /tmp/hull-<uid> made by another user first) would let them
+ * plant a state.json that makes delete kill or remove what they choose. */
+static int root_trusted(int rootfd, const char *root, hull_error *err)
+{
+    struct stat st;
+    if (fstat(rootfd, &st) < 0)
+        return hull_error_errno(err, "--root %s", root);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return hull_error_set(err, EPERM,
+                              "--root %s: owned by uid %u, neither the caller (uid %u) nor root",
+                              root, (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & S_IWOTH)
+        return hull_error_set(err, EPERM, "--root %s: writable by every user", root);
+    return 0;
+}
+
 int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
@@ -66,6 +100,10 @@ int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, 
         if (errno == ENOENT && !create)
             return hull_error_set(err, ENOENT, "container '%s' does not exist", id);
         return hull_error_errno(err, "--root %s", root);
+    }
+    if (root_trusted(rootfd, root, err) < 0) {
+        close(rootfd);
+        return -1;
     }
     if (create && mkdirat(rootfd, id, 0700) < 0) {
         int e = errno;

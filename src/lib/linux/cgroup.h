@@ -57,6 +57,14 @@ int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hu
  * cgroup only the nodes the container has are reachable). r may be NULL. */
 int hull_cgroup_check_disabled(const struct hull_resources *r, hull_error *err);
 
+/* The first linux.resources field that only a cgroup enforces, or NULL when
+ * r sets none. Device rules do not count (ignore_devices): a container
+ * without a cgroup, which only a rootless caller may run, gets no device the
+ * caller could not open anyway, since the kernel refuses device nodes made
+ * in a user namespace. A caller that runs without a cgroup refuses the
+ * field by this name instead of ignoring it. */
+const char *hull_cgroup_needed_by(const struct hull_resources *r, bool ignore_devices);
+
 /* Join every hierarchy the host has, as runc does, instead of only those
  * needed for accounting and the spec's resources (see cgroup_internal.h).
  * Call it before hull_cgroup_enter when the container mounts a cgroup view
@@ -85,6 +93,12 @@ int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);
  * it has unshared its cgroup namespace (cgroupns true) or not. */
 int hull_cgroup_mount(struct hull_cgroup *cg, const char *dest, bool readonly, bool cgroupns,
                       unsigned long mount_flags, hull_error *err);
+
+/* The cgroups the caller is in, as a struct hull_cgroup that only
+ * hull_cgroup_mount may use (with cgroupns false: bind mounts of each
+ * directory): the view of a container that runs without a cgroup of its own
+ * (rootless), as runc gives it. Never save, apply to or destroy it. */
+int hull_cgroup_caller_view(struct hull_cgroup **out, hull_error *err);
 
 /* Processes in the cgroup (host pids). *pids is malloc'd. */
 int hull_cgroup_pids(struct hull_cgroup *cg, pid_t **pids, size_t *count, hull_error *err);

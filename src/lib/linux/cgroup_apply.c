@@ -61,12 +61,16 @@ uint32_t cg_resources_ctrls(const struct hull_resources *r)
     return m;
 }
 
-static const char *first_limit(const struct hull_resources *r)
+const char *hull_cgroup_needed_by(const struct hull_resources *r, bool ignore_devices)
 {
-    uint32_t m = cg_resources_ctrls(r) & ~CG_BIT(CG_DEVICES);
+    if (r == NULL)
+        return NULL;
+    uint32_t need = cg_resources_ctrls(r);
+    if (ignore_devices)
+        need &= ~CG_BIT(CG_DEVICES);
     for (int c = 0; c < CG_NCTRL; c++)
-        if (m & CG_BIT(c))
-            return ctrl_field[c] ? ctrl_field[c] : "linux.resources";
+        if ((need & CG_BIT(c)) && ctrl_field[c] != NULL)
+            return ctrl_field[c];
     if (r->unified != NULL && r->unified[0] != NULL)
         return "linux.resources.unified";
     if (r->rdma != NULL && r->rdma[0] != NULL)
@@ -76,19 +80,16 @@ static const char *first_limit(const struct hull_resources *r)
 
 int hull_cgroup_check_disabled(const struct hull_resources *r, hull_error *err)
 {
-    if (r == NULL)
-        return 0;
-    const char *field = first_limit(r);
+    const char *field = hull_cgroup_needed_by(r, true);
     if (field != NULL)
         return hull_error_set(err, ENOTSUP, "%s: cannot be enforced with --cgroup-manager disabled",
                               field);
     /* Allow rules change nothing without a cgroup, and "deny all" still
      * holds for every node the container does not have; a deny of a
      * particular node it has would not. */
-    for (size_t i = 0; i < r->n_devices; i++) {
+    for (size_t i = 0; r != NULL && i < r->n_devices; i++) {
         if (!r->devices[i].allow && r->devices[i].type != 'a') {
-            hull_warn("linux.resources.devices[%zu]: not enforced with --cgroup-manager "
-                      "disabled",
+            hull_warn("linux.resources.devices[%zu]: not enforced with --cgroup-manager disabled",
                       i);
             break;
         }

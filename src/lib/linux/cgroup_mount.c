@@ -26,6 +26,7 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
+#include "util/fs.h"
 
 #define PER_MOUNT_FLAGS                                                                            \
     (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME)
@@ -149,4 +150,41 @@ int hull_cgroup_mount(struct hull_cgroup *cg, const char *dest, bool readonly, b
     if (!cg->n[cg->L->v2].joined)
         return hull_error_set(err, ENOENT, "cgroup: the container has no cgroup to mount");
     return mount_hier(&v, (size_t)cg->L->v2, dest, err);
+}
+
+int hull_cgroup_caller_view(struct hull_cgroup **out, hull_error *err)
+{
+    *out = NULL;
+    const struct cg_layout *L = cg_layout_get(err);
+    if (L == NULL)
+        return -1;
+    cleanup_free char *text = NULL;
+    char *own[CG_MAX_HIER] = {0};
+    if (hull_read_file("/proc/self/cgroup", &text, NULL, err) < 0 ||
+        cg_own_paths(L, text, own, err) < 0)
+        return -1;
+    struct hull_cgroup *cg = calloc(1, sizeof(*cg));
+    int rc = cg ? 0 : hull_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < L->n; i++) {
+        if (own[i] == NULL)
+            continue;
+        cg->n[i].path = own[i];
+        own[i] = NULL;
+        if (asprintf(&cg->n[i].dir, "%s%s", L->h[i].mount,
+                     strcmp(cg->n[i].path, "/") ? cg->n[i].path : "") < 0) {
+            cg->n[i].dir = NULL;
+            rc = hull_error_set(err, ENOMEM, "out of memory");
+        }
+        cg->n[i].joined = true; /* created stays 0: nothing here is ours */
+    }
+    for (size_t i = 0; i < CG_MAX_HIER; i++)
+        free(own[i]);
+    if (cg)
+        cg->L = L;
+    if (rc < 0) {
+        hull_cgroup_free(cg);
+        return -1;
+    }
+    *out = cg;
+    return 0;
 }

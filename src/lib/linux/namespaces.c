@@ -3,6 +3,7 @@
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -118,6 +119,34 @@ int hull_ns_write_id_maps(pid_t pid, const struct hull_linux *l, hull_error *err
             return -1;
     }
     return write_map(pid, "gid_map", l->gid_mappings, l->n_gid_mappings, err);
+}
+
+static bool rootless_now(void)
+{
+    if (geteuid() != 0)
+        return true;
+    /* Root of the initial user namespace sees the identity map of every
+     * id; root of any other sees a narrower one (or none written yet). */
+    cleanup_free char *map = NULL;
+    hull_error e = NULL;
+    if (hull_read_file("/proc/self/uid_map", &map, NULL, &e) < 0) {
+        hull_error_free(&e);
+        return true;
+    }
+    unsigned long inside = 1, outside = 1, count = 0;
+    return sscanf(map, "%lu %lu %lu", &inside, &outside, &count) != 3 || inside != 0 ||
+           outside != 0 || count != 4294967295UL;
+}
+
+bool hull_rootless(void)
+{
+    /* Asked on every container start; a process does not change user
+     * namespace or euid under hull, so once is enough. */
+    static _Atomic int known = -1;
+    int v = known;
+    if (v < 0)
+        known = v = rootless_now();
+    return v;
 }
 
 int hull_ns_write_time_offsets(pid_t pid, const struct hull_linux *l, hull_error *err)

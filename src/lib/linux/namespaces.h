@@ -26,6 +26,12 @@ int hull_ns_join(int fds[HULL_NS_COUNT], const enum hull_ns_type *order, size_t 
 /* Write /proc/PID/{uid_map,gid_map} (and setgroups when needed). */
 int hull_ns_write_id_maps(pid_t pid, const struct hull_linux *l, hull_error *err);
 
+/* True when the caller is not root of the initial user namespace: an
+ * unprivileged user, or root of a user namespace (podman's rootless mode).
+ * Such a caller can map only its own ids and usually cannot create cgroups.
+ * Decided on the first call: call it before any setuid or unshare. */
+bool hull_rootless(void);
+
 /* Write /proc/PID/timens_offsets for a time namespace not yet entered. */
 int hull_ns_write_time_offsets(pid_t pid, const struct hull_linux *l, hull_error *err);
 

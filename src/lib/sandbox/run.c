@@ -25,6 +25,7 @@
 #include "container/container.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
+#include "linux/namespaces.h"
 #include "linux/seccomp.h"
 #include "sandbox/sandbox.h"
 #include "util/clock.h"
@@ -681,6 +682,17 @@ const struct hull_sandbox_provider hull_provider_namespaces = {
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
     memset(r, 0, sizeof(*r));
+    /* Refused before anything is made, rather than run with less isolation
+     * than the policy says: every level runs the program as host uids of
+     * its own and enforces memory, pids and CPU limits with cgroups, and an
+     * unprivileged caller can do neither. */
+    if (hull_rootless())
+        return hull_error_set(err, EPERM,
+                              "needs root (running as uid %u%s): the sandbox runs the program "
+                              "as unprivileged host uids of its own and enforces its limits "
+                              "with cgroups, which other users cannot do; for a rootless "
+                              "container use 'hull spec --rootless' and 'hull run'",
+                              (unsigned)geteuid(), geteuid() == 0 ? " in a user namespace" : "");
     const struct hull_sandbox_provider *prov =
         p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm : &hull_provider_namespaces;
     const char *why = prov->unavailable();
