@@ -154,9 +154,26 @@ def test_signals_do_not_reach_host_processes(hostile):
             p.wait()
 
 
-def test_int80_is_killed(hostile):
+@pytest.fixture(scope="module")
+def host_int80_signal(bins):
+    """What this host does with `int $0x80` outside any sandbox: 0 when the
+    32-bit entry point works, else the signal the host kills with (some
+    hypervisors' kernels turn it into SIGSEGV for every process)."""
+    p = subprocess.run([str(bins / "hostile"), "int80"], capture_output=True, text=True,
+                       timeout=60)
+    if p.returncode < 0:
+        return -p.returncode
+    assert p.returncode == 0 and "int80 returned" in p.stdout, p
+    return 0
+
+
+def test_int80_is_killed(hostile, host_int80_signal):
+    """A 32-bit syscall never reaches the kernel unfiltered: the filter kills
+    with SIGSYS, or the host itself refuses the entry point exactly as it
+    does outside the sandbox."""
     r, _ = hostile("int80")
-    assert (r.verdict, r.j["signal"]) == ("signaled", signal.SIGSYS), r
+    allowed = {signal.SIGSYS, host_int80_signal} - {0}
+    assert r.verdict == "signaled" and r.j["signal"] in allowed, (r, host_int80_signal)
     assert "int80 returned" not in r.out
 
 
