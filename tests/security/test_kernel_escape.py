@@ -31,6 +31,14 @@ REFUSED = {
     "socket_alg": "EPERM", "setuid0": "EPERM", "setgid0": "EPERM", "modify_ldt": "EPERM",
 }
 
+# A namespace through clone or clone3 (hostile nsclone): a user namespace
+# would give the new process every capability in it.
+NSCLONE = {
+    "clone_newuser": "EPERM", "clone_newuser_newnet": "EPERM", "clone_newns": "EPERM",
+    "clone_newpid": "EPERM", "clone3_newuser": "ENOSYS", "clone3_plain": "ENOSYS",
+    "unshare_user": "EPERM", "unshare_net": "EPERM",
+}
+
 
 def test_refused_syscalls(hostile):
     r, res = hostile("syscalls")
@@ -214,3 +222,14 @@ def test_release_agent_cve_2022_0492(sb, bins):
 def test_hull_binary_unchanged(hull_hash):
     """After everything above (this file runs late in the battery)."""
     assert sha256(HULL) == hull_hash
+
+
+def test_namespaces_through_clone_and_clone3_are_refused(hostile):
+    """unshare is not the only way to a namespace: clone with CLONE_NEW*
+    flags is refused by a masked compare of its flags, and clone3 (whose
+    flags seccomp cannot read) answers ENOSYS so that libc falls back to
+    clone."""
+    r, res = hostile("nsclone")
+    assert r.verdict == "ok", r
+    assert {k: v[1] for k, v in res.items()} == NSCLONE, r.out
+    assert all(v[0] == "-1" for v in res.values()), r.out
