@@ -252,7 +252,12 @@ static int child_main(void *arg)
     setrlimit(RLIMIT_CORE, &core0);
     /* PID 1 of the namespace is a small init, not the workload: the kernel
      * shields a namespace's init from its own signals, so a workload that
-     * was PID 1 could not "kill $$" itself, and orphans need a reaper. */
+     * was PID 1 could not "kill $$" itself, and orphans need a reaper.
+     * The init has no seccomp filter: non-dumpable before the workload
+     * exists, so the workload (the same uid) cannot open /proc/1/mem and
+     * run code in it unfiltered. The workload's execve makes the workload
+     * itself dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0);
     pid_t w = fork();
     if (w < 0)
         child_fail(ef, "fork");

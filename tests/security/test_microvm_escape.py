@@ -73,3 +73,17 @@ def test_other_syscall_abis_are_killed_in_the_guest(bins, attack):
     j, _ = guest(bins, attack)
     assert (j["verdict"], j["signal"]) == ("signaled", signal.SIGSYS), j
     assert "returned" not in j["stdout"], j
+
+
+def test_clock_and_other_processes_in_the_guest(bins):
+    j, res = guest(bins, "clock")
+    assert j["verdict"] == "ok", j
+    assert res and all(v == ("-1", "EPERM") for v in res.values()), res
+    j, res = guest(bins, "ptrace")
+    assert j["verdict"] == "ok", j
+    for name in ("ptrace_attach", "ptrace_seize", "process_vm_readv", "process_vm_writev",
+                 "kcmp", "pidfd_getfd", "ptrace_traceme"):
+        assert res[name] == ("-1", "EPERM"), (name, res[name])
+    # The workload's init in the guest has no filter of its own: its memory
+    # must be closed to the workload, or code written there runs unfiltered.
+    assert res["proc1_mem"] == ("-1", "EACCES"), res
