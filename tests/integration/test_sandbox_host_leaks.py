@@ -41,7 +41,8 @@ def assert_hidden(out, tok, *host_strings):
     assert "/proc/1/environ: ERR" in out or "/proc/1/environ: \n" in out + "\n"
 
 
-def test_sandbox_run_shows_nothing_of_hulls_command_line(tmp_path):
+@pytest.mark.parametrize("iso", ["container", "process"])
+def test_sandbox_run_shows_nothing_of_hulls_command_line(tmp_path, iso):
     tok = token()
     d = tmp_path / tok
     d.mkdir()
@@ -51,7 +52,7 @@ def test_sandbox_run_shows_nothing_of_hulls_command_line(tmp_path):
     env_before = os.environ.get("HULL_LEAK_PROBE")
     os.environ["HULL_LEAK_PROBE"] = tok  # hull's own environment
     try:
-        r = sb("--copy-in", f"{d / 'in.txt'}:/tmp/in.txt", "--stdin", d / "stdin.txt",
+        r = sb("--isolation", iso, "--copy-in", f"{d / 'in.txt'}:/tmp/in.txt", "--stdin", d / "stdin.txt",
                "--copy-out", f"/tmp/none:{d / 'out.txt'}", cmd=["sh", "-c", SCAN])
     finally:
         if env_before is None:
