@@ -56,8 +56,10 @@ all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld $(BUILD)/hull-agent
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
 # no checkout path inside, so its bytes (and the initramfs digest) do not
 # depend on where the tree was built.
-AGENT_SRCS := $(wildcard src/guest/*.c)
-$(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h
+# The sandbox's seccomp tables are shared with the container level.
+AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/linux/seccomp_rules.c
+$(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h \
+		src/lib/linux/seccomp_rules.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \

@@ -6,7 +6,7 @@ For each accelerator available here (TCG always, KVM when usable):
     command line, a trivial static /init that prints READY) against
     `hull vm start` to agent-ready; both spawn-to-ready, interleaved rounds;
   * idle memory: RSS and PSS of each QEMU one second after ready;
-  * warm start: `hull vm create --from-template` (restore a booted template
+  * warm start: `hull vm create --from-template` + `vm start` (restore a booted template
     snapshot) to agent-ready, then the first exec; and a whole one-shot
     `hull vm run -- true`;
   * density: K VMs of 128 MiB started from the template together, host
@@ -166,6 +166,7 @@ def main():
                                  "warm", "warm_exec", "oneshot")}
             # The template, made once before timing warm starts.
             hull(root, "vm", "create", "--memory", MEM, "--from-template", "tpl", accel=accel)
+            hull(root, "vm", "start", "tpl", accel=accel)
             hull(root, "vm", "delete", "--force", "tpl", accel=accel)
             for i in range(a.rounds):
                 t, rss, pss = plain_boot(vmlinux, initrd, base, accel)
@@ -188,6 +189,7 @@ def main():
                 vid = f"warm{i}"
                 t0 = time.monotonic()
                 hull(root, "vm", "create", "--memory", MEM, "--from-template", vid, accel=accel)
+                hull(root, "vm", "start", vid, accel=accel)
                 t1 = time.monotonic()
                 hull(root, "vm", "exec", vid, "--", "true", accel=accel)
                 t2 = time.monotonic()
@@ -208,7 +210,8 @@ def main():
             procs = []
             for vid in ids:
                 env = dict(os.environ, HULL_VM_ACCEL=accel)
-                procs.append(subprocess.Popen([HULL, "--root", root, "vm", "create", "--memory", MEM, "--from-template", vid],
+                procs.append(subprocess.Popen(["sh", "-c", '"$0" --root "$1" vm create --memory "$2" --from-template "$3" && '
+                                               '"$0" --root "$1" vm start "$3"', HULL, root, MEM, vid],
                                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
                 if len(procs) >= 4:
                     procs.pop(0).wait()

@@ -466,6 +466,11 @@ struct hull_vm_exec_result {
     pid_t pid; /* in the guest */
 };
 void hull_vm_exec_result_free(struct hull_vm_exec_result *r);
+/* The result of an exec as JSON: the sandbox result's fields for one
+ * workload (verdict, exit_code, signal, cpu_time_ms, wall_time_ms,
+ * max_memory_kb, stdout, stderr, truncation flags, isolation) and error
+ * when given. malloc'd; NULL without memory. */
+char *hull_vm_exec_result_json(const struct hull_vm_exec_result *r, const char *error);
 /* Run a command in a running VM. Returns 0 when the workload ran (whatever
  * its exit); a command that cannot start is an error (code: its errno). */
 int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,

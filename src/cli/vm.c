@@ -2,8 +2,8 @@
  *
  *   hull vm create [options] ID        measure, prepare, record (no boot)
  *   hull vm start ID | stop ID | pause ID | resume ID | delete [--force] ID
- *   hull vm state ID | list
- *   hull vm exec [options] ID -- CMD...     exit status passed through
+ *   hull vm state ID | list [--format table|json]
+ *   hull vm exec [options] ID -- CMD...     as `hull sandbox run` reports
  *   hull vm cp ID:PATH HOST | cp HOST ID:PATH
  *   hull vm snapshot ID FILE | restore FILE NEWID
  *   hull vm initrd [--kernel F]        build the initramfs, print sha256 and path
@@ -83,9 +83,15 @@ static void usage(void)
         "  create [--memory 256M] [--vcpus 1] [--kernel F] [--rootfs DIR] [--accel kvm|tcg|auto]\n"
         "         [--expect-kernel-sha256 H] [--expect-initrd-sha256 H] [--expect-rootfs-sha256 "
         "H]\n"
-        "         [--from-template] ID\n"
-        "  start ID | stop ID | pause ID | resume ID | delete [--force] ID | state ID | list\n"
+        "         [--from-template] ID    (creates only; `start` boots it, from the\n"
+        "         cached template with --from-template)\n"
+        "  start ID | stop ID | pause ID | resume ID | delete [--force] ID | state ID\n"
+        "  list [--format table|json]\n"
         "  exec [--detach] [--env K=V] [--cwd DIR] [--json] [limits] ID -- CMD [ARGS...]\n"
+        "       exit status: the command's (128+N after signal N), 124 when a limit was\n"
+        "       hit (with a summary on stderr), 127/126 when it cannot be found/run, 125\n"
+        "       when hull could not run it; with --json 0 whenever it ran (the verdict\n"
+        "       says how)\n"
         "  cp ID:PATH HOSTFILE | cp HOSTFILE ID:PATH\n"
         "  snapshot ID FILE | restore FILE NEWID\n"
         "  initrd [--kernel F]\n"
@@ -123,6 +129,7 @@ enum {
     O_STDIN,
     O_CIN,
     O_COUT,
+    O_FORMAT,
     O_HELP,
 };
 
@@ -151,6 +158,7 @@ static const struct option all_opts[] = {
     {"stdin", required_argument, NULL, O_STDIN},
     {"copy-in", required_argument, NULL, O_CIN},
     {"copy-out", required_argument, NULL, O_COUT},
+    {"format", required_argument, NULL, O_FORMAT},
     {"help", no_argument, NULL, O_HELP},
     {0},
 };
@@ -160,7 +168,7 @@ struct vm_args {
     struct hull_vm_limits lim;
     uint64_t vm_memory;
     bool force, detach, json, cold;
-    const char *cwd, *stdin_file;
+    const char *cwd, *stdin_file, *format;
     char *env[128];
     size_t nenv;
     struct hull_vm_file cin[32], cout[32];
@@ -268,6 +276,12 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
         case O_STDIN:
             a->stdin_file = optarg;
             break;
+        case O_FORMAT:
+            if (strcmp(optarg, "table") != 0 && strcmp(optarg, "json") != 0)
+                return cli_usage_error(cli, "--format: unknown format '%s' (table or json)",
+                                       optarg);
+            a->format = optarg;
+            break;
         case O_ENV:
             if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
                 return cli_usage_error(cli, "--env %s: must be K=V", optarg);
@@ -315,6 +329,7 @@ static const int EXEC_OPTS[] = {LIMIT_OPTS, O_DETACH, O_ENV, O_CWD, O_JSON, 0};
 static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS, O_ACCEL, O_ENV,  O_CWD,
                                O_VMMEM,    O_COLD,   O_STDIN,  O_CIN,   O_COUT, 0};
 static const int DELETE_OPTS[] = {O_FORCE, 0};
+static const int LIST_OPTS[] = {O_FORMAT, 0};
 static const int INITRD_OPTS[] = {O_KERNEL, 0};
 
 static void print_json(const char *s)
@@ -325,9 +340,36 @@ static void print_json(const char *s)
     }
 }
 
+/* As `hull sandbox run` reports a run: the command's own ending passes
+ * through; a limit, or hull's own failure, is said on stderr. */
+#define EXIT_LIMIT    124
+#define EXIT_INTERNAL 125
+
+static bool own_ending(const char *verdict)
+{
+    return strcmp(verdict, "ok") == 0 || strcmp(verdict, "exit_nonzero") == 0 ||
+           strcmp(verdict, "signaled") == 0;
+}
+
 static int exit_status(const struct hull_vm_exec_result *r)
 {
+    if (strcmp(r->verdict, "internal_error") == 0 || !r->verdict[0])
+        return EXIT_INTERNAL;
+    if (!own_ending(r->verdict))
+        return EXIT_LIMIT;
     return r->signal ? 128 + r->signal : r->exit_code;
+}
+
+static void summary(const char *id, const struct hull_vm_exec_result *r)
+{
+    fprintf(stderr, "hull: vm exec %s: verdict=%s", id,
+            r->verdict[0] ? r->verdict : "internal_error");
+    if (r->signal)
+        fprintf(stderr, " signal=%d", r->signal);
+    else
+        fprintf(stderr, " exit=%d", r->exit_code);
+    fprintf(stderr, " cpu=%llums wall=%llums memory=%lluKiB\n", (unsigned long long)r->cpu_time_ms,
+            (unsigned long long)r->wall_time_ms, (unsigned long long)r->max_memory_kb);
 }
 
 static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struct vm_args *a)
@@ -356,21 +398,69 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
     hull_error err = NULL;
     if (hull_vm_exec(&cli->rt, id, &o, &r, &err) < 0) {
         int code = hull_error_code(err);
+        bool cannot_start = code == ENOENT || code == EACCES || code == ENOEXEC;
+        if (a->json && cannot_start) {
+            /* The command could not start: a run that happened, as
+             * `sandbox run --json` reports it (verdict internal_error). */
+            struct hull_vm_exec_result none = {.verdict = "internal_error", .exit_code = -1};
+            char *s = hull_vm_exec_result_json(&none, hull_error_msg(err));
+            print_json(s);
+            free(s);
+            hull_error_free(&err);
+            return 0;
+        }
         cli_fail(cli, &err, "vm exec %s", id);
         /* As a shell reports it: not found 127, not executable 126. */
-        return code == ENOENT ? 127 : code == EACCES || code == ENOEXEC ? 126 : 1;
+        return code == ENOENT ? 127 : cannot_start ? 126 : EXIT_INTERNAL;
     }
+    int st = 0;
     if (a->detach)
         printf("%d\n", (int)r.pid);
     else if (a->json) {
-        struct hull_vm_oneshot_result or = {.run = r};
-        char *s = hull_vm_oneshot_result_json(& or);
+        char *s = hull_vm_exec_result_json(&r, NULL);
         print_json(s);
         free(s);
+    } else {
+        st = exit_status(&r);
+        if (!own_ending(r.verdict))
+            summary(id, &r);
     }
-    int st = exit_status(&r);
     hull_vm_exec_result_free(&r);
     return st;
+}
+
+/* `vm list`: a table like `hull list`, or the state documents as JSON. */
+static int do_list(struct cli *cli, const struct vm_args *a)
+{
+    hull_error err = NULL;
+    char *s = hull_vm_list(&cli->rt, &err);
+    if (!s)
+        return cli_fail(cli, &err, "vm list");
+    if (a->format && strcmp(a->format, "json") == 0) {
+        print_json(s);
+        free(s);
+        return 0;
+    }
+    json_object *all = json_tokener_parse(s);
+    free(s);
+    if (!all || !json_object_is_type(all, json_type_array)) {
+        json_object_put(all);
+        fprintf(stderr, "hull: vm list: unreadable state\n");
+        return 1;
+    }
+    printf("%-24s %-8s %-8s %-6s %-8s %-5s %s\n", "ID", "STATUS", "PID", "ACCEL", "MEMORY", "VCPUS",
+           "CREATED");
+    for (size_t i = 0; i < json_object_array_length(all); i++) {
+        json_object *v = json_object_array_get_idx(all, i), *f;
+#define FIELD(k) (json_object_object_get_ex(v, k, &f) ? json_object_get_string(f) : "")
+        char mem[32];
+        snprintf(mem, sizeof(mem), "%sM", FIELD("memory_mb"));
+        printf("%-24s %-8s %-8s %-6s %-8s %-5s %s\n", FIELD("id"), FIELD("status"), FIELD("pid"),
+               FIELD("accelerator"), mem, FIELD("vcpus"), FIELD("created"));
+#undef FIELD
+    }
+    json_object_put(all);
+    return 0;
 }
 
 static int do_run(struct cli *cli, char **argv, struct vm_args *a)
@@ -451,6 +541,17 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
         return argc < 2 ? 1 : 0;
     }
     const char *sub = argv[1];
+    static const char *const verbs[] = {"create", "start",    "stop",    "pause",  "resume",
+                                        "delete", "state",    "list",    "exec",   "run",
+                                        "cp",     "snapshot", "restore", "initrd", NULL};
+    bool known = false;
+    for (size_t i = 0; verbs[i] && !known; i++)
+        known = strcmp(sub, verbs[i]) == 0;
+    if (!known) {
+        /* As for `hull bogus`: the verb itself is the mistake. */
+        fprintf(stderr, "hull: vm: unknown command '%s'\nTry 'hull vm --help'.\n", sub);
+        return 1;
+    }
     argc--;
     argv++;
     optind = 0;
@@ -484,18 +585,14 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
         return run ? do_run(cli, argv + first, &a)
                    : do_exec(cli, argc - first, argv + first, id, &a);
     }
-    if (parse(cli, argc, argv, strcmp(sub, "initrd") == 0 ? INITRD_OPTS : DELETE_OPTS, false, &a))
+    if (parse(cli, argc, argv,
+              strcmp(sub, "initrd") == 0 ? INITRD_OPTS
+              : strcmp(sub, "list") == 0 ? LIST_OPTS
+                                         : DELETE_OPTS,
+              false, &a))
         return 1;
-    if (strcmp(sub, "list") == 0) {
-        if (cli_need_args(cli, argc, argv, 0, ""))
-            return 1;
-        char *s = hull_vm_list(&cli->rt, &err);
-        if (!s)
-            return cli_fail(cli, &err, "vm list");
-        print_json(s);
-        free(s);
-        return 0;
-    }
+    if (strcmp(sub, "list") == 0)
+        return cli_need_args(cli, argc, argv, 0, "") ? 1 : do_list(cli, &a);
     if (strcmp(sub, "initrd") == 0) {
         if (cli_need_args(cli, argc, argv, 0, ""))
             return 1;

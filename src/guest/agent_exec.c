@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "linux/seccomp_rules.h"
 
 struct limits {
     int64_t cpu_time_ms, wall_time_ms, memory_bytes, pids, output_bytes, open_files;
@@ -48,65 +49,47 @@ struct child_args {
 
 static struct sock_fprog seccomp_prog;
 
-/* What a workload may not do even as root in its own guest: the calls that
- * reach for the kernel itself (modules, kexec, bpf, perf, keys), change the
- * filesystem layout or namespaces, or inspect other processes. Everything
- * else is allowed; 32-bit and x32 entry points are killed by libseccomp's
- * architecture check. */
-static const char *const denied[] = {
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "unshare",
-    "setns",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "bpf",
-    "perf_event_open",
-    "userfaultfd",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "syslog",
-    "acct",
-    "settimeofday",
-    "clock_settime",
-    "clock_adjtime",
-    "adjtimex",
-    "open_by_handle_at",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "fsopen",
-    "fsmount",
-    "move_mount",
-    "open_tree",
-    "personality",
-};
+/* The workload's filter is the container level's built-in one, from the
+ * same tables (src/lib/linux/seccomp_rules.c): an allow-list, everything
+ * else EPERM; clone only without namespace flags and clone3 ENOSYS (so a
+ * workload, root in its guest though without capabilities, cannot get a
+ * full capability set in a user namespace of its own); 32-bit and x32
+ * entry points kill the process, as libseccomp's architecture check does
+ * for a filter of the native architecture only. */
+static int add_rule(scmp_filter_ctx ctx, const struct hull_sbx_rule *r)
+{
+    int nr = seccomp_syscall_resolve_name(r->name);
+    if (nr == __NR_SCMP_ERROR)
+        return 0; /* not a call of this architecture */
+    struct scmp_arg_cmp cmp[2];
+    for (unsigned i = 0; i < r->nconds && i < 2; i++) {
+        const struct hull_sbx_cond *c = &r->conds[i];
+        cmp[i] = c->op == HULL_SBX_MASKED_EQ
+                     ? (struct scmp_arg_cmp)SCMP_CMP(c->index, SCMP_CMP_MASKED_EQ, c->value,
+                                                     c->value_two)
+                     : (struct scmp_arg_cmp)SCMP_CMP(c->index, SCMP_CMP_EQ, c->value);
+    }
+    uint32_t action = r->errno_ret < 0 ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(r->errno_ret);
+    return seccomp_rule_add_array(ctx, action, nr, r->nconds, cmp);
+}
 
 int agent_seccomp_prepare(void)
 {
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(HULL_SBX_DEFAULT_ERRNO));
     if (!ctx)
         return -1;
-    for (size_t i = 0; i < sizeof(denied) / sizeof(denied[0]); i++) {
-        int nr = seccomp_syscall_resolve_name(denied[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue;
-        if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) < 0) {
-            seccomp_release(ctx);
-            return -1;
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    for (size_t g = 0; rc == 0 && g < hull_sbx_allow_group_count; g++)
+        for (size_t i = 0; rc == 0 && hull_sbx_allow_groups[g][i]; i++) {
+            int nr = seccomp_syscall_resolve_name(hull_sbx_allow_groups[g][i]);
+            if (nr != __NR_SCMP_ERROR)
+                rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
         }
+    for (size_t r = 0; rc == 0 && r < hull_sbx_rule_count; r++)
+        rc = add_rule(ctx, &hull_sbx_rules[r]);
+    if (rc < 0) {
+        seccomp_release(ctx);
+        return -1;
     }
     /* Compile once; each workload only loads the program. */
     int fd = memfd_create("seccomp", MFD_CLOEXEC);
@@ -269,7 +252,12 @@ static int child_main(void *arg)
     setrlimit(RLIMIT_CORE, &core0);
     /* PID 1 of the namespace is a small init, not the workload: the kernel
      * shields a namespace's init from its own signals, so a workload that
-     * was PID 1 could not "kill $$" itself, and orphans need a reaper. */
+     * was PID 1 could not "kill $$" itself, and orphans need a reaper.
+     * The init has no seccomp filter: non-dumpable before the workload
+     * exists, so the workload (the same uid) cannot open /proc/1/mem and
+     * run code in it unfiltered. The workload's execve makes the workload
+     * itself dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0);
     pid_t w = fork();
     if (w < 0)
         child_fail(ef, "fork");

@@ -161,6 +161,12 @@ class Run:
         return f"<rc={self.rc} json={self.j} stdout={self.stdout[:2000]!r} stderr={self.stderr[:2000]!r}>"
 
 
+# Limits for runs whose test is not about a limit: the defaults (2 s CPU,
+# 10 s wall) are a policy for untrusted code, not a budget a test on a slow
+# or loaded machine can count on.
+GENEROUS = ["--cpu-time", "60s", "--wall-time", "120s"]
+
+
 class Sandbox:
     """Runs `hull sandbox run` and checks that each run left nothing behind."""
 
@@ -168,22 +174,28 @@ class Sandbox:
         self.binary = binary
         self.token = "hulltest-" + uuid.uuid4().hex
 
-    def argv(self, *opts, cmd, json_out=True):
+    def argv(self, *opts, cmd, json_out=True, generous=True):
+        """generous: CPU and wall limits ample for a machine 5x slower than
+        a loaded dev box, placed before opts so that a test's own
+        --cpu-time/--wall-time win. Only a test about the default limits
+        themselves passes generous=False."""
         a = [self.binary, "sandbox", "run", "--env", f"HULL_TEST_TOKEN={self.token}"]
         if json_out:
             a.append("--json")
+        if generous:
+            a += GENEROUS
         return a + [str(o) for o in opts] + ["--"] + [str(c) for c in cmd]
 
-    def start(self, *opts, cmd, json_out=True, stdin=subprocess.DEVNULL):
+    def start(self, *opts, cmd, json_out=True, stdin=subprocess.DEVNULL, generous=True):
         """A run in the background: (Popen, stdout file, stderr file)."""
         out = tempfile.TemporaryFile()
         err = tempfile.TemporaryFile()
-        p = subprocess.Popen(self.argv(*opts, cmd=cmd, json_out=json_out), stdin=stdin,
-                             stdout=out, stderr=err)
+        p = subprocess.Popen(self.argv(*opts, cmd=cmd, json_out=json_out, generous=generous),
+                             stdin=stdin, stdout=out, stderr=err)
         RUN_PIDS.add(p.pid)
         return p, out, err
 
-    def finish(self, p, out, err, json_out=True, timeout=120, clean=True):
+    def finish(self, p, out, err, json_out=True, timeout=240, clean=True):
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -199,13 +211,13 @@ class Sandbox:
             self.assert_clean(p.pid)
         return r
 
-    def __call__(self, *opts, cmd, json_out=True, input=None, stdin=None, timeout=120,
-                 clean=True):
+    def __call__(self, *opts, cmd, json_out=True, input=None, stdin=None, timeout=240,
+                 clean=True, generous=True):
         if input is not None:
             stdin = tempfile.TemporaryFile()
             stdin.write(input if isinstance(input, bytes) else input.encode())
             stdin.seek(0)
-        p, out, err = self.start(*opts, cmd=cmd, json_out=json_out,
+        p, out, err = self.start(*opts, cmd=cmd, json_out=json_out, generous=generous,
                                  stdin=stdin if stdin is not None else subprocess.DEVNULL)
         try:
             return self.finish(p, out, err, json_out=json_out, timeout=timeout, clean=clean)

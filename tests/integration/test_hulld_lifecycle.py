@@ -116,7 +116,8 @@ def test_sigkill_of_hulld_and_its_worker(tmp_path):
     interrupted and hull_sandbox_cleanup removes its sandbox on restart."""
     h = make(tmp_path, "--max-runs", "1")
     h.start()
-    a = h.request("POST", "/v1/runs", {"cmd": ["sleep", "30"], "async": True}, h.tok).json["id"]
+    a = h.request("POST", "/v1/runs", {"cmd": ["sleep", "30"], "async": True,
+                                        "limits": {"wall_time": "2m"}}, h.tok).json["id"]
     assert wait_until(lambda: get_run(h, a)["state"] == "running")
     h.note_helpers()
     # Killed once the program runs. (A supervisor killed in the middle of
@@ -257,7 +258,8 @@ def test_worker_or_keeper_dying_under_hulld(tmp_path):
     sandbox as destroyed, the next run gets a fresh worker, and the dead
     helper's container state and cgroups are swept at once."""
     h = make(tmp_path, "--max-runs", "1").start()
-    a = h.request("POST", "/v1/runs", {"cmd": ["sleep", "30"], "async": True}, h.tok).json["id"]
+    a = h.request("POST", "/v1/runs", {"cmd": ["sleep", "30"], "async": True,
+                                        "limits": {"wall_time": "2m"}}, h.tok).json["id"]
     assert wait_until(lambda: get_run(h, a)["state"] == "running")
     h.note_helpers()
     assert wait_until(lambda: sleeping_in_sandbox(h))

@@ -679,10 +679,10 @@ def test_no_command(sb):
     (["/etc/passwd"], 'exec: "/etc/passwd": not an executable file'),
 ])
 def test_command_that_cannot_run(sb, cmd, why):
-    r = sb(cmd=cmd, timeout=30)
+    r = sb(cmd=cmd)
     assert r.rc == 0 and r.verdict == "internal_error", r
     assert why in r.j["error"], r.j["error"]
-    p = sb(cmd=cmd, json_out=False, timeout=30)
+    p = sb(cmd=cmd, json_out=False)
     assert p.rc == 125 and "verdict=internal_error" in p.stderr and why in p.stderr, p
 
 

@@ -137,7 +137,7 @@ def test_pause_resume(h, vm):
 
 
 def test_list(h, vm):
-    listed = json.loads(h.ok("vm", "list").stdout)
+    listed = json.loads(h.ok("vm", "list", "--format", "json").stdout)
     assert vm in [v["id"] for v in listed]
 
 

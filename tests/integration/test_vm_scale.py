@@ -16,8 +16,13 @@ def test_ten_vms_at_once(h):
     ids = [f"many{i}" for i in range(N)]
     # Warm the template once, then start the rest together.
     h.ok("vm", "create", "--memory", MEM, "--from-template", ids[0])
+    h.ok("vm", "start", ids[0], timeout=600)
+
+    def make(v):
+        h.ok("vm", "create", "--memory", MEM, "--from-template", v, timeout=600)
+        h.ok("vm", "start", v, timeout=600)
     with concurrent.futures.ThreadPoolExecutor(N) as ex:
-        list(ex.map(lambda v: h.ok("vm", "create", "--memory", MEM, "--from-template", v, timeout=600), ids[1:]))
+        list(ex.map(make, ids[1:]))
     pids = {v: h.state(v)["pid"] for v in ids}
     assert len(set(pids.values())) == N
     assert all(pids[v] in qemu_pids(v) for v in ids)

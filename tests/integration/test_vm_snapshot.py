@@ -127,10 +127,12 @@ def test_template_warm_start(h, tmp_path):
     hc = Hull(h.root)
     hc.env = env
     hc.ok("vm", "create", "--memory", MEM, "--from-template", "warm1")
+    hc.ok("vm", "start", "warm1", timeout=600)  # create only creates
     assert hc.state("warm1").get("restored_from") is None
     templates = [f for f in os.listdir(os.path.join(cache, "templates")) if f.endswith(".snap")]
     assert len(templates) == 1
     hc.ok("vm", "create", "--memory", MEM, "--from-template", "warm2")
+    hc.ok("vm", "start", "warm2", timeout=600)  # create only creates
     st = hc.state("warm2")
     assert st["status"] == "running"
     assert st["restored_from"].endswith(templates[0])
@@ -139,6 +141,7 @@ def test_template_warm_start(h, tmp_path):
     tpath = os.path.join(cache, "templates", templates[0])
     damaged(tpath, tpath, "payload")
     hc.ok("vm", "create", "--memory", MEM, "--from-template", "warm3")
+    hc.ok("vm", "start", "warm3", timeout=600)  # create only creates
     assert hc.state("warm3").get("restored_from") is None
     assert hc.sh("warm3", "echo rebuilt") == "rebuilt\n"
     # Another size is another template.

@@ -99,6 +99,45 @@ static int syscalls(void)
     return 0;
 }
 
+/* A new namespace through clone and clone3, which unshare's refusal does
+ * not cover: a user namespace gives its first process every capability in
+ * it. A child that does get made exits at once; its parent waits. */
+static long clone_ns(unsigned long flags)
+{
+    long r = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+    if (r == 0)
+        _exit(0);
+    if (r > 0)
+        waitpid((pid_t)r, NULL, 0);
+    return r;
+}
+
+static long clone3_ns(unsigned long long flags)
+{
+    struct {
+        unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    } a = {.flags = flags, .exit_signal = SIGCHLD};
+    long r = syscall(SYS_clone3, &a, sizeof(a));
+    if (r == 0)
+        _exit(0);
+    if (r > 0)
+        waitpid((pid_t)r, NULL, 0);
+    return r;
+}
+
+static int nsclone(void)
+{
+    T("clone_newuser", clone_ns(CLONE_NEWUSER));
+    T("clone_newuser_newnet", clone_ns(CLONE_NEWUSER | CLONE_NEWNET));
+    T("clone_newns", clone_ns(CLONE_NEWNS));
+    T("clone_newpid", clone_ns(CLONE_NEWPID));
+    T("clone3_newuser", clone3_ns(CLONE_NEWUSER));
+    T("clone3_plain", clone3_ns(0));
+    T("unshare_user", unshare(CLONE_NEWUSER));
+    T("unshare_net", unshare(CLONE_NEWNET));
+    return 0;
+}
+
 /* Setting the clock, every way there is. */
 static int clock_(void)
 {
@@ -334,7 +373,7 @@ static const struct {
     {"kill", NULL, kill_},        {"fds", fds, NULL},           {"exe", NULL, exe},
     {"rofs", NULL, rofs},         {"secrets", NULL, secrets},   {"int80", int80, NULL},
     {"x32", x32, NULL},           {"forkbomb", forkbomb, NULL}, {"threads", threads, NULL},
-    {"membomb", membomb, NULL},   {"storm", storm, NULL},
+    {"membomb", membomb, NULL},   {"storm", storm, NULL},       {"nsclone", nsclone, NULL},
 };
 
 int main(int argc, char **argv)

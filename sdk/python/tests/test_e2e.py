@@ -94,7 +94,7 @@ def test_async_runs_submit_get_wait_cancel(env):
     assert run.id.startswith("r-") and run.state in ("queued", "running")
     assert c.wait(run.id, timeout=60).stdout == "later\n"
     assert c.get(run.id).state == "finished" and c.get(run.id).result.ok
-    long = c.submit(["sleep", "30"])
+    long = c.submit(["sleep", "30"], limits={"wall_time": "2m"})
     assert wait_until(lambda: c.get(long.id).state == "running")
     cancelled = c.cancel(long.id)
     assert cancelled.state == "finished" and cancelled.result.verdict == "killed"
@@ -124,7 +124,8 @@ def test_errors_map_to_exceptions(env):
 
 def test_quota_gives_rate_limited_with_retry_after(env):
     c = env.client
-    held = [c.submit(["sleep", "30"]) for _ in range(3)]  # --tenant-runs 3
+    held = [c.submit(["sleep", "30"], limits={"wall_time": "2m"})
+            for _ in range(3)]  # --tenant-runs 3
     try:
         with pytest.raises(hull.RateLimited) as e:
             c.submit(["true"])

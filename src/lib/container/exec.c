@@ -30,6 +30,7 @@
 #include "linux/cgroup.h"
 #include "linux/creds.h"
 #include "linux/namespaces.h"
+#include "linux/proctitle.h"
 #include "linux/terminal.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -139,6 +140,10 @@ __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
     /* Non-dumpable before entering: a process already in the container must
      * not reach our memory or /proc/<pid>/exe, the hull binary (CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0);
+    /* Nor read our command line (host paths) from /proc/<pid>/cmdline,
+     * which dumpability does not guard, before the process execs. */
+    if (hull_proc_hide_host_argv("hull-exec", &err) < 0)
+        goto fail;
     if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]), &err) < 0)
         goto fail;
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);

@@ -26,6 +26,8 @@
 #include "linux/creds.h"
 #include "linux/mounts.h"
 #include "linux/netdev.h"
+#include "linux/namespaces.h"
+#include "linux/proctitle.h"
 #include "linux/terminal.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -292,8 +294,11 @@ void hull_init_main(struct hull_launch *l)
      * those files are its own: it waits for SYNC_CGROUP_DONE. */
     if (!l->rootless)
         prctl(PR_SET_DUMPABLE, 0);
-
-    if (init_steps(l, &plan, &err) < 0) {
+    /* /proc/<init>/cmdline is readable whatever the dumpability: the
+     * host's argv (bundle, state and copy paths) must not be, neither while
+     * the init waits for `start` nor in a sandbox's reaper, which never
+     * execs. */
+    if (hull_proc_hide_host_argv("hull-init", &err) < 0 || init_steps(l, &plan, &err) < 0) {
         hull_proc_report(l->child_fd, l->error_fd, err);
         _exit(1);
     }

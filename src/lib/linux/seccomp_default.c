@@ -41,6 +41,9 @@
  * x32 bit, which the filter treats as a bad architecture: the process is
  * killed with SIGSYS (linux/seccomp.c sets that action).
  *
+ * The tables themselves are in seccomp_rules.c, shared with the microVM
+ * level's agent (src/guest), which applies the same filter in the guest.
+ *
  * ioctl is allowed whole: TIOCSTI/TIOCLINUX cannot be singled out reliably
  * against a full allow of ioctl with libseccomp, and the sandbox's process
  * runs in its own session without a controlling terminal of the host.
@@ -54,87 +57,10 @@
 #include <sys/socket.h>
 
 #include "linux/seccomp.h"
+#include "linux/seccomp_rules.h"
 #include "spec/spec.h"
 #include "util/error.h"
 #include "util/json.h"
-
-/* The name tables read better packed by hand. */
-// clang-format off
-static const char *const allow_files[] = {
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
-    "preadv2", "pwritev2", "open", "openat", "openat2", "creat", "close", "close_range",
-    "lseek", "dup", "dup2", "dup3", "fcntl", "flock", "ioctl", "fsync", "fdatasync", "sync",
-    "syncfs", "sync_file_range", "truncate", "ftruncate", "fallocate", "fadvise64",
-    "readahead", "sendfile", "splice", "tee", "vmsplice", "copy_file_range", NULL};
-
-static const char *const allow_metadata[] = {
-    "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs", "access",
-    "faccessat", "faccessat2", "readlink", "readlinkat", "getdents", "getdents64", "getcwd",
-    "chdir", "fchdir", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "link",
-    "linkat", "unlink", "unlinkat", "symlink", "symlinkat", "mknod", "mknodat", "chmod",
-    "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "umask",
-    "utime", "utimes", "futimesat", "utimensat", "getxattr", "lgetxattr", "fgetxattr",
-    "setxattr", "lsetxattr", "fsetxattr", "listxattr", "llistxattr", "flistxattr",
-    "removexattr", "lremovexattr", "fremovexattr", "inotify_init", "inotify_init1",
-    "inotify_add_watch", "inotify_rm_watch", NULL};
-
-static const char *const allow_memory[] = {
-    "brk", "mmap", "munmap", "mremap", "mprotect", "msync", "mincore", "madvise", "mlock",
-    "mlock2", "munlock", "mlockall", "munlockall", "remap_file_pages", "memfd_create",
-    "membarrier", "mbind", "get_mempolicy", "set_mempolicy", "pkey_alloc", "pkey_free",
-    "pkey_mprotect", "map_shadow_stack", "mseal", NULL};
-
-/* fork and vfork carry no namespace flags; clone is conditional below. */
-static const char *const allow_processes[] = {
-    "execve", "execveat", "exit", "exit_group", "fork", "vfork", "wait4", "waitid", "kill",
-    "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open",
-    "pidfd_send_signal", "getpid", "getppid", "gettid", "getpgid", "setpgid", "getpgrp",
-    "getsid", "setsid", "set_tid_address", "set_robust_list", "get_robust_list", "rseq",
-    "arch_prctl", "prctl", "set_thread_area", "get_thread_area", "capget", "capset",
-    "seccomp", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
-    "futex", "futex_waitv", "futex_wake", "futex_wait", "futex_requeue", "sched_yield",
-    "sched_getaffinity", "sched_setaffinity", "sched_getparam", "sched_setparam",
-    "sched_getscheduler", "sched_setscheduler", "sched_get_priority_max",
-    "sched_get_priority_min", "sched_rr_get_interval", "sched_getattr", "sched_setattr",
-    "getpriority", "setpriority", "ioprio_get", "ioprio_set", "getrlimit", "setrlimit",
-    "prlimit64", "getrusage", "times", "uname", "sysinfo", "getrandom", "getcpu", NULL};
-
-/* Changing ids needs capabilities the sandbox does not have; programs still
- * call these to drop or check privileges and must get a real answer. */
-static const char *const allow_ids[] = {
-    "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
-    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
-    "setfsuid", "setfsgid", NULL};
-
-static const char *const allow_signals_time[] = {
-    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
-    "rt_sigsuspend", "sigaltstack", "signalfd", "signalfd4", "restart_syscall", "pause",
-    "alarm", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday",
-    "time", "getitimer", "setitimer", "timer_create", "timer_settime", "timer_gettime",
-    "timer_getoverrun", "timer_delete", "timerfd_create", "timerfd_settime",
-    "timerfd_gettime", NULL};
-
-static const char *const allow_ipc[] = {
-    "pipe", "pipe2", "eventfd", "eventfd2", "epoll_create", "epoll_create1", "epoll_ctl",
-    "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6",
-    "socketpair", "bind", "connect", "listen", "accept", "accept4", "getsockname",
-    "getpeername", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
-    "shutdown", "setsockopt", "getsockopt", "mq_open", "mq_unlink", "mq_timedsend",
-    "mq_timedreceive", "mq_notify", "mq_getsetattr", "msgget", "msgsnd", "msgrcv", "msgctl",
-    "semget", "semop", "semtimedop", "semctl", "shmget", "shmat", "shmdt", "shmctl",
-    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
-    NULL};
-
-static const char *const *const allow_groups[] = {
-    allow_files, allow_metadata, allow_memory, allow_processes, allow_ids,
-    allow_signals_time, allow_ipc,
-};
-// clang-format on
-
-#define NS_CLONE_FLAGS                                                                             \
-    (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |  \
-     CLONE_NEWNET)
-#define PERSONALITY_QUERY 0xffffffffULL
 
 /* ---- building the JSON document -------------------------------------------- */
 
@@ -174,29 +100,24 @@ static json_object *entry(const char *const *names, const char *action, int errn
     return o;
 }
 
+/* The conditional rules, one entry each: an entry's conditions are AND-ed,
+ * several entries for one name are alternatives. */
 static json_object *conditional_entries(void)
 {
-    static const char *const clone_[] = {"clone", NULL};
-    static const char *const clone3[] = {"clone3", NULL};
-    static const char *const personality[] = {"personality", NULL};
-    static const char *const socket_[] = {"socket", NULL};
     json_object *a = json_object_new_array();
-
-    json_object *no_ns[] = {arg(0, NS_CLONE_FLAGS, 0, "SCMP_CMP_MASKED_EQ"), NULL};
-    json_object_array_add(a, entry(clone_, "SCMP_ACT_ALLOW", -1, no_ns));
-    json_object_array_add(a, entry(clone3, "SCMP_ACT_ERRNO", ENOSYS, NULL));
-
-    /* Two conditions on argument 0: OR-ed, one rule each. */
-    json_object *pers[] = {arg(0, 0, 0, "SCMP_CMP_EQ"), arg(0, PERSONALITY_QUERY, 0, "SCMP_CMP_EQ"),
-                           NULL};
-    json_object_array_add(a, entry(personality, "SCMP_ACT_ALLOW", -1, pers));
-
-    json_object *fam[] = {arg(0, AF_UNIX, 0, "SCMP_CMP_EQ"), arg(0, AF_INET, 0, "SCMP_CMP_EQ"),
-                          arg(0, AF_INET6, 0, "SCMP_CMP_EQ"), NULL};
-    json_object_array_add(a, entry(socket_, "SCMP_ACT_ALLOW", -1, fam));
-    json_object *route[] = {arg(0, AF_NETLINK, 0, "SCMP_CMP_EQ"),
-                            arg(2, NETLINK_ROUTE, 0, "SCMP_CMP_EQ"), NULL};
-    json_object_array_add(a, entry(socket_, "SCMP_ACT_ALLOW", -1, route));
+    for (size_t r = 0; a && r < hull_sbx_rule_count; r++) {
+        const struct hull_sbx_rule *rule = &hull_sbx_rules[r];
+        const char *names[] = {rule->name, NULL};
+        json_object *args[3] = {NULL, NULL, NULL};
+        for (unsigned c = 0; c < rule->nconds; c++) {
+            const struct hull_sbx_cond *k = &rule->conds[c];
+            args[c] = arg(k->index, k->value, k->value_two,
+                          k->op == HULL_SBX_MASKED_EQ ? "SCMP_CMP_MASKED_EQ" : "SCMP_CMP_EQ");
+        }
+        json_object_array_add(a, entry(names,
+                                       rule->errno_ret < 0 ? "SCMP_ACT_ALLOW" : "SCMP_ACT_ERRNO",
+                                       rule->errno_ret, args));
+    }
     return a;
 }
 
@@ -217,15 +138,15 @@ static json_object *build_document(void)
     if (doc == NULL)
         return NULL;
     json_object_object_add(doc, "defaultAction", json_object_new_string("SCMP_ACT_ERRNO"));
-    json_object_object_add(doc, "defaultErrnoRet", json_object_new_int(EPERM));
+    json_object_object_add(doc, "defaultErrnoRet", json_object_new_int(HULL_SBX_DEFAULT_ERRNO));
     json_object *arches = json_object_new_array();
     json_object_array_add(arches, json_object_new_string(native_arch_name()));
     json_object_object_add(doc, "architectures", arches);
 
     json_object *calls = json_object_new_array();
     size_t total = 0;
-    for (size_t g = 0; g < sizeof(allow_groups) / sizeof(allow_groups[0]); g++)
-        for (size_t i = 0; allow_groups[g][i]; i++)
+    for (size_t g = 0; g < hull_sbx_allow_group_count; g++)
+        for (size_t i = 0; hull_sbx_allow_groups[g][i]; i++)
             total++;
     /* One entry for every unconditional name: shortest to read and diff. */
     const char **all = calloc(total + 1, sizeof(*all));
@@ -236,9 +157,9 @@ static json_object *build_document(void)
         return NULL;
     }
     size_t n = 0;
-    for (size_t g = 0; g < sizeof(allow_groups) / sizeof(allow_groups[0]); g++)
-        for (size_t i = 0; allow_groups[g][i]; i++)
-            all[n++] = allow_groups[g][i];
+    for (size_t g = 0; g < hull_sbx_allow_group_count; g++)
+        for (size_t i = 0; hull_sbx_allow_groups[g][i]; i++)
+            all[n++] = hull_sbx_allow_groups[g][i];
     json_object_array_add(calls, entry(all, "SCMP_ACT_ALLOW", -1, NULL));
     free(all);
 

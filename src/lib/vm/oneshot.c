@@ -183,10 +183,10 @@ int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65], hull_er
     return 0;
 }
 
-char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r)
+/* The sandbox result's fields that describe one workload. */
+static json_object *exec_json(const struct hull_vm_exec_result *x, const char *error)
 {
     json_object *o = json_object_new_object();
-    const struct hull_vm_exec_result *x = &r->run;
     json_object_object_add(o, "verdict",
                            json_object_new_string(x->verdict[0] ? x->verdict : "internal_error"));
     json_object_object_add(o, "exit_code", json_object_new_int(x->exit_code));
@@ -203,13 +203,29 @@ char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r)
     json_object_object_add(o, "stdout_truncated", json_object_new_boolean(x->stdout_truncated));
     json_object_object_add(o, "stderr_truncated", json_object_new_boolean(x->stderr_truncated));
     json_object_object_add(o, "isolation", json_object_new_string("microvm"));
-    json_object_object_add(o, "accelerator", json_object_new_string(r->accel));
-    json_object_object_add(o, "warm_start", json_object_new_boolean(r->warm));
-    json_object_object_add(o, "vm_start_ms", json_object_new_int64((int64_t)r->start_ms));
-    if (r->error)
-        json_object_object_add(o, "error", json_object_new_string(r->error));
+    if (error)
+        json_object_object_add(o, "error", json_object_new_string(error));
+    return o;
+}
+
+static char *to_text(json_object *o)
+{
     char *s = strdup(
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return s;
+}
+
+char *hull_vm_exec_result_json(const struct hull_vm_exec_result *r, const char *error)
+{
+    return to_text(exec_json(r, error));
+}
+
+char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r)
+{
+    json_object *o = exec_json(&r->run, r->error);
+    json_object_object_add(o, "accelerator", json_object_new_string(r->accel));
+    json_object_object_add(o, "warm_start", json_object_new_boolean(r->warm));
+    json_object_object_add(o, "vm_start_ms", json_object_new_int64((int64_t)r->start_ms));
+    return to_text(o);
 }

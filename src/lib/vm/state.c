@@ -174,6 +174,7 @@ json_object *vm_state_json(const struct vm *vm)
     if (vm->restored_from[0])
         add_str(o, "restored_from", vm->restored_from);
     json_object_object_add(o, "ephemeral", json_object_new_boolean(vm->ephemeral));
+    json_object_object_add(o, "from_template", json_object_new_boolean(vm->from_template));
     /* private: for hull itself */
     json_object_object_add(o, "qemu_pid", json_object_new_int(vm->pid));
     json_object_object_add(o, "qemu_start", json_object_new_int64((int64_t)vm->pid_start));
@@ -240,6 +241,8 @@ int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     vm->uid = (uid_t)get_int(o, "qemu_uid");
     json_object *v;
     vm->ephemeral = json_object_object_get_ex(o, "ephemeral", &v) && json_object_get_boolean(v);
+    vm->from_template =
+        json_object_object_get_ex(o, "from_template", &v) && json_object_get_boolean(v);
     if (json_object_object_get_ex(o, "vmm_cgroup", &v) && v)
         snprintf(vm->cgroup, sizeof(vm->cgroup), "%s",
                  json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));

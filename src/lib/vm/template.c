@@ -57,15 +57,24 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
 {
     if (vm_create(rt, o, vm, err) < 0)
         return -1;
+    if (vm_start_from_template(vm, err) < 0) {
+        vm_destroy(vm, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int vm_start_from_template(struct vm *vm, hull_error *err)
+{
     char dir[4096], key[HULL_SHA256_HEX], path[4200], lockp[4200];
     if (vm_cache_subdir("templates", dir, sizeof(dir), err) < 0)
-        goto fail;
+        return -1;
     template_key(vm, key);
     snprintf(path, sizeof(path), "%s/%s.snap", dir, key);
     snprintf(lockp, sizeof(lockp), "%s/%s.lock", dir, key);
     int lk = vm_lock(vm, "lock", true, err);
     if (lk < 0)
-        goto fail;
+        return -1;
     if (access(path, R_OK) == 0) {
         hull_error e = NULL;
         if (vm_restore_into(vm, path, NULL, &e) == 0) {
@@ -86,7 +95,7 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
         if (tl >= 0)
             close(tl);
         close(lk);
-        goto fail;
+        return -1;
     }
     int rc = vm_start(vm, err);
     if (!rc && access(path, R_OK) < 0) {
@@ -100,10 +109,5 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
     }
     close(tl);
     close(lk);
-    if (rc < 0)
-        goto fail;
-    return 0;
-fail:
-    vm_destroy(vm, NULL);
-    return -1;
+    return rc;
 }

@@ -95,6 +95,7 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
         check_digest("rootfs", vm->rootfs.sha256, o->expect_rootfs_sha256, err) < 0)
         return -1;
     vm->ephemeral = o->ephemeral;
+    vm->from_template = o->from_template;
     if (vm_make_dirs(vm, err) < 0)
         return -1;
     if (vm_save(vm, err) < 0)
@@ -346,11 +347,9 @@ int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_op
         .expect_kernel_sha256 = o->expect_kernel_sha256,
         .expect_initrd_sha256 = o->expect_initrd_sha256,
         .expect_rootfs_sha256 = o->expect_rootfs_sha256,
+        /* Only recorded: create creates, `start` restores the template. */
+        .from_template = o->from_template,
     };
-    if (o->from_template)
-        return vm_create_from_template(rt, &co, &vm, err) < 0
-                   ? hull_error_prefix(err, "create %s", o->id)
-                   : 0;
     if (vm_create(rt, &co, &vm, err) < 0)
         return hull_error_prefix(err, "create %s", o->id ? o->id : "");
     return 0;
@@ -361,6 +360,9 @@ int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err
     struct vm vm;
     if (vm_load(rt, id, &vm, err) < 0)
         return hull_error_prefix(err, "start");
+    if (vm.from_template && (vm.status == VM_CREATED || vm.status == VM_STOPPED))
+        /* It takes the VM's lock itself, around the template's. */
+        return vm_start_from_template(&vm, err) < 0 ? hull_error_prefix(err, "start %s", id) : 0;
     int lk = vm_lock(&vm, "lock", false, err);
     if (lk < 0)
         return hull_error_prefix(err, "start");

@@ -145,8 +145,9 @@ struct vm {
     int64_t started_ms;           /* CLOCK_REALTIME ms when QEMU started */
     int64_t boot_ms;              /* start to agent ready */
     char restored_from[4096];
-    bool ephemeral;    /* oneshot: deleted by whoever made it */
-    char cgroup[4096]; /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
+    bool ephemeral;     /* oneshot: deleted by whoever made it */
+    bool from_template; /* `start` restores the cached template (template.c) */
+    char cgroup[4096];  /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
 };
 
 /* The state directory of VMs under a runtime root. */
@@ -176,6 +177,7 @@ struct vm_create_opts {
     const char *kernel, *rootfs, *accel;
     const char *expect_kernel_sha256, *expect_initrd_sha256, *expect_rootfs_sha256;
     bool ephemeral;
+    bool from_template; /* recorded: `start` goes through the template */
 };
 int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
               hull_error *err);
@@ -195,6 +197,9 @@ int vm_boot_timeout_ms(const struct vm *vm);
  * on first use) into a new VM: template.c. */
 int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o,
                             struct vm *vm, hull_error *err);
+/* Start a created (or stopped) VM from its configuration's template, cold
+ * booting and saving the template the first time. The VM stays on failure. */
+int vm_start_from_template(struct vm *vm, hull_error *err);
 /* Connect to the agent and say hello (repeated until answered). */
 struct vm_agent;
 int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err);

@@ -1,0 +1,104 @@
+"""`hull vm`'s command line: unknown verbs, `list`'s table and JSON,
+`create --from-template` that only creates, and `exec` reporting a limit
+the way `hull sandbox run` does."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from test_vm_lib import (h,  # noqa: F401 (the fixture)
+                         HULL, MEM, Hull, assert_gone, qemu_pids)
+
+EXEC_KEYS = {"verdict", "exit_code", "signal", "cpu_time_ms", "wall_time_ms", "max_memory_kb",
+             "stdout", "stderr", "stdout_truncated", "stderr_truncated", "isolation"}
+GENEROUS = ("--cpu-time", "60s", "--wall-time", "120s")
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["bogus", "x"], ["bogus", "--force", "x"]])
+def test_unknown_verb(tmp_path, args):
+    p = subprocess.run([HULL, "--root", str(tmp_path), "vm", *args], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1, p
+    assert p.stderr == "hull: vm: unknown command 'bogus'\nTry 'hull vm --help'.\n", p.stderr
+    assert p.stdout == ""
+
+
+def test_list_is_a_table_or_json(h):
+    h.ok("vm", "create", "--memory", MEM, "listed")
+    try:
+        table = h.ok("vm", "list").stdout.decode().splitlines()
+        assert table[0].split() == ["ID", "STATUS", "PID", "ACCEL", "MEMORY", "VCPUS", "CREATED"]
+        row = next(l.split() for l in table[1:] if l.split()[0] == "listed")
+        assert row[1:6] == ["created", "0", h.state("listed")["accelerator"], "128M", "1"], row
+        listed = json.loads(h.ok("vm", "list", "--format", "json").stdout)
+        assert [v["id"] for v in listed if v["id"] == "listed"] == ["listed"]
+        p = h.run("vm", "list", "--format", "yaml")
+        assert p.returncode == 1 and b"--format: unknown format 'yaml'" in p.stderr
+    finally:
+        h.ok("vm", "delete", "--force", "listed")
+    assert_gone(h, "listed")
+
+
+def test_create_from_template_only_creates(h, tmp_path):
+    hc = Hull(h.root)
+    hc.env = dict(h.env, HULL_VM_CACHE=str(tmp_path / "cache"))
+    try:
+        for vid in ("tpl1", "tpl2"):
+            hc.ok("vm", "create", "--memory", MEM, "--from-template", vid)
+            assert hc.state(vid)["status"] == "created" and not qemu_pids(vid)
+            assert hc.state(vid)["from_template"] is True
+            hc.ok("vm", "start", vid, timeout=600)
+            assert hc.state(vid)["status"] == "running" and qemu_pids(vid)
+            assert hc.sh(vid, "echo up") == "up\n"
+        # The first boot made the template, the second start restored it.
+        assert hc.state("tpl1").get("restored_from") is None
+        assert hc.state("tpl2")["restored_from"].endswith(".snap")
+        # Started again after a stop: from the template again.
+        hc.ok("vm", "stop", "tpl2")
+        hc.ok("vm", "start", "tpl2", timeout=600)
+        assert hc.sh("tpl2", "echo again") == "again\n"
+    finally:
+        for vid in ("tpl1", "tpl2"):
+            hc.run("vm", "delete", "--force", vid)
+    for vid in ("tpl1", "tpl2"):
+        assert_gone(hc, vid)
+
+
+@pytest.fixture(scope="module")
+def vm(h):
+    h.ok("vm", "create", "--memory", MEM, "clivm")
+    h.ok("vm", "start", "clivm", timeout=600)
+    yield "clivm"
+    h.ok("vm", "delete", "--force", "clivm")
+    assert_gone(h, "clivm")
+
+
+def test_exec_limit_is_reported_like_sandbox_run(h, vm):
+    spin = ["sh", "-c", "echo spinning; while :; do :; done"]
+    p = h.run("vm", "exec", "--cpu-time", "300ms", "--wall-time", "120s", vm, "--", *spin)
+    assert p.returncode == 124, p
+    assert p.stdout == b"spinning\n"
+    assert p.stderr.decode().startswith(f"hull: vm exec {vm}: verdict=cpu_time_limit "), p.stderr
+    p = h.run("vm", "exec", "--json", "--cpu-time", "300ms", "--wall-time", "120s", vm, "--",
+              *spin)
+    assert p.returncode == 0, p
+    j = json.loads(p.stdout)
+    assert set(j) == EXEC_KEYS, j
+    assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
+    assert j["stdout"] == "spinning\n" and j["isolation"] == "microvm"
+
+
+def test_exec_json_exits_0_whenever_it_ran(h, vm):
+    p = h.run("vm", "exec", "--json", *GENEROUS, vm, "--", "sh", "-c", "echo hi; exit 3")
+    assert p.returncode == 0, p
+    j = json.loads(p.stdout)
+    assert set(j) == EXEC_KEYS and (j["verdict"], j["exit_code"], j["stdout"]) == (
+        "exit_nonzero", 3, "hi\n"), j
+    # The command's own status still passes through without --json.
+    assert h.run("vm", "exec", *GENEROUS, vm, "--", "sh", "-c", "exit 3").returncode == 3
+    p = h.run("vm", "exec", "--json", *GENEROUS, vm, "--", "no-such-command")
+    assert p.returncode == 0, p
+    j = json.loads(p.stdout)
+    assert j["verdict"] == "internal_error" and "No such file" in j["error"], j
+    assert set(j) == EXEC_KEYS | {"error"}
