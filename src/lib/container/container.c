@@ -130,18 +130,43 @@ static int device_rules(const struct hull_spec *spec, struct hull_resources *r, 
     return 0;
 }
 
+/* Limits that would bite the runtime itself while it steps into the
+ * cgroup to clone the init there (a memory limit of a few pages kills it,
+ * pids.max=1 refuses the clone): moved out of *r into *late, which spawn
+ * writes once the init is inside and the runtime back out. */
+static void split_late_limits(struct hull_resources *r, struct hull_resources *late)
+{
+    *late = (struct hull_resources){
+        .has_memory_limit = r->has_memory_limit,
+        .memory_limit = r->memory_limit,
+        .has_memory_swap = r->has_memory_swap,
+        .memory_swap = r->memory_swap,
+        .has_pids_limit = r->has_pids_limit,
+        .pids_limit = r->pids_limit,
+    };
+    r->has_memory_limit = r->has_memory_swap = r->has_pids_limit = false;
+}
+
 static int apply_resources(struct hull_container_ctx *c, hull_error *err)
 {
     const struct hull_resources *spec_r = c->spec->linux_.resources;
+    if (spec_r == NULL)
+        return 0;
+    struct hull_resources r = *spec_r; /* shallow: the pointers stay the spec's */
     /* No device rules at all: the cgroup keeps its parent's, and the devices
      * hierarchy need not even be joined (cheaper for every sandbox run). */
-    if (spec_r == NULL || spec_r->n_devices == 0)
-        return spec_r ? hull_cgroup_apply(c->cgroup, spec_r, err) : 0;
-    struct hull_resources r = {0};
-    if (device_rules(c->spec, &r, err) < 0)
+    if (spec_r->n_devices > 0 && device_rules(c->spec, &r, err) < 0)
         return -1;
-    int ret = hull_cgroup_apply(c->cgroup, &r, err);
-    free(r.devices); /* the rest belongs to the spec */
+    split_late_limits(&r, &c->late_limits);
+    /* The late limits' hierarchies are joined now, so the init is born in
+     * them too; only their control files wait. */
+    int ret = hull_cgroup_apply(c->cgroup, &r, err) < 0 ||
+                      hull_cgroup_join_for(c->cgroup, &c->late_limits, err) < 0
+                  ? -1
+                  : 0;
+    if (r.devices != spec_r->devices)
+        free(r.devices); /* made by device_rules */
+    c->launch.late_limits = &c->late_limits;
     return ret;
 }
 
@@ -161,6 +186,8 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
 {
     if (spec->process == NULL)
         return hull_error_set(err, EINVAL, "config.json: process: required");
+    if (hull_cgroup_check_limits(spec->linux_.resources, err) < 0)
+        return hull_error_prefix(err, "config.json");
     if (!spec->linux_.ns[HULL_NS_MNT].enabled)
         return hull_error_set(err, EINVAL,
                               "config.json: linux.namespaces: a mount namespace is required");
@@ -314,10 +341,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
-    /* The runtime counts against the pids limit while it steps in. */
-    const struct hull_resources *res = c->spec->linux_.resources;
-    c->launch.cgroup_at_birth =
-        !(res && res->has_pids_limit && res->pids_limit >= 0 && res->pids_limit < 2);
+    /* Safe for every limit: the ones that could bite the runtime while it
+     * steps in are written only after it has stepped out (late_limits). */
+    c->launch.cgroup_at_birth = true;
     /* As runc: each container gets its own session keyring, so keys the
      * runtime's caller holds are not the container's. */
     c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;

@@ -36,7 +36,8 @@ struct hull_container_ctx {
     struct hull_cgroup *cgroup;
     struct hull_seccomp_filter *seccomp; /* compiled here (not from opts) */
     struct hull_launch launch;
-    int dirfd; /* locked state directory */
+    struct hull_resources late_limits; /* launch.late_limits points here */
+    int dirfd;                         /* locked state directory */
     bool owns_spec;
 };
 

@@ -4,7 +4,8 @@
  *   runtime                              init (child)
  *   -------                              ------------
  *   clone(new namespaces)  ------------> non-dumpable, parent-death signal
- *   uid/gid maps, cgroup, rlimits,
+ *   uid/gid maps, cgroup, memory and
+ *   pids limits, rlimits,
  *   oom_score_adj; CGROUP_DONE --------> become root in the user namespace,
  *                                        unshare cgroupns, build the rootfs
  *                          <------------ HOOKS (only when hooks exist)
@@ -42,7 +43,10 @@ struct hull_launch {
     int error_fd;         /* exec.error opened for writing, or -1 (see hull_proc_report) */
     int preserve_fds;     /* fds 3 .. 3+n-1 survive into the container */
     bool cgroup_at_birth; /* clone the init inside its cgroup (hull_cgroup_step_in) */
-    const char *keyring;  /* join a new session keyring of this name (NULL: keep ours) */
+    /* Limits written into the cgroup only once the init is in it and the
+     * runtime is not (memory, pids: they would bite the runtime); may be NULL. */
+    const struct hull_resources *late_limits;
+    const char *keyring; /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
     int stdio[3];                     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
     bool loopback_up;                 /* bring up lo in a new network namespace */

@@ -214,6 +214,10 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
      * init runs anything, and limits the init itself could not raise. */
     if (l->cgroup && !in_cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
         goto fail;
+    /* Only now, with the runtime back in its own cgroup: a memory or pids
+     * limit set while it stepped in would have applied to it. */
+    if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
+        goto fail;
     if (hull_rlimits_apply(l->pid, spec->process, err) < 0 ||
         hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
         goto fail;
