@@ -183,6 +183,14 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
 
     if (hull_rootfs_pivot(&rfs, l->no_pivot, err) < 0 || hull_rootfs_propagation(&rfs, err) < 0)
         return -1;
+    /* A missing process.cwd is made (0755, the container's root), as runc and
+     * crun do: resolved inside the new root, never through a symlink out of
+     * it, and before root.readonly would forbid it. */
+    int cwdfd = hull_resolve_in_root(rfs.rootfd, proc->cwd,
+                                     HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+    if (cwdfd < 0)
+        return hull_error_prefix(err, "process.cwd: %s", proc->cwd);
+    close(cwdfd); /* entered by path below, once the mounts over it are made */
     if (set_hostname(spec, err) < 0)
         return -1;
     /* sysctls go through /proc/sys, which the readonly paths below close. */
