@@ -5,11 +5,14 @@ root can reach works in a user namespace), and a container without a mount
 namespace shares the host's mount table and leaves nothing in it.
 """
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from conftest import SESSION_TOKEN, Bundle, cached_rootfs, host_mounts_under, wait_until
 from rt4 import TOKEN, assert_error, assert_nothing_left, cid
 
 
@@ -52,4 +55,82 @@ def test_cwd_that_climbs_out_is_refused(hull, bundle, tmp_path):
     bundle.process["cwd"] = "/up/made"
     r = run(hull, bundle, "pwd")
     assert_error(r, f"run {cid('r1')}", "process.cwd: /up/made")
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+# ---- bind sources the container's root cannot reach -------------------------------
+
+@pytest.fixture
+def ubundle(tmp_path_factory):
+    """A bundle a user namespace's root can walk down to (pytest's tmp tree
+    is 0700): in a 0755 directory of its own, removed afterwards."""
+    d = Path(tempfile.mkdtemp(prefix=f"hull-{SESSION_TOKEN}-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield Bundle(d / "bundle", cached_rootfs(tmp_path_factory))
+        assert wait_until(lambda: not host_mounts_under(d), 5), host_mounts_under(d)
+    finally:
+        shutil.rmtree(d)
+
+
+def userns(bundle, host=100000, size=65536):
+    bundle.linux["namespaces"].append({"type": "user"})
+    bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": host, "size": size}]
+    bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": host, "size": size}]
+
+
+def private_dir(tmp_path):
+    """A directory only host root may enter, holding a file and a directory."""
+    d = tmp_path / "private"
+    (d / "dir").mkdir(parents=True)
+    (d / "dir" / "f").write_text("in a dir\n")
+    (d / "secret").write_text("a file\n")
+    os.chmod(d, 0o700)
+    return d
+
+
+def test_bind_source_under_a_root_only_directory_in_a_user_namespace(hull, ubundle, tmp_path):
+    """The init is root of its user namespace only: host root's 0700
+    directory is closed to it. runc and crun bind such sources; so does hull,
+    with the options still applied (ro) and the host's files untouched."""
+    d = private_dir(tmp_path)
+    userns(ubundle)
+    # mount points: the rootfs belongs to host root, closed to this root too
+    for p in ("d", "open"):
+        (ubundle.rootfs / "mnt" / p).mkdir(parents=True)
+    (ubundle.rootfs / "mnt" / "s").touch()
+    ubundle.config["mounts"] += [
+        {"destination": "/mnt/d", "type": "bind", "source": str(d / "dir"),
+         "options": ["rbind", "ro", "nosuid", "nodev"]},
+        {"destination": "/mnt/s", "type": "bind", "source": str(d / "secret"),
+         "options": ["bind", "rw"]},
+        {"destination": "/mnt/open", "type": "bind", "source": str(ubundle.rootfs / "etc"),
+         "options": ["rbind", "ro"]},
+    ]
+    r = run(hull, ubundle, "sh", "-c",
+            "cat /mnt/d/f /mnt/s; test -e /mnt/open/passwd && echo open; "
+            "touch /mnt/d/new 2>/dev/null && echo wrote || echo ro; "
+            "grep -E ' /mnt/(d|s) ' /proc/self/mountinfo | cut -d' ' -f5,6")
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["in a dir", "a file", "open", "ro"], r
+    opts = dict(line.split() for line in lines[4:])
+    assert "ro" in opts["/mnt/d"].split(",") and "nosuid" in opts["/mnt/d"].split(",")
+    assert "rw" in opts["/mnt/s"].split(",")
+    assert not (d / "dir" / "new").exists()
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_missing_bind_source_under_a_root_only_directory(hull, ubundle, tmp_path):
+    d = private_dir(tmp_path)
+    userns(ubundle)
+    n = len(ubundle.config["mounts"])
+    ubundle.config["mounts"].append(
+        {"destination": "/tmp", "type": "bind", "source": str(d / "nope"),
+         "options": ["rbind"]})
+    r = run(hull, ubundle, "true")
+    assert_error(r, f"run {cid('r1')}", f"mounts[{n}].source: {d / 'nope'}",
+                 "No such file or directory")
+    assert len(r.stderr.splitlines()) == 1, r
     assert_nothing_left(hull, tmp_path, TOKEN)

@@ -117,6 +117,19 @@ static int wait_for_start(struct hull_launch *l, hull_error *err)
     return 0;
 }
 
+/* hull_rootfs.open_source: the runtime opens it (see spawn.c). */
+static int ask_bind_source(void *arg, size_t index, hull_error *err)
+{
+    struct hull_launch *l = arg;
+    struct hull_sync_msg m;
+    if (hull_sync_send(l->child_fd, SYNC_BIND_SOURCE, (int)index, err) < 0 ||
+        hull_sync_expect(l->child_fd, SYNC_BIND_SOURCE, &m, err) < 0)
+        return -1;
+    if (m.fd < 0)
+        return hull_error_set(err, EPROTO, "sync: no fd for mounts[%zu].source", index);
+    return m.fd;
+}
+
 static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_error *err)
 {
     const struct hull_spec *spec = l->spec;
@@ -155,6 +168,8 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         .cgroupns = lx->ns[HULL_NS_CGROUP].enabled,
         .rootfd = -1,
         .extras = l->rootfs_extras,
+        .open_source = userns ? ask_bind_source : NULL,
+        .open_source_arg = l,
     };
     if (hull_rootfs_prepare(&rfs, err) < 0)
         return -1;

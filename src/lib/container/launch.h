@@ -8,6 +8,9 @@
  *   pids limits, rlimits,
  *   oom_score_adj; CGROUP_DONE --------> become root in the user namespace,
  *                                        unshare cgroupns, build the rootfs
+ *                          <------------ BIND_SOURCE(i), for each bind source
+ *   a helper opens it in the init's       the init cannot reach from its
+ *   mount ns; BIND_SOURCE(fd) ---------> user namespace
  *                          <------------ HOOKS (only when hooks exist)
  *   prestart + createRuntime hooks;
  *   HOOKS_DONE(state json) ------------> createContainer hooks, pivot_root,

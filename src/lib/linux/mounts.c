@@ -212,13 +212,24 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
     char fdp[32];
     if (m->bind) {
         struct stat st;
-        if (stat(m->source, &st) < 0)
-            return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+        cleanup_close int srcfd = -1;
+        if (stat(m->source, &st) < 0) {
+            if (errno != EACCES || r->open_source == NULL)
+                return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+            /* runc and crun bind such a source: get it opened for us, and
+             * clone the mount from the fd (the kernel still locks the host
+             * mount's flags in our namespace). */
+            srcfd = r->open_source(r->open_source_arg, index, err);
+            if (srcfd < 0)
+                return -1;
+            if (fstat(srcfd, &st) < 0)
+                return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+        }
         int how = S_ISDIR(st.st_mode) ? HULL_RESOLVE_MKDIR : HULL_RESOLVE_MKFILE;
         cleanup_close int destfd = hull_resolve_in_root(r->rootfd, m->destination, how, err);
         if (destfd < 0)
             return hull_error_prefix(err, "mounts[%zu].destination", index);
-        if (bind_mount(m->source, destfd, m, 0, m->rbind, err) < 0)
+        if (bind_mount_from(srcfd, m->source, destfd, m, 0, m->rbind, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
         return 0;
     }

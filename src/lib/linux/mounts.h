@@ -40,6 +40,11 @@ struct hull_rootfs {
     bool cgroupns;                           /* in a new cgroup namespace */
     int rootfd;                              /* O_PATH fd of the bound rootfs, set by prepare */
     const struct hull_rootfs_extras *extras; /* may be NULL */
+    /* For a bind source the init may not even look up (EACCES: a directory
+     * only host root can enter): an O_PATH fd of mounts[index].source in
+     * this mount namespace, opened by someone who can. May be NULL. */
+    int (*open_source)(void *arg, size_t index, hull_error *err);
+    void *open_source_arg;
 };
 
 /* In the container's new mount namespace, before pivot_root: stop mount
