@@ -5,12 +5,9 @@ limits no process can start under are refused by name with nothing left, and
 `start` returns only once the user's program has been executed.
 """
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import pid_alive, reap_orphans, wait_until
 from rt4 import (LAYOUT, TOKEN, assert_error, assert_nothing_left, cg_read, cgroup_of, cid,
                  running)
 

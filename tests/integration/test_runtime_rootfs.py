@@ -134,3 +134,84 @@ def test_missing_bind_source_under_a_root_only_directory(hull, ubundle, tmp_path
                  "No such file or directory")
     assert len(r.stderr.splitlines()) == 1, r
     assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+# ---- no mount namespace -------------------------------------------------------
+
+def without_mount_ns(bundle):
+    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
+                                  if n["type"] != "mount"]
+    return bundle
+
+
+def host_mounts_of(bundle, c):
+    """The host's mountinfo lines that belong to this container: mounted
+    under its bundle, or a view of its cgroup."""
+    with open("/proc/self/mountinfo") as f:
+        return sorted(line for line in f
+                      if line.split()[4].startswith(str(bundle.path)) or f"/{c}" in line.split()[3])
+
+
+def test_no_mount_namespace_shares_the_hosts_and_leaves_no_mount(hull, bundle, tmp_path):
+    """runtime-spec: without a mount namespace the container shares the
+    runtime's. Its mounts are made there (below one bind of the rootfs), it
+    is chrooted, exec'd processes too, and delete leaves the host's
+    mountinfo as it found it (runc and crun leave about 20 mounts here)."""
+    from rt4 import ns_inodes, running
+    without_mount_ns(bundle)
+    (bundle.rootfs / "etc" / "marker").write_text("inside\n")
+    c = cid()
+    before = host_mounts_of(bundle, c)
+    assert before == []
+    with running(hull, bundle) as (c, pid):
+        assert ns_inodes(pid)["mnt"] == ns_inodes(os.getpid())["mnt"]
+        assert os.readlink(f"/proc/{pid}/root") == str(bundle.rootfs)
+        during = host_mounts_of(bundle, c)
+        points = {line.split()[4] for line in during}
+        assert {str(bundle.rootfs), str(bundle.rootfs / "proc"),
+                str(bundle.rootfs / "dev")} <= points
+        # the bind everything hangs below is private: nothing propagates
+        top = next(line for line in during if line.split()[4] == str(bundle.rootfs))
+        assert not [f for f in top.split(" - ")[0].split()[6:] if f.startswith("shared:")]
+        r = hull("exec", c, "sh", "-c", "cat /etc/marker; touch /x || echo ro")
+        assert r.stdout.splitlines()[0] == "inside", r
+        assert "ro" in r.stdout.splitlines(), r
+    assert host_mounts_of(bundle, c) == before
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_no_mount_namespace_failed_create_leaves_no_mount(hull, bundle, tmp_path):
+    without_mount_ns(bundle)
+    n = len(bundle.config["mounts"])
+    bundle.config["mounts"].append({"destination": "/mnt", "type": "bind",
+                                    "source": str(tmp_path / "nope"), "options": ["rbind"]})
+    bundle.set_args("true").write()
+    r = hull("create", "--bundle", str(bundle.path), cid())
+    assert_error(r, f"create {cid()}", f"mounts[{n}].source")
+    assert host_mounts_of(bundle, cid()) == []
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_no_mount_namespace_crashed_create_is_cleaned_by_delete(hull, bundle, tmp_path):
+    """The runtime killed half-way (here by its createRuntime hook, after
+    the init made every mount): delete --force finds them from the state."""
+    without_mount_ns(bundle)
+    bundle.config["hooks"] = {"createRuntime": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID; sleep 5"]}]}
+    bundle.set_args("true").write()
+    c = cid()
+    r = hull("create", "--bundle", str(bundle.path), c)
+    assert r.returncode != 0, r
+    assert str(bundle.rootfs / "proc") in {m.split()[4] for m in host_mounts_of(bundle, c)}
+    assert hull("delete", "--force", c).returncode == 0
+    assert host_mounts_of(bundle, c) == []
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_user_namespace_without_mount_namespace_is_refused(hull, bundle, tmp_path):
+    without_mount_ns(bundle)
+    userns(bundle)
+    bundle.set_args("true").write()
+    r = hull("create", "--bundle", str(bundle.path), cid())
+    assert_error(r, f"create {cid()}", "a user namespace needs a mount namespace")
+    assert_nothing_left(hull, tmp_path, TOKEN)

@@ -22,6 +22,7 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
+#include "linux/mounts.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"
@@ -188,9 +189,12 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
         return hull_error_set(err, EINVAL, "config.json: process: required");
     if (hull_cgroup_check_limits(spec->linux_.resources, err) < 0)
         return hull_error_prefix(err, "config.json");
-    if (!spec->linux_.ns[HULL_NS_MNT].enabled)
+    /* Without a mount namespace the init mounts in the runtime's, which an
+     * init that is root of a user namespace only may not do. */
+    if (!spec->linux_.ns[HULL_NS_MNT].enabled && spec->linux_.ns[HULL_NS_USER].enabled)
         return hull_error_set(err, EINVAL,
-                              "config.json: linux.namespaces: a mount namespace is required");
+                              "config.json: linux.namespaces: a user namespace needs a mount "
+                              "namespace (the container's root could not mount in the host's)");
     if (spec->process->terminal && detached && o->console_socket == NULL)
         return hull_error_set(err, EINVAL,
                               "config.json: process.terminal: a detached container needs "
@@ -231,6 +235,10 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
 static void create_rollback(const struct hull_runtime *rt, struct hull_container_ctx *c)
 {
     hull_error e = NULL;
+    if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0) {
+        hull_warn("cleanup: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
     if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0) {
         hull_warn("cleanup: %s", hull_error_msg(e));
         hull_error_free(&e);
@@ -297,8 +305,15 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
             goto fail;
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
+    /* No mount namespace: the container mounts in ours, all below one bind
+     * of the rootfs, recorded (by the mount under it) before it is made. */
+    bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
+    if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
+        goto fail;
     /* Recorded before use, so delete --force finds the cgroup after a crash. */
     if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        goto fail;
+    if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
         goto fail;
     if (c->cgroup) {
         if (apply_resources(c, err) < 0)
@@ -638,7 +653,10 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     }
     hull_spec_free(spec);
     int ret = 0;
-    if (cg && hull_cgroup_destroy(cg, err) < 0)
+    /* After the processes (which may hold the mounts busy) are gone. */
+    if (cs->rootfs && hull_rootfs_host_release(cs->rootfs, cs->host_mount_below, err) < 0)
+        ret = -1;
+    if (ret == 0 && cg && hull_cgroup_destroy(cg, err) < 0)
         ret = -1;
     hull_cgroup_free(cg);
     (void)dirfd;
