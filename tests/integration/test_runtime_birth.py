@@ -63,3 +63,26 @@ def test_smallest_limits_land_after_the_init_is_born_in_its_cgroup(hull, bundle,
         # the runtime is not charged the limit either: our own cgroup is ours
         assert not cgroup_of(os.getpid(), "memory").endswith(c)
     assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+def test_start_returns_once_the_program_runs(hull, bundle, tmp_path):
+    """A signal sent right after `start` reached hull's own init (which drops
+    it, as a pid namespace's init without a handler) 10-12 times in 15:
+    `start` returned while the init was still on its way to execve. Now it
+    returns once the init has exec'd: the process is the container's
+    program every time (bench/signal_after_start.py measures the rest)."""
+    program = os.stat(bundle.rootfs / "bin" / "busybox")
+    bundle.set_args("sleep", "1000").write()
+    for i in range(20):
+        c = cid(f"s{i}")
+        try:
+            assert hull("create", "--bundle", str(bundle.path), c).returncode == 0
+            pid = hull.state(c)["pid"]
+            hull("start", c, check=True)
+            exe = os.stat(f"/proc/{pid}/exe")
+            assert (exe.st_dev, exe.st_ino) == (program.st_dev, program.st_ino), i
+            assert hull.state(c)["status"] == "running"
+        finally:
+            hull("kill", c, "KILL")
+            hull("delete", "--force", c)
+    assert_nothing_left(hull, tmp_path, TOKEN)
