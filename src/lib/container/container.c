@@ -92,62 +92,6 @@ static int write_pid_file(const char *path, pid_t pid, hull_error *err)
     return 0;
 }
 
-/* The device rules a container always gets after the spec's own, as runc
- * adds them: mknod of anything (the node is useless without access), the
- * default devices, ptys, and linux.devices. Without these the default spec
- * ("deny all") would not even let the init create /dev/null. */
-static int device_rules(const struct hull_spec *spec, struct hull_resources *r, hull_error *err)
-{
-    static const struct hull_device_rule defaults[] = {
-        {true, 'c', -1, -1, "m"},    {true, 'b', -1, -1, "m"},    /* mknod */
-        {true, 'c', 1, 3, "rwm"},    {true, 'c', 1, 5, "rwm"},    /* null, zero */
-        {true, 'c', 1, 7, "rwm"},    {true, 'c', 1, 8, "rwm"},    /* full, random */
-        {true, 'c', 1, 9, "rwm"},    {true, 'c', 5, 0, "rwm"},    /* urandom, tty */
-        {true, 'c', 5, 1, "rwm"},    {true, 'c', 5, 2, "rwm"},    /* console, ptmx */
-        {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}, /* pts, tun */
-    };
-    size_t nd = sizeof(defaults) / sizeof(defaults[0]);
-    const struct hull_resources *src = spec->linux_.resources;
-    size_t n_spec = src ? src->n_devices : 0, n_linux = spec->linux_.n_devices;
-    struct hull_device_rule *rules = calloc(n_spec + nd + n_linux, sizeof(*rules));
-    if (rules == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    size_t k = 0;
-    for (size_t i = 0; i < n_spec; i++)
-        rules[k++] = src->devices[i];
-    for (size_t i = 0; i < nd; i++)
-        rules[k++] = defaults[i];
-    for (size_t i = 0; i < n_linux; i++) {
-        const struct hull_device *d = &spec->linux_.devices[i];
-        if (d->type == 'p')
-            continue;
-        rules[k++] =
-            (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major, d->minor, "rwm"};
-    }
-    if (src)
-        *r = *src; /* shallow: the other fields stay the spec's */
-    r->devices = rules;
-    r->n_devices = k;
-    return 0;
-}
-
-/* Limits that would bite the runtime itself while it steps into the
- * cgroup to clone the init there (a memory limit of a few pages kills it,
- * pids.max=1 refuses the clone): moved out of *r into *late, which spawn
- * writes once the init is inside and the runtime back out. */
-static void split_late_limits(struct hull_resources *r, struct hull_resources *late)
-{
-    *late = (struct hull_resources){
-        .has_memory_limit = r->has_memory_limit,
-        .memory_limit = r->memory_limit,
-        .has_memory_swap = r->has_memory_swap,
-        .memory_swap = r->memory_swap,
-        .has_pids_limit = r->has_pids_limit,
-        .pids_limit = r->pids_limit,
-    };
-    r->has_memory_limit = r->has_memory_swap = r->has_pids_limit = false;
-}
-
 static int apply_resources(struct hull_container_ctx *c, hull_error *err)
 {
     const struct hull_resources *spec_r = c->spec->linux_.resources;
@@ -156,9 +100,9 @@ static int apply_resources(struct hull_container_ctx *c, hull_error *err)
     struct hull_resources r = *spec_r; /* shallow: the pointers stay the spec's */
     /* No device rules at all: the cgroup keeps its parent's, and the devices
      * hierarchy need not even be joined (cheaper for every sandbox run). */
-    if (spec_r->n_devices > 0 && device_rules(c->spec, &r, err) < 0)
+    if (spec_r->n_devices > 0 && hull_container_device_rules(c->spec, &r, err) < 0)
         return -1;
-    split_late_limits(&r, &c->late_limits);
+    hull_container_split_late_limits(&r, &c->late_limits);
     /* The late limits' hierarchies are joined now, so the init is born in
      * them too; only their control files wait. */
     int ret = hull_cgroup_apply(c->cgroup, &r, err) < 0 ||
@@ -166,7 +110,7 @@ static int apply_resources(struct hull_container_ctx *c, hull_error *err)
                   ? -1
                   : 0;
     if (r.devices != spec_r->devices)
-        free(r.devices); /* made by device_rules */
+        free(r.devices); /* made by hull_container_device_rules */
     c->launch.late_limits = &c->late_limits;
     return ret;
 }
