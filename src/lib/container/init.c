@@ -205,7 +205,7 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     int cwdfd = hull_resolve_in_root(rfs.rootfd, proc->cwd,
                                      HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
     if (cwdfd < 0)
-        return hull_error_prefix(err, "process.cwd: %s", proc->cwd);
+        return hull_error_prefix(err, "process.cwd");
     close(cwdfd); /* entered by path below, once the mounts over it are made */
     if (set_hostname(spec, err) < 0)
         return -1;
