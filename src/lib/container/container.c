@@ -22,7 +22,6 @@
 #include "container/state.h"
 #include "container/sync.h"
 #include "linux/cgroup.h"
-#include "linux/mounts.h"
 #include "linux/seccomp.h"
 #include "linux/terminal.h"
 #include "util/clock.h"

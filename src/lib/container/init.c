@@ -166,9 +166,9 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         .cgroup = l->cgroup,
         .userns = userns,
         .cgroupns = lx->ns[HULL_NS_CGROUP].enabled,
-        .host_ns = !lx->ns[HULL_NS_MNT].enabled,
         .rootfd = -1,
         .extras = l->rootfs_extras,
+        .host_ns = !lx->ns[HULL_NS_MNT].enabled,
         .open_source = userns ? ask_bind_source : NULL,
         .open_source_arg = l,
     };

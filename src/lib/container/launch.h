@@ -46,15 +46,15 @@ struct hull_launch {
     int error_fd;         /* exec.error opened for writing, or -1 (see hull_proc_report) */
     int preserve_fds;     /* fds 3 .. 3+n-1 survive into the container */
     bool cgroup_at_birth; /* clone the init inside its cgroup (hull_cgroup_step_in) */
-    /* Limits written into the cgroup only once the init is in it and the
-     * runtime is not (memory, pids: they would bite the runtime); may be NULL. */
-    const struct hull_resources *late_limits;
-    const char *keyring; /* join a new session keyring of this name (NULL: keep ours) */
+    const char *keyring;  /* join a new session keyring of this name (NULL: keep ours) */
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
     int stdio[3];                     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
     bool loopback_up;                 /* bring up lo in a new network namespace */
     const char *export_dir;           /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
+    /* Limits written into the cgroup only once the init is in it and the
+     * runtime is not (memory, pids: they would bite the runtime); may be NULL. */
+    const struct hull_resources *late_limits;
     int exported_fd; /* filled: the fd of export_dir, or -1 */
     bool reaper;     /* the init stays as pid 1 and runs the program as pid 2 */
     int status_fd;   /* with reaper: the program's wait status is written here */

@@ -188,7 +188,12 @@ static int send_bind_source(struct hull_launch *l, int index, hull_error *err)
         /* Host root in the init's mount namespace: it sees what the init
          * sees; it opens one path read-nothing (O_PATH) and exits. */
         if (setns(ns, CLONE_NEWNS) < 0) {
-            hull_error_errno(&e, "enter the init's mount namespace");
+            /* A runtime without host privileges (rootless) reaches no more
+             * than the init: the source stays out of reach. */
+            hull_error_set(&e, EACCES,
+                           "%s: Permission denied from the container's user namespace, and the "
+                           "runtime may not enter its mount namespace to open it (%s)",
+                           src, strerror(errno));
         } else {
             int fd = open(src, O_PATH | O_CLOEXEC);
             if (fd < 0)

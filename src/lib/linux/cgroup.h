@@ -51,6 +51,12 @@ int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd
  * (moving the running processes in), so save the state again afterwards. */
 int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
 
+/* Join every hierarchy the host has, as runc does, instead of only those
+ * needed for accounting and the spec's resources (see cgroup_internal.h).
+ * Call it before hull_cgroup_enter when the container mounts a cgroup view
+ * (the view shows only joined hierarchies) or runs systemd. */
+int hull_cgroup_join_all(struct hull_cgroup *cg, hull_error *err);
+
 /* Join the hierarchies r needs (as hull_cgroup_apply would) without writing
  * any control file: for limits written later, once the cgroup is populated. */
 int hull_cgroup_join_for(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
@@ -64,12 +70,6 @@ int hull_cgroup_join_for(struct hull_cgroup *cg, const struct hull_resources *r,
 /* Refuse limits no container could start under, before anything exists
  * (hull_cgroup_apply checks them too, for update). */
 int hull_cgroup_check_limits(const struct hull_resources *r, hull_error *err);
-
-/* Join every hierarchy the host has, as runc does, instead of only those
- * needed for accounting and the spec's resources (see cgroup_internal.h).
- * Call it before hull_cgroup_enter when the container mounts a cgroup view
- * (the view shows only joined hierarchies) or runs systemd. */
-int hull_cgroup_join_all(struct hull_cgroup *cg, hull_error *err);
 
 /* Put a child into the cgroup at birth instead of moving it later (which
  * waits for an RCU grace period in the kernel): step the calling thread
