@@ -20,6 +20,7 @@ def need_v1(*ctrls):
             pytest.skip(f"no v1 {c} hierarchy on this host")
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("limit", [4096, 65536, MIN_MEMORY - 4096, 0])
 @pytest.mark.parametrize("verb", ["create", "run"])
 def test_memory_limit_below_the_minimum_is_refused(hull, bundle, tmp_path, limit, verb):

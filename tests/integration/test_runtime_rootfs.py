@@ -23,6 +23,7 @@ def run(hull, bundle, *args, name="r1"):
 
 # ---- process.cwd ----------------------------------------------------------------
 
+@pytest.mark.asan
 @pytest.mark.parametrize("readonly", [True, False])
 def test_missing_cwd_is_created(hull, bundle, tmp_path, readonly):
     bundle.config["root"]["readonly"] = readonly
@@ -89,6 +90,7 @@ def private_dir(tmp_path):
     return d
 
 
+@pytest.mark.asan
 def test_bind_source_under_a_root_only_directory_in_a_user_namespace(hull, ubundle, tmp_path):
     """The init is root of its user namespace only: host root's 0700
     directory is closed to it. runc and crun bind such sources; so does hull,
@@ -152,6 +154,7 @@ def host_mounts_of(bundle, c):
                       if line.split()[4].startswith(str(bundle.path)) or f"/{c}" in line.split()[3])
 
 
+@pytest.mark.asan
 def test_no_mount_namespace_shares_the_hosts_and_leaves_no_mount(hull, bundle, tmp_path):
     """runtime-spec: without a mount namespace the container shares the
     runtime's. Its mounts are made there (below one bind of the rootfs), it
