@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SESSION_TOKEN, Bundle, cached_rootfs, host_mounts_under, wait_until
-from hullrt import (assert_nothing_left, ns_holder, caps_of_mask, cid, in_root, mount_at, mountinfo,
+from hullrt import (ns_holder, caps_of_mask, cid, in_root, mount_at, mountinfo,
                     mounts_in_namespace, ns_inode, proc_status, run_out, setns_run, started,
                     wait_exec)
 
@@ -47,7 +47,7 @@ def test_namespace_new(hull, bundle, spec_name, proc_name):
         assert ns_inode(pid, proc_name) != ns_inode(os.getpid(), proc_name)
 
 
-@pytest.mark.parametrize("spec_name,proc_name", [n for n in NS if n[0] != "mount"])
+@pytest.mark.parametrize("spec_name,proc_name", NS)
 def test_namespace_absent_shares_the_hosts(hull, bundle, spec_name, proc_name):
     bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
                                   if n["type"] != spec_name]
@@ -57,16 +57,6 @@ def test_namespace_absent_shares_the_hosts(hull, bundle, spec_name, proc_name):
         assert ns_inode(pid, proc_name) == ns_inode(os.getpid(), proc_name)
         others = [p for s, p in NS if s != spec_name]
         assert all(ns_inode(pid, p) != ns_inode(os.getpid(), p) for p in others)
-
-
-def test_mount_namespace_is_required(hull, bundle, tmp_path):
-    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
-                                  if n["type"] != "mount"]
-    bundle.write()
-    r = hull("create", "--bundle", str(bundle.path), cid())
-    assert r.returncode != 0
-    assert "a mount namespace is required" in r.stderr
-    assert_nothing_left(hull, tmp_path)
 
 
 @pytest.mark.parametrize("spec_name,proc_name", [

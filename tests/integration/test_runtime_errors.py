@@ -123,10 +123,11 @@ def test_missing_executable(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path)
 
 
-def test_missing_cwd(hull, bundle, tmp_path):
-    bundle.process["cwd"] = "/no/such/dir"
+def test_cwd_that_cannot_be_a_directory(hull, bundle, tmp_path):
+    # a missing cwd is made (test_runtime_rootfs.py); one that is a file is not
+    bundle.process["cwd"] = "/etc/passwd"
     c, r = create(hull, bundle)
-    assert_error(r, "create", c, "process.cwd: /no/such/dir: No such file or directory")
+    assert_error(r, "create", c, "process.cwd: /etc/passwd")
     assert_nothing_left(hull, tmp_path)
 
 

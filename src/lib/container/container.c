@@ -93,57 +93,26 @@ static int write_pid_file(const char *path, pid_t pid, hull_error *err)
     return 0;
 }
 
-/* The device rules a container always gets after the spec's own, as runc
- * adds them: mknod of anything (the node is useless without access), the
- * default devices, ptys, and linux.devices. Without these the default spec
- * ("deny all") would not even let the init create /dev/null. */
-static int device_rules(const struct hull_spec *spec, struct hull_resources *r, hull_error *err)
-{
-    static const struct hull_device_rule defaults[] = {
-        {true, 'c', -1, -1, "m"},    {true, 'b', -1, -1, "m"},    /* mknod */
-        {true, 'c', 1, 3, "rwm"},    {true, 'c', 1, 5, "rwm"},    /* null, zero */
-        {true, 'c', 1, 7, "rwm"},    {true, 'c', 1, 8, "rwm"},    /* full, random */
-        {true, 'c', 1, 9, "rwm"},    {true, 'c', 5, 0, "rwm"},    /* urandom, tty */
-        {true, 'c', 5, 1, "rwm"},    {true, 'c', 5, 2, "rwm"},    /* console, ptmx */
-        {true, 'c', 136, -1, "rwm"}, {true, 'c', 10, 200, "rwm"}, /* pts, tun */
-    };
-    size_t nd = sizeof(defaults) / sizeof(defaults[0]);
-    const struct hull_resources *src = spec->linux_.resources;
-    size_t n_spec = src ? src->n_devices : 0, n_linux = spec->linux_.n_devices;
-    struct hull_device_rule *rules = calloc(n_spec + nd + n_linux, sizeof(*rules));
-    if (rules == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    size_t k = 0;
-    for (size_t i = 0; i < n_spec; i++)
-        rules[k++] = src->devices[i];
-    for (size_t i = 0; i < nd; i++)
-        rules[k++] = defaults[i];
-    for (size_t i = 0; i < n_linux; i++) {
-        const struct hull_device *d = &spec->linux_.devices[i];
-        if (d->type == 'p')
-            continue;
-        rules[k++] =
-            (struct hull_device_rule){true, d->type == 'b' ? 'b' : 'c', d->major, d->minor, "rwm"};
-    }
-    if (src)
-        *r = *src; /* shallow: the other fields stay the spec's */
-    r->devices = rules;
-    r->n_devices = k;
-    return 0;
-}
-
 static int apply_resources(struct hull_container_ctx *c, hull_error *err)
 {
     const struct hull_resources *spec_r = c->spec->linux_.resources;
+    if (spec_r == NULL)
+        return 0;
+    struct hull_resources r = *spec_r; /* shallow: the pointers stay the spec's */
     /* No device rules at all: the cgroup keeps its parent's, and the devices
      * hierarchy need not even be joined (cheaper for every sandbox run). */
-    if (spec_r == NULL || spec_r->n_devices == 0)
-        return spec_r ? hull_cgroup_apply(c->cgroup, spec_r, err) : 0;
-    struct hull_resources r = {0};
-    if (device_rules(c->spec, &r, err) < 0)
+    if (spec_r->n_devices > 0 && hull_container_device_rules(c->spec, &r, err) < 0)
         return -1;
-    int ret = hull_cgroup_apply(c->cgroup, &r, err);
-    free(r.devices); /* the rest belongs to the spec */
+    hull_container_split_late_limits(&r, &c->late_limits);
+    /* The late limits' hierarchies are joined now, so the init is born in
+     * them too; only their control files wait. */
+    int ret = hull_cgroup_apply(c->cgroup, &r, err) < 0 ||
+                      hull_cgroup_join_for(c->cgroup, &c->late_limits, err) < 0
+                  ? -1
+                  : 0;
+    if (r.devices != spec_r->devices)
+        free(r.devices); /* made by hull_container_device_rules */
+    c->launch.late_limits = &c->late_limits;
     return ret;
 }
 
@@ -153,9 +122,14 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
 {
     if (spec->process == NULL)
         return hull_error_set(err, EINVAL, "config.json: process: required");
-    if (!spec->linux_.ns[HULL_NS_MNT].enabled)
+    if (hull_cgroup_check_limits(spec->linux_.resources, err) < 0)
+        return hull_error_prefix(err, "config.json");
+    /* Without a mount namespace the init mounts in the runtime's, which an
+     * init that is root of a user namespace only may not do. */
+    if (!spec->linux_.ns[HULL_NS_MNT].enabled && spec->linux_.ns[HULL_NS_USER].enabled)
         return hull_error_set(err, EINVAL,
-                              "config.json: linux.namespaces: a mount namespace is required");
+                              "config.json: linux.namespaces: a user namespace needs a mount "
+                              "namespace (the container's root could not mount in the host's)");
     if (spec->process->terminal && detached && o->console_socket == NULL)
         return hull_error_set(err, EINVAL,
                               "config.json: process.terminal: a detached container needs "
@@ -201,6 +175,10 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
 static void create_rollback(const struct hull_runtime *rt, struct hull_container_ctx *c)
 {
     hull_error e = NULL;
+    if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0) {
+        hull_warn("cleanup: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
     if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0) {
         hull_warn("cleanup: %s", hull_error_msg(e));
         hull_error_free(&e);
@@ -269,8 +247,15 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
             goto fail;
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
+    /* No mount namespace: the container mounts in ours, all below one bind
+     * of the rootfs, recorded (by the mount under it) before it is made. */
+    bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
+    if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
+        goto fail;
     /* Recorded before use, so delete --force finds the cgroup after a crash. */
     if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        goto fail;
+    if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
         goto fail;
     if (c->cgroup) {
         if (apply_resources(c, err) < 0)
@@ -315,10 +300,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
     c->launch.preserve_fds = o->preserve_fds;
-    /* The runtime counts against the pids limit while it steps in. */
-    const struct hull_resources *res = c->spec->linux_.resources;
-    c->launch.cgroup_at_birth =
-        !(res && res->has_pids_limit && res->pids_limit >= 0 && res->pids_limit < 2);
+    /* Safe for every limit: the ones that could bite the runtime while it
+     * steps in are written only after it has stepped out (late_limits). */
+    c->launch.cgroup_at_birth = true;
     /* As runc: each container gets its own session keyring, so keys the
      * runtime's caller holds are not the container's. */
     c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
@@ -615,7 +599,10 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     }
     hull_spec_free(spec);
     int ret = 0;
-    if (cg && hull_cgroup_destroy(cg, err) < 0)
+    /* After the processes (which may hold the mounts busy) are gone. */
+    if (cs->rootfs && hull_rootfs_host_release(cs->rootfs, cs->host_mount_below, err) < 0)
+        ret = -1;
+    if (ret == 0 && cg && hull_cgroup_destroy(cg, err) < 0)
         ret = -1;
     hull_cgroup_free(cg);
     (void)dirfd;

@@ -37,9 +37,18 @@ struct hull_container_ctx {
     struct hull_cgroup *cgroup_view;     /* rootless, no cgroup: the caller's, to mount */
     struct hull_seccomp_filter *seccomp; /* compiled here (not from opts) */
     struct hull_launch launch;
-    int dirfd; /* locked state directory */
+    struct hull_resources late_limits; /* launch.late_limits points here */
+    int dirfd;                         /* locked state directory */
     bool owns_spec;
 };
+
+/* linux.resources plus the device rules every container gets after the
+ * spec's own (runc's defaults and linux.devices); r->devices is malloc'd. */
+int hull_container_device_rules(const struct hull_spec *spec, struct hull_resources *r,
+                                hull_error *err);
+/* Move the limits that would bite the runtime while it steps into the
+ * cgroup (memory, memory+swap, pids) from *r to *late (see launch.h). */
+void hull_container_split_late_limits(struct hull_resources *r, struct hull_resources *late);
 
 /* Create: state directory, cgroup, init waiting at READY. On failure
  * everything is rolled back and *c released. */

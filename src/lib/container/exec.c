@@ -48,6 +48,7 @@ struct exec_ctx {
     struct hull_seccomp_filter *seccomp;
     struct hull_cgroup *cgroup;
     int ns_fds[HULL_NS_COUNT];
+    int root_fd; /* the init's root, when it shares our mount namespace; else -1 */
     pid_t init_pid;
     int sync_fd, child_fd;
     int preserve_fds;
@@ -75,6 +76,15 @@ static int open_namespaces(struct exec_ctx *x, hull_error *err)
         if (x->ns_fds[t] < 0)
             return hull_error_errno(err, "open %s namespace of the container", name);
     }
+    /* No mount namespace to join (the container has none of its own): the
+     * root that setns would have given is the init's chroot. */
+    if (x->ns_fds[HULL_NS_MNT] < 0) {
+        char root[64];
+        snprintf(root, sizeof(root), "/proc/%d/root", (int)x->init_pid);
+        x->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (x->root_fd < 0)
+            return hull_error_errno(err, "open the container's root");
+    }
     return 0;
 }
 
@@ -85,6 +95,9 @@ static void close_namespaces(struct exec_ctx *x)
             close(x->ns_fds[t]);
             x->ns_fds[t] = -1;
         }
+    if (x->root_fd >= 0)
+        close(x->root_fd);
+    x->root_fd = -1;
 }
 
 /* The process that will exec, inside the container. */
@@ -132,9 +145,9 @@ __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
     for (int i = 0; x->stdio && i < 3; i++)
         if (x->stdio[i] >= 0 && x->stdio[i] != i && dup2(x->stdio[i], i) < 0)
             _exit(1);
-    int keep[HULL_NS_COUNT + 2] = {x->child_fd, hull_log_fd()};
+    int keep[HULL_NS_COUNT + 3] = {x->child_fd, hull_log_fd(), x->root_fd};
     for (int t = 0; t < HULL_NS_COUNT; t++)
-        keep[2 + t] = x->ns_fds[t];
+        keep[3 + t] = x->ns_fds[t];
     hull_close_fds_except(3 + x->preserve_fds, keep, sizeof(keep) / sizeof(keep[0]));
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Non-dumpable before entering: a process already in the container must
@@ -146,6 +159,11 @@ __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
         goto fail;
     if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]), &err) < 0)
         goto fail;
+    /* Into the init's root (held by fd since before the pid was checked). */
+    if (x->root_fd >= 0 && (fchdir(x->root_fd) < 0 || chroot(".") < 0 || chdir("/") < 0)) {
+        hull_error_errno(&err, "enter the container's root");
+        goto fail;
+    }
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
     if (pid < 0) {
         hull_error_errno(&err, "clone");
@@ -373,8 +391,11 @@ fail:
 static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
                    int *exit_status, hull_error *err)
 {
-    struct exec_ctx x = {
-        .sync_fd = -1, .child_fd = -1, .preserve_fds = o->preserve_fds, .stdio = o->stdio};
+    struct exec_ctx x = {.sync_fd = -1,
+                         .child_fd = -1,
+                         .root_fd = -1,
+                         .preserve_fds = o->preserve_fds,
+                         .stdio = o->stdio};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         x.ns_fds[t] = -1;
     int ret = -1, dirfd = -1;

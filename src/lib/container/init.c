@@ -107,6 +107,19 @@ static int wait_for_start(struct hull_launch *l, hull_error *err)
     return 0;
 }
 
+/* hull_rootfs.open_source: the runtime opens it (see spawn.c). */
+static int ask_bind_source(void *arg, size_t index, hull_error *err)
+{
+    struct hull_launch *l = arg;
+    struct hull_sync_msg m;
+    if (hull_sync_send(l->child_fd, SYNC_BIND_SOURCE, (int)index, err) < 0 ||
+        hull_sync_expect(l->child_fd, SYNC_BIND_SOURCE, &m, err) < 0)
+        return -1;
+    if (m.fd < 0)
+        return hull_error_set(err, EPROTO, "sync: no fd for mounts[%zu].source", index);
+    return m.fd;
+}
+
 static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_error *err)
 {
     const struct hull_spec *spec = l->spec;
@@ -154,6 +167,9 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         .cgroupns = l->cgroup && lx->ns[HULL_NS_CGROUP].enabled,
         .rootfd = -1,
         .extras = l->rootfs_extras,
+        .host_ns = !lx->ns[HULL_NS_MNT].enabled,
+        .open_source = userns ? ask_bind_source : NULL,
+        .open_source_arg = l,
     };
     if (hull_rootfs_prepare(&rfs, err) < 0)
         return -1;
@@ -182,6 +198,14 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
 
     if (hull_rootfs_pivot(&rfs, l->no_pivot, err) < 0 || hull_rootfs_propagation(&rfs, err) < 0)
         return -1;
+    /* A missing process.cwd is made (0755, the container's root), as runc and
+     * crun do: resolved inside the new root, never through a symlink out of
+     * it, and before root.readonly would forbid it. */
+    int cwdfd = hull_resolve_in_root(rfs.rootfd, proc->cwd,
+                                     HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+    if (cwdfd < 0)
+        return hull_error_prefix(err, "process.cwd");
+    close(cwdfd); /* entered by path below, once the mounts over it are made */
     if (set_hostname(spec, err) < 0)
         return -1;
     /* sysctls go through /proc/sys, which the readonly paths below close. */

@@ -4,9 +4,13 @@
  *   runtime                              init (child)
  *   -------                              ------------
  *   clone(new namespaces)  ------------> non-dumpable, parent-death signal
- *   uid/gid maps, cgroup, rlimits,
+ *   uid/gid maps, cgroup, memory and
+ *   pids limits, rlimits,
  *   oom_score_adj; CGROUP_DONE --------> become root in the user namespace,
  *                                        unshare cgroupns, build the rootfs
+ *                          <------------ BIND_SOURCE(i), for each bind source
+ *   a helper opens it in the init's       the init cannot reach from its
+ *   mount ns; BIND_SOURCE(fd) ---------> user namespace
  *                          <------------ HOOKS (only when hooks exist)
  *   prestart + createRuntime hooks;
  *   HOOKS_DONE(state json) ------------> createContainer hooks, pivot_root,
@@ -50,6 +54,9 @@ struct hull_launch {
     bool loopback_up;                 /* bring up lo in a new network namespace */
     const char *export_dir;           /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
+    /* Limits written into the cgroup only once the init is in it and the
+     * runtime is not (memory, pids: they would bite the runtime); may be NULL. */
+    const struct hull_resources *late_limits;
     int exported_fd; /* filled: the fd of export_dir, or -1 */
     bool reaper;     /* the init stays as pid 1 and runs the program as pid 2 */
     int status_fd;   /* with reaper: the program's wait status is written here */

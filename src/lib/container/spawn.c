@@ -156,6 +156,66 @@ static int start_stage1(struct hull_launch *l, hull_error *err)
     return -1;
 }
 
+/* SYNC_BIND_SOURCE: a bind source the init cannot look up from its user
+ * namespace (a directory only host root may enter on the way), which runc
+ * and crun bind. A short-lived helper enters the init's mount namespace as
+ * host root and opens the source there with O_PATH: the same path the init
+ * would have resolved, in the same mount namespace, so the init can clone
+ * the mount from the fd and the kernel still locks the host mount's flags.
+ * Only the lookup is done with host rights; the init mounts as before. */
+static int send_bind_source(struct hull_launch *l, int index, hull_error *err)
+{
+    const struct hull_spec *spec = l->spec;
+    if (index < 0 || (size_t)index >= spec->n_mounts || !spec->mounts[index].bind)
+        return hull_error_set(err, EPROTO, "sync: bad bind source request %d", index);
+    const char *src = spec->mounts[index].source;
+    char p[64];
+    snprintf(p, sizeof(p), "/proc/%d/ns/mnt", (int)l->pid);
+    cleanup_close int ns = open(p, O_RDONLY | O_CLOEXEC);
+    if (ns < 0)
+        return hull_error_errno(err, "open %s", p);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return hull_error_errno(err, "socketpair");
+    pid_t h = fork();
+    if (h < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return hull_error_errno(err, "fork");
+    }
+    if (h == 0) {
+        hull_error e = NULL;
+        /* Host root in the init's mount namespace: it sees what the init
+         * sees; it opens one path read-nothing (O_PATH) and exits. */
+        if (setns(ns, CLONE_NEWNS) < 0) {
+            /* A runtime without host privileges (rootless) reaches no more
+             * than the init: the source stays out of reach. */
+            hull_error_set(&e, EACCES,
+                           "%s: Permission denied from the container's user namespace, and the "
+                           "runtime may not enter its mount namespace to open it (%s)",
+                           src, strerror(errno));
+        } else {
+            int fd = open(src, O_PATH | O_CLOEXEC);
+            if (fd < 0)
+                hull_error_errno(&e, "%s", src);
+            else if (hull_sync_send_fd(sv[1], SYNC_BIND_SOURCE, fd, &e) == 0)
+                _exit(0);
+        }
+        hull_sync_send_error(sv[1], e);
+        _exit(1);
+    }
+    close(sv[1]);
+    struct hull_sync_msg m;
+    int r = hull_sync_expect(sv[0], SYNC_BIND_SOURCE, &m, err);
+    close(sv[0]);
+    hull_reap(h);
+    if (r < 0)
+        return hull_error_prefix(err, "mounts[%d].source", index);
+    r = hull_sync_send_fd(l->sync_fd, SYNC_BIND_SOURCE, m.fd, err);
+    close(m.fd);
+    return r;
+}
+
 int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
                       hull_error *err)
 {
@@ -214,6 +274,10 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
      * init runs anything, and limits the init itself could not raise. */
     if (l->cgroup && !in_cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
         goto fail;
+    /* Only now, with the runtime back in its own cgroup: a memory or pids
+     * limit set while it stepped in would have applied to it. */
+    if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
+        goto fail;
     if (hull_rlimits_apply(l->pid, spec->process, err) < 0 ||
         hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
         goto fail;
@@ -246,6 +310,10 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
         }
         case SYNC_PTY:
             l->pty_master = m.fd;
+            break;
+        case SYNC_BIND_SOURCE:
+            if (send_bind_source(l, m.value, err) < 0)
+                goto fail;
             break;
         case SYNC_EXPORT:
             l->exported_fd = m.fd;

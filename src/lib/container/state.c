@@ -159,6 +159,8 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
         json_object_object_add(o, "config", json_object_get(s->config));
     if (s->cgroup)
         json_object_object_add(o, "cgroup", json_object_get(s->cgroup));
+    if (s->host_mount_below)
+        json_object_object_add(o, "hostMountBelow", json_object_new_uint64(s->host_mount_below));
     const char *text = hj_to_string(o);
     int r =
         hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, !s->ephemeral, err);
@@ -189,6 +191,7 @@ int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err)
         hj_bool(o, "", "creating", &s->creating, err) < 0 ||
         hj_int64(o, "", "pid", &pid, NULL, err) < 0 ||
         hj_uint64(o, "", "pidStart", &start, NULL, err) < 0 ||
+        hj_uint64(o, "", "hostMountBelow", &s->host_mount_below, NULL, err) < 0 ||
         hj_string_map(o, "", "annotations", &s->annotations, NULL, err) < 0) {
         json_object_put(o);
         hull_cstate_free(s);

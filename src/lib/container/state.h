@@ -24,6 +24,10 @@ struct hull_cstate {
     char **annotations;
     json_object *config; /* the spec as created (hooks, process defaults for exec) */
     json_object *cgroup; /* hull_cgroup_save() */
+    /* No mount namespace of its own: the id of the mount at the rootfs before
+     * hull bound the rootfs on itself (0: no such bind). Delete detaches
+     * whatever is stacked above it. */
+    uint64_t host_mount_below;
     /* Not stored: the state only has to survive its runtime's crash, not the
      * machine's (sandboxes), so writes skip the fsync. */
     bool ephemeral;

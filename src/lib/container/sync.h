@@ -24,6 +24,8 @@ enum hull_sync_type {
     SYNC_START,        /* runtime -> init: exec now (foreground run) */
     SYNC_DETACH,       /* runtime -> init: your pid is recorded; stop dying with me */
     SYNC_DETACHED,     /* init -> runtime: done, the runtime may exit */
+    SYNC_BIND_SOURCE,  /* init -> runtime: open mounts[value].source, which the init cannot
+                          reach from its user namespace; runtime -> init: it (fd attached) */
 };
 
 struct hull_sync_msg {

@@ -71,11 +71,26 @@ const char *hull_cgroup_needed_by(const struct hull_resources *r, bool ignore_de
  * (the view shows only joined hierarchies) or runs systemd. */
 int hull_cgroup_join_all(struct hull_cgroup *cg, hull_error *err);
 
+/* Join the hierarchies r needs (as hull_cgroup_apply would) without writing
+ * any control file: for limits written later, once the cgroup is populated. */
+int hull_cgroup_join_for(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err);
+
+/* The smallest memory limit accepted: the container's init (a copy of the
+ * runtime until execve) and the program's first pages need a few hundred
+ * KiB; below this nothing can start (measured: 256 KiB fails, 512 KiB runs
+ * busybox sh on x86-64 4 KiB pages), so such a limit is refused by name. */
+#define HULL_CGROUP_MEMORY_MIN (1ll << 20)
+
+/* Refuse limits no container could start under, before anything exists
+ * (hull_cgroup_apply checks them too, for update). */
+int hull_cgroup_check_limits(const struct hull_resources *r, hull_error *err);
+
 /* Put a child into the cgroup at birth instead of moving it later (which
  * waits for an RCU grace period in the kernel): step the calling thread
  * into the cgroup's v1 hierarchies, clone with CLONE_INTO_CGROUP = v2fd
  * when v2fd >= 0, then step out. The runtime counts against the cgroup's
- * pids limit meanwhile, so callers with a pids limit below 2 move instead. */
+ * limits meanwhile, so callers write the memory and pids limits only after
+ * stepping out (hull_cgroup_join_for first, hull_cgroup_apply after). */
 struct hull_cgroup_self {
     char *back[24]; /* the caller's own cgroup dirs to return to */
     int v2fd;       /* for clone3's CLONE_INTO_CGROUP, or -1 */

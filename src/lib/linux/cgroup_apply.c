@@ -211,10 +211,24 @@ static int write_all(struct hull_cgroup *cg, const struct hull_resources *r, uin
     return 0;
 }
 
-int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err)
+int hull_cgroup_check_limits(const struct hull_resources *r, hull_error *err)
 {
-    if (r == NULL)
-        return 0;
+    if (r != NULL && r->has_memory_limit && r->memory_limit >= 0 &&
+        r->memory_limit < HULL_CGROUP_MEMORY_MIN)
+        return hull_error_set(err, EINVAL,
+                              "linux.resources.memory.limit: %lld is below the minimum of %lld "
+                              "bytes a container's processes can start with",
+                              (long long)r->memory_limit, (long long)HULL_CGROUP_MEMORY_MIN);
+    return 0;
+}
+
+/* Everything apply does before its first write: checks, then joining the
+ * hierarchies (and enabling the cgroup2 controllers) r needs. */
+static int prepare(struct hull_cgroup *cg, const struct hull_resources *r, uint32_t *needp,
+                   hull_error *err)
+{
+    if (hull_cgroup_check_limits(r, err) < 0)
+        return -1;
     const struct cg_layout *L = cg->L;
     if (r->rdma != NULL && r->rdma[0] != NULL)
         return hull_error_set(err, ENOTSUP, "linux.resources.rdma: not supported by hull");
@@ -250,6 +264,23 @@ int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hu
         cg_join(cg, (size_t)L->v2, err) < 0)
         return -1;
     if (cg_v2_enable(cg, v2_ctrls, err) < 0)
+        return -1;
+    *needp = need;
+    return 0;
+}
+
+int hull_cgroup_join_for(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err)
+{
+    uint32_t need = 0;
+    return r == NULL ? 0 : prepare(cg, r, &need, err);
+}
+
+int hull_cgroup_apply(struct hull_cgroup *cg, const struct hull_resources *r, hull_error *err)
+{
+    uint32_t need = 0;
+    if (r == NULL)
+        return 0;
+    if (prepare(cg, r, &need, err) < 0)
         return -1;
     return write_all(cg, r, need, err);
 }

@@ -212,13 +212,24 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
     char fdp[32];
     if (m->bind) {
         struct stat st;
-        if (stat(m->source, &st) < 0)
-            return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+        cleanup_close int srcfd = -1;
+        if (stat(m->source, &st) < 0) {
+            if (errno != EACCES || r->open_source == NULL)
+                return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+            /* runc and crun bind such a source: get it opened for us, and
+             * clone the mount from the fd (the kernel still locks the host
+             * mount's flags in our namespace). */
+            srcfd = r->open_source(r->open_source_arg, index, err);
+            if (srcfd < 0)
+                return -1;
+            if (fstat(srcfd, &st) < 0)
+                return hull_error_errno(err, "mounts[%zu].source: %s", index, m->source);
+        }
         int how = S_ISDIR(st.st_mode) ? HULL_RESOLVE_MKDIR : HULL_RESOLVE_MKFILE;
         cleanup_close int destfd = hull_resolve_in_root(r->rootfd, m->destination, how, err);
         if (destfd < 0)
             return hull_error_prefix(err, "mounts[%zu].destination", index);
-        if (bind_mount(m->source, destfd, m, 0, m->rbind, err) < 0)
+        if (bind_mount_from(srcfd, m->source, destfd, m, 0, m->rbind, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
         return 0;
     }
@@ -357,7 +368,84 @@ static int write_root_file(int rootfd, const struct hull_root_file *f, hull_erro
     return 0;
 }
 
-int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
+/* The id of the mount path is on (the topmost, when it is a mount point). */
+static int mount_id_of(const char *path, uint64_t *id, bool *is_root, hull_error *err)
+{
+    struct statx sx;
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) < 0)
+        return hull_error_errno(err, "statx %s", path);
+    if (!(sx.stx_mask & STATX_MNT_ID))
+        return hull_error_set(err, ENOTSUP, "statx %s: no mount id (kernel too old)", path);
+    *id = sx.stx_mnt_id;
+    if (is_root)
+        *is_root = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+                   (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+    return 0;
+}
+
+int hull_rootfs_host_below(const char *rootfs, uint64_t *below, hull_error *err)
+{
+    return mount_id_of(rootfs, below, NULL, err);
+}
+
+int hull_rootfs_host_bind(const char *rootfs, hull_error *err)
+{
+    /* The runtime's own namespace: a bind of the bundle's rootfs on itself,
+     * then private, so the container's mounts below it reach no other
+     * namespace. The bind itself may propagate to the parent's peers;
+     * detaching it later propagates the same way. */
+    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return hull_error_errno(err, "bind rootfs %s", rootfs);
+    if (mount(NULL, rootfs, NULL, MS_PRIVATE | MS_REC, NULL) < 0) {
+        int e = errno;
+        umount2(rootfs, MNT_DETACH | UMOUNT_NOFOLLOW);
+        errno = e;
+        return hull_error_errno(err, "make rootfs %s private", rootfs);
+    }
+    return 0;
+}
+
+static bool mount_exists(uint64_t id)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[4096];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strtoull(line, NULL, 10) == id;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+int hull_rootfs_host_release(const char *rootfs, uint64_t below, hull_error *err)
+{
+    if (below == 0)
+        return 0;
+    /* Only what sits above the recorded mount is ours (or the container's):
+     * if that mount is gone, the stack is someone else's now. */
+    if (!mount_exists(below))
+        return 0;
+    for (int i = 0; i < 64; i++) {
+        uint64_t top = 0;
+        bool is_root = false;
+        hull_error e = NULL;
+        if (mount_id_of(rootfs, &top, &is_root, &e) < 0) {
+            hull_error_free(&e);
+            return 0; /* the rootfs is gone: nothing can be mounted on it */
+        }
+        if (top == below || !is_root)
+            return 0;
+        /* Lazily, with every mount below it: the container's processes are
+         * dead or dying, and no mount of theirs may stay in this namespace. */
+        if (umount2(rootfs, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+            return hull_error_errno(err, "detach the mounts on %s", rootfs);
+    }
+    return hull_error_set(err, EBUSY, "detach the mounts on %s: too many stacked", rootfs);
+}
+
+/* In the container's own mount namespace: cut propagation towards the host
+ * and make the root a mount point (pivot_root needs one). */
+static int own_root(struct hull_rootfs *r, hull_error *err)
 {
     const struct hull_spec *spec = r->spec;
     /* Stop propagation towards the host before the first mount: nothing we
@@ -377,9 +465,19 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
         if (mount("tmpfs", spec->rootfs, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
             return hull_error_errno(err, "mount tmpfs root on %s", spec->rootfs);
     } else if (mount(spec->rootfs, spec->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
-        /* pivot_root needs the new root to be a mount point. */
         return hull_error_errno(err, "bind rootfs %s", spec->rootfs);
     }
+    return 0;
+}
+
+int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
+{
+    const struct hull_spec *spec = r->spec;
+    const struct hull_rootfs_extras *x = r->extras;
+    /* In the runtime's mount namespace (host_ns) its propagation is not ours
+     * to change, and the runtime has bound the rootfs already. */
+    if (!r->host_ns && own_root(r, err) < 0)
+        return -1;
     r->rootfd = open(spec->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (r->rootfd < 0)
         return hull_error_errno(err, "open rootfs %s", spec->rootfs);
@@ -400,6 +498,21 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
 int hull_rootfs_pivot(struct hull_rootfs *r, bool no_pivot, hull_error *err)
 {
     const char *rootfs = r->spec->rootfs;
+    if (r->host_ns) {
+        /* pivot_root or MS_MOVE would change the runtime's (the host's)
+         * root: the container only gets its own view by chroot. */
+        if (fchdir(r->rootfd) < 0)
+            return hull_error_errno(err, "chdir %s", rootfs);
+        if (chroot(".") < 0)
+            return hull_error_errno(err, "chroot %s", rootfs);
+        if (chdir("/") < 0)
+            return hull_error_errno(err, "chdir /");
+        close(r->rootfd);
+        r->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (r->rootfd < 0)
+            return hull_error_errno(err, "open new root");
+        return 0;
+    }
     if (no_pivot) {
         /* For roots where pivot_root is impossible (initramfs): move the
          * rootfs over / and chroot. Weaker: the old root stays reachable to

@@ -35,11 +35,18 @@ struct hull_rootfs_extras {
 
 struct hull_rootfs {
     const struct hull_spec *spec;
-    struct hull_cgroup *cgroup;              /* for "cgroup" mounts; may be NULL */
-    bool userns;                             /* in a new user namespace: no mknod, locked mounts */
-    bool cgroupns;                           /* in a new cgroup namespace */
-    int rootfd;                              /* O_PATH fd of the bound rootfs, set by prepare */
+    struct hull_cgroup *cgroup; /* for "cgroup" mounts; may be NULL */
+    bool userns;                /* in a new user namespace: no mknod, locked mounts */
+    bool cgroupns;              /* in a new cgroup namespace */
+    bool host_ns;               /* shares the runtime's mount namespace: the runtime bound the
+                                   rootfs (hull_rootfs_host_bind); no propagation change, chroot */
+    int rootfd;                 /* O_PATH fd of the bound rootfs, set by prepare */
     const struct hull_rootfs_extras *extras; /* may be NULL */
+    /* For a bind source the init may not even look up (EACCES: a directory
+     * only host root can enter): an O_PATH fd of mounts[index].source in
+     * this mount namespace, opened by someone who can. May be NULL. */
+    int (*open_source)(void *arg, size_t index, hull_error *err);
+    void *open_source_arg;
 };
 
 /* In the container's new mount namespace, before pivot_root: stop mount
@@ -56,6 +63,17 @@ int hull_rootfs_propagation(struct hull_rootfs *r, hull_error *err);
 
 /* After pivot_root and sysctls: readonlyPaths, maskedPaths, root.readonly. */
 int hull_rootfs_protect(struct hull_rootfs *r, hull_error *err);
+
+/* A container without a mount namespace of its own mounts in the runtime's.
+ * So that delete can take every such mount away in one step, the runtime
+ * binds the rootfs on itself (private: nothing below it propagates) and the
+ * container's mounts all hang below that bind. hull_rootfs_host_below gives
+ * the id of the mount at rootfs now, to be recorded before the bind. */
+int hull_rootfs_host_below(const char *rootfs, uint64_t *below, hull_error *err);
+int hull_rootfs_host_bind(const char *rootfs, hull_error *err);
+/* Detach (lazily, with everything below) each mount stacked on rootfs above
+ * the mount `below`; nothing when `below` is no longer mounted there. */
+int hull_rootfs_host_release(const char *rootfs, uint64_t below, hull_error *err);
 
 /* Make a bind mount of the host path src at dest inside rootfd (used for
  * devices in a user namespace and by the sandbox). */
