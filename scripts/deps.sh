@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|fuzz|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
@@ -19,6 +19,10 @@ queue="$build libhiredis-dev redis-server python3 python3-pytest"
 # microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
 # /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools.
 vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils cpio"
+# libFuzzer targets (make fuzz, tests/fuzz): clang, and compiler-rt's
+# libFuzzer and sanitizer runtimes (not pulled in by clang without
+# recommends); hulld's target links libmicrohttpd.
+fuzz="$build clang libclang-rt-14-dev libmicrohttpd-dev"
 
 case "${1:-build}" in
 build) want="$build" ;;
@@ -28,8 +32,9 @@ engines) want="$engines" ;;
 daemon) want="$daemon" ;;
 queue) want="$queue" ;;
 vm) want="$vm" ;;
-all) want="$test $bench $engines $daemon $queue $vm" ;;
-*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|all" >&2; exit 2 ;;
+fuzz) want="$fuzz" ;;
+all) want="$test $bench $engines $daemon $queue $vm $fuzz" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|fuzz|all" >&2; exit 2 ;;
 esac
 
 missing=""
