@@ -145,6 +145,8 @@ fuzz-bins: $(FUZZ_BINS)
 $(BUILD)/fuzz_agent: $(BUILD)/obj/src/guest/agent_io.o
 $(BUILD)/fuzz_hulld: $(filter-out %/http.o %/main.o,$(DAEMON_OBJS))
 $(BUILD)/fuzz_hulld: FUZZ_LIBS := $(DAEMON_LIBS)
+# The target counts libseccomp contexts made and released (fuzz_spec.c).
+$(BUILD)/fuzz_spec: FUZZ_LIBS := -Wl,--wrap=seccomp_init -Wl,--wrap=seccomp_release
 
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
