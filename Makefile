@@ -176,14 +176,15 @@ demo:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-		$(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
 	install -m 0755 $(BUILD)/hulld $(DESTDIR)$(PREFIX)/bin/hulld
 	install -d $(DESTDIR)$(PREFIX)/lib/hull
 	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
-	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man1/; done; true
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
 format:
 	clang-format -i $$(find include src tests bench -name '*.[ch]')
