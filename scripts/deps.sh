@@ -5,7 +5,8 @@
 set -eu
 
 build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev libzstd-dev liblzma-dev"
-test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
+# groff-base: tests/integration/test_man.py renders the manual pages.
+test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format groff-base"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py).
