@@ -150,7 +150,8 @@ $(BUILD)/fuzz_spec: FUZZ_LIBS := -Wl,--wrap=seccomp_init -Wl,--wrap=seccomp_rele
 
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter %.o,$^) $(BUILD)/libhull.a $(LDLIBS) $(FUZZ_LIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $(BUILD)/obj/fuzz_$*.d -o $@ $< $(filter %.o,$^) \
+		$(BUILD)/libhull.a $(LDLIBS) $(FUZZ_LIBS)
 
 deps:
 	scripts/deps.sh build
