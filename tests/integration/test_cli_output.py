@@ -5,6 +5,7 @@ test's own)."""
 import os
 import pty
 import re
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -56,7 +57,10 @@ def test_token_create_on_a_terminal_shows_the_details(tmp_path):
                              stdin=subprocess.DEVNULL)
         os.close(slave)
         out = b""
-        while True:
+        deadline = time.monotonic() + 60  # a hang guard, not a speed limit
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
             try:
                 chunk = os.read(master, 4096)
             except OSError:  # EIO: the other side is closed
