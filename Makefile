@@ -4,6 +4,7 @@
 #   make test       install test dependencies, build, run every test suite
 #   make demo       install dependencies, build, run a busybox container
 #   make asan       the same programs with AddressSanitizer + UBSan in build/asan/
+#   make fuzz       libFuzzer targets (tests/fuzz) with clang in build/fuzz/
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # Sources are found by directory, so a new file under src/lib is part of
@@ -41,6 +42,13 @@ endif
 ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+endif
+# The fuzz build (clang): every object carries libFuzzer's coverage hooks;
+# only the targets link libFuzzer's main.
+ifeq ($(SAN),fuzz)
+override CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined -Wno-unknown-warning-option
+LDFLAGS += -fsanitize=fuzzer,address,undefined
 endif
 
 LIB_SRCS  := $(shell find src/lib -name '*.c' | sort)
@@ -128,18 +136,43 @@ unit: $(UNIT_BINS)
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT=-O1 all $(UNIT_BINS:$(BUILD)/%=build/asan/%)
 
+# libFuzzer targets (tests/fuzz/README.md): clang, with libhull and the
+# daemon built again with coverage and ASan+UBSan under build/fuzz/.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/%)
+
+fuzz:
+	$(MAKE) BUILD=build/fuzz CC=clang SAN=fuzz OPT=-O1 fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+# The guest's frame reader (no libhull in it) and hulld's parts other than
+# http.c (the target includes it) and main.c (it has main()).
+$(BUILD)/fuzz_agent: $(BUILD)/obj/src/guest/agent_io.o
+$(BUILD)/fuzz_hulld: $(filter-out %/http.o %/main.o,$(DAEMON_OBJS))
+$(BUILD)/fuzz_hulld: FUZZ_LIBS := $(DAEMON_LIBS)
+# The target counts libseccomp contexts made and released (fuzz_spec.c).
+$(BUILD)/fuzz_spec: FUZZ_LIBS := -Wl,--wrap=seccomp_init -Wl,--wrap=seccomp_release
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libhull.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $(BUILD)/obj/fuzz_$*.d -o $@ $< $(filter %.o,$^) \
+		$(BUILD)/libhull.a $(LDLIBS) $(FUZZ_LIBS)
+
 deps:
 	scripts/deps.sh build
 	scripts/deps.sh daemon
 
 test:
 	scripts/deps.sh test
+	scripts/deps.sh fuzz
 	scripts/deps.sh engines
 	scripts/deps.sh daemon
 	scripts/deps.sh queue
 	scripts/deps.sh vm
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
+	$(MAKE) fuzz
 	scripts/test.sh
 
 demo:
@@ -150,14 +183,15 @@ demo:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-		$(DESTDIR)$(PREFIX)/share/man/man1
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
 	install -m 0755 $(BUILD)/hulld $(DESTDIR)$(PREFIX)/bin/hulld
 	install -d $(DESTDIR)$(PREFIX)/lib/hull
 	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
-	for m in docs/man/*.1; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man1/; done; true
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 
 format:
 	clang-format -i $$(find include src tests bench -name '*.[ch]')
@@ -168,6 +202,6 @@ format-check:
 clean:
 	rm -rf build
 
-.PHONY: all unit asan deps test demo install format format-check clean
+.PHONY: all unit asan fuzz fuzz-bins deps test demo install format format-check clean
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|fuzz|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
 build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev libzstd-dev liblzma-dev"
-test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format"
+# groff-base: tests/integration/test_man.py renders the manual pages.
+test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format groff-base"
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py);
@@ -20,6 +21,10 @@ queue="$build libhiredis-dev redis-server python3 python3-pytest"
 # microVMs: QEMU's microvm machine, Debian's guest kernel (hull boots its
 # /boot/vmlinuz and takes modules from /lib/modules), the rootfs image tools.
 vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils cpio"
+# libFuzzer targets (make fuzz, tests/fuzz): clang, and compiler-rt's
+# libFuzzer and sanitizer runtimes (not pulled in by clang without
+# recommends); hulld's target links libmicrohttpd.
+fuzz="$build clang libclang-rt-14-dev libmicrohttpd-dev"
 
 case "${1:-build}" in
 build) want="$build" ;;
@@ -29,8 +34,9 @@ engines) want="$engines" ;;
 daemon) want="$daemon" ;;
 queue) want="$queue" ;;
 vm) want="$vm" ;;
-all) want="$test $bench $engines $daemon $queue $vm" ;;
-*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|all" >&2; exit 2 ;;
+fuzz) want="$fuzz" ;;
+all) want="$test $bench $engines $daemon $queue $vm $fuzz" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|fuzz|all" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The whole test suite, after `make all asan`: unit tests (plain and under
+# The whole test suite, after `make all asan fuzz`: unit tests (plain and under
 # ASan+UBSan), then the end-to-end suites against the real binaries.
 # Prints one summary line per suite and a final one; exits non-zero on any failure.
 set -u
@@ -17,6 +17,9 @@ run_suite() {
 run_suite "format" sh -c 'clang-format --dry-run --Werror $(git ls-files "*.c" "*.h" 2>/dev/null || find include src tests -name "*.[ch]") && echo "format: all files match .clang-format"'
 run_suite "unit" scripts/run-unit.sh build/tests/test_*
 run_suite "unit (asan+ubsan)" env ASAN_OPTIONS=detect_leaks=1 scripts/run-unit.sh build/asan/tests/test_*
+# The parsers of untrusted input under libFuzzer, about 30 s each from the
+# committed corpus (tests/fuzz/README.md): a crash, leak or hang fails.
+run_suite "fuzz" scripts/fuzz.sh
 
 # End-to-end: pytest drives build/hull and checks kernel state from the host.
 PYTEST="/usr/bin/python3 -m pytest -q -p no:cacheprovider"

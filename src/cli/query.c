@@ -36,6 +36,51 @@ static int by_id(const void *a, const void *b)
     return strcmp(((const struct hull_state *)a)->id, ((const struct hull_state *)b)->id);
 }
 
+/* The table: each column as wide as its widest cell, two spaces apart, so
+ * long ids and bundle paths never run into the next column. */
+enum { COL_ID, COL_PID, COL_STATUS, COL_BUNDLE, COL_CREATED, COL_OWNER, N_COLS };
+
+static void row_cells(const struct hull_state *s, char pid[16], const char *cell[N_COLS])
+{
+    snprintf(pid, 16, "%d", (int)s->pid);
+    cell[COL_ID] = s->id;
+    cell[COL_PID] = pid;
+    cell[COL_STATUS] = hull_status_name(s->status);
+    cell[COL_BUNDLE] = s->bundle ? s->bundle : "";
+    cell[COL_CREATED] = s->created ? s->created : "";
+    cell[COL_OWNER] = s->owner ? s->owner : "";
+}
+
+static void print_row(const char *const cell[N_COLS], const int width[N_COLS])
+{
+    for (int c = 0; c < N_COLS - 1; c++)
+        printf("%-*s  ", width[c], cell[c]);
+    printf("%s\n", cell[N_COLS - 1]);
+}
+
+static void print_table(const struct hull_state *all, size_t n)
+{
+    static const char *const head[N_COLS] = {"ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"};
+    int width[N_COLS];
+    for (int c = 0; c < N_COLS; c++)
+        width[c] = (int)strlen(head[c]);
+    for (size_t i = 0; i < n; i++) {
+        char pid[16];
+        const char *cell[N_COLS];
+        row_cells(&all[i], pid, cell);
+        for (int c = 0; c < N_COLS; c++)
+            if ((int)strlen(cell[c]) > width[c])
+                width[c] = (int)strlen(cell[c]);
+    }
+    print_row(head, width);
+    for (size_t i = 0; i < n; i++) {
+        char pid[16];
+        const char *cell[N_COLS];
+        row_cells(&all[i], pid, cell);
+        print_row(cell, width);
+    }
+}
+
 int cmd_list(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -89,12 +134,7 @@ int cmd_list(struct cli *cli, int argc, char **argv)
         }
         printf("]\n");
     } else {
-        printf("%-20s %-8s %-10s %-40s %-31s %s\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED",
-               "OWNER");
-        for (size_t i = 0; i < n; i++)
-            printf("%-20s %-8d %-10s %-40s %-31s %s\n", all[i].id, (int)all[i].pid,
-                   hull_status_name(all[i].status), all[i].bundle ? all[i].bundle : "",
-                   all[i].created ? all[i].created : "", all[i].owner ? all[i].owner : "");
+        print_table(all, n);
     }
     for (size_t i = 0; i < n; i++)
         hull_state_free(&all[i]);

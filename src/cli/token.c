@@ -2,10 +2,12 @@
  *
  * Bearer tokens for hulld, in its store (DIR/hulld.db). `create` prints the
  * token alone on its last line: it is shown this once, only its hash is
- * kept. */
+ * kept. When stdout is not a terminal (TOKEN=$(hull token create ...)), or
+ * with --quiet, the token is all that goes to stdout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "service/store.h"
@@ -14,14 +16,17 @@
 static void help(FILE *out)
 {
     fprintf(out, "usage: hull token create --state-dir DIR [--role ROLE] [--tenant NAME]\n"
-                 "                         [--allow GRANT,...]\n"
+                 "                         [--allow GRANT,...] [--quiet]\n"
                  "       hull token list --state-dir DIR [--json]\n"
                  "       hull token revoke --state-dir DIR ID\n"
                  "\n"
                  "Manage hulld's bearer tokens. ROLE is admin, user (default) or reader;\n"
                  "NAME is the tenant whose runs and sandboxes the token sees (default\n"
                  "\"default\"). create prints the token on its last line, once: only its\n"
-                 "SHA-256 is stored. DIR defaults to /var/lib/hull.\n"
+                 "SHA-256 is stored. When stdout is not a terminal (TOKEN=$(hull token\n"
+                 "create ...)) the token is all it prints there, its id, role, tenant and\n"
+                 "grants go to stderr; -q, --quiet prints the token alone. DIR defaults to\n"
+                 "/var/lib/hull.\n"
                  "\n"
                  "--allow grants requests that weaken a sandbox's isolation, which no\n"
                  "token (admin included) may make otherwise:\n"
@@ -80,15 +85,16 @@ int cmd_token(struct cli *cli, int argc, char **argv)
         {"tenant", required_argument, NULL, OPT_TENANT},
         {"json", no_argument, NULL, OPT_JSON},
         {"allow", required_argument, NULL, OPT_ALLOW},
+        {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *state_dir = "/var/lib/hull", *role_s = "user", *tenant = "default";
     const char *allow_s = NULL;
-    bool as_json = false;
+    bool as_json = false, quiet = false;
     int c;
     /* Options may stand before or after the subcommand (getopt permutes). */
-    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "qh", opts)) != -1) {
         switch (c) {
         case OPT_STATE:
             state_dir = optarg;
@@ -104,6 +110,9 @@ int cmd_token(struct cli *cli, int argc, char **argv)
             break;
         case OPT_ALLOW:
             allow_s = optarg;
+            break;
+        case 'q':
+            quiet = true;
             break;
         case 'h':
             help(stdout);
@@ -151,10 +160,14 @@ int cmd_token(struct cli *cli, int argc, char **argv)
         } else {
             char granted[64];
             hull_allow_format(info.allow, granted, sizeof(granted));
-            printf("id: %s\nrole: %s\ntenant: %s\n", info.id, hull_role_name(info.role),
-                   info.tenant);
-            if (granted[0])
-                printf("allow: %s\n", granted);
+            /* A script capturing stdout gets the token and nothing else. */
+            FILE *details = quiet ? NULL : isatty(STDOUT_FILENO) ? stdout : stderr;
+            if (details) {
+                fprintf(details, "id: %s\nrole: %s\ntenant: %s\n", info.id,
+                        hull_role_name(info.role), info.tenant);
+                if (granted[0])
+                    fprintf(details, "allow: %s\n", granted);
+            }
             printf("%s\n", token);
             free(token);
         }

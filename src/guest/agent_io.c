@@ -75,13 +75,26 @@ int conn_fill(struct conn *c)
 int conn_frame(struct conn *c, struct frame *f)
 {
     drop_consumed(c);
-    /* Skip to the next magic: after a host reconnect the stream may start
-     * in the middle of a frame the previous host never finished. */
+    /* Skip to the next valid header: after a host reconnect the stream may
+     * start in the middle of a frame the previous host never finished, and
+     * a magic followed by a header that is not ours is skipped too. One
+     * pass and one move, whatever the garbage: a stream of magics with bad
+     * headers once cost a move of the whole buffer (and a recursion) per
+     * magic. */
     size_t off = 0;
-    while (off + 4 <= c->len) {
-        uint32_t m;
-        memcpy(&m, c->buf + off, 4);
-        if (m == HULL_AGENT_MAGIC)
+    struct hull_agent_hdr h;
+    for (; off + sizeof(h) <= c->len; off++) {
+        memcpy(&h, c->buf + off, sizeof(h));
+        if (h.magic == HULL_AGENT_MAGIC && h.len <= HULL_AGENT_MAX_FRAME &&
+            h.type >= HULL_FRAME_REQ && h.type <= HULL_FRAME_EXIT && !h.flags && !h.reserved)
+            break;
+    }
+    /* Fewer than a header's bytes left: keep them from the first byte
+     * that may start a magic. */
+    static const uint32_t magic = HULL_AGENT_MAGIC;
+    while (off < c->len && off + sizeof(h) > c->len) {
+        size_t n = c->len - off < sizeof(magic) ? c->len - off : sizeof(magic);
+        if (memcmp(c->buf + off, &magic, n) == 0)
             break;
         off++;
     }
@@ -89,17 +102,9 @@ int conn_frame(struct conn *c, struct frame *f)
         memmove(c->buf, c->buf + off, c->len - off);
         c->len -= off;
     }
-    if (c->len < sizeof(struct hull_agent_hdr))
+    if (c->len < sizeof(h))
         return 0;
-    struct hull_agent_hdr h;
     memcpy(&h, c->buf, sizeof(h));
-    if (h.len > HULL_AGENT_MAX_FRAME || h.type < HULL_FRAME_REQ || h.type > HULL_FRAME_EXIT ||
-        h.flags || h.reserved) {
-        /* Not a frame of ours: drop the magic and resync. */
-        memmove(c->buf, c->buf + 1, c->len - 1);
-        c->len -= 1;
-        return conn_frame(c, f);
-    }
     if (c->len < sizeof(h) + h.len)
         return 0;
     f->type = h.type;

@@ -158,9 +158,9 @@ def test_auth_rules(d):
 
 
 def test_revoked_token(d):
-    out = subprocess.run([HULL, "token", "create", "--state-dir", d.state, "--tenant", "acme"],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    tok, tid = out[-1], out[0].split(": ")[1]
+    r = subprocess.run([HULL, "token", "create", "--state-dir", d.state, "--tenant", "acme"],
+                       capture_output=True, text=True, check=True)
+    tok, tid = r.stdout.strip(), r.stderr.splitlines()[0].split(": ")[1]
     assert d.request("POST", "/v1/runs", {"cmd": ["true"]}, tok).status == 200
     listed = json.loads(subprocess.run([HULL, "token", "list", "--state-dir", d.state, "--json"],
                                        capture_output=True, text=True, check=True).stdout)
