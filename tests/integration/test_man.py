@@ -51,7 +51,9 @@ def test_man_page_options_match_help(page):
 
 def test_hull_vm_page_has_every_subcommand():
     usage = help_text([HULL, "vm", "--help"])
-    subs = set(re.findall(r"^\s+(\w+) \[|^\s+(\w+) ", usage, re.M))
+    # a subcommand starts a line indented by two spaces; deeper lines go on
+    # describing the one above
+    subs = set(re.findall(r"^  (\w+) \[|^  (\w+) ", usage, re.M))
     words = {w for pair in subs for w in pair if w} | set(
         re.findall(r"\| (\w+) ", usage.split("\n\n")[1]))
     words -= {"limits", "environment"}
