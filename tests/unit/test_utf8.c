@@ -49,6 +49,22 @@ static void fix(void **state)
 
 /* A run result names files and errors that may hold any byte: its JSON is
  * UTF-8 all the same. */
+/* The start of a character cut short (an output cut at its limit) is told
+ * apart from bytes that no character begins with. */
+static void prefix(void **state)
+{
+    (void)state;
+    const char *cut[] = {"\xc3", "\xe0",         "\xe0\xa0", "\xed\x9f",
+                         "\xf0", "\xf0\x90\x80", "\xf4\x8f"};
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++)
+        assert_true(hull_utf8_prefix((const unsigned char *)cut[i], strlen(cut[i])));
+    const char *bad[] = {"a",        "\x80",     "\xc0", "\xe0\x80", "\xed\xa0",
+                         "\xf0\x80", "\xf4\x90", "\xf5", "\xff",     "\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(hull_utf8_prefix((const unsigned char *)bad[i], strlen(bad[i])));
+    assert_false(hull_utf8_prefix((const unsigned char *)"\xf0\x90\x80\x80", 4));
+}
+
 static void result_json(void **state)
 {
     (void)state;
@@ -64,6 +80,6 @@ static void result_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(valid), cmocka_unit_test(fix),
-                                       cmocka_unit_test(result_json)};
+                                       cmocka_unit_test(prefix), cmocka_unit_test(result_json)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,41 +89,15 @@ void hull_result_free(struct hull_result *r)
  * in the middle of a character (an output cut at its limit). */
 static bool is_utf8_text(const unsigned char *s, size_t n, size_t *text_len)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c == 0)
+    for (size_t i = 0; i < n;) {
+        if (s[i] == 0)
             return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xbf; /* the allowed second byte */
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2;
-        else if (c == 0xe0)
-            len = 3, lo = 0xa0;
-        else if (c == 0xed)
-            len = 3, hi = 0x9f;
-        else if (c >= 0xe1 && c <= 0xef)
-            len = 3;
-        else if (c == 0xf0)
-            len = 4, lo = 0x90;
-        else if (c >= 0xf1 && c <= 0xf3)
-            len = 4;
-        else if (c == 0xf4)
-            len = 4, hi = 0x8f;
-        else
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if (i + k == n) { /* cut short: valid so far */
-                *text_len = i;
-                return true;
-            }
-            unsigned char b = s[i + k];
-            if (k == 1 ? (b < lo || b > hi) : (b & 0xc0) != 0x80)
+        size_t len = hull_utf8_char(s + i, n - i);
+        if (len == 0) {
+            if (!hull_utf8_prefix(s + i, n - i))
                 return false;
+            *text_len = i; /* cut short: valid so far */
+            return true;
         }
         i += len;
     }

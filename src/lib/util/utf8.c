@@ -38,6 +38,23 @@ size_t hull_utf8_char(const unsigned char *s, size_t n)
     return len;
 }
 
+bool hull_utf8_prefix(const unsigned char *s, size_t n)
+{
+    if (n == 0 || n >= 4)
+        return false;
+    /* Complete it with continuation bytes: the allowed second bytes of
+     * every lead byte include one of these three. */
+    static const unsigned char pads[] = {0x80, 0x90, 0xa0};
+    for (size_t p = 0; p < sizeof(pads); p++) {
+        unsigned char buf[4];
+        memcpy(buf, s, n);
+        memset(buf + n, pads[p], 4 - n);
+        if (hull_utf8_char(buf, 4) > n)
+            return true;
+    }
+    return false;
+}
+
 bool hull_utf8_valid(const void *s, size_t n, size_t *bad)
 {
     const unsigned char *p = s;
