@@ -495,6 +495,19 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
     return hull_devices_setup(r->rootfd, spec, r->userns, err);
 }
 
+/* After the root changed: the caller's cwd is the new / and r->rootfd
+ * names it. */
+static int reopen_root(struct hull_rootfs *r, hull_error *err)
+{
+    if (chdir("/") < 0)
+        return hull_error_errno(err, "chdir /");
+    close(r->rootfd);
+    r->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (r->rootfd < 0)
+        return hull_error_errno(err, "open new root");
+    return 0;
+}
+
 int hull_rootfs_pivot(struct hull_rootfs *r, bool no_pivot, hull_error *err)
 {
     const char *rootfs = r->spec->rootfs;
@@ -505,13 +518,7 @@ int hull_rootfs_pivot(struct hull_rootfs *r, bool no_pivot, hull_error *err)
             return hull_error_errno(err, "chdir %s", rootfs);
         if (chroot(".") < 0)
             return hull_error_errno(err, "chroot %s", rootfs);
-        if (chdir("/") < 0)
-            return hull_error_errno(err, "chdir /");
-        close(r->rootfd);
-        r->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (r->rootfd < 0)
-            return hull_error_errno(err, "open new root");
-        return 0;
+        return reopen_root(r, err);
     }
     if (no_pivot) {
         /* For roots where pivot_root is impossible (initramfs): move the
@@ -543,13 +550,7 @@ int hull_rootfs_pivot(struct hull_rootfs *r, bool no_pivot, hull_error *err)
         return hull_error_errno(err, "make old root rslave");
     if (umount2(".", MNT_DETACH) < 0)
         return hull_error_errno(err, "detach old root");
-    if (chdir("/") < 0)
-        return hull_error_errno(err, "chdir /");
-    close(r->rootfd);
-    r->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (r->rootfd < 0)
-        return hull_error_errno(err, "open new root");
-    return 0;
+    return reopen_root(r, err);
 }
 
 int hull_rootfs_propagation(struct hull_rootfs *r, hull_error *err)
