@@ -57,9 +57,4 @@ int hull_rootfs_propagation(struct hull_rootfs *r, hull_error *err);
 /* After pivot_root and sysctls: readonlyPaths, maskedPaths, root.readonly. */
 int hull_rootfs_protect(struct hull_rootfs *r, hull_error *err);
 
-/* Make a bind mount of the host path src at dest inside rootfd (used for
- * devices in a user namespace and by the sandbox). */
-int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive, bool readonly,
-                   hull_error *err);
-
 #endif
