@@ -1,6 +1,6 @@
 # hull — build, test, install.
 #
-#   make            build/hull, build/libhull.a (and hulld, hull-agent when present)
+#   make            build/hull, build/libhull.a, build/libhull.so (and hulld, hull-agent)
 #   make test       install test dependencies, build, run every test suite
 #   make demo       install dependencies, build, run a busybox container
 #   make asan       the same programs with AddressSanitizer + UBSan in build/asan/
@@ -30,13 +30,18 @@ LDLIBS   += -lsqlite3 -lcrypto -lm
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
 # was a fifth of its start-up. The sanitizer build stays dynamic.
-STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto,/usr/lib/x86_64-linux-gnu/lib$(l).a)
-STATIC_LIBS += $(foreach l,zstd lzma,/usr/lib/x86_64-linux-gnu/lib$(l).a)
+# They are looked up in the compiler's multiarch directory (x86_64-linux-gnu,
+# aarch64-linux-gnu, ...), or /usr/lib where it has none.
+MULTIARCH   := $(shell $(CC) -print-multiarch 2>/dev/null)
+STATIC_DIR  := /usr/lib$(if $(MULTIARCH),/$(MULTIARCH))
+STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto zstd lzma,$(STATIC_DIR)/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
-# --no-warnings: the static libsqlite3/libcrypto (for `hull token`) carry
-# calls to dlopen and getaddrinfo that hull never makes; glibc's "needs the
-# shared libraries at run time" notes about them are noise.
-HULL_LDFLAGS := -static -Wl,--no-warnings
+HULL_LDFLAGS := -static
+# The static libsqlite3/libcrypto (for `hull token`) carry calls to dlopen,
+# getaddrinfo and gethostbyname that hull never makes: glibc's "needs the
+# shared libraries at run time" notes about exactly these are dropped; any
+# other linker warning still shows.
+HULL_LINK    := scripts/link-static.sh dlopen,getaddrinfo,gethostbyname
 endif
 
 ifeq ($(SAN),1)
@@ -58,7 +63,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/hulld $(BUILD)/hull-agent
+all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD)/hull-agent
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
@@ -80,16 +85,35 @@ Q := $(if $(V),,@)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+
+# libhull's interface is include/hull.h alone: the library is built with
+# hidden visibility and hull.h marks its declarations HULL_PUBLIC, so the
+# internal names (cg_*, vm_*, hj_*, hull_* helpers) stay out of libhull.so.
+# Linked statically (hull, hulld, the tests) they resolve as before.
+LIB_CFLAGS := -fvisibility=hidden -fPIC
+$(LIB_OBJS): OBJ_CFLAGS := $(LIB_CFLAGS)
+# They are rebuilt when the flags change, not only their sources (objects
+# from before the hidden visibility would export everything).
+$(LIB_OBJS): $(BUILD)/obj/lib.flags
+$(BUILD)/obj/lib.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CFLAGS) $(LIB_CFLAGS)' | cmp -s - $@ || echo '$(CFLAGS) $(LIB_CFLAGS)' > $@
+FORCE:
 
 $(BUILD)/libhull.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# The same objects as a shared library: what it exports is the public API.
+$(BUILD)/libhull.so: $(LIB_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libhull.so -Wl,--no-undefined -o $@ $^ $(LDLIBS)
+
 $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+	$(Q)$(HULL_LINK) $(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
 
 # hulld, the service: dynamically linked (libmicrohttpd brings GnuTLS).
 DAEMON_SRCS := $(wildcard src/daemon/*.c)
@@ -200,8 +224,8 @@ format-check:
 	clang-format --dry-run --Werror $$(find include src tests bench -name '*.[ch]')
 
 clean:
-	rm -rf build
+	rm -rf -- $(BUILD)
 
-.PHONY: all unit asan fuzz fuzz-bins deps test demo install format format-check clean
+.PHONY: all unit asan fuzz fuzz-bins deps test demo install format format-check clean FORCE
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -17,12 +17,20 @@
 extern "C" {
 #endif
 
+/* Marks libhull's interface: the library is built -fvisibility=hidden, so
+ * these declarations are all that libhull.so exports. */
+#if defined(__GNUC__)
+#define HULL_PUBLIC __attribute__((visibility("default")))
+#else
+#define HULL_PUBLIC
+#endif
+
 #define HULL_VERSION "0.1.0"
 /* The newest OCI runtime-spec version hull implements. */
 #define HULL_OCI_VERSION "1.2.0"
 
 /* "hull version X\nspec: Y\n..." with the versions of the libraries in use; caller frees. */
-char *hull_version_text(void);
+HULL_PUBLIC char *hull_version_text(void);
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -32,9 +40,9 @@ struct hull_error_s {
 };
 typedef struct hull_error_s *hull_error; /* NULL means "no error" */
 
-void hull_error_free(hull_error *err);
-const char *hull_error_msg(hull_error err);
-int hull_error_code(hull_error err);
+HULL_PUBLIC void hull_error_free(hull_error *err);
+HULL_PUBLIC const char *hull_error_msg(hull_error err);
+HULL_PUBLIC int hull_error_code(hull_error err);
 
 /* ---- OCI containers ------------------------------------------------------- */
 
@@ -54,7 +62,7 @@ struct hull_runtime {
  * when XDG_RUNTIME_DIR is an absolute path, else /tmp/hull-<euid>. A root
  * that another user owns or may write to is refused when it is opened. The
  * string is static (computed once). */
-const char *hull_default_root(void);
+HULL_PUBLIC const char *hull_default_root(void);
 
 struct hull_create_opts {
     const char *id;
@@ -75,7 +83,7 @@ enum hull_status {
     HULL_STATUS_PAUSED,
     HULL_STATUS_STOPPED,
 };
-const char *hull_status_name(enum hull_status s);
+HULL_PUBLIC const char *hull_status_name(enum hull_status s);
 
 struct hull_state {
     char *id;
@@ -88,27 +96,29 @@ struct hull_state {
     enum hull_status status;
     char **annotations; /* "key", "value", ..., NULL */
 };
-void hull_state_free(struct hull_state *s);
+HULL_PUBLIC void hull_state_free(struct hull_state *s);
 /* runc's `state` JSON; caller frees. */
-char *hull_state_to_json(const struct hull_state *s, bool pretty);
+HULL_PUBLIC char *hull_state_to_json(const struct hull_state *s, bool pretty);
 
 /* create: set everything up and leave the init process waiting for start. */
-int hull_container_create(const struct hull_runtime *rt, const struct hull_create_opts *opts,
-                          hull_error *err);
-int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_container_create(const struct hull_runtime *rt,
+                                      const struct hull_create_opts *opts, hull_error *err);
+HULL_PUBLIC int hull_container_start(const struct hull_runtime *rt, const char *id,
+                                     hull_error *err);
 /* run: create + start. With detach false, waits for the container, relays
  * signals to it, deletes it, and stores its exit status in *exit_status
  * (128+N for a signal, as a shell reports it). */
-int hull_container_run(const struct hull_runtime *rt, const struct hull_create_opts *opts,
-                       bool detach, int *exit_status, hull_error *err);
-int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
-                        hull_error *err);
-int hull_container_delete(const struct hull_runtime *rt, const char *id, bool force,
-                          hull_error *err);
-int hull_container_state(const struct hull_runtime *rt, const char *id, struct hull_state *out,
-                         hull_error *err);
-int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, size_t *count,
-                        hull_error *err);
+HULL_PUBLIC int hull_container_run(const struct hull_runtime *rt,
+                                   const struct hull_create_opts *opts, bool detach,
+                                   int *exit_status, hull_error *err);
+HULL_PUBLIC int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo,
+                                    bool all, hull_error *err);
+HULL_PUBLIC int hull_container_delete(const struct hull_runtime *rt, const char *id, bool force,
+                                      hull_error *err);
+HULL_PUBLIC int hull_container_state(const struct hull_runtime *rt, const char *id,
+                                     struct hull_state *out, hull_error *err);
+HULL_PUBLIC int hull_container_list(const struct hull_runtime *rt, struct hull_state **out,
+                                    size_t *count, hull_error *err);
 
 /* exec: run another process in a running container, in all its namespaces
  * and its cgroup, with its seccomp filter, capabilities and rlimits. Without
@@ -136,34 +146,39 @@ struct hull_exec_opts {
     const char *process_json; /* a process JSON document as text, like process_path */
     pid_t *pid;               /* with detach: its pid (our child: reap it) */
 };
-int hull_container_exec(const struct hull_runtime *rt, const char *id,
-                        const struct hull_exec_opts *opts, int *exit_status, hull_error *err);
+HULL_PUBLIC int hull_container_exec(const struct hull_runtime *rt, const char *id,
+                                    const struct hull_exec_opts *opts, int *exit_status,
+                                    hull_error *err);
 
 /* Processes of the container (host pids), from its cgroup. */
-int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids, size_t *count,
-                        hull_error *err);
-int hull_container_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
-int hull_container_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_container_pids(const struct hull_runtime *rt, const char *id, pid_t **pids,
+                                    size_t *count, hull_error *err);
+HULL_PUBLIC int hull_container_pause(const struct hull_runtime *rt, const char *id,
+                                     hull_error *err);
+HULL_PUBLIC int hull_container_resume(const struct hull_runtime *rt, const char *id,
+                                      hull_error *err);
 /* update: resources_json is a linux.resources object (what `update
  * --resources` reads); fields left out are left alone. */
-int hull_container_update(const struct hull_runtime *rt, const char *id, const char *resources_json,
-                          hull_error *err);
+HULL_PUBLIC int hull_container_update(const struct hull_runtime *rt, const char *id,
+                                      const char *resources_json, hull_error *err);
 /* One runc-style event: {"type":"stats","id":...,"data":{...}}; caller frees. */
-char *hull_container_stats_json(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC char *hull_container_stats_json(const struct hull_runtime *rt, const char *id,
+                                            hull_error *err);
 /* An fd readable on OOM kill in the container (-1 if the host cannot tell). */
-int hull_container_oom_fd(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_container_oom_fd(const struct hull_runtime *rt, const char *id,
+                                      hull_error *err);
 /* runtime-spec features.md document for this build and host; caller frees. */
-char *hull_features_json(void);
+HULL_PUBLIC char *hull_features_json(void);
 
 /* A default config.json like `runc spec` (rootless: user namespace mapping
  * the caller); caller frees. */
-char *hull_spec_default_json(bool rootless);
+HULL_PUBLIC char *hull_spec_default_json(bool rootless);
 
 /* Parse a signal given as a name ("KILL", "SIGKILL") or number; -1 if unknown. */
-int hull_signal_parse(const char *s);
+HULL_PUBLIC int hull_signal_parse(const char *s);
 
 /* A container id is [A-Za-z0-9_.-]+, not "." or "..", at most 255 bytes (NAME_MAX). */
-int hull_id_validate(const char *id, hull_error *err);
+HULL_PUBLIC int hull_id_validate(const char *id, hull_error *err);
 
 /* ---- sandboxes: one-shot runs of untrusted code ------------------------- */
 
@@ -172,8 +187,8 @@ enum hull_isolation {
     HULL_ISOLATION_CONTAINER, /* + user namespace, cgroup limits, seccomp, no capabilities */
     HULL_ISOLATION_MICROVM,   /* its own kernel under a VMM */
 };
-const char *hull_isolation_name(enum hull_isolation i);
-int hull_isolation_parse(const char *s, enum hull_isolation *out);
+HULL_PUBLIC const char *hull_isolation_name(enum hull_isolation i);
+HULL_PUBLIC int hull_isolation_parse(const char *s, enum hull_isolation *out);
 
 struct hull_bind {
     char *source;      /* host path */
@@ -234,29 +249,32 @@ struct hull_policy {
 
     int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
 };
-void hull_policy_init(struct hull_policy *p);
-void hull_policy_free(struct hull_policy *p);
+HULL_PUBLIC void hull_policy_init(struct hull_policy *p);
+HULL_PUBLIC void hull_policy_free(struct hull_policy *p);
 /* Append to argv / env (copies); 0, or -1 when out of memory. */
-int hull_policy_add_arg(struct hull_policy *p, const char *arg);
-int hull_policy_add_env(struct hull_policy *p, const char *key_value);
+HULL_PUBLIC int hull_policy_add_arg(struct hull_policy *p, const char *arg);
+HULL_PUBLIC int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
-int hull_policy_validate(const struct hull_policy *p, hull_error *err);
+HULL_PUBLIC int hull_policy_validate(const struct hull_policy *p, hull_error *err);
 /* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
  * name the full JSON path ("limits.memory"). Fields absent keep their
  * defaults; unknown fields are refused. Durations and sizes follow
  * hull_json_duration_ms / hull_json_size. */
-int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err);
+HULL_PUBLIC int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p,
+                                      hull_error *err);
 /* The API's one rule for every duration and size: a string with a unit
  * ("2s", "500ms", "10m", "1h"; "256M", "1GiB", "512B") or a bare number,
  * as a JSON number or a string, of SECONDS (fractions allowed) or BYTES
  * (whole). path names the value in errors ("limits.cpu_time"). */
 struct json_object;
-int hull_json_duration_ms(struct json_object *v, const char *path, uint64_t *ms, hull_error *err);
-int hull_json_size(struct json_object *v, const char *path, uint64_t *bytes, hull_error *err);
+HULL_PUBLIC int hull_json_duration_ms(struct json_object *v, const char *path, uint64_t *ms,
+                                      hull_error *err);
+HULL_PUBLIC int hull_json_size(struct json_object *v, const char *path, uint64_t *bytes,
+                               hull_error *err);
 /* "2s", "500ms", "1m", "2" (seconds) -> ms; "256M", "1GiB", "512B",
  * "1048576" -> bytes (binary units). -1 for anything else, *out untouched. */
-int hull_parse_duration_ms(const char *s, uint64_t *ms);
-int hull_parse_size(const char *s, uint64_t *bytes);
+HULL_PUBLIC int hull_parse_duration_ms(const char *s, uint64_t *ms);
+HULL_PUBLIC int hull_parse_size(const char *s, uint64_t *bytes);
 
 enum hull_verdict {
     HULL_VERDICT_OK,
@@ -270,7 +288,7 @@ enum hull_verdict {
     HULL_VERDICT_INTERNAL_ERROR,
     HULL_VERDICT_KILLED, /* stopped from outside (cancel_fd) */
 };
-const char *hull_verdict_name(enum hull_verdict v);
+HULL_PUBLIC const char *hull_verdict_name(enum hull_verdict v);
 
 struct hull_output {
     char *data;
@@ -286,7 +304,7 @@ enum hull_copy_status {
     HULL_COPY_REFUSED,   /* not copied: not a plain file of /tmp, or over copy_out_max */
     HULL_COPY_FAILED,    /* the host side failed (target directory, disk) */
 };
-const char *hull_copy_status_name(enum hull_copy_status s);
+HULL_PUBLIC const char *hull_copy_status_name(enum hull_copy_status s);
 
 struct hull_copied_file {
     char *sandbox;
@@ -308,17 +326,17 @@ struct hull_result {
     char *error; /* for internal_error: what went wrong */
     enum hull_isolation isolation;
 };
-void hull_result_free(struct hull_result *r);
+HULL_PUBLIC void hull_result_free(struct hull_result *r);
 /* The result as one JSON object (the same everywhere: CLI --json, REST API). */
-char *hull_result_to_json(const struct hull_result *r);
+HULL_PUBLIC char *hull_result_to_json(const struct hull_result *r);
 
 /* Remove what sandboxes left when their supervisor died (SIGKILL, crash):
  * state, cgroups, any process still in them. Runs whose supervisor lives are
  * not touched. *removed counts what was cleaned. */
-int hull_sandbox_cleanup(size_t *removed, hull_error *err);
+HULL_PUBLIC int hull_sandbox_cleanup(size_t *removed, hull_error *err);
 
 /* The built-in seccomp profile as OCI JSON (a start for --seccomp FILE). */
-char *hull_sandbox_seccomp_profile_json(void);
+HULL_PUBLIC char *hull_sandbox_seccomp_profile_json(void);
 
 /* Run one policy to completion. Returns 0 when the run happened (whatever
  * its verdict, which may be internal_error with r->error set); -1 only for
@@ -328,7 +346,8 @@ char *hull_sandbox_seccomp_profile_json(void);
  * raw clone(2), which skips glibc's fork handlers; call it from a
  * single-threaded process (hulld forks a worker per run). SIGCHLD must not
  * be ignored (SIG_IGN), or the supervisor could not wait for the sandbox. */
-int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err);
+HULL_PUBLIC int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r,
+                                 hull_error *err);
 
 /* ---- long-lived sandboxes (hulld's POST /v1/sandboxes) ------------------ */
 
@@ -339,32 +358,34 @@ int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_er
 struct hull_session;
 /* p: isolation, limits (memory, pids, cpus, tmp_size, open_files), env,
  * network; p->argv is ignored; p->files are written to /tmp. */
-int hull_session_create(const struct hull_policy *p, struct hull_session **out, hull_error *err);
+HULL_PUBLIC int hull_session_create(const struct hull_policy *p, struct hull_session **out,
+                                    hull_error *err);
 /* The container's id under the sandbox state root (for hull_sandbox_usage). */
-const char *hull_session_id(const struct hull_session *s);
+HULL_PUBLIC const char *hull_session_id(const struct hull_session *s);
 /* Run p->argv in it (its namespaces, cgroup, seccomp filter, user) with
  * p's stdin, env, workdir, cpu_time, wall_time and output limits and
  * cancel_fd; the result as for a run. 0 when it ran (any verdict). */
-int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struct hull_result *r,
-                      hull_error *err);
+HULL_PUBLIC int hull_session_exec(struct hull_session *s, const struct hull_policy *p,
+                                  struct hull_result *r, hull_error *err);
 /* Files under the sandbox's /tmp ("x/y" or "/tmp/x/y"). Never follows a
  * symlink out of /tmp (EXDEV); only regular files. put creates missing
  * directories, owned by the sandbox's user like the file. */
-int hull_session_put_file(struct hull_session *s, const char *path, const void *data, size_t len,
-                          unsigned mode, hull_error *err);
+HULL_PUBLIC int hull_session_put_file(struct hull_session *s, const char *path, const void *data,
+                                      size_t len, unsigned mode, hull_error *err);
 /* At most max bytes (EFBIG beyond). *data is malloc'd. */
-int hull_session_get_file(struct hull_session *s, const char *path, size_t max, char **data,
-                          size_t *len, hull_error *err);
+HULL_PUBLIC int hull_session_get_file(struct hull_session *s, const char *path, size_t max,
+                                      char **data, size_t *len, hull_error *err);
 /* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
-int hull_session_pause(struct hull_session *s, hull_error *err);
-int hull_session_resume(struct hull_session *s, hull_error *err);
+HULL_PUBLIC int hull_session_pause(struct hull_session *s, hull_error *err);
+HULL_PUBLIC int hull_session_resume(struct hull_session *s, hull_error *err);
 /* The init still runs. */
-bool hull_session_alive(struct hull_session *s);
+HULL_PUBLIC bool hull_session_alive(struct hull_session *s);
 /* Kill everything in it, remove its cgroup and state, free s. */
-void hull_session_destroy(struct hull_session *s);
+HULL_PUBLIC void hull_session_destroy(struct hull_session *s);
 /* CPU time and memory in use of a sandbox or run by its container id, read
  * from its cgroup (any thread, any process). */
-int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes, hull_error *err);
+HULL_PUBLIC int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
+                                   hull_error *err);
 
 /* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
 
@@ -374,18 +395,19 @@ int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
  * operators). Validated first: a bad request is an error naming the field
  * and enqueues nothing.
  * *job_id (caller frees) is 32 hex digits. redis_url: redis://HOST[:PORT][/DB]. */
-int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id, hull_error *err);
+HULL_PUBLIC int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id,
+                                  hull_error *err);
 /* 0 with *result_json (hull_result_to_json text, caller frees) once the
  * job ran; 0 with *result_json NULL while it is queued or running; a job
  * given up on (dead-lettered: its workers kept dying, or its request was
  * bad) reads as verdict internal_error with "error" saying why. -1 with
  * code ENOENT for an unknown or expired job id, ECANCELED for a job
  * cancelled before it ran. */
-int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
-                      hull_error *err);
+HULL_PUBLIC int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
+                                  hull_error *err);
 /* Take a job out of the queue if no worker has taken it yet: 1 when it was
  * (it will never run), 0 when it is already running or done. */
-int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err);
+HULL_PUBLIC int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err);
 
 /* ---- microVMs -------------------------------------------------------------
  *
@@ -411,30 +433,32 @@ struct hull_vm_create_opts {
     bool from_template;
 };
 
-int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
-                   hull_error *err);
+HULL_PUBLIC int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
+                               hull_error *err);
 /* Boot and wait for the agent. */
-int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err);
-int hull_vm_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
-int hull_vm_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_vm_pause(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_vm_resume(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* Guest power-off, then QMP quit, then SIGKILL; releases cgroups and sockets. */
-int hull_vm_stop(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC int hull_vm_stop(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* force: stop a running VM first. */
-int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force, hull_error *err);
+HULL_PUBLIC int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force,
+                               hull_error *err);
 /* The VM's state as JSON (status, pid, accelerator, memory_mb, vcpus,
  * uptime_ms, measured digests...); caller frees. */
-char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err);
+HULL_PUBLIC char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* Every VM's state as a JSON array; caller frees. */
-char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
+HULL_PUBLIC char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
 /* Save a running or paused VM to file (it keeps its state afterwards). */
-int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
-                     hull_error *err);
+HULL_PUBLIC int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
+                                 hull_error *err);
 /* A new running VM from a snapshot; refuses a file whose digests or
  * signature do not match, or whose kernel/initrd/rootfs changed. */
-int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
-                    hull_error *err);
+HULL_PUBLIC int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
+                                hull_error *err);
 /* Build (or find) the initramfs for a kernel; path and sha256 out. */
-int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65], hull_error *err);
+HULL_PUBLIC int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65],
+                               hull_error *err);
 
 /* Limits on one workload, enforced and measured inside the guest by a
  * cgroup v2 of its own (and RLIMIT_NOFILE / RLIMIT_CPU); 0 = none. */
@@ -465,21 +489,22 @@ struct hull_vm_exec_result {
     bool stdout_truncated, stderr_truncated;
     pid_t pid; /* in the guest */
 };
-void hull_vm_exec_result_free(struct hull_vm_exec_result *r);
+HULL_PUBLIC void hull_vm_exec_result_free(struct hull_vm_exec_result *r);
 /* The result of an exec as JSON: the sandbox result's fields for one
  * workload (verdict, exit_code, signal, cpu_time_ms, wall_time_ms,
  * max_memory_kb, stdout, stderr, truncation flags, isolation) and error
  * when given. malloc'd; NULL without memory. */
-char *hull_vm_exec_result_json(const struct hull_vm_exec_result *r, const char *error);
+HULL_PUBLIC char *hull_vm_exec_result_json(const struct hull_vm_exec_result *r, const char *error);
 /* Run a command in a running VM. Returns 0 when the workload ran (whatever
  * its exit); a command that cannot start is an error (code: its errno). */
-int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,
-                 struct hull_vm_exec_result *r, hull_error *err);
+HULL_PUBLIC int hull_vm_exec(const struct hull_runtime *rt, const char *id,
+                             const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
+                             hull_error *err);
 /* Copy a file into / out of the guest's workload root (binary-safe). */
-int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host,
-                    const char *guest, hull_error *err);
-int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
-                     const char *host, hull_error *err);
+HULL_PUBLIC int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host,
+                                const char *guest, hull_error *err);
+HULL_PUBLIC int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
+                                 const char *host, hull_error *err);
 
 /* One workload in a fresh microVM, for `hull sandbox run --isolation
  * microvm`: restore (or, the first time, boot and save) the template of this
@@ -516,13 +541,13 @@ struct hull_vm_oneshot_result {
     uint64_t start_ms; /* VM creation to agent-ready */
     char accel[8];
 };
-int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r,
-                    hull_error *err);
-void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r);
+HULL_PUBLIC int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o,
+                                struct hull_vm_oneshot_result *r, hull_error *err);
+HULL_PUBLIC void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r);
 /* The sandbox result JSON of a oneshot (verdict, exit_code, signal,
  * cpu_time_ms, wall_time_ms, max_memory_kb, stdout, stderr, *_truncated,
  * isolation, accelerator, warm_start, vm_start_ms, error); caller frees. */
-char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r);
+HULL_PUBLIC char *hull_vm_oneshot_result_json(const struct hull_vm_oneshot_result *r);
 
 #ifdef __cplusplus
 }

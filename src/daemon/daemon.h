@@ -48,8 +48,6 @@ struct hulld_options {
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
 int hulld_worker_main(const struct hulld_options *o);
 
-#endif
-
 /* ---- internal to hulld ------------------------------------------------------ */
 
 #include <json-c/json.h>
@@ -126,8 +124,9 @@ struct request {
 /* A query parameter, or NULL. */
 const char *request_query(const struct request *rq, const char *key);
 /* Validate a run request (or exec/sandbox request) in full, so bad input
- * is a 400 now, never a failed run later; microvm is 501 for now. 0 or -1
- * with r filled. */
+ * is a 400 now, never a failed run later. Every isolation passes here: a
+ * one-shot run at microvm is served; a long-lived microvm sandbox is
+ * refused 501 when the session is made (ENOTSUP). 0 or -1 with r filled. */
 int policy_check(const char *text, struct resp *r);
 /* request.c: the fields each endpoint takes (a field it would not apply is
  * a 400 naming it and listing those it takes), and the grants a request
@@ -208,3 +207,5 @@ void http_stop(void);
 
 /* openapi.c: docs/openapi.json, built in. */
 extern const char hulld_openapi[];
+
+#endif

@@ -19,13 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "container/state.h"
 #include "daemon.h"
 #include "runner.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 struct slot {
     pid_t pid;

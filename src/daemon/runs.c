@@ -9,12 +9,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "container/state.h"
 #include "daemon.h"
 #include "runner.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 static const char *const states[] = {"queued",    "running",     "finished",
                                      "cancelled", "interrupted", NULL};

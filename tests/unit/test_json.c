@@ -2,6 +2,7 @@
  * each error names the JSON path of the offending value. */
 #include "unit.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 static json_object *parse(const char *text)
 {

@@ -10,6 +10,7 @@
 #include "container/state.h"
 #include "unit.h"
 #include "util/json.h"
+#include "util/proc.h"
 
 static void ids(void **state)
 {

@@ -31,6 +31,8 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/proc.h"
+#include "util/strv.h"
 
 /* The runtime-spec state document, as hooks see it: the same JSON as `state`. */
 static char *state_doc_text(const struct hull_cstate *s, enum hull_status status, pid_t pid)

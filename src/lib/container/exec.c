@@ -36,6 +36,8 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/proc.h"
+#include "util/strv.h"
 
 /* setns order: user first, pid and time last (they only apply to children). */
 static const enum hull_ns_type join_order[] = {HULL_NS_USER, HULL_NS_MNT, HULL_NS_NET,

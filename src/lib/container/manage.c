@@ -13,6 +13,7 @@
 #include "spec/spec.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/proc.h"
 
 struct managed {
     int dirfd;

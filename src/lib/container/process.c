@@ -18,7 +18,7 @@
 #include "linux/sched.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/json.h"
+#include "util/strv.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)

@@ -16,6 +16,8 @@
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/proc.h"
+#include "util/strv.h"
 
 void hull_cstate_free(struct hull_cstate *s)
 {
@@ -211,40 +213,6 @@ int hull_cstate_remove(const char *root, const char *id, hull_error *err)
     if (rootfd < 0)
         return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", root);
     return hull_rm_rf_at(rootfd, id, err);
-}
-
-unsigned long long hull_pid_start_time(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    /* comm may hold spaces and parentheses: fields restart after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] == '\0')
-        return 0;
-    p += 2; /* now at field 3, the state */
-    if (*p == 'Z' || *p == 'X')
-        return 0; /* exited; only waiting to be reaped */
-    for (int field = 3; field < 22 && p; field++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    return p ? strtoull(p, NULL, 10) : 0;
-}
-
-bool hull_pid_alive(pid_t pid, unsigned long long start)
-{
-    if (pid <= 0)
-        return false;
-    unsigned long long now = hull_pid_start_time(pid);
-    return now != 0 && (start == 0 || now == start);
 }
 
 enum hull_status hull_cstate_status(int dirfd, const struct hull_cstate *s, bool frozen)

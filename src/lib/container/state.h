@@ -46,10 +46,6 @@ int hull_cstate_remove(const char *root, const char *id, hull_error *err);
 
 /* Derive the OCI status. frozen is asked of the cgroup by the caller. */
 enum hull_status hull_cstate_status(int dirfd, const struct hull_cstate *s, bool frozen);
-/* The pid still runs the process recorded at create (not a reused pid). */
-bool hull_pid_alive(pid_t pid, unsigned long long start);
-/* starttime of /proc/PID/stat, 0 when the process is gone. */
-unsigned long long hull_pid_start_time(pid_t pid);
 
 #define HULL_EXEC_FIFO "exec.fifo"
 /* Why the init died after `create` returned, for `start` to report. */

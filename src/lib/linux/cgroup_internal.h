@@ -127,6 +127,9 @@ int cg_join(struct hull_cgroup *cg, size_t i, hull_error *err);
 /* Enable controllers (CG_BIT mask) in the cgroup2 ancestors' subtree_control
  * so the container's cgroup2 node has their files. */
 int cg_v2_enable(struct hull_cgroup *cg, uint32_t ctrls, hull_error *err);
+
+/* ---- a node's processes (cgroup_pids.c; used by cgroup.c and cgroup_freeze.c) ---- */
+
 /* Node used for process lists and emptiness: cgroup2 if joined, else the
  * freezer's, else any joined one; NULL when nothing is joined. */
 const struct cg_node *cg_main_node(const struct hull_cgroup *cg);

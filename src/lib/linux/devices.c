@@ -9,8 +9,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "linux/bind.h"
 #include "linux/devices.h"
-#include "linux/mounts.h"
 #include "util/error.h"
 #include "util/fs.h"
 

@@ -6,7 +6,8 @@
  * for a symlink between our check and our mount (CVE-2021-30465) moves
  * nothing outside its rootfs. Bind mounts are built detached with
  * open_tree(OPEN_TREE_CLONE), given their attributes with mount_setattr(),
- * and only then attached: no window where a writable bind is visible.
+ * and only then attached: no window where a writable bind is visible
+ * (linux/bind.c, which devices.c uses too).
  */
 #include <errno.h>
 #include <dirent.h>
@@ -20,104 +21,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "linux/bind.h"
 #include "linux/devices.h"
 #include "linux/mounts.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
 
-#ifndef MS_NOSYMFOLLOW
-#define MS_NOSYMFOLLOW 256
-#endif
-
-/* MS_* of mount(2) -> MOUNT_ATTR_* of mount_setattr(2), for bind mounts. */
-static void flags_to_attr(unsigned long set, unsigned long clear, struct mount_attr *a)
-{
-    static const struct {
-        unsigned long ms;
-        uint64_t attr;
-    } map[] = {
-        {MS_RDONLY, MOUNT_ATTR_RDONLY},         {MS_NOSUID, MOUNT_ATTR_NOSUID},
-        {MS_NODEV, MOUNT_ATTR_NODEV},           {MS_NOEXEC, MOUNT_ATTR_NOEXEC},
-        {MS_NODIRATIME, MOUNT_ATTR_NODIRATIME}, {MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW},
-    };
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        if (set & map[i].ms)
-            a->attr_set |= map[i].attr;
-        if (clear & map[i].ms)
-            a->attr_clr |= map[i].attr;
-    }
-    /* The atime modes are one field: setting one replaces the others. */
-    uint64_t atime = 0;
-    if (set & MS_NOATIME)
-        atime = MOUNT_ATTR_NOATIME;
-    else if (set & MS_STRICTATIME)
-        atime = MOUNT_ATTR_STRICTATIME;
-    else if (set & MS_RELATIME)
-        atime = MOUNT_ATTR_RELATIME;
-    if (atime) {
-        a->attr_set |= atime;
-        a->attr_clr |= MOUNT_ATTR__ATIME;
-    }
-}
-
-static int set_propagation_fd(int fd, unsigned long prop, hull_error *err)
-{
-    if (prop == 0)
-        return 0;
-    struct mount_attr a = {.propagation = prop & ~MS_REC};
-    unsigned flags = AT_EMPTY_PATH | ((prop & MS_REC) ? AT_RECURSIVE : 0);
-    if (mount_setattr(fd, "", flags, &a, sizeof(a)) < 0)
-        return hull_error_errno(err, "set mount propagation");
-    return 0;
-}
-
-/* Build a detached bind of src, give it its attributes, attach it on destfd. */
-/* srcfd: an O_PATH fd to bind instead of the path src (src then only names it). */
-static int bind_mount_from(int srcfd, const char *src, int destfd, const struct hull_mount *m,
-                           unsigned long extra_set, bool recursive, hull_error *err)
-{
-    unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
-    cleanup_close int tree =
-        srcfd >= 0 ? open_tree(srcfd, "", flags | AT_EMPTY_PATH) : open_tree(AT_FDCWD, src, flags);
-    if (tree < 0)
-        return hull_error_errno(err, "bind %s", src);
-
-    struct mount_attr a = {0};
-    flags_to_attr((m ? m->flags : 0) | extra_set, m ? m->clear : 0, &a);
-    /* Plain options ("ro", "nosuid") apply to the top mount only, as with
-     * mount(2) remounts; the r-prefixed ones ("rro") go down the tree. */
-    if ((a.attr_set || a.attr_clr) && mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
-        return hull_error_errno(err, "set attributes of bind %s", src);
-    if (m && (m->attr_set || m->attr_clr)) {
-        struct mount_attr r = {.attr_set = m->attr_set, .attr_clr = m->attr_clr};
-        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &r, sizeof(r)) < 0)
-            return hull_error_errno(err, "set recursive attributes of bind %s", src);
-    }
-    if (m && set_propagation_fd(tree, m->propagation, err) < 0)
-        return -1;
-    if (move_mount(tree, "", destfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-        return hull_error_errno(err, "attach bind %s", src);
-    return 0;
-}
-
 static int bind_mount(const char *src, int destfd, const struct hull_mount *m,
                       unsigned long extra_set, bool recursive, hull_error *err)
 {
-    return bind_mount_from(-1, src, destfd, m, extra_set, recursive, err);
-}
-
-int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive, bool readonly,
-                   hull_error *err)
-{
-    struct stat st;
-    if (stat(src, &st) < 0)
-        return hull_error_errno(err, "bind %s", src);
-    int how = S_ISDIR(st.st_mode) ? HULL_RESOLVE_MKDIR : HULL_RESOLVE_MKFILE;
-    cleanup_close int destfd = hull_resolve_in_root(rootfd, dest, how, err);
-    if (destfd < 0)
-        return -1;
-    return bind_mount(src, destfd, NULL, readonly ? MS_RDONLY : 0, recursive, err);
+    return hull_bind_mount_from(-1, src, destfd, m, extra_set, recursive, err);
 }
 
 /* Copy the directory behind a fresh tmpfs into it ("tmpcopyup"), so the
@@ -229,7 +143,7 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
         cleanup_close int destfd = hull_resolve_in_root(r->rootfd, m->destination, how, err);
         if (destfd < 0)
             return hull_error_prefix(err, "mounts[%zu].destination", index);
-        if (bind_mount_from(srcfd, m->source, destfd, m, 0, m->rbind, err) < 0)
+        if (hull_bind_mount_from(srcfd, m->source, destfd, m, 0, m->rbind, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
         return 0;
     }
@@ -294,7 +208,7 @@ static int mount_one(struct hull_rootfs *r, const struct hull_mount *m, size_t i
             if (mount_setattr(top, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
                 return hull_error_errno(err, "mounts[%zu]: set recursive attributes", index);
         }
-        if (set_propagation_fd(top, m->propagation, err) < 0)
+        if (hull_mount_propagation_fd(top, m->propagation, err) < 0)
             return hull_error_prefix(err, "mounts[%zu]", index);
     }
     return 0;
@@ -574,7 +488,7 @@ static int readonly_path(int rootfd, const char *path, hull_error *err)
     }
     /* A fresh recursive bind of the path over itself, made read-only before
      * it is attached: the original mount keeps its own flags. */
-    return bind_mount_from(fd, path, fd, NULL, MS_RDONLY | MS_NOSUID | MS_NODEV, true, err);
+    return hull_bind_mount_from(fd, path, fd, NULL, MS_RDONLY | MS_NOSUID | MS_NODEV, true, err);
 }
 
 /* An empty read-only tmpfs attached on destfd, built with fsopen/fsmount so

@@ -75,9 +75,4 @@ int hull_rootfs_host_bind(const char *rootfs, hull_error *err);
  * the mount `below`; nothing when `below` is no longer mounted there. */
 int hull_rootfs_host_release(const char *rootfs, uint64_t below, hull_error *err);
 
-/* Make a bind mount of the host path src at dest inside rootfd (used for
- * devices in a user namespace and by the sandbox). */
-int hull_bind_into(int rootfd, const char *src, const char *dest, bool recursive, bool readonly,
-                   hull_error *err);
-
 #endif

@@ -24,6 +24,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 /* The supervisor's pid, from a sandbox id "sandbox-PID-N-HEX" (0 if not one). */
 static int id_pid(const char *name)

@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include "container/container.h"
-#include "container/state.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/proc.h"
 
 /* Host directories bound read-only by default (when they exist). On merged
  * /usr systems /bin, /lib... are symlinks into /usr: those become the same

@@ -11,6 +11,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)

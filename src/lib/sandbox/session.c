@@ -31,8 +31,8 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
-#include "util/json.h"
 #include "util/log.h"
+#include "util/strv.h"
 
 /* PID 1 of the sandbox: waits in the foreground so the shell reaps every
  * orphan the commands leave (dash waits for any child); as a namespace's

@@ -20,6 +20,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 struct xrun {
     const struct hull_policy *p;

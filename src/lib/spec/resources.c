@@ -7,6 +7,7 @@
 #include "spec/spec.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 static int device_rules_parse(json_object *res, const char *path, struct hull_resources *r,
                               hull_error *err)

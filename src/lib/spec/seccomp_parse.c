@@ -11,6 +11,7 @@
 #include "spec/spec.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 static const char *const actions[] = {"SCMP_ACT_KILL",        "SCMP_ACT_KILL_PROCESS",
                                       "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",

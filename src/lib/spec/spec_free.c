@@ -4,6 +4,7 @@
 
 #include "spec/spec.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 void hull_process_free(struct hull_process *p)
 {

@@ -6,6 +6,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/strv.h"
 
 const char *hj_path(char *buf, size_t len, const char *path, const char *key)
 {
@@ -290,49 +291,4 @@ const char *hj_to_string(json_object *obj)
 {
     return json_object_to_json_string_ext(obj,
                                           JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-}
-
-void hull_strv_free(char **v)
-{
-    if (v == NULL)
-        return;
-    for (char **p = v; *p; p++)
-        free(*p);
-    free(v);
-}
-
-size_t hull_strv_len(char *const *v)
-{
-    size_t n = 0;
-    while (v && v[n])
-        n++;
-    return n;
-}
-
-char **hull_strv_dup(char *const *v)
-{
-    size_t n = hull_strv_len(v);
-    char **r = calloc(n + 1, sizeof(char *));
-    if (r == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        r[i] = strdup(v[i]);
-        if (r[i] == NULL) {
-            hull_strv_free(r);
-            return NULL;
-        }
-    }
-    return r;
-}
-
-int hull_strv_append(char ***v, const char *s)
-{
-    size_t n = hull_strv_len(*v);
-    char **nv = realloc(*v, (n + 2) * sizeof(char *));
-    if (nv == NULL)
-        return -1;
-    *v = nv;
-    nv[n] = strdup(s);
-    nv[n + 1] = NULL;
-    return nv[n] ? 0 : -1;
 }

@@ -55,10 +55,4 @@ char *hull_json_quote(const char *s);
 /* Serialize compactly; the string lives as long as obj. */
 const char *hj_to_string(json_object *obj);
 
-void hull_strv_free(char **v);
-size_t hull_strv_len(char *const *v);
-char **hull_strv_dup(char *const *v);
-/* Append a copy of s to *v (which may be NULL); 0, or -1 out of memory. */
-int hull_strv_append(char ***v, const char *s);
-
 #endif

@@ -1,0 +1,16 @@
+/* Processes by pid and start time: a pid recorded with its start time is
+ * "alive" only while that same process runs, never a later one reusing the
+ * pid. Used by the container state, the sandbox sweeper and hulld. */
+#ifndef HULL_UTIL_PROC_H
+#define HULL_UTIL_PROC_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* The pid still runs the process recorded with start (not a reused pid);
+ * start 0: unknown, trust the pid. A zombie counts as gone. */
+bool hull_pid_alive(pid_t pid, unsigned long long start);
+/* starttime of /proc/PID/stat, 0 when the process is gone. */
+unsigned long long hull_pid_start_time(pid_t pid);
+
+#endif
