@@ -3,14 +3,14 @@
  * VM, takes its lock and calls the primitives below it. Nothing in vm/
  * calls back up into this file:
  *
- *   api.c                   these verbs; exec.c (exec, cp, list) and
- *                           oneshot.c (the sandbox's microvm level) beside it
- *   template.c              warm start: snapshot.c + vm.c
- *   snapshot.c              save and restore a VM's state: vm.c
- *   vm.c                    the VM's life: create, start, stop, release, load
- *   vmm_qemu.c, agent.c     QEMU and the guest agent: state.c
- *   state.c                 the record, its paths and locks
+ *   api.c        these verbs; exec.c (exec, cp, list) and oneshot.c (the
+ *                sandbox's microvm level) beside it
+ *   template.c   warm start, on snapshot.c and vm.c
+ *   snapshot.c   a VM's saved state, on vm.c
+ *   vm.c         the VM's life: create, start, stop, release, load
+ *   vmm_qemu.c   QEMU (confine.c, qmp.c); agent.c the guest's agent
  *   kernel.c, initrd.c, rootfs.c, digest.c, cache.c, accel.c, vmutil.c
+ *   state.c      the record, its paths and locks, which all of the above read
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -283,24 +283,24 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     return rc;
 }
 
+static void modset_free(struct modset *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->path[i]);
+}
+
 int vm_initrd_prepare(const char *release, struct vm_initrd *out, hull_error *err)
 {
     memset(out, 0, sizeof(*out));
     char agent[PATH_MAX], dir[2048], key[HULL_SHA256_HEX];
-    struct modset m = {0};
-    int rc = -1;
+    __attribute__((cleanup(modset_free))) struct modset m = {0};
     if (vm_agent_path(agent, sizeof(agent), err) < 0 || resolve_modules(release, &m, err) < 0 ||
         initrd_key(agent, release, &m, key, err) < 0 ||
         vm_cache_subdir("initrd", dir, sizeof(dir), err) < 0)
-        goto out;
+        return hull_error_prefix(err, "initramfs");
     snprintf(out->path, sizeof(out->path), "%s/initrd-%s.cpio", dir, key);
-    if (access(out->path, R_OK) < 0 && write_cpio(out->path, agent, release, &m, err) < 0)
-        goto out;
-    rc = vm_sha256_file(out->path, out->sha256, err);
-out:
-    for (size_t i = 0; i < m.n; i++)
-        free(m.path[i]);
-    if (rc < 0)
-        hull_error_prefix(err, "initramfs");
-    return rc;
+    if ((access(out->path, R_OK) < 0 && write_cpio(out->path, agent, release, &m, err) < 0) ||
+        vm_sha256_file(out->path, out->sha256, err) < 0)
+        return hull_error_prefix(err, "initramfs");
+    return 0;
 }

@@ -176,6 +176,7 @@ long vm_tsc_khz(void)
     const char *file = "/run/hull-vm-tsc-khz";
     char *s = NULL;
     size_t l;
+    /* No reading kept yet (first use since the host booted): measure one. */
     if (hull_read_file(file, &s, &l, NULL) == 0) {
         cached = strtol(s, NULL, 10);
         free(s);

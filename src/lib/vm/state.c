@@ -96,7 +96,7 @@ static unsigned long long proc_start_time(pid_t pid, char *state)
     size_t l;
     snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
     if (hull_read_file(p, &buf, &l, NULL) < 0)
-        return 0;
+        return 0; /* no such process: 0 is never a start time */
     /* comm may hold spaces and parentheses: fields count from the last ')'. */
     char *rp = strrchr(buf, ')');
     unsigned long long start = 0;

@@ -154,11 +154,12 @@ static void log_tail(const struct vm *vm, char *out, size_t len)
     out[0] = 0;
     static const char *const logs[] = {"run/qemu.log", "run/console.log"};
     for (size_t i = 0; i < 2; i++) {
-        char p[4200], *s = NULL;
+        char p[4200];
+        cleanup_free char *s = NULL;
         size_t l;
         vm_path(vm, logs[i], p, sizeof(p));
         if (hull_read_file(p, &s, &l, NULL) < 0)
-            continue;
+            continue; /* a log not written (yet) has no tail to show */
         while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
             s[--l] = 0;
         char *last = s;
@@ -167,7 +168,6 @@ static void log_tail(const struct vm *vm, char *out, size_t len)
                 last = q + 1;
         if (*last && strlen(out) + 8 < len)
             snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "; " : " (", last);
-        free(s);
     }
     if (out[0] && strlen(out) + 2 < len)
         strcat(out, ")");
@@ -194,6 +194,21 @@ static void ephemeral_cleanup(void *arg)
     hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
 }
 
+/* Release what QEMU left and record the VM as status. The caller's own
+ * result stands: a record that cannot be written is named, and the next
+ * vm_load finds QEMU gone all the same. */
+static void record_down(struct vm *vm, enum vm_status status)
+{
+    vm_release(vm);
+    vm->status = status;
+    vm->pid = 0;
+    hull_error e = NULL;
+    if (vm_save(vm, &e) < 0) {
+        hull_warn("VM %s: record it %s: %s", vm->id, vm_status_name(status), hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
 /* Mark failed, kill and release: a VM that did not come up is not left half-running. */
 static int start_failed(struct vm *vm, hull_error *err)
 {
@@ -202,10 +217,7 @@ static int start_failed(struct vm *vm, hull_error *err)
     snprintf(vm->failure, sizeof(vm->failure), "%s%s", hull_error_msg(err ? *err : NULL), tail);
     if (vm->pid > 0 && vm_qemu_alive(vm))
         kill(vm->pid, SIGKILL);
-    vm_release(vm);
-    vm->status = VM_FAILED;
-    vm->pid = 0;
-    vm_save(vm, NULL);
+    record_down(vm, VM_FAILED);
     if (err && *err && tail[0]) {
         hull_error_prefix(err, "%s", "boot");
         char *m = NULL;
@@ -317,6 +329,7 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err)
                 gone = wait_gone(vm, 10000);
             }
         }
+        /* A VMM that does not take the quit gets SIGKILL below. */
         if (!gone && vm_vmm()->quit(vm, NULL) == 0)
             gone = wait_gone(vm, 3000);
         if (!gone) {
@@ -373,15 +386,7 @@ int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
             vm->status = VM_STOPPED; /* someone else holds it and will record it */
             return 0;
         }
-        vm_release(vm);
-        vm->status = VM_STOPPED;
-        vm->pid = 0;
-        hull_error e = NULL;
-        if (vm_save(vm, &e) < 0) {
-            /* This caller sees the truth; the file catches up on the next load. */
-            hull_warn("VM %s: record its stop: %s", vm->id, hull_error_msg(e));
-            hull_error_free(&e);
-        }
+        record_down(vm, VM_STOPPED);
     }
     return 0;
 }
