@@ -214,7 +214,10 @@ static int start_failed(struct vm *vm, hull_error *err)
 {
     char tail[600];
     log_tail(vm, tail, sizeof(tail));
-    snprintf(vm->failure, sizeof(vm->failure), "%s%s", hull_error_msg(err ? *err : NULL), tail);
+    /* Only a description for `state`: a long one is cut, and says so in debug. */
+    if (snprintf(vm->failure, sizeof(vm->failure), "%s%s", hull_error_msg(err ? *err : NULL),
+                 tail) >= (int)sizeof(vm->failure))
+        hull_debug("vm %s: failure text cut to %zu bytes", vm->id, sizeof(vm->failure) - 1);
     if (vm->pid > 0 && vm_qemu_alive(vm))
         kill(vm->pid, SIGKILL);
     record_down(vm, VM_FAILED);
