@@ -110,12 +110,15 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
 {
     char p[PATH_MAX];
     snprintf(p, sizeof(p), "/lib/modules/%s/modules.dep", release);
-    char *dep = NULL, *builtin = NULL;
+    cleanup_free char *dep = NULL;
+    cleanup_free char *builtin = NULL;
     size_t l;
+    /* hull_read_file keeps errno: the message below names the file and why. */
     if (hull_read_file(p, &dep, &l, NULL) < 0)
         return hull_error_errno(err, "kernel %s: %s (install its modules: linux-image-%s)", release,
                                 p, release);
     snprintf(p, sizeof(p), "/lib/modules/%s/modules.builtin", release);
+    /* Optional: without it, a driver that is no module is reported missing below. */
     hull_read_file(p, &builtin, &l, NULL);
     int rc = 0;
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]) && !rc; i++) {
@@ -131,8 +134,6 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
                                 "kernel %s has no %s driver (neither module nor built in)", release,
                                 wanted[i]);
     }
-    free(dep);
-    free(builtin);
     return rc;
 }
 
