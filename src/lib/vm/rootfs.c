@@ -298,9 +298,12 @@ static int bundle_root(const char *dir, char *out, size_t len, hull_error *err)
     return 0;
 }
 
-static void strv_freep(char ***v)
+/* default_sources' NULL-terminated list. */
+static void sources_freep(char ***v)
 {
-    hull_strv_free(*v);
+    for (char **p = *v; p && *p; p++)
+        free(*p);
+    free(*v);
 }
 
 /* Build the image at tmp: from the directory, or the default rootfs in a
@@ -330,7 +333,7 @@ int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err)
 {
     memset(out, 0, sizeof(*out));
     char cache[PATH_MAX], key[HULL_SHA256_HEX], tmp[PATH_MAX + 64];
-    __attribute__((cleanup(strv_freep))) char **srcs = NULL;
+    __attribute__((cleanup(sources_freep))) char **srcs = NULL;
     size_t n = 0;
     if (vm_cache_subdir("rootfs", cache, sizeof(cache), err) < 0)
         return -1;
