@@ -10,8 +10,8 @@ import time
 import pytest
 
 from test_vm_lib import (h,  # noqa: F401 (the fixture)
-                         ACCEL, MEM, Hull, assert_gone, cgroup_leaves, new_root, proc_state, qemu_pids,
-                         running, sha256, skip_unless_ready)
+                         ACCEL, HULL, MEM, Hull, assert_gone, cgroup_leaves, new_root, proc_state,
+                         qemu_pids, running, sha256, skip_unless_ready)
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,41 @@ def test_qemu_is_confined(h, vm):
     st = os.stat(run)
     assert st.st_mode & 0o777 == 0o700 and st.st_uid == uid
     assert {"qmp.sock", "agent.sock"} <= set(os.listdir(run))
+
+
+def test_qemu_inherits_no_fd_of_its_caller(h, tmp_path):
+    """QEMU keeps 0-2 and its own fds: none that hull's caller left open
+    reaches it, wherever it sits (fd 100 too, next to hull's error pipe)."""
+    marker = tmp_path / "inherited"
+    marker.write_text("not for QEMU")
+    def free_fd(n):
+        while True:
+            try:
+                os.fstat(n)
+            except OSError:
+                return n
+            n += 1
+
+    fd = os.open(marker, os.O_RDONLY)
+    fds = (free_fd(10), free_fd(100))
+    for n in fds:
+        os.dup2(fd, n, inheritable=True)
+    os.close(fd)
+    try:
+        for args in (("create", "--memory", MEM, "fds"), ("start", "fds")):
+            p = subprocess.run([HULL, "--root", h.root, "vm", *args], pass_fds=fds, env=h.env,
+                               capture_output=True, timeout=300)
+            assert p.returncode == 0, p.stderr.decode()
+        pid = h.state("fds")["pid"]
+        fd_dir = f"/proc/{pid}/fd"
+        open_fds = {int(n): os.readlink(os.path.join(fd_dir, n)) for n in os.listdir(fd_dir)}
+        assert str(marker) not in open_fds.values(), open_fds
+        assert open_fds[2].endswith("qemu.log"), open_fds
+    finally:
+        for n in fds:
+            os.close(n)
+        h.run("vm", "delete", "--force", "fds")
+    assert_gone(h, "fds")
 
 
 def test_cp_both_ways_is_binary_safe(h, vm, tmp_path):

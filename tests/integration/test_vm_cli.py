@@ -24,6 +24,24 @@ def test_unknown_verb(tmp_path, args):
     assert p.stdout == ""
 
 
+def test_root_too_long_for_the_state_directory_is_refused(tmp_path):
+    """A --root whose vm/ would not fit in PATH_MAX is refused by name, and
+    nothing is made under a cut name (hull used to make <root>/v)."""
+    root = str(tmp_path / "long")
+    while len(root) < 4093 - 201:
+        root += "/" + "a" * 200
+    root += "/" + "b" * (4093 - len(root) - 1)
+    assert len(root) == 4093
+    p = subprocess.run([HULL, "--root", root, "vm", "state", "x"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1, p
+    assert p.stderr.startswith("hull: vm state: state: state directory /") and \
+        p.stderr.endswith("/vm: path too long\n"), p.stderr
+    made = [d for d, _, _ in os.walk(tmp_path) if os.path.basename(d) in ("v", "vm")]
+    assert made == [], made
+    assert not os.path.exists(tmp_path / "long")
+
+
 def test_list_is_a_table_or_json(h):
     h.ok("vm", "create", "--memory", MEM, "listed")
     try:

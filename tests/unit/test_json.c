@@ -275,6 +275,25 @@ static void errors(void **state)
     assert_int_equal(hull_error_code(NULL), 0);
 }
 
+/* cleanup_json drops the scope's reference, on every way out of it. */
+static void cleanup_json_releases(void **state)
+{
+    (void)state;
+    json_object *outer = json_object_new_object();
+    for (int i = 0; i < 2; i++) {
+        cleanup_json json_object *o = json_object_get(outer);
+        if (i == 0)
+            continue; /* leaving early releases too */
+        assert_ptr_equal(o, outer);
+    }
+    {
+        cleanup_json json_object *none = NULL; /* and NULL is fine */
+        (void)none;
+    }
+    /* Only our reference is left: this put frees the object. */
+    assert_int_equal(json_object_put(outer), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,7 +303,7 @@ int main(void)
         cmocka_unit_test(integers),     cmocka_unit_test(string_arrays),
         cmocka_unit_test(string_maps),  cmocka_unit_test(require),
         cmocka_unit_test(quoting),      cmocka_unit_test(parse_file),
-        cmocka_unit_test(errors),
+        cmocka_unit_test(errors),       cmocka_unit_test(cleanup_json_releases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,5 +9,10 @@
 void hull_rfc3339_now(char *buf, size_t len);
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t hull_monotonic_ns(void);
+/* CLOCK_MONOTONIC in milliseconds, signed so deadlines and differences
+ * can be computed without casts. */
+int64_t hull_monotonic_ms(void);
+/* CLOCK_REALTIME in milliseconds since the epoch. */
+int64_t hull_realtime_ms(void);
 
 #endif

@@ -17,6 +17,14 @@
 
 #include "hull.h"
 
+/* Scope-bound release of a json-c object (see util/error.h's cleanup_free). */
+static inline void hull_json_putp(json_object **o)
+{
+    json_object_put(*o);
+    *o = NULL;
+}
+#define cleanup_json __attribute__((cleanup(hull_json_putp)))
+
 /* "a" + "b" -> "a.b"; "" + "b" -> "b". Result is static per call site only if
  * buf is; callers pass a buffer. */
 const char *hj_path(char *buf, size_t len, const char *path, const char *key);

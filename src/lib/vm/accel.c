@@ -20,30 +20,30 @@
 
 bool vm_kvm_usable(char *why, size_t len)
 {
-    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    cleanup_close int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm < 0) {
         snprintf(why, len, "/dev/kvm: %s", strerror(errno));
         return false;
     }
-    bool ok = false;
-    int vmfd = -1;
-    struct kvm_cpuid2 *c = NULL;
     if (ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
         snprintf(why, len, "/dev/kvm: unexpected API version");
-        goto out;
+        return false;
     }
-    vmfd = ioctl(kvm, KVM_CREATE_VM, 0);
+    cleanup_close int vmfd = ioctl(kvm, KVM_CREATE_VM, 0);
     if (vmfd < 0) {
         snprintf(why, len, "KVM_CREATE_VM: %s", strerror(errno));
-        goto out;
+        return false;
     }
-    c = calloc(1, sizeof(*c) + 256 * sizeof(struct kvm_cpuid_entry2));
-    if (!c)
-        goto out;
+    cleanup_free struct kvm_cpuid2 *c =
+        calloc(1, sizeof(*c) + 256 * sizeof(struct kvm_cpuid_entry2));
+    if (!c) {
+        snprintf(why, len, "KVM_GET_SUPPORTED_CPUID: out of memory");
+        return false;
+    }
     c->nent = 256;
     if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) < 0) {
         snprintf(why, len, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-        goto out;
+        return false;
     }
     uint32_t ecx1 = 0, edx1 = 0, edx81 = 0;
     for (uint32_t i = 0; i < c->nent; i++) {
@@ -56,15 +56,9 @@ bool vm_kvm_usable(char *why, size_t len)
     if (!(edx1 & (1u << 26)) || !(ecx1 & 1u) || !(edx81 & (1u << 29))) {
         snprintf(why, len,
                  "KVM offers guests no SSE2/SSE3/long mode (a nested KVM that cannot boot Linux)");
-        goto out;
+        return false;
     }
-    ok = true;
-out:
-    free(c);
-    if (vmfd >= 0)
-        close(vmfd);
-    close(kvm);
-    return ok;
+    return true;
 }
 
 int vm_accel_resolve(const char *want, char out[8], hull_error *err)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
@@ -62,7 +63,7 @@ int64_t vm_agent_send_req(struct vm_agent *a, json_object *req, hull_error *err)
 
 int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_error *err)
 {
-    int64_t end = timeout_ms < 0 ? 0 : vm_mono_ms() + timeout_ms;
+    int64_t end = timeout_ms < 0 ? 0 : hull_monotonic_ms() + timeout_ms;
     if (a->consumed) {
         memmove(a->buf, a->buf + a->consumed, a->len - a->consumed);
         a->len -= a->consumed;
@@ -106,7 +107,7 @@ int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_e
         }
         int left = -1;
         if (timeout_ms >= 0) {
-            left = (int)(end - vm_mono_ms());
+            left = (int)(end - hull_monotonic_ms());
             if (left <= 0)
                 return 1;
         }
@@ -148,10 +149,10 @@ int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_obje
 static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms,
                            json_object **resp, hull_error *err)
 {
-    int64_t end = timeout_ms < 0 ? 0 : vm_mono_ms() + timeout_ms;
+    int64_t end = timeout_ms < 0 ? 0 : hull_monotonic_ms() + timeout_ms;
     for (;;) {
         struct vm_frame f;
-        int left = timeout_ms < 0 ? -1 : (int)(end - vm_mono_ms());
+        int left = timeout_ms < 0 ? -1 : (int)(end - hull_monotonic_ms());
         if (timeout_ms >= 0 && left < 0)
             left = 0;
         int r = vm_agent_recv(a, left, &f, err);
@@ -216,7 +217,7 @@ static json_object *hello_req(const struct vm_agent *a)
 int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void *arg,
                   struct vm_agent **out, json_object **hello, hull_error *err)
 {
-    int64_t end = vm_mono_ms() + timeout_ms;
+    int64_t end = hull_monotonic_ms() + timeout_ms;
     int fd = vm_unix_connect(sock, timeout_ms, alive, arg, err);
     if (fd < 0)
         return hull_error_prefix(err, "agent");
@@ -245,7 +246,7 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
             break;
         json_object *resp = NULL;
         hull_error e2 = NULL;
-        int left = (int)(end - vm_mono_ms());
+        int left = (int)(end - hull_monotonic_ms());
         int rc = wait_resp_range(a, first, id, left < interval ? (left > 0 ? left : 0) : interval,
                                  &resp, &e2);
         if (interval < 400)
@@ -264,15 +265,15 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
             if (err)
                 *err = e2;
             else
-                hull_error_free(&e2);
+                hull_error_free(&e2); /* the caller asked not to be told (err NULL) */
             break;
         }
-        hull_error_free(&e2);
+        hull_error_free(&e2); /* a timeout here only means: say hello again */
         if (alive && !alive(arg)) {
             hull_error_set(err, ESRCH, "the VMM exited before the agent answered");
             break;
         }
-        if (vm_mono_ms() >= end) {
+        if (hull_monotonic_ms() >= end) {
             hull_error_set(err, ETIMEDOUT, "the agent did not answer within %d ms", timeout_ms);
             break;
         }

@@ -3,7 +3,6 @@
  * what it boots from here as much as the files it was measured from. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,15 +29,4 @@ int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err)
     if (mkdir(out, 0755) < 0 && errno != EEXIST)
         return hull_error_errno(err, "mkdir %s", out);
     return 0;
-}
-
-int vm_write_atomic(const char *path, const char *data, size_t len, mode_t mode, hull_error *err)
-{
-    char d[4096], b[4096];
-    snprintf(d, sizeof(d), "%s", path);
-    snprintf(b, sizeof(b), "%s", path);
-    cleanup_close int dfd = open(dirname(d), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (dfd < 0)
-        return hull_error_errno(err, "open %s", d);
-    return hull_write_file_atomic(dfd, basename(b), data, len, mode, err);
 }

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/fs.h"
 #include "vm/confine.h"
 #include "vm/vm.h"
 
@@ -150,16 +151,15 @@ static void child(const struct vm_spawn *s, int ef)
         umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
         fail(ef, "pivot_root into the jail");
     /* fds: 0 and 1 /dev/null, 2 the log, 3 the incoming stream, the error
-     * pipe (CLOEXEC) high up, nothing else of hull's. */
+     * pipe (CLOEXEC) high up, out of the way of the dup2s, and nothing else
+     * of hull's or of hull's caller. */
     ef = fcntl(ef, F_DUPFD_CLOEXEC, 100);
     int null = open("/dev/null", O_RDWR);
     if (ef < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
     if (s->incoming_fd >= 0 && dup2(s->incoming_fd, 3) < 0)
         fail(ef, "dup2 incoming fd");
-    for (int fd = s->incoming_fd >= 0 ? 4 : 3; fd < 100; fd++)
-        close(fd);
-    syscall(SYS_close_range, 101, ~0U, 0);
+    hull_close_fds_except(s->incoming_fd >= 0 ? 4 : 3, &ef, 1);
     /* Drop to the VM's uid: setgroups first (needs CAP_SETGID), then gid,
      * then uid, which takes every capability with it. */
     gid_t g = s->uid;

@@ -110,12 +110,15 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
 {
     char p[PATH_MAX];
     snprintf(p, sizeof(p), "/lib/modules/%s/modules.dep", release);
-    char *dep = NULL, *builtin = NULL;
+    cleanup_free char *dep = NULL;
+    cleanup_free char *builtin = NULL;
     size_t l;
+    /* hull_read_file keeps errno: the message below names the file and why. */
     if (hull_read_file(p, &dep, &l, NULL) < 0)
         return hull_error_errno(err, "kernel %s: %s (install its modules: linux-image-%s)", release,
                                 p, release);
     snprintf(p, sizeof(p), "/lib/modules/%s/modules.builtin", release);
+    /* Optional: without it, a driver that is no module is reported missing below. */
     hull_read_file(p, &builtin, &l, NULL);
     int rc = 0;
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]) && !rc; i++) {
@@ -131,8 +134,6 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
                                 "kernel %s has no %s driver (neither module nor built in)", release,
                                 wanted[i]);
     }
-    free(dep);
-    free(builtin);
     return rc;
 }
 
@@ -283,24 +284,24 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     return rc;
 }
 
+static void modset_free(struct modset *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->path[i]);
+}
+
 int vm_initrd_prepare(const char *release, struct vm_initrd *out, hull_error *err)
 {
     memset(out, 0, sizeof(*out));
     char agent[PATH_MAX], dir[2048], key[HULL_SHA256_HEX];
-    struct modset m = {0};
-    int rc = -1;
+    __attribute__((cleanup(modset_free))) struct modset m = {0};
     if (vm_agent_path(agent, sizeof(agent), err) < 0 || resolve_modules(release, &m, err) < 0 ||
         initrd_key(agent, release, &m, key, err) < 0 ||
         vm_cache_subdir("initrd", dir, sizeof(dir), err) < 0)
-        goto out;
+        return hull_error_prefix(err, "initramfs");
     snprintf(out->path, sizeof(out->path), "%s/initrd-%s.cpio", dir, key);
-    if (access(out->path, R_OK) < 0 && write_cpio(out->path, agent, release, &m, err) < 0)
-        goto out;
-    rc = vm_sha256_file(out->path, out->sha256, err);
-out:
-    for (size_t i = 0; i < m.n; i++)
-        free(m.path[i]);
-    if (rc < 0)
-        hull_error_prefix(err, "initramfs");
-    return rc;
+    if ((access(out->path, R_OK) < 0 && write_cpio(out->path, agent, release, &m, err) < 0) ||
+        vm_sha256_file(out->path, out->sha256, err) < 0)
+        return hull_error_prefix(err, "initramfs");
+    return 0;
 }

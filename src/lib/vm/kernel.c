@@ -21,6 +21,7 @@
 
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/log.h"
 #include "vm/vm.h"
 
 static int newest_boot_kernel(char *out, size_t len, hull_error *err)
@@ -129,44 +130,37 @@ int vm_kernel_prepare(const char *path, struct vm_kernel *k, hull_error *err)
             return -1;
     } else if (!realpath(path, k->bzimage))
         return hull_error_errno(err, "kernel %s", path);
-    char *img = NULL;
+    cleanup_free char *img = NULL;
     size_t size = 0;
     if (hull_read_file(k->bzimage, &img, &size, err) < 0)
         return hull_error_prefix(err, "kernel");
-    int rc = -1;
-    if (bzimage_release((unsigned char *)img, size, k->release, sizeof(k->release)) < 0) {
-        hull_error_set(err, EINVAL, "kernel %s: not an x86 bzImage", k->bzimage);
-        goto out;
-    }
+    if (bzimage_release((unsigned char *)img, size, k->release, sizeof(k->release)) < 0)
+        return hull_error_set(err, EINVAL, "kernel %s: not an x86 bzImage", k->bzimage);
     if (vm_sha256_file(k->bzimage, k->bzimage_sha256, err) < 0)
-        goto out;
-    char dir[4096];
+        return -1;
+    char dir[4096], sumfile[4200];
     if (vm_cache_subdir("kernels", dir, sizeof(dir), err) < 0)
-        goto out;
-    snprintf(k->vmlinux, sizeof(k->vmlinux), "%s/vmlinux-%s", dir, k->bzimage_sha256);
-    char sumfile[4200];
-    snprintf(sumfile, sizeof(sumfile), "%s.sha256", k->vmlinux);
-    char *sum = NULL;
+        return -1;
+    /* A cut path would name another file of the cache. */
+    if (snprintf(k->vmlinux, sizeof(k->vmlinux), "%s/vmlinux-%s", dir, k->bzimage_sha256) >=
+            (int)sizeof(k->vmlinux) ||
+        snprintf(sumfile, sizeof(sumfile), "%s.sha256", k->vmlinux) >= (int)sizeof(sumfile))
+        return hull_error_set(err, ENAMETOOLONG, "kernel cache directory %s: path too long", dir);
+    cleanup_free char *sum = NULL;
     size_t sl;
+    /* A missing or short digest file only means extracting again. */
     if (access(k->vmlinux, R_OK) == 0 && hull_read_file(sumfile, &sum, &sl, NULL) == 0 &&
         sl >= 64) {
         memcpy(k->vmlinux_sha256, sum, 64);
         k->vmlinux_sha256[64] = 0;
-        free(sum);
-    } else {
-        free(sum);
-        if (extract_elf((unsigned char *)img, size, k->vmlinux, err) < 0) {
-            hull_error_prefix(err, "kernel %s", k->bzimage);
-            goto out;
-        }
-        if (vm_sha256_file(k->vmlinux, k->vmlinux_sha256, err) < 0 ||
-            vm_write_atomic(sumfile, k->vmlinux_sha256, 64, 0644, err) < 0)
-            goto out;
+        return 0;
     }
-    rc = 0;
-out:
-    free(img);
-    return rc;
+    if (extract_elf((unsigned char *)img, size, k->vmlinux, err) < 0)
+        return hull_error_prefix(err, "kernel %s", k->bzimage);
+    if (vm_sha256_file(k->vmlinux, k->vmlinux_sha256, err) < 0 ||
+        hull_write_path_atomic(sumfile, k->vmlinux_sha256, 64, 0644, err) < 0)
+        return -1;
+    return 0;
 }
 
 /* Under TCG the guest calibrates its TSC against the emulated PIT, which
@@ -182,6 +176,7 @@ long vm_tsc_khz(void)
     const char *file = "/run/hull-vm-tsc-khz";
     char *s = NULL;
     size_t l;
+    /* No reading kept yet (first use since the host booted): measure one. */
     if (hull_read_file(file, &s, &l, NULL) == 0) {
         cached = strtol(s, NULL, 10);
         free(s);
@@ -205,6 +200,11 @@ long vm_tsc_khz(void)
     cached = best;
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%ld\n", best);
-    vm_write_atomic(file, buf, (size_t)n, 0644, NULL);
+    hull_error e = NULL;
+    if (hull_write_path_atomic(file, buf, (size_t)n, 0644, &e) < 0) {
+        /* Only a cache: without it the next hull measures again. */
+        hull_debug("%s: %s", file, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     return cached;
 }

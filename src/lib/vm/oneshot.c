@@ -28,7 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 
@@ -55,7 +57,7 @@ static void internal(struct hull_vm_oneshot_result *r, hull_error *e)
     r->run.exit_code = -1;
     free(r->error);
     r->error = strdup(hull_error_msg(e ? *e : NULL));
-    hull_error_free(e);
+    hull_error_free(e); /* its message is r->error now */
 }
 
 uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o)
@@ -66,6 +68,91 @@ uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o)
     if (need < 128)
         need = 128;
     return (need + 63) / 64 * 64;
+}
+
+static void agent_closep(struct vm_agent **a)
+{
+    vm_agent_close(*a);
+}
+
+/* Delete the ephemeral VM; a failure leaves it behind, so it is named. */
+static void destroy(struct vm *vm)
+{
+    hull_error e = NULL;
+    if (vm_destroy(vm, &e) < 0) {
+        hull_warn("microvm run: delete VM %s: %s", vm->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
+/* Copy the files out after the run, within the copy-out budget; what went
+ * wrong with each goes into its entry and r->error. */
+static void copy_out(struct vm_agent *a, const struct hull_vm_oneshot_opts *o,
+                     struct hull_vm_oneshot_result *r)
+{
+    r->files = calloc(o->n_copy_out ? o->n_copy_out : 1, sizeof(*r->files));
+    uint64_t budget = o->copy_out_max;
+    hull_error e = NULL;
+    for (size_t i = 0; r->files && i < o->n_copy_out; i++) {
+        struct hull_copied_file *f = &r->files[r->n_files++];
+        struct vm_got got;
+        f->sandbox = strdup(o->copy_out[i].guest);
+        f->host = strdup(o->copy_out[i].host);
+        int got_rc = vm_get_file(a, o->copy_out[i].guest, o->copy_out[i].host, budget, &got, &e);
+        f->status = got.status;
+        if (got_rc == 0) {
+            f->size = got.length;
+            f->bytes = got.bytes;
+            budget -= budget == UINT64_MAX ? 0 : got.bytes;
+        }
+        if (got_rc == 0 && got.status == HULL_COPY_TRUNCATED)
+            hull_error_set(&e, EFBIG,
+                           "cut at %llu bytes: the copy-out limit (--copy-out-max) was reached",
+                           (unsigned long long)got.length);
+        if (e != NULL) {
+            if (asprintf(&f->error, "%s: %s", o->copy_out[i].guest, hull_error_msg(e)) < 0)
+                f->error = NULL;
+            free(r->error);
+            if (asprintf(&r->error, "copy-out %s: %s", o->copy_out[i].guest, hull_error_msg(e)) < 0)
+                r->error = NULL;
+            hull_error_free(&e); /* its message is in f->error and r->error */
+        }
+    }
+}
+
+/* Copy in, run, copy out on the booted VM; a failure is r's internal_error. */
+static void run_workload(struct vm *vm, const struct hull_vm_oneshot_opts *o,
+                         struct hull_vm_oneshot_result *r)
+{
+    __attribute__((cleanup(agent_closep))) struct vm_agent *a = NULL;
+    hull_error e = NULL;
+    if (vm_agent_connect(vm, 30000, &a, &e) < 0) {
+        internal(r, &e);
+        return;
+    }
+    for (size_t i = 0; i < o->n_copy_in; i++) {
+        if (vm_put_file(a, o->copy_in[i].host, o->copy_in[i].guest, &e) < 0) {
+            hull_error_prefix(&e, "copy-in %s", o->copy_in[i].host);
+            internal(r, &e);
+            return;
+        }
+    }
+    struct hull_vm_exec_opts xo = {
+        .argv = o->argv,
+        .env = o->env,
+        .cwd = o->cwd,
+        .stdin_fd = -1,
+        .stdin_data = o->stdin_data,
+        .stdin_len = o->stdin_len,
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+        .limits = o->limits,
+    };
+    if (vm_exec_on(a, &xo, &r->run, &e) < 0) {
+        internal(r, &e);
+        return;
+    }
+    copy_out(a, o, r);
 }
 
 int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot_result *r,
@@ -98,88 +185,21 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         .ephemeral = true,
     };
     struct vm vm;
-    int64_t t0 = vm_mono_ms();
+    int64_t t0 = hull_monotonic_ms();
     int rc = o->cold ? vm_create(o->rt ? o->rt : &defrt, &co, &vm, err)
                      : vm_create_from_template(o->rt ? o->rt : &defrt, &co, &vm, err);
     if (rc < 0)
         return hull_error_prefix(err, "microvm run");
     if (o->cold && vm_start(&vm, err) < 0) {
-        vm_destroy(&vm, NULL);
+        destroy(&vm);
         return hull_error_prefix(err, "microvm run");
     }
-    r->start_ms = (uint64_t)(vm_mono_ms() - t0);
+    r->start_ms = (uint64_t)(hull_monotonic_ms() - t0);
     r->warm = vm.restored_from[0] != 0;
     snprintf(r->accel, sizeof(r->accel), "%s", vm.accel);
-    struct vm_agent *a = NULL;
-    hull_error e = NULL;
-    if (vm_agent_connect(&vm, 30000, &a, &e) < 0) {
-        internal(r, &e);
-        goto out;
-    }
-    for (size_t i = 0; i < o->n_copy_in; i++) {
-        if (vm_put_file(a, o->copy_in[i].host, o->copy_in[i].guest, &e) < 0) {
-            hull_error_prefix(&e, "copy-in %s", o->copy_in[i].host);
-            internal(r, &e);
-            goto out;
-        }
-    }
-    struct hull_vm_exec_opts xo = {
-        .argv = o->argv,
-        .env = o->env,
-        .cwd = o->cwd,
-        .stdin_fd = -1,
-        .stdin_data = o->stdin_data,
-        .stdin_len = o->stdin_len,
-        .stdout_fd = -1,
-        .stderr_fd = -1,
-        .limits = o->limits,
-    };
-    if (vm_exec_on(a, &xo, &r->run, &e) < 0) {
-        internal(r, &e);
-        goto out;
-    }
-    r->files = calloc(o->n_copy_out ? o->n_copy_out : 1, sizeof(*r->files));
-    uint64_t budget = o->copy_out_max;
-    for (size_t i = 0; r->files && i < o->n_copy_out; i++) {
-        struct hull_copied_file *f = &r->files[r->n_files++];
-        struct vm_got got;
-        f->sandbox = strdup(o->copy_out[i].guest);
-        f->host = strdup(o->copy_out[i].host);
-        int got_rc = vm_get_file(a, o->copy_out[i].guest, o->copy_out[i].host, budget, &got, &e);
-        f->status = got.status;
-        if (got_rc == 0) {
-            f->size = got.length;
-            f->bytes = got.bytes;
-            budget -= budget == UINT64_MAX ? 0 : got.bytes;
-        }
-        if (got_rc == 0 && got.status == HULL_COPY_TRUNCATED)
-            hull_error_set(&e, EFBIG,
-                           "cut at %llu bytes: the copy-out limit (--copy-out-max) was reached",
-                           (unsigned long long)got.length);
-        if (e != NULL) {
-            if (asprintf(&f->error, "%s: %s", o->copy_out[i].guest, hull_error_msg(e)) < 0)
-                f->error = NULL;
-            free(r->error);
-            if (asprintf(&r->error, "copy-out %s: %s", o->copy_out[i].guest, hull_error_msg(e)) < 0)
-                r->error = NULL;
-            hull_error_free(&e);
-        }
-    }
-out:
-    vm_agent_close(a);
+    run_workload(&vm, o, r);
     /* No graceful shutdown: nothing of this guest is worth keeping. */
-    vm_destroy(&vm, NULL);
-    return 0;
-}
-
-int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65], hull_error *err)
-{
-    struct vm_kernel k;
-    struct vm_initrd i;
-    if (vm_kernel_prepare(kernel, &k, err) < 0 || vm_initrd_prepare(k.release, &i, err) < 0)
-        return hull_error_prefix(err, "initrd");
-    snprintf(path, 4096, "%s", i.path);
-    snprintf(sha256, 65, "%s", i.sha256);
+    destroy(&vm);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "vm/qmp.h"
 #include "vm/vm.h"
@@ -25,7 +26,7 @@ struct qmp {
 /* One JSON line; the caller frees. */
 static int read_msg(struct qmp *q, json_object **out, hull_error *err)
 {
-    int64_t end = vm_mono_ms() + QMP_TIMEOUT_MS;
+    int64_t end = hull_monotonic_ms() + QMP_TIMEOUT_MS;
     for (;;) {
         char *nl = memchr(q->buf, '\n', q->len);
         if (nl) {
@@ -41,7 +42,7 @@ static int read_msg(struct qmp *q, json_object **out, hull_error *err)
         }
         if (q->len == sizeof(q->buf))
             return hull_error_set(err, EPROTO, "QMP: message too long");
-        int left = (int)(end - vm_mono_ms());
+        int left = (int)(end - hull_monotonic_ms());
         struct pollfd p = {.fd = q->fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, left) == 0)
             return hull_error_set(err, ETIMEDOUT, "QMP: no answer from QEMU");

@@ -31,6 +31,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "vm/vm.h"
 
 #define ROOTFS_FORMAT "hull-rootfs-1 squashfs lz4"
@@ -173,28 +174,37 @@ static int default_sources(char ***out, size_t *n, hull_error *err)
     return 0;
 }
 
+/* skel/rel into p; false when it does not fit (a cut path is another file). */
+static bool skel_path(char p[PATH_MAX], const char *skel, const char *rel)
+{
+    if (snprintf(p, PATH_MAX, "%s/%s", skel, rel) < PATH_MAX)
+        return true;
+    errno = ENAMETOOLONG;
+    return false;
+}
+
 /* In a child with its own mount namespace: skeleton + bind mounts + mksquashfs. */
 static int build_default(const char *skel, char **srcs, size_t n, const char *dst, hull_error *err)
 {
     char p[PATH_MAX];
     static const char *const dirs[] = {"usr",  "usr/bin", "usr/lib", "usr/lib64", "etc", "tmp",
                                        "root", "proc",    "dev",     "sys",       "home"};
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        snprintf(p, sizeof(p), "%s/%s", skel, dirs[i]);
-        mkdir(p, i == 5 ? 01777 : 0755);
-    }
+    /* Best effort: a directory that could not be made shows up as a failed
+     * write, mount or mksquashfs below. */
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        if (skel_path(p, skel, dirs[i]))
+            mkdir(p, i == 5 ? 01777 : 0755);
     static const char *const links[][2] = {
         {"bin", "usr/bin"}, {"sbin", "usr/bin"}, {"lib", "usr/lib"}, {"lib64", "usr/lib64"}};
     for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof(p), "%s/%s", skel, links[i][0]);
-        if (symlink(links[i][1], p) < 0)
+        if (!skel_path(p, skel, links[i][0]) || symlink(links[i][1], p) < 0)
             return hull_error_errno(err, "symlink %s", p);
     }
     static const char passwd[] =
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
     static const char group[] = "root:x:0:\nnogroup:x:65534:\n";
-    snprintf(p, sizeof(p), "%s/etc", skel);
-    cleanup_close int etc = open(p, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    cleanup_close int etc =
+        skel_path(p, skel, "etc") ? open(p, O_DIRECTORY | O_RDONLY | O_CLOEXEC) : -1;
     if (etc < 0 || hull_write_file_atomic(etc, "passwd", passwd, strlen(passwd), 0644, err) < 0 ||
         hull_write_file_atomic(etc, "group", group, strlen(group), 0644, err) < 0 ||
         hull_write_file_atomic(etc, "hostname", "hull\n", 5, 0644, err) < 0)
@@ -206,8 +216,10 @@ static int build_default(const char *skel, char **srcs, size_t n, const char *ds
         app[strcspn(app, "\n")] = 0;
         if (!app[0] || strchr(app, '/') || strncmp(app, "python", 6) == 0)
             continue;
-        snprintf(p, sizeof(p), "%s/usr/bin/%s", skel, app);
-        symlink("busybox", p);
+        char rel[160];
+        snprintf(rel, sizeof(rel), "usr/bin/%s", app);
+        if (skel_path(p, skel, rel))
+            symlink("busybox", p);
     }
     if (f)
         pclose(f);
@@ -225,9 +237,9 @@ static int build_default(const char *skel, char **srcs, size_t n, const char *ds
             char dstp[PATH_MAX];
             /* Merged /usr: /lib/x and /usr/lib/x both land in usr/lib/x. */
             const char *rel = strncmp(s, "/usr/", 5) == 0 ? s + 5 : s + 1;
-            snprintf(dstp, sizeof(dstp), "%s/usr/%s", skel, rel);
             struct stat st;
-            if (stat(s, &st) < 0)
+            if (snprintf(dstp, sizeof(dstp), "%s/usr/%s", skel, rel) >= (int)sizeof(dstp) ||
+                stat(s, &st) < 0)
                 _exit(121);
             /* create parents and the mount point */
             for (char *q = dstp + strlen(skel) + 1; (q = strchr(q, '/')); q++) {
@@ -286,13 +298,43 @@ static int bundle_root(const char *dir, char *out, size_t len, hull_error *err)
     return 0;
 }
 
+/* default_sources' NULL-terminated list. */
+static void sources_freep(char ***v)
+{
+    for (char **p = *v; p && *p; p++)
+        free(*p);
+    free(*v);
+}
+
+/* Build the image at tmp: from the directory, or the default rootfs in a
+ * skeleton directory of the cache made and removed around it. */
+static int build_image(const struct vm_rootfs *out, const char *cache, char **srcs, size_t n,
+                       const char *tmp, hull_error *err)
+{
+    if (out->source[0])
+        return run_mksquashfs(out->source, tmp, err);
+    char skel[PATH_MAX];
+    /* A cut path would be another directory, and it is removed below. */
+    if (snprintf(skel, sizeof(skel), "%s/skel.%d", cache, getpid()) >= (int)sizeof(skel))
+        return hull_error_set(err, ENAMETOOLONG, "rootfs cache %s: path too long", cache);
+    if (mkdir(skel, 0755) < 0)
+        return hull_error_errno(err, "mkdir %s", skel);
+    int rc = build_default(skel, srcs, n, tmp, err);
+    hull_error e = NULL;
+    if (hull_rm_rf_at(AT_FDCWD, skel, &e) < 0) {
+        /* The image is built or not; a leftover skeleton only takes space. */
+        hull_warn("rootfs: remove %s: %s", skel, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    return rc;
+}
+
 int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err)
 {
     memset(out, 0, sizeof(*out));
     char cache[PATH_MAX], key[HULL_SHA256_HEX], tmp[PATH_MAX + 64];
-    char **srcs = NULL;
+    __attribute__((cleanup(sources_freep))) char **srcs = NULL;
     size_t n = 0;
-    int rc = -1;
     if (vm_cache_subdir("rootfs", cache, sizeof(cache), err) < 0)
         return -1;
     if (dir) {
@@ -311,34 +353,21 @@ int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err)
         if (default_sources(&srcs, &n, err) < 0)
             return -1;
         if (tree_key((const char *const *)srcs, n, key, err) < 0)
-            goto out;
+            return -1;
     }
-    snprintf(out->image, sizeof(out->image), "%s/rootfs-%s.sqfs", cache, key);
+    /* A cut path would name another image of the cache. */
+    if (snprintf(out->image, sizeof(out->image), "%s/rootfs-%s.sqfs", cache, key) >=
+        (int)sizeof(out->image))
+        return hull_error_set(err, ENAMETOOLONG, "rootfs cache %s: path too long", cache);
     if (access(out->image, R_OK) < 0) {
         snprintf(tmp, sizeof(tmp), "%s.tmp.%d", out->image, getpid());
-        if (dir)
-            rc = run_mksquashfs(out->source, tmp, err);
-        else {
-            char skel[PATH_MAX + 32];
-            snprintf(skel, sizeof(skel), "%s/skel.%d", cache, getpid());
-            if (mkdir(skel, 0755) < 0) {
-                rc = hull_error_errno(err, "mkdir %s", skel);
-                goto out;
-            }
-            rc = build_default(skel, srcs, n, tmp, err);
-            hull_rm_rf_at(AT_FDCWD, skel, NULL);
-        }
+        int rc = build_image(out, cache, srcs, n, tmp, err);
         if (rc == 0 && rename(tmp, out->image) < 0)
             rc = hull_error_errno(err, "rename %s", out->image);
         if (rc < 0) {
             unlink(tmp);
-            goto out;
+            return -1;
         }
     }
-    rc = vm_sha256_file(out->image, out->sha256, err);
-out:
-    for (size_t i = 0; i < n; i++)
-        free(srcs[i]);
-    free(srcs);
-    return rc;
+    return vm_sha256_file(out->image, out->sha256, err);
 }

@@ -23,13 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 #include "vm/vmm.h"
@@ -63,6 +64,21 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+static void zstd_cctx_freep(ZSTD_CCtx **z)
+{
+    ZSTD_freeCCtx(*z);
+}
+
+static void zstd_dctx_freep(ZSTD_DCtx **z)
+{
+    ZSTD_freeDCtx(*z);
+}
+
+static void md_ctx_freep(EVP_MD_CTX **c)
+{
+    EVP_MD_CTX_free(*c);
+}
+
 /* save: raw stream from QEMU -> hash -> zstd -> hash -> file */
 static int pump_save(void *arg)
 {
@@ -71,19 +87,20 @@ static int pump_save(void *arg)
         close(p->close_first);
         p->close_first = -1;
     }
-    ZSTD_CCtx *z = ZSTD_createCCtx();
-    ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, 1);
+    __attribute__((cleanup(zstd_cctx_freep))) ZSTD_CCtx *z = ZSTD_createCCtx();
     size_t inlen = ZSTD_CStreamInSize(), outlen = ZSTD_CStreamOutSize();
-    char *ib = malloc(inlen), *ob = malloc(outlen);
-    int rc = 0;
+    cleanup_free char *ib = malloc(inlen);
+    cleanup_free char *ob = malloc(outlen);
+    if (!z || !ib || !ob)
+        return hull_error_set(p->err, ENOMEM, "snapshot: no memory for the compressor");
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, 1)))
+        return hull_error_set(p->err, EINVAL, "snapshot: zstd refuses compression level 1");
     for (;;) {
         ssize_t n = read(p->in, ib, inlen);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            rc = hull_error_errno(p->err, "read the migration stream");
-            break;
-        }
+        if (n < 0)
+            return hull_error_errno(p->err, "read the migration stream");
         EVP_DigestUpdate(p->raw, ib, (size_t)n);
         p->raw_size += (uint64_t)n;
         ZSTD_inBuffer zi = {ib, (size_t)n, 0};
@@ -92,36 +109,41 @@ static int pump_save(void *arg)
         do {
             ZSTD_outBuffer zo = {ob, outlen, 0};
             left = ZSTD_compressStream2(z, &zo, &zi, mode);
-            if (ZSTD_isError(left)) {
-                rc = hull_error_set(p->err, EIO, "zstd: %s", ZSTD_getErrorName(left));
-                break;
-            }
+            if (ZSTD_isError(left))
+                return hull_error_set(p->err, EIO, "zstd: %s", ZSTD_getErrorName(left));
             EVP_DigestUpdate(p->packed, ob, zo.pos);
             p->packed_size += zo.pos;
-            if (write_all(p->out, ob, zo.pos) < 0) {
-                rc = hull_error_errno(p->err, "write the snapshot");
-                break;
-            }
-        } while (!rc && (mode == ZSTD_e_end ? left != 0 : zi.pos < zi.size));
-        if (rc || n == 0)
-            break;
+            if (write_all(p->out, ob, zo.pos) < 0)
+                return hull_error_errno(p->err, "write the snapshot");
+        } while (mode == ZSTD_e_end ? left != 0 : zi.pos < zi.size);
+        if (n == 0)
+            return 0;
     }
-    free(ib);
-    free(ob);
-    ZSTD_freeCCtx(z);
-    return rc;
+}
+
+/* Stop feeding QEMU: it sees EOF. */
+static void pump_close_out(struct pump *p)
+{
+    if (p->out >= 0)
+        close(p->out);
+    p->out = -1;
 }
 
 /* restore: file -> hash -> unzstd -> hash -> QEMU */
 static int pump_restore(void *arg)
 {
     struct pump *p = arg;
-    ZSTD_DCtx *z = ZSTD_createDCtx();
+    __attribute__((cleanup(zstd_dctx_freep))) ZSTD_DCtx *z = ZSTD_createDCtx();
     size_t inlen = ZSTD_DStreamInSize(), outlen = ZSTD_DStreamOutSize();
-    char *ib = malloc(inlen), *ob = malloc(outlen);
+    cleanup_free char *ib = malloc(inlen);
+    cleanup_free char *ob = malloc(outlen);
+    if (!z || !ib || !ob) {
+        pump_close_out(p);
+        return hull_error_set(p->err, ENOMEM, "snapshot: no memory for the decompressor");
+    }
     int rc = 0;
     size_t last = 0;
-    for (;;) {
+    while (!rc) {
         ssize_t n = read(p->in, ib, inlen);
         if (n < 0 && errno == EINTR)
             continue;
@@ -149,21 +171,11 @@ static int pump_restore(void *arg)
             p->raw_size += zo.pos;
             /* QEMU may already have given up on a bad stream: keep hashing,
              * stop feeding, and let the digest check speak. */
-            if (p->out >= 0 && write_all(p->out, ob, zo.pos) < 0) {
-                close(p->out);
-                p->out = -1;
-            }
+            if (p->out >= 0 && write_all(p->out, ob, zo.pos) < 0)
+                pump_close_out(p);
         }
-        if (rc)
-            break;
     }
-    if (p->out >= 0) {
-        close(p->out);
-        p->out = -1;
-    }
-    free(ib);
-    free(ob);
-    ZSTD_freeDCtx(z);
+    pump_close_out(p);
     return rc;
 }
 
@@ -174,12 +186,113 @@ static void hex_final(EVP_MD_CTX *c, char out[HULL_SHA256_HEX])
     vm_sha256_hex(md, out);
 }
 
+/* Two fresh sha256 contexts for a pump: raw and packed stream. */
+static int digests_new(EVP_MD_CTX **raw, EVP_MD_CTX **packed, hull_error *err)
+{
+    *raw = EVP_MD_CTX_new();
+    *packed = EVP_MD_CTX_new();
+    if (!*raw || !*packed || EVP_DigestInit_ex(*raw, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestInit_ex(*packed, EVP_sha256(), NULL) != 1)
+        return hull_error_set(err, ENOMEM, "snapshot: sha256 context");
+    return 0;
+}
+
 static json_object *artifact(const char *path, const char *sha)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "path", json_object_new_string(path));
     json_object_object_add(o, "sha256", json_object_new_string(sha));
     return o;
+}
+
+/* What the pump measured of a stream. */
+struct sums {
+    char raw[HULL_SHA256_HEX], packed[HULL_SHA256_HEX];
+    uint64_t raw_size, packed_size;
+};
+
+static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "format", json_object_new_int(SNAP_FORMAT));
+    json_object_object_add(m, "source_vm", json_object_new_string(vm->id));
+    json_object_object_add(m, "created_unix", json_object_new_int64(hull_realtime_ms() / 1000));
+    json_object_object_add(m, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
+    json_object_object_add(m, "vcpus", json_object_new_int((int)vm->vcpus));
+    json_object_object_add(m, "accelerator", json_object_new_string(vm->accel));
+    json_object *k = artifact(vm->kernel.bzimage, vm->kernel.bzimage_sha256);
+    json_object_object_add(k, "release", json_object_new_string(vm->kernel.release));
+    json_object_object_add(k, "vmlinux", json_object_new_string(vm->kernel.vmlinux));
+    json_object_object_add(k, "vmlinux_sha256", json_object_new_string(vm->kernel.vmlinux_sha256));
+    json_object_object_add(m, "kernel", k);
+    json_object_object_add(m, "initrd", artifact(vm->initrd.path, vm->initrd.sha256));
+    json_object *r = artifact(vm->rootfs.image, vm->rootfs.sha256);
+    json_object_object_add(r, "source", json_object_new_string(vm->rootfs.source));
+    json_object_object_add(m, "rootfs", r);
+    json_object *s = json_object_new_object();
+    json_object_object_add(s, "sha256", json_object_new_string(sum->raw));
+    json_object_object_add(s, "size", json_object_new_int64((int64_t)sum->raw_size));
+    json_object_object_add(s, "payload_sha256", json_object_new_string(sum->packed));
+    json_object_object_add(s, "payload_size", json_object_new_int64((int64_t)sum->packed_size));
+    json_object_object_add(s, "compression", json_object_new_string("zstd"));
+    json_object_object_add(m, "stream", s);
+    return m;
+}
+
+/* The header and the signed manifest in front of the payload, then fsync. */
+static int write_manifest(const struct vm *vm, const struct sums *sum, int out, const char *tmp,
+                          hull_error *err)
+{
+    cleanup_json json_object *m = manifest_json(vm, sum);
+    size_t mlen;
+    const char *ms = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &mlen);
+    char hmac[HULL_SHA256_HEX];
+    if (mlen > MANIFEST_SPACE)
+        return hull_error_set(err, E2BIG, "snapshot manifest too large");
+    if (vm_hmac(ms, mlen, hmac, err) < 0)
+        return -1;
+    char hdr[HEADER_SIZE] = {0};
+    memcpy(hdr, SNAP_MAGIC, 8);
+    uint32_t f = SNAP_FORMAT, l = (uint32_t)mlen;
+    memcpy(hdr + 8, &f, 4);
+    memcpy(hdr + 12, &l, 4);
+    memcpy(hdr + 16, hmac, 64);
+    cleanup_free char *space = malloc(MANIFEST_SPACE);
+    if (!space)
+        return hull_error_set(err, ENOMEM, "snapshot: no memory for the manifest");
+    memset(space, ' ', MANIFEST_SPACE);
+    memcpy(space, ms, mlen);
+    if (pwrite(out, hdr, HEADER_SIZE, 0) != HEADER_SIZE ||
+        pwrite(out, space, MANIFEST_SPACE, HEADER_SIZE) != MANIFEST_SPACE || fsync(out) < 0)
+        return hull_error_errno(err, "write %s", tmp);
+    return 0;
+}
+
+/* The VM's state through the pump into out at the payload's offset. */
+static int save_stream(struct vm *vm, int out, struct sums *sum, hull_error *err)
+{
+    __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *raw = NULL;
+    __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *packed = NULL;
+    if (digests_new(&raw, &packed, err) < 0)
+        return -1;
+    if (lseek(out, PAYLOAD_OFF, SEEK_SET) < 0)
+        return hull_error_errno(err, "seek");
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    cleanup_close int rd = pp[0];
+    /* QEMU gets its own copy of the write end (getfd); ours must go
+     * before the pump reads, or it never sees EOF. */
+    struct pump p = {
+        .in = rd, .out = out, .close_first = pp[1], .raw = raw, .packed = packed, .err = err};
+    int rc = vm_vmm()->save(vm, pp[1], pump_save, &p, err);
+    if (p.close_first >= 0)
+        close(p.close_first);
+    hex_final(raw, sum->raw);
+    hex_final(packed, sum->packed);
+    sum->raw_size = p.raw_size;
+    sum->packed_size = p.packed_size;
+    return rc;
 }
 
 /* Save vm (locked by the caller, running or paused) to file. */
@@ -189,95 +302,28 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
         return hull_error_set(err, EINVAL, "VM %s is %s", vm->id, vm_status_name(vm->status));
     bool was_running = vm->status == VM_RUNNING;
     char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", file, getpid());
-    int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* A cut name would be another file, renamed over `file` below. */
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", file, getpid()) >= (int)sizeof(tmp))
+        return hull_error_set(err, ENAMETOOLONG, "snapshot %s: path too long", file);
+    cleanup_close int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0)
         return hull_error_errno(err, "create %s", tmp);
-    int pp[2] = {-1, -1};
-    struct pump p = {.out = out,
-                     .close_first = -1,
-                     .raw = EVP_MD_CTX_new(),
-                     .packed = EVP_MD_CTX_new(),
-                     .err = err};
-    EVP_DigestInit_ex(p.raw, EVP_sha256(), NULL);
-    EVP_DigestInit_ex(p.packed, EVP_sha256(), NULL);
-    int rc = lseek(out, PAYLOAD_OFF, SEEK_SET) < 0 ? hull_error_errno(err, "seek") : 0;
-    if (!rc && pipe2(pp, O_CLOEXEC) < 0)
-        rc = hull_error_errno(err, "pipe");
-    if (!rc) {
-        p.in = pp[0];
-        /* QEMU gets its own copy of the write end (getfd); ours must go
-         * before the pump reads, or it never sees EOF. */
-        p.close_first = pp[1];
-        rc = vm_vmm()->save(vm, pp[1], pump_save, &p, err);
-    }
-    if (p.close_first >= 0)
-        close(p.close_first);
-    if (pp[0] >= 0)
-        close(pp[0]);
-    char raw[HULL_SHA256_HEX], packed[HULL_SHA256_HEX];
-    hex_final(p.raw, raw);
-    hex_final(p.packed, packed);
-    EVP_MD_CTX_free(p.raw);
-    EVP_MD_CTX_free(p.packed);
+    struct sums sum = {0};
+    int rc = save_stream(vm, out, &sum, err);
     /* The VM goes on as it was, whatever happened to the file. */
-    if (was_running)
-        vm_vmm()->resume(vm, NULL);
-    if (!was_running)
-        vm->status = VM_PAUSED;
-    if (!rc) {
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "format", json_object_new_int(SNAP_FORMAT));
-        json_object_object_add(m, "source_vm", json_object_new_string(vm->id));
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        json_object_object_add(m, "created_unix", json_object_new_int64(ts.tv_sec));
-        json_object_object_add(m, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
-        json_object_object_add(m, "vcpus", json_object_new_int((int)vm->vcpus));
-        json_object_object_add(m, "accelerator", json_object_new_string(vm->accel));
-        json_object *k = artifact(vm->kernel.bzimage, vm->kernel.bzimage_sha256);
-        json_object_object_add(k, "release", json_object_new_string(vm->kernel.release));
-        json_object_object_add(k, "vmlinux", json_object_new_string(vm->kernel.vmlinux));
-        json_object_object_add(k, "vmlinux_sha256",
-                               json_object_new_string(vm->kernel.vmlinux_sha256));
-        json_object_object_add(m, "kernel", k);
-        json_object_object_add(m, "initrd", artifact(vm->initrd.path, vm->initrd.sha256));
-        json_object *r = artifact(vm->rootfs.image, vm->rootfs.sha256);
-        json_object_object_add(r, "source", json_object_new_string(vm->rootfs.source));
-        json_object_object_add(m, "rootfs", r);
-        json_object *s = json_object_new_object();
-        json_object_object_add(s, "sha256", json_object_new_string(raw));
-        json_object_object_add(s, "size", json_object_new_int64((int64_t)p.raw_size));
-        json_object_object_add(s, "payload_sha256", json_object_new_string(packed));
-        json_object_object_add(s, "payload_size", json_object_new_int64((int64_t)p.packed_size));
-        json_object_object_add(s, "compression", json_object_new_string("zstd"));
-        json_object_object_add(m, "stream", s);
-        size_t mlen;
-        const char *ms = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &mlen);
-        char hmac[HULL_SHA256_HEX];
-        char hdr[HEADER_SIZE];
-        if (mlen > MANIFEST_SPACE)
-            rc = hull_error_set(err, E2BIG, "snapshot manifest too large");
-        else if (vm_hmac(ms, mlen, hmac, err) < 0)
-            rc = -1;
-        else {
-            memset(hdr, 0, sizeof(hdr));
-            memcpy(hdr, SNAP_MAGIC, 8);
-            uint32_t f = SNAP_FORMAT, l = (uint32_t)mlen;
-            memcpy(hdr + 8, &f, 4);
-            memcpy(hdr + 12, &l, 4);
-            memcpy(hdr + 16, hmac, 64);
-            char *space = malloc(MANIFEST_SPACE);
-            memset(space, ' ', MANIFEST_SPACE);
-            memcpy(space, ms, mlen);
-            if (pwrite(out, hdr, HEADER_SIZE, 0) != HEADER_SIZE ||
-                pwrite(out, space, MANIFEST_SPACE, HEADER_SIZE) != MANIFEST_SPACE || fsync(out) < 0)
-                rc = hull_error_errno(err, "write %s", tmp);
-            free(space);
+    if (was_running) {
+        hull_error e = NULL;
+        if (vm_vmm()->resume(vm, &e) < 0) {
+            /* The snapshot's own result stands; say why the guest is still paused. */
+            hull_warn("VM %s: resume after the snapshot: %s", vm->id, hull_error_msg(e));
+            hull_error_free(&e);
         }
-        json_object_put(m);
-    }
+    } else
+        vm->status = VM_PAUSED;
+    if (!rc)
+        rc = write_manifest(vm, &sum, out, tmp, err);
     close(out);
+    out = -1;
     if (!rc && rename(tmp, file) < 0)
         rc = hull_error_errno(err, "rename to %s", file);
     if (rc)
@@ -287,51 +333,44 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
 
 static int read_manifest(const char *file, int *fdout, json_object **out, hull_error *err)
 {
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    cleanup_close int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return hull_error_errno(err, "snapshot %s", file);
     char hdr[HEADER_SIZE];
     uint32_t fmt, len;
-    if (read(fd, hdr, HEADER_SIZE) != HEADER_SIZE || memcmp(hdr, SNAP_MAGIC, 8) != 0) {
-        close(fd);
+    if (read(fd, hdr, HEADER_SIZE) != HEADER_SIZE || memcmp(hdr, SNAP_MAGIC, 8) != 0)
         return hull_error_set(err, EINVAL, "snapshot %s: not a hull snapshot", file);
-    }
     memcpy(&fmt, hdr + 8, 4);
     memcpy(&len, hdr + 12, 4);
-    if (fmt != SNAP_FORMAT || len == 0 || len > MANIFEST_SPACE) {
-        close(fd);
+    if (fmt != SNAP_FORMAT || len == 0 || len > MANIFEST_SPACE)
         return hull_error_set(err, EINVAL, "snapshot %s: unsupported format or damaged header",
                               file);
-    }
-    char *ms = malloc(len + 1);
+    cleanup_free char *ms = malloc(len + 1);
     char hmac[HULL_SHA256_HEX];
-    if (pread(fd, ms, len, HEADER_SIZE) != (ssize_t)len) {
-        free(ms);
-        close(fd);
+    if (!ms)
+        return hull_error_set(err, ENOMEM, "snapshot %s: no memory for the manifest", file);
+    if (pread(fd, ms, len, HEADER_SIZE) != (ssize_t)len)
         return hull_error_set(err, EINVAL, "snapshot %s: truncated manifest", file);
-    }
     ms[len] = 0;
-    if (vm_hmac(ms, len, hmac, err) < 0) {
-        free(ms);
-        close(fd);
+    if (vm_hmac(ms, len, hmac, err) < 0)
         return -1;
-    }
-    if (CRYPTO_memcmp(hmac, hdr + 16, 64) != 0) {
-        free(ms);
-        close(fd);
+    if (CRYPTO_memcmp(hmac, hdr + 16, 64) != 0)
         return hull_error_set(err, EPERM,
                               "snapshot %s: manifest signature does not match "
                               "(tampered with, or made on another host)",
                               file);
-    }
-    int rc = hj_parse(ms, len, file, out, err);
-    free(ms);
-    if (rc < 0) {
-        close(fd);
+    if (hj_parse(ms, len, file, out, err) < 0)
         return -1;
-    }
     *fdout = fd;
+    fd = -1;
     return 0;
+}
+
+int vm_snapshot_check(const char *file, hull_error *err)
+{
+    cleanup_close int fd = -1;
+    cleanup_json json_object *m = NULL;
+    return read_manifest(file, &fd, &m, err);
 }
 
 static const char *mget(json_object *m, const char *obj, const char *key)
@@ -391,65 +430,68 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
                                   "%s %s changed since the snapshot (sha256 %s, expected %s)",
                                   a[i].what, a[i].path, got, a[i].sha);
     }
-    char sumfile[4200], *sum = NULL;
+    char sumfile[4200];
+    cleanup_free char *sum = NULL;
     size_t sl;
     snprintf(sumfile, sizeof(sumfile), "%s.sha256", vm->kernel.vmlinux);
+    /* Why the digest file cannot be read does not matter: the vmlinux is refused. */
     if (access(vm->kernel.vmlinux, R_OK) < 0 || hull_read_file(sumfile, &sum, &sl, NULL) < 0 ||
-        sl < 64 || strncmp(sum, vm->kernel.vmlinux_sha256, 64) != 0) {
-        free(sum);
+        sl < 64 || strncmp(sum, vm->kernel.vmlinux_sha256, 64) != 0)
         return hull_error_set(err, ENOENT, "the snapshot's vmlinux %s is gone or changed",
                               vm->kernel.vmlinux);
-    }
-    free(sum);
     return 0;
+}
+
+/* Start a paused QEMU for vm that loads from a pipe, and feed it the
+ * payload of fd while hashing it; the digests must be the manifest's. */
+static int load_stream(struct vm *vm, int fd, json_object *m, const char *file, hull_error *err)
+{
+    __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *raw = NULL;
+    __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *packed = NULL;
+    if (digests_new(&raw, &packed, err) < 0)
+        return -1;
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    int rc = vm_save(vm, err) < 0 ? -1 : vm_start_vmm(vm, pp[0], err);
+    /* QEMU has its own copy: a QEMU that exits makes our writes fail. */
+    close(pp[0]);
+    struct pump p = {
+        .in = fd, .out = pp[1], .close_first = -1, .raw = raw, .packed = packed, .err = err};
+    if (rc < 0) {
+        pump_close_out(&p);
+        return -1;
+    }
+    /* QEMU can exit mid-stream on a bad one: a write must fail, not kill us. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGPIPE, &ign, &old);
+    rc = lseek(fd, PAYLOAD_OFF, SEEK_SET) < 0 ? hull_error_errno(err, "seek") : pump_restore(&p);
+    sigaction(SIGPIPE, &old, NULL);
+    pump_close_out(&p);
+    char rawhex[HULL_SHA256_HEX], packedhex[HULL_SHA256_HEX];
+    hex_final(raw, rawhex);
+    hex_final(packed, packedhex);
+    if (!rc && (strcmp(packedhex, mget(m, "stream", "payload_sha256")) != 0 ||
+                strcmp(rawhex, mget(m, "stream", "sha256")) != 0))
+        rc = hull_error_set(
+            err, EPERM,
+            "snapshot %s: stream digest does not match the manifest (tampered with or damaged)",
+            file);
+    return rc;
 }
 
 /* Load file into vm (a fresh VM directory, status created); leaves it
  * running with the agent answering. */
 int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int fd = -1;
-    json_object *m = NULL;
+    int64_t t0 = hull_monotonic_ms();
+    cleanup_close int fd = -1;
+    cleanup_json json_object *m = NULL;
     if (read_manifest(file, &fd, &m, err) < 0)
         return -1;
     int rc = manifest_artifacts(m, vm, err);
-    int pp[2] = {-1, -1};
-    if (!rc && pipe2(pp, O_CLOEXEC) < 0)
-        rc = hull_error_errno(err, "pipe");
-    if (!rc && (rc = vm_save(vm, err)) == 0)
-        rc = vm_start_vmm(vm, pp[0], err);
-    if (pp[0] >= 0)
-        close(pp[0]);
-    struct pump p = {.in = fd,
-                     .out = pp[1],
-                     .close_first = -1,
-                     .raw = EVP_MD_CTX_new(),
-                     .packed = EVP_MD_CTX_new(),
-                     .err = err};
-    EVP_DigestInit_ex(p.raw, EVP_sha256(), NULL);
-    EVP_DigestInit_ex(p.packed, EVP_sha256(), NULL);
-    if (!rc) {
-        /* QEMU can exit mid-stream on a bad one: a write must fail, not kill us. */
-        struct sigaction ign = {.sa_handler = SIG_IGN}, old;
-        sigaction(SIGPIPE, &ign, &old);
-        rc =
-            lseek(fd, PAYLOAD_OFF, SEEK_SET) < 0 ? hull_error_errno(err, "seek") : pump_restore(&p);
-        sigaction(SIGPIPE, &old, NULL);
-    } else if (pp[1] >= 0)
-        close(pp[1]);
-    char raw[HULL_SHA256_HEX], packed[HULL_SHA256_HEX];
-    hex_final(p.raw, raw);
-    hex_final(p.packed, packed);
-    EVP_MD_CTX_free(p.raw);
-    EVP_MD_CTX_free(p.packed);
-    if (!rc && (strcmp(packed, mget(m, "stream", "payload_sha256")) != 0 ||
-                strcmp(raw, mget(m, "stream", "sha256")) != 0))
-        rc = hull_error_set(
-            err, EPERM,
-            "snapshot %s: stream digest does not match the manifest (tampered with or damaged)",
-            file);
+    if (!rc)
+        rc = load_stream(vm, fd, m, file, err);
     if (!rc && vm_vmm()->load_wait(vm, err) < 0)
         rc = hull_error_prefix(err, "load the snapshot");
     if (!rc && vm_vmm()->resume(vm, err) == 0) {
@@ -460,9 +502,8 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
         vm_agent_close(a);
     } else if (!rc)
         rc = -1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (ready_ms)
-        *ready_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        *ready_ms = hull_monotonic_ms() - t0;
     vm->boot_ms = ready_ms ? *ready_ms : 0;
     if (!rc)
         rc = vm_save(vm, err);
@@ -471,57 +512,5 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
         vm->status = VM_FAILED;
         vm->pid = 0;
     }
-    close(fd);
-    json_object_put(m);
     return rc;
-}
-
-int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
-                     hull_error *err)
-{
-    struct vm vm;
-    if (!file || !*file)
-        return hull_error_set(err, EINVAL, "snapshot: missing file");
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "snapshot");
-    int lk = vm_lock(&vm, "lock", true, err);
-    if (lk < 0)
-        return hull_error_prefix(err, "snapshot");
-    /* No agent session may be mid-request inside the saved state. */
-    int alk = vm_lock(&vm, "agent.lock", true, err);
-    int rc = alk < 0 ? -1 : vm_snapshot_to(&vm, file, err);
-    if (alk >= 0)
-        close(alk);
-    if (!rc)
-        rc = vm_save(&vm, err);
-    close(lk);
-    return rc < 0 ? hull_error_prefix(err, "snapshot %s", id) : 0;
-}
-
-int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
-                    hull_error *err)
-{
-    struct vm vm;
-    memset(&vm, 0, sizeof(vm));
-    if (vm_dir_of(rt, new_id, vm.dir, sizeof(vm.dir), err) < 0)
-        return hull_error_prefix(err, "restore");
-    snprintf(vm.id, sizeof(vm.id), "%s", new_id);
-    if (access(vm.dir, F_OK) == 0)
-        return hull_error_set(err, EEXIST, "restore: VM %s already exists", new_id);
-    /* Check the file before making anything. */
-    int fd = -1;
-    json_object *m = NULL;
-    if (read_manifest(file, &fd, &m, err) < 0)
-        return hull_error_prefix(err, "restore");
-    close(fd);
-    json_object_put(m);
-    if (vm_make_dirs(&vm, err) < 0)
-        return hull_error_prefix(err, "restore");
-    int lk = vm_lock(&vm, "lock", false, err);
-    int rc = lk < 0 ? -1 : vm_restore_into(&vm, file, NULL, err);
-    if (rc < 0)
-        hull_rm_rf_at(AT_FDCWD, vm.dir, NULL);
-    if (lk >= 0)
-        close(lk);
-    return rc < 0 ? hull_error_prefix(err, "restore") : 0;
 }

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -50,7 +50,9 @@ int vm_id_validate(const char *id, hull_error *err)
 int vm_root_dir(const struct hull_runtime *rt, char *out, size_t len, hull_error *err)
 {
     const char *root = rt && rt->root ? rt->root : HULL_DEFAULT_ROOT;
-    snprintf(out, len, "%s/vm", root);
+    /* A cut path would be another directory. */
+    if (snprintf(out, len, "%s/vm", root) >= (int)len)
+        return hull_error_set(err, ENAMETOOLONG, "state directory %s/vm: path too long", root);
     if (hull_mkdir_p(out, 0700, err) < 0)
         return hull_error_prefix(err, "state directory");
     return 0;
@@ -61,10 +63,12 @@ int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t l
     char root[4096];
     if (vm_id_validate(id, err) < 0 || vm_root_dir(rt, root, sizeof(root), err) < 0)
         return -1;
-    snprintf(out, len, "%s/%s", root, id);
+    if (snprintf(out, len, "%s/%s", root, id) >= (int)len)
+        return hull_error_set(err, ENAMETOOLONG, "VM directory %s/%s: path too long", root, id);
     return 0;
 }
 
+/* Callers pass 4200 bytes: vm->dir fits 4096 (vm_dir_of) and names are short. */
 void vm_path(const struct vm *vm, const char *name, char *out, size_t len)
 {
     snprintf(out, len, "%s/%s", vm->dir, name);
@@ -92,7 +96,7 @@ static unsigned long long proc_start_time(pid_t pid, char *state)
     size_t l;
     snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
     if (hull_read_file(p, &buf, &l, NULL) < 0)
-        return 0;
+        return 0; /* no such process: 0 is never a start time */
     /* comm may hold spaces and parentheses: fields count from the last ')'. */
     char *rp = strrchr(buf, ')');
     unsigned long long start = 0;
@@ -152,11 +156,8 @@ json_object *vm_state_json(const struct vm *vm)
     json_object_object_add(o, "vcpus", json_object_new_int((int)vm->vcpus));
     add_str(o, "created", vm->created);
     int64_t up = 0;
-    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && vm->started_ms) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        up = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - vm->started_ms;
-    }
+    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && vm->started_ms)
+        up = hull_realtime_ms() - vm->started_ms;
     json_object_object_add(o, "uptime_ms", json_object_new_int64(up));
     json_object_object_add(o, "boot_ms", json_object_new_int64(vm->boot_ms));
     json_object *d = json_object_new_object();
@@ -187,13 +188,12 @@ json_object *vm_state_json(const struct vm *vm)
 
 int vm_save(const struct vm *vm, hull_error *err)
 {
-    json_object *o = vm_state_json(vm);
+    cleanup_json json_object *o = vm_state_json(vm);
     const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
     cleanup_close int dfd = open(vm->dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    int rc = dfd < 0 ? hull_error_errno(err, "open %s", vm->dir)
-                     : hull_write_file_atomic(dfd, "state.json", s, strlen(s), 0600, err);
-    json_object_put(o);
-    return rc;
+    if (dfd < 0)
+        return hull_error_errno(err, "open %s", vm->dir);
+    return hull_write_file_atomic(dfd, "state.json", s, strlen(s), 0600, err);
 }
 
 static void get_str(json_object *o, const char *k, char *out, size_t len)
@@ -209,14 +209,14 @@ static int64_t get_int(json_object *o, const char *k)
     return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
 }
 
-int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err)
+int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err)
 {
     memset(vm, 0, sizeof(*vm));
     if (vm_dir_of(rt, id, vm->dir, sizeof(vm->dir), err) < 0)
         return -1;
     char p[4200];
     vm_path(vm, "state.json", p, sizeof(p));
-    json_object *o = NULL;
+    cleanup_json json_object *o = NULL;
     if (access(p, F_OK) < 0)
         return hull_error_set(err, ENOENT, "VM %s does not exist", id);
     if (hj_parse_file(p, &o, err) < 0)
@@ -261,18 +261,5 @@ int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     get_str(r, "source", vm->rootfs.source, sizeof(vm->rootfs.source));
     if (strcmp(vm->rootfs.source, "(default)") == 0)
         vm->rootfs.source[0] = 0;
-    json_object_put(o);
-    /* The file says running; /proc decides. */
-    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && !vm_qemu_alive(vm)) {
-        int lk = vm_lock(vm, "lock", false, NULL);
-        if (lk >= 0) {
-            vm_release(vm);
-            vm->status = VM_STOPPED;
-            vm->pid = 0;
-            vm_save(vm, NULL);
-            close(lk);
-        } else
-            vm->status = VM_STOPPED; /* someone else holds it and will record it */
-    }
     return 0;
 }

@@ -58,10 +58,34 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
     if (vm_create(rt, o, vm, err) < 0)
         return -1;
     if (vm_start_from_template(vm, err) < 0) {
-        vm_destroy(vm, NULL);
+        hull_error e = NULL;
+        if (vm_destroy(vm, &e) < 0) {
+            /* The start's error is the one to report; name what is left. */
+            hull_warn("VM %s: delete after a failed start: %s", vm->id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
         return -1;
     }
     return 0;
+}
+
+/* Restore the template at path into vm; true when it did. One that does
+ * not restore is no template: it is dropped and vm made ready to boot. */
+static bool restore_template(struct vm *vm, const char *path)
+{
+    hull_error e = NULL;
+    if (vm_restore_into(vm, path, NULL, &e) == 0)
+        return true;
+    hull_warn_template(path, hull_error_msg(e));
+    hull_error_free(&e);
+    unlink(path);
+    reset_for_boot(vm);
+    if (vm_save(vm, &e) < 0) {
+        /* The cold boot that follows saves the record again. */
+        hull_warn_template(path, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    return false;
 }
 
 int vm_start_from_template(struct vm *vm, hull_error *err)
@@ -72,42 +96,30 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
     template_key(vm, key);
     snprintf(path, sizeof(path), "%s/%s.snap", dir, key);
     snprintf(lockp, sizeof(lockp), "%s/%s.lock", dir, key);
-    int lk = vm_lock(vm, "lock", true, err);
+    cleanup_close int lk = vm_lock(vm, "lock", true, err);
     if (lk < 0)
         return -1;
-    if (access(path, R_OK) == 0) {
-        hull_error e = NULL;
-        if (vm_restore_into(vm, path, NULL, &e) == 0) {
-            hull_error_free(&e);
-            close(lk);
-            return 0;
-        }
-        /* A template that does not restore is no template: drop it. */
+    if (access(path, R_OK) == 0 && restore_template(vm, path))
+        return 0;
+    cleanup_close int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (tl < 0 || flock(tl, LOCK_EX) < 0)
+        return hull_error_errno(err, "lock %s", lockp);
+    if (vm_start(vm, err) < 0)
+        return -1;
+    if (access(path, R_OK) == 0)
+        return 0;
+    /* Saving pauses the guest for the copy and resumes it: this VM goes
+     * on as the caller's, and its twin is on disk for the next one. */
+    hull_error e = NULL;
+    if (vm_snapshot_to(vm, path, &e) < 0) {
+        /* Only the next VM's warm start is lost: it makes the template again. */
         hull_warn_template(path, hull_error_msg(e));
         hull_error_free(&e);
-        unlink(path);
-        reset_for_boot(vm);
-        vm_save(vm, NULL);
     }
-    int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (tl < 0 || flock(tl, LOCK_EX) < 0) {
-        hull_error_errno(err, "lock %s", lockp);
-        if (tl >= 0)
-            close(tl);
-        close(lk);
-        return -1;
-    }
-    int rc = vm_start(vm, err);
-    if (!rc && access(path, R_OK) < 0) {
-        /* Saving pauses the guest for the copy and resumes it: this VM goes
-         * on as the caller's, and its twin is on disk for the next one. */
-        hull_error e = NULL;
-        if (vm_snapshot_to(vm, path, &e) < 0)
-            hull_warn_template(path, hull_error_msg(e));
+    if (vm_save(vm, &e) < 0) {
+        /* vm_start saved the running VM already; this adds nothing it needs. */
+        hull_warn("VM %s: %s", vm->id, hull_error_msg(e));
         hull_error_free(&e);
-        vm_save(vm, NULL);
     }
-    close(tl);
-    close(lk);
-    return rc;
+    return 0;
 }

@@ -11,8 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
@@ -52,6 +54,17 @@ static int check_digest(const char *what, const char *got, const char *want, hul
         return hull_error_set(err, EPERM, "attestation failed: %s sha256 is %s, expected %s", what,
                               got, want);
     return 0;
+}
+
+/* Undo a VM directory made moments ago, on the way out of a failure. */
+static void remove_dir(const struct vm *vm)
+{
+    hull_error e = NULL;
+    if (hull_rm_rf_at(AT_FDCWD, vm->dir, &e) < 0) {
+        /* The caller reports its own failure; this one is secondary. */
+        hull_warn("VM %s: remove %s: %s", vm->id, vm->dir, hull_error_msg(e));
+        hull_error_free(&e);
+    }
 }
 
 int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
@@ -98,12 +111,11 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
     vm->from_template = o->from_template;
     if (vm_make_dirs(vm, err) < 0)
         return -1;
-    if (vm_save(vm, err) < 0)
-        goto fail;
+    if (vm_save(vm, err) < 0) {
+        remove_dir(vm);
+        return -1;
+    }
     return 0;
-fail:
-    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
-    return -1;
 }
 
 int vm_make_dirs(struct vm *vm, hull_error *err)
@@ -120,19 +132,15 @@ int vm_make_dirs(struct vm *vm, hull_error *err)
     vm_path(vm, "run", p, sizeof(p));
     /* QEMU's private directory: its uid alone, so no other VM's QEMU (and
      * no other user) reaches its sockets. */
-    if (mkdir(p, 0700) < 0 || chown(p, vm->uid, vm->uid) < 0) {
+    bool ok = mkdir(p, 0700) == 0 && chown(p, vm->uid, vm->uid) == 0;
+    if (ok)
+        vm_path(vm, "jail", p, sizeof(p));
+    if (!ok || mkdir(p, 0755) < 0) {
         hull_error_errno(err, "mkdir %s", p);
-        goto fail;
-    }
-    vm_path(vm, "jail", p, sizeof(p));
-    if (mkdir(p, 0755) < 0) {
-        hull_error_errno(err, "mkdir %s", p);
-        goto fail;
+        remove_dir(vm);
+        return -1;
     }
     return 0;
-fail:
-    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
-    return -1;
 }
 
 static bool alive_cb(void *arg)
@@ -146,11 +154,12 @@ static void log_tail(const struct vm *vm, char *out, size_t len)
     out[0] = 0;
     static const char *const logs[] = {"run/qemu.log", "run/console.log"};
     for (size_t i = 0; i < 2; i++) {
-        char p[4200], *s = NULL;
+        char p[4200];
+        cleanup_free char *s = NULL;
         size_t l;
         vm_path(vm, logs[i], p, sizeof(p));
         if (hull_read_file(p, &s, &l, NULL) < 0)
-            continue;
+            continue; /* a log not written (yet) has no tail to show */
         while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
             s[--l] = 0;
         char *last = s;
@@ -159,7 +168,6 @@ static void log_tail(const struct vm *vm, char *out, size_t len)
                 last = q + 1;
         if (*last && strlen(out) + 8 < len)
             snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "; " : " (", last);
-        free(s);
     }
     if (out[0] && strlen(out) + 2 < len)
         strcat(out, ")");
@@ -182,7 +190,23 @@ static void ephemeral_cleanup(void *arg)
 {
     struct vm *vm = arg;
     vm_release(vm);
+    /* The monitor's last act after its caller died: nobody to tell. */
     hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+}
+
+/* Release what QEMU left and record the VM as status. The caller's own
+ * result stands: a record that cannot be written is named, and the next
+ * vm_load finds QEMU gone all the same. */
+static void record_down(struct vm *vm, enum vm_status status)
+{
+    vm_release(vm);
+    vm->status = status;
+    vm->pid = 0;
+    hull_error e = NULL;
+    if (vm_save(vm, &e) < 0) {
+        hull_warn("VM %s: record it %s: %s", vm->id, vm_status_name(status), hull_error_msg(e));
+        hull_error_free(&e);
+    }
 }
 
 /* Mark failed, kill and release: a VM that did not come up is not left half-running. */
@@ -190,13 +214,13 @@ static int start_failed(struct vm *vm, hull_error *err)
 {
     char tail[600];
     log_tail(vm, tail, sizeof(tail));
-    snprintf(vm->failure, sizeof(vm->failure), "%s%s", hull_error_msg(err ? *err : NULL), tail);
+    /* Only a description for `state`: a long one is cut, and says so in debug. */
+    if (snprintf(vm->failure, sizeof(vm->failure), "%s%s", hull_error_msg(err ? *err : NULL),
+                 tail) >= (int)sizeof(vm->failure))
+        hull_debug("vm %s: failure text cut to %zu bytes", vm->id, sizeof(vm->failure) - 1);
     if (vm->pid > 0 && vm_qemu_alive(vm))
         kill(vm->pid, SIGKILL);
-    vm_release(vm);
-    vm->status = VM_FAILED;
-    vm->pid = 0;
-    vm_save(vm, NULL);
+    record_down(vm, VM_FAILED);
     if (err && *err && tail[0]) {
         hull_error_prefix(err, "%s", "boot");
         char *m = NULL;
@@ -227,25 +251,25 @@ int vm_start(struct vm *vm, hull_error *err)
 {
     if (vm->status != VM_CREATED && vm->status != VM_STOPPED && vm->status != VM_FAILED)
         return hull_error_set(err, EBUSY, "VM %s is %s", vm->id, vm_status_name(vm->status));
-    int64_t t0 = vm_mono_ms();
+    int64_t t0 = hull_monotonic_ms();
     if (vm_start_vmm(vm, -1, err) < 0)
         return start_failed(vm, err);
     hull_debug("vm %s: VMM pid %d up after %lld ms", vm->id, (int)vm->pid,
-               (long long)(vm_mono_ms() - t0));
+               (long long)(hull_monotonic_ms() - t0));
     struct vm_agent *a = NULL;
     if (vm_agent_connect(vm, vm_boot_timeout_ms(vm), &a, err) < 0)
         return start_failed(vm, err);
     vm_agent_close(a);
-    vm->boot_ms = vm_mono_ms() - t0;
+    vm->boot_ms = hull_monotonic_ms() - t0;
     hull_debug("vm %s: agent ready after %lld ms", vm->id, (long long)vm->boot_ms);
     return vm_save(vm, err);
 }
 
 static bool wait_gone(struct vm *vm, int timeout_ms)
 {
-    int64_t end = vm_mono_ms() + timeout_ms;
+    int64_t end = hull_monotonic_ms() + timeout_ms;
     while (vm_qemu_alive(vm)) {
-        if (vm_mono_ms() > end)
+        if (hull_monotonic_ms() > end)
             return false;
         usleep(2000);
     }
@@ -259,9 +283,9 @@ void vm_release(struct vm *vm)
     if (vm->monitor > 0) {
         /* Our child (ephemeral VMs only). It reaps QEMU and exits by itself;
          * killing it first would leave QEMU an unreaped zombie in its cgroup. */
-        int64_t end = vm_mono_ms() + 5000;
+        int64_t end = hull_monotonic_ms() + 5000;
         pid_t r;
-        while ((r = waitpid(vm->monitor, NULL, WNOHANG)) == 0 && vm_mono_ms() < end)
+        while ((r = waitpid(vm->monitor, NULL, WNOHANG)) == 0 && hull_monotonic_ms() < end)
             usleep(1000);
         if (r == 0) {
             kill(vm->monitor, SIGKILL);
@@ -271,13 +295,15 @@ void vm_release(struct vm *vm)
     }
     wait_gone(vm, 5000);
     if (vm->cgroup[0]) {
-        json_object *saved = json_tokener_parse(vm->cgroup);
+        cleanup_json json_object *saved = json_tokener_parse(vm->cgroup);
         struct hull_cgroup *cg = NULL;
-        if (saved && hull_cgroup_load(saved, &cg, NULL) == 0) {
-            hull_cgroup_destroy(cg, NULL);
-            hull_cgroup_free(cg);
+        hull_error e = NULL;
+        if (saved && (hull_cgroup_load(saved, &cg, &e) < 0 || hull_cgroup_destroy(cg, &e) < 0)) {
+            /* Release goes on: what is left is the cgroup, named here. */
+            hull_warn("VM %s: release its cgroup: %s", vm->id, hull_error_msg(e));
+            hull_error_free(&e);
         }
-        json_object_put(saved);
+        hull_cgroup_free(cg);
         vm->cgroup[0] = 0;
     }
     static const char *const socks[] = {"run/qmp.sock", "run/agent.sock"};
@@ -293,9 +319,11 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err)
     if (vm_qemu_alive(vm)) {
         bool gone = false;
         if (graceful && vm->status == VM_RUNNING) {
-            /* Ask the guest to power off: it syncs and QEMU exits by itself. */
+            /* Ask the guest to power off: it syncs and QEMU exits by itself.
+             * Errors are not wanted here: a busy or silent agent only means
+             * the VMM is told to quit below. */
             struct vm_agent *a = NULL;
-            int lk = vm_lock(vm, "agent.lock", false, NULL);
+            cleanup_close int lk = vm_lock(vm, "agent.lock", false, NULL);
             if (lk >= 0 && vm_agent_connect(vm, 5000, &a, NULL) == 0) {
                 json_object *req = json_object_new_object();
                 json_object_object_add(req, "op", json_object_new_string("shutdown"));
@@ -303,9 +331,8 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err)
                 vm_agent_close(a);
                 gone = wait_gone(vm, 10000);
             }
-            if (lk >= 0)
-                close(lk);
         }
+        /* A VMM that does not take the quit gets SIGKILL below. */
         if (!gone && vm_vmm()->quit(vm, NULL) == 0)
             gone = wait_gone(vm, 3000);
         if (!gone) {
@@ -321,6 +348,26 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err)
     return vm_save(vm, err);
 }
 
+int vm_pause(struct vm *vm, hull_error *err)
+{
+    if (vm->status != VM_RUNNING)
+        return hull_error_set(err, EINVAL, "VM is %s, not running", vm_status_name(vm->status));
+    if (vm_vmm()->pause(vm, err) < 0)
+        return -1;
+    vm->status = VM_PAUSED;
+    return vm_save(vm, err);
+}
+
+int vm_resume(struct vm *vm, hull_error *err)
+{
+    if (vm->status != VM_PAUSED)
+        return hull_error_set(err, EINVAL, "VM is %s, not paused", vm_status_name(vm->status));
+    if (vm_vmm()->resume(vm, err) < 0)
+        return -1;
+    vm->status = VM_RUNNING;
+    return vm_save(vm, err);
+}
+
 int vm_destroy(struct vm *vm, hull_error *err)
 {
     vm_release(vm);
@@ -331,128 +378,18 @@ int vm_destroy(struct vm *vm, hull_error *err)
     return 0;
 }
 
-/* ---- public calls ---- */
-
-int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
-                   hull_error *err)
+int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err)
 {
-    struct vm vm;
-    struct vm_create_opts co = {
-        .id = o->id,
-        .memory_mb = o->memory_mb,
-        .vcpus = o->vcpus,
-        .kernel = o->kernel,
-        .rootfs = o->rootfs,
-        .accel = o->accel,
-        .expect_kernel_sha256 = o->expect_kernel_sha256,
-        .expect_initrd_sha256 = o->expect_initrd_sha256,
-        .expect_rootfs_sha256 = o->expect_rootfs_sha256,
-        /* Only recorded: create creates, `start` restores the template. */
-        .from_template = o->from_template,
-    };
-    if (vm_create(rt, &co, &vm, err) < 0)
-        return hull_error_prefix(err, "create %s", o->id ? o->id : "");
-    return 0;
-}
-
-int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err)
-{
-    struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "start");
-    if (vm.from_template && (vm.status == VM_CREATED || vm.status == VM_STOPPED))
-        /* It takes the VM's lock itself, around the template's. */
-        return vm_start_from_template(&vm, err) < 0 ? hull_error_prefix(err, "start %s", id) : 0;
-    int lk = vm_lock(&vm, "lock", false, err);
-    if (lk < 0)
-        return hull_error_prefix(err, "start");
-    int rc = vm_start(&vm, err);
-    close(lk);
-    return rc < 0 ? hull_error_prefix(err, "start %s", id) : 0;
-}
-
-static int simple_op(const struct hull_runtime *rt, const char *id, const char *what,
-                     int (*fn)(struct vm *, hull_error *), hull_error *err)
-{
-    struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "%s", what);
-    int lk = vm_lock(&vm, "lock", true, err);
-    if (lk < 0)
-        return hull_error_prefix(err, "%s", what);
-    int rc = fn(&vm, err);
-    close(lk);
-    return rc < 0 ? hull_error_prefix(err, "%s %s", what, id) : 0;
-}
-
-static int do_pause(struct vm *vm, hull_error *err)
-{
-    if (vm->status != VM_RUNNING)
-        return hull_error_set(err, EINVAL, "VM is %s, not running", vm_status_name(vm->status));
-    if (vm_vmm()->pause(vm, err) < 0)
+    if (vm_read(rt, id, vm, err) < 0)
         return -1;
-    vm->status = VM_PAUSED;
-    return vm_save(vm, err);
-}
-
-static int do_resume(struct vm *vm, hull_error *err)
-{
-    if (vm->status != VM_PAUSED)
-        return hull_error_set(err, EINVAL, "VM is %s, not paused", vm_status_name(vm->status));
-    if (vm_vmm()->resume(vm, err) < 0)
-        return -1;
-    vm->status = VM_RUNNING;
-    return vm_save(vm, err);
-}
-
-static int do_stop(struct vm *vm, hull_error *err)
-{
-    return vm_stop(vm, true, err);
-}
-
-int hull_vm_pause(const struct hull_runtime *rt, const char *id, hull_error *err)
-{
-    return simple_op(rt, id, "pause", do_pause, err);
-}
-
-int hull_vm_resume(const struct hull_runtime *rt, const char *id, hull_error *err)
-{
-    return simple_op(rt, id, "resume", do_resume, err);
-}
-
-int hull_vm_stop(const struct hull_runtime *rt, const char *id, hull_error *err)
-{
-    return simple_op(rt, id, "stop", do_stop, err);
-}
-
-int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force, hull_error *err)
-{
-    struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "delete");
-    int lk = vm_lock(&vm, "lock", true, err);
-    if (lk < 0)
-        return hull_error_prefix(err, "delete");
-    int rc = 0;
-    if ((vm.status == VM_RUNNING || vm.status == VM_PAUSED) && !force)
-        rc = hull_error_set(err, EBUSY, "VM %s is %s (stop it first or use --force)", id,
-                            vm_status_name(vm.status));
-    else
-        rc = vm_destroy(&vm, err);
-    close(lk);
-    return rc < 0 ? hull_error_prefix(err, "delete") : 0;
-}
-
-char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err)
-{
-    struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0) {
-        hull_error_prefix(err, "state");
-        return NULL;
+    /* The file says running; /proc decides. */
+    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && !vm_qemu_alive(vm)) {
+        cleanup_close int lk = vm_lock(vm, "lock", false, NULL);
+        if (lk < 0) {
+            vm->status = VM_STOPPED; /* someone else holds it and will record it */
+            return 0;
+        }
+        record_down(vm, VM_STOPPED);
     }
-    json_object *o = vm_state_json(&vm);
-    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-    return s;
+    return 0;
 }

@@ -13,8 +13,15 @@
  *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
  *               QEMU confined (in a cgroup from linux/cgroup.h), qmp.c speaks QMP
  *   the guest   agent.c: the host side of the agent protocol
- *   lifecycle   state.c (state directory), vm.c (create/start/stop/...),
- *               exec.c, snapshot.c, template.c, oneshot.c
+ *   lifecycle   state.c (the record), vm.c (create/start/stop/release/load),
+ *               snapshot.c (on vm.c), template.c (on snapshot.c and vm.c)
+ *   the verbs   api.c (include/hull.h's hull_vm_* lifecycle calls), exec.c
+ *               (exec, cp, list), oneshot.c (the sandbox's microvm level)
+ *
+ * Calls never run back up: state.c is the record the VMM and all above
+ * read, vm.c builds on the VMM and the guest, snapshot.c on vm.c,
+ * template.c on both, the verbs on all of them, and nothing calls api.c
+ * (docs/architecture.md; tests/integration/test_vm_layers.py).
  *
  * Files live in two places: per-VM state under <root>/vm/<id>/ (tmpfs, gone
  * with the VM) and shared, content-addressed artifacts under the cache
@@ -30,11 +37,6 @@
 #include <sys/types.h>
 
 #include "hull.h"
-
-/* Paths in vm/ are joined from parts bounded well below PATH_MAX (the cache
- * directory is refused past 1024 bytes, VM ids past 64), so gcc's
- * worst-case truncation warnings do not apply. */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #define HULL_VM_DEFAULT_MEMORY_MB 256
 #define HULL_VM_MIN_MEMORY_MB     96 /* this kernel needs 88 MiB to boot; keep a margin */
@@ -54,7 +56,6 @@ bool vm_is_sha256(const char *s);
 
 /* ---- helpers (vmutil.c) ---- */
 
-int64_t vm_mono_ms(void);
 /* Connect to a unix socket, retrying while it is absent or refused until
  * timeout_ms; alive(arg) false ends the wait early. Returns the fd. */
 int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg,
@@ -69,8 +70,6 @@ int vm_run_socket(const struct vm *vm, const char *name, char out[128], hull_err
 /* The cache directory, created 0700 on demand. */
 const char *vm_cache_dir(void);
 int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err);
-/* Replace path atomically (write a temporary beside it, fsync, rename). */
-int vm_write_atomic(const char *path, const char *data, size_t len, mode_t mode, hull_error *err);
 
 struct vm_kernel {
     char bzimage[4096]; /* as given or found */
@@ -156,9 +155,8 @@ int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t l
               hull_error *err);
 int vm_id_validate(const char *id, hull_error *err);
 int vm_save(const struct vm *vm, hull_error *err);
-/* Load and refresh: a VM whose QEMU is gone is reported stopped (and its
- * leftovers released). */
-int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
+/* The record as saved, unchecked against /proc (vm_load checks it). */
+int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
 json_object *vm_state_json(const struct vm *vm);
 bool vm_qemu_alive(const struct vm *vm);
 unsigned long long vm_proc_start_time(pid_t pid);
@@ -190,6 +188,12 @@ int vm_stop(struct vm *vm, bool graceful, hull_error *err);
 int vm_destroy(struct vm *vm, hull_error *err);
 /* Release what a dead QEMU left: cgroups, sockets, the monitor. */
 void vm_release(struct vm *vm);
+/* Load and refresh: a VM whose QEMU is gone is reported stopped (and its
+ * leftovers released). */
+int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
+/* Pause a running VM, resume a paused one (the caller holds the lock). */
+int vm_pause(struct vm *vm, hull_error *err);
+int vm_resume(struct vm *vm, hull_error *err);
 /* Start the VMM only (status running, or paused when loading incoming_fd). */
 int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err);
 int vm_boot_timeout_ms(const struct vm *vm);
@@ -250,6 +254,8 @@ uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o);
 int vm_make_dirs(struct vm *vm, hull_error *err);
 /* snapshot.c */
 int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err);
+/* Is file a snapshot made on this host (header, signed manifest)? */
+int vm_snapshot_check(const char *file, hull_error *err);
 int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err);
 
 /* exec.c, on an open agent session (oneshot uses these directly). */

@@ -1,23 +1,15 @@
-/* Small helpers every part of vm/ uses: a monotonic clock in ms, and
- * connecting to the sockets QEMU serves in a VM's run directory. */
+/* Connecting to the sockets QEMU serves in a VM's run directory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "vm/vm.h"
-
-int64_t vm_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg,
                     hull_error *err)
@@ -26,7 +18,7 @@ int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), voi
     if (strlen(path) >= sizeof(sa.sun_path))
         return hull_error_set(err, ENAMETOOLONG, "socket %s", path);
     strcpy(sa.sun_path, path);
-    int64_t end = vm_mono_ms() + timeout_ms;
+    int64_t end = hull_monotonic_ms() + timeout_ms;
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -38,7 +30,7 @@ int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), voi
         if (alive && !alive(arg))
             return hull_error_set(err, ESRCH, "the VMM exited");
         /* Absent or refused: QEMU is still starting. */
-        if (vm_mono_ms() > end || (e != ENOENT && e != ECONNREFUSED)) {
+        if (hull_monotonic_ms() > end || (e != ENOENT && e != ECONNREFUSED)) {
             errno = e;
             return hull_error_errno(err, "connect to %s",
                                     strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
@@ -56,6 +48,10 @@ int vm_run_socket(const struct vm *vm, const char *name, char out[128], hull_err
     int dfd = open(run, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return hull_error_errno(err, "open %s", run);
-    snprintf(out, 128, "/proc/self/fd/%d/%s", dfd, name);
+    /* A cut path would be another socket. */
+    if (snprintf(out, 128, "/proc/self/fd/%d/%s", dfd, name) >= 128) {
+        close(dfd);
+        return hull_error_set(err, ENAMETOOLONG, "socket name %s", name);
+    }
     return dfd;
 }
