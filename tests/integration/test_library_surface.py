@@ -117,7 +117,7 @@ def cycles(graph):
     return out
 
 
-@pytest.mark.parametrize("layer", ["linux", "util", "spec", "container", "sandbox", "service"])
+@pytest.mark.parametrize("layer", ["linux", "util", "spec", "container", "sandbox", "service", "vm"])
 def test_no_object_calls_back_into_its_caller(layer):
     """mounts.c <-> devices.c and cgroup.c <-> cgroup_freeze.c were such
     circles; the shared helpers now sit below both (bind.c, cgroup_pids.c)."""
