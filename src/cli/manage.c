@@ -1,5 +1,6 @@
 /* hull ps | pause | resume | update | events | features | checkpoint | restore */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,10 +46,20 @@ static bool pid_in(pid_t p, const pid_t *pids, size_t n)
 static int ps_table(const pid_t *pids, size_t n, char **ps_args)
 {
     int pfd[2];
-    if (pipe(pfd) < 0)
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        fprintf(stderr, "hull: ps: pipe: %s\n", strerror(errno));
         return 1;
+    }
     pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "hull: ps: fork: %s\n", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return 1;
+    }
     if (child == 0) {
+        /* dup2 clears close-on-exec on fd 1 only: ps gets its stdout and
+         * no other end of the pipe. */
         dup2(pfd[1], 1);
         close(pfd[0]);
         close(pfd[1]);

@@ -19,11 +19,6 @@
 #include "util/error.h"
 #include "util/fs.h"
 
-static const char *vm_unavailable(void)
-{
-    return NULL; /* hull_vm_oneshot says precisely what is missing */
-}
-
 static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
 {
     if (p->n_binds)
@@ -221,6 +216,5 @@ out:
 
 const struct hull_sandbox_provider hull_provider_microvm = {
     .name = "microvm",
-    .unavailable = vm_unavailable,
     .run = vm_run,
 };

@@ -668,14 +668,8 @@ out:
     return ret;
 }
 
-static const char *ns_unavailable(void)
-{
-    return NULL;
-}
-
 const struct hull_sandbox_provider hull_provider_namespaces = {
     .name = "namespaces",
-    .unavailable = ns_unavailable,
     .run = ns_run,
 };
 
@@ -695,9 +689,7 @@ int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_er
                               (unsigned)geteuid(), geteuid() == 0 ? " in a user namespace" : "");
     const struct hull_sandbox_provider *prov =
         p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm : &hull_provider_namespaces;
-    const char *why = prov->unavailable();
-    if (why != NULL)
-        return hull_error_set(err, ENOTSUP, "isolation %s: %s", hull_isolation_name(p->isolation),
-                              why);
+    /* Each provider says itself, precisely, what the host lacks for it
+     * (hull_vm_oneshot names the missing QEMU, KVM or image). */
     return prov->run(p, r, err);
 }
