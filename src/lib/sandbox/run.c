@@ -270,8 +270,10 @@ enum stop { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };
 static void kill_all(struct run *x)
 {
     hull_error e = NULL;
-    if (x->c.cgroup && hull_cgroup_kill(x->c.cgroup, SIGKILL, &e) < 0)
+    if (x->c.cgroup && hull_cgroup_kill(x->c.cgroup, SIGKILL, &e) < 0) {
+        hull_debug("sandbox %s: kill: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
+    }
     /* The init's death takes the whole pid namespace with it. */
     kill(x->c.launch.pid, SIGKILL);
 }
@@ -466,7 +468,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
                 uint64_t ns = 0;
                 hull_error e = NULL;
                 known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
-                hull_error_free(&e);
+                hull_error_free(&e); /* unknown: read again at the next tick */
                 used_ms = ns / 1000000ull;
             } else {
                 known = proc_cpu_ms(pid, &used_ms);
@@ -631,6 +633,8 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         bool have_stats = false;
         if (x.c.cgroup) {
             have_stats = hull_cgroup_stats(x.c.cgroup, &st, &e) == 0;
+            if (!have_stats)
+                hull_debug("sandbox %s: stats: %s", x.id, hull_error_msg(e));
             hull_error_free(&e);
             r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
             r->max_memory_kb = st.memory_max_usage / 1024;

@@ -157,10 +157,14 @@ void hull_session_destroy(struct hull_session *s)
     hull_error e = NULL;
     if (s->c.cgroup) {
         /* A frozen cgroup would hold the SIGKILL until thawed. */
-        if (s->paused && hull_cgroup_freeze(s->c.cgroup, false, &e) < 0)
+        if (s->paused && hull_cgroup_freeze(s->c.cgroup, false, &e) < 0) {
+            hull_warn("sandbox %s: thaw: %s", s->id, hull_error_msg(e));
             hull_error_free(&e);
-        if (hull_cgroup_kill(s->c.cgroup, SIGKILL, &e) < 0)
+        }
+        if (hull_cgroup_kill(s->c.cgroup, SIGKILL, &e) < 0) {
+            hull_debug("sandbox %s: kill: %s", s->id, hull_error_msg(e));
             hull_error_free(&e);
+        }
     }
     if (s->c.launch.pid > 0) {
         kill(s->c.launch.pid, SIGKILL);
