@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util/error.h"
 
 static void help(void)
 {
@@ -75,9 +76,11 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
         {0},
     };
     struct hull_exec_opts o = {0};
-    char **env = NULL, **gids = NULL, **caps = NULL;
+    cleanup_free char **env = NULL;
+    cleanup_free char **gids = NULL;
+    cleanup_free char **caps = NULL;
     size_t nenv = 0, ngids = 0, ncaps = 0;
-    int c, ret = 1;
+    int c;
     /* "+": options stop at the container id; the rest is the command. */
     while ((c = cli_getopt(argc, argv, "+p:e:u:g:c:tdh", opts)) != -1) {
         switch (c) {
@@ -86,7 +89,7 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
             break;
         case 'e':
             if (push(&env, &nenv, optarg) < 0)
-                goto out;
+                return 1;
             break;
         case OPT_CWD:
             o.cwd = optarg;
@@ -96,11 +99,11 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
             break;
         case 'g':
             if (push(&gids, &ngids, optarg) < 0)
-                goto out;
+                return 1;
             break;
         case 'c':
             if (push(&caps, &ncaps, optarg) < 0)
-                goto out;
+                return 1;
             break;
         case 't':
             o.tty = true;
@@ -127,8 +130,7 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
             char *end;
             long n = strtol(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000) {
-                ret = cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
-                goto out;
+                return cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
             }
             o.preserve_fds = (int)n;
             break;
@@ -138,23 +140,19 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
             break; /* accepted for runc compatibility */
         case 'h':
             help();
-            ret = 0;
-            goto out;
+            return 0;
         default:
-            ret = cli_usage_error(cli, "invalid option");
-            goto out;
+            return cli_usage_error(cli, "invalid option");
         }
     }
     if (optind >= argc) {
-        ret = cli_usage_error(cli, "missing container id");
-        goto out;
+        return cli_usage_error(cli, "missing container id");
     }
     const char *id = argv[optind++];
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;
     if (optind < argc && o.process_path) {
-        ret = cli_usage_error(cli, "give either --process or a command, not both");
-        goto out;
+        return cli_usage_error(cli, "give either --process or a command, not both");
     }
     o.args = optind < argc ? argv + optind : NULL;
     o.env = env;
@@ -163,12 +161,6 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
     hull_error err = NULL;
     int status = 0;
     if (hull_container_exec(&cli->rt, id, &o, &status, &err) < 0)
-        ret = cli_fail(cli, &err, NULL);
-    else
-        ret = status;
-out:
-    free(env);
-    free(gids);
-    free(caps);
-    return ret;
+        return cli_fail(cli, &err, NULL);
+    return status;
 }
