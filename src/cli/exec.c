@@ -41,19 +41,92 @@ static int push(char ***v, size_t *n, const char *s)
     return 0;
 }
 
+enum {
+    OPT_CWD = 256,
+    OPT_PID_FILE,
+    OPT_CONSOLE,
+    OPT_NNP,
+    OPT_APPARMOR,
+    OPT_LABEL,
+    OPT_PRESERVE,
+    OPT_CGROUP,
+    OPT_IGNORE_PAUSED
+};
+
+/* The repeatable options, collected into NULL-terminated lists. */
+struct exec_lists {
+    char **env, **gids, **caps;
+    size_t nenv, ngids, ncaps;
+};
+
+static void exec_lists_free(struct exec_lists *l)
+{
+    free(l->env);
+    free(l->gids);
+    free(l->caps);
+}
+
+/* One option into o / l: 0, or the exit status (-1 for --help: exit 0). */
+static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct exec_lists *l)
+{
+    char *end;
+    long n;
+    switch (c) {
+    case 'p':
+        o->process_path = optarg;
+        return 0;
+    case 'e':
+        return push(&l->env, &l->nenv, optarg) < 0 ? 1 : 0;
+    case OPT_CWD:
+        o->cwd = optarg;
+        return 0;
+    case 'u':
+        o->user = optarg;
+        return 0;
+    case 'g':
+        return push(&l->gids, &l->ngids, optarg) < 0 ? 1 : 0;
+    case 'c':
+        return push(&l->caps, &l->ncaps, optarg) < 0 ? 1 : 0;
+    case 't':
+        o->tty = true;
+        return 0;
+    case 'd':
+        o->detach = true;
+        return 0;
+    case OPT_PID_FILE:
+        o->pid_file = optarg;
+        return 0;
+    case OPT_CONSOLE:
+        o->console_socket = optarg;
+        return 0;
+    case OPT_NNP:
+        o->no_new_privs = true;
+        return 0;
+    case OPT_APPARMOR:
+        o->apparmor_profile = optarg;
+        return 0;
+    case OPT_LABEL:
+        o->process_label = optarg;
+        return 0;
+    case OPT_PRESERVE:
+        n = strtol(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000)
+            return cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
+        o->preserve_fds = (int)n;
+        return 0;
+    case OPT_CGROUP:
+    case OPT_IGNORE_PAUSED:
+        return 0; /* accepted for runc compatibility */
+    case 'h':
+        help();
+        return -1;
+    default:
+        return cli_usage_error(cli, "invalid option");
+    }
+}
+
 int cmd_exec(struct cli *cli, int argc, char **argv)
 {
-    enum {
-        OPT_CWD = 256,
-        OPT_PID_FILE,
-        OPT_CONSOLE,
-        OPT_NNP,
-        OPT_APPARMOR,
-        OPT_LABEL,
-        OPT_PRESERVE,
-        OPT_CGROUP,
-        OPT_IGNORE_PAUSED
-    };
     static const struct option opts[] = {
         {"process", required_argument, NULL, 'p'},
         {"env", required_argument, NULL, 'e'},
@@ -75,100 +148,28 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
         {0},
     };
     struct hull_exec_opts o = {0};
-    char **env = NULL, **gids = NULL, **caps = NULL;
-    size_t nenv = 0, ngids = 0, ncaps = 0;
-    int c, ret = 1;
+    __attribute__((cleanup(exec_lists_free))) struct exec_lists l = {0};
+    int c;
     /* "+": options stop at the container id; the rest is the command. */
     while ((c = cli_getopt(argc, argv, "+p:e:u:g:c:tdh", opts)) != -1) {
-        switch (c) {
-        case 'p':
-            o.process_path = optarg;
-            break;
-        case 'e':
-            if (push(&env, &nenv, optarg) < 0)
-                goto out;
-            break;
-        case OPT_CWD:
-            o.cwd = optarg;
-            break;
-        case 'u':
-            o.user = optarg;
-            break;
-        case 'g':
-            if (push(&gids, &ngids, optarg) < 0)
-                goto out;
-            break;
-        case 'c':
-            if (push(&caps, &ncaps, optarg) < 0)
-                goto out;
-            break;
-        case 't':
-            o.tty = true;
-            break;
-        case 'd':
-            o.detach = true;
-            break;
-        case OPT_PID_FILE:
-            o.pid_file = optarg;
-            break;
-        case OPT_CONSOLE:
-            o.console_socket = optarg;
-            break;
-        case OPT_NNP:
-            o.no_new_privs = true;
-            break;
-        case OPT_APPARMOR:
-            o.apparmor_profile = optarg;
-            break;
-        case OPT_LABEL:
-            o.process_label = optarg;
-            break;
-        case OPT_PRESERVE: {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000) {
-                ret = cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
-                goto out;
-            }
-            o.preserve_fds = (int)n;
-            break;
-        }
-        case OPT_CGROUP:
-        case OPT_IGNORE_PAUSED:
-            break; /* accepted for runc compatibility */
-        case 'h':
-            help();
-            ret = 0;
-            goto out;
-        default:
-            ret = cli_usage_error(cli, "invalid option");
-            goto out;
-        }
+        int r = exec_option(cli, c, &o, &l);
+        if (r != 0)
+            return r < 0 ? 0 : r;
     }
-    if (optind >= argc) {
-        ret = cli_usage_error(cli, "missing container id");
-        goto out;
-    }
+    if (optind >= argc)
+        return cli_usage_error(cli, "missing container id");
     const char *id = argv[optind++];
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;
-    if (optind < argc && o.process_path) {
-        ret = cli_usage_error(cli, "give either --process or a command, not both");
-        goto out;
-    }
+    if (optind < argc && o.process_path)
+        return cli_usage_error(cli, "give either --process or a command, not both");
     o.args = optind < argc ? argv + optind : NULL;
-    o.env = env;
-    o.additional_gids = gids;
-    o.caps = caps;
+    o.env = l.env;
+    o.additional_gids = l.gids;
+    o.caps = l.caps;
     hull_error err = NULL;
     int status = 0;
     if (hull_container_exec(&cli->rt, id, &o, &status, &err) < 0)
-        ret = cli_fail(cli, &err, NULL);
-    else
-        ret = status;
-out:
-    free(env);
-    free(gids);
-    free(caps);
-    return ret;
+        return cli_fail(cli, &err, NULL);
+    return status;
 }

@@ -1,5 +1,6 @@
 /* hull ps | pause | resume | update | events | features | checkpoint | restore */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/error.h"
 
 int cmd_pause(struct cli *cli, int argc, char **argv)
 {
@@ -45,10 +47,20 @@ static bool pid_in(pid_t p, const pid_t *pids, size_t n)
 static int ps_table(const pid_t *pids, size_t n, char **ps_args)
 {
     int pfd[2];
-    if (pipe(pfd) < 0)
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        fprintf(stderr, "hull: ps: pipe: %s\n", strerror(errno));
         return 1;
+    }
     pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "hull: ps: fork: %s\n", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        return 1;
+    }
     if (child == 0) {
+        /* dup2 clears close-on-exec on fd 1 only: ps gets its stdout and
+         * no other end of the pipe. */
         dup2(pfd[1], 1);
         close(pfd[0]);
         close(pfd[1]);
@@ -242,157 +254,105 @@ static char *read_all(FILE *f)
     return buf;
 }
 
-int cmd_update(struct cli *cli, int argc, char **argv)
+/* hull update's limit flags: each sets linux.resources.<group>.<key>. */
+enum upd_kind { U_BYTES, U_NUMBER, U_STRING, U_RDT };
+
+struct upd_opt {
+    const char *name;
+    const char *group, *key;
+    enum upd_kind kind;
+};
+
+/* getopt_long's val is 256 + the index of the first entry setting the same
+ * key, so that an alias (--cpu-share) and its abbreviations are no
+ * ambiguity. */
+static const struct upd_opt upd_opts[] = {
+    {"memory", "memory", "limit", U_BYTES},
+    {"memory-reservation", "memory", "reservation", U_BYTES},
+    {"memory-swap", "memory", "swap", U_BYTES},
+    {"kernel-memory", "memory", "kernel", U_BYTES},
+    {"kernel-memory-tcp", "memory", "kernelTCP", U_BYTES},
+    {"cpu-quota", "cpu", "quota", U_NUMBER},
+    {"cpu-period", "cpu", "period", U_NUMBER},
+    {"cpu-share", "cpu", "shares", U_NUMBER},
+    {"cpu-shares", "cpu", "shares", U_NUMBER},
+    {"cpu-rt-period", "cpu", "realtimePeriod", U_NUMBER},
+    {"cpu-rt-runtime", "cpu", "realtimeRuntime", U_NUMBER},
+    {"cpuset-cpus", "cpu", "cpus", U_STRING},
+    {"cpuset-mems", "cpu", "mems", U_STRING},
+    {"pids-limit", "pids", "limit", U_NUMBER},
+    {"blkio-weight", "blockIO", "weight", U_NUMBER},
+    {"l3-cache-schema", NULL, NULL, U_RDT},
+    {"mem-bw-schema", NULL, NULL, U_RDT},
+};
+#define N_UPD_OPTS (sizeof(upd_opts) / sizeof(upd_opts[0]))
+
+static int update_val(size_t i)
 {
-    enum {
-        MEM = 256,
-        MEM_RES,
-        MEM_SWAP,
-        KMEM,
-        KMEM_TCP,
-        CPU_QUOTA,
-        CPU_PERIOD,
-        CPU_SHARES,
-        CPU_RT_PERIOD,
-        CPU_RT_RUNTIME,
-        CPUSET_CPUS,
-        CPUSET_MEMS,
-        PIDS,
-        BLKIO,
-        L3,
-        MEMBW
-    };
-    static const struct option opts[] = {
-        {"resources", required_argument, NULL, 'r'},
-        {"memory", required_argument, NULL, MEM},
-        {"memory-reservation", required_argument, NULL, MEM_RES},
-        {"memory-swap", required_argument, NULL, MEM_SWAP},
-        {"kernel-memory", required_argument, NULL, KMEM},
-        {"kernel-memory-tcp", required_argument, NULL, KMEM_TCP},
-        {"cpu-quota", required_argument, NULL, CPU_QUOTA},
-        {"cpu-period", required_argument, NULL, CPU_PERIOD},
-        {"cpu-share", required_argument, NULL, CPU_SHARES},
-        {"cpu-shares", required_argument, NULL, CPU_SHARES},
-        {"cpu-rt-period", required_argument, NULL, CPU_RT_PERIOD},
-        {"cpu-rt-runtime", required_argument, NULL, CPU_RT_RUNTIME},
-        {"cpuset-cpus", required_argument, NULL, CPUSET_CPUS},
-        {"cpuset-mems", required_argument, NULL, CPUSET_MEMS},
-        {"pids-limit", required_argument, NULL, PIDS},
-        {"blkio-weight", required_argument, NULL, BLKIO},
-        {"l3-cache-schema", required_argument, NULL, L3},
-        {"mem-bw-schema", required_argument, NULL, MEMBW},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    const char *resources = NULL;
-    json_object *doc = json_object_new_object();
-    int c, ret = 1;
-    while ((c = cli_getopt(argc, argv, "r:h", opts)) != -1) {
-        long long v = 0;
-        const char *group = NULL, *key = NULL;
-        bool is_string = false, bytes = false;
-        switch (c) {
-        case 'r':
-            resources = optarg;
-            continue;
-        case 'h':
-            printf("usage: hull update [options] ID\n"
-                   "\n"
-                   "Change the cgroup limits of a running container. Fields not given\n"
-                   "are left alone. A memory limit below current usage is refused.\n"
-                   "\n"
-                   "  -r, --resources FILE|-   a linux.resources JSON object\n"
-                   "      --memory BYTES       memory limit (512m, 1g; -1 = unlimited)\n"
-                   "      --memory-reservation BYTES\n"
-                   "      --memory-swap BYTES  memory + swap limit\n"
-                   "      --kernel-memory BYTES, --kernel-memory-tcp BYTES\n"
-                   "      --cpu-quota US       CFS quota per period (-1 = unlimited)\n"
-                   "      --cpu-period US      CFS period\n"
-                   "      --cpu-share(s) N     relative CPU weight\n"
-                   "      --cpu-rt-period US, --cpu-rt-runtime US\n"
-                   "      --cpuset-cpus LIST   e.g. 0-1\n"
-                   "      --cpuset-mems LIST\n"
-                   "      --pids-limit N       maximum number of tasks (-1 = unlimited)\n"
-                   "      --blkio-weight N     10..1000\n");
-            ret = 0;
-            goto out;
-        case MEM:
-            group = "memory", key = "limit", bytes = true;
-            break;
-        case MEM_RES:
-            group = "memory", key = "reservation", bytes = true;
-            break;
-        case MEM_SWAP:
-            group = "memory", key = "swap", bytes = true;
-            break;
-        case KMEM:
-            group = "memory", key = "kernel", bytes = true;
-            break;
-        case KMEM_TCP:
-            group = "memory", key = "kernelTCP", bytes = true;
-            break;
-        case CPU_QUOTA:
-            group = "cpu", key = "quota";
-            break;
-        case CPU_PERIOD:
-            group = "cpu", key = "period";
-            break;
-        case CPU_SHARES:
-            group = "cpu", key = "shares";
-            break;
-        case CPU_RT_PERIOD:
-            group = "cpu", key = "realtimePeriod";
-            break;
-        case CPU_RT_RUNTIME:
-            group = "cpu", key = "realtimeRuntime";
-            break;
-        case CPUSET_CPUS:
-            group = "cpu", key = "cpus", is_string = true;
-            break;
-        case CPUSET_MEMS:
-            group = "cpu", key = "mems", is_string = true;
-            break;
-        case PIDS:
-            group = "pids", key = "limit";
-            break;
-        case BLKIO:
-            group = "blockIO", key = "weight";
-            break;
-        case L3:
-        case MEMBW:
-            fprintf(stderr, "hull: update: Intel RDT is not supported by hull\n");
-            goto out;
-        default:
-            ret = cli_usage_error(cli, "invalid option");
-            goto out;
-        }
-        if (!is_string && (bytes ? parse_bytes(optarg, &v) : parse_int(optarg, &v)) < 0) {
-            ret = cli_usage_error(cli, "%s: '%s' is not a valid %s", key, optarg,
-                                  bytes ? "size" : "number");
-            goto out;
-        }
-        json_object *g = NULL;
-        if (!json_object_object_get_ex(doc, group, &g)) {
-            g = json_object_new_object();
-            json_object_object_add(doc, group, g);
-        }
-        json_object_object_add(
-            g, key, is_string ? json_object_new_string(optarg) : json_object_new_int64(v));
+    for (size_t j = 0; j < i; j++)
+        if (upd_opts[i].key && upd_opts[j].key &&
+            strcmp(upd_opts[i].group, upd_opts[j].group) == 0 &&
+            strcmp(upd_opts[i].key, upd_opts[j].key) == 0)
+            return 256 + (int)j;
+    return 256 + (int)i;
+}
+
+static void update_help(void)
+{
+    printf("usage: hull update [options] ID\n"
+           "\n"
+           "Change the cgroup limits of a running container. Fields not given\n"
+           "are left alone. A memory limit below current usage is refused.\n"
+           "\n"
+           "  -r, --resources FILE|-   a linux.resources JSON object\n"
+           "      --memory BYTES       memory limit (512m, 1g; -1 = unlimited)\n"
+           "      --memory-reservation BYTES\n"
+           "      --memory-swap BYTES  memory + swap limit\n"
+           "      --kernel-memory BYTES, --kernel-memory-tcp BYTES\n"
+           "      --cpu-quota US       CFS quota per period (-1 = unlimited)\n"
+           "      --cpu-period US      CFS period\n"
+           "      --cpu-share(s) N     relative CPU weight\n"
+           "      --cpu-rt-period US, --cpu-rt-runtime US\n"
+           "      --cpuset-cpus LIST   e.g. 0-1\n"
+           "      --cpuset-mems LIST\n"
+           "      --pids-limit N       maximum number of tasks (-1 = unlimited)\n"
+           "      --blkio-weight N     10..1000\n");
+}
+
+/* Add one limit flag to doc ({group: {key: value}}): 0, or the exit status. */
+static int add_limit(struct cli *cli, json_object *doc, const struct upd_opt *o, const char *arg)
+{
+    if (o->kind == U_RDT) {
+        fprintf(stderr, "hull: update: Intel RDT is not supported by hull\n");
+        return 1;
     }
-    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
-        goto out;
-    const char *id = argv[optind];
-    char *text = NULL;
+    long long v = 0;
+    bool bytes = o->kind == U_BYTES;
+    if (o->kind != U_STRING && (bytes ? parse_bytes(arg, &v) : parse_int(arg, &v)) < 0)
+        return cli_usage_error(cli, "%s: '%s' is not a valid %s", o->key, arg,
+                               bytes ? "size" : "number");
+    json_object *g = NULL;
+    if (!json_object_object_get_ex(doc, o->group, &g)) {
+        g = json_object_new_object();
+        json_object_object_add(doc, o->group, g);
+    }
+    json_object_object_add(
+        g, o->key, o->kind == U_STRING ? json_object_new_string(arg) : json_object_new_int64(v));
+    return 0;
+}
+
+/* Send the limits (the --resources file, else doc) to container id. */
+static int update_send(struct cli *cli, const char *id, const char *resources, json_object *doc)
+{
+    cleanup_free char *text = NULL;
     if (resources) {
-        if (json_object_object_length(doc) > 0) {
-            ret = cli_usage_error(cli, "give either --resources or the limit flags, not both");
-            goto out;
-        }
+        if (json_object_object_length(doc) > 0)
+            return cli_usage_error(cli, "give either --resources or the limit flags, not both");
         FILE *f = strcmp(resources, "-") == 0 ? stdin : fopen(resources, "re");
         if (f == NULL) {
             fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
                     strerror(errno));
-            goto out;
+            return 1;
         }
         text = read_all(f);
         if (f != stdin)
@@ -401,16 +361,48 @@ int cmd_update(struct cli *cli, int argc, char **argv)
         text = strdup(json_object_to_json_string(doc));
     }
     hull_error err = NULL;
-    if (text == NULL)
+    if (text == NULL) {
         fprintf(stderr, "hull: update %s: out of memory\n", id);
-    else if (hull_container_update(&cli->rt, id, text, &err) < 0)
-        ret = cli_fail(cli, &err, NULL);
-    else
-        ret = 0;
-    free(text);
-out:
-    json_object_put(doc);
-    return ret;
+        return 1;
+    }
+    if (hull_container_update(&cli->rt, id, text, &err) < 0)
+        return cli_fail(cli, &err, NULL);
+    return 0;
+}
+
+static void put_json(json_object **doc)
+{
+    json_object_put(*doc);
+}
+
+int cmd_update(struct cli *cli, int argc, char **argv)
+{
+    struct option opts[N_UPD_OPTS + 3];
+    opts[0] = (struct option){"resources", required_argument, NULL, 'r'};
+    for (size_t i = 0; i < N_UPD_OPTS; i++)
+        opts[i + 1] = (struct option){upd_opts[i].name, required_argument, NULL, update_val(i)};
+    opts[N_UPD_OPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
+    opts[N_UPD_OPTS + 2] = (struct option){0};
+    const char *resources = NULL;
+    __attribute__((cleanup(put_json))) json_object *doc = json_object_new_object();
+    int c;
+    while ((c = cli_getopt(argc, argv, "r:h", opts)) != -1) {
+        if (c == 'r') {
+            resources = optarg;
+        } else if (c == 'h') {
+            update_help();
+            return 0;
+        } else if (c >= 256 && c < 256 + (int)N_UPD_OPTS) {
+            int r = add_limit(cli, doc, &upd_opts[c - 256], optarg);
+            if (r != 0)
+                return r;
+        } else {
+            return cli_usage_error(cli, "invalid option");
+        }
+    }
+    if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
+        return 1;
+    return update_send(cli, argv[optind], resources, doc);
 }
 
 /* "5s", "500ms", "1m", or plain seconds. */

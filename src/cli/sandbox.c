@@ -7,12 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/error.h"
 
 /* Exit codes of `hull sandbox run` without --json (documented in --help). */
 #define EXIT_LIMIT    124 /* a time, memory, output or pids limit was hit */
@@ -187,209 +189,190 @@ static void write_all(int fd, const char *d, size_t n)
     }
 }
 
-static int sandbox_run(struct cli *cli, int argc, char **argv)
+/* How each option's value lands in the policy. */
+enum run_kind {
+    K_ISOLATION,
+    K_DURATION, /* uint64_t ms */
+    K_SIZE,     /* uint64_t bytes */
+    K_COUNT,    /* uint32_t */
+    K_CPUS,     /* double */
+    K_STRING,   /* char *, replaced */
+    K_STDIN,
+    K_BIND,
+    K_COPY_IN,
+    K_COPY_OUT,
+    K_ENV,
+    K_NETWORK,
+    K_JSON,
+};
+
+struct run_opt {
+    const char *name;
+    enum run_kind kind;
+    size_t off;       /* the field in struct hull_policy, where the kind has one */
+    const char *what; /* "'VALUE' is not <what>" */
+};
+
+#define FIELD(f) offsetof(struct hull_policy, f)
+
+/* In the order --help lists them; getopt_long's val is 256 + the index. */
+static const struct run_opt run_opts[] = {
+    {"isolation", K_ISOLATION, 0, "process, container or microvm"},
+    {"cpu-time", K_DURATION, FIELD(cpu_time_ms), "a duration (2s, 500ms, 1m)"},
+    {"wall-time", K_DURATION, FIELD(wall_time_ms), "a duration (2s, 500ms, 1m)"},
+    {"memory", K_SIZE, FIELD(memory_bytes), "a size (256M, 1G, 65536)"},
+    {"pids", K_COUNT, FIELD(pids), "a count"},
+    {"output", K_SIZE, FIELD(output_bytes), "a size (256M, 1G, 65536)"},
+    {"tmp-size", K_SIZE, FIELD(tmp_bytes), "a size (256M, 1G, 65536)"},
+    {"open-files", K_COUNT, FIELD(open_files), "a count"},
+    {"cpus", K_CPUS, 0, "a number"},
+    {"rootfs", K_STRING, FIELD(rootfs), NULL},
+    {"bind", K_BIND, 0, "SRC:DST[:rw]"},
+    {"workdir", K_STRING, FIELD(workdir), NULL},
+    {"stdin", K_STDIN, 0, NULL},
+    {"copy-in", K_COPY_IN, 0, "HOST:PATH"},
+    {"copy-out", K_COPY_OUT, 0, "PATH:HOST"},
+    {"copy-out-max", K_SIZE, FIELD(copy_out_max), "a size (256M, 1G, 65536)"},
+    {"env", K_ENV, 0, NULL},
+    {"network", K_NETWORK, 0, "none or host"},
+    {"seccomp", K_STRING, FIELD(seccomp_path), NULL},
+    {"json", K_JSON, 0, NULL},
+};
+#define N_RUN_OPTS (sizeof(run_opts) / sizeof(run_opts[0]))
+
+static int add_bind(struct hull_policy *p, const char *arg)
 {
-    enum {
-        ISO = 256,
-        CPU_T,
-        WALL_T,
-        MEM,
-        PIDS,
-        OUTPUT,
-        TMP,
-        NOFILE,
-        CPUS,
-        ROOTFS,
-        BIND,
-        WORKDIR,
-        STDIN,
-        COPY_IN,
-        COPY_OUT,
-        COPY_OUT_MAX,
-        ENV,
-        NETWORK,
-        SECCOMP,
-        JSON
-    };
-    static const struct option opts[] = {
-        {"isolation", required_argument, NULL, ISO},
-        {"cpu-time", required_argument, NULL, CPU_T},
-        {"wall-time", required_argument, NULL, WALL_T},
-        {"memory", required_argument, NULL, MEM},
-        {"pids", required_argument, NULL, PIDS},
-        {"output", required_argument, NULL, OUTPUT},
-        {"tmp-size", required_argument, NULL, TMP},
-        {"open-files", required_argument, NULL, NOFILE},
-        {"cpus", required_argument, NULL, CPUS},
-        {"rootfs", required_argument, NULL, ROOTFS},
-        {"bind", required_argument, NULL, BIND},
-        {"workdir", required_argument, NULL, WORKDIR},
-        {"stdin", required_argument, NULL, STDIN},
-        {"copy-in", required_argument, NULL, COPY_IN},
-        {"copy-out", required_argument, NULL, COPY_OUT},
-        {"copy-out-max", required_argument, NULL, COPY_OUT_MAX},
-        {"env", required_argument, NULL, ENV},
-        {"network", required_argument, NULL, NETWORK},
-        {"seccomp", required_argument, NULL, SECCOMP},
-        {"json", no_argument, NULL, JSON},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    struct hull_policy p;
-    hull_policy_init(&p);
-    bool json = false;
-    int ret = EXIT_INTERNAL, c;
-    char *a = NULL, *b = NULL, *mode = NULL;
+    cleanup_free char *a = NULL, *b = NULL, *mode = NULL;
+    if (split_pair(arg, &a, &b, &mode) < 0 ||
+        (mode && strcmp(mode, "rw") != 0 && strcmp(mode, "ro") != 0))
+        return bad("--bind", arg, "SRC:DST[:rw]");
+    struct hull_bind *nb = realloc(p->binds, (p->n_binds + 1) * sizeof(*nb));
+    if (nb == NULL)
+        return EXIT_INTERNAL;
+    p->binds = nb;
+    p->binds[p->n_binds++] = (struct hull_bind){a, b, mode && strcmp(mode, "rw") == 0};
+    a = b = NULL;
+    return 0;
+}
+
+static int add_copy(struct hull_policy *p, const struct run_opt *o, const char *arg)
+{
+    bool in = o->kind == K_COPY_IN;
+    cleanup_free char *a = NULL, *b = NULL, *mode = NULL;
+    if (split_pair(arg, &a, &b, &mode) < 0 || mode != NULL)
+        return bad(in ? "--copy-in" : "--copy-out", arg, o->what);
+    struct hull_copy **list = in ? &p->copy_in : &p->copy_out;
+    size_t *n = in ? &p->n_copy_in : &p->n_copy_out;
+    struct hull_copy *nl = realloc(*list, (*n + 1) * sizeof(*nl));
+    if (nl == NULL)
+        return EXIT_INTERNAL;
+    *list = nl;
+    nl[(*n)++] = in ? (struct hull_copy){a, b} : (struct hull_copy){b, a};
+    a = b = NULL;
+    return 0;
+}
+
+/* Apply one option to the policy: 0, or EXIT_INTERNAL (said on stderr when
+ * the value is bad; out of memory is not said, as before). */
+static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, const char *arg)
+{
+    char *field = (char *)p + o->off;
+    char opt[32];
+    snprintf(opt, sizeof(opt), "--%s", o->name);
+    char *end;
+    switch (o->kind) {
+    case K_ISOLATION:
+        return hull_isolation_parse(arg, &p->isolation) < 0 ? bad(opt, arg, o->what) : 0;
+    case K_DURATION:
+        return hull_parse_duration_ms(arg, (uint64_t *)field) < 0 ? bad(opt, arg, o->what) : 0;
+    case K_SIZE:
+        return hull_parse_size(arg, (uint64_t *)field) < 0 ? bad(opt, arg, o->what) : 0;
+    case K_COUNT:
+        return parse_u32(arg, (uint32_t *)field) < 0 ? bad(opt, arg, o->what) : 0;
+    case K_CPUS:
+        p->cpus = strtod(arg, &end);
+        return end == arg || *end != '\0' ? bad(opt, arg, o->what) : 0;
+    case K_STRING:
+        free(*(char **)field);
+        *(char **)field = strdup(arg);
+        return 0;
+    case K_STDIN:
+        free(p->stdin_path);
+        p->stdin_path = strdup(strcmp(arg, "-") == 0 ? "/dev/stdin" : arg);
+        return 0;
+    case K_BIND:
+        return add_bind(p, arg);
+    case K_COPY_IN:
+    case K_COPY_OUT:
+        return add_copy(p, o, arg);
+    case K_ENV:
+        return hull_policy_add_env(p, arg) < 0 ? EXIT_INTERNAL : 0;
+    case K_NETWORK:
+        if (strcmp(arg, "none") != 0 && strcmp(arg, "host") != 0)
+            return bad(opt, arg, o->what);
+        p->network_host = strcmp(arg, "host") == 0;
+        return 0;
+    case K_JSON:
+        *json = true;
+        return 0;
+    }
+    return EXIT_INTERNAL;
+}
+
+/* Options up to the command into p: 0 to run, 1 after --help, else the
+ * exit status (EXIT_INTERNAL). */
+static int parse_run_options(int argc, char **argv, struct hull_policy *p, bool *json)
+{
+    struct option opts[N_RUN_OPTS + 2];
+    for (size_t i = 0; i < N_RUN_OPTS; i++)
+        opts[i] = (struct option){run_opts[i].name,
+                                  run_opts[i].kind == K_JSON ? no_argument : required_argument,
+                                  NULL, 256 + (int)i};
+    opts[N_RUN_OPTS] = (struct option){"help", no_argument, NULL, 'h'};
+    opts[N_RUN_OPTS + 1] = (struct option){0};
+    int c;
     /* "+": stop at the command; its own options are not ours. */
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-        switch (c) {
-        case ISO:
-            if (hull_isolation_parse(optarg, &p.isolation) < 0) {
-                ret = bad("--isolation", optarg, "process, container or microvm");
-                goto out;
-            }
-            break;
-        case CPU_T:
-        case WALL_T: {
-            uint64_t *t = c == CPU_T ? &p.cpu_time_ms : &p.wall_time_ms;
-            if (hull_parse_duration_ms(optarg, t) < 0) {
-                ret = bad(c == CPU_T ? "--cpu-time" : "--wall-time", optarg,
-                          "a duration (2s, 500ms, 1m)");
-                goto out;
-            }
-            break;
-        }
-        case MEM:
-        case OUTPUT:
-        case TMP:
-        case COPY_OUT_MAX: {
-            uint64_t *v = c == MEM      ? &p.memory_bytes
-                          : c == OUTPUT ? &p.output_bytes
-                          : c == TMP    ? &p.tmp_bytes
-                                        : &p.copy_out_max;
-            if (hull_parse_size(optarg, v) < 0) {
-                ret = bad(c == MEM      ? "--memory"
-                          : c == OUTPUT ? "--output"
-                          : c == TMP    ? "--tmp-size"
-                                        : "--copy-out-max",
-                          optarg, "a size (256M, 1G, 65536)");
-                goto out;
-            }
-            break;
-        }
-        case PIDS:
-        case NOFILE:
-            if (parse_u32(optarg, c == PIDS ? &p.pids : &p.open_files) < 0) {
-                ret = bad(c == PIDS ? "--pids" : "--open-files", optarg, "a count");
-                goto out;
-            }
-            break;
-        case CPUS: {
-            char *end;
-            p.cpus = strtod(optarg, &end);
-            if (end == optarg || *end != '\0') {
-                ret = bad("--cpus", optarg, "a number");
-                goto out;
-            }
-            break;
-        }
-        case ROOTFS:
-            free(p.rootfs);
-            p.rootfs = strdup(optarg);
-            break;
-        case BIND: {
-            if (split_pair(optarg, &a, &b, &mode) < 0 ||
-                (mode && strcmp(mode, "rw") != 0 && strcmp(mode, "ro") != 0)) {
-                ret = bad("--bind", optarg, "SRC:DST[:rw]");
-                goto out;
-            }
-            struct hull_bind *nb = realloc(p.binds, (p.n_binds + 1) * sizeof(*nb));
-            if (nb == NULL)
-                goto out;
-            p.binds = nb;
-            p.binds[p.n_binds++] = (struct hull_bind){a, b, mode && strcmp(mode, "rw") == 0};
-            a = b = NULL;
-            free(mode);
-            mode = NULL;
-            break;
-        }
-        case WORKDIR:
-            free(p.workdir);
-            p.workdir = strdup(optarg);
-            break;
-        case STDIN:
-            free(p.stdin_path);
-            p.stdin_path = strdup(strcmp(optarg, "-") == 0 ? "/dev/stdin" : optarg);
-            break;
-        case COPY_IN:
-        case COPY_OUT: {
-            if (split_pair(optarg, &a, &b, &mode) < 0 || mode != NULL) {
-                ret = bad(c == COPY_IN ? "--copy-in" : "--copy-out", optarg,
-                          c == COPY_IN ? "HOST:PATH" : "PATH:HOST");
-                goto out;
-            }
-            struct hull_copy **list = c == COPY_IN ? &p.copy_in : &p.copy_out;
-            size_t *n = c == COPY_IN ? &p.n_copy_in : &p.n_copy_out;
-            struct hull_copy *nl = realloc(*list, (*n + 1) * sizeof(*nl));
-            if (nl == NULL)
-                goto out;
-            *list = nl;
-            nl[(*n)++] = c == COPY_IN ? (struct hull_copy){a, b} : (struct hull_copy){b, a};
-            a = b = NULL;
-            break;
-        }
-        case ENV:
-            if (hull_policy_add_env(&p, optarg) < 0)
-                goto out;
-            break;
-        case NETWORK:
-            if (strcmp(optarg, "none") == 0)
-                p.network_host = false;
-            else if (strcmp(optarg, "host") == 0)
-                p.network_host = true;
-            else {
-                ret = bad("--network", optarg, "none or host");
-                goto out;
-            }
-            break;
-        case SECCOMP:
-            free(p.seccomp_path);
-            p.seccomp_path = strdup(optarg);
-            break;
-        case JSON:
-            json = true;
-            break;
-        case 'h':
+        if (c == 'h') {
             help();
-            ret = 0;
-            goto out;
-        default:
-            fprintf(stderr, "Try 'hull sandbox --help'.\n");
-            goto out;
+            return 1;
         }
+        if (c < 256 || c >= 256 + (int)N_RUN_OPTS) {
+            fprintf(stderr, "Try 'hull sandbox --help'.\n");
+            return EXIT_INTERNAL;
+        }
+        int r = apply(p, json, &run_opts[c - 256], optarg);
+        if (r != 0)
+            return r;
     }
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;
     if (optind >= argc) {
         fprintf(stderr, "hull: sandbox run: no command given\nTry 'hull sandbox --help'.\n");
-        goto out;
+        return EXIT_INTERNAL;
     }
     for (int i = optind; i < argc; i++)
-        if (hull_policy_add_arg(&p, argv[i]) < 0)
-            goto out;
-    if (p.network_host)
+        if (hull_policy_add_arg(p, argv[i]) < 0)
+            return EXIT_INTERNAL;
+    return 0;
+}
+
+/* Run the policy and report: JSON, or the program's output and a summary. */
+static int run_and_report(struct hull_policy *p, bool json)
+{
+    if (p->network_host)
         fprintf(stderr, "hull: warning: sandbox run: --network host: the sandbox shares the "
                         "host's network\n");
-    (void)cli;
     struct hull_result r;
     hull_error err = NULL;
-    p.cancel_fd = catch_cancel();
-    if (hull_sandbox_run(&p, &r, &err) < 0) {
+    p->cancel_fd = catch_cancel();
+    if (hull_sandbox_run(p, &r, &err) < 0) {
         fprintf(stderr, "hull: sandbox run: %s\n", hull_error_msg(err));
-        hull_error_free(&err);
-        goto out;
+        hull_error_free(&err); /* said just above */
+        return EXIT_INTERNAL;
     }
     copy_out_notes(&r);
+    int ret;
     if (json) {
         char *j = hull_result_to_json(&r);
         printf("%s\n", j ? j : "{}");
@@ -404,10 +387,20 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
     if (cancelled_by && r.verdict == HULL_VERDICT_KILLED)
         ret = 128 + cancelled_by;
     hull_result_free(&r);
-out:
-    free(a);
-    free(b);
-    free(mode);
+    return ret;
+}
+
+static int sandbox_run(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    struct hull_policy p;
+    hull_policy_init(&p);
+    bool json = false;
+    int ret = parse_run_options(argc, argv, &p, &json);
+    if (ret == 0)
+        ret = run_and_report(&p, json);
+    else if (ret == 1)
+        ret = 0; /* --help */
     hull_policy_free(&p);
     return ret;
 }

@@ -10,6 +10,7 @@
  *   hull vm run [options] -- CMD...    one workload in a fresh VM, result JSON
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,103 @@ static bool allowed_opt(const int *allowed, int c)
     return false;
 }
 
+/* The options that only keep their argument, or set a flag. */
+static const struct {
+    int opt;
+    size_t off; /* in struct vm_args: a const char * or, for a flag, a bool */
+    bool flag;
+} vm_plain[] = {
+    {O_KERNEL, offsetof(struct vm_args, c.kernel), false},
+    {O_ROOTFS, offsetof(struct vm_args, c.rootfs), false},
+    {O_ACCEL, offsetof(struct vm_args, c.accel), false},
+    {O_EK, offsetof(struct vm_args, c.expect_kernel_sha256), false},
+    {O_EI, offsetof(struct vm_args, c.expect_initrd_sha256), false},
+    {O_ER, offsetof(struct vm_args, c.expect_rootfs_sha256), false},
+    {O_CWD, offsetof(struct vm_args, cwd), false},
+    {O_STDIN, offsetof(struct vm_args, stdin_file), false},
+    {O_TEMPLATE, offsetof(struct vm_args, c.from_template), true},
+    {O_FORCE, offsetof(struct vm_args, force), true},
+    {O_DETACH, offsetof(struct vm_args, detach), true},
+    {O_JSON, offsetof(struct vm_args, json), true},
+    {O_COLD, offsetof(struct vm_args, cold), true},
+};
+
+/* One option c (allowed here) into a: 0, or the exit status. */
+static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_args *a)
+{
+    for (size_t i = 0; i < sizeof(vm_plain) / sizeof(vm_plain[0]); i++) {
+        if (vm_plain[i].opt != c)
+            continue;
+        char *field = (char *)a + vm_plain[i].off;
+        if (vm_plain[i].flag)
+            *(bool *)field = true;
+        else
+            *(const char **)field = optarg;
+        return 0;
+    }
+    uint64_t v = 0;
+    switch (c) {
+    case O_MEMORY:
+    case O_VMMEM:
+        if (parse_size(optarg, &v) < 0 || v == 0)
+            return cli_usage_error(cli, "--%s %s: not a size (like 256M)",
+                                   c == O_MEMORY ? "memory" : "vm-memory", optarg);
+        if (c == O_MEMORY && memory_is_limit)
+            a->lim.memory_bytes = v;
+        else if (c == O_MEMORY)
+            a->c.memory_mb = (v + (1 << 20) - 1) >> 20;
+        else
+            a->vm_memory = (v + (1 << 20) - 1) >> 20;
+        break;
+    case O_VCPUS:
+        if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
+            return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
+        a->c.vcpus = (unsigned)v;
+        break;
+    case O_FORMAT:
+        if (strcmp(optarg, "table") != 0 && strcmp(optarg, "json") != 0)
+            return cli_usage_error(cli, "--format: unknown format '%s' (table or json)", optarg);
+        a->format = optarg;
+        break;
+    case O_ENV:
+        if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
+            return cli_usage_error(cli, "--env %s: must be K=V", optarg);
+        a->env[a->nenv++] = optarg;
+        break;
+    case O_CIN:
+    case O_COUT: {
+        struct hull_vm_file *f = c == O_CIN ? &a->cin[a->ncin] : &a->cout[a->ncout];
+        if ((c == O_CIN ? a->ncin : a->ncout) >= 32 || split_pair(optarg, f) < 0)
+            return cli_usage_error(cli, "--%s %s: must be SRC:DST",
+                                   c == O_CIN ? "copy-in" : "copy-out", optarg);
+        if (c == O_COUT) { /* GUEST:HOST */
+            const char *g = f->host;
+            f->host = f->guest;
+            f->guest = g;
+            a->ncout++;
+        } else
+            a->ncin++;
+        break;
+    }
+    case O_CPU:
+    case O_WALL:
+        if (parse_ms(optarg, &v) < 0)
+            return cli_usage_error(cli, "%s: not a duration (like 2s or 500ms)", optarg);
+        *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
+        break;
+    case O_PIDS:
+    case O_FILES:
+    case O_OUTPUT:
+        if (parse_size(optarg, &v) < 0 || v == 0)
+            return cli_usage_error(cli, "%s: not a positive number", optarg);
+        *(c == O_PIDS    ? &a->lim.pids
+          : c == O_FILES ? &a->lim.open_files
+                         : &a->lim.output_bytes) = v;
+        break;
+    }
+    return 0;
+}
+
 static int parse(struct cli *cli, int argc, char **argv, const int *allowed, bool memory_is_limit,
                  struct vm_args *a)
 {
@@ -218,106 +316,9 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
             return cli_usage_error(cli, "bad option");
         if (!allowed_opt(allowed, c))
             return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
-        uint64_t v = 0;
-        switch (c) {
-        case O_MEMORY:
-        case O_VMMEM:
-            if (parse_size(optarg, &v) < 0 || v == 0)
-                return cli_usage_error(cli, "--%s %s: not a size (like 256M)",
-                                       c == O_MEMORY ? "memory" : "vm-memory", optarg);
-            if (c == O_MEMORY && memory_is_limit)
-                a->lim.memory_bytes = v;
-            else if (c == O_MEMORY)
-                a->c.memory_mb = (v + (1 << 20) - 1) >> 20;
-            else
-                a->vm_memory = (v + (1 << 20) - 1) >> 20;
-            break;
-        case O_VCPUS:
-            if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
-                return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
-            a->c.vcpus = (unsigned)v;
-            break;
-        case O_KERNEL:
-            a->c.kernel = optarg;
-            break;
-        case O_ROOTFS:
-            a->c.rootfs = optarg;
-            break;
-        case O_ACCEL:
-            a->c.accel = optarg;
-            break;
-        case O_EK:
-            a->c.expect_kernel_sha256 = optarg;
-            break;
-        case O_EI:
-            a->c.expect_initrd_sha256 = optarg;
-            break;
-        case O_ER:
-            a->c.expect_rootfs_sha256 = optarg;
-            break;
-        case O_TEMPLATE:
-            a->c.from_template = true;
-            break;
-        case O_FORCE:
-            a->force = true;
-            break;
-        case O_DETACH:
-            a->detach = true;
-            break;
-        case O_JSON:
-            a->json = true;
-            break;
-        case O_COLD:
-            a->cold = true;
-            break;
-        case O_CWD:
-            a->cwd = optarg;
-            break;
-        case O_STDIN:
-            a->stdin_file = optarg;
-            break;
-        case O_FORMAT:
-            if (strcmp(optarg, "table") != 0 && strcmp(optarg, "json") != 0)
-                return cli_usage_error(cli, "--format: unknown format '%s' (table or json)",
-                                       optarg);
-            a->format = optarg;
-            break;
-        case O_ENV:
-            if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
-                return cli_usage_error(cli, "--env %s: must be K=V", optarg);
-            a->env[a->nenv++] = optarg;
-            break;
-        case O_CIN:
-        case O_COUT: {
-            struct hull_vm_file *f = c == O_CIN ? &a->cin[a->ncin] : &a->cout[a->ncout];
-            if ((c == O_CIN ? a->ncin : a->ncout) >= 32 || split_pair(optarg, f) < 0)
-                return cli_usage_error(cli, "--%s %s: must be SRC:DST",
-                                       c == O_CIN ? "copy-in" : "copy-out", optarg);
-            if (c == O_COUT) { /* GUEST:HOST */
-                const char *g = f->host;
-                f->host = f->guest;
-                f->guest = g;
-                a->ncout++;
-            } else
-                a->ncin++;
-            break;
-        }
-        case O_CPU:
-        case O_WALL:
-            if (parse_ms(optarg, &v) < 0)
-                return cli_usage_error(cli, "%s: not a duration (like 2s or 500ms)", optarg);
-            *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
-            break;
-        case O_PIDS:
-        case O_FILES:
-        case O_OUTPUT:
-            if (parse_size(optarg, &v) < 0 || v == 0)
-                return cli_usage_error(cli, "%s: not a positive number", optarg);
-            *(c == O_PIDS    ? &a->lim.pids
-              : c == O_FILES ? &a->lim.open_files
-                             : &a->lim.output_bytes) = v;
-            break;
-        }
+        int r = vm_option(cli, c, memory_is_limit, a);
+        if (r != 0)
+            return r;
     }
     return 0;
 }

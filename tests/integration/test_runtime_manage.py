@@ -67,6 +67,41 @@ def test_ps_json_and_table_match_the_cgroup(hull, bundle):
         assert_error(r, "--format: unknown format 'yaml'")
 
 
+def pids_cgroup_of_one():
+    """A fresh pids cgroup that holds one task at most (v1 or v2, as the host
+    has it), or None when the host has no pids controller to limit."""
+    base = V1.get("pids")
+    if base is None and LAYOUT["v2"]:
+        base = LAYOUT["v2"]
+        ctl = Path(base, "cgroup.controllers")
+        if not ctl.exists() or "pids" not in ctl.read_text().split():
+            return None
+    if base is None:
+        return None
+    d = Path(base, f"hull-test-ps-fork-{TOKEN}-{os.getpid()}")
+    d.mkdir()
+    (d / "pids.max").write_text("1")
+    return d
+
+
+def test_ps_says_when_it_cannot_fork(hull, bundle):
+    """hull ps runs the host's ps: when fork fails (here: a pids cgroup that
+    holds hull alone), it says so instead of reading an empty pipe."""
+    with running(hull, bundle) as (c, init):
+        d = pids_cgroup_of_one()
+        if d is None:
+            pytest.skip("the host has no pids controller")
+        try:
+            def enter():
+                (d / "cgroup.procs").write_text(str(os.getpid()))
+            r = hull("ps", c, preexec_fn=enter)
+        finally:
+            wait_until(lambda: not (d / "cgroup.procs").read_text().split())
+            d.rmdir()
+        assert_error(r, "ps: fork: ")
+        assert "no PID column" not in r.stderr, r
+
+
 def test_ps_of_unknown_container(hull):
     r = hull("ps", cid("nope"))
     assert_error(r, "ps", "does not exist")

@@ -665,6 +665,20 @@ def test_bad_input_is_refused_and_leaves_nothing(sb, tmp_path, open_tmp):
     assert sorted(os.listdir(tmp_path)) == ["plain.txt"] and os.listdir(open_tmp) == []
 
 
+def test_refused_mount_point_keeps_the_reason_for_debug():
+    """The clear refusal of a --bind target replaces the resolver's error;
+    that one is not dropped but logged for --debug."""
+    argv = ["sandbox", "run", "--bind", "/tmp:/usr/nonexistent-hull", "--", "true"]
+    plain = subprocess.run([HULL, *argv], capture_output=True, text=True, timeout=120)
+    debug = subprocess.run([HULL, "--debug", *argv], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == debug.returncode == 125, (plain, debug)
+    refusal = "/usr/nonexistent-hull does not exist on the host"
+    assert refusal in plain.stderr and refusal in debug.stderr, (plain, debug)
+    reason = "--bind: /usr/nonexistent-hull: No such file or directory"
+    assert reason not in plain.stderr, plain
+    assert f"debug: {reason}" in debug.stderr, debug
+
+
 def test_no_command(sb):
     r = subprocess.run([HULL, "sandbox", "run", "--json"], capture_output=True, text=True)
     assert r.returncode == 125 and "no command given" in r.stderr

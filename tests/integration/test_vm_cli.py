@@ -120,3 +120,28 @@ def test_exec_json_exits_0_whenever_it_ran(h, vm):
     j = json.loads(p.stdout)
     assert j["verdict"] == "internal_error" and "No such file" in j["error"], j
     assert set(j) == EXEC_KEYS | {"error"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["create", "--vcpus", "0", "x"], "vm create: --vcpus 0: must be 1..64"),
+    (["create", "--memory", "0", "x"], "vm create: --memory 0: not a size (like 256M)"),
+    (["create", "--detach", "x"], "vm create: option --detach does not apply here"),
+    (["create", "--kernel", "/nonexistent-hull", "x"],
+     "kernel /nonexistent-hull: No such file or directory"),
+    (["create", "--rootfs", "/nonexistent-hull", "x"],
+     "rootfs /nonexistent-hull: No such file or directory"),
+    (["create", "--accel", "bogus", "x"], 'accelerator "bogus": must be kvm, tcg or auto'),
+    (["run", "--env", "NOEQ", "--", "true"], "vm run: --env NOEQ: must be K=V"),
+    (["run", "--copy-in", "x", "--", "true"], "vm run: --copy-in x: must be SRC:DST"),
+    (["run", "--cpu-time", "2x", "--", "true"], "vm run: 2x: not a duration (like 2s or 500ms)"),
+    (["list", "--format", "yaml"], "vm list: --format: unknown format 'yaml' (table or json)"),
+])
+def test_options_reach_their_place_or_are_refused_by_name(tmp_path, args, message):
+    """Each option lands where its verb reads it (a --kernel or --rootfs
+    that does not exist is named by create itself) or is refused with its
+    name."""
+    p = subprocess.run([HULL, "--root", str(tmp_path), "vm", *args], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1, p
+    assert p.stderr.startswith("hull: ") and message in p.stderr, p.stderr
+    assert p.stdout == ""

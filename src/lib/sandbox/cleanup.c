@@ -75,7 +75,7 @@ static bool remove_orphan(int parentfd, const char *name)
                 p = end;
             }
         }
-        hull_error_free(&e);
+        hull_error_free(&e); /* procs unreadable: the cgroup went; the next rmdir says */
         free(text);
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
@@ -166,7 +166,7 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
         bool leftover =
             alive == 0 || (alive < 0 && ((pid > 0 && !hull_pid_alive(pid, 0)) ||
                                          (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60)));
-        hull_error_free(&e);
+        hull_error_free(&e); /* unreadable state is the "no state yet" case just above */
         close(fd);
         if (!leftover)
             continue;

@@ -219,6 +219,77 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
     return proc;
 }
 
+/* The default layout's root files: passwd, group (naming the sandbox user
+ * at container level) and hosts, beside the host's filesystem binds. */
+static int default_root(struct hull_sandbox_layout *lay, json_object *mounts, bool container,
+                        hull_error *err)
+{
+    if (host_filesystem(lay, mounts, err) < 0)
+        return -1;
+    /* At process level the uid changes from run to run, and the shared
+     * root (skeleton.c) must not: it has no name there. */
+    char user[128] = "", group[64] = "";
+    if (container) {
+        snprintf(user, sizeof(user), "sandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n", lay->uid, lay->uid);
+        snprintf(group, sizeof(group), "sandbox:x:%u:\n", lay->uid);
+    }
+    snprintf(lay->passwd, sizeof(lay->passwd),
+             "root:x:0:0:root:/root:/bin/sh\n%s"
+             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+             user);
+    snprintf(lay->group, sizeof(lay->group), "root:x:0:\n%snogroup:x:65534:\n", group);
+    if (add_root_file(lay, "/etc/passwd", lay->passwd, NULL, false) < 0 ||
+        add_root_file(lay, "/etc/group", lay->group, NULL, false) < 0 ||
+        add_root_file(lay, "/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", NULL,
+                      false) < 0)
+        return hull_error_set(err, E2BIG, "sandbox layout: too many files");
+    return 0;
+}
+
+/* The spec's mounts, or NULL. The default root becomes the shared skeleton
+ * (root's path is changed to it). */
+static json_object *layout_mounts(const struct hull_policy *p, const char *empty_root,
+                                  bool container, struct hull_sandbox_layout *lay,
+                                  json_object *root, hull_error *err)
+{
+    json_object *mounts = json_object_new_array();
+    if (p->rootfs == NULL) {
+        lay->extras.tmpfs_root = true;
+        if (default_root(lay, mounts, container, err) < 0) {
+            json_object_put(mounts);
+            return NULL;
+        }
+    }
+    char tmpopts[64], shmopts[64];
+    snprintf(tmpopts, sizeof(tmpopts), "size=%llu", (unsigned long long)p->tmp_bytes);
+    snprintf(shmopts, sizeof(shmopts), "size=%llu",
+             (unsigned long long)(p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20));
+    const char *const tmp_o[] = {"nosuid", "nodev", "mode=1777", tmpopts, NULL};
+    const char *const proc_o[] = {"nosuid", "nodev", "noexec", NULL};
+    const char *const dev_o[] = {"nosuid", "noexec", "mode=755", "size=64k", NULL};
+    const char *const shm_o[] = {"nosuid", "nodev", "noexec", "mode=1777", shmopts, NULL};
+    add_mount(mounts, "/proc", "proc", "proc", proc_o);
+    add_mount(mounts, "/dev", "tmpfs", "tmpfs", dev_o);
+    add_mount(mounts, "/dev/shm", "tmpfs", "shm", shm_o);
+    add_mount(mounts, "/tmp", "tmpfs", "tmpfs", tmp_o);
+    for (size_t i = 0; i < p->n_binds; i++)
+        add_bind(mounts, p->binds[i].source, p->binds[i].destination, p->binds[i].writable);
+    /* The default layout's root is the same for every run: bind a shared
+     * read-only one instead of building a tmpfs root each time. A --bind
+     * may need a mount point of its own, so it keeps the tmpfs root. */
+    if (p->rootfs == NULL && p->n_binds == 0 && geteuid() == 0) {
+        if (hull_sandbox_skeleton(empty_root, mounts, lay->files, lay->n_files, lay->skeleton,
+                                  sizeof(lay->skeleton), err) < 0) {
+            json_object_put(mounts);
+            return NULL;
+        }
+        json_object_object_add(root, "path", str(lay->skeleton));
+        lay->extras.tmpfs_root = false;
+        lay->n_files = 0; /* baked into the skeleton */
+    }
+    return mounts;
+}
+
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
                         struct hull_sandbox_layout *lay, hull_error *err)
 {
@@ -244,56 +315,10 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     json_object_object_add(doc, "annotations", ann);
     json_object_object_add(doc, "process", process(p, lay->uid));
 
-    json_object *mounts = json_object_new_array();
-    if (p->rootfs == NULL) {
-        lay->extras.tmpfs_root = true;
-        if (host_filesystem(lay, mounts, err) < 0)
-            goto fail;
-        /* At process level the uid changes from run to run, and the shared
-         * root (skeleton.c) must not: it has no name there. */
-        char user[128] = "", group[64] = "";
-        if (container) {
-            snprintf(user, sizeof(user), "sandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n", lay->uid,
-                     lay->uid);
-            snprintf(group, sizeof(group), "sandbox:x:%u:\n", lay->uid);
-        }
-        snprintf(lay->passwd, sizeof(lay->passwd),
-                 "root:x:0:0:root:/root:/bin/sh\n%s"
-                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                 user);
-        snprintf(lay->group, sizeof(lay->group), "root:x:0:\n%snogroup:x:65534:\n", group);
-        if (add_root_file(lay, "/etc/passwd", lay->passwd, NULL, false) < 0 ||
-            add_root_file(lay, "/etc/group", lay->group, NULL, false) < 0 ||
-            add_root_file(lay, "/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", NULL,
-                          false) < 0) {
-            hull_error_set(err, E2BIG, "sandbox layout: too many files");
-            goto fail;
-        }
-    }
-    char tmpopts[64], shmopts[64];
-    snprintf(tmpopts, sizeof(tmpopts), "size=%llu", (unsigned long long)p->tmp_bytes);
-    snprintf(shmopts, sizeof(shmopts), "size=%llu",
-             (unsigned long long)(p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20));
-    const char *const tmp_o[] = {"nosuid", "nodev", "mode=1777", tmpopts, NULL};
-    const char *const proc_o[] = {"nosuid", "nodev", "noexec", NULL};
-    const char *const dev_o[] = {"nosuid", "noexec", "mode=755", "size=64k", NULL};
-    const char *const shm_o[] = {"nosuid", "nodev", "noexec", "mode=1777", shmopts, NULL};
-    add_mount(mounts, "/proc", "proc", "proc", proc_o);
-    add_mount(mounts, "/dev", "tmpfs", "tmpfs", dev_o);
-    add_mount(mounts, "/dev/shm", "tmpfs", "shm", shm_o);
-    add_mount(mounts, "/tmp", "tmpfs", "tmpfs", tmp_o);
-    for (size_t i = 0; i < p->n_binds; i++)
-        add_bind(mounts, p->binds[i].source, p->binds[i].destination, p->binds[i].writable);
-    /* The default layout's root is the same for every run: bind a shared
-     * read-only one instead of building a tmpfs root each time. A --bind
-     * may need a mount point of its own, so it keeps the tmpfs root. */
-    if (p->rootfs == NULL && p->n_binds == 0 && geteuid() == 0) {
-        if (hull_sandbox_skeleton(empty_root, mounts, lay->files, lay->n_files, lay->skeleton,
-                                  sizeof(lay->skeleton), err) < 0)
-            goto fail;
-        json_object_object_add(root, "path", str(lay->skeleton));
-        lay->extras.tmpfs_root = false;
-        lay->n_files = 0; /* baked into the skeleton */
+    json_object *mounts = layout_mounts(p, empty_root, container, lay, root, err);
+    if (mounts == NULL) {
+        json_object_put(doc);
+        return -1;
     }
     json_object_object_add(doc, "mounts", mounts);
 
@@ -328,9 +353,6 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     lay->extras.files = lay->files;
     lay->extras.n_files = lay->n_files;
     return 0;
-fail:
-    json_object_put(doc);
-    return -1;
 }
 
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay)

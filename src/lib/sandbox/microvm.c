@@ -17,12 +17,8 @@
 
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/fs.h"
-
-static const char *vm_unavailable(void)
-{
-    return NULL; /* hull_vm_oneshot says precisely what is missing */
-}
 
 static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
 {
@@ -56,7 +52,7 @@ static int check_rootfs(const struct hull_policy *p, hull_error *err)
         if (hull_sandbox_check_own_mount(root, *m, err) == 0)
             continue;
         if (hull_error_code(*err) == ENOENT)
-            hull_error_free(err);
+            hull_error_free(err); /* absent: the guest makes it (see above) */
         else
             rc = -1;
     }
@@ -132,29 +128,25 @@ static void copied_out(const struct hull_policy *p, struct hull_vm_oneshot_resul
     }
 }
 
-static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
+/* The run itself; inline files are staged in dir (made here, removed by
+ * the caller). */
+static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, char *dir,
+                         size_t dirlen, hull_error *err)
 {
-    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
-        check_rootfs(p, err) < 0)
-        return -1;
     size_t n_in = p->n_copy_in + p->n_files;
-    struct hull_vm_file *in = calloc(n_in ? n_in : 1, sizeof(*in));
-    struct hull_vm_file *out = calloc(p->n_copy_out ? p->n_copy_out : 1, sizeof(*out));
-    char(*staged)[PATH_MAX] = calloc(p->n_files ? p->n_files : 1, PATH_MAX);
-    char dir[64] = "";
-    char *stdin_buf = NULL;
+    cleanup_free struct hull_vm_file *in = calloc(n_in ? n_in : 1, sizeof(*in));
+    cleanup_free struct hull_vm_file *out = calloc(p->n_copy_out ? p->n_copy_out : 1, sizeof(*out));
+    cleanup_free char(*staged)[PATH_MAX] = calloc(p->n_files ? p->n_files : 1, PATH_MAX);
+    cleanup_free char *stdin_buf = NULL;
     size_t stdin_len = 0;
-    int ret = -1;
-    if (in == NULL || out == NULL || staged == NULL) {
-        hull_error_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
+    if (in == NULL || out == NULL || staged == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
     for (size_t i = 0; i < p->n_copy_in; i++) {
         in[i].host = p->copy_in[i].host;
         in[i].guest = p->copy_in[i].sandbox;
     }
-    if (stage_inline_files(p, dir, sizeof(dir), staged, err) < 0)
-        goto out;
+    if (stage_inline_files(p, dir, dirlen, staged, err) < 0)
+        return -1;
     for (size_t i = 0; i < p->n_files; i++) {
         in[p->n_copy_in + i].host = staged[i];
         in[p->n_copy_in + i].guest = p->files[i].path;
@@ -164,7 +156,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
         out[i].guest = p->copy_out[i].sandbox;
     }
     if (p->stdin_path && read_stdin_file(p->stdin_path, &stdin_buf, &stdin_len, err) < 0)
-        goto out;
+        return -1;
 
     struct hull_vm_oneshot_opts o = {
         .argv = p->argv,
@@ -188,7 +180,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
     struct hull_vm_oneshot_result vr;
     memset(&vr, 0, sizeof(vr));
     if (hull_vm_oneshot(&o, &vr, err) < 0)
-        goto out;
+        return -1;
     r->isolation = HULL_ISOLATION_MICROVM;
     r->verdict = verdict_from_name(vr.run.verdict);
     r->exit_code = vr.run.exit_code < 0 ? 0 : vr.run.exit_code;
@@ -205,22 +197,26 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
         r->error = strdup(vr.error);
     copied_out(p, &vr, r);
     hull_vm_oneshot_result_free(&vr);
-    ret = 0;
-out:
+    return 0;
+}
+
+static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
+{
+    if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
+        check_rootfs(p, err) < 0)
+        return -1;
+    char dir[64] = "";
+    int ret = vm_run_staged(p, r, dir, sizeof(dir), err);
     if (dir[0]) {
         hull_error e = NULL;
-        hull_rm_rf_at(AT_FDCWD, dir, &e);
+        if (hull_rm_rf_at(AT_FDCWD, dir, &e) < 0)
+            hull_warn("sandbox microvm: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-    free(stdin_buf);
-    free(staged);
-    free(in);
-    free(out);
     return ret;
 }
 
 const struct hull_sandbox_provider hull_provider_microvm = {
     .name = "microvm",
-    .unavailable = vm_unavailable,
     .run = vm_run,
 };

@@ -14,6 +14,7 @@
 
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/fs.h"
 
 int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err)
@@ -105,6 +106,7 @@ int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const cha
     cleanup_close int fd = hull_resolve_in_root(rootfd, dst, 0, &e);
     if (fd >= 0)
         return 0;
+    hull_debug("%s: %s", what, hull_error_msg(e));
     hull_error_free(&e);
     if (rootfs)
         return hull_error_set(err, ENOENT,
@@ -133,6 +135,7 @@ int hull_sandbox_check_own_mount(const char *rootfs, const char *dst, hull_error
     if (fd >= 0)
         return 0;
     int code = hull_error_code(e);
+    hull_debug("--rootfs %s: %s", rootfs, hull_error_msg(e));
     hull_error_free(&e);
     if (code == ELOOP || code == ENOTDIR)
         return hull_error_set(err, code,

@@ -472,43 +472,32 @@ static int json_known_fields(json_object *doc, hull_error *err)
     return 0;
 }
 
-int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err)
+/* The request's fields into p (doc stays the caller's). */
+static int policy_from_doc(json_object *doc, struct hull_policy *p, hull_error *err)
 {
-    json_object *doc = NULL;
-    if (hj_parse(json, len, "request", &doc, err) < 0)
-        return -1;
-    int ret = -1;
-    char *iso = NULL;
+    cleanup_free char *iso = NULL;
     if (json_known_fields(doc, err) < 0)
-        goto out;
+        return -1;
     json_object *cmd = hj_get(doc, "cmd");
     if (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
-        json_object_array_length(cmd) == 0) {
-        hull_error_set(err, EINVAL, "cmd: must be a non-empty array of strings");
-        goto out;
-    }
+        json_object_array_length(cmd) == 0)
+        return hull_error_set(err, EINVAL, "cmd: must be a non-empty array of strings");
     if (hj_string_array(doc, "", "cmd", &p->argv, NULL, err) < 0 ||
         hj_string(doc, "", "isolation", false, &iso, err) < 0 ||
         hj_string(doc, "", "workdir", false, &p->workdir, err) < 0 ||
         json_limits(doc, p, err) < 0 || json_env(doc, p, err) < 0 || json_files(doc, p, err) < 0)
-        goto out;
-    if (iso && hull_isolation_parse(iso, &p->isolation) < 0) {
-        hull_error_set(err, EINVAL, "isolation: unknown level '%s' (process, container, microvm)",
-                       iso);
-        goto out;
-    }
+        return -1;
+    if (iso && hull_isolation_parse(iso, &p->isolation) < 0)
+        return hull_error_set(err, EINVAL,
+                              "isolation: unknown level '%s' (process, container, microvm)", iso);
     json_object *in = hj_get(doc, "stdin");
     if (in != NULL) {
-        if (!json_object_is_type(in, json_type_string)) {
-            hull_error_set(err, EINVAL, "stdin: must be a string");
-            goto out;
-        }
+        if (!json_object_is_type(in, json_type_string))
+            return hull_error_set(err, EINVAL, "stdin: must be a string");
         p->stdin_len = (size_t)json_object_get_string_len(in);
         p->stdin_data = malloc(p->stdin_len + 1);
-        if (p->stdin_data == NULL) {
-            hull_error_set(err, ENOMEM, "out of memory");
-            goto out;
-        }
+        if (p->stdin_data == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
         memcpy(p->stdin_data, json_object_get_string(in), p->stdin_len);
     }
     json_object *net = hj_get(doc, "network");
@@ -519,14 +508,18 @@ int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, h
             p->network_host = false;
         else if (strcmp(n, "host") == 0)
             p->network_host = true;
-        else {
-            hull_error_set(err, EINVAL, "network: must be \"none\" or \"host\"");
-            goto out;
-        }
+        else
+            return hull_error_set(err, EINVAL, "network: must be \"none\" or \"host\"");
     }
-    ret = validate(p, "limits.", err);
-out:
-    free(iso);
+    return validate(p, "limits.", err);
+}
+
+int hull_policy_from_json(const char *json, size_t len, struct hull_policy *p, hull_error *err)
+{
+    json_object *doc = NULL;
+    if (hj_parse(json, len, "request", &doc, err) < 0)
+        return -1;
+    int ret = policy_from_doc(doc, p, err);
     json_object_put(doc);
     return ret;
 }

@@ -270,8 +270,10 @@ enum stop { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };
 static void kill_all(struct run *x)
 {
     hull_error e = NULL;
-    if (x->c.cgroup && hull_cgroup_kill(x->c.cgroup, SIGKILL, &e) < 0)
+    if (x->c.cgroup && hull_cgroup_kill(x->c.cgroup, SIGKILL, &e) < 0) {
+        hull_debug("sandbox %s: kill: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
+    }
     /* The init's death takes the whole pid namespace with it. */
     kill(x->c.launch.pid, SIGKILL);
 }
@@ -466,7 +468,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
                 uint64_t ns = 0;
                 hull_error e = NULL;
                 known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
-                hull_error_free(&e);
+                hull_error_free(&e); /* unknown: read again at the next tick */
                 used_ms = ns / 1000000ull;
             } else {
                 known = proc_cpu_ms(pid, &used_ms);
@@ -540,142 +542,149 @@ static void internal_error(struct hull_result *r, hull_error *e)
     hull_error_free(e);
 }
 
-static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
+/* Everything before the run: checks, uid, layout, pipes. */
+static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
 {
-    struct run x = {.p = p,
-                    .r = r,
-                    .in_fd = -1,
-                    .in_write = -1,
-                    .in_src = -1,
-                    .uid_lock = -1,
-                    .out = {-1, -1},
-                    .err = {-1, -1},
-                    .status = {-1, -1}};
-    char *rootfs = NULL;
-    int ret = -1;
-    if (preflight(&x, &rootfs, err) < 0)
-        goto out;
+    const struct hull_policy *p = x->p;
+    if (preflight(x, rootfs, err) < 0)
+        return -1;
     struct hull_policy local = *p;
-    local.rootfs = rootfs;
+    local.rootfs = *rootfs;
     /* Process level: a host uid no other run has (RLIMIT_NPROC and the
      * kernel's other per-uid counts are that uid's alone). */
     uint32_t uid_base = HULL_SANDBOX_UID_BASE;
     if (p->isolation == HULL_ISOLATION_PROCESS &&
-        (x.uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
-        goto out;
+        (x->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
+        return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, &x.lay, err) < 0)
-        goto out;
-    if (add_tmp_files(&x) < 0) {
-        hull_error_set(err, E2BIG, "too many files and directories to copy in");
-        goto out;
-    }
-    if (pipe2(x.out, O_CLOEXEC) < 0 || pipe2(x.err, O_CLOEXEC) < 0 ||
-        pipe2(x.status, O_CLOEXEC) < 0) {
-        hull_error_errno(err, "pipe");
-        goto out;
-    }
-    if (x.in_src >= 0 || p->stdin_data) {
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, &x->lay, err) < 0)
+        return -1;
+    if (add_tmp_files(x) < 0)
+        return hull_error_set(err, E2BIG, "too many files and directories to copy in");
+    if (pipe2(x->out, O_CLOEXEC) < 0 || pipe2(x->err, O_CLOEXEC) < 0 ||
+        pipe2(x->status, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    if (x->in_src >= 0 || p->stdin_data) {
         int in[2];
-        if (pipe2(in, O_CLOEXEC) < 0) {
-            hull_error_errno(err, "pipe");
-            goto out;
-        }
-        x.in_fd = in[0];
-        x.in_write = in[1];
-        fcntl(x.in_write, F_SETFL, O_NONBLOCK);
-    } else if (x.in_fd < 0 && (x.in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-        hull_error_errno(err, "open /dev/null");
-        goto out;
+        if (pipe2(in, O_CLOEXEC) < 0)
+            return hull_error_errno(err, "pipe");
+        x->in_fd = in[0];
+        x->in_write = in[1];
+        fcntl(x->in_write, F_SETFL, O_NONBLOCK);
+    } else if (x->in_fd < 0 && (x->in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        return hull_error_errno(err, "open /dev/null");
     }
-    fcntl(x.out[0], F_SETFL, O_NONBLOCK);
-    fcntl(x.err[0], F_SETFL, O_NONBLOCK);
+    fcntl(x->out[0], F_SETFL, O_NONBLOCK);
+    fcntl(x->err[0], F_SETFL, O_NONBLOCK);
+    return 0;
+}
 
-    /* From here on the run happens: whatever fails is its verdict. */
-    ret = 0;
+/* Supervise the started program to its end and fill the result from it. */
+static void ns_supervise(struct run *x, uint64_t start)
+{
+    struct hull_result *r = x->r;
+    enum stop why;
+    struct rusage ru;
+    int status = program_status(x, supervise(x, start, &why, &ru));
+    r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
+    struct hull_cgroup_stats st = {0};
+    bool have_stats = false;
+    if (x->c.cgroup) {
+        hull_error e = NULL;
+        have_stats = hull_cgroup_stats(x->c.cgroup, &st, &e) == 0;
+        if (!have_stats)
+            hull_debug("sandbox %s: stats: %s", x->id, hull_error_msg(e));
+        hull_error_free(&e);
+        r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
+        r->max_memory_kb = st.memory_max_usage / 1024;
+    } else {
+        /* No cgroup: the init's usage, which includes every process
+         * it reaped (the reaper reaps them all). */
+        r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
+                         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
+        r->max_memory_kb = (uint64_t)ru.ru_maxrss;
+        /* A process killed before the reaper reaped it is not in
+         * there; what the supervisor last saw of it is. */
+        if (x->cpu_seen_ms > r->cpu_time_ms)
+            r->cpu_time_ms = x->cpu_seen_ms;
+    }
+    verdict(x, status, why, have_stats ? &st : NULL);
+}
+
+/* The run itself: whatever fails here is its verdict, not an error. */
+static void ns_launch(struct run *x)
+{
+    const struct hull_policy *p = x->p;
+    struct hull_result *r = x->r;
     r->isolation = p->isolation;
-    next_id(x.id, sizeof(x.id));
+    next_id(x->id, sizeof(x->id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     collect_stale(&rt);
-    struct hull_create_opts co = {.id = x.id, .bundle = "/"};
-    int stdio[3] = {x.in_fd, x.out[1], x.err[1]};
+    struct hull_create_opts co = {.id = x->id, .bundle = "/"};
+    int stdio[3] = {x->in_fd, x->out[1], x->err[1]};
     struct hull_setup_opts so;
-    hull_sandbox_setup_opts(p, &x.lay, x.seccomp, stdio, &so);
+    hull_sandbox_setup_opts(p, &x->lay, x->seccomp, stdio, &so);
     so.reaper = true;
-    so.status_fd = x.status[1];
+    so.status_fd = x->status[1];
     so.lean_cgroup = true; /* never paused */
     hull_error e = NULL;
-    if (hull_container_setup(&rt, &co, &so, &x.c, &e) < 0) {
+    if (hull_container_setup(&rt, &co, &so, &x->c, &e) < 0) {
         internal_error(r, &e);
-        goto out;
+        return;
     }
-    x.have_ctx = true;
+    x->have_ctx = true;
     /* Only the sandbox may hold the write ends now, so EOF means it is done. */
-    hull_closep(&x.out[1]);
-    hull_closep(&x.err[1]);
-    hull_closep(&x.in_fd);
-    hull_closep(&x.status[1]);
+    hull_closep(&x->out[1]);
+    hull_closep(&x->err[1]);
+    hull_closep(&x->in_fd);
+    hull_closep(&x->status[1]);
 
     uint64_t start = hull_monotonic_ns();
-    if (hull_sync_send(x.c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
-        hull_wait_exec(x.c.launch.sync_fd, &e) < 0) {
+    if (hull_sync_send(x->c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
+        hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {
         internal_error(r, &e);
-        kill_all(&x);
-        waitpid(x.c.launch.pid, NULL, 0);
+        kill_all(x);
+        waitpid(x->c.launch.pid, NULL, 0);
     } else {
-        enum stop why;
-        struct rusage ru;
-        int status = program_status(&x, supervise(&x, start, &why, &ru));
-        r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
-        struct hull_cgroup_stats st = {0};
-        bool have_stats = false;
-        if (x.c.cgroup) {
-            have_stats = hull_cgroup_stats(x.c.cgroup, &st, &e) == 0;
-            hull_error_free(&e);
-            r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
-            r->max_memory_kb = st.memory_max_usage / 1024;
-        } else {
-            /* No cgroup: the init's usage, which includes every process
-             * it reaped (the reaper reaps them all). */
-            r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
-                             (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
-            r->max_memory_kb = (uint64_t)ru.ru_maxrss;
-            /* A process killed before the reaper reaped it is not in
-             * there; what the supervisor last saw of it is. */
-            if (x.cpu_seen_ms > r->cpu_time_ms)
-                r->cpu_time_ms = x.cpu_seen_ms;
-        }
-        verdict(&x, status, why, have_stats ? &st : NULL);
+        ns_supervise(x, start);
     }
     /* Copy out of the /tmp the init handed us: still readable by fd. */
     if (p->n_copy_out) {
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
         uint64_t budget = p->copy_out_max;
         for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
-            hull_sandbox_copy_out(x.c.launch.exported_fd, &p->copy_out[i], &budget, &r->files[i]);
+            hull_sandbox_copy_out(x->c.launch.exported_fd, &p->copy_out[i], &budget, &r->files[i]);
             r->n_files++;
         }
     }
-    if (hull_container_destroy(&rt, x.c.dirfd, &x.c.cs, &e) < 0) {
-        hull_warn("sandbox %s: cleanup: %s", x.id, hull_error_msg(e));
+    if (hull_container_destroy(&rt, x->c.dirfd, &x->c.cs, &e) < 0) {
+        hull_warn("sandbox %s: cleanup: %s", x->id, hull_error_msg(e));
         if (r->verdict != HULL_VERDICT_INTERNAL_ERROR)
             internal_error(r, &e);
-        hull_error_free(&e);
+        hull_error_free(&e); /* warned above (and kept as the verdict's error) */
     }
-out:
-    run_release(&x);
-    free(rootfs);
-    return ret;
 }
 
-static const char *ns_unavailable(void)
+static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    return NULL;
+    cleanup_free char *rootfs = NULL; /* freed after x is released */
+    __attribute__((cleanup(run_release))) struct run x = {.p = p,
+                                                          .r = r,
+                                                          .in_fd = -1,
+                                                          .in_write = -1,
+                                                          .in_src = -1,
+                                                          .uid_lock = -1,
+                                                          .out = {-1, -1},
+                                                          .err = {-1, -1},
+                                                          .status = {-1, -1}};
+    if (ns_prepare(&x, &rootfs, err) < 0)
+        return -1;
+    ns_launch(&x);
+    return 0;
 }
 
 const struct hull_sandbox_provider hull_provider_namespaces = {
     .name = "namespaces",
-    .unavailable = ns_unavailable,
     .run = ns_run,
 };
 
@@ -695,9 +704,7 @@ int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_er
                               (unsigned)geteuid(), geteuid() == 0 ? " in a user namespace" : "");
     const struct hull_sandbox_provider *prov =
         p->isolation == HULL_ISOLATION_MICROVM ? &hull_provider_microvm : &hull_provider_namespaces;
-    const char *why = prov->unavailable();
-    if (why != NULL)
-        return hull_error_set(err, ENOTSUP, "isolation %s: %s", hull_isolation_name(p->isolation),
-                              why);
+    /* Each provider says itself, precisely, what the host lacks for it
+     * (hull_vm_oneshot names the missing QEMU, KVM or image). */
     return prov->run(p, r, err);
 }

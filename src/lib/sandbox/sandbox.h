@@ -104,8 +104,6 @@ void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budge
 /* A provider runs a policy at one isolation level. */
 struct hull_sandbox_provider {
     const char *name;
-    /* NULL when usable, else why not (static string) */
-    const char *(*unavailable)(void);
     int (*run)(const struct hull_policy *p, struct hull_result *r, hull_error *err);
 };
 

@@ -51,18 +51,10 @@ const char *hull_session_id(const struct hull_session *s)
     return s->id;
 }
 
-int hull_session_create(const struct hull_policy *p, struct hull_session **out, hull_error *err)
+/* What the sandbox needs before it exists: its policy, seccomp filter,
+ * (process level) host uid and layout. */
+static int session_prepare(struct hull_session *s, const struct hull_policy *p, hull_error *err)
 {
-    *out = NULL;
-    if (p->isolation == HULL_ISOLATION_MICROVM)
-        return hull_error_set(err, ENOTSUP,
-                              "isolation microvm: long-lived microVM sandboxes are not supported "
-                              "(one-shot runs are)");
-    struct hull_session *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    s->tmpfd = s->uid_lock = -1;
-    s->c.dirfd = s->c.launch.sync_fd = s->c.launch.pty_master = s->c.launch.exported_fd = -1;
     /* Keep only what the sandbox itself needs of the policy. */
     hull_policy_init(&s->policy);
     s->policy.isolation = p->isolation;
@@ -77,71 +69,86 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
     s->policy.cpu_time_ms = 24ull * 3600 * 1000;
     s->policy.argv = hull_strv_dup(idle_argv);
     s->policy.env = p->env ? hull_strv_dup(p->env) : NULL;
-    int null_fd = -1;
-    bool have_ctx = false;
-    if (s->policy.argv == NULL || (p->env && s->policy.env == NULL)) {
-        hull_error_set(err, ENOMEM, "out of memory");
-        goto fail;
-    }
+    if (s->policy.argv == NULL || (p->env && s->policy.env == NULL))
+        return hull_error_set(err, ENOMEM, "out of memory");
     if (hull_policy_validate(&s->policy, err) < 0)
-        goto fail;
+        return -1;
     if (p->isolation == HULL_ISOLATION_CONTAINER &&
-        hull_seccomp_compile(hull_seccomp_default_sandbox(), &s->seccomp, err) < 0) {
-        hull_error_prefix(err, "built-in seccomp profile");
-        goto fail;
-    }
+        hull_seccomp_compile(hull_seccomp_default_sandbox(), &s->seccomp, err) < 0)
+        return hull_error_prefix(err, "built-in seccomp profile");
     /* Process level: a host uid of its own for the sandbox's lifetime. */
     uint32_t uid_base = HULL_SANDBOX_UID_BASE;
     if (p->isolation == HULL_ISOLATION_PROCESS &&
         (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
-        goto fail;
+        return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
         hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, uid_base, &s->lay, err) < 0)
-        goto fail;
+        return -1;
     s->host_uid =
         p->isolation == HULL_ISOLATION_CONTAINER ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
-    if ((null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0) {
-        hull_error_errno(err, "open /dev/null");
-        goto fail;
-    }
+    return 0;
+}
+
+/* The sandbox's container, its init waiting for the start. */
+static int session_setup(struct hull_session *s, const struct hull_policy *p, hull_error *err)
+{
+    cleanup_close int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return hull_error_errno(err, "open /dev/null");
     next_id(s->id, sizeof(s->id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_create_opts co = {.id = s->id, .bundle = "/"};
     int stdio[3] = {null_fd, null_fd, null_fd};
     struct hull_setup_opts so;
     hull_sandbox_setup_opts(p, &s->lay, s->seccomp, stdio, &so);
-    if (hull_container_setup(&rt, &co, &so, &s->c, err) < 0)
-        goto fail;
-    have_ctx = true;
-    hull_closep(&null_fd);
+    return hull_container_setup(&rt, &co, &so, &s->c, err);
+}
+
+/* Start the idle init and put the policy's files. */
+static int session_start(struct hull_session *s, const struct hull_policy *p, hull_error *err)
+{
     /* exec, pause and friends take the state lock themselves. */
     hull_closep(&s->c.dirfd);
     s->tmpfd = s->c.launch.exported_fd;
     s->c.launch.exported_fd = -1;
     if (hull_sync_send(s->c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
         hull_wait_exec(s->c.launch.sync_fd, err) < 0)
-        goto fail;
+        return -1;
     hull_closep(&s->c.launch.sync_fd);
     for (size_t i = 0; i < p->n_files; i++)
         if (hull_session_put_file(s, p->files[i].path, p->files[i].data, p->files[i].len,
-                                  p->files[i].mode, err) < 0) {
-            hull_error_prefix(err, "files[%zu]", i);
-            goto fail;
-        }
-    *out = s;
+                                  p->files[i].mode, err) < 0)
+            return hull_error_prefix(err, "files[%zu]", i);
     return 0;
-fail:
-    hull_closep(&null_fd);
-    if (have_ctx) {
+}
+
+int hull_session_create(const struct hull_policy *p, struct hull_session **out, hull_error *err)
+{
+    *out = NULL;
+    if (p->isolation == HULL_ISOLATION_MICROVM)
+        return hull_error_set(err, ENOTSUP,
+                              "isolation microvm: long-lived microVM sandboxes are not supported "
+                              "(one-shot runs are)");
+    struct hull_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    s->tmpfd = s->uid_lock = -1;
+    s->c.dirfd = s->c.launch.sync_fd = s->c.launch.pty_master = s->c.launch.exported_fd = -1;
+    if (session_prepare(s, p, err) < 0 || session_setup(s, p, err) < 0) {
+        /* No container yet: only what prepare took. */
+        hull_seccomp_filter_free(s->seccomp);
+        hull_sandbox_layout_free(&s->lay);
+        hull_policy_free(&s->policy);
+        hull_closep(&s->uid_lock);
+        free(s);
+        return hull_error_prefix(err, "create sandbox");
+    }
+    if (session_start(s, p, err) < 0) {
         hull_session_destroy(s);
         return hull_error_prefix(err, "create sandbox");
     }
-    hull_seccomp_filter_free(s->seccomp);
-    hull_sandbox_layout_free(&s->lay);
-    hull_policy_free(&s->policy);
-    hull_closep(&s->uid_lock);
-    free(s);
-    return hull_error_prefix(err, "create sandbox");
+    *out = s;
+    return 0;
 }
 
 bool hull_session_alive(struct hull_session *s)
@@ -157,10 +164,14 @@ void hull_session_destroy(struct hull_session *s)
     hull_error e = NULL;
     if (s->c.cgroup) {
         /* A frozen cgroup would hold the SIGKILL until thawed. */
-        if (s->paused && hull_cgroup_freeze(s->c.cgroup, false, &e) < 0)
+        if (s->paused && hull_cgroup_freeze(s->c.cgroup, false, &e) < 0) {
+            hull_warn("sandbox %s: thaw: %s", s->id, hull_error_msg(e));
             hull_error_free(&e);
-        if (hull_cgroup_kill(s->c.cgroup, SIGKILL, &e) < 0)
+        }
+        if (hull_cgroup_kill(s->c.cgroup, SIGKILL, &e) < 0) {
+            hull_debug("sandbox %s: kill: %s", s->id, hull_error_msg(e));
             hull_error_free(&e);
+        }
     }
     if (s->c.launch.pid > 0) {
         kill(s->c.launch.pid, SIGKILL);

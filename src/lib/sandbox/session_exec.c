@@ -19,6 +19,7 @@
 #include "sandbox/session.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/json.h"
 #include "util/strv.h"
 
@@ -103,8 +104,10 @@ static void stats(struct hull_session *s, struct hull_cgroup_stats *st)
 {
     memset(st, 0, sizeof(*st));
     hull_error e = NULL;
-    if (s->c.cgroup && hull_cgroup_stats(s->c.cgroup, st, &e) < 0)
+    if (s->c.cgroup && hull_cgroup_stats(s->c.cgroup, st, &e) < 0) {
+        hull_debug("sandbox %s: stats: %s", s->id, hull_error_msg(e));
         hull_error_free(&e);
+    }
 }
 
 static void verdict(struct hull_result *r, const struct hull_policy *p, int status, enum stop why,
@@ -163,6 +166,66 @@ static int exec_policy(const struct hull_session *s, const struct hull_policy *p
     return 0;
 }
 
+/* The command's stdio: pipes for its output (and for stdin data), else
+ * /dev/null. -1 with errno. */
+static int open_stdio(struct xrun *x, int child[3], bool with_stdin)
+{
+    int pipes[2];
+    if (pipe2(pipes, O_CLOEXEC) < 0)
+        return -1;
+    x->out = pipes[0], child[1] = pipes[1];
+    if (pipe2(pipes, O_CLOEXEC) < 0)
+        return -1;
+    x->err = pipes[0], child[2] = pipes[1];
+    if (with_stdin) {
+        if (pipe2(pipes, O_CLOEXEC) < 0)
+            return -1;
+        child[0] = pipes[0], x->in = pipes[1];
+        fcntl(x->in, F_SETFL, O_NONBLOCK);
+    } else if ((child[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        return -1;
+    }
+    fcntl(x->out, F_SETFL, O_NONBLOCK);
+    fcntl(x->err, F_SETFL, O_NONBLOCK);
+    return 0;
+}
+
+/* The command runs, or its failure to start is its verdict (in x->r). */
+static void run_cmd(struct hull_session *s, struct hull_sandbox_layout *lay, struct xrun *x,
+                    int child[3])
+{
+    struct hull_result *r = x->r;
+    struct hull_cgroup_stats before, after;
+    stats(s, &before);
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    struct hull_exec_opts o = {
+        .process_json = hj_to_string(hj_get(lay->spec->json, "process")),
+        .stdio = child,
+        .detach = true,
+        .pid = &x->pid,
+    };
+    int ignored;
+    hull_error e = NULL;
+    uint64_t start = hull_monotonic_ns();
+    if (hull_container_exec(&rt, s->id, &o, &ignored, &e) < 0) {
+        r->verdict = HULL_VERDICT_INTERNAL_ERROR;
+        r->error = strdup(hull_error_msg(e));
+        hull_error_free(&e); /* kept in r->error */
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        hull_closep(&child[i]);
+    enum stop why;
+    struct rusage ru = {0};
+    int status = supervise(x, &why, &ru);
+    r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
+    r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
+                     (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
+    r->max_memory_kb = (uint64_t)ru.ru_maxrss;
+    stats(s, &after);
+    verdict(r, x->p, status, why, &before, &after);
+}
+
 int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struct hull_result *r,
                       hull_error *err)
 {
@@ -177,7 +240,7 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
         return -1;
     struct hull_sandbox_layout lay;
     struct xrun x = {.p = p, .r = r, .pid = -1, .out = -1, .err = -1, .in = -1};
-    int child[3] = {-1, -1, -1}, pipes[2];
+    int child[3] = {-1, -1, -1};
     /* Process level: the session's own host uid. */
     uint32_t uid_base =
         s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
@@ -185,59 +248,10 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
     hull_strv_free(ep.env);
     if (ret < 0)
         return -1;
-    ret = -1;
-    if (pipe2(pipes, O_CLOEXEC) < 0)
-        goto sys_fail;
-    x.out = pipes[0], child[1] = pipes[1];
-    if (pipe2(pipes, O_CLOEXEC) < 0)
-        goto sys_fail;
-    x.err = pipes[0], child[2] = pipes[1];
-    if (p->stdin_data) {
-        if (pipe2(pipes, O_CLOEXEC) < 0)
-            goto sys_fail;
-        child[0] = pipes[0], x.in = pipes[1];
-        fcntl(x.in, F_SETFL, O_NONBLOCK);
-    } else if ((child[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-        goto sys_fail;
-    }
-    fcntl(x.out, F_SETFL, O_NONBLOCK);
-    fcntl(x.err, F_SETFL, O_NONBLOCK);
-
-    /* From here on the command runs, or its failure to start is its verdict. */
-    ret = 0;
-    struct hull_cgroup_stats before, after;
-    stats(s, &before);
-    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
-    struct hull_exec_opts o = {
-        .process_json = hj_to_string(hj_get(lay.spec->json, "process")),
-        .stdio = child,
-        .detach = true,
-        .pid = &x.pid,
-    };
-    int ignored;
-    hull_error e = NULL;
-    uint64_t start = hull_monotonic_ns();
-    if (hull_container_exec(&rt, s->id, &o, &ignored, &e) < 0) {
-        r->verdict = HULL_VERDICT_INTERNAL_ERROR;
-        r->error = strdup(hull_error_msg(e));
-        hull_error_free(&e);
-        goto out;
-    }
-    for (int i = 0; i < 3; i++)
-        hull_closep(&child[i]);
-    enum stop why;
-    struct rusage ru = {0};
-    int status = supervise(&x, &why, &ru);
-    r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
-    r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
-                     (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
-    r->max_memory_kb = (uint64_t)ru.ru_maxrss;
-    stats(s, &after);
-    verdict(r, p, status, why, &before, &after);
-    goto out;
-sys_fail:
-    hull_error_errno(err, "exec: pipe");
-out:
+    if (open_stdio(&x, child, p->stdin_data != NULL) < 0)
+        ret = hull_error_errno(err, "exec: pipe");
+    else
+        run_cmd(s, &lay, &x, child);
     for (int i = 0; i < 3; i++)
         hull_closep(&child[i]);
     hull_closep(&x.out);

@@ -73,7 +73,7 @@ static int parent_dir(struct hull_session *s, char *rel, const char **name, hull
             *next++ = '\0';
         int sub = hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY, err);
         if (sub < 0 && hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* absent: made right here */
             if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
                 hull_error_errno(err, "mkdir %s", comp);
             } else {
@@ -103,47 +103,48 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-int hull_session_put_file(struct hull_session *s, const char *path, const void *data, size_t len,
-                          unsigned mode, hull_error *err)
+/* put, with the sandbox user's fsuid already taken. */
+static int put_file_as_user(struct hull_session *s, char *rel, const void *data, size_t len,
+                            unsigned mode, hull_error *err)
 {
-    char rel[PATH_MAX];
     const char *name;
-    if (tmp_relative(path, rel, sizeof(rel), err) < 0)
-        return -1;
-    as_sandbox_user(s, true);
-    int ret = -1, fd = -1, dir = parent_dir(s, rel, &name, err);
-    if (dir < 0) {
-        hull_error_prefix(err, "put /tmp/%s", rel);
-        goto out;
-    }
+    int dir = parent_dir(s, rel, &name, err);
+    if (dir < 0)
+        return hull_error_prefix(err, "put /tmp/%s", rel);
     /* What is there already, before opening it: a fifo, socket or device
      * is the client's mistake (400), as for get, never opened. */
     struct stat st;
     if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
         !S_ISDIR(st.st_mode)) {
         close(dir);
-        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
-        goto out;
+        return hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
     }
-    fd = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
-                (mode ? mode : 0644) & 0777);
+    cleanup_close int fd =
+        openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+               (mode ? mode : 0644) & 0777);
     close(dir);
     if (fd < 0 && (errno == ENXIO || errno == ELOOP))
         /* Replaced by a fifo, socket or symlink since the look. */
-        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
-    else if (fd < 0)
-        hull_error_errno(err, "put /tmp/%s", rel);
-    else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
-    else if (ftruncate(fd, 0) < 0 || write_all(fd, data, len) < 0)
-        hull_error_errno(err, "put /tmp/%s", rel);
-    else if (mode && fchmod(fd, mode & 0777) < 0)
-        hull_error_errno(err, "put /tmp/%s: chmod", rel);
-    else
-        ret = 0;
-out:
-    if (fd >= 0)
-        close(fd);
+        return hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
+    if (fd < 0)
+        return hull_error_errno(err, "put /tmp/%s", rel);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
+    if (ftruncate(fd, 0) < 0 || write_all(fd, data, len) < 0)
+        return hull_error_errno(err, "put /tmp/%s", rel);
+    if (mode && fchmod(fd, mode & 0777) < 0)
+        return hull_error_errno(err, "put /tmp/%s: chmod", rel);
+    return 0;
+}
+
+int hull_session_put_file(struct hull_session *s, const char *path, const void *data, size_t len,
+                          unsigned mode, hull_error *err)
+{
+    char rel[PATH_MAX];
+    if (tmp_relative(path, rel, sizeof(rel), err) < 0)
+        return -1;
+    as_sandbox_user(s, true);
+    int ret = put_file_as_user(s, rel, data, len, mode, err);
     as_sandbox_user(s, false);
     return ret;
 }

@@ -24,6 +24,7 @@
 
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/fs.h"
 #include "util/json.h"
 
@@ -130,7 +131,8 @@ int hull_sandbox_skeleton(const char *base, json_object *mounts, const struct hu
         r = hull_error_errno(err, "sandbox skeleton %s", path);
     /* Lost a race with another supervisor (theirs is identical), or failed. */
     hull_error e = NULL;
-    hull_rm_rf_at(AT_FDCWD, tmp, &e);
+    if (hull_rm_rf_at(AT_FDCWD, tmp, &e) < 0)
+        hull_warn("sandbox skeleton: %s", hull_error_msg(e));
     hull_error_free(&e);
     return r;
 }
