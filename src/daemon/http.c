@@ -317,6 +317,9 @@ static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp 
             resp_error(r, 401, "unauthorized", NULL, "invalid or revoked token");
         else
             resp_store_error(r, &e);
+        /* EACCES: which check the token failed is not told to the caller,
+         * so the answer does not help guess tokens (a store fault is
+         * logged and answered by resp_store_error, which freed it). */
         hull_error_free(&e);
         return -1;
     }

@@ -63,7 +63,7 @@ static void keep(struct pending *p, hull_error *err)
         pthread_mutex_unlock(&mu);
         free(p->result);
         free(p);
-        hull_error_free(err);
+        hull_error_free(err); /* its message is in last_error, and was logged the first time */
         return;
     }
     char id[sizeof(p->id)];
@@ -130,7 +130,7 @@ void pending_flush(void)
              * one, so /healthz says so once the store is back. */
             hull_error e = NULL;
             if (hull_store_failing(hulld.store, NULL, 0) && hull_store_probe(hulld.store, &e) < 0)
-                hull_error_free(&e);
+                hull_error_free(&e); /* still failing: the store keeps the reason for /healthz */
             return;
         }
         /* Only this thread removes entries: p stays valid unlocked. */

@@ -229,7 +229,7 @@ static void get_run(const struct request *rq, const char *id, struct resp *r)
             resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
         else
             resp_store_error(r, &e);
-        hull_error_free(&e);
+        hull_error_free(&e); /* ENOENT: the 404 says it; a store fault was freed above */
         return;
     }
     if (row.queue_job[0] && strcmp(row.state, "queued") == 0 &&
@@ -281,7 +281,7 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
         return;
     }
     if (e || (rq->caller->tenant && strcmp(row.tenant, rq->caller->tenant) != 0)) {
-        hull_error_free(&e);
+        hull_error_free(&e); /* only ENOENT gets here: the 404 says it */
         resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
         return;
     }

@@ -413,7 +413,7 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             resp_store_error(r, &e);
         else
             resp_error(r, 404, "not_found", NULL, "sandbox '%s' not found", id);
-        hull_error_free(&e);
+        hull_error_free(&e); /* none, or ENOENT: the 404 says it */
         return;
     }
     if (action == NULL && strcmp(rq->method, "DELETE") == 0) {
@@ -509,6 +509,8 @@ void sandboxes_metrics(FILE *out, const char *tenant)
         hull_error e = NULL;
         if (rows[i].container[0] == '\0' ||
             hull_sandbox_usage(rows[i].container, &rows[i].cpu, &rows[i].mem, &e) < 0) {
+            /* Not started yet or just destroyed: its series are left out
+             * of this scrape, which is not an error worth a log line. */
             hull_error_free(&e);
             rows[i].cpu = rows[i].mem = UINT64_MAX;
         }
