@@ -29,26 +29,6 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pending *head, **tail = &head;
 static char last_error[256];
 
-void resp_store_error(struct resp *r, hull_error *err)
-{
-    const char *msg = hull_error_msg(*err);
-    if (hull_error_code(*err) != ENOENT) /* not there is an answer, not a fault */
-        hull_log(HULL_LOG_ERROR, "%s", msg);
-    switch (hull_error_code(*err)) {
-    case EBUSY:
-    case ENOSPC:
-        resp_error(r, 503, "store_unavailable", NULL, "%s", msg);
-        r->retry_after = 1;
-        break;
-    case ENOENT:
-        resp_error(r, 404, "not_found", NULL, "%s", msg);
-        break;
-    default:
-        resp_error(r, 500, "internal", NULL, "%s", msg);
-    }
-    hull_error_free(err);
-}
-
 static void keep(struct pending *p, hull_error *err)
 {
     pthread_mutex_lock(&mu);

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "response.h"
 #include "runner.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -18,29 +18,6 @@
 
 static const char *const states[] = {"queued",    "running",     "finished",
                                      "cancelled", "interrupted", NULL};
-
-void new_id(char *buf, size_t len, char prefix)
-{
-    unsigned char b[8] = {0};
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        hull_warn("getrandom: %s", strerror(errno));
-    snprintf(buf, len, "%c-%02x%02x%02x%02x%02x%02x%02x%02x", prefix, b[0], b[1], b[2], b[3], b[4],
-             b[5], b[6], b[7]);
-}
-
-int policy_check(const char *text, struct resp *r)
-{
-    struct hull_policy p;
-    hull_error e = NULL;
-    hull_policy_init(&p);
-    int ok = hull_policy_from_json(text, strlen(text), &p, &e);
-    hull_policy_free(&p);
-    if (ok < 0) {
-        resp_from_error(r, &e);
-        return -1;
-    }
-    return 0;
-}
 
 /* The run as stored, or as it ended while the store refused to record it
  * (pending.c): the answer of GET, and of a synchronous POST. */
@@ -153,13 +130,13 @@ static void post_run(const struct request *rq, struct resp *r)
     if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
         goto out;
     char id[40];
-    new_id(id, sizeof(id), 'r');
+    daemon_new_id(id, sizeof(id), 'r');
     if (queue) {
         submit_queue(r, c, doc, id);
         goto out;
     }
     char *req = strdup(text);
-    struct job *j = NULL;
+    struct run_job *j = NULL;
     switch (runner_submit(id, c->tok.tenant, req, !async, &j, &e)) {
     case SUBMIT_OK:
         break;
@@ -287,7 +264,7 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
     }
     static const char *const from[] = {"queued", NULL};
     bool was_queued = false;
-    struct job *j = runner_cancel(id, &was_queued);
+    struct run_job *j = runner_cancel(id, &was_queued);
     if (j) {
         int rc = 0;
         if (was_queued)

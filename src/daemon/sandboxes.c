@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "response.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -238,7 +239,7 @@ static void create(const struct request *rq, struct resp *r)
     s->pid = -1;
     s->refs = 2; /* the table's and ours */
     pthread_mutex_init(&s->op, NULL);
-    new_id(s->id, sizeof(s->id), 's');
+    daemon_new_id(s->id, sizeof(s->id), 's');
     snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
     s->lifetime_s = lifetime;
     snprintf(r->target, sizeof(r->target), "%s", s->id);
