@@ -279,10 +279,23 @@ static void recover(void)
     runs_recover();
 }
 
+/* Open the store, take the state directory, finish what a previous hulld
+ * left, and start the run pool and HTTP: the lock's fd, or -1 with err. */
+static int start(const struct hulld_options *o, hull_error *err)
+{
+    int lockfd;
+    if (hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
+        (lockfd = lock_state(o->state_dir, err)) < 0)
+        return -1;
+    recover();
+    if (runner_start(err) < 0 || http_start(err) < 0)
+        return -1; /* hulld exits at once: the lock goes with it */
+    return lockfd;
+}
+
 static int serve(const struct hulld_options *o)
 {
     hull_error err = NULL;
-    int lockfd = -1;
     hulld.o = o;
     /* Signals are taken by the main thread alone (sigtimedwait): blocked
      * before any thread exists, so every thread inherits the mask. */
@@ -294,12 +307,12 @@ static int serve(const struct hulld_options *o)
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (hull_store_open(o->state_dir, &hulld.store, &err) < 0 ||
-        (lockfd = lock_state(o->state_dir, &err)) < 0)
-        goto fail;
-    recover();
-    if (runner_start(&err) < 0 || http_start(&err) < 0)
-        goto fail;
+    int lockfd = start(o, &err);
+    if (lockfd < 0) {
+        fprintf(stderr, "hulld: %s\n", hull_error_msg(err));
+        hull_error_free(&err);
+        return 1;
+    }
     hull_log(HULL_LOG_INFO, "hulld %s: listening on %s%s%s (%u run slots, queue %u)", HULL_VERSION,
              o->socket_path, o->listen ? " and https://" : "", o->listen ? o->listen : "",
              o->max_runs, o->queue_depth);
@@ -335,10 +348,6 @@ static int serve(const struct hulld_options *o)
     close(lockfd);
     hull_log(HULL_LOG_INFO, "hulld: stopped");
     return 0;
-fail:
-    fprintf(stderr, "hulld: %s\n", hull_error_msg(err));
-    hull_error_free(&err);
-    return 1;
 }
 
 int main(int argc, char **argv)

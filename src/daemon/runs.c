@@ -115,7 +115,7 @@ static void submit_queue(struct resp *r, const struct caller *c, json_object *do
 static void post_run(const struct request *rq, struct resp *r)
 {
     const struct caller *c = rq->caller;
-    json_object *doc = NULL;
+    cleanup_json json_object *doc = NULL;
     hull_error e = NULL;
     if (hj_parse(rq->body, rq->len, "request", &doc, &e) < 0) {
         resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
@@ -125,15 +125,15 @@ static void post_run(const struct request *rq, struct resp *r)
     bool async, queue;
     if (request_fields(doc, &endpoint_run, r) < 0 || take_flag(doc, "async", &async, r) < 0 ||
         take_flag(doc, "queue", &queue, r) < 0)
-        goto out;
+        return;
     const char *text = hj_to_string(doc);
     if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
-        goto out;
+        return;
     char id[40];
     daemon_new_id(id, sizeof(id), 'r');
     if (queue) {
         submit_queue(r, c, doc, id);
-        goto out;
+        return;
     }
     char *req = strdup(text);
     struct run_job *j = NULL;
@@ -143,19 +143,19 @@ static void post_run(const struct request *rq, struct resp *r)
     case SUBMIT_QUEUE_FULL:
         resp_error(r, 429, "queue_full", NULL, "every run slot is busy and the queue is full");
         r->retry_after = 1;
-        goto out;
+        return;
     case SUBMIT_QUOTA:
         resp_error(r, 429, "quota_exceeded", NULL,
                    "tenant %s has %u runs queued or running, its quota", c->tok.tenant,
                    hulld.o->tenant_runs);
         r->retry_after = 1;
-        goto out;
+        return;
     case SUBMIT_DRAINING:
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
-        goto out;
+        return;
     case SUBMIT_ERROR:
         resp_store_error(r, &e);
-        goto out;
+        return;
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
     if (async) {
@@ -164,7 +164,7 @@ static void post_run(const struct request *rq, struct resp *r)
         json_object_object_add(o, "id", json_object_new_string(id));
         json_object_object_add(o, "state", json_object_new_string("queued"));
         resp_json(r, 202, o);
-        goto out;
+        return;
     }
     job_wait(j);
     /* What the library call took, so clients can tell the API's share
@@ -172,8 +172,6 @@ static void post_run(const struct request *rq, struct resp *r)
     snprintf(r->timing, sizeof(r->timing), "run;dur=%.3f", j->lib_ms);
     job_release(j);
     answer_run(r, 200, id, NULL);
-out:
-    json_object_put(doc);
 }
 
 /* A run in the Redis queue: ask for its result, record it once. -1 with

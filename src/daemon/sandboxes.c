@@ -211,7 +211,7 @@ static int take_lifetime(json_object *doc, unsigned *out, struct resp *r)
 static void create(const struct request *rq, struct resp *r)
 {
     const struct caller *c = rq->caller;
-    json_object *doc = NULL;
+    cleanup_json json_object *doc = NULL;
     hull_error e = NULL;
     if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
         resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
@@ -220,20 +220,20 @@ static void create(const struct request *rq, struct resp *r)
     }
     unsigned lifetime;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0)
-        goto out;
+        return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();
     json_object_array_add(cmd, json_object_new_string("true"));
     json_object_object_add(doc, "cmd", cmd);
     const char *text = hj_to_string(doc);
     if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
-        goto out;
+        return;
     json_object *iso_v = hj_get(doc, "isolation");
     const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
     struct sbx *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         resp_error(r, 500, "internal", NULL, "out of memory");
-        goto out;
+        return;
     }
     s->sock = s->kill_fd = -1;
     s->pid = -1;
@@ -263,7 +263,7 @@ static void create(const struct request *rq, struct resp *r)
         }
         s->refs = 1;
         unref(s);
-        goto out;
+        return;
     }
     pthread_mutex_lock(&s->op);
     struct frame f;
@@ -278,7 +278,7 @@ static void create(const struct request *rq, struct resp *r)
         s->gone = true;
         unlink_sbx(s);
         unref(s);
-        goto out;
+        return;
     }
     snprintf(s->container, sizeof(s->container), "%s",
              json_object_get_string(hj_get(f.hdr, "container")));
@@ -292,8 +292,6 @@ static void create(const struct request *rq, struct resp *r)
         answer(r, 201, s, NULL);
     }
     unref(s);
-out:
-    json_object_put(doc);
 }
 
 static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
