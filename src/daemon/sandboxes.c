@@ -208,6 +208,48 @@ static int take_lifetime(json_object *doc, unsigned *out, struct resp *r)
     return 0;
 }
 
+/* A new sandbox of caller c in the table, counted against its tenant's
+ * quota from here on (so racing creates cannot both pass), with a
+ * reference for the caller; NULL with r filled when over the quota,
+ * shutting down, or out of memory. */
+static struct sbx *table_add(const struct caller *c, unsigned lifetime, struct resp *r)
+{
+    struct sbx *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        resp_error(r, 500, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    s->sock = s->kill_fd = -1;
+    s->pid = -1;
+    s->refs = 2; /* the table's and ours */
+    pthread_mutex_init(&s->op, NULL);
+    daemon_new_id(s->id, sizeof(s->id), 's');
+    snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
+    s->lifetime_s = lifetime;
+    snprintf(r->target, sizeof(r->target), "%s", s->id);
+    pthread_mutex_lock(&tab_mu);
+    bool full = tenant_count(c->tok.tenant) >= hulld.o->tenant_sandboxes;
+    bool draining = hulld.draining;
+    if (!full && !draining) {
+        s->next = table;
+        table = s;
+    }
+    pthread_mutex_unlock(&tab_mu);
+    if (full || draining) {
+        if (full) {
+            resp_error(r, 429, "quota_exceeded", NULL, "tenant %s has %u sandboxes, its quota",
+                       c->tok.tenant, hulld.o->tenant_sandboxes);
+            r->retry_after = 5;
+        } else {
+            resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        }
+        s->refs = 1;
+        unref(s);
+        return NULL;
+    }
+    return s;
+}
+
 static void create(const struct request *rq, struct resp *r)
 {
     const struct caller *c = rq->caller;
@@ -230,41 +272,9 @@ static void create(const struct request *rq, struct resp *r)
         return;
     json_object *iso_v = hj_get(doc, "isolation");
     const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
-    struct sbx *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        resp_error(r, 500, "internal", NULL, "out of memory");
+    struct sbx *s = table_add(c, lifetime, r);
+    if (s == NULL)
         return;
-    }
-    s->sock = s->kill_fd = -1;
-    s->pid = -1;
-    s->refs = 2; /* the table's and ours */
-    pthread_mutex_init(&s->op, NULL);
-    daemon_new_id(s->id, sizeof(s->id), 's');
-    snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
-    s->lifetime_s = lifetime;
-    snprintf(r->target, sizeof(r->target), "%s", s->id);
-    /* The quota counts this one from here on, so racing creates cannot
-     * both pass. */
-    pthread_mutex_lock(&tab_mu);
-    bool full = tenant_count(c->tok.tenant) >= hulld.o->tenant_sandboxes;
-    bool draining = hulld.draining;
-    if (!full && !draining) {
-        s->next = table;
-        table = s;
-    }
-    pthread_mutex_unlock(&tab_mu);
-    if (full || draining) {
-        if (full) {
-            resp_error(r, 429, "quota_exceeded", NULL, "tenant %s has %u sandboxes, its quota",
-                       c->tok.tenant, hulld.o->tenant_sandboxes);
-            r->retry_after = 5;
-        } else {
-            resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
-        }
-        s->refs = 1;
-        unref(s);
-        return;
-    }
     pthread_mutex_lock(&s->op);
     struct frame f;
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
