@@ -53,6 +53,7 @@ int hulld_worker_main(const struct hulld_options *o);
 #include <json-c/json.h>
 #include <sys/types.h>
 
+#include "response.h"
 #include "service/store.h"
 
 /* The server's shared state (main.c). */
@@ -84,50 +85,6 @@ int helper_main(const char *mode, const char *state_dir);
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);
 
-/* An API answer: JSON or raw bytes, or an error. */
-struct resp {
-    int status;
-    json_object *body; /* JSON body (owned) */
-    char *raw;         /* or raw bytes (owned) */
-    size_t raw_len;
-    const char *content_type; /* for raw */
-    int retry_after;          /* seconds, 0 = no header */
-    const char *allow;        /* for 405 */
-    char target[64];          /* run/sandbox id, for the audit log */
-    char timing[48];          /* Server-Timing header, or "" */
-    char grants[64];          /* grants the request used, for the audit log, or "" */
-    const char *code;         /* error code, NULL on success */
-};
-/* Fill r with the uniform error body. field may be NULL. */
-void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,
-                ...) __attribute__((format(printf, 5, 6)));
-/* A library error: EINVAL-like -> 400 with the field path taken from the
- * message ("limits.memory: ..."), ENOENT 404, ENOTSUP 501, ... */
-void resp_from_error(struct resp *r, hull_error *err);
-void resp_json(struct resp *r, int status, json_object *body);
-
-struct caller {
-    struct hull_token_info tok;
-    bool admin;
-    const char *tenant; /* NULL for an admin: every tenant */
-};
-
-/* One API request, as the handlers see it (http.c). */
-struct request {
-    const char *method;
-    const char *path;
-    const char *body;
-    size_t len;
-    const struct caller *caller;
-    void *conn; /* the MHD connection, for request_query */
-};
-/* A query parameter, or NULL. */
-const char *request_query(const struct request *rq, const char *key);
-/* Validate a run request (or exec/sandbox request) in full, so bad input
- * is a 400 now, never a failed run later. Every isolation passes here: a
- * one-shot run at microvm is served; a long-lived microvm sandbox is
- * refused 501 when the session is made (ENOTSUP). 0 or -1 with r filled. */
-int policy_check(const char *text, struct resp *r);
 /* request.c: the fields each endpoint takes (a field it would not apply is
  * a 400 naming it and listing those it takes), and the grants a request
  * needs from its token (403 without; used ones noted in r->grants). */
@@ -135,8 +92,6 @@ struct endpoint;
 extern const struct endpoint endpoint_run, endpoint_create, endpoint_exec;
 int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r);
 int request_grants(const struct caller *c, json_object *doc, struct resp *r);
-/* "r-" or "s-" + 16 random hex digits. */
-void new_id(char *buf, size_t len, char prefix);
 
 /* runner.c: runs in worker processes, a bounded queue in front. */
 int runner_start(hull_error *err);
@@ -168,10 +123,7 @@ void metrics_rejected(const char *code);
  * for its own sandboxes only; aggregate series to everyone. */
 char *metrics_render(size_t *len, const char *tenant);
 
-/* pending.c: store faults. A store error as the answer: logged; 503 for a
- * busy or full store, 500 for anything else. */
-void resp_store_error(struct resp *r, hull_error *err);
-/* A run's end the store refused (err, freed): kept and retried by
+/* pending.c: store faults. A run's end the store refused (err, freed): kept and retried by
  * pending_flush() until stored. */
 void pending_finish(const char *id, const char *result, const char *verdict, hull_error *err);
 void pending_transition(const char *id, const char *const *from, const char *to, hull_error *err);

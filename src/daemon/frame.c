@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "util/error.h"
 #include "util/fdpass.h"
 #include "util/json.h"
 
@@ -65,6 +66,37 @@ static int read_all(int sock, char *p, size_t len)
     return 0;
 }
 
+/* The rest of a frame whose first got bytes (of the length words) are in
+ * lens: 0, or -1 with errno and what was read left in f for the caller to
+ * free. */
+static int frame_body(int sock, struct frame *f, uint32_t lens[2], size_t got)
+{
+    if (got < 2 * sizeof(uint32_t) &&
+        read_all(sock, (char *)lens + got, 2 * sizeof(uint32_t) - got) < 0)
+        return -1;
+    if (lens[0] > FRAME_MAX || lens[1] > FRAME_MAX) {
+        errno = EPROTO;
+        return -1;
+    }
+    cleanup_free char *h = malloc(lens[0] + 1);
+    f->data = malloc(lens[1] + 1);
+    if (h == NULL || f->data == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (read_all(sock, h, lens[0]) < 0 || read_all(sock, f->data, lens[1]) < 0)
+        return -1;
+    h[lens[0]] = '\0';
+    f->data[lens[1]] = '\0';
+    f->len = lens[1];
+    f->hdr = json_tokener_parse(h);
+    if (f->hdr == NULL) {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
 int frame_recv(int sock, struct frame *f)
 {
     memset(f, 0, sizeof(*f));
@@ -86,36 +118,11 @@ int frame_recv(int sock, struct frame *f)
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
             memcpy(&f->fd, CMSG_DATA(c), sizeof(int));
-    if ((size_t)n < sizeof(lens) && read_all(sock, (char *)lens + n, sizeof(lens) - (size_t)n) < 0)
-        goto fail;
-    if (lens[0] > FRAME_MAX || lens[1] > FRAME_MAX) {
-        errno = EPROTO;
-        goto fail;
-    }
-    char *h = malloc(lens[0] + 1);
-    f->data = malloc(lens[1] + 1);
-    if (h == NULL || f->data == NULL) {
-        free(h);
-        errno = ENOMEM;
-        goto fail;
-    }
-    if (read_all(sock, h, lens[0]) < 0 || read_all(sock, f->data, lens[1]) < 0) {
-        free(h);
-        goto fail;
-    }
-    h[lens[0]] = '\0';
-    f->data[lens[1]] = '\0';
-    f->len = lens[1];
-    f->hdr = json_tokener_parse(h);
-    free(h);
-    if (f->hdr == NULL) {
-        errno = EPROTO;
-        goto fail;
+    if (frame_body(sock, f, lens, (size_t)n) < 0) {
+        frame_free(f); /* with the fd that came along */
+        return -1;
     }
     return 0;
-fail:
-    frame_free(f);
-    return -1;
 }
 
 void frame_free(struct frame *f)

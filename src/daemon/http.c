@@ -14,7 +14,6 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,86 +80,6 @@ static int unix_fd = -1;
 static char *tls_key_pem, *tls_cert_pem;
 
 /* ---- answers ---- */
-
-void resp_json(struct resp *r, int status, json_object *body)
-{
-    json_object_put(r->body);
-    r->status = status;
-    r->body = body;
-}
-
-void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,
-                ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    json_object *e = json_object_new_object();
-    json_object_object_add(e, "code", json_object_new_string(code));
-    json_object_object_add(e, "message", json_object_new_string(msg));
-    if (field)
-        json_object_object_add(e, "field", json_object_new_string(field));
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "error", e);
-    resp_json(r, status, o);
-    r->code = code;
-}
-
-/* "limits.memory: ..." -> "limits.memory": the JSON path libhull's
- * validation errors start with. */
-static bool field_of(const char *msg, char *out, size_t len)
-{
-    size_t n = strcspn(msg, ":");
-    if (msg[n] != ':' || n == 0 || n >= len)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = msg[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '[' || c == ']'))
-            return false;
-    }
-    memcpy(out, msg, n);
-    out[n] = '\0';
-    return true;
-}
-
-void resp_from_error(struct resp *r, hull_error *err)
-{
-    const char *msg = hull_error_msg(*err);
-    char field[128];
-    switch (hull_error_code(*err)) {
-    case EINVAL:
-    case ERANGE:
-    case E2BIG:
-    case EXDEV:
-    case ELOOP:
-    case ENAMETOOLONG:
-    case EISDIR:
-    case ENOTDIR:
-        resp_error(r, 400, "invalid_request", field_of(msg, field, sizeof(field)) ? field : NULL,
-                   "%s", msg);
-        break;
-    case ENOENT:
-        resp_error(r, 404, "not_found", NULL, "%s", msg);
-        break;
-    case EBUSY:
-    case ESRCH:
-        resp_error(r, 409, "conflict", NULL, "%s", msg);
-        break;
-    case EFBIG:
-    case ENOSPC:
-        resp_error(r, 413, "payload_too_large", NULL, "%s", msg);
-        break;
-    case ENOTSUP:
-        resp_error(r, 501, "not_implemented", NULL, "%s", msg);
-        break;
-    default:
-        resp_error(r, 500, "internal", NULL, "%s", msg);
-    }
-    hull_error_free(err);
-}
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bool close_conn)
 {
@@ -297,9 +216,10 @@ static bool method_allowed(const char *allow, const char *method)
     return false;
 }
 
-const char *request_query(const struct request *rq, const char *key)
+/* struct request's query: a query parameter of the MHD connection. */
+static const char *query_arg(void *conn, const char *key)
 {
-    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+    return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
 /* ---- authentication ---- */
@@ -317,6 +237,9 @@ static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp 
             resp_error(r, 401, "unauthorized", NULL, "invalid or revoked token");
         else
             resp_store_error(r, &e);
+        /* EACCES: which check the token failed is not told to the caller,
+         * so the answer does not help guess tokens (a store fault is
+         * logged and answered by resp_store_error, which freed it). */
         hull_error_free(&e);
         return -1;
     }
@@ -414,7 +337,8 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
                          .body = q->body ? q->body : "",
                          .len = q->len,
                          .caller = &q->caller,
-                         .conn = conn};
+                         .conn = conn,
+                         .query = query_arg};
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {

@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,60 +84,133 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
     return 0;
 }
 
+/* The options, as a table: what each sets in struct hulld_options and how
+ * its value is read. */
+enum opt_kind {
+    OPT_STRING, /* a const char * field */
+    OPT_FLAG,   /* a bool field, set */
+    OPT_UINT,   /* an unsigned field, lo..hi */
+    OPT_SIZE,   /* --max-body: a size_t field, 1K..1G */
+    OPT_ALLOW,  /* --allow: grants */
+    OPT_HELPER, /* --helper MODE (hidden) */
+    OPT_HELP,
+};
+
+struct opt_spec {
+    const char *name;
+    enum opt_kind kind;
+    size_t off; /* of the field in struct hulld_options */
+    unsigned lo, hi;
+};
+
+#define OFF(f) offsetof(struct hulld_options, f)
+static const struct opt_spec opt_specs[] = {
+    {"socket", OPT_STRING, OFF(socket_path), 0, 0},
+    {"state-dir", OPT_STRING, OFF(state_dir), 0, 0},
+    {"listen", OPT_STRING, OFF(listen), 0, 0},
+    {"tls-cert", OPT_STRING, OFF(tls_cert), 0, 0},
+    {"tls-key", OPT_STRING, OFF(tls_key), 0, 0},
+    {"worker", OPT_FLAG, OFF(worker), 0, 0},
+    {"redis", OPT_STRING, OFF(redis_url), 0, 0},
+    {"max-runs", OPT_UINT, OFF(max_runs), 1, 4096},
+    {"queue-depth", OPT_UINT, OFF(queue_depth), 0, 1000000},
+    {"tenant-runs", OPT_UINT, OFF(tenant_runs), 1, 1000000},
+    {"tenant-sandboxes", OPT_UINT, OFF(tenant_sandboxes), 0, 100000},
+    {"max-body", OPT_SIZE, OFF(max_body), 0, 0},
+    {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
+    {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
+    {"debug", OPT_FLAG, OFF(debug), 0, 0},
+    {"helper", OPT_HELPER, 0, 0, 0},
+    {"concurrency", OPT_UINT, OFF(max_runs), 1, 256},
+    {"name", OPT_STRING, OFF(worker_name), 0, 0},
+    {"heartbeat", OPT_UINT, OFF(heartbeat_ms), 10, 600000},
+    {"reap-interval", OPT_UINT, OFF(reap_interval_ms), 10, 3600000},
+    {"max-attempts", OPT_UINT, OFF(max_attempts), 1, 100},
+    {"result-ttl", OPT_UINT, OFF(result_ttl_s), 1, 365 * 86400},
+    {"allow", OPT_ALLOW, OFF(worker_allow), 0, 0},
+    {"help", OPT_HELP, 0, 0, 0},
+};
+#undef OFF
+#define N_OPTS (sizeof(opt_specs) / sizeof(opt_specs[0]))
+
+/* getopt_long's table from opt_specs: option i answers 256 + i. */
+static void long_options(struct option out[N_OPTS + 1])
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        bool arg = opt_specs[i].kind != OPT_FLAG && opt_specs[i].kind != OPT_HELP;
+        out[i] = (struct option){opt_specs[i].name, arg ? required_argument : no_argument, NULL,
+                                 256 + (int)i};
+    }
+    out[N_OPTS] = (struct option){0};
+}
+
+/* Apply one option to o: 0, or -1 with the message printed. */
+static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_options *o,
+                      const char **helper)
+{
+    char *field = (char *)o + sp->off;
+    char opt[40];
+    snprintf(opt, sizeof(opt), "--%s", sp->name);
+    switch (sp->kind) {
+    case OPT_STRING:
+        *(const char **)(void *)field = arg;
+        return 0;
+    case OPT_FLAG:
+        *(bool *)(void *)field = true;
+        return 0;
+    case OPT_UINT:
+        return parse_uint(opt, arg, sp->lo, sp->hi, (unsigned *)(void *)field);
+    case OPT_SIZE: {
+        uint64_t bytes;
+        if (hull_parse_size(arg, &bytes) < 0 || bytes < 1024 || bytes > (1ull << 30)) {
+            fprintf(stderr, "hulld: %s: '%s' is not a size from 1K to 1G\n", opt, arg);
+            return -1;
+        }
+        *(size_t *)(void *)field = (size_t)bytes;
+        return 0;
+    }
+    case OPT_ALLOW: {
+        hull_error e = NULL;
+        if (hull_allow_parse(arg, (unsigned *)(void *)field, &e) < 0) {
+            fprintf(stderr, "hulld: %s: %s\n", opt, hull_error_msg(e));
+            hull_error_free(&e);
+            return -1;
+        }
+        return 0;
+    }
+    case OPT_HELPER:
+        *helper = arg;
+        return 0;
+    case OPT_HELP:
+        break;
+    }
+    usage(stdout);
+    exit(0);
+}
+
+/* Options that need or exclude others: 0, or -1 with the message printed. */
+static int check_options(const struct hulld_options *o)
+{
+    const char *msg = NULL;
+    if (o->listen && (o->tls_cert == NULL || o->tls_key == NULL))
+        msg = "--listen: TCP is served over TLS only: give --tls-cert and --tls-key";
+    else if (!o->listen && (o->tls_cert || o->tls_key))
+        msg = "--tls-cert/--tls-key: only used with --listen";
+    else if (o->worker_allow && !o->worker)
+        msg = "--allow: only for --worker (API tokens carry their own grants: "
+              "hull token create --allow)";
+    else if (o->worker && o->redis_url == NULL)
+        msg = "--worker: needs --redis redis://HOST:PORT";
+    if (msg == NULL)
+        return 0;
+    fprintf(stderr, "hulld: %s\n", msg);
+    return -1;
+}
+
 static int parse_args(int argc, char **argv, struct hulld_options *o, const char **helper)
 {
-    enum {
-        O_SOCKET = 256,
-        O_STATE,
-        O_LISTEN,
-        O_CERT,
-        O_KEY,
-        O_WORKER,
-        O_REDIS,
-        O_MAXRUNS,
-        O_QUEUE,
-        O_TRUNS,
-        O_TSBX,
-        O_BODY,
-        O_TIMEOUT,
-        O_CONNS,
-        O_DEBUG,
-        O_HELPER,
-        O_CONCURRENCY,
-        O_WNAME,
-        O_HEARTBEAT,
-        O_REAP,
-        O_ATTEMPTS,
-        O_RESULT_TTL,
-        O_ALLOW
-    };
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, O_SOCKET},
-        {"state-dir", required_argument, NULL, O_STATE},
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"tls-cert", required_argument, NULL, O_CERT},
-        {"tls-key", required_argument, NULL, O_KEY},
-        {"worker", no_argument, NULL, O_WORKER},
-        {"redis", required_argument, NULL, O_REDIS},
-        {"max-runs", required_argument, NULL, O_MAXRUNS},
-        {"queue-depth", required_argument, NULL, O_QUEUE},
-        {"tenant-runs", required_argument, NULL, O_TRUNS},
-        {"tenant-sandboxes", required_argument, NULL, O_TSBX},
-        {"max-body", required_argument, NULL, O_BODY},
-        {"client-timeout", required_argument, NULL, O_TIMEOUT},
-        {"max-connections", required_argument, NULL, O_CONNS},
-        {"debug", no_argument, NULL, O_DEBUG},
-        {"helper", required_argument, NULL, O_HELPER},
-        {"concurrency", required_argument, NULL, O_CONCURRENCY},
-        {"name", required_argument, NULL, O_WNAME},
-        {"heartbeat", required_argument, NULL, O_HEARTBEAT},
-        {"reap-interval", required_argument, NULL, O_REAP},
-        {"max-attempts", required_argument, NULL, O_ATTEMPTS},
-        {"result-ttl", required_argument, NULL, O_RESULT_TTL},
-        {"allow", required_argument, NULL, O_ALLOW},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
+    struct option opts[N_OPTS + 1];
+    long_options(opts);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (struct hulld_options){
         .socket_path = HULLD_DEFAULT_SOCKET,
@@ -150,132 +224,23 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .max_connections = 256,
     };
     int c;
-    unsigned v;
-    uint64_t bytes;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case O_SOCKET:
-            o->socket_path = optarg;
-            break;
-        case O_STATE:
-            o->state_dir = optarg;
-            break;
-        case O_LISTEN:
-            o->listen = optarg;
-            break;
-        case O_CERT:
-            o->tls_cert = optarg;
-            break;
-        case O_KEY:
-            o->tls_key = optarg;
-            break;
-        case O_WORKER:
-            o->worker = true;
-            break;
-        case O_REDIS:
-            o->redis_url = optarg;
-            break;
-        case O_DEBUG:
-            o->debug = true;
-            break;
-        case O_HELPER:
-            *helper = optarg;
-            break;
-        case O_WNAME:
-            o->worker_name = optarg;
-            break;
-        case O_CONCURRENCY:
-            if (parse_uint("--concurrency", optarg, 1, 256, &o->max_runs) < 0)
-                return -1;
-            break;
-        case O_HEARTBEAT:
-            if (parse_uint("--heartbeat", optarg, 10, 600000, &o->heartbeat_ms) < 0)
-                return -1;
-            break;
-        case O_REAP:
-            if (parse_uint("--reap-interval", optarg, 10, 3600000, &o->reap_interval_ms) < 0)
-                return -1;
-            break;
-        case O_ATTEMPTS:
-            if (parse_uint("--max-attempts", optarg, 1, 100, &o->max_attempts) < 0)
-                return -1;
-            break;
-        case O_ALLOW: {
-            hull_error e = NULL;
-            if (hull_allow_parse(optarg, &o->worker_allow, &e) < 0) {
-                fprintf(stderr, "hulld: --allow: %s\n", hull_error_msg(e));
-                hull_error_free(&e);
-                return -1;
-            }
-            break;
-        }
-        case O_RESULT_TTL:
-            if (parse_uint("--result-ttl", optarg, 1, 365 * 86400, &o->result_ttl_s) < 0)
-                return -1;
-            break;
-        case O_MAXRUNS:
-            if (parse_uint("--max-runs", optarg, 1, 4096, &o->max_runs) < 0)
-                return -1;
-            break;
-        case O_QUEUE:
-            if (parse_uint("--queue-depth", optarg, 0, 1000000, &o->queue_depth) < 0)
-                return -1;
-            break;
-        case O_TRUNS:
-            if (parse_uint("--tenant-runs", optarg, 1, 1000000, &o->tenant_runs) < 0)
-                return -1;
-            break;
-        case O_TSBX:
-            if (parse_uint("--tenant-sandboxes", optarg, 0, 100000, &o->tenant_sandboxes) < 0)
-                return -1;
-            break;
-        case O_TIMEOUT:
-            if (parse_uint("--client-timeout", optarg, 1, 86400, &o->client_timeout) < 0)
-                return -1;
-            break;
-        case O_CONNS:
-            if (parse_uint("--max-connections", optarg, 1, 65536, &o->max_connections) < 0)
-                return -1;
-            break;
-        case O_BODY:
-            if (hull_parse_size(optarg, &bytes) < 0 || bytes < 1024 || bytes > (1ull << 30)) {
-                fprintf(stderr, "hulld: --max-body: '%s' is not a size from 1K to 1G\n", optarg);
-                return -1;
-            }
-            o->max_body = (size_t)bytes;
-            break;
-        case 'h':
+        if (c == 'h') {
             usage(stdout);
             exit(0);
-        default:
+        }
+        if (c < 256 || c >= 256 + (int)N_OPTS) {
             fprintf(stderr, "Try 'hulld --help'.\n");
             return -1;
         }
+        if (set_option(&opt_specs[c - 256], optarg, o, helper) < 0)
+            return -1;
     }
-    (void)v;
     if (optind < argc) {
         fprintf(stderr, "hulld: unexpected argument '%s'\nTry 'hulld --help'.\n", argv[optind]);
         return -1;
     }
-    if (o->listen && (o->tls_cert == NULL || o->tls_key == NULL)) {
-        fprintf(stderr, "hulld: --listen: TCP is served over TLS only: give --tls-cert and "
-                        "--tls-key\n");
-        return -1;
-    }
-    if (!o->listen && (o->tls_cert || o->tls_key)) {
-        fprintf(stderr, "hulld: --tls-cert/--tls-key: only used with --listen\n");
-        return -1;
-    }
-    if (o->worker_allow && !o->worker) {
-        fprintf(stderr, "hulld: --allow: only for --worker (API tokens carry their own grants: "
-                        "hull token create --allow)\n");
-        return -1;
-    }
-    if (o->worker && o->redis_url == NULL) {
-        fprintf(stderr, "hulld: --worker: needs --redis redis://HOST:PORT\n");
-        return -1;
-    }
-    return 0;
+    return check_options(o);
 }
 
 /* One hulld per state directory: recovery assumes nobody else is running
@@ -314,10 +279,23 @@ static void recover(void)
     runs_recover();
 }
 
+/* Open the store, take the state directory, finish what a previous hulld
+ * left, and start the run pool and HTTP: the lock's fd, or -1 with err. */
+static int start(const struct hulld_options *o, hull_error *err)
+{
+    int lockfd;
+    if (hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
+        (lockfd = lock_state(o->state_dir, err)) < 0)
+        return -1;
+    recover();
+    if (runner_start(err) < 0 || http_start(err) < 0)
+        return -1; /* hulld exits at once: the lock goes with it */
+    return lockfd;
+}
+
 static int serve(const struct hulld_options *o)
 {
     hull_error err = NULL;
-    int lockfd = -1;
     hulld.o = o;
     /* Signals are taken by the main thread alone (sigtimedwait): blocked
      * before any thread exists, so every thread inherits the mask. */
@@ -329,12 +307,12 @@ static int serve(const struct hulld_options *o)
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (hull_store_open(o->state_dir, &hulld.store, &err) < 0 ||
-        (lockfd = lock_state(o->state_dir, &err)) < 0)
-        goto fail;
-    recover();
-    if (runner_start(&err) < 0 || http_start(&err) < 0)
-        goto fail;
+    int lockfd = start(o, &err);
+    if (lockfd < 0) {
+        fprintf(stderr, "hulld: %s\n", hull_error_msg(err));
+        hull_error_free(&err);
+        return 1;
+    }
     hull_log(HULL_LOG_INFO, "hulld %s: listening on %s%s%s (%u run slots, queue %u)", HULL_VERSION,
              o->socket_path, o->listen ? " and https://" : "", o->listen ? o->listen : "",
              o->max_runs, o->queue_depth);
@@ -370,10 +348,6 @@ static int serve(const struct hulld_options *o)
     close(lockfd);
     hull_log(HULL_LOG_INFO, "hulld: stopped");
     return 0;
-fail:
-    fprintf(stderr, "hulld: %s\n", hull_error_msg(err));
-    hull_error_free(&err);
-    return 1;
 }
 
 int main(int argc, char **argv)

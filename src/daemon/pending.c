@@ -29,26 +29,6 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pending *head, **tail = &head;
 static char last_error[256];
 
-void resp_store_error(struct resp *r, hull_error *err)
-{
-    const char *msg = hull_error_msg(*err);
-    if (hull_error_code(*err) != ENOENT) /* not there is an answer, not a fault */
-        hull_log(HULL_LOG_ERROR, "%s", msg);
-    switch (hull_error_code(*err)) {
-    case EBUSY:
-    case ENOSPC:
-        resp_error(r, 503, "store_unavailable", NULL, "%s", msg);
-        r->retry_after = 1;
-        break;
-    case ENOENT:
-        resp_error(r, 404, "not_found", NULL, "%s", msg);
-        break;
-    default:
-        resp_error(r, 500, "internal", NULL, "%s", msg);
-    }
-    hull_error_free(err);
-}
-
 static void keep(struct pending *p, hull_error *err)
 {
     pthread_mutex_lock(&mu);
@@ -63,7 +43,7 @@ static void keep(struct pending *p, hull_error *err)
         pthread_mutex_unlock(&mu);
         free(p->result);
         free(p);
-        hull_error_free(err);
+        hull_error_free(err); /* its message is in last_error, and was logged the first time */
         return;
     }
     char id[sizeof(p->id)];
@@ -130,7 +110,7 @@ void pending_flush(void)
              * one, so /healthz says so once the store is back. */
             hull_error e = NULL;
             if (hull_store_failing(hulld.store, NULL, 0) && hull_store_probe(hulld.store, &e) < 0)
-                hull_error_free(&e);
+                hull_error_free(&e); /* still failing: the store keeps the reason for /healthz */
             return;
         }
         /* Only this thread removes entries: p stays valid unlocked. */

@@ -36,10 +36,10 @@ struct slot {
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t work;     /* a job was queued, or stop */
-    pthread_cond_t done;     /* a job ended */
-    struct job *head, *tail; /* queued, oldest first */
-    struct job *active;      /* every queued or running job */
+    pthread_cond_t work;         /* a job was queued, or stop */
+    pthread_cond_t done;         /* a job ended */
+    struct run_job *head, *tail; /* queued, oldest first */
+    struct run_job *active;      /* every queued or running job */
     unsigned queued, running;
     bool stop;
     pthread_t *threads;
@@ -49,7 +49,7 @@ static struct {
           .work = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
 
-static void job_unref_locked(struct job *j)
+static void job_unref_locked(struct run_job *j)
 {
     if (--j->refs > 0)
         return;
@@ -60,7 +60,7 @@ static void job_unref_locked(struct job *j)
     free(j);
 }
 
-void job_release(struct job *j)
+void job_release(struct run_job *j)
 {
     pthread_mutex_lock(&pool.mu);
     job_unref_locked(j);
@@ -70,14 +70,14 @@ void job_release(struct job *j)
 static unsigned tenant_load(const char *tenant)
 {
     unsigned n = 0;
-    for (struct job *j = pool.active; j; j = j->next_active)
+    for (struct run_job *j = pool.active; j; j = j->next_active)
         n += strcmp(j->tenant, tenant) == 0;
     return n;
 }
 
-static void unlink_active(struct job *j)
+static void unlink_active(struct run_job *j)
 {
-    for (struct job **p = &pool.active; *p; p = &(*p)->next_active)
+    for (struct run_job **p = &pool.active; *p; p = &(*p)->next_active)
         if (*p == j) {
             *p = j->next_active;
             return;
@@ -85,10 +85,10 @@ static void unlink_active(struct job *j)
 }
 
 enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
-                          struct job **out, hull_error *err)
+                          struct run_job **out, hull_error *err)
 {
     *out = NULL;
-    struct job *j = calloc(1, sizeof(*j));
+    struct run_job *j = calloc(1, sizeof(*j));
     int efd = eventfd(0, EFD_CLOEXEC);
     if (j == NULL || efd < 0) {
         free(j);
@@ -157,14 +157,14 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
     return SUBMIT_OK;
 }
 
-static void run_job(struct slot *s, struct job *j);
+static void run_on_slot(struct slot *s, struct run_job *j);
 
-void job_wait(struct job *j)
+void job_wait(struct run_job *j)
 {
     if (j->slot) {
         struct slot *s = j->slot;
         j->slot = NULL;
-        run_job(s, j);
+        run_on_slot(s, j);
         pthread_mutex_lock(&pool.mu);
         s->busy = false;
         /* Its dispatcher may now serve the queue. */
@@ -177,18 +177,18 @@ void job_wait(struct job *j)
     pthread_mutex_unlock(&pool.mu);
 }
 
-static void finish_locked(struct job *j)
+static void finish_locked(struct run_job *j)
 {
     j->state = JOB_DONE;
     unlink_active(j);
     pthread_cond_broadcast(&pool.done);
 }
 
-struct job *runner_cancel(const char *id, bool *was_queued)
+struct run_job *runner_cancel(const char *id, bool *was_queued)
 {
     *was_queued = false;
     pthread_mutex_lock(&pool.mu);
-    struct job *j = pool.active;
+    struct run_job *j = pool.active;
     while (j && strcmp(j->id, id) != 0)
         j = j->next_active;
     if (j == NULL) {
@@ -197,7 +197,7 @@ struct job *runner_cancel(const char *id, bool *was_queued)
     }
     j->refs++;
     if (j->state == JOB_QUEUED) {
-        struct job **p = &pool.head, *prev = NULL;
+        struct run_job **p = &pool.head, *prev = NULL;
         while (*p != j) {
             prev = *p;
             p = &(*p)->next;
@@ -250,17 +250,17 @@ void runner_cancel_all(void)
     pthread_mutex_lock(&pool.mu);
     char(*ids)[40] = NULL;
     size_t n = 0;
-    for (struct job *j = pool.active; j; j = j->next_active)
+    for (struct run_job *j = pool.active; j; j = j->next_active)
         n++;
     ids = calloc(n ? n : 1, sizeof(*ids));
     n = 0;
-    for (struct job *j = pool.active; ids && j; j = j->next_active)
+    for (struct run_job *j = pool.active; ids && j; j = j->next_active)
         snprintf(ids[n++], sizeof(ids[0]), "%s", j->id);
     pthread_mutex_unlock(&pool.mu);
     static const char *const from[] = {"queued", NULL};
     for (size_t i = 0; ids && i < n; i++) {
         bool was_queued = false;
-        struct job *j = runner_cancel(ids[i], &was_queued);
+        struct run_job *j = runner_cancel(ids[i], &was_queued);
         hull_error e = NULL;
         if (j && was_queued && hull_run_transition(hulld.store, ids[i], from, "cancelled", &e) < 0)
             pending_transition(ids[i], from, "cancelled", &e);
@@ -313,7 +313,7 @@ void sweep_leftovers(void)
 }
 
 /* One run on this slot's worker; returns the result JSON. */
-static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdict[32])
+static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32])
 {
     snprintf(verdict, 32, "internal_error");
     if (s->sock < 0 && slot_spawn(s) < 0)
@@ -358,7 +358,7 @@ static char *dispatch(struct slot *s, struct job *j, double *lib_ms, char verdic
 }
 
 /* Run j on slot s (busy, ours) and complete it. */
-static void run_job(struct slot *s, struct job *j)
+static void run_on_slot(struct slot *s, struct run_job *j)
 {
     uint64_t t0 = hull_monotonic_ns();
     double lib_ms = 0;
@@ -384,7 +384,7 @@ static void *dispatcher(void *arg)
             pthread_cond_wait(&pool.work, &pool.mu);
         if (pool.head == NULL || s->busy)
             break; /* stopping */
-        struct job *j = pool.head;
+        struct run_job *j = pool.head;
         pool.head = j->next;
         if (pool.head == NULL)
             pool.tail = NULL;
@@ -393,7 +393,7 @@ static void *dispatcher(void *arg)
         j->state = JOB_RUNNING;
         s->busy = true;
         pthread_mutex_unlock(&pool.mu);
-        run_job(s, j);
+        run_on_slot(s, j);
         pthread_mutex_lock(&pool.mu);
         s->busy = false;
     }

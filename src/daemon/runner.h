@@ -1,4 +1,5 @@
-/* The run queue and pool (runner.c), for the API handlers (runs.c). */
+/* The run queue and pool (runner.c), for the API handlers (runs.c): a
+ * struct run_job is one local run (not the Redis queue's queue_job). */
 #ifndef HULLD_RUNNER_H
 #define HULLD_RUNNER_H
 
@@ -11,7 +12,7 @@ struct slot;
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
-struct job {
+struct run_job {
     char id[40];
     char tenant[72];
     char *request; /* the run request JSON for the worker */
@@ -25,8 +26,8 @@ struct job {
     /* its row says running already */
     bool started;
     int refs;
-    struct job *next;        /* queue order */
-    struct job *next_active; /* all queued or running jobs */
+    struct run_job *next;        /* queue order */
+    struct run_job *next_active; /* all queued or running jobs */
 };
 
 enum submit { SUBMIT_OK, SUBMIT_QUEUE_FULL, SUBMIT_QUOTA, SUBMIT_DRAINING, SUBMIT_ERROR };
@@ -36,12 +37,12 @@ enum submit { SUBMIT_OK, SUBMIT_QUEUE_FULL, SUBMIT_QUOTA, SUBMIT_DRAINING, SUBMI
  * the caller will job_wait() at once, so with a slot idle and nobody
  * waiting the job is not queued: job_wait runs it on the caller's thread. */
 enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
-                          struct job **out, hull_error *err);
+                          struct run_job **out, hull_error *err);
 /* Until the job is done (running it first when it was given to us). */
-void job_wait(struct job *j);
-void job_release(struct job *j);
+void job_wait(struct run_job *j);
+void job_release(struct run_job *j);
 /* A queued job is taken off the queue (*was_queued); a running one is told
  * to stop. Returns a reference, or NULL when no such job is active. */
-struct job *runner_cancel(const char *id, bool *was_queued);
+struct run_job *runner_cancel(const char *id, bool *was_queued);
 
 #endif

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "response.h"
 #include "runner.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -18,29 +18,6 @@
 
 static const char *const states[] = {"queued",    "running",     "finished",
                                      "cancelled", "interrupted", NULL};
-
-void new_id(char *buf, size_t len, char prefix)
-{
-    unsigned char b[8] = {0};
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        hull_warn("getrandom: %s", strerror(errno));
-    snprintf(buf, len, "%c-%02x%02x%02x%02x%02x%02x%02x%02x", prefix, b[0], b[1], b[2], b[3], b[4],
-             b[5], b[6], b[7]);
-}
-
-int policy_check(const char *text, struct resp *r)
-{
-    struct hull_policy p;
-    hull_error e = NULL;
-    hull_policy_init(&p);
-    int ok = hull_policy_from_json(text, strlen(text), &p, &e);
-    hull_policy_free(&p);
-    if (ok < 0) {
-        resp_from_error(r, &e);
-        return -1;
-    }
-    return 0;
-}
 
 /* The run as stored, or as it ended while the store refused to record it
  * (pending.c): the answer of GET, and of a synchronous POST. */
@@ -138,7 +115,7 @@ static void submit_queue(struct resp *r, const struct caller *c, json_object *do
 static void post_run(const struct request *rq, struct resp *r)
 {
     const struct caller *c = rq->caller;
-    json_object *doc = NULL;
+    cleanup_json json_object *doc = NULL;
     hull_error e = NULL;
     if (hj_parse(rq->body, rq->len, "request", &doc, &e) < 0) {
         resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
@@ -148,37 +125,37 @@ static void post_run(const struct request *rq, struct resp *r)
     bool async, queue;
     if (request_fields(doc, &endpoint_run, r) < 0 || take_flag(doc, "async", &async, r) < 0 ||
         take_flag(doc, "queue", &queue, r) < 0)
-        goto out;
+        return;
     const char *text = hj_to_string(doc);
     if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
-        goto out;
+        return;
     char id[40];
-    new_id(id, sizeof(id), 'r');
+    daemon_new_id(id, sizeof(id), 'r');
     if (queue) {
         submit_queue(r, c, doc, id);
-        goto out;
+        return;
     }
     char *req = strdup(text);
-    struct job *j = NULL;
+    struct run_job *j = NULL;
     switch (runner_submit(id, c->tok.tenant, req, !async, &j, &e)) {
     case SUBMIT_OK:
         break;
     case SUBMIT_QUEUE_FULL:
         resp_error(r, 429, "queue_full", NULL, "every run slot is busy and the queue is full");
         r->retry_after = 1;
-        goto out;
+        return;
     case SUBMIT_QUOTA:
         resp_error(r, 429, "quota_exceeded", NULL,
                    "tenant %s has %u runs queued or running, its quota", c->tok.tenant,
                    hulld.o->tenant_runs);
         r->retry_after = 1;
-        goto out;
+        return;
     case SUBMIT_DRAINING:
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
-        goto out;
+        return;
     case SUBMIT_ERROR:
         resp_store_error(r, &e);
-        goto out;
+        return;
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
     if (async) {
@@ -187,7 +164,7 @@ static void post_run(const struct request *rq, struct resp *r)
         json_object_object_add(o, "id", json_object_new_string(id));
         json_object_object_add(o, "state", json_object_new_string("queued"));
         resp_json(r, 202, o);
-        goto out;
+        return;
     }
     job_wait(j);
     /* What the library call took, so clients can tell the API's share
@@ -195,8 +172,6 @@ static void post_run(const struct request *rq, struct resp *r)
     snprintf(r->timing, sizeof(r->timing), "run;dur=%.3f", j->lib_ms);
     job_release(j);
     answer_run(r, 200, id, NULL);
-out:
-    json_object_put(doc);
 }
 
 /* A run in the Redis queue: ask for its result, record it once. -1 with
@@ -229,7 +204,7 @@ static void get_run(const struct request *rq, const char *id, struct resp *r)
             resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
         else
             resp_store_error(r, &e);
-        hull_error_free(&e);
+        hull_error_free(&e); /* ENOENT: the 404 says it; a store fault was freed above */
         return;
     }
     if (row.queue_job[0] && strcmp(row.state, "queued") == 0 &&
@@ -281,13 +256,13 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
         return;
     }
     if (e || (rq->caller->tenant && strcmp(row.tenant, rq->caller->tenant) != 0)) {
-        hull_error_free(&e);
+        hull_error_free(&e); /* only ENOENT gets here: the 404 says it */
         resp_error(r, 404, "not_found", NULL, "run '%s' not found", id);
         return;
     }
     static const char *const from[] = {"queued", NULL};
     bool was_queued = false;
-    struct job *j = runner_cancel(id, &was_queued);
+    struct run_job *j = runner_cancel(id, &was_queued);
     if (j) {
         int rc = 0;
         if (was_queued)

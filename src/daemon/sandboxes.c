@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "response.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -207,43 +208,25 @@ static int take_lifetime(json_object *doc, unsigned *out, struct resp *r)
     return 0;
 }
 
-static void create(const struct request *rq, struct resp *r)
+/* A new sandbox of caller c in the table, counted against its tenant's
+ * quota from here on (so racing creates cannot both pass), with a
+ * reference for the caller; NULL with r filled when over the quota,
+ * shutting down, or out of memory. */
+static struct sbx *table_add(const struct caller *c, unsigned lifetime, struct resp *r)
 {
-    const struct caller *c = rq->caller;
-    json_object *doc = NULL;
-    hull_error e = NULL;
-    if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
-        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-        hull_error_free(&e);
-        return;
-    }
-    unsigned lifetime;
-    if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0)
-        goto out;
-    /* The policy parser wants a command: the keeper ignores it. */
-    json_object *cmd = json_object_new_array();
-    json_object_array_add(cmd, json_object_new_string("true"));
-    json_object_object_add(doc, "cmd", cmd);
-    const char *text = hj_to_string(doc);
-    if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
-        goto out;
-    json_object *iso_v = hj_get(doc, "isolation");
-    const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
     struct sbx *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         resp_error(r, 500, "internal", NULL, "out of memory");
-        goto out;
+        return NULL;
     }
     s->sock = s->kill_fd = -1;
     s->pid = -1;
     s->refs = 2; /* the table's and ours */
     pthread_mutex_init(&s->op, NULL);
-    new_id(s->id, sizeof(s->id), 's');
+    daemon_new_id(s->id, sizeof(s->id), 's');
     snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
     s->lifetime_s = lifetime;
     snprintf(r->target, sizeof(r->target), "%s", s->id);
-    /* The quota counts this one from here on, so racing creates cannot
-     * both pass. */
     pthread_mutex_lock(&tab_mu);
     bool full = tenant_count(c->tok.tenant) >= hulld.o->tenant_sandboxes;
     bool draining = hulld.draining;
@@ -262,8 +245,36 @@ static void create(const struct request *rq, struct resp *r)
         }
         s->refs = 1;
         unref(s);
-        goto out;
+        return NULL;
     }
+    return s;
+}
+
+static void create(const struct request *rq, struct resp *r)
+{
+    const struct caller *c = rq->caller;
+    cleanup_json json_object *doc = NULL;
+    hull_error e = NULL;
+    if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
+        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
+        hull_error_free(&e);
+        return;
+    }
+    unsigned lifetime;
+    if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0)
+        return;
+    /* The policy parser wants a command: the keeper ignores it. */
+    json_object *cmd = json_object_new_array();
+    json_object_array_add(cmd, json_object_new_string("true"));
+    json_object_object_add(doc, "cmd", cmd);
+    const char *text = hj_to_string(doc);
+    if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
+        return;
+    json_object *iso_v = hj_get(doc, "isolation");
+    const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
+    struct sbx *s = table_add(c, lifetime, r);
+    if (s == NULL)
+        return;
     pthread_mutex_lock(&s->op);
     struct frame f;
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
@@ -277,7 +288,7 @@ static void create(const struct request *rq, struct resp *r)
         s->gone = true;
         unlink_sbx(s);
         unref(s);
-        goto out;
+        return;
     }
     snprintf(s->container, sizeof(s->container), "%s",
              json_object_get_string(hj_get(f.hdr, "container")));
@@ -291,8 +302,6 @@ static void create(const struct request *rq, struct resp *r)
         answer(r, 201, s, NULL);
     }
     unref(s);
-out:
-    json_object_put(doc);
 }
 
 static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
@@ -413,7 +422,7 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             resp_store_error(r, &e);
         else
             resp_error(r, 404, "not_found", NULL, "sandbox '%s' not found", id);
-        hull_error_free(&e);
+        hull_error_free(&e); /* none, or ENOENT: the 404 says it */
         return;
     }
     if (action == NULL && strcmp(rq->method, "DELETE") == 0) {
@@ -509,6 +518,8 @@ void sandboxes_metrics(FILE *out, const char *tenant)
         hull_error e = NULL;
         if (rows[i].container[0] == '\0' ||
             hull_sandbox_usage(rows[i].container, &rows[i].cpu, &rows[i].mem, &e) < 0) {
+            /* Not started yet or just destroyed: its series are left out
+             * of this scrape, which is not an error worth a log line. */
             hull_error_free(&e);
             rows[i].cpu = rows[i].mem = UINT64_MAX;
         }

@@ -206,6 +206,28 @@ def test_tls_listener(tmp_path):
     (["--worker"], "--redis"),
     (["--worker", "--redis", "redis://127.0.0.1:1"], None),
     (["--bogus"], "unrecognized"),
+    # Every option of parse_args' table, read and range-checked as before
+    # it was a table (issue 16).
+    (["--max-runs", "4097"], "--max-runs: '4097' is not a number from 1 to 4096"),
+    (["--concurrency", "257"], "--concurrency: '257' is not a number from 1 to 256"),
+    (["--queue-depth", "x"], "--queue-depth: 'x' is not a number from 0 to 1000000"),
+    (["--tenant-runs", "0"], "--tenant-runs: '0' is not a number from 1 to 1000000"),
+    (["--tenant-sandboxes", "100001"],
+     "--tenant-sandboxes: '100001' is not a number from 0 to 100000"),
+    (["--client-timeout", "0"], "--client-timeout: '0' is not a number from 1 to 86400"),
+    (["--max-connections", "65537"],
+     "--max-connections: '65537' is not a number from 1 to 65536"),
+    (["--heartbeat", "9"], "--heartbeat: '9' is not a number from 10 to 600000"),
+    (["--reap-interval", "9"], "--reap-interval: '9' is not a number from 10 to 3600000"),
+    (["--max-attempts", "101"], "--max-attempts: '101' is not a number from 1 to 100"),
+    (["--result-ttl", "0"], "--result-ttl: '0' is not a number from 1 to 31536000"),
+    (["--max-body", "1023"], "--max-body: '1023' is not a size from 1K to 1G"),
+    (["--max-body", "2G"], "--max-body: '2G' is not a size from 1K to 1G"),
+    (["--allow", "bogus"], "--allow: "),
+    (["--allow", "host-network"], "--allow: only for --worker"),
+    (["--listen", "127.0.0.1:1", "--tls-cert", "/x"], "TLS only"),
+    (["--max-runs"], "requires an argument"),
+    (["extra"], "unexpected argument 'extra'"),
 ])
 def test_bad_flags(tmp_path, args, msg):
     r = subprocess.run([HULLD, "--state-dir", str(tmp_path / "s"), "--socket",
@@ -216,6 +238,17 @@ def test_bad_flags(tmp_path, args, msg):
     if msg:
         assert msg in r.stderr, r.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_help_lists_every_option():
+    r = subprocess.run([HULLD, "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    for opt in ("--socket", "--state-dir", "--listen", "--tls-cert", "--tls-key", "--max-runs",
+                "--queue-depth", "--tenant-runs", "--tenant-sandboxes", "--max-body",
+                "--client-timeout", "--max-connections", "--worker", "--redis", "--concurrency",
+                "--name", "--heartbeat", "--reap-interval", "--max-attempts", "--result-ttl",
+                "--allow", "--debug", "--help"):
+        assert f"  {opt} " in r.stdout, opt
 
 
 def test_one_hulld_per_state_dir(tmp_path):

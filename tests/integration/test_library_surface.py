@@ -135,6 +135,33 @@ def test_json_helpers_hold_only_json():
     assert names and all(n.startswith(("hj_", "hull_json_")) for n in names), names
 
 
+def test_daemon_handlers_depend_on_shared_helpers_not_on_each_other():
+    """runs.c and sandboxes.c took resp_*/request_query from http.c and
+    sandboxes.c took policy_check/new_id from runs.c; what they share is
+    in response.c now."""
+    objdir = built(BUILD / "obj" / "src")
+    graph = object_graph(objdir)
+    handlers = {"daemon/runs.o", "daemon/sandboxes.o"}
+    for h in sorted(handlers):
+        uses = graph[h]
+        assert "daemon/response.o" in uses, (h, sorted(uses))
+        assert not uses & (handlers | {"daemon/http.o"}), (h, sorted(uses))
+    assert not graph["daemon/response.o"] & (handlers | {"daemon/http.o"})
+
+
+def test_daemon_names_say_what_they_are():
+    """No global new_id in hulld; the local run and the Redis job are two
+    types with two names (struct run_job, struct queue_job)."""
+    objdir = built(BUILD / "obj" / "src" / "daemon")
+    for o in sorted(objdir.glob("*.o")):
+        out = run(["nm", "--defined-only", "-g", str(o)], check=True).stdout
+        assert "new_id" not in [line.split()[-1] for line in out.splitlines()], o
+    sources = [*(SRC / "src" / "daemon").glob("*.[ch]"),
+               *(SRC / "src" / "lib" / "service").glob("queue*.c")]
+    for f in sources:
+        assert not re.search(r"\bstruct job\b", f.read_text()), f
+
+
 def front_end_includes():
     for d in ("cli", "daemon"):
         for f in sorted((SRC / "src" / d).glob("*.[ch]")):

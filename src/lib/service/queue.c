@@ -31,13 +31,13 @@ static int new_id(char out[HULL_QUEUE_ID_LEN + 1], hull_error *err)
 
 /* A job is a run request plus the queue's own fields, which are not the
  * run's: they are taken out and kept beside it in the job's hash. */
-struct job {
+struct queue_job {
     char *request; /* the run request alone (what the worker parses) */
     int max_attempts;
     char *tenant, *run_id; /* who asked (hulld's), for operators */
 };
 
-static void job_free(struct job *j)
+static void job_free(struct queue_job *j)
 {
     free(j->request);
     free(j->tenant);
@@ -57,7 +57,7 @@ static int take_string(json_object *doc, const char *key, char **out, hull_error
 /* Split the job and check its request as a local run would be checked,
  * so that a bad request is refused here (the caller can answer 400)
  * instead of reaching the dead-letter list. */
-static int parse_job(const char *job_json, struct job *j, hull_error *err)
+static int parse_job(const char *job_json, struct queue_job *j, hull_error *err)
 {
     size_t len = strlen(job_json);
     if (len > HULL_QUEUE_MAX_REQUEST)
@@ -89,8 +89,8 @@ out:
 }
 
 /* HSET key field value ... for the fields that are set. */
-static int append_job_hash(redisContext *c, const char *key, const struct job *j, const char *now,
-                           hull_error *err)
+static int append_job_hash(redisContext *c, const char *key, const struct queue_job *j,
+                           const char *now, hull_error *err)
 {
     char max[16];
     snprintf(max, sizeof(max), "%d", j->max_attempts);
@@ -116,7 +116,7 @@ int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id
     *job_id = NULL;
     if (job_json == NULL)
         return hull_error_set(err, EINVAL, "queue submit: no request");
-    struct job j = {0};
+    struct queue_job j = {0};
     char id[HULL_QUEUE_ID_LEN + 1], key[HULL_QUEUE_KEY_MAX], now[64];
     redisContext *c = NULL;
     int ret = -1;
