@@ -17,6 +17,15 @@
 
 #include "hull.h"
 
+static inline void hull_json_putp(json_object **o)
+{
+    if (*o != NULL)
+        json_object_put(*o);
+    *o = NULL;
+}
+/* The reference is dropped when the variable goes out of scope. */
+#define cleanup_json __attribute__((cleanup(hull_json_putp)))
+
 /* "a" + "b" -> "a.b"; "" + "b" -> "b". Result is static per call site only if
  * buf is; callers pass a buffer. */
 const char *hj_path(char *buf, size_t len, const char *path, const char *key);
