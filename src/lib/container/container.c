@@ -425,8 +425,10 @@ static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struc
     bool frozen = false;
     if (cg && hull_pid_alive(cs->pid, cs->pid_start)) {
         hull_error e = NULL;
+        /* Unreadable freezer state: the status reads as not paused. */
         if (hull_cgroup_is_frozen(cg, &frozen, &e) < 0)
-            hull_error_free(&e);
+            hull_debug("freezer state of %s: %s", cs->id, hull_error_msg(e));
+        hull_error_free(&e);
     }
     return hull_cstate_status(dirfd, cs, frozen);
 }
@@ -520,6 +522,9 @@ static void thaw_killed(struct hull_cgroup *cg)
     hull_error e = NULL;
     if (cg && hull_cgroup_is_frozen(cg, &frozen, &e) == 0 && frozen)
         hull_cgroup_freeze(cg, false, &e);
+    /* Best effort: the kill was sent; destroy removes the cgroup anyway. */
+    if (e)
+        hull_debug("thaw after SIGKILL: %s", hull_error_msg(e));
     hull_error_free(&e);
 }
 
@@ -633,7 +638,7 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
     struct hull_cstate cs;
     if (hull_cstate_open(rt->root, id, false, &dirfd, err) < 0) {
         if (force && hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* --force: a container already gone is deleted */
             return 0;
         }
         return hull_error_prefix(err, "delete %s", id);
@@ -645,13 +650,17 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
             return hull_error_prefix(err, "delete %s: container left half-created (use --force)",
                                      id);
         }
+        hull_debug("delete %s: %s; removing what a crashed create may have left", id,
+                   hull_error_msg(*err));
         hull_error_free(err);
         close(dirfd);
         /* The crash may have come after the default cgroup was made. */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
-        if (hull_cgroup_create(NULL, id, false, &cg, &e) == 0)
-            hull_cgroup_destroy(cg, &e);
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0)
+            hull_debug("delete %s: no default cgroup to remove: %s", id, hull_error_msg(e));
+        else if (hull_cgroup_destroy(cg, &e) < 0)
+            hull_warn("delete %s: cleanup: %s", id, hull_error_msg(e));
         hull_cgroup_free(cg);
         hull_error_free(&e);
         if (hull_cstate_remove(rt->root, id, err) < 0)
@@ -738,6 +747,7 @@ int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, 
         struct hull_cstate cs;
         hull_error e = NULL;
         if (hull_cstate_read(cfd, &cs, &e) < 0) {
+            hull_debug("list: skipping %s: %s", de->d_name, hull_error_msg(e));
             hull_error_free(&e);
             close(cfd);
             continue; /* half-created: only delete --force deals with those */

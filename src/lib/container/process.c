@@ -154,7 +154,7 @@ bool hull_lsm_apparmor_enabled(void)
     hull_error e = NULL;
     bool on =
         hull_read_file("/sys/module/apparmor/parameters/enabled", &v, NULL, &e) == 0 && v[0] == 'Y';
-    hull_error_free(&e);
+    hull_error_free(&e); /* no such file: AppArmor is not in this kernel */
     free(v);
     return on;
 }
