@@ -399,7 +399,7 @@ static int load(const struct hull_runtime *rt, const char *id, int *dirfd, struc
         close(*dirfd);
         *dirfd = -1;
         if (hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* replaced by what ENOENT means here */
             return hull_error_set(err, ENOENT,
                                   "container '%s' was left half-created (use delete --force)", id);
         }

@@ -74,6 +74,9 @@ static void v1_cpuset_init(const struct cg_hier *h, const char *path, size_t fro
             if (cg_read(dir, files[f], buf, sizeof(buf), &e) == 0 && buf[0] == '\n' &&
                 cg_read(parent, files[f], buf, sizeof(buf), &e) == 0)
                 cg_write(dir, files[f], buf, &e);
+            /* Left empty, the join that follows fails and names the cpuset. */
+            if (e)
+                hull_debug("cgroup: copy %s down to %s: %s", files[f], dir, hull_error_msg(e));
             hull_error_free(&e);
         }
     }
@@ -130,7 +133,7 @@ static int write_pids(const char *dir, const pid_t *pids, size_t count, hull_err
                 hull_error_free(&e);
                 return -1;
             }
-            hull_error_free(&e);
+            hull_error_free(&e); /* ESRCH: that process has exited, nothing to move */
         }
     }
     return 0;
@@ -169,6 +172,9 @@ int cg_join(struct hull_cgroup *cg, size_t i, hull_error *err)
     bool was = false;
     hull_error fe = NULL;
     int froze = cg_freeze_for_signal(cg, &was, &fe);
+    /* Not frozen: the move still runs, only a fork in between may escape it. */
+    if (froze < 0)
+        hull_debug("cgroup: freeze for the move: %s", hull_error_msg(fe));
     hull_error_free(&fe);
     pid_t *pids = NULL;
     size_t count = 0;
@@ -176,8 +182,8 @@ int cg_join(struct hull_cgroup *cg, size_t i, hull_error *err)
     if (rc == 0)
         rc = write_pids(n->dir, pids, count, err);
     free(pids);
-    if (froze == 0 && !was)
-        hull_cgroup_freeze(cg, false, &fe);
+    if (froze == 0 && !was && hull_cgroup_freeze(cg, false, &fe) < 0)
+        hull_warn("cgroup: thaw after the move: %s", hull_error_msg(fe));
     hull_error_free(&fe);
     return rc;
 }
@@ -468,7 +474,7 @@ static bool populated(const struct hull_cgroup *cg)
             pop = count > 0;
         free(pids);
     }
-    hull_error_free(&e);
+    hull_error_free(&e); /* unreadable: counted as populated (pop stays true), the safe side */
     return pop;
 }
 

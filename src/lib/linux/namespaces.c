@@ -133,7 +133,7 @@ static bool rootless_now(void)
     cleanup_free char *map = NULL;
     hull_error e = NULL;
     if (hull_read_file("/proc/self/uid_map", &map, NULL, &e) < 0) {
-        hull_error_free(&e);
+        hull_error_free(&e); /* no uid_map to read: treated as rootless, the safe side */
         return true;
     }
     unsigned long inside = 1, outside = 1, count = 0;

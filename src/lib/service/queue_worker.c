@@ -348,7 +348,7 @@ static void claim(struct worker *w)
         read_replies(w, 3, &r, &e) < 0) {
         if (!legacy && e && strstr(hull_error_msg(e), "unknown command")) {
             w->brpoplpush = true;
-            hull_error_free(&e);
+            hull_error_free(&e); /* an older server: the next claim uses BRPOPLPUSH */
             return;
         }
         check_conn(w, &e);
@@ -539,16 +539,22 @@ static void end(struct worker *w)
     size_t removed = 0;
     hull_error e0 = NULL;
     if (hull_sandbox_cleanup(&removed, &e0) < 0)
-        hull_error_free(&e0);
+        hull_warn("queue worker %s: %s", w->name, hull_error_msg(e0));
+    hull_error_free(&e0);
     if (!connected(w))
         return;
+    /* Best effort on the way out: jobs left in our processing list and our
+     * liveness key are settled by the next reap (the key also expires). */
     long long n[3];
     hull_error e = NULL;
     if (hull_queue_reap(w->c, w->name, true, w->o.max_attempts, n, &e) < 0)
-        hull_error_free(&e);
+        hull_debug("queue worker %s: %s", w->name, hull_error_msg(e));
+    hull_error_free(&e);
     redisReply *r = hull_redis_cmd(w->c, &e, "DEL", w->alive_key, NULL);
     if (r)
         freeReplyObject(r);
+    else
+        hull_debug("queue worker %s: %s", w->name, hull_error_msg(e));
     hull_error_free(&e);
 }
 

@@ -12,6 +12,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/log.h"
 
 int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
                     const char *queue_job, hull_error *err)
@@ -239,6 +240,8 @@ int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_
         hull_error e = NULL;
         if (hull_run_row(s, id, &(*rows)[*count], &e) == 0)
             (*count)++;
+        else /* gone since the query (deleted): not listed */
+            hull_debug("run %s: %s", id, hull_error_msg(e));
         hull_error_free(&e);
     }
     json_object_put(a);

@@ -15,6 +15,7 @@
 #include "service/store.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #define TOKEN_PREFIX "hull_"
 #define TOKEN_BYTES  32
@@ -137,6 +138,7 @@ static void fill_info(sqlite3_stmt *st, struct hull_token_info *info)
     hull_error e = NULL;
     if (hull_allow_parse((const char *)sqlite3_column_text(st, 5), &info->allow, &e) < 0) {
         info->allow = 0;
+        hull_warn("token %s: allow: %s; grants nothing", info->id, hull_error_msg(e));
         hull_error_free(&e);
     }
 }
