@@ -173,22 +173,23 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
 }
 
-/* Undo a failed create: the init is already dead (spawn kills it). */
+static void warn_cleanup(hull_error *e)
+{
+    hull_warn("cleanup: %s", hull_error_msg(*e));
+    hull_error_free(e);
+}
+
+/* Undo a failed create: the init is already dead (spawn kills it). Each
+ * step is tried whatever the one before did. */
 static void create_rollback(const struct hull_runtime *rt, struct hull_container_ctx *c)
 {
     hull_error e = NULL;
-    if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0) {
-        hull_warn("cleanup: %s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0) {
-        hull_warn("cleanup: %s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    if (hull_cstate_remove(rt->root, c->cs.id, &e) < 0) {
-        hull_warn("cleanup: %s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
+    if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0)
+        warn_cleanup(&e);
+    if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0)
+        warn_cleanup(&e);
+    if (hull_cstate_remove(rt->root, c->cs.id, &e) < 0)
+        warn_cleanup(&e);
 }
 
 /* What the init needs before it is cloned: its cgroup (or a view without
@@ -531,14 +532,15 @@ static void thaw_killed(struct hull_cgroup *cg)
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
                         hull_error *err)
 {
-    int dirfd = -1;
-    struct hull_cstate cs;
+    /* Released in reverse: the cgroup handle, the state, the lock. */
+    cleanup_close int dirfd = -1;
+    cleanup_cstate struct hull_cstate cs = {0};
     if (signo <= 0 || signo >= NSIG)
         return hull_error_set(err, EINVAL, "kill %s: invalid signal %d", id, signo);
     if (load(rt, id, &dirfd, &cs, err) < 0)
         return hull_error_prefix(err, "kill %s", id);
     int ret = -1;
-    struct hull_cgroup *cg = load_cgroup(&cs);
+    cleanup_cgroup struct hull_cgroup *cg = load_cgroup(&cs);
     enum hull_status st = status_of(dirfd, &cs, cg);
     if (all && cg) {
         /* --all reaches every process, also those left behind by a dead init. */
@@ -566,9 +568,6 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
     if (ret == 0)
         hull_debug("kill %s: signal %d to init %d%s", id, signo, (int)cs.pid,
                    all ? " and its cgroup" : "");
-    hull_cgroup_free(cg);
-    hull_cstate_free(&cs);
-    close(dirfd);
     return ret;
 }
 
