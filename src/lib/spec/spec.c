@@ -416,39 +416,24 @@ static int namespaces_parse(json_object *lx, struct hull_linux *l, hull_error *e
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(arr, i);
         hj_path_index(ep, sizeof(ep), "linux.namespaces", i);
-        char *type = NULL, *path = NULL;
+        cleanup_free char *type = NULL;
+        cleanup_free char *path = NULL;
         if (hj_require_object(e, ep, err) < 0 || hj_string(e, ep, "type", true, &type, err) < 0 ||
-            hj_string(e, ep, "path", false, &path, err) < 0) {
-            free(type);
+            hj_string(e, ep, "path", false, &path, err) < 0)
             return -1;
-        }
         int t;
         for (t = 0; t < HULL_NS_COUNT; t++)
             if (strcmp(hull_ns_name(t), type) == 0)
                 break;
-        if (t == HULL_NS_COUNT) {
-            hull_error_set(err, EINVAL, "%s.type: unknown namespace '%s'", ep, type);
-            free(type);
-            free(path);
-            return -1;
-        }
-        if (l->ns[t].enabled) {
-            hull_error_set(err, EINVAL, "%s.type: namespace '%s' listed twice", ep, type);
-            free(type);
-            free(path);
-            return -1;
-        }
-        free(type);
-        if (path != NULL && path[0] == '\0') {
-            free(path);
-            path = NULL;
-        }
-        if (path != NULL && path[0] != '/') {
-            free(path);
+        if (t == HULL_NS_COUNT)
+            return hull_error_set(err, EINVAL, "%s.type: unknown namespace '%s'", ep, type);
+        if (l->ns[t].enabled)
+            return hull_error_set(err, EINVAL, "%s.type: namespace '%s' listed twice", ep, type);
+        if (path != NULL && path[0] != '\0' && path[0] != '/')
             return hull_error_set(err, EINVAL, "%s.path: must be an absolute path", ep);
-        }
         l->ns[t].enabled = true;
-        l->ns[t].path = path;
+        /* An empty path means none: a new namespace. */
+        l->ns[t].path = path != NULL && path[0] == '\0' ? NULL : steal_ptr(&path);
     }
     return 0;
 }
