@@ -67,20 +67,16 @@ static char *owner_name(void)
 {
     uid_t uid = geteuid();
     char line[1024];
-    FILE *f = fopen("/etc/passwd", "re");
+    cleanup_file FILE *f = fopen("/etc/passwd", "re");
     while (f && fgets(line, sizeof(line), f)) {
         char *name = line, *colon = strchr(line, ':');
         if (colon == NULL)
             continue;
         *colon = '\0';
         char *pw = colon + 1, *c2 = strchr(pw, ':');
-        if (c2 && strtoul(c2 + 1, NULL, 10) == uid) {
-            fclose(f);
+        if (c2 && strtoul(c2 + 1, NULL, 10) == uid)
             return strdup(name);
-        }
     }
-    if (f)
-        fclose(f);
     char buf[16];
     snprintf(buf, sizeof(buf), "%u", (unsigned)uid);
     return strdup(buf);
@@ -732,7 +728,7 @@ int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, 
 {
     *out = NULL;
     *count = 0;
-    DIR *d = opendir(rt->root);
+    cleanup_dir DIR *d = opendir(rt->root);
     if (d == NULL)
         return errno == ENOENT ? 0 : hull_error_errno(err, "list: %s", rt->root);
     size_t cap = 0;
@@ -740,33 +736,26 @@ int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, 
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        int cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        cleanup_close int cfd =
+            openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (cfd < 0)
             continue;
-        struct hull_cstate cs;
+        cleanup_cstate struct hull_cstate cs = {0};
         hull_error e = NULL;
         if (hull_cstate_read(cfd, &cs, &e) < 0) {
             hull_debug("list: skipping %s: %s", de->d_name, hull_error_msg(e));
             hull_error_free(&e);
-            close(cfd);
             continue; /* half-created: only delete --force deals with those */
         }
         if (*count == cap) {
             cap = cap ? cap * 2 : 16;
             struct hull_state *n = realloc(*out, cap * sizeof(**out));
-            if (n == NULL) {
-                hull_cstate_free(&cs);
-                close(cfd);
-                closedir(d);
+            if (n == NULL)
                 return hull_error_set(err, ENOMEM, "out of memory");
-            }
             *out = n;
         }
         fill_state(cfd, &cs, &(*out)[(*count)++]);
-        hull_cstate_free(&cs);
-        close(cfd);
     }
-    closedir(d);
     return 0;
 }
 
