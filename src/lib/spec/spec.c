@@ -266,7 +266,7 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
         return hull_error_set(err, EINVAL, "%s: must be a non-empty array of strings",
                               P(q, p, "args"));
     if (hj_string_array(proc, p, "args", &pr->args, &nargs, err) < 0) {
-        hull_error_free(err);
+        hull_error_free(err); /* replaced by the one message for every bad args */
         return hull_error_set(err, EINVAL, "%s: must be a non-empty array of strings",
                               P(q, p, "args"));
     }
