@@ -151,6 +151,34 @@ def test_failing_poststart_and_poststop_only_warn(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
+def test_start_refuses_a_config_that_no_longer_parses_instead_of_skipping_hooks(
+        hull, bundle, tmp_path):
+    """The config in state.json was valid at create; changed since so that
+    it no longer parses, start cannot know its poststart hooks: it fails
+    with the parse error and leaves the init waiting (still "created"),
+    rather than starting the program and skipping the hooks in silence;
+    delete --force still removes it, with a warning for poststop."""
+    bundle.config["hooks"] = {"poststart": [recorder("poststart", tmp_path)],
+                              "poststop": [recorder("poststop", tmp_path)]}
+    with running(hull, bundle, start=False) as (c, pid):
+        state = hull.root / c / "state.json"
+        st = json.loads(state.read_text())
+        st["config"]["process"]["args"] = []
+        state.write_text(json.dumps(st))
+        r = hull("start", c)
+        assert_error(r, f"start {c}: state.json: config: ", "process.args")
+        assert hull.state(c)["status"] == "created"
+        assert pid_alive(pid)
+        assert not (tmp_path / "poststart.json").exists()
+        # delete still removes it, and says why its poststop hooks did not run
+        r = hull("delete", "--force", c)
+        assert r.returncode == 0, r
+        assert f"delete {c}: state.json: config: " in r.stderr, r.stderr
+        assert "poststop hooks not run" in r.stderr, r.stderr
+    assert not (tmp_path / "poststop.json").exists()
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
 def test_failing_poststart_hooks_in_run_warn_and_the_rest_run(hull, bundle, tmp_path):
     """run (create + start + wait + delete in one verb) takes the same path:
     every poststart and poststop hook runs, each failure is one warning."""

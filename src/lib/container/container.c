@@ -67,20 +67,16 @@ static char *owner_name(void)
 {
     uid_t uid = geteuid();
     char line[1024];
-    FILE *f = fopen("/etc/passwd", "re");
+    cleanup_file FILE *f = fopen("/etc/passwd", "re");
     while (f && fgets(line, sizeof(line), f)) {
         char *name = line, *colon = strchr(line, ':');
         if (colon == NULL)
             continue;
         *colon = '\0';
         char *pw = colon + 1, *c2 = strchr(pw, ':');
-        if (c2 && strtoul(c2 + 1, NULL, 10) == uid) {
-            fclose(f);
+        if (c2 && strtoul(c2 + 1, NULL, 10) == uid)
             return strdup(name);
-        }
     }
-    if (f)
-        fclose(f);
     char buf[16];
     snprintf(buf, sizeof(buf), "%u", (unsigned)uid);
     return strdup(buf);
@@ -173,22 +169,142 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     c->dirfd = c->launch.sync_fd = c->launch.pty_master = c->launch.exported_fd = -1;
 }
 
-/* Undo a failed create: the init is already dead (spawn kills it). */
+static void warn_cleanup(hull_error *e)
+{
+    hull_warn("cleanup: %s", hull_error_msg(*e));
+    hull_error_free(e);
+}
+
+/* Undo a failed create: the init is already dead (spawn kills it). Each
+ * step is tried whatever the one before did. */
 static void create_rollback(const struct hull_runtime *rt, struct hull_container_ctx *c)
 {
     hull_error e = NULL;
-    if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0) {
-        hull_warn("cleanup: %s", hull_error_msg(e));
-        hull_error_free(&e);
+    if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0)
+        warn_cleanup(&e);
+    if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0)
+        warn_cleanup(&e);
+    if (hull_cstate_remove(rt->root, c->cs.id, &e) < 0)
+        warn_cleanup(&e);
+}
+
+/* What the init needs before it is cloned: its cgroup (or a view without
+ * one), the host-namespace rootfs bind, the first state record, limits and
+ * the exec fifo. Failures leave what was made to create_rollback. */
+static int prepare(const struct hull_runtime *rt, const struct hull_create_opts *o,
+                   const struct hull_setup_opts *so, struct hull_container_ctx *c, hull_error *err)
+{
+    /* The first state write comes once the cgroup exists, so it can name it;
+     * a crash before it leaves a directory without state.json, which delete
+     * --force handles (removing the default cgroup too). */
+    if (!so->no_cgroup && !rt->no_cgroups &&
+        hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
+                              so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0 &&
+        hull_container_without_cgroup(c->spec, &c->cgroup_view, err) < 0)
+        return -1;
+    if (c->cgroup) {
+        /* A container that sees cgroupfs must see all of its hierarchies;
+         * otherwise only the ones accounting and limits need are joined. */
+        if (hull_container_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
+            return -1;
+        c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
-    if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0) {
-        hull_warn("cleanup: %s", hull_error_msg(e));
-        hull_error_free(&e);
+    /* No mount namespace: the container mounts in ours, all below one bind
+     * of the rootfs, recorded (by the mount under it) before it is made. */
+    bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
+    if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
+        return -1;
+    /* Recorded before use, so delete --force finds the cgroup after a crash. */
+    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        return -1;
+    if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
+        return -1;
+    if (c->cgroup) {
+        if (apply_resources(c, err) < 0)
+            return -1;
+        /* Limits may join more hierarchies (cpu for a quota): the state
+         * written after spawn must name them, or destroy leaves them. */
+        json_object_put(c->cs.cgroup);
+        c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
-    if (hull_cstate_remove(rt->root, c->cs.id, &e) < 0) {
-        hull_warn("cleanup: %s", hull_error_msg(e));
-        hull_error_free(&e);
+
+    if (!so->foreground) {
+        if (mkfifoat(c->dirfd, HULL_EXEC_FIFO, 0600) < 0)
+            return hull_error_errno(err, "create %s", HULL_EXEC_FIFO);
+        /* O_RDWR never blocks on a fifo; the init keeps this open and
+         * blocks in read() until `start` writes. */
+        c->launch.fifo_fd = openat(c->dirfd, HULL_EXEC_FIFO, O_RDWR | O_CLOEXEC);
+        /* Opened here, by host root: the init may be an unprivileged uid
+         * by the time it has something to say. */
+        c->launch.error_fd =
+            openat(c->dirfd, HULL_EXEC_ERROR, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (c->launch.fifo_fd < 0 || c->launch.error_fd < 0)
+            return hull_error_errno(err, "open %s", HULL_EXEC_FIFO);
     }
+    return 0;
+}
+
+/* Clone the init; the fifo and error fds are the init's alone afterwards. */
+static int launch_init(const struct hull_create_opts *o, const struct hull_setup_opts *so,
+                       struct hull_container_ctx *c, hull_error *err)
+{
+    c->launch.spec = c->spec;
+    c->launch.cgroup = c->cgroup;
+    c->launch.cgroup_view = c->cgroup_view;
+    c->launch.rootless = hull_rootless();
+    c->launch.seccomp = so->seccomp ? so->seccomp : c->seccomp;
+    c->launch.no_pivot = o->no_pivot;
+    c->launch.foreground = so->foreground;
+    c->launch.die_with_parent = so->die_with_parent;
+    for (int i = 0; i < 3; i++)
+        c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
+    c->launch.loopback_up = so->loopback_up;
+    c->launch.export_dir = so->export_dir;
+    c->launch.rootfs_extras = so->rootfs_extras;
+    c->launch.reaper = so->reaper;
+    c->launch.status_fd = so->reaper ? so->status_fd : -1;
+    c->launch.preserve_fds = o->preserve_fds;
+    /* Safe for every limit: the ones that could bite the runtime while it
+     * steps in are written only after it has stepped out (late_limits). */
+    c->launch.cgroup_at_birth = true;
+    /* As runc: each container gets its own session keyring, so keys the
+     * runtime's caller holds are not the container's. */
+    c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
+    struct hook_ctx hc = {&c->cs};
+    int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
+    if (c->launch.fifo_fd >= 0)
+        close(c->launch.fifo_fd);
+    if (c->launch.error_fd >= 0)
+        close(c->launch.error_fd);
+    c->launch.fifo_fd = c->launch.error_fd = -1;
+    return r;
+}
+
+/* The init exists: record its pid, hand out its pty, let it outlive us. */
+static int record_init(const struct hull_create_opts *o, const struct hull_setup_opts *so,
+                       struct hull_container_ctx *c, hull_error *err)
+{
+    c->cs.pid = c->launch.pid;
+    c->cs.pid_start = hull_pid_start_time(c->launch.pid);
+    c->cs.creating = false;
+    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        return -1;
+    if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
+        return -1;
+    if (c->launch.pty_master >= 0 && o->console_socket) {
+        if (hull_console_socket_send(o->console_socket, c->launch.pty_master, err) < 0)
+            return -1;
+        close(c->launch.pty_master);
+        c->launch.pty_master = -1;
+    }
+    if (!so->foreground) {
+        /* The pid is on record: the init may outlive us now. */
+        struct hull_sync_msg m;
+        if (hull_sync_send(c->launch.sync_fd, SYNC_DETACH, 0, err) < 0 ||
+            hull_sync_expect(c->launch.sync_fd, SYNC_DETACHED, &m, err) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o,
@@ -234,120 +350,20 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
     c->cs.config = json_object_get(c->spec->json);
 
-    /* The first state write comes once the cgroup exists, so it can name it;
-     * a crash before it leaves a directory without state.json, which delete
-     * --force handles (removing the default cgroup too). */
-    if (!so->no_cgroup && !rt->no_cgroups &&
-        hull_cgroup_create_ex(c->spec->linux_.cgroups_path, o->id, rt->systemd_cgroup,
-                              so->lean_cgroup ? HULL_CGROUP_LEAN : 0, &c->cgroup, err) < 0 &&
-        hull_container_without_cgroup(c->spec, &c->cgroup_view, err) < 0)
-        goto fail;
-    if (c->cgroup) {
-        /* A container that sees cgroupfs must see all of its hierarchies;
-         * otherwise only the ones accounting and limits need are joined. */
-        if (hull_container_mounts_cgroup(c->spec) && hull_cgroup_join_all(c->cgroup, err) < 0)
-            goto fail;
-        c->cs.cgroup = hull_cgroup_save(c->cgroup);
+    if (prepare(rt, o, so, c, err) < 0 || launch_init(o, so, c, err) < 0) {
+        create_rollback(rt, c);
+        hull_container_ctx_release(c);
+        return -1;
     }
-    /* No mount namespace: the container mounts in ours, all below one bind
-     * of the rootfs, recorded (by the mount under it) before it is made. */
-    bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
-    if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
-        goto fail;
-    /* Recorded before use, so delete --force finds the cgroup after a crash. */
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
-        goto fail;
-    if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
-        goto fail;
-    if (c->cgroup) {
-        if (apply_resources(c, err) < 0)
-            goto fail;
-        /* Limits may join more hierarchies (cpu for a quota): the state
-         * written after spawn must name them, or destroy leaves them. */
-        json_object_put(c->cs.cgroup);
-        c->cs.cgroup = hull_cgroup_save(c->cgroup);
-    }
-
-    if (!so->foreground) {
-        if (mkfifoat(c->dirfd, HULL_EXEC_FIFO, 0600) < 0) {
-            hull_error_errno(err, "create %s", HULL_EXEC_FIFO);
-            goto fail;
-        }
-        /* O_RDWR never blocks on a fifo; the init keeps this open and
-         * blocks in read() until `start` writes. */
-        c->launch.fifo_fd = openat(c->dirfd, HULL_EXEC_FIFO, O_RDWR | O_CLOEXEC);
-        /* Opened here, by host root: the init may be an unprivileged uid
-         * by the time it has something to say. */
-        c->launch.error_fd =
-            openat(c->dirfd, HULL_EXEC_ERROR, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (c->launch.fifo_fd < 0 || c->launch.error_fd < 0) {
-            hull_error_errno(err, "open %s", HULL_EXEC_FIFO);
-            goto fail;
-        }
-    }
-
-    c->launch.spec = c->spec;
-    c->launch.cgroup = c->cgroup;
-    c->launch.cgroup_view = c->cgroup_view;
-    c->launch.rootless = hull_rootless();
-    c->launch.seccomp = so->seccomp ? so->seccomp : c->seccomp;
-    c->launch.no_pivot = o->no_pivot;
-    c->launch.foreground = so->foreground;
-    c->launch.die_with_parent = so->die_with_parent;
-    for (int i = 0; i < 3; i++)
-        c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
-    c->launch.loopback_up = so->loopback_up;
-    c->launch.export_dir = so->export_dir;
-    c->launch.rootfs_extras = so->rootfs_extras;
-    c->launch.reaper = so->reaper;
-    c->launch.status_fd = so->reaper ? so->status_fd : -1;
-    c->launch.preserve_fds = o->preserve_fds;
-    /* Safe for every limit: the ones that could bite the runtime while it
-     * steps in are written only after it has stepped out (late_limits). */
-    c->launch.cgroup_at_birth = true;
-    /* As runc: each container gets its own session keyring, so keys the
-     * runtime's caller holds are not the container's. */
-    c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
-    struct hook_ctx hc = {&c->cs};
-    int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
-    if (c->launch.fifo_fd >= 0)
-        close(c->launch.fifo_fd);
-    if (c->launch.error_fd >= 0)
-        close(c->launch.error_fd);
-    c->launch.fifo_fd = c->launch.error_fd = -1;
-    if (r < 0)
-        goto fail;
-
-    c->cs.pid = c->launch.pid;
-    c->cs.pid_start = hull_pid_start_time(c->launch.pid);
-    c->cs.creating = false;
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
-        goto fail_kill;
-    if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
-        goto fail_kill;
-    if (c->launch.pty_master >= 0 && o->console_socket) {
-        if (hull_console_socket_send(o->console_socket, c->launch.pty_master, err) < 0)
-            goto fail_kill;
-        close(c->launch.pty_master);
-        c->launch.pty_master = -1;
-    }
-    if (!so->foreground) {
-        /* The pid is on record: the init may outlive us now. */
-        struct hull_sync_msg m;
-        if (hull_sync_send(c->launch.sync_fd, SYNC_DETACH, 0, err) < 0 ||
-            hull_sync_expect(c->launch.sync_fd, SYNC_DETACHED, &m, err) < 0)
-            goto fail_kill;
+    if (record_init(o, so, c, err) < 0) {
+        kill(c->launch.pid, SIGKILL);
+        create_rollback(rt, c);
+        hull_container_ctx_release(c);
+        return -1;
     }
     hull_debug("%s %s: init %d waiting, bundle %s", so->verb ? so->verb : "create", o->id,
                (int)c->launch.pid, bundle);
     return 0;
-
-fail_kill:
-    kill(c->launch.pid, SIGKILL);
-fail:
-    create_rollback(rt, c);
-    hull_container_ctx_release(c);
-    return -1;
 }
 
 int hull_container_setup(const struct hull_runtime *rt, const struct hull_create_opts *o,
@@ -380,7 +396,7 @@ static int load(const struct hull_runtime *rt, const char *id, int *dirfd, struc
         close(*dirfd);
         *dirfd = -1;
         if (hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* replaced by what ENOENT means here */
             return hull_error_set(err, ENOENT,
                                   "container '%s' was left half-created (use delete --force)", id);
         }
@@ -406,8 +422,10 @@ static enum hull_status status_of(int dirfd, const struct hull_cstate *cs, struc
     bool frozen = false;
     if (cg && hull_pid_alive(cs->pid, cs->pid_start)) {
         hull_error e = NULL;
+        /* Unreadable freezer state: the status reads as not paused. */
         if (hull_cgroup_is_frozen(cg, &frozen, &e) < 0)
-            hull_error_free(&e);
+            hull_debug("freezer state of %s: %s", cs->id, hull_error_msg(e));
+        hull_error_free(&e);
     }
     return hull_cstate_status(dirfd, cs, frozen);
 }
@@ -426,79 +444,69 @@ static void wait_for_exec(int dirfd, pid_t pid, unsigned long long start)
     }
 }
 
-int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err)
+/* Release the waiting init and wait for its execve; 0, or -1 when it is not
+ * waiting or died on the way (the reason it left in exec.error). */
+static int release_init(int dirfd, const struct hull_cstate *cs, const char *id, hull_error *err)
 {
-    int dirfd = -1;
-    struct hull_cstate cs;
-    if (load(rt, id, &dirfd, &cs, err) < 0)
-        return hull_error_prefix(err, "start %s", id);
-    int ret = -1;
-    struct hull_cgroup *cg = load_cgroup(&cs);
-    enum hull_status st = status_of(dirfd, &cs, cg);
-    if (st != HULL_STATUS_CREATED) {
-        hull_error_set(err, EINVAL, "start %s: cannot start a container that is %s", id,
-                       hull_status_name(st));
-        goto out;
-    }
-    struct hull_spec *spec = NULL;
-    if (cs.config) {
-        const char *text = hj_to_string(cs.config);
-        if (hull_spec_parse(text, strlen(text), cs.bundle, &spec, err) < 0)
-            hull_error_free(err); /* validated at create; cannot fail */
-    }
     /* Non-blocking: ENXIO means no reader, i.e. the init is gone. */
     int fd = openat(dirfd, HULL_EXEC_FIFO, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        hull_error_errno(err, "start %s: the container's init is not waiting", id);
-        hull_spec_free(spec);
-        goto out;
-    }
+    if (fd < 0)
+        return hull_error_errno(err, "start %s: the container's init is not waiting", id);
     ssize_t w = write(fd, "0", 1);
     close(fd);
-    if (w != 1) {
-        hull_error_errno(err, "start %s: signal the init", id);
-        hull_spec_free(spec);
-        goto out;
-    }
+    if (w != 1)
+        return hull_error_errno(err, "start %s: signal the init", id);
     /* runtime-spec: "running" means the user's program has been executed,
      * and poststart hooks run after that (and after the init's
      * startContainer hooks); an engine that looks at the process right
      * after start must not find hull's init still setting up. */
-    wait_for_exec(dirfd, cs.pid, cs.pid_start);
+    wait_for_exec(dirfd, cs->pid, cs->pid_start);
     /* Without the fifo, the status reads "running" from now on. */
     unlinkat(dirfd, HULL_EXEC_FIFO, 0);
     /* The init died on the way to execve (a startContainer hook, exec
      * itself): that is start's failure, and the container is stopped. */
-    char *why = NULL;
+    cleanup_free char *why = NULL;
     size_t len = 0;
-    hull_error e = NULL;
-    if (hull_read_file_at(dirfd, HULL_EXEC_ERROR, &why, &len, &e) == 0 && len > 0) {
-        hull_error_set(err, EIO, "start %s: %s", id, why);
-        free(why);
-        unlinkat(dirfd, HULL_EXEC_ERROR, 0);
-        hull_spec_free(spec);
-        goto out;
-    }
-    free(why);
-    hull_error_free(&e);
+    cleanup_hull_error hull_error e = NULL; /* no exec.error: the init exec'd */
+    int r = 0;
+    if (hull_read_file_at(dirfd, HULL_EXEC_ERROR, &why, &len, &e) == 0 && len > 0)
+        r = hull_error_set(err, EIO, "start %s: %s", id, why);
     unlinkat(dirfd, HULL_EXEC_ERROR, 0);
-    ret = 0;
+    return r;
+}
+
+int hull_container_start(const struct hull_runtime *rt, const char *id, hull_error *err)
+{
+    cleanup_close int dirfd = -1;
+    cleanup_cstate struct hull_cstate cs = {0};
+    if (load(rt, id, &dirfd, &cs, err) < 0)
+        return hull_error_prefix(err, "start %s", id);
+    cleanup_cgroup struct hull_cgroup *cg = load_cgroup(&cs);
+    enum hull_status st = status_of(dirfd, &cs, cg);
+    if (st != HULL_STATUS_CREATED)
+        return hull_error_set(err, EINVAL, "start %s: cannot start a container that is %s", id,
+                              hull_status_name(st));
+    /* The config was validated at create; if it no longer parses (state.json
+     * changed under us), the hooks it names cannot be run: refuse before the
+     * init is released rather than start without them. */
+    cleanup_spec struct hull_spec *spec = NULL;
+    if (cs.config) {
+        const char *text = hj_to_string(cs.config);
+        if (hull_spec_parse(text, strlen(text), cs.bundle, &spec, err) < 0)
+            return hull_error_prefix(err, "start %s: state.json: config", id);
+    }
+    if (release_init(dirfd, &cs, id, err) < 0)
+        return -1;
     hull_debug("start %s: init %d released", id, (int)cs.pid);
 
     if (spec && spec->hooks.n_poststart) {
-        char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
+        cleanup_free char *sj = state_doc_text(&cs, HULL_STATUS_RUNNING, cs.pid);
         char ctx[NAME_MAX + 16];
         snprintf(ctx, sizeof(ctx), "start %s", id);
         /* runtime-spec: a failing poststart hook is logged, the rest run. */
         hull_hooks_run_all(spec->hooks.poststart, spec->hooks.n_poststart, "poststart", sj, ctx);
-        free(sj);
     }
-    hull_spec_free(spec);
-out:
-    hull_cgroup_free(cg);
-    hull_cstate_free(&cs);
-    close(dirfd);
-    return ret;
+    return 0;
 }
 
 /* After SIGKILL to a paused container: the v1 freezer holds even a fatal
@@ -511,20 +519,24 @@ static void thaw_killed(struct hull_cgroup *cg)
     hull_error e = NULL;
     if (cg && hull_cgroup_is_frozen(cg, &frozen, &e) == 0 && frozen)
         hull_cgroup_freeze(cg, false, &e);
+    /* Best effort: the kill was sent; destroy removes the cgroup anyway. */
+    if (e)
+        hull_debug("thaw after SIGKILL: %s", hull_error_msg(e));
     hull_error_free(&e);
 }
 
 int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo, bool all,
                         hull_error *err)
 {
-    int dirfd = -1;
-    struct hull_cstate cs;
+    /* Released in reverse: the cgroup handle, the state, the lock. */
+    cleanup_close int dirfd = -1;
+    cleanup_cstate struct hull_cstate cs = {0};
     if (signo <= 0 || signo >= NSIG)
         return hull_error_set(err, EINVAL, "kill %s: invalid signal %d", id, signo);
     if (load(rt, id, &dirfd, &cs, err) < 0)
         return hull_error_prefix(err, "kill %s", id);
     int ret = -1;
-    struct hull_cgroup *cg = load_cgroup(&cs);
+    cleanup_cgroup struct hull_cgroup *cg = load_cgroup(&cs);
     enum hull_status st = status_of(dirfd, &cs, cg);
     if (all && cg) {
         /* --all reaches every process, also those left behind by a dead init. */
@@ -552,9 +564,6 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
     if (ret == 0)
         hull_debug("kill %s: signal %d to init %d%s", id, signo, (int)cs.pid,
                    all ? " and its cgroup" : "");
-    hull_cgroup_free(cg);
-    hull_cstate_free(&cs);
-    close(dirfd);
     return ret;
 }
 
@@ -588,8 +597,12 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     if (cs->config && !cs->creating) {
         const char *text = hj_to_string(cs->config);
         hull_error e = NULL;
+        /* delete must still go on (it is how a broken container goes away),
+         * but not skip the poststop hooks without a word. */
         if (hull_spec_parse(text, strlen(text), cs->bundle, &spec, &e) < 0)
-            hull_error_free(&e);
+            hull_warn("delete %s: state.json: config: %s; poststop hooks not run", cs->id,
+                      hull_error_msg(e));
+        hull_error_free(&e);
     }
     if (spec && spec->hooks.n_poststop) {
         char *sj = state_doc_text(cs, HULL_STATUS_STOPPED, 0);
@@ -620,7 +633,7 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
     struct hull_cstate cs;
     if (hull_cstate_open(rt->root, id, false, &dirfd, err) < 0) {
         if (force && hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* --force: a container already gone is deleted */
             return 0;
         }
         return hull_error_prefix(err, "delete %s", id);
@@ -632,13 +645,17 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
             return hull_error_prefix(err, "delete %s: container left half-created (use --force)",
                                      id);
         }
+        hull_debug("delete %s: %s; removing what a crashed create may have left", id,
+                   hull_error_msg(*err));
         hull_error_free(err);
         close(dirfd);
         /* The crash may have come after the default cgroup was made. */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
-        if (hull_cgroup_create(NULL, id, false, &cg, &e) == 0)
-            hull_cgroup_destroy(cg, &e);
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0)
+            hull_debug("delete %s: no default cgroup to remove: %s", id, hull_error_msg(e));
+        else if (hull_cgroup_destroy(cg, &e) < 0)
+            hull_warn("delete %s: cleanup: %s", id, hull_error_msg(e));
         hull_cgroup_free(cg);
         hull_error_free(&e);
         if (hull_cstate_remove(rt->root, id, err) < 0)
@@ -711,7 +728,7 @@ int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, 
 {
     *out = NULL;
     *count = 0;
-    DIR *d = opendir(rt->root);
+    cleanup_dir DIR *d = opendir(rt->root);
     if (d == NULL)
         return errno == ENOENT ? 0 : hull_error_errno(err, "list: %s", rt->root);
     size_t cap = 0;
@@ -719,32 +736,26 @@ int hull_container_list(const struct hull_runtime *rt, struct hull_state **out, 
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        int cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        cleanup_close int cfd =
+            openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (cfd < 0)
             continue;
-        struct hull_cstate cs;
+        cleanup_cstate struct hull_cstate cs = {0};
         hull_error e = NULL;
         if (hull_cstate_read(cfd, &cs, &e) < 0) {
+            hull_debug("list: skipping %s: %s", de->d_name, hull_error_msg(e));
             hull_error_free(&e);
-            close(cfd);
             continue; /* half-created: only delete --force deals with those */
         }
         if (*count == cap) {
             cap = cap ? cap * 2 : 16;
             struct hull_state *n = realloc(*out, cap * sizeof(**out));
-            if (n == NULL) {
-                hull_cstate_free(&cs);
-                close(cfd);
-                closedir(d);
+            if (n == NULL)
                 return hull_error_set(err, ENOMEM, "out of memory");
-            }
             *out = n;
         }
         fill_state(cfd, &cs, &(*out)[(*count)++]);
-        hull_cstate_free(&cs);
-        close(cfd);
     }
-    closedir(d);
     return 0;
 }
 

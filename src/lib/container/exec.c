@@ -102,11 +102,33 @@ static void close_namespaces(struct exec_ctx *x)
     x->root_fd = -1;
 }
 
+/* exec_child's steps before the exec: 0, or -1 with *err set. */
+static int exec_child_prepare(struct exec_ctx *x, struct hull_proc_plan *plan, hull_error *err)
+{
+    struct hull_sync_msg m;
+    if (hull_sync_expect(x->child_fd, SYNC_CGROUP_DONE, &m, err) < 0)
+        return -1;
+    if (x->proc.terminal) {
+        int master, slave;
+        if (hull_pty_open(&master, &slave, x->proc.console_height, x->proc.console_width, err) <
+                0 ||
+            hull_sync_send_fd(x->child_fd, SYNC_PTY, master, err) < 0)
+            return -1;
+        close(master);
+        if (hull_pty_become_console(slave, err) < 0)
+            return -1;
+    }
+    if (chdir(x->proc.cwd) < 0)
+        return hull_error_errno(err, "process.cwd: %s", x->proc.cwd);
+    if (hull_proc_resolve(plan, err) < 0 || hull_proc_finish(plan, err) < 0)
+        return -1;
+    return 0;
+}
+
 /* The process that will exec, inside the container. */
 __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
 {
     hull_error err = NULL;
-    struct hull_sync_msg m;
     struct hull_proc_plan plan = {
         .proc = &x->proc,
         .lx = &x->spec->linux_,
@@ -115,28 +137,29 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         .preserve_fds = x->preserve_fds,
         .error_fd = -1,
     };
-    if (hull_sync_expect(x->child_fd, SYNC_CGROUP_DONE, &m, &err) < 0)
-        goto fail;
-    if (x->proc.terminal) {
-        int master, slave;
-        if (hull_pty_open(&master, &slave, x->proc.console_height, x->proc.console_width, &err) <
-                0 ||
-            hull_sync_send_fd(x->child_fd, SYNC_PTY, master, &err) < 0)
-            goto fail;
-        close(master);
-        if (hull_pty_become_console(slave, &err) < 0)
-            goto fail;
-    }
-    if (chdir(x->proc.cwd) < 0) {
-        hull_error_errno(&err, "process.cwd: %s", x->proc.cwd);
-        goto fail;
-    }
-    if (hull_proc_resolve(&plan, &err) < 0 || hull_proc_finish(&plan, &err) < 0)
-        goto fail;
-    hull_proc_exec(&plan, x->child_fd);
-fail:
+    if (exec_child_prepare(x, &plan, &err) == 0)
+        hull_proc_exec(&plan, x->child_fd);
     hull_sync_send_error(x->child_fd, err);
     _exit(1);
+}
+
+/* join_child's steps: hide our argv, join, enter the root, clone. 0 with
+ * *pid set (to 0 in the clone itself), or -1 with *err set. */
+static int join_and_clone(struct exec_ctx *x, pid_t *pid, hull_error *err)
+{
+    /* Nor read our command line (host paths) from /proc/<pid>/cmdline,
+     * which dumpability does not guard, before the process execs. */
+    if (hull_proc_hide_host_argv("hull-exec", err) < 0)
+        return -1;
+    if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]), err) < 0)
+        return -1;
+    /* Into the init's root (held by fd since before the pid was checked). */
+    if (x->root_fd >= 0 && (fchdir(x->root_fd) < 0 || chroot(".") < 0 || chdir("/") < 0))
+        return hull_error_errno(err, "enter the container's root");
+    *pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (*pid < 0)
+        return hull_error_errno(err, "clone");
+    return 0;
 }
 
 /* Joins the namespaces, then clones the exec'd process as our parent's child. */
@@ -155,21 +178,10 @@ __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
     /* Non-dumpable before entering: a process already in the container must
      * not reach our memory or /proc/<pid>/exe, the hull binary (CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0);
-    /* Nor read our command line (host paths) from /proc/<pid>/cmdline,
-     * which dumpability does not guard, before the process execs. */
-    if (hull_proc_hide_host_argv("hull-exec", &err) < 0)
-        goto fail;
-    if (hull_ns_join(x->ns_fds, join_order, sizeof(join_order) / sizeof(join_order[0]), &err) < 0)
-        goto fail;
-    /* Into the init's root (held by fd since before the pid was checked). */
-    if (x->root_fd >= 0 && (fchdir(x->root_fd) < 0 || chroot(".") < 0 || chdir("/") < 0)) {
-        hull_error_errno(&err, "enter the container's root");
-        goto fail;
-    }
-    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
-    if (pid < 0) {
-        hull_error_errno(&err, "clone");
-        goto fail;
+    pid_t pid = -1;
+    if (join_and_clone(x, &pid, &err) < 0) {
+        hull_sync_send_error(x->child_fd, err);
+        _exit(1);
     }
     if (pid == 0) {
         prctl(PR_SET_DUMPABLE, 0);
@@ -177,9 +189,6 @@ __attribute__((noreturn)) static void join_child(struct exec_ctx *x)
     }
     hull_sync_send(x->child_fd, SYNC_PID, pid, NULL);
     _exit(0);
-fail:
-    hull_sync_send_error(x->child_fd, err);
-    _exit(1);
 }
 
 static int parse_user(const char *s, struct hull_user *u, hull_error *err)
@@ -335,6 +344,30 @@ static void exec_ctx_free(struct exec_ctx *x)
     hull_spec_free(x->spec);
 }
 
+/* The launched process, from the host: cgroup, rlimits, pty, then its exec. */
+static int launch_finish(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t pid, int *master,
+                         hull_error *err)
+{
+    struct hull_sync_msg m;
+    /* From the host, before the process runs anything of its own. */
+    if ((x->cgroup && hull_cgroup_enter(x->cgroup, pid, err) < 0) ||
+        hull_rlimits_apply(pid, &x->proc, err) < 0 ||
+        hull_sync_send(x->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
+        return -1;
+    if (x->proc.terminal) {
+        if (hull_sync_expect(x->sync_fd, SYNC_PTY, &m, err) < 0)
+            return -1;
+        *master = m.fd;
+        if (o->console_socket) {
+            if (hull_console_socket_send(o->console_socket, *master, err) < 0)
+                return -1;
+            close(*master);
+            *master = -1;
+        }
+    }
+    return hull_wait_exec(x->sync_fd, err);
+}
+
 /* Start the process; on return it has exec'd (or failed). *pid and *master set. */
 static int launch(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t *pid, int *master,
                   hull_error *err)
@@ -360,84 +393,23 @@ static int launch(struct exec_ctx *x, const struct hull_exec_opts *o, pid_t *pid
     if (r < 0)
         return -1;
     *pid = m.value;
-
-    /* From the host, before the process runs anything of its own. */
-    if ((x->cgroup && hull_cgroup_enter(x->cgroup, *pid, err) < 0) ||
-        hull_rlimits_apply(*pid, &x->proc, err) < 0 ||
-        hull_sync_send(x->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
-        goto fail;
-    if (x->proc.terminal) {
-        if (hull_sync_expect(x->sync_fd, SYNC_PTY, &m, err) < 0)
-            goto fail;
-        *master = m.fd;
-        if (o->console_socket) {
-            if (hull_console_socket_send(o->console_socket, *master, err) < 0)
-                goto fail;
+    if (launch_finish(x, o, *pid, master, err) < 0) {
+        /* Not left half-started: the process is killed, its pty closed. */
+        kill(*pid, SIGKILL);
+        hull_reap(*pid);
+        *pid = -1;
+        if (*master >= 0)
             close(*master);
-            *master = -1;
-        }
+        *master = -1;
+        return -1;
     }
-    if (hull_wait_exec(x->sync_fd, err) < 0)
-        goto fail;
     return 0;
-fail:
-    kill(*pid, SIGKILL);
-    hull_reap(*pid);
-    *pid = -1;
-    if (*master >= 0)
-        close(*master);
-    *master = -1;
-    return -1;
 }
 
-static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
-                   int *exit_status, hull_error *err)
+/* The process relayed in the foreground, or its pid handed back (detach). */
+static int exec_and_wait(struct exec_ctx *x, const struct hull_exec_opts *o, int *exit_status,
+                         hull_error *err)
 {
-    struct exec_ctx x = {.sync_fd = -1,
-                         .child_fd = -1,
-                         .root_fd = -1,
-                         .preserve_fds = o->preserve_fds,
-                         .stdio = o->stdio};
-    for (int t = 0; t < HULL_NS_COUNT; t++)
-        x.ns_fds[t] = -1;
-    int ret = -1, dirfd = -1;
-    struct hull_cstate cs;
-
-    if (hull_cstate_open(rt->root, id, false, &dirfd, err) < 0)
-        return -1;
-    if (hull_cstate_read(dirfd, &cs, err) < 0) {
-        close(dirfd);
-        return -1;
-    }
-    if (cs.cgroup && hull_cgroup_load(cs.cgroup, &x.cgroup, err) < 0)
-        goto out;
-    bool frozen = false;
-    if (x.cgroup && hull_pid_alive(cs.pid, cs.pid_start) &&
-        hull_cgroup_is_frozen(x.cgroup, &frozen, err) < 0)
-        goto out;
-    enum hull_status st = hull_cstate_status(dirfd, &cs, frozen);
-    if (st != HULL_STATUS_RUNNING && st != HULL_STATUS_CREATED) {
-        hull_error_set(err, EINVAL, "cannot exec in a container that is %s", hull_status_name(st));
-        goto out;
-    }
-    x.init_pid = cs.pid;
-    const char *text = cs.config ? hj_to_string(cs.config) : "{}";
-    if (hull_spec_parse(text, strlen(text), cs.bundle, &x.spec, err) < 0 ||
-        build_process(&x, o, err) < 0)
-        goto out;
-    if (x.spec->linux_.seccomp && hull_seccomp_compile(x.spec->linux_.seccomp, &x.seccomp, err) < 0)
-        goto out;
-    if (open_namespaces(&x, err) < 0)
-        goto out;
-    /* The namespaces we hold must be the init we checked, not a reused pid. */
-    if (!hull_pid_alive(cs.pid, cs.pid_start)) {
-        hull_error_set(err, ESRCH, "the container stopped");
-        goto out;
-    }
-    /* The lock guards state changes, not the life of an exec'd process. */
-    close(dirfd);
-    dirfd = -1;
-
     sigset_t fwd, old;
     int sfd = -1;
     if (!o->detach) {
@@ -445,9 +417,10 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
         sigprocmask(SIG_BLOCK, &fwd, &old);
         sfd = signalfd(-1, &fwd, SFD_CLOEXEC);
     }
+    int ret = -1;
     pid_t pid;
     int master;
-    if (launch(&x, o, &pid, &master, err) == 0) {
+    if (launch(x, o, &pid, &master, err) == 0) {
         ret = 0;
         if (o->pid_file) {
             char buf[32];
@@ -478,12 +451,52 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
         close(sfd);
         sigprocmask(SIG_SETMASK, &old, NULL);
     }
-out:
-    if (dirfd >= 0)
-        close(dirfd);
-    hull_cstate_free(&cs);
-    exec_ctx_free(&x);
     return ret;
+}
+
+static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
+                   int *exit_status, hull_error *err)
+{
+    /* Released in reverse: the state dir's fd, the state, then the context. */
+    __attribute__((cleanup(exec_ctx_free))) struct exec_ctx x = {.sync_fd = -1,
+                                                                 .child_fd = -1,
+                                                                 .root_fd = -1,
+                                                                 .preserve_fds = o->preserve_fds,
+                                                                 .stdio = o->stdio};
+    for (int t = 0; t < HULL_NS_COUNT; t++)
+        x.ns_fds[t] = -1;
+    cleanup_cstate struct hull_cstate cs = {0};
+    cleanup_close int dirfd = -1;
+
+    if (hull_cstate_open(rt->root, id, false, &dirfd, err) < 0 ||
+        hull_cstate_read(dirfd, &cs, err) < 0)
+        return -1;
+    if (cs.cgroup && hull_cgroup_load(cs.cgroup, &x.cgroup, err) < 0)
+        return -1;
+    bool frozen = false;
+    if (x.cgroup && hull_pid_alive(cs.pid, cs.pid_start) &&
+        hull_cgroup_is_frozen(x.cgroup, &frozen, err) < 0)
+        return -1;
+    enum hull_status st = hull_cstate_status(dirfd, &cs, frozen);
+    if (st != HULL_STATUS_RUNNING && st != HULL_STATUS_CREATED)
+        return hull_error_set(err, EINVAL, "cannot exec in a container that is %s",
+                              hull_status_name(st));
+    x.init_pid = cs.pid;
+    const char *text = cs.config ? hj_to_string(cs.config) : "{}";
+    if (hull_spec_parse(text, strlen(text), cs.bundle, &x.spec, err) < 0 ||
+        build_process(&x, o, err) < 0)
+        return -1;
+    if (x.spec->linux_.seccomp && hull_seccomp_compile(x.spec->linux_.seccomp, &x.seccomp, err) < 0)
+        return -1;
+    if (open_namespaces(&x, err) < 0)
+        return -1;
+    /* The namespaces we hold must be the init we checked, not a reused pid. */
+    if (!hull_pid_alive(cs.pid, cs.pid_start))
+        return hull_error_set(err, ESRCH, "the container stopped");
+    /* The lock guards state changes, not the life of an exec'd process. */
+    close(dirfd);
+    dirfd = -1;
+    return exec_and_wait(&x, o, exit_status, err);
 }
 
 int hull_container_exec(const struct hull_runtime *rt, const char *id,

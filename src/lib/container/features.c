@@ -10,6 +10,7 @@
 #include "hull.h"
 #include "linux/cgroup.h"
 #include "spec/spec.h"
+#include "util/error.h"
 #include "util/json.h"
 
 static json_object *strings(const char *const *v)
@@ -24,12 +25,9 @@ static json_object *capabilities(void)
 {
     json_object *a = json_object_new_array();
     int last = CAP_LAST_CAP;
-    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-    if (f) {
-        if (fscanf(f, "%d", &last) != 1)
-            last = CAP_LAST_CAP;
-        fclose(f);
-    }
+    cleanup_file FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+    if (f && fscanf(f, "%d", &last) != 1)
+        last = CAP_LAST_CAP;
     for (int c = 0; c <= last; c++) {
         char *name = cap_to_name(c);
         if (name && strncmp(name, "cap_", 4) == 0) {

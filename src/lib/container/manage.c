@@ -28,36 +28,43 @@ static void managed_release(struct managed *m)
     hull_cstate_free(&m->cs);
     if (m->dirfd >= 0)
         close(m->dirfd);
+    m->cg = NULL;
+    m->dirfd = -1;
+}
+
+static int managed_load(const struct hull_runtime *rt, const char *id, bool need_cgroup,
+                        struct managed *m, hull_error *err)
+{
+    if (hull_cstate_open(rt->root, id, false, &m->dirfd, err) < 0 ||
+        hull_cstate_read(m->dirfd, &m->cs, err) < 0)
+        return -1;
+    if (m->cs.cgroup == NULL && need_cgroup)
+        return hull_error_set(err, ENOTSUP,
+                              "the container has no cgroup (a rootless runtime could not create "
+                              "one)");
+    if (m->cs.cgroup != NULL && hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)
+        return -1;
+    bool frozen = false;
+    if (m->cg && hull_pid_alive(m->cs.pid, m->cs.pid_start) &&
+        hull_cgroup_is_frozen(m->cg, &frozen, err) < 0)
+        return -1;
+    m->status = hull_cstate_status(m->dirfd, &m->cs, frozen);
+    return 0;
 }
 
 /* Lock, read state, load the cgroup, derive the status. Without need_cgroup,
- * a container that has none (rootless) opens with m->cg NULL. */
+ * a container that has none (rootless) opens with m->cg NULL. On failure
+ * nothing is held (m is released). */
 static int managed_open_ex(const struct hull_runtime *rt, const char *id, bool need_cgroup,
                            struct managed *m, hull_error *err)
 {
     memset(m, 0, sizeof(*m));
     m->dirfd = -1;
-    if (hull_cstate_open(rt->root, id, false, &m->dirfd, err) < 0)
+    if (managed_load(rt, id, need_cgroup, m, err) < 0) {
+        managed_release(m);
         return -1;
-    if (hull_cstate_read(m->dirfd, &m->cs, err) < 0)
-        goto fail;
-    if (m->cs.cgroup == NULL && need_cgroup) {
-        hull_error_set(err, ENOTSUP,
-                       "the container has no cgroup (a rootless runtime could not create "
-                       "one)");
-        goto fail;
     }
-    if (m->cs.cgroup != NULL && hull_cgroup_load(m->cs.cgroup, &m->cg, err) < 0)
-        goto fail;
-    bool frozen = false;
-    if (m->cg && hull_pid_alive(m->cs.pid, m->cs.pid_start) &&
-        hull_cgroup_is_frozen(m->cg, &frozen, err) < 0)
-        goto fail;
-    m->status = hull_cstate_status(m->dirfd, &m->cs, frozen);
     return 0;
-fail:
-    managed_release(m);
-    return -1;
 }
 
 static int managed_open(const struct hull_runtime *rt, const char *id, struct managed *m,
@@ -141,34 +148,22 @@ static void record_resources(json_object *config, json_object *update)
 int hull_container_update(const struct hull_runtime *rt, const char *id, const char *resources_json,
                           hull_error *err)
 {
-    json_object *doc = NULL;
-    struct hull_resources r = {0};
-    if (hj_parse(resources_json, strlen(resources_json), "resources", &doc, err) < 0)
+    /* Released in reverse: the container, the limits, the document. */
+    cleanup_json json_object *doc = NULL;
+    __attribute__((cleanup(hull_resources_free))) struct hull_resources r = {0};
+    if (hj_parse(resources_json, strlen(resources_json), "resources", &doc, err) < 0 ||
+        hull_resources_parse(doc, "linux.resources", &r, err) < 0)
         return hull_error_prefix(err, "update %s", id);
-    if (hull_resources_parse(doc, "linux.resources", &r, err) < 0) {
-        json_object_put(doc);
+    __attribute__((cleanup(managed_release))) struct managed m;
+    if (managed_open(rt, id, &m, err) < 0)
         return hull_error_prefix(err, "update %s", id);
-    }
-    struct managed m;
-    int ret = -1;
-    if (managed_open(rt, id, &m, err) < 0) {
-        hull_error_prefix(err, "update %s", id);
-        goto out;
-    }
-    if (m.status == HULL_STATUS_STOPPED) {
-        hull_error_set(err, EINVAL, "update %s: the container is stopped", id);
-    } else if (hull_cgroup_apply(m.cg, &r, err) < 0) {
-        hull_error_prefix(err, "update %s", id);
-    } else {
-        if (m.cs.config)
-            record_resources(m.cs.config, doc);
-        ret = hull_cstate_write(m.dirfd, &m.cs, err);
-    }
-    managed_release(&m);
-out:
-    hull_resources_free(&r);
-    json_object_put(doc);
-    return ret;
+    if (m.status == HULL_STATUS_STOPPED)
+        return hull_error_set(err, EINVAL, "update %s: the container is stopped", id);
+    if (hull_cgroup_apply(m.cg, &r, err) < 0)
+        return hull_error_prefix(err, "update %s", id);
+    if (m.cs.config)
+        record_resources(m.cs.config, doc);
+    return hull_cstate_write(m.dirfd, &m.cs, err);
 }
 
 char *hull_container_stats_json(const struct hull_runtime *rt, const char *id, hull_error *err)

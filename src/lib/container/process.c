@@ -87,7 +87,7 @@ static char **env_with_home(char **env, uint32_t uid)
     const char *home = "/";
     char line[1024];
     static char found[PATH_MAX];
-    FILE *f = fopen("/etc/passwd", "re");
+    cleanup_file FILE *f = fopen("/etc/passwd", "re");
     while (f && fgets(line, sizeof(line), f)) {
         /* name:pw:uid:gid:gecos:dir:shell */
         char *fields[7] = {0};
@@ -104,8 +104,6 @@ static char **env_with_home(char **env, uint32_t uid)
             break;
         }
     }
-    if (f)
-        fclose(f);
     static char entry[PATH_MAX + 8];
     snprintf(entry, sizeof(entry), "HOME=%s", home);
     out[n] = entry;
@@ -154,7 +152,7 @@ bool hull_lsm_apparmor_enabled(void)
     hull_error e = NULL;
     bool on =
         hull_read_file("/sys/module/apparmor/parameters/enabled", &v, NULL, &e) == 0 && v[0] == 'Y';
-    hull_error_free(&e);
+    hull_error_free(&e); /* no such file: AppArmor is not in this kernel */
     free(v);
     return on;
 }

@@ -57,11 +57,10 @@ static bool zombie(pid_t pid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
+    cleanup_file FILE *f = fopen(path, "re");
     if (f == NULL)
         return true;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')');
     return p == NULL || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
@@ -92,7 +91,7 @@ int hull_pidns_pids(pid_t init, pid_t **pids, size_t *count, hull_error *err)
         return hull_error_set(err, ENOTSUP,
                               "the container has neither a cgroup nor a pid namespace of its "
                               "own, so its processes cannot be told from others");
-    DIR *d = opendir("/proc");
+    cleanup_dir DIR *d = opendir("/proc");
     if (d == NULL)
         return hull_error_errno(err, "open /proc");
     size_t cap = 0;
@@ -119,7 +118,6 @@ int hull_pidns_pids(pid_t init, pid_t **pids, size_t *count, hull_error *err)
         }
         (*pids)[(*count)++] = (pid_t)pid;
     }
-    closedir(d);
     if (rc < 0) {
         free(*pids);
         *pids = NULL;

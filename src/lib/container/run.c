@@ -102,7 +102,7 @@ int hull_wait_exec(int sync_fd, hull_error *err)
     struct hull_sync_msg m;
     if (hull_sync_recv(sync_fd, &m, err) < 0) {
         if (hull_error_code(*err) == EPIPE) {
-            hull_error_free(err);
+            hull_error_free(err); /* EOF: close-on-exec closed it, execve succeeded */
             return 0;
         }
         return -1;
@@ -113,6 +113,92 @@ int hull_wait_exec(int sync_fd, hull_error *err)
         return -1;
     }
     return hull_error_set(err, EPROTO, "sync: unexpected message %d", m.type);
+}
+
+/* The run's container, whatever became of it, destroyed. */
+static void destroy_after_run(const struct hull_runtime *rt, const struct hull_create_opts *o,
+                              struct hull_container_ctx *c)
+{
+    cleanup_close int dirfd = -1;
+    cleanup_hull_error hull_error e = NULL;
+    if (c->dirfd >= 0) {
+        dirfd = c->dirfd;
+        c->dirfd = -1;
+    } else if (hull_cstate_open(rt->root, o->id, false, &dirfd, &e) < 0) {
+        /* Someone may have deleted it meanwhile (delete --force): fine. */
+        hull_debug("run %s: cleanup: %s", o->id, hull_error_msg(e));
+        return;
+    }
+    cleanup_cstate struct hull_cstate cs = {0};
+    if (hull_cstate_read(dirfd, &cs, &e) < 0) {
+        /* Likewise: a delete --force under way removes the state first. */
+        hull_debug("run %s: cleanup: %s", o->id, hull_error_msg(e));
+        return;
+    }
+    if (hull_container_destroy(rt, dirfd, &cs, &e) < 0)
+        hull_warn("run %s: cleanup: %s", o->id, hull_error_msg(e));
+}
+
+/* The created init started, its poststart hooks run, and supervised to its
+ * end; 0 with *exit_status, or -1 when it never exec'd (then it is killed). */
+static int run_started(struct hull_container_ctx *c, const struct hull_create_opts *o, int sfd,
+                       int master, int *exit_status, hull_error *err)
+{
+    if (hull_sync_send(c->launch.sync_fd, SYNC_START, 0, err) < 0 ||
+        hull_wait_exec(c->launch.sync_fd, err) < 0) {
+        hull_error_prefix(err, "run %s", o->id);
+        kill(c->launch.pid, SIGKILL);
+        waitpid(c->launch.pid, NULL, 0);
+        return -1;
+    }
+    if (c->spec->hooks.n_poststart) {
+        struct hull_state st = {.id = c->cs.id,
+                                .bundle = c->cs.bundle,
+                                .oci_version = c->cs.oci_version,
+                                .created = c->cs.created,
+                                .owner = c->cs.owner,
+                                .rootfs = c->cs.rootfs,
+                                .pid = c->launch.pid,
+                                .status = HULL_STATUS_RUNNING,
+                                .annotations = c->cs.annotations};
+        cleanup_free char *sj = hull_state_to_json(&st, false);
+        char ctx[NAME_MAX + 16];
+        snprintf(ctx, sizeof(ctx), "run %s", o->id);
+        /* runtime-spec: a failing poststart hook is logged, the rest run. */
+        hull_hooks_run_all(c->spec->hooks.poststart, c->spec->hooks.n_poststart, "poststart", sj,
+                           ctx);
+    }
+    /* The lock is only for verbs racing us; others (kill, state) must work. */
+    close(c->dirfd);
+    c->dirfd = -1;
+
+    int status = hull_supervise(c->launch.pid, sfd, master);
+    *exit_status = hull_exit_code(status);
+    hull_debug("run %s: init %d exited, status %d", o->id, (int)c->launch.pid, *exit_status);
+    return 0;
+}
+
+static int run_container(const struct hull_runtime *rt, const struct hull_create_opts *o, int sfd,
+                         int *exit_status, hull_error *err)
+{
+    struct hull_container_ctx c;
+    struct hull_setup_opts so = {.foreground = true, .verb = "run"};
+    if (hull_container_setup(rt, o, &so, &c, err) < 0)
+        return -1;
+
+    struct termios saved;
+    bool raw = false;
+    int master = c.launch.pty_master;
+    if (master >= 0 && isatty(STDIN_FILENO)) {
+        raw = hull_tty_raw(STDIN_FILENO, &saved) == 0;
+        hull_tty_copy_winsize(STDIN_FILENO, master);
+    }
+    int ret = run_started(&c, o, sfd, master, exit_status, err);
+    if (raw)
+        hull_tty_restore(STDIN_FILENO, &saved);
+    destroy_after_run(rt, o, &c);
+    hull_container_ctx_release(&c);
+    return ret;
 }
 
 static int run_foreground(const struct hull_runtime *rt, const struct hull_create_opts *o,
@@ -128,82 +214,7 @@ static int run_foreground(const struct hull_runtime *rt, const struct hull_creat
         sigprocmask(SIG_SETMASK, &old, NULL);
         return hull_error_errno(err, "run %s: signalfd", o->id);
     }
-
-    struct hull_container_ctx c;
-    struct hull_setup_opts so = {.foreground = true, .verb = "run"};
-    int ret = -1;
-    if (hull_container_setup(rt, o, &so, &c, err) < 0)
-        goto out_sig;
-
-    struct termios saved;
-    bool raw = false;
-    int master = c.launch.pty_master;
-    if (master >= 0 && isatty(STDIN_FILENO)) {
-        raw = hull_tty_raw(STDIN_FILENO, &saved) == 0;
-        hull_tty_copy_winsize(STDIN_FILENO, master);
-    }
-
-    if (hull_sync_send(c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
-        hull_wait_exec(c.launch.sync_fd, err) < 0) {
-        hull_error_prefix(err, "run %s", o->id);
-        kill(c.launch.pid, SIGKILL);
-        waitpid(c.launch.pid, NULL, 0);
-        goto out_destroy;
-    }
-    if (c.spec->hooks.n_poststart) {
-        char *sj = NULL;
-        struct hull_state st = {.id = c.cs.id,
-                                .bundle = c.cs.bundle,
-                                .oci_version = c.cs.oci_version,
-                                .created = c.cs.created,
-                                .owner = c.cs.owner,
-                                .rootfs = c.cs.rootfs,
-                                .pid = c.launch.pid,
-                                .status = HULL_STATUS_RUNNING,
-                                .annotations = c.cs.annotations};
-        sj = hull_state_to_json(&st, false);
-        char ctx[NAME_MAX + 16];
-        snprintf(ctx, sizeof(ctx), "run %s", o->id);
-        /* runtime-spec: a failing poststart hook is logged, the rest run. */
-        hull_hooks_run_all(c.spec->hooks.poststart, c.spec->hooks.n_poststart, "poststart", sj,
-                           ctx);
-        free(sj);
-    }
-    /* The lock is only for verbs racing us; others (kill, state) must work. */
-    close(c.dirfd);
-    c.dirfd = -1;
-
-    int status = hull_supervise(c.launch.pid, sfd, master);
-    *exit_status = hull_exit_code(status);
-    hull_debug("run %s: init %d exited, status %d", o->id, (int)c.launch.pid, *exit_status);
-    ret = 0;
-
-out_destroy:
-    if (raw)
-        hull_tty_restore(STDIN_FILENO, &saved);
-    {
-        /* Someone may have deleted it meanwhile (delete --force): fine. */
-        int dirfd = -1;
-        struct hull_cstate cs;
-        hull_error e = NULL;
-        if (c.dirfd >= 0) {
-            dirfd = c.dirfd;
-            c.dirfd = -1;
-        } else if (hull_cstate_open(rt->root, o->id, false, &dirfd, &e) < 0) {
-            hull_error_free(&e);
-            dirfd = -1;
-        }
-        if (dirfd >= 0 && hull_cstate_read(dirfd, &cs, &e) == 0) {
-            if (hull_container_destroy(rt, dirfd, &cs, &e) < 0)
-                hull_warn("run %s: cleanup: %s", o->id, hull_error_msg(e));
-            hull_cstate_free(&cs);
-        }
-        hull_error_free(&e);
-        if (dirfd >= 0)
-            close(dirfd);
-    }
-    hull_container_ctx_release(&c);
-out_sig:
+    int ret = run_container(rt, o, sfd, exit_status, err);
     close(sfd);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return ret;
@@ -228,7 +239,8 @@ int hull_container_run(const struct hull_runtime *rt, const struct hull_create_o
         return -1;
     if (hull_container_start(rt, opts->id, err) < 0) {
         hull_error e = NULL;
-        hull_container_delete(rt, opts->id, true, &e);
+        if (hull_container_delete(rt, opts->id, true, &e) < 0)
+            hull_warn("run %s: cleanup: %s", opts->id, hull_error_msg(e));
         hull_error_free(&e);
         return -1;
     }

@@ -47,59 +47,60 @@ static bool needs_stage1(const struct hull_linux *lx)
            (lx->ns[HULL_NS_TIME].enabled && lx->ns[HULL_NS_TIME].path == NULL);
 }
 
-/* Stage 1: join what must be joined, create what must be created, then
- * clone the init as our parent's child. Runs in a child of the runtime. */
-__attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
+/* Stage 1's steps up to the init's clone: 0 with *init set (to 0 in the
+ * init itself), or -1. */
+static int stage1_steps(struct hull_launch *l, pid_t *init, hull_error *err)
 {
-    hull_error err = NULL;
     const struct hull_linux *lx = &l->spec->linux_;
     struct hull_sync_msg m;
-    hull_launch_shed_fds(l, true);
-    l->sync_fd = -1;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-
     /* Join the user namespace first so the other joins and unshares are
      * judged against it; without one, join the rest while still host-root. */
     static const enum hull_ns_type order[] = {HULL_NS_USER,   HULL_NS_MNT, HULL_NS_NET,
                                               HULL_NS_IPC,    HULL_NS_UTS, HULL_NS_PID,
                                               HULL_NS_CGROUP, HULL_NS_TIME};
-    if (hull_ns_join(l->join_fds, order, sizeof(order) / sizeof(order[0]), &err) < 0)
-        goto fail;
+    if (hull_ns_join(l->join_fds, order, sizeof(order) / sizeof(order[0]), err) < 0)
+        return -1;
 
     int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
     if (flags & CLONE_NEWUSER) {
-        if (unshare(CLONE_NEWUSER) < 0) {
-            hull_error_errno(&err, "unshare user namespace");
-            goto fail;
-        }
-        if (hull_sync_send(l->child_fd, SYNC_USERMAP, getpid(), &err) < 0 ||
-            hull_sync_expect(l->child_fd, SYNC_USERMAP_DONE, &m, &err) < 0)
-            goto fail;
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
-            hull_error_errno(&err, "become root in the user namespace");
-            goto fail;
-        }
+        if (unshare(CLONE_NEWUSER) < 0)
+            return hull_error_errno(err, "unshare user namespace");
+        if (hull_sync_send(l->child_fd, SYNC_USERMAP, getpid(), err) < 0 ||
+            hull_sync_expect(l->child_fd, SYNC_USERMAP_DONE, &m, err) < 0)
+            return -1;
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            return hull_error_errno(err, "become root in the user namespace");
     }
-    if (unshare(flags & ~CLONE_NEWUSER) < 0) {
-        hull_error_errno(&err, "unshare namespaces");
-        goto fail;
-    }
+    if (unshare(flags & ~CLONE_NEWUSER) < 0)
+        return hull_error_errno(err, "unshare namespaces");
     /* Offsets can only be set before the first process enters. */
-    if ((flags & CLONE_NEWTIME) && hull_ns_write_time_offsets(getpid(), lx, &err) < 0)
-        goto fail;
+    if ((flags & CLONE_NEWTIME) && hull_ns_write_time_offsets(getpid(), lx, err) < 0)
+        return -1;
 
-    pid_t init = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
-    if (init < 0) {
-        hull_error_errno(&err, "clone init");
-        goto fail;
+    *init = (pid_t)syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (*init < 0)
+        return hull_error_errno(err, "clone init");
+    return 0;
+}
+
+/* Stage 1: join what must be joined, create what must be created, then
+ * clone the init as our parent's child. Runs in a child of the runtime. */
+__attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
+{
+    hull_error err = NULL;
+    hull_launch_shed_fds(l, true);
+    l->sync_fd = -1;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+    pid_t init = -1;
+    if (stage1_steps(l, &init, &err) < 0) {
+        hull_sync_send_error(l->child_fd, err);
+        _exit(1);
     }
     if (init == 0)
         hull_init_main(l);
     hull_sync_send(l->child_fd, SYNC_PID, init, NULL);
     _exit(0);
-fail:
-    hull_sync_send_error(l->child_fd, err);
-    _exit(1);
 }
 
 int hull_reap(pid_t pid)
@@ -216,56 +217,113 @@ static int send_bind_source(struct hull_launch *l, int index, hull_error *err)
     return r;
 }
 
-int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
+/* Start the init: through stage 1 when namespaces must be joined first,
+ * else cloned directly (born in its cgroup when it can be). */
+static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
+{
+    const struct hull_linux *lx = &l->spec->linux_;
+    if (needs_stage1(lx))
+        return start_stage1(l, err);
+    int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
+    /* Born in its cgroup rather than moved there (see cgroup.h); if
+     * stepping in fails, the move below does it the slow way. */
+    struct hull_cgroup_self self = {.v2fd = -1};
+    if (l->cgroup && l->cgroup_at_birth) {
+        hull_error e = NULL;
+        if (hull_cgroup_step_in(l->cgroup, &self, &e) < 0)
+            hull_debug("cgroup at birth: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    l->pid = raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
+    if (l->pid == 0)
+        hull_init_main(l);
+    bool born_in = self.active;
+    hull_cgroup_step_out(&self);
+    if (l->pid < 0)
+        return hull_error_errno(err, "clone");
+    *in_cgroup = born_in;
+    /* The init cannot become root of its user namespace before this. */
+    if ((flags & CLONE_NEWUSER) && hull_ns_write_id_maps(l->pid, lx, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* SYNC_HOOKS: run prestart and createRuntime, then let the init go on. */
+static int run_create_hooks(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg),
+                            void *arg, hull_error *err)
+{
+    cleanup_free char *state = hook_state ? hook_state(l->pid, arg) : NULL;
+    const struct hull_hooks *hk = &l->spec->hooks;
+    /* prestart belongs to `start` in the runtime-spec (config.md:
+     * "after the start operation is called"), so it reads "created";
+     * createRuntime is part of create: still "creating". */
+    cleanup_free char *started =
+        hk->n_prestart ? hull_hooks_state_with_status(state, "created") : NULL;
+    if (hull_hooks_run(hk->prestart, hk->n_prestart, "prestart", started ? started : state, err) <
+            0 ||
+        hull_hooks_run(hk->create_runtime, hk->n_create_runtime, "createRuntime", state, err) < 0)
+        return -1;
+    return hull_sync_send_text(l->sync_fd, SYNC_HOOKS_DONE, state ? state : "{}", err);
+}
+
+/* SYNC_SECCOMP: hand the init's seccomp listener fd to the agent. */
+static int send_seccomp_listener(struct hull_launch *l, int fd,
+                                 char *(*hook_state)(pid_t pid, void *arg), void *arg,
+                                 hull_error *err)
+{
+    cleanup_close int listener = fd;
+    const struct hull_seccomp *sc = l->spec->linux_.seccomp;
+    cleanup_free char *state = hook_state ? hook_state(l->pid, arg) : NULL;
+    return hull_seccomp_send_listener(sc->listener_path, listener, sc->listener_metadata,
+                                      state ? state : "{}", l->pid, err);
+}
+
+/* Serve the init's requests until it is ready (0) or fails (-1). */
+static int serve_init(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
                       hull_error *err)
 {
-    const struct hull_spec *spec = l->spec;
-    const struct hull_linux *lx = &spec->linux_;
     struct hull_sync_msg m;
-    l->pid = -1;
-    l->pty_master = -1;
-    l->exported_fd = -1;
-
-    if (hull_ns_open_joins(lx, l->join_fds, err) < 0)
-        return -1;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        hull_ns_close_joins(l->join_fds);
-        return hull_error_errno(err, "socketpair");
+    for (;;) {
+        if (hull_sync_recv(l->sync_fd, &m, err) < 0)
+            return -1;
+        switch (m.type) {
+        case SYNC_HOOKS:
+            if (run_create_hooks(l, hook_state, arg, err) < 0)
+                return -1;
+            break;
+        case SYNC_PTY:
+            l->pty_master = m.fd;
+            break;
+        case SYNC_BIND_SOURCE:
+            if (send_bind_source(l, m.value, err) < 0)
+                return -1;
+            break;
+        case SYNC_EXPORT:
+            l->exported_fd = m.fd;
+            break;
+        case SYNC_SECCOMP:
+            if (send_seccomp_listener(l, m.fd, hook_state, arg, err) < 0)
+                return -1;
+            break;
+        case SYNC_READY:
+            return 0;
+        case SYNC_ERROR:
+            hull_error_set(err, 0, "%s", m.text);
+            (*err)->code = m.value;
+            return -1;
+        default:
+            return hull_error_set(err, EPROTO, "sync: unexpected message %d", m.type);
+        }
     }
-    l->sync_fd = sv[0];
-    l->child_fd = sv[1];
+}
 
-    bool stage1 = needs_stage1(lx);
+static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
+                        hull_error *err)
+{
+    const struct hull_spec *spec = l->spec;
     bool in_cgroup = false;
-    if (stage1) {
-        if (start_stage1(l, err) < 0)
-            goto fail;
-    } else {
-        int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
-        /* Born in its cgroup rather than moved there (see cgroup.h); if
-         * stepping in fails, the move below does it the slow way. */
-        struct hull_cgroup_self self = {.v2fd = -1};
-        if (l->cgroup && l->cgroup_at_birth) {
-            hull_error e = NULL;
-            if (hull_cgroup_step_in(l->cgroup, &self, &e) < 0)
-                hull_debug("cgroup at birth: %s", hull_error_msg(e));
-            hull_error_free(&e);
-        }
-        l->pid = raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
-        if (l->pid == 0)
-            hull_init_main(l);
-        bool born_in = self.active;
-        hull_cgroup_step_out(&self);
-        if (l->pid < 0) {
-            hull_error_errno(err, "clone");
-            goto fail;
-        }
-        in_cgroup = born_in;
-        /* The init cannot become root of its user namespace before this. */
-        if ((flags & CLONE_NEWUSER) && hull_ns_write_id_maps(l->pid, lx, err) < 0)
-            goto fail;
-    }
+    if (spawn_init(l, &in_cgroup, err) < 0)
+        return -1;
     hull_ns_close_joins(l->join_fds);
     close(l->child_fd);
     l->child_fd = -1;
@@ -273,74 +331,22 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
     /* From the runtime, with host privileges: cgroup placement before the
      * init runs anything, and limits the init itself could not raise. */
     if (l->cgroup && !in_cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
-        goto fail;
+        return -1;
     /* Only now, with the runtime back in its own cgroup: a memory or pids
      * limit set while it stepped in would have applied to it. */
     if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
-        goto fail;
+        return -1;
     if (hull_rlimits_apply(l->pid, spec->process, err) < 0 ||
         hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
-        goto fail;
+        return -1;
     if (hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
-        goto fail;
+        return -1;
+    return serve_init(l, hook_state, arg, err);
+}
 
-    for (;;) {
-        if (hull_sync_recv(l->sync_fd, &m, err) < 0)
-            goto fail;
-        switch (m.type) {
-        case SYNC_HOOKS: {
-            char *state = hook_state ? hook_state(l->pid, arg) : NULL;
-            const struct hull_hooks *hk = &spec->hooks;
-            /* prestart belongs to `start` in the runtime-spec (config.md:
-             * "after the start operation is called"), so it reads "created";
-             * createRuntime is part of create: still "creating". */
-            char *started = hk->n_prestart ? hull_hooks_state_with_status(state, "created") : NULL;
-            int r = hull_hooks_run(hk->prestart, hk->n_prestart, "prestart",
-                                   started ? started : state, err);
-            free(started);
-            if (r == 0)
-                r = hull_hooks_run(hk->create_runtime, hk->n_create_runtime, "createRuntime", state,
-                                   err);
-            if (r == 0)
-                r = hull_sync_send_text(l->sync_fd, SYNC_HOOKS_DONE, state ? state : "{}", err);
-            free(state);
-            if (r < 0)
-                goto fail;
-            break;
-        }
-        case SYNC_PTY:
-            l->pty_master = m.fd;
-            break;
-        case SYNC_BIND_SOURCE:
-            if (send_bind_source(l, m.value, err) < 0)
-                goto fail;
-            break;
-        case SYNC_EXPORT:
-            l->exported_fd = m.fd;
-            break;
-        case SYNC_SECCOMP: {
-            const struct hull_seccomp *sc = spec->linux_.seccomp;
-            char *state = hook_state ? hook_state(l->pid, arg) : NULL;
-            int r = hull_seccomp_send_listener(sc->listener_path, m.fd, sc->listener_metadata,
-                                               state ? state : "{}", l->pid, err);
-            free(state);
-            close(m.fd);
-            if (r < 0)
-                goto fail;
-            break;
-        }
-        case SYNC_READY:
-            return 0;
-        case SYNC_ERROR:
-            hull_error_set(err, 0, "%s", m.text);
-            (*err)->code = m.value;
-            goto fail;
-        default:
-            hull_error_set(err, EPROTO, "sync: unexpected message %d", m.type);
-            goto fail;
-        }
-    }
-fail:
+/* A launch that failed part-way: the init killed, every fd it held closed. */
+static void launch_abort(struct hull_launch *l)
+{
     kill_init(l);
     hull_ns_close_joins(l->join_fds);
     if (l->child_fd >= 0)
@@ -352,5 +358,27 @@ fail:
     if (l->exported_fd >= 0)
         close(l->exported_fd);
     l->pty_master = l->exported_fd = -1;
-    return -1;
+}
+
+int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
+                      hull_error *err)
+{
+    l->pid = -1;
+    l->pty_master = -1;
+    l->exported_fd = -1;
+
+    if (hull_ns_open_joins(&l->spec->linux_, l->join_fds, err) < 0)
+        return -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        hull_ns_close_joins(l->join_fds);
+        return hull_error_errno(err, "socketpair");
+    }
+    l->sync_fd = sv[0];
+    l->child_fd = sv[1];
+    if (launch_steps(l, hook_state, arg, err) < 0) {
+        launch_abort(l);
+        return -1;
+    }
+    return 0;
 }

@@ -34,6 +34,8 @@ struct hull_cstate {
 };
 
 void hull_cstate_free(struct hull_cstate *s);
+/* Freed on scope exit; the variable must start zeroed ({0}) or be read. */
+#define cleanup_cstate __attribute__((cleanup(hull_cstate_free)))
 
 /* Open (or create, failing with EEXIST) <root>/<id>; returns a locked dir fd.
  * The root itself is created 0700 when missing. */

@@ -74,6 +74,9 @@ static void v1_cpuset_init(const struct cg_hier *h, const char *path, size_t fro
             if (cg_read(dir, files[f], buf, sizeof(buf), &e) == 0 && buf[0] == '\n' &&
                 cg_read(parent, files[f], buf, sizeof(buf), &e) == 0)
                 cg_write(dir, files[f], buf, &e);
+            /* Left empty, the join that follows fails and names the cpuset. */
+            if (e)
+                hull_debug("cgroup: copy %s down to %s: %s", files[f], dir, hull_error_msg(e));
             hull_error_free(&e);
         }
     }
@@ -130,7 +133,7 @@ static int write_pids(const char *dir, const pid_t *pids, size_t count, hull_err
                 hull_error_free(&e);
                 return -1;
             }
-            hull_error_free(&e);
+            hull_error_free(&e); /* ESRCH: that process has exited, nothing to move */
         }
     }
     return 0;
@@ -169,6 +172,9 @@ int cg_join(struct hull_cgroup *cg, size_t i, hull_error *err)
     bool was = false;
     hull_error fe = NULL;
     int froze = cg_freeze_for_signal(cg, &was, &fe);
+    /* Not frozen: the move still runs, only a fork in between may escape it. */
+    if (froze < 0)
+        hull_debug("cgroup: freeze for the move: %s", hull_error_msg(fe));
     hull_error_free(&fe);
     pid_t *pids = NULL;
     size_t count = 0;
@@ -176,8 +182,8 @@ int cg_join(struct hull_cgroup *cg, size_t i, hull_error *err)
     if (rc == 0)
         rc = write_pids(n->dir, pids, count, err);
     free(pids);
-    if (froze == 0 && !was)
-        hull_cgroup_freeze(cg, false, &fe);
+    if (froze == 0 && !was && hull_cgroup_freeze(cg, false, &fe) < 0)
+        hull_warn("cgroup: thaw after the move: %s", hull_error_msg(fe));
     hull_error_free(&fe);
     return rc;
 }
@@ -232,6 +238,102 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
  * namespace, not cgroup.kill, ends its processes). */
 static const uint32_t lean_joined = CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_CPUACCT);
 
+static void cg_own_free(char *(*own)[CG_MAX_HIER])
+{
+    for (size_t i = 0; i < CG_MAX_HIER; i++)
+        free((*own)[i]);
+}
+
+/* Each hierarchy's node path and directory for target t, checked against
+ * hull's own cgroups (destroy must not be able to kill hull itself). */
+static int cg_resolve(struct hull_cgroup *cg, const struct cg_target *t, hull_error *err)
+{
+    const struct cg_layout *L = cg->L;
+    __attribute__((cleanup(cg_own_free))) char *own[CG_MAX_HIER] = {0};
+    /* The caller's own cgroups matter for a relative path, and for any
+     * explicit one: destroy must not be able to kill hull itself. */
+    if (!t->is_default) {
+        cleanup_free char *text = NULL;
+        if (hull_read_file("/proc/self/cgroup", &text, NULL, err) < 0 ||
+            cg_own_paths(L, text, own, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < L->n; i++) {
+        const struct cg_hier *h = &L->h[i];
+        struct cg_node *n = &cg->n[i];
+        char path[PATH_MAX];
+        size_t base = t->is_default ? 1 : 0;
+        if (t->relative) {
+            if (own[i] == NULL)
+                return hull_error_set(err, ENOENT,
+                                      "linux.cgroupsPath: hull's own cgroup in the %s hierarchy "
+                                      "is unknown, so '%s' cannot be resolved",
+                                      h->name, t->path);
+            snprintf(path, sizeof(path), "%s/%s", strcmp(own[i], "/") ? own[i] : "", t->path);
+            base = count_components(own[i]);
+        } else {
+            snprintf(path, sizeof(path), "%s", t->path);
+        }
+        if (own[i] != NULL && under(own[i], path))
+            return hull_error_set(
+                err, EINVAL, "linux.cgroupsPath: '%s' holds hull's own cgroup %s (%s hierarchy)",
+                path, own[i], h->name);
+        n->path = strdup(path);
+        if (n->path == NULL || asprintf(&n->dir, "%s%s", h->mount, path) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
+        n->created = -(int)base;
+    }
+    return 0;
+}
+
+/* Join (making as needed) the hierarchies the container needs. */
+static int cg_make(struct hull_cgroup *cg, const struct cg_target *t, unsigned flags,
+                   hull_error *err)
+{
+    const struct cg_layout *L = cg->L;
+    bool reused = false;
+    for (size_t i = 0; i < L->n; i++) {
+        const struct cg_hier *h = &L->h[i];
+        bool lean = flags & HULL_CGROUP_LEAN;
+        bool want = h->v2           ? !(lean && L->mode == HULL_CGROUP_HYBRID)
+                    : h->ctrls == 0 ? !lean
+                                    : (h->ctrls & (lean ? lean_joined : always_joined)) != 0;
+        if (want && cg_join(cg, i, err) < 0)
+            return -1;
+        reused |= cg->n[i].joined && cg->n[i].created == 0;
+    }
+    /* A cgroup that already holds processes is someone else's (another
+     * container's): sharing it would let our destroy kill them. Refused,
+     * as runc does; an empty one made by an engine beforehand is fine. */
+    if (reused && populated(cg))
+        return hull_error_set(err, EBUSY,
+                              "linux.cgroupsPath: cgroup %s is not empty: it already holds "
+                              "processes of another container",
+                              t->path);
+    /* Accounting for verdicts on a cgroup2 host; best effort, a resource
+     * that needs a missing controller fails in hull_cgroup_apply. */
+    if (L->v2 >= 0) {
+        hull_error e = NULL;
+        if (cg_v2_enable(cg, L->h[L->v2].ctrls & (CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS)), &e) < 0)
+            hull_debug("cgroup accounting: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    return 0;
+}
+
+/* Undo only our mkdirs: a reused cgroup and whatever runs in it are not
+ * ours to remove before anything entered. Frees cg. */
+static void cg_create_undo(struct hull_cgroup *cg)
+{
+    for (size_t i = 0; i < cg->L->n; i++) {
+        hull_error e = NULL;
+        if (cg->n[i].joined && cg->n[i].created > 0 && remove_node(&cg->L->h[i], &cg->n[i], &e) < 0)
+            hull_warn("cleanup: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    hull_cgroup_free(cg);
+}
+
 int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
                           struct hull_cgroup **out, hull_error *err)
 {
@@ -242,100 +344,21 @@ int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd
     struct cg_target t;
     if (cg_target_parse(cgroups_path, id, systemd, &t, err) < 0)
         return -1;
-    char *own[CG_MAX_HIER] = {0};
-    int rc = -1;
     struct hull_cgroup *cg = calloc(1, sizeof(*cg));
+    int rc = -1;
     if (cg == NULL) {
         hull_error_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
-    cg->L = L;
-    cg->fresh = true;
-    /* The caller's own cgroups matter for a relative path, and for any
-     * explicit one: destroy must not be able to kill hull itself. */
-    if (!t.is_default) {
-        cleanup_free char *text = NULL;
-        if (hull_read_file("/proc/self/cgroup", &text, NULL, err) < 0 ||
-            cg_own_paths(L, text, own, err) < 0)
-            goto out;
-    }
-    for (size_t i = 0; i < L->n; i++) {
-        const struct cg_hier *h = &L->h[i];
-        struct cg_node *n = &cg->n[i];
-        char path[PATH_MAX];
-        size_t base = t.is_default ? 1 : 0;
-        if (t.relative) {
-            if (own[i] == NULL) {
-                hull_error_set(err, ENOENT,
-                               "linux.cgroupsPath: hull's own cgroup in the %s hierarchy is "
-                               "unknown, so '%s' cannot be resolved",
-                               h->name, t.path);
-                goto out;
-            }
-            snprintf(path, sizeof(path), "%s/%s", strcmp(own[i], "/") ? own[i] : "", t.path);
-            base = count_components(own[i]);
+    } else {
+        cg->L = L;
+        cg->fresh = true;
+        if (cg_resolve(cg, &t, err) < 0 || cg_make(cg, &t, flags, err) < 0) {
+            cg_create_undo(cg);
         } else {
-            snprintf(path, sizeof(path), "%s", t.path);
+            *out = cg;
+            rc = 0;
         }
-        if (own[i] != NULL && under(own[i], path)) {
-            hull_error_set(err, EINVAL,
-                           "linux.cgroupsPath: '%s' holds hull's own cgroup %s (%s hierarchy)",
-                           path, own[i], h->name);
-            goto out;
-        }
-        n->path = strdup(path);
-        if (n->path == NULL || asprintf(&n->dir, "%s%s", h->mount, path) < 0) {
-            hull_error_set(err, ENOMEM, "out of memory");
-            goto out;
-        }
-        n->created = -(int)base;
     }
-    bool reused = false;
-    for (size_t i = 0; i < L->n; i++) {
-        const struct cg_hier *h = &L->h[i];
-        bool lean = flags & HULL_CGROUP_LEAN;
-        bool want = h->v2           ? !(lean && L->mode == HULL_CGROUP_HYBRID)
-                    : h->ctrls == 0 ? !lean
-                                    : (h->ctrls & (lean ? lean_joined : always_joined)) != 0;
-        if (want && cg_join(cg, i, err) < 0)
-            goto out;
-        reused |= cg->n[i].joined && cg->n[i].created == 0;
-    }
-    /* A cgroup that already holds processes is someone else's (another
-     * container's): sharing it would let our destroy kill them. Refused,
-     * as runc does; an empty one made by an engine beforehand is fine. */
-    if (reused && populated(cg)) {
-        hull_error_set(err, EBUSY,
-                       "linux.cgroupsPath: cgroup %s is not empty: it already holds processes "
-                       "of another container",
-                       t.path);
-        goto out;
-    }
-    /* Accounting for verdicts on a cgroup2 host; best effort, a resource
-     * that needs a missing controller fails in hull_cgroup_apply. */
-    if (L->v2 >= 0) {
-        hull_error e = NULL;
-        cg_v2_enable(cg, L->h[L->v2].ctrls & (CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS)), &e);
-        hull_error_free(&e);
-    }
-    rc = 0;
-out:
-    for (size_t i = 0; i < CG_MAX_HIER; i++)
-        free(own[i]);
     cg_target_clear(&t);
-    if (rc < 0 && cg != NULL) {
-        /* Undo only our mkdirs: a reused cgroup and whatever runs in it
-         * are not ours to remove before anything entered. */
-        for (size_t i = 0; i < L->n; i++) {
-            hull_error e = NULL;
-            if (cg->n[i].joined && cg->n[i].created > 0)
-                remove_node(&L->h[i], &cg->n[i], &e);
-            hull_error_free(&e);
-        }
-        hull_cgroup_free(cg);
-        cg = NULL;
-    }
-    *out = cg;
     return rc;
 }
 
@@ -451,7 +474,7 @@ static bool populated(const struct hull_cgroup *cg)
             pop = count > 0;
         free(pids);
     }
-    hull_error_free(&e);
+    hull_error_free(&e); /* unreadable: counted as populated (pop stays true), the safe side */
     return pop;
 }
 

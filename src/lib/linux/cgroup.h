@@ -155,5 +155,12 @@ int hull_cgroup_oom_fd(struct hull_cgroup *cg, hull_error *err);
 json_object *hull_cgroup_save(const struct hull_cgroup *cg);
 int hull_cgroup_load(json_object *saved, struct hull_cgroup **out, hull_error *err);
 void hull_cgroup_free(struct hull_cgroup *cg);
+static inline void hull_cgroup_freep(struct hull_cgroup **cg)
+{
+    hull_cgroup_free(*cg);
+    *cg = NULL;
+}
+/* The handle is freed (not destroyed) when the variable goes out of scope. */
+#define cleanup_cgroup __attribute__((cleanup(hull_cgroup_freep)))
 
 #endif

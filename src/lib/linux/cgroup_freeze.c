@@ -17,6 +17,7 @@
 
 #include "linux/cgroup_internal.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #define FREEZE_TIMEOUT_MS 5000
 
@@ -65,7 +66,7 @@ static bool v1_state_is(const char *dir, const char *want)
     hull_error e = NULL;
     bool ok = cg_read(dir, "freezer.state", buf, sizeof(buf), &e) == 0 &&
               strncmp(buf, want, strlen(want)) == 0 && buf[strlen(want)] == '\n';
-    hull_error_free(&e);
+    hull_error_free(&e); /* unreadable: not yet in that state; the caller's deadline ends it */
     return ok;
 }
 
@@ -81,7 +82,8 @@ static int v1_freeze(const char *dir, bool frozen, hull_error *err)
         if (cg_now_ms() > deadline) {
             if (frozen) {
                 hull_error e = NULL;
-                cg_write(dir, "freezer.state", "THAWED", &e);
+                if (cg_write(dir, "freezer.state", "THAWED", &e) < 0)
+                    hull_warn("%s: thaw after a failed freeze: %s", dir, hull_error_msg(e));
                 hull_error_free(&e);
             }
             return hull_error_set(err, ETIMEDOUT, "%s/freezer.state: not %s after %d ms", dir, want,
@@ -110,7 +112,8 @@ int hull_cgroup_freeze(struct hull_cgroup *cg, bool frozen, hull_error *err)
     if (cg_v2_wait_event(n->dir, "frozen", frozen ? 1 : 0, FREEZE_TIMEOUT_MS, err) < 0) {
         if (frozen) {
             hull_error e = NULL;
-            cg_write(n->dir, "cgroup.freeze", "0", &e);
+            if (cg_write(n->dir, "cgroup.freeze", "0", &e) < 0)
+                hull_warn("%s: thaw after a failed freeze: %s", n->dir, hull_error_msg(e));
             hull_error_free(&e);
         }
         return -1;
@@ -172,10 +175,13 @@ static int signal_frozen(struct hull_cgroup *cg, int signo, bool thaw_always, si
     bool was = false;
     hull_error fe = NULL;
     *froze = cg_freeze_for_signal(cg, &was, &fe) == 0;
+    /* Not frozen: the signals still go out, only a fork in between may miss one. */
+    if (!*froze)
+        hull_debug("cgroup: freeze for the signal: %s", hull_error_msg(fe));
     hull_error_free(&fe);
     int rc = signal_all(cg, signo, n, err);
     if (*froze && (thaw_always || !was) && hull_cgroup_freeze(cg, false, &fe) < 0 && rc == 0) {
-        hull_error_free(err);
+        hull_error_free(err); /* the thaw's failure replaces it (rc was 0: nothing to lose) */
         *err = fe;
         return -1;
     }
@@ -188,8 +194,8 @@ static void thaw_v1(struct hull_cgroup *cg)
     bool v2 = false;
     const struct cg_node *n = freezer_node(cg, &v2);
     hull_error e = NULL;
-    if (n != NULL && !v2)
-        cg_write(n->dir, "freezer.state", "THAWED", &e);
+    if (n != NULL && !v2 && cg_write(n->dir, "freezer.state", "THAWED", &e) < 0)
+        hull_debug("%s: thaw: %s", n->dir, hull_error_msg(e));
     hull_error_free(&e);
 }
 

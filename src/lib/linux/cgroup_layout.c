@@ -252,7 +252,7 @@ static void detect(void)
         hull_error ignored = NULL;
         if (cg_read(h->mount, "cgroup.controllers", buf, sizeof(buf), &ignored) == 0)
             h->ctrls = cg_v2_ctrl_mask(buf);
-        hull_error_free(&ignored);
+        hull_error_free(&ignored); /* unreadable: no controllers offered, as on a bare root */
     }
     free(text);
 }

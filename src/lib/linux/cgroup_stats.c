@@ -31,7 +31,7 @@ static uint64_t rd(const char *dir, const char *file)
     hull_error e = NULL;
     if (dir == NULL || cg_read_u64(dir, file, &v, &e) < 0)
         v = 0;
-    hull_error_free(&e);
+    hull_error_free(&e); /* a statistic the kernel does not keep reads as 0 */
     return v;
 }
 
@@ -41,7 +41,7 @@ static const char *rdk(const char *dir, const char *file, char *buf, size_t len)
     hull_error e = NULL;
     if (dir == NULL || cg_read(dir, file, buf, len, &e) < 0)
         buf[0] = '\0';
-    hull_error_free(&e);
+    hull_error_free(&e); /* absent file: "" (documented above) */
     return buf;
 }
 

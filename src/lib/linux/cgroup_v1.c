@@ -79,11 +79,11 @@ static int v1_limit_and_swap(const char *dir, const struct hull_resources *r, hu
         if (v1_limit(dir, r->memory_limit, &first) == 0)
             return set_i64(dir, "memory.memsw.limit_in_bytes", r->memory_swap, MEM ".swap", err);
         if (hull_error_code(first) != EINVAL) {
-            hull_error_free(err);
+            hull_error_free(err); /* first is the error to report */
             *err = first;
             return -1;
         }
-        hull_error_free(&first);
+        hull_error_free(&first); /* EINVAL: below memsw; raise memsw first, as below */
     }
     if (set_i64(dir, "memory.memsw.limit_in_bytes", r->memory_swap, MEM ".swap", err) < 0)
         return -1;

@@ -109,7 +109,9 @@ int cg_v2_cpu(const char *dir, const struct hull_resources *r, hull_error *err)
         char cur[64] = "max 100000", quota[32];
         if (!r->has_cpu_quota || !r->has_cpu_period) {
             hull_error e = NULL;
-            cg_read(dir, "cpu.max", cur, sizeof(cur), &e);
+            /* Unreadable: the kernel's default ("max 100000") stands in. */
+            if (cg_read(dir, "cpu.max", cur, sizeof(cur), &e) < 0)
+                hull_debug("%s/cpu.max: %s", dir, hull_error_msg(e));
             hull_error_free(&e);
         }
         unsigned long long period = strtoull(strchrnul(cur, ' '), NULL, 10);

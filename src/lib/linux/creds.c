@@ -25,7 +25,7 @@ static int last_cap(void)
             last = atoi(text);
         else
             last = CAP_LAST_CAP;
-        hull_error_free(&e);
+        hull_error_free(&e); /* no procfs entry: the headers' CAP_LAST_CAP stands in */
         free(text);
     }
     return last;

@@ -344,6 +344,7 @@ int hull_rootfs_host_release(const char *rootfs, uint64_t below, hull_error *err
         bool is_root = false;
         hull_error e = NULL;
         if (mount_id_of(rootfs, &top, &is_root, &e) < 0) {
+            hull_debug("release %s: %s", rootfs, hull_error_msg(e));
             hull_error_free(&e);
             return 0; /* the rootfs is gone: nothing can be mounted on it */
         }
@@ -481,7 +482,7 @@ static int readonly_path(int rootfd, const char *path, hull_error *err)
     cleanup_close int fd = hull_resolve_in_root(rootfd, path, 0, err);
     if (fd < 0) {
         if (hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* runtime-spec: a missing readonlyPath is skipped */
             return 0;
         }
         return -1;
@@ -517,7 +518,7 @@ static int mask_path(int rootfd, const char *path, hull_error *err)
     cleanup_close int fd = hull_resolve_in_root(rootfd, path, HULL_RESOLVE_NOFOLLOW, err);
     if (fd < 0) {
         if (hull_error_code(*err) == ENOENT) {
-            hull_error_free(err);
+            hull_error_free(err); /* runtime-spec: a missing maskedPath is skipped */
             return 0;
         }
         return -1;

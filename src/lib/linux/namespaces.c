@@ -39,6 +39,26 @@ void hull_ns_close_joins(int fds[HULL_NS_COUNT])
     }
 }
 
+/* Open the namespace of type t to join; it must be one, and of that type. */
+static int open_join(const struct hull_linux *l, int t, int *out, hull_error *err)
+{
+    cleanup_close int fd = open(l->ns[t].path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return hull_error_errno(err, "linux.namespaces: %s namespace %s", hull_ns_name(t),
+                                l->ns[t].path);
+    /* A regular file or a namespace of another type would make setns
+     * fail later, after things were created; check it now. */
+    int type = ioctl(fd, NS_GET_NSTYPE);
+    if (type < 0)
+        return hull_error_set(err, EINVAL, "linux.namespaces: %s is not a namespace",
+                              l->ns[t].path);
+    if (type != hull_ns_clone_flag(t))
+        return hull_error_set(err, EINVAL, "linux.namespaces: %s is not a %s namespace",
+                              l->ns[t].path, hull_ns_name(t));
+    *out = hull_steal_fd(&fd);
+    return 0;
+}
+
 int hull_ns_open_joins(const struct hull_linux *l, int fds[HULL_NS_COUNT], hull_error *err)
 {
     for (int t = 0; t < HULL_NS_COUNT; t++)
@@ -46,29 +66,12 @@ int hull_ns_open_joins(const struct hull_linux *l, int fds[HULL_NS_COUNT], hull_
     for (int t = 0; t < HULL_NS_COUNT; t++) {
         if (!l->ns[t].enabled || l->ns[t].path == NULL)
             continue;
-        fds[t] = open(l->ns[t].path, O_RDONLY | O_CLOEXEC);
-        if (fds[t] < 0) {
-            hull_error_errno(err, "linux.namespaces: %s namespace %s", hull_ns_name(t),
-                             l->ns[t].path);
-            goto fail;
-        }
-        /* A regular file or a namespace of another type would make setns
-         * fail later, after things were created; check it now. */
-        int type = ioctl(fds[t], NS_GET_NSTYPE);
-        if (type < 0) {
-            hull_error_set(err, EINVAL, "linux.namespaces: %s is not a namespace", l->ns[t].path);
-            goto fail;
-        }
-        if (type != hull_ns_clone_flag(t)) {
-            hull_error_set(err, EINVAL, "linux.namespaces: %s is not a %s namespace", l->ns[t].path,
-                           hull_ns_name(t));
-            goto fail;
+        if (open_join(l, t, &fds[t], err) < 0) {
+            hull_ns_close_joins(fds);
+            return -1;
         }
     }
     return 0;
-fail:
-    hull_ns_close_joins(fds);
-    return -1;
 }
 
 int hull_ns_join(int fds[HULL_NS_COUNT], const enum hull_ns_type *order, size_t n, hull_error *err)
@@ -130,7 +133,7 @@ static bool rootless_now(void)
     cleanup_free char *map = NULL;
     hull_error e = NULL;
     if (hull_read_file("/proc/self/uid_map", &map, NULL, &e) < 0) {
-        hull_error_free(&e);
+        hull_error_free(&e); /* no uid_map to read: treated as rootless, the safe side */
         return true;
     }
     unsigned long inside = 1, outside = 1, count = 0;

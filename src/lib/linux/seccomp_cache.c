@@ -29,6 +29,7 @@
 #include "linux/seccomp.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/log.h"
 
 #define DISK_DIR   "/run/hull/seccomp"
 #define DISK_MAGIC "HULLBPF1"
@@ -203,7 +204,7 @@ static struct hull_seccomp_filter *disk_load(const char *key)
             f = hull_seccomp_filter_from_bpf(text + sizeof(h) + klen, h.len, h.flags,
                                              h.notify != 0);
     }
-    hull_error_free(&e);
+    hull_error_free(&e); /* unreadable: a cache miss, the filter is compiled instead */
     free(text);
     close(fd);
     return f;
@@ -233,7 +234,8 @@ static void disk_store(const char *key, const struct hull_seccomp_filter *f)
         char name[64];
         disk_name(key, name, sizeof(name));
         hull_error e = NULL;
-        hull_write_file_atomic(dir, name, buf, total, 0600, &e);
+        if (hull_write_file_atomic(dir, name, buf, total, 0600, &e) < 0)
+            hull_debug("seccomp cache: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
     free(buf);

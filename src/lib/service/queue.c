@@ -62,29 +62,24 @@ static int parse_job(const char *job_json, struct queue_job *j, hull_error *err)
     size_t len = strlen(job_json);
     if (len > HULL_QUEUE_MAX_REQUEST)
         return hull_error_set(err, E2BIG, "request: larger than %u bytes", HULL_QUEUE_MAX_REQUEST);
-    json_object *doc = NULL;
+    cleanup_json json_object *doc = NULL;
     if (hj_parse(job_json, len, "request", &doc, err) < 0)
         return -1;
     int64_t v = 0;
     bool present = false;
-    int r = -1;
     if (hj_int_range(doc, "", "max_attempts", 1, HULL_QUEUE_MAX_ATTEMPTS_LIMIT, &v, &present, err) <
             0 ||
         take_string(doc, "tenant", &j->tenant, err) < 0 ||
         take_string(doc, "run_id", &j->run_id, err) < 0)
-        goto out;
+        return -1;
     json_object_object_del(doc, "max_attempts");
     j->max_attempts = present ? (int)v : 0;
-    if ((j->request = strdup(hj_to_string(doc))) == NULL) {
-        hull_error_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
+    if ((j->request = strdup(hj_to_string(doc))) == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
     struct hull_policy p;
     hull_policy_init(&p);
-    r = hull_policy_from_json(j->request, strlen(j->request), &p, err);
+    int r = hull_policy_from_json(j->request, strlen(j->request), &p, err);
     hull_policy_free(&p);
-out:
-    json_object_put(doc);
     return r;
 }
 
@@ -111,18 +106,15 @@ static int append_job_hash(redisContext *c, const char *key, const struct queue_
     return hull_redis_appendv(c, err, n, argv);
 }
 
-int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id, hull_error *err)
+static int submit_job(const char *redis_url, const char *job_json, char **job_id, hull_error *err)
 {
-    *job_id = NULL;
-    if (job_json == NULL)
-        return hull_error_set(err, EINVAL, "queue submit: no request");
-    struct queue_job j = {0};
+    /* Released in reverse: the connection, then the job. */
+    __attribute__((cleanup(job_free))) struct queue_job j = {0};
     char id[HULL_QUEUE_ID_LEN + 1], key[HULL_QUEUE_KEY_MAX], now[64];
-    redisContext *c = NULL;
-    int ret = -1;
+    cleanup_redis redisContext *c = NULL;
     if (parse_job(job_json, &j, err) < 0 || new_id(id, err) < 0 ||
         (c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err)) == NULL)
-        goto out;
+        return -1;
     hull_rfc3339_now(now, sizeof(now));
     hull_queue_key(key, "job", id);
     /* The hash and the list entry appear together or not at all: a worker
@@ -130,24 +122,26 @@ int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id
     if (hull_redis_append(c, err, "MULTI", NULL) < 0 || append_job_hash(c, key, &j, now, err) < 0 ||
         hull_redis_append(c, err, "LPUSH", HULL_QUEUE_JOBS, id, NULL) < 0 ||
         hull_redis_append(c, err, "EXEC", NULL) < 0)
-        goto out;
+        return -1;
     for (int i = 0; i < 4; i++) {
-        redisReply *r = hull_redis_reply(c, err);
+        cleanup_reply redisReply *r = hull_redis_reply(c, err);
         if (r == NULL)
-            goto out;
-        bool aborted = i == 3 && r->type != REDIS_REPLY_ARRAY;
-        freeReplyObject(r);
-        if (aborted) {
-            hull_error_set(err, EIO, "redis EXEC: transaction aborted");
-            goto out;
-        }
+            return -1;
+        if (i == 3 && r->type != REDIS_REPLY_ARRAY)
+            return hull_error_set(err, EIO, "redis EXEC: transaction aborted");
     }
     *job_id = strdup(id);
-    ret = *job_id ? 0 : hull_error_set(err, ENOMEM, "out of memory");
-out:
-    hull_redis_close(c);
-    job_free(&j);
-    return ret < 0 ? hull_error_prefix(err, "queue submit") : 0;
+    return *job_id ? 0 : hull_error_set(err, ENOMEM, "out of memory");
+}
+
+int hull_queue_submit(const char *redis_url, const char *job_json, char **job_id, hull_error *err)
+{
+    *job_id = NULL;
+    if (job_json == NULL)
+        return hull_error_set(err, EINVAL, "queue submit: no request");
+    if (submit_job(redis_url, job_json, job_id, err) < 0)
+        return hull_error_prefix(err, "queue submit");
+    return 0;
 }
 
 /* A job that went to the dead-letter list reads, through the API, as a run
@@ -160,53 +154,49 @@ static char *dead_result(const char *why)
     return hull_result_to_json(&r);
 }
 
-int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
-                      hull_error *err)
+/* The job's stored result, a dead-letter verdict, or NULL while it waits. */
+static int read_result(redisContext *c, const char *job_id, char **result_json, hull_error *err)
 {
-    *result_json = NULL;
-    if (!hull_queue_id_valid(job_id))
-        return hull_error_set(err, ENOENT, "queue job %s: no such job", job_id ? job_id : "");
     char res[HULL_QUEUE_KEY_MAX], job[HULL_QUEUE_KEY_MAX];
-    redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
-    if (c == NULL)
-        return hull_error_prefix(err, "queue job %s", job_id);
-    int ret = -1;
-    redisReply *r1 = NULL, *r2 = NULL;
+    cleanup_reply redisReply *r1 = NULL;
+    cleanup_reply redisReply *r2 = NULL;
     if (hull_redis_append(c, err, "GET", hull_queue_key(res, "result", job_id), NULL) < 0 ||
         hull_redis_append(c, err, "HMGET", hull_queue_key(job, "job", job_id), "state", "error",
                           NULL) < 0 ||
         (r1 = hull_redis_reply(c, err)) == NULL || (r2 = hull_redis_reply(c, err)) == NULL)
-        goto out;
+        return -1;
     const char *stored = hull_redis_str(r1);
     const char *state = NULL, *why = NULL;
     if (r2->type == REDIS_REPLY_ARRAY && r2->elements == 2) {
         state = hull_redis_str(r2->element[0]);
         why = hull_redis_str(r2->element[1]);
     }
-    if (stored) {
+    if (stored)
         *result_json = strdup(stored);
-    } else if (state && strcmp(state, "failed") == 0) {
+    else if (state && strcmp(state, "failed") == 0)
         *result_json = dead_result(why);
-    } else if (state && strcmp(state, "cancelled") == 0) {
-        hull_error_set(err, ECANCELED, "cancelled before it ran");
-        goto out;
-    } else if (state && strcmp(state, "finished") != 0) {
-        ret = 0; /* queued or running: no result yet */
-        goto out;
-    } else {
-        hull_error_set(err, ENOENT, "no such job (never submitted, or its result expired)");
-        goto out;
-    }
-    ret = *result_json ? 0 : hull_error_set(err, ENOMEM, "out of memory");
-out:
-    if (r1)
-        freeReplyObject(r1);
-    if (r2)
-        freeReplyObject(r2);
-    hull_redis_close(c);
-    return ret < 0 ? hull_error_prefix(err, "queue job %s", job_id) : 0;
+    else if (state && strcmp(state, "cancelled") == 0)
+        return hull_error_set(err, ECANCELED, "cancelled before it ran");
+    else if (state && strcmp(state, "finished") != 0)
+        return 0; /* queued or running: no result yet */
+    else
+        return hull_error_set(err, ENOENT, "no such job (never submitted, or its result expired)");
+    return *result_json ? 0 : hull_error_set(err, ENOMEM, "out of memory");
 }
 
+int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
+                      hull_error *err)
+{
+    *result_json = NULL;
+    if (!hull_queue_id_valid(job_id))
+        return hull_error_set(err, ENOENT, "queue job %s: no such job", job_id ? job_id : "");
+    cleanup_redis redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
+    if (c == NULL)
+        return hull_error_prefix(err, "queue job %s", job_id);
+    if (read_result(c, job_id, result_json, err) < 0)
+        return hull_error_prefix(err, "queue job %s", job_id);
+    return 0;
+}
 int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err)
 {
     if (!hull_queue_id_valid(job_id))

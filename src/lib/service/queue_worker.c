@@ -280,11 +280,22 @@ static int refused(const struct worker *w, const struct hull_policy *p, hull_err
     return 0;
 }
 
+/* A job that cannot run (e is why, and is freed) goes to the dead letters. */
+static void dead_letter(struct worker *w, const char *id, hull_error *e)
+{
+    hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s: dead-lettered", w->name, id,
+             hull_error_msg(*e));
+    hull_error e2 = NULL;
+    if (hull_queue_fail(w->c, w->name, id, hull_error_msg(*e), &e2) < 0)
+        check_conn(w, &e2);
+    hull_error_free(e);
+}
+
 /* A claimed job: check it, then run it in a child. */
 static void start_job(struct worker *w, const char *id)
 {
     hull_error e = NULL;
-    char *request = NULL;
+    cleanup_free char *request = NULL;
     int what = hull_queue_start(w->c, w->name, id, w->o.max_attempts, &request, &e);
     if (what < 0) {
         check_conn(w, &e);
@@ -295,30 +306,21 @@ static void start_job(struct worker *w, const char *id)
                  what == HULL_QUEUE_ALREADY_DONE ? "already has a result" : "dead-lettered");
         return;
     }
-    struct hull_policy p;
+    /* Freed before the request it was read from. */
+    __attribute__((cleanup(hull_policy_free))) struct hull_policy p;
     hull_policy_init(&p);
     if (hull_policy_from_json(request, strlen(request), &p, &e) < 0) {
         hull_error_prefix(&e, "invalid request");
-        hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s: dead-lettered", w->name, id,
-                 hull_error_msg(e));
-        hull_error e2 = NULL;
-        if (hull_queue_fail(w->c, w->name, id, hull_error_msg(e), &e2) < 0)
-            check_conn(w, &e2);
-        hull_error_free(&e);
-        goto out;
+        dead_letter(w, id, &e);
+        return;
     }
     if (refused(w, &p, &e) < 0) {
-        hull_log(HULL_LOG_INFO, "queue worker %s: job %s: %s: dead-lettered", w->name, id,
-                 hull_error_msg(e));
-        hull_error e2 = NULL;
-        if (hull_queue_fail(w->c, w->name, id, hull_error_msg(e), &e2) < 0)
-            check_conn(w, &e2);
-        hull_error_free(&e);
-        goto out;
+        dead_letter(w, id, &e);
+        return;
     }
     struct slot *s = free_slot(w);
     if (s == NULL) /* cannot happen: claims wait for a free slot */
-        goto out;
+        return;
     pid_t pid = fork();
     if (pid == 0)
         child_main(w, id, &p);
@@ -330,9 +332,6 @@ static void start_job(struct worker *w, const char *id)
     snprintf(s->id, sizeof(s->id), "%s", id);
     hull_debug("queue worker %s: job %s: runner %d", w->name, id, (int)pid);
     w->busy++;
-out:
-    hull_policy_free(&p);
-    free(request);
 }
 
 /* Wait (at most until the heartbeat is due) for a job to come, and start it. */
@@ -349,7 +348,7 @@ static void claim(struct worker *w)
         read_replies(w, 3, &r, &e) < 0) {
         if (!legacy && e && strstr(hull_error_msg(e), "unknown command")) {
             w->brpoplpush = true;
-            hull_error_free(&e);
+            hull_error_free(&e); /* an older server: the next claim uses BRPOPLPUSH */
             return;
         }
         check_conn(w, &e);
@@ -540,16 +539,22 @@ static void end(struct worker *w)
     size_t removed = 0;
     hull_error e0 = NULL;
     if (hull_sandbox_cleanup(&removed, &e0) < 0)
-        hull_error_free(&e0);
+        hull_warn("queue worker %s: %s", w->name, hull_error_msg(e0));
+    hull_error_free(&e0);
     if (!connected(w))
         return;
+    /* Best effort on the way out: jobs left in our processing list and our
+     * liveness key are settled by the next reap (the key also expires). */
     long long n[3];
     hull_error e = NULL;
     if (hull_queue_reap(w->c, w->name, true, w->o.max_attempts, n, &e) < 0)
-        hull_error_free(&e);
+        hull_debug("queue worker %s: %s", w->name, hull_error_msg(e));
+    hull_error_free(&e);
     redisReply *r = hull_redis_cmd(w->c, &e, "DEL", w->alive_key, NULL);
     if (r)
         freeReplyObject(r);
+    else
+        hull_debug("queue worker %s: %s", w->name, hull_error_msg(e));
     hull_error_free(&e);
 }
 

@@ -12,6 +12,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/log.h"
 
 int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
                     const char *queue_job, hull_error *err)
@@ -56,6 +57,36 @@ int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned lon
     return changed;
 }
 
+/* hull_run_finish's transaction: 1 committed, 0 nothing to change (the run
+ * already ended), -1 failed (the database says why); *st is the statement
+ * in use, for the caller to release. */
+static int finish_steps(struct hull_store *s, sqlite3 *db, sqlite3_stmt **st, const char *id,
+                        const char *now, const char *verdict, const char *result_json)
+{
+    if (hull_store_prepare(s,
+                           "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
+                           "WHERE id = ? AND state IN ('queued', 'running')",
+                           st, NULL) < 0)
+        return -1;
+    sqlite3_bind_text(*st, 1, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(*st, 2, verdict, -1, SQLITE_STATIC);
+    sqlite3_bind_text(*st, 3, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(*st) != SQLITE_DONE)
+        return -1;
+    hull_store_release(s, *st);
+    *st = NULL;
+    if (sqlite3_changes(db) == 0)
+        return 0;
+    if (hull_store_prepare(s, "INSERT INTO results (run_id, result) VALUES (?, ?)", st, NULL) < 0)
+        return -1;
+    sqlite3_bind_text(*st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(*st, 2, result_json, -1, SQLITE_STATIC);
+    if (sqlite3_step(*st) != SQLITE_DONE ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    return 1;
+}
+
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
                     const char *verdict_name, hull_error *err)
 {
@@ -71,7 +102,6 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
     }
 
     sqlite3 *db = hull_store_lock(s);
-    int ret = -1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         hull_store_fail(s, "finish run", err);
         hull_store_write_done(s, -1, err ? *err : NULL);
@@ -79,44 +109,21 @@ int hull_run_finish(struct hull_store *s, const char *id, const char *result_jso
         return -1;
     }
     sqlite3_stmt *st = NULL;
-    if (hull_store_prepare(s,
-                           "UPDATE runs SET state = 'finished', finished = ?, verdict = ? "
-                           "WHERE id = ? AND state IN ('queued', 'running')",
-                           &st, NULL) < 0)
-        goto fail;
-    sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, verdict, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto fail;
-    hull_store_release(s, st);
-    st = NULL;
-    if (sqlite3_changes(db) == 0) {
-        /* Already finished, cancelled or interrupted: the first word stands. */
+    int r = finish_steps(s, db, &st, id, now, verdict, result_json);
+    if (r < 0) {
+        hull_store_fail(s, "finish run", err);
+        hull_store_write_done(s, -1, err ? *err : NULL);
+        hull_store_release(s, st);
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+        /* 0: already finished, cancelled or interrupted: the first word stands. */
+        if (r == 0)
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         hull_store_write_done(s, 0, NULL);
-        hull_store_unlock(s);
-        return 0;
+        hull_store_release(s, st);
     }
-    if (hull_store_prepare(s, "INSERT INTO results (run_id, result) VALUES (?, ?)", &st, NULL) < 0)
-        goto fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, result_json, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE ||
-        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    ret = 1;
-    hull_store_write_done(s, 0, NULL);
-    hull_store_release(s, st);
     hull_store_unlock(s);
-    return ret;
-fail:
-    hull_store_fail(s, "finish run", err);
-    hull_store_write_done(s, -1, err ? *err : NULL);
-    hull_store_release(s, st);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    hull_store_unlock(s);
-    return -1;
+    return r;
 }
 
 int hull_run_transition(struct hull_store *s, const char *id, const char *const *from,
@@ -233,6 +240,8 @@ int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_
         hull_error e = NULL;
         if (hull_run_row(s, id, &(*rows)[*count], &e) == 0)
             (*count)++;
+        else /* gone since the query (deleted): not listed */
+            hull_debug("run %s: %s", id, hull_error_msg(e));
         hull_error_free(&e);
     }
     json_object_put(a);

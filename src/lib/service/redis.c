@@ -185,6 +185,26 @@ static struct timeval ms_tv(unsigned ms)
     return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
+/* AUTH and SELECT as the URL asks; 0, or -1 with the server's answer. */
+static int redis_login(redisContext *c, const struct hull_redis_url *u, hull_error *err)
+{
+    if (u->password[0]) {
+        cleanup_reply redisReply *r =
+            u->user[0] ? hull_redis_cmd(c, err, "AUTH", u->user, u->password, NULL)
+                       : hull_redis_cmd(c, err, "AUTH", u->password, NULL);
+        if (r == NULL)
+            return -1;
+    }
+    if (u->db) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", u->db);
+        cleanup_reply redisReply *r = hull_redis_cmd(c, err, "SELECT", db, NULL);
+        if (r == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 redisContext *hull_redis_connect(const char *url, unsigned timeout_ms, hull_error *err)
 {
     struct hull_redis_url u;
@@ -211,26 +231,12 @@ redisContext *hull_redis_connect(const char *url, unsigned timeout_ms, hull_erro
         redisSetTimeout(c, (struct timeval){0, 0});
     if (!u.path[0])
         redisEnableKeepAlive(c);
-    redisReply *r = NULL;
-    if (u.password[0]) {
-        r = u.user[0] ? hull_redis_cmd(c, err, "AUTH", u.user, u.password, NULL)
-                      : hull_redis_cmd(c, err, "AUTH", u.password, NULL);
-        if (r == NULL)
-            goto fail;
-        freeReplyObject(r);
-    }
-    if (u.db) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", u.db);
-        if ((r = hull_redis_cmd(c, err, "SELECT", db, NULL)) == NULL)
-            goto fail;
-        freeReplyObject(r);
+    if (redis_login(c, &u, err) < 0) {
+        hull_error_prefix(err, "redis %s", url);
+        redisFree(c);
+        return NULL;
     }
     return c;
-fail:
-    hull_error_prefix(err, "redis %s", url);
-    redisFree(c);
-    return NULL;
 }
 
 void hull_redis_close(redisContext *c)

@@ -28,6 +28,21 @@ int hull_redis_url_parse(const char *url, struct hull_redis_url *u, hull_error *
  * and every later reply (0: no bound, for blocking commands). */
 redisContext *hull_redis_connect(const char *url, unsigned timeout_ms, hull_error *err);
 void hull_redis_close(redisContext *c);
+static inline void hull_redis_closep(redisContext **c)
+{
+    hull_redis_close(*c);
+    *c = NULL;
+}
+/* The connection is closed when the variable goes out of scope. */
+#define cleanup_redis __attribute__((cleanup(hull_redis_closep)))
+static inline void hull_redis_reply_freep(redisReply **r)
+{
+    if (*r != NULL)
+        freeReplyObject(*r);
+    *r = NULL;
+}
+/* The reply is freed when the variable goes out of scope. */
+#define cleanup_reply __attribute__((cleanup(hull_redis_reply_freep)))
 
 /* Run one command; the arguments are NUL-terminated strings ending with
  * NULL. Returns the reply (caller frees with freeReplyObject), or NULL with

@@ -197,38 +197,36 @@ int hull_store_probe(struct hull_store *s, hull_error *err)
 
 /* Bring the schema up to date in one IMMEDIATE transaction, so two
  * processes opening a fresh database do not both create it. */
-static int migrate(struct hull_store *s, hull_error *err)
+static int migrate_steps(struct hull_store *s, hull_error *err)
 {
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return hull_store_fail(s, "begin migration", err);
     int v = 0;
-    if (user_version(s->db, &v) < 0) {
-        hull_store_fail(s, "read schema version", err);
-        goto fail;
-    }
-    if (v > N_MIGRATIONS) {
-        hull_error_set(err, EPROTO,
-                       "store: the database has schema version %d, newer than this hull (%d)", v,
-                       N_MIGRATIONS);
-        goto fail;
-    }
+    if (user_version(s->db, &v) < 0)
+        return hull_store_fail(s, "read schema version", err);
+    if (v > N_MIGRATIONS)
+        return hull_error_set(
+            err, EPROTO, "store: the database has schema version %d, newer than this hull (%d)", v,
+            N_MIGRATIONS);
     for (int i = v; i < N_MIGRATIONS; i++) {
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", i + 1);
         if (sqlite3_exec(s->db, migrations[i], NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK) {
-            hull_store_fail(s, "migrate schema", err);
-            goto fail;
-        }
+            sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
+            return hull_store_fail(s, "migrate schema", err);
     }
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        hull_store_fail(s, "commit migration", err);
-        goto fail;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return hull_store_fail(s, "commit migration", err);
+    return 0;
+}
+
+static int migrate(struct hull_store *s, hull_error *err)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return hull_store_fail(s, "begin migration", err);
+    if (migrate_steps(s, err) < 0) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
     }
     return 0;
-fail:
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
 }
 
 int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *err)
@@ -317,15 +315,10 @@ int hull_store_exec(struct hull_store *s, const char *sql, const char *const *ar
     return ret;
 }
 
-json_object *hull_store_query(struct hull_store *s, const char *sql, const char *const *args,
-                              int nargs, hull_error *err)
+/* The statement's rows, as hull_store_query returns them; NULL on failure. */
+static json_object *rows_json(struct hull_store *s, sqlite3_stmt *st, hull_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    json_object *rows = NULL;
-    pthread_mutex_lock(&s->mu);
-    if (prepare(s, sql, args, nargs, &st, err) < 0)
-        goto out;
-    rows = json_object_new_array();
+    json_object *rows = json_object_new_array();
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         json_object *row = json_object_new_object();
@@ -350,7 +343,17 @@ json_object *hull_store_query(struct hull_store *s, const char *sql, const char 
         json_object_put(rows);
         rows = NULL;
     }
-out:
+    return rows;
+}
+
+json_object *hull_store_query(struct hull_store *s, const char *sql, const char *const *args,
+                              int nargs, hull_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_object *rows = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (prepare(s, sql, args, nargs, &st, err) == 0)
+        rows = rows_json(s, st, err);
     hull_store_release(s, st);
     pthread_mutex_unlock(&s->mu);
     return rows;

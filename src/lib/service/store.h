@@ -171,6 +171,26 @@ struct sqlite3_stmt;
 int hull_store_prepare(struct hull_store *s, const char *sql, struct sqlite3_stmt **st,
                        hull_error *err);
 void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
+/* The store's lock and one statement held for a scope:
+ *     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
+ * then hull_store_prepare(s, sql, &q.st, ...); when q goes out of scope the
+ * statement is released and the lock dropped, in that order. */
+struct hull_store_stmt {
+    struct hull_store *s;
+    struct sqlite3 *db;
+    struct sqlite3_stmt *st;
+};
+static inline struct hull_store_stmt hull_store_begin(struct hull_store *s)
+{
+    struct hull_store_stmt q = {.s = s, .db = hull_store_lock(s), .st = NULL};
+    return q;
+}
+static inline void hull_store_end(struct hull_store_stmt *q)
+{
+    hull_store_release(q->s, q->st);
+    hull_store_unlock(q->s);
+}
+#define cleanup_store_stmt __attribute__((cleanup(hull_store_end)))
 /* One statement with text parameters (NULL binds SQL NULL; INTEGER columns
  * convert). *changes (may be NULL) gets the rows changed. */
 int hull_store_exec(struct hull_store *s, const char *sql, const char *const *args, int nargs,

@@ -15,6 +15,7 @@
 #include "service/store.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #define TOKEN_PREFIX "hull_"
 #define TOKEN_BYTES  32
@@ -137,6 +138,7 @@ static void fill_info(sqlite3_stmt *st, struct hull_token_info *info)
     hull_error e = NULL;
     if (hull_allow_parse((const char *)sqlite3_column_text(st, 5), &info->allow, &e) < 0) {
         info->allow = 0;
+        hull_warn("token %s: allow: %s; grants nothing", info->id, hull_error_msg(e));
         hull_error_free(&e);
     }
 }
@@ -145,6 +147,11 @@ int hull_token_create(struct hull_store *s, enum hull_role role, const char *ten
                       struct hull_token_info *info, hull_error *err)
 {
     return hull_token_create_allowed(s, role, tenant, 0, token, info, err);
+}
+
+static void cleanse_secret(char (*secret)[sizeof(TOKEN_PREFIX) + 2 * TOKEN_BYTES])
+{
+    OPENSSL_cleanse(*secret, sizeof(*secret));
 }
 
 int hull_token_create_allowed(struct hull_store *s, enum hull_role role, const char *tenant,
@@ -159,7 +166,8 @@ int hull_token_create_allowed(struct hull_store *s, enum hull_role role, const c
     unsigned char raw[TOKEN_BYTES];
     if (RAND_bytes(raw, sizeof(raw)) != 1)
         return hull_error_set(err, EIO, "token: the random number generator failed");
-    char secret[sizeof(TOKEN_PREFIX) + 2 * TOKEN_BYTES];
+    /* Wiped on every way out, after the store is let go. */
+    __attribute__((cleanup(cleanse_secret))) char secret[sizeof(TOKEN_PREFIX) + 2 * TOKEN_BYTES];
     memcpy(secret, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
     hex(raw, sizeof(raw), secret + sizeof(TOKEN_PREFIX) - 1);
     OPENSSL_cleanse(raw, sizeof(raw));
@@ -175,33 +183,23 @@ int hull_token_create_allowed(struct hull_store *s, enum hull_role role, const c
     char allow_s[64];
     hull_allow_format(allow, allow_s, sizeof(allow_s));
 
-    hull_store_lock(s);
-    sqlite3_stmt *st = NULL;
-    int ret = -1;
+    cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
     if (hull_store_prepare(s,
                            "INSERT INTO tokens (id, hash, role, tenant, created, allow) "
                            "VALUES (?, ?, ?, ?, ?, ?)",
-                           &st, NULL) < 0) {
-        hull_store_fail(s, "create token", err);
-        goto out;
-    }
+                           &q.st, NULL) < 0)
+        return hull_store_fail(s, "create token", err);
+    sqlite3_stmt *st = q.st;
     sqlite3_bind_text(st, 1, info->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hull_role_name(role), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, tenant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, info->created, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, allow_s, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        hull_store_fail(s, "create token", err);
-        goto out;
-    }
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return hull_store_fail(s, "create token", err);
     *token = strdup(secret);
-    ret = *token ? 0 : hull_error_set(err, ENOMEM, "out of memory");
-out:
-    hull_store_release(s, st);
-    hull_store_unlock(s);
-    OPENSSL_cleanse(secret, sizeof(secret));
-    return ret;
+    return *token ? 0 : hull_error_set(err, ENOMEM, "out of memory");
 }
 
 int hull_token_verify(struct hull_store *s, const char *token, struct hull_token_info *info,
@@ -213,29 +211,20 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     char hash[65];
     if (sha256_hex(token, hash, err) < 0)
         return -1;
-    hull_store_lock(s);
-    sqlite3_stmt *st = NULL;
-    int ret = -1;
+    cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
     if (hull_store_prepare(
-            s, "SELECT id, role, tenant, created, revoked, allow FROM tokens WHERE hash = ?", &st,
-            NULL) < 0) {
-        hull_store_fail(s, "verify token", err);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+            s, "SELECT id, role, tenant, created, revoked, allow FROM tokens WHERE hash = ?", &q.st,
+            NULL) < 0)
+        return hull_store_fail(s, "verify token", err);
+    sqlite3_bind_text(q.st, 1, hash, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q.st);
     if (rc == SQLITE_ROW) {
-        fill_info(st, info);
-        ret = info->revoked[0] ? hull_error_set(err, EACCES, "token %s was revoked", info->id) : 0;
-    } else if (rc == SQLITE_DONE) {
-        hull_error_set(err, EACCES, "invalid token");
-    } else {
-        hull_store_fail(s, "verify token", err);
+        fill_info(q.st, info);
+        return info->revoked[0] ? hull_error_set(err, EACCES, "token %s was revoked", info->id) : 0;
     }
-out:
-    hull_store_release(s, st);
-    hull_store_unlock(s);
-    return ret;
+    if (rc == SQLITE_DONE)
+        return hull_error_set(err, EACCES, "invalid token");
+    return hull_store_fail(s, "verify token", err);
 }
 
 int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *count,
@@ -243,66 +232,45 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
 {
     *out = NULL;
     *count = 0;
-    hull_store_lock(s);
-    sqlite3_stmt *st = NULL;
-    int ret = -1, rc;
+    cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
     if (hull_store_prepare(s,
                            "SELECT id, role, tenant, created, revoked, allow FROM tokens "
                            "ORDER BY created, id",
-                           &st, NULL) < 0) {
-        hull_store_fail(s, "list tokens", err);
-        goto out;
-    }
-    size_t cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*count == cap) {
+                           &q.st, NULL) < 0)
+        return hull_store_fail(s, "list tokens", err);
+    /* Handed to *out only once complete. */
+    cleanup_free struct hull_token_info *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q.st)) == SQLITE_ROW) {
+        if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            struct hull_token_info *n = realloc(*out, cap * sizeof(**out));
-            if (n == NULL) {
-                hull_error_set(err, ENOMEM, "out of memory");
-                goto out;
-            }
-            *out = n;
+            struct hull_token_info *more = realloc(rows, cap * sizeof(*rows));
+            if (more == NULL)
+                return hull_error_set(err, ENOMEM, "out of memory");
+            rows = more;
         }
-        fill_info(st, &(*out)[(*count)++]);
+        fill_info(q.st, &rows[n++]);
     }
-    if (rc != SQLITE_DONE) {
-        hull_store_fail(s, "list tokens", err);
-        goto out;
-    }
-    ret = 0;
-out:
-    hull_store_release(s, st);
-    hull_store_unlock(s);
-    if (ret < 0) {
-        free(*out);
-        *out = NULL;
-        *count = 0;
-    }
-    return ret;
+    if (rc != SQLITE_DONE)
+        return hull_store_fail(s, "list tokens", err);
+    *out = steal_ptr(&rows);
+    *count = n;
+    return 0;
 }
 
 int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
 {
     char now[40];
     hull_rfc3339_now(now, sizeof(now));
-    sqlite3 *db = hull_store_lock(s);
-    sqlite3_stmt *st = NULL;
-    int ret = -1;
-    if (hull_store_prepare(s, "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?", &st,
-                           NULL) < 0) {
-        hull_store_fail(s, "revoke token", err);
-        goto out;
-    }
-    sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        hull_store_fail(s, "revoke token", err);
-        goto out;
-    }
-    ret = sqlite3_changes(db) == 1 ? 0 : hull_error_set(err, ENOENT, "no token with id '%s'", id);
-out:
-    hull_store_release(s, st);
-    hull_store_unlock(s);
-    return ret;
+    cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
+    if (hull_store_prepare(s, "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?",
+                           &q.st, NULL) < 0)
+        return hull_store_fail(s, "revoke token", err);
+    sqlite3_bind_text(q.st, 1, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q.st, 2, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(q.st) != SQLITE_DONE)
+        return hull_store_fail(s, "revoke token", err);
+    return sqlite3_changes(q.db) == 1 ? 0
+                                      : hull_error_set(err, ENOENT, "no token with id '%s'", id);
 }

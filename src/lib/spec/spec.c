@@ -33,7 +33,7 @@ static int id_mappings_parse(json_object *obj, const char *path, const char *key
     if (hj_require_array(arr, p, err) < 0)
         return -1;
     size_t n = json_object_array_length(arr);
-    struct hull_id_mapping *m = calloc(n ? n : 1, sizeof(*m));
+    cleanup_free struct hull_id_mapping *m = calloc(n ? n : 1, sizeof(*m));
     if (m == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -45,19 +45,14 @@ static int id_mappings_parse(json_object *obj, const char *path, const char *key
             hj_int_range(e, ep, "containerID", 0, UINT32_MAX, &c, &pc, err) < 0 ||
             hj_int_range(e, ep, "hostID", 0, UINT32_MAX, &h, &ph, err) < 0 ||
             hj_int_range(e, ep, "size", 1, UINT32_MAX, &s, &ps, err) < 0)
-            goto fail;
-        if (!pc || !ph || !ps) {
-            hull_error_set(err, EINVAL, "%s: containerID, hostID and size are required", ep);
-            goto fail;
-        }
+            return -1;
+        if (!pc || !ph || !ps)
+            return hull_error_set(err, EINVAL, "%s: containerID, hostID and size are required", ep);
         m[i] = (struct hull_id_mapping){(uint32_t)c, (uint32_t)h, (uint32_t)s};
     }
-    *out = m;
+    *out = steal_ptr(&m);
     *count = n;
     return 0;
-fail:
-    free(m);
-    return -1;
 }
 
 static int check_abs_path(const char *value, const char *p, hull_error *err)
@@ -271,7 +266,7 @@ int hull_process_parse(json_object *proc, const char *p, struct hull_process *pr
         return hull_error_set(err, EINVAL, "%s: must be a non-empty array of strings",
                               P(q, p, "args"));
     if (hj_string_array(proc, p, "args", &pr->args, &nargs, err) < 0) {
-        hull_error_free(err);
+        hull_error_free(err); /* replaced by the one message for every bad args */
         return hull_error_set(err, EINVAL, "%s: must be a non-empty array of strings",
                               P(q, p, "args"));
     }
@@ -421,39 +416,24 @@ static int namespaces_parse(json_object *lx, struct hull_linux *l, hull_error *e
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(arr, i);
         hj_path_index(ep, sizeof(ep), "linux.namespaces", i);
-        char *type = NULL, *path = NULL;
+        cleanup_free char *type = NULL;
+        cleanup_free char *path = NULL;
         if (hj_require_object(e, ep, err) < 0 || hj_string(e, ep, "type", true, &type, err) < 0 ||
-            hj_string(e, ep, "path", false, &path, err) < 0) {
-            free(type);
+            hj_string(e, ep, "path", false, &path, err) < 0)
             return -1;
-        }
         int t;
         for (t = 0; t < HULL_NS_COUNT; t++)
             if (strcmp(hull_ns_name(t), type) == 0)
                 break;
-        if (t == HULL_NS_COUNT) {
-            hull_error_set(err, EINVAL, "%s.type: unknown namespace '%s'", ep, type);
-            free(type);
-            free(path);
-            return -1;
-        }
-        if (l->ns[t].enabled) {
-            hull_error_set(err, EINVAL, "%s.type: namespace '%s' listed twice", ep, type);
-            free(type);
-            free(path);
-            return -1;
-        }
-        free(type);
-        if (path != NULL && path[0] == '\0') {
-            free(path);
-            path = NULL;
-        }
-        if (path != NULL && path[0] != '/') {
-            free(path);
+        if (t == HULL_NS_COUNT)
+            return hull_error_set(err, EINVAL, "%s.type: unknown namespace '%s'", ep, type);
+        if (l->ns[t].enabled)
+            return hull_error_set(err, EINVAL, "%s.type: namespace '%s' listed twice", ep, type);
+        if (path != NULL && path[0] != '\0' && path[0] != '/')
             return hull_error_set(err, EINVAL, "%s.path: must be an absolute path", ep);
-        }
         l->ns[t].enabled = true;
-        l->ns[t].path = path;
+        /* An empty path means none: a new namespace. */
+        l->ns[t].path = path != NULL && path[0] == '\0' ? NULL : steal_ptr(&path);
     }
     return 0;
 }
@@ -665,71 +645,76 @@ static int spec_cross_check(struct hull_spec *spec, hull_error *err)
 int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hull_spec **out,
                     hull_error *err)
 {
-    struct hull_spec *spec = calloc(1, sizeof(*spec));
+    /* Freed with all it holds on any failure below. */
+    cleanup_spec struct hull_spec *spec = calloc(1, sizeof(*spec));
     if (spec == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     json_object *doc = NULL;
-    if (hj_parse(text, len, "config.json", &doc, err) < 0) {
-        free(spec);
-        /* hj_parse already named the file */
-        return -1;
-    }
+    if (hj_parse(text, len, "config.json", &doc, err) < 0)
+        return -1; /* hj_parse already named the file */
     spec->json = doc;
 
     if (hj_string(doc, "", "ociVersion", true, &spec->oci_version, err) < 0)
-        goto fail;
+        return -1;
     char *end = NULL;
     long major = strtol(spec->oci_version, &end, 10);
-    if (end == spec->oci_version || (*end != '.' && *end != '\0') || major != 1) {
-        hull_error_set(err, EINVAL, "ociVersion: unsupported version '%s' (hull implements %s)",
-                       spec->oci_version, HULL_OCI_VERSION);
-        goto fail;
-    }
+    if (end == spec->oci_version || (*end != '.' && *end != '\0') || major != 1)
+        return hull_error_set(err, EINVAL,
+                              "ociVersion: unsupported version '%s' (hull implements %s)",
+                              spec->oci_version, HULL_OCI_VERSION);
 
     json_object *root = hj_get(doc, "root");
-    if (root == NULL) {
-        hull_error_set(err, EINVAL, "root: required");
-        goto fail;
-    }
+    if (root == NULL)
+        return hull_error_set(err, EINVAL, "root: required");
     if (hj_require_object(root, "root", err) < 0 ||
         hj_string(root, "root", "path", true, &spec->root_path, err) < 0 ||
         hj_bool(root, "root", "readonly", &spec->root_readonly, err) < 0)
-        goto fail;
+        return -1;
     if (spec->root_path[0] == '/') {
         spec->rootfs = strdup(spec->root_path);
     } else if (asprintf(&spec->rootfs, "%s/%s", bundle ? bundle : ".", spec->root_path) < 0) {
         spec->rootfs = NULL;
     }
-    if (spec->rootfs == NULL) {
-        hull_error_set(err, ENOMEM, "out of memory");
-        goto fail;
-    }
+    if (spec->rootfs == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
 
     if (mounts_parse(doc, bundle, spec, err) < 0)
-        goto fail;
+        return -1;
 
     json_object *proc = hj_get(doc, "process");
     if (proc != NULL) {
         spec->process = calloc(1, sizeof(*spec->process));
-        if (spec->process == NULL) {
-            hull_error_set(err, ENOMEM, "out of memory");
-            goto fail;
-        }
+        if (spec->process == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
         if (hull_process_parse(proc, "process", spec->process, err) < 0)
-            goto fail;
+            return -1;
     }
     if (hj_string(doc, "", "hostname", false, &spec->hostname, err) < 0 ||
         hj_string(doc, "", "domainname", false, &spec->domainname, err) < 0 ||
         hooks_parse(doc, &spec->hooks, err) < 0 ||
         hj_string_map(doc, "", "annotations", &spec->annotations, NULL, err) < 0 ||
         linux_parse(doc, spec, err) < 0 || spec_cross_check(spec, err) < 0)
-        goto fail;
+        return -1;
 
-    *out = spec;
+    *out = steal_ptr(&spec);
     return 0;
-fail:
-    hull_spec_free(spec);
-    return -1;
+}
+
+/* The rootfs must be a directory; held absolute and canonical, since later
+ * steps run from other cwds. */
+static int rootfs_resolve(struct hull_spec *spec, hull_error *err)
+{
+    struct stat st;
+    if (stat(spec->rootfs, &st) < 0)
+        return hull_error_errno(err, "root.path: %s", spec->rootfs);
+    if (!S_ISDIR(st.st_mode))
+        return hull_error_set(err, ENOTDIR, "root.path: %s: not a directory", spec->rootfs);
+    char *real = realpath(spec->rootfs, NULL);
+    if (real == NULL)
+        return hull_error_errno(err, "root.path: %s", spec->rootfs);
+    free(spec->rootfs);
+    spec->rootfs = real;
+    return 0;
 }
 
 int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec **out,
@@ -740,39 +725,21 @@ int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec
         snprintf(path, sizeof(path), "%s/config.json", bundle);
         config_path = path;
     }
-    char *text = NULL;
+    cleanup_free char *text = NULL;
     size_t len = 0;
     if (hull_read_file(config_path, &text, &len, err) < 0)
         return hull_error_prefix(err, "config.json");
-    int r = hull_spec_parse(text, len, bundle, out, err);
-    free(text);
-    if (r < 0) {
+    if (hull_spec_parse(text, len, bundle, out, err) < 0) {
         /* parse errors from hj_parse already start with "config.json" */
         if (strncmp(hull_error_msg(*err), "config.json", 11) != 0)
             hull_error_prefix(err, "config.json");
         return -1;
     }
-    struct stat st;
-    if (stat((*out)->rootfs, &st) < 0) {
-        hull_error_errno(err, "root.path: %s", (*out)->rootfs);
-        goto fail;
+    if (rootfs_resolve(*out, err) < 0) {
+        hull_error_prefix(err, "config.json");
+        hull_spec_free(*out);
+        *out = NULL;
+        return -1;
     }
-    if (!S_ISDIR(st.st_mode)) {
-        hull_error_set(err, ENOTDIR, "root.path: %s: not a directory", (*out)->rootfs);
-        goto fail;
-    }
-    /* Hold the absolute, canonical rootfs: later steps run from other cwds. */
-    char *real = realpath((*out)->rootfs, NULL);
-    if (real == NULL) {
-        hull_error_errno(err, "root.path: %s", (*out)->rootfs);
-        goto fail;
-    }
-    free((*out)->rootfs);
-    (*out)->rootfs = real;
     return 0;
-fail:
-    hull_error_prefix(err, "config.json");
-    hull_spec_free(*out);
-    *out = NULL;
-    return -1;
 }

@@ -262,6 +262,13 @@ int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hul
 int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec **out,
                    hull_error *err);
 void hull_spec_free(struct hull_spec *spec);
+static inline void hull_spec_freep(struct hull_spec **spec)
+{
+    hull_spec_free(*spec);
+    *spec = NULL;
+}
+/* The spec is freed when the variable goes out of scope. */
+#define cleanup_spec __attribute__((cleanup(hull_spec_freep)))
 
 /* Parse a linux.resources object (also what `update --resources` reads). */
 int hull_resources_parse(json_object *obj, const char *path, struct hull_resources *out,

@@ -2,6 +2,8 @@
 #ifndef HULL_UTIL_ERROR_H
 #define HULL_UTIL_ERROR_H
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -32,5 +34,44 @@ static inline void hull_closep(int *fd)
     *fd = -1;
 }
 #define cleanup_close __attribute__((cleanup(hull_closep)))
+
+static inline void hull_closedirp(DIR **d)
+{
+    if (*d != NULL)
+        closedir(*d);
+    *d = NULL;
+}
+#define cleanup_dir __attribute__((cleanup(hull_closedirp)))
+
+static inline void hull_fclosep(FILE **f)
+{
+    if (*f != NULL)
+        fclose(*f);
+    *f = NULL;
+}
+#define cleanup_file __attribute__((cleanup(hull_fclosep)))
+
+/* An error that is only a scratch value (a probe whose failure is handled by
+ * the caller's own path) is released on scope exit; hull_error_free is a no-op
+ * on NULL. */
+#define cleanup_hull_error __attribute__((cleanup(hull_error_free)))
+
+/* Hand a scope-owned value to the caller: the variable is left NULL (or -1
+ * for fds) so its cleanup does nothing. */
+static inline void *hull_steal_ptr(void *pp)
+{
+    void **p = pp;
+    void *v = *p;
+    *p = NULL;
+    return v;
+}
+#define steal_ptr(p) ((__typeof__(*(p)))hull_steal_ptr(p))
+
+static inline int hull_steal_fd(int *fd)
+{
+    int v = *fd;
+    *fd = -1;
+    return v;
+}
 
 #endif

@@ -123,6 +123,26 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
     return hull_write_file_replace(dirfd, name, data, len, mode, true, err);
 }
 
+/* All of data into fd (the temporary file tmp), synced when durable. */
+static int write_all(int fd, const char *tmp, const char *data, size_t len, bool durable,
+                     hull_error *err)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return hull_error_errno(err, "write %s", tmp);
+        off += (size_t)w;
+    }
+    /* fsync before rename: after a crash the name points at old or new
+     * contents, never at a torn file. */
+    if (durable && fsync(fd) < 0)
+        return hull_error_errno(err, "fsync %s", tmp);
+    return 0;
+}
+
 int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                             bool durable, hull_error *err)
 {
@@ -131,35 +151,13 @@ int hull_write_file_replace(int dirfd, const char *name, const char *data, size_
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return hull_error_errno(err, "create %s", tmp);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            hull_error_errno(err, "write %s", tmp);
-            goto fail;
-        }
-        off += (size_t)w;
-    }
-    /* fsync before rename: after a crash the name points at old or new
-     * contents, never at a torn file. */
-    if (durable && fsync(fd) < 0) {
-        hull_error_errno(err, "fsync %s", tmp);
-        goto fail;
-    }
+    int r = write_all(fd, tmp, data, len, durable, err);
     close(fd);
-    fd = -1;
-    if (renameat(dirfd, tmp, dirfd, name) < 0) {
-        hull_error_errno(err, "rename %s", name);
-        goto fail;
-    }
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    unlinkat(dirfd, tmp, 0);
-    return -1;
+    if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+        r = hull_error_errno(err, "rename %s", name);
+    if (r < 0)
+        unlinkat(dirfd, tmp, 0); /* no temporary file left behind */
+    return r;
 }
 
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,

@@ -80,14 +80,13 @@ void hull_log(enum hull_log_level level, const char *fmt, ...)
         else
             n = snprintf(line, sizeof(line), "hull: %s: %s\n", level_name[level], msg);
     }
-    if (n < 0)
-        goto out;
-    if ((size_t)n >= sizeof(line))
-        n = sizeof(line) - 1;
-    /* One write per line keeps lines whole when several processes share the file. */
-    if (write(log_fd >= 0 ? log_fd : STDERR_FILENO, line, (size_t)n) < 0) {
-        /* nowhere left to report it */
+    if (n >= 0) {
+        if ((size_t)n >= sizeof(line))
+            n = sizeof(line) - 1;
+        /* One write per line keeps lines whole when several processes share the file. */
+        if (write(log_fd >= 0 ? log_fd : STDERR_FILENO, line, (size_t)n) < 0) {
+            /* nowhere left to report it */
+        }
     }
-out:
     errno = saved;
 }

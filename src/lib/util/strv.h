@@ -14,4 +14,12 @@ char **hull_strv_dup(char *const *v);
 /* Append a copy of s to *v (which may be NULL); 0, or -1 out of memory. */
 int hull_strv_append(char ***v, const char *s);
 
+static inline void hull_strv_freep(char ***v)
+{
+    hull_strv_free(*v);
+    *v = NULL;
+}
+/* The vector is freed when the variable goes out of scope. */
+#define cleanup_strv __attribute__((cleanup(hull_strv_freep)))
+
 #endif
