@@ -95,32 +95,19 @@ static int append(char **buf, size_t *len, const void *data, size_t n)
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t n)
+/* All n bytes, at off, or at the file position when off < 0 (a pipe). */
+static int write_all(int fd, const char *p, size_t n, int64_t off)
 {
-    const char *p = data;
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = off < 0 ? write(fd, p, n) : pwrite(fd, p, n, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
             return -1;
         p += w;
         n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int pwrite_all(int fd, const char *p, size_t n, int64_t off)
-{
-    while (n) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-        off += w;
+        if (off >= 0)
+            off += w;
     }
     return 0;
 }
@@ -237,7 +224,7 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
             bool out = f.type == HULL_FRAME_STDOUT;
             int fd = out ? o->stdout_fd : o->stderr_fd;
             if (fd >= 0)
-                write_all(fd, f.data, f.len);
+                write_all(fd, (const char *)f.data, f.len, -1);
             else if (append(out ? &r->stdout_buf : &r->stderr_buf,
                             out ? &r->stdout_len : &r->stderr_len, f.data, f.len) < 0)
                 return hull_error_set(err, ENOMEM, "exec: output");
@@ -427,7 +414,7 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, uint64_
             size_t n = f.len - k;
             if ((int64_t)n > x.e[idx][1] - done)
                 n = (size_t)(x.e[idx][1] - done);
-            if (pwrite_all(fd, (const char *)f.data + k, n, x.e[idx][0] + done) < 0)
+            if (write_all(fd, (const char *)f.data + k, n, x.e[idx][0] + done) < 0)
                 rc = hull_error_errno(err, "write %s", tmp);
             k += n;
             done += (int64_t)n;
