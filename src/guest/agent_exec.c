@@ -630,20 +630,55 @@ static void run_loop(struct run *r, const struct limits *lim, const char *cg, ui
     }
 }
 
-int agent_exec(struct conn *c, json_object *req)
+/* The descriptors of one exec, each closed on scope exit unless handed on
+ * (set to -1). */
+struct exec_fds {
+    int null, in[2], out[2], err[2], ep[2], sp[2];
+};
+
+static void exec_fds_close(struct exec_fds *f)
+{
+    int *all[] = {&f->null,   &f->in[0], &f->in[1], &f->out[0], &f->out[1], &f->err[0],
+                  &f->err[1], &f->ep[0], &f->ep[1], &f->sp[0],  &f->sp[1]};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        close_fd(all[i]);
+}
+
+/* One exec's cgroup: killed and removed on scope exit unless kept (a
+ * detached workload lives on in it). */
+struct exec_cgroup {
+    char path[64];
+    bool made, keep;
+};
+
+static void exec_cgroup_release(struct exec_cgroup *g)
+{
+    if (g->made && !g->keep) {
+        cg_kill(g->path);
+        cg_remove(g->path);
+    }
+}
+
+/* The workload could not start: its errno and message, as the child wrote
+ * them to the error pipe. */
+static void send_start_error(struct conn *c, pid_t pid, char *msg)
+{
+    int st;
+    waitpid(pid, &st, 0);
+    char *colon = strchr(msg, ':');
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_boolean(0));
+    json_object_object_add(o, "errno", json_object_new_int(atoi(msg)));
+    json_object_object_add(o, "error", json_object_new_string(colon ? colon + 1 : msg));
+    conn_send_json(c, HULL_FRAME_RESP, o);
+    json_object_put(o);
+}
+
+/* Start argv in a cgroup of its own and, unless detached, relay its stdio
+ * until it ends. */
+static int exec_start(struct conn *c, json_object *req, char **argv, char **envp)
 {
     static unsigned seq;
-    char **argv = NULL, **envp = NULL;
-    if (parse_strv(req, "args", &argv) <= 0) {
-        free(argv);
-        return conn_send_error(c, "exec: args must be a non-empty array of strings");
-    }
-    if (parse_strv(req, "env", &envp) < 0) {
-        free(argv);
-        return conn_send_error(c, "exec: env must be an array of strings");
-    }
-    if (!envp)
-        envp = calloc(1, sizeof(char *));
     json_object *lo = NULL, *cwdv = NULL;
     json_object_object_get_ex(req, "limits", &lo);
     struct limits lim = {
@@ -659,38 +694,38 @@ int agent_exec(struct conn *c, json_object *req)
     const char *cwd =
         json_object_object_get_ex(req, "cwd", &cwdv) ? json_object_get_string(cwdv) : "/";
 
-    char cg[64];
-    snprintf(cg, sizeof(cg), AGENT_CGROUP "/w%u", ++seq);
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, ep[2] = {-1, -1},
-        sp[2] = {-1, -1};
-    int null = open(AGENT_DEV "/null", O_RDWR | O_CLOEXEC);
-    int rc = -1;
-    if (mkdir(cg, 0755) < 0) {
-        conn_send_error(c, "exec: create cgroup: %s", strerror(errno));
-        goto out;
-    }
+    __attribute__((cleanup(exec_fds_close))) struct exec_fds f = {
+        .null = open(AGENT_DEV "/null", O_RDWR | O_CLOEXEC),
+        .in = {-1, -1},
+        .out = {-1, -1},
+        .err = {-1, -1},
+        .ep = {-1, -1},
+        .sp = {-1, -1},
+    };
+    __attribute__((cleanup(exec_cgroup_release))) struct exec_cgroup g = {0};
+    snprintf(g.path, sizeof(g.path), AGENT_CGROUP "/w%u", ++seq);
+    if (mkdir(g.path, 0755) < 0)
+        return conn_send_error(c, "exec: create cgroup: %s", strerror(errno));
+    g.made = true;
+    const char *cg = g.path;
     if ((lim.memory_bytes > 0 && (cg_write(cg, "memory.max", lim.memory_bytes) < 0 ||
                                   cg_write(cg, "memory.swap.max", 0) < 0)) ||
-        (lim.pids > 0 && cg_write(cg, "pids.max", lim.pids) < 0)) {
-        conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
-        goto out_cg;
-    }
-    if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(sp, O_CLOEXEC) < 0 ||
-        (want_stdin && pipe2(pin, O_CLOEXEC) < 0) ||
-        (!detach && (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0))) {
-        conn_send_error(c, "exec: pipe: %s", strerror(errno));
-        goto out_cg;
-    }
+        (lim.pids > 0 && cg_write(cg, "pids.max", lim.pids) < 0))
+        return conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
+    if (pipe2(f.ep, O_CLOEXEC) < 0 || pipe2(f.sp, O_CLOEXEC) < 0 ||
+        (want_stdin && pipe2(f.in, O_CLOEXEC) < 0) ||
+        (!detach && (pipe2(f.out, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0)))
+        return conn_send_error(c, "exec: pipe: %s", strerror(errno));
     struct child_args a = {
         .argv = argv,
         .envp = envp,
         .cwd = cwd,
         .cgroup = cg,
-        .in = want_stdin ? pin[0] : null,
-        .out = detach ? null : pout[1],
-        .err = detach ? null : perr[1],
-        .errpipe = ep[1],
-        .statpipe = sp[1],
+        .in = want_stdin ? f.in[0] : f.null,
+        .out = detach ? f.null : f.out[1],
+        .err = detach ? f.null : f.err[1],
+        .errpipe = f.ep[1],
+        .statpipe = f.sp[1],
         .lim = lim,
     };
     static char stack[256 << 10] __attribute__((aligned(16)));
@@ -698,30 +733,19 @@ int agent_exec(struct conn *c, json_object *req)
     pid_t pid = clone(
         child_main, stack + sizeof(stack),
         CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &a);
-    if (pid < 0) {
-        conn_send_error(c, "exec: clone: %s", strerror(errno));
-        goto out_cg;
-    }
-    close_fd(&ep[1]);
-    close_fd(&sp[1]);
-    close_fd(&pin[0]);
-    close_fd(&pout[1]);
-    close_fd(&perr[1]);
+    if (pid < 0)
+        return conn_send_error(c, "exec: clone: %s", strerror(errno));
+    close_fd(&f.ep[1]);
+    close_fd(&f.sp[1]);
+    close_fd(&f.in[0]);
+    close_fd(&f.out[1]);
+    close_fd(&f.err[1]);
     char msg[1024];
-    ssize_t n = read(ep[0], msg, sizeof(msg) - 1);
+    ssize_t n = read(f.ep[0], msg, sizeof(msg) - 1);
     if (n > 0) {
-        /* The workload never started: report why, as errno + message. */
         msg[n] = 0;
-        int st;
-        waitpid(pid, &st, 0);
-        char *colon = strchr(msg, ':');
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "ok", json_object_new_boolean(0));
-        json_object_object_add(o, "errno", json_object_new_int(atoi(msg)));
-        json_object_object_add(o, "error", json_object_new_string(colon ? colon + 1 : msg));
-        conn_send_json(c, HULL_FRAME_RESP, o);
-        json_object_put(o);
-        goto out_cg;
+        send_start_error(c, pid, msg);
+        return -1;
     }
     json_object *ok = json_object_new_object();
     json_object_object_add(ok, "ok", json_object_new_boolean(1));
@@ -731,11 +755,11 @@ int agent_exec(struct conn *c, json_object *req)
     if (detach) {
         if (remember_detached(pid, cg) < 0)
             agent_log("too many detached workloads; %d will not be reaped", pid);
-        rc = 0;
-        goto out;
+        g.keep = true;
+        return 0;
     }
-    struct run r = {.c = c, .pid = pid, .in = pin[1], .out = pout[0], .err = perr[0]};
-    pin[1] = pout[0] = perr[0] = -1;
+    struct run r = {.c = c, .pid = pid, .in = f.in[1], .out = f.out[0], .err = f.err[0]};
+    f.in[1] = f.out[0] = f.err[0] = -1;
     fcntl(r.out, F_SETFL, O_NONBLOCK);
     fcntl(r.err, F_SETFL, O_NONBLOCK);
     if (r.in >= 0)
@@ -746,29 +770,29 @@ int agent_exec(struct conn *c, json_object *req)
     /* The workload's own status, as its init saw it (absent when the init
      * itself was killed, e.g. by cgroup.kill: then the init's status says it). */
     int wst;
-    if (read(sp[0], &wst, sizeof(wst)) == sizeof(wst))
+    if (read(f.sp[0], &wst, sizeof(wst)) == sizeof(wst))
         r.status = wst;
     close_fd(&r.in);
     free(r.inbuf);
     if (r.killed != KILLED_HOST)
         send_exit(&r, &lim, cg, t0);
-    rc = 0;
-out_cg:
-    cg_kill(cg);
-    cg_remove(cg);
-out:
-    close_fd(&null);
-    close_fd(&ep[0]);
-    close_fd(&ep[1]);
-    close_fd(&sp[0]);
-    close_fd(&sp[1]);
-    close_fd(&sp[1]);
-    close_fd(&pin[0]);
-    close_fd(&pin[1]);
-    close_fd(&pout[0]);
-    close_fd(&pout[1]);
-    close_fd(&perr[0]);
-    close_fd(&perr[1]);
+    return 0;
+}
+
+int agent_exec(struct conn *c, json_object *req)
+{
+    char **argv = NULL, **envp = NULL;
+    if (parse_strv(req, "args", &argv) <= 0) {
+        free(argv);
+        return conn_send_error(c, "exec: args must be a non-empty array of strings");
+    }
+    if (parse_strv(req, "env", &envp) < 0) {
+        free(argv);
+        return conn_send_error(c, "exec: env must be an array of strings");
+    }
+    if (!envp)
+        envp = calloc(1, sizeof(char *));
+    int rc = exec_start(c, req, argv, envp);
     free(argv);
     free(envp);
     return rc;
