@@ -32,13 +32,16 @@ static void answer_run(struct resp *r, int status, const char *id, const char *t
     json_object *p = pending_result(id);
     if (p) {
         json_object_object_add(o, "state", json_object_get(hj_get(p, "state")));
-        json_object *res = json_tokener_parse(json_object_get_string(hj_get(p, "result")));
-        json_object_object_foreach(res, k, v)
-        {
-            if (strcmp(k, "id") != 0 && strcmp(k, "state") != 0)
-                json_object_object_add(o, k, json_object_get(v));
+        /* A cancel or an interruption waits without a result: only its state. */
+        const char *kept = json_object_get_string(hj_get(p, "result"));
+        cleanup_json json_object *res = kept ? json_tokener_parse(kept) : NULL;
+        if (json_object_is_type(res, json_type_object)) {
+            json_object_object_foreach(res, k, v)
+            {
+                if (strcmp(k, "id") != 0 && strcmp(k, "state") != 0)
+                    json_object_object_add(o, k, json_object_get(v));
+            }
         }
-        json_object_put(res);
         json_object_put(p);
     }
     snprintf(r->target, sizeof(r->target), "%s", id);

@@ -323,6 +323,9 @@ def test_run_ending_on_a_full_disk_is_kept_and_stored_later(tmp_path, small_disk
         r = h.request("DELETE", f"/v1/runs/{c}", token=t)
         assert r.status == 503, r
         assert r.json["error"]["code"] == "store_unavailable"
+        # ... and the run reads as cancelled meanwhile (a state kept without a result)
+        r = h.request("GET", f"/v1/runs/{c}", token=t)
+        assert r.status == 200 and r.json["state"] == "cancelled", r
         # a ends (killed), then b runs and ends: neither can be written.
         r = h.request("DELETE", f"/v1/runs/{a}", token=t)
         assert r.json["state"] == "finished" and r.json["verdict"] == "killed", r
