@@ -862,3 +862,17 @@ def test_sysctl_in_the_containers_namespaces(hull, bundle):
                 "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax")
     assert r.stdout.split() == [want, "4096"]
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_fwd
+
+
+def test_init_of_a_joined_pid_namespace_shows_no_host_argv(hull, bundle):
+    """A pid namespace joined by path: the init is born from a stage-1
+    child, which hides hull's command line before it joins anything, so
+    the namespace's other processes never see the host's argv."""
+    with ns_holder("--pid", "--mount") as h:
+        for n in bundle.linux["namespaces"]:
+            if n["type"] == "pid":
+                n["path"] = f"/proc/{h}/ns/pid"
+        with started(hull, sleeper(bundle), start=False) as (c, pid):
+            assert ns_inode(pid, "pid") == ns_inode(h, "pid")
+            assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"hull-init\0"
+            assert Path(f"/proc/{pid}/comm").read_text() == "hull-init\n"

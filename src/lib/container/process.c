@@ -215,6 +215,10 @@ int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
         return -1;
     if (hull_creds_apply(proc, err) < 0)
         return -1;
+    /* A uid change resets dumpability to fs.suid_dumpable: until execve,
+     * /proc/<pid>/mem and exe must stay closed to the container. */
+    if (prctl(PR_SET_DUMPABLE, 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_DUMPABLE)");
     /* A uid change clears the parent-death signal; arm it again. */
     if (p->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         return hull_error_errno(err, "prctl(PR_SET_PDEATHSIG)");

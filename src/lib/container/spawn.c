@@ -25,6 +25,7 @@
 #include "container/sync.h"
 #include "linux/creds.h"
 #include "linux/namespaces.h"
+#include "linux/proctitle.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -93,7 +94,9 @@ __attribute__((noreturn)) static void stage1_main(struct hull_launch *l)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 
     pid_t init = -1;
-    if (stage1_steps(l, &init, &err) < 0) {
+    /* Before any namespace is joined: a pid namespace joined by path lets
+     * its processes see the init born from here, host argv and all. */
+    if (hull_proc_hide_host_argv("hull-init", &err) < 0 || stage1_steps(l, &init, &err) < 0) {
         hull_sync_send_error(l->child_fd, err);
         _exit(1);
     }

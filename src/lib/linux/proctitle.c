@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +55,14 @@ static int read_stat_fields(uint64_t f[52], hull_error *err)
     return 0;
 }
 
+/* Set once done: a fork keeps the hidden range, and a second call after
+ * joining another mount namespace could not read /proc/self there. */
+static bool hidden;
+
 int hull_proc_hide_host_argv(const char *title, hull_error *err)
 {
+    if (hidden)
+        return 0;
     uint64_t f[52] = {0};
     if (read_stat_fields(f, err) < 0)
         return hull_error_prefix(err, "hide the host's command line");
@@ -84,5 +91,6 @@ int hull_proc_hide_host_argv(const char *title, hull_error *err)
     /* The task name is argv[0]'s base name: "hull" or "hulld". */
     if (prctl(PR_SET_NAME, (unsigned long)title_buf, 0, 0, 0) < 0)
         return hull_error_errno(err, "hide the host's command line: prctl(PR_SET_NAME)");
+    hidden = true;
     return 0;
 }
