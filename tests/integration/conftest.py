@@ -385,3 +385,18 @@ def no_leaks(tmp_path):
     ok = wait_until(lambda: not [p for p in pids_with_cmdline_containing(str(tmp_path))
                                  if pid_alive(p)], timeout=5)
     assert ok, "processes left behind"
+
+
+@pytest.fixture
+def ubundle(tmp_path_factory):
+    """A bundle for a user namespace whose root is an unprivileged host id:
+    it must be able to walk down to its rootfs, so it lives in a 0755
+    directory outside pytest's 0700 tmp tree (removed afterwards, and
+    nothing may stay mounted in it)."""
+    d = Path(tempfile.mkdtemp(prefix=f"hull-{SESSION_TOKEN}-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield Bundle(d / "bundle", cached_rootfs(tmp_path_factory))
+        assert wait_until(lambda: not host_mounts_under(d), 5), host_mounts_under(d)
+    finally:
+        shutil.rmtree(d)

@@ -8,12 +8,11 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import SESSION_TOKEN, Bundle, cached_rootfs, host_mounts_under, wait_until
+from conftest import wait_until
 from hullrt import (ns_holder, caps_of_mask, cid, in_root, mount_at, mountinfo,
                     mounts_in_namespace, ns_inode, proc_status, run_out, setns_run, started,
                     wait_exec)
@@ -104,21 +103,6 @@ def test_namespace_user_joined_by_path(hull, bundle, tmp_path):
             assert ns_inode(pid, "user") == ns_inode(h, "user")
             assert ns_inode(pid, "mnt") != ns_inode(h, "mnt")
             assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "0", "1"]
-
-
-@pytest.fixture
-def ubundle(tmp_path_factory):
-    """A bundle for a user namespace whose root is an unprivileged host id:
-    it must be able to walk down to its rootfs, so it lives in a 0755
-    directory outside pytest's 0700 tmp tree (removed afterwards, and
-    nothing may stay mounted in it)."""
-    d = Path(tempfile.mkdtemp(prefix=f"hull-{SESSION_TOKEN}-", dir="/tmp"))
-    d.chmod(0o755)
-    try:
-        yield Bundle(d / "bundle", cached_rootfs(tmp_path_factory))
-        assert wait_until(lambda: not host_mounts_under(d), 5), host_mounts_under(d)
-    finally:
-        shutil.rmtree(d)
 
 
 @pytest.mark.asan

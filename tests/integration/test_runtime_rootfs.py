@@ -5,14 +5,10 @@ root can reach works in a user namespace), and a container without a mount
 namespace shares the host's mount table and leaves nothing in it.
 """
 import os
-import shutil
 import stat
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import SESSION_TOKEN, Bundle, cached_rootfs, host_mounts_under, wait_until
 from rt4 import TOKEN, assert_error, assert_nothing_left, cid
 
 
@@ -60,19 +56,6 @@ def test_cwd_that_climbs_out_is_refused(hull, bundle, tmp_path):
 
 
 # ---- bind sources the container's root cannot reach -------------------------------
-
-@pytest.fixture
-def ubundle(tmp_path_factory):
-    """A bundle a user namespace's root can walk down to (pytest's tmp tree
-    is 0700): in a 0755 directory of its own, removed afterwards."""
-    d = Path(tempfile.mkdtemp(prefix=f"hull-{SESSION_TOKEN}-", dir="/tmp"))
-    d.chmod(0o755)
-    try:
-        yield Bundle(d / "bundle", cached_rootfs(tmp_path_factory))
-        assert wait_until(lambda: not host_mounts_under(d), 5), host_mounts_under(d)
-    finally:
-        shutil.rmtree(d)
-
 
 def userns(bundle, host=100000, size=65536):
     bundle.linux["namespaces"].append({"type": "user"})
