@@ -26,6 +26,10 @@ LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lsec
 # The service store (src/lib/service): SQLite and OpenSSL's libcrypto; a
 # program pulls them in only if it calls the service code (hulld, hull token).
 LDLIBS   += -lsqlite3 -lcrypto -lm
+# Images (src/lib/image): registries over libcurl, layers through libarchive.
+# Only what never runs in `hull` itself calls them (hull-image, hulld,
+# libhull.so, the tests): hull stays static; see src/lib/image/image.h.
+IMAGE_LIBS := -lcurl -larchive -lpthread
 
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
@@ -63,7 +67,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD)/hull-agent
+all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD)/hull-agent $(BUILD)/hull-image
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
@@ -109,11 +113,20 @@ $(BUILD)/libhull.a: $(LIB_OBJS)
 # The same objects as a shared library: what it exports is the public API.
 $(BUILD)/libhull.so: $(LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libhull.so -Wl,--no-undefined -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libhull.so -Wl,--no-undefined -o $@ $^ $(LDLIBS) $(IMAGE_LIBS)
 
 $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HULL_LINK) $(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+
+# hull-image: the program behind `hull image` (hull execs it from beside
+# itself). Dynamically linked: libcurl and libarchive have no static builds
+# in Debian, and only image verbs pay for loading them.
+IMAGE_CLI_SRCS := $(wildcard src/cli/image/*.c)
+IMAGE_CLI_OBJS := $(IMAGE_CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/hull-image: $(IMAGE_CLI_OBJS) $(BUILD)/libhull.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(IMAGE_CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS)
 
 # hulld, the service: dynamically linked (libmicrohttpd brings GnuTLS).
 DAEMON_SRCS := $(wildcard src/daemon/*.c)
@@ -129,12 +142,12 @@ $(BUILD)/obj/src/daemon/openapi.o: docs/openapi.json
 
 $(BUILD)/hulld: $(DAEMON_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $(DAEMON_LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(DAEMON_LIBS)
+	$(Q)$(CC) $(LDFLAGS) $(DAEMON_LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS) $(DAEMON_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS) -lcmocka
 
 # Test drivers (tests/tools/*.c) link libhull like the unit tests; the
 # integration tests run them from $(BUILD)/tests/.
@@ -145,14 +158,14 @@ all: $(TOOL_BINS)
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS)
 
 # Benchmark drivers (bench/*.c), built on demand by the bench scripts with
 # exactly the libraries libhull needs: `make build/bench/NAME`.
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS)
 
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
@@ -181,7 +194,7 @@ $(BUILD)/fuzz_spec: FUZZ_LIBS := -Wl,--wrap=seccomp_init -Wl,--wrap=seccomp_rele
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $(BUILD)/obj/fuzz_$*.d -o $@ $< $(filter %.o,$^) \
-		$(BUILD)/libhull.a $(LDLIBS) $(FUZZ_LIBS)
+		$(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS) $(FUZZ_LIBS)
 
 deps:
 	scripts/deps.sh build
@@ -194,6 +207,7 @@ test:
 	scripts/deps.sh daemon
 	scripts/deps.sh queue
 	scripts/deps.sh vm
+	scripts/deps.sh image
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	$(MAKE) fuzz
@@ -212,6 +226,7 @@ install: all
 	install -m 0755 $(BUILD)/hulld $(DESTDIR)$(PREFIX)/bin/hulld
 	install -d $(DESTDIR)$(PREFIX)/lib/hull
 	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
+	install -m 0755 $(BUILD)/hull-image $(DESTDIR)$(PREFIX)/lib/hull/hull-image
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
