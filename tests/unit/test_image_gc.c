@@ -313,6 +313,8 @@ static void test_prune(void **state)
     assert_false(exists(f, work_part));
     assert_int_equal(count_dir(f, "hull/ingest"), 0);
     assert_int_equal(count_dir(f, "hull/using"), 0);
+    /* Only A's layer is left among the unpacked ones: no lock files. */
+    assert_int_equal(count_dir(f, "hull/layers"), 1);
     assert_int_equal(image_store_prune(&f->s, &r, &err), 0);
     assert_true(r.blobs == 0 && r.layers == 0 && r.bytes == 0);
     load_ok(f, "a", NULL, &img);
