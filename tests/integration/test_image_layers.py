@@ -104,9 +104,12 @@ class Store:
                       if ".tmp-" in p.name or p.name.endswith(".lock"))
 
 
-def tool(*args, ok=True):
+def tool(*args, ok=True, overlay=None):
+    env = dict(os.environ)
+    if overlay:
+        env["HULL_IMAGE_OVERLAY"] = overlay
     p = subprocess.run([str(TOOL), *map(str, args)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=300)
+                       stderr=subprocess.PIPE, text=True, timeout=300, env=env)
     if ok and p.returncode != 0:
         raise AssertionError(f"imagetool {args} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
@@ -420,13 +423,20 @@ def test_whiteouts_in_overlay_form(store):
     assert sorted(os.listdir(top)) == ["a", "added", "b", "gone"]
 
 
-def test_overlay_view_equals_flattened(store, tmp_path):
+# How the root is mounted: the per-layer fsconfig (Linux 6.8+), one option
+# string (older kernels), or a read-only tmpfs copy (overlay refused).
+MODES = ["auto", "legacy", "copy"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_overlay_view_equals_flattened(store, tmp_path, mode):
     ref, layers = two_layers(store)
     tool("unpack", store.root, ref)
     target, flat = tmp_path / "root", tmp_path / "flat"
     target.mkdir()
-    tool("mount", store.root, ref, target)
+    p = tool("mount", store.root, ref, target, overlay=mode)
     try:
+        assert p.stderr == ""  # no fallback warning: the chosen way worked
         assert mounted(target)
         view = tree(target)
         assert set(view) == EXPECTED_NAMES
@@ -436,7 +446,7 @@ def test_overlay_view_equals_flattened(store, tmp_path):
             (target / "w").write_text("read-only")
     finally:
         tool("umount", target)
-    assert not mounted(target)
+    assert not mounted(target) and os.listdir(target) == []
     tool("flatten", store.root, ref, flat)
     got = tree(flat)
     for t in (view, got):  # the root dir itself differs (mount point vs copy)
@@ -446,20 +456,26 @@ def test_overlay_view_equals_flattened(store, tmp_path):
     assert "trusted.overlay.opaque" not in os.listxattr(flat / "a")
 
 
-def test_overlay_with_upper(store, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_overlay_with_upper(store, tmp_path, mode):
     ref, _ = two_layers(store)
     tool("unpack", store.root, ref)
     target, upper, work = tmp_path / "root", tmp_path / "up", tmp_path / "work"
     target.mkdir()
-    tool("mount", store.root, ref, target, upper, work)
+    tool("mount", store.root, ref, target, upper, work, overlay=mode)
     try:
+        assert (target / "a/new").read_bytes() == b"an" and not (target / "a/x").exists()
         (target / "written").write_text("cow")
         os.unlink(target / "keep")
     finally:
         tool("umount", target)
     assert (upper / "written").read_text() == "cow"
-    st = os.lstat(upper / "keep")
-    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    if mode == "copy":  # the upper directory is the whole copy
+        assert not os.path.lexists(upper / "keep") and (upper / "added").exists()
+    else:  # an overlay upper: only the changes, the deletion as a whiteout
+        st = os.lstat(upper / "keep")
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+        assert not (upper / "added").exists()
     # the layers are untouched
     assert (store.layer_dir(_[0][1]) / "keep").read_bytes() == b"k"
 
@@ -480,7 +496,8 @@ def test_one_layer_is_a_read_only_bind(store, tmp_path):
         tool("umount", target)
 
 
-def test_many_layers_beyond_a_page(store, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_many_layers_beyond_a_page(store, tmp_path, mode):
     """Sixty layers: their absolute paths are more than a page of mount
     data; the mount still shows every layer, top first."""
     layers = [store.layer(make_tar([entry(f"l{i:02d}", data=b"%d" % i),
@@ -490,8 +507,9 @@ def test_many_layers_beyond_a_page(store, tmp_path):
     tool("unpack", store.root, ref)
     target = tmp_path / "root"
     target.mkdir()
-    tool("mount", store.root, ref, target)
+    p = tool("mount", store.root, ref, target, overlay=mode)
     try:
+        assert p.stderr == ""
         assert len(os.listdir(target)) == 61
         assert (target / "top").read_bytes() == b"59"
     finally:
@@ -578,3 +596,13 @@ def test_write_layer_of_upper_dir(store, tmp_path):
 def test_write_layer_refuses_missing_dir(store, tmp_path):
     p = tool("write-layer", store.root, tmp_path / "nope", ok=False)
     assert p.returncode == 1 and "nope" in p.stderr
+
+
+def test_bad_overlay_mode_refused(store, tmp_path):
+    ref, _ = two_layers(store)
+    tool("unpack", store.root, ref)
+    target = tmp_path / "root"
+    target.mkdir()
+    p = tool("mount", store.root, ref, target, ok=False, overlay="sometimes")
+    assert p.returncode == 1 and "HULL_IMAGE_OVERLAY" in p.stderr
+    assert not mounted(target)
