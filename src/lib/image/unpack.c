@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,7 @@
 #include "image/layers.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/sha256.h"
 
 enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 
@@ -39,7 +39,7 @@ struct feed {
     int fd;
     enum blob_kind kind;
     struct archive *outer; /* decompressor; NULL for a plain tar */
-    EVP_MD_CTX *md;
+    struct hull_sha256 *md;
     char err[256];
     char buf[128 * 1024];
 };
@@ -60,7 +60,7 @@ static ssize_t feed_next(struct feed *f)
             snprintf(f->err, sizeof(f->err), "decompress: %s", archive_error_string(f->outer));
     }
     if (n > 0)
-        EVP_DigestUpdate(f->md, f->buf, (size_t)n);
+        hull_sha256_update(f->md, f->buf, (size_t)n);
     return n;
 }
 
@@ -89,9 +89,9 @@ static int feed_open(struct feed *f, int fd, const char *what, hull_error *err)
         f->kind = BLOB_ZSTD;
     else
         f->kind = BLOB_TAR;
-    f->md = EVP_MD_CTX_new();
-    if (f->md == NULL || EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1)
-        return hull_error_set(err, ENOMEM, "sha256");
+    f->md = hull_sha256_new(err);
+    if (f->md == NULL)
+        return -1;
     if (f->kind == BLOB_TAR)
         return 0;
     f->outer = archive_read_new();
@@ -115,7 +115,7 @@ static void feed_close(struct feed *f)
 {
     if (f->outer)
         archive_read_free(f->outer);
-    EVP_MD_CTX_free(f->md);
+    hull_sha256_free(f->md);
 }
 
 /* ---- names ---- */
@@ -532,12 +532,8 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_he
         rc = hull_error_set(err, EIO, "layer %s: %s", layer, f->err);
     if (rc == 0)
         rc = set_dir_times(&u, err);
-    if (rc == 0) {
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        EVP_DigestFinal_ex(f->md, md, &mdlen);
-        image_hex(md, 32, diff_hex);
-    }
+    if (rc == 0)
+        rc = hull_sha256_final(f->md, diff_hex, err);
     if (a)
         archive_read_free(a);
     unpack_free(&u);
