@@ -175,7 +175,8 @@ static void forget_parent(struct unpack *u)
 
 /* Make room for a new entry: a later entry of the same name replaces an
  * earlier one; a directory stays a directory when the new one is too.
- * Returns 1 when an existing directory is kept. */
+ * Returns 1 when an existing directory is kept, 2 when a whiteout of this
+ * layer was removed. */
 static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir, hull_error *err)
 {
     struct stat st;
@@ -189,7 +190,7 @@ static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir
     }
     if (unlinkat(pfd, leaf, 0) < 0)
         return hull_error_errno(err, "remove %s", leaf);
-    return 0;
+    return S_ISCHR(st.st_mode) && st.st_rdev == 0 ? 2 : 0;
 }
 
 /* Which extended attributes a layer may carry: user.* and file
@@ -305,9 +306,13 @@ static int make_dir(struct unpack *u, struct archive_entry *e, int pfd, const ch
         int kept = clear_leaf(u, pfd, leaf, true, err);
         if (kept < 0)
             return -1;
-        if (!kept && mkdirat(pfd, leaf, 0700) < 0)
+        if (kept != 1 && mkdirat(pfd, leaf, 0700) < 0)
             return hull_error_errno(err, "mkdir %s", name);
         fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
+        /* ".wh.d" then "d/": the lower d is gone and a new one made, which
+         * in overlay form is an opaque directory */
+        if (kept == 2 && fd >= 0 && fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+            return hull_error_errno(err, "mark %s opaque", name);
     }
     if (fd < 0)
         return hull_error_errno(err, "open %s", name);
