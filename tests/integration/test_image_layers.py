@@ -795,3 +795,28 @@ def test_random_stacks_agree(store, tmp_path, seed):
     tool("flatten", store.root, ref, flat)
     assert mounted_view == expected
     assert view(flat) == expected
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_gnu_tar_archive_of_a_host_tree(store, tmp_path, fmt):
+    """What GNU tar writes (long names as ././@LongLink or pax records,
+    hard links, symlinks, sparse files) unpacks to the tree it came from."""
+    src = tmp_path / "src"
+    subprocess.run(["cp", "-a", "/usr/share/zoneinfo", str(src)], check=True)
+    deep = src / ("long-name-" * 12) / ("deeper-" * 20)
+    deep.mkdir(parents=True)
+    (deep / ("file-" * 40)).write_text("long")
+    os.link(deep / ("file-" * 40), src / "hardlink")
+    with open(src / "sparse", "wb") as f:
+        f.seek(1 << 20)
+        f.write(b"end")
+        f.truncate(4 << 20)
+    blob = subprocess.run(["tar", f"--format={fmt}", "--sparse", "--numeric-owner", "-C",
+                           str(src), "-cf", "-", "."], stdout=subprocess.PIPE,
+                          check=True).stdout
+    digest, diff, _ = store.layer(blob, "zstd")
+    tool("unpack-layer", store.root, digest, diff)
+    assert tree(store.layer_dir(diff)) == tree(src)
+    # and hull's own writer of the same tree
+    diff2 = tool("write-layer", store.root, src).stdout.split()[1]
+    assert tree(store.layer_dir(diff2)) == tree(src)
