@@ -8,6 +8,7 @@ overlayfs form, or not at all (no entry outside, no temporary directory, no
 lock file left); the overlay view equals the flattened copy; a layer written
 from a directory unpacks back to the same tree.
 """
+import errno
 import gzip
 import hashlib
 import io
@@ -467,6 +468,12 @@ def test_overlay_with_upper(store, tmp_path, mode):
         assert (target / "a/new").read_bytes() == b"an" and not (target / "a/x").exists()
         (target / "written").write_text("cow")
         os.unlink(target / "keep")
+        if mode != "copy":
+            # no redirects in an upper (it may become a layer): renaming a
+            # lower directory is EXDEV, and tools copy instead
+            with pytest.raises(OSError) as e:
+                os.rename(target / "b", target / "b2")
+            assert e.value.errno == errno.EXDEV
     finally:
         tool("umount", target)
     assert (upper / "written").read_text() == "cow"
