@@ -827,3 +827,26 @@ def test_gnu_tar_archive_of_a_host_tree(store, tmp_path, fmt):
     # and hull's own writer of the same tree
     diff2 = tool("write-layer", store.root, src).stdout.split()[1]
     assert tree(store.layer_dir(diff2)) == tree(src)
+
+
+def test_killed_unpack_is_redone(store):
+    """An unpacker killed half way leaves a temporary directory and its lock
+    file; the next one (under the same lock) removes them and unpacks."""
+    import signal
+    import time
+    tar = make_tar([entry(f"d/f{i:03d}", data=bytes([i]) * (1 << 20)) for i in range(100)])
+    digest, diff, _ = store.layer(tar, "zstd")
+    p = subprocess.Popen([str(TOOL), "unpack-layer", str(store.root), digest, diff])
+    caught = False
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        if store.layers.exists() and any(".tmp-" in n for n in os.listdir(store.layers)):
+            p.send_signal(signal.SIGKILL)
+            caught = True
+            break
+        time.sleep(0.001)
+    p.wait(timeout=60)
+    assert caught and p.returncode == -signal.SIGKILL, "the unpacker finished before the kill"
+    assert store.leftovers() != [] and not store.layer_dir(diff).exists()
+    tool("unpack-layer", store.root, digest, diff)
+    assert (store.layer_dir(diff) / "d/f099").read_bytes() == bytes([99]) * (1 << 20)
