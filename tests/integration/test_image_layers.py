@@ -850,3 +850,29 @@ def test_killed_unpack_is_redone(store):
     assert store.leftovers() != [] and not store.layer_dir(diff).exists()
     tool("unpack-layer", store.root, digest, diff)
     assert (store.layer_dir(diff) / "d/f099").read_bytes() == bytes([99]) * (1 << 20)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mangled_tars_fail_cleanly(store, tmp_path, seed):
+    """Tars with bytes flipped in their headers: unpacked or refused, never
+    a crash, never anything outside the layer, never anything left over."""
+    import random
+    rnd = random.Random(seed)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    base = make_tar(sample_entries() + [entry("evil", "symlink", link=str(victim))])
+    outcomes = set()
+    for _ in range(25):
+        tar = bytearray(base)
+        for _ in range(rnd.randint(1, 8)):
+            block = rnd.randrange(len(tar) // 512)
+            tar[block * 512 + rnd.randrange(512)] = rnd.randrange(256)
+        digest, diff, _ = store.layer(bytes(tar))
+        p = tool("unpack-layer", store.root, digest, diff, ok=False)
+        assert p.returncode in (0, 1, EPERM_EXIT), p.stderr
+        outcomes.add(p.returncode)
+        assert p.returncode == 0 or not store.layer_dir(diff).exists()
+        assert list(victim.iterdir()) == []
+        assert sorted(x.name for x in tmp_path.iterdir()) == ["store", "victim"]
+        assert store.leftovers() == []
+    assert outcomes != {0}, "no mangled tar was refused: the test tests nothing"
