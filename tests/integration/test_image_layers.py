@@ -111,6 +111,8 @@ def tool(*args, ok=True, overlay=None):
         env["HULL_IMAGE_OVERLAY"] = overlay
     p = subprocess.run([str(TOOL), *map(str, args)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=300, env=env)
+    # under the ASan build a sanitizer report exits 1, like an error
+    assert "Sanitizer" not in p.stderr and "runtime error:" not in p.stderr, p.stderr
     if ok and p.returncode != 0:
         raise AssertionError(f"imagetool {args} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
