@@ -511,6 +511,21 @@ def test_one_layer_is_a_read_only_bind(store, tmp_path):
         tool("umount", target)
 
 
+def test_one_layer_with_upper(store, tmp_path):
+    layer = store.layer(make_tar([entry("only", data=b"1")]), "gzip")
+    ref = store.image("localhost/layers:oneup", [layer])
+    tool("unpack", store.root, ref)
+    target, upper, work = tmp_path / "root", tmp_path / "up", tmp_path / "work"
+    target.mkdir()
+    tool("mount", store.root, ref, target, upper, work)
+    try:
+        (target / "only").write_bytes(b"2")
+    finally:
+        tool("umount", target)
+    assert (upper / "only").read_bytes() == b"2"
+    assert (store.layer_dir(layer[1]) / "only").read_bytes() == b"1"
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_many_layers_beyond_a_page(store, tmp_path, mode):
     """Sixty layers: their absolute paths are more than a page of mount
