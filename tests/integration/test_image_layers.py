@@ -295,7 +295,12 @@ def test_later_entries_replace_earlier(store, tmp_path):
         entry("s/x", data=b"in the layer"),
         entry("f", data=b"old"),
         entry("f", data=b"new"),
+        entry("t", "symlink", link=str(victim / "file")),
+        entry("t", data=b"replaces the symlink, not its target"),
+        entry("h", "symlink", link=str(victim / "file")),
+        entry("h2", "link", link="h"),  # a link to the symlink itself
     ])
+    (victim / "file").write_bytes(b"victim")
     digest, diff, _ = store.layer(tar)
     tool("unpack-layer", store.root, digest, diff)
     d = store.layer_dir(diff)
@@ -303,7 +308,10 @@ def test_later_entries_replace_earlier(store, tmp_path):
     assert (d / "b").read_bytes() == b"b is a file now"
     assert not os.path.islink(d / "s") and (d / "s/x").read_bytes() == b"in the layer"
     assert (d / "f").read_bytes() == b"new"
-    assert list(victim.iterdir()) == []
+    assert (d / "t").read_bytes() == b"replaces the symlink, not its target"
+    assert os.readlink(d / "h2") == str(victim / "file")
+    assert os.lstat(d / "h2").st_ino == os.lstat(d / "h").st_ino
+    assert os.listdir(victim) == ["file"] and (victim / "file").read_bytes() == b"victim"
 
 
 ESCAPES = {
