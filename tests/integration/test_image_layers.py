@@ -902,3 +902,15 @@ def test_mangled_tars_fail_cleanly(store, tmp_path, seed):
         assert sorted(x.name for x in tmp_path.iterdir()) == ["store", "victim"]
         assert store.leftovers() == []
     assert outcomes != {0}, "no mangled tar was refused: the test tests nothing"
+
+
+@pytest.mark.parametrize("how", ["gzip", "zstd"])
+def test_multi_member_streams(store, how):
+    """A compressed layer in several members/frames (pigz, eStargz, zstd
+    --rsyncable writers): one uncompressed stream, one diff-id."""
+    tar = make_tar([entry(f"f{i}", data=os.urandom(3000)) for i in range(20)])
+    cut = [0, 7000, 20000, len(tar)]
+    blob = b"".join(compress(tar[a:b], how) for a, b in zip(cut, cut[1:]))
+    digest = store.blob(blob)
+    tool("unpack-layer", store.root, digest, sha(tar))
+    assert len(os.listdir(store.layer_dir(sha(tar)))) == 20
