@@ -914,3 +914,12 @@ def test_multi_member_streams(store, how):
     digest = store.blob(blob)
     tool("unpack-layer", store.root, digest, sha(tar))
     assert len(os.listdir(store.layer_dir(sha(tar)))) == 20
+
+
+@pytest.mark.parametrize("how", ["xz", "bzip2"])
+def test_other_compressions_refused(store, how):
+    tar = make_tar([entry("f", data=b"x")])
+    blob = subprocess.run([how, "-c"], input=tar, stdout=subprocess.PIPE, check=True).stdout
+    p = tool("unpack-layer", store.root, store.blob(blob), sha(tar), ok=False)
+    assert p.returncode == 1 and f"compressed with {how}" in p.stderr, p.stderr
+    assert not store.layer_dir(sha(tar)).exists()
