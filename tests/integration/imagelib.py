@@ -518,3 +518,30 @@ def http_put_blob(host, repo, data):
                                  headers={"Content-Type": "application/octet-stream"})
     urllib.request.urlopen(req, timeout=120).read()
     return d
+
+
+# ---- driving hull against a store ------------------------------------------
+
+HULL = os.environ.get("HULL", str(Path(__file__).resolve().parents[2] / "build" / "hull"))
+
+
+def hull_run(*args, root=None, check=False, timeout=300, env=None, input=None):
+    """Run `$HULL ARGS...` with HULL_IMAGE_ROOT=root; CompletedProcess (text); check raises with stderr."""
+    e = dict(os.environ)
+    if root is not None:
+        e["HULL_IMAGE_ROOT"] = str(root)
+    e.update(env or {})
+    r = subprocess.run([HULL, *map(str, args)], env=e, capture_output=True, text=True, timeout=timeout,
+                       input=input, stdin=None if input is not None else subprocess.DEVNULL)
+    if check and r.returncode != 0:
+        raise AssertionError(f"hull {' '.join(map(str, args))} exited {r.returncode}:\n{r.stderr}")
+    return r
+
+
+def hull_error_line(r):
+    """The one `hull: ...` line of a failed command's stderr (asserts non-zero exit and exactly one)."""
+    assert r.returncode != 0, f"expected a failure, got rc 0:\n{r.stdout}\n{r.stderr}"
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("hull: ")]
+    assert len(lines) == 1, f"expected one 'hull: ' error line, stderr was:\n{r.stderr}"
+    assert "Traceback" not in r.stderr and "Segmentation" not in r.stderr, r.stderr
+    return lines[0]
