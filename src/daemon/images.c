@@ -225,9 +225,8 @@ static void resp_pull_error(struct resp *r, hull_error *err)
     case EDQUOT:
         resp_error(r, 507, "insufficient_storage", NULL, "%s", msg);
         break;
-    case ECHILD:
+    case ECHILD: /* the puller died, or hulld could not talk to it */
     case ENOMEM:
-    case EPROTO:
         hull_log(HULL_LOG_ERROR, "%s", msg);
         resp_error(r, 500, "internal", NULL, "%s", msg);
         break;

@@ -37,7 +37,7 @@ static int pull(json_object *hdr, char **digest, hull_error *err)
 {
     const char *ref = hdr_opt(hdr, "ref"), *root = hdr_opt(hdr, "image_root");
     if (ref == NULL || root == NULL)
-        return hull_error_set(err, EPROTO, "puller: the request has no ref or image_root");
+        return hull_error_set(err, ECHILD, "puller: the request has no ref or image_root");
     json_object *tls = hj_get(hdr, "tls_verify");
     struct image_registry_opts o = {
         .platform = hdr_opt(hdr, "platform"),
