@@ -309,3 +309,20 @@ def test_network_host_is_the_hosts(store, tmp_path):
     r = build(store, ctx, "-t", "net")
     assert "Using cache" not in r.stderr
     assert (bundle(store, "net", tmp_path / "c") / "netdevs").read_text().split() == ["lo"]
+
+
+def test_run_is_confined(store, tmp_path):
+    """Real root, but with hull's default capabilities and the built-in
+    seccomp profile: no mount, no unshare, no chroot; /proc/kcore masked."""
+    ctx = context(tmp_path, "FROM base\n"
+                  "RUN (mount -t tmpfs t /mnt 2>/dev/null && echo mounted || echo refused) > /m; "
+                  "(unshare -m true 2>/dev/null && echo unshared || echo refused) > /u; "
+                  "grep CapEff /proc/self/status > /caps; "
+                  "grep Seccomp: /proc/self/status > /seccomp\n")
+    build(store, ctx, "-t", "conf")
+    root = bundle(store, "conf", tmp_path / "b")
+    assert (root / "m").read_text() == "refused\n"
+    assert (root / "u").read_text() == "refused\n"
+    assert (root / "seccomp").read_text().split() == ["Seccomp:", "2"]
+    # CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE: bits 5, 10, 29.
+    assert int((root / "caps").read_text().split()[1], 16) == (1 << 5) | (1 << 10) | (1 << 29)

@@ -1,6 +1,9 @@
 /* RUN: the command in a hull container on the mounted image. The spec is
  * what `hull spec` writes (capabilities, masked and read-only paths,
- * namespaces: pid, network, ipc, uts, mount, cgroup) with the image's
+ * namespaces: pid, network, ipc, uts, mount, cgroup) plus hull's built-in
+ * seccomp profile (the sandbox's: the command is real root of the host's
+ * user namespace, so the kernel surface it reaches is cut down as Docker's
+ * default profile does for builds), with the image's
  * environment, working directory and user, real root (no user namespace),
  * no terminal, stdin /dev/null, and no cgroup of its own: the build is a
  * short-lived child of the builder, and a container without a cgroup
@@ -213,8 +216,14 @@ static int run_container(struct build_run *r, struct hull_spec *spec, int sfd, h
     struct hull_container_ctx c;
     if (null < 0)
         return hull_error_errno(err, "open /dev/null");
-    if (hull_container_setup(&rt, &co, &so, &c, err) < 0)
+    struct hull_seccomp_filter *filter = NULL;
+    if (hull_seccomp_compile(hull_seccomp_default_sandbox(), &filter, err) < 0)
+        return hull_error_prefix(err, "built-in seccomp profile");
+    so.seccomp = filter;
+    if (hull_container_setup(&rt, &co, &so, &c, err) < 0) {
+        hull_seccomp_filter_free(filter);
         return -1;
+    }
     int ret = 0, status = 0;
     bool interrupted = false;
     if (hull_sync_send(c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
@@ -241,6 +250,7 @@ static int run_container(struct build_run *r, struct hull_spec *spec, int sfd, h
     }
     hull_error_free(&e);
     hull_container_ctx_release(&c);
+    hull_seccomp_filter_free(filter);
     return ret;
 }
 
