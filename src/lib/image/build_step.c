@@ -409,7 +409,6 @@ static int apply_config(struct builder *b, struct step *st, hull_error *err)
         break;
     case CF_CMD:
         json_object_object_add(c, "Cmd", json_strv(st->argv));
-        b->cmd_set = true;
         break;
     case CF_ENTRYPOINT:
         json_object_object_add(c, "Entrypoint", json_strv(st->argv));
@@ -748,6 +747,9 @@ int builder_step(struct builder *b, struct cf_instr *in, bool pre_from, hull_err
         break;
     default:
         r = prep_config(b, &st, err) < 0 ? -1 : cached_step(b, &st, err);
+        /* Whether from the cache or not: a later ENTRYPOINT keeps this CMD. */
+        if (in->op == CF_CMD)
+            b->cmd_set = true;
         break;
     }
     step_free(&st);
