@@ -265,12 +265,14 @@ def test_add_extracts_archives_and_refuses_urls(store, tmp_path):
 
 def test_run_exec_form_user_and_args(store, tmp_path):
     ctx = context(tmp_path, "FROM base\nARG WHO\nUSER app\n"
-                  "RUN [\"/bin/sh\", \"-c\", \"id -u > /tmp/uid; echo $WHO > /tmp/who\"]\n"
-                  "USER root\nRUN cp /tmp/uid /tmp/who /\n")
+                  "RUN [\"/bin/sh\", \"-c\", \"id -u > /tmp/uid; echo $WHO > /tmp/who; "
+                  "echo $HOME > /tmp/homedir\"]\n"
+                  "USER root\nRUN cp /tmp/uid /tmp/who /tmp/homedir /\n")
     build(store, ctx, "-t", "u", "--build-arg", "WHO=me")
     root = bundle(store, "u", tmp_path / "b")
     assert (root / "uid").read_text() == "1000\n"
     assert (root / "who").read_text() == "me\n"
+    assert (root / "homedir").read_text() == "/home/app\n"
 
 
 def test_killed_build_leaves_no_mount_or_process(store, tmp_path):
