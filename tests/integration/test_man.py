@@ -21,9 +21,10 @@ IMAGE_VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "rem
                "import", "load", "save", "bundle", "build", "prepare"]
 PAGES = {
     "hull-vm.1": ([HULL, "vm", "--help"], {"--root"}),
-    # hull image: its own help and every command's
+    # hull image: its own help and every command's (and `hull sandbox run
+    # --image`, which runs what it stores)
     "hull-image.1": ([[HULL, "image", "--help"]] +
-                     [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], set()),
+                     [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], {"--image"}),
     "hull-token.1": ([HULL, "token", "--help"], set()),
     "hulld.8": ([HULLD, "--help"], set()),
 }
