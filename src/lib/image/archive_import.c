@@ -49,7 +49,8 @@ static int extract_entry(struct archive *a, struct archive *w, struct archive_en
     if (rel[0] == '\0')
         return 0;
     char full[PATH_MAX];
-    snprintf(full, sizeof(full), "%s/%s", dir, rel);
+    if (snprintf(full, sizeof(full), "%s/%s", dir, rel) >= (int)sizeof(full))
+        return hull_error_set(err, ENAMETOOLONG, "%s: name too long", rel);
     archive_entry_set_pathname(e, full);
     const char *hard = archive_entry_hardlink(e);
     if (hard != NULL) {
@@ -57,7 +58,8 @@ static int extract_entry(struct archive *a, struct archive *w, struct archive_en
         if (hrel == NULL || hrel[0] == '\0')
             return hull_error_set(err, EPERM, "%s: refused: hard link outside the root", rel);
         char hfull[PATH_MAX];
-        snprintf(hfull, sizeof(hfull), "%s/%s", dir, hrel);
+        if (snprintf(hfull, sizeof(hfull), "%s/%s", dir, hrel) >= (int)sizeof(hfull))
+            return hull_error_set(err, ENAMETOOLONG, "%s: name too long", hrel);
         archive_entry_set_hardlink(e, hfull);
     }
     if (archive_write_header(w, e) != ARCHIVE_OK)
