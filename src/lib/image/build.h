@@ -121,6 +121,7 @@ struct build_run {
     const char *cwd;    /* absolute */
     const char *user;   /* USER: "name|uid[:group|gid]", or NULL for root */
     bool network;       /* the host's network instead of a new one with lo only */
+    int id_seq;         /* makes the container id unique in the build */
     int exit_code;      /* filled */
 };
 /* Run it in a container to its end: 0 when it ran (whatever its exit
@@ -138,6 +139,7 @@ struct build_copy {
     int root_fd;          /* O_PATH of the mounted image */
     uid_t uid;            /* owner of what is copied */
     gid_t gid;
+    mode_t chmod;              /* --chmod: 010000 | mode, or 0 to keep the sources' */
     bool add; /* ADD: local tar archives are extracted */
 };
 /* sha256 (64 hex) of the sources: names, types, modes and bytes. */
