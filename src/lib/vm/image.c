@@ -70,8 +70,9 @@ static int image_tool(char *out, size_t len, hull_error *err)
     return 0;
 }
 
-/* hull-image VERB [--quiet] --image-root ROOT REF, its stdout onto our
- * stderr (a --json caller's stdout is the result alone). */
+/* hull-image VERB [--quiet] --image-root ROOT REF. Its stdout (the
+ * digest) is not wanted, and a --json caller's stdout is the result
+ * alone; its stderr says what went wrong. */
 static int run_tool(const char *verb, const char *root, const char *ref, hull_error *err)
 {
     char tool[PATH_MAX];
@@ -91,7 +92,7 @@ static int run_tool(const char *verb, const char *root, const char *ref, hull_er
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     extern char **environ;
     pid_t pid;
     int r = posix_spawn(&pid, tool, &fa, NULL, argv, environ);
