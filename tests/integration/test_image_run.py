@@ -304,15 +304,28 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
         h.ok("vm", "start", vid, timeout=600)
         out = h.sh(vid, 'cat /etc/os-release; echo "$GREETING:$(pwd)"')
         assert out == OS_RELEASE + "hello:/srv\n"
-        use = root / "hull" / "using" / imgs[CFG].digest.split(":")[1]
-        assert use.exists()
+        hexd = imgs[CFG].digest.split(":")[1]
+        disk = root / "hull" / "disks" / f"{hexd}.sqfs"
+        assert st["measured"]["rootfs"]["path"] == str(disk)
+        # QEMU itself holds the image's use mark (the hull that started it is gone).
+        qemu = test_vm_lib.qemu_pids(vid)
+        assert len(qemu) == 1
+        use = root / "hull" / "using" / hexd
+        held = [os.readlink(f"/proc/{qemu[0]}/fd/{fd}") for fd in os.listdir(f"/proc/{qemu[0]}/fd")]
+        assert str(use) in held, held
         if has_image_remove():
             r = image_remove(root, CFG)
             assert r.returncode != 0 and "in use" in r.stderr, r.stderr
+            # prune keeps what a running VM uses, its disk included.
+            r = run("image", "prune", "--image-root", root, root=root)
+            assert r.returncode == 0 and disk.exists(), r.stderr
         h.ok("vm", "stop", vid)
         if has_image_remove():
             r = image_remove(root, CFG)
             assert r.returncode == 0, r.stderr
+            r = run("image", "prune", "--image-root", root, root=root)
+            assert r.returncode == 0 and not disk.exists(), r.stderr
+            # Stopped, it holds nothing: its image is gone, and it says so.
             r = h.run("vm", "start", vid)
             assert r.returncode != 0 and b"removed" in r.stderr, r.stderr
     finally:
