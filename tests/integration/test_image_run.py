@@ -255,6 +255,34 @@ def test_bad_image_requests_are_refused_by_name(store, tmp_path):
     assert p.returncode == 125 and "no command" in p.stderr
 
 
+def test_an_absent_image_is_pulled_unless_told_never(tmp_path):
+    from registrylib import Registry
+    layout = tmp_path / "layout"
+    img = write_oci_layout(layout, "bb", [bb_entries()], config={"Cmd": ["cat", "/etc/os-release"]})
+    root = tmp_path / "empty-store"
+    conf = tmp_path / "registries.conf"
+    with Registry(tmp_path) as reg:
+        assert reg.push_oci(layout, "bb", "levels/bb:1").returncode == 0
+        conf.write_text(f'[[registry]]\nprefix = "{reg.host}"\ninsecure = true\n')
+        ref = f"{reg.host}/levels/bb:1"
+        env = dict(os.environ, HULL_REGISTRIES_CONF=str(conf))
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), "--pull",
+                            "never", "--image", ref], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert p.returncode == 125 and not (root / "index.json").exists(), p.stderr
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), "--image",
+                            ref], capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout)
+        assert r["verdict"] == "ok" and r["stdout"] == OS_RELEASE, r
+        assert r["image"]["digest"] == img.digest
+        # Stored now: the next run does not ask the registry again.
+        gets = len(reg.requests("GET"))
+        rc, r, err = sandbox(root, "--pull", "never", "--image", ref)
+        assert rc == 0 and r["stdout"] == OS_RELEASE, err
+        assert len(reg.requests("GET")) == gets
+
+
 # ---- microVM level ---------------------------------------------------------------
 
 @pytest.fixture
