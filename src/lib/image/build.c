@@ -119,6 +119,7 @@ static void tmp_remove(struct builder *b)
 static void builder_free(struct builder *b)
 {
     tmp_remove(b);
+    hull_closep(&b->pin);
     containerfile_free(&b->cf);
     hull_closep(&b->context_fd);
     hull_strv_free(b->ignore);
@@ -255,7 +256,8 @@ static int build_all(struct builder *b, char **digest, hull_error *err)
             return hull_error_set(err, ENOTSUP,
                                   "%s:%d: a second FROM: multi-stage builds are not supported",
                                   b->cf.name, b->cf.v[j].line);
-    if (tmp_create(b, err) < 0)
+    /* Blobs written before the commit names them: prune keeps away. */
+    if (tmp_create(b, err) < 0 || (b->pin = image_store_pin(b->s, err)) < 0)
         return -1;
     b->n_steps = (int)(b->cf.n - i);
     for (size_t j = 0; j < b->cf.n; j++) {
@@ -285,8 +287,12 @@ static __attribute__((noreturn)) void build_child(struct image_store *s,
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     hull_error err = NULL;
     cleanup_free char *digest = NULL;
-    struct builder b = {
-        .s = s, .o = o, .log = o->log ? o->log : stderr, .context_fd = -1, .tmp_lock = -1};
+    struct builder b = {.s = s,
+                        .o = o,
+                        .log = o->log ? o->log : stderr,
+                        .context_fd = -1,
+                        .tmp_lock = -1,
+                        .pin = -1};
     int r;
     if (unshare(CLONE_NEWNS) < 0)
         r = hull_error_errno(&err, "unshare(CLONE_NEWNS)");
