@@ -328,3 +328,25 @@ def test_run_is_confined(store, tmp_path):
     assert (root / "seccomp").read_text().split() == ["Seccomp:", "2"]
     # CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE: bits 5, 10, 29.
     assert int((root / "caps").read_text().split()[1], 16) == (1 << 5) | (1 << 10) | (1 << 29)
+
+
+def test_concurrent_builds_share_a_store(store, tmp_path):
+    """Each build's temporary directory is locked: a second build starting
+    meanwhile (which sweeps what killed builds left) leaves it alone."""
+    from imagelib import HULL
+    e = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+    procs = []
+    for i in range(3):
+        ctx = context(tmp_path, f"FROM base\nRUN echo started; sleep {3 if i == 0 else 1}; "
+                      f"echo {i} > /n\nCOPY f /f\n", {"f": f"{i}\n"}, name=f"c{i}")
+        procs.append(subprocess.Popen([HULL, "image", "build", "-t", f"c{i}", str(ctx)], env=e,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        if i == 0:
+            # The others start (and sweep hull/tmp) while this one runs.
+            assert procs[0].stdout.readline() == "started\n"
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    for i in range(3):
+        root = bundle(store, f"c{i}", tmp_path / f"b{i}")
+        assert (root / "n").read_text() == f"{i}\n" and (root / "f").read_text() == f"{i}\n"
