@@ -350,3 +350,28 @@ def test_concurrent_builds_share_a_store(store, tmp_path):
     for i in range(3):
         root = bundle(store, f"c{i}", tmp_path / f"b{i}")
         assert (root / "n").read_text() == f"{i}\n" and (root / "f").read_text() == f"{i}\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_build_cleans_up(store, tmp_path, sig):
+    """INT or TERM during RUN: the command is killed, the build fails saying
+    so, and its temporary directory is gone at once (the store fixture checks
+    hull/tmp is empty)."""
+    from imagelib import HULL
+    marker = f"hull-build-int-{os.getpid()}-{int(sig)}"
+    ctx = context(tmp_path, f"FROM base\nRUN echo started; sleep 600; echo {marker}\n")
+    e = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+    p = subprocess.Popen([HULL, "image", "build", "-t", "interrupted", str(ctx)], env=e,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "started\n"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode != 0
+    assert "interrupted" in err, err
+    assert not [q for q in pids_with_cmdline_containing(marker) if pid_alive(q)]
+    assert "interrupted" not in hull_run("image", "list", root=store, check=True).stdout
