@@ -235,13 +235,17 @@ def test_copy_cannot_leave_the_context(store, tmp_path):
 
 
 def test_from_scratch_copy_and_ignore(store, tmp_path):
-    ctx = context(tmp_path, "FROM scratch\nCOPY . /\nCMD [\"/hello\"]\n",
+    ctx = context(tmp_path, "FROM scratch\nCOPY . /\nCOPY --chmod=0604 --chown=7:8 hello /x/h2\n"
+                  "CMD [\"/hello\"]\n",
                   {"hello": "hi\n", "skip.log": "no\n", "keep/a": "a\n", "keep/b.log": "no\n",
                    ".containerignore": "*.log\n**/*.log\nContainerfile\n.containerignore\n"})
     build(store, ctx, "-t", "scratchy")
     img = inspect(store, "scratchy")
-    assert len(img["layers"]) == 1
+    assert len(img["layers"]) == 2
     assert layer_files(store, img["layers"][0]["diff_id"]) == ["hello", "keep", "keep/a"]
+    assert layer_files(store, img["layers"][1]["diff_id"]) == ["x", "x/h2"]
+    st = os.stat(bundle(store, "scratchy", tmp_path / "b") / "x" / "h2")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o604, 7, 8)
     assert img["config"]["Cmd"] == ["/hello"]
 
 
