@@ -200,7 +200,7 @@ int img_list(struct img_cli *c, int argc, char **argv)
     }
     image_entries_free(e, n);
     if (json)
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
     return rc;
 }
@@ -293,8 +293,8 @@ int img_inspect(struct img_cli *c, int argc, char **argv)
         }
         json_object_array_add(arr, o);
     }
-    puts(json_object_to_json_string_ext(arr,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
     return rc;
 }
 
