@@ -279,6 +279,8 @@ int img_inspect(struct img_cli *c, int argc, char **argv)
     }
     if (img_need_args(c, argc, argv, -1, "IMAGE") != 0)
         return 1;
+    if (c->format != NULL && strcmp(c->format, "json") != 0)
+        return img_usage(c, "--format: '%s' is not json (the only format of inspect)", c->format);
     hull_error err = NULL;
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, false, &s, &err) < 0)
