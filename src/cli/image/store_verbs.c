@@ -176,7 +176,11 @@ int img_list(struct img_cli *c, int argc, char **argv)
             continue;
         }
         if (c->quiet && !json) {
-            printf("%s\n", short_id(e[i].desc.digest));
+            bool seen = false; /* one line per image, however many names */
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = strcmp(e[j].desc.digest, e[i].desc.digest) == 0;
+            if (!seen)
+                printf("%s\n", short_id(e[i].desc.digest));
             continue;
         }
         char repo[512], tag[160], size[32], age[64];
