@@ -278,7 +278,7 @@ const char *image_index_entry_name(json_object *entry)
 
 /* ---- names ---- */
 
-static void entry_free(struct image_entry *e)
+void image_entry_clear(struct image_entry *e)
 {
     free(e->name);
     image_desc_free(&e->desc);
@@ -291,7 +291,7 @@ void image_entries_free(struct image_entry *e, size_t n)
     if (e == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        entry_free(&e[i]);
+        image_entry_clear(&e[i]);
     free(e);
 }
 
@@ -303,7 +303,7 @@ static int entry_copy(const struct image_entry *in, struct image_entry *out, hul
     out->name = in->name ? strdup(in->name) : NULL;
     out->created = in->created ? strdup(in->created) : NULL;
     if ((in->name && !out->name) || (in->created && !out->created)) {
-        entry_free(out);
+        image_entry_clear(out);
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     return 0;
@@ -326,7 +326,7 @@ static int entry_from_json(json_object *o, size_t i, struct image_entry *out, hu
     if (created && json_object_is_type(created, json_type_string))
         out->created = strdup(json_object_get_string(created));
     if ((name && !out->name) || (created && !out->created)) {
-        entry_free(out);
+        image_entry_clear(out);
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     return 0;
@@ -519,8 +519,15 @@ static size_t index_drop_name(json_object *index, const char *name)
 int image_store_tag(struct image_store *s, const char *name, const struct image_desc *desc,
                     hull_error *err)
 {
-    if (name == NULL || name[0] == '\0')
-        return hull_error_set(err, EINVAL, "tag: empty name");
+    /* Stored in normal form: "app" and "docker.io/library/app:latest" are
+     * one name, whoever tags it. */
+    cleanup_image_ref struct image_ref ref = {0};
+    if (image_ref_parse(name, &ref, err) < 0)
+        return -1;
+    cleanup_free char *full = image_ref_name(&ref);
+    if (full == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    name = full;
     if (!image_digest_valid(desc->digest) || desc->media_type == NULL || desc->size < 0)
         return hull_error_set(err, EINVAL, "tag %s: invalid descriptor", name);
     /* No name may point at nothing. */
@@ -571,7 +578,7 @@ void image_free(struct image *img)
 {
     if (img == NULL)
         return;
-    entry_free(&img->entry);
+    image_entry_clear(&img->entry);
     image_manifest_free(&img->manifest);
     image_config_free(&img->config);
     free(img->manifest_digest);
@@ -595,7 +602,7 @@ static int entry_for_blob(struct image_store *s, const char *digest, struct imag
     out->desc.digest = strdup(digest);
     out->desc.size = (int64_t)len;
     if (!out->desc.media_type || !out->desc.digest) {
-        entry_free(out);
+        image_entry_clear(out);
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     return 0;
