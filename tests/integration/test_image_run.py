@@ -332,6 +332,10 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
         h.ok("vm", "start", vid, timeout=600)
         out = h.sh(vid, 'cat /etc/os-release; echo "$GREETING:$(pwd)"')
         assert out == OS_RELEASE + "hello:/srv\n"
+        # --env and --cwd over the image's; its PATH stays without one given.
+        p = h.run("vm", "exec", "--env", "GREETING=bye", "--cwd", "/tmp", vid, "--", "sh", "-c",
+                  'echo "$GREETING:$(pwd):$PATH:$ONLY_IMAGE"')
+        assert p.returncode == 0 and p.stdout.decode() == "bye:/tmp:/bin:yes\n", p.stderr
         hexd = imgs[CFG].digest.split(":")[1]
         disk = root / "hull" / "disks" / f"{hexd}.sqfs"
         assert st["measured"]["rootfs"]["path"] == str(disk)
