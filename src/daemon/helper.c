@@ -75,6 +75,8 @@ int helper_main(const char *mode, const char *state_dir)
     }
     if (strcmp(mode, "keeper") == 0)
         return keeper_loop(sock);
+    if (strcmp(mode, "puller") == 0)
+        return puller_main(sock);
     if (strcmp(mode, "worker") == 0) {
         hull_error err = NULL;
         struct hull_store *st = NULL;

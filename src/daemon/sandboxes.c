@@ -261,7 +261,8 @@ static void create(const struct request *rq, struct resp *r)
         return;
     }
     unsigned lifetime;
-    if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0)
+    if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
+        request_image(doc, r) < 0)
         return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();

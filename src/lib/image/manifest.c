@@ -504,33 +504,3 @@ int image_desc_copy(const struct image_desc *in, struct image_desc *out, hull_er
     }
     return 0;
 }
-
-static int child_add(json_object *d, char ***out, hull_error *err)
-{
-    json_object *dg = hj_get(d, "digest");
-    if (dg == NULL || !json_object_is_type(dg, json_type_string))
-        return 0;
-    if (hull_strv_append(out, json_object_get_string(dg)) < 0)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    return 0;
-}
-
-int image_doc_children(const char *text, size_t len, char ***out, hull_error *err)
-{
-    cleanup_json json_object *doc = NULL;
-    if (doc_parse(text, len, HULL_IMAGE_MANIFEST_MAX, "document", &doc, err) < 0)
-        return -1;
-    json_object *config = hj_get(doc, "config");
-    if (config && child_add(config, out, err) < 0)
-        return -1;
-    static const char *const arrays[] = {"layers", "manifests", "blobs"};
-    for (size_t a = 0; a < sizeof(arrays) / sizeof(arrays[0]); a++) {
-        json_object *arr = hj_get(doc, arrays[a]);
-        if (arr == NULL || !json_object_is_type(arr, json_type_array))
-            continue;
-        for (size_t i = 0; i < json_object_array_length(arr); i++)
-            if (child_add(json_object_array_get_idx(arr, i), out, err) < 0)
-                return -1;
-    }
-    return 0;
-}

@@ -278,7 +278,7 @@ const char *image_index_entry_name(json_object *entry)
 
 /* ---- names ---- */
 
-static void entry_free(struct image_entry *e)
+void image_entry_clear(struct image_entry *e)
 {
     free(e->name);
     image_desc_free(&e->desc);
@@ -291,7 +291,7 @@ void image_entries_free(struct image_entry *e, size_t n)
     if (e == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        entry_free(&e[i]);
+        image_entry_clear(&e[i]);
     free(e);
 }
 
@@ -303,7 +303,7 @@ static int entry_copy(const struct image_entry *in, struct image_entry *out, hul
     out->name = in->name ? strdup(in->name) : NULL;
     out->created = in->created ? strdup(in->created) : NULL;
     if ((in->name && !out->name) || (in->created && !out->created)) {
-        entry_free(out);
+        image_entry_clear(out);
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     return 0;
@@ -326,7 +326,7 @@ static int entry_from_json(json_object *o, size_t i, struct image_entry *out, hu
     if (created && json_object_is_type(created, json_type_string))
         out->created = strdup(json_object_get_string(created));
     if ((name && !out->name) || (created && !out->created)) {
-        entry_free(out);
+        image_entry_clear(out);
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     return 0;
@@ -571,7 +571,7 @@ void image_free(struct image *img)
 {
     if (img == NULL)
         return;
-    entry_free(&img->entry);
+    image_entry_clear(&img->entry);
     image_manifest_free(&img->manifest);
     image_config_free(&img->config);
     free(img->manifest_digest);
@@ -595,7 +595,7 @@ static int entry_for_blob(struct image_store *s, const char *digest, struct imag
     out->desc.digest = strdup(digest);
     out->desc.size = (int64_t)len;
     if (!out->desc.media_type || !out->desc.digest) {
-        entry_free(out);
+        image_entry_clear(out);
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     return 0;

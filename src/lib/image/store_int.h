@@ -25,6 +25,8 @@ void image_blob_relpath(char out[IMAGE_PATH_MAX], const char *digest);
  * callers hold the store lock. */
 int image_index_read(struct image_store *s, json_object **out, hull_error *err);
 int image_index_write(struct image_store *s, json_object *index, hull_error *err);
+/* Free an entry's strings (not the entry). */
+void image_entry_clear(struct image_entry *e);
 /* The ref.name annotation of an index.json entry, or NULL. */
 const char *image_index_entry_name(json_object *entry);
 
@@ -32,10 +34,6 @@ const char *image_index_entry_name(json_object *entry);
 int image_desc_from_json(json_object *o, const char *path, bool with_platform,
                          struct image_desc *out, hull_error *err);
 int image_desc_copy(const struct image_desc *in, struct image_desc *out, hull_error *err);
-/* Digests a document refers to (config, layers, manifests), leniently: for
- * reachability, not validation. Each is appended to *out (strv). */
-int image_doc_children(const char *text, size_t len, char ***out, hull_error *err);
-
 /* The store lock for the length of a scope, taken only when the handle does
  * not hold it already (image_store_tag inside a caller's locked section). */
 struct image_lock_guard {
