@@ -599,6 +599,10 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
             rc = hull_error_errno(err, "open hull/layers/%s", tmp);
         else
             rc = unpack_stream(blobfd, rootfd, layer_digest, got, err);
+        /* On disk before its name says it is complete: a layer is never
+         * unpacked twice, so a crash must not leave a truncated one. */
+        if (rc == 0 && syncfs(rootfd) < 0)
+            rc = hull_error_errno(err, "sync hull/layers/%s", tmp);
     }
     if (rc == 0 && strcmp(got, hex) != 0)
         rc = hull_error_set(err, EINVAL,
