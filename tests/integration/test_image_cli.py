@@ -411,3 +411,42 @@ def test_errors_name_the_verb_and_change_nothing(tmp_path):
     assert sorted(os.listdir(full)) == ["keep"]
     assert not (tmp_path / "nb").exists() and not (tmp_path / "x.tar").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+# ---- registries -------------------------------------------------------------------------------
+
+def test_login_push_pull_through_the_cli(tmp_path):
+    from registrylib import Registry
+    root, other = tmp_path / "store", tmp_path / "other"
+    digest = import_app(tmp_path, root, compression="gzip")
+    auth = tmp_path / "auth.json"
+    with Registry(tmp_path, htpasswd={"ci": "s3cret"}) as reg:
+        dest = f"{reg.host}/team/app:1"
+        # no credentials yet: refused, and nothing printed on stdout
+        r = img(root, "--tls-verify=false", "--authfile", auth, "push", "localhost/app:1", dest)
+        failed(r, f"push {dest}")
+        assert r.stdout == ""
+        # a wrong password is refused and stores nothing
+        r = img(root, "login", "--tls-verify=false", "--authfile", auth, "-u", "ci",
+                "--password-stdin", reg.host, input="wrong\n")
+        failed(r, f"login {reg.host}")
+        assert not auth.exists() or reg.host not in auth.read_text()
+        img(root, "login", "--tls-verify=false", "--authfile", auth, "-u", "ci",
+            "--password-stdin", reg.host, input="s3cret\n", check=True)
+        assert reg.host in json.loads(auth.read_text())["auths"]
+        r = img(root, "push", "--tls-verify=false", "--authfile", auth, "localhost/app:1", dest,
+                check=True)
+        assert r.stdout.strip() == digest
+        # -p works but warns that the password shows in ps
+        r = img(other, "login", "--tls-verify=false", "--authfile", tmp_path / "auth2.json",
+                "-u", "ci", "-p", "s3cret", reg.host, check=True)
+        assert "warning" in r.stderr
+        r = img(other, "pull", "-q", "--tls-verify=false", "--authfile", auth, dest, check=True)
+        assert r.stdout.strip() == digest and r.stderr == ""
+        assert inspect(other, dest)["digest"] == digest
+        img(other, "logout", "--authfile", auth, reg.host, check=True)
+        assert reg.host not in json.loads(auth.read_text()).get("auths", {})
+        before = store_snapshot(other)
+        r = img(other, "pull", "--tls-verify=false", "--authfile", auth, f"{reg.host}/team/app:2")
+        failed(r, f"pull {reg.host}/team/app:2")
+        assert store_snapshot(other) == before
