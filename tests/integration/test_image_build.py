@@ -298,3 +298,14 @@ def test_killed_build_leaves_no_mount_or_process(store, tmp_path):
     assert "killed-build" not in hull_run("image", "list", root=store, check=True).stdout
     # What the killed build left in hull/tmp goes with the next build.
     build(store, context(tmp_path, "FROM base\nENV A=1\n", name="next"), "-t", "n")
+
+
+def test_network_host_is_the_hosts(store, tmp_path):
+    ctx = context(tmp_path, "FROM base\nRUN ls /sys/class/net > /netdevs\n")
+    build(store, ctx, "-t", "net", "--network", "host")
+    root = bundle(store, "net", tmp_path / "b")
+    assert sorted((root / "netdevs").read_text().split()) == sorted(os.listdir("/sys/class/net"))
+    # The default: a network namespace of its own (a separate cache entry).
+    r = build(store, ctx, "-t", "net")
+    assert "Using cache" not in r.stderr
+    assert (bundle(store, "net", tmp_path / "c") / "netdevs").read_text().split() == ["lo"]
