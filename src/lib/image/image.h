@@ -53,7 +53,7 @@
 
 #include "util/error.h"
 
-#define HULL_IMAGE_DEFAULT_ROOT "/var/lib/hull/images"
+#define HULL_IMAGE_DEFAULT_ROOT     "/var/lib/hull/images"
 #define HULL_IMAGE_DEFAULT_REGISTRY "docker.io"
 /* Documents larger than this are refused before parsing (manifests, indexes,
  * configs); a blob's size comes from its descriptor and is checked while
@@ -104,11 +104,11 @@ struct image_desc {
 void image_desc_free(struct image_desc *d);
 
 struct image_manifest {
-    char *media_type;           /* OCI or Docker manifest type */
+    char *media_type; /* OCI or Docker manifest type */
     struct image_desc config;
-    struct image_desc *layers;  /* in order, base first */
+    struct image_desc *layers; /* in order, base first */
     size_t n_layers;
-    json_object *annotations;   /* may be NULL */
+    json_object *annotations; /* may be NULL */
 };
 void image_manifest_free(struct image_manifest *m);
 #define cleanup_image_manifest __attribute__((cleanup(image_manifest_free)))
@@ -118,9 +118,9 @@ struct image_config {
     char *os, *arch, *variant;
     char **entrypoint, **cmd, **env; /* NULL-terminated, may be NULL */
     char *working_dir, *user, *stop_signal;
-    char **exposed_ports;            /* "80/tcp", ... */
-    json_object *labels;             /* may be NULL */
-    char **diff_ids;                 /* rootfs.diff_ids, one per layer */
+    char **exposed_ports; /* "80/tcp", ... */
+    json_object *labels;  /* may be NULL */
+    char **diff_ids;      /* rootfs.diff_ids, one per layer */
     size_t n_diff_ids;
 };
 void image_config_free(struct image_config *c);
@@ -131,23 +131,21 @@ void image_config_free(struct image_config *c);
  * document has none), NULL with err set otherwise. */
 const char *image_doc_kind(const char *text, size_t len, const char *transport_type,
                            hull_error *err);
-int image_manifest_parse(const char *text, size_t len, struct image_manifest *out,
-                         hull_error *err);
+int image_manifest_parse(const char *text, size_t len, struct image_manifest *out, hull_error *err);
 /* From an index or Docker manifest list: the manifest for platform
  * ("linux/amd64" when NULL). ENOENT names the platforms there are. */
-int image_index_select(const char *text, size_t len, const char *platform,
-                       struct image_desc *out, hull_error *err);
-int image_config_parse(const char *text, size_t len, struct image_config *out,
+int image_index_select(const char *text, size_t len, const char *platform, struct image_desc *out,
                        hull_error *err);
+int image_config_parse(const char *text, size_t len, struct image_config *out, hull_error *err);
 /* The host's platform, "linux/amd64" on x86_64. */
 const char *image_host_platform(void);
 
 /* ---- the store (store.c) ---- */
 
 struct image_store {
-    char *root;  /* absolute */
-    int rootfd;  /* O_PATH|O_DIRECTORY of root */
-    int lockfd;  /* hull/lock while locked, else -1 */
+    char *root; /* absolute */
+    int rootfd; /* O_PATH|O_DIRECTORY of root */
+    int lockfd; /* hull/lock while locked, else -1 */
 };
 /* Open the store at root (NULL: $HULL_IMAGE_ROOT, else the default). With
  * create, make the layout (0700 root, oci-layout, empty index.json) when it
@@ -161,9 +159,9 @@ void image_store_unlock(struct image_store *s);
 
 /* One name in index.json. */
 struct image_entry {
-    char *name;            /* org.opencontainers.image.ref.name */
+    char *name;             /* org.opencontainers.image.ref.name */
     struct image_desc desc; /* the manifest (or index) it names */
-    char *created;         /* org.opencontainers.image.created, may be NULL */
+    char *created;          /* org.opencontainers.image.created, may be NULL */
 };
 void image_entries_free(struct image_entry *e, size_t n);
 int image_store_list(struct image_store *s, struct image_entry **out, size_t *n, hull_error *err);
@@ -185,8 +183,8 @@ bool image_blob_exists(struct image_store *s, const char *digest);
 /* Open a blob for reading (O_RDONLY|O_CLOEXEC). */
 int image_blob_open(struct image_store *s, const char *digest, hull_error *err);
 /* Read a whole blob of at most max bytes, checking its digest. */
-int image_blob_read(struct image_store *s, const char *digest, size_t max, char **out,
-                    size_t *len, hull_error *err);
+int image_blob_read(struct image_store *s, const char *digest, size_t max, char **out, size_t *len,
+                    hull_error *err);
 /* Store bytes as a blob; *digest_out (malloc'd) names it. Atomic. */
 int image_blob_put(struct image_store *s, const char *data, size_t len, char **digest_out,
                    hull_error *err);
@@ -199,23 +197,25 @@ int image_blob_put(struct image_store *s, const char *data, size_t len, char **d
  * expected == NULL the digest is whatever was written. */
 struct image_blob_writer;
 int image_blob_writer_open(struct image_store *s, const char *expected, int64_t size,
-                           struct image_blob_writer **out, int64_t *resume_from,
-                           hull_error *err);
+                           struct image_blob_writer **out, int64_t *resume_from, hull_error *err);
 int image_blob_writer_write(struct image_blob_writer *w, const void *buf, size_t len,
                             hull_error *err);
 /* After open found the blob already stored (another writer finished it while
  * this one waited): true, and commit is a no-op. */
 bool image_blob_writer_done(const struct image_blob_writer *w);
+/* Commit frees w whether it succeeds or not (do not abort it afterwards); a
+ * blob of the wrong size or digest is refused with EIO and its bytes are
+ * dropped. After a failed write, abort. */
 int image_blob_writer_commit(struct image_blob_writer *w, char **digest_out, hull_error *err);
 /* Abort (keeps the .part for a resume only when keep_partial). Frees w. */
 void image_blob_writer_abort(struct image_blob_writer *w, bool keep_partial);
 
 /* A resolved, runnable image: everything read, digests checked. */
 struct image {
-    struct image_entry entry;     /* name (may be NULL for a bare digest) and descriptor */
+    struct image_entry entry; /* name (may be NULL for a bare digest) and descriptor */
     struct image_manifest manifest;
     struct image_config config;
-    char *manifest_digest;        /* of the platform manifest actually used */
+    char *manifest_digest; /* of the platform manifest actually used */
 };
 void image_free(struct image *img);
 #define cleanup_image __attribute__((cleanup(image_free)))
@@ -278,5 +278,30 @@ int image_layer_write(struct image_store *s, const char *dir, bool upper_dir,
 int image_commit(struct image_store *s, const char *name, json_object *config,
                  const struct image_desc *layers, char *const *diff_ids, size_t n,
                  char **manifest_digest, hull_error *err);
+
+/* ---- removing images, freeing space (gc.c) ---- */
+
+/* Remove an image. By name: drop that name. By ID (full digest or a unique
+ * prefix): drop every name of it, refused (EINVAL) when it has several
+ * unless force. Refused with EBUSY "image X is in use by a running sandbox
+ * or container" when the image would lose its last name while a run holds
+ * it (image_use), unless force. Blobs stay until image_store_prune. */
+int image_store_remove(struct image_store *s, const char *text, bool force, hull_error *err);
+
+struct image_prune_report {
+    size_t blobs, layers; /* blobs and unpacked layer directories removed */
+    uint64_t bytes;       /* bytes of the files removed */
+};
+/* Delete everything no name in index.json reaches (index -> manifests ->
+ * config + layers) and no run uses: blobs, unpacked layers (not locked for
+ * unpacking), microVM disks, abandoned ingest files, temporaries left by
+ * crashes. Waits for pins (below) to be released. r may be NULL. */
+int image_store_prune(struct image_store *s, struct image_prune_report *r, hull_error *err);
+
+/* A pin keeps prune away while blobs are written but not yet named (a pull,
+ * a build, a load, an import): hold it from the first blob written until
+ * image_store_tag. A shared flock on hull/gc.lock; returns the fd (close it
+ * to release). Prune takes the lock exclusively. */
+int image_store_pin(struct image_store *s, hull_error *err);
 
 #endif
