@@ -288,3 +288,120 @@ def skopeo_inspect(ref, creds=None, raw=False, tls_verify=False, cert_dir=None):
         args += ["--creds", creds]
     args.append(f"docker://{ref}")
     return json.loads(_run(args).stdout)
+
+
+class TokenServer:
+    """distribution's token auth: a realm on 127.0.0.1 handing out JWTs
+    (RS256, signed with the openssl CLI, the signing certificate in the x5c
+    header and in the registry's rootcertbundle).
+
+        with TokenServer(tmp_path, users={"u": "p"}) as ts:
+            with Registry(tmp_path, token=ts.registry_config()) as reg: ...
+
+    Anonymous requests get pull; a known user gets every action asked for;
+    wrong credentials get 401. self.issued lists (user, [scopes]) per token.
+    """
+
+    SERVICE = "hull-test-registry"
+    ISSUER = "hull-test-issuer"
+
+    def __init__(self, tmp_path, users=None, anonymous_pull=True):
+        self.dir = Path(tmp_path) / f"token-{free_port()}"
+        self.dir.mkdir(parents=True)
+        self.users = dict(users or {})
+        self.anonymous_pull = anonymous_pull
+        self.issued = []
+        self.key = self.dir / "token.key"
+        self.cert = self.dir / "token.crt"
+        _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+              str(self.key), "-out", str(self.cert), "-days", "2", "-subj", "/CN=hull token signer"])
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.server = None
+        self.port = None
+
+    def registry_config(self):
+        return {"realm": f"http://127.0.0.1:{self.port}/token", "service": self.SERVICE,
+                "issuer": self.ISSUER, "rootcertbundle": str(self.cert)}
+
+    @staticmethod
+    def _b64url(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    def _sign(self, claims):
+        import json
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing = (self._b64url(json.dumps(header).encode()) + "." +
+                   self._b64url(json.dumps(claims).encode()))
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                             input=signing.encode(), capture_output=True, check=True).stdout
+        return signing + "." + self._b64url(sig)
+
+    def _grant(self, user, scopes):
+        access = []
+        for s in scopes:
+            parts = s.split(":")
+            if len(parts) < 3:
+                continue
+            typ, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
+            if user is None:
+                actions = [a for a in actions if a == "pull"] if self.anonymous_pull else []
+            access.append({"type": typ, "name": name, "actions": actions})
+        now = int(time.time())
+        return {"iss": self.ISSUER, "sub": user or "", "aud": self.SERVICE, "exp": now + 600,
+                "nbf": now - 10, "iat": now, "jti": f"{now}-{len(self.issued)}", "access": access}
+
+    def start(self):
+        import json
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        ts = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                u = urllib.parse.urlparse(self.path)
+                q = urllib.parse.parse_qs(u.query)
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    name, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+                    if ts.users.get(name) != pw:
+                        self.send_response(401)
+                        self.send_header("Content-Type", "application/json")
+                        self.end_headers()
+                        self.wfile.write(b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}')
+                        return
+                    user = name
+                scopes = q.get("scope", [])
+                ts.issued.append((user, scopes))
+                body = json.dumps({"token": ts._sign(ts._grant(user, scopes)),
+                                   "expires_in": 600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
+            self.server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -14,10 +14,8 @@ ones the other reads, and that what runs is the image's content (files the
 peer's build wrote, whiteouts applied, config honoured).
 """
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -1,0 +1,186 @@
+/* Layer directories on disk (see layers.h): no libarchive, no libcurl. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "image/image.h"
+#include "image/layers.h"
+#include "util/error.h"
+
+bool image_layer_digest_ok(const char *d)
+{
+    if (d == NULL || strncmp(d, "sha256:", 7) != 0 || strlen(d) != 7 + 64)
+        return false;
+    for (const char *p = d + 7; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+void image_hex(const unsigned char *md, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int image_layer_clean_name(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    const char *p = in;
+    if (outlen == 0)
+        return -1;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        const char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (len == 0 || (len == 1 && s[0] == '.'))
+            continue;
+        if (len == 2 && s[0] == '.' && s[1] == '.')
+            return -1;
+        if (o + len + 2 > outlen)
+            return -1;
+        if (o)
+            out[o++] = '/';
+        memcpy(out + o, s, len);
+        o += len;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int image_layers_dir(struct image_store *s, bool create, hull_error *err)
+{
+    if (create) {
+        if (mkdirat(s->rootfd, "hull", 0700) < 0 && errno != EEXIST)
+            return hull_error_errno(err, "mkdir %s/hull", s->root);
+        if (mkdirat(s->rootfd, "hull/layers", 0700) < 0 && errno != EEXIST)
+            return hull_error_errno(err, "mkdir %s/hull/layers", s->root);
+    }
+    int fd = openat(s->rootfd, "hull/layers", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s/hull/layers", s->root);
+    return fd;
+}
+
+char *image_layer_path(struct image_store *s, const char *diff_id, hull_error *err)
+{
+    if (!image_layer_digest_ok(diff_id)) {
+        hull_error_set(err, EINVAL, "bad diff-id \"%s\"", diff_id ? diff_id : "");
+        return NULL;
+    }
+    char rel[96];
+    snprintf(rel, sizeof(rel), "hull/layers/%s", diff_id + 7);
+    struct stat st;
+    if (fstatat(s->rootfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
+        hull_error_set(err, ENOENT, "layer %s is not unpacked", diff_id);
+        return NULL;
+    }
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", s->root, rel) < 0) {
+        hull_error_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    return path;
+}
+
+int image_layer_lock(int layersfd, const char *name, hull_error *err)
+{
+    for (;;) {
+        int fd = openat(layersfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return hull_error_errno(err, "open lock %s", name);
+        int r;
+        while ((r = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+            ;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return hull_error_errno(err, "lock %s", name);
+        }
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && fstatat(layersfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            return fd;
+        close(fd); /* its holder removed it meanwhile: take the new one */
+    }
+}
+
+void image_layer_unlock(int layersfd, const char *name, int fd)
+{
+    if (fd < 0)
+        return;
+    unlinkat(layersfd, name, 0);
+    close(fd);
+}
+
+static int openat2_works = -1;
+
+int image_layer_open_at(int dirfd, const char *comp, int flags)
+{
+    if (openat2_works != 0) {
+        struct open_how how = {
+            .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+            .resolve =
+                RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+        };
+        long fd = syscall(SYS_openat2, dirfd, comp, &how, sizeof(how));
+        if (fd >= 0 || errno != ENOSYS) {
+            openat2_works = 1;
+            return (int)fd;
+        }
+        openat2_works = 0;
+    }
+    return openat(dirfd, comp, flags | O_CLOEXEC | O_NOFOLLOW);
+}
+
+int image_layer_open_parent(int rootfd, const char *name, bool create, const char **leaf,
+                            hull_error *err)
+{
+    const char *slash = strrchr(name, '/');
+    *leaf = slash ? slash + 1 : name;
+    cleanup_close int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return hull_error_errno(err, "dup");
+    const char *p = name;
+    char comp[256];
+    while (slash && p < slash) {
+        const char *e = strchr(p, '/');
+        int plen = (int)(e - name);
+        size_t len = (size_t)(e - p);
+        if (len >= sizeof(comp))
+            return hull_error_set(err, ENAMETOOLONG, "\"%s\": name too long", name);
+        memcpy(comp, p, len);
+        comp[len] = '\0';
+        int next = image_layer_open_at(fd, comp, O_RDONLY | O_DIRECTORY);
+        if (next < 0 && errno == ENOENT && create) {
+            if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST)
+                return hull_error_errno(err, "mkdir %.*s", plen, name);
+            next = image_layer_open_at(fd, comp, O_RDONLY | O_DIRECTORY);
+        }
+        if (next < 0) {
+            if (errno == ELOOP || errno == ENOTDIR || errno == EXDEV || errno == EAGAIN)
+                return hull_error_set(err, EPERM, "\"%s\": %.*s is a symlink or not a directory",
+                                      name, plen, name);
+            return hull_error_errno(err, "open %.*s", plen, name);
+        }
+        close(fd);
+        fd = next;
+        p = e + 1;
+    }
+    return hull_steal_fd(&fd);
+}
