@@ -21,6 +21,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/proc.h"
+#include "util/strv.h"
 
 /* Host directories bound read-only by default (when they exist). On merged
  * /usr systems /bin, /lib... are symlinks into /usr: those become the same
@@ -187,11 +188,12 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
         json_object_array_add(args, str(*a));
     json_object_object_add(proc, "args", args);
     json_object *env = json_object_new_array();
-    json_object_array_add(env, str("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
-    json_object_array_add(env, str("HOME=/tmp"));
-    json_object_array_add(env, str("TMPDIR=/tmp"));
-    json_object_array_add(env, str("LANG=C.UTF-8"));
-    for (char **e = p->env; e && *e; e++)
+    /* The policy's variables replace the defaults of the same name (a
+     * program's getenv sees the first of two). */
+    char *defaults[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/tmp",
+                        "TMPDIR=/tmp", "LANG=C.UTF-8", NULL};
+    cleanup_strv char **merged = vm_env_merge(defaults, p->env);
+    for (char **e = merged; e && *e; e++)
         json_object_array_add(env, str(*e));
     json_object_object_add(proc, "env", env);
     json_object_object_add(proc, "cwd", str(p->workdir ? p->workdir : "/tmp"));

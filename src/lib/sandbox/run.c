@@ -667,6 +667,15 @@ static void ns_launch(struct run *x)
 
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
+    /* Released last, once the sandbox is gone: the image's mount and its
+     * use mark outlive every process that runs from it. */
+    __attribute__((cleanup(hull_sandbox_image_close))) struct hull_sandbox_image si = {.open =
+                                                                                           false};
+    struct hull_policy eff;
+    if (hull_sandbox_image_open(p, &si, &eff, err) < 0 ||
+        hull_sandbox_image_mount(&si, &eff, err) < 0)
+        return -1;
+    p = &eff;
     cleanup_free char *rootfs = NULL; /* freed after x is released */
     __attribute__((cleanup(run_release))) struct run x = {.p = p,
                                                           .r = r,
@@ -679,6 +688,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                           .status = {-1, -1}};
     if (ns_prepare(&x, &rootfs, err) < 0)
         return -1;
+    hull_sandbox_image_result(&si, r);
     ns_launch(&x);
     return 0;
 }
