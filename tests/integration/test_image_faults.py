@@ -129,8 +129,14 @@ class FaultProxy:
             return
         # Forward to the registry.
         conn = http.client.HTTPConnection(self.upstream, timeout=120)
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
-        conn.request(h.command, h.path, body=body, headers=headers)
+        # Header by header: a client may send several Accept lines.
+        conn.putrequest(h.command, h.path, skip_accept_encoding=True)
+        for k, v in h.headers.items():
+            if k.lower() not in ("host", "connection", "content-length"):
+                conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
         r = conn.getresponse()
         data = r.read() if h.command != "HEAD" else b""
         h.send_response(r.status)

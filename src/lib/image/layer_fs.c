@@ -174,8 +174,9 @@ int image_layer_open_parent(int rootfd, const char *name, bool create, const cha
         }
         if (next < 0) {
             if (errno == ELOOP || errno == ENOTDIR || errno == EXDEV || errno == EAGAIN)
-                return hull_error_set(err, EPERM, "\"%s\": %.*s is a symlink or not a directory",
-                                      name, plen, name);
+                return hull_error_set(err, EPERM,
+                                      "entry \"%s\": %.*s is a symlink or not a directory", name,
+                                      plen, name);
             return hull_error_errno(err, "open %.*s", plen, name);
         }
         close(fd);

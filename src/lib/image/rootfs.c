@@ -21,6 +21,7 @@
 #include "image/layers.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/log.h"
 
 /* The layers' hex names, base first, each checked to be unpacked. */
 static int layer_names(struct image_store *s, const struct image *img, const char ***out, size_t *n,
@@ -197,14 +198,27 @@ int image_rootfs_mount(struct image_store *s, const struct image *img, const cha
     cleanup_close int layersfd = image_layers_dir(s, false, err);
     if (layersfd < 0)
         return -1;
+    /* HULL_IMAGE_OVERLAY: "auto" (default); "legacy" skips the per-layer
+     * fsconfig (as on kernels before 6.8); "copy" never mounts overlayfs
+     * (a filesystem or kernel where it misbehaves). */
+    const char *how = getenv("HULL_IMAGE_OVERLAY");
+    how = how && *how ? how : "auto";
+    if (strcmp(how, "auto") != 0 && strcmp(how, "legacy") != 0 && strcmp(how, "copy") != 0)
+        return hull_error_set(err, EINVAL, "HULL_IMAGE_OVERLAY=%s: auto, legacy or copy", how);
     cleanup_hull_error hull_error why = NULL;
-    int r = mount_fsapi(layers, names, n, target, upper, work, readonly, &why);
-    if (r == 1)
+    int r = 1;
+    if (strcmp(how, "auto") == 0)
+        r = mount_fsapi(layers, names, n, target, upper, work, readonly, &why);
+    if (r == 1 && strcmp(how, "copy") != 0)
         r = mount_legacy(layersfd, layers, names, n, target, upper, work, readonly, &why);
     if (r == 0)
         return 0;
     /* Overlay refused (no overlayfs, an upper on a filesystem it cannot
      * use, too many layers for the kernel) or too long to say: copy. */
+    if (why != NULL)
+        hull_warn("%s; using a copy of the image's layers instead", hull_error_msg(why));
+    else if (strcmp(how, "copy") != 0)
+        hull_warn("%zu layers do not fit in overlay's mount options; using a copy instead", n);
     return mount_flat(s, img, target, upper, readonly, err);
 }
 

@@ -184,7 +184,7 @@ static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir
     if (S_ISDIR(st.st_mode)) {
         if (want_dir)
             return 1;
-        forget_parent(u);
+        /* pfd (the cached parent) is not inside leaf: it stays valid */
         return hull_rm_rf_at(pfd, leaf, err);
     }
     if (unlinkat(pfd, leaf, 0) < 0)

@@ -29,7 +29,8 @@
 #define IMAGE_ROOT  HULL_SANDBOX_EMPTY_ROOT "/image-root"
 
 /* Entrypoint + the command given, or Entrypoint + Cmd without one. */
-static int image_argv(const struct vm_image *vi, char *const *user, char ***out, hull_error *err)
+static int image_argv(const struct vm_image *vi, char *const *user, bool need, char ***out,
+                      hull_error *err)
 {
     const struct image_config *c = &vi->img.config;
     bool given = user && user[0];
@@ -42,7 +43,7 @@ static int image_argv(const struct vm_image *vi, char *const *user, char ***out,
             hull_strv_freep(&v);
     if (v == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    if (v[0] == NULL || v[0][0] == '\0') {
+    if (need && (v[0] == NULL || v[0][0] == '\0')) {
         hull_strv_free(v);
         return hull_error_set(err, EINVAL, "cmd: image %s has no Entrypoint or Cmd: give a command",
                               vm_image_name(vi));
@@ -52,7 +53,7 @@ static int image_argv(const struct vm_image *vi, char *const *user, char ***out,
 }
 
 int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_image *si,
-                            struct hull_policy *eff, hull_error *err)
+                            struct hull_policy *eff, bool need_cmd, hull_error *err)
 {
     memset(si, 0, sizeof(*si));
     si->vi.use_fd = -1;
@@ -65,7 +66,7 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
         return -1;
     si->open = true;
     const struct image_config *c = &si->vi.img.config;
-    if (image_argv(&si->vi, p->argv, &si->argv, err) < 0)
+    if (image_argv(&si->vi, p->argv, need_cmd, &si->argv, err) < 0)
         return -1;
     /* The image's Env under the policy's (--env wins). */
     if ((si->env = vm_env_merge(c->env, p->env)) == NULL)

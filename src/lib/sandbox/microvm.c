@@ -220,7 +220,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                                                            false};
     struct hull_policy eff;
     if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
-        check_rootfs(p, err) < 0 || hull_sandbox_image_open(p, &si, &eff, err) < 0)
+        check_rootfs(p, err) < 0 || hull_sandbox_image_open(p, &si, &eff, true, err) < 0)
         return -1;
     char dir[64] = "";
     int ret = vm_run_staged(&eff, r, dir, sizeof(dir), err);

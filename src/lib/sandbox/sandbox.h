@@ -105,7 +105,8 @@ void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budge
 /* A run rooted in an image (image.c). open: resolve (pull, unpack as the
  * policy allows), mark in use, and make eff the policy to run: p with the
  * image's Entrypoint/Cmd, Env and WorkingDir where p leaves them open
- * (eff's strings belong to si; eff == *p without an image). mount: in a
+ * (eff's strings belong to si; eff == *p without an image); need_cmd: an
+ * image with neither command nor Entrypoint/Cmd is an error. mount: in a
  * private mount namespace of the caller, the image's read-only root, which
  * becomes eff->rootfs. close releases all of it. */
 struct hull_sandbox_image {
@@ -115,7 +116,7 @@ struct hull_sandbox_image {
     char *workdir;
 };
 int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_image *si,
-                            struct hull_policy *eff, hull_error *err);
+                            struct hull_policy *eff, bool need_cmd, hull_error *err);
 int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
                              hull_error *err);
 void hull_sandbox_image_close(struct hull_sandbox_image *si);
