@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -306,7 +307,9 @@ def test_podman_loads_hulls_docker_archive(tmp_path):
     info = inspect(root, "localhost/app:1")
     out = tmp_path / "app.tar"
     img(root, "save", "-o", out, "localhost/app:1", check=True)
-    pod = ["podman", "--root", str(tmp_path / "podroot"), "--runroot", str(tmp_path / "podrun"),
+    # podman wants a short runroot (at most 50 characters)
+    runroot = tempfile.mkdtemp(prefix="hull-img-pod-", dir="/tmp")
+    pod = ["podman", "--root", str(tmp_path / "podroot"), "--runroot", runroot,
            "--storage-driver", "vfs"]
     try:
         r = subprocess.run(pod + ["load", "-i", str(out)], capture_output=True, text=True,
@@ -321,6 +324,7 @@ def test_podman_loads_hulls_docker_archive(tmp_path):
         assert pinfo["Config"]["Cmd"] == ["/bin/echo", "hello from the image"]
     finally:
         subprocess.run(pod + ["system", "reset", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 # ---- bundle -------------------------------------------------------------------------------

@@ -153,6 +153,11 @@ int image_import(struct image_store *s, int fd, const char *name, json_object *c
     snprintf(tmpl, sizeof(tmpl), "%s/hull/import-XXXXXX", s->root);
     if (mkdtemp(tmpl) == NULL)
         return hull_error_errno(err, "mkdtemp %s", tmpl);
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0) {
+        rmdir(tmpl);
+        return -1;
+    }
     char dir[PATH_MAX];
     int r = realpath(tmpl, dir) ? 0 : hull_error_errno(err, "realpath %s", tmpl);
     if (r == 0)
