@@ -470,6 +470,12 @@ def test_overlay_with_upper(store, tmp_path, mode):
     finally:
         tool("umount", target)
     assert (upper / "written").read_text() == "cow"
+    # mounted again (a restart): the changes are still there
+    tool("mount", store.root, ref, target, upper, work, overlay=mode)
+    try:
+        assert (target / "written").read_text() == "cow" and not (target / "keep").exists()
+    finally:
+        tool("umount", target)
     if mode == "copy":  # the upper directory is the whole copy
         assert not os.path.lexists(upper / "keep") and (upper / "added").exists()
     else:  # an overlay upper: only the changes, the deletion as a whiteout
@@ -606,3 +612,56 @@ def test_bad_overlay_mode_refused(store, tmp_path):
     p = tool("mount", store.root, ref, target, ok=False, overlay="sometimes")
     assert p.returncode == 1 and "HULL_IMAGE_OVERLAY" in p.stderr
     assert not mounted(target)
+
+
+@pytest.mark.parametrize("how", [None, "gzip"])
+def test_empty_layer(store, how):
+    """Layers with no entries exist (images made by old builders)."""
+    digest, diff, _ = store.layer(make_tar([]), how)
+    tool("unpack-layer", store.root, digest, diff)
+    assert os.listdir(store.layer_dir(diff)) == []
+
+
+def test_names_are_bytes(store, tmp_path):
+    """UTF-8 names (pax path records) and names that are not UTF-8 (raw
+    ustar bytes) land as the same bytes; layer_write keeps them too."""
+    raw = "caf\udce9".encode("utf-8", "surrogateescape")  # b"caf\xe9": latin-1, not UTF-8
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT,
+                      encoding="utf-8", errors="surrogateescape") as t:
+        ti = tarfile.TarInfo("caf\udce9")
+        ti.size = 1
+        t.addfile(ti, io.BytesIO(b"1"))
+    tars = [make_tar([entry("naïve/日本", data=b"u"), entry("naïve/l", "symlink", link="日本")]),
+            buf.getvalue()]
+    for tar in tars:
+        digest, diff, _ = store.layer(tar, "zstd")
+        tool("unpack-layer", store.root, digest, diff)
+    a, b = store.layer_dir(sha(tars[0])), store.layer_dir(sha(tars[1]))
+    assert (a / "naïve/日本").read_bytes() == b"u"
+    assert os.readlink(a / "naïve/l") == "日本"
+    assert os.listdir(bytes(b)) == [raw]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ünï").write_text("u")
+    with open(os.path.join(bytes(src), raw), "w") as f:
+        f.write("r")
+    diff = tool("write-layer", store.root, src).stdout.split()[1]
+    assert sorted(os.listdir(bytes(store.layer_dir(diff)))) == sorted(os.listdir(bytes(src)))
+
+
+def test_whiteout_then_new_directory(store, tmp_path):
+    """".wh.d" then "d/x" in one layer: the lower d is replaced, so the new d
+    is opaque and shows nothing of the lower one."""
+    base = store.layer(make_tar([entry("d/", "dir"), entry("d/old", data=b"o")]), "gzip")
+    top = store.layer(make_tar([entry(".wh.d"), entry("d/", "dir"), entry("d/new", data=b"n")]))
+    ref = store.image("localhost/layers:redo", [base, top])
+    tool("unpack", store.root, ref)
+    assert os.getxattr(store.layer_dir(top[1]) / "d", "trusted.overlay.opaque") == b"y"
+    target = tmp_path / "root"
+    target.mkdir()
+    tool("mount", store.root, ref, target)
+    try:
+        assert os.listdir(target / "d") == ["new"]
+    finally:
+        tool("umount", target)

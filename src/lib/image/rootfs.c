@@ -146,11 +146,22 @@ static int mount_legacy(int layersfd, const char *layers, const char **names, si
  * made read-only once filled, so unmounting target leaves nothing; with an
  * upper directory the copy is the upper directory, bound on target. */
 static int mount_flat(struct image_store *s, const struct image *img, const char *target,
-                      const char *upper, bool readonly, hull_error *err)
+                      const char *upper, const char *work, bool readonly, hull_error *err)
 {
     if (upper) {
-        if (image_rootfs_flatten(s, img, upper, err) < 0)
-            return -1;
+        /* Made once: a second mount of the same upper (a restart) keeps
+         * the changes made in it. The mark lives in the work directory,
+         * which overlay would own but a copy leaves unused. */
+        struct stat st;
+        cleanup_free char *mark = NULL;
+        if (asprintf(&mark, "%s/hull-flattened", work) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
+        if (stat(mark, &st) < 0) {
+            if (image_rootfs_flatten(s, img, upper, err) < 0)
+                return -1;
+            if (hull_write_path_atomic(mark, "", 0, 0600, err) < 0)
+                return -1;
+        }
         if (mount(upper, target, NULL, MS_BIND, NULL) < 0)
             return hull_error_errno(err, "bind mount %s on %s", upper, target);
         if (readonly &&
@@ -219,7 +230,7 @@ int image_rootfs_mount(struct image_store *s, const struct image *img, const cha
         hull_warn("%s; using a copy of the image's layers instead", hull_error_msg(why));
     else if (strcmp(how, "copy") != 0)
         hull_warn("%zu layers do not fit in overlay's mount options; using a copy instead", n);
-    return mount_flat(s, img, target, upper, readonly, err);
+    return mount_flat(s, img, target, upper, work, readonly, err);
 }
 
 /* ---- flatten ---- */

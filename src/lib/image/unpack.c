@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,7 @@
 #include "image/layers.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/sha256.h"
 
 enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 
@@ -39,7 +39,7 @@ struct feed {
     int fd;
     enum blob_kind kind;
     struct archive *outer; /* decompressor; NULL for a plain tar */
-    EVP_MD_CTX *md;
+    struct hull_sha256 *md;
     char err[256];
     char buf[128 * 1024];
 };
@@ -60,7 +60,7 @@ static ssize_t feed_next(struct feed *f)
             snprintf(f->err, sizeof(f->err), "decompress: %s", archive_error_string(f->outer));
     }
     if (n > 0)
-        EVP_DigestUpdate(f->md, f->buf, (size_t)n);
+        hull_sha256_update(f->md, f->buf, (size_t)n);
     return n;
 }
 
@@ -89,9 +89,9 @@ static int feed_open(struct feed *f, int fd, const char *what, hull_error *err)
         f->kind = BLOB_ZSTD;
     else
         f->kind = BLOB_TAR;
-    f->md = EVP_MD_CTX_new();
-    if (f->md == NULL || EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1)
-        return hull_error_set(err, ENOMEM, "sha256");
+    f->md = hull_sha256_new(err);
+    if (f->md == NULL)
+        return -1;
     if (f->kind == BLOB_TAR)
         return 0;
     f->outer = archive_read_new();
@@ -115,7 +115,7 @@ static void feed_close(struct feed *f)
 {
     if (f->outer)
         archive_read_free(f->outer);
-    EVP_MD_CTX_free(f->md);
+    hull_sha256_free(f->md);
 }
 
 /* ---- names ---- */
@@ -175,7 +175,8 @@ static void forget_parent(struct unpack *u)
 
 /* Make room for a new entry: a later entry of the same name replaces an
  * earlier one; a directory stays a directory when the new one is too.
- * Returns 1 when an existing directory is kept. */
+ * Returns 1 when an existing directory is kept, 2 when a whiteout of this
+ * layer was removed. */
 static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir, hull_error *err)
 {
     struct stat st;
@@ -189,7 +190,7 @@ static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir
     }
     if (unlinkat(pfd, leaf, 0) < 0)
         return hull_error_errno(err, "remove %s", leaf);
-    return 0;
+    return S_ISCHR(st.st_mode) && st.st_rdev == 0 ? 2 : 0;
 }
 
 /* Which extended attributes a layer may carry: user.* and file
@@ -305,9 +306,13 @@ static int make_dir(struct unpack *u, struct archive_entry *e, int pfd, const ch
         int kept = clear_leaf(u, pfd, leaf, true, err);
         if (kept < 0)
             return -1;
-        if (!kept && mkdirat(pfd, leaf, 0700) < 0)
+        if (kept != 1 && mkdirat(pfd, leaf, 0700) < 0)
             return hull_error_errno(err, "mkdir %s", name);
         fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
+        /* ".wh.d" then "d/": the lower d is gone and a new one made, which
+         * in overlay form is an opaque directory */
+        if (kept == 2 && fd >= 0 && fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+            return hull_error_errno(err, "mark %s opaque", name);
     }
     if (fd < 0)
         return hull_error_errno(err, "open %s", name);
@@ -532,12 +537,8 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_he
         rc = hull_error_set(err, EIO, "layer %s: %s", layer, f->err);
     if (rc == 0)
         rc = set_dir_times(&u, err);
-    if (rc == 0) {
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        EVP_DigestFinal_ex(f->md, md, &mdlen);
-        image_hex(md, 32, diff_hex);
-    }
+    if (rc == 0)
+        rc = hull_sha256_final(f->md, diff_hex, err);
     if (a)
         archive_read_free(a);
     unpack_free(&u);
