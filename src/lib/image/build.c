@@ -149,8 +149,7 @@ static int read_containerfile(struct builder *b, hull_error *err)
                 free(p);
         }
         if (path == NULL)
-            return hull_error_set(err, ENOENT,
-                                  "no Containerfile or Dockerfile in %s (use -f FILE)",
+            return hull_error_set(err, ENOENT, "no Containerfile or Dockerfile in %s (use -f FILE)",
                                   o->context_dir);
     }
     if (path == NULL)
@@ -236,16 +235,15 @@ static int build_all(struct builder *b, char **digest, hull_error *err)
         if ((b->tag = image_ref_name(&ref)) == NULL)
             return hull_error_set(err, ENOMEM, "out of memory");
     }
-    if (check_build_args(b, err) < 0 || open_context(b, err) < 0 ||
-        read_containerfile(b, err) < 0)
+    if (check_build_args(b, err) < 0 || open_context(b, err) < 0 || read_containerfile(b, err) < 0)
         return -1;
     /* ARGs before FROM are the only thing allowed there; FROM once. */
     size_t i = 0;
     while (i < b->cf.n && b->cf.v[i].op == CF_ARG)
         i++;
     if (i == b->cf.n || b->cf.v[i].op != CF_FROM)
-        return hull_error_set(err, EINVAL, "%s:%d: the first instruction must be FROM",
-                              b->cf.name, i < b->cf.n ? b->cf.v[i].line : 1);
+        return hull_error_set(err, EINVAL, "%s:%d: the first instruction must be FROM", b->cf.name,
+                              i < b->cf.n ? b->cf.v[i].line : 1);
     for (size_t j = i + 1; j < b->cf.n; j++)
         if (b->cf.v[j].op == CF_FROM)
             return hull_error_set(err, ENOTSUP,
@@ -266,8 +264,7 @@ static int build_all(struct builder *b, char **digest, hull_error *err)
         builder_log(b, "COMMIT %s\n", b->tag);
     else
         builder_log(b, "COMMIT\n");
-    if (image_commit(b->s, b->tag, b->config, b->layers, b->diff_ids, b->n_layers, digest, err) <
-        0)
+    if (image_commit(b->s, b->tag, b->config, b->layers, b->diff_ids, b->n_layers, digest, err) < 0)
         return hull_error_prefix(err, "commit");
     builder_log(b, "--> %.12s\n", *digest + 7);
     if (b->tag)
@@ -277,13 +274,13 @@ static int build_all(struct builder *b, char **digest, hull_error *err)
 
 /* The child: write "0<digest>" or "<code>:<message>" to fd. */
 static __attribute__((noreturn)) void build_child(struct image_store *s,
-                                                   const struct image_build_opts *o, int fd)
+                                                  const struct image_build_opts *o, int fd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     hull_error err = NULL;
     cleanup_free char *digest = NULL;
-    struct builder b = {.s = s, .o = o, .log = o->log ? o->log : stderr, .context_fd = -1,
-                        .tmp_lock = -1};
+    struct builder b = {
+        .s = s, .o = o, .log = o->log ? o->log : stderr, .context_fd = -1, .tmp_lock = -1};
     int r;
     if (unshare(CLONE_NEWNS) < 0)
         r = hull_error_errno(&err, "unshare(CLONE_NEWNS)");

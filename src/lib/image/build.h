@@ -139,8 +139,8 @@ struct build_copy {
     int root_fd;          /* O_PATH of the mounted image */
     uid_t uid;            /* owner of what is copied */
     gid_t gid;
-    mode_t chmod;              /* --chmod: 010000 | mode, or 0 to keep the sources' */
-    bool add; /* ADD: local tar archives are extracted */
+    mode_t chmod; /* --chmod: 010000 | mode, or 0 to keep the sources' */
+    bool add;     /* ADD: local tar archives are extracted */
 };
 /* sha256 (64 hex) of the sources: names, types, modes and bytes. */
 int build_copy_digest(const struct build_copy *c, char out[65], hull_error *err);

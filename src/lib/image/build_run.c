@@ -72,8 +72,7 @@ static int lookup_id(int rootfd, const char *file, const char *name, unsigned *i
                           gid ? "user" : "group", file);
 }
 
-static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *gid,
-                        hull_error *err)
+static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *gid, hull_error *err)
 {
     *uid = *gid = 0;
     if (user == NULL)
