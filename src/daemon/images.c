@@ -544,6 +544,12 @@ static void pull_image(const struct request *rq, struct resp *r)
 void api_images(const struct request *rq, const char *ref, struct resp *r)
 {
     bool get = strcmp(rq->method, "GET") == 0;
+    if (hulld.o->image_root == NULL) {
+        /* main() always sets one; a harness that does not (tests/fuzz)
+         * must not reach the host's default store. */
+        resp_error(r, 501, "not_implemented", NULL, "hulld has no image store");
+        return;
+    }
     if (ref == NULL) {
         if (get)
             list_images(r);

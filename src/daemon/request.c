@@ -213,6 +213,10 @@ int request_image(json_object *doc, struct resp *r)
     if (v == NULL)
         return 0;
     const char *text = json_object_get_string(v);
+    if (hulld.o->image_root == NULL) { /* see api_images */
+        resp_error(r, 501, "not_implemented", "image", "image: hulld has no image store");
+        return -1;
+    }
     if (!json_object_is_type(v, json_type_string) || text[0] == '\0') {
         resp_error(r, 400, "invalid_request", "image",
                    "image: a name or digest of an image in hulld's store (GET /v1/images)");
@@ -258,6 +262,8 @@ int request_policy_image(struct hull_policy *p, hull_error *err)
 {
     if (p->image == NULL)
         return 0;
+    if (hulld.o->image_root == NULL) /* see api_images */
+        return hull_error_set(err, ENOTSUP, "image: hulld has no image store");
     free(p->image_root);
     p->image_root = strdup(hulld.o->image_root);
     if (p->image_root == NULL)
