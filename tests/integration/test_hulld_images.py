@@ -228,6 +228,9 @@ def test_run_with_image_sees_the_images_files(e_pulled):
         assert r.status == 200, r
         assert r.json["verdict"] == "ok", r.json
         assert r.json["stdout"] == MARKER + "only in app1\n"
+        # Pinned when accepted: the repository at the digest it named then.
+        assert r.json["image"] == {"name": f"{e.reg.host}/app@{img.digest}",
+                                   "digest": img.digest}, r.json
     # Without an image the same command sees the host: no /marker.
     r = req(e, "POST", "/v1/runs", {"cmd": ["cat", "/marker"], "limits": GENEROUS}, who="user")
     assert r.status == 200 and r.json["verdict"] == "exit_nonzero", r
@@ -265,6 +268,7 @@ def test_remove_in_use_is_409_then_200_and_prune_frees_its_blobs(env):
     assert own.is_file()
     r = req(e, "POST", "/v1/sandboxes", {"image": name, "lifetime": "5m"}, who="user")
     assert r.status == 201, r
+    assert r.json["image"] == f"{e.reg.host}/app@{img.digest}", r.json
     sid = r.json["id"]
     try:
         r = req(e, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/two"]}, who="user")
