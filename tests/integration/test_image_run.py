@@ -255,6 +255,34 @@ def test_bad_image_requests_are_refused_by_name(store, tmp_path):
     assert p.returncode == 125 and "no command" in p.stderr
 
 
+def test_an_absent_image_is_pulled_unless_told_never(tmp_path):
+    from registrylib import Registry
+    layout = tmp_path / "layout"
+    img = write_oci_layout(layout, "bb", [bb_entries()], config={"Cmd": ["cat", "/etc/os-release"]})
+    root = tmp_path / "empty-store"
+    conf = tmp_path / "registries.conf"
+    with Registry(tmp_path) as reg:
+        assert reg.push_oci(layout, "bb", "levels/bb:1").returncode == 0
+        conf.write_text(f'[[registry]]\nprefix = "{reg.host}"\ninsecure = true\n')
+        ref = f"{reg.host}/levels/bb:1"
+        env = dict(os.environ, HULL_REGISTRIES_CONF=str(conf))
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), "--pull",
+                            "never", "--image", ref], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert p.returncode == 125 and not (root / "index.json").exists(), p.stderr
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), "--image",
+                            ref], capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout)
+        assert r["verdict"] == "ok" and r["stdout"] == OS_RELEASE, r
+        assert r["image"]["digest"] == img.digest
+        # Stored now: the next run does not ask the registry again.
+        gets = len(reg.requests("GET"))
+        rc, r, err = sandbox(root, "--pull", "never", "--image", ref)
+        assert rc == 0 and r["stdout"] == OS_RELEASE, err
+        assert len(reg.requests("GET")) == gets
+
+
 # ---- microVM level ---------------------------------------------------------------
 
 @pytest.fixture
@@ -304,15 +332,32 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
         h.ok("vm", "start", vid, timeout=600)
         out = h.sh(vid, 'cat /etc/os-release; echo "$GREETING:$(pwd)"')
         assert out == OS_RELEASE + "hello:/srv\n"
-        use = root / "hull" / "using" / imgs[CFG].digest.split(":")[1]
-        assert use.exists()
+        # --env and --cwd over the image's; its PATH stays without one given.
+        p = h.run("vm", "exec", "--env", "GREETING=bye", "--cwd", "/tmp", vid, "--", "sh", "-c",
+                  'echo "$GREETING:$(pwd):$PATH:$ONLY_IMAGE"')
+        assert p.returncode == 0 and p.stdout.decode() == "bye:/tmp:/bin:yes\n", p.stderr
+        hexd = imgs[CFG].digest.split(":")[1]
+        disk = root / "hull" / "disks" / f"{hexd}.sqfs"
+        assert st["measured"]["rootfs"]["path"] == str(disk)
+        # QEMU itself holds the image's use mark (the hull that started it is gone).
+        qemu = test_vm_lib.qemu_pids(vid)
+        assert len(qemu) == 1
+        use = root / "hull" / "using" / hexd
+        held = [os.readlink(f"/proc/{qemu[0]}/fd/{fd}") for fd in os.listdir(f"/proc/{qemu[0]}/fd")]
+        assert str(use) in held, held
         if has_image_remove():
             r = image_remove(root, CFG)
             assert r.returncode != 0 and "in use" in r.stderr, r.stderr
+            # prune keeps what a running VM uses, its disk included.
+            r = run("image", "prune", "--image-root", root, root=root)
+            assert r.returncode == 0 and disk.exists(), r.stderr
         h.ok("vm", "stop", vid)
         if has_image_remove():
             r = image_remove(root, CFG)
             assert r.returncode == 0, r.stderr
+            r = run("image", "prune", "--image-root", root, root=root)
+            assert r.returncode == 0 and not disk.exists(), r.stderr
+            # Stopped, it holds nothing: its image is gone, and it says so.
             r = h.run("vm", "start", vid)
             assert r.returncode != 0 and b"removed" in r.stderr, r.stderr
     finally:

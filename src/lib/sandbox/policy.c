@@ -242,8 +242,6 @@ static int validate(const struct hull_policy *p, const char *lim, hull_error *er
         return hull_error_set(err, EINVAL, "cmd: a command is required");
     if (p->image && p->image[0] == '\0')
         return hull_error_set(err, EINVAL, "image: must not be empty");
-    if (p->image && p->rootfs)
-        return hull_error_set(err, EINVAL, "image: give an image or a rootfs, not both");
     if (p->pull != HULL_PULL_MISSING && p->pull != HULL_PULL_NEVER)
         return hull_error_set(err, EINVAL, "pull: unknown policy");
     if (p->isolation < HULL_ISOLATION_PROCESS || p->isolation > HULL_ISOLATION_MICROVM)

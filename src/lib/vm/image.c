@@ -70,8 +70,9 @@ static int image_tool(char *out, size_t len, hull_error *err)
     return 0;
 }
 
-/* hull-image VERB [--quiet] --image-root ROOT REF, its stdout onto our
- * stderr (a --json caller's stdout is the result alone). */
+/* hull-image VERB [--quiet] --image-root ROOT REF. Its stdout (the
+ * digest) is not wanted, and a --json caller's stdout is the result
+ * alone; its stderr says what went wrong. */
 static int run_tool(const char *verb, const char *root, const char *ref, hull_error *err)
 {
     char tool[PATH_MAX];
@@ -91,7 +92,7 @@ static int run_tool(const char *verb, const char *root, const char *ref, hull_er
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     extern char **environ;
     pid_t pid;
     int r = posix_spawn(&pid, tool, &fa, NULL, argv, environ);
@@ -225,6 +226,17 @@ static int base_layer(hull_error *err)
         /* chmod after mkdir: the umask must not take the sticky /tmp's bits. */
         if (mkdir(p, 0700) < 0 || chmod(p, dirs[i].mode) < 0)
             rc = hull_error_errno(err, "mkdir %s", p);
+    }
+    /* Times fixed (and the children's set before the parent's, which
+     * their creation changed): the root of a disk takes its attributes from
+     * this layer, and the same image must make the same disk. */
+    static const struct timespec epoch[2] = {{0, 0}, {0, 0}};
+    for (size_t i = 0; rc == 0 && i <= sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char p[sizeof(tmp) + 16];
+        snprintf(p, sizeof(p), "%s/%s", tmp,
+                 i < sizeof(dirs) / sizeof(dirs[0]) ? dirs[i].name : "");
+        if (utimensat(AT_FDCWD, p, epoch, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = hull_error_errno(err, "utimensat %s", p);
     }
     if (rc == 0 && rename(tmp, IMAGE_BASE) < 0 && errno != EEXIST && errno != ENOTEMPTY)
         rc = hull_error_errno(err, "rename %s", IMAGE_BASE);
