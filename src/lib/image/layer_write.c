@@ -382,6 +382,11 @@ int image_layer_write(struct image_store *s, const char *dir, bool upper_dir,
     cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return hull_error_errno(err, "open %s", dir);
+    /* prune must not take the blob between its commit and the unpack; the
+     * caller pins again until its image is tagged */
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0)
+        return -1;
     struct lw l = {.upper = upper_dir};
     int64_t resume = 0;
     cleanup_free char *digest = NULL, *diff = NULL;

@@ -8,6 +8,7 @@
  * paths, else of names relative to hull/layers (fchdir there for the mount),
  * and only when none fits or overlay is refused, a flattened copy. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,10 @@ static int mount_legacy(int layersfd, const char *layers, const char **names, si
     }
     if (overlay_data(data, size, "", names, n, upper, work) != 0)
         return 1;
-    /* Relative names resolve against the cwd at mount time. */
+    /* Relative names resolve against the cwd at mount time. The cwd is
+     * made this thread's own first, so another thread of a daemon never
+     * sees it move. */
+    (void)unshare(CLONE_FS);
     cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (cwd < 0 || fchdir(layersfd) < 0)
         return hull_error_errno(err, "chdir %s", layers);

@@ -32,6 +32,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/sha256.h"
+#include "util/strv.h"
 
 enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 
@@ -135,6 +136,7 @@ struct unpack {
     int parentfd;
     struct dir_time *dirs; /* times set last: creating children changes them */
     size_t n_dirs, cap_dirs;
+    char **opaque; /* directories made opaque */
 };
 
 static int refuse(struct unpack *u, const char *name, const char *why, hull_error *err)
@@ -311,8 +313,12 @@ static int make_dir(struct unpack *u, struct archive_entry *e, int pfd, const ch
         fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
         /* ".wh.d" then "d/": the lower d is gone and a new one made, which
          * in overlay form is an opaque directory */
-        if (kept == 2 && fd >= 0 && fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
-            return hull_error_errno(err, "mark %s opaque", name);
+        if (kept == 2 && fd >= 0) {
+            if (fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+                return hull_error_errno(err, "mark %s opaque", name);
+            if (hull_strv_append(&u->opaque, name) < 0)
+                return hull_error_set(err, ENOMEM, "out of memory");
+        }
     }
     if (fd < 0)
         return hull_error_errno(err, "open %s", name);
@@ -405,6 +411,8 @@ static int whiteout(struct unpack *u, int pfd, const char *leaf, const char *nam
             return refuse(u, name, "an opaque marker at the layer's root", err);
         if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
             return hull_error_errno(err, "mark %s opaque", name);
+        if (hull_strv_append(&u->opaque, u->parent_name) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
         return 1;
     }
     if (strncmp(leaf, ".wh..wh.", 8) == 0)
@@ -470,6 +478,60 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
     }
 }
 
+/* Whiteouts beneath an opaque directory hide nothing (the directory hides
+ * all below it already), and overlayfs lists them in a directory it does
+ * not merge: drop them. */
+static int drop_whiteouts(int dirfd, const char *name, hull_error *err)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return hull_error_errno(err, "read %s", name);
+    }
+    rewinddir(d);
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat st;
+        if (de->d_type != DT_CHR && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISCHR(st.st_mode) && st.st_rdev == 0) {
+            if (unlinkat(dirfd, de->d_name, 0) < 0)
+                rc = hull_error_errno(err, "remove %s/%s", name, de->d_name);
+        } else if (S_ISDIR(st.st_mode)) {
+            cleanup_close int sub = image_layer_open_at(dirfd, de->d_name, O_RDONLY | O_DIRECTORY);
+            rc = sub < 0 ? hull_error_errno(err, "open %s/%s", name, de->d_name)
+                         : drop_whiteouts(sub, name, err);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int tidy_opaque(struct unpack *u, hull_error *err)
+{
+    for (size_t i = 0; u->opaque && u->opaque[i]; i++) {
+        const char *leaf;
+        /* gone or no longer a directory: replaced by a later entry */
+        cleanup_hull_error hull_error gone = NULL;
+        cleanup_close int pfd =
+            image_layer_open_parent(u->rootfd, u->opaque[i], false, &leaf, &gone);
+        if (pfd < 0)
+            continue;
+        cleanup_close int fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+            continue;
+        if (drop_whiteouts(fd, u->opaque[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Directory times last, deepest first. */
 static int set_dir_times(struct unpack *u, hull_error *err)
 {
@@ -497,6 +559,7 @@ static void unpack_free(struct unpack *u)
     for (size_t i = 0; i < u->n_dirs; i++)
         free(u->dirs[i].name);
     free(u->dirs);
+    hull_strv_free(u->opaque);
 }
 
 /* Read the whole stream into rootfd; *diff_hex receives the uncompressed
@@ -535,6 +598,8 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_he
         ;
     if (rc == 0 && n < 0)
         rc = hull_error_set(err, EIO, "layer %s: %s", layer, f->err);
+    if (rc == 0)
+        rc = tidy_opaque(&u, err);
     if (rc == 0)
         rc = set_dir_times(&u, err);
     if (rc == 0)
@@ -599,6 +664,10 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
             rc = hull_error_errno(err, "open hull/layers/%s", tmp);
         else
             rc = unpack_stream(blobfd, rootfd, layer_digest, got, err);
+        /* On disk before its name says it is complete: a layer is never
+         * unpacked twice, so a crash must not leave a truncated one. */
+        if (rc == 0 && syncfs(rootfd) < 0)
+            rc = hull_error_errno(err, "sync hull/layers/%s", tmp);
     }
     if (rc == 0 && strcmp(got, hex) != 0)
         rc = hull_error_set(err, EINVAL,
