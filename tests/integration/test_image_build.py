@@ -265,12 +265,14 @@ def test_add_extracts_archives_and_refuses_urls(store, tmp_path):
 
 def test_run_exec_form_user_and_args(store, tmp_path):
     ctx = context(tmp_path, "FROM base\nARG WHO\nUSER app\n"
-                  "RUN [\"/bin/sh\", \"-c\", \"id -u > /tmp/uid; echo $WHO > /tmp/who\"]\n"
-                  "USER root\nRUN cp /tmp/uid /tmp/who /\n")
+                  "RUN [\"/bin/sh\", \"-c\", \"id -u > /tmp/uid; echo $WHO > /tmp/who; "
+                  "echo $HOME > /tmp/homedir\"]\n"
+                  "USER root\nRUN cp /tmp/uid /tmp/who /tmp/homedir /\n")
     build(store, ctx, "-t", "u", "--build-arg", "WHO=me")
     root = bundle(store, "u", tmp_path / "b")
     assert (root / "uid").read_text() == "1000\n"
     assert (root / "who").read_text() == "me\n"
+    assert (root / "homedir").read_text() == "/home/app\n"
 
 
 def test_killed_build_leaves_no_mount_or_process(store, tmp_path):
@@ -298,3 +300,31 @@ def test_killed_build_leaves_no_mount_or_process(store, tmp_path):
     assert "killed-build" not in hull_run("image", "list", root=store, check=True).stdout
     # What the killed build left in hull/tmp goes with the next build.
     build(store, context(tmp_path, "FROM base\nENV A=1\n", name="next"), "-t", "n")
+
+
+def test_network_host_is_the_hosts(store, tmp_path):
+    ctx = context(tmp_path, "FROM base\nRUN ls /sys/class/net > /netdevs\n")
+    build(store, ctx, "-t", "net", "--network", "host")
+    root = bundle(store, "net", tmp_path / "b")
+    assert sorted((root / "netdevs").read_text().split()) == sorted(os.listdir("/sys/class/net"))
+    # The default: a network namespace of its own (a separate cache entry).
+    r = build(store, ctx, "-t", "net")
+    assert "Using cache" not in r.stderr
+    assert (bundle(store, "net", tmp_path / "c") / "netdevs").read_text().split() == ["lo"]
+
+
+def test_run_is_confined(store, tmp_path):
+    """Real root, but with hull's default capabilities and the built-in
+    seccomp profile: no mount, no unshare, no chroot; /proc/kcore masked."""
+    ctx = context(tmp_path, "FROM base\n"
+                  "RUN (mount -t tmpfs t /mnt 2>/dev/null && echo mounted || echo refused) > /m; "
+                  "(unshare -m true 2>/dev/null && echo unshared || echo refused) > /u; "
+                  "grep CapEff /proc/self/status > /caps; "
+                  "grep Seccomp: /proc/self/status > /seccomp\n")
+    build(store, ctx, "-t", "conf")
+    root = bundle(store, "conf", tmp_path / "b")
+    assert (root / "m").read_text() == "refused\n"
+    assert (root / "u").read_text() == "refused\n"
+    assert (root / "seccomp").read_text().split() == ["Seccomp:", "2"]
+    # CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE: bits 5, 10, 29.
+    assert int((root / "caps").read_text().split()[1], 16) == (1 << 5) | (1 << 10) | (1 << 29)

@@ -77,18 +77,24 @@ static int tmp_create(struct builder *b, hull_error *err)
     if (tmpfd < 0)
         return hull_error_errno(err, "open %s", path);
     sweep_stale(tmpfd);
-    if (asprintf(&b->tmp, "%s/build-XXXXXX", path) < 0)
+    /* Made as new-XXXXXX and renamed once its lock is held: the sweep of a
+     * build starting at the same moment never sees it unlocked. */
+    cleanup_free char *fresh = NULL;
+    if (asprintf(&fresh, "%s/new-XXXXXX", path) < 0)
         return hull_error_set(err, ENOMEM, "out of memory");
-    if (mkdtemp(b->tmp) == NULL) {
-        free(b->tmp);
-        b->tmp = NULL;
+    if (mkdtemp(fresh) == NULL)
         return hull_error_errno(err, "mkdtemp in %s", path);
-    }
     char lock[4200];
-    snprintf(lock, sizeof(lock), "%s/lock", b->tmp);
+    snprintf(lock, sizeof(lock), "%s/lock", fresh);
     b->tmp_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (b->tmp_lock < 0 || flock(b->tmp_lock, LOCK_EX) < 0)
-        return hull_error_errno(err, "lock %s", lock);
+    if (b->tmp_lock < 0 || flock(b->tmp_lock, LOCK_EX) < 0 ||
+        asprintf(&b->tmp, "%s/build-%s", path, strrchr(fresh, '-') + 1) < 0 ||
+        rename(fresh, b->tmp) < 0) {
+        hull_error_errno(err, "temporary directory %s", fresh);
+        free(b->tmp);
+        b->tmp = steal_ptr(&fresh); /* removed by tmp_remove */
+        return -1;
+    }
     return 0;
 }
 
@@ -313,6 +319,11 @@ int image_build(struct image_store *s, const struct image_build_opts *o, char **
     *manifest_digest = NULL;
     if (o->context_dir == NULL)
         return hull_error_set(err, EINVAL, "no build context given");
+    if (geteuid() != 0)
+        return hull_error_set(err, EPERM,
+                              "needs root: RUN uses namespaces and overlay mounts (running as "
+                              "uid %u)",
+                              (unsigned)geteuid());
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return hull_error_errno(err, "pipe");
