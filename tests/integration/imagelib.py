@@ -381,10 +381,11 @@ def write_oci_index(layout, name, per_platform, compression="gzip", docker=False
     return img
 
 
-def two_platform_index(layout, name="multi:latest", compression="gzip", docker=False):
-    """linux/amd64 and linux/arm64 images of busybox plus /platform containing 'amd64' / 'arm64'; returns Image."""
+def two_platform_index(layout, name="multi:latest", compression="gzip", docker=False,
+                       platforms=("linux/amd64", "linux/arm64")):
+    """Images of busybox plus /platform holding the arch ('amd64', 'arm64'), one per platform, in that order; returns Image."""
     per = {}
-    for plat in ("linux/amd64", "linux/arm64"):
+    for plat in platforms:
         arch = plat.split("/")[1]
         per[plat] = ([busybox_layer(), {"platform": File(arch + "\n")}],
                      {"Cmd": ["cat", "/platform"], "Labels": {"arch": arch}})
