@@ -228,9 +228,8 @@ def test_run_with_image_sees_the_images_files(e_pulled):
         assert r.status == 200, r
         assert r.json["verdict"] == "ok", r.json
         assert r.json["stdout"] == MARKER + "only in app1\n"
-        # Pinned when accepted: the repository at the digest it named then.
-        assert r.json["image"] == {"name": f"{e.reg.host}/app@{img.digest}",
-                                   "digest": img.digest}, r.json
+        # Pinned when accepted: what the name pointed at then.
+        assert r.json["image"] == {"name": e.name("app:1"), "digest": img.digest}, r.json
     # Without an image the same command sees the host: no /marker.
     r = req(e, "POST", "/v1/runs", {"cmd": ["cat", "/marker"], "limits": GENEROUS}, who="user")
     assert r.status == 200 and r.json["verdict"] == "exit_nonzero", r

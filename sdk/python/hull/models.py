@@ -50,7 +50,7 @@ class Result:
     isolation: Optional[str] = None
     error: Optional[str] = None
     id: Optional[str] = None
-    # {"name": "REPOSITORY@DIGEST", "digest": manifest} when run from an image
+    # {"name": "registry/repo:tag", "digest": manifest} when run from an image
     image: Optional[Dict[str, str]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
