@@ -307,14 +307,26 @@ def test_killed_build_leaves_no_mount_or_process(store, tmp_path):
 
 
 def test_network_host_is_the_hosts(store, tmp_path):
-    ctx = context(tmp_path, "FROM base\nRUN ls /sys/class/net > /netdevs\n")
+    ctx = context(tmp_path, "FROM base\nRUN ls /sys/class/net > /netdevs; "
+                  "cat /etc/resolv.conf > /resolv 2>/dev/null; true\n")
     build(store, ctx, "-t", "net", "--network", "host")
+    img = inspect(store, "net")
     root = bundle(store, "net", tmp_path / "b")
     assert sorted((root / "netdevs").read_text().split()) == sorted(os.listdir("/sys/class/net"))
+    if os.path.isfile("/etc/resolv.conf"):
+        # The host's name service, over a file made for the run and gone after it.
+        assert (root / "resolv").read_text() == Path("/etc/resolv.conf").read_text()
+    # /etc is there only as a directory entry with the base's own times.
+    assert layer_files(store, img["layers"][-1]["diff_id"]) == ["etc", "netdevs", "resolv"]
+    base = bundle(store, "base", tmp_path / "base")
+    assert os.stat(root / "etc").st_mtime_ns == os.stat(base / "etc").st_mtime_ns
+    assert not (root / "etc" / "resolv.conf").exists()
     # The default: a network namespace of its own (a separate cache entry).
     r = build(store, ctx, "-t", "net")
     assert "Using cache" not in r.stderr
-    assert (bundle(store, "net", tmp_path / "c") / "netdevs").read_text().split() == ["lo"]
+    root = bundle(store, "net", tmp_path / "c")
+    assert (root / "netdevs").read_text().split() == ["lo"]
+    assert (root / "resolv").read_text() == ""
 
 
 def test_run_is_confined(store, tmp_path):
