@@ -391,3 +391,25 @@ def test_interrupted_build_cleans_up(store, tmp_path, sig):
     assert "interrupted" in err, err
     assert not [q for q in pids_with_cmdline_containing(marker) if pid_alive(q)]
     assert "interrupted" not in hull_run("image", "list", root=store, check=True).stdout
+
+
+def test_containerfile_choice_and_untagged(store, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM base\nLABEL from=dockerfile\n")
+    r = build(store, ctx)
+    digest = r.stdout.strip()
+    assert "COMMIT\n" in r.stderr
+    # Untagged: found by its digest only.
+    assert inspect(store, digest)["config"]["Labels"] == {"from": "dockerfile"}
+    (ctx / "Containerfile").write_text("FROM base\nLABEL from=containerfile\n")
+    build(store, ctx, "-t", "choice")
+    assert inspect(store, "choice")["config"]["Labels"] == {"from": "containerfile"}
+    other = tmp_path / "elsewhere.cf"
+    other.write_text("FROM base\nLABEL from=elsewhere\nBAD\n")
+    line = hull_error_line(build(store, ctx, "-f", other, "-t", "choice", check=False))
+    assert "elsewhere.cf:3: unknown instruction BAD" in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = hull_error_line(build(store, empty, check=False))
+    assert "no Containerfile or Dockerfile" in line
