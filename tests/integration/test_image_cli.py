@@ -19,7 +19,8 @@ import pytest
 
 from conftest import HULL, wait_until
 from hullrt import cid
-from imagelib import (busybox_layer, rootfs_tar, store_snapshot, write_docker_archive)
+from imagelib import (busybox_layer, rootfs_tar, store_snapshot, two_platform_index,
+                      write_docker_archive, write_oci_archive)
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "remove", "prune",
@@ -326,6 +327,27 @@ def test_load_a_legacy_docker_archive(tmp_path):
     info = inspect(root, "localhost/legacy:7")
     assert info["config"]["Cmd"] == ["/bin/echo", "legacy"]
     img(root, "prepare", "localhost/legacy:7", check=True)
+
+
+def test_load_a_two_platform_oci_archive_and_pick_a_platform(tmp_path):
+    root = tmp_path / "store"
+    layout = tmp_path / "layout"
+    idx = two_platform_index(layout, "localhost/multi:1")
+    arch = tmp_path / "multi.tar"
+    write_oci_archive(arch, layout)
+    r = img(root, "load", "-i", arch, check=True)
+    assert idx.digest in r.stdout and "localhost/multi:1" in r.stdout
+    for plat in ("linux/amd64", "linux/arm64"):
+        info = json.loads(img(root, "inspect", "--platform", plat, "localhost/multi:1",
+                              check=True).stdout)[0]
+        assert info["digest"] == idx.children[plat].digest
+        assert info["index_digest"] == idx.digest
+        assert info["architecture"] == plat.split("/")[1]
+    # save takes the platform's manifest alone: its digest survives the trip
+    out = tmp_path / "arm.tar"
+    img(root, "save", "--platform", "linux/arm64", "-o", out, "localhost/multi:1", check=True)
+    r = img(tmp_path / "other", "load", "-q", "-i", out, check=True)
+    assert r.stdout.split() == [idx.children["linux/arm64"].digest]
 
 
 def test_load_of_a_tampered_archive_changes_nothing(tmp_path):
