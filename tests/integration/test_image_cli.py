@@ -396,7 +396,8 @@ def test_podman_loads_hulls_docker_archive(tmp_path):
         assert "sha256:" + pinfo["Id"] == info["config_digest"]
         assert pinfo["Config"]["Cmd"] == ["/bin/echo", "hello from the image"]
     finally:
-        subprocess.run(pod + ["system", "reset", "--force"], capture_output=True, timeout=120)
+        # not `system reset`: that would also drop host-wide podman networks
+        subprocess.run(pod + ["rmi", "-af"], capture_output=True, timeout=120)
         shutil.rmtree(runroot, ignore_errors=True)
 
 
