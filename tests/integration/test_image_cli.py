@@ -19,7 +19,7 @@ import pytest
 
 from conftest import HULL, wait_until
 from hullrt import cid
-from imagelib import (busybox_layer, rootfs_tar, store_snapshot, two_platform_index,
+from imagelib import (Symlink, busybox_layer, rootfs_tar, store_snapshot, two_platform_index,
                       write_docker_archive, write_oci_archive)
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -450,6 +450,20 @@ def test_bundle_user_name_unknown_to_the_image_fails_and_leaves_nothing(tmp_path
     b = tmp_path / "b"
     line = failed(img(root, "bundle", "localhost/nouser:1", b), "bundle localhost/nouser:1")
     assert "nosuchuser" in line
+    assert not b.exists()
+
+
+@pytest.mark.parametrize("target", ["../../../../../../../../etc/passwd", "/etc/../../etc/shadow"])
+def test_bundle_never_reads_the_hosts_passwd_through_a_symlink(tmp_path, target):
+    # "daemon" is in the host's /etc/passwd, not in the image's
+    assert "\ndaemon:" in "\n" + Path("/etc/passwd").read_text()
+    root = tmp_path / "store"
+    tb = tmp_path / "evil.tar"
+    tb.write_bytes(rootfs_tar(busybox_layer(extra={"etc/passwd": Symlink(target)})))
+    img(root, "import", "-c", "USER daemon", tb, "localhost/evil:1", check=True)
+    b = tmp_path / "b"
+    r = img(root, "bundle", "localhost/evil:1", b)
+    assert "/etc/passwd" in failed(r, "bundle localhost/evil:1")
     assert not b.exists()
 
 
