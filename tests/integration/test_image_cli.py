@@ -525,12 +525,16 @@ def test_login_push_pull_through_the_cli(tmp_path):
         r = img(root, "push", "--tls-verify=false", "--authfile", auth, "localhost/app:1", dest,
                 check=True)
         assert r.stdout.strip() == digest
+        # progress (one summary line when not a terminal) goes to stderr
+        assert f"pushed {dest}:" in r.stderr
         # -p works but warns that the password shows in ps
         r = img(other, "login", "--tls-verify=false", "--authfile", tmp_path / "auth2.json",
                 "-u", "ci", "-p", "s3cret", reg.host, check=True)
         assert "warning" in r.stderr
         r = img(other, "pull", "-q", "--tls-verify=false", "--authfile", auth, dest, check=True)
         assert r.stdout.strip() == digest and r.stderr == ""
+        r = img(other, "pull", "--tls-verify=false", "--authfile", auth, dest, check=True)
+        assert r.stdout.strip() == digest and f"pulled {dest}:" in r.stderr
         assert inspect(other, dest)["digest"] == digest
         img(other, "logout", "--authfile", auth, reg.host, check=True)
         assert reg.host not in json.loads(auth.read_text()).get("auths", {})
