@@ -43,6 +43,12 @@ struct hulld_options {
     unsigned max_attempts;     /* --max-attempts N */
     unsigned result_ttl_s;     /* --result-ttl SECS */
     unsigned worker_allow;     /* --allow GRANTS: isolation-weakening jobs it may run */
+    /* images (src/daemon/images.c) */
+    const char *image_root; /* --image-root, else $HULL_IMAGE_ROOT, else the default */
+    const char *authfile;   /* --authfile: registry credentials for pulls */
+    const char *cert_dir;   /* --cert-dir: extra CA certificates for registries */
+    unsigned max_pulls;     /* --max-pulls: pulls at once, before 429 */
+    unsigned pull_timeout;  /* --pull-timeout: seconds a pull may take in all */
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
@@ -84,6 +90,8 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
 int helper_main(const char *mode, const char *state_dir);
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);
+/* puller.c: one image pull in its own process, then exit. */
+int puller_main(int sock);
 
 /* request.c: the fields each endpoint takes (a field it would not apply is
  * a 400 naming it and listing those it takes), and the grants a request
@@ -92,6 +100,14 @@ struct endpoint;
 extern const struct endpoint endpoint_run, endpoint_create, endpoint_exec;
 int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r);
 int request_grants(const struct caller *c, json_object *doc, struct resp *r);
+/* "image": a name or digest that must already be in hulld's image store
+ * (a tenant never triggers a pull: 404 otherwise). Replaced in doc by
+ * "REPOSITORY@DIGEST" of what it resolves to now, so a later re-tag does
+ * not change what runs; absent, nothing changes. */
+int request_image(json_object *doc, struct resp *r);
+/* In the helper that runs a request's policy: an image comes from hulld's
+ * store (--image-root) and is never pulled. */
+int request_policy_image(struct hull_policy *p, hull_error *err);
 
 /* runner.c: runs in worker processes, a bounded queue in front. */
 int runner_start(hull_error *err);
@@ -115,6 +131,12 @@ unsigned sandboxes_active(void);
 /* Prometheus lines for each sandbox's CPU and memory: tenant's only, or
  * every tenant's for NULL (an admin). */
 void sandboxes_metrics(FILE *out, const char *tenant);
+
+/* images.c: /v1/images (ref: the rest of the path, URL-decoded, or NULL). */
+void api_images(const struct request *rq, const char *ref, struct resp *r);
+/* At shutdown: pulls in progress are stopped (their partial blobs stay
+ * for the next pull to resume) and no new one starts. */
+void images_stop(void);
 
 /* metrics.c */
 void metrics_run_done(const char *verdict, double seconds);

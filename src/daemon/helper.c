@@ -33,6 +33,8 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
                     (char *)mode,
                     "--state-dir",
                     (char *)hulld.o->state_dir,
+                    "--image-root",
+                    (char *)hulld.o->image_root,
                     hulld.o->debug ? "--debug" : NULL,
                     NULL};
     sigset_t none;
@@ -75,6 +77,8 @@ int helper_main(const char *mode, const char *state_dir)
     }
     if (strcmp(mode, "keeper") == 0)
         return keeper_loop(sock);
+    if (strcmp(mode, "puller") == 0)
+        return puller_main(sock);
     if (strcmp(mode, "worker") == 0) {
         hull_error err = NULL;
         struct hull_store *st = NULL;

@@ -41,15 +41,18 @@ enum route_kind {
     R_SANDBOX,
     R_SBX_ACTION,
     R_SBX_FILE,
+    R_IMAGES,
+    R_IMAGE,
 };
 
 struct route {
     enum route_kind kind;
     const char *allow; /* methods, as the Allow header lists them */
     bool public;       /* no token needed */
+    bool admin_writes; /* a state-changing method needs an admin token */
     char id[64];
     char action[16];
-    const char *file; /* into the URL */
+    const char *file; /* into the URL: a sandbox file, or an image reference */
 };
 
 /* The connection's memory pool (MHD's default is 32 KiB): room for the
@@ -141,6 +144,27 @@ static bool segment(const char **p, char *out, size_t len)
     return true;
 }
 
+/* /v1/images and /v1/images/{ref}: the reference is the rest of the path
+ * (MHD has decoded it: "localhost%3A5000%2Fapp%3A1" and "localhost:5000/app:1"
+ * are the same image). Reading is for any token, changing for an admin's. */
+static int route_images(const char *p, struct route *rt)
+{
+    rt->admin_writes = true;
+    if (*p == '\0') {
+        rt->kind = R_IMAGES;
+        rt->allow = "GET, POST";
+        return 0;
+    }
+    if (p[1] == '\0')
+        return -1;
+    rt->kind = R_IMAGE;
+    rt->allow = "GET, DELETE";
+    rt->file = p + 1;
+    /* The audit log's target: as much of the reference as fits. */
+    snprintf(rt->id, sizeof(rt->id), "%s", rt->file);
+    return 0;
+}
+
 static int route(const char *url, struct route *rt)
 {
     memset(rt, 0, sizeof(*rt));
@@ -166,6 +190,8 @@ static int route(const char *url, struct route *rt)
         rt->kind = R_AUDIT;
         return 0;
     }
+    if (strncmp(p, "images", 6) == 0 && (p[6] == '\0' || p[6] == '/'))
+        return route_images(p + 6, rt);
     bool runs = strncmp(p, "runs", 4) == 0 && (p[4] == '\0' || p[4] == '/');
     bool sbx = strncmp(p, "sandboxes", 9) == 0 && (p[9] == '\0' || p[9] == '/');
     if (!runs && !sbx)
@@ -322,6 +348,11 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
                    q->caller.tok.id);
         return -1;
     }
+    if (state_changing(method) && q->rt.admin_writes && !q->caller.admin) {
+        resp_error(r, 403, "forbidden", NULL,
+                   "%s %s needs an admin token: images are shared by every tenant", method, url);
+        return -1;
+    }
     if (state_changing(method) && hulld.draining) {
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
         return -1;
@@ -394,6 +425,10 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
                       rt->kind == R_SBX_ACTION ? rt->action
                                                : (rt->kind == R_SBX_FILE ? "files" : NULL),
                       rt->file, r);
+        break;
+    case R_IMAGES:
+    case R_IMAGE:
+        api_images(&rq, rt->kind == R_IMAGE ? rt->file : NULL, r);
         break;
     }
     if (r->status == 0)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "image/image.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -53,6 +54,12 @@ static void usage(FILE *out)
             "  --max-body BYTES        request body limit (default 8M)\n"
             "  --client-timeout SECS   idle connection limit (default 30)\n"
             "  --max-connections N     open connections (default 256)\n"
+            "  --image-root DIR        image store (default $HULL_IMAGE_ROOT, else\n"
+            "                          " HULL_IMAGE_DEFAULT_ROOT ")\n"
+            "  --authfile FILE         registry credentials for POST /v1/images pulls\n"
+            "  --cert-dir DIR          extra CA certificates (*.crt) for registries\n"
+            "  --max-pulls N           image pulls at once before 429 (default 2)\n"
+            "  --pull-timeout SECS     a pull's whole time limit (default 3600)\n"
             "  --worker                pull runs from Redis instead of serving HTTP\n"
             "  --redis URL             the Redis queue (redis://HOST:PORT)\n"
             "Worker mode (docs/queue.md):\n"
@@ -120,6 +127,11 @@ static const struct opt_spec opt_specs[] = {
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
     {"debug", OPT_FLAG, OFF(debug), 0, 0},
+    {"image-root", OPT_STRING, OFF(image_root), 0, 0},
+    {"authfile", OPT_STRING, OFF(authfile), 0, 0},
+    {"cert-dir", OPT_STRING, OFF(cert_dir), 0, 0},
+    {"max-pulls", OPT_UINT, OFF(max_pulls), 1, 64},
+    {"pull-timeout", OPT_UINT, OFF(pull_timeout), 10, 7 * 86400},
     {"helper", OPT_HELPER, 0, 0, 0},
     {"concurrency", OPT_UINT, OFF(max_runs), 1, 256},
     {"name", OPT_STRING, OFF(worker_name), 0, 0},
@@ -222,6 +234,8 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .tenant_runs = 32,
         .tenant_sandboxes = 8,
         .max_connections = 256,
+        .max_pulls = 2,
+        .pull_timeout = 3600,
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -239,6 +253,10 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
     if (optind < argc) {
         fprintf(stderr, "hulld: unexpected argument '%s'\nTry 'hulld --help'.\n", argv[optind]);
         return -1;
+    }
+    if (o->image_root == NULL) {
+        const char *env = getenv("HULL_IMAGE_ROOT");
+        o->image_root = env && env[0] ? env : HULL_IMAGE_DEFAULT_ROOT;
     }
     return check_options(o);
 }
@@ -329,6 +347,8 @@ static int serve(const struct hulld_options *o)
     hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "
                             "(signal again to cancel them)");
     hulld.draining = 1;
+    /* A pull can take minutes: stopped now, resumed by the next one. */
+    images_stop();
     bool cancelled = false;
     while (!runner_drain(200)) {
         struct timespec now = {0};
@@ -362,8 +382,10 @@ int main(int argc, char **argv)
         hull_error_free(&err);
         return 1;
     }
-    if (helper)
+    if (helper) {
+        hulld.o = &o; /* the image store, for the runs a helper starts */
         return helper_main(helper, o.state_dir);
+    }
     if (o.worker)
         return hulld_worker_main(&o);
     if (geteuid() != 0) {

@@ -7,11 +7,15 @@
  *   "isolation": "process") needs a grant given to its token explicitly
  *   (hull token create --allow); without it, 403 naming the field and the
  *   grant. Grants used are written to the audit log with the request. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
+#include "image/image.h"
 #include "util/json.h"
+#include "util/log.h"
 
 struct hint {
     const char *field; /* "files", "limits.memory" */
@@ -31,14 +35,14 @@ static const char *const all_limits[] = {"cpu_time", "wall_time",  "memory", "ou
 
 static const char *const run_fields[] = {"cmd",    "stdin",     "env",     "files",
                                          "limits", "isolation", "workdir", "network",
-                                         "async",  "queue",     NULL};
+                                         "async",  "queue",     "image",   NULL};
 static const struct hint run_hints[] = {
     {"lifetime", "only a long-lived sandbox (POST /v1/sandboxes) has a lifetime"},
     {NULL, NULL},
 };
 
-static const char *const create_fields[] = {"isolation", "limits",   "env", "files",
-                                            "network",   "lifetime", NULL};
+static const char *const create_fields[] = {"isolation", "limits",   "env",   "files",
+                                            "network",   "lifetime", "image", NULL};
 static const char *const create_limits[] = {"memory",   "pids",       "cpus",
                                             "tmp_size", "open_files", NULL};
 static const struct hint create_hints[] = {
@@ -61,6 +65,7 @@ static const struct hint exec_hints[] = {
     {"isolation", "the sandbox's isolation is set when it is created"},
     {"network", "the sandbox's network is set when it is created"},
     {"lifetime", "the sandbox's lifetime is set when it is created"},
+    {"image", "the sandbox's image is set when it is created"},
     {"async", "an exec is always synchronous"},
     {"queue", "an exec cannot go through the queue"},
     {"limits.memory", SHARED},
@@ -180,5 +185,89 @@ int request_grants(const struct caller *c, json_object *doc, struct resp *r)
         used |= weakening[i].grant;
     }
     hull_allow_format(used, r->grants, sizeof(r->grants));
+    return 0;
+}
+
+/* "REPOSITORY@DIGEST" of an entry (its name's repository, pinned to what
+ * it points at now), or the bare digest for a name that is no reference. */
+static char *pinned_name(const struct image_entry *e)
+{
+    struct image_ref ref = {0};
+    hull_error err = NULL;
+    if (e->name == NULL || image_ref_parse(e->name, &ref, &err) < 0) {
+        hull_error_free(&err); /* a name skopeo wrote ("oci:..."): the digest says it all */
+        return strdup(e->desc.digest);
+    }
+    free(ref.tag);
+    free(ref.digest);
+    ref.tag = NULL;
+    ref.digest = strdup(e->desc.digest);
+    char *name = ref.digest ? image_ref_name(&ref) : NULL;
+    image_ref_free(&ref);
+    return name;
+}
+
+int request_image(json_object *doc, struct resp *r)
+{
+    json_object *v = hj_get(doc, "image");
+    if (v == NULL)
+        return 0;
+    const char *text = json_object_get_string(v);
+    if (hulld.o->image_root == NULL) { /* see api_images */
+        resp_error(r, 501, "not_implemented", "image", "image: hulld has no image store");
+        return -1;
+    }
+    if (!json_object_is_type(v, json_type_string) || text[0] == '\0') {
+        resp_error(r, 400, "invalid_request", "image",
+                   "image: a name or digest of an image in hulld's store (GET /v1/images)");
+        return -1;
+    }
+    struct image_store s = {.rootfd = -1, .lockfd = -1};
+    struct image_entry e = {0};
+    hull_error err = NULL;
+    int rc = image_store_open(hulld.o->image_root, false, &s, &err);
+    if (rc == 0) {
+        rc = image_store_resolve(&s, text, &e, &err);
+        image_store_close(&s);
+    }
+    if (rc < 0 && hull_error_code(err) == ENOENT) {
+        /* Never pulled here: a tenant's request does not make hulld reach
+         * out to a registry; an admin pulls. */
+        resp_error(r, 404, "not_found", "image", "image %s not found; pull it with POST /v1/images",
+                   text);
+        hull_error_free(&err);
+        return -1;
+    }
+    if (rc < 0) {
+        if (hull_error_code(err) != EINVAL)
+            hull_log(HULL_LOG_ERROR, "image store %s: %s", hulld.o->image_root,
+                     hull_error_msg(err));
+        hull_error_prefix(&err, "image");
+        resp_from_error(r, &err);
+        return -1;
+    }
+    cleanup_free char *pinned = pinned_name(&e);
+    free(e.name);
+    image_desc_free(&e.desc);
+    free(e.created);
+    if (pinned == NULL) {
+        resp_error(r, 500, "internal", NULL, "out of memory");
+        return -1;
+    }
+    json_object_object_add(doc, "image", json_object_new_string(pinned));
+    return 0;
+}
+
+int request_policy_image(struct hull_policy *p, hull_error *err)
+{
+    if (p->image == NULL)
+        return 0;
+    if (hulld.o->image_root == NULL) /* see api_images */
+        return hull_error_set(err, ENOTSUP, "image: hulld has no image store");
+    free(p->image_root);
+    p->image_root = strdup(hulld.o->image_root);
+    if (p->image_root == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    p->pull = HULL_PULL_NEVER;
     return 0;
 }

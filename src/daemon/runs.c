@@ -129,6 +129,14 @@ static void post_run(const struct request *rq, struct resp *r)
     if (request_fields(doc, &endpoint_run, r) < 0 || take_flag(doc, "async", &async, r) < 0 ||
         take_flag(doc, "queue", &queue, r) < 0)
         return;
+    if (queue && hj_get(doc, "image")) {
+        /* A queue worker may be another host, with another image store. */
+        resp_error(r, 400, "invalid_request", "image",
+                   "image: not with \"queue\": a queue worker has no access to hulld's images");
+        return;
+    }
+    if (request_image(doc, r) < 0)
+        return;
     const char *text = hj_to_string(doc);
     if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
         return;

@@ -8,19 +8,24 @@
     with client.sandbox(isolation="container") as sb:
         sb.files.write("main.py", "print('hi')")
         print(sb.exec(["python3", "/tmp/main.py"]).stdout)
+
+    admin.images.pull("localhost:5000/tools/python:3")       # an admin token
+    client.run(["python3", "-V"], image="localhost:5000/tools/python:3")
 """
-from .client import DEFAULT_SOCKET, Client, Files, Sandbox
+from .client import DEFAULT_SOCKET, Client, Files, Images, Sandbox
 from .errors import (APIError, AuthError, BadRequest, Conflict, HullError, MethodNotAllowed,
                      NotFound, NotImplementedByServer, PayloadTooLarge, PermissionDenied,
-                     RateLimited, ServerError, TransportError, Unavailable, ValidationError)
-from .models import VERDICTS, Result, Run, RunFailed, SandboxInfo
+                     RateLimited, RegistryError, ServerError, TransportError, Unavailable,
+                     ValidationError)
+from .models import VERDICTS, ImageInfo, Result, Run, RunFailed, SandboxInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Sandbox", "Files", "Result", "Run", "SandboxInfo", "RunFailed", "VERDICTS",
+    "Client", "Sandbox", "Files", "Images", "Result", "Run", "SandboxInfo", "ImageInfo",
+    "RunFailed", "VERDICTS",
     "DEFAULT_SOCKET", "HullError", "TransportError", "APIError", "BadRequest",
     "ValidationError", "AuthError", "PermissionDenied", "NotFound", "MethodNotAllowed",
     "Conflict", "PayloadTooLarge", "RateLimited", "ServerError", "NotImplementedByServer",
-    "Unavailable",
+    "Unavailable", "RegistryError",
 ]

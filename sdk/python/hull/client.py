@@ -1,4 +1,4 @@
-"""The hulld client: transport (unix socket or HTTPS), runs, sandboxes."""
+"""The hulld client: transport (unix socket or HTTPS), runs, sandboxes, images."""
 import datetime
 import http.client
 import json
@@ -10,9 +10,12 @@ import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import errors
-from .models import Result, Run, SandboxInfo
+from .models import ImageInfo, Result, Run, SandboxInfo
 
 DEFAULT_SOCKET = "/run/hull/hulld.sock"
+# hulld answers a pull when it is done; its own limit is --pull-timeout
+# (default 1 h), so the client waits a little longer than that by default.
+PULL_TIMEOUT = 3660.0
 
 Data = Union[str, bytes]
 
@@ -72,7 +75,8 @@ def _limits(limits):
     return {str(k): _duration(v) for k, v in limits.items()}
 
 
-def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra):
+def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra,
+                  image=None):
     body: Dict[str, Any] = {"cmd": _cmd(cmd)}
     if stdin is not None:
         body["stdin"] = _text(stdin, "stdin")
@@ -88,6 +92,8 @@ def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, e
         body["workdir"] = workdir
     if network is not None:
         body["network"] = network
+    if image is not None:
+        body["image"] = str(image)
     body.update(extra)
     return body
 
@@ -121,6 +127,7 @@ class Client:
             if u.scheme == "https" and ssl_context is None:
                 ssl_context = ssl.create_default_context(cafile=cafile)
             self._ssl = ssl_context
+        self.images = Images(self)
 
     def __repr__(self):
         where = self._socket or f"{self._scheme}://{self._host}:{self._port}"
@@ -128,19 +135,21 @@ class Client:
 
     # ---- transport ------------------------------------------------------------------
 
-    def _connection(self):
+    def _connection(self, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         if self._socket:
-            return _UnixHTTPConnection(self._socket, self.timeout)
+            return _UnixHTTPConnection(self._socket, timeout)
         if self._scheme == "https":
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
                                                context=self._ssl)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def request(self, method: str, path: str, body: Any = None, *, raw: bool = False,
                 query: Optional[Mapping[str, Any]] = None,
-                content_type: str = "application/json"):
+                content_type: str = "application/json", timeout: Optional[float] = None):
         """One API call: the decoded JSON (or the bytes, with raw=True).
-        Error statuses raise the matching errors.APIError subclass."""
+        Error statuses raise the matching errors.APIError subclass.
+        ``timeout`` (seconds) replaces the client's for this call."""
         if query:
             q = {k: v for k, v in query.items() if v is not None}
             if q:
@@ -156,7 +165,7 @@ class Client:
             else:
                 data = json.dumps(body).encode("utf-8")
                 headers["Content-Type"] = content_type
-        conn = self._connection()
+        conn = self._connection(timeout)
         try:
             unsent = None
             try:
@@ -197,16 +206,20 @@ class Client:
             files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
             limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
             workdir: Optional[str] = None, network: Optional[str] = None,
-            queue: bool = False, poll: float = 0.05, timeout: Optional[float] = None) -> Result:
+            image: Optional[str] = None, queue: bool = False, poll: float = 0.05,
+            timeout: Optional[float] = None) -> Result:
         """Run cmd once in a fresh sandbox and return how it went.
 
         ``files`` land under /tmp (relative names) with their contents;
         ``limits`` as the API takes them: {"cpu_time": "2s", "memory": "256M", ...}:
         a duration is a string with a unit, a number of SECONDS or a
         timedelta; a size a string with a unit or a number of BYTES.
+        ``image`` (a name or digest in hulld's store, see ``images``) runs it
+        rooted in that image; hulld never pulls for a run (NotFound).
         With ``queue=True`` the run goes through hulld's Redis queue to a
         worker, and this waits for its result."""
-        body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {})
+        body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {},
+                             image)
         if queue:
             body["queue"] = True
             run = Run.from_json(self.request("POST", "/v1/runs", body))
@@ -217,10 +230,11 @@ class Client:
                files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
                limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
                workdir: Optional[str] = None, network: Optional[str] = None,
-               queue: bool = False) -> Run:
+               image: Optional[str] = None, queue: bool = False) -> Run:
         """Start a run without waiting: a Run to get(), wait() on or cancel()."""
         extra = {"queue": True} if queue else {"async": True}
-        body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra)
+        body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra,
+                             image)
         return Run.from_json(self.request("POST", "/v1/runs", body))
 
     def get(self, run_id: str) -> Run:
@@ -256,12 +270,15 @@ class Client:
     def sandbox(self, isolation: Optional[str] = None, *,
                 limits: Optional[Mapping[str, Any]] = None,
                 env: Optional[Mapping[str, str]] = None, network: Optional[str] = None,
-                lifetime: Optional[Union[str, float, datetime.timedelta]] = None) -> "Sandbox":
+                lifetime: Optional[Union[str, float, datetime.timedelta]] = None,
+                image: Optional[str] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
         deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``.
         ``lifetime`` (how long it may stay idle) is "10m", a number of
         seconds or a timedelta; ``limits`` are the sandbox's own (memory,
-        pids, cpus, tmp_size, open_files), shared by every command in it."""
+        pids, cpus, tmp_size, open_files), shared by every command in it.
+        ``image`` (in hulld's store) is the sandbox's root; it cannot be
+        removed while the sandbox lives."""
         body: Dict[str, Any] = {}
         if isolation is not None:
             body["isolation"] = isolation
@@ -273,6 +290,8 @@ class Client:
             body["network"] = network
         if lifetime is not None:
             body["lifetime"] = _duration(lifetime)
+        if image is not None:
+            body["image"] = str(image)
         return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
 
     def sandboxes(self) -> List[SandboxInfo]:
@@ -295,6 +314,47 @@ class Client:
     def audit(self, limit: Optional[int] = None, since_id: Optional[int] = None):
         doc = self.request("GET", "/v1/audit", query={"limit": limit, "since_id": since_id})
         return doc.get("entries", [])
+
+
+class Images:
+    """hulld's image store (``client.images``): any token may list and get;
+    pull and remove need an admin token (PermissionDenied otherwise)."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    def list(self) -> List[ImageInfo]:
+        doc = self._client.request("GET", "/v1/images")
+        return [ImageInfo.from_json(i) for i in doc.get("images", [])]
+
+    def get(self, ref: str) -> ImageInfo:
+        """By name ("localhost:5000/app:1"), full digest or a digest prefix
+        of 12+ hex digits; NotFound when absent."""
+        return ImageInfo.from_json(self._client.request("GET", f"/v1/images/{_seg(ref)}"))
+
+    def pull(self, ref: str, *, platform: Optional[str] = None,
+             tls_verify: Optional[bool] = None,
+             timeout: Optional[float] = PULL_TIMEOUT) -> ImageInfo:
+        """Have hulld pull ref from its registry (with hulld's credentials)
+        and wait until it is done. ``tls_verify=False`` allows plain HTTP.
+        Errors: NotFound (the registry has no such image), RegistryError
+        (unreachable, refused, timed out), RateLimited (too many pulls)."""
+        body: Dict[str, Any] = {"ref": str(ref)}
+        if platform is not None:
+            body["platform"] = platform
+        if tls_verify is not None:
+            body["tls_verify"] = bool(tls_verify)
+        return ImageInfo.from_json(self._client.request("POST", "/v1/images", body,
+                                                        timeout=timeout))
+
+    def remove(self, ref: str, *, force: bool = False) -> Dict[str, Any]:
+        """Remove the name (Conflict while a run or sandbox uses it, unless
+        force). Its blobs go at the store's next prune."""
+        return self._client.request("DELETE", f"/v1/images/{_seg(ref)}",
+                                    query={"force": "true"} if force else None)
+
+    def __iter__(self):
+        return iter(self.list())
 
 
 def _seg(s):

@@ -89,6 +89,11 @@ class Unavailable(ServerError):
     """503: hulld is shutting down."""
 
 
+class RegistryError(ServerError):
+    """502/504: an image pull failed at the registry (unreachable, refused,
+    a bad answer) or took longer than hulld's --pull-timeout."""
+
+
 _BY_STATUS = {
     401: AuthError,
     403: PermissionDenied,
@@ -98,7 +103,9 @@ _BY_STATUS = {
     413: PayloadTooLarge,
     429: RateLimited,
     501: NotImplementedByServer,
+    502: RegistryError,
     503: Unavailable,
+    504: RegistryError,
 }
 
 

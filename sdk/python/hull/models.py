@@ -1,4 +1,4 @@
-"""Typed views of hulld's JSON: a run's result, a run, a sandbox."""
+"""Typed views of hulld's JSON: a run's result, a run, a sandbox, an image."""
 import base64
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -50,6 +50,8 @@ class Result:
     isolation: Optional[str] = None
     error: Optional[str] = None
     id: Optional[str] = None
+    # {"name": "registry/repo:tag", "digest": manifest} when run from an image
+    image: Optional[Dict[str, str]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -64,7 +66,7 @@ class Result:
                    stdout_truncated=d.get("stdout_truncated", False),
                    stderr_truncated=d.get("stderr_truncated", False),
                    files=d.get("files", []), isolation=d.get("isolation"),
-                   error=d.get("error"), id=d.get("id"), raw=d)
+                   error=d.get("error"), id=d.get("id"), image=d.get("image"), raw=d)
 
     @property
     def ok(self):
@@ -112,10 +114,38 @@ class SandboxInfo:
     last_used: Optional[str] = None
     expires: Optional[str] = None
     lifetime_s: Optional[int] = None
+    image: Optional[str] = None  # "REPOSITORY@DIGEST" it was made from, while it lives
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, d):
         return cls(id=d["id"], state=d.get("state", ""), isolation=d.get("isolation"),
                    created=d.get("created"), last_used=d.get("last_used"),
-                   expires=d.get("expires"), lifetime_s=d.get("lifetime_s"), raw=d)
+                   expires=d.get("expires"), lifetime_s=d.get("lifetime_s"),
+                   image=d.get("image"), raw=d)
+
+
+@dataclass
+class ImageInfo:
+    """An image in hulld's store. ``size`` is the bytes of its config and
+    layers as stored; the fields after ``created`` are filled by
+    ``client.images.get()`` and ``pull()`` (inspect), not by ``list()``."""
+    name: Optional[str]
+    digest: str
+    size: int = 0
+    created: Optional[str] = None
+    media_type: Optional[str] = None
+    manifest_digest: Optional[str] = None
+    platform: Optional[str] = None
+    config: Dict[str, Any] = field(default_factory=dict)
+    layers: List[Dict[str, Any]] = field(default_factory=list)
+    in_use: Optional[bool] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(name=d.get("name"), digest=d["digest"], size=d.get("size", 0),
+                   created=d.get("created"), media_type=d.get("media_type"),
+                   manifest_digest=d.get("manifest_digest"), platform=d.get("platform"),
+                   config=d.get("config") or {}, layers=d.get("layers") or [],
+                   in_use=d.get("in_use"), raw=d)

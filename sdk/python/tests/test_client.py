@@ -250,3 +250,70 @@ def test_token_from_environment_and_url_validation(monkeypatch, stub):
         hull.Client(url="ftp://x")
     with pytest.raises(ValueError):
         hull.Client(socket_path="/a", url="https://x:1")
+
+
+# ---- images -------------------------------------------------------------------------
+
+IMAGE = {"name": "localhost:5000/app:1", "digest": "sha256:" + "ab" * 32, "size": 1234,
+         "created": "2026-01-01T00:00:00Z", "media_type": "application/vnd.oci.image.manifest.v1+json"}
+
+
+def test_images_list_get_pull_remove_send_what_the_api_takes(stub, client):
+    stub.answer(200, {"images": [IMAGE]})
+    imgs = client.images.list()
+    assert stub.requests[-1]["method"] == "GET" and stub.requests[-1]["path"] == "/v1/images"
+    assert [i.name for i in imgs] == ["localhost:5000/app:1"] and imgs[0].size == 1234
+    assert isinstance(imgs[0], hull.ImageInfo) and imgs[0].layers == []
+    full = dict(IMAGE, manifest_digest=IMAGE["digest"], platform="linux/amd64",
+                config={"cmd": ["sh"]}, layers=[{"digest": "sha256:" + "cd" * 32, "size": 9}],
+                in_use=False)
+    stub.answer(200, full)
+    info = client.images.get("localhost:5000/app:1")
+    # One path segment, whatever the reference holds (":" and "/").
+    assert stub.requests[-1]["path"] == "/v1/images/localhost%3A5000%2Fapp%3A1"
+    assert info.platform == "linux/amd64" and info.config == {"cmd": ["sh"]}
+    assert info.in_use is False and len(info.layers) == 1
+    stub.answer(201, full)
+    assert client.images.pull("localhost:5000/app:1", tls_verify=False).digest == IMAGE["digest"]
+    req = stub.requests[-1]
+    assert req["method"] == "POST" and req["path"] == "/v1/images"
+    assert stub.last_json() == {"ref": "localhost:5000/app:1", "tls_verify": False}
+    stub.answer(201, full)
+    client.images.pull("busybox", platform="linux/arm64")
+    assert stub.last_json() == {"ref": "busybox", "platform": "linux/arm64"}
+    stub.answer(200, {"name": IMAGE["name"], "digest": IMAGE["digest"], "removed": True})
+    assert client.images.remove("localhost:5000/app:1")["removed"] is True
+    assert stub.requests[-1]["method"] == "DELETE"
+    assert stub.requests[-1]["path"] == "/v1/images/localhost%3A5000%2Fapp%3A1"
+    stub.answer(200, {"name": IMAGE["name"], "digest": IMAGE["digest"], "removed": True})
+    client.images.remove(IMAGE["digest"], force=True)
+    assert stub.requests[-1]["path"] == "/v1/images/sha256%3A" + "ab" * 32 + "?force=true"
+
+
+def test_image_on_runs_and_sandboxes(stub, client):
+    stub.answer(200, RESULT)
+    client.run(["cat", "/etc/os-release"], image="localhost:5000/app:1")
+    assert stub.last_json() == {"cmd": ["cat", "/etc/os-release"], "image": "localhost:5000/app:1"}
+    stub.answer(202, {"id": "r-2", "state": "queued"})
+    client.submit(["true"], image="app")
+    assert stub.last_json() == {"cmd": ["true"], "image": "app", "async": True}
+    stub.answer(201, {"id": "s-9", "state": "running"})
+    stub.answer(200, {"id": "s-9", "state": "destroyed"})
+    with client.sandbox(image="app"):
+        assert stub.last_json() == {"image": "app"}
+
+
+@pytest.mark.parametrize("status,code,cls", [
+    (403, "forbidden", hull.PermissionDenied),
+    (404, "not_found", hull.NotFound),
+    (409, "conflict", hull.Conflict),
+    (429, "too_many_pulls", hull.RateLimited),
+    (502, "registry_error", hull.RegistryError),
+    (504, "registry_timeout", hull.RegistryError),
+    (507, "insufficient_storage", hull.ServerError),
+])
+def test_image_errors_are_typed(stub, client, status, code, cls):
+    stub.answer(status, {"error": {"code": code, "message": "m"}})
+    with pytest.raises(cls) as ei:
+        client.images.pull("app")
+    assert ei.value.status == status and ei.value.code == code

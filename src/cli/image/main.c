@@ -1,8 +1,291 @@
-/* hull-image: the program behind `hull image` (being written). */
+/* hull-image: the program behind `hull image` (hull execs it with argv
+ * starting at the verb).
+ *
+ *     hull image [common options] VERB [options] [arguments]
+ *
+ * It is separate from hull because it links libcurl and libarchive, which
+ * the static hull that starts every container must not carry. Exit codes:
+ * 0 success, 1 any failure (usage errors included, as in the rest of hull);
+ * a failed verb leaves the store as it was. */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int main(void)
+#include "image_cli.h"
+
+static const struct {
+    const char *name;
+    img_verb_fn fn;
+    const char *summary;
+} verbs[] = {
+    {"pull", img_pull, "fetch an image from a registry"},
+    {"push", img_push, "send an image to a registry"},
+    {"login", img_login, "store credentials for a registry"},
+    {"logout", img_logout, "forget a registry's credentials"},
+    {"list", img_list, "list images (also: ls)"},
+    {"inspect", img_inspect, "print images' manifest, config and layers as JSON"},
+    {"tag", img_tag, "give an image another name"},
+    {"remove", img_remove, "remove names, and the images no name keeps (also: rm)"},
+    {"prune", img_prune, "delete blobs and layers that no image uses"},
+    {"import", img_import, "make a one-layer image from a rootfs tarball"},
+    {"load", img_load, "load images from a docker-archive or oci-archive"},
+    {"save", img_save, "write an image as a docker-archive or oci-archive"},
+    {"bundle", img_bundle, "make an OCI bundle (rootfs + config.json) from an image"},
+    {"build", img_build, "build an image from a Containerfile"},
+    {"prepare", img_prepare, "unpack an image's layers (no network)"},
+};
+
+enum {
+    OPT_ROOT = 1000,
+    OPT_TLS,
+    OPT_CERT_DIR,
+    OPT_AUTHFILE,
+    OPT_CREDS,
+    OPT_PLATFORM,
+    OPT_FORMAT,
+};
+
+static const struct option common_opts[] = {
+    {"image-root", required_argument, NULL, OPT_ROOT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"tls-verify", optional_argument, NULL, OPT_TLS},
+    {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
+    {"authfile", required_argument, NULL, OPT_AUTHFILE},
+    {"creds", required_argument, NULL, OPT_CREDS},
+    {"platform", required_argument, NULL, OPT_PLATFORM},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"help", no_argument, NULL, 'h'},
+};
+#define N_COMMON (sizeof(common_opts) / sizeof(common_opts[0]))
+
+static void usage(FILE *out)
 {
-    fputs("hull: image: not built yet\n", stderr);
+    fprintf(out, "usage: hull image [options] COMMAND [options] [arguments]\n"
+                 "\n"
+                 "Pull, build, store and export OCI images. Images live in an OCI image\n"
+                 "layout (skopeo's oci:DIR and umoci read it unchanged).\n"
+                 "\n"
+                 "Commands:\n");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+    fprintf(out, "\n"
+                 "Options (before or after COMMAND):\n"
+                 "  --image-root DIR     the image store (default $HULL_IMAGE_ROOT, else\n"
+                 "                       " HULL_IMAGE_DEFAULT_ROOT ")\n"
+                 "  -q, --quiet          print only what scripts need (digests, ids)\n"
+                 "  --tls-verify=false   registries: no certificate check, plain http allowed\n"
+                 "  --cert-dir DIR       registries: extra CA certificates (*.crt)\n"
+                 "  --authfile FILE      registries: credentials file (default\n"
+                 "                       $REGISTRY_AUTH_FILE, then\n"
+                 "                       $XDG_RUNTIME_DIR/containers/auth.json, then\n"
+                 "                       ~/.docker/config.json)\n"
+                 "  --creds USER:PASS    registries: credentials for this command only\n"
+                 "  --platform OS/ARCH   which image of a multi-platform index (default: the\n"
+                 "                       host's)\n"
+                 "  --format FMT         list/inspect: table or json; save: docker-archive or\n"
+                 "                       oci-archive\n"
+                 "  -h, --help           print this help\n"
+                 "\n"
+                 "Run 'hull image COMMAND --help' for a command's options.\n"
+                 "Exit status: 0 on success, 1 on any error (the store is then unchanged).\n");
+}
+
+void img_getopt_reset(void)
+{
+    optind = 0;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    if (s == NULL || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+/* One common option; false for an invalid value (reported). */
+static bool common_opt(struct img_cli *c, int opt)
+{
+    switch (opt) {
+    case OPT_ROOT:
+        c->root = optarg;
+        return true;
+    case 'q':
+        c->quiet = true;
+        return true;
+    case OPT_TLS:
+        if (!parse_bool(optarg, &c->tls_verify)) {
+            img_usage(c, "--tls-verify: '%s' is not true or false", optarg);
+            return false;
+        }
+        return true;
+    case OPT_CERT_DIR:
+        c->cert_dir = optarg;
+        return true;
+    case OPT_AUTHFILE:
+        c->auth_file = optarg;
+        return true;
+    case OPT_CREDS:
+        c->creds = optarg;
+        return true;
+    case OPT_PLATFORM:
+        c->platform = optarg;
+        return true;
+    case OPT_FORMAT:
+        c->format = optarg;
+        return true;
+    }
+    return false;
+}
+
+static bool is_common(int opt)
+{
+    return opt >= OPT_ROOT && opt <= OPT_FORMAT;
+}
+
+int img_getopt(struct img_cli *c, int argc, char **argv, const char *shortopts,
+               const struct option *verb_opts)
+{
+    struct option all[64];
+    size_t n = 0;
+    for (; verb_opts != NULL && verb_opts[n].name != NULL && n < 48; n++)
+        all[n] = verb_opts[n];
+    for (size_t i = 0; i < N_COMMON; i++)
+        all[n++] = common_opts[i];
+    all[n] = (struct option){0};
+    char shorts[64];
+    snprintf(shorts, sizeof(shorts), ":%sqh", shortopts);
+    for (;;) {
+        int opt = getopt_long(argc, argv, shorts, all, NULL);
+        if (opt == 'q' && strchr(shortopts, 'q') == NULL) {
+            c->quiet = true;
+            continue;
+        }
+        if (is_common(opt)) {
+            if (!common_opt(c, opt))
+                return '!';
+            continue;
+        }
+        if (opt == '?') {
+            if (optopt != 0)
+                img_usage(c, "unknown option '-%c'", optopt);
+            else
+                img_usage(c, "unknown option '%s'", argv[optind - 1]);
+            return '!';
+        }
+        if (opt == ':') {
+            img_usage(c, "option '%s' needs a value", argv[optind - 1]);
+            return '!';
+        }
+        return opt;
+    }
+}
+
+int img_fail(struct img_cli *c, hull_error *err, const char *fmt, ...)
+{
+    char ctx[1024] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx, sizeof(ctx), fmt, ap);
+        va_end(ap);
+    }
+    const char *msg = hull_error_msg(err ? *err : NULL);
+    /* Library errors may already say "pull REF: ..." or "image REF: ...";
+     * say it once. */
+    const char *heads[] = {c->verb, "image"};
+    for (size_t i = 0; i < 2 && ctx[0]; i++) {
+        char said[1200];
+        snprintf(said, sizeof(said), "%s %s: ", heads[i], ctx);
+        if (strncmp(msg, said, strlen(said)) == 0)
+            msg += strlen(said);
+    }
+    fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx, msg);
+    hull_error_free(err);
+    return 1;
+}
+
+int img_usage(struct img_cli *c, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->verb != NULL)
+        fprintf(stderr, "hull: image %s: %s\nTry 'hull image %s --help'.\n", c->verb, msg, c->verb);
+    else
+        fprintf(stderr, "hull: image: %s\nTry 'hull image --help'.\n", msg);
+    return 1;
+}
+
+int img_need_args(struct img_cli *c, int argc, char **argv, int n, const char *names)
+{
+    int have = argc - optind;
+    int want = n < 0 ? -n : n;
+    if (have < want)
+        return img_usage(c, "missing %s", names);
+    if (n >= 0 && have > n)
+        return img_usage(c, "unexpected argument '%s'", argv[optind + n]);
+    return 0;
+}
+
+int img_open_store(struct img_cli *c, bool create, struct image_store *s, hull_error *err)
+{
+    return image_store_open(c->root, create, s, err);
+}
+
+int main(int argc, char **argv)
+{
+    struct img_cli c = {.tls_verify = true};
+    /* "+": stop at the verb; what follows is the verb's. */
+    optind = 0;
+    for (;;) {
+        int opt = getopt_long(argc, argv, "+:qh", common_opts, NULL);
+        if (opt == -1)
+            break;
+        if (opt == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (opt == 'q' || is_common(opt)) {
+            if (!common_opt(&c, opt))
+                return 1;
+            continue;
+        }
+        if (opt == ':')
+            return img_usage(&c, "option '%s' needs a value", argv[optind - 1]);
+        return img_usage(&c, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 1;
+    }
+    const char *name = argv[optind];
+    if (strcmp(name, "ls") == 0)
+        name = "list";
+    else if (strcmp(name, "rm") == 0)
+        name = "remove";
+    else if (strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        if (strcmp(verbs[i].name, name) == 0) {
+            c.verb = verbs[i].name;
+            int vargc = argc - optind;
+            char **vargv = argv + optind;
+            img_getopt_reset();
+            return verbs[i].fn(&c, vargc, vargv);
+        }
+    }
+    fprintf(stderr, "hull: image: unknown command '%s'\nTry 'hull image --help'.\n", name);
     return 1;
 }
