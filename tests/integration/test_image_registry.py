@@ -532,3 +532,38 @@ def test_hull_image_pull_push_login_logout(tmp_path):
         assert q.stderr == "" and q.stdout.strip() == img.digest
         hull_image("logout", "--authfile", authfile, reg.host, store=store)
         assert reg.host not in json.loads(authfile.read_text()).get("auths", {})
+
+
+def test_progress_bars_on_a_terminal(tmp_path, registry):
+    import pty
+    layout, img = three_layers(tmp_path)
+    push_oci(layout, "app", f"{registry.host}/app:1")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([TOOL, "pull", tmp_path / "store", f"{registry.host}/app:1",
+                              "--tls-verify=false", "--summary"], stdout=subprocess.PIPE,
+                             stderr=slave, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.wait(timeout=300) == 0
+        assert p.stdout.read().decode().strip() == img.digest
+        p.stdout.close()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = out.decode(errors="replace")
+    # One row per layer, redrawn in place with a bar, then the summary.
+    for lay in img.layers:
+        assert lay.digest[7:19] in text
+    assert "\x1b[K" in text and "\x1b[" in text and "[====" in text
+    assert "3 layers" in text.splitlines()[-1]
