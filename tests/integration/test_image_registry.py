@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imagelib import (File, busybox_layer, two_platform_index, write_oci_layout)
+from imagelib import (File, busybox_layer, http_push, two_platform_index, write_oci_layout)
 from registrylib import Registry, TokenServer, free_port, make_ca, push_oci, skopeo_inspect
 
 SRC = Path(__file__).resolve().parents[2]
@@ -175,6 +175,38 @@ def test_manifest_list_selects_platform(tmp_path, registry):
     err = error_of(tool("pull", tmp_path / "s3", f"{registry.host}/multi:1", "--tls-verify=false",
                         "--platform", "linux/s390x", check=False))
     assert "linux/s390x" in err
+
+
+def test_docker_manifest_list(tmp_path, registry):
+    layout = tmp_path / "layout"
+    idx = two_platform_index(layout, "multi", docker=True)
+    # skopeo's oci: transport does not list Docker types: pushed over HTTP.
+    http_push(registry.host, "dmulti", "1", layout, name="multi")
+    store = tmp_path / "store"
+    out = tool("pull", store, f"{registry.host}/dmulti:1", "--tls-verify=false", "--platform",
+               "linux/arm64")
+    child = idx.children["linux/arm64"]
+    assert out.stdout.strip() == child.digest
+    entry = names(store)[f"{registry.host}/dmulti:1"]
+    assert entry["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert (layer_dir(store, child.layers[1].diff_id) / "platform").read_text() == "arm64\n"
+
+
+def test_concurrent_pulls_fetch_each_blob_once(tmp_path, registry):
+    layout = tmp_path / "layout"
+    img = write_oci_layout(layout, "big", [busybox_layer(), {"data": File(os.urandom(6 << 20))}])
+    push_oci(layout, "big", f"{registry.host}/big:1")
+    store = tmp_path / "store"
+    procs = [subprocess.Popen([TOOL, "pull", store, f"{registry.host}/big:1", "--tls-verify=false"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert out.strip() == img.digest
+    assert_pulled(store, f"{registry.host}/big:1", img)
+    for d in [img.config_digest] + [lay.digest for lay in img.layers]:
+        assert len(registry.requests("GET", f"/blobs/{d}")) == 1, d
 
 
 def test_zstd_layers(tmp_path, registry):
@@ -340,6 +372,17 @@ def test_bearer_token_flow(tmp_path):
             assert len([m for m in reg.mounts() if m[2] == 201]) == 4
             assert not [u for u in reg.uploads() if "/team/copy/" in u[1]]
             assert skopeo_inspect(f"{reg.host}/team/copy:1", creds="carol:pw")["Digest"] == \
+                img.digest
+            # login checks the credentials with the token server, then the
+            # stored ones serve a push.
+            authfile = tmp_path / "auth.json"
+            line = error_of(tool("login", reg.host, "carol", "bad", "--tls-verify=false",
+                                 "--authfile", authfile, check=False))
+            assert "authentication required" in line and not authfile.exists()
+            tool("login", reg.host, "carol", "pw", "--tls-verify=false", "--authfile", authfile)
+            tool("push", tmp_path / "s1", ref, f"{reg.host}/team/third:1", "--tls-verify=false",
+                 "--authfile", authfile)
+            assert skopeo_inspect(f"{reg.host}/team/third:1", creds="carol:pw")["Digest"] == \
                 img.digest
             # Wrong credentials: the token server's refusal is the error.
             line = error_of(tool("pull", tmp_path / "s2", ref, "--tls-verify=false", "--creds",
