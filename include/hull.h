@@ -209,6 +209,16 @@ struct hull_inline_file {
     unsigned mode;
 };
 
+/* What a run does about an image the store does not have: fetch it
+ * (`hull-image pull`, run as a child of its own), or refuse. Layers that
+ * are stored but not unpacked are unpacked either way (no network). */
+enum hull_pull_policy {
+    HULL_PULL_MISSING, /* pull when absent (the default) */
+    HULL_PULL_NEVER,   /* refuse when absent */
+};
+HULL_PUBLIC const char *hull_pull_policy_name(enum hull_pull_policy p);
+HULL_PUBLIC int hull_pull_policy_parse(const char *s, enum hull_pull_policy *out);
+
 /* Everything that defines one run. hull_policy_init() sets the defaults:
  * container isolation, 2 s CPU, 10 s wall, 256 MiB, 64 pids, 1 MiB of each
  * output stream, 64 MiB /tmp, 64 open files, 1 CPU, no network, 64 MiB of
@@ -248,6 +258,15 @@ struct hull_policy {
     char *seccomp_path; /* an OCI seccomp JSON instead of the built-in profile */
 
     int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
+
+    /* An OCI image of the store as the root instead of rootfs (not both):
+     * its layers read-only, with the sandbox's own /tmp, /proc and /dev;
+     * its Env under env, its WorkingDir unless workdir, and, when argv is
+     * empty, its Entrypoint + Cmd (Entrypoint + argv when both are given).
+     * docs/sandbox.md, "Images". */
+    char *image;      /* a name, "name@sha256:...", a manifest digest or an id prefix */
+    char *image_root; /* the store; NULL: $HULL_IMAGE_ROOT, else /var/lib/hull/images */
+    enum hull_pull_policy pull;
 };
 HULL_PUBLIC void hull_policy_init(struct hull_policy *p);
 HULL_PUBLIC void hull_policy_free(struct hull_policy *p);
@@ -325,6 +344,9 @@ struct hull_result {
     size_t n_files;
     char *error; /* for internal_error: what went wrong */
     enum hull_isolation isolation;
+    /* The image the run was rooted in (policy.image), else NULL: its name
+     * in the store and the manifest digest actually used. */
+    char *image, *image_digest;
 };
 HULL_PUBLIC void hull_result_free(struct hull_result *r);
 /* The result as one JSON object (the same everywhere: CLI --json, REST API). */
@@ -431,6 +453,13 @@ struct hull_vm_create_opts {
     /* Create *and start* from the cached booted template of this
      * configuration (made by a cold boot the first time). */
     bool from_template;
+    /* An OCI image of the store as the rootfs instead of rootfs (not both):
+     * its layers as one read-only squashfs disk, built once per manifest
+     * (<store>/hull/disks/<hex>.sqfs); its Env and WorkingDir become the
+     * defaults of `exec`. The image is in use (hull image remove refuses
+     * it) while the VM runs. */
+    const char *image, *image_root; /* image_root NULL: $HULL_IMAGE_ROOT or the default */
+    enum hull_pull_policy pull;
 };
 
 HULL_PUBLIC int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
@@ -531,6 +560,10 @@ struct hull_vm_oneshot_opts {
     const char *accel;  /* NULL = $HULL_VM_ACCEL or auto */
     uint64_t memory_mb; /* guest RAM; 0 = enough for limits.memory_bytes */
     bool cold;          /* boot instead of restoring a template */
+    /* An image of the store as the rootfs (see hull_vm_create_opts); its
+     * config is not applied here: argv, env and cwd are the caller's. */
+    const char *image, *image_root;
+    enum hull_pull_policy pull;
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;

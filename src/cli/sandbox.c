@@ -23,6 +23,7 @@
 static void help(void)
 {
     printf("usage: hull sandbox run [options] -- CMD [ARG...]\n"
+           "       hull sandbox run --image REF [options] [-- CMD [ARG...]]\n"
            "       hull sandbox seccomp-profile\n"
            "\n"
            "Run CMD once, fully isolated, and report how it went. By default the\n"
@@ -44,6 +45,11 @@ static void help(void)
            "  --cpus N              CPU bandwidth, e.g. 0.5 (default 1)\n"
            "Filesystem:\n"
            "  --rootfs DIR          use DIR (a bundle or an unpacked image) as the root\n"
+           "  --image REF           an image of the store as the root, read-only; its\n"
+           "                        Env, WorkingDir and (without CMD) Entrypoint+Cmd\n"
+           "  --image-root DIR      the image store (default $HULL_IMAGE_ROOT, else\n"
+           "                        /var/lib/hull/images)\n"
+           "  --pull missing|never  fetch an image the store lacks (default missing)\n"
            "  --bind SRC:DST[:rw]   bind a host path, read-only unless :rw (repeatable)\n"
            "  --workdir DIR         working directory (default /tmp)\n"
            "Data:\n"
@@ -204,6 +210,7 @@ enum run_kind {
     K_ENV,
     K_NETWORK,
     K_JSON,
+    K_PULL,
 };
 
 struct run_opt {
@@ -227,6 +234,9 @@ static const struct run_opt run_opts[] = {
     {"open-files", K_COUNT, FIELD(open_files), "a count"},
     {"cpus", K_CPUS, 0, "a number"},
     {"rootfs", K_STRING, FIELD(rootfs), NULL},
+    {"image", K_STRING, FIELD(image), NULL},
+    {"image-root", K_STRING, FIELD(image_root), NULL},
+    {"pull", K_PULL, 0, "missing or never"},
     {"bind", K_BIND, 0, "SRC:DST[:rw]"},
     {"workdir", K_STRING, FIELD(workdir), NULL},
     {"stdin", K_STDIN, 0, NULL},
@@ -315,6 +325,8 @@ static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, con
     case K_JSON:
         *json = true;
         return 0;
+    case K_PULL:
+        return hull_pull_policy_parse(arg, &p->pull) < 0 ? bad(opt, arg, o->what) : 0;
     }
     return EXIT_INTERNAL;
 }
@@ -347,7 +359,8 @@ static int parse_run_options(int argc, char **argv, struct hull_policy *p, bool 
     }
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;
-    if (optind >= argc) {
+    /* An image may bring its own command (Entrypoint + Cmd). */
+    if (optind >= argc && p->image == NULL) {
         fprintf(stderr, "hull: sandbox run: no command given\nTry 'hull sandbox --help'.\n");
         return EXIT_INTERNAL;
     }

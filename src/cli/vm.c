@@ -82,6 +82,7 @@ static void usage(void)
     printf(
         "usage: hull vm COMMAND [options] [arguments]\n\n"
         "  create [--memory 256M] [--vcpus 1] [--kernel F] [--rootfs DIR] [--accel kvm|tcg|auto]\n"
+        "         [--image REF [--image-root DIR] [--pull missing|never]]\n"
         "         [--expect-kernel-sha256 H] [--expect-initrd-sha256 H] [--expect-rootfs-sha256 "
         "H]\n"
         "         [--from-template] ID    (creates only; `start` boots it, from the\n"
@@ -96,7 +97,9 @@ static void usage(void)
         "  cp ID:PATH HOSTFILE | cp HOSTFILE ID:PATH\n"
         "  snapshot ID FILE | restore FILE NEWID\n"
         "  initrd [--kernel F]\n"
-        "  run [--rootfs DIR] [--kernel F] [--accel A] [--vm-memory 256M] [--cold] [--stdin FILE]\n"
+        "  run [--rootfs DIR | --image REF [--image-root DIR] [--pull P]] [--kernel F] [--accel "
+        "A]\n"
+        "      [--vm-memory 256M] [--cold] [--stdin FILE]\n"
         "      [--copy-in HOST:GUEST] [--copy-out GUEST:HOST] [--env K=V] [--cwd DIR] [limits] -- "
         "CMD...\n\n"
         "limits: --cpu-time 2s --wall-time 10s --memory 256M --pids 64 --output 1M --open-files "
@@ -131,6 +134,9 @@ enum {
     O_CIN,
     O_COUT,
     O_FORMAT,
+    O_IMAGE,
+    O_IMAGE_ROOT,
+    O_PULL,
     O_HELP,
 };
 
@@ -160,6 +166,9 @@ static const struct option all_opts[] = {
     {"copy-in", required_argument, NULL, O_CIN},
     {"copy-out", required_argument, NULL, O_COUT},
     {"format", required_argument, NULL, O_FORMAT},
+    {"image", required_argument, NULL, O_IMAGE},
+    {"image-root", required_argument, NULL, O_IMAGE_ROOT},
+    {"pull", required_argument, NULL, O_PULL},
     {"help", no_argument, NULL, O_HELP},
     {0},
 };
@@ -213,6 +222,8 @@ static const struct {
 } vm_plain[] = {
     {O_KERNEL, offsetof(struct vm_args, c.kernel), false},
     {O_ROOTFS, offsetof(struct vm_args, c.rootfs), false},
+    {O_IMAGE, offsetof(struct vm_args, c.image), false},
+    {O_IMAGE_ROOT, offsetof(struct vm_args, c.image_root), false},
     {O_ACCEL, offsetof(struct vm_args, c.accel), false},
     {O_EK, offsetof(struct vm_args, c.expect_kernel_sha256), false},
     {O_EI, offsetof(struct vm_args, c.expect_initrd_sha256), false},
@@ -257,6 +268,10 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
         if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
             return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
         a->c.vcpus = (unsigned)v;
+        break;
+    case O_PULL:
+        if (hull_pull_policy_parse(optarg, &a->c.pull) < 0)
+            return cli_usage_error(cli, "--pull: unknown policy '%s' (missing or never)", optarg);
         break;
     case O_FORMAT:
         if (strcmp(optarg, "table") != 0 && strcmp(optarg, "json") != 0)
@@ -324,11 +339,12 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
 }
 
 #define LIMIT_OPTS O_MEMORY, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES
-static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS, O_KERNEL, O_ROOTFS,   O_ACCEL,
-                                  O_EK,     O_EI,    O_ER,     O_TEMPLATE, 0};
+static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS,    O_KERNEL, O_ROOTFS,     O_ACCEL, O_EK, O_EI,
+                                  O_ER,     O_TEMPLATE, O_IMAGE,  O_IMAGE_ROOT, O_PULL,  0};
 static const int EXEC_OPTS[] = {LIMIT_OPTS, O_DETACH, O_ENV, O_CWD, O_JSON, 0};
-static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS, O_ACCEL, O_ENV,  O_CWD,
-                               O_VMMEM,    O_COLD,   O_STDIN,  O_CIN,   O_COUT, 0};
+static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS,     O_ACCEL, O_ENV,
+                               O_CWD,      O_VMMEM,  O_COLD,       O_STDIN, O_CIN,
+                               O_COUT,     O_IMAGE,  O_IMAGE_ROOT, O_PULL,  0};
 static const int DELETE_OPTS[] = {O_FORCE, 0};
 static const int LIST_OPTS[] = {O_FORMAT, 0};
 static const int INITRD_OPTS[] = {O_KERNEL, 0};
@@ -384,13 +400,8 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
         .detach = a->detach,
         .limits = a->lim,
     };
-    char *defpath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    /* Without PATH, the library gives the default one (or the image's). */
     if (a->nenv) {
-        bool has_path = false;
-        for (size_t i = 0; i < a->nenv; i++)
-            has_path |= strncmp(a->env[i], "PATH=", 5) == 0;
-        if (!has_path)
-            a->env[a->nenv++] = defpath;
         a->env[a->nenv] = NULL;
         o.env = a->env;
     }
@@ -503,6 +514,9 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
         .accel = a->c.accel,
         .memory_mb = a->vm_memory,
         .cold = a->cold,
+        .image = a->c.image,
+        .image_root = a->c.image_root,
+        .pull = a->c.pull,
     };
     struct hull_vm_oneshot_result r;
     hull_error err = NULL;

@@ -1,5 +1,4 @@
 /* hull image build: a thin front end over image_build (build.h). */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +6,6 @@
 #include "image/build.h"
 #include "image_cli.h"
 #include "util/strv.h"
-
-/* Until img-build's build.c lands, hull-image links without it. */
-#pragma weak image_build
 
 static void help_build(void)
 {
@@ -91,10 +87,6 @@ int img_build(struct img_cli *c, int argc, char **argv)
         cleanup_image_ref struct image_ref ref = {0};
         if (image_ref_parse(o.tag, &ref, &err) < 0)
             return img_fail(c, &err, "%s", o.tag);
-    }
-    if (image_build == NULL) {
-        hull_error_set(&err, ENOSYS, "this hull-image was built without image build");
-        return img_fail(c, &err, "%s", o.context_dir);
     }
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     cleanup_free char *digest = NULL;

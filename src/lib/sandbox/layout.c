@@ -21,6 +21,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/proc.h"
+#include "util/strv.h"
 
 /* Host directories bound read-only by default (when they exist). On merged
  * /usr systems /bin, /lib... are symlinks into /usr: those become the same
@@ -30,6 +31,9 @@ static const char *const host_dirs[] = {"/usr",   "/bin",   "/sbin",   "/lib",
 /* /etc files a dynamically linked program or an interpreter reads. */
 static const char *const host_etc[] = {"/etc/ld.so.cache",   "/etc/alternatives", "/etc/localtime",
                                        "/etc/nsswitch.conf", "/etc/mime.types",   NULL};
+
+char *const hull_sandbox_default_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                                          "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8", NULL};
 
 bool hull_sandbox_under_host_dir(const char *path)
 {
@@ -187,11 +191,10 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
         json_object_array_add(args, str(*a));
     json_object_object_add(proc, "args", args);
     json_object *env = json_object_new_array();
-    json_object_array_add(env, str("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
-    json_object_array_add(env, str("HOME=/tmp"));
-    json_object_array_add(env, str("TMPDIR=/tmp"));
-    json_object_array_add(env, str("LANG=C.UTF-8"));
-    for (char **e = p->env; e && *e; e++)
+    /* The policy's variables replace the defaults of the same name (a
+     * program's getenv sees the first of two). */
+    cleanup_strv char **merged = vm_env_merge(hull_sandbox_default_env, p->env);
+    for (char **e = merged; e && *e; e++)
         json_object_array_add(env, str(*e));
     json_object_object_add(proc, "env", env);
     json_object_object_add(proc, "cwd", str(p->workdir ? p->workdir : "/tmp"));

@@ -19,6 +19,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/fs.h"
+#include "util/strv.h"
 
 static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
 {
@@ -158,9 +159,14 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
     if (p->stdin_path && read_stdin_file(p->stdin_path, &stdin_buf, &stdin_len, err) < 0)
         return -1;
 
+    /* An image's run gets the sandbox's defaults under its Env (which may
+     * have no PATH), as at the other levels. */
+    cleanup_strv char **env = p->image ? vm_env_merge(hull_sandbox_default_env, p->env) : NULL;
+    if (p->image && env == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
     struct hull_vm_oneshot_opts o = {
         .argv = p->argv,
-        .env = p->env,
+        .env = env ? env : p->env,
         .cwd = p->workdir ? p->workdir : "/tmp",
         .stdin_data = stdin_buf ? stdin_buf : p->stdin_data,
         .stdin_len = stdin_buf ? stdin_len : p->stdin_len,
@@ -176,6 +182,10 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
                    .output_bytes = p->output_bytes,
                    .open_files = p->open_files},
         .rootfs = p->rootfs,
+        /* Found (and pulled) already, and in use until the run ends. */
+        .image = p->image,
+        .image_root = p->image_root,
+        .pull = HULL_PULL_NEVER,
     };
     struct hull_vm_oneshot_result vr;
     memset(&vr, 0, sizeof(vr));
@@ -202,11 +212,17 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
 
 static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
+    /* An image: its config applied here, its disk built by the oneshot;
+     * in use until the run is over. */
+    cleanup_sandbox_image struct hull_sandbox_image si = {.open = false};
+    struct hull_policy eff;
     if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
-        check_rootfs(p, err) < 0)
+        check_rootfs(p, err) < 0 || hull_sandbox_image_open(p, &si, &eff, true, err) < 0)
         return -1;
     char dir[64] = "";
-    int ret = vm_run_staged(p, r, dir, sizeof(dir), err);
+    int ret = vm_run_staged(&eff, r, dir, sizeof(dir), err);
+    if (ret == 0)
+        hull_sandbox_image_result(&si, r);
     if (dir[0]) {
         hull_error e = NULL;
         if (hull_rm_rf_at(AT_FDCWD, dir, &e) < 0)

@@ -77,6 +77,8 @@ void hull_policy_free(struct hull_policy *p)
     }
     free(p->files);
     free(p->seccomp_path);
+    free(p->image);
+    free(p->image_root);
     int fd = p->cancel_fd;
     memset(p, 0, sizeof(*p));
     p->cancel_fd = fd;
@@ -113,6 +115,22 @@ int hull_isolation_parse(const char *s, enum hull_isolation *out)
             return 0;
         }
     return -1;
+}
+
+const char *hull_pull_policy_name(enum hull_pull_policy p)
+{
+    return p == HULL_PULL_NEVER ? "never" : "missing";
+}
+
+int hull_pull_policy_parse(const char *s, enum hull_pull_policy *out)
+{
+    if (strcmp(s, "missing") == 0)
+        *out = HULL_PULL_MISSING;
+    else if (strcmp(s, "never") == 0)
+        *out = HULL_PULL_NEVER;
+    else
+        return -1;
+    return 0;
 }
 
 int hull_parse_duration_ms(const char *s, uint64_t *ms)
@@ -218,8 +236,14 @@ static int sandbox_path(const char *name, const char *path, bool under_tmp, hull
  * API's JSON path. */
 static int validate(const struct hull_policy *p, const char *lim, hull_error *err)
 {
-    if (p->argv == NULL || p->argv[0] == NULL || p->argv[0][0] == '\0')
+    /* With an image, no command means the image's Entrypoint + Cmd. */
+    bool no_cmd = p->argv == NULL || p->argv[0] == NULL;
+    if ((no_cmd && p->image == NULL) || (!no_cmd && p->argv[0][0] == '\0'))
         return hull_error_set(err, EINVAL, "cmd: a command is required");
+    if (p->image && p->image[0] == '\0')
+        return hull_error_set(err, EINVAL, "image: must not be empty");
+    if (p->pull != HULL_PULL_MISSING && p->pull != HULL_PULL_NEVER)
+        return hull_error_set(err, EINVAL, "pull: unknown policy");
     if (p->isolation < HULL_ISOLATION_PROCESS || p->isolation > HULL_ISOLATION_MICROVM)
         return hull_error_set(err, EINVAL, "isolation: unknown level");
     static const char *const names[] = {"cpu_time", "wall_time", "memory",    "output",
@@ -462,12 +486,12 @@ static int json_files(json_object *doc, struct hull_policy *p, hull_error *err)
 static int json_known_fields(json_object *doc, hull_error *err)
 {
     static const char *const known[] = {"cmd",   "isolation", "workdir", "limits", "env",
-                                        "files", "stdin",     "network", NULL};
+                                        "files", "stdin",     "network", "image",  NULL};
     const char *bad = unknown_key(doc, known);
     if (bad)
         return hull_error_set(err, EINVAL,
                               "%s: unknown field (cmd, isolation, workdir, limits, env, files, "
-                              "stdin, network)",
+                              "stdin, network, image)",
                               bad);
     return 0;
 }
@@ -478,11 +502,17 @@ static int policy_from_doc(json_object *doc, struct hull_policy *p, hull_error *
     cleanup_free char *iso = NULL;
     if (json_known_fields(doc, err) < 0)
         return -1;
+    /* An image (a name in the operator's store: the store itself is not
+     * part of a request) may bring the command; cmd then adds to its
+     * Entrypoint, as on the command line. */
+    if (hj_string(doc, "", "image", false, &p->image, err) < 0)
+        return -1;
     json_object *cmd = hj_get(doc, "cmd");
-    if (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
-        json_object_array_length(cmd) == 0)
+    bool need_cmd = p->image == NULL || cmd != NULL;
+    if (need_cmd && (cmd == NULL || !json_object_is_type(cmd, json_type_array) ||
+                     json_object_array_length(cmd) == 0))
         return hull_error_set(err, EINVAL, "cmd: must be a non-empty array of strings");
-    if (hj_string_array(doc, "", "cmd", &p->argv, NULL, err) < 0 ||
+    if ((cmd && hj_string_array(doc, "", "cmd", &p->argv, NULL, err) < 0) ||
         hj_string(doc, "", "isolation", false, &iso, err) < 0 ||
         hj_string(doc, "", "workdir", false, &p->workdir, err) < 0 ||
         json_limits(doc, p, err) < 0 || json_env(doc, p, err) < 0 || json_files(doc, p, err) < 0)

@@ -80,6 +80,8 @@ void hull_result_free(struct hull_result *r)
     }
     free(r->files);
     free(r->error);
+    free(r->image);
+    free(r->image_digest);
     memset(r, 0, sizeof(*r));
 }
 
@@ -177,6 +179,13 @@ char *hull_result_to_json(const struct hull_result *r)
                            json_object_new_string(hull_isolation_name(r->isolation)));
     if (r->error)
         json_object_object_add(o, "error", json_object_new_string(r->error));
+    if (r->image) {
+        json_object *img = json_object_new_object();
+        json_object_object_add(img, "name", json_object_new_string(r->image));
+        json_object_object_add(img, "digest",
+                               json_object_new_string(r->image_digest ? r->image_digest : ""));
+        json_object_object_add(o, "image", img);
+    }
     /* Output is text or base64 already; an error message or a file name
      * may still carry bytes that are not UTF-8: U+FFFD, so the result
      * stays valid JSON wherever it is stored or sent. */

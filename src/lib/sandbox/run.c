@@ -97,7 +97,11 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     if (p->n_copy_in + p->n_files > HULL_SANDBOX_MAX_COPIES)
         return hull_error_set(err, E2BIG, "copy_in: at most %d files (with files)",
                               HULL_SANDBOX_MAX_COPIES);
-    if (p->rootfs && (*rootfs = hull_sandbox_resolve_rootfs(p->rootfs, err)) == NULL)
+    /* An image's root is the mount hull made (image.c): never a bundle,
+     * whatever the image holds at /rootfs and /config.json. */
+    if (p->image && p->rootfs && (*rootfs = strdup(p->rootfs)) == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (!p->image && p->rootfs && (*rootfs = hull_sandbox_resolve_rootfs(p->rootfs, err)) == NULL)
         return -1;
     bool userns = p->isolation == HULL_ISOLATION_CONTAINER;
     if (*rootfs && userns && hull_sandbox_reachable(*rootfs, "--rootfs", err) < 0)
@@ -667,6 +671,14 @@ static void ns_launch(struct run *x)
 
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
+    /* Released last, once the sandbox is gone: the image's mount and its
+     * use mark outlive every process that runs from it. */
+    cleanup_sandbox_image struct hull_sandbox_image si = {.open = false};
+    struct hull_policy eff;
+    if (hull_sandbox_image_open(p, &si, &eff, true, err) < 0 ||
+        hull_sandbox_image_mount(&si, &eff, err) < 0)
+        return -1;
+    p = &eff;
     cleanup_free char *rootfs = NULL; /* freed after x is released */
     __attribute__((cleanup(run_release))) struct run x = {.p = p,
                                                           .r = r,
@@ -679,6 +691,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                           .status = {-1, -1}};
     if (ns_prepare(&x, &rootfs, err) < 0)
         return -1;
+    hull_sandbox_image_result(&si, r);
     ns_launch(&x);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include "linux/mounts.h"
 #include "linux/seccomp.h"
 #include "spec/spec.h"
+#include "vm/vm.h"
 
 /* The workload's uid (and gid) inside a container-level sandbox. */
 #define HULL_SANDBOX_UID 1000u
@@ -56,6 +57,9 @@ int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
                         struct hull_sandbox_layout *lay, hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
+/* The environment every workload starts from (the policy's env, and an
+ * image's, replace these by name). */
+extern char *const hull_sandbox_default_env[];
 /* Whether a sandbox path lies in one of the host directories the default
  * layout binds read-only (/usr, /bin, /lib...): nothing can be created there. */
 bool hull_sandbox_under_host_dir(const char *path);
@@ -100,6 +104,28 @@ bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *ov
  * bytes are written (*budget is reduced by what was). Fills f. */
 void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
                            struct hull_copied_file *f);
+
+/* A run rooted in an image (image.c). open: resolve (pull, unpack as the
+ * policy allows), mark in use, and make eff the policy to run: p with the
+ * image's Entrypoint/Cmd, Env and WorkingDir where p leaves them open
+ * (eff's strings belong to si; eff == *p without an image); need_cmd: an
+ * image with neither command nor Entrypoint/Cmd is an error. mount: in a
+ * private mount namespace of the caller, the image's read-only root, which
+ * becomes eff->rootfs. close releases all of it. */
+struct hull_sandbox_image {
+    struct vm_image vi;
+    bool open, mounted;
+    char **argv, **env;
+    char *workdir;
+};
+int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_image *si,
+                            struct hull_policy *eff, bool need_cmd, hull_error *err);
+int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
+                             hull_error *err);
+void hull_sandbox_image_close(struct hull_sandbox_image *si);
+#define cleanup_sandbox_image __attribute__((cleanup(hull_sandbox_image_close)))
+/* The image's name and manifest digest into the result. */
+void hull_sandbox_image_result(const struct hull_sandbox_image *si, struct hull_result *r);
 
 /* A provider runs a policy at one isolation level. */
 struct hull_sandbox_provider {

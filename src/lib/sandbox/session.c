@@ -71,6 +71,10 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     s->policy.env = p->env ? hull_strv_dup(p->env) : NULL;
     if (s->policy.argv == NULL || (p->env && s->policy.env == NULL))
         return hull_error_set(err, ENOMEM, "out of memory");
+    /* An image's root (mounted by the caller) and WorkingDir, the execs' default. */
+    if (p->image && ((s->policy.rootfs = strdup(p->rootfs)) == NULL ||
+                     (p->workdir && (s->policy.workdir = strdup(p->workdir)) == NULL)))
+        return hull_error_set(err, ENOMEM, "out of memory");
     if (hull_policy_validate(&s->policy, err) < 0)
         return -1;
     if (p->isolation == HULL_ISOLATION_CONTAINER &&
@@ -134,16 +138,22 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
         return hull_error_set(err, ENOMEM, "out of memory");
     s->tmpfd = s->uid_lock = -1;
     s->c.dirfd = s->c.launch.sync_fd = s->c.launch.pty_master = s->c.launch.exported_fd = -1;
-    if (session_prepare(s, p, err) < 0 || session_setup(s, p, err) < 0) {
+    /* An image: mounted in this process's own mount namespace (the
+     * creator is the sandbox's supervisor), for as long as s lives. */
+    struct hull_policy eff;
+    if (hull_sandbox_image_open(p, &s->img, &eff, false, err) < 0 ||
+        hull_sandbox_image_mount(&s->img, &eff, err) < 0 || session_prepare(s, &eff, err) < 0 ||
+        session_setup(s, &eff, err) < 0) {
         /* No container yet: only what prepare took. */
         hull_seccomp_filter_free(s->seccomp);
         hull_sandbox_layout_free(&s->lay);
         hull_policy_free(&s->policy);
         hull_closep(&s->uid_lock);
+        hull_sandbox_image_close(&s->img);
         free(s);
         return hull_error_prefix(err, "create sandbox");
     }
-    if (session_start(s, p, err) < 0) {
+    if (session_start(s, &eff, err) < 0) {
         hull_session_destroy(s);
         return hull_error_prefix(err, "create sandbox");
     }
@@ -189,6 +199,8 @@ void hull_session_destroy(struct hull_session *s)
     hull_seccomp_filter_free(s->seccomp);
     hull_sandbox_layout_free(&s->lay);
     hull_policy_free(&s->policy);
+    /* After every process of the sandbox is gone: its root and use mark. */
+    hull_sandbox_image_close(&s->img);
     free(s);
 }
 

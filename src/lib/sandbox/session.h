@@ -17,6 +17,7 @@ struct hull_session {
     int tmpfd;         /* the sandbox's /tmp */
     int uid_lock;      /* process level: the claim on host_uid (uids.c), else -1 */
     bool paused;
+    struct hull_sandbox_image img; /* policy.image: its mount and use mark */
 };
 
 #endif

@@ -144,7 +144,7 @@ static int exec_policy(const struct hull_session *s, const struct hull_policy *p
 {
     *ep = s->policy;
     ep->argv = p->argv;
-    ep->workdir = p->workdir;
+    ep->workdir = p->workdir ? p->workdir : s->policy.workdir; /* an image's WorkingDir */
     ep->cpu_time_ms = p->cpu_time_ms;
     ep->wall_time_ms = p->wall_time_ms;
     ep->output_bytes = p->output_bytes;

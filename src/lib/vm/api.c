@@ -41,6 +41,9 @@ int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_op
         .expect_rootfs_sha256 = o->expect_rootfs_sha256,
         /* Only recorded: create creates, `start` restores the template. */
         .from_template = o->from_template,
+        .image = o->image,
+        .image_root = o->image_root,
+        .pull = o->pull,
     };
     if (vm_create(rt, &co, &vm, err) < 0)
         return hull_error_prefix(err, "create %s", o->id ? o->id : "");

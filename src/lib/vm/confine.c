@@ -154,12 +154,18 @@ static void child(const struct vm_spawn *s, int ef)
      * pipe (CLOEXEC) high up, out of the way of the dup2s, and nothing else
      * of hull's or of hull's caller. */
     ef = fcntl(ef, F_DUPFD_CLOEXEC, 100);
+    /* The image's use mark (a shared flock): without close-on-exec, so
+     * QEMU holds it as long as it runs; it opens nothing but a lock file. */
+    int hold = s->hold_fd >= 0 ? fcntl(s->hold_fd, F_DUPFD, 101) : -1;
+    if (s->hold_fd >= 0 && hold < 0)
+        fail(ef, "keep the image's use mark");
     int null = open("/dev/null", O_RDWR);
     if (ef < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
     if (s->incoming_fd >= 0 && dup2(s->incoming_fd, 3) < 0)
         fail(ef, "dup2 incoming fd");
-    hull_close_fds_except(s->incoming_fd >= 0 ? 4 : 3, &ef, 1);
+    int keep[] = {ef, hold};
+    hull_close_fds_except(s->incoming_fd >= 0 ? 4 : 3, keep, hold >= 0 ? 2 : 1);
     /* Drop to the VM's uid: setgroups first (needs CAP_SETGID), then gid,
      * then uid, which takes every capability with it. */
     gid_t g = s->uid;

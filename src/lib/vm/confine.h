@@ -24,6 +24,7 @@ struct vm_spawn {
     bool kvm;               /* give it /dev/kvm */
     struct hull_cgroup *cg; /* QEMU joins it before anything else */
     int incoming_fd;        /* becomes fd 3 (migration stream), -1 for none */
+    int hold_fd;            /* kept open in QEMU to its end (a lock it holds), -1 for none */
     /* Keep a small parent process that dies with the caller and takes QEMU
      * with it (ephemeral VMs); cleanup runs in it when the caller is gone. */
     bool attached;

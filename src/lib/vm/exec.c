@@ -12,6 +12,8 @@
 
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/json.h"
+#include "util/strv.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 
@@ -142,7 +144,13 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     json_object_object_add(req, "args", strv_json(o->argv));
     char *defenv[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                       "HOME=/root", "TERM=xterm", NULL};
-    json_object_object_add(req, "env", strv_json(o->env ? o->env : defenv));
+    /* A command is looked up in its own PATH: an env without one gets ours. */
+    char *path_only[] = {defenv[0], NULL};
+    bool has_path = false;
+    for (char *const *e = o->env; e && *e; e++)
+        has_path |= strncmp(*e, "PATH=", 5) == 0;
+    cleanup_strv char **env = o->env && !has_path ? vm_env_merge(path_only, o->env) : NULL;
+    json_object_object_add(req, "env", strv_json(env ? env : o->env ? o->env : defenv));
     json_object_object_add(req, "cwd", json_object_new_string(o->cwd ? o->cwd : "/"));
     json_object_object_add(req, "stdin", json_object_new_boolean(have_stdin));
     json_object_object_add(req, "detach", json_object_new_boolean(o->detach));
@@ -245,6 +253,35 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     }
 }
 
+/* A VM of an image: its config's Env under the command's (and over the
+ * defaults), its WorkingDir unless a cwd is given. */
+static int image_defaults(const struct vm *vm, const struct hull_vm_exec_opts *o,
+                          struct hull_vm_exec_opts *local, char ***env, char **cwd, hull_error *err)
+{
+    cleanup_json json_object *cfg = json_tokener_parse(vm->image_config);
+    if (cfg == NULL)
+        return hull_error_set(err, EINVAL, "VM %s: its image config is unreadable", vm->id);
+    cleanup_strv char **img_env = NULL;
+    json_object *e = hj_get(cfg, "env"), *w = hj_get(cfg, "workdir");
+    for (size_t i = 0; e && i < json_object_array_length(e); i++)
+        if (hull_strv_append(&img_env, json_object_get_string(json_object_array_get_idx(e, i))) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
+    char *defenv[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                      "HOME=/root", "TERM=xterm", NULL};
+    cleanup_strv char **base = vm_env_merge(defenv, img_env);
+    *env = base ? vm_env_merge(base, o->env) : NULL;
+    if (*env == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    local->env = *env;
+    const char *wd = w ? json_object_get_string(w) : "";
+    if (o->cwd == NULL && wd[0]) {
+        if ((*cwd = strdup(wd)) == NULL)
+            return hull_error_set(err, ENOMEM, "out of memory");
+        local->cwd = *cwd;
+    }
+    return 0;
+}
+
 int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,
                  struct hull_vm_exec_result *r, hull_error *err)
 {
@@ -252,7 +289,14 @@ int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hul
     memset(r, 0, sizeof(*r));
     if (session_begin(rt, id, &s, err) < 0)
         return hull_error_prefix(err, "exec");
-    int rc = vm_exec_on(s.a, o, r, err);
+    struct hull_vm_exec_opts local = *o;
+    cleanup_strv char **env = NULL;
+    cleanup_free char *cwd = NULL;
+    if (s.vm.image_config[0] && image_defaults(&s.vm, o, &local, &env, &cwd, err) < 0) {
+        session_end(&s);
+        return hull_error_prefix(err, "exec");
+    }
+    int rc = vm_exec_on(s.a, &local, r, err);
     if (rc < 0) {
         mark_failed(&s, err);
         hull_vm_exec_result_free(r);

@@ -183,6 +183,9 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         .rootfs = o->rootfs,
         .accel = o->accel,
         .ephemeral = true,
+        .image = o->image,
+        .image_root = o->image_root,
+        .pull = o->pull,
     };
     struct vm vm;
     int64_t t0 = hull_monotonic_ms();

@@ -85,7 +85,7 @@ static int tree_key(const char *const *roots, size_t nroots, char key[HULL_SHA25
 }
 
 /* mksquashfs SRC DST; stderr kept for the error message. */
-static int run_mksquashfs(const char *src, const char *dst, hull_error *err)
+int vm_mksquashfs(const char *src, const char *dst, hull_error *err)
 {
     char errfile[] = "/tmp/hull-mksquashfs-XXXXXX";
     int efd = mkstemp(errfile);
@@ -259,7 +259,7 @@ static int build_default(const char *skel, char **srcs, size_t n, const char *ds
                 _exit(122);
         }
         hull_error e = NULL;
-        if (run_mksquashfs(skel, dst, &e) < 0) {
+        if (vm_mksquashfs(skel, dst, &e) < 0) {
             fprintf(stderr, "hull: %s\n", hull_error_msg(e));
             _exit(123);
         }
@@ -312,7 +312,7 @@ static int build_image(const struct vm_rootfs *out, const char *cache, char **sr
                        const char *tmp, hull_error *err)
 {
     if (out->source[0])
-        return run_mksquashfs(out->source, tmp, err);
+        return vm_mksquashfs(out->source, tmp, err);
     char skel[PATH_MAX];
     /* A cut path would be another directory, and it is removed below. */
     if (snprintf(skel, sizeof(skel), "%s/skel.%d", cache, getpid()) >= (int)sizeof(skel))

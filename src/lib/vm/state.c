@@ -171,6 +171,16 @@ json_object *vm_state_json(const struct vm *vm)
     add_str(r, "source", vm->rootfs.source[0] ? vm->rootfs.source : "(default)");
     json_object_object_add(d, "rootfs", r);
     json_object_object_add(o, "measured", d);
+    if (vm->image[0]) {
+        json_object *img = json_object_new_object();
+        add_str(img, "name", vm->image);
+        add_str(img, "digest", vm->image_digest);
+        add_str(img, "store", vm->image_root);
+        json_object *cfg = json_tokener_parse(vm->image_config);
+        if (cfg)
+            json_object_object_add(img, "config", cfg);
+        json_object_object_add(o, "image", img);
+    }
     json_object_object_add(o, "qemu_uid", json_object_new_int64(vm->uid));
     if (vm->restored_from[0])
         add_str(o, "restored_from", vm->restored_from);
@@ -261,5 +271,14 @@ int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     get_str(r, "source", vm->rootfs.source, sizeof(vm->rootfs.source));
     if (strcmp(vm->rootfs.source, "(default)") == 0)
         vm->rootfs.source[0] = 0;
+    json_object *img = hj_get(o, "image");
+    get_str(img, "name", vm->image, sizeof(vm->image));
+    get_str(img, "digest", vm->image_digest, sizeof(vm->image_digest));
+    get_str(img, "store", vm->image_root, sizeof(vm->image_root));
+    json_object *cfg = img ? hj_get(img, "config") : NULL;
+    if (cfg)
+        snprintf(vm->image_config, sizeof(vm->image_config), "%s",
+                 json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN));
+    vm->image_hold_fd = -1;
     return 0;
 }

@@ -95,6 +95,8 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
             return hull_error_set(err, EINVAL,
                                   "expected digest \"%s\": not a sha256 (64 lower-case hex digits)",
                                   expect[i]);
+    if (o->image && o->rootfs)
+        return hull_error_set(err, EINVAL, "--image and --rootfs: give one rootfs, not both");
     if (access(vm->dir, F_OK) == 0)
         return hull_error_set(err, EEXIST, "VM %s already exists", vm->id);
     if (vm_accel_resolve(o->accel, vm->accel, err) < 0 || vm_vmm()->available(err) < 0)
@@ -104,7 +106,8 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
         check_digest("kernel", vm->kernel.bzimage_sha256, o->expect_kernel_sha256, err) < 0 ||
         vm_initrd_prepare(vm->kernel.release, &vm->initrd, err) < 0 ||
         check_digest("initrd", vm->initrd.sha256, o->expect_initrd_sha256, err) < 0 ||
-        vm_rootfs_prepare(o->rootfs, &vm->rootfs, err) < 0 ||
+        (o->image ? vm_image_rootfs(o->image_root, o->image, o->pull, vm, err)
+                  : vm_rootfs_prepare(o->rootfs, &vm->rootfs, err)) < 0 ||
         check_digest("rootfs", vm->rootfs.sha256, o->expect_rootfs_sha256, err) < 0)
         return -1;
     vm->ephemeral = o->ephemeral;
@@ -241,7 +244,16 @@ int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err)
     unlink(p);
     vm_path(vm, "run/qemu.log", p, sizeof(p));
     unlink(p);
-    if (vm_vmm()->start(vm, incoming_fd, vm->ephemeral, ephemeral_cleanup, vm, err) < 0)
+    /* A VM of an image keeps it in use while it runs: QEMU inherits the
+     * mark and holds it to its end (confine.c), so `hull image remove`
+     * refuses the image and its disk stays. */
+    cleanup_close int hold = -1;
+    if (vm->image_digest[0] && (hold = vm_image_hold(vm, err)) < 0)
+        return -1;
+    vm->image_hold_fd = hold;
+    int rc = vm_vmm()->start(vm, incoming_fd, vm->ephemeral, ephemeral_cleanup, vm, err);
+    vm->image_hold_fd = -1;
+    if (rc < 0)
         return -1;
     vm->status = incoming_fd >= 0 ? VM_PAUSED : VM_RUNNING;
     return vm_save(vm, err);

@@ -37,6 +37,7 @@
 #include <sys/types.h>
 
 #include "hull.h"
+#include "image/image.h"
 
 #define HULL_VM_DEFAULT_MEMORY_MB 256
 #define HULL_VM_MIN_MEMORY_MB     96 /* this kernel needs 88 MiB to boot; keep a margin */
@@ -104,6 +105,50 @@ struct vm_rootfs {
  * directory (with config.json) means its root.path. */
 int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err);
 
+/* mksquashfs SRC DST (lz4, no xattrs, fixed time); its stderr in the error. */
+int vm_mksquashfs(const char *src, const char *dst, hull_error *err);
+
+/* ---- images as roots (image.c), for every isolation level ----
+ *
+ * Run path only: resolving, mounting and the disk use image/'s ref, store,
+ * manifest and rootfs; a missing image or unpacked layer is `hull-image
+ * pull` / `hull-image prepare`, run as a child. */
+struct vm_image {
+    struct image_store store;
+    struct image img;
+    int use_fd; /* image_use(): held while the image is in use */
+    bool store_open, loaded;
+    char ref[512]; /* as given */
+};
+/* The store a NULL or empty root means: $HULL_IMAGE_ROOT, else the default. */
+const char *vm_image_store_root(const char *root);
+/* Find ref in the store at root (pulling it when absent and pull allows),
+ * unpack what is not, and mark it in use (until vm_image_close). */
+int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
+                  struct vm_image *vi, hull_error *err);
+void vm_image_close(struct vm_image *vi);
+/* Its name in the store (or the reference it was found by). */
+const char *vm_image_name(const struct vm_image *vi);
+/* In the caller's mount namespace (a private one): the image's layers
+ * read-only at lower, and at target hull's layer (empty /tmp, /proc, /dev
+ * directories) over them, read-only, nosuid, nodev: the root to run in. */
+int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err);
+void vm_image_umount(const char *lower, const char *target);
+/* A VM's rootfs from an image: the disk, its digest, and the record's
+ * image fields (name, digest, store, config). */
+int vm_image_rootfs(const char *root, const char *ref, enum hull_pull_policy pull, struct vm *vm,
+                    hull_error *err);
+/* The use mark of vm's image, for its QEMU to hold while it runs; the
+ * disk must still be there. Returns the fd. */
+int vm_image_hold(const struct vm *vm, hull_error *err);
+/* The read-only squashfs of that root, built once per manifest under a
+ * lock (<store>/hull/disks/<hex>.sqfs) in a child with a private mount
+ * namespace; out receives its path. */
+int vm_image_disk(struct vm_image *vi, char *out, size_t len, hull_error *err);
+/* base with each KEY=VALUE of over replacing base's KEY (or added);
+ * NULL-terminated, malloc'd; NULL without memory. */
+char **vm_env_merge(char *const *base, char *const *over);
+
 /* ---- accelerator (accel.c) ---- */
 
 /* "kvm" or "tcg" for a request of "kvm", "tcg", "auto" or NULL ($HULL_VM_ACCEL,
@@ -147,6 +192,13 @@ struct vm {
     bool ephemeral;     /* oneshot: deleted by whoever made it */
     bool from_template; /* `start` restores the cached template (template.c) */
     char cgroup[4096];  /* the VMM's cgroup, hull_cgroup_save() JSON; "" when none */
+    /* A rootfs made from an image of the store (image.c): its name, the
+     * manifest digest, the store, and {"env": [...], "workdir": "..."} of
+     * its config (exec's defaults); all "" otherwise. */
+    char image[512], image_digest[80], image_root[4096], image_config[8192];
+    /* While QEMU starts: the image's use mark (image_use), which QEMU
+     * inherits and holds as long as it runs; -1 otherwise. Not saved. */
+    int image_hold_fd;
 };
 
 /* The state directory of VMs under a runtime root. */
@@ -175,7 +227,9 @@ struct vm_create_opts {
     const char *kernel, *rootfs, *accel;
     const char *expect_kernel_sha256, *expect_initrd_sha256, *expect_rootfs_sha256;
     bool ephemeral;
-    bool from_template; /* recorded: `start` goes through the template */
+    bool from_template;             /* recorded: `start` goes through the template */
+    const char *image, *image_root; /* an image of the store instead of rootfs */
+    enum hull_pull_policy pull;
 };
 int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
               hull_error *err);

@@ -195,6 +195,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         .kvm = kvm,
         .cg = cg,
         .incoming_fd = incoming_fd,
+        .hold_fd = vm->image_digest[0] ? vm->image_hold_fd : -1,
         .attached = attached,
         .cleanup = cleanup,
         .cleanup_arg = arg,

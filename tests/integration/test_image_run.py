@@ -1,0 +1,377 @@
+"""Every isolation level runs from an image of the store (`--image REF`).
+
+Images are made offline (imagelib: busybox-static and the files a test
+needs) and written straight into a store of the test's own (the OCI layout
+under tmp_path); hull finds their layers not unpacked and runs
+`hull-image prepare` itself, as it does for images skopeo copied in. The
+checks read what the program saw from inside and the host's state from
+outside: mountinfo (of the host, and of the supervisor while it runs), the
+store's use marks, the microVM disk cache.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import HULL, pid_alive, wait_until
+from imagelib import Dir, File, Symlink, busybox_layer, whiteout, write_oci_layout
+import test_vm_lib
+
+OS_RELEASE = 'ID=hull-levels-test\nPRETTY_NAME="the image, not the host"\n'
+BB = "localhost/levels/bb:1"
+CFG = "localhost/levels/cfg:1"
+WH = "localhost/levels/whiteout:1"
+SYMTMP = "localhost/levels/symtmp:1"
+
+
+def bb_entries(**extra):
+    e = busybox_layer(extra={"etc/os-release": File(OS_RELEASE), "srv": Dir(), **extra})
+    return e
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A store of this test's own holding the test images."""
+    root = tmp_path / "store"
+    imgs = {}
+    imgs[BB] = write_oci_layout(root, BB, [bb_entries()],
+                                config={"Cmd": ["sh", "-c", "echo default-cmd"]})
+    imgs[CFG] = write_oci_layout(
+        root, CFG, [bb_entries()],
+        config={"Env": ["PATH=/bin", "GREETING=hello", "ONLY_IMAGE=yes"], "WorkingDir": "/srv",
+                "Entrypoint": ["/bin/sh", "-c"],
+                "Cmd": ['echo "cmd:$GREETING:$ONLY_IMAGE:$(pwd)"']})
+    imgs[WH] = write_oci_layout(
+        root, WH, [bb_entries(**{"etc/hidden": File("base\n"), "etc/kept": File("kept\n")}),
+                   dict([whiteout("etc/hidden"), ("etc/added", File("added\n"))])])
+    sym = bb_entries()
+    for d in ("tmp", "proc", "dev"):
+        del sym[d]
+    sym["tmp"] = Symlink("/")
+    imgs[SYMTMP] = write_oci_layout(root, SYMTMP, [sym])
+    return root, imgs
+
+
+def run(*args, root, timeout=300, input=None):
+    return subprocess.run([HULL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root)))
+
+
+def sandbox(root, *args, timeout=300):
+    """`hull sandbox run --json --image-root ROOT ARGS`: (rc, result, stderr)."""
+    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
+
+
+def overlay_mounts_of(pid="self"):
+    """Mount points of pid's mount namespace that are hull's image roots."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [ln.split()[4] for ln in f if "/run/hull-empty/image-" in ln.split()[4]]
+
+
+def image_remove(root, ref):
+    return run("image", "remove", "--image-root", root, ref, root=root)
+
+
+def has_image_remove():
+    p = subprocess.run([HULL, "image", "remove", "--help"], capture_output=True, text=True)
+    return p.returncode == 0
+
+
+# ---- container level (the default) -----------------------------------------
+
+def test_the_program_sees_the_image_read_only_with_a_fresh_tmp(store):
+    root, imgs = store
+    script = ("cat /etc/os-release; "
+              "test -e /usr/bin/python3 && echo HOST-USR-VISIBLE; ls /usr/bin | wc -l; "
+              "touch /new 2>/dev/null && echo ROOT-WRITABLE; "
+              "ls -A /tmp | wc -l; echo data > /tmp/f && cat /tmp/f; id -u")
+    rc, r, err = sandbox(root, "--image", BB, "--", "sh", "-c", script)
+    assert rc == 0, err
+    assert r["verdict"] == "ok", r
+    lines = r["stdout"].splitlines()
+    assert "\n".join(lines[:2]) + "\n" == OS_RELEASE
+    # The host's /usr (python3 is there) is not: the image's usr/bin is empty.
+    assert lines[2:] == ["0", "0", "data", "1000"], r["stdout"]
+    assert r["image"] == {"name": BB, "digest": imgs[BB].digest}
+    assert r["isolation"] == "container"
+    assert overlay_mounts_of() == []
+
+
+def test_the_guarantees_of_the_container_level_hold(store):
+    root, _ = store
+    rc, r, err = sandbox(root, "--image", BB, "--", "sh", "-c",
+                         "grep -E '^(CapEff|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status; "
+                         "cat /proc/self/uid_map; readlink /proc/self/ns/user")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    status = dict(ln.split(":\t") for ln in r["stdout"].splitlines()[:4])
+    assert status == {"CapEff": "0000000000000000", "CapPrm": "0000000000000000",
+                      "NoNewPrivs": "1", "Seccomp": "2"}, r["stdout"]
+    assert r["stdout"].splitlines()[4].split() == ["0", "1000000000", "65536"]
+    assert r["stdout"].splitlines()[5] != os.readlink("/proc/self/ns/user")
+
+
+def test_the_image_config_is_applied(store):
+    root, _ = store
+    # No command: Entrypoint + Cmd, in WorkingDir, with Env.
+    rc, r, err = sandbox(root, "--image", CFG)
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    assert r["stdout"] == "cmd:hello:yes:/srv\n"
+    # A command goes after the Entrypoint; --env and --workdir win.
+    rc, r, err = sandbox(root, "--image", CFG, "--env", "GREETING=bye", "--workdir", "/tmp", "--",
+                         'echo "user:$GREETING:$ONLY_IMAGE:$(pwd):$PATH:$HOME"')
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    assert r["stdout"] == "user:bye:yes:/tmp:/bin:/tmp\n"
+    # Without Entrypoint, a command replaces Cmd.
+    rc, r, err = sandbox(root, "--image", BB)
+    assert r["stdout"] == "default-cmd\n", (err, r)
+    rc, r, err = sandbox(root, "--image", BB, "--", "echo", "mine")
+    assert r["stdout"] == "mine\n", (err, r)
+
+
+def test_a_whiteout_hides_the_base_layers_file(store):
+    root, _ = store
+    rc, r, err = sandbox(root, "--image", WH, "--", "sh", "-c",
+                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    assert r["stdout"] == "1\nkept\nadded\n"
+
+
+def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
+    root, _ = store
+    src = tmp_path / "in.txt"
+    src.write_text("copied\n")
+    # The image has tmp -> / and no /proc or /dev: the sandbox's /tmp is a
+    # directory of its root all the same, the copy-in lands there, and
+    # nothing written to /tmp appears at / (the image's root stays as it was).
+    rc, r, err = sandbox(root, "--image", SYMTMP, "--copy-in", f"{src}:/tmp/in.txt", "--",
+                         "sh", "-c", "test -L /tmp && echo LINK; cat /tmp/in.txt; echo x > /tmp/y;"
+                         " ls / | grep -cx -e y -e in.txt; grep -c ' /tmp tmpfs' /proc/mounts;"
+                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    assert r["stdout"] == "copied\n0\n1\nPROC\nDEV\n"
+
+
+def test_verdicts_and_limits_still_work(store):
+    root, _ = store
+    rc, r, _ = sandbox(root, "--image", BB, "--", "sh", "-c", "exit 3")
+    assert (r["verdict"], r["exit_code"]) == ("exit_nonzero", 3)
+    rc, r, _ = sandbox(root, "--image", BB, "--cpu-time", "300ms", "--wall-time", "60s", "--",
+                       "sh", "-c", "while :; do :; done")
+    assert r["verdict"] == "cpu_time_limit", r
+    rc, r, _ = sandbox(root, "--image", BB, "--pids", "4", "--wall-time", "60s", "--", "sh", "-c",
+                       "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait")
+    assert r["verdict"] == "pids_limit", r
+    rc, r, _ = sandbox(root, "--image", BB, "--output", "100", "--", "sh", "-c",
+                       "while :; do echo 0123456789; done")
+    assert r["verdict"] == "output_limit" and r["stdout_truncated"], r
+
+
+def test_nothing_is_mounted_on_the_host_even_when_the_supervisor_is_killed(store):
+    root, imgs = store
+    p = subprocess.Popen([HULL, "sandbox", "run", "--image-root", str(root), "--image", BB,
+                          "--wall-time", "120s", "--", "sleep", "97"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: overlay_mounts_of(p.pid) and sleeper(), timeout=120), \
+            p.stderr.read1() if p.poll() is not None else "the workload did not start"
+        # The supervisor's own namespace has the image's root; the host's has not.
+        assert sorted(overlay_mounts_of(p.pid)) == ["/run/hull-empty/image-lower",
+                                                    "/run/hull-empty/image-root"]
+        assert overlay_mounts_of() == []
+        assert overlay_mounts_of(1) == []
+        # In use: remove refuses.
+        use = root / "hull" / "using" / imgs[BB].digest.split(":")[1]
+        assert use.exists()
+        if has_image_remove():
+            r = image_remove(root, BB)
+            assert r.returncode != 0 and "in use" in r.stderr, r.stderr
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # The sandbox died with it, and its mounts with the namespace.
+    assert wait_until(lambda: not sleeper(), timeout=30)
+    assert overlay_mounts_of() == []
+    # The next run removes the killed one's state and cgroups.
+    rc, r, err = sandbox(root, "--image", BB, "--", "true")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    if has_image_remove():
+        r = image_remove(root, BB)
+        assert r.returncode == 0, r.stderr
+
+
+def sleeper():
+    """Pids of the sandboxed `sleep 97`."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if Path(f"/proc/{d}/cmdline").read_bytes() == b"sleep\x0097\x00" and pid_alive(int(d)):
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+# ---- process level -----------------------------------------------------------
+
+def test_process_level_runs_in_the_image_too(store):
+    root, imgs = store
+    rc, r, err = sandbox(root, "--isolation", "process", "--image", CFG, "--", "cat /etc/os-release;"
+                         " test -e /usr/bin/python3 && echo HOST-USR; touch /x 2>/dev/null || echo RO;"
+                         " id -u; pwd; echo $GREETING")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    out = r["stdout"].splitlines()
+    assert "\n".join(out[:2]) + "\n" == OS_RELEASE
+    assert out[2] == "RO" and 1000100000 <= int(out[3]) < 1000101024, out
+    assert out[4:] == ["/srv", "hello"]
+    assert r["isolation"] == "process" and r["image"]["digest"] == imgs[CFG].digest
+    assert overlay_mounts_of() == []
+
+
+# ---- refusals ------------------------------------------------------------------
+
+def test_bad_image_requests_are_refused_by_name(store, tmp_path):
+    root, _ = store
+    rc, r, err = sandbox(root, "--pull", "never", "--image", "localhost/levels/absent:1", "--",
+                         "true")
+    assert rc == 125 and r is None
+    assert "image localhost/levels/absent:1" in err and "not found" in err, err
+    # Absent and pull allowed: hull-image pull runs, and its failure is said.
+    rc, r, err = sandbox(root, "--image", "127.0.0.1:9/levels/absent:1", "--", "true")
+    assert rc == 125 and "hull-image pull" in err, err
+    rc, r, err = sandbox(root, "--image", BB, "--rootfs", str(tmp_path), "--", "true")
+    assert rc == 125 and "not both" in err, err
+    rc, r, err = sandbox(root, "--pull", "sometimes", "--image", BB, "--", "true")
+    assert rc == 125 and "--pull" in err, err
+    p = run("sandbox", "run", "--", root=root)
+    assert p.returncode == 125 and "no command" in p.stderr
+
+
+def test_an_absent_image_is_pulled_unless_told_never(tmp_path):
+    from registrylib import Registry
+    layout = tmp_path / "layout"
+    img = write_oci_layout(layout, "bb", [bb_entries()], config={"Cmd": ["cat", "/etc/os-release"]})
+    root = tmp_path / "empty-store"
+    conf = tmp_path / "registries.conf"
+    with Registry(tmp_path) as reg:
+        assert reg.push_oci(layout, "bb", "levels/bb:1").returncode == 0
+        conf.write_text(f'[[registry]]\nprefix = "{reg.host}"\ninsecure = true\n')
+        ref = f"{reg.host}/levels/bb:1"
+        env = dict(os.environ, HULL_REGISTRIES_CONF=str(conf))
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), "--pull",
+                            "never", "--image", ref], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert p.returncode == 125 and not (root / "index.json").exists(), p.stderr
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), "--image",
+                            ref], capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout)
+        assert r["verdict"] == "ok" and r["stdout"] == OS_RELEASE, r
+        assert r["image"]["digest"] == img.digest
+        # Stored now: the next run does not ask the registry again.
+        gets = len(reg.requests("GET"))
+        rc, r, err = sandbox(root, "--pull", "never", "--image", ref)
+        assert rc == 0 and r["stdout"] == OS_RELEASE, err
+        assert len(reg.requests("GET")) == gets
+
+
+# ---- microVM level ---------------------------------------------------------------
+
+@pytest.fixture
+def vm_ready():
+    test_vm_lib.skip_unless_ready()
+    yield
+    assert not test_vm_lib.qemu_pids(), "a QEMU process outlived its run"
+
+
+@pytest.mark.slow
+def test_microvm_boots_from_one_disk_per_manifest(store, vm_ready, tmp_path):
+    root, imgs = store
+    hexd = imgs[CFG].digest.split(":")[1]
+    disk = root / "hull" / "disks" / f"{hexd}.sqfs"
+    args = ["--isolation", "microvm", "--cpu-time", "60s", "--wall-time", "120s", "--image", CFG]
+    env = dict(os.environ, HULL_VM_ACCEL=test_vm_lib.ACCEL)
+    p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), *args, "--",
+                        'cat /etc/os-release; echo "$GREETING:$(pwd)"; test -e /usr/bin/python3'
+                        ' && echo HOST-PY; ls /x 2>/dev/null; echo w > /x && cat /x'],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["verdict"] == "ok" and r["isolation"] == "microvm", r
+    assert r["stdout"] == OS_RELEASE + "hello:/srv\nw\n", r
+    assert r["image"] == {"name": CFG, "digest": imgs[CFG].digest}
+    st = disk.stat()
+    # The second run reuses the disk: same file, not rebuilt.
+    p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), *args],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["stdout"] == "cmd:hello:yes:/srv\n"
+    st2 = disk.stat()
+    assert (st2.st_ino, st2.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert sorted(os.listdir(disk.parent)) == [f"{hexd}.lock", f"{hexd}.sqfs"]
+
+
+@pytest.mark.slow
+def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
+    root, imgs = store
+    h = test_vm_lib.Hull(str(tmp_path / "state"))
+    h.env["HULL_IMAGE_ROOT"] = str(root)
+    vid = "img-levels-vm"
+    h.ok("vm", "create", "--memory", test_vm_lib.MEM, "--image", CFG, vid)
+    try:
+        st = h.state(vid)
+        assert st["image"]["name"] == CFG and st["image"]["digest"] == imgs[CFG].digest, st
+        h.ok("vm", "start", vid, timeout=600)
+        out = h.sh(vid, 'cat /etc/os-release; echo "$GREETING:$(pwd)"')
+        assert out == OS_RELEASE + "hello:/srv\n"
+        # --env and --cwd over the image's; its PATH stays without one given.
+        p = h.run("vm", "exec", "--env", "GREETING=bye", "--cwd", "/tmp", vid, "--", "sh", "-c",
+                  'echo "$GREETING:$(pwd):$PATH:$ONLY_IMAGE"')
+        assert p.returncode == 0 and p.stdout.decode() == "bye:/tmp:/bin:yes\n", p.stderr
+        hexd = imgs[CFG].digest.split(":")[1]
+        disk = root / "hull" / "disks" / f"{hexd}.sqfs"
+        assert st["measured"]["rootfs"]["path"] == str(disk)
+        # QEMU itself holds the image's use mark (the hull that started it is gone).
+        qemu = test_vm_lib.qemu_pids(vid)
+        assert len(qemu) == 1
+        use = root / "hull" / "using" / hexd
+        held = [os.readlink(f"/proc/{qemu[0]}/fd/{fd}") for fd in os.listdir(f"/proc/{qemu[0]}/fd")]
+        assert str(use) in held, held
+        if has_image_remove():
+            r = image_remove(root, CFG)
+            assert r.returncode != 0 and "in use" in r.stderr, r.stderr
+            # prune keeps what a running VM uses, its disk included.
+            r = run("image", "prune", "--image-root", root, root=root)
+            assert r.returncode == 0 and disk.exists(), r.stderr
+        # A VM restored from its snapshot is a VM of the image too.
+        snap = tmp_path / "vm.snap"
+        h.ok("vm", "snapshot", vid, str(snap), timeout=600)
+        h.ok("vm", "restore", str(snap), vid + "-2", timeout=600)
+        try:
+            assert h.state(vid + "-2")["image"]["digest"] == imgs[CFG].digest
+            q2 = test_vm_lib.qemu_pids(vid + "-2")
+            assert len(q2) == 1
+            assert str(use) in [os.readlink(f"/proc/{q2[0]}/fd/{fd}")
+                                for fd in os.listdir(f"/proc/{q2[0]}/fd")]
+            assert h.sh(vid + "-2", "echo $GREETING") == "hello\n"
+        finally:
+            h.run("vm", "delete", "--force", vid + "-2")
+        h.ok("vm", "stop", vid)
+        if has_image_remove():
+            r = image_remove(root, CFG)
+            assert r.returncode == 0, r.stderr
+            r = run("image", "prune", "--image-root", root, root=root)
+            assert r.returncode == 0 and not disk.exists(), r.stderr
+            # Stopped, it holds nothing: its image is gone, and it says so.
+            r = h.run("vm", "start", vid)
+            assert r.returncode != 0 and b"removed" in r.stderr, r.stderr
+    finally:
+        h.run("vm", "delete", "--force", vid)
