@@ -124,6 +124,12 @@ def test_pull_by_digest(tmp_path, registry):
     assert tool("pull", store, ref, "--tls-verify=false").stdout.strip() == img.digest
     assert names(store)[ref]["digest"] == img.digest
     assert (f"GET", f"/v2/app/manifests/{img.digest}", 200) in registry.requests()
+    # Pushed back under its own name: by digest, to the same repository (all there).
+    tool("push", store, ref, "--tls-verify=false")
+    assert ("PUT", f"/v2/app/manifests/{img.digest}", 201) in registry.requests()
+    line = error_of(tool("push", store, ref, f"{registry.host}/app@sha256:{'0' * 64}",
+                         "--tls-verify=false", check=False))
+    assert "not sha256:000" in line
 
 
 def test_pull_unknown_tag_is_a_clear_error(tmp_path, registry):
