@@ -17,6 +17,7 @@
  * (overlayfs stops its lookup at a non-directory below a directory), so
  * nothing the sandbox mounts or writes there can land elsewhere.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -318,6 +319,18 @@ static int build_disk(struct vm_image *vi, const char *tmp, hull_error *err)
     return 0;
 }
 
+static void drop_stale(const char *dir, const char *hex)
+{
+    cleanup_dir DIR *d = opendir(dir);
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "%s.sqfs.tmp.", hex);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+            unlinkat(dirfd(d), de->d_name, 0) < 0)
+            hull_warn("image disk: remove %s/%s: %s", dir, de->d_name, strerror(errno));
+}
+
 int vm_image_disk(struct vm_image *vi, char *out, size_t len, hull_error *err)
 {
     const char *d = vi->img.manifest_digest;
@@ -338,9 +351,10 @@ int vm_image_disk(struct vm_image *vi, char *out, size_t len, hull_error *err)
         return hull_error_errno(err, "lock %s", lockp);
     if (access(out, R_OK) == 0)
         return 0;
+    /* Under the lock, any <hex>.sqfs.tmp.* is a builder's that died. */
+    drop_stale(dir, hex);
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", out, (int)getpid());
-    unlink(tmp);
     int rc = build_disk(vi, tmp, err);
     if (rc == 0 && rename(tmp, out) < 0)
         rc = hull_error_errno(err, "rename %s", out);
