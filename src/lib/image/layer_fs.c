@@ -24,16 +24,6 @@ bool image_layer_digest_ok(const char *d)
     return true;
 }
 
-void image_hex(const unsigned char *md, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[md[i] >> 4];
-        out[2 * i + 1] = digits[md[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 int image_layer_clean_name(const char *in, char *out, size_t outlen)
 {
     size_t o = 0;

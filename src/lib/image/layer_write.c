@@ -13,7 +13,6 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "image/image.h"
 #include "image/layers.h"
 #include "util/error.h"
+#include "util/sha256.h"
 
 struct seen {
     dev_t dev;
@@ -33,7 +33,7 @@ struct seen {
 
 struct lw {
     struct archive *tar, *comp;
-    EVP_MD_CTX *diff, *blob;
+    struct hull_sha256 *diff, *blob;
     struct image_blob_writer *w;
     hull_error werr; /* an error of the blob writer, seen inside a callback */
     int64_t size;
@@ -49,7 +49,7 @@ static la_ssize_t comp_out(struct archive *a, void *arg, const void *buf, size_t
         archive_set_error(a, EIO, "%s", hull_error_msg(l->werr));
         return -1;
     }
-    EVP_DigestUpdate(l->blob, buf, len);
+    hull_sha256_update(l->blob, buf, len);
     l->size += (int64_t)len;
     return (la_ssize_t)len;
 }
@@ -57,7 +57,7 @@ static la_ssize_t comp_out(struct archive *a, void *arg, const void *buf, size_t
 static la_ssize_t tar_out(struct archive *a, void *arg, const void *buf, size_t len)
 {
     struct lw *l = arg;
-    EVP_DigestUpdate(l->diff, buf, len);
+    hull_sha256_update(l->diff, buf, len);
     la_ssize_t n = archive_write_data(l->comp, buf, len);
     if (n < 0) {
         archive_set_error(a, EIO, "%s", archive_error_string(l->comp));
@@ -68,13 +68,11 @@ static la_ssize_t tar_out(struct archive *a, void *arg, const void *buf, size_t 
 
 static int lw_open(struct lw *l, enum image_compression c, hull_error *err)
 {
-    l->diff = EVP_MD_CTX_new();
-    l->blob = EVP_MD_CTX_new();
+    if ((l->diff = hull_sha256_new(err)) == NULL || (l->blob = hull_sha256_new(err)) == NULL)
+        return -1;
     l->comp = archive_write_new();
     l->tar = archive_write_new();
-    if (!l->diff || !l->blob || !l->comp || !l->tar ||
-        EVP_DigestInit_ex(l->diff, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestInit_ex(l->blob, EVP_sha256(), NULL) != 1)
+    if (!l->comp || !l->tar)
         return hull_error_set(err, ENOMEM, "out of memory");
     int r = c == IMAGE_COMPRESS_ZSTD   ? archive_write_add_filter_zstd(l->comp)
             : c == IMAGE_COMPRESS_GZIP ? archive_write_add_filter_gzip(l->comp)
@@ -114,8 +112,8 @@ static void lw_free(struct lw *l)
         archive_write_free(l->tar);
     if (l->comp)
         archive_write_free(l->comp);
-    EVP_MD_CTX_free(l->diff);
-    EVP_MD_CTX_free(l->blob);
+    hull_sha256_free(l->diff);
+    hull_sha256_free(l->blob);
     if (l->w)
         image_blob_writer_abort(l->w, false);
     hull_error_free(&l->werr);
@@ -361,14 +359,13 @@ static int finish(struct lw *l, char **digest, char **diff, hull_error *err)
             return tar_fail(l, "end", err);
         return hull_error_set(err, EIO, "compress: %s", archive_error_string(l->comp));
     }
-    unsigned char md[32];
-    char hex[65];
-    EVP_DigestFinal_ex(l->diff, md, NULL);
-    image_hex(md, 32, hex);
+    char hex[HULL_SHA256_HEX];
+    if (hull_sha256_final(l->diff, hex, err) < 0)
+        return -1;
     if (asprintf(diff, "sha256:%s", hex) < 0)
         return hull_error_set(err, ENOMEM, "out of memory");
-    EVP_DigestFinal_ex(l->blob, md, NULL);
-    image_hex(md, 32, hex);
+    if (hull_sha256_final(l->blob, hex, err) < 0)
+        return -1;
     struct image_blob_writer *w = steal_ptr(&l->w);
     if (image_blob_writer_commit(w, digest, err) < 0)
         return hull_error_prefix(err, "store layer blob");
@@ -385,6 +382,11 @@ int image_layer_write(struct image_store *s, const char *dir, bool upper_dir,
     cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return hull_error_errno(err, "open %s", dir);
+    /* prune must not take the blob between its commit and the unpack; the
+     * caller pins again until its image is tagged */
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0)
+        return -1;
     struct lw l = {.upper = upper_dir};
     int64_t resume = 0;
     cleanup_free char *digest = NULL, *diff = NULL;

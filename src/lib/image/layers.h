@@ -14,8 +14,6 @@
 
 /* "sha256:" + 64 lower-case hex (a diff-id or digest). */
 bool image_layer_digest_ok(const char *digest);
-/* Lower-case hex of n bytes into out (2n+1). */
-void image_hex(const unsigned char *md, size_t n, char *out);
 /* A tar entry's name relative to the layer root: leading "/", "." and empty
  * components dropped ("/./a//b/" -> "a/b", "./" -> ""). -1 when a component
  * is ".." or the result does not fit. */

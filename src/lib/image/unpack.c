@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,8 @@
 #include "image/layers.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/sha256.h"
+#include "util/strv.h"
 
 enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 
@@ -39,7 +40,7 @@ struct feed {
     int fd;
     enum blob_kind kind;
     struct archive *outer; /* decompressor; NULL for a plain tar */
-    EVP_MD_CTX *md;
+    struct hull_sha256 *md;
     char err[256];
     char buf[128 * 1024];
 };
@@ -60,7 +61,7 @@ static ssize_t feed_next(struct feed *f)
             snprintf(f->err, sizeof(f->err), "decompress: %s", archive_error_string(f->outer));
     }
     if (n > 0)
-        EVP_DigestUpdate(f->md, f->buf, (size_t)n);
+        hull_sha256_update(f->md, f->buf, (size_t)n);
     return n;
 }
 
@@ -89,9 +90,9 @@ static int feed_open(struct feed *f, int fd, const char *what, hull_error *err)
         f->kind = BLOB_ZSTD;
     else
         f->kind = BLOB_TAR;
-    f->md = EVP_MD_CTX_new();
-    if (f->md == NULL || EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1)
-        return hull_error_set(err, ENOMEM, "sha256");
+    f->md = hull_sha256_new(err);
+    if (f->md == NULL)
+        return -1;
     if (f->kind == BLOB_TAR)
         return 0;
     f->outer = archive_read_new();
@@ -115,7 +116,7 @@ static void feed_close(struct feed *f)
 {
     if (f->outer)
         archive_read_free(f->outer);
-    EVP_MD_CTX_free(f->md);
+    hull_sha256_free(f->md);
 }
 
 /* ---- names ---- */
@@ -135,6 +136,7 @@ struct unpack {
     int parentfd;
     struct dir_time *dirs; /* times set last: creating children changes them */
     size_t n_dirs, cap_dirs;
+    char **opaque; /* directories made opaque */
 };
 
 static int refuse(struct unpack *u, const char *name, const char *why, hull_error *err)
@@ -163,7 +165,7 @@ static int parent_of(struct unpack *u, const char *name, const char **leaf, hull
     return fd;
 }
 
-/* The parent cache holds an fd for a directory an entry may now replace. */
+/* Drop the cached parent (before walks of their own, and at the end). */
 static void forget_parent(struct unpack *u)
 {
     if (u->parentfd >= 0)
@@ -175,7 +177,8 @@ static void forget_parent(struct unpack *u)
 
 /* Make room for a new entry: a later entry of the same name replaces an
  * earlier one; a directory stays a directory when the new one is too.
- * Returns 1 when an existing directory is kept. */
+ * Returns 1 when an existing directory is kept, 2 when a whiteout of this
+ * layer was removed. */
 static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir, hull_error *err)
 {
     struct stat st;
@@ -189,7 +192,7 @@ static int clear_leaf(struct unpack *u, int pfd, const char *leaf, bool want_dir
     }
     if (unlinkat(pfd, leaf, 0) < 0)
         return hull_error_errno(err, "remove %s", leaf);
-    return 0;
+    return S_ISCHR(st.st_mode) && st.st_rdev == 0 ? 2 : 0;
 }
 
 /* Which extended attributes a layer may carry: user.* and file
@@ -252,7 +255,7 @@ static int write_data(struct archive *a, int fd, const char *name, hull_error *e
 {
     const void *buf;
     size_t size;
-    la_int64_t off, end = 0;
+    la_int64_t off;
     int r;
     while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
         const char *p = buf;
@@ -266,8 +269,6 @@ static int write_data(struct archive *a, int fd, const char *name, hull_error *e
             size -= (size_t)w;
             off += w;
         }
-        if (off > end)
-            end = off;
     }
     if (r != ARCHIVE_EOF)
         return hull_error_set(err, EIO, "read %s: %s", name, archive_error_string(a));
@@ -283,6 +284,7 @@ static int make_file(struct unpack *u, struct archive *a, struct archive_entry *
         return hull_error_errno(err, "create %s", name);
     if (write_data(a, fd, name, err) < 0)
         return -1;
+    /* a sparse file may end in a hole: the size says where it ends */
     la_int64_t size = archive_entry_size(e);
     if (size > 0 && ftruncate(fd, size) < 0)
         return hull_error_errno(err, "write %s", name);
@@ -305,9 +307,17 @@ static int make_dir(struct unpack *u, struct archive_entry *e, int pfd, const ch
         int kept = clear_leaf(u, pfd, leaf, true, err);
         if (kept < 0)
             return -1;
-        if (!kept && mkdirat(pfd, leaf, 0700) < 0)
+        if (kept != 1 && mkdirat(pfd, leaf, 0700) < 0)
             return hull_error_errno(err, "mkdir %s", name);
         fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
+        /* ".wh.d" then "d/": the lower d is gone and a new one made, which
+         * in overlay form is an opaque directory */
+        if (kept == 2 && fd >= 0) {
+            if (fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+                return hull_error_errno(err, "mark %s opaque", name);
+            if (hull_strv_append(&u->opaque, name) < 0)
+                return hull_error_set(err, ENOMEM, "out of memory");
+        }
     }
     if (fd < 0)
         return hull_error_errno(err, "open %s", name);
@@ -365,7 +375,10 @@ static int make_other(struct unpack *u, struct archive_entry *e, int pfd, const 
         const char *target = archive_entry_symlink(e);
         if (target == NULL)
             target = archive_entry_symlink_utf8(e);
-        if (target == NULL || symlinkat(target, pfd, leaf) < 0)
+        if (target == NULL)
+            return hull_error_set(err, EINVAL, "layer %s: symlink \"%s\" without a target",
+                                  u->layer, name);
+        if (symlinkat(target, pfd, leaf) < 0)
             return hull_error_errno(err, "symlink %s", name);
     } else {
         dev_t dev = makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
@@ -400,6 +413,8 @@ static int whiteout(struct unpack *u, int pfd, const char *leaf, const char *nam
             return refuse(u, name, "an opaque marker at the layer's root", err);
         if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
             return hull_error_errno(err, "mark %s opaque", name);
+        if (hull_strv_append(&u->opaque, u->parent_name) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
         return 1;
     }
     if (strncmp(leaf, ".wh..wh.", 8) == 0)
@@ -465,6 +480,60 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
     }
 }
 
+/* Whiteouts beneath an opaque directory hide nothing (the directory hides
+ * all below it already), and overlayfs lists them in a directory it does
+ * not merge: drop them. */
+static int drop_whiteouts(int dirfd, const char *name, hull_error *err)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return hull_error_errno(err, "read %s", name);
+    }
+    rewinddir(d);
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat st;
+        if (de->d_type != DT_CHR && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISCHR(st.st_mode) && st.st_rdev == 0) {
+            if (unlinkat(dirfd, de->d_name, 0) < 0)
+                rc = hull_error_errno(err, "remove %s/%s", name, de->d_name);
+        } else if (S_ISDIR(st.st_mode)) {
+            cleanup_close int sub = image_layer_open_at(dirfd, de->d_name, O_RDONLY | O_DIRECTORY);
+            rc = sub < 0 ? hull_error_errno(err, "open %s/%s", name, de->d_name)
+                         : drop_whiteouts(sub, name, err);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int tidy_opaque(struct unpack *u, hull_error *err)
+{
+    for (size_t i = 0; u->opaque && u->opaque[i]; i++) {
+        const char *leaf;
+        /* gone or no longer a directory: replaced by a later entry */
+        cleanup_hull_error hull_error gone = NULL;
+        cleanup_close int pfd =
+            image_layer_open_parent(u->rootfd, u->opaque[i], false, &leaf, &gone);
+        if (pfd < 0)
+            continue;
+        cleanup_close int fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+            continue;
+        if (drop_whiteouts(fd, u->opaque[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Directory times last, deepest first. */
 static int set_dir_times(struct unpack *u, hull_error *err)
 {
@@ -492,6 +561,7 @@ static void unpack_free(struct unpack *u)
     for (size_t i = 0; i < u->n_dirs; i++)
         free(u->dirs[i].name);
     free(u->dirs);
+    hull_strv_free(u->opaque);
 }
 
 /* Read the whole stream into rootfd; *diff_hex receives the uncompressed
@@ -531,13 +601,11 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_he
     if (rc == 0 && n < 0)
         rc = hull_error_set(err, EIO, "layer %s: %s", layer, f->err);
     if (rc == 0)
+        rc = tidy_opaque(&u, err);
+    if (rc == 0)
         rc = set_dir_times(&u, err);
-    if (rc == 0) {
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        EVP_DigestFinal_ex(f->md, md, &mdlen);
-        image_hex(md, 32, diff_hex);
-    }
+    if (rc == 0)
+        rc = hull_sha256_final(f->md, diff_hex, err);
     if (a)
         archive_read_free(a);
     unpack_free(&u);
@@ -598,6 +666,10 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
             rc = hull_error_errno(err, "open hull/layers/%s", tmp);
         else
             rc = unpack_stream(blobfd, rootfd, layer_digest, got, err);
+        /* On disk before its name says it is complete: a layer is never
+         * unpacked twice, so a crash must not leave a truncated one. */
+        if (rc == 0 && syncfs(rootfd) < 0)
+            rc = hull_error_errno(err, "sync hull/layers/%s", tmp);
     }
     if (rc == 0 && strcmp(got, hex) != 0)
         rc = hull_error_set(err, EINVAL,
