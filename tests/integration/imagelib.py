@@ -381,10 +381,11 @@ def write_oci_index(layout, name, per_platform, compression="gzip", docker=False
     return img
 
 
-def two_platform_index(layout, name="multi:latest", compression="gzip", docker=False):
-    """linux/amd64 and linux/arm64 images of busybox plus /platform containing 'amd64' / 'arm64'; returns Image."""
+def two_platform_index(layout, name="multi:latest", compression="gzip", docker=False,
+                       platforms=("linux/amd64", "linux/arm64")):
+    """Images of busybox plus /platform holding the arch ('amd64', 'arm64'), one per platform, in that order; returns Image."""
     per = {}
-    for plat in ("linux/amd64", "linux/arm64"):
+    for plat in platforms:
         arch = plat.split("/")[1]
         per[plat] = ([busybox_layer(), {"platform": File(arch + "\n")}],
                      {"Cmd": ["cat", "/platform"], "Labels": {"arch": arch}})
@@ -462,27 +463,20 @@ def read_blob(layout, digest):
 
 
 def store_snapshot(root):
-    """{relative path: (size, sha256 or link target or 'dir')} of index.json, blobs/ and hull/layers/ (ingest ignored)."""
+    """{path: size|'dir'|sha256} of index.json, blobs/sha256/* and hull/layers/* (top level; *.lock and ingest ignored)."""
     root = Path(root)
     snap = {}
     if (root / "index.json").exists():
         snap["index.json"] = sha256((root / "index.json").read_bytes())
-    for sub in ("blobs", "hull/layers"):
-        base = root / sub
-        if not base.exists():
-            continue
-        for dirpath, dirnames, filenames in os.walk(base):
-            for n in dirnames + filenames:
-                p = Path(dirpath) / n
-                rel = str(p.relative_to(root))
-                if p.is_symlink():
-                    snap[rel] = "-> " + os.readlink(p)
-                elif p.is_dir():
-                    snap[rel] = "dir"
-                elif sub == "blobs":
-                    snap[rel] = p.stat().st_size  # blob names are their digests
-                else:
-                    snap[rel] = p.lstat().st_size
+    blobs = root / "blobs" / "sha256"
+    if blobs.is_dir():
+        for p in blobs.iterdir():
+            snap[f"blobs/sha256/{p.name}"] = p.lstat().st_size
+    layers = root / "hull" / "layers"
+    if layers.is_dir():
+        for p in layers.iterdir():
+            if not p.name.endswith(".lock"):
+                snap[f"hull/layers/{p.name}"] = "dir" if p.is_dir() else p.lstat().st_size
     return snap
 
 

@@ -9,13 +9,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import HULL
+from conftest import HULL, wait_until
 from hullrt import cid
 from imagelib import (busybox_layer, rootfs_tar, store_snapshot, write_docker_archive)
 
@@ -113,6 +115,21 @@ def test_hull_finds_hull_image_via_env_when_not_beside_it(tmp_path):
     assert r.returncode == 0 and "usage: hull image" in r.stdout
 
 
+def test_installed_hull_finds_hull_image_in_lib_hull(tmp_path):
+    # -o all: install what is built (the suite runs after make all)
+    src = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["make", "-C", str(src), "-s", "-o", "all", "install",
+                        f"DESTDIR={tmp_path}", "PREFIX=/usr"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    hull = tmp_path / "usr" / "bin" / "hull"
+    assert (tmp_path / "usr" / "lib" / "hull" / "hull-image").is_file()
+    env = {k: v for k, v in os.environ.items() if k != "HULL_IMAGE_HELPER"}
+    r = subprocess.run([str(hull), "image", "--image-root", str(tmp_path / "s"), "list", "-q"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+
+
 # ---- import, list, inspect ---------------------------------------------------------
 
 @pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
@@ -169,6 +186,8 @@ def test_tag_and_remove_by_name_and_id(tmp_path):
     info = inspect(root, "localhost/other:2")
     assert info["digest"] == digest
     assert sorted(info["names"]) == ["localhost/app:1", "localhost/other:2"]
+    assert img(root, "list", "-q", check=True).stdout.split() == [digest[7:19]]
+    assert len(img(root, "list", check=True).stdout.splitlines()) == 3
     # an id naming two names is ambiguous: refused without --force
     before = store_snapshot(root)
     r = img(root, "remove", digest[7:19])
@@ -206,6 +225,39 @@ def test_remove_refuses_an_image_in_use_unless_forced(tmp_path):
     finally:
         os.close(fd)
     assert json.loads(img(root, "list", "--format", "json").stdout) == []
+
+
+def test_remove_refuses_an_image_a_running_sandbox_uses(tmp_path):
+    root = tmp_path / "store"
+    digest = import_app(tmp_path, root)
+    mark = root / "hull" / "using" / digest[7:]
+
+    def held():
+        if not mark.exists():
+            return False
+        fd = os.open(mark, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    p = subprocess.Popen([HULL, "sandbox", "run", "--image", "localhost/app:1", "--image-root",
+                          str(root), "--pull", "never", "--wall-time", "120s", "--", "sleep",
+                          "100"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(held, timeout=120), "the sandbox never marked its image used"
+        before = store_snapshot(root)
+        line = failed(img(root, "remove", "localhost/app:1"), "remove localhost/app:1")
+        assert "in use" in line
+        assert store_snapshot(root) == before
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=120)
+    assert wait_until(lambda: not held(), timeout=60)
+    img(root, "remove", "localhost/app:1", check=True)
 
 
 def referenced(root):
@@ -306,7 +358,9 @@ def test_podman_loads_hulls_docker_archive(tmp_path):
     info = inspect(root, "localhost/app:1")
     out = tmp_path / "app.tar"
     img(root, "save", "-o", out, "localhost/app:1", check=True)
-    pod = ["podman", "--root", str(tmp_path / "podroot"), "--runroot", str(tmp_path / "podrun"),
+    # podman wants a short runroot (at most 50 characters)
+    runroot = tempfile.mkdtemp(prefix="hull-img-pod-", dir="/tmp")
+    pod = ["podman", "--root", str(tmp_path / "podroot"), "--runroot", runroot,
            "--storage-driver", "vfs"]
     try:
         r = subprocess.run(pod + ["load", "-i", str(out)], capture_output=True, text=True,
@@ -321,6 +375,7 @@ def test_podman_loads_hulls_docker_archive(tmp_path):
         assert pinfo["Config"]["Cmd"] == ["/bin/echo", "hello from the image"]
     finally:
         subprocess.run(pod + ["system", "reset", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 # ---- bundle -------------------------------------------------------------------------------
@@ -407,3 +462,42 @@ def test_errors_name_the_verb_and_change_nothing(tmp_path):
     assert sorted(os.listdir(full)) == ["keep"]
     assert not (tmp_path / "nb").exists() and not (tmp_path / "x.tar").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+# ---- registries -------------------------------------------------------------------------------
+
+def test_login_push_pull_through_the_cli(tmp_path):
+    from registrylib import Registry
+    root, other = tmp_path / "store", tmp_path / "other"
+    digest = import_app(tmp_path, root, compression="gzip")
+    auth = tmp_path / "auth.json"
+    with Registry(tmp_path, htpasswd={"ci": "s3cret"}) as reg:
+        dest = f"{reg.host}/team/app:1"
+        # no credentials yet: refused, and nothing printed on stdout
+        r = img(root, "--tls-verify=false", "--authfile", auth, "push", "localhost/app:1", dest)
+        failed(r, f"push {dest}")
+        assert r.stdout == ""
+        # a wrong password is refused and stores nothing
+        r = img(root, "login", "--tls-verify=false", "--authfile", auth, "-u", "ci",
+                "--password-stdin", reg.host, input="wrong\n")
+        failed(r, f"login {reg.host}")
+        assert not auth.exists() or reg.host not in auth.read_text()
+        img(root, "login", "--tls-verify=false", "--authfile", auth, "-u", "ci",
+            "--password-stdin", reg.host, input="s3cret\n", check=True)
+        assert reg.host in json.loads(auth.read_text())["auths"]
+        r = img(root, "push", "--tls-verify=false", "--authfile", auth, "localhost/app:1", dest,
+                check=True)
+        assert r.stdout.strip() == digest
+        # -p works but warns that the password shows in ps
+        r = img(other, "login", "--tls-verify=false", "--authfile", tmp_path / "auth2.json",
+                "-u", "ci", "-p", "s3cret", reg.host, check=True)
+        assert "warning" in r.stderr
+        r = img(other, "pull", "-q", "--tls-verify=false", "--authfile", auth, dest, check=True)
+        assert r.stdout.strip() == digest and r.stderr == ""
+        assert inspect(other, dest)["digest"] == digest
+        img(other, "logout", "--authfile", auth, reg.host, check=True)
+        assert reg.host not in json.loads(auth.read_text()).get("auths", {})
+        before = store_snapshot(other)
+        r = img(other, "pull", "--tls-verify=false", "--authfile", auth, f"{reg.host}/team/app:2")
+        failed(r, f"pull {reg.host}/team/app:2")
+        assert store_snapshot(other) == before

@@ -17,8 +17,14 @@ OPT = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 
 # page -> the command whose --help it documents, and options the page may
 # name beyond that help (hull's global --root, where state lives).
+IMAGE_VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "remove", "prune",
+               "import", "load", "save", "bundle", "build", "prepare"]
 PAGES = {
     "hull-vm.1": ([HULL, "vm", "--help"], {"--root"}),
+    # hull image: its own help and every command's (and `hull sandbox run
+    # --image`, which runs what it stores)
+    "hull-image.1": ([[HULL, "image", "--help"]] +
+                     [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], {"--image"}),
     "hull-token.1": ([HULL, "token", "--help"], set()),
     "hulld.8": ([HULLD, "--help"], set()),
 }
@@ -34,6 +40,8 @@ def page_text(name, examples=True):
 
 
 def help_text(cmd):
+    if isinstance(cmd[0], list):
+        return "".join(help_text(c) for c in cmd)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r
     return r.stdout
@@ -65,13 +73,14 @@ def test_hull_vm_page_has_every_subcommand():
 
 def test_hull_page_points_to_the_others():
     text = page_text("hull.1")
-    for ref in ("hull-vm (1)", "hull-token (1)", "hulld (8)"):
+    for ref in ("hull-vm (1)", "hull-token (1)", "hull-image (1)", "hulld (8)"):
         assert ".BR " + ref.replace(" ", " ") in text, ref
     assert ".SH MICROVMS" in text and ".SH SERVICE TOKENS" in text
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
-@pytest.mark.parametrize("page", ["hull.1", "hull-vm.1", "hull-token.1", "hulld.8"])
+@pytest.mark.parametrize("page", ["hull.1", "hull-vm.1", "hull-token.1", "hull-image.1",
+                                  "hulld.8"])
 def test_man_page_renders_cleanly(page):
     r = subprocess.run(["groff", "-man", "-ww", "-z", str(MAN / page)], capture_output=True,
                        text=True, timeout=60)
@@ -85,5 +94,6 @@ def test_make_install_installs_every_page(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr
     man = tmp_path / "usr" / "share" / "man"
-    for page in ("man1/hull.1", "man1/hull-vm.1", "man1/hull-token.1", "man8/hulld.8"):
+    for page in ("man1/hull.1", "man1/hull-vm.1", "man1/hull-token.1", "man1/hull-image.1",
+                 "man8/hulld.8"):
         assert (man / page).read_bytes() == (MAN / Path(page).name).read_bytes(), page

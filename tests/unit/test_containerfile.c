@@ -159,12 +159,28 @@ static void substitution(void **state)
     assert_null(cf_var_get(&vars, "AP"));
 }
 
+static void ignore_patterns(void **state)
+{
+    (void)state;
+    char *const pats[] = {"*.log", "build", "docs/**/*.tmp", "!keep.log", NULL};
+    assert_true(build_ignored(pats, "a.log"));
+    assert_false(build_ignored(pats, "keep.log"));  /* the later negation wins */
+    assert_false(build_ignored(pats, "sub/a.log")); /* * does not cross / */
+    assert_true(build_ignored(pats, "build"));
+    assert_true(build_ignored(pats, "build/x/y")); /* a directory's contents go with it */
+    assert_true(build_ignored(pats, "docs/a/b/c.tmp"));
+    assert_false(build_ignored(pats, "docs/c.txt"));
+    assert_false(build_ignored(pats, "src/main.c"));
+    assert_false(build_ignored(NULL, "a.log"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lines),
         cmocka_unit_test(errors),
         cmocka_unit_test(substitution),
+        cmocka_unit_test(ignore_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

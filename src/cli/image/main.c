@@ -70,27 +70,26 @@ static void usage(FILE *out)
                  "Commands:\n");
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         fprintf(out, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
-    fprintf(out,
-            "\n"
-            "Options (before or after COMMAND):\n"
-            "  --image-root DIR     the image store (default $HULL_IMAGE_ROOT, else\n"
-            "                       " HULL_IMAGE_DEFAULT_ROOT ")\n"
-            "  -q, --quiet          print only what scripts need (digests, ids)\n"
-            "  --tls-verify=false   registries: no certificate check, plain http allowed\n"
-            "  --cert-dir DIR       registries: extra CA certificates (*.crt)\n"
-            "  --authfile FILE      registries: credentials file (default\n"
-            "                       $REGISTRY_AUTH_FILE, then\n"
-            "                       $XDG_RUNTIME_DIR/containers/auth.json, then\n"
-            "                       ~/.docker/config.json)\n"
-            "  --creds USER:PASS    registries: credentials for this command only\n"
-            "  --platform OS/ARCH   which image of a multi-platform index (default: the\n"
-            "                       host's)\n"
-            "  --format FMT         list/inspect: table or json; save: docker-archive or\n"
-            "                       oci-archive\n"
-            "  -h, --help           print this help\n"
-            "\n"
-            "Run 'hull image COMMAND --help' for a command's options.\n"
-            "Exit status: 0 on success, 1 on any error (the store is then unchanged).\n");
+    fprintf(out, "\n"
+                 "Options (before or after COMMAND):\n"
+                 "  --image-root DIR     the image store (default $HULL_IMAGE_ROOT, else\n"
+                 "                       " HULL_IMAGE_DEFAULT_ROOT ")\n"
+                 "  -q, --quiet          print only what scripts need (digests, ids)\n"
+                 "  --tls-verify=false   registries: no certificate check, plain http allowed\n"
+                 "  --cert-dir DIR       registries: extra CA certificates (*.crt)\n"
+                 "  --authfile FILE      registries: credentials file (default\n"
+                 "                       $REGISTRY_AUTH_FILE, then\n"
+                 "                       $XDG_RUNTIME_DIR/containers/auth.json, then\n"
+                 "                       ~/.docker/config.json)\n"
+                 "  --creds USER:PASS    registries: credentials for this command only\n"
+                 "  --platform OS/ARCH   which image of a multi-platform index (default: the\n"
+                 "                       host's)\n"
+                 "  --format FMT         list/inspect: table or json; save: docker-archive or\n"
+                 "                       oci-archive\n"
+                 "  -h, --help           print this help\n"
+                 "\n"
+                 "Run 'hull image COMMAND --help' for a command's options.\n"
+                 "Exit status: 0 on success, 1 on any error (the store is then unchanged).\n");
 }
 
 void img_getopt_reset(void)
@@ -198,8 +197,13 @@ int img_fail(struct img_cli *c, hull_error *err, const char *fmt, ...)
         vsnprintf(ctx, sizeof(ctx), fmt, ap);
         va_end(ap);
     }
-    fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx,
-            hull_error_msg(err ? *err : NULL));
+    const char *msg = hull_error_msg(err ? *err : NULL);
+    /* Some library errors already say "pull REF: ..."; say it once. */
+    char said[1200];
+    snprintf(said, sizeof(said), "%s %s: ", c->verb, ctx);
+    if (ctx[0] && strncmp(msg, said, strlen(said)) == 0)
+        msg += strlen(said);
+    fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx, msg);
     hull_error_free(err);
     return 1;
 }
@@ -212,8 +216,7 @@ int img_usage(struct img_cli *c, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (c->verb != NULL)
-        fprintf(stderr, "hull: image %s: %s\nTry 'hull image %s --help'.\n", c->verb, msg,
-                c->verb);
+        fprintf(stderr, "hull: image %s: %s\nTry 'hull image %s --help'.\n", c->verb, msg, c->verb);
     else
         fprintf(stderr, "hull: image: %s\nTry 'hull image --help'.\n", msg);
     return 1;

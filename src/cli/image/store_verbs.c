@@ -12,8 +12,8 @@
 /* What list and inspect show of one name. */
 struct shown {
     struct image img;
-    char *created;  /* the config's "created", else the index annotation */
-    int64_t size;   /* config + layers, as stored (compressed) */
+    char *created;           /* the config's "created", else the index annotation */
+    int64_t size;            /* config + layers, as stored (compressed) */
     json_object *config_doc; /* the whole config document */
 };
 
@@ -25,8 +25,8 @@ static void shown_free(struct shown *s)
 }
 #define cleanup_shown __attribute__((cleanup(shown_free)))
 
-static int shown_load(struct img_cli *c, struct image_store *s, const char *text,
-                      struct shown *out, hull_error *err)
+static int shown_load(struct img_cli *c, struct image_store *s, const char *text, struct shown *out,
+                      hull_error *err)
 {
     if (image_load(s, text, c->platform, &out->img, err) < 0)
         return -1;
@@ -152,8 +152,8 @@ int img_list(struct img_cli *c, int argc, char **argv)
             if (json)
                 puts("[]");
             else if (!c->quiet)
-                printf("%-40s %-16s %-12s %-16s %s\n", "REPOSITORY", "TAG", "IMAGE ID",
-                       "CREATED", "SIZE");
+                printf("%-40s %-16s %-12s %-16s %s\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED",
+                       "SIZE");
             return 0;
         }
         return img_fail(c, &err, NULL);
@@ -164,8 +164,7 @@ int img_list(struct img_cli *c, int argc, char **argv)
         return img_fail(c, &err, NULL);
     cleanup_json json_object *arr = json_object_new_array();
     if (!json && !c->quiet)
-        printf("%-40s %-16s %-12s %-16s %s\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED",
-               "SIZE");
+        printf("%-40s %-16s %-12s %-16s %s\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         cleanup_shown struct shown sh = {0};
@@ -177,7 +176,11 @@ int img_list(struct img_cli *c, int argc, char **argv)
             continue;
         }
         if (c->quiet && !json) {
-            printf("%s\n", short_id(e[i].desc.digest));
+            bool seen = false; /* one line per image, however many names */
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = strcmp(e[j].desc.digest, e[i].desc.digest) == 0;
+            if (!seen)
+                printf("%s\n", short_id(e[i].desc.digest));
             continue;
         }
         char repo[512], tag[160], size[32], age[64];
@@ -201,7 +204,7 @@ int img_list(struct img_cli *c, int argc, char **argv)
     }
     image_entries_free(e, n);
     if (json)
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
     return rc;
 }
@@ -230,8 +233,7 @@ static json_object *inspect_one(struct img_cli *c, struct image_store *s, const 
     json_object_object_add(o, "id", json_object_new_string(short_id(sh.img.entry.desc.digest)));
     json_object_object_add(o, "digest", json_object_new_string(sh.img.manifest_digest));
     if (strcmp(sh.img.entry.desc.digest, sh.img.manifest_digest) != 0)
-        json_object_object_add(o, "index_digest",
-                               json_object_new_string(sh.img.entry.desc.digest));
+        json_object_object_add(o, "index_digest", json_object_new_string(sh.img.entry.desc.digest));
     json_object_object_add(o, "media_type", json_object_new_string(m->media_type));
     json_object_object_add(o, "config_digest", json_object_new_string(m->config.digest));
     json_object_object_add(o, "os", cf->os ? json_object_new_string(cf->os) : NULL);
@@ -281,6 +283,8 @@ int img_inspect(struct img_cli *c, int argc, char **argv)
     }
     if (img_need_args(c, argc, argv, -1, "IMAGE") != 0)
         return 1;
+    if (c->format != NULL && strcmp(c->format, "json") != 0)
+        return img_usage(c, "--format: '%s' is not json (the only format of inspect)", c->format);
     hull_error err = NULL;
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, false, &s, &err) < 0)
@@ -295,7 +299,7 @@ int img_inspect(struct img_cli *c, int argc, char **argv)
         }
         json_object_array_add(arr, o);
     }
-    puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+    puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
     return rc;
 }
@@ -423,8 +427,8 @@ int img_prune(struct img_cli *c, int argc, char **argv)
     char size[32];
     human_size((int64_t)r.bytes, size, sizeof(size));
     if (!c->quiet)
-        printf("deleted %zu blobs and %zu layers, %s freed\n", (size_t)r.blobs,
-               (size_t)r.layers, size);
+        printf("deleted %zu blobs and %zu layers, %s freed\n", (size_t)r.blobs, (size_t)r.layers,
+               size);
     return 0;
 }
 
@@ -456,8 +460,7 @@ int img_prepare(struct img_cli *c, int argc, char **argv)
     if (img_open_store(c, false, &s, &err) < 0)
         return img_fail(c, &err, "%s", text);
     cleanup_image struct image img = {0};
-    if (image_load(&s, text, c->platform, &img, &err) < 0 ||
-        image_unpack_all(&s, &img, &err) < 0)
+    if (image_load(&s, text, c->platform, &img, &err) < 0 || image_unpack_all(&s, &img, &err) < 0)
         return img_fail(c, &err, "%s", text);
     if (!c->quiet)
         printf("%s\n", img.manifest_digest);

@@ -25,9 +25,9 @@
 #include "util/json.h"
 #include "util/strv.h"
 
-#define REF_NAME_ANN       "org.opencontainers.image.ref.name"
-#define CONTAINERD_NAME    "io.containerd.image.name"
-#define ARCHIVE_BLOCK      (64 * 1024)
+#define REF_NAME_ANN    "org.opencontainers.image.ref.name"
+#define CONTAINERD_NAME "io.containerd.image.name"
+#define ARCHIVE_BLOCK   (64 * 1024)
 
 struct afile {
     char *path;   /* as in the archive, without a leading "./" or "/" */
@@ -57,6 +57,11 @@ static void loader_free(struct loader *L)
     hull_strv_free(L->added);
 }
 
+/* Only blobs that were not there before this load. A concurrent pull or
+ * load of the very same blob that found it here (and so skipped it) would
+ * lose it; its image then fails image_load with "missing blob" until pulled
+ * again. Rare, and what a failed load must otherwise leave behind is
+ * garbage only prune would find. */
 static void loader_rollback(struct loader *L)
 {
     for (size_t i = 0; L->added != NULL && L->added[i] != NULL; i++) {
@@ -125,15 +130,18 @@ static int stream_blob(struct loader *L, struct archive *a, const char *expected
     int64_t resume = 0;
     if (image_blob_writer_open(L->s, expected, size, &w, &resume, err) < 0)
         return hull_error_prefix(err, "%s", f->path);
+    cleanup_free char *buf = malloc(ARCHIVE_BLOCK); /* not static: hulld has threads */
+    if (buf == NULL) {
+        image_blob_writer_abort(w, false);
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
     if (!image_blob_writer_done(w)) {
-        static char buf[ARCHIVE_BLOCK];
         int64_t seen = 0;
         la_ssize_t n;
-        while ((n = archive_read_data(a, buf, sizeof(buf))) > 0) {
+        while ((n = archive_read_data(a, buf, ARCHIVE_BLOCK)) > 0) {
             /* A killed writer's .part holds the first bytes already. */
             int64_t skip = resume > seen ? resume - seen : 0;
-            if (skip < n &&
-                image_blob_writer_write(w, buf + skip, (size_t)(n - skip), err) < 0) {
+            if (skip < n && image_blob_writer_write(w, buf + skip, (size_t)(n - skip), err) < 0) {
                 image_blob_writer_abort(w, false);
                 return hull_error_prefix(err, "%s", f->path);
             }
@@ -207,8 +215,8 @@ static const struct afile *find_file(const struct loader *L, const char *path)
 }
 
 /* A file's bytes: kept in memory, or read back from the store. */
-static int file_bytes(struct loader *L, const struct afile *f, size_t max, char **out,
-                      size_t *len, hull_error *err)
+static int file_bytes(struct loader *L, const struct afile *f, size_t max, char **out, size_t *len,
+                      hull_error *err)
 {
     if (f->data != NULL) {
         *out = malloc(f->len + 1);
@@ -408,8 +416,7 @@ static int load_legacy_one(struct loader *L, json_object *e, char **mdigest, hul
         descs[i].digest = lf->digest;
         descs[i].size = lf->size;
         descs[i].media_type = (char *)layer_type(L->s, lf->digest);
-        if (strcmp(descs[i].media_type, MT_OCI_LAYER) == 0 &&
-            strcmp(lf->digest, diff_ids[i]) != 0)
+        if (strcmp(descs[i].media_type, MT_OCI_LAYER) == 0 && strcmp(lf->digest, diff_ids[i]) != 0)
             r = hull_error_set(err, EINVAL, "layer %s does not match its diff id %s", lp,
                                diff_ids[i]);
     }
@@ -477,8 +484,12 @@ static int load_names(struct loader *L, char ***names, char ***digests, hull_err
     const struct afile *idx = find_file(L, "index.json");
     const struct afile *mf = find_file(L, "manifest.json");
     cleanup_json json_object *mj = NULL;
-    if (mf != NULL && mf->data != NULL && hj_parse(mf->data, mf->len, "manifest.json", &mj, err) < 0)
-        return -1;
+    if (mf != NULL && mf->data != NULL) {
+        /* An array, which hj_parse (objects only) does not take. */
+        mj = json_tokener_parse(mf->data);
+        if (mj == NULL || !json_object_is_type(mj, json_type_array))
+            return hull_error_set(err, EINVAL, "manifest.json: not a JSON array");
+    }
     if (idx != NULL && idx->data != NULL)
         return load_layout(L, idx, mj, names, digests, err);
     if (mj != NULL)
@@ -492,6 +503,10 @@ int image_archive_load(struct image_store *s, int fd, char ***names, char ***dig
 {
     struct loader L = {.s = s};
     cleanup_strv char **nm = NULL, **dg = NULL;
+    /* Keeps prune from taking blobs that are written but not yet named. */
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0)
+        return -1;
     int r = read_archive(&L, fd, err);
     if (r == 0)
         r = load_names(&L, &nm, &dg, err);
@@ -550,8 +565,7 @@ static int write_mem(struct archive *a, const char *path, const char *data, size
     return 0;
 }
 
-static int write_blob(struct archive *a, struct image_store *s, const char *digest,
-                      hull_error *err)
+static int write_blob(struct archive *a, struct image_store *s, const char *digest, hull_error *err)
 {
     cleanup_close int fd = image_blob_open(s, digest, err);
     struct stat st;
@@ -563,9 +577,11 @@ static int write_blob(struct archive *a, struct image_store *s, const char *dige
     snprintf(path, sizeof(path), "blobs/sha256/%s", digest + strlen("sha256:"));
     if (write_header(a, path, AE_IFREG, st.st_size, err) < 0)
         return -1;
-    static char buf[ARCHIVE_BLOCK];
+    cleanup_free char *buf = malloc(ARCHIVE_BLOCK);
+    if (buf == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
     ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0)
+    while ((n = read(fd, buf, ARCHIVE_BLOCK)) > 0)
         if (archive_write_data(a, buf, (size_t)n) != n)
             return hull_error_set(err, EIO, "write %s: %s", path, archive_error_string(a));
     if (n < 0)
@@ -648,7 +664,8 @@ static int save_entries(struct archive *a, struct image_store *s, const struct i
     for (size_t i = 0; i < img->manifest.n_layers; i++) {
         bool dup = false;
         for (size_t j = 0; j < i; j++)
-            dup = dup || strcmp(img->manifest.layers[i].digest, img->manifest.layers[j].digest) == 0;
+            dup =
+                dup || strcmp(img->manifest.layers[i].digest, img->manifest.layers[j].digest) == 0;
         if (!dup && write_blob(a, s, img->manifest.layers[i].digest, err) < 0)
             return -1;
     }
@@ -675,4 +692,3 @@ int image_archive_save(struct image_store *s, const char *text, const char *plat
     archive_write_free(a);
     return r;
 }
-

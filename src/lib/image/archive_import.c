@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,8 +47,15 @@ static int extract_entry(struct archive *a, struct archive *w, struct archive_en
     if (rel == NULL)
         return hull_error_set(err, EPERM, "%s: refused: outside the root",
                               archive_entry_pathname(e));
-    if (rel[0] == '\0')
+    if (rel[0] == '\0') {
+        /* "./": the root's own owner and mode (the temporary dir's 0700 would
+         * otherwise become the image's /). */
+        if (archive_entry_filetype(e) == AE_IFDIR &&
+            (chmod(dir, archive_entry_perm(e)) < 0 ||
+             chown(dir, (uid_t)archive_entry_uid(e), (gid_t)archive_entry_gid(e)) < 0))
+            return hull_error_errno(err, "set the root's owner and mode");
         return 0;
+    }
     char full[PATH_MAX];
     if (snprintf(full, sizeof(full), "%s/%s", dir, rel) >= (int)sizeof(full))
         return hull_error_set(err, ENAMETOOLONG, "%s: name too long", rel);
@@ -153,8 +161,16 @@ int image_import(struct image_store *s, int fd, const char *name, json_object *c
     snprintf(tmpl, sizeof(tmpl), "%s/hull/import-XXXXXX", s->root);
     if (mkdtemp(tmpl) == NULL)
         return hull_error_errno(err, "mkdtemp %s", tmpl);
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0) {
+        rmdir(tmpl);
+        return -1;
+    }
     char dir[PATH_MAX];
-    int r = realpath(tmpl, dir) ? 0 : hull_error_errno(err, "realpath %s", tmpl);
+    /* A tarball without a "./" entry gets the usual mode for / */
+    int r = chmod(tmpl, 0755) == 0 && realpath(tmpl, dir)
+                ? 0
+                : hull_error_errno(err, "prepare %s", tmpl);
     if (r == 0)
         r = extract_tarball(fd, dir, err);
     struct image_desc desc = {0};

@@ -34,9 +34,13 @@ struct image_build_opts {
     FILE *log;  /* step log ("STEP 2/6: RUN ..."), program output goes to stdout/stderr */
 };
 /* Build, commit and tag (when o->tag). *manifest_digest (malloc'd) names
- * the result. Errors read "Containerfile:7: unknown instruction FOO",
- * "step 3/6: RUN exit 2: ...": the caller adds "image build: ". A failed
- * build tags nothing and leaves no mount, container or temporary dir. */
+ * the result; printing it is the caller's. Errors read "Containerfile:7:
+ * unknown instruction FOO", "Containerfile:5: step 3/6: RUN false: exit
+ * status 1": the caller adds "image build: ". A failed build tags nothing
+ * and leaves no mount, container or temporary directory (layers of the
+ * steps that succeeded stay as cache entries, for prune). Root only. It
+ * forks (the child builds): call it from a single-threaded process, as
+ * hull_sandbox_run. */
 int image_build(struct image_store *s, const struct image_build_opts *o, char **manifest_digest,
                 hull_error *err);
 
@@ -139,8 +143,8 @@ struct build_copy {
     int root_fd;          /* O_PATH of the mounted image */
     uid_t uid;            /* owner of what is copied */
     gid_t gid;
-    mode_t chmod;              /* --chmod: 010000 | mode, or 0 to keep the sources' */
-    bool add; /* ADD: local tar archives are extracted */
+    mode_t chmod; /* --chmod: 010000 | mode, or 0 to keep the sources' */
+    bool add;     /* ADD: local tar archives are extracted */
 };
 /* sha256 (64 hex) of the sources: names, types, modes and bytes. */
 int build_copy_digest(const struct build_copy *c, char out[65], hull_error *err);

@@ -137,8 +137,7 @@ static int src_add(const struct build_copy *c, struct srcs *s, const char *rel, 
         hull_error_free(err);
         if (code == EXDEV)
             return hull_error_set(err, EXDEV, "%s: leads outside the build context", word);
-        return hull_error_set(err, code, "%s: not in the build context: %s", word,
-                              strerror(code));
+        return hull_error_set(err, code, "%s: not in the build context: %s", word, strerror(code));
     }
     struct src *v = realloc(s->v, (s->n + 1) * sizeof(*v));
     if (v == NULL) {
@@ -274,12 +273,12 @@ static int hash_entry(EVP_MD_CTX *h, const struct build_copy *c, int dfd, const 
         if (r < 0)
             return hull_error_errno(err, "read %s", rel);
     } else if (S_ISDIR(st.st_mode)) {
-        cleanup_close int sub = *name ? openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW |
-                                                              O_CLOEXEC)
-                                      : dup(dfd);
+        cleanup_close int sub =
+            *name ? openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : dup(dfd);
         cleanup_strv char **names = NULL;
         if (sub < 0 || list_dir(sub, &names, err) < 0)
-            return sub < 0 ? hull_error_errno(err, "open %s", rel) : hull_error_prefix(err, "%s", rel);
+            return sub < 0 ? hull_error_errno(err, "open %s", rel)
+                           : hull_error_prefix(err, "%s", rel);
         for (size_t i = 0; names[i]; i++) {
             cleanup_free char *r = NULL;
             if (asprintf(&r, "%s%s%s", rel, *rel ? "/" : "", names[i]) < 0)
@@ -314,7 +313,6 @@ int build_copy_digest(const struct build_copy *c, char out[65], hull_error *err)
 }
 
 /* ---- copying ---- */
-
 
 static mode_t mode_of(const struct build_copy *c, const struct stat *st)
 {
@@ -411,9 +409,8 @@ static int copy_tree(const struct build_copy *c, int sdir, const char *sname, co
     if (fstatat(sdir, sname, &st, AT_SYMLINK_NOFOLLOW | (*sname ? 0 : AT_EMPTY_PATH)) < 0)
         return hull_error_errno(err, "%s", rel);
     if (S_ISDIR(st.st_mode)) {
-        cleanup_close int sub = *sname ? openat(sdir, sname, O_PATH | O_DIRECTORY | O_NOFOLLOW |
-                                                                 O_CLOEXEC)
-                                       : dup(sdir);
+        cleanup_close int sub =
+            *sname ? openat(sdir, sname, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : dup(sdir);
         if (sub < 0)
             return hull_error_errno(err, "open %s", rel);
         return copy_dir(c, sub, &st, rel, dpath, err);
@@ -425,8 +422,8 @@ static int copy_tree(const struct build_copy *c, int sdir, const char *sname, co
     char *slash = strrchr(parent, '/');
     const char *dname = dpath + (slash - parent) + 1;
     *(slash == parent ? slash + 1 : slash) = '\0';
-    cleanup_close int ddir = hull_resolve_in_root(c->root_fd, parent,
-                                                  HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+    cleanup_close int ddir =
+        hull_resolve_in_root(c->root_fd, parent, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
     if (ddir < 0)
         return hull_error_prefix(err, "%s", parent);
     if (clear_for_file(ddir, dname, dpath, err) < 0)

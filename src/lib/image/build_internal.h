@@ -12,11 +12,11 @@ struct builder {
     FILE *log;
     struct containerfile cf;
     int context_fd;
-    char **ignore;     /* .containerignore patterns */
-    bool *arg_used;    /* per --build-arg */
+    char **ignore;      /* .containerignore patterns */
+    bool *arg_used;     /* per --build-arg */
     char **global_args; /* "K=V" of ARGs before FROM */
-    char **args;       /* "K=V" of ARGs in effect after FROM */
-    char *tag;         /* normalised -t name, or NULL */
+    char **args;        /* "K=V" of ARGs in effect after FROM */
+    char *tag;          /* normalised -t name, or NULL */
 
     json_object *config; /* the whole config document so far */
     struct image_desc *layers;
@@ -27,6 +27,7 @@ struct builder {
     char state[65]; /* the cache chain: the key of the last step */
     char *tmp;      /* <root>/hull/tmp/build-XXXXXX */
     int tmp_lock;
+    int pin; /* image_store_pin while blobs are not yet named */
     int step, n_steps, n_run;
 };
 

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "image/build_internal.h"
@@ -132,8 +134,8 @@ static int pairs_of(struct builder *b, struct cf_instr *in, char ***out, hull_er
         /* Legacy: the key, then the rest of the line as one value. */
         size_t k = strcspn(in->args, " \t");
         if (in->args[k] == '\0')
-            return hull_error_set(err, EINVAL, "%s %s: needs a value (%s KEY=VALUE)",
-                                  in->keyword, in->args, in->keyword);
+            return hull_error_set(err, EINVAL, "%s %s: needs a value (%s KEY=VALUE)", in->keyword,
+                                  in->args, in->keyword);
         cleanup_strv char **ws = NULL;
         cleanup_strv char **env = cfg_strv(b, "Env");
         struct cf_vars vars = {{b->args, env}};
@@ -145,8 +147,7 @@ static int pairs_of(struct builder *b, struct cf_instr *in, char ***out, hull_er
         for (size_t i = 0; w[i]; i++) {
             char *eq = strchr(w[i], '=');
             if (eq == NULL || eq == w[i])
-                return hull_error_set(err, EINVAL, "%s: %s: must be KEY=VALUE", in->keyword,
-                                      w[i]);
+                return hull_error_set(err, EINVAL, "%s: %s: must be KEY=VALUE", in->keyword, w[i]);
             *eq = '\0';
             if (hull_strv_append(&pairs, w[i]) < 0 || hull_strv_append(&pairs, eq + 1) < 0)
                 return hull_error_set(err, ENOMEM, "out of memory");
@@ -249,8 +250,8 @@ static int prep_copy(struct builder *b, struct step *st, hull_error *err)
 {
     struct cf_instr *in = st->in;
     struct build_copy *c = &st->copy;
-    *c = (struct build_copy){.context_fd = b->context_fd, .ignore = b->ignore, .root_fd = -1,
-                             .add = in->op == CF_ADD};
+    *c = (struct build_copy){
+        .context_fd = b->context_fd, .ignore = b->ignore, .root_fd = -1, .add = in->op == CF_ADD};
     for (size_t i = 0; in->flags && in->flags[i]; i++) {
         const char *f = in->flags[i];
         if (strncmp(f, "--chown=", 8) == 0 && parse_chown(f + 8, c, err) < 0)
@@ -293,9 +294,8 @@ static int prep_copy(struct builder *b, struct step *st, hull_error *err)
         return -1;
     cleanup_free char *srcs = joined(st->sources, " ");
     if (srcs == NULL ||
-        asprintf(&st->canon, "%s chown=%u:%u chmod=%o %s %s -> %s", in->keyword,
-                 (unsigned)c->uid, (unsigned)c->gid, (unsigned)c->chmod, digest, srcs,
-                 st->dest) < 0 ||
+        asprintf(&st->canon, "%s chown=%u:%u chmod=%o %s %s -> %s", in->keyword, (unsigned)c->uid,
+                 (unsigned)c->gid, (unsigned)c->chmod, digest, srcs, st->dest) < 0 ||
         asprintf(&st->created_by, "/bin/sh -c #(nop) %s %s:%.12s in %s ", in->keyword,
                  n > 2 ? "multi" : "file", digest, st->dest) < 0)
         return hull_error_set(err, ENOMEM, "out of memory");
@@ -347,11 +347,12 @@ static int prep_config(struct builder *b, struct step *st, hull_error *err)
         cleanup_json json_object *a = json_strv(st->argv);
         w = strdup(hj_to_string(a));
     } else {
-        w = st->path ? strdup(st->path) : joined(st->words, in->op == CF_ENV || in->op == CF_LABEL ? "\x1f" : " ");
+        w = st->path ? strdup(st->path)
+                     : joined(st->words, in->op == CF_ENV || in->op == CF_LABEL ? "\x1f" : " ");
     }
     if (w == NULL || asprintf(&st->canon, "%s %s", in->keyword, w) < 0 ||
-        asprintf(&st->created_by, "/bin/sh -c #(nop) %s %s", in->keyword,
-                 st->argv ? w : in->args) < 0)
+        asprintf(&st->created_by, "/bin/sh -c #(nop) %s %s", in->keyword, st->argv ? w : in->args) <
+            0)
         return hull_error_set(err, ENOMEM, "out of memory");
     return 0;
 }
@@ -410,7 +411,6 @@ static int apply_config(struct builder *b, struct step *st, hull_error *err)
         break;
     case CF_CMD:
         json_object_object_add(c, "Cmd", json_strv(st->argv));
-        b->cmd_set = true;
         break;
     case CF_ENTRYPOINT:
         json_object_object_add(c, "Entrypoint", json_strv(st->argv));
@@ -476,8 +476,8 @@ static int files_action(struct builder *b, struct step *st, const char *mnt, int
         st->copy.root_fd = rootfd;
         return build_copy_run(&st->copy, err);
     case CF_WORKDIR: {
-        int fd = hull_resolve_in_root(rootfd, st->path,
-                                      HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+        int fd = hull_resolve_in_root(rootfd, st->path, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY,
+                                      err);
         if (fd < 0)
             return hull_error_prefix(err, "WORKDIR %s", st->path);
         close(fd);
@@ -504,12 +504,19 @@ static int files_step(struct builder *b, struct step *st, bool *layer, hull_erro
     image_view(b, &img);
     int r;
     if (b->n_layers == 0)
-        r = mount(upper, mnt, NULL, MS_BIND, NULL) < 0 ? hull_error_errno(err, "bind %s", mnt)
-                                                       : 0;
+        r = mount(upper, mnt, NULL, MS_BIND, NULL) < 0 ? hull_error_errno(err, "bind %s", mnt) : 0;
     else
         r = image_unpack_all(b->s, &img, err) < 0
                 ? -1
                 : image_rootfs_mount(b->s, &img, mnt, upper, work, false, err);
+    /* rootfs.c falls back to a flattened copy where overlayfs refuses: in
+     * the upper dir, that copy would become the step's layer. */
+    struct statfs sf;
+    if (r == 0 && b->n_layers > 0 && (statfs(mnt, &sf) < 0 || sf.f_type != OVERLAYFS_SUPER_MAGIC)) {
+        umount2(mnt, MNT_DETACH);
+        r = hull_error_set(err, ENOTSUP,
+                           "overlayfs refused the store's layers (%s): builds need it", upper);
+    }
     if (r == 0) {
         cleanup_close int rootfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
         r = rootfd < 0 ? hull_error_errno(err, "open %s", mnt)
@@ -675,8 +682,8 @@ static int from_image(struct builder *b, const char *name, hull_error *err)
         return -1;
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (image_blob_read(b->s, img.manifest.config.digest, HULL_IMAGE_CONFIG_MAX, &text, &len,
-                        err) < 0 ||
+    if (image_blob_read(b->s, img.manifest.config.digest, HULL_IMAGE_CONFIG_MAX, &text, &len, err) <
+            0 ||
         hj_parse(text, len, "config", &b->config, err) < 0)
         return -1;
     if (img.manifest.n_layers != img.config.n_diff_ids)
@@ -750,6 +757,9 @@ int builder_step(struct builder *b, struct cf_instr *in, bool pre_from, hull_err
         break;
     default:
         r = prep_config(b, &st, err) < 0 ? -1 : cached_step(b, &st, err);
+        /* Whether from the cache or not: a later ENTRYPOINT keeps this CMD. */
+        if (in->op == CF_CMD)
+            b->cmd_set = true;
         break;
     }
     step_free(&st);

@@ -17,10 +17,11 @@
 #include "image/archive.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/strv.h"
 
-#define DEFAULT_PATH   "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define ID_FILE_MAX    (4u << 20)
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define ID_FILE_MAX  (4u << 20)
 
 /* A file of the rootfs, resolved beneath it (a symlinked /etc/passwd cannot
  * make us read the host's); *out NULL when it does not exist. */
@@ -125,15 +126,13 @@ static int resolve_user(int rootfd, const char *spec, struct ids *ids, hull_erro
     } else {
         if (pw == NULL || !find_line(pw, user, 0, f) || !parse_id(f[2], &ids->uid) ||
             !parse_id(f[3], &ids->gid))
-            return hull_error_set(err, ENOENT, "user '%s' is not in the image's /etc/passwd",
-                                  user);
+            return hull_error_set(err, ENOENT, "user '%s' is not in the image's /etc/passwd", user);
         name = f[0];
     }
     if (grp != NULL && !parse_id(grp, &ids->gid)) {
         cleanup_free char *gr = group ? strdup(group) : NULL;
         if (gr == NULL || !find_line(gr, grp, 0, f) || !parse_id(f[2], &ids->gid))
-            return hull_error_set(err, ENOENT, "group '%s' is not in the image's /etc/group",
-                                  grp);
+            return hull_error_set(err, ENOENT, "group '%s' is not in the image's /etc/group", grp);
     }
     if (name != NULL)
         supplementary(group, name, ids);
@@ -164,9 +163,9 @@ static void set_process(json_object *proc, const struct image_config *c, const s
     if (!has_path)
         json_object_array_add(env, json_object_new_string(DEFAULT_PATH));
     json_object_object_add(proc, "env", env);
-    json_object_object_add(proc, "cwd", json_object_new_string(
-                                            c->working_dir && c->working_dir[0] ? c->working_dir
-                                                                                : "/"));
+    json_object_object_add(
+        proc, "cwd",
+        json_object_new_string(c->working_dir && c->working_dir[0] ? c->working_dir : "/"));
     json_object *user = json_object_new_object();
     json_object_object_add(user, "uid", json_object_new_int64(ids->uid));
     json_object_object_add(user, "gid", json_object_new_int64(ids->gid));
@@ -261,14 +260,12 @@ static int claim_dir(const char *dir, bool *made, hull_error *err)
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            return hull_error_set(err, EEXIST, "%s is not empty (refusing to write into it)",
-                                  dir);
+            return hull_error_set(err, EEXIST, "%s is not empty (refusing to write into it)", dir);
     *made = false;
     return 0;
 }
 
-static int fill(struct image_store *s, const struct image *img, const char *dir,
-                hull_error *err)
+static int fill(struct image_store *s, const struct image *img, const char *dir, hull_error *err)
 {
     char rootfs[PATH_MAX];
     snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
@@ -295,16 +292,17 @@ int image_bundle(struct image_store *s, const char *text, const char *platform, 
         return -1;
     if (fill(s, &img, dir, err) == 0)
         return 0;
-    /* Nothing half-made: the directory as it was before. */
+    /* Nothing half-made: the directory as it was before. A failure to clean
+     * up is logged; the error the caller sees is the one that stopped us. */
     cleanup_hull_error hull_error e = NULL;
     if (made) {
-        hull_rm_rf_at(AT_FDCWD, dir, &e);
-    } else {
-        cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            hull_rm_rf_at(dfd, "rootfs", &e);
-            unlinkat(dfd, "config.json", 0);
-        }
+        if (hull_rm_rf_at(AT_FDCWD, dir, &e) < 0)
+            hull_warn("bundle: removing %s: %s", dir, hull_error_msg(e));
+        return -1;
     }
+    cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || hull_rm_rf_at(dfd, "rootfs", &e) < 0 ||
+        (unlinkat(dfd, "config.json", 0) < 0 && errno != ENOENT))
+        hull_warn("bundle: emptying %s: %s", dir, e ? hull_error_msg(e) : strerror(errno));
     return -1;
 }
