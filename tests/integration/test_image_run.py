@@ -56,14 +56,15 @@ def store(tmp_path):
     return root, imgs
 
 
-def run(*args, root, timeout=300, input=None):
+def run(*args, root, timeout=300, input=None, env=None):
     return subprocess.run([HULL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root)))
+                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root), **(env or {})))
 
 
-def sandbox(root, *args, timeout=300):
+def sandbox(root, *args, timeout=300, env=None):
     """`hull sandbox run --json --image-root ROOT ARGS`: (rc, result, stderr)."""
-    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout)
+    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout,
+            env=env)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
 
 
@@ -133,15 +134,23 @@ def test_the_image_config_is_applied(store):
     assert r["stdout"] == "mine\n", (err, r)
 
 
-def test_a_whiteout_hides_the_base_layers_file(store):
+# How the layers are mounted (image/rootfs.c): overlayfs, or a copy on a
+# tmpfs where overlayfs cannot serve; hull's root is the same either way.
+OVERLAY_MODES = ["auto", "copy"]
+
+
+@pytest.mark.parametrize("mode", OVERLAY_MODES)
+def test_a_whiteout_hides_the_base_layers_file(store, mode):
     root, _ = store
     rc, r, err = sandbox(root, "--image", WH, "--", "sh", "-c",
-                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added")
+                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added",
+                         env={"HULL_IMAGE_OVERLAY": mode})
     assert rc == 0 and r["verdict"] == "ok", (err, r)
     assert r["stdout"] == "1\nkept\nadded\n"
 
 
-def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
+@pytest.mark.parametrize("mode", OVERLAY_MODES)
+def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path, mode):
     root, _ = store
     src = tmp_path / "in.txt"
     src.write_text("copied\n")
@@ -151,9 +160,11 @@ def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
     rc, r, err = sandbox(root, "--image", SYMTMP, "--copy-in", f"{src}:/tmp/in.txt", "--",
                          "sh", "-c", "test -L /tmp && echo LINK; cat /tmp/in.txt; echo x > /tmp/y;"
                          " ls / | grep -cx -e y -e in.txt; grep -c ' /tmp tmpfs' /proc/mounts;"
-                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV")
+                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV",
+                         env={"HULL_IMAGE_OVERLAY": mode})
     assert rc == 0 and r["verdict"] == "ok", (err, r)
     assert r["stdout"] == "copied\n0\n1\nPROC\nDEV\n"
+    assert overlay_mounts_of() == []
 
 
 def test_verdicts_and_limits_still_work(store):
