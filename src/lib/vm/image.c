@@ -128,10 +128,10 @@ static bool layers_unpacked(struct vm_image *vi)
 static int load(const char *root, const char *ref, struct vm_image *vi, hull_error *err)
 {
     if (image_store_open(root, false, &vi->store, err) < 0)
-        return -1;
+        return hull_error_prefix(err, "image %s", ref);
     vi->store_open = true;
     if (image_load(&vi->store, ref, NULL, &vi->img, err) < 0)
-        return -1;
+        return -1; /* its message names the image */
     vi->loaded = true;
     return 0;
 }
@@ -159,7 +159,7 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
             else
                 hull_error_free(&e);
             unload(vi);
-            return hull_error_prefix(err, "image %s", ref);
+            return -1;
         }
         /* Not there and we may fetch it: the pull's own message is on stderr. */
         hull_debug("image %s: %s: pulling", ref, hull_error_msg(e));
@@ -167,7 +167,7 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
         unload(vi);
         if (run_tool("pull", root, ref, err) < 0 || load(root, ref, vi, err) < 0) {
             unload(vi);
-            return hull_error_prefix(err, "image %s", ref);
+            return -1; /* each names the image */
         }
     }
     /* Stored but not unpacked (skopeo copied it in, or a pull was cut):
