@@ -8,7 +8,8 @@
  *
  *   artifacts   kernel.c (vmlinux from bzImage, cached), initrd.c (cpio newc,
  *               reproducible), rootfs.c (directory -> read-only squashfs),
- *               digest.c (sha256, HMAC)
+ *               image.c (an image of the store as a root, for every level,
+ *               and as a VM's disk), digest.c (sha256, HMAC)
  *   the VMM     vmm.h: start/stop/pause/resume/snapshot/restore behind a small
  *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
  *               QEMU confined (in a cgroup from linux/cgroup.h), qmp.c speaks QMP
