@@ -167,6 +167,27 @@ def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path, mode):
     assert overlay_mounts_of() == []
 
 
+@pytest.mark.parametrize("isolation", ["container", "process"])
+def test_the_images_devices_and_setuid_files_give_nothing(tmp_path, isolation):
+    """An image is untrusted input: a device node in it (here the host's
+    memory) cannot be opened, a setuid root binary runs as the sandbox's user."""
+    from imagelib import CharDev
+    root = tmp_path / "store"
+    with open("/bin/busybox", "rb") as f:
+        bb = f.read()
+    write_oci_layout(root, "localhost/levels/evil:1", [bb_entries(**{
+        "mem": CharDev(1, 1, 0o666), "zero": CharDev(1, 5, 0o666),
+        "usr/bin/id": File(bb, 0o4755)})])
+    rc, r, err = sandbox(root, "--isolation", isolation, "--image", "localhost/levels/evil:1", "--",
+                         "sh", "-c", "test -c /mem && echo NODE; head -c1 /mem >/dev/null 2>&1 ||"
+                         " echo NO-MEM; head -c1 /zero >/dev/null 2>&1 || echo NO-ZERO;"
+                         " test -u /usr/bin/id && echo SUID; /usr/bin/id -u")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    out = r["stdout"].split()
+    assert out[:4] == ["NODE", "NO-MEM", "NO-ZERO", "SUID"], r
+    assert int(out[4]) != 0, r
+
+
 def test_verdicts_and_limits_still_work(store):
     root, _ = store
     rc, r, _ = sandbox(root, "--image", BB, "--", "sh", "-c", "exit 3")
