@@ -239,6 +239,20 @@ def test_nothing_is_mounted_on_the_host_even_when_the_supervisor_is_killed(store
         assert r.returncode == 0, r.stderr
 
 
+def test_concurrent_runs_each_see_their_own_image(store):
+    """Every run mounts at the same place, each in its own namespace."""
+    root, _ = store
+    procs = [subprocess.Popen([HULL, "sandbox", "run", "--json", "--image-root", str(root),
+                               "--image", ref, "--wall-time", "60s", "--", "sh", "-c",
+                               "sleep 1; cat /etc/kept 2>/dev/null || echo none"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for ref in (WH, BB, WH, BB)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    got = [json.loads(o)["stdout"] if o else e for o, e in outs]
+    assert got == ["kept\n", "none\n", "kept\n", "none\n"], got
+    assert overlay_mounts_of() == []
+
+
 def sleeper():
     """Pids of the sandboxed `sleep 97`."""
     out = []
