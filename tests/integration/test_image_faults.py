@@ -156,7 +156,7 @@ class FaultProxy:
         if kind == "stall":
             h.wfile.write(data[:int(len(data) * args[0])])
             h.wfile.flush()
-            self.release_ev.wait(120)
+            self.release_ev.wait(600)
             h.close_connection = True
             return
         if kind == "slow":
@@ -356,13 +356,12 @@ def test_stalled_blob_times_out_then_resumes(proxied, store, seeded):
     big = img.layers[1].digest
     proxy.rule(rf"^GET /v2/faults/big/blobs/{big}", "stall", 0.5)
     before = snapshot(store)
-    t0 = time.monotonic()
-    r = pull(store, ref, host_env={"HULL_REGISTRY_TIMEOUT": "3"}, timeout=120)
-    took = time.monotonic() - t0
+    # The proxy stalls until released: only hull's own timeout ends this pull
+    # (a hang fails the test through the subprocess timeout).
+    r = pull(store, ref, host_env={"HULL_REGISTRY_TIMEOUT": "3"}, timeout=300)
     assert_fails(r, r"time(d)? ?out|stall|no data")
     assert_unchanged(store, before)
     assert not (store / "blobs/sha256" / big[7:]).exists()
-    assert took < 100, f"the stall was not cut by HULL_REGISTRY_TIMEOUT=3 ({took:.0f}s)"
     proxy.clear()
     proxy.release()
     assert pull(store, ref, check=True).stdout.split()[-1] == img.digest
