@@ -9,6 +9,8 @@
  *                                   the annotation org.opencontainers.image.ref.name
  *   <root>/blobs/sha256/<hex>       every blob once, whatever uses it
  *   <root>/hull/lock                flock: index.json and prune (exclusive)
+ *   <root>/hull/gc.lock             flock: shared by pins (image_store_pin: blobs
+ *                                   written, name not yet), exclusive by prune
  *   <root>/hull/ingest/<hex>.part   a blob being fetched (resumed by the next pull)
  *   <root>/hull/ingest/<hex>.lock   flock: one writer per blob (a second pull waits)
  *   <root>/hull/layers/<diffhex>/   a layer unpacked once, by diff-id, in overlayfs
@@ -171,10 +173,14 @@ int image_store_list(struct image_store *s, struct image_entry **out, size_t *n,
  * prefix of at least 12 characters. ENOENT: "image X not found". */
 int image_store_resolve(struct image_store *s, const char *text, struct image_entry *out,
                         hull_error *err);
-/* Point name at desc (replacing any entry of that name). Takes the lock. */
+/* Point name at desc (replacing any entry of that name). name is parsed as a
+ * reference and stored in normal form (image_ref_name). Refused (ENOENT)
+ * when the blob desc names is not in the store. Takes the lock (unless this
+ * handle holds it). */
 int image_store_tag(struct image_store *s, const char *name, const struct image_desc *desc,
                     hull_error *err);
-/* Drop a name. ENOENT when absent. Takes the lock. */
+/* Drop a name (exact, else in normal form). ENOENT when absent. Takes the
+ * lock (unless this handle holds it). */
 int image_store_untag(struct image_store *s, const char *name, hull_error *err);
 
 /* Blobs. */

@@ -321,8 +321,10 @@ static int platform_split(const char *s, struct platform *p)
         (v && (v[1] == '\0' || strlen(v + 1) >= sizeof(p->variant) || strchr(v + 1, '/'))))
         return -1;
     memcpy(p->os, s, oslen);
-    memcpy(p->arch, a + 1, archlen);
-    snprintf(p->arch, sizeof(p->arch), "%s", arch_alias(p->arch));
+    char arch[64];
+    memcpy(arch, a + 1, archlen);
+    arch[archlen] = '\0';
+    snprintf(p->arch, sizeof(p->arch), "%s", arch_alias(arch));
     if (v)
         snprintf(p->variant, sizeof(p->variant), "%s", v + 1);
     return 0;

@@ -519,8 +519,15 @@ static size_t index_drop_name(json_object *index, const char *name)
 int image_store_tag(struct image_store *s, const char *name, const struct image_desc *desc,
                     hull_error *err)
 {
-    if (name == NULL || name[0] == '\0')
-        return hull_error_set(err, EINVAL, "tag: empty name");
+    /* Stored in normal form: "app" and "docker.io/library/app:latest" are
+     * one name, whoever tags it. */
+    cleanup_image_ref struct image_ref ref = {0};
+    if (image_ref_parse(name, &ref, err) < 0)
+        return -1;
+    cleanup_free char *full = image_ref_name(&ref);
+    if (full == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    name = full;
     if (!image_digest_valid(desc->digest) || desc->media_type == NULL || desc->size < 0)
         return hull_error_set(err, EINVAL, "tag %s: invalid descriptor", name);
     /* No name may point at nothing. */
