@@ -32,6 +32,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/sha256.h"
+#include "util/strv.h"
 
 enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 
@@ -135,6 +136,7 @@ struct unpack {
     int parentfd;
     struct dir_time *dirs; /* times set last: creating children changes them */
     size_t n_dirs, cap_dirs;
+    char **opaque; /* directories made opaque */
 };
 
 static int refuse(struct unpack *u, const char *name, const char *why, hull_error *err)
@@ -163,7 +165,7 @@ static int parent_of(struct unpack *u, const char *name, const char **leaf, hull
     return fd;
 }
 
-/* The parent cache holds an fd for a directory an entry may now replace. */
+/* Drop the cached parent (before walks of their own, and at the end). */
 static void forget_parent(struct unpack *u)
 {
     if (u->parentfd >= 0)
@@ -253,7 +255,7 @@ static int write_data(struct archive *a, int fd, const char *name, hull_error *e
 {
     const void *buf;
     size_t size;
-    la_int64_t off, end = 0;
+    la_int64_t off;
     int r;
     while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
         const char *p = buf;
@@ -267,8 +269,6 @@ static int write_data(struct archive *a, int fd, const char *name, hull_error *e
             size -= (size_t)w;
             off += w;
         }
-        if (off > end)
-            end = off;
     }
     if (r != ARCHIVE_EOF)
         return hull_error_set(err, EIO, "read %s: %s", name, archive_error_string(a));
@@ -284,6 +284,7 @@ static int make_file(struct unpack *u, struct archive *a, struct archive_entry *
         return hull_error_errno(err, "create %s", name);
     if (write_data(a, fd, name, err) < 0)
         return -1;
+    /* a sparse file may end in a hole: the size says where it ends */
     la_int64_t size = archive_entry_size(e);
     if (size > 0 && ftruncate(fd, size) < 0)
         return hull_error_errno(err, "write %s", name);
@@ -311,8 +312,12 @@ static int make_dir(struct unpack *u, struct archive_entry *e, int pfd, const ch
         fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
         /* ".wh.d" then "d/": the lower d is gone and a new one made, which
          * in overlay form is an opaque directory */
-        if (kept == 2 && fd >= 0 && fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
-            return hull_error_errno(err, "mark %s opaque", name);
+        if (kept == 2 && fd >= 0) {
+            if (fsetxattr(fd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+                return hull_error_errno(err, "mark %s opaque", name);
+            if (hull_strv_append(&u->opaque, name) < 0)
+                return hull_error_set(err, ENOMEM, "out of memory");
+        }
     }
     if (fd < 0)
         return hull_error_errno(err, "open %s", name);
@@ -370,7 +375,10 @@ static int make_other(struct unpack *u, struct archive_entry *e, int pfd, const 
         const char *target = archive_entry_symlink(e);
         if (target == NULL)
             target = archive_entry_symlink_utf8(e);
-        if (target == NULL || symlinkat(target, pfd, leaf) < 0)
+        if (target == NULL)
+            return hull_error_set(err, EINVAL, "layer %s: symlink \"%s\" without a target",
+                                  u->layer, name);
+        if (symlinkat(target, pfd, leaf) < 0)
             return hull_error_errno(err, "symlink %s", name);
     } else {
         dev_t dev = makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
@@ -405,6 +413,8 @@ static int whiteout(struct unpack *u, int pfd, const char *leaf, const char *nam
             return refuse(u, name, "an opaque marker at the layer's root", err);
         if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
             return hull_error_errno(err, "mark %s opaque", name);
+        if (hull_strv_append(&u->opaque, u->parent_name) < 0)
+            return hull_error_set(err, ENOMEM, "out of memory");
         return 1;
     }
     if (strncmp(leaf, ".wh..wh.", 8) == 0)
@@ -470,6 +480,60 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
     }
 }
 
+/* Whiteouts beneath an opaque directory hide nothing (the directory hides
+ * all below it already), and overlayfs lists them in a directory it does
+ * not merge: drop them. */
+static int drop_whiteouts(int dirfd, const char *name, hull_error *err)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return hull_error_errno(err, "read %s", name);
+    }
+    rewinddir(d);
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat st;
+        if (de->d_type != DT_CHR && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISCHR(st.st_mode) && st.st_rdev == 0) {
+            if (unlinkat(dirfd, de->d_name, 0) < 0)
+                rc = hull_error_errno(err, "remove %s/%s", name, de->d_name);
+        } else if (S_ISDIR(st.st_mode)) {
+            cleanup_close int sub = image_layer_open_at(dirfd, de->d_name, O_RDONLY | O_DIRECTORY);
+            rc = sub < 0 ? hull_error_errno(err, "open %s/%s", name, de->d_name)
+                         : drop_whiteouts(sub, name, err);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int tidy_opaque(struct unpack *u, hull_error *err)
+{
+    for (size_t i = 0; u->opaque && u->opaque[i]; i++) {
+        const char *leaf;
+        /* gone or no longer a directory: replaced by a later entry */
+        cleanup_hull_error hull_error gone = NULL;
+        cleanup_close int pfd =
+            image_layer_open_parent(u->rootfd, u->opaque[i], false, &leaf, &gone);
+        if (pfd < 0)
+            continue;
+        cleanup_close int fd = image_layer_open_at(pfd, leaf, O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+            continue;
+        if (drop_whiteouts(fd, u->opaque[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Directory times last, deepest first. */
 static int set_dir_times(struct unpack *u, hull_error *err)
 {
@@ -497,6 +561,7 @@ static void unpack_free(struct unpack *u)
     for (size_t i = 0; i < u->n_dirs; i++)
         free(u->dirs[i].name);
     free(u->dirs);
+    hull_strv_free(u->opaque);
 }
 
 /* Read the whole stream into rootfd; *diff_hex receives the uncompressed
@@ -535,6 +600,8 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_he
         ;
     if (rc == 0 && n < 0)
         rc = hull_error_set(err, EIO, "layer %s: %s", layer, f->err);
+    if (rc == 0)
+        rc = tidy_opaque(&u, err);
     if (rc == 0)
         rc = set_dir_times(&u, err);
     if (rc == 0)
