@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image/registry.h"
 #include "util/error.h"
@@ -33,7 +34,22 @@ struct pull {
     struct reg_client c;
     const char *repo;
     char *scope;
+    struct reg_added *added; /* blobs and layers this pull published */
 };
+
+/* image_blob_put, noting a blob that was not there before. */
+static int put_blob(struct pull *p, const char *body, size_t len, hull_error *err)
+{
+    char digest[72];
+    reg_sha256(body, len, digest);
+    bool had = image_blob_exists(p->s, digest);
+    cleanup_free char *stored = NULL;
+    if (image_blob_put(p->s, body, len, &stored, err) < 0)
+        return -1;
+    if (!had && reg_added_push(p->added, false, digest) < 0)
+        return hull_error_errno(err, "out of memory");
+    return 0;
+}
 
 static void progress(const struct image_registry_opts *o, const char *what, const char *state,
                      int64_t done, int64_t total)
@@ -176,6 +192,8 @@ static int blob_end(struct blob_fetch *b, hull_error *err)
     free(got);
     if (r < 0)
         return -1;
+    if (reg_added_push(b->p->added, false, b->d->digest) < 0)
+        return hull_error_errno(err, "out of memory");
     progress(b->p->o, b->what, "done", b->d->size, b->d->size);
     return 0;
 }
@@ -327,8 +345,7 @@ static int pull_from(struct pull *p, const struct image_ref *ref, const char *na
         struct image_desc sel = {0};
         if (image_index_select(body, len, platform, &sel, err) < 0)
             return -1;
-        cleanup_free char *stored = NULL;
-        int r = image_blob_put(p->s, body, len, &stored, err);
+        int r = put_blob(p, body, len, err);
         free(body), body = NULL;
         free(type), type = NULL;
         if (r == 0)
@@ -350,8 +367,7 @@ static int pull_from(struct pull *p, const struct image_ref *ref, const char *na
     cleanup_image_manifest struct image_manifest m = {0};
     if (image_manifest_parse(body, len, &m, err) < 0)
         return hull_error_prefix(err, "manifest %s", digest);
-    cleanup_free char *stored = NULL;
-    if (image_blob_put(p->s, body, len, &stored, err) < 0)
+    if (put_blob(p, body, len, err) < 0)
         return -1;
     if (m.config.size > (int64_t)HULL_IMAGE_CONFIG_MAX)
         return hull_error_set(err, EFBIG, "config %s: %lld bytes is over the %u limit",
@@ -375,6 +391,12 @@ static int pull_from(struct pull *p, const struct image_ref *ref, const char *na
     img.manifest = m;
     img.config = cfg;
     img.manifest_digest = mdesc->digest;
+    for (size_t i = 0; i < cfg.n_diff_ids; i++) {
+        cleanup_hull_error hull_error probe = NULL;
+        cleanup_free char *have = image_layer_path(p->s, cfg.diff_ids[i], &probe);
+        if (!have && reg_added_push(p->added, true, cfg.diff_ids[i]) < 0)
+            return hull_error_errno(err, "out of memory");
+    }
     progress(p->o, "layers", "unpacking", 0, (int64_t)m.n_layers);
     if (image_unpack_all(p->s, &img, err) < 0)
         return -1;
@@ -400,11 +422,18 @@ int image_pull(struct image_store *s, const char *text, const struct image_regis
     /* What every endpoint said, for the error when none served. */
     cleanup_free char *tried = NULL;
     size_t tried_len = 0;
+    /* Prune keeps away from what this pull writes until it is named. */
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0) {
+        reg_endpoints_free(eps, n);
+        return hull_error_prefix(err, "pull %s", text);
+    }
+    struct reg_added added = {0};
     FILE *tf = open_memstream(&tried, &tried_len);
     int r = -1;
     for (size_t i = 0; i < n && r < 0; i++) {
         hull_error e = NULL;
-        struct pull p = {.s = s, .o = o, .repo = eps[i].repository};
+        struct pull p = {.s = s, .o = o, .repo = eps[i].repository, .added = &added};
         struct image_desc mdesc = {0};
         if (asprintf(&p.scope, "repository:%s:pull", eps[i].repository) < 0) {
             r = hull_error_errno(&e, "out of memory");
@@ -430,6 +459,10 @@ int image_pull(struct image_store *s, const char *text, const struct image_regis
     if (r < 0 && n > 1)
         hull_error_set(err, EIO, "%s", tried ? tried : "no endpoint answered");
     reg_endpoints_free(eps, n);
+    close(hull_steal_fd(&pin));
+    if (r < 0)
+        reg_undo(s, &added);
+    reg_added_free(&added);
     if (r < 0)
         return hull_error_prefix(err, "pull %s", text);
     return 0;

@@ -362,7 +362,7 @@ int reg_xfer_error(struct reg_client *c, int code, const char *errbuf, struct re
         return -1;
     }
     if (rc == CURLE_WRITE_ERROR && x->overflow)
-        return hull_error_set(err, EFBIG, "response larger than %zu bytes", x->max);
+        return hull_error_set(err, EFBIG, "response too large (over the %zu-byte limit)", x->max);
     const char *why = errbuf && *errbuf ? errbuf : curl_easy_strerror(rc);
     if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
         rc == CURLE_SSL_CERTPROBLEM)
@@ -373,6 +373,8 @@ int reg_xfer_error(struct reg_client *c, int code, const char *errbuf, struct re
     if (rc == CURLE_OPERATION_TIMEDOUT)
         return hull_error_set(err, ETIMEDOUT, "%s: no data for %ld s: %s", c->host, c->timeout_s,
                               why);
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+        return hull_error_set(err, ECONNREFUSED, "%s: %s", c->host, why);
     return hull_error_set(err, EIO, "%s: %s", c->host, why);
 }
 
@@ -413,7 +415,10 @@ static int perform(struct reg_client *c, const struct reg_req *req, struct reg_r
     c->scheme = "http";
     if (perform_once(c, req, resp, err) < 0) {
         c->scheme = "https";
-        return hull_error_prefix(err, "https: %s; http", hull_error_msg(https_err));
+        /* When http reached the registry, https's failure says nothing. */
+        if (hull_error_code(*err) == ECONNREFUSED)
+            return hull_error_prefix(err, "https: %s; http", hull_error_msg(https_err));
+        return -1;
     }
     c->scheme_known = true;
     return 0;

@@ -186,6 +186,16 @@ int reg_endpoints(const char *registry, const char *repository, const struct ima
                   bool pull, struct reg_endpoint **out, size_t *n, hull_error *err);
 void reg_endpoints_free(struct reg_endpoint *e, size_t n);
 
+/* registry_undo.c: what a pull added, removed again when it fails (unless
+ * a name reaches it or another writer holds a pin). */
+struct reg_added {
+    char **v;
+    size_t n;
+};
+int reg_added_push(struct reg_added *a, bool layer, const char *digest);
+void reg_added_free(struct reg_added *a);
+void reg_undo(struct image_store *s, struct reg_added *a);
+
 /* Where a blob came from ("registry/repository" lines in hull/sources/<hex>),
  * for cross-repository mounts on push. */
 int reg_source_add(struct image_store *s, const char *digest, const char *registry,
