@@ -400,13 +400,8 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
         .detach = a->detach,
         .limits = a->lim,
     };
-    char *defpath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    /* Without PATH, the library gives the default one (or the image's). */
     if (a->nenv) {
-        bool has_path = false;
-        for (size_t i = 0; i < a->nenv; i++)
-            has_path |= strncmp(a->env[i], "PATH=", 5) == 0;
-        if (!has_path)
-            a->env[a->nenv++] = defpath;
         a->env[a->nenv] = NULL;
         o.env = a->env;
     }

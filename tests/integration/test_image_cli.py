@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HULL
+from conftest import HULL, wait_until
 from hullrt import cid
 from imagelib import (busybox_layer, rootfs_tar, store_snapshot, write_docker_archive)
 
@@ -114,6 +115,21 @@ def test_hull_finds_hull_image_via_env_when_not_beside_it(tmp_path):
     assert r.returncode == 0 and "usage: hull image" in r.stdout
 
 
+def test_installed_hull_finds_hull_image_in_lib_hull(tmp_path):
+    # -o all: install what is built (the suite runs after make all)
+    src = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["make", "-C", str(src), "-s", "-o", "all", "install",
+                        f"DESTDIR={tmp_path}", "PREFIX=/usr"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    hull = tmp_path / "usr" / "bin" / "hull"
+    assert (tmp_path / "usr" / "lib" / "hull" / "hull-image").is_file()
+    env = {k: v for k, v in os.environ.items() if k != "HULL_IMAGE_HELPER"}
+    r = subprocess.run([str(hull), "image", "--image-root", str(tmp_path / "s"), "list", "-q"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+
+
 # ---- import, list, inspect ---------------------------------------------------------
 
 @pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
@@ -170,6 +186,8 @@ def test_tag_and_remove_by_name_and_id(tmp_path):
     info = inspect(root, "localhost/other:2")
     assert info["digest"] == digest
     assert sorted(info["names"]) == ["localhost/app:1", "localhost/other:2"]
+    assert img(root, "list", "-q", check=True).stdout.split() == [digest[7:19]]
+    assert len(img(root, "list", check=True).stdout.splitlines()) == 3
     # an id naming two names is ambiguous: refused without --force
     before = store_snapshot(root)
     r = img(root, "remove", digest[7:19])
@@ -207,6 +225,39 @@ def test_remove_refuses_an_image_in_use_unless_forced(tmp_path):
     finally:
         os.close(fd)
     assert json.loads(img(root, "list", "--format", "json").stdout) == []
+
+
+def test_remove_refuses_an_image_a_running_sandbox_uses(tmp_path):
+    root = tmp_path / "store"
+    digest = import_app(tmp_path, root)
+    mark = root / "hull" / "using" / digest[7:]
+
+    def held():
+        if not mark.exists():
+            return False
+        fd = os.open(mark, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    p = subprocess.Popen([HULL, "sandbox", "run", "--image", "localhost/app:1", "--image-root",
+                          str(root), "--pull", "never", "--wall-time", "120s", "--", "sleep",
+                          "100"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(held, timeout=120), "the sandbox never marked its image used"
+        before = store_snapshot(root)
+        line = failed(img(root, "remove", "localhost/app:1"), "remove localhost/app:1")
+        assert "in use" in line
+        assert store_snapshot(root) == before
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=120)
+    assert wait_until(lambda: not held(), timeout=60)
+    img(root, "remove", "localhost/app:1", check=True)
 
 
 def referenced(root):

@@ -332,6 +332,10 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
         h.ok("vm", "start", vid, timeout=600)
         out = h.sh(vid, 'cat /etc/os-release; echo "$GREETING:$(pwd)"')
         assert out == OS_RELEASE + "hello:/srv\n"
+        # --env and --cwd over the image's; its PATH stays without one given.
+        p = h.run("vm", "exec", "--env", "GREETING=bye", "--cwd", "/tmp", vid, "--", "sh", "-c",
+                  'echo "$GREETING:$(pwd):$PATH:$ONLY_IMAGE"')
+        assert p.returncode == 0 and p.stdout.decode() == "bye:/tmp:/bin:yes\n", p.stderr
         hexd = imgs[CFG].digest.split(":")[1]
         disk = root / "hull" / "disks" / f"{hexd}.sqfs"
         assert st["measured"]["rootfs"]["path"] == str(disk)
@@ -347,6 +351,19 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
             # prune keeps what a running VM uses, its disk included.
             r = run("image", "prune", "--image-root", root, root=root)
             assert r.returncode == 0 and disk.exists(), r.stderr
+        # A VM restored from its snapshot is a VM of the image too.
+        snap = tmp_path / "vm.snap"
+        h.ok("vm", "snapshot", vid, str(snap), timeout=600)
+        h.ok("vm", "restore", str(snap), vid + "-2", timeout=600)
+        try:
+            assert h.state(vid + "-2")["image"]["digest"] == imgs[CFG].digest
+            q2 = test_vm_lib.qemu_pids(vid + "-2")
+            assert len(q2) == 1
+            assert str(use) in [os.readlink(f"/proc/{q2[0]}/fd/{fd}")
+                                for fd in os.listdir(f"/proc/{q2[0]}/fd")]
+            assert h.sh(vid + "-2", "echo $GREETING") == "hello\n"
+        finally:
+            h.run("vm", "delete", "--force", vid + "-2")
         h.ok("vm", "stop", vid)
         if has_image_remove():
             r = image_remove(root, CFG)

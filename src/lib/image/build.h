@@ -34,9 +34,13 @@ struct image_build_opts {
     FILE *log;  /* step log ("STEP 2/6: RUN ..."), program output goes to stdout/stderr */
 };
 /* Build, commit and tag (when o->tag). *manifest_digest (malloc'd) names
- * the result. Errors read "Containerfile:7: unknown instruction FOO",
- * "step 3/6: RUN exit 2: ...": the caller adds "image build: ". A failed
- * build tags nothing and leaves no mount, container or temporary dir. */
+ * the result; printing it is the caller's. Errors read "Containerfile:7:
+ * unknown instruction FOO", "Containerfile:5: step 3/6: RUN false: exit
+ * status 1": the caller adds "image build: ". A failed build tags nothing
+ * and leaves no mount, container or temporary directory (layers of the
+ * steps that succeeded stay as cache entries, for prune). Root only. It
+ * forks (the child builds): call it from a single-threaded process, as
+ * hull_sandbox_run. */
 int image_build(struct image_store *s, const struct image_build_opts *o, char **manifest_digest,
                 hull_error *err);
 

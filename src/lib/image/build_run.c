@@ -1,6 +1,9 @@
 /* RUN: the command in a hull container on the mounted image. The spec is
  * what `hull spec` writes (capabilities, masked and read-only paths,
- * namespaces: pid, network, ipc, uts, mount, cgroup) with the image's
+ * namespaces: pid, network, ipc, uts, mount, cgroup) plus hull's built-in
+ * seccomp profile (the sandbox's: the command is real root of the host's
+ * user namespace, so the kernel surface it reaches is cut down as Docker's
+ * default profile does for builds), with the image's
  * environment, working directory and user, real root (no user namespace),
  * no terminal, stdin /dev/null, and no cgroup of its own: the build is a
  * short-lived child of the builder, and a container without a cgroup
@@ -8,6 +11,7 @@
  * it, and the pid namespace with the init). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,9 +32,9 @@
 #include "util/strv.h"
 
 /* name or number in an /etc/passwd or /etc/group of the image: its id (and
- * for passwd its group in *gid). */
+ * for passwd its group in *gid and its home directory in home). */
 static int lookup_id(int rootfd, const char *file, const char *name, unsigned *id, unsigned *gid,
-                     hull_error *err)
+                     char home[PATH_MAX], hull_error *err)
 {
     char *end;
     unsigned long n = strtoul(name, &end, 10);
@@ -46,9 +50,9 @@ static int lookup_id(int rootfd, const char *file, const char *name, unsigned *i
         return 0;
     }
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *f[4] = {0};
+        char *f[7] = {0};
         char *p = line;
-        for (int i = 0; i < 4 && p; i++) {
+        for (int i = 0; i < 7 && p; i++) {
             f[i] = p;
             p = strchr(p, ':');
             if (p)
@@ -61,6 +65,8 @@ static int lookup_id(int rootfd, const char *file, const char *name, unsigned *i
             *id = (unsigned)fid;
             if (gid && f[3])
                 *gid = (unsigned)strtoul(f[3], NULL, 10);
+            if (home && f[5] && f[5][0] == '/')
+                snprintf(home, PATH_MAX, "%s", f[5]);
             return 0;
         }
     }
@@ -72,9 +78,11 @@ static int lookup_id(int rootfd, const char *file, const char *name, unsigned *i
                           gid ? "user" : "group", file);
 }
 
-static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *gid, hull_error *err)
+static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *gid,
+                        char home[PATH_MAX], hull_error *err)
 {
     *uid = *gid = 0;
+    snprintf(home, PATH_MAX, "/root");
     if (user == NULL)
         return 0;
     cleanup_free char *u = strdup(user);
@@ -83,9 +91,11 @@ static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *g
     char *group = strchr(u, ':');
     if (group)
         *group++ = '\0';
-    if (lookup_id(rootfd, "/etc/passwd", u, uid, gid, err) < 0)
+    if (strcmp(u, "root") != 0 && strcmp(u, "0") != 0)
+        snprintf(home, PATH_MAX, "/");
+    if (lookup_id(rootfd, "/etc/passwd", u, uid, gid, home, err) < 0)
         return -1;
-    if (group && lookup_id(rootfd, "/etc/group", group, gid, NULL, err) < 0)
+    if (group && lookup_id(rootfd, "/etc/group", group, gid, NULL, NULL, err) < 0)
         return -1;
     return 0;
 }
@@ -94,8 +104,8 @@ static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *g
  * are removed afterwards when still empty, so they are no part of the layer. */
 static const char *const mountpoints[] = {"proc", "dev", "sys", NULL};
 
-static json_object *spec_doc(const struct build_run *r, unsigned uid, unsigned gid, bool *created,
-                             int rootfd, hull_error *err)
+static json_object *spec_doc(const struct build_run *r, unsigned uid, unsigned gid,
+                             const char *home, bool *created, int rootfd, hull_error *err)
 {
     cleanup_free char *text = hull_spec_default_json(false);
     json_object *doc = NULL;
@@ -106,8 +116,17 @@ static json_object *spec_doc(const struct build_run *r, unsigned uid, unsigned g
     json_object *a = json_object_new_array(), *e = json_object_new_array();
     for (size_t i = 0; r->argv[i]; i++)
         json_object_array_add(a, json_object_new_string(r->argv[i]));
-    for (size_t i = 0; r->env && r->env[i]; i++)
+    bool has_home = false;
+    for (size_t i = 0; r->env && r->env[i]; i++) {
         json_object_array_add(e, json_object_new_string(r->env[i]));
+        has_home |= strncmp(r->env[i], "HOME=", 5) == 0;
+    }
+    /* As Docker: HOME from the user's passwd entry unless the image sets it. */
+    if (!has_home) {
+        char h[PATH_MAX + 8];
+        snprintf(h, sizeof(h), "HOME=%s", home);
+        json_object_array_add(e, json_object_new_string(h));
+    }
     json_object_object_add(proc, "args", a);
     json_object_object_add(proc, "env", e);
     json_object_object_add(proc, "cwd", json_object_new_string(r->cwd));
@@ -213,8 +232,14 @@ static int run_container(struct build_run *r, struct hull_spec *spec, int sfd, h
     struct hull_container_ctx c;
     if (null < 0)
         return hull_error_errno(err, "open /dev/null");
-    if (hull_container_setup(&rt, &co, &so, &c, err) < 0)
+    struct hull_seccomp_filter *filter = NULL;
+    if (hull_seccomp_compile(hull_seccomp_default_sandbox(), &filter, err) < 0)
+        return hull_error_prefix(err, "built-in seccomp profile");
+    so.seccomp = filter;
+    if (hull_container_setup(&rt, &co, &so, &c, err) < 0) {
+        hull_seccomp_filter_free(filter);
         return -1;
+    }
     int ret = 0, status = 0;
     bool interrupted = false;
     if (hull_sync_send(c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
@@ -241,6 +266,7 @@ static int run_container(struct build_run *r, struct hull_spec *spec, int sfd, h
     }
     hull_error_free(&e);
     hull_container_ctx_release(&c);
+    hull_seccomp_filter_free(filter);
     return ret;
 }
 
@@ -251,7 +277,8 @@ int build_run_command(struct build_run *r, hull_error *err)
     if (rootfd < 0)
         return hull_error_errno(err, "open %s", r->rootfs);
     unsigned uid, gid;
-    if (resolve_user(rootfd, r->user, &uid, &gid, err) < 0)
+    char home[PATH_MAX];
+    if (resolve_user(rootfd, r->user, &uid, &gid, home, err) < 0)
         return -1;
     /* The working directory exists for the command, as Docker makes it. */
     cleanup_close int cwd =
@@ -259,7 +286,7 @@ int build_run_command(struct build_run *r, hull_error *err)
     if (cwd < 0)
         return hull_error_prefix(err, "working directory %s", r->cwd);
     bool created[3];
-    cleanup_json json_object *doc = spec_doc(r, uid, gid, created, rootfd, err);
+    cleanup_json json_object *doc = spec_doc(r, uid, gid, home, created, rootfd, err);
     if (doc == NULL)
         return -1;
     const char *text = hj_to_string(doc);

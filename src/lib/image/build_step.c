@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "image/build_internal.h"
@@ -409,7 +411,6 @@ static int apply_config(struct builder *b, struct step *st, hull_error *err)
         break;
     case CF_CMD:
         json_object_object_add(c, "Cmd", json_strv(st->argv));
-        b->cmd_set = true;
         break;
     case CF_ENTRYPOINT:
         json_object_object_add(c, "Entrypoint", json_strv(st->argv));
@@ -508,6 +509,14 @@ static int files_step(struct builder *b, struct step *st, bool *layer, hull_erro
         r = image_unpack_all(b->s, &img, err) < 0
                 ? -1
                 : image_rootfs_mount(b->s, &img, mnt, upper, work, false, err);
+    /* rootfs.c falls back to a flattened copy where overlayfs refuses: in
+     * the upper dir, that copy would become the step's layer. */
+    struct statfs sf;
+    if (r == 0 && b->n_layers > 0 && (statfs(mnt, &sf) < 0 || sf.f_type != OVERLAYFS_SUPER_MAGIC)) {
+        umount2(mnt, MNT_DETACH);
+        r = hull_error_set(err, ENOTSUP,
+                           "overlayfs refused the store's layers (%s): builds need it", upper);
+    }
     if (r == 0) {
         cleanup_close int rootfd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
         r = rootfd < 0 ? hull_error_errno(err, "open %s", mnt)
@@ -748,6 +757,9 @@ int builder_step(struct builder *b, struct cf_instr *in, bool pre_from, hull_err
         break;
     default:
         r = prep_config(b, &st, err) < 0 ? -1 : cached_step(b, &st, err);
+        /* Whether from the cache or not: a later ENTRYPOINT keeps this CMD. */
+        if (in->op == CF_CMD)
+            b->cmd_set = true;
         break;
     }
     step_free(&st);

@@ -17,6 +17,7 @@
 #include "image/archive.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/strv.h"
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -291,16 +292,17 @@ int image_bundle(struct image_store *s, const char *text, const char *platform, 
         return -1;
     if (fill(s, &img, dir, err) == 0)
         return 0;
-    /* Nothing half-made: the directory as it was before. */
+    /* Nothing half-made: the directory as it was before. A failure to clean
+     * up is logged; the error the caller sees is the one that stopped us. */
     cleanup_hull_error hull_error e = NULL;
     if (made) {
-        hull_rm_rf_at(AT_FDCWD, dir, &e);
-    } else {
-        cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            hull_rm_rf_at(dfd, "rootfs", &e);
-            unlinkat(dfd, "config.json", 0);
-        }
+        if (hull_rm_rf_at(AT_FDCWD, dir, &e) < 0)
+            hull_warn("bundle: removing %s: %s", dir, hull_error_msg(e));
+        return -1;
     }
+    cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || hull_rm_rf_at(dfd, "rootfs", &e) < 0 ||
+        (unlinkat(dfd, "config.json", 0) < 0 && errno != ENOENT))
+        hull_warn("bundle: emptying %s: %s", dir, e ? hull_error_msg(e) : strerror(errno));
     return -1;
 }

@@ -144,7 +144,13 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     json_object_object_add(req, "args", strv_json(o->argv));
     char *defenv[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                       "HOME=/root", "TERM=xterm", NULL};
-    json_object_object_add(req, "env", strv_json(o->env ? o->env : defenv));
+    /* A command is looked up in its own PATH: an env without one gets ours. */
+    char *path_only[] = {defenv[0], NULL};
+    bool has_path = false;
+    for (char *const *e = o->env; e && *e; e++)
+        has_path |= strncmp(*e, "PATH=", 5) == 0;
+    cleanup_strv char **env = o->env && !has_path ? vm_env_merge(path_only, o->env) : NULL;
+    json_object_object_add(req, "env", strv_json(env ? env : o->env ? o->env : defenv));
     json_object_object_add(req, "cwd", json_object_new_string(o->cwd ? o->cwd : "/"));
     json_object_object_add(req, "stdin", json_object_new_boolean(have_stdin));
     json_object_object_add(req, "detach", json_object_new_boolean(o->detach));

@@ -227,6 +227,17 @@ static int base_layer(hull_error *err)
         if (mkdir(p, 0700) < 0 || chmod(p, dirs[i].mode) < 0)
             rc = hull_error_errno(err, "mkdir %s", p);
     }
+    /* Times fixed (and the children's set before the parent's, which
+     * their creation changed): the root of a disk takes its attributes from
+     * this layer, and the same image must make the same disk. */
+    static const struct timespec epoch[2] = {{0, 0}, {0, 0}};
+    for (size_t i = 0; rc == 0 && i <= sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char p[sizeof(tmp) + 16];
+        snprintf(p, sizeof(p), "%s/%s", tmp,
+                 i < sizeof(dirs) / sizeof(dirs[0]) ? dirs[i].name : "");
+        if (utimensat(AT_FDCWD, p, epoch, AT_SYMLINK_NOFOLLOW) < 0)
+            rc = hull_error_errno(err, "utimensat %s", p);
+    }
     if (rc == 0 && rename(tmp, IMAGE_BASE) < 0 && errno != EEXIST && errno != ENOTEMPTY)
         rc = hull_error_errno(err, "rename %s", IMAGE_BASE);
     /* Lost a race with another run (its layer is the same), or failed. */
