@@ -220,6 +220,34 @@ def sleeper():
     return out
 
 
+def test_an_imported_image_runs_and_the_library_takes_image_requests(tmp_path):
+    """`hull image import` (layers unpacked on the way in), and a REST-style
+    request through the library alone (as hulld runs one): "image" and no
+    "cmd" runs the image's Cmd."""
+    from imagelib import rootfs_tar
+    root = tmp_path / "store"
+    tar = tmp_path / "root.tar"
+    tar.write_bytes(rootfs_tar(bb_entries()))
+    p = run("image", "import", "--image-root", root, "--change", 'CMD ["cat", "/etc/os-release"]',
+            tar, "localhost/levels/imported:1", root=root)
+    assert p.returncode == 0, p.stderr
+    rc, r, err = sandbox(root, "--pull", "never", "--image", "localhost/levels/imported:1")
+    assert rc == 0 and r["stdout"] == OS_RELEASE, (err, r)
+    assert r["image"]["digest"] == p.stdout.split()[-1]
+    tool = Path(HULL).parent / "tests" / "sandboxtool"
+    req = json.dumps({"image": "localhost/levels/imported:1", "env": {"X": "1"}})
+    env = dict(os.environ, HULL_IMAGE_ROOT=str(root),
+               HULL_IMAGE_BIN=str(Path(HULL).parent / "hull-image"))
+    q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
+    assert q.returncode == 0, q.stderr
+    r = json.loads(q.stdout)
+    assert r["verdict"] == "ok" and r["stdout"] == OS_RELEASE, r
+    req = json.dumps({"image": "localhost/levels/imported:1", "cmd": ["sh", "-c", "echo $X"],
+                      "env": {"X": "1"}})
+    q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
+    assert json.loads(q.stdout)["stdout"] == "1\n", q.stdout + q.stderr
+
+
 # ---- process level -----------------------------------------------------------
 
 def test_process_level_runs_in_the_image_too(store):
