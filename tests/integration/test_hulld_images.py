@@ -159,6 +159,31 @@ def test_non_admin_tokens_cannot_pull_or_remove(e_pulled):
     assert len(refused) >= 6 and {a["role"] for a in refused} == {"user", "reader"}
 
 
+def test_platform_picks_from_an_index(tmp_path, env):
+    e = env
+    layout = tmp_path / "oci"
+    idx = il.two_platform_index(layout, "multi")
+    e.reg.push_oci(layout, "multi", "multi:1")
+    arm = idx.children["linux/arm64"]
+    r = pull(e, "multi:1", platform="linux/arm64")
+    assert r.status == 201, r
+    assert r.json["digest"] == arm.digest and r.json["platform"] == "linux/arm64", r.json
+    assert r.json["config"]["labels"] == {"arch": "arm64"}
+    err = error(pull(e, "multi:1", platform="linux/s390x"), 404, "not_found")
+    assert "linux/amd64" in err["message"] and "linux/arm64" in err["message"], err
+    assert error(pull(e, "multi:1", platform="s390x"), 400, "invalid_request")["field"] == \
+        "platform"
+    assert req(e, "DELETE", f"/v1/images/{q(e.name('multi:1'))}").status == 200
+
+
+def test_openapi_describes_images(env):
+    doc = env.d.request("GET", "/v1/openapi.json").json
+    assert set(doc["paths"]["/v1/images"]) == {"get", "post"}
+    assert set(doc["paths"]["/v1/images/{ref}"]) >= {"get", "delete"}
+    assert "image" in doc["components"]["schemas"]["RunRequest"]["properties"]
+    assert "image" in doc["components"]["schemas"]["SandboxRequest"]["properties"]
+
+
 def test_pull_request_is_checked_field_by_field(env):
     e = env
     before = il.store_snapshot(e.root)
@@ -228,6 +253,8 @@ def test_run_with_image_sees_the_images_files(e_pulled):
         assert r.status == 200, r
         assert r.json["verdict"] == "ok", r.json
         assert r.json["stdout"] == MARKER + "only in app1\n"
+        # Pinned when accepted: what the name pointed at then.
+        assert r.json["image"] == {"name": e.name("app:1"), "digest": img.digest}, r.json
     # Without an image the same command sees the host: no /marker.
     r = req(e, "POST", "/v1/runs", {"cmd": ["cat", "/marker"], "limits": GENEROUS}, who="user")
     assert r.status == 200 and r.json["verdict"] == "exit_nonzero", r
@@ -265,6 +292,7 @@ def test_remove_in_use_is_409_then_200_and_prune_frees_its_blobs(env):
     assert own.is_file()
     r = req(e, "POST", "/v1/sandboxes", {"image": name, "lifetime": "5m"}, who="user")
     assert r.status == 201, r
+    assert r.json["image"] == f"{e.reg.host}/app@{img.digest}", r.json
     sid = r.json["id"]
     try:
         r = req(e, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/two"]}, who="user")
