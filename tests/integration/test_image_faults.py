@@ -549,3 +549,38 @@ def _sleep_running(token):
             except OSError:
                 pass
     return False
+
+
+def test_killed_pull_leaves_no_name_and_the_next_resumes(registry, store, seeded, tmp_path):
+    """SIGKILL in the middle of a blob: no name, nothing unverified; the next pull continues it."""
+    layout = tmp_path / "k-layout"
+    img = big_image(layout, "k", mib=4, seed=b"killed")
+    big = img.layers[1].digest
+    push_oci(layout, "k", f"{registry.host}/faults/killed:1")
+    with FaultProxy(registry.host) as proxy:
+        ref = f"{proxy.host}/faults/killed:1"
+        proxy.rule(rf"^GET /v2/faults/killed/blobs/{big}", "slow", 256 << 10)
+        env = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+        p = subprocess.Popen([il.HULL, "image", "pull", "--tls-verify=false", ref], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        part = store / "hull" / "ingest" / f"{big[7:]}.part"
+        try:
+            deadline = time.monotonic() + 120
+            while not (part.exists() and part.stat().st_size > 0):
+                assert p.poll() is None, "the pull ended before the blob was half there"
+                assert time.monotonic() < deadline, "no .part appeared"
+                time.sleep(0.05)
+        finally:
+            p.kill()  # hull execs hull-image: this pid is the pull itself
+            p.wait()
+        assert ref not in il.layout_names(store)
+        for b in (store / "blobs" / "sha256").iterdir():
+            assert il.sha256(b.read_bytes())[7:] == b.name, f"{b.name} stored with other content"
+        assert not (store / "blobs/sha256" / big[7:]).exists()
+
+        proxy.clear()
+        assert pull(store, ref, check=True).stdout.split()[-1] == img.digest
+        gets = proxy.gets(rf"/blobs/{big}")
+        assert len(gets) == 2 and gets[1][2] and re.match(r"bytes=[1-9]\d*-", gets[1][2]), gets
+    r = il.hull_run("sandbox", "run", "--image", ref, "--", "wc", "-c", "/data/random", root=store)
+    assert r.returncode == 0 and r.stdout.split()[0] == str(4 << 20), r.stderr
