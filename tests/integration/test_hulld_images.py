@@ -418,3 +418,36 @@ def test_a_hanging_pull_leaves_hulld_responsive_and_is_stopped(tmp_path, monkeyp
         stall.close()
     procs, _, _ = d.leaks()
     assert procs == []
+
+
+def test_a_pull_dies_with_a_killed_hulld_and_the_next_hulld_serves(tmp_path, monkeypatch):
+    """hulld SIGKILLed during a pull: the puller goes with it (nothing
+    pulls on unseen), and a new hulld on the same store serves at once."""
+    monkeypatch.setenv("HULL_REGISTRY_TIMEOUT", "600")
+    stall = StallingRegistry()
+    root = tmp_path / "images"
+    d = Hulld(tmp_path, "--image-root", str(root))
+    Path(d.state).mkdir(parents=True)
+    admin = d.token("admin", "ops")
+    d.start()
+    try:
+        def bg():
+            try:
+                d.request("POST", "/v1/images", {"ref": f"{stall.host}/slow:1",
+                                                 "tls_verify": False}, admin)
+            except OSError:
+                pass  # hulld killed: no answer, as expected
+        t = threading.Thread(target=bg, daemon=True)
+        t.start()
+        assert wait_until(lambda: len(pullers(d)) == 1, 30)
+        pid = pullers(d)[0]
+        d.kill()
+        assert wait_until(lambda: not alive(pid), 30)
+        d.start()
+        r = d.request("GET", "/v1/images", token=admin)
+        assert r.status == 200 and r.json == {"images": []}, r
+    finally:
+        if d.proc:
+            assert d.stop() == 0, d.log.read_text()
+        stall.close()
+    assert d.leaks()[0] == []
