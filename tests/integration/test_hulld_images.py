@@ -451,3 +451,38 @@ def test_a_pull_dies_with_a_killed_hulld_and_the_next_hulld_serves(tmp_path, mon
             assert d.stop() == 0, d.log.read_text()
         stall.close()
     assert d.leaks()[0] == []
+
+
+def test_registry_credentials_come_from_hullds_authfile(tmp_path):
+    """A registry that wants a password: hulld pulls with the one of its
+    --authfile; a request cannot bring its own."""
+    import base64
+    layout = tmp_path / "oci"
+    img = make_image(layout, "private", MARKER, "secret")
+    with Registry(tmp_path, htpasswd={"puller": "s3cret"}) as reg:
+        reg.push_oci(layout, "private", "private:1")
+        auth = tmp_path / "auth.json"
+        token = base64.b64encode(b"puller:s3cret").decode()
+        auth.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+        auth.chmod(0o600)
+        ref = {"ref": f"{reg.host}/private:1", "tls_verify": False}
+        for with_auth in (False, True):
+            sub = tmp_path / ("with" if with_auth else "without")
+            sub.mkdir()
+            d = Hulld(sub, "--image-root", str(sub / "images"),
+                      *(["--authfile", str(auth)] if with_auth else []))
+            Path(d.state).mkdir(parents=True)
+            admin = d.token("admin", "ops")
+            d.start()
+            try:
+                r = d.request("POST", "/v1/images", dict(ref, creds="puller:s3cret"), admin)
+                assert r.status == 400 and r.json["error"]["field"] == "creds", r
+                r = d.request("POST", "/v1/images", ref, admin)
+                if with_auth:
+                    assert r.status == 201 and r.json["digest"] == img.digest, r
+                else:
+                    assert r.status == 502 and r.json["error"]["code"] == "registry_error", r
+                    assert names_on_disk(sub / "images") == set()
+            finally:
+                assert d.stop() == 0, d.log.read_text()
+            assert d.leaks()[0] == []
