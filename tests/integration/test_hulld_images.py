@@ -323,6 +323,29 @@ def test_remove_in_use_is_409_then_200_and_prune_frees_its_blobs(env):
     assert any(a["method"] == "DELETE" and a["status"] == 409 for a in audit(e))
 
 
+def test_forced_remove_leaves_a_live_sandbox_running(env):
+    e = env
+    name = e.name("app:3")
+    assert pull(e, "app:3").status == 201
+    r = req(e, "POST", "/v1/sandboxes", {"image": name, "lifetime": "5m"}, who="user")
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        error(req(e, "DELETE", f"/v1/images/{q(name)}?force=false"), 409, "conflict")
+        r = req(e, "DELETE", f"/v1/images/{q(name)}?force=true")
+        assert r.status == 200 and r.json["removed"] is True, r
+        assert name not in names_on_disk(e.root)
+        # What runs keeps running, from the layers it has mounted.
+        r = req(e, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/three"]}, who="user")
+        assert r.status == 200 and r.json["stdout"] == "only in app3\n", r
+        # A new run cannot start from it any more.
+        err = error(req(e, "POST", "/v1/runs", {"cmd": ["true"], "image": name}, who="user"), 404,
+                    "not_found")
+        assert err["field"] == "image"
+    finally:
+        assert req(e, "DELETE", f"/v1/sandboxes/{sid}", who="user").status == 200
+
+
 def test_remove_refuses_a_bad_force_and_an_unknown_image(env):
     e = env
     err = error(req(e, "DELETE", f"/v1/images/{q(e.name('app:1'))}?force=maybe"), 400,
