@@ -463,27 +463,20 @@ def read_blob(layout, digest):
 
 
 def store_snapshot(root):
-    """{relative path: (size, sha256 or link target or 'dir')} of index.json, blobs/ and hull/layers/ (ingest ignored)."""
+    """{path: size|'dir'|sha256} of index.json, blobs/sha256/* and hull/layers/* (top level; *.lock and ingest ignored)."""
     root = Path(root)
     snap = {}
     if (root / "index.json").exists():
         snap["index.json"] = sha256((root / "index.json").read_bytes())
-    for sub in ("blobs", "hull/layers"):
-        base = root / sub
-        if not base.exists():
-            continue
-        for dirpath, dirnames, filenames in os.walk(base):
-            for n in dirnames + filenames:
-                p = Path(dirpath) / n
-                rel = str(p.relative_to(root))
-                if p.is_symlink():
-                    snap[rel] = "-> " + os.readlink(p)
-                elif p.is_dir():
-                    snap[rel] = "dir"
-                elif sub == "blobs":
-                    snap[rel] = p.stat().st_size  # blob names are their digests
-                else:
-                    snap[rel] = p.lstat().st_size
+    blobs = root / "blobs" / "sha256"
+    if blobs.is_dir():
+        for p in blobs.iterdir():
+            snap[f"blobs/sha256/{p.name}"] = p.lstat().st_size
+    layers = root / "hull" / "layers"
+    if layers.is_dir():
+        for p in layers.iterdir():
+            if not p.name.endswith(".lock"):
+                snap[f"hull/layers/{p.name}"] = "dir" if p.is_dir() else p.lstat().st_size
     return snap
 
 

@@ -176,9 +176,9 @@ def test_cache_entry_without_its_blob_is_ignored(store, tmp_path):
     build(store, ctx, "-t", "x")
     img = inspect(store, "x")
     blob = store / "blobs" / "sha256" / img["layers"][1]["digest"].split(":")[1]
-    # As prune leaves it once nothing names the image: the blob is gone.
     hull_run("image", "remove", "x", root=store, check=True)
-    blob.unlink()
+    hull_run("image", "prune", root=store, check=True)
+    assert not blob.exists()
     r = build(store, ctx, "-t", "x")
     assert "Using cache" not in r.stderr
     again = inspect(store, "x")["layers"][1]["digest"].split(":")[1]
@@ -328,3 +328,50 @@ def test_run_is_confined(store, tmp_path):
     assert (root / "seccomp").read_text().split() == ["Seccomp:", "2"]
     # CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE: bits 5, 10, 29.
     assert int((root / "caps").read_text().split()[1], 16) == (1 << 5) | (1 << 10) | (1 << 29)
+
+
+def test_concurrent_builds_share_a_store(store, tmp_path):
+    """Each build's temporary directory is locked: a second build starting
+    meanwhile (which sweeps what killed builds left) leaves it alone."""
+    from imagelib import HULL
+    e = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+    procs = []
+    for i in range(3):
+        ctx = context(tmp_path, f"FROM base\nRUN echo started; sleep {3 if i == 0 else 1}; "
+                      f"echo {i} > /n\nCOPY f /f\n", {"f": f"{i}\n"}, name=f"c{i}")
+        procs.append(subprocess.Popen([HULL, "image", "build", "-t", f"c{i}", str(ctx)], env=e,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        if i == 0:
+            # The others start (and sweep hull/tmp) while this one runs.
+            assert procs[0].stdout.readline() == "started\n"
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    for i in range(3):
+        root = bundle(store, f"c{i}", tmp_path / f"b{i}")
+        assert (root / "n").read_text() == f"{i}\n" and (root / "f").read_text() == f"{i}\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_build_cleans_up(store, tmp_path, sig):
+    """INT or TERM during RUN: the command is killed, the build fails saying
+    so, and its temporary directory is gone at once (the store fixture checks
+    hull/tmp is empty)."""
+    from imagelib import HULL
+    marker = f"hull-build-int-{os.getpid()}-{int(sig)}"
+    ctx = context(tmp_path, f"FROM base\nRUN echo started; sleep 600; echo {marker}\n")
+    e = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+    p = subprocess.Popen([HULL, "image", "build", "-t", "interrupted", str(ctx)], env=e,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "started\n"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode != 0
+    assert "interrupted" in err, err
+    assert not [q for q in pids_with_cmdline_containing(marker) if pid_alive(q)]
+    assert "interrupted" not in hull_run("image", "list", root=store, check=True).stdout

@@ -186,6 +186,8 @@ def test_tag_and_remove_by_name_and_id(tmp_path):
     info = inspect(root, "localhost/other:2")
     assert info["digest"] == digest
     assert sorted(info["names"]) == ["localhost/app:1", "localhost/other:2"]
+    assert img(root, "list", "-q", check=True).stdout.split() == [digest[7:19]]
+    assert len(img(root, "list", check=True).stdout.splitlines()) == 3
     # an id naming two names is ambiguous: refused without --force
     before = store_snapshot(root)
     r = img(root, "remove", digest[7:19])

@@ -223,12 +223,45 @@ def snapshot(store):
     return il.store_snapshot(store)
 
 
-def assert_unchanged(store, before):
-    after = snapshot(store)
+def _diff(before, after):
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     changed = sorted(k for k in set(after) & set(before) if after[k] != before[k])
-    assert not (added or removed or changed), f"store changed: added {added} removed {removed} changed {changed}"
+    return added, removed, changed
+
+
+def _short(paths):
+    return [p[:40] for p in paths[:6]] + (["..."] if len(paths) > 6 else [])
+
+
+def assert_unchanged(store, before, strict=False):
+    """No name changed and nothing unverified stored.
+
+    A failed pull may keep what it fully fetched and verified (image.h: the
+    next pull reuses verified blobs, and layers unpacked from them): added
+    blobs must hash to their names, added layer directories must be diff-ids
+    of stored layers; `hull image prune` removes them again. strict: no
+    addition at all."""
+    after = snapshot(store)
+    added, removed, changed = _diff(before, after)
+    assert not removed and not changed, f"store changed: removed {_short(removed)} changed {_short(changed)}"
+    assert after.get("index.json") == before.get("index.json"), "index.json changed"
+    if strict:
+        assert not added, f"store gained {_short(added)}"
+    for p in added:
+        if p.startswith("blobs/sha256/"):
+            data = (Path(store) / p).read_bytes()
+            assert il.sha256(data)[7:] == p.rsplit("/", 1)[1], f"{p} stored with other content"
+        else:
+            assert p.startswith("hull/layers/") and after[p] == "dir", f"unexpected {p}"
+
+
+def assert_restored_by_prune(store, before):
+    """After `hull image prune`, the store is exactly as before (verified leftovers removed)."""
+    il.hull_run("image", "prune", root=store, check=True)
+    added, removed, changed = _diff(before, snapshot(store))
+    assert not (added or removed or changed), \
+        f"after prune: added {_short(added)} removed {_short(removed)} changed {_short(changed)}"
 
 
 def still_runs(store, ref):
@@ -246,28 +279,29 @@ BAD_REFS = ["UPPER/case:1", "a//b:1", "repo:bad tag", "repo:" + "t" * 129, "repo
 def test_malformed_reference_refused(seeded, store, ref):
     before = snapshot(store)
     assert_fails(pull(store, ref), r"reference|invalid|malformed|tag|digest|name")
-    assert_unchanged(store, before)
+    assert_unchanged(store, before, strict=True)
 
 
 def test_unknown_repository_and_tag_are_not_found(seeded, registry, store):
     before = snapshot(store)
     for ref in (f"{registry.host}/nobody/here:1", f"{registry.host}/seed/small:nosuchtag"):
         assert_fails(pull(store, ref), r"not found|unknown|404")
-    assert_unchanged(store, before)
+    assert_unchanged(store, before, strict=True)
     still_runs(store, seeded)
 
 
 def test_unknown_local_image_not_found(seeded, store):
     before = snapshot(store)
-    r = il.hull_run("sandbox", "run", "--image", "localhost/never-pulled:1", "--", "true", root=store)
+    r = il.hull_run("sandbox", "run", "--pull", "never", "--image", "localhost/never-pulled:1", "--", "true",
+                    root=store)
     assert_fails(r, r"not found")
-    assert_unchanged(store, before)
+    assert_unchanged(store, before, strict=True)
 
 
 def test_registry_down_connection_refused(seeded, store):
     before = snapshot(store)
     assert_fails(pull(store, f"127.0.0.1:{free_port()}/seed/small:1"), r"refused|connect")
-    assert_unchanged(store, before)
+    assert_unchanged(store, before, strict=True)
 
 
 def test_unauthorized_without_credentials(store, tmp_path):
@@ -305,8 +339,13 @@ def test_injected_status_fails_cleanly(proxied, store, seeded, where, status):
     r = pull(store, ref)
     words = {429: r"429|too many", 500: r"500|internal|server error"}[status]
     assert_fails(r, words)
-    assert_unchanged(store, before)
+    assert_unchanged(store, before, strict=where == "manifests")
+    assert not (store / "blobs/sha256" / img.layers[1].digest[7:]).exists()
     assert proxy.seen, "the pull never reached the proxy"
+    if where == "blobs":
+        snap = snapshot(store)
+        assert_restored_by_prune(store, before)
+        before = snap
     # Without the fault, the same pull completes.
     proxy.clear()
     assert pull(store, ref, check=True).stdout.split()[-1] == img.digest
@@ -322,6 +361,7 @@ def test_stalled_blob_times_out_then_resumes(proxied, store, seeded):
     took = time.monotonic() - t0
     assert_fails(r, r"time(d)? ?out|stall|no data")
     assert_unchanged(store, before)
+    assert not (store / "blobs/sha256" / big[7:]).exists()
     assert took < 100, f"the stall was not cut by HULL_REGISTRY_TIMEOUT=3 ({took:.0f}s)"
     proxy.clear()
     proxy.release()
@@ -345,8 +385,8 @@ def test_oversized_manifest_refused(proxied, store, seeded):
     body = json.dumps(man).encode()
     proxy.rule(r"^(GET|HEAD) /v2/faults/big/manifests/", "body", body, il.MT_OCI_MANIFEST)
     before = snapshot(store)
-    assert_fails(pull(store, ref), r"too (large|big)|exceed|limit|size|cap")
-    assert_unchanged(store, before)
+    assert_fails(pull(store, ref), r"too (large|big)|larger|exceed|limit|size|cap")
+    assert_unchanged(store, before, strict=True)
     assert not proxy.gets(r"/blobs/"), "hull fetched blobs of a manifest it should have refused"
 
 
@@ -367,6 +407,7 @@ def test_tampered_blob_digest_mismatch(registry, store, seeded, tmp_path):
     assert_unchanged(store, before)
     assert not (store / "blobs/sha256" / img.layers[1].digest[7:]).exists()
     assert not any(n == ref for n in il.layout_names(store))
+    assert_restored_by_prune(store, before)
 
 
 @pytest.mark.parametrize("kind", il.EVIL_KINDS)
@@ -382,7 +423,13 @@ def test_escaping_layer_refused(registry, store, seeded, tmp_path, kind):
     before = snapshot(store)
 
     r = pull(store, ref)
-    if r.returncode == 0:
+    pulled = r.returncode == 0
+    if pulled and kind == "absolute":
+        # Like tar, hull may take "/tmp/x" as "tmp/x" beneath the layer: contained, not refused.
+        assert (store / "hull/layers" / img.layers[1].diff_id[7:] / "tmp" / EVIL_MARKER).is_file()
+        assert not os.path.lexists(f"/tmp/{EVIL_MARKER}")
+        return
+    if pulled:
         # A pull may leave unpacking to the first run: then the run must refuse it.
         r = il.hull_run("sandbox", "run", "--image", ref, "--", "true", root=store)
     else:
@@ -400,10 +447,13 @@ def test_escaping_layer_refused(registry, store, seeded, tmp_path, kind):
         assert EVIL_MARKER not in filenames, f"{dirpath}/{EVIL_MARKER} escaped the layer"
     for top in ("/tmp", "/"):
         assert not os.path.lexists(os.path.join(top, EVIL_MARKER)), f"{top}/{EVIL_MARKER} escaped the layer"
+    if not pulled:
+        assert_restored_by_prune(store, before)
 
 
 def _listdir(d):
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+    """Layer directories (lock files aside)."""
+    return sorted(n for n in os.listdir(d) if not n.endswith(".lock")) if os.path.isdir(d) else []
 
 
 # ---- resources -------------------------------------------------------------------
@@ -432,6 +482,7 @@ def test_disk_full_mid_pull(registry, small_fs, tmp_path):
     push_oci(layout, "big", ref)
 
     before = snapshot(store)
+    used_before = _used(small_fs)
     assert_fails(pull(store, ref), r"no space|ENOSPC|disk full|space left")
     assert_unchanged(store, before)
     assert ref not in il.layout_names(store)
@@ -440,11 +491,16 @@ def test_disk_full_mid_pull(registry, small_fs, tmp_path):
     assert "seed/small" in r.stdout
     still_runs(store, seed)
     # prune removes what the failed pull left (partial downloads, unreferenced blobs).
-    il.hull_run("image", "prune", root=store, check=True)
+    assert_restored_by_prune(store, before)
     assert not list((store / "hull" / "ingest").glob("*.part"))
-    assert_unchanged(store, before)
     assert not (store / "blobs/sha256" / big.layers[1].digest[7:]).exists()
+    assert _used(small_fs) <= used_before + (1 << 20), (used_before, _used(small_fs))
     still_runs(store, seed)
+
+
+def _used(path):
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
 def test_two_concurrent_pulls_fetch_each_blob_once(registry, store, seeded, tmp_path):

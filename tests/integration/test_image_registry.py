@@ -391,3 +391,144 @@ def test_mirror_used_first_dead_mirror_falls_back(tmp_path):
     line = error_of(tool("pull", tmp_path / "s4", ref, "--registries-conf", conf,
                          "--timeout", "5", check=False))
     assert dead in line and main.host in line
+
+
+# ---- redirects ---------------------------------------------------------------
+
+class _Servers:
+    """A minimal registry (Basic auth) serving a layout's manifest, whose blob
+    GETs redirect to a second server (another port: another origin) that
+    records the headers it was sent. Both run in threads of this process."""
+
+    def __init__(self, layout, name, user, password):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        idx = json.loads((Path(layout) / "index.json").read_text())
+        mdesc = next(m for m in idx["manifests"] if m["annotations"][REF_NAME] == name)
+        blobs = Path(layout) / "blobs" / "sha256"
+        good = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.seen = []      # (path, Authorization) at the blob host
+        self.auth_seen = []  # Authorization at the registry
+        srv = self
+
+        class BlobHost(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                srv.seen.append((self.path, self.headers.get("Authorization")))
+                data = (blobs / self.path.rsplit("/", 1)[1]).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        class Reg(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                auth = self.headers.get("Authorization")
+                srv.auth_seen.append(auth)
+                if auth != good:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if "/manifests/" in self.path:
+                    data = (blobs / mdesc["digest"][7:]).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Type", mdesc["mediaType"])
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if "/blobs/" in self.path:
+                    hexd = self.path.rsplit(":", 1)[1]
+                    self.send_response(307)
+                    self.send_header("Location", f"http://127.0.0.1:{srv.blob_port}/data/{hexd}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.blob_server = ThreadingHTTPServer(("127.0.0.1", 0), BlobHost)
+        self.blob_port = self.blob_server.server_address[1]
+        self.reg_server = ThreadingHTTPServer(("127.0.0.1", 0), Reg)
+        self.host = f"127.0.0.1:{self.reg_server.server_address[1]}"
+        self.threads = [threading.Thread(target=s.serve_forever, daemon=True)
+                        for s in (self.blob_server, self.reg_server)]
+        for t in self.threads:
+            t.start()
+
+    def close(self):
+        for s in (self.blob_server, self.reg_server):
+            s.shutdown()
+            s.server_close()
+        for t in self.threads:
+            t.join()
+
+
+def test_redirect_never_carries_credentials(tmp_path):
+    layout, img = three_layers(tmp_path)
+    srv = _Servers(layout, "app", "dora", "pw")
+    try:
+        store = tmp_path / "store"
+        tool("pull", store, f"{srv.host}/app:1", "--tls-verify=false", "--creds", "dora:pw")
+        assert_pulled(store, f"{srv.host}/app:1", img)
+        # The registry got the credentials; the blob host got every blob, never them.
+        assert any(a and a.startswith("Basic ") for a in srv.auth_seen)
+        assert len(srv.seen) == 4
+        assert all(auth is None for _, auth in srv.seen), srv.seen
+    finally:
+        srv.close()
+
+
+# ---- through hull image (hull-image) --------------------------------------------
+
+HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
+
+
+def hull_image(*args, store, check=True, input=None, env=None):
+    e = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+    e.pop("REGISTRY_AUTH_FILE", None)
+    e.update(env or {})
+    r = subprocess.run([HULL, "image", *map(str, args)], capture_output=True, text=True,
+                       timeout=300, env=e, input=input,
+                       stdin=None if input is not None else subprocess.DEVNULL)
+    if check and r.returncode != 0:
+        raise AssertionError(f"hull image {' '.join(map(str, args))}: {r.returncode}\n{r.stderr}")
+    return r
+
+
+def test_hull_image_pull_push_login_logout(tmp_path):
+    layout, img = three_layers(tmp_path)
+    store = tmp_path / "store"
+    with Registry(tmp_path, htpasswd={"erin": "pw"}) as reg:
+        reg.push_oci(layout, "app", "app:1")
+        ref = f"{reg.host}/app:1"
+        authfile = tmp_path / "a" / "auth.json"
+        r = hull_image("pull", "--tls-verify=false", ref, store=store, check=False)
+        assert r.returncode != 0
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("hull: ")]
+        assert len(lines) == 1 and "authentication required" in lines[0], r.stderr
+        r = hull_image("login", "--tls-verify=false", "--authfile", authfile, "-u", "erin",
+                       "--password-stdin", reg.host, store=store, input="pw\n")
+        assert stat.S_IMODE(authfile.stat().st_mode) == 0o600
+        r = hull_image("pull", "--tls-verify=false", "--authfile", authfile, ref, store=store)
+        assert r.stdout.split()[-1] == img.digest
+        assert "3 layers" in r.stderr  # the one summary line (stderr is not a tty)
+        assert_pulled(store, ref, img)
+        r = hull_image("push", "--tls-verify=false", "--authfile", authfile, ref,
+                       f"{reg.host}/copy:2", store=store)
+        assert r.stdout.split()[-1] == img.digest
+        assert skopeo_inspect(f"{reg.host}/copy:2", creds="erin:pw")["Digest"] == img.digest
+        assert len([m for m in reg.mounts() if m[2] == 201]) == 4
+        q = hull_image("pull", "-q", "--tls-verify=false", "--authfile", authfile, ref,
+                       store=store)
+        assert q.stderr == "" and q.stdout.strip() == img.digest
+        hull_image("logout", "--authfile", authfile, reg.host, store=store)
+        assert reg.host not in json.loads(authfile.read_text()).get("auths", {})

@@ -56,14 +56,15 @@ def store(tmp_path):
     return root, imgs
 
 
-def run(*args, root, timeout=300, input=None):
+def run(*args, root, timeout=300, input=None, env=None):
     return subprocess.run([HULL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root)))
+                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root), **(env or {})))
 
 
-def sandbox(root, *args, timeout=300):
+def sandbox(root, *args, timeout=300, env=None):
     """`hull sandbox run --json --image-root ROOT ARGS`: (rc, result, stderr)."""
-    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout)
+    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout,
+            env=env)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
 
 
@@ -133,15 +134,23 @@ def test_the_image_config_is_applied(store):
     assert r["stdout"] == "mine\n", (err, r)
 
 
-def test_a_whiteout_hides_the_base_layers_file(store):
+# How the layers are mounted (image/rootfs.c): overlayfs, or a copy on a
+# tmpfs where overlayfs cannot serve; hull's root is the same either way.
+OVERLAY_MODES = ["auto", "copy"]
+
+
+@pytest.mark.parametrize("mode", OVERLAY_MODES)
+def test_a_whiteout_hides_the_base_layers_file(store, mode):
     root, _ = store
     rc, r, err = sandbox(root, "--image", WH, "--", "sh", "-c",
-                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added")
+                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added",
+                         env={"HULL_IMAGE_OVERLAY": mode})
     assert rc == 0 and r["verdict"] == "ok", (err, r)
     assert r["stdout"] == "1\nkept\nadded\n"
 
 
-def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
+@pytest.mark.parametrize("mode", OVERLAY_MODES)
+def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path, mode):
     root, _ = store
     src = tmp_path / "in.txt"
     src.write_text("copied\n")
@@ -151,9 +160,11 @@ def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
     rc, r, err = sandbox(root, "--image", SYMTMP, "--copy-in", f"{src}:/tmp/in.txt", "--",
                          "sh", "-c", "test -L /tmp && echo LINK; cat /tmp/in.txt; echo x > /tmp/y;"
                          " ls / | grep -cx -e y -e in.txt; grep -c ' /tmp tmpfs' /proc/mounts;"
-                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV")
+                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV",
+                         env={"HULL_IMAGE_OVERLAY": mode})
     assert rc == 0 and r["verdict"] == "ok", (err, r)
     assert r["stdout"] == "copied\n0\n1\nPROC\nDEV\n"
+    assert overlay_mounts_of() == []
 
 
 def test_verdicts_and_limits_still_work(store):
@@ -218,6 +229,34 @@ def sleeper():
             except OSError:
                 pass
     return out
+
+
+def test_an_imported_image_runs_and_the_library_takes_image_requests(tmp_path):
+    """`hull image import` (layers unpacked on the way in), and a REST-style
+    request through the library alone (as hulld runs one): "image" and no
+    "cmd" runs the image's Cmd."""
+    from imagelib import rootfs_tar
+    root = tmp_path / "store"
+    tar = tmp_path / "root.tar"
+    tar.write_bytes(rootfs_tar(bb_entries()))
+    p = run("image", "import", "--image-root", root, "--change", 'CMD ["cat", "/etc/os-release"]',
+            tar, "localhost/levels/imported:1", root=root)
+    assert p.returncode == 0, p.stderr
+    rc, r, err = sandbox(root, "--pull", "never", "--image", "localhost/levels/imported:1")
+    assert rc == 0 and r["stdout"] == OS_RELEASE, (err, r)
+    assert r["image"]["digest"] == p.stdout.split()[-1]
+    tool = Path(HULL).parent / "tests" / "sandboxtool"
+    req = json.dumps({"image": "localhost/levels/imported:1", "env": {"X": "1"}})
+    env = dict(os.environ, HULL_IMAGE_ROOT=str(root),
+               HULL_IMAGE_BIN=str(Path(HULL).parent / "hull-image"))
+    q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
+    assert q.returncode == 0, q.stderr
+    r = json.loads(q.stdout)
+    assert r["verdict"] == "ok" and r["stdout"] == OS_RELEASE, r
+    req = json.dumps({"image": "localhost/levels/imported:1", "cmd": ["sh", "-c", "echo $X"],
+                      "env": {"X": "1"}})
+    q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
+    assert json.loads(q.stdout)["stdout"] == "1\n", q.stdout + q.stderr
 
 
 # ---- process level -----------------------------------------------------------
@@ -297,6 +336,9 @@ def test_microvm_boots_from_one_disk_per_manifest(store, vm_ready, tmp_path):
     root, imgs = store
     hexd = imgs[CFG].digest.split(":")[1]
     disk = root / "hull" / "disks" / f"{hexd}.sqfs"
+    # What a builder killed mid-way left: removed by the next one.
+    disk.parent.mkdir(parents=True)
+    (disk.parent / f"{hexd}.sqfs.tmp.999999").write_bytes(b"cut short")
     args = ["--isolation", "microvm", "--cpu-time", "60s", "--wall-time", "120s", "--image", CFG]
     env = dict(os.environ, HULL_VM_ACCEL=test_vm_lib.ACCEL)
     p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), *args, "--",
@@ -351,6 +393,19 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
             # prune keeps what a running VM uses, its disk included.
             r = run("image", "prune", "--image-root", root, root=root)
             assert r.returncode == 0 and disk.exists(), r.stderr
+        # A VM restored from its snapshot is a VM of the image too.
+        snap = tmp_path / "vm.snap"
+        h.ok("vm", "snapshot", vid, str(snap), timeout=600)
+        h.ok("vm", "restore", str(snap), vid + "-2", timeout=600)
+        try:
+            assert h.state(vid + "-2")["image"]["digest"] == imgs[CFG].digest
+            q2 = test_vm_lib.qemu_pids(vid + "-2")
+            assert len(q2) == 1
+            assert str(use) in [os.readlink(f"/proc/{q2[0]}/fd/{fd}")
+                                for fd in os.listdir(f"/proc/{q2[0]}/fd")]
+            assert h.sh(vid + "-2", "echo $GREETING") == "hello\n"
+        finally:
+            h.run("vm", "delete", "--force", vid + "-2")
         h.ok("vm", "stop", vid)
         if has_image_remove():
             r = image_remove(root, CFG)

@@ -313,6 +313,8 @@ static void test_prune(void **state)
     assert_false(exists(f, work_part));
     assert_int_equal(count_dir(f, "hull/ingest"), 0);
     assert_int_equal(count_dir(f, "hull/using"), 0);
+    /* Only A's layer is left among the unpacked ones: no lock files. */
+    assert_int_equal(count_dir(f, "hull/layers"), 1);
     assert_int_equal(image_store_prune(&f->s, &r, &err), 0);
     assert_true(r.blobs == 0 && r.layers == 0 && r.bytes == 0);
     load_ok(f, "a", NULL, &img);
@@ -324,12 +326,82 @@ static void test_prune(void **state)
         free(ptrs[i]);
 }
 
+/* Processes tagging at once: index.json is rewritten under the store lock,
+ * so no name is lost to another's write. */
+static void test_concurrent_tags(void **state)
+{
+    struct fx *f = *state;
+    char *md = make_image(f, NULL, "t", 1);
+    char *rel = blob_rel(md);
+    struct image_desc d = {
+        .media_type = MT_OCI_MANIFEST, .digest = md, .size = (int64_t)file_size(f, rel)};
+    enum { KIDS = 6, EACH = 15 };
+    pid_t pids[KIDS];
+    for (int k = 0; k < KIDS; k++) {
+        pids[k] = fork();
+        assert_true(pids[k] >= 0);
+        if (pids[k] == 0) {
+            hull_close_fds_except(3, NULL, 0);
+            struct image_store s2;
+            hull_error e2 = NULL;
+            if (image_store_open(f->root, false, &s2, &e2) < 0)
+                _exit(2);
+            for (int i = 0; i < EACH; i++) {
+                char name[64];
+                snprintf(name, sizeof(name), "localhost/k%d:%d", k, i);
+                if (image_store_tag(&s2, name, &d, &e2) < 0)
+                    _exit(3);
+            }
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < KIDS; k++) {
+        int status;
+        assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    struct image_entry *v = NULL;
+    size_t n = 0;
+    hull_error err = NULL;
+    assert_int_equal(image_store_list(&f->s, &v, &n, &err), 0);
+    assert_int_equal(n, KIDS * EACH);
+    image_entries_free(v, n);
+    free(rel);
+    free(md);
+}
+
+/* A .part of a blob's digest holding other bytes (a disk fault, a bad
+ * mirror): put drops it and stores the right bytes. */
+static void test_bad_part(void **state)
+{
+    struct fx *f = *state;
+    const char *data = "the right bytes";
+    char *d = digest_of(data);
+    char *part = fmt("hull/ingest/%s.part", d + 7);
+    mkfile(f, part, "the wrong");
+    char *got = put(f, data);
+    assert_string_equal(got, d);
+    assert_false(exists(f, part));
+    assert_int_equal(count_dir(f, "hull/ingest"), 0);
+    hull_error err = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(image_blob_read(&f->s, d, 100, &text, &len, &err), 0);
+    assert_string_equal(text, data);
+    free(text);
+    free(got);
+    free(part);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_part, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -197,8 +197,13 @@ int img_fail(struct img_cli *c, hull_error *err, const char *fmt, ...)
         vsnprintf(ctx, sizeof(ctx), fmt, ap);
         va_end(ap);
     }
-    fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx,
-            hull_error_msg(err ? *err : NULL));
+    const char *msg = hull_error_msg(err ? *err : NULL);
+    /* Some library errors already say "pull REF: ..."; say it once. */
+    char said[1200];
+    snprintf(said, sizeof(said), "%s %s: ", c->verb, ctx);
+    if (ctx[0] && strncmp(msg, said, strlen(said)) == 0)
+        msg += strlen(said);
+    fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx, msg);
     hull_error_free(err);
     return 1;
 }

@@ -76,7 +76,9 @@ int img_pull(struct img_cli *c, int argc, char **argv)
     o.progress_arg = view;
     cleanup_free char *digest = NULL;
     r = image_pull(&s, text, &o, &digest, &err);
-    image_progress_view_finish(view, r == 0 ? "pulled" : NULL);
+    char summary[600];
+    snprintf(summary, sizeof(summary), "pulled %s", text);
+    image_progress_view_finish(view, r == 0 ? summary : NULL);
     if (r < 0)
         return img_fail(c, &err, "%s", text);
     printf("%s\n", digest);
@@ -121,7 +123,9 @@ int img_push(struct img_cli *c, int argc, char **argv)
     o.progress_arg = view;
     cleanup_free char *digest = NULL;
     r = image_push(&s, text, dest, &o, &digest, &err);
-    image_progress_view_finish(view, r == 0 ? "pushed" : NULL);
+    char summary[600];
+    snprintf(summary, sizeof(summary), "pushed %s", dest ? dest : text);
+    image_progress_view_finish(view, r == 0 ? summary : NULL);
     if (r < 0)
         return img_fail(c, &err, "%s", dest ? dest : text);
     printf("%s\n", digest);

@@ -176,7 +176,11 @@ int img_list(struct img_cli *c, int argc, char **argv)
             continue;
         }
         if (c->quiet && !json) {
-            printf("%s\n", short_id(e[i].desc.digest));
+            bool seen = false; /* one line per image, however many names */
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = strcmp(e[j].desc.digest, e[i].desc.digest) == 0;
+            if (!seen)
+                printf("%s\n", short_id(e[i].desc.digest));
             continue;
         }
         char repo[512], tag[160], size[32], age[64];
@@ -200,7 +204,7 @@ int img_list(struct img_cli *c, int argc, char **argv)
     }
     image_entries_free(e, n);
     if (json)
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
     return rc;
 }
@@ -279,6 +283,8 @@ int img_inspect(struct img_cli *c, int argc, char **argv)
     }
     if (img_need_args(c, argc, argv, -1, "IMAGE") != 0)
         return 1;
+    if (c->format != NULL && strcmp(c->format, "json") != 0)
+        return img_usage(c, "--format: '%s' is not json (the only format of inspect)", c->format);
     hull_error err = NULL;
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, false, &s, &err) < 0)
@@ -293,8 +299,8 @@ int img_inspect(struct img_cli *c, int argc, char **argv)
         }
         json_object_array_add(arr, o);
     }
-    puts(json_object_to_json_string_ext(arr,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
     return rc;
 }
 

@@ -57,6 +57,11 @@ static void loader_free(struct loader *L)
     hull_strv_free(L->added);
 }
 
+/* Only blobs that were not there before this load. A concurrent pull or
+ * load of the very same blob that found it here (and so skipped it) would
+ * lose it; its image then fails image_load with "missing blob" until pulled
+ * again. Rare, and what a failed load must otherwise leave behind is
+ * garbage only prune would find. */
 static void loader_rollback(struct loader *L)
 {
     for (size_t i = 0; L->added != NULL && L->added[i] != NULL; i++) {
@@ -125,11 +130,15 @@ static int stream_blob(struct loader *L, struct archive *a, const char *expected
     int64_t resume = 0;
     if (image_blob_writer_open(L->s, expected, size, &w, &resume, err) < 0)
         return hull_error_prefix(err, "%s", f->path);
+    cleanup_free char *buf = malloc(ARCHIVE_BLOCK); /* not static: hulld has threads */
+    if (buf == NULL) {
+        image_blob_writer_abort(w, false);
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
     if (!image_blob_writer_done(w)) {
-        static char buf[ARCHIVE_BLOCK];
         int64_t seen = 0;
         la_ssize_t n;
-        while ((n = archive_read_data(a, buf, sizeof(buf))) > 0) {
+        while ((n = archive_read_data(a, buf, ARCHIVE_BLOCK)) > 0) {
             /* A killed writer's .part holds the first bytes already. */
             int64_t skip = resume > seen ? resume - seen : 0;
             if (skip < n && image_blob_writer_write(w, buf + skip, (size_t)(n - skip), err) < 0) {
@@ -568,9 +577,11 @@ static int write_blob(struct archive *a, struct image_store *s, const char *dige
     snprintf(path, sizeof(path), "blobs/sha256/%s", digest + strlen("sha256:"));
     if (write_header(a, path, AE_IFREG, st.st_size, err) < 0)
         return -1;
-    static char buf[ARCHIVE_BLOCK];
+    cleanup_free char *buf = malloc(ARCHIVE_BLOCK);
+    if (buf == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
     ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0)
+    while ((n = read(fd, buf, ARCHIVE_BLOCK)) > 0)
         if (archive_write_data(a, buf, (size_t)n) != n)
             return hull_error_set(err, EIO, "write %s: %s", path, archive_error_string(a));
     if (n < 0)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,8 +47,15 @@ static int extract_entry(struct archive *a, struct archive *w, struct archive_en
     if (rel == NULL)
         return hull_error_set(err, EPERM, "%s: refused: outside the root",
                               archive_entry_pathname(e));
-    if (rel[0] == '\0')
+    if (rel[0] == '\0') {
+        /* "./": the root's own owner and mode (the temporary dir's 0700 would
+         * otherwise become the image's /). */
+        if (archive_entry_filetype(e) == AE_IFDIR &&
+            (chmod(dir, archive_entry_perm(e)) < 0 ||
+             chown(dir, (uid_t)archive_entry_uid(e), (gid_t)archive_entry_gid(e)) < 0))
+            return hull_error_errno(err, "set the root's owner and mode");
         return 0;
+    }
     char full[PATH_MAX];
     if (snprintf(full, sizeof(full), "%s/%s", dir, rel) >= (int)sizeof(full))
         return hull_error_set(err, ENAMETOOLONG, "%s: name too long", rel);
@@ -159,7 +167,10 @@ int image_import(struct image_store *s, int fd, const char *name, json_object *c
         return -1;
     }
     char dir[PATH_MAX];
-    int r = realpath(tmpl, dir) ? 0 : hull_error_errno(err, "realpath %s", tmpl);
+    /* A tarball without a "./" entry gets the usual mode for / */
+    int r = chmod(tmpl, 0755) == 0 && realpath(tmpl, dir)
+                ? 0
+                : hull_error_errno(err, "prepare %s", tmpl);
     if (r == 0)
         r = extract_tarball(fd, dir, err);
     struct image_desc desc = {0};

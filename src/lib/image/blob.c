@@ -177,8 +177,9 @@ static int writer_open_anonymous(struct image_blob_writer *w, hull_error *err)
         return hull_error_errno(err, "create a temporary file in %s/hull/ingest", w->s->root);
     /* Filesystems without O_TMPFILE: a named file, flocked so that prune
      * leaves it alone while it is written. */
-    static unsigned counter;
-    snprintf(w->part, sizeof(w->part), "hull/ingest/tmp-%d-%u.part", (int)getpid(), counter++);
+    static unsigned counter; /* hulld writes from several threads */
+    snprintf(w->part, sizeof(w->part), "hull/ingest/tmp-%d-%u.part", (int)getpid(),
+             __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
     w->fd = openat(w->s->rootfd, w->part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (w->fd < 0)
         return hull_error_errno(err, "create %s", w->part);

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/signalfd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -119,6 +121,7 @@ static void tmp_remove(struct builder *b)
 static void builder_free(struct builder *b)
 {
     tmp_remove(b);
+    hull_closep(&b->pin);
     containerfile_free(&b->cf);
     hull_closep(&b->context_fd);
     hull_strv_free(b->ignore);
@@ -231,6 +234,30 @@ static void warn_unused_build_args(struct builder *b)
 
 /* ---- the build ---- */
 
+/* The signals that stop a build. The child keeps them blocked and looks at
+ * them between steps (and RUN while its command runs, see build_run.c), so
+ * an interrupted build still removes what it made. */
+static void stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGQUIT);
+}
+
+static bool stop_requested(void)
+{
+    sigset_t pending, stop;
+    stop_signals(&stop);
+    if (sigpending(&pending) < 0)
+        return false;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&stop, sig) == 1 && sigismember(&pending, sig) == 1)
+            return true;
+    return false;
+}
+
 static int build_all(struct builder *b, char **digest, hull_error *err)
 {
     const struct image_build_opts *o = b->o;
@@ -255,16 +282,21 @@ static int build_all(struct builder *b, char **digest, hull_error *err)
             return hull_error_set(err, ENOTSUP,
                                   "%s:%d: a second FROM: multi-stage builds are not supported",
                                   b->cf.name, b->cf.v[j].line);
-    if (tmp_create(b, err) < 0)
+    /* Blobs written before the commit names them: prune keeps away. */
+    if (tmp_create(b, err) < 0 || (b->pin = image_store_pin(b->s, err)) < 0)
         return -1;
     b->n_steps = (int)(b->cf.n - i);
     for (size_t j = 0; j < b->cf.n; j++) {
         struct cf_instr *in = &b->cf.v[j];
         if (j >= i)
             b->step++;
+        if (stop_requested())
+            return hull_error_set(err, EINTR, "interrupted before step %d/%d", b->step, b->n_steps);
         if (builder_step(b, in, j < i, err) < 0)
             return -1;
     }
+    if (stop_requested())
+        return hull_error_set(err, EINTR, "interrupted before the commit");
     warn_unused_build_args(b);
     if (b->tag)
         builder_log(b, "COMMIT %s\n", b->tag);
@@ -279,14 +311,23 @@ static int build_all(struct builder *b, char **digest, hull_error *err)
 }
 
 /* The child: write "0<digest>" or "<code>:<message>" to fd. */
-static __attribute__((noreturn)) void build_child(struct image_store *s,
-                                                  const struct image_build_opts *o, int fd)
+static __attribute__((noreturn)) void
+build_child(struct image_store *s, const struct image_build_opts *o, int fd, pid_t parent)
 {
+    sigset_t stop;
+    stop_signals(&stop);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(3); /* the caller died before the death signal was armed */
     hull_error err = NULL;
     cleanup_free char *digest = NULL;
-    struct builder b = {
-        .s = s, .o = o, .log = o->log ? o->log : stderr, .context_fd = -1, .tmp_lock = -1};
+    struct builder b = {.s = s,
+                        .o = o,
+                        .log = o->log ? o->log : stderr,
+                        .context_fd = -1,
+                        .tmp_lock = -1,
+                        .pin = -1};
     int r;
     if (unshare(CLONE_NEWNS) < 0)
         r = hull_error_errno(&err, "unshare(CLONE_NEWNS)");
@@ -313,6 +354,49 @@ static __attribute__((noreturn)) void build_child(struct image_store *s,
     _exit(r == 0 ? 0 : 1);
 }
 
+/* Read the child's report, passing on the stop signals we receive. */
+static int wait_report(pid_t child, int fd, const sigset_t *stop, char **msg, size_t *len,
+                       hull_error *err)
+{
+    cleanup_close int sfd = signalfd(-1, stop, SFD_CLOEXEC);
+    if (sfd < 0)
+        return hull_error_errno(err, "signalfd");
+    size_t cap = 0;
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return hull_error_errno(err, "poll");
+        }
+        if (pf[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == sizeof(si))
+                kill(child, (int)si.ssi_signo);
+        }
+        if (!(pf[0].revents & (POLLIN | POLLHUP)))
+            continue;
+        if (*len + 4096 + 1 > cap) {
+            char *m = realloc(*msg, cap = *len + 8192);
+            if (m == NULL)
+                return hull_error_set(err, ENOMEM, "out of memory");
+            *msg = m;
+        }
+        ssize_t n = read(fd, *msg + *len, 4096);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "reading the build's report");
+        if (n == 0)
+            break;
+        *len += (size_t)n;
+    }
+    if (*msg == NULL && (*msg = calloc(1, 1)) == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    (*msg)[*len] = '\0';
+    return 0;
+}
+
 int image_build(struct image_store *s, const struct image_build_opts *o, char **manifest_digest,
                 hull_error *err)
 {
@@ -327,25 +411,34 @@ int image_build(struct image_store *s, const struct image_build_opts *o, char **
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return hull_error_errno(err, "pipe");
+    /* INT, TERM, HUP, QUIT to us go to the child, which stops at the next
+     * step (or kills a running RUN) and cleans up; blocked before the fork,
+     * so none is lost in between. */
+    sigset_t stop, old;
+    stop_signals(&stop);
+    sigprocmask(SIG_BLOCK, &stop, &old);
     fflush(NULL); /* nothing buffered before the fork is written twice */
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
         close(p[0]);
         close(p[1]);
         return hull_error_errno(err, "fork");
     }
     if (pid == 0) {
         close(p[0]);
-        build_child(s, o, p[1]);
+        build_child(s, o, p[1], parent);
     }
     close(p[1]);
     cleanup_free char *msg = NULL;
     size_t len = 0;
-    int rr = hull_read_fd(p[0], &msg, &len, err);
+    int rr = wait_report(pid, p[0], &stop, &msg, &len, err);
     close(p[0]);
     int status = -1;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (rr < 0)
         return -1;
     if (len > 1 && msg[0] == '0' && WIFEXITED(status) && WEXITSTATUS(status) == 0) {

@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 
 void build_sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -88,6 +89,9 @@ int build_cache_get(struct image_store *s, const char *key, struct build_cache_e
             hj_string(doc, "", "diff_id", true, &r.diff_id, &e) < 0 ||
             !image_digest_valid(r.layer.digest) || !image_digest_valid(r.diff_id) ||
             !image_blob_exists(s, r.layer.digest)) {
+            /* Pruned (or broken): the entry can never be used again. */
+            if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                hull_debug("build cache: remove %s: %s", name, strerror(errno));
             build_cache_entry_free(&r);
             return 0;
         }

@@ -27,6 +27,7 @@ struct builder {
     char state[65]; /* the cache chain: the key of the last step */
     char *tmp;      /* <root>/hull/tmp/build-XXXXXX */
     int tmp_lock;
+    int pin; /* image_store_pin while blobs are not yet named */
     int step, n_steps, n_run;
 };
 

@@ -398,30 +398,35 @@ static bool hex_prefix(const char *name, char hex[HULL_SHA256_HEX], const char *
     return true;
 }
 
-/* Layers: "<diffhex>" directories, "<diffhex>.lock" held while unpacking,
- * "<diffhex>.<anything>" an unpack's temporary. A layer is removed when no
- * kept config names it and nobody holds its lock; a temporary whenever
- * nobody holds the lock (an unpack that died). */
+/* Layers: "<diffhex>" directories, "<diffhex>.lock" held while unpacking
+ * (unpack.c unlinks it when done), "<diffhex>.tmp-*" an unpack's
+ * temporary. A layer is removed when no kept config names it and nobody
+ * holds its lock; a temporary or a lone lock file whenever nobody holds the
+ * lock (an unpack that died). */
 static int sweep_layer(struct sweep *w, int dir, const char *name, hull_error *err)
 {
     char hex[HULL_SHA256_HEX], lock[80];
     const char *suffix;
-    if (!hex_prefix(name, hex, &suffix) || strcmp(suffix, ".lock") == 0)
+    if (!hex_prefix(name, hex, &suffix))
         return 0;
-    bool is_layer = suffix[0] == '\0';
+    bool is_layer = suffix[0] == '\0', is_lock = strcmp(suffix, ".lock") == 0;
+    struct stat st;
     if (is_layer && kept(w->r->diff_ids, w->n_diff_ids, hex))
         return 0;
+    if (is_lock && fstatat(dir, hex, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0; /* goes with its layer, or stays with it */
     snprintf(lock, sizeof(lock), "%s.lock", hex);
     cleanup_hull_error hull_error held = NULL; /* held: an unpack is at work, leave it */
     cleanup_close int fd = image_flock_at(dir, lock, LOCK_EX | LOCK_NB, true, &held);
     if (fd < 0)
         return 0;
-    if (remove_counted(w->s, dir, "hull/layers", name, &w->rep->bytes, err) < 0)
+    if (!is_lock && remove_counted(w->s, dir, "hull/layers", name, &w->rep->bytes, err) < 0)
         return -1;
-    if (is_layer) {
-        w->rep->layers++;
-        unlinkat(dir, lock, 0); /* under the lock: a waiter retries on a new file */
-    }
+    w->rep->layers += is_layer;
+    /* Under the lock: an unpacker waiting on it retries on a new file. A
+     * kept layer's lock (its temporary was removed) stays where it was. */
+    if (fstatat(dir, hex, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        unlinkat(dir, lock, 0);
     return 0;
 }
 

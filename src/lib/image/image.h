@@ -9,6 +9,8 @@
  *                                   the annotation org.opencontainers.image.ref.name
  *   <root>/blobs/sha256/<hex>       every blob once, whatever uses it
  *   <root>/hull/lock                flock: index.json and prune (exclusive)
+ *   <root>/hull/gc.lock             flock: shared by pins (image_store_pin: blobs
+ *                                   written, name not yet), exclusive by prune
  *   <root>/hull/ingest/<hex>.part   a blob being fetched (resumed by the next pull)
  *   <root>/hull/ingest/<hex>.lock   flock: one writer per blob (a second pull waits)
  *   <root>/hull/layers/<diffhex>/   a layer unpacked once, by diff-id, in overlayfs

@@ -82,6 +82,10 @@ static int mount_fsapi(const char *layers, const char **names, size_t n, const c
                   fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
                   fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0))
         return 1;
+    /* see UPPER_OPTS; every kernel with "lowerdir+" has both */
+    if (upper && (fsconfig(fs, FSCONFIG_SET_STRING, "redirect_dir", "off", 0) < 0 ||
+                  fsconfig(fs, FSCONFIG_SET_STRING, "metacopy", "off", 0) < 0))
+        return 1;
     if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return hull_error_errno(err, "overlay on %s", target);
     cleanup_close int mnt =
@@ -93,22 +97,45 @@ static int mount_fsapi(const char *layers, const char **names, size_t n, const c
     return 0;
 }
 
-/* "lowerdir=TOP:...:BASE[,upperdir=U,workdir=W]" with each layer as
+/* An upper directory is the diff a build turns into a layer: a renamed
+ * lower directory (a redirect) or a metadata-only copy-up would be in it as
+ * an empty directory or a file without its data, which no layer can carry.
+ * Kernels before 4.19 know only the first option, before 4.10 neither:
+ * the legacy mount is retried without them. */
+#define UPPER_OPTS ",redirect_dir=off,metacopy=off"
+
+/* "lowerdir=TOP:...:BASE[,upperdir=U,workdir=W]extra" with each layer as
  * prefix/name. Returns 1 when it does not fit in a page. */
 static int overlay_data(char *buf, size_t size, const char *prefix, const char **names, size_t n,
-                        const char *upper, const char *work)
+                        const char *upper, const char *work, const char *extra)
 {
-    size_t o = 0;
-    int w = snprintf(buf, size, "lowerdir=");
-    o += (size_t)w;
-    for (size_t i = n; i-- > 0 && o < size;) {
-        w = snprintf(buf + o, size - o, "%s%s%s%s", i == n - 1 ? "" : ":", prefix,
-                     prefix[0] ? "/" : "", names[i]);
-        o += (size_t)w;
-    }
+    size_t o = (size_t)snprintf(buf, size, "lowerdir=");
+    for (size_t i = n; i-- > 0 && o < size;)
+        o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s", i == n - 1 ? "" : ":", prefix,
+                              prefix[0] ? "/" : "", names[i]);
     if (upper && o < size)
-        o += (size_t)snprintf(buf + o, size - o, ",upperdir=%s,workdir=%s", upper, work);
+        o += (size_t)snprintf(buf + o, size - o, ",upperdir=%s,workdir=%s%s", upper, work, extra);
     return o >= size ? 1 : 0;
+}
+
+/* mount(2) with data naming layers relative to layersfd when >= 0:
+ * relative names resolve against the cwd at mount time. The cwd is made
+ * this thread's own first, so another thread of a daemon never sees it
+ * move. -1 with errno. */
+static int mount_at(int layersfd, const char *target, unsigned long flags, const char *data)
+{
+    if (layersfd < 0)
+        return mount("overlay", target, "overlay", flags, data);
+    (void)unshare(CLONE_FS);
+    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0 || fchdir(layersfd) < 0)
+        return -1;
+    int r = mount("overlay", target, "overlay", flags, data);
+    int e = errno;
+    if (fchdir(cwd) < 0)
+        return -1;
+    errno = e;
+    return r;
 }
 
 static int mount_legacy(int layersfd, const char *layers, const char **names, size_t n,
@@ -121,29 +148,21 @@ static int mount_legacy(int layersfd, const char *layers, const char **names, si
     if (data == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     unsigned long flags = MS_NODEV | (readonly ? MS_RDONLY : 0);
-    bool odd = strpbrk(layers, ":,") != NULL;
-    if (!odd && overlay_data(data, size, layers, names, n, upper, work) == 0) {
-        if (mount("overlay", target, "overlay", flags, data) < 0)
+    bool odd = strpbrk(layers, ":,") != NULL; /* would split the option string */
+    for (int opts = upper ? 1 : 0; opts >= 0; opts--) {
+        const char *extra = opts ? UPPER_OPTS : "";
+        int at = -1;
+        if (odd || overlay_data(data, size, layers, names, n, upper, work, extra) != 0) {
+            if (overlay_data(data, size, "", names, n, upper, work, extra) != 0)
+                return 1;
+            at = layersfd;
+        }
+        if (mount_at(at, target, flags, data) == 0)
+            return 0;
+        if (!(errno == EINVAL && opts))
             return hull_error_errno(err, "overlay on %s", target);
-        return 0;
     }
-    if (overlay_data(data, size, "", names, n, upper, work) != 0)
-        return 1;
-    /* Relative names resolve against the cwd at mount time. The cwd is
-     * made this thread's own first, so another thread of a daemon never
-     * sees it move. */
-    (void)unshare(CLONE_FS);
-    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd < 0 || fchdir(layersfd) < 0)
-        return hull_error_errno(err, "chdir %s", layers);
-    int r = mount("overlay", target, "overlay", flags, data);
-    int e = errno;
-    if (fchdir(cwd) < 0)
-        return hull_error_errno(err, "chdir back");
-    errno = e;
-    if (r < 0)
-        return hull_error_errno(err, "overlay on %s", target);
-    return 0;
+    return hull_error_errno(err, "overlay on %s", target);
 }
 
 /* Neither way fits or overlay is refused: a copy. Read-only, it is a tmpfs

@@ -165,7 +165,7 @@ static int parent_of(struct unpack *u, const char *name, const char **leaf, hull
     return fd;
 }
 
-/* The parent cache holds an fd for a directory an entry may now replace. */
+/* Drop the cached parent (before walks of their own, and at the end). */
 static void forget_parent(struct unpack *u)
 {
     if (u->parentfd >= 0)
@@ -255,7 +255,7 @@ static int write_data(struct archive *a, int fd, const char *name, hull_error *e
 {
     const void *buf;
     size_t size;
-    la_int64_t off, end = 0;
+    la_int64_t off;
     int r;
     while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
         const char *p = buf;
@@ -269,8 +269,6 @@ static int write_data(struct archive *a, int fd, const char *name, hull_error *e
             size -= (size_t)w;
             off += w;
         }
-        if (off > end)
-            end = off;
     }
     if (r != ARCHIVE_EOF)
         return hull_error_set(err, EIO, "read %s: %s", name, archive_error_string(a));
@@ -286,6 +284,7 @@ static int make_file(struct unpack *u, struct archive *a, struct archive_entry *
         return hull_error_errno(err, "create %s", name);
     if (write_data(a, fd, name, err) < 0)
         return -1;
+    /* a sparse file may end in a hole: the size says where it ends */
     la_int64_t size = archive_entry_size(e);
     if (size > 0 && ftruncate(fd, size) < 0)
         return hull_error_errno(err, "write %s", name);
@@ -376,7 +375,10 @@ static int make_other(struct unpack *u, struct archive_entry *e, int pfd, const 
         const char *target = archive_entry_symlink(e);
         if (target == NULL)
             target = archive_entry_symlink_utf8(e);
-        if (target == NULL || symlinkat(target, pfd, leaf) < 0)
+        if (target == NULL)
+            return hull_error_set(err, EINVAL, "layer %s: symlink \"%s\" without a target",
+                                  u->layer, name);
+        if (symlinkat(target, pfd, leaf) < 0)
             return hull_error_errno(err, "symlink %s", name);
     } else {
         dev_t dev = makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));

@@ -32,6 +32,9 @@ static const char *const host_dirs[] = {"/usr",   "/bin",   "/sbin",   "/lib",
 static const char *const host_etc[] = {"/etc/ld.so.cache",   "/etc/alternatives", "/etc/localtime",
                                        "/etc/nsswitch.conf", "/etc/mime.types",   NULL};
 
+char *const hull_sandbox_default_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                                          "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8", NULL};
+
 bool hull_sandbox_under_host_dir(const char *path)
 {
     for (const char *const *d = host_dirs; *d; d++) {
@@ -190,9 +193,7 @@ static json_object *process(const struct hull_policy *p, uint32_t uid)
     json_object *env = json_object_new_array();
     /* The policy's variables replace the defaults of the same name (a
      * program's getenv sees the first of two). */
-    char *defaults[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/tmp",
-                        "TMPDIR=/tmp", "LANG=C.UTF-8", NULL};
-    cleanup_strv char **merged = vm_env_merge(defaults, p->env);
+    cleanup_strv char **merged = vm_env_merge(hull_sandbox_default_env, p->env);
     for (char **e = merged; e && *e; e++)
         json_object_array_add(env, str(*e));
     json_object_object_add(proc, "env", env);

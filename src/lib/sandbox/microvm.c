@@ -161,9 +161,7 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
 
     /* An image's run gets the sandbox's defaults under its Env (which may
      * have no PATH), as at the other levels. */
-    char *defaults[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/tmp",
-                        "TMPDIR=/tmp", "LANG=C.UTF-8", NULL};
-    cleanup_strv char **env = p->image ? vm_env_merge(defaults, p->env) : NULL;
+    cleanup_strv char **env = p->image ? vm_env_merge(hull_sandbox_default_env, p->env) : NULL;
     if (p->image && env == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     struct hull_vm_oneshot_opts o = {
@@ -216,8 +214,7 @@ static int vm_run(const struct hull_policy *p, struct hull_result *r, hull_error
 {
     /* An image: its config applied here, its disk built by the oneshot;
      * in use until the run is over. */
-    __attribute__((cleanup(hull_sandbox_image_close))) struct hull_sandbox_image si = {.open =
-                                                                                           false};
+    cleanup_sandbox_image struct hull_sandbox_image si = {.open = false};
     struct hull_policy eff;
     if (hull_policy_validate(p, err) < 0 || refuse_unsupported(p, err) < 0 ||
         check_rootfs(p, err) < 0 || hull_sandbox_image_open(p, &si, &eff, true, err) < 0)

@@ -673,8 +673,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
 {
     /* Released last, once the sandbox is gone: the image's mount and its
      * use mark outlive every process that runs from it. */
-    __attribute__((cleanup(hull_sandbox_image_close))) struct hull_sandbox_image si = {.open =
-                                                                                           false};
+    cleanup_sandbox_image struct hull_sandbox_image si = {.open = false};
     struct hull_policy eff;
     if (hull_sandbox_image_open(p, &si, &eff, true, err) < 0 ||
         hull_sandbox_image_mount(&si, &eff, err) < 0)

@@ -57,6 +57,9 @@ int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
                         struct hull_sandbox_layout *lay, hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
+/* The environment every workload starts from (the policy's env, and an
+ * image's, replace these by name). */
+extern char *const hull_sandbox_default_env[];
 /* Whether a sandbox path lies in one of the host directories the default
  * layout binds read-only (/usr, /bin, /lib...): nothing can be created there. */
 bool hull_sandbox_under_host_dir(const char *path);
@@ -120,6 +123,7 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
 int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
                              hull_error *err);
 void hull_sandbox_image_close(struct hull_sandbox_image *si);
+#define cleanup_sandbox_image __attribute__((cleanup(hull_sandbox_image_close)))
 /* The image's name and manifest digest into the result. */
 void hull_sandbox_image_result(const struct hull_sandbox_image *si, struct hull_result *r);
 

@@ -229,6 +229,15 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
     json_object *r = artifact(vm->rootfs.image, vm->rootfs.sha256);
     json_object_object_add(r, "source", json_object_new_string(vm->rootfs.source));
     json_object_object_add(m, "rootfs", r);
+    if (vm->image[0]) {
+        /* A restored VM of an image holds it in use while it runs, too. */
+        json_object *img = json_object_new_object();
+        json_object_object_add(img, "name", json_object_new_string(vm->image));
+        json_object_object_add(img, "digest", json_object_new_string(vm->image_digest));
+        json_object_object_add(img, "store", json_object_new_string(vm->image_root));
+        json_object_object_add(img, "config", json_object_new_string(vm->image_config));
+        json_object_object_add(m, "image", img);
+    }
     json_object *s = json_object_new_object();
     json_object_object_add(s, "sha256", json_object_new_string(sum->raw));
     json_object_object_add(s, "size", json_object_new_int64((int64_t)sum->raw_size));
@@ -400,6 +409,12 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
     snprintf(vm->rootfs.image, sizeof(vm->rootfs.image), "%s", mget(m, "rootfs", "path"));
     snprintf(vm->rootfs.sha256, HULL_SHA256_HEX, "%s", mget(m, "rootfs", "sha256"));
     snprintf(vm->rootfs.source, sizeof(vm->rootfs.source), "%s", mget(m, "rootfs", "source"));
+    if (hj_get(m, "image")) {
+        snprintf(vm->image, sizeof(vm->image), "%s", mget(m, "image", "name"));
+        snprintf(vm->image_digest, sizeof(vm->image_digest), "%s", mget(m, "image", "digest"));
+        snprintf(vm->image_root, sizeof(vm->image_root), "%s", mget(m, "image", "store"));
+        snprintf(vm->image_config, sizeof(vm->image_config), "%s", mget(m, "image", "config"));
+    }
     json_object *v;
     vm->memory_mb = (uint64_t)((v = hj_get(m, "memory_mb")) ? json_object_get_int64(v) : 0);
     vm->vcpus = (unsigned)((v = hj_get(m, "vcpus")) ? json_object_get_int(v) : 0);
