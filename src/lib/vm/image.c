@@ -334,7 +334,9 @@ static int build_disk(struct vm_image *vi, const char *tmp, hull_error *err)
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             hull_error_errno(&e, "private mount namespace");
         else if (vm_image_mount(vi, IMAGE_DIR "/disk-lower", IMAGE_DIR "/disk-root", &e) == 0)
-            vm_mksquashfs(IMAGE_DIR "/disk-root", tmp, &e);
+            /* The root directory is a layer's own, made when it was
+             * unpacked: its time would make each store's disk differ. */
+            vm_mksquashfs(IMAGE_DIR "/disk-root", tmp, true, &e);
         if (e)
             dprintf(ep[1], "%s", hull_error_msg(e));
         _exit(e ? 1 : 0);
