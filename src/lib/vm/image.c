@@ -183,6 +183,12 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
         unload(vi);
         return hull_error_prefix(err, "image %s", ref);
     }
+    /* In use from here, prune spares it; one that ran between the load and
+     * the mark may have taken it already. */
+    if (!image_blob_exists(&vi->store, vi->img.manifest_digest) || !layers_unpacked(vi)) {
+        vm_image_close(vi);
+        return hull_error_set(err, ENOENT, "image %s: removed while it was being opened", ref);
+    }
     snprintf(vi->ref, sizeof(vi->ref), "%s", ref);
     return 0;
 }
