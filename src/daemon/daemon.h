@@ -101,10 +101,13 @@ extern const struct endpoint endpoint_run, endpoint_create, endpoint_exec;
 int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r);
 int request_grants(const struct caller *c, json_object *doc, struct resp *r);
 /* "image": a name or digest that must already be in hulld's image store
- * (a tenant never triggers a pull: 404 otherwise). Replaced in doc by the
- * manifest digest it resolves to now (so a later re-tag does not change
- * what runs) and "image_root" added; absent, nothing changes. */
+ * (a tenant never triggers a pull: 404 otherwise). Replaced in doc by
+ * "REPOSITORY@DIGEST" of what it resolves to now, so a later re-tag does
+ * not change what runs; absent, nothing changes. */
 int request_image(json_object *doc, struct resp *r);
+/* In the helper that runs a request's policy: an image comes from hulld's
+ * store (--image-root) and is never pulled. */
+int request_policy_image(struct hull_policy *p, hull_error *err);
 
 /* runner.c: runs in worker processes, a bounded queue in front. */
 int runner_start(hull_error *err);

@@ -33,6 +33,8 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
                     (char *)mode,
                     "--state-dir",
                     (char *)hulld.o->state_dir,
+                    "--image-root",
+                    (char *)hulld.o->image_root,
                     hulld.o->debug ? "--debug" : NULL,
                     NULL};
     sigset_t none;

@@ -52,7 +52,7 @@ static int slot_take(hull_error *err)
     if (pulls_stopped)
         rc = hull_error_set(err, ECANCELED, "hulld is shutting down");
     else if (n_pulls >= hulld.o->max_pulls || n_pulls >= MAX_PULLERS)
-        rc = hull_error_set(err, EAGAIN, "%u pulls are running, hulld's --max-pulls",
+        rc = hull_error_set(err, EAGAIN, "hulld runs %u pulls at once (--max-pulls): try again",
                             hulld.o->max_pulls);
     else
         n_pulls++;
@@ -523,7 +523,7 @@ static void pull_image(const struct request *rq, struct resp *r)
     hull_log(HULL_LOG_INFO, "image pull %s (token %s)", ref, rq->caller->tok.id);
     cleanup_free char *digest = pull_in_helper(ref, platform, tls_verify, &e);
     if (digest == NULL) {
-        hull_log(HULL_LOG_INFO, "image pull %s: %s", ref, hull_error_msg(e));
+        hull_log(HULL_LOG_INFO, "%s", hull_error_msg(e));
         resp_pull_error(r, &e);
         return;
     }
@@ -544,6 +544,12 @@ static void pull_image(const struct request *rq, struct resp *r)
 void api_images(const struct request *rq, const char *ref, struct resp *r)
 {
     bool get = strcmp(rq->method, "GET") == 0;
+    if (hulld.o->image_root == NULL) {
+        /* main() always sets one; a harness that does not (tests/fuzz)
+         * must not reach the host's default store. */
+        resp_error(r, 501, "not_implemented", NULL, "hulld has no image store");
+        return;
+    }
     if (ref == NULL) {
         if (get)
             list_images(r);

@@ -45,6 +45,8 @@ static int do_create(int sock, struct frame *f, struct hull_session **s)
     hull_policy_init(&p);
     int r = hull_policy_from_json(f->data, f->len, &p, &e);
     if (r == 0)
+        r = request_policy_image(&p, &e);
+    if (r == 0)
         r = hull_session_create(&p, s, &e);
     hull_policy_free(&p);
     if (r < 0) {

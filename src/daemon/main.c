@@ -382,8 +382,10 @@ int main(int argc, char **argv)
         hull_error_free(&err);
         return 1;
     }
-    if (helper)
+    if (helper) {
+        hulld.o = &o; /* the image store, for the runs a helper starts */
         return helper_main(helper, o.state_dir);
+    }
     if (o.worker)
         return hulld_worker_main(&o);
     if (geteuid() != 0) {

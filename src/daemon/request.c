@@ -9,6 +9,7 @@
  *   grant. Grants used are written to the audit log with the request. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
@@ -187,12 +188,35 @@ int request_grants(const struct caller *c, json_object *doc, struct resp *r)
     return 0;
 }
 
+/* "REPOSITORY@DIGEST" of an entry (its name's repository, pinned to what
+ * it points at now), or the bare digest for a name that is no reference. */
+static char *pinned_name(const struct image_entry *e)
+{
+    struct image_ref ref = {0};
+    hull_error err = NULL;
+    if (e->name == NULL || image_ref_parse(e->name, &ref, &err) < 0) {
+        hull_error_free(&err); /* a name skopeo wrote ("oci:..."): the digest says it all */
+        return strdup(e->desc.digest);
+    }
+    free(ref.tag);
+    free(ref.digest);
+    ref.tag = NULL;
+    ref.digest = strdup(e->desc.digest);
+    char *name = ref.digest ? image_ref_name(&ref) : NULL;
+    image_ref_free(&ref);
+    return name;
+}
+
 int request_image(json_object *doc, struct resp *r)
 {
     json_object *v = hj_get(doc, "image");
     if (v == NULL)
         return 0;
     const char *text = json_object_get_string(v);
+    if (hulld.o->image_root == NULL) { /* see api_images */
+        resp_error(r, 501, "not_implemented", "image", "image: hulld has no image store");
+        return -1;
+    }
     if (!json_object_is_type(v, json_type_string) || text[0] == '\0') {
         resp_error(r, 400, "invalid_request", "image",
                    "image: a name or digest of an image in hulld's store (GET /v1/images)");
@@ -222,10 +246,28 @@ int request_image(json_object *doc, struct resp *r)
         resp_from_error(r, &err);
         return -1;
     }
-    json_object_object_add(doc, "image", json_object_new_string(e.desc.digest));
-    json_object_object_add(doc, "image_root", json_object_new_string(hulld.o->image_root));
+    cleanup_free char *pinned = pinned_name(&e);
     free(e.name);
     image_desc_free(&e.desc);
     free(e.created);
+    if (pinned == NULL) {
+        resp_error(r, 500, "internal", NULL, "out of memory");
+        return -1;
+    }
+    json_object_object_add(doc, "image", json_object_new_string(pinned));
+    return 0;
+}
+
+int request_policy_image(struct hull_policy *p, hull_error *err)
+{
+    if (p->image == NULL)
+        return 0;
+    if (hulld.o->image_root == NULL) /* see api_images */
+        return hull_error_set(err, ENOTSUP, "image: hulld has no image store");
+    free(p->image_root);
+    p->image_root = strdup(hulld.o->image_root);
+    if (p->image_root == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    p->pull = HULL_PULL_NEVER;
     return 0;
 }

@@ -449,7 +449,7 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
     hull_error e = NULL;
     hull_policy_init(&p);
     char *res = NULL;
-    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0) {
+    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0 || request_policy_image(&p, &e) < 0) {
         res = failed_result(hull_error_msg(e));
     } else {
         p.cancel_fd = f->fd;

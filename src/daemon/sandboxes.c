@@ -26,6 +26,7 @@ struct sbx {
     char id[40];
     char tenant[72];
     char container[64];
+    char image[512]; /* "REPOSITORY@DIGEST" it was made from, or "" */
     pid_t pid;
     int sock;
     int kill_fd; /* eventfd handed to every exec: written on destroy */
@@ -171,6 +172,8 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
     if (!s->gone)
         json_object_object_add(o, "state",
                                json_object_new_string(s->paused ? "paused" : "running"));
+    if (s->image[0])
+        json_object_object_add(o, "image", json_object_new_string(s->image));
     return o;
 }
 
@@ -276,6 +279,9 @@ static void create(const struct request *rq, struct resp *r)
     struct sbx *s = table_add(c, lifetime, r);
     if (s == NULL)
         return;
+    json_object *img = hj_get(doc, "image");
+    if (img)
+        snprintf(s->image, sizeof(s->image), "%s", json_object_get_string(img));
     pthread_mutex_lock(&s->op);
     struct frame f;
     s->kill_fd = eventfd(0, EFD_CLOEXEC);

@@ -105,6 +105,7 @@ def audit(e):
 # ---- pulls ----------------------------------------------------------------------
 
 
+@pytest.mark.asan
 def test_admin_pull_lists_inspects_and_lands_in_the_store(e_pulled):
     e, img, r = e_pulled
     name = e.name("app:1")
@@ -141,6 +142,7 @@ def e_pulled(env):
     return env, env.imgs["app:1"], pull(env, "app:1")
 
 
+@pytest.mark.asan
 def test_non_admin_tokens_cannot_pull_or_remove(e_pulled):
     e, img, _ = e_pulled
     before = il.store_snapshot(e.root)
@@ -157,6 +159,31 @@ def test_non_admin_tokens_cannot_pull_or_remove(e_pulled):
     assert e.name("app:1") in names_on_disk(e.root)
     refused = [a for a in audit(e) if a["path"].startswith("/v1/images") and a["status"] == 403]
     assert len(refused) >= 6 and {a["role"] for a in refused} == {"user", "reader"}
+
+
+def test_platform_picks_from_an_index(tmp_path, env):
+    e = env
+    layout = tmp_path / "oci"
+    idx = il.two_platform_index(layout, "multi")
+    e.reg.push_oci(layout, "multi", "multi:1")
+    arm = idx.children["linux/arm64"]
+    r = pull(e, "multi:1", platform="linux/arm64")
+    assert r.status == 201, r
+    assert r.json["digest"] == arm.digest and r.json["platform"] == "linux/arm64", r.json
+    assert r.json["config"]["labels"] == {"arch": "arm64"}
+    err = error(pull(e, "multi:1", platform="linux/s390x"), 404, "not_found")
+    assert "linux/amd64" in err["message"] and "linux/arm64" in err["message"], err
+    assert error(pull(e, "multi:1", platform="s390x"), 400, "invalid_request")["field"] == \
+        "platform"
+    assert req(e, "DELETE", f"/v1/images/{q(e.name('multi:1'))}").status == 200
+
+
+def test_openapi_describes_images(env):
+    doc = env.d.request("GET", "/v1/openapi.json").json
+    assert set(doc["paths"]["/v1/images"]) == {"get", "post"}
+    assert set(doc["paths"]["/v1/images/{ref}"]) >= {"get", "delete"}
+    assert "image" in doc["components"]["schemas"]["RunRequest"]["properties"]
+    assert "image" in doc["components"]["schemas"]["SandboxRequest"]["properties"]
 
 
 def test_pull_request_is_checked_field_by_field(env):
@@ -219,6 +246,7 @@ def test_tampered_layer_is_refused_and_leaves_no_image(tmp_path, env):
 # ---- runs and sandboxes from an image ------------------------------------------
 
 
+@pytest.mark.asan
 def test_run_with_image_sees_the_images_files(e_pulled):
     e, img, _ = e_pulled
     assert not Path("/marker").exists()
@@ -228,6 +256,8 @@ def test_run_with_image_sees_the_images_files(e_pulled):
         assert r.status == 200, r
         assert r.json["verdict"] == "ok", r.json
         assert r.json["stdout"] == MARKER + "only in app1\n"
+        # Pinned when accepted: what the name pointed at then.
+        assert r.json["image"] == {"name": e.name("app:1"), "digest": img.digest}, r.json
     # Without an image the same command sees the host: no /marker.
     r = req(e, "POST", "/v1/runs", {"cmd": ["cat", "/marker"], "limits": GENEROUS}, who="user")
     assert r.status == 200 and r.json["verdict"] == "exit_nonzero", r
@@ -265,6 +295,7 @@ def test_remove_in_use_is_409_then_200_and_prune_frees_its_blobs(env):
     assert own.is_file()
     r = req(e, "POST", "/v1/sandboxes", {"image": name, "lifetime": "5m"}, who="user")
     assert r.status == 201, r
+    assert r.json["image"] == f"{e.reg.host}/app@{img.digest}", r.json
     sid = r.json["id"]
     try:
         r = req(e, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/two"]}, who="user")
@@ -290,6 +321,29 @@ def test_remove_in_use_is_409_then_200_and_prune_frees_its_blobs(env):
     # app:1's blobs are still named, and stay.
     assert (e.root / "blobs" / "sha256" / e.imgs["app:1"].digest[7:]).is_file()
     assert any(a["method"] == "DELETE" and a["status"] == 409 for a in audit(e))
+
+
+def test_forced_remove_leaves_a_live_sandbox_running(env):
+    e = env
+    name = e.name("app:3")
+    assert pull(e, "app:3").status == 201
+    r = req(e, "POST", "/v1/sandboxes", {"image": name, "lifetime": "5m"}, who="user")
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        error(req(e, "DELETE", f"/v1/images/{q(name)}?force=false"), 409, "conflict")
+        r = req(e, "DELETE", f"/v1/images/{q(name)}?force=true")
+        assert r.status == 200 and r.json["removed"] is True, r
+        assert name not in names_on_disk(e.root)
+        # What runs keeps running, from the layers it has mounted.
+        r = req(e, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/three"]}, who="user")
+        assert r.status == 200 and r.json["stdout"] == "only in app3\n", r
+        # A new run cannot start from it any more.
+        err = error(req(e, "POST", "/v1/runs", {"cmd": ["true"], "image": name}, who="user"), 404,
+                    "not_found")
+        assert err["field"] == "image"
+    finally:
+        assert req(e, "DELETE", f"/v1/sandboxes/{sid}", who="user").status == 200
 
 
 def test_remove_refuses_a_bad_force_and_an_unknown_image(env):
@@ -387,3 +441,71 @@ def test_a_hanging_pull_leaves_hulld_responsive_and_is_stopped(tmp_path, monkeyp
         stall.close()
     procs, _, _ = d.leaks()
     assert procs == []
+
+
+def test_a_pull_dies_with_a_killed_hulld_and_the_next_hulld_serves(tmp_path, monkeypatch):
+    """hulld SIGKILLed during a pull: the puller goes with it (nothing
+    pulls on unseen), and a new hulld on the same store serves at once."""
+    monkeypatch.setenv("HULL_REGISTRY_TIMEOUT", "600")
+    stall = StallingRegistry()
+    root = tmp_path / "images"
+    d = Hulld(tmp_path, "--image-root", str(root))
+    Path(d.state).mkdir(parents=True)
+    admin = d.token("admin", "ops")
+    d.start()
+    try:
+        def bg():
+            try:
+                d.request("POST", "/v1/images", {"ref": f"{stall.host}/slow:1",
+                                                 "tls_verify": False}, admin)
+            except OSError:
+                pass  # hulld killed: no answer, as expected
+        t = threading.Thread(target=bg, daemon=True)
+        t.start()
+        assert wait_until(lambda: len(pullers(d)) == 1, 30)
+        pid = pullers(d)[0]
+        d.kill()
+        assert wait_until(lambda: not alive(pid), 30)
+        d.start()
+        r = d.request("GET", "/v1/images", token=admin)
+        assert r.status == 200 and r.json == {"images": []}, r
+    finally:
+        if d.proc:
+            assert d.stop() == 0, d.log.read_text()
+        stall.close()
+    assert d.leaks()[0] == []
+
+
+def test_registry_credentials_come_from_hullds_authfile(tmp_path):
+    """A registry that wants a password: hulld pulls with the one of its
+    --authfile; a request cannot bring its own."""
+    import base64
+    layout = tmp_path / "oci"
+    img = make_image(layout, "private", MARKER, "secret")
+    with Registry(tmp_path, htpasswd={"puller": "s3cret"}) as reg:
+        reg.push_oci(layout, "private", "private:1")
+        auth = tmp_path / "auth.json"
+        token = base64.b64encode(b"puller:s3cret").decode()
+        auth.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+        auth.chmod(0o600)
+        ref = {"ref": f"{reg.host}/private:1", "tls_verify": False}
+        for with_auth in (False, True):
+            sub = tmp_path / ("with" if with_auth else "without")
+            sub.mkdir()
+            d = Hulld(sub, "--image-root", str(sub / "images"),
+                      *(["--authfile", str(auth)] if with_auth else []))
+            Path(d.state).mkdir(parents=True)
+            admin = d.token("admin", "ops")
+            d.start()
+            try:
+                r = d.request("POST", "/v1/images", dict(ref, creds="puller:s3cret"), admin)
+                assert r.status == 400 and r.json["error"]["field"] == "creds", r
+                r = d.request("POST", "/v1/images", ref, admin)
+                if with_auth:
+                    assert r.status == 201 and r.json["digest"] == img.digest, r
+                else:
+                    assert r.status == 502 and r.json["error"]["code"] == "registry_error", r
+                    assert names_on_disk(sub / "images") == set()
+            finally:
+                assert d.stop() == 0, d.log.read_text()
+            assert d.leaks()[0] == []

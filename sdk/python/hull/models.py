@@ -50,6 +50,8 @@ class Result:
     isolation: Optional[str] = None
     error: Optional[str] = None
     id: Optional[str] = None
+    # {"name": "registry/repo:tag", "digest": manifest} when run from an image
+    image: Optional[Dict[str, str]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -64,7 +66,7 @@ class Result:
                    stdout_truncated=d.get("stdout_truncated", False),
                    stderr_truncated=d.get("stderr_truncated", False),
                    files=d.get("files", []), isolation=d.get("isolation"),
-                   error=d.get("error"), id=d.get("id"), raw=d)
+                   error=d.get("error"), id=d.get("id"), image=d.get("image"), raw=d)
 
     @property
     def ok(self):
@@ -112,13 +114,15 @@ class SandboxInfo:
     last_used: Optional[str] = None
     expires: Optional[str] = None
     lifetime_s: Optional[int] = None
+    image: Optional[str] = None  # "REPOSITORY@DIGEST" it was made from, while it lives
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, d):
         return cls(id=d["id"], state=d.get("state", ""), isolation=d.get("isolation"),
                    created=d.get("created"), last_used=d.get("last_used"),
-                   expires=d.get("expires"), lifetime_s=d.get("lifetime_s"), raw=d)
+                   expires=d.get("expires"), lifetime_s=d.get("lifetime_s"),
+                   image=d.get("image"), raw=d)
 
 
 @dataclass

@@ -79,7 +79,9 @@ static int fetch_manifest(struct pull *p, const char *reference, char **body, si
                           .max = HULL_IMAGE_MANIFEST_MAX};
     cleanup_reg_resp struct reg_resp resp = {0};
     if (reg_do(&p->c, &req, &resp, err) < 0)
-        return hull_error_prefix(err, "manifest %s", reference);
+        return strncmp(reference, "sha256:", 7) == 0
+                   ? hull_error_prefix(err, "manifest %s", reference)
+                   : -1;
     if (resp.status != 200)
         return reg_status_error(&resp, "manifest", err);
     reg_sha256(resp.body ? resp.body : "", resp.len, digest);
