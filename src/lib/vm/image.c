@@ -53,7 +53,9 @@ const char *vm_image_store_root(const char *root)
     return e && *e ? e : HULL_IMAGE_DEFAULT_ROOT;
 }
 
-/* hull-image: $HULL_IMAGE_BIN, else beside the running program. */
+/* hull-image: $HULL_IMAGE_BIN, else beside the running program (a build
+ * tree), else where `make install` puts it (PREFIX/lib/hull, beside
+ * PREFIX/bin), as `hull image` finds it. */
 static int image_tool(char *out, size_t len, hull_error *err)
 {
     const char *e = getenv("HULL_IMAGE_BIN");
@@ -66,9 +68,18 @@ static int image_tool(char *out, size_t len, hull_error *err)
     if (n <= 0)
         return hull_error_errno(err, "find hull-image: /proc/self/exe");
     self[n] = '\0';
-    if (snprintf(out, len, "%s/hull-image", dirname(self)) >= (int)len)
-        return hull_error_set(err, ENAMETOOLONG, "find hull-image: path too long");
-    return 0;
+    const char *dir = dirname(self);
+    static const char *const where[] = {"%s/hull-image", "%s/../lib/hull/hull-image"};
+    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+        if (snprintf(out, len, where[i], dir) >= (int)len)
+            return hull_error_set(err, ENAMETOOLONG, "find hull-image: path too long");
+        if (access(out, X_OK) == 0)
+            return 0;
+    }
+    return hull_error_set(err, ENOENT,
+                          "hull-image is not installed (looked beside %s and in %s/../lib/hull; "
+                          "$HULL_IMAGE_BIN names another)",
+                          dir, dir);
 }
 
 /* hull-image VERB [--quiet] --image-root ROOT REF. Its stdout (the
