@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -82,16 +83,33 @@ static int image_tool(char *out, size_t len, hull_error *err)
                           dir, dir);
 }
 
+/* What hull-image said on stderr, as one line: its "hull: " prefixes
+ * dropped (ours comes first), lines joined with "; ". */
+static void tool_message(int fd, char *out, size_t len)
+{
+    char buf[2048];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    out[0] = '\0';
+    char *save = NULL;
+    for (char *ln = strtok_r(buf, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(ln, "hull: ", 6) == 0)
+            ln += 6;
+        size_t o = strlen(out);
+        if (*ln && o + 3 < len)
+            snprintf(out + o, len - o, "%s%s", o ? "; " : "", ln);
+    }
+}
+
 /* hull-image VERB [--quiet] --image-root ROOT REF. Its stdout (the
  * digest) is not wanted, and a --json caller's stdout is the result
- * alone; its stderr says what went wrong. */
+ * alone; its stderr is kept: passed on when it succeeds (warnings), folded
+ * into our one error line when it fails. */
 static int run_tool(const char *verb, const char *root, const char *ref, hull_error *err)
 {
     char tool[PATH_MAX];
     if (image_tool(tool, sizeof(tool), err) < 0)
         return -1;
-    if (access(tool, X_OK) < 0)
-        return hull_error_errno(err, "%s %s: cannot run %s", verb, ref, tool);
     char *argv[8];
     size_t n = 0;
     argv[n++] = "hull-image";
@@ -102,9 +120,13 @@ static int run_tool(const char *verb, const char *root, const char *ref, hull_er
     argv[n++] = (char *)root;
     argv[n++] = (char *)ref;
     argv[n] = NULL;
+    cleanup_close int efd = memfd_create("hull-image-stderr", MFD_CLOEXEC);
+    if (efd < 0)
+        return hull_error_errno(err, "memfd_create");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, efd, 2);
     extern char **environ;
     pid_t pid;
     int r = posix_spawn(&pid, tool, &fa, NULL, argv, environ);
@@ -114,11 +136,18 @@ static int run_tool(const char *verb, const char *root, const char *ref, hull_er
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return hull_error_set(err, EIO, "hull-image %s %s failed (%s %d; its message is above)",
-                              verb, ref, WIFEXITED(st) ? "exit status" : "signal",
-                              WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    return 0;
+    char msg[1024];
+    tool_message(efd, msg, sizeof(msg));
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        if (msg[0])
+            hull_warn("%s", msg);
+        return 0;
+    }
+    if (msg[0])
+        return hull_error_set(err, EIO, "%s", msg);
+    return hull_error_set(err, EIO, "hull-image %s %s failed (%s %d)", verb, ref,
+                          WIFEXITED(st) ? "exit status" : "signal",
+                          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
 
 /* Every layer of the image has its unpacked directory (hull/layers/<hex>). */
