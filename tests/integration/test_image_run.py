@@ -167,6 +167,27 @@ def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path, mode):
     assert overlay_mounts_of() == []
 
 
+@pytest.mark.parametrize("isolation", ["container", "process"])
+def test_the_images_devices_and_setuid_files_give_nothing(tmp_path, isolation):
+    """An image is untrusted input: a device node in it (here the host's
+    memory) cannot be opened, a setuid root binary runs as the sandbox's user."""
+    from imagelib import CharDev
+    root = tmp_path / "store"
+    with open("/bin/busybox", "rb") as f:
+        bb = f.read()
+    write_oci_layout(root, "localhost/levels/evil:1", [bb_entries(**{
+        "mem": CharDev(1, 1, 0o666), "zero": CharDev(1, 5, 0o666),
+        "usr/bin/id": File(bb, 0o4755)})])
+    rc, r, err = sandbox(root, "--isolation", isolation, "--image", "localhost/levels/evil:1", "--",
+                         "sh", "-c", "test -c /mem && echo NODE; head -c1 /mem >/dev/null 2>&1 ||"
+                         " echo NO-MEM; head -c1 /zero >/dev/null 2>&1 || echo NO-ZERO;"
+                         " test -u /usr/bin/id && echo SUID; /usr/bin/id -u")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    out = r["stdout"].split()
+    assert out[:4] == ["NODE", "NO-MEM", "NO-ZERO", "SUID"], r
+    assert int(out[4]) != 0, r
+
+
 def test_verdicts_and_limits_still_work(store):
     root, _ = store
     rc, r, _ = sandbox(root, "--image", BB, "--", "sh", "-c", "exit 3")
@@ -216,6 +237,20 @@ def test_nothing_is_mounted_on_the_host_even_when_the_supervisor_is_killed(store
     if has_image_remove():
         r = image_remove(root, BB)
         assert r.returncode == 0, r.stderr
+
+
+def test_concurrent_runs_each_see_their_own_image(store):
+    """Every run mounts at the same place, each in its own namespace."""
+    root, _ = store
+    procs = [subprocess.Popen([HULL, "sandbox", "run", "--json", "--image-root", str(root),
+                               "--image", ref, "--wall-time", "60s", "--", "sh", "-c",
+                               "sleep 1; cat /etc/kept 2>/dev/null || echo none"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for ref in (WH, BB, WH, BB)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    got = [json.loads(o)["stdout"] if o else e for o, e in outs]
+    assert got == ["kept\n", "none\n", "kept\n", "none\n"], got
+    assert overlay_mounts_of() == []
 
 
 def sleeper():
@@ -417,3 +452,29 @@ def test_vm_create_image_holds_it_while_running(store, vm_ready, tmp_path):
             assert r.returncode != 0 and b"removed" in r.stderr, r.stderr
     finally:
         h.run("vm", "delete", "--force", vid)
+
+
+def test_the_same_image_makes_the_same_disk_in_any_store(tmp_path, vm_ready):
+    """The disk's digest is what attestation and templates key on: two
+    stores holding one image (unpacked at different times) give one digest,
+    with and without hull's layer. `vm create` builds and measures; nothing
+    boots."""
+    sym = bb_entries()
+    for d in ("tmp", "proc", "dev"):
+        del sym[d]
+    digests = {}
+    for n in ("a", "b"):
+        root = tmp_path / f"store-{n}"
+        write_oci_layout(root, WH, [bb_entries(**{"etc/hidden": File("base\n")}),
+                                    dict([whiteout("etc/hidden")])])
+        write_oci_layout(root, SYMTMP, [sym])
+        h = test_vm_lib.Hull(str(tmp_path / "state"))
+        for ref in (WH, SYMTMP):
+            vid = f"disk-{n}-{len(digests)}"
+            h.ok("vm", "create", "--image-root", str(root), "--image", ref, vid)
+            try:
+                digests.setdefault(ref, set()).add(h.state(vid)["measured"]["rootfs"]["sha256"])
+            finally:
+                h.ok("vm", "delete", vid)
+        time.sleep(1.1)  # the second store's layers are unpacked a second later
+    assert [len(v) for v in digests.values()] == [1, 1], digests

@@ -183,6 +183,12 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
         unload(vi);
         return hull_error_prefix(err, "image %s", ref);
     }
+    /* In use from here, prune spares it; one that ran between the load and
+     * the mark may have taken it already. */
+    if (!image_blob_exists(&vi->store, vi->img.manifest_digest) || !layers_unpacked(vi)) {
+        vm_image_close(vi);
+        return hull_error_set(err, ENOENT, "image %s: removed while it was being opened", ref);
+    }
     snprintf(vi->ref, sizeof(vi->ref), "%s", ref);
     return 0;
 }
@@ -334,7 +340,9 @@ static int build_disk(struct vm_image *vi, const char *tmp, hull_error *err)
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             hull_error_errno(&e, "private mount namespace");
         else if (vm_image_mount(vi, IMAGE_DIR "/disk-lower", IMAGE_DIR "/disk-root", &e) == 0)
-            vm_mksquashfs(IMAGE_DIR "/disk-root", tmp, &e);
+            /* The root directory is a layer's own, made when it was
+             * unpacked: its time would make each store's disk differ. */
+            vm_mksquashfs(IMAGE_DIR "/disk-root", tmp, true, &e);
         if (e)
             dprintf(ep[1], "%s", hull_error_msg(e));
         _exit(e ? 1 : 0);

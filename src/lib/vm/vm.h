@@ -8,7 +8,8 @@
  *
  *   artifacts   kernel.c (vmlinux from bzImage, cached), initrd.c (cpio newc,
  *               reproducible), rootfs.c (directory -> read-only squashfs),
- *               digest.c (sha256, HMAC)
+ *               image.c (an image of the store as a root, for every level,
+ *               and as a VM's disk), digest.c (sha256, HMAC)
  *   the VMM     vmm.h: start/stop/pause/resume/snapshot/restore behind a small
  *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
  *               QEMU confined (in a cgroup from linux/cgroup.h), qmp.c speaks QMP
@@ -105,8 +106,9 @@ struct vm_rootfs {
  * directory (with config.json) means its root.path. */
 int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err);
 
-/* mksquashfs SRC DST (lz4, no xattrs, fixed time); its stderr in the error. */
-int vm_mksquashfs(const char *src, const char *dst, hull_error *err);
+/* mksquashfs SRC DST (lz4, no xattrs, fixed time; and the root
+ * directory's time 0 with root_time_zero); its stderr in the error. */
+int vm_mksquashfs(const char *src, const char *dst, bool root_time_zero, hull_error *err);
 
 /* ---- images as roots (image.c), for every isolation level ----
  *
