@@ -19,7 +19,7 @@ import pytest
 
 from conftest import HULL, wait_until
 from hullrt import cid
-from imagelib import (Symlink, busybox_layer, rootfs_tar, store_snapshot, two_platform_index,
+from imagelib import (File, Symlink, busybox_layer, rootfs_tar, store_snapshot, two_platform_index,
                       write_docker_archive, write_oci_archive)
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -320,13 +320,23 @@ def test_save_then_load_into_another_store_keeps_the_digest(tmp_path, fmt):
 def test_load_a_legacy_docker_archive(tmp_path):
     root = tmp_path / "store"
     arch = tmp_path / "legacy.tar"
-    write_docker_archive(arch, ["localhost/legacy:7"], [busybox_layer()],
+    # a big layer (streamed into the store) and a small one (kept in memory
+    # until manifest.json names it)
+    write_docker_archive(arch, ["localhost/legacy:7"],
+                         [busybox_layer(), {"etc/motd": File("small layer\n")}],
                          config={"Cmd": ["/bin/echo", "legacy"]})
     r = img(root, "load", "-i", arch, check=True)
     assert "localhost/legacy:7" in r.stdout
     info = inspect(root, "localhost/legacy:7")
     assert info["config"]["Cmd"] == ["/bin/echo", "legacy"]
+    assert len(info["layers"]) == 2
     img(root, "prepare", "localhost/legacy:7", check=True)
+    # the archive's VERSION and <id>/json files did not become blobs
+    blobs, _ = referenced(root)
+    assert {"sha256:" + p.name for p in (root / "blobs" / "sha256").iterdir()} == blobs
+    b = tmp_path / "b"
+    img(root, "bundle", "localhost/legacy:7", b, check=True)
+    assert (b / "rootfs" / "etc" / "motd").read_text() == "small layer\n"
 
 
 def test_load_a_two_platform_oci_archive_and_pick_a_platform(tmp_path):

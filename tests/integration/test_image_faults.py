@@ -284,6 +284,15 @@ def test_unknown_local_image_not_found(seeded, store):
     assert_unchanged(store, before)
 
 
+def test_sandbox_pull_of_missing_image_fails_in_one_line(seeded, store):
+    """`sandbox run --image` pulls what the store lacks; when that fails, one line says why."""
+    before = snapshot(store)
+    r = il.hull_run("sandbox", "run", "--image", f"127.0.0.1:{free_port()}/seed/small:1", "--", "true",
+                    root=store)
+    assert_fails(r, r"refused|connect")
+    assert_unchanged(store, before)
+
+
 def test_registry_down_connection_refused(seeded, store):
     before = snapshot(store)
     assert_fails(pull(store, f"127.0.0.1:{free_port()}/seed/small:1"), r"refused|connect")
