@@ -616,3 +616,18 @@ def test_progress_bars_on_a_terminal(tmp_path, registry):
         assert lay.digest[7:19] in text
     assert "\x1b[K" in text and "\x1b[" in text and "[====" in text
     assert "3 layers" in text.splitlines()[-1]
+
+
+def test_same_layer_twice_in_one_image(tmp_path, registry):
+    # Two identical layers share one blob: fetched once (a second writer of
+    # it in the same pull would wait on the first one's lock forever).
+    layout = tmp_path / "layout"
+    same = {"etc/same": File("same\n")}
+    img = write_oci_layout(layout, "dup", [busybox_layer(), same, {"x": File("x")}, same])
+    assert img.layers[1].digest == img.layers[3].digest
+    push_oci(layout, "dup", f"{registry.host}/dup:1")
+    store = tmp_path / "store"
+    out = tool("pull", store, f"{registry.host}/dup:1", "--tls-verify=false", timeout=120)
+    assert out.stdout.strip() == img.digest
+    assert_pulled(store, f"{registry.host}/dup:1", img)
+    assert len(registry.requests("GET", f"/blobs/{img.layers[1].digest}")) == 1
