@@ -123,7 +123,7 @@ def test_pull_by_digest(tmp_path, registry):
     ref = f"{registry.host}/app@{img.digest}"
     assert tool("pull", store, ref, "--tls-verify=false").stdout.strip() == img.digest
     assert names(store)[ref]["digest"] == img.digest
-    assert (f"GET", f"/v2/app/manifests/{img.digest}", 200) in registry.requests()
+    assert ("GET", f"/v2/app/manifests/{img.digest}", 200) in registry.requests()
     # Pushed back under its own name: by digest, to the same repository (all there).
     tool("push", store, ref, "--tls-verify=false")
     assert ("PUT", f"/v2/app/manifests/{img.digest}", 201) in registry.requests()
