@@ -277,6 +277,11 @@ def test_tls_verified_with_cert_dir_refused_without(tmp_path):
         assert_pulled(tmp_path / "s1", ref, img)
         tool("pull", tmp_path / "s2", ref, "--tls-verify=false")
         assert_pulled(tmp_path / "s2", ref, img)
+        # Pushes verify the same way.
+        line = error_of(tool("push", tmp_path / "s1", ref, f"{reg.host}/copy:1", check=False))
+        assert "certificate" in line
+        tool("push", tmp_path / "s1", ref, f"{reg.host}/copy:1", "--cert-dir", reg.cert_dir)
+        assert skopeo_inspect(f"{reg.host}/copy:1", cert_dir=reg.cert_dir)["Digest"] == img.digest
         # --cert-dir with an unrelated CA still refuses.
         other = tmp_path / "other-ca"
         other.mkdir()
