@@ -105,6 +105,7 @@ def audit(e):
 # ---- pulls ----------------------------------------------------------------------
 
 
+@pytest.mark.asan
 def test_admin_pull_lists_inspects_and_lands_in_the_store(e_pulled):
     e, img, r = e_pulled
     name = e.name("app:1")
@@ -141,6 +142,7 @@ def e_pulled(env):
     return env, env.imgs["app:1"], pull(env, "app:1")
 
 
+@pytest.mark.asan
 def test_non_admin_tokens_cannot_pull_or_remove(e_pulled):
     e, img, _ = e_pulled
     before = il.store_snapshot(e.root)
@@ -244,6 +246,7 @@ def test_tampered_layer_is_refused_and_leaves_no_image(tmp_path, env):
 # ---- runs and sandboxes from an image ------------------------------------------
 
 
+@pytest.mark.asan
 def test_run_with_image_sees_the_images_files(e_pulled):
     e, img, _ = e_pulled
     assert not Path("/marker").exists()

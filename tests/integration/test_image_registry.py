@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imagelib import (File, busybox_layer, two_platform_index, write_oci_layout)
+from imagelib import (File, busybox_layer, http_push, two_platform_index, write_oci_layout)
 from registrylib import Registry, TokenServer, free_port, make_ca, push_oci, skopeo_inspect
 
 SRC = Path(__file__).resolve().parents[2]
@@ -123,7 +123,13 @@ def test_pull_by_digest(tmp_path, registry):
     ref = f"{registry.host}/app@{img.digest}"
     assert tool("pull", store, ref, "--tls-verify=false").stdout.strip() == img.digest
     assert names(store)[ref]["digest"] == img.digest
-    assert (f"GET", f"/v2/app/manifests/{img.digest}", 200) in registry.requests()
+    assert ("GET", f"/v2/app/manifests/{img.digest}", 200) in registry.requests()
+    # Pushed back under its own name: by digest, to the same repository (all there).
+    tool("push", store, ref, "--tls-verify=false")
+    assert ("PUT", f"/v2/app/manifests/{img.digest}", 201) in registry.requests()
+    line = error_of(tool("push", store, ref, f"{registry.host}/app@sha256:{'0' * 64}",
+                         "--tls-verify=false", check=False))
+    assert "not sha256:000" in line
 
 
 def test_pull_unknown_tag_is_a_clear_error(tmp_path, registry):
@@ -175,6 +181,38 @@ def test_manifest_list_selects_platform(tmp_path, registry):
     err = error_of(tool("pull", tmp_path / "s3", f"{registry.host}/multi:1", "--tls-verify=false",
                         "--platform", "linux/s390x", check=False))
     assert "linux/s390x" in err
+
+
+def test_docker_manifest_list(tmp_path, registry):
+    layout = tmp_path / "layout"
+    idx = two_platform_index(layout, "multi", docker=True)
+    # skopeo's oci: transport does not list Docker types: pushed over HTTP.
+    http_push(registry.host, "dmulti", "1", layout, name="multi")
+    store = tmp_path / "store"
+    out = tool("pull", store, f"{registry.host}/dmulti:1", "--tls-verify=false", "--platform",
+               "linux/arm64")
+    child = idx.children["linux/arm64"]
+    assert out.stdout.strip() == child.digest
+    entry = names(store)[f"{registry.host}/dmulti:1"]
+    assert entry["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert (layer_dir(store, child.layers[1].diff_id) / "platform").read_text() == "arm64\n"
+
+
+def test_concurrent_pulls_fetch_each_blob_once(tmp_path, registry):
+    layout = tmp_path / "layout"
+    img = write_oci_layout(layout, "big", [busybox_layer(), {"data": File(os.urandom(6 << 20))}])
+    push_oci(layout, "big", f"{registry.host}/big:1")
+    store = tmp_path / "store"
+    procs = [subprocess.Popen([TOOL, "pull", store, f"{registry.host}/big:1", "--tls-verify=false"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert out.strip() == img.digest
+    assert_pulled(store, f"{registry.host}/big:1", img)
+    for d in [img.config_digest] + [lay.digest for lay in img.layers]:
+        assert len(registry.requests("GET", f"/blobs/{d}")) == 1, d
 
 
 def test_zstd_layers(tmp_path, registry):
@@ -340,6 +378,17 @@ def test_bearer_token_flow(tmp_path):
             assert len([m for m in reg.mounts() if m[2] == 201]) == 4
             assert not [u for u in reg.uploads() if "/team/copy/" in u[1]]
             assert skopeo_inspect(f"{reg.host}/team/copy:1", creds="carol:pw")["Digest"] == \
+                img.digest
+            # login checks the credentials with the token server, then the
+            # stored ones serve a push.
+            authfile = tmp_path / "auth.json"
+            line = error_of(tool("login", reg.host, "carol", "bad", "--tls-verify=false",
+                                 "--authfile", authfile, check=False))
+            assert "authentication required" in line and not authfile.exists()
+            tool("login", reg.host, "carol", "pw", "--tls-verify=false", "--authfile", authfile)
+            tool("push", tmp_path / "s1", ref, f"{reg.host}/team/third:1", "--tls-verify=false",
+                 "--authfile", authfile)
+            assert skopeo_inspect(f"{reg.host}/team/third:1", creds="carol:pw")["Digest"] == \
                 img.digest
             # Wrong credentials: the token server's refusal is the error.
             line = error_of(tool("pull", tmp_path / "s2", ref, "--tls-verify=false", "--creds",
@@ -532,3 +581,53 @@ def test_hull_image_pull_push_login_logout(tmp_path):
         assert q.stderr == "" and q.stdout.strip() == img.digest
         hull_image("logout", "--authfile", authfile, reg.host, store=store)
         assert reg.host not in json.loads(authfile.read_text()).get("auths", {})
+
+
+def test_progress_bars_on_a_terminal(tmp_path, registry):
+    import pty
+    layout, img = three_layers(tmp_path)
+    push_oci(layout, "app", f"{registry.host}/app:1")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([TOOL, "pull", tmp_path / "store", f"{registry.host}/app:1",
+                              "--tls-verify=false", "--summary"], stdout=subprocess.PIPE,
+                             stderr=slave, stdin=subprocess.DEVNULL)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.wait(timeout=300) == 0
+        assert p.stdout.read().decode().strip() == img.digest
+        p.stdout.close()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = out.decode(errors="replace")
+    # One row per layer, redrawn in place with a bar, then the summary.
+    for lay in img.layers:
+        assert lay.digest[7:19] in text
+    assert "\x1b[K" in text and "\x1b[" in text and "[====" in text
+    assert "3 layers" in text.splitlines()[-1]
+
+
+def test_same_layer_twice_in_one_image(tmp_path, registry):
+    # Two identical layers share one blob: fetched once (a second writer of
+    # it in the same pull would wait on the first one's lock forever).
+    layout = tmp_path / "layout"
+    same = {"etc/same": File("same\n")}
+    img = write_oci_layout(layout, "dup", [busybox_layer(), same, {"x": File("x")}, same])
+    assert img.layers[1].digest == img.layers[3].digest
+    push_oci(layout, "dup", f"{registry.host}/dup:1")
+    store = tmp_path / "store"
+    out = tool("pull", store, f"{registry.host}/dup:1", "--tls-verify=false", timeout=120)
+    assert out.stdout.strip() == img.digest
+    assert_pulled(store, f"{registry.host}/dup:1", img)
+    assert len(registry.requests("GET", f"/blobs/{img.layers[1].digest}")) == 1

@@ -390,13 +390,14 @@ int image_login(const char *registry, const char *user, const char *password,
     cleanup_reg_resp struct reg_resp resp = {0};
     if (reg_do(&c, &req, &resp, err) < 0)
         return hull_error_prefix(err, "login %s", registry);
+    if (resp.status == 401)
+        return hull_error_set(err, EACCES, "login %s: invalid username or password", registry);
     if (resp.status != 200) {
         reg_status_error(&resp, NULL, err);
         return hull_error_prefix(err, "login %s", registry);
     }
-    if (c.auth_kind == 0 && (!resp.www_auth || !*resp.www_auth)) {
-        /* The registry needs no credentials: keep them anyway, as podman does. */
-    }
+    /* A registry that needs no credentials accepts any: they are stored
+     * anyway, as podman does. */
     cleanup_json json_object *doc = NULL;
     if (read_auth_file(file, &doc, err) < 0)
         return hull_error_prefix(err, "login %s", registry);

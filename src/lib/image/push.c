@@ -285,10 +285,11 @@ int image_push(struct image_store *s, const char *local, const char *dest,
     cleanup_image_ref struct image_ref dst = {0};
     if (image_ref_parse(dest ? dest : img.entry.name, &dst, err) < 0)
         return hull_error_prefix(err, "push %s", shown);
-    if (dst.digest && !dst.tag) {
-        return hull_error_set(err, EINVAL, "push %s: a destination needs a tag, not a digest",
-                              shown);
-    }
+    /* By digest (an image pulled by digest keeps that name): the manifest
+     * goes under its digest, which must be this image's. */
+    if (dst.digest && strcmp(dst.digest, img.manifest_digest) != 0)
+        return hull_error_set(err, EINVAL, "push %s: the image's manifest is %s, not %s", shown,
+                              img.manifest_digest, dst.digest);
     struct reg_endpoint *eps = NULL;
     size_t n = 0;
     if (reg_endpoints(dst.registry, dst.repository, o, false, &eps, &n, err) < 0)

@@ -296,8 +296,14 @@ void *reg_easy(struct reg_client *c, const struct reg_req *req, struct reg_resp 
         hl = curl_slist_append(hl, line);
     }
     if (auth) {
-        snprintf(line, sizeof(line), "Authorization: %s", auth);
-        hl = curl_slist_append(hl, line);
+        /* Tokens can be long (a JWT with its certificate chain). */
+        cleanup_free char *a = NULL;
+        if (asprintf(&a, "Authorization: %s", auth) < 0) {
+            curl_slist_free_all(hl);
+            curl_easy_cleanup(h);
+            return hull_error_errno(err, "out of memory"), NULL;
+        }
+        hl = curl_slist_append(hl, a);
     }
     if (req->range_from > 0) {
         snprintf(line, sizeof(line), "Range: bytes=%lld-", (long long)req->range_from);
@@ -474,15 +480,24 @@ int reg_status_error(const struct reg_resp *resp, const char *what, hull_error *
     char msg[512];
     registry_message(resp, msg, sizeof(msg));
     long s = resp->status;
+    char base[128];
+    int code = EPROTO;
     if (s == 401)
-        return hull_error_set(err, EACCES, "authentication required%s", msg);
-    if (s == 403)
-        return hull_error_set(err, EPERM, "access denied%s", msg);
-    if (s == 404)
-        return hull_error_set(err, ENOENT, "%s unknown", what ? what : "resource");
-    if (s == 429)
-        return hull_error_set(err, EAGAIN, "too many requests (retry later)");
-    if (s >= 500)
-        return hull_error_set(err, EIO, "registry error %ld", s);
-    return hull_error_set(err, EPROTO, "unexpected status %ld%s", s, msg);
+        code = EACCES, snprintf(base, sizeof(base), "authentication required");
+    else if (s == 403)
+        code = EPERM, snprintf(base, sizeof(base), "access denied");
+    else if (s == 404)
+        code = ENOENT, snprintf(base, sizeof(base), "%s unknown", what ? what : "resource");
+    else if (s == 429)
+        code = EAGAIN, snprintf(base, sizeof(base), "too many requests (retry later)");
+    else if (s >= 500)
+        code = EIO, snprintf(base, sizeof(base), "registry error %ld", s);
+    else
+        snprintf(base, sizeof(base), "unexpected status %ld", s);
+    /* The registry's words, unless they only repeat ours: " (words)". */
+    size_t ml = strlen(msg);
+    if (s == 404 || s == 429 || s >= 500 ||
+        (ml > 3 && strncasecmp(msg + 2, base, ml - 3) == 0 && base[ml - 3] == '\0'))
+        msg[0] = '\0';
+    return hull_error_set(err, code, "%s%s", base, msg);
 }
