@@ -275,7 +275,9 @@ HULL_PUBLIC int hull_policy_add_arg(struct hull_policy *p, const char *arg);
 HULL_PUBLIC int hull_policy_add_env(struct hull_policy *p, const char *key_value);
 /* Check a policy: every limit in range, paths sane. Errors name the field. */
 HULL_PUBLIC int hull_policy_validate(const struct hull_policy *p, hull_error *err);
-/* The REST API's run request: {"cmd": [...], "limits": {...}, ...}; errors
+/* The REST API's run request: {"cmd": [...], "limits": {...}, ...} ("cmd"
+ * may be left out when "image" names one; the store is not part of a
+ * request: image_root stays the caller's); errors
  * name the full JSON path ("limits.memory"). Fields absent keep their
  * defaults; unknown fields are refused. Durations and sizes follow
  * hull_json_duration_ms / hull_json_size. */
@@ -379,7 +381,9 @@ HULL_PUBLIC int hull_sandbox_run(const struct hull_policy *p, struct hull_result
  * the sandbox dies with the process that created it. */
 struct hull_session;
 /* p: isolation, limits (memory, pids, cpus, tmp_size, open_files), env,
- * network; p->argv is ignored; p->files are written to /tmp. */
+ * network, image (its root; its Env under env; its WorkingDir the execs'
+ * default; it needs /bin/sh); p->argv is ignored; p->files are written to
+ * /tmp. */
 HULL_PUBLIC int hull_session_create(const struct hull_policy *p, struct hull_session **out,
                                     hull_error *err);
 /* The container's id under the sandbox state root (for hull_sandbox_usage). */
