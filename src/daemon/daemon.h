@@ -137,6 +137,8 @@ void api_images(const struct request *rq, const char *ref, struct resp *r);
 /* At shutdown: pulls in progress are stopped (their partial blobs stay
  * for the next pull to resume) and no new one starts. */
 void images_stop(void);
+/* Pulls in progress (for /metrics). */
+unsigned images_pulls_running(void);
 
 /* metrics.c */
 void metrics_run_done(const char *verdict, double seconds);

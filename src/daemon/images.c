@@ -94,6 +94,14 @@ void images_stop(void)
     pthread_mutex_unlock(&pull_mu);
 }
 
+unsigned images_pulls_running(void)
+{
+    pthread_mutex_lock(&pull_mu);
+    unsigned n = n_pulls;
+    pthread_mutex_unlock(&pull_mu);
+    return n;
+}
+
 /* Wait for the puller's one answer, up to --pull-timeout. */
 static int await_reply(int sock, struct frame *f, const char *ref, hull_error *err)
 {

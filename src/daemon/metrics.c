@@ -12,13 +12,15 @@ static const char *const verdicts[] = {
 #define N_VERDICTS (sizeof(verdicts) / sizeof(verdicts[0]))
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
-static const char *const reasons[] = {"invalid_json", "invalid_request", "unauthorized",
-                                      "forbidden", "not_found", "method_not_allowed", "conflict",
-                                      "payload_too_large", "queue_full", "quota_exceeded",
-                                      "not_implemented", "shutting_down", "internal",
-                                      /* faults and malformed HTTP */
-                                      "store_unavailable", "queue_unavailable", "uri_too_long",
-                                      "headers_too_large", "http_version_not_supported"};
+static const char *const reasons[] = {
+    "invalid_json", "invalid_request", "unauthorized", "forbidden", "not_found",
+    "method_not_allowed", "conflict", "payload_too_large", "queue_full", "quota_exceeded",
+    "not_implemented", "shutting_down", "internal",
+    /* faults and malformed HTTP */
+    "store_unavailable", "queue_unavailable", "uri_too_long", "headers_too_large",
+    "http_version_not_supported",
+    /* image pulls */
+    "too_many_pulls", "registry_error", "registry_timeout", "insufficient_storage"};
 #define N_REASONS (sizeof(reasons) / sizeof(reasons[0]))
 
 static struct {
@@ -91,8 +93,10 @@ char *metrics_render(size_t *len, const char *tenant)
             "# HELP hull_run_slots Runs that can run at once.\n"
             "# TYPE hull_run_slots gauge\nhull_run_slots %u\n"
             "# HELP hull_sandboxes_active Long-lived sandboxes alive.\n"
-            "# TYPE hull_sandboxes_active gauge\nhull_sandboxes_active %u\n",
-            running, queued, hulld.o->max_runs, sandboxes_active());
+            "# TYPE hull_sandboxes_active gauge\nhull_sandboxes_active %u\n"
+            "# HELP hull_image_pulls_running Image pulls (POST /v1/images) in progress.\n"
+            "# TYPE hull_image_pulls_running gauge\nhull_image_pulls_running %u\n",
+            running, queued, hulld.o->max_runs, sandboxes_active(), images_pulls_running());
     sandboxes_metrics(out, tenant);
     fclose(out);
     return buf;

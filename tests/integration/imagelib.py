@@ -193,6 +193,7 @@ class Layer:
 
     @property
     def size(self):
+        """Bytes of the blob (the descriptor's size)."""
         return len(self.blob)
 
 
@@ -263,6 +264,7 @@ def evil_layer(kind, marker="hull-evil-marker"):
 # ---- configs, manifests, layouts -----------------------------------------
 
 def _json(obj):
+    """Canonical JSON bytes (sorted keys, no spaces): the same document, the same digest."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -295,10 +297,12 @@ class Image:
 
     @property
     def size(self):
+        """Bytes of the manifest or index (the descriptor's size)."""
         return len(self.manifest)
 
 
 def _put_blob(layout, data):
+    """Store bytes as blobs/sha256/<hex> of layout; returns the digest."""
     d = sha256(data)
     p = Path(layout) / "blobs" / "sha256" / d[7:]
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -395,6 +399,7 @@ def two_platform_index(layout, name="multi:latest", compression="gzip", docker=F
 # ---- archives --------------------------------------------------------------
 
 def _tar_add(tf, name, data, mode=0o644):
+    """Add a regular file of bytes to an open tarfile (mtime 0)."""
     ti = tarfile.TarInfo(name)
     ti.size, ti.mode, ti.mtime = len(data), mode, 0
     tf.addfile(ti, io.BytesIO(data))

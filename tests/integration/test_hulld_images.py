@@ -419,6 +419,9 @@ def test_a_hanging_pull_leaves_hulld_responsive_and_is_stopped(tmp_path, monkeyp
         r = d.request("POST", "/v1/images", {"ref": f"{stall.host}/other:1",
                                              "tls_verify": False}, admin)
         assert r.status == 429 and r.json["error"]["code"] == "too_many_pulls", r
+        metrics = d.request("GET", "/metrics", token=admin).body.decode()
+        assert "hull_image_pulls_running 1\n" in metrics
+        assert 'hull_requests_rejected_total{code="too_many_pulls"} 1\n' in metrics
         t.join(120)
         r = out["r"]
         assert r.status == 504 and r.json["error"]["code"] == "registry_timeout", r

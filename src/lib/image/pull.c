@@ -102,7 +102,7 @@ struct blob_fetch {
     char what[20];
     struct image_blob_writer *w;
     int64_t resume, got;
-    bool restart_done;
+    bool restart_done, retried;
     struct reg_req req;
     struct reg_resp resp;
     struct reg_xfer x;
@@ -145,7 +145,7 @@ static void blob_fetch_free(struct blob_fetch *b)
     hull_error_free(&b->x.sink_err);
     reg_resp_free(&b->resp);
     if (b->w)
-        image_blob_writer_abort(b->w, true);
+        image_blob_writer_abort(b->w, b->resume + b->got > 0);
     free(b->path);
     memset(b, 0, sizeof(*b));
 }
@@ -216,12 +216,8 @@ static int fetch_blob_sync(struct pull *p, const struct image_desc *d, const cha
     return r < 0 ? hull_error_prefix(err, "blob %s", d->digest) : 0;
 }
 
-static int start_one(struct pull *p, CURLM *m, const struct image_desc *d, struct blob_fetch *b,
-                     hull_error *err)
+static int start_transfer(struct pull *p, CURLM *m, struct blob_fetch *b, hull_error *err)
 {
-    int r = blob_begin(p, d, NULL, b, err);
-    if (r != 0)
-        return r;
     b->h = reg_easy(&p->c, &b->req, &b->resp, &b->hl, &b->x, err);
     if (!b->h)
         return -1;
@@ -231,18 +227,50 @@ static int start_one(struct pull *p, CURLM *m, const struct image_desc *d, struc
     return 0;
 }
 
+/* A resumed blob did not verify: the .part a killed pull left held other
+ * bytes (commit dropped it). Fetch it once more from the start. */
+static int restart_fresh(struct pull *p, CURLM *m, struct blob_fetch *b, hull_error *err)
+{
+    const struct image_desc *d = b->d;
+    hull_error_free(err);
+    blob_fetch_free(b);
+    int r = blob_begin(p, d, NULL, b, err);
+    if (r == 0 && b->resume == 0 && start_transfer(p, m, b, err) == 0)
+        return 1;
+    if (r == 0 && b->resume > 0)
+        r = hull_error_set(err, EIO, "a partial download that does not verify keeps coming back");
+    if (r < 0)
+        hull_error_prefix(err, "layer %s", d->digest);
+    blob_fetch_free(b);
+    return r < 0 ? -1 : 0;
+}
+
+/* A transfer ended. Returns 1 when it was restarted (a 401: the token
+ * expired; nothing was written, the writer and its lock are kept). */
 static int finish_one(struct pull *p, CURLM *m, struct blob_fetch *b, CURLcode rc, hull_error *err)
 {
     curl_multi_remove_handle(m, b->h);
+    curl_easy_cleanup(b->h);
+    b->h = NULL;
+    curl_slist_free_all(b->hl);
+    b->hl = NULL;
     int r;
     if (rc != CURLE_OK) {
         r = reg_xfer_error(&p->c, rc, b->errbuf, &b->x, err);
-    } else if (b->resp.status == 401) {
-        const struct image_desc *d = b->d;
-        blob_fetch_free(b);
-        return fetch_blob_sync(p, d, NULL, err);
+    } else if (b->resp.status == 401 && b->resp.www_auth && !b->retried) {
+        b->retried = true;
+        r = reg_auth_challenge(&p->c, b->resp.www_auth, b->req.scope, err);
+        if (r == 1) {
+            reg_resp_free(&b->resp);
+            return start_transfer(p, m, b, err) < 0 ? -1 : 1;
+        }
+        if (r == 0)
+            r = reg_status_error(&b->resp, "blob", err);
     } else {
+        bool resumed = b->resume > 0 && (b->resp.status == 200 || b->resp.status == 206);
         r = blob_end(b, err);
+        if (r < 0 && resumed)
+            return restart_fresh(p, m, b, err);
     }
     if (r < 0)
         hull_error_prefix(err, "layer %s", b->d->digest);
@@ -250,40 +278,51 @@ static int finish_one(struct pull *p, CURLM *m, struct blob_fetch *b, CURLcode r
     return r;
 }
 
-/* The blobs of descs not stored yet, `parallel` at once. */
+static int by_digest(const void *a, const void *b)
+{
+    const struct image_desc *x = *(const struct image_desc *const *)a;
+    const struct image_desc *y = *(const struct image_desc *const *)b;
+    return strcmp(x->digest, y->digest);
+}
+
+/* The blobs of descs not stored yet, each once, `parallel` at once. Their
+ * writers are opened first, in digest order: every pull takes blob locks in
+ * the same order (two pulls sharing layers cannot wait on each other), and
+ * a wait for another pull's writer never stalls a transfer of this one. */
 static int fetch_layers(struct pull *p, const struct image_desc *descs, size_t n, hull_error *err)
 {
     size_t parallel = p->o && p->o->parallel > 0 ? (size_t)p->o->parallel : 4;
-    struct blob_fetch *slots = calloc(parallel, sizeof(*slots));
+    const struct image_desc **todo = calloc(n + 1, sizeof(*todo));
+    struct blob_fetch *f = calloc(n + 1, sizeof(*f));
     CURLM *m = curl_multi_init();
-    if (!slots || !m) {
-        free(slots);
-        if (m)
-            curl_multi_cleanup(m);
-        return hull_error_errno(err, "out of memory");
-    }
-    int r = reg_client_prepare(&p->c, err);
-    size_t next = 0, active = 0;
-    while (r == 0 && (next < n || active > 0)) {
-        for (size_t i = 0; r == 0 && i < parallel && next < n; i++) {
-            if (slots[i].h)
-                continue;
-            const struct image_desc *d = &descs[next++];
+    size_t nt = 0;
+    int r = todo && f && m ? reg_client_prepare(&p->c, err)
+                           : hull_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < nt && !dup; j++)
+            dup = strcmp(todo[j]->digest, descs[i].digest) == 0;
+        if (dup)
+            continue;
+        if (image_blob_exists(p->s, descs[i].digest)) {
             char what[20];
-            short_digest(d->digest, what);
-            if (image_blob_exists(p->s, d->digest)) {
-                progress(p->o, what, "exists", d->size, d->size);
-                continue;
-            }
-            r = start_one(p, m, d, &slots[i], err);
-            if (r < 0)
-                hull_error_prefix(err, "layer %s", d->digest);
-            if (r == 1) {
-                blob_fetch_free(&slots[i]);
-                r = 0;
-            } else if (r == 0) {
+            short_digest(descs[i].digest, what);
+            progress(p->o, what, "exists", descs[i].size, descs[i].size);
+            continue;
+        }
+        todo[nt++] = &descs[i];
+    }
+    if (r == 0)
+        qsort(todo, nt, sizeof(*todo), by_digest);
+    for (size_t i = 0; r == 0 && i < nt; i++)
+        if (blob_begin(p, todo[i], NULL, &f[i], err) < 0)
+            r = hull_error_prefix(err, "layer %s", todo[i]->digest);
+    size_t next = 0, active = 0;
+    while (r == 0 && (next < nt || active > 0)) {
+        while (r == 0 && active < parallel && next < nt) {
+            struct blob_fetch *b = &f[next++];
+            if (b->w && (r = start_transfer(p, m, b, err)) == 0)
                 active++;
-            }
         }
         if (r < 0 || active == 0)
             continue;
@@ -296,22 +335,26 @@ static int fetch_layers(struct pull *p, const struct image_desc *descs, size_t n
                 continue;
             struct blob_fetch *b = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&b);
-            CURLcode rc = msg->data.result;
-            active--;
-            r = finish_one(p, m, b, rc, err);
+            r = finish_one(p, m, b, msg->data.result, err);
+            if (r == 1)
+                r = 0; /* restarted, still active */
+            else
+                active--;
         }
         if (r == 0 && active > 0)
             curl_multi_poll(m, NULL, 0, 1000, NULL);
     }
     /* On an error, the others stop where they are: their .part files stay
      * for the next pull to resume. */
-    for (size_t i = 0; i < parallel; i++) {
-        if (slots[i].h)
-            curl_multi_remove_handle(m, slots[i].h);
-        blob_fetch_free(&slots[i]);
+    for (size_t i = 0; f && i < nt; i++) {
+        if (f[i].h)
+            curl_multi_remove_handle(m, f[i].h);
+        blob_fetch_free(&f[i]);
     }
-    free(slots);
-    curl_multi_cleanup(m);
+    free(todo);
+    free(f);
+    if (m)
+        curl_multi_cleanup(m);
     return r;
 }
 

@@ -296,8 +296,14 @@ void *reg_easy(struct reg_client *c, const struct reg_req *req, struct reg_resp 
         hl = curl_slist_append(hl, line);
     }
     if (auth) {
-        snprintf(line, sizeof(line), "Authorization: %s", auth);
-        hl = curl_slist_append(hl, line);
+        /* Tokens can be long (a JWT with its certificate chain). */
+        cleanup_free char *a = NULL;
+        if (asprintf(&a, "Authorization: %s", auth) < 0) {
+            curl_slist_free_all(hl);
+            curl_easy_cleanup(h);
+            return hull_error_errno(err, "out of memory"), NULL;
+        }
+        hl = curl_slist_append(hl, a);
     }
     if (req->range_from > 0) {
         snprintf(line, sizeof(line), "Range: bytes=%lld-", (long long)req->range_from);
