@@ -14,6 +14,7 @@
  * "tls_verify", "image_root", "authfile"?, "cert_dir"?}; the puller answers
  * {"ok": true, "digest": "sha256:..."} or {"error": {"errno", "message"}}. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +58,16 @@ int puller_main(int sock)
      * answer is not left running (what it fetched stays for the next). */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         hull_warn("puller: PR_SET_PDEATHSIG: %s", strerror(errno));
-    if (getppid() == 1)
-        return 1;
     struct frame f;
     if (frame_recv(sock, &f) < 0)
         return 1; /* hulld went away before asking */
+    /* hulld sends nothing more: anything readable now is its end of the
+     * socket closing, i.e. it died before the death signal was armed. */
+    struct pollfd p = {.fd = sock, .events = POLLIN};
+    if (poll(&p, 1, 0) != 0) {
+        frame_free(&f);
+        return 1;
+    }
     hull_error e = NULL;
     cleanup_free char *digest = NULL;
     json_object *reply = json_object_new_object();

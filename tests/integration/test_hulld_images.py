@@ -323,6 +323,29 @@ def test_remove_in_use_is_409_then_200_and_prune_frees_its_blobs(env):
     assert any(a["method"] == "DELETE" and a["status"] == 409 for a in audit(e))
 
 
+def test_forced_remove_leaves_a_live_sandbox_running(env):
+    e = env
+    name = e.name("app:3")
+    assert pull(e, "app:3").status == 201
+    r = req(e, "POST", "/v1/sandboxes", {"image": name, "lifetime": "5m"}, who="user")
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        error(req(e, "DELETE", f"/v1/images/{q(name)}?force=false"), 409, "conflict")
+        r = req(e, "DELETE", f"/v1/images/{q(name)}?force=true")
+        assert r.status == 200 and r.json["removed"] is True, r
+        assert name not in names_on_disk(e.root)
+        # What runs keeps running, from the layers it has mounted.
+        r = req(e, "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/three"]}, who="user")
+        assert r.status == 200 and r.json["stdout"] == "only in app3\n", r
+        # A new run cannot start from it any more.
+        err = error(req(e, "POST", "/v1/runs", {"cmd": ["true"], "image": name}, who="user"), 404,
+                    "not_found")
+        assert err["field"] == "image"
+    finally:
+        assert req(e, "DELETE", f"/v1/sandboxes/{sid}", who="user").status == 200
+
+
 def test_remove_refuses_a_bad_force_and_an_unknown_image(env):
     e = env
     err = error(req(e, "DELETE", f"/v1/images/{q(e.name('app:1'))}?force=maybe"), 400,
@@ -418,3 +441,71 @@ def test_a_hanging_pull_leaves_hulld_responsive_and_is_stopped(tmp_path, monkeyp
         stall.close()
     procs, _, _ = d.leaks()
     assert procs == []
+
+
+def test_a_pull_dies_with_a_killed_hulld_and_the_next_hulld_serves(tmp_path, monkeypatch):
+    """hulld SIGKILLed during a pull: the puller goes with it (nothing
+    pulls on unseen), and a new hulld on the same store serves at once."""
+    monkeypatch.setenv("HULL_REGISTRY_TIMEOUT", "600")
+    stall = StallingRegistry()
+    root = tmp_path / "images"
+    d = Hulld(tmp_path, "--image-root", str(root))
+    Path(d.state).mkdir(parents=True)
+    admin = d.token("admin", "ops")
+    d.start()
+    try:
+        def bg():
+            try:
+                d.request("POST", "/v1/images", {"ref": f"{stall.host}/slow:1",
+                                                 "tls_verify": False}, admin)
+            except OSError:
+                pass  # hulld killed: no answer, as expected
+        t = threading.Thread(target=bg, daemon=True)
+        t.start()
+        assert wait_until(lambda: len(pullers(d)) == 1, 30)
+        pid = pullers(d)[0]
+        d.kill()
+        assert wait_until(lambda: not alive(pid), 30)
+        d.start()
+        r = d.request("GET", "/v1/images", token=admin)
+        assert r.status == 200 and r.json == {"images": []}, r
+    finally:
+        if d.proc:
+            assert d.stop() == 0, d.log.read_text()
+        stall.close()
+    assert d.leaks()[0] == []
+
+
+def test_registry_credentials_come_from_hullds_authfile(tmp_path):
+    """A registry that wants a password: hulld pulls with the one of its
+    --authfile; a request cannot bring its own."""
+    import base64
+    layout = tmp_path / "oci"
+    img = make_image(layout, "private", MARKER, "secret")
+    with Registry(tmp_path, htpasswd={"puller": "s3cret"}) as reg:
+        reg.push_oci(layout, "private", "private:1")
+        auth = tmp_path / "auth.json"
+        token = base64.b64encode(b"puller:s3cret").decode()
+        auth.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+        auth.chmod(0o600)
+        ref = {"ref": f"{reg.host}/private:1", "tls_verify": False}
+        for with_auth in (False, True):
+            sub = tmp_path / ("with" if with_auth else "without")
+            sub.mkdir()
+            d = Hulld(sub, "--image-root", str(sub / "images"),
+                      *(["--authfile", str(auth)] if with_auth else []))
+            Path(d.state).mkdir(parents=True)
+            admin = d.token("admin", "ops")
+            d.start()
+            try:
+                r = d.request("POST", "/v1/images", dict(ref, creds="puller:s3cret"), admin)
+                assert r.status == 400 and r.json["error"]["field"] == "creds", r
+                r = d.request("POST", "/v1/images", ref, admin)
+                if with_auth:
+                    assert r.status == 201 and r.json["digest"] == img.digest, r
+                else:
+                    assert r.status == 502 and r.json["error"]["code"] == "registry_error", r
+                    assert names_on_disk(sub / "images") == set()
+            finally:
+                assert d.stop() == 0, d.log.read_text()
+            assert d.leaks()[0] == []

@@ -235,13 +235,17 @@ def test_copy_cannot_leave_the_context(store, tmp_path):
 
 
 def test_from_scratch_copy_and_ignore(store, tmp_path):
-    ctx = context(tmp_path, "FROM scratch\nCOPY . /\nCMD [\"/hello\"]\n",
+    ctx = context(tmp_path, "FROM scratch\nCOPY . /\nCOPY --chmod=0604 --chown=7:8 hello /x/h2\n"
+                  "CMD [\"/hello\"]\n",
                   {"hello": "hi\n", "skip.log": "no\n", "keep/a": "a\n", "keep/b.log": "no\n",
                    ".containerignore": "*.log\n**/*.log\nContainerfile\n.containerignore\n"})
     build(store, ctx, "-t", "scratchy")
     img = inspect(store, "scratchy")
-    assert len(img["layers"]) == 1
+    assert len(img["layers"]) == 2
     assert layer_files(store, img["layers"][0]["diff_id"]) == ["hello", "keep", "keep/a"]
+    assert layer_files(store, img["layers"][1]["diff_id"]) == ["x", "x/h2"]
+    st = os.stat(bundle(store, "scratchy", tmp_path / "b") / "x" / "h2")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o604, 7, 8)
     assert img["config"]["Cmd"] == ["/hello"]
 
 
@@ -303,14 +307,26 @@ def test_killed_build_leaves_no_mount_or_process(store, tmp_path):
 
 
 def test_network_host_is_the_hosts(store, tmp_path):
-    ctx = context(tmp_path, "FROM base\nRUN ls /sys/class/net > /netdevs\n")
+    ctx = context(tmp_path, "FROM base\nRUN ls /sys/class/net > /netdevs; "
+                  "cat /etc/resolv.conf > /resolv 2>/dev/null; true\n")
     build(store, ctx, "-t", "net", "--network", "host")
+    img = inspect(store, "net")
     root = bundle(store, "net", tmp_path / "b")
     assert sorted((root / "netdevs").read_text().split()) == sorted(os.listdir("/sys/class/net"))
+    if os.path.isfile("/etc/resolv.conf"):
+        # The host's name service, over a file made for the run and gone after it.
+        assert (root / "resolv").read_text() == Path("/etc/resolv.conf").read_text()
+    # /etc is there only as a directory entry with the base's own times.
+    assert layer_files(store, img["layers"][-1]["diff_id"]) == ["etc", "netdevs", "resolv"]
+    base = bundle(store, "base", tmp_path / "base")
+    assert os.stat(root / "etc").st_mtime_ns == os.stat(base / "etc").st_mtime_ns
+    assert not (root / "etc" / "resolv.conf").exists()
     # The default: a network namespace of its own (a separate cache entry).
     r = build(store, ctx, "-t", "net")
     assert "Using cache" not in r.stderr
-    assert (bundle(store, "net", tmp_path / "c") / "netdevs").read_text().split() == ["lo"]
+    root = bundle(store, "net", tmp_path / "c")
+    assert (root / "netdevs").read_text().split() == ["lo"]
+    assert (root / "resolv").read_text() == ""
 
 
 def test_run_is_confined(store, tmp_path):
@@ -375,3 +391,25 @@ def test_interrupted_build_cleans_up(store, tmp_path, sig):
     assert "interrupted" in err, err
     assert not [q for q in pids_with_cmdline_containing(marker) if pid_alive(q)]
     assert "interrupted" not in hull_run("image", "list", root=store, check=True).stdout
+
+
+def test_containerfile_choice_and_untagged(store, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM base\nLABEL from=dockerfile\n")
+    r = build(store, ctx)
+    digest = r.stdout.strip()
+    assert "COMMIT\n" in r.stderr
+    # Untagged: found by its digest only.
+    assert inspect(store, digest)["config"]["Labels"] == {"from": "dockerfile"}
+    (ctx / "Containerfile").write_text("FROM base\nLABEL from=containerfile\n")
+    build(store, ctx, "-t", "choice")
+    assert inspect(store, "choice")["config"]["Labels"] == {"from": "containerfile"}
+    other = tmp_path / "elsewhere.cf"
+    other.write_text("FROM base\nLABEL from=elsewhere\nBAD\n")
+    line = hull_error_line(build(store, ctx, "-f", other, "-t", "choice", check=False))
+    assert "elsewhere.cf:3: unknown instruction BAD" in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = hull_error_line(build(store, empty, check=False))
+    assert "no Containerfile or Dockerfile" in line

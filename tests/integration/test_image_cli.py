@@ -19,7 +19,8 @@ import pytest
 
 from conftest import HULL, wait_until
 from hullrt import cid
-from imagelib import (busybox_layer, rootfs_tar, store_snapshot, write_docker_archive)
+from imagelib import (File, Symlink, busybox_layer, rootfs_tar, store_snapshot, two_platform_index,
+                      write_docker_archive, write_oci_archive)
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "remove", "prune",
@@ -319,13 +320,44 @@ def test_save_then_load_into_another_store_keeps_the_digest(tmp_path, fmt):
 def test_load_a_legacy_docker_archive(tmp_path):
     root = tmp_path / "store"
     arch = tmp_path / "legacy.tar"
-    write_docker_archive(arch, ["localhost/legacy:7"], [busybox_layer()],
+    # a big layer (streamed into the store) and a small one (kept in memory
+    # until manifest.json names it)
+    write_docker_archive(arch, ["localhost/legacy:7"],
+                         [busybox_layer(), {"etc/motd": File("small layer\n")}],
                          config={"Cmd": ["/bin/echo", "legacy"]})
     r = img(root, "load", "-i", arch, check=True)
     assert "localhost/legacy:7" in r.stdout
     info = inspect(root, "localhost/legacy:7")
     assert info["config"]["Cmd"] == ["/bin/echo", "legacy"]
+    assert len(info["layers"]) == 2
     img(root, "prepare", "localhost/legacy:7", check=True)
+    # the archive's VERSION and <id>/json files did not become blobs
+    blobs, _ = referenced(root)
+    assert {"sha256:" + p.name for p in (root / "blobs" / "sha256").iterdir()} == blobs
+    b = tmp_path / "b"
+    img(root, "bundle", "localhost/legacy:7", b, check=True)
+    assert (b / "rootfs" / "etc" / "motd").read_text() == "small layer\n"
+
+
+def test_load_a_two_platform_oci_archive_and_pick_a_platform(tmp_path):
+    root = tmp_path / "store"
+    layout = tmp_path / "layout"
+    idx = two_platform_index(layout, "localhost/multi:1")
+    arch = tmp_path / "multi.tar"
+    write_oci_archive(arch, layout)
+    r = img(root, "load", "-i", arch, check=True)
+    assert idx.digest in r.stdout and "localhost/multi:1" in r.stdout
+    for plat in ("linux/amd64", "linux/arm64"):
+        info = json.loads(img(root, "inspect", "--platform", plat, "localhost/multi:1",
+                              check=True).stdout)[0]
+        assert info["digest"] == idx.children[plat].digest
+        assert info["index_digest"] == idx.digest
+        assert info["architecture"] == plat.split("/")[1]
+    # save takes the platform's manifest alone: its digest survives the trip
+    out = tmp_path / "arm.tar"
+    img(root, "save", "--platform", "linux/arm64", "-o", out, "localhost/multi:1", check=True)
+    r = img(tmp_path / "other", "load", "-q", "-i", out, check=True)
+    assert r.stdout.split() == [idx.children["linux/arm64"].digest]
 
 
 def test_load_of_a_tampered_archive_changes_nothing(tmp_path):
@@ -374,7 +406,8 @@ def test_podman_loads_hulls_docker_archive(tmp_path):
         assert "sha256:" + pinfo["Id"] == info["config_digest"]
         assert pinfo["Config"]["Cmd"] == ["/bin/echo", "hello from the image"]
     finally:
-        subprocess.run(pod + ["system", "reset", "--force"], capture_output=True, timeout=120)
+        # not `system reset`: that would also drop host-wide podman networks
+        subprocess.run(pod + ["rmi", "-af"], capture_output=True, timeout=120)
         shutil.rmtree(runroot, ignore_errors=True)
 
 
@@ -427,6 +460,20 @@ def test_bundle_user_name_unknown_to_the_image_fails_and_leaves_nothing(tmp_path
     b = tmp_path / "b"
     line = failed(img(root, "bundle", "localhost/nouser:1", b), "bundle localhost/nouser:1")
     assert "nosuchuser" in line
+    assert not b.exists()
+
+
+@pytest.mark.parametrize("target", ["../../../../../../../../etc/passwd", "/etc/../../etc/shadow"])
+def test_bundle_never_reads_the_hosts_passwd_through_a_symlink(tmp_path, target):
+    # "daemon" is in the host's /etc/passwd, not in the image's
+    assert "\ndaemon:" in "\n" + Path("/etc/passwd").read_text()
+    root = tmp_path / "store"
+    tb = tmp_path / "evil.tar"
+    tb.write_bytes(rootfs_tar(busybox_layer(extra={"etc/passwd": Symlink(target)})))
+    img(root, "import", "-c", "USER daemon", tb, "localhost/evil:1", check=True)
+    b = tmp_path / "b"
+    r = img(root, "bundle", "localhost/evil:1", b)
+    assert "/etc/passwd" in failed(r, "bundle localhost/evil:1")
     assert not b.exists()
 
 
@@ -488,12 +535,16 @@ def test_login_push_pull_through_the_cli(tmp_path):
         r = img(root, "push", "--tls-verify=false", "--authfile", auth, "localhost/app:1", dest,
                 check=True)
         assert r.stdout.strip() == digest
+        # progress (one summary line when not a terminal) goes to stderr
+        assert f"pushed {dest}:" in r.stderr
         # -p works but warns that the password shows in ps
         r = img(other, "login", "--tls-verify=false", "--authfile", tmp_path / "auth2.json",
                 "-u", "ci", "-p", "s3cret", reg.host, check=True)
         assert "warning" in r.stderr
         r = img(other, "pull", "-q", "--tls-verify=false", "--authfile", auth, dest, check=True)
         assert r.stdout.strip() == digest and r.stderr == ""
+        r = img(other, "pull", "--tls-verify=false", "--authfile", auth, dest, check=True)
+        assert r.stdout.strip() == digest and f"pulled {dest}:" in r.stderr
         assert inspect(other, dest)["digest"] == digest
         img(other, "logout", "--authfile", auth, reg.host, check=True)
         assert reg.host not in json.loads(auth.read_text()).get("auths", {})

@@ -156,7 +156,7 @@ class FaultProxy:
         if kind == "stall":
             h.wfile.write(data[:int(len(data) * args[0])])
             h.wfile.flush()
-            self.release_ev.wait(120)
+            self.release_ev.wait(600)
             h.close_connection = True
             return
         if kind == "slow":
@@ -234,26 +234,12 @@ def _short(paths):
     return [p[:40] for p in paths[:6]] + (["..."] if len(paths) > 6 else [])
 
 
-def assert_unchanged(store, before, strict=False):
-    """No name changed and nothing unverified stored.
-
-    A failed pull may keep what it fully fetched and verified (image.h: the
-    next pull reuses verified blobs, and layers unpacked from them): added
-    blobs must hash to their names, added layer directories must be diff-ids
-    of stored layers; `hull image prune` removes them again. strict: no
-    addition at all."""
-    after = snapshot(store)
-    added, removed, changed = _diff(before, after)
-    assert not removed and not changed, f"store changed: removed {_short(removed)} changed {_short(changed)}"
-    assert after.get("index.json") == before.get("index.json"), "index.json changed"
-    if strict:
-        assert not added, f"store gained {_short(added)}"
-    for p in added:
-        if p.startswith("blobs/sha256/"):
-            data = (Path(store) / p).read_bytes()
-            assert il.sha256(data)[7:] == p.rsplit("/", 1)[1], f"{p} stored with other content"
-        else:
-            assert p.startswith("hull/layers/") and after[p] == "dir", f"unexpected {p}"
+def assert_unchanged(store, before):
+    """index.json, blobs/ and hull/layers/ exactly as before (hull/ingest aside: a
+    .part may stay for a resume). A failed pull removes what it had published."""
+    added, removed, changed = _diff(before, snapshot(store))
+    assert not (added or removed or changed), \
+        f"store changed: added {_short(added)} removed {_short(removed)} changed {_short(changed)}"
 
 
 def assert_restored_by_prune(store, before):
@@ -279,14 +265,14 @@ BAD_REFS = ["UPPER/case:1", "a//b:1", "repo:bad tag", "repo:" + "t" * 129, "repo
 def test_malformed_reference_refused(seeded, store, ref):
     before = snapshot(store)
     assert_fails(pull(store, ref), r"reference|invalid|malformed|tag|digest|name")
-    assert_unchanged(store, before, strict=True)
+    assert_unchanged(store, before)
 
 
 def test_unknown_repository_and_tag_are_not_found(seeded, registry, store):
     before = snapshot(store)
     for ref in (f"{registry.host}/nobody/here:1", f"{registry.host}/seed/small:nosuchtag"):
         assert_fails(pull(store, ref), r"not found|unknown|404")
-    assert_unchanged(store, before, strict=True)
+    assert_unchanged(store, before)
     still_runs(store, seeded)
 
 
@@ -295,13 +281,22 @@ def test_unknown_local_image_not_found(seeded, store):
     r = il.hull_run("sandbox", "run", "--pull", "never", "--image", "localhost/never-pulled:1", "--", "true",
                     root=store)
     assert_fails(r, r"not found")
-    assert_unchanged(store, before, strict=True)
+    assert_unchanged(store, before)
+
+
+def test_sandbox_pull_of_missing_image_fails_in_one_line(seeded, store):
+    """`sandbox run --image` pulls what the store lacks; when that fails, one line says why."""
+    before = snapshot(store)
+    r = il.hull_run("sandbox", "run", "--image", f"127.0.0.1:{free_port()}/seed/small:1", "--", "true",
+                    root=store)
+    assert_fails(r, r"refused|connect")
+    assert_unchanged(store, before)
 
 
 def test_registry_down_connection_refused(seeded, store):
     before = snapshot(store)
     assert_fails(pull(store, f"127.0.0.1:{free_port()}/seed/small:1"), r"refused|connect")
-    assert_unchanged(store, before, strict=True)
+    assert_unchanged(store, before)
 
 
 def test_unauthorized_without_credentials(store, tmp_path):
@@ -339,7 +334,7 @@ def test_injected_status_fails_cleanly(proxied, store, seeded, where, status):
     r = pull(store, ref)
     words = {429: r"429|too many", 500: r"500|internal|server error"}[status]
     assert_fails(r, words)
-    assert_unchanged(store, before, strict=where == "manifests")
+    assert_unchanged(store, before)
     assert not (store / "blobs/sha256" / img.layers[1].digest[7:]).exists()
     assert proxy.seen, "the pull never reached the proxy"
     if where == "blobs":
@@ -356,13 +351,12 @@ def test_stalled_blob_times_out_then_resumes(proxied, store, seeded):
     big = img.layers[1].digest
     proxy.rule(rf"^GET /v2/faults/big/blobs/{big}", "stall", 0.5)
     before = snapshot(store)
-    t0 = time.monotonic()
-    r = pull(store, ref, host_env={"HULL_REGISTRY_TIMEOUT": "3"}, timeout=120)
-    took = time.monotonic() - t0
+    # The proxy stalls until released: only hull's own timeout ends this pull
+    # (a hang fails the test through the subprocess timeout).
+    r = pull(store, ref, host_env={"HULL_REGISTRY_TIMEOUT": "3"}, timeout=300)
     assert_fails(r, r"time(d)? ?out|stall|no data")
     assert_unchanged(store, before)
     assert not (store / "blobs/sha256" / big[7:]).exists()
-    assert took < 100, f"the stall was not cut by HULL_REGISTRY_TIMEOUT=3 ({took:.0f}s)"
     proxy.clear()
     proxy.release()
     assert pull(store, ref, check=True).stdout.split()[-1] == img.digest
@@ -386,7 +380,7 @@ def test_oversized_manifest_refused(proxied, store, seeded):
     proxy.rule(r"^(GET|HEAD) /v2/faults/big/manifests/", "body", body, il.MT_OCI_MANIFEST)
     before = snapshot(store)
     assert_fails(pull(store, ref), r"too (large|big)|larger|exceed|limit|size|cap")
-    assert_unchanged(store, before, strict=True)
+    assert_unchanged(store, before)
     assert not proxy.gets(r"/blobs/"), "hull fetched blobs of a manifest it should have refused"
 
 
@@ -564,3 +558,38 @@ def _sleep_running(token):
             except OSError:
                 pass
     return False
+
+
+def test_killed_pull_leaves_no_name_and_the_next_resumes(registry, store, seeded, tmp_path):
+    """SIGKILL in the middle of a blob: no name, nothing unverified; the next pull continues it."""
+    layout = tmp_path / "k-layout"
+    img = big_image(layout, "k", mib=4, seed=b"killed")
+    big = img.layers[1].digest
+    push_oci(layout, "k", f"{registry.host}/faults/killed:1")
+    with FaultProxy(registry.host) as proxy:
+        ref = f"{proxy.host}/faults/killed:1"
+        proxy.rule(rf"^GET /v2/faults/killed/blobs/{big}", "slow", 256 << 10)
+        env = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+        p = subprocess.Popen([il.HULL, "image", "pull", "--tls-verify=false", ref], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        part = store / "hull" / "ingest" / f"{big[7:]}.part"
+        try:
+            deadline = time.monotonic() + 120
+            while not (part.exists() and part.stat().st_size > 0):
+                assert p.poll() is None, "the pull ended before the blob was half there"
+                assert time.monotonic() < deadline, "no .part appeared"
+                time.sleep(0.05)
+        finally:
+            p.kill()  # hull execs hull-image: this pid is the pull itself
+            p.wait()
+        assert ref not in il.layout_names(store)
+        for b in (store / "blobs" / "sha256").iterdir():
+            assert il.sha256(b.read_bytes())[7:] == b.name, f"{b.name} stored with other content"
+        assert not (store / "blobs/sha256" / big[7:]).exists()
+
+        proxy.clear()
+        assert pull(store, ref, check=True).stdout.split()[-1] == img.digest
+        gets = proxy.gets(rf"/blobs/{big}")
+        assert len(gets) == 2 and gets[1][2] and re.match(r"bytes=[1-9]\d*-", gets[1][2]), gets
+    r = il.hull_run("sandbox", "run", "--image", ref, "--", "wc", "-c", "/data/random", root=store)
+    assert r.returncode == 0 and r.stdout.split()[0] == str(4 << 20), r.stderr

@@ -267,6 +267,21 @@ def test_skopeo_copies_out_of_hull_store(registry, store, tmp_path):
     assert sandbox(store, ref, "cat", "/opt/three") == "3\n"
 
 
+def test_podman_pulls_straight_from_hull_store(podman, registry, store, tmp_path):
+    """podman reads hull's store as an OCI layout (oci:DIR:NAME) and runs what hull pulled."""
+    layout = tmp_path / "layout"
+    img = il.write_oci_layout(layout, "src", content_layers(), config={"Cmd": ["sh"]})
+    ref = f"{registry.host}/interop/from-store:1"
+    push_oci(layout, "src", ref)
+    hull_pull(store, ref)
+    podman("pull", "-q", f"oci:{store}:{ref}")
+    ids = [i["Id"] for i in json.loads(podman("images", "--format", "json").stdout)]
+    assert img.config_digest[7:] in ids, ids  # the same config: the same image
+    r = podman.run("--rm", f"oci:{store}:{ref}", "sh", "-c", CONTENT_SCRIPT)
+    assert r.stdout == CONTENT_OUT
+    podman("rmi", "-f", img.config_digest[7:], check=False)
+
+
 # ---- umoci ----------------------------------------------------------------
 
 def test_umoci_unpacks_hull_store_and_hull_runs_the_bundle(registry, store, tmp_path, hull):

@@ -56,14 +56,15 @@ def store(tmp_path):
     return root, imgs
 
 
-def run(*args, root, timeout=300, input=None):
+def run(*args, root, timeout=300, input=None, env=None):
     return subprocess.run([HULL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root)))
+                          input=input, env=dict(os.environ, HULL_IMAGE_ROOT=str(root), **(env or {})))
 
 
-def sandbox(root, *args, timeout=300):
+def sandbox(root, *args, timeout=300, env=None):
     """`hull sandbox run --json --image-root ROOT ARGS`: (rc, result, stderr)."""
-    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout)
+    p = run("sandbox", "run", "--json", "--image-root", root, *args, root=root, timeout=timeout,
+            env=env)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
 
 
@@ -133,15 +134,23 @@ def test_the_image_config_is_applied(store):
     assert r["stdout"] == "mine\n", (err, r)
 
 
-def test_a_whiteout_hides_the_base_layers_file(store):
+# How the layers are mounted (image/rootfs.c): overlayfs, or a copy on a
+# tmpfs where overlayfs cannot serve; hull's root is the same either way.
+OVERLAY_MODES = ["auto", "copy"]
+
+
+@pytest.mark.parametrize("mode", OVERLAY_MODES)
+def test_a_whiteout_hides_the_base_layers_file(store, mode):
     root, _ = store
     rc, r, err = sandbox(root, "--image", WH, "--", "sh", "-c",
-                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added")
+                         "ls /etc/hidden 2>&1 >/dev/null | wc -l; cat /etc/kept /etc/added",
+                         env={"HULL_IMAGE_OVERLAY": mode})
     assert rc == 0 and r["verdict"] == "ok", (err, r)
     assert r["stdout"] == "1\nkept\nadded\n"
 
 
-def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
+@pytest.mark.parametrize("mode", OVERLAY_MODES)
+def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path, mode):
     root, _ = store
     src = tmp_path / "in.txt"
     src.write_text("copied\n")
@@ -151,9 +160,32 @@ def test_a_symlinked_tmp_is_replaced_by_the_sandboxs_own(store, tmp_path):
     rc, r, err = sandbox(root, "--image", SYMTMP, "--copy-in", f"{src}:/tmp/in.txt", "--",
                          "sh", "-c", "test -L /tmp && echo LINK; cat /tmp/in.txt; echo x > /tmp/y;"
                          " ls / | grep -cx -e y -e in.txt; grep -c ' /tmp tmpfs' /proc/mounts;"
-                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV")
+                         " test -r /proc/self/status && echo PROC; test -c /dev/null && echo DEV",
+                         env={"HULL_IMAGE_OVERLAY": mode})
     assert rc == 0 and r["verdict"] == "ok", (err, r)
     assert r["stdout"] == "copied\n0\n1\nPROC\nDEV\n"
+    assert overlay_mounts_of() == []
+
+
+@pytest.mark.parametrize("isolation", ["container", "process"])
+def test_the_images_devices_and_setuid_files_give_nothing(tmp_path, isolation):
+    """An image is untrusted input: a device node in it (here the host's
+    memory) cannot be opened, a setuid root binary runs as the sandbox's user."""
+    from imagelib import CharDev
+    root = tmp_path / "store"
+    with open("/bin/busybox", "rb") as f:
+        bb = f.read()
+    write_oci_layout(root, "localhost/levels/evil:1", [bb_entries(**{
+        "mem": CharDev(1, 1, 0o666), "zero": CharDev(1, 5, 0o666),
+        "usr/bin/id": File(bb, 0o4755)})])
+    rc, r, err = sandbox(root, "--isolation", isolation, "--image", "localhost/levels/evil:1", "--",
+                         "sh", "-c", "test -c /mem && echo NODE; head -c1 /mem >/dev/null 2>&1 ||"
+                         " echo NO-MEM; head -c1 /zero >/dev/null 2>&1 || echo NO-ZERO;"
+                         " test -u /usr/bin/id && echo SUID; /usr/bin/id -u")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    out = r["stdout"].split()
+    assert out[:4] == ["NODE", "NO-MEM", "NO-ZERO", "SUID"], r
+    assert int(out[4]) != 0, r
 
 
 def test_verdicts_and_limits_still_work(store):
@@ -207,6 +239,20 @@ def test_nothing_is_mounted_on_the_host_even_when_the_supervisor_is_killed(store
         assert r.returncode == 0, r.stderr
 
 
+def test_concurrent_runs_each_see_their_own_image(store):
+    """Every run mounts at the same place, each in its own namespace."""
+    root, _ = store
+    procs = [subprocess.Popen([HULL, "sandbox", "run", "--json", "--image-root", str(root),
+                               "--image", ref, "--wall-time", "60s", "--", "sh", "-c",
+                               "sleep 1; cat /etc/kept 2>/dev/null || echo none"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for ref in (WH, BB, WH, BB)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    got = [json.loads(o)["stdout"] if o else e for o, e in outs]
+    assert got == ["kept\n", "none\n", "kept\n", "none\n"], got
+    assert overlay_mounts_of() == []
+
+
 def sleeper():
     """Pids of the sandboxed `sleep 97`."""
     out = []
@@ -218,6 +264,34 @@ def sleeper():
             except OSError:
                 pass
     return out
+
+
+def test_an_imported_image_runs_and_the_library_takes_image_requests(tmp_path):
+    """`hull image import` (layers unpacked on the way in), and a REST-style
+    request through the library alone (as hulld runs one): "image" and no
+    "cmd" runs the image's Cmd."""
+    from imagelib import rootfs_tar
+    root = tmp_path / "store"
+    tar = tmp_path / "root.tar"
+    tar.write_bytes(rootfs_tar(bb_entries()))
+    p = run("image", "import", "--image-root", root, "--change", 'CMD ["cat", "/etc/os-release"]',
+            tar, "localhost/levels/imported:1", root=root)
+    assert p.returncode == 0, p.stderr
+    rc, r, err = sandbox(root, "--pull", "never", "--image", "localhost/levels/imported:1")
+    assert rc == 0 and r["stdout"] == OS_RELEASE, (err, r)
+    assert r["image"]["digest"] == p.stdout.split()[-1]
+    tool = Path(HULL).parent / "tests" / "sandboxtool"
+    req = json.dumps({"image": "localhost/levels/imported:1", "env": {"X": "1"}})
+    env = dict(os.environ, HULL_IMAGE_ROOT=str(root),
+               HULL_IMAGE_BIN=str(Path(HULL).parent / "hull-image"))
+    q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
+    assert q.returncode == 0, q.stderr
+    r = json.loads(q.stdout)
+    assert r["verdict"] == "ok" and r["stdout"] == OS_RELEASE, r
+    req = json.dumps({"image": "localhost/levels/imported:1", "cmd": ["sh", "-c", "echo $X"],
+                      "env": {"X": "1"}})
+    q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
+    assert json.loads(q.stdout)["stdout"] == "1\n", q.stdout + q.stderr
 
 
 # ---- process level -----------------------------------------------------------
@@ -297,6 +371,9 @@ def test_microvm_boots_from_one_disk_per_manifest(store, vm_ready, tmp_path):
     root, imgs = store
     hexd = imgs[CFG].digest.split(":")[1]
     disk = root / "hull" / "disks" / f"{hexd}.sqfs"
+    # What a builder killed mid-way left: removed by the next one.
+    disk.parent.mkdir(parents=True)
+    (disk.parent / f"{hexd}.sqfs.tmp.999999").write_bytes(b"cut short")
     args = ["--isolation", "microvm", "--cpu-time", "60s", "--wall-time", "120s", "--image", CFG]
     env = dict(os.environ, HULL_VM_ACCEL=test_vm_lib.ACCEL)
     p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), *args, "--",

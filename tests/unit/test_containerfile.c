@@ -174,13 +174,45 @@ static void ignore_patterns(void **state)
     assert_false(build_ignored(NULL, "a.log"));
 }
 
+/* Every prefix of a file full of edge cases parses or fails cleanly, and
+ * its arguments split and substitute or fail cleanly (ASan in CI). */
+static void prefixes(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "ARG B=\"b a\"se\nFROM ${B:-x} AS y\nENV K=\"v \\\" w\" L='$K' M=${K:+${L}}\\\n"
+        "  N=\\$K\nRUN [\"a\", \"b\"\nCOPY --chown=1 [\"s\", \"d\"]\n"
+        "LABEL \"k k\"=v ${NOPE-d}\r\nCMD []\n# c\n  \t\nEXPOSE 80/udp \\";
+    struct cf_vars vars = {{env_a, env_b}};
+    for (size_t n = 0; n <= sizeof(text) - 1; n++) {
+        struct containerfile cf;
+        hull_error e = NULL;
+        if (containerfile_parse(text, n, "C", &cf, &e) < 0) {
+            assert_non_null(e);
+            hull_error_free(&e);
+            continue;
+        }
+        for (size_t i = 0; i < cf.n; i++) {
+            for (int split = 0; split < 2; split++) {
+                char **w = NULL;
+                if (cf_words(cf.v[i].args, &vars, split, &w, &e) < 0) {
+                    assert_null(w);
+                    hull_error_free(&e);
+                }
+                hull_strv_free(w);
+            }
+            free(cf_instr_text(&cf.v[i]));
+        }
+        containerfile_free(&cf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(lines),
-        cmocka_unit_test(errors),
-        cmocka_unit_test(substitution),
-        cmocka_unit_test(ignore_patterns),
+        cmocka_unit_test(lines),        cmocka_unit_test(errors),
+        cmocka_unit_test(substitution), cmocka_unit_test(ignore_patterns),
+        cmocka_unit_test(prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,6 @@
 /* hull image import | load | save | bundle: images in and out of files. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,7 +124,7 @@ static int apply_change(json_object *conf, const char *change, hull_error *err)
 
 /* The operand as a reference the store names images by (usage checked
  * before anything is read or written). */
-static char *checked_name(struct img_cli *c, const char *text, hull_error *err)
+static char *checked_name(const char *text, hull_error *err)
 {
     cleanup_image_ref struct image_ref ref = {0};
     if (image_ref_parse(text, &ref, err) < 0)
@@ -134,7 +133,6 @@ static char *checked_name(struct img_cli *c, const char *text, hull_error *err)
         hull_error_set(err, EINVAL, "a new image's name cannot hold a digest");
         return NULL;
     }
-    (void)c;
     return image_ref_name(&ref);
 }
 
@@ -181,11 +179,8 @@ int img_import(struct img_cli *c, int argc, char **argv)
             help_import();
             return 0;
         } else if (opt == 'c') {
-            if (apply_change(conf, optarg, &err) < 0) {
-                fprintf(stderr, "hull: image import: %s\n", hull_error_msg(err));
-                hull_error_free(&err);
-                return 1;
-            }
+            if (apply_change(conf, optarg, &err) < 0)
+                return img_fail(c, &err, NULL);
         } else if (opt == 'C') {
             if (img_parse_compression(optarg, &comp) < 0)
                 return img_usage(c, "--compression: '%s' is not zstd, gzip or none", optarg);
@@ -196,7 +191,7 @@ int img_import(struct img_cli *c, int argc, char **argv)
     if (img_need_args(c, argc, argv, 2, "TARBALL and NAME") != 0)
         return 1;
     const char *src = argv[optind], *text = argv[optind + 1];
-    cleanup_free char *name = checked_name(c, text, &err);
+    cleanup_free char *name = checked_name(text, &err);
     if (name == NULL)
         return img_fail(c, &err, "%s", text);
     cleanup_close int fd = open_input(src, &err);

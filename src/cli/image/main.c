@@ -198,11 +198,15 @@ int img_fail(struct img_cli *c, hull_error *err, const char *fmt, ...)
         va_end(ap);
     }
     const char *msg = hull_error_msg(err ? *err : NULL);
-    /* Some library errors already say "pull REF: ..."; say it once. */
-    char said[1200];
-    snprintf(said, sizeof(said), "%s %s: ", c->verb, ctx);
-    if (ctx[0] && strncmp(msg, said, strlen(said)) == 0)
-        msg += strlen(said);
+    /* Library errors may already say "pull REF: ..." or "image REF: ...";
+     * say it once. */
+    const char *heads[] = {c->verb, "image"};
+    for (size_t i = 0; i < 2 && ctx[0]; i++) {
+        char said[1200];
+        snprintf(said, sizeof(said), "%s %s: ", heads[i], ctx);
+        if (strncmp(msg, said, strlen(said)) == 0)
+            msg += strlen(said);
+    }
     fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx, msg);
     hull_error_free(err);
     return 1;

@@ -93,14 +93,17 @@ static bool is_blob_path(const char *path, char *digest, size_t len)
     return image_digest_valid(digest);
 }
 
-/* The documents kept in memory: what is not a layer. */
+/* Files kept in memory: the documents, and any small file (a legacy
+ * archive's <id>/json and VERSION must not become blobs of the store; a small
+ * layer among them is stored when manifest.json names it). */
+#define SMALL_FILE (256 * 1024)
 static bool is_document(const char *path, int64_t size)
 {
     const char *dot = strrchr(path, '.');
-    return size <= (int64_t)HULL_IMAGE_CONFIG_MAX &&
-           (strcmp(path, "index.json") == 0 || strcmp(path, "manifest.json") == 0 ||
-            strcmp(path, "oci-layout") == 0 || strcmp(path, "repositories") == 0 ||
-            (dot != NULL && strcmp(dot, ".json") == 0 && strchr(path, '/') == NULL));
+    return size <= SMALL_FILE ||
+           (size <= (int64_t)HULL_IMAGE_CONFIG_MAX &&
+            (strcmp(path, "index.json") == 0 || strcmp(path, "manifest.json") == 0 ||
+             (dot != NULL && strcmp(dot, ".json") == 0 && strchr(path, '/') == NULL)));
 }
 
 static int read_document(struct archive *a, int64_t size, struct afile *f, hull_error *err)
@@ -198,11 +201,11 @@ static int read_entry(struct loader *L, struct archive *a, struct archive_entry 
     return stream_blob(L, a, NULL, size, f, err);
 }
 
-static const struct afile *find_file(const struct loader *L, const char *path)
+static struct afile *find_file(const struct loader *L, const char *path)
 {
     cleanup_free char *p = norm_path(NULL, path);
     for (int hops = 0; p != NULL && hops < 16; hops++) {
-        const struct afile *hit = NULL;
+        struct afile *hit = NULL;
         for (size_t i = 0; i < L->n && hit == NULL; i++)
             if (strcmp(L->files[i].path, p) == 0)
                 hit = &L->files[i];
@@ -407,7 +410,12 @@ static int load_legacy_one(struct loader *L, json_object *e, char **mdigest, hul
     int r = 0;
     for (size_t i = 0; i < n && r == 0; i++) {
         const char *lp = json_object_get_string(json_object_array_get_idx(layers, i));
-        const struct afile *lf = lp ? find_file(L, lp) : NULL;
+        struct afile *lf = lp ? find_file(L, lp) : NULL;
+        if (lf != NULL && lf->digest == NULL && lf->data != NULL) {
+            r = image_blob_put(L->s, lf->data, lf->len, &lf->digest, err);
+            if (r < 0)
+                break;
+        }
         if (lf == NULL || lf->digest == NULL) {
             r = hull_error_set(err, ENOENT, "manifest.json: layer %s is not in the archive",
                                lp ? lp : "?");

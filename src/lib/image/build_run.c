@@ -100,9 +100,18 @@ static int resolve_user(int rootfd, const char *user, unsigned *uid, unsigned *g
     return 0;
 }
 
-/* The top-level mount points the runtime needs; the ones it had to create
- * are removed afterwards when still empty, so they are no part of the layer. */
-static const char *const mountpoints[] = {"proc", "dev", "sys", NULL};
+/* The mount points the runtime may have to create (the name service files
+ * only with the host's network); the ones it made are removed afterwards
+ * when still empty, so they are no part of the layer. */
+static const struct {
+    const char *name;
+    bool file;
+} points[] = {{"proc", false},
+              {"dev", false},
+              {"sys", false},
+              {"etc/resolv.conf", true},
+              {"etc/hosts", true}};
+#define N_POINTS (sizeof(points) / sizeof(points[0]))
 
 static json_object *spec_doc(const struct build_run *r, unsigned uid, unsigned gid,
                              const char *home, bool *created, int rootfd, hull_error *err)
@@ -147,18 +156,27 @@ static json_object *spec_doc(const struct build_run *r, unsigned uid, unsigned g
         if (strcmp(dst, "/sys/fs/cgroup") != 0)
             json_object_array_add(keep, json_object_get(m));
     }
-    /* With the host's network, its name service too, where the image has
-     * the files to mount over (nothing is created for it). */
-    static const char *const netfiles[] = {"/etc/resolv.conf", "/etc/hosts", NULL};
-    for (size_t i = 0; r->network && netfiles[i]; i++) {
+    for (size_t i = 0; i < N_POINTS; i++) {
         struct stat st;
-        if (fstatat(rootfd, netfiles[i] + 1, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-            !S_ISREG(st.st_mode) || access(netfiles[i], R_OK) < 0)
+        created[i] = fstatat(rootfd, points[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0;
+    }
+    /* With the host's network, its name service too: over the image's files,
+     * or over empty ones made for the run (under an /etc of the image only). */
+    struct stat etc;
+    bool etc_dir = fstatat(rootfd, "etc", &etc, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(etc.st_mode);
+    for (size_t i = 0; r->network && i < N_POINTS; i++) {
+        struct stat st;
+        char host[64];
+        snprintf(host, sizeof(host), "/%s", points[i].name);
+        bool there = fstatat(rootfd, points[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!points[i].file || (there && !S_ISREG(st.st_mode)) || (!there && !etc_dir) ||
+            access(host, R_OK) < 0)
             continue;
+        const char *netfile = host;
         json_object *m = json_object_new_object();
-        json_object_object_add(m, "destination", json_object_new_string(netfiles[i]));
+        json_object_object_add(m, "destination", json_object_new_string(netfile));
         json_object_object_add(m, "type", json_object_new_string("bind"));
-        json_object_object_add(m, "source", json_object_new_string(netfiles[i]));
+        json_object_object_add(m, "source", json_object_new_string(netfile));
         json_object *o = json_object_new_array();
         json_object_array_add(o, json_object_new_string("rbind"));
         json_object_array_add(o, json_object_new_string("ro"));
@@ -176,10 +194,6 @@ static json_object *spec_doc(const struct build_run *r, unsigned uid, unsigned g
                 json_object_array_add(nk, json_object_get(n));
         }
         json_object_object_add(lx, "namespaces", nk);
-    }
-    for (size_t i = 0; mountpoints[i]; i++) {
-        struct stat st;
-        created[i] = fstatat(rootfd, mountpoints[i], &st, AT_SYMLINK_NOFOLLOW) < 0;
     }
     return doc;
 }
@@ -285,7 +299,10 @@ int build_run_command(struct build_run *r, hull_error *err)
         hull_resolve_in_root(rootfd, r->cwd, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
     if (cwd < 0)
         return hull_error_prefix(err, "working directory %s", r->cwd);
-    bool created[3];
+    bool created[N_POINTS];
+    struct stat etc = {0};
+    if (fstatat(rootfd, "etc", &etc, AT_SYMLINK_NOFOLLOW) < 0)
+        etc.st_mode = 0; /* no /etc: nothing is made in it */
     cleanup_json json_object *doc = spec_doc(r, uid, gid, home, created, rootfd, err);
     if (doc == NULL)
         return -1;
@@ -306,8 +323,21 @@ int build_run_command(struct build_run *r, hull_error *err)
         close(sfd);
     sigprocmask(SIG_SETMASK, &old, NULL);
     hull_spec_free(spec);
-    for (size_t i = 0; mountpoints[i]; i++)
-        if (created[i] && unlinkat(rootfd, mountpoints[i], AT_REMOVEDIR) < 0 && errno != ENOENT)
-            hull_debug("RUN: /%s made for the command kept: %s", mountpoints[i], strerror(errno));
+    bool removed_netfile = false;
+    for (size_t i = 0; i < N_POINTS; i++) {
+        struct stat st;
+        if (!created[i] || fstatat(rootfd, points[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            (points[i].file && (!S_ISREG(st.st_mode) || st.st_size != 0)))
+            continue; /* not made for the run, or the command put something there */
+        if (unlinkat(rootfd, points[i].name, points[i].file ? 0 : AT_REMOVEDIR) < 0)
+            hull_debug("RUN: /%s made for the command kept: %s", points[i].name, strerror(errno));
+        else
+            removed_netfile |= points[i].file;
+    }
+    /* A name service file made and removed in /etc left it copied up with a
+     * new mtime: back to the image's, so the layer says nothing new of it. */
+    struct timespec t[2] = {etc.st_atim, etc.st_mtim};
+    if (removed_netfile && utimensat(rootfd, "etc", t, AT_SYMLINK_NOFOLLOW) < 0)
+        hull_debug("RUN: /etc times: %s", strerror(errno));
     return ret;
 }

@@ -88,6 +88,15 @@ static int feed_open(struct feed *f, int fd, const char *what, hull_error *err)
         f->kind = BLOB_GZIP;
     else if (n == 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd)
         f->kind = BLOB_ZSTD;
+    else if (n == 4 && (memcmp(m,
+                               "\xfd"
+                               "7zX",
+                               4) == 0 ||
+                        memcmp(m, "BZh", 3) == 0))
+        return hull_error_set(err, EINVAL,
+                              "layer %s: compressed with %s; a layer is a tar, plain or "
+                              "compressed with gzip or zstd",
+                              what, m[0] == 'B' ? "bzip2" : "xz");
     else
         f->kind = BLOB_TAR;
     f->md = hull_sha256_new(err);

@@ -9,14 +9,15 @@
  * `hull-image prepare`, run as children (hull-image sits beside the running
  * program; $HULL_IMAGE_BIN names another).
  *
- * Every root gets one layer of hull's own on top of the image's: empty
- * /tmp, /proc and /dev directories. The sandbox mounts its own there (and
- * copies files into that /tmp), so they must be directories of the root
- * itself: an image without them still runs, and in one where they are
- * symlinks (tmp -> /) the directory of the upper layer hides the symlink
- * (overlayfs stops its lookup at a non-directory below a directory), so
- * nothing the sandbox mounts or writes there can land elsewhere.
+ * The sandbox mounts its own /tmp, /proc and /dev (and copies files into
+ * that /tmp), so they must be directories of the root itself. An image
+ * that has them is used as it is; one that lacks them, or has symlinks
+ * there (tmp -> /), gets one layer of hull's own on top: those three empty
+ * directories. It still runs, and the upper layer's directory hides the
+ * symlink (overlayfs ends its lookup at a non-directory below a
+ * directory), so nothing mounted or written there can land elsewhere.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -127,10 +128,10 @@ static bool layers_unpacked(struct vm_image *vi)
 static int load(const char *root, const char *ref, struct vm_image *vi, hull_error *err)
 {
     if (image_store_open(root, false, &vi->store, err) < 0)
-        return -1;
+        return hull_error_prefix(err, "image %s", ref);
     vi->store_open = true;
     if (image_load(&vi->store, ref, NULL, &vi->img, err) < 0)
-        return -1;
+        return -1; /* its message names the image */
     vi->loaded = true;
     return 0;
 }
@@ -158,7 +159,7 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
             else
                 hull_error_free(&e);
             unload(vi);
-            return hull_error_prefix(err, "image %s", ref);
+            return -1;
         }
         /* Not there and we may fetch it: the pull's own message is on stderr. */
         hull_debug("image %s: %s: pulling", ref, hull_error_msg(e));
@@ -166,7 +167,7 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
         unload(vi);
         if (run_tool("pull", root, ref, err) < 0 || load(root, ref, vi, err) < 0) {
             unload(vi);
-            return hull_error_prefix(err, "image %s", ref);
+            return -1; /* each names the image */
         }
     }
     /* Stored but not unpacked (skopeo copied it in, or a pull was cut):
@@ -249,21 +250,55 @@ static int base_layer(hull_error *err)
     return rc;
 }
 
+/* The image has /tmp, /proc and /dev as directories of its own, reached
+ * without a symlink: its root can serve as it is. */
+static bool has_own_dirs(const char *root)
+{
+    cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    static const char *const dirs[] = {"/tmp", "/proc", "/dev"};
+    for (size_t i = 0; rootfd >= 0 && i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        cleanup_hull_error hull_error e = NULL; /* absent or a symlink: hull's layer serves */
+        cleanup_close int fd = hull_resolve_in_root(
+            rootfd, dirs[i], HULL_RESOLVE_NO_SYMLINKS | HULL_RESOLVE_DIRECTORY, &e);
+        if (fd < 0)
+            return false;
+    }
+    return rootfd >= 0;
+}
+
 int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err)
 {
-    if (base_layer(err) < 0 || hull_mkdir_p(lower, 0755, err) < 0 ||
-        hull_mkdir_p(target, 0755, err) < 0)
+    if (hull_mkdir_p(lower, 0755, err) < 0 || hull_mkdir_p(target, 0755, err) < 0)
         return hull_error_prefix(err, "image %s", vm_image_name(vi));
     if (image_rootfs_mount(&vi->store, &vi->img, lower, NULL, NULL, true, err) < 0)
         return hull_error_prefix(err, "image %s: mount its layers", vm_image_name(vi));
-    char opts[PATH_MAX * 2 + 32];
-    snprintf(opts, sizeof(opts), "lowerdir=%s:%s", IMAGE_BASE, lower);
-    if (mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0) {
+    int rc;
+    if (has_own_dirs(lower)) {
+        /* Most images: the layers as they are (no second overlay, which
+         * would also be one level of stacking more than a store on
+         * overlayfs allows), read-only, nosuid, nodev. */
+        rc = mount(lower, target, NULL, MS_BIND, NULL);
+        if (rc == 0 &&
+            (rc = mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                        NULL)) < 0) {
+            int e = errno;
+            umount2(target, MNT_DETACH);
+            errno = e;
+        }
+    } else {
+        if (base_layer(err) < 0) {
+            umount2(lower, MNT_DETACH);
+            return hull_error_prefix(err, "image %s", vm_image_name(vi));
+        }
+        char opts[PATH_MAX * 2 + 32];
+        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", IMAGE_BASE, lower);
+        rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
+    }
+    if (rc < 0) {
         int e = errno;
         umount2(lower, MNT_DETACH);
         errno = e;
-        return hull_error_errno(err, "image %s: mount hull's layer over it at %s",
-                                vm_image_name(vi), target);
+        return hull_error_errno(err, "image %s: mount its root at %s", vm_image_name(vi), target);
     }
     return 0;
 }
@@ -318,6 +353,18 @@ static int build_disk(struct vm_image *vi, const char *tmp, hull_error *err)
     return 0;
 }
 
+static void drop_stale(const char *dir, const char *hex)
+{
+    cleanup_dir DIR *d = opendir(dir);
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "%s.sqfs.tmp.", hex);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+            unlinkat(dirfd(d), de->d_name, 0) < 0)
+            hull_warn("image disk: remove %s/%s: %s", dir, de->d_name, strerror(errno));
+}
+
 int vm_image_disk(struct vm_image *vi, char *out, size_t len, hull_error *err)
 {
     const char *d = vi->img.manifest_digest;
@@ -338,9 +385,10 @@ int vm_image_disk(struct vm_image *vi, char *out, size_t len, hull_error *err)
         return hull_error_errno(err, "lock %s", lockp);
     if (access(out, R_OK) == 0)
         return 0;
+    /* Under the lock, any <hex>.sqfs.tmp.* is a builder's that died. */
+    drop_stale(dir, hex);
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", out, (int)getpid());
-    unlink(tmp);
     int rc = build_disk(vi, tmp, err);
     if (rc == 0 && rename(tmp, out) < 0)
         rc = hull_error_errno(err, "rename %s", out);

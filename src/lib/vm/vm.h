@@ -8,7 +8,8 @@
  *
  *   artifacts   kernel.c (vmlinux from bzImage, cached), initrd.c (cpio newc,
  *               reproducible), rootfs.c (directory -> read-only squashfs),
- *               digest.c (sha256, HMAC)
+ *               image.c (an image of the store as a root, for every level,
+ *               and as a VM's disk), digest.c (sha256, HMAC)
  *   the VMM     vmm.h: start/stop/pause/resume/snapshot/restore behind a small
  *               interface; vmm_qemu.c implements it with QEMU, confine.c runs
  *               QEMU confined (in a cgroup from linux/cgroup.h), qmp.c speaks QMP
@@ -130,8 +131,10 @@ void vm_image_close(struct vm_image *vi);
 /* Its name in the store (or the reference it was found by). */
 const char *vm_image_name(const struct vm_image *vi);
 /* In the caller's mount namespace (a private one): the image's layers
- * read-only at lower, and at target hull's layer (empty /tmp, /proc, /dev
- * directories) over them, read-only, nosuid, nodev: the root to run in. */
+ * read-only at lower, and at target the root to run in, read-only, nosuid,
+ * nodev: those layers, with hull's layer (empty /tmp, /proc, /dev
+ * directories) over them when the image lacks one of these directories or
+ * has a symlink there. */
 int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err);
 void vm_image_umount(const char *lower, const char *target);
 /* A VM's rootfs from an image: the disk, its digest, and the record's
