@@ -30,6 +30,8 @@ def tool(*args, check=True, env=None, timeout=300):
     e.update(env or {})
     r = subprocess.run([TOOL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                        env=e, stdin=subprocess.DEVNULL)
+    # REGISTRYTOOL=build/asan/tests/registrytool: failing paths are checked too.
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
     if check and r.returncode != 0:
         raise AssertionError(f"registrytool {' '.join(map(str, args))} exited {r.returncode}:\n"
                              f"{r.stderr}")
@@ -277,6 +279,11 @@ def test_tls_verified_with_cert_dir_refused_without(tmp_path):
         assert_pulled(tmp_path / "s1", ref, img)
         tool("pull", tmp_path / "s2", ref, "--tls-verify=false")
         assert_pulled(tmp_path / "s2", ref, img)
+        # Pushes verify the same way.
+        line = error_of(tool("push", tmp_path / "s1", ref, f"{reg.host}/copy:1", check=False))
+        assert "certificate" in line
+        tool("push", tmp_path / "s1", ref, f"{reg.host}/copy:1", "--cert-dir", reg.cert_dir)
+        assert skopeo_inspect(f"{reg.host}/copy:1", cert_dir=reg.cert_dir)["Digest"] == img.digest
         # --cert-dir with an unrelated CA still refuses.
         other = tmp_path / "other-ca"
         other.mkdir()
@@ -631,3 +638,31 @@ def test_same_layer_twice_in_one_image(tmp_path, registry):
     assert out.stdout.strip() == img.digest
     assert_pulled(store, f"{registry.host}/dup:1", img)
     assert len(registry.requests("GET", f"/blobs/{img.layers[1].digest}")) == 1
+
+
+def test_partial_download_is_resumed_or_redone(tmp_path, registry):
+    layout = tmp_path / "layout"
+    big = os.urandom(3 << 20)
+    img = write_oci_layout(layout, "big", [{"data": File(big)}], compression=None)
+    push_oci(layout, "big", f"{registry.host}/big:1")
+    lay = img.layers[0]
+    blob_bytes = (layout / "blobs" / "sha256" / lay.digest[7:]).read_bytes()
+    store = tmp_path / "store"
+    tool("pull", store, f"{registry.host}/nothing-yet:1", "--tls-verify=false", check=False)
+    ingest = store / "hull" / "ingest"
+    ingest.mkdir(parents=True, exist_ok=True)
+    # What a killed pull leaves: the first half. The next pull asks for the rest.
+    (ingest / (lay.digest[7:] + ".part")).write_bytes(blob_bytes[:len(blob_bytes) // 2])
+    tool("pull", store, f"{registry.host}/big:1", "--tls-verify=false")
+    assert_pulled(store, f"{registry.host}/big:1", img)
+    assert registry.requests("GET", f"/blobs/{lay.digest}") == \
+        [("GET", f"/v2/big/blobs/{lay.digest}", 206)]
+    # A .part with other bytes: dropped, fetched again whole; the pull works.
+    store2 = tmp_path / "store2"
+    tool("pull", store2, f"{registry.host}/nothing-yet:1", "--tls-verify=false", check=False)
+    (store2 / "hull" / "ingest").mkdir(parents=True, exist_ok=True)
+    (store2 / "hull" / "ingest" / (lay.digest[7:] + ".part")).write_bytes(b"\0" * 1000)
+    tool("pull", store2, f"{registry.host}/big:1", "--tls-verify=false")
+    assert_pulled(store2, f"{registry.host}/big:1", img)
+    assert registry.requests("GET", f"/blobs/{lay.digest}")[1:] == \
+        [("GET", f"/v2/big/blobs/{lay.digest}", 206), ("GET", f"/v2/big/blobs/{lay.digest}", 200)]

@@ -227,6 +227,24 @@ static int start_transfer(struct pull *p, CURLM *m, struct blob_fetch *b, hull_e
     return 0;
 }
 
+/* A resumed blob did not verify: the .part a killed pull left held other
+ * bytes (commit dropped it). Fetch it once more from the start. */
+static int restart_fresh(struct pull *p, CURLM *m, struct blob_fetch *b, hull_error *err)
+{
+    const struct image_desc *d = b->d;
+    hull_error_free(err);
+    blob_fetch_free(b);
+    int r = blob_begin(p, d, NULL, b, err);
+    if (r == 0 && b->resume == 0 && start_transfer(p, m, b, err) == 0)
+        return 1;
+    if (r == 0 && b->resume > 0)
+        r = hull_error_set(err, EIO, "a partial download that does not verify keeps coming back");
+    if (r < 0)
+        hull_error_prefix(err, "layer %s", d->digest);
+    blob_fetch_free(b);
+    return r < 0 ? -1 : 0;
+}
+
 /* A transfer ended. Returns 1 when it was restarted (a 401: the token
  * expired; nothing was written, the writer and its lock are kept). */
 static int finish_one(struct pull *p, CURLM *m, struct blob_fetch *b, CURLcode rc, hull_error *err)
@@ -249,7 +267,10 @@ static int finish_one(struct pull *p, CURLM *m, struct blob_fetch *b, CURLcode r
         if (r == 0)
             r = reg_status_error(&b->resp, "blob", err);
     } else {
+        bool resumed = b->resume > 0 && (b->resp.status == 200 || b->resp.status == 206);
         r = blob_end(b, err);
+        if (r < 0 && resumed)
+            return restart_fresh(p, m, b, err);
     }
     if (r < 0)
         hull_error_prefix(err, "layer %s", b->d->digest);
