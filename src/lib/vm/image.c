@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,7 +54,9 @@ const char *vm_image_store_root(const char *root)
     return e && *e ? e : HULL_IMAGE_DEFAULT_ROOT;
 }
 
-/* hull-image: $HULL_IMAGE_BIN, else beside the running program. */
+/* hull-image: $HULL_IMAGE_BIN, else beside the running program (a build
+ * tree), else where `make install` puts it (PREFIX/lib/hull, beside
+ * PREFIX/bin), as `hull image` finds it. */
 static int image_tool(char *out, size_t len, hull_error *err)
 {
     const char *e = getenv("HULL_IMAGE_BIN");
@@ -66,21 +69,47 @@ static int image_tool(char *out, size_t len, hull_error *err)
     if (n <= 0)
         return hull_error_errno(err, "find hull-image: /proc/self/exe");
     self[n] = '\0';
-    if (snprintf(out, len, "%s/hull-image", dirname(self)) >= (int)len)
-        return hull_error_set(err, ENAMETOOLONG, "find hull-image: path too long");
-    return 0;
+    const char *dir = dirname(self);
+    static const char *const where[] = {"%s/hull-image", "%s/../lib/hull/hull-image"};
+    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+        if (snprintf(out, len, where[i], dir) >= (int)len)
+            return hull_error_set(err, ENAMETOOLONG, "find hull-image: path too long");
+        if (access(out, X_OK) == 0)
+            return 0;
+    }
+    return hull_error_set(err, ENOENT,
+                          "hull-image is not installed (looked beside %s and in %s/../lib/hull; "
+                          "$HULL_IMAGE_BIN names another)",
+                          dir, dir);
+}
+
+/* What hull-image said on stderr, as one line: its "hull: " prefixes
+ * dropped (ours comes first), lines joined with "; ". */
+static void tool_message(int fd, char *out, size_t len)
+{
+    char buf[2048];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    out[0] = '\0';
+    char *save = NULL;
+    for (char *ln = strtok_r(buf, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(ln, "hull: ", 6) == 0)
+            ln += 6;
+        size_t o = strlen(out);
+        if (*ln && o + 3 < len)
+            snprintf(out + o, len - o, "%s%s", o ? "; " : "", ln);
+    }
 }
 
 /* hull-image VERB [--quiet] --image-root ROOT REF. Its stdout (the
  * digest) is not wanted, and a --json caller's stdout is the result
- * alone; its stderr says what went wrong. */
+ * alone; its stderr is kept: passed on when it succeeds (warnings), folded
+ * into our one error line when it fails. */
 static int run_tool(const char *verb, const char *root, const char *ref, hull_error *err)
 {
     char tool[PATH_MAX];
     if (image_tool(tool, sizeof(tool), err) < 0)
         return -1;
-    if (access(tool, X_OK) < 0)
-        return hull_error_errno(err, "%s %s: cannot run %s", verb, ref, tool);
     char *argv[8];
     size_t n = 0;
     argv[n++] = "hull-image";
@@ -91,9 +120,13 @@ static int run_tool(const char *verb, const char *root, const char *ref, hull_er
     argv[n++] = (char *)root;
     argv[n++] = (char *)ref;
     argv[n] = NULL;
+    cleanup_close int efd = memfd_create("hull-image-stderr", MFD_CLOEXEC);
+    if (efd < 0)
+        return hull_error_errno(err, "memfd_create");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, efd, 2);
     extern char **environ;
     pid_t pid;
     int r = posix_spawn(&pid, tool, &fa, NULL, argv, environ);
@@ -103,11 +136,18 @@ static int run_tool(const char *verb, const char *root, const char *ref, hull_er
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return hull_error_set(err, EIO, "hull-image %s %s failed (%s %d; its message is above)",
-                              verb, ref, WIFEXITED(st) ? "exit status" : "signal",
-                              WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    return 0;
+    char msg[1024];
+    tool_message(efd, msg, sizeof(msg));
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        if (msg[0])
+            hull_warn("%s", msg);
+        return 0;
+    }
+    if (msg[0])
+        return hull_error_set(err, EIO, "%s", msg);
+    return hull_error_set(err, EIO, "hull-image %s %s failed (%s %d)", verb, ref,
+                          WIFEXITED(st) ? "exit status" : "signal",
+                          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
 
 /* Every layer of the image has its unpacked directory (hull/layers/<hex>). */
@@ -182,6 +222,12 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
     if (vi->use_fd < 0) {
         unload(vi);
         return hull_error_prefix(err, "image %s", ref);
+    }
+    /* In use from here, prune spares it; one that ran between the load and
+     * the mark may have taken it already. */
+    if (!image_blob_exists(&vi->store, vi->img.manifest_digest) || !layers_unpacked(vi)) {
+        vm_image_close(vi);
+        return hull_error_set(err, ENOENT, "image %s: removed while it was being opened", ref);
     }
     snprintf(vi->ref, sizeof(vi->ref), "%s", ref);
     return 0;
@@ -334,7 +380,9 @@ static int build_disk(struct vm_image *vi, const char *tmp, hull_error *err)
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             hull_error_errno(&e, "private mount namespace");
         else if (vm_image_mount(vi, IMAGE_DIR "/disk-lower", IMAGE_DIR "/disk-root", &e) == 0)
-            vm_mksquashfs(IMAGE_DIR "/disk-root", tmp, &e);
+            /* The root directory is a layer's own, made when it was
+             * unpacked: its time would make each store's disk differ. */
+            vm_mksquashfs(IMAGE_DIR "/disk-root", tmp, true, &e);
         if (e)
             dprintf(ep[1], "%s", hull_error_msg(e));
         _exit(e ? 1 : 0);

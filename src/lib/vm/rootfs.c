@@ -85,7 +85,7 @@ static int tree_key(const char *const *roots, size_t nroots, char key[HULL_SHA25
 }
 
 /* mksquashfs SRC DST; stderr kept for the error message. */
-int vm_mksquashfs(const char *src, const char *dst, hull_error *err)
+int vm_mksquashfs(const char *src, const char *dst, bool root_time_zero, hull_error *err)
 {
     char errfile[] = "/tmp/hull-mksquashfs-XXXXXX";
     int efd = mkstemp(errfile);
@@ -99,7 +99,11 @@ int vm_mksquashfs(const char *src, const char *dst, hull_error *err)
     posix_spawn_file_actions_adddup2(&fa, efd, 2);
     char *argv[] = {"mksquashfs",   (char *)src, (char *)dst, "-noappend",  "-quiet",
                     "-no-progress", "-comp",     "lz4",       "-mkfs-time", "0",
-                    "-no-xattrs",   NULL};
+                    "-no-xattrs",   NULL,        NULL,        NULL};
+    if (root_time_zero) {
+        argv[11] = "-root-time";
+        argv[12] = "0";
+    }
     pid_t pid;
     extern char **environ;
     int r = posix_spawnp(&pid, "mksquashfs", &fa, NULL, argv, environ);
@@ -259,7 +263,7 @@ static int build_default(const char *skel, char **srcs, size_t n, const char *ds
                 _exit(122);
         }
         hull_error e = NULL;
-        if (vm_mksquashfs(skel, dst, &e) < 0) {
+        if (vm_mksquashfs(skel, dst, false, &e) < 0) {
             fprintf(stderr, "hull: %s\n", hull_error_msg(e));
             _exit(123);
         }
@@ -312,7 +316,7 @@ static int build_image(const struct vm_rootfs *out, const char *cache, char **sr
                        const char *tmp, hull_error *err)
 {
     if (out->source[0])
-        return vm_mksquashfs(out->source, tmp, err);
+        return vm_mksquashfs(out->source, tmp, false, err);
     char skel[PATH_MAX];
     /* A cut path would be another directory, and it is removed below. */
     if (snprintf(skel, sizeof(skel), "%s/skel.%d", cache, getpid()) >= (int)sizeof(skel))

@@ -106,8 +106,9 @@ struct vm_rootfs {
  * directory (with config.json) means its root.path. */
 int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err);
 
-/* mksquashfs SRC DST (lz4, no xattrs, fixed time); its stderr in the error. */
-int vm_mksquashfs(const char *src, const char *dst, hull_error *err);
+/* mksquashfs SRC DST (lz4, no xattrs, fixed time; and the root
+ * directory's time 0 with root_time_zero); its stderr in the error. */
+int vm_mksquashfs(const char *src, const char *dst, bool root_time_zero, hull_error *err);
 
 /* ---- images as roots (image.c), for every isolation level ----
  *
