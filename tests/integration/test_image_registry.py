@@ -30,6 +30,8 @@ def tool(*args, check=True, env=None, timeout=300):
     e.update(env or {})
     r = subprocess.run([TOOL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                        env=e, stdin=subprocess.DEVNULL)
+    # REGISTRYTOOL=build/asan/tests/registrytool: failing paths are checked too.
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
     if check and r.returncode != 0:
         raise AssertionError(f"registrytool {' '.join(map(str, args))} exited {r.returncode}:\n"
                              f"{r.stderr}")
