@@ -380,7 +380,11 @@ def test_load_of_a_tampered_archive_changes_nothing(tmp_path):
     before = store_snapshot(other)
     failed(img(other, "load", "-i", bad), "load")
     assert store_snapshot(other) == before
-    assert digest not in img(other, "list", "--format", "json").stdout
+    # by name: the image already there may have the same digest (an import
+    # in the same second as the first one makes identical bytes)
+    names = [n for i in json.loads(img(other, "list", "--format", "json").stdout)
+             for n in i.get("names", [i.get("name")])]
+    assert "localhost/app:1" not in names, names
 
 
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
