@@ -666,3 +666,13 @@ def test_partial_download_is_resumed_or_redone(tmp_path, registry):
     assert_pulled(store2, f"{registry.host}/big:1", img)
     assert registry.requests("GET", f"/blobs/{lay.digest}")[1:] == \
         [("GET", f"/v2/big/blobs/{lay.digest}", 206), ("GET", f"/v2/big/blobs/{lay.digest}", 200)]
+    # A .part holding every byte (killed between the last byte and the
+    # commit): committed without a request.
+    store3 = tmp_path / "store3"
+    tool("pull", store3, f"{registry.host}/nothing-yet:1", "--tls-verify=false", check=False)
+    (store3 / "hull" / "ingest").mkdir(parents=True, exist_ok=True)
+    (store3 / "hull" / "ingest" / (lay.digest[7:] + ".part")).write_bytes(blob_bytes)
+    before = len(registry.requests("GET", f"/blobs/{lay.digest}"))
+    tool("pull", store3, f"{registry.host}/big:1", "--tls-verify=false")
+    assert_pulled(store3, f"{registry.host}/big:1", img)
+    assert len(registry.requests("GET", f"/blobs/{lay.digest}")) == before

@@ -150,6 +150,8 @@ static void blob_fetch_free(struct blob_fetch *b)
     memset(b, 0, sizeof(*b));
 }
 
+static int blob_end(struct blob_fetch *b, hull_error *err);
+
 /* Open the writer. Returns 1 when there is nothing to fetch (another pull
  * stored it meanwhile). */
 static int blob_begin(struct pull *p, const struct image_desc *d, const char *label,
@@ -169,6 +171,23 @@ static int blob_begin(struct pull *p, const struct image_desc *d, const char *la
         b->w = NULL;
         progress(p->o, b->what, "exists", d->size, d->size);
         return 1;
+    }
+    if (d->size >= 0 && b->resume >= d->size) {
+        /* A killed pull got every byte but did not commit: no request (a
+         * Range past the end is a 416). If they do not verify, commit
+         * drops them and the blob is fetched whole. */
+        b->resp.status = 200;
+        cleanup_hull_error hull_error e = NULL;
+        if (blob_end(b, &e) == 0)
+            return 1;
+        b->resume = 0;
+        if (image_blob_writer_open(p->s, d->digest, d->size, &b->w, &b->resume, err) < 0)
+            return -1;
+        if (image_blob_writer_done(b->w)) {
+            image_blob_writer_commit(b->w, NULL, NULL);
+            b->w = NULL;
+            return 1;
+        }
     }
     if (asprintf(&b->path, "/v2/%s/blobs/%s", p->repo, d->digest) < 0)
         return hull_error_errno(err, "out of memory");
@@ -233,6 +252,10 @@ static int restart_fresh(struct pull *p, CURLM *m, struct blob_fetch *b, hull_er
 {
     const struct image_desc *d = b->d;
     hull_error_free(err);
+    if (b->w) {
+        image_blob_writer_abort(b->w, false); /* its .part goes */
+        b->w = NULL;
+    }
     blob_fetch_free(b);
     int r = blob_begin(p, d, NULL, b, err);
     if (r == 0 && b->resume == 0 && start_transfer(p, m, b, err) == 0)
@@ -267,7 +290,10 @@ static int finish_one(struct pull *p, CURLM *m, struct blob_fetch *b, CURLcode r
         if (r == 0)
             r = reg_status_error(&b->resp, "blob", err);
     } else {
-        bool resumed = b->resume > 0 && (b->resp.status == 200 || b->resp.status == 206);
+        long st = b->resp.status;
+        if (b->resume > 0 && st == 416) /* the registry's blob is shorter than our .part */
+            return restart_fresh(p, m, b, err);
+        bool resumed = b->resume > 0 && (st == 200 || st == 206);
         r = blob_end(b, err);
         if (r < 0 && resumed)
             return restart_fresh(p, m, b, err);
