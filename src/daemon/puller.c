@@ -42,7 +42,7 @@ static int pull(json_object *hdr, char **digest, hull_error *err)
     json_object *tls = hj_get(hdr, "tls_verify");
     struct image_registry_opts o = {
         .platform = hdr_opt(hdr, "platform"),
-        .tls_verify = tls ? json_object_get_boolean(tls) : 1,
+        .tls_insecure = tls && !json_object_get_boolean(tls),
         .cert_dir = hdr_opt(hdr, "cert_dir"),
         .auth_file = hdr_opt(hdr, "authfile"),
     };

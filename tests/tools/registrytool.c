@@ -34,7 +34,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    struct image_registry_opts o = {.tls_verify = 1};
+    struct image_registry_opts o = {0};
     bool summary = false;
     char *pos[8];
     int npos = 0;
@@ -42,9 +42,9 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         bool more = i + 1 < argc;
         if (strcmp(a, "--tls-verify=false") == 0)
-            o.tls_verify = 0;
+            o.tls_insecure = true;
         else if (strcmp(a, "--tls-verify=true") == 0)
-            o.tls_verify = 1;
+            o.tls_insecure = false;
         else if (strcmp(a, "--cert-dir") == 0 && more)
             o.cert_dir = argv[++i];
         else if (strcmp(a, "--authfile") == 0 && more)

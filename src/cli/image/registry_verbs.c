@@ -16,7 +16,7 @@ static void registry_opts(struct img_cli *c, struct image_registry_opts *o)
 {
     *o = (struct image_registry_opts){
         .platform = c->platform,
-        .tls_verify = c->tls_verify ? 1 : 0,
+        .tls_insecure = !c->tls_verify,
         .cert_dir = c->cert_dir,
         .auth_file = c->auth_file,
         .creds = c->creds,

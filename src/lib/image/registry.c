@@ -3,7 +3,7 @@
  * uploads) and the parallel blob fetches of pull.c.
  *
  * Transport: https, verified against the system CAs plus the *.crt files of
- * --cert-dir. With tls_verify=0 nothing is verified and a registry that does
+ * --cert-dir. With tls_insecure nothing is verified and a registry that does
  * not speak TLS is reached over http (https is tried first, as podman and
  * skopeo do); the scheme that worked is kept for the client's later requests.
  * Redirects (blob storage elsewhere) are followed; libcurl drops a custom
@@ -119,7 +119,7 @@ int reg_client_init(struct reg_client *c, const char *host, bool insecure,
     c->endpoint = strdup(strcmp(host, "docker.io") == 0 ? "registry-1.docker.io" : host);
     if (!c->host || !c->endpoint)
         return hull_error_errno(err, "out of memory");
-    c->insecure = insecure || (o && o->tls_verify == 0);
+    c->insecure = insecure || (o && o->tls_insecure);
     c->scheme = "https";
     c->cert_dir = o ? o->cert_dir : NULL;
     c->timeout_s = reg_timeout(o);
@@ -406,7 +406,7 @@ static int perform_once(struct reg_client *c, const struct reg_req *req, struct 
     return 0;
 }
 
-/* The first request settles the scheme: https, or with tls_verify=0 http
+/* The first request settles the scheme: https, or with tls_insecure http
  * when https fails. */
 static int perform(struct reg_client *c, const struct reg_req *req, struct reg_resp *resp,
                    hull_error *err)

@@ -4,7 +4,7 @@
  * never linked into the static `hull`, see image.h).
  *
  *   registry.c  one HTTP layer: transport (https, verification, the http
- *               fallback of tls_verify=0), timeouts, status -> clear errors
+ *               fallback of tls_insecure), timeouts, status -> clear errors
  *   auth.c      WWW-Authenticate: Basic, Bearer tokens (cached per scope),
  *               credentials from --creds and the auth files, login/logout
  *   mirrors.c   registries.conf subset: [[registry]] location and mirrors
@@ -29,9 +29,10 @@ typedef void (*image_progress_fn)(void *arg, const char *what /* short digest or
 
 struct image_registry_opts {
     const char *platform; /* NULL: the host's */
-    /* 1 (default): verify against system CAs (+cert_dir); 0: --tls-verify=false
-     * (no verification, and plain http allowed) */
-    int tls_verify;
+    /* false (the zero value): verify against system CAs (+cert_dir); true:
+     * --tls-verify=false (no verification, and plain http allowed). Named so
+     * that an options struct left zeroed is the safe one. */
+    bool tls_insecure;
     const char *cert_dir;        /* --cert-dir: extra CA files *.crt */
     const char *auth_file;       /* --authfile; NULL: $REGISTRY_AUTH_FILE, then
                                     $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json */
