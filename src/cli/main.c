@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "util/error.h"
+#include "util/sibling.h"
 #include "util/log.h"
 
 static int cmd_image(struct cli *cli, int argc, char **argv);
@@ -46,38 +47,16 @@ static const struct cli_verb verbs[] = {
 
 /* `hull image` is a separate program, hull-image: it links libcurl and
  * libarchive, which the static hull (exec'd for every container) must not
- * carry. It is looked up beside this binary (the build tree), then where
- * `make install` puts it relative to bin/, then $HULL_IMAGE_HELPER. */
+ * carry. $HULL_IMAGE_HELPER, else beside this binary, else ../lib/hull/. */
 static int cmd_image(struct cli *cli, int argc, char **argv)
 {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    char cand[2][PATH_MAX + 32];
-    size_t ncand = 0;
-    if (n > 0) {
-        self[n] = '\0';
-        const char *dir = dirname(self);
-        snprintf(cand[ncand++], sizeof(cand[0]), "%s/hull-image", dir);
-        snprintf(cand[ncand++], sizeof(cand[0]), "%s/../lib/hull/hull-image", dir);
-    }
-    const char *path = NULL;
-    for (size_t i = 0; i < ncand && path == NULL; i++)
-        if (access(cand[i], X_OK) == 0)
-            path = cand[i];
-    const char *env = getenv("HULL_IMAGE_HELPER");
-    if (path == NULL && env != NULL && env[0] != '\0')
-        path = env;
-    if (path == NULL) {
-        fprintf(stderr,
-                "hull: image: hull-image is not installed (looked beside %s, in "
-                "../lib/hull/ and $HULL_IMAGE_HELPER)\n",
-                n > 0 ? self : "hull");
-        return 1;
-    }
+    char path[PATH_MAX];
+    cleanup_hull_error hull_error err = {0};
+    if (hull_find_sibling("hull-image", "HULL_IMAGE_HELPER", path, sizeof(path), &err) < 0)
+        return cli_fail(cli, &err, "image");
     argv[0] = "hull-image";
     execv(path, argv);
     fprintf(stderr, "hull: image: exec %s: %s\n", path, strerror(errno));
-    (void)cli;
     (void)argc;
     return 1;
 }

@@ -283,7 +283,7 @@ def test_an_imported_image_runs_and_the_library_takes_image_requests(tmp_path):
     tool = Path(HULL).parent / "tests" / "sandboxtool"
     req = json.dumps({"image": "localhost/levels/imported:1", "env": {"X": "1"}})
     env = dict(os.environ, HULL_IMAGE_ROOT=str(root),
-               HULL_IMAGE_BIN=str(Path(HULL).parent / "hull-image"))
+               HULL_IMAGE_HELPER=str(Path(HULL).parent / "hull-image"))
     q = subprocess.run([str(tool)], input=req, capture_output=True, text=True, env=env, timeout=300)
     assert q.returncode == 0, q.stderr
     r = json.loads(q.stdout)

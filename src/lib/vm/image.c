@@ -7,7 +7,7 @@
  * files of image/ are called (ref, store, manifest, rootfs). Fetching and
  * unpacking need libcurl and libarchive: they are `hull-image pull` and
  * `hull-image prepare`, run as children (hull-image sits beside the running
- * program; $HULL_IMAGE_BIN names another).
+ * program; $HULL_IMAGE_HELPER names another).
  *
  * The sandbox mounts its own /tmp, /proc and /dev (and copies files into
  * that /tmp), so they must be directories of the root itself. An image
@@ -38,6 +38,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/sibling.h"
 #include "util/strv.h"
 #include "vm/vm.h"
 
@@ -54,33 +55,10 @@ const char *vm_image_store_root(const char *root)
     return e && *e ? e : HULL_IMAGE_DEFAULT_ROOT;
 }
 
-/* hull-image: $HULL_IMAGE_BIN, else beside the running program (a build
- * tree), else where `make install` puts it (PREFIX/lib/hull, beside
- * PREFIX/bin), as `hull image` finds it. */
+/* hull-image, found as `hull image` finds it (util/sibling.h). */
 static int image_tool(char *out, size_t len, hull_error *err)
 {
-    const char *e = getenv("HULL_IMAGE_BIN");
-    if (e && *e) {
-        snprintf(out, len, "%s", e);
-        return 0;
-    }
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return hull_error_errno(err, "find hull-image: /proc/self/exe");
-    self[n] = '\0';
-    const char *dir = dirname(self);
-    static const char *const where[] = {"%s/hull-image", "%s/../lib/hull/hull-image"};
-    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
-        if (snprintf(out, len, where[i], dir) >= (int)len)
-            return hull_error_set(err, ENAMETOOLONG, "find hull-image: path too long");
-        if (access(out, X_OK) == 0)
-            return 0;
-    }
-    return hull_error_set(err, ENOENT,
-                          "hull-image is not installed (looked beside %s and in %s/../lib/hull; "
-                          "$HULL_IMAGE_BIN names another)",
-                          dir, dir);
+    return hull_find_sibling("hull-image", "HULL_IMAGE_HELPER", out, len, err);
 }
 
 /* What hull-image said on stderr, as one line: its "hull: " prefixes
