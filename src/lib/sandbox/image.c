@@ -13,20 +13,28 @@
  * (image_use) until the run is over, so `hull image remove` refuses it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "linux/namespaces.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/strv.h"
 #include "vm/vm.h"
 
 #define IMAGE_LOWER HULL_SANDBOX_EMPTY_ROOT "/image-lower"
 #define IMAGE_ROOT  HULL_SANDBOX_EMPTY_ROOT "/image-root"
+/* The same root idmapped: what a container-level sandbox is rooted in. */
+#define IMAGE_IDMAPPED HULL_SANDBOX_EMPTY_ROOT "/image-idmapped"
 
 /* Entrypoint + the command given, or Entrypoint + Cmd without one. */
 static int image_argv(const struct vm_image *vi, char *const *user, bool need, char ***out,
@@ -81,6 +89,119 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
     return 0;
 }
 
+/* A user namespace whose maps are exactly a container-level sandbox's
+ * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
+ * HULL_SANDBOX_UID_BASE), as an fd: a child makes it and waits while we
+ * write its maps and open it, then is killed and reaped before we return. */
+static int sandbox_userns(hull_error *err)
+{
+    int ready[2], hold[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    if (pipe2(hold, O_CLOEXEC) < 0) {
+        close(ready[0]);
+        close(ready[1]);
+        return hull_error_errno(err, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only system calls here: the parent may be a threaded daemon. */
+        char c = unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
+        close(hold[1]);
+        if (write(ready[1], &c, 1) == 1)
+            (void)read(hold[0], &c, 1); /* EOF when the parent is done */
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    int fd = -1;
+    char c = 0;
+    if (pid < 0) {
+        hull_error_errno(err, "fork");
+    } else if (read(ready[0], &c, 1) != 1 || c != 'y') {
+        hull_error_set(err, EPERM, "the helper could not make a user namespace");
+    } else {
+        struct hull_id_mapping m = {0, HULL_SANDBOX_UID_BASE, HULL_SANDBOX_ID_RANGE};
+        struct hull_linux l = {
+            .uid_mappings = &m, .gid_mappings = &m, .n_uid_mappings = 1, .n_gid_mappings = 1};
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+        if (hull_ns_write_id_maps(pid, &l, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            hull_error_errno(err, "open %s", path);
+    }
+    close(ready[0]);
+    close(hold[1]);
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    return fd;
+}
+
+/* The image's root as the sandbox sees it: target cloned, idmapped with
+ * the sandbox's own mapping (so a file the image's uid 1000 owns is uid
+ * 1000 inside, not nobody), read-only, nosuid, nodev, attached at idmapped
+ * in this private namespace. 1 when this kernel or filesystem cannot
+ * idmap it (mount_setattr or MOUNT_ATTR_IDMAP unknown, overlayfs before
+ * it could be idmapped, tmpfs before 6.3): the caller keeps target. */
+static int idmap_root(const char *target, const char *idmapped, hull_error *err)
+{
+    const char *how = getenv("HULL_IMAGE_IDMAP");
+    if (how && strcmp(how, "off") == 0)
+        return 1;
+    cleanup_close int tree = open_tree(AT_FDCWD, target, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return errno == ENOSYS ? 1 : hull_error_errno(err, "clone the mount at %s", target);
+    cleanup_close int userns = sandbox_userns(err);
+    if (userns < 0)
+        return -1;
+    struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                       MOUNT_ATTR_NODEV,
+                           .userns_fd = (uint64_t)userns};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
+        if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM) {
+            hull_debug("idmap %s: %s", target, strerror(errno));
+            return 1;
+        }
+        return hull_error_errno(err, "idmap the mount at %s", target);
+    }
+    if (hull_mkdir_p(idmapped, 0755, err) < 0)
+        return -1;
+    if (move_mount(tree, "", AT_FDCWD, idmapped, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return hull_error_errno(err, "mount the idmapped root at %s", idmapped);
+    return 0;
+}
+
+/* The image's User, resolved in its own /etc/passwd and /etc/group, as
+ * the sandbox's user: it must be an id the sandbox's user namespace maps. */
+static int image_user(struct hull_sandbox_image *si, const char *root, hull_error *err)
+{
+    const char *spec = si->vi.img.config.user;
+    if (spec == NULL || spec[0] == '\0')
+        return 0;
+    cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return hull_error_errno(err, "image %s: open its root", vm_image_name(&si->vi));
+    struct image_user *u = &si->user;
+    if (image_user_resolve(rootfd, spec, u, err) < 0)
+        return hull_error_prefix(err, "image %s: User '%s'", vm_image_name(&si->vi), spec);
+    if (u->uid >= HULL_SANDBOX_ID_RANGE || u->gid >= HULL_SANDBOX_ID_RANGE)
+        return hull_error_set(err, ERANGE,
+                              "image %s: User '%s' is %u:%u, outside the ids the sandbox maps "
+                              "(0-%u)",
+                              vm_image_name(&si->vi), spec, u->uid, u->gid,
+                              HULL_SANDBOX_ID_RANGE - 1);
+    /* Supplementary groups the sandbox cannot map are left out. */
+    size_t k = 0;
+    for (size_t i = 0; i < u->n_extra; i++)
+        if (u->extra[i] < HULL_SANDBOX_ID_RANGE)
+            u->extra[k++] = u->extra[i];
+    u->n_extra = k;
+    si->has_user = true;
+    return 0;
+}
+
 int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
                              hull_error *err)
 {
@@ -96,14 +217,31 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
-    return 0;
+    /* Process level has no user namespace: the workload is a host uid of
+     * its own, and the image's owners are what the host sees. */
+    if (eff->isolation != HULL_ISOLATION_CONTAINER)
+        return 0;
+    int r = idmap_root(IMAGE_ROOT, IMAGE_IDMAPPED, err);
+    if (r < 0)
+        return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
+    if (r == 0) {
+        si->idmapped = true;
+        eff->rootfs = IMAGE_IDMAPPED;
+    } else {
+        hull_warn("image %s: this kernel cannot idmap its root: its files show as owned by "
+                  "nobody (65534) inside the sandbox",
+                  vm_image_name(&si->vi));
+    }
+    return image_user(si, eff->rootfs, err);
 }
 
 void hull_sandbox_image_close(struct hull_sandbox_image *si)
 {
+    if (si->idmapped && umount2(IMAGE_IDMAPPED, MNT_DETACH) < 0)
+        hull_debug("umount %s: %s", IMAGE_IDMAPPED, strerror(errno));
     if (si->mounted)
         vm_image_umount(IMAGE_LOWER, IMAGE_ROOT);
-    si->mounted = false;
+    si->mounted = si->idmapped = si->has_user = false;
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;
