@@ -33,8 +33,6 @@
 
 #define IMAGE_LOWER HULL_SANDBOX_EMPTY_ROOT "/image-lower"
 #define IMAGE_ROOT  HULL_SANDBOX_EMPTY_ROOT "/image-root"
-/* The same root idmapped: what a container-level sandbox is rooted in. */
-#define IMAGE_IDMAPPED HULL_SANDBOX_EMPTY_ROOT "/image-idmapped"
 
 /* Entrypoint + the command given, or Entrypoint + Cmd without one. */
 static int image_argv(const struct vm_image *vi, char *const *user, bool need, char ***out,
@@ -139,37 +137,69 @@ static int sandbox_userns(hull_error *err)
     return fd;
 }
 
-/* The image's root as the sandbox sees it: target cloned, idmapped with
- * the sandbox's own mapping (so a file the image's uid 1000 owns is uid
- * 1000 inside, not nobody), read-only, nosuid, nodev, attached at idmapped
- * in this private namespace. 1 when this kernel or filesystem cannot
- * idmap it (mount_setattr or MOUNT_ATTR_IDMAP unknown, overlayfs before
- * it could be idmapped, tmpfs before 6.3): the caller keeps target. */
-static int idmap_root(const char *target, const char *idmapped, hull_error *err)
+/* path's mount cloned, idmapped with userns, read-only, nosuid, nodev,
+ * and attached over path in this private mount namespace. 1 when this
+ * kernel or filesystem cannot idmap it (no mount_setattr or
+ * MOUNT_ATTR_IDMAP, a filesystem without idmapped mounts: tmpfs before
+ * 6.3...): path is left as it was. */
+static int idmap_over(const char *path, int userns, hull_error *err)
 {
-    const char *how = getenv("HULL_IMAGE_IDMAP");
-    if (how && strcmp(how, "off") == 0)
-        return 1;
-    cleanup_close int tree = open_tree(AT_FDCWD, target, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    cleanup_close int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     if (tree < 0)
-        return errno == ENOSYS ? 1 : hull_error_errno(err, "clone the mount at %s", target);
-    cleanup_close int userns = sandbox_userns(err);
-    if (userns < 0)
-        return -1;
+        return errno == ENOSYS ? 1 : hull_error_errno(err, "clone the mount at %s", path);
     struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
                                        MOUNT_ATTR_NODEV,
                            .userns_fd = (uint64_t)userns};
     if (mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
         if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM) {
-            hull_debug("idmap %s: %s", target, strerror(errno));
+            hull_debug("idmap %s: %s", path, strerror(errno));
             return 1;
         }
-        return hull_error_errno(err, "idmap the mount at %s", target);
+        return hull_error_errno(err, "idmap the mount at %s", path);
     }
-    if (hull_mkdir_p(idmapped, 0755, err) < 0)
+    if (move_mount(tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return hull_error_errno(err, "mount the idmapped %s", path);
+    return 0;
+}
+
+/* The layers the root is made of, seen with the sandbox's own mapping:
+ * the store's layer directory (and hull's base layer) idmapped over
+ * themselves in this private namespace, so the overlay built from them
+ * shows a file the image's uid 1000 owns as uid 1000 inside, not nobody.
+ * Overlayfs takes idmapped layers (Linux 5.19) but cannot itself be
+ * idmapped, so the layers are. 1 when the kernel cannot: the caller warns
+ * and keeps the owners as they are. */
+static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
+{
+    const char *how = getenv("HULL_IMAGE_IDMAP");
+    if (how && strcmp(how, "off") == 0)
+        return 1;
+    if (snprintf(si->layers, sizeof(si->layers), "%s/hull/layers", si->vi.store.root) >=
+        (int)sizeof(si->layers))
+        return hull_error_set(err, ENAMETOOLONG, "%s: path too long", si->vi.store.root);
+    cleanup_close int userns = sandbox_userns(err);
+    if (userns < 0)
         return -1;
-    if (move_mount(tree, "", AT_FDCWD, idmapped, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        return hull_error_errno(err, "mount the idmapped root at %s", idmapped);
+    int r = idmap_over(si->layers, userns, err);
+    if (r != 0)
+        return r;
+    si->layers_idmapped = true;
+    /* The store's fd was opened in the namespace before: lookups through
+     * it would not cross the mount just made. */
+    int fd = open(si->vi.store.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return hull_error_errno(err, "reopen %s", si->vi.store.root);
+    close(si->vi.store.rootfd);
+    si->vi.store.rootfd = fd;
+    /* hull's layer only shows where an image lacks /tmp, /proc or /dev,
+     * and then only its root directory is seen (its three directories are
+     * mounted over): idmapped where tmpfs can be, else left root's. */
+    if (vm_image_base_layer(err) < 0)
+        return -1;
+    r = idmap_over(VM_IMAGE_BASE, userns, err);
+    if (r < 0)
+        return -1;
+    si->base_idmapped = r == 0;
     return 0;
 }
 
@@ -213,35 +243,33 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
         return hull_error_errno(err, "image %s: private mount namespace", vm_image_name(&si->vi));
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
         return hull_error_errno(err, "image %s: make / a slave", vm_image_name(&si->vi));
+    /* Process level has no user namespace: the workload is a host uid of
+     * its own, and the image's owners are what the host sees. */
+    bool container = eff->isolation == HULL_ISOLATION_CONTAINER;
+    int r = container ? idmap_layers(si, err) : 0;
+    if (r < 0)
+        return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
+    if (r > 0)
+        hull_warn("image %s: this kernel cannot idmap its layers: its files show as owned by "
+                  "nobody (65534) inside the sandbox",
+                  vm_image_name(&si->vi));
     if (vm_image_mount(&si->vi, IMAGE_LOWER, IMAGE_ROOT, err) < 0)
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
-    /* Process level has no user namespace: the workload is a host uid of
-     * its own, and the image's owners are what the host sees. */
-    if (eff->isolation != HULL_ISOLATION_CONTAINER)
-        return 0;
-    int r = idmap_root(IMAGE_ROOT, IMAGE_IDMAPPED, err);
-    if (r < 0)
-        return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
-    if (r == 0) {
-        si->idmapped = true;
-        eff->rootfs = IMAGE_IDMAPPED;
-    } else {
-        hull_warn("image %s: this kernel cannot idmap its root: its files show as owned by "
-                  "nobody (65534) inside the sandbox",
-                  vm_image_name(&si->vi));
-    }
-    return image_user(si, eff->rootfs, err);
+    return container ? image_user(si, IMAGE_ROOT, err) : 0;
 }
 
 void hull_sandbox_image_close(struct hull_sandbox_image *si)
 {
-    if (si->idmapped && umount2(IMAGE_IDMAPPED, MNT_DETACH) < 0)
-        hull_debug("umount %s: %s", IMAGE_IDMAPPED, strerror(errno));
     if (si->mounted)
         vm_image_umount(IMAGE_LOWER, IMAGE_ROOT);
-    si->mounted = si->idmapped = si->has_user = false;
+    /* Only the idmapped mounts stacked here: what is below stays. */
+    if (si->base_idmapped && umount2(VM_IMAGE_BASE, MNT_DETACH) < 0)
+        hull_debug("umount %s: %s", VM_IMAGE_BASE, strerror(errno));
+    if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
+        hull_debug("umount %s: %s", si->layers, strerror(errno));
+    si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;

@@ -118,7 +118,11 @@ void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budge
  * becomes eff->rootfs. close releases all of it. */
 struct hull_sandbox_image {
     struct vm_image vi;
-    bool open, mounted, idmapped;
+    bool open, mounted;
+    /* Container level: the store's layers (and hull's base layer)
+     * idmapped over themselves in the private namespace. */
+    bool layers_idmapped, base_idmapped;
+    char layers[4096];
     /* Container level: the image's User (has_user), resolved by mount. */
     bool has_user;
     struct image_user user;

@@ -44,7 +44,7 @@
 /* Root's, outside /run/hull (0700): the sandbox's root user, an
  * unprivileged host uid, must reach the root mounted below it. */
 #define IMAGE_DIR  "/run/hull-empty"
-#define IMAGE_BASE IMAGE_DIR "/image-base"
+#define IMAGE_BASE VM_IMAGE_BASE
 
 const char *vm_image_store_root(const char *root)
 {
@@ -246,7 +246,7 @@ const char *vm_image_name(const struct vm_image *vi)
 
 /* hull's layer: empty tmp (1777), proc and dev, made once, root's, never
  * changed (a new one is built aside and renamed into place). */
-static int base_layer(hull_error *err)
+int vm_image_base_layer(hull_error *err)
 {
     struct stat st;
     if (lstat(IMAGE_BASE, &st) == 0) {
@@ -332,7 +332,7 @@ int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, h
             errno = e;
         }
     } else {
-        if (base_layer(err) < 0) {
+        if (vm_image_base_layer(err) < 0) {
             umount2(lower, MNT_DETACH);
             return hull_error_prefix(err, "image %s", vm_image_name(vi));
         }
