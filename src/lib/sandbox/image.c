@@ -33,6 +33,8 @@
 
 #define IMAGE_LOWER HULL_SANDBOX_EMPTY_ROOT "/image-lower"
 #define IMAGE_ROOT  HULL_SANDBOX_EMPTY_ROOT "/image-root"
+/* hull's base layer (vm/image.c) idmapped, when the kernel can. */
+#define IMAGE_BASE_IDMAPPED HULL_SANDBOX_EMPTY_ROOT "/image-base-idmapped"
 
 /* Entrypoint + the command given, or Entrypoint + Cmd without one. */
 static int image_argv(const struct vm_image *vi, char *const *user, bool need, char ***out,
@@ -138,11 +140,12 @@ static int sandbox_userns(hull_error *err)
 }
 
 /* path's mount cloned, idmapped with userns, read-only, nosuid, nodev,
- * and attached over path in this private mount namespace. 1 when this
+ * and attached at dest (over path itself when dest is path) in this
+ * private mount namespace. 1 when this
  * kernel or filesystem cannot idmap it (no mount_setattr or
  * MOUNT_ATTR_IDMAP, a filesystem without idmapped mounts: tmpfs before
  * 6.3...): path is left as it was. */
-static int idmap_over(const char *path, int userns, hull_error *err)
+static int idmap_over(const char *path, const char *dest, int userns, hull_error *err)
 {
     cleanup_close int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     if (tree < 0)
@@ -157,8 +160,8 @@ static int idmap_over(const char *path, int userns, hull_error *err)
         }
         return hull_error_errno(err, "idmap the mount at %s", path);
     }
-    if (move_mount(tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        return hull_error_errno(err, "mount the idmapped %s", path);
+    if (move_mount(tree, "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return hull_error_errno(err, "mount the idmapped %s on %s", path, dest);
     return 0;
 }
 
@@ -180,7 +183,7 @@ static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
     cleanup_close int userns = sandbox_userns(err);
     if (userns < 0)
         return -1;
-    int r = idmap_over(si->layers, userns, err);
+    int r = idmap_over(si->layers, si->layers, userns, err);
     if (r != 0)
         return r;
     si->layers_idmapped = true;
@@ -194,9 +197,9 @@ static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
     /* hull's layer only shows where an image lacks /tmp, /proc or /dev,
      * and then only its root directory is seen (its three directories are
      * mounted over): idmapped where tmpfs can be, else left root's. */
-    if (vm_image_base_layer(err) < 0)
+    if (vm_image_base_layer(err) < 0 || hull_mkdir_p(IMAGE_BASE_IDMAPPED, 0755, err) < 0)
         return -1;
-    r = idmap_over(VM_IMAGE_BASE, userns, err);
+    r = idmap_over(VM_IMAGE_BASE, IMAGE_BASE_IDMAPPED, userns, err);
     if (r < 0)
         return -1;
     si->base_idmapped = r == 0;
@@ -253,7 +256,8 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
         hull_warn("image %s: this kernel cannot idmap its layers: its files show as owned by "
                   "nobody (65534) inside the sandbox",
                   vm_image_name(&si->vi));
-    if (vm_image_mount(&si->vi, IMAGE_LOWER, IMAGE_ROOT, err) < 0)
+    if (vm_image_mount_base(&si->vi, IMAGE_LOWER, IMAGE_ROOT,
+                            si->base_idmapped ? IMAGE_BASE_IDMAPPED : NULL, err) < 0)
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
@@ -265,8 +269,8 @@ void hull_sandbox_image_close(struct hull_sandbox_image *si)
     if (si->mounted)
         vm_image_umount(IMAGE_LOWER, IMAGE_ROOT);
     /* Only the idmapped mounts stacked here: what is below stays. */
-    if (si->base_idmapped && umount2(VM_IMAGE_BASE, MNT_DETACH) < 0)
-        hull_debug("umount %s: %s", VM_IMAGE_BASE, strerror(errno));
+    if (si->base_idmapped && umount2(IMAGE_BASE_IDMAPPED, MNT_DETACH) < 0)
+        hull_debug("umount %s: %s", IMAGE_BASE_IDMAPPED, strerror(errno));
     if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
         hull_debug("umount %s: %s", si->layers, strerror(errno));
     si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;

@@ -314,6 +314,12 @@ static bool has_own_dirs(const char *root)
 
 int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err)
 {
+    return vm_image_mount_base(vi, lower, target, NULL, err);
+}
+
+int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
+                        const char *base, hull_error *err)
+{
     if (hull_mkdir_p(lower, 0755, err) < 0 || hull_mkdir_p(target, 0755, err) < 0)
         return hull_error_prefix(err, "image %s", vm_image_name(vi));
     if (image_rootfs_mount(&vi->store, &vi->img, lower, NULL, NULL, true, err) < 0)
@@ -332,12 +338,12 @@ int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, h
             errno = e;
         }
     } else {
-        if (vm_image_base_layer(err) < 0) {
+        if (base == NULL && vm_image_base_layer(err) < 0) {
             umount2(lower, MNT_DETACH);
             return hull_error_prefix(err, "image %s", vm_image_name(vi));
         }
         char opts[PATH_MAX * 2 + 32];
-        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", IMAGE_BASE, lower);
+        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", base ? base : IMAGE_BASE, lower);
         rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
     }
     if (rc < 0) {
