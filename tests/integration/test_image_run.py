@@ -500,7 +500,8 @@ OWNER_SCRIPT = ("stat -c '%u:%g %a %n' / /bin/busybox /data/owned /home/app; cat
 
 
 def owned_entries(**extra):
-    return bb_entries(**{"data": Dir(), "data/owned": File("app's secret\n", 0o600, uid=1000, gid=1000),
+    owned = File("app's secret\n", 0o600, uid=1000, gid=1000)
+    return bb_entries(**{"data": Dir(), "data/owned": owned,
                          "data/rootonly": File("root's\n", 0o600), **extra})
 
 
@@ -518,7 +519,9 @@ def assert_nothing_mounted(root):
 
 @pytest.mark.parametrize("mode", ["auto", "legacy", "copy"])
 def test_the_images_owners_show_inside_and_its_user_reads_its_own_file(tmp_path, mode):
-    """As podman shows them: 0:0 for root's files, 1000:1000 for the app's; User 1000 reads its 0600 file."""
+    """As podman shows them: 0:0 for root's files, 1000:1000 for the app's.
+
+    And User 1000 reads its own 0600 file."""
     root = owners_store(tmp_path)
     rc, r, err = sandbox(root, "--image", OWN, "--", "sh", "-c", OWNER_SCRIPT,
                          env={"HULL_IMAGE_OVERLAY": mode})
@@ -619,4 +622,15 @@ def test_process_level_sees_the_hosts_owners_and_runs_as_its_own_uid(tmp_path):
     assert lines[:2] == ["0:0", "1000:1000"], r["stdout"]
     assert 1000100000 <= int(lines[2]) < 1000100000 + 1024
     assert "Permission denied" in r["stderr"]
+    assert_nothing_mounted(root)
+
+
+def test_a_symlinked_passwd_cannot_name_a_host_user(tmp_path):
+    """The image's /etc/passwd is read beneath its root: a link to the host's resolves in the image."""
+    assert any(ln.startswith("daemon:") for ln in open("/etc/passwd"))
+    root = owners_store(tmp_path, user="daemon",
+                        **{"etc/passwd": Symlink("../../../../../../../../etc/passwd")})
+    rc, r, err = sandbox(root, "--image", OWN, "--", "id", "-u")
+    assert rc == 125 and r is None, (rc, r, err)
+    assert err.count("\n") == 1 and "User 'daemon'" in err, err
     assert_nothing_mounted(root)
