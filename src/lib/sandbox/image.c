@@ -11,6 +11,10 @@
  * host never sees it, and when the supervisor dies, however it dies, the
  * namespace and the mount die with it. The image is marked in use
  * (image_use) until the run is over, so `hull image remove` refuses it.
+ *
+ * At container level the layers are idmapped there with the sandbox's own
+ * mapping first, so the image's files keep the image's owners inside its
+ * user namespace, and the image's User becomes the workload's user.
  */
 #include <errno.h>
 #include <fcntl.h>
