@@ -74,6 +74,11 @@ def overlay_mounts_of(pid="self"):
         return [ln.split()[4] for ln in f if "/run/hull-empty/image-" in ln.split()[4]]
 
 
+def mount_points(pid="self"):
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [ln.split()[4] for ln in f]
+
+
 def image_remove(root, ref):
     return run("image", "remove", "--image-root", root, ref, root=root)
 
@@ -211,11 +216,14 @@ def test_nothing_is_mounted_on_the_host_even_when_the_supervisor_is_killed(store
     try:
         assert wait_until(lambda: overlay_mounts_of(p.pid) and sleeper(), timeout=120), \
             p.stderr.read1() if p.poll() is not None else "the workload did not start"
-        # The supervisor's own namespace has the image's root; the host's has not.
-        assert sorted(overlay_mounts_of(p.pid)) == ["/run/hull-empty/image-lower",
-                                                    "/run/hull-empty/image-root"]
-        assert overlay_mounts_of() == []
-        assert overlay_mounts_of(1) == []
+        # The supervisor's own namespace has the image's root (and the
+        # idmapped layers it is made of); the host's has not.
+        mine = set(overlay_mounts_of(p.pid)) - {"/run/hull-empty/image-base-idmapped"}
+        assert mine == {"/run/hull-empty/image-lower", "/run/hull-empty/image-root"}
+        layers = str(root / "hull" / "layers")
+        assert layers in mount_points(p.pid)
+        assert overlay_mounts_of() == [] and layers not in mount_points()
+        assert overlay_mounts_of(1) == [] and layers not in mount_points(1)
         # In use: remove refuses.
         use = root / "hull" / "using" / imgs[BB].digest.split(":")[1]
         assert use.exists()
@@ -481,3 +489,148 @@ def test_the_same_image_makes_the_same_disk_in_any_store(tmp_path, vm_ready):
                 h.ok("vm", "delete", vid)
         time.sleep(1.1)  # the second store's layers are unpacked a second later
     assert [len(v) for v in digests.values()] == [1, 1], digests
+
+
+# ---- owners and User (the image's root idmapped with the sandbox's mapping) ----
+
+OWN = "localhost/levels/owners:1"
+OWN_NOTMP = "localhost/levels/owners-notmp:1"
+OWNER_SCRIPT = ("stat -c '%u:%g %a %n' / /bin/busybox /data/owned /home/app; cat /data/owned; "
+                "id -u; id -g")
+
+
+def owned_entries(**extra):
+    owned = File("app's secret\n", 0o600, uid=1000, gid=1000)
+    return bb_entries(**{"data": Dir(), "data/owned": owned,
+                         "data/rootonly": File("root's\n", 0o600), **extra})
+
+
+def owners_store(tmp_path, user="1000:1000", name=OWN, **extra):
+    root = tmp_path / "store"
+    config = {"User": user} if user is not None else {}
+    write_oci_layout(root, name, [owned_entries(**extra)], config=config)
+    return root
+
+
+def assert_nothing_mounted(root):
+    assert overlay_mounts_of() == []
+    assert not [m for m in mount_points() if m.startswith(str(root))]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy", "copy"])
+def test_the_images_owners_show_inside_and_its_user_reads_its_own_file(tmp_path, mode):
+    """As podman shows them: 0:0 for root's files, 1000:1000 for the app's.
+
+    And User 1000 reads its own 0600 file."""
+    root = owners_store(tmp_path)
+    rc, r, err = sandbox(root, "--image", OWN, "--", "sh", "-c", OWNER_SCRIPT,
+                         env={"HULL_IMAGE_OVERLAY": mode})
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    assert r["stdout"] == ("0:0 755 /\n0:0 755 /bin/busybox\n1000:1000 600 /data/owned\n"
+                           "1000:1000 755 /home/app\napp's secret\n1000\n1000\n"), r["stdout"]
+    assert "idmap" not in err, err
+    # Root's 0600 file stays root's: the workload is 1000 without capabilities.
+    rc, r, err = sandbox(root, "--image", OWN, "--", "cat", "/data/rootonly")
+    assert r["verdict"] == "exit_nonzero" and "Permission denied" in r["stderr"], (err, r)
+    # The store's files keep their owners: the mapping is the mount's, not a chown.
+    layer = next((root / "hull" / "layers").iterdir())
+    st = os.stat(layer / "data" / "owned")
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    assert_nothing_mounted(root)
+
+
+def test_an_image_without_tmp_keeps_its_owners_under_hulls_layer(tmp_path):
+    """hull's layer over an image lacking /tmp, /proc, /dev is idmapped too: / is 0:0 inside."""
+    root = tmp_path / "store"
+    e = owned_entries()
+    for d in ("tmp", "proc", "dev"):
+        del e[d]
+    write_oci_layout(root, OWN_NOTMP, [e], config={"User": "1000:1000"})
+    rc, r, err = sandbox(root, "--image", OWN_NOTMP, "--", "sh", "-c", OWNER_SCRIPT)
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    lines = r["stdout"].splitlines()
+    assert lines[1:] == ["0:0 755 /bin/busybox", "1000:1000 600 /data/owned",
+                         "1000:1000 755 /home/app", "app's secret", "1000", "1000"], r["stdout"]
+    # / is hull's layer's root directory (root's on the host).
+    assert lines[0] in ("0:0 755 /", "65534:65534 755 /"), lines[0]
+    assert_nothing_mounted(root)
+
+
+def test_a_named_user_and_group_resolve_in_the_images_own_files(tmp_path):
+    group = "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nextra:x:2000:app,other\n"
+    root = owners_store(tmp_path, user="app", **{"etc/group": File(group)})
+    rc, r, err = sandbox(root, "--image", OWN, "--", "sh", "-c", "id; cat /data/owned")
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    # The groups that list it are its supplementary groups, as runc gives them.
+    assert r["stdout"] == "uid=1000(app) gid=1000(app) groups=2000(extra)\napp's secret\n"
+    # name:group, the group by name
+    root2 = owners_store(tmp_path / "2", user="app:nogroup")
+    rc, r, err = sandbox(root2, "--image", OWN, "--", "sh", "-c", "id -u; id -g")
+    assert rc == 0 and r["stdout"] == "1000\n65534\n", (err, r)
+    # uid alone: its passwd line gives the group; root is uid 0 without capabilities.
+    root3 = owners_store(tmp_path / "3", user="0")
+    rc, r, err = sandbox(root3, "--image", OWN, "--", "sh", "-c",
+                         "id -u; id -g; grep CapEff /proc/self/status; cat /data/rootonly")
+    assert rc == 0 and r["stdout"] == "0\n0\nCapEff:\t0000000000000000\nroot's\n", (err, r)
+    assert_nothing_mounted(root)
+
+
+def test_without_a_user_the_sandbox_user_runs(tmp_path):
+    """No User: the sandbox's own user (1000:1000 inside), who is the image's uid 1000 here."""
+    root = owners_store(tmp_path, user=None)
+    rc, r, err = sandbox(root, "--image", OWN, "--", "sh", "-c",
+                         "id -u; id -g; cat /data/owned; cat /data/rootonly")
+    assert r["verdict"] == "exit_nonzero", (err, r)
+    assert r["stdout"] == "1000\n1000\napp's secret\n", r["stdout"]
+    assert "Permission denied" in r["stderr"]
+    assert_nothing_mounted(root)
+
+
+@pytest.mark.parametrize("user,says", [
+    ("70000", "User '70000' is 70000:0, outside the ids the sandbox maps (0-65535)"),
+    ("app:70000", "User 'app:70000' is 1000:70000, outside the ids the sandbox maps (0-65535)"),
+    ("nosuch", "user 'nosuch' is not in the image's /etc/passwd"),
+    ("app:nosuch", "group 'nosuch' is not in the image's /etc/group"),
+])
+def test_a_user_the_sandbox_cannot_be_is_refused_by_name(tmp_path, user, says):
+    root = owners_store(tmp_path, user=user)
+    rc, r, err = sandbox(root, "--image", OWN, "--", "id")
+    assert rc == 125 and r is None, (rc, r, err)
+    assert err.count("\n") == 1 and err.startswith("hull: ") and says in err, err
+    assert OWN in err
+    assert_nothing_mounted(root)
+
+
+def test_where_the_kernel_cannot_idmap_the_run_works_and_says_so(tmp_path):
+    """HULL_IMAGE_IDMAP=off takes the path of a kernel without idmapped layers."""
+    root = owners_store(tmp_path)
+    rc, r, err = sandbox(root, "--image", OWN, "--", "sh", "-c",
+                         "stat -c '%u:%g' /bin/busybox /data/owned; id -u",
+                         env={"HULL_IMAGE_IDMAP": "off"})
+    assert rc == 0 and r["verdict"] == "ok", (err, r)
+    assert r["stdout"] == "65534:65534\n65534:65534\n1000\n"
+    assert "cannot idmap" in err and "nobody" in err, err
+    assert_nothing_mounted(root)
+
+
+def test_process_level_sees_the_hosts_owners_and_runs_as_its_own_uid(tmp_path):
+    root = owners_store(tmp_path)
+    rc, r, err = sandbox(root, "--isolation", "process", "--image", OWN, "--", "sh", "-c",
+                         "stat -c '%u:%g' /bin/busybox /data/owned; id -u; cat /data/owned")
+    assert r is not None and r["verdict"] == "exit_nonzero", (err, r)
+    lines = r["stdout"].splitlines()
+    assert lines[:2] == ["0:0", "1000:1000"], r["stdout"]
+    assert 1000100000 <= int(lines[2]) < 1000100000 + 1024
+    assert "Permission denied" in r["stderr"]
+    assert_nothing_mounted(root)
+
+
+def test_a_symlinked_passwd_cannot_name_a_host_user(tmp_path):
+    """The image's /etc/passwd is read beneath its root: a link to the host's resolves in the image."""
+    assert any(ln.startswith("daemon:") for ln in open("/etc/passwd"))
+    root = owners_store(tmp_path, user="daemon",
+                        **{"etc/passwd": Symlink("../../../../../../../../etc/passwd")})
+    rc, r, err = sandbox(root, "--image", OWN, "--", "id", "-u")
+    assert rc == 125 and r is None, (rc, r, err)
+    assert err.count("\n") == 1 and "User 'daemon'" in err, err
+    assert_nothing_mounted(root)

@@ -15,129 +15,13 @@
 #include <unistd.h>
 
 #include "image/archive.h"
+#include "image/user.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/strv.h"
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define ID_FILE_MAX  (4u << 20)
-
-/* A file of the rootfs, resolved beneath it (a symlinked /etc/passwd cannot
- * make us read the host's); *out NULL when it does not exist. */
-static int read_in_root(int rootfd, const char *path, char **out, hull_error *err)
-{
-    hull_error e = NULL;
-    cleanup_close int pfd = hull_resolve_in_root(rootfd, path, 0, &e);
-    if (pfd < 0) {
-        if (hull_error_code(e) == ENOENT) {
-            hull_error_free(&e);
-            *out = NULL;
-            return 0;
-        }
-        *err = e;
-        return -1;
-    }
-    char p[32];
-    cleanup_close int fd = open(hull_fd_path(p, pfd), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0)
-        return hull_error_errno(err, "open the image's %s", path);
-    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)ID_FILE_MAX)
-        return hull_error_set(err, EINVAL, "the image's %s is not a regular file of sane size",
-                              path);
-    size_t len;
-    return hull_read_fd(fd, out, &len, err);
-}
-
-static bool parse_id(const char *s, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno != 0 || v > 0xfffffffeUL)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
-/* The line of a passwd/group file whose field key_field equals key; fields
- * are split into f (at most 4). */
-static bool find_line(char *text, const char *key, int key_field, char *f[4])
-{
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *cur = line;
-        for (int i = 0; i < 4; i++)
-            f[i] = strsep(&cur, ":");
-        if (f[3] == NULL || line[0] == '#')
-            continue;
-        if (strcmp(f[key_field], key) == 0)
-            return true;
-    }
-    return false;
-}
-
-struct ids {
-    unsigned uid, gid;
-    unsigned extra[64];
-    size_t n_extra;
-};
-
-/* The groups of /etc/group that list name as a member. */
-static void supplementary(const char *group, const char *name, struct ids *ids)
-{
-    cleanup_free char *copy = group ? strdup(group) : NULL;
-    for (char *save = NULL, *line = copy ? strtok_r(copy, "\n", &save) : NULL; line != NULL;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *cur = line, *f[4];
-        for (int i = 0; i < 4; i++)
-            f[i] = strsep(&cur, ":");
-        unsigned gid;
-        if (f[3] == NULL || !parse_id(f[2], &gid) || gid == ids->gid)
-            continue;
-        for (char *m, *rest = f[3]; (m = strsep(&rest, ",")) != NULL;)
-            if (strcmp(m, name) == 0 && ids->n_extra < 64)
-                ids->extra[ids->n_extra++] = gid;
-    }
-}
-
-/* "user", "uid", "user:group", "uid:gid", ... as runc and umoci read them. */
-static int resolve_user(int rootfd, const char *spec, struct ids *ids, hull_error *err)
-{
-    *ids = (struct ids){0};
-    if (spec == NULL || spec[0] == '\0')
-        return 0;
-    cleanup_free char *passwd = NULL, *group = NULL;
-    if (read_in_root(rootfd, "/etc/passwd", &passwd, err) < 0 ||
-        read_in_root(rootfd, "/etc/group", &group, err) < 0)
-        return -1;
-    char user[256];
-    snprintf(user, sizeof(user), "%s", spec);
-    char *grp = strchr(user, ':');
-    if (grp != NULL)
-        *grp++ = '\0';
-    char *f[4];
-    cleanup_free char *pw = passwd ? strdup(passwd) : NULL;
-    const char *name = NULL;
-    if (parse_id(user, &ids->uid)) {
-        if (pw != NULL && find_line(pw, user, 2, f) && parse_id(f[3], &ids->gid))
-            name = f[0];
-    } else {
-        if (pw == NULL || !find_line(pw, user, 0, f) || !parse_id(f[2], &ids->uid) ||
-            !parse_id(f[3], &ids->gid))
-            return hull_error_set(err, ENOENT, "user '%s' is not in the image's /etc/passwd", user);
-        name = f[0];
-    }
-    if (grp != NULL && !parse_id(grp, &ids->gid)) {
-        cleanup_free char *gr = group ? strdup(group) : NULL;
-        if (gr == NULL || !find_line(gr, grp, 0, f) || !parse_id(f[2], &ids->gid))
-            return hull_error_set(err, ENOENT, "group '%s' is not in the image's /etc/group", grp);
-    }
-    if (name != NULL)
-        supplementary(group, name, ids);
-    return 0;
-}
 
 static json_object *strv_json(char *const *v)
 {
@@ -147,7 +31,8 @@ static json_object *strv_json(char *const *v)
     return a;
 }
 
-static void set_process(json_object *proc, const struct image_config *c, const struct ids *ids)
+static void set_process(json_object *proc, const struct image_config *c,
+                        const struct image_user *ids)
 {
     json_object_object_add(proc, "terminal", json_object_new_boolean(false));
     if (hull_strv_len(c->entrypoint) + hull_strv_len(c->cmd) > 0) {
@@ -222,8 +107,8 @@ static json_object *annotations(const struct image *img)
 
 static int write_config(const struct image *img, const char *dir, int rootfd, hull_error *err)
 {
-    struct ids ids;
-    if (resolve_user(rootfd, img->config.user, &ids, err) < 0)
+    struct image_user ids;
+    if (image_user_resolve(rootfd, img->config.user, &ids, err) < 0)
         return -1;
     cleanup_free char *def = hull_spec_default_json(geteuid() != 0);
     if (def == NULL)

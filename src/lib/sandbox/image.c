@@ -11,22 +11,34 @@
  * host never sees it, and when the supervisor dies, however it dies, the
  * namespace and the mount die with it. The image is marked in use
  * (image_use) until the run is over, so `hull image remove` refuses it.
+ *
+ * At container level the layers are idmapped there with the sandbox's own
+ * mapping first, so the image's files keep the image's owners inside its
+ * user namespace, and the image's User becomes the workload's user.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "linux/namespaces.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/strv.h"
 #include "vm/vm.h"
 
 #define IMAGE_LOWER HULL_SANDBOX_EMPTY_ROOT "/image-lower"
 #define IMAGE_ROOT  HULL_SANDBOX_EMPTY_ROOT "/image-root"
+/* hull's base layer (vm/image.c) idmapped, when the kernel can. */
+#define IMAGE_BASE_IDMAPPED HULL_SANDBOX_EMPTY_ROOT "/image-base-idmapped"
 
 /* Entrypoint + the command given, or Entrypoint + Cmd without one. */
 static int image_argv(const struct vm_image *vi, char *const *user, bool need, char ***out,
@@ -81,6 +93,152 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
     return 0;
 }
 
+/* A user namespace whose maps are exactly a container-level sandbox's
+ * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
+ * HULL_SANDBOX_UID_BASE), as an fd: a child makes it and waits while we
+ * write its maps and open it, then is killed and reaped before we return. */
+static int sandbox_userns(hull_error *err)
+{
+    int ready[2], hold[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    if (pipe2(hold, O_CLOEXEC) < 0) {
+        close(ready[0]);
+        close(ready[1]);
+        return hull_error_errno(err, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only system calls here: the parent may be a threaded daemon. */
+        char c = unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
+        close(hold[1]);
+        if (write(ready[1], &c, 1) == 1)
+            (void)read(hold[0], &c, 1); /* EOF when the parent is done */
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    int fd = -1;
+    char c = 0;
+    if (pid < 0) {
+        hull_error_errno(err, "fork");
+    } else if (read(ready[0], &c, 1) != 1 || c != 'y') {
+        hull_error_set(err, EPERM, "the helper could not make a user namespace");
+    } else {
+        struct hull_id_mapping m = {0, HULL_SANDBOX_UID_BASE, HULL_SANDBOX_ID_RANGE};
+        struct hull_linux l = {
+            .uid_mappings = &m, .gid_mappings = &m, .n_uid_mappings = 1, .n_gid_mappings = 1};
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+        if (hull_ns_write_id_maps(pid, &l, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            hull_error_errno(err, "open %s", path);
+    }
+    close(ready[0]);
+    close(hold[1]);
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    return fd;
+}
+
+/* path's mount cloned, idmapped with userns, read-only, nosuid, nodev,
+ * and attached at dest (over path itself when dest is path) in this
+ * private mount namespace. 1 when this
+ * kernel or filesystem cannot idmap it (no mount_setattr or
+ * MOUNT_ATTR_IDMAP, a filesystem without idmapped mounts: tmpfs before
+ * 6.3...): path is left as it was. */
+static int idmap_over(const char *path, const char *dest, int userns, hull_error *err)
+{
+    cleanup_close int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return errno == ENOSYS ? 1 : hull_error_errno(err, "clone the mount at %s", path);
+    struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                       MOUNT_ATTR_NODEV,
+                           .userns_fd = (uint64_t)userns};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
+        if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM) {
+            hull_debug("idmap %s: %s", path, strerror(errno));
+            return 1;
+        }
+        return hull_error_errno(err, "idmap the mount at %s", path);
+    }
+    if (move_mount(tree, "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return hull_error_errno(err, "mount the idmapped %s on %s", path, dest);
+    return 0;
+}
+
+/* The layers the root is made of, seen with the sandbox's own mapping:
+ * the store's layer directory (and hull's base layer) idmapped over
+ * themselves in this private namespace, so the overlay built from them
+ * shows a file the image's uid 1000 owns as uid 1000 inside, not nobody.
+ * Overlayfs takes idmapped layers (Linux 5.19) but cannot itself be
+ * idmapped, so the layers are. 1 when the kernel cannot: the caller warns
+ * and keeps the owners as they are. */
+static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
+{
+    const char *how = getenv("HULL_IMAGE_IDMAP");
+    if (how && strcmp(how, "off") == 0)
+        return 1;
+    if (snprintf(si->layers, sizeof(si->layers), "%s/hull/layers", si->vi.store.root) >=
+        (int)sizeof(si->layers))
+        return hull_error_set(err, ENAMETOOLONG, "%s: path too long", si->vi.store.root);
+    cleanup_close int userns = sandbox_userns(err);
+    if (userns < 0)
+        return -1;
+    int r = idmap_over(si->layers, si->layers, userns, err);
+    if (r != 0)
+        return r;
+    si->layers_idmapped = true;
+    /* The store's fd was opened in the namespace before: lookups through
+     * it would not cross the mount just made. */
+    int fd = open(si->vi.store.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return hull_error_errno(err, "reopen %s", si->vi.store.root);
+    close(si->vi.store.rootfd);
+    si->vi.store.rootfd = fd;
+    /* hull's layer only shows where an image lacks /tmp, /proc or /dev,
+     * and then only its root directory is seen (its three directories are
+     * mounted over): idmapped where tmpfs can be, else left root's. */
+    if (vm_image_base_layer(err) < 0 || hull_mkdir_p(IMAGE_BASE_IDMAPPED, 0755, err) < 0)
+        return -1;
+    r = idmap_over(VM_IMAGE_BASE, IMAGE_BASE_IDMAPPED, userns, err);
+    if (r < 0)
+        return -1;
+    si->base_idmapped = r == 0;
+    return 0;
+}
+
+/* The image's User, resolved in its own /etc/passwd and /etc/group, as
+ * the sandbox's user: it must be an id the sandbox's user namespace maps. */
+static int image_user(struct hull_sandbox_image *si, const char *root, hull_error *err)
+{
+    const char *spec = si->vi.img.config.user;
+    if (spec == NULL || spec[0] == '\0')
+        return 0;
+    cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return hull_error_errno(err, "image %s: open its root", vm_image_name(&si->vi));
+    struct image_user *u = &si->user;
+    if (image_user_resolve(rootfd, spec, u, err) < 0)
+        return hull_error_prefix(err, "image %s: User '%s'", vm_image_name(&si->vi), spec);
+    if (u->uid >= HULL_SANDBOX_ID_RANGE || u->gid >= HULL_SANDBOX_ID_RANGE)
+        return hull_error_set(err, ERANGE,
+                              "image %s: User '%s' is %u:%u, outside the ids the sandbox maps "
+                              "(0-%u)",
+                              vm_image_name(&si->vi), spec, u->uid, u->gid,
+                              HULL_SANDBOX_ID_RANGE - 1);
+    /* Supplementary groups the sandbox cannot map are left out. */
+    size_t k = 0;
+    for (size_t i = 0; i < u->n_extra; i++)
+        if (u->extra[i] < HULL_SANDBOX_ID_RANGE)
+            u->extra[k++] = u->extra[i];
+    u->n_extra = k;
+    si->has_user = true;
+    return 0;
+}
+
 int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
                              hull_error *err)
 {
@@ -92,18 +250,34 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
         return hull_error_errno(err, "image %s: private mount namespace", vm_image_name(&si->vi));
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
         return hull_error_errno(err, "image %s: make / a slave", vm_image_name(&si->vi));
-    if (vm_image_mount(&si->vi, IMAGE_LOWER, IMAGE_ROOT, err) < 0)
+    /* Process level has no user namespace: the workload is a host uid of
+     * its own, and the image's owners are what the host sees. */
+    bool container = eff->isolation == HULL_ISOLATION_CONTAINER;
+    int r = container ? idmap_layers(si, err) : 0;
+    if (r < 0)
+        return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
+    if (r > 0)
+        hull_warn("image %s: this kernel cannot idmap its layers: its files show as owned by "
+                  "nobody (65534) inside the sandbox",
+                  vm_image_name(&si->vi));
+    if (vm_image_mount_base(&si->vi, IMAGE_LOWER, IMAGE_ROOT,
+                            si->base_idmapped ? IMAGE_BASE_IDMAPPED : NULL, err) < 0)
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
-    return 0;
+    return container ? image_user(si, IMAGE_ROOT, err) : 0;
 }
 
 void hull_sandbox_image_close(struct hull_sandbox_image *si)
 {
     if (si->mounted)
         vm_image_umount(IMAGE_LOWER, IMAGE_ROOT);
-    si->mounted = false;
+    /* Only the idmapped mounts stacked here: what is below stays. */
+    if (si->base_idmapped && umount2(IMAGE_BASE_IDMAPPED, MNT_DETACH) < 0)
+        hull_debug("umount %s: %s", IMAGE_BASE_IDMAPPED, strerror(errno));
+    if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
+        hull_debug("umount %s: %s", si->layers, strerror(errno));
+    si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;

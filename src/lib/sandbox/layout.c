@@ -178,14 +178,21 @@ static json_object *rlimit(const char *type, uint64_t soft, uint64_t hard)
     return o;
 }
 
-static json_object *process(const struct hull_policy *p, uint32_t uid)
+static json_object *process(const struct hull_policy *p, const struct hull_sandbox_layout *lay,
+                            const struct image_user *user)
 {
     json_object *proc = json_object_new_object();
     json_object_object_add(proc, "terminal", json_object_new_boolean(false));
-    json_object *user = json_object_new_object();
-    json_object_object_add(user, "uid", json_object_new_int64(uid));
-    json_object_object_add(user, "gid", json_object_new_int64(uid));
-    json_object_object_add(proc, "user", user);
+    json_object *u = json_object_new_object();
+    json_object_object_add(u, "uid", json_object_new_int64(lay->uid));
+    json_object_object_add(u, "gid", json_object_new_int64(lay->gid));
+    if (user && user->n_extra) {
+        json_object *g = json_object_new_array();
+        for (size_t i = 0; i < user->n_extra; i++)
+            json_object_array_add(g, json_object_new_int64(user->extra[i]));
+        json_object_object_add(u, "additionalGids", g);
+    }
+    json_object_object_add(proc, "user", u);
     json_object *args = json_object_new_array();
     for (char **a = p->argv; *a; a++)
         json_object_array_add(args, str(*a));
@@ -294,14 +301,20 @@ static json_object *layout_mounts(const struct hull_policy *p, const char *empty
 }
 
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
-                        struct hull_sandbox_layout *lay, hull_error *err)
+                        const struct image_user *user, struct hull_sandbox_layout *lay,
+                        hull_error *err)
 {
     memset(lay, 0, sizeof(*lay));
     bool container = p->isolation == HULL_ISOLATION_CONTAINER;
     /* Inside the sandbox the workload is uid 1000; at container level that
      * is uid_base+1000 on the host. At process level there is no inside:
      * it is the host uid uid_base, its run's own (see uids.c). */
-    lay->uid = container ? HULL_SANDBOX_UID : uid_base;
+    lay->uid = lay->gid = container ? HULL_SANDBOX_UID : uid_base;
+    /* An image's User (checked to be mapped, sandbox/image.c). */
+    if (container && user) {
+        lay->uid = user->uid;
+        lay->gid = user->gid;
+    }
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "ociVersion", str("1.0.2"));
     json_object *root = json_object_new_object();
@@ -316,7 +329,7 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     json_object *ann = json_object_new_object();
     json_object_object_add(ann, HULL_SANDBOX_SUPERVISOR_KEY, str(sup));
     json_object_object_add(doc, "annotations", ann);
-    json_object_object_add(doc, "process", process(p, lay->uid));
+    json_object_object_add(doc, "process", process(p, lay, container ? user : NULL));
 
     json_object *mounts = layout_mounts(p, empty_root, container, lay, root, err);
     if (mounts == NULL) {

@@ -56,7 +56,8 @@ struct run {
     int status[2]; /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
-    int uid_lock; /* process level: the claim on the run's host uid (uids.c) */
+    int uid_lock;                  /* process level: the claim on the run's host uid (uids.c) */
+    const struct image_user *user; /* an image's User, or NULL */
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
@@ -205,7 +206,8 @@ static int add_tmp_files(struct run *x)
         f->path = x->dirs[i];
         f->src_fd = -1;
         f->mode = S_IFDIR | 0755;
-        f->uid = f->gid = uid;
+        f->uid = uid;
+        f->gid = lay->gid;
         f->after_mounts = true;
     }
     for (size_t i = 0; i < p->n_copy_in + p->n_files; i++) {
@@ -228,7 +230,8 @@ static int add_tmp_files(struct run *x)
             f->src_fd = -1;
             f->mode = inl->mode ? inl->mode : 0644;
         }
-        f->uid = f->gid = uid;
+        f->uid = uid;
+        f->gid = lay->gid;
         f->after_mounts = true;
     }
     lay->extras.files = lay->files;
@@ -561,7 +564,7 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
         (x->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, &x->lay, err) < 0)
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, x->user, &x->lay, err) < 0)
         return -1;
     if (add_tmp_files(x) < 0)
         return hull_error_set(err, E2BIG, "too many files and directories to copy in");
@@ -686,6 +689,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                           .in_write = -1,
                                                           .in_src = -1,
                                                           .uid_lock = -1,
+                                                          .user = si.has_user ? &si.user : NULL,
                                                           .out = {-1, -1},
                                                           .err = {-1, -1},
                                                           .status = {-1, -1}};

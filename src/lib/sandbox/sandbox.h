@@ -12,6 +12,7 @@
 #include "linux/mounts.h"
 #include "linux/seccomp.h"
 #include "spec/spec.h"
+#include "image/user.h"
 #include "vm/vm.h"
 
 /* The workload's uid (and gid) inside a container-level sandbox. */
@@ -43,7 +44,7 @@ struct hull_sandbox_layout {
     size_t n_links;
     char passwd[512], group[256];
     char skeleton[256]; /* the shared root, when the layout allows one */
-    uint32_t uid;       /* the workload's uid inside */
+    uint32_t uid, gid;  /* the workload's uid and gid inside */
 };
 
 /* Claim a host uid for one process-level run: *uid is its own until the
@@ -53,9 +54,12 @@ int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
 
 /* Build the spec (and the files the init writes) for a policy. uid_base
  * is, at container level, the host uid the sandbox's root maps to; at
- * process level, the host uid (and gid) the workload runs as. */
+ * process level, the host uid (and gid) the workload runs as. user, at
+ * container level: an image's User (ids inside) instead of HULL_SANDBOX_UID;
+ * NULL for the default. */
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
-                        struct hull_sandbox_layout *lay, hull_error *err);
+                        const struct image_user *user, struct hull_sandbox_layout *lay,
+                        hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
 /* The environment every workload starts from (the policy's env, and an
  * image's, replace these by name). */
@@ -115,6 +119,13 @@ void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budge
 struct hull_sandbox_image {
     struct vm_image vi;
     bool open, mounted;
+    /* Container level: the store's layers (and hull's base layer)
+     * idmapped over themselves in the private namespace. */
+    bool layers_idmapped, base_idmapped;
+    char layers[4096];
+    /* Container level: the image's User (has_user), resolved by mount. */
+    bool has_user;
+    struct image_user user;
     char **argv, **env;
     char *workdir;
 };

@@ -86,10 +86,12 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
         (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, uid_base, &s->lay, err) < 0)
+        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, uid_base,
+                            s->img.has_user ? &s->img.user : NULL, &s->lay, err) < 0)
         return -1;
-    s->host_uid =
-        p->isolation == HULL_ISOLATION_CONTAINER ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
+    bool container = p->isolation == HULL_ISOLATION_CONTAINER;
+    s->host_uid = container ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
+    s->host_gid = container ? HULL_SANDBOX_UID_BASE + s->lay.gid : s->lay.gid;
     return 0;
 }
 

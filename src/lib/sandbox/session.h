@@ -14,6 +14,7 @@ struct hull_session {
     struct hull_seccomp_filter *seccomp;
     struct hull_container_ctx c;
     uint32_t host_uid; /* the sandbox user as the host sees it, owner of put files */
+    uint32_t host_gid; /* its group (an image's User may give another) */
     int tmpfd;         /* the sandbox's /tmp */
     int uid_lock;      /* process level: the claim on host_uid (uids.c), else -1 */
     bool paused;

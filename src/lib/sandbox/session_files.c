@@ -46,7 +46,7 @@ static int tmp_relative(const char *path, char *out, size_t len, hull_error *err
 static void as_sandbox_user(const struct hull_session *s, bool on)
 {
     if (on) {
-        setfsgid(s->host_uid);
+        setfsgid(s->host_gid);
         setfsuid(s->host_uid);
     } else {
         setfsuid(0);

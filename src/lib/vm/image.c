@@ -45,7 +45,7 @@
 /* Root's, outside /run/hull (0700): the sandbox's root user, an
  * unprivileged host uid, must reach the root mounted below it. */
 #define IMAGE_DIR  "/run/hull-empty"
-#define IMAGE_BASE IMAGE_DIR "/image-base"
+#define IMAGE_BASE VM_IMAGE_BASE
 
 const char *vm_image_store_root(const char *root)
 {
@@ -224,7 +224,7 @@ const char *vm_image_name(const struct vm_image *vi)
 
 /* hull's layer: empty tmp (1777), proc and dev, made once, root's, never
  * changed (a new one is built aside and renamed into place). */
-static int base_layer(hull_error *err)
+int vm_image_base_layer(hull_error *err)
 {
     struct stat st;
     if (lstat(IMAGE_BASE, &st) == 0) {
@@ -292,6 +292,12 @@ static bool has_own_dirs(const char *root)
 
 int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err)
 {
+    return vm_image_mount_base(vi, lower, target, NULL, err);
+}
+
+int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
+                        const char *base, hull_error *err)
+{
     if (hull_mkdir_p(lower, 0755, err) < 0 || hull_mkdir_p(target, 0755, err) < 0)
         return hull_error_prefix(err, "image %s", vm_image_name(vi));
     if (image_rootfs_mount(&vi->store, &vi->img, lower, NULL, NULL, true, err) < 0)
@@ -310,12 +316,12 @@ int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, h
             errno = e;
         }
     } else {
-        if (base_layer(err) < 0) {
+        if (base == NULL && vm_image_base_layer(err) < 0) {
             umount2(lower, MNT_DETACH);
             return hull_error_prefix(err, "image %s", vm_image_name(vi));
         }
         char opts[PATH_MAX * 2 + 32];
-        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", IMAGE_BASE, lower);
+        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", base ? base : IMAGE_BASE, lower);
         rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
     }
     if (rc < 0) {

@@ -138,6 +138,14 @@ const char *vm_image_name(const struct vm_image *vi);
  * has a symlink there. */
 int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err);
 void vm_image_umount(const char *lower, const char *target);
+/* hull's layer of empty /tmp, /proc and /dev that vm_image_mount puts over
+ * an image lacking them: made once (root's, never changed) at VM_IMAGE_BASE. */
+#define VM_IMAGE_BASE "/run/hull-empty/image-base"
+int vm_image_base_layer(hull_error *err);
+/* vm_image_mount with base (made by the caller: VM_IMAGE_BASE seen through
+ * another mount) as hull's layer; NULL: VM_IMAGE_BASE. */
+int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
+                        const char *base, hull_error *err);
 /* A VM's rootfs from an image: the disk, its digest, and the record's
  * image fields (name, digest, store, config). */
 int vm_image_rootfs(const char *root, const char *ref, enum hull_pull_policy pull, struct vm *vm,
