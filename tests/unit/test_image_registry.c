@@ -20,7 +20,7 @@ static char *write_tmp(const char *dir, const char *name, const char *text)
 static void endpoints(const char *conf, const char *reg, const char *repo, bool pull,
                       const char *expect)
 {
-    struct image_registry_opts o = {.tls_verify = 1, .registries_conf = conf};
+    struct image_registry_opts o = {.registries_conf = conf};
     struct reg_endpoint *e = NULL;
     size_t n = 0;
     hull_error err = NULL;
@@ -126,7 +126,7 @@ static void credentials(void **state)
     unsetenv("XDG_RUNTIME_DIR");
     unsetenv("REGISTRY_AUTH_FILE");
 
-    struct image_registry_opts o = {.tls_verify = 1, .auth_file = a};
+    struct image_registry_opts o = {.auth_file = a};
     lookup(&o, "r.io", "alice:pw");
     lookup(&o, "s.io", "bob:x:y");
     lookup(&o, "t.io", NULL);
@@ -138,7 +138,7 @@ static void credentials(void **state)
     assert_error_msg(err, "--creds: expected USER:PASSWORD");
 
     /* Without --authfile: $REGISTRY_AUTH_FILE, then ~/.docker/config.json. */
-    o = (struct image_registry_opts){.tls_verify = 1};
+    o = (struct image_registry_opts){0};
     setenv("REGISTRY_AUTH_FILE", a, 1);
     lookup(&o, "r.io", "alice:pw");
     lookup(&o, "docker.io", "d:hub");
