@@ -175,3 +175,19 @@ int image_layer_open_parent(int rootfd, const char *name, bool create, const cha
     }
     return hull_steal_fd(&fd);
 }
+
+int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg, hull_error *err)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "read %s", name);
+        if (n == 0)
+            return 0;
+        if (sink(arg, buf, (size_t)n, name, err) < 0)
+            return -1;
+    }
+}

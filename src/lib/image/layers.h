@@ -36,5 +36,11 @@ int image_layer_open_at(int dirfd, const char *comp, int flags);
  * (0755) when create. A symlink or non-directory on the way is EPERM. */
 int image_layer_open_parent(int rootfd, const char *name, bool create, const char **leaf,
                             hull_error *err);
+/* Read fd (named name in errors) to its end, 64 KiB at a time, handing each
+ * chunk to sink; a read interrupted by a signal is retried. The first error,
+ * from read or from sink, ends it. */
+typedef int (*image_layer_sink)(void *arg, const void *buf, size_t n, const char *name,
+                                hull_error *err);
+int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg, hull_error *err);
 
 #endif

@@ -308,6 +308,19 @@ static int copy_meta(int src, int dst, const struct stat *st, const char *name, 
     return copy_xattrs(src, dst, name, err);
 }
 
+static int write_sink(void *arg, const void *buf, size_t n, const char *name, hull_error *err)
+{
+    int dst = *(int *)arg;
+    for (size_t o = 0; o < n;) {
+        ssize_t w = write(dst, (const char *)buf + o, n - o);
+        if (w < 0 && errno != EINTR)
+            return hull_error_errno(err, "write %s", name);
+        if (w > 0)
+            o += (size_t)w;
+    }
+    return 0;
+}
+
 static int copy_data(int src, int dst, const char *name, hull_error *err)
 {
     for (;;) {
@@ -322,23 +335,7 @@ static int copy_data(int src, int dst, const char *name, hull_error *err)
             return hull_error_errno(err, "copy %s", name);
         break;
     }
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(src, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hull_error_errno(err, "read %s", name);
-        if (n == 0)
-            return 0;
-        for (ssize_t o = 0; o < n;) {
-            ssize_t w = write(dst, buf + o, (size_t)(n - o));
-            if (w < 0 && errno != EINTR)
-                return hull_error_errno(err, "write %s", name);
-            if (w > 0)
-                o += w;
-        }
-    }
+    return image_layer_pump(src, name, write_sink, &dst, err);
 }
 
 /* A second name of an inode already copied from this layer: link to the copy. */
