@@ -405,16 +405,23 @@ static int resolve(struct image_store *s, const char *text, struct image_entry *
     return -1;
 }
 
-static void inspect_image(const char *ref, struct resp *r)
+/* The store and ref's entry in it: 0, or -1 with r filled. With no store
+ * yet there are no images, so ref is not found (404), as in an empty one. */
+static int open_image(struct image_store *s, const char *ref, struct image_entry *e, struct resp *r)
 {
-    cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
-    int rc = open_store(&s, false, r);
+    int rc = open_store(s, false, r);
     if (rc > 0)
         resp_error(r, 404, "not_found", NULL, "image %s not found", ref);
     if (rc != 0)
-        return;
+        return -1;
+    return resolve(s, ref, e, r);
+}
+
+static void inspect_image(const char *ref, struct resp *r)
+{
+    cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     struct image_entry e = {0};
-    if (resolve(&s, ref, &e, r) < 0)
+    if (open_image(&s, ref, &e, r) < 0)
         return;
     resp_json(r, 200, image_json(&s, &e, true));
     entry_clear(&e);
@@ -429,13 +436,8 @@ static void remove_image(const struct request *rq, const char *ref, struct resp 
         return;
     }
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
-    int rc = open_store(&s, false, r);
-    if (rc > 0)
-        resp_error(r, 404, "not_found", NULL, "image %s not found", ref);
-    if (rc != 0)
-        return;
     struct image_entry e = {0};
-    if (resolve(&s, ref, &e, r) < 0)
+    if (open_image(&s, ref, &e, r) < 0)
         return;
     hull_error err = NULL;
     if (image_store_remove(&s, ref, force, &err) < 0) {
