@@ -375,6 +375,18 @@ static int lex_dquote(struct lex *x, struct buf *out)
     }
 }
 
+/* A single-quoted run at x (on the opening quote), taken as it is. */
+static int lex_squote(struct lex *x, struct buf *out)
+{
+    const char *q = strchr(x->s + x->i + 1, '\'');
+    if (q == NULL)
+        return hull_error_set(x->err, EINVAL, "unterminated quote in %s", x->s);
+    if (buf_add(out, x->s + x->i + 1, (size_t)(q - x->s - x->i - 1)) < 0)
+        return hull_error_set(x->err, ENOMEM, "out of memory");
+    x->i = (size_t)(q - x->s) + 1;
+    return 0;
+}
+
 /* One word (or, in a ${V:-word}, up to the closing brace). */
 static int lex_until(struct lex *x, struct buf *out, bool in_brace)
 {
@@ -391,12 +403,8 @@ static int lex_until(struct lex *x, struct buf *out, bool in_brace)
             return 0;
         }
         if (c == '\'') {
-            const char *q = strchr(x->s + x->i + 1, '\'');
-            if (q == NULL)
-                return hull_error_set(x->err, EINVAL, "unterminated quote in %s", x->s);
-            if (buf_add(out, x->s + x->i + 1, (size_t)(q - x->s - x->i - 1)) < 0)
-                return hull_error_set(x->err, ENOMEM, "out of memory");
-            x->i = (size_t)(q - x->s) + 1;
+            if (lex_squote(x, out) < 0)
+                return -1;
             continue;
         }
         if (c == '"') {
@@ -430,16 +438,11 @@ static int lex_word(struct lex *x, struct buf *out)
             return 0;
         if (c == '\'' || c == '"' || c == '$') {
             /* One quoted run or substitution, then go on with the word. */
-            if (c == '\'') {
-                const char *q = strchr(x->s + x->i + 1, '\'');
-                if (q == NULL)
-                    return hull_error_set(x->err, EINVAL, "unterminated quote in %s", x->s);
-                if (buf_add(out, x->s + x->i + 1, (size_t)(q - x->s - x->i - 1)) < 0)
-                    return hull_error_set(x->err, ENOMEM, "out of memory");
-                x->i = (size_t)(q - x->s) + 1;
-            } else if (c == '"' ? lex_dquote(x, out) < 0 : substitute(x, out) < 0) {
+            int r = c == '\''  ? lex_squote(x, out)
+                    : c == '"' ? lex_dquote(x, out)
+                               : substitute(x, out);
+            if (r < 0)
                 return -1;
-            }
             continue;
         }
         if (c == '\\' && x->s[x->i + 1])
