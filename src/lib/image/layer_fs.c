@@ -191,3 +191,20 @@ int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg,
             return -1;
     }
 }
+
+DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        int saved = errno; /* close must not change the reason given */
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+        hull_error_errno(err, "read %s", name);
+        return NULL;
+    }
+    /* The duplicate shares dirfd's offset, which may be past the start. */
+    rewinddir(d);
+    return d;
+}

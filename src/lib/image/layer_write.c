@@ -295,14 +295,9 @@ static int cmp_str(const void *a, const void *b)
 
 static int walk(struct lw *l, int dirfd, const char *rel, hull_error *err)
 {
-    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return hull_error_errno(err, "read %s", *rel ? rel : "/");
-    }
-    rewinddir(d);
+    DIR *d = image_layer_opendir(dirfd, *rel ? rel : "/", err);
+    if (d == NULL)
+        return -1;
     char **names = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;

@@ -7,6 +7,7 @@
 #ifndef HULL_IMAGE_LAYERS_H
 #define HULL_IMAGE_LAYERS_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -39,6 +40,9 @@ int image_layer_open_parent(int rootfd, const char *name, bool create, const cha
 /* Read fd (named name in errors) to its end, 64 KiB at a time, handing each
  * chunk to sink; a read interrupted by a signal is retried. The first error,
  * from read or from sink, ends it. */
+/* A stream over dirfd's directory from its start, on a duplicate so that
+ * closedir leaves dirfd open. NULL with err set ("read <name>"). */
+DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err);
 typedef int (*image_layer_sink)(void *arg, const void *buf, size_t n, const char *name,
                                 hull_error *err);
 int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg, hull_error *err);

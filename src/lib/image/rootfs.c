@@ -450,14 +450,9 @@ static int merge_entry(struct flat *f, int src, int dst, const char *leaf, const
 
 static int copy_dir(struct flat *f, int src, int dst, const char *rel, hull_error *err)
 {
-    int fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return hull_error_errno(err, "read %s", *rel ? rel : "/");
-    }
-    rewinddir(d);
+    DIR *d = image_layer_opendir(src, *rel ? rel : "/", err);
+    if (d == NULL)
+        return -1;
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
