@@ -519,18 +519,15 @@ static void pull_image(const struct request *rq, struct resp *r)
         return;
     }
     cleanup_json json_object *doc = NULL;
-    hull_error e = NULL;
-    if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
-        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-        hull_error_free(&e);
+    if (request_doc(rq, true, &doc, r) < 0)
         return;
-    }
     const char *ref, *platform;
     bool tls_verify;
     if (pull_request(doc, &ref, &platform, &tls_verify, r) < 0)
         return;
     snprintf(r->target, sizeof(r->target), "%s", ref);
     hull_log(HULL_LOG_INFO, "image pull %s (token %s)", ref, rq->caller->tok.id);
+    hull_error e = NULL;
     cleanup_free char *digest = pull_in_helper(ref, platform, tls_verify, &e);
     if (digest == NULL) {
         hull_log(HULL_LOG_INFO, "%s", hull_error_msg(e));
