@@ -208,3 +208,33 @@ DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err)
     rewinddir(d);
     return d;
 }
+
+static int write_sink(void *arg, const void *buf, size_t n, const char *name, hull_error *err)
+{
+    int dst = *(int *)arg;
+    for (size_t o = 0; o < n;) {
+        ssize_t w = write(dst, (const char *)buf + o, n - o);
+        if (w < 0 && errno != EINTR)
+            return hull_error_errno(err, "write %s", name);
+        if (w > 0)
+            o += (size_t)w;
+    }
+    return 0;
+}
+
+int image_layer_copy_data(int src, int dst, const char *name, hull_error *err)
+{
+    for (;;) {
+        ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
+        if (n == 0)
+            return 0;
+        if (n > 0)
+            continue;
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+            return hull_error_errno(err, "copy %s", name);
+        break;
+    }
+    return image_layer_pump(src, name, write_sink, &dst, err);
+}
