@@ -99,6 +99,9 @@ int puller_main(int sock);
 struct endpoint;
 extern const struct endpoint endpoint_run, endpoint_create, endpoint_exec;
 int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r);
+/* The body as a JSON document: 0, or -1 with a 400 "invalid_json" in r. An
+ * empty body is {} when empty_ok (every field of the endpoint optional). */
+int request_doc(const struct request *rq, bool empty_ok, json_object **doc, struct resp *r);
 int request_grants(const struct caller *c, json_object *doc, struct resp *r);
 /* "image": a name or digest that must already be in hulld's image store
  * (a tenant never triggers a pull: 404 otherwise). Replaced in doc by

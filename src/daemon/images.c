@@ -405,16 +405,23 @@ static int resolve(struct image_store *s, const char *text, struct image_entry *
     return -1;
 }
 
-static void inspect_image(const char *ref, struct resp *r)
+/* The store and ref's entry in it: 0, or -1 with r filled. With no store
+ * yet there are no images, so ref is not found (404), as in an empty one. */
+static int open_image(struct image_store *s, const char *ref, struct image_entry *e, struct resp *r)
 {
-    cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
-    int rc = open_store(&s, false, r);
+    int rc = open_store(s, false, r);
     if (rc > 0)
         resp_error(r, 404, "not_found", NULL, "image %s not found", ref);
     if (rc != 0)
-        return;
+        return -1;
+    return resolve(s, ref, e, r);
+}
+
+static void inspect_image(const char *ref, struct resp *r)
+{
+    cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     struct image_entry e = {0};
-    if (resolve(&s, ref, &e, r) < 0)
+    if (open_image(&s, ref, &e, r) < 0)
         return;
     resp_json(r, 200, image_json(&s, &e, true));
     entry_clear(&e);
@@ -429,13 +436,8 @@ static void remove_image(const struct request *rq, const char *ref, struct resp 
         return;
     }
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
-    int rc = open_store(&s, false, r);
-    if (rc > 0)
-        resp_error(r, 404, "not_found", NULL, "image %s not found", ref);
-    if (rc != 0)
-        return;
     struct image_entry e = {0};
-    if (resolve(&s, ref, &e, r) < 0)
+    if (open_image(&s, ref, &e, r) < 0)
         return;
     hull_error err = NULL;
     if (image_store_remove(&s, ref, force, &err) < 0) {
@@ -517,18 +519,15 @@ static void pull_image(const struct request *rq, struct resp *r)
         return;
     }
     cleanup_json json_object *doc = NULL;
-    hull_error e = NULL;
-    if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
-        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-        hull_error_free(&e);
+    if (request_doc(rq, true, &doc, r) < 0)
         return;
-    }
     const char *ref, *platform;
     bool tls_verify;
     if (pull_request(doc, &ref, &platform, &tls_verify, r) < 0)
         return;
     snprintf(r->target, sizeof(r->target), "%s", ref);
     hull_log(HULL_LOG_INFO, "image pull %s (token %s)", ref, rq->caller->tok.id);
+    hull_error e = NULL;
     cleanup_free char *digest = pull_in_helper(ref, platform, tls_verify, &e);
     if (digest == NULL) {
         hull_log(HULL_LOG_INFO, "%s", hull_error_msg(e));

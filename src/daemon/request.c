@@ -128,6 +128,18 @@ static void refuse(const struct endpoint *ep, const char *prefix, const char *ke
                    list);
 }
 
+int request_doc(const struct request *rq, bool empty_ok, json_object **doc, struct resp *r)
+{
+    bool empty = empty_ok && rq->len == 0;
+    hull_error e = NULL;
+    if (hj_parse(empty ? "{}" : rq->body, empty ? 2 : rq->len, "request", doc, &e) < 0) {
+        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
+        hull_error_free(&e);
+        return -1;
+    }
+    return 0;
+}
+
 int request_fields(json_object *doc, const struct endpoint *ep, struct resp *r)
 {
     json_object_object_foreach(doc, key, val)

@@ -118,13 +118,10 @@ static void submit_queue(struct resp *r, const struct caller *c, json_object *do
 static void post_run(const struct request *rq, struct resp *r)
 {
     const struct caller *c = rq->caller;
-    cleanup_json json_object *doc = NULL;
     hull_error e = NULL;
-    if (hj_parse(rq->body, rq->len, "request", &doc, &e) < 0) {
-        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-        hull_error_free(&e);
+    cleanup_json json_object *doc = NULL;
+    if (request_doc(rq, false, &doc, r) < 0)
         return;
-    }
     bool async, queue;
     if (request_fields(doc, &endpoint_run, r) < 0 || take_flag(doc, "async", &async, r) < 0 ||
         take_flag(doc, "queue", &queue, r) < 0)

@@ -256,13 +256,10 @@ static struct sbx *table_add(const struct caller *c, unsigned lifetime, struct r
 static void create(const struct request *rq, struct resp *r)
 {
     const struct caller *c = rq->caller;
-    cleanup_json json_object *doc = NULL;
     hull_error e = NULL;
-    if (hj_parse(rq->len ? rq->body : "{}", rq->len ? rq->len : 2, "request", &doc, &e) < 0) {
-        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-        hull_error_free(&e);
+    cleanup_json json_object *doc = NULL;
+    if (request_doc(rq, true, &doc, r) < 0)
         return;
-    }
     unsigned lifetime;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
         request_image(doc, r) < 0)
@@ -315,11 +312,8 @@ static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
 {
     hull_error e = NULL;
     json_object *doc = NULL;
-    if (hj_parse(rq->body, rq->len, "request", &doc, &e) < 0) {
-        resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
-        hull_error_free(&e);
+    if (request_doc(rq, false, &doc, r) < 0)
         return;
-    }
     /* What a command cannot have on its own (memory, pids, isolation,
      * network: the sandbox's) is refused by name, never ignored. */
     int ok = request_fields(doc, &endpoint_exec, r);

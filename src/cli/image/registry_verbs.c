@@ -37,6 +37,30 @@ static int simple_opts(struct img_cli *c, int argc, char **argv, void (*help)(vo
     return 0;
 }
 
+/* Pull and push show the same things: progress on stderr, a one-line
+ * summary once it is done, and only the manifest digest on stdout. */
+static int transfer(struct img_cli *c, struct image_store *s, const char *text, const char *dest,
+                    bool push)
+{
+    struct image_registry_opts o;
+    registry_opts(c, &o);
+    struct image_progress_view *view = image_progress_view_new(stderr, c->quiet);
+    o.progress = image_progress_view_cb;
+    o.progress_arg = view;
+    hull_error err = NULL;
+    cleanup_free char *digest = NULL;
+    int r = push ? image_push(s, text, dest, &o, &digest, &err)
+                 : image_pull(s, text, &o, &digest, &err);
+    const char *shown = dest ? dest : text;
+    char summary[600];
+    snprintf(summary, sizeof(summary), "%s %s", push ? "pushed" : "pulled", shown);
+    image_progress_view_finish(view, r == 0 ? summary : NULL);
+    if (r < 0)
+        return img_fail(c, &err, "%s", shown);
+    printf("%s\n", digest);
+    return 0;
+}
+
 static void help_pull(void)
 {
     printf("usage: hull image pull [options] IMAGE\n"
@@ -69,20 +93,7 @@ int img_pull(struct img_cli *c, int argc, char **argv)
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, true, &s, &err) < 0)
         return img_fail(c, &err, "%s", text);
-    struct image_registry_opts o;
-    registry_opts(c, &o);
-    struct image_progress_view *view = image_progress_view_new(stderr, c->quiet);
-    o.progress = image_progress_view_cb;
-    o.progress_arg = view;
-    cleanup_free char *digest = NULL;
-    r = image_pull(&s, text, &o, &digest, &err);
-    char summary[600];
-    snprintf(summary, sizeof(summary), "pulled %s", text);
-    image_progress_view_finish(view, r == 0 ? summary : NULL);
-    if (r < 0)
-        return img_fail(c, &err, "%s", text);
-    printf("%s\n", digest);
-    return 0;
+    return transfer(c, &s, text, NULL, false);
 }
 
 static void help_push(void)
@@ -116,20 +127,7 @@ int img_push(struct img_cli *c, int argc, char **argv)
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, false, &s, &err) < 0)
         return img_fail(c, &err, "%s", text);
-    struct image_registry_opts o;
-    registry_opts(c, &o);
-    struct image_progress_view *view = image_progress_view_new(stderr, c->quiet);
-    o.progress = image_progress_view_cb;
-    o.progress_arg = view;
-    cleanup_free char *digest = NULL;
-    r = image_push(&s, text, dest, &o, &digest, &err);
-    char summary[600];
-    snprintf(summary, sizeof(summary), "pushed %s", dest ? dest : text);
-    image_progress_view_finish(view, r == 0 ? summary : NULL);
-    if (r < 0)
-        return img_fail(c, &err, "%s", dest ? dest : text);
-    printf("%s\n", digest);
-    return 0;
+    return transfer(c, &s, text, dest, true);
 }
 
 /* A password from a terminal, not echoed; NULL at EOF. */

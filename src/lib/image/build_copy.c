@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "image/build.h"
+#include "image/layers.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -319,30 +320,6 @@ static mode_t mode_of(const struct build_copy *c, const struct stat *st)
     return c->chmod ? (c->chmod & 07777) : (st->st_mode & 07777);
 }
 
-static int copy_bytes(int in, int out, const char *rel, hull_error *err)
-{
-    for (;;) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-        if (n == 0)
-            return 0;
-        if (n > 0)
-            continue;
-        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
-            return hull_error_errno(err, "copy %s", rel);
-        break;
-    }
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(in, buf, sizeof(buf))) > 0)
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0)
-                return hull_error_errno(err, "write %s", rel);
-            off += w;
-        }
-    return n < 0 ? hull_error_errno(err, "read %s", rel) : 0;
-}
-
 /* Make room for a non-directory at ddir/dname: what is there goes, unless
  * it is a directory. */
 static int clear_for_file(int ddir, const char *dname, const char *dpath, hull_error *err)
@@ -456,7 +433,7 @@ static int copy_tree(const struct build_copy *c, int sdir, const char *sname, co
         openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (in < 0 || out < 0)
         return hull_error_errno(err, "%s %s", in < 0 ? "open" : "create", in < 0 ? rel : dpath);
-    if (copy_bytes(in, out, rel, err) < 0)
+    if (image_layer_copy_data(in, out, rel, err) < 0)
         return -1;
     if (fchown(out, c->uid, c->gid) < 0 || fchmod(out, mode_of(c, &st)) < 0 ||
         futimens(out, times) < 0)

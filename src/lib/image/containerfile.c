@@ -375,6 +375,18 @@ static int lex_dquote(struct lex *x, struct buf *out)
     }
 }
 
+/* A single-quoted run at x (on the opening quote), taken as it is. */
+static int lex_squote(struct lex *x, struct buf *out)
+{
+    const char *q = strchr(x->s + x->i + 1, '\'');
+    if (q == NULL)
+        return hull_error_set(x->err, EINVAL, "unterminated quote in %s", x->s);
+    if (buf_add(out, x->s + x->i + 1, (size_t)(q - x->s - x->i - 1)) < 0)
+        return hull_error_set(x->err, ENOMEM, "out of memory");
+    x->i = (size_t)(q - x->s) + 1;
+    return 0;
+}
+
 /* One word (or, in a ${V:-word}, up to the closing brace). */
 static int lex_until(struct lex *x, struct buf *out, bool in_brace)
 {
@@ -391,12 +403,8 @@ static int lex_until(struct lex *x, struct buf *out, bool in_brace)
             return 0;
         }
         if (c == '\'') {
-            const char *q = strchr(x->s + x->i + 1, '\'');
-            if (q == NULL)
-                return hull_error_set(x->err, EINVAL, "unterminated quote in %s", x->s);
-            if (buf_add(out, x->s + x->i + 1, (size_t)(q - x->s - x->i - 1)) < 0)
-                return hull_error_set(x->err, ENOMEM, "out of memory");
-            x->i = (size_t)(q - x->s) + 1;
+            if (lex_squote(x, out) < 0)
+                return -1;
             continue;
         }
         if (c == '"') {
@@ -430,16 +438,11 @@ static int lex_word(struct lex *x, struct buf *out)
             return 0;
         if (c == '\'' || c == '"' || c == '$') {
             /* One quoted run or substitution, then go on with the word. */
-            if (c == '\'') {
-                const char *q = strchr(x->s + x->i + 1, '\'');
-                if (q == NULL)
-                    return hull_error_set(x->err, EINVAL, "unterminated quote in %s", x->s);
-                if (buf_add(out, x->s + x->i + 1, (size_t)(q - x->s - x->i - 1)) < 0)
-                    return hull_error_set(x->err, ENOMEM, "out of memory");
-                x->i = (size_t)(q - x->s) + 1;
-            } else if (c == '"' ? lex_dquote(x, out) < 0 : substitute(x, out) < 0) {
+            int r = c == '\''  ? lex_squote(x, out)
+                    : c == '"' ? lex_dquote(x, out)
+                               : substitute(x, out);
+            if (r < 0)
                 return -1;
-            }
             continue;
         }
         if (c == '\\' && x->s[x->i + 1])
@@ -450,6 +453,22 @@ static int lex_word(struct lex *x, struct buf *out)
     }
 }
 
+/* Lex one word at x (the rest of the line when rest) onto words. A lexing
+ * error is already in x->err; running out of memory is said here. */
+static int add_word(struct lex *x, char ***words, bool rest)
+{
+    struct buf b = {0};
+    if (buf_add(&b, "", 0) < 0 || (rest ? lex_until(x, &b, false) : lex_word(x, &b)) < 0) {
+        free(b.s);
+        return b.s ? -1 : hull_error_set(x->err, ENOMEM, "out of memory");
+    }
+    int r = hull_strv_append(words, b.s);
+    free(b.s);
+    if (r < 0)
+        return hull_error_set(x->err, ENOMEM, "out of memory");
+    return 0;
+}
+
 int cf_words(const char *s, const struct cf_vars *vars, bool split, char ***out, hull_error *err)
 {
     *out = NULL;
@@ -457,35 +476,19 @@ int cf_words(const char *s, const struct cf_vars *vars, bool split, char ***out,
     if (words == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     struct lex x = {.s = s, .vars = vars, .err = err};
-    if (!split) {
-        while (s[x.i] == ' ' || s[x.i] == '\t')
-            x.i++;
-        struct buf b = {0};
-        if (buf_add(&b, "", 0) < 0 || lex_until(&x, &b, false) < 0) {
-            free(b.s);
-            return b.s ? -1 : hull_error_set(err, ENOMEM, "out of memory");
-        }
-        int r = hull_strv_append(&words, b.s);
-        free(b.s);
-        if (r < 0)
-            return hull_error_set(err, ENOMEM, "out of memory");
-        *out = steal_ptr(&words);
-        return 0;
-    }
     for (;;) {
         while (s[x.i] == ' ' || s[x.i] == '\t')
             x.i++;
+        if (!split) {
+            /* The rest of the line is one word, even an empty one. */
+            if (add_word(&x, &words, true) < 0)
+                return -1;
+            break;
+        }
         if (s[x.i] == '\0')
             break;
-        struct buf b = {0};
-        if (buf_add(&b, "", 0) < 0 || lex_word(&x, &b) < 0) {
-            free(b.s);
-            return b.s ? -1 : hull_error_set(err, ENOMEM, "out of memory");
-        }
-        int r = hull_strv_append(&words, b.s);
-        free(b.s);
-        if (r < 0)
-            return hull_error_set(err, ENOMEM, "out of memory");
+        if (add_word(&x, &words, false) < 0)
+            return -1;
     }
     *out = steal_ptr(&words);
     return 0;

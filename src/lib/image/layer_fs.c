@@ -175,3 +175,66 @@ int image_layer_open_parent(int rootfd, const char *name, bool create, const cha
     }
     return hull_steal_fd(&fd);
 }
+
+int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg, hull_error *err)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "read %s", name);
+        if (n == 0)
+            return 0;
+        if (sink(arg, buf, (size_t)n, name, err) < 0)
+            return -1;
+    }
+}
+
+DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        int saved = errno; /* close must not change the reason given */
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+        hull_error_errno(err, "read %s", name);
+        return NULL;
+    }
+    /* The duplicate shares dirfd's offset, which may be past the start. */
+    rewinddir(d);
+    return d;
+}
+
+static int write_sink(void *arg, const void *buf, size_t n, const char *name, hull_error *err)
+{
+    int dst = *(int *)arg;
+    for (size_t o = 0; o < n;) {
+        ssize_t w = write(dst, (const char *)buf + o, n - o);
+        if (w < 0 && errno != EINTR)
+            return hull_error_errno(err, "write %s", name);
+        if (w > 0)
+            o += (size_t)w;
+    }
+    return 0;
+}
+
+int image_layer_copy_data(int src, int dst, const char *name, hull_error *err)
+{
+    for (;;) {
+        ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
+        if (n == 0)
+            return 0;
+        if (n > 0)
+            continue;
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+            return hull_error_errno(err, "copy %s", name);
+        break;
+    }
+    return image_layer_pump(src, name, write_sink, &dst, err);
+}

@@ -162,6 +162,14 @@ static int add_xattrs(struct archive_entry *e, int fd, const char *name, hull_er
     return 0;
 }
 
+static int tar_sink(void *arg, const void *buf, size_t n, const char *name, hull_error *err)
+{
+    struct lw *l = arg;
+    if (archive_write_data(l->tar, buf, n) < 0)
+        return tar_fail(l, name, err);
+    return 0;
+}
+
 static int emit(struct lw *l, struct archive_entry *e, int datafd, const char *name,
                 hull_error *err)
 {
@@ -169,18 +177,7 @@ static int emit(struct lw *l, struct archive_entry *e, int datafd, const char *n
         return tar_fail(l, name, err);
     if (datafd < 0)
         return 0;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(datafd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hull_error_errno(err, "read %s", name);
-        if (n == 0)
-            return 0;
-        if (archive_write_data(l->tar, buf, (size_t)n) < 0)
-            return tar_fail(l, name, err);
-    }
+    return image_layer_pump(datafd, name, tar_sink, l, err);
 }
 
 /* An empty regular file standing for a whiteout or an opaque marker. */
@@ -298,14 +295,9 @@ static int cmp_str(const void *a, const void *b)
 
 static int walk(struct lw *l, int dirfd, const char *rel, hull_error *err)
 {
-    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return hull_error_errno(err, "read %s", *rel ? rel : "/");
-    }
-    rewinddir(d);
+    DIR *d = image_layer_opendir(dirfd, *rel ? rel : "/", err);
+    if (d == NULL)
+        return -1;
     char **names = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;

@@ -7,6 +7,7 @@
 #ifndef HULL_IMAGE_LAYERS_H
 #define HULL_IMAGE_LAYERS_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -36,5 +37,18 @@ int image_layer_open_at(int dirfd, const char *comp, int flags);
  * (0755) when create. A symlink or non-directory on the way is EPERM. */
 int image_layer_open_parent(int rootfd, const char *name, bool create, const char **leaf,
                             hull_error *err);
+/* Read fd (named name in errors) to its end, 64 KiB at a time, handing each
+ * chunk to sink; a read interrupted by a signal is retried. The first error,
+ * from read or from sink, ends it. */
+/* A stream over dirfd's directory from its start, on a duplicate so that
+ * closedir leaves dirfd open. NULL with err set ("read <name>"). */
+DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err);
+typedef int (*image_layer_sink)(void *arg, const void *buf, size_t n, const char *name,
+                                hull_error *err);
+int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg, hull_error *err);
+/* Copy src's data to dst from both files' offsets: copy_file_range (shared
+ * extents where the filesystem can), else read and write. name is for
+ * errors. */
+int image_layer_copy_data(int src, int dst, const char *name, hull_error *err);
 
 #endif

@@ -308,39 +308,6 @@ static int copy_meta(int src, int dst, const struct stat *st, const char *name, 
     return copy_xattrs(src, dst, name, err);
 }
 
-static int copy_data(int src, int dst, const char *name, hull_error *err)
-{
-    for (;;) {
-        ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
-        if (n == 0)
-            return 0;
-        if (n > 0)
-            continue;
-        if (errno == EINTR)
-            continue;
-        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-            return hull_error_errno(err, "copy %s", name);
-        break;
-    }
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(src, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hull_error_errno(err, "read %s", name);
-        if (n == 0)
-            return 0;
-        for (ssize_t o = 0; o < n;) {
-            ssize_t w = write(dst, buf + o, (size_t)(n - o));
-            if (w < 0 && errno != EINTR)
-                return hull_error_errno(err, "write %s", name);
-            if (w > 0)
-                o += w;
-        }
-    }
-}
-
 /* A second name of an inode already copied from this layer: link to the copy. */
 static int link_seen(struct flat *f, const struct stat *st, int dpfd, const char *leaf,
                      const char *rel, hull_error *err)
@@ -386,7 +353,7 @@ static int copy_node(struct flat *f, int spfd, int dpfd, const char *leaf, const
             openat(dpfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (src < 0 || dst < 0)
             return hull_error_errno(err, "copy %s", rel);
-        if (copy_data(src, dst, rel, err) < 0 || copy_meta(src, dst, st, rel, err) < 0)
+        if (image_layer_copy_data(src, dst, rel, err) < 0 || copy_meta(src, dst, st, rel, err) < 0)
             return -1;
         if (futimens(dst, (struct timespec[2]){st->st_atim, st->st_mtim}) < 0)
             return hull_error_errno(err, "set times of %s", rel);
@@ -453,14 +420,9 @@ static int merge_entry(struct flat *f, int src, int dst, const char *leaf, const
 
 static int copy_dir(struct flat *f, int src, int dst, const char *rel, hull_error *err)
 {
-    int fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return hull_error_errno(err, "read %s", *rel ? rel : "/");
-    }
-    rewinddir(d);
+    DIR *d = image_layer_opendir(src, *rel ? rel : "/", err);
+    if (d == NULL)
+        return -1;
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {

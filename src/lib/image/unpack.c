@@ -494,14 +494,9 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
  * not merge: drop them. */
 static int drop_whiteouts(int dirfd, const char *name, hull_error *err)
 {
-    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return hull_error_errno(err, "read %s", name);
-    }
-    rewinddir(d);
+    DIR *d = image_layer_opendir(dirfd, name, err);
+    if (d == NULL)
+        return -1;
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
