@@ -6,7 +6,6 @@
  * miss, never an error. */
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +15,17 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/sha256.h"
 #include "util/log.h"
 
 void build_sha256_hex(const void *data, size_t len, char out[65])
 {
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    cleanup_hull_error hull_error e = NULL;
+    /* Only an allocation can fail here; an empty key then matches nothing. */
+    if (hull_sha256_buf(data, len, out, &e) < 0) {
+        hull_warn("build cache key: %s", hull_error_msg(e));
+        out[0] = '\0';
+    }
 }
 
 void build_cache_entry_free(struct build_cache_entry *e)

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "image/layers.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/sha256.h"
 #include "util/log.h"
 #include "util/strv.h"
 
@@ -242,7 +242,7 @@ static int open_src(int dfd, const char *name, int flags)
     return openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
-static int hash_entry(EVP_MD_CTX *h, const struct build_copy *c, int dfd, const char *name,
+static int hash_entry(struct hull_sha256 *h, const struct build_copy *c, int dfd, const char *name,
                       const char *rel, hull_error *err)
 {
     struct stat st;
@@ -255,14 +255,14 @@ static int hash_entry(EVP_MD_CTX *h, const struct build_copy *c, int dfd, const 
                      : S_ISLNK(st.st_mode) ? 'l'
                                            : 'o',
                      (unsigned)(st.st_mode & 07777), (long long)st.st_size);
-    EVP_DigestUpdate(h, rel, strlen(rel) + 1);
-    EVP_DigestUpdate(h, head, (size_t)n);
+    hull_sha256_update(h, rel, strlen(rel) + 1);
+    hull_sha256_update(h, head, (size_t)n);
     if (S_ISLNK(st.st_mode)) {
         char t[PATH_MAX];
         ssize_t l = readlinkat(dfd, name, t, sizeof(t));
         if (l < 0)
             return hull_error_errno(err, "readlink %s", rel);
-        EVP_DigestUpdate(h, t, (size_t)l);
+        hull_sha256_update(h, t, (size_t)l);
     } else if (S_ISREG(st.st_mode)) {
         cleanup_close int fd = open_src(dfd, name, O_RDONLY);
         if (fd < 0)
@@ -270,7 +270,7 @@ static int hash_entry(EVP_MD_CTX *h, const struct build_copy *c, int dfd, const 
         char buf[65536];
         ssize_t r;
         while ((r = read(fd, buf, sizeof(buf))) > 0)
-            EVP_DigestUpdate(h, buf, (size_t)r);
+            hull_sha256_update(h, buf, (size_t)r);
         if (r < 0)
             return hull_error_errno(err, "read %s", rel);
     } else if (S_ISDIR(st.st_mode)) {
@@ -296,19 +296,14 @@ static int hash_entry(EVP_MD_CTX *h, const struct build_copy *c, int dfd, const 
 int build_copy_digest(const struct build_copy *c, char out[65], hull_error *err)
 {
     struct srcs s;
-    int r = expand_sources(c, &s, err);
-    EVP_MD_CTX *h = EVP_MD_CTX_new();
-    if (r == 0 && (h == NULL || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1))
-        r = hull_error_set(err, ENOMEM, "sha256");
+    int r = expand_sources(c, &s, err); /* s is freed below either way */
+    cleanup_sha256 struct hull_sha256 *h = r == 0 ? hull_sha256_new(err) : NULL;
+    if (r == 0 && h == NULL)
+        r = -1;
     for (size_t i = 0; r == 0 && i < s.n; i++)
         r = hash_entry(h, c, s.v[i].fd, "", s.v[i].rel, err);
-    if (r == 0) {
-        unsigned char md[32];
-        EVP_DigestFinal_ex(h, md, NULL);
-        for (int i = 0; i < 32; i++)
-            snprintf(out + 2 * i, 3, "%02x", md[i]);
-    }
-    EVP_MD_CTX_free(h);
+    if (r == 0)
+        r = hull_sha256_final(h, out, err);
     srcs_free(&s);
     return r;
 }

@@ -14,6 +14,7 @@
 
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/sha256.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 
@@ -202,7 +203,7 @@ static json_object *hello_req(const struct vm_agent *a)
     unsigned char seed[32];
     char hex[65];
     RAND_bytes(seed, sizeof(seed));
-    vm_sha256_hex(seed, hex); /* just hex formatting of 32 bytes */
+    hull_sha256_to_hex(seed, hex); /* just hex formatting of 32 bytes */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     json_object *o = json_object_new_object();

@@ -11,44 +11,16 @@
 
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/sha256.h"
 #include "vm/vm.h"
-
-void vm_sha256_hex(const unsigned char digest[32], char out[HULL_SHA256_HEX])
-{
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", digest[i]);
-}
-
-bool vm_is_sha256(const char *s)
-{
-    if (!s || strlen(s) != 64)
-        return false;
-    return strspn(s, "0123456789abcdef") == 64;
-}
 
 int vm_sha256_file(const char *path, char out[HULL_SHA256_HEX], hull_error *err)
 {
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return hull_error_errno(err, "open %s", path);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(ctx);
-        return hull_error_set(err, ENOMEM, "sha256 %s", path);
-    }
-    static __thread unsigned char buf[1 << 16];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0)
-        EVP_DigestUpdate(ctx, buf, (size_t)n);
-    if (n < 0) {
-        EVP_MD_CTX_free(ctx);
-        return hull_error_errno(err, "read %s", path);
-    }
-    unsigned char md[32];
-    unsigned mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    vm_sha256_hex(md, out);
+    if (hull_sha256_fd(fd, out, NULL, err) < 0)
+        return hull_error_prefix(err, "sha256 %s", path);
     return 0;
 }
 
@@ -89,6 +61,6 @@ int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error 
         return -1;
     if (!HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)data, len, md, &mdlen))
         return hull_error_set(err, EIO, "HMAC-SHA256");
-    vm_sha256_hex(md, out);
+    hull_sha256_to_hex(md, out);
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/sha256.h"
 #include "util/fs.h"
 #include "vm/vm.h"
 
@@ -280,7 +281,7 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     unsigned char md[32];
     EVP_DigestFinal_ex(ctx, md, NULL);
     EVP_MD_CTX_free(ctx);
-    vm_sha256_hex(md, key);
+    hull_sha256_to_hex(md, key);
     return rc;
 }
 

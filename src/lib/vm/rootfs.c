@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/sha256.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -80,7 +81,7 @@ static int tree_key(const char *const *roots, size_t nroots, char key[HULL_SHA25
     EVP_DigestFinal_ex(walk_ctx, md, NULL);
     EVP_MD_CTX_free(walk_ctx);
     walk_ctx = NULL;
-    vm_sha256_hex(md, key);
+    hull_sha256_to_hex(md, key);
     return rc;
 }
 

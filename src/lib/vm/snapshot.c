@@ -28,6 +28,7 @@
 
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/sha256.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -183,7 +184,7 @@ static void hex_final(EVP_MD_CTX *c, char out[HULL_SHA256_HEX])
 {
     unsigned char md[32];
     EVP_DigestFinal_ex(c, md, NULL);
-    vm_sha256_hex(md, out);
+    hull_sha256_to_hex(md, out);
 }
 
 /* Two fresh sha256 contexts for a pump: raw and packed stream. */

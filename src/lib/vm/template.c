@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/sha256.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "vm/vm.h"
@@ -39,7 +40,7 @@ static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
                      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
     unsigned char md[32];
     EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
-    vm_sha256_hex(md, key);
+    hull_sha256_to_hex(md, key);
 }
 
 /* Undo a failed restore attempt so the same VM can boot cold. */

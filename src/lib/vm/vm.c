@@ -13,6 +13,7 @@
 
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/sha256.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -47,7 +48,7 @@ static int check_digest(const char *what, const char *got, const char *want, hul
 {
     if (!want || !*want)
         return 0;
-    if (!vm_is_sha256(want))
+    if (!hull_sha256_hex_valid(want))
         return hull_error_set(err, EINVAL,
                               "--expect-%s-sha256: not a sha256 (64 lower-case hex digits)", what);
     if (strcmp(got, want) != 0)
@@ -91,7 +92,7 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
     const char *expect[] = {o->expect_kernel_sha256, o->expect_initrd_sha256,
                             o->expect_rootfs_sha256};
     for (size_t i = 0; i < 3; i++)
-        if (expect[i] && *expect[i] && !vm_is_sha256(expect[i]))
+        if (expect[i] && *expect[i] && !hull_sha256_hex_valid(expect[i]))
             return hull_error_set(err, EINVAL,
                                   "expected digest \"%s\": not a sha256 (64 lower-case hex digits)",
                                   expect[i]);

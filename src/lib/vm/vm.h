@@ -46,15 +46,12 @@
 #define HULL_VM_MAX_VCPUS         64
 #define HULL_VM_ID_MAX            64 /* cgroup and socket paths embed it */
 
-/* ---- digests (digest.c) ---- */
+/* ---- digests (digest.c; hex and validity are util/sha256.h's) ---- */
 
 #define HULL_SHA256_HEX 65
 int vm_sha256_file(const char *path, char out[HULL_SHA256_HEX], hull_error *err);
-void vm_sha256_hex(const unsigned char digest[32], char out[HULL_SHA256_HEX]);
 /* HMAC-SHA256 with the host's snapshot key (created 0600 on first use). */
 int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error *err);
-/* Lower-case hex of 64 characters? */
-bool vm_is_sha256(const char *s);
 
 /* ---- helpers (vmutil.c) ---- */
 
