@@ -31,8 +31,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check_error(rc, e);
     hull_error_free(&e);
     if (rc == 0) {
-        /* A policy the JSON reader accepted is one the runner accepts. */
-        FUZZ_CHECK(p.argv && p.argv[0]);
+        /* A policy the JSON reader accepted is one the runner accepts:
+         * it names a program, or an image whose Entrypoint/Cmd is one. */
+        FUZZ_CHECK((p.argv && p.argv[0]) || p.image);
         rc = hull_policy_validate(&p, &e);
         fuzz_check_error(rc, e);
         FUZZ_CHECK(rc == 0);
