@@ -30,6 +30,10 @@ LDLIBS   += -lsqlite3 -lcrypto -lm
 # Only what never runs in `hull` itself calls them (hull-image, hulld,
 # libhull.so, the tests): hull stays static; see src/lib/image/image.h.
 IMAGE_LIBS := -lcurl -larchive -lpthread
+# Networks (src/lib/net): netlink through libmnl, rules through libnftables.
+# Debian has no static libmnl, so the static hull reaches them only through
+# the hull-net helper; see src/lib/net/net.h.
+IMAGE_LIBS += -lmnl -lnftables
 
 # hull itself links statically when the static libraries are there: it is
 # exec'd for every container and sandbox, and resolving shared libraries
@@ -67,7 +71,8 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD)/hull-agent $(BUILD)/hull-image
+all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD)/hull-agent $(BUILD)/hull-image \
+	$(BUILD)/hull-net
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
@@ -127,6 +132,14 @@ IMAGE_CLI_OBJS := $(IMAGE_CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/hull-image: $(IMAGE_CLI_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(IMAGE_CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS)
+
+# hull-net: the program behind `hull network` and the helper through which
+# every run changes the host's network (libmnl, libnftables).
+NET_CLI_SRCS := $(wildcard src/cli/net/*.c)
+NET_CLI_OBJS := $(NET_CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/hull-net: $(NET_CLI_OBJS) $(BUILD)/libhull.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(NET_CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS)
 
 # hulld, the service: dynamically linked (libmicrohttpd brings GnuTLS).
 DAEMON_SRCS := $(wildcard src/daemon/*.c)
@@ -208,6 +221,7 @@ test:
 	scripts/deps.sh queue
 	scripts/deps.sh vm
 	scripts/deps.sh image
+	scripts/deps.sh net
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	$(MAKE) fuzz

@@ -219,6 +219,18 @@ enum hull_pull_policy {
 HULL_PUBLIC const char *hull_pull_policy_name(enum hull_pull_policy p);
 HULL_PUBLIC int hull_pull_policy_parse(const char *s, enum hull_pull_policy *out);
 
+/* A port of a sandbox or microVM published on the host, as `--publish`
+ * writes it: [HOSTIP:]HOSTPORT:PORT[/tcp|udp] (docs/network.md). host_ip ""
+ * means every address of the host, 127.0.0.1 included. */
+struct hull_publish {
+    char host_ip[46];
+    uint16_t host_port;
+    uint16_t port;
+    bool udp;
+};
+/* Parse one --publish value; errors quote it. */
+HULL_PUBLIC int hull_publish_parse(const char *s, struct hull_publish *out, hull_error *err);
+
 /* Everything that defines one run. hull_policy_init() sets the defaults:
  * container isolation, 2 s CPU, 10 s wall, 256 MiB, 64 pids, 1 MiB of each
  * output stream, 64 MiB /tmp, 64 open files, 1 CPU, no network, 64 MiB of
@@ -256,6 +268,18 @@ struct hull_policy {
 
     bool network_host;  /* share the host's network (explicit opt-in) */
     char *seccomp_path; /* an OCI seccomp JSON instead of the built-in profile */
+
+    /* A hull network by name (docs/network.md): a veth pair into the
+     * sandbox's own network namespace, a leased address, a default route,
+     * /etc/resolv.conf and /etc/hosts. NULL: loopback only (or the host's
+     * network with network_host; not both). */
+    char *network;
+    /* With network: the egress allow-list as `--egress` writes it ("none",
+     * "all", "CIDR[:PORT[/PROTO]],..."); NULL = "all", which never includes
+     * the host or the network's other members. */
+    char *egress;
+    struct hull_publish *publish; /* with network: ports published on the host */
+    size_t n_publish;
 
     int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
 
@@ -464,6 +488,13 @@ struct hull_vm_create_opts {
      * it) while the VM runs. */
     const char *image, *image_root; /* image_root NULL: $HULL_IMAGE_ROOT or the default */
     enum hull_pull_policy pull;
+    /* A hull network (docs/network.md): a TAP made by hull, handed to QEMU
+     * as an fd, a virtio-net device, the guest configured by hull-agent.
+     * NULL: no network card. egress and publish as in struct hull_policy. */
+    const char *network;
+    const char *egress;
+    const struct hull_publish *publish;
+    size_t n_publish;
 };
 
 HULL_PUBLIC int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,

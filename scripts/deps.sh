@@ -1,10 +1,10 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|image|fuzz|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|image|net|fuzz|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
-build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev libzstd-dev liblzma-dev libcurl4-openssl-dev libarchive-dev"
+build="gcc make pkg-config libjson-c-dev libseccomp-dev libcap-dev busybox-static libsqlite3-dev libssl-dev libhiredis-dev libzstd-dev liblzma-dev libcurl4-openssl-dev libarchive-dev libmnl-dev libnftables-dev"
 # groff-base: tests/integration/test_man.py renders the manual pages.
 test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux clang-format groff-base"
 # Peer runtimes and tools the bench/ scripts compare hull with.
@@ -25,6 +25,9 @@ vm="$build qemu-system-x86 linux-image-amd64 squashfs-tools erofs-utils cpio"
 # registry (distribution 2.8) and the peers hull must interoperate with;
 # htpasswd for Basic auth, openssl for the TLS registry's CA, zstd layers.
 image="$build python3 python3-pytest docker-registry skopeo umoci podman buildah apache2-utils openssl zstd squashfs-tools erofs-utils"
+# Networks (tests/integration/test_net*.py, bench/net): nft to read back
+# hull's rules, iperf3 and python3's http.server as the test "internet".
+net="$build python3 python3-pytest iproute2 nftables iperf3 curl"
 # libFuzzer targets (make fuzz, tests/fuzz): clang, and compiler-rt's
 # libFuzzer and sanitizer runtimes (not pulled in by clang without
 # recommends); hulld's target links libmicrohttpd.
@@ -39,9 +42,10 @@ daemon) want="$daemon" ;;
 queue) want="$queue" ;;
 vm) want="$vm" ;;
 image) want="$image" ;;
+net) want="$net" ;;
 fuzz) want="$fuzz" ;;
-all) want="$test $bench $engines $daemon $queue $vm $image $fuzz" ;;
-*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|image|fuzz|all" >&2; exit 2 ;;
+all) want="$test $bench $engines $daemon $queue $vm $image $net $fuzz" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|image|net|fuzz|all" >&2; exit 2 ;;
 esac
 
 missing=""

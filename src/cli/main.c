@@ -20,6 +20,7 @@
 #include "util/log.h"
 
 static int cmd_image(struct cli *cli, int argc, char **argv);
+static int cmd_network(struct cli *cli, int argc, char **argv);
 
 static const struct cli_verb verbs[] = {
     {"spec", cmd_spec, "write a default config.json in the bundle"},
@@ -43,22 +44,38 @@ static const struct cli_verb verbs[] = {
     {"restore", cmd_checkpoint, "not supported (use microVM snapshots)"},
     {"vm", cmd_vm, "microVMs: create, start, exec, cp, snapshot, restore, ..."},
     {"image", cmd_image, "OCI images: pull, push, list, build, load, save, bundle, ..."},
+    {"network", cmd_network, "hull's networks: create, list, inspect, remove, prune"},
 };
 
 /* `hull image` is a separate program, hull-image: it links libcurl and
  * libarchive, which the static hull (exec'd for every container) must not
  * carry. $HULL_IMAGE_HELPER, else beside this binary, else ../lib/hull/. */
-static int cmd_image(struct cli *cli, int argc, char **argv)
+static int exec_companion(struct cli *cli, const char *verb, const char *program, const char *env,
+                          char **argv)
 {
     char path[PATH_MAX];
     cleanup_hull_error hull_error err = {0};
-    if (hull_find_sibling("hull-image", "HULL_IMAGE_HELPER", path, sizeof(path), &err) < 0)
-        return cli_fail(cli, &err, "image");
-    argv[0] = "hull-image";
+    if (hull_find_sibling(program, env, path, sizeof(path), &err) < 0)
+        return cli_fail(cli, &err, "%s", verb);
+    argv[0] = (char *)program;
     execv(path, argv);
-    fprintf(stderr, "hull: image: exec %s: %s\n", path, strerror(errno));
-    (void)argc;
+    fprintf(stderr, "hull: %s: exec %s: %s\n", verb, path, strerror(errno));
     return 1;
+}
+
+static int cmd_image(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    return exec_companion(cli, "image", "hull-image", "HULL_IMAGE_HELPER", argv);
+}
+
+/* `hull network` is hull-net, for the same reason: libmnl and libnftables
+ * (src/lib/net/net.h). $HULL_NET_HELPER, else beside this binary, else
+ * ../lib/hull/. */
+static int cmd_network(struct cli *cli, int argc, char **argv)
+{
+    (void)argc;
+    return exec_companion(cli, "network", "hull-net", "HULL_NET_HELPER", argv);
 }
 
 static void usage(FILE *out)

@@ -79,6 +79,9 @@ void hull_policy_free(struct hull_policy *p)
     free(p->seccomp_path);
     free(p->image);
     free(p->image_root);
+    free(p->network);
+    free(p->egress);
+    free(p->publish);
     int fd = p->cancel_fd;
     memset(p, 0, sizeof(*p));
     p->cancel_fd = fd;

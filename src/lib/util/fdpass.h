@@ -11,5 +11,10 @@
 /* sendmsg of iov with fd attached as SCM_RIGHTS (none when fd < 0), with
  * MSG_NOSIGNAL, retried on EINTR. Bytes sent, or -1 with errno set. */
 ssize_t hull_sendmsg_fd(int sock, const struct iovec *iov, size_t iovcnt, int fd);
+/* recvmsg into buf with at most one SCM_RIGHTS fd (close-on-exec) into *fd
+ * (-1 when none came), retried on EINTR. Bytes received (0 at EOF), or -1
+ * with errno set. A message longer than len is an error (EMSGSIZE), its
+ * fd closed. */
+ssize_t hull_recvmsg_fd(int sock, void *buf, size_t len, int *fd);
 
 #endif

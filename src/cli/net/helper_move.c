@@ -1,0 +1,21 @@
+/* hull-net --helper move-in/move-out: OCI linux.netDevices. (Owner: oci; stub.) */
+#include <errno.h>
+#include <unistd.h>
+
+#include "net_cli.h"
+
+static int todo(int fd_in, hull_error *err)
+{
+    if (fd_in >= 0)
+        close(fd_in);
+    return hull_error_set(err, ENOSYS, "network helper: not implemented yet");
+}
+
+int net_helper_move_in(int sock, json_object *req, int fd_in, hull_error *err)
+{
+    return todo(fd_in, err);
+}
+int net_helper_move_out(int sock, json_object *req, int fd_in, hull_error *err)
+{
+    return todo(fd_in, err);
+}
