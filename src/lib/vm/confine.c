@@ -159,13 +159,28 @@ static void child(const struct vm_spawn *s, int ef)
     int hold = s->hold_fd >= 0 ? fcntl(s->hold_fd, F_DUPFD, 101) : -1;
     if (s->hold_fd >= 0 && hold < 0)
         fail(ef, "keep the image's use mark");
+    /* The TAP out of the way too, until it takes its fixed number. */
+    int tap = s->tap_fd >= 0 ? fcntl(s->tap_fd, F_DUPFD_CLOEXEC, 102) : -1;
+    if (s->tap_fd >= 0 && tap < 0)
+        fail(ef, "keep the TAP");
     int null = open("/dev/null", O_RDWR);
     if (ef < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
     if (s->incoming_fd >= 0 && dup2(s->incoming_fd, 3) < 0)
         fail(ef, "dup2 incoming fd");
-    int keep[] = {ef, hold};
-    hull_close_fds_except(s->incoming_fd >= 0 ? 4 : 3, keep, hold >= 0 ? 2 : 1);
+    /* dup2 clears close-on-exec: QEMU gets the TAP (and nothing more of
+     * the host's network: the device is on a bridge hull's rules guard). */
+    if (tap >= 0 && dup2(tap, VM_TAP_FD) < 0)
+        fail(ef, "dup2 the TAP");
+    int keep[4], nkeep = 0;
+    keep[nkeep++] = ef;
+    if (hold >= 0)
+        keep[nkeep++] = hold;
+    if (s->incoming_fd >= 0)
+        keep[nkeep++] = 3;
+    if (tap >= 0)
+        keep[nkeep++] = VM_TAP_FD;
+    hull_close_fds_except(3, keep, (size_t)nkeep);
     /* Drop to the VM's uid: setgroups first (needs CAP_SETGID), then gid,
      * then uid, which takes every capability with it. */
     gid_t g = s->uid;
