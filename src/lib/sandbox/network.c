@@ -90,8 +90,9 @@ int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy
          * this process dies without asking (the socket closes). */
         .hold = true,
     };
+    /* Its errors name the network already. */
     if (hull_net_attach(&req, &n->session, &n->lease, err) < 0)
-        return hull_error_prefix(err, "network %s", p->network);
+        return -1;
     cleanup_close int dfd = open(n->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return hull_error_errno(err, "network: %s", n->dir);
