@@ -114,8 +114,8 @@ static int pick_bridge(const struct net_def *defs, size_t n_defs, char name[16],
 }
 
 static int check_subnet4(struct net_def *d, const struct net_create_opts *o,
-                         const struct net_prefix *taken, size_t n_taken, size_t n_host,
-                         hull_error *err)
+                         const struct net_def *defs, size_t n_defs, const struct net_prefix *taken,
+                         size_t n_taken, hull_error *err)
 {
     if (!o->subnet)
         return net_pick_subnet(taken, n_taken, &d->subnet4, err);
@@ -130,14 +130,18 @@ static int check_subnet4(struct net_def *d, const struct net_create_opts *o,
     for (size_t i = 0; i < 3; i++)
         if (net_prefix_overlap(&d->subnet4, &special[i]))
             return hull_error_set(err, EINVAL, "--subnet %s: not a unicast range", o->subnet);
+    for (size_t i = 0; i < n_defs; i++)
+        if (net_prefix_overlap(&d->subnet4, &defs[i].subnet4))
+            return hull_error_set(err, EADDRINUSE, "--subnet %s: overlaps network %s", o->subnet,
+                                  defs[i].name);
     for (size_t i = 0; i < n_taken; i++) {
         if (!net_prefix_overlap(&d->subnet4, &taken[i]))
             continue;
         char t[64];
         net_prefix_format(&taken[i], t, sizeof(t));
-        return hull_error_set(err, EADDRINUSE, "--subnet %s: overlaps %s (%s)", o->subnet, t,
-                              i < n_host ? "a route or address of the host"
-                                         : "another hull network");
+        return hull_error_set(err, EADDRINUSE,
+                              "--subnet %s: overlaps %s, a route or address of the host", o->subnet,
+                              t);
     }
     return 0;
 }
@@ -189,19 +193,17 @@ static int create_locked(const struct net_create_opts *o, struct net_def *d, hul
         return hull_error_set(err, EEXIST, "%s: a network of that name exists", o->name);
     cleanup_free struct net_def *defs = NULL;
     cleanup_free struct net_prefix *taken = NULL;
-    size_t n_defs = 0, n_taken = 0, n_host = 0;
-    if (net_def_list(&defs, &n_defs, err) < 0 || nl_host_prefixes(&taken, &n_host, err) < 0)
-        return -1;
-    free(taken);
-    taken = NULL;
-    if (taken_prefixes(defs, n_defs, &taken, &n_taken, err) < 0)
+    size_t n_defs = 0, n_taken = 0;
+    if (net_def_list(&defs, &n_defs, err) < 0 ||
+        taken_prefixes(defs, n_defs, &taken, &n_taken, err) < 0)
         return -1;
     snprintf(d->name, sizeof(d->name), "%s", o->name);
     d->internal = o->internal;
     d->allow_peers = o->allow_peers;
     d->created = (long long)time(NULL);
-    if (check_subnet4(d, o, taken, n_taken, n_host, err) < 0 || check_gateway(d, o, err) < 0 ||
-        check_subnet6(d, o, defs, n_defs, err) < 0 || pick_bridge(defs, n_defs, d->bridge, err) < 0)
+    if (check_subnet4(d, o, defs, n_defs, taken, n_taken, err) < 0 ||
+        check_gateway(d, o, err) < 0 || check_subnet6(d, o, defs, n_defs, err) < 0 ||
+        pick_bridge(defs, n_defs, d->bridge, err) < 0)
         return -1;
     if (net_def_save(d, err) < 0)
         return -1;
@@ -233,7 +235,7 @@ static int network_for(const char *name, struct net_def *d, hull_error *err)
     return create_locked(&o, d, err);
 }
 
-static int undo_member(const struct net_member *m, hull_error *err)
+int net_member_undo(const struct net_member *m, hull_error *err)
 {
     nft_member_remove(m, NULL);
     if (nl_link_delete(m->host_ifname, err) < 0)
@@ -250,7 +252,7 @@ int net_sweep(hull_error *err)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start))
-            rc = undo_member(&ms[i], err);
+            rc = net_member_undo(&ms[i], err);
     net_members_free(ms, n);
     return rc;
 }
@@ -404,7 +406,7 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return -1;
     if (plumb(req, d, m, &eg, tap_fd, err) < 0) {
         hull_closep(tap_fd);
-        undo_member(m, NULL);
+        net_member_undo(m, NULL);
         return -1;
     }
     return 0;
@@ -440,7 +442,7 @@ int net_member_detach(const char *member, bool locked, hull_error *err)
         hull_error_free(err);
         return 0;
     }
-    int rc = undo_member(&m, err);
+    int rc = net_member_undo(&m, err);
     net_member_free(&m);
     return rc;
 }

@@ -143,9 +143,12 @@ int nft_network_remove(const struct net_def *d, hull_error *err);
 int nft_member_add(const struct net_def *d, const struct net_member *m,
                    const struct hull_egress *eg, hull_error *err);
 int nft_member_remove(const struct net_member *m, hull_error *err);
-/* Drop both tables and make them again from defs and members (prune). */
-int nft_rebuild(const struct net_def *defs, size_t n_defs, const struct net_member *ms, size_t n_ms,
-                hull_error *err);
+/* Delete member chains (and the map elements jumping to them) whose
+ * interface keep() does not keep, and bridge set elements keep_bridge()
+ * does not keep; *removed counts the chains. */
+int nft_prune(bool (*keep)(const char *ifname, void *arg),
+              bool (*keep_bridge)(const char *bridge, void *arg), void *arg, size_t *removed,
+              hull_error *err);
 
 /* ---- attach.c ---- */
 
@@ -162,6 +165,8 @@ int net_member_attach(const struct hull_net_attach_req *req, struct net_member *
                       struct hull_net_lease *lease, hull_error *err);
 /* Undo one member (kernel state, rules, lease); locks unless locked. */
 int net_member_detach(const char *member, bool locked, hull_error *err);
+/* Undo one loaded member: rules, interface, lease (lock held). */
+int net_member_undo(const struct net_member *m, hull_error *err);
 /* Remove every member whose owner is gone (caller holds the lock). */
 int net_sweep(hull_error *err);
 /* Tear down a network's kernel state and rules (not its definition). */
@@ -169,5 +174,16 @@ int net_network_down(const struct net_def *d, hull_error *err);
 /* Fill a lease for the client from a member. */
 void net_lease_fill(const struct net_def *d, const struct net_member *m, struct hull_net_lease *l);
 json_object *net_lease_json(const struct hull_net_lease *l);
+
+/* ---- prune.c ---- */
+
+struct net_prune_report {
+    size_t leases, networks, links, rules;
+};
+/* Remove networks (names; force: with their members). */
+int net_network_remove(const char *name, bool force, hull_error *err);
+/* Stale leases, unused networks (not the default), orphan interfaces and
+ * rules (caller does not hold the lock). */
+int net_prune_state(struct net_prune_report *r, char ***removed_names, hull_error *err);
 
 #endif

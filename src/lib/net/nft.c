@@ -337,30 +337,119 @@ int nft_member_remove(const struct net_member *m, hull_error *err)
     return rc;
 }
 
-int nft_rebuild(const struct net_def *defs, size_t n_defs, const struct net_member *ms, size_t n_ms,
-                hull_error *err)
+/* The table as libnftables' JSON (NULL when it does not exist). */
+static json_object *table_json(const char *family)
+{
+    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (!ctx)
+        return NULL;
+    nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON);
+    nft_ctx_buffer_output(ctx);
+    nft_ctx_buffer_error(ctx);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "list table %s hull", family);
+    json_object *o = NULL;
+    if (nft_run_cmd_from_buffer(ctx, cmd) == 0)
+        o = json_tokener_parse(nft_ctx_get_output_buffer(ctx));
+    nft_ctx_free(ctx);
+    return o;
+}
+
+/* A member chain's interface: "hullv0123abcd_o" -> "hullv0123abcd". */
+static bool member_chain(const char *name, char ifname[16])
+{
+    size_t n = strlen(name);
+    if (strncmp(name, NET_VETH_PREFIX, 5) != 0 && strncmp(name, NET_TAP_PREFIX, 5) != 0)
+        return false;
+    if (n != 13 && !(n == 15 && name[13] == '_'))
+        return false;
+    snprintf(ifname, 16, "%.13s", name);
+    return true;
+}
+
+/* An element's key as nft writes it in a command. */
+static void key_text(json_object *k, char *buf, size_t len)
+{
+    json_object *c =
+        json_object_get_type(k) == json_type_object ? json_object_object_get(k, "concat") : NULL;
+    if (c && json_object_array_length(c) == 2)
+        snprintf(buf, len, "%s . %s", json_object_get_string(json_object_array_get_idx(c, 0)),
+                 json_object_get_string(json_object_array_get_idx(c, 1)));
+    else if (json_object_is_type(k, json_type_string) &&
+             strncmp(json_object_get_string(k), "hull", 4) == 0)
+        snprintf(buf, len, "\"%s\"", json_object_get_string(k));
+    else
+        snprintf(buf, len, "%s", json_object_get_string(k));
+}
+
+/* The jump target of a verdict map element [key, {"jump": {"target": T}}]. */
+static const char *elem_target(json_object *e)
+{
+    json_object *v = json_object_array_get_idx(e, 1), *j = NULL, *t = NULL;
+    if (v && json_object_object_get_ex(v, "jump", &j) && json_object_object_get_ex(j, "target", &t))
+        return json_object_get_string(t);
+    return NULL;
+}
+
+static void prune_table(FILE *f, const char *family, bool (*keep)(const char *, void *),
+                        bool (*keep_bridge)(const char *, void *), void *arg, size_t *removed)
+{
+    json_object *top = table_json(family), *items = NULL;
+    if (!top || !json_object_object_get_ex(top, "nftables", &items)) {
+        json_object_put(top);
+        return;
+    }
+    char ifname[16], key[128];
+    for (size_t pass = 0; pass < 2; pass++) {
+        /* Elements first, chains after: a chain is deleted only once no
+         * map element jumps to it. */
+        for (size_t i = 0; i < json_object_array_length(items); i++) {
+            json_object *it = json_object_array_get_idx(items, i), *o = NULL, *elems = NULL;
+            if (pass == 1 && json_object_object_get_ex(it, "chain", &o)) {
+                const char *name = json_object_get_string(json_object_object_get(o, "name"));
+                if (name && member_chain(name, ifname) && !keep(ifname, arg)) {
+                    fprintf(f, "flush chain %s hull %s\ndelete chain %s hull %s\n", family, name,
+                            family, name);
+                    (*removed)++;
+                }
+                continue;
+            }
+            bool is_map = json_object_object_get_ex(it, "map", &o);
+            if (pass == 1 || (!is_map && !json_object_object_get_ex(it, "set", &o)) ||
+                !json_object_object_get_ex(o, "elem", &elems))
+                continue;
+            const char *set = json_object_get_string(json_object_object_get(o, "name"));
+            for (size_t k = 0; k < json_object_array_length(elems); k++) {
+                json_object *e = json_object_array_get_idx(elems, k);
+                bool drop;
+                if (is_map) {
+                    const char *t = elem_target(e);
+                    drop = t && member_chain(t, ifname) && !keep(ifname, arg);
+                    key_text(json_object_array_get_idx(e, 0), key, sizeof(key));
+                } else {
+                    drop = !keep_bridge(json_object_get_string(e), arg);
+                    key_text(e, key, sizeof(key));
+                }
+                if (drop)
+                    fprintf(f, "delete element %s hull %s { %s }\n", family, set, key);
+            }
+        }
+    }
+    json_object_put(top);
+}
+
+int nft_prune(bool (*keep)(const char *ifname, void *arg),
+              bool (*keep_bridge)(const char *bridge, void *arg), void *arg, size_t *removed,
+              hull_error *err)
 {
     struct script s;
     if (script_open(&s, err) < 0)
         return -1;
-    /* add + delete: removes the tables whether or not they exist, then the
-     * whole state again from the files, in the same transaction. */
-    fprintf(s.f, "add table inet hull\ndelete table inet hull\n");
-    fprintf(s.f, "add table bridge hull\ndelete table bridge hull\n");
-    fputs(base_inet, s.f);
-    fputs(base_bridge, s.f);
-    for (size_t i = 0; i < n_defs; i++)
-        network_elements(s.f, "add", &defs[i]);
-    for (size_t i = 0; i < n_ms; i++) {
-        const struct net_def *d = NULL;
-        for (size_t k = 0; k < n_defs && !d; k++)
-            if (strcmp(defs[k].name, ms[i].network) == 0)
-                d = &defs[k];
-        struct hull_egress eg;
-        if (!d || hull_egress_parse(ms[i].egress, &eg, NULL) < 0)
-            continue;
-        member_inet(s.f, d, &ms[i], &eg);
-        member_bridge(s.f, &ms[i]);
-    }
-    return script_run(&s, err);
+    prune_table(s.f, "inet", keep, keep_bridge, arg, removed);
+    prune_table(s.f, "bridge", keep, keep_bridge, arg, removed);
+    fclose(s.f);
+    s.f = NULL;
+    int rc = s.len ? nft_run(s.text, err) : 0;
+    free(s.text);
+    return rc;
 }
