@@ -24,7 +24,7 @@ import time
 import pytest
 
 from netlib import client_ns, upstream  # noqa: F401 (fixtures)
-from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, running, skip_unless_ready
+from test_vm_lib import HULL, MEM, Hull, assert_gone, new_root, qemu_pids, running, skip_unless_ready
 
 FETCH = ("import sys, urllib.request\n"
          "try:\n"
@@ -321,3 +321,50 @@ def test_start_fails_cleanly_when_the_network_is_gone(net):
     assert leases(h) == before
     h.ok("vm", "delete", "orphan")
     assert_gone(h, "orphan")
+
+
+def test_oneshot_killed_leaves_no_lease(net):
+    h = net
+    before = leases(h)
+    p = subprocess.Popen([HULL, "--root", h.root, "vm", "run", "--network", h.net,
+                          "--wall-time", "600s", "--cpu-time", "600s", "--", "sleep", "600"],
+                         env=h.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def its_qemu():
+        name = f"hull-oneshot-{p.pid}-".encode()
+        for pid in qemu_pids():
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            if argv[argv.index(b"-name") + 1].startswith(name):
+                return pid
+        return None
+
+    try:
+        # Until its VM's QEMU runs (with the lease handed to it). Killed
+        # between the lease and QEMU, hull leaves a lease whose owner is
+        # gone, which the next attach's sweep (or `network prune`) takes.
+        def adopted():
+            new = [f for f in leases(h) if f not in before]
+            if not new or not its_qemu():
+                return False
+            try:
+                with open(os.path.join(h.netdir, "run", "leases", new[0])) as f:
+                    return json.load(f).get("owner_pid") == its_qemu()
+            except (OSError, ValueError):
+                return False
+
+        deadline = time.time() + 300
+        while not adopted() and time.time() < deadline:
+            time.sleep(0.1)
+        assert adopted(), "the run's VM never came up with its lease"
+    finally:
+        p.kill()
+        p.wait()
+    # Its monitor kills QEMU, releases the lease and removes the VM.
+    deadline = time.time() + 60
+    while leases(h) != before and time.time() < deadline:
+        time.sleep(0.1)
+    assert leases(h) == before
+    deadline = time.time() + 30
+    vmdir = os.path.join(h.root, "vm")
+    while [v for v in os.listdir(vmdir) if v.startswith("oneshot-")] and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [v for v in os.listdir(vmdir) if v.startswith("oneshot-")]

@@ -208,9 +208,11 @@ static void monitor_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
 }
 
-/* A as the monitor of an ephemeral VM. */
-static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller) __attribute__((noreturn));
-static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller)
+/* A as the monitor of an ephemeral VM. own_pidns: A's own pid namespace
+ * (for its children once QEMU is gone, see below). */
+static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller, int own_pidns)
+    __attribute__((noreturn));
+static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller, int own_pidns)
 {
     sigset_t set;
     monitor_signals(&set);
@@ -230,6 +232,12 @@ static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller)
         kill(qemu, SIGKILL);
         while (waitpid(qemu, NULL, 0) < 0 && errno == EINTR)
             ;
+        /* A's children would be born in QEMU's pid namespace, whose init
+         * (QEMU) is dead: fork fails there (ENOMEM). The cleanup forks (the
+         * network helper releases the VM's lease), so children go back to
+         * A's own namespace, an ancestor, which setns allows. */
+        if (own_pidns >= 0)
+            setns(own_pidns, CLONE_NEWPID);
         if (s->cleanup)
             s->cleanup(s->cleanup_arg);
         _exit(0);
@@ -266,6 +274,7 @@ int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *mon, hull_error *e
         /* Only the pid namespace here: it applies to A's next child. The
          * rest B unshares itself, so B's pivot_root cannot move A's root
          * (pivot_root re-roots every process of its mount namespace). */
+        int own_pidns = s->attached ? open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC) : -1;
         if (unshare(CLONE_NEWPID) < 0)
             fail(ep[1], "unshare the pid namespace");
         pid_t b = fork();
@@ -284,7 +293,7 @@ int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *mon, hull_error *e
         close(pp[1]);
         if (!s->attached)
             _exit(0);
-        monitor(s, b, caller);
+        monitor(s, b, caller, own_pidns);
     }
     close(ep[1]);
     close(pp[1]);
