@@ -240,12 +240,37 @@ def test_killed_qemu_leaves_no_lease_once_seen(net):
     deadline = time.time() + 30
     while running(pid) and time.time() < deadline:
         time.sleep(0.05)
-    # The kernel took the TAP with QEMU's last fd; the next look at the VM
+    # The kernel takes the TAP with QEMU's last fd (its last thread may end
+    # a moment after the pid shows it a zombie); the next look at the VM
     # releases the lease and the rules.
+    deadline = time.time() + 30
+    while link_exists(n["tap"]) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not link_exists(n["tap"])
     assert h.state("victim")["status"] == "stopped"
     assert_net_gone(h, n)
     h.ok("vm", "delete", "victim")
     assert_gone(h, "victim")
+
+
+def test_killed_qemu_is_swept_by_the_next_attach(net):
+    """Nobody looks at the VM again: the lease belongs to QEMU's pid, so the
+    helper's sweep at the next attach on this host releases it."""
+    h = net
+    h.ok("vm", "create", "--memory", MEM, "--network", h.net, "unseen")
+    h.ok("vm", "start", "unseen")
+    n = vm_net(h, "unseen")
+    pid = h.state("unseen")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while running(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert [f for f in leases(h) if n["member"] in f]
+    p = h.run("vm", "run", "--network", h.net, "--", "true", timeout=600)
+    assert p.returncode == 0, p.stderr.decode()
+    assert_net_gone(h, n)
+    h.ok("vm", "delete", "unseen")
+    assert_gone(h, "unseen")
 
 
 def test_oneshot_run_on_a_network_cold_and_warm(net, upstream):

@@ -323,6 +323,9 @@ int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_
  *     python3), o->accel (NULL = $HULL_VM_ACCEL or auto). Restored from the
  *     template of that configuration (made by a cold boot on first use)
  *     unless o->cold. Its QEMU dies with the calling process.
+ *   - network: o->network (with egress, publish) gives the VM a TAP and a
+ *     lease of its own (vmnet.c), released with the VM (or by its monitor
+ *     when the caller dies); NULL: no card.
  *   - files: o->copy_in[i].host -> .guest before the run, o->copy_out[i]
  *     .guest -> .host after it (binary-safe; guest paths absolute, inside
  *     the workload root, not /proc, /sys, /dev).
