@@ -393,3 +393,29 @@ def test_oneshot_killed_leaves_no_lease(net):
     while [v for v in os.listdir(vmdir) if v.startswith("oneshot-")] and time.time() < deadline:
         time.sleep(0.1)
     assert not [v for v in os.listdir(vmdir) if v.startswith("oneshot-")]
+
+
+def test_ipv6_network(net, upstream):
+    h = net
+    v6net = f"microvm-6t{os.getpid()}"
+    ula = f"fd6c:{os.getpid() % 65536:x}:{random.randint(1, 65535):x}::/64"
+    h.ok("network", "create", "--ipv6", ula, v6net)
+    try:
+        h.ok("vm", "create", "--memory", MEM, "--network", v6net, "dual")
+        h.ok("vm", "start", "dual")
+        n = vm_net(h, "dual")
+        assert n["ip6"] and n["gateway6"], n
+        out = h.sh("dual", "ip -6 addr show eth0; ip -6 route; cat /etc/hosts")
+        assert f"inet6 {n['ip6']}/{n['prefix6']}" in out
+        assert f"default via {n['gateway6']}" in out
+        assert f"{n['ip6']}\tdual" in out
+        port = upstream.http_ports[0]
+        assert fetch(h, "dual", upstream.url(port, v6=True)) == upstream.body(port)
+        assert fetch(h, "dual", upstream.url(port)) == upstream.body(port)
+        h.ok("vm", "delete", "--force", "dual")
+        assert_gone(h, "dual")
+        assert_net_gone(h, n)
+        assert n["ip6"] not in ruleset()
+    finally:
+        h.run("vm", "delete", "--force", "dual")
+        h.run("network", "remove", "--force", v6net)
