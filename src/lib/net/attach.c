@@ -92,7 +92,9 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
          * members' neighbour entries for the gateway would go stale. */
         if (nl_bridge_create(d->bridge, mac, err) < 0)
             return -1;
-        if (sysctl_all(d->bridge, d, err) < 0 ||
+        char alias[256];
+        net_alias(true, alias, sizeof(alias));
+        if (nl_link_set_alias(d->bridge, alias, err) < 0 || sysctl_all(d->bridge, d, err) < 0 ||
             nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
             (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
             nl_link_up(d->bridge, err) < 0) {
@@ -379,7 +381,10 @@ static int plumb(const struct hull_net_attach_req *req, const struct net_def *d,
     /* The host side is a bridge port only: no router advertisements, no
      * addresses of its own (IPv6 off on it); then onto the bridge, the
      * member's rules in place before the port goes up. */
-    if (nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
+    char alias[256];
+    net_alias(false, alias, sizeof(alias));
+    if (nl_link_set_alias(m->host_ifname, alias, err) < 0 ||
+        nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
         nl_sysctl("ipv6", m->host_ifname, "disable_ipv6", "1", err) < 0 ||
         nl_link_set_master(m->host_ifname, d->bridge, !d->allow_peers, err) < 0 ||
         nft_member_add(d, m, eg, err) < 0 || nl_link_up(m->host_ifname, err) < 0)

@@ -154,6 +154,20 @@ int nl_link_up(const char *name, hull_error *err)
     return link_up_sock(&n, name, err);
 }
 
+int nl_link_set_alias(const char *name, const char *alias, hull_error *err)
+{
+    cleanup_nl struct nl n = {0};
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    if (nl_open(&n, err) < 0)
+        return -1;
+    struct nlmsghdr *h = msg_link(buf, RTM_NEWLINK, 0, AF_UNSPEC);
+    mnl_attr_put_strz(h, IFLA_IFNAME, name);
+    mnl_attr_put_strz(h, IFLA_IFALIAS, alias);
+    if (nl_talk(&n, h, NULL, NULL) < 0)
+        return hull_error_errno(err, "set the alias of %s", name);
+    return 0;
+}
+
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err)
 {
     cleanup_nl struct nl n = {0};
