@@ -8,12 +8,15 @@
  * them, so a member's teardown deletes exactly its own objects. Each
  * change is one nft transaction: it applies whole or not at all. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/net_int.h"
+#include "util/error.h"
 
 int nft_run(const char *script, hull_error *err)
 {
@@ -94,10 +97,24 @@ static bool table_exists(const char *family)
     return nft_run(cmd, NULL) == 0;
 }
 
+/* The tables are the kernel's, shared by every hull state directory, so
+ * their creation is serialised by a lock of its own (HULL_NET_RUN_DIR's
+ * lock is per state directory): two makers would each add the base rules. */
+#define NFT_LOCK "/run/lock/hull-net-nft.lock"
+
 int nft_ensure_base(hull_error *err)
 {
-    /* Under hull's lock: nobody else makes these tables between the test
-     * and the creation. */
+    if (table_exists("inet") && table_exists("bridge"))
+        return 0;
+    cleanup_close int lock = open(NFT_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0)
+        return hull_error_errno(err, "open %s", NFT_LOCK);
+    int rc;
+    do
+        rc = flock(lock, LOCK_EX);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return hull_error_errno(err, "lock %s", NFT_LOCK);
     if (!table_exists("inet") && nft_run(base_inet, err) < 0)
         return hull_error_prefix(err, "table inet hull");
     if (!table_exists("bridge") && nft_run(base_bridge, err) < 0)
