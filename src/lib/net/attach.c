@@ -101,10 +101,11 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
             nl_link_delete(d->bridge, NULL);
             return -1;
         }
-    } else if (forwarding(d, err) < 0) {
-        return -1;
+        return nft_network_add(d, err);
     }
-    return nft_network_add(d, err);
+    /* An existing bridge: its set elements come again with each member
+     * (nft_member_add); forwarding may have been turned off since. */
+    return forwarding(d, err);
 }
 
 /* Every subnet a new network must not overlap: the host's routes and

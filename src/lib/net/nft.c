@@ -18,21 +18,32 @@
 #include "net/net_int.h"
 #include "util/error.h"
 
+/* One context for the process (making one reads iproute2's tables each
+ * time); hull-net is single-threaded and short-lived. */
+static struct nft_ctx *context(void)
+{
+    static struct nft_ctx *ctx;
+    if (!ctx && (ctx = nft_ctx_new(NFT_CTX_DEFAULT))) {
+        nft_ctx_buffer_output(ctx);
+        nft_ctx_buffer_error(ctx);
+    }
+    return ctx;
+}
+
 int nft_run(const char *script, hull_error *err)
 {
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    struct nft_ctx *ctx = context();
     if (!ctx)
         return hull_error_set(err, ENOMEM, "nftables: no context");
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
     int rc = nft_run_cmd_from_buffer(ctx, script);
+    /* Reading the buffers empties them for the next command. */
+    nft_ctx_get_output_buffer(ctx);
+    const char *e = nft_ctx_get_error_buffer(ctx);
     if (rc != 0 && err) {
-        const char *e = nft_ctx_get_error_buffer(ctx);
         /* The first line of nft's complaint says what; the rest points at it. */
         size_t n = e ? strcspn(e, "\n") : 0;
         hull_error_set(err, EIO, "nftables: %.*s", (int)n, n ? e : "failed");
     }
-    nft_ctx_free(ctx);
     return rc != 0 ? -1 : 0;
 }
 
@@ -92,9 +103,8 @@ static const char base_bridge[] =
 
 static bool table_exists(const char *family)
 {
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "list table %s hull", family);
-    return nft_run(cmd, NULL) == 0;
+    /* One netlink request, not a listing of the whole table. */
+    return nl_nft_table_exists(family, "hull");
 }
 
 /* The tables are the kernel's, shared by every hull state directory, so
@@ -104,8 +114,14 @@ static bool table_exists(const char *family)
 
 int nft_ensure_base(hull_error *err)
 {
-    if (table_exists("inet") && table_exists("bridge"))
+    /* Once per process: hull-net attaches one member and exits. */
+    static bool done;
+    if (done)
         return 0;
+    if (table_exists("inet") && table_exists("bridge")) {
+        done = true;
+        return 0;
+    }
     cleanup_close int lock = open(NFT_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock < 0)
         return hull_error_errno(err, "open %s", NFT_LOCK);
@@ -119,6 +135,7 @@ int nft_ensure_base(hull_error *err)
         return hull_error_prefix(err, "table inet hull");
     if (!table_exists("bridge") && nft_run(base_bridge, err) < 0)
         return hull_error_prefix(err, "table bridge hull");
+    done = true;
     return 0;
 }
 
@@ -306,6 +323,9 @@ int nft_member_add(const struct net_def *d, const struct net_member *m,
     struct script s;
     if (nft_ensure_base(err) < 0 || script_open(&s, err) < 0)
         return -1;
+    /* The network's elements again (no-ops when there): a ruleset flushed
+     * under a live bridge heals with its next member. */
+    network_elements(s.f, "add", d);
     member_inet(s.f, d, m, eg);
     member_bridge(s.f, m);
     return script_run(&s, err);
