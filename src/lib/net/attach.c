@@ -317,10 +317,13 @@ static int check_publish(const struct hull_publish *p, const struct net_member *
     if (s < 0)
         return hull_error_errno(err, "--publish: socket");
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(s, (struct sockaddr *)&ss, len) < 0)
-        return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
-                                p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
-    return 0;
+    if (bind(s, (struct sockaddr *)&ss, len) == 0)
+        return 0;
+    if (errno == EADDRNOTAVAIL)
+        return hull_error_set(err, EADDRNOTAVAIL, "--publish %s: not an address of this host",
+                              p->host_ip);
+    return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
+                            p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
 }
 
 /* Address and names for a new member of d. */
@@ -422,7 +425,11 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return -1;
     int rc = 0;
     for (size_t i = 0; i < req->n_publish && rc == 0; i++)
-        rc = check_publish(&req->publish[i], all, n_all, err);
+        if (strchr(req->publish[i].host_ip, ':') && !d->has6)
+            rc = hull_error_set(err, EINVAL, "--publish %s: network %s has no IPv6",
+                                req->publish[i].host_ip, d->name);
+        else
+            rc = check_publish(&req->publish[i], all, n_all, err);
     net_members_free(all, n_all);
     if (rc < 0 || pick_member(req, d, m, err) < 0)
         return -1;
