@@ -660,3 +660,34 @@ def test_publish_refuses_bad_host_addresses(net):
     p, err = net.attach("nc-pub2", None, "--publish", f"[::1]:{free_port()}:80", expect_ok=False)
     assert p.returncode == 1 and "network nc-pub2 has no IPv6" in err, err
     assert net.leases() == []
+
+
+def test_tap_lease_adopted_by_another_process_then_released(net):
+    net.create("nc-adopt")
+    p, lease = net.attach("nc-adopt", None, "--no-hold")
+    member = lease["member"]
+    keeper = subprocess.Popen(["sleep", "600"])
+    try:
+        r = subprocess.run([NETTOOL, "adopt", member, str(keeper.pid)], env=net.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        lf = json.loads((net.run_dir / "leases" / f"{member}.json").read_text())
+        assert lf["owner_pid"] == keeper.pid
+        net.detach(p)  # the TAP's fd closes: the device goes, the lease stays
+        assert wait_until(lambda: not link_exists(lease["host_ifname"]), timeout=60)
+        assert net.hull("prune").returncode == 0
+        assert f"{member}.json" in net.leases()  # its owner lives
+        r = subprocess.run([NETTOOL, "release", member], env=net.env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert_member_gone(net, lease)
+        # releasing again, or a member never attached: not an error
+        r = subprocess.run([NETTOOL, "release", member], env=net.env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([NETTOOL, "adopt", member, str(keeper.pid)], env=net.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "no such member" in r.stderr
+    finally:
+        keeper.kill()
+        keeper.wait()

@@ -275,10 +275,17 @@ int net_sweep(hull_error *err)
     size_t n = 0;
     if (net_member_list(NULL, &ms, &n, err) < 0)
         return -1;
+    /* Every dead member is tried: one that cannot be undone (reported)
+     * does not keep the others. */
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start))
-            rc = net_member_undo(&ms[i], err);
+    for (size_t i = 0; i < n; i++) {
+        hull_error e = NULL;
+        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start) &&
+            net_member_undo(&ms[i], &e) < 0 && rc == 0) {
+            rc = hull_error_set(err, hull_error_code(e), "%s: %s", ms[i].member, hull_error_msg(e));
+        }
+        hull_error_free(&e);
+    }
     net_members_free(ms, n);
     return rc;
 }
@@ -410,8 +417,10 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return hull_error_prefix(err, "--egress");
     if (req->n_publish > HULL_NET_MAX_PUBLISH)
         return hull_error_set(err, EINVAL, "--publish: more than %d ports", HULL_NET_MAX_PUBLISH);
-    if (net_sweep(err) < 0)
-        return hull_error_prefix(err, "sweep");
+    /* A leftover that cannot be swept is prune's to report; this member's
+     * attach does not depend on it. */
+    cleanup_hull_error hull_error sweep_err = NULL;
+    net_sweep(&sweep_err);
     struct net_member old;
     if (net_member_load(req->member, &old, NULL) == 0) {
         net_member_free(&old);
