@@ -377,7 +377,7 @@ def test_attach_errors_leave_nothing(net):
         p, err = net.attach("nc-err", m, *opts, expect_ok=False)
         assert p.returncode == 1 and why in err, err
     p, err = net.attach("nc-nonexistent", m, expect_ok=False)
-    assert p.returncode == 1 and "nc-nonexistent: no such network" in err
+    assert p.returncode == 1 and "network nc-nonexistent: no such network" in err
     assert net.leases() == []
     new = {i for i in set(os.listdir("/sys/class/net")) - before if i.startswith("hull")}
     assert not any(i.startswith(("hullv", "hullt")) for i in new)

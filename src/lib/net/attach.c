@@ -254,9 +254,11 @@ static int network_for(const char *name, struct net_def *d, hull_error *err)
 {
     if (net_def_load(name, d, err) == 0)
         return net_network_ensure(d, err);
-    if (hull_error_code(*err) != ENOENT || strcmp(name, HULL_NET_DEFAULT) != 0)
+    if (hull_error_code(*err) != ENOENT)
         return -1;
     hull_error_free(err);
+    if (strcmp(name, HULL_NET_DEFAULT) != 0) /* the caller names the network */
+        return hull_error_set(err, ENOENT, "no such network");
     struct net_create_opts o = {.name = HULL_NET_DEFAULT};
     return create_locked(&o, d, err);
 }
