@@ -449,6 +449,19 @@ def test_ipv6_through_nat(net, upstream):
     assert lease["ip6"] == "fd5c:77:1:2::2" and lease["gw6"] == "fd5c:77:1:2::1"
     assert "fd5c:77:1:2::2/64" in m.exec("ip", "-6", "addr", "show", "dev", "eth0").stdout
     assert m.tcp_open(upstream.addr6, upstream.http_ports[0])
+    # a forged IPv6 source gets nowhere; the host's IPv6 gateway is closed
+    m.exec("ip", "-6", "addr", "add", "fd5c:77:1:2::99/64", "dev", "eth0", "nodad")
+    assert not m.tcp_open(upstream.addr6, upstream.http_ports[0], source="fd5c:77:1:2::99")
+    m.exec("ip", "-6", "addr", "del", "fd5c:77:1:2::99/64", "dev", "eth0")
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::", 0))
+    srv.listen(4)
+    try:
+        assert host_can_connect("::1", srv.getsockname()[1])
+        assert not m.tcp_open(lease["gw6"], srv.getsockname()[1])
+    finally:
+        srv.close()
+    assert "fd5c:77:1:2::2 : jump" in nft("inet")
     net.detach(p)
 
 
