@@ -704,3 +704,39 @@ def test_tap_lease_adopted_by_another_process_then_released(net):
     finally:
         keeper.kill()
         keeper.wait()
+
+
+def test_parallel_attaches_get_distinct_addresses_and_leave_nothing(net):
+    net.create("nc-par")
+    members = [net.member() for _ in range(8)]
+    procs = [subprocess.Popen([NETTOOL, "attach", "nc-par", f"par{os.getpid()}-{i}",
+                               f"/run/netns/{m.name}"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=net.env) for i, m in enumerate(members)]
+    net.holders.extend(procs)
+    leases = [json.loads(p.stdout.readline() or "null") for p in procs]
+    assert None not in leases, [p.stderr.read() for p in procs]
+    assert len({lease["ip4"] for lease in leases}) == 8
+    assert len({lease["host_ifname"] for lease in leases}) == 8
+    for p in procs:
+        net.detach(p)
+    for lease in leases:
+        assert_member_gone(net, lease)
+
+
+def test_many_attaches_leave_nothing(net):
+    net.create("nc-many")
+    m = net.member()
+    seen = []
+    for _ in range(40):
+        p, lease = net.attach("nc-many", m)
+        seen.append(lease)
+        net.detach(p)
+    assert net.leases() == []
+    links = os.listdir("/sys/class/net")
+    inet, bridge = nft("inet"), nft("bridge")
+    for lease in seen:
+        assert lease["host_ifname"] not in links
+        assert lease["host_ifname"] not in inet and lease["host_ifname"] not in bridge
+    # the address is given back each time
+    assert {lease["ip4"] for lease in seen} == {seen[0]["ip4"]}
