@@ -605,3 +605,43 @@ def test_network_none_and_host_are_unchanged(netenv):
     assert r.out == "127.0.0.1 localhost sandbox\n::1 localhost\n", r
     assert not (SANDBOX_NET_DIR.exists() and
                 [d for d in os.listdir(SANDBOX_NET_DIR) if d.startswith(f"sandbox-{r.pid}-")])
+
+
+# ---- long-lived sandboxes (hulld: hull_session_create) --------------------------
+
+
+def test_long_lived_sandbox_on_a_network(netenv, net, upstream, tmp_path):
+    """A hulld sandbox with "network": {...}: every exec has the network,
+    the egress list holds for all of them, and destroying the sandbox
+    detaches it."""
+    from hulldlib import Hulld
+    d = Hulld(tmp_path / "hulld")
+    Path(d.state).mkdir(parents=True)
+    t = d.token("user", "acme")
+    d.start()
+    try:
+        r = d.request("POST", "/v1/sandboxes",
+                      {"network": {"name": net, "egress": [f"{upstream.addr4}:8080/tcp"]}}, t)
+        assert r.status == 201, r
+        sid = r.json["id"]
+        assert wait_until(lambda: netenv.leases(), timeout=30)
+        a, b = f"{upstream.addr4}:8080", f"{upstream.addr4}:8081"
+        for _ in range(2):
+            ex = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                           {"cmd": ["python3", "-c", PROBE, a, b],
+                            "limits": {"cpu_time": "60s", "wall_time": "120s"}}, t)
+            assert ex.status == 200 and ex.json["verdict"] == "ok", ex
+            assert json.loads(ex.json["stdout"]) == {a: "open", b: "closed"}
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/etc/hosts"]}, t)
+        assert "\tsandbox\n" in ex.json["stdout"], ex
+        # A bad network is refused before a sandbox exists.
+        r = d.request("POST", "/v1/sandboxes", {"network": {"name": net, "egress": ["x"]}}, t)
+        assert r.status == 400 and "network.egress[0]" in r.body.decode(), r
+        r = d.request("POST", "/v1/sandboxes", {"network": "nosuchnet-sbt"}, t)
+        assert r.status >= 400 and "nosuchnet-sbt" in r.body.decode(), r
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status in (200, 204)
+        assert_nothing_left(netenv, net)
+    finally:
+        assert d.stop() == 0, d.log.read_text()
+    assert wait_until(lambda: d.leaks() == ([], [], []), 30), d.leaks()
+    assert_nothing_left(netenv, net)
