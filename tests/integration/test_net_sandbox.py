@@ -645,3 +645,34 @@ def test_long_lived_sandbox_on_a_network(netenv, net, upstream, tmp_path):
         assert d.stop() == 0, d.log.read_text()
     assert wait_until(lambda: d.leaks() == ([], [], []), 30), d.leaks()
     assert_nothing_left(netenv, net)
+
+
+def test_etc_files_with_a_rootfs_or_binds(netenv, net, tmp_path_factory):
+    """A --rootfs keeps what it lacks lacking (its files are not hull's to
+    create) and gets hull's file over what it has; the default root with
+    --bind (a tmpfs root, not the shared one) gets both."""
+    import shutil
+    import tempfile
+    from conftest import cached_rootfs
+    d = Path(tempfile.mkdtemp(prefix="hull-sbnet-", dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        root = d / "rootfs"
+        shutil.copytree(cached_rootfs(tmp_path_factory), root, symlinks=True)
+        (root / "etc" / "hosts").write_text("198.51.100.77 fromrootfs\n")
+        for p in [d, *root.rglob("*")]:
+            if not p.is_symlink():
+                p.chmod(p.stat().st_mode | 0o055)
+        sb = Sandbox()
+        r = run(sb, "--rootfs", root, "--network", net,
+                cmd=["sh", "-c", "cat /etc/hosts; test -e /etc/resolv.conf || echo no-resolv"])
+        assert r.verdict == "ok", r
+        assert "fromrootfs" not in r.out and "\tsandbox\n" in r.out and "no-resolv" in r.out, r
+        assert (root / "etc" / "hosts").read_text() == "198.51.100.77 fromrootfs\n"
+        assert not (root / "etc" / "resolv.conf").exists()
+        r = run(sb, "--bind", f"{d}:/mnt", "--network", net,
+                cmd=["sh", "-c", "cat /etc/hosts /etc/resolv.conf"])
+        assert r.verdict == "ok" and "\tsandbox\n" in r.out and "nameserver" in r.out, r
+        assert_nothing_left(netenv, net, [r.pid])
+    finally:
+        shutil.rmtree(d)
