@@ -422,11 +422,17 @@ static int parse_run_options(int argc, char **argv, struct hull_policy *p, bool 
 /* Run the policy and report: JSON, or the program's output and a summary. */
 static int run_and_report(struct hull_policy *p, bool json)
 {
+    struct hull_result r;
+    hull_error err = NULL;
+    /* Bad input is said alone, without the warning below before it. */
+    if (hull_policy_validate(p, &err) < 0) {
+        fprintf(stderr, "hull: sandbox run: %s\n", hull_error_msg(err));
+        hull_error_free(&err); /* said just above */
+        return EXIT_INTERNAL;
+    }
     if (p->network_host)
         fprintf(stderr, "hull: warning: sandbox run: --network host: the sandbox shares the "
                         "host's network\n");
-    struct hull_result r;
-    hull_error err = NULL;
     p->cancel_fd = catch_cancel();
     if (hull_sandbox_run(p, &r, &err) < 0) {
         fprintf(stderr, "hull: sandbox run: %s\n", hull_error_msg(err));
