@@ -419,3 +419,25 @@ def test_ipv6_network(net, upstream):
     finally:
         h.run("vm", "delete", "--force", "dual")
         h.run("network", "remove", "--force", v6net)
+
+
+def test_template_restore_gets_its_own_lease_and_publishes(net):
+    """--from-template: the guest comes from a snapshot of another VM (made
+    on first use), is moved to this VM's lease, and its ports are published."""
+    h = net
+    port = free_port()
+    seen = []
+    for vid in ("tmpl1", "tmpl2"):
+        h.ok("vm", "create", "--memory", MEM, "--from-template", "--network", h.net, "--publish",
+             f"127.0.0.1:{port}:8000", vid)
+        h.ok("vm", "start", vid)
+        n = vm_net(h, vid)
+        out = h.sh(vid, "ip -o addr show eth0; ip link show eth0")
+        assert f"inet {n['ip']}/" in out and n["mac"] in out
+        serve(h, vid, 8000, vid)
+        assert wait_http(f"http://127.0.0.1:{port}/hi") == f"{vid}\n"
+        seen.append(h.state(vid).get("restored_from"))
+        h.ok("vm", "delete", "--force", vid)
+        assert_gone(h, vid)
+        assert_net_gone(h, n, ports=(port,))
+    assert seen[1], "the second VM did not restore the template"
