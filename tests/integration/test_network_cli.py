@@ -548,7 +548,11 @@ def gone(pid):
     try:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:
-        return not os.path.exists(f"/proc/{pid}")
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return True
+        return stat.rsplit(")", 1)[1].split()[0] in "ZX"  # dead, not reaped by its parent
 
 
 def test_killed_caller_undoes_the_attach(net):
@@ -740,3 +744,15 @@ def test_many_attaches_leave_nothing(net):
         assert lease["host_ifname"] not in inet and lease["host_ifname"] not in bridge
     # the address is given back each time
     assert {lease["ip4"] for lease in seen} == {seen[0]["ip4"]}
+
+
+def test_detach_after_the_helper_was_killed_releases_by_member(net):
+    net.create("nc-helperkill")
+    m = net.member()
+    p, lease = net.attach("nc-helperkill", m)
+    helper = helper_of(p)
+    os.kill(helper, signal.SIGKILL)
+    assert wait_until(lambda: gone(helper), timeout=60)
+    assert link_exists(lease["host_ifname"])
+    net.detach(p)  # the client falls back to a release by member id
+    assert_member_gone(net, lease)
