@@ -107,7 +107,8 @@ int net_helper_attach(int sock, json_object *req, int fd_in, hull_error *err)
 
 int net_helper_release(int sock, json_object *req, int fd_in, hull_error *err)
 {
-    cleanup_close int unused = fd_in;
+    if (fd_in >= 0) /* no fd rides with these */
+        close(fd_in);
     const char *member = json_object_get_string(hj_get(req, "member"));
     if (!member || !net_member_id_valid(member))
         return hull_error_set(err, EINVAL, "network release: not a member id");
@@ -118,7 +119,8 @@ int net_helper_release(int sock, json_object *req, int fd_in, hull_error *err)
 
 int net_helper_adopt(int sock, json_object *req, int fd_in, hull_error *err)
 {
-    cleanup_close int unused = fd_in;
+    if (fd_in >= 0) /* no fd rides with these */
+        close(fd_in);
     const char *member = json_object_get_string(hj_get(req, "member"));
     pid_t pid = json_object_get_int(hj_get(req, "owner_pid"));
     if (!member || !net_member_id_valid(member))
