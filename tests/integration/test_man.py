@@ -31,6 +31,7 @@ PAGES = {
     "hull-network.1": ([[HULL, "network", "--help"]] +
                        [[HULL, "network", v, "--help"] for v in NETWORK_VERBS],
                        {"--network", "--egress", "--publish"}),
+    "hull-sandbox.1": ([HULL, "sandbox", "--help"], set()),
     "hulld.8": ([HULLD, "--help"], set()),
 }
 

@@ -4,6 +4,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include "net/net.h"
 
@@ -260,15 +261,24 @@ static void test_write_etc(void **state)
                            "10.89.0.5\tbox\nfd89::5\tbox\n");
     free(s);
 
-    /* A symlink at the name is replaced, not followed. */
-    assert_int_equal(unlinkat(dfd, "hosts", 0), 0);
-    assert_int_equal(symlinkat("/nonexistent-hull-target", dfd, "hosts"), 0);
+    /* Written in place: a bind of the file (a sandbox's /etc/hosts) sees it. */
+    struct stat before, after;
+    assert_int_equal(fstatat(dfd, "hosts", &before, 0), 0);
     l.ip6[0] = '\0';
     l.n_dns = 0;
     assert_int_equal(hull_net_write_etc(&l, NULL, dfd, &err), 0);
+    assert_int_equal(fstatat(dfd, "hosts", &after, 0), 0);
+    assert_int_equal(before.st_ino, after.st_ino);
     assert_int_equal(hull_read_file_at(dfd, "hosts", &s, &len, &err), 0);
     assert_string_equal(s, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     free(s);
+
+    /* A symlink at the name is refused, not followed. */
+    assert_int_equal(unlinkat(dfd, "hosts", 0), 0);
+    assert_int_equal(symlinkat("/nonexistent-hull-target", dfd, "hosts"), 0);
+    assert_int_equal(hull_net_write_etc(&l, NULL, dfd, &err), -1);
+    assert_non_null(strstr(hull_error_msg(err), "network: hosts"));
+    hull_error_free(&err);
     assert_int_equal(access("/nonexistent-hull-target", F_OK), -1);
 
     /* A hostname that would break the file's format is refused. */

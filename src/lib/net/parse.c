@@ -9,9 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net/net.h"
-#include "util/fs.h"
+#include "util/error.h"
 
 /* Longest item we quote or copy: an IPv6 CIDR in brackets plus port and
  * protocol fits easily; anything longer is an error anyway. */
@@ -358,6 +359,26 @@ static bool hostname_ok(const char *h)
     return true;
 }
 
+/* dirfd/name truncated and written whole (created 0644 if missing). */
+static int write_in_place(int dirfd, const char *name, const char *data, size_t len,
+                          hull_error *err)
+{
+    cleanup_close int fd =
+        openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return hull_error_errno(err, "network: %s", name);
+    while (len > 0) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return hull_error_errno(err, "network: write %s", name);
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 int hull_net_write_etc(const struct hull_net_lease *lease, const char *hostname, int dirfd,
                        hull_error *err)
 {
@@ -384,11 +405,11 @@ int hull_net_write_etc(const struct hull_net_lease *lease, const char *hostname,
     if (!ok)
         return hull_error_set(err, ENAMETOOLONG, "network: hosts too long");
 
-    /* Replaced, not written through: a symlink planted at the name cannot
-     * redirect the write, and readers never see a torn file. */
-    if (hull_write_file_replace(dirfd, "resolv.conf", resolv, off, 0644, false, err) < 0)
-        return hull_error_prefix(err, "network: resolv.conf");
-    if (hull_write_file_replace(dirfd, "hosts", hosts, hoff, 0644, false, err) < 0)
-        return hull_error_prefix(err, "network: hosts");
+    /* In place, not renamed over: a sandbox's /etc binds these very
+     * inodes (sandbox/network.c) before the lease is known. A symlink at
+     * the name is refused (O_NOFOLLOW), never followed. */
+    if (write_in_place(dirfd, "resolv.conf", resolv, off, err) < 0 ||
+        write_in_place(dirfd, "hosts", hosts, hoff, err) < 0)
+        return -1;
     return 0;
 }
