@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "net/net.h"
 #include "util/error.h"
 
 /* Exit codes of `hull sandbox run` without --json (documented in --help). */
@@ -261,7 +260,7 @@ static const struct run_opt run_opts[] = {
     {"copy-out", K_COPY_OUT, 0, "PATH:HOST"},
     {"copy-out-max", K_SIZE, FIELD(copy_out_max), "a size (256M, 1G, 65536)"},
     {"env", K_ENV, 0, NULL},
-    {"network", K_NETWORK, 0, "none, host or a network name"},
+    {"network", K_NETWORK, 0, NULL},
     {"egress", K_STRING, FIELD(egress), NULL},
     {"publish", K_PUBLISH, 0, NULL},
     {"seccomp", K_STRING, FIELD(seccomp_path), NULL},
@@ -301,16 +300,15 @@ static int add_copy(struct hull_policy *p, const struct run_opt *o, const char *
     return 0;
 }
 
-/* none | host | NAME (the last of several wins, as for every option). */
-static int set_network(struct hull_policy *p, const char *arg, const struct run_opt *o)
+/* none | host | NAME (the last of several wins, as for every option); the
+ * name is checked with the rest of the policy (hull_policy_validate). */
+static int set_network(struct hull_policy *p, const char *arg)
 {
     free(p->network);
     p->network = NULL;
     p->network_host = strcmp(arg, "host") == 0;
     if (strcmp(arg, "none") == 0 || p->network_host)
         return 0;
-    if (!hull_net_name_valid(arg))
-        return bad("--network", arg, o->what);
     p->network = strdup(arg);
     return p->network ? 0 : EXIT_INTERNAL;
 }
@@ -368,7 +366,7 @@ static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, con
     case K_ENV:
         return hull_policy_add_env(p, arg) < 0 ? EXIT_INTERNAL : 0;
     case K_NETWORK:
-        return set_network(p, arg, o);
+        return set_network(p, arg);
     case K_PUBLISH:
         return add_publish(p, arg);
     case K_JSON:

@@ -27,11 +27,11 @@ PAGES = {
     "hull-image.1": ([[HULL, "image", "--help"]] +
                      [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], {"--image"}),
     "hull-token.1": ([HULL, "token", "--help"], set()),
-    "hull-sandbox.1": ([HULL, "sandbox", "--help"], set()),
     # hull network: each command's help (and the run options that use it)
     "hull-network.1": ([[HULL, "network", "--help"]] +
                        [[HULL, "network", v, "--help"] for v in NETWORK_VERBS],
                        {"--network", "--egress", "--publish"}),
+    "hull-sandbox.1": ([HULL, "sandbox", "--help"], set()),
     "hulld.8": ([HULLD, "--help"], set()),
 }
 

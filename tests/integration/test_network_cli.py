@@ -108,6 +108,7 @@ class NetEnv:
             m.close()
         left = [b for b in self.bridges if link_exists(b)]
         assert left == [], f"bridges left: {left}"
+        assert our_ports(self) == [], "ports left"
         assert self.leases() == [], "leases left"
 
 
@@ -155,6 +156,20 @@ class Member:
                 pass
             p.wait(timeout=30)
         sh("ip", "netns", "del", self.name, check=False)
+
+
+def our_ports(net):
+    """Veths and TAPs marked (ifalias) as this test's state's."""
+    mine = f"hull {net.run_dir}"
+    out = []
+    for name in os.listdir("/sys/class/net"):
+        try:
+            alias = Path(f"/sys/class/net/{name}/ifalias").read_text().strip()
+        except OSError:
+            continue
+        if name.startswith(("hullv", "hullt")) and alias == mine:
+            out.append(name)
+    return out
 
 
 def link_exists(name):
@@ -371,7 +386,6 @@ def test_subnet_full(net):
 def test_attach_errors_leave_nothing(net):
     net.create("nc-err")
     m = net.member()
-    before = set(os.listdir("/sys/class/net"))
     for opts, why in [(["--egress", "10.0.0.0/8:99999"], "--egress"),
                       (["--publish", "0:80"], "publish")]:
         p, err = net.attach("nc-err", m, *opts, expect_ok=False)
@@ -379,8 +393,8 @@ def test_attach_errors_leave_nothing(net):
     p, err = net.attach("nc-nonexistent", m, expect_ok=False)
     assert p.returncode == 1 and "network nc-nonexistent: no such network" in err
     assert net.leases() == []
-    new = {i for i in set(os.listdir("/sys/class/net")) - before if i.startswith("hull")}
-    assert not any(i.startswith(("hullv", "hullt")) for i in new)
+    # no port of this state (others' tests may be making theirs meanwhile)
+    assert our_ports(net) == []
 
 
 # ---- policy: egress, host closed, peers, internal, IPv6 ----
@@ -548,7 +562,11 @@ def gone(pid):
     try:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:
-        return not os.path.exists(f"/proc/{pid}")
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return True
+        return stat.rsplit(")", 1)[1].split()[0] in "ZX"  # dead, not reaped by its parent
 
 
 def test_killed_caller_undoes_the_attach(net):
@@ -740,3 +758,15 @@ def test_many_attaches_leave_nothing(net):
         assert lease["host_ifname"] not in inet and lease["host_ifname"] not in bridge
     # the address is given back each time
     assert {lease["ip4"] for lease in seen} == {seen[0]["ip4"]}
+
+
+def test_detach_after_the_helper_was_killed_releases_by_member(net):
+    net.create("nc-helperkill")
+    m = net.member()
+    p, lease = net.attach("nc-helperkill", m)
+    helper = helper_of(p)
+    os.kill(helper, signal.SIGKILL)
+    assert wait_until(lambda: gone(helper), timeout=60)
+    assert link_exists(lease["host_ifname"])
+    net.detach(p)  # the client falls back to a release by member id
+    assert_member_gone(net, lease)

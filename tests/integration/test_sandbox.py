@@ -629,7 +629,7 @@ def bad_inputs(tmp, open_tmp):
         (["--cpus", "0"], "cpus: 0 is out of range"),
         (["--cpus", "fast"], "--cpus: 'fast' is not a number"),
         (["--isolation", "vm"], "--isolation: 'vm' is not process, container or microvm"),
-        (["--network", "Bridge"], "--network: 'Bridge' is not none, host or a network name"),
+        (["--network", "Bridge"], "network: 'Bridge' is not a network name"),
         (["--egress", "all"], "egress: only with a hull network (--network NAME)"),
         (["--publish", "8080:80"], "publish: only with a hull network (--network NAME)"),
         (["--network", "x", "--publish", "80"], "--publish \"80\": want [HOSTIP:]HOSTPORT:PORT"),

@@ -97,11 +97,13 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
         if (nl_link_set_alias(d->bridge, alias, err) < 0 || sysctl_all(d->bridge, d, err) < 0 ||
             nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
             (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
-            nl_link_up(d->bridge, err) < 0) {
+            nl_link_up(d->bridge, err) < 0 || nft_network_add(d, err) < 0) {
+            /* Only what this call made: the bridge it created. */
+            nft_network_remove(d, NULL);
             nl_link_delete(d->bridge, NULL);
             return -1;
         }
-        return nft_network_add(d, err);
+        return 0;
     }
     /* An existing bridge: its set elements come again with each member
      * (nft_member_add); forwarding may have been turned off since. */
@@ -228,17 +230,20 @@ static int create_locked(const struct net_create_opts *o, struct net_def *d, hul
     d->allow_peers = o->allow_peers;
     d->created = (long long)time(NULL);
     if (check_subnet4(d, o, defs, n_defs, taken, n_taken, err) < 0 ||
-        check_gateway(d, o, err) < 0 || check_subnet6(d, o, defs, n_defs, err) < 0 ||
-        pick_bridge(defs, n_defs, d->bridge, err) < 0)
+        check_gateway(d, o, err) < 0 || check_subnet6(d, o, defs, n_defs, err) < 0)
         return -1;
-    if (net_def_save(d, err) < 0)
-        return -1;
-    if (net_network_ensure(d, err) < 0) {
-        net_network_down(d, NULL);
+    /* Another state directory may take the same free bridge name at the
+     * same moment: its bridge is never touched, another name is tried. */
+    for (int tries = 0;; tries++) {
+        if (pick_bridge(defs, n_defs, d->bridge, err) < 0 || net_def_save(d, err) < 0)
+            return -1;
+        if (net_network_ensure(d, err) == 0)
+            return 0;
         net_def_delete(d->name, NULL);
-        return -1;
+        if (hull_error_code(*err) != EEXIST || tries == 3)
+            return -1;
+        hull_error_free(err);
     }
-    return 0;
 }
 
 int net_network_create(const struct net_create_opts *o, struct net_def *out, hull_error *err)
