@@ -32,6 +32,11 @@ static int publish_from_json(json_object *a, struct hull_publish *p, size_t *n, 
         const char *proto = json_object_get_string(hj_get(e, "proto"));
         if (hp < 1 || hp > 65535 || pp < 1 || pp > 65535)
             return hull_error_set(err, EINVAL, "publish: a port outside 1-65535");
+        /* The address goes into an nft rule: an address and nothing else. */
+        uint8_t addr[16];
+        if (x->host_ip[0] && net_addr_parse(x->host_ip, AF_INET, addr) < 0 &&
+            net_addr_parse(x->host_ip, AF_INET6, addr) < 0)
+            return hull_error_set(err, EINVAL, "publish: '%s' is not an IP address", x->host_ip);
         x->host_port = (uint16_t)hp;
         x->port = (uint16_t)pp;
         x->udp = proto && strcmp(proto, "udp") == 0;
@@ -107,7 +112,8 @@ int net_helper_attach(int sock, json_object *req, int fd_in, hull_error *err)
 
 int net_helper_release(int sock, json_object *req, int fd_in, hull_error *err)
 {
-    cleanup_close int unused = fd_in;
+    if (fd_in >= 0) /* no fd rides with these */
+        close(fd_in);
     const char *member = json_object_get_string(hj_get(req, "member"));
     if (!member || !net_member_id_valid(member))
         return hull_error_set(err, EINVAL, "network release: not a member id");
@@ -118,7 +124,8 @@ int net_helper_release(int sock, json_object *req, int fd_in, hull_error *err)
 
 int net_helper_adopt(int sock, json_object *req, int fd_in, hull_error *err)
 {
-    cleanup_close int unused = fd_in;
+    if (fd_in >= 0) /* no fd rides with these */
+        close(fd_in);
     const char *member = json_object_get_string(hj_get(req, "member"));
     pid_t pid = json_object_get_int(hj_get(req, "owner_pid"));
     if (!member || !net_member_id_valid(member))

@@ -2,6 +2,7 @@
  * (net_int.h). Every change runs under the lock of store.c; a failed step
  * undoes the ones before it, so nothing half-made stays on the host. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,6 +32,35 @@ static void random_mac(char buf[18])
     snprintf(buf, 18, "02:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4]);
 }
 
+/* IPv6 NAT needs forwarding on the bridge and on whatever interface the
+ * replies come in by. Not all.forwarding: that would also make every
+ * interface ignore router advertisements (the host's uplink among them).
+ * force_forwarding (per interface, Linux 6.17+) forwards without touching
+ * accept_ra: set on every interface there is, and on "default" for those
+ * made later. */
+static int ipv6_forwarding(hull_error *err)
+{
+    cleanup_dir DIR *dir = opendir("/proc/sys/net/ipv6/conf");
+    if (!dir)
+        return hull_error_errno(err, "open /proc/sys/net/ipv6/conf");
+    struct dirent *e;
+    while ((e = readdir(dir)))
+        if (e->d_name[0] != '.' && strcmp(e->d_name, "all") != 0 && strcmp(e->d_name, "lo") != 0)
+            nl_sysctl("ipv6", e->d_name, "force_forwarding", "1", NULL);
+    return nl_sysctl("ipv6", "default", "force_forwarding", "1", err);
+}
+
+/* NAT needs the host to forward (docs/network.md): IPv4 by ip_forward,
+ * IPv6 as above. Again on every attach: interfaces made since need it. */
+static int forwarding(const struct net_def *d, hull_error *err)
+{
+    if (d->internal)
+        return 0;
+    if (hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0)
+        return -1;
+    return d->has6 ? ipv6_forwarding(err) : 0;
+}
+
 static int sysctl_all(const char *bridge, const struct net_def *d, hull_error *err)
 {
     /* Before the bridge goes up: it must never take a router advertisement
@@ -43,14 +73,7 @@ static int sysctl_all(const char *bridge, const struct net_def *d, hull_error *e
      * from members to 127.0.0.0/8 are dropped by the input chain. */
     if (nl_sysctl("ipv4", bridge, "route_localnet", "1", err) < 0)
         return -1;
-    /* IPv6 forwarding for this bridge only (not all.forwarding, which would
-     * change how the host's uplink treats router advertisements). */
-    if (d->has6 && nl_sysctl("ipv6", bridge, "force_forwarding", "1", err) < 0)
-        return -1;
-    /* NAT needs the host to forward IPv4; documented in docs/network.md. */
-    if (!d->internal && hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0)
-        return -1;
-    return 0;
+    return forwarding(d, err);
 }
 
 int net_network_down(const struct net_def *d, hull_error *err)
@@ -69,17 +92,22 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
          * members' neighbour entries for the gateway would go stale. */
         if (nl_bridge_create(d->bridge, mac, err) < 0)
             return -1;
-        if (sysctl_all(d->bridge, d, err) < 0 ||
+        char alias[256];
+        net_alias(true, alias, sizeof(alias));
+        if (nl_link_set_alias(d->bridge, alias, err) < 0 || sysctl_all(d->bridge, d, err) < 0 ||
             nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
             (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
-            nl_link_up(d->bridge, err) < 0) {
+            nl_link_up(d->bridge, err) < 0 || nft_network_add(d, err) < 0) {
+            /* Only what this call made: the bridge it created. */
+            nft_network_remove(d, NULL);
             nl_link_delete(d->bridge, NULL);
             return -1;
         }
-    } else if (!d->internal && hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0) {
-        return -1;
+        return 0;
     }
-    return nft_network_add(d, err);
+    /* An existing bridge: its set elements come again with each member
+     * (nft_member_add); forwarding may have been turned off since. */
+    return forwarding(d, err);
 }
 
 /* Every subnet a new network must not overlap: the host's routes and
@@ -202,17 +230,20 @@ static int create_locked(const struct net_create_opts *o, struct net_def *d, hul
     d->allow_peers = o->allow_peers;
     d->created = (long long)time(NULL);
     if (check_subnet4(d, o, defs, n_defs, taken, n_taken, err) < 0 ||
-        check_gateway(d, o, err) < 0 || check_subnet6(d, o, defs, n_defs, err) < 0 ||
-        pick_bridge(defs, n_defs, d->bridge, err) < 0)
+        check_gateway(d, o, err) < 0 || check_subnet6(d, o, defs, n_defs, err) < 0)
         return -1;
-    if (net_def_save(d, err) < 0)
-        return -1;
-    if (net_network_ensure(d, err) < 0) {
-        net_network_down(d, NULL);
+    /* Another state directory may take the same free bridge name at the
+     * same moment: its bridge is never touched, another name is tried. */
+    for (int tries = 0;; tries++) {
+        if (pick_bridge(defs, n_defs, d->bridge, err) < 0 || net_def_save(d, err) < 0)
+            return -1;
+        if (net_network_ensure(d, err) == 0)
+            return 0;
         net_def_delete(d->name, NULL);
-        return -1;
+        if (hull_error_code(*err) != EEXIST || tries == 3)
+            return -1;
+        hull_error_free(err);
     }
-    return 0;
 }
 
 int net_network_create(const struct net_create_opts *o, struct net_def *out, hull_error *err)
@@ -228,9 +259,11 @@ static int network_for(const char *name, struct net_def *d, hull_error *err)
 {
     if (net_def_load(name, d, err) == 0)
         return net_network_ensure(d, err);
-    if (hull_error_code(*err) != ENOENT || strcmp(name, HULL_NET_DEFAULT) != 0)
+    if (hull_error_code(*err) != ENOENT)
         return -1;
     hull_error_free(err);
+    if (strcmp(name, HULL_NET_DEFAULT) != 0) /* the caller names the network */
+        return hull_error_set(err, ENOENT, "no such network");
     struct net_create_opts o = {.name = HULL_NET_DEFAULT};
     return create_locked(&o, d, err);
 }
@@ -249,10 +282,17 @@ int net_sweep(hull_error *err)
     size_t n = 0;
     if (net_member_list(NULL, &ms, &n, err) < 0)
         return -1;
+    /* Every dead member is tried: one that cannot be undone (reported)
+     * does not keep the others. */
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start))
-            rc = net_member_undo(&ms[i], err);
+    for (size_t i = 0; i < n; i++) {
+        hull_error e = NULL;
+        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start) &&
+            net_member_undo(&ms[i], &e) < 0 && rc == 0) {
+            rc = hull_error_set(err, hull_error_code(e), "%s: %s", ms[i].member, hull_error_msg(e));
+        }
+        hull_error_free(&e);
+    }
     net_members_free(ms, n);
     return rc;
 }
@@ -291,10 +331,13 @@ static int check_publish(const struct hull_publish *p, const struct net_member *
     if (s < 0)
         return hull_error_errno(err, "--publish: socket");
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(s, (struct sockaddr *)&ss, len) < 0)
-        return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
-                                p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
-    return 0;
+    if (bind(s, (struct sockaddr *)&ss, len) == 0)
+        return 0;
+    if (errno == EADDRNOTAVAIL)
+        return hull_error_set(err, EADDRNOTAVAIL, "--publish %s: not an address of this host",
+                              p->host_ip);
+    return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
+                            p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
 }
 
 /* Address and names for a new member of d. */
@@ -356,7 +399,10 @@ static int plumb(const struct hull_net_attach_req *req, const struct net_def *d,
     /* The host side is a bridge port only: no router advertisements, no
      * addresses of its own (IPv6 off on it); then onto the bridge, the
      * member's rules in place before the port goes up. */
-    if (nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
+    char alias[256];
+    net_alias(false, alias, sizeof(alias));
+    if (nl_link_set_alias(m->host_ifname, alias, err) < 0 ||
+        nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
         nl_sysctl("ipv6", m->host_ifname, "disable_ipv6", "1", err) < 0 ||
         nl_link_set_master(m->host_ifname, d->bridge, !d->allow_peers, err) < 0 ||
         nft_member_add(d, m, eg, err) < 0 || nl_link_up(m->host_ifname, err) < 0)
@@ -378,8 +424,10 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return hull_error_prefix(err, "--egress");
     if (req->n_publish > HULL_NET_MAX_PUBLISH)
         return hull_error_set(err, EINVAL, "--publish: more than %d ports", HULL_NET_MAX_PUBLISH);
-    if (net_sweep(err) < 0)
-        return hull_error_prefix(err, "sweep");
+    /* A leftover that cannot be swept is prune's to report; this member's
+     * attach does not depend on it. */
+    cleanup_hull_error hull_error sweep_err = NULL;
+    net_sweep(&sweep_err);
     struct net_member old;
     if (net_member_load(req->member, &old, NULL) == 0) {
         net_member_free(&old);
@@ -393,7 +441,11 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return -1;
     int rc = 0;
     for (size_t i = 0; i < req->n_publish && rc == 0; i++)
-        rc = check_publish(&req->publish[i], all, n_all, err);
+        if (strchr(req->publish[i].host_ip, ':') && !d->has6)
+            rc = hull_error_set(err, EINVAL, "--publish %s: network %s has no IPv6",
+                                req->publish[i].host_ip, d->name);
+        else
+            rc = check_publish(&req->publish[i], all, n_all, err);
     net_members_free(all, n_all);
     if (rc < 0 || pick_member(req, d, m, err) < 0)
         return -1;

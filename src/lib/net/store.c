@@ -28,6 +28,11 @@ const char *net_run_dir(void)
     return d && *d ? d : HULL_NET_RUN_DIR;
 }
 
+void net_alias(bool bridge, char *buf, size_t len)
+{
+    snprintf(buf, len, "hull %.200s", bridge ? net_config_dir() : net_run_dir());
+}
+
 int net_lock(hull_error *err)
 {
     char path[4096];
@@ -48,6 +53,16 @@ int net_lock(hull_error *err)
         return -1;
     }
     return fd;
+}
+
+/* prefix followed by 1 to 10 of [0-9a-f]: the interface names hull makes
+ * (they go into nft rules, so nothing else may come from a file). */
+static bool ifname_ours(const char *name, const char *prefix)
+{
+    size_t p = strlen(prefix), n = strlen(name);
+    if (strncmp(name, prefix, p) != 0 || n == p || n > 15)
+        return false;
+    return strspn(name + p, "0123456789abcdef") == n - p;
 }
 
 bool net_member_id_valid(const char *id)
@@ -118,7 +133,7 @@ static int def_from_json(json_object *o, const char *what, struct net_def *d, hu
     d->internal = json_object_get_boolean(hj_get(o, "internal"));
     d->allow_peers = json_object_get_boolean(hj_get(o, "allow_peers"));
     d->created = json_object_get_int64(hj_get(o, "created"));
-    if (!hull_net_name_valid(d->name) || strncmp(d->bridge, NET_BRIDGE_PREFIX, 6) != 0)
+    if (!hull_net_name_valid(d->name) || !ifname_ours(d->bridge, NET_BRIDGE_PREFIX))
         return hull_error_set(err, EINVAL, "%s: bad name or bridge", what);
     return 0;
 }
@@ -130,7 +145,8 @@ static int save_json(const char *dir, const char *name, json_object *o, hull_err
     cleanup_close int dfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
     if (dfd < 0)
         return hull_error_errno(err, "open %s", dir);
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     return hull_write_file_atomic(dfd, file, text, strlen(text), 0600, err);
 }
 
@@ -298,8 +314,16 @@ static int member_from_json(json_object *o, struct net_member *m, hull_error *er
     }
     if (!m->egress)
         return hull_error_set(err, ENOMEM, "out of memory");
-    if (strncmp(m->host_ifname, "hull", 4) != 0)
-        return hull_error_set(err, EINVAL, "lease %s: bad interface name", m->member);
+    if (!ifname_ours(m->host_ifname, m->tap ? NET_TAP_PREFIX : NET_VETH_PREFIX) ||
+        !net_member_id_valid(m->member) || !hull_net_name_valid(m->network))
+        return hull_error_set(err, EINVAL, "lease %s: bad member, network or interface name",
+                              m->member);
+    for (size_t i = 0; i < m->n_publish; i++) {
+        uint8_t a[16];
+        const char *ip = m->publish[i].host_ip;
+        if (ip[0] && net_addr_parse(ip, AF_INET, a) < 0 && net_addr_parse(ip, AF_INET6, a) < 0)
+            return hull_error_set(err, EINVAL, "lease %s: bad published address", m->member);
+    }
     return 0;
 }
 
