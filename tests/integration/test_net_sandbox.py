@@ -676,3 +676,75 @@ def test_etc_files_with_a_rootfs_or_binds(netenv, net, tmp_path_factory):
         assert_nothing_left(netenv, net, [r.pid])
     finally:
         shutil.rmtree(d)
+
+
+# A UDP datagram built by hand and sent on eth0 to the gateway's MAC: what a
+# member root (a microVM guest is one) can send, whatever its routes say.
+# argv: src_mac dst_mac src_ip dst_ip port payload
+RAW_UDP = r"""
+import socket, struct, sys
+smac, dmac, sip, dip, port, payload = sys.argv[1:]
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+data = payload.encode()
+udp = struct.pack("!HHHH", 40000, int(port), 8 + len(data), 0) + data
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton(sip), socket.inet_aton(dip))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+eth = bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", "")) + b"\x08\x00"
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+s.send(eth + ip + udp)
+"""
+
+
+def test_host_loopback_closed_through_the_gateway(netenv, net):
+    """A packet for 127.0.0.1 sent to the gateway's MAC (no route of the
+    member's needed) does not reach the host's loopback services; the
+    same raw path to an address an egress rule names does (the control)."""
+    info = netenv.inspect(net)
+    gw = info["gateway"]
+    br_mac = Path(f"/sys/class/net/{info['bridge']}/address").read_text().strip()
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("0.0.0.0", 0))
+    rx.settimeout(3)
+    port = rx.getsockname()[1]
+
+    def received():
+        got = []
+        try:
+            while True:
+                got.append(rx.recv(100).decode())
+        except socket.timeout:
+            return got
+
+    sb = Sandbox()
+    p, out, err = sb.start("--network", net, "--egress", f"all,{gw}:{port}/udp",
+                           cmd=["sleep", "100"])
+    try:
+        pid = sb.workload_pid(cmdline="sleep", timeout=60)
+        link = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show",
+                               "eth0"], capture_output=True, text=True).stdout
+        mac = re.search(r"link/ether (\S+)", link).group(1)
+        me = netns_addr4(pid)
+
+        def send(dst, payload):
+            r = subprocess.run(["nsenter", "-t", str(pid), "-n", "python3", "-c", RAW_UDP, mac,
+                                br_mac, me, dst, str(port), payload], capture_output=True,
+                               text=True, timeout=60)
+            assert r.returncode == 0, r
+        send(gw, "control")
+        assert received() == ["control"]
+        send("127.0.0.1", "loopback")
+        send("127.0.0.2", "loopback2")
+        assert received() == []
+    finally:
+        r = stop_server(sb, p, out, err)
+        rx.close()
+    assert r.verdict == "killed", r
+    assert_nothing_left(netenv, net, [r.pid])
