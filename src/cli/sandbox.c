@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "net/net.h"
 #include "util/error.h"
 
 /* Exit codes of `hull sandbox run` without --json (documented in --help). */
@@ -59,8 +60,23 @@ static void help(void)
            "  --copy-out-max SIZE   data all copy-outs may write to the host together;\n"
            "                        holes stay holes (default 64M)\n"
            "  --env KEY=VALUE       set an environment variable (repeatable)\n"
+           "Network:\n"
+           "  --network NAME|none|host\n"
+           "                        none (default): only loopback; NAME: a veth into\n"
+           "                        hull network NAME (hull0 is made on first use) with\n"
+           "                        an address, a default route and its own /etc/hosts\n"
+           "                        and /etc/resolv.conf; host: the host's network\n"
+           "                        (explicit opt-in, no isolation)\n"
+           "  --egress LIST         with NAME: what the sandbox may reach: all (default:\n"
+           "                        everything but the host and the network's other\n"
+           "                        members), none, or CIDR[:PORT[/tcp|udp]],... (IPv6 as\n"
+           "                        [ADDR/LEN]:PORT/PROTO), all among them allowed; the\n"
+           "                        host is reachable only where a rule names it\n"
+           "  --publish [HOSTIP:]HOSTPORT:PORT[/tcp|udp]\n"
+           "                        with NAME: the sandbox's PORT on the host's HOSTPORT\n"
+           "                        (every address, 127.0.0.1 included, unless HOSTIP;\n"
+           "                        IPv6 as [::1]:8080:80) (repeatable)\n"
            "Other:\n"
-           "  --network none|host   none (default): only loopback; host: the host's\n"
            "  --seccomp FILE        an OCI seccomp profile instead of the built-in one\n"
            "  --json                print the result as one JSON object\n"
            "\n"
@@ -209,6 +225,7 @@ enum run_kind {
     K_COPY_OUT,
     K_ENV,
     K_NETWORK,
+    K_PUBLISH,
     K_JSON,
     K_PULL,
 };
@@ -244,7 +261,9 @@ static const struct run_opt run_opts[] = {
     {"copy-out", K_COPY_OUT, 0, "PATH:HOST"},
     {"copy-out-max", K_SIZE, FIELD(copy_out_max), "a size (256M, 1G, 65536)"},
     {"env", K_ENV, 0, NULL},
-    {"network", K_NETWORK, 0, "none or host"},
+    {"network", K_NETWORK, 0, "none, host or a network name"},
+    {"egress", K_STRING, FIELD(egress), NULL},
+    {"publish", K_PUBLISH, 0, NULL},
     {"seccomp", K_STRING, FIELD(seccomp_path), NULL},
     {"json", K_JSON, 0, NULL},
 };
@@ -279,6 +298,37 @@ static int add_copy(struct hull_policy *p, const struct run_opt *o, const char *
     *list = nl;
     nl[(*n)++] = in ? (struct hull_copy){a, b} : (struct hull_copy){b, a};
     a = b = NULL;
+    return 0;
+}
+
+/* none | host | NAME (the last of several wins, as for every option). */
+static int set_network(struct hull_policy *p, const char *arg, const struct run_opt *o)
+{
+    free(p->network);
+    p->network = NULL;
+    p->network_host = strcmp(arg, "host") == 0;
+    if (strcmp(arg, "none") == 0 || p->network_host)
+        return 0;
+    if (!hull_net_name_valid(arg))
+        return bad("--network", arg, o->what);
+    p->network = strdup(arg);
+    return p->network ? 0 : EXIT_INTERNAL;
+}
+
+static int add_publish(struct hull_policy *p, const char *arg)
+{
+    struct hull_publish pub;
+    hull_error err = NULL;
+    if (hull_publish_parse(arg, &pub, &err) < 0) {
+        fprintf(stderr, "hull: sandbox run: %s\nTry 'hull sandbox --help'.\n", hull_error_msg(err));
+        hull_error_free(&err); /* said just above */
+        return EXIT_INTERNAL;
+    }
+    struct hull_publish *np = realloc(p->publish, (p->n_publish + 1) * sizeof(*np));
+    if (np == NULL)
+        return EXIT_INTERNAL;
+    p->publish = np;
+    p->publish[p->n_publish++] = pub;
     return 0;
 }
 
@@ -318,10 +368,9 @@ static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, con
     case K_ENV:
         return hull_policy_add_env(p, arg) < 0 ? EXIT_INTERNAL : 0;
     case K_NETWORK:
-        if (strcmp(arg, "none") != 0 && strcmp(arg, "host") != 0)
-            return bad(opt, arg, o->what);
-        p->network_host = strcmp(arg, "host") == 0;
-        return 0;
+        return set_network(p, arg, o);
+    case K_PUBLISH:
+        return add_publish(p, arg);
     case K_JSON:
         *json = true;
         return 0;
@@ -373,11 +422,17 @@ static int parse_run_options(int argc, char **argv, struct hull_policy *p, bool 
 /* Run the policy and report: JSON, or the program's output and a summary. */
 static int run_and_report(struct hull_policy *p, bool json)
 {
+    struct hull_result r;
+    hull_error err = NULL;
+    /* Bad input is said alone, without the warning below before it. */
+    if (hull_policy_validate(p, &err) < 0) {
+        fprintf(stderr, "hull: sandbox run: %s\n", hull_error_msg(err));
+        hull_error_free(&err); /* said just above */
+        return EXIT_INTERNAL;
+    }
     if (p->network_host)
         fprintf(stderr, "hull: warning: sandbox run: --network host: the sandbox shares the "
                         "host's network\n");
-    struct hull_result r;
-    hull_error err = NULL;
     p->cancel_fd = catch_cancel();
     if (hull_sandbox_run(p, &r, &err) < 0) {
         fprintf(stderr, "hull: sandbox run: %s\n", hull_error_msg(err));

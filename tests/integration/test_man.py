@@ -26,6 +26,7 @@ PAGES = {
     "hull-image.1": ([[HULL, "image", "--help"]] +
                      [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], {"--image"}),
     "hull-token.1": ([HULL, "token", "--help"], set()),
+    "hull-sandbox.1": ([HULL, "sandbox", "--help"], set()),
     "hulld.8": ([HULLD, "--help"], set()),
 }
 

@@ -280,6 +280,99 @@ static void test_from_json(void **state)
     hull_policy_free(&p);
 }
 
+/* "network": a name, or an object with the name, egress and publish. */
+static void test_from_json_network(void **state)
+{
+    (void)state;
+    struct hull_policy p;
+    hull_error err = NULL;
+    assert_int_equal(from_json("{\"cmd\": [\"x\"], \"network\": \"hull0\"}", &p, &err), 0);
+    assert_string_equal(p.network, "hull0");
+    assert_false(p.network_host);
+    assert_null(p.egress);
+    hull_policy_free(&p);
+    assert_int_equal(from_json("{\"cmd\": [\"x\"], \"network\": \"none\"}", &p, &err), 0);
+    assert_null(p.network);
+    assert_false(p.network_host);
+    hull_policy_free(&p);
+    assert_int_equal(from_json("{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\","
+                               " \"egress\": [\"198.18.0.0/15:8080/tcp\", \"[fd00::/8]\"],"
+                               " \"publish\": [\"8080:80\", \"[::1]:5353:53/udp\"]}}",
+                               &p, &err),
+                     0);
+    assert_string_equal(p.network, "n1");
+    assert_string_equal(p.egress, "198.18.0.0/15:8080/tcp,[fd00::/8]");
+    assert_int_equal(p.n_publish, 2);
+    assert_int_equal(p.publish[0].host_port, 8080);
+    assert_int_equal(p.publish[0].port, 80);
+    assert_string_equal(p.publish[0].host_ip, "");
+    assert_string_equal(p.publish[1].host_ip, "::1");
+    assert_true(p.publish[1].udp);
+    hull_policy_free(&p);
+    /* An empty allow-list allows nothing; a string is kept as written. */
+    assert_int_equal(from_json("{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\","
+                               " \"egress\": []}}",
+                               &p, &err),
+                     0);
+    assert_string_equal(p.egress, "none");
+    hull_policy_free(&p);
+    assert_int_equal(from_json("{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\","
+                               " \"egress\": \"all,10.0.0.1:6379\"}}",
+                               &p, &err),
+                     0);
+    assert_string_equal(p.egress, "all,10.0.0.1:6379");
+    hull_policy_free(&p);
+}
+
+/* egress and publish go with a named network only; not with host. */
+static void test_validate_network(void **state)
+{
+    (void)state;
+    struct hull_policy p;
+    hull_error err = NULL;
+    hull_policy_init(&p);
+    hull_policy_add_arg(&p, "true");
+    assert_int_equal(hull_policy_validate(&p, &err), 0);
+    p.egress = strdup("all");
+    assert_int_equal(hull_policy_validate(&p, &err), -1);
+    assert_string_equal(hull_error_msg(err), "egress: only with a hull network (--network NAME)");
+    hull_error_free(&err);
+    p.network_host = true;
+    assert_int_equal(hull_policy_validate(&p, &err), -1);
+    assert_string_equal(hull_error_msg(err),
+                        "egress: not with the host's network, which hull does not filter");
+    hull_error_free(&err);
+    p.network = strdup("n1");
+    assert_int_equal(hull_policy_validate(&p, &err), -1);
+    assert_string_equal(hull_error_msg(err),
+                        "network: a hull network and the host's network exclude each other");
+    hull_error_free(&err);
+    p.network_host = false;
+    assert_int_equal(hull_policy_validate(&p, &err), 0);
+    free(p.egress);
+    p.egress = strdup("1.2.3.4:0");
+    assert_int_equal(hull_policy_validate(&p, &err), -1);
+    assert_string_equal(hull_error_msg(err),
+                        "egress rule \"1.2.3.4:0\": port \"0\" is not 1-65535");
+    hull_error_free(&err);
+    free(p.egress);
+    p.egress = NULL;
+    free(p.network);
+    p.network = strdup("none");
+    assert_int_equal(hull_policy_validate(&p, &err), -1);
+    assert_non_null(strstr(hull_error_msg(err), "network: 'none' is not a network name"));
+    hull_error_free(&err);
+    free(p.network);
+    p.network = NULL;
+    p.publish = calloc(1, sizeof(*p.publish));
+    p.publish[0] = (struct hull_publish){.host_port = 8080, .port = 80};
+    p.n_publish = 1;
+    assert_int_equal(hull_policy_validate(&p, &err), -1);
+    assert_string_equal(hull_error_msg(err), "publish: only with a hull network (--network NAME)");
+    hull_error_free(&err);
+    hull_policy_free(&p);
+}
+
 static void test_from_json_errors_name_the_field(void **state)
 {
     (void)state;
@@ -315,7 +408,34 @@ static void test_from_json_errors_name_the_field(void **state)
          "files./etc/x: '/etc/x' must be under /tmp"},
         {"{\"cmd\": [\"x\"], \"files\": []}", "files"},
         {"{\"cmd\": [\"x\"], \"stdin\": 5}", "stdin: must be a string"},
-        {"{\"cmd\": [\"x\"], \"network\": \"bridge\"}", "network: must be \"none\" or \"host\""},
+        {"{\"cmd\": [\"x\"], \"network\": \"Bridge\"}", "network: 'Bridge' is not a network name"},
+        {"{\"cmd\": [\"x\"], \"network\": 7}",
+         "network: must be \"none\", \"host\", a network name"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"egress\": \"all\"}}",
+         "network.name: a network name is required"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"host\"}}",
+         "network.name: 'host' is not a network name (write \"network\": \"host\")"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"egres\": \"all\"}}",
+         "network.egres: unknown field (name, egress, publish)"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"egress\": \"10.0.0.0/33\"}}",
+         "network.egress: egress rule \"10.0.0.0/33\": prefix length"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"egress\": [\"all\", \"x\"]}}",
+         "network.egress[1]: egress rule \"x\": \"x\" is not an IP address"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"egress\": [\"none\", "
+         "\"1.2.3.4\"]}}",
+         "network.egress: --egress \"none,1.2.3.4\": \"none\" cannot be combined with rules"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"egress\": [1]}}",
+         "network.egress[0]: must be a string"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"egress\": 1}}",
+         "network.egress: must be a string"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"publish\": \"80:80\"}}",
+         "network.publish: must be an array"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"publish\": [\"80:80\", "
+         "\"80\"]}}",
+         "network.publish[1]: \"80\": want [HOSTIP:]HOSTPORT:PORT[/tcp|udp]"},
+        {"{\"cmd\": [\"x\"], \"network\": {\"name\": \"n1\", \"publish\": [\"8080:80\", "
+         "\"127.0.0.1:8080:81\"]}}",
+         "publish[1]: host port 8080/tcp is already published by publish[0]"},
         {"{\"cmd\": [\"x\"], \"workdir\": \"rel\"}", "workdir: 'rel' must be an absolute path"},
         {"{\"cmd\": [\"x\"], \"limit\": {\"memory\": \"1G\"}}", "limit: unknown field"},
         {"{\"cmd\": [\"x\"], \"rootfs\": \"/\"}", "rootfs: unknown field"},
@@ -543,6 +663,8 @@ int main(void)
         cmocka_unit_test(test_validate_paths),
         cmocka_unit_test(test_from_json),
         cmocka_unit_test(test_from_json_errors_name_the_field),
+        cmocka_unit_test(test_from_json_network),
+        cmocka_unit_test(test_validate_network),
         cmocka_unit_test(test_json_units),
         cmocka_unit_test(test_result_json_shape),
         cmocka_unit_test(test_result_text_or_base64),

@@ -1,27 +1,140 @@
-/* hull_net_attach/detach/release/adopt over the hull-net helper. (Owner: netcore; stub.) */
+/* hull_net_attach/detach/release/adopt: the caller's end of the hull-net
+ * helper protocol (helper.h). The requests and answers, one JSON object
+ * each:
+ *
+ *   attach  {"network", "member", "owner_pid", "tap", "egress", "hold",
+ *            "publish": [{"host_ip", "host_port", "port", "proto"}]}
+ *           + the member's netns fd (veth)  ->  {"ok", "lease": {...}} + TAP fd
+ *           then, with hold: {"op": "detach"} -> {"ok"}  (or EOF: undone too)
+ *   release {"member"}                  ->  {"ok"}
+ *   adopt   {"member", "owner_pid"}     ->  {"ok"}
+ *
+ * No libmnl or libnftables here: the static hull links this file. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "net/helper.h"
 #include "net/net.h"
+#include "util/json.h"
+
+struct hull_net_session {
+    struct hull_net_helper h;
+};
+
+static json_object *publish_json(const struct hull_publish *p, size_t n)
+{
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "host_ip", json_object_new_string(p[i].host_ip));
+        json_object_object_add(e, "host_port", json_object_new_int(p[i].host_port));
+        json_object_object_add(e, "port", json_object_new_int(p[i].port));
+        json_object_object_add(e, "proto", json_object_new_string(p[i].udp ? "udp" : "tcp"));
+        json_object_array_add(a, e);
+    }
+    return a;
+}
+
+static void copy_str(char *dst, size_t len, json_object *o, const char *key)
+{
+    const char *s = json_object_get_string(hj_get(o, key));
+    snprintf(dst, len, "%s", s ? s : "");
+}
+
+static void lease_from_json(json_object *o, struct hull_net_lease *l)
+{
+    memset(l, 0, sizeof(*l));
+    copy_str(l->network, sizeof(l->network), o, "network");
+    copy_str(l->member, sizeof(l->member), o, "member");
+    copy_str(l->host_ifname, sizeof(l->host_ifname), o, "host_ifname");
+    copy_str(l->ifname, sizeof(l->ifname), o, "ifname");
+    copy_str(l->mac, sizeof(l->mac), o, "mac");
+    copy_str(l->ip4, sizeof(l->ip4), o, "ip4");
+    copy_str(l->gw4, sizeof(l->gw4), o, "gw4");
+    copy_str(l->ip6, sizeof(l->ip6), o, "ip6");
+    copy_str(l->gw6, sizeof(l->gw6), o, "gw6");
+    l->prefix4 = (unsigned)json_object_get_int(hj_get(o, "prefix4"));
+    l->prefix6 = (unsigned)json_object_get_int(hj_get(o, "prefix6"));
+    l->mtu = (unsigned)json_object_get_int(hj_get(o, "mtu"));
+    json_object *dns = hj_get(o, "dns");
+    for (size_t i = 0; dns && i < json_object_array_length(dns) && i < HULL_NET_MAX_DNS; i++)
+        snprintf(l->dns[l->n_dns++], sizeof(l->dns[0]), "%s",
+                 json_object_get_string(json_object_array_get_idx(dns, i)));
+    l->tap_fd = -1;
+}
 
 int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_session **session,
                     struct hull_net_lease *lease, hull_error *err)
 {
-    return hull_error_set(err, ENOSYS, "network: not implemented yet");
+    if (session)
+        *session = NULL;
+    if (req->hold && !session)
+        return hull_error_set(err, EINVAL, "network: a held attach needs a session");
+    cleanup_json json_object *msg = json_object_new_object();
+    json_object_object_add(msg, "network",
+                           json_object_new_string(req->network ? req->network : HULL_NET_DEFAULT));
+    json_object_object_add(msg, "member", json_object_new_string(req->member ? req->member : ""));
+    json_object_object_add(msg, "owner_pid",
+                           json_object_new_int(req->owner_pid > 0 ? req->owner_pid : getpid()));
+    json_object_object_add(msg, "tap", json_object_new_boolean(req->tap));
+    json_object_object_add(msg, "hold", json_object_new_boolean(req->hold));
+    if (req->egress)
+        json_object_object_add(msg, "egress", json_object_new_string(req->egress));
+    json_object_object_add(msg, "publish", publish_json(req->publish, req->n_publish));
+    struct hull_net_helper h;
+    cleanup_json json_object *reply = NULL;
+    int tap_fd = -1;
+    if (hull_net_helper_start("attach", msg, req->tap ? -1 : req->netns_fd, &h, &reply, &tap_fd,
+                              err) < 0)
+        return -1;
+    lease_from_json(hj_get(reply, "lease"), lease);
+    lease->tap_fd = tap_fd;
+    if (req->tap && tap_fd < 0) {
+        hull_net_helper_end(&h, NULL);
+        return hull_error_set(err, EPROTO, "network helper: no TAP fd in the answer");
+    }
+    if (!req->hold)
+        return hull_net_helper_end(&h, err);
+    struct hull_net_session *s = malloc(sizeof(*s));
+    if (!s) {
+        if (tap_fd >= 0)
+            close(tap_fd);
+        lease->tap_fd = -1;
+        hull_net_helper_end(&h, NULL); /* EOF: the helper undoes the attach */
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
+    s->h = h;
+    *session = s;
+    return 0;
 }
 
 int hull_net_detach(struct hull_net_session *session, hull_error *err)
 {
-    return 0;
+    if (!session)
+        return 0;
+    cleanup_json json_object *msg = json_object_new_object();
+    json_object_object_add(msg, "op", json_object_new_string("detach"));
+    int rc = hull_net_helper_call(&session->h, msg, NULL, err);
+    if (hull_net_helper_end(&session->h, rc < 0 ? NULL : err) < 0)
+        rc = -1;
+    free(session);
+    return rc;
 }
 
 int hull_net_release(const char *member, hull_error *err)
 {
-    return 0;
+    cleanup_json json_object *msg = json_object_new_object();
+    json_object_object_add(msg, "member", json_object_new_string(member ? member : ""));
+    return hull_net_helper_once("release", msg, -1, NULL, NULL, err);
 }
 
 int hull_net_adopt(const char *member, pid_t owner_pid, hull_error *err)
 {
-    return hull_error_set(err, ENOSYS, "network: not implemented yet");
+    cleanup_json json_object *msg = json_object_new_object();
+    json_object_object_add(msg, "member", json_object_new_string(member ? member : ""));
+    json_object_object_add(msg, "owner_pid", json_object_new_int(owner_pid));
+    return hull_net_helper_once("adopt", msg, -1, NULL, NULL, err);
 }

@@ -180,6 +180,7 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
     }
     closedir(d);
     *removed += sweep_cgroups();
+    hull_sandbox_net_sweep();
     if (ret < 0)
         return hull_error_set(err, EIO, "sandbox cleanup: some leftovers could not be removed");
     return 0;

@@ -9,6 +9,8 @@
  * host is visible.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +21,9 @@
 #include "container/container.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/proc.h"
 #include "util/strv.h"
 
@@ -256,11 +260,36 @@ static int default_root(struct hull_sandbox_layout *lay, json_object *mounts, bo
     return 0;
 }
 
+/* A hull network's /etc/hosts and /etc/resolv.conf (network.c), bound
+ * read-only over the root's. A --rootfs or an image that lacks one keeps
+ * it lacking: its files are not ours to create. */
+static void net_etc_binds(json_object *mounts, const char *rootfs, const char *net_etc)
+{
+    static const char *const names[] = {"hosts", "resolv.conf"};
+    cleanup_close int rootfd = rootfs ? open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    for (size_t i = 0; i < 2; i++) {
+        char src[PATH_MAX], dst[64];
+        snprintf(src, sizeof(src), "%s/%s", net_etc, names[i]);
+        snprintf(dst, sizeof(dst), "/etc/%s", names[i]);
+        if (rootfs) {
+            hull_error e = NULL;
+            cleanup_close int fd = rootfd < 0 ? -1 : hull_resolve_in_root(rootfd, dst, 0, &e);
+            hull_error_free(&e); /* missing: said just below */
+            if (fd < 0) {
+                hull_debug("sandbox: network: %s has no %s, left without", rootfs, dst);
+                continue;
+            }
+        }
+        add_bind(mounts, src, dst, false);
+    }
+}
+
 /* The spec's mounts, or NULL. The default root becomes the shared skeleton
  * (root's path is changed to it). */
 static json_object *layout_mounts(const struct hull_policy *p, const char *empty_root,
-                                  bool container, struct hull_sandbox_layout *lay,
-                                  json_object *root, hull_error *err)
+                                  bool container, const char *net_etc,
+                                  struct hull_sandbox_layout *lay, json_object *root,
+                                  hull_error *err)
 {
     json_object *mounts = json_object_new_array();
     if (p->rootfs == NULL) {
@@ -282,6 +311,8 @@ static json_object *layout_mounts(const struct hull_policy *p, const char *empty
     add_mount(mounts, "/dev", "tmpfs", "tmpfs", dev_o);
     add_mount(mounts, "/dev/shm", "tmpfs", "shm", shm_o);
     add_mount(mounts, "/tmp", "tmpfs", "tmpfs", tmp_o);
+    if (net_etc)
+        net_etc_binds(mounts, p->rootfs, net_etc);
     for (size_t i = 0; i < p->n_binds; i++)
         add_bind(mounts, p->binds[i].source, p->binds[i].destination, p->binds[i].writable);
     /* The default layout's root is the same for every run: bind a shared
@@ -301,8 +332,8 @@ static json_object *layout_mounts(const struct hull_policy *p, const char *empty
 }
 
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
-                        const struct image_user *user, struct hull_sandbox_layout *lay,
-                        hull_error *err)
+                        const struct image_user *user, const char *net_etc,
+                        struct hull_sandbox_layout *lay, hull_error *err)
 {
     memset(lay, 0, sizeof(*lay));
     bool container = p->isolation == HULL_ISOLATION_CONTAINER;
@@ -331,7 +362,7 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     json_object_object_add(doc, "annotations", ann);
     json_object_object_add(doc, "process", process(p, lay, container ? user : NULL));
 
-    json_object *mounts = layout_mounts(p, empty_root, container, lay, root, err);
+    json_object *mounts = layout_mounts(p, empty_root, container, net_etc, lay, root, err);
     if (mounts == NULL) {
         json_object_put(doc);
         return -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hull.h"
+#include "sandbox/sandbox.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -306,7 +307,7 @@ static int validate(const struct hull_policy *p, const char *lim, hull_error *er
     }
     if (p->stdin_path && p->stdin_data)
         return hull_error_set(err, EINVAL, "stdin: give a file or data, not both");
-    return 0;
+    return hull_policy_net_validate(p, err);
 }
 
 int hull_policy_validate(const struct hull_policy *p, hull_error *err)
@@ -534,16 +535,8 @@ static int policy_from_doc(json_object *doc, struct hull_policy *p, hull_error *
         memcpy(p->stdin_data, json_object_get_string(in), p->stdin_len);
     }
     json_object *net = hj_get(doc, "network");
-    if (net != NULL) {
-        const char *n =
-            json_object_is_type(net, json_type_string) ? json_object_get_string(net) : "";
-        if (strcmp(n, "none") == 0)
-            p->network_host = false;
-        else if (strcmp(n, "host") == 0)
-            p->network_host = true;
-        else
-            return hull_error_set(err, EINVAL, "network: must be \"none\" or \"host\"");
-    }
+    if (net != NULL && hull_policy_net_from_json(net, p, err) < 0)
+        return -1;
     return validate(p, "limits.", err);
 }
 

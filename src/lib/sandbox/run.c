@@ -61,7 +61,8 @@ struct run {
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
-    uint64_t cpu_seen_ms; /* the last CPU time the supervisor saw */
+    uint64_t cpu_seen_ms;        /* the last CPU time the supervisor saw */
+    struct hull_sandbox_net net; /* --network NAME: the attachment and /etc files */
     char id[64];
 };
 
@@ -82,6 +83,8 @@ static void run_release(struct run *x)
         free(x->dirs[i]);
     if (x->have_ctx)
         hull_container_ctx_release(&x->c);
+    /* Whatever path got here: no veth, lease or rule outlives the run. */
+    hull_sandbox_net_release(&x->net);
     /* Last: the sandbox's processes are all gone (its init was reaped). */
     hull_closep(&x->uid_lock);
     hull_seccomp_filter_free(x->seccomp);
@@ -262,6 +265,7 @@ static void collect_stale(const struct hull_runtime *rt)
         hull_error_free(&e);
     }
     closedir(d);
+    hull_sandbox_net_sweep();
 }
 
 static void next_id(char *buf, size_t len)
@@ -555,6 +559,10 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
     const struct hull_policy *p = x->p;
     if (preflight(x, rootfs, err) < 0)
         return -1;
+    /* The id first: it names the network's files the layout binds. */
+    next_id(x->id, sizeof(x->id));
+    if (hull_sandbox_net_prepare(&x->net, p, x->id, err) < 0)
+        return -1;
     struct hull_policy local = *p;
     local.rootfs = *rootfs;
     /* Process level: a host uid no other run has (RLIMIT_NPROC and the
@@ -564,7 +572,8 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
         (x->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, x->user, &x->lay, err) < 0)
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, x->user,
+                            x->net.on ? x->net.dir : NULL, &x->lay, err) < 0)
         return -1;
     if (add_tmp_files(x) < 0)
         return hull_error_set(err, E2BIG, "too many files and directories to copy in");
@@ -618,13 +627,30 @@ static void ns_supervise(struct run *x, uint64_t start)
     verdict(x, status, why, have_stats ? &st : NULL);
 }
 
-/* The run itself: whatever fails here is its verdict, not an error. */
-static void ns_launch(struct run *x)
+/* A network that cannot be attached (no such network, a host port taken,
+ * the helper missing) is the caller's error, not the run's verdict: the
+ * program never started, and the container goes as if it never was. */
+static int ns_attach(struct run *x, const struct hull_runtime *rt, hull_error *err)
+{
+    if (hull_sandbox_net_attach(&x->net, x->p, x->id, x->c.launch.pid, err) == 0)
+        return 0;
+    kill_all(x);
+    waitpid(x->c.launch.pid, NULL, 0);
+    hull_error e = NULL;
+    if (hull_container_destroy(rt, x->c.dirfd, &x->c.cs, &e) < 0) {
+        hull_warn("sandbox %s: cleanup: %s", x->id, hull_error_msg(e));
+        hull_error_free(&e); /* warned; the attach error is the one returned */
+    }
+    return -1;
+}
+
+/* The run itself: whatever fails here is its verdict, not an error
+ * (but for a network that cannot be attached: ns_attach). */
+static int ns_launch(struct run *x, hull_error *err)
 {
     const struct hull_policy *p = x->p;
     struct hull_result *r = x->r;
     r->isolation = p->isolation;
-    next_id(x->id, sizeof(x->id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     collect_stale(&rt);
     struct hull_create_opts co = {.id = x->id, .bundle = "/"};
@@ -637,9 +663,12 @@ static void ns_launch(struct run *x)
     hull_error e = NULL;
     if (hull_container_setup(&rt, &co, &so, &x->c, &e) < 0) {
         internal_error(r, &e);
-        return;
+        return 0;
     }
     x->have_ctx = true;
+    /* The init and its network namespace exist; the program does not yet. */
+    if (ns_attach(x, &rt, err) < 0)
+        return -1;
     /* Only the sandbox may hold the write ends now, so EOF means it is done. */
     hull_closep(&x->out[1]);
     hull_closep(&x->err[1]);
@@ -654,6 +683,14 @@ static void ns_launch(struct run *x)
         waitpid(x->c.launch.pid, NULL, 0);
     } else {
         ns_supervise(x, start);
+    }
+    /* Every process of the sandbox is gone: its veth, lease and rules go
+     * now, not after the copy-outs. */
+    if (hull_sandbox_net_detach(&x->net, &e) < 0) {
+        hull_warn("sandbox %s: %s", x->id, hull_error_msg(e));
+        if (r->verdict != HULL_VERDICT_INTERNAL_ERROR)
+            internal_error(r, &e);
+        hull_error_free(&e); /* warned above (and kept as the verdict's error) */
     }
     /* Copy out of the /tmp the init handed us: still readable by fd. */
     if (p->n_copy_out) {
@@ -670,6 +707,7 @@ static void ns_launch(struct run *x)
             internal_error(r, &e);
         hull_error_free(&e); /* warned above (and kept as the verdict's error) */
     }
+    return 0;
 }
 
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
@@ -696,8 +734,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     if (ns_prepare(&x, &rootfs, err) < 0)
         return -1;
     hull_sandbox_image_result(&si, r);
-    ns_launch(&x);
-    return 0;
+    return ns_launch(&x, err);
 }
 
 const struct hull_sandbox_provider hull_provider_namespaces = {

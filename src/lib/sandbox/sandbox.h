@@ -11,6 +11,7 @@
 
 #include "linux/mounts.h"
 #include "linux/seccomp.h"
+#include "net/net.h"
 #include "spec/spec.h"
 #include "image/user.h"
 #include "vm/vm.h"
@@ -52,14 +53,44 @@ struct hull_sandbox_layout {
  * the caller dies. -1 with *err when every uid of the range is taken. */
 int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
 
+/* A sandbox on a hull network (network.c); all zero: none. */
+#define HULL_SANDBOX_NET_DIR "/run/hull/sandbox-net"
+struct hull_sandbox_net {
+    bool on;                          /* the policy names a network: dir holds the /etc files */
+    bool made_dir;                    /* dir is ours to remove */
+    char dir[128];                    /* HULL_SANDBOX_NET_DIR/<id>: hosts, resolv.conf */
+    struct hull_net_session *session; /* the held attachment, NULL before/after */
+    struct hull_net_lease lease;
+};
+/* Before the layout: the (empty) files it binds over /etc/hosts and
+ * /etc/resolv.conf; nothing without p->network (or at microVM level). */
+int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_policy *p,
+                             const char *id, hull_error *err);
+/* After the init exists, before it starts the program: a veth into its
+ * network namespace (member "sandbox-<id>") and the lease in the files. */
+int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
+                            pid_t init, hull_error *err);
+/* Undo the attachment (a no-op when there is none). */
+int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err);
+/* Detach (warning on failure) and remove the directory. */
+void hull_sandbox_net_release(struct hull_sandbox_net *n);
+/* Remove the directories of supervisors that are gone. */
+void hull_sandbox_net_sweep(void);
+
+/* The policy's network fields (policy_net.c): validated for every caller,
+ * and the request JSON's "network" (errors name the JSON path). */
+int hull_policy_net_validate(const struct hull_policy *p, hull_error *err);
+int hull_policy_net_from_json(json_object *net, struct hull_policy *p, hull_error *err);
+
 /* Build the spec (and the files the init writes) for a policy. uid_base
  * is, at container level, the host uid the sandbox's root maps to; at
  * process level, the host uid (and gid) the workload runs as. user, at
  * container level: an image's User (ids inside) instead of HULL_SANDBOX_UID;
- * NULL for the default. */
+ * NULL for the default. net_etc: a directory whose hosts and resolv.conf
+ * are bound read-only over /etc's (a hull network), or NULL. */
 int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uint32_t uid_base,
-                        const struct image_user *user, struct hull_sandbox_layout *lay,
-                        hull_error *err);
+                        const struct image_user *user, const char *net_etc,
+                        struct hull_sandbox_layout *lay, hull_error *err);
 void hull_sandbox_layout_free(struct hull_sandbox_layout *lay);
 /* The environment every workload starts from (the policy's env, and an
  * image's, replace these by name). */

@@ -51,6 +51,22 @@ const char *hull_session_id(const struct hull_session *s)
     return s->id;
 }
 
+/* A hull network's fields, for the attach at the start. -1: no memory. */
+static int copy_network(struct hull_policy *to, const struct hull_policy *p)
+{
+    if ((p->network && (to->network = strdup(p->network)) == NULL) ||
+        (p->egress && (to->egress = strdup(p->egress)) == NULL))
+        return -1;
+    if (p->n_publish) {
+        to->publish = calloc(p->n_publish, sizeof(*to->publish));
+        if (to->publish == NULL)
+            return -1;
+        memcpy(to->publish, p->publish, p->n_publish * sizeof(*to->publish));
+        to->n_publish = p->n_publish;
+    }
+    return 0;
+}
+
 /* What the sandbox needs before it exists: its policy, seccomp filter,
  * (process level) host uid and layout. */
 static int session_prepare(struct hull_session *s, const struct hull_policy *p, hull_error *err)
@@ -64,6 +80,8 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     s->policy.tmp_bytes = p->tmp_bytes;
     s->policy.open_files = p->open_files;
     s->policy.network_host = p->network_host;
+    if (copy_network(&s->policy, p) < 0)
+        return hull_error_set(err, ENOMEM, "out of memory");
     /* The idle init itself is not CPU-limited per process: the sandbox's
      * CPU is bounded by its quota (cpus), each exec by its own cpu_time. */
     s->policy.cpu_time_ms = 24ull * 3600 * 1000;
@@ -85,9 +103,15 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     if (p->isolation == HULL_ISOLATION_PROCESS &&
         (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
+    /* The id now: it names the network's files the layout binds. */
+    next_id(s->id, sizeof(s->id));
+    hull_sandbox_net_sweep();
+    if (hull_sandbox_net_prepare(&s->net, &s->policy, s->id, err) < 0)
+        return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
         hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, uid_base,
-                            s->img.has_user ? &s->img.user : NULL, &s->lay, err) < 0)
+                            s->img.has_user ? &s->img.user : NULL, s->net.on ? s->net.dir : NULL,
+                            &s->lay, err) < 0)
         return -1;
     bool container = p->isolation == HULL_ISOLATION_CONTAINER;
     s->host_uid = container ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
@@ -101,7 +125,6 @@ static int session_setup(struct hull_session *s, const struct hull_policy *p, hu
     cleanup_close int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return hull_error_errno(err, "open /dev/null");
-    next_id(s->id, sizeof(s->id));
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_create_opts co = {.id = s->id, .bundle = "/"};
     int stdio[3] = {null_fd, null_fd, null_fd};
@@ -117,6 +140,9 @@ static int session_start(struct hull_session *s, const struct hull_policy *p, hu
     hull_closep(&s->c.dirfd);
     s->tmpfd = s->c.launch.exported_fd;
     s->c.launch.exported_fd = -1;
+    /* The init and its network namespace exist; the idle loop does not yet. */
+    if (hull_sandbox_net_attach(&s->net, &s->policy, s->id, s->c.launch.pid, err) < 0)
+        return -1;
     if (hull_sync_send(s->c.launch.sync_fd, SYNC_START, 0, err) < 0 ||
         hull_wait_exec(s->c.launch.sync_fd, err) < 0)
         return -1;
@@ -151,6 +177,7 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
         hull_sandbox_layout_free(&s->lay);
         hull_policy_free(&s->policy);
         hull_closep(&s->uid_lock);
+        hull_sandbox_net_release(&s->net);
         hull_sandbox_image_close(&s->img);
         free(s);
         return hull_error_prefix(err, "create sandbox");
@@ -195,6 +222,8 @@ void hull_session_destroy(struct hull_session *s)
         hull_error_free(&e);
     }
     hull_closep(&s->tmpfd);
+    /* Every process of the sandbox is gone: its veth, lease and rules go. */
+    hull_sandbox_net_release(&s->net);
     /* Only now, with every process of the sandbox gone, is its uid free. */
     hull_closep(&s->uid_lock);
     hull_container_ctx_release(&s->c);

@@ -19,6 +19,7 @@ struct hull_session {
     int uid_lock;      /* process level: the claim on host_uid (uids.c), else -1 */
     bool paused;
     struct hull_sandbox_image img; /* policy.image: its mount and use mark */
+    struct hull_sandbox_net net;   /* policy.network: the attachment and /etc files */
 };
 
 #endif

@@ -245,7 +245,7 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
     uint32_t uid_base =
         s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
     int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, uid_base,
-                                  s->img.has_user ? &s->img.user : NULL, &lay, err);
+                                  s->img.has_user ? &s->img.user : NULL, NULL, &lay, err);
     hull_strv_free(ep.env);
     if (ret < 0)
         return -1;

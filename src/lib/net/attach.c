@@ -1,0 +1,507 @@
+/* A network up on the host, a member in and out of it, and the crash sweep
+ * (net_int.h). Every change runs under the lock of store.c; a failed step
+ * undoes the ones before it, so nothing half-made stays on the host. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/net_int.h"
+#include "util/fs.h"
+#include "util/proc.h"
+
+static void random_bytes(uint8_t *b, size_t n)
+{
+    if (getrandom(b, n, 0) != (ssize_t)n)
+        for (size_t i = 0; i < n; i++)
+            b[i] = (uint8_t)rand();
+}
+
+/* A locally administered unicast MAC (02:...). */
+static void random_mac(char buf[18])
+{
+    uint8_t b[5];
+    random_bytes(b, sizeof(b));
+    snprintf(buf, 18, "02:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4]);
+}
+
+static int sysctl_all(const char *bridge, const struct net_def *d, hull_error *err)
+{
+    /* Before the bridge goes up: it must never take a router advertisement
+     * (this host defaults to accept_ra=1) nor configure itself from one. */
+    if (nl_sysctl("ipv6", bridge, "accept_ra", "0", err) < 0 ||
+        nl_sysctl("ipv6", bridge, "autoconf", "0", err) < 0)
+        return -1;
+    /* Published ports on 127.0.0.1: the DNATed packet leaves through the
+     * bridge with a loopback source (masqueraded in postrouting). Packets
+     * from members to 127.0.0.0/8 are dropped by the input chain. */
+    if (nl_sysctl("ipv4", bridge, "route_localnet", "1", err) < 0)
+        return -1;
+    /* IPv6 forwarding for this bridge only (not all.forwarding, which would
+     * change how the host's uplink treats router advertisements). */
+    if (d->has6 && nl_sysctl("ipv6", bridge, "force_forwarding", "1", err) < 0)
+        return -1;
+    /* NAT needs the host to forward IPv4; documented in docs/network.md. */
+    if (!d->internal && hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0)
+        return -1;
+    return 0;
+}
+
+int net_network_down(const struct net_def *d, hull_error *err)
+{
+    if (nft_network_remove(d, err) < 0)
+        return -1;
+    return nl_link_delete(d->bridge, err);
+}
+
+int net_network_ensure(const struct net_def *d, hull_error *err)
+{
+    if (nl_link_index(d->bridge) == 0) {
+        char mac[18];
+        random_mac(mac);
+        /* A fixed MAC: a bridge otherwise takes its lowest port's, and the
+         * members' neighbour entries for the gateway would go stale. */
+        if (nl_bridge_create(d->bridge, mac, err) < 0)
+            return -1;
+        if (sysctl_all(d->bridge, d, err) < 0 ||
+            nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
+            (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
+            nl_link_up(d->bridge, err) < 0) {
+            nl_link_delete(d->bridge, NULL);
+            return -1;
+        }
+    } else if (!d->internal && hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0) {
+        return -1;
+    }
+    return nft_network_add(d, err);
+}
+
+/* Every subnet a new network must not overlap: the host's routes and
+ * addresses, and the other hull networks. */
+static int taken_prefixes(const struct net_def *defs, size_t n_defs, struct net_prefix **out,
+                          size_t *n, hull_error *err)
+{
+    if (nl_host_prefixes(out, n, err) < 0)
+        return -1;
+    struct net_prefix *v = realloc(*out, (*n + n_defs + 1) * sizeof(*v));
+    if (!v) {
+        free(*out);
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n_defs; i++)
+        v[(*n)++] = defs[i].subnet4;
+    *out = v;
+    return 0;
+}
+
+static int pick_bridge(const struct net_def *defs, size_t n_defs, char name[16], hull_error *err)
+{
+    for (unsigned i = 0; i < 10000; i++) {
+        snprintf(name, 16, NET_BRIDGE_PREFIX "%u", i);
+        bool used = nl_link_index(name) != 0;
+        for (size_t k = 0; k < n_defs && !used; k++)
+            used = strcmp(defs[k].bridge, name) == 0;
+        if (!used)
+            return 0;
+    }
+    return hull_error_set(err, ENOSPC, "no free bridge name");
+}
+
+static int check_subnet4(struct net_def *d, const struct net_create_opts *o,
+                         const struct net_def *defs, size_t n_defs, const struct net_prefix *taken,
+                         size_t n_taken, hull_error *err)
+{
+    if (!o->subnet)
+        return net_pick_subnet(taken, n_taken, &d->subnet4, err);
+    if (net_prefix_parse(o->subnet, AF_INET, &d->subnet4, err) < 0)
+        return hull_error_prefix(err, "--subnet");
+    if (d->subnet4.len < 8 || d->subnet4.len > 29)
+        return hull_error_set(err, EINVAL, "--subnet %s: the prefix must be /8 to /29", o->subnet);
+    struct net_prefix special[3];
+    net_prefix_parse("127.0.0.0/8", AF_INET, &special[0], NULL);
+    net_prefix_parse("224.0.0.0/3", AF_INET, &special[1], NULL);
+    net_prefix_parse("0.0.0.0/8", AF_INET, &special[2], NULL);
+    for (size_t i = 0; i < 3; i++)
+        if (net_prefix_overlap(&d->subnet4, &special[i]))
+            return hull_error_set(err, EINVAL, "--subnet %s: not a unicast range", o->subnet);
+    for (size_t i = 0; i < n_defs; i++)
+        if (net_prefix_overlap(&d->subnet4, &defs[i].subnet4))
+            return hull_error_set(err, EADDRINUSE, "--subnet %s: overlaps network %s", o->subnet,
+                                  defs[i].name);
+    for (size_t i = 0; i < n_taken; i++) {
+        if (!net_prefix_overlap(&d->subnet4, &taken[i]))
+            continue;
+        char t[64];
+        net_prefix_format(&taken[i], t, sizeof(t));
+        return hull_error_set(err, EADDRINUSE,
+                              "--subnet %s: overlaps %s, a route or address of the host", o->subnet,
+                              t);
+    }
+    return 0;
+}
+
+static int check_gateway(struct net_def *d, const struct net_create_opts *o, hull_error *err)
+{
+    net_prefix_host(&d->subnet4, 1, d->gw4);
+    if (!o->gateway)
+        return 0;
+    if (net_addr_parse(o->gateway, AF_INET, d->gw4) < 0)
+        return hull_error_set(err, EINVAL, "--gateway %s: not an IPv4 address", o->gateway);
+    uint64_t i = net_prefix_index(&d->subnet4, d->gw4);
+    if (!net_prefix_contains(&d->subnet4, d->gw4) || i == 0 ||
+        i >= net_prefix_capacity(&d->subnet4) + 2)
+        return hull_error_set(err, EINVAL, "--gateway %s: not a host address of the subnet",
+                              o->gateway);
+    return 0;
+}
+
+static int check_subnet6(struct net_def *d, const struct net_create_opts *o,
+                         const struct net_def *defs, size_t n_defs, hull_error *err)
+{
+    if (!o->ipv6)
+        return 0;
+    d->has6 = true;
+    if (net_prefix_parse(o->ipv6, AF_INET6, &d->subnet6, err) < 0)
+        return hull_error_prefix(err, "--ipv6");
+    if (d->subnet6.len < 64 || d->subnet6.len > 120)
+        return hull_error_set(err, EINVAL, "--ipv6 %s: the prefix must be /64 to /120", o->ipv6);
+    if (d->subnet6.addr[0] == 0xff || (d->subnet6.addr[0] == 0xfe && d->subnet6.addr[1] >= 0x80))
+        return hull_error_set(err, EINVAL, "--ipv6 %s: not a global or unique-local range",
+                              o->ipv6);
+    for (size_t i = 0; i < n_defs; i++)
+        if (defs[i].has6 && net_prefix_overlap(&defs[i].subnet6, &d->subnet6))
+            return hull_error_set(err, EADDRINUSE, "--ipv6 %s: overlaps network %s", o->ipv6,
+                                  defs[i].name);
+    net_prefix_host(&d->subnet6, 1, d->gw6);
+    return 0;
+}
+
+static int create_locked(const struct net_create_opts *o, struct net_def *d, hull_error *err)
+{
+    memset(d, 0, sizeof(*d));
+    if (!hull_net_name_valid(o->name))
+        return hull_error_set(err, EINVAL, "%s: not a network name ([a-z0-9][a-z0-9_.-]{0,31})",
+                              o->name);
+    struct net_def old;
+    if (net_def_load(o->name, &old, NULL) == 0)
+        return hull_error_set(err, EEXIST, "%s: a network of that name exists", o->name);
+    cleanup_free struct net_def *defs = NULL;
+    cleanup_free struct net_prefix *taken = NULL;
+    size_t n_defs = 0, n_taken = 0;
+    if (net_def_list(&defs, &n_defs, err) < 0 ||
+        taken_prefixes(defs, n_defs, &taken, &n_taken, err) < 0)
+        return -1;
+    snprintf(d->name, sizeof(d->name), "%s", o->name);
+    d->internal = o->internal;
+    d->allow_peers = o->allow_peers;
+    d->created = (long long)time(NULL);
+    if (check_subnet4(d, o, defs, n_defs, taken, n_taken, err) < 0 ||
+        check_gateway(d, o, err) < 0 || check_subnet6(d, o, defs, n_defs, err) < 0 ||
+        pick_bridge(defs, n_defs, d->bridge, err) < 0)
+        return -1;
+    if (net_def_save(d, err) < 0)
+        return -1;
+    if (net_network_ensure(d, err) < 0) {
+        net_network_down(d, NULL);
+        net_def_delete(d->name, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int net_network_create(const struct net_create_opts *o, struct net_def *out, hull_error *err)
+{
+    cleanup_close int lock = net_lock(err);
+    if (lock < 0)
+        return -1;
+    return create_locked(o, out, err);
+}
+
+/* The network a member joins: the default one is made on first use. */
+static int network_for(const char *name, struct net_def *d, hull_error *err)
+{
+    if (net_def_load(name, d, err) == 0)
+        return net_network_ensure(d, err);
+    if (hull_error_code(*err) != ENOENT || strcmp(name, HULL_NET_DEFAULT) != 0)
+        return -1;
+    hull_error_free(err);
+    struct net_create_opts o = {.name = HULL_NET_DEFAULT};
+    return create_locked(&o, d, err);
+}
+
+int net_member_undo(const struct net_member *m, hull_error *err)
+{
+    nft_member_remove(m, NULL);
+    if (nl_link_delete(m->host_ifname, err) < 0)
+        return -1;
+    return net_member_delete(m->member, err);
+}
+
+int net_sweep(hull_error *err)
+{
+    struct net_member *ms = NULL;
+    size_t n = 0;
+    if (net_member_list(NULL, &ms, &n, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start))
+            rc = net_member_undo(&ms[i], err);
+    net_members_free(ms, n);
+    return rc;
+}
+
+/* A host port hull or anyone else already listens on is refused. */
+static int check_publish(const struct hull_publish *p, const struct net_member *all, size_t n,
+                         hull_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < all[i].n_publish; k++)
+            if (all[i].publish[k].host_port == p->host_port && all[i].publish[k].udp == p->udp)
+                return hull_error_set(err, EADDRINUSE,
+                                      "--publish %u/%s: host port published by %s already",
+                                      p->host_port, p->udp ? "udp" : "tcp", all[i].member);
+    bool v6 = strchr(p->host_ip, ':') != NULL;
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (v6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(p->host_port);
+        inet_pton(AF_INET6, p->host_ip, &s6->sin6_addr);
+        len = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(p->host_port);
+        if (p->host_ip[0])
+            inet_pton(AF_INET, p->host_ip, &s4->sin_addr);
+        len = sizeof(*s4);
+    }
+    /* A probe: bind and close at once (SO_REUSEADDR: a port in TIME_WAIT is free). */
+    cleanup_close int s =
+        socket(ss.ss_family, (p->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (s < 0)
+        return hull_error_errno(err, "--publish: socket");
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(s, (struct sockaddr *)&ss, len) < 0)
+        return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
+                                p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
+    return 0;
+}
+
+/* Address and names for a new member of d. */
+static int pick_member(const struct hull_net_attach_req *req, const struct net_def *d,
+                       struct net_member *m, hull_error *err)
+{
+    struct net_member *peers = NULL;
+    size_t n = 0;
+    if (net_member_list(d->name, &peers, &n, err) < 0)
+        return -1;
+    cleanup_free uint64_t *used = calloc(n + 1, sizeof(*used));
+    if (!used) {
+        net_members_free(peers, n);
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        used[i] = net_prefix_index(&d->subnet4, peers[i].ip4);
+    used[n] = net_prefix_index(&d->subnet4, d->gw4);
+    net_members_free(peers, n);
+    uint64_t idx = net_pick_index(&d->subnet4, used, n + 1);
+    if (idx == 0) {
+        char s[64];
+        net_prefix_format(&d->subnet4, s, sizeof(s));
+        return hull_error_set(err, ENOSPC, "network %s: subnet %s is full", d->name, s);
+    }
+    net_prefix_host(&d->subnet4, idx, m->ip4);
+    if (d->has6) {
+        m->has6 = true;
+        net_prefix_host(&d->subnet6, idx, m->ip6);
+    }
+    snprintf(m->member, sizeof(m->member), "%s", req->member);
+    snprintf(m->network, sizeof(m->network), "%s", d->name);
+    random_mac(m->mac);
+    uint8_t r[4];
+    random_bytes(r, sizeof(r));
+    snprintf(m->host_ifname, sizeof(m->host_ifname), "%s%02x%02x%02x%02x",
+             req->tap ? NET_TAP_PREFIX : NET_VETH_PREFIX, r[0], r[1], r[2], r[3]);
+    m->tap = req->tap;
+    m->owner_pid = req->owner_pid;
+    m->owner_start = hull_pid_start_time(req->owner_pid);
+    if (m->owner_start == 0)
+        return hull_error_set(err, ESRCH, "owner pid %d: no such process", (int)req->owner_pid);
+    return 0;
+}
+
+/* The kernel side of a member: its interface on the bridge, its rules,
+ * the inside configured. */
+static int plumb(const struct hull_net_attach_req *req, const struct net_def *d,
+                 const struct net_member *m, const struct hull_egress *eg, int *tap_fd,
+                 hull_error *err)
+{
+    if (req->tap) {
+        *tap_fd = nl_tap_create(m->host_ifname, err);
+        if (*tap_fd < 0)
+            return -1;
+    } else if (nl_veth_create(m->host_ifname, "eth0", m->mac, req->netns_fd, err) < 0) {
+        return -1;
+    }
+    /* The host side is a bridge port only: no router advertisements, no
+     * addresses of its own (IPv6 off on it); then onto the bridge, the
+     * member's rules in place before the port goes up. */
+    if (nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
+        nl_sysctl("ipv6", m->host_ifname, "disable_ipv6", "1", err) < 0 ||
+        nl_link_set_master(m->host_ifname, d->bridge, !d->allow_peers, err) < 0 ||
+        nft_member_add(d, m, eg, err) < 0 || nl_link_up(m->host_ifname, err) < 0)
+        return -1;
+    if (!req->tap && nl_configure_inside(req->netns_fd, "eth0", d, m, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int attach_locked(const struct hull_net_attach_req *req, struct net_member *m, int *tap_fd,
+                         struct net_def *d, hull_error *err)
+{
+    struct hull_egress eg;
+    if (!net_member_id_valid(req->member))
+        return hull_error_set(err, EINVAL, "%s: not a member id", req->member);
+    if (!req->tap && req->netns_fd < 0)
+        return hull_error_set(err, EINVAL, "a veth member needs a network namespace");
+    if (hull_egress_parse(req->egress, &eg, err) < 0)
+        return hull_error_prefix(err, "--egress");
+    if (req->n_publish > HULL_NET_MAX_PUBLISH)
+        return hull_error_set(err, EINVAL, "--publish: more than %d ports", HULL_NET_MAX_PUBLISH);
+    if (net_sweep(err) < 0)
+        return hull_error_prefix(err, "sweep");
+    struct net_member old;
+    if (net_member_load(req->member, &old, NULL) == 0) {
+        net_member_free(&old);
+        return hull_error_set(err, EEXIST, "%s: already attached", req->member);
+    }
+    if (network_for(req->network, d, err) < 0)
+        return -1;
+    struct net_member *all = NULL;
+    size_t n_all = 0;
+    if (net_member_list(NULL, &all, &n_all, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < req->n_publish && rc == 0; i++)
+        rc = check_publish(&req->publish[i], all, n_all, err);
+    net_members_free(all, n_all);
+    if (rc < 0 || pick_member(req, d, m, err) < 0)
+        return -1;
+    m->egress = strdup(req->egress && *req->egress ? req->egress : "all");
+    memcpy(m->publish, req->publish, req->n_publish * sizeof(*req->publish));
+    m->n_publish = req->n_publish;
+    /* The lease first: if hull-net dies half-way, the sweep finds it and
+     * removes whatever of it exists. */
+    if (!m->egress || net_member_save(m, err) < 0)
+        return -1;
+    if (plumb(req, d, m, &eg, tap_fd, err) < 0) {
+        hull_closep(tap_fd);
+        net_member_undo(m, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int net_member_attach(const struct hull_net_attach_req *req, struct net_member *m, int *tap_fd,
+                      struct hull_net_lease *lease, hull_error *err)
+{
+    memset(m, 0, sizeof(*m));
+    *tap_fd = -1;
+    struct net_def d;
+    cleanup_close int lock = net_lock(err);
+    if (lock < 0)
+        return -1;
+    if (attach_locked(req, m, tap_fd, &d, err) < 0) {
+        net_member_free(m);
+        return hull_error_prefix(err, "network %s", req->network);
+    }
+    net_lease_fill(&d, m, lease);
+    lease->tap_fd = *tap_fd;
+    return 0;
+}
+
+int net_member_detach(const char *member, bool locked, hull_error *err)
+{
+    cleanup_close int lock = locked ? -1 : net_lock(err);
+    if (!locked && lock < 0)
+        return -1;
+    struct net_member m;
+    if (net_member_load(member, &m, err) < 0) {
+        if (hull_error_code(*err) != ENOENT)
+            return -1;
+        hull_error_free(err);
+        return 0;
+    }
+    int rc = net_member_undo(&m, err);
+    net_member_free(&m);
+    return rc;
+}
+
+static void read_dns(struct hull_net_lease *l)
+{
+    cleanup_file FILE *f = fopen("/etc/resolv.conf", "re");
+    char line[512], addr[INET6_ADDRSTRLEN];
+    while (f && fgets(line, sizeof(line), f) && l->n_dns < HULL_NET_MAX_DNS) {
+        if (sscanf(line, "nameserver %45s", addr) != 1)
+            continue;
+        /* The host's own loopback resolver is not reachable from a member. */
+        if (strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0)
+            continue;
+        snprintf(l->dns[l->n_dns++], sizeof(l->dns[0]), "%s", addr);
+    }
+}
+
+void net_lease_fill(const struct net_def *d, const struct net_member *m, struct hull_net_lease *l)
+{
+    memset(l, 0, sizeof(*l));
+    snprintf(l->network, sizeof(l->network), "%s", d->name);
+    snprintf(l->member, sizeof(l->member), "%s", m->member);
+    snprintf(l->host_ifname, sizeof(l->host_ifname), "%s", m->host_ifname);
+    snprintf(l->ifname, sizeof(l->ifname), "eth0");
+    snprintf(l->mac, sizeof(l->mac), "%s", m->mac);
+    net_addr_format(AF_INET, m->ip4, l->ip4, sizeof(l->ip4));
+    l->prefix4 = d->subnet4.len;
+    net_addr_format(AF_INET, d->gw4, l->gw4, sizeof(l->gw4));
+    if (m->has6) {
+        net_addr_format(AF_INET6, m->ip6, l->ip6, sizeof(l->ip6));
+        l->prefix6 = d->subnet6.len;
+        net_addr_format(AF_INET6, d->gw6, l->gw6, sizeof(l->gw6));
+    }
+    l->mtu = 1500;
+    l->tap_fd = -1;
+    read_dns(l);
+}
+
+json_object *net_lease_json(const struct hull_net_lease *l)
+{
+    json_object *o = json_object_new_object();
+#define S(k) json_object_object_add(o, #k, json_object_new_string(l->k))
+    S(network);
+    S(member);
+    S(host_ifname);
+    S(ifname);
+    S(mac);
+    S(ip4);
+    S(gw4);
+    S(ip6);
+    S(gw6);
+#undef S
+    json_object_object_add(o, "prefix4", json_object_new_int((int)l->prefix4));
+    json_object_object_add(o, "prefix6", json_object_new_int((int)l->prefix6));
+    json_object_object_add(o, "mtu", json_object_new_int((int)l->mtu));
+    json_object *dns = json_object_new_array();
+    for (size_t i = 0; i < l->n_dns; i++)
+        json_object_array_add(dns, json_object_new_string(l->dns[i]));
+    json_object_object_add(o, "dns", dns);
+    return o;
+}

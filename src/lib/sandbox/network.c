@@ -1,0 +1,146 @@
+/* A sandbox on a hull network (process and container levels; microVMs
+ * are vm/'s): the sandbox keeps its own network namespace, and hull-net
+ * puts a veth into it once its init exists.
+ *
+ *   prepare   before the layout: HULL_SANDBOX_NET_DIR/<id>/{hosts,resolv.conf},
+ *             empty for now, which the layout binds read-only over the
+ *             sandbox's /etc/hosts and /etc/resolv.conf (the host's own
+ *             files never show)
+ *   attach    after hull_container_setup, before SYNC_START: the init's
+ *             netns to hull_net_attach (hold: the helper undoes it when we
+ *             ask, or when we die), then the lease's addresses written into
+ *             those same files (in place: the binds hold their inodes)
+ *   release   after the run: detach (veth, lease, rules) and the directory
+ *
+ * A supervisor killed with SIGKILL leaves only the directory (the helper
+ * sees its socket close and detaches); hull_sandbox_net_sweep() removes
+ * the directories of supervisors that are gone, as collect_stale() does
+ * for their state.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "sandbox/sandbox.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_policy *p,
+                             const char *id, hull_error *err)
+{
+    memset(n, 0, sizeof(*n));
+    if (p->network == NULL || p->isolation == HULL_ISOLATION_MICROVM)
+        return 0;
+    snprintf(n->dir, sizeof(n->dir), "%s/%s", HULL_SANDBOX_NET_DIR, id);
+    /* Root's alone (0700 up to here): only hull writes these files; the
+     * sandbox gets them read-only through binds whose sources the runtime
+     * opens for a user-namespaced init (SYNC_BIND_SOURCE). */
+    if (hull_mkdir_p(HULL_SANDBOX_NET_DIR, 0700, err) < 0)
+        return hull_error_prefix(err, "network");
+    if (mkdir(n->dir, 0755) < 0)
+        return hull_error_errno(err, "network: %s", n->dir);
+    n->made_dir = true;
+    cleanup_close int dfd = open(n->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return hull_error_errno(err, "network: %s", n->dir);
+    /* Mount points for now: the binds need their sources to exist (and to
+     * be files) when the layout is made, the contents come with the lease. */
+    static const char *const names[] = {"hosts", "resolv.conf"};
+    for (size_t i = 0; i < 2; i++) {
+        cleanup_close int fd =
+            openat(dfd, names[i], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return hull_error_errno(err, "network: %s/%s", n->dir, names[i]);
+    }
+    n->on = true;
+    return 0;
+}
+
+int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
+                            pid_t init, hull_error *err)
+{
+    if (!n->on)
+        return 0;
+    char member[sizeof(n->lease.member)];
+    snprintf(member, sizeof(member), "%s%s", strncmp(id, "sandbox-", 8) == 0 ? "" : "sandbox-", id);
+    /* init is our unreaped child (waiting for SYNC_START), so the pid
+     * cannot name another process: this is the sandbox's own namespace. */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)init);
+    cleanup_close int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0)
+        return hull_error_errno(err, "network %s: %s", p->network, path);
+    struct hull_net_attach_req req = {
+        .network = p->network,
+        .member = member,
+        .owner_pid = 0,
+        .tap = false,
+        .netns_fd = nsfd,
+        .egress = p->egress,
+        .publish = p->publish,
+        .n_publish = p->n_publish,
+        /* Held: undone by hull_net_detach, or by the helper itself when
+         * this process dies without asking (the socket closes). */
+        .hold = true,
+    };
+    /* Its errors name the network already. */
+    if (hull_net_attach(&req, &n->session, &n->lease, err) < 0)
+        return -1;
+    cleanup_close int dfd = open(n->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return hull_error_errno(err, "network: %s", n->dir);
+    /* Written in place before the program starts: it never sees them empty. */
+    return hull_net_write_etc(&n->lease, "sandbox", dfd, err);
+}
+
+int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err)
+{
+    struct hull_net_session *s = n->session;
+    n->session = NULL;
+    if (s && hull_net_detach(s, err) < 0)
+        return hull_error_prefix(err, "network %s: detach", n->lease.network);
+    return 0;
+}
+
+void hull_sandbox_net_release(struct hull_sandbox_net *n)
+{
+    hull_error e = NULL;
+    if (hull_sandbox_net_detach(n, &e) < 0) {
+        hull_warn("sandbox: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    if (n->made_dir && hull_rm_rf_at(AT_FDCWD, n->dir, &e) < 0) {
+        hull_warn("sandbox: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    n->made_dir = n->on = false;
+}
+
+void hull_sandbox_net_sweep(void)
+{
+    DIR *d = opendir(HULL_SANDBOX_NET_DIR);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        /* The id names its supervisor: sandbox-PID-... or session-PID-... */
+        int pid = 0;
+        if ((sscanf(de->d_name, "sandbox-%d-", &pid) != 1 &&
+             sscanf(de->d_name, "session-%d-", &pid) != 1) ||
+            pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        hull_error e = NULL;
+        if (hull_rm_rf_at(dirfd(d), de->d_name, &e) < 0)
+            hull_debug("sandbox: stale %s/%s: %s", HULL_SANDBOX_NET_DIR, de->d_name,
+                       hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    closedir(d);
+}

@@ -1,0 +1,607 @@
+"""`hull sandbox run --network NAME` end to end (docs/sandbox.md, Networks).
+
+Real bridges, veths and nftables rules; a test "internet" (netlib.py: an
+`ip netns` upstream with http.servers behind the root namespace, and a
+client namespace standing in for another machine). Traffic never leaves
+this machine.
+
+Every test uses networks of its own, in state directories of this module's
+own ($HULL_NET_RUN_DIR, $HULL_NET_CONFIG_DIR under the pytest tmp dir), so
+other sessions on the machine (their networks, leases and `prune`) and this
+one do not meet. After each run: no lease, no veth on the network's bridge,
+no nftables rule naming a member that is gone, no /etc files of the run.
+"""
+import concurrent.futures
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from netlib import Client, Upstream, client_ns, upstream  # noqa: F401 (fixtures)
+from sandboxlib import GENEROUS, HULL, Sandbox, state_dirs, wait_until
+
+SANDBOX_NET_DIR = Path("/run/hull/sandbox-net")
+
+# Programs run inside the sandbox (python3 from the host's /usr).
+FETCH = r"""
+import sys, urllib.request
+try:
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())
+except Exception as e:
+    print("FAIL", type(e).__name__, e)
+    sys.exit(3)
+"""
+# argv: HOST:PORT ... (IPv6 as [ADDR]:PORT) -> {"HOST:PORT": "open"|"closed"}
+PROBE = r"""
+import json, socket, sys
+out = {}
+for t in sys.argv[1:]:
+    host, port = t.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        out[t] = "open"
+    except Exception as e:
+        out[t] = "closed"
+print(json.dumps(out))
+"""
+# What the sandbox sees of its own network: /etc files and the gateway.
+SELF = r"""
+import json, socket, struct
+gw = ""
+for line in open("/proc/net/route").read().splitlines()[1:]:
+    f = line.split()
+    if f[1] == "00000000":
+        gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16)))
+print(json.dumps({"hosts": open("/etc/hosts").read(),
+                  "resolv": open("/etc/resolv.conf").read(),
+                  "gateway": gw,
+                  "ifaces": sorted(l.split(":")[0].strip()
+                                   for l in open("/proc/net/dev").read().splitlines()[2:])}))
+"""
+# A web server on port 8000: /quit ends it.
+SERVER = r"""
+import http.server, socket
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6  # "::" is dual-stack: IPv4 too
+class H(http.server.BaseHTTPRequestHandler):
+    timeout = 10  # a connection that sends nothing does not hold the server
+    def do_GET(self):
+        body = ("sandbox says " + self.path + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path == "/quit":
+            self.server.done = True
+    def log_message(self, *a):
+        pass
+s = S(("::", 8000), H)
+s.done = False
+while not s.done:
+    s.handle_request()
+"""
+
+
+def hull(*args, timeout=120):
+    return subprocess.run([HULL, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class NetEnv:
+    """This module's networks, in state directories of its own."""
+
+    def __init__(self, base: Path):
+        self.run_dir = base / "run"
+        self.config_dir = base / "config"
+        self.run_dir.mkdir(parents=True)
+        self.config_dir.mkdir(parents=True)
+        self.tag = f"sbt{os.getpid() % 100000}"
+        self.made = []
+        self._n = 0
+
+    def create(self, *opts):
+        """A fresh network (default subnet: the first free one)."""
+        self._n += 1
+        name = f"{self.tag}-{self._n}"
+        r = hull("network", "create", *opts, name)
+        assert r.returncode == 0, r
+        self.made.append(name)
+        return name
+
+    def inspect(self, name):
+        r = hull("network", "inspect", name)
+        assert r.returncode == 0, r
+        return json.loads(r.stdout)[0]
+
+    def remove_all(self):
+        for name in self.made:
+            hull("network", "remove", "--force", name)
+        self.made = []
+
+    def leases(self):
+        d = self.run_dir / "leases"
+        return sorted(os.listdir(d)) if d.exists() else []
+
+    def bridge_ports(self, name):
+        br = self.inspect(name)["bridge"]
+        out = subprocess.run(["ip", "-o", "link", "show", "master", br], capture_output=True,
+                             text=True).stdout
+        return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def netenv(tmp_path_factory):
+    env = NetEnv(tmp_path_factory.mktemp("netstate"))
+    saved = {k: os.environ.get(k) for k in ("HULL_NET_RUN_DIR", "HULL_NET_CONFIG_DIR")}
+    os.environ["HULL_NET_RUN_DIR"] = str(env.run_dir)
+    os.environ["HULL_NET_CONFIG_DIR"] = str(env.config_dir)
+    try:
+        yield env
+    finally:
+        env.remove_all()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def net(netenv):
+    """One ordinary network (isolated peers, NAT out) for most tests."""
+    return netenv.create()
+
+
+def nft_text():
+    return "".join(subprocess.run(["nft", "list", "table", fam, "hull"], capture_output=True,
+                                  text=True).stdout for fam in ("inet", "bridge"))
+
+
+def nft_orphans():
+    """hull-net's per-member veth names (hullv*: a sandbox's) that nftables
+    still mentions but no interface has: rules left behind. Other sessions'
+    live members have their interfaces, so they do not count; what other
+    sessions left before is in NFT_BASELINE."""
+    names = set(re.findall(r"\b(hullv[0-9a-f]{8})", nft_text()))
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return sorted(n for n in names - NFT_BASELINE
+                  if f" {n}:" not in links and f" {n}@" not in links)
+
+
+NFT_BASELINE = set()
+NFT_BASELINE = set(nft_orphans())
+
+
+def nft_member_addresses(netenv, name):
+    """Addresses of the network's members that hull's rules still name
+    (the network's own subnet and gateway are its rules, not a member's)."""
+    info = netenv.inspect(name)
+    nets = [ipaddress.ip_network(info["subnet"])]
+    if info.get("ipv6_subnet"):
+        nets.append(ipaddress.ip_network(info["ipv6_subnet"]))
+    own = {info["gateway"], info.get("ipv6_gateway")}
+    found = set()
+    for tok in re.findall(r"[0-9a-f:.]+(?![0-9a-f:./])", nft_text()):
+        try:
+            a = ipaddress.ip_address(tok)
+        except ValueError:
+            continue
+        if any(a in n for n in nets) and tok not in own:
+            found.add(tok)
+    return sorted(found)
+
+
+def assert_nothing_left(netenv, name, pids=()):
+    """No lease, veth, rule or /etc files of a finished run. Waits (hang
+    guard only) because a killed run's helper detaches asynchronously."""
+    def left():
+        out = {}
+        if netenv.leases():
+            out["leases"] = netenv.leases()
+        if netenv.bridge_ports(name):
+            out["veths"] = netenv.bridge_ports(name)
+        if nft_orphans():
+            out["nft"] = nft_orphans()
+        if nft_member_addresses(netenv, name):
+            out["nft addresses"] = nft_member_addresses(netenv, name)
+        etc = [d for d in (os.listdir(SANDBOX_NET_DIR) if SANDBOX_NET_DIR.exists() else [])
+               if any(d.startswith(f"sandbox-{p}-") for p in pids)]
+        if etc:
+            out["etc"] = etc
+        return out
+    assert wait_until(lambda: not left(), timeout=30), left()
+
+
+def run(sb, *opts, cmd, **kw):
+    return sb(*opts, cmd=cmd, **kw)
+
+
+# ---- through NAT to the test upstream ------------------------------------
+
+
+def test_fetch_from_upstream_through_nat(netenv, net, upstream):
+    sb = Sandbox()
+    r = run(sb, "--network", net, cmd=["python3", "-c", FETCH, upstream.url(8080)])
+    assert r.verdict == "ok", r
+    assert r.out == Upstream.body(8080)
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+def test_sandbox_sees_its_own_etc_and_eth0(netenv, net):
+    info = netenv.inspect(net)
+    sb = Sandbox()
+    r = run(sb, "--network", net, cmd=["python3", "-c", SELF])
+    assert r.verdict == "ok", r
+    me = json.loads(r.out)
+    assert "eth0" in me["ifaces"] and "lo" in me["ifaces"], me
+    assert me["gateway"] == info["gateway"], me
+    # hosts: localhost and the sandbox's own leased address, nothing of the host's.
+    lines = [line.split() for line in me["hosts"].splitlines() if line.strip()]
+    assert ["127.0.0.1", "localhost"] in lines, me["hosts"]
+    own = [f for f in lines if f[1:] == ["sandbox"]]
+    assert len(own) == 1, me["hosts"]
+    prefix = info["subnet"].rsplit(".", 1)[0] + "."
+    assert own[0][0].startswith(prefix), (own, info)
+    host_lines = {tuple(line.split("#")[0].split())
+                  for line in Path("/etc/hosts").read_text().splitlines()}
+    shown = {tuple(f) for f in lines}
+    assert not {h for h in host_lines & shown if h and "localhost" not in h}, me["hosts"]
+    assert "nameserver" in me["resolv"], me
+    assert me["resolv"] != Path("/etc/resolv.conf").read_text()
+    # The files are read-only for the sandbox.
+    r = run(sb, "--network", net, cmd=["sh", "-c", "echo x >> /etc/hosts"])
+    assert r.verdict == "exit_nonzero", r
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+def test_process_isolation_gets_the_network_too(netenv, net, upstream):
+    sb = Sandbox()
+    r = run(sb, "--isolation", "process", "--network", net,
+            cmd=["python3", "-c", FETCH, upstream.url(8081)])
+    assert r.verdict == "ok", r
+    assert r.out == Upstream.body(8081)
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+def test_library_request_json(netenv, net, upstream):
+    """The REST request's "network" object through the library
+    (sandboxtool: hull_policy_from_json + hull_sandbox_run)."""
+    tool = Path(HULL).resolve().parent / "tests" / "sandboxtool"
+    req = {"cmd": ["python3", "-c", PROBE, f"{upstream.addr4}:8080", f"{upstream.addr4}:8081"],
+           "limits": {"cpu_time": "60s", "wall_time": "120s"},
+           "network": {"name": net, "egress": [f"{upstream.addr4}:8081/tcp"]}}
+    # The tool is not beside hull-net: say where it is.
+    env = dict(os.environ, HULL_NET_HELPER=str(Path(HULL).resolve().parent / "hull-net"))
+    p = subprocess.run([str(tool)], input=json.dumps(req), capture_output=True, text=True,
+                       timeout=240, env=env)
+    assert p.returncode == 0, p
+    res = json.loads(p.stdout)
+    assert res["verdict"] == "ok", res
+    assert json.loads(res["stdout"]) == {f"{upstream.addr4}:8080": "closed",
+                                         f"{upstream.addr4}:8081": "open"}
+    req["network"] = {"name": net, "egress": ["bogus"]}
+    p = subprocess.run([str(tool)], input=json.dumps(req), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and "network.egress[0]: egress rule \"bogus\"" in p.stderr, p
+    assert_nothing_left(netenv, net)
+
+
+# ---- egress ----------------------------------------------------------------
+
+
+def test_egress_allow_list_one_port_open_one_closed(netenv, net, upstream):
+    sb = Sandbox()
+    a, b = f"{upstream.addr4}:8080", f"{upstream.addr4}:8081"
+    r = run(sb, "--network", net, "--egress", f"{upstream.addr4}:8080/tcp",
+            cmd=["python3", "-c", PROBE, a, b])
+    assert r.verdict == "ok", r
+    assert json.loads(r.out) == {a: "open", b: "closed"}
+    # A CIDR without a port opens both; none closes both; all opens both.
+    for egress, want in ((f"{upstream.net4}", "open"), ("none", "closed"), ("all", "open")):
+        r = run(sb, "--network", net, "--egress", egress, cmd=["python3", "-c", PROBE, a, b])
+        assert r.verdict == "ok", (egress, r)
+        assert json.loads(r.out) == {a: want, b: want}, egress
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+# ---- the host is closed ------------------------------------------------------
+
+
+class HostServer:
+    """A TCP listener on every address of the host (what a Redis or hulld
+    on the host would be), counting the connections it accepts."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.bind(("::", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def host_server():
+    s = HostServer()
+    yield s
+    s.close()
+
+
+def test_host_closed_unless_egress_names_it(netenv, net, host_server, client_ns):
+    sb = Sandbox()
+    gw = netenv.inspect(net)["gateway"]
+    port = host_server.port
+    # Another address of the host: the root side of the client netns' veth.
+    other = client_ns.host_addr4
+    targets = [f"{gw}:{port}", f"{other}:{port}"]
+    r = run(sb, "--network", net, cmd=["python3", "-c", PROBE, *targets])
+    assert r.verdict == "ok", r
+    assert json.loads(r.out) == {t: "closed" for t in targets}
+    # "all" is everything but the host: still closed.
+    r = run(sb, "--network", net, "--egress", "all", cmd=["python3", "-c", PROBE, *targets])
+    assert json.loads(r.out) == {t: "closed" for t in targets}, r
+    assert host_server.accepted == 0
+    # Named by a rule: that address and port, and nothing else of the host.
+    r = run(sb, "--network", net, "--egress", f"all,{gw}:{port}/tcp",
+            cmd=["python3", "-c", PROBE, *targets])
+    assert json.loads(r.out) == {targets[0]: "open", targets[1]: "closed"}, r
+    r = run(sb, "--network", net, "--egress", f"{other}/32",
+            cmd=["python3", "-c", PROBE, *targets])
+    assert json.loads(r.out) == {targets[0]: "closed", targets[1]: "open"}, r
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+# ---- peers -------------------------------------------------------------------
+
+
+def netns_addr4(pid):
+    """The IPv4 address of eth0 in the network namespace of pid."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-4", "-o", "addr", "show",
+                          "dev", "eth0"], capture_output=True, text=True).stdout
+    m = re.search(r"inet (\S+)/", out)
+    return m.group(1) if m else None
+
+
+def listening(pid, port):
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ss", "-Hltn"], capture_output=True,
+                         text=True).stdout
+    return f":{port} " in out
+
+
+def serve_in_sandbox(sb, *opts):
+    """A sandbox running SERVER: (Popen, out, err, host pid, its address)."""
+    p, out, err = sb.start(*opts, cmd=["python3", "-c", SERVER])
+    pid = sb.workload_pid(cmdline="python3", timeout=60)
+    assert wait_until(lambda: listening(pid, 8000), timeout=60), "server never listened"
+    return p, out, err, pid, netns_addr4(pid)
+
+
+def stop_server(sb, p, out, err):
+    p.send_signal(signal.SIGTERM)
+    return sb.finish(p, out, err)
+
+
+@pytest.mark.parametrize("allow_peers", [False, True])
+def test_peers_isolated_unless_allow_peers(netenv, allow_peers):
+    name = netenv.create(*(["--allow-peers"] if allow_peers else []))
+    a, b = Sandbox(), Sandbox()
+    p, out, err, _, addr = serve_in_sandbox(a, "--network", name)
+    try:
+        r = run(b, "--network", name, cmd=["python3", "-c", PROBE, f"{addr}:8000"])
+        assert r.verdict == "ok", r
+        want = "open" if allow_peers else "closed"
+        assert json.loads(r.out) == {f"{addr}:8000": want}
+    finally:
+        ra = stop_server(a, p, out, err)
+    assert ra.verdict == "killed", ra
+    assert_nothing_left(netenv, name, [ra.pid, r.pid])
+
+
+# ---- publish -----------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def host_get(host, port, path, timeout=5):
+    import urllib.request
+    h = f"[{host}]" if ":" in host else host
+    try:
+        return urllib.request.urlopen(f"http://{h}:{port}{path}", timeout=timeout).read().decode()
+    except OSError:
+        return None
+
+
+def test_publish_reachable_from_host_and_another_netns(netenv, net, client_ns):
+    sb = Sandbox()
+    port = free_port()
+    p, out, err, _, _ = serve_in_sandbox(sb, "--network", net, "--publish", f"{port}:8000")
+    try:
+        # From the host: 127.0.0.1 and another address of the host.
+        assert wait_until(lambda: host_get("127.0.0.1", port, "/lo"), timeout=30) == \
+            "sandbox says /lo\n"
+        assert host_get(client_ns.host_addr4, port, "/addr") == "sandbox says /addr\n"
+        # From another machine (the client netns) to the host's address.
+        assert client_ns.http_get(client_ns.host_addr4, port, "/client") == \
+            "sandbox says /client\n"
+        host_get("127.0.0.1", port, "/quit")
+        r = sb.finish(p, out, err)
+    except BaseException:
+        stop_server(sb, p, out, err)
+        raise
+    assert r.verdict == "ok", r
+    assert_nothing_left(netenv, net, [r.pid])
+    # Nothing answers there any more.
+    assert host_get("127.0.0.1", port, "/after", timeout=3) is None
+
+
+def test_publish_on_loopback_only(netenv, net, client_ns):
+    sb = Sandbox()
+    port = free_port()
+    p, out, err, _, _ = serve_in_sandbox(sb, "--network", net,
+                                         "--publish", f"127.0.0.1:{port}:8000")
+    try:
+        assert wait_until(lambda: host_get("127.0.0.1", port, "/lo"), timeout=30) == \
+            "sandbox says /lo\n"
+        assert client_ns.http_get(client_ns.host_addr4, port, "/client", timeout=3) is None
+    finally:
+        r = stop_server(sb, p, out, err)
+    assert r.verdict == "killed", r
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+# ---- IPv6 ----------------------------------------------------------------------
+
+
+def test_ipv6_when_the_network_has_it(netenv, upstream):
+    sub = f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::/64"
+    name = netenv.create("--ipv6", sub)
+    sb = Sandbox()
+    r = run(sb, "--network", name, cmd=["python3", "-c", FETCH, upstream.url(8080, v6=True)])
+    assert r.verdict == "ok", r
+    assert r.out == Upstream.body(8080)
+    # The egress allow-list speaks IPv6 too.
+    a, b = f"[{upstream.addr6}]:8080", f"[{upstream.addr6}]:8081"
+    r = run(sb, "--network", name, "--egress", f"[{upstream.addr6}/128]:8081/tcp",
+            cmd=["python3", "-c", PROBE, a, b])
+    assert r.verdict == "ok", r
+    assert json.loads(r.out) == {a: "closed", b: "open"}
+    r = run(sb, "--network", name, cmd=["sh", "-c", "cat /etc/hosts"])
+    v6 = [line.split()[0] for line in r.out.splitlines()
+          if line.split()[1:] == ["sandbox"] and ":" in line.split()[0]]
+    assert len(v6) == 1 and ipaddress.ip_address(v6[0]) in ipaddress.ip_network(sub), r
+    assert_nothing_left(netenv, name, [r.pid])
+
+
+# ---- nothing left behind ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_thousand_runs_leave_nothing(netenv):
+    """Plain runs, runs with egress rules and runs publishing a port (a
+    port of each worker's own), two at a time."""
+    name = netenv.create()
+    sb = Sandbox()
+    ports = {}
+    lock = threading.Lock()
+
+    def one(i):
+        with lock:
+            port = ports.setdefault(threading.get_ident(), free_port())
+        extra = [[], ["--egress", "198.18.0.0/15:8080/tcp,all"],
+                 ["--publish", f"127.0.0.1:{port}:80"]][i % 3]
+        a = sb.argv("--network", name, *extra, cmd=["true"], json_out=False)
+        p = subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = p.communicate(timeout=240)
+        return i, p.pid, p.returncode, err
+
+    pids = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+        for i, pid, rc, err in ex.map(one, range(1000)):
+            assert rc == 0, (i, err)
+            pids.append(pid)
+    assert_nothing_left(netenv, name, pids)
+    assert not [d for d in (os.listdir(SANDBOX_NET_DIR) if SANDBOX_NET_DIR.exists() else [])
+                if d.startswith("sandbox-") and not Path(f"/proc/{d.split('-')[1]}").exists()]
+    assert netenv.inspect(name)["members"] == []
+
+
+def test_killed_run_leaves_nothing(netenv, net):
+    sb = Sandbox()
+    port = free_port()
+    p, out, err = sb.start("--network", net, "--publish", f"{port}:8000",
+                           cmd=["sleep", "100"])
+    try:
+        assert wait_until(lambda: netenv.leases(), timeout=60), "never attached"
+        assert wait_until(lambda: netenv.bridge_ports(net), timeout=30)
+        sb.workload_pid(cmdline="sleep", timeout=60)
+    except AssertionError:
+        err.seek(0)
+        raise AssertionError(f"run did not start: {err.read()!r}")
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    out.close()
+    err.close()
+    # The helper holding the attachment saw hull go and undid it.
+    assert wait_until(lambda: not netenv.leases() and not netenv.bridge_ports(net), timeout=60), \
+        (netenv.leases(), netenv.bridge_ports(net))
+    # The next run sweeps the rest (the state, the /etc files).
+    r = run(Sandbox(), "--network", net, cmd=["true"])
+    assert r.verdict == "ok", r
+    assert not state_dirs(f"sandbox-{p.pid}-")
+    assert_nothing_left(netenv, net, [p.pid, r.pid])
+    assert host_get("127.0.0.1", port, "/", timeout=3) is None
+
+
+# ---- bad input -------------------------------------------------------------------
+
+
+def bad_run(*opts):
+    sb = Sandbox()
+    r = sb(*opts, cmd=["true"], json_out=True)
+    assert r.rc == 125 and r.j is None, r
+    assert r.stderr.startswith("hull: sandbox run: "), r
+    assert len([line for line in r.stderr.splitlines() if line.startswith("hull: ")]) == 1, r
+    return r
+
+
+def test_bad_input_is_refused_and_nothing_made(netenv, net):
+    r = bad_run("--network", "nosuchnet-sbt")
+    assert "nosuchnet-sbt" in r.stderr and "no such network" in r.stderr, r
+    r = bad_run("--network", net, "--egress", "10.0.0.0/8,bogus")
+    assert 'egress rule "bogus"' in r.stderr, r
+    r = bad_run("--network", net, "--egress", "1.2.3.4:70000/tcp")
+    assert "70000" in r.stderr, r
+    r = bad_run("--network", net, "--publish", "80")
+    assert '--publish "80"' in r.stderr, r
+    r = bad_run("--network", "Not_A-Name!")
+    assert "Not_A-Name!" in r.stderr, r
+    r = bad_run("--egress", "all")
+    assert "egress: only with a hull network" in r.stderr, r
+    r = bad_run("--network", "host", "--publish", "8080:80")
+    assert "publish: not with the host's network" in r.stderr, r
+    # A host port already taken: refused before the program runs.
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = bad_run("--network", net, "--publish", f"{port}:80")
+        assert str(port) in r.stderr and "taken" in r.stderr, r
+    assert_nothing_left(netenv, net, [r.pid])
+    assert not state_dirs(f"sandbox-{r.pid}-")
+
+
+def test_network_none_and_host_are_unchanged(netenv):
+    sb = Sandbox()
+    r = run(sb, "--network", "none", cmd=["python3", "-c", "print(open('/proc/net/dev').read())"])
+    assert r.verdict == "ok" and "eth0" not in r.out and "lo:" in r.out, r
+    r = run(sb, cmd=["cat", "/etc/hosts"])
+    assert r.out == "127.0.0.1 localhost sandbox\n::1 localhost\n", r
+    assert not (SANDBOX_NET_DIR.exists() and
+                [d for d in os.listdir(SANDBOX_NET_DIR) if d.startswith(f"sandbox-{r.pid}-")])
