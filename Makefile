@@ -241,6 +241,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/hull
 	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
 	install -m 0755 $(BUILD)/hull-image $(DESTDIR)$(PREFIX)/lib/hull/hull-image
+	install -m 0755 $(BUILD)/hull-net $(DESTDIR)$(PREFIX)/lib/hull/hull-net
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/

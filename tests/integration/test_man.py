@@ -19,6 +19,7 @@ OPT = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 # name beyond that help (hull's global --root, where state lives).
 IMAGE_VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "remove", "prune",
                "import", "load", "save", "bundle", "build", "prepare"]
+NETWORK_VERBS = ["create", "list", "inspect", "remove", "prune"]
 PAGES = {
     "hull-vm.1": ([HULL, "vm", "--help"], {"--root"}),
     # hull image: its own help and every command's (and `hull sandbox run
@@ -27,6 +28,10 @@ PAGES = {
                      [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], {"--image"}),
     "hull-token.1": ([HULL, "token", "--help"], set()),
     "hull-sandbox.1": ([HULL, "sandbox", "--help"], set()),
+    # hull network: each command's help (and the run options that use it)
+    "hull-network.1": ([[HULL, "network", "--help"]] +
+                       [[HULL, "network", v, "--help"] for v in NETWORK_VERBS],
+                       {"--network", "--egress", "--publish"}),
     "hulld.8": ([HULLD, "--help"], set()),
 }
 
@@ -81,7 +86,7 @@ def test_hull_page_points_to_the_others():
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
 @pytest.mark.parametrize("page", ["hull.1", "hull-vm.1", "hull-token.1", "hull-image.1",
-                                  "hulld.8"])
+                                  "hull-network.1", "hulld.8"])
 def test_man_page_renders_cleanly(page):
     r = subprocess.run(["groff", "-man", "-ww", "-z", str(MAN / page)], capture_output=True,
                        text=True, timeout=60)

@@ -194,7 +194,8 @@ int net_list(int argc, char **argv)
             return netcli_fail("list", &err);
         json_object_array_add(a, o);
     }
-    printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
     return 0;
 }
 
@@ -229,7 +230,8 @@ int net_inspect(int argc, char **argv)
             return netcli_fail("inspect", &err);
         json_object_array_add(a, o);
     }
-    printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
     return 0;
 }
 

@@ -2,6 +2,7 @@
  * (net_int.h). Every change runs under the lock of store.c; a failed step
  * undoes the ones before it, so nothing half-made stays on the host. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,6 +32,35 @@ static void random_mac(char buf[18])
     snprintf(buf, 18, "02:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4]);
 }
 
+/* IPv6 NAT needs forwarding on the bridge and on whatever interface the
+ * replies come in by. Not all.forwarding: that would also make every
+ * interface ignore router advertisements (the host's uplink among them).
+ * force_forwarding (per interface, Linux 6.17+) forwards without touching
+ * accept_ra: set on every interface there is, and on "default" for those
+ * made later. */
+static int ipv6_forwarding(hull_error *err)
+{
+    cleanup_dir DIR *dir = opendir("/proc/sys/net/ipv6/conf");
+    if (!dir)
+        return hull_error_errno(err, "open /proc/sys/net/ipv6/conf");
+    struct dirent *e;
+    while ((e = readdir(dir)))
+        if (e->d_name[0] != '.' && strcmp(e->d_name, "all") != 0 && strcmp(e->d_name, "lo") != 0)
+            nl_sysctl("ipv6", e->d_name, "force_forwarding", "1", NULL);
+    return nl_sysctl("ipv6", "default", "force_forwarding", "1", err);
+}
+
+/* NAT needs the host to forward (docs/network.md): IPv4 by ip_forward,
+ * IPv6 as above. Again on every attach: interfaces made since need it. */
+static int forwarding(const struct net_def *d, hull_error *err)
+{
+    if (d->internal)
+        return 0;
+    if (hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0)
+        return -1;
+    return d->has6 ? ipv6_forwarding(err) : 0;
+}
+
 static int sysctl_all(const char *bridge, const struct net_def *d, hull_error *err)
 {
     /* Before the bridge goes up: it must never take a router advertisement
@@ -43,14 +73,7 @@ static int sysctl_all(const char *bridge, const struct net_def *d, hull_error *e
      * from members to 127.0.0.0/8 are dropped by the input chain. */
     if (nl_sysctl("ipv4", bridge, "route_localnet", "1", err) < 0)
         return -1;
-    /* IPv6 forwarding for this bridge only (not all.forwarding, which would
-     * change how the host's uplink treats router advertisements). */
-    if (d->has6 && nl_sysctl("ipv6", bridge, "force_forwarding", "1", err) < 0)
-        return -1;
-    /* NAT needs the host to forward IPv4; documented in docs/network.md. */
-    if (!d->internal && hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0)
-        return -1;
-    return 0;
+    return forwarding(d, err);
 }
 
 int net_network_down(const struct net_def *d, hull_error *err)
@@ -69,17 +92,20 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
          * members' neighbour entries for the gateway would go stale. */
         if (nl_bridge_create(d->bridge, mac, err) < 0)
             return -1;
-        if (sysctl_all(d->bridge, d, err) < 0 ||
+        char alias[256];
+        net_alias(true, alias, sizeof(alias));
+        if (nl_link_set_alias(d->bridge, alias, err) < 0 || sysctl_all(d->bridge, d, err) < 0 ||
             nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
             (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
             nl_link_up(d->bridge, err) < 0) {
             nl_link_delete(d->bridge, NULL);
             return -1;
         }
-    } else if (!d->internal && hull_write_file("/proc/sys/net/ipv4/ip_forward", "1", 1, err) < 0) {
-        return -1;
+        return nft_network_add(d, err);
     }
-    return nft_network_add(d, err);
+    /* An existing bridge: its set elements come again with each member
+     * (nft_member_add); forwarding may have been turned off since. */
+    return forwarding(d, err);
 }
 
 /* Every subnet a new network must not overlap: the host's routes and
@@ -356,7 +382,10 @@ static int plumb(const struct hull_net_attach_req *req, const struct net_def *d,
     /* The host side is a bridge port only: no router advertisements, no
      * addresses of its own (IPv6 off on it); then onto the bridge, the
      * member's rules in place before the port goes up. */
-    if (nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
+    char alias[256];
+    net_alias(false, alias, sizeof(alias));
+    if (nl_link_set_alias(m->host_ifname, alias, err) < 0 ||
+        nl_sysctl("ipv6", m->host_ifname, "accept_ra", "0", err) < 0 ||
         nl_sysctl("ipv6", m->host_ifname, "disable_ipv6", "1", err) < 0 ||
         nl_link_set_master(m->host_ifname, d->bridge, !d->allow_peers, err) < 0 ||
         nft_member_add(d, m, eg, err) < 0 || nl_link_up(m->host_ifname, err) < 0)

@@ -85,6 +85,8 @@ struct net_member {
 
 const char *net_config_dir(void);
 const char *net_run_dir(void);
+/* The ifalias of hull's bridges ("hull <config dir>") and ports ("hull <run dir>"). */
+void net_alias(bool bridge, char *buf, size_t len);
 /* flock of HULL_NET_RUN_DIR/lock (made on first use); returns the fd. */
 int net_lock(hull_error *err);
 
@@ -111,6 +113,8 @@ int nl_link_index(const char *name); /* 0 when absent */
 int nl_bridge_create(const char *name, const char *mac, hull_error *err);
 int nl_link_delete(const char *name, hull_error *err); /* absent is fine */
 int nl_link_up(const char *name, hull_error *err);
+/* ifalias: "hull <state dir>" marks whose an interface is (prune.c). */
+int nl_link_set_alias(const char *name, const char *alias, hull_error *err);
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err);
 int nl_addr_add(const char *ifname, int family, const uint8_t addr[16], unsigned prefix, bool nodad,
                 hull_error *err);
@@ -125,6 +129,8 @@ int nl_tap_create(const char *name, hull_error *err);
 /* /proc/sys/net/<family>/conf/<ifname>/<key> = value. */
 int nl_sysctl(const char *family, const char *ifname, const char *key, const char *value,
               hull_error *err);
+/* nftables has table `name` of family ("inet" or "bridge"). */
+bool nl_nft_table_exists(const char *family, const char *name);
 /* Names of every link whose name starts with prefix; *out malloc'd [16]. */
 int nl_links_with_prefix(const char *prefix, char (**out)[16], size_t *n, hull_error *err);
 /* Every IPv4/IPv6 route and address prefix of the host (for the default subnet). */

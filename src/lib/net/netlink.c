@@ -4,12 +4,16 @@
 /* glibc's net/if.h before any linux/ header (libc-compat.h then skips the
  * kernel's duplicate definitions). */
 #include <net/if.h>
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
 #include <linux/if_tun.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <sched.h>
@@ -152,6 +156,20 @@ int nl_link_up(const char *name, hull_error *err)
     if (nl_open(&n, err) < 0)
         return -1;
     return link_up_sock(&n, name, err);
+}
+
+int nl_link_set_alias(const char *name, const char *alias, hull_error *err)
+{
+    cleanup_nl struct nl n = {0};
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    if (nl_open(&n, err) < 0)
+        return -1;
+    struct nlmsghdr *h = msg_link(buf, RTM_NEWLINK, 0, AF_UNSPEC);
+    mnl_attr_put_strz(h, IFLA_IFNAME, name);
+    mnl_attr_put_strz(h, IFLA_IFALIAS, alias);
+    if (nl_talk(&n, h, NULL, NULL) < 0)
+        return hull_error_errno(err, "set the alias of %s", name);
+    return 0;
 }
 
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err)
@@ -329,6 +347,42 @@ int nl_tap_create(const char *name, hull_error *err)
         return -1;
     }
     return fd;
+}
+
+bool nl_nft_table_exists(const char *fam, const char *name)
+{
+    int family = strcmp(fam, "inet") == 0 ? NFPROTO_INET : NFPROTO_BRIDGE;
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct mnl_socket *sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+    if (!sock)
+        return false;
+    bool found = false;
+    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0) {
+        struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+        h->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+        h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+        h->nlmsg_seq = (unsigned)time(NULL);
+        struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+        g->nfgen_family = (uint8_t)family;
+        g->version = NFNETLINK_V0;
+        mnl_attr_put_strz(h, NFTA_TABLE_NAME, name);
+        unsigned portid = mnl_socket_get_portid(sock);
+        if (mnl_socket_sendto(sock, h, h->nlmsg_len) >= 0) {
+            /* The table, then the ack; or only an error (ENOENT). */
+            ssize_t r;
+            int rc = MNL_CB_OK;
+            while (rc > MNL_CB_STOP && (r = mnl_socket_recvfrom(sock, buf, sizeof(buf))) > 0) {
+                struct nlmsghdr *m = (struct nlmsghdr *)buf;
+                if (m->nlmsg_type != NLMSG_ERROR && m->nlmsg_type != NLMSG_DONE)
+                    found = true;
+                rc = mnl_cb_run(buf, (size_t)r, h->nlmsg_seq, portid, NULL, NULL);
+            }
+            if (rc == MNL_CB_ERROR)
+                found = false;
+        }
+    }
+    mnl_socket_close(sock);
+    return found;
 }
 
 int nl_sysctl(const char *family, const char *ifname, const char *key, const char *value,

@@ -8,28 +8,42 @@
  * them, so a member's teardown deletes exactly its own objects. Each
  * change is one nft transaction: it applies whole or not at all. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/net_int.h"
+#include "util/error.h"
+
+/* One context for the process (making one reads iproute2's tables each
+ * time); hull-net is single-threaded and short-lived. */
+static struct nft_ctx *context(void)
+{
+    static struct nft_ctx *ctx;
+    if (!ctx && (ctx = nft_ctx_new(NFT_CTX_DEFAULT))) {
+        nft_ctx_buffer_output(ctx);
+        nft_ctx_buffer_error(ctx);
+    }
+    return ctx;
+}
 
 int nft_run(const char *script, hull_error *err)
 {
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    struct nft_ctx *ctx = context();
     if (!ctx)
         return hull_error_set(err, ENOMEM, "nftables: no context");
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
     int rc = nft_run_cmd_from_buffer(ctx, script);
+    /* Reading the buffers empties them for the next command. */
+    nft_ctx_get_output_buffer(ctx);
+    const char *e = nft_ctx_get_error_buffer(ctx);
     if (rc != 0 && err) {
-        const char *e = nft_ctx_get_error_buffer(ctx);
         /* The first line of nft's complaint says what; the rest points at it. */
         size_t n = e ? strcspn(e, "\n") : 0;
         hull_error_set(err, EIO, "nftables: %.*s", (int)n, n ? e : "failed");
     }
-    nft_ctx_free(ctx);
     return rc != 0 ? -1 : 0;
 }
 
@@ -89,19 +103,39 @@ static const char base_bridge[] =
 
 static bool table_exists(const char *family)
 {
-    char cmd[64];
-    snprintf(cmd, sizeof(cmd), "list table %s hull", family);
-    return nft_run(cmd, NULL) == 0;
+    /* One netlink request, not a listing of the whole table. */
+    return nl_nft_table_exists(family, "hull");
 }
+
+/* The tables are the kernel's, shared by every hull state directory, so
+ * their creation is serialised by a lock of its own (HULL_NET_RUN_DIR's
+ * lock is per state directory): two makers would each add the base rules. */
+#define NFT_LOCK "/run/lock/hull-net-nft.lock"
 
 int nft_ensure_base(hull_error *err)
 {
-    /* Under hull's lock: nobody else makes these tables between the test
-     * and the creation. */
+    /* Once per process: hull-net attaches one member and exits. */
+    static bool done;
+    if (done)
+        return 0;
+    if (table_exists("inet") && table_exists("bridge")) {
+        done = true;
+        return 0;
+    }
+    cleanup_close int lock = open(NFT_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0)
+        return hull_error_errno(err, "open %s", NFT_LOCK);
+    int rc;
+    do
+        rc = flock(lock, LOCK_EX);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return hull_error_errno(err, "lock %s", NFT_LOCK);
     if (!table_exists("inet") && nft_run(base_inet, err) < 0)
         return hull_error_prefix(err, "table inet hull");
     if (!table_exists("bridge") && nft_run(base_bridge, err) < 0)
         return hull_error_prefix(err, "table bridge hull");
+    done = true;
     return 0;
 }
 
@@ -289,6 +323,9 @@ int nft_member_add(const struct net_def *d, const struct net_member *m,
     struct script s;
     if (nft_ensure_base(err) < 0 || script_open(&s, err) < 0)
         return -1;
+    /* The network's elements again (no-ops when there): a ruleset flushed
+     * under a live bridge heals with its next member. */
+    network_elements(s.f, "add", d);
     member_inet(s.f, d, m, eg);
     member_bridge(s.f, m);
     return script_run(&s, err);

@@ -2,11 +2,12 @@
  * a crash left (stale leases, orphan bridges/veths/TAPs, orphan rules).
  *
  * Several hull installations (state directories) may share one kernel, so
- * an interface or rule counts as an orphan only when nothing could own it:
- * a bridge named hullbr... with no definition here and no port; a veth or
- * TAP named hullv... or hullt... with no lease here, on one of this
- * state's bridges or on none; a member chain whose interface is gone and
- * that has no lease here. */
+ * an interface or rule counts as an orphan only when nothing could own it.
+ * Interfaces carry their state directory in their ifalias ("hull <dir>");
+ * an orphan is one of ours that nothing accounts for: a
+ * bridge named hullbr... with no definition here and no port; a veth or
+ * TAP named hullv... or hullt... with no lease here. A member chain is an
+ * orphan when its interface is gone and it has no lease here. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,20 @@ static void master_of(const char *ifname, char *buf, size_t len)
     }
 }
 
+/* The interface is this state's: its alias says so. (An unmarked one may be
+ * another hull's half-way through an attach: never ours to delete.) */
+static bool ours(const char *ifname, bool bridge)
+{
+    char path[128], want[256], have[300] = "";
+    snprintf(path, sizeof(path), "/sys/class/net/%s/ifalias", ifname);
+    cleanup_file FILE *f = fopen(path, "re");
+    if (f && !fgets(have, sizeof(have), f))
+        have[0] = '\0';
+    have[strcspn(have, "\n")] = '\0';
+    net_alias(bridge, want, sizeof(want));
+    return strcmp(have, want) == 0;
+}
+
 static bool bridge_has_ports(const char *bridge)
 {
     char path[128];
@@ -111,11 +126,13 @@ static int prune_links(const struct state *s, size_t *count, hull_error *err)
         for (size_t i = 0; i < n && rc == 0; i++) {
             bool orphan;
             if (p == 2) {
-                orphan = !has_def_bridge(s, names[i]) && !bridge_has_ports(names[i]);
+                orphan = ours(names[i], true) && !has_def_bridge(s, names[i]) &&
+                         !bridge_has_ports(names[i]);
             } else {
                 char master[16];
                 master_of(names[i], master, sizeof(master));
-                orphan = !has_lease(s, names[i]) && (!master[0] || has_def_bridge(s, master));
+                orphan = ours(names[i], false) && !has_lease(s, names[i]) &&
+                         (!master[0] || has_def_bridge(s, master));
             }
             if (orphan && (rc = nl_link_delete(names[i], err)) == 0)
                 (*count)++;

@@ -28,6 +28,11 @@ const char *net_run_dir(void)
     return d && *d ? d : HULL_NET_RUN_DIR;
 }
 
+void net_alias(bool bridge, char *buf, size_t len)
+{
+    snprintf(buf, len, "hull %.200s", bridge ? net_config_dir() : net_run_dir());
+}
+
 int net_lock(hull_error *err)
 {
     char path[4096];
@@ -130,7 +135,8 @@ static int save_json(const char *dir, const char *name, json_object *o, hull_err
     cleanup_close int dfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
     if (dfd < 0)
         return hull_error_errno(err, "open %s", dir);
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     return hull_write_file_atomic(dfd, file, text, strlen(text), 0600, err);
 }
 
