@@ -599,6 +599,13 @@ struct hull_vm_oneshot_opts {
      * config is not applied here: argv, env and cwd are the caller's. */
     const char *image, *image_root;
     enum hull_pull_policy pull;
+    /* A hull network for the run's VM, as in hull_vm_create_opts: its own
+     * TAP and lease, released when the VM goes. NULL: no network card.
+     * A template restore (not cold) reconfigures the guest's card. */
+    const char *network;
+    const char *egress;
+    const struct hull_publish *publish;
+    size_t n_publish;
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;

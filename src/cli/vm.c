@@ -85,8 +85,9 @@ static void usage(void)
         "         [--image REF [--image-root DIR] [--pull missing|never]]\n"
         "         [--expect-kernel-sha256 H] [--expect-initrd-sha256 H] [--expect-rootfs-sha256 "
         "H]\n"
-        "         [--from-template] ID    (creates only; `start` boots it, from the\n"
-        "         cached template with --from-template)\n"
+        "         [--from-template] [--network NAME [--egress RULES] [--publish P]...] ID\n"
+        "         (creates only; `start` boots it, from the cached template with\n"
+        "         --from-template)\n"
         "  start ID | stop ID | pause ID | resume ID | delete [--force] ID | state ID\n"
         "  list [--format table|json]\n"
         "  exec [--detach] [--env K=V] [--cwd DIR] [--json] [limits] ID -- CMD [ARGS...]\n"
@@ -100,10 +101,15 @@ static void usage(void)
         "  run [--rootfs DIR | --image REF [--image-root DIR] [--pull P]] [--kernel F] [--accel "
         "A]\n"
         "      [--vm-memory 256M] [--cold] [--stdin FILE]\n"
+        "      [--network NAME [--egress RULES] [--publish P]...]\n"
         "      [--copy-in HOST:GUEST] [--copy-out GUEST:HOST] [--env K=V] [--cwd DIR] [limits] -- "
         "CMD...\n\n"
         "limits: --cpu-time 2s --wall-time 10s --memory 256M --pids 64 --output 1M --open-files "
         "64\n"
+        "network: --network NAME (a hull network: a TAP for the VM, its address from the\n"
+        "         network; `none` for no card, the default; `host` is refused),\n"
+        "         --egress none|all|CIDR[:PORT[/PROTO]],... (default all: not the host, not\n"
+        "         peers), --publish [HOSTIP:]HOSTPORT:PORT[/tcp|udp] (repeatable)\n"
         "environment: HULL_VM_ACCEL=kvm|tcg|auto, HULL_VM_CACHE=DIR, "
         "HULL_VM_BOOT_TIMEOUT=SECONDS\n");
 }
@@ -137,6 +143,9 @@ enum {
     O_IMAGE,
     O_IMAGE_ROOT,
     O_PULL,
+    O_NETWORK,
+    O_EGRESS,
+    O_PUBLISH,
     O_HELP,
 };
 
@@ -169,6 +178,9 @@ static const struct option all_opts[] = {
     {"image", required_argument, NULL, O_IMAGE},
     {"image-root", required_argument, NULL, O_IMAGE_ROOT},
     {"pull", required_argument, NULL, O_PULL},
+    {"network", required_argument, NULL, O_NETWORK},
+    {"egress", required_argument, NULL, O_EGRESS},
+    {"publish", required_argument, NULL, O_PUBLISH},
     {"help", no_argument, NULL, O_HELP},
     {0},
 };
@@ -183,6 +195,7 @@ struct vm_args {
     size_t nenv;
     struct hull_vm_file cin[32], cout[32];
     size_t ncin, ncout;
+    struct hull_publish pub[32];
 };
 
 static int split_pair(char *s, struct hull_vm_file *f)
@@ -225,6 +238,8 @@ static const struct {
     {O_IMAGE, offsetof(struct vm_args, c.image), false},
     {O_IMAGE_ROOT, offsetof(struct vm_args, c.image_root), false},
     {O_ACCEL, offsetof(struct vm_args, c.accel), false},
+    {O_NETWORK, offsetof(struct vm_args, c.network), false},
+    {O_EGRESS, offsetof(struct vm_args, c.egress), false},
     {O_EK, offsetof(struct vm_args, c.expect_kernel_sha256), false},
     {O_EI, offsetof(struct vm_args, c.expect_initrd_sha256), false},
     {O_ER, offsetof(struct vm_args, c.expect_rootfs_sha256), false},
@@ -278,6 +293,20 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
             return cli_usage_error(cli, "--format: unknown format '%s' (table or json)", optarg);
         a->format = optarg;
         break;
+    case O_PUBLISH: {
+        hull_error e = NULL;
+        if (a->c.n_publish >= sizeof(a->pub) / sizeof(a->pub[0]))
+            return cli_usage_error(cli, "--publish: at most %zu ports",
+                                   sizeof(a->pub) / sizeof(a->pub[0]));
+        if (hull_publish_parse(optarg, &a->pub[a->c.n_publish], &e) < 0) {
+            int r = cli_usage_error(cli, "%s", hull_error_msg(e));
+            hull_error_free(&e);
+            return r;
+        }
+        a->c.publish = a->pub;
+        a->c.n_publish++;
+        break;
+    }
     case O_ENV:
         if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
             return cli_usage_error(cli, "--env %s: must be K=V", optarg);
@@ -339,12 +368,13 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
 }
 
 #define LIMIT_OPTS O_MEMORY, O_CPU, O_WALL, O_PIDS, O_OUTPUT, O_FILES
-static const int CREATE_OPTS[] = {O_MEMORY, O_VCPUS,    O_KERNEL, O_ROOTFS,     O_ACCEL, O_EK, O_EI,
-                                  O_ER,     O_TEMPLATE, O_IMAGE,  O_IMAGE_ROOT, O_PULL,  0};
+static const int CREATE_OPTS[] = {O_MEMORY,  O_VCPUS,  O_KERNEL,   O_ROOTFS, O_ACCEL,      O_EK,
+                                  O_EI,      O_ER,     O_TEMPLATE, O_IMAGE,  O_IMAGE_ROOT, O_PULL,
+                                  O_NETWORK, O_EGRESS, O_PUBLISH,  0};
 static const int EXEC_OPTS[] = {LIMIT_OPTS, O_DETACH, O_ENV, O_CWD, O_JSON, 0};
-static const int RUN_OPTS[] = {LIMIT_OPTS, O_KERNEL, O_ROOTFS,     O_ACCEL, O_ENV,
-                               O_CWD,      O_VMMEM,  O_COLD,       O_STDIN, O_CIN,
-                               O_COUT,     O_IMAGE,  O_IMAGE_ROOT, O_PULL,  0};
+static const int RUN_OPTS[] = {LIMIT_OPTS,   O_KERNEL, O_ROOTFS,  O_ACCEL,  O_ENV,     O_CWD,
+                               O_VMMEM,      O_COLD,   O_STDIN,   O_CIN,    O_COUT,    O_IMAGE,
+                               O_IMAGE_ROOT, O_PULL,   O_NETWORK, O_EGRESS, O_PUBLISH, 0};
 static const int DELETE_OPTS[] = {O_FORCE, 0};
 static const int LIST_OPTS[] = {O_FORMAT, 0};
 static const int INITRD_OPTS[] = {O_KERNEL, 0};
@@ -517,6 +547,10 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
         .image = a->c.image,
         .image_root = a->c.image_root,
         .pull = a->c.pull,
+        .network = a->c.network,
+        .egress = a->c.egress,
+        .publish = a->c.publish,
+        .n_publish = a->c.n_publish,
     };
     struct hull_vm_oneshot_result r;
     hull_error err = NULL;

@@ -66,6 +66,14 @@ int conn_wait_frame(struct conn *c, struct frame *f);
 int agent_exec(struct conn *c, json_object *req);
 int agent_put_file(struct conn *c, json_object *req);
 int agent_get_file(struct conn *c, json_object *req);
+/* "net": configure the guest's network card as the host's lease says
+ * (agent_net.c). Once done, workloads share the guest's network namespace
+ * (agent_net_up) instead of getting an empty one of their own. */
+int agent_net(struct conn *c, json_object *req);
+extern bool agent_net_up;
+/* path (absolute) beneath the workload root, resolved by the kernel with
+ * RESOLVE_IN_ROOT: a symlink in the root cannot lead outside it. */
+int agent_open_in_root(const char *path, int flags, mode_t mode);
 /* Reap exited children that no request waits for (detached execs). */
 void agent_reap_detached(void);
 /* Build the workload seccomp filter once (agent_exec.c). */

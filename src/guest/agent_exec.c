@@ -730,9 +730,13 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
     };
     static char stack[256 << 10] __attribute__((aligned(16)));
     uint64_t t0 = now_ms();
-    pid_t pid = clone(
-        child_main, stack + sizeof(stack),
-        CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &a);
+    /* A VM on a hull network: workloads use the guest's card (the host's
+     * rules confine what it reaches; they hold no capability to change
+     * it). Otherwise an empty network namespace of their own. */
+    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    if (!agent_net_up)
+        flags |= CLONE_NEWNET;
+    pid_t pid = clone(child_main, stack + sizeof(stack), flags, &a);
     if (pid < 0)
         return conn_send_error(c, "exec: clone: %s", strerror(errno));
     close_fd(&f.ep[1]);

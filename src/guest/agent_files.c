@@ -47,7 +47,7 @@ static const char *check_path(const char *p)
     return NULL;
 }
 
-static int open_in_root(const char *path, int flags, mode_t mode)
+int agent_open_in_root(const char *path, int flags, mode_t mode)
 {
     int root = open(AGENT_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0)
@@ -128,7 +128,7 @@ int agent_put_file(struct conn *c, json_object *req)
     else
         *slash = 0;
     int dfd = strcmp(dir, "/") == 0 ? open(AGENT_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC)
-                                    : open_in_root(dir, O_PATH | O_DIRECTORY, 0);
+                                    : agent_open_in_root(dir, O_PATH | O_DIRECTORY, 0);
     if (dfd < 0)
         return conn_send_error(c, "put_file %s: %s: %s", path, dir, strerror(errno));
     snprintf(tmp, sizeof(tmp), ".hull-put-%d-%s", getpid(), base);
@@ -243,7 +243,7 @@ int agent_get_file(struct conn *c, json_object *req)
     const char *bad = check_path(path);
     if (bad)
         return conn_send_error(c, "get_file %s: %s", path ? path : "(none)", bad);
-    int fd = open_in_root(path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
+    int fd = agent_open_in_root(path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
     if (fd < 0) {
         /* With its errno, so the host can tell a missing file from others. */
         int e = errno;

@@ -331,6 +331,8 @@ static void handle(struct conn *c, struct frame *f)
         agent_put_file(c, req);
     else if (strcmp(op, "get_file") == 0)
         agent_get_file(c, req);
+    else if (strcmp(op, "net") == 0)
+        agent_net(c, req);
     else if (strcmp(op, "shutdown") == 0) {
         conn_send_ok(c);
         sync();

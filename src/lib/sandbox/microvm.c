@@ -5,7 +5,8 @@
  *
  * What the guest cannot offer is refused by name rather than ignored: host
  * binds, the host's network, and a custom seccomp profile (the agent applies
- * its own). Inline files travel as copy-ins of private temporary files. */
+ * its own). A hull network (--network NAME) is the VM's own TAP and lease
+ * (vm/vmnet.c). Inline files travel as copy-ins of private temporary files. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,9 +28,10 @@ static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
         return hull_error_set(err, ENOTSUP,
                               "bind: host binds are not available at microvm "
                               "isolation (use --copy-in)");
-    if (p->network_host)
+    if (p->network_host || (p->network && strcmp(p->network, "host") == 0))
         return hull_error_set(err, ENOTSUP,
-                              "network: a microVM has no network; --network host is refused");
+                              "network: a microVM cannot share the host's network (it has its "
+                              "own kernel); --network host is refused (give it --network NAME)");
     if (p->seccomp_path)
         return hull_error_set(err, ENOTSUP,
                               "seccomp: the microVM's agent applies its own "
@@ -186,6 +188,11 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
         .image = p->image,
         .image_root = p->image_root,
         .pull = HULL_PULL_NEVER,
+        /* A TAP and a lease of the run's own, released with its VM. */
+        .network = p->network,
+        .egress = p->egress,
+        .publish = p->publish,
+        .n_publish = p->n_publish,
     };
     struct hull_vm_oneshot_result vr;
     memset(&vr, 0, sizeof(vr));

@@ -44,6 +44,10 @@ int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_op
         .image = o->image,
         .image_root = o->image_root,
         .pull = o->pull,
+        .network = o->network,
+        .egress = o->egress,
+        .publish = o->publish,
+        .n_publish = o->n_publish,
     };
     if (vm_create(rt, &co, &vm, err) < 0)
         return hull_error_prefix(err, "create %s", o->id ? o->id : "");

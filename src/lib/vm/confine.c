@@ -159,13 +159,28 @@ static void child(const struct vm_spawn *s, int ef)
     int hold = s->hold_fd >= 0 ? fcntl(s->hold_fd, F_DUPFD, 101) : -1;
     if (s->hold_fd >= 0 && hold < 0)
         fail(ef, "keep the image's use mark");
+    /* The TAP out of the way too, until it takes its fixed number. */
+    int tap = s->tap_fd >= 0 ? fcntl(s->tap_fd, F_DUPFD_CLOEXEC, 102) : -1;
+    if (s->tap_fd >= 0 && tap < 0)
+        fail(ef, "keep the TAP");
     int null = open("/dev/null", O_RDWR);
     if (ef < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
     if (s->incoming_fd >= 0 && dup2(s->incoming_fd, 3) < 0)
         fail(ef, "dup2 incoming fd");
-    int keep[] = {ef, hold};
-    hull_close_fds_except(s->incoming_fd >= 0 ? 4 : 3, keep, hold >= 0 ? 2 : 1);
+    /* dup2 clears close-on-exec: QEMU gets the TAP (and nothing more of
+     * the host's network: the device is on a bridge hull's rules guard). */
+    if (tap >= 0 && dup2(tap, VM_TAP_FD) < 0)
+        fail(ef, "dup2 the TAP");
+    int keep[4], nkeep = 0;
+    keep[nkeep++] = ef;
+    if (hold >= 0)
+        keep[nkeep++] = hold;
+    if (s->incoming_fd >= 0)
+        keep[nkeep++] = 3;
+    if (tap >= 0)
+        keep[nkeep++] = VM_TAP_FD;
+    hull_close_fds_except(3, keep, (size_t)nkeep);
     /* Drop to the VM's uid: setgroups first (needs CAP_SETGID), then gid,
      * then uid, which takes every capability with it. */
     gid_t g = s->uid;
@@ -193,9 +208,11 @@ static void monitor_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
 }
 
-/* A as the monitor of an ephemeral VM. */
-static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller) __attribute__((noreturn));
-static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller)
+/* A as the monitor of an ephemeral VM. own_pidns: A's own pid namespace
+ * (for its children once QEMU is gone, see below). */
+static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller, int own_pidns)
+    __attribute__((noreturn));
+static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller, int own_pidns)
 {
     sigset_t set;
     monitor_signals(&set);
@@ -215,6 +232,12 @@ static void monitor(const struct vm_spawn *s, pid_t qemu, pid_t caller)
         kill(qemu, SIGKILL);
         while (waitpid(qemu, NULL, 0) < 0 && errno == EINTR)
             ;
+        /* A's children would be born in QEMU's pid namespace, whose init
+         * (QEMU) is dead: fork fails there (ENOMEM). The cleanup forks (the
+         * network helper releases the VM's lease), so children go back to
+         * A's own namespace, an ancestor, which setns allows. */
+        if (own_pidns >= 0)
+            setns(own_pidns, CLONE_NEWPID);
         if (s->cleanup)
             s->cleanup(s->cleanup_arg);
         _exit(0);
@@ -251,6 +274,7 @@ int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *mon, hull_error *e
         /* Only the pid namespace here: it applies to A's next child. The
          * rest B unshares itself, so B's pivot_root cannot move A's root
          * (pivot_root re-roots every process of its mount namespace). */
+        int own_pidns = s->attached ? open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC) : -1;
         if (unshare(CLONE_NEWPID) < 0)
             fail(ep[1], "unshare the pid namespace");
         pid_t b = fork();
@@ -269,7 +293,7 @@ int vm_spawn_vmm(const struct vm_spawn *s, pid_t *pid, pid_t *mon, hull_error *e
         close(pp[1]);
         if (!s->attached)
             _exit(0);
-        monitor(s, b, caller);
+        monitor(s, b, caller, own_pidns);
     }
     close(ep[1]);
     close(pp[1]);

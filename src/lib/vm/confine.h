@@ -8,6 +8,10 @@
 #include "hull.h"
 #include "linux/cgroup.h"
 
+/* The fd number QEMU finds the VM's TAP at (-netdev tap,fd=4). */
+#define VM_TAP_FD     4
+#define VM_TAP_FD_STR "4"
+
 struct vm_jail_file {
     const char *src;  /* host path */
     const char *name; /* visible to QEMU as /vm/<name>, read-only */
@@ -25,6 +29,7 @@ struct vm_spawn {
     struct hull_cgroup *cg; /* QEMU joins it before anything else */
     int incoming_fd;        /* becomes fd 3 (migration stream), -1 for none */
     int hold_fd;            /* kept open in QEMU to its end (a lock it holds), -1 for none */
+    int tap_fd;             /* the VM's TAP, becomes VM_TAP_FD; -1 for none */
     /* Keep a small parent process that dies with the caller and takes QEMU
      * with it (ephemeral VMs); cleanup runs in it when the caller is gone. */
     bool attached;

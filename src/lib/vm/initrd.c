@@ -2,7 +2,9 @@
  *
  * Debian's kernel builds the virtio transport, console and block drivers,
  * squashfs and overlayfs as modules, so the initramfs carries exactly those
- * (and what modules.dep says they need), in load order, and nothing else.
+ * (and what modules.dep says they need), in load order, and nothing else;
+ * plus the network card's driver, listed apart (hull/modules.net) and
+ * loaded only for a VM on a network (src/guest/agent_net.c).
  * The archive is cpio "newc" (the kernel's initramfs format) with every
  * field fixed (mtime 0, owner 0, inode numbers in order), so the same agent
  * and modules give the same bytes and the same sha256: the digest a user
@@ -29,12 +31,18 @@
 static const char *const wanted[] = {
     "virtio_mmio", "virtio_console", "virtio_blk", "squashfs", "overlay",
 };
+/* What it loads only for a VM with a network card (the "net" request):
+ * not at boot, so a VM without one boots no slower. */
+static const char *const wanted_net[] = {
+    "virtio_net",
+};
 
 #define MAX_MODS 32
 
 struct modset {
     char *path[MAX_MODS]; /* relative to /lib/modules/<release> */
     size_t n;
+    size_t n_boot; /* path[0..n_boot) at boot, the rest on demand (network) */
 };
 
 static const char *dep_line(const char *dep, const char *name)
@@ -122,19 +130,29 @@ static int resolve_modules(const char *release, struct modset *m, hull_error *er
     /* Optional: without it, a driver that is no module is reported missing below. */
     hull_read_file(p, &builtin, &l, NULL);
     int rc = 0;
-    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]) && !rc; i++) {
-        const char *line = dep_line(dep, wanted[i]);
+    size_t nb = sizeof(wanted) / sizeof(wanted[0]), nn = sizeof(wanted_net) / sizeof(wanted_net[0]);
+    for (size_t i = 0; i < nb + nn && !rc; i++) {
+        const char *name = i < nb ? wanted[i] : wanted_net[i - nb];
+        if (i == nb)
+            m->n_boot = m->n;
+        const char *line = dep_line(dep, name);
         if (line) {
             rc = add_module(dep, line, m, 0, err);
             continue;
         }
         char pat[64];
-        snprintf(pat, sizeof(pat), "/%s.ko", wanted[i]);
+        snprintf(pat, sizeof(pat), "/%s.ko", name);
+        /* A kernel without the network driver still runs VMs without a
+         * card; one with a card says so when the agent finds none. */
+        if (i >= nb)
+            continue;
         if (!builtin || !strstr(builtin, pat))
             rc = hull_error_set(err, ENOENT,
                                 "kernel %s has no %s driver (neither module nor built in)", release,
-                                wanted[i]);
+                                name);
     }
+    if (nn == 0)
+        m->n_boot = m->n;
     return rc;
 }
 
@@ -192,7 +210,7 @@ static int write_cpio(const char *dst, const char *agent, const char *release,
     int rc = add_entry(&c, "hull", S_IFDIR | 0755, NULL, 0, err);
     char *data = NULL;
     size_t len;
-    char order[4096] = "";
+    char order[4096] = "", order_net[4096] = "";
     if (!rc && m->n)
         rc = add_entry(&c, "hull/modules", S_IFDIR | 0755, NULL, 0, err);
     for (size_t i = 0; i < m->n && !rc; i++) {
@@ -207,11 +225,15 @@ static int write_cpio(const char *dst, const char *agent, const char *release,
         }
         free(data);
         data = NULL;
-        strncat(order, base, sizeof(order) - strlen(order) - 2);
-        strcat(order, "\n");
+        char *o = i < m->n_boot ? order : order_net;
+        strncat(o, base, sizeof(order) - strlen(o) - 2);
+        strcat(o, "\n");
     }
     if (!rc && m->n)
         rc = add_entry(&c, "hull/modules.order", S_IFREG | 0644, order, strlen(order), err);
+    /* Loaded by the agent when the host gives the VM a network. */
+    if (!rc && m->n > m->n_boot)
+        rc = add_entry(&c, "hull/modules.net", S_IFREG | 0644, order_net, strlen(order_net), err);
     if (!rc && (rc = hull_read_file(agent, &data, &len, err)) == 0)
         rc = add_entry(&c, "init", S_IFREG | 0755, data, len, err);
     free(data);
@@ -269,12 +291,14 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     char d[HULL_SHA256_HEX];
     int rc = vm_sha256_file(agent, d, err);
-    EVP_DigestUpdate(ctx, "hull-initrd-3 newc unsigned-modules agent ", 41);
+    EVP_DigestUpdate(ctx, "hull-initrd-4 newc unsigned-modules agent ", 41);
     EVP_DigestUpdate(ctx, d, 64);
     for (size_t i = 0; i < m->n && !rc; i++) {
         char src[PATH_MAX];
         snprintf(src, sizeof(src), "/lib/modules/%s/%s", release, m->path[i]);
         rc = vm_sha256_file(src, d, err);
+        /* Where the list splits (boot / network) is part of the layout. */
+        EVP_DigestUpdate(ctx, i < m->n_boot ? "b" : "n", 1);
         EVP_DigestUpdate(ctx, m->path[i], strlen(m->path[i]));
         EVP_DigestUpdate(ctx, d, 64);
     }

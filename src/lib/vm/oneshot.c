@@ -186,6 +186,10 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
         .image = o->image,
         .image_root = o->image_root,
         .pull = o->pull,
+        .network = o->network,
+        .egress = o->egress,
+        .publish = o->publish,
+        .n_publish = o->n_publish,
     };
     struct vm vm;
     int64_t t0 = hull_monotonic_ms();

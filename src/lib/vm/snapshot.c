@@ -239,6 +239,15 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
         json_object_object_add(img, "config", json_object_new_string(vm->image_config));
         json_object_object_add(m, "image", img);
     }
+    if (vm->network[0]) {
+        /* The guest has a network card: a VM restored from this needs
+         * one too (its own TAP and lease on this network, same egress; not
+         * the published ports, which the source VM may still hold). */
+        json_object *net = json_object_new_object();
+        json_object_object_add(net, "name", json_object_new_string(vm->network));
+        json_object_object_add(net, "egress", json_object_new_string(vm->egress));
+        json_object_object_add(m, "network", net);
+    }
     json_object *s = json_object_new_object();
     json_object_object_add(s, "sha256", json_object_new_string(sum->raw));
     json_object_object_add(s, "size", json_object_new_int64((int64_t)sum->raw_size));
@@ -416,6 +425,15 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         snprintf(vm->image_root, sizeof(vm->image_root), "%s", mget(m, "image", "store"));
         snprintf(vm->image_config, sizeof(vm->image_config), "%s", mget(m, "image", "config"));
     }
+    /* A VM made for this restore (a template's) brings its own network;
+     * `vm restore` takes the snapshot's. */
+    if (hj_get(m, "network") && !vm->network[0]) {
+        snprintf(vm->network, sizeof(vm->network), "%s", mget(m, "network", "name"));
+        snprintf(vm->egress, sizeof(vm->egress), "%s", mget(m, "network", "egress"));
+    }
+    if (!hj_get(m, "network") != !vm->network[0])
+        return hull_error_set(err, EINVAL, "the snapshot was made %s a network card",
+                              vm->network[0] ? "without" : "with");
     json_object *v;
     vm->memory_mb = (uint64_t)((v = hj_get(m, "memory_mb")) ? json_object_get_int64(v) : 0);
     vm->vcpus = (unsigned)((v = hj_get(m, "vcpus")) ? json_object_get_int(v) : 0);
@@ -515,6 +533,10 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
         snprintf(vm->restored_from, sizeof(vm->restored_from), "%s", file);
         struct vm_agent *a = NULL;
         rc = vm_agent_connect(vm, 30000, &a, err);
+        /* The guest still has the snapshot's address and MAC: it gets this
+         * VM's own lease. */
+        if (!rc)
+            rc = vm_net_configure(vm, a, err);
         vm_agent_close(a);
     } else if (!rc)
         rc = -1;

@@ -141,6 +141,48 @@ static json_object *artifact(const char *path, const char *sha)
     return o;
 }
 
+/* The network part of the record (vmnet.c does the rest). */
+json_object *vm_net_json(const struct vm *vm)
+{
+    if (!vm->network[0])
+        return NULL;
+    json_object *o = json_object_new_object();
+    add_str(o, "name", vm->network);
+    add_str(o, "egress", vm->egress[0] ? vm->egress : "all");
+    json_object *pub = json_object_new_array();
+    for (size_t i = 0; i < vm->n_publish; i++) {
+        const struct hull_publish *p = &vm->publish[i];
+        json_object *e = json_object_new_object();
+        add_str(e, "host_ip", p->host_ip);
+        json_object_object_add(e, "host_port", json_object_new_int(p->host_port));
+        json_object_object_add(e, "port", json_object_new_int(p->port));
+        add_str(e, "proto", p->udp ? "udp" : "tcp");
+        json_object_array_add(pub, e);
+    }
+    json_object_object_add(o, "publish", pub);
+    const struct hull_net_lease *l = &vm->lease;
+    if (!l->ip4[0])
+        return o; /* not running: no lease */
+    add_str(o, "mac", l->mac);
+    add_str(o, "ip", l->ip4);
+    json_object_object_add(o, "prefix", json_object_new_int((int)l->prefix4));
+    add_str(o, "gateway", l->gw4);
+    if (l->ip6[0]) {
+        add_str(o, "ip6", l->ip6);
+        json_object_object_add(o, "prefix6", json_object_new_int((int)l->prefix6));
+        add_str(o, "gateway6", l->gw6);
+    }
+    json_object *dns = json_object_new_array();
+    for (size_t i = 0; i < l->n_dns && i < HULL_NET_MAX_DNS; i++)
+        json_object_array_add(dns, json_object_new_string(l->dns[i]));
+    json_object_object_add(o, "dns", dns);
+    json_object_object_add(o, "mtu", json_object_new_int((int)l->mtu));
+    add_str(o, "tap", l->host_ifname);
+    add_str(o, "ifname", l->ifname);
+    add_str(o, "member", l->member);
+    return o;
+}
+
 json_object *vm_state_json(const struct vm *vm)
 {
     json_object *o = json_object_new_object();
@@ -181,6 +223,9 @@ json_object *vm_state_json(const struct vm *vm)
             json_object_object_add(img, "config", cfg);
         json_object_object_add(o, "image", img);
     }
+    json_object *net = vm_net_json(vm);
+    if (net)
+        json_object_object_add(o, "network", net);
     json_object_object_add(o, "qemu_uid", json_object_new_int64(vm->uid));
     if (vm->restored_from[0])
         add_str(o, "restored_from", vm->restored_from);
@@ -217,6 +262,49 @@ static int64_t get_int(json_object *o, const char *k)
 {
     json_object *v;
     return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+void vm_net_from_json(struct vm *vm, json_object *o)
+{
+    memset(&vm->lease, 0, sizeof(vm->lease));
+    vm->lease.tap_fd = -1;
+    if (!o)
+        return;
+    get_str(o, "name", vm->network, sizeof(vm->network));
+    get_str(o, "egress", vm->egress, sizeof(vm->egress));
+    json_object *pub = hj_get(o, "publish");
+    for (size_t i = 0; pub && json_object_is_type(pub, json_type_array) &&
+                       i < json_object_array_length(pub) && i < HULL_NET_MAX_PUBLISH;
+         i++) {
+        json_object *e = json_object_array_get_idx(pub, i);
+        struct hull_publish *p = &vm->publish[vm->n_publish++];
+        memset(p, 0, sizeof(*p));
+        get_str(e, "host_ip", p->host_ip, sizeof(p->host_ip));
+        p->host_port = (uint16_t)get_int(e, "host_port");
+        p->port = (uint16_t)get_int(e, "port");
+        char proto[8] = "";
+        get_str(e, "proto", proto, sizeof(proto));
+        p->udp = strcmp(proto, "udp") == 0;
+    }
+    struct hull_net_lease *l = &vm->lease;
+    get_str(o, "mac", l->mac, sizeof(l->mac));
+    get_str(o, "ip", l->ip4, sizeof(l->ip4));
+    l->prefix4 = (unsigned)get_int(o, "prefix");
+    get_str(o, "gateway", l->gw4, sizeof(l->gw4));
+    get_str(o, "ip6", l->ip6, sizeof(l->ip6));
+    l->prefix6 = (unsigned)get_int(o, "prefix6");
+    get_str(o, "gateway6", l->gw6, sizeof(l->gw6));
+    json_object *dns = hj_get(o, "dns");
+    for (size_t i = 0; dns && json_object_is_type(dns, json_type_array) &&
+                       i < json_object_array_length(dns) && i < HULL_NET_MAX_DNS;
+         i++)
+        snprintf(l->dns[l->n_dns++], sizeof(l->dns[0]), "%s",
+                 json_object_get_string(json_object_array_get_idx(dns, i)));
+    l->mtu = (unsigned)get_int(o, "mtu");
+    get_str(o, "tap", l->host_ifname, sizeof(l->host_ifname));
+    get_str(o, "ifname", l->ifname, sizeof(l->ifname));
+    get_str(o, "member", l->member, sizeof(l->member));
+    snprintf(l->network, sizeof(l->network), "%s", vm->network);
 }
 
 int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err)
@@ -280,5 +368,6 @@ int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
         snprintf(vm->image_config, sizeof(vm->image_config), "%s",
                  json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN));
     vm->image_hold_fd = -1;
+    vm_net_from_json(vm, hj_get(o, "network"));
     return 0;
 }

@@ -38,6 +38,11 @@ static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
                      vm->kernel.bzimage_sha256, vm->initrd.sha256, vm->rootfs.sha256,
                      (unsigned long long)vm->memory_mb, vm->vcpus, vm->accel,
                      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
+    /* A guest with a network card is another machine (the card's state is
+     * in the snapshot); which network it is on is not: the agent
+     * reconfigures the card after every restore. */
+    if (vm->network[0])
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "net\n");
     unsigned char md[32];
     EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
     hull_sha256_to_hex(md, key);

@@ -72,6 +72,7 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
               hull_error *err)
 {
     memset(vm, 0, sizeof(*vm));
+    vm->lease.tap_fd = -1;
     if (!o->id)
         return hull_error_set(err, EINVAL, "missing VM id");
     if (vm_dir_of(rt, o->id, vm->dir, sizeof(vm->dir), err) < 0)
@@ -100,6 +101,8 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
         return hull_error_set(err, EINVAL, "--image and --rootfs: give one rootfs, not both");
     if (access(vm->dir, F_OK) == 0)
         return hull_error_set(err, EEXIST, "VM %s already exists", vm->id);
+    if (vm_net_setup(vm, o, err) < 0)
+        return -1;
     if (vm_accel_resolve(o->accel, vm->accel, err) < 0 || vm_vmm()->available(err) < 0)
         return -1;
     /* Measure before anything boots: a mismatch stops here. */
@@ -126,6 +129,7 @@ int vm_make_dirs(struct vm *vm, hull_error *err)
 {
     vm->uid = uid_for(vm->id);
     vm->status = VM_CREATED;
+    vm->lease.tap_fd = -1;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -252,10 +256,23 @@ int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err)
     if (vm->image_digest[0] && (hold = vm_image_hold(vm, err)) < 0)
         return -1;
     vm->image_hold_fd = hold;
+    /* A VM on a network: its TAP (and lease) before QEMU, which inherits
+     * the fd; then the lease is QEMU's. */
+    if (vm_net_attach(vm, err) < 0) {
+        vm->image_hold_fd = -1;
+        return -1;
+    }
     int rc = vm_vmm()->start(vm, incoming_fd, vm->ephemeral, ephemeral_cleanup, vm, err);
     vm->image_hold_fd = -1;
-    if (rc < 0)
+    if (rc == 0)
+        rc = vm_net_adopt(vm, err);
+    if (rc < 0) {
+        /* QEMU may run (adopt failed): kill it before its lease goes. */
+        if (vm->pid > 0 && vm_qemu_alive(vm))
+            kill(vm->pid, SIGKILL);
+        vm_net_release(vm);
         return -1;
+    }
     vm->status = incoming_fd >= 0 ? VM_PAUSED : VM_RUNNING;
     return vm_save(vm, err);
 }
@@ -272,7 +289,10 @@ int vm_start(struct vm *vm, hull_error *err)
     struct vm_agent *a = NULL;
     if (vm_agent_connect(vm, vm_boot_timeout_ms(vm), &a, err) < 0)
         return start_failed(vm, err);
+    int rc = vm_net_configure(vm, a, err);
     vm_agent_close(a);
+    if (rc < 0)
+        return start_failed(vm, err);
     vm->boot_ms = hull_monotonic_ms() - t0;
     hull_debug("vm %s: agent ready after %lld ms", vm->id, (long long)vm->boot_ms);
     return vm_save(vm, err);
@@ -319,6 +339,8 @@ void vm_release(struct vm *vm)
         hull_cgroup_free(cg);
         vm->cgroup[0] = 0;
     }
+    /* QEMU is gone, and its TAP with it: now the lease and rules. */
+    vm_net_release(vm);
     static const char *const socks[] = {"run/qmp.sock", "run/agent.sock"};
     for (size_t i = 0; i < 2; i++) {
         char p[4200];

@@ -39,6 +39,7 @@
 
 #include "hull.h"
 #include "image/image.h"
+#include "net/net.h"
 
 #define HULL_VM_DEFAULT_MEMORY_MB 256
 #define HULL_VM_MIN_MEMORY_MB     96 /* this kernel needs 88 MiB to boot; keep a margin */
@@ -208,6 +209,14 @@ struct vm {
     /* While QEMU starts: the image's use mark (image_use), which QEMU
      * inherits and holds as long as it runs; -1 otherwise. Not saved. */
     int image_hold_fd;
+    /* A hull network (vmnet.c): its name ("" for none), the egress text
+     * and the published ports, as created; the lease while QEMU runs
+     * (lease.ip4 "" otherwise; lease.tap_fd only while QEMU starts). */
+    char network[HULL_NET_NAME_MAX + 1];
+    char egress[2048];
+    struct hull_publish publish[HULL_NET_MAX_PUBLISH];
+    size_t n_publish;
+    struct hull_net_lease lease;
 };
 
 /* The state directory of VMs under a runtime root. */
@@ -227,6 +236,34 @@ void vm_path(const struct vm *vm, const char *name, char *out, size_t len);
 /* flock on <dir>/<name>; returns the fd (close to unlock). */
 int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err);
 
+/* ---- networks (vmnet.c): a TAP on a hull network for QEMU ----
+ *
+ * The lease is taken when QEMU starts (a TAP made by the hull-net helper,
+ * its fd inherited by QEMU, which can make none itself), handed to QEMU's
+ * pid once it runs (so the crash sweep keeps it exactly as long as QEMU
+ * lives), and released when the VM stops, is deleted, or is found dead.
+ * The guest is told its address by the agent ("net" request) after every
+ * boot and every restore: a restored VM has a TAP and a lease of its own. */
+
+struct vm_create_opts;
+/* Check and record o's network, egress and publish in vm. */
+int vm_net_setup(struct vm *vm, const struct vm_create_opts *o, hull_error *err);
+/* Lease and TAP for vm (vm->lease, tap_fd open) before QEMU starts; no-op
+ * without a network. */
+int vm_net_attach(struct vm *vm, hull_error *err);
+/* QEMU runs (vm->pid): the lease is its; our copy of the TAP fd closes. */
+int vm_net_adopt(struct vm *vm, hull_error *err);
+/* The lease, TAP and rules go (a VM that has none: nothing happens);
+ * failures are warned about (the sweep retries). */
+void vm_net_release(struct vm *vm);
+struct vm_agent;
+/* Tell the guest its lease (agent "net" request). */
+int vm_net_configure(struct vm *vm, struct vm_agent *a, hull_error *err);
+/* The state document's "network" object; NULL without a network. */
+json_object *vm_net_json(const struct vm *vm);
+/* Back from it (vm_read). */
+void vm_net_from_json(struct vm *vm, json_object *o);
+
 /* ---- lifecycle (vm.c) ---- */
 
 struct vm_create_opts {
@@ -239,6 +276,9 @@ struct vm_create_opts {
     bool from_template;             /* recorded: `start` goes through the template */
     const char *image, *image_root; /* an image of the store instead of rootfs */
     enum hull_pull_policy pull;
+    const char *network, *egress; /* a hull network (vmnet.c); NULL: none */
+    const struct hull_publish *publish;
+    size_t n_publish;
 };
 int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
               hull_error *err);
@@ -283,6 +323,9 @@ int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_
  *     python3), o->accel (NULL = $HULL_VM_ACCEL or auto). Restored from the
  *     template of that configuration (made by a cold boot on first use)
  *     unless o->cold. Its QEMU dies with the calling process.
+ *   - network: o->network (with egress, publish) gives the VM a TAP and a
+ *     lease of its own (vmnet.c), released with the VM (or by its monitor
+ *     when the caller dies); NULL: no card.
  *   - files: o->copy_in[i].host -> .guest before the run, o->copy_out[i]
  *     .guest -> .host after it (binary-safe; guest paths absolute, inside
  *     the workload root, not /proc, /sys, /dev).

@@ -86,7 +86,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
 {
     if (qemu_available(err) < 0)
         return -1;
-    char mem[32], smp[16], append[512], name[128];
+    char mem[32], smp[16], append[512], name[128], nic[64];
     snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)vm->memory_mb);
     snprintf(smp, sizeof(smp), "%u", vm->vcpus);
     snprintf(name, sizeof(name), "hull-%s", vm->id);
@@ -135,6 +135,18 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("id=rootfs,file=/vm/rootfs,format=raw,if=none,readonly=on");
     A("-device");
     A("virtio-blk-device,drive=rootfs");
+    if (vm->lease.tap_fd >= 0) {
+        /* The TAP hull made (QEMU could not: no capability, no host
+         * network namespace), inherited as fd VM_TAP_FD; the card has the
+         * lease's MAC, which the bridge's anti-spoofing rules expect. After
+         * the disk, so the agent's port and the disk keep their virtio-mmio
+         * slots whether a VM has a card or not. */
+        A("-netdev");
+        A("tap,id=net0,fd=" VM_TAP_FD_STR ",vhost=off");
+        snprintf(nic, sizeof(nic), "virtio-net-device,netdev=net0,mac=%s", vm->lease.mac);
+        A("-device");
+        A(nic);
+    }
     A("-qmp");
     A("unix:/run/qmp.sock,server=on,wait=off");
     A("-sandbox");
@@ -196,6 +208,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         .cg = cg,
         .incoming_fd = incoming_fd,
         .hold_fd = vm->image_digest[0] ? vm->image_hold_fd : -1,
+        .tap_fd = vm->lease.tap_fd,
         .attached = attached,
         .cleanup = cleanup,
         .cleanup_arg = arg,
