@@ -164,3 +164,21 @@ def test_sdk_lists_networks(d):
     with pytest.raises(hull.PermissionDenied) as e:
         u.run(["true"], network={"name": name, "publish": ["18095:95"]})
     assert e.value.permission == "publish-public"
+
+
+def test_long_lived_sandbox_on_a_network(d):
+    name = create_network(d, "sbx")
+    r = post(d, "/v1/sandboxes", {"network": {"name": name, "egress": "none"}})
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        r = post(d, f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/proc/net/dev"]})
+        assert r.status == 200 and r.json["verdict"] == "ok", r
+        assert "eth0:" in r.json["stdout"], r.json
+        nets = d.request("GET", "/v1/networks", token=d.tokens["user"]).json["networks"]
+        assert {n["name"]: n["members"] for n in nets}[name] == 1
+    finally:
+        r = d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tokens["user"])
+        assert r.status in (200, 204), r
+    nets = d.request("GET", "/v1/networks", token=d.tokens["user"]).json["networks"]
+    assert {n["name"]: n["members"] for n in nets}[name] == 0
