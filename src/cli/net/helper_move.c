@@ -326,10 +326,12 @@ static int move_in(struct move_ctx *c, const char *name, const char *new_name, c
     if (!templ && link_get(&c->inner, target, 0, &il) == 0)
         return hull_error_set(err, EEXIST, "the container already has an interface named '%s'",
                               target);
+    /* Read before the move, which drops them. */
     if (addrs_read(&c->host, hl.index, &addrs) < 0)
         return hull_error_errno(err, "read the addresses of %s", name);
-    /* A template is resolved inside, once the interface is there under a
-     * name this side knows: the host's. */
+    /* One kernel step out of the host's netns into the container's: every
+     * failure after it sends the device home (move_in_undo). A template is
+     * resolved inside, once it is there under a name we know: the host's. */
     if (link_change(&c->host, hl.index, c->netns_fd, templ ? NULL : target, false) < 0)
         return hull_error_errno(err, "move %s into the container", name);
     const char *step = "find";
@@ -366,6 +368,8 @@ static int move_out(struct move_ctx *c, const char *inside, const char *name, hu
                               name, inside);
     if (addrs_read(&c->inner, il.index, &addrs) < 0)
         return hull_error_errno(err, "read the addresses of %s", inside);
+    /* Home under its own name, checked free above: the kernel refuses a
+     * name taken meanwhile, and the device then stays where it is. */
     if (link_change(&c->inner, il.index, c->host_fd, name, false) < 0)
         return hull_error_errno(err, "move %s back to the host", inside);
     if (link_get(&c->host, name, 0, &hl) < 0)
