@@ -116,6 +116,10 @@ def test_publishing_beyond_loopback_needs_a_grant(d):
             assert e["field"] == "network.publish[1]" and "publish-public" in e["message"], r
         r = post(d, "/v1/sandboxes", {"network": {"name": name, "publish": [pub]}})
         assert r.status == 403 and r.json["error"]["field"] == "network.publish[0]", r
+    # the grant is one `hull token` knows and lists
+    r = subprocess.run([HULL, "token", "list", "--json", "--state-dir", d.state],
+                       capture_output=True, text=True, check=True)
+    assert ["publish-public"] in [t["allow"] for t in json.loads(r.stdout)]
     # refused requests are in the audit log as 403s, with no grant used
     refused = [e for e in audit(d) if e["status"] == 403 and e["path"] in ("/v1/runs",
                                                                              "/v1/sandboxes")]
