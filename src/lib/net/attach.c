@@ -254,9 +254,11 @@ static int network_for(const char *name, struct net_def *d, hull_error *err)
 {
     if (net_def_load(name, d, err) == 0)
         return net_network_ensure(d, err);
-    if (hull_error_code(*err) != ENOENT || strcmp(name, HULL_NET_DEFAULT) != 0)
+    if (hull_error_code(*err) != ENOENT)
         return -1;
     hull_error_free(err);
+    if (strcmp(name, HULL_NET_DEFAULT) != 0) /* the caller names the network */
+        return hull_error_set(err, ENOENT, "no such network");
     struct net_create_opts o = {.name = HULL_NET_DEFAULT};
     return create_locked(&o, d, err);
 }
@@ -275,10 +277,17 @@ int net_sweep(hull_error *err)
     size_t n = 0;
     if (net_member_list(NULL, &ms, &n, err) < 0)
         return -1;
+    /* Every dead member is tried: one that cannot be undone (reported)
+     * does not keep the others. */
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start))
-            rc = net_member_undo(&ms[i], err);
+    for (size_t i = 0; i < n; i++) {
+        hull_error e = NULL;
+        if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start) &&
+            net_member_undo(&ms[i], &e) < 0 && rc == 0) {
+            rc = hull_error_set(err, hull_error_code(e), "%s: %s", ms[i].member, hull_error_msg(e));
+        }
+        hull_error_free(&e);
+    }
     net_members_free(ms, n);
     return rc;
 }
@@ -317,10 +326,13 @@ static int check_publish(const struct hull_publish *p, const struct net_member *
     if (s < 0)
         return hull_error_errno(err, "--publish: socket");
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(s, (struct sockaddr *)&ss, len) < 0)
-        return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
-                                p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
-    return 0;
+    if (bind(s, (struct sockaddr *)&ss, len) == 0)
+        return 0;
+    if (errno == EADDRNOTAVAIL)
+        return hull_error_set(err, EADDRNOTAVAIL, "--publish %s: not an address of this host",
+                              p->host_ip);
+    return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
+                            p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
 }
 
 /* Address and names for a new member of d. */
@@ -407,8 +419,10 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return hull_error_prefix(err, "--egress");
     if (req->n_publish > HULL_NET_MAX_PUBLISH)
         return hull_error_set(err, EINVAL, "--publish: more than %d ports", HULL_NET_MAX_PUBLISH);
-    if (net_sweep(err) < 0)
-        return hull_error_prefix(err, "sweep");
+    /* A leftover that cannot be swept is prune's to report; this member's
+     * attach does not depend on it. */
+    cleanup_hull_error hull_error sweep_err = NULL;
+    net_sweep(&sweep_err);
     struct net_member old;
     if (net_member_load(req->member, &old, NULL) == 0) {
         net_member_free(&old);
@@ -422,7 +436,11 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return -1;
     int rc = 0;
     for (size_t i = 0; i < req->n_publish && rc == 0; i++)
-        rc = check_publish(&req->publish[i], all, n_all, err);
+        if (strchr(req->publish[i].host_ip, ':') && !d->has6)
+            rc = hull_error_set(err, EINVAL, "--publish %s: network %s has no IPv6",
+                                req->publish[i].host_ip, d->name);
+        else
+            rc = check_publish(&req->publish[i], all, n_all, err);
     net_members_free(all, n_all);
     if (rc < 0 || pick_member(req, d, m, err) < 0)
         return -1;

@@ -22,6 +22,7 @@
 
 struct hull_net_session {
     struct hull_net_helper h;
+    char member[80];
 };
 
 static json_object *publish_json(const struct hull_publish *p, size_t n)
@@ -107,6 +108,7 @@ int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_sessi
         return hull_error_set(err, ENOMEM, "out of memory");
     }
     s->h = h;
+    snprintf(s->member, sizeof(s->member), "%s", req->member);
     *session = s;
     return 0;
 }
@@ -117,9 +119,19 @@ int hull_net_detach(struct hull_net_session *session, hull_error *err)
         return 0;
     cleanup_json json_object *msg = json_object_new_object();
     json_object_object_add(msg, "op", json_object_new_string("detach"));
-    int rc = hull_net_helper_call(&session->h, msg, NULL, err);
+    hull_error call_err = NULL;
+    int rc = hull_net_helper_call(&session->h, msg, NULL, &call_err);
+    bool gone = rc < 0 && hull_error_code(call_err) == EPIPE;
     if (hull_net_helper_end(&session->h, rc < 0 ? NULL : err) < 0)
         rc = -1;
+    if (gone) {
+        /* The holding helper died (killed on its own): undo by member id
+         * with a new one, as a crash sweep would. */
+        hull_error_free(&call_err);
+        rc = hull_net_release(session->member, err);
+    } else if (call_err) {
+        *err = call_err;
+    }
     free(session);
     return rc;
 }

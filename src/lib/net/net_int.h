@@ -129,8 +129,9 @@ int nl_tap_create(const char *name, hull_error *err);
 /* /proc/sys/net/<family>/conf/<ifname>/<key> = value. */
 int nl_sysctl(const char *family, const char *ifname, const char *key, const char *value,
               hull_error *err);
-/* nftables has table `name` of family ("inet" or "bridge"). */
-bool nl_nft_table_exists(const char *family, const char *name);
+/* nftables has table `table` of family ("inet" or "bridge"), and in it
+ * chain `chain` (unless NULL). */
+bool nl_nft_exists(const char *family, const char *table, const char *chain);
 /* Names of every link whose name starts with prefix; *out malloc'd [16]. */
 int nl_links_with_prefix(const char *prefix, char (**out)[16], size_t *n, hull_error *err);
 /* Every IPv4/IPv6 route and address prefix of the host (for the default subnet). */

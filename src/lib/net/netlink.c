@@ -349,7 +349,7 @@ int nl_tap_create(const char *name, hull_error *err)
     return fd;
 }
 
-bool nl_nft_table_exists(const char *fam, const char *name)
+bool nl_nft_exists(const char *fam, const char *table, const char *chain)
 {
     int family = strcmp(fam, "inet") == 0 ? NFPROTO_INET : NFPROTO_BRIDGE;
     char buf[MNL_SOCKET_BUFFER_SIZE];
@@ -359,13 +359,18 @@ bool nl_nft_table_exists(const char *fam, const char *name)
     bool found = false;
     if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0) {
         struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
-        h->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+        h->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | (chain ? NFT_MSG_GETCHAIN : NFT_MSG_GETTABLE);
         h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
         h->nlmsg_seq = (unsigned)time(NULL);
         struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
         g->nfgen_family = (uint8_t)family;
         g->version = NFNETLINK_V0;
-        mnl_attr_put_strz(h, NFTA_TABLE_NAME, name);
+        if (chain) {
+            mnl_attr_put_strz(h, NFTA_CHAIN_TABLE, table);
+            mnl_attr_put_strz(h, NFTA_CHAIN_NAME, chain);
+        } else {
+            mnl_attr_put_strz(h, NFTA_TABLE_NAME, table);
+        }
         unsigned portid = mnl_socket_get_portid(sock);
         if (mnl_socket_sendto(sock, h, h->nlmsg_len) >= 0) {
             /* The table, then the ack; or only an error (ENOENT). */

@@ -47,6 +47,30 @@ int nft_run(const char *script, hull_error *err)
     return rc != 0 ? -1 : 0;
 }
 
+/* A script built in memory: open_memstream's buffer. */
+struct script {
+    char *text;
+    size_t len;
+    FILE *f;
+};
+
+static int script_open(struct script *s, hull_error *err)
+{
+    s->text = NULL;
+    s->f = open_memstream(&s->text, &s->len);
+    return s->f ? 0 : hull_error_errno(err, "nftables: script");
+}
+
+static int script_run(struct script *s, hull_error *err)
+{
+    fclose(s->f);
+    s->f = NULL;
+    int rc = nft_run(s->text, err);
+    free(s->text);
+    s->text = NULL;
+    return rc;
+}
+
 static const char base_inet[] =
     "table inet hull {\n"
     "  set bridges { type ifname; }\n"
@@ -87,6 +111,7 @@ static const char base_inet[] =
     "  chain postrouting {\n"
     "    type nat hook postrouting priority srcnat; policy accept;\n"
     "    oifname @bridges ip saddr 127.0.0.0/8 masquerade\n"
+    "    iifname @bridges oifname @bridges ct status dnat masquerade\n"
     "    oifname @bridges return\n"
     "    iifname @nat_bridges masquerade\n"
     "  }\n"
@@ -104,24 +129,56 @@ static const char base_bridge[] =
 static bool table_exists(const char *family)
 {
     /* One netlink request, not a listing of the whole table. */
-    return nl_nft_table_exists(family, "hull");
+    return nl_nft_exists(family, "hull", NULL);
 }
+
+/* The base chains' rules change with hull: BASE_VERSION names an empty
+ * chain that says which rules the tables hold. */
+#define BASE_VERSION "base_v2"
+
+static const struct {
+    const char *family, *chain, *spec;
+} base_chains[] = {
+    {"inet", "forward", "type filter hook forward priority filter; policy accept;"},
+    {"inet", "input", "type filter hook input priority filter; policy accept;"},
+    {"inet", "prerouting", "type nat hook prerouting priority dstnat; policy accept;"},
+    {"inet", "output", "type nat hook output priority -100; policy accept;"},
+    {"inet", "postrouting", "type nat hook postrouting priority srcnat; policy accept;"},
+    {"bridge", "prerouting", "type filter hook prerouting priority filter; policy accept;"},
+};
 
 /* The tables are the kernel's, shared by every hull state directory, so
  * their creation is serialised by a lock of its own (HULL_NET_RUN_DIR's
- * lock is per state directory): two makers would each add the base rules. */
+ * lock is per state directory). The script is one transaction that makes
+ * what is missing and replaces the base chains' rules (flush, then add):
+ * sets, maps and member chains stay as they are, so tables made by an
+ * older hull are brought up to date under live members. */
 #define NFT_LOCK "/run/lock/hull-net-nft.lock"
+
+static int write_base(hull_error *err)
+{
+    struct script s;
+    if (script_open(&s, err) < 0)
+        return -1;
+    fprintf(s.f, "add table inet hull\nadd table bridge hull\n");
+    for (size_t i = 0; i < sizeof(base_chains) / sizeof(base_chains[0]); i++)
+        fprintf(s.f, "add chain %s hull %s { %s }\nflush chain %s hull %s\n", base_chains[i].family,
+                base_chains[i].chain, base_chains[i].spec, base_chains[i].family,
+                base_chains[i].chain);
+    fputs(base_inet, s.f);
+    fputs(base_bridge, s.f);
+    fprintf(s.f, "add chain inet hull " BASE_VERSION "\n");
+    return script_run(&s, err);
+}
 
 int nft_ensure_base(hull_error *err)
 {
     /* Once per process: hull-net attaches one member and exits. */
     static bool done;
+    if (!done && nl_nft_exists("inet", "hull", BASE_VERSION))
+        done = true;
     if (done)
         return 0;
-    if (table_exists("inet") && table_exists("bridge")) {
-        done = true;
-        return 0;
-    }
     cleanup_close int lock = open(NFT_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock < 0)
         return hull_error_errno(err, "open %s", NFT_LOCK);
@@ -131,10 +188,8 @@ int nft_ensure_base(hull_error *err)
     while (rc < 0 && errno == EINTR);
     if (rc < 0)
         return hull_error_errno(err, "lock %s", NFT_LOCK);
-    if (!table_exists("inet") && nft_run(base_inet, err) < 0)
-        return hull_error_prefix(err, "table inet hull");
-    if (!table_exists("bridge") && nft_run(base_bridge, err) < 0)
-        return hull_error_prefix(err, "table bridge hull");
+    if (!nl_nft_exists("inet", "hull", BASE_VERSION) && write_base(err) < 0)
+        return hull_error_prefix(err, "hull's nftables tables");
     done = true;
     return 0;
 }
@@ -144,30 +199,6 @@ static void network_elements(FILE *f, const char *verb, const struct net_def *d)
     fprintf(f, "%s element inet hull bridges { \"%s\" }\n", verb, d->bridge);
     fprintf(f, "%s element inet hull %s { \"%s\" }\n", verb,
             d->internal ? "internal_bridges" : "nat_bridges", d->bridge);
-}
-
-/* A script built in memory: open_memstream's buffer. */
-struct script {
-    char *text;
-    size_t len;
-    FILE *f;
-};
-
-static int script_open(struct script *s, hull_error *err)
-{
-    s->text = NULL;
-    s->f = open_memstream(&s->text, &s->len);
-    return s->f ? 0 : hull_error_errno(err, "nftables: script");
-}
-
-static int script_run(struct script *s, hull_error *err)
-{
-    fclose(s->f);
-    s->f = NULL;
-    int rc = nft_run(s->text, err);
-    free(s->text);
-    s->text = NULL;
-    return rc;
 }
 
 int nft_network_add(const struct net_def *d, hull_error *err)
