@@ -605,3 +605,74 @@ def test_network_none_and_host_are_unchanged(netenv):
     assert r.out == "127.0.0.1 localhost sandbox\n::1 localhost\n", r
     assert not (SANDBOX_NET_DIR.exists() and
                 [d for d in os.listdir(SANDBOX_NET_DIR) if d.startswith(f"sandbox-{r.pid}-")])
+
+
+# ---- long-lived sandboxes (hulld: hull_session_create) --------------------------
+
+
+def test_long_lived_sandbox_on_a_network(netenv, net, upstream, tmp_path):
+    """A hulld sandbox with "network": {...}: every exec has the network,
+    the egress list holds for all of them, and destroying the sandbox
+    detaches it."""
+    from hulldlib import Hulld
+    d = Hulld(tmp_path / "hulld")
+    Path(d.state).mkdir(parents=True)
+    t = d.token("user", "acme")
+    d.start()
+    try:
+        r = d.request("POST", "/v1/sandboxes",
+                      {"network": {"name": net, "egress": [f"{upstream.addr4}:8080/tcp"]}}, t)
+        assert r.status == 201, r
+        sid = r.json["id"]
+        assert wait_until(lambda: netenv.leases(), timeout=30)
+        a, b = f"{upstream.addr4}:8080", f"{upstream.addr4}:8081"
+        for _ in range(2):
+            ex = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                           {"cmd": ["python3", "-c", PROBE, a, b],
+                            "limits": {"cpu_time": "60s", "wall_time": "120s"}}, t)
+            assert ex.status == 200 and ex.json["verdict"] == "ok", ex
+            assert json.loads(ex.json["stdout"]) == {a: "open", b: "closed"}
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["cat", "/etc/hosts"]}, t)
+        assert "\tsandbox\n" in ex.json["stdout"], ex
+        # A bad network is refused before a sandbox exists.
+        r = d.request("POST", "/v1/sandboxes", {"network": {"name": net, "egress": ["x"]}}, t)
+        assert r.status == 400 and "network.egress[0]" in r.body.decode(), r
+        r = d.request("POST", "/v1/sandboxes", {"network": "nosuchnet-sbt"}, t)
+        assert r.status >= 400 and "nosuchnet-sbt" in r.body.decode(), r
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status in (200, 204)
+        assert_nothing_left(netenv, net)
+    finally:
+        assert d.stop() == 0, d.log.read_text()
+    assert wait_until(lambda: d.leaks() == ([], [], []), 30), d.leaks()
+    assert_nothing_left(netenv, net)
+
+
+def test_etc_files_with_a_rootfs_or_binds(netenv, net, tmp_path_factory):
+    """A --rootfs keeps what it lacks lacking (its files are not hull's to
+    create) and gets hull's file over what it has; the default root with
+    --bind (a tmpfs root, not the shared one) gets both."""
+    import shutil
+    import tempfile
+    from conftest import cached_rootfs
+    d = Path(tempfile.mkdtemp(prefix="hull-sbnet-", dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        root = d / "rootfs"
+        shutil.copytree(cached_rootfs(tmp_path_factory), root, symlinks=True)
+        (root / "etc" / "hosts").write_text("198.51.100.77 fromrootfs\n")
+        for p in [d, *root.rglob("*")]:
+            if not p.is_symlink():
+                p.chmod(p.stat().st_mode | 0o055)
+        sb = Sandbox()
+        r = run(sb, "--rootfs", root, "--network", net,
+                cmd=["sh", "-c", "cat /etc/hosts; test -e /etc/resolv.conf || echo no-resolv"])
+        assert r.verdict == "ok", r
+        assert "fromrootfs" not in r.out and "\tsandbox\n" in r.out and "no-resolv" in r.out, r
+        assert (root / "etc" / "hosts").read_text() == "198.51.100.77 fromrootfs\n"
+        assert not (root / "etc" / "resolv.conf").exists()
+        r = run(sb, "--bind", f"{d}:/mnt", "--network", net,
+                cmd=["sh", "-c", "cat /etc/hosts /etc/resolv.conf"])
+        assert r.verdict == "ok" and "\tsandbox\n" in r.out and "nameserver" in r.out, r
+        assert_nothing_left(netenv, net, [r.pid])
+    finally:
+        shutil.rmtree(d)

@@ -116,6 +116,8 @@ void hull_sandbox_net_release(struct hull_sandbox_net *n)
         hull_warn("sandbox: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    /* Our own directory under root's 0700 HULL_SANDBOX_NET_DIR; the
+     * sandbox's binds of its files went with its mount namespace. */
     if (n->made_dir && hull_rm_rf_at(AT_FDCWD, n->dir, &e) < 0) {
         hull_warn("sandbox: %s", hull_error_msg(e));
         hull_error_free(&e);

@@ -734,7 +734,11 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
     if (ns_prepare(&x, &rootfs, err) < 0)
         return -1;
     hull_sandbox_image_result(&si, r);
-    return ns_launch(&x, err);
+    if (ns_launch(&x, err) < 0) {
+        hull_result_free(r); /* no result on an error: nothing for the caller to free */
+        return -1;
+    }
+    return 0;
 }
 
 const struct hull_sandbox_provider hull_provider_namespaces = {
