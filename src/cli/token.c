@@ -32,7 +32,9 @@ static void help(FILE *out)
                  "token (admin included) may make otherwise:\n"
                  "  host-network       \"network\": \"host\" (the host's network, its\n"
                  "                     loopback services included)\n"
-                 "  process-isolation  \"isolation\": \"process\" (trusted code only)\n");
+                 "  process-isolation  \"isolation\": \"process\" (trusted code only)\n"
+                 "  publish-public     \"network\": {\"publish\": [...]} on an address\n"
+                 "                     other than 127.0.0.1/::1 (reachable from outside)\n");
 }
 
 static int list(struct cli *cli, struct hull_store *st, bool as_json)

@@ -137,6 +137,8 @@ void sandboxes_metrics(FILE *out, const char *tenant);
 
 /* images.c: /v1/images (ref: the rest of the path, URL-decoded, or NULL). */
 void api_images(const struct request *rq, const char *ref, struct resp *r);
+/* networks.c: GET /v1/networks. */
+void api_networks(const struct request *rq, struct resp *r);
 /* At shutdown: pulls in progress are stopped (their partial blobs stay
  * for the next pull to resume) and no new one starts. */
 void images_stop(void);

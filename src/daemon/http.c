@@ -43,6 +43,7 @@ enum route_kind {
     R_SBX_FILE,
     R_IMAGES,
     R_IMAGE,
+    R_NETWORKS,
 };
 
 struct route {
@@ -188,6 +189,10 @@ static int route(const char *url, struct route *rt)
     }
     if (strcmp(p, "audit") == 0) {
         rt->kind = R_AUDIT;
+        return 0;
+    }
+    if (strcmp(p, "networks") == 0) {
+        rt->kind = R_NETWORKS;
         return 0;
     }
     if (strncmp(p, "images", 6) == 0 && (p[6] == '\0' || p[6] == '/'))
@@ -429,6 +434,9 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     case R_IMAGES:
     case R_IMAGE:
         api_images(&rq, rt->kind == R_IMAGE ? rt->file : NULL, r);
+        break;
+    case R_NETWORKS:
+        api_networks(&rq, r);
         break;
     }
     if (r->status == 0)

@@ -4,7 +4,8 @@
  * - a field an endpoint would not apply is refused by name (400), with the
  *   list of the fields it takes: never accepted and silently ignored;
  * - a request that weakens a sandbox's isolation ("network": "host",
- *   "isolation": "process") needs a grant given to its token explicitly
+ *   "isolation": "process", a port published beyond the host's loopback)
+ *   needs a grant given to its token explicitly
  *   (hull token create --allow); without it, 403 naming the field and the
  *   grant. Grants used are written to the audit log with the request. */
 #include <errno.h>
@@ -171,6 +172,45 @@ static bool asks(json_object *doc, const char *key, const char *value)
            strcmp(json_object_get_string(v), value) == 0;
 }
 
+/* "network": {"publish": [...]}: a port on an address other than the
+ * host's loopback is reachable from other machines, so it needs the
+ * publish-public grant. Elements that do not parse are left to the policy
+ * parser's 400. */
+static int publish_grant(const struct caller *c, json_object *doc, unsigned *used, struct resp *r)
+{
+    json_object *pub = hj_get(hj_get(doc, "network"), "publish");
+    if (!json_object_is_type(hj_get(doc, "network"), json_type_object) ||
+        !json_object_is_type(pub, json_type_array))
+        return 0;
+    const char *name = hull_allow_name(HULL_ALLOW_PUBLISH_PUBLIC);
+    for (size_t i = 0; i < json_object_array_length(pub); i++) {
+        const char *text = json_object_get_string(json_object_array_get_idx(pub, i));
+        struct hull_publish p;
+        hull_error e = NULL;
+        if (text == NULL || hull_publish_parse(text, &p, &e) < 0) {
+            hull_error_free(&e);
+            continue;
+        }
+        if (!hull_publish_public(&p))
+            continue;
+        if (!(c->tok.allow & HULL_ALLOW_PUBLISH_PUBLIC)) {
+            char field[64];
+            snprintf(field, sizeof(field), "network.publish[%zu]", i);
+            resp_error(r, 403, "forbidden", field,
+                       "%s: \"%s\" is reachable from other machines (%s) and needs the %s "
+                       "grant, which token %s does not have (publish on 127.0.0.1 instead, or "
+                       "an operator gives it with hull token create --allow %s)",
+                       field, text, p.host_ip[0] ? p.host_ip : "every address of the host", name,
+                       c->tok.id, name);
+            json_object_object_add(hj_get(r->body, "error"), "permission",
+                                   json_object_new_string(name));
+            return -1;
+        }
+        *used |= HULL_ALLOW_PUBLISH_PUBLIC;
+    }
+    return 0;
+}
+
 int request_grants(const struct caller *c, json_object *doc, struct resp *r)
 {
     static const struct {
@@ -196,6 +236,8 @@ int request_grants(const struct caller *c, json_object *doc, struct resp *r)
         }
         used |= weakening[i].grant;
     }
+    if (publish_grant(c, doc, &used, r) < 0)
+        return -1;
     hull_allow_format(used, r->grants, sizeof(r->grants));
     return 0;
 }

@@ -246,7 +246,15 @@ static const struct bad bads[] = {
     {"", "", ",\"linux\":{\"sysctl\":{\"kernel.domainname\":\"d\"}}",
      "linux.sysctl: kernel.domainname conflicts with the domainname field; set that instead"},
     {"", "", ",\"ociVersion\":\"1.2.0\",\"linux\":{\"netDevices\":{\"eth0\":{}}}",
-     "linux.netDevices: not supported"},
+     "linux.netDevices: needs a network namespace in linux.namespaces (the container shares the "
+     "host's)"},
+    {"", "", ",\"linux\":{\"netDevices\":{\"eth/0\":{}}}",
+     "linux.netDevices: 'eth/0' is not an interface name (1-15 characters, no '/', ':', '%' or "
+     "spaces)"},
+    {"", "", ",\"linux\":{\"netDevices\":{\"eth0\":{\"name\":\"a%d%d\"}}}",
+     "linux.netDevices.eth0.name: 'a%d%d' is not an interface name (1-15 characters, no '/', ':' "
+     "or spaces, at most one \"%d\")"},
+    {"", "", ",\"linux\":{\"netDevices\":[\"eth0\"]}", "linux.netDevices: must be an object"},
     {"", "", ",\"linux\":{\"sysctl\":{\"net.ipv4.ip_forward\":1}}",
      "linux.sysctl.net.ipv4.ip_forward: must be a string"},
     {"", "", ",\"linux\":{\"rootfsPropagation\":\"sideways\"}",

@@ -17,12 +17,13 @@ from .errors import (APIError, AuthError, BadRequest, Conflict, HullError, Metho
                      NotFound, NotImplementedByServer, PayloadTooLarge, PermissionDenied,
                      RateLimited, RegistryError, ServerError, TransportError, Unavailable,
                      ValidationError)
-from .models import VERDICTS, ImageInfo, Result, Run, RunFailed, SandboxInfo
+from .models import VERDICTS, ImageInfo, NetworkInfo, Result, Run, RunFailed, SandboxInfo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Client", "Sandbox", "Files", "Images", "Result", "Run", "SandboxInfo", "ImageInfo",
+    "NetworkInfo",
     "RunFailed", "VERDICTS",
     "DEFAULT_SOCKET", "HullError", "TransportError", "APIError", "BadRequest",
     "ValidationError", "AuthError", "PermissionDenied", "NotFound", "MethodNotAllowed",

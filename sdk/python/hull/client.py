@@ -10,7 +10,7 @@ import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import errors
-from .models import ImageInfo, Result, Run, SandboxInfo
+from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo
 
 DEFAULT_SOCKET = "/run/hull/hulld.sock"
 # hulld answers a pull when it is done; its own limit is --pull-timeout
@@ -75,6 +75,10 @@ def _limits(limits):
     return {str(k): _duration(v) for k, v in limits.items()}
 
 
+# "none", "host", a network's name, or {"name", "egress", "publish"}.
+NetworkArg = Union[str, Mapping[str, Any]]
+
+
 def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra,
                   image=None):
     body: Dict[str, Any] = {"cmd": _cmd(cmd)}
@@ -91,7 +95,7 @@ def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, e
     if workdir is not None:
         body["workdir"] = workdir
     if network is not None:
-        body["network"] = network
+        body["network"] = network if isinstance(network, str) else dict(network)
     if image is not None:
         body["image"] = str(image)
     body.update(extra)
@@ -205,7 +209,7 @@ class Client:
     def run(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
             files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
             limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
-            workdir: Optional[str] = None, network: Optional[str] = None,
+            workdir: Optional[str] = None, network: Optional[NetworkArg] = None,
             image: Optional[str] = None, queue: bool = False, poll: float = 0.05,
             timeout: Optional[float] = None) -> Result:
         """Run cmd once in a fresh sandbox and return how it went.
@@ -216,6 +220,10 @@ class Client:
         timedelta; a size a string with a unit or a number of BYTES.
         ``image`` (a name or digest in hulld's store, see ``images``) runs it
         rooted in that image; hulld never pulls for a run (NotFound).
+        ``network``: "none" (default), "host" (needs the token's host-network
+        grant), a network's name (see ``networks()``), or
+        {"name": ..., "egress": "...", "publish": ["127.0.0.1:8080:80"]}
+        (a port published beyond the host's loopback needs publish-public).
         With ``queue=True`` the run goes through hulld's Redis queue to a
         worker, and this waits for its result."""
         body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {},
@@ -229,7 +237,7 @@ class Client:
     def submit(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
                files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
                limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
-               workdir: Optional[str] = None, network: Optional[str] = None,
+               workdir: Optional[str] = None, network: Optional[NetworkArg] = None,
                image: Optional[str] = None, queue: bool = False) -> Run:
         """Start a run without waiting: a Run to get(), wait() on or cancel()."""
         extra = {"queue": True} if queue else {"async": True}
@@ -269,7 +277,7 @@ class Client:
 
     def sandbox(self, isolation: Optional[str] = None, *,
                 limits: Optional[Mapping[str, Any]] = None,
-                env: Optional[Mapping[str, str]] = None, network: Optional[str] = None,
+                env: Optional[Mapping[str, str]] = None, network: Optional[NetworkArg] = None,
                 lifetime: Optional[Union[str, float, datetime.timedelta]] = None,
                 image: Optional[str] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
@@ -287,7 +295,7 @@ class Client:
         if env:
             body["env"] = {str(k): str(v) for k, v in env.items()}
         if network is not None:
-            body["network"] = network
+            body["network"] = network if isinstance(network, str) else dict(network)
         if lifetime is not None:
             body["lifetime"] = _duration(lifetime)
         if image is not None:
@@ -310,6 +318,12 @@ class Client:
 
     def metrics(self) -> str:
         return self.request("GET", "/metrics", raw=True).decode("utf-8")
+
+    def networks(self) -> List[NetworkInfo]:
+        """hull's networks, to name in ``network=`` (any token may list;
+        an operator makes them with ``hull network create``)."""
+        doc = self.request("GET", "/v1/networks")
+        return [NetworkInfo.from_json(n) for n in doc.get("networks", [])]
 
     def audit(self, limit: Optional[int] = None, since_id: Optional[int] = None):
         doc = self.request("GET", "/v1/audit", query={"limit": limit, "since_id": since_id})

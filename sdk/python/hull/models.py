@@ -1,4 +1,5 @@
-"""Typed views of hulld's JSON: a run's result, a run, a sandbox, an image."""
+"""Typed views of hulld's JSON: a run's result, a run, a sandbox, an image, a
+network."""
 import base64
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -149,3 +150,26 @@ class ImageInfo:
                    manifest_digest=d.get("manifest_digest"), platform=d.get("platform"),
                    config=d.get("config") or {}, layers=d.get("layers") or [],
                    in_use=d.get("in_use"), raw=d)
+
+
+@dataclass
+class NetworkInfo:
+    """One of hull's networks, as ``client.networks()`` lists them (GET
+    /v1/networks). ``members`` is how many sandboxes and VMs are on it now
+    (whose they are is not told); ``ipv6_subnet`` is None without IPv6."""
+    name: str
+    subnet: str
+    gateway: str
+    ipv6_subnet: Optional[str] = None
+    ipv6_gateway: Optional[str] = None
+    internal: bool = False
+    allow_peers: bool = False
+    members: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(name=d["name"], subnet=d.get("subnet", ""), gateway=d.get("gateway", ""),
+                   ipv6_subnet=d.get("ipv6_subnet"), ipv6_gateway=d.get("ipv6_gateway"),
+                   internal=bool(d.get("internal")), allow_peers=bool(d.get("allow_peers")),
+                   members=d.get("members"), raw=d)

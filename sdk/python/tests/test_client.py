@@ -317,3 +317,27 @@ def test_image_errors_are_typed(stub, client, status, code, cls):
     with pytest.raises(cls) as ei:
         client.images.pull("app")
     assert ei.value.status == status and ei.value.code == code
+
+
+def test_networks_are_listed_and_named_in_runs_and_sandboxes(stub, client):
+    stub.answer(200, {"networks": [{"name": "hull0", "bridge": "hullbr0",
+                                    "subnet": "10.89.0.0/24", "gateway": "10.89.0.1",
+                                    "internal": False, "allow_peers": True, "created": 1,
+                                    "members": 3}], "default": "hull0"})
+    nets = client.networks()
+    assert stub.requests[-1]["method"] == "GET" and stub.requests[-1]["path"] == "/v1/networks"
+    assert len(nets) == 1 and isinstance(nets[0], hull.NetworkInfo)
+    n = nets[0]
+    assert (n.name, n.subnet, n.gateway, n.members) == ("hull0", "10.89.0.0/24", "10.89.0.1", 3)
+    assert n.allow_peers and not n.internal and n.ipv6_subnet is None and n.raw["bridge"]
+    net = {"name": "hull0", "egress": ["198.18.0.0/15:443/tcp"],
+           "publish": ["127.0.0.1:8080:80"]}
+    stub.answer(200, RESULT)
+    client.run(["true"], network=net)
+    assert stub.last_json()["network"] == net
+    stub.answer(403, {"error": {"code": "forbidden", "field": "network.publish[0]",
+                                "permission": "publish-public", "message": "needs a grant"}})
+    with pytest.raises(hull.PermissionDenied) as e:
+        client.sandbox(network={"name": "hull0", "publish": ["8080:80"]})
+    assert e.value.permission == "publish-public" and e.value.field == "network.publish[0]"
+    assert stub.last_json() == {"network": {"name": "hull0", "publish": ["8080:80"]}}

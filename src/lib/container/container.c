@@ -18,6 +18,7 @@
 #include "container/container.h"
 #include "container/hooks.h"
 #include "container/launch.h"
+#include "container/netdev.h"
 #include "container/process.h"
 #include "container/state.h"
 #include "container/sync.h"
@@ -146,7 +147,7 @@ static int precheck(const struct hull_spec *spec, const struct hull_create_opts 
     if (spec->linux_.has_intel_rdt)
         return hull_error_set(err, ENOTSUP,
                               "config.json: linux.intelRdt: Intel RDT is not supported by hull");
-    return 0;
+    return hull_netdev_precheck(spec, err);
 }
 
 void hull_container_ctx_release(struct hull_container_ctx *c)
@@ -180,6 +181,9 @@ static void warn_cleanup(hull_error *e)
 static void create_rollback(const struct hull_runtime *rt, struct hull_container_ctx *c)
 {
     hull_error e = NULL;
+    /* Before the state goes: it holds the namespace the devices are in. */
+    if (c->dirfd >= 0)
+        hull_netdev_move_out(c->dirfd);
     if (c->spec && hull_rootfs_host_release(c->spec->rootfs, c->cs.host_mount_below, &e) < 0)
         warn_cleanup(&e);
     if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0)
@@ -355,7 +359,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         hull_container_ctx_release(c);
         return -1;
     }
-    if (record_init(o, so, c, err) < 0) {
+    /* Init and netns exist, the program does not run yet: devices go in;
+     * on failure create_rollback brings them out of the held netns. */
+    if (hull_netdev_move_in(c->spec, c->launch.pid, c->dirfd, err) < 0 ||
+        record_init(o, so, c, err) < 0) {
         kill(c->launch.pid, SIGKILL);
         create_rollback(rt, c);
         hull_container_ctx_release(c);
@@ -613,6 +620,8 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
         free(sj);
     }
     hull_spec_free(spec);
+    /* Processes gone, the netns held: the devices go home before it does. */
+    hull_netdev_move_out(dirfd);
     int ret = 0;
     /* After the processes (which may hold the mounts busy) are gone. */
     if (cs->rootfs && hull_rootfs_host_release(cs->rootfs, cs->host_mount_below, err) < 0)
@@ -620,7 +629,6 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     if (ret == 0 && cg && hull_cgroup_destroy(cg, err) < 0)
         ret = -1;
     hull_cgroup_free(cg);
-    (void)dirfd;
     if (ret == 0 && hull_cstate_remove(rt->root, cs->id, err) < 0)
         ret = -1;
     return ret;
@@ -648,6 +656,8 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         hull_debug("delete %s: %s; removing what a crashed create may have left", id,
                    hull_error_msg(*err));
         hull_error_free(err);
+        /* The crash may have come after devices were moved in. */
+        hull_netdev_move_out(dirfd);
         close(dirfd);
         /* The crash may have come after the default cgroup was made. */
         struct hull_cgroup *cg = NULL;

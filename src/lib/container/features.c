@@ -94,6 +94,8 @@ char *hull_features_json(void)
     json_object_object_add(lx, "apparmor", enabled(hull_lsm_apparmor_enabled()));
     json_object_object_add(lx, "selinux", enabled(hull_lsm_selinux_enabled()));
     json_object_object_add(lx, "intelRdt", enabled(false));
+    /* runtime-spec 1.2 features-linux.md: linux.netDevices is honoured. */
+    json_object_object_add(lx, "netDevices", enabled(true));
     json_object *ext = json_object_new_object();
     json_object_object_add(ext, "idmap", enabled(false));
     json_object_object_add(lx, "mountExtensions", ext);

@@ -138,10 +138,14 @@ int hull_net_release(const char *member, hull_error *err);
 int hull_net_adopt(const char *member, pid_t owner_pid, hull_error *err);
 
 /* OCI linux.netDevices: move host interface `name` into the network
- * namespace netns_fd, renamed to `new_name` (NULL or "": keep the name),
- * and back out of it (found as `inside_name`, given back its host name
- * `name`) before the namespace goes away. */
-int hull_net_move_in(const char *name, const char *new_name, int netns_fd, hull_error *err);
+ * namespace netns_fd, renamed to `new_name` (NULL or "": keep the name; a
+ * "%d" template: the kernel picks), with its permanent global addresses and
+ * up; the name it got inside in got (got_len bytes, may be NULL); and back
+ * out of it (found as `inside_name`, given back its host name `name` and its
+ * addresses) before the namespace goes away. On failure the device is
+ * where it was. */
+int hull_net_move_in(const char *name, const char *new_name, int netns_fd, char *got,
+                     size_t got_len, hull_error *err);
 int hull_net_move_out(const char *inside_name, const char *name, int netns_fd, hull_error *err);
 
 /* The network's files for a member's /etc, written into dir (created by

@@ -260,7 +260,7 @@ static struct slot *free_slot(struct worker *w)
 /* A job that weakens isolation runs only with the worker's grant. */
 static int refused(const struct worker *w, const struct hull_policy *p, hull_error *err)
 {
-    const struct {
+    struct {
         bool asks;
         const char *field, *value;
         unsigned grant;
@@ -268,7 +268,11 @@ static int refused(const struct worker *w, const struct hull_policy *p, hull_err
         {p->network_host, "network", "host", HULL_ALLOW_HOST_NETWORK},
         {p->isolation == HULL_ISOLATION_PROCESS, "isolation", "process",
          HULL_ALLOW_PROCESS_ISOLATION},
+        {false, "network.publish", "beyond 127.0.0.1", HULL_ALLOW_PUBLISH_PUBLIC},
     };
+    for (size_t i = 0; i < p->n_publish; i++)
+        if (hull_publish_public(&p->publish[i]))
+            weakening[2].asks = true;
     for (size_t i = 0; i < sizeof(weakening) / sizeof(weakening[0]); i++)
         if (weakening[i].asks && !(w->o.allow & weakening[i].grant))
             return hull_error_set(err, EPERM,

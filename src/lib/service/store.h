@@ -49,8 +49,12 @@ int hull_role_parse(const char *s, enum hull_role *out);
 enum {
     HULL_ALLOW_HOST_NETWORK = 1u << 0,      /* "host-network": "network": "host" */
     HULL_ALLOW_PROCESS_ISOLATION = 1u << 1, /* "process-isolation": "isolation": "process" */
+    /* "publish-public": a port published on an address other than the
+     * host's loopback (every address, "" included): reachable from outside. */
+    HULL_ALLOW_PUBLISH_PUBLIC = 1u << 2,
 };
-#define HULL_ALLOW_ALL (HULL_ALLOW_HOST_NETWORK | HULL_ALLOW_PROCESS_ISOLATION)
+#define HULL_ALLOW_ALL                                                                             \
+    (HULL_ALLOW_HOST_NETWORK | HULL_ALLOW_PROCESS_ISOLATION | HULL_ALLOW_PUBLISH_PUBLIC)
 /* The name of one grant bit ("host-network"), or NULL. */
 const char *hull_allow_name(unsigned bit);
 /* "host-network,process-isolation" (or "" / "none") -> bits; EINVAL names
@@ -58,6 +62,9 @@ const char *hull_allow_name(unsigned bit);
 int hull_allow_parse(const char *list, unsigned *out, hull_error *err);
 /* bits -> "host-network,process-isolation", "" when none. */
 void hull_allow_format(unsigned allow, char *buf, size_t len);
+/* A published port reachable from other machines: on every address ("") or
+ * on one outside 127.0.0.0/8 and ::1 (needs HULL_ALLOW_PUBLISH_PUBLIC). */
+bool hull_publish_public(const struct hull_publish *pub);
 
 struct hull_token_info {
     char id[20]; /* public handle: "t" + 16 hex digits of the hash */

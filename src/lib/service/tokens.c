@@ -4,6 +4,7 @@
  * database keeps its SHA-256, so a copy of hulld.db gives nobody a usable
  * token; a plain hash (no salt, no slow KDF) is enough because the secret
  * has 256 bits of entropy, nothing to guess. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -41,7 +42,7 @@ int hull_role_parse(const char *s, enum hull_role *out)
     return -1;
 }
 
-static const char *const allow_names[] = {"host-network", "process-isolation"};
+static const char *const allow_names[] = {"host-network", "process-isolation", "publish-public"};
 #define N_ALLOW (sizeof(allow_names) / sizeof(allow_names[0]))
 
 const char *hull_allow_name(unsigned bit)
@@ -67,7 +68,9 @@ int hull_allow_parse(const char *list, unsigned *out, hull_error *err)
             }
         if (n && !known)
             return hull_error_set(
-                err, EINVAL, "unknown grant '%.*s' (host-network, process-isolation)", (int)n, p);
+                err, EINVAL,
+                "unknown grant '%.*s' (host-network, process-isolation, publish-public)", (int)n,
+                p);
         p += n + (p[n] == ',');
     }
     return 0;
@@ -85,6 +88,17 @@ void hull_allow_format(unsigned allow, char *buf, size_t len)
                 return;
             used += (size_t)w;
         }
+}
+
+bool hull_publish_public(const struct hull_publish *pub)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, pub->host_ip, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) != 127;
+    if (inet_pton(AF_INET6, pub->host_ip, &a6) == 1)
+        return !IN6_IS_ADDR_LOOPBACK(&a6);
+    return true; /* "": every address of the host */
 }
 
 int hull_tenant_validate(const char *tenant, hull_error *err)

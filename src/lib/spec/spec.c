@@ -542,10 +542,8 @@ static int linux_parse(json_object *doc, struct hull_spec *spec, hull_error *err
             return hull_error_set(err, EINVAL,
                                   "linux.sysctl: %s conflicts with the %s field; set that instead",
                                   kv[0], kv[0] + strlen("kernel."));
-    /* runtime-spec 1.2 moves host network devices into the container;
-     * hull does not yet, and must not pretend to. */
-    if (hj_get(lx, "netDevices") != NULL)
-        return hull_error_set(err, ENOTSUP, "linux.netDevices: not supported");
+    if (hull_net_devices_parse(lx, l, err) < 0)
+        return -1;
 
     if (l->rootfs_propagation != NULL) {
         static const struct {
@@ -634,6 +632,13 @@ static int spec_cross_check(struct hull_spec *spec, hull_error *err)
         return hull_error_set(err, EINVAL,
                               "linux.timeOffsets: needs a new time namespace in "
                               "linux.namespaces");
+    /* Without a network namespace of its own the container is in the host's:
+     * there is nowhere to move a device to (runtime-spec: the runtime MUST
+     * check that the move is possible). */
+    if (l->n_net_devices && !l->ns[HULL_NS_NET].enabled)
+        return hull_error_set(err, EINVAL,
+                              "linux.netDevices: needs a network namespace in linux.namespaces "
+                              "(the container shares the host's)");
     for (size_t i = 0; i < spec->n_mounts; i++) {
         if (spec->mounts[i].n_uid_mappings || spec->mounts[i].n_gid_mappings)
             return hull_error_set(err, ENOTSUP,

@@ -210,6 +210,13 @@ struct hull_seccomp {
     size_t n_syscalls;
 };
 
+/* linux.netDevices (runtime-spec 1.2): a host interface moved into the
+ * container's network namespace at create, and back at delete. */
+struct hull_net_device {
+    char *name;     /* on the host: the entry's key */
+    char *new_name; /* inside; may end in a "%d" template; NULL: keep name */
+};
+
 struct hull_time_offset {
     bool set;
     int64_t secs;
@@ -235,6 +242,8 @@ struct hull_linux {
     char **personality_flags;
     bool has_intel_rdt;
     struct hull_time_offset time_monotonic, time_boottime;
+    struct hull_net_device *net_devices; /* linux.netDevices, in key order */
+    size_t n_net_devices;
 };
 
 struct hull_spec {
@@ -281,6 +290,12 @@ int hull_process_parse(json_object *obj, const char *path, struct hull_process *
 void hull_process_free(struct hull_process *p);
 
 /* Parse a linux.seccomp object (also `hull sandbox run --seccomp FILE`). */
+/* linux.netDevices of lx (absent: none); names checked as the kernel would. */
+int hull_net_devices_parse(json_object *lx, struct hull_linux *l, hull_error *err);
+/* An interface name the kernel accepts: 1-15 bytes, not "." or "..", no
+ * '/', ':' or white space; a template (one "%d") only when allowed. */
+bool hull_ifname_valid(const char *name, bool allow_template);
+
 int hull_seccomp_parse(json_object *obj, const char *path, struct hull_seccomp *out,
                        hull_error *err);
 void hull_seccomp_free(struct hull_seccomp *s);

@@ -97,5 +97,10 @@ void hull_spec_free(struct hull_spec *spec)
     free(l->mount_label);
     free(l->personality_domain);
     hull_strv_free(l->personality_flags);
+    for (size_t i = 0; i < l->n_net_devices; i++) {
+        free(l->net_devices[i].name);
+        free(l->net_devices[i].new_name);
+    }
+    free(l->net_devices);
     free(spec);
 }
