@@ -78,6 +78,11 @@ int hull_egress_parse(const char *s, struct hull_egress *out, hull_error *err);
 /* Back to text in the accepted syntax (for the helper's request, JSON). */
 int hull_egress_format(const struct hull_egress *e, char *buf, size_t len);
 
+/* Published ports as JSON, the same in a member's lease file and a VM's
+ * state: [{"host_ip", "host_port", "port", "proto"}, ...]. */
+struct json_object;
+struct json_object *hull_publish_to_json(const struct hull_publish *p, size_t n);
+
 /* A network name: [a-z0-9][a-z0-9_.-]{0,31}. "none" and "host" are not names. */
 bool hull_net_name_valid(const char *name);
 

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "net/net.h"
 #include "util/error.h"
 
@@ -412,4 +414,18 @@ int hull_net_write_etc(const struct hull_net_lease *lease, const char *hostname,
         write_in_place(dirfd, "hosts", hosts, hoff, err) < 0)
         return -1;
     return 0;
+}
+
+struct json_object *hull_publish_to_json(const struct hull_publish *p, size_t n)
+{
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "host_ip", json_object_new_string(p[i].host_ip));
+        json_object_object_add(e, "host_port", json_object_new_int(p[i].host_port));
+        json_object_object_add(e, "port", json_object_new_int(p[i].port));
+        json_object_object_add(e, "proto", json_object_new_string(p[i].udp ? "udp" : "tcp"));
+        json_object_array_add(a, e);
+    }
+    return a;
 }

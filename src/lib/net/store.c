@@ -273,17 +273,7 @@ json_object *net_member_json(const struct net_member *m)
     json_object_object_add(o, "owner_pid", json_object_new_int(m->owner_pid));
     json_object_object_add(o, "owner_start", json_object_new_uint64(m->owner_start));
     add_str(o, "egress", m->egress ? m->egress : "all");
-    json_object *pub = json_object_new_array();
-    for (size_t i = 0; i < m->n_publish; i++) {
-        const struct hull_publish *p = &m->publish[i];
-        json_object *e = json_object_new_object();
-        add_str(e, "host_ip", p->host_ip);
-        json_object_object_add(e, "host_port", json_object_new_int(p->host_port));
-        json_object_object_add(e, "port", json_object_new_int(p->port));
-        add_str(e, "proto", p->udp ? "udp" : "tcp");
-        json_object_array_add(pub, e);
-    }
-    json_object_object_add(o, "publish", pub);
+    json_object_object_add(o, "publish", hull_publish_to_json(m->publish, m->n_publish));
     return o;
 }
 

@@ -149,17 +149,7 @@ json_object *vm_net_json(const struct vm *vm)
     json_object *o = json_object_new_object();
     add_str(o, "name", vm->network);
     add_str(o, "egress", vm->egress[0] ? vm->egress : "all");
-    json_object *pub = json_object_new_array();
-    for (size_t i = 0; i < vm->n_publish; i++) {
-        const struct hull_publish *p = &vm->publish[i];
-        json_object *e = json_object_new_object();
-        add_str(e, "host_ip", p->host_ip);
-        json_object_object_add(e, "host_port", json_object_new_int(p->host_port));
-        json_object_object_add(e, "port", json_object_new_int(p->port));
-        add_str(e, "proto", p->udp ? "udp" : "tcp");
-        json_object_array_add(pub, e);
-    }
-    json_object_object_add(o, "publish", pub);
+    json_object_object_add(o, "publish", hull_publish_to_json(vm->publish, vm->n_publish));
     const struct hull_net_lease *l = &vm->lease;
     if (!l->ip4[0])
         return o; /* not running: no lease */
