@@ -12,38 +12,6 @@
 #include "util/json.h"
 #include "util/proc.h"
 
-static int publish_from_json(json_object *a, struct hull_publish *p, size_t *n, hull_error *err)
-{
-    *n = 0;
-    if (!a)
-        return 0;
-    if (!json_object_is_type(a, json_type_array) ||
-        json_object_array_length(a) > HULL_NET_MAX_PUBLISH)
-        return hull_error_set(err, EINVAL, "publish: not an array of at most %d",
-                              HULL_NET_MAX_PUBLISH);
-    for (size_t i = 0; i < json_object_array_length(a); i++) {
-        json_object *e = json_object_array_get_idx(a, i);
-        struct hull_publish *x = &p[(*n)++];
-        memset(x, 0, sizeof(*x));
-        const char *ip = json_object_get_string(hj_get(e, "host_ip"));
-        snprintf(x->host_ip, sizeof(x->host_ip), "%s", ip ? ip : "");
-        int hp = json_object_get_int(hj_get(e, "host_port"));
-        int pp = json_object_get_int(hj_get(e, "port"));
-        const char *proto = json_object_get_string(hj_get(e, "proto"));
-        if (hp < 1 || hp > 65535 || pp < 1 || pp > 65535)
-            return hull_error_set(err, EINVAL, "publish: a port outside 1-65535");
-        /* The address goes into an nft rule: an address and nothing else. */
-        uint8_t addr[16];
-        if (x->host_ip[0] && net_addr_parse(x->host_ip, AF_INET, addr) < 0 &&
-            net_addr_parse(x->host_ip, AF_INET6, addr) < 0)
-            return hull_error_set(err, EINVAL, "publish: '%s' is not an IP address", x->host_ip);
-        x->host_port = (uint16_t)hp;
-        x->port = (uint16_t)pp;
-        x->udp = proto && strcmp(proto, "udp") == 0;
-    }
-    return 0;
-}
-
 /* Hold: wait for {"op": "detach"} or EOF (the caller is gone), then undo. */
 static int hold(int sock, const char *member, hull_error *err)
 {
@@ -86,7 +54,8 @@ int net_helper_attach(int sock, json_object *req, int fd_in, hull_error *err)
         return hull_error_set(err, EINVAL, "network helper: attach needs network and member");
     if (r.owner_pid <= 0)
         r.owner_pid = getppid();
-    if (publish_from_json(hj_get(req, "publish"), publish, &r.n_publish, err) < 0)
+    if (hull_publish_from_json(hj_get(req, "publish"), publish, HULL_NET_MAX_PUBLISH, &r.n_publish,
+                               err) < 0)
         return -1;
     r.publish = publish;
     struct net_member m;

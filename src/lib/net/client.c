@@ -25,20 +25,6 @@ struct hull_net_session {
     char member[80];
 };
 
-static json_object *publish_json(const struct hull_publish *p, size_t n)
-{
-    json_object *a = json_object_new_array();
-    for (size_t i = 0; i < n; i++) {
-        json_object *e = json_object_new_object();
-        json_object_object_add(e, "host_ip", json_object_new_string(p[i].host_ip));
-        json_object_object_add(e, "host_port", json_object_new_int(p[i].host_port));
-        json_object_object_add(e, "port", json_object_new_int(p[i].port));
-        json_object_object_add(e, "proto", json_object_new_string(p[i].udp ? "udp" : "tcp"));
-        json_object_array_add(a, e);
-    }
-    return a;
-}
-
 static void copy_str(char *dst, size_t len, json_object *o, const char *key)
 {
     const char *s = json_object_get_string(hj_get(o, key));
@@ -84,7 +70,7 @@ int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_sessi
     json_object_object_add(msg, "hold", json_object_new_boolean(req->hold));
     if (req->egress)
         json_object_object_add(msg, "egress", json_object_new_string(req->egress));
-    json_object_object_add(msg, "publish", publish_json(req->publish, req->n_publish));
+    json_object_object_add(msg, "publish", hull_publish_to_json(req->publish, req->n_publish));
     struct hull_net_helper h;
     cleanup_json json_object *reply = NULL;
     int tap_fd = -1;

@@ -82,6 +82,11 @@ int hull_egress_format(const struct hull_egress *e, char *buf, size_t len);
  * state: [{"host_ip", "host_port", "port", "proto"}, ...]. */
 struct json_object;
 struct json_object *hull_publish_to_json(const struct hull_publish *p, size_t n);
+/* And back: NULL is an empty list; more than max entries, a port outside
+ * 1-65535 or a host_ip that is not an address (it goes into nft rules) is
+ * an error. */
+int hull_publish_from_json(struct json_object *a, struct hull_publish *p, size_t max, size_t *n,
+                           hull_error *err);
 
 /* A network name: [a-z0-9][a-z0-9_.-]{0,31}. "none" and "host" are not names. */
 bool hull_net_name_valid(const char *name);

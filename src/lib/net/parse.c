@@ -20,10 +20,10 @@
  * protocol fits easily; anything longer is an error anyway. */
 #define ITEM_MAX 96
 
-/* "1".."65535", decimal digits only. */
-static bool parse_port(const char *s, size_t len, uint16_t *out)
+/* 1 to max_digits decimal digits (no sign, no space) as a number. */
+static bool parse_digits(const char *s, size_t len, size_t max_digits, unsigned *out)
 {
-    if (len == 0 || len > 5)
+    if (len == 0 || len > max_digits)
         return false;
     unsigned v = 0;
     for (size_t i = 0; i < len; i++) {
@@ -31,7 +31,15 @@ static bool parse_port(const char *s, size_t len, uint16_t *out)
             return false;
         v = v * 10 + (unsigned)(s[i] - '0');
     }
-    if (v < 1 || v > 65535)
+    *out = v;
+    return true;
+}
+
+/* "1".."65535", decimal digits only. */
+static bool parse_port(const char *s, size_t len, uint16_t *out)
+{
+    unsigned v;
+    if (!parse_digits(s, len, 5, &v) || v < 1 || v > 65535)
         return false;
     *out = (uint16_t)v;
     return true;
@@ -40,15 +48,9 @@ static bool parse_port(const char *s, size_t len, uint16_t *out)
 /* "0".."max", decimal digits only. */
 static bool parse_prefix(const char *s, unsigned max, unsigned *out)
 {
-    size_t len = strlen(s);
-    if (len == 0 || len > 3)
+    unsigned v;
+    if (!parse_digits(s, strlen(s), 3, &v))
         return false;
-    unsigned v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
     if (v > max)
         return false;
     *out = v;
@@ -428,4 +430,35 @@ struct json_object *hull_publish_to_json(const struct hull_publish *p, size_t n)
         json_object_array_add(a, e);
     }
     return a;
+}
+
+int hull_publish_from_json(struct json_object *a, struct hull_publish *p, size_t max, size_t *n,
+                           hull_error *err)
+{
+    *n = 0;
+    if (!a)
+        return 0;
+    if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) > max)
+        return hull_error_set(err, EINVAL, "publish: not an array of at most %zu", max);
+    for (size_t i = 0; i < json_object_array_length(a); i++) {
+        json_object *e = json_object_array_get_idx(a, i);
+        struct hull_publish *x = &p[(*n)++];
+        memset(x, 0, sizeof(*x));
+        const char *ip = json_object_get_string(json_object_object_get(e, "host_ip"));
+        snprintf(x->host_ip, sizeof(x->host_ip), "%s", ip ? ip : "");
+        int hp = json_object_get_int(json_object_object_get(e, "host_port"));
+        int pp = json_object_get_int(json_object_object_get(e, "port"));
+        const char *proto = json_object_get_string(json_object_object_get(e, "proto"));
+        if (hp < 1 || hp > 65535 || pp < 1 || pp > 65535)
+            return hull_error_set(err, EINVAL, "publish: a port outside 1-65535");
+        /* The address goes into an nft rule: an address and nothing else. */
+        uint8_t addr[16];
+        if (x->host_ip[0] && inet_pton(AF_INET, x->host_ip, addr) != 1 &&
+            inet_pton(AF_INET6, x->host_ip, addr) != 1)
+            return hull_error_set(err, EINVAL, "publish: '%s' is not an IP address", x->host_ip);
+        x->host_port = (uint16_t)hp;
+        x->port = (uint16_t)pp;
+        x->udp = proto && strcmp(proto, "udp") == 0;
+    }
+    return 0;
 }

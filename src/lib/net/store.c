@@ -293,27 +293,15 @@ static int member_from_json(json_object *o, struct net_member *m, hull_error *er
     m->owner_pid = json_object_get_int(hj_get(o, "owner_pid"));
     m->owner_start = json_object_get_uint64(hj_get(o, "owner_start"));
     m->egress = strdup(jstr(o, "egress"));
-    json_object *pub = hj_get(o, "publish");
-    for (size_t i = 0; pub && i < json_object_array_length(pub) && i < HULL_NET_MAX_PUBLISH; i++) {
-        json_object *e = json_object_array_get_idx(pub, i);
-        struct hull_publish *p = &m->publish[m->n_publish++];
-        snprintf(p->host_ip, sizeof(p->host_ip), "%s", jstr(e, "host_ip"));
-        p->host_port = (uint16_t)json_object_get_int(hj_get(e, "host_port"));
-        p->port = (uint16_t)json_object_get_int(hj_get(e, "port"));
-        p->udp = strcmp(jstr(e, "proto"), "udp") == 0;
-    }
     if (!m->egress)
         return hull_error_set(err, ENOMEM, "out of memory");
     if (!ifname_ours(m->host_ifname, m->tap ? NET_TAP_PREFIX : NET_VETH_PREFIX) ||
         !net_member_id_valid(m->member) || !hull_net_name_valid(m->network))
         return hull_error_set(err, EINVAL, "lease %s: bad member, network or interface name",
                               m->member);
-    for (size_t i = 0; i < m->n_publish; i++) {
-        uint8_t a[16];
-        const char *ip = m->publish[i].host_ip;
-        if (ip[0] && net_addr_parse(ip, AF_INET, a) < 0 && net_addr_parse(ip, AF_INET6, a) < 0)
-            return hull_error_set(err, EINVAL, "lease %s: bad published address", m->member);
-    }
+    if (hull_publish_from_json(hj_get(o, "publish"), m->publish, HULL_NET_MAX_PUBLISH,
+                               &m->n_publish, err) < 0)
+        return hull_error_prefix(err, "lease %s", m->member);
     return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "vm/vm.h"
 
 static const char *const status_names[] = {"created", "running", "paused", "stopped", "failed"};
@@ -262,19 +263,13 @@ void vm_net_from_json(struct vm *vm, json_object *o)
         return;
     get_str(o, "name", vm->network, sizeof(vm->network));
     get_str(o, "egress", vm->egress, sizeof(vm->egress));
-    json_object *pub = hj_get(o, "publish");
-    for (size_t i = 0; pub && json_object_is_type(pub, json_type_array) &&
-                       i < json_object_array_length(pub) && i < HULL_NET_MAX_PUBLISH;
-         i++) {
-        json_object *e = json_object_array_get_idx(pub, i);
-        struct hull_publish *p = &vm->publish[vm->n_publish++];
-        memset(p, 0, sizeof(*p));
-        get_str(e, "host_ip", p->host_ip, sizeof(p->host_ip));
-        p->host_port = (uint16_t)get_int(e, "host_port");
-        p->port = (uint16_t)get_int(e, "port");
-        char proto[8] = "";
-        get_str(e, "proto", proto, sizeof(proto));
-        p->udp = strcmp(proto, "udp") == 0;
+    hull_error e = NULL;
+    if (hull_publish_from_json(hj_get(o, "publish"), vm->publish, HULL_NET_MAX_PUBLISH,
+                               &vm->n_publish, &e) < 0) {
+        /* hull wrote this record: a list it cannot read publishes nothing. */
+        hull_warn("vm %s: state: %s", vm->id, hull_error_msg(e));
+        hull_error_free(&e);
+        vm->n_publish = 0;
     }
     struct hull_net_lease *l = &vm->lease;
     get_str(o, "mac", l->mac, sizeof(l->mac));
