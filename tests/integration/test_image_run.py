@@ -10,6 +10,7 @@ store's use marks, the microVM disk cache.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -405,6 +406,24 @@ def test_microvm_boots_from_one_disk_per_manifest(store, vm_ready, tmp_path):
     st2 = disk.stat()
     assert (st2.st_ino, st2.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
     assert sorted(os.listdir(disk.parent)) == [f"{hexd}.lock", f"{hexd}.sqfs"]
+
+
+@pytest.mark.slow
+def test_microvm_warm_start_uses_its_own_store(vm_ready, tmp_path):
+    """A template saved by a VM of one store is restored for the same image
+    in another store; the restored VM reads its own store, and the first
+    store going away changes nothing."""
+    env = dict(os.environ, HULL_VM_ACCEL=test_vm_lib.ACCEL)
+    args = ["--isolation", "microvm", "--cpu-time", "60s", "--wall-time", "120s", "--image", CFG,
+            "--", "cat", "/etc/os-release"]
+    for name in ("first", "second"):
+        root = tmp_path / name
+        write_oci_layout(root, CFG, [bb_entries()], config={"Cmd": ["true"]})
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--image-root", str(root), *args],
+                           capture_output=True, text=True, timeout=900, env=env)
+        assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+        assert json.loads(p.stdout)["stdout"] == OS_RELEASE
+        shutil.rmtree(root)
 
 
 @pytest.mark.slow

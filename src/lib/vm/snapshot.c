@@ -399,31 +399,57 @@ static const char *mget(json_object *m, const char *obj, const char *key)
     return v ? json_object_get_string(v) : "";
 }
 
+/* A VM made for this restore (a template's) was measured moments ago by
+ * vm_create: its own files, and its own image and store, are the ones to
+ * use. The template may have been saved by a VM whose files lived
+ * elsewhere (another image store holding the same image); what the guest's
+ * memory depends on is their content, so the digests must be the same.
+ * (Two images whose layers are the same have one disk; their configs,
+ * which differ, are given to each run, not kept in the guest.) */
+static int manifest_matches_measured(json_object *m, const struct vm *vm, hull_error *err)
+{
+    struct {
+        const char *what, *path, *key, *sha;
+    } a[] = {
+        {"kernel", vm->kernel.bzimage, "kernel", vm->kernel.bzimage_sha256},
+        {"initrd", vm->initrd.path, "initrd", vm->initrd.sha256},
+        {"rootfs", vm->rootfs.image, "rootfs", vm->rootfs.sha256},
+    };
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(mget(m, a[i].key, "sha256"), a[i].sha) != 0)
+            return hull_error_set(err, EPERM,
+                                  "%s %s is not the one of the snapshot (sha256 %s, expected %s)",
+                                  a[i].what, a[i].path, a[i].sha, mget(m, a[i].key, "sha256"));
+    return 0;
+}
+
 /* Fill vm's artifacts from the manifest and check each against the disk. */
 static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
 {
-    /* Measured moments ago by vm_create (a template restore)? Then the
-     * digests must match those measurements; the files are not read twice. */
     bool measured = vm->kernel.bzimage_sha256[0] && vm->initrd.sha256[0] && vm->rootfs.sha256[0];
-    char mk[HULL_SHA256_HEX], mi[HULL_SHA256_HEX], mr[HULL_SHA256_HEX];
-    snprintf(mk, sizeof(mk), "%s", vm->kernel.bzimage_sha256);
-    snprintf(mi, sizeof(mi), "%s", vm->initrd.sha256);
-    snprintf(mr, sizeof(mr), "%s", vm->rootfs.sha256);
-    snprintf(vm->kernel.bzimage, sizeof(vm->kernel.bzimage), "%s", mget(m, "kernel", "path"));
-    snprintf(vm->kernel.bzimage_sha256, HULL_SHA256_HEX, "%s", mget(m, "kernel", "sha256"));
-    snprintf(vm->kernel.release, sizeof(vm->kernel.release), "%s", mget(m, "kernel", "release"));
-    snprintf(vm->kernel.vmlinux, sizeof(vm->kernel.vmlinux), "%s", mget(m, "kernel", "vmlinux"));
-    snprintf(vm->kernel.vmlinux_sha256, HULL_SHA256_HEX, "%s", mget(m, "kernel", "vmlinux_sha256"));
-    snprintf(vm->initrd.path, sizeof(vm->initrd.path), "%s", mget(m, "initrd", "path"));
-    snprintf(vm->initrd.sha256, HULL_SHA256_HEX, "%s", mget(m, "initrd", "sha256"));
-    snprintf(vm->rootfs.image, sizeof(vm->rootfs.image), "%s", mget(m, "rootfs", "path"));
-    snprintf(vm->rootfs.sha256, HULL_SHA256_HEX, "%s", mget(m, "rootfs", "sha256"));
-    snprintf(vm->rootfs.source, sizeof(vm->rootfs.source), "%s", mget(m, "rootfs", "source"));
-    if (hj_get(m, "image")) {
-        snprintf(vm->image, sizeof(vm->image), "%s", mget(m, "image", "name"));
-        snprintf(vm->image_digest, sizeof(vm->image_digest), "%s", mget(m, "image", "digest"));
-        snprintf(vm->image_root, sizeof(vm->image_root), "%s", mget(m, "image", "store"));
-        snprintf(vm->image_config, sizeof(vm->image_config), "%s", mget(m, "image", "config"));
+    if (measured) {
+        if (manifest_matches_measured(m, vm, err) < 0)
+            return -1;
+    } else {
+        snprintf(vm->kernel.bzimage, sizeof(vm->kernel.bzimage), "%s", mget(m, "kernel", "path"));
+        snprintf(vm->kernel.bzimage_sha256, HULL_SHA256_HEX, "%s", mget(m, "kernel", "sha256"));
+        snprintf(vm->kernel.release, sizeof(vm->kernel.release), "%s",
+                 mget(m, "kernel", "release"));
+        snprintf(vm->kernel.vmlinux, sizeof(vm->kernel.vmlinux), "%s",
+                 mget(m, "kernel", "vmlinux"));
+        snprintf(vm->kernel.vmlinux_sha256, HULL_SHA256_HEX, "%s",
+                 mget(m, "kernel", "vmlinux_sha256"));
+        snprintf(vm->initrd.path, sizeof(vm->initrd.path), "%s", mget(m, "initrd", "path"));
+        snprintf(vm->initrd.sha256, HULL_SHA256_HEX, "%s", mget(m, "initrd", "sha256"));
+        snprintf(vm->rootfs.image, sizeof(vm->rootfs.image), "%s", mget(m, "rootfs", "path"));
+        snprintf(vm->rootfs.sha256, HULL_SHA256_HEX, "%s", mget(m, "rootfs", "sha256"));
+        snprintf(vm->rootfs.source, sizeof(vm->rootfs.source), "%s", mget(m, "rootfs", "source"));
+        if (hj_get(m, "image")) {
+            snprintf(vm->image, sizeof(vm->image), "%s", mget(m, "image", "name"));
+            snprintf(vm->image_digest, sizeof(vm->image_digest), "%s", mget(m, "image", "digest"));
+            snprintf(vm->image_root, sizeof(vm->image_root), "%s", mget(m, "image", "store"));
+            snprintf(vm->image_config, sizeof(vm->image_config), "%s", mget(m, "image", "config"));
+        }
     }
     /* A VM made for this restore (a template's) brings its own network;
      * `vm restore` takes the snapshot's. */
@@ -452,12 +478,9 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         {"initrd", vm->initrd.path, vm->initrd.sha256},
         {"rootfs", vm->rootfs.image, vm->rootfs.sha256},
     };
-    const char *known[3] = {mk, mi, mr};
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 3 && !measured; i++) {
         char got[HULL_SHA256_HEX];
-        if (measured)
-            snprintf(got, sizeof(got), "%s", known[i]);
-        else if (vm_sha256_file(a[i].path, got, err) < 0)
+        if (vm_sha256_file(a[i].path, got, err) < 0)
             return hull_error_prefix(err, "%s of the snapshot", a[i].what);
         if (strcmp(got, a[i].sha) != 0)
             return hull_error_set(err, EPERM,
