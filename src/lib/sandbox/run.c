@@ -402,41 +402,66 @@ static void feed_stdin(struct run *x, bool src_ready, bool pipe_ready)
     }
 }
 
-/* The workload runs: feed stdin, collect output, watch the clocks. Returns
- * the wait status of the init; *ru gets its resource usage. */
-static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct rusage *ru)
+/* The program's wait status from the reaper, once it is all there; false
+ * while nothing (or not all of it) came. */
+static bool read_program_status(struct run *x, int *st)
+{
+    ssize_t n;
+    do {
+        n = read(x->status[0], st, sizeof(*st));
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(*st);
+}
+
+/* The workload runs: feed stdin, collect output, watch the clocks, until
+ * the program ended (the reaper reported its status, or the init is gone)
+ * and its output is all in. *status is the program's wait status, or the
+ * init's when the reaper had none to give (it was killed with everything
+ * else); *init_reaped says whether the init was reaped (*ru its usage).
+ *
+ * The reaper reports before it exits, and its exit is slow: the last
+ * process of the sandbox's mount namespace tears it down and waits for an
+ * RCU grace period. The caller reads the result meanwhile and reaps the
+ * init (finish_init) only before the cgroup must go. */
+static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *status,
+                      bool *init_reaped, struct rusage *ru)
 {
     const struct hull_policy *p = x->p;
     pid_t pid = x->c.launch.pid;
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    bool out_open = true, err_open = true, exited = false;
-    int status = 0;
+    bool out_open = true, err_open = true, exited = false, reported = false;
     uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
     /* The cgroup's usage covers every process; without a cgroup the init's
      * /proc/PID/stat is the best there is (RLIMIT_CPU bounds each process). */
     bool watch_cpu = true;
     *why = STOP_NONE;
+    *status = 0;
     memset(ru, 0, sizeof(*ru));
+    /* Without a cgroup the init's rusage is the run's CPU time: the init
+     * must be reaped first (see ns_supervise). */
+    bool early = x->c.cgroup != NULL;
 
-    while (!exited || out_open || err_open) {
+    while (!(exited || reported) || out_open || err_open) {
+        bool ended = exited || reported;
         /* The host file is read only when its last chunk is in the pipe. */
         bool chunk_out = x->in_src >= 0 && x->in_off == x->in_len;
-        struct pollfd f[6] = {
+        struct pollfd f[7] = {
             {.fd = out_open ? x->out[0] : -1, .events = POLLIN},
             {.fd = err_open ? x->err[0] : -1, .events = POLLIN},
-            {.fd = exited ? -1 : pfd, .events = POLLIN},
+            {.fd = ended ? -1 : pfd, .events = POLLIN},
             {.fd = chunk_out ? -1 : x->in_write, .events = POLLOUT},
             {.fd = p->cancel_fd, .events = POLLIN},
             {.fd = chunk_out && x->in_write >= 0 ? x->in_src : -1, .events = POLLIN},
+            {.fd = early && !ended ? x->status[0] : -1, .events = POLLIN},
         };
         uint64_t now = hull_monotonic_ns();
         int timeout = -1;
-        if (!exited) {
+        if (!ended) {
             timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
             if (watch_cpu && timeout > 20)
                 timeout = 20;
         }
-        int n = poll(f, 6, timeout);
+        int n = poll(f, 7, timeout);
         if (n < 0 && errno != EINTR)
             break;
         bool over = false;
@@ -446,7 +471,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             err_open = false;
         if (n > 0 && (f[3].revents || f[5].revents))
             feed_stdin(x, f[5].revents != 0, f[3].revents != 0);
-        if (exited)
+        if (ended)
             continue;
         if (over && *why == STOP_NONE) {
             *why = STOP_OUTPUT;
@@ -456,15 +481,32 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             *why = STOP_CANCEL;
             kill_all(x);
         }
-        if (pfd < 0 || (f[2].revents & POLLIN)) {
-            if (wait4(pid, &status, pfd < 0 ? WNOHANG : 0, ru) == pid) {
-                exited = true;
-                /* Anything left in the sandbox dies now; the pipes then close. */
-                kill_all(x);
-                hull_closep(&x->in_write);
-                hull_closep(&x->in_src);
-                continue;
+        if (f[6].revents) {
+            if (read_program_status(x, status)) {
+                reported = true;
+            } else {
+                /* EOF without a status: the init's end says what happened. */
+                early = false;
             }
+        }
+        if (!reported && (pfd < 0 || (f[2].revents & POLLIN)) &&
+            wait4(pid, status, pfd < 0 ? WNOHANG : 0, ru) == pid) {
+            exited = true;
+            /* The reaper's report, when it made one before it ended. */
+            int st;
+            if (read_program_status(x, &st))
+                *status = st;
+        }
+        if (exited || reported) {
+            /* Anything left in the sandbox dies now; the pipes then close.
+             * A reaper that reported is exiting, and its exit kills its pid
+             * namespace: a cgroup kill meanwhile would find it still there
+             * and try again and again. */
+            if (exited)
+                kill_all(x);
+            hull_closep(&x->in_write);
+            hull_closep(&x->in_src);
+            continue;
         }
         now = hull_monotonic_ns();
         if (now >= deadline && *why == STOP_NONE) {
@@ -494,21 +536,19 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
     }
     if (pfd >= 0)
         close(pfd);
-    if (!exited)
-        wait4(pid, &status, 0, ru);
-    return status;
+    *init_reaped = exited;
 }
 
-/* The program's own wait status, from the reaper; the init's when the
- * reaper had none to give (it was killed with everything else). */
-static int program_status(struct run *x, int init_status)
+/* Reap the init, whatever supervise left of it: its pid namespace, and so
+ * every process of the sandbox, is gone once this returns. */
+static void finish_init(struct run *x, int *status, struct rusage *ru)
 {
+    pid_t pid = x->c.launch.pid;
+    while (wait4(pid, status, 0, ru) < 0 && errno == EINTR)
+        ;
     int st;
-    ssize_t n;
-    do {
-        n = read(x->status[0], &st, sizeof(st));
-    } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof(st) ? st : init_status;
+    if (read_program_status(x, &st))
+        *status = st;
 }
 
 static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st)
@@ -595,14 +635,23 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
     return 0;
 }
 
-/* Supervise the started program to its end and fill the result from it. */
+/* Supervise the started program to its end and fill the result from it.
+ * With a cgroup, the result is read while the init is still exiting; the
+ * init is reaped here in any case, before anything of the run is removed. */
 static void ns_supervise(struct run *x, uint64_t start)
 {
     struct hull_result *r = x->r;
     enum stop why;
     struct rusage ru;
-    int status = program_status(x, supervise(x, start, &why, &ru));
+    int status;
+    bool reaped;
+    supervise(x, start, &why, &status, &reaped, &ru);
     r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
+    if (!reaped && x->c.cgroup == NULL) {
+        /* No cgroup: the init's rusage is the run's CPU time. */
+        finish_init(x, &status, &ru);
+        reaped = true;
+    }
     struct hull_cgroup_stats st = {0};
     bool have_stats = false;
     if (x->c.cgroup) {
@@ -625,6 +674,10 @@ static void ns_supervise(struct run *x, uint64_t start)
             r->cpu_time_ms = x->cpu_seen_ms;
     }
     verdict(x, status, why, have_stats ? &st : NULL);
+    if (!reaped) {
+        int init_status; /* the program's is in the result already */
+        finish_init(x, &init_status, &ru);
+    }
 }
 
 /* A network that cannot be attached (no such network, a host port taken,
