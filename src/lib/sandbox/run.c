@@ -605,7 +605,7 @@ static void ns_supervise(struct run *x, uint64_t start)
     bool have_stats = false;
     if (x->c.cgroup) {
         hull_error e = NULL;
-        have_stats = hull_cgroup_stats(x->c.cgroup, &st, &e) == 0;
+        have_stats = hull_cgroup_stats_brief(x->c.cgroup, &st, &e) == 0;
         if (!have_stats)
             hull_debug("sandbox %s: stats: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
