@@ -119,6 +119,27 @@ def test_orphans_are_reaped(sb):
     assert r.out == "done 2\n"
 
 
+def test_background_process_ends_with_the_program(sb):
+    """The run ends when the program does, even with a background process
+    of it still holding stdout: the reaper's exit takes it along, and the
+    sandbox checks afterwards find nothing of it left."""
+    r = sb(cmd=["sh", "-c", "sleep 60 & echo started"])
+    assert r.verdict == "ok" and r.out == "started\n", r
+
+
+def test_exec_failure_after_the_clone_is_reported(sb, tmp_path):
+    """A program that passes every check before the run but fails at execve
+    (no binary format takes it) is reported by the child that shares the
+    reaper's memory until its exec, as an internal error."""
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x00\x01garbage\n")
+    bad.chmod(0o755)
+    r = sb("--copy-in", f"{bad}:/tmp/bad", cmd=["/tmp/bad"])
+    assert r.verdict == "internal_error", r
+    assert "exec /tmp/bad: Exec format error" in r.j["error"], r.j["error"]
+    assert sb(cmd=["true"]).verdict == "ok"
+
+
 def test_utf8_and_binary_output(sb):
     r = sb(cmd=["sh", "-c", "printf '\\377\\376\\000x'; printf 'h\\303\\251llo' >&2"])
     assert r.verdict == "ok", r

@@ -11,8 +11,19 @@
  * as pid 2, reaps every process that ends, and when the program ends
  * writes its wait status to the supervisor and exits -- which makes the
  * kernel kill whatever is left in the namespace.
+ *
+ * The program starts the way posix_spawn starts one: a child that shares
+ * the reaper's memory (CLONE_VM) on a stack of its own, while the reaper
+ * sleeps until its execve (CLONE_VFORK). A fork would copy the page tables
+ * of the whole hull binary and its heap, only to throw them away at the
+ * exec, and would leave both sides copy-on-write faults. The child touches
+ * nothing of the reaper's memory but its own stack on the way to execve;
+ * its fd table and signal handlers are its own copies (no CLONE_FILES, no
+ * CLONE_SIGHAND). Only when execve fails does it format the error (heap
+ * memory the reaper then never uses) before _exit.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -23,6 +34,25 @@
 #include "util/error.h"
 #include "util/fs.h"
 
+struct spawn_args {
+    struct hull_proc_plan *plan;
+    int report_fd, status_fd;
+};
+
+/* The program's side of the clone: runs on program_stack until execve. */
+static int program_main(void *arg)
+{
+    struct spawn_args *a = arg;
+    /* The report socket closes on exec (success) or carries the error; the
+     * status pipe is the reaper's alone. */
+    close(a->status_fd);
+    hull_proc_exec(a->plan, a->report_fd);
+}
+
+/* The child's stack until its execve: what hull_proc_exec and its error
+ * report need, with room to spare. */
+static _Alignas(64) char program_stack[256 * 1024];
+
 void hull_proc_exec_reaped(struct hull_proc_plan *p, int report_fd, int status_fd)
 {
     /* Nothing of the reaper may be opened through /proc/1 by the program:
@@ -30,18 +60,14 @@ void hull_proc_exec_reaped(struct hull_proc_plan *p, int report_fd, int status_f
      * credential change may have made it dumpable again (fs.suid_dumpable),
      * so before the program exists; execve decides the program's own. */
     prctl(PR_SET_DUMPABLE, 0);
-    pid_t child = fork();
+    struct spawn_args a = {.plan = p, .report_fd = report_fd, .status_fd = status_fd};
+    pid_t child = clone(program_main, program_stack + sizeof(program_stack),
+                        CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     if (child < 0) {
         hull_error err = NULL;
-        hull_error_errno(&err, "sandbox init: fork the program");
+        hull_error_errno(&err, "sandbox init: start the program");
         hull_sync_send_error(report_fd, err);
         _exit(127);
-    }
-    if (child == 0) {
-        /* The program: the report socket closes on exec (success) or
-         * carries the error; the status pipe is the reaper's alone. */
-        close(status_fd);
-        hull_proc_exec(p, report_fd);
     }
     /* The supervisor reads EOF on the sync socket once the program's exec
      * closed the last other copy of it: ours must be gone by then. */

@@ -161,6 +161,30 @@ int hull_cgroup_stats(struct hull_cgroup *cg, struct hull_cgroup_stats *st, hull
     return 0;
 }
 
+int hull_cgroup_stats_brief(struct hull_cgroup *cg, struct hull_cgroup_stats *st, hull_error *err)
+{
+    memset(st, 0, sizeof(*st));
+    if (cg_main_node(cg) == NULL)
+        return hull_error_set(err, ENOENT, "cgroup: stats: the cgroup does not exist");
+    char buf[1024];
+    bool v2 = false;
+    hull_error e = NULL;
+    if (hull_cgroup_cpu_usage(cg, &st->cpu_usage_ns, &e) < 0)
+        st->cpu_usage_ns = 0;
+    hull_error_free(&e); /* no cpu accounting reads as 0, as in hull_cgroup_stats */
+    const char *d = node_dir(cg, CG_MEMORY, &v2);
+    if (d != NULL && v2) {
+        st->memory_max_usage = rd(d, "memory.peak");
+        st->oom_kill_events = key(rdk(d, "memory.events", buf, sizeof(buf)), "oom_kill");
+    } else if (d != NULL) {
+        st->memory_max_usage = rd(d, "memory.max_usage_in_bytes");
+        st->oom_kill_events = key(rdk(d, "memory.oom_control", buf, sizeof(buf)), "oom_kill");
+    }
+    if ((d = node_dir(cg, CG_PIDS, &v2)) != NULL)
+        st->pids_max_events = key(rdk(d, "pids.events", buf, sizeof(buf)), "max");
+    return 0;
+}
+
 /* ---- runc's `events --stats` JSON ---- */
 
 static void add_u64(json_object *o, const char *k, uint64_t v)

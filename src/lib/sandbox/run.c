@@ -289,57 +289,6 @@ static void kill_all(struct run *x)
     kill(x->c.launch.pid, SIGKILL);
 }
 
-/* utime + stime + cutime + cstime of one process, in clock ticks. */
-static bool stat_ticks(pid_t pid, unsigned long long *ticks)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    /* Fields after the last ')' (comm may hold anything): 3 is the state,
-     * 14-17 are utime, stime, cutime, cstime. */
-    char *p = strrchr(buf, ')');
-    unsigned long long t[4];
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &t[0],
-               &t[1], &t[2], &t[3]) != 4)
-        return false;
-    *ticks = t[0] + t[1] + t[2] + t[3];
-    return true;
-}
-
-/* CPU time so far of a sandbox without a cgroup (process isolation): the
- * init (the reaper) and its children, each with what it reaped. Processes
- * deeper down count once reaped; RLIMIT_CPU bounds each meanwhile. */
-static bool proc_cpu_ms(pid_t init, uint64_t *ms)
-{
-    unsigned long long total = 0, t;
-    if (!stat_ticks(init, &total))
-        return false;
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-    if (fd >= 0)
-        close(fd);
-    if (n > 0) {
-        buf[n] = '\0';
-        char *save = NULL;
-        for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
-            if (stat_ticks((pid_t)atoi(tok), &t))
-                total += t;
-    }
-    long hz = sysconf(_SC_CLK_TCK);
-    *ms = total * 1000ull / (unsigned long long)(hz > 0 ? hz : 100);
-    return true;
-}
-
 /* A write that returns EPIPE instead of raising SIGPIPE (the program may
  * close its stdin early): the signal is blocked for this thread meanwhile
  * and, if the write raised it, taken back before it is unblocked. */
@@ -402,41 +351,66 @@ static void feed_stdin(struct run *x, bool src_ready, bool pipe_ready)
     }
 }
 
-/* The workload runs: feed stdin, collect output, watch the clocks. Returns
- * the wait status of the init; *ru gets its resource usage. */
-static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct rusage *ru)
+/* The program's wait status from the reaper, once it is all there; false
+ * while nothing (or not all of it) came. */
+static bool read_program_status(struct run *x, int *st)
+{
+    ssize_t n;
+    do {
+        n = read(x->status[0], st, sizeof(*st));
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(*st);
+}
+
+/* The workload runs: feed stdin, collect output, watch the clocks, until
+ * the program ended (the reaper reported its status, or the init is gone)
+ * and its output is all in. *status is the program's wait status, or the
+ * init's when the reaper had none to give (it was killed with everything
+ * else); *init_reaped says whether the init was reaped (*ru its usage).
+ *
+ * The reaper reports before it exits, and its exit is slow: the last
+ * process of the sandbox's mount namespace tears it down and waits for an
+ * RCU grace period. The caller reads the result meanwhile and reaps the
+ * init (finish_init) only before the cgroup must go. */
+static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *status,
+                      bool *init_reaped, struct rusage *ru)
 {
     const struct hull_policy *p = x->p;
     pid_t pid = x->c.launch.pid;
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    bool out_open = true, err_open = true, exited = false;
-    int status = 0;
+    bool out_open = true, err_open = true, exited = false, reported = false;
     uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
     /* The cgroup's usage covers every process; without a cgroup the init's
      * /proc/PID/stat is the best there is (RLIMIT_CPU bounds each process). */
     bool watch_cpu = true;
     *why = STOP_NONE;
+    *status = 0;
     memset(ru, 0, sizeof(*ru));
+    /* Without a cgroup the init's rusage is the run's CPU time: the init
+     * must be reaped first (see ns_supervise). */
+    bool early = x->c.cgroup != NULL;
 
-    while (!exited || out_open || err_open) {
+    while (!(exited || reported) || out_open || err_open) {
+        bool ended = exited || reported;
         /* The host file is read only when its last chunk is in the pipe. */
         bool chunk_out = x->in_src >= 0 && x->in_off == x->in_len;
-        struct pollfd f[6] = {
+        struct pollfd f[7] = {
             {.fd = out_open ? x->out[0] : -1, .events = POLLIN},
             {.fd = err_open ? x->err[0] : -1, .events = POLLIN},
-            {.fd = exited ? -1 : pfd, .events = POLLIN},
+            {.fd = ended ? -1 : pfd, .events = POLLIN},
             {.fd = chunk_out ? -1 : x->in_write, .events = POLLOUT},
             {.fd = p->cancel_fd, .events = POLLIN},
             {.fd = chunk_out && x->in_write >= 0 ? x->in_src : -1, .events = POLLIN},
+            {.fd = early && !ended ? x->status[0] : -1, .events = POLLIN},
         };
         uint64_t now = hull_monotonic_ns();
         int timeout = -1;
-        if (!exited) {
+        if (!ended) {
             timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
             if (watch_cpu && timeout > 20)
                 timeout = 20;
         }
-        int n = poll(f, 6, timeout);
+        int n = poll(f, 7, timeout);
         if (n < 0 && errno != EINTR)
             break;
         bool over = false;
@@ -446,7 +420,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             err_open = false;
         if (n > 0 && (f[3].revents || f[5].revents))
             feed_stdin(x, f[5].revents != 0, f[3].revents != 0);
-        if (exited)
+        if (ended)
             continue;
         if (over && *why == STOP_NONE) {
             *why = STOP_OUTPUT;
@@ -456,15 +430,32 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
             *why = STOP_CANCEL;
             kill_all(x);
         }
-        if (pfd < 0 || (f[2].revents & POLLIN)) {
-            if (wait4(pid, &status, pfd < 0 ? WNOHANG : 0, ru) == pid) {
-                exited = true;
-                /* Anything left in the sandbox dies now; the pipes then close. */
-                kill_all(x);
-                hull_closep(&x->in_write);
-                hull_closep(&x->in_src);
-                continue;
+        if (f[6].revents) {
+            if (read_program_status(x, status)) {
+                reported = true;
+            } else {
+                /* EOF without a status: the init's end says what happened. */
+                early = false;
             }
+        }
+        if (!reported && (pfd < 0 || (f[2].revents & POLLIN)) &&
+            wait4(pid, status, pfd < 0 ? WNOHANG : 0, ru) == pid) {
+            exited = true;
+            /* The reaper's report, when it made one before it ended. */
+            int st;
+            if (read_program_status(x, &st))
+                *status = st;
+        }
+        if (exited || reported) {
+            /* Anything left in the sandbox dies now; the pipes then close.
+             * A reaper that reported is exiting, and its exit kills its pid
+             * namespace: a cgroup kill meanwhile would find it still there
+             * and try again and again. */
+            if (exited)
+                kill_all(x);
+            hull_closep(&x->in_write);
+            hull_closep(&x->in_src);
+            continue;
         }
         now = hull_monotonic_ns();
         if (now >= deadline && *why == STOP_NONE) {
@@ -482,7 +473,7 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
                 hull_error_free(&e); /* unknown: read again at the next tick */
                 used_ms = ns / 1000000ull;
             } else {
-                known = proc_cpu_ms(pid, &used_ms);
+                known = hull_sandbox_proc_cpu_ms(pid, &used_ms);
             }
             if (known && used_ms > x->cpu_seen_ms)
                 x->cpu_seen_ms = used_ms;
@@ -494,21 +485,19 @@ static int supervise(struct run *x, uint64_t start_ns, enum stop *why, struct ru
     }
     if (pfd >= 0)
         close(pfd);
-    if (!exited)
-        wait4(pid, &status, 0, ru);
-    return status;
+    *init_reaped = exited;
 }
 
-/* The program's own wait status, from the reaper; the init's when the
- * reaper had none to give (it was killed with everything else). */
-static int program_status(struct run *x, int init_status)
+/* Reap the init, whatever supervise left of it: its pid namespace, and so
+ * every process of the sandbox, is gone once this returns. */
+static void finish_init(struct run *x, int *status, struct rusage *ru)
 {
+    pid_t pid = x->c.launch.pid;
+    while (wait4(pid, status, 0, ru) < 0 && errno == EINTR)
+        ;
     int st;
-    ssize_t n;
-    do {
-        n = read(x->status[0], &st, sizeof(st));
-    } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof(st) ? st : init_status;
+    if (read_program_status(x, &st))
+        *status = st;
 }
 
 static void verdict(struct run *x, int status, enum stop why, const struct hull_cgroup_stats *st)
@@ -595,19 +584,28 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
     return 0;
 }
 
-/* Supervise the started program to its end and fill the result from it. */
+/* Supervise the started program to its end and fill the result from it.
+ * With a cgroup, the result is read while the init is still exiting; the
+ * init is reaped here in any case, before anything of the run is removed. */
 static void ns_supervise(struct run *x, uint64_t start)
 {
     struct hull_result *r = x->r;
     enum stop why;
     struct rusage ru;
-    int status = program_status(x, supervise(x, start, &why, &ru));
+    int status;
+    bool reaped;
+    supervise(x, start, &why, &status, &reaped, &ru);
     r->wall_time_ms = (hull_monotonic_ns() - start) / 1000000ull;
+    if (!reaped && x->c.cgroup == NULL) {
+        /* No cgroup: the init's rusage is the run's CPU time. */
+        finish_init(x, &status, &ru);
+        reaped = true;
+    }
     struct hull_cgroup_stats st = {0};
     bool have_stats = false;
     if (x->c.cgroup) {
         hull_error e = NULL;
-        have_stats = hull_cgroup_stats(x->c.cgroup, &st, &e) == 0;
+        have_stats = hull_cgroup_stats_brief(x->c.cgroup, &st, &e) == 0;
         if (!have_stats)
             hull_debug("sandbox %s: stats: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
@@ -625,6 +623,10 @@ static void ns_supervise(struct run *x, uint64_t start)
             r->cpu_time_ms = x->cpu_seen_ms;
     }
     verdict(x, status, why, have_stats ? &st : NULL);
+    if (!reaped) {
+        int init_status; /* the program's is in the result already */
+        finish_init(x, &init_status, &ru);
+    }
 }
 
 /* A network that cannot be attached (no such network, a host port taken,

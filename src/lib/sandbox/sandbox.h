@@ -132,6 +132,9 @@ void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_la
  * bytes (the rest sets out->truncated and *over). False at EOF or error,
  * true when the pipe is merely empty for now. */
 bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over);
+/* CPU time so far, in ms, of an init and its children read from /proc
+ * (process isolation, no cgroup); false when it cannot be read. */
+bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
