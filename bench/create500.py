@@ -207,13 +207,20 @@ def report(by_runtime, n, rounds):
                         ("pinned_per_container_kib", "pinned memory"),
                         ("pause_ms", "pause latency"), ("resume_ms", "resume latency")):
             h, c = med["hull"][k], med["crun"][k]
-            if h is not None and c:
+            if h is not None and c and k in MEMORY and min(h, c) <= 0:
+                print(f"  {what:20s} not measured: the host's memory fell during a round"
+                      " (other work freed more than the containers took); run again")
+            elif h is not None and c:
                 print(f"  {what:20s} hull/crun = {h / c:.2f}  {'MET' if h <= c else 'NOT MET'}")
     print("host KiB = MemAvailable drop / N (host-wide, noisy on a shared machine); pinned KiB ="
           " growth of anon+shmem+unreclaimable slab+stacks+page tables+percpu / N;"
           " cgroup KiB = charged to one container's memory cgroup.")
     return med
 
+
+# Host-wide: another process freeing memory during a round can make a
+# runtime's figure zero or negative, which is no measurement at all.
+MEMORY = ("mem_per_container_kib", "pinned_per_container_kib")
 
 ROWS = (("per_container_ms", "create+start per container", "ms", "<= 1.0"),
         ("mem_per_container_kib", "host memory per idle container (MemAvailable)", "KiB", "<= 1.0"),
@@ -232,8 +239,13 @@ def json_rows(med, n, rounds):
         h, c = med["hull"].get(key), med.get("crun", {}).get(key)
         if h is None:
             continue
+        why = note
+        if key in MEMORY and c is not None and min(h, c) <= 0:
+            # No ratio, so no verdict: the row says why instead.
+            why = f"{note}; not measured (crun {c:.0f}): host memory fell during a round, run again"
+            c = None
         benchjson.row("create500", path, hull=round(h, 2), peer=None if c is None else round(c, 2),
-                      peer_name="crun" if c is not None else "", unit=unit, goal=goal, note=note)
+                      peer_name="crun", unit=unit, goal=goal, note=why)
 
 
 def main():
