@@ -7,15 +7,26 @@
 #
 #   bench/create500.sh                    N=500 SAMPLE=50 ROUNDS=3
 #   RUNTIMES="hull crun" bench/create500.sh
+#   QUICK=1 bench/create500.sh            N=300 SAMPLE=10 ROUNDS=1, hull and crun, a
+#                                         short warm-up (about 1.5 min; bench/all)
+#   BENCH_JSON=FILE                       append rows through bench/benchjson.py
 #   CGROUP_VIEW=host|v1|auto              see lib.sh (crun refuses hybrid hosts)
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_start "$@"
 
+if [ -n "${QUICK:-}" ]; then
+    N=${N:-300}
+    ROUNDS=${ROUNDS:-1}
+    SAMPLE=${SAMPLE:-10}
+    RUNTIMES=${RUNTIMES:-hull crun}
+    CREATE_WARMUP=${CREATE_WARMUP:-5}
+fi
 N=${N:-500}
 ROUNDS=${ROUNDS:-3}
 SAMPLE=${SAMPLE:-50}
 RUNTIMES=${RUNTIMES:-hull crun runc}
+CREATE_WARMUP=${CREATE_WARMUP:-20}
 BUNDLE=$WORK/bundle
 make_bundle "$BUNDLE" -- /bin/sleep 1000000
 PROBE=$WORK/probe-bundle
@@ -42,4 +53,4 @@ for name in $RUNTIMES; do
 done
 [ ${#args[@]} -gt 0 ] || die "no runtime could run the bundle"
 python3 "$(dirname "$0")/create500.py" --bundle "$BUNDLE" --state "$STATE" --n "$N" --sample "$SAMPLE" --rounds "$ROUNDS" \
-    --tag "hb$$" "${args[@]}"
+    --warmup "$CREATE_WARMUP" --tag "hb$$" "${args[@]}"

@@ -6,9 +6,15 @@
 #
 #   bench/run_true.sh            HULL=build/hull by default; CRUN, RUNC override
 #   RUNS=200 WARMUP=20 bench/run_true.sh
+#   QUICK=1 bench/run_true.sh    RUNS=30 WARMUP=3 (well under a minute; bench/all)
+#   BENCH_JSON=FILE              append rows through bench/benchjson.py
 #   CGROUP_VIEW=host|v1|auto     see lib.sh (crun refuses hybrid hosts)
 set -u
 . "$(dirname "$0")/lib.sh"
+if [ -n "${QUICK:-}" ]; then
+    RUNS=${RUNS:-30}
+    WARMUP=${WARMUP:-3}
+fi
 bench_start "$@"
 
 BUNDLE=$WORK/bundle
@@ -26,8 +32,10 @@ done
 hyperfine -N --warmup "$WARMUP" --min-runs "$RUNS" --export-json "$WORK/result.json" \
     --style basic "${cmds[@]}" </dev/null || die "hyperfine failed"
 
-python3 - "$WORK/result.json" <<'EOF'
+python3 - "$WORK/result.json" "$(dirname "$0")" <<'EOF'
 import json, sys
+sys.path.insert(0, sys.argv[2])
+import benchjson
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 ms = {k: v["mean"] * 1000 for k, v in res.items()}
 print("\nmean wall time per run (ms):")
@@ -43,4 +51,12 @@ ratio("hull", "runc")
 ratio("crun", "runc")
 if "hull" not in ms:
     print("  hull was not measured (see the reason above)")
+floor = ms.get("floor: /bin/true (no container)")
+note = f"floor (fork+exec of /bin/true) {floor:.2f} ms" if floor else ""
+if "hull" in ms:
+    benchjson.row("run_true", "hull run /bin/true vs crun", hull=ms["hull"], peer=ms.get("crun"),
+                  peer_name="crun", unit="ms", goal="<= 0.5", note=note)
+    if "runc" in ms:
+        benchjson.row("run_true", "hull run /bin/true vs runc", hull=ms["hull"], peer=ms["runc"],
+                      peer_name="runc", unit="ms", note=note)
 EOF

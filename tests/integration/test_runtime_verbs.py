@@ -283,6 +283,40 @@ def _run_with_trap(hull, bundle, script, namespaces=None):
     return c, bg
 
 
+def _ignore_some_signals():
+    for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGUSR2, signal.SIGRTMIN + 3, signal.SIGRTMAX):
+        signal.signal(s, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("verb", ["run", "create"])
+def test_signals_the_caller_ignored_are_default_in_the_container(hull, bundle, tmp_path, verb):
+    """Ignored dispositions survive execve; hull's init sets back exactly
+    those its caller ignored (standard and real-time), and blocks nothing."""
+    c = cid("sig")
+    if verb == "run":
+        # grep as sh's child, not exec'd in its place: busybox sh, the
+        # container's init, ignores SIGQUIT itself.
+        bundle.set_args("sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status; true").write()
+        r = hull("run", "--bundle", str(bundle.path), c, preexec_fn=_ignore_some_signals)
+        assert r.returncode == 0, r
+        out = r.stdout
+    else:
+        bundle.set_args("sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status > /dev/shm/sig; "
+                        "sleep 100").write()
+        hull("create", "--bundle", str(bundle.path), c, preexec_fn=_ignore_some_signals,
+             check=True)
+        try:
+            hull("start", c, preexec_fn=_ignore_some_signals, check=True)
+            pid = hull.state(c)["pid"]
+            assert wait_until(lambda: os.path.exists(f"/proc/{pid}/root/dev/shm/sig") and
+                              Path(f"/proc/{pid}/root/dev/shm/sig").read_text().count("\n") == 2)
+            out = Path(f"/proc/{pid}/root/dev/shm/sig").read_text()
+        finally:
+            hull("delete", "--force", c)
+    assert out.split("\n")[:2] == ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"], out
+    assert_nothing_left(hull, tmp_path)
+
+
 def test_run_forwards_signals(hull, bundle, tmp_path):
     """Signals sent to the foreground hull reach the container's init."""
     script = ("trap 'echo got-usr1' USR1; trap 'echo got-term; exit 3' TERM; "

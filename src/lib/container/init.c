@@ -322,6 +322,9 @@ void hull_init_main(struct hull_launch *l)
      * host's argv (bundle, state and copy paths) must not be, neither while
      * the init waits for `start` nor in a sandbox's reaper, which never
      * execs. */
+    /* Before the container's /proc replaces the host's: from it, the
+     * init's own dispositions (its copy, no other thread changes them). */
+    hull_proc_note_ignored_signals();
     if (hull_proc_hide_host_argv("hull-init", &err) < 0 || init_steps(l, &plan, &err) < 0) {
         hull_proc_report(l->child_fd, l->error_fd, err);
         _exit(1);

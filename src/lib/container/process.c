@@ -119,6 +119,28 @@ struct kernel_sigaction {
     uint64_t mask;
 };
 
+/* Signals to set back to SIG_DFL before execve: all of them unless
+ * hull_proc_note_ignored_signals learnt which are ignored. */
+static uint64_t ignored_signals = ~0ull;
+
+void hull_proc_note_ignored_signals(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\nSigIgn:");
+    char *end = NULL;
+    unsigned long long mask = p ? strtoull(p + 8, &end, 16) : 0;
+    if (p && end != p + 8 && *end == '\n')
+        ignored_signals = mask;
+}
+
 static void reset_signals(void)
 {
     /* Raw syscalls: glibc's wrappers refuse to touch signals 32 and 33 (its
@@ -126,10 +148,11 @@ static void reset_signals(void)
      * them blocked or ignored from whoever started hull. */
     uint64_t none = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
-    /* Ignored signals survive execve; the container must start clean. */
+    /* Ignored signals survive execve (caught ones become SIG_DFL there);
+     * the container must start clean. */
     struct kernel_sigaction dfl = {.handler = SIG_DFL};
     for (int s = 1; s <= 64; s++)
-        if (s != SIGKILL && s != SIGSTOP)
+        if (s != SIGKILL && s != SIGSTOP && (ignored_signals & (1ull << (s - 1))))
             syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t));
 }
 

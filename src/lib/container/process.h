@@ -32,6 +32,13 @@ int hull_proc_resolve(struct hull_proc_plan *p, hull_error *err);
 /* Credentials and confinement, in the order the kernel requires. */
 int hull_proc_finish(struct hull_proc_plan *p, hull_error *err);
 
+/* Learn from /proc/self/status which signals this process ignores, so that
+ * hull_proc_exec sets back only those (with one syscall each) rather than
+ * all 64. Call it in the single-threaded child that will exec, while the
+ * host's /proc is still in view and before it changes a disposition;
+ * without it, or when /proc cannot be read, every signal is reset. */
+void hull_proc_note_ignored_signals(void);
+
 /* Close all but 0-2 and the preserved fds on exec, reset signals, execve.
  * On failure the error goes to report_fd (a sync socket) or, when nobody
  * listens there, to p->error_fd and stderr. */

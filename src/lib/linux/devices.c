@@ -39,16 +39,10 @@ static bool has_mount(const struct hull_spec *spec, const char *dest)
     return false;
 }
 
-static int make_device(int rootfd, const struct hull_device *d, bool userns, hull_error *err)
+/* One device node in the directory dirfd (its parent, already resolved). */
+static int make_device_at(int rootfd, int dirfd, const char *base, const struct hull_device *d,
+                          bool userns, hull_error *err)
 {
-    char parent[PATH_MAX], name[PATH_MAX];
-    snprintf(parent, sizeof(parent), "%s", d->path);
-    snprintf(name, sizeof(name), "%s", d->path);
-    cleanup_close int dirfd = hull_resolve_in_root(
-        rootfd, dirname(parent), HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
-    if (dirfd < 0)
-        return -1;
-    const char *base = basename(name);
     /* Replace whatever the image had there: a device must be what the spec says. */
     if (unlinkat(dirfd, base, 0) < 0 && errno != ENOENT && errno != EISDIR)
         return hull_error_errno(err, "remove %s", d->path);
@@ -66,13 +60,31 @@ static int make_device(int rootfd, const struct hull_device *d, bool userns, hul
     mode_t perm = d->has_file_mode ? (d->file_mode & 07777) : 0666;
     if (mknodat(dirfd, base, type | perm, makedev((unsigned)d->major, (unsigned)d->minor)) < 0)
         return hull_error_errno(err, "mknod %s", d->path);
-    /* mknod applies the umask; the spec's mode is exact. */
+    /* mknod applies the umask (or a default ACL); the spec's mode is exact. */
     if (fchmodat(dirfd, base, perm, 0) < 0)
         return hull_error_errno(err, "chmod %s", d->path);
     if (fchownat(dirfd, base, d->has_uid ? d->uid : 0, d->has_gid ? d->gid : 0,
                  AT_SYMLINK_NOFOLLOW) < 0)
         return hull_error_errno(err, "chown %s", d->path);
     return 0;
+}
+
+/* devfd: the resolved /dev, used for nodes directly in it (all defaults). */
+static int make_device(int rootfd, int devfd, const struct hull_device *d, bool userns,
+                       hull_error *err)
+{
+    char parent[PATH_MAX], name[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", d->path);
+    snprintf(name, sizeof(name), "%s", d->path);
+    const char *dir = dirname(parent);
+    const char *base = basename(name);
+    if (strcmp(dir, "/dev") == 0)
+        return make_device_at(rootfd, devfd, base, d, userns, err);
+    cleanup_close int dirfd =
+        hull_resolve_in_root(rootfd, dir, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+    if (dirfd < 0)
+        return -1;
+    return make_device_at(rootfd, dirfd, base, d, userns, err);
 }
 
 static int make_link(int devfd, const char *target, const char *name, hull_error *err)
@@ -87,21 +99,24 @@ int hull_devices_setup(int rootfd, const struct hull_spec *spec, bool userns, hu
     if (dev_is_bind(spec))
         return 0;
     const struct hull_linux *l = &spec->linux_;
-    for (size_t i = 0; i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
+    /* /dev resolved once for every node in it, rather than once per node. */
+    cleanup_close int devfd =
+        hull_resolve_in_root(rootfd, "/dev", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
+    if (devfd < 0)
+        return -1;
+    int ret = 0;
+    for (size_t i = 0; ret == 0 && i < sizeof(default_devices) / sizeof(default_devices[0]); i++) {
         bool overridden = false;
         for (size_t j = 0; j < l->n_devices; j++)
             if (strcmp(l->devices[j].path, default_devices[i].path) == 0)
                 overridden = true;
-        if (!overridden && make_device(rootfd, &default_devices[i], userns, err) < 0)
-            return hull_error_prefix(err, "default devices");
+        if (!overridden && make_device(rootfd, devfd, &default_devices[i], userns, err) < 0)
+            ret = hull_error_prefix(err, "default devices");
     }
-    for (size_t j = 0; j < l->n_devices; j++)
-        if (make_device(rootfd, &l->devices[j], userns, err) < 0)
-            return hull_error_prefix(err, "linux.devices[%zu]", j);
-
-    cleanup_close int devfd =
-        hull_resolve_in_root(rootfd, "/dev", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
-    if (devfd < 0)
+    for (size_t j = 0; ret == 0 && j < l->n_devices; j++)
+        if (make_device(rootfd, devfd, &l->devices[j], userns, err) < 0)
+            ret = hull_error_prefix(err, "linux.devices[%zu]", j);
+    if (ret < 0)
         return -1;
     if (make_link(devfd, "/proc/self/fd", "fd", err) < 0 ||
         make_link(devfd, "/proc/self/fd/0", "stdin", err) < 0 ||
