@@ -306,8 +306,11 @@ def test_events_stream_and_oom(hull, bundle, tmp_path):
     bundle.linux["resources"]["memory"] = memory_limits(limit, limit)
     bundle.config["root"]["readonly"] = False
     # the init survives; a child hog is OOM-killed each time the test asks
+    # (it volunteers first: oom_score_adj 1000, so a loaded host's timing
+    # never makes the kernel pick the init instead)
     script = ("while :; do if [ -e /tmp/go ]; then rm /tmp/go; "
-              "sh -c \"x=\\$(head -c 100000000 /dev/zero | tr '\\\\0' a)\"; fi; "
+              "sh -c \"echo 1000 > /proc/self/oom_score_adj; "
+              "x=\\$(head -c 100000000 /dev/zero | tr '\\\\0' a)\"; fi; "
               "sleep 0.05; done")
     with running(hull, bundle, args=("sh", "-c", script), comm="sh") as (c, init):
         out = tmp_path / "events.out"
