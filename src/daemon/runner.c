@@ -23,6 +23,7 @@
 
 #include "daemon.h"
 #include "runner.h"
+#include "service/job.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -475,7 +476,6 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
 {
     *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
     struct hull_policy p;
-    struct hull_result r;
     hull_error e = NULL;
     hull_policy_init(&p);
     char *res = NULL;
@@ -483,16 +483,8 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
         res = failed_result(hull_error_msg(e));
     } else {
         p.cancel_fd = f->fd;
-        uint64_t t0 = hull_monotonic_ns();
-        int rc = hull_sandbox_run(&p, &r, &e);
-        *lib_ms = (double)(hull_monotonic_ns() - t0) / 1e6;
-        if (rc < 0) {
+        if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
             res = failed_result(hull_error_msg(e));
-        } else {
-            res = hull_result_to_json(&r);
-            *verdict = hull_verdict_name(r.verdict);
-            hull_result_free(&r);
-        }
     }
     hull_error_free(&e);
     p.cancel_fd = -1;

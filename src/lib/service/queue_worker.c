@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/job.h"
 #include "service/queue.h"
 #include "service/store.h"
 #include "util/clock.h"
@@ -232,18 +233,13 @@ child_main(struct worker *w, const char *id, const struct hull_policy *p)
     hull_redis_close(w->c);
     w->c = NULL;
 
-    struct hull_result r;
     hull_error e = NULL;
     char *doc = NULL;
+    const char *verdict;
     char why[1024] = "";
-    if (hull_sandbox_run(p, &r, &e) < 0) {
+    if (hull_job_run(p, &doc, &verdict, NULL, &e) < 0) {
         snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
         hull_error_free(&e);
-    } else {
-        doc = hull_result_to_json(&r);
-        hull_result_free(&r);
-        if (doc == NULL)
-            snprintf(why, sizeof(why), "out of memory formatting the result");
     }
     bool ok = child_report(w, id, doc, why);
     _exit(ok ? 0 : 1);
