@@ -174,8 +174,11 @@ void job_wait(struct run_job *j)
         run_on_slot(s, j);
         pthread_mutex_lock(&pool.mu);
         s->busy = false;
-        /* Its dispatcher may now serve the queue. */
-        pthread_cond_broadcast(&pool.work);
+        /* Its dispatcher may now serve the queue; with nothing queued,
+         * waking every dispatcher (to find nothing) cost each run as many
+         * thread wake-ups as there are slots. */
+        if (pool.head || pool.stop)
+            pthread_cond_broadcast(&pool.work);
         pthread_mutex_unlock(&pool.mu);
     }
     pthread_mutex_lock(&pool.mu);
