@@ -523,12 +523,47 @@ static int await_recorded(int sock)
     return ok ? 0 : -1;
 }
 
+/* A queue job (hulld --worker): the result, or {"error": why} when it
+ * could not start; the queue worker stores either in Redis. */
+static int answer_queued(int sock, const struct frame *f)
+{
+    struct hull_policy p;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    char *res = NULL;
+    const char *verdict;
+    double lib_ms = 0;
+    json_object *hdr = json_object_new_object();
+    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0 ||
+        hull_job_run(&p, &res, &verdict, &lib_ms, &e) < 0) {
+        char why[1024];
+        snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
+        json_object_object_add(hdr, "error", json_object_new_string(why));
+    } else {
+        json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
+        json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
+    }
+    hull_error_free(&e);
+    hull_policy_free(&p);
+    int r = frame_send(sock, hdr, res, res ? strlen(res) : 0, -1);
+    json_object_put(hdr);
+    free(res);
+    return r;
+}
+
 int worker_loop(int sock, struct hull_store *st)
 {
     for (;;) {
         struct frame f;
         if (frame_recv(sock, &f) < 0)
             return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+        if (st == NULL) {
+            int r = answer_queued(sock, &f);
+            frame_free(&f);
+            if (r < 0)
+                return 0; /* the queue worker is gone */
+            continue;
+        }
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
         const char *verdict;
