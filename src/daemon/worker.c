@@ -36,26 +36,6 @@ struct runner_slot {
 
 static struct runner_slot *slots;
 
-static int qrunner_start(void *ctx, unsigned i, const char *id, const char *request, pid_t *pid,
-                         hull_error *err)
-{
-    (void)ctx;
-    struct runner_slot *s = &slots[i];
-    if (s->pid < 0) {
-        s->pid = helper_spawn_bound("runner", true, &s->sock, err);
-        if (s->pid < 0)
-            return -1;
-    }
-    *pid = s->pid;
-    json_object *hdr = json_object_new_object();
-    json_object_object_add(hdr, "op", json_object_new_string("run"));
-    json_object_object_add(hdr, "id", json_object_new_string(id));
-    /* A failed send shows as the runner's death when the socket is read. */
-    frame_send(s->sock, hdr, request, strlen(request), -1);
-    json_object_put(hdr);
-    return s->sock;
-}
-
 static void qrunner_close(void *ctx, unsigned i)
 {
     (void)ctx;
@@ -65,6 +45,35 @@ static void qrunner_close(void *ctx, unsigned i)
     if (s->pid > 0)
         waitpid(s->pid, NULL, 0);
     s->sock = s->pid = -1;
+}
+
+/* A runner that died while idle (its socket shows it only on use) is
+ * replaced before the job is handed over: the job never reached it, so it
+ * must not cost an attempt. */
+static int qrunner_start(void *ctx, unsigned i, const char *id, const char *request, pid_t *pid,
+                         hull_error *err)
+{
+    struct runner_slot *s = &slots[i];
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("run"));
+    json_object_object_add(hdr, "id", json_object_new_string(id));
+    int sent = -1;
+    for (int tries = 0; sent < 0 && tries < 2; tries++) {
+        if (s->pid < 0) {
+            s->pid = helper_spawn_bound("runner", true, &s->sock, err);
+            if (s->pid < 0)
+                break;
+        }
+        sent = frame_send(s->sock, hdr, request, strlen(request), -1);
+        if (sent < 0 && tries == 0)
+            qrunner_close(ctx, i);
+    }
+    json_object_put(hdr);
+    if (s->pid < 0)
+        return -1;
+    /* A send that failed twice shows as the runner's death when read. */
+    *pid = s->pid;
+    return s->sock;
 }
 
 static int qrunner_collect(void *ctx, unsigned i, char **result, char *why, size_t n)
