@@ -17,6 +17,7 @@ end. Run as root after `make`.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -63,7 +64,9 @@ def queue_rate(n_workers):
         bad = [r for r in results if r.get("verdict") != "ok"]
         if bad:
             raise SystemExit(f"queue_load: {len(bad)} jobs did not end ok: {bad[:3]}")
-        per_worker = {w.name: len(w.runners()) for w in workers}
+        # Jobs each worker started (its runners are persistent: one per slot).
+        per_worker = {w.name: len(re.findall(r": job [0-9a-f]{32}: runner \d+$", w.output(), re.M))
+                      for w in workers}
         return JOBS / elapsed, per_worker
     finally:
         try:

@@ -86,8 +86,13 @@ void frame_free(struct frame *f);
 /* helper.c: start this binary again as a single-threaded helper ("worker"
  * or "keeper") talking over *sock; returns its pid. Safe from any thread. */
 pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
+/* The same, and with die_with_parent the helper gets a parent-death signal
+ * (SIGKILL): the queue worker's runners ("runner"). */
+pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err);
 /* The helper side: hulld --helper MODE --state-dir DIR, socket on fd 3. */
 int helper_main(const char *mode, const char *state_dir);
+/* st NULL ("runner", for the queue worker): no store, no acknowledgement;
+ * a run that cannot start answers {"error": why}. */
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);
 /* puller.c: one image pull in its own process, then exit. */

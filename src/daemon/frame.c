@@ -35,17 +35,30 @@ int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd)
 {
     const char *h = hdr ? hj_to_string(hdr) : "{}";
     uint32_t lens[2] = {(uint32_t)strlen(h), (uint32_t)len};
-    struct iovec iov = {.iov_base = lens, .iov_len = sizeof(lens)};
-    /* The fd goes with the length words: the receiver takes it in the same
-     * recvmsg that reads them. */
-    ssize_t n = hull_sendmsg_fd(sock, &iov, 1, fd);
-    if (n != (ssize_t)sizeof(lens)) {
-        if (n >= 0)
+    /* One sendmsg for the whole frame (the fd goes with its first bytes):
+     * in pieces, the receiver woke for the length words and slept again
+     * until the rest came, a wake-up more per message. */
+    struct iovec iov[3] = {{.iov_base = lens, .iov_len = sizeof(lens)},
+                           {.iov_base = (char *)h, .iov_len = lens[0]},
+                           {.iov_base = (void *)data, .iov_len = len}};
+    ssize_t n = hull_sendmsg_fd(sock, iov, len ? 3 : 2, fd);
+    if (n <= 0) {
+        if (n == 0)
             errno = EIO;
         return -1;
     }
-    if (write_all(sock, h, lens[0]) < 0 || (len && write_all(sock, data, len) < 0))
-        return -1;
+    /* A large frame goes in several writes: the rest of it. */
+    size_t done = (size_t)n;
+    for (size_t i = 0; i < 3; i++) {
+        size_t l = iov[i].iov_len;
+        if (done >= l) {
+            done -= l;
+            continue;
+        }
+        if (write_all(sock, (const char *)iov[i].iov_base + done, l - done) < 0)
+            return -1;
+        done = 0;
+    }
     return 0;
 }
 

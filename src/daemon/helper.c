@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,11 @@
 #include "util/log.h"
 
 pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
+{
+    return helper_spawn_bound(mode, false, sock, err);
+}
+
+pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err)
 {
     int sv[2];
     *sock = -1;
@@ -39,6 +45,7 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
                     NULL};
     sigset_t none;
     sigemptyset(&none);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
@@ -49,6 +56,10 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
         /* fd 3 is the socket; nothing else of hulld's (listening sockets,
          * the database, other helpers' sockets) may leak into the helper. */
         if (dup2(sv[1], 3) < 0)
+            _exit(127);
+        /* A queue job's runner dies with its worker: a run outliving it
+         * would run twice (the reaper requeues the job). */
+        if (die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
             _exit(127);
         close_range(4, ~0u, 0);
         /* hulld blocks SIGTERM & co. for its signal thread; the mask would
@@ -79,6 +90,8 @@ int helper_main(const char *mode, const char *state_dir)
         return keeper_loop(sock);
     if (strcmp(mode, "puller") == 0)
         return puller_main(sock);
+    if (strcmp(mode, "runner") == 0)
+        return worker_loop(sock, NULL);
     if (strcmp(mode, "worker") == 0) {
         hull_error err = NULL;
         struct hull_store *st = NULL;

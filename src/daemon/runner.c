@@ -3,11 +3,13 @@
  * Each slot is a dispatcher thread owning one single-threaded worker
  * process (helper.c). A dispatcher takes the oldest queued job, hands the
  * request and a cancel eventfd to its worker, and waits for the result.
- * The worker records the result in the store itself, so a run whose hulld
- * died is still finished and recorded by its worker; the worker then sees
- * its socket closed and exits. Cancel writes the eventfd: the library kills
- * the run cleanly (verdict "killed"); a worker is never SIGKILLed, which
- * would leave the run's cgroup and state behind. */
+ * hulld records the result (its own connection to the store, whose pages
+ * are warm: a write from the worker's connection had to read them again
+ * first, a millisecond per run) and acknowledges; a worker that sees its
+ * socket closed before the acknowledgement records the result itself, so a
+ * run whose hulld died is still finished and recorded, then exits. Cancel writes the eventfd: the
+ * library kills the run cleanly (verdict "killed"); a worker is never SIGKILLed, which would leave
+ * the run's cgroup and state behind. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 
 #include "daemon.h"
 #include "runner.h"
+#include "service/job.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -120,10 +123,14 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
             break;
         }
     /* The row exists before any dispatcher can see the job. */
+    hull_rfc3339_now(j->created_at, sizeof(j->created_at));
+    if (j->slot)
+        snprintf(j->started_at, sizeof(j->started_at), "%s", j->created_at);
     if (res == SUBMIT_OK &&
         (j->slot
-             ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid, j->slot->start, err)
-             : hull_run_insert(hulld.store, id, tenant, "queued", NULL, err)) < 0)
+             ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid, j->slot->start,
+                                       j->created_at, err)
+             : hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err)) < 0)
         res = SUBMIT_ERROR;
     if (res != SUBMIT_OK) {
         pthread_mutex_unlock(&pool.mu);
@@ -167,8 +174,11 @@ void job_wait(struct run_job *j)
         run_on_slot(s, j);
         pthread_mutex_lock(&pool.mu);
         s->busy = false;
-        /* Its dispatcher may now serve the queue. */
-        pthread_cond_broadcast(&pool.work);
+        /* Its dispatcher may now serve the queue; with nothing queued,
+         * waking every dispatcher (to find nothing) cost each run as many
+         * thread wake-ups as there are slots. */
+        if (pool.head || pool.stop)
+            pthread_cond_broadcast(&pool.work);
         pthread_mutex_unlock(&pool.mu);
     }
     pthread_mutex_lock(&pool.mu);
@@ -312,17 +322,39 @@ void sweep_leftovers(void)
     }
 }
 
+/* Record the run's end (hulld's own write; pending.c keeps trying while
+ * the store refuses). */
+static void record(struct run_job *j, const char *res, const char *verdict, bool stamped)
+{
+    hull_error e = NULL;
+    hull_rfc3339_now(j->finished_at, sizeof(j->finished_at));
+    int r = hull_run_finish_at(hulld.store, j->id, res, verdict, j->finished_at, &e);
+    if (r < 0)
+        pending_finish(j->id, res, verdict, &e);
+    /* 0: it had ended already (cancelled, interrupted): the row says how. */
+    j->recorded = r == 1 && stamped;
+}
+
 /* One run on this slot's worker; returns the result JSON. */
 static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32])
 {
     snprintf(verdict, 32, "internal_error");
-    if (s->sock < 0 && slot_spawn(s) < 0)
-        return failed_result("no worker process could be started");
+    bool stamped = true; /* the row's times are those in j */
+    if (s->sock < 0 && slot_spawn(s) < 0) {
+        char *res = failed_result("no worker process could be started");
+        record(j, res, verdict, false);
+        return res;
+    }
     hull_error e = NULL;
-    if (!j->started && hull_run_start(hulld.store, j->id, s->pid, s->start, &e) < 0) {
-        /* It runs all the same: its end is recorded from "queued" too. */
-        hull_log(HULL_LOG_ERROR, "run %s: %s", j->id, hull_error_msg(e));
-        hull_error_free(&e);
+    if (!j->started) {
+        hull_rfc3339_now(j->started_at, sizeof(j->started_at));
+        int rc = hull_run_start(hulld.store, j->id, s->pid, s->start, j->started_at, &e);
+        if (rc < 0) {
+            /* It runs all the same: its end is recorded from "queued" too. */
+            hull_log(HULL_LOG_ERROR, "run %s: %s", j->id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        stamped = rc == 1;
     }
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "op", json_object_new_string("run"));
@@ -336,8 +368,7 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
         slot_close(s);
         sweep_leftovers();
         char *res = failed_result("the worker process running it died");
-        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0)
-            pending_finish(j->id, res, verdict, &e);
+        record(j, res, verdict, stamped);
         return res;
     }
     char *res = f.data;
@@ -346,14 +377,17 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     *lib_ms = lib ? json_object_get_double(lib) : 0;
     if (v)
         snprintf(verdict, 32, "%s", json_object_get_string(v));
-    json_object *rec = hj_get(f.hdr, "recorded");
-    if (rec == NULL || !json_object_get_boolean(rec)) {
-        /* Already ended (a no-op) or the worker could not write: try
-         * here, and keep trying (pending.c) while the store refuses. */
-        if (hull_run_finish(hulld.store, j->id, res, verdict, &e) < 0)
-            pending_finish(j->id, res, verdict, &e);
-    }
     frame_free(&f);
+    record(j, res, verdict, stamped);
+    /* Ours now: the worker forgets the result. */
+    hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("recorded"));
+    r = frame_send(s->sock, hdr, NULL, 0, -1);
+    json_object_put(hdr);
+    if (r < 0) {
+        hull_log(HULL_LOG_ERROR, "run %s: worker %d died after it", j->id, (int)s->pid);
+        slot_close(s);
+    }
     return res;
 }
 
@@ -445,7 +479,6 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
 {
     *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
     struct hull_policy p;
-    struct hull_result r;
     hull_error e = NULL;
     hull_policy_init(&p);
     char *res = NULL;
@@ -453,21 +486,69 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
         res = failed_result(hull_error_msg(e));
     } else {
         p.cancel_fd = f->fd;
-        uint64_t t0 = hull_monotonic_ns();
-        int rc = hull_sandbox_run(&p, &r, &e);
-        *lib_ms = (double)(hull_monotonic_ns() - t0) / 1e6;
-        if (rc < 0) {
+        if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
             res = failed_result(hull_error_msg(e));
-        } else {
-            res = hull_result_to_json(&r);
-            *verdict = hull_verdict_name(r.verdict);
-            hull_result_free(&r);
-        }
     }
     hull_error_free(&e);
     p.cancel_fd = -1;
     hull_policy_free(&p);
     return res;
+}
+
+/* hulld is gone before it recorded the result: the worker does (a no-op
+ * when hulld did after all: a run's end is recorded once, the first word
+ * stands). */
+static void record_self(struct hull_store *st, json_object *id, const char *res,
+                        const char *verdict)
+{
+    hull_error e = NULL;
+    if (id && hull_run_finish(st, json_object_get_string(id), res, verdict, &e) < 0) {
+        hull_warn("worker: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
+/* The result is hulld's once it says "recorded": 0; -1 when hulld went
+ * away first. */
+static int await_recorded(int sock)
+{
+    struct frame f;
+    if (frame_recv(sock, &f) < 0)
+        return -1;
+    const char *op = json_object_get_string(hj_get(f.hdr, "op"));
+    bool ok = op && strcmp(op, "recorded") == 0;
+    frame_free(&f);
+    if (!ok)
+        hull_warn("worker: unexpected message from hulld");
+    return ok ? 0 : -1;
+}
+
+/* A queue job (hulld --worker): the result, or {"error": why} when it
+ * could not start; the queue worker stores either in Redis. */
+static int answer_queued(int sock, const struct frame *f)
+{
+    struct hull_policy p;
+    hull_error e = NULL;
+    hull_policy_init(&p);
+    char *res = NULL;
+    const char *verdict;
+    double lib_ms = 0;
+    json_object *hdr = json_object_new_object();
+    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0 ||
+        hull_job_run(&p, &res, &verdict, &lib_ms, &e) < 0) {
+        char why[1024];
+        snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
+        json_object_object_add(hdr, "error", json_object_new_string(why));
+    } else {
+        json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
+        json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
+    }
+    hull_error_free(&e);
+    hull_policy_free(&p);
+    int r = frame_send(sock, hdr, res, res ? strlen(res) : 0, -1);
+    json_object_put(hdr);
+    free(res);
+    return r;
 }
 
 int worker_loop(int sock, struct hull_store *st)
@@ -476,25 +557,29 @@ int worker_loop(int sock, struct hull_store *st)
         struct frame f;
         if (frame_recv(sock, &f) < 0)
             return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+        if (st == NULL) {
+            int r = answer_queued(sock, &f);
+            frame_free(&f);
+            if (r < 0)
+                return 0; /* the queue worker is gone */
+            continue;
+        }
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
         const char *verdict;
         char *res = run_one(&f, &lib_ms, &verdict);
-        hull_error e = NULL;
-        int rec = id ? hull_run_finish(st, json_object_get_string(id), res, verdict, &e) : 0;
-        if (rec < 0) {
-            hull_warn("worker: %s", hull_error_msg(e));
-            hull_error_free(&e);
-        }
         json_object *hdr = json_object_new_object();
-        json_object_object_add(hdr, "recorded", json_object_new_boolean(rec == 1));
         json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
         int r = frame_send(sock, hdr, res, strlen(res), -1);
         json_object_put(hdr);
+        if (r < 0 || await_recorded(sock) < 0) {
+            record_self(st, id, res, verdict);
+            free(res);
+            frame_free(&f);
+            return 0;
+        }
         free(res);
         frame_free(&f);
-        if (r < 0)
-            return 0; /* hulld is gone; the result is in the store */
     }
 }

@@ -22,6 +22,11 @@ struct run_job {
     uint64_t enqueued_ns;
     /* how long hull_sandbox_run took in the worker */
     double lib_ms;
+    /* What its row says (RFC 3339), so that a synchronous POST answers
+     * from the result in hand instead of reading the row back. */
+    char created_at[40], started_at[40], finished_at[40];
+    /* hulld itself recorded it finished, with the times above */
+    bool recorded;
     struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
     /* its row says running already */
     bool started;

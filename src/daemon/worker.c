@@ -5,14 +5,21 @@
  *
  * The loop itself is libhull's (src/lib/service/queue_worker.c; protocol in
  * docs/queue.md); this front end only maps the options and turns SIGTERM
- * and SIGINT into "finish the running jobs, then stop". The process stays
- * single-threaded: every job's sandbox is run by a forked child. */
+ * and SIGINT into "finish the running jobs, then stop", and gives the loop
+ * its runners: per slot, one persistent `hulld --helper runner` (the same
+ * single-threaded helper and frames as the HTTP runs' workers), fed one
+ * job at a time; it dies with this process (parent-death signal). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "service/queue.h"
+#include "util/json.h"
 
 static volatile sig_atomic_t stop;
 
@@ -20,6 +27,84 @@ static void on_stop(int sig)
 {
     (void)sig;
     stop = 1;
+}
+
+struct runner_slot {
+    pid_t pid; /* -1: none */
+    int sock;
+};
+
+static struct runner_slot *slots;
+
+static void qrunner_close(void *ctx, unsigned i)
+{
+    (void)ctx;
+    struct runner_slot *s = &slots[i];
+    if (s->sock >= 0)
+        close(s->sock); /* EOF: it exits */
+    if (s->pid > 0)
+        waitpid(s->pid, NULL, 0);
+    s->sock = s->pid = -1;
+}
+
+/* A runner that died while idle (its socket shows it only on use) is
+ * replaced before the job is handed over: the job never reached it, so it
+ * must not cost an attempt. */
+static int qrunner_start(void *ctx, unsigned i, const char *id, const char *request, pid_t *pid,
+                         hull_error *err)
+{
+    struct runner_slot *s = &slots[i];
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("run"));
+    json_object_object_add(hdr, "id", json_object_new_string(id));
+    int sent = -1;
+    for (int tries = 0; sent < 0 && tries < 2; tries++) {
+        if (s->pid < 0) {
+            s->pid = helper_spawn_bound("runner", true, &s->sock, err);
+            if (s->pid < 0)
+                break;
+        }
+        sent = frame_send(s->sock, hdr, request, strlen(request), -1);
+        if (sent < 0 && tries == 0)
+            qrunner_close(ctx, i);
+    }
+    json_object_put(hdr);
+    if (s->pid < 0)
+        return -1;
+    /* A send that failed twice shows as the runner's death when read. */
+    *pid = s->pid;
+    return s->sock;
+}
+
+static int qrunner_collect(void *ctx, unsigned i, char **result, char *why, size_t n)
+{
+    struct runner_slot *s = &slots[i];
+    struct frame f;
+    if (frame_recv(s->sock, &f) < 0) {
+        int status = 0;
+        close(s->sock);
+        pid_t r = s->pid > 0 ? waitpid(s->pid, &status, 0) : -1;
+        s->sock = s->pid = -1;
+        if (r > 0 && WIFSIGNALED(status))
+            snprintf(why, n, "its runner was killed by signal %d", WTERMSIG(status));
+        else if (r > 0)
+            snprintf(why, n, "its runner exited with status %d", WEXITSTATUS(status));
+        else
+            snprintf(why, n, "its runner was lost: %s", strerror(errno));
+        (void)ctx;
+        return -1;
+    }
+    json_object *error = hj_get(f.hdr, "error");
+    int rc = 0;
+    if (error) {
+        snprintf(why, n, "%s", json_object_get_string(error));
+        rc = 1;
+    } else {
+        *result = f.data;
+        f.data = NULL;
+    }
+    frame_free(&f);
+    return rc;
 }
 
 int hulld_worker_main(const struct hulld_options *o)
@@ -35,6 +120,8 @@ int hulld_worker_main(const struct hulld_options *o)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    static const struct hull_queue_runner runner = {
+        .start = qrunner_start, .collect = qrunner_collect, .close = qrunner_close};
     struct hull_queue_worker_opts q = {
         .redis_url = o->redis_url,
         .name = o->worker_name,
@@ -45,9 +132,21 @@ int hulld_worker_main(const struct hulld_options *o)
         .result_ttl_s = o->result_ttl_s,
         .allow = o->worker_allow,
         .stop = &stop,
+        .runner = &runner,
     };
+    unsigned n = o->max_runs ? o->max_runs : 1;
+    slots = calloc(n, sizeof(*slots));
+    if (slots == NULL) {
+        fprintf(stderr, "hulld: out of memory\n");
+        return 1;
+    }
+    for (unsigned i = 0; i < n; i++)
+        slots[i].pid = slots[i].sock = -1;
+    hulld.o = o; /* the helpers' --state-dir and --image-root */
     hull_error err = NULL;
-    if (hull_queue_worker_run(&q, &err) < 0) {
+    int rc = hull_queue_worker_run(&q, &err);
+    free(slots);
+    if (rc < 0) {
         fprintf(stderr, "hulld: %s\n", hull_error_msg(err));
         hull_error_free(&err);
         return 1;

@@ -46,11 +46,17 @@ class Response:
 def children(pid):
     out = []
     try:
-        for t in os.listdir(f"/proc/{pid}/task"):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        # A thread (one per connection) may end meanwhile: skip it alone,
+        # not the threads after it (whose children would be missed).
+        try:
             with open(f"/proc/{pid}/task/{t}/children") as f:
                 out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
+        except OSError:
+            pass
     return out
 
 

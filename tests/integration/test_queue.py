@@ -155,7 +155,8 @@ def test_jobs_run_and_results_read_back(q):
         assert 0 < q.r("TTL", f"{P}result:{job_id}") <= 3600
         assert 0 < q.r("TTL", f"{P}job:{job_id}") <= 3600
     assert q.r("LLEN", f"{P}jobs") == 0 and q.processing("w1") == [] and q.dead() == []
-    assert len(w.runners()) == 6  # one runner process per job (the leak check uses them)
+    # One persistent runner per slot, not a process per job (the leak check uses them).
+    assert 1 <= len(w.runners()) <= 2
     # The queue's own fields, as hulld adds them, stay beside the request.
     tagged = submit(q.url, dict(q.request("echo tagged"), tenant="acme", run_id="r-12",
                                 max_attempts=2))

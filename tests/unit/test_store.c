@@ -140,9 +140,9 @@ static void test_run_ends_once(void **state)
 {
     struct fx *f = *state;
     hull_error err = NULL;
-    assert_int_equal(hull_run_insert(f->st, "r-1", "acme", "queued", NULL, &err), 0);
-    assert_int_equal(hull_run_start(f->st, "r-1", 42, 7, &err), 1);
-    assert_int_equal(hull_run_start(f->st, "r-1", 42, 7, &err), 0);
+    assert_int_equal(hull_run_insert(f->st, "r-1", "acme", "queued", NULL, NULL, &err), 0);
+    assert_int_equal(hull_run_start(f->st, "r-1", 42, 7, NULL, &err), 1);
+    assert_int_equal(hull_run_start(f->st, "r-1", 42, 7, NULL, &err), 0);
     assert_int_equal(hull_run_finish(f->st, "r-1", "{\"verdict\":\"ok\"}", NULL, &err), 1);
     /* A late second word (a restarted hulld, a duplicate) changes nothing. */
     assert_int_equal(hull_run_finish(f->st, "r-1", "{\"verdict\":\"killed\"}", "killed", &err), 0);

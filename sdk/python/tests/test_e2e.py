@@ -174,7 +174,7 @@ def test_queued_run_goes_through_redis_to_a_worker(env):
     jobs = [k for k in env.redis.r("KEYS", f"{P}job:*")]
     assert len(jobs) >= 2
     assert all(env.redis.r.hash(k)["worker"] == "sdk-worker" for k in jobs)
-    assert len(env.worker.runners()) >= 2
+    assert len(env.worker.runners()) >= 1  # persistent runners: one per slot, not per job
 
 
 def test_queued_run_cancelled_before_a_worker_takes_it(env):

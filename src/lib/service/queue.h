@@ -7,6 +7,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "hull.h"
 #include "service/redis.h"
@@ -32,7 +33,7 @@ bool hull_queue_id_valid(const char *id);
 struct hull_queue_worker_opts {
     const char *redis_url;
     const char *name;          /* unique among live workers; NULL: HOSTNAME:PID */
-    unsigned concurrency;      /* jobs at once, each in its own child (default 1) */
+    unsigned concurrency;      /* jobs at once, one per runner slot (default 1) */
     unsigned heartbeat_ms;     /* default 1000; the heartbeat lives 3 times that */
     unsigned reap_interval_ms; /* default 2 x heartbeat_ms */
     unsigned max_attempts;     /* starts per job before the dead-letter list (default 3) */
@@ -45,12 +46,32 @@ struct hull_queue_worker_opts {
     /* Set (by the caller's SIGTERM handler) to stop taking jobs, finish
      * those running, deregister and return. */
     volatile sig_atomic_t *stop;
+    /* Where started jobs run (required): see struct hull_queue_runner. */
+    const struct hull_queue_runner *runner;
+};
+
+/* The processes that run the jobs: one persistent single-threaded process
+ * per slot (hulld's --helper runner, the same kind that runs its HTTP
+ * runs), fed one job at a time. The queue loop keeps the claims, the
+ * heartbeat and the reaping; exactly-once stays in the scripts below. */
+struct hull_queue_runner {
+    void *ctx;
+    /* Hand the job's request to slot's process (started when it has none):
+     * returns an fd that becomes readable when it answered or died, and
+     * its pid in *pid; -1 with err when no process could take it. */
+    int (*start)(void *ctx, unsigned slot, const char *id, const char *request, pid_t *pid,
+                 hull_error *err);
+    /* Once that fd is readable: 0 with *result (malloc'd result JSON); 1
+     * when the run could not start (why); -1 when the process died (why;
+     * the next start starts another). */
+    int (*collect)(void *ctx, unsigned slot, char **result, char *why, size_t n);
+    /* Stop slot's process (if any) and wait for it. */
+    void (*close)(void *ctx, unsigned slot);
 };
 
 /* Run a worker until *stop. Returns 0 after a clean stop, -1 when it could
  * not start (bad options, Redis unreachable at start). Redis going away
- * later is waited out, not fatal. Call from a single-threaded process: each
- * job runs hull_sandbox_run in a forked child. */
+ * later is waited out, not fatal. Each job runs in o->runner's processes. */
 int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *err);
 
 /* ---- the scripts (queue_scripts.c) ----------------------------------------

@@ -1,26 +1,27 @@
 /* A queue worker: claim jobs from Redis, run each in a sandbox, store its
  * result, acknowledge; heartbeat; reap the jobs of workers that died.
  *
- * One process, one thread, one Redis connection: the loop claims a job
- * (atomically moving its id into this worker's processing list), parses its
- * request, and forks a child per job. hull_sandbox_run clones the sandbox's
- * init with a raw clone(2), which is only sound in a single-threaded
- * process: the child is one, and a crash in it costs one job, not the
- * worker. The child stores the result and acknowledges over its own
- * connection, so the loop is free to claim the next job meanwhile.
+ * One process, one thread: the loop claims a job (atomically moving its id
+ * into this worker's processing list), checks its request, and hands it to
+ * a slot of the runner (o->runner: persistent single-threaded processes,
+ * the same hulld uses for its HTTP runs; hull_sandbox_run clones the
+ * sandbox's init with a raw clone(2), only sound in a single-threaded
+ * process, and a crash in one costs one job, not the worker). While a
+ * claim blocks, the loop also watches the runners: a result is stored and
+ * acknowledged over a second connection at once.
  *
- * Dying is part of the protocol. The child has a parent-death signal, and
- * the sandbox's init has one on the child, so SIGKILL of the worker takes
- * its runs down with it; what they leave on the host is collected by
+ * Dying is part of the protocol. The runners have a parent-death signal,
+ * and the sandbox's init has one on its runner, so SIGKILL of the worker
+ * takes its runs down with it; what they leave on the host is collected by
  * hull_sandbox_cleanup on this machine's next reaper pass, and their jobs
- * by any worker's reaper once the heartbeat has expired. */
+ * by any worker's reaper once the heartbeat has expired. A runner that dies
+ * under a job releases it (an attempt counted). */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,13 +34,17 @@
 #define MS               1000000ull
 #define MAX_CONCURRENCY  256
 #define RECONNECT_MAX_MS 2000
-/* A child keeps trying to hand its result to Redis this long. */
-#define CHILD_STORE_PATIENCE_MS 60000
+/* A result keeps being offered to Redis this long. */
+#define STORE_PATIENCE_MS 60000
 
 struct slot {
-    pid_t pid;                      /* the child running the job, 0 when none */
+    int fd;                         /* readable when its runner answered, -1 when none runs */
+    pid_t pid;                      /* the runner, for the log */
     char id[HULL_QUEUE_ID_LEN + 1]; /* the job, "" when the slot is free */
-    char why[128];                  /* set when the child failed: release the job */
+    char why[1024];                 /* a run that could not start (fail) or a dead runner */
+    bool release;                   /* why: the runner died: release the job */
+    char *result;                   /* a result not stored yet */
+    uint64_t give_up;               /* stop offering it then */
 };
 
 struct worker {
@@ -48,14 +53,13 @@ struct worker {
     char proc_key[HULL_QUEUE_KEY_MAX], alive_key[HULL_QUEUE_KEY_MAX];
     char ttl_ms[24], block_s[24];
     redisContext *c;
+    redisContext *rc; /* results and failures, while c may be blocked in a claim */
     struct slot *slots;
     unsigned busy; /* slots with an id */
     uint64_t next_heartbeat, next_reap, retry_at;
     unsigned backoff_ms;
     bool brpoplpush;  /* Redis older than 6.2: no BLMOVE */
     bool reconnected; /* look for claims whose reply was lost */
-    pid_t self;
-    sigset_t chld, old_mask;
 };
 
 static bool stopping(const struct worker *w)
@@ -188,67 +192,6 @@ static void reap_pass(struct worker *w)
                  w->name, removed);
 }
 
-/* In the child: hand the outcome to Redis, retrying while Redis is away. */
-static bool child_report(struct worker *w, const char *id, const char *result, const char *why)
-{
-    uint64_t give_up = hull_monotonic_ns() + CHILD_STORE_PATIENCE_MS * MS;
-    unsigned backoff = 50;
-    for (;;) {
-        hull_error e = NULL;
-        redisContext *c = hull_redis_connect(w->o.redis_url, 5000, &e);
-        int r = -1;
-        if (c)
-            r = result ? hull_queue_finish(c, w->name, id, result, w->o.result_ttl_s, &e)
-                       : hull_queue_fail(c, w->name, id, why, &e);
-        hull_redis_close(c);
-        if (r == 0)
-            return true;
-        if (hull_monotonic_ns() > give_up) {
-            hull_warn("queue worker %s: job %s: giving up: %s", w->name, id, hull_error_msg(e));
-            hull_error_free(&e);
-            return false;
-        }
-        hull_error_free(&e);
-        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        if (backoff < 2000)
-            backoff *= 2;
-    }
-}
-
-static void __attribute__((noreturn))
-child_main(struct worker *w, const char *id, const struct hull_policy *p)
-{
-    /* Die with the worker: a job outliving its worker would run twice
-     * (the reaper requeues it) and hold a slot nobody counts. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != w->self)
-        _exit(3);
-    /* SIGTERM is the worker's to handle (drain): the job finishes. */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-    sigprocmask(SIG_SETMASK, &w->old_mask, NULL);
-    /* The parent's connection is the parent's; this process opens its own. */
-    hull_redis_close(w->c);
-    w->c = NULL;
-
-    struct hull_result r;
-    hull_error e = NULL;
-    char *doc = NULL;
-    char why[1024] = "";
-    if (hull_sandbox_run(p, &r, &e) < 0) {
-        snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
-        hull_error_free(&e);
-    } else {
-        doc = hull_result_to_json(&r);
-        hull_result_free(&r);
-        if (doc == NULL)
-            snprintf(why, sizeof(why), "out of memory formatting the result");
-    }
-    bool ok = child_report(w, id, doc, why);
-    _exit(ok ? 0 : 1);
-}
-
 static struct slot *free_slot(struct worker *w)
 {
     for (unsigned i = 0; i < w->o.concurrency; i++)
@@ -295,7 +238,7 @@ static void dead_letter(struct worker *w, const char *id, hull_error *e)
     hull_error_free(e);
 }
 
-/* A claimed job: check it, then run it in a child. */
+/* A claimed job: check it, then hand it to a runner. */
 static void start_job(struct worker *w, const char *id)
 {
     hull_error e = NULL;
@@ -325,37 +268,70 @@ static void start_job(struct worker *w, const char *id)
     struct slot *s = free_slot(w);
     if (s == NULL) /* cannot happen: claims wait for a free slot */
         return;
-    pid_t pid = fork();
-    if (pid == 0)
-        child_main(w, id, &p);
-    if (pid < 0) {
-        snprintf(s->why, sizeof(s->why), "fork: %s", strerror(errno));
-        pid = 0;
-    }
-    s->pid = pid;
     snprintf(s->id, sizeof(s->id), "%s", id);
-    hull_debug("queue worker %s: job %s: runner %d", w->name, id, (int)pid);
     w->busy++;
+    s->pid = 0;
+    s->fd =
+        w->o.runner->start(w->o.runner->ctx, (unsigned)(s - w->slots), id, request, &s->pid, &e);
+    if (s->fd < 0) {
+        snprintf(s->why, sizeof(s->why), "no runner: %s", hull_error_msg(e));
+        hull_error_free(&e);
+        s->release = true;
+    }
+    hull_debug("queue worker %s: job %s: runner %d", w->name, id, (int)s->pid);
 }
 
-/* Wait (at most until the heartbeat is due) for a job to come, and start it. */
+static bool wait_event_fd(struct worker *w, uint64_t until, int fd);
+
+/* A reply already read off the socket (nothing to wait for on the fd). */
+static bool reply_buffered(const redisContext *c)
+{
+    return c->reader && c->reader->pos < c->reader->len;
+}
+
+/* The claim failed: an older server without BLMOVE, or the connection. */
+static void claim_failed(struct worker *w, hull_error *e)
+{
+    if (!w->brpoplpush && *e && strstr(hull_error_msg(*e), "unknown command")) {
+        w->brpoplpush = true;
+        hull_error_free(e); /* an older server: the next claim uses BRPOPLPUSH */
+        return;
+    }
+    check_conn(w, e);
+}
+
+/* Wait (at most until the heartbeat is due) for a job to come, and start
+ * it; meanwhile, what the runners answer is stored. */
 static void claim(struct worker *w)
 {
     hull_error e = NULL;
     redisReply *r = NULL;
-    bool legacy = w->brpoplpush;
     if (append_heartbeat(w, &e) < 0 ||
-        (legacy ? hull_redis_append(w->c, &e, "BRPOPLPUSH", HULL_QUEUE_JOBS, w->proc_key,
-                                    w->block_s, NULL)
-                : hull_redis_append(w->c, &e, "BLMOVE", HULL_QUEUE_JOBS, w->proc_key, "RIGHT",
-                                    "LEFT", w->block_s, NULL)) < 0 ||
-        read_replies(w, 3, &r, &e) < 0) {
-        if (!legacy && e && strstr(hull_error_msg(e), "unknown command")) {
-            w->brpoplpush = true;
-            hull_error_free(&e); /* an older server: the next claim uses BRPOPLPUSH */
-            return;
+        (w->brpoplpush ? hull_redis_append(w->c, &e, "BRPOPLPUSH", HULL_QUEUE_JOBS, w->proc_key,
+                                           w->block_s, NULL)
+                       : hull_redis_append(w->c, &e, "BLMOVE", HULL_QUEUE_JOBS, w->proc_key,
+                                           "RIGHT", "LEFT", w->block_s, NULL)) < 0) {
+        claim_failed(w, &e);
+        return;
+    }
+    if (read_replies(w, 2, NULL, &e) < 0) {
+        /* The claim's own reply is still to come: read and drop it. */
+        if (!hull_redis_broken(w->c)) {
+            hull_error e2 = NULL;
+            redisReply *x = hull_redis_reply(w->c, &e2);
+            hull_error_free(&e2);
+            if (x)
+                freeReplyObject(x);
         }
         check_conn(w, &e);
+        return;
+    }
+    uint64_t until = hull_monotonic_ns() + (w->o.heartbeat_ms + 5000ull) * MS;
+    while (!reply_buffered(w->c) && !wait_event_fd(w, until, w->c->fd) &&
+           hull_monotonic_ns() < until)
+        ;
+    if (read_replies(w, 1, &r, &e) < 0) {
+        claim_failed(w, &e);
         return;
     }
     const char *id = hull_redis_str(r);
@@ -378,39 +354,124 @@ static void claim(struct worker *w)
     freeReplyObject(r);
 }
 
-static void collect_children(struct worker *w)
+static void slot_clear(struct worker *w, struct slot *s)
 {
-    for (unsigned i = 0; i < w->o.concurrency; i++) {
-        struct slot *s = &w->slots[i];
-        int status;
-        if (s->pid <= 0 || waitpid(s->pid, &status, WNOHANG) != s->pid)
-            continue;
-        s->pid = 0;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            s->id[0] = '\0';
-            w->busy--;
-            continue;
-        }
-        if (WIFSIGNALED(status))
-            snprintf(s->why, sizeof(s->why), "its runner was killed by signal %d",
-                     WTERMSIG(status));
-        else
-            snprintf(s->why, sizeof(s->why), "its runner exited with status %d",
-                     WEXITSTATUS(status));
+    free(s->result);
+    s->result = NULL;
+    s->why[0] = '\0';
+    s->release = false;
+    s->id[0] = '\0';
+    w->busy--;
+}
+
+/* Store a slot's outcome (its result, or why it could not run) over the
+ * second connection; false while Redis refuses (tried again later). */
+static bool report(struct worker *w, struct slot *s)
+{
+    hull_error e = NULL;
+    if (w->rc == NULL)
+        w->rc = hull_redis_connect(w->o.redis_url, 5000, &e);
+    int r = -1;
+    if (w->rc)
+        r = s->result ? hull_queue_finish(w->rc, w->name, s->id, s->result, w->o.result_ttl_s, &e)
+                      : hull_queue_fail(w->rc, w->name, s->id, s->why, &e);
+    if (r == 0) {
+        slot_clear(w, s);
+        return true;
+    }
+    if (w->rc && hull_redis_broken(w->rc)) {
+        hull_redis_close(w->rc);
+        w->rc = NULL;
+    }
+    if (hull_monotonic_ns() > s->give_up) {
+        /* Back through the attempt count, as a runner that died. */
+        hull_warn("queue worker %s: job %s: giving up storing its outcome: %s", w->name, s->id,
+                  hull_error_msg(e));
+        snprintf(s->why, sizeof(s->why), "its outcome could not be stored: %s", hull_error_msg(e));
+        free(s->result);
+        s->result = NULL;
+        s->release = true;
+    }
+    hull_error_free(&e);
+    return false;
+}
+
+static bool unreported(const struct slot *s)
+{
+    return s->id[0] && s->fd < 0 && !s->release;
+}
+
+/* slot's runner answered or died. */
+static void collect(struct worker *w, struct slot *s)
+{
+    char *res = NULL;
+    s->why[0] = '\0';
+    int r = w->o.runner->collect(w->o.runner->ctx, (unsigned)(s - w->slots), &res, s->why,
+                                 sizeof(s->why));
+    s->fd = -1;
+    if (r < 0) {
+        if (s->why[0] == '\0')
+            snprintf(s->why, sizeof(s->why), "its runner died");
+        s->release = true;
         /* The run's sandbox may be left behind: it is gone before the retry. */
         size_t removed = 0;
         hull_error e = NULL;
         if (hull_sandbox_cleanup(&removed, &e) < 0)
             hull_error_free(&e);
+        return;
     }
+    s->result = r == 0 ? res : NULL;
+    if (r != 0) {
+        free(res);
+        if (s->why[0] == '\0')
+            snprintf(s->why, sizeof(s->why), "cannot run");
+    }
+    s->give_up = hull_monotonic_ns() + STORE_PATIENCE_MS * MS;
+    report(w, s);
 }
 
-/* Jobs whose child failed go back through the attempt count. */
+/* Sleep until a runner answers, fd (>= 0) is readable, a signal comes, or
+ * until; collect what the runners answered. True when fd is readable. */
+static bool wait_event_fd(struct worker *w, uint64_t until, int fd)
+{
+    struct pollfd pf[MAX_CONCURRENCY + 1];
+    unsigned at[MAX_CONCURRENCY], n = 0;
+    bool retry = false;
+    for (unsigned i = 0; i < w->o.concurrency; i++) {
+        if (w->slots[i].fd >= 0) {
+            at[n] = i;
+            pf[n++] = (struct pollfd){.fd = w->slots[i].fd, .events = POLLIN};
+        }
+        retry |= unreported(&w->slots[i]);
+    }
+    uint64_t now = hull_monotonic_ns();
+    if (retry && until > now + 200 * MS)
+        until = now + 200 * MS; /* outcomes Redis refused: try again soon */
+    unsigned total = n;
+    if (fd >= 0)
+        pf[total++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    int timeout = until > now ? (int)((until - now + MS - 1) / MS) : 0;
+    int r = poll(pf, total, timeout);
+    for (unsigned k = 0; r > 0 && k < n; k++)
+        if (pf[k].revents)
+            collect(w, &w->slots[at[k]]);
+    for (unsigned i = 0; retry && i < w->o.concurrency; i++)
+        if (unreported(&w->slots[i]) && w->slots[i].give_up)
+            report(w, &w->slots[i]);
+    return fd >= 0 && r > 0 && pf[n].revents != 0;
+}
+
+static void wait_event(struct worker *w, uint64_t until)
+{
+    wait_event_fd(w, until, -1);
+}
+
+/* Jobs whose runner failed go back through the attempt count. */
 static void release_failed(struct worker *w)
 {
     for (unsigned i = 0; i < w->o.concurrency && w->c; i++) {
         struct slot *s = &w->slots[i];
-        if (s->pid != 0 || s->id[0] == '\0')
+        if (!s->release || s->id[0] == '\0')
             continue;
         hull_error e = NULL;
         if (hull_queue_release(w->c, w->name, s->id, s->why, w->o.max_attempts, &e) < 0) {
@@ -418,8 +479,7 @@ static void release_failed(struct worker *w)
             return;
         }
         hull_log(HULL_LOG_INFO, "queue worker %s: job %s released: %s", w->name, s->id, s->why);
-        s->id[0] = '\0';
-        w->busy--;
+        slot_clear(w, s);
     }
 }
 
@@ -451,17 +511,6 @@ static void reclaim_strays(struct worker *w)
         hull_log(HULL_LOG_INFO, "queue worker %s: job %s released after reconnecting", w->name, id);
     }
     freeReplyObject(l);
-}
-
-/* Sleep until a child exits, a signal comes, or the deadline. */
-static void wait_event(struct worker *w, uint64_t until)
-{
-    uint64_t now = hull_monotonic_ns();
-    if (until <= now)
-        return;
-    uint64_t d = until - now;
-    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
-    sigtimedwait(&w->chld, NULL, &ts);
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -503,10 +552,13 @@ static int setup(struct worker *w, const struct hull_queue_worker_opts *o, hull_
     hull_queue_key(w->alive_key, "alive", w->name);
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%u", 3 * w->o.heartbeat_ms);
     snprintf(w->block_s, sizeof(w->block_s), "%.3f", w->o.heartbeat_ms / 1000.0);
-    w->self = getpid();
+    if (w->o.runner == NULL)
+        return hull_error_set(err, EINVAL, "no runner for the jobs");
     w->slots = calloc(w->o.concurrency, sizeof(*w->slots));
     if (w->slots == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
+    for (unsigned i = 0; i < w->o.concurrency; i++)
+        w->slots[i].fd = -1;
     return 0;
 }
 
@@ -570,16 +622,10 @@ int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *er
         free(w.slots);
         return hull_error_prefix(err, "queue worker");
     }
-    /* SIGCHLD stays pending while blocked: sigtimedwait sees a child that
-     * exited at any moment, even one that exited before the wait began. */
-    sigemptyset(&w.chld);
-    sigaddset(&w.chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &w.chld, &w.old_mask);
     hull_log(HULL_LOG_INFO, "queue worker %s: taking jobs from %s (%u at a time)", w.name,
              o->redis_url, w.o.concurrency);
 
     while (!(stopping(&w) && w.busy == 0)) {
-        collect_children(&w);
         if (!connected(&w)) {
             wait_event(&w, w.retry_at);
             continue;
@@ -603,8 +649,10 @@ int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *er
         claim(&w);
     }
     end(&w);
+    for (unsigned i = 0; i < w.o.concurrency; i++)
+        w.o.runner->close(w.o.runner->ctx, i);
     hull_log(HULL_LOG_INFO, "queue worker %s: stopped", w.name);
-    sigprocmask(SIG_SETMASK, &w.old_mask, NULL);
+    hull_redis_close(w.rc);
     hull_redis_close(w.c);
     free(w.slots);
     return 0;

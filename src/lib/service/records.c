@@ -14,11 +14,21 @@
 #include "util/json.h"
 #include "util/log.h"
 
-int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
-                    const char *queue_job, hull_error *err)
+/* The time a row records: the caller's (it answers with it later without
+ * reading the row back), or now. */
+static const char *stamp(char now[40], const char *at)
 {
-    char now[40];
-    hull_rfc3339_now(now, sizeof(now));
+    if (at)
+        return at;
+    hull_rfc3339_now(now, 40);
+    return now;
+}
+
+int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
+                    const char *queue_job, const char *at, hull_error *err)
+{
+    char buf[40];
+    const char *now = stamp(buf, at);
     const char *args[] = {id, tenant, state, now, queue_job};
     return hull_store_exec(s,
                            "INSERT INTO runs (id, tenant, state, created, queue_job) "
@@ -27,10 +37,10 @@ int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, co
 }
 
 int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
-                            unsigned long long start, hull_error *err)
+                            unsigned long long start, const char *at, hull_error *err)
 {
-    char now[40], p[16], st[32];
-    hull_rfc3339_now(now, sizeof(now));
+    char buf[40], p[16], st[32];
+    const char *now = stamp(buf, at);
     snprintf(p, sizeof(p), "%d", (int)pid);
     snprintf(st, sizeof(st), "%llu", start);
     const char *args[] = {id, tenant, now, now, p, st};
@@ -41,10 +51,10 @@ int hull_run_insert_running(struct hull_store *s, const char *id, const char *te
 }
 
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
-                   hull_error *err)
+                   const char *at, hull_error *err)
 {
-    char now[40], p[16], st[32];
-    hull_rfc3339_now(now, sizeof(now));
+    char buf[40], p[16], st[32];
+    const char *now = stamp(buf, at);
     snprintf(p, sizeof(p), "%d", (int)pid);
     snprintf(st, sizeof(st), "%llu", start);
     const char *args[] = {now, p, st, id};
@@ -90,8 +100,14 @@ static int finish_steps(struct hull_store *s, sqlite3 *db, sqlite3_stmt **st, co
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
                     const char *verdict_name, hull_error *err)
 {
-    char now[40], verdict[32] = "";
-    hull_rfc3339_now(now, sizeof(now));
+    return hull_run_finish_at(s, id, result_json, verdict_name, NULL, err);
+}
+
+int hull_run_finish_at(struct hull_store *s, const char *id, const char *result_json,
+                       const char *verdict_name, const char *at, hull_error *err)
+{
+    char buf[40], verdict[32] = "";
+    const char *now = stamp(buf, at);
     if (verdict_name) {
         snprintf(verdict, sizeof(verdict), "%s", verdict_name);
     } else {

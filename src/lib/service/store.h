@@ -113,19 +113,23 @@ json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t s
 
 /* ---- runs and sandboxes (records.c) ---- */
 
+/* at: the RFC 3339 time to record (created, started, finished), so that the
+ * caller can answer with the row without reading it back; NULL: now. */
 int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, const char *state,
-                    const char *queue_job, hull_error *err);
+                    const char *queue_job, const char *at, hull_error *err);
 /* A run that starts at once, on the worker (pid, start time): one write. */
 int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
-                            unsigned long long start, hull_error *err);
+                            unsigned long long start, const char *at, hull_error *err);
 /* queued -> running, recording the worker (pid, start time). 1 if changed. */
 int hull_run_start(struct hull_store *s, const char *id, pid_t pid, unsigned long long start,
-                   hull_error *err);
+                   const char *at, hull_error *err);
 /* queued|running -> finished with the result (verdict: its "verdict", or
  * NULL to read it from the JSON). 1 if recorded, 0 if the run had already
  * ended (someone else won). */
 int hull_run_finish(struct hull_store *s, const char *id, const char *result_json,
                     const char *verdict, hull_error *err);
+int hull_run_finish_at(struct hull_store *s, const char *id, const char *result_json,
+                       const char *verdict, const char *at, hull_error *err);
 /* from one of the states in from ("queued", "running", NULL-terminated) to
  * to. 1 if changed. */
 int hull_run_transition(struct hull_store *s, const char *id, const char *const *from,
