@@ -86,7 +86,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
 {
     if (qemu_available(err) < 0)
         return -1;
-    char mem[32], smp[16], append[512], name[128], nic[64];
+    char mem[32], smp[16], append[512], name[128], nic[64], ramobj[160];
     snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)vm->memory_mb);
     snprintf(smp, sizeof(smp), "%u", vm->vcpus);
     snprintf(name, sizeof(name), "hull-%s", vm->id);
@@ -99,7 +99,19 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("-name");
     A(name);
     A("-machine");
-    A("microvm,acpi=on");
+    A(vm->ram_open ? "microvm,acpi=on,memory-backend=ram" : "microvm,acpi=on");
+    if (vm->ram_open) {
+        /* Guest RAM is the memfd hull made (VM_RAM_FD): shared for a
+         * template's maker, whose RAM hull copies out beside the stream;
+         * private (copy-on-write) over a template's sealed copy, which then
+         * holds the RAM the stream does not carry (x-ignore-shared). */
+        snprintf(ramobj, sizeof(ramobj),
+                 "memory-backend-file,id=ram,size=%lluM,mem-path=/proc/self/fd/" VM_RAM_FD_STR
+                 ",share=%s",
+                 (unsigned long long)vm->memory_mb, vm->ram_share ? "on" : "off");
+        A("-object");
+        A(ramobj);
+    }
     A("-accel");
     A(kvm ? "kvm" : "tcg,tb-size=16");
     if (kvm) {
@@ -151,6 +163,12 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("unix:/run/qmp.sock,server=on,wait=off");
     A("-sandbox");
     A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    if (incoming_fd >= 0 && vm->ram_open && !vm->ram_share) {
+        /* The stream was saved without RAM: the destination must expect
+         * the same block layout (x-ignore-shared sends each block's address). */
+        A("-global");
+        A("migration.x-ignore-shared=on");
+    }
     if (incoming_fd >= 0) {
         A("-incoming");
         A("fd:3");
@@ -209,6 +227,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         .incoming_fd = incoming_fd,
         .hold_fd = vm->image_digest[0] ? vm->image_hold_fd : -1,
         .tap_fd = vm->lease.tap_fd,
+        .ram_fd = vm->ram_open ? vm->ram_fd : -1,
         .attached = attached,
         .cleanup = cleanup,
         .cleanup_arg = arg,
@@ -263,6 +282,20 @@ static int qemu_save(struct vm *vm, int fd, int (*pump)(void *), void *arg, hull
     json_object_object_add(args, "max-bandwidth", json_object_new_int64(INT64_C(1) << 40));
     if (!rc)
         rc = qmp_cmd(q, "migrate-set-parameters", args, -1, NULL, err);
+    else
+        json_object_put(args);
+    /* RAM shared with hull (a template's maker) stays out of the stream:
+     * hull saves it as its own file. Any other save carries all RAM, and
+     * says so explicitly in case a restored VM was started with the
+     * capability on (-global, above). */
+    args = json_object_new_object();
+    json_object *caps = json_object_new_array(), *cap = json_object_new_object();
+    json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
+    json_object_object_add(cap, "state", json_object_new_boolean(vm->ram_open && vm->ram_share));
+    json_object_array_add(caps, cap);
+    json_object_object_add(args, "capabilities", caps);
+    if (!rc)
+        rc = qmp_cmd(q, "migrate-set-capabilities", args, -1, NULL, err);
     else
         json_object_put(args);
     args = json_object_new_object();
