@@ -81,6 +81,35 @@ static void cmdline(const struct vm *vm, char *out, size_t len)
         snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
 }
 
+static json_object *ignore_shared(bool on)
+{
+    json_object *args = json_object_new_object();
+    json_object *caps = json_object_new_array(), *cap = json_object_new_object();
+    json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
+    json_object_object_add(cap, "state", json_object_new_boolean(on));
+    json_object_array_add(caps, cap);
+    json_object_object_add(args, "capabilities", caps);
+    return args;
+}
+
+/* QEMU started with -incoming defer: read the stream (fd 3) as one saved
+ * with x-ignore-shared, guest RAM being the mapped template copy. */
+static int incoming_without_ram(struct vm *vm, hull_error *err)
+{
+    struct qmp *q = NULL;
+    if (open_qmp(vm, &q, 10000, err) < 0)
+        return -1;
+    int rc = qmp_cmd(q, "migrate-set-capabilities", ignore_shared(true), -1, NULL, err);
+    json_object *args = json_object_new_object();
+    json_object_object_add(args, "uri", json_object_new_string("fd:3"));
+    if (!rc)
+        rc = qmp_cmd(q, "migrate-incoming", args, -1, NULL, err);
+    else
+        json_object_put(args);
+    qmp_close(q);
+    return rc;
+}
+
 static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *),
                       void *arg, hull_error *err)
 {
@@ -163,15 +192,12 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("unix:/run/qmp.sock,server=on,wait=off");
     A("-sandbox");
     A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
-    if (incoming_fd >= 0 && vm->ram_open && !vm->ram_share) {
-        /* The stream was saved without RAM: the destination must expect
-         * the same block layout (x-ignore-shared sends each block's address). */
-        A("-global");
-        A("migration.x-ignore-shared=on");
-    }
+    /* A stream saved without RAM is read with x-ignore-shared on (it
+     * carries each block's address), which only QMP can set: defer. */
+    bool defer = incoming_fd >= 0 && vm->ram_open && !vm->ram_share;
     if (incoming_fd >= 0) {
         A("-incoming");
-        A("fd:3");
+        A(defer ? "defer" : "fd:3");
         A("-S");
     }
     argv[n] = NULL;
@@ -244,7 +270,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         return -1;
     vm->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     vm->pid_start = vm_proc_start_time(vm->pid);
-    return 0;
+    return defer ? incoming_without_ram(vm, err) : 0;
 }
 
 static int wait_migration(struct qmp *q, int timeout_ms, hull_error *err)
@@ -287,13 +313,8 @@ static int qemu_save(struct vm *vm, int fd, int (*pump)(void *), void *arg, hull
     /* RAM shared with hull (a template's maker) stays out of the stream:
      * hull saves it as its own file. Any other save carries all RAM, and
      * says so explicitly in case a restored VM was started with the
-     * capability on (-global, above). */
-    args = json_object_new_object();
-    json_object *caps = json_object_new_array(), *cap = json_object_new_object();
-    json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
-    json_object_object_add(cap, "state", json_object_new_boolean(vm->ram_open && vm->ram_share));
-    json_object_array_add(caps, cap);
-    json_object_object_add(args, "capabilities", caps);
+     * capability on (incoming_without_ram). */
+    args = ignore_shared(vm->ram_open && vm->ram_share);
     if (!rc)
         rc = qmp_cmd(q, "migrate-set-capabilities", args, -1, NULL, err);
     else
