@@ -12,7 +12,10 @@ For each accelerator available here (TCG always, KVM when usable):
   * density: K VMs of 128 MiB started from the template together, host
     memory used per VM, and how many would fit.
 
-Usage: bench/vm_bench.py [--rounds 5] [--density 20] [--accel tcg,kvm]
+Usage: bench/vm_bench.py [--rounds 5] [--density 20] [--accel tcg,kvm] [--quick]
+--quick: 3 rounds, no density part (a few minutes under TCG; bench/all).
+With BENCH_JSON=FILE the cold-boot comparison (and `vm create`'s time with
+the default rootfs cached) is appended as rows through bench/benchjson.py.
 Needs root, build/hull, qemu-system-x86, linux-image-amd64 (scripts/deps.sh vm).
 """
 import argparse
@@ -25,6 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchjson  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HULL = os.environ.get("HULL", os.path.join(HERE, "..", "build", "hull"))
@@ -116,7 +122,18 @@ def report(accel, rounds, r):
     print(f"  one-shot `hull vm run -- true`         : {med(r['oneshot']) * 1000:7.0f} ms")
     print(f"  idle QEMU RSS / PSS, plain             : {med(r['plain_rss']) / 1024:7.1f} / {med(r['plain_pss']) / 1024:.1f} MiB")
     print(f"  idle QEMU RSS / PSS, hull              : {med(r['cold_rss']) / 1024:7.1f} / {med(r['cold_pss']) / 1024:.1f} MiB")
+    ratio = med(r["cold"]) / med(r["plain"])
+    print(f"  goal: hull vm start within +10 % of plain QEMU: {'MET' if ratio <= 1.10 else 'NOT MET'}"
+          f" ({(ratio - 1) * 100:+.0f} %)")
     sys.stdout.flush()
+    benchjson.row("vm_bench", f"vm start to agent-ready vs plain QEMU to a trivial /init ({accel})",
+                  hull=round(med(r["cold"]) * 1000, 1), peer=round(med(r["plain"]) * 1000, 1),
+                  peer_name="qemu", unit="ms", goal="<= 1.10",
+                  note=f"hull's guest in plain QEMU: {med(r['plain_agent']) * 1000:.0f} ms; {rounds} rounds")
+    if r["create"]:
+        benchjson.row("vm_bench", f"vm create, default rootfs cached ({accel})",
+                      hull=round(med(r["create"]) * 1000, 1), unit="ms",
+                      note="no peer: was 5.5 s when ldd ran on every create")
 
 
 def main():
@@ -125,7 +142,10 @@ def main():
     ap.add_argument("--density", type=int, default=20)
     ap.add_argument("--accel", default="tcg,kvm")
     ap.add_argument("--no-density", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="3 rounds, no density part")
     a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.no_density = 3, True
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     root = tempfile.mkdtemp(prefix="hull-vmbench-", dir="/run")
@@ -163,7 +183,7 @@ def main():
                 with open("/run/hull-vm-tsc-khz") as f:
                     base += f" tsc_early_khz={f.read().strip()}"
             r = {k: [] for k in ("plain", "plain_rss", "plain_pss", "plain_agent", "cold", "cold_rss", "cold_pss", "first_exec",
-                                 "warm", "warm_exec", "oneshot")}
+                                 "warm", "warm_exec", "oneshot", "create")}
             # The template, made once before timing warm starts.
             hull(root, "vm", "create", "--memory", MEM, "--from-template", "tpl", accel=accel)
             hull(root, "vm", "start", "tpl", accel=accel)
@@ -174,7 +194,9 @@ def main():
                 t, _, _ = plain_boot(vmlinux, agent_initrd, base + " hull.disk", accel, agent_devices, b"hull-agent: ready")
                 r["plain_agent"].append(t)
                 vid = f"cold{i}"
+                t0 = time.monotonic()
                 hull(root, "vm", "create", "--memory", MEM, vid, accel=accel)
+                r["create"].append(time.monotonic() - t0)
                 t0 = time.monotonic()
                 hull(root, "vm", "start", vid, accel=accel)
                 r["cold"].append(time.monotonic() - t0)

@@ -344,6 +344,16 @@ static void handle(struct conn *c, struct frame *f)
     json_object_put(req);
 }
 
+static void send_ready(struct conn *c)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_boolean(1));
+    json_object_object_add(o, "ready", json_object_new_boolean(1));
+    agent_req_id = NULL; /* no id: it answers no request */
+    conn_send_json(c, HULL_FRAME_RESP, o);
+    json_object_put(o);
+}
+
 static uint64_t boot_ms(void)
 {
     struct timespec ts;
@@ -379,8 +389,12 @@ static void serve(int port)
             agent_drain_signals();
             continue;
         }
-        if (!was && c.connected)
+        if (!was && c.connected) {
             agent_log("host connected");
+            /* Unasked: the host's hellos sent before the port was seen open
+             * were dropped; this tells it to say hello again now. */
+            send_ready(&c);
+        }
         struct frame f;
         if (conn_frame(&c, &f)) {
             handle(&c, &f);

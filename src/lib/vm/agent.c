@@ -138,17 +138,26 @@ static json_object *parse_frame(const struct vm_frame *f)
 }
 
 static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms,
-                           json_object **resp, hull_error *err);
+                           bool on_ready, json_object **resp, hull_error *err);
 
 int vm_agent_wait_resp(struct vm_agent *a, int64_t id, int timeout_ms, json_object **resp,
                        hull_error *err)
 {
-    return wait_resp_range(a, id, id, timeout_ms, resp, err);
+    return wait_resp_range(a, id, id, timeout_ms, false, resp, err);
 }
 
-/* The answer to any request with an id in [min_id, id]. */
+/* The agent's word that it now sees this host: a RESP with "ready" and no id. */
+static bool is_ready(json_object *o)
+{
+    json_object *v;
+    return !json_object_object_get_ex(o, "id", &v) && json_object_object_get_ex(o, "ready", &v) &&
+           json_object_get_boolean(v);
+}
+
+/* The answer to any request with an id in [min_id, id]; with on_ready, 2
+ * when the agent says it is ready (the caller says hello again at once). */
 static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms,
-                           json_object **resp, hull_error *err)
+                           bool on_ready, json_object **resp, hull_error *err)
 {
     int64_t end = timeout_ms < 0 ? 0 : hull_monotonic_ms() + timeout_ms;
     for (;;) {
@@ -165,6 +174,10 @@ static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int t
         if (f.type != HULL_FRAME_RESP)
             continue;
         json_object *o = parse_frame(&f), *v;
+        if (on_ready && o && is_ready(o)) {
+            json_object_put(o);
+            return 2;
+        }
         if (!o || !json_object_object_get_ex(o, "id", &v) || json_object_get_int64(v) < min_id ||
             json_object_get_int64(v) > id) {
             json_object_put(o);
@@ -238,7 +251,9 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
      * connection open are dropped by QEMU. During a boot they are not
      * dropped but queue up unread, so the interval grows (the agent answers
      * each queued hello before anything else) and an answer to any of them
-     * will do. */
+     * will do. The agent says "ready" the moment it sees a host: then the
+     * next hello goes at once, so a boot or a connect is not left waiting
+     * out an interval (an agent that never says it is served the same). */
     int interval = 50;
     int64_t first = a->next_id + 1;
     for (;;) {
@@ -249,7 +264,14 @@ int vm_agent_open(const char *sock, int timeout_ms, bool (*alive)(void *), void 
         hull_error e2 = NULL;
         int left = (int)(end - hull_monotonic_ms());
         int rc = wait_resp_range(a, first, id, left < interval ? (left > 0 ? left : 0) : interval,
-                                 &resp, &e2);
+                                 true, &resp, &e2);
+        /* A guest saying "ready" over and over still meets the deadline. */
+        if (rc == 2 && hull_monotonic_ms() < end)
+            continue;
+        if (rc == 2) {
+            hull_error_set(err, ETIMEDOUT, "the agent did not answer within %d ms", timeout_ms);
+            break;
+        }
         if (interval < 400)
             interval *= 2;
         if (rc == 0) {

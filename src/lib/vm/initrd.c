@@ -12,6 +12,7 @@
  * here, not with libarchive: newc is a 110-byte ASCII header per file, and
  * hull links statically, where libarchive would drag in libxml2 and ICU.
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -175,6 +176,37 @@ static void strip_signature(const char *data, size_t *len)
         *len -= extra;
 }
 
+/* Hide a module's .BTF section from the guest kernel (its name becomes
+ * ""): on the first module with BTF the kernel parses and checks all of
+ * vmlinux's BTF (megabytes, under TCG a good share of the modules' load
+ * time), which only BPF tools inside the guest would use. The bytes stay;
+ * the kernel loads no section without SHF_ALLOC, and .BTF has none. */
+static void hide_btf(char *data, size_t len)
+{
+    Elf64_Ehdr eh;
+    if (len < sizeof(eh))
+        return;
+    memcpy(&eh, data, sizeof(eh));
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shstrndx >= eh.e_shnum || eh.e_shoff > len ||
+        (len - eh.e_shoff) / sizeof(Elf64_Shdr) < eh.e_shnum)
+        return;
+    Elf64_Shdr strs;
+    memcpy(&strs, data + eh.e_shoff + (size_t)eh.e_shstrndx * sizeof(Elf64_Shdr), sizeof(strs));
+    if (strs.sh_offset > len || strs.sh_size > len - strs.sh_offset)
+        return;
+    for (size_t i = 1; i < eh.e_shnum; i++) {
+        char *at = data + eh.e_shoff + i * sizeof(Elf64_Shdr);
+        Elf64_Shdr sh;
+        memcpy(&sh, at, sizeof(sh));
+        if (sh.sh_name + sizeof(".BTF") > strs.sh_size || (sh.sh_flags & SHF_ALLOC) ||
+            memcmp(data + strs.sh_offset + sh.sh_name, ".BTF", sizeof(".BTF")) != 0)
+            continue;
+        sh.sh_name = 0; /* offset 0 of the string table is "" */
+        memcpy(at, &sh, sizeof(sh));
+    }
+}
+
 struct cpio {
     FILE *f;
     unsigned ino;
@@ -221,6 +253,7 @@ static int write_cpio(const char *dst, const char *agent, const char *release,
         rc = hull_read_file(src, &data, &len, err);
         if (!rc) {
             strip_signature(data, &len);
+            hide_btf(data, len);
             rc = add_entry(&c, name, S_IFREG | 0644, data, len, err);
         }
         free(data);
@@ -291,7 +324,8 @@ static int initrd_key(const char *agent, const char *release, const struct modse
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     char d[HULL_SHA256_HEX];
     int rc = vm_sha256_file(agent, d, err);
-    EVP_DigestUpdate(ctx, "hull-initrd-4 newc unsigned-modules agent ", 41);
+    static const char fmt[] = "hull-initrd-5 newc unsigned-modules no-btf agent ";
+    EVP_DigestUpdate(ctx, fmt, sizeof(fmt) - 1);
     EVP_DigestUpdate(ctx, d, 64);
     for (size_t i = 0; i < m->n && !rc; i++) {
         char src[PATH_MAX];

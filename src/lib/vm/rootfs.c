@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -35,35 +36,55 @@
 #include "util/log.h"
 #include "vm/vm.h"
 
-#define ROOTFS_FORMAT "hull-rootfs-1 squashfs lz4"
+#define ROOTFS_FORMAT "hull-rootfs-2 squashfs lz4"
 
 static EVP_MD_CTX *walk_ctx;
 
+/* What changes when a file does: type and mode, owner, size, inode (a
+ * package upgrade renames a new file into place), mtime and ctime (a
+ * rewrite in place); for a symlink, its target. */
+static int stat_text(const char *path, const struct stat *st, char *out, size_t len)
+{
+    int n = snprintf(out, len, "%s\t%o\t%u\t%u\t%lld\t%llu\t%lld.%09ld\t%lld.%09ld\t", path,
+                     st->st_mode, st->st_uid, st->st_gid, (long long)st->st_size,
+                     (unsigned long long)st->st_ino, (long long)st->st_mtim.tv_sec,
+                     st->st_mtim.tv_nsec, (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    if (S_ISLNK(st->st_mode)) {
+        ssize_t l = readlink(path, out + n, len - (size_t)n - 1);
+        if (l > 0)
+            n += (int)l;
+        out[n] = 0;
+    }
+    return n;
+}
+
 static int walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-    char line[PATH_MAX + 256];
-    int n = snprintf(line, sizeof(line), "%s\t%o\t%u\t%u\t%lld\t%lld.%09ld\t", path, st->st_mode,
-                     st->st_uid, st->st_gid, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
-                     st->st_mtim.tv_nsec);
-    EVP_DigestUpdate(walk_ctx, line, (size_t)n);
-    if (type == FTW_SL) {
-        char target[PATH_MAX];
-        ssize_t l = readlink(path, target, sizeof(target));
-        if (l > 0)
-            EVP_DigestUpdate(walk_ctx, target, (size_t)l);
-    }
+    char line[2 * PATH_MAX + 256];
+    int n = stat_text(path, st, line, sizeof(line));
+    if (n > 0)
+        EVP_DigestUpdate(walk_ctx, line, (size_t)n);
+    /* A symlink named as a root (a library ldd found) stands for what it
+     * points to too: the bind mount that puts it in the image follows it. */
+    struct stat target;
+    if (type == FTW_F && S_ISLNK(st->st_mode) && stat(path, &target) == 0 &&
+        (n = stat_text(path, &target, line, sizeof(line))) > 0)
+        EVP_DigestUpdate(walk_ctx, line, (size_t)n);
     EVP_DigestUpdate(walk_ctx, "\n", 1);
     (void)ftw;
     return 0;
 }
 
-/* Digest of a tree's metadata, plus extra bytes (the default rootfs's file list). */
-static int tree_key(const char *const *roots, size_t nroots, char key[HULL_SHA256_HEX],
-                    hull_error *err)
+/* Digest of the metadata of trees and files, after a format string (the
+ * default rootfs's names hull's version: its skeleton is hull's). */
+static int tree_key(const char *format, const char *const *roots, size_t nroots,
+                    char key[HULL_SHA256_HEX], hull_error *err)
 {
     walk_ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(walk_ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(walk_ctx, ROOTFS_FORMAT, strlen(ROOTFS_FORMAT));
+    EVP_DigestUpdate(walk_ctx, format, strlen(format));
     int rc = 0;
     for (size_t i = 0; i < nroots && !rc; i++) {
         struct stat st;
@@ -334,11 +355,150 @@ static int build_image(const struct vm_rootfs *out, const char *cache, char **sr
     return rc;
 }
 
+/* The default rootfs's file list is what ldd found over python3 and its
+ * extension modules: slow (seconds), so it is kept in sources-<probe> and
+ * ldd runs again only when it could answer differently. <probe> digests
+ * the files whose change can change the answer (python3, its lib-dynload
+ * directory, busybox, the loader's cache and configuration) and hull's
+ * version; the list also records the image key of the files it names, so
+ * a change in any of them (a library upgraded, even under the same name)
+ * runs ldd again too, and builds a new image. */
+#define SOURCES_FORMAT "hull-rootfs-sources-1 " HULL_VERSION
+#define DEFAULT_FORMAT ROOTFS_FORMAT " default " HULL_VERSION
+
+static int probe_key(const char *py, char key[HULL_SHA256_HEX], hull_error *err)
+{
+    const char *cand[8] = {py, "/usr/bin/python3", "/bin/busybox", "/etc/ld.so.cache",
+                           "/etc/ld.so.conf"};
+    size_t n = 0, nc = 5;
+    char dyn[PATH_MAX];
+    const char *base = strrchr(py, '/');
+    if (base && snprintf(dyn, sizeof(dyn), "/usr/lib/%s/lib-dynload", base + 1) < (int)sizeof(dyn))
+        cand[nc++] = dyn;
+    const char *roots[8];
+    /* A file that is not there is left out: one appearing changes the key. */
+    for (size_t i = 0; i < nc; i++)
+        if (cand[i][0] && access(cand[i], F_OK) == 0)
+            roots[n++] = cand[i];
+    return tree_key(SOURCES_FORMAT, roots, n, key, err);
+}
+
+/* sources-<probe>: one path a line, then "key <image key>". 0 and the
+ * list, or 1 when there is none (or it is not one). */
+static int read_sources(const char *path, char ***out, size_t *n, char key[HULL_SHA256_HEX])
+{
+    cleanup_free char *text = NULL;
+    size_t len;
+    if (hull_read_file(path, &text, &len, NULL) < 0)
+        return 1; /* not listed yet: ldd runs */
+    size_t cap = 8, cnt = 0;
+    char **v = calloc(cap, sizeof(char *));
+    key[0] = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(l, "key ", 4) == 0) {
+            snprintf(key, HULL_SHA256_HEX, "%s", l + 4);
+            continue;
+        }
+        if (cnt + 2 >= cap)
+            v = realloc(v, (cap *= 2) * sizeof(char *));
+        v[cnt++] = strdup(l);
+    }
+    v[cnt] = NULL;
+    if (!cnt || !hull_sha256_hex_valid(key)) {
+        sources_freep(&v);
+        return 1;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int write_sources(const char *path, char **srcs, size_t n, const char *key, hull_error *err)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(srcs[i]) + 1;
+    cleanup_free char *text = malloc(len + 80);
+    char *p = text;
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s\n", srcs[i]);
+    p += sprintf(p, "key %s\n", key);
+    return hull_write_path_atomic(path, text, (size_t)(p - text), 0644, err);
+}
+
+/* The image's sha256, kept beside it (as the kernel's vmlinux's is): the
+ * cache is root's alone (0700), and the file is never written in place. */
+static int image_digest(const char *image, char out[HULL_SHA256_HEX], hull_error *err)
+{
+    char side[PATH_MAX + 16];
+    cleanup_free char *sum = NULL;
+    size_t l;
+    snprintf(side, sizeof(side), "%s.sha256", image);
+    /* A missing or short digest file only means hashing the image again. */
+    if (hull_read_file(side, &sum, &l, NULL) == 0 && l >= 64) {
+        sum[64] = 0;
+        if (hull_sha256_hex_valid(sum)) {
+            memcpy(out, sum, HULL_SHA256_HEX);
+            return 0;
+        }
+    }
+    if (vm_sha256_file(image, out, err) < 0 || hull_write_path_atomic(side, out, 64, 0644, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* One builder at a time: the others wait and find the list and image made. */
+static int cache_lock(const char *cache, hull_error *err)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/build.lock", cache);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+        hull_error_errno(err, "lock %s", p);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The default rootfs's sources and image key: from sources-<probe> when
+ * nothing it names changed, else from ldd (under the lock) and kept. */
+static int default_key(const char *cache, int *lk, char ***srcs, size_t *n,
+                       char key[HULL_SHA256_HEX], hull_error *err)
+{
+    char py[PATH_MAX], probe[HULL_SHA256_HEX], list[PATH_MAX + 96], kept[HULL_SHA256_HEX];
+    if (!realpath("/usr/bin/python3", py))
+        py[0] = 0;
+    if (probe_key(py, probe, err) < 0)
+        return -1;
+    snprintf(list, sizeof(list), "%s/sources-%s", cache, probe);
+    for (int pass = 0; pass < 2; pass++) {
+        if (read_sources(list, srcs, n, kept) == 0) {
+            if (tree_key(DEFAULT_FORMAT, (const char *const *)*srcs, *n, key, err) < 0)
+                return -1;
+            if (strcmp(key, kept) == 0)
+                return 0;
+            sources_freep(srcs);
+            *srcs = NULL;
+        }
+        /* Another hull may be listing them now: wait for it, then look again. */
+        if (pass == 0 && (*lk = cache_lock(cache, err)) < 0)
+            return -1;
+    }
+    if (default_sources(srcs, n, err) < 0 ||
+        tree_key(DEFAULT_FORMAT, (const char *const *)*srcs, *n, key, err) < 0 ||
+        write_sources(list, *srcs, *n, key, err) < 0)
+        return -1;
+    return 0;
+}
+
 int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err)
 {
     memset(out, 0, sizeof(*out));
     char cache[PATH_MAX], key[HULL_SHA256_HEX], tmp[PATH_MAX + 64];
     __attribute__((cleanup(sources_freep))) char **srcs = NULL;
+    cleanup_close int lk = -1;
     size_t n = 0;
     if (vm_cache_subdir("rootfs", cache, sizeof(cache), err) < 0)
         return -1;
@@ -352,27 +512,36 @@ int vm_rootfs_prepare(const char *dir, struct vm_rootfs *out, hull_error *err)
         if (!S_ISDIR(st.st_mode))
             return hull_error_set(err, ENOTDIR, "rootfs %s: not a directory", src);
         const char *roots[] = {out->source};
-        if (tree_key(roots, 1, key, err) < 0)
+        if (tree_key(ROOTFS_FORMAT, roots, 1, key, err) < 0)
             return -1;
-    } else {
-        if (default_sources(&srcs, &n, err) < 0)
-            return -1;
-        if (tree_key((const char *const *)srcs, n, key, err) < 0)
-            return -1;
-    }
+    } else if (default_key(cache, &lk, &srcs, &n, key, err) < 0)
+        return hull_error_prefix(err, "default rootfs");
     /* A cut path would name another image of the cache. */
     if (snprintf(out->image, sizeof(out->image), "%s/rootfs-%s.sqfs", cache, key) >=
         (int)sizeof(out->image))
         return hull_error_set(err, ENAMETOOLONG, "rootfs cache %s: path too long", cache);
     if (access(out->image, R_OK) < 0) {
-        snprintf(tmp, sizeof(tmp), "%s.tmp.%d", out->image, getpid());
-        int rc = build_image(out, cache, srcs, n, tmp, err);
-        if (rc == 0 && rename(tmp, out->image) < 0)
-            rc = hull_error_errno(err, "rename %s", out->image);
-        if (rc < 0) {
-            unlink(tmp);
+        if (lk < 0 && (lk = cache_lock(cache, err)) < 0)
             return -1;
+        /* Built by another hull while this one waited for the lock? */
+        if (access(out->image, R_OK) < 0) {
+            snprintf(tmp, sizeof(tmp), "%s.tmp.%d", out->image, getpid());
+            int rc = build_image(out, cache, srcs, n, tmp, err);
+            /* The digest beside it first: whoever sees the image sees it too. */
+            if (rc == 0 && vm_sha256_file(tmp, out->sha256, err) < 0)
+                rc = -1;
+            char side[PATH_MAX + 16];
+            snprintf(side, sizeof(side), "%s.sha256", out->image);
+            if (rc == 0 && hull_write_path_atomic(side, out->sha256, 64, 0644, err) < 0)
+                rc = -1;
+            if (rc == 0 && rename(tmp, out->image) < 0)
+                rc = hull_error_errno(err, "rename %s", out->image);
+            if (rc < 0) {
+                unlink(tmp);
+                return -1;
+            }
+            return 0;
         }
     }
-    return vm_sha256_file(out->image, out->sha256, err);
+    return image_digest(out->image, out->sha256, err);
 }
