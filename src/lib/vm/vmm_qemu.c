@@ -78,7 +78,11 @@ static void cmdline(const struct vm *vm, char *out, size_t len)
     int n = snprintf(
         out, len, "console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init hull.disk");
     if (strcmp(vm->accel, "tcg") == 0)
-        snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
+        n += snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
+    /* A template's maker zeroes what its kernel frees: free pages are then
+     * holes in the template's RAM file and in every clone's copy of it. */
+    if (vm->ram_open && vm->ram_share)
+        snprintf(out + n, len - (size_t)n, " init_on_free=1");
 }
 
 static json_object *ignore_shared(bool on)
