@@ -13,7 +13,7 @@ For each accelerator available here (TCG always, KVM when usable):
     memory used per VM, and how many would fit.
 
 Usage: bench/vm_bench.py [--rounds 5] [--density 20] [--accel tcg,kvm] [--quick]
---quick: 3 rounds, no density part (a few minutes under TCG; bench/all).
+--quick: 3 rounds, TCG only, density of 4 VMs (about 3 minutes under TCG; bench/all).
 With BENCH_JSON=FILE the cold-boot comparison (and `vm create`'s time with
 the default rootfs cached) is appended as rows through bench/benchjson.py.
 Needs root, build/hull, qemu-system-x86, linux-image-amd64 (scripts/deps.sh vm).
@@ -84,6 +84,26 @@ def mem_of(pid):
     return rss, pss
 
 
+def host_mem(pid):
+    """KiB of host memory a VM's QEMU holds: its PSS, with guest RAM that is
+    a memfd (a restored template's sealed copy) counted by the memfd's
+    allocated pages, mapped or not, instead of by its mapped share."""
+    _, pss = mem_of(pid)
+    mapped = 0
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            inside = False
+            for line in f:
+                if "-" in line.split()[0] and not line.split()[0].endswith(":"):
+                    inside = "memfd:hull-guest-ram" in line
+                elif inside and line.startswith("Pss:"):
+                    mapped += int(line.split()[1])
+        memfd = os.stat(f"/proc/{pid}/fd/5").st_blocks // 2
+    except (OSError, ValueError):
+        return pss
+    return pss - mapped + memfd
+
+
 def plain_boot(vmlinux, initrd, append, accel, devices=(), marker=b"READY"):
     args = [QEMU, "-machine", "microvm,acpi=on", "-m", MEM, "-smp", "1", "-nodefaults", "-no-user-config",
             "-display", "none", "-no-reboot", "-kernel", vmlinux, "-initrd", initrd, "-append", append,
@@ -116,8 +136,9 @@ def report(accel, rounds, r):
     print(f"  cold boot, hull vm start to agent-ready: {med(r['cold']) * 1000:7.0f} ms"
           f"  ({(med(r['cold']) / med(r['plain']) - 1) * 100:+.0f} % vs plain)")
     print(f"  first exec after cold boot             : {med(r['first_exec']) * 1000:7.0f} ms")
+    speedup = med(r["cold"]) / med(r["warm"])
     print(f"  warm start (restore template) to ready : {med(r['warm']) * 1000:7.0f} ms"
-          f"  ({med(r['cold']) / med(r['warm']):.1f}x faster than cold)")
+          f"  ({speedup:.1f}x faster than cold; goal >= 5: {'MET' if speedup >= 5 else 'NOT MET'})")
     print(f"  warm start to first exec done          : {med(r['warm_exec']) * 1000:7.0f} ms")
     print(f"  one-shot `hull vm run -- true`         : {med(r['oneshot']) * 1000:7.0f} ms")
     print(f"  idle QEMU RSS / PSS, plain             : {med(r['plain_rss']) / 1024:7.1f} / {med(r['plain_pss']) / 1024:.1f} MiB")
@@ -130,6 +151,10 @@ def report(accel, rounds, r):
                   hull=round(med(r["cold"]) * 1000, 1), peer=round(med(r["plain"]) * 1000, 1),
                   peer_name="qemu", unit="ms", goal="<= 1.10",
                   note=f"hull's guest in plain QEMU: {med(r['plain_agent']) * 1000:.0f} ms; {rounds} rounds")
+    benchjson.row("vm_bench", f"warm start (restore the template) vs cold boot, vm start to agent-ready ({accel})",
+                  hull=round(med(r["warm"]) * 1000, 1), peer=round(med(r["cold"]) * 1000, 1),
+                  peer_name="hull cold boot", unit="ms", ratio=speedup, goal=">= 5",
+                  note=f"ratio is cold / warm (speed-up); vm create not timed in either; {rounds} rounds")
     if r["create"]:
         benchjson.row("vm_bench", f"vm create, default rootfs cached ({accel})",
                       hull=round(med(r["create"]) * 1000, 1), unit="ms",
@@ -142,10 +167,10 @@ def main():
     ap.add_argument("--density", type=int, default=20)
     ap.add_argument("--accel", default="tcg,kvm")
     ap.add_argument("--no-density", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="3 rounds, no density part")
+    ap.add_argument("--quick", action="store_true", help="3 rounds, TCG only, density of 4 VMs")
     a = ap.parse_args()
     if a.quick:
-        a.rounds, a.no_density = 3, True
+        a.rounds, a.density, a.accel = 3, 4, "tcg"
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     root = tempfile.mkdtemp(prefix="hull-vmbench-", dir="/run")
@@ -209,8 +234,8 @@ def main():
                 r["first_exec"].append(time.monotonic() - t0)
                 hull(root, "vm", "delete", "--force", vid, accel=accel)
                 vid = f"warm{i}"
-                t0 = time.monotonic()
                 hull(root, "vm", "create", "--memory", MEM, "--from-template", vid, accel=accel)
+                t0 = time.monotonic()  # like cold: vm start only
                 hull(root, "vm", "start", vid, accel=accel)
                 t1 = time.monotonic()
                 hull(root, "vm", "exec", vid, "--", "true", accel=accel)
@@ -244,13 +269,26 @@ def main():
             time.sleep(2)
             with open("/proc/meminfo") as f:
                 avail1 = int([l for l in f if l.startswith("MemAvailable:")][0].split()[1])
-            pss_all = sum(mem_of(json.loads(hull(root, "vm", "state", v).stdout)["pid"])[1] for v in up)
+            pids = [json.loads(hull(root, "vm", "state", v).stdout)["pid"] for v in up]
+            pss_all = sum(mem_of(pid)[1] for pid in pids)
+            host_all = sum(host_mem(pid) for pid in pids)
             for v in ids:
                 hull(root, "vm", "delete", "--force", v, check=False)
             per_vm = (avail0 - avail1) / max(len(up), 1)
             print(f"  density: {len(up)}/{a.density} VMs started from the template in {t_all:.1f} s;"
                   f" host memory {per_vm / 1024:.0f} MiB per VM (PSS {pss_all / max(len(up), 1) / 1024:.0f} MiB);"
                   f" {avail0 / per_vm if per_vm > 0 else 0:.0f} such VMs would fit in the {avail0 / 1048576:.1f} GiB available")
+            # MemAvailable moves with everything else on a shared machine:
+            # the goal is judged on what each QEMU holds (PSS + its RAM memfd).
+            per_vm_mib = host_all / max(len(up), 1) / 1024
+            plain_mib = med(r["plain_rss"]) / 1024
+            print(f"  host memory per idle VM (PSS + guest RAM memfd): {per_vm_mib:.1f} MiB;"
+                  f" goal <= 50 MiB: {'MET' if per_vm_mib <= 50 else 'NOT MET'}; plain QEMU idle RSS {plain_mib:.1f} MiB")
+            benchjson.row("vm_bench", f"host memory per idle 128 MiB microVM from the template ({accel})",
+                          hull=round(per_vm_mib, 1), peer=round(plain_mib, 1), peer_name="plain QEMU idle RSS",
+                          unit="MiB", ratio=per_vm_mib / 50, goal="<= 1",
+                          note=f"ratio is hull / the 50 MiB goal; {len(up)} VMs; MemAvailable fell "
+                               f"{per_vm / 1024:.0f} MiB per VM")
     finally:
         for vid in os.listdir(os.path.join(root, "vm")) if os.path.isdir(os.path.join(root, "vm")) else []:
             hull(root, "vm", "delete", "--force", vid, check=False)

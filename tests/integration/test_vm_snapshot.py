@@ -148,3 +148,56 @@ def test_template_warm_start(h, tmp_path):
     for vid in ("warm1", "warm2", "warm3"):
         hc.ok("vm", "delete", "--force", vid)
         assert_gone(hc, vid)
+
+
+def test_template_ram_file_clones_are_independent_and_tamper_evident(h, tmp_path):
+    """A template's RAM is a file beside its snapshot (not in the stream);
+    clones map a sealed, digest-checked copy: writes in one are seen by
+    neither the other nor the template, and a changed RAM file is refused."""
+    cache = str(tmp_path / "cache")
+    hc = Hull(h.root)
+    hc.env = dict(h.env, HULL_VM_CACHE=cache)
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "maker")
+    hc.ok("vm", "start", "maker", timeout=600)
+    tdir = os.path.join(cache, "templates")
+    snapf = [f for f in os.listdir(tdir) if f.endswith(".snap")][0]
+    ram = os.path.join(tdir, snapf + ".ram")
+    st = os.stat(ram)
+    assert st.st_mode & 0o777 == 0o600 and st.st_uid == 0
+    assert st.st_size == int(MEM.rstrip("M")) << 20
+    with open(os.path.join(tdir, snapf), "rb") as f:
+        hdr = f.read(80)
+        (mlen,) = struct.unpack("<I", hdr[12:16])
+        manifest = json.loads(f.read(mlen))
+    assert manifest["ram"]["size"] == st.st_size and len(manifest["ram"]["sha256"]) == 64
+    before = open(ram, "rb").read()
+    for vid in ("clone1", "clone2"):
+        hc.ok("vm", "create", "--memory", MEM, "--from-template", vid)
+        hc.ok("vm", "start", vid, timeout=600)
+        assert hc.state(vid)["restored_from"].endswith(snapf)
+        maps = open(f"/proc/{hc.state(vid)['pid']}/maps").read()
+        assert "memfd:hull-guest-ram" in maps
+    hc.sh("clone1", "echo only-in-clone1 > /root/own.txt; echo mem1 > /tmp/m")
+    assert hc.sh("clone1", "cat /root/own.txt /tmp/m") == "only-in-clone1\nmem1\n"
+    for other in ("clone2", "maker"):
+        assert hc.exec(other, "cat", "/root/own.txt").returncode != 0
+        assert hc.exec(other, "cat", "/tmp/m").returncode != 0
+    hc.sh("clone2", "echo mem2 > /tmp/m")
+    assert hc.sh("clone1", "cat /tmp/m") == "mem1\n"
+    # Nothing the clones or the maker did reached the template's RAM.
+    assert open(ram, "rb").read() == before
+    # A changed RAM file is refused: the VM boots cold, the template is remade.
+    with open(ram, "r+b") as f:
+        f.seek(st.st_size // 2)
+        b = f.read(1)
+        f.seek(st.st_size // 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "clone3")
+    p = hc.run("vm", "start", "clone3", timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert b"does not match" in p.stderr
+    assert hc.state("clone3").get("restored_from") is None
+    assert hc.sh("clone3", "echo cold") == "cold\n"
+    for vid in ("maker", "clone1", "clone2", "clone3"):
+        hc.ok("vm", "delete", "--force", vid)
+        assert_gone(hc, vid)

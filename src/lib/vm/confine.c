@@ -163,6 +163,11 @@ static void child(const struct vm_spawn *s, int ef)
     int tap = s->tap_fd >= 0 ? fcntl(s->tap_fd, F_DUPFD_CLOEXEC, 102) : -1;
     if (s->tap_fd >= 0 && tap < 0)
         fail(ef, "keep the TAP");
+    /* Guest RAM too (a memfd: sealed against writes when it is a
+     * template's, see snapshot.c). */
+    int ram = s->ram_fd >= 0 ? fcntl(s->ram_fd, F_DUPFD_CLOEXEC, 103) : -1;
+    if (s->ram_fd >= 0 && ram < 0)
+        fail(ef, "keep guest RAM");
     int null = open("/dev/null", O_RDWR);
     if (ef < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
@@ -172,7 +177,9 @@ static void child(const struct vm_spawn *s, int ef)
      * the host's network: the device is on a bridge hull's rules guard). */
     if (tap >= 0 && dup2(tap, VM_TAP_FD) < 0)
         fail(ef, "dup2 the TAP");
-    int keep[4], nkeep = 0;
+    if (ram >= 0 && dup2(ram, VM_RAM_FD) < 0)
+        fail(ef, "dup2 guest RAM");
+    int keep[5], nkeep = 0;
     keep[nkeep++] = ef;
     if (hold >= 0)
         keep[nkeep++] = hold;
@@ -180,6 +187,8 @@ static void child(const struct vm_spawn *s, int ef)
         keep[nkeep++] = 3;
     if (tap >= 0)
         keep[nkeep++] = VM_TAP_FD;
+    if (ram >= 0)
+        keep[nkeep++] = VM_RAM_FD;
     hull_close_fds_except(3, keep, (size_t)nkeep);
     /* Drop to the VM's uid: setgroups first (needs CAP_SETGID), then gid,
      * then uid, which takes every capability with it. */

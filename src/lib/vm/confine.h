@@ -11,6 +11,10 @@
 /* The fd number QEMU finds the VM's TAP at (-netdev tap,fd=4). */
 #define VM_TAP_FD     4
 #define VM_TAP_FD_STR "4"
+/* The fd number QEMU finds guest RAM at when it is a memfd hull made
+ * (memory-backend-file,mem-path=/proc/self/fd/5). */
+#define VM_RAM_FD     5
+#define VM_RAM_FD_STR "5"
 
 struct vm_jail_file {
     const char *src;  /* host path */
@@ -30,6 +34,7 @@ struct vm_spawn {
     int incoming_fd;        /* becomes fd 3 (migration stream), -1 for none */
     int hold_fd;            /* kept open in QEMU to its end (a lock it holds), -1 for none */
     int tap_fd;             /* the VM's TAP, becomes VM_TAP_FD; -1 for none */
+    int ram_fd;             /* guest RAM (a memfd), becomes VM_RAM_FD; -1 for none */
     /* Keep a small parent process that dies with the caller and takes QEMU
      * with it (ephemeral VMs); cleanup runs in it when the caller is gone. */
     bool attached;

@@ -210,6 +210,7 @@ static json_object *artifact(const char *path, const char *sha)
 struct sums {
     char raw[HULL_SHA256_HEX], packed[HULL_SHA256_HEX];
     uint64_t raw_size, packed_size;
+    char ram[HULL_SHA256_HEX]; /* the RAM file's (ramfile.c), "" when RAM is in the stream */
 };
 
 static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
@@ -255,6 +256,13 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
     json_object_object_add(s, "payload_size", json_object_new_int64((int64_t)sum->packed_size));
     json_object_object_add(s, "compression", json_object_new_string("zstd"));
     json_object_object_add(m, "stream", s);
+    if (sum->ram[0]) {
+        /* Guest RAM is <snapshot>.ram, not in the stream. */
+        json_object *ram = json_object_new_object();
+        json_object_object_add(ram, "sha256", json_object_new_string(sum->ram));
+        json_object_object_add(ram, "size", json_object_new_int64((int64_t)(vm->memory_mb << 20)));
+        json_object_object_add(m, "ram", ram);
+    }
     return m;
 }
 
@@ -329,6 +337,13 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
         return hull_error_errno(err, "create %s", tmp);
     struct sums sum = {0};
     int rc = save_stream(vm, out, &sum, err);
+    /* A template's maker: its RAM was left out of the stream; copy it
+     * while the guest is still paused. */
+    char ramf[4200];
+    snprintf(ramf, sizeof(ramf), "%s.ram", file);
+    bool ram = vm->ram_open && vm->ram_share;
+    if (!rc && ram)
+        rc = vm_ram_save(vm->ram_fd, vm->memory_mb << 20, ramf, sum.ram, err);
     /* The VM goes on as it was, whatever happened to the file. */
     if (was_running) {
         hull_error e = NULL;
@@ -347,6 +362,8 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
         rc = hull_error_errno(err, "rename to %s", file);
     if (rc)
         unlink(tmp);
+    if (rc && ram)
+        unlink(ramf);
     return rc;
 }
 
@@ -537,6 +554,23 @@ static int load_stream(struct vm *vm, int fd, json_object *m, const char *file, 
     return rc;
 }
 
+/* The snapshot's guest RAM file, checked against the manifest, into a
+ * sealed memfd QEMU will map private (ramfile.c). */
+static int ram_copy(struct vm *vm, json_object *m, const char *file, hull_error *err)
+{
+    json_object *v = hj_get(hj_get(m, "ram"), "size");
+    uint64_t size = v ? (uint64_t)json_object_get_int64(v) : 0;
+    if (size != vm->memory_mb << 20)
+        return hull_error_set(err, EINVAL, "snapshot %s: its RAM file is not the VM's size", file);
+    char ramf[4200];
+    snprintf(ramf, sizeof(ramf), "%s.ram", file);
+    if (vm_ram_load(ramf, size, mget(m, "ram", "sha256"), &vm->ram_fd, err) < 0)
+        return -1;
+    vm->ram_open = true;
+    vm->ram_share = false;
+    return 0;
+}
+
 /* Load file into vm (a fresh VM directory, status created); leaves it
  * running with the agent answering. */
 int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err)
@@ -547,8 +581,14 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
     if (read_manifest(file, &fd, &m, err) < 0)
         return -1;
     int rc = manifest_artifacts(m, vm, err);
+    if (!rc && hj_get(m, "ram"))
+        rc = ram_copy(vm, m, file, err);
     if (!rc)
         rc = load_stream(vm, fd, m, file, err);
+    /* QEMU holds its own copy of the sealed RAM now, or failed. */
+    if (vm->ram_open)
+        close(vm->ram_fd);
+    vm->ram_open = false;
     if (!rc && vm_vmm()->load_wait(vm, err) < 0)
         rc = hull_error_prefix(err, "load the snapshot");
     if (!rc && vm_vmm()->resume(vm, err) == 0) {

@@ -34,7 +34,7 @@ static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
     char buf[1024];
     struct stat st = {0};
     stat("/usr/bin/qemu-system-x86_64", &st);
-    int n = snprintf(buf, sizeof(buf), "hull-template-1\n%s\n%s\n%s\n%llu\n%u\n%s\n%lld.%ld:%lld\n",
+    int n = snprintf(buf, sizeof(buf), "hull-template-3\n%s\n%s\n%s\n%llu\n%u\n%s\n%lld.%ld:%lld\n",
                      vm->kernel.bzimage_sha256, vm->initrd.sha256, vm->rootfs.sha256,
                      (unsigned long long)vm->memory_mb, vm->vcpus, vm->accel,
                      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
@@ -84,7 +84,10 @@ static bool restore_template(struct vm *vm, const char *path)
         return true;
     hull_warn_template(path, hull_error_msg(e));
     hull_error_free(&e);
+    char ram[4200];
+    snprintf(ram, sizeof(ram), "%s.ram", path);
     unlink(path);
+    unlink(ram);
     reset_for_boot(vm);
     if (vm_save(vm, &e) < 0) {
         /* The cold boot that follows saves the record again. */
@@ -92,6 +95,24 @@ static bool restore_template(struct vm *vm, const char *path)
         hull_error_free(&e);
     }
     return false;
+}
+
+/* Save the freshly booted vm as the template at path. Saving pauses the
+ * guest for the copy and resumes it: this VM goes on as the caller's, and
+ * its twin is on disk for the next one. */
+static void make_template(struct vm *vm, const char *path)
+{
+    hull_error e = NULL;
+    if (vm_snapshot_to(vm, path, &e) < 0) {
+        /* Only the next VM's warm start is lost: it makes the template again. */
+        hull_warn_template(path, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    if (vm_save(vm, &e) < 0) {
+        /* vm_start saved the running VM already; this adds nothing it needs. */
+        hull_warn("VM %s: %s", vm->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
 }
 
 int vm_start_from_template(struct vm *vm, hull_error *err)
@@ -110,22 +131,18 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
     cleanup_close int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (tl < 0 || flock(tl, LOCK_EX) < 0)
         return hull_error_errno(err, "lock %s", lockp);
-    if (vm_start(vm, err) < 0)
-        return -1;
-    if (access(path, R_OK) == 0)
+    /* Made by another while this one waited for the lock? */
+    if (access(path, R_OK) == 0 && restore_template(vm, path))
         return 0;
-    /* Saving pauses the guest for the copy and resumes it: this VM goes
-     * on as the caller's, and its twin is on disk for the next one. */
-    hull_error e = NULL;
-    if (vm_snapshot_to(vm, path, &e) < 0) {
-        /* Only the next VM's warm start is lost: it makes the template again. */
-        hull_warn_template(path, hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    if (vm_save(vm, &e) < 0) {
-        /* vm_start saved the running VM already; this adds nothing it needs. */
-        hull_warn("VM %s: %s", vm->id, hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    return 0;
+    /* The maker's RAM is a memfd shared with hull, so that the template's
+     * RAM can be saved as a file its clones map (ramfile.c). */
+    if (vm_ram_memfd(vm->memory_mb << 20, &vm->ram_fd, err) < 0)
+        return -1;
+    vm->ram_open = vm->ram_share = true;
+    int rc = vm_start(vm, err);
+    if (!rc)
+        make_template(vm, path);
+    close(vm->ram_fd);
+    vm->ram_open = vm->ram_share = false;
+    return rc;
 }

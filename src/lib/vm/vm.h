@@ -54,6 +54,17 @@ int vm_sha256_file(const char *path, char out[HULL_SHA256_HEX], hull_error *err)
 /* HMAC-SHA256 with the host's snapshot key (created 0600 on first use). */
 int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error *err);
 
+/* ---- a template's guest RAM as a file (ramfile.c) ---- */
+
+/* A memfd of size bytes for guest RAM (close-on-exec, sealable). */
+int vm_ram_memfd(uint64_t size, int *out, hull_error *err);
+/* Copy memfd (paused guest RAM) to path atomically; hex is its sha256. */
+int vm_ram_save(int memfd, uint64_t size, const char *path, char hex[HULL_SHA256_HEX],
+                hull_error *err);
+/* path into a new memfd, refused unless its sha256 is want; sealed against
+ * every write before it is returned in *out. */
+int vm_ram_load(const char *path, uint64_t size, const char *want, int *out, hull_error *err);
+
 /* ---- helpers (vmutil.c) ---- */
 
 /* Connect to a unix socket, retrying while it is absent or refused until
@@ -209,6 +220,13 @@ struct vm {
     /* While QEMU starts: the image's use mark (image_use), which QEMU
      * inherits and holds as long as it runs; -1 otherwise. Not saved. */
     int image_hold_fd;
+    /* While QEMU starts and a template is saved: guest RAM as a memfd
+     * (ram_open), mapped shared by the template's maker (its RAM is saved
+     * beside the stream, template.c) or private over the sealed copy of a
+     * template's RAM (snapshot.c); ram_fd is meaningful only when ram_open.
+     * Not saved. */
+    bool ram_open, ram_share;
+    int ram_fd;
     /* A hull network (vmnet.c): its name ("" for none), the egress text
      * and the published ports, as created; the lease while QEMU runs
      * (lease.ip4 "" otherwise; lease.tap_fd only while QEMU starts). */

@@ -78,7 +78,40 @@ static void cmdline(const struct vm *vm, char *out, size_t len)
     int n = snprintf(
         out, len, "console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init hull.disk");
     if (strcmp(vm->accel, "tcg") == 0)
-        snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
+        n += snprintf(out + n, len - (size_t)n, " tsc_early_khz=%ld", vm_tsc_khz());
+    /* A template's maker zeroes what its kernel frees: free pages are then
+     * holes in the template's RAM file and in every clone's copy of it. */
+    if (vm->ram_open && vm->ram_share)
+        snprintf(out + n, len - (size_t)n, " init_on_free=1");
+}
+
+static json_object *ignore_shared(bool on)
+{
+    json_object *args = json_object_new_object();
+    json_object *caps = json_object_new_array(), *cap = json_object_new_object();
+    json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
+    json_object_object_add(cap, "state", json_object_new_boolean(on));
+    json_object_array_add(caps, cap);
+    json_object_object_add(args, "capabilities", caps);
+    return args;
+}
+
+/* QEMU started with -incoming defer: read the stream (fd 3) as one saved
+ * with x-ignore-shared, guest RAM being the mapped template copy. */
+static int incoming_without_ram(struct vm *vm, hull_error *err)
+{
+    struct qmp *q = NULL;
+    if (open_qmp(vm, &q, 10000, err) < 0)
+        return -1;
+    int rc = qmp_cmd(q, "migrate-set-capabilities", ignore_shared(true), -1, NULL, err);
+    json_object *args = json_object_new_object();
+    json_object_object_add(args, "uri", json_object_new_string("fd:3"));
+    if (!rc)
+        rc = qmp_cmd(q, "migrate-incoming", args, -1, NULL, err);
+    else
+        json_object_put(args);
+    qmp_close(q);
+    return rc;
 }
 
 static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *),
@@ -86,7 +119,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
 {
     if (qemu_available(err) < 0)
         return -1;
-    char mem[32], smp[16], append[512], name[128], nic[64];
+    char mem[32], smp[16], append[512], name[128], nic[64], ramobj[160];
     snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)vm->memory_mb);
     snprintf(smp, sizeof(smp), "%u", vm->vcpus);
     snprintf(name, sizeof(name), "hull-%s", vm->id);
@@ -99,7 +132,19 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("-name");
     A(name);
     A("-machine");
-    A("microvm,acpi=on");
+    A(vm->ram_open ? "microvm,acpi=on,memory-backend=ram" : "microvm,acpi=on");
+    if (vm->ram_open) {
+        /* Guest RAM is the memfd hull made (VM_RAM_FD): shared for a
+         * template's maker, whose RAM hull copies out beside the stream;
+         * private (copy-on-write) over a template's sealed copy, which then
+         * holds the RAM the stream does not carry (x-ignore-shared). */
+        snprintf(ramobj, sizeof(ramobj),
+                 "memory-backend-file,id=ram,size=%lluM,mem-path=/proc/self/fd/" VM_RAM_FD_STR
+                 ",share=%s",
+                 (unsigned long long)vm->memory_mb, vm->ram_share ? "on" : "off");
+        A("-object");
+        A(ramobj);
+    }
     A("-accel");
     A(kvm ? "kvm" : "tcg,tb-size=16");
     if (kvm) {
@@ -151,9 +196,12 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("unix:/run/qmp.sock,server=on,wait=off");
     A("-sandbox");
     A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    /* A stream saved without RAM is read with x-ignore-shared on (it
+     * carries each block's address), which only QMP can set: defer. */
+    bool defer = incoming_fd >= 0 && vm->ram_open && !vm->ram_share;
     if (incoming_fd >= 0) {
         A("-incoming");
-        A("fd:3");
+        A(defer ? "defer" : "fd:3");
         A("-S");
     }
     argv[n] = NULL;
@@ -209,6 +257,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         .incoming_fd = incoming_fd,
         .hold_fd = vm->image_digest[0] ? vm->image_hold_fd : -1,
         .tap_fd = vm->lease.tap_fd,
+        .ram_fd = vm->ram_open ? vm->ram_fd : -1,
         .attached = attached,
         .cleanup = cleanup,
         .cleanup_arg = arg,
@@ -225,7 +274,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         return -1;
     vm->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     vm->pid_start = vm_proc_start_time(vm->pid);
-    return 0;
+    return defer ? incoming_without_ram(vm, err) : 0;
 }
 
 static int wait_migration(struct qmp *q, int timeout_ms, hull_error *err)
@@ -263,6 +312,15 @@ static int qemu_save(struct vm *vm, int fd, int (*pump)(void *), void *arg, hull
     json_object_object_add(args, "max-bandwidth", json_object_new_int64(INT64_C(1) << 40));
     if (!rc)
         rc = qmp_cmd(q, "migrate-set-parameters", args, -1, NULL, err);
+    else
+        json_object_put(args);
+    /* RAM shared with hull (a template's maker) stays out of the stream:
+     * hull saves it as its own file. Any other save carries all RAM, and
+     * says so explicitly in case a restored VM was started with the
+     * capability on (incoming_without_ram). */
+    args = ignore_shared(vm->ram_open && vm->ram_share);
+    if (!rc)
+        rc = qmp_cmd(q, "migrate-set-capabilities", args, -1, NULL, err);
     else
         json_object_put(args);
     args = json_object_new_object();

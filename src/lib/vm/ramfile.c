@@ -1,0 +1,149 @@
+/* A template's guest RAM as a file beside its snapshot, so a restore maps
+ * it instead of copying it through the migration stream.
+ *
+ * Saving: the template's maker runs on a memfd hull made and QEMU maps
+ * shared (vm->ram_share); its stream is saved with x-ignore-shared, which in
+ * QEMU 7.2 leaves out exactly the shared blocks, and hull copies the memfd,
+ * paused, into <snapshot>.ram while hashing it. The digest goes into the
+ * signed manifest.
+ *
+ * Restoring: QEMU 7.2 opens a memory-backend-file read-write even with
+ * share=off (a read-only open of a private mapping came in 8.2), so it never
+ * gets the file itself: hull copies it into a fresh memfd while hashing it,
+ * refuses it unless the digest is the manifest's, and seals the memfd
+ * against any write, grow or shrink before QEMU sees it. QEMU maps that
+ * copy private: what the guest starts from is exactly what was hashed, and
+ * neither QEMU nor the guest can change it (writes are copy-on-write in
+ * QEMU's own memory). Zero pages stay holes in both files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/sha256.h"
+#include "vm/vm.h"
+
+#define CHUNK (1u << 20)
+#define PAGE  4096u
+
+static void md_freep(EVP_MD_CTX **c)
+{
+    EVP_MD_CTX_free(*c);
+}
+
+static bool all_zero(const char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Copy size bytes of in to out (already size long and all zero), hashing
+ * them; pages of zeros are not written, so they stay holes. */
+static int copy_hashed(int in, int out, uint64_t size, char hex[HULL_SHA256_HEX], hull_error *err)
+{
+    __attribute__((cleanup(md_freep))) EVP_MD_CTX *md = EVP_MD_CTX_new();
+    cleanup_free char *buf = malloc(CHUNK);
+    if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        return hull_error_set(err, ENOMEM, "guest RAM file: no memory to copy it");
+    for (uint64_t off = 0; off < size;) {
+        size_t want = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+        ssize_t n = pread(in, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "read guest RAM");
+        if (n == 0)
+            return hull_error_set(err, EINVAL, "guest RAM file is truncated");
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        /* Runs of non-zero pages, one write each. */
+        size_t run = 0, p = 0;
+        while (p <= (size_t)n) {
+            size_t len = (size_t)n - p < PAGE ? (size_t)n - p : PAGE;
+            bool end = p == (size_t)n;
+            if (!end && !all_zero(buf + p, len)) {
+                p += len;
+                continue;
+            }
+            if (p > run &&
+                pwrite(out, buf + run, p - run, (off_t)(off + run)) != (ssize_t)(p - run))
+                return hull_error_errno(err, "write guest RAM");
+            if (end)
+                break;
+            p += len;
+            run = p;
+        }
+        off += (uint64_t)n;
+    }
+    unsigned char d[32];
+    EVP_DigestFinal_ex(md, d, NULL);
+    hull_sha256_to_hex(d, hex);
+    return 0;
+}
+
+int vm_ram_memfd(uint64_t size, int *out, hull_error *err)
+{
+    int fd = memfd_create("hull-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return hull_error_errno(err, "memfd for guest RAM");
+    if (ftruncate(fd, (off_t)size) < 0) {
+        close(fd);
+        return hull_error_errno(err, "size the guest RAM memfd");
+    }
+    *out = fd;
+    return 0;
+}
+
+int vm_ram_save(int memfd, uint64_t size, const char *path, char hex[HULL_SHA256_HEX],
+                hull_error *err)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >= (int)sizeof(tmp))
+        return hull_error_set(err, ENAMETOOLONG, "guest RAM file %s: path too long", path);
+    cleanup_close int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0)
+        return hull_error_errno(err, "create %s", tmp);
+    int rc = ftruncate(out, (off_t)size) < 0 ? hull_error_errno(err, "size %s", tmp)
+                                             : copy_hashed(memfd, out, size, hex, err);
+    if (!rc && fsync(out) < 0)
+        rc = hull_error_errno(err, "write %s", tmp);
+    if (!rc && rename(tmp, path) < 0)
+        rc = hull_error_errno(err, "rename to %s", path);
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+int vm_ram_load(const char *path, uint64_t size, const char *want, int *out, hull_error *err)
+{
+    cleanup_close int in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (in < 0)
+        return hull_error_errno(err, "guest RAM file %s", path);
+    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+        return hull_error_set(err, EPERM, "guest RAM file %s is not the snapshot's (size)", path);
+    int fd;
+    if (vm_ram_memfd(size, &fd, err) < 0)
+        return -1;
+    char got[HULL_SHA256_HEX];
+    int rc = copy_hashed(in, fd, size, got, err);
+    if (!rc && strcmp(got, want) != 0)
+        rc = hull_error_set(err, EPERM,
+                            "guest RAM file %s does not match the snapshot's digest "
+                            "(tampered with or damaged)",
+                            path);
+    /* From here on nobody writes it: not QEMU, not hull. */
+    if (!rc && fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+        rc = hull_error_errno(err, "seal the guest RAM copy");
+    if (rc) {
+        close(fd);
+        return -1;
+    }
+    *out = fd;
+    return 0;
+}
