@@ -416,38 +416,18 @@ static const char *mget(json_object *m, const char *obj, const char *key)
     return v ? json_object_get_string(v) : "";
 }
 
-/* A VM made for this restore (a template's) was measured moments ago by
- * vm_create: its own files, and its own image and store, are the ones to
- * use. The template may have been saved by a VM whose files lived
- * elsewhere (another image store holding the same image); what the guest's
- * memory depends on is their content, so the digests must be the same.
- * (Two images whose layers are the same have one disk; their configs,
- * which differ, are given to each run, not kept in the guest.) */
-static int manifest_matches_measured(json_object *m, const struct vm *vm, hull_error *err)
-{
-    struct {
-        const char *what, *path, *key, *sha;
-    } a[] = {
-        {"kernel", vm->kernel.bzimage, "kernel", vm->kernel.bzimage_sha256},
-        {"initrd", vm->initrd.path, "initrd", vm->initrd.sha256},
-        {"rootfs", vm->rootfs.image, "rootfs", vm->rootfs.sha256},
-    };
-    for (size_t i = 0; i < 3; i++)
-        if (strcmp(mget(m, a[i].key, "sha256"), a[i].sha) != 0)
-            return hull_error_set(err, EPERM,
-                                  "%s %s is not the one of the snapshot (sha256 %s, expected %s)",
-                                  a[i].what, a[i].path, a[i].sha, mget(m, a[i].key, "sha256"));
-    return 0;
-}
-
 /* Fill vm's artifacts from the manifest and check each against the disk. */
 static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
 {
+    /* A VM made for this restore (a template's) was measured moments ago by
+     * vm_create: its own files, and its own image and store, are the ones to
+     * use. The template may have been saved by a VM whose files lived
+     * elsewhere (another image store holding the same image); what the
+     * guest's memory depends on is their content, checked below. (Two images
+     * whose layers are the same have one disk; their configs, which differ,
+     * are given to each run, not kept in the guest.) */
     bool measured = vm->kernel.bzimage_sha256[0] && vm->initrd.sha256[0] && vm->rootfs.sha256[0];
-    if (measured) {
-        if (manifest_matches_measured(m, vm, err) < 0)
-            return -1;
-    } else {
+    if (!measured) {
         snprintf(vm->kernel.bzimage, sizeof(vm->kernel.bzimage), "%s", mget(m, "kernel", "path"));
         snprintf(vm->kernel.bzimage_sha256, HULL_SHA256_HEX, "%s", mget(m, "kernel", "sha256"));
         snprintf(vm->kernel.release, sizeof(vm->kernel.release), "%s",
@@ -487,7 +467,8 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
     if (vm_accel_resolve(vm->accel, want, err) < 0)
         return hull_error_prefix(err, "the snapshot was made with %s", vm->accel);
     /* The guest's memory refers to exactly these files: any change and the
-     * restored guest would read a different disk or kernel than it booted. */
+     * restored guest would read a different disk or kernel than it booted.
+     * A measured VM's digests are compared, the others' files read now. */
     struct {
         const char *what, *path, *sha;
     } a[] = {
@@ -495,14 +476,20 @@ static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         {"initrd", vm->initrd.path, vm->initrd.sha256},
         {"rootfs", vm->rootfs.image, vm->rootfs.sha256},
     };
-    for (size_t i = 0; i < 3 && !measured; i++) {
+    for (size_t i = 0; i < 3; i++) {
+        const char *expect = mget(m, a[i].what, "sha256");
         char got[HULL_SHA256_HEX];
-        if (vm_sha256_file(a[i].path, got, err) < 0)
+        if (measured)
+            snprintf(got, sizeof(got), "%s", a[i].sha);
+        else if (vm_sha256_file(a[i].path, got, err) < 0)
             return hull_error_prefix(err, "%s of the snapshot", a[i].what);
-        if (strcmp(got, a[i].sha) != 0)
+        if (strcmp(got, expect) != 0)
             return hull_error_set(err, EPERM,
-                                  "%s %s changed since the snapshot (sha256 %s, expected %s)",
-                                  a[i].what, a[i].path, got, a[i].sha);
+                                  measured ? "%s %s is not the one of the snapshot (sha256 %s, "
+                                             "expected %s)"
+                                           : "%s %s changed since the snapshot (sha256 %s, "
+                                             "expected %s)",
+                                  a[i].what, a[i].path, got, expect);
     }
     char sumfile[4200];
     cleanup_free char *sum = NULL;
