@@ -53,13 +53,43 @@ static void lease_from_json(json_object *o, struct hull_net_lease *l)
     l->tap_fd = -1;
 }
 
+int hull_net_attach_spawn(struct hull_net_session **helper, hull_error *err)
+{
+    *helper = NULL;
+    struct hull_net_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (hull_net_helper_spawn("attach", &s->h, err) < 0) {
+        free(s);
+        return -1;
+    }
+    *helper = s;
+    return 0;
+}
+
+void hull_net_session_drop(struct hull_net_session **helper)
+{
+    if (!*helper)
+        return;
+    hull_net_helper_end(&(*helper)->h, NULL);
+    free(*helper);
+    *helper = NULL;
+}
+
 int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_session **session,
                     struct hull_net_lease *lease, hull_error *err)
 {
+    struct hull_net_session *pre = req->helper;
     if (session)
         *session = NULL;
-    if (req->hold && !session)
+    if (pre && (!req->hold || req->tap)) {
+        hull_net_session_drop(&pre);
+        return hull_error_set(err, EINVAL, "network: a spawned helper is for a held veth attach");
+    }
+    if (req->hold && !session) {
+        hull_net_session_drop(&pre);
         return hull_error_set(err, EINVAL, "network: a held attach needs a session");
+    }
     cleanup_json json_object *msg = json_object_new_object();
     json_object_object_add(msg, "network",
                            json_object_new_string(req->network ? req->network : HULL_NET_DEFAULT));
@@ -74,8 +104,16 @@ int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_sessi
     struct hull_net_helper h;
     cleanup_json json_object *reply = NULL;
     int tap_fd = -1;
-    if (hull_net_helper_start("attach", msg, req->tap ? -1 : req->netns_fd, &h, &reply, &tap_fd,
-                              err) < 0)
+    int rc;
+    if (pre) {
+        h = pre->h;
+        free(pre);
+        rc = hull_net_helper_first(&h, msg, req->netns_fd, &reply, &tap_fd, err);
+    } else {
+        rc = hull_net_helper_start("attach", msg, req->tap ? -1 : req->netns_fd, &h, &reply,
+                                   &tap_fd, err);
+    }
+    if (rc < 0)
         return -1;
     lease_from_json(hj_get(reply, "lease"), lease);
     lease->tap_fd = tap_fd;

@@ -5,7 +5,9 @@
  *   prepare   before the layout: HULL_SANDBOX_NET_DIR/<id>/{hosts,resolv.conf},
  *             empty for now, which the layout binds read-only over the
  *             sandbox's /etc/hosts and /etc/resolv.conf (the host's own
- *             files never show)
+ *             files never show); and the hull-net helper started, so its
+ *             exec overlaps the layout and the init's set-up (it waits
+ *             for its request; it changes nothing before)
  *   attach    after hull_container_setup, before SYNC_START: the init's
  *             netns to hull_net_attach (hold: the helper undoes it when we
  *             ask, or when we die), then the lease's addresses written into
@@ -60,7 +62,7 @@ int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_polic
             return hull_error_errno(err, "network: %s/%s", n->dir, names[i]);
     }
     n->on = true;
-    return 0;
+    return hull_net_attach_spawn(&n->helper, err);
 }
 
 int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
@@ -89,7 +91,9 @@ int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy
         /* Held: undone by hull_net_detach, or by the helper itself when
          * this process dies without asking (the socket closes). */
         .hold = true,
+        .helper = n->helper, /* consumed */
     };
+    n->helper = NULL;
     /* Its errors name the network already. */
     if (hull_net_attach(&req, &n->session, &n->lease, err) < 0)
         return -1;
@@ -112,6 +116,8 @@ int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err)
 void hull_sandbox_net_release(struct hull_sandbox_net *n)
 {
     hull_error e = NULL;
+    /* A run that failed before its attach: the helper exits on EOF. */
+    hull_net_session_drop(&n->helper);
     if (hull_sandbox_net_detach(n, &e) < 0) {
         hull_warn("sandbox: %s", hull_error_msg(e));
         hull_error_free(&e);

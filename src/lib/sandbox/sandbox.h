@@ -60,6 +60,7 @@ struct hull_sandbox_net {
     bool made_dir;                    /* dir is ours to remove */
     char dir[128];                    /* HULL_SANDBOX_NET_DIR/<id>: hosts, resolv.conf */
     struct hull_net_session *session; /* the held attachment, NULL before/after */
+    struct hull_net_session *helper;  /* hull-net started by prepare, for attach */
     struct hull_net_lease lease;
 };
 /* Before the layout: the (empty) files it binds over /etc/hosts and
