@@ -155,20 +155,31 @@ int hull_net_helper_spawn(const char *verb, struct hull_net_helper *h, hull_erro
 int hull_net_helper_first(struct hull_net_helper *h, json_object *req, int fd_in,
                           json_object **reply, int *fd_out, hull_error *err)
 {
+    if (hull_net_msg_send(h->sock, req, fd_in, err) < 0) {
+        if (reply)
+            *reply = NULL;
+        if (fd_out)
+            *fd_out = -1;
+        hull_net_helper_end(h, NULL);
+        return -1;
+    }
+    return hull_net_helper_answer(h, reply, fd_out, err);
+}
+
+int hull_net_helper_answer(struct hull_net_helper *h, json_object **reply, int *fd_out,
+                           hull_error *err)
+{
     if (reply)
         *reply = NULL;
     if (fd_out)
         *fd_out = -1;
     json_object *r = NULL;
     int rfd = -1;
-    int rc = hull_net_msg_send(h->sock, req, fd_in, err);
-    if (rc == 0) {
-        rc = hull_net_msg_recv(h->sock, &r, &rfd, err);
-        if (rc == 0)
-            rc = hull_error_set(err, EPIPE, "network helper: exited without answering");
-        else if (rc > 0)
-            rc = answer(r, err);
-    }
+    int rc = hull_net_msg_recv(h->sock, &r, &rfd, err);
+    if (rc == 0)
+        rc = hull_error_set(err, EPIPE, "network helper: exited without answering");
+    else if (rc > 0)
+        rc = answer(r, err);
     if (rc < 0) {
         json_object_put(r);
         if (rfd >= 0)

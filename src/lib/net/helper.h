@@ -36,6 +36,9 @@ int hull_net_helper_start(const char *verb, json_object *req, int fd_in, struct 
 int hull_net_helper_spawn(const char *verb, struct hull_net_helper *h, hull_error *err);
 int hull_net_helper_first(struct hull_net_helper *h, json_object *req, int fd_in,
                           json_object **reply, int *fd_out, hull_error *err);
+/* The first answer alone, for a request sent with hull_net_msg_send. */
+int hull_net_helper_answer(struct hull_net_helper *h, json_object **reply, int *fd_out,
+                           hull_error *err);
 /* Another message to a running helper and its answer (as above). */
 int hull_net_helper_call(struct hull_net_helper *h, json_object *msg, json_object **reply,
                          hull_error *err);

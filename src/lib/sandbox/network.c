@@ -65,35 +65,66 @@ int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_polic
     return hull_net_attach_spawn(&n->helper, err);
 }
 
-int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
-                            pid_t init, hull_error *err)
+/* The attach request for the init's network namespace (nsfd: ours to close). */
+static int request_for(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
+                       pid_t init, struct hull_net_attach_req *req, char *member, size_t len,
+                       int *nsfd, hull_error *err)
 {
-    if (!n->on)
-        return 0;
-    char member[sizeof(n->lease.member)];
-    snprintf(member, sizeof(member), "%s%s", strncmp(id, "sandbox-", 8) == 0 ? "" : "sandbox-", id);
-    /* init is our unreaped child (waiting for SYNC_START), so the pid
-     * cannot name another process: this is the sandbox's own namespace. */
+    snprintf(member, len, "%s%s", strncmp(id, "sandbox-", 8) == 0 ? "" : "sandbox-", id);
+    /* init is our unreaped child (set up, or waiting for SYNC_START), so
+     * the pid cannot name another process: this is the sandbox's own
+     * namespace. */
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)init);
-    cleanup_close int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0)
+    *nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*nsfd < 0)
         return hull_error_errno(err, "network %s: %s", p->network, path);
-    struct hull_net_attach_req req = {
+    *req = (struct hull_net_attach_req){
         .network = p->network,
         .member = member,
         .owner_pid = 0,
         .tap = false,
-        .netns_fd = nsfd,
+        .netns_fd = *nsfd,
         .egress = p->egress,
         .publish = p->publish,
         .n_publish = p->n_publish,
         /* Held: undone by hull_net_detach, or by the helper itself when
          * this process dies without asking (the socket closes). */
         .hold = true,
-        .helper = n->helper, /* consumed */
+        .helper = n->helper,
     };
-    n->helper = NULL;
+    return 0;
+}
+
+void hull_sandbox_net_request(struct hull_sandbox_net *n, const struct hull_policy *p,
+                              const char *id, pid_t init)
+{
+    if (!n->on || !n->helper)
+        return;
+    char member[sizeof(n->lease.member)];
+    struct hull_net_attach_req req;
+    cleanup_close int nsfd = -1;
+    hull_error e = NULL;
+    /* Best effort: if the request cannot go now, attach sends it later
+     * and reports what fails then. */
+    if (request_for(n, p, id, init, &req, member, sizeof(member), &nsfd, &e) < 0 ||
+        hull_net_attach_request(&req, &e) < 0) {
+        hull_debug("sandbox %s: early network request: %s", id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+}
+
+int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
+                            pid_t init, hull_error *err)
+{
+    if (!n->on)
+        return 0;
+    char member[sizeof(n->lease.member)];
+    struct hull_net_attach_req req;
+    cleanup_close int nsfd = -1;
+    if (request_for(n, p, id, init, &req, member, sizeof(member), &nsfd, err) < 0)
+        return -1;
+    n->helper = NULL; /* consumed by hull_net_attach */
     /* Its errors name the network already. */
     if (hull_net_attach(&req, &n->session, &n->lease, err) < 0)
         return -1;
