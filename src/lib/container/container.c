@@ -267,6 +267,8 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
     c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
+    c->launch.setting_up = so->setting_up;
+    c->launch.setting_up_arg = so->setting_up_arg;
     c->launch.preserve_fds = o->preserve_fds;
     /* Safe for every limit: the ones that could bite the runtime while it
      * steps in are written only after it has stepped out (late_limits). */

@@ -27,6 +27,9 @@ struct hull_setup_opts {
     bool lean_cgroup;     /* HULL_CGROUP_LEAN: never paused, fewer hierarchies */
     bool reaper;          /* the init stays as a reaper, the program is pid 2 (sandbox) */
     int status_fd;        /* with reaper: receives the program's wait status (an int) */
+    /* See struct hull_launch: called while the init sets itself up. */
+    void (*setting_up)(pid_t init, void *arg);
+    void *setting_up_arg;
 };
 
 /* Everything a created container holds while its creator still runs. */

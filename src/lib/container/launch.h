@@ -60,6 +60,11 @@ struct hull_launch {
     int exported_fd; /* filled: the fd of export_dir, or -1 */
     bool reaper;     /* the init stays as pid 1 and runs the program as pid 2 */
     int status_fd;   /* with reaper: the program's wait status is written here */
+    /* Called once the init runs in its cgroup and sets itself up (mounts),
+     * so that work of the caller's overlaps it (a sandbox's network attach
+     * request); NULL: none. */
+    void (*setting_up)(pid_t pid, void *arg);
+    void *setting_up_arg;
 
     /* filled by hull_launch_spawn */
     pid_t pid;      /* init's pid in the runtime's pid namespace */

@@ -344,6 +344,8 @@ static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, vo
         return -1;
     if (hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
         return -1;
+    if (l->setting_up)
+        l->setting_up(l->pid, l->setting_up_arg);
     return serve_init(l, hook_state, arg, err);
 }
 

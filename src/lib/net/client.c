@@ -23,6 +23,7 @@
 struct hull_net_session {
     struct hull_net_helper h;
     char member[80];
+    bool requested; /* a spawned helper that has its attach request */
 };
 
 static void copy_str(char *dst, size_t len, json_object *o, const char *key)
@@ -53,14 +54,9 @@ static void lease_from_json(json_object *o, struct hull_net_lease *l)
     l->tap_fd = -1;
 }
 
-int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_session **session,
-                    struct hull_net_lease *lease, hull_error *err)
+static json_object *request_json(const struct hull_net_attach_req *req)
 {
-    if (session)
-        *session = NULL;
-    if (req->hold && !session)
-        return hull_error_set(err, EINVAL, "network: a held attach needs a session");
-    cleanup_json json_object *msg = json_object_new_object();
+    json_object *msg = json_object_new_object();
     json_object_object_add(msg, "network",
                            json_object_new_string(req->network ? req->network : HULL_NET_DEFAULT));
     json_object_object_add(msg, "member", json_object_new_string(req->member ? req->member : ""));
@@ -71,11 +67,74 @@ int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_sessi
     if (req->egress)
         json_object_object_add(msg, "egress", json_object_new_string(req->egress));
     json_object_object_add(msg, "publish", hull_publish_to_json(req->publish, req->n_publish));
+    return msg;
+}
+
+int hull_net_attach_request(const struct hull_net_attach_req *req, hull_error *err)
+{
+    struct hull_net_session *pre = req->helper;
+    if (!pre || pre->requested || !req->hold || req->tap)
+        return hull_error_set(err, EINVAL, "network: an early request needs a spawned helper");
+    cleanup_json json_object *msg = request_json(req);
+    if (hull_net_msg_send(pre->h.sock, msg, req->netns_fd, err) < 0)
+        return -1;
+    pre->requested = true;
+    return 0;
+}
+
+int hull_net_attach_spawn(struct hull_net_session **helper, hull_error *err)
+{
+    *helper = NULL;
+    struct hull_net_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (hull_net_helper_spawn("attach", &s->h, err) < 0) {
+        free(s);
+        return -1;
+    }
+    *helper = s;
+    return 0;
+}
+
+void hull_net_session_drop(struct hull_net_session **helper)
+{
+    if (!*helper)
+        return;
+    hull_net_helper_end(&(*helper)->h, NULL);
+    free(*helper);
+    *helper = NULL;
+}
+
+int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_session **session,
+                    struct hull_net_lease *lease, hull_error *err)
+{
+    struct hull_net_session *pre = req->helper;
+    if (session)
+        *session = NULL;
+    if (pre && (!req->hold || req->tap)) {
+        hull_net_session_drop(&pre);
+        return hull_error_set(err, EINVAL, "network: a spawned helper is for a held veth attach");
+    }
+    if (req->hold && !session) {
+        hull_net_session_drop(&pre);
+        return hull_error_set(err, EINVAL, "network: a held attach needs a session");
+    }
+    cleanup_json json_object *msg = request_json(req);
     struct hull_net_helper h;
     cleanup_json json_object *reply = NULL;
     int tap_fd = -1;
-    if (hull_net_helper_start("attach", msg, req->tap ? -1 : req->netns_fd, &h, &reply, &tap_fd,
-                              err) < 0)
+    int rc;
+    if (pre) {
+        bool requested = pre->requested;
+        h = pre->h;
+        free(pre);
+        rc = requested ? hull_net_helper_answer(&h, &reply, &tap_fd, err)
+                       : hull_net_helper_first(&h, msg, req->netns_fd, &reply, &tap_fd, err);
+    } else {
+        rc = hull_net_helper_start("attach", msg, req->tap ? -1 : req->netns_fd, &h, &reply,
+                                   &tap_fd, err);
+    }
+    if (rc < 0)
         return -1;
     lease_from_json(hj_get(reply, "lease"), lease);
     lease->tap_fd = tap_fd;

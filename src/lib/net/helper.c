@@ -126,16 +126,11 @@ static pid_t spawn(const char *path, const char *verb, int sock, int devnull)
     _exit(127);
 }
 
-int hull_net_helper_start(const char *verb, json_object *req, int fd_in, struct hull_net_helper *h,
-                          json_object **reply, int *fd_out, hull_error *err)
+int hull_net_helper_spawn(const char *verb, struct hull_net_helper *h, hull_error *err)
 {
     char path[4096];
     h->pid = 0;
     h->sock = -1;
-    if (reply)
-        *reply = NULL;
-    if (fd_out)
-        *fd_out = -1;
     if (hull_find_sibling("hull-net", "HULL_NET_HELPER", path, sizeof(path), err) < 0)
         return hull_error_prefix(err, "network");
     int sv[2];
@@ -154,17 +149,37 @@ int hull_net_helper_start(const char *verb, json_object *req, int fd_in, struct 
         hull_closep(&h->sock);
         return hull_error_errno(err, "network helper: fork");
     }
-    hull_closep(&theirs);
+    return 0;
+}
+
+int hull_net_helper_first(struct hull_net_helper *h, json_object *req, int fd_in,
+                          json_object **reply, int *fd_out, hull_error *err)
+{
+    if (hull_net_msg_send(h->sock, req, fd_in, err) < 0) {
+        if (reply)
+            *reply = NULL;
+        if (fd_out)
+            *fd_out = -1;
+        hull_net_helper_end(h, NULL);
+        return -1;
+    }
+    return hull_net_helper_answer(h, reply, fd_out, err);
+}
+
+int hull_net_helper_answer(struct hull_net_helper *h, json_object **reply, int *fd_out,
+                           hull_error *err)
+{
+    if (reply)
+        *reply = NULL;
+    if (fd_out)
+        *fd_out = -1;
     json_object *r = NULL;
     int rfd = -1;
-    int rc = hull_net_msg_send(h->sock, req, fd_in, err);
-    if (rc == 0) {
-        rc = hull_net_msg_recv(h->sock, &r, &rfd, err);
-        if (rc == 0)
-            rc = hull_error_set(err, EPIPE, "network helper %s: exited without answering", path);
-        else if (rc > 0)
-            rc = answer(r, err);
-    }
+    int rc = hull_net_msg_recv(h->sock, &r, &rfd, err);
+    if (rc == 0)
+        rc = hull_error_set(err, EPIPE, "network helper: exited without answering");
+    else if (rc > 0)
+        rc = answer(r, err);
     if (rc < 0) {
         json_object_put(r);
         if (rfd >= 0)
@@ -181,6 +196,18 @@ int hull_net_helper_start(const char *verb, json_object *req, int fd_in, struct 
     else if (rfd >= 0)
         close(rfd);
     return 0;
+}
+
+int hull_net_helper_start(const char *verb, json_object *req, int fd_in, struct hull_net_helper *h,
+                          json_object **reply, int *fd_out, hull_error *err)
+{
+    if (reply)
+        *reply = NULL;
+    if (fd_out)
+        *fd_out = -1;
+    if (hull_net_helper_spawn(verb, h, err) < 0)
+        return -1;
+    return hull_net_helper_first(h, req, fd_in, reply, fd_out, err);
 }
 
 int hull_net_helper_once(const char *verb, json_object *req, int fd_in, json_object **reply,

@@ -28,6 +28,17 @@ struct hull_net_helper {
  * reaped. */
 int hull_net_helper_start(const char *verb, json_object *req, int fd_in, struct hull_net_helper *h,
                           json_object **reply, int *fd_out, hull_error *err);
+/* The same in two steps: exec the helper (it waits for its request), then
+ * send the request and receive the first answer. Between them the exec
+ * overlaps the caller's other work; a helper that never gets its request
+ * sees EOF when hull_net_helper_end closes the socket (or the caller
+ * dies) and exits having done nothing. */
+int hull_net_helper_spawn(const char *verb, struct hull_net_helper *h, hull_error *err);
+int hull_net_helper_first(struct hull_net_helper *h, json_object *req, int fd_in,
+                          json_object **reply, int *fd_out, hull_error *err);
+/* The first answer alone, for a request sent with hull_net_msg_send. */
+int hull_net_helper_answer(struct hull_net_helper *h, json_object **reply, int *fd_out,
+                           hull_error *err);
 /* Another message to a running helper and its answer (as above). */
 int hull_net_helper_call(struct hull_net_helper *h, json_object *msg, json_object **reply,
                          hull_error *err);

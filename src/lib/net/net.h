@@ -129,10 +129,26 @@ struct hull_net_attach_req {
      * hull_net_detach() asks or when the caller dies (the socket closes).
      * !hold: the helper exits after attaching; undo with hull_net_release(). */
     bool hold;
+    /* A helper started earlier by hull_net_attach_spawn (hold only), or
+     * NULL: hull_net_attach starts one. Consumed either way. */
+    struct hull_net_session *helper;
 };
 
 /* A running hull-net helper holding one attachment (hold requests). */
 struct hull_net_session;
+
+/* Start the helper of a later held attach now: its exec (shared libraries
+ * and all) overlaps the caller's own work until the request is sent. */
+int hull_net_attach_spawn(struct hull_net_session **helper, hull_error *err);
+/* Send the request of a held veth attach to a spawned helper now (req as
+ * for hull_net_attach, whose netns_fd the helper gets a copy of), without
+ * waiting: the helper attaches while the caller works on; the later
+ * hull_net_attach with the same req->helper takes the answer. A helper
+ * that is dropped instead (or whose caller dies) undoes what it did. */
+int hull_net_attach_request(const struct hull_net_attach_req *req, hull_error *err);
+/* A spawned helper that will not be used: the socket closes, it exits
+ * having done nothing, it is reaped. NULL is a no-op; *helper = NULL. */
+void hull_net_session_drop(struct hull_net_session **helper);
 
 /* Attach: exec hull-net, send the request (and netns_fd), receive the
  * lease (and the TAP fd). On failure nothing of it is left on the host. */

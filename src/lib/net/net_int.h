@@ -150,6 +150,14 @@ int nft_network_remove(const struct net_def *d, hull_error *err);
 int nft_member_add(const struct net_def *d, const struct net_member *m,
                    const struct hull_egress *eg, hull_error *err);
 int nft_member_remove(const struct net_member *m, hull_error *err);
+/* The same as one raw nf_tables batch: 0 when every object was there and
+ * is gone, -1 (nothing changed) otherwise. */
+int nft_member_remove_batch(const struct net_member *m);
+/* nft_member_add as one raw batch for the common member: 0 done, 1 not a
+ * member it writes (the caller uses nft_member_add), -1 failed (nothing
+ * changed). */
+int nft_member_add_batch(const struct net_def *d, const struct net_member *m,
+                         const struct hull_egress *eg);
 /* Delete member chains (and the map elements jumping to them) whose
  * interface keep() does not keep, and bridge set elements keep_bridge()
  * does not keep; *removed counts the chains. */

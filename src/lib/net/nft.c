@@ -351,8 +351,15 @@ static void member_bridge(FILE *f, const struct net_member *m)
 int nft_member_add(const struct net_def *d, const struct net_member *m,
                    const struct hull_egress *eg, hull_error *err)
 {
+    if (nft_ensure_base(err) < 0)
+        return -1;
+    /* The common member without libnftables (nft_batch.c); anything else,
+     * or a batch the kernel refused (nothing changed), as a script: its
+     * errors say which command failed. */
+    if (nft_member_add_batch(d, m, eg) == 0)
+        return 0;
     struct script s;
-    if (nft_ensure_base(err) < 0 || script_open(&s, err) < 0)
+    if (script_open(&s, err) < 0)
         return -1;
     /* The network's elements again (no-ops when there): a ruleset flushed
      * under a live bridge heals with its next member. */
@@ -387,6 +394,9 @@ static void member_remove_cmds(FILE *f, const struct net_member *m)
 
 int nft_member_remove(const struct net_member *m, hull_error *err)
 {
+    /* The common case without libnftables (nft_batch.c). */
+    if (nft_member_remove_batch(m) == 0)
+        return 0;
     struct script s;
     if (script_open(&s, err) < 0)
         return -1;

@@ -5,7 +5,9 @@
  *   prepare   before the layout: HULL_SANDBOX_NET_DIR/<id>/{hosts,resolv.conf},
  *             empty for now, which the layout binds read-only over the
  *             sandbox's /etc/hosts and /etc/resolv.conf (the host's own
- *             files never show)
+ *             files never show); and the hull-net helper started, so its
+ *             exec overlaps the layout and the init's set-up (it waits
+ *             for its request; it changes nothing before)
  *   attach    after hull_container_setup, before SYNC_START: the init's
  *             netns to hull_net_attach (hold: the helper undoes it when we
  *             ask, or when we die), then the lease's addresses written into
@@ -60,7 +62,56 @@ int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_polic
             return hull_error_errno(err, "network: %s/%s", n->dir, names[i]);
     }
     n->on = true;
+    return hull_net_attach_spawn(&n->helper, err);
+}
+
+/* The attach request for the init's network namespace (nsfd: ours to close). */
+static int request_for(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
+                       pid_t init, struct hull_net_attach_req *req, char *member, size_t len,
+                       int *nsfd, hull_error *err)
+{
+    snprintf(member, len, "%s%s", strncmp(id, "sandbox-", 8) == 0 ? "" : "sandbox-", id);
+    /* init is our unreaped child (set up, or waiting for SYNC_START), so
+     * the pid cannot name another process: this is the sandbox's own
+     * namespace. */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)init);
+    *nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*nsfd < 0)
+        return hull_error_errno(err, "network %s: %s", p->network, path);
+    *req = (struct hull_net_attach_req){
+        .network = p->network,
+        .member = member,
+        .owner_pid = 0,
+        .tap = false,
+        .netns_fd = *nsfd,
+        .egress = p->egress,
+        .publish = p->publish,
+        .n_publish = p->n_publish,
+        /* Held: undone by hull_net_detach, or by the helper itself when
+         * this process dies without asking (the socket closes). */
+        .hold = true,
+        .helper = n->helper,
+    };
     return 0;
+}
+
+void hull_sandbox_net_request(struct hull_sandbox_net *n, const struct hull_policy *p,
+                              const char *id, pid_t init)
+{
+    if (!n->on || !n->helper)
+        return;
+    char member[sizeof(n->lease.member)];
+    struct hull_net_attach_req req;
+    cleanup_close int nsfd = -1;
+    hull_error e = NULL;
+    /* Best effort: if the request cannot go now, attach sends it later
+     * and reports what fails then. */
+    if (request_for(n, p, id, init, &req, member, sizeof(member), &nsfd, &e) < 0 ||
+        hull_net_attach_request(&req, &e) < 0) {
+        hull_debug("sandbox %s: early network request: %s", id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
 }
 
 int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
@@ -69,27 +120,11 @@ int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy
     if (!n->on)
         return 0;
     char member[sizeof(n->lease.member)];
-    snprintf(member, sizeof(member), "%s%s", strncmp(id, "sandbox-", 8) == 0 ? "" : "sandbox-", id);
-    /* init is our unreaped child (waiting for SYNC_START), so the pid
-     * cannot name another process: this is the sandbox's own namespace. */
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)init);
-    cleanup_close int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0)
-        return hull_error_errno(err, "network %s: %s", p->network, path);
-    struct hull_net_attach_req req = {
-        .network = p->network,
-        .member = member,
-        .owner_pid = 0,
-        .tap = false,
-        .netns_fd = nsfd,
-        .egress = p->egress,
-        .publish = p->publish,
-        .n_publish = p->n_publish,
-        /* Held: undone by hull_net_detach, or by the helper itself when
-         * this process dies without asking (the socket closes). */
-        .hold = true,
-    };
+    struct hull_net_attach_req req;
+    cleanup_close int nsfd = -1;
+    if (request_for(n, p, id, init, &req, member, sizeof(member), &nsfd, err) < 0)
+        return -1;
+    n->helper = NULL; /* consumed by hull_net_attach */
     /* Its errors name the network already. */
     if (hull_net_attach(&req, &n->session, &n->lease, err) < 0)
         return -1;
@@ -112,6 +147,8 @@ int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err)
 void hull_sandbox_net_release(struct hull_sandbox_net *n)
 {
     hull_error e = NULL;
+    /* A run that failed before its attach: the helper exits on EOF. */
+    hull_net_session_drop(&n->helper);
     if (hull_sandbox_net_detach(n, &e) < 0) {
         hull_warn("sandbox: %s", hull_error_msg(e));
         hull_error_free(&e);

@@ -646,6 +646,13 @@ static int ns_attach(struct run *x, const struct hull_runtime *rt, hull_error *e
     return -1;
 }
 
+/* While the init mounts its root: the network's attach goes ahead. */
+static void init_setting_up(pid_t init, void *arg)
+{
+    struct run *x = arg;
+    hull_sandbox_net_request(&x->net, x->p, x->id, init);
+}
+
 /* The run itself: whatever fails here is its verdict, not an error
  * (but for a network that cannot be attached: ns_attach). */
 static int ns_launch(struct run *x, hull_error *err)
@@ -662,6 +669,8 @@ static int ns_launch(struct run *x, hull_error *err)
     so.reaper = true;
     so.status_fd = x->status[1];
     so.lean_cgroup = true; /* never paused */
+    so.setting_up = init_setting_up;
+    so.setting_up_arg = x;
     hull_error e = NULL;
     if (hull_container_setup(&rt, &co, &so, &x->c, &e) < 0) {
         internal_error(r, &e);

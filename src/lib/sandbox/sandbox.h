@@ -60,6 +60,7 @@ struct hull_sandbox_net {
     bool made_dir;                    /* dir is ours to remove */
     char dir[128];                    /* HULL_SANDBOX_NET_DIR/<id>: hosts, resolv.conf */
     struct hull_net_session *session; /* the held attachment, NULL before/after */
+    struct hull_net_session *helper;  /* hull-net started by prepare, for attach */
     struct hull_net_lease lease;
 };
 /* Before the layout: the (empty) files it binds over /etc/hosts and
@@ -70,6 +71,10 @@ int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_polic
  * network namespace (member "sandbox-<id>") and the lease in the files. */
 int hull_sandbox_net_attach(struct hull_sandbox_net *n, const struct hull_policy *p, const char *id,
                             pid_t init, hull_error *err);
+/* While the init sets itself up: send the attach request ahead, so the
+ * helper's work overlaps the init's (best effort; attach completes it). */
+void hull_sandbox_net_request(struct hull_sandbox_net *n, const struct hull_policy *p,
+                              const char *id, pid_t init);
 /* Undo the attachment (a no-op when there is none). */
 int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err);
 /* Detach (warning on failure) and remove the directory. */
