@@ -11,6 +11,8 @@ its port (the "ready" it sends when a host connects), which is what
 `hull vm start` waits for too.
 
 Pieces:
+  console  no host on the agent's port: ready is the agent's "ready" line on
+           the console (a pipe), as vm_bench's "hull's guest in plain QEMU"
   serial   the console to a file (-chardev file) instead of a pipe
   sandbox  -sandbox on,... (QEMU's seccomp filter)
   qmp      a QMP socket and -name
@@ -141,6 +143,27 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu(sid):
+    """CPU seconds (user + system) used so far by the processes of session
+    sid: QEMU under TCG is CPU-bound, so unlike wall time this hardly moves
+    with the machine's load, and shows what a piece costs in work."""
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(st[3]) == sid:
+            total += int(st[11]) + int(st[12])
+    return total / TICK
+
+
 def wait_agent(path, proc, timeout=120):
     """Seconds until the agent's first frame arrives on its port."""
     end = time.monotonic() + timeout
@@ -173,12 +196,22 @@ def boot(pieces, art, work, append, i):
     cg = Cgroup(f"hull-vm-pieces-{os.getpid()}-{i}") if "cgroup" in pieces else None
     env = dict(os.environ, ART=art, RUN=run, **(cg.env() if cg else {}))
     args = qemu_args(pieces, art, run, append)
+    console = "console" in pieces
     t0 = time.monotonic()
-    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                         start_new_session=True)
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if console else subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
-        wait_agent(os.path.join(run, "agent.sock"), p)
+        if console:
+            buf = b""
+            while b"hull-agent: ready" not in buf:
+                chunk = os.read(p.stdout.fileno(), 4096)
+                if not chunk:
+                    raise SystemExit("QEMU exited before the agent was ready")
+                buf += chunk
+        else:
+            wait_agent(os.path.join(run, "agent.sock"), p)
         t = time.monotonic() - t0
+        cpu = session_cpu(p.pid)
     except SystemExit:
         p.kill()
         sys.stderr.write(p.communicate()[1].decode(errors="replace"))
@@ -189,7 +222,7 @@ def boot(pieces, art, work, append, i):
         p.wait()
         if cg:
             cg.remove()
-    return t
+    return t, cpu
 
 
 def hull(root, *args):
@@ -206,7 +239,7 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    variants = [("base", [])] + [(p, [p]) for p in PIECES] + [("all", PIECES), ("hull", None)]
+    variants = [("base", []), ("console", ["console"])] + [(p, [p]) for p in PIECES] + [("all", PIECES), ("hull", None)]
     if a.only:
         keep = a.only.split(",")
         variants = [v for v in variants if v[0] in keep]
@@ -228,6 +261,7 @@ def main():
             append = ("console=ttyS0 quiet panic=-1 pci=off cryptomgr.notests rdinit=/init hull.disk"
                       f" tsc_early_khz={f.read().strip()}")
         times = {name: [] for name, _ in variants}
+        cpus = {name: [] for name, _ in variants}
         for r in range(a.rounds):
             # Each round starts one variant later: load that drifts during
             # a round does not always fall on the same variants.
@@ -238,17 +272,25 @@ def main():
                     t0 = time.monotonic()
                     hull(root, "vm", "start", vid)
                     times[name].append(time.monotonic() - t0)
+                    pid = json.loads(hull(root, "vm", "state", vid).stdout)["pid"]
+                    cpus[name].append(session_cpu(os.getsid(pid)))
                     hull(root, "vm", "delete", "--force", vid)
                 else:
-                    times[name].append(boot(pieces, art, work, append, r))
-            print(f"# round {r + 1}: " + ", ".join(f"{n} {times[n][-1] * 1000:.0f}" for n, _ in variants), flush=True)
+                    t, c = boot(pieces, art, work, append, r)
+                    times[name].append(t)
+                    cpus[name].append(c)
+            print(f"# round {r + 1} (wall/CPU ms): " +
+                  ", ".join(f"{n} {times[n][-1] * 1000:.0f}/{cpus[n][-1] * 1000:.0f}" for n, _ in variants), flush=True)
         base = statistics.median(times["base"]) if times.get("base") else None
+        cbase = statistics.median(cpus["base"]) if cpus.get("base") else None
         print(f"\n## hull's guest, spawn to agent-ready (TCG, {MEM_MB} MiB, median of {a.rounds} interleaved rounds)")
+        print("  variant     wall ms  vs base   [min..max]        QEMU CPU ms  vs base")
         for name, _ in variants:
-            md = statistics.median(times[name])
-            rel = f"  ({(md / base - 1) * 100:+5.1f} % vs base)" if base else ""
-            spread = f"  [{min(times[name]) * 1000:.0f}..{max(times[name]) * 1000:.0f}]"
-            print(f"  {name:8s} {md * 1000:7.0f} ms{rel}{spread}")
+            md, mc = statistics.median(times[name]), statistics.median(cpus[name])
+            rel = f"{(md / base - 1) * 100:+6.1f} %" if base else ""
+            crel = f"{(mc / cbase - 1) * 100:+6.1f} %" if cbase else ""
+            spread = f"[{min(times[name]) * 1000:.0f}..{max(times[name]) * 1000:.0f}]"
+            print(f"  {name:8s} {md * 1000:8.0f}  {rel:8s}  {spread:16s}  {mc * 1000:8.0f}     {crel}")
     finally:
         if os.path.isdir(os.path.join(root, "vm")):
             for vid in os.listdir(os.path.join(root, "vm")):

@@ -260,6 +260,7 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
         /* Guest RAM is <snapshot>.ram, not in the stream. */
         json_object *ram = json_object_new_object();
         json_object_object_add(ram, "sha256", json_object_new_string(sum->ram));
+        json_object_object_add(ram, "digest", json_object_new_string(VM_RAM_DIGEST));
         json_object_object_add(ram, "size", json_object_new_int64((int64_t)(vm->memory_mb << 20)));
         json_object_object_add(m, "ram", ram);
     }
@@ -549,6 +550,9 @@ static int ram_copy(struct vm *vm, json_object *m, const char *file, int *conn, 
     uint64_t size = v ? (uint64_t)json_object_get_int64(v) : 0;
     if (size != vm->memory_mb << 20)
         return hull_error_set(err, EINVAL, "snapshot %s: its RAM file is not the VM's size", file);
+    if (strcmp(mget(m, "ram", "digest"), VM_RAM_DIGEST) != 0)
+        return hull_error_set(err, EINVAL, "snapshot %s: its RAM digest is not of a known kind",
+                              file);
     char ramf[4200];
     snprintf(ramf, sizeof(ramf), "%s.ram", file);
     if (vm_ram_shared(ramf, size, mget(m, "ram", "sha256"), &vm->ram_fd, conn, err) < 0)

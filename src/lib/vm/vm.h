@@ -56,6 +56,8 @@ int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error 
 
 /* ---- a template's guest RAM as a file (ramfile.c) ---- */
 
+/* What the RAM file's digest covers: its non-zero pages (ramfile.c). */
+#define VM_RAM_DIGEST "pages-1"
 /* A memfd of size bytes for guest RAM (close-on-exec, sealable). */
 int vm_ram_memfd(uint64_t size, int *out, hull_error *err);
 /* Copy memfd (paused guest RAM) to path atomically; hex is its sha256. */
