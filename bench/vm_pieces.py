@@ -13,6 +13,8 @@ its port (the "ready" it sends when a host connects), which is what
 Pieces:
   console  no host on the agent's port: ready is the agent's "ready" line on
            the console (a pipe), as vm_bench's "hull's guest in plain QEMU"
+  console+connect  the same, with a host connected to the agent's port from
+           the start (as hull is), idle
   serial   the console to a file (-chardev file) instead of a pipe
   sandbox  -sandbox on,... (QEMU's seccomp filter)
   qmp      a QMP socket and -name
@@ -197,9 +199,26 @@ def boot(pieces, art, work, append, i):
     env = dict(os.environ, ART=art, RUN=run, **(cg.env() if cg else {}))
     args = qemu_args(pieces, art, run, append)
     console = "console" in pieces
+    held = []
+    if console and "connect" in pieces:
+        # A host on the agent's port from the start, as hull is (it says
+        # hello while the guest boots), ready still read from the console.
+        def hold():
+            while not held and p.poll() is None:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(os.path.join(run, "agent.sock"))
+                    held.append(s)
+                except OSError:
+                    s.close()
+                    time.sleep(0.002)
+        import threading
+        th = threading.Thread(target=hold, daemon=True)
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if console else subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env, start_new_session=True)
+    if held is not None and console and "connect" in pieces:
+        th.start()
     try:
         if console:
             buf = b""
@@ -222,6 +241,8 @@ def boot(pieces, art, work, append, i):
         p.wait()
         if cg:
             cg.remove()
+        for s in held:
+            s.close()
     return t, cpu
 
 
@@ -239,7 +260,7 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    variants = [("base", []), ("console", ["console"])] + [(p, [p]) for p in PIECES] + [("all", PIECES), ("hull", None)]
+    variants = [("base", []), ("console", ["console"]), ("console+connect", ["console", "connect"])] + [(p, [p]) for p in PIECES] + [("all", PIECES), ("hull", None)]
     if a.only:
         keep = a.only.split(",")
         variants = [v for v in variants if v[0] in keep]
