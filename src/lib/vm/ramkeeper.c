@@ -123,6 +123,14 @@ static void keeper(int lfd, int memfd, int dfd, int lockfd, const char *sock,
                    const struct ram_ident *id)
 {
     prctl(PR_SET_NAME, "hull-ramkeeper");
+    /* Whatever its starter blocked or caught (hulld's workers block
+     * signals they read from a signalfd): a keeper dies of SIGTERM. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
     static struct pollfd p[1 + MAX_HOLDERS];
     static bool pidfd[1 + MAX_HOLDERS];
