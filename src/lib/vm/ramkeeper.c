@@ -359,8 +359,9 @@ void vm_ram_keeper_hold(int conn, pid_t vmm)
 
 void vm_ram_keepers_sweep(void)
 {
+    /* Looked up, never created: a delete makes no cache directory. */
     char dir[4096];
-    if (vm_cache_subdir("templates", dir, sizeof(dir), NULL) < 0)
+    if (snprintf(dir, sizeof(dir), "%s/templates", vm_cache_dir()) >= (int)sizeof(dir))
         return;
     cleanup_close int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     DIR *d = opendir(dir);
