@@ -409,6 +409,13 @@ static void serve(int port)
 
 int main(void)
 {
+    /* json-c seeds its default string hash from the kernel's RNG on the
+     * first table it makes: with no RDRAND (TCG's CPU) and the RNG not yet
+     * initialised that read of /dev/urandom runs the kernel's jitter
+     * entropy loop, a second or more under TCG, before the first frame
+     * went out. The agent's JSON comes from the host it serves, so an
+     * unseeded hash loses nothing; chosen before any table exists. */
+    json_global_set_string_hash(JSON_C_STR_HASH_PERLLIKE);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

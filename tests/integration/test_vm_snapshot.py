@@ -10,7 +10,7 @@ import time
 import pytest
 
 from test_vm_lib import h  # noqa: F401 (the fixture)
-from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
+from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, running, skip_unless_ready
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +201,123 @@ def test_template_ram_file_clones_are_independent_and_tamper_evident(h, tmp_path
     for vid in ("maker", "clone1", "clone2", "clone3"):
         hc.ok("vm", "delete", "--force", vid)
         assert_gone(hc, vid)
+
+
+def keepers():
+    """pids of template RAM keepers (ramkeeper.c) on the host."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and open(f"/proc/{d}/comm").read().strip() == "hull-ramkeeper" and running(int(d)):
+                out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+def memfd_of(pid, fd):
+    """(dev, ino) of pid's fd when it is a guest-RAM memfd, else None."""
+    try:
+        if "memfd:hull-guest-ram" not in os.readlink(f"/proc/{pid}/fd/{fd}"):
+            return None
+        st = os.stat(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def keeper_memfds(pid):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    return {m for m in (memfd_of(pid, int(fd)) for fd in fds) if m}
+
+
+def wait_until(cond, what, limit=60):
+    """Poll cond (generous limit: a guard against hanging, not a timing check)."""
+    deadline = time.time() + limit
+    while not cond():
+        assert time.time() < deadline, what
+        time.sleep(0.1)
+
+
+def test_template_clones_share_one_sealed_ram_memfd_and_its_keeper_goes(h, tmp_path):
+    """Clones of a template map one sealed memfd, handed out by a keeper:
+    each clone's writes stay its own, the shared pages are never written,
+    and the keeper leaves with the last clone; one killed outright leaves a
+    socket that vm delete removes."""
+    import fcntl
+    import hashlib
+    import signal
+    cache = str(tmp_path / "cache")
+    hc = Hull(h.root)
+    hc.env = dict(h.env, HULL_VM_CACHE=cache)
+    before_keepers = set(keepers())
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "kmaker")
+    hc.ok("vm", "start", "kmaker", timeout=600)
+    hc.ok("vm", "delete", "--force", "kmaker")
+    tdir = os.path.join(cache, "templates")
+    for vid in ("k1", "k2", "k3"):
+        hc.ok("vm", "create", "--memory", MEM, "--from-template", vid)
+        hc.ok("vm", "start", vid, timeout=600)
+        assert hc.state(vid)["restored_from"]
+    pids = {vid: hc.state(vid)["pid"] for vid in ("k1", "k2", "k3")}
+    shared = {memfd_of(p, 5) for p in pids.values()}
+    assert len(shared) == 1 and None not in shared, f"clones do not share one RAM memfd: {shared}"
+    mine = [k for k in keepers() if k not in before_keepers and keeper_memfds(k) & shared]
+    assert len(mine) == 1, f"expected one keeper holding the memfd, got {mine}"
+    socks = [f for f in os.listdir(tdir) if f.startswith("ram-") and f.endswith(".sock")]
+    assert len(socks) == 1
+    st = os.stat(os.path.join(tdir, socks[0]))
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0
+    # Sealed against writes, growth, shrinking and further seals.
+    F_GET_SEALS = 1034
+    with open(f"/proc/{pids['k1']}/fd/5", "rb") as f:
+        assert fcntl.fcntl(f.fileno(), F_GET_SEALS) == 0x1 | 0x2 | 0x4 | 0x8
+        digest = hashlib.sha256(f.read()).hexdigest()
+    # Not writable through any fd: a write is refused by the seal.
+    w = os.open(f"/proc/{pids['k1']}/fd/5", os.O_RDWR)
+    try:
+        with pytest.raises(PermissionError):
+            os.pwrite(w, b"x", 4096)
+    finally:
+        os.close(w)
+    # Clones are independent: each one's memory writes are its own.
+    hc.sh("k1", "echo one > /tmp/m; dd if=/dev/urandom of=/tmp/big bs=1M count=8 2>/dev/null")
+    hc.sh("k2", "echo two > /tmp/m")
+    assert hc.sh("k1", "cat /tmp/m") == "one\n" and hc.sh("k2", "cat /tmp/m") == "two\n"
+    assert hc.exec("k3", "cat", "/tmp/m").returncode != 0
+    with open(f"/proc/{pids['k3']}/fd/5", "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == digest, "the shared template RAM was written"
+    # The keeper stays while a clone runs, and goes with the last one.
+    keeper = mine[0]
+    for vid in ("k1", "k2"):
+        hc.ok("vm", "delete", "--force", vid)
+        assert_gone(hc, vid)
+    assert running(keeper), "keeper left while a clone still maps its memfd"
+    hc.ok("vm", "delete", "--force", "k3")
+    assert_gone(hc, "k3")
+    wait_until(lambda: not running(keeper), "keeper still running after its last clone")
+    assert not [f for f in os.listdir(tdir) if f.endswith(".sock")], "keeper socket left"
+    # A keeper killed outright leaves its socket; vm delete removes it, and
+    # the next clone starts a new keeper.
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "k4")
+    hc.ok("vm", "start", "k4", timeout=600)
+    killed = [k for k in keepers() if k not in before_keepers]
+    assert len(killed) == 1
+    os.kill(killed[0], signal.SIGKILL)
+    wait_until(lambda: not running(killed[0]), "killed keeper still there")
+    assert [f for f in os.listdir(tdir) if f.endswith(".sock")]
+    assert hc.sh("k4", "echo still") == "still\n"
+    hc.ok("vm", "delete", "--force", "k4")
+    assert_gone(hc, "k4")
+    assert not [f for f in os.listdir(tdir) if f.endswith(".sock")], "socket of a killed keeper left"
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "k5")
+    hc.ok("vm", "start", "k5", timeout=600)
+    assert hc.state("k5")["restored_from"] and len([k for k in keepers() if k not in before_keepers]) == 1
+    assert hc.sh("k5", "echo warm") == "warm\n"
+    hc.ok("vm", "delete", "--force", "k5")
+    assert_gone(hc, "k5")
+    wait_until(lambda: not [k for k in keepers() if k not in before_keepers], "keeper left")
+    assert not [f for f in os.listdir(tdir) if f.endswith(".sock")], "keeper socket left"

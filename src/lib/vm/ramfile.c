@@ -14,7 +14,9 @@
  * against any write, grow or shrink before QEMU sees it. QEMU maps that
  * copy private: what the guest starts from is exactly what was hashed, and
  * neither QEMU nor the guest can change it (writes are copy-on-write in
- * QEMU's own memory). Zero pages stay holes in both files.
+ * QEMU's own memory). Zero pages stay holes in both files, and the digest
+ * names the non-zero pages only (below), so holes are neither read nor
+ * hashed. Every clone of a template shares one such copy (ramkeeper.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,44 +45,94 @@ static bool all_zero(const char *p, size_t n)
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
-/* Copy size bytes of in to out (already size long and all zero), hashing
- * them; pages of zeros are not written, so they stay holes. */
+/* The RAM digest ("pages-1"): sha256 over, for every page that is not all
+ * zeros, in order, its offset (8 bytes, little endian) and its bytes; then
+ * the size. It depends on the contents alone (not on where a file has
+ * holes), and names exactly one RAM image: every page it does not name is
+ * zero. So a copy need not read, let alone hash, the holes. */
+static void hash_page(EVP_MD_CTX *md, uint64_t off, const char *p, size_t len)
+{
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(off >> (8 * i));
+    EVP_DigestUpdate(md, le, sizeof(le));
+    EVP_DigestUpdate(md, p, len);
+}
+
+/* Pages [off, off+n) of buf: hash the non-zero ones and write them to out
+ * (already size long and all zero) in runs, so zero pages stay holes. */
+static int copy_pages(EVP_MD_CTX *md, int out, const char *buf, size_t n, uint64_t off,
+                      hull_error *err)
+{
+    size_t run = 0, p = 0;
+    while (p <= n) {
+        size_t len = n - p < PAGE ? n - p : PAGE;
+        bool end = p == n;
+        if (!end && !all_zero(buf + p, len)) {
+            hash_page(md, off + p, buf + p, len);
+            p += len;
+            continue;
+        }
+        if (p > run && pwrite(out, buf + run, p - run, (off_t)(off + run)) != (ssize_t)(p - run))
+            return hull_error_errno(err, "write guest RAM");
+        if (end)
+            return 0;
+        p += len;
+        run = p;
+    }
+    return 0;
+}
+
+/* Where in's next data is at or after off: [*data, *hole); false when
+ * none is left. A file system without SEEK_DATA is all data. */
+static bool next_data(int in, uint64_t off, uint64_t size, uint64_t *data, uint64_t *hole)
+{
+    off_t d = lseek(in, (off_t)off, SEEK_DATA);
+    if (d < 0 && errno == ENXIO)
+        return false;
+    if (d < 0) {
+        *data = off, *hole = size;
+        return true;
+    }
+    /* Whole pages, each read once: a block smaller than a page must not
+     * split one (its halves would hash as two). */
+    off_t h = lseek(in, d, SEEK_HOLE);
+    uint64_t a = (uint64_t)d & ~(uint64_t)(PAGE - 1);
+    *data = a > off ? a : off;
+    *hole = h < 0 ? size : ((uint64_t)h + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+    if (*hole > size)
+        *hole = size;
+    return *data < size;
+}
+
+/* Copy size bytes of in to out, hashing them (the digest above); only
+ * in's data is read. */
 static int copy_hashed(int in, int out, uint64_t size, char hex[HULL_SHA256_HEX], hull_error *err)
 {
     __attribute__((cleanup(md_freep))) EVP_MD_CTX *md = EVP_MD_CTX_new();
     cleanup_free char *buf = malloc(CHUNK);
     if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         return hull_error_set(err, ENOMEM, "guest RAM file: no memory to copy it");
-    for (uint64_t off = 0; off < size;) {
-        size_t want = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
-        ssize_t n = pread(in, buf, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hull_error_errno(err, "read guest RAM");
-        if (n == 0)
-            return hull_error_set(err, EINVAL, "guest RAM file is truncated");
-        EVP_DigestUpdate(md, buf, (size_t)n);
-        /* Runs of non-zero pages, one write each. */
-        size_t run = 0, p = 0;
-        while (p <= (size_t)n) {
-            size_t len = (size_t)n - p < PAGE ? (size_t)n - p : PAGE;
-            bool end = p == (size_t)n;
-            if (!end && !all_zero(buf + p, len)) {
-                p += len;
+    uint64_t data, hole;
+    for (uint64_t off = 0; off < size && next_data(in, off, size, &data, &hole);) {
+        for (off = data; off < hole;) {
+            size_t want = hole - off < CHUNK ? (size_t)(hole - off) : CHUNK;
+            ssize_t n = pread(in, buf, want, (off_t)off);
+            if (n < 0 && errno == EINTR)
                 continue;
-            }
-            if (p > run &&
-                pwrite(out, buf + run, p - run, (off_t)(off + run)) != (ssize_t)(p - run))
-                return hull_error_errno(err, "write guest RAM");
-            if (end)
-                break;
-            p += len;
-            run = p;
+            if (n < 0)
+                return hull_error_errno(err, "read guest RAM");
+            if (n == 0)
+                return hull_error_set(err, EINVAL, "guest RAM file is truncated");
+            if (copy_pages(md, out, buf, (size_t)n, off, err) < 0)
+                return -1;
+            off += (uint64_t)n;
         }
-        off += (uint64_t)n;
     }
-    unsigned char d[32];
+    unsigned char le[8], d[32];
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(size >> (8 * i));
+    EVP_DigestUpdate(md, le, sizeof(le));
     EVP_DigestFinal_ex(md, d, NULL);
     hull_sha256_to_hex(d, hex);
     return 0;

@@ -260,6 +260,7 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
         /* Guest RAM is <snapshot>.ram, not in the stream. */
         json_object *ram = json_object_new_object();
         json_object_object_add(ram, "sha256", json_object_new_string(sum->ram));
+        json_object_object_add(ram, "digest", json_object_new_string(VM_RAM_DIGEST));
         json_object_object_add(ram, "size", json_object_new_int64((int64_t)(vm->memory_mb << 20)));
         json_object_object_add(m, "ram", ram);
     }
@@ -543,15 +544,18 @@ static int load_stream(struct vm *vm, int fd, json_object *m, const char *file, 
 
 /* The snapshot's guest RAM file, checked against the manifest, into a
  * sealed memfd QEMU will map private (ramfile.c). */
-static int ram_copy(struct vm *vm, json_object *m, const char *file, hull_error *err)
+static int ram_copy(struct vm *vm, json_object *m, const char *file, int *conn, hull_error *err)
 {
     json_object *v = hj_get(hj_get(m, "ram"), "size");
     uint64_t size = v ? (uint64_t)json_object_get_int64(v) : 0;
     if (size != vm->memory_mb << 20)
         return hull_error_set(err, EINVAL, "snapshot %s: its RAM file is not the VM's size", file);
+    if (strcmp(mget(m, "ram", "digest"), VM_RAM_DIGEST) != 0)
+        return hull_error_set(err, EINVAL, "snapshot %s: its RAM digest is not of a known kind",
+                              file);
     char ramf[4200];
     snprintf(ramf, sizeof(ramf), "%s.ram", file);
-    if (vm_ram_load(ramf, size, mget(m, "ram", "sha256"), &vm->ram_fd, err) < 0)
+    if (vm_ram_shared(ramf, size, mget(m, "ram", "sha256"), &vm->ram_fd, conn, err) < 0)
         return -1;
     vm->ram_open = true;
     vm->ram_share = false;
@@ -567,11 +571,14 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
     cleanup_json json_object *m = NULL;
     if (read_manifest(file, &fd, &m, err) < 0)
         return -1;
+    int keeper = -1;
     int rc = manifest_artifacts(m, vm, err);
     if (!rc && hj_get(m, "ram"))
-        rc = ram_copy(vm, m, file, err);
+        rc = ram_copy(vm, m, file, &keeper, err);
     if (!rc)
         rc = load_stream(vm, fd, m, file, err);
+    /* The RAM's keeper holds it for later clones while this QEMU runs. */
+    vm_ram_keeper_hold(keeper, rc ? 0 : vm->pid);
     /* QEMU holds its own copy of the sealed RAM now, or failed. */
     if (vm->ram_open)
         close(vm->ram_fd);

@@ -34,7 +34,7 @@ static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
     char buf[1024];
     struct stat st = {0};
     stat("/usr/bin/qemu-system-x86_64", &st);
-    int n = snprintf(buf, sizeof(buf), "hull-template-3\n%s\n%s\n%s\n%llu\n%u\n%s\n%lld.%ld:%lld\n",
+    int n = snprintf(buf, sizeof(buf), "hull-template-4\n%s\n%s\n%s\n%llu\n%u\n%s\n%lld.%ld:%lld\n",
                      vm->kernel.bzimage_sha256, vm->initrd.sha256, vm->rootfs.sha256,
                      (unsigned long long)vm->memory_mb, vm->vcpus, vm->accel,
                      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);

@@ -410,6 +410,8 @@ int vm_destroy(struct vm *vm, hull_error *err)
         return hull_error_set(err, EBUSY, "VM %s: QEMU (pid %d) does not die", vm->id, vm->pid);
     if (hull_rm_rf_at(AT_FDCWD, vm->dir, err) < 0)
         return hull_error_prefix(err, "delete VM %s", vm->id);
+    /* What a killed template RAM keeper left (ramkeeper.c). */
+    vm_ram_keepers_sweep();
     return 0;
 }
 

@@ -56,6 +56,8 @@ int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error 
 
 /* ---- a template's guest RAM as a file (ramfile.c) ---- */
 
+/* What the RAM file's digest covers: its non-zero pages (ramfile.c). */
+#define VM_RAM_DIGEST "pages-1"
 /* A memfd of size bytes for guest RAM (close-on-exec, sealable). */
 int vm_ram_memfd(uint64_t size, int *out, hull_error *err);
 /* Copy memfd (paused guest RAM) to path atomically; hex is its sha256. */
@@ -64,6 +66,16 @@ int vm_ram_save(int memfd, uint64_t size, const char *path, char hex[HULL_SHA256
 /* path into a new memfd, refused unless its sha256 is want; sealed against
  * every write before it is returned in *out. */
 int vm_ram_load(const char *path, uint64_t size, const char *want, int *out, hull_error *err);
+/* The same, shared by every clone (ramkeeper.c): the sealed memfd of the
+ * RAM file path (digest want) from its keeper, started here when none
+ * runs. *conn (-1 when the copy is private) goes to vm_ram_keeper_hold once
+ * the VMM that maps the memfd runs, or is closed. */
+int vm_ram_shared(const char *path, uint64_t size, const char *want, int *out, int *conn,
+                  hull_error *err);
+/* The keeper holds its memfd while vmm lives; closes conn. */
+void vm_ram_keeper_hold(int conn, pid_t vmm);
+/* Remove the sockets of keepers that were killed (vm delete does). */
+void vm_ram_keepers_sweep(void);
 
 /* ---- helpers (vmutil.c) ---- */
 
