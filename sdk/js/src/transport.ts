@@ -5,7 +5,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import { Readable } from "node:stream";
-import { fromResponse, TransportError } from "./errors.js";
+import { fromResponse, HullError, TransportError } from "./errors.js";
 import type { Json } from "./models.js";
 
 export const DEFAULT_SOCKET = "/run/hull/hulld.sock";
@@ -137,7 +137,7 @@ export class Transport {
         if (settled) return;
         settled = true;
         reject(
-          e instanceof TransportError || (e as Error)?.name === "AbortError"
+          e instanceof HullError || (e as Error)?.name === "AbortError"
             ? e
             : new TransportError(`hulld at ${this.where}: ${what}: ${(e as Error)?.message ?? e}`, { cause: e }),
         );
