@@ -26,6 +26,7 @@ struct resp {
     char timing[48];          /* Server-Timing header, or "" */
     char grants[64];          /* grants the request used, for the audit log, or "" */
     const char *code;         /* error code, NULL on success */
+    void *mhd;                /* or a ready MHD_Response (a streamed file), sent as is */
 };
 /* Fill r with the uniform error body. field may be NULL. */
 void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,

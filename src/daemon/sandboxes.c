@@ -130,6 +130,33 @@ static int call(struct sbx *s, const char *op, json_object *extra, const void *d
     return 0;
 }
 
+int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
+                   struct frame *reply, hull_error *err)
+{
+    struct sbx *s = find(id, tenant);
+    if (s == NULL) {
+        json_object_put(hdr);
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    }
+    pthread_mutex_lock(&s->op);
+    int ok = s->gone ? hull_error_set(err, ENOENT, "sandbox '%s' is gone", id)
+                     : call(s, op, hdr, NULL, 0, fd, reply, err);
+    if (s->gone && ok < 0 && hull_error_code(*err) == ENOENT)
+        json_object_put(hdr); /* call() did not take it */
+    pthread_mutex_unlock(&s->op);
+    unref(s);
+    return ok;
+}
+
+bool sandboxes_alive(const char *id, const char *tenant)
+{
+    struct sbx *s = find(id, tenant);
+    bool alive = s && !s->gone;
+    if (s)
+        unref(s);
+    return alive;
+}
+
 static void destroy(struct sbx *s, const char *reason)
 {
     uint64_t one = 1;
