@@ -133,6 +133,17 @@ void sweep_leftovers(void);
 /* sandboxes.c: long-lived sandboxes, each in a keeper process. */
 void api_sandboxes(const struct request *rq, const char *id, const char *action, const char *path,
                    struct resp *r);
+/* sbx_meta.c: a sandbox's metadata (labels). "metadata" of a create
+ * request checked and taken out of doc: *text the JSON to store (freed by
+ * the caller), NULL without; -1 with r filled (400 naming the field). */
+#define SBX_META_KEYS 32
+#define SBX_META_LEN  256
+int sbx_meta_take(json_object *doc, char **text, struct resp *r);
+/* A record's stored metadata text as an object ({} without). */
+void sbx_meta_show(json_object *row);
+/* {"sandboxes": [...]}: each shown, only those matching every
+ * metadata.KEY=VALUE of the query; -1 with r filled for a bad filter. */
+int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r);
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
 unsigned sandboxes_active(void);

@@ -226,7 +226,7 @@ static int route(const char *url, struct route *rt)
         return 0;
     }
     if (*p != '\0' || (strcmp(rt->action, "exec") != 0 && strcmp(rt->action, "pause") != 0 &&
-                       strcmp(rt->action, "resume") != 0))
+                       strcmp(rt->action, "resume") != 0 && strcmp(rt->action, "timeout") != 0))
         return -1;
     rt->kind = R_SBX_ACTION;
     rt->allow = "POST";
@@ -251,6 +251,26 @@ static bool method_allowed(const char *allow, const char *method)
 static const char *query_arg(void *conn, const char *key)
 {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+struct query_walk {
+    bool (*fn)(void *cls, const char *key, const char *value);
+    void *cls;
+};
+
+static enum MHD_Result query_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct query_walk *w = cls;
+    return w->fn(w->cls, key, value ? value : "") ? MHD_YES : MHD_NO;
+}
+
+static void query_each(void *conn, bool (*fn)(void *cls, const char *key, const char *value),
+                       void *cls)
+{
+    struct query_walk w = {fn, cls};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_walk_one, &w);
 }
 
 /* ---- authentication ---- */
@@ -374,7 +394,8 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
                          .len = q->len,
                          .caller = &q->caller,
                          .conn = conn,
-                         .query = query_arg};
+                         .query = query_arg,
+                         .query_each = query_each};
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {

@@ -55,6 +55,9 @@ struct request {
     /* A query parameter of conn, or NULL (http.c's, on the MHD
      * connection). */
     const char *(*query)(void *conn, const char *key);
+    /* Every query parameter of conn in turn, until fn returns false. */
+    void (*query_each)(void *conn, bool (*fn)(void *cls, const char *key, const char *value),
+                       void *cls);
 };
 /* A query parameter, or NULL. */
 const char *request_query(const struct request *rq, const char *key);
