@@ -117,6 +117,8 @@ int keeper_loop(int sock)
             else
                 reply_ok(sock, NULL, NULL, data, len);
             free(data);
+        } else if (strcmp(op, "fs") == 0) {
+            keeper_fs(sock, &f, s);
         } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
             int r = op[0] == 'p' ? hull_session_pause(s, &e) : hull_session_resume(s, &e);
             if (r < 0)

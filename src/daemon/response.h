@@ -26,6 +26,7 @@ struct resp {
     char timing[48];          /* Server-Timing header, or "" */
     char grants[64];          /* grants the request used, for the audit log, or "" */
     const char *code;         /* error code, NULL on success */
+    void *mhd;                /* or a ready MHD_Response (a streamed file), sent as is */
 };
 /* Fill r with the uniform error body. field may be NULL. */
 void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,
@@ -55,6 +56,9 @@ struct request {
     /* A query parameter of conn, or NULL (http.c's, on the MHD
      * connection). */
     const char *(*query)(void *conn, const char *key);
+    /* Every query parameter of conn in turn, until fn returns false. */
+    void (*query_each)(void *conn, bool (*fn)(void *cls, const char *key, const char *value),
+                       void *cls);
 };
 /* A query parameter, or NULL. */
 const char *request_query(const struct request *rq, const char *key);

@@ -130,6 +130,33 @@ static int call(struct sbx *s, const char *op, json_object *extra, const void *d
     return 0;
 }
 
+int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
+                   struct frame *reply, hull_error *err)
+{
+    struct sbx *s = find(id, tenant);
+    if (s == NULL) {
+        json_object_put(hdr);
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    }
+    pthread_mutex_lock(&s->op);
+    int ok = s->gone ? hull_error_set(err, ENOENT, "sandbox '%s' is gone", id)
+                     : call(s, op, hdr, NULL, 0, fd, reply, err);
+    if (s->gone && ok < 0 && hull_error_code(*err) == ENOENT)
+        json_object_put(hdr); /* call() did not take it */
+    pthread_mutex_unlock(&s->op);
+    unref(s);
+    return ok;
+}
+
+bool sandboxes_alive(const char *id, const char *tenant)
+{
+    struct sbx *s = find(id, tenant);
+    bool alive = s && !s->gone;
+    if (s)
+        unref(s);
+    return alive;
+}
+
 static void destroy(struct sbx *s, const char *reason)
 {
     uint64_t one = 1;
@@ -159,13 +186,16 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
     json_object *o = hull_sandbox_rec_get(hulld.store, s->id, tenant, err);
     if (o == NULL)
         return NULL;
+    sbx_meta_show(o);
     char buf[64];
     struct tm tm;
     time_t t = s->last_used;
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_object_object_add(o, "last_used", json_object_new_string(buf));
+    pthread_mutex_lock(&tab_mu);
     t += s->lifetime_s;
+    pthread_mutex_unlock(&tab_mu);
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_object_object_add(o, "expires", json_object_new_string(buf));
@@ -261,8 +291,9 @@ static void create(const struct request *rq, struct resp *r)
     if (request_doc(rq, true, &doc, r) < 0)
         return;
     unsigned lifetime;
+    cleanup_free char *meta = NULL;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
-        request_image(doc, r) < 0)
+        sbx_meta_take(doc, &meta, r) < 0 || request_image(doc, r) < 0)
         return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();
@@ -299,7 +330,8 @@ static void create(const struct request *rq, struct resp *r)
     frame_free(&f);
     pthread_mutex_unlock(&s->op);
     if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
-        0) {
+            0 ||
+        (meta && hull_sandbox_rec_metadata(hulld.store, s->id, meta, &e) < 0)) {
         resp_store_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
@@ -376,6 +408,42 @@ static void files(struct sbx *s, const struct request *rq, const char *path, str
     frame_free(&f);
 }
 
+/* POST /v1/sandboxes/{id}/timeout {"lifetime": "30m"}: a new idle
+ * lifetime, counted from now. Not under the op lock: it changes no state
+ * of the keeper, and must not wait for a long exec. */
+static void set_timeout(struct sbx *s, const struct request *rq, struct resp *r)
+{
+    cleanup_json json_object *doc = NULL;
+    if (request_doc(rq, false, &doc, r) < 0)
+        return;
+    json_object_object_foreach(doc, key, v)
+    {
+        (void)v;
+        if (strcmp(key, "lifetime") != 0) {
+            resp_error(r, 400, "invalid_request", key, "%s: unknown field (accepted: lifetime)",
+                       key);
+            return;
+        }
+    }
+    unsigned lifetime;
+    if (hj_get(doc, "lifetime") == NULL) {
+        resp_error(r, 400, "invalid_request", "lifetime", "lifetime: required (\"30m\")");
+        return;
+    }
+    if (take_lifetime(doc, &lifetime, r) < 0)
+        return;
+    pthread_mutex_lock(&tab_mu);
+    s->lifetime_s = lifetime;
+    s->last_used_ns = hull_monotonic_ns();
+    s->last_used = time(NULL);
+    pthread_mutex_unlock(&tab_mu);
+    hull_error e = NULL;
+    if (hull_sandbox_rec_lifetime(hulld.store, s->id, lifetime, &e) < 0)
+        resp_store_error(r, &e);
+    else
+        answer(r, 200, s, NULL);
+}
+
 static void freeze(struct sbx *s, bool pause, struct resp *r)
 {
     hull_error e = NULL;
@@ -406,6 +474,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = hull_sandbox_rec_list(hulld.store, tenant, &e);
         if (o == NULL)
             resp_store_error(r, &e);
+        else if (sbx_meta_filter(rq, o, r) < 0)
+            json_object_put(o);
         else
             resp_json(r, 200, o);
         return;
@@ -417,6 +487,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = action == NULL && strcmp(rq->method, "GET") == 0
                              ? hull_sandbox_rec_get(hulld.store, id, tenant, &e)
                              : NULL;
+        if (o)
+            sbx_meta_show(o);
         if (o)
             resp_json(r, 200, o);
         else if (e && hull_error_code(e) != ENOENT)
@@ -438,6 +510,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         exec_in(s, rq, r);
     } else if (strcmp(action, "files") == 0) {
         files(s, rq, path, r);
+    } else if (strcmp(action, "timeout") == 0) {
+        set_timeout(s, rq, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
