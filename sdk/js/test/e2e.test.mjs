@@ -354,6 +354,21 @@ test("files: write, read, list, stat, mkdir, rename, remove", opts("files"), asy
   });
 });
 
+test("files: an upload over the sandbox's disk limit is 413 and leaves nothing", opts("files"), async () => {
+  await env.client.withSandbox({ lifetime: "5m", limits: { tmp_size: "1M" } }, async (sb) => {
+    for (const data of [randomBytes(4 << 20), Readable.from([randomBytes(2 << 20), randomBytes(2 << 20)])]) {
+      await assert.rejects(sb.files.write("/tmp/too-big.bin", data), (e) => {
+        assert.ok(e instanceof hull.PayloadTooLarge, `${e.name}: ${e.message}`);
+        return true;
+      });
+      await assert.rejects(sb.files.stat("/tmp/too-big.bin"), hull.NotFound);
+      assert.deepEqual((await sb.files.list("/tmp")).map((e) => e.name), []);
+    }
+    // The sandbox is still usable.
+    assert.equal((await sb.files.write("/tmp/small.txt", "ok")).size, 2);
+  });
+});
+
 test("files: watch reports a create, a modify and a delete", opts("files"), async () => {
   await env.client.withSandbox({ lifetime: "5m" }, async (sb) => {
     await sb.files.mkdir("/tmp/w");
