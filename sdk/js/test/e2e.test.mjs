@@ -306,24 +306,34 @@ test("processes: signal, wait with a timeout", opts("processes"), async () => {
   });
 });
 
-test("files: a streamed upload and download, sha256 equal", opts("files"), async () => {
-  await env.client.withSandbox({ lifetime: "5m", limits: { tmp_size: "128M" } }, async (sb) => {
-    const size = 32 * 1024 * 1024;
+test("files: 1 GiB streamed up and down, sha256 equal on both sides", opts("files"), async () => {
+  const MiB = 1 << 20;
+  const size = 1024 * MiB;
+  // /tmp is the sandbox's tmpfs: room for the file, memory for its pages.
+  await env.client.withSandbox({ lifetime: "10m", limits: { tmp_size: "1100M", memory: "1400M" } }, async (sb) => {
+    const block = randomBytes(MiB);
     const up = createHash("sha256");
     async function* source() {
-      for (let sent = 0; sent < size; sent += 1 << 20) {
-        const b = randomBytes(1 << 20);
+      for (let i = 0; i < size / MiB; i++) {
+        const b = Buffer.from(block);
+        b.writeUInt32LE(i); // every MiB different
         up.update(b);
         yield b;
       }
     }
     const e = await sb.files.write("/tmp/big/blob.bin", Readable.from(source()));
     assert.equal(e.size, size);
+    const want = up.digest("hex");
     const down = createHash("sha256");
-    for await (const c of await sb.files.readStream("/tmp/big/blob.bin")) down.update(c);
-    assert.equal(down.digest("hex"), up.digest("hex"));
-    const r = await sb.exec(["sh", "-c", "sha256sum /tmp/big/blob.bin"]);
-    assert.equal(r.stdout.split(" ")[0], createHash("sha256").update(await sb.files.read("/tmp/big/blob.bin")).digest("hex"));
+    let got = 0;
+    for await (const c of await sb.files.readStream("/tmp/big/blob.bin")) {
+      down.update(c);
+      got += c.length;
+    }
+    assert.equal(got, size);
+    assert.equal(down.digest("hex"), want);
+    const r = await sb.exec(["sha256sum", "/tmp/big/blob.bin"], { limits: { wall_time: "5m" } });
+    assert.equal(r.check().stdout.split(" ")[0], want);
   });
 });
 
