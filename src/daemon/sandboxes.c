@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "procs.h"
 #include "response.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -155,6 +157,41 @@ bool sandboxes_alive(const char *id, const char *tenant)
     if (s)
         unref(s);
     return alive;
+}
+
+int sbx_call(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
+             bool refuse_paused, struct frame *reply, hull_error *err)
+{
+    pthread_mutex_lock(&s->op);
+    int r = refuse_paused && s->paused ? hull_error_set(err, EBUSY, "sandbox '%s' is paused", s->id)
+                                       : call(s, op, extra, data, len, -1, reply, err);
+    if (refuse_paused && s->paused)
+        json_object_put(extra);
+    pthread_mutex_unlock(&s->op);
+    return r;
+}
+
+const char *sbx_id(const struct sbx *s)
+{
+    return s->id;
+}
+
+int sbx_connect(struct sbx *s, hull_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return hull_error_errno(err, "socketpair");
+    struct frame f;
+    pthread_mutex_lock(&s->op);
+    int r = call(s, "attach", NULL, NULL, 0, sv[1], &f, err);
+    pthread_mutex_unlock(&s->op);
+    close(sv[1]);
+    if (r < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    frame_free(&f);
+    return sv[0];
 }
 
 static void destroy(struct sbx *s, const char *reason)
@@ -352,6 +389,11 @@ static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
     json_object_put(doc);
     if (ok < 0 || policy_check(rq->body, r) < 0)
         return;
+    const char *accept = rq->header ? rq->header(rq->conn, "Accept") : NULL;
+    if (accept && strstr(accept, "application/x-ndjson")) {
+        sbx_exec_stream(s, rq, r);
+        return;
+    }
     struct frame f;
     pthread_mutex_lock(&s->op);
     if (s->paused) {
@@ -512,6 +554,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         files(s, rq, path, r);
     } else if (strcmp(action, "timeout") == 0) {
         set_timeout(s, rq, r);
+    } else if (strcmp(action, "processes") == 0) {
+        sbx_processes(s, rq, path, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
