@@ -131,9 +131,11 @@ export class Sandbox {
         throw fromErrorLine(line.error);
       } else if (line.type === "result") {
         const d = { ...((line.result ?? {}) as Json) };
-        // The streamed output is the result's when hulld does not repeat it.
-        if (!("stdout" in d) && !("stdout_base64" in d)) d.stdout_base64 = Buffer.concat(out).toString("base64");
-        if (!("stderr" in d) && !("stderr_base64" in d)) d.stderr_base64 = Buffer.concat(err).toString("base64");
+        // The streamed output is the result's when hulld does not repeat it
+        // (the output went out as it came).
+        const empty = (k: string) => !d[k] && !d[`${k}_base64`];
+        if (empty("stdout") && out.length) d.stdout_base64 = Buffer.concat(out).toString("base64");
+        if (empty("stderr") && err.length) d.stderr_base64 = Buffer.concat(err).toString("base64");
         return new Result(d);
       }
     }
