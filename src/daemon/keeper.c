@@ -133,7 +133,7 @@ int keeper_loop(int main_sock)
             else
                 reply_ok(sock, NULL, NULL, NULL, 0);
         } else if (strcmp(op, "destroy") == 0) {
-            kprocs_kill(kp);
+            kprocs_kill(kp, s);
             hull_session_destroy(s);
             s = NULL;
             reply_ok(sock, NULL, NULL, NULL, 0);
@@ -147,7 +147,7 @@ int keeper_loop(int main_sock)
             break;
     }
     if (kp)
-        kprocs_kill(kp);
+        kprocs_kill(kp, s);
     hull_session_destroy(s);
     kprocs_free(kp);
     return 0;

@@ -3,8 +3,14 @@
  * "attach"), every process's output pipes or pty master, its pidfd and its
  * stdin. Output goes into a bounded ring per process (keeper_ring.c); a
  * reader asks for "from offset N, waiting for more" on its own connection
- * and is answered when there is some, so a reader never blocks the others,
- * and a slow one only falls behind (a cut) without growing anyone's memory.
+ * and is answered when there is some, so a reader never blocks the others.
+ *
+ * A following reader holds its process back: while it keeps asking, the
+ * process's output is read no faster than half the buffer ahead of it
+ * (the pipe then makes the process wait, as a pipe to a slow reader
+ * would), so a reader that keeps up sees all of it. A reader that has not
+ * asked for HOLD_MS lets go: the process runs on and that reader, when it
+ * comes back, is told what it lost (a cut). Nothing grows anyone's memory.
  * A process lives on when its reader goes: only the sandbox's end, a
  * signal or its own limits stop it. */
 #include <errno.h>
@@ -30,6 +36,7 @@
 #define MAX_CONNS   512
 #define STDIN_QUEUE (1u << 20)
 #define READ_MAX    (64u << 10)
+#define HOLD_MS     5000u
 
 struct kproc {
     struct kproc *next;
@@ -38,6 +45,11 @@ struct kproc {
     uint64_t cpu_time_ms; /* for the verdict */
     struct hull_session_proc sp;
     bool pty, running, stdin_open;
+    bool reaped;     /* exited, its output not all read yet (a reader holds it) */
+    bool hold_start; /* an exec's: held for its first reader (HOLD_MS) */
+    int status;
+    struct rusage ru;
+    uint64_t start_ns;
     int stop;                         /* HULL_STOP_* */
     uint64_t deadline_ns, output_max; /* 0: none */
     time_t started, ended;
@@ -55,6 +67,9 @@ struct kconn {
     enum park park;
     char id[40];
     uint64_t offset, after, max, deadline_ns;
+    /* The process it follows, where it was and when it last asked. */
+    char follow[40];
+    uint64_t follow_off, follow_ns;
 };
 
 struct kprocs {
@@ -155,7 +170,7 @@ static uint64_t hu64(struct frame *f, const char *key)
 
 static void kill_proc(struct kproc *p, int stop)
 {
-    if (!p->running)
+    if (!p->running || p->reaped) /* reaped: its pid may be another's now */
         return;
     if (p->stop == HULL_STOP_NONE)
         p->stop = stop;
@@ -164,12 +179,12 @@ static void kill_proc(struct kproc *p, int stop)
     kill(p->sp.pid, SIGKILL);
 }
 
-/* What fd (out or err) has now: false at its end. */
-static bool take_output(struct kproc *p, int *fd, int stream, int rounds)
+/* What fd (out or err) has now, up to room bytes: false at its end. */
+static bool take_output(struct kproc *p, int *fd, int stream, int rounds, size_t room)
 {
     char buf[READ_MAX];
-    for (int i = 0; i < rounds; i++) {
-        ssize_t n = read(*fd, buf, sizeof(buf));
+    for (int i = 0; i < rounds && room; i++) {
+        ssize_t n = read(*fd, buf, room < sizeof(buf) ? room : sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -185,6 +200,7 @@ static bool take_output(struct kproc *p, int *fd, int stream, int rounds)
         }
         if (keep)
             ring_append(&p->out, stream, buf, keep);
+        room -= (size_t)n;
         if (keep < (size_t)n)
             return true;
     }
@@ -222,9 +238,9 @@ static void finish(struct kproc *p, struct hull_session *s, int status, const st
 {
     /* What it wrote before it went (a child it left may write on). */
     if (p->sp.out >= 0)
-        take_output(p, &p->sp.out, 0, 16);
+        take_output(p, &p->sp.out, 0, 16, SIZE_MAX);
     if (p->sp.err >= 0)
-        take_output(p, &p->sp.err, 1, 16);
+        take_output(p, &p->sp.err, 1, 16, SIZE_MAX);
     hull_session_proc_close(&p->sp);
     hull_closep(&p->sp.pidfd);
     free(p->inq);
@@ -262,16 +278,27 @@ static void forget_old(struct kprocs *k)
     }
 }
 
+/* Nothing left to read in fd (or it cannot tell). */
+static bool drained(int fd)
+{
+    int n = 0;
+    return fd < 0 || ioctl(fd, FIONREAD, &n) < 0 || n <= 0;
+}
+
+/* Exited ones are reaped at once; they end once their output is read (a
+ * following reader may hold it back), or there is no more. */
 static void reap(struct kprocs *k, struct hull_session *s)
 {
     bool any = false;
     for (struct kproc *p = k->procs; p; p = p->next) {
         if (!p->running)
             continue;
-        int status;
-        struct rusage ru = {0};
-        if (wait4(p->sp.pid, &status, WNOHANG, &ru) == p->sp.pid) {
-            finish(p, s, status, &ru);
+        if (!p->reaped && wait4(p->sp.pid, &p->status, WNOHANG, &p->ru) == p->sp.pid) {
+            p->reaped = true;
+            hull_closep(&p->sp.pidfd);
+        }
+        if (p->reaped && drained(p->sp.out) && drained(p->sp.err)) {
+            finish(p, s, p->status, &p->ru);
             any = true;
         }
     }
@@ -339,6 +366,32 @@ static void unpark(struct kprocs *k)
 
 /* ---- the loop ---- */
 
+/* How much more of p's output may be read now: SIZE_MAX when no reader
+ * holds it; *wake: when the oldest hold lapses (unchanged if none). */
+static size_t room_for(struct kprocs *k, const struct kproc *p, uint64_t now, uint64_t *wake)
+{
+    uint64_t least = UINT64_MAX;
+    for (size_t i = 0; i < k->n_conns; i++) {
+        const struct kconn *c = &k->conns[i];
+        if (c->follow[0] == '\0' || strcmp(c->follow, p->id) != 0 ||
+            now - c->follow_ns >= HOLD_MS * 1000000ull)
+            continue;
+        least = c->follow_off < least ? c->follow_off : least;
+        uint64_t lapse = c->follow_ns + HOLD_MS * 1000000ull;
+        *wake = lapse < *wake ? lapse : *wake;
+    }
+    /* An exec's stream has not asked yet: its output is kept from the start. */
+    if (p->hold_start && now - p->start_ns < HOLD_MS * 1000000ull) {
+        least = 0;
+        uint64_t lapse = p->start_ns + HOLD_MS * 1000000ull;
+        *wake = lapse < *wake ? lapse : *wake;
+    }
+    if (least == UINT64_MAX)
+        return SIZE_MAX;
+    uint64_t ahead = p->out.end > least ? p->out.end - least : 0, most = p->out.budget / 2;
+    return ahead >= most ? 0 : (size_t)(most - ahead);
+}
+
 static int next_timeout(struct kprocs *k, uint64_t now)
 {
     uint64_t soonest = UINT64_MAX;
@@ -346,7 +399,7 @@ static int next_timeout(struct kprocs *k, uint64_t now)
     for (struct kproc *p = k->procs; p; p = p->next) {
         if (p->running && p->deadline_ns && p->deadline_ns < soonest)
             soonest = p->deadline_ns;
-        no_pidfd = no_pidfd || (p->running && p->sp.pidfd < 0);
+        no_pidfd = no_pidfd || (p->running && !p->reaped && p->sp.pidfd < 0);
     }
     for (size_t i = 0; i < k->n_conns; i++)
         if (k->conns[i].park == PARK_WAIT && k->conns[i].deadline_ns < soonest)
@@ -379,16 +432,25 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
             fds[i] =
                 (struct pollfd){.fd = k->conns[i].park ? -1 : k->conns[i].fd, .events = POLLIN};
         size_t m = n;
+        uint64_t now = hull_monotonic_ns(), wake = UINT64_MAX;
         for (struct kproc *p = k->procs; p; p = p->next) {
             if (!p->running)
                 continue;
-            fds[m++] = (struct pollfd){.fd = p->sp.out, .events = POLLIN};
-            fds[m++] = (struct pollfd){.fd = p->sp.err, .events = POLLIN};
+            uint64_t lapse = UINT64_MAX;
+            bool room = room_for(k, p, now, &lapse) > 0;
+            if (!room && lapse < wake) /* held: until its reader asks again, or lets go */
+                wake = lapse;
+            fds[m++] = (struct pollfd){.fd = room ? p->sp.out : -1, .events = POLLIN};
+            fds[m++] = (struct pollfd){.fd = room ? p->sp.err : -1, .events = POLLIN};
             fds[m++] = (struct pollfd){.fd = p->sp.pidfd, .events = POLLIN};
             fds[m++] = (struct pollfd){.fd = p->inq_len ? p->sp.in : -1, .events = POLLOUT};
         }
-        uint64_t now = hull_monotonic_ns();
-        int r = poll(fds, m, next_timeout(k, now));
+        int timeout = next_timeout(k, now);
+        if (wake != UINT64_MAX) {
+            int w = wake <= now ? 0 : (int)((wake - now) / 1000000ull) + 1;
+            timeout = timeout < 0 || w < timeout ? w : timeout;
+        }
+        int r = poll(fds, m, timeout);
         if (r < 0 && errno != EINTR) {
             free(fds);
             return -1;
@@ -399,11 +461,12 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
         for (struct kproc *p = k->procs; p; p = p->next) {
             if (!p->running)
                 continue;
+            uint64_t ignored = UINT64_MAX;
             if (fds[m].revents)
-                take_output(p, &p->sp.out, 0, 4);
+                take_output(p, &p->sp.out, 0, 4, room_for(k, p, now, &ignored));
             if (fds[m + 1].revents)
-                take_output(p, &p->sp.err, 1, 4);
-            exits = exits || fds[m + 2].revents || p->sp.pidfd < 0;
+                take_output(p, &p->sp.err, 1, 4, room_for(k, p, now, &ignored));
+            exits = exits || fds[m + 2].revents || p->sp.pidfd < 0 || p->reaped;
             if (fds[m + 3].revents)
                 feed_stdin(p);
             if (p->deadline_ns && now >= p->deadline_ns)
@@ -491,6 +554,8 @@ static int start_proc(struct kprocs *k, struct hull_session *s, struct frame *f,
         p->running = true;
         p->stdin_open = p->sp.in >= 0;
         p->started = time(NULL);
+        p->start_ns = hull_monotonic_ns();
+        p->hold_start = strcmp(hstr(f, "mode"), "exec") == 0;
         size_t budget = (size_t)hu64(f, "buffer");
         ring_init(&p->out, budget == 0 ? (size_t)1 << 20 : budget < READ_MAX ? READ_MAX : budget);
         proc_limits(p, f, &pol, doc);
@@ -585,7 +650,7 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
         int sig = signal_of(f, err);
         if (sig < 0)
             return -1;
-        if (!p->running)
+        if (!p->running || p->reaped)
             return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
         /* Through its pidfd: never a recycled pid. */
         if (p->sp.pidfd >= 0 ? syscall(SYS_pidfd_send_signal, p->sp.pidfd, sig, NULL, 0) < 0
@@ -606,6 +671,13 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
         c->offset = hu64(f, "offset");
         c->after = hu64(f, "after");
         c->max = hu64(f, "max");
+        c->follow[0] = '\0';
+        if (hu64(f, "wait")) { /* a follower: it holds the process back */
+            snprintf(c->follow, sizeof(c->follow), "%s", p->id);
+            p->hold_start = false;
+            c->follow_off = c->offset;
+            c->follow_ns = hull_monotonic_ns();
+        }
         if (hu64(f, "wait") && p->running && p->out.end <= c->after) {
             snprintf(c->id, sizeof(c->id), "%s", p->id);
             c->park = PARK_READ;
@@ -669,10 +741,22 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
     return true;
 }
 
-void kprocs_kill(struct kprocs *k)
+void kprocs_kill(struct kprocs *k, struct hull_session *s)
 {
-    for (struct kproc *p = k->procs; p; p = p->next)
+    bool any = false;
+    for (struct kproc *p = k->procs; p; p = p->next) {
+        any = any || (p->running && !p->reaped);
         kill_proc(p, HULL_STOP_CANCEL);
+    }
+    hull_error e = NULL;
+    /* A frozen process would hold its SIGKILL; the sandbox ends anyway. */
+    if (any && s && hull_session_resume(s, &e) < 0)
+        hull_error_free(&e); /* not paused, or no freezer: nothing held */
+    /* Reaped before the sandbox's init is waited for: its pid namespace
+     * ends only once every process of it is, zombies of ours included. */
+    for (struct kproc *p = k->procs; p; p = p->next)
+        if (p->running && !p->reaped && wait4(p->sp.pid, &p->status, 0, &p->ru) == p->sp.pid)
+            p->reaped = true;
     for (size_t i = 1; i < k->n_conns; i++)
         close(k->conns[i].fd);
     k->n_conns = 1;
@@ -685,7 +769,7 @@ void kprocs_free(struct kprocs *k)
     while (k->procs) {
         struct kproc *p = k->procs;
         k->procs = p->next;
-        if (p->running)
+        if (p->running && !p->reaped)
             waitpid(p->sp.pid, NULL, 0); /* killed, and its sandbox destroyed */
         hull_session_proc_close(&p->sp);
         hull_closep(&p->sp.pidfd);

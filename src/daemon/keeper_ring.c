@@ -57,11 +57,16 @@ void ring_append(struct ring *r, int stream, const char *data, size_t len)
         }
         /* A stream that keeps writing gets room to grow into; a burst
          * of small alternating writes small chunks. */
+        /* At most an eighth of the budget: the spare room of the newest
+         * chunk never pushes out much of what a reader has yet to read. */
+        size_t most = r->budget / 8 < CHUNK_MAX ? r->budget / 8 : CHUNK_MAX;
+        if (most < CHUNK_MIN)
+            most = CHUNK_MIN;
         size_t cap = len > CHUNK_MIN ? len : CHUNK_MIN;
         if (t && t->stream == stream)
-            cap = CHUNK_MAX;
-        if (cap > CHUNK_MAX)
-            cap = CHUNK_MAX;
+            cap = most;
+        if (cap > most)
+            cap = most;
         struct ring_chunk *c = malloc(sizeof(*c) + cap);
         if (c == NULL) {
             /* Out of memory: the bytes are lost, as if cut. */

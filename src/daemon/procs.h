@@ -41,7 +41,7 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
 bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame *f);
 /* At the end: every process killed (before the sandbox is destroyed), then
  * reaped and freed (after). */
-void kprocs_kill(struct kprocs *k);
+void kprocs_kill(struct kprocs *k, struct hull_session *s);
 void kprocs_free(struct kprocs *k);
 
 /* ---- in hulld ---- */
@@ -58,6 +58,11 @@ void sbx_exec_stream(struct sbx *s, const struct request *rq, struct resp *r);
 int sbx_call(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
              bool refuse_paused, struct frame *reply, hull_error *err);
 const char *sbx_id(const struct sbx *s);
+/* A reference for what outlives the request (a stream), and its use: an
+ * open stream keeps its sandbox from expiring idle. */
+void sbx_hold(struct sbx *s);
+void sbx_release(struct sbx *s);
+void sbx_touch(struct sbx *s);
 int sbx_connect(struct sbx *s, hull_error *err);
 /* sbx_stream.c: hdr (taken) sent on keeper connection ks, its answer in
  * *f; while waiting, the client's going (client_fd's hang-up) is

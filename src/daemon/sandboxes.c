@@ -127,7 +127,7 @@ static int call(struct sbx *s, const char *op, json_object *extra, const void *d
         frame_free(reply);
         return -1;
     }
-    s->last_used_ns = hull_monotonic_ns();
+    __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
     s->last_used = time(NULL);
     return 0;
 }
@@ -174,6 +174,26 @@ int sbx_call(struct sbx *s, const char *op, json_object *extra, const void *data
 const char *sbx_id(const struct sbx *s)
 {
     return s->id;
+}
+
+void sbx_hold(struct sbx *s)
+{
+    pthread_mutex_lock(&tab_mu);
+    s->refs++;
+    pthread_mutex_unlock(&tab_mu);
+}
+
+void sbx_release(struct sbx *s)
+{
+    unref(s);
+}
+
+void sbx_touch(struct sbx *s)
+{
+    /* Without the op lock (a stream must not wait behind an exec): the
+     * reaper reads it atomically too. */
+    __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
+    s->last_used = time(NULL);
 }
 
 int sbx_connect(struct sbx *s, hull_error *err)
@@ -588,7 +608,8 @@ void sandboxes_reap(bool all)
         struct sbx *victim = NULL;
         pthread_mutex_lock(&tab_mu);
         for (struct sbx *s = table; s && !victim; s = s->next) {
-            bool idle = now - s->last_used_ns > (uint64_t)s->lifetime_s * 1000000000ull;
+            uint64_t used = __atomic_load_n(&s->last_used_ns, __ATOMIC_RELAXED);
+            bool idle = used < now && now - used > (uint64_t)s->lifetime_s * 1000000000ull;
             if (all || s->gone || idle) {
                 /* Busy right now is not idle: its request will touch it. */
                 if (!all && pthread_mutex_trylock(&s->op) != 0)

@@ -236,6 +236,7 @@ static void wait_for(struct sbx *s, const struct request *rq, const char *pid, s
     struct frame f;
     int ok = sbx_keeper_ask(ks, rq->client_fd, hdr, &f, &e);
     close(ks);
+    sbx_touch(s);
     if (ok < 0)
         resp_from_error(r, &e);
     else

@@ -21,8 +21,9 @@
 
 struct pstream {
     struct resp_stream base;
-    int ks;        /* our keeper connection */
-    int client_fd; /* the client's socket, -1 if unknown */
+    struct sbx *sbx; /* held */
+    int ks;          /* our keeper connection */
+    int client_fd;   /* the client's socket, -1 if unknown */
     char id[40], sid[40];
     uint64_t offset, after;
     bool follow, done;
@@ -114,11 +115,12 @@ static bool segment(struct pstream *st, int stream, uint64_t off, const char *d,
         return true;
     }
     bool cut_short = n - bad < 4 && hull_utf8_prefix((const unsigned char *)d + bad, n - bad);
+    /* The text before the first byte that is not: as text still. */
+    chunk_line(st, stream, off, d, bad, true);
     if (!cut_short) {
-        chunk_line(st, stream, off, d, n, false);
+        chunk_line(st, stream, off + bad, d + bad, n - bad, false);
         return true;
     }
-    chunk_line(st, stream, off, d, bad, true);
     if (more_later) {
         st->offset = off + bad;
         return false;
@@ -127,18 +129,26 @@ static bool segment(struct pstream *st, int stream, uint64_t off, const char *d,
     return true;
 }
 
-/* Wait for fd to be readable, or the client to go: 0, or -1. */
+/* Wait for fd to be readable: 0; -1 when the client went (ECONNRESET) or
+ * hulld is stopping (ESHUTDOWN), with errno. */
 static int wait_keeper(int fd, int client_fd)
 {
     for (;;) {
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = client_fd, .events = POLLRDHUP}};
-        int r = poll(p, client_fd >= 0 ? 2 : 1, -1);
+        /* Now and then: a stream open must not hold up hulld's stop. */
+        int r = poll(p, client_fd >= 0 ? 2 : 1, 500);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0 || (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        if (r < 0 || (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            errno = ECONNRESET;
             return -1;
+        }
         if (p[0].revents)
             return 0;
+        if (hulld.draining) {
+            errno = ESHUTDOWN;
+            return -1;
+        }
     }
 }
 
@@ -149,7 +159,8 @@ int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hul
     if (r < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
     if (wait_keeper(ks, client_fd) < 0)
-        return hull_error_set(err, ECONNRESET, "the client went");
+        return errno == ESHUTDOWN ? hull_error_set(err, EBUSY, "hulld is shutting down")
+                                  : hull_error_set(err, ECONNRESET, "the client went");
     if (frame_recv(ks, f) < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
     json_object *er = hj_get(f->hdr, "error");
@@ -185,6 +196,7 @@ static int fill(struct pstream *st)
         put_line(st, o);
         return 0;
     }
+    sbx_touch(st->sbx);
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "op", json_object_new_string("proc_read"));
     json_object_object_add(hdr, "id", json_object_new_string(st->id));
@@ -264,6 +276,8 @@ static void pstream_free(struct resp_stream *base)
         close(st->ks); /* the keeper forgets this reader; the process runs on */
     json_object_put(st->first);
     free(st->buf);
+    sbx_touch(st->sbx); /* idle from the stream's end on */
+    sbx_release(st->sbx);
     free(st);
 }
 
@@ -282,6 +296,8 @@ int sbx_stream_answer(struct sbx *s, const struct request *rq, const char *pid, 
     st->base.read = pstream_read;
     st->base.free = pstream_free;
     st->ks = ks;
+    st->sbx = s;
+    sbx_hold(s);
     st->client_fd = rq->client_fd;
     snprintf(st->id, sizeof(st->id), "%s", pid);
     snprintf(st->sid, sizeof(st->sid), "%s", sbx_id(s));
