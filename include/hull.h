@@ -454,6 +454,45 @@ HULL_PUBLIC int hull_session_put_file(struct hull_session *s, const char *path, 
 /* At most max bytes (EFBIG beyond). *data is malloc'd. */
 HULL_PUBLIC int hull_session_get_file(struct hull_session *s, const char *path, size_t max,
                                       char **data, size_t *len, hull_error *err);
+/* The file API (src/lib/sandbox/session_fs.c): each verb runs in a child
+ * that joined the sandbox's user and mount namespaces as its user, without
+ * capabilities, paths resolved in its root (openat2 RESOLVE_IN_ROOT |
+ * RESOLVE_NO_MAGICLINKS), the last component never followed; no ".."
+ * (EINVAL); fds come back for streaming. */
+enum hull_fs_verb {
+    HULL_FS_STAT,      /* -> entry */
+    HULL_FS_LIST,      /* -> {"entries": [...], "truncated"?} */
+    HULL_FS_MKDIR,     /* mkdir -p -> entry */
+    HULL_FS_RENAME,    /* path -> to -> entry of to */
+    HULL_FS_REMOVE,    /* -> {"path", "removed": true} */
+    HULL_FS_READ,      /* -> {"size"}, *fd_out the file (O_RDONLY) */
+    HULL_FS_WRITE,     /* -> {"limit"}, *fd_out an unnamed file beside path (O_TMPFILE) */
+    HULL_FS_COMMIT,    /* fd: WRITE's file, linked in as path -> entry */
+    HULL_FS_WATCH,     /* -> {"watches": [{"wd","path"}]}, *fd_out an inotify fd */
+    HULL_FS_WATCH_ADD, /* fd: WATCH's inotify fd; path's directory (and below) added */
+};
+
+struct hull_fs_op {
+    enum hull_fs_verb verb;
+    const char *path; /* absolute, inside the sandbox */
+    const char *to;   /* RENAME */
+    unsigned depth;   /* LIST (1: the directory's own entries) */
+    bool recursive;   /* REMOVE, WATCH, WATCH_ADD */
+    unsigned mode;    /* WRITE, MKDIR; 0: 0644 / 0755 */
+    uint64_t size;    /* WRITE: the declared length, or 0 when unknown */
+    int fd;           /* COMMIT, WATCH_ADD; else -1 */
+};
+
+/* The verb named (stat, list, mkdir, rename, remove, read, write, commit,
+ * watch, watch_add); -1 when unknown. */
+HULL_PUBLIC int hull_fs_verb_parse(const char *name);
+
+/* Run op inside sandbox s. *out: the answer (the caller puts it); *fd_out:
+ * the fd the verb gives, or -1. Errors carry the errno the kernel gave in
+ * the sandbox (ENOENT, EACCES, EISDIR, ENOSPC, ...). */
+HULL_PUBLIC int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op,
+                                struct json_object **out, int *fd_out, hull_error *err);
+
 /* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
 HULL_PUBLIC int hull_session_pause(struct hull_session *s, hull_error *err);
 HULL_PUBLIC int hull_session_resume(struct hull_session *s, hull_error *err);

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
-#include "sandbox/session_fs.h"
+#include "hull.h"
 #include "util/error.h"
 #include "util/json.h"
 

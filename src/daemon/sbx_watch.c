@@ -23,6 +23,8 @@
 
 /* How often a quiet watch checks on its client, sandbox and hulld. */
 #define WATCH_TICK_MS 500
+/* An upload's temporary name while it replaces a file (session_fs_ops.c). */
+#define UPLOAD_PREFIX ".hull-upload-"
 
 struct watch {
     char sid[64];
@@ -37,6 +39,7 @@ struct watch {
     char *out;   /* lines not yet given to MHD */
     size_t out_len, out_off, out_cap;
     bool ended;
+    uint32_t upload_cookie; /* the last rename away from an upload's temporary name */
 };
 
 static void add_watches(struct watch *w, json_object *res)
@@ -147,6 +150,15 @@ static void one_event(struct watch *w, const struct inotify_event *ev)
                                                   : NULL;
     if (type == NULL)
         return;
+    /* An upload replacing a file: its temporary name is not news, the
+     * rename onto the real one is. */
+    if (ev->len && strncmp(ev->name, UPLOAD_PREFIX, strlen(UPLOAD_PREFIX)) == 0) {
+        if (ev->mask & IN_MOVED_FROM)
+            w->upload_cookie = ev->cookie;
+        return;
+    }
+    if ((ev->mask & IN_MOVED_TO) && ev->cookie && ev->cookie == w->upload_cookie)
+        type = "create";
     emit(w, type, path, dir);
     if (w->recursive && dir && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
         follow_new_dir(w, path);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -117,6 +119,17 @@ static int enter(struct hull_session *s, int fds[HULL_NS_COUNT], int rootfd, hul
     uid_t u = s->lay.uid;
     if (setgroups(0, NULL) < 0 || setresgid(g, g, g) < 0 || setresuid(u, u, u) < 0)
         return hull_error_errno(err, "become the sandbox's user %u:%u", (unsigned)u, (unsigned)g);
+    /* The kernel keeps our capabilities through that setresuid: we were
+     * host root, not the root of the namespace we joined, so its
+     * root-to-user fixup does not apply. Dropped by hand, and checked. */
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct none[2] = {{0}}, now[2];
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ||
+        syscall(SYS_capset, &h, none) < 0 || syscall(SYS_capget, &h, now) < 0 || now[0].effective ||
+        now[1].effective || now[0].permitted || now[1].permitted)
+        return hull_error_errno(err, "drop capabilities");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return hull_error_errno(err, "no_new_privs");
     prctl(PR_SET_DUMPABLE, 0);
     umask(0);
     return 0;

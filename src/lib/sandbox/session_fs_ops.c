@@ -411,7 +411,12 @@ static int do_commit(const struct hull_fs_op *op, int root, int procfd, json_obj
     snprintf(fdname, sizeof(fdname), "%d", op->fd);
     snprintf(tmp, sizeof(tmp), ".hull-upload-%d", (int)getpid());
     /* Our own /proc/self/fd/N (opened before entering): the one way to
-     * give an O_TMPFILE a name without CAP_DAC_READ_SEARCH. */
+     * give an O_TMPFILE a name without CAP_DAC_READ_SEARCH. A new name
+     * directly; an existing one is replaced by a rename (never followed). */
+    if (linkat(procfd, fdname, dir, name, AT_SYMLINK_FOLLOW) == 0)
+        return entry_at(dir, name, op->path, out, err);
+    if (errno != EEXIST)
+        return hull_error_errno(err, "link");
     if (linkat(procfd, fdname, dir, tmp, AT_SYMLINK_FOLLOW) < 0)
         return hull_error_errno(err, "link");
     /* Replaces a file or a symlink as itself; never follows one. */
