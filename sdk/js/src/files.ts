@@ -3,6 +3,7 @@
  * the older files API. */
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
+import { NotFound } from "./errors.js";
 import { type FileEntry, fileEntry, type Json, type WatchEvent } from "./models.js";
 import { ndjsonResponse } from "./ndjson.js";
 import type { Transport } from "./transport.js";
@@ -79,8 +80,19 @@ export class Files {
     return this.t.open("GET", this.url(path), { accept: "application/octet-stream", timeout: null });
   }
 
+  /** Whether path exists (a dangling symlink counts). */
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.stat(path);
+      return true;
+    } catch (e) {
+      if (e instanceof NotFound) return false;
+      throw e;
+    }
+  }
+
   /** A directory's entries (`depth` > 1 descends). */
-  async list(path: string, opts: { depth?: number } = {}): Promise<FileEntry[]> {
+  async list(path = "/tmp", opts: { depth?: number } = {}): Promise<FileEntry[]> {
     const d = await this.t.call("GET", this.url(path), { query: { op: "list", depth: opts.depth } });
     return (Array.isArray(d.entries) ? (d.entries as Json[]) : []).map(fileEntry);
   }
@@ -109,7 +121,7 @@ export class Files {
 
   /** Watch a directory: resolves once hulld answered (the watch is in
    * place), with a Watcher to iterate events from. */
-  async watch(path: string, opts: { recursive?: boolean; signal?: AbortSignal } = {}): Promise<Watcher> {
+  async watch(path = "/tmp", opts: { recursive?: boolean; signal?: AbortSignal } = {}): Promise<Watcher> {
     const res = await this.t.open("GET", this.url(path), {
       query: { op: "watch", recursive: opts.recursive ? "true" : undefined },
       accept: "application/x-ndjson",

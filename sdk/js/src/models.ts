@@ -161,6 +161,8 @@ export interface ProcessInfo {
   started?: string;
   ended?: string;
   result?: Result;
+  /** state === "running". */
+  running: boolean;
   raw: Json;
 }
 
@@ -174,6 +176,7 @@ export function processInfo(d: Json): ProcessInfo {
     started: str(d.started),
     ended: str(d.ended),
     result: d.result && typeof d.result === "object" ? new Result(d.result as Json) : undefined,
+    running: (str(d.state) ?? "running") === "running",
     raw: d,
   };
 }
@@ -190,14 +193,19 @@ export interface FileEntry {
   mtime: string;
   /** A symlink's target. */
   target?: string;
+  /** type === "dir". */
+  isDir: boolean;
   raw: Json;
 }
 
 export function fileEntry(d: Json): FileEntry {
+  const path = str(d.path) ?? "";
+  const type = (str(d.type) ?? "file") as FileEntry["type"];
   return {
-    name: str(d.name) ?? "",
-    path: str(d.path) ?? "",
-    type: (str(d.type) ?? "other") as FileEntry["type"],
+    name: str(d.name) || path.replace(/\/+$/, "").split("/").pop() || "",
+    path,
+    type,
+    isDir: type === "dir",
     size: num(d.size),
     mode: str(d.mode) ?? "",
     mtime: str(d.mtime) ?? "",
@@ -218,6 +226,8 @@ export interface OutputChunk {
   text: string;
   /** For a cut: how many bytes were lost. */
   lost?: number;
+  /** The offset just past this chunk: where a re-attach resumes. */
+  end: number;
 }
 
 /** A change seen by files.watch(). */

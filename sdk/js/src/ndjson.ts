@@ -62,11 +62,11 @@ export function outputChunk(line: Json): OutputChunk | undefined {
     if (typeof line.data_b64 === "string") data = Buffer.from(line.data_b64, "base64");
     else data = Buffer.from(typeof line.data === "string" ? line.data : "", "utf8");
     const text = typeof line.data === "string" ? line.data : data.toString("utf8");
-    return { stream: line.type, offset, data, text };
+    return { stream: line.type, offset, data, text, end: offset + data.length };
   }
   if (line.type === "cut") {
     const lost = typeof line.lost === "number" ? line.lost : 0;
-    return { stream: "cut", offset, data: Buffer.alloc(0), text: "", lost };
+    return { stream: "cut", offset, data: Buffer.alloc(0), text: "", lost, end: offset + lost };
   }
   return undefined;
 }

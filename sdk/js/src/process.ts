@@ -10,7 +10,8 @@ import { seg } from "./util.js";
 const WAIT_ROUND = 30;
 
 export interface OutputOptions {
-  /** Byte offset in the combined output to start from (default 0). */
+  /** Byte offset in the combined output to start from (default: where
+   * the last read of this handle stopped; 0 for a new handle). */
   offset?: number;
   /** Keep reading live output until the process ends (default true). */
   follow?: boolean;
@@ -24,6 +25,8 @@ export class Process implements AsyncIterable<OutputChunk> {
   info: ProcessInfo;
   /** Set when a read of the output reached its `result` line. */
   result?: Result;
+  /** Where the output read so far ends: a later read resumes here. */
+  offset = 0;
 
   constructor(
     private readonly t: Transport,
@@ -70,9 +73,10 @@ export class Process implements AsyncIterable<OutputChunk> {
     return this.update(await this.t.call("POST", this.path("close_stdin")));
   }
 
-  /** Send a signal: a name ("TERM", "INT") or a number (15). */
+  /** Send a signal: a name ("TERM", "SIGINT") or a number (15). */
   async signal(sig: string | number = "TERM"): Promise<ProcessInfo> {
-    return this.update(await this.t.call("POST", this.path("signal"), { json: { signal: sig } }));
+    const name = typeof sig === "number" ? sig : String(sig).toUpperCase().replace(/^SIG/, "");
+    return this.update(await this.t.call("POST", this.path("signal"), { json: { signal: name } }));
   }
 
   async kill(): Promise<ProcessInfo> {
@@ -112,16 +116,24 @@ export class Process implements AsyncIterable<OutputChunk> {
    * result line sets `this.result`; an error line throws its APIError. */
   async *output(opts: OutputOptions = {}): AsyncGenerator<OutputChunk> {
     const res = await this.t.open("GET", this.path("output"), {
-      query: { offset: opts.offset ?? 0, follow: opts.follow ?? true },
+      query: { offset: opts.offset ?? this.offset, follow: opts.follow ?? true },
       accept: "application/x-ndjson",
       timeout: null,
       signal: opts.signal,
     });
     for await (const line of ndjsonResponse(res)) {
       const chunk = outputChunk(line);
-      if (chunk) yield chunk;
-      else if (line.type === "result") this.result = new Result((line.result ?? {}) as Json);
+      if (chunk) {
+        this.offset = Math.max(this.offset, chunk.end);
+        yield chunk;
+      } else if (line.type === "result") {
+        this.result = new Result((line.result ?? {}) as Json);
+        this.info.result = this.result;
+        this.info.state = "exited";
+        this.info.running = false;
+      }
       else if (line.type === "error") throw fromErrorLine(line.error);
+      // other line types (a later API's) are skipped
     }
   }
 

@@ -31,19 +31,20 @@ export interface ExecOptions {
   /** Stream: called as stderr arrives. */
   onStderr?: OutputCallback;
   /** Stream: output was lost (`lost` bytes at `offset`). */
-  onCut?: (chunk: OutputChunk) => void | Promise<void>;
+  onCut?: (offset: number, lost: number) => void | Promise<void>;
   /** Stream: the process started (its id, to re-attach with sb.process(id)). */
   onStart?: (process: ProcessInfo) => void | Promise<void>;
   /** Stream even without callbacks (the process id comes to onStart). */
   stream?: boolean;
-  /** Seconds: the client's own limit on the call (for a stream, on
-   * silence); default the client's timeout, none for a stream. */
-  timeout?: number;
+  /** The command's wall-clock limit (seconds, or "30s") unless
+   * limits.wall_time is given; the client waits that plus a minute. */
+  timeout?: Duration;
 }
 
 export interface StartOptions {
-  /** Keep stdin open for sendStdin() (default false: empty stdin). */
-  stdin?: boolean;
+  /** true keeps stdin open for sendStdin(); text or bytes are sent and
+   * stdin closed; default false: empty stdin. */
+  stdin?: boolean | string | Uint8Array;
   /** A terminal: {rows, cols}, [rows, cols], or true for 24x80. */
   pty?: { rows: number; cols: number } | [number, number] | boolean;
   env?: Record<string, string>;
@@ -89,28 +90,34 @@ export class Sandbox {
     if (opts.stdin !== undefined) body.stdin = textArg(opts.stdin, "stdin");
     if (opts.env) body.env = strMap(opts.env);
     if (opts.workdir !== undefined) body.workdir = opts.workdir;
-    if (opts.limits) body.limits = limitsArg(opts.limits);
+    const limits: Limits = { ...(opts.limits ?? {}) };
+    if (opts.timeout !== undefined && limits.wall_time === undefined) limits.wall_time = opts.timeout;
+    if (Object.keys(limits).length) body.limits = limitsArg(limits);
+    // The client waits for the command's own limit and a minute more.
+    const wait = typeof opts.timeout === "number" ? opts.timeout + 60 : opts.timeout === undefined ? undefined : null;
     const streaming = !!(opts.onStdout || opts.onStderr || opts.onStart || opts.onCut || opts.stream);
     if (!streaming) {
-      return new Result(await this.t.call("POST", this.path("exec"), { json: body, timeout: opts.timeout }));
+      return new Result(await this.t.call("POST", this.path("exec"), { json: body, timeout: wait }));
     }
     const res = await this.t.open("POST", this.path("exec"), {
       json: body,
-      accept: "application/x-ndjson",
-      timeout: opts.timeout ?? null,
+      accept: "application/x-ndjson, application/json",
+      timeout: wait ?? null,
     });
     const type = String(res.headers["content-type"] ?? "");
     if (!type.includes("ndjson")) {
       // A hulld without streaming answers with the whole result at once.
       const r = new Result(JSON.parse((await readAll(res)).toString("utf8")) as Json);
-      const chunk = (stream: "stdout" | "stderr", data: Buffer): OutputChunk => ({
+      const chunk = (stream: "stdout" | "stderr", offset: number, data: Buffer): OutputChunk => ({
         stream,
-        offset: 0,
+        offset,
         data,
         text: data.toString("utf8"),
+        end: offset + data.length,
       });
-      if (opts.onStdout && r.stdoutBytes.length) await opts.onStdout(r.stdout, chunk("stdout", r.stdoutBytes));
-      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, chunk("stderr", r.stderrBytes));
+      const n = r.stdoutBytes.length;
+      if (opts.onStdout && n) await opts.onStdout(r.stdout, chunk("stdout", 0, r.stdoutBytes));
+      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, chunk("stderr", n, r.stderrBytes));
       return r;
     }
     const out: Buffer[] = [];
@@ -124,7 +131,7 @@ export class Sandbox {
         err.push(chunk.data);
         if (opts.onStderr) await opts.onStderr(chunk.text, chunk);
       } else if (chunk?.stream === "cut") {
-        if (opts.onCut) await opts.onCut(chunk);
+        if (opts.onCut) await opts.onCut(chunk.offset, chunk.lost ?? 0);
       } else if (line.type === "start") {
         if (opts.onStart) await opts.onStart(processInfo((line.process ?? {}) as Json));
       } else if (line.type === "error") {
@@ -145,7 +152,7 @@ export class Sandbox {
   /** Start cmd in the background; resolves at once with its Process. */
   async start(cmd: string | readonly string[], opts: StartOptions = {}): Promise<Process> {
     const body: Json = { cmd: cmdArg(cmd) };
-    if (opts.stdin !== undefined) body.stdin = !!opts.stdin;
+    body.stdin = opts.stdin !== undefined && opts.stdin !== false;
     if (opts.pty) {
       const p = opts.pty;
       body.pty = p === true ? { rows: 24, cols: 80 } : Array.isArray(p) ? { rows: p[0], cols: p[1] } : p;
@@ -154,7 +161,12 @@ export class Sandbox {
     if (opts.workdir !== undefined) body.workdir = opts.workdir;
     if (opts.limits) body.limits = limitsArg(opts.limits);
     const d = await this.t.call("POST", this.path("processes"), { json: body });
-    return new Process(this.t, this.id, processInfo(d));
+    const p = new Process(this.t, this.id, processInfo(d));
+    if (typeof opts.stdin === "string" || opts.stdin instanceof Uint8Array) {
+      if (opts.stdin.length) await p.sendStdin(opts.stdin);
+      await p.closeStdin();
+    }
+    return p;
   }
 
   /** Re-attach to a process by id. */
