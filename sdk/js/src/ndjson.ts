@@ -1,6 +1,6 @@
 /** NDJSON answers (application/x-ndjson): one JSON object per line. */
 import type { IncomingMessage } from "node:http";
-import { TransportError } from "./errors.js";
+import { HullError, TransportError } from "./errors.js";
 import type { Json, OutputChunk } from "./models.js";
 
 /** The objects of an NDJSON byte stream, split on "\n" as bytes (a newline
@@ -48,6 +48,10 @@ export async function* ndjson(src: AsyncIterable<Buffer>): AsyncGenerator<Json> 
 export async function* ndjsonResponse(res: IncomingMessage): AsyncGenerator<Json> {
   try {
     yield* ndjson(res);
+  } catch (e) {
+    if (e instanceof HullError) throw e;
+    // The connection went away mid-stream (hulld stopped, a network cut).
+    throw new TransportError(`the stream was cut: ${(e as Error)?.message ?? e}`, { cause: e });
   } finally {
     res.destroy();
   }
