@@ -497,6 +497,18 @@ test("the calculate example through the SDK", base, async () => {
   assert.equal(out, 6.5);
 });
 
+test("the agent example runs as written", { skip: why ?? missing.processes ?? missing.files ?? missing.metadata ?? false }, async () => {
+  const out = execFileSync(process.execPath, [path.join(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), "..", "examples", "agent.mjs"), "--socket", d.sock], {
+    env: { ...process.env, HULL_TOKEN: env.user },
+    encoding: "utf8",
+    timeout: 300000,
+  });
+  assert.match(out, /\[out\] step 1\n\[out\] step 2\n\[out\] step 3\nverdict ok, exit 0\n/);
+  assert.match(out, /echo: hello\necho: world\nprocess exited with 0\n/);
+  assert.match(out, /watch: \w+ \/tmp\/work\/new\.txt/);
+  assert.match(out, /0644 \d+\tcount\.sh/);
+});
+
 test("hulld stops cleanly and leaves nothing behind", base, async () => {
   assert.equal(await d.stop(), 0);
   assert.deepEqual(d.leaks(), { procs: [], entries: [], cgroups: [] });
