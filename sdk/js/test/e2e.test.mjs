@@ -222,6 +222,16 @@ test("streamed exec: binary output comes as bytes, errors are typed", opts("stre
   });
 });
 
+/** Stop a test's own hulld, remove its directory, then check it ended
+ * cleanly and left nothing behind. */
+async function stopChecked(t) {
+  const rc = await t.stop();
+  const leaks = t.leaks();
+  t.cleanup();
+  assert.equal(rc, 0);
+  assert.deepEqual(leaks, { procs: [], entries: [], cgroups: [] });
+}
+
 /** Every chunk of p's output (from offset 0) until its result line. */
 async function collect(p, opts = {}) {
   const chunks = [];
@@ -435,10 +445,8 @@ test("a follow stream outlives hulld's --client-timeout while the process is sil
       assert.deepEqual(out, ["also\n"]);
     });
   } finally {
-    assert.equal(await t.stop(), 0);
+    await stopChecked(t);
   }
-  assert.deepEqual(t.leaks(), { procs: [], entries: [], cgroups: [] });
-  t.cleanup();
 });
 
 test(
@@ -460,10 +468,8 @@ test(
         assert.ok(seen.includes("/tmp/late.txt"));
       });
     } finally {
-      assert.equal(await t.stop(), 0);
+      await stopChecked(t);
     }
-    assert.deepEqual(t.leaks(), { procs: [], entries: [], cgroups: [] });
-    t.cleanup();
   },
 );
 
@@ -485,10 +491,8 @@ test("TLS: a url with the server's CA; refused without it", base, async () => {
     const untrusted = new hull.Client({ url: `https://127.0.0.1:${port}`, token: "x" });
     await assert.rejects(untrusted.health(), (e) => e instanceof hull.TransportError && /certificate/i.test(e.message));
   } finally {
-    assert.equal(await t.stop(), 0);
+    await stopChecked(t);
   }
-  assert.deepEqual(t.leaks(), { procs: [], entries: [], cgroups: [] });
-  t.cleanup();
 });
 
 test("the calculate example through the SDK", base, async () => {
