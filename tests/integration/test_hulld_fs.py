@@ -60,9 +60,11 @@ def fs(d, method, sid, path, query="", body=None, who="user", raw=True):
     return d.request(method, url, body, d.tokens[who], raw=raw)
 
 
-def sh(d, sid, script, who="user"):
-    r = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["sh", "-c", script]},
-                  d.tokens[who])
+def sh(d, sid, script, who="user", limits=None):
+    body = {"cmd": ["sh", "-c", script]}
+    if limits:
+        body["limits"] = limits
+    r = d.request("POST", f"/v1/sandboxes/{sid}/exec", body, d.tokens[who])
     assert r.status == 200, r
     return r.json
 
@@ -142,7 +144,9 @@ def test_one_gib_round_trip_streams(d, sbx):
     assert entry["size"] == 1024 * MiB and entry["type"] == "file"
     assert entry["path"] == "/tmp/big/blob.bin" and entry["mode"] == "0644"
     # What the sandbox sees is what was sent.
-    out = sh(d, sid, "sha256sum /tmp/big/blob.bin")["stdout"].split()[0]
+    res = sh(d, sid, "sha256sum /tmp/big/blob.bin", limits={"cpu_time": "5m", "wall_time": "10m"})
+    assert res["verdict"] == "ok", res
+    out = res["stdout"].split()[0]
     assert out == digest
     c = UnixConnection(d.sock, timeout=600)
     c.request("GET", f"/v1/sandboxes/{sid}/fs/tmp/big/blob.bin",
