@@ -31,6 +31,7 @@ struct hulld_options {
     unsigned max_runs;         /* --max-runs: runs at once (worker processes) */
     unsigned queue_depth;      /* --queue-depth: runs waiting behind them */
     size_t max_body;           /* --max-body: request body limit in bytes */
+    size_t process_buffer;     /* --process-buffer: output kept per sandbox process */
     unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */

@@ -43,6 +43,7 @@ enum route_kind {
     R_SBX_ACTION,
     R_SBX_FILE,
     R_SBX_FS,
+    R_SBX_PROCS,
     R_IMAGES,
     R_IMAGE,
     R_NETWORKS,
@@ -56,6 +57,7 @@ struct route {
     char id[64];
     char action[16];
     const char *file; /* into the URL: a sandbox file, or an image reference */
+    bool raw_body;    /* any bytes, not JSON (a file, a process's stdin) */
 };
 
 /* The connection's memory pool (MHD's default is 32 KiB): room for the
@@ -89,12 +91,35 @@ static char *tls_key_pem, *tls_cert_pem;
 
 /* ---- answers ---- */
 
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct resp_stream *st = cls;
+    long n = st->read(st, buf, max);
+    return n > 0    ? (ssize_t)n
+           : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                    : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    struct resp_stream *st = cls;
+    st->free(st);
+}
+
 static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bool close_conn)
 {
     struct MHD_Response *m;
     if (r->mhd) {
         m = r->mhd;
         r->mhd = NULL;
+    } else if (r->stream) {
+        /* Chunked, read in the connection's own thread as the client takes it. */
+        m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, r->stream,
+                                              stream_free);
+        if (m == NULL)
+            r->stream->free(r->stream);
+        r->stream = NULL;
     } else if (r->raw) {
         m = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
         r->raw = NULL;
@@ -230,6 +255,15 @@ static int route(const char *url, struct route *rt)
         rt->kind = R_SBX_FILE;
         rt->file = p;
         rt->allow = "GET, PUT";
+        rt->raw_body = true;
+        return 0;
+    }
+    if (strcmp(rt->action, "processes") == 0) {
+        rt->kind = R_SBX_PROCS;
+        rt->file = p - (p[-1] == '/'); /* "" or "/p-…[/verb]" */
+        rt->allow = "GET, POST";
+        size_t n = strlen(p);
+        rt->raw_body = n > 6 && strcmp(p + n - 6, "/stdin") == 0;
         return 0;
     }
     if (strcmp(rt->action, "fs") == 0) {
@@ -264,6 +298,11 @@ static bool method_allowed(const char *allow, const char *method)
 static const char *query_arg(void *conn, const char *key)
 {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static const char *header_arg(void *conn, const char *key)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, key);
 }
 
 /* ---- authentication ---- */
@@ -387,7 +426,13 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
                          .len = q->len,
                          .caller = &q->caller,
                          .conn = conn,
-                         .query = query_arg};
+                         .client_fd = -1,
+                         .query = query_arg,
+                         .header = header_arg};
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        rq.client_fd = ci->connect_fd;
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {
@@ -439,9 +484,12 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     case R_SANDBOX:
     case R_SBX_ACTION:
     case R_SBX_FILE:
+    case R_SBX_PROCS:
         api_sandboxes(&rq, rt->kind == R_SANDBOXES ? NULL : rt->id,
-                      rt->kind == R_SBX_ACTION ? rt->action
-                                               : (rt->kind == R_SBX_FILE ? "files" : NULL),
+                      rt->kind == R_SBX_ACTION  ? rt->action
+                      : rt->kind == R_SBX_FILE  ? "files"
+                      : rt->kind == R_SBX_PROCS ? "processes"
+                                                : NULL,
                       rt->file, r);
         break;
     case R_SBX_FS:
@@ -469,6 +517,9 @@ static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, s
     r->body = NULL;
     free(r->raw);
     r->raw = NULL;
+    if (r->stream)
+        r->stream->free(r->stream);
+    r->stream = NULL;
     return ret;
 }
 
@@ -617,7 +668,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     }
     size_t bad = 0;
     /* JSON bodies are UTF-8 (RFC 8259); a file's bytes (PUT) are any. */
-    if (q->len && q->rt.kind != R_SBX_FILE && !hull_utf8_valid(q->body, q->len, &bad))
+    if (q->len && !q->rt.raw_body && !hull_utf8_valid(q->body, q->len, &bad))
         resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
     else
         dispatch(conn, url, method, q, &r);
