@@ -114,7 +114,10 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
         m = r->mhd;
         r->mhd = NULL;
     } else if (r->stream) {
-        /* Chunked, read in the connection's own thread as the client takes it. */
+        /* Chunked, read in the connection's own thread as the client takes
+         * it. A stream may wait long for output: not an idle client (one
+         * that goes is seen by the stream itself). */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
         m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, r->stream,
                                               stream_free);
         if (m == NULL)

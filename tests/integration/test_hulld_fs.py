@@ -10,6 +10,7 @@ import queue
 import resource
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    h = Hulld(tmp_path_factory.mktemp("hulld"), "--max-body", "64K", "--tenant-sandboxes", "4")
+    h = Hulld(tmp_path_factory.mktemp("hulld"), "--max-body", "64K", "--tenant-sandboxes", "4",
+              "--client-timeout", "2")
     Path(h.state).mkdir(parents=True)
     h.tokens = {
         "user": h.token("user", "acme"),
@@ -327,6 +329,18 @@ def test_watch_reports_create_modify_delete_rename(d, sbx):
     fs(d, "DELETE", sid, "/tmp/w", "recursive=true")
     rest = events_until(q, lambda e: False)
     assert {"type": "delete", "path": "/tmp/w", "dir": True} in rest, rest
+    s.close()
+
+
+def test_a_quiet_watch_outlives_the_client_timeout(d, sbx):
+    """Waiting for events is not an idle client (--client-timeout 2 s)."""
+    sid = sbx()
+    status, _, q, s = watch(d, sid, "/tmp")
+    assert b" 200 " in status
+    time.sleep(4)
+    fs(d, "PUT", sid, "/tmp/late", body=b"x")
+    assert events_until(q, lambda e: e["path"] == "/tmp/late")[-1] == \
+        {"type": "create", "path": "/tmp/late", "dir": False}
     s.close()
 
 
