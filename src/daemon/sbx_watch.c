@@ -254,6 +254,9 @@ void sbx_watch(const struct request *rq, const char *sid, const char *path, bool
         resp_error(r, 500, "internal", NULL, "watch %s: no response", path);
         return;
     }
+    /* Quiet for long is not an idle client: one that goes is seen by the
+     * reader (its socket hangs up). */
+    MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
     r->mhd = m;
     r->status = 200;
     r->content_type = "application/x-ndjson";

@@ -10,6 +10,7 @@ import queue
 import resource
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    h = Hulld(tmp_path_factory.mktemp("hulld"), "--max-body", "64K", "--tenant-sandboxes", "4")
+    h = Hulld(tmp_path_factory.mktemp("hulld"), "--max-body", "64K", "--tenant-sandboxes", "4",
+              "--client-timeout", "2")
     Path(h.state).mkdir(parents=True)
     h.tokens = {
         "user": h.token("user", "acme"),
@@ -60,9 +62,11 @@ def fs(d, method, sid, path, query="", body=None, who="user", raw=True):
     return d.request(method, url, body, d.tokens[who], raw=raw)
 
 
-def sh(d, sid, script, who="user"):
-    r = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["sh", "-c", script]},
-                  d.tokens[who])
+def sh(d, sid, script, who="user", limits=None):
+    body = {"cmd": ["sh", "-c", script]}
+    if limits:
+        body["limits"] = limits
+    r = d.request("POST", f"/v1/sandboxes/{sid}/exec", body, d.tokens[who])
     assert r.status == 200, r
     return r.json
 
@@ -142,7 +146,9 @@ def test_one_gib_round_trip_streams(d, sbx):
     assert entry["size"] == 1024 * MiB and entry["type"] == "file"
     assert entry["path"] == "/tmp/big/blob.bin" and entry["mode"] == "0644"
     # What the sandbox sees is what was sent.
-    out = sh(d, sid, "sha256sum /tmp/big/blob.bin")["stdout"].split()[0]
+    res = sh(d, sid, "sha256sum /tmp/big/blob.bin", limits={"cpu_time": "5m", "wall_time": "10m"})
+    assert res["verdict"] == "ok", res
+    out = res["stdout"].split()[0]
     assert out == digest
     c = UnixConnection(d.sock, timeout=600)
     c.request("GET", f"/v1/sandboxes/{sid}/fs/tmp/big/blob.bin",
@@ -323,6 +329,18 @@ def test_watch_reports_create_modify_delete_rename(d, sbx):
     fs(d, "DELETE", sid, "/tmp/w", "recursive=true")
     rest = events_until(q, lambda e: False)
     assert {"type": "delete", "path": "/tmp/w", "dir": True} in rest, rest
+    s.close()
+
+
+def test_a_quiet_watch_outlives_the_client_timeout(d, sbx):
+    """Waiting for events is not an idle client (--client-timeout 2 s)."""
+    sid = sbx()
+    status, _, q, s = watch(d, sid, "/tmp")
+    assert b" 200 " in status
+    time.sleep(4)
+    fs(d, "PUT", sid, "/tmp/late", body=b"x")
+    assert events_until(q, lambda e: e["path"] == "/tmp/late")[-1] == \
+        {"type": "create", "path": "/tmp/late", "dir": False}
     s.close()
 
 
