@@ -49,7 +49,7 @@ struct kproc {
     bool hold_start; /* an exec's: held for its first reader (HOLD_MS) */
     int status;
     struct rusage ru;
-    uint64_t start_ns;
+    uint64_t start_ns, reaped_ns;
     int stop;                         /* HULL_STOP_* */
     uint64_t deadline_ns, output_max; /* 0: none */
     time_t started, ended;
@@ -295,9 +295,12 @@ static void reap(struct kprocs *k, struct hull_session *s)
             continue;
         if (!p->reaped && wait4(p->sp.pid, &p->status, WNOHANG, &p->ru) == p->sp.pid) {
             p->reaped = true;
+            p->reaped_ns = hull_monotonic_ns();
             hull_closep(&p->sp.pidfd);
         }
-        if (p->reaped && drained(p->sp.out) && drained(p->sp.err)) {
+        /* A child it left may keep writing: then it ends HOLD_MS after. */
+        if (p->reaped && ((drained(p->sp.out) && drained(p->sp.err)) ||
+                          hull_monotonic_ns() - p->reaped_ns >= HOLD_MS * 1000000ull)) {
             finish(p, s, p->status, &p->ru);
             any = true;
         }
@@ -400,6 +403,9 @@ static int next_timeout(struct kprocs *k, uint64_t now)
         if (p->running && p->deadline_ns && p->deadline_ns < soonest)
             soonest = p->deadline_ns;
         no_pidfd = no_pidfd || (p->running && !p->reaped && p->sp.pidfd < 0);
+        uint64_t gone = p->reaped_ns + HOLD_MS * 1000000ull;
+        if (p->running && p->reaped && gone < soonest)
+            soonest = gone;
     }
     for (size_t i = 0; i < k->n_conns; i++)
         if (k->conns[i].park == PARK_WAIT && k->conns[i].deadline_ns < soonest)

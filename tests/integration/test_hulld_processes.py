@@ -235,6 +235,12 @@ def test_slow_reader_blocks_nobody_and_costs_hulld_nothing(d, sb):
     assert rss() - before < 48 << 20
 
 
+def test_ends_though_a_child_it_left_writes_on(d, sb):
+    p = start(d, sb, {"cmd": ["sh", "-c", "(while :; do echo x; done) & echo main"]})
+    r = verb(d, sb, p["id"], "wait", {"timeout": "120s"})
+    assert r.json["state"] == "exited" and r.json["result"]["exit_code"] == 0
+
+
 def test_close_stdin_gives_eof(d, sb):
     p = start(d, sb, {"cmd": ["cat"], "stdin": True})
     assert p["stdin"] is True
