@@ -34,6 +34,8 @@ PRINT_LINES = ["python3", "-c",
                f"import sys\nfor i in range({LINES}): sys.stdout.write('line %06d\\n' % i)"]
 EXPECTED = "".join("line %06d\n" % i for i in range(LINES))
 BIG = 128 << 20  # the upload/download size
+# A command's own output limit (the default is smaller than 100 000 lines).
+OUT = {"output": "64M"}
 
 
 def _hulld_can(feature):
@@ -110,7 +112,7 @@ def test_exec_streams_100000_lines_complete_and_in_order(env):
     pieces = []
     with env.client.sandbox() as sb:
         r = sb.exec(PRINT_LINES, on_stdout=pieces.append, on_stderr=pieces.append,
-                    timeout=600)
+                    timeout=600, limits=OUT)
     assert r.ok, r
     assert "".join(pieces) == EXPECTED
     assert len(pieces) > 1  # streamed, not one answer at the end
@@ -124,7 +126,7 @@ def test_async_exec_streams_100000_lines_complete_and_in_order(env):
         async def collect(text):
             pieces.append(text)
         async with env.aclient.sandbox() as sb:
-            return await sb.exec(PRINT_LINES, on_stdout=collect, timeout=600)
+            return await sb.exec(PRINT_LINES, on_stdout=collect, timeout=600, limits=OUT)
 
     r = arun(body())
     assert r.ok and "".join(pieces) == EXPECTED and len(pieces) > 1
@@ -133,7 +135,7 @@ def test_async_exec_streams_100000_lines_complete_and_in_order(env):
 def test_iterating_a_process_gives_every_byte_once(env):
     need_processes(env)
     with env.client.sandbox() as sb:
-        p = sb.start(PRINT_LINES)
+        p = sb.start(PRINT_LINES, limits=OUT)
         chunks = list(p)
         assert p.result is not None and p.result.ok and p.state == "exited"
     assert all(c.stream == "stdout" for c in chunks)
@@ -149,7 +151,8 @@ def test_output_past_the_buffer_is_reported_cut(env):
         pytest.skip("hulld without --process-buffer")
     total = 12 << 20  # past the 8M buffer
     with env.client.sandbox() as sb:
-        p = sb.start(["python3", "-c", f"import sys; sys.stdout.write('x' * {total})"])
+        p = sb.start(["python3", "-c", f"import sys; sys.stdout.write('x' * {total})"],
+                     limits=OUT)
         p.wait(timeout=600)
         chunks = list(p.output(offset=0))
     assert chunks[0].stream == "cut" and chunks[0].offset == 0 and chunks[0].lost > 0
@@ -203,7 +206,7 @@ def test_stdin_round_trip_binary(env):
             p.send_stdin(b"too late")
         # stdin given as bytes at start: sent and closed.
         q = sb.start(["sh", "-c", "wc -c"], stdin=b"12345")
-        assert q.wait(timeout=120).stdout.strip() == "5"
+        assert b"".join(c.data for c in q).strip() == b"5" and q.result.ok
 
 
 def test_async_process_stdin_signal_and_reattach(env):
@@ -257,9 +260,11 @@ def test_pty_sees_its_size_and_resize(env):
         read_until(p, b"40 132")
         p.send_stdin("exit\n")
         assert p.wait(timeout=120).exit_code == 0
-        q = sb.start(["sleep", "1"])
+        q = sb.start(["sleep", "300"])
         with pytest.raises(hull.Conflict):
             q.resize(10, 10)  # no PTY
+        q.kill()
+        assert q.wait(timeout=120).verdict == "signaled"
 
 
 def test_async_pty_resize(env):
