@@ -132,6 +132,28 @@ def test_async_exec_streams_100000_lines_complete_and_in_order(env):
     assert r.ok and "".join(pieces) == EXPECTED and len(pieces) > 1
 
 
+def test_an_exec_cut_off_mid_stream_goes_on_and_is_reattached(env):
+    """The client of a streamed exec goes away (its callback raises): the
+    command runs on, and the Process from on_start reads all of it."""
+    need_processes(env)
+    started = []
+
+    class Gone(Exception):
+        pass
+
+    def out(text):
+        raise Gone()
+
+    with env.client.sandbox() as sb:
+        with pytest.raises(Gone):
+            sb.exec(["sh", "-c", "echo first; read -r x < /dev/null; sleep 1; echo second"],
+                    on_stdout=out, on_start=started.append)
+        p = started[0]
+        assert isinstance(p, hull.Process) and p.id.startswith("p-")
+        assert p.wait(timeout=120).ok
+        assert b"".join(c.data for c in p.output(offset=0)) == b"first\nsecond\n"
+
+
 def test_iterating_a_process_gives_every_byte_once(env):
     need_processes(env)
     with env.client.sandbox() as sb:
@@ -499,6 +521,12 @@ def test_async_client_over_tls(tmp_path):
         assert streamed.ok and "".join(pieces) == "a\nb\n"
         with pytest.raises(hull.TransportError, match="CERTIFICATE_VERIFY_FAILED"):
             arun(hull.AsyncClient(url=url, token="x").health())
+        # The sync client streams over TLS too.
+        sync = hull.Client(url=url, token=d.token(), cafile=str(cert))
+        with sync.sandbox() as sb:
+            pieces = []
+            assert sb.exec("echo c; echo d", on_stdout=pieces.append).ok
+            assert "".join(pieces) == "c\nd\n"
     finally:
         assert d.stop() == 0
     assert d.leaks() == ([], [], [])
