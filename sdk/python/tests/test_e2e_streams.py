@@ -212,6 +212,19 @@ def test_reattach_after_disconnect_reads_what_was_missed(env):
             hull.Sandbox(other, sb.info).process(p.id)
 
 
+def test_deleting_a_sandbox_ends_its_running_processes(env):
+    need_processes(env)
+    c = hull.Client(socket_path=env.hulld.sock, token=env.user, timeout=60)
+    with c.sandbox() as sb:
+        sb.start(["sleep", "300"])
+        sb.start(["sh", "-i"], stdin=True, pty=(24, 80))
+        p = sb.start(["sleep", "1"])
+        assert {x.state for x in sb.processes()} == {"running"}
+    assert sb.state == "destroyed"
+    with pytest.raises(hull.NotFound):
+        sb.process(p.id)
+
+
 def test_stdin_round_trip_binary(env):
     need_processes(env)
     data = os.urandom(256 << 10)  # not UTF-8: the chunks come as data_b64
