@@ -668,11 +668,12 @@ class AsyncSandbox:
                    limits=None, on_stdout: Optional[Callable[[str], Any]] = None,
                    on_stderr: Optional[Callable[[str], Any]] = None,
                    on_cut: Optional[Callable[[int, int], Any]] = None,
+                   on_start: Optional[Callable[["AsyncProcess"], Any]] = None,
                    timeout=None) -> Result:
         """As Sandbox.exec; the callbacks may be coroutine functions."""
         body = _api.exec_body(cmd, stdin, env, workdir, limits, timeout)
         wait = _api.wait_margin(timeout)
-        if not (on_stdout or on_stderr or on_cut):
+        if not (on_stdout or on_stderr or on_cut or on_start):
             return Result.from_json(await self._client.request("POST", self._path("exec"), body,
                                                                timeout=wait))
         headers, resp = await self._client._open("POST", self._path("exec"), body,
@@ -687,10 +688,16 @@ class AsyncSandbox:
                 await self._deliver(c, on_stdout, on_stderr, on_cut)
             return res
         st = _api.ExecEvents()
-        async for ev in self._client._events(resp):
-            c = st.take(ev)
-            if c is not None:
-                await self._deliver(c, on_stdout, on_stderr, on_cut)
+        events = self._client._events(resp)
+        try:
+            async for ev in events:
+                c = st.take(ev)
+                if c is not None:
+                    await self._deliver(c, on_stdout, on_stderr, on_cut)
+                elif ev["type"] == "start" and on_start:
+                    await _call_back(on_start, AsyncProcess(self, st.process))
+        finally:
+            await events.aclose()
         return st.end()
 
     @staticmethod

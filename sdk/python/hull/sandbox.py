@@ -282,17 +282,21 @@ class Sandbox:
              on_stdout: Optional[Callable[[str], Any]] = None,
              on_stderr: Optional[Callable[[str], Any]] = None,
              on_cut: Optional[Callable[[int, int], Any]] = None,
+             on_start: Optional[Callable[["Process"], Any]] = None,
              timeout: Optional[float] = None) -> Result:
         """Run cmd in the sandbox and return its Result. ``on_stdout`` /
         ``on_stderr`` are called with each piece of output (text) as it
         is produced (the exact bytes: ``start()`` and iterate). ``timeout``
-        (seconds or "30s") is the command's wall-clock limit. ``limits``
+        (seconds or "30s") is the command's wall-clock limit.
+        ``on_start`` gets the command's Process once it runs: a client
+        cut off mid-stream re-attaches with it (the command goes on).
+        ``limits``
         are the command's own: cpu_time, wall_time and output; memory,
         pids and the rest are the sandbox's (hulld refuses them here with
         a ValidationError naming the field)."""
         body = _api.exec_body(cmd, stdin, env, workdir, limits, timeout)
         wait = _api.wait_margin(timeout)
-        if not (on_stdout or on_stderr or on_cut):
+        if not (on_stdout or on_stderr or on_cut or on_start):
             return Result.from_json(self._client.request("POST", self._path("exec"), body,
                                                          timeout=wait))
         conn, resp = self._client._open("POST", self._path("exec"), body,
@@ -309,10 +313,16 @@ class Sandbox:
                 _deliver(c, on_stdout, on_stderr, on_cut)
             return res
         state = _api.ExecEvents()
-        for ev in self._client._events(conn, resp):
-            c = state.take(ev)
-            if c is not None:
-                _deliver(c, on_stdout, on_stderr, on_cut)
+        events = self._client._events(conn, resp)
+        try:
+            for ev in events:
+                c = state.take(ev)
+                if c is not None:
+                    _deliver(c, on_stdout, on_stderr, on_cut)
+                elif ev["type"] == "start" and on_start:
+                    on_start(Process(self, state.process))
+        finally:
+            events.close()  # a callback that raised leaves: the command goes on
         return state.end()
 
     def start(self, cmd: Union[str, Sequence[str]], *,

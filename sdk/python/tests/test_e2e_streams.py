@@ -34,6 +34,8 @@ PRINT_LINES = ["python3", "-c",
                f"import sys\nfor i in range({LINES}): sys.stdout.write('line %06d\\n' % i)"]
 EXPECTED = "".join("line %06d\n" % i for i in range(LINES))
 BIG = 128 << 20  # the upload/download size
+# A command's own output limit (the default is smaller than 100 000 lines).
+OUT = {"output": "64M"}
 
 
 def _hulld_can(feature):
@@ -110,7 +112,7 @@ def test_exec_streams_100000_lines_complete_and_in_order(env):
     pieces = []
     with env.client.sandbox() as sb:
         r = sb.exec(PRINT_LINES, on_stdout=pieces.append, on_stderr=pieces.append,
-                    timeout=600)
+                    timeout=600, limits=OUT)
     assert r.ok, r
     assert "".join(pieces) == EXPECTED
     assert len(pieces) > 1  # streamed, not one answer at the end
@@ -124,16 +126,38 @@ def test_async_exec_streams_100000_lines_complete_and_in_order(env):
         async def collect(text):
             pieces.append(text)
         async with env.aclient.sandbox() as sb:
-            return await sb.exec(PRINT_LINES, on_stdout=collect, timeout=600)
+            return await sb.exec(PRINT_LINES, on_stdout=collect, timeout=600, limits=OUT)
 
     r = arun(body())
     assert r.ok and "".join(pieces) == EXPECTED and len(pieces) > 1
 
 
+def test_an_exec_cut_off_mid_stream_goes_on_and_is_reattached(env):
+    """The client of a streamed exec goes away (its callback raises): the
+    command runs on, and the Process from on_start reads all of it."""
+    need_processes(env)
+    started = []
+
+    class Gone(Exception):
+        pass
+
+    def out(text):
+        raise Gone()
+
+    with env.client.sandbox() as sb:
+        with pytest.raises(Gone):
+            sb.exec(["sh", "-c", "echo first; read -r x < /dev/null; sleep 1; echo second"],
+                    on_stdout=out, on_start=started.append)
+        p = started[0]
+        assert isinstance(p, hull.Process) and p.id.startswith("p-")
+        assert p.wait(timeout=120).ok
+        assert b"".join(c.data for c in p.output(offset=0)) == b"first\nsecond\n"
+
+
 def test_iterating_a_process_gives_every_byte_once(env):
     need_processes(env)
     with env.client.sandbox() as sb:
-        p = sb.start(PRINT_LINES)
+        p = sb.start(PRINT_LINES, limits=OUT)
         chunks = list(p)
         assert p.result is not None and p.result.ok and p.state == "exited"
     assert all(c.stream == "stdout" for c in chunks)
@@ -149,7 +173,8 @@ def test_output_past_the_buffer_is_reported_cut(env):
         pytest.skip("hulld without --process-buffer")
     total = 12 << 20  # past the 8M buffer
     with env.client.sandbox() as sb:
-        p = sb.start(["python3", "-c", f"import sys; sys.stdout.write('x' * {total})"])
+        p = sb.start(["python3", "-c", f"import sys; sys.stdout.write('x' * {total})"],
+                     limits=OUT)
         p.wait(timeout=600)
         chunks = list(p.output(offset=0))
     assert chunks[0].stream == "cut" and chunks[0].offset == 0 and chunks[0].lost > 0
@@ -187,6 +212,19 @@ def test_reattach_after_disconnect_reads_what_was_missed(env):
             hull.Sandbox(other, sb.info).process(p.id)
 
 
+def test_deleting_a_sandbox_ends_its_running_processes(env):
+    need_processes(env)
+    c = hull.Client(socket_path=env.hulld.sock, token=env.user, timeout=60)
+    with c.sandbox() as sb:
+        sb.start(["sleep", "300"])
+        sb.start(["sh", "-i"], stdin=True, pty=(24, 80))
+        p = sb.start(["sleep", "1"])
+        assert {x.state for x in sb.processes()} == {"running"}
+    assert sb.state == "destroyed"
+    with pytest.raises(hull.NotFound):
+        sb.process(p.id)
+
+
 def test_stdin_round_trip_binary(env):
     need_processes(env)
     data = os.urandom(256 << 10)  # not UTF-8: the chunks come as data_b64
@@ -203,7 +241,7 @@ def test_stdin_round_trip_binary(env):
             p.send_stdin(b"too late")
         # stdin given as bytes at start: sent and closed.
         q = sb.start(["sh", "-c", "wc -c"], stdin=b"12345")
-        assert q.wait(timeout=120).stdout.strip() == "5"
+        assert b"".join(c.data for c in q).strip() == b"5" and q.result.ok
 
 
 def test_async_process_stdin_signal_and_reattach(env):
@@ -257,9 +295,11 @@ def test_pty_sees_its_size_and_resize(env):
         read_until(p, b"40 132")
         p.send_stdin("exit\n")
         assert p.wait(timeout=120).exit_code == 0
-        q = sb.start(["sleep", "1"])
+        q = sb.start(["sleep", "300"])
         with pytest.raises(hull.Conflict):
             q.resize(10, 10)  # no PTY
+        q.kill()
+        assert q.wait(timeout=120).verdict == "signaled"
 
 
 def test_async_pty_resize(env):
@@ -494,6 +534,12 @@ def test_async_client_over_tls(tmp_path):
         assert streamed.ok and "".join(pieces) == "a\nb\n"
         with pytest.raises(hull.TransportError, match="CERTIFICATE_VERIFY_FAILED"):
             arun(hull.AsyncClient(url=url, token="x").health())
+        # The sync client streams over TLS too.
+        sync = hull.Client(url=url, token=d.token(), cafile=str(cert))
+        with sync.sandbox() as sb:
+            pieces = []
+            assert sb.exec("echo c; echo d", on_stdout=pieces.append).ok
+            assert "".join(pieces) == "c\nd\n"
     finally:
         assert d.stop() == 0
     assert d.leaks() == ([], [], [])

@@ -78,7 +78,8 @@ def test_exec_streams_to_callbacks_in_order(stub, api):
     def body(c, sb):
         kw = dict(on_stdout=lambda t: seen.append(("out", t)),
                   on_stderr=lambda t: seen.append(("err", t)),
-                  on_cut=lambda o, n: seen.append(("cut", o, n)), timeout=30)
+                  on_cut=lambda o, n: seen.append(("cut", o, n)),
+                  on_start=lambda p: seen.append(("start", p.id, p.state)), timeout=30)
         if api.kind == "sync":
             return sb.exec(["sh", "-c", "x"], **kw)
 
@@ -91,8 +92,8 @@ def test_exec_streams_to_callbacks_in_order(stub, api):
 
     r = api.run(body)
     assert isinstance(r, hull.Result) and r.ok and r.stdout == "a\nb\n"
-    assert seen == [("out", "héllo\n"), ("err", "\ufffd\ufffd"), ("cut", 9, 100),
-                    ("out", "end\n")]
+    assert seen == [("start", "p-1", "running"), ("out", "héllo\n"), ("err", "\ufffd\ufffd"),
+                    ("cut", 9, 100), ("out", "end\n")]
     req = stub.requests[0]
     assert req["method"] == "POST" and req["path"] == "/v1/sandboxes/s-1/exec"
     assert "application/x-ndjson" in req["headers"]["Accept"]
