@@ -451,7 +451,7 @@ test("a follow stream outlives hulld's --client-timeout while the process is sil
 
 test(
   "a watch outlives hulld's --client-timeout while nothing changes",
-  { skip: why ?? missing.files ?? false, todo: "files14's watch answer is closed by --client-timeout (seen: 'aborted')" },
+  opts("files"),
   async () => {
     const t = await new Hulld("--client-timeout", "2").start();
     try {
