@@ -361,6 +361,7 @@ static void unpark(struct kprocs *k)
         enum park what = c->park;
         c->park = PARK_NONE;
         if (what == PARK_READ) {
+            c->follow_ns = now; /* its time to come back starts now */
             answer_read(k, c->fd, c->id, c->offset, c->max);
         } else {
             hull_error e = NULL;
@@ -382,8 +383,9 @@ static size_t room_for(struct kprocs *k, const struct kproc *p, uint64_t now, ui
     uint64_t least = UINT64_MAX;
     for (size_t i = 0; i < k->n_conns; i++) {
         const struct kconn *c = &k->conns[i];
+        /* Waiting here for more is live; otherwise since its last answer. */
         if (c->follow[0] == '\0' || strcmp(c->follow, p->id) != 0 ||
-            now - c->follow_ns >= HOLD_MS * 1000000ull)
+            (c->park != PARK_READ && now - c->follow_ns >= HOLD_MS * 1000000ull))
             continue;
         least = c->follow_off < least ? c->follow_off : least;
         uint64_t lapse = c->follow_ns + HOLD_MS * 1000000ull;
