@@ -622,31 +622,6 @@ static int take_stdin(struct kproc *p, struct frame *f, size_t *written, hull_er
     return 0;
 }
 
-static int signal_of(struct frame *f, hull_error *err)
-{
-    static const struct {
-        const char *name;
-        int sig;
-    } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
-                 {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
-                 {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}};
-    json_object *v = hj_get(f->hdr, "signal");
-    if (v && json_object_is_type(v, json_type_int)) {
-        int n = json_object_get_int(v);
-        if (n >= 1 && n < NSIG)
-            return n;
-    } else if (v && json_object_is_type(v, json_type_string)) {
-        const char *s = json_object_get_string(v);
-        if (strncmp(s, "SIG", 3) == 0)
-            s += 3;
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-            if (strcmp(s, names[i].name) == 0)
-                return names[i].sig;
-    }
-    return hull_error_set(err, EINVAL,
-                          "signal: a signal number or name (TERM, KILL, INT, HUP, ...)");
-}
-
 /* proc_* on a known process: -1 with err, 0 answered, 1 parked. */
 static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const char *op,
                      struct frame *f, hull_error *err)
@@ -669,9 +644,9 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
         }
         reply_json(c->fd, describe(p));
     } else if (strcmp(op, "proc_signal") == 0) {
-        int sig = signal_of(f, err);
-        if (sig < 0)
-            return -1;
+        int sig = (int)hu64(f, "signal"); /* hulld took a name or a number */
+        if (sig < 1 || sig >= NSIG)
+            return hull_error_set(err, EINVAL, "signal: %d is not a signal", sig);
         if (!p->running || p->reaped)
             return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
         /* Through its pidfd: never a recycled pid. */
