@@ -76,6 +76,10 @@ struct kprocs {
     struct kconn conns[MAX_CONNS];
     size_t n_conns;
     struct kproc *procs; /* newest first */
+    /* A non-streamed exec, run by a child of ours (kprocs_fork): the
+     * connection it answers on is not read meanwhile. */
+    pid_t exec_pid;
+    int exec_pidfd, exec_conn;
 };
 
 static void reply_error(int conn, hull_error *e)
@@ -113,6 +117,8 @@ struct kprocs *kprocs_new(int main_sock)
         return NULL;
     k->conns[0].fd = main_sock;
     k->n_conns = 1;
+    k->exec_pid = -1;
+    k->exec_pidfd = k->exec_conn = -1;
     return k;
 }
 
@@ -355,6 +361,7 @@ static void unpark(struct kprocs *k)
         enum park what = c->park;
         c->park = PARK_NONE;
         if (what == PARK_READ) {
+            c->follow_ns = now; /* its time to come back starts now */
             answer_read(k, c->fd, c->id, c->offset, c->max);
         } else {
             hull_error e = NULL;
@@ -376,8 +383,9 @@ static size_t room_for(struct kprocs *k, const struct kproc *p, uint64_t now, ui
     uint64_t least = UINT64_MAX;
     for (size_t i = 0; i < k->n_conns; i++) {
         const struct kconn *c = &k->conns[i];
+        /* Waiting here for more is live; otherwise since its last answer. */
         if (c->follow[0] == '\0' || strcmp(c->follow, p->id) != 0 ||
-            now - c->follow_ns >= HOLD_MS * 1000000ull)
+            (c->park != PARK_READ && now - c->follow_ns >= HOLD_MS * 1000000ull))
             continue;
         least = c->follow_off < least ? c->follow_off : least;
         uint64_t lapse = c->follow_ns + HOLD_MS * 1000000ull;
@@ -428,16 +436,19 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
 {
     for (;;) {
         unpark(k);
-        size_t n = k->n_conns, cap = n;
+        size_t n = k->n_conns, cap = n + 1;
         for (struct kproc *p = k->procs; p; p = p->next)
             cap += 4;
         struct pollfd *fds = calloc(cap, sizeof(*fds));
         if (fds == NULL)
             return -1;
-        for (size_t i = 0; i < n; i++) /* a parked one waits for its answer */
-            fds[i] =
-                (struct pollfd){.fd = k->conns[i].park ? -1 : k->conns[i].fd, .events = POLLIN};
-        size_t m = n;
+        for (size_t i = 0; i < n; i++) /* a parked or busy one waits for its answer */
+            fds[i] = (struct pollfd){
+                .fd = k->conns[i].park || k->conns[i].fd == k->exec_conn ? -1 : k->conns[i].fd,
+                .events = POLLIN};
+        struct pollfd *execfd = &fds[n];
+        *execfd = (struct pollfd){.fd = k->exec_pidfd, .events = POLLIN};
+        size_t m = n + 1;
         uint64_t now = hull_monotonic_ns(), wake = UINT64_MAX;
         for (struct kproc *p = k->procs; p; p = p->next) {
             if (!p->running)
@@ -461,7 +472,12 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
             free(fds);
             return -1;
         }
-        m = n;
+        if (execfd->revents && waitpid(k->exec_pid, NULL, WNOHANG) == k->exec_pid) {
+            hull_closep(&k->exec_pidfd);
+            k->exec_pid = -1;
+            k->exec_conn = -1;
+        }
+        m = n + 1;
         now = hull_monotonic_ns();
         bool exits = false;
         for (struct kproc *p = k->procs; p; p = p->next) {
@@ -606,31 +622,6 @@ static int take_stdin(struct kproc *p, struct frame *f, size_t *written, hull_er
     return 0;
 }
 
-static int signal_of(struct frame *f, hull_error *err)
-{
-    static const struct {
-        const char *name;
-        int sig;
-    } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
-                 {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
-                 {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}};
-    json_object *v = hj_get(f->hdr, "signal");
-    if (v && json_object_is_type(v, json_type_int)) {
-        int n = json_object_get_int(v);
-        if (n >= 1 && n < NSIG)
-            return n;
-    } else if (v && json_object_is_type(v, json_type_string)) {
-        const char *s = json_object_get_string(v);
-        if (strncmp(s, "SIG", 3) == 0)
-            s += 3;
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-            if (strcmp(s, names[i].name) == 0)
-                return names[i].sig;
-    }
-    return hull_error_set(err, EINVAL,
-                          "signal: a signal number or name (TERM, KILL, INT, HUP, ...)");
-}
-
 /* proc_* on a known process: -1 with err, 0 answered, 1 parked. */
 static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const char *op,
                      struct frame *f, hull_error *err)
@@ -653,9 +644,9 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
         }
         reply_json(c->fd, describe(p));
     } else if (strcmp(op, "proc_signal") == 0) {
-        int sig = signal_of(f, err);
-        if (sig < 0)
-            return -1;
+        int sig = (int)hu64(f, "signal"); /* hulld took a name or a number */
+        if (sig < 1 || sig >= NSIG)
+            return hull_error_set(err, EINVAL, "signal: %d is not a signal", sig);
         if (!p->running || p->reaped)
             return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
         /* Through its pidfd: never a recycled pid. */
@@ -754,6 +745,13 @@ void kprocs_kill(struct kprocs *k, struct hull_session *s)
         any = any || (p->running && !p->reaped);
         kill_proc(p, HULL_STOP_CANCEL);
     }
+    if (k->exec_pid > 0) { /* its command is in the sandbox, which ends */
+        kill(k->exec_pid, SIGKILL);
+        waitpid(k->exec_pid, NULL, 0);
+        hull_closep(&k->exec_pidfd);
+        k->exec_pid = -1;
+        k->exec_conn = -1;
+    }
     hull_error e = NULL;
     /* A frozen process would hold its SIGKILL; the sandbox ends anyway. */
     if (any && s && hull_session_resume(s, &e) < 0)
@@ -788,4 +786,32 @@ void kprocs_free(struct kprocs *k)
     for (size_t i = 1; i < k->n_conns; i++)
         close(k->conns[i].fd);
     free(k);
+}
+
+pid_t kprocs_fork(struct kprocs *k, int conn)
+{
+    int pfd = -1;
+    pid_t pid = fork(); /* safe: the keeper has one thread */
+    if (pid == 0) {
+        /* Not its to hold: a process's stdin would not see EOF while the
+         * exec runs, a reader's connection not its end. */
+        for (struct kproc *p = k->procs; p; p = p->next) {
+            hull_session_proc_close(&p->sp);
+            hull_closep(&p->sp.pidfd);
+        }
+        for (size_t i = 1; i < k->n_conns; i++)
+            if (k->conns[i].fd != conn)
+                close(k->conns[i].fd);
+        return 0;
+    }
+    if (pid > 0 && (pfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0) {
+        waitpid(pid, NULL, 0); /* no pidfd: the exec as before, in line */
+        return pid;
+    }
+    if (pid > 0) {
+        k->exec_pid = pid;
+        k->exec_pidfd = pfd;
+        k->exec_conn = conn;
+    }
+    return pid;
 }

@@ -5,6 +5,7 @@
  * wait. Another tenant's sandbox is a 404 before anything here (its
  * processes with it). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,7 +169,14 @@ void sbx_exec_stream(struct sbx *s, const struct request *rq, struct resp *r)
     const char *pid = json_object_get_string(hj_get(o, "id"));
     char id[40];
     snprintf(id, sizeof(id), "%s", pid ? pid : "");
-    sbx_stream_answer(s, rq, id, 0, true, o, r);
+    hull_error e = NULL;
+    int ks = sbx_connect(s, &e);
+    if (ks < 0) {
+        json_object_put(o);
+        resp_from_error(r, &e);
+        return;
+    }
+    sbx_stream_answer(s, rq, ks, id, 0, true, o, r);
 }
 
 static int parse_u64(const char *v, uint64_t *out)
@@ -197,17 +205,24 @@ static void output(struct sbx *s, const struct request *rq, const char *pid, str
         resp_error(r, 400, "invalid_request", "follow", "follow: true or false");
         return;
     }
-    /* Unknown: a 404 now, not an error line after a 200. */
+    /* On a connection of its own (an exec may hold the sandbox); an unknown
+     * process is a 404 now, not an error line after a 200. */
+    hull_error e = NULL;
+    int ks = sbx_connect(s, &e);
     json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("proc_get"));
     json_object_object_add(hdr, "id", json_object_new_string(pid));
     struct frame f;
-    hull_error e = NULL;
-    if (sbx_call(s, "proc_get", hdr, NULL, 0, false, &f, &e) < 0) {
+    if (ks < 0 || sbx_keeper_ask(ks, rq->client_fd, hdr, &f, &e) < 0) {
+        if (ks < 0)
+            json_object_put(hdr);
+        else
+            close(ks);
         resp_from_error(r, &e);
         return;
     }
     frame_free(&f);
-    sbx_stream_answer(s, rq, pid, offset, follow, NULL, r);
+    sbx_stream_answer(s, rq, ks, pid, offset, follow, NULL, r);
 }
 
 /* POST …/wait {"timeout": "30s"}: on a connection of its own, until the
@@ -243,6 +258,30 @@ static void wait_for(struct sbx *s, const struct request *rq, const char *pid, s
         answer(s, 200, &f, r);
 }
 
+/* "TERM", "SIGTERM" or 15: its number, or 0. */
+static int signal_number(json_object *v)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
+                 {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
+                 {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}};
+    if (v && json_object_is_type(v, json_type_int)) {
+        int64_t n = json_object_get_int64(v);
+        return n >= 1 && n < NSIG ? (int)n : 0;
+    }
+    if (v == NULL || !json_object_is_type(v, json_type_string))
+        return 0;
+    const char *s = json_object_get_string(v);
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i].name) == 0)
+            return names[i].sig;
+    return 0;
+}
+
 /* POST …/{pid}/{verb}. */
 static void verb(struct sbx *s, const struct request *rq, const char *pid, const char *v,
                  struct resp *r)
@@ -264,16 +303,18 @@ static void verb(struct sbx *s, const struct request *rq, const char *pid, const
                                               : (const char *const[]){"rows", "cols", NULL};
         for (; *keys; keys++) {
             json_object *x = hj_get(doc, *keys);
-            if (x == NULL || (v[0] == 'r' &&
-                              (!json_object_is_type(x, json_type_int) ||
-                               json_object_get_int64(x) < 1 || json_object_get_int64(x) > 1000))) {
+            int sig = v[0] == 's' ? signal_number(x) : 0;
+            if ((v[0] == 's' && sig == 0) ||
+                (v[0] == 'r' &&
+                 (x == NULL || !json_object_is_type(x, json_type_int) ||
+                  json_object_get_int64(x) < 1 || json_object_get_int64(x) > 1000))) {
                 resp_error(r, 400, "invalid_request", *keys, "%s: %s", *keys,
-                           v[0] == 's' ? "a signal number or name is required"
+                           v[0] == 's' ? "a signal number or name (TERM, KILL, INT, HUP, ...)"
                                        : "a number from 1 to 1000");
                 json_object_put(hdr);
                 return;
             }
-            json_object_object_add(hdr, *keys, json_object_get(x));
+            json_object_object_add(hdr, *keys, sig ? json_object_new_int(sig) : json_object_get(x));
         }
     } else if (!is_stdin && strcmp(v, "close_stdin") != 0) {
         json_object_put(hdr);
