@@ -31,6 +31,7 @@ struct hulld_options {
     unsigned max_runs;         /* --max-runs: runs at once (worker processes) */
     unsigned queue_depth;      /* --queue-depth: runs waiting behind them */
     size_t max_body;           /* --max-body: request body limit in bytes */
+    size_t process_buffer;     /* --process-buffer: output kept per sandbox process */
     unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
@@ -95,6 +96,9 @@ int helper_main(const char *mode, const char *state_dir);
  * a run that cannot start answers {"error": why}. */
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);
+/* keeper_files.c: the keeper's "fs" frames (the file API). */
+struct hull_session;
+void keeper_fs(int sock, struct frame *f, struct hull_session *s);
 /* puller.c: one image pull in its own process, then exit. */
 int puller_main(int sock);
 
@@ -147,6 +151,12 @@ int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r)
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
 unsigned sandboxes_active(void);
+/* One frame (hdr consumed, op added) to the keeper of live sandbox id of
+ * tenant (NULL: any), under its op lock: ENOENT when there is none. */
+int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
+                   struct frame *reply, hull_error *err);
+/* True while sandbox id of tenant (NULL: any) is live. */
+bool sandboxes_alive(const char *id, const char *tenant);
 /* Prometheus lines for each sandbox's CPU and memory: tenant's only, or
  * every tenant's for NULL (an admin). */
 void sandboxes_metrics(FILE *out, const char *tenant);
@@ -194,7 +204,8 @@ void pending_drop_all(void);
 bool http_query_cut(const char *uri);
 /* The body's framing, from the headers as sent: 0, or -1 with r filled (the
  * connection is then closed). *overflow: the declared body is over
- * --max-body, to be read and dropped. */
+ * --max-body, to be read and dropped; overflow NULL: a streamed upload
+ * (the file API), not bounded by --max-body. */
 struct MHD_Connection;
 int http_framing(struct MHD_Connection *conn, struct resp *r, bool *overflow);
 

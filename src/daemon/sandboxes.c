@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "procs.h"
 #include "response.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -125,9 +127,91 @@ static int call(struct sbx *s, const char *op, json_object *extra, const void *d
         frame_free(reply);
         return -1;
     }
-    s->last_used_ns = hull_monotonic_ns();
+    __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
     s->last_used = time(NULL);
     return 0;
+}
+
+int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
+                   struct frame *reply, hull_error *err)
+{
+    struct sbx *s = find(id, tenant);
+    if (s == NULL) {
+        json_object_put(hdr);
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    }
+    pthread_mutex_lock(&s->op);
+    int ok = s->gone ? hull_error_set(err, ENOENT, "sandbox '%s' is gone", id)
+                     : call(s, op, hdr, NULL, 0, fd, reply, err);
+    if (s->gone && ok < 0 && hull_error_code(*err) == ENOENT)
+        json_object_put(hdr); /* call() did not take it */
+    pthread_mutex_unlock(&s->op);
+    unref(s);
+    return ok;
+}
+
+bool sandboxes_alive(const char *id, const char *tenant)
+{
+    struct sbx *s = find(id, tenant);
+    bool alive = s && !s->gone;
+    if (s)
+        unref(s);
+    return alive;
+}
+
+int sbx_call(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
+             bool refuse_paused, struct frame *reply, hull_error *err)
+{
+    pthread_mutex_lock(&s->op);
+    int r = refuse_paused && s->paused ? hull_error_set(err, EBUSY, "sandbox '%s' is paused", s->id)
+                                       : call(s, op, extra, data, len, -1, reply, err);
+    if (refuse_paused && s->paused)
+        json_object_put(extra);
+    pthread_mutex_unlock(&s->op);
+    return r;
+}
+
+const char *sbx_id(const struct sbx *s)
+{
+    return s->id;
+}
+
+void sbx_hold(struct sbx *s)
+{
+    pthread_mutex_lock(&tab_mu);
+    s->refs++;
+    pthread_mutex_unlock(&tab_mu);
+}
+
+void sbx_release(struct sbx *s)
+{
+    unref(s);
+}
+
+void sbx_touch(struct sbx *s)
+{
+    /* Without the op lock (a stream must not wait behind an exec): the
+     * reaper reads it atomically too. */
+    __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
+    s->last_used = time(NULL);
+}
+
+int sbx_connect(struct sbx *s, hull_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return hull_error_errno(err, "socketpair");
+    struct frame f;
+    pthread_mutex_lock(&s->op);
+    int r = call(s, "attach", NULL, NULL, 0, sv[1], &f, err);
+    pthread_mutex_unlock(&s->op);
+    close(sv[1]);
+    if (r < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    frame_free(&f);
+    return sv[0];
 }
 
 static void destroy(struct sbx *s, const char *reason)
@@ -325,6 +409,11 @@ static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
     json_object_put(doc);
     if (ok < 0 || policy_check(rq->body, r) < 0)
         return;
+    const char *accept = rq->header ? rq->header(rq->conn, "Accept") : NULL;
+    if (accept && strstr(accept, "application/x-ndjson")) {
+        sbx_exec_stream(s, rq, r);
+        return;
+    }
     struct frame f;
     pthread_mutex_lock(&s->op);
     if (s->paused) {
@@ -485,6 +574,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         files(s, rq, path, r);
     } else if (strcmp(action, "timeout") == 0) {
         set_timeout(s, rq, r);
+    } else if (strcmp(action, "processes") == 0) {
+        sbx_processes(s, rq, path, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
@@ -517,7 +608,8 @@ void sandboxes_reap(bool all)
         struct sbx *victim = NULL;
         pthread_mutex_lock(&tab_mu);
         for (struct sbx *s = table; s && !victim; s = s->next) {
-            bool idle = now - s->last_used_ns > (uint64_t)s->lifetime_s * 1000000000ull;
+            uint64_t used = __atomic_load_n(&s->last_used_ns, __ATOMIC_RELAXED);
+            bool idle = used < now && now - used > (uint64_t)s->lifetime_s * 1000000000ull;
             if (all || s->gone || idle) {
                 /* Busy right now is not idle: its request will touch it. */
                 if (!all && pthread_mutex_trylock(&s->op) != 0)
