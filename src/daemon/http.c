@@ -120,6 +120,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
         m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, r->stream,
                                               stream_free);
+        close_conn = true; /* not kept idle afterwards without its timeout */
         if (m == NULL)
             r->stream->free(r->stream);
         r->stream = NULL;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "procs.h"
@@ -105,7 +106,12 @@ int keeper_loop(int main_sock)
         } else if (kprocs_op(kp, s, sock, &f)) {
             /* a background process's */
         } else if (strcmp(op, "exec") == 0) {
-            do_exec(sock, &f, s);
+            /* In a child of ours: its processes are served meanwhile. */
+            pid_t child = kprocs_fork(kp, sock);
+            if (child <= 0)
+                do_exec(sock, &f, s);
+            if (child == 0)
+                _exit(0);
         } else if (strcmp(op, "put") == 0) {
             json_object *m = hj_get(f.hdr, "mode");
             if (hull_session_put_file(s, hdr_str(&f, "path"), f.data, f.len,

@@ -49,7 +49,7 @@ struct kproc {
     bool hold_start; /* an exec's: held for its first reader (HOLD_MS) */
     int status;
     struct rusage ru;
-    uint64_t start_ns;
+    uint64_t start_ns, reaped_ns;
     int stop;                         /* HULL_STOP_* */
     uint64_t deadline_ns, output_max; /* 0: none */
     time_t started, ended;
@@ -76,6 +76,10 @@ struct kprocs {
     struct kconn conns[MAX_CONNS];
     size_t n_conns;
     struct kproc *procs; /* newest first */
+    /* A non-streamed exec, run by a child of ours (kprocs_fork): the
+     * connection it answers on is not read meanwhile. */
+    pid_t exec_pid;
+    int exec_pidfd, exec_conn;
 };
 
 static void reply_error(int conn, hull_error *e)
@@ -113,6 +117,8 @@ struct kprocs *kprocs_new(int main_sock)
         return NULL;
     k->conns[0].fd = main_sock;
     k->n_conns = 1;
+    k->exec_pid = -1;
+    k->exec_pidfd = k->exec_conn = -1;
     return k;
 }
 
@@ -295,9 +301,12 @@ static void reap(struct kprocs *k, struct hull_session *s)
             continue;
         if (!p->reaped && wait4(p->sp.pid, &p->status, WNOHANG, &p->ru) == p->sp.pid) {
             p->reaped = true;
+            p->reaped_ns = hull_monotonic_ns();
             hull_closep(&p->sp.pidfd);
         }
-        if (p->reaped && drained(p->sp.out) && drained(p->sp.err)) {
+        /* A child it left may keep writing: then it ends HOLD_MS after. */
+        if (p->reaped && ((drained(p->sp.out) && drained(p->sp.err)) ||
+                          hull_monotonic_ns() - p->reaped_ns >= HOLD_MS * 1000000ull)) {
             finish(p, s, p->status, &p->ru);
             any = true;
         }
@@ -400,6 +409,9 @@ static int next_timeout(struct kprocs *k, uint64_t now)
         if (p->running && p->deadline_ns && p->deadline_ns < soonest)
             soonest = p->deadline_ns;
         no_pidfd = no_pidfd || (p->running && !p->reaped && p->sp.pidfd < 0);
+        uint64_t gone = p->reaped_ns + HOLD_MS * 1000000ull;
+        if (p->running && p->reaped && gone < soonest)
+            soonest = gone;
     }
     for (size_t i = 0; i < k->n_conns; i++)
         if (k->conns[i].park == PARK_WAIT && k->conns[i].deadline_ns < soonest)
@@ -422,16 +434,19 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
 {
     for (;;) {
         unpark(k);
-        size_t n = k->n_conns, cap = n;
+        size_t n = k->n_conns, cap = n + 1;
         for (struct kproc *p = k->procs; p; p = p->next)
             cap += 4;
         struct pollfd *fds = calloc(cap, sizeof(*fds));
         if (fds == NULL)
             return -1;
-        for (size_t i = 0; i < n; i++) /* a parked one waits for its answer */
-            fds[i] =
-                (struct pollfd){.fd = k->conns[i].park ? -1 : k->conns[i].fd, .events = POLLIN};
-        size_t m = n;
+        for (size_t i = 0; i < n; i++) /* a parked or busy one waits for its answer */
+            fds[i] = (struct pollfd){
+                .fd = k->conns[i].park || k->conns[i].fd == k->exec_conn ? -1 : k->conns[i].fd,
+                .events = POLLIN};
+        struct pollfd *execfd = &fds[n];
+        *execfd = (struct pollfd){.fd = k->exec_pidfd, .events = POLLIN};
+        size_t m = n + 1;
         uint64_t now = hull_monotonic_ns(), wake = UINT64_MAX;
         for (struct kproc *p = k->procs; p; p = p->next) {
             if (!p->running)
@@ -455,7 +470,12 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
             free(fds);
             return -1;
         }
-        m = n;
+        if (execfd->revents && waitpid(k->exec_pid, NULL, WNOHANG) == k->exec_pid) {
+            hull_closep(&k->exec_pidfd);
+            k->exec_pid = -1;
+            k->exec_conn = -1;
+        }
+        m = n + 1;
         now = hull_monotonic_ns();
         bool exits = false;
         for (struct kproc *p = k->procs; p; p = p->next) {
@@ -748,6 +768,13 @@ void kprocs_kill(struct kprocs *k, struct hull_session *s)
         any = any || (p->running && !p->reaped);
         kill_proc(p, HULL_STOP_CANCEL);
     }
+    if (k->exec_pid > 0) { /* its command is in the sandbox, which ends */
+        kill(k->exec_pid, SIGKILL);
+        waitpid(k->exec_pid, NULL, 0);
+        hull_closep(&k->exec_pidfd);
+        k->exec_pid = -1;
+        k->exec_conn = -1;
+    }
     hull_error e = NULL;
     /* A frozen process would hold its SIGKILL; the sandbox ends anyway. */
     if (any && s && hull_session_resume(s, &e) < 0)
@@ -782,4 +809,32 @@ void kprocs_free(struct kprocs *k)
     for (size_t i = 1; i < k->n_conns; i++)
         close(k->conns[i].fd);
     free(k);
+}
+
+pid_t kprocs_fork(struct kprocs *k, int conn)
+{
+    int pfd = -1;
+    pid_t pid = fork(); /* safe: the keeper has one thread */
+    if (pid == 0) {
+        /* Not its to hold: a process's stdin would not see EOF while the
+         * exec runs, a reader's connection not its end. */
+        for (struct kproc *p = k->procs; p; p = p->next) {
+            hull_session_proc_close(&p->sp);
+            hull_closep(&p->sp.pidfd);
+        }
+        for (size_t i = 1; i < k->n_conns; i++)
+            if (k->conns[i].fd != conn)
+                close(k->conns[i].fd);
+        return 0;
+    }
+    if (pid > 0 && (pfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0) {
+        waitpid(pid, NULL, 0); /* no pidfd: the exec as before, in line */
+        return pid;
+    }
+    if (pid > 0) {
+        k->exec_pid = pid;
+        k->exec_pidfd = pfd;
+        k->exec_conn = conn;
+    }
+    return pid;
 }

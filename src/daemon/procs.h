@@ -39,6 +39,10 @@ struct kprocs *kprocs_new(int main_sock);
 int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct frame *f);
 /* A process operation (attach, proc_*): true when f was one (answered). */
 bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame *f);
+/* For a non-streamed exec answered on conn: 0 in a child that runs it
+ * (then _exit), its pid in the keeper, which does not read conn until it
+ * ended; -1 (no fork) to run it in line. */
+pid_t kprocs_fork(struct kprocs *k, int conn);
 /* At the end: every process killed (before the sandbox is destroyed), then
  * reaped and freed (after). */
 void kprocs_kill(struct kprocs *k, struct hull_session *s);
@@ -69,9 +73,9 @@ int sbx_connect(struct sbx *s, hull_error *err);
  * ECONNRESET. */
 int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hull_error *err);
 /* r becomes process pid's output as NDJSON from offset (following it to
- * its end or not), after a "start" line with first (taken) when not NULL.
- * -1 with r filled when it cannot. */
-int sbx_stream_answer(struct sbx *s, const struct request *rq, const char *pid, uint64_t offset,
-                      bool follow, json_object *first, struct resp *r);
+ * its end or not), read on keeper connection ks (taken), after a "start"
+ * line with first (taken) when not NULL. -1 with r filled when it cannot. */
+int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
+                      uint64_t offset, bool follow, json_object *first, struct resp *r);
 
 #endif

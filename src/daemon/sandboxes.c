@@ -33,6 +33,10 @@ struct sbx {
     int sock;
     int kill_fd; /* eventfd handed to every exec: written on destroy */
     pthread_mutex_t op;
+    /* A keeper connection for attaching more (procs.h sbx_connect), so a
+     * stream can start while an exec holds op. */
+    int attach_sock;
+    pthread_mutex_t attach_mu;
     uint64_t last_used_ns;
     time_t last_used;
     unsigned lifetime_s;
@@ -55,6 +59,9 @@ static void unref(struct sbx *s)
         close(s->sock);
     if (s->kill_fd >= 0)
         close(s->kill_fd);
+    if (s->attach_sock >= 0)
+        close(s->attach_sock);
+    pthread_mutex_destroy(&s->attach_mu);
     if (s->pid > 0)
         waitpid(s->pid, NULL, 0);
     pthread_mutex_destroy(&s->op);
@@ -196,22 +203,44 @@ void sbx_touch(struct sbx *s)
     s->last_used = time(NULL);
 }
 
-int sbx_connect(struct sbx *s, hull_error *err)
+/* A new keeper connection, attached over via (the main one under the op
+ * lock, else the attach connection): -1 with err. */
+static int attach_over(struct sbx *s, int via, hull_error *err)
 {
     int sv[2];
+    if (s->gone)
+        return hull_error_set(err, ENOENT, "sandbox '%s' is gone", s->id);
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return hull_error_errno(err, "socketpair");
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("attach"));
     struct frame f;
-    pthread_mutex_lock(&s->op);
-    int r = call(s, "attach", NULL, NULL, 0, sv[1], &f, err);
-    pthread_mutex_unlock(&s->op);
+    int r = frame_send(via, hdr, NULL, 0, sv[1]);
+    json_object_put(hdr);
     close(sv[1]);
-    if (r < 0) {
+    if (r < 0 || frame_recv(via, &f) < 0) {
+        close(sv[0]);
+        return hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", s->id);
+    }
+    json_object *er = hj_get(f.hdr, "error");
+    if (er) {
+        json_object *msg = hj_get(er, "message");
+        hull_error_set(err, EBUSY, "%s", msg ? json_object_get_string(msg) : "keeper failed");
+        frame_free(&f);
         close(sv[0]);
         return -1;
     }
     frame_free(&f);
     return sv[0];
+}
+
+int sbx_connect(struct sbx *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->attach_mu);
+    int r = s->attach_sock >= 0 ? attach_over(s, s->attach_sock, err)
+                                : hull_error_set(err, ESRCH, "sandbox '%s' is gone", s->id);
+    pthread_mutex_unlock(&s->attach_mu);
+    return r;
 }
 
 static void destroy(struct sbx *s, const char *reason)
@@ -309,10 +338,11 @@ static struct sbx *table_add(const struct caller *c, unsigned lifetime, struct r
         resp_error(r, 500, "internal", NULL, "out of memory");
         return NULL;
     }
-    s->sock = s->kill_fd = -1;
+    s->sock = s->kill_fd = s->attach_sock = -1;
     s->pid = -1;
     s->refs = 2; /* the table's and ours */
     pthread_mutex_init(&s->op, NULL);
+    pthread_mutex_init(&s->attach_mu, NULL);
     daemon_new_id(s->id, sizeof(s->id), 's');
     snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
     s->lifetime_s = lifetime;
@@ -385,6 +415,11 @@ static void create(const struct request *rq, struct resp *r)
     snprintf(s->container, sizeof(s->container), "%s",
              json_object_get_string(hj_get(f.hdr, "container")));
     frame_free(&f);
+    s->attach_sock = attach_over(s, s->sock, &e);
+    if (s->attach_sock < 0) { /* streams and waits will say so */
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     pthread_mutex_unlock(&s->op);
     if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
             0 ||

@@ -168,7 +168,14 @@ void sbx_exec_stream(struct sbx *s, const struct request *rq, struct resp *r)
     const char *pid = json_object_get_string(hj_get(o, "id"));
     char id[40];
     snprintf(id, sizeof(id), "%s", pid ? pid : "");
-    sbx_stream_answer(s, rq, id, 0, true, o, r);
+    hull_error e = NULL;
+    int ks = sbx_connect(s, &e);
+    if (ks < 0) {
+        json_object_put(o);
+        resp_from_error(r, &e);
+        return;
+    }
+    sbx_stream_answer(s, rq, ks, id, 0, true, o, r);
 }
 
 static int parse_u64(const char *v, uint64_t *out)
@@ -197,17 +204,24 @@ static void output(struct sbx *s, const struct request *rq, const char *pid, str
         resp_error(r, 400, "invalid_request", "follow", "follow: true or false");
         return;
     }
-    /* Unknown: a 404 now, not an error line after a 200. */
+    /* On a connection of its own (an exec may hold the sandbox); an unknown
+     * process is a 404 now, not an error line after a 200. */
+    hull_error e = NULL;
+    int ks = sbx_connect(s, &e);
     json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("proc_get"));
     json_object_object_add(hdr, "id", json_object_new_string(pid));
     struct frame f;
-    hull_error e = NULL;
-    if (sbx_call(s, "proc_get", hdr, NULL, 0, false, &f, &e) < 0) {
+    if (ks < 0 || sbx_keeper_ask(ks, rq->client_fd, hdr, &f, &e) < 0) {
+        if (ks < 0)
+            json_object_put(hdr);
+        else
+            close(ks);
         resp_from_error(r, &e);
         return;
     }
     frame_free(&f);
-    sbx_stream_answer(s, rq, pid, offset, follow, NULL, r);
+    sbx_stream_answer(s, rq, ks, pid, offset, follow, NULL, r);
 }
 
 /* POST …/wait {"timeout": "30s"}: on a connection of its own, until the

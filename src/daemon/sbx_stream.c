@@ -281,16 +281,14 @@ static void pstream_free(struct resp_stream *base)
     free(st);
 }
 
-int sbx_stream_answer(struct sbx *s, const struct request *rq, const char *pid, uint64_t offset,
-                      bool follow, json_object *first, struct resp *r)
+int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
+                      uint64_t offset, bool follow, json_object *first, struct resp *r)
 {
-    hull_error e = NULL;
     struct pstream *st = calloc(1, sizeof(*st));
-    int ks = st ? sbx_connect(s, &e) : hull_error_set(&e, ENOMEM, "out of memory");
-    if (ks < 0) {
-        free(st);
+    if (st == NULL) {
+        close(ks);
         json_object_put(first);
-        resp_from_error(r, &e);
+        resp_error(r, 500, "internal", NULL, "out of memory");
         return -1;
     }
     st->base.read = pstream_read;

@@ -11,6 +11,7 @@ hulld's."""
 import base64
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,37 @@ def test_slow_reader_blocks_nobody_and_costs_hulld_nothing(d, sb):
     st.close()
     assert cuts and result["exit_code"] == 0  # it fell behind: told so
     assert rss() - before < 48 << 20
+
+
+def test_ends_though_a_child_it_left_writes_on(d, sb):
+    p = start(d, sb, {"cmd": ["sh", "-c", "(while :; do echo x; done) & echo main"]})
+    r = verb(d, sb, p["id"], "wait", {"timeout": "120s"})
+    assert r.json["state"] == "exited" and r.json["result"]["exit_code"] == 0
+
+
+def test_processes_served_while_an_exec_runs(d):
+    sid = d.request("POST", "/v1/sandboxes", {}, d.tok).json["id"]
+    try:
+        p = start(d, sid, {"cmd": ["sh", "-c",
+                                   "while [ ! -e /tmp/started ]; do sleep 0.1; done; echo from-p"]})
+        answers = []
+        t = threading.Thread(target=lambda: answers.append(d.request(
+            "POST", f"/v1/sandboxes/{sid}/exec",
+            {"cmd": ["sh", "-c", "touch /tmp/started; sleep 600"],
+             "limits": {"wall_time": "900s"}}, d.tok)))
+        t.start()
+        # The non-streamed exec holds the sandbox; its processes' output and
+        # ends still come.
+        st = Stream(d, "GET", f"/v1/sandboxes/{sid}/processes/{p['id']}/output")
+        out, _, result = collect(st.lines())
+        st.close()
+        assert out == b"from-p\n" and result["exit_code"] == 0
+        assert t.is_alive() and answers == []
+    finally:
+        # Its DELETE stops the exec at once (the sandbox's kill fd).
+        d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok)
+        t.join(120)
+    assert answers[0].status == 200 and answers[0].json["verdict"] == "killed", answers
 
 
 def test_close_stdin_gives_eof(d, sb):
