@@ -155,6 +155,8 @@ unsigned sandboxes_active(void);
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */
 int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
                    struct frame *reply, hull_error *err);
+/* A request is using it (a streamed upload): not idle. */
+void sandboxes_touch(const char *id, const char *tenant);
 /* True while sandbox id of tenant (NULL: any) is live. */
 bool sandboxes_alive(const char *id, const char *tenant);
 /* Prometheus lines for each sandbox's CPU and memory: tenant's only, or

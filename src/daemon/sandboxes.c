@@ -157,6 +157,15 @@ int sandboxes_call(const char *id, const char *tenant, const char *op, json_obje
     return ok;
 }
 
+void sandboxes_touch(const char *id, const char *tenant)
+{
+    struct sbx *s = find(id, tenant);
+    if (s) {
+        sbx_touch(s);
+        unref(s);
+    }
+}
+
 bool sandboxes_alive(const char *id, const char *tenant)
 {
     struct sbx *s = find(id, tenant);

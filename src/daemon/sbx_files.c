@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "sbx_files.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -27,10 +28,11 @@ struct fs_upload {
     char path[4200];
     char limit[4200]; /* what bounds the file (from the keeper) */
     unsigned mode;
-    int fd;           /* the unnamed file, -1 after a failure */
-    uint64_t written; /* bytes in it */
-    uint64_t dropped; /* bytes read and dropped after a failure */
-    int err_code;     /* the failure's errno, 0 while fine */
+    int fd;              /* the unnamed file, -1 after a failure */
+    uint64_t written;    /* bytes in it */
+    uint64_t dropped;    /* bytes read and dropped after a failure */
+    int err_code;        /* the failure's errno, 0 while fine */
+    uint64_t touched_ns; /* when the sandbox was last marked in use */
     char err_msg[8800];
 };
 
@@ -289,6 +291,7 @@ int sbx_fs_upload_begin(const struct request *rq, const char *sid, const char *f
         return -1;
     }
     snprintf(u->limit, sizeof(u->limit), "%s", json_object_get_string(hj_get(res, "limit")));
+    u->touched_ns = hull_monotonic_ns();
     json_object_put(res);
     *out = u;
     return 0;
@@ -322,6 +325,12 @@ bool sbx_fs_upload_part(struct fs_upload *u, const char *data, size_t n)
         u->written += (uint64_t)k;
         data += k;
         n -= (size_t)k;
+    }
+    /* A body still flowing is a sandbox in use (its idle lifetime). */
+    uint64_t now = hull_monotonic_ns();
+    if (now - u->touched_ns > 1000000000ull) {
+        sandboxes_touch(u->sid, u->tenant[0] ? u->tenant : NULL);
+        u->touched_ns = now;
     }
     return true;
 }

@@ -200,6 +200,28 @@ def test_upload_over_the_disk_limit_is_413_and_leaves_nothing(d, sbx, chunked):
     assert r.status == 201, r
 
 
+def test_a_slow_upload_keeps_its_sandbox_alive(d):
+    """A body still flowing is use: an idle lifetime (2 s) shorter than the
+    upload does not reap the sandbox under it."""
+    t = d.tokens["user"]
+    r = d.request("POST", "/v1/sandboxes", {"lifetime": "2s"}, t)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    c = UnixConnection(d.sock, timeout=120)
+    c.putrequest("PUT", f"/v1/sandboxes/{sid}/fs/tmp/slow.bin")
+    c.putheader("Authorization", f"Bearer {t}")
+    c.putheader("Content-Length", str(6 * MiB))
+    c.endheaders()
+    for i in range(6):
+        c.send(block(i))
+        time.sleep(1.5)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 201, body
+    assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
+
+
 # ---- metadata round trips -----------------------------------------------------
 
 @pytest.mark.parametrize("iso", ["container", "process"])

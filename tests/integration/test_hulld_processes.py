@@ -267,6 +267,25 @@ def test_processes_served_while_an_exec_runs(d):
     assert answers[0].status == 200 and answers[0].json["verdict"] == "killed", answers
 
 
+def test_a_stalled_reader_does_not_cost_a_live_one_anything(d, sb):
+    # 1.3 MB through a 64 KiB buffer, two followers: one stalls after a
+    # line, the other reads on and gets every byte (the stalled one lets
+    # go of the process after a while and is cut instead).
+    p = start(d, sb, {"cmd": ["sh", "-c", "read x; seq 1 200000"], "stdin": True})
+    url = f"/v1/sandboxes/{sb}/processes/{p['id']}/output"
+    slow, fast = Stream(d, "GET", url), Stream(d, "GET", url)
+    slow_lines = slow.lines()
+    verb(d, sb, p["id"], "stdin", b"go\n", raw=True)
+    next(slow_lines)
+    out, cuts, result = collect(fast.lines())
+    fast.close()
+    assert cuts == [] and result["exit_code"] == 0
+    assert out == "".join(f"{i}\n" for i in range(1, 200001)).encode()
+    _, slow_cuts, slow_result = collect(slow_lines)
+    slow.close()
+    assert slow_cuts and slow_result["exit_code"] == 0
+
+
 def test_close_stdin_gives_eof(d, sb):
     p = start(d, sb, {"cmd": ["cat"], "stdin": True})
     assert p["stdin"] is True

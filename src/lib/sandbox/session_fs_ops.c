@@ -444,6 +444,13 @@ static int watch_dir(struct watcher *w, int dirfd, const char *path, bool recurs
     }
     /* inotify takes a path: "." of the directory held by fd. */
     int wd = fchdir(dirfd) == 0 ? inotify_add_watch(w->ifd, ".", WATCH_MASK) : -1;
+    if (wd < 0 && (errno == ENOSPC || errno == EMFILE)) {
+        /* The kernel's inotify limits for the sandbox's user, not a disk. */
+        hull_error_set(err, EBUSY, "watch %s: too many inotify watches (%s)", path,
+                       strerror(errno));
+        close(dirfd);
+        return -1;
+    }
     if (wd < 0) {
         hull_error_errno(err, "watch %s", path);
         close(dirfd);
@@ -480,6 +487,8 @@ static int do_watch(const struct hull_fs_op *op, int root, json_object **out, in
                     hull_error *err)
 {
     int ifd = op->verb == HULL_FS_WATCH ? inotify_init1(IN_CLOEXEC | IN_NONBLOCK) : op->fd;
+    if (ifd < 0 && op->verb == HULL_FS_WATCH && errno == EMFILE)
+        return hull_error_set(err, EBUSY, "too many inotify instances for the sandbox's user");
     if (ifd < 0)
         return hull_error_errno(err, op->verb == HULL_FS_WATCH ? "inotify" : "no inotify fd");
     struct watcher w = {.ifd = ifd, .watches = json_object_new_array()};
