@@ -361,6 +361,7 @@ static void unpark(struct kprocs *k)
         enum park what = c->park;
         c->park = PARK_NONE;
         if (what == PARK_READ) {
+            c->follow_ns = now; /* its time to come back starts now */
             answer_read(k, c->fd, c->id, c->offset, c->max);
         } else {
             hull_error e = NULL;
@@ -382,8 +383,9 @@ static size_t room_for(struct kprocs *k, const struct kproc *p, uint64_t now, ui
     uint64_t least = UINT64_MAX;
     for (size_t i = 0; i < k->n_conns; i++) {
         const struct kconn *c = &k->conns[i];
+        /* Waiting here for more is live; otherwise since its last answer. */
         if (c->follow[0] == '\0' || strcmp(c->follow, p->id) != 0 ||
-            now - c->follow_ns >= HOLD_MS * 1000000ull)
+            (c->park != PARK_READ && now - c->follow_ns >= HOLD_MS * 1000000ull))
             continue;
         least = c->follow_off < least ? c->follow_off : least;
         uint64_t lapse = c->follow_ns + HOLD_MS * 1000000ull;
@@ -620,31 +622,6 @@ static int take_stdin(struct kproc *p, struct frame *f, size_t *written, hull_er
     return 0;
 }
 
-static int signal_of(struct frame *f, hull_error *err)
-{
-    static const struct {
-        const char *name;
-        int sig;
-    } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
-                 {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
-                 {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}};
-    json_object *v = hj_get(f->hdr, "signal");
-    if (v && json_object_is_type(v, json_type_int)) {
-        int n = json_object_get_int(v);
-        if (n >= 1 && n < NSIG)
-            return n;
-    } else if (v && json_object_is_type(v, json_type_string)) {
-        const char *s = json_object_get_string(v);
-        if (strncmp(s, "SIG", 3) == 0)
-            s += 3;
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-            if (strcmp(s, names[i].name) == 0)
-                return names[i].sig;
-    }
-    return hull_error_set(err, EINVAL,
-                          "signal: a signal number or name (TERM, KILL, INT, HUP, ...)");
-}
-
 /* proc_* on a known process: -1 with err, 0 answered, 1 parked. */
 static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const char *op,
                      struct frame *f, hull_error *err)
@@ -667,9 +644,9 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
         }
         reply_json(c->fd, describe(p));
     } else if (strcmp(op, "proc_signal") == 0) {
-        int sig = signal_of(f, err);
-        if (sig < 0)
-            return -1;
+        int sig = (int)hu64(f, "signal"); /* hulld took a name or a number */
+        if (sig < 1 || sig >= NSIG)
+            return hull_error_set(err, EINVAL, "signal: %d is not a signal", sig);
         if (!p->running || p->reaped)
             return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
         /* Through its pidfd: never a recycled pid. */

@@ -5,6 +5,7 @@
  * wait. Another tenant's sandbox is a 404 before anything here (its
  * processes with it). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,30 @@ static void wait_for(struct sbx *s, const struct request *rq, const char *pid, s
         answer(s, 200, &f, r);
 }
 
+/* "TERM", "SIGTERM" or 15: its number, or 0. */
+static int signal_number(json_object *v)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } names[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"KILL", SIGKILL},
+                 {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},   {"CONT", SIGCONT},
+                 {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}};
+    if (v && json_object_is_type(v, json_type_int)) {
+        int64_t n = json_object_get_int64(v);
+        return n >= 1 && n < NSIG ? (int)n : 0;
+    }
+    if (v == NULL || !json_object_is_type(v, json_type_string))
+        return 0;
+    const char *s = json_object_get_string(v);
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i].name) == 0)
+            return names[i].sig;
+    return 0;
+}
+
 /* POST …/{pid}/{verb}. */
 static void verb(struct sbx *s, const struct request *rq, const char *pid, const char *v,
                  struct resp *r)
@@ -278,16 +303,18 @@ static void verb(struct sbx *s, const struct request *rq, const char *pid, const
                                               : (const char *const[]){"rows", "cols", NULL};
         for (; *keys; keys++) {
             json_object *x = hj_get(doc, *keys);
-            if (x == NULL || (v[0] == 'r' &&
-                              (!json_object_is_type(x, json_type_int) ||
-                               json_object_get_int64(x) < 1 || json_object_get_int64(x) > 1000))) {
+            int sig = v[0] == 's' ? signal_number(x) : 0;
+            if ((v[0] == 's' && sig == 0) ||
+                (v[0] == 'r' &&
+                 (x == NULL || !json_object_is_type(x, json_type_int) ||
+                  json_object_get_int64(x) < 1 || json_object_get_int64(x) > 1000))) {
                 resp_error(r, 400, "invalid_request", *keys, "%s: %s", *keys,
-                           v[0] == 's' ? "a signal number or name is required"
+                           v[0] == 's' ? "a signal number or name (TERM, KILL, INT, HUP, ...)"
                                        : "a number from 1 to 1000");
                 json_object_put(hdr);
                 return;
             }
-            json_object_object_add(hdr, *keys, json_object_get(x));
+            json_object_object_add(hdr, *keys, sig ? json_object_new_int(sig) : json_object_get(x));
         }
     } else if (!is_stdin && strcmp(v, "close_stdin") != 0) {
         json_object_put(hdr);
