@@ -1,7 +1,6 @@
 """What the sync Client and the AsyncClient share: request bodies and URLs
 built from the SDK's arguments, and the reading of hulld's NDJSON streams.
 Nothing here does I/O, so both transports send exactly the same requests."""
-import base64
 import datetime
 import json
 import posixpath
@@ -287,7 +286,3 @@ def result_as_chunks(doc):
     if res.stderr_bytes:
         chunks.append(Chunk("stderr", res.stderr_bytes, len(res.stdout_bytes)))
     return res, chunks
-
-
-def decode_b64(s):
-    return base64.b64decode(s)
