@@ -72,7 +72,12 @@ export class MethodNotAllowed extends APIError {}
 /** 409: the object's state does not allow it (stdin to an exited process). */
 export class Conflict extends APIError {}
 /** 413: a body over --max-body, or a file over the sandbox's disk limit. */
-export class PayloadTooLarge extends APIError {}
+export class PayloadTooLarge extends APIError {
+  /** The limit that applies ("limits.tmp_size", "max_body", ...), when named. */
+  get limit(): string | undefined {
+    return this.field;
+  }
+}
 
 /** 429: run slots and queue full, or the tenant at its quota. */
 export class RateLimited extends APIError {

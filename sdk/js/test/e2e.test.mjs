@@ -380,6 +380,7 @@ test("files: an upload over the sandbox's disk limit is 413 and leaves nothing",
     for (const data of [randomBytes(4 << 20), Readable.from([randomBytes(2 << 20), randomBytes(2 << 20)])]) {
       await assert.rejects(sb.files.write("/tmp/too-big.bin", data), (e) => {
         assert.ok(e instanceof hull.PayloadTooLarge, `${e.name}: ${e.message}`);
+        assert.match((e.limit ?? "") + e.message, /tmp_size/);
         return true;
       });
       await assert.rejects(sb.files.stat("/tmp/too-big.bin"), hull.NotFound);

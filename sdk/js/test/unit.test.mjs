@@ -90,6 +90,7 @@ test("each error status has its class", async () => {
       assert.equal(e.status, status);
       assert.equal(e.code, body.error.code);
       if (body.error.field) assert.equal(e.field, body.error.field);
+      if (status === 413) assert.equal(e.limit, "limits.tmp_size");
       if (status === 429) assert.equal(e.retryAfter, 3);
       if (status === 403) assert.equal(e.permission, "host-network");
       return true;
