@@ -222,6 +222,7 @@ test:
 	scripts/deps.sh vm
 	scripts/deps.sh image
 	scripts/deps.sh net
+	scripts/deps.sh js
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) asan
 	$(MAKE) fuzz

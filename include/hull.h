@@ -145,6 +145,7 @@ struct hull_exec_opts {
     const int *stdio;         /* 3 fds that become its 0, 1, 2; NULL: the caller's */
     const char *process_json; /* a process JSON document as text, like process_path */
     pid_t *pid;               /* with detach: its pid (our child: reap it) */
+    bool ctty;                /* stdio[0] is a terminal: made the new session's controlling one */
 };
 HULL_PUBLIC int hull_container_exec(const struct hull_runtime *rt, const char *id,
                                     const struct hull_exec_opts *opts, int *exit_status,
@@ -417,6 +418,34 @@ HULL_PUBLIC const char *hull_session_id(const struct hull_session *s);
  * cancel_fd; the result as for a run. 0 when it ran (any verdict). */
 HULL_PUBLIC int hull_session_exec(struct hull_session *s, const struct hull_policy *p,
                                   struct hull_result *r, hull_error *err);
+/* A command started in the sandbox and left running for the caller to
+ * supervise (hulld's background processes): confined like an exec. */
+struct hull_session_proc {
+    pid_t pid; /* the caller's child: reap it with wait4 */
+    int pidfd; /* readable once it exited, or -1 */
+    int in;    /* its stdin: a pipe or the pty's master; -1 when /dev/null */
+    int out;   /* its stdout pipe, or the pty's master (another fd than in) */
+    int err;   /* its stderr pipe; -1 with a pty */
+    uint64_t start_ns;
+    uint64_t oom_before, pids_before; /* the sandbox's limit events at its start */
+};
+/* How the caller stopped it, for the verdict. */
+enum { HULL_STOP_NONE, HULL_STOP_WALL, HULL_STOP_OUTPUT, HULL_STOP_CANCEL };
+/* p: argv, env, workdir, cpu_time (wall_time and output are the caller's
+ * to watch). with_stdin: a pipe, else /dev/null. rows and cols non-zero: a
+ * pty of that size as its stdin, stdout, stderr and controlling terminal;
+ * only the terminal's end is in the sandbox, the master stays ours. */
+HULL_PUBLIC int hull_session_spawn(struct hull_session *s, const struct hull_policy *p,
+                                   bool with_stdin, unsigned rows, unsigned cols,
+                                   struct hull_session_proc *out, hull_error *err);
+/* Its result once reaped: status from wait4, cpu and max rss from its
+ * rusage, stop a HULL_STOP_*; no output (the caller kept it). */
+HULL_PUBLIC void hull_session_proc_result(struct hull_session *s, const struct hull_policy *p,
+                                          const struct hull_session_proc *sp, int status,
+                                          uint64_t cpu_ms, uint64_t maxrss_kb, int stop,
+                                          struct hull_result *r);
+/* Close our ends (not the pidfd). */
+HULL_PUBLIC void hull_session_proc_close(struct hull_session_proc *sp);
 /* Files under the sandbox's /tmp ("x/y" or "/tmp/x/y"). Never follows a
  * symlink out of /tmp (EXDEV); only regular files. put creates missing
  * directories, owned by the sandbox's user like the file. */
@@ -425,6 +454,45 @@ HULL_PUBLIC int hull_session_put_file(struct hull_session *s, const char *path, 
 /* At most max bytes (EFBIG beyond). *data is malloc'd. */
 HULL_PUBLIC int hull_session_get_file(struct hull_session *s, const char *path, size_t max,
                                       char **data, size_t *len, hull_error *err);
+/* The file API (src/lib/sandbox/session_fs.c): each verb runs in a child
+ * that joined the sandbox's user and mount namespaces as its user, without
+ * capabilities, paths resolved in its root (openat2 RESOLVE_IN_ROOT |
+ * RESOLVE_NO_MAGICLINKS), the last component never followed; no ".."
+ * (EINVAL); fds come back for streaming. */
+enum hull_fs_verb {
+    HULL_FS_STAT,      /* -> entry */
+    HULL_FS_LIST,      /* -> {"entries": [...], "truncated"?} */
+    HULL_FS_MKDIR,     /* mkdir -p -> entry */
+    HULL_FS_RENAME,    /* path -> to -> entry of to */
+    HULL_FS_REMOVE,    /* -> {"path", "removed": true} */
+    HULL_FS_READ,      /* -> {"size"}, *fd_out the file (O_RDONLY) */
+    HULL_FS_WRITE,     /* -> {"limit"}, *fd_out an unnamed file beside path (O_TMPFILE) */
+    HULL_FS_COMMIT,    /* fd: WRITE's file, linked in as path -> entry */
+    HULL_FS_WATCH,     /* -> {"watches": [{"wd","path"}]}, *fd_out an inotify fd */
+    HULL_FS_WATCH_ADD, /* fd: WATCH's inotify fd; path's directory (and below) added */
+};
+
+struct hull_fs_op {
+    enum hull_fs_verb verb;
+    const char *path; /* absolute, inside the sandbox */
+    const char *to;   /* RENAME */
+    unsigned depth;   /* LIST (1: the directory's own entries) */
+    bool recursive;   /* REMOVE, WATCH, WATCH_ADD */
+    unsigned mode;    /* WRITE, MKDIR; 0: 0644 / 0755 */
+    uint64_t size;    /* WRITE: the declared length, or 0 when unknown */
+    int fd;           /* COMMIT, WATCH_ADD; else -1 */
+};
+
+/* The verb named (stat, list, mkdir, rename, remove, read, write, commit,
+ * watch, watch_add); -1 when unknown. */
+HULL_PUBLIC int hull_fs_verb_parse(const char *name);
+
+/* Run op inside sandbox s. *out: the answer (the caller puts it); *fd_out:
+ * the fd the verb gives, or -1. Errors carry the errno the kernel gave in
+ * the sandbox (ENOENT, EACCES, EISDIR, ENOSPC, ...). */
+HULL_PUBLIC int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op,
+                                struct json_object **out, int *fd_out, hull_error *err);
+
 /* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
 HULL_PUBLIC int hull_session_pause(struct hull_session *s, hull_error *err);
 HULL_PUBLIC int hull_session_resume(struct hull_session *s, hull_error *err);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install what a make target needs, from Debian's archive, only when missing.
-#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|image|net|fuzz|all
+#   scripts/deps.sh build|test|bench|engines|daemon|queue|vm|image|net|fuzz|js|all
 # Groups are cumulative where it makes sense: test includes build.
 set -eu
 
@@ -33,7 +33,46 @@ net="$build python3 python3-pytest iproute2 nftables iperf3 curl"
 # recommends); hulld's target links libmicrohttpd.
 fuzz="$build clang libclang-rt-14-dev libmicrohttpd-dev"
 
+# The TypeScript SDK (sdk/js): Node.js 20 with npm, then the SDK's pinned
+# devDependencies (typescript, @types/node) from its package-lock.json, so
+# that its suite then runs offline. Debian 12 has Node.js 18 only; this
+# machine's Node.js 20 is NodeSource's Debian package (apt-cache policy
+# nodejs: 20.x-1nodesource1), so a machine without it gets that too.
+js() (
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    if [ "$major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
+        if [ "$(id -u)" != 0 ]; then
+            echo "deps: Node.js >= 20 with npm is missing (run as root to install it)" >&2
+            exit 1
+        fi
+        echo "deps: installing Node.js 20 (NodeSource's Debian package)"
+        export DEBIAN_FRONTEND=noninteractive
+        if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+            apt-get update -q
+        fi
+        apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends ca-certificates curl gnupg
+        key=/usr/share/keyrings/nodesource.gpg
+        if [ ! -s "$key" ]; then
+            curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key | gpg --dearmor -o "$key.tmp"
+            mv "$key.tmp" "$key"
+        fi
+        printf 'Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\nSigned-By: %s\n' \
+            "$key" >/etc/apt/sources.list.d/hull-nodesource.sources
+        apt-get update -q
+        apt-get install -o DPkg::Lock::Timeout=600 -y -q nodejs
+    fi
+    # npm ci only when the lock file changed since the last one (a stamp
+    # beside node_modules): later runs need no network.
+    cd "$(dirname "$0")/../sdk/js"
+    want_lock=$(sha256sum package-lock.json | cut -d' ' -f1)
+    if [ "$(cat node_modules/.hull-lock-sha256 2>/dev/null)" != "$want_lock" ]; then
+        npm ci --no-audit --no-fund
+        echo "$want_lock" >node_modules/.hull-lock-sha256
+    fi
+)
+
 case "${1:-build}" in
+js) js; exit 0 ;;
 build) want="$build" ;;
 test) want="$test" ;;
 bench) want="$bench" ;;
@@ -44,8 +83,8 @@ vm) want="$vm" ;;
 image) want="$image" ;;
 net) want="$net" ;;
 fuzz) want="$fuzz" ;;
-all) want="$test $bench $engines $daemon $queue $vm $image $net $fuzz" ;;
-*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|image|net|fuzz|all" >&2; exit 2 ;;
+all) js; want="$test $bench $engines $daemon $queue $vm $image $net $fuzz" ;;
+*) echo "usage: $0 build|test|bench|engines|daemon|queue|vm|image|net|fuzz|js|all" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -29,6 +29,9 @@ if [ -d tests/security ] && ls tests/security/test_*.py >/dev/null 2>&1; then
 fi
 # The Python SDK: its unit tests (stub server) and end to end against build/hulld.
 run_suite "sdk (python)" env HULL="$PWD/build/hull" $PYTEST sdk/python/tests
+# The TypeScript SDK: built with its pinned tsc (scripts/deps.sh js), then
+# node's test runner: a stub server, and end to end against build/hulld.
+run_suite "sdk (js)" env HULL="$PWD/build/hull" sdk/js/run-tests.sh
 # The core lifecycle again under the sanitizers: memory errors in the runtime
 # show up as a failing run.
 run_suite "integration (asan+ubsan)" env HULL="$PWD/build/asan/hull" \

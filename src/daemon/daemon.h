@@ -31,6 +31,7 @@ struct hulld_options {
     unsigned max_runs;         /* --max-runs: runs at once (worker processes) */
     unsigned queue_depth;      /* --queue-depth: runs waiting behind them */
     size_t max_body;           /* --max-body: request body limit in bytes */
+    size_t process_buffer;     /* --process-buffer: output kept per sandbox process */
     unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
@@ -95,6 +96,9 @@ int helper_main(const char *mode, const char *state_dir);
  * a run that cannot start answers {"error": why}. */
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);
+/* keeper_files.c: the keeper's "fs" frames (the file API). */
+struct hull_session;
+void keeper_fs(int sock, struct frame *f, struct hull_session *s);
 /* puller.c: one image pull in its own process, then exit. */
 int puller_main(int sock);
 
@@ -133,9 +137,28 @@ void sweep_leftovers(void);
 /* sandboxes.c: long-lived sandboxes, each in a keeper process. */
 void api_sandboxes(const struct request *rq, const char *id, const char *action, const char *path,
                    struct resp *r);
+/* sbx_meta.c: a sandbox's metadata (labels). "metadata" of a create
+ * request checked and taken out of doc: *text the JSON to store (freed by
+ * the caller), NULL without; -1 with r filled (400 naming the field). */
+#define SBX_META_KEYS 32
+#define SBX_META_LEN  256
+int sbx_meta_take(json_object *doc, char **text, struct resp *r);
+/* A record's stored metadata text as an object ({} without). */
+void sbx_meta_show(json_object *row);
+/* {"sandboxes": [...]}: each shown, only those matching every
+ * metadata.KEY=VALUE of the query; -1 with r filled for a bad filter. */
+int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r);
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
 unsigned sandboxes_active(void);
+/* One frame (hdr consumed, op added) to the keeper of live sandbox id of
+ * tenant (NULL: any), under its op lock: ENOENT when there is none. */
+int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
+                   struct frame *reply, hull_error *err);
+/* A request is using it (a streamed upload): not idle. */
+void sandboxes_touch(const char *id, const char *tenant);
+/* True while sandbox id of tenant (NULL: any) is live. */
+bool sandboxes_alive(const char *id, const char *tenant);
 /* Prometheus lines for each sandbox's CPU and memory: tenant's only, or
  * every tenant's for NULL (an admin). */
 void sandboxes_metrics(FILE *out, const char *tenant);
@@ -183,7 +206,8 @@ void pending_drop_all(void);
 bool http_query_cut(const char *uri);
 /* The body's framing, from the headers as sent: 0, or -1 with r filled (the
  * connection is then closed). *overflow: the declared body is over
- * --max-body, to be read and dropped. */
+ * --max-body, to be read and dropped; overflow NULL: a streamed upload
+ * (the file API), not bounded by --max-body. */
 struct MHD_Connection;
 int http_framing(struct MHD_Connection *conn, struct resp *r, bool *overflow);
 

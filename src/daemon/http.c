@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "sbx_files.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -41,6 +42,8 @@ enum route_kind {
     R_SANDBOX,
     R_SBX_ACTION,
     R_SBX_FILE,
+    R_SBX_FS,
+    R_SBX_PROCS,
     R_IMAGES,
     R_IMAGE,
     R_NETWORKS,
@@ -54,6 +57,7 @@ struct route {
     char id[64];
     char action[16];
     const char *file; /* into the URL: a sandbox file, or an image reference */
+    bool raw_body;    /* any bytes, not JSON (a file, a process's stdin) */
 };
 
 /* The connection's memory pool (MHD's default is 32 KiB): room for the
@@ -74,6 +78,8 @@ struct req {
     bool authed;
     char *body;
     size_t len, cap;
+    bool fs_put;              /* PUT .../fs/{path}: the body streams to a file */
+    struct fs_upload *upload; /* its upload (sbx_files.c), NULL when refused */
 };
 
 static struct MHD_Daemon *unix_d, *tcp_d;
@@ -85,10 +91,40 @@ static char *tls_key_pem, *tls_cert_pem;
 
 /* ---- answers ---- */
 
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct resp_stream *st = cls;
+    long n = st->read(st, buf, max);
+    return n > 0    ? (ssize_t)n
+           : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                    : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    struct resp_stream *st = cls;
+    st->free(st);
+}
+
 static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bool close_conn)
 {
     struct MHD_Response *m;
-    if (r->raw) {
+    if (r->mhd) {
+        m = r->mhd;
+        r->mhd = NULL;
+    } else if (r->stream) {
+        /* Chunked, read in the connection's own thread as the client takes
+         * it. A stream may wait long for output: not an idle client (one
+         * that goes is seen by the stream itself). */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
+        m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, r->stream,
+                                              stream_free);
+        close_conn = true; /* not kept idle afterwards without its timeout */
+        if (m == NULL)
+            r->stream->free(r->stream);
+        r->stream = NULL;
+    } else if (r->raw) {
         m = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
         r->raw = NULL;
     } else {
@@ -223,10 +259,25 @@ static int route(const char *url, struct route *rt)
         rt->kind = R_SBX_FILE;
         rt->file = p;
         rt->allow = "GET, PUT";
+        rt->raw_body = true;
+        return 0;
+    }
+    if (strcmp(rt->action, "processes") == 0) {
+        rt->kind = R_SBX_PROCS;
+        rt->file = p - (p[-1] == '/'); /* "" or "/p-…[/verb]" */
+        rt->allow = "GET, POST";
+        size_t n = strlen(p);
+        rt->raw_body = n > 6 && strcmp(p + n - 6, "/stdin") == 0;
+        return 0;
+    }
+    if (strcmp(rt->action, "fs") == 0) {
+        rt->kind = R_SBX_FS;
+        rt->file = p;
+        rt->allow = "GET, PUT, POST, DELETE";
         return 0;
     }
     if (*p != '\0' || (strcmp(rt->action, "exec") != 0 && strcmp(rt->action, "pause") != 0 &&
-                       strcmp(rt->action, "resume") != 0))
+                       strcmp(rt->action, "resume") != 0 && strcmp(rt->action, "timeout") != 0))
         return -1;
     rt->kind = R_SBX_ACTION;
     rt->allow = "POST";
@@ -251,6 +302,31 @@ static bool method_allowed(const char *allow, const char *method)
 static const char *query_arg(void *conn, const char *key)
 {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+struct query_walk {
+    bool (*fn)(void *cls, const char *key, const char *value);
+    void *cls;
+};
+
+static enum MHD_Result query_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct query_walk *w = cls;
+    return w->fn(w->cls, key, value ? value : "") ? MHD_YES : MHD_NO;
+}
+
+static void query_each(void *conn, bool (*fn)(void *cls, const char *key, const char *value),
+                       void *cls)
+{
+    struct query_walk w = {fn, cls};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_walk_one, &w);
+}
+
+static const char *header_arg(void *conn, const char *key)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, key);
 }
 
 /* ---- authentication ---- */
@@ -374,7 +450,14 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
                          .len = q->len,
                          .caller = &q->caller,
                          .conn = conn,
-                         .query = query_arg};
+                         .client_fd = -1,
+                         .query = query_arg,
+                         .query_each = query_each,
+                         .header = header_arg};
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        rq.client_fd = ci->connect_fd;
     const struct route *rt = &q->rt;
     switch (rt->kind) {
     case R_HEALTH: {
@@ -426,10 +509,16 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     case R_SANDBOX:
     case R_SBX_ACTION:
     case R_SBX_FILE:
+    case R_SBX_PROCS:
         api_sandboxes(&rq, rt->kind == R_SANDBOXES ? NULL : rt->id,
-                      rt->kind == R_SBX_ACTION ? rt->action
-                                               : (rt->kind == R_SBX_FILE ? "files" : NULL),
+                      rt->kind == R_SBX_ACTION  ? rt->action
+                      : rt->kind == R_SBX_FILE  ? "files"
+                      : rt->kind == R_SBX_PROCS ? "processes"
+                                                : NULL,
                       rt->file, r);
+        break;
+    case R_SBX_FS:
+        sbx_fs(&rq, rt->id, rt->file, r);
         break;
     case R_IMAGES:
     case R_IMAGE:
@@ -453,7 +542,51 @@ static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, s
     r->body = NULL;
     free(r->raw);
     r->raw = NULL;
+    if (r->stream)
+        r->stream->free(r->stream);
+    r->stream = NULL;
     return ret;
+}
+
+/* PUT .../fs/{path}, admitted: the file to stream the body into, or the
+ * refusal to answer once the body is dropped. */
+static void fs_upload_begin(struct MHD_Connection *conn, const char *url, const char *method,
+                            struct req *q)
+{
+    struct request rq = {
+        .method = method, .path = url, .caller = &q->caller, .conn = conn, .query = query_arg};
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    struct resp r = {0};
+    if (sbx_fs_upload_begin(&rq, q->rt.id, q->rt.file, cl ? strtoull(cl, NULL, 10) : 0, &q->upload,
+                            &r) == 0)
+        return;
+    audit(q, method, url, &r);
+    q->rejected = true;
+    q->reject = r;
+}
+
+/* A streamed upload's body part, or its end. */
+static enum MHD_Result fs_upload_step(struct MHD_Connection *conn, const char *url,
+                                      const char *method, struct req *q, const char *upload,
+                                      size_t *upload_size)
+{
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (n && q->upload)
+        return sbx_fs_upload_part(q->upload, upload, n) ? MHD_YES : MHD_NO;
+    if (n) { /* refused: dropped, up to a point */
+        q->len += n;
+        return q->len > HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    struct resp r = {0};
+    if (q->rejected) {
+        r = q->reject;
+        memset(&q->reject, 0, sizeof(q->reject));
+        return answer_with(conn, q, &r, false);
+    }
+    sbx_fs_upload_end(q->upload, &r);
+    audit(q, method, url, &r);
+    return answer_with(conn, q, &r, false);
 }
 
 /* The first call, headers only: refuse what can be refused now. */
@@ -468,7 +601,9 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, const char *url, 
         audit(q, method, url, &r);
         return answer_with(conn, q, &r, true);
     }
-    if (http_framing(conn, &r, &q->overflow) < 0) {
+    struct route pre;
+    q->fs_put = route(url, &pre) == 0 && pre.kind == R_SBX_FS && strcmp(method, "PUT") == 0;
+    if (http_framing(conn, &r, q->fs_put ? NULL : &q->overflow) < 0) {
         audit(q, method, url, &r);
         return answer_with(conn, q, &r, true);
     }
@@ -481,6 +616,8 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, const char *url, 
         return MHD_YES;
     }
     q->started = true;
+    if (q->fs_put)
+        fs_upload_begin(conn, url, method, q);
     return MHD_YES;
 }
 
@@ -536,6 +673,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *upload_size = 0; /* discard */
         return MHD_YES;
     }
+    if (q->fs_put && (q->upload || q->rejected))
+        return fs_upload_step(conn, url, method, q, upload, upload_size);
     if (*upload_size)
         return body_part(q, upload, upload_size);
     /* The whole body is in. */
@@ -554,7 +693,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     }
     size_t bad = 0;
     /* JSON bodies are UTF-8 (RFC 8259); a file's bytes (PUT) are any. */
-    if (q->len && q->rt.kind != R_SBX_FILE && !hull_utf8_valid(q->body, q->len, &bad))
+    if (q->len && !q->rt.raw_body && !hull_utf8_valid(q->body, q->len, &bad))
         resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
     else
         dispatch(conn, url, method, q, &r);
@@ -572,6 +711,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (q) {
         atomic_fetch_sub(&in_flight, 1);
         json_object_put(q->reject.body);
+        sbx_fs_upload_free(q->upload); /* cut mid-body: the unnamed file goes */
         free(q->body);
         free(q);
     }

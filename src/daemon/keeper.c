@@ -1,13 +1,15 @@
 /* The keeper: one process per long-lived sandbox, single-threaded, the
  * sandbox's creator and supervisor (the sandbox dies with it). It serves
- * hulld's requests one at a time over its socket and destroys the sandbox
+ * hulld's requests one at a time over its sockets and destroys the sandbox
  * when told to, or when hulld goes away (EOF). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
+#include "procs.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -82,12 +84,16 @@ static void do_exec(int sock, struct frame *f, struct hull_session *s)
     free(json);
 }
 
-int keeper_loop(int sock)
+int keeper_loop(int main_sock)
 {
     struct hull_session *s = NULL;
+    /* Requests come on the main connection and on those hulld attached
+     * (keeper_procs.c); each is answered on its own. */
+    struct kprocs *kp = kprocs_new(main_sock);
     for (;;) {
         struct frame f;
-        if (frame_recv(sock, &f) < 0)
+        int sock;
+        if (kp == NULL || kprocs_next(kp, s, &sock, &f) < 0)
             break;
         const char *op = hdr_str(&f, "op");
         hull_error e = NULL;
@@ -97,8 +103,15 @@ int keeper_loop(int sock)
         } else if (s == NULL) {
             hull_error_set(&e, EPROTO, "keeper: no sandbox yet");
             reply_error(sock, &e);
+        } else if (kprocs_op(kp, s, sock, &f)) {
+            /* a background process's */
         } else if (strcmp(op, "exec") == 0) {
-            do_exec(sock, &f, s);
+            /* In a child of ours: its processes are served meanwhile. */
+            pid_t child = kprocs_fork(kp, sock);
+            if (child <= 0)
+                do_exec(sock, &f, s);
+            if (child == 0)
+                _exit(0);
         } else if (strcmp(op, "put") == 0) {
             json_object *m = hj_get(f.hdr, "mode");
             if (hull_session_put_file(s, hdr_str(&f, "path"), f.data, f.len,
@@ -117,6 +130,8 @@ int keeper_loop(int sock)
             else
                 reply_ok(sock, NULL, NULL, data, len);
             free(data);
+        } else if (strcmp(op, "fs") == 0) {
+            keeper_fs(sock, &f, s);
         } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
             int r = op[0] == 'p' ? hull_session_pause(s, &e) : hull_session_resume(s, &e);
             if (r < 0)
@@ -124,6 +139,7 @@ int keeper_loop(int sock)
             else
                 reply_ok(sock, NULL, NULL, NULL, 0);
         } else if (strcmp(op, "destroy") == 0) {
+            kprocs_kill(kp, s);
             hull_session_destroy(s);
             s = NULL;
             reply_ok(sock, NULL, NULL, NULL, 0);
@@ -136,6 +152,9 @@ int keeper_loop(int sock)
         if (done)
             break;
     }
+    if (kp)
+        kprocs_kill(kp, s);
     hull_session_destroy(s);
+    kprocs_free(kp);
     return 0;
 }

@@ -52,6 +52,7 @@ static void usage(FILE *out)
             "  --tenant-runs N         runs queued or running per tenant (default 32)\n"
             "  --tenant-sandboxes N    live sandboxes per tenant (default 8)\n"
             "  --max-body BYTES        request body limit (default 8M)\n"
+            "  --process-buffer BYTES  output kept per sandbox process (default 1M)\n"
             "  --client-timeout SECS   idle connection limit (default 30)\n"
             "  --max-connections N     open connections (default 256)\n"
             "  --image-root DIR        image store (default $HULL_IMAGE_ROOT, else\n"
@@ -124,6 +125,7 @@ static const struct opt_spec opt_specs[] = {
     {"tenant-runs", OPT_UINT, OFF(tenant_runs), 1, 1000000},
     {"tenant-sandboxes", OPT_UINT, OFF(tenant_sandboxes), 0, 100000},
     {"max-body", OPT_SIZE, OFF(max_body), 0, 0},
+    {"process-buffer", OPT_SIZE, OFF(process_buffer), 0, 0},
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
     {"debug", OPT_FLAG, OFF(debug), 0, 0},
@@ -230,6 +232,7 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .max_runs = (unsigned)(ncpu > 0 ? 2 * ncpu : 2),
         .queue_depth = 64,
         .max_body = 8u << 20,
+        .process_buffer = 1u << 20,
         .client_timeout = 30,
         .tenant_runs = 32,
         .tenant_sandboxes = 8,

@@ -207,6 +207,8 @@ int http_framing(struct MHD_Connection *conn, struct resp *r, bool *overflow)
             return -1;
         }
         unsigned long long len = n > 18 ? ULLONG_MAX : strtoull(f.length, NULL, 10);
+        if (overflow == NULL)
+            return 0; /* a streamed upload: no --max-body */
         if (len > (unsigned long long)hulld.o->max_body + HTTP_DISCARD_MAX) {
             resp_error(r, 413, "payload_too_large", NULL, "the body is over %zu bytes",
                        hulld.o->max_body);

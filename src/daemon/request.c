@@ -42,8 +42,8 @@ static const struct hint run_hints[] = {
     {NULL, NULL},
 };
 
-static const char *const create_fields[] = {"isolation", "limits",   "env",   "files",
-                                            "network",   "lifetime", "image", NULL};
+static const char *const create_fields[] = {"isolation", "limits", "env",      "files", "network",
+                                            "lifetime",  "image",  "metadata", NULL};
 static const char *const create_limits[] = {"memory",   "pids",       "cpus",
                                             "tmp_size", "open_files", NULL};
 static const struct hint create_hints[] = {
@@ -67,6 +67,7 @@ static const struct hint exec_hints[] = {
     {"network", "the sandbox's network is set when it is created"},
     {"lifetime", "the sandbox's lifetime is set when it is created"},
     {"image", "the sandbox's image is set when it is created"},
+    {"metadata", "the sandbox's metadata is set when it is created"},
     {"async", "an exec is always synchronous"},
     {"queue", "an exec cannot go through the queue"},
     {"limits.memory", SHARED},

@@ -13,19 +13,29 @@
 #include "hull.h"
 #include "service/store.h"
 
-/* An API answer: JSON or raw bytes, or an error. */
+/* A body made while it is sent (chunked), in the connection's thread. */
+struct resp_stream {
+    /* Up to max bytes into buf: their count, 0 at its end, -1 to cut the
+     * connection (the client went, or a failure after the status). */
+    long (*read)(struct resp_stream *st, char *buf, size_t max);
+    void (*free)(struct resp_stream *st);
+};
+
+/* An API answer: JSON or raw bytes, or a stream, or an error. */
 struct resp {
     int status;
     json_object *body; /* JSON body (owned) */
     char *raw;         /* or raw bytes (owned) */
     size_t raw_len;
-    const char *content_type; /* for raw */
-    int retry_after;          /* seconds, 0 = no header */
-    const char *allow;        /* for 405 */
-    char target[64];          /* run/sandbox id, for the audit log */
-    char timing[48];          /* Server-Timing header, or "" */
-    char grants[64];          /* grants the request used, for the audit log, or "" */
-    const char *code;         /* error code, NULL on success */
+    const char *content_type;   /* for raw and stream */
+    struct resp_stream *stream; /* or this (owned) */
+    int retry_after;            /* seconds, 0 = no header */
+    const char *allow;          /* for 405 */
+    char target[64];            /* run/sandbox id, for the audit log */
+    char timing[48];            /* Server-Timing header, or "" */
+    char grants[64];            /* grants the request used, for the audit log, or "" */
+    const char *code;           /* error code, NULL on success */
+    void *mhd;                  /* or a ready MHD_Response (a streamed file), sent as is */
 };
 /* Fill r with the uniform error body. field may be NULL. */
 void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,
@@ -51,10 +61,16 @@ struct request {
     const char *body;
     size_t len;
     const struct caller *caller;
-    void *conn; /* the connection, for query */
+    void *conn;    /* the connection, for query */
+    int client_fd; /* its socket: for a stream, to see the client go */
     /* A query parameter of conn, or NULL (http.c's, on the MHD
      * connection). */
     const char *(*query)(void *conn, const char *key);
+    /* Every query parameter of conn in turn, until fn returns false. */
+    void (*query_each)(void *conn, bool (*fn)(void *cls, const char *key, const char *value),
+                       void *cls);
+    /* A request header of conn, or NULL. */
+    const char *(*header)(void *conn, const char *key);
 };
 /* A query parameter, or NULL. */
 const char *request_query(const struct request *rq, const char *key);

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "procs.h"
 #include "response.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -31,6 +33,10 @@ struct sbx {
     int sock;
     int kill_fd; /* eventfd handed to every exec: written on destroy */
     pthread_mutex_t op;
+    /* A keeper connection for attaching more (procs.h sbx_connect), so a
+     * stream can start while an exec holds op. */
+    int attach_sock;
+    pthread_mutex_t attach_mu;
     uint64_t last_used_ns;
     time_t last_used;
     unsigned lifetime_s;
@@ -53,6 +59,9 @@ static void unref(struct sbx *s)
         close(s->sock);
     if (s->kill_fd >= 0)
         close(s->kill_fd);
+    if (s->attach_sock >= 0)
+        close(s->attach_sock);
+    pthread_mutex_destroy(&s->attach_mu);
     if (s->pid > 0)
         waitpid(s->pid, NULL, 0);
     pthread_mutex_destroy(&s->op);
@@ -125,9 +134,122 @@ static int call(struct sbx *s, const char *op, json_object *extra, const void *d
         frame_free(reply);
         return -1;
     }
-    s->last_used_ns = hull_monotonic_ns();
+    __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
     s->last_used = time(NULL);
     return 0;
+}
+
+int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,
+                   struct frame *reply, hull_error *err)
+{
+    struct sbx *s = find(id, tenant);
+    if (s == NULL) {
+        json_object_put(hdr);
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    }
+    pthread_mutex_lock(&s->op);
+    int ok = s->gone ? hull_error_set(err, ENOENT, "sandbox '%s' is gone", id)
+                     : call(s, op, hdr, NULL, 0, fd, reply, err);
+    if (s->gone && ok < 0 && hull_error_code(*err) == ENOENT)
+        json_object_put(hdr); /* call() did not take it */
+    pthread_mutex_unlock(&s->op);
+    unref(s);
+    return ok;
+}
+
+void sandboxes_touch(const char *id, const char *tenant)
+{
+    struct sbx *s = find(id, tenant);
+    if (s) {
+        sbx_touch(s);
+        unref(s);
+    }
+}
+
+bool sandboxes_alive(const char *id, const char *tenant)
+{
+    struct sbx *s = find(id, tenant);
+    bool alive = s && !s->gone;
+    if (s)
+        unref(s);
+    return alive;
+}
+
+int sbx_call(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
+             bool refuse_paused, struct frame *reply, hull_error *err)
+{
+    pthread_mutex_lock(&s->op);
+    int r = refuse_paused && s->paused ? hull_error_set(err, EBUSY, "sandbox '%s' is paused", s->id)
+                                       : call(s, op, extra, data, len, -1, reply, err);
+    if (refuse_paused && s->paused)
+        json_object_put(extra);
+    pthread_mutex_unlock(&s->op);
+    return r;
+}
+
+const char *sbx_id(const struct sbx *s)
+{
+    return s->id;
+}
+
+void sbx_hold(struct sbx *s)
+{
+    pthread_mutex_lock(&tab_mu);
+    s->refs++;
+    pthread_mutex_unlock(&tab_mu);
+}
+
+void sbx_release(struct sbx *s)
+{
+    unref(s);
+}
+
+void sbx_touch(struct sbx *s)
+{
+    /* Without the op lock (a stream must not wait behind an exec): the
+     * reaper reads it atomically too. */
+    __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
+    s->last_used = time(NULL);
+}
+
+/* A new keeper connection, attached over via (the main one under the op
+ * lock, else the attach connection): -1 with err. */
+static int attach_over(struct sbx *s, int via, hull_error *err)
+{
+    int sv[2];
+    if (s->gone)
+        return hull_error_set(err, ENOENT, "sandbox '%s' is gone", s->id);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return hull_error_errno(err, "socketpair");
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("attach"));
+    struct frame f;
+    int r = frame_send(via, hdr, NULL, 0, sv[1]);
+    json_object_put(hdr);
+    close(sv[1]);
+    if (r < 0 || frame_recv(via, &f) < 0) {
+        close(sv[0]);
+        return hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", s->id);
+    }
+    json_object *er = hj_get(f.hdr, "error");
+    if (er) {
+        json_object *msg = hj_get(er, "message");
+        hull_error_set(err, EBUSY, "%s", msg ? json_object_get_string(msg) : "keeper failed");
+        frame_free(&f);
+        close(sv[0]);
+        return -1;
+    }
+    frame_free(&f);
+    return sv[0];
+}
+
+int sbx_connect(struct sbx *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->attach_mu);
+    int r = s->attach_sock >= 0 ? attach_over(s, s->attach_sock, err)
+                                : hull_error_set(err, ESRCH, "sandbox '%s' is gone", s->id);
+    pthread_mutex_unlock(&s->attach_mu);
+    return r;
 }
 
 static void destroy(struct sbx *s, const char *reason)
@@ -159,13 +281,16 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
     json_object *o = hull_sandbox_rec_get(hulld.store, s->id, tenant, err);
     if (o == NULL)
         return NULL;
+    sbx_meta_show(o);
     char buf[64];
     struct tm tm;
     time_t t = s->last_used;
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_object_object_add(o, "last_used", json_object_new_string(buf));
+    pthread_mutex_lock(&tab_mu);
     t += s->lifetime_s;
+    pthread_mutex_unlock(&tab_mu);
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_object_object_add(o, "expires", json_object_new_string(buf));
@@ -222,10 +347,11 @@ static struct sbx *table_add(const struct caller *c, unsigned lifetime, struct r
         resp_error(r, 500, "internal", NULL, "out of memory");
         return NULL;
     }
-    s->sock = s->kill_fd = -1;
+    s->sock = s->kill_fd = s->attach_sock = -1;
     s->pid = -1;
     s->refs = 2; /* the table's and ours */
     pthread_mutex_init(&s->op, NULL);
+    pthread_mutex_init(&s->attach_mu, NULL);
     daemon_new_id(s->id, sizeof(s->id), 's');
     snprintf(s->tenant, sizeof(s->tenant), "%s", c->tok.tenant);
     s->lifetime_s = lifetime;
@@ -261,8 +387,9 @@ static void create(const struct request *rq, struct resp *r)
     if (request_doc(rq, true, &doc, r) < 0)
         return;
     unsigned lifetime;
+    cleanup_free char *meta = NULL;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
-        request_image(doc, r) < 0)
+        sbx_meta_take(doc, &meta, r) < 0 || request_image(doc, r) < 0)
         return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();
@@ -297,9 +424,15 @@ static void create(const struct request *rq, struct resp *r)
     snprintf(s->container, sizeof(s->container), "%s",
              json_object_get_string(hj_get(f.hdr, "container")));
     frame_free(&f);
+    s->attach_sock = attach_over(s, s->sock, &e);
+    if (s->attach_sock < 0) { /* streams and waits will say so */
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     pthread_mutex_unlock(&s->op);
     if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
-        0) {
+            0 ||
+        (meta && hull_sandbox_rec_metadata(hulld.store, s->id, meta, &e) < 0)) {
         resp_store_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
@@ -320,6 +453,11 @@ static void exec_in(struct sbx *s, const struct request *rq, struct resp *r)
     json_object_put(doc);
     if (ok < 0 || policy_check(rq->body, r) < 0)
         return;
+    const char *accept = rq->header ? rq->header(rq->conn, "Accept") : NULL;
+    if (accept && strstr(accept, "application/x-ndjson")) {
+        sbx_exec_stream(s, rq, r);
+        return;
+    }
     struct frame f;
     pthread_mutex_lock(&s->op);
     if (s->paused) {
@@ -376,6 +514,42 @@ static void files(struct sbx *s, const struct request *rq, const char *path, str
     frame_free(&f);
 }
 
+/* POST /v1/sandboxes/{id}/timeout {"lifetime": "30m"}: a new idle
+ * lifetime, counted from now. Not under the op lock: it changes no state
+ * of the keeper, and must not wait for a long exec. */
+static void set_timeout(struct sbx *s, const struct request *rq, struct resp *r)
+{
+    cleanup_json json_object *doc = NULL;
+    if (request_doc(rq, false, &doc, r) < 0)
+        return;
+    json_object_object_foreach(doc, key, v)
+    {
+        (void)v;
+        if (strcmp(key, "lifetime") != 0) {
+            resp_error(r, 400, "invalid_request", key, "%s: unknown field (accepted: lifetime)",
+                       key);
+            return;
+        }
+    }
+    unsigned lifetime;
+    if (hj_get(doc, "lifetime") == NULL) {
+        resp_error(r, 400, "invalid_request", "lifetime", "lifetime: required (\"30m\")");
+        return;
+    }
+    if (take_lifetime(doc, &lifetime, r) < 0)
+        return;
+    pthread_mutex_lock(&tab_mu);
+    s->lifetime_s = lifetime;
+    s->last_used_ns = hull_monotonic_ns();
+    s->last_used = time(NULL);
+    pthread_mutex_unlock(&tab_mu);
+    hull_error e = NULL;
+    if (hull_sandbox_rec_lifetime(hulld.store, s->id, lifetime, &e) < 0)
+        resp_store_error(r, &e);
+    else
+        answer(r, 200, s, NULL);
+}
+
 static void freeze(struct sbx *s, bool pause, struct resp *r)
 {
     hull_error e = NULL;
@@ -406,6 +580,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = hull_sandbox_rec_list(hulld.store, tenant, &e);
         if (o == NULL)
             resp_store_error(r, &e);
+        else if (sbx_meta_filter(rq, o, r) < 0)
+            json_object_put(o);
         else
             resp_json(r, 200, o);
         return;
@@ -417,6 +593,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = action == NULL && strcmp(rq->method, "GET") == 0
                              ? hull_sandbox_rec_get(hulld.store, id, tenant, &e)
                              : NULL;
+        if (o)
+            sbx_meta_show(o);
         if (o)
             resp_json(r, 200, o);
         else if (e && hull_error_code(e) != ENOENT)
@@ -438,6 +616,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         exec_in(s, rq, r);
     } else if (strcmp(action, "files") == 0) {
         files(s, rq, path, r);
+    } else if (strcmp(action, "timeout") == 0) {
+        set_timeout(s, rq, r);
+    } else if (strcmp(action, "processes") == 0) {
+        sbx_processes(s, rq, path, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
@@ -470,7 +652,8 @@ void sandboxes_reap(bool all)
         struct sbx *victim = NULL;
         pthread_mutex_lock(&tab_mu);
         for (struct sbx *s = table; s && !victim; s = s->next) {
-            bool idle = now - s->last_used_ns > (uint64_t)s->lifetime_s * 1000000000ull;
+            uint64_t used = __atomic_load_n(&s->last_used_ns, __ATOMIC_RELAXED);
+            bool idle = used < now && now - used > (uint64_t)s->lifetime_s * 1000000000ull;
             if (all || s->gone || idle) {
                 /* Busy right now is not idle: its request will touch it. */
                 if (!all && pthread_mutex_trylock(&s->op) != 0)

@@ -240,12 +240,15 @@ def test_errors_name_the_full_path_and_list_the_fields(d, body, field, text):
 
 
 def test_sdk_reports_the_servers_413(d):
+    """files.write streams (the file API): bounded by the sandbox's disk,
+    not --max-body; a run's inline files are one body, bounded by it."""
     c = hull.Client(socket_path=d.sock, token=d.tokens["user"])
-    with c.sandbox() as sb:
+    with c.sandbox(limits={"tmp_size": "1M"}) as sb:
         with pytest.raises(hull.PayloadTooLarge) as ex:
             sb.files.write("big.bin", b"x" * (8 << 20))
-        assert ex.value.status == 413 and "65536" in str(ex.value)
+        assert ex.value.status == 413 and "tmp_size" in (ex.value.limit or "") + str(ex.value)
         # The connection is fine for what follows.
         assert sb.files.write("small.bin", b"y" * 1000)["size"] == 1000
-    with pytest.raises(hull.PayloadTooLarge):
+    with pytest.raises(hull.PayloadTooLarge) as ex:
         c.run(["true"], files={"big.txt": "z" * (8 << 20)})
+    assert "65536" in str(ex.value)

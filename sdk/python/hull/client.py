@@ -7,10 +7,11 @@ import socket
 import ssl
 import time
 import urllib.parse
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from . import errors
+from . import _api, errors
 from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo
+from .sandbox import Files, Process, Sandbox, Watch  # noqa: F401  (hull.client.Sandbox)
 
 DEFAULT_SOCKET = "/run/hull/hulld.sock"
 # hulld answers a pull when it is done; its own limit is --pull-timeout
@@ -19,10 +20,14 @@ PULL_TIMEOUT = 3660.0
 
 Data = Union[str, bytes]
 
+# Kept for code that imported them from here.
+_text, _cmd, _duration, _limits = _api.text, _api.cmd_list, _api.duration, _api.limits_body
+_request_body, _seg = _api.run_body, _api.seg
+
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout):
-        super().__init__("hulld", timeout=timeout)
+        super().__init__("hulld", timeout=timeout, blocksize=_api.BLOCK)
         self._path = path
 
     def connect(self):
@@ -36,70 +41,8 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
-def _text(value, what):
-    """The API carries stdin and file contents as JSON strings: UTF-8 text."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{what}: bytes that are not UTF-8 cannot travel in a run "
-                             "request; upload them to a sandbox with files.write()") from None
-    if not isinstance(value, str):
-        raise TypeError(f"{what}: must be str or bytes, not {type(value).__name__}")
-    return value
-
-
-def _cmd(cmd):
-    """A list of arguments; a string is run by sh -c."""
-    if isinstance(cmd, str):
-        return ["sh", "-c", cmd]
-    cmd = [str(a) for a in cmd]
-    if not cmd:
-        raise ValueError("cmd: must not be empty")
-    return cmd
-
-
-def _duration(value):
-    """The API's rule for a duration: a string with a unit ("2s", "500ms")
-    or a number of seconds; a datetime.timedelta becomes seconds."""
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    return value
-
-
-def _limits(limits):
-    """Limits as the API takes them: durations (cpu_time, wall_time) are a
-    string with a unit or seconds, sizes (memory, output, tmp_size) a
-    string with a unit ("64M") or bytes; pids, open_files and cpus are
-    plain numbers."""
-    return {str(k): _duration(v) for k, v in limits.items()}
-
-
 # "none", "host", a network's name, or {"name", "egress", "publish"}.
 NetworkArg = Union[str, Mapping[str, Any]]
-
-
-def _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, extra,
-                  image=None):
-    body: Dict[str, Any] = {"cmd": _cmd(cmd)}
-    if stdin is not None:
-        body["stdin"] = _text(stdin, "stdin")
-    if files:
-        body["files"] = {p: _text(v, f"files[{p!r}]") for p, v in files.items()}
-    if env:
-        body["env"] = {str(k): str(v) for k, v in env.items()}
-    if limits:
-        body["limits"] = _limits(limits)
-    if isolation is not None:
-        body["isolation"] = isolation
-    if workdir is not None:
-        body["workdir"] = workdir
-    if network is not None:
-        body["network"] = network if isinstance(network, str) else dict(network)
-    if image is not None:
-        body["image"] = str(image)
-    body.update(extra)
-    return body
 
 
 class Client:
@@ -139,32 +82,41 @@ class Client:
 
     # ---- transport ------------------------------------------------------------------
 
+    def _where(self):
+        return self._socket or f"{self._host}:{self._port}"
+
     def _connection(self, timeout=None):
         timeout = self.timeout if timeout is None else timeout
+        if timeout is not None and timeout <= 0:
+            timeout = None  # 0: wait as long as it takes (a stream)
         if self._socket:
             return _UnixHTTPConnection(self._socket, timeout)
         if self._scheme == "https":
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=self._ssl)
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+                                               context=self._ssl, blocksize=_api.BLOCK)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout,
+                                          blocksize=_api.BLOCK)
 
-    def request(self, method: str, path: str, body: Any = None, *, raw: bool = False,
-                query: Optional[Mapping[str, Any]] = None,
-                content_type: str = "application/json", timeout: Optional[float] = None):
-        """One API call: the decoded JSON (or the bytes, with raw=True).
-        Error statuses raise the matching errors.APIError subclass.
-        ``timeout`` (seconds) replaces the client's for this call."""
+    def _open(self, method, path, body=None, *, query=None, accept="application/json",
+              content_type="application/json", timeout=None):
+        """Send one request; (connection, response) with the body unread,
+        for a status under 400. Error statuses raise the matching
+        errors.APIError subclass. ``body``: JSON-able, bytes, or a file
+        object / iterable of bytes (sent chunked)."""
         if query:
             q = {k: v for k, v in query.items() if v is not None}
             if q:
                 path += "?" + urllib.parse.urlencode(q)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         data = None
         if body is not None:
             if isinstance(body, (bytes, bytearray)):
                 data = bytes(body)
+                headers["Content-Type"] = "application/octet-stream"
+            elif _api.is_stream_body(body):
+                data = body  # http.client sends it with Transfer-Encoding: chunked
                 headers["Content-Type"] = "application/octet-stream"
             else:
                 data = json.dumps(body).encode("utf-8")
@@ -175,8 +127,9 @@ class Client:
             try:
                 conn.request(method, self._base + path, body=data, headers=headers)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as e:
-                # hulld answers a body over its --max-body with 413 before
-                # reading it, and closes: the answer is there to be read.
+                # hulld answers a body over its --max-body (or a disk
+                # limit) with 413 before reading it, and closes: the answer
+                # is there to be read.
                 if data is None:
                     raise
                 unsent = e
@@ -186,15 +139,32 @@ class Client:
                 if unsent is not None:
                     raise unsent from None
                 raise
-            payload = resp.read()
-            status, resp_headers = resp.status, dict(resp.getheaders())
+            if resp.status >= 400:
+                payload = resp.read()
+                conn.close()
+                raise errors.from_response(resp.status, payload, dict(resp.getheaders()))
+            return conn, resp
         except (OSError, http.client.HTTPException) as e:
-            where = self._socket or f"{self._host}:{self._port}"
-            raise errors.TransportError(f"hulld at {where}: {e}") from e
+            conn.close()
+            raise errors.TransportError(f"hulld at {self._where()}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bool = False,
+                query: Optional[Mapping[str, Any]] = None,
+                content_type: str = "application/json", timeout: Optional[float] = None):
+        """One API call: the decoded JSON (or the bytes, with raw=True).
+        Error statuses raise the matching errors.APIError subclass.
+        ``timeout`` (seconds) replaces the client's for this call."""
+        conn, resp = self._open(method, path, body, query=query, content_type=content_type,
+                                timeout=timeout)
+        try:
+            payload = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise errors.TransportError(f"hulld at {self._where()}: {e}") from e
         finally:
             conn.close()
-        if status >= 400:
-            raise errors.from_response(status, payload, resp_headers)
         if raw:
             return payload
         if not payload:
@@ -203,6 +173,30 @@ class Client:
             return json.loads(payload)
         except ValueError as e:
             raise errors.TransportError(f"{method} {path}: answer is not JSON: {e}") from e
+
+    def _events(self, conn, resp) -> Iterator[Dict[str, Any]]:
+        """The NDJSON events of an open response, until it ends; the
+        connection is closed when the generator is (a break closes it)."""
+        try:
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException) as e:
+                    raise errors.TransportError(f"hulld at {self._where()}: stream: {e}") from e
+                if not line:
+                    return
+                ev = _api.parse_line(line)
+                if ev is not None:
+                    yield ev
+        finally:
+            conn.close()
+
+    def _stream(self, method, path, body=None, *, query=None, timeout=0):
+        """An NDJSON request's events (a generator); by default no read
+        timeout: a quiet process is not a dead connection."""
+        conn, resp = self._open(method, path, body, query=query, accept=_api.NDJSON,
+                                timeout=timeout)
+        return self._events(conn, resp)
 
     # ---- runs -------------------------------------------------------------------------
 
@@ -279,31 +273,25 @@ class Client:
                 limits: Optional[Mapping[str, Any]] = None,
                 env: Optional[Mapping[str, str]] = None, network: Optional[NetworkArg] = None,
                 lifetime: Optional[Union[str, float, datetime.timedelta]] = None,
-                image: Optional[str] = None) -> "Sandbox":
+                image: Optional[str] = None,
+                metadata: Optional[Mapping[str, str]] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
         deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``.
         ``lifetime`` (how long it may stay idle) is "10m", a number of
-        seconds or a timedelta; ``limits`` are the sandbox's own (memory,
-        pids, cpus, tmp_size, open_files), shared by every command in it.
-        ``image`` (in hulld's store) is the sandbox's root; it cannot be
-        removed while the sandbox lives."""
-        body: Dict[str, Any] = {}
-        if isolation is not None:
-            body["isolation"] = isolation
-        if limits:
-            body["limits"] = _limits(limits)
-        if env:
-            body["env"] = {str(k): str(v) for k, v in env.items()}
-        if network is not None:
-            body["network"] = network if isinstance(network, str) else dict(network)
-        if lifetime is not None:
-            body["lifetime"] = _duration(lifetime)
-        if image is not None:
-            body["image"] = str(image)
+        seconds or a timedelta (``sb.set_timeout()`` changes it later);
+        ``limits`` are the sandbox's own (memory, pids, cpus, tmp_size,
+        open_files), shared by every command in it. ``image`` (in hulld's
+        store) is the sandbox's root; it cannot be removed while the
+        sandbox lives. ``metadata``: labels ({"team": "ml"}, at most 32,
+        strings of at most 256 bytes) to find it by with
+        ``sandboxes(metadata=...)``."""
+        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
         return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
 
-    def sandboxes(self) -> List[SandboxInfo]:
-        doc = self.request("GET", "/v1/sandboxes")
+    def sandboxes(self, metadata: Optional[Mapping[str, str]] = None) -> List[SandboxInfo]:
+        """The live sandboxes of this token's tenant; with ``metadata``,
+        only those labelled with every one of its pairs."""
+        doc = self.request("GET", "/v1/sandboxes", query=_api.metadata_query(metadata))
         return [SandboxInfo.from_json(s) for s in doc.get("sandboxes", [])]
 
     def attach(self, sandbox_id: str) -> "Sandbox":
@@ -370,104 +358,3 @@ class Images:
     def __iter__(self):
         return iter(self.list())
 
-
-def _seg(s):
-    return urllib.parse.quote(str(s), safe="")
-
-
-def _tmp_relative(path):
-    """Sandbox file paths are relative to /tmp in the URL."""
-    p = str(path)
-    if p.startswith("/tmp/"):
-        p = p[5:]
-    elif p.startswith("/"):
-        raise ValueError(f"{path}: sandbox files live under /tmp")
-    if not p or p.endswith("/"):
-        raise ValueError(f"{path!r}: not a file path")
-    return urllib.parse.quote(p, safe="/")
-
-
-class Files:
-    """The files under a sandbox's /tmp."""
-
-    def __init__(self, sandbox):
-        self._sb = sandbox
-
-    def _url(self, path):
-        return f"/v1/sandboxes/{_seg(self._sb.id)}/files/{_tmp_relative(path)}"
-
-    def write(self, path: str, data: Data) -> Dict[str, Any]:
-        """Upload data (bytes, or str as UTF-8) to path (/tmp/x or x)."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        return self._sb._client.request("PUT", self._url(path), bytes(data))
-
-    def read(self, path: str) -> bytes:
-        return self._sb._client.request("GET", self._url(path), raw=True)
-
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        return self.read(path).decode(encoding)
-
-
-class Sandbox:
-    """A long-lived sandbox: exec commands, move files, pause, delete."""
-
-    def __init__(self, client: Client, info: SandboxInfo):
-        self._client = client
-        self.info = info
-        self.files = Files(self)
-        self._deleted = False
-
-    @property
-    def id(self):
-        return self.info.id
-
-    @property
-    def state(self):
-        """As last seen: running, paused or destroyed (refresh() asks again)."""
-        return self.info.state
-
-    def __repr__(self):
-        return f"<hull.Sandbox {self.id} {self.info.state}>"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.delete()
-        return False
-
-    def _path(self, action=""):
-        return f"/v1/sandboxes/{_seg(self.id)}" + (f"/{action}" if action else "")
-
-    def exec(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
-             env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
-             limits: Optional[Mapping[str, Any]] = None) -> Result:
-        """Run cmd in the sandbox. ``limits`` are the command's own: cpu_time,
-        wall_time and output; memory, pids and the rest are the sandbox's
-        (hulld refuses them here with a ValidationError naming the field)."""
-        body = _request_body(cmd, stdin, None, env, limits, None, workdir, None, {})
-        return Result.from_json(self._client.request("POST", self._path("exec"), body))
-
-    def refresh(self) -> SandboxInfo:
-        self.info = SandboxInfo.from_json(self._client.request("GET", self._path()))
-        return self.info
-
-    def pause(self) -> SandboxInfo:
-        self.info = SandboxInfo.from_json(self._client.request("POST", self._path("pause")))
-        return self.info
-
-    def resume(self) -> SandboxInfo:
-        self.info = SandboxInfo.from_json(self._client.request("POST", self._path("resume")))
-        return self.info
-
-    def delete(self) -> None:
-        """Kill everything in it and remove it; deleting twice is fine."""
-        if self._deleted:
-            return
-        try:
-            self._client.request("DELETE", self._path())
-        except errors.NotFound:
-            pass  # already gone (lifetime over, hulld restarted)
-        self._deleted = True
-        self.info.state = "destroyed"

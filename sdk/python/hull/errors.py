@@ -65,7 +65,12 @@ class Conflict(APIError):
 
 
 class PayloadTooLarge(APIError):
-    """413: the body is over hulld's --max-body."""
+    """413: the body is over a limit: hulld's --max-body, or the sandbox's
+    own disk (``limit`` names it: "limits.tmp_size", "max_body", ...)."""
+
+    @property
+    def limit(self):
+        return self.field
 
 
 class RateLimited(APIError):
@@ -117,6 +122,23 @@ def _retry_after(headers):
             except ValueError:
                 return None
     return None
+
+
+# An error line in an NDJSON stream carries the error body but no status
+# (the 200 went out first): its code says which class it is.
+_BY_CODE = {
+    "not_found": 404, "conflict": 409, "payload_too_large": 413, "invalid_request": 400,
+    "invalid_json": 400, "forbidden": 403, "unauthorized": 401, "shutting_down": 503,
+    "not_implemented": 501, "too_many_requests": 429, "quota_exceeded": 429,
+}
+
+
+def from_stream_error(err):
+    """The exception for ``{"type": "error", "error": {...}}`` in a stream."""
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    status = _BY_CODE.get(err.get("code"), 500)
+    import json
+    return from_response(status, json.dumps({"error": err}).encode("utf-8"), {})
 
 
 def from_response(status, body, headers):

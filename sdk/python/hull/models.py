@@ -116,6 +116,7 @@ class SandboxInfo:
     expires: Optional[str] = None
     lifetime_s: Optional[int] = None
     image: Optional[str] = None  # "REPOSITORY@DIGEST" it was made from, while it lives
+    metadata: Dict[str, str] = field(default_factory=dict)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -123,7 +124,7 @@ class SandboxInfo:
         return cls(id=d["id"], state=d.get("state", ""), isolation=d.get("isolation"),
                    created=d.get("created"), last_used=d.get("last_used"),
                    expires=d.get("expires"), lifetime_s=d.get("lifetime_s"),
-                   image=d.get("image"), raw=d)
+                   image=d.get("image"), metadata=dict(d.get("metadata") or {}), raw=d)
 
 
 @dataclass
@@ -173,3 +174,108 @@ class NetworkInfo:
                    ipv6_subnet=d.get("ipv6_subnet"), ipv6_gateway=d.get("ipv6_gateway"),
                    internal=bool(d.get("internal")), allow_peers=bool(d.get("allow_peers")),
                    members=d.get("members"), raw=d)
+
+
+@dataclass
+class Chunk:
+    """A piece of a process's output as it streams: ``stream`` is "stdout"
+    or "stderr" (or "cut": ``lost`` bytes at ``offset`` were dropped from a
+    bounded buffer before this reader got them); ``data`` the exact bytes;
+    ``offset`` where they start in the process's combined output."""
+    stream: str
+    data: bytes
+    offset: int = 0
+    lost: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    @property
+    def end(self) -> int:
+        """The offset just past this chunk: where a re-attach resumes."""
+        return self.offset + (self.lost if self.stream == "cut" else len(self.data))
+
+    @classmethod
+    def from_json(cls, d):
+        if d.get("type") == "cut":
+            return cls("cut", b"", int(d.get("offset", 0)), int(d.get("lost", 0)))
+        if "data_b64" in d:
+            data = base64.b64decode(d["data_b64"])
+        else:
+            data = (d.get("data") or "").encode("utf-8")
+        return cls(d["type"], data, int(d.get("offset", 0)))
+
+
+@dataclass
+class ProcessInfo:
+    """A process of a sandbox as hulld tracks it (state "running" or
+    "exited"; ``result`` once exited)."""
+    id: str
+    sandbox: Optional[str] = None
+    cmd: List[str] = field(default_factory=list)
+    state: str = "running"
+    pty: bool = False
+    started: Optional[str] = None
+    ended: Optional[str] = None
+    result: Optional[Result] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        res = d.get("result")
+        return cls(id=d["id"], sandbox=d.get("sandbox"), cmd=list(d.get("cmd") or []),
+                   state=d.get("state", "running"), pty=bool(d.get("pty", False)),
+                   started=d.get("started"), ended=d.get("ended"),
+                   result=Result.from_json(res) if isinstance(res, dict) else None, raw=d)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass
+class FileEntry:
+    """A file, directory or symlink in a sandbox (``files.stat``/``list``):
+    ``type`` is "file", "dir", "symlink" or "other"; ``mode`` octal text
+    ("0644"); ``mtime`` RFC 3339; ``target`` a symlink's."""
+    name: str
+    path: str
+    type: str = "file"
+    size: int = 0
+    mode: Optional[str] = None
+    mtime: Optional[str] = None
+    target: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        path = d.get("path", "")
+        name = d.get("name") or path.rstrip("/").rsplit("/", 1)[-1]
+        return cls(name=name, path=path, type=d.get("type", "file"), size=d.get("size", 0) or 0,
+                   mode=d.get("mode"), mtime=d.get("mtime"), target=d.get("target"), raw=d)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "dir"
+
+    def __getitem__(self, key):
+        """The entry's JSON by key, as files.write() answered it before
+        entries were typed (``write(...)["size"]``)."""
+        return self.raw[key]
+
+
+@dataclass
+class WatchEvent:
+    """One change under a watched directory: ``type`` is "create",
+    "modify", "delete", "rename_from", "rename_to" or "overflow" (events
+    were lost: look again)."""
+    type: str
+    path: str = ""
+    dir: bool = False
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(type=d.get("type", ""), path=d.get("path", ""), dir=bool(d.get("dir", False)),
+                   raw=d)

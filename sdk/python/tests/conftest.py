@@ -6,3 +6,4 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "examples"))
+sys.path.insert(0, str(HERE))  # stub.py

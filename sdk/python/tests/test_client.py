@@ -3,69 +3,11 @@ what it sends, and how it maps every answer, without a daemon. The real
 daemon is exercised by test_e2e.py."""
 import base64
 import json
-import os
-import socketserver
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler
 
 import pytest
+from stub import Stub
 
 import hull
-
-
-class Stub:
-    """Answers queued responses in order and records every request."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="hull-sdk-stub-")
-        self.path = os.path.join(self.dir, "hulld.sock")
-        self.requests = []
-        self.answers = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                stub.requests.append({"method": self.command, "path": self.path,
-                                      "headers": dict(self.headers), "body": body})
-                status, payload, headers = stub.answers.pop(0)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-            def log_message(self, *a):
-                pass
-
-            def address_string(self):
-                return "stub"
-
-        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-            daemon_threads = True
-
-        self.server = Server(self.path, Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
-        self.thread.start()
-
-    def answer(self, status, payload, **headers):
-        self.answers.append((status, payload, headers))
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        os.unlink(self.path)
-        os.rmdir(self.dir)
-
-    def last_json(self):
-        return json.loads(self.requests[-1]["body"])
 
 
 @pytest.fixture
@@ -206,7 +148,7 @@ def test_queued_run_goes_through_the_queue_and_waits(stub, client):
 def test_sandbox_context_manager_execs_moves_files_and_deletes(stub, client):
     sbx = {"id": "s-1", "state": "running", "isolation": "container"}
     stub.answer(201, sbx)
-    stub.answer(200, {"path": "/tmp/dir/a b.txt", "size": 3})
+    stub.answer(201, {"name": "a b.txt", "path": "/tmp/dir/a b.txt", "type": "file", "size": 3})
     stub.answer(200, b"\x00\x01\x02")
     stub.answer(200, RESULT)
     stub.answer(200, {"id": "s-1", "state": "destroyed"})
@@ -214,7 +156,7 @@ def test_sandbox_context_manager_execs_moves_files_and_deletes(stub, client):
         assert stub.last_json() == {"isolation": "container", "limits": {"memory": "64M"},
                                     "lifetime": "5m"}
         assert sb.files.write("/tmp/dir/a b.txt", b"abc")["size"] == 3
-        assert stub.requests[-1]["path"] == "/v1/sandboxes/s-1/files/dir/a%20b.txt"
+        assert stub.requests[-1]["path"] == "/v1/sandboxes/s-1/fs/tmp/dir/a%20b.txt"
         assert stub.requests[-1]["body"] == b"abc"
         assert sb.files.read("dir/a b.txt") == b"\x00\x01\x02"
         assert sb.exec(["ls"]).ok
@@ -232,12 +174,18 @@ def test_sandbox_is_deleted_when_the_block_raises(stub, client):
     assert stub.requests[-1]["method"] == "DELETE"
 
 
-def test_sandbox_paths_must_be_under_tmp(stub, client):
+def test_relative_sandbox_paths_are_under_tmp(stub, client):
+    """Relative paths stay the first files API's (under /tmp) and cannot
+    climb out of it; absolute ones go anywhere, resolved by hulld inside
+    the sandbox."""
     stub.answer(201, {"id": "s-3", "state": "running"})
+    stub.answer(201, {"name": "passwd", "path": "/etc/passwd", "type": "file", "size": 1})
     stub.answer(200, {"id": "s-3", "state": "destroyed"})
     with client.sandbox() as sb:
         with pytest.raises(ValueError, match="under /tmp"):
-            sb.files.write("/etc/passwd", b"x")
+            sb.files.write("../etc/passwd", b"x")
+        assert sb.files.write("/etc/passwd", b"x").path == "/etc/passwd"
+        assert stub.requests[-1]["path"] == "/v1/sandboxes/s-3/fs/etc/passwd"
 
 
 def test_token_from_environment_and_url_validation(monkeypatch, stub):

@@ -55,6 +55,7 @@ struct exec_ctx {
     int sync_fd, child_fd;
     int preserve_fds;
     const int *stdio; /* NULL: inherit ours */
+    bool ctty;        /* stdio[0] becomes the controlling terminal */
 };
 
 /* Open the init's namespaces that differ from ours. */
@@ -134,6 +135,7 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         .lx = &x->spec->linux_,
         .seccomp = x->seccomp,
         .new_session = !x->proc.terminal,
+        .ctty = x->ctty && !x->proc.terminal,
         .preserve_fds = x->preserve_fds,
         .error_fd = -1,
     };
@@ -462,7 +464,8 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
                                                                  .child_fd = -1,
                                                                  .root_fd = -1,
                                                                  .preserve_fds = o->preserve_fds,
-                                                                 .stdio = o->stdio};
+                                                                 .stdio = o->stdio,
+                                                                 .ctty = o->ctty};
     for (int t = 0; t < HULL_NS_COUNT; t++)
         x.ns_fds[t] = -1;
     cleanup_cstate struct hull_cstate cs = {0};

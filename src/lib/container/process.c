@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -224,6 +225,9 @@ int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
         return -1;
     if (p->new_session && setsid() < 0 && errno != EPERM)
         return hull_error_errno(err, "setsid");
+    /* A terminal the caller made for this process alone (hulld's pty). */
+    if (p->ctty && ioctl(0, TIOCSCTTY, 0) < 0)
+        return hull_error_errno(err, "set controlling terminal");
     /* Before the capability drop: a real-time policy needs CAP_SYS_NICE. */
     if (hull_sched_apply(proc, err) < 0)
         return -1;

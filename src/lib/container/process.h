@@ -16,6 +16,7 @@ struct hull_proc_plan {
     const struct hull_seccomp_filter *seccomp;
     bool die_with_parent; /* re-arm PR_SET_PDEATHSIG after the uid switch */
     bool new_session;     /* setsid() (not when a pty already made one) */
+    bool ctty;            /* then fd 0, a terminal, becomes its controlling one */
     int preserve_fds;
     /* Where a failure after `create` returned is recorded for `start` to
      * report (exec.error in the state directory); -1 when someone listens. */

@@ -193,7 +193,12 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
 bool hull_session_alive(struct hull_session *s)
 {
     pid_t pid = s->c.launch.pid;
-    return pid > 0 && waitpid(pid, NULL, WNOHANG) == 0;
+    if (pid <= 0)
+        return false;
+    int r = waitpid(pid, NULL, WNOHANG);
+    /* Not our child: we are a fork of its parent (hulld's keeper runs an
+     * exec so), which looked just before. */
+    return r == 0 || (r < 0 && errno == ECHILD && kill(pid, 0) == 0);
 }
 
 void hull_session_destroy(struct hull_session *s)

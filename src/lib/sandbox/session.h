@@ -22,4 +22,15 @@ struct hull_session {
     struct hull_sandbox_net net;   /* policy.network: the attachment and /etc files */
 };
 
+/* session_exec.c's pieces, shared with session_procs.c. */
+void hull_session_stats(struct hull_session *s, struct hull_cgroup_stats *st);
+/* why: a HULL_STOP_* (hull.h). */
+void hull_session_verdict(struct hull_result *r, const struct hull_policy *p, int status, int why,
+                          const struct hull_cgroup_stats *before,
+                          const struct hull_cgroup_stats *after);
+/* The policy of one command: its own fields on the sandbox's (ep->env
+ * malloc'd: hull_strv_free it). */
+int hull_session_exec_policy(const struct hull_session *s, const struct hull_policy *p,
+                             struct hull_policy *ep, hull_error *err);
+
 #endif

@@ -31,7 +31,12 @@ struct xrun {
     size_t in_off;
 };
 
-enum stop { STOP_NONE, STOP_WALL, STOP_OUTPUT, STOP_CANCEL };
+enum stop {
+    STOP_NONE = HULL_STOP_NONE,
+    STOP_WALL = HULL_STOP_WALL,
+    STOP_OUTPUT = HULL_STOP_OUTPUT,
+    STOP_CANCEL = HULL_STOP_CANCEL
+};
 
 /* Its process group (it made its own session) and the process itself. */
 static void kill_cmd(pid_t pid)
@@ -100,7 +105,7 @@ static int supervise(struct xrun *x, enum stop *why, struct rusage *ru)
     return status;
 }
 
-static void stats(struct hull_session *s, struct hull_cgroup_stats *st)
+void hull_session_stats(struct hull_session *s, struct hull_cgroup_stats *st)
 {
     memset(st, 0, sizeof(*st));
     hull_error e = NULL;
@@ -110,8 +115,9 @@ static void stats(struct hull_session *s, struct hull_cgroup_stats *st)
     }
 }
 
-static void verdict(struct hull_result *r, const struct hull_policy *p, int status, enum stop why,
-                    const struct hull_cgroup_stats *before, const struct hull_cgroup_stats *after)
+void hull_session_verdict(struct hull_result *r, const struct hull_policy *p, int status, int why,
+                          const struct hull_cgroup_stats *before,
+                          const struct hull_cgroup_stats *after)
 {
     if (WIFEXITED(status))
         r->exit_code = WEXITSTATUS(status);
@@ -139,8 +145,8 @@ static void verdict(struct hull_result *r, const struct hull_policy *p, int stat
 }
 
 /* The policy of this exec: the command's own fields on the sandbox's. */
-static int exec_policy(const struct hull_session *s, const struct hull_policy *p,
-                       struct hull_policy *ep, hull_error *err)
+int hull_session_exec_policy(const struct hull_session *s, const struct hull_policy *p,
+                             struct hull_policy *ep, hull_error *err)
 {
     *ep = s->policy;
     ep->argv = p->argv;
@@ -196,7 +202,7 @@ static void run_cmd(struct hull_session *s, struct hull_sandbox_layout *lay, str
 {
     struct hull_result *r = x->r;
     struct hull_cgroup_stats before, after;
-    stats(s, &before);
+    hull_session_stats(s, &before);
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_exec_opts o = {
         .process_json = hj_to_string(hj_get(lay->spec->json, "process")),
@@ -222,8 +228,8 @@ static void run_cmd(struct hull_session *s, struct hull_sandbox_layout *lay, str
     r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
                      (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
     r->max_memory_kb = (uint64_t)ru.ru_maxrss;
-    stats(s, &after);
-    verdict(r, x->p, status, why, &before, &after);
+    hull_session_stats(s, &after);
+    hull_session_verdict(r, x->p, status, why, &before, &after);
 }
 
 int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struct hull_result *r,
@@ -236,7 +242,7 @@ int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struc
     if (!hull_session_alive(s))
         return hull_error_set(err, ESRCH, "exec: the sandbox is no longer running");
     struct hull_policy ep;
-    if (exec_policy(s, p, &ep, err) < 0)
+    if (hull_session_exec_policy(s, p, &ep, err) < 0)
         return -1;
     struct hull_sandbox_layout lay;
     struct xrun x = {.p = p, .r = r, .pid = -1, .out = -1, .err = -1, .in = -1};

@@ -323,7 +323,24 @@ int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_
                            args, 2, NULL, err);
 }
 
-#define SANDBOX_COLUMNS "id, state, isolation, created, lifetime_s, destroyed, reason"
+int hull_sandbox_rec_metadata(struct hull_store *s, const char *id, const char *metadata,
+                              hull_error *err)
+{
+    const char *args[] = {metadata, id};
+    return hull_store_exec(s, "UPDATE sandboxes SET metadata = ? WHERE id = ?", args, 2, NULL, err);
+}
+
+int hull_sandbox_rec_lifetime(struct hull_store *s, const char *id, unsigned lifetime_s,
+                              hull_error *err)
+{
+    char life[16];
+    snprintf(life, sizeof(life), "%u", lifetime_s);
+    const char *args[] = {life, id};
+    return hull_store_exec(s, "UPDATE sandboxes SET lifetime_s = ? WHERE id = ?", args, 2, NULL,
+                           err);
+}
+
+#define SANDBOX_COLUMNS "id, state, isolation, created, lifetime_s, destroyed, reason, metadata"
 
 json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
                                   hull_error *err)

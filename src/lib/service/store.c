@@ -117,6 +117,8 @@ static const char *const migrations[] = {
      * which of them each audited request used */
     "ALTER TABLE tokens ADD COLUMN allow TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE audit ADD COLUMN grants TEXT;",
+    /* 3: a sandbox's metadata (labels), a JSON object of strings */
+    "ALTER TABLE sandboxes ADD COLUMN metadata TEXT;",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

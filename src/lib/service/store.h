@@ -160,6 +160,11 @@ int hull_sandbox_rec_insert(struct hull_store *s, const char *id, const char *te
                             hull_error *err);
 int hull_sandbox_rec_state(struct hull_store *s, const char *id, const char *state,
                            const char *reason, hull_error *err);
+/* Its metadata (a JSON object of strings, as text) and a new lifetime. */
+int hull_sandbox_rec_metadata(struct hull_store *s, const char *id, const char *metadata,
+                              hull_error *err);
+int hull_sandbox_rec_lifetime(struct hull_store *s, const char *id, unsigned lifetime_s,
+                              hull_error *err);
 /* Mark every sandbox not yet destroyed as destroyed (hulld restarting). */
 int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_error *err);
 json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,

@@ -1,0 +1,217 @@
+/** A long-lived sandbox: exec (streamed or not), background processes,
+ * files, pause/resume, timeout, delete. */
+import { fromErrorLine, NotFound, TransportError } from "./errors.js";
+import { Files } from "./files.js";
+import {
+  type Json,
+  type OutputChunk,
+  type ProcessInfo,
+  processInfo,
+  Result,
+  type SandboxInfo,
+  sandboxInfo,
+} from "./models.js";
+import { ndjsonResponse, outputChunk } from "./ndjson.js";
+import { Process } from "./process.js";
+import { readAll, type Transport } from "./transport.js";
+import { cmdArg, type Duration, type Limits, limitsArg, seg, strMap, textArg } from "./util.js";
+
+/** Called with each piece of output as it arrives (its text, and the chunk
+ * with the raw bytes and offset); a returned promise is awaited. */
+export type OutputCallback = (text: string, chunk: OutputChunk) => void | Promise<void>;
+
+export interface ExecOptions {
+  stdin?: string | Uint8Array;
+  env?: Record<string, string>;
+  workdir?: string;
+  /** The command's own: cpu_time, wall_time, output. */
+  limits?: Limits;
+  /** Stream: called as stdout arrives. */
+  onStdout?: OutputCallback;
+  /** Stream: called as stderr arrives. */
+  onStderr?: OutputCallback;
+  /** Stream: output was lost (`lost` bytes at `offset`). */
+  onCut?: (offset: number, lost: number) => void | Promise<void>;
+  /** Stream: the process started (its id, to re-attach with sb.process(id)). */
+  onStart?: (process: ProcessInfo) => void | Promise<void>;
+  /** Stream even without callbacks (the process id comes to onStart). */
+  stream?: boolean;
+  /** The command's wall-clock limit (seconds, or "30s") unless
+   * limits.wall_time is given; the client waits that plus a minute. */
+  timeout?: Duration;
+}
+
+export interface StartOptions {
+  /** true keeps stdin open for sendStdin(); text or bytes are sent and
+   * stdin closed; default false: empty stdin. */
+  stdin?: boolean | string | Uint8Array;
+  /** A terminal: {rows, cols}, [rows, cols], or true for 24x80. */
+  pty?: { rows: number; cols: number } | [number, number] | boolean;
+  env?: Record<string, string>;
+  workdir?: string;
+  limits?: Limits;
+}
+
+export class Sandbox {
+  info: SandboxInfo;
+  readonly files: Files;
+  private deleted = false;
+
+  constructor(
+    private readonly t: Transport,
+    info: SandboxInfo,
+  ) {
+    this.info = info;
+    this.files = new Files(t, info.id);
+  }
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  /** As last seen: running, paused or destroyed (refresh() asks again). */
+  get state(): string {
+    return this.info.state;
+  }
+
+  get metadata(): Record<string, string> {
+    return this.info.metadata;
+  }
+
+  private path(action = ""): string {
+    return `/v1/sandboxes/${seg(this.id)}${action ? "/" + action : ""}`;
+  }
+
+  /** Run cmd in the sandbox and return its Result. With onStdout/onStderr
+   * (or stream: true) output comes as it is produced (NDJSON); the command
+   * is a process of the sandbox and keeps running if this call is cut. */
+  async exec(cmd: string | readonly string[], opts: ExecOptions = {}): Promise<Result> {
+    const body: Json = { cmd: cmdArg(cmd) };
+    if (opts.stdin !== undefined) body.stdin = textArg(opts.stdin, "stdin");
+    if (opts.env) body.env = strMap(opts.env);
+    if (opts.workdir !== undefined) body.workdir = opts.workdir;
+    const limits: Limits = { ...(opts.limits ?? {}) };
+    if (opts.timeout !== undefined && limits.wall_time === undefined) limits.wall_time = opts.timeout;
+    if (Object.keys(limits).length) body.limits = limitsArg(limits);
+    // The client waits for the command's own limit and a minute more.
+    const wait = typeof opts.timeout === "number" ? opts.timeout + 60 : opts.timeout === undefined ? undefined : null;
+    const streaming = !!(opts.onStdout || opts.onStderr || opts.onStart || opts.onCut || opts.stream);
+    if (!streaming) {
+      return new Result(await this.t.call("POST", this.path("exec"), { json: body, timeout: wait }));
+    }
+    const res = await this.t.open("POST", this.path("exec"), {
+      json: body,
+      accept: "application/x-ndjson, application/json",
+      timeout: wait ?? null,
+    });
+    const type = String(res.headers["content-type"] ?? "");
+    if (!type.includes("ndjson")) {
+      // A hulld without streaming answers with the whole result at once.
+      const r = new Result(JSON.parse((await readAll(res)).toString("utf8")) as Json);
+      const chunk = (stream: "stdout" | "stderr", offset: number, data: Buffer): OutputChunk => ({
+        stream,
+        offset,
+        data,
+        text: data.toString("utf8"),
+        end: offset + data.length,
+      });
+      const n = r.stdoutBytes.length;
+      if (opts.onStdout && n) await opts.onStdout(r.stdout, chunk("stdout", 0, r.stdoutBytes));
+      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, chunk("stderr", n, r.stderrBytes));
+      return r;
+    }
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    for await (const line of ndjsonResponse(res)) {
+      const chunk = outputChunk(line);
+      if (chunk?.stream === "stdout") {
+        out.push(chunk.data);
+        if (opts.onStdout) await opts.onStdout(chunk.text, chunk);
+      } else if (chunk?.stream === "stderr") {
+        err.push(chunk.data);
+        if (opts.onStderr) await opts.onStderr(chunk.text, chunk);
+      } else if (chunk?.stream === "cut") {
+        if (opts.onCut) await opts.onCut(chunk.offset, chunk.lost ?? 0);
+      } else if (line.type === "start") {
+        if (opts.onStart) await opts.onStart(processInfo((line.process ?? {}) as Json));
+      } else if (line.type === "error") {
+        throw fromErrorLine(line.error);
+      } else if (line.type === "result") {
+        const d = { ...((line.result ?? {}) as Json) };
+        // The streamed output is the result's when hulld does not repeat it
+        // (the output went out as it came).
+        const empty = (k: string) => !d[k] && !d[`${k}_base64`];
+        if (empty("stdout") && out.length) d.stdout_base64 = Buffer.concat(out).toString("base64");
+        if (empty("stderr") && err.length) d.stderr_base64 = Buffer.concat(err).toString("base64");
+        return new Result(d);
+      }
+    }
+    throw new TransportError(`exec in ${this.id}: the stream ended without a result`);
+  }
+
+  /** Start cmd in the background; resolves at once with its Process. */
+  async start(cmd: string | readonly string[], opts: StartOptions = {}): Promise<Process> {
+    const body: Json = { cmd: cmdArg(cmd) };
+    body.stdin = opts.stdin !== undefined && opts.stdin !== false;
+    if (opts.pty) {
+      const p = opts.pty;
+      body.pty = p === true ? { rows: 24, cols: 80 } : Array.isArray(p) ? { rows: p[0], cols: p[1] } : p;
+    }
+    if (opts.env) body.env = strMap(opts.env);
+    if (opts.workdir !== undefined) body.workdir = opts.workdir;
+    if (opts.limits) body.limits = limitsArg(opts.limits);
+    const d = await this.t.call("POST", this.path("processes"), { json: body });
+    const p = new Process(this.t, this.id, processInfo(d));
+    if (typeof opts.stdin === "string" || opts.stdin instanceof Uint8Array) {
+      if (opts.stdin.length) await p.sendStdin(opts.stdin);
+      await p.closeStdin();
+    }
+    return p;
+  }
+
+  /** Re-attach to a process by id. */
+  async process(id: string): Promise<Process> {
+    const d = await this.t.call("GET", `${this.path("processes")}/${seg(id)}`);
+    return new Process(this.t, this.id, processInfo(d));
+  }
+
+  /** Running processes, and exited ones hulld still keeps. */
+  async processes(): Promise<Process[]> {
+    const d = await this.t.call("GET", this.path("processes"));
+    const list = Array.isArray(d.processes) ? (d.processes as Json[]) : [];
+    return list.map((p) => new Process(this.t, this.id, processInfo(p)));
+  }
+
+  async refresh(): Promise<SandboxInfo> {
+    this.info = sandboxInfo(await this.t.call("GET", this.path()));
+    return this.info;
+  }
+
+  async pause(): Promise<SandboxInfo> {
+    this.info = sandboxInfo(await this.t.call("POST", this.path("pause")));
+    return this.info;
+  }
+
+  async resume(): Promise<SandboxInfo> {
+    this.info = sandboxInfo(await this.t.call("POST", this.path("resume")));
+    return this.info;
+  }
+
+  /** A new idle lifetime ("30m", or seconds; at most 24h). */
+  async setTimeout(lifetime: Duration): Promise<SandboxInfo> {
+    this.info = sandboxInfo(await this.t.call("POST", this.path("timeout"), { json: { lifetime } }));
+    return this.info;
+  }
+
+  /** Kill everything in it and remove it; deleting twice is fine. */
+  async delete(): Promise<void> {
+    if (this.deleted) return;
+    try {
+      await this.t.call("DELETE", this.path());
+    } catch (e) {
+      if (!(e instanceof NotFound)) throw e; // already gone
+    }
+    this.deleted = true;
+    this.info.state = "destroyed";
+  }
+}

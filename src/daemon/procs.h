@@ -1,0 +1,81 @@
+/* Background processes of a sandbox (issue 14): the keeper's side
+ * (keeper_procs.c, keeper_ring.c) and the HTTP side (sbx_procs.c,
+ * sbx_stream.c). */
+#ifndef HULLD_PROCS_H
+#define HULLD_PROCS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon.h"
+
+/* ---- in the keeper ---- */
+
+/* A process's output: its chunks, oldest first, within a byte budget
+ * (hulld --process-buffer); offsets count every byte it ever wrote. */
+struct ring_chunk;
+struct ring {
+    struct ring_chunk *head, *tail;
+    uint64_t start, end; /* offsets of the oldest byte kept and of the next one */
+    size_t mem, budget;  /* bytes held (with each chunk's overhead), at most budget */
+};
+void ring_init(struct ring *r, size_t budget);
+/* stream: 0 stdout, 1 stderr. */
+void ring_append(struct ring *r, int stream, const char *data, size_t len);
+/* Up to max bytes from offset on (from start when offset is older), the
+ * same stream's neighbours merged: into hdr's "segs" [[stream, offset,
+ * len]…] and *data (malloc'd); a "cut" [offset, lost] when offset was
+ * dropped already. */
+int ring_read(const struct ring *r, uint64_t offset, size_t max, json_object *hdr, char **data,
+              size_t *len);
+void ring_free(struct ring *r);
+
+struct kprocs;
+struct kprocs *kprocs_new(int main_sock);
+/* The next request on one of the keeper's connections, supervising the
+ * processes while none comes: 0 with *conn and *f, -1 once hulld closed
+ * the main connection. */
+int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct frame *f);
+/* A process operation (attach, proc_*): true when f was one (answered). */
+bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame *f);
+/* For a non-streamed exec answered on conn: 0 in a child that runs it
+ * (then _exit), its pid in the keeper, which does not read conn until it
+ * ended; -1 (no fork) to run it in line. */
+pid_t kprocs_fork(struct kprocs *k, int conn);
+/* At the end: every process killed (before the sandbox is destroyed), then
+ * reaped and freed (after). */
+void kprocs_kill(struct kprocs *k, struct hull_session *s);
+void kprocs_free(struct kprocs *k);
+
+/* ---- in hulld ---- */
+
+/* /v1/sandboxes/{sid}/processes[/{pid}[/{verb}]] (rest: what follows
+ * "processes", "" or "/p-…[/verb]"). */
+struct sbx;
+void sbx_processes(struct sbx *s, const struct request *rq, const char *rest, struct resp *r);
+/* POST /v1/sandboxes/{sid}/exec with Accept: application/x-ndjson. */
+void sbx_exec_stream(struct sbx *s, const struct request *rq, struct resp *r);
+/* sandboxes.c, for sbx_procs.c: one keeper request under the sandbox's op
+ * lock (refused 409 when paused and refuse_paused), its id and a new
+ * connection of its own to the keeper (-1 with err). */
+int sbx_call(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
+             bool refuse_paused, struct frame *reply, hull_error *err);
+const char *sbx_id(const struct sbx *s);
+/* A reference for what outlives the request (a stream), and its use: an
+ * open stream keeps its sandbox from expiring idle. */
+void sbx_hold(struct sbx *s);
+void sbx_release(struct sbx *s);
+void sbx_touch(struct sbx *s);
+int sbx_connect(struct sbx *s, hull_error *err);
+/* sbx_stream.c: hdr (taken) sent on keeper connection ks, its answer in
+ * *f; while waiting, the client's going (client_fd's hang-up) is
+ * ECONNRESET. */
+int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hull_error *err);
+/* r becomes process pid's output as NDJSON from offset (following it to
+ * its end or not), read on keeper connection ks (taken), after a "start"
+ * line with first (taken) when not NULL. -1 with r filled when it cannot. */
+int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
+                      uint64_t offset, bool follow, json_object *first, struct resp *r);
+
+#endif

@@ -1,0 +1,263 @@
+/* GET /v1/sandboxes/{sid}/fs/{path}?op=watch: inotify events as NDJSON.
+ *
+ * The keeper's child (inside the sandbox, as its user) makes the inotify
+ * instance and its watches and hands the fd here; this connection's thread
+ * turns its events into lines until the client goes away (its socket hangs
+ * up), the watched directory goes, the sandbox ends, or hulld drains. A
+ * directory created under a recursive watch is added through the keeper
+ * the same way. Memory is one read's worth of events at a time. */
+#include <errno.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "sbx_files.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/utf8.h"
+
+/* How often a quiet watch checks on its client, sandbox and hulld. */
+#define WATCH_TICK_MS 500
+/* An upload's temporary name while it replaces a file (session_fs_ops.c). */
+#define UPLOAD_PREFIX ".hull-upload-"
+
+struct watch {
+    char sid[64];
+    char tenant[72];
+    bool recursive;
+    int ifd;
+    int client_fd;
+    int root_wd;
+    char **paths; /* by wd */
+    size_t n_paths;
+    size_t live; /* watches not yet IN_IGNORED */
+    char *out;   /* lines not yet given to MHD */
+    size_t out_len, out_off, out_cap;
+    bool ended;
+    uint32_t upload_cookie; /* the last rename away from an upload's temporary name */
+};
+
+static void add_watches(struct watch *w, json_object *res)
+{
+    json_object *arr = hj_get(res, "watches");
+    size_t n = arr ? json_object_array_length(arr) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *o = json_object_array_get_idx(arr, i);
+        int wd = json_object_get_int(hj_get(o, "wd"));
+        const char *p = json_object_get_string(hj_get(o, "path"));
+        if (wd < 0 || wd > 1 << 20 || p == NULL)
+            continue;
+        if ((size_t)wd >= w->n_paths) {
+            size_t cap = (size_t)wd + 16;
+            char **np = realloc(w->paths, cap * sizeof(*np));
+            if (np == NULL)
+                continue;
+            memset(np + w->n_paths, 0, (cap - w->n_paths) * sizeof(*np));
+            w->paths = np;
+            w->n_paths = cap;
+        }
+        if (w->paths[wd] == NULL)
+            w->live++;
+        free(w->paths[wd]);
+        w->paths[wd] = strdup(p);
+        if (w->root_wd < 0)
+            w->root_wd = wd;
+    }
+}
+
+static void emit(struct watch *w, const char *type, const char *path, bool dir)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string(type));
+    if (path) {
+        json_object_object_add(o, "path", json_object_new_string(path));
+        json_object_object_add(o, "dir", json_object_new_boolean(dir));
+    }
+    const char *text =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    size_t n = 0;
+    char *fixed = hull_utf8_fix(text, strlen(text), &n); /* a name may be any bytes */
+    json_object_put(o);
+    if (fixed == NULL)
+        return;
+    if (w->out_len + n + 1 > w->out_cap) {
+        size_t cap = (w->out_len + n + 1) * 2;
+        char *nb = realloc(w->out, cap);
+        if (nb == NULL) {
+            free(fixed);
+            return;
+        }
+        w->out = nb;
+        w->out_cap = cap;
+    }
+    memcpy(w->out + w->out_len, fixed, n);
+    w->out[w->out_len + n] = '\n';
+    w->out_len += n + 1;
+    free(fixed);
+}
+
+/* A directory made under a recursive watch: watched too. */
+static void follow_new_dir(struct watch *w, const char *path)
+{
+    json_object *hdr = json_object_new_object(), *res = NULL;
+    json_object_object_add(hdr, "verb", json_object_new_string("watch_add"));
+    json_object_object_add(hdr, "path", json_object_new_string(path));
+    json_object_object_add(hdr, "recursive", json_object_new_boolean(1));
+    hull_error e = NULL;
+    if (sbx_fs_call(w->sid, w->tenant[0] ? w->tenant : NULL, hdr, w->ifd, &res, NULL, &e) < 0)
+        hull_error_free(&e); /* gone again already: its delete event follows */
+    else
+        add_watches(w, res);
+    json_object_put(res);
+}
+
+static void one_event(struct watch *w, const struct inotify_event *ev)
+{
+    if (ev->mask & IN_Q_OVERFLOW) {
+        emit(w, "overflow", NULL, false);
+        return;
+    }
+    if (ev->wd < 0 || (size_t)ev->wd >= w->n_paths || w->paths[ev->wd] == NULL)
+        return;
+    const char *base = w->paths[ev->wd];
+    bool dir = (ev->mask & IN_ISDIR) != 0;
+    if (ev->mask & IN_IGNORED) {
+        free(w->paths[ev->wd]);
+        w->paths[ev->wd] = NULL;
+        if (--w->live == 0 || ev->wd == w->root_wd)
+            w->ended = true;
+        return;
+    }
+    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+        /* The parent's watch says so for the ones below the root. */
+        if (ev->wd == w->root_wd)
+            emit(w, ev->mask & IN_DELETE_SELF ? "delete" : "rename_from", base, true);
+        return;
+    }
+    char path[PATH_MAX + NAME_MAX + 2];
+    snprintf(path, sizeof(path), "%s%s%s", base, strcmp(base, "/") ? "/" : "",
+             ev->len ? ev->name : "");
+    const char *type = ev->mask & IN_CREATE       ? "create"
+                       : ev->mask & IN_MODIFY     ? "modify"
+                       : ev->mask & IN_DELETE     ? "delete"
+                       : ev->mask & IN_MOVED_FROM ? "rename_from"
+                       : ev->mask & IN_MOVED_TO   ? "rename_to"
+                                                  : NULL;
+    if (type == NULL)
+        return;
+    /* An upload replacing a file: its temporary name is not news, the
+     * rename onto the real one is. */
+    if (ev->len && strncmp(ev->name, UPLOAD_PREFIX, strlen(UPLOAD_PREFIX)) == 0) {
+        if (ev->mask & IN_MOVED_FROM)
+            w->upload_cookie = ev->cookie;
+        return;
+    }
+    if ((ev->mask & IN_MOVED_TO) && ev->cookie && ev->cookie == w->upload_cookie)
+        type = "create";
+    emit(w, type, path, dir);
+    if (w->recursive && dir && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+        follow_new_dir(w, path);
+}
+
+static void read_events(struct watch *w)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n = read(w->ifd, buf, sizeof(buf));
+    for (ssize_t off = 0; n > 0 && off < n;) {
+        const struct inotify_event *ev = (const void *)(buf + off);
+        one_event(w, ev);
+        off += (ssize_t)(sizeof(*ev) + ev->len);
+    }
+}
+
+static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct watch *w = cls;
+    for (;;) {
+        if (w->out_off < w->out_len) {
+            size_t n = w->out_len - w->out_off;
+            n = n < max ? n : max;
+            memcpy(buf, w->out + w->out_off, n);
+            w->out_off += n;
+            return (ssize_t)n;
+        }
+        w->out_len = w->out_off = 0;
+        if (w->ended || hulld.draining || !sandboxes_alive(w->sid, w->tenant[0] ? w->tenant : NULL))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        struct pollfd p[2] = {{.fd = w->ifd, .events = POLLIN},
+                              {.fd = w->client_fd, .events = POLLRDHUP}};
+        int k = poll(p, w->client_fd >= 0 ? 2 : 1, WATCH_TICK_MS);
+        if (k < 0 && errno != EINTR)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        /* The client hung up: nobody to tell. */
+        if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (p[0].revents & POLLIN)
+            read_events(w);
+    }
+}
+
+static void watch_free(void *cls)
+{
+    struct watch *w = cls;
+    for (size_t i = 0; i < w->n_paths; i++)
+        free(w->paths[i]);
+    free(w->paths);
+    free(w->out);
+    close(w->ifd);
+    free(w);
+}
+
+void sbx_watch(const struct request *rq, const char *sid, const char *path, bool recursive,
+               struct resp *r)
+{
+    json_object *hdr = json_object_new_object(), *res = NULL;
+    json_object_object_add(hdr, "verb", json_object_new_string("watch"));
+    json_object_object_add(hdr, "path", json_object_new_string(path));
+    json_object_object_add(hdr, "recursive", json_object_new_boolean(recursive));
+    hull_error e = NULL;
+    int ifd = -1;
+    if (sbx_fs_call(sid, rq->caller->tenant, hdr, -1, &res, &ifd, &e) < 0 || ifd < 0) {
+        if (e == NULL)
+            hull_error_set(&e, EIO, "watch %s: no inotify fd came back", path);
+        json_object_put(res);
+        sbx_fs_error(r, &e);
+        return;
+    }
+    struct watch *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        close(ifd);
+        json_object_put(res);
+        resp_error(r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    snprintf(w->sid, sizeof(w->sid), "%s", sid);
+    snprintf(w->tenant, sizeof(w->tenant), "%s", rq->caller->tenant ? rq->caller->tenant : "");
+    w->recursive = recursive;
+    w->ifd = ifd;
+    w->root_wd = -1;
+    add_watches(w, res);
+    json_object_put(res);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    w->client_fd = ci ? ci->connect_fd : -1;
+    struct MHD_Response *m =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, watch_reader, w, watch_free);
+    if (m == NULL) {
+        watch_free(w);
+        resp_error(r, 500, "internal", NULL, "watch %s: no response", path);
+        return;
+    }
+    /* Quiet for long is not an idle client: one that goes is seen by the
+     * reader (its socket hangs up). */
+    MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
+    r->mhd = m;
+    r->status = 200;
+    r->content_type = "application/x-ndjson";
+}

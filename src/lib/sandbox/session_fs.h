@@ -1,0 +1,31 @@
+/* The file API of a long-lived sandbox (session_fs.c, session_fs_ops.c).
+ *
+ * Every operation runs in a short-lived child of the sandbox's supervisor
+ * that joined the sandbox's user and mount namespaces and became the
+ * sandbox's user: a path resolves in the sandbox's own mount tree and the
+ * kernel applies the sandbox's own permissions, so nothing of the host is
+ * reachable whatever the sandbox put on the way. Paths are resolved with
+ * openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) besides, and the last
+ * component is never followed when it is acted on. */
+#ifndef HULL_SANDBOX_SESSION_FS_H
+#define HULL_SANDBOX_SESSION_FS_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hull.h" /* struct hull_fs_op, hull_session_fs */
+
+/* At most this many entries in one list answer ("truncated": true). */
+#define HULL_FS_LIST_MAX 10000
+/* A list's depth, and a recursive watch's, at most. */
+#define HULL_FS_DEPTH_MAX 32
+/* Directories one recursive watch adds at most. */
+#define HULL_FS_WATCH_DIRS_MAX 4096
+
+/* session_fs_ops.c: the verbs, in the child (root: the sandbox's "/";
+ * procfd: this process's /proc/self/fd, opened before entering). */
+int hull_fs_do(const struct hull_fs_op *op, int root, int procfd, json_object **out, int *fd_out,
+               hull_error *err);
+
+#endif
