@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "daemon.h"
 #include "procs.h"
 #include "response.h"
@@ -91,6 +92,7 @@ static void unlink_sbx(struct sbx *s)
             break;
         }
     pthread_mutex_unlock(&tab_mu);
+    cluster_sandbox_removed(s->id);
 }
 
 unsigned sandboxes_active(void)
@@ -254,6 +256,7 @@ int sbx_connect(struct sbx *s, hull_error *err)
 
 static void destroy(struct sbx *s, const char *reason)
 {
+    cluster_sandbox_sample(s->id); /* what it used, while it still runs */
     uint64_t one = 1;
     /* Stop a command running in it now, rather than waiting for it. */
     if (write(s->kill_fd, &one, sizeof(one)) < 0)
@@ -299,6 +302,7 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
                                json_object_new_string(s->paused ? "paused" : "running"));
     if (s->image[0])
         json_object_object_add(o, "image", json_object_new_string(s->image));
+    cluster_annotate(o);
     return o;
 }
 
@@ -436,6 +440,7 @@ static void create(const struct request *rq, struct resp *r)
         resp_store_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
+        cluster_sandbox_added(s->id, s->tenant, s->container, iso);
         answer(r, 201, s, NULL);
     }
     unref(s);
@@ -582,8 +587,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             resp_store_error(r, &e);
         else if (sbx_meta_filter(rq, o, r) < 0)
             json_object_put(o);
-        else
+        else {
+            cluster_list_merge(rq, o, tenant);
             resp_json(r, 200, o);
+        }
         return;
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
