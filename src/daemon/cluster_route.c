@@ -242,9 +242,14 @@ int cluster_request(const struct request *rq, const char *id, char **body, struc
         return 0;
     hull_error e = NULL;
     cleanup_json json_object *rec = cluster_sbx_record(id, &e);
+    if (rec == NULL && hull_error_code(e) != ENOENT) {
+        /* Where it lives cannot be known now: not a 404. */
+        resp_error(r, 503, "cluster_unavailable", NULL, "%s", hull_error_msg(e));
+        r->retry_after = 2;
+        hull_error_free(&e);
+        return 1;
+    }
     if (rec == NULL) {
-        if (hull_error_code(e) != ENOENT)
-            hull_warn("cluster: sandbox %s: %s", id, hull_error_msg(e));
         hull_error_free(&e); /* this node's store answers (404, or a destroyed one) */
         return 0;
     }

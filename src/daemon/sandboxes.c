@@ -600,8 +600,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = action == NULL && strcmp(rq->method, "GET") == 0
                              ? hull_sandbox_rec_get(hulld.store, id, tenant, &e)
                              : NULL;
-        if (o)
+        if (o) {
             sbx_meta_show(o);
+            cluster_annotate(o);
+        }
         if (o)
             resp_json(r, 200, o);
         else if (e && hull_error_code(e) != ENOENT)

@@ -284,6 +284,21 @@ def test_a_sandbox_is_reached_from_every_node(cluster):
             assert g.status == 200 and g.json["node"] == "n2" and g.json["state"] == "running", g
             listed = call(cluster, via, "GET", "/v1/sandboxes").json["sandboxes"]
             assert [x["node"] for x in listed if x["id"] == sid] == ["n2"]
+        # Files in through one node, out through another; a streamed exec
+        # comes back whole.
+        blob = bytes(range(256)) * 64
+        r = cluster["nodes"]["n3"].request("PUT", f"/v1/sandboxes/{sid}/files/blob", blob,
+                                           cluster["token"], raw=True)
+        assert r.status == 200, r
+        r = call(cluster, "n1", "GET", f"/v1/sandboxes/{sid}/files/blob")
+        assert r.status == 200 and r.body == blob, r
+        r = cluster["nodes"]["n1"].request("POST", f"/v1/sandboxes/{sid}/exec",
+                                           {"cmd": ["sh", "-c", "echo streamed"]},
+                                           cluster["token"],
+                                           headers={"Accept": "application/x-ndjson"})
+        assert r.status == 200 and r.headers["Content-Type"] == "application/x-ndjson", r
+        events = [json.loads(line) for line in r.body.splitlines()]
+        assert "streamed" in json.dumps(events), events
         # Another tenant's token sees nothing of it, on any node.
         for via in NAMES:
             assert call(cluster, via, "GET", f"/v1/sandboxes/{sid}",
@@ -292,7 +307,8 @@ def test_a_sandbox_is_reached_from_every_node(cluster):
             assert sid not in [x["id"] for x in listed.json["sandboxes"]]
     finally:
         delete(cluster, "n3", sid)
-    assert call(cluster, "n2", "GET", f"/v1/sandboxes/{sid}").json["state"] == "destroyed"
+    g = call(cluster, "n2", "GET", f"/v1/sandboxes/{sid}").json
+    assert g["state"] == "destroyed" and g["node"] == "n2", g
     assert nodes_of(cluster)["n2"]["sandboxes"] == 0
 
 
