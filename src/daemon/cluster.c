@@ -40,7 +40,9 @@ static struct {
 
 /* This node's sandboxes, for sampling what they use. */
 struct local_sbx {
-    char id[40], container[64], key[512];
+    char id[40], container[64], key[512], tenant[72], isolation[16];
+    uint64_t memory; /* reserved */
+    unsigned cpu;
     uint64_t peak, cpu0, cpu1, t0, t1;
     unsigned samples;
 };
@@ -190,6 +192,23 @@ static redisContext *conn(hull_error *err)
     return cl.rc;
 }
 
+/* ok = call, made with redisContext *c, on the shared connection; once
+ * more on a new connection when that one broke (Redis restarted, or a
+ * proxy dropped it): what failed was the connection, not the command. */
+#define SHARED(ok, err, call)                                                                      \
+    do {                                                                                           \
+        pthread_mutex_lock(&cl.mu);                                                                \
+        for (int try_ = 0; try_ < 2; try_++) {                                                     \
+            if (try_)                                                                              \
+                hull_error_free(err);                                                              \
+            redisContext *c = conn(err);                                                           \
+            (ok) = c ? (call) : -1;                                                                \
+            if ((ok) >= 0 || c == NULL || !hull_redis_broken(c))                                   \
+                break;                                                                             \
+        }                                                                                          \
+        pthread_mutex_unlock(&cl.mu);                                                              \
+    } while (0)
+
 /* ---- local sandboxes ---- */
 
 static struct local_sbx **slot_of(const char *id)
@@ -231,13 +250,17 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
     snprintf(l->id, sizeof(l->id), "%s", id);
     snprintf(l->container, sizeof(l->container), "%s", container ? container : "");
     snprintf(l->key, sizeof(l->key), "%s", placed.set ? placed.key : "-");
+    snprintf(l->tenant, sizeof(l->tenant), "%s", tenant);
+    snprintf(l->isolation, sizeof(l->isolation), "%s", isolation ? isolation : "container");
+    l->memory = placed.set ? placed.memory : DEFAULT_MEMORY;
+    l->cpu = placed.set ? placed.cpu : 0;
     struct hull_cluster_sbx rec = {.id = id,
                                    .node = cl.info.name,
-                                   .tenant = tenant,
+                                   .tenant = l->tenant,
                                    .key = l->key,
-                                   .isolation = isolation,
-                                   .memory = placed.set ? placed.memory : DEFAULT_MEMORY,
-                                   .cpu = placed.set ? placed.cpu : 0};
+                                   .isolation = l->isolation,
+                                   .memory = l->memory,
+                                   .cpu = l->cpu};
     placed.set = false;
     pthread_mutex_lock(&local_mu);
     sample(l);
@@ -251,10 +274,8 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
         free(l);
     pthread_mutex_unlock(&local_mu);
     hull_error e = NULL;
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(&e);
-    int ok = c ? hull_cluster_sbx_add(c, &rec, &e) : -1;
-    pthread_mutex_unlock(&cl.mu);
+    int ok;
+    SHARED(ok, &e, hull_cluster_sbx_add(c, &rec, &e));
     if (ok < 0) {
         hull_warn("sandbox %s: not recorded in the cluster: %s", id, hull_error_msg(e));
         hull_error_free(&e);
@@ -282,18 +303,16 @@ void cluster_sandbox_removed(const char *id)
         *p = NULL;
     pthread_mutex_unlock(&local_mu);
     hull_error e = NULL;
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(&e);
-    int ok = c ? hull_cluster_sbx_remove(c, cl.info.name, id, &e) : -1;
+    int ok;
+    SHARED(ok, &e, hull_cluster_sbx_remove(c, cl.info.name, id, &e));
     /* What it used, learned for the next sandbox of the same image: its
      * peak memory and its mean CPU (millicores) over the time it was
      * sampled. */
     if (ok == 0 && l && l->samples > 0 && l->peak > 0) {
         uint64_t dt = l->t1 > l->t0 ? l->t1 - l->t0 : 0;
         unsigned cpu = dt ? (unsigned)((l->cpu1 - l->cpu0) * 1000 / dt) : 0;
-        ok = hull_cluster_predict_observe(c, l->key, l->peak, cpu, &e);
+        SHARED(ok, &e, hull_cluster_predict_observe(c, l->key, l->peak, cpu, &e));
     }
-    pthread_mutex_unlock(&cl.mu);
     if (ok < 0) {
         hull_warn("sandbox %s: cluster: %s", id, hull_error_msg(e));
         hull_error_free(&e);
@@ -302,6 +321,38 @@ void cluster_sandbox_removed(const char *id)
 }
 
 /* ---- heartbeat ---- */
+
+/* Redis lost this node (restarted without persistence, flushed): it is
+ * registered again with every sandbox it runs, as if it had just made
+ * them. */
+static int rejoin(redisContext *c, hull_error *err)
+{
+    if (hull_cluster_register(c, &cl.info, err) < 0)
+        return -1;
+    cleanup_free struct local_sbx *copy = calloc(MAX_LOCAL, sizeof(*copy));
+    if (copy == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&local_mu);
+    size_t n = 0;
+    for (size_t i = 0; i < MAX_LOCAL; i++)
+        if (local[i])
+            copy[n++] = *local[i];
+    pthread_mutex_unlock(&local_mu);
+    for (size_t i = 0; i < n; i++) {
+        struct hull_cluster_sbx rec = {.id = copy[i].id,
+                                       .node = cl.info.name,
+                                       .tenant = copy[i].tenant,
+                                       .key = copy[i].key,
+                                       .isolation = copy[i].isolation,
+                                       .memory = copy[i].memory,
+                                       .cpu = copy[i].cpu};
+        if (hull_cluster_sbx_add(c, &rec, err) < 0)
+            return -1;
+    }
+    hull_log(HULL_LOG_INFO, "cluster: node %s registered again with its %zu sandboxes",
+             cl.info.name, n);
+    return 0;
+}
 
 static void *beat_main(void *arg)
 {
@@ -317,6 +368,10 @@ static void *beat_main(void *arg)
         if (c == NULL)
             c = hull_redis_connect(hulld.o->cluster_url, 3000, &e);
         int ok = c ? hull_cluster_heartbeat(c, cl.info.name, &e) : -1;
+        if (ok == 0)
+            ok = rejoin(c, &e);
+        else if (ok == 1)
+            ok = 0;
         if (ok == 0)
             ok = hull_cluster_tokens_publish(c, hulld.store, &e);
         if (ok < 0 && !failing)
@@ -389,12 +444,13 @@ void cluster_stop(void)
         pthread_join(cl.beat, NULL);
     cl.beating = false;
     hull_error e = NULL;
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(&e);
-    if (c == NULL || hull_cluster_leave(c, cl.info.name, &e) < 0) {
+    int ok;
+    SHARED(ok, &e, hull_cluster_leave(c, cl.info.name, &e));
+    if (ok < 0) {
         hull_warn("cluster: leave: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    pthread_mutex_lock(&cl.mu);
     hull_redis_close(cl.rc);
     cl.rc = NULL;
     pthread_mutex_unlock(&cl.mu);
@@ -415,21 +471,18 @@ int cluster_token_verify(const char *token, struct hull_token_info *info, hull_e
 {
     if (!cl.on)
         return hull_error_set(err, EACCES, "invalid token");
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(err);
-    int ok = c ? hull_cluster_token_verify(c, token, info, err) : -1;
-    pthread_mutex_unlock(&cl.mu);
+    int ok;
+    SHARED(ok, err, hull_cluster_token_verify(c, token, info, err));
     return ok;
 }
 
 /* The nodes, under the shared connection: NULL with err. */
 static json_object *nodes(hull_error *err)
 {
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(err);
-    json_object *a = c ? hull_cluster_nodes(c, cl.down_after_ms, err) : NULL;
-    pthread_mutex_unlock(&cl.mu);
-    return a;
+    json_object *a = NULL;
+    int ok;
+    SHARED(ok, err, (a = hull_cluster_nodes(c, cl.down_after_ms, err)) ? 0 : -1);
+    return ok < 0 ? NULL : a;
 }
 
 json_object *cluster_nodes_now(hull_error *err)
@@ -447,29 +500,24 @@ void cluster_placed(const char *key, uint64_t memory, unsigned cpu)
 
 json_object *cluster_sbx_record(const char *id, hull_error *err)
 {
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(err);
-    json_object *o = c ? hull_cluster_sbx_get(c, id, err) : NULL;
-    pthread_mutex_unlock(&cl.mu);
-    return o;
+    json_object *o = NULL;
+    int ok;
+    SHARED(ok, err, (o = hull_cluster_sbx_get(c, id, err)) ? 0 : -1);
+    return ok < 0 ? NULL : o;
 }
 
 int cluster_sbx_forget(const char *node, const char *id, hull_error *err)
 {
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(err);
-    int ok = c ? hull_cluster_sbx_remove(c, node, id, err) : -1;
-    pthread_mutex_unlock(&cl.mu);
+    int ok;
+    SHARED(ok, err, hull_cluster_sbx_remove(c, node, id, err));
     return ok;
 }
 
 int cluster_prediction(const char *key, uint64_t *memory, unsigned *cpu, unsigned *samples,
                        hull_error *err)
 {
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = conn(err);
-    int ok = c ? hull_cluster_predict_get(c, key, memory, cpu, samples, err) : -1;
-    pthread_mutex_unlock(&cl.mu);
+    int ok;
+    SHARED(ok, err, hull_cluster_predict_get(c, key, memory, cpu, samples, err));
     return ok;
 }
 
@@ -533,10 +581,11 @@ void cluster_list_merge(const struct request *rq, json_object *list, const char 
         return;
     hull_error e = NULL;
     cleanup_json json_object *ns = nodes(&e);
-    pthread_mutex_lock(&cl.mu);
-    redisContext *c = ns ? conn(&e) : NULL;
-    cleanup_json json_object *remote = c ? hull_cluster_sbx_all(c, cl.info.name, &e) : NULL;
-    pthread_mutex_unlock(&cl.mu);
+    cleanup_json json_object *remote = NULL;
+    int ok = -1;
+    if (ns)
+        SHARED(ok, &e, (remote = hull_cluster_sbx_all(c, cl.info.name, &e)) ? 0 : -1);
+    (void)ok;
     if (remote == NULL || arr == NULL) {
         /* This node's own are listed: the others' cannot be now. */
         hull_warn("cluster: listing other nodes' sandboxes: %s", e ? hull_error_msg(e) : "?");

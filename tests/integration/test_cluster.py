@@ -363,6 +363,30 @@ def test_placement_uses_what_sandboxes_of_an_image_used(cluster):
         r.close()
 
 
+def test_nodes_register_again_when_redis_lost_everything(cluster):
+    s = create(cluster, "n1", placement={"node": "n2"})
+    try:
+        cluster["redis"].restart()  # no persistence: every key is gone
+        # The sandbox keeps working on its own node (n1's token is known
+        # there again once n1 published it anew: within a heartbeat).
+        assert wait_until(lambda: call(cluster, "n2", "POST", f"/v1/sandboxes/{s['id']}/exec",
+                                       {"cmd": ["true"]}).status == 200, 30)
+
+        def back():
+            r = call(cluster, "n1", "GET", "/v1/nodes")
+            return r.status == 200 and sorted(
+                (n["name"], n["state"], n["sandboxes"]) for n in r.json["nodes"]) == [
+                    ("n1", "up", 0), ("n2", "up", 1), ("n3", "up", 0)]
+        assert wait_until(back, 60)
+        # Its record is back too: reached through another node, tokens too.
+        assert wait_until(lambda: call(cluster, "n3", "GET",
+                                       f"/v1/sandboxes/{s['id']}").status == 200, 30)
+        g = call(cluster, "n3", "GET", f"/v1/sandboxes/{s['id']}").json
+        assert g["node"] == "n2" and g["state"] == "running", g
+    finally:
+        delete(cluster, "n2", s["id"])
+
+
 def test_a_killed_node_goes_down_and_its_sandbox_is_lost(cluster):
     n3 = cluster["nodes"]["n3"]
     s = create(cluster, "n1", placement={"node": "n3"})

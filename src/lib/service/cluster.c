@@ -114,6 +114,15 @@ int hull_cluster_register(redisContext *c, const struct hull_node_info *n, hull_
     return run(c, err, (int)(sizeof(hs) / sizeof(hs[0])), hs) < 0 ? -1 : run(c, err, 3, sa);
 }
 
+/* KEYS[1] the node's hash, KEYS[2] the node set; ARGV the time, the name.
+ * A node Redis does not know (restarted without persistence, flushed) is
+ * not half-written: 0, and it registers again. */
+static const char beat_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 "
+    "then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'heartbeat', ARGV[1])\n"
+    "return 1\n";
+
 int hull_cluster_heartbeat(redisContext *c, const char *name, hull_error *err)
 {
     long long now;
@@ -122,8 +131,11 @@ int hull_cluster_heartbeat(redisContext *c, const char *name, hull_error *err)
     char key[128], t[32];
     snprintf(key, sizeof(key), K "node:%s", name);
     snprintf(t, sizeof(t), "%lld", now);
-    const char *hs[] = {"HSET", key, "heartbeat", t};
-    return run(c, err, 4, hs);
+    const char *argv[] = {"EVAL", beat_lua, "2", key, K "nodes", t, name};
+    cleanup_reply redisReply *r = hull_redis_cmdv(c, err, 7, argv);
+    if (r == NULL)
+        return hull_error_prefix(err, "cluster");
+    return hull_redis_int(r, 0) == 1 ? 1 : 0;
 }
 
 int hull_cluster_leave(redisContext *c, const char *name, hull_error *err)

@@ -48,7 +48,8 @@ int hull_node_name_check(const char *name, hull_error *err);
  * previous sandboxes forgotten (they died with its previous hulld), counts
  * zeroed, a first heartbeat. */
 int hull_cluster_register(redisContext *c, const struct hull_node_info *n, hull_error *err);
-/* The heartbeat: now (Redis's clock) into the node's hash. */
+/* The heartbeat: now (Redis's clock) into the node's hash: 1; 0 when Redis
+ * does not know the node (it lost its data): register again. */
 int hull_cluster_heartbeat(redisContext *c, const char *name, hull_error *err);
 /* A clean stop: heartbeat 0, so it is down at once. */
 int hull_cluster_leave(redisContext *c, const char *name, hull_error *err);
