@@ -58,6 +58,7 @@ static void job_unref_locked(struct run_job *j)
         return;
     if (j->cancel_fd >= 0)
         close(j->cancel_fd);
+    hull_error_free(&j->error);
     free(j->request);
     free(j->result);
     free(j);
@@ -122,15 +123,16 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
             j->slot = &pool.slots[i];
             break;
         }
-    /* The row exists before any dispatcher can see the job. */
+    /* A queued job's row exists before any dispatcher can see the job; a
+     * job run on the caller's thread gets its row while its worker starts
+     * it (dispatch), so the insert does not delay the run. */
     hull_rfc3339_now(j->created_at, sizeof(j->created_at));
-    if (j->slot)
+    if (j->slot) {
         snprintf(j->started_at, sizeof(j->started_at), "%s", j->created_at);
-    if (res == SUBMIT_OK &&
-        (j->slot
-             ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid, j->slot->start,
-                                       j->created_at, err)
-             : hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err)) < 0)
+        j->unrecorded = true;
+    }
+    if (res == SUBMIT_OK && j->slot == NULL &&
+        hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err) < 0)
         res = SUBMIT_ERROR;
     if (res != SUBMIT_OK) {
         pthread_mutex_unlock(&pool.mu);
@@ -335,12 +337,52 @@ static void record(struct run_job *j, const char *res, const char *verdict, bool
     j->recorded = r == 1 && stamped;
 }
 
-/* One run on this slot's worker; returns the result JSON. */
+/* The row of a job handed straight to its worker, written while the
+ * worker starts the run: 0, or -1 with j->error (the store refused: the run
+ * must not go on unrecorded). */
+static int insert_row(struct slot *s, struct run_job *j)
+{
+    if (!j->unrecorded)
+        return 0;
+    j->unrecorded = false;
+    return hull_run_insert_running(hulld.store, j->id, j->tenant, s->pid, s->start, j->created_at,
+                                   &j->error);
+}
+
+/* The store refused the row of a run its worker has begun: the run is
+ * cancelled (the library kills it cleanly), its result taken and dropped.
+ * The caller answers j->error; nothing of the run is recorded or kept. */
+static void drop_run(struct slot *s, struct run_job *j)
+{
+    uint64_t one = 1;
+    if (write(j->cancel_fd, &one, sizeof(one)) < 0)
+        hull_warn("run %s: cancel: %s", j->id, strerror(errno));
+    struct frame f;
+    int r = frame_recv(s->sock, &f);
+    if (r == 0) {
+        frame_free(&f);
+        /* "recorded": the worker forgets the result (there is no row). */
+        json_object *hdr = json_object_new_object();
+        json_object_object_add(hdr, "op", json_object_new_string("recorded"));
+        r = frame_send(s->sock, hdr, NULL, 0, -1);
+        json_object_put(hdr);
+    }
+    if (r < 0) {
+        hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
+        slot_close(s);
+        sweep_leftovers();
+    }
+}
+
+/* One run on this slot's worker; returns the result JSON (NULL with
+ * j->error when its row could not be written). */
 static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32])
 {
     snprintf(verdict, 32, "internal_error");
     bool stamped = true; /* the row's times are those in j */
     if (s->sock < 0 && slot_spawn(s) < 0) {
+        if (insert_row(s, j) < 0)
+            return NULL;
         char *res = failed_result("no worker process could be started");
         record(j, res, verdict, false);
         return res;
@@ -361,6 +403,11 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     json_object_object_add(hdr, "id", json_object_new_string(j->id));
     int r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
     json_object_put(hdr);
+    if (insert_row(s, j) < 0) {
+        if (r == 0)
+            drop_run(s, j);
+        return NULL;
+    }
     struct frame f;
     if (r < 0 || frame_recv(s->sock, &f) < 0) {
         /* The worker died under this run: say so, and start a new one. */
