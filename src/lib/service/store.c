@@ -197,6 +197,27 @@ int hull_store_probe(struct hull_store *s, hull_error *err)
     return ret;
 }
 
+int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_wal_autocheckpoint(s->db, HULL_STORE_WAL_BOUND);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_OK ? 0 : hull_error_set(err, EIO, "store: %s", sqlite3_errstr(rc));
+}
+
+int hull_store_checkpoint(struct hull_store *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int ret = 0;
+    /* BUSY: another checkpoint runs (a worker's, `hull token`'s): it does
+     * the work. */
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        ret = hull_store_fail(s, "checkpoint", err);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
 /* Bring the schema up to date in one IMMEDIATE transaction, so two
  * processes opening a fresh database do not both create it. */
 static int migrate_steps(struct hull_store *s, hull_error *err)

@@ -36,6 +36,15 @@ void hull_store_close(struct hull_store *s);
 bool hull_store_failing(struct hull_store *s, char *why, size_t len);
 /* A write that changes nothing, to learn whether writes work again. */
 int hull_store_probe(struct hull_store *s, hull_error *err);
+/* hulld's connection stops checkpointing the WAL at every 1000 pages (the
+ * checkpoint syncs the database file: milliseconds inside whichever
+ * request's commit crossed the mark); it checkpoints only past
+ * HULL_STORE_WAL_BOUND pages, a bound should hull_store_checkpoint stop. */
+#define HULL_STORE_WAL_BOUND 16384
+int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err);
+/* Copy the WAL into the database as far as readers allow (PASSIVE: never
+ * waits for a writer), on a connection of its own, off the requests' way. */
+int hull_store_checkpoint(struct hull_store *s, hull_error *err);
 
 /* ---- tokens (tokens.c) ---- */
 
