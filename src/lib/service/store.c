@@ -12,7 +12,8 @@
 #include "util/error.h"
 #include "util/fs.h"
 
-#define STMT_CACHE 48
+#define STMT_CACHE  48
+#define TOKEN_CACHE 32
 
 struct hull_store {
     sqlite3 *db;
@@ -26,7 +27,65 @@ struct hull_store {
     size_t n_cache;
     /* The last write's failure, "" once a write succeeds (under mu). */
     char write_error[256];
+    /* Verified tokens by hash (under mu), valid while the revocation file
+     * has the inode and size seen when they were verified (store.h). */
+    char revoked_path[PATH_MAX];
+    struct {
+        char hash[65];
+        struct hull_token_info info;
+    } tokens[TOKEN_CACHE];
+    size_t n_tokens, next_token;
+    unsigned long long revoked_ino;
+    long long revoked_size;
 };
+
+/* The revocation file as (inode, size); (0, -1) when absent. */
+static void revoked_mark(struct hull_store *s, unsigned long long *ino, long long *size)
+{
+    struct stat sb;
+    *ino = 0;
+    *size = -1;
+    if (stat(s->revoked_path, &sb) == 0) {
+        *ino = (unsigned long long)sb.st_ino;
+        *size = (long long)sb.st_size;
+    }
+}
+
+bool hull_store_token_cached(struct hull_store *s, const char *hash, struct hull_token_info *info)
+{
+    unsigned long long ino;
+    long long size;
+    revoked_mark(s, &ino, &size);
+    if (ino != s->revoked_ino || size != s->revoked_size) {
+        /* A token may have been revoked: everything is verified again. */
+        s->n_tokens = s->next_token = 0;
+        s->revoked_ino = ino;
+        s->revoked_size = size;
+        return false;
+    }
+    for (size_t i = 0; i < s->n_tokens; i++)
+        if (strcmp(s->tokens[i].hash, hash) == 0) {
+            *info = s->tokens[i].info;
+            return true;
+        }
+    return false;
+}
+
+void hull_store_token_remember(struct hull_store *s, const char *hash,
+                               const struct hull_token_info *info)
+{
+    size_t i = s->next_token;
+    s->next_token = (i + 1) % TOKEN_CACHE;
+    if (s->n_tokens < TOKEN_CACHE)
+        s->n_tokens++;
+    snprintf(s->tokens[i].hash, sizeof(s->tokens[i].hash), "%s", hash);
+    s->tokens[i].info = *info;
+}
+
+const char *hull_store_revoked_path(struct hull_store *s)
+{
+    return s->revoked_path;
+}
 
 int hull_store_prepare(struct hull_store *s, const char *sql, sqlite3_stmt **st, hull_error *err)
 {
@@ -263,6 +322,9 @@ int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *
     struct hull_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
+    /* As long as the database's path, which fitted. */
+    snprintf(s->revoked_path, sizeof(s->revoked_path), "%s/%s", state_dir, HULL_STORE_REVOKED_FILE);
+    s->revoked_size = -2; /* nothing seen yet: the first verify reads it */
     pthread_mutex_init(&s->mu, NULL);
     /* Tokens' hashes live here: nobody but root reads the file. */
     mode_t old = umask(077);

@@ -200,6 +200,18 @@ void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
  *     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
  * then hull_store_prepare(s, sql, &q.st, ...); when q goes out of scope the
  * statement is released and the lock dropped, in that order. */
+/* Tokens verified on this connection, kept while DIR/tokens.revoked is
+ * unchanged (tokens.c; under the store's lock): hull_token_revoke appends
+ * to that file after its commit, so a revocation by any process takes
+ * effect on the next request. */
+#define HULL_STORE_REVOKED_FILE "tokens.revoked"
+struct hull_token_info;
+bool hull_store_token_cached(struct hull_store *s, const char *hash, struct hull_token_info *info);
+void hull_store_token_remember(struct hull_store *s, const char *hash,
+                               const struct hull_token_info *info);
+/* The path of DIR/tokens.revoked. */
+const char *hull_store_revoked_path(struct hull_store *s);
+
 struct hull_store_stmt {
     struct hull_store *s;
     struct sqlite3 *db;
