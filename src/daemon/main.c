@@ -301,13 +301,16 @@ static void recover(void)
 }
 
 /* The store's WAL is checkpointed by the main thread's tick on this
- * connection of its own, not inside a request's commit (store.h). */
+ * connection of its own, once SQLite would have (1000 pages), not inside
+ * a request's commit (store.h). */
 static struct hull_store *checkpointer;
 
 static void checkpoint(void)
 {
     static bool failing; /* said once until it works again, not every second */
     hull_error e = NULL;
+    if (!hull_store_checkpoint_due(hulld.store) && !failing)
+        return;
     if (hull_store_checkpoint(checkpointer, &e) < 0) {
         if (!failing)
             hull_warn("%s", hull_error_msg(e));
@@ -388,7 +391,6 @@ static int serve(const struct hulld_options *o)
     runner_stop();
     pending_flush();
     pending_drop_all();
-    checkpoint();
     hull_store_close(checkpointer);
     hull_store_close(hulld.store);
     close(lockfd);

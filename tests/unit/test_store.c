@@ -253,6 +253,8 @@ static void test_deferred_checkpoint(void **state)
         assert_int_equal(hull_run_finish(f->st, id, "{\"verdict\":\"ok\"}", "ok", &err), 1);
     }
     assert_int_equal(db_size(f), before); /* all of it still in the WAL */
+    assert_true(hull_store_checkpoint_due(f->st));
+    assert_false(hull_store_checkpoint_due(f->st)); /* noted once */
     assert_int_equal(hull_store_checkpoint(ck, &err), 0);
     assert_true(db_size(f) > before);
     hull_store_close(ck);

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ struct hull_store {
     size_t n_tokens, next_token;
     unsigned long long revoked_ino;
     long long revoked_size;
+    /* the WAL reached 1000 pages on a connection that defers checkpoints */
+    atomic_bool checkpoint_due;
 };
 
 /* The revocation file as (inode, size); (0, -1) when absent. */
@@ -256,12 +260,32 @@ int hull_store_probe(struct hull_store *s, hull_error *err)
     return ret;
 }
 
+/* After each commit on a connection that defers its checkpoints: SQLite's
+ * own rule (checkpoint at 1000 pages) becomes a note for
+ * hull_store_checkpoint_due, and only HULL_STORE_WAL_BOUND pages make the
+ * commit checkpoint itself. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct hull_store *s = arg;
+    if (pages >= HULL_STORE_WAL_BOUND)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    else if (pages >= 1000)
+        atomic_store(&s->checkpoint_due, true);
+    return SQLITE_OK;
+}
+
 int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err)
 {
+    (void)err; /* sqlite3_wal_hook cannot fail */
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_wal_autocheckpoint(s->db, HULL_STORE_WAL_BOUND);
+    sqlite3_wal_hook(s->db, wal_hook, s);
     pthread_mutex_unlock(&s->mu);
-    return rc == SQLITE_OK ? 0 : hull_error_set(err, EIO, "store: %s", sqlite3_errstr(rc));
+    return 0;
+}
+
+bool hull_store_checkpoint_due(struct hull_store *s)
+{
+    return atomic_exchange(&s->checkpoint_due, false);
 }
 
 int hull_store_checkpoint(struct hull_store *s, hull_error *err)

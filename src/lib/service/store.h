@@ -36,12 +36,15 @@ void hull_store_close(struct hull_store *s);
 bool hull_store_failing(struct hull_store *s, char *why, size_t len);
 /* A write that changes nothing, to learn whether writes work again. */
 int hull_store_probe(struct hull_store *s, hull_error *err);
-/* hulld's connection stops checkpointing the WAL at every 1000 pages (the
- * checkpoint syncs the database file: milliseconds inside whichever
- * request's commit crossed the mark); it checkpoints only past
- * HULL_STORE_WAL_BOUND pages, a bound should hull_store_checkpoint stop. */
+/* hulld's connection stops checkpointing the WAL when a commit takes it
+ * past 1000 pages (the checkpoint syncs the database file: milliseconds
+ * inside whichever request's commit crossed the mark): it notes that one
+ * is due (hull_store_checkpoint_due, true once per note) and checkpoints
+ * itself only past HULL_STORE_WAL_BOUND pages, a bound should
+ * hull_store_checkpoint not come. */
 #define HULL_STORE_WAL_BOUND 16384
 int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err);
+bool hull_store_checkpoint_due(struct hull_store *s);
 /* Copy the WAL into the database as far as readers allow (PASSIVE: never
  * waits for a writer), on a connection of its own, off the requests' way. */
 int hull_store_checkpoint(struct hull_store *s, hull_error *err);
