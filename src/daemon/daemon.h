@@ -92,7 +92,7 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
 pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err);
 /* The helper side: hulld --helper MODE --state-dir DIR, socket on fd 3. */
 int helper_main(const char *mode, const char *state_dir);
-/* st NULL ("runner", for the queue worker): no store, no acknowledgement;
+/* st NULL ("runner", for the queue worker): no store, nothing recorded;
  * a run that cannot start answers {"error": why}. */
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);

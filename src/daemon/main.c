@@ -300,13 +300,36 @@ static void recover(void)
     runs_recover();
 }
 
+/* The store's WAL is checkpointed by the main thread's tick on this
+ * connection of its own, once SQLite would have (1000 pages), not inside
+ * a request's commit (store.h). */
+static struct hull_store *checkpointer;
+
+static void checkpoint(void)
+{
+    static bool failing; /* said once until it works again, not every second */
+    hull_error e = NULL;
+    if (!hull_store_checkpoint_due(hulld.store) && !failing)
+        return;
+    if (hull_store_checkpoint(checkpointer, &e) < 0) {
+        if (!failing)
+            hull_warn("%s", hull_error_msg(e));
+        hull_error_free(&e);
+        failing = true;
+    } else {
+        failing = false;
+    }
+}
+
 /* Open the store, take the state directory, finish what a previous hulld
  * left, and start the run pool and HTTP: the lock's fd, or -1 with err. */
 static int start(const struct hulld_options *o, hull_error *err)
 {
     int lockfd;
     if (hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
-        (lockfd = lock_state(o->state_dir, err)) < 0)
+        (lockfd = lock_state(o->state_dir, err)) < 0 ||
+        hull_store_open(o->state_dir, &checkpointer, err) < 0 ||
+        hull_store_defer_checkpoints(hulld.store, err) < 0)
         return -1;
     recover();
     if (runner_start(err) < 0 || http_start(err) < 0)
@@ -346,6 +369,7 @@ static int serve(const struct hulld_options *o)
             break;
         sandboxes_reap(false);
         pending_flush();
+        checkpoint();
     }
     hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "
                             "(signal again to cancel them)");
@@ -367,6 +391,7 @@ static int serve(const struct hulld_options *o)
     runner_stop();
     pending_flush();
     pending_drop_all();
+    hull_store_close(checkpointer);
     hull_store_close(hulld.store);
     close(lockfd);
     hull_log(HULL_LOG_INFO, "hulld: stopped");

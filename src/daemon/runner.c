@@ -5,11 +5,13 @@
  * request and a cancel eventfd to its worker, and waits for the result.
  * hulld records the result (its own connection to the store, whose pages
  * are warm: a write from the worker's connection had to read them again
- * first, a millisecond per run) and acknowledges; a worker that sees its
- * socket closed before the acknowledgement records the result itself, so a
- * run whose hulld died is still finished and recorded, then exits. Cancel writes the eventfd: the
- * library kills the run cleanly (verdict "killed"); a worker is never SIGKILLed, which would leave
- * the run's cgroup and state behind. */
+ * first, a millisecond per run); the next frame it sends the worker (the
+ * next run) says the last result is taken. A worker that sees its socket
+ * closed first records its last result itself (a no-op when hulld did), so
+ * a run whose hulld died is still finished and recorded, then exits.
+ * Cancel writes the eventfd: the library kills the run cleanly (verdict
+ * "killed"); a worker is never SIGKILLed, which would leave the run's
+ * cgroup and state behind. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +61,7 @@ static void job_unref_locked(struct run_job *j)
         return;
     if (j->cancel_fd >= 0)
         close(j->cancel_fd);
+    hull_error_free(&j->error);
     free(j->request);
     free(j->result);
     free(j);
@@ -122,15 +126,16 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
             j->slot = &pool.slots[i];
             break;
         }
-    /* The row exists before any dispatcher can see the job. */
+    /* A queued job's row exists before any dispatcher can see the job; a
+     * job run on the caller's thread gets its row while its worker starts
+     * it (dispatch), so the insert does not delay the run. */
     hull_rfc3339_now(j->created_at, sizeof(j->created_at));
-    if (j->slot)
+    if (j->slot) {
         snprintf(j->started_at, sizeof(j->started_at), "%s", j->created_at);
-    if (res == SUBMIT_OK &&
-        (j->slot
-             ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid, j->slot->start,
-                                       j->created_at, err)
-             : hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err)) < 0)
+        j->unrecorded = true;
+    }
+    if (res == SUBMIT_OK && j->slot == NULL &&
+        hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err) < 0)
         res = SUBMIT_ERROR;
     if (res != SUBMIT_OK) {
         pthread_mutex_unlock(&pool.mu);
@@ -300,6 +305,15 @@ static int slot_spawn(struct slot *s)
     return 0;
 }
 
+/* An idle worker's socket has nothing to read: one that does (EOF: the
+ * worker is gone) or fails is dead. */
+static bool slot_idle_alive(struct slot *s)
+{
+    char c;
+    return recv(s->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 static void slot_close(struct slot *s)
 {
     if (s->sock >= 0)
@@ -335,12 +349,59 @@ static void record(struct run_job *j, const char *res, const char *verdict, bool
     j->recorded = r == 1 && stamped;
 }
 
-/* One run on this slot's worker; returns the result JSON. */
+/* The row of a job handed straight to its worker, written while the
+ * worker starts the run: 0, or -1 with j->error (the store refused: the run
+ * must not go on unrecorded). */
+static int insert_row(struct slot *s, struct run_job *j)
+{
+    if (!j->unrecorded)
+        return 0;
+    j->unrecorded = false;
+    return hull_run_insert_running(hulld.store, j->id, j->tenant, s->pid, s->start, j->created_at,
+                                   &j->error);
+}
+
+/* The store refused the row of a run its worker has begun: the run is
+ * cancelled (the library kills it cleanly), its result taken and dropped.
+ * The caller answers j->error; nothing of the run is recorded or kept. */
+static void drop_run(struct slot *s, struct run_job *j)
+{
+    uint64_t one = 1;
+    if (write(j->cancel_fd, &one, sizeof(one)) < 0)
+        hull_warn("run %s: cancel: %s", j->id, strerror(errno));
+    struct frame f;
+    int r = frame_recv(s->sock, &f);
+    if (r == 0) {
+        frame_free(&f);
+        /* "recorded": the worker forgets the result (there is no row). */
+        json_object *hdr = json_object_new_object();
+        json_object_object_add(hdr, "op", json_object_new_string("recorded"));
+        r = frame_send(s->sock, hdr, NULL, 0, -1);
+        json_object_put(hdr);
+    }
+    if (r < 0) {
+        hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
+        slot_close(s);
+        sweep_leftovers();
+    }
+}
+
+/* One run on this slot's worker; returns the result JSON (NULL with
+ * j->error when its row could not be written). */
 static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32])
 {
     snprintf(verdict, 32, "internal_error");
     bool stamped = true; /* the row's times are those in j */
+    if (s->sock >= 0 && !slot_idle_alive(s)) {
+        /* Died while idle: replaced before the run is handed over, so the
+         * run does not end "died" in a worker that never saw it. */
+        hull_log(HULL_LOG_ERROR, "worker %d died while idle", (int)s->pid);
+        slot_close(s);
+        sweep_leftovers();
+    }
     if (s->sock < 0 && slot_spawn(s) < 0) {
+        if (insert_row(s, j) < 0)
+            return NULL;
         char *res = failed_result("no worker process could be started");
         record(j, res, verdict, false);
         return res;
@@ -361,6 +422,11 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     json_object_object_add(hdr, "id", json_object_new_string(j->id));
     int r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
     json_object_put(hdr);
+    if (insert_row(s, j) < 0) {
+        if (r == 0)
+            drop_run(s, j);
+        return NULL;
+    }
     struct frame f;
     if (r < 0 || frame_recv(s->sock, &f) < 0) {
         /* The worker died under this run: say so, and start a new one. */
@@ -378,16 +444,10 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     if (v)
         snprintf(verdict, 32, "%s", json_object_get_string(v));
     frame_free(&f);
+    /* Ours now: the next frame the worker gets (the next run, or EOF)
+     * tells it so; a separate acknowledgement cost a wake-up of the worker
+     * on the way of every answer. */
     record(j, res, verdict, stamped);
-    /* Ours now: the worker forgets the result. */
-    hdr = json_object_new_object();
-    json_object_object_add(hdr, "op", json_object_new_string("recorded"));
-    r = frame_send(s->sock, hdr, NULL, 0, -1);
-    json_object_put(hdr);
-    if (r < 0) {
-        hull_log(HULL_LOG_ERROR, "run %s: worker %d died after it", j->id, (int)s->pid);
-        slot_close(s);
-    }
     return res;
 }
 
@@ -498,29 +558,13 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
 /* hulld is gone before it recorded the result: the worker does (a no-op
  * when hulld did after all: a run's end is recorded once, the first word
  * stands). */
-static void record_self(struct hull_store *st, json_object *id, const char *res,
-                        const char *verdict)
+static void record_self(struct hull_store *st, const char *id, const char *res, const char *verdict)
 {
     hull_error e = NULL;
-    if (id && hull_run_finish(st, json_object_get_string(id), res, verdict, &e) < 0) {
+    if (id && hull_run_finish(st, id, res, verdict, &e) < 0) {
         hull_warn("worker: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-}
-
-/* The result is hulld's once it says "recorded": 0; -1 when hulld went
- * away first. */
-static int await_recorded(int sock)
-{
-    struct frame f;
-    if (frame_recv(sock, &f) < 0)
-        return -1;
-    const char *op = json_object_get_string(hj_get(f.hdr, "op"));
-    bool ok = op && strcmp(op, "recorded") == 0;
-    frame_free(&f);
-    if (!ok)
-        hull_warn("worker: unexpected message from hulld");
-    return ok ? 0 : -1;
 }
 
 /* A queue job (hulld --worker): the result, or {"error": why} when it
@@ -551,17 +595,46 @@ static int answer_queued(int sock, const struct frame *f)
     return r;
 }
 
+/* The last result sent, until hulld shows it has it. */
+struct unacked {
+    char *id, *res;
+    const char *verdict;
+};
+
+static void unacked_drop(struct unacked *u)
+{
+    free(u->id);
+    free(u->res);
+    *u = (struct unacked){0};
+}
+
 int worker_loop(int sock, struct hull_store *st)
 {
+    /* A result is hulld's (recorded, or kept in pending.c) once hulld sends
+     * anything more: the next run, or "recorded". hulld closing the socket
+     * first may mean it died before recording it: then the worker does (a
+     * no-op when hulld did: a run's end is recorded once). */
+    struct unacked u = {0};
     for (;;) {
         struct frame f;
-        if (frame_recv(sock, &f) < 0)
-            return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+        if (frame_recv(sock, &f) < 0) {
+            int rc = errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+            if (u.res)
+                record_self(st, u.id, u.res, u.verdict);
+            unacked_drop(&u);
+            return rc;
+        }
         if (st == NULL) {
             int r = answer_queued(sock, &f);
             frame_free(&f);
             if (r < 0)
                 return 0; /* the queue worker is gone */
+            continue;
+        }
+        unacked_drop(&u);
+        const char *op = json_object_get_string(hj_get(f.hdr, "op"));
+        if (op && strcmp(op, "recorded") == 0) {
+            frame_free(&f);
             continue;
         }
         json_object *id = hj_get(f.hdr, "id");
@@ -573,13 +646,15 @@ int worker_loop(int sock, struct hull_store *st)
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
         int r = frame_send(sock, hdr, res, strlen(res), -1);
         json_object_put(hdr);
-        if (r < 0 || await_recorded(sock) < 0) {
-            record_self(st, id, res, verdict);
+        if (r < 0) {
+            record_self(st, json_object_get_string(id), res, verdict);
             free(res);
             frame_free(&f);
             return 0;
         }
-        free(res);
+        u.id = id ? strdup(json_object_get_string(id)) : NULL;
+        u.res = res;
+        u.verdict = verdict;
         frame_free(&f);
     }
 }

@@ -30,6 +30,12 @@ struct run_job {
     struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
     /* its row says running already */
     bool started;
+    /* handed straight to a worker, its row not written yet (dispatch
+     * writes it while the worker starts the run) */
+    bool unrecorded;
+    /* set when the store refused its row: the run was stopped, the answer
+     * is this error */
+    hull_error error;
     int refs;
     struct run_job *next;        /* queue order */
     struct run_job *next_active; /* all queued or running jobs */

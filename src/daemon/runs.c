@@ -202,6 +202,11 @@ static void post_run(const struct request *rq, struct resp *r)
         return;
     }
     job_wait(j);
+    if (j->error) {
+        resp_store_error(r, &j->error);
+        job_release(j);
+        return;
+    }
     /* What the library call took, so clients can tell the API's share
      * (bench/api_load.py does). */
     snprintf(r->timing, sizeof(r->timing), "run;dur=%.3f", j->lib_ms);

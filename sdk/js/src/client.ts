@@ -94,6 +94,12 @@ export class Client {
     return this.transport.token;
   }
 
+  /** Close the idle connections kept for the next calls (idle ones never
+   * keep the process alive; the client stays usable). */
+  close(): void {
+    this.transport.close();
+  }
+
   /** One API call: the decoded JSON answer. Errors throw APIError subclasses. */
   request(method: string, path: string, opts: Parameters<Transport["call"]>[2] = {}): Promise<Json> {
     return this.transport.call(method, path, opts);

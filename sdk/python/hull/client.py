@@ -3,8 +3,10 @@ import datetime
 import http.client
 import json
 import os
+import select
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -41,6 +43,23 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+# Idle connections a Client keeps open for its next requests (keep-alive):
+# hulld serves each connection with a thread of its own, so a connection per
+# request cost it a thread's start and end every time.
+_KEEP_IDLE = 4
+
+
+def _still_open(conn) -> bool:
+    """An idle connection hulld has not closed: nothing to read on it (a
+    readable idle socket is hulld's close after --client-timeout)."""
+    if conn.sock is None:
+        return False
+    try:
+        return not select.select([conn.sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
 # "none", "host", a network's name, or {"name", "egress", "publish"}.
 NetworkArg = Union[str, Mapping[str, Any]]
 
@@ -75,6 +94,17 @@ class Client:
                 ssl_context = ssl.create_default_context(cafile=cafile)
             self._ssl = ssl_context
         self.images = Images(self)
+        self._idle: List[http.client.HTTPConnection] = []
+        self._idle_lock = threading.Lock()
+        self._idle_pid = os.getpid()
+
+    def close(self) -> None:
+        """Close the idle connections kept for the next requests (the
+        client stays usable: it opens new ones)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def __repr__(self):
         where = self._socket or f"{self._scheme}://{self._host}:{self._port}"
@@ -96,6 +126,32 @@ class Client:
                                                context=self._ssl, blocksize=_api.BLOCK)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout,
                                           blocksize=_api.BLOCK)
+
+    def _take(self, timeout=None):
+        """An idle kept-alive connection still open, else a new one."""
+        while True:
+            with self._idle_lock:
+                if self._idle_pid != os.getpid():  # forked: the parent's sockets
+                    self._idle, self._idle_pid = [], os.getpid()
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._connection(timeout)
+            if _still_open(conn):
+                t = self.timeout if timeout is None else timeout
+                conn.timeout = None if t is not None and t <= 0 else t
+                conn.sock.settimeout(conn.timeout)
+                return conn
+            conn.close()
+
+    def _give_back(self, conn, resp):
+        """A connection whose answer was read to its end, kept for the next
+        request unless hulld said it closes it."""
+        if not resp.will_close and conn.sock is not None:
+            with self._idle_lock:
+                if self._idle_pid == os.getpid() and len(self._idle) < _KEEP_IDLE:
+                    self._idle.append(conn)
+                    return
+        conn.close()
 
     def _open(self, method, path, body=None, *, query=None, accept="application/json",
               content_type="application/json", timeout=None):
@@ -121,7 +177,7 @@ class Client:
             else:
                 data = json.dumps(body).encode("utf-8")
                 headers["Content-Type"] = content_type
-        conn = self._connection(timeout)
+        conn = self._take(timeout)
         try:
             unsent = None
             try:
@@ -162,9 +218,12 @@ class Client:
         try:
             payload = resp.read()
         except (OSError, http.client.HTTPException) as e:
-            raise errors.TransportError(f"hulld at {self._where()}: {e}") from e
-        finally:
             conn.close()
+            raise errors.TransportError(f"hulld at {self._where()}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._give_back(conn, resp)
         if raw:
             return payload
         if not payload:

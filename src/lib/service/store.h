@@ -36,6 +36,18 @@ void hull_store_close(struct hull_store *s);
 bool hull_store_failing(struct hull_store *s, char *why, size_t len);
 /* A write that changes nothing, to learn whether writes work again. */
 int hull_store_probe(struct hull_store *s, hull_error *err);
+/* hulld's connection stops checkpointing the WAL when a commit takes it
+ * past 1000 pages (the checkpoint syncs the database file: milliseconds
+ * inside whichever request's commit crossed the mark): it notes that one
+ * is due (hull_store_checkpoint_due, true once per note) and checkpoints
+ * itself only past HULL_STORE_WAL_BOUND pages, a bound should
+ * hull_store_checkpoint not come. */
+#define HULL_STORE_WAL_BOUND 16384
+int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err);
+bool hull_store_checkpoint_due(struct hull_store *s);
+/* Copy the WAL into the database as far as readers allow (PASSIVE: never
+ * waits for a writer), on a connection of its own, off the requests' way. */
+int hull_store_checkpoint(struct hull_store *s, hull_error *err);
 
 /* ---- tokens (tokens.c) ---- */
 
@@ -191,6 +203,18 @@ void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
  *     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
  * then hull_store_prepare(s, sql, &q.st, ...); when q goes out of scope the
  * statement is released and the lock dropped, in that order. */
+/* Tokens verified on this connection, kept while DIR/tokens.revoked is
+ * unchanged (tokens.c; under the store's lock): hull_token_revoke appends
+ * to that file after its commit, so a revocation by any process takes
+ * effect on the next request. */
+#define HULL_STORE_REVOKED_FILE "tokens.revoked"
+struct hull_token_info;
+bool hull_store_token_cached(struct hull_store *s, const char *hash, struct hull_token_info *info);
+void hull_store_token_remember(struct hull_store *s, const char *hash,
+                               const struct hull_token_info *info);
+/* The path of DIR/tokens.revoked. */
+const char *hull_store_revoked_path(struct hull_store *s);
+
 struct hull_store_stmt {
     struct hull_store *s;
     struct sqlite3 *db;
