@@ -504,6 +504,18 @@ HULL_PUBLIC void hull_session_destroy(struct hull_session *s);
  * from its cgroup (any thread, any process). */
 HULL_PUBLIC int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
                                    hull_error *err);
+/* What a sandbox or run uses now, by its container id (any thread, any
+ * process; hulld's per-sandbox metrics). A has_* flag false: not measured
+ * (no cgroup at process isolation, no network of its own). */
+struct hull_sandbox_stats {
+    bool has_cgroup;
+    uint64_t cpu_ns, memory_bytes, memory_peak_bytes; /* memory_peak: 0 where the kernel has none */
+    bool has_disk;
+    uint64_t disk_bytes; /* used on its writable tmpfs mounts (/tmp, /dev/shm) */
+    bool has_net;
+    uint64_t net_rx_bytes, net_tx_bytes; /* its network namespace's interfaces but lo */
+};
+HULL_PUBLIC int hull_sandbox_stats(const char *id, struct hull_sandbox_stats *st, hull_error *err);
 
 /* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
 
