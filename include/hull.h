@@ -283,6 +283,11 @@ struct hull_policy {
     size_t n_publish;
 
     int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
+    /* hull_sandbox_run calls this in its supervisor as the program's output
+     * arrives (stream 1 stdout, 2 stderr), with the bytes the result keeps
+     * (within output_bytes), in order; NULL = none. It must not block. */
+    void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+    void *on_output_ctx;
 
     /* An OCI image of the store as the root instead of rootfs (not both):
      * its layers read-only, with the sandbox's own /tmp, /proc and /dev;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "run_stream.h"
 #include "runner.h"
 #include "service/job.h"
 #include "util/clock.h"
@@ -58,6 +59,8 @@ static void job_unref_locked(struct run_job *j)
         return;
     if (j->cancel_fd >= 0)
         close(j->cancel_fd);
+    if (j->stream_fd >= 0)
+        close(j->stream_fd);
     free(j->request);
     free(j->result);
     free(j);
@@ -87,8 +90,23 @@ static void unlink_active(struct run_job *j)
         }
 }
 
+static enum submit submit(const char *id, const char *tenant, char *request, bool direct,
+                          int stream_fd, struct run_job **out, hull_error *err);
+
 enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
                           struct run_job **out, hull_error *err)
+{
+    return submit(id, tenant, request, direct, -1, out, err);
+}
+
+enum submit runner_submit_stream(const char *id, const char *tenant, char *request, int stream_fd,
+                                 struct run_job **out, hull_error *err)
+{
+    return submit(id, tenant, request, false, stream_fd, out, err);
+}
+
+static enum submit submit(const char *id, const char *tenant, char *request, bool direct,
+                          int stream_fd, struct run_job **out, hull_error *err)
 {
     *out = NULL;
     struct run_job *j = calloc(1, sizeof(*j));
@@ -98,9 +116,12 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
         free(request);
         if (efd >= 0)
             close(efd);
+        if (stream_fd >= 0)
+            close(stream_fd);
         hull_error_set(err, ENOMEM, "out of resources");
         return SUBMIT_ERROR;
     }
+    j->stream_fd = stream_fd;
     snprintf(j->id, sizeof(j->id), "%s", id);
     snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
     j->request = request;
@@ -189,6 +210,9 @@ void job_wait(struct run_job *j)
 
 static void finish_locked(struct run_job *j)
 {
+    if (j->stream_fd >= 0)
+        close(j->stream_fd); /* never handed over: its stream ends */
+    j->stream_fd = -1;
     j->state = JOB_DONE;
     unlink_active(j);
     pthread_cond_broadcast(&pool.done);
@@ -357,9 +381,21 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
         stamped = rc == 1;
     }
     json_object *hdr = json_object_new_object();
+    int r = 0;
+    if (j->stream_fd >= 0) {
+        /* The worker's end of the stream goes first; hulld keeps none of
+         * it, so the stream ends when the worker closes it. */
+        json_object_object_add(hdr, "op", json_object_new_string("stream"));
+        r = frame_send(s->sock, hdr, NULL, 0, j->stream_fd);
+        close(j->stream_fd);
+        j->stream_fd = -1;
+        json_object_put(hdr);
+        hdr = json_object_new_object();
+    }
     json_object_object_add(hdr, "op", json_object_new_string("run"));
     json_object_object_add(hdr, "id", json_object_new_string(j->id));
-    int r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
+    if (r == 0)
+        r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
     json_object_put(hdr);
     struct frame f;
     if (r < 0 || frame_recv(s->sock, &f) < 0) {
@@ -475,7 +511,7 @@ void runner_stop(void)
 
 /* ---- the worker process -------------------------------------------------- */
 
-static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
+static char *run_one(struct frame *f, int stream_fd, double *lib_ms, const char **verdict)
 {
     *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
     struct hull_policy p;
@@ -486,6 +522,7 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
         res = failed_result(hull_error_msg(e));
     } else {
         p.cancel_fd = f->fd;
+        run_stream_hook(&p, stream_fd);
         if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
             res = failed_result(hull_error_msg(e));
     }
@@ -553,10 +590,20 @@ static int answer_queued(int sock, const struct frame *f)
 
 int worker_loop(int sock, struct hull_store *st)
 {
+    int stream_fd = -1; /* the next run's output stream (run_stream.c) */
     for (;;) {
         struct frame f;
         if (frame_recv(sock, &f) < 0)
             return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+        const char *op = json_object_get_string(hj_get(f.hdr, "op"));
+        if (op && strcmp(op, "stream") == 0) {
+            if (stream_fd >= 0)
+                close(stream_fd);
+            stream_fd = f.fd;
+            f.fd = -1;
+            frame_free(&f);
+            continue;
+        }
         if (st == NULL) {
             int r = answer_queued(sock, &f);
             frame_free(&f);
@@ -567,7 +614,10 @@ int worker_loop(int sock, struct hull_store *st)
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
         const char *verdict;
-        char *res = run_one(&f, &lib_ms, &verdict);
+        char *res = run_one(&f, stream_fd, &lib_ms, &verdict);
+        if (stream_fd >= 0)
+            close(stream_fd); /* its end: the stream then gives the result */
+        stream_fd = -1;
         json_object *hdr = json_object_new_object();
         json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
