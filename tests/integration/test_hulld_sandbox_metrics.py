@@ -8,12 +8,13 @@ samples are the tenant's alone (404 for another, and /metrics shows no
 other tenant's sandbox); a deleted sandbox's samples go with it. No
 wall-clock thresholds: every wait is a generous poll for what must come."""
 import os
+import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from hulldlib import HULLD, Hulld, wait_until
+from hulldlib import HULL, HULLD, Hulld, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
@@ -21,13 +22,42 @@ MiB = 1 << 20
 GENEROUS = {"cpu_time": "120s", "wall_time": "300s"}
 
 
+TAG = f"obsm{os.getpid() % 100000}"
+
+
+def hull_cli(*args):
+    return subprocess.run([HULL, *args], capture_output=True, text=True, timeout=120)
+
+
 @pytest.fixture(scope="module")
-def d(tmp_path_factory):
+def netdirs(tmp_path_factory):
+    """Networks in state directories of this module's own (hulld inherits
+    them), removed afterwards."""
+    base = tmp_path_factory.mktemp("netstate")
+    saved = {k: os.environ.get(k) for k in ("HULL_NET_RUN_DIR", "HULL_NET_CONFIG_DIR")}
+    os.environ["HULL_NET_RUN_DIR"] = str(base / "run")
+    os.environ["HULL_NET_CONFIG_DIR"] = str(base / "config")
+    made = []
+    try:
+        yield made
+    finally:
+        for name in made:
+            hull_cli("network", "remove", "--force", name)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory, netdirs):
     h = Hulld(tmp_path_factory.mktemp("hulld"), "--metrics-interval", "200")
     Path(h.state).mkdir(parents=True)
     h.tok = h.token("user", "acme")
     h.reader = h.token("reader", "acme")
     h.other = h.token("user", "globex")
+    h.netdirs = netdirs
     h.start()
     yield h
     rc = h.stop()
@@ -112,6 +142,38 @@ def test_disk_used_of_tmp(d, sb):
 def test_no_network_no_network_fields(d, sb):
     s = until_sample(d, sb, lambda s: "cpu_seconds" in s)
     assert "net_rx_bytes" not in s and "net_tx_bytes" not in s
+
+
+# 200 UDP datagrams of 1000 bytes to the network's gateway (the address
+# ending in .1 of eth0's /24 or wider subnet: the bridge).
+SEND = """import fcntl, socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ip = fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', b'eth0'))[20:24]
+gw = socket.inet_ntoa(ip[:3] + b'\\x01')
+for _ in range(200):
+    s.sendto(b'x' * 1000, (gw, 9))
+print(gw)
+"""
+
+
+def test_network_bytes_with_a_network(d):
+    name = f"{TAG}-m"
+    r = hull_cli("network", "create", name)
+    assert r.returncode == 0, r
+    d.netdirs.append(name)
+    r = d.request("POST", "/v1/sandboxes", {"network": {"name": name, "egress": "none"}}, d.tok)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        first = until_sample(d, sid, lambda s: "net_tx_bytes" in s)
+        assert "net_rx_bytes" in first
+        r = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["python3", "-c", SEND]},
+                      d.tok)
+        assert r.status == 200 and r.json["verdict"] == "ok", r
+        until_sample(d, sid, lambda s: s["net_tx_bytes"] >= first["net_tx_bytes"] + 200_000,
+                     after=first)
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok).status == 200
 
 
 def test_since(d, sb):
