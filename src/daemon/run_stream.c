@@ -310,16 +310,14 @@ static void finish(struct run_stream *rs)
         json_object_put(res);
         res = full;
     } else {
-        /* Cancelled before it ran: the row says how it ended. */
+        /* Only a run cancelled while queued ends without a result (a
+         * worker's failure is an internal_error result); its row may not
+         * say so yet: the canceller records it after the job ended. */
         json_object_put(res);
-        hull_error e = NULL;
-        res = hull_run_get(hulld.store, j->id, NULL, &e);
-        if (res == NULL) {
-            hull_warn("run %s: %s", j->id, hull_error_msg(e));
-            hull_error_free(&e);
-            res = json_object_new_object();
-            json_object_object_add(res, "id", json_object_new_string(j->id));
-        }
+        res = json_object_new_object();
+        json_object_object_add(res, "id", json_object_new_string(j->id));
+        json_object_object_add(res, "state", json_object_new_string("cancelled"));
+        json_object_object_add(res, "created", json_object_new_string(j->created_at));
     }
     json_object *o = json_object_new_object();
     json_object_object_add(o, "type", json_object_new_string("result"));

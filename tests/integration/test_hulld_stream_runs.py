@@ -204,3 +204,33 @@ def test_slow_reader_is_told_what_it_lost(d):
     s.close()
     assert res and res["verdict"] == "ok" and len(res["stdout"]) == 25165825
     assert offset == 25165825 and cuts and got < 25165825, (offset, len(cuts), got)
+
+
+def test_cancelled_while_queued(tmp_path):
+    # One run slot, taken by a run that waits for ever: a second streamed
+    # run waits in the queue; cancelling it ends its stream with the state.
+    h = Hulld(tmp_path, "--max-runs", "1")
+    Path(h.state).mkdir(parents=True)
+    h.tok = h.token("user", "acme")
+    h.start()
+    try:
+        busy = Stream(h, {"cmd": ["sleep", "300"], "limits": {"wall_time": "600s"}})
+        busy_id = next(busy.lines())["run"]["id"]
+        assert wait_until(lambda: h.request("GET", f"/v1/runs/{busy_id}", token=h.tok)
+                          .json["state"] == "running", 60)
+        queued = Stream(h, {"cmd": ["echo", "never"]})
+        it = queued.lines()
+        rid = next(it)["run"]["id"]
+        assert h.request("GET", f"/v1/runs/{rid}", token=h.tok).json["state"] == "queued"
+        assert h.request("DELETE", f"/v1/runs/{rid}", token=h.tok).status == 200
+        rest = list(it)
+        assert [ev["type"] for ev in rest] == ["result"], rest
+        assert rest[0]["result"]["id"] == rid and rest[0]["result"]["state"] == "cancelled"
+        queued.close()
+        assert h.request("DELETE", f"/v1/runs/{busy_id}", token=h.tok).status == 200
+        res = [ev for ev in busy.lines()][-1]["result"]
+        assert res["verdict"] == "killed", res
+        busy.close()
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
