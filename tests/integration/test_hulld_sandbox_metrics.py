@@ -57,6 +57,7 @@ def d(tmp_path_factory, netdirs):
     h.tok = h.token("user", "acme")
     h.reader = h.token("reader", "acme")
     h.other = h.token("user", "globex")
+    h.proc_tok = h.token("user", "acme", allow="process-isolation")
     h.netdirs = netdirs
     h.start()
     yield h
@@ -172,6 +173,17 @@ def test_network_bytes_with_a_network(d):
         assert r.status == 200 and r.json["verdict"] == "ok", r
         until_sample(d, sid, lambda s: s["net_tx_bytes"] >= first["net_tx_bytes"] + 200_000,
                      after=first)
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok).status == 200
+
+
+def test_process_isolation_has_no_cgroup_fields(d):
+    r = d.request("POST", "/v1/sandboxes", {"isolation": "process"}, d.proc_tok)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        s = until_sample(d, sid, lambda s: True)
+        assert not {"cpu_seconds", "memory_bytes", "memory_peak_bytes"} & set(s), s
     finally:
         assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok).status == 200
 
