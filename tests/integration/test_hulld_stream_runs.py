@@ -234,3 +234,24 @@ def test_cancelled_while_queued(tmp_path):
     finally:
         assert h.stop() == 0, h.log.read_text()
     assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
+
+
+def test_no_fd_of_hulld_left(d):
+    def fds():
+        return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+    assert d.request("POST", "/v1/runs", {"cmd": ["true"]}, d.tok).status == 200
+    base = fds()
+    for i in range(10):
+        s = Stream(d, {"cmd": ["sh", "-c", "echo a; sleep 1; echo b"], "limits": GENEROUS})
+        it = s.lines()
+        rid = next(it)["run"]["id"]
+        if i % 2:
+            assert next(it)["data"] == "a\n"
+            s.close()  # gone early: the run goes on
+        else:
+            collect([{"type": "start", "run": {"id": rid}}, *it])
+            s.close()
+    assert wait_until(lambda: d.request("GET", "/v1/runs?state=running", token=d.tok)
+                      .json["runs"] == [], 60)
+    assert wait_until(lambda: fds() <= base, 30), (fds(), base, os.listdir(f"/proc/{d.proc.pid}/fd"))
