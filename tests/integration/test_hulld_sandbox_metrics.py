@@ -145,12 +145,18 @@ def test_no_network_no_network_fields(d, sb):
     assert "net_rx_bytes" not in s and "net_tx_bytes" not in s
 
 
-# 200 UDP datagrams of 1000 bytes to the network's gateway (the address
-# ending in .1 of eth0's /24 or wider subnet: the bridge).
+# 200 UDP datagrams of 1000 bytes to the network's gateway (the bridge):
+# the default route's, else the .1 beside eth0's address.
 SEND = """import fcntl, socket, struct
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-ip = fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', b'eth0'))[20:24]
-gw = socket.inet_ntoa(ip[:3] + b'\\x01')
+gw = None
+for line in open('/proc/net/route').read().splitlines()[1:]:
+    f = line.split()
+    if f[1] == '00000000' and f[2] != '00000000':
+        gw = socket.inet_ntoa(struct.pack('<I', int(f[2], 16)))
+if gw is None:
+    ip = fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', b'eth0'))[20:24]
+    gw = socket.inet_ntoa(ip[:3] + b'\\x01')
 for _ in range(200):
     s.sendto(b'x' * 1000, (gw, 9))
 print(gw)
