@@ -255,3 +255,24 @@ def test_no_fd_of_hulld_left(d):
     assert wait_until(lambda: d.request("GET", "/v1/runs?state=running", token=d.tok)
                       .json["runs"] == [], 60)
     assert wait_until(lambda: fds() <= base, 30), (fds(), base, os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+
+def test_hulld_stopping_finishes_the_stream(tmp_path):
+    # SIGTERM drains: the running run finishes, and its stream with it.
+    h = Hulld(tmp_path)
+    Path(h.state).mkdir(parents=True)
+    h.tok = h.token("user", "acme")
+    h.start()
+    s = Stream(h, {"cmd": ["sh", "-c", "echo a; sleep 2; echo b"], "limits": GENEROUS})
+    it = s.lines()
+    assert next(it)["type"] == "start"
+    assert next(it)["data"] == "a\n"
+    h.note_helpers()
+    h.proc.send_signal(15)
+    out, _, res = collect([{"type": "start", "run": {"id": "r-x"}},
+                           {"type": "stdout", "offset": 0, "data": "a\n"}, *it])
+    s.close()
+    assert out == b"a\nb\n" and res["verdict"] == "ok", res
+    assert h.proc.wait(timeout=120) == 0, h.log.read_text()
+    h.proc = None
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
