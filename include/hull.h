@@ -625,6 +625,9 @@ struct hull_vm_exec_opts {
     int stdout_fd, stderr_fd; /* streamed there; -1 = collected in the result */
     bool detach;              /* start and return; the process outlives the call */
     struct hull_vm_limits limits;
+    /* Collected output as it arrives, as hull_policy.on_output; NULL = none. */
+    void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+    void *on_output_ctx;
 };
 
 struct hull_vm_exec_result {
@@ -691,6 +694,9 @@ struct hull_vm_oneshot_opts {
     const char *egress;
     const struct hull_publish *publish;
     size_t n_publish;
+    /* The workload's output as it arrives (hull_vm_exec_opts.on_output). */
+    void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+    void *on_output_ctx;
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;

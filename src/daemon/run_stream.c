@@ -273,8 +273,8 @@ static void finish(struct run_stream *rs)
         size_t no = output_len(res, "stdout", &so, &so64),
                ne = output_len(res, "stderr", &se, &se64);
         if (!rs->any) {
-            /* Nothing came while it ran (a microVM run has no hook): its
-             * output from the result, as chunks all the same. */
+            /* Nothing came while it ran (a run path without the hook):
+             * its output from the result, as chunks all the same. */
             json_object *o = json_object_new_object();
             if (no) {
                 json_object_object_add(o, "type", json_object_new_string("stdout"));
