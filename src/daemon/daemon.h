@@ -50,6 +50,8 @@ struct hulld_options {
     const char *cert_dir;   /* --cert-dir: extra CA certificates for registries */
     unsigned max_pulls;     /* --max-pulls: pulls at once, before 429 */
     unsigned pull_timeout;  /* --pull-timeout: seconds a pull may take in all */
+    /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
+    unsigned metrics_interval_ms;
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */

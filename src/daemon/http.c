@@ -276,6 +276,11 @@ static int route(const char *url, struct route *rt)
         rt->allow = "GET, PUT, POST, DELETE";
         return 0;
     }
+    if (strcmp(rt->action, "metrics") == 0 && *p == '\0') {
+        rt->kind = R_SBX_ACTION;
+        rt->allow = "GET";
+        return 0;
+    }
     if (*p != '\0' || (strcmp(rt->action, "exec") != 0 && strcmp(rt->action, "pause") != 0 &&
                        strcmp(rt->action, "resume") != 0 && strcmp(rt->action, "timeout") != 0))
         return -1;

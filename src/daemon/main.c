@@ -20,6 +20,7 @@
 
 #include "daemon.h"
 #include "image/image.h"
+#include "sbx_metrics.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -53,6 +54,7 @@ static void usage(FILE *out)
             "  --tenant-sandboxes N    live sandboxes per tenant (default 8)\n"
             "  --max-body BYTES        request body limit (default 8M)\n"
             "  --process-buffer BYTES  output kept per sandbox process (default 1M)\n"
+            "  --metrics-interval MS   how often each sandbox's usage is sampled (default 5000)\n"
             "  --client-timeout SECS   idle connection limit (default 30)\n"
             "  --max-connections N     open connections (default 256)\n"
             "  --image-root DIR        image store (default $HULL_IMAGE_ROOT, else\n"
@@ -126,6 +128,7 @@ static const struct opt_spec opt_specs[] = {
     {"tenant-sandboxes", OPT_UINT, OFF(tenant_sandboxes), 0, 100000},
     {"max-body", OPT_SIZE, OFF(max_body), 0, 0},
     {"process-buffer", OPT_SIZE, OFF(process_buffer), 0, 0},
+    {"metrics-interval", OPT_UINT, OFF(metrics_interval_ms), 100, 3600000},
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
     {"debug", OPT_FLAG, OFF(debug), 0, 0},
@@ -233,6 +236,7 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .queue_depth = 64,
         .max_body = 8u << 20,
         .process_buffer = 1u << 20,
+        .metrics_interval_ms = 5000,
         .client_timeout = 30,
         .tenant_runs = 32,
         .tenant_sandboxes = 8,
@@ -332,7 +336,7 @@ static int start(const struct hulld_options *o, hull_error *err)
         hull_store_defer_checkpoints(hulld.store, err) < 0)
         return -1;
     recover();
-    if (runner_start(err) < 0 || http_start(err) < 0)
+    if (runner_start(err) < 0 || sbx_metrics_start(err) < 0 || http_start(err) < 0)
         return -1; /* hulld exits at once: the lock goes with it */
     return lockfd;
 }
@@ -387,6 +391,7 @@ static int serve(const struct hulld_options *o)
         }
     }
     http_stop();
+    sbx_metrics_stop();
     sandboxes_reap(true);
     runner_stop();
     pending_flush();

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "run_stream.h"
 #include "runner.h"
 #include "service/job.h"
 #include "util/clock.h"
@@ -62,6 +63,8 @@ static void job_unref_locked(struct run_job *j)
     if (j->cancel_fd >= 0)
         close(j->cancel_fd);
     hull_error_free(&j->error);
+    if (j->stream_fd >= 0)
+        close(j->stream_fd);
     free(j->request);
     free(j->result);
     free(j);
@@ -91,8 +94,23 @@ static void unlink_active(struct run_job *j)
         }
 }
 
+static enum submit submit(const char *id, const char *tenant, char *request, bool direct,
+                          int stream_fd, struct run_job **out, hull_error *err);
+
 enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
                           struct run_job **out, hull_error *err)
+{
+    return submit(id, tenant, request, direct, -1, out, err);
+}
+
+enum submit runner_submit_stream(const char *id, const char *tenant, char *request, int stream_fd,
+                                 struct run_job **out, hull_error *err)
+{
+    return submit(id, tenant, request, false, stream_fd, out, err);
+}
+
+static enum submit submit(const char *id, const char *tenant, char *request, bool direct,
+                          int stream_fd, struct run_job **out, hull_error *err)
 {
     *out = NULL;
     struct run_job *j = calloc(1, sizeof(*j));
@@ -102,9 +120,12 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
         free(request);
         if (efd >= 0)
             close(efd);
+        if (stream_fd >= 0)
+            close(stream_fd);
         hull_error_set(err, ENOMEM, "out of resources");
         return SUBMIT_ERROR;
     }
+    j->stream_fd = stream_fd;
     snprintf(j->id, sizeof(j->id), "%s", id);
     snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
     j->request = request;
@@ -194,6 +215,9 @@ void job_wait(struct run_job *j)
 
 static void finish_locked(struct run_job *j)
 {
+    if (j->stream_fd >= 0)
+        close(j->stream_fd); /* never handed over: its stream ends */
+    j->stream_fd = -1;
     j->state = JOB_DONE;
     unlink_active(j);
     pthread_cond_broadcast(&pool.done);
@@ -418,9 +442,21 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
         stamped = rc == 1;
     }
     json_object *hdr = json_object_new_object();
+    int r = 0;
+    if (j->stream_fd >= 0) {
+        /* The worker's end of the stream goes first; hulld keeps none of
+         * it, so the stream ends when the worker closes it. */
+        json_object_object_add(hdr, "op", json_object_new_string("stream"));
+        r = frame_send(s->sock, hdr, NULL, 0, j->stream_fd);
+        close(j->stream_fd);
+        j->stream_fd = -1;
+        json_object_put(hdr);
+        hdr = json_object_new_object();
+    }
     json_object_object_add(hdr, "op", json_object_new_string("run"));
     json_object_object_add(hdr, "id", json_object_new_string(j->id));
-    int r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
+    if (r == 0)
+        r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
     json_object_put(hdr);
     if (insert_row(s, j) < 0) {
         if (r == 0)
@@ -535,7 +571,7 @@ void runner_stop(void)
 
 /* ---- the worker process -------------------------------------------------- */
 
-static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
+static char *run_one(struct frame *f, int stream_fd, double *lib_ms, const char **verdict)
 {
     *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
     struct hull_policy p;
@@ -546,6 +582,7 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
         res = failed_result(hull_error_msg(e));
     } else {
         p.cancel_fd = f->fd;
+        run_stream_hook(&p, stream_fd);
         if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
             res = failed_result(hull_error_msg(e));
     }
@@ -611,10 +648,12 @@ static void unacked_drop(struct unacked *u)
 int worker_loop(int sock, struct hull_store *st)
 {
     /* A result is hulld's (recorded, or kept in pending.c) once hulld sends
-     * anything more: the next run, or "recorded". hulld closing the socket
-     * first may mean it died before recording it: then the worker does (a
-     * no-op when hulld did: a run's end is recorded once). */
+     * anything more: the next run (or its stream), or "recorded". hulld
+     * closing the socket first may mean it died before recording it: then
+     * the worker does (a no-op when hulld did: a run's end is recorded
+     * once). */
     struct unacked u = {0};
+    int stream_fd = -1; /* the next run's output stream (run_stream.c) */
     for (;;) {
         struct frame f;
         if (frame_recv(sock, &f) < 0) {
@@ -622,6 +661,8 @@ int worker_loop(int sock, struct hull_store *st)
             if (u.res)
                 record_self(st, u.id, u.res, u.verdict);
             unacked_drop(&u);
+            if (stream_fd >= 0)
+                close(stream_fd);
             return rc;
         }
         if (st == NULL) {
@@ -637,10 +678,21 @@ int worker_loop(int sock, struct hull_store *st)
             frame_free(&f);
             continue;
         }
+        if (op && strcmp(op, "stream") == 0) {
+            if (stream_fd >= 0)
+                close(stream_fd);
+            stream_fd = f.fd;
+            f.fd = -1;
+            frame_free(&f);
+            continue;
+        }
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
         const char *verdict;
-        char *res = run_one(&f, &lib_ms, &verdict);
+        char *res = run_one(&f, stream_fd, &lib_ms, &verdict);
+        if (stream_fd >= 0)
+            close(stream_fd); /* its end: the stream then gives the result */
+        stream_fd = -1;
         json_object *hdr = json_object_new_object();
         json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));

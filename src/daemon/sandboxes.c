@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "procs.h"
 #include "response.h"
+#include "sbx_metrics.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -620,6 +621,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         set_timeout(s, rq, r);
     } else if (strcmp(action, "processes") == 0) {
         sbx_processes(s, rq, path, r);
+    } else if (strcmp(action, "metrics") == 0) {
+        sbx_metrics_answer(s->id, rq, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
@@ -672,6 +675,24 @@ void sandboxes_reap(bool all)
         destroy(victim, all ? "hulld stopped" : "lifetime expired");
         unref(victim);
     }
+}
+
+size_t sandboxes_brief(struct sbx_brief **out)
+{
+    pthread_mutex_lock(&tab_mu);
+    size_t n = 0;
+    for (struct sbx *s = table; s; s = s->next)
+        n++;
+    struct sbx_brief *b = n ? calloc(n, sizeof(*b)) : NULL;
+    n = 0;
+    for (struct sbx *s = table; b && s; s = s->next, n++) {
+        snprintf(b[n].id, sizeof(b[n].id), "%s", s->id);
+        snprintf(b[n].tenant, sizeof(b[n].tenant), "%s", s->tenant);
+        snprintf(b[n].container, sizeof(b[n].container), "%s", s->container);
+    }
+    pthread_mutex_unlock(&tab_mu);
+    *out = b;
+    return n;
 }
 
 void sandboxes_metrics(FILE *out, const char *tenant)

@@ -1,5 +1,5 @@
 /** The hulld client: runs, sandboxes, images, networks, operations. */
-import { Conflict, TimeoutError } from "./errors.js";
+import { Conflict, fromErrorLine, TimeoutError, TransportError } from "./errors.js";
 import {
   type ImageInfo,
   imageInfo,
@@ -11,8 +11,9 @@ import {
   type SandboxInfo,
   sandboxInfo,
 } from "./models.js";
-import { Sandbox } from "./sandbox.js";
-import { type ConnectOptions, Transport } from "./transport.js";
+import { ndjsonResponse, outputChunk } from "./ndjson.js";
+import { type OutputCallback, Sandbox } from "./sandbox.js";
+import { type ConnectOptions, readAll, Transport } from "./transport.js";
 import {
   cmdArg,
   type Duration,
@@ -26,6 +27,19 @@ import {
 
 /** hulld answers a pull when it is done (its --pull-timeout, default 1 h). */
 const PULL_TIMEOUT = 3660;
+
+/** A streamed run's callbacks (Client.run). */
+export interface RunStreamOptions {
+  /** Called as stdout arrives. */
+  onStdout?: OutputCallback;
+  /** Called as stderr arrives. */
+  onStderr?: OutputCallback;
+  /** This client was too slow: `lost` bytes at `offset` were skipped (the
+   * Result still has them). */
+  onCut?: (offset: number, lost: number) => void | Promise<void>;
+  /** The run's id, once it is accepted (a client cut off can wait(id)). */
+  onStart?: (runId: string) => void | Promise<void>;
+}
 
 export interface RunOptions {
   stdin?: string | Uint8Array;
@@ -108,18 +122,66 @@ export class Client {
   // ---- runs ----------------------------------------------------------------
 
   /** Run cmd once in a fresh sandbox and return how it went. With
-   * `queue: true` the run goes through hulld's Redis queue and this waits. */
+   * `queue: true` the run goes through hulld's Redis queue and this waits.
+   * With onStdout/onStderr (or onCut/onStart) the output is streamed while
+   * the run runs (not with queue); the Result still holds all of it. */
   async run(
     cmd: string | readonly string[],
-    opts: RunOptions & { queue?: boolean; poll?: number; timeout?: number } = {},
+    opts: RunOptions & { queue?: boolean; poll?: number; timeout?: number } & RunStreamOptions = {},
   ): Promise<Result> {
     const body = runBody(cmd, opts);
+    if (opts.onStdout || opts.onStderr || opts.onCut || opts.onStart) {
+      if (opts.queue) {
+        throw new TypeError("onStdout/onStderr/onCut/onStart: not with queue (a queued run is not streamed)");
+      }
+      return this.runStreamed(body, opts);
+    }
     if (opts.queue) {
       body.queue = true;
       const run = new Run(await this.transport.call("POST", "/v1/runs", { json: body }));
       return this.wait(run.id, { poll: opts.poll, timeout: opts.timeout });
     }
     return new Result(await this.transport.call("POST", "/v1/runs", { json: body, timeout: opts.timeout }));
+  }
+
+  private async runStreamed(body: Json, opts: RunStreamOptions): Promise<Result> {
+    const res = await this.transport.open("POST", "/v1/runs", {
+      json: body,
+      accept: "application/x-ndjson, application/json",
+      timeout: null,
+    });
+    if (!String(res.headers["content-type"] ?? "").includes("ndjson")) {
+      // A hulld without streamed runs answers with the whole result at once.
+      const r = new Result(JSON.parse((await readAll(res)).toString("utf8")) as Json);
+      const n = r.stdoutBytes.length;
+      const whole = (stream: "stdout" | "stderr", offset: number, data: Buffer) => ({
+        stream,
+        offset,
+        data,
+        text: data.toString("utf8"),
+        end: offset + data.length,
+      });
+      if (opts.onStdout && n) await opts.onStdout(r.stdout, whole("stdout", 0, r.stdoutBytes));
+      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, whole("stderr", n, r.stderrBytes));
+      return r;
+    }
+    for await (const line of ndjsonResponse(res)) {
+      const chunk = outputChunk(line);
+      if (chunk?.stream === "stdout") {
+        if (opts.onStdout) await opts.onStdout(chunk.text, chunk);
+      } else if (chunk?.stream === "stderr") {
+        if (opts.onStderr) await opts.onStderr(chunk.text, chunk);
+      } else if (chunk?.stream === "cut") {
+        if (opts.onCut) await opts.onCut(chunk.offset, chunk.lost ?? 0);
+      } else if (line.type === "start") {
+        if (opts.onStart) await opts.onStart(String(((line.run ?? {}) as Json).id ?? ""));
+      } else if (line.type === "error") {
+        throw fromErrorLine(line.error);
+      } else if (line.type === "result") {
+        return new Result((line.result ?? {}) as Json);
+      }
+    }
+    throw new TransportError("run: the stream ended without a result");
   }
 
   /** Start a run without waiting: a Run to get(), wait() on or cancel(). */

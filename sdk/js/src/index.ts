@@ -7,7 +7,7 @@
  *     console.log(r.verdict, r.stdout);
  */
 export { Client, Images } from "./client.js";
-export type { RunOptions, SandboxOptions } from "./client.js";
+export type { RunOptions, RunStreamOptions, SandboxOptions } from "./client.js";
 export * from "./errors.js";
 export { Files, Watcher, sandboxPath } from "./files.js";
 export type { FileData } from "./files.js";
@@ -21,6 +21,7 @@ export type {
   FileEntry,
   ImageInfo,
   Json,
+  MetricsSample,
   NetworkInfo,
   OutputChunk,
   ProcessInfo,

@@ -4,6 +4,8 @@ import { fromErrorLine, NotFound, TransportError } from "./errors.js";
 import { Files } from "./files.js";
 import {
   type Json,
+  type MetricsSample,
+  metricsSample,
   type OutputChunk,
   type ProcessInfo,
   processInfo,
@@ -195,6 +197,15 @@ export class Sandbox {
   async resume(): Promise<SandboxInfo> {
     this.info = sandboxInfo(await this.t.call("POST", this.path("resume")));
     return this.info;
+  }
+
+  /** The sandbox's usage over time, oldest first (hulld samples it every
+   * --metrics-interval and keeps the last 720); `since` (a Date or RFC 3339
+   * text): only the samples taken after it. */
+  async metrics(opts: { since?: Date | string } = {}): Promise<MetricsSample[]> {
+    const since = opts.since instanceof Date ? opts.since.toISOString() : opts.since;
+    const d = await this.t.call("GET", this.path("metrics"), { query: { since } });
+    return (((d as Json).samples ?? []) as Json[]).map(metricsSample);
   }
 
   /** A new idle lifetime ("30m", or seconds; at most 24h). */

@@ -25,14 +25,15 @@ from .errors import (APIError, AuthError, BadRequest, Conflict, HullError, Metho
                      NotFound, NotImplementedByServer, PayloadTooLarge, PermissionDenied,
                      RateLimited, RegistryError, ServerError, TransportError, Unavailable,
                      ValidationError)
-from .models import (VERDICTS, Chunk, FileEntry, ImageInfo, NetworkInfo, ProcessInfo, Result,
-                     Run, RunFailed, SandboxInfo, WatchEvent)
+from .models import (VERDICTS, Chunk, FileEntry, ImageInfo, MetricsSample, NetworkInfo,
+                     ProcessInfo, Result, Run, RunFailed, SandboxInfo, WatchEvent)
 
 __version__ = "0.2.0"
 
 __all__ = [
     "Client", "Sandbox", "Files", "Images", "Result", "Run", "SandboxInfo", "ImageInfo",
     "NetworkInfo", "Process", "Watch", "Chunk", "ProcessInfo", "FileEntry", "WatchEvent",
+    "MetricsSample",
     "AsyncClient", "AsyncSandbox", "AsyncFiles", "AsyncProcess", "AsyncWatch",
     "RunFailed", "VERDICTS",
     "DEFAULT_SOCKET", "HullError", "TransportError", "APIError", "BadRequest",

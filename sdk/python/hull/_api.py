@@ -286,3 +286,22 @@ def result_as_chunks(doc):
     if res.stderr_bytes:
         chunks.append(Chunk("stderr", res.stderr_bytes, len(res.stdout_bytes)))
     return res, chunks
+
+
+def metrics_query(since):
+    """GET …/metrics's query: ``since`` a datetime (naive = UTC) or an
+    RFC 3339 string."""
+    if since is None:
+        return None
+    if isinstance(since, datetime.datetime):
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=datetime.timezone.utc)
+        since = since.isoformat()
+    return {"since": str(since)}
+
+
+def check_run_stream(queue):
+    """A queued run is not streamed: refused here, before anything is sent."""
+    if queue:
+        raise ValueError("on_stdout/on_stderr/on_cut/on_start: not with queue=True "
+                         "(a run through the Redis queue is not streamed)")

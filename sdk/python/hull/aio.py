@@ -21,8 +21,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, 
 
 from . import _api, errors
 from .client import PULL_TIMEOUT, Client, NetworkArg
-from .models import (Chunk, FileEntry, ImageInfo, NetworkInfo, ProcessInfo, Result, Run,
-                     SandboxInfo, WatchEvent)
+from .models import (Chunk, FileEntry, ImageInfo, MetricsSample, NetworkInfo, ProcessInfo,
+                     Result, Run, SandboxInfo, WatchEvent)
 from .sandbox import WAIT_STEP, Data
 
 _LIMIT = 1 << 16  # header lines and NDJSON lines are read in pieces of this
@@ -351,14 +351,47 @@ class AsyncClient:
     async def run(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
                   files=None, env=None, limits=None, isolation=None, workdir=None,
                   network: Optional[NetworkArg] = None, image=None, queue: bool = False,
-                  poll: float = 0.05, timeout: Optional[float] = None) -> Result:
+                  poll: float = 0.05, timeout: Optional[float] = None,
+                  on_stdout: Optional[Callable[[str], Any]] = None,
+                  on_stderr: Optional[Callable[[str], Any]] = None,
+                  on_cut: Optional[Callable[[int, int], Any]] = None,
+                  on_start: Optional[Callable[[str], Any]] = None) -> Result:
+        """As Client.run; the callbacks may be coroutine functions."""
         body = _api.run_body(cmd, stdin, files, env, limits, isolation, workdir, network, {},
                              image)
+        if on_stdout or on_stderr or on_cut or on_start:
+            _api.check_run_stream(queue)
+            return await self._run_streamed(body, on_stdout, on_stderr, on_cut, on_start)
         if queue:
             body["queue"] = True
             run = Run.from_json(await self.request("POST", "/v1/runs", body))
             return await self.wait(run.id, poll=poll, timeout=timeout)
         return Result.from_json(await self.request("POST", "/v1/runs", body))
+
+    async def _run_streamed(self, body, on_stdout, on_stderr, on_cut, on_start) -> Result:
+        headers, resp = await self._open("POST", "/v1/runs", body,
+                                         accept=_api.NDJSON + ", application/json")
+        if _api.NDJSON not in headers.get("content-type", ""):
+            try:
+                doc = json.loads(await resp.read_all())
+            finally:
+                resp.close()
+            res, chunks = _api.result_as_chunks(doc)
+            for c in chunks:
+                await AsyncSandbox._deliver(c, on_stdout, on_stderr, on_cut)
+            return res
+        st = _api.ExecEvents()
+        events = self._events(resp)
+        try:
+            async for ev in events:
+                c = st.take(ev)
+                if c is not None:
+                    await AsyncSandbox._deliver(c, on_stdout, on_stderr, on_cut)
+                elif ev["type"] == "start" and on_start:
+                    await _call_back(on_start, (ev.get("run") or {}).get("id", ""))
+        finally:
+            await events.aclose()  # a callback that raised leaves: the run goes on
+        return st.end()
 
     async def submit(self, cmd, *, stdin=None, files=None, env=None, limits=None,
                      isolation=None, workdir=None, network=None, image=None,
@@ -737,6 +770,12 @@ class AsyncSandbox:
     async def refresh(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(await self._client.request("GET", self._path()))
         return self.info
+
+    async def metrics(self, since=None) -> List[MetricsSample]:
+        """As Sandbox.metrics."""
+        doc = await self._client.request("GET", self._path("metrics"),
+                                         query=_api.metrics_query(since))
+        return [MetricsSample.from_json(s) for s in doc.get("samples", [])]
 
     async def pause(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(await self._client.request("POST",

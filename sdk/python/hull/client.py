@@ -9,11 +9,12 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _api, errors
 from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo
 from .sandbox import Files, Process, Sandbox, Watch  # noqa: F401  (hull.client.Sandbox)
+from .sandbox import _deliver
 
 DEFAULT_SOCKET = "/run/hull/hulld.sock"
 # hulld answers a pull when it is done; its own limit is --pull-timeout
@@ -264,8 +265,19 @@ class Client:
             limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
             workdir: Optional[str] = None, network: Optional[NetworkArg] = None,
             image: Optional[str] = None, queue: bool = False, poll: float = 0.05,
-            timeout: Optional[float] = None) -> Result:
+            timeout: Optional[float] = None,
+            on_stdout: Optional[Callable[[str], Any]] = None,
+            on_stderr: Optional[Callable[[str], Any]] = None,
+            on_cut: Optional[Callable[[int, int], Any]] = None,
+            on_start: Optional[Callable[[str], Any]] = None) -> Result:
         """Run cmd once in a fresh sandbox and return how it went.
+
+        With ``on_stdout`` / ``on_stderr`` the output is streamed: each is
+        called with each piece of output (text) while the run runs;
+        ``on_cut(offset, lost)`` when this client was too slow and hulld
+        skipped output (the Result still has all of it); ``on_start(id)``
+        with the run's id (a client cut off can ``wait(id)``: the run goes
+        on). Not with ``queue=True``.
 
         ``files`` land under /tmp (relative names) with their contents;
         ``limits`` as the API takes them: {"cpu_time": "2s", "memory": "256M", ...}:
@@ -281,11 +293,40 @@ class Client:
         worker, and this waits for its result."""
         body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {},
                              image)
+        if on_stdout or on_stderr or on_cut or on_start:
+            _api.check_run_stream(queue)
+            return self._run_streamed(body, on_stdout, on_stderr, on_cut, on_start)
         if queue:
             body["queue"] = True
             run = Run.from_json(self.request("POST", "/v1/runs", body))
             return self.wait(run.id, poll=poll, timeout=timeout)
         return Result.from_json(self.request("POST", "/v1/runs", body))
+
+    def _run_streamed(self, body, on_stdout, on_stderr, on_cut, on_start) -> Result:
+        conn, resp = self._open("POST", "/v1/runs", body,
+                                accept=_api.NDJSON + ", application/json", timeout=0)
+        if _api.NDJSON not in (resp.getheader("Content-Type") or ""):
+            # A hulld without streamed runs answers with the result at the end.
+            try:
+                doc = json.loads(resp.read())
+            finally:
+                conn.close()
+            res, chunks = _api.result_as_chunks(doc)
+            for c in chunks:
+                _deliver(c, on_stdout, on_stderr, on_cut)
+            return res
+        state = _api.ExecEvents()
+        events = self._events(conn, resp)
+        try:
+            for ev in events:
+                c = state.take(ev)
+                if c is not None:
+                    _deliver(c, on_stdout, on_stderr, on_cut)
+                elif ev["type"] == "start" and on_start:
+                    on_start((ev.get("run") or {}).get("id", ""))
+        finally:
+            events.close()  # a callback that raised leaves: the run goes on
+        return state.end()
 
     def submit(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
                files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,

@@ -279,3 +279,25 @@ class WatchEvent:
     def from_json(cls, d):
         return cls(type=d.get("type", ""), path=d.get("path", ""), dir=bool(d.get("dir", False)),
                    raw=d)
+
+
+@dataclass
+class MetricsSample:
+    """One sample of a sandbox's usage (``Sandbox.metrics()``); a field is
+    None when hulld could not measure it (no cgroup at process isolation,
+    no network of its own)."""
+    time: str
+    cpu_seconds: Optional[float] = None
+    memory_bytes: Optional[int] = None
+    memory_peak_bytes: Optional[int] = None
+    disk_bytes: Optional[int] = None
+    net_rx_bytes: Optional[int] = None
+    net_tx_bytes: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(time=d.get("time", ""), cpu_seconds=d.get("cpu_seconds"),
+                   memory_bytes=d.get("memory_bytes"),
+                   memory_peak_bytes=d.get("memory_peak_bytes"),
+                   disk_bytes=d.get("disk_bytes"), net_rx_bytes=d.get("net_rx_bytes"),
+                   net_tx_bytes=d.get("net_tx_bytes"))

@@ -7,7 +7,8 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, 
                     Sequence, Union)
 
 from . import _api, errors
-from .models import Chunk, FileEntry, ProcessInfo, Result, SandboxInfo, WatchEvent
+from .models import (Chunk, FileEntry, MetricsSample, ProcessInfo, Result, SandboxInfo,
+                     WatchEvent)
 
 Data = Union[str, bytes]
 Writable = Union[str, bytes, IO[bytes], Iterable[bytes]]
@@ -365,6 +366,14 @@ class Sandbox:
     def refresh(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._client.request("GET", self._path()))
         return self.info
+
+    def metrics(self, since=None) -> List[MetricsSample]:
+        """The sandbox's usage over time, oldest first (hulld samples it
+        every --metrics-interval and keeps the last 720); ``since`` (a
+        datetime or RFC 3339 text): only the samples taken after it."""
+        doc = self._client.request("GET", self._path("metrics"),
+                                   query=_api.metrics_query(since))
+        return [MetricsSample.from_json(s) for s in doc.get("samples", [])]
 
     def pause(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._client.request("POST", self._path("pause")))
