@@ -35,6 +35,29 @@ void sbx_ports_drop(const char *id);
 /* /v1/sandboxes/{sid}/ports[/{port}] (rest: "" or "/PORT"). */
 void sbx_ports_api(struct sbx *s, const struct request *rq, const char *rest, struct resp *r);
 
+/* sbx_ports_head.c: the proxy's HTTP. */
+#define PORT_HEAD_MAX     16384 /* the first request's line and headers */
+#define PORT_TOKEN_LEN    64
+#define PORT_TOKEN_HEADER "X-Hull-Access-Token"
+/* got (len bytes) is want (PORT_TOKEN_LEN), in constant time. */
+bool port_token_ok(const char *want, const char *got, size_t len);
+/* An answer of the proxy's own with the usual error body, best effort. */
+void port_say(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* fd ready for events before timeout_ms (-1: none) and before stop is
+ * readable: 1, else 0. */
+int port_wait_fd(int fd, short events, int stop, int timeout_ms);
+/* The first request's head into buf (PORT_HEAD_MAX + 1 bytes), up to its
+ * blank line: its length (*have: every byte read, which may run into the
+ * body), 0 when the client went or was too slow, (size_t)-1 when the head
+ * is over PORT_HEAD_MAX. */
+size_t port_read_head(int fd, int stop, char *buf, size_t *have);
+/* The token the head shows (the first non-empty X-Hull-Access-Token, else
+ * ?token=; *tok NULL: none) and the head without any of them in *out
+ * (malloc'd, *out_len): the sandbox never sees it. -1: out of memory. */
+int port_take_token(const char *head, size_t len, const char **tok, size_t *tok_len, char **out,
+                    size_t *out_len);
+
 /* sandboxes.c: a socket (family AF_INET/AF_INET6) in live sandbox id's
  * network namespace, over its attach connection (never waits behind an
  * exec): the fd, or -1 with err. */

@@ -24,12 +24,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -41,17 +39,14 @@
 #include "util/json.h"
 #include "util/log.h"
 
-#define HEAD_MAX           16384 /* the first request's line and headers */
-#define CONNS_MAX          64    /* connections at once, per port */
+#define CONNS_MAX          64 /* connections at once, per port */
 #define CONNECT_TIMEOUT_MS 10000
 #define PUMP_BUF           65536
-#define TOKEN_LEN          64
-#define TOKEN_HEADER       "X-Hull-Access-Token"
 
 struct pentry;
 struct psbx {
     char id[40];
-    char token[TOKEN_LEN + 1];
+    char token[PORT_TOKEN_LEN + 1];
     struct pentry *ports;
     struct psbx *next;
 };
@@ -79,159 +74,6 @@ static struct psbx *find_locked(const char *id)
     return sb;
 }
 
-static bool token_ok(const char *want, const char *got, size_t len)
-{
-    /* Constant time over the token's fixed length: how far a guess
-     * matches is not measurable. */
-    unsigned char d = len != TOKEN_LEN;
-    for (size_t i = 0; i < TOKEN_LEN; i++)
-        d |= (unsigned char)(want[i] ^ (i < len ? got[i] : 0));
-    return d == 0;
-}
-
-/* An answer of the proxy's own, best effort (the connection then closes). */
-static void say(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void say(int fd, int status, const char *reason, const char *code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    json_object *o = json_object_new_object(), *er = json_object_new_object();
-    json_object_object_add(er, "code", json_object_new_string(code));
-    json_object_object_add(er, "message", json_object_new_string(msg));
-    json_object_object_add(o, "error", er);
-    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-    char buf[1024];
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: "
-                     "%zu\r\nConnection: close\r\n\r\n%s\n",
-                     status, reason, strlen(body) + 1, body);
-    json_object_put(o);
-    /* The client may be gone or slow: it loses only this answer. */
-    if (n > 0 && send(fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,
-                      MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        hull_debug("port proxy: answer %d: %s", status, strerror(errno));
-}
-
-/* Wait for fd (events) or the port's end: 1 ready, 0 timeout or stopped. */
-static int wait_fd(int fd, short events, int stop, int timeout_ms)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = stop, .events = POLLIN}};
-    int n = poll(p, 2, timeout_ms);
-    return n > 0 && p[1].revents == 0 ? 1 : 0;
-}
-
-/* The first request's head, up to its blank line, into buf: its length
- * (*have: all bytes read, which may run into the body), 0 when the client
- * went or was too slow, -1 when the head is over HEAD_MAX. */
-static size_t read_head(int fd, int stop, char *buf, size_t *have)
-{
-    int timeout = (int)(hulld.o->client_timeout ? hulld.o->client_timeout : 30) * 1000;
-    *have = 0;
-    for (;;) {
-        char *end = memmem(buf, *have, "\r\n\r\n", 4);
-        if (end)
-            return (size_t)(end - buf) + 4;
-        if (*have >= HEAD_MAX)
-            return (size_t)-1;
-        if (wait_fd(fd, POLLIN, stop, timeout) <= 0)
-            return 0;
-        ssize_t n = recv(fd, buf + *have, HEAD_MAX - *have, 0);
-        if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
-            return 0;
-        if (n > 0)
-            *have += (size_t)n;
-    }
-}
-
-/* A header line [p, e) named TOKEN_HEADER: its value trimmed, else NULL. */
-static const char *token_header(const char *p, const char *e, size_t *len)
-{
-    size_t k = sizeof(TOKEN_HEADER) - 1;
-    if ((size_t)(e - p) <= k || strncasecmp(p, TOKEN_HEADER, k) != 0 || p[k] != ':')
-        return NULL;
-    const char *v = p + k + 1;
-    while (v < e && (*v == ' ' || *v == '\t'))
-        v++;
-    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    *len = (size_t)(e - v);
-    return v;
-}
-
-/* The token the head shows (the first TOKEN_HEADER, else ?token=), and
- * the head without any of them in *out (malloc'd, *out_len): the sandbox
- * never sees the token. *tok NULL: none. */
-static int take_token(const char *head, size_t len, const char **tok, size_t *tok_len, char **out,
-                      size_t *out_len)
-{
-    char *o = malloc(len + 1);
-    if (o == NULL)
-        return -1;
-    size_t w = 0;
-    *tok = NULL;
-    *tok_len = 0;
-    const char *line_end = memmem(head, len, "\r\n", 2);
-    const char *sp1 = memchr(head, ' ', (size_t)(line_end - head));
-    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1)) : NULL;
-    const char *q = sp2 ? memchr(sp1, '?', (size_t)(sp2 - sp1)) : NULL;
-    const char *qtok = NULL;
-    size_t qtok_len = 0;
-    /* The request line, the token parameter left out of its query. */
-    if (q == NULL) {
-        memcpy(o, head, (size_t)(line_end - head) + 2);
-        w = (size_t)(line_end - head) + 2;
-    } else {
-        memcpy(o, head, (size_t)(q - head));
-        w = (size_t)(q - head);
-        char sep = '?';
-        for (const char *a = q + 1; a < sp2;) {
-            const char *b = memchr(a, '&', (size_t)(sp2 - a));
-            if (b == NULL)
-                b = sp2;
-            if ((size_t)(b - a) >= 6 && strncmp(a, "token=", 6) == 0) {
-                if (qtok == NULL && b - a > 6) {
-                    qtok = a + 6;
-                    qtok_len = (size_t)(b - a - 6);
-                }
-            } else if (b > a) {
-                o[w++] = sep;
-                memcpy(o + w, a, (size_t)(b - a));
-                w += (size_t)(b - a);
-                sep = '&';
-            }
-            a = b < sp2 ? b + 1 : sp2;
-        }
-        memcpy(o + w, sp2, (size_t)(line_end - sp2) + 2);
-        w += (size_t)(line_end - sp2) + 2;
-    }
-    /* The headers (and the blank line), without the token's. */
-    for (const char *p = line_end + 2; p < head + len;) {
-        const char *e = memmem(p, (size_t)(head + len - p), "\r\n", 2);
-        size_t vl = 0;
-        const char *v = token_header(p, e, &vl);
-        if (v && vl && *tok == NULL) {
-            *tok = v;
-            *tok_len = vl;
-        }
-        if (v == NULL) {
-            memcpy(o + w, p, (size_t)(e + 2 - p));
-            w += (size_t)(e + 2 - p);
-        }
-        p = e + 2;
-    }
-    if (*tok == NULL) {
-        *tok = qtok;
-        *tok_len = qtok_len;
-    }
-    *out = o;
-    *out_len = w;
-    return 0;
-}
-
 /* A socket from the sandbox, connected to its port on its loopback: the
  * fd, or -1 after answering the client. */
 static int dial(struct pentry *pe, int cfd)
@@ -241,8 +83,8 @@ static int dial(struct pentry *pe, int cfd)
         hull_error e = NULL;
         int fd = sandboxes_socket(pe->sb->id, fam == 4 ? AF_INET : AF_INET6, &e);
         if (fd < 0) {
-            say(cfd, 502, "Bad Gateway", "bad_gateway", "port %u of sandbox %s: %s", pe->port,
-                pe->sb->id, hull_error_msg(e));
+            port_say(cfd, 502, "Bad Gateway", "bad_gateway", "port %u of sandbox %s: %s", pe->port,
+                     pe->sb->id, hull_error_msg(e));
             hull_error_free(&e);
             return -1;
         }
@@ -255,7 +97,7 @@ static int dial(struct pentry *pe, int cfd)
         if (r < 0 && errno == EINPROGRESS) {
             int soerr = ETIMEDOUT;
             socklen_t sl = sizeof(soerr);
-            if (wait_fd(fd, POLLOUT, pe->stop, CONNECT_TIMEOUT_MS) > 0 &&
+            if (port_wait_fd(fd, POLLOUT, pe->stop, CONNECT_TIMEOUT_MS) > 0 &&
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
                 soerr = errno;
             errno = soerr;
@@ -268,8 +110,8 @@ static int dial(struct pentry *pe, int cfd)
         if (last != ECONNREFUSED && last != EADDRNOTAVAIL && last != ENETUNREACH)
             break;
     }
-    say(cfd, 502, "Bad Gateway", "bad_gateway", "port %u of sandbox %s: %s%s", pe->port, pe->sb->id,
-        strerror(last), last == ECONNREFUSED ? " (nothing listens there)" : "");
+    port_say(cfd, 502, "Bad Gateway", "bad_gateway", "port %u of sandbox %s: %s%s", pe->port,
+             pe->sb->id, strerror(last), last == ECONNREFUSED ? " (nothing listens there)" : "");
     return -1;
 }
 
@@ -344,26 +186,29 @@ struct conn {
 
 static void serve(struct pentry *pe, int cfd)
 {
-    char *head = malloc(HEAD_MAX + 1);
+    char *head = malloc(PORT_HEAD_MAX + 1);
     size_t have = 0;
-    size_t hl = head ? read_head(cfd, pe->stop, head, &have) : 0;
+    size_t hl = head ? port_read_head(cfd, pe->stop, head, &have) : 0;
     if (hl == (size_t)-1)
-        say(cfd, 431, "Request Header Fields Too Large", "headers_too_large",
-            "the first request's head is over %d bytes", HEAD_MAX);
+        port_say(cfd, 431, "Request Header Fields Too Large", "headers_too_large",
+                 "the first request's head is over %d bytes", PORT_HEAD_MAX);
     if (hl == 0 || hl == (size_t)-1) {
+        if (head)
+            explicit_bzero(head, PORT_HEAD_MAX); /* a token's bytes may be there */
         free(head);
         return;
     }
     const char *tok;
     size_t tok_len, out_len = 0;
     char *out = NULL;
-    if (take_token(head, hl, &tok, &tok_len, &out, &out_len) < 0) {
-        say(cfd, 500, "Internal Server Error", "internal", "out of memory");
+    if (port_take_token(head, hl, &tok, &tok_len, &out, &out_len) < 0) {
+        port_say(cfd, 500, "Internal Server Error", "internal", "out of memory");
     } else if (tok == NULL) {
-        say(cfd, 401, "Unauthorized", "unauthorized",
-            "this port needs the sandbox's access token (header " TOKEN_HEADER " or ?token=)");
-    } else if (!token_ok(pe->sb->token, tok, tok_len)) {
-        say(cfd, 403, "Forbidden", "forbidden", "the access token is not this sandbox's");
+        port_say(cfd, 401, "Unauthorized", "unauthorized",
+                 "this port needs the sandbox's access token (header " PORT_TOKEN_HEADER
+                 " or ?token=)");
+    } else if (!port_token_ok(pe->sb->token, tok, tok_len)) {
+        port_say(cfd, 403, "Forbidden", "forbidden", "the access token is not this sandbox's");
     } else {
         int ufd = dial(pe, cfd);
         if (ufd >= 0) {
@@ -374,7 +219,7 @@ static void serve(struct pentry *pe, int cfd)
                 out = fwd;
                 out_len += have - hl;
                 size_t off = 0;
-                while (off < out_len && wait_fd(ufd, POLLOUT, pe->stop, -1) > 0) {
+                while (off < out_len && port_wait_fd(ufd, POLLOUT, pe->stop, -1) > 0) {
                     ssize_t n = send(ufd, out + off, out_len - off, MSG_NOSIGNAL);
                     if (n < 0 && errno != EAGAIN && errno != EINTR)
                         break;
@@ -387,7 +232,7 @@ static void serve(struct pentry *pe, int cfd)
         }
     }
     /* The token's bytes do not stay in freed memory longer than needed. */
-    explicit_bzero(head, HEAD_MAX);
+    explicit_bzero(head, PORT_HEAD_MAX);
     free(head);
     free(out);
 }
@@ -421,7 +266,7 @@ static void *listen_main(void *arg)
             if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
                 hull_warn("port %u of sandbox %s: accept: %s", pe->port, pe->sb->id,
                           strerror(errno));
-                wait_fd(pe->stop, POLLIN, pe->stop, 100); /* not a busy loop */
+                port_wait_fd(pe->stop, POLLIN, pe->stop, 100); /* not a busy loop */
             }
             continue;
         }
@@ -442,8 +287,8 @@ static void *listen_main(void *arg)
             pthread_attr_destroy(&at);
         }
         if (!ok) {
-            say(fd, 503, "Service Unavailable", "busy", "port %u has %d connections, its most",
-                pe->port, CONNS_MAX);
+            port_say(fd, 503, "Service Unavailable", "busy", "port %u has %d connections, its most",
+                     pe->port, CONNS_MAX);
             close(fd);
             free(c);
             if (!full) {
@@ -628,7 +473,7 @@ int sbx_ports_take(json_object *doc, unsigned *ports, size_t *n, struct resp *r)
 int sbx_ports_open(const char *id, const unsigned *ports, size_t n, json_object *o, struct resp *r)
 {
     struct psbx *sb = calloc(1, sizeof(*sb));
-    unsigned char b[TOKEN_LEN / 2];
+    unsigned char b[PORT_TOKEN_LEN / 2];
     if (sb == NULL || getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
         resp_error(r, 500, "internal", NULL, "access token: %s",
                    sb ? strerror(errno) : "out of memory");
