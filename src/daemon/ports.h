@@ -54,7 +54,8 @@ int port_wait_fd(int fd, short events, int stop, int timeout_ms);
 size_t port_read_head(int fd, int stop, char *buf, size_t *have);
 /* The token the head shows (the first non-empty X-Hull-Access-Token, else
  * ?token=; *tok NULL: none) and the head without any of them in *out
- * (malloc'd, *out_len): the sandbox never sees it. -1: out of memory. */
+ * (malloc'd, *out_len): the sandbox never sees it. -1: out of memory;
+ * -2: a line does not end in CRLF, or a NUL (refused: 400). */
 int port_take_token(const char *head, size_t len, const char **tok, size_t *tok_len, char **out,
                     size_t *out_len);
 

@@ -184,7 +184,26 @@ struct conn {
     int fd;
 };
 
-static void serve(struct pentry *pe, int cfd)
+/* After an answer of the proxy's own: the client may still be sending
+ * (a body, the rest of a long head); closing with that unread would reset
+ * the connection before it reads the answer. So: our side closed, what
+ * comes read and dropped, up to 1 MiB or 2 s of silence. */
+static void drain(int cfd, int stop)
+{
+    char buf[4096];
+    size_t total = 0;
+    shutdown(cfd, SHUT_WR);
+    while (total < (1u << 20) && port_wait_fd(cfd, POLLIN, stop, 2000) > 0) {
+        ssize_t n = recv(cfd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+        total += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/* One connection: the token checked, then joined to the sandbox's port.
+ * True when the proxy answered it itself (an error). */
+static bool serve(struct pentry *pe, int cfd)
 {
     char *head = malloc(PORT_HEAD_MAX + 1);
     size_t have = 0;
@@ -196,12 +215,17 @@ static void serve(struct pentry *pe, int cfd)
         if (head)
             explicit_bzero(head, PORT_HEAD_MAX); /* a token's bytes may be there */
         free(head);
-        return;
+        return hl != 0;
     }
+    bool said = true;
     const char *tok;
     size_t tok_len, out_len = 0;
     char *out = NULL;
-    if (port_take_token(head, hl, &tok, &tok_len, &out, &out_len) < 0) {
+    int taken = port_take_token(head, hl, &tok, &tok_len, &out, &out_len);
+    if (taken == -2) {
+        port_say(cfd, 400, "Bad Request", "invalid_request",
+                 "the request's head has a bare CR or LF, or a NUL");
+    } else if (taken < 0) {
         port_say(cfd, 500, "Internal Server Error", "internal", "out of memory");
     } else if (tok == NULL) {
         port_say(cfd, 401, "Unauthorized", "unauthorized",
@@ -211,6 +235,7 @@ static void serve(struct pentry *pe, int cfd)
         port_say(cfd, 403, "Forbidden", "forbidden", "the access token is not this sandbox's");
     } else {
         int ufd = dial(pe, cfd);
+        said = ufd < 0;
         if (ufd >= 0) {
             /* What followed the head (a body's start) goes after it. */
             char *fwd = realloc(out, out_len + (have - hl));
@@ -235,13 +260,15 @@ static void serve(struct pentry *pe, int cfd)
     explicit_bzero(head, PORT_HEAD_MAX);
     free(head);
     free(out);
+    return said;
 }
 
 static void *conn_main(void *arg)
 {
     struct conn *c = arg;
     struct pentry *pe = c->pe;
-    serve(pe, c->fd);
+    if (serve(pe, c->fd))
+        drain(c->fd, pe->stop);
     close(c->fd);
     free(c);
     pthread_mutex_lock(&mu);

@@ -102,12 +102,21 @@ static const char *token_header(const char *p, const char *e, size_t *len)
 int port_take_token(const char *head, size_t len, const char **tok, size_t *tok_len, char **out,
                     size_t *out_len)
 {
+    *tok = NULL;
+    *tok_len = 0;
+    *out = NULL;
+    *out_len = 0;
+    /* Lines end in CRLF only: a bare CR or LF, or a NUL, could split a
+     * line where the sandbox's server would and this would not (and pass
+     * the token on). */
+    for (size_t i = 0; i < len; i++)
+        if (head[i] == '\0' || (head[i] == '\r' && (i + 1 == len || head[i + 1] != '\n')) ||
+            (head[i] == '\n' && (i == 0 || head[i - 1] != '\r')))
+            return -2;
     char *o = malloc(len + 1);
     if (o == NULL)
         return -1;
     size_t w = 0;
-    *tok = NULL;
-    *tok_len = 0;
     const char *line_end = memmem(head, len, "\r\n", 2);
     const char *sp1 = memchr(head, ' ', (size_t)(line_end - head));
     const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1)) : NULL;

@@ -363,3 +363,48 @@ def test_sdk_port_url(d):
         sb.close_port(8082)
         assert set(sb.ports()) == {8081}
     assert refused(hport)
+
+
+def raw(port, data):
+    """Send data on a new connection to the proxy; what it answers, to EOF."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    try:
+        s.sendall(data)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+    finally:
+        s.close()
+
+
+def test_malformed_heads_are_refused_before_anything(d):
+    """What the proxy cannot read the same way as the sandbox's server
+    (a line not ending in CRLF, a NUL) is a 400, a head over 16 KiB a 431,
+    with or without a good token: the sandbox is never asked."""
+    r = post(d, "/v1/sandboxes", {"ports": [8000]})
+    assert r.status == 201, r
+    sid, token = r.json["id"], r.json["access_token"]
+    hport = host_port(r.json["ports"][0]["url"])
+    try:
+        for head in (f"GET / HTTP/1.1\r\nHost: x\nX-Hull-Access-Token: {token}\r\n\r\n",
+                     f"GET / HTTP/1.1\r\nX-Hull-Access-Token: {token}\r\nA: \rb\r\n\r\n",
+                     f"GET /\0 HTTP/1.1\r\nX-Hull-Access-Token: {token}\r\n\r\n"):
+            got = raw(hport, head.encode())
+            assert got.startswith(b"HTTP/1.1 400 "), (head, got)
+            assert json.loads(got.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "invalid_request"
+        got = raw(hport, f"GET / HTTP/1.1\r\nX-Hull-Access-Token: {token}\r\nA: {'a' * 17000}"
+                         "\r\n\r\n".encode())
+        assert got.startswith(b"HTTP/1.1 431 "), got[:100]
+        # a client that goes before its head is complete gets nothing, and
+        # the port still serves (nothing listens: the proxy's 502)
+        s = socket.create_connection(("127.0.0.1", hport), timeout=60)
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        s.close()
+        got = raw(hport, f"GET / HTTP/1.1\r\nX-Hull-Access-Token: {token}\r\n\r\n".encode())
+        assert got.startswith(b"HTTP/1.1 502 "), got
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tokens["user"]).status == 200
+    assert refused(hport)
