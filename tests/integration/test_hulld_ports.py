@@ -408,3 +408,22 @@ def test_malformed_heads_are_refused_before_anything(d):
     finally:
         assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tokens["user"]).status == 200
     assert refused(hport)
+
+
+def test_async_sdk_port_url(d):
+    import asyncio
+
+    async def main():
+        c = hull.AsyncClient(socket_path=d.sock, token=d.tokens["user"])
+        async with c.sandbox(ports=[8083]) as sb:
+            assert sb.access_token and len(sb.access_token) == 64
+            url = await sb.port_url(8083)
+            assert await sb.ports() == {8083: url}
+            full = await sb.port_url(8083, with_token=True)
+            assert full == f"{url}?token={sb.access_token}"
+            await sb.close_port(8083)
+            assert await sb.ports() == {}
+            return host_port(url)
+
+    hport = asyncio.run(main())
+    assert refused(hport)
