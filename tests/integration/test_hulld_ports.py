@@ -194,6 +194,11 @@ def our_veths(d):
     return found
 
 
+def nft_ruleset():
+    return subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
 def test_port_reachable_with_the_token_only(d):
     before = listeners(d.proc.pid)
     r = post(d, "/v1/sandboxes", {"network": {"name": d.net}, "ports": [8080]})
@@ -204,6 +209,9 @@ def test_port_reachable_with_the_token_only(d):
     assert [p["port"] for p in sb["ports"]] == [8080], sb
     hport = host_port(sb["ports"][0]["url"])
     assert listeners(d.proc.pid) - before == {hport}
+    veths = our_veths(d)
+    assert len(veths) == 1, veths
+    assert veths[0] in nft_ruleset()  # its member chains, named after it
     # the token is shown once: not by GET, nor in the list
     r = d.request("GET", f"/v1/sandboxes/{sid}", token=d.tokens["user"])
     assert r.status == 200 and "access_token" not in r.json, r
@@ -252,6 +260,7 @@ def test_port_reachable_with_the_token_only(d):
     assert listeners(d.proc.pid) == before
     assert refused(hport)
     assert our_veths(d) == []
+    assert veths[0] not in nft_ruleset()
     assert os.listdir(d.netbase / "run" / "leases") == []
     assert token not in d.log.read_text()
 
