@@ -435,3 +435,42 @@ def test_async_sdk_port_url(d):
 
     hport = asyncio.run(main())
     assert refused(hport)
+
+
+def test_hulld_stopping_cuts_open_port_connections(tmp_path):
+    """SIGTERM with a proxied connection open (an upgraded one, idle): hulld
+    destroys the sandbox, cuts the connection, closes the listener and
+    exits 0, leaving nothing."""
+    h = Hulld(tmp_path)
+    Path(h.state).mkdir(parents=True)
+    tok = h.token("user", "acme")
+    h.start()
+    try:
+        r = h.request("POST", "/v1/sandboxes", {"ports": [8000]}, tok)
+        assert r.status == 201, r
+        sid, token = r.json["id"], r.json["access_token"]
+        hport = host_port(r.json["ports"][0]["url"])
+        r = h.request("PUT", f"/v1/sandboxes/{sid}/fs/tmp/echo.py", ECHO.encode(), tok, raw=True)
+        assert r.status == 201, r
+        r = h.request("POST", f"/v1/sandboxes/{sid}/processes",
+                      {"cmd": ["python3", "/tmp/echo.py", "127.0.0.1", "8000"]}, tok)
+        assert r.status == 201, r
+        wait_served(hport, token)
+        s = socket.create_connection(("127.0.0.1", hport), timeout=120)
+        s.sendall(f"GET /ws HTTP/1.1\r\nX-Hull-Access-Token: {token}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+        pid = h.proc.pid
+        assert hport in listeners(pid)
+    finally:
+        rc = h.stop()
+    assert rc == 0, h.log.read_text()
+    assert s.recv(10) == b""
+    s.close()
+    assert refused(hport)
+    procs, entries, cgroups = h.leaks()
+    assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
