@@ -676,14 +676,14 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         answer(r, 200, s, NULL);
     } else if (strcmp(action, "exec") == 0) {
         exec_in(s, rq, r);
+    } else if (strcmp(action, "ports") == 0) {
+        sbx_ports_api(s, rq, path, r);
     } else if (strcmp(action, "files") == 0) {
         files(s, rq, path, r);
     } else if (strcmp(action, "timeout") == 0) {
         set_timeout(s, rq, r);
     } else if (strcmp(action, "processes") == 0) {
         sbx_processes(s, rq, path, r);
-    } else if (strcmp(action, "ports") == 0) {
-        sbx_ports_api(s, rq, path, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
