@@ -131,10 +131,10 @@ int keeper_loop(int main_sock)
             else
                 reply_ok(sock, NULL, NULL, data, len);
             free(data);
-        } else if (strcmp(op, "fs") == 0) {
-            keeper_fs(sock, &f, s);
         } else if (strcmp(op, "socket") == 0) {
             keeper_socket(sock, &f, s);
+        } else if (strcmp(op, "fs") == 0) {
+            keeper_fs(sock, &f, s);
         } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
             int r = op[0] == 'p' ? hull_session_pause(s, &e) : hull_session_resume(s, &e);
             if (r < 0)

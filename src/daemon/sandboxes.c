@@ -355,21 +355,17 @@ static void answer(struct resp *r, int status, struct sbx *s, const char *tenant
         resp_json(r, status, o);
 }
 
-/* 201 with the new sandbox, its access token (shown this once) and its
- * ports opened; or, when a port cannot be, the error and no sandbox. */
-static void created(struct resp *r, struct sbx *s, const unsigned *ports, size_t n_ports)
+/* The 201 of a create gets the sandbox's access token (shown this once)
+ * and its ports opened; when a port cannot be, that error is the answer
+ * and the sandbox goes. */
+static void ports_created(struct resp *r, struct sbx *s, const unsigned *ports, size_t n_ports)
 {
-    hull_error e = NULL;
-    json_object *o = describe(s, NULL, &e);
-    if (o == NULL) {
-        resp_store_error(r, &e);
-        destroy(s, "could not be recorded");
-    } else if (sbx_ports_open(s->id, ports, n_ports, o, r) < 0) {
-        json_object_put(o);
+    if (r->status != 201 || r->body == NULL)
+        return;
+    json_object *o = json_object_get(r->body);
+    if (sbx_ports_open(s->id, ports, n_ports, o, r) < 0)
         destroy(s, "its ports could not be opened");
-    } else {
-        resp_json(r, 201, o);
-    }
+    json_object_put(o);
 }
 
 /* lifetime: a duration like every other ("10m", or a number of seconds);
@@ -498,7 +494,8 @@ static void create(const struct request *rq, struct resp *r)
         resp_store_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
-        created(r, s, ports, n_ports);
+        answer(r, 201, s, NULL);
+        ports_created(r, s, ports, n_ports);
     }
     unref(s);
 }
