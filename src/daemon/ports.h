@@ -48,10 +48,10 @@ void port_say(int fd, int status, const char *reason, const char *code, const ch
  * readable: 1, else 0. */
 int port_wait_fd(int fd, short events, int stop, int timeout_ms);
 /* The first request's head into buf (PORT_HEAD_MAX + 1 bytes), up to its
- * blank line: its length (*have: every byte read, which may run into the
- * body), 0 when the client went or was too slow, (size_t)-1 when the head
- * is over PORT_HEAD_MAX. */
-size_t port_read_head(int fd, int stop, char *buf, size_t *have);
+ * blank line, each read within timeout_ms: its length (*have: every byte read, which may run into
+ * the body), 0 when the client went or was too slow, (size_t)-1 when the head is over
+ * PORT_HEAD_MAX. */
+size_t port_read_head(int fd, int stop, int timeout_ms, char *buf, size_t *have);
 /* The token the head shows (the first non-empty X-Hull-Access-Token, else
  * ?token=; *tok NULL: none) and the head without any of them in *out
  * (malloc'd, *out_len): the sandbox never sees it. -1: out of memory;

@@ -207,7 +207,9 @@ static bool serve(struct pentry *pe, int cfd)
 {
     char *head = malloc(PORT_HEAD_MAX + 1);
     size_t have = 0;
-    size_t hl = head ? port_read_head(cfd, pe->stop, head, &have) : 0;
+    /* A client slow with its head is dropped like one of the API's. */
+    int timeout_ms = (int)(hulld.o->client_timeout ? hulld.o->client_timeout : 30) * 1000;
+    size_t hl = head ? port_read_head(cfd, pe->stop, timeout_ms, head, &have) : 0;
     if (hl == (size_t)-1)
         port_say(cfd, 431, "Request Header Fields Too Large", "headers_too_large",
                  "the first request's head is over %d bytes", PORT_HEAD_MAX);

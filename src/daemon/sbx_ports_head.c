@@ -61,9 +61,8 @@ int port_wait_fd(int fd, short events, int stop, int timeout_ms)
 /* The first request's head, up to its blank line, into buf: its length
  * (*have: all bytes read, which may run into the body), 0 when the client
  * went or was too slow, -1 when the head is over PORT_HEAD_MAX. */
-size_t port_read_head(int fd, int stop, char *buf, size_t *have)
+size_t port_read_head(int fd, int stop, int timeout_ms, char *buf, size_t *have)
 {
-    int timeout = (int)(hulld.o->client_timeout ? hulld.o->client_timeout : 30) * 1000;
     *have = 0;
     for (;;) {
         char *end = memmem(buf, *have, "\r\n\r\n", 4);
@@ -71,7 +70,7 @@ size_t port_read_head(int fd, int stop, char *buf, size_t *have)
             return (size_t)(end - buf) + 4;
         if (*have >= PORT_HEAD_MAX)
             return (size_t)-1;
-        if (port_wait_fd(fd, POLLIN, stop, timeout) <= 0)
+        if (port_wait_fd(fd, POLLIN, stop, timeout_ms) <= 0)
             return 0;
         ssize_t n = recv(fd, buf + *have, PORT_HEAD_MAX - *have, 0);
         if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
