@@ -429,6 +429,11 @@ static int probe(const char *id, struct resp *r)
     if (hull_error_code(e) == EPERM) {
         resp_error(r, 409, "conflict", "ports", "%s", hull_error_msg(e));
         hull_error_free(&e);
+    } else if (hull_error_code(e) == EPROTO || hull_error_code(e) == ENOTSUP) {
+        /* A keeper without the "socket" op (a microVM sandbox's). */
+        resp_error(r, 501, "not_implemented", "ports", "ports: not available for sandbox %s (%s)",
+                   id, hull_error_msg(e));
+        hull_error_free(&e);
     } else {
         resp_from_error(r, &e);
     }
