@@ -501,6 +501,14 @@ HULL_PUBLIC int hull_session_fs(struct hull_session *s, const struct hull_fs_op 
 /* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
 HULL_PUBLIC int hull_session_pause(struct hull_session *s, hull_error *err);
 HULL_PUBLIC int hull_session_resume(struct hull_session *s, hull_error *err);
+/* A TCP socket (family AF_INET or AF_INET6, non-blocking, close-on-exec)
+ * made in the sandbox's network namespace, not connected: *fd_out for the
+ * caller to connect to one of the sandbox's ports on its loopback (hulld's
+ * ports). EPERM when the sandbox shares the host's network. Call from a
+ * single-threaded process (it enters the namespace and comes back). */
+HULL_PUBLIC int hull_session_socket(struct hull_session *s, int family, int *fd_out,
+                                    hull_error *err);
+
 /* The init still runs. */
 HULL_PUBLIC bool hull_session_alive(struct hull_session *s);
 /* Kill everything in it, remove its cgroup and state, free s. */

@@ -44,6 +44,7 @@ enum route_kind {
     R_SBX_FILE,
     R_SBX_FS,
     R_SBX_PROCS,
+    R_SBX_PORTS,
     R_IMAGES,
     R_IMAGE,
     R_NETWORKS,
@@ -268,6 +269,12 @@ static int route(const char *url, struct route *rt)
         rt->allow = "GET, POST";
         size_t n = strlen(p);
         rt->raw_body = n > 6 && strcmp(p + n - 6, "/stdin") == 0;
+        return 0;
+    }
+    if (strcmp(rt->action, "ports") == 0) {
+        rt->kind = R_SBX_PORTS;
+        rt->file = p - (p[-1] == '/'); /* "" or "/PORT" */
+        rt->allow = strlen(rt->file) > 1 ? "GET, DELETE" : "GET, POST";
         return 0;
     }
     if (strcmp(rt->action, "fs") == 0) {
@@ -515,10 +522,12 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     case R_SBX_ACTION:
     case R_SBX_FILE:
     case R_SBX_PROCS:
+    case R_SBX_PORTS:
         api_sandboxes(&rq, rt->kind == R_SANDBOXES ? NULL : rt->id,
                       rt->kind == R_SBX_ACTION  ? rt->action
                       : rt->kind == R_SBX_FILE  ? "files"
                       : rt->kind == R_SBX_PROCS ? "processes"
+                      : rt->kind == R_SBX_PORTS ? "ports"
                                                 : NULL,
                       rt->file, r);
         break;

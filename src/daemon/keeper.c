@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "ports.h"
 #include "procs.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -130,6 +131,8 @@ int keeper_loop(int main_sock)
             else
                 reply_ok(sock, NULL, NULL, data, len);
             free(data);
+        } else if (strcmp(op, "socket") == 0) {
+            keeper_socket(sock, &f, s);
         } else if (strcmp(op, "fs") == 0) {
             keeper_fs(sock, &f, s);
         } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {

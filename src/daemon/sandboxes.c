@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "ports.h"
 #include "procs.h"
 #include "response.h"
 #include "sbx_metrics.h"
@@ -253,9 +254,50 @@ int sbx_connect(struct sbx *s, hull_error *err)
     return r;
 }
 
+int sandboxes_socket(const char *id, int family, hull_error *err)
+{
+    struct sbx *s = find(id, NULL);
+    if (s == NULL)
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("socket"));
+    json_object_object_add(hdr, "family", json_object_new_int(family == AF_INET6 ? 6 : 4));
+    int fd = -1;
+    struct frame f;
+    /* The attach connection, not the op lock: a port's connection does not
+     * wait behind an exec. */
+    pthread_mutex_lock(&s->attach_mu);
+    if (s->gone || s->attach_sock < 0) {
+        hull_error_set(err, ENOENT, "sandbox '%s' is gone", id);
+    } else if (frame_send(s->attach_sock, hdr, NULL, 0, -1) < 0 ||
+               frame_recv(s->attach_sock, &f) < 0) {
+        hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", id);
+    } else {
+        json_object *er = hj_get(f.hdr, "error");
+        if (er) {
+            json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
+            hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
+                           msg ? json_object_get_string(msg) : "keeper failed");
+        } else if (f.fd < 0) {
+            hull_error_set(err, EPROTO, "sandbox '%s': the keeper sent no socket", id);
+        } else {
+            fd = f.fd;
+            f.fd = -1;
+        }
+        frame_free(&f);
+    }
+    pthread_mutex_unlock(&s->attach_mu);
+    json_object_put(hdr);
+    if (fd >= 0)
+        sbx_touch(s);
+    unref(s);
+    return fd;
+}
+
 static void destroy(struct sbx *s, const char *reason)
 {
     uint64_t one = 1;
+    sbx_ports_drop(s->id); /* its listeners and connections end first */
     /* Stop a command running in it now, rather than waiting for it. */
     if (write(s->kill_fd, &one, sizeof(one)) < 0)
         hull_warn("sandbox %s: %s", s->id, strerror(errno));
@@ -300,6 +342,7 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
                                json_object_new_string(s->paused ? "paused" : "running"));
     if (s->image[0])
         json_object_object_add(o, "image", json_object_new_string(s->image));
+    sbx_ports_show(s->id, o);
     return o;
 }
 
@@ -311,6 +354,19 @@ static void answer(struct resp *r, int status, struct sbx *s, const char *tenant
         resp_store_error(r, &e);
     else
         resp_json(r, status, o);
+}
+
+/* The 201 of a create gets the sandbox's access token (shown this once)
+ * and its ports opened; when a port cannot be, that error is the answer
+ * and the sandbox goes. */
+static void ports_created(struct resp *r, struct sbx *s, const unsigned *ports, size_t n_ports)
+{
+    if (r->status != 201 || r->body == NULL)
+        return;
+    json_object *o = json_object_get(r->body);
+    if (sbx_ports_open(s->id, ports, n_ports, o, r) < 0)
+        destroy(s, "its ports could not be opened");
+    json_object_put(o);
 }
 
 /* lifetime: a duration like every other ("10m", or a number of seconds);
@@ -387,10 +443,12 @@ static void create(const struct request *rq, struct resp *r)
     cleanup_json json_object *doc = NULL;
     if (request_doc(rq, true, &doc, r) < 0)
         return;
-    unsigned lifetime;
+    unsigned lifetime, ports[SBX_PORTS_MAX];
+    size_t n_ports = 0;
     cleanup_free char *meta = NULL;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
-        sbx_meta_take(doc, &meta, r) < 0 || request_image(doc, r) < 0)
+        sbx_meta_take(doc, &meta, r) < 0 || sbx_ports_take(doc, ports, &n_ports, r) < 0 ||
+        request_image(doc, r) < 0)
         return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();
@@ -438,6 +496,7 @@ static void create(const struct request *rq, struct resp *r)
         destroy(s, "could not be recorded");
     } else {
         answer(r, 201, s, NULL);
+        ports_created(r, s, ports, n_ports);
     }
     unref(s);
 }
@@ -615,6 +674,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         answer(r, 200, s, NULL);
     } else if (strcmp(action, "exec") == 0) {
         exec_in(s, rq, r);
+    } else if (strcmp(action, "ports") == 0) {
+        sbx_ports_api(s, rq, path, r);
     } else if (strcmp(action, "files") == 0) {
         files(s, rq, path, r);
     } else if (strcmp(action, "timeout") == 0) {
@@ -639,6 +700,7 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
                 hull_error_free(&e);
             }
             unlink_sbx(s);
+            sbx_ports_drop(s->id);
             if (s->pid > 0)
                 waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */
             s->pid = -1;

@@ -67,6 +67,8 @@ export interface SandboxOptions {
   metadata?: Record<string, string>;
   /** Files written to its /tmp at creation. */
   files?: Record<string, string | Uint8Array>;
+  /** Its ports to expose at once (sb.portUrl(port) gives their URLs). */
+  ports?: number[];
 }
 
 function runBody(cmd: string | readonly string[], o: RunOptions): Json {
@@ -243,6 +245,7 @@ export class Client {
     if (opts.image !== undefined) body.image = String(opts.image);
     if (opts.metadata) body.metadata = strMap(opts.metadata);
     if (opts.files) body.files = filesArg(opts.files);
+    if (opts.ports) body.ports = opts.ports.map((p) => Number(p));
     return new Sandbox(this.transport, sandboxInfo(await this.transport.call("POST", "/v1/sandboxes", { json: body })));
   }
 

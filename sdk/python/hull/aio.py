@@ -430,10 +430,13 @@ class AsyncClient:
     # ---- sandboxes --------------------------------------------------------------------
 
     def sandbox(self, isolation: Optional[str] = None, *, limits=None, env=None, network=None,
-                lifetime=None, image=None, metadata: Optional[Mapping[str, str]] = None):
+                lifetime=None, image=None, metadata: Optional[Mapping[str, str]] = None,
+                ports=None):
         """``sb = await client.sandbox(...)``, or ``async with
         client.sandbox(...) as sb:`` to have it deleted on exit."""
         body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
+        if ports:
+            body["ports"] = [int(p) for p in ports]
 
         async def create():
             doc = await self.request("POST", "/v1/sandboxes", body)
@@ -679,6 +682,7 @@ class AsyncSandbox:
         self.info = info
         self.files = AsyncFiles(self)
         self._deleted = False
+        self._access_token = info.raw.get("access_token")  # shown once, at create
 
     id = property(lambda self: self.info.id)
     state = property(lambda self: self.info.state)
@@ -786,6 +790,26 @@ class AsyncSandbox:
         self.info = SandboxInfo.from_json(await self._client.request("POST",
                                                                      self._path("resume")))
         return self.info
+
+    @property
+    def access_token(self) -> Optional[str]:
+        """As Sandbox.access_token."""
+        return self._access_token
+
+    async def port_url(self, port: int, with_token: bool = False) -> str:
+        """As Sandbox.port_url."""
+        doc = await self._client.request("POST", _api.sandbox_path(self.id, "ports"),
+                                         {"port": int(port)})
+        if with_token and not self._access_token:
+            raise ValueError("no access token: only the sandbox made by client.sandbox() has it")
+        return doc["url"] + (f"?token={self._access_token}" if with_token else "")
+
+    async def ports(self) -> Dict[int, str]:
+        doc = await self._client.request("GET", _api.sandbox_path(self.id, "ports"))
+        return {p["port"]: p["url"] for p in doc.get("ports", [])}
+
+    async def close_port(self, port: int) -> None:
+        await self._client.request("DELETE", _api.sandbox_path(self.id, f"ports/{int(port)}"))
 
     async def delete(self) -> None:
         if self._deleted:

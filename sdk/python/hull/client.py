@@ -374,7 +374,8 @@ class Client:
                 env: Optional[Mapping[str, str]] = None, network: Optional[NetworkArg] = None,
                 lifetime: Optional[Union[str, float, datetime.timedelta]] = None,
                 image: Optional[str] = None,
-                metadata: Optional[Mapping[str, str]] = None) -> "Sandbox":
+                metadata: Optional[Mapping[str, str]] = None,
+                ports: Optional[Sequence[int]] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
         deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``.
         ``lifetime`` (how long it may stay idle) is "10m", a number of
@@ -384,8 +385,11 @@ class Client:
         store) is the sandbox's root; it cannot be removed while the
         sandbox lives. ``metadata``: labels ({"team": "ml"}, at most 32,
         strings of at most 256 bytes) to find it by with
-        ``sandboxes(metadata=...)``."""
+        ``sandboxes(metadata=...)``. ``ports``: ports of the sandbox to
+        expose at once (``sb.port_url(port)`` gives their URLs)."""
         body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
+        if ports:
+            body["ports"] = [int(p) for p in ports]
         return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
 
     def sandboxes(self, metadata: Optional[Mapping[str, str]] = None) -> List[SandboxInfo]:

@@ -250,6 +250,8 @@ class Sandbox:
         self.info = info
         self.files = Files(self)
         self._deleted = False
+        # Shown by hulld once, in the answer to the create.
+        self._access_token = info.raw.get("access_token")
 
     @property
     def id(self):
@@ -382,6 +384,36 @@ class Sandbox:
     def resume(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._client.request("POST", self._path("resume")))
         return self.info
+
+    @property
+    def access_token(self) -> Optional[str]:
+        """The token a port's URL wants (header ``X-Hull-Access-Token`` or
+        ``?token=``). hulld shows it only when the sandbox is made, so a
+        Sandbox from ``client.attach()`` has None."""
+        return self._access_token
+
+    def port_url(self, port: int, with_token: bool = False) -> str:
+        """The URL on hulld's host (``http://127.0.0.1:P/``) that reaches
+        ``port`` of the sandbox, exposing the port now if it is not yet.
+        Requests need ``access_token``; ``with_token`` puts it in the
+        URL's query (for a browser's first request)."""
+        url = self._client.request("POST", self._path("ports"), {"port": int(port)})["url"]
+        if with_token:
+            if not self._access_token:
+                raise ValueError("no access token: only the Sandbox made by client.sandbox() "
+                                 "has it")
+            url += "?token=" + self._access_token
+        return url
+
+    def ports(self) -> Dict[int, str]:
+        """The exposed ports and their URLs."""
+        doc = self._client.request("GET", self._path("ports"))
+        return {p["port"]: p["url"] for p in doc.get("ports", [])}
+
+    def close_port(self, port: int) -> None:
+        """Stop exposing ``port``: its URL stops answering, its open
+        connections are cut."""
+        self._client.request("DELETE", self._path(f"ports/{int(port)}"))
 
     def delete(self) -> None:
         """Kill everything in it and remove it; deleting twice is fine."""
