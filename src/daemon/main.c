@@ -298,6 +298,7 @@ static void recover(void)
         hull_error_free(&e);
     }
     runs_recover();
+    templates_recover();
 }
 
 /* Open the store, take the state directory, finish what a previous hulld

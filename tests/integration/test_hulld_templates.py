@@ -1,0 +1,274 @@
+"""hulld: sandbox templates (docs/api.md, "Templates").
+
+- POST /v1/templates {"sandbox", "name", "start_cmd"?, "ready_cmd"?,
+  "ready_timeout"?} keeps a prepared sandbox's /tmp, limits and env as a
+  template of the caller's tenant; GET lists and shows, DELETE removes it
+  and its copy; another tenant's names are 404;
+- POST /v1/sandboxes {"template": NAME} makes a sandbox with the files the
+  source had (contents, modes, symlinks as links, sparse files sparse),
+  owned by the new sandbox's user, its own copy; start_cmd runs as a
+  background process and the 201 comes only once ready_cmd exited 0; a
+  ready_cmd that never does leaves no sandbox;
+- what the source's processes made is hostile: links are kept as links and
+  never followed, fifos are skipped;
+- templates outlive the sandbox they came from and hulld's restart."""
+import concurrent.futures
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hulldlib import HULLD, Hulld
+
+pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
+
+PREPARE = r"""
+set -e
+mkdir -p /tmp/app/sub/deep
+printf 'hello template\n' > /tmp/app/greeting.txt
+head -c 1048576 /dev/urandom > /tmp/app/sub/random.bin
+printf '#!/bin/sh\necho script ran "$@"\n' > /tmp/app/run.sh
+chmod 0750 /tmp/app/run.sh
+chmod 0700 /tmp/app/sub/deep
+ln -s greeting.txt /tmp/app/link
+ln -s /etc/shadow /tmp/app/shadow
+ln -s ../../../../../etc/hostname /tmp/app/climb
+truncate -s 4G /tmp/app/sparse
+printf 'end' | dd of=/tmp/app/sparse bs=1 seek=4294967293 conv=notrunc 2>/dev/null
+mkfifo /tmp/app/fifo
+"""
+
+SUMS = ("cd /tmp/app && sha256sum greeting.txt sub/random.bin run.sh && "
+        "stat -c '%n %a %s' run.sh sub/deep sparse && readlink link shadow climb && "
+        "du -k sparse | cut -f1 && tail -c 3 sparse && echo && "
+        "(test -p fifo && echo fifo || echo nofifo) && ./run.sh x && echo FOO=$FOO && "
+        "stat -c %u greeting.txt sub && id -u")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "24")
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
+    h.start()
+    yield h
+    rc = h.stop()
+    assert rc == 0, h.log.read_text()
+    assert h.leaks() == ([], [], [])
+
+
+def call(d, method, path, body=None, who="user"):
+    return d.request(method, path, body, d.tokens[who])
+
+
+def create(d, who="user", **body):
+    r = call(d, "POST", "/v1/sandboxes", body, who)
+    assert r.status == 201, r
+    return r.json
+
+
+def exec_in(d, sid, script, who="user"):
+    r = call(d, "POST", f"/v1/sandboxes/{sid}/exec",
+             {"cmd": ["sh", "-c", script], "limits": {"wall_time": "60s"}}, who)
+    assert r.status == 200, r
+    return r.json
+
+
+def delete(d, sid, who="user"):
+    assert call(d, "DELETE", f"/v1/sandboxes/{sid}", who=who).status == 200
+
+
+def copies(d):
+    return sorted(os.listdir(Path(d.state) / "templates"))
+
+
+def prepared(d, name, **extra):
+    """A source sandbox prepared by commands, kept as template name, then
+    deleted: the template must not need it."""
+    src = create(d, limits={"tmp_size": "64M", "memory": "256M"}, env={"FOO": "bar"})
+    try:
+        res = exec_in(d, src["id"], PREPARE)
+        assert res["exit_code"] == 0, res
+        want = exec_in(d, src["id"], SUMS)
+        assert want["exit_code"] == 0, want
+        # A fifo is not kept: nothing to copy, and nothing to open.
+        assert "\nfifo\n" in want["stdout"]
+        want["stdout"] = want["stdout"].replace("\nfifo\n", "\nnofifo\n")
+        r = call(d, "POST", "/v1/templates", {"sandbox": src["id"], "name": name, **extra})
+        assert r.status == 201, r
+        # The source goes on as it was (thawed after the copy).
+        assert exec_in(d, src["id"], "echo alive")["stdout"] == "alive\n"
+    finally:
+        delete(d, src["id"])
+    return r.json, want["stdout"]
+
+
+def test_twenty_sandboxes_from_one_template_see_the_prepared_files(d):
+    t, want = prepared(d, "app")
+    assert t["name"] == "app" and t["isolation"] == "container"
+    assert t["files"] == 4 and t["bytes"] >= 1048576 + 3
+    assert t["sandbox"]["env"] == {"FOO": "bar"}
+    assert t["sandbox"]["limits"]["tmp_size"] == "64M"
+    lines = want.splitlines()
+    assert "nofifo" in lines and "script ran x" in lines and "FOO=bar" in lines
+    assert lines[-3] == lines[-2] == lines[-1], want  # owned by the sandbox's user
+    assert int(lines[lines.index("/etc/shadow") + 2]) < 1024, want  # sparse: a few KiB
+
+    def one(i):
+        s = create(d, template="app", metadata={"i": str(i)})
+        got = exec_in(d, s["id"], SUMS)
+        # Its own copy: a change here is seen nowhere else.
+        exec_in(d, s["id"], f"echo {i} >> /tmp/app/greeting.txt")
+        return s, got
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(one, range(20)))
+    try:
+        assert len({s["id"] for s, _ in made}) == 20
+        for s, got in made:
+            assert s["template"] == "app" and s["state"] == "running"
+            assert got["exit_code"] == 0, got
+            assert got["stdout"] == want, (got["stdout"], want)
+        for i, (s, _) in enumerate(made):
+            text = exec_in(d, s["id"], "cat /tmp/app/greeting.txt")["stdout"]
+            assert text == f"hello template\n{i}\n"
+    finally:
+        for s, _ in made:
+            delete(d, s["id"])
+    assert call(d, "DELETE", "/v1/templates/app").status == 200
+    assert copies(d) == []
+
+
+def test_the_template_api_and_tenancy(d):
+    t, _ = prepared(d, "api-1", start_cmd=["sleep", "1000"])
+    try:
+        r = call(d, "GET", "/v1/templates")
+        assert r.status == 200 and [x["name"] for x in r.json["templates"]] == ["api-1"]
+        g = call(d, "GET", "/v1/templates/api-1")
+        assert g.status == 200 and g.json == t and g.json["start_cmd"] == ["sleep", "1000"]
+        assert copies(d) == [t["id"]]
+        # Another tenant sees nothing of it, and cannot use or remove it.
+        assert call(d, "GET", "/v1/templates", who="other").json["templates"] == []
+        for m in ("GET", "DELETE"):
+            assert call(d, m, "/v1/templates/api-1", who="other").status == 404
+        r = call(d, "POST", "/v1/sandboxes", {"template": "api-1"}, who="other")
+        assert r.status == 404, r
+        # Nor keep its sandbox.
+        s = create(d)
+        try:
+            r = call(d, "POST", "/v1/templates", {"sandbox": s["id"], "name": "x"}, who="other")
+            assert r.status == 404, r
+            r = call(d, "POST", "/v1/templates", {"sandbox": s["id"], "name": "api-1"})
+            assert r.status == 409 and r.json["error"]["field"] == "name", r
+        finally:
+            delete(d, s["id"])
+        assert copies(d) == [t["id"]]
+    finally:
+        assert call(d, "DELETE", "/v1/templates/api-1").status == 200
+    assert call(d, "GET", "/v1/templates/api-1").status == 404
+    assert call(d, "DELETE", "/v1/templates/api-1").status == 404
+    r = call(d, "POST", "/v1/sandboxes", {"template": "api-1"})
+    assert r.status == 404, r
+    assert copies(d) == []
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": "x"}, "sandbox"),
+    ({"sandbox": "s-none", "name": ""}, "name"),
+    ({"sandbox": "s-none", "name": ".x"}, "name"),
+    ({"sandbox": "s-none", "name": "a/b"}, "name"),
+    ({"sandbox": "s-none", "name": "x" * 64}, "name"),
+    ({"sandbox": "s-none", "name": "x", "start_cmd": []}, "start_cmd"),
+    ({"sandbox": "s-none", "name": "x", "ready_cmd": "true"}, "ready_cmd"),
+    ({"sandbox": "s-none", "name": "x", "ready_timeout": "1h"}, "ready_timeout"),
+    ({"sandbox": "s-none", "name": "x", "limits": {}}, "limits"),
+])
+def test_bad_template_requests_are_refused_by_name(d, body, field):
+    r = call(d, "POST", "/v1/templates", body)
+    assert r.status == 400 and r.json["error"]["field"] == field, r
+    assert copies(d) == []
+
+
+def test_a_sandbox_from_a_template_takes_only_lifetime_and_metadata(d):
+    prepared(d, "narrow")
+    try:
+        for extra in ({"limits": {"memory": "1G"}}, {"image": "x"}, {"env": {"A": "b"}}):
+            r = call(d, "POST", "/v1/sandboxes", {"template": "narrow", **extra})
+            k = next(iter(extra))
+            assert r.status == 400 and r.json["error"]["field"] == k, r
+        r = call(d, "POST", "/v1/sandboxes", {"template": 7})
+        assert r.status == 400 and r.json["error"]["field"] == "template", r
+        s = create(d, template="narrow", lifetime="2h", metadata={"a": "b"})
+        assert s["lifetime_s"] == 7200 and s["metadata"] == {"a": "b"}
+        delete(d, s["id"])
+    finally:
+        assert call(d, "DELETE", "/v1/templates/narrow").status == 200
+
+
+def test_start_and_ready_commands(d):
+    src = create(d)
+    try:
+        exec_in(d, src["id"], "printf 'sleep 1; echo up > /tmp/ready; exec sleep 1000' > /tmp/s.sh")
+        r = call(d, "POST", "/v1/templates", {
+            "sandbox": src["id"], "name": "svc", "start_cmd": ["sh", "/tmp/s.sh"],
+            "ready_cmd": ["test", "-e", "/tmp/ready"], "ready_timeout": "60s"})
+        assert r.status == 201, r
+        assert not exec_in(d, src["id"], "test -e /tmp/ready && echo y")["stdout"]
+    finally:
+        delete(d, src["id"])
+    s = create(d, template="svc")
+    try:
+        # Ready before the 201: the start command had written its mark.
+        assert exec_in(d, s["id"], "cat /tmp/ready")["stdout"] == "up\n"
+        procs = call(d, "GET", f"/v1/sandboxes/{s['id']}/processes").json["processes"]
+        assert [p["id"] for p in procs if p["state"] == "running"] == [s["start_process"]]
+    finally:
+        delete(d, s["id"])
+    assert call(d, "DELETE", "/v1/templates/svc").status == 200
+
+
+def test_a_template_that_never_gets_ready_makes_no_sandbox(d):
+    src = create(d)
+    try:
+        r = call(d, "POST", "/v1/templates", {
+            "sandbox": src["id"], "name": "never", "ready_cmd": ["sh", "-c", "echo no >&2; exit 3"],
+            "ready_timeout": "1s"})
+        assert r.status == 201, r
+    finally:
+        delete(d, src["id"])
+    before = call(d, "GET", "/v1/sandboxes").json["sandboxes"]
+    r = call(d, "POST", "/v1/sandboxes", {"template": "never"})
+    assert r.status == 504 and r.json["error"]["code"] == "not_ready", r
+    assert "exit code 3" in r.json["error"]["message"], r
+    assert call(d, "GET", "/v1/sandboxes").json["sandboxes"] == before
+    assert call(d, "DELETE", "/v1/templates/never").status == 200
+
+
+def test_templates_survive_a_restart(tmp_path):
+    h = Hulld(tmp_path)
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"user": h.token("user", "acme")}
+    h.start()
+    try:
+        t, want = prepared(h, "kept")
+        # Left by a crash mid-copy: swept at the next start.
+        stray = Path(h.state) / "templates" / ".new-t-0000000000000000"
+        (stray / "x").mkdir(parents=True)
+        assert h.stop() == 0
+        h.start()
+        assert copies(h) == [t["id"]]
+        g = call(h, "GET", "/v1/templates/kept")
+        assert g.status == 200 and g.json == t
+        s = create(h, template="kept")
+        try:
+            assert exec_in(h, s["id"], SUMS)["stdout"] == want
+        finally:
+            delete(h, s["id"])
+        assert call(h, "DELETE", "/v1/templates/kept").status == 200
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert h.leaks() == ([], [], [])
+    # The host gained nothing but the state directory's own files.
+    out = subprocess.run(["find", h.state, "-name", "random.bin"], capture_output=True, text=True)
+    assert out.stdout == ""
