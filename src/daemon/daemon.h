@@ -35,6 +35,8 @@ struct hulld_options {
     unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
+    unsigned tenant_templates; /* --tenant-templates: sandbox templates per tenant */
+    size_t template_max;       /* --template-max: bytes of files one template keeps */
     unsigned max_connections;  /* --max-connections */
     bool debug;
     /* --worker mode (src/daemon/worker.c; 0/NULL: the queue's defaults) */

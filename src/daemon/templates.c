@@ -36,8 +36,6 @@
 #include "util/log.h"
 
 #define TPL_DIR              "templates"
-#define TPL_MAX_BYTES        (1ull << 30) /* a template's files, entries counted */
-#define TPL_PER_TENANT       16u
 #define TPL_READY_DEFAULT_MS 30000ull
 #define TPL_READY_MAX_MS     600000ull
 #define TPL_NAME_MAX         63
@@ -178,9 +176,9 @@ static void create(const struct request *rq, struct resp *r)
         resp_store_error(r, &e);
         return;
     }
-    if (n >= TPL_PER_TENANT) {
+    if (n >= hulld.o->tenant_templates) {
         resp_error(r, 429, "quota_exceeded", NULL, "tenant %s has %u templates, its quota", tenant,
-                   TPL_PER_TENANT);
+                   hulld.o->tenant_templates);
         return;
     }
     json_object *old = hull_template_get(hulld.store, tenant, name, &e);
@@ -221,7 +219,7 @@ static void create(const struct request *rq, struct resp *r)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct frame f = {.fd = -1};
     json_object *hdr = json_object_new_object();
-    json_object_object_add(hdr, "max", json_object_new_int64((int64_t)TPL_MAX_BYTES));
+    json_object_object_add(hdr, "max", json_object_new_int64((int64_t)hulld.o->template_max));
     int ok = fd < 0 ? (json_object_put(hdr), hull_error_errno(&e, "template: open %s", dir))
                     : sandboxes_call(json_object_get_string(sv), rq->caller->tenant, "tpl_save",
                                      hdr, fd, &f, &e);
@@ -240,6 +238,9 @@ static void create(const struct request *rq, struct resp *r)
     if (ok < 0) {
         remove_copy(tmpname);
         json_object_put(stats);
+        if (hull_error_code(e) == EFBIG)
+            hull_error_prefix(&e, "template: over hulld's --template-max (%zu bytes)",
+                              hulld.o->template_max);
         resp_from_error(r, &e);
         return;
     }

@@ -272,3 +272,64 @@ def test_templates_survive_a_restart(tmp_path):
     # The host gained nothing but the state directory's own files.
     out = subprocess.run(["find", h.state, "-name", "random.bin"], capture_output=True, text=True)
     assert out.stdout == ""
+
+
+def test_a_template_over_its_limit_or_quota_is_refused_and_leaves_nothing(tmp_path):
+    h = Hulld(tmp_path, "--template-max", "1M", "--tenant-templates", "1")
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"user": h.token("user", "acme")}
+    h.start()
+    try:
+        s = create(h)
+        try:
+            # 2 MiB of data: over; a 1 GiB sparse file holding 4 KiB: not.
+            exec_in(h, s["id"], "head -c 2097152 /dev/zero > /tmp/big")
+            r = call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": "big"})
+            assert r.status == 413, r
+            assert "--template-max" in r.json["error"]["message"], r
+            assert copies(h) == []
+            assert call(h, "GET", "/v1/templates").json["templates"] == []
+            exec_in(h, s["id"], "rm /tmp/big && truncate -s 1G /tmp/sparse && "
+                                "echo x >> /tmp/sparse")
+            r = call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": "small"})
+            assert r.status == 201 and r.json["bytes"] < 8192, r
+            r = call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": "two"})
+            assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
+            assert len(copies(h)) == 1
+        finally:
+            delete(h, s["id"])
+        assert call(h, "DELETE", "/v1/templates/small").status == 200
+        assert copies(h) == []
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert h.leaks() == ([], [], [])
+
+
+def test_a_process_level_template(tmp_path):
+    h = Hulld(tmp_path)
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"user": h.token("user", "acme", allow="process-isolation"),
+                "plain": h.token("user", "acme")}
+    h.start()
+    try:
+        s = create(h, isolation="process")
+        try:
+            exec_in(h, s["id"], "mkdir /tmp/d && echo p > /tmp/d/f")
+            assert call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": "p"}).status == 201
+        finally:
+            delete(h, s["id"])
+        # The template's isolation needs the same grant of whoever uses it.
+        r = call(h, "POST", "/v1/sandboxes", {"template": "p"}, who="plain")
+        assert r.status == 403, r
+        n = create(h, template="p")
+        try:
+            assert n["isolation"] == "process"
+            out = exec_in(h, n["id"], "cat /tmp/d/f; stat -c %u /tmp/d/f; id -u")["stdout"]
+            lines = out.split()
+            assert lines[0] == "p" and lines[1] == lines[2], out
+        finally:
+            delete(h, n["id"])
+        assert call(h, "DELETE", "/v1/templates/p").status == 200
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert h.leaks() == ([], [], [])

@@ -40,6 +40,7 @@ struct walk {
     dev_t dev;       /* save: the sandbox's /tmp; nothing on another fs is copied */
     bool load;       /* writing into the sandbox: as its user */
     uint64_t budget; /* save: bytes left */
+    uint64_t max;    /* save: the budget at the start */
     struct hull_tmp_stats *st;
     char path[PATH_MAX]; /* of the entry at hand, relative, for messages */
 };
@@ -65,8 +66,8 @@ static int charge(struct walk *w, uint64_t n, hull_error *err)
     if (w->load)
         return 0;
     if (n > w->budget)
-        return hull_error_set(err, EFBIG, "/tmp/%s: the template is over its limit of %llu bytes",
-                              w->path, (unsigned long long)(w->st->bytes + w->budget));
+        return hull_error_set(err, EFBIG, "the copy is over its limit of %llu bytes",
+                              (unsigned long long)w->max);
     w->budget -= n;
     return 0;
 }
@@ -168,7 +169,7 @@ static int copy_link(struct walk *w, int src, int dst, const char *name, hull_er
         return hull_error_errno(err, "/tmp/%s", w->path);
     target[n] = '\0';
     if (charge(w, (uint64_t)n, err) < 0)
-        return -1;
+        return hull_error_prefix(err, "/tmp/%s", w->path);
     as_user(w, true);
     int r = symlinkat(target, dst, name);
     as_user(w, false);
@@ -214,7 +215,7 @@ static int copy_entry(struct walk *w, int src, int dst, const char *name, unsign
         return 0;
     }
     if (charge(w, TPL_ENTRY_COST, err) < 0)
-        return -1;
+        return hull_error_prefix(err, "/tmp/%s", w->path);
     if (S_ISREG(st.st_mode))
         return copy_file(w, src, dst, name, &st, err);
     if (S_ISLNK(st.st_mode))
@@ -258,7 +259,7 @@ int hull_session_save_tmp(struct hull_session *s, int dirfd, uint64_t max_bytes,
                           struct hull_tmp_stats *st, hull_error *err)
 {
     memset(st, 0, sizeof(*st));
-    struct walk w = {.s = s, .budget = max_bytes, .st = st};
+    struct walk w = {.s = s, .budget = max_bytes, .max = max_bytes, .st = st};
     struct stat root;
     if (fstat(s->tmpfd, &root) < 0)
         return hull_error_errno(err, "save /tmp");
