@@ -12,6 +12,13 @@ import {
   sandboxInfo,
 } from "./models.js";
 import { Sandbox } from "./sandbox.js";
+import {
+  createTemplate,
+  type TemplateInfo,
+  templateInfo,
+  type TemplateOptions,
+  templatePath,
+} from "./templates.js";
 import { type ConnectOptions, Transport } from "./transport.js";
 import {
   cmdArg,
@@ -53,6 +60,10 @@ export interface SandboxOptions {
   metadata?: Record<string, string>;
   /** Files written to its /tmp at creation. */
   files?: Record<string, string | Uint8Array>;
+  /** Made from this template (its files, limits, env, image; its start
+   * command started and its ready command passed, else NotReady); only
+   * lifetime and metadata may be given with it. */
+  template?: string;
 }
 
 function runBody(cmd: string | readonly string[], o: RunOptions): Json {
@@ -175,6 +186,7 @@ export class Client {
     if (opts.image !== undefined) body.image = String(opts.image);
     if (opts.metadata) body.metadata = strMap(opts.metadata);
     if (opts.files) body.files = filesArg(opts.files);
+    if (opts.template !== undefined) body.template = String(opts.template);
     return new Sandbox(this.transport, sandboxInfo(await this.transport.call("POST", "/v1/sandboxes", { json: body })));
   }
 
@@ -194,6 +206,27 @@ export class Client {
     for (const [k, v] of Object.entries(opts.metadata ?? {})) query[`metadata.${k}`] = String(v);
     const d = await this.transport.call("GET", "/v1/sandboxes", { query });
     return ((d.sandboxes as Json[]) ?? []).map(sandboxInfo);
+  }
+
+  // ---- templates -------------------------------------------------------------
+
+  /** Keep a prepared sandbox (its /tmp, limits, env, image) as template `name`. */
+  async createTemplate(sandbox: Sandbox | string, name: string, opts: TemplateOptions = {}): Promise<TemplateInfo> {
+    return createTemplate(this.transport, typeof sandbox === "string" ? sandbox : sandbox.id, name, opts);
+  }
+
+  async templates(): Promise<TemplateInfo[]> {
+    const d = await this.transport.call("GET", "/v1/templates");
+    return ((d.templates as Json[]) ?? []).map(templateInfo);
+  }
+
+  async template(name: string): Promise<TemplateInfo> {
+    return templateInfo(await this.transport.call("GET", templatePath(name)));
+  }
+
+  /** Remove it and its files (sandboxes made from it go on). */
+  async deleteTemplate(name: string): Promise<void> {
+    await this.transport.call("DELETE", templatePath(name));
   }
 
   /** A Sandbox object for an existing sandbox id. */
