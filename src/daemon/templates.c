@@ -496,6 +496,10 @@ static int ready_cmd(struct sbx *s, const struct tpl_use *u, struct resp *r)
         uint64_t now = hull_monotonic_ns();
         if (now >= deadline)
             break;
+        if (hulld.draining) {
+            resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+            return -1;
+        }
         uint64_t left_ms = (deadline - now) / 1000000ull + 1;
         char body[8192 + 64];
         int n =
