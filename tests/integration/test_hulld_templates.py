@@ -140,6 +140,43 @@ def test_twenty_sandboxes_from_one_template_see_the_prepared_files(d):
     assert copies(d) == []
 
 
+def test_the_copy_on_the_host_holds_only_what_it_should(d):
+    """What the source's processes made, as hulld keeps it: links stay
+    links (to host paths too: never followed), no set-id bit, nothing
+    outside the template's directory, only root may enter it."""
+    src = create(d)
+    try:
+        exec_in(d, src["id"], "mkdir -p /tmp/h && echo x > /tmp/h/suid && chmod 6755 /tmp/h/suid && "
+                              "ln -s / /tmp/h/root && ln -s /etc/shadow /tmp/h/shadow && "
+                              "ln /tmp/h/suid /tmp/h/hard && mkfifo /tmp/h/fifo && "
+                              "python3 -c 'import socket; socket.socket(socket.AF_UNIX)"
+                              ".bind(\"/tmp/h/sock\")'")
+        t = call(d, "POST", "/v1/templates", {"sandbox": src["id"], "name": "host"}).json
+    finally:
+        delete(d, src["id"])
+    try:
+        top = Path(d.state) / "templates"
+        assert os.stat(top).st_mode & 0o777 == 0o700
+        copy = top / t["id"] / "h"
+        names = sorted(os.listdir(copy))
+        assert names == ["hard", "root", "shadow", "suid"], names
+        assert os.readlink(copy / "root") == "/" and os.readlink(copy / "shadow") == "/etc/shadow"
+        for n in ("suid", "hard"):
+            st = os.lstat(copy / n)
+            assert st.st_mode & 0o7777 == 0o755 and st.st_uid == 0, oct(st.st_mode)
+            assert (copy / n).read_text() == "x\n"
+        s = create(d, template="host")
+        try:
+            out = exec_in(d, s["id"], "cd /tmp/h && stat -c '%n %a %F' * && readlink root shadow")
+            assert out["stdout"].splitlines() == [
+                "hard 755 regular file", "root 777 symbolic link", "shadow 777 symbolic link",
+                "suid 755 regular file", "/", "/etc/shadow"], out
+        finally:
+            delete(d, s["id"])
+    finally:
+        assert call(d, "DELETE", "/v1/templates/host").status == 200
+
+
 def test_the_template_api_and_tenancy(d):
     t, _ = prepared(d, "api-1", start_cmd=["sleep", "1000"])
     try:
