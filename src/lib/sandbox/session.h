@@ -28,9 +28,10 @@ void hull_session_stats(struct hull_session *s, struct hull_cgroup_stats *st);
 void hull_session_verdict(struct hull_result *r, const struct hull_policy *p, int status, int why,
                           const struct hull_cgroup_stats *before,
                           const struct hull_cgroup_stats *after);
-/* The policy of one command: its own fields on the sandbox's (ep->env
- * malloc'd: hull_strv_free it). */
-int hull_session_exec_policy(const struct hull_session *s, const struct hull_policy *p,
-                             struct hull_policy *ep, hull_error *err);
+/* The layout one command of the sandbox runs in: its own fields on the
+ * sandbox's policy. Refused while paused or after the sandbox ended; what
+ * names the verb in the error. hull_sandbox_layout_free it. */
+int hull_session_command_layout(struct hull_session *s, const struct hull_policy *p,
+                                const char *what, struct hull_sandbox_layout *lay, hull_error *err);
 
 #endif

@@ -145,8 +145,8 @@ void hull_session_verdict(struct hull_result *r, const struct hull_policy *p, in
 }
 
 /* The policy of this exec: the command's own fields on the sandbox's. */
-int hull_session_exec_policy(const struct hull_session *s, const struct hull_policy *p,
-                             struct hull_policy *ep, hull_error *err)
+static int exec_policy(const struct hull_session *s, const struct hull_policy *p,
+                       struct hull_policy *ep, hull_error *err)
 {
     *ep = s->policy;
     ep->argv = p->argv;
@@ -232,29 +232,36 @@ static void run_cmd(struct hull_session *s, struct hull_sandbox_layout *lay, str
     hull_session_verdict(r, x->p, status, why, &before, &after);
 }
 
+int hull_session_command_layout(struct hull_session *s, const struct hull_policy *p,
+                                const char *what, struct hull_sandbox_layout *lay, hull_error *err)
+{
+    if (s->paused)
+        return hull_error_set(err, EBUSY, "%s: the sandbox is paused", what);
+    if (!hull_session_alive(s))
+        return hull_error_set(err, ESRCH, "%s: the sandbox is no longer running", what);
+    struct hull_policy ep;
+    if (exec_policy(s, p, &ep, err) < 0)
+        return -1;
+    /* Process level: the session's own host uid. */
+    uint32_t uid_base =
+        s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
+    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, uid_base,
+                                  s->img.has_user ? &s->img.user : NULL, NULL, lay, err);
+    hull_strv_free(ep.env);
+    return ret;
+}
+
 int hull_session_exec(struct hull_session *s, const struct hull_policy *p, struct hull_result *r,
                       hull_error *err)
 {
     memset(r, 0, sizeof(*r));
     r->isolation = s->policy.isolation;
-    if (s->paused)
-        return hull_error_set(err, EBUSY, "exec: the sandbox is paused");
-    if (!hull_session_alive(s))
-        return hull_error_set(err, ESRCH, "exec: the sandbox is no longer running");
-    struct hull_policy ep;
-    if (hull_session_exec_policy(s, p, &ep, err) < 0)
-        return -1;
     struct hull_sandbox_layout lay;
+    if (hull_session_command_layout(s, p, "exec", &lay, err) < 0)
+        return -1;
     struct xrun x = {.p = p, .r = r, .pid = -1, .out = -1, .err = -1, .in = -1};
     int child[3] = {-1, -1, -1};
-    /* Process level: the session's own host uid. */
-    uint32_t uid_base =
-        s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
-    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, uid_base,
-                                  s->img.has_user ? &s->img.user : NULL, NULL, &lay, err);
-    hull_strv_free(ep.env);
-    if (ret < 0)
-        return -1;
+    int ret = 0;
     if (open_stdio(&x, child, p->stdin_data != NULL) < 0)
         ret = hull_error_errno(err, "exec: pipe");
     else

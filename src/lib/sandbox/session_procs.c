@@ -98,25 +98,12 @@ int hull_session_spawn(struct hull_session *s, const struct hull_policy *p, bool
     memset(sp, 0, sizeof(*sp));
     sp->pid = -1;
     sp->pidfd = sp->in = sp->out = sp->err = -1;
-    if (s->paused)
-        return hull_error_set(err, EBUSY, "the sandbox is paused");
-    if (!hull_session_alive(s))
-        return hull_error_set(err, ESRCH, "the sandbox is no longer running");
-    struct hull_policy ep;
-    if (hull_session_exec_policy(s, p, &ep, err) < 0)
-        return -1;
     struct hull_sandbox_layout lay;
-    /* Process level: the session's own host uid. */
-    uint32_t uid_base =
-        s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
-    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, uid_base,
-                                  s->img.has_user ? &s->img.user : NULL, NULL, &lay, err);
-    hull_strv_free(ep.env);
-    if (ret < 0)
+    if (hull_session_command_layout(s, p, "start", &lay, err) < 0)
         return -1;
     int child[3] = {-1, -1, -1};
     bool pty = rows && cols;
-    ret = proc_stdio(sp, child, with_stdin, rows, cols, err);
+    int ret = proc_stdio(sp, child, with_stdin, rows, cols, err);
     if (ret == 0)
         ret = proc_start(s, &lay, pty, child, sp, err);
     for (int i = 0; i < 3; i++)

@@ -115,8 +115,8 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
     /* 2: grants that weaken isolation, given to a token explicitly, and
      * which of them each audited request used */
-    "ALTER TABLE tokens ADD COLUMN allow TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE audit ADD COLUMN grants TEXT;",
+    ("ALTER TABLE tokens ADD COLUMN allow TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE audit ADD COLUMN grants TEXT;"),
     /* 3: a sandbox's metadata (labels), a JSON object of strings */
     "ALTER TABLE sandboxes ADD COLUMN metadata TEXT;",
     /* 4: sandbox templates, one per tenant and name */
