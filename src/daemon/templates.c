@@ -127,6 +127,45 @@ static void remove_copy(const char *name)
     }
 }
 
+/* The copy of sandbox sid's /tmp, made by its keeper under a temporary
+ * name, flushed, then renamed to id: *stats what it holds; -1 with err
+ * and nothing left. */
+static int keep_copy(const char *sid, const char *tenant, const char *id, json_object **stats,
+                     hull_error *err)
+{
+    char tmpname[64], dir[4096], final[4096];
+    snprintf(tmpname, sizeof(tmpname), ".new-%s", id);
+    tpl_path(dir, sizeof(dir), tmpname);
+    tpl_path(final, sizeof(final), id);
+    if (mkdir(dir, 0700) < 0)
+        return hull_error_errno(err, "template: mkdir %s", dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct frame f = {.fd = -1};
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "max", json_object_new_int64((int64_t)hulld.o->template_max));
+    int ok = fd < 0 ? (json_object_put(hdr), hull_error_errno(err, "template: open %s", dir))
+                    : sandboxes_call(sid, tenant, "tpl_save", hdr, fd, &f, err);
+    /* On the disk before the row names it. */
+    if (ok == 0 && syncfs(fd) < 0)
+        ok = hull_error_errno(err, "template: sync");
+    if (fd >= 0)
+        close(fd);
+    *stats = ok == 0 ? json_object_get(hj_get(f.hdr, "stats")) : NULL;
+    if (ok == 0)
+        frame_free(&f);
+    if (ok == 0 && rename(dir, final) < 0)
+        ok = hull_error_errno(err, "template: rename");
+    if (ok < 0) {
+        remove_copy(tmpname);
+        json_object_put(*stats);
+        *stats = NULL;
+        if (hull_error_code(*err) == EFBIG)
+            hull_error_prefix(err, "template: over hulld's --template-max (%zu bytes)",
+                              hulld.o->template_max);
+    }
+    return ok;
+}
+
 /* POST /v1/templates {"sandbox", "name", "start_cmd"?, "ready_cmd"?,
  * "ready_timeout"?} */
 static void create(const struct request *rq, struct resp *r)
@@ -207,40 +246,10 @@ static void create(const struct request *rq, struct resp *r)
     }
     /* Its inline files are in its /tmp now, as it changed them. */
     json_object_object_del(sp, "files");
-    char id[40], tmpname[64], dir[4096];
+    char id[40];
     daemon_new_id(id, sizeof(id), 't');
-    snprintf(tmpname, sizeof(tmpname), ".new-%s", id);
-    tpl_path(dir, sizeof(dir), tmpname);
-    if (mkdir(dir, 0700) < 0) {
-        hull_error_errno(&e, "template: mkdir %s", dir);
-        resp_from_error(r, &e);
-        return;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    struct frame f = {.fd = -1};
-    json_object *hdr = json_object_new_object();
-    json_object_object_add(hdr, "max", json_object_new_int64((int64_t)hulld.o->template_max));
-    int ok = fd < 0 ? (json_object_put(hdr), hull_error_errno(&e, "template: open %s", dir))
-                    : sandboxes_call(json_object_get_string(sv), rq->caller->tenant, "tpl_save",
-                                     hdr, fd, &f, &e);
-    /* On the disk before the row names it. */
-    if (ok == 0 && syncfs(fd) < 0)
-        ok = hull_error_errno(&e, "template: sync");
-    if (fd >= 0)
-        close(fd);
-    json_object *stats = ok == 0 ? json_object_get(hj_get(f.hdr, "stats")) : NULL;
-    if (ok == 0)
-        frame_free(&f);
-    char final[4096];
-    tpl_path(final, sizeof(final), id);
-    if (ok == 0 && rename(dir, final) < 0)
-        ok = hull_error_errno(&e, "template: rename");
-    if (ok < 0) {
-        remove_copy(tmpname);
-        json_object_put(stats);
-        if (hull_error_code(e) == EFBIG)
-            hull_error_prefix(&e, "template: over hulld's --template-max (%zu bytes)",
-                              hulld.o->template_max);
+    json_object *stats = NULL;
+    if (keep_copy(json_object_get_string(sv), rq->caller->tenant, id, &stats, &e) < 0) {
         resp_from_error(r, &e);
         return;
     }
