@@ -370,3 +370,21 @@ def test_a_process_level_template(tmp_path):
     finally:
         assert h.stop() == 0, h.log.read_text()
     assert h.leaks() == ([], [], [])
+
+
+def test_inline_files_of_the_source_come_once_as_it_changed_them(d):
+    src = create(d, files={"a.txt": "first\n"})
+    try:
+        exec_in(d, src["id"], "echo second >> /tmp/a.txt")
+        r = call(d, "POST", "/v1/templates", {"sandbox": src["id"], "name": "inline"})
+        assert r.status == 201 and "files" not in r.json["sandbox"], r
+    finally:
+        delete(d, src["id"])
+    try:
+        s = create(d, template="inline")
+        try:
+            assert exec_in(d, s["id"], "cat /tmp/a.txt")["stdout"] == "first\nsecond\n"
+        finally:
+            delete(d, s["id"])
+    finally:
+        assert call(d, "DELETE", "/v1/templates/inline").status == 200
