@@ -388,3 +388,34 @@ def test_inline_files_of_the_source_come_once_as_it_changed_them(d):
             delete(d, s["id"])
     finally:
         assert call(d, "DELETE", "/v1/templates/inline").status == 200
+
+
+def test_a_template_of_an_image_sandbox_keeps_the_image_pinned(tmp_path):
+    import imagelib as il
+    root = tmp_path / "images"
+    tar = tmp_path / "base.tar"
+    tar.write_bytes(il.rootfs_tar(il.busybox_layer()))
+    il.hull_run("image", "import", tar, "localhost/tplbase:1", root=root, check=True)
+    h = Hulld(tmp_path / "d", "--image-root", str(root))
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"user": h.token("user", "acme")}
+    h.start()
+    try:
+        s = create(h, image="localhost/tplbase:1")
+        try:
+            exec_in(h, s["id"], "echo from-image > /tmp/mark")
+            t = call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": "img"}).json
+        finally:
+            delete(h, s["id"])
+        assert t["sandbox"]["image"] == s["image"] and "@sha256:" in s["image"], t
+        n = create(h, template="img")
+        try:
+            assert n["image"] == s["image"]
+            out = exec_in(h, n["id"], "cat /tmp/mark; ls /bin/busybox")["stdout"]
+            assert out == "from-image\n/bin/busybox\n", out
+        finally:
+            delete(h, n["id"])
+        assert call(h, "DELETE", "/v1/templates/img").status == 200
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert h.leaks() == ([], [], [])
