@@ -486,7 +486,9 @@ static int start_cmd(struct sbx *s, const struct tpl_use *u, const struct reques
     struct resp sr = {0};
     sbx_processes(s, &sub, "", &sr);
     if (sr.status != 201) {
-        *r = sr; /* its error, as it is */
+        /* Its error, as it is, for the sandbox (the audit's target). */
+        memcpy(sr.target, r->target, sizeof(sr.target));
+        *r = sr;
         return -1;
     }
     json_object *id = hj_get(sr.body, "id");
