@@ -419,3 +419,36 @@ def test_a_template_of_an_image_sandbox_keeps_the_image_pinned(tmp_path):
     finally:
         assert h.stop() == 0, h.log.read_text()
     assert h.leaks() == ([], [], [])
+
+
+def test_racing_keeps_and_deletes_leave_whole_templates_or_nothing(d):
+    src = create(d)
+    try:
+        exec_in(d, src["id"], "head -c 4194304 /dev/urandom > /tmp/blob && sha256sum /tmp/blob")
+        want = exec_in(d, src["id"], "sha256sum /tmp/blob")["stdout"]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(lambda _: call(d, "POST", "/v1/templates",
+                                              {"sandbox": src["id"], "name": "race"}), range(4)))
+    finally:
+        delete(d, src["id"])
+    assert sorted(r.status for r in rs) == [201, 409, 409, 409], rs
+    assert len(copies(d)) == 1
+
+    def make(_):
+        r = call(d, "POST", "/v1/sandboxes", {"template": "race"})
+        if r.status != 201:
+            return r.status, None
+        try:
+            return 201, exec_in(d, r.json["id"], "sha256sum /tmp/blob")["stdout"]
+        finally:
+            delete(d, r.json["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        made = [pool.submit(make, i) for i in range(6)]
+        assert call(d, "DELETE", "/v1/templates/race").status == 200
+        got = [f.result() for f in made]
+    # Each sandbox either got the whole copy or was never made.
+    for status, out in got:
+        assert (status, out) in ((201, want), (404, None)), got
+    assert copies(d) == []
+    assert call(d, "GET", "/v1/sandboxes").json["sandboxes"] == []
