@@ -124,3 +124,14 @@ def test_async_templates(env):
         assert await ac.templates() == []
 
     asyncio.run(body())
+
+
+def test_the_example_runs(env):
+    token = env.hulld.token("user", "example")
+    cp = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "examples" /
+                                             "templates.py"),
+                         "--socket", env.hulld.sock, "--token", token],
+                        capture_output=True, text=True, timeout=600)
+    assert cp.returncode == 0, (cp.stdout, cp.stderr)
+    assert cp.stdout.count(": hello 500500") == 3, cp.stdout
+    assert "templates left: []" in cp.stdout
