@@ -162,6 +162,13 @@ static int keep_copy(const char *sid, const char *tenant, const char *id, json_o
         if (hull_error_code(*err) == EFBIG)
             hull_error_prefix(err, "template: over hulld's --template-max (%zu bytes)",
                               hulld.o->template_max);
+        if (hull_error_code(*err) == ESTALE) { /* a live sandbox swapped a file: 409 */
+            char why[512];
+            snprintf(why, sizeof(why), "%s", hull_error_msg(*err));
+            hull_error_free(err);
+            hull_error_set(err, EBUSY, "template: %s: changed while it was copied (try again)",
+                           why);
+        }
     }
     return ok;
 }

@@ -353,6 +353,17 @@ def test_a_process_level_template(tmp_path):
         try:
             exec_in(h, s["id"], "mkdir /tmp/d && echo p > /tmp/d/f")
             assert call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": "p"}).status == 201
+            # No freezer at process level: copied live while a process
+            # churns files; each copy is whole (201) or refused (409).
+            r = call(h, "POST", f"/v1/sandboxes/{s['id']}/processes", {"cmd": [
+                "sh", "-c", "mkdir -p /tmp/c; i=0; while :; do i=$((i+1)); "
+                "echo $i > /tmp/c/f$((i%50)); rm -f /tmp/c/f$(((i+25)%50)); done"]})
+            assert r.status == 201, r
+            for i in range(5):
+                r = call(h, "POST", "/v1/templates", {"sandbox": s["id"], "name": f"c{i}"})
+                assert r.status in (201, 409), r
+                if r.status == 201:
+                    assert call(h, "DELETE", f"/v1/templates/c{i}").status == 200
         finally:
             delete(h, s["id"])
         # The template's isolation needs the same grant of whoever uses it.

@@ -140,10 +140,22 @@ static int open_same(int dir, const char *name, int flags, const struct stat *st
 
 static int walk_dir(struct walk *w, int src, int dst, unsigned depth, hull_error *err);
 
+/* Saving a live sandbox (process level: no freezer), an entry may go
+ * between its listing and its opening: skipped, as if it had gone first. */
+static bool gone(struct walk *w)
+{
+    if (w->load || errno != ENOENT)
+        return false;
+    w->st->skipped++;
+    return true;
+}
+
 static int copy_file(struct walk *w, int src, int dst, const char *name, const struct stat *st,
                      hull_error *err)
 {
     cleanup_close int in = open_same(src, name, O_RDONLY, st);
+    if (in < 0 && gone(w))
+        return 0;
     if (in < 0)
         return hull_error_errno(err, "/tmp/%s", w->path);
     as_user(w, true);
@@ -165,6 +177,8 @@ static int copy_link(struct walk *w, int src, int dst, const char *name, hull_er
 {
     char target[PATH_MAX];
     ssize_t n = readlinkat(src, name, target, sizeof(target) - 1);
+    if (n < 0 && gone(w))
+        return 0;
     if (n < 0)
         return hull_error_errno(err, "/tmp/%s", w->path);
     target[n] = '\0';
@@ -186,6 +200,8 @@ static int copy_subdir(struct walk *w, int src, int dst, const char *name, const
         return hull_error_set(err, ELOOP, "/tmp/%s: deeper than %u directories", w->path,
                               TPL_MAX_DEPTH);
     cleanup_close int in = open_same(src, name, O_RDONLY | O_DIRECTORY, st);
+    if (in < 0 && gone(w))
+        return 0;
     if (in < 0)
         return hull_error_errno(err, "/tmp/%s", w->path);
     as_user(w, true);
@@ -209,7 +225,7 @@ static int copy_entry(struct walk *w, int src, int dst, const char *name, unsign
 {
     struct stat st;
     if (fstatat(src, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return hull_error_errno(err, "/tmp/%s", w->path);
+        return gone(w) ? 0 : hull_error_errno(err, "/tmp/%s", w->path);
     if (!w->load && st.st_dev != w->dev) {
         w->st->skipped++; /* a mount on /tmp: not the sandbox's /tmp */
         return 0;
