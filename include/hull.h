@@ -498,6 +498,19 @@ HULL_PUBLIC int hull_fs_verb_parse(const char *name);
 HULL_PUBLIC int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op,
                                 struct json_object **out, int *fd_out, hull_error *err);
 
+/* Templates (session_template.c): the sandbox's /tmp copied into the host
+ * directory dirfd (empty), frozen meanwhile when it has a cgroup, at most
+ * max_bytes of data and entries (EFBIG beyond); only directories, regular
+ * files (their data extents) and symlinks (as links), set-id bits dropped;
+ * and such a copy loaded into a new sandbox's /tmp as its user. */
+struct hull_tmp_stats {
+    uint64_t bytes, files, dirs, symlinks, skipped;
+};
+HULL_PUBLIC int hull_session_save_tmp(struct hull_session *s, int dirfd, uint64_t max_bytes,
+                                      struct hull_tmp_stats *st, hull_error *err);
+HULL_PUBLIC int hull_session_load_tmp(struct hull_session *s, int dirfd, struct hull_tmp_stats *st,
+                                      hull_error *err);
+
 /* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
 HULL_PUBLIC int hull_session_pause(struct hull_session *s, hull_error *err);
 HULL_PUBLIC int hull_session_resume(struct hull_session *s, hull_error *err);

@@ -35,6 +35,8 @@ struct hulld_options {
     unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
+    unsigned tenant_templates; /* --tenant-templates: sandbox templates per tenant */
+    size_t template_max;       /* --template-max: bytes of files one template keeps */
     unsigned max_connections;  /* --max-connections */
     bool debug;
     /* --worker mode (src/daemon/worker.c; 0/NULL: the queue's defaults) */
@@ -101,6 +103,9 @@ int keeper_loop(int sock);
 /* keeper_files.c: the keeper's "fs" frames (the file API). */
 struct hull_session;
 void keeper_fs(int sock, struct frame *f, struct hull_session *s);
+/* keeper_tpl.c: the keeper's "tpl_save" / "tpl_load" frames; false for
+ * another op. */
+bool keeper_tpl(int sock, struct frame *f, struct hull_session *s);
 /* puller.c: one image pull in its own process, then exit. */
 int puller_main(int sock);
 
@@ -164,6 +169,30 @@ bool sandboxes_alive(const char *id, const char *tenant);
 /* Prometheus lines for each sandbox's CPU and memory: tenant's only, or
  * every tenant's for NULL (an admin). */
 void sandboxes_metrics(FILE *out, const char *tenant);
+
+/* sandboxes.c, for templates.c: a copy of the create request live
+ * sandbox id of tenant (NULL: any) was made with; ENOENT when none. */
+int sandboxes_spec(const char *id, const char *tenant, char **spec, hull_error *err);
+/* templates.c: /v1/templates (name: the rest of the path, or NULL), and
+ * the sweep at start-up of copies no template names. */
+void api_templates(const struct request *rq, const char *name, struct resp *r);
+void templates_recover(void);
+/* A sandbox made from a template: tpl_expand replaces a create request
+ * naming "template" by the template's own (u->on then; 0 and nothing done
+ * without "template"), tpl_apply loads the template's files into the new
+ * sandbox and runs its start and ready commands (*extra: what the answer
+ * adds). -1 with r filled. */
+struct tpl_use {
+    bool on;
+    char name[72], id[64];
+    char *start, *ready; /* JSON arrays, or NULL */
+    uint64_t ready_ms;
+};
+void tpl_use_free(struct tpl_use *u);
+int tpl_expand(const struct caller *c, json_object **doc, struct tpl_use *u, struct resp *r);
+struct sbx;
+int tpl_apply(struct sbx *s, const struct tpl_use *u, const struct request *rq, json_object **extra,
+              struct resp *r);
 
 /* images.c: /v1/images (ref: the rest of the path, URL-decoded, or NULL). */
 void api_images(const struct request *rq, const char *ref, struct resp *r);

@@ -48,6 +48,8 @@ enum route_kind {
     R_IMAGES,
     R_IMAGE,
     R_NETWORKS,
+    R_TEMPLATES,
+    R_TEMPLATE,
 };
 
 struct route {
@@ -234,6 +236,15 @@ static int route(const char *url, struct route *rt)
     }
     if (strncmp(p, "images", 6) == 0 && (p[6] == '\0' || p[6] == '/'))
         return route_images(p + 6, rt);
+    if (strcmp(p, "templates") == 0 || strncmp(p, "templates/", 10) == 0) {
+        /* /v1/templates[/{name}] (templates.c) */
+        rt->kind = p[9] ? R_TEMPLATE : R_TEMPLATES;
+        rt->allow = p[9] ? "GET, DELETE" : "GET, POST";
+        const char *n = p + 10;
+        if (p[9] && (!segment(&n, rt->id, sizeof(rt->id)) || *n != '\0' || n[-1] == '/'))
+            return -1;
+        return 0;
+    }
     bool runs = strncmp(p, "runs", 4) == 0 && (p[4] == '\0' || p[4] == '/');
     bool sbx = strncmp(p, "sandboxes", 9) == 0 && (p[9] == '\0' || p[9] == '/');
     if (!runs && !sbx)
@@ -540,6 +551,10 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         break;
     case R_NETWORKS:
         api_networks(&rq, r);
+        break;
+    case R_TEMPLATES:
+    case R_TEMPLATE:
+        api_templates(&rq, rt->kind == R_TEMPLATE ? rt->id : NULL, r);
         break;
     }
     if (r->status == 0)

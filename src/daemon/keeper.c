@@ -135,6 +135,8 @@ int keeper_loop(int main_sock)
             keeper_socket(sock, &f, s);
         } else if (strcmp(op, "fs") == 0) {
             keeper_fs(sock, &f, s);
+        } else if (keeper_tpl(sock, &f, s)) {
+            /* a template's save or load (keeper_tpl.c) */
         } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
             int r = op[0] == 'p' ? hull_session_pause(s, &e) : hull_session_resume(s, &e);
             if (r < 0)

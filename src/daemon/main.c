@@ -55,6 +55,8 @@ static void usage(FILE *out)
             "  --max-body BYTES        request body limit (default 8M)\n"
             "  --process-buffer BYTES  output kept per sandbox process (default 1M)\n"
             "  --metrics-interval MS   how often each sandbox's usage is sampled (default 5000)\n"
+            "  --tenant-templates N    sandbox templates per tenant (default 16)\n"
+            "  --template-max BYTES    files a template keeps, at most (default 1G)\n"
             "  --client-timeout SECS   idle connection limit (default 30)\n"
             "  --max-connections N     open connections (default 256)\n"
             "  --image-root DIR        image store (default $HULL_IMAGE_ROOT, else\n"
@@ -129,6 +131,8 @@ static const struct opt_spec opt_specs[] = {
     {"max-body", OPT_SIZE, OFF(max_body), 0, 0},
     {"process-buffer", OPT_SIZE, OFF(process_buffer), 0, 0},
     {"metrics-interval", OPT_UINT, OFF(metrics_interval_ms), 100, 3600000},
+    {"tenant-templates", OPT_UINT, OFF(tenant_templates), 0, 100000},
+    {"template-max", OPT_SIZE, OFF(template_max), 0, 0},
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
     {"debug", OPT_FLAG, OFF(debug), 0, 0},
@@ -240,6 +244,8 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .client_timeout = 30,
         .tenant_runs = 32,
         .tenant_sandboxes = 8,
+        .tenant_templates = 16,
+        .template_max = 1u << 30,
         .max_connections = 256,
         .max_pulls = 2,
         .pull_timeout = 3600,
@@ -302,6 +308,7 @@ static void recover(void)
         hull_error_free(&e);
     }
     runs_recover();
+    templates_recover();
 }
 
 /* The store's WAL is checkpointed by the main thread's tick on this

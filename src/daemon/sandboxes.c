@@ -31,6 +31,7 @@ struct sbx {
     char tenant[72];
     char container[64];
     char image[512]; /* "REPOSITORY@DIGEST" it was made from, or "" */
+    char *spec;      /* the create request it was made with (templates.c) */
     pid_t pid;
     int sock;
     int kill_fd; /* eventfd handed to every exec: written on destroy */
@@ -67,6 +68,7 @@ static void unref(struct sbx *s)
     if (s->pid > 0)
         waitpid(s->pid, NULL, 0);
     pthread_mutex_destroy(&s->op);
+    free(s->spec);
     free(s);
 }
 
@@ -166,6 +168,17 @@ void sandboxes_touch(const char *id, const char *tenant)
         sbx_touch(s);
         unref(s);
     }
+}
+
+int sandboxes_spec(const char *id, const char *tenant, char **spec, hull_error *err)
+{
+    struct sbx *s = find(id, tenant);
+    *spec = s && !s->gone && s->spec ? strdup(s->spec) : NULL;
+    if (s)
+        unref(s);
+    if (*spec == NULL)
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    return 0;
 }
 
 bool sandboxes_alive(const char *id, const char *tenant)
@@ -441,7 +454,8 @@ static void create(const struct request *rq, struct resp *r)
     const struct caller *c = rq->caller;
     hull_error e = NULL;
     cleanup_json json_object *doc = NULL;
-    if (request_doc(rq, true, &doc, r) < 0)
+    __attribute__((cleanup(tpl_use_free))) struct tpl_use tpl = {0};
+    if (request_doc(rq, true, &doc, r) < 0 || tpl_expand(c, &doc, &tpl, r) < 0)
         return;
     unsigned lifetime, ports[SBX_PORTS_MAX];
     size_t n_ports = 0;
@@ -465,6 +479,7 @@ static void create(const struct request *rq, struct resp *r)
     json_object *img = hj_get(doc, "image");
     if (img)
         snprintf(s->image, sizeof(s->image), "%s", json_object_get_string(img));
+    s->spec = strdup(text); /* NULL: it cannot be a template's source */
     pthread_mutex_lock(&s->op);
     struct frame f;
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
@@ -489,6 +504,12 @@ static void create(const struct request *rq, struct resp *r)
         hull_error_free(&e);
     }
     pthread_mutex_unlock(&s->op);
+    json_object *extra = NULL;
+    if (tpl.on && tpl_apply(s, &tpl, rq, &extra, r) < 0) {
+        destroy(s, "its template failed");
+        unref(s);
+        return;
+    }
     if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
             0 ||
         (meta && hull_sandbox_rec_metadata(hulld.store, s->id, meta, &e) < 0)) {
@@ -496,8 +517,15 @@ static void create(const struct request *rq, struct resp *r)
         destroy(s, "could not be recorded");
     } else {
         answer(r, 201, s, NULL);
+        if (extra && r->body) {
+            json_object_object_foreach(extra, k, v)
+            {
+                json_object_object_add(r->body, k, json_object_get(v));
+            }
+        }
         ports_created(r, s, ports, n_ports);
     }
+    json_object_put(extra);
     unref(s);
 }
 

@@ -13,6 +13,13 @@ import {
 } from "./models.js";
 import { ndjsonResponse, outputChunk } from "./ndjson.js";
 import { type OutputCallback, Sandbox } from "./sandbox.js";
+import {
+  createTemplate,
+  type TemplateInfo,
+  templateInfo,
+  type TemplateOptions,
+  templatePath,
+} from "./templates.js";
 import { type ConnectOptions, readAll, Transport } from "./transport.js";
 import {
   cmdArg,
@@ -69,6 +76,10 @@ export interface SandboxOptions {
   files?: Record<string, string | Uint8Array>;
   /** Its ports to expose at once (sb.portUrl(port) gives their URLs). */
   ports?: number[];
+  /** Made from this template (its files, limits, env, image; its start
+   * command started and its ready command passed, else NotReady); only
+   * lifetime and metadata may be given with it. */
+  template?: string;
 }
 
 function runBody(cmd: string | readonly string[], o: RunOptions): Json {
@@ -246,6 +257,7 @@ export class Client {
     if (opts.metadata) body.metadata = strMap(opts.metadata);
     if (opts.files) body.files = filesArg(opts.files);
     if (opts.ports) body.ports = opts.ports.map((p) => Number(p));
+    if (opts.template !== undefined) body.template = String(opts.template);
     return new Sandbox(this.transport, sandboxInfo(await this.transport.call("POST", "/v1/sandboxes", { json: body })));
   }
 
@@ -265,6 +277,27 @@ export class Client {
     for (const [k, v] of Object.entries(opts.metadata ?? {})) query[`metadata.${k}`] = String(v);
     const d = await this.transport.call("GET", "/v1/sandboxes", { query });
     return ((d.sandboxes as Json[]) ?? []).map(sandboxInfo);
+  }
+
+  // ---- templates -------------------------------------------------------------
+
+  /** Keep a prepared sandbox (its /tmp, limits, env, image) as template `name`. */
+  async createTemplate(sandbox: Sandbox | string, name: string, opts: TemplateOptions = {}): Promise<TemplateInfo> {
+    return createTemplate(this.transport, typeof sandbox === "string" ? sandbox : sandbox.id, name, opts);
+  }
+
+  async templates(): Promise<TemplateInfo[]> {
+    const d = await this.transport.call("GET", "/v1/templates");
+    return ((d.templates as Json[]) ?? []).map(templateInfo);
+  }
+
+  async template(name: string): Promise<TemplateInfo> {
+    return templateInfo(await this.transport.call("GET", templatePath(name)));
+  }
+
+  /** Remove it and its files (sandboxes made from it go on). */
+  async deleteTemplate(name: string): Promise<void> {
+    await this.transport.call("DELETE", templatePath(name));
   }
 
   /** A Sandbox object for an existing sandbox id. */

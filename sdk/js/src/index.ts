@@ -30,6 +30,8 @@ export type {
 } from "./models.js";
 export { ndjson, outputChunk } from "./ndjson.js";
 export { Process } from "./process.js";
+export { templateInfo } from "./templates.js";
+export type { TemplateInfo, TemplateOptions } from "./templates.js";
 export type { OutputOptions } from "./process.js";
 export { Sandbox } from "./sandbox.js";
 export type { ExecOptions, OutputCallback, StartOptions } from "./sandbox.js";

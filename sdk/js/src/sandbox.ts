@@ -15,6 +15,7 @@ import {
 } from "./models.js";
 import { ndjsonResponse, outputChunk } from "./ndjson.js";
 import { Process } from "./process.js";
+import { createTemplate, type TemplateInfo, type TemplateOptions } from "./templates.js";
 import { readAll, type Transport } from "./transport.js";
 import { cmdArg, type Duration, type Limits, limitsArg, seg, strMap, textArg } from "./util.js";
 
@@ -189,6 +190,11 @@ export class Sandbox {
   async refresh(): Promise<SandboxInfo> {
     this.info = sandboxInfo(await this.t.call("GET", this.path()));
     return this.info;
+  }
+
+  /** Keep this sandbox as template `name` (client.createTemplate); it goes on. */
+  async snapshotTemplate(name: string, opts: TemplateOptions = {}): Promise<TemplateInfo> {
+    return createTemplate(this.t, this.id, name, opts);
   }
 
   async pause(): Promise<SandboxInfo> {

@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, 
 from . import _api, errors
 from .client import PULL_TIMEOUT, Client, NetworkArg
 from .models import (Chunk, FileEntry, ImageInfo, MetricsSample, NetworkInfo, ProcessInfo,
-                     Result, Run, SandboxInfo, WatchEvent)
+                     Result, Run, SandboxInfo, TemplateInfo, WatchEvent)
 from .sandbox import WAIT_STEP, Data
 
 _LIMIT = 1 << 16  # header lines and NDJSON lines are read in pieces of this
@@ -431,10 +431,11 @@ class AsyncClient:
 
     def sandbox(self, isolation: Optional[str] = None, *, limits=None, env=None, network=None,
                 lifetime=None, image=None, metadata: Optional[Mapping[str, str]] = None,
-                ports=None):
+                ports=None, template: Optional[str] = None):
         """``sb = await client.sandbox(...)``, or ``async with
         client.sandbox(...) as sb:`` to have it deleted on exit."""
-        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
+        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata,
+                                 template)
         if ports:
             body["ports"] = [int(p) for p in ports]
 
@@ -443,6 +444,23 @@ class AsyncClient:
             return AsyncSandbox(self, SandboxInfo.from_json(doc))
 
         return _Opening(create(), "delete")
+
+    async def create_template(self, sandbox, name: str, *, start_cmd=None, ready_cmd=None,
+                              ready_timeout=None) -> TemplateInfo:
+        """As Client.create_template."""
+        sid = sandbox.id if isinstance(sandbox, AsyncSandbox) else str(sandbox)
+        body = _api.template_body(sid, name, start_cmd, ready_cmd, ready_timeout)
+        return TemplateInfo.from_json(await self.request("POST", "/v1/templates", body))
+
+    async def templates(self) -> List[TemplateInfo]:
+        doc = await self.request("GET", "/v1/templates")
+        return [TemplateInfo.from_json(t) for t in doc.get("templates", [])]
+
+    async def template(self, name: str) -> TemplateInfo:
+        return TemplateInfo.from_json(await self.request("GET", _api.template_path(name)))
+
+    async def delete_template(self, name: str) -> None:
+        await self.request("DELETE", _api.template_path(name))
 
     async def sandboxes(self, metadata: Optional[Mapping[str, str]] = None) -> List[SandboxInfo]:
         doc = await self.request("GET", "/v1/sandboxes", query=_api.metadata_query(metadata))
@@ -780,6 +798,10 @@ class AsyncSandbox:
         doc = await self._client.request("GET", self._path("metrics"),
                                          query=_api.metrics_query(since))
         return [MetricsSample.from_json(s) for s in doc.get("samples", [])]
+
+    async def snapshot_template(self, name: str, **kw) -> TemplateInfo:
+        """As Sandbox.snapshot_template."""
+        return await self._client.create_template(self.id, name, **kw)
 
     async def pause(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(await self._client.request("POST",

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _api, errors
-from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo
+from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo, TemplateInfo
 from .sandbox import Files, Process, Sandbox, Watch  # noqa: F401  (hull.client.Sandbox)
 from .sandbox import _deliver
 
@@ -375,7 +375,8 @@ class Client:
                 lifetime: Optional[Union[str, float, datetime.timedelta]] = None,
                 image: Optional[str] = None,
                 metadata: Optional[Mapping[str, str]] = None,
-                ports: Optional[Sequence[int]] = None) -> "Sandbox":
+                ports: Optional[Sequence[int]] = None,
+                template: Optional[str] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
         deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``.
         ``lifetime`` (how long it may stay idle) is "10m", a number of
@@ -386,11 +387,42 @@ class Client:
         sandbox lives. ``metadata``: labels ({"team": "ml"}, at most 32,
         strings of at most 256 bytes) to find it by with
         ``sandboxes(metadata=...)``. ``ports``: ports of the sandbox to
-        expose at once (``sb.port_url(port)`` gives their URLs)."""
-        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
+        expose at once (``sb.port_url(port)`` gives their URLs).
+        ``template``: made from that template (``create_template``): its
+        files, limits, env and image, its start command started and its
+        ready command passed (else ``errors.NotReady`` and no sandbox); only
+        lifetime and metadata may be given with it."""
+        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata,
+                                 template)
         if ports:
             body["ports"] = [int(p) for p in ports]
         return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
+
+    # ---- templates ----------------------------------------------------------------------
+
+    def create_template(self, sandbox: Union[str, "Sandbox"], name: str, *,
+                        start_cmd: Optional[Sequence[str]] = None,
+                        ready_cmd: Optional[Sequence[str]] = None,
+                        ready_timeout: Optional[Union[str, float, datetime.timedelta]] = None
+                        ) -> TemplateInfo:
+        """Keep a prepared sandbox (its /tmp, limits, env, image) as
+        template ``name`` of this tenant. Sandboxes made from it start
+        ``start_cmd`` in the background and are handed over once
+        ``ready_cmd`` exits 0 (within ``ready_timeout``, default 30s)."""
+        sid = sandbox.id if isinstance(sandbox, Sandbox) else str(sandbox)
+        body = _api.template_body(sid, name, start_cmd, ready_cmd, ready_timeout)
+        return TemplateInfo.from_json(self.request("POST", "/v1/templates", body))
+
+    def templates(self) -> List[TemplateInfo]:
+        doc = self.request("GET", "/v1/templates")
+        return [TemplateInfo.from_json(t) for t in doc.get("templates", [])]
+
+    def template(self, name: str) -> TemplateInfo:
+        return TemplateInfo.from_json(self.request("GET", f"/v1/templates/{_seg(name)}"))
+
+    def delete_template(self, name: str) -> None:
+        """Remove it and its files (sandboxes made from it go on)."""
+        self.request("DELETE", f"/v1/templates/{_seg(name)}")
 
     def sandboxes(self, metadata: Optional[Mapping[str, str]] = None) -> List[SandboxInfo]:
         """The live sandboxes of this token's tenant; with ``metadata``,

@@ -381,6 +381,11 @@ class Sandbox:
         self.info = SandboxInfo.from_json(self._client.request("POST", self._path("pause")))
         return self.info
 
+    def snapshot_template(self, name: str, **kw):
+        """Keep this sandbox as template ``name`` (``client.create_template``
+        with its keyword arguments); it goes on running."""
+        return self._client.create_template(self.id, name, **kw)
+
     def resume(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._client.request("POST", self._path("resume")))
         return self.info

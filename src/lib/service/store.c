@@ -182,6 +182,21 @@ static const char *const migrations[] = {
      "ALTER TABLE audit ADD COLUMN grants TEXT;"),
     /* 3: a sandbox's metadata (labels), a JSON object of strings */
     "ALTER TABLE sandboxes ADD COLUMN metadata TEXT;",
+    /* 4: sandbox templates, one per tenant and name */
+    ("CREATE TABLE templates ("
+     "  id TEXT PRIMARY KEY,"
+     "  tenant TEXT NOT NULL,"
+     "  name TEXT NOT NULL,"
+     "  isolation TEXT NOT NULL,"
+     "  spec TEXT NOT NULL,"
+     "  start_cmd TEXT,"
+     "  ready_cmd TEXT,"
+     "  ready_timeout_ms INTEGER NOT NULL,"
+     "  bytes INTEGER NOT NULL,"
+     "  files INTEGER NOT NULL,"
+     "  source TEXT,"
+     "  created TEXT NOT NULL,"
+     "  UNIQUE (tenant, name));"),
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -5,6 +5,7 @@
  *   runs       one-shot runs and their life cycle; results beside them
  *   sandboxes  long-lived sandboxes
  *   audit      append-only log of state-changing requests
+ *   templates  sandbox templates (their files are beside the database)
  *
  * Every state change of a run is one conditional UPDATE ("... WHERE state
  * IN (...)"), so when two processes race to end a run (the worker that ran
@@ -182,6 +183,29 @@ int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_
 json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
                                   hull_error *err);
 json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hull_error *err);
+
+/* ---- templates (templates.c) ---- */
+
+/* A template: what a sandbox made from it is created with (spec: the
+ * create request as JSON text; start_cmd, ready_cmd: JSON arrays or NULL). */
+struct hull_template_rec {
+    const char *id, *tenant, *name, *isolation, *spec, *start_cmd, *ready_cmd, *source;
+    uint64_t ready_timeout_ms, bytes, files;
+};
+/* EEXIST when tenant has one of that name already. */
+int hull_template_insert(struct hull_store *s, const struct hull_template_rec *t, hull_error *err);
+/* The row as an object (id, name, isolation, spec, ...); ENOENT when
+ * tenant has none of that name. */
+json_object *hull_template_get(struct hull_store *s, const char *tenant, const char *name,
+                               hull_error *err);
+/* tenant's rows, by name (an array). */
+json_object *hull_template_list(struct hull_store *s, const char *tenant, hull_error *err);
+int hull_template_count(struct hull_store *s, const char *tenant, unsigned *n, hull_error *err);
+/* ENOENT when there is none. */
+int hull_template_delete(struct hull_store *s, const char *tenant, const char *name,
+                         hull_error *err);
+/* Every row's id (an array of {"id"}), to sweep copies no row names. */
+json_object *hull_template_ids(struct hull_store *s, hull_error *err);
 
 /* ---- internal to src/lib/service ---- */
 struct sqlite3;
