@@ -48,6 +48,12 @@ pid_t kprocs_fork(struct kprocs *k, int conn);
 void kprocs_kill(struct kprocs *k, struct hull_session *s);
 void kprocs_free(struct kprocs *k);
 
+/* sbx_vm.c: a keeper serving a microVM sandbox. vmk_serves: first (the
+ * keeper's first request) is a microVM's "create" or an "adopt" of a
+ * paused one; vmk_loop then answers it and everything after. */
+bool vmk_serves(struct frame *first);
+int vmk_loop(struct kprocs *kp, int sock, struct frame *first);
+
 /* ---- in hulld ---- */
 
 /* /v1/sandboxes/{sid}/processes[/{pid}[/{verb}]] (rest: what follows
