@@ -310,6 +310,34 @@ static int vmk_tmp_path(const char *path, char *out, size_t len, hull_error *err
     return 0;
 }
 
+/* Missing parents of guest path made (mkdir -p, by a workload of the
+ * guest: it can only make what the guest's workloads can). */
+static int vmk_parents(struct vmk *k, const char *guest, hull_error *err)
+{
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s", guest);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash - dir <= 4) /* "/tmp" itself */
+        return 0;
+    *slash = '\0';
+    char *argv[] = {"mkdir", "-p", "--", dir, NULL};
+    char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL};
+    struct hull_vm_exec_opts o = {.argv = argv,
+                                  .env = env,
+                                  .stdin_fd = -1,
+                                  .stdout_fd = -1,
+                                  .stderr_fd = -1,
+                                  .limits = {.wall_time_ms = 30000}};
+    struct hull_vm_exec_result r;
+    if (hull_vm_exec(NULL, k->id, &o, &r, err) < 0)
+        return hull_error_prefix(err, "put: parents");
+    int rc = strcmp(r.verdict, "ok") == 0 ? 0
+                                          : hull_error_set(err, ENOTDIR, "path: %s: %.200s", dir,
+                                                           r.stderr_buf ? r.stderr_buf : r.verdict);
+    hull_vm_exec_result_free(&r);
+    return rc;
+}
+
 static int vmk_put(struct vmk *k, struct frame *f, hull_error *err)
 {
     char guest[4200], host[128];
@@ -323,8 +351,9 @@ static int vmk_put(struct vmk *k, struct frame *f, hull_error *err)
         return hull_error_errno(err, "put: staging file");
     bool ok = f->len == 0 || write(fd, f->data, f->len) == (ssize_t)f->len;
     close(fd);
-    int r = ok ? hull_vm_copy_in(NULL, k->id, host, guest, err)
-               : hull_error_errno(err, "put: staging file");
+    int r = ok ? vmk_parents(k, guest, err) : hull_error_errno(err, "put: staging file");
+    if (r == 0)
+        r = hull_vm_copy_in(NULL, k->id, host, guest, err);
     unlink(host);
     return r;
 }
