@@ -12,11 +12,15 @@
  * leaves a paused one's file; "destroy" removes either. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -440,27 +444,142 @@ static void vmk_end(struct vmk *k, bool forget)
     k->stage[0] = '\0';
 }
 
-/* Background processes and streams: attaching a connection and listing
- * are kprocs'; the rest is not there yet for a microVM. */
-static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
+/* ---- background processes (keeper_procs.c with this backend) ----
+ *
+ * A process is a child of the keeper running hull_vm_exec with its stdin,
+ * stdout and stderr on pipes the keeper holds; it writes the agent's result
+ * to a fourth pipe and exits. The agent serves one session at a time, so
+ * processes of one microVM run one after another (the next waits for the
+ * agent). Killing the child ends its session, and the agent kills the
+ * workload of a host that left. */
+
+static const struct vmk *vmk_self; /* the keeper's one sandbox */
+
+#define VMK_RESULTS 128
+static struct {
+    pid_t pid;
+    int fd;
+} vmk_results[VMK_RESULTS];
+
+static void vmk_child(int in, int out, int errfd, int res, const struct hull_policy *p)
 {
-    const char *op = vmk_str(f, "op");
-    if (strcmp(op, "attach") == 0 || strcmp(op, "proc_list") == 0) {
-        kprocs_op(kp, NULL, sock, f);
-        return;
-    }
+    /* Only what the run needs: hulld's connections are the keeper's. */
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != in && fd != out && fd != errfd && fd != res)
+            close(fd);
+    signal(SIGPIPE, SIG_IGN);
     hull_error e = NULL;
-    hull_error_set(&e, ENOTSUP, "processes: not available for microVM sandboxes yet");
-    vmk_error(sock, &e);
+    struct hull_vm_exec_opts o;
+    char **env = NULL;
+    struct hull_vm_exec_result r;
+    char *json = NULL;
+    if (vmk_exec_opts(vmk_self, p, &o, &env, &e) == 0) {
+        o.stdin_fd = in;
+        o.stdin_data = NULL;
+        o.stdin_len = 0;
+        o.stdout_fd = out;
+        o.stderr_fd = errfd;
+        if (hull_vm_exec(NULL, vmk_self->id, &o, &r, &e) == 0) {
+            json = hull_vm_exec_result_json(&r, NULL);
+            hull_vm_exec_result_free(&r);
+        }
+    }
+    if (json == NULL) {
+        memset(&r, 0, sizeof(r));
+        snprintf(r.verdict, sizeof(r.verdict), "internal_error");
+        r.exit_code = -1;
+        json = hull_vm_exec_result_json(&r, e ? hull_error_msg(e) : "out of memory");
+    }
+    if (json && write(res, json, strlen(json)) < 0)
+        _exit(1);
+    _exit(0);
 }
 
-static void vmk_fs(const char *id, const char *stage, int sock, struct frame *f)
+static void vmk_close_pipes(int fds[4][2])
 {
-    (void)id;
-    (void)stage;
-    (void)f;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++)
+            if (fds[i][j] >= 0)
+                close(fds[i][j]);
+}
+
+static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows, unsigned cols,
+                     struct hull_session_proc *sp, hull_error *err)
+{
+    if (rows || cols)
+        return hull_error_set(err, ENOTSUP, "pty: not available for microVM sandboxes");
+    int slot = 0;
+    while (slot < VMK_RESULTS && vmk_results[slot].pid > 0)
+        slot++;
+    if (slot == VMK_RESULTS)
+        return hull_error_set(err, EBUSY, "the sandbox has %d processes, its most", VMK_RESULTS);
+    int fds[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}}; /* in, out, err, result */
+    for (int i = 0; i < 4; i++)
+        if ((i > 0 || with_stdin) && pipe2(fds[i], O_CLOEXEC) < 0) {
+            vmk_close_pipes(fds);
+            return hull_error_errno(err, "pipe");
+        }
+    pid_t pid = fork(); /* safe: the keeper has one thread */
+    if (pid < 0) {
+        vmk_close_pipes(fds);
+        return hull_error_errno(err, "fork");
+    }
+    if (pid == 0)
+        vmk_child(fds[0][0], fds[1][1], fds[2][1], fds[3][1], p);
+    int keep[4] = {fds[0][1], fds[1][0], fds[2][0], fds[3][0]};
+    fds[0][1] = fds[1][0] = fds[2][0] = fds[3][0] = -1;
+    vmk_close_pipes(fds);
+    for (int i = 0; i < 3; i++)
+        if (keep[i] >= 0)
+            fcntl(keep[i], F_SETFL, O_NONBLOCK);
+    *sp = (struct hull_session_proc){.pid = pid, .in = keep[0], .out = keep[1], .err = keep[2]};
+    sp->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    vmk_results[slot].pid = pid;
+    vmk_results[slot].fd = keep[3];
+    return 0;
+}
+
+static json_object *vmk_result(pid_t pid, int status, int stop)
+{
+    json_object *o = NULL;
+    for (int i = 0; i < VMK_RESULTS; i++) {
+        if (vmk_results[i].pid != pid)
+            continue;
+        char *text = NULL;
+        size_t len = 0;
+        hull_error e = NULL;
+        if (hull_read_fd(vmk_results[i].fd, &text, &len, &e) == 0 && len)
+            o = json_tokener_parse(text);
+        hull_error_free(&e);
+        free(text);
+        close(vmk_results[i].fd);
+        vmk_results[i].pid = 0;
+    }
+    if (o) /* the child ran to its end: the agent's verdict */
+        return o;
+    /* Killed before it had one: by the keeper (a limit, the end) or a signal. */
+    static const char *const by_stop[] = {"signaled", "wall_time_limit", "output_limit", "killed"};
+    o = json_object_new_object();
+    json_object_object_add(o, "verdict", json_object_new_string(by_stop[stop & 3]));
+    json_object_object_add(o, "exit_code", json_object_new_int(-1));
+    json_object_object_add(o, "signal",
+                           json_object_new_int(WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+    json_object_object_add(o, "isolation", json_object_new_string("microvm"));
+    return o;
+}
+
+static const struct kprocs_backend vmk_backend = {.spawn = vmk_spawn, .result = vmk_result};
+
+static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
+{
+    kprocs_op(kp, NULL, sock, f);
+}
+
+/* The /fs API needs more of the agent than it has yet. */
+static void vmk_fs(int sock)
+{
     hull_error e = NULL;
-    hull_error_set(&e, ENOTSUP, "fs: not available for microVM sandboxes yet");
+    hull_error_set(&e, ENOTSUP, "fs: not available for microVM sandboxes yet (use /files)");
     vmk_error(sock, &e);
 }
 
@@ -469,8 +588,11 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
     const char *op = vmk_str(f, "op");
     hull_error e = NULL;
-    bool paused_refused = k->on_disk && strcmp(op, "resume") != 0 && strcmp(op, "destroy") != 0 &&
-                          strcmp(op, "attach") != 0 && strcmp(op, "proc_list") != 0;
+    static const char *const need_vm[] = {"exec",  "put",        "get",        "fs",
+                                          "pause", "proc_start", "proc_stdin", NULL};
+    bool paused_refused = false;
+    for (const char *const *n = need_vm; k->on_disk && *n; n++)
+        paused_refused = paused_refused || strcmp(op, *n) == 0;
     if (paused_refused) {
         hull_error_set(&e, EBUSY, "sandbox is paused");
         vmk_error(sock, &e);
@@ -496,7 +618,7 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
             vmk_ok(sock, NULL, NULL, data, len);
         free(data);
     } else if (strcmp(op, "fs") == 0) {
-        vmk_fs(k->id, k->stage, sock, f);
+        vmk_fs(sock);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)
@@ -529,6 +651,8 @@ int vmk_loop(struct kprocs *kp, int sock, struct frame *first)
         return 1;
     }
     vmk_ok(sock, "container", k.id, NULL, 0);
+    vmk_self = &k;
+    kprocs_set_backend(kp, &vmk_backend);
     for (;;) {
         struct frame f;
         int conn;

@@ -2,13 +2,14 @@
 sandboxes"): create, exec, files, pause to disk, resume, delete, and a
 paused one surviving a hulld restart. TCG unless HULL_VM_ACCEL says
 otherwise; run under `flock /work/wt/vm.lock` (the VM tests are host-wide)."""
+import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
-from hulldlib import Hulld
+from hulldlib import Hulld, UnixConnection, wait_until
 from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
 
 
@@ -16,7 +17,7 @@ from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
 def d(tmp_path_factory):
     skip_unless_ready()
     os.environ["HULL_VM_ACCEL"] = ACCEL
-    before = set(qemu_pids())
+    before = set(vm_qemus())
     h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "4")
     Path(h.state).mkdir(parents=True)
     h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
@@ -26,8 +27,21 @@ def d(tmp_path_factory):
         assert h.stop() == 0, h.log.read_text()
     procs, entries, cgroups = h.leaks()
     assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
-    assert set(qemu_pids()) <= before, "a QEMU was left behind"
+    assert set(vm_qemus()) <= before, "a QEMU was left behind"
     assert not list((Path(h.state) / "microvm").glob("*.snap*"))
+
+
+def vm_qemus():
+    """QEMUs of hulld's microVM sandboxes (their VMs are named hulld-...)."""
+    out = []
+    for pid in qemu_pids():
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if argv[argv.index(b"-name") + 1].startswith(b"hull-hulld-"):
+            out.append(pid)
+    return out
 
 
 def create(d, body=None, who="user"):
@@ -76,12 +90,12 @@ def test_create_exec_files_delete(d):
     # Another tenant sees nothing.
     assert d.request("GET", f"/v1/sandboxes/{sid}", token=d.tokens["other"]).status == 404
     assert exec_(d, sid, ["true"], who="other").status == 404
-    vm = [p for p in qemu_pids()]
+    vm = vm_qemus()
     assert vm, "no QEMU runs for the sandbox"
     delete(d, sid)
     assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "destroyed"
     assert exec_(d, sid, ["true"]).status == 404
-    assert not set(vm) & set(qemu_pids())
+    assert wait_until(lambda: not set(vm) & set(vm_qemus()), 30)
 
 
 def test_refused_by_name(d):
@@ -91,13 +105,71 @@ def test_refused_by_name(d):
     assert r.status == 501 and "limits.tmp_size" in r.json["error"]["message"], r
     sid = create(d)
     try:
-        r = d.request("POST", f"/v1/sandboxes/{sid}/processes", {"cmd": ["true"]}, t)
-        assert r.status == 501 and "processes" in r.json["error"]["message"], r
-        r = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}, t,
-                      headers={"Accept": "application/x-ndjson"})
-        assert r.status == 501 and "processes" in r.json["error"]["message"], r
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
+                      {"cmd": ["sh"], "pty": {"rows": 24, "cols": 80}}, t)
+        assert r.status == 501 and "pty" in r.json["error"]["message"], r
         r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp?op=list", token=t)
         assert r.status == 501 and "fs" in r.json["error"]["message"], r
+    finally:
+        delete(d, sid)
+
+
+def stream_lines(d, method, path, body):
+    c = UnixConnection(d.sock, timeout=300)
+    c.request(method, path, body=json.dumps(body),
+              headers={"Authorization": f"Bearer {d.tokens['user']}",
+                       "Content-Type": "application/json",
+                       "Accept": "application/x-ndjson"})
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    assert r.getheader("Content-Type") == "application/x-ndjson"
+    out = [json.loads(line) for line in r.read().splitlines()]
+    c.close()
+    return out
+
+
+def test_streamed_exec_and_processes(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    try:
+        lines = stream_lines(d, "POST", f"/v1/sandboxes/{sid}/exec",
+                             {"cmd": ["sh", "-c", "for i in $(seq 1 2000); do echo line$i; done;"
+                                      " echo oops >&2; exit 4"],
+                              "limits": {"cpu_time": "60s", "wall_time": "120s"}})
+        assert lines[0]["type"] == "start" and lines[0]["process"]["id"].startswith("p-")
+        assert lines[-1]["type"] == "result", lines[-3:]
+        assert lines[-1]["result"]["exit_code"] == 4
+        assert lines[-1]["result"]["isolation"] == "microvm"
+        out = "".join(x["data"] for x in lines if x["type"] == "stdout")
+        err = "".join(x["data"] for x in lines if x["type"] == "stderr")
+        assert out == "".join(f"line{i}\n" for i in range(1, 2001)) and err == "oops\n"
+        offs = [x["offset"] for x in lines if x["type"] in ("stdout", "stderr")]
+        assert offs == sorted(offs) and offs[0] == 0
+        # A background process fed through stdin, then waited for.
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
+                      {"cmd": ["sh", "-c", "tr a-z A-Z; echo done"], "stdin": True}, t)
+        assert r.status == 201, r
+        pid = r.json["id"]
+        base = f"/v1/sandboxes/{sid}/processes/{pid}"
+        r = d.request("POST", f"{base}/stdin", b"hello microvm\n", t, raw=True)
+        assert r.status == 200 and r.json["written"] == 14, r
+        assert d.request("POST", f"{base}/close_stdin", token=t).status == 200
+        r = d.request("POST", f"{base}/wait", {"timeout": "120s"}, t)
+        assert r.status == 200 and r.json["state"] == "exited", r
+        assert r.json["result"]["verdict"] == "ok", r.json
+        lines = stream_lines(d, "GET", f"{base}/output?offset=0&follow=false", None)
+        out = "".join(x["data"] for x in lines if x["type"] == "stdout")
+        assert out == "HELLO MICROVM\ndone\n", lines
+        # A killed process ends, and the sandbox goes on.
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes", {"cmd": ["sleep", "600"]}, t)
+        pid = r.json["id"]
+        base = f"/v1/sandboxes/{sid}/processes/{pid}"
+        assert d.request("POST", f"{base}/signal", {"signal": "KILL"}, t).status == 200
+        r = d.request("POST", f"{base}/wait", {"timeout": "120s"}, t)
+        assert r.json["state"] == "exited" and r.json["result"]["verdict"] != "ok", r.json
+        assert exec_(d, sid, ["echo", "after"]).json["stdout"] == "after\n"
+        listed = d.request("GET", f"/v1/sandboxes/{sid}/processes", token=t).json["processes"]
+        assert len(listed) == 3
     finally:
         delete(d, sid)
 
@@ -106,11 +178,11 @@ def test_pause_to_disk_and_resume(d):
     t = d.tokens["user"]
     sid = create(d)
     assert exec_(d, sid, ["sh", "-c", "echo before > /tmp/p.txt"]).json["verdict"] == "ok"
-    running = set(qemu_pids())
+    running = set(vm_qemus())
     r = d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t)
     assert r.status == 200 and r.json["state"] == "paused", r
     # On disk: its QEMU is gone, its snapshot is there.
-    assert running - set(qemu_pids())
+    assert running - set(vm_qemus())
     assert len(list((Path(d.state) / "microvm").glob("*.snap"))) == 1
     assert exec_(d, sid, ["true"]).status == 409
     assert d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t).status == 409
