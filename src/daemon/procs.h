@@ -63,6 +63,9 @@ void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be);
  * paused one; vmk_loop then answers it and everything after. */
 bool vmk_serves(struct frame *first);
 int vmk_loop(struct kprocs *kp, int sock, struct frame *first);
+/* sbx_vm_fs.c: op "fs" on VM vm (stage: the keeper's staging directory,
+ * limit: what an upload may hold). */
+void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, struct frame *f);
 
 /* ---- in hulld ---- */
 

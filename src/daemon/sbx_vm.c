@@ -575,14 +575,6 @@ static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
     kprocs_op(kp, NULL, sock, f);
 }
 
-/* The /fs API needs more of the agent than it has yet. */
-static void vmk_fs(int sock)
-{
-    hull_error e = NULL;
-    hull_error_set(&e, ENOTSUP, "fs: not available for microVM sandboxes yet (use /files)");
-    vmk_error(sock, &e);
-}
-
 /* One request; true when the keeper is done. */
 static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
@@ -618,7 +610,7 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
             vmk_ok(sock, NULL, NULL, data, len);
         free(data);
     } else if (strcmp(op, "fs") == 0) {
-        vmk_fs(sock);
+        vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)

@@ -108,8 +108,8 @@ def test_refused_by_name(d):
         r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
                       {"cmd": ["sh"], "pty": {"rows": 24, "cols": 80}}, t)
         assert r.status == 501 and "pty" in r.json["error"]["message"], r
-        r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp?op=list", token=t)
-        assert r.status == 501 and "fs" in r.json["error"]["message"], r
+        r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp?op=watch", token=t)
+        assert r.status == 501 and "watch" in r.json["error"]["message"], r
     finally:
         delete(d, sid)
 
@@ -170,6 +170,38 @@ def test_streamed_exec_and_processes(d):
         assert exec_(d, sid, ["echo", "after"]).json["stdout"] == "after\n"
         listed = d.request("GET", f"/v1/sandboxes/{sid}/processes", token=t).json["processes"]
         assert len(listed) == 3
+    finally:
+        delete(d, sid)
+
+
+def test_fs_api(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    fs = f"/v1/sandboxes/{sid}/fs"
+    try:
+        data = os.urandom(3 << 20)
+        r = d.request("PUT", f"{fs}/root/w/big.bin", data, t, raw=True)
+        assert r.status == 201 and r.json["size"] == len(data), r
+        assert r.json["type"] == "file" and r.json["path"] == "/root/w/big.bin"
+        assert d.request("GET", f"{fs}/root/w/big.bin", token=t).body == data
+        r = d.request("POST", f"{fs}/root/w/sub/deeper?op=mkdir", token=t)
+        assert r.status == 201 and r.json["type"] == "dir", r
+        r = d.request("GET", f"{fs}/root/w?op=list&depth=2", token=t)
+        names = sorted(e["path"] for e in r.json["entries"])
+        assert names == ["/root/w/big.bin", "/root/w/sub", "/root/w/sub/deeper"], r
+        r = d.request("POST", f"{fs}/root/w/big.bin?op=rename", {"to": "/tmp/moved.bin"}, t)
+        assert r.status == 200 and r.json["path"] == "/tmp/moved.bin", r
+        r = d.request("GET", f"{fs}/tmp/moved.bin?op=stat", token=t)
+        assert r.json["size"] == len(data) and r.json["mode"] == "0644", r
+        assert d.request("GET", f"{fs}/root/w/big.bin?op=stat", token=t).status == 404
+        r = d.request("DELETE", f"{fs}/root/w", token=t)
+        assert r.status >= 400, r  # not empty
+        r = d.request("DELETE", f"{fs}/root/w?recursive=true", token=t)
+        assert r.status == 200 and r.json["removed"] is True, r
+        assert exec_(d, sid, ["ls", "/root"]).json["stdout"] == ""
+        # Written in the guest, read through the API: the same file.
+        exec_(d, sid, ["sh", "-c", "printf guest > /tmp/g.txt"])
+        assert d.request("GET", f"{fs}/tmp/g.txt", token=t).body == b"guest"
     finally:
         delete(d, sid)
 
