@@ -1,8 +1,8 @@
 /* The keeper of a long-lived microVM sandbox (docs/api.md, "microVM
  * sandboxes"): the same protocol as keeper.c (one process per sandbox,
  * single-threaded, answering hulld's frames), served with hull's VM
- * library instead of a container session. The VM boots cold (see
- * vmk_create) and is reached through its agent.
+ * library instead of a container session. The VM starts warm from the
+ * cached template of its configuration and is reached through its agent.
  *
  * Pause goes to disk: the VM is snapshotted (hull_vm_snapshot: signed,
  * digests checked on restore) to <state-dir>/microvm/<vm>.snap and its QEMU
@@ -176,9 +176,9 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
         .id = k->id,
         .memory_mb = vmk_memory_mb(k->memory_bytes),
         .rootfs = p.rootfs,
-        /* Booted cold: a snapshot of a template's clone does not restore
-         * yet ("QMP: connect ... refused"), and pause needs one. */
-        .from_template = false,
+        /* Warm: restored from the template of this configuration (booted
+         * and saved the first time). */
+        .from_template = true,
         .image = p.image,
         .image_root = p.image_root,
         .pull = p.pull,
