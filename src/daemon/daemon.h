@@ -157,6 +157,8 @@ void sbx_meta_show(json_object *row);
 int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r);
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
+/* Paused microVM sandboxes of an earlier hulld, served again (start-up). */
+void sandboxes_adopt(void);
 unsigned sandboxes_active(void);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */

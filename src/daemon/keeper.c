@@ -99,7 +99,12 @@ int keeper_loop(int main_sock)
         const char *op = hdr_str(&f, "op");
         hull_error e = NULL;
         bool done = false;
-        if (strcmp(op, "create") == 0 && s == NULL) {
+        if (s == NULL && vmk_serves(&f)) { /* a microVM sandbox: sbx_vm.c */
+            int rc = vmk_loop(kp, sock, &f);
+            frame_free(&f);
+            kprocs_free(kp);
+            return rc;
+        } else if (strcmp(op, "create") == 0 && s == NULL) {
             done = do_create(sock, &f, &s) < 0;
         } else if (s == NULL) {
             hull_error_set(&e, EPROTO, "keeper: no sandbox yet");

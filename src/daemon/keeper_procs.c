@@ -80,7 +80,13 @@ struct kprocs {
      * connection it answers on is not read meanwhile. */
     pid_t exec_pid;
     int exec_pidfd, exec_conn;
+    const struct kprocs_backend *be; /* NULL: the container session's */
 };
+
+void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be)
+{
+    k->be = be;
+}
 
 static void reply_error(int conn, hull_error *e)
 {
@@ -240,7 +246,8 @@ static void feed_stdin(struct kproc *p)
     }
 }
 
-static void finish(struct kproc *p, struct hull_session *s, int status, const struct rusage *ru)
+static void finish(struct kprocs *k, struct kproc *p, struct hull_session *s, int status,
+                   const struct rusage *ru)
 {
     /* What it wrote before it went (a child it left may write on). */
     if (p->sp.out >= 0)
@@ -255,6 +262,10 @@ static void finish(struct kproc *p, struct hull_session *s, int status, const st
     p->running = false;
     p->stdin_open = false;
     p->ended = time(NULL);
+    if (k->be) {
+        p->result = k->be->result(p->sp.pid, status, p->stop);
+        return;
+    }
     struct hull_policy pol = {.cpu_time_ms = p->cpu_time_ms};
     uint64_t cpu = (uint64_t)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000ull +
                    (uint64_t)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1000ull;
@@ -307,7 +318,7 @@ static void reap(struct kprocs *k, struct hull_session *s)
         /* A child it left may keep writing: then it ends HOLD_MS after. */
         if (p->reaped && ((drained(p->sp.out) && drained(p->sp.err)) ||
                           hull_monotonic_ns() - p->reaped_ns >= HOLD_MS * 1000000ull)) {
-            finish(p, s, p->status, &p->ru);
+            finish(k, p, s, p->status, &p->ru);
             any = true;
         }
     }
@@ -567,8 +578,9 @@ static int start_proc(struct kprocs *k, struct hull_session *s, struct frame *f,
     struct kproc *p = calloc(1, sizeof(*p));
     unsigned rows = (unsigned)hu64(f, "rows"), cols = (unsigned)hu64(f, "cols");
     bool with_stdin = hu64(f, "stdin") != 0 || pol.stdin_data != NULL;
-    int r = p ? hull_session_spawn(s, &pol, with_stdin, rows, cols, &p->sp, err)
-              : hull_error_set(err, ENOMEM, "out of memory");
+    int r = p == NULL ? hull_error_set(err, ENOMEM, "out of memory")
+            : k->be   ? k->be->spawn(&pol, with_stdin, rows, cols, &p->sp, err)
+                      : hull_session_spawn(s, &pol, with_stdin, rows, cols, &p->sp, err);
     if (r == 0) {
         snprintf(p->id, sizeof(p->id), "%s", id);
         p->cmd = json_object_get(hj_get(doc, "cmd"));

@@ -307,6 +307,7 @@ static void recover(void)
         hull_warn("start-up: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    sandboxes_adopt();
     runs_recover();
     templates_recover();
 }

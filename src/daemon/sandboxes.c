@@ -44,6 +44,7 @@ struct sbx {
     time_t last_used;
     unsigned lifetime_s;
     bool paused, gone;
+    bool microvm; /* its keeper is sbx_vm.c's; paused = on disk */
     int refs;
     struct sbx *next;
 };
@@ -476,6 +477,7 @@ static void create(const struct request *rq, struct resp *r)
     struct sbx *s = table_add(c, lifetime, r);
     if (s == NULL)
         return;
+    s->microvm = strcmp(iso, "microvm") == 0;
     json_object *img = hj_get(doc, "image");
     if (img)
         snprintf(s->image, sizeof(s->image), "%s", json_object_get_string(img));
@@ -648,6 +650,12 @@ static void freeze(struct sbx *s, bool pause, struct resp *r)
         s->paused = pause;
         frame_free(&f);
     }
+    /* A paused microVM is on disk: recorded so, it outlives hulld. */
+    if (ok == 0 && s->microvm &&
+        hull_sandbox_rec_state(hulld.store, s->id, pause ? "paused" : "running", NULL, &e) < 0) {
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     pthread_mutex_unlock(&s->op);
     if (ok < 0)
         resp_from_error(r, &e);
@@ -738,6 +746,74 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
     unref(s);
 }
 
+/* A paused microVM sandbox of an earlier hulld, served again by a new
+ * keeper that adopts its snapshot (sbx_vm.c). */
+static int adopt(json_object *rec, hull_error *err)
+{
+    struct sbx *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    s->sock = s->attach_sock = -1;
+    s->pid = -1;
+    s->refs = 1; /* ours, until the table has it */
+    pthread_mutex_init(&s->op, NULL);
+    pthread_mutex_init(&s->attach_mu, NULL);
+    snprintf(s->id, sizeof(s->id), "%s", json_object_get_string(hj_get(rec, "id")));
+    snprintf(s->tenant, sizeof(s->tenant), "%s", json_object_get_string(hj_get(rec, "tenant")));
+    snprintf(s->container, sizeof(s->container), "%s",
+             json_object_get_string(hj_get(rec, "container")));
+    s->lifetime_s = (unsigned)json_object_get_int64(hj_get(rec, "lifetime_s"));
+    s->microvm = s->paused = true;
+    s->kill_fd = eventfd(0, EFD_CLOEXEC);
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "vm", json_object_new_string(s->container));
+    struct frame f;
+    pthread_mutex_lock(&s->op);
+    s->pid =
+        s->kill_fd < 0 ? hull_error_errno(err, "eventfd") : helper_spawn("keeper", &s->sock, err);
+    int ok = s->pid < 0 ? -1 : call(s, "adopt", hdr, NULL, 0, -1, &f, err);
+    if (s->pid < 0)
+        json_object_put(hdr);
+    if (ok == 0) {
+        frame_free(&f);
+        s->attach_sock = attach_over(s, s->sock, err);
+        ok = s->attach_sock < 0 ? -1 : 0;
+    }
+    pthread_mutex_unlock(&s->op);
+    if (ok == 0) {
+        pthread_mutex_lock(&tab_mu);
+        s->refs++;
+        s->next = table;
+        table = s;
+        pthread_mutex_unlock(&tab_mu);
+    }
+    unref(s);
+    return ok;
+}
+
+void sandboxes_adopt(void)
+{
+    hull_error e = NULL;
+    json_object *rows = hull_sandbox_rec_suspended(hulld.store, &e);
+    for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+        json_object *rec = json_object_array_get_idx(rows, i);
+        const char *id = json_object_get_string(hj_get(rec, "id"));
+        if (adopt(rec, &e) == 0) {
+            hull_log(HULL_LOG_INFO, "sandbox %s: paused on disk, adopted", id);
+            continue;
+        }
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", id, hull_error_msg(e));
+        hull_error_free(&e);
+        if (hull_sandbox_rec_state(hulld.store, id, "destroyed", "could not be adopted", &e) < 0)
+            hull_error_free(&e);
+    }
+    if (rows == NULL) {
+        hull_log(HULL_LOG_ERROR, "start-up: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    json_object_put(rows);
+}
+
 void sandboxes_reap(bool all)
 {
     uint64_t now = hull_monotonic_ns();
@@ -760,6 +836,13 @@ void sandboxes_reap(bool all)
         pthread_mutex_unlock(&tab_mu);
         if (victim == NULL)
             return;
+        if (all && victim->microvm && victim->paused) {
+            /* On disk: its keeper goes, the sandbox stays for the next hulld. */
+            hull_log(HULL_LOG_INFO, "sandbox %s: paused on disk, kept", victim->id);
+            unlink_sbx(victim);
+            unref(victim);
+            continue;
+        }
         hull_log(HULL_LOG_INFO, "sandbox %s: %s", victim->id,
                  all ? "destroyed at shutdown" : "lifetime over, destroyed");
         destroy(victim, all ? "hulld stopped" : "lifetime expired");

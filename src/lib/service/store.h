@@ -178,8 +178,11 @@ int hull_sandbox_rec_metadata(struct hull_store *s, const char *id, const char *
                               hull_error *err);
 int hull_sandbox_rec_lifetime(struct hull_store *s, const char *id, unsigned lifetime_s,
                               hull_error *err);
-/* Mark every sandbox not yet destroyed as destroyed (hulld restarting). */
+/* Mark every sandbox not yet destroyed as destroyed (hulld restarting),
+ * but paused microVM sandboxes: they are on disk (daemon/sbx_vm.c). */
 int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_error *err);
+/* Those paused microVM sandboxes: [{"id","tenant","container","lifetime_s"}]. */
+json_object *hull_sandbox_rec_suspended(struct hull_store *s, hull_error *err);
 json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
                                   hull_error *err);
 json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hull_error *err);
