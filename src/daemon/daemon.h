@@ -87,6 +87,11 @@ int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd)
 /* -1 with errno (EPIPE at EOF: the peer is gone). */
 int frame_recv(int sock, struct frame *f);
 void frame_free(struct frame *f);
+/* A keeper's replies: {"error":{errno, message}} (e freed), or {"ok":true}
+ * with an optional string key and data; frame_str: a header string or "". */
+void frame_reply_error(int sock, hull_error *e);
+void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len);
+const char *frame_str(const struct frame *f, const char *key);
 
 /* helper.c: start this binary again as a single-threaded helper ("worker"
  * or "keeper") talking over *sock; returns its pid. Safe from any thread. */

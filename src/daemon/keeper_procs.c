@@ -88,17 +88,6 @@ void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be)
     k->be = be;
 }
 
-static void reply_error(int conn, hull_error *e)
-{
-    json_object *hdr = json_object_new_object(), *er = json_object_new_object();
-    json_object_object_add(er, "errno", json_object_new_int(hull_error_code(*e)));
-    json_object_object_add(er, "message", json_object_new_string(hull_error_msg(*e)));
-    json_object_object_add(hdr, "error", er);
-    frame_send(conn, hdr, NULL, 0, -1);
-    json_object_put(hdr);
-    hull_error_free(e);
-}
-
 /* hdr (taken) with "ok", and data. */
 static void reply(int conn, json_object *hdr, const void *data, size_t len)
 {
@@ -333,7 +322,7 @@ static void answer_read(struct kprocs *k, int conn, const char *id, uint64_t off
     hull_error e = NULL;
     struct kproc *p = find(k, id, &e);
     if (p == NULL) {
-        reply_error(conn, &e);
+        frame_reply_error(conn, &e);
         return;
     }
     json_object *hdr = json_object_new_object();
@@ -342,7 +331,7 @@ static void answer_read(struct kprocs *k, int conn, const char *id, uint64_t off
     if (ring_read(&p->out, offset, max ? max : READ_MAX, hdr, &data, &len) < 0) {
         json_object_put(hdr);
         hull_error_set(&e, ENOMEM, "out of memory");
-        reply_error(conn, &e);
+        frame_reply_error(conn, &e);
         return;
     }
     json_object_object_add(hdr, "running", json_object_new_boolean(p->running));
@@ -380,7 +369,7 @@ static void unpark(struct kprocs *k)
             if (p)
                 reply_json(c->fd, describe(p));
             else
-                reply_error(c->fd, &e);
+                frame_reply_error(c->fd, &e);
         }
     }
 }
@@ -719,7 +708,7 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
     if (strcmp(op, "attach") == 0) {
         if (f->fd < 0 || k->n_conns >= MAX_CONNS) {
             hull_error_set(&e, EBUSY, "keeper: no room for another connection");
-            reply_error(conn, &e);
+            frame_reply_error(conn, &e);
         } else {
             k->conns[k->n_conns++] = (struct kconn){.fd = f->fd};
             f->fd = -1;
@@ -731,7 +720,7 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
         return false;
     if (strcmp(op, "proc_start") == 0) {
         if (start_proc(k, s, f, &e) < 0)
-            reply_error(conn, &e);
+            frame_reply_error(conn, &e);
         else
             reply_json(conn, describe(k->procs));
         return true;
@@ -746,7 +735,7 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
     }
     struct kproc *p = find(k, hstr(f, "id"), &e);
     if (p == NULL || proc_verb(k, c, p, op, f, &e) < 0)
-        reply_error(conn, &e);
+        frame_reply_error(conn, &e);
     return true;
 }
 

@@ -41,36 +41,9 @@ struct vmk {
     uint32_t pids;
 };
 
-static void vmk_error(int sock, hull_error *e)
-{
-    json_object *hdr = json_object_new_object(), *er = json_object_new_object();
-    json_object_object_add(er, "errno", json_object_new_int(hull_error_code(*e)));
-    json_object_object_add(er, "message", json_object_new_string(hull_error_msg(*e)));
-    json_object_object_add(hdr, "error", er);
-    frame_send(sock, hdr, NULL, 0, -1);
-    json_object_put(hdr);
-    hull_error_free(e);
-}
-
-static void vmk_ok(int sock, const char *key, const char *val, const void *data, size_t len)
-{
-    json_object *hdr = json_object_new_object();
-    json_object_object_add(hdr, "ok", json_object_new_boolean(1));
-    if (key)
-        json_object_object_add(hdr, key, json_object_new_string(val));
-    frame_send(sock, hdr, data, len, -1);
-    json_object_put(hdr);
-}
-
-static const char *vmk_str(struct frame *f, const char *key)
-{
-    json_object *v = hj_get(f->hdr, key);
-    return v ? json_object_get_string(v) : "";
-}
-
 bool vmk_serves(struct frame *f)
 {
-    const char *op = vmk_str(f, "op");
+    const char *op = frame_str(f, "op");
     if (strcmp(op, "adopt") == 0)
         return true;
     if (strcmp(op, "create") != 0 || f->data == NULL)
@@ -195,7 +168,7 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
 
 static int vmk_adopt(struct vmk *k, struct frame *f, hull_error *err)
 {
-    const char *id = vmk_str(f, "vm");
+    const char *id = frame_str(f, "vm");
     if (strncmp(id, "hulld-", 6) != 0 || strlen(id) > VMK_ID_MAX || strchr(id, '/') ||
         strchr(id, '.'))
         return hull_error_set(err, EINVAL, "adopt: '%s' is not a microVM sandbox's VM", id);
@@ -273,7 +246,7 @@ static void vmk_exec(struct vmk *k, int sock, struct frame *f)
         vmk_exec_opts(k, &p, &o, &env, &e) < 0) {
         hull_policy_free(&p);
         free(env);
-        vmk_error(sock, &e);
+        frame_reply_error(sock, &e);
         return;
     }
     struct hull_vm_exec_result r;
@@ -296,9 +269,9 @@ static void vmk_exec(struct vmk *k, int sock, struct frame *f)
     if (json == NULL && e == NULL)
         hull_error_set(&e, ENOMEM, "out of memory");
     if (json == NULL)
-        vmk_error(sock, &e);
+        frame_reply_error(sock, &e);
     else
-        vmk_ok(sock, NULL, NULL, json, strlen(json));
+        frame_reply_ok(sock, NULL, NULL, json, strlen(json));
     free(json);
 }
 
@@ -345,7 +318,7 @@ static int vmk_parents(struct vmk *k, const char *guest, hull_error *err)
 static int vmk_put(struct vmk *k, struct frame *f, hull_error *err)
 {
     char guest[4200], host[128];
-    if (vmk_tmp_path(vmk_str(f, "path"), guest, sizeof(guest), err) < 0)
+    if (vmk_tmp_path(frame_str(f, "path"), guest, sizeof(guest), err) < 0)
         return -1;
     json_object *m = hj_get(f->hdr, "mode");
     snprintf(host, sizeof(host), "%s/put", k->stage);
@@ -365,7 +338,7 @@ static int vmk_put(struct vmk *k, struct frame *f, hull_error *err)
 static int vmk_get(struct vmk *k, struct frame *f, char **data, size_t *len, hull_error *err)
 {
     char guest[4200], host[128];
-    if (vmk_tmp_path(vmk_str(f, "path"), guest, sizeof(guest), err) < 0)
+    if (vmk_tmp_path(frame_str(f, "path"), guest, sizeof(guest), err) < 0)
         return -1;
     snprintf(host, sizeof(host), "%s/get", k->stage);
     unlink(host);
@@ -578,7 +551,7 @@ static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
 /* One request; true when the keeper is done. */
 static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
-    const char *op = vmk_str(f, "op");
+    const char *op = frame_str(f, "op");
     hull_error e = NULL;
     static const char *const need_vm[] = {"exec",  "put",        "get",        "fs",
                                           "pause", "proc_start", "proc_stdin", NULL};
@@ -587,7 +560,7 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
         paused_refused = paused_refused || strcmp(op, *n) == 0;
     if (paused_refused) {
         hull_error_set(&e, EBUSY, "sandbox is paused");
-        vmk_error(sock, &e);
+        frame_reply_error(sock, &e);
     } else if (strcmp(op, "attach") == 0 || strncmp(op, "proc_", 5) == 0) {
         vmk_procs_op(kp, sock, f);
     } else if (strcmp(op, "exec") == 0) {
@@ -598,33 +571,33 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
             _exit(0);
     } else if (strcmp(op, "put") == 0) {
         if (vmk_put(k, f, &e) < 0)
-            vmk_error(sock, &e);
+            frame_reply_error(sock, &e);
         else
-            vmk_ok(sock, NULL, NULL, NULL, 0);
+            frame_reply_ok(sock, NULL, NULL, NULL, 0);
     } else if (strcmp(op, "get") == 0) {
         char *data = NULL;
         size_t len = 0;
         if (vmk_get(k, f, &data, &len, &e) < 0)
-            vmk_error(sock, &e);
+            frame_reply_error(sock, &e);
         else
-            vmk_ok(sock, NULL, NULL, data, len);
+            frame_reply_ok(sock, NULL, NULL, data, len);
         free(data);
     } else if (strcmp(op, "fs") == 0) {
         vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)
-            vmk_error(sock, &e);
+            frame_reply_error(sock, &e);
         else
-            vmk_ok(sock, NULL, NULL, NULL, 0);
+            frame_reply_ok(sock, NULL, NULL, NULL, 0);
     } else if (strcmp(op, "destroy") == 0) {
         kprocs_kill(kp, NULL);
         vmk_end(k, true);
-        vmk_ok(sock, NULL, NULL, NULL, 0);
+        frame_reply_ok(sock, NULL, NULL, NULL, 0);
         return true;
     } else {
         hull_error_set(&e, EPROTO, "keeper: unknown operation '%s'", op);
-        vmk_error(sock, &e);
+        frame_reply_error(sock, &e);
     }
     return false;
 }
@@ -633,16 +606,16 @@ int vmk_loop(struct kprocs *kp, int sock, struct frame *first)
 {
     struct vmk k = {0};
     hull_error e = NULL;
-    bool adopt = strcmp(vmk_str(first, "op"), "adopt") == 0;
+    bool adopt = strcmp(frame_str(first, "op"), "adopt") == 0;
     if ((adopt ? vmk_adopt(&k, first, &e) : vmk_create(&k, first, &e)) < 0) {
-        vmk_error(sock, &e);
+        frame_reply_error(sock, &e);
         if (!adopt)
             k.on_disk = false;
         if (k.stage[0])
             rmdir(k.stage);
         return 1;
     }
-    vmk_ok(sock, "container", k.id, NULL, 0);
+    frame_reply_ok(sock, "container", k.id, NULL, 0);
     vmk_self = &k;
     kprocs_set_backend(kp, &vmk_backend);
     for (;;) {

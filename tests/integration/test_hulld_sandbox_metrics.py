@@ -8,13 +8,12 @@ samples are the tenant's alone (404 for another, and /metrics shows no
 other tenant's sandbox); a deleted sandbox's samples go with it. No
 wall-clock thresholds: every wait is a generous poll for what must come."""
 import os
-import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from hulldlib import HULL, HULLD, Hulld, wait_until
+from hulldlib import HULLD, Hulld, hull_cli, private_net_dirs, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
@@ -25,29 +24,13 @@ GENEROUS = {"cpu_time": "120s", "wall_time": "300s"}
 TAG = f"obsm{os.getpid() % 100000}"
 
 
-def hull_cli(*args):
-    return subprocess.run([HULL, *args], capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def netdirs(tmp_path_factory):
     """Networks in state directories of this module's own (hulld inherits
     them), removed afterwards."""
     base = tmp_path_factory.mktemp("netstate")
-    saved = {k: os.environ.get(k) for k in ("HULL_NET_RUN_DIR", "HULL_NET_CONFIG_DIR")}
-    os.environ["HULL_NET_RUN_DIR"] = str(base / "run")
-    os.environ["HULL_NET_CONFIG_DIR"] = str(base / "config")
-    made = []
-    try:
+    with private_net_dirs(base) as made:
         yield made
-    finally:
-        for name in made:
-            hull_cli("network", "remove", "--force", name)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

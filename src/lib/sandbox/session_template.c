@@ -72,32 +72,6 @@ static int charge(struct walk *w, uint64_t n, hull_error *err)
     return 0;
 }
 
-static int copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
-{
-    char buf[65536];
-    while (len > 0) {
-        size_t want = len < sizeof(buf) ? (size_t)len : sizeof(buf);
-        ssize_t n = pread(in, buf, want, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hull_error_errno(err, "read");
-        if (n == 0)
-            break; /* shorter than it was (load: never; save: frozen) */
-        for (ssize_t k = 0; k < n;) {
-            ssize_t m = pwrite(out, buf + k, (size_t)(n - k), off + k);
-            if (m < 0 && errno == EINTR)
-                continue;
-            if (m < 0)
-                return hull_error_errno(err, "write");
-            k += m;
-        }
-        off += n;
-        len -= (uint64_t)n;
-    }
-    return 0;
-}
-
 /* in's data extents into out at the same offsets, holes left holes. */
 static int copy_data(struct walk *w, int in, int out, off_t size, hull_error *err)
 {
@@ -114,7 +88,7 @@ static int copy_data(struct walk *w, int in, int out, off_t size, hull_error *er
         if (hole > size)
             hole = size;
         uint64_t len = (uint64_t)(hole - data);
-        if (charge(w, len, err) < 0 || copy_range(in, out, data, len, err) < 0)
+        if (charge(w, len, err) < 0 || hull_sandbox_copy_range(in, out, data, len, err) < 0)
             return -1;
         w->st->bytes += len;
         off = hole;
