@@ -128,11 +128,21 @@ static int place(const struct request *rq, char **body, struct resp *r)
     cleanup_json json_object *lab = labels ? json_object_get(labels) : NULL;
     json_object_object_del(doc, "placement");
 
-    /* The prediction: what this image's sandboxes used, else the limit. */
+    /* The prediction: what this template's or image's sandboxes used, else
+     * the limit. A template lives in one node's state directory: its
+     * sandboxes stay on the node that has it (the receiving one, unless
+     * pinned). */
     json_object *img = hj_get(doc, "image"), *iso = hj_get(doc, "isolation");
+    json_object *tpl = hj_get(doc, "template");
     char key[512];
-    snprintf(key, sizeof(key), "%s",
-             img && json_object_is_type(img, json_type_string) ? json_object_get_string(img) : "-");
+    if (tpl && json_object_is_type(tpl, json_type_string))
+        snprintf(key, sizeof(key), "template:%s", json_object_get_string(tpl));
+    else
+        snprintf(key, sizeof(key), "%s",
+                 img && json_object_is_type(img, json_type_string) ? json_object_get_string(img)
+                                                                   : "-");
+    if (tpl && pinned[0] == '\0')
+        snprintf(pinned, sizeof(pinned), "%s", cluster_self());
     uint64_t limit = asked_memory(doc), mem = limit;
     unsigned cpu = 0, samples = 0;
     hull_error e = NULL;
