@@ -66,6 +66,7 @@ int cmd_features(struct cli *cli, int argc, char **argv);
 int cmd_sandbox(struct cli *cli, int argc, char **argv);
 int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refused */
 int cmd_token(struct cli *cli, int argc, char **argv);
+int cmd_cluster(struct cli *cli, int argc, char **argv);
 int cmd_vm(struct cli *cli, int argc, char **argv);
 
 #endif

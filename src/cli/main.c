@@ -40,6 +40,7 @@ static const struct cli_verb verbs[] = {
     {"sandbox", cmd_sandbox, "run untrusted code once, isolated, with limits"},
     {"features", cmd_features, "print what this build and host support"},
     {"token", cmd_token, "create, list and revoke hulld's bearer tokens"},
+    {"cluster", cmd_cluster, "the nodes of a hull cluster (hulld --cluster)"},
     {"checkpoint", cmd_checkpoint, "not supported (use microVM snapshots)"},
     {"restore", cmd_checkpoint, "not supported (use microVM snapshots)"},
     {"vm", cmd_vm, "microVMs: create, start, exec, cp, snapshot, restore, ..."},

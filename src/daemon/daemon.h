@@ -52,6 +52,14 @@ struct hulld_options {
     const char *cert_dir;   /* --cert-dir: extra CA certificates for registries */
     unsigned max_pulls;     /* --max-pulls: pulls at once, before 429 */
     unsigned pull_timeout;  /* --pull-timeout: seconds a pull may take in all */
+    /* --cluster (src/daemon/cluster.c, docs/cluster.md) */
+    const char *cluster_url;    /* --cluster redis://HOST:PORT, or NULL */
+    const char *node_name;      /* --node NAME */
+    const char *advertise;      /* --advertise HOST:PORT other nodes reach --listen at */
+    const char *placement;      /* --placement spread|binpack */
+    const char *node_capacity;  /* --node-capacity cpus=N,memory=SIZE,disk=SIZE,vm-slots=N */
+    const char *cluster_ca;     /* --cluster-ca PEM file: the nodes' certificates' CA */
+    unsigned node_down_after_s; /* --node-down-after SECS */
     /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
     unsigned metrics_interval_ms;
 };

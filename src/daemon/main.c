@@ -18,6 +18,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "daemon.h"
 #include "image/image.h"
 #include "sbx_metrics.h"
@@ -77,6 +78,16 @@ static void usage(FILE *out)
             "  --result-ttl SECS       how long results are kept (default 3600)\n"
             "  --allow GRANT,...       run jobs that ask for these (host-network,\n"
             "                          process-isolation); others are dead-lettered\n"
+            "Cluster (docs/cluster.md):\n"
+            "  --cluster URL           join the fleet registered in Redis (redis://HOST:PORT)\n"
+            "  --node NAME             this node's name, unique in the fleet\n"
+            "  --advertise HOST:PORT   where other nodes reach --listen\n"
+            "  --node-label KEY=VALUE  a label placement constraints match (repeatable)\n"
+            "  --node-capacity LIST    override what is detected: cpus=N,memory=SIZE,\n"
+            "                          disk=SIZE,vm-slots=N\n"
+            "  --placement POLICY      spread (default) or binpack\n"
+            "  --node-down-after SECS  a node without heartbeats this long is down (15)\n"
+            "  --cluster-ca FILE       CA certificate(s) the other nodes' TLS is checked with\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
             "\n"
@@ -105,6 +116,7 @@ enum opt_kind {
     OPT_SIZE,   /* --max-body: a size_t field, 1K..1G */
     OPT_ALLOW,  /* --allow: grants */
     OPT_HELPER, /* --helper MODE (hidden) */
+    OPT_LABEL,  /* --node-label: cluster.c keeps them */
     OPT_HELP,
 };
 
@@ -149,6 +161,14 @@ static const struct opt_spec opt_specs[] = {
     {"max-attempts", OPT_UINT, OFF(max_attempts), 1, 100},
     {"result-ttl", OPT_UINT, OFF(result_ttl_s), 1, 365 * 86400},
     {"allow", OPT_ALLOW, OFF(worker_allow), 0, 0},
+    {"cluster", OPT_STRING, OFF(cluster_url), 0, 0},
+    {"node", OPT_STRING, OFF(node_name), 0, 0},
+    {"advertise", OPT_STRING, OFF(advertise), 0, 0},
+    {"node-label", OPT_LABEL, 0, 0, 0},
+    {"node-capacity", OPT_STRING, OFF(node_capacity), 0, 0},
+    {"placement", OPT_STRING, OFF(placement), 0, 0},
+    {"node-down-after", OPT_UINT, OFF(node_down_after_s), 1, 3600},
+    {"cluster-ca", OPT_STRING, OFF(cluster_ca), 0, 0},
     {"help", OPT_HELP, 0, 0, 0},
 };
 #undef OFF
@@ -202,6 +222,8 @@ static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_o
     case OPT_HELPER:
         *helper = arg;
         return 0;
+    case OPT_LABEL:
+        return cluster_add_label(arg);
     case OPT_HELP:
         break;
     }
@@ -223,7 +245,7 @@ static int check_options(const struct hulld_options *o)
     else if (o->worker && o->redis_url == NULL)
         msg = "--worker: needs --redis redis://HOST:PORT";
     if (msg == NULL)
-        return 0;
+        return cluster_check_options(o);
     fprintf(stderr, "hulld: %s\n", msg);
     return -1;
 }
@@ -249,6 +271,7 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .max_connections = 256,
         .max_pulls = 2,
         .pull_timeout = 3600,
+        .node_down_after_s = 15,
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -344,7 +367,8 @@ static int start(const struct hulld_options *o, hull_error *err)
         hull_store_defer_checkpoints(hulld.store, err) < 0)
         return -1;
     recover();
-    if (runner_start(err) < 0 || sbx_metrics_start(err) < 0 || http_start(err) < 0)
+    if (runner_start(err) < 0 || sbx_metrics_start(err) < 0 || cluster_start(err) < 0 ||
+        http_start(err) < 0)
         return -1; /* hulld exits at once: the lock goes with it */
     return lockfd;
 }
@@ -401,6 +425,7 @@ static int serve(const struct hulld_options *o)
     http_stop();
     sbx_metrics_stop();
     sandboxes_reap(true);
+    cluster_stop();
     runner_stop();
     pending_flush();
     pending_drop_all();

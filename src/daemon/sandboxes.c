@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "daemon.h"
 #include "ports.h"
 #include "procs.h"
@@ -96,6 +97,7 @@ static void unlink_sbx(struct sbx *s)
             break;
         }
     pthread_mutex_unlock(&tab_mu);
+    cluster_sandbox_removed(s->id);
 }
 
 unsigned sandboxes_active(void)
@@ -310,6 +312,7 @@ int sandboxes_socket(const char *id, int family, hull_error *err)
 
 static void destroy(struct sbx *s, const char *reason)
 {
+    cluster_sandbox_sample(s->id); /* what it used, while it still runs */
     uint64_t one = 1;
     sbx_ports_drop(s->id); /* its listeners and connections end first */
     /* Stop a command running in it now, rather than waiting for it. */
@@ -357,6 +360,7 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
     if (s->image[0])
         json_object_object_add(o, "image", json_object_new_string(s->image));
     sbx_ports_show(s->id, o);
+    cluster_annotate(o);
     return o;
 }
 
@@ -518,6 +522,7 @@ static void create(const struct request *rq, struct resp *r)
         resp_store_error(r, &e);
         destroy(s, "could not be recorded");
     } else {
+        cluster_sandbox_added(s->id, s->tenant, s->container, iso);
         answer(r, 201, s, NULL);
         if (extra && r->body) {
             json_object_object_foreach(extra, k, v)
@@ -678,8 +683,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
             resp_store_error(r, &e);
         else if (sbx_meta_filter(rq, o, r) < 0)
             json_object_put(o);
-        else
+        else {
+            cluster_list_merge(rq, o, tenant);
             resp_json(r, 200, o);
+        }
         return;
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
@@ -689,8 +696,10 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         json_object *o = action == NULL && strcmp(rq->method, "GET") == 0
                              ? hull_sandbox_rec_get(hulld.store, id, tenant, &e)
                              : NULL;
-        if (o)
+        if (o) {
             sbx_meta_show(o);
+            cluster_annotate(o);
+        }
         if (o)
             resp_json(r, 200, o);
         else if (e && hull_error_code(e) != ENOENT)

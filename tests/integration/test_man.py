@@ -27,6 +27,7 @@ PAGES = {
     "hull-image.1": ([[HULL, "image", "--help"]] +
                      [[HULL, "image", v, "--help"] for v in IMAGE_VERBS], {"--image"}),
     "hull-token.1": ([HULL, "token", "--help"], set()),
+    "hull-cluster.1": ([HULL, "cluster", "--help"], set()),
     # hull network: each command's help (and the run options that use it)
     "hull-network.1": ([[HULL, "network", "--help"]] +
                        [[HULL, "network", v, "--help"] for v in NETWORK_VERBS],
@@ -86,7 +87,7 @@ def test_hull_page_points_to_the_others():
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
 @pytest.mark.parametrize("page", ["hull.1", "hull-vm.1", "hull-token.1", "hull-image.1",
-                                  "hull-network.1", "hulld.8"])
+                                  "hull-network.1", "hull-cluster.1", "hulld.8"])
 def test_man_page_renders_cleanly(page):
     r = subprocess.run(["groff", "-man", "-ww", "-z", str(MAN / page)], capture_output=True,
                        text=True, timeout=60)

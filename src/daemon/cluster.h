@@ -1,0 +1,70 @@
+/* hulld --cluster: this node in the fleet (docs/cluster.md). The registry
+ * lives in Redis (src/lib/service/cluster.c); this side registers the node,
+ * beats, records the sandboxes it runs and what they use, places new
+ * sandboxes, and forwards requests for sandboxes on other nodes. Without
+ * --cluster every hook here is a no-op. */
+#ifndef HULLD_CLUSTER_H
+#define HULLD_CLUSTER_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hull.h"
+#include "response.h"
+
+struct hulld_options;
+
+/* --node-label KEY=VALUE (repeatable): 0, or -1 with the message printed. */
+int cluster_add_label(const char *kv);
+/* Options that go together: 0, or -1 with the message printed. */
+int cluster_check_options(const struct hulld_options *o);
+/* Register and start beating (after recovery, before HTTP). */
+int cluster_start(hull_error *err);
+/* Stop beating; the node shows down at once. After the sandboxes went. */
+void cluster_stop(void);
+bool cluster_enabled(void);
+
+/* A sandbox route (id NULL: /v1/sandboxes): 1 when answered here (placed
+ * and forwarded to another node, forwarded to the node the sandbox lives
+ * on, a lost sandbox, a refused placement), 0 to go on locally, with *body
+ * (malloc'd, or NULL to keep the request's) the body to use instead. */
+int cluster_request(const struct request *rq, const char *id, char **body, struct resp *r);
+/* A token made on another node (published in Redis): as hull_token_verify. */
+int cluster_token_verify(const char *token, struct hull_token_info *info, hull_error *err);
+/* "node": this node's name into a sandbox's JSON. */
+void cluster_annotate(json_object *o);
+/* The sandboxes of other nodes the caller's tenant (NULL: any) owns, added
+ * to a list of this node's (each with "node", and "state": "lost" when its
+ * node is down); not when the list is filtered by metadata, which only
+ * their own nodes know. */
+void cluster_list_merge(const struct request *rq, json_object *list, const char *tenant);
+/* A sandbox of this node made / about to go / gone: recorded in Redis, its
+ * use sampled, what it used learned for its image. */
+void cluster_sandbox_added(const char *id, const char *tenant, const char *container,
+                           const char *isolation);
+void cluster_sandbox_sample(const char *id);
+void cluster_sandbox_removed(const char *id);
+/* GET /v1/nodes. */
+void api_nodes(const struct request *rq, struct resp *r);
+
+/* cluster_fwd.c: rq sent on to the node at address (HTTPS, verified with
+ * --cluster-ca), with body instead of rq's; its answer into r (502 when
+ * that node cannot be reached). */
+void cluster_forward(const struct request *rq, const char *address, const char *body, size_t len,
+                     struct resp *r);
+/* The header a forwarded request carries: the forwarding node's name. */
+#define CLUSTER_FORWARDED_HEADER "X-Hull-Forwarded-By"
+/* cluster.c: this node's name, the CA file. */
+const char *cluster_self(void);
+const char *cluster_ca(void);
+/* cluster.c, for cluster_route.c: placement's answer for the sandbox this
+ * thread is about to make; Redis through the shared connection. */
+void cluster_placed(const char *key, uint64_t memory, unsigned cpu);
+json_object *cluster_nodes_now(hull_error *err);
+json_object *cluster_sbx_record(const char *id, hull_error *err);
+int cluster_sbx_forget(const char *node, const char *id, hull_error *err);
+int cluster_prediction(const char *key, uint64_t *memory, unsigned *cpu, unsigned *samples,
+                       hull_error *err);
+
+#endif

@@ -1,0 +1,195 @@
+/* Placement over the registry's view of the nodes, and the tokens every
+ * node accepts (cluster.h). */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/cluster.h"
+#include "util/error.h"
+#include "util/json.h"
+
+static long long num(json_object *o, const char *k)
+{
+    json_object *v = hj_get(o, k);
+    return v ? json_object_get_int64(v) : 0;
+}
+
+static const char *str(json_object *o, const char *k)
+{
+    json_object *v = hj_get(o, k);
+    return v ? json_object_get_string(v) : "";
+}
+
+/* Every key=value of want among the node's labels. */
+static bool labels_match(json_object *node, json_object *want)
+{
+    if (want == NULL)
+        return true;
+    json_object *have = hj_get(node, "labels");
+    json_object_object_foreach(want, k, v)
+    {
+        json_object *h = have ? hj_get(have, k) : NULL;
+        if (h == NULL || strcmp(json_object_get_string(h), json_object_get_string(v)) != 0)
+            return false;
+    }
+    return true;
+}
+
+static bool fits(json_object *node, const struct hull_place_req *q)
+{
+    if (num(node, "free_memory") < (long long)q->memory)
+        return false;
+    return !q->microvm || num(node, "vms") < num(node, "vm_slots");
+}
+
+/* True when a is the better choice than b under the policy. */
+static bool better(json_object *a, json_object *b, bool binpack)
+{
+    long long fa = num(a, "free_memory"), fb = num(b, "free_memory");
+    long long sa = num(a, "sandboxes"), sb = num(b, "sandboxes");
+    if (binpack) {
+        if (fa != fb)
+            return fa < fb;
+        if (sa != sb)
+            return sa > sb;
+    } else {
+        if (sa != sb)
+            return sa < sb;
+        if (fa != fb)
+            return fa > fb;
+    }
+    return strcmp(str(a, "name"), str(b, "name")) < 0;
+}
+
+int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char *out, size_t len,
+                       hull_error *err)
+{
+    bool binpack = q->policy && strcmp(q->policy, "binpack") == 0;
+    json_object *best = NULL;
+    size_t n = json_object_array_length(nodes), up = 0, matching = 0;
+    bool pin_seen = false;
+    for (size_t i = 0; i < n; i++) {
+        json_object *node = json_object_array_get_idx(nodes, i);
+        if (q->pin && strcmp(str(node, "name"), q->pin) != 0)
+            continue;
+        pin_seen = true;
+        if (strcmp(str(node, "state"), "up") != 0)
+            continue;
+        up++;
+        if (!labels_match(node, q->labels))
+            continue;
+        matching++;
+        if (fits(node, q) && (best == NULL || better(node, best, binpack)))
+            best = node;
+    }
+    if (q->pin && !pin_seen)
+        return hull_error_set(err, EINVAL, "placement.node: no node named '%s' in the cluster",
+                              q->pin);
+    if (q->pin && up == 0)
+        return hull_error_set(err, EHOSTDOWN, "placement.node: node '%s' is down", q->pin);
+    if (matching == 0)
+        return hull_error_set(err, ENOSPC, "placement.labels: no up node has these labels");
+    if (best == NULL)
+        return hull_error_set(err, ENOSPC,
+                              "placement: no up node has room for %llu MiB%s (of %zu that match)",
+                              (unsigned long long)(q->memory >> 20),
+                              q->microvm ? " and a microVM slot" : "", matching);
+    snprintf(out, len, "%s", str(best, "name"));
+    return 0;
+}
+
+/* ---- tokens ---- */
+
+static int token_hash(const char *token, char out[65], hull_error *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        return hull_error_set(err, EIO, "token: SHA-256 failed");
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return s ? s : "";
+}
+
+int hull_cluster_tokens_publish(redisContext *c, struct hull_store *s, hull_error *err)
+{
+    /* Read under the store's lock, written to Redis after it. */
+    cleanup_json json_object *all = json_object_new_object();
+    {
+        cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
+        if (hull_store_prepare(s,
+                               "SELECT hash, id, role, tenant, created, revoked, allow FROM tokens",
+                               &q.st, NULL) < 0)
+            return hull_store_fail(s, "cluster: list tokens", err);
+        int rc;
+        while ((rc = sqlite3_step(q.st)) == SQLITE_ROW) {
+            json_object *o = json_object_new_object();
+            static const char *const names[] = {"id",      "role",    "tenant",
+                                                "created", "revoked", "allow"};
+            for (int i = 0; i < 6; i++)
+                json_object_object_add(o, names[i], json_object_new_string(col(q.st, i + 1)));
+            json_object_object_add(all, col(q.st, 0), o);
+        }
+        if (rc != SQLITE_DONE)
+            return hull_store_fail(s, "cluster: list tokens", err);
+    }
+    if (json_object_object_length(all) == 0)
+        return 0;
+    size_t n = 2 + 2 * (size_t)json_object_object_length(all), i = 2;
+    cleanup_free const char **argv = calloc(n, sizeof(*argv));
+    if (argv == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    argv[0] = "HSET";
+    argv[1] = "hull:cluster:tokens";
+    json_object_object_foreach(all, hash, o)
+    {
+        argv[i++] = hash;
+        argv[i++] = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    }
+    cleanup_reply redisReply *r = hull_redis_cmdv(c, err, (int)n, argv);
+    return r ? 0 : hull_error_prefix(err, "cluster: publish tokens");
+}
+
+int hull_cluster_token_verify(redisContext *c, const char *token, struct hull_token_info *info,
+                              hull_error *err)
+{
+    if (token == NULL || strncmp(token, "hull_", 5) != 0 || strlen(token) != 69)
+        return hull_error_set(err, EACCES, "invalid token");
+    char hash[65];
+    if (token_hash(token, hash, err) < 0)
+        return -1;
+    cleanup_reply redisReply *r = hull_redis_cmd(c, err, "HGET", "hull:cluster:tokens", hash, NULL);
+    if (r == NULL)
+        return hull_error_prefix(err, "cluster");
+    const char *text = hull_redis_str(r);
+    if (text == NULL)
+        return hull_error_set(err, EACCES, "invalid token");
+    cleanup_json json_object *o = json_tokener_parse(text);
+    if (o == NULL || !json_object_is_type(o, json_type_object))
+        return hull_error_set(err, EACCES, "invalid token");
+    memset(info, 0, sizeof(*info));
+    snprintf(info->id, sizeof(info->id), "%s", str(o, "id"));
+    snprintf(info->tenant, sizeof(info->tenant), "%s", str(o, "tenant"));
+    snprintf(info->created, sizeof(info->created), "%s", str(o, "created"));
+    snprintf(info->revoked, sizeof(info->revoked), "%s", str(o, "revoked"));
+    /* Anything unreadable grants the least. */
+    if (hull_role_parse(str(o, "role"), &info->role) < 0)
+        info->role = HULL_ROLE_READER;
+    hull_error e = NULL;
+    if (hull_allow_parse(str(o, "allow"), &info->allow, &e) < 0) {
+        info->allow = 0;
+        hull_error_free(&e);
+    }
+    if (info->revoked[0])
+        return hull_error_set(err, EACCES, "token %s was revoked", info->id);
+    return 0;
+}
