@@ -1,0 +1,227 @@
+"""containerd's CRI plugin with hull as a RuntimeClass, and a small CRI client.
+
+Kubernetes reaches a container runtime through the CRI: the kubelet calls
+containerd's CRI plugin over gRPC, the plugin picks the runtime named by the
+pod's RuntimeClass handler from its `runtimes` table, and the
+io.containerd.runc.v2 shim drives that runtime's binary (`BinaryName`) with
+runc's command line. CriContainerd starts Debian's containerd in a directory
+of its own with exactly that configuration (the one docs/kubernetes.md
+documents) and the handler "hull"; Cri is the kubelet's side: the calls of
+tests/integration/cri/cri.proto, compiled here at test time with
+grpc_tools' protoc.
+
+No CNI plugin is installed here, so pods use the node's network
+(hostNetwork); everything else (pause sandbox, containers joining its IPC
+and PID namespaces, logs, exec, stop, remove) is the real CRI path.
+"""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from . import host
+from .containerd import Containerd
+from .runtime import DEPS
+
+CRI_NAMESPACE = "k8s.io"  # the containerd namespace the CRI plugin works in
+HANDLER = "hull"
+PAUSE_IMAGE = "localhost/hull-pause:test"
+PROTO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cri")
+
+_DISABLED = [
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.internal.v1.tracing",
+]
+
+
+def cri_config(top, runtime, runtime_root, address):
+    """containerd's config.toml: its own root, state and sockets, and the CRI
+    plugin with a runtime "hull" (the runc v2 shim running `runtime`)."""
+    disabled = ", ".join(f'"{p}"' for p in _DISABLED)
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return (
+        "version = 2\n"
+        f'root = "{top}/root"\n'
+        f'state = "{top}/state"\n'
+        f"disabled_plugins = [{disabled}]\n"
+        "[grpc]\n"
+        f'  address = "{address}"\n'
+        "[ttrpc]\n"
+        f'  address = "{address}.ttrpc"\n'
+        f"[{cri}]\n"
+        f'  sandbox_image = "{PAUSE_IMAGE}"\n'
+        # The streaming server (exec/attach/port-forward URLs) on loopback only.
+        '  stream_server_address = "127.0.0.1"\n'
+        '  stream_server_port = "0"\n'
+        # Never ask for an oom_score_adj below containerd's own (the pause
+        # container's -998 needs CAP_SYS_RESOURCE, which root lacks here).
+        "  restrict_oom_score_adj = true\n"
+        f"[{cri}.cni]\n"
+        f'  bin_dir = "{top}/cni/bin"\n'
+        f'  conf_dir = "{top}/cni/net.d"\n'
+        f"[{cri}.containerd]\n"
+        # Pods without a RuntimeClass keep runc; a runtimes table per handler.
+        '  default_runtime_name = "runc"\n'
+        f"[{cri}.containerd.runtimes.runc]\n"
+        '  runtime_type = "io.containerd.runc.v2"\n'
+        f"[{cri}.containerd.runtimes.{HANDLER}]\n"
+        '  runtime_type = "io.containerd.runc.v2"\n'
+        f"[{cri}.containerd.runtimes.{HANDLER}.options]\n"
+        f'  BinaryName = "{runtime}"\n'
+        f'  Root = "{runtime_root}"\n'
+        "  SystemdCgroup = false\n"
+    )
+
+
+class CriContainerd(Containerd):
+    """Containerd (engines/containerd.py) with the CRI plugin enabled and
+    configured by cri_config(); ctr works in the CRI's namespace."""
+
+    def __init__(self, top, runtime):
+        super().__init__(top, runtime)
+        self.namespace = CRI_NAMESPACE
+        self.cgroup_parent = f"/hulltest-k8s-{os.getpid()}"
+        self.log_dir = os.path.join(top, "pods")
+        for d in ("cni/bin", "cni/net.d", "pods"):
+            os.makedirs(os.path.join(top, d), exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write(cri_config(top, runtime, self.runtime_root, self.address))
+
+    def cri_state(self):
+        """Where the CRI plugin keeps per-sandbox files (shm, hosts, resolv.conf)."""
+        return os.path.join(self.state, "io.containerd.grpc.v1.cri")
+
+
+def require_grpc():
+    """python3-grpcio and python3-grpc-tools (Debian's): installed by
+    `scripts/deps.sh engines` when missing; skip only if that is impossible."""
+    try:
+        import grpc  # noqa: F401
+        import grpc_tools.protoc  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    r = subprocess.run(["sh", DEPS, "engines"], capture_output=True, text=True, timeout=1200)
+    importlib.invalidate_caches()
+    try:
+        import grpc  # noqa: F401
+        import grpc_tools.protoc  # noqa: F401
+    except ImportError as e:
+        why = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        pytest.skip(f"no gRPC for Python ({e}; scripts/deps.sh engines exited {r.returncode}: {' | '.join(why)})")
+
+
+def compile_proto(out_dir):
+    """Compile cri.proto into out_dir and import the generated modules."""
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", PROTO_DIR, f"--python_out={out_dir}",
+         f"--grpc_python_out={out_dir}", os.path.join(PROTO_DIR, "cri.proto")],
+        check=True, capture_output=True, timeout=120,
+    )
+    sys.path.insert(0, out_dir)
+    try:
+        return importlib.import_module("cri_pb2"), importlib.import_module("cri_pb2_grpc")
+    finally:
+        sys.path.remove(out_dir)
+
+
+class Cri:
+    """The kubelet's side of the CRI, over containerd's gRPC socket."""
+
+    def __init__(self, address, gen_dir, timeout=120):
+        import grpc
+
+        self.pb, grpc_mod = compile_proto(gen_dir)
+        self.channel = grpc.insecure_channel("unix://" + address)
+        self.rt = grpc_mod.RuntimeServiceStub(self.channel)
+        self.timeout = timeout
+
+    def wait_ready(self, cd):
+        """Until the CRI plugin answers Version (it fails to load on a bad
+        config while containerd itself starts: then its log says why)."""
+        import grpc
+
+        def up():
+            try:
+                return self.call("Version", version="v1")
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    raise AssertionError(f"containerd has no CRI service: {cd.log_tail()}") from None
+                return None
+
+        return host.wait_until(up, timeout=60, what="the CRI plugin to answer")
+
+    def close(self):
+        self.channel.close()
+
+    def call(self, name, **fields):
+        req = getattr(self.pb, name + "Request")(**fields)
+        return getattr(self.rt, name)(req, timeout=self.timeout)
+
+    def pod_config(self, name, uid, log_dir, cgroup_parent):
+        """A hostNetwork pod (no CNI here) with its own PID and IPC namespaces."""
+        pb = self.pb
+        ns = pb.NamespaceOption(network=pb.NODE, pid=pb.POD, ipc=pb.POD)
+        return pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
+            # As the kubelet does for a hostNetwork pod: no hostname (the
+            # node's UTS namespace is shared; runc and hull refuse to set one).
+            log_directory=log_dir,
+            labels={"app": name},
+            linux=pb.LinuxPodSandboxConfig(
+                cgroup_parent=cgroup_parent,
+                security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns),
+            ),
+        )
+
+    def run_pod(self, config, handler=HANDLER):
+        return self.call("RunPodSandbox", config=config, runtime_handler=handler).pod_sandbox_id
+
+    def create_container(self, pod_id, pod_config, name, image, command, log_path, memory=0):
+        pb = self.pb
+        ns = pb.NamespaceOption(network=pb.NODE, pid=pb.POD, ipc=pb.POD)
+        config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name),
+            image=pb.ImageSpec(image=image),
+            command=list(command),
+            envs=[pb.KeyValue(key="GREETING", value="hello-from-cri")],
+            log_path=log_path,
+            linux=pb.LinuxContainerConfig(
+                resources=pb.LinuxContainerResources(memory_limit_in_bytes=memory),
+                security_context=pb.LinuxContainerSecurityContext(namespace_options=ns),
+            ),
+        )
+        r = self.call("CreateContainer", pod_sandbox_id=pod_id, config=config, sandbox_config=pod_config)
+        return r.container_id
+
+    def container_status(self, cid):
+        return self.call("ContainerStatus", container_id=cid).status
+
+    def pod_status(self, pod_id, verbose=False):
+        return self.call("PodSandboxStatus", pod_sandbox_id=pod_id, verbose=verbose)
+
+    def wait_exited(self, cid, timeout=120):
+        host.wait_until(lambda: self.container_status(cid).state == self.pb.CONTAINER_EXITED, timeout=timeout,
+                        what=f"container {cid[:12]} to exit")
+        return self.container_status(cid)
+
+
+def read_cri_log(path):
+    """The lines of a CRI log file: `TIMESTAMP STREAM F|P MESSAGE` each;
+    returns [(stream, message)] with partial lines (P) joined."""
+    out, partial = [], {}
+    with open(path) as f:
+        for line in f.read().splitlines():
+            ts, stream, tag, msg = (line.split(" ", 3) + [""])[:4]
+            partial[stream] = partial.get(stream, "") + msg
+            if tag == "F":
+                out.append((stream, partial.pop(stream)))
+    return out

@@ -1,0 +1,188 @@
+"""Kubernetes' path to hull: containerd's CRI plugin with hull as a RuntimeClass.
+
+The test starts Debian's containerd with its own root, state and socket and
+the CRI plugin configured as docs/kubernetes.md says (a `runtimes.hull`
+table: the io.containerd.runc.v2 shim with BinaryName = hull), then acts as
+the kubelet would through a small CRI client (engines/cri.py, cri/cri.proto
+compiled at test time): run a pod sandbox with handler "hull", create and
+start containers in it, read their logs and exit codes, exec into them, stop
+and remove them and the pod. hull's own state (`hull --root R list`) proves
+that hull, not runc, ran the pause sandbox and the containers; the host's
+cgroups, processes and mounts prove that nothing is left afterwards.
+
+This machine has no CNI plugins, so the pods use the node's network
+(hostNetwork); see docs/kubernetes.md.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from engines import busybox, host
+from engines.containerd import IMAGE
+from engines.cri import PAUSE_IMAGE, Cri, CriContainerd, read_cri_log, require_grpc
+from engines.fixtures import _check_clean, busybox_layer, busybox_oci_archive, oci_runtime_path  # noqa: F401
+from engines.runtime import require_packages
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cri_engine(tmp_path_factory, oci_runtime_path, busybox_layer, busybox_oci_archive):  # noqa: F811
+    require_packages("engines", ["containerd", "ctr", "containerd-shim-runc-v2"])
+    require_grpc()
+    top = str(tmp_path_factory.mktemp("cri"))
+    # The pod's pause container: busybox sleeping until it is killed.
+    pause = busybox.oci_archive(busybox_layer, os.path.join(top, "pause.tar"), PAUSE_IMAGE,
+                                cmd=("/bin/sleep", "2147483647"))
+    cd = CriContainerd(top, oci_runtime_path)
+    client = None
+    try:
+        cd.start()
+        cd.import_image(busybox_oci_archive)
+        cd.import_image(pause)
+        client = Cri(cd.address, str(tmp_path_factory.mktemp("cri-gen")))
+        v = client.wait_ready(cd)
+        print(f"CRI: {v.runtime_name} {v.runtime_version}, API {v.runtime_api_version}")
+        yield cd, client
+    finally:
+        if client:
+            client.close()
+        cd.stop()
+    assert not host.cgroup_dirs(cd.cgroup_parent), f"cgroups left {host.cgroup_dirs(cd.cgroup_parent)}"
+    assert not host.mounts_under(top), f"mounts left {host.mounts_under(top)}"
+    assert not host.processes_mentioning(cd.address), "containerd's shims or processes left"
+
+
+def hull_list(cd):
+    """{id: status} from hull's own state for the CRI namespace."""
+    root = os.path.join(cd.runtime_root, cd.namespace)
+    r = subprocess.run([cd.runtime, "--root", root, "list", "--format", "json"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return {c["id"]: c["status"] for c in json.loads(r.stdout or "[]") or []}
+
+
+def hull_state(cd, cid):
+    root = os.path.join(cd.runtime_root, cd.namespace)
+    r = subprocess.run([cd.runtime, "--root", root, "state", cid], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def leftovers(cd):
+    out = [f"process {p} ({host.cmdline(p)})" for p in host.pids_in_cgroup_tree(cd.cgroup_parent) if host.alive(p)]
+    out += [f"cgroup {c}" for c in host.cgroup_children(cd.cgroup_parent)]
+    out += [f"hull state {i}" for i in hull_list(cd)]
+    out += [f"mount {m}" for m in host.mounts_under(cd.state)]
+    return out
+
+
+@pytest.fixture
+def cri(cri_engine):
+    """The engine and the client; the test's pods must all be gone afterwards."""
+    cd, client = cri_engine
+    yield cd, client
+    _check_clean("the test's pods", lambda: leftovers(cd))
+
+
+def remove_pod(client, pod_id):
+    client.call("StopPodSandbox", pod_sandbox_id=pod_id)
+    client.call("RemovePodSandbox", pod_sandbox_id=pod_id)
+
+
+def test_pod_and_container_run_through_hull(cri, tmp_path):
+    cd, client = cri
+    name = f"hello-{os.getpid()}"
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent)
+    pod = client.run_pod(pod_cfg)
+    try:
+        status = client.pod_status(pod, verbose=True)
+        assert status.status.state == client.pb.SANDBOX_READY
+        assert status.status.runtime_handler == "hull"
+        pause_pid = json.loads(status.info["info"])["pid"]
+        assert host.cmdline(pause_pid) == "/bin/sleep 2147483647"
+        # hull, not runc, holds the pause container: its state is hull's.
+        assert hull_list(cd) == {pod: "running"}
+        assert hull_state(cd, pod)["pid"] == pause_pid
+
+        script = ("echo out-line; echo $GREETING; echo err-line >&2; "
+                  "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$; exit 3")
+        cid = client.create_container(pod, pod_cfg, "hello", IMAGE, ["sh", "-c", script], "hello.log")
+        # CreateContainer only records it; StartContainer has the shim run
+        # `hull create` and `hull start`.
+        assert hull_list(cd) == {pod: "running"}
+        client.call("StartContainer", container_id=cid)
+        st = client.wait_exited(cid)
+        assert st.exit_code == 3, st
+        assert st.reason == "Error", st
+
+        lines = read_cri_log(tmp_path / "hello.log")
+        out = [m for s, m in lines if s == "stdout"]
+        # PID 1 of the pod's PID namespace is the pause process; the
+        # container's shell is another process in it.
+        assert out[:3] == ["out-line", "hello-from-cri", "/bin/sleep 2147483647 "], lines
+        assert int(out[3]) > 1, lines
+        assert ("stderr", "err-line") in lines
+        # The CRI plugin deletes a task once it exited (`hull delete`).
+        host.wait_until(lambda: hull_list(cd) == {pod: "running"}, what="the exited task's deletion")
+
+        client.call("RemoveContainer", container_id=cid)
+        assert hull_list(cd) == {pod: "running"}
+    finally:
+        remove_pod(client, pod)
+    assert hull_list(cd) == {}
+    assert not host.alive(pause_pid)
+
+
+def test_long_running_container_exec_stop_remove(cri, tmp_path):
+    cd, client = cri
+    name = f"long-{os.getpid()}"
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent)
+    pod = client.run_pod(pod_cfg)
+    try:
+        # A TERM trap: StopContainer's signal reaches the process and it exits 7.
+        script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
+        cid = client.create_container(pod, pod_cfg, "long", IMAGE, ["sh", "-c", script], "long.log",
+                                      memory=64 << 20)
+        client.call("StartContainer", container_id=cid)
+        host.wait_until(lambda: client.container_status(cid).state == client.pb.CONTAINER_RUNNING,
+                        what="the container to run")
+        host.wait_until(lambda: ("stdout", "ready") in read_cri_log(tmp_path / "long.log"),
+                        what="the container to set its trap")
+        info = json.loads(client.call("ContainerStatus", container_id=cid, verbose=True).info["info"])
+        pid = info["pid"]
+        assert hull_list(cd) == {pod: "running", cid: "running"}
+        assert hull_state(cd, cid)["pid"] == pid
+        # Its cgroup is below the pod's parent and carries the memory limit.
+        assert host.proc_cgroups(pid)["memory"].startswith(cd.cgroup_parent + "/"), host.proc_cgroups(pid)
+        assert host.memory_limit(pid) == 64 << 20
+
+        r = client.call("ExecSync", container_id=cid, cmd=["sh", "-c", "echo exec-out; echo exec-err >&2; exit 5"],
+                        timeout=60)
+        assert (r.stdout, r.stderr, r.exit_code) == (b"exec-out\n", b"exec-err\n", 5)
+
+        client.call("StopContainer", container_id=cid, timeout=30)
+        st = client.container_status(cid)
+        assert st.state == client.pb.CONTAINER_EXITED and st.exit_code == 7, st
+        assert ("stdout", "got-term") in read_cri_log(tmp_path / "long.log")
+        assert not host.alive(pid)
+        client.call("RemoveContainer", container_id=cid)
+    finally:
+        remove_pod(client, pod)
+    assert hull_list(cd) == {}
+
+
+def test_unknown_handler_is_refused(cri, tmp_path):
+    """A RuntimeClass whose handler has no runtimes table is an error, not a
+    silent fall-back to the default runtime."""
+    import grpc
+
+    cd, client = cri
+    name = f"nohandler-{os.getpid()}"
+    with pytest.raises(grpc.RpcError) as e:
+        client.run_pod(client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent), handler="nope")
+    assert "nope" in e.value.details()
+    assert hull_list(cd) == {}
