@@ -72,6 +72,15 @@ def hull_state(cd, cid):
     return json.loads(r.stdout)
 
 
+def cpu_limits(pid):
+    """(quota, shares) of pid's cgroup: cpu.cfs_quota_us and cpu.shares on
+    cgroup v1, cpu.max and cpu.weight on cgroup2."""
+    cpu = [k for k in host.cgroup_hierarchies() if "cpu" in k.split(",")]
+    if cpu:
+        return host.cgroup_file(pid, cpu[0], "cpu.cfs_quota_us"), host.cgroup_file(pid, cpu[0], "cpu.shares")
+    return host.cgroup_file(pid, "", "cpu.max"), host.cgroup_file(pid, "", "cpu.weight")
+
+
 def leftovers(cd):
     out = [f"process {p} ({host.cmdline(p)})" for p in host.pids_in_cgroup_tree(cd.cgroup_parent) if host.alive(p)]
     out += [f"cgroup {c}" for c in host.cgroup_children(cd.cgroup_parent)]
@@ -163,6 +172,18 @@ def test_long_running_container_exec_stop_remove(cri, tmp_path):
         r = client.call("ExecSync", container_id=cid, cmd=["sh", "-c", "echo exec-out; echo exec-err >&2; exit 5"],
                         timeout=60)
         assert (r.stdout, r.stderr, r.exit_code) == (b"exec-out\n", b"exec-err\n", 5)
+
+        # The kubelet resizing a pod: the shim hands `hull update --resources -`
+        # the new limits, and the kernel's cgroup files show them.
+        res = client.pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20, cpu_period=100000,
+                                                cpu_quota=50000, cpu_shares=512)
+        client.call("UpdateContainerResources", container_id=cid, linux=res)
+        assert host.memory_limit(pid) == 96 << 20
+        assert cpu_limits(pid) in (("50000", "512"), ("50000 100000", "20"))  # v1, or cgroup2 (weight)
+
+        # Stats come from the container's cgroup (the shim reads it).
+        stats = client.call("ContainerStats", container_id=cid).stats
+        assert stats.memory.usage_bytes.value > 0 and stats.cpu.usage_core_nano_seconds.value > 0, stats
 
         client.call("StopContainer", container_id=cid, timeout=30)
         st = client.container_status(cid)
