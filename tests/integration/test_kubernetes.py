@@ -196,6 +196,31 @@ def test_long_running_container_exec_stop_remove(cri, tmp_path):
     assert hull_list(cd) == {}
 
 
+def test_restricted_security_context(cri, tmp_path):
+    """A container under the "restricted" Pod Security Standard: containerd
+    turns it into an OCI spec with a user, an empty capability set,
+    noNewPrivileges, its default seccomp profile and a read-only root; hull
+    applies each (the kernel's view from inside says so)."""
+    cd, client = cri
+    name = f"restricted-{os.getpid()}"
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent)
+    pod = client.run_pod(pod_cfg)
+    try:
+        script = ("id -u; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t' ' '; "
+                  "touch /probe 2>/dev/null && echo root-writable || echo root-readonly")
+        cid = client.create_container(pod, pod_cfg, "restricted", IMAGE, ["sh", "-c", script], "r.log",
+                                      security=client.restricted())
+        client.call("StartContainer", container_id=cid)
+        st = client.wait_exited(cid)
+        assert st.exit_code == 0, (st, read_cri_log(tmp_path / "r.log"))
+        out = [m for s, m in read_cri_log(tmp_path / "r.log") if s == "stdout"]
+        assert out == ["65534", "CapEff: 0000000000000000", "CapBnd: 0000000000000000", "NoNewPrivs: 1",
+                       "Seccomp: 2", "root-readonly"], out
+        client.call("RemoveContainer", container_id=cid)
+    finally:
+        remove_pod(client, pod)
+
+
 def test_unknown_handler_is_refused(cri, tmp_path):
     """A RuntimeClass whose handler has no runtimes table is an error, not a
     silent fall-back to the default runtime."""

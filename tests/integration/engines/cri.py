@@ -185,7 +185,20 @@ class Cri:
     def run_pod(self, config, handler=HANDLER):
         return self.call("RunPodSandbox", config=config, runtime_handler=handler).pod_sandbox_id
 
-    def create_container(self, pod_id, pod_config, name, image, command, log_path, memory=0):
+    def restricted(self):
+        """The security context of Kubernetes' "restricted" Pod Security
+        Standard: non-root, every capability dropped, no_new_privs, the
+        runtime's default seccomp profile; plus a read-only root."""
+        pb = self.pb
+        return dict(
+            capabilities=pb.Capability(drop_capabilities=["ALL"]),
+            run_as_user=pb.Int64Value(value=65534),
+            readonly_rootfs=True,
+            no_new_privs=True,
+            seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault),
+        )
+
+    def create_container(self, pod_id, pod_config, name, image, command, log_path, memory=0, security=None):
         pb = self.pb
         ns = pb.NamespaceOption(network=pb.NODE, pid=pb.POD, ipc=pb.POD)
         config = pb.ContainerConfig(
@@ -196,7 +209,7 @@ class Cri:
             log_path=log_path,
             linux=pb.LinuxContainerConfig(
                 resources=pb.LinuxContainerResources(memory_limit_in_bytes=memory),
-                security_context=pb.LinuxContainerSecurityContext(namespace_options=ns),
+                security_context=pb.LinuxContainerSecurityContext(namespace_options=ns, **(security or {})),
             ),
         )
         r = self.call("CreateContainer", pod_sandbox_id=pod_id, config=config, sandbox_config=pod_config)
