@@ -14,19 +14,40 @@ This machine has no CNI plugins, so the pods use the node's network
 (hostNetwork); see docs/kubernetes.md.
 """
 
+import ipaddress
 import json
 import os
+import socket
 import subprocess
 
 import pytest
 
+import netlib
 from engines import busybox, host
 from engines.containerd import IMAGE
 from engines.cri import PAUSE_IMAGE, Cri, CriContainerd, read_cri_log, require_grpc
 from engines.fixtures import _check_clean, busybox_layer, busybox_oci_archive, oci_runtime_path  # noqa: F401
-from engines.runtime import require_packages
+from engines.runtime import DEPS, require_packages
 
 pytestmark = pytest.mark.slow
+
+CNI_BIN = "/usr/lib/cni"  # Debian's containernetworking-plugins
+BRIDGE = f"hk8s{os.getpid() % 10000000}"
+
+
+def make_pod_bridge():
+    """The pods' bridge with the gateway address on a /24 of the test range
+    no other interface of this machine has (netlib's lock and choice)."""
+    with netlib._lock():
+        _, net = netlib._free_slot()
+        netlib.sh("ip", "link", "add", "name", BRIDGE, "type", "bridge")
+        netlib.sh("ip", "addr", "add", f"{net.network_address + 1}/24", "dev", BRIDGE)
+        netlib.sh("ip", "link", "set", BRIDGE, "up")
+    return net
+
+
+def bridge_ports():
+    return netlib.sh("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout.split("\n")[:-1]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +58,14 @@ def cri_engine(tmp_path_factory, oci_runtime_path, busybox_layer, busybox_oci_ar
     # The pod's pause container: busybox sleeping until it is killed.
     pause = busybox.oci_archive(busybox_layer, os.path.join(top, "pause.tar"), PAUSE_IMAGE,
                                 cmd=("/bin/sleep", "2147483647"))
-    cd = CriContainerd(top, oci_runtime_path)
+    if not os.path.exists(os.path.join(CNI_BIN, "bridge")):
+        subprocess.run(["sh", DEPS, "engines"], capture_output=True, timeout=1200)
+    cd = CriContainerd(top, oci_runtime_path, cni_bin_dir=CNI_BIN)
     client = None
     try:
+        if os.path.exists(os.path.join(CNI_BIN, "bridge")):
+            cd.subnet = make_pod_bridge()
+            cd.add_cni_network(f"hulltest-{os.getpid()}", BRIDGE, str(cd.subnet))
         cd.start()
         cd.import_image(busybox_oci_archive)
         cd.import_image(pause)
@@ -51,7 +77,9 @@ def cri_engine(tmp_path_factory, oci_runtime_path, busybox_layer, busybox_oci_ar
         if client:
             client.close()
         cd.stop()
-    assert not host.cgroup_dirs(cd.cgroup_parent), f"cgroups left {host.cgroup_dirs(cd.cgroup_parent)}"
+        ports = bridge_ports()
+        netlib.sh("ip", "link", "del", BRIDGE, check=False)
+    assert not ports, f"veths left on {BRIDGE}: {ports}"
     assert not host.mounts_under(top), f"mounts left {host.mounts_under(top)}"
     assert not host.processes_mentioning(cd.address), "containerd's shims or processes left"
 
@@ -86,6 +114,7 @@ def leftovers(cd):
     out += [f"cgroup {c}" for c in host.cgroup_children(cd.cgroup_parent)]
     out += [f"hull state {i}" for i in hull_list(cd)]
     out += [f"mount {m}" for m in host.mounts_under(cd.state)]
+    out += [f"bridge port {p}" for p in bridge_ports()]
     return out
 
 
@@ -219,6 +248,43 @@ def test_restricted_security_context(cri, tmp_path):
         client.call("RemoveContainer", container_id=cid)
     finally:
         remove_pod(client, pod)
+
+
+def test_pod_network_through_cni(cri, tmp_path):
+    """A pod on its own network: containerd makes the network namespace and
+    has the CNI bridge plugin give it an address, the pause container (hull)
+    joins it by path, and the pod's containers join the pause container's.
+    The host reaches a server in the container at the pod's address."""
+    cd, client = cri
+    if not getattr(cd, "subnet", None):
+        pytest.skip(f"no CNI plugins in {CNI_BIN} (Debian's containernetworking-plugins)")
+    name = f"net-{os.getpid()}"
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent, host_network=False)
+    pod = client.run_pod(pod_cfg)
+    try:
+        ip = client.pod_status(pod).status.network.ip
+        assert ipaddress.ip_address(ip) in cd.subnet, ip
+        script = "hostname; ip -4 -o addr show eth0 | awk '{print $4}'; echo pod-reply | nc -l -p 8080"
+        cid = client.create_container(pod, pod_cfg, "server", IMAGE, ["sh", "-c", script], "server.log")
+        client.call("StartContainer", container_id=cid)
+
+        def fetch():
+            try:
+                with socket.create_connection((ip, 8080), timeout=10) as c:
+                    return c.makefile().readline()
+            except OSError:
+                return None
+
+        assert host.wait_until(fetch, timeout=60, interval=0.2, what="the pod's server to answer") == "pod-reply\n"
+        st = client.wait_exited(cid)
+        assert st.exit_code == 0, st
+        out = [m for s, m in read_cri_log(tmp_path / "server.log") if s == "stdout"]
+        assert out == [name, f"{ip}/24"], out
+        assert len(bridge_ports()) == 1  # the pod's veth
+        client.call("RemoveContainer", container_id=cid)
+    finally:
+        remove_pod(client, pod)
+    assert bridge_ports() == []
 
 
 def test_unknown_handler_is_refused(cri, tmp_path):

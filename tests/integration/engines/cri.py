@@ -16,6 +16,7 @@ and PID namespaces, logs, exec, stop, remove) is the real CRI path.
 """
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,30 @@ _DISABLED = [
 ]
 
 
-def cri_config(top, runtime, runtime_root, address):
+def cni_conflist(name, bridge, subnet, data_dir):
+    """A CNI network for the pods: the reference `bridge` plugin on a bridge
+    the test made (with the gateway address already on it) and `host-local`
+    addresses from subnet. No gateway role, no masquerade: the pods reach
+    the host and each other on the bridge, nothing else."""
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": bridge,
+                    "isGateway": False,
+                    "ipMasq": False,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir},
+                }
+            ],
+        },
+        indent=2,
+    )
+
+
+def cri_config(top, runtime, runtime_root, address, cni_bin_dir):
     """containerd's config.toml: its own root, state and sockets, and the CRI
     plugin with a runtime "hull" (the runc v2 shim running `runtime`)."""
     disabled = ", ".join(f'"{p}"' for p in _DISABLED)
@@ -63,8 +87,10 @@ def cri_config(top, runtime, runtime_root, address):
         # Never ask for an oom_score_adj below containerd's own (the pause
         # container's -998 needs CAP_SYS_RESOURCE, which root lacks here).
         "  restrict_oom_score_adj = true\n"
+        # Pod network namespaces under containerd's state, not /var/run/netns.
+        "  netns_mounts_under_state_dir = true\n"
         f"[{cri}.cni]\n"
-        f'  bin_dir = "{top}/cni/bin"\n'
+        f'  bin_dir = "{cni_bin_dir}"\n'
         f'  conf_dir = "{top}/cni/net.d"\n'
         f"[{cri}.containerd]\n"
         # Pods without a RuntimeClass keep runc; a runtimes table per handler.
@@ -84,7 +110,7 @@ class CriContainerd(Containerd):
     """Containerd (engines/containerd.py) with the CRI plugin enabled and
     configured by cri_config(); ctr works in the CRI's namespace."""
 
-    def __init__(self, top, runtime):
+    def __init__(self, top, runtime, cni_bin_dir=None):
         super().__init__(top, runtime)
         self.namespace = CRI_NAMESPACE
         self.cgroup_parent = f"/hulltest-k8s-{os.getpid()}"
@@ -92,7 +118,21 @@ class CriContainerd(Containerd):
         for d in ("cni/bin", "cni/net.d", "pods"):
             os.makedirs(os.path.join(top, d), exist_ok=True)
         with open(self.config, "w") as f:
-            f.write(cri_config(top, runtime, self.runtime_root, self.address))
+            f.write(cri_config(top, runtime, self.runtime_root, self.address, cni_bin_dir or f"{top}/cni/bin"))
+
+    def add_cni_network(self, name, bridge, subnet):
+        """Write the pods' CNI network (containerd picks it up on its own)."""
+        path = os.path.join(self.top, "cni", "net.d", f"10-{name}.conflist")
+        with open(path, "w") as f:
+            f.write(cni_conflist(name, bridge, subnet, os.path.join(self.top, "cni", "ipam")))
+
+    def stop(self):
+        """Containerd.stop(), then the pods' cgroup parent (hull makes it
+        for the first pod and leaves it, as runc does: it is the kubelet's)."""
+        try:
+            super().stop()
+        finally:
+            host.remove_cgroup_tree(self.cgroup_parent)
 
     def cri_state(self):
         """Where the CRI plugin keeps per-sandbox files (shm, hosts, resolv.conf)."""
@@ -166,14 +206,16 @@ class Cri:
         req = getattr(self.pb, name + "Request")(**fields)
         return getattr(self.rt, name)(req, timeout=self.timeout)
 
-    def pod_config(self, name, uid, log_dir, cgroup_parent):
-        """A hostNetwork pod (no CNI here) with its own PID and IPC namespaces."""
+    def pod_config(self, name, uid, log_dir, cgroup_parent, host_network=True):
+        """A pod with its own PID and IPC namespaces, on the node's network
+        (hostNetwork) or on its own (the CNI network)."""
         pb = self.pb
-        ns = pb.NamespaceOption(network=pb.NODE, pid=pb.POD, ipc=pb.POD)
+        ns = pb.NamespaceOption(network=pb.NODE if host_network else pb.POD, pid=pb.POD, ipc=pb.POD)
         return pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="default"),
-            # As the kubelet does for a hostNetwork pod: no hostname (the
+            # As the kubelet does: no hostname for a hostNetwork pod (the
             # node's UTS namespace is shared; runc and hull refuse to set one).
+            hostname="" if host_network else name,
             log_directory=log_dir,
             labels={"app": name},
             linux=pb.LinuxPodSandboxConfig(
@@ -200,7 +242,8 @@ class Cri:
 
     def create_container(self, pod_id, pod_config, name, image, command, log_path, memory=0, security=None):
         pb = self.pb
-        ns = pb.NamespaceOption(network=pb.NODE, pid=pb.POD, ipc=pb.POD)
+        ns = pb.NamespaceOption(network=pod_config.linux.security_context.namespace_options.network, pid=pb.POD,
+                                ipc=pb.POD)
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name),
             image=pb.ImageSpec(image=image),
