@@ -134,6 +134,8 @@ static void record_resources(json_object *config, json_object *update)
     }
     json_object_object_foreach(update, key, val)
     {
+        if (strcmp(key, "devices") == 0)
+            continue; /* never applied: see keep_device_rules */
         json_object *cur = hj_get(res, key);
         if (cur && json_object_is_type(cur, json_type_object) &&
             json_object_is_type(val, json_type_object)) {
@@ -145,6 +147,20 @@ static void record_resources(json_object *config, json_object *update)
     }
 }
 
+/* An update leaves the device rules as create made them, as runc's does:
+ * the runc shim hands over the whole linux.resources it holds (containerd's
+ * CRI plugin: a bare "deny all" beside the new limits), and applying those
+ * rules alone would take /dev/null, /dev/ptmx and the spec's linux.devices
+ * from the running container, which create granted after the spec's rules. */
+static void keep_device_rules(struct hull_resources *r)
+{
+    for (size_t i = 0; i < r->n_devices; i++)
+        free(r->devices[i].access);
+    free(r->devices);
+    r->devices = NULL;
+    r->n_devices = 0;
+}
+
 int hull_container_update(const struct hull_runtime *rt, const char *id, const char *resources_json,
                           hull_error *err)
 {
@@ -154,6 +170,7 @@ int hull_container_update(const struct hull_runtime *rt, const char *id, const c
     if (hj_parse(resources_json, strlen(resources_json), "resources", &doc, err) < 0 ||
         hull_resources_parse(doc, "linux.resources", &r, err) < 0)
         return hull_error_prefix(err, "update %s", id);
+    keep_device_rules(&r);
     __attribute__((cleanup(managed_release))) struct managed m;
     if (managed_open(rt, id, &m, err) < 0)
         return hull_error_prefix(err, "update %s", id);
