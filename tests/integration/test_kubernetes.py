@@ -25,7 +25,7 @@ import pytest
 import netlib
 from engines import busybox, host
 from engines.containerd import IMAGE
-from engines.cri import PAUSE_IMAGE, Cri, CriContainerd, read_cri_log, require_grpc
+from engines.cri import PAUSE_IMAGE, Cri, CriContainerd, exit_code, read_cri_log, require_grpc, stream_exec
 from engines.fixtures import _check_clean, busybox_layer, busybox_oci_archive, oci_runtime_path  # noqa: F401
 from engines.runtime import DEPS, require_packages
 
@@ -213,6 +213,18 @@ def test_long_running_container_exec_stop_remove(cri, tmp_path):
         # Stats come from the container's cgroup (the shim reads it).
         stats = client.call("ContainerStats", container_id=cid).stats
         assert stats.memory.usage_bytes.value > 0 and stats.cpu.usage_core_nano_seconds.value > 0, stats
+
+        # kubectl exec -it: the Exec call's URL, a WebSocket, a terminal (the
+        # shim's `hull exec --console-socket`) fed from the client's stdin.
+        url = client.call("Exec", container_id=cid, cmd=["sh", "-c", "tty; read line; echo got:$line; exit 4"],
+                          tty=True, stdin=True, stdout=True).url
+        streams, status = stream_exec(url, stdin=b"typed-in\r")
+        assert exit_code(status) == 4, (streams, status)
+        lines = streams.get(1, b"").decode().replace("\r", "").split()
+        # The terminal echoes what was typed (maybe before the shell ran).
+        pts = [x for x in lines if x.startswith("/dev/pts/")]
+        assert len(pts) == 1 and sorted(set(lines) - set(pts)) == ["got:typed-in", "typed-in"], streams
+        assert lines.index("got:typed-in") > lines.index(pts[0]), streams
 
         client.call("StopContainer", container_id=cid, timeout=30)
         st = client.container_status(cid)

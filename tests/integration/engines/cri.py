@@ -15,11 +15,16 @@ No CNI plugin is installed here, so pods use the node's network
 and PID namespaces, logs, exec, stop, remove) is the real CRI path.
 """
 
+import base64
+import hashlib
 import importlib
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 
@@ -281,3 +286,84 @@ def read_cri_log(path):
             if tag == "F":
                 out.append((stream, partial.pop(stream)))
     return out
+
+
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's fixed key suffix
+
+
+def _recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("the streaming server closed the connection")
+        buf += chunk
+    return buf
+
+
+def _send_frame(sock, payload):
+    """One binary WebSocket message from the client (clients mask theirs)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x82]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
+    sock.sendall(head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload)))
+
+
+def stream_exec(url, stdin=None, timeout=60):
+    """Run a CRI Exec's command at its streaming URL the way kubectl's
+    WebSocket client does (protocol v4.channel.k8s.io: each binary message
+    starts with its channel, 0 stdin, 1 stdout, 2 stderr, 3 the final status
+    as JSON). stdin (bytes) is sent once the server is ready.
+    Returns ({channel: bytes}, status dict)."""
+    u = urllib.parse.urlsplit(url)
+    assert u.hostname == "127.0.0.1", url  # the streaming server stays on loopback
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection((u.hostname, u.port), timeout=timeout) as sock:
+        target = u.path + (f"?{u.query}" if u.query else "")
+        sock.sendall(
+            (f"GET {target} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+             "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += _recv_exact(sock, 1)
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].split()[1] == "101", lines
+        want = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        assert headers.get("sec-websocket-accept") == want, headers
+
+        out, message = {}, b""
+        if stdin:
+            _send_frame(sock, b"\x00" + stdin)
+        while True:
+            b0, b1 = _recv_exact(sock, 2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", _recv_exact(sock, 2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", _recv_exact(sock, 8))[0]
+            mask = _recv_exact(sock, 4) if b1 & 0x80 else None
+            payload = _recv_exact(sock, n)
+            if mask:
+                payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+            opcode = b0 & 0x0F
+            if opcode == 8:  # close
+                break
+            if opcode in (0, 1, 2):
+                message += payload
+                if b0 & 0x80 and message:  # FIN: a whole message
+                    out[message[0]] = out.get(message[0], b"") + message[1:]
+                    message = b""
+        status = json.loads(out.pop(3, b"{}") or b"{}")
+        return out, status
+
+
+def exit_code(status):
+    """The exit status in a streaming Exec's final status (0 on Success)."""
+    if status.get("status") == "Success":
+        return 0
+    for cause in status.get("details", {}).get("causes", []):
+        if cause.get("reason") == "ExitCode":
+            return int(cause["message"])
+    raise AssertionError(f"no exit code in {status}")
