@@ -299,6 +299,26 @@ def test_pod_network_through_cni(cri, tmp_path):
     assert bridge_ports() == []
 
 
+def test_oom_kill_is_reported(cri, tmp_path):
+    """A container over its memory limit: the kernel kills it in the cgroup
+    hull made, the shim sees the OOM event there, and the CRI reports what
+    the kubelet shows as OOMKilled with status 137."""
+    cd, client = cri
+    name = f"oom-{os.getpid()}"
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent)
+    pod = client.run_pod(pod_cfg)
+    try:
+        # tail keeps the one endless "line" of /dev/zero in memory.
+        cid = client.create_container(pod, pod_cfg, "hog", IMAGE, ["tail", "/dev/zero"], "hog.log",
+                                      memory=32 << 20)
+        client.call("StartContainer", container_id=cid)
+        st = client.wait_exited(cid)
+        assert (st.exit_code, st.reason) == (137, "OOMKilled"), st
+        client.call("RemoveContainer", container_id=cid)
+    finally:
+        remove_pod(client, pod)
+
+
 def test_unknown_handler_is_refused(cri, tmp_path):
     """A RuntimeClass whose handler has no runtimes table is an error, not a
     silent fall-back to the default runtime."""
