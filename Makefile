@@ -201,6 +201,8 @@ fuzz-bins: $(FUZZ_BINS)
 $(BUILD)/fuzz_agent: $(BUILD)/obj/src/guest/agent_io.o
 $(BUILD)/fuzz_hulld: $(filter-out %/http.o %/main.o,$(DAEMON_OBJS))
 $(BUILD)/fuzz_hulld: FUZZ_LIBS := $(DAEMON_LIBS)
+# The port proxy's head handling alone.
+$(BUILD)/fuzz_ports: $(BUILD)/obj/src/daemon/sbx_ports_head.o
 # The target counts libseccomp contexts made and released (fuzz_spec.c).
 $(BUILD)/fuzz_spec: FUZZ_LIBS := -Wl,--wrap=seccomp_init -Wl,--wrap=seccomp_release
 

@@ -88,9 +88,11 @@ def cpu_ms(pid):
     return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
-def load(sock, token, clients, total):
+def load(sock, token, clients, total, fresh=False):
     """Latencies of the 200s, the API's share of each (end to end minus the
-    library call's time, from the Server-Timing header), status counts."""
+    library call's time, from the Server-Timing header), status counts.
+    fresh: a new connection per request (what a client without keep-alive
+    pays: hulld starts a thread per connection)."""
     lat, added, codes, lock = [], [], {}, threading.Lock()
     per = [total // clients + (1 if i < total % clients else 0) for i in range(clients)]
     body = json.dumps({"cmd": ["true"]})
@@ -100,6 +102,9 @@ def load(sock, token, clients, total):
         c = Conn(sock)
         for _ in range(n):
             t = time.perf_counter()
+            if fresh:
+                c.close()
+                c = Conn(sock)
             c.request("POST", "/v1/runs", body, hdr)
             r = c.getresponse()
             data = r.read()
@@ -181,6 +186,13 @@ def main():
                 one = (lat, added, ok / secs)
                 print(f"  hulld main process CPU per request (HTTP, auth, JSON, store): "
                       f"{main_cpu:.2f} ms")
+        fresh = None
+        if 1 in LEVELS:
+            lat_f, added_f, codes_f, _ = load(sock, token, 1, max(30, RUNS // 2), fresh=True)
+            fresh = pct(added_f, 50)
+            print(f"{'api, 1, no keep-alive':<22}{'':>9}{pct(lat_f, 50):>9.2f}{pct(lat_f, 99):>9.2f}"
+                  f"{codes_f.get(429, 0):>7}{fresh:>9.2f}{pct(added_f, 99):>9.2f}"
+                  f"   (a new connection per request)")
         floor = http_floor(sock, 200)
         print(f"HTTP floor (GET /healthz, same client): {pct(floor, 50):.2f} ms p50, "
               f"{pct(floor, 99):.2f} ms p99")
@@ -197,6 +209,12 @@ def main():
                           hull=round(share, 3), unit="ms", ratio=share, goal=f"< {GOAL_MS}",
                           note=f"ratio is the share in ms itself (an absolute goal); HTTP floor "
                                f"(GET /healthz) {pct(floor, 50):.2f} ms p50")
+            if fresh is not None:
+                benchjson.row("api_load", "hulld API's share, p50, 1 client, a connection per "
+                              "request", hull=round(fresh, 3), peer=round(share, 3),
+                              peer_name="keep-alive", unit="ms",
+                              note="what a client without keep-alive pays: hulld starts a "
+                                   "thread per connection (reported)")
             lib_rate = 1000 / statistics.mean(lib)
             benchjson.row("api_load", "POST /v1/runs runs/s, 1 client", hull=round(api_rate, 1),
                           peer=round(lib_rate, 1), peer_name="hull_sandbox_run loop",

@@ -283,6 +283,11 @@ struct hull_policy {
     size_t n_publish;
 
     int cancel_fd; /* readable = kill the run now (verdict "killed"); -1 = none */
+    /* hull_sandbox_run calls this in its supervisor as the program's output
+     * arrives (stream 1 stdout, 2 stderr), with the bytes the result keeps
+     * (within output_bytes), in order; NULL = none. It must not block. */
+    void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+    void *on_output_ctx;
 
     /* An OCI image of the store as the root instead of rootfs (not both):
      * its layers read-only, with the sandbox's own /tmp, /proc and /dev;
@@ -493,9 +498,30 @@ HULL_PUBLIC int hull_fs_verb_parse(const char *name);
 HULL_PUBLIC int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op,
                                 struct json_object **out, int *fd_out, hull_error *err);
 
+/* Templates (session_template.c): the sandbox's /tmp copied into the host
+ * directory dirfd (empty), frozen meanwhile when it has a cgroup, at most
+ * max_bytes of data and entries (EFBIG beyond); only directories, regular
+ * files (their data extents) and symlinks (as links), set-id bits dropped;
+ * and such a copy loaded into a new sandbox's /tmp as its user. */
+struct hull_tmp_stats {
+    uint64_t bytes, files, dirs, symlinks, skipped;
+};
+HULL_PUBLIC int hull_session_save_tmp(struct hull_session *s, int dirfd, uint64_t max_bytes,
+                                      struct hull_tmp_stats *st, hull_error *err);
+HULL_PUBLIC int hull_session_load_tmp(struct hull_session *s, int dirfd, struct hull_tmp_stats *st,
+                                      hull_error *err);
+
 /* Freeze / thaw every process in it (cgroup freezer; ENOTSUP at process level). */
 HULL_PUBLIC int hull_session_pause(struct hull_session *s, hull_error *err);
 HULL_PUBLIC int hull_session_resume(struct hull_session *s, hull_error *err);
+/* A TCP socket (family AF_INET or AF_INET6, non-blocking, close-on-exec)
+ * made in the sandbox's network namespace, not connected: *fd_out for the
+ * caller to connect to one of the sandbox's ports on its loopback (hulld's
+ * ports). EPERM when the sandbox shares the host's network. Call from a
+ * single-threaded process (it enters the namespace and comes back). */
+HULL_PUBLIC int hull_session_socket(struct hull_session *s, int family, int *fd_out,
+                                    hull_error *err);
+
 /* The init still runs. */
 HULL_PUBLIC bool hull_session_alive(struct hull_session *s);
 /* Kill everything in it, remove its cgroup and state, free s. */
@@ -504,6 +530,18 @@ HULL_PUBLIC void hull_session_destroy(struct hull_session *s);
  * from its cgroup (any thread, any process). */
 HULL_PUBLIC int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
                                    hull_error *err);
+/* What a sandbox or run uses now, by its container id (any thread, any
+ * process; hulld's per-sandbox metrics). A has_* flag false: not measured
+ * (no cgroup at process isolation, no network of its own). */
+struct hull_sandbox_stats {
+    bool has_cgroup;
+    uint64_t cpu_ns, memory_bytes, memory_peak_bytes; /* memory_peak: 0 where the kernel has none */
+    bool has_disk;
+    uint64_t disk_bytes; /* used on its writable tmpfs mounts (/tmp, /dev/shm) */
+    bool has_net;
+    uint64_t net_rx_bytes, net_tx_bytes; /* its network namespace's interfaces but lo */
+};
+HULL_PUBLIC int hull_sandbox_stats(const char *id, struct hull_sandbox_stats *st, hull_error *err);
 
 /* ---- the job queue (Redis; docs/queue.md) -------------------------------- */
 
@@ -608,6 +646,9 @@ struct hull_vm_exec_opts {
     int stdout_fd, stderr_fd; /* streamed there; -1 = collected in the result */
     bool detach;              /* start and return; the process outlives the call */
     struct hull_vm_limits limits;
+    /* Collected output as it arrives, as hull_policy.on_output; NULL = none. */
+    void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+    void *on_output_ctx;
 };
 
 struct hull_vm_exec_result {
@@ -674,6 +715,9 @@ struct hull_vm_oneshot_opts {
     const char *egress;
     const struct hull_publish *publish;
     size_t n_publish;
+    /* The workload's output as it arrives (hull_vm_exec_opts.on_output). */
+    void (*on_output)(void *ctx, int stream, const char *data, size_t len);
+    void *on_output_ctx;
 };
 struct hull_vm_oneshot_result {
     struct hull_vm_exec_result run;

@@ -35,6 +35,8 @@ struct hulld_options {
     unsigned client_timeout;   /* --client-timeout: idle connection limit, seconds */
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
+    unsigned tenant_templates; /* --tenant-templates: sandbox templates per tenant */
+    size_t template_max;       /* --template-max: bytes of files one template keeps */
     unsigned max_connections;  /* --max-connections */
     bool debug;
     /* --worker mode (src/daemon/worker.c; 0/NULL: the queue's defaults) */
@@ -50,6 +52,8 @@ struct hulld_options {
     const char *cert_dir;   /* --cert-dir: extra CA certificates for registries */
     unsigned max_pulls;     /* --max-pulls: pulls at once, before 429 */
     unsigned pull_timeout;  /* --pull-timeout: seconds a pull may take in all */
+    /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
+    unsigned metrics_interval_ms;
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
@@ -83,6 +87,11 @@ int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd)
 /* -1 with errno (EPIPE at EOF: the peer is gone). */
 int frame_recv(int sock, struct frame *f);
 void frame_free(struct frame *f);
+/* A keeper's replies: {"error":{errno, message}} (e freed), or {"ok":true}
+ * with an optional string key and data; frame_str: a header string or "". */
+void frame_reply_error(int sock, hull_error *e);
+void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len);
+const char *frame_str(const struct frame *f, const char *key);
 
 /* helper.c: start this binary again as a single-threaded helper ("worker"
  * or "keeper") talking over *sock; returns its pid. Safe from any thread. */
@@ -92,13 +101,16 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
 pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err);
 /* The helper side: hulld --helper MODE --state-dir DIR, socket on fd 3. */
 int helper_main(const char *mode, const char *state_dir);
-/* st NULL ("runner", for the queue worker): no store, no acknowledgement;
+/* st NULL ("runner", for the queue worker): no store, nothing recorded;
  * a run that cannot start answers {"error": why}. */
 int worker_loop(int sock, struct hull_store *st);
 int keeper_loop(int sock);
 /* keeper_files.c: the keeper's "fs" frames (the file API). */
 struct hull_session;
 void keeper_fs(int sock, struct frame *f, struct hull_session *s);
+/* keeper_tpl.c: the keeper's "tpl_save" / "tpl_load" frames; false for
+ * another op. */
+bool keeper_tpl(int sock, struct frame *f, struct hull_session *s);
 /* puller.c: one image pull in its own process, then exit. */
 int puller_main(int sock);
 
@@ -150,6 +162,8 @@ void sbx_meta_show(json_object *row);
 int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r);
 /* Destroy idle sandboxes past their lifetime; every one when all is true. */
 void sandboxes_reap(bool all);
+/* Paused microVM sandboxes of an earlier hulld, served again (start-up). */
+void sandboxes_adopt(void);
 unsigned sandboxes_active(void);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */
@@ -159,9 +173,33 @@ int sandboxes_call(const char *id, const char *tenant, const char *op, json_obje
 void sandboxes_touch(const char *id, const char *tenant);
 /* True while sandbox id of tenant (NULL: any) is live. */
 bool sandboxes_alive(const char *id, const char *tenant);
-/* Prometheus lines for each sandbox's CPU and memory: tenant's only, or
+/* sbx_metrics.c: Prometheus lines for each sandbox's CPU and memory: tenant's only, or
  * every tenant's for NULL (an admin). */
 void sandboxes_metrics(FILE *out, const char *tenant);
+
+/* sandboxes.c, for templates.c: a copy of the create request live
+ * sandbox id of tenant (NULL: any) was made with; ENOENT when none. */
+int sandboxes_spec(const char *id, const char *tenant, char **spec, hull_error *err);
+/* templates.c: /v1/templates (name: the rest of the path, or NULL), and
+ * the sweep at start-up of copies no template names. */
+void api_templates(const struct request *rq, const char *name, struct resp *r);
+void templates_recover(void);
+/* A sandbox made from a template: tpl_expand replaces a create request
+ * naming "template" by the template's own (u->on then; 0 and nothing done
+ * without "template"), tpl_apply loads the template's files into the new
+ * sandbox and runs its start and ready commands (*extra: what the answer
+ * adds). -1 with r filled. */
+struct tpl_use {
+    bool on;
+    char name[72], id[64];
+    char *start, *ready; /* JSON arrays, or NULL */
+    uint64_t ready_ms;
+};
+void tpl_use_free(struct tpl_use *u);
+int tpl_expand(const struct caller *c, json_object **doc, struct tpl_use *u, struct resp *r);
+struct sbx;
+int tpl_apply(struct sbx *s, const struct tpl_use *u, const struct request *rq, json_object **extra,
+              struct resp *r);
 
 /* images.c: /v1/images (ref: the rest of the path, URL-decoded, or NULL). */
 void api_images(const struct request *rq, const char *ref, struct resp *r);

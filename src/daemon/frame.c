@@ -147,3 +147,33 @@ void frame_free(struct frame *f)
     memset(f, 0, sizeof(*f));
     f->fd = -1;
 }
+
+/* A keeper's answer that failed: {"error":{"errno","message"}}; e is freed. */
+void frame_reply_error(int sock, hull_error *e)
+{
+    json_object *hdr = json_object_new_object(), *er = json_object_new_object();
+    json_object_object_add(er, "errno", json_object_new_int(hull_error_code(*e)));
+    json_object_object_add(er, "message", json_object_new_string(hull_error_msg(*e)));
+    json_object_object_add(hdr, "error", er);
+    frame_send(sock, hdr, NULL, 0, -1);
+    json_object_put(hdr);
+    hull_error_free(e);
+}
+
+/* A keeper's answer that worked: {"ok":true[, key: val]} and data. */
+void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len)
+{
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "ok", json_object_new_boolean(1));
+    if (key)
+        json_object_object_add(hdr, key, json_object_new_string(val));
+    frame_send(sock, hdr, data, len, -1);
+    json_object_put(hdr);
+}
+
+/* The header's string at key, "" when absent. */
+const char *frame_str(const struct frame *f, const char *key)
+{
+    json_object *v = hj_get(f->hdr, key);
+    return v ? json_object_get_string(v) : "";
+}

@@ -44,9 +44,12 @@ enum route_kind {
     R_SBX_FILE,
     R_SBX_FS,
     R_SBX_PROCS,
+    R_SBX_PORTS,
     R_IMAGES,
     R_IMAGE,
     R_NETWORKS,
+    R_TEMPLATES,
+    R_TEMPLATE,
 };
 
 struct route {
@@ -233,6 +236,15 @@ static int route(const char *url, struct route *rt)
     }
     if (strncmp(p, "images", 6) == 0 && (p[6] == '\0' || p[6] == '/'))
         return route_images(p + 6, rt);
+    if (strcmp(p, "templates") == 0 || strncmp(p, "templates/", 10) == 0) {
+        /* /v1/templates[/{name}] (templates.c) */
+        rt->kind = p[9] ? R_TEMPLATE : R_TEMPLATES;
+        rt->allow = p[9] ? "GET, DELETE" : "GET, POST";
+        const char *n = p + 10;
+        if (p[9] && (!segment(&n, rt->id, sizeof(rt->id)) || *n != '\0' || n[-1] == '/'))
+            return -1;
+        return 0;
+    }
     bool runs = strncmp(p, "runs", 4) == 0 && (p[4] == '\0' || p[4] == '/');
     bool sbx = strncmp(p, "sandboxes", 9) == 0 && (p[9] == '\0' || p[9] == '/');
     if (!runs && !sbx)
@@ -270,10 +282,21 @@ static int route(const char *url, struct route *rt)
         rt->raw_body = n > 6 && strcmp(p + n - 6, "/stdin") == 0;
         return 0;
     }
+    if (strcmp(rt->action, "ports") == 0) {
+        rt->kind = R_SBX_PORTS;
+        rt->file = p - (p[-1] == '/'); /* "" or "/PORT" */
+        rt->allow = strlen(rt->file) > 1 ? "GET, DELETE" : "GET, POST";
+        return 0;
+    }
     if (strcmp(rt->action, "fs") == 0) {
         rt->kind = R_SBX_FS;
         rt->file = p;
         rt->allow = "GET, PUT, POST, DELETE";
+        return 0;
+    }
+    if (strcmp(rt->action, "metrics") == 0 && *p == '\0') {
+        rt->kind = R_SBX_ACTION;
+        rt->allow = "GET";
         return 0;
     }
     if (*p != '\0' || (strcmp(rt->action, "exec") != 0 && strcmp(rt->action, "pause") != 0 &&
@@ -510,10 +533,12 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
     case R_SBX_ACTION:
     case R_SBX_FILE:
     case R_SBX_PROCS:
+    case R_SBX_PORTS:
         api_sandboxes(&rq, rt->kind == R_SANDBOXES ? NULL : rt->id,
                       rt->kind == R_SBX_ACTION  ? rt->action
                       : rt->kind == R_SBX_FILE  ? "files"
                       : rt->kind == R_SBX_PROCS ? "processes"
+                      : rt->kind == R_SBX_PORTS ? "ports"
                                                 : NULL,
                       rt->file, r);
         break;
@@ -526,6 +551,10 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         break;
     case R_NETWORKS:
         api_networks(&rq, r);
+        break;
+    case R_TEMPLATES:
+    case R_TEMPLATE:
+        api_templates(&rq, rt->kind == R_TEMPLATE ? rt->id : NULL, r);
         break;
     }
     if (r->status == 0)

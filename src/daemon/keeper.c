@@ -9,36 +9,10 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "ports.h"
 #include "procs.h"
 #include "util/error.h"
 #include "util/json.h"
-
-static void reply_error(int sock, hull_error *e)
-{
-    json_object *hdr = json_object_new_object(), *er = json_object_new_object();
-    json_object_object_add(er, "errno", json_object_new_int(hull_error_code(*e)));
-    json_object_object_add(er, "message", json_object_new_string(hull_error_msg(*e)));
-    json_object_object_add(hdr, "error", er);
-    frame_send(sock, hdr, NULL, 0, -1);
-    json_object_put(hdr);
-    hull_error_free(e);
-}
-
-static void reply_ok(int sock, const char *key, const char *val, const void *data, size_t len)
-{
-    json_object *hdr = json_object_new_object();
-    json_object_object_add(hdr, "ok", json_object_new_boolean(1));
-    if (key)
-        json_object_object_add(hdr, key, json_object_new_string(val));
-    frame_send(sock, hdr, data, len, -1);
-    json_object_put(hdr);
-}
-
-static const char *hdr_str(struct frame *f, const char *key)
-{
-    json_object *v = hj_get(f->hdr, key);
-    return v ? json_object_get_string(v) : "";
-}
 
 static int do_create(int sock, struct frame *f, struct hull_session **s)
 {
@@ -52,10 +26,10 @@ static int do_create(int sock, struct frame *f, struct hull_session **s)
         r = hull_session_create(&p, s, &e);
     hull_policy_free(&p);
     if (r < 0) {
-        reply_error(sock, &e);
+        frame_reply_error(sock, &e);
         return -1;
     }
-    reply_ok(sock, "container", hull_session_id(*s), NULL, 0);
+    frame_reply_ok(sock, "container", hull_session_id(*s), NULL, 0);
     return 0;
 }
 
@@ -67,7 +41,7 @@ static void do_exec(int sock, struct frame *f, struct hull_session *s)
     hull_policy_init(&p);
     if (hull_policy_from_json(f->data, f->len, &p, &e) < 0) {
         hull_policy_free(&p);
-        reply_error(sock, &e);
+        frame_reply_error(sock, &e);
         return;
     }
     p.cancel_fd = f->fd;
@@ -75,12 +49,12 @@ static void do_exec(int sock, struct frame *f, struct hull_session *s)
     p.cancel_fd = -1;
     hull_policy_free(&p);
     if (rc < 0) {
-        reply_error(sock, &e);
+        frame_reply_error(sock, &e);
         return;
     }
     char *json = hull_result_to_json(&r);
     hull_result_free(&r);
-    reply_ok(sock, NULL, NULL, json, strlen(json));
+    frame_reply_ok(sock, NULL, NULL, json, strlen(json));
     free(json);
 }
 
@@ -95,14 +69,19 @@ int keeper_loop(int main_sock)
         int sock;
         if (kp == NULL || kprocs_next(kp, s, &sock, &f) < 0)
             break;
-        const char *op = hdr_str(&f, "op");
+        const char *op = frame_str(&f, "op");
         hull_error e = NULL;
         bool done = false;
-        if (strcmp(op, "create") == 0 && s == NULL) {
+        if (s == NULL && vmk_serves(&f)) { /* a microVM sandbox: sbx_vm.c */
+            int rc = vmk_loop(kp, sock, &f);
+            frame_free(&f);
+            kprocs_free(kp);
+            return rc;
+        } else if (strcmp(op, "create") == 0 && s == NULL) {
             done = do_create(sock, &f, &s) < 0;
         } else if (s == NULL) {
             hull_error_set(&e, EPROTO, "keeper: no sandbox yet");
-            reply_error(sock, &e);
+            frame_reply_error(sock, &e);
         } else if (kprocs_op(kp, s, sock, &f)) {
             /* a background process's */
         } else if (strcmp(op, "exec") == 0) {
@@ -114,39 +93,43 @@ int keeper_loop(int main_sock)
                 _exit(0);
         } else if (strcmp(op, "put") == 0) {
             json_object *m = hj_get(f.hdr, "mode");
-            if (hull_session_put_file(s, hdr_str(&f, "path"), f.data, f.len,
+            if (hull_session_put_file(s, frame_str(&f, "path"), f.data, f.len,
                                       m ? (unsigned)json_object_get_int(m) : 0, &e) < 0)
-                reply_error(sock, &e);
+                frame_reply_error(sock, &e);
             else
-                reply_ok(sock, NULL, NULL, NULL, 0);
+                frame_reply_ok(sock, NULL, NULL, NULL, 0);
         } else if (strcmp(op, "get") == 0) {
             char *data = NULL;
             size_t len = 0;
             json_object *m = hj_get(f.hdr, "max");
-            if (hull_session_get_file(s, hdr_str(&f, "path"),
+            if (hull_session_get_file(s, frame_str(&f, "path"),
                                       m ? (size_t)json_object_get_int64(m) : 0, &data, &len,
                                       &e) < 0)
-                reply_error(sock, &e);
+                frame_reply_error(sock, &e);
             else
-                reply_ok(sock, NULL, NULL, data, len);
+                frame_reply_ok(sock, NULL, NULL, data, len);
             free(data);
+        } else if (strcmp(op, "socket") == 0) {
+            keeper_socket(sock, &f, s);
         } else if (strcmp(op, "fs") == 0) {
             keeper_fs(sock, &f, s);
+        } else if (keeper_tpl(sock, &f, s)) {
+            /* a template's save or load (keeper_tpl.c) */
         } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
             int r = op[0] == 'p' ? hull_session_pause(s, &e) : hull_session_resume(s, &e);
             if (r < 0)
-                reply_error(sock, &e);
+                frame_reply_error(sock, &e);
             else
-                reply_ok(sock, NULL, NULL, NULL, 0);
+                frame_reply_ok(sock, NULL, NULL, NULL, 0);
         } else if (strcmp(op, "destroy") == 0) {
             kprocs_kill(kp, s);
             hull_session_destroy(s);
             s = NULL;
-            reply_ok(sock, NULL, NULL, NULL, 0);
+            frame_reply_ok(sock, NULL, NULL, NULL, 0);
             done = true;
         } else {
             hull_error_set(&e, EPROTO, "keeper: unknown operation '%s'", op);
-            reply_error(sock, &e);
+            frame_reply_error(sock, &e);
         }
         frame_free(&f);
         if (done)

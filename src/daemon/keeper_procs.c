@@ -80,17 +80,12 @@ struct kprocs {
      * connection it answers on is not read meanwhile. */
     pid_t exec_pid;
     int exec_pidfd, exec_conn;
+    const struct kprocs_backend *be; /* NULL: the container session's */
 };
 
-static void reply_error(int conn, hull_error *e)
+void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be)
 {
-    json_object *hdr = json_object_new_object(), *er = json_object_new_object();
-    json_object_object_add(er, "errno", json_object_new_int(hull_error_code(*e)));
-    json_object_object_add(er, "message", json_object_new_string(hull_error_msg(*e)));
-    json_object_object_add(hdr, "error", er);
-    frame_send(conn, hdr, NULL, 0, -1);
-    json_object_put(hdr);
-    hull_error_free(e);
+    k->be = be;
 }
 
 /* hdr (taken) with "ok", and data. */
@@ -240,7 +235,8 @@ static void feed_stdin(struct kproc *p)
     }
 }
 
-static void finish(struct kproc *p, struct hull_session *s, int status, const struct rusage *ru)
+static void finish(struct kprocs *k, struct kproc *p, struct hull_session *s, int status,
+                   const struct rusage *ru)
 {
     /* What it wrote before it went (a child it left may write on). */
     if (p->sp.out >= 0)
@@ -255,6 +251,10 @@ static void finish(struct kproc *p, struct hull_session *s, int status, const st
     p->running = false;
     p->stdin_open = false;
     p->ended = time(NULL);
+    if (k->be) {
+        p->result = k->be->result(p->sp.pid, status, p->stop);
+        return;
+    }
     struct hull_policy pol = {.cpu_time_ms = p->cpu_time_ms};
     uint64_t cpu = (uint64_t)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000ull +
                    (uint64_t)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1000ull;
@@ -307,7 +307,7 @@ static void reap(struct kprocs *k, struct hull_session *s)
         /* A child it left may keep writing: then it ends HOLD_MS after. */
         if (p->reaped && ((drained(p->sp.out) && drained(p->sp.err)) ||
                           hull_monotonic_ns() - p->reaped_ns >= HOLD_MS * 1000000ull)) {
-            finish(p, s, p->status, &p->ru);
+            finish(k, p, s, p->status, &p->ru);
             any = true;
         }
     }
@@ -322,7 +322,7 @@ static void answer_read(struct kprocs *k, int conn, const char *id, uint64_t off
     hull_error e = NULL;
     struct kproc *p = find(k, id, &e);
     if (p == NULL) {
-        reply_error(conn, &e);
+        frame_reply_error(conn, &e);
         return;
     }
     json_object *hdr = json_object_new_object();
@@ -331,7 +331,7 @@ static void answer_read(struct kprocs *k, int conn, const char *id, uint64_t off
     if (ring_read(&p->out, offset, max ? max : READ_MAX, hdr, &data, &len) < 0) {
         json_object_put(hdr);
         hull_error_set(&e, ENOMEM, "out of memory");
-        reply_error(conn, &e);
+        frame_reply_error(conn, &e);
         return;
     }
     json_object_object_add(hdr, "running", json_object_new_boolean(p->running));
@@ -369,7 +369,7 @@ static void unpark(struct kprocs *k)
             if (p)
                 reply_json(c->fd, describe(p));
             else
-                reply_error(c->fd, &e);
+                frame_reply_error(c->fd, &e);
         }
     }
 }
@@ -567,8 +567,9 @@ static int start_proc(struct kprocs *k, struct hull_session *s, struct frame *f,
     struct kproc *p = calloc(1, sizeof(*p));
     unsigned rows = (unsigned)hu64(f, "rows"), cols = (unsigned)hu64(f, "cols");
     bool with_stdin = hu64(f, "stdin") != 0 || pol.stdin_data != NULL;
-    int r = p ? hull_session_spawn(s, &pol, with_stdin, rows, cols, &p->sp, err)
-              : hull_error_set(err, ENOMEM, "out of memory");
+    int r = p == NULL ? hull_error_set(err, ENOMEM, "out of memory")
+            : k->be   ? k->be->spawn(&pol, with_stdin, rows, cols, &p->sp, err)
+                      : hull_session_spawn(s, &pol, with_stdin, rows, cols, &p->sp, err);
     if (r == 0) {
         snprintf(p->id, sizeof(p->id), "%s", id);
         p->cmd = json_object_get(hj_get(doc, "cmd"));
@@ -707,7 +708,7 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
     if (strcmp(op, "attach") == 0) {
         if (f->fd < 0 || k->n_conns >= MAX_CONNS) {
             hull_error_set(&e, EBUSY, "keeper: no room for another connection");
-            reply_error(conn, &e);
+            frame_reply_error(conn, &e);
         } else {
             k->conns[k->n_conns++] = (struct kconn){.fd = f->fd};
             f->fd = -1;
@@ -719,7 +720,7 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
         return false;
     if (strcmp(op, "proc_start") == 0) {
         if (start_proc(k, s, f, &e) < 0)
-            reply_error(conn, &e);
+            frame_reply_error(conn, &e);
         else
             reply_json(conn, describe(k->procs));
         return true;
@@ -734,7 +735,7 @@ bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame 
     }
     struct kproc *p = find(k, hstr(f, "id"), &e);
     if (p == NULL || proc_verb(k, c, p, op, f, &e) < 0)
-        reply_error(conn, &e);
+        frame_reply_error(conn, &e);
     return true;
 }
 

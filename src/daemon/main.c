@@ -20,6 +20,7 @@
 
 #include "daemon.h"
 #include "image/image.h"
+#include "sbx_metrics.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -53,6 +54,9 @@ static void usage(FILE *out)
             "  --tenant-sandboxes N    live sandboxes per tenant (default 8)\n"
             "  --max-body BYTES        request body limit (default 8M)\n"
             "  --process-buffer BYTES  output kept per sandbox process (default 1M)\n"
+            "  --metrics-interval MS   how often each sandbox's usage is sampled (default 5000)\n"
+            "  --tenant-templates N    sandbox templates per tenant (default 16)\n"
+            "  --template-max BYTES    files a template keeps, at most (default 1G)\n"
             "  --client-timeout SECS   idle connection limit (default 30)\n"
             "  --max-connections N     open connections (default 256)\n"
             "  --image-root DIR        image store (default $HULL_IMAGE_ROOT, else\n"
@@ -126,6 +130,9 @@ static const struct opt_spec opt_specs[] = {
     {"tenant-sandboxes", OPT_UINT, OFF(tenant_sandboxes), 0, 100000},
     {"max-body", OPT_SIZE, OFF(max_body), 0, 0},
     {"process-buffer", OPT_SIZE, OFF(process_buffer), 0, 0},
+    {"metrics-interval", OPT_UINT, OFF(metrics_interval_ms), 100, 3600000},
+    {"tenant-templates", OPT_UINT, OFF(tenant_templates), 0, 100000},
+    {"template-max", OPT_SIZE, OFF(template_max), 0, 0},
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
     {"debug", OPT_FLAG, OFF(debug), 0, 0},
@@ -233,9 +240,12 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .queue_depth = 64,
         .max_body = 8u << 20,
         .process_buffer = 1u << 20,
+        .metrics_interval_ms = 5000,
         .client_timeout = 30,
         .tenant_runs = 32,
         .tenant_sandboxes = 8,
+        .tenant_templates = 16,
+        .template_max = 1u << 30,
         .max_connections = 256,
         .max_pulls = 2,
         .pull_timeout = 3600,
@@ -297,7 +307,30 @@ static void recover(void)
         hull_warn("start-up: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    sandboxes_adopt();
     runs_recover();
+    templates_recover();
+}
+
+/* The store's WAL is checkpointed by the main thread's tick on this
+ * connection of its own, once SQLite would have (1000 pages), not inside
+ * a request's commit (store.h). */
+static struct hull_store *checkpointer;
+
+static void checkpoint(void)
+{
+    static bool failing; /* said once until it works again, not every second */
+    hull_error e = NULL;
+    if (!hull_store_checkpoint_due(hulld.store) && !failing)
+        return;
+    if (hull_store_checkpoint(checkpointer, &e) < 0) {
+        if (!failing)
+            hull_warn("%s", hull_error_msg(e));
+        hull_error_free(&e);
+        failing = true;
+    } else {
+        failing = false;
+    }
 }
 
 /* Open the store, take the state directory, finish what a previous hulld
@@ -306,10 +339,12 @@ static int start(const struct hulld_options *o, hull_error *err)
 {
     int lockfd;
     if (hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
-        (lockfd = lock_state(o->state_dir, err)) < 0)
+        (lockfd = lock_state(o->state_dir, err)) < 0 ||
+        hull_store_open(o->state_dir, &checkpointer, err) < 0 ||
+        hull_store_defer_checkpoints(hulld.store, err) < 0)
         return -1;
     recover();
-    if (runner_start(err) < 0 || http_start(err) < 0)
+    if (runner_start(err) < 0 || sbx_metrics_start(err) < 0 || http_start(err) < 0)
         return -1; /* hulld exits at once: the lock goes with it */
     return lockfd;
 }
@@ -346,6 +381,7 @@ static int serve(const struct hulld_options *o)
             break;
         sandboxes_reap(false);
         pending_flush();
+        checkpoint();
     }
     hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "
                             "(signal again to cancel them)");
@@ -363,10 +399,12 @@ static int serve(const struct hulld_options *o)
         }
     }
     http_stop();
+    sbx_metrics_stop();
     sandboxes_reap(true);
     runner_stop();
     pending_flush();
     pending_drop_all();
+    hull_store_close(checkpointer);
     hull_store_close(hulld.store);
     close(lockfd);
     hull_log(HULL_LOG_INFO, "hulld: stopped");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "sbx_metrics.h"
 
 static const char *const verdicts[] = {
     "ok",           "exit_nonzero", "signaled",   "cpu_time_limit", "wall_time_limit",
@@ -98,6 +99,7 @@ char *metrics_render(size_t *len, const char *tenant)
             "# TYPE hull_image_pulls_running gauge\nhull_image_pulls_running %u\n",
             running, queued, hulld.o->max_runs, sandboxes_active(), images_pulls_running());
     sandboxes_metrics(out, tenant);
+    sbx_metrics_prometheus(out, tenant);
     fclose(out);
     return buf;
 }

@@ -48,6 +48,25 @@ pid_t kprocs_fork(struct kprocs *k, int conn);
 void kprocs_kill(struct kprocs *k, struct hull_session *s);
 void kprocs_free(struct kprocs *k);
 
+/* Processes started otherwise than by hull_session_spawn (sbx_vm.c): spawn
+ * fills sp (pid a child of the keeper, pidfd, non-blocking pipes); result
+ * is the process's result JSON once it was reaped (stop: HULL_STOP_*). */
+struct kprocs_backend {
+    int (*spawn)(const struct hull_policy *p, bool with_stdin, unsigned rows, unsigned cols,
+                 struct hull_session_proc *sp, hull_error *err);
+    json_object *(*result)(pid_t pid, int status, int stop);
+};
+void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be);
+
+/* sbx_vm.c: a keeper serving a microVM sandbox. vmk_serves: first (the
+ * keeper's first request) is a microVM's "create" or an "adopt" of a
+ * paused one; vmk_loop then answers it and everything after. */
+bool vmk_serves(struct frame *first);
+int vmk_loop(struct kprocs *kp, int sock, struct frame *first);
+/* sbx_vm_fs.c: op "fs" on VM vm (stage: the keeper's staging directory,
+ * limit: what an upload may hold). */
+void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, struct frame *f);
+
 /* ---- in hulld ---- */
 
 /* /v1/sandboxes/{sid}/processes[/{pid}[/{verb}]] (rest: what follows
@@ -75,6 +94,9 @@ int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hul
 /* r becomes process pid's output as NDJSON from offset (following it to
  * its end or not), read on keeper connection ks (taken), after a "start"
  * line with first (taken) when not NULL. -1 with r filled when it cannot. */
+/* n bytes as base64 (malloc'd, NULL when out of memory): a chunk's
+ * "data_b64", for streamed runs too (run_stream.c). */
+char *stream_base64(const unsigned char *s, size_t n);
 int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
                       uint64_t offset, bool follow, json_object *first, struct resp *r);
 

@@ -43,7 +43,7 @@ static const struct hint run_hints[] = {
 };
 
 static const char *const create_fields[] = {"isolation", "limits", "env",      "files", "network",
-                                            "lifetime",  "image",  "metadata", NULL};
+                                            "lifetime",  "image",  "metadata", "ports", NULL};
 static const char *const create_limits[] = {"memory",   "pids",       "cpus",
                                             "tmp_size", "open_files", NULL};
 static const struct hint create_hints[] = {

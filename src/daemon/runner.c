@@ -5,11 +5,13 @@
  * request and a cancel eventfd to its worker, and waits for the result.
  * hulld records the result (its own connection to the store, whose pages
  * are warm: a write from the worker's connection had to read them again
- * first, a millisecond per run) and acknowledges; a worker that sees its
- * socket closed before the acknowledgement records the result itself, so a
- * run whose hulld died is still finished and recorded, then exits. Cancel writes the eventfd: the
- * library kills the run cleanly (verdict "killed"); a worker is never SIGKILLed, which would leave
- * the run's cgroup and state behind. */
+ * first, a millisecond per run); the next frame it sends the worker (the
+ * next run) says the last result is taken. A worker that sees its socket
+ * closed first records its last result itself (a no-op when hulld did), so
+ * a run whose hulld died is still finished and recorded, then exits.
+ * Cancel writes the eventfd: the library kills the run cleanly (verdict
+ * "killed"); a worker is never SIGKILLed, which would leave the run's
+ * cgroup and state behind. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "run_stream.h"
 #include "runner.h"
 #include "service/job.h"
 #include "util/clock.h"
@@ -58,6 +62,9 @@ static void job_unref_locked(struct run_job *j)
         return;
     if (j->cancel_fd >= 0)
         close(j->cancel_fd);
+    hull_error_free(&j->error);
+    if (j->stream_fd >= 0)
+        close(j->stream_fd);
     free(j->request);
     free(j->result);
     free(j);
@@ -87,8 +94,23 @@ static void unlink_active(struct run_job *j)
         }
 }
 
+static enum submit submit(const char *id, const char *tenant, char *request, bool direct,
+                          int stream_fd, struct run_job **out, hull_error *err);
+
 enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
                           struct run_job **out, hull_error *err)
+{
+    return submit(id, tenant, request, direct, -1, out, err);
+}
+
+enum submit runner_submit_stream(const char *id, const char *tenant, char *request, int stream_fd,
+                                 struct run_job **out, hull_error *err)
+{
+    return submit(id, tenant, request, false, stream_fd, out, err);
+}
+
+static enum submit submit(const char *id, const char *tenant, char *request, bool direct,
+                          int stream_fd, struct run_job **out, hull_error *err)
 {
     *out = NULL;
     struct run_job *j = calloc(1, sizeof(*j));
@@ -98,9 +120,12 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
         free(request);
         if (efd >= 0)
             close(efd);
+        if (stream_fd >= 0)
+            close(stream_fd);
         hull_error_set(err, ENOMEM, "out of resources");
         return SUBMIT_ERROR;
     }
+    j->stream_fd = stream_fd;
     snprintf(j->id, sizeof(j->id), "%s", id);
     snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
     j->request = request;
@@ -122,15 +147,16 @@ enum submit runner_submit(const char *id, const char *tenant, char *request, boo
             j->slot = &pool.slots[i];
             break;
         }
-    /* The row exists before any dispatcher can see the job. */
+    /* A queued job's row exists before any dispatcher can see the job; a
+     * job run on the caller's thread gets its row while its worker starts
+     * it (dispatch), so the insert does not delay the run. */
     hull_rfc3339_now(j->created_at, sizeof(j->created_at));
-    if (j->slot)
+    if (j->slot) {
         snprintf(j->started_at, sizeof(j->started_at), "%s", j->created_at);
-    if (res == SUBMIT_OK &&
-        (j->slot
-             ? hull_run_insert_running(hulld.store, id, tenant, j->slot->pid, j->slot->start,
-                                       j->created_at, err)
-             : hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err)) < 0)
+        j->unrecorded = true;
+    }
+    if (res == SUBMIT_OK && j->slot == NULL &&
+        hull_run_insert(hulld.store, id, tenant, "queued", NULL, j->created_at, err) < 0)
         res = SUBMIT_ERROR;
     if (res != SUBMIT_OK) {
         pthread_mutex_unlock(&pool.mu);
@@ -189,6 +215,9 @@ void job_wait(struct run_job *j)
 
 static void finish_locked(struct run_job *j)
 {
+    if (j->stream_fd >= 0)
+        close(j->stream_fd); /* never handed over: its stream ends */
+    j->stream_fd = -1;
     j->state = JOB_DONE;
     unlink_active(j);
     pthread_cond_broadcast(&pool.done);
@@ -300,6 +329,15 @@ static int slot_spawn(struct slot *s)
     return 0;
 }
 
+/* An idle worker's socket has nothing to read: one that does (EOF: the
+ * worker is gone) or fails is dead. */
+static bool slot_idle_alive(struct slot *s)
+{
+    char c;
+    return recv(s->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 static void slot_close(struct slot *s)
 {
     if (s->sock >= 0)
@@ -335,12 +373,59 @@ static void record(struct run_job *j, const char *res, const char *verdict, bool
     j->recorded = r == 1 && stamped;
 }
 
-/* One run on this slot's worker; returns the result JSON. */
+/* The row of a job handed straight to its worker, written while the
+ * worker starts the run: 0, or -1 with j->error (the store refused: the run
+ * must not go on unrecorded). */
+static int insert_row(struct slot *s, struct run_job *j)
+{
+    if (!j->unrecorded)
+        return 0;
+    j->unrecorded = false;
+    return hull_run_insert_running(hulld.store, j->id, j->tenant, s->pid, s->start, j->created_at,
+                                   &j->error);
+}
+
+/* The store refused the row of a run its worker has begun: the run is
+ * cancelled (the library kills it cleanly), its result taken and dropped.
+ * The caller answers j->error; nothing of the run is recorded or kept. */
+static void drop_run(struct slot *s, struct run_job *j)
+{
+    uint64_t one = 1;
+    if (write(j->cancel_fd, &one, sizeof(one)) < 0)
+        hull_warn("run %s: cancel: %s", j->id, strerror(errno));
+    struct frame f;
+    int r = frame_recv(s->sock, &f);
+    if (r == 0) {
+        frame_free(&f);
+        /* "recorded": the worker forgets the result (there is no row). */
+        json_object *hdr = json_object_new_object();
+        json_object_object_add(hdr, "op", json_object_new_string("recorded"));
+        r = frame_send(s->sock, hdr, NULL, 0, -1);
+        json_object_put(hdr);
+    }
+    if (r < 0) {
+        hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
+        slot_close(s);
+        sweep_leftovers();
+    }
+}
+
+/* One run on this slot's worker; returns the result JSON (NULL with
+ * j->error when its row could not be written). */
 static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32])
 {
     snprintf(verdict, 32, "internal_error");
     bool stamped = true; /* the row's times are those in j */
+    if (s->sock >= 0 && !slot_idle_alive(s)) {
+        /* Died while idle: replaced before the run is handed over, so the
+         * run does not end "died" in a worker that never saw it. */
+        hull_log(HULL_LOG_ERROR, "worker %d died while idle", (int)s->pid);
+        slot_close(s);
+        sweep_leftovers();
+    }
     if (s->sock < 0 && slot_spawn(s) < 0) {
+        if (insert_row(s, j) < 0)
+            return NULL;
         char *res = failed_result("no worker process could be started");
         record(j, res, verdict, false);
         return res;
@@ -357,10 +442,27 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
         stamped = rc == 1;
     }
     json_object *hdr = json_object_new_object();
+    int r = 0;
+    if (j->stream_fd >= 0) {
+        /* The worker's end of the stream goes first; hulld keeps none of
+         * it, so the stream ends when the worker closes it. */
+        json_object_object_add(hdr, "op", json_object_new_string("stream"));
+        r = frame_send(s->sock, hdr, NULL, 0, j->stream_fd);
+        close(j->stream_fd);
+        j->stream_fd = -1;
+        json_object_put(hdr);
+        hdr = json_object_new_object();
+    }
     json_object_object_add(hdr, "op", json_object_new_string("run"));
     json_object_object_add(hdr, "id", json_object_new_string(j->id));
-    int r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
+    if (r == 0)
+        r = frame_send(s->sock, hdr, j->request, strlen(j->request), j->cancel_fd);
     json_object_put(hdr);
+    if (insert_row(s, j) < 0) {
+        if (r == 0)
+            drop_run(s, j);
+        return NULL;
+    }
     struct frame f;
     if (r < 0 || frame_recv(s->sock, &f) < 0) {
         /* The worker died under this run: say so, and start a new one. */
@@ -378,16 +480,10 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     if (v)
         snprintf(verdict, 32, "%s", json_object_get_string(v));
     frame_free(&f);
+    /* Ours now: the next frame the worker gets (the next run, or EOF)
+     * tells it so; a separate acknowledgement cost a wake-up of the worker
+     * on the way of every answer. */
     record(j, res, verdict, stamped);
-    /* Ours now: the worker forgets the result. */
-    hdr = json_object_new_object();
-    json_object_object_add(hdr, "op", json_object_new_string("recorded"));
-    r = frame_send(s->sock, hdr, NULL, 0, -1);
-    json_object_put(hdr);
-    if (r < 0) {
-        hull_log(HULL_LOG_ERROR, "run %s: worker %d died after it", j->id, (int)s->pid);
-        slot_close(s);
-    }
     return res;
 }
 
@@ -475,7 +571,7 @@ void runner_stop(void)
 
 /* ---- the worker process -------------------------------------------------- */
 
-static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
+static char *run_one(struct frame *f, int stream_fd, double *lib_ms, const char **verdict)
 {
     *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
     struct hull_policy p;
@@ -486,6 +582,7 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
         res = failed_result(hull_error_msg(e));
     } else {
         p.cancel_fd = f->fd;
+        run_stream_hook(&p, stream_fd);
         if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
             res = failed_result(hull_error_msg(e));
     }
@@ -498,29 +595,13 @@ static char *run_one(struct frame *f, double *lib_ms, const char **verdict)
 /* hulld is gone before it recorded the result: the worker does (a no-op
  * when hulld did after all: a run's end is recorded once, the first word
  * stands). */
-static void record_self(struct hull_store *st, json_object *id, const char *res,
-                        const char *verdict)
+static void record_self(struct hull_store *st, const char *id, const char *res, const char *verdict)
 {
     hull_error e = NULL;
-    if (id && hull_run_finish(st, json_object_get_string(id), res, verdict, &e) < 0) {
+    if (id && hull_run_finish(st, id, res, verdict, &e) < 0) {
         hull_warn("worker: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-}
-
-/* The result is hulld's once it says "recorded": 0; -1 when hulld went
- * away first. */
-static int await_recorded(int sock)
-{
-    struct frame f;
-    if (frame_recv(sock, &f) < 0)
-        return -1;
-    const char *op = json_object_get_string(hj_get(f.hdr, "op"));
-    bool ok = op && strcmp(op, "recorded") == 0;
-    frame_free(&f);
-    if (!ok)
-        hull_warn("worker: unexpected message from hulld");
-    return ok ? 0 : -1;
 }
 
 /* A queue job (hulld --worker): the result, or {"error": why} when it
@@ -551,12 +632,39 @@ static int answer_queued(int sock, const struct frame *f)
     return r;
 }
 
+/* The last result sent, until hulld shows it has it. */
+struct unacked {
+    char *id, *res;
+    const char *verdict;
+};
+
+static void unacked_drop(struct unacked *u)
+{
+    free(u->id);
+    free(u->res);
+    *u = (struct unacked){0};
+}
+
 int worker_loop(int sock, struct hull_store *st)
 {
+    /* A result is hulld's (recorded, or kept in pending.c) once hulld sends
+     * anything more: the next run (or its stream), or "recorded". hulld
+     * closing the socket first may mean it died before recording it: then
+     * the worker does (a no-op when hulld did: a run's end is recorded
+     * once). */
+    struct unacked u = {0};
+    int stream_fd = -1; /* the next run's output stream (run_stream.c) */
     for (;;) {
         struct frame f;
-        if (frame_recv(sock, &f) < 0)
-            return errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+        if (frame_recv(sock, &f) < 0) {
+            int rc = errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
+            if (u.res)
+                record_self(st, u.id, u.res, u.verdict);
+            unacked_drop(&u);
+            if (stream_fd >= 0)
+                close(stream_fd);
+            return rc;
+        }
         if (st == NULL) {
             int r = answer_queued(sock, &f);
             frame_free(&f);
@@ -564,22 +672,41 @@ int worker_loop(int sock, struct hull_store *st)
                 return 0; /* the queue worker is gone */
             continue;
         }
+        unacked_drop(&u);
+        const char *op = json_object_get_string(hj_get(f.hdr, "op"));
+        if (op && strcmp(op, "recorded") == 0) {
+            frame_free(&f);
+            continue;
+        }
+        if (op && strcmp(op, "stream") == 0) {
+            if (stream_fd >= 0)
+                close(stream_fd);
+            stream_fd = f.fd;
+            f.fd = -1;
+            frame_free(&f);
+            continue;
+        }
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
         const char *verdict;
-        char *res = run_one(&f, &lib_ms, &verdict);
+        char *res = run_one(&f, stream_fd, &lib_ms, &verdict);
+        if (stream_fd >= 0)
+            close(stream_fd); /* its end: the stream then gives the result */
+        stream_fd = -1;
         json_object *hdr = json_object_new_object();
         json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
         int r = frame_send(sock, hdr, res, strlen(res), -1);
         json_object_put(hdr);
-        if (r < 0 || await_recorded(sock) < 0) {
-            record_self(st, id, res, verdict);
+        if (r < 0) {
+            record_self(st, json_object_get_string(id), res, verdict);
             free(res);
             frame_free(&f);
             return 0;
         }
-        free(res);
+        u.id = id ? strdup(json_object_get_string(id)) : NULL;
+        u.res = res;
+        u.verdict = verdict;
         frame_free(&f);
     }
 }

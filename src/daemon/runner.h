@@ -17,6 +17,9 @@ struct run_job {
     char tenant[72];
     char *request; /* the run request JSON for the worker */
     int cancel_fd; /* eventfd: written to cancel */
+    /* A streamed run (run_stream.c): the worker's end of its output socket,
+     * handed over with the run and closed by hulld then; -1 = none. */
+    int stream_fd;
     enum job_state state;
     char *result; /* result JSON once done (NULL when cancelled while queued) */
     uint64_t enqueued_ns;
@@ -30,6 +33,12 @@ struct run_job {
     struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
     /* its row says running already */
     bool started;
+    /* handed straight to a worker, its row not written yet (dispatch
+     * writes it while the worker starts the run) */
+    bool unrecorded;
+    /* set when the store refused its row: the run was stopped, the answer
+     * is this error */
+    hull_error error;
     int refs;
     struct run_job *next;        /* queue order */
     struct run_job *next_active; /* all queued or running jobs */
@@ -43,6 +52,10 @@ enum submit { SUBMIT_OK, SUBMIT_QUEUE_FULL, SUBMIT_QUOTA, SUBMIT_DRAINING, SUBMI
  * waiting the job is not queued: job_wait runs it on the caller's thread. */
 enum submit runner_submit(const char *id, const char *tenant, char *request, bool direct,
                           struct run_job **out, hull_error *err);
+/* The same for a streamed run, never run on the caller's thread: its
+ * output goes to stream_fd (taken, closed on failure) while it runs. */
+enum submit runner_submit_stream(const char *id, const char *tenant, char *request, int stream_fd,
+                                 struct run_job **out, hull_error *err);
 /* Until the job is done (running it first when it was given to us). */
 void job_wait(struct run_job *j);
 void job_release(struct run_job *j);

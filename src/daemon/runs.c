@@ -10,6 +10,7 @@
 
 #include "daemon.h"
 #include "response.h"
+#include "run_stream.h"
 #include "runner.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -166,13 +167,24 @@ static void post_run(const struct request *rq, struct resp *r)
         return;
     char id[40];
     daemon_new_id(id, sizeof(id), 'r');
+    /* Streamed (Accept: application/x-ndjson): output as it comes. */
+    cleanup_run_stream struct run_stream *rs = NULL;
+    if (run_stream_wanted(rq) && (async || queue)) {
+        resp_error(r, 400, "invalid_request", async ? "async" : "queue",
+                   "%s: a streamed run (Accept: application/x-ndjson) is answered as it runs",
+                   async ? "async" : "queue");
+        return;
+    }
+    if (run_stream_wanted(rq) && (rs = run_stream_new(rq, id, r)) == NULL)
+        return;
     if (queue) {
         submit_queue(r, c, doc, id);
         return;
     }
     char *req = strdup(text);
     struct run_job *j = NULL;
-    switch (runner_submit(id, c->tok.tenant, req, !async, &j, &e)) {
+    switch (rs ? runner_submit_stream(id, c->tok.tenant, req, run_stream_worker_end(rs), &j, &e)
+               : runner_submit(id, c->tok.tenant, req, !async, &j, &e)) {
     case SUBMIT_OK:
         break;
     case SUBMIT_QUEUE_FULL:
@@ -193,6 +205,11 @@ static void post_run(const struct request *rq, struct resp *r)
         return;
     }
     snprintf(r->target, sizeof(r->target), "%s", id);
+    if (rs) {
+        run_stream_answer(rs, j, r);
+        rs = NULL; /* the answer's now */
+        return;
+    }
     if (async) {
         job_release(j);
         json_object *o = json_object_new_object();
@@ -202,6 +219,11 @@ static void post_run(const struct request *rq, struct resp *r)
         return;
     }
     job_wait(j);
+    if (j->error) {
+        resp_store_error(r, &j->error);
+        job_release(j);
+        return;
+    }
     /* What the library call took, so clients can tell the API's share
      * (bench/api_load.py does). */
     snprintf(r->timing, sizeof(r->timing), "run;dur=%.3f", j->lib_ms);

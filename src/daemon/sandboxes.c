@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "ports.h"
 #include "procs.h"
 #include "response.h"
+#include "sbx_metrics.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -29,6 +31,7 @@ struct sbx {
     char tenant[72];
     char container[64];
     char image[512]; /* "REPOSITORY@DIGEST" it was made from, or "" */
+    char *spec;      /* the create request it was made with (templates.c) */
     pid_t pid;
     int sock;
     int kill_fd; /* eventfd handed to every exec: written on destroy */
@@ -41,6 +44,7 @@ struct sbx {
     time_t last_used;
     unsigned lifetime_s;
     bool paused, gone;
+    bool microvm; /* its keeper is sbx_vm.c's; paused = on disk */
     int refs;
     struct sbx *next;
 };
@@ -65,6 +69,7 @@ static void unref(struct sbx *s)
     if (s->pid > 0)
         waitpid(s->pid, NULL, 0);
     pthread_mutex_destroy(&s->op);
+    free(s->spec);
     free(s);
 }
 
@@ -166,6 +171,17 @@ void sandboxes_touch(const char *id, const char *tenant)
     }
 }
 
+int sandboxes_spec(const char *id, const char *tenant, char **spec, hull_error *err)
+{
+    struct sbx *s = find(id, tenant);
+    *spec = s && !s->gone && s->spec ? strdup(s->spec) : NULL;
+    if (s)
+        unref(s);
+    if (*spec == NULL)
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    return 0;
+}
+
 bool sandboxes_alive(const char *id, const char *tenant)
 {
     struct sbx *s = find(id, tenant);
@@ -252,9 +268,50 @@ int sbx_connect(struct sbx *s, hull_error *err)
     return r;
 }
 
+int sandboxes_socket(const char *id, int family, hull_error *err)
+{
+    struct sbx *s = find(id, NULL);
+    if (s == NULL)
+        return hull_error_set(err, ENOENT, "sandbox '%s' not found", id);
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "op", json_object_new_string("socket"));
+    json_object_object_add(hdr, "family", json_object_new_int(family == AF_INET6 ? 6 : 4));
+    int fd = -1;
+    struct frame f;
+    /* The attach connection, not the op lock: a port's connection does not
+     * wait behind an exec. */
+    pthread_mutex_lock(&s->attach_mu);
+    if (s->gone || s->attach_sock < 0) {
+        hull_error_set(err, ENOENT, "sandbox '%s' is gone", id);
+    } else if (frame_send(s->attach_sock, hdr, NULL, 0, -1) < 0 ||
+               frame_recv(s->attach_sock, &f) < 0) {
+        hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", id);
+    } else {
+        json_object *er = hj_get(f.hdr, "error");
+        if (er) {
+            json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
+            hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
+                           msg ? json_object_get_string(msg) : "keeper failed");
+        } else if (f.fd < 0) {
+            hull_error_set(err, EPROTO, "sandbox '%s': the keeper sent no socket", id);
+        } else {
+            fd = f.fd;
+            f.fd = -1;
+        }
+        frame_free(&f);
+    }
+    pthread_mutex_unlock(&s->attach_mu);
+    json_object_put(hdr);
+    if (fd >= 0)
+        sbx_touch(s);
+    unref(s);
+    return fd;
+}
+
 static void destroy(struct sbx *s, const char *reason)
 {
     uint64_t one = 1;
+    sbx_ports_drop(s->id); /* its listeners and connections end first */
     /* Stop a command running in it now, rather than waiting for it. */
     if (write(s->kill_fd, &one, sizeof(one)) < 0)
         hull_warn("sandbox %s: %s", s->id, strerror(errno));
@@ -299,6 +356,7 @@ static json_object *describe(struct sbx *s, const char *tenant, hull_error *err)
                                json_object_new_string(s->paused ? "paused" : "running"));
     if (s->image[0])
         json_object_object_add(o, "image", json_object_new_string(s->image));
+    sbx_ports_show(s->id, o);
     return o;
 }
 
@@ -310,6 +368,19 @@ static void answer(struct resp *r, int status, struct sbx *s, const char *tenant
         resp_store_error(r, &e);
     else
         resp_json(r, status, o);
+}
+
+/* The 201 of a create gets the sandbox's access token (shown this once)
+ * and its ports opened; when a port cannot be, that error is the answer
+ * and the sandbox goes. */
+static void ports_created(struct resp *r, struct sbx *s, const unsigned *ports, size_t n_ports)
+{
+    if (r->status != 201 || r->body == NULL)
+        return;
+    json_object *o = json_object_get(r->body);
+    if (sbx_ports_open(s->id, ports, n_ports, o, r) < 0)
+        destroy(s, "its ports could not be opened");
+    json_object_put(o);
 }
 
 /* lifetime: a duration like every other ("10m", or a number of seconds);
@@ -384,12 +455,15 @@ static void create(const struct request *rq, struct resp *r)
     const struct caller *c = rq->caller;
     hull_error e = NULL;
     cleanup_json json_object *doc = NULL;
-    if (request_doc(rq, true, &doc, r) < 0)
+    __attribute__((cleanup(tpl_use_free))) struct tpl_use tpl = {0};
+    if (request_doc(rq, true, &doc, r) < 0 || tpl_expand(c, &doc, &tpl, r) < 0)
         return;
-    unsigned lifetime;
+    unsigned lifetime, ports[SBX_PORTS_MAX];
+    size_t n_ports = 0;
     cleanup_free char *meta = NULL;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
-        sbx_meta_take(doc, &meta, r) < 0 || request_image(doc, r) < 0)
+        sbx_meta_take(doc, &meta, r) < 0 || sbx_ports_take(doc, ports, &n_ports, r) < 0 ||
+        request_image(doc, r) < 0)
         return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();
@@ -403,9 +477,11 @@ static void create(const struct request *rq, struct resp *r)
     struct sbx *s = table_add(c, lifetime, r);
     if (s == NULL)
         return;
+    s->microvm = strcmp(iso, "microvm") == 0;
     json_object *img = hj_get(doc, "image");
     if (img)
         snprintf(s->image, sizeof(s->image), "%s", json_object_get_string(img));
+    s->spec = strdup(text); /* NULL: it cannot be a template's source */
     pthread_mutex_lock(&s->op);
     struct frame f;
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
@@ -430,6 +506,12 @@ static void create(const struct request *rq, struct resp *r)
         hull_error_free(&e);
     }
     pthread_mutex_unlock(&s->op);
+    json_object *extra = NULL;
+    if (tpl.on && tpl_apply(s, &tpl, rq, &extra, r) < 0) {
+        destroy(s, "its template failed");
+        unref(s);
+        return;
+    }
     if (hull_sandbox_rec_insert(hulld.store, s->id, s->tenant, iso, s->container, lifetime, &e) <
             0 ||
         (meta && hull_sandbox_rec_metadata(hulld.store, s->id, meta, &e) < 0)) {
@@ -437,7 +519,15 @@ static void create(const struct request *rq, struct resp *r)
         destroy(s, "could not be recorded");
     } else {
         answer(r, 201, s, NULL);
+        if (extra && r->body) {
+            json_object_object_foreach(extra, k, v)
+            {
+                json_object_object_add(r->body, k, json_object_get(v));
+            }
+        }
+        ports_created(r, s, ports, n_ports);
     }
+    json_object_put(extra);
     unref(s);
 }
 
@@ -560,6 +650,12 @@ static void freeze(struct sbx *s, bool pause, struct resp *r)
         s->paused = pause;
         frame_free(&f);
     }
+    /* A paused microVM is on disk: recorded so, it outlives hulld. */
+    if (ok == 0 && s->microvm &&
+        hull_sandbox_rec_state(hulld.store, s->id, pause ? "paused" : "running", NULL, &e) < 0) {
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
     pthread_mutex_unlock(&s->op);
     if (ok < 0)
         resp_from_error(r, &e);
@@ -614,12 +710,16 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         answer(r, 200, s, NULL);
     } else if (strcmp(action, "exec") == 0) {
         exec_in(s, rq, r);
+    } else if (strcmp(action, "ports") == 0) {
+        sbx_ports_api(s, rq, path, r);
     } else if (strcmp(action, "files") == 0) {
         files(s, rq, path, r);
     } else if (strcmp(action, "timeout") == 0) {
         set_timeout(s, rq, r);
     } else if (strcmp(action, "processes") == 0) {
         sbx_processes(s, rq, path, r);
+    } else if (strcmp(action, "metrics") == 0) {
+        sbx_metrics_answer(s->id, rq, r);
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
@@ -636,6 +736,7 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
                 hull_error_free(&e);
             }
             unlink_sbx(s);
+            sbx_ports_drop(s->id);
             if (s->pid > 0)
                 waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */
             s->pid = -1;
@@ -643,6 +744,74 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         }
     }
     unref(s);
+}
+
+/* A paused microVM sandbox of an earlier hulld, served again by a new
+ * keeper that adopts its snapshot (sbx_vm.c). */
+static int adopt(json_object *rec, hull_error *err)
+{
+    struct sbx *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    s->sock = s->attach_sock = -1;
+    s->pid = -1;
+    s->refs = 1; /* ours, until the table has it */
+    pthread_mutex_init(&s->op, NULL);
+    pthread_mutex_init(&s->attach_mu, NULL);
+    snprintf(s->id, sizeof(s->id), "%s", json_object_get_string(hj_get(rec, "id")));
+    snprintf(s->tenant, sizeof(s->tenant), "%s", json_object_get_string(hj_get(rec, "tenant")));
+    snprintf(s->container, sizeof(s->container), "%s",
+             json_object_get_string(hj_get(rec, "container")));
+    s->lifetime_s = (unsigned)json_object_get_int64(hj_get(rec, "lifetime_s"));
+    s->microvm = s->paused = true;
+    s->kill_fd = eventfd(0, EFD_CLOEXEC);
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "vm", json_object_new_string(s->container));
+    struct frame f;
+    pthread_mutex_lock(&s->op);
+    s->pid =
+        s->kill_fd < 0 ? hull_error_errno(err, "eventfd") : helper_spawn("keeper", &s->sock, err);
+    int ok = s->pid < 0 ? -1 : call(s, "adopt", hdr, NULL, 0, -1, &f, err);
+    if (s->pid < 0)
+        json_object_put(hdr);
+    if (ok == 0) {
+        frame_free(&f);
+        s->attach_sock = attach_over(s, s->sock, err);
+        ok = s->attach_sock < 0 ? -1 : 0;
+    }
+    pthread_mutex_unlock(&s->op);
+    if (ok == 0) {
+        pthread_mutex_lock(&tab_mu);
+        s->refs++;
+        s->next = table;
+        table = s;
+        pthread_mutex_unlock(&tab_mu);
+    }
+    unref(s);
+    return ok;
+}
+
+void sandboxes_adopt(void)
+{
+    hull_error e = NULL;
+    json_object *rows = hull_sandbox_rec_suspended(hulld.store, &e);
+    for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+        json_object *rec = json_object_array_get_idx(rows, i);
+        const char *id = json_object_get_string(hj_get(rec, "id"));
+        if (adopt(rec, &e) == 0) {
+            hull_log(HULL_LOG_INFO, "sandbox %s: paused on disk, adopted", id);
+            continue;
+        }
+        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", id, hull_error_msg(e));
+        hull_error_free(&e);
+        if (hull_sandbox_rec_state(hulld.store, id, "destroyed", "could not be adopted", &e) < 0)
+            hull_error_free(&e);
+    }
+    if (rows == NULL) {
+        hull_log(HULL_LOG_ERROR, "start-up: %s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    json_object_put(rows);
 }
 
 void sandboxes_reap(bool all)
@@ -667,6 +836,13 @@ void sandboxes_reap(bool all)
         pthread_mutex_unlock(&tab_mu);
         if (victim == NULL)
             return;
+        if (all && victim->microvm && victim->paused) {
+            /* On disk: its keeper goes, the sandbox stays for the next hulld. */
+            hull_log(HULL_LOG_INFO, "sandbox %s: paused on disk, kept", victim->id);
+            unlink_sbx(victim);
+            unref(victim);
+            continue;
+        }
         hull_log(HULL_LOG_INFO, "sandbox %s: %s", victim->id,
                  all ? "destroyed at shutdown" : "lifetime over, destroyed");
         destroy(victim, all ? "hulld stopped" : "lifetime expired");
@@ -674,51 +850,20 @@ void sandboxes_reap(bool all)
     }
 }
 
-void sandboxes_metrics(FILE *out, const char *tenant)
+size_t sandboxes_brief(struct sbx_brief **out)
 {
     pthread_mutex_lock(&tab_mu);
     size_t n = 0;
     for (struct sbx *s = table; s; s = s->next)
         n++;
-    struct row {
-        char id[40], tenant[72], container[64];
-        uint64_t cpu, mem;
-    } *rows = calloc(n ? n : 1, sizeof(*rows));
+    struct sbx_brief *b = n ? calloc(n, sizeof(*b)) : NULL;
     n = 0;
-    /* Another tenant's sandbox ids are not shown: the API answers 404 for
-     * them, so they must not leak here either. */
-    for (struct sbx *s = table; rows && s; s = s->next) {
-        if (tenant && strcmp(s->tenant, tenant) != 0)
-            continue;
-        snprintf(rows[n].id, sizeof(rows[n].id), "%s", s->id);
-        snprintf(rows[n].tenant, sizeof(rows[n].tenant), "%s", s->tenant);
-        snprintf(rows[n].container, sizeof(rows[n].container), "%s", s->container);
-        n++;
+    for (struct sbx *s = table; b && s; s = s->next, n++) {
+        snprintf(b[n].id, sizeof(b[n].id), "%s", s->id);
+        snprintf(b[n].tenant, sizeof(b[n].tenant), "%s", s->tenant);
+        snprintf(b[n].container, sizeof(b[n].container), "%s", s->container);
     }
     pthread_mutex_unlock(&tab_mu);
-    if (rows == NULL)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        hull_error e = NULL;
-        if (rows[i].container[0] == '\0' ||
-            hull_sandbox_usage(rows[i].container, &rows[i].cpu, &rows[i].mem, &e) < 0) {
-            /* Not started yet or just destroyed: its series are left out
-             * of this scrape, which is not an error worth a log line. */
-            hull_error_free(&e);
-            rows[i].cpu = rows[i].mem = UINT64_MAX;
-        }
-    }
-    fprintf(out, "# HELP hull_sandbox_cpu_seconds_total CPU time used by a sandbox (cgroup).\n"
-                 "# TYPE hull_sandbox_cpu_seconds_total counter\n");
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].cpu != UINT64_MAX)
-            fprintf(out, "hull_sandbox_cpu_seconds_total{tenant=\"%s\",sandbox=\"%s\"} %.6f\n",
-                    rows[i].tenant, rows[i].id, (double)rows[i].cpu / 1e9);
-    fprintf(out, "# HELP hull_sandbox_memory_bytes Memory in use by a sandbox (cgroup).\n"
-                 "# TYPE hull_sandbox_memory_bytes gauge\n");
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].mem != UINT64_MAX)
-            fprintf(out, "hull_sandbox_memory_bytes{tenant=\"%s\",sandbox=\"%s\"} %llu\n",
-                    rows[i].tenant, rows[i].id, (unsigned long long)rows[i].mem);
-    free(rows);
+    *out = b;
+    return n;
 }

@@ -68,7 +68,7 @@ static void error_line(struct pstream *st, hull_error *e)
     st->done = true;
 }
 
-static char *base64(const unsigned char *s, size_t n)
+char *stream_base64(const unsigned char *s, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
@@ -97,7 +97,7 @@ static void chunk_line(struct pstream *st, int stream, uint64_t off, const char 
     if (text) {
         json_object_object_add(o, "data", json_object_new_string_len(d, (int)n));
     } else {
-        char *b = base64((const unsigned char *)d, n);
+        char *b = stream_base64((const unsigned char *)d, n);
         json_object_object_add(o, "data_b64", json_object_new_string(b ? b : ""));
         free(b);
     }

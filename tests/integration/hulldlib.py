@@ -1,6 +1,7 @@
 """A real hulld for tests: started on a tmp socket and state dir, with
 tokens made by `hull token create`, talked to over the unix socket with
 Python's http.client (and curl where a test wants a second client)."""
+import contextlib
 import http.client
 import json
 import os
@@ -159,3 +160,29 @@ class Hulld:
         procs = [p for p in self.helpers_seen if alive(p)]
         entries = sandbox_entries_of(self.helpers_seen)
         return procs, entries, cgroups_of(self.helpers_seen)
+
+
+def hull_cli(*args):
+    return subprocess.run([HULL, *args], capture_output=True, text=True, timeout=120)
+
+
+@contextlib.contextmanager
+def private_net_dirs(base):
+    """hull networks kept in state directories under base (hulld started
+    meanwhile inherits them); yields a list to which a test appends the
+    networks it makes: they are removed afterwards, and the environment is
+    restored."""
+    saved = {k: os.environ.get(k) for k in ("HULL_NET_RUN_DIR", "HULL_NET_CONFIG_DIR")}
+    os.environ["HULL_NET_RUN_DIR"] = str(base / "run")
+    os.environ["HULL_NET_CONFIG_DIR"] = str(base / "config")
+    made = []
+    try:
+        yield made
+    finally:
+        for name in made:
+            hull_cli("network", "remove", "--force", name)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

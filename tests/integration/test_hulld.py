@@ -411,9 +411,7 @@ def test_sandbox_lifetime_and_quota(d):
     assert d.request("DELETE", f"/v1/sandboxes/{b}", token=t).status == 200
     r = d.request("POST", "/v1/sandboxes", {"lifetime": "forever"}, t)
     assert r.status == 400 and r.json["error"]["field"] == "lifetime"
-    # Long-lived microVM sandboxes are not served (one-shot microVM runs are).
-    r = d.request("POST", "/v1/sandboxes", {"isolation": "microvm"}, t)
-    assert r.status == 501
+    # Long-lived microVM sandboxes are served too: test_hulld_microvm.py.
 
 
 def test_curl_client(d, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import HULL, HULLD, SRC, Hulld
+from hulldlib import HULL, HULLD, SRC, Hulld, hull_cli, private_net_dirs
 
 sys.path.insert(0, str(SRC / "sdk" / "python"))
 import hull  # noqa: E402
@@ -25,27 +25,11 @@ GENEROUS = {"cpu_time": "60s", "wall_time": "120s"}
 TAG = f"ocid{os.getpid() % 100000}"
 
 
-def hull_cli(*args):
-    return subprocess.run([HULL, *args], capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def netdirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("netstate")
-    saved = {k: os.environ.get(k) for k in ("HULL_NET_RUN_DIR", "HULL_NET_CONFIG_DIR")}
-    os.environ["HULL_NET_RUN_DIR"] = str(base / "run")
-    os.environ["HULL_NET_CONFIG_DIR"] = str(base / "config")
-    made = []
-    try:
+    with private_net_dirs(base) as made:
         yield made
-    finally:
-        for name in made:
-            hull_cli("network", "remove", "--force", name)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 /* Unit tests of the service store (src/lib/service): tokens are random,
  * stored only hashed, verified, revoked; a run ends once whoever races to
- * end it; the audit log refuses changes; a second open migrates nothing. */
+ * end it; the audit log refuses changes; a second open migrates nothing;
+ * hulld's WAL checkpoints can be left to a connection of their own; a
+ * token hulld verified before is refused once revoked. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -191,6 +194,72 @@ static void test_reopen(void **state)
     free(mode);
 }
 
+/* A token verified (and so kept) by hulld's connection stops working on
+ * the next request once revoked, by another process or by hulld itself. */
+static void test_revoked_after_verified(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    char *a = NULL, *b = NULL;
+    struct hull_token_info ia, ib, got;
+    struct hull_store *cli = NULL; /* `hull token revoke`'s connection */
+    assert_int_equal(hull_store_open(f->dir, &cli, &err), 0);
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_USER, "acme", &a, &ia, &err), 0);
+    assert_int_equal(hull_token_create(f->st, HULL_ROLE_ADMIN, "acme", &b, &ib, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(hull_token_verify(f->st, a, &got, &err), 0);
+        assert_int_equal(hull_token_verify(f->st, b, &got, &err), 0);
+        assert_int_equal(got.role, HULL_ROLE_ADMIN);
+    }
+    assert_int_equal(hull_token_revoke(cli, ib.id, &err), 0);
+    assert_int_equal(hull_token_verify(f->st, b, &got, &err), -1);
+    assert_int_equal(hull_error_code(err), EACCES);
+    hull_error_free(&err);
+    assert_int_equal(hull_token_verify(f->st, a, &got, &err), 0);
+    assert_string_equal(got.id, ia.id);
+    assert_int_equal(hull_token_revoke(f->st, ia.id, &err), 0);
+    assert_int_equal(hull_token_verify(f->st, a, &got, &err), -1);
+    hull_error_free(&err);
+    hull_store_close(cli);
+    free(a);
+    free(b);
+}
+
+static long long db_size(struct fx *f)
+{
+    char path[128];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/hulld.db", f->dir);
+    assert_int_equal(stat(path, &sb), 0);
+    return (long long)sb.st_size;
+}
+
+/* hulld's connection leaves the WAL alone (no checkpoint inside a
+ * request's commit); a checkpoint from a connection of its own copies it
+ * into the database file. */
+static void test_deferred_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    struct hull_store *ck = NULL;
+    assert_int_equal(hull_store_defer_checkpoints(f->st, &err), 0);
+    assert_int_equal(hull_store_open(f->dir, &ck, &err), 0);
+    long long before = db_size(f);
+    /* Well over the 1000 pages at which SQLite would checkpoint itself. */
+    for (int i = 0; i < 400; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "r-%d", i);
+        assert_int_equal(hull_run_insert(f->st, id, "acme", "queued", NULL, NULL, &err), 0);
+        assert_int_equal(hull_run_finish(f->st, id, "{\"verdict\":\"ok\"}", "ok", &err), 1);
+    }
+    assert_int_equal(db_size(f), before); /* all of it still in the WAL */
+    assert_true(hull_store_checkpoint_due(f->st));
+    assert_false(hull_store_checkpoint_due(f->st)); /* noted once */
+    assert_int_equal(hull_store_checkpoint(ck, &err), 0);
+    assert_true(db_size(f) > before);
+    hull_store_close(ck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +268,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_run_ends_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoked_after_verified, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /** The hulld client: runs, sandboxes, images, networks, operations. */
-import { Conflict, TimeoutError } from "./errors.js";
+import { Conflict, fromErrorLine, TimeoutError, TransportError } from "./errors.js";
 import {
   type ImageInfo,
   imageInfo,
@@ -11,8 +11,16 @@ import {
   type SandboxInfo,
   sandboxInfo,
 } from "./models.js";
-import { Sandbox } from "./sandbox.js";
-import { type ConnectOptions, Transport } from "./transport.js";
+import { ndjsonResponse, outputChunk } from "./ndjson.js";
+import { type OutputCallback, Sandbox } from "./sandbox.js";
+import {
+  createTemplate,
+  type TemplateInfo,
+  templateInfo,
+  type TemplateOptions,
+  templatePath,
+} from "./templates.js";
+import { type ConnectOptions, readAll, Transport } from "./transport.js";
 import {
   cmdArg,
   type Duration,
@@ -26,6 +34,19 @@ import {
 
 /** hulld answers a pull when it is done (its --pull-timeout, default 1 h). */
 const PULL_TIMEOUT = 3660;
+
+/** A streamed run's callbacks (Client.run). */
+export interface RunStreamOptions {
+  /** Called as stdout arrives. */
+  onStdout?: OutputCallback;
+  /** Called as stderr arrives. */
+  onStderr?: OutputCallback;
+  /** This client was too slow: `lost` bytes at `offset` were skipped (the
+   * Result still has them). */
+  onCut?: (offset: number, lost: number) => void | Promise<void>;
+  /** The run's id, once it is accepted (a client cut off can wait(id)). */
+  onStart?: (runId: string) => void | Promise<void>;
+}
 
 export interface RunOptions {
   stdin?: string | Uint8Array;
@@ -53,6 +74,12 @@ export interface SandboxOptions {
   metadata?: Record<string, string>;
   /** Files written to its /tmp at creation. */
   files?: Record<string, string | Uint8Array>;
+  /** Its ports to expose at once (sb.portUrl(port) gives their URLs). */
+  ports?: number[];
+  /** Made from this template (its files, limits, env, image; its start
+   * command started and its ready command passed, else NotReady); only
+   * lifetime and metadata may be given with it. */
+  template?: string;
 }
 
 function runBody(cmd: string | readonly string[], o: RunOptions): Json {
@@ -94,6 +121,12 @@ export class Client {
     return this.transport.token;
   }
 
+  /** Close the idle connections kept for the next calls (idle ones never
+   * keep the process alive; the client stays usable). */
+  close(): void {
+    this.transport.close();
+  }
+
   /** One API call: the decoded JSON answer. Errors throw APIError subclasses. */
   request(method: string, path: string, opts: Parameters<Transport["call"]>[2] = {}): Promise<Json> {
     return this.transport.call(method, path, opts);
@@ -102,18 +135,66 @@ export class Client {
   // ---- runs ----------------------------------------------------------------
 
   /** Run cmd once in a fresh sandbox and return how it went. With
-   * `queue: true` the run goes through hulld's Redis queue and this waits. */
+   * `queue: true` the run goes through hulld's Redis queue and this waits.
+   * With onStdout/onStderr (or onCut/onStart) the output is streamed while
+   * the run runs (not with queue); the Result still holds all of it. */
   async run(
     cmd: string | readonly string[],
-    opts: RunOptions & { queue?: boolean; poll?: number; timeout?: number } = {},
+    opts: RunOptions & { queue?: boolean; poll?: number; timeout?: number } & RunStreamOptions = {},
   ): Promise<Result> {
     const body = runBody(cmd, opts);
+    if (opts.onStdout || opts.onStderr || opts.onCut || opts.onStart) {
+      if (opts.queue) {
+        throw new TypeError("onStdout/onStderr/onCut/onStart: not with queue (a queued run is not streamed)");
+      }
+      return this.runStreamed(body, opts);
+    }
     if (opts.queue) {
       body.queue = true;
       const run = new Run(await this.transport.call("POST", "/v1/runs", { json: body }));
       return this.wait(run.id, { poll: opts.poll, timeout: opts.timeout });
     }
     return new Result(await this.transport.call("POST", "/v1/runs", { json: body, timeout: opts.timeout }));
+  }
+
+  private async runStreamed(body: Json, opts: RunStreamOptions): Promise<Result> {
+    const res = await this.transport.open("POST", "/v1/runs", {
+      json: body,
+      accept: "application/x-ndjson, application/json",
+      timeout: null,
+    });
+    if (!String(res.headers["content-type"] ?? "").includes("ndjson")) {
+      // A hulld without streamed runs answers with the whole result at once.
+      const r = new Result(JSON.parse((await readAll(res)).toString("utf8")) as Json);
+      const n = r.stdoutBytes.length;
+      const whole = (stream: "stdout" | "stderr", offset: number, data: Buffer) => ({
+        stream,
+        offset,
+        data,
+        text: data.toString("utf8"),
+        end: offset + data.length,
+      });
+      if (opts.onStdout && n) await opts.onStdout(r.stdout, whole("stdout", 0, r.stdoutBytes));
+      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, whole("stderr", n, r.stderrBytes));
+      return r;
+    }
+    for await (const line of ndjsonResponse(res)) {
+      const chunk = outputChunk(line);
+      if (chunk?.stream === "stdout") {
+        if (opts.onStdout) await opts.onStdout(chunk.text, chunk);
+      } else if (chunk?.stream === "stderr") {
+        if (opts.onStderr) await opts.onStderr(chunk.text, chunk);
+      } else if (chunk?.stream === "cut") {
+        if (opts.onCut) await opts.onCut(chunk.offset, chunk.lost ?? 0);
+      } else if (line.type === "start") {
+        if (opts.onStart) await opts.onStart(String(((line.run ?? {}) as Json).id ?? ""));
+      } else if (line.type === "error") {
+        throw fromErrorLine(line.error);
+      } else if (line.type === "result") {
+        return new Result((line.result ?? {}) as Json);
+      }
+    }
+    throw new TransportError("run: the stream ended without a result");
   }
 
   /** Start a run without waiting: a Run to get(), wait() on or cancel(). */
@@ -175,6 +256,8 @@ export class Client {
     if (opts.image !== undefined) body.image = String(opts.image);
     if (opts.metadata) body.metadata = strMap(opts.metadata);
     if (opts.files) body.files = filesArg(opts.files);
+    if (opts.ports) body.ports = opts.ports.map((p) => Number(p));
+    if (opts.template !== undefined) body.template = String(opts.template);
     return new Sandbox(this.transport, sandboxInfo(await this.transport.call("POST", "/v1/sandboxes", { json: body })));
   }
 
@@ -194,6 +277,27 @@ export class Client {
     for (const [k, v] of Object.entries(opts.metadata ?? {})) query[`metadata.${k}`] = String(v);
     const d = await this.transport.call("GET", "/v1/sandboxes", { query });
     return ((d.sandboxes as Json[]) ?? []).map(sandboxInfo);
+  }
+
+  // ---- templates -------------------------------------------------------------
+
+  /** Keep a prepared sandbox (its /tmp, limits, env, image) as template `name`. */
+  async createTemplate(sandbox: Sandbox | string, name: string, opts: TemplateOptions = {}): Promise<TemplateInfo> {
+    return createTemplate(this.transport, typeof sandbox === "string" ? sandbox : sandbox.id, name, opts);
+  }
+
+  async templates(): Promise<TemplateInfo[]> {
+    const d = await this.transport.call("GET", "/v1/templates");
+    return ((d.templates as Json[]) ?? []).map(templateInfo);
+  }
+
+  async template(name: string): Promise<TemplateInfo> {
+    return templateInfo(await this.transport.call("GET", templatePath(name)));
+  }
+
+  /** Remove it and its files (sandboxes made from it go on). */
+  async deleteTemplate(name: string): Promise<void> {
+    await this.transport.call("DELETE", templatePath(name));
   }
 
   /** A Sandbox object for an existing sandbox id. */

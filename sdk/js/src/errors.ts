@@ -98,6 +98,10 @@ export class Unavailable extends ServerError {}
 /** 502/504: an image pull failed at the registry, or timed out. */
 export class RegistryError extends ServerError {}
 
+/** 504 not_ready: a sandbox made from a template was destroyed because the
+ * template's ready command did not exit 0 within its ready timeout. */
+export class NotReady extends ServerError {}
+
 type APIErrorClass = new (status: number, init?: APIErrorInit) => APIError;
 
 const BY_STATUS: Record<number, APIErrorClass> = {
@@ -133,6 +137,7 @@ const STATUS_OF_CODE: Record<string, number> = {
   store_unavailable: 503,
   queue_unavailable: 503,
   registry_timeout: 504,
+  not_ready: 504,
   insufficient_storage: 507,
 };
 
@@ -178,7 +183,8 @@ export function fromResponse(
     const ra = Number(header(headers, "retry-after"));
     return new RateLimited(status, init, Number.isFinite(ra) ? ra : undefined);
   }
-  const cls = BY_STATUS[status] ?? (status >= 500 ? ServerError : APIError);
+  const cls =
+    init.code === "not_ready" ? NotReady : (BY_STATUS[status] ?? (status >= 500 ? ServerError : APIError));
   return new cls(status, init);
 }
 

@@ -7,7 +7,7 @@
  *     console.log(r.verdict, r.stdout);
  */
 export { Client, Images } from "./client.js";
-export type { RunOptions, SandboxOptions } from "./client.js";
+export type { RunOptions, RunStreamOptions, SandboxOptions } from "./client.js";
 export * from "./errors.js";
 export { Files, Watcher, sandboxPath } from "./files.js";
 export type { FileData } from "./files.js";
@@ -21,6 +21,7 @@ export type {
   FileEntry,
   ImageInfo,
   Json,
+  MetricsSample,
   NetworkInfo,
   OutputChunk,
   ProcessInfo,
@@ -29,6 +30,8 @@ export type {
 } from "./models.js";
 export { ndjson, outputChunk } from "./ndjson.js";
 export { Process } from "./process.js";
+export { templateInfo } from "./templates.js";
+export type { TemplateInfo, TemplateOptions } from "./templates.js";
 export type { OutputOptions } from "./process.js";
 export { Sandbox } from "./sandbox.js";
 export type { ExecOptions, OutputCallback, StartOptions } from "./sandbox.js";

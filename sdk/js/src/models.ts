@@ -293,3 +293,31 @@ export function networkInfo(d: Json): NetworkInfo {
     raw: d,
   };
 }
+
+/** One sample of a sandbox's usage (Sandbox.metrics()); a field is
+ * undefined when hulld could not measure it (no cgroup at process
+ * isolation, no network of its own). */
+export interface MetricsSample {
+  time: string;
+  cpuSeconds?: number;
+  memoryBytes?: number;
+  memoryPeakBytes?: number;
+  diskBytes?: number;
+  netRxBytes?: number;
+  netTxBytes?: number;
+  raw: Json;
+}
+
+export function metricsSample(d: Json): MetricsSample {
+  const num = (k: string) => (typeof d[k] === "number" ? (d[k] as number) : undefined);
+  return {
+    time: String(d.time ?? ""),
+    cpuSeconds: num("cpu_seconds"),
+    memoryBytes: num("memory_bytes"),
+    memoryPeakBytes: num("memory_peak_bytes"),
+    diskBytes: num("disk_bytes"),
+    netRxBytes: num("net_rx_bytes"),
+    netTxBytes: num("net_tx_bytes"),
+    raw: d,
+  };
+}

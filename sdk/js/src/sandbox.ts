@@ -4,6 +4,8 @@ import { fromErrorLine, NotFound, TransportError } from "./errors.js";
 import { Files } from "./files.js";
 import {
   type Json,
+  type MetricsSample,
+  metricsSample,
   type OutputChunk,
   type ProcessInfo,
   processInfo,
@@ -13,6 +15,7 @@ import {
 } from "./models.js";
 import { ndjsonResponse, outputChunk } from "./ndjson.js";
 import { Process } from "./process.js";
+import { createTemplate, type TemplateInfo, type TemplateOptions } from "./templates.js";
 import { readAll, type Transport } from "./transport.js";
 import { cmdArg, type Duration, type Limits, limitsArg, seg, strMap, textArg } from "./util.js";
 
@@ -56,6 +59,7 @@ export class Sandbox {
   info: SandboxInfo;
   readonly files: Files;
   private deleted = false;
+  private readonly created: Json;
 
   constructor(
     private readonly t: Transport,
@@ -63,6 +67,7 @@ export class Sandbox {
   ) {
     this.info = info;
     this.files = new Files(t, info.id);
+    this.created = info.raw; // the create's answer: the access token is shown there only
   }
 
   get id(): string {
@@ -187,6 +192,11 @@ export class Sandbox {
     return this.info;
   }
 
+  /** Keep this sandbox as template `name` (client.createTemplate); it goes on. */
+  async snapshotTemplate(name: string, opts: TemplateOptions = {}): Promise<TemplateInfo> {
+    return createTemplate(this.t, this.id, name, opts);
+  }
+
   async pause(): Promise<SandboxInfo> {
     this.info = sandboxInfo(await this.t.call("POST", this.path("pause")));
     return this.info;
@@ -197,10 +207,53 @@ export class Sandbox {
     return this.info;
   }
 
+  /** The sandbox's usage over time, oldest first (hulld samples it every
+   * --metrics-interval and keeps the last 720); `since` (a Date or RFC 3339
+   * text): only the samples taken after it. */
+  async metrics(opts: { since?: Date | string } = {}): Promise<MetricsSample[]> {
+    const since = opts.since instanceof Date ? opts.since.toISOString() : opts.since;
+    const d = await this.t.call("GET", this.path("metrics"), { query: { since } });
+    return (((d as Json).samples ?? []) as Json[]).map(metricsSample);
+  }
+
   /** A new idle lifetime ("30m", or seconds; at most 24h). */
   async setTimeout(lifetime: Duration): Promise<SandboxInfo> {
     this.info = sandboxInfo(await this.t.call("POST", this.path("timeout"), { json: { lifetime } }));
     return this.info;
+  }
+
+  /** The token a port's URL wants (header X-Hull-Access-Token or ?token=).
+   * hulld shows it only when the sandbox is made: undefined for a Sandbox
+   * from client.attach(). */
+  get accessToken(): string | undefined {
+    const v = this.created.access_token;
+    return typeof v === "string" ? v : undefined;
+  }
+
+  /** The URL on hulld's host (http://127.0.0.1:P/) that reaches `port` of
+   * the sandbox, exposing it now if it is not yet; withToken puts the
+   * access token in its query (for a browser's first request). */
+  async portUrl(port: number, opts: { withToken?: boolean } = {}): Promise<string> {
+    const d = (await this.t.call("POST", this.path("ports"), { json: { port: Number(port) } })) as Json;
+    let url = String(d.url);
+    if (opts.withToken) {
+      const tok = this.accessToken;
+      if (!tok) throw new Error("no access token: only the Sandbox made by client.sandbox() has it");
+      url += `?token=${tok}`;
+    }
+    return url;
+  }
+
+  /** The exposed ports and their URLs. */
+  async ports(): Promise<Map<number, string>> {
+    const d = (await this.t.call("GET", this.path("ports"))) as Json;
+    const list = Array.isArray(d.ports) ? (d.ports as Json[]) : [];
+    return new Map(list.map((p) => [Number(p.port), String(p.url)]));
+  }
+
+  /** Stop exposing `port`: its URL stops answering, its connections are cut. */
+  async closePort(port: number): Promise<void> {
+    await this.t.call("DELETE", this.path(`ports/${Number(port)}`));
   }
 
   /** Kill everything in it and remove it; deleting twice is fine. */

@@ -59,6 +59,9 @@ export class Transport {
   private readonly base: string;
   private readonly mod: typeof http | typeof https;
   private readonly endpoint: http.RequestOptions;
+  /** Connections kept open between calls (hulld starts a thread per
+   * connection); idle ones do not keep the process alive. */
+  private agent?: http.Agent;
 
   constructor(o: ConnectOptions = {}) {
     if (o.socketPath && o.url) throw new TypeError("give socketPath or url, not both");
@@ -95,6 +98,18 @@ export class Transport {
       });
     }
     this.where = `${u.protocol}//${u.host}`;
+  }
+
+  private keptAlive(): http.Agent {
+    this.agent ??= new this.mod.Agent({ keepAlive: true, maxFreeSockets: 4 });
+    return this.agent;
+  }
+
+  /** Close the idle connections kept for the next calls (the transport
+   * stays usable). */
+  close(): void {
+    this.agent?.destroy();
+    this.agent = undefined;
   }
 
   private path(path: string, query?: CallOptions["query"]): string {
@@ -147,7 +162,7 @@ export class Transport {
         method,
         path: this.path(path, o.query),
         headers,
-        agent: false,
+        agent: this.keptAlive(),
         signal: o.signal,
       });
       if (timeout !== null && timeout > 0) {

@@ -129,7 +129,11 @@ test("errors map to their classes", base, async () => {
     env.client.run(["true"], { isolation: "process" }),
     (e) => e instanceof hull.PermissionDenied && e.permission === "process-isolation",
   );
-  await assert.rejects(env.client.sandbox({ isolation: "microvm" }), hull.APIError);
+  // A limit a microVM sandbox cannot apply is refused by name, before any VM starts.
+  await assert.rejects(
+    env.client.sandbox({ isolation: "microvm", limits: { tmp_size: "64M" } }),
+    (e) => e instanceof hull.APIError && e.status === 501 && /limits\.tmp_size/.test(e.message),
+  );
   // Four runs at once is this tenant's quota (--tenant-runs 4).
   const held = [];
   try {

@@ -22,21 +22,22 @@ from .aio import AsyncClient, AsyncFiles, AsyncProcess, AsyncSandbox, AsyncWatch
 from .client import DEFAULT_SOCKET, Client, Images
 from .sandbox import Files, Process, Sandbox, Watch
 from .errors import (APIError, AuthError, BadRequest, Conflict, HullError, MethodNotAllowed,
-                     NotFound, NotImplementedByServer, PayloadTooLarge, PermissionDenied,
+                     NotFound, NotImplementedByServer, NotReady, PayloadTooLarge, PermissionDenied,
                      RateLimited, RegistryError, ServerError, TransportError, Unavailable,
                      ValidationError)
-from .models import (VERDICTS, Chunk, FileEntry, ImageInfo, NetworkInfo, ProcessInfo, Result,
-                     Run, RunFailed, SandboxInfo, WatchEvent)
+from .models import (VERDICTS, Chunk, FileEntry, ImageInfo, MetricsSample, NetworkInfo,
+                     ProcessInfo, Result, Run, RunFailed, SandboxInfo, TemplateInfo, WatchEvent)
 
 __version__ = "0.2.0"
 
 __all__ = [
     "Client", "Sandbox", "Files", "Images", "Result", "Run", "SandboxInfo", "ImageInfo",
     "NetworkInfo", "Process", "Watch", "Chunk", "ProcessInfo", "FileEntry", "WatchEvent",
+    "MetricsSample",
     "AsyncClient", "AsyncSandbox", "AsyncFiles", "AsyncProcess", "AsyncWatch",
-    "RunFailed", "VERDICTS",
+    "RunFailed", "VERDICTS", "TemplateInfo",
     "DEFAULT_SOCKET", "HullError", "TransportError", "APIError", "BadRequest",
     "ValidationError", "AuthError", "PermissionDenied", "NotFound", "MethodNotAllowed",
     "Conflict", "PayloadTooLarge", "RateLimited", "ServerError", "NotImplementedByServer",
-    "Unavailable", "RegistryError",
+    "Unavailable", "RegistryError", "NotReady",
 ]

@@ -105,8 +105,10 @@ def metadata_body(metadata):
     return {str(k): str(v) for k, v in metadata.items()}
 
 
-def sandbox_body(isolation, limits, env, network, lifetime, image, metadata):
+def sandbox_body(isolation, limits, env, network, lifetime, image, metadata, template=None):
     body: Dict[str, Any] = {}
+    if template is not None:
+        body["template"] = str(template)
     if isolation is not None:
         body["isolation"] = isolation
     if limits:
@@ -121,6 +123,18 @@ def sandbox_body(isolation, limits, env, network, lifetime, image, metadata):
         body["image"] = str(image)
     if metadata:
         body["metadata"] = metadata_body(metadata)
+    return body
+
+
+def template_body(sandbox_id, name, start_cmd, ready_cmd, ready_timeout):
+    """POST /v1/templates."""
+    body: Dict[str, Any] = {"sandbox": str(sandbox_id), "name": str(name)}
+    if start_cmd is not None:
+        body["start_cmd"] = cmd_list(start_cmd)
+    if ready_cmd is not None:
+        body["ready_cmd"] = cmd_list(ready_cmd)
+    if ready_timeout is not None:
+        body["ready_timeout"] = duration(ready_timeout)
     return body
 
 
@@ -157,6 +171,10 @@ def signal_name(sig):
 
 def sandbox_path(sid, action=""):
     return f"/v1/sandboxes/{seg(sid)}" + (f"/{action}" if action else "")
+
+
+def template_path(name):
+    return f"/v1/templates/{seg(name)}"
 
 
 def process_path(sid, pid, action=""):
@@ -286,3 +304,22 @@ def result_as_chunks(doc):
     if res.stderr_bytes:
         chunks.append(Chunk("stderr", res.stderr_bytes, len(res.stdout_bytes)))
     return res, chunks
+
+
+def metrics_query(since):
+    """GET …/metrics's query: ``since`` a datetime (naive = UTC) or an
+    RFC 3339 string."""
+    if since is None:
+        return None
+    if isinstance(since, datetime.datetime):
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=datetime.timezone.utc)
+        since = since.isoformat()
+    return {"since": str(since)}
+
+
+def check_run_stream(queue):
+    """A queued run is not streamed: refused here, before anything is sent."""
+    if queue:
+        raise ValueError("on_stdout/on_stderr/on_cut/on_start: not with queue=True "
+                         "(a run through the Redis queue is not streamed)")

@@ -21,8 +21,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, 
 
 from . import _api, errors
 from .client import PULL_TIMEOUT, Client, NetworkArg
-from .models import (Chunk, FileEntry, ImageInfo, NetworkInfo, ProcessInfo, Result, Run,
-                     SandboxInfo, WatchEvent)
+from .models import (Chunk, FileEntry, ImageInfo, MetricsSample, NetworkInfo, ProcessInfo,
+                     Result, Run, SandboxInfo, TemplateInfo, WatchEvent)
 from .sandbox import WAIT_STEP, Data
 
 _LIMIT = 1 << 16  # header lines and NDJSON lines are read in pieces of this
@@ -351,14 +351,47 @@ class AsyncClient:
     async def run(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
                   files=None, env=None, limits=None, isolation=None, workdir=None,
                   network: Optional[NetworkArg] = None, image=None, queue: bool = False,
-                  poll: float = 0.05, timeout: Optional[float] = None) -> Result:
+                  poll: float = 0.05, timeout: Optional[float] = None,
+                  on_stdout: Optional[Callable[[str], Any]] = None,
+                  on_stderr: Optional[Callable[[str], Any]] = None,
+                  on_cut: Optional[Callable[[int, int], Any]] = None,
+                  on_start: Optional[Callable[[str], Any]] = None) -> Result:
+        """As Client.run; the callbacks may be coroutine functions."""
         body = _api.run_body(cmd, stdin, files, env, limits, isolation, workdir, network, {},
                              image)
+        if on_stdout or on_stderr or on_cut or on_start:
+            _api.check_run_stream(queue)
+            return await self._run_streamed(body, on_stdout, on_stderr, on_cut, on_start)
         if queue:
             body["queue"] = True
             run = Run.from_json(await self.request("POST", "/v1/runs", body))
             return await self.wait(run.id, poll=poll, timeout=timeout)
         return Result.from_json(await self.request("POST", "/v1/runs", body))
+
+    async def _run_streamed(self, body, on_stdout, on_stderr, on_cut, on_start) -> Result:
+        headers, resp = await self._open("POST", "/v1/runs", body,
+                                         accept=_api.NDJSON + ", application/json")
+        if _api.NDJSON not in headers.get("content-type", ""):
+            try:
+                doc = json.loads(await resp.read_all())
+            finally:
+                resp.close()
+            res, chunks = _api.result_as_chunks(doc)
+            for c in chunks:
+                await AsyncSandbox._deliver(c, on_stdout, on_stderr, on_cut)
+            return res
+        st = _api.ExecEvents()
+        events = self._events(resp)
+        try:
+            async for ev in events:
+                c = st.take(ev)
+                if c is not None:
+                    await AsyncSandbox._deliver(c, on_stdout, on_stderr, on_cut)
+                elif ev["type"] == "start" and on_start:
+                    await _call_back(on_start, (ev.get("run") or {}).get("id", ""))
+        finally:
+            await events.aclose()  # a callback that raised leaves: the run goes on
+        return st.end()
 
     async def submit(self, cmd, *, stdin=None, files=None, env=None, limits=None,
                      isolation=None, workdir=None, network=None, image=None,
@@ -397,16 +430,37 @@ class AsyncClient:
     # ---- sandboxes --------------------------------------------------------------------
 
     def sandbox(self, isolation: Optional[str] = None, *, limits=None, env=None, network=None,
-                lifetime=None, image=None, metadata: Optional[Mapping[str, str]] = None):
+                lifetime=None, image=None, metadata: Optional[Mapping[str, str]] = None,
+                ports=None, template: Optional[str] = None):
         """``sb = await client.sandbox(...)``, or ``async with
         client.sandbox(...) as sb:`` to have it deleted on exit."""
-        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
+        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata,
+                                 template)
+        if ports:
+            body["ports"] = [int(p) for p in ports]
 
         async def create():
             doc = await self.request("POST", "/v1/sandboxes", body)
             return AsyncSandbox(self, SandboxInfo.from_json(doc))
 
         return _Opening(create(), "delete")
+
+    async def create_template(self, sandbox, name: str, *, start_cmd=None, ready_cmd=None,
+                              ready_timeout=None) -> TemplateInfo:
+        """As Client.create_template."""
+        sid = sandbox.id if isinstance(sandbox, AsyncSandbox) else str(sandbox)
+        body = _api.template_body(sid, name, start_cmd, ready_cmd, ready_timeout)
+        return TemplateInfo.from_json(await self.request("POST", "/v1/templates", body))
+
+    async def templates(self) -> List[TemplateInfo]:
+        doc = await self.request("GET", "/v1/templates")
+        return [TemplateInfo.from_json(t) for t in doc.get("templates", [])]
+
+    async def template(self, name: str) -> TemplateInfo:
+        return TemplateInfo.from_json(await self.request("GET", _api.template_path(name)))
+
+    async def delete_template(self, name: str) -> None:
+        await self.request("DELETE", _api.template_path(name))
 
     async def sandboxes(self, metadata: Optional[Mapping[str, str]] = None) -> List[SandboxInfo]:
         doc = await self.request("GET", "/v1/sandboxes", query=_api.metadata_query(metadata))
@@ -646,6 +700,7 @@ class AsyncSandbox:
         self.info = info
         self.files = AsyncFiles(self)
         self._deleted = False
+        self._access_token = info.raw.get("access_token")  # shown once, at create
 
     id = property(lambda self: self.info.id)
     state = property(lambda self: self.info.state)
@@ -738,6 +793,16 @@ class AsyncSandbox:
         self.info = SandboxInfo.from_json(await self._client.request("GET", self._path()))
         return self.info
 
+    async def metrics(self, since=None) -> List[MetricsSample]:
+        """As Sandbox.metrics."""
+        doc = await self._client.request("GET", self._path("metrics"),
+                                         query=_api.metrics_query(since))
+        return [MetricsSample.from_json(s) for s in doc.get("samples", [])]
+
+    async def snapshot_template(self, name: str, **kw) -> TemplateInfo:
+        """As Sandbox.snapshot_template."""
+        return await self._client.create_template(self.id, name, **kw)
+
     async def pause(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(await self._client.request("POST",
                                                                      self._path("pause")))
@@ -747,6 +812,26 @@ class AsyncSandbox:
         self.info = SandboxInfo.from_json(await self._client.request("POST",
                                                                      self._path("resume")))
         return self.info
+
+    @property
+    def access_token(self) -> Optional[str]:
+        """As Sandbox.access_token."""
+        return self._access_token
+
+    async def port_url(self, port: int, with_token: bool = False) -> str:
+        """As Sandbox.port_url."""
+        doc = await self._client.request("POST", _api.sandbox_path(self.id, "ports"),
+                                         {"port": int(port)})
+        if with_token and not self._access_token:
+            raise ValueError("no access token: only the sandbox made by client.sandbox() has it")
+        return doc["url"] + (f"?token={self._access_token}" if with_token else "")
+
+    async def ports(self) -> Dict[int, str]:
+        doc = await self._client.request("GET", _api.sandbox_path(self.id, "ports"))
+        return {p["port"]: p["url"] for p in doc.get("ports", [])}
+
+    async def close_port(self, port: int) -> None:
+        await self._client.request("DELETE", _api.sandbox_path(self.id, f"ports/{int(port)}"))
 
     async def delete(self) -> None:
         if self._deleted:

@@ -3,15 +3,18 @@ import datetime
 import http.client
 import json
 import os
+import select
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _api, errors
-from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo
+from .models import ImageInfo, NetworkInfo, Result, Run, SandboxInfo, TemplateInfo
 from .sandbox import Files, Process, Sandbox, Watch  # noqa: F401  (hull.client.Sandbox)
+from .sandbox import _deliver
 
 DEFAULT_SOCKET = "/run/hull/hulld.sock"
 # hulld answers a pull when it is done; its own limit is --pull-timeout
@@ -39,6 +42,23 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
             s.close()
             raise
         self.sock = s
+
+
+# Idle connections a Client keeps open for its next requests (keep-alive):
+# hulld serves each connection with a thread of its own, so a connection per
+# request cost it a thread's start and end every time.
+_KEEP_IDLE = 4
+
+
+def _still_open(conn) -> bool:
+    """An idle connection hulld has not closed: nothing to read on it (a
+    readable idle socket is hulld's close after --client-timeout)."""
+    if conn.sock is None:
+        return False
+    try:
+        return not select.select([conn.sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
 
 
 # "none", "host", a network's name, or {"name", "egress", "publish"}.
@@ -75,6 +95,17 @@ class Client:
                 ssl_context = ssl.create_default_context(cafile=cafile)
             self._ssl = ssl_context
         self.images = Images(self)
+        self._idle: List[http.client.HTTPConnection] = []
+        self._idle_lock = threading.Lock()
+        self._idle_pid = os.getpid()
+
+    def close(self) -> None:
+        """Close the idle connections kept for the next requests (the
+        client stays usable: it opens new ones)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def __repr__(self):
         where = self._socket or f"{self._scheme}://{self._host}:{self._port}"
@@ -96,6 +127,32 @@ class Client:
                                                context=self._ssl, blocksize=_api.BLOCK)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout,
                                           blocksize=_api.BLOCK)
+
+    def _take(self, timeout=None):
+        """An idle kept-alive connection still open, else a new one."""
+        while True:
+            with self._idle_lock:
+                if self._idle_pid != os.getpid():  # forked: the parent's sockets
+                    self._idle, self._idle_pid = [], os.getpid()
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._connection(timeout)
+            if _still_open(conn):
+                t = self.timeout if timeout is None else timeout
+                conn.timeout = None if t is not None and t <= 0 else t
+                conn.sock.settimeout(conn.timeout)
+                return conn
+            conn.close()
+
+    def _give_back(self, conn, resp):
+        """A connection whose answer was read to its end, kept for the next
+        request unless hulld said it closes it."""
+        if not resp.will_close and conn.sock is not None:
+            with self._idle_lock:
+                if self._idle_pid == os.getpid() and len(self._idle) < _KEEP_IDLE:
+                    self._idle.append(conn)
+                    return
+        conn.close()
 
     def _open(self, method, path, body=None, *, query=None, accept="application/json",
               content_type="application/json", timeout=None):
@@ -121,7 +178,7 @@ class Client:
             else:
                 data = json.dumps(body).encode("utf-8")
                 headers["Content-Type"] = content_type
-        conn = self._connection(timeout)
+        conn = self._take(timeout)
         try:
             unsent = None
             try:
@@ -162,9 +219,12 @@ class Client:
         try:
             payload = resp.read()
         except (OSError, http.client.HTTPException) as e:
-            raise errors.TransportError(f"hulld at {self._where()}: {e}") from e
-        finally:
             conn.close()
+            raise errors.TransportError(f"hulld at {self._where()}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._give_back(conn, resp)
         if raw:
             return payload
         if not payload:
@@ -205,8 +265,19 @@ class Client:
             limits: Optional[Mapping[str, Any]] = None, isolation: Optional[str] = None,
             workdir: Optional[str] = None, network: Optional[NetworkArg] = None,
             image: Optional[str] = None, queue: bool = False, poll: float = 0.05,
-            timeout: Optional[float] = None) -> Result:
+            timeout: Optional[float] = None,
+            on_stdout: Optional[Callable[[str], Any]] = None,
+            on_stderr: Optional[Callable[[str], Any]] = None,
+            on_cut: Optional[Callable[[int, int], Any]] = None,
+            on_start: Optional[Callable[[str], Any]] = None) -> Result:
         """Run cmd once in a fresh sandbox and return how it went.
+
+        With ``on_stdout`` / ``on_stderr`` the output is streamed: each is
+        called with each piece of output (text) while the run runs;
+        ``on_cut(offset, lost)`` when this client was too slow and hulld
+        skipped output (the Result still has all of it); ``on_start(id)``
+        with the run's id (a client cut off can ``wait(id)``: the run goes
+        on). Not with ``queue=True``.
 
         ``files`` land under /tmp (relative names) with their contents;
         ``limits`` as the API takes them: {"cpu_time": "2s", "memory": "256M", ...}:
@@ -222,11 +293,40 @@ class Client:
         worker, and this waits for its result."""
         body = _request_body(cmd, stdin, files, env, limits, isolation, workdir, network, {},
                              image)
+        if on_stdout or on_stderr or on_cut or on_start:
+            _api.check_run_stream(queue)
+            return self._run_streamed(body, on_stdout, on_stderr, on_cut, on_start)
         if queue:
             body["queue"] = True
             run = Run.from_json(self.request("POST", "/v1/runs", body))
             return self.wait(run.id, poll=poll, timeout=timeout)
         return Result.from_json(self.request("POST", "/v1/runs", body))
+
+    def _run_streamed(self, body, on_stdout, on_stderr, on_cut, on_start) -> Result:
+        conn, resp = self._open("POST", "/v1/runs", body,
+                                accept=_api.NDJSON + ", application/json", timeout=0)
+        if _api.NDJSON not in (resp.getheader("Content-Type") or ""):
+            # A hulld without streamed runs answers with the result at the end.
+            try:
+                doc = json.loads(resp.read())
+            finally:
+                conn.close()
+            res, chunks = _api.result_as_chunks(doc)
+            for c in chunks:
+                _deliver(c, on_stdout, on_stderr, on_cut)
+            return res
+        state = _api.ExecEvents()
+        events = self._events(conn, resp)
+        try:
+            for ev in events:
+                c = state.take(ev)
+                if c is not None:
+                    _deliver(c, on_stdout, on_stderr, on_cut)
+                elif ev["type"] == "start" and on_start:
+                    on_start((ev.get("run") or {}).get("id", ""))
+        finally:
+            events.close()  # a callback that raised leaves: the run goes on
+        return state.end()
 
     def submit(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,
                files: Optional[Mapping[str, Data]] = None, env: Optional[Mapping[str, str]] = None,
@@ -274,7 +374,9 @@ class Client:
                 env: Optional[Mapping[str, str]] = None, network: Optional[NetworkArg] = None,
                 lifetime: Optional[Union[str, float, datetime.timedelta]] = None,
                 image: Optional[str] = None,
-                metadata: Optional[Mapping[str, str]] = None) -> "Sandbox":
+                metadata: Optional[Mapping[str, str]] = None,
+                ports: Optional[Sequence[int]] = None,
+                template: Optional[str] = None) -> "Sandbox":
         """Create a long-lived sandbox. Use it as a context manager to have it
         deleted on exit: ``with client.sandbox() as sb: sb.exec(...)``.
         ``lifetime`` (how long it may stay idle) is "10m", a number of
@@ -284,9 +386,43 @@ class Client:
         store) is the sandbox's root; it cannot be removed while the
         sandbox lives. ``metadata``: labels ({"team": "ml"}, at most 32,
         strings of at most 256 bytes) to find it by with
-        ``sandboxes(metadata=...)``."""
-        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata)
+        ``sandboxes(metadata=...)``. ``ports``: ports of the sandbox to
+        expose at once (``sb.port_url(port)`` gives their URLs).
+        ``template``: made from that template (``create_template``): its
+        files, limits, env and image, its start command started and its
+        ready command passed (else ``errors.NotReady`` and no sandbox); only
+        lifetime and metadata may be given with it."""
+        body = _api.sandbox_body(isolation, limits, env, network, lifetime, image, metadata,
+                                 template)
+        if ports:
+            body["ports"] = [int(p) for p in ports]
         return Sandbox(self, SandboxInfo.from_json(self.request("POST", "/v1/sandboxes", body)))
+
+    # ---- templates ----------------------------------------------------------------------
+
+    def create_template(self, sandbox: Union[str, "Sandbox"], name: str, *,
+                        start_cmd: Optional[Sequence[str]] = None,
+                        ready_cmd: Optional[Sequence[str]] = None,
+                        ready_timeout: Optional[Union[str, float, datetime.timedelta]] = None
+                        ) -> TemplateInfo:
+        """Keep a prepared sandbox (its /tmp, limits, env, image) as
+        template ``name`` of this tenant. Sandboxes made from it start
+        ``start_cmd`` in the background and are handed over once
+        ``ready_cmd`` exits 0 (within ``ready_timeout``, default 30s)."""
+        sid = sandbox.id if isinstance(sandbox, Sandbox) else str(sandbox)
+        body = _api.template_body(sid, name, start_cmd, ready_cmd, ready_timeout)
+        return TemplateInfo.from_json(self.request("POST", "/v1/templates", body))
+
+    def templates(self) -> List[TemplateInfo]:
+        doc = self.request("GET", "/v1/templates")
+        return [TemplateInfo.from_json(t) for t in doc.get("templates", [])]
+
+    def template(self, name: str) -> TemplateInfo:
+        return TemplateInfo.from_json(self.request("GET", f"/v1/templates/{_seg(name)}"))
+
+    def delete_template(self, name: str) -> None:
+        """Remove it and its files (sandboxes made from it go on)."""
+        self.request("DELETE", f"/v1/templates/{_seg(name)}")
 
     def sandboxes(self, metadata: Optional[Mapping[str, str]] = None) -> List[SandboxInfo]:
         """The live sandboxes of this token's tenant; with ``metadata``,

@@ -99,6 +99,11 @@ class RegistryError(ServerError):
     a bad answer) or took longer than hulld's --pull-timeout."""
 
 
+class NotReady(ServerError):
+    """504 not_ready: a sandbox made from a template was destroyed because
+    the template's ready_cmd did not exit 0 within its ready_timeout."""
+
+
 _BY_STATUS = {
     401: AuthError,
     403: PermissionDenied,
@@ -130,6 +135,7 @@ _BY_CODE = {
     "not_found": 404, "conflict": 409, "payload_too_large": 413, "invalid_request": 400,
     "invalid_json": 400, "forbidden": 403, "unauthorized": 401, "shutting_down": 503,
     "not_implemented": 501, "too_many_requests": 429, "quota_exceeded": 429,
+    "not_ready": 504,
 }
 
 
@@ -166,7 +172,7 @@ def from_response(status, body, headers):
     elif status == 429:
         return RateLimited(status, retry_after=_retry_after(headers), **kw)
     else:
-        cls = _BY_STATUS.get(status)
+        cls = NotReady if code == "not_ready" else _BY_STATUS.get(status)
         if cls is None:
             cls = ServerError if status >= 500 else APIError
     return cls(status, **kw)

@@ -128,6 +128,34 @@ class SandboxInfo:
 
 
 @dataclass
+class TemplateInfo:
+    """A sandbox template (``client.create_template``): what its sandboxes
+    are made with. ``sandbox`` is the create request they get (isolation,
+    limits, env, image, network); ``bytes``/``files`` what its copy of the
+    source's /tmp holds."""
+    name: str
+    id: str
+    isolation: str = "container"
+    bytes: int = 0
+    files: int = 0
+    source: Optional[str] = None
+    created: Optional[str] = None
+    start_cmd: Optional[List[str]] = None
+    ready_cmd: Optional[List[str]] = None
+    ready_timeout: Optional[float] = None
+    sandbox: Dict[str, Any] = field(default_factory=dict)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(name=d["name"], id=d.get("id", ""), isolation=d.get("isolation", "container"),
+                   bytes=d.get("bytes", 0), files=d.get("files", 0), source=d.get("source"),
+                   created=d.get("created"), start_cmd=d.get("start_cmd"),
+                   ready_cmd=d.get("ready_cmd"), ready_timeout=d.get("ready_timeout"),
+                   sandbox=dict(d.get("sandbox") or {}), raw=d)
+
+
+@dataclass
 class ImageInfo:
     """An image in hulld's store. ``size`` is the bytes of its config and
     layers as stored; the fields after ``created`` are filled by
@@ -279,3 +307,25 @@ class WatchEvent:
     def from_json(cls, d):
         return cls(type=d.get("type", ""), path=d.get("path", ""), dir=bool(d.get("dir", False)),
                    raw=d)
+
+
+@dataclass
+class MetricsSample:
+    """One sample of a sandbox's usage (``Sandbox.metrics()``); a field is
+    None when hulld could not measure it (no cgroup at process isolation,
+    no network of its own)."""
+    time: str
+    cpu_seconds: Optional[float] = None
+    memory_bytes: Optional[int] = None
+    memory_peak_bytes: Optional[int] = None
+    disk_bytes: Optional[int] = None
+    net_rx_bytes: Optional[int] = None
+    net_tx_bytes: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(time=d.get("time", ""), cpu_seconds=d.get("cpu_seconds"),
+                   memory_bytes=d.get("memory_bytes"),
+                   memory_peak_bytes=d.get("memory_peak_bytes"),
+                   disk_bytes=d.get("disk_bytes"), net_rx_bytes=d.get("net_rx_bytes"),
+                   net_tx_bytes=d.get("net_tx_bytes"))

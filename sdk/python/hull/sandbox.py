@@ -7,7 +7,8 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, 
                     Sequence, Union)
 
 from . import _api, errors
-from .models import Chunk, FileEntry, ProcessInfo, Result, SandboxInfo, WatchEvent
+from .models import (Chunk, FileEntry, MetricsSample, ProcessInfo, Result, SandboxInfo,
+                     WatchEvent)
 
 Data = Union[str, bytes]
 Writable = Union[str, bytes, IO[bytes], Iterable[bytes]]
@@ -249,6 +250,8 @@ class Sandbox:
         self.info = info
         self.files = Files(self)
         self._deleted = False
+        # Shown by hulld once, in the answer to the create.
+        self._access_token = info.raw.get("access_token")
 
     @property
     def id(self):
@@ -366,13 +369,56 @@ class Sandbox:
         self.info = SandboxInfo.from_json(self._client.request("GET", self._path()))
         return self.info
 
+    def metrics(self, since=None) -> List[MetricsSample]:
+        """The sandbox's usage over time, oldest first (hulld samples it
+        every --metrics-interval and keeps the last 720); ``since`` (a
+        datetime or RFC 3339 text): only the samples taken after it."""
+        doc = self._client.request("GET", self._path("metrics"),
+                                   query=_api.metrics_query(since))
+        return [MetricsSample.from_json(s) for s in doc.get("samples", [])]
+
     def pause(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._client.request("POST", self._path("pause")))
         return self.info
 
+    def snapshot_template(self, name: str, **kw):
+        """Keep this sandbox as template ``name`` (``client.create_template``
+        with its keyword arguments); it goes on running."""
+        return self._client.create_template(self.id, name, **kw)
+
     def resume(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._client.request("POST", self._path("resume")))
         return self.info
+
+    @property
+    def access_token(self) -> Optional[str]:
+        """The token a port's URL wants (header ``X-Hull-Access-Token`` or
+        ``?token=``). hulld shows it only when the sandbox is made, so a
+        Sandbox from ``client.attach()`` has None."""
+        return self._access_token
+
+    def port_url(self, port: int, with_token: bool = False) -> str:
+        """The URL on hulld's host (``http://127.0.0.1:P/``) that reaches
+        ``port`` of the sandbox, exposing the port now if it is not yet.
+        Requests need ``access_token``; ``with_token`` puts it in the
+        URL's query (for a browser's first request)."""
+        url = self._client.request("POST", self._path("ports"), {"port": int(port)})["url"]
+        if with_token:
+            if not self._access_token:
+                raise ValueError("no access token: only the Sandbox made by client.sandbox() "
+                                 "has it")
+            url += "?token=" + self._access_token
+        return url
+
+    def ports(self) -> Dict[int, str]:
+        """The exposed ports and their URLs."""
+        doc = self._client.request("GET", self._path("ports"))
+        return {p["port"]: p["url"] for p in doc.get("ports", [])}
+
+    def close_port(self, port: int) -> None:
+        """Stop exposing ``port``: its URL stops answering, its open
+        connections are cut."""
+        self._client.request("DELETE", self._path(f"ports/{int(port)}"))
 
     def delete(self) -> None:
         """Kill everything in it and remove it; deleting twice is fine."""

@@ -117,9 +117,12 @@ def test_errors_map_to_exceptions(env):
     with pytest.raises(hull.ValidationError) as e:
         env.client.run(["true"], limits={"memory": "12X"})
     assert e.value.field == "limits.memory" and e.value.status == 400
-    with pytest.raises(hull.NotImplementedByServer):
-        with env.client.sandbox(isolation="microvm"):
+    # A limit a microVM sandbox cannot apply is refused by name, before any
+    # VM starts.
+    with pytest.raises(hull.NotImplementedByServer) as e:
+        with env.client.sandbox(isolation="microvm", limits={"tmp_size": "64M"}):
             pass
+    assert "limits.tmp_size" in str(e.value)
 
 
 def test_quota_gives_rate_limited_with_retry_after(env):

@@ -61,7 +61,7 @@ static int open_source(int tmpfd, const char *path, enum hull_copy_status *statu
     return in;
 }
 
-static int copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
+int hull_sandbox_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
 {
     char buf[65536];
     while (len > 0) {
@@ -115,7 +115,7 @@ static int copy_sparse(int in, int out, uint64_t *budget, uint64_t *length, uint
             len = *budget;
             *cut = true;
         }
-        if (copy_range(in, out, data, len, err) < 0)
+        if (hull_sandbox_copy_range(in, out, data, len, err) < 0)
             return -1;
         *budget -= len;
         *bytes += len;

@@ -193,6 +193,8 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
         .egress = p->egress,
         .publish = p->publish,
         .n_publish = p->n_publish,
+        .on_output = p->on_output,
+        .on_output_ctx = p->on_output_ctx,
     };
     struct hull_vm_oneshot_result vr;
     memset(&vr, 0, sizeof(vr));

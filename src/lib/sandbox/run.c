@@ -372,6 +372,18 @@ static bool read_program_status(struct run *x, int *st)
  * process of the sandbox's mount namespace tears it down and waits for an
  * RCU grace period. The caller reads the result meanwhile and reaps the
  * init (finish_init) only before the cgroup must go. */
+/* One read of stream 1 (stdout) or 2 (stderr) into the result; what it
+ * kept goes to the policy's on_output too. false at its end. */
+static bool drain(struct run *x, int stream, bool *over)
+{
+    struct hull_output *o = stream == 1 ? &x->r->out : &x->r->err;
+    size_t before = o->len;
+    bool open = hull_output_drain(stream == 1 ? x->out[0] : x->err[0], o, x->p->output_bytes, over);
+    if (x->p->on_output && o->len > before)
+        x->p->on_output(x->p->on_output_ctx, stream, o->data + before, o->len - before);
+    return open;
+}
+
 static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *status,
                       bool *init_reaped, struct rusage *ru)
 {
@@ -414,9 +426,9 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
         if (n < 0 && errno != EINTR)
             break;
         bool over = false;
-        if (f[0].revents && !hull_output_drain(x->out[0], &x->r->out, p->output_bytes, &over))
+        if (f[0].revents && !drain(x, 1, &over))
             out_open = false;
-        if (f[1].revents && !hull_output_drain(x->err[0], &x->r->err, p->output_bytes, &over))
+        if (f[1].revents && !drain(x, 2, &over))
             err_open = false;
         if (n > 0 && (f[3].revents || f[5].revents))
             feed_stdin(x, f[5].revents != 0, f[3].revents != 0);

@@ -319,8 +319,17 @@ int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_
     const char *args[] = {now, reason};
     return hull_store_exec(s,
                            "UPDATE sandboxes SET state = 'destroyed', destroyed = ?, reason = ? "
-                           "WHERE state != 'destroyed'",
+                           "WHERE state != 'destroyed' AND "
+                           "NOT (state = 'paused' AND isolation = 'microvm')",
                            args, 2, NULL, err);
+}
+
+json_object *hull_sandbox_rec_suspended(struct hull_store *s, hull_error *err)
+{
+    return hull_store_query(s,
+                            "SELECT id, tenant, container, lifetime_s FROM sandboxes "
+                            "WHERE state = 'paused' AND isolation = 'microvm'",
+                            NULL, 0, err);
 }
 
 int hull_sandbox_rec_metadata(struct hull_store *s, const char *id, const char *metadata,

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,8 @@
 #include "util/error.h"
 #include "util/fs.h"
 
-#define STMT_CACHE 48
+#define STMT_CACHE  48
+#define TOKEN_CACHE 32
 
 struct hull_store {
     sqlite3 *db;
@@ -26,7 +29,67 @@ struct hull_store {
     size_t n_cache;
     /* The last write's failure, "" once a write succeeds (under mu). */
     char write_error[256];
+    /* Verified tokens by hash (under mu), valid while the revocation file
+     * has the inode and size seen when they were verified (store.h). */
+    char revoked_path[PATH_MAX];
+    struct {
+        char hash[65];
+        struct hull_token_info info;
+    } tokens[TOKEN_CACHE];
+    size_t n_tokens, next_token;
+    unsigned long long revoked_ino;
+    long long revoked_size;
+    /* the WAL reached 1000 pages on a connection that defers checkpoints */
+    atomic_bool checkpoint_due;
 };
+
+/* The revocation file as (inode, size); (0, -1) when absent. */
+static void revoked_mark(struct hull_store *s, unsigned long long *ino, long long *size)
+{
+    struct stat sb;
+    *ino = 0;
+    *size = -1;
+    if (stat(s->revoked_path, &sb) == 0) {
+        *ino = (unsigned long long)sb.st_ino;
+        *size = (long long)sb.st_size;
+    }
+}
+
+bool hull_store_token_cached(struct hull_store *s, const char *hash, struct hull_token_info *info)
+{
+    unsigned long long ino;
+    long long size;
+    revoked_mark(s, &ino, &size);
+    if (ino != s->revoked_ino || size != s->revoked_size) {
+        /* A token may have been revoked: everything is verified again. */
+        s->n_tokens = s->next_token = 0;
+        s->revoked_ino = ino;
+        s->revoked_size = size;
+        return false;
+    }
+    for (size_t i = 0; i < s->n_tokens; i++)
+        if (strcmp(s->tokens[i].hash, hash) == 0) {
+            *info = s->tokens[i].info;
+            return true;
+        }
+    return false;
+}
+
+void hull_store_token_remember(struct hull_store *s, const char *hash,
+                               const struct hull_token_info *info)
+{
+    size_t i = s->next_token;
+    s->next_token = (i + 1) % TOKEN_CACHE;
+    if (s->n_tokens < TOKEN_CACHE)
+        s->n_tokens++;
+    snprintf(s->tokens[i].hash, sizeof(s->tokens[i].hash), "%s", hash);
+    s->tokens[i].info = *info;
+}
+
+const char *hull_store_revoked_path(struct hull_store *s)
+{
+    return s->revoked_path;
+}
 
 int hull_store_prepare(struct hull_store *s, const char *sql, sqlite3_stmt **st, hull_error *err)
 {
@@ -119,6 +182,21 @@ static const char *const migrations[] = {
      "ALTER TABLE audit ADD COLUMN grants TEXT;"),
     /* 3: a sandbox's metadata (labels), a JSON object of strings */
     "ALTER TABLE sandboxes ADD COLUMN metadata TEXT;",
+    /* 4: sandbox templates, one per tenant and name */
+    ("CREATE TABLE templates ("
+     "  id TEXT PRIMARY KEY,"
+     "  tenant TEXT NOT NULL,"
+     "  name TEXT NOT NULL,"
+     "  isolation TEXT NOT NULL,"
+     "  spec TEXT NOT NULL,"
+     "  start_cmd TEXT,"
+     "  ready_cmd TEXT,"
+     "  ready_timeout_ms INTEGER NOT NULL,"
+     "  bytes INTEGER NOT NULL,"
+     "  files INTEGER NOT NULL,"
+     "  source TEXT,"
+     "  created TEXT NOT NULL,"
+     "  UNIQUE (tenant, name));"),
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -197,6 +275,47 @@ int hull_store_probe(struct hull_store *s, hull_error *err)
     return ret;
 }
 
+/* After each commit on a connection that defers its checkpoints: SQLite's
+ * own rule (checkpoint at 1000 pages) becomes a note for
+ * hull_store_checkpoint_due, and only HULL_STORE_WAL_BOUND pages make the
+ * commit checkpoint itself. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct hull_store *s = arg;
+    if (pages >= HULL_STORE_WAL_BOUND)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    else if (pages >= 1000)
+        atomic_store(&s->checkpoint_due, true);
+    return SQLITE_OK;
+}
+
+int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err)
+{
+    (void)err; /* sqlite3_wal_hook cannot fail */
+    pthread_mutex_lock(&s->mu);
+    sqlite3_wal_hook(s->db, wal_hook, s);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+bool hull_store_checkpoint_due(struct hull_store *s)
+{
+    return atomic_exchange(&s->checkpoint_due, false);
+}
+
+int hull_store_checkpoint(struct hull_store *s, hull_error *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int ret = 0;
+    /* BUSY: another checkpoint runs (a worker's, `hull token`'s): it does
+     * the work. */
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        ret = hull_store_fail(s, "checkpoint", err);
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
 /* Bring the schema up to date in one IMMEDIATE transaction, so two
  * processes opening a fresh database do not both create it. */
 static int migrate_steps(struct hull_store *s, hull_error *err)
@@ -242,6 +361,9 @@ int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *
     struct hull_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
+    /* As long as the database's path, which fitted. */
+    snprintf(s->revoked_path, sizeof(s->revoked_path), "%s/%s", state_dir, HULL_STORE_REVOKED_FILE);
+    s->revoked_size = -2; /* nothing seen yet: the first verify reads it */
     pthread_mutex_init(&s->mu, NULL);
     /* Tokens' hashes live here: nobody but root reads the file. */
     mode_t old = umask(077);

@@ -5,6 +5,7 @@
  *   runs       one-shot runs and their life cycle; results beside them
  *   sandboxes  long-lived sandboxes
  *   audit      append-only log of state-changing requests
+ *   templates  sandbox templates (their files are beside the database)
  *
  * Every state change of a run is one conditional UPDATE ("... WHERE state
  * IN (...)"), so when two processes race to end a run (the worker that ran
@@ -36,6 +37,18 @@ void hull_store_close(struct hull_store *s);
 bool hull_store_failing(struct hull_store *s, char *why, size_t len);
 /* A write that changes nothing, to learn whether writes work again. */
 int hull_store_probe(struct hull_store *s, hull_error *err);
+/* hulld's connection stops checkpointing the WAL when a commit takes it
+ * past 1000 pages (the checkpoint syncs the database file: milliseconds
+ * inside whichever request's commit crossed the mark): it notes that one
+ * is due (hull_store_checkpoint_due, true once per note) and checkpoints
+ * itself only past HULL_STORE_WAL_BOUND pages, a bound should
+ * hull_store_checkpoint not come. */
+#define HULL_STORE_WAL_BOUND 16384
+int hull_store_defer_checkpoints(struct hull_store *s, hull_error *err);
+bool hull_store_checkpoint_due(struct hull_store *s);
+/* Copy the WAL into the database as far as readers allow (PASSIVE: never
+ * waits for a writer), on a connection of its own, off the requests' way. */
+int hull_store_checkpoint(struct hull_store *s, hull_error *err);
 
 /* ---- tokens (tokens.c) ---- */
 
@@ -165,11 +178,37 @@ int hull_sandbox_rec_metadata(struct hull_store *s, const char *id, const char *
                               hull_error *err);
 int hull_sandbox_rec_lifetime(struct hull_store *s, const char *id, unsigned lifetime_s,
                               hull_error *err);
-/* Mark every sandbox not yet destroyed as destroyed (hulld restarting). */
+/* Mark every sandbox not yet destroyed as destroyed (hulld restarting),
+ * but paused microVM sandboxes: they are on disk (daemon/sbx_vm.c). */
 int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_error *err);
+/* Those paused microVM sandboxes: [{"id","tenant","container","lifetime_s"}]. */
+json_object *hull_sandbox_rec_suspended(struct hull_store *s, hull_error *err);
 json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
                                   hull_error *err);
 json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hull_error *err);
+
+/* ---- templates (templates.c) ---- */
+
+/* A template: what a sandbox made from it is created with (spec: the
+ * create request as JSON text; start_cmd, ready_cmd: JSON arrays or NULL). */
+struct hull_template_rec {
+    const char *id, *tenant, *name, *isolation, *spec, *start_cmd, *ready_cmd, *source;
+    uint64_t ready_timeout_ms, bytes, files;
+};
+/* EEXIST when tenant has one of that name already. */
+int hull_template_insert(struct hull_store *s, const struct hull_template_rec *t, hull_error *err);
+/* The row as an object (id, name, isolation, spec, ...); ENOENT when
+ * tenant has none of that name. */
+json_object *hull_template_get(struct hull_store *s, const char *tenant, const char *name,
+                               hull_error *err);
+/* tenant's rows, by name (an array). */
+json_object *hull_template_list(struct hull_store *s, const char *tenant, hull_error *err);
+int hull_template_count(struct hull_store *s, const char *tenant, unsigned *n, hull_error *err);
+/* ENOENT when there is none. */
+int hull_template_delete(struct hull_store *s, const char *tenant, const char *name,
+                         hull_error *err);
+/* Every row's id (an array of {"id"}), to sweep copies no row names. */
+json_object *hull_template_ids(struct hull_store *s, hull_error *err);
 
 /* ---- internal to src/lib/service ---- */
 struct sqlite3;
@@ -191,6 +230,18 @@ void hull_store_release(struct hull_store *s, struct sqlite3_stmt *st);
  *     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
  * then hull_store_prepare(s, sql, &q.st, ...); when q goes out of scope the
  * statement is released and the lock dropped, in that order. */
+/* Tokens verified on this connection, kept while DIR/tokens.revoked is
+ * unchanged (tokens.c; under the store's lock): hull_token_revoke appends
+ * to that file after its commit, so a revocation by any process takes
+ * effect on the next request. */
+#define HULL_STORE_REVOKED_FILE "tokens.revoked"
+struct hull_token_info;
+bool hull_store_token_cached(struct hull_store *s, const char *hash, struct hull_token_info *info);
+void hull_store_token_remember(struct hull_store *s, const char *hash,
+                               const struct hull_token_info *info);
+/* The path of DIR/tokens.revoked. */
+const char *hull_store_revoked_path(struct hull_store *s);
+
 struct hull_store_stmt {
     struct hull_store *s;
     struct sqlite3 *db;

@@ -6,12 +6,14 @@
  * has 256 bits of entropy, nothing to guess. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "service/store.h"
 #include "util/clock.h"
@@ -226,6 +228,10 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     if (sha256_hex(token, hash, err) < 0)
         return -1;
     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
+    /* Checked before the SELECT: a revocation committed after it changes
+     * the file, so a token found valid here is not kept past it. */
+    if (hull_store_token_cached(s, hash, info))
+        return 0;
     if (hull_store_prepare(
             s, "SELECT id, role, tenant, created, revoked, allow FROM tokens WHERE hash = ?", &q.st,
             NULL) < 0)
@@ -234,7 +240,10 @@ int hull_token_verify(struct hull_store *s, const char *token, struct hull_token
     int rc = sqlite3_step(q.st);
     if (rc == SQLITE_ROW) {
         fill_info(q.st, info);
-        return info->revoked[0] ? hull_error_set(err, EACCES, "token %s was revoked", info->id) : 0;
+        if (info->revoked[0])
+            return hull_error_set(err, EACCES, "token %s was revoked", info->id);
+        hull_store_token_remember(s, hash, info);
+        return 0;
     }
     if (rc == SQLITE_DONE)
         return hull_error_set(err, EACCES, "invalid token");
@@ -285,6 +294,22 @@ int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
     sqlite3_bind_text(q.st, 2, id, -1, SQLITE_STATIC);
     if (sqlite3_step(q.st) != SQLITE_DONE)
         return hull_store_fail(s, "revoke token", err);
-    return sqlite3_changes(q.db) == 1 ? 0
-                                      : hull_error_set(err, ENOENT, "no token with id '%s'", id);
+    if (sqlite3_changes(q.db) != 1)
+        return hull_error_set(err, ENOENT, "no token with id '%s'", id);
+    /* After the commit (autocommit: done by the step): a hulld that
+     * verified the token before sees the file change and verifies again. */
+    const char *path = hull_store_revoked_path(s);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, "\n", 1) != 1) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return hull_error_errno(err,
+                                "token %s is revoked, but a running hulld may accept it "
+                                "until it restarts: %s",
+                                id, path);
+    }
+    close(fd);
+    return 0;
 }

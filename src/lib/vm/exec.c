@@ -236,6 +236,8 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
             else if (append(out ? &r->stdout_buf : &r->stderr_buf,
                             out ? &r->stdout_len : &r->stderr_len, f.data, f.len) < 0)
                 return hull_error_set(err, ENOMEM, "exec: output");
+            else if (o->on_output && f.len)
+                o->on_output(o->on_output_ctx, out ? 1 : 2, (const char *)f.data, f.len);
         } else if (f.type == HULL_FRAME_EXIT) {
             json_tokener *tok = json_tokener_new();
             json_object *x = json_tokener_parse_ex(tok, (const char *)f.data, (int)f.len);

@@ -147,6 +147,8 @@ static void run_workload(struct vm *vm, const struct hull_vm_oneshot_opts *o,
         .stdout_fd = -1,
         .stderr_fd = -1,
         .limits = o->limits,
+        .on_output = o->on_output,
+        .on_output_ctx = o->on_output_ctx,
     };
     if (vm_exec_on(a, &xo, &r->run, &e) < 0) {
         internal(r, &e);

@@ -132,8 +132,16 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("-name");
     A(name);
     A("-machine");
-    A(vm->ram_open ? "microvm,acpi=on,memory-backend=ram" : "microvm,acpi=on");
-    if (vm->ram_open) {
+    /* Guest RAM is always the backend "ram": its RAM block's name is in
+     * every migration stream, so a snapshot of a template's clone (backend
+     * "ram") restores into a VM that has one too. */
+    A("microvm,acpi=on,memory-backend=ram");
+    if (!vm->ram_open) {
+        snprintf(ramobj, sizeof(ramobj), "memory-backend-ram,id=ram,size=%lluM",
+                 (unsigned long long)vm->memory_mb);
+        A("-object");
+        A(ramobj);
+    } else {
         /* Guest RAM is the memfd hull made (VM_RAM_FD): shared for a
          * template's maker, whose RAM hull copies out beside the stream;
          * private (copy-on-write) over a template's sealed copy, which then

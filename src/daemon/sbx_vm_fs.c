@@ -1,0 +1,205 @@
+/* The /fs API of a microVM sandbox (op "fs", as keeper_files.c answers it
+ * for containers). Bytes travel through the agent (get_file / put_file,
+ * paths resolved by the agent inside the workload root); read and write
+ * hand hulld a host file in the keeper's private staging directory.
+ * stat, list, mkdir, rename and remove run a small python3 program in the
+ * guest as a workload: it can only see and change what the guest's own
+ * workloads can. A rootfs without python3 answers them with its error. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "procs.h"
+#include "util/error.h"
+#include "util/json.h"
+
+static const char fs_prog[] =
+    "import json, os, stat, sys, time\n"
+    "def ent(p):\n"
+    "    st = os.lstat(p); m = st.st_mode\n"
+    "    t = 'dir' if stat.S_ISDIR(m) else 'file' if stat.S_ISREG(m) else "
+    "'symlink' if stat.S_ISLNK(m) else 'other'\n"
+    "    e = {'name': os.path.basename(p) or '/', 'path': p, 'type': t, 'size': st.st_size,\n"
+    "         'mode': '%04o' % stat.S_IMODE(m),\n"
+    "         'mtime': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(st.st_mtime))}\n"
+    "    if t == 'symlink': e['target'] = os.readlink(p)\n"
+    "    return e\n"
+    "v, p = sys.argv[1], os.path.normpath(sys.argv[2])\n"
+    "try:\n"
+    "    if v == 'stat': o = ent(p)\n"
+    "    elif v == 'list':\n"
+    "        out = []\n"
+    "        def walk(q, n):\n"
+    "            for x in sorted(os.listdir(q)):\n"
+    "                e = ent(os.path.join(q, x)); out.append(e)\n"
+    "                if e['type'] == 'dir' and n > 1: walk(e['path'], n - 1)\n"
+    "        walk(p, int(sys.argv[3])); o = {'entries': out}\n"
+    "    elif v == 'mkdir': os.makedirs(p, exist_ok=True); o = ent(p)\n"
+    "    elif v == 'rename':\n"
+    "        t = os.path.normpath(sys.argv[3]); os.makedirs(os.path.dirname(t), exist_ok=True)\n"
+    "        os.rename(p, t); o = ent(t)\n"
+    "    elif v == 'remove':\n"
+    "        if stat.S_ISDIR(os.lstat(p).st_mode):\n"
+    "            if sys.argv[3] == '1':\n"
+    "                import shutil; shutil.rmtree(p)\n"
+    "            else: os.rmdir(p)\n"
+    "        else: os.unlink(p)\n"
+    "        o = {'path': p, 'removed': True}\n"
+    "    print(json.dumps(o))\n"
+    "except OSError as x:\n"
+    "    print(json.dumps({'errno': x.errno, 'error': '%s: %s' % (p, x.strerror)}))\n";
+
+static const char *hstr(struct frame *f, const char *key)
+{
+    json_object *v = hj_get(f->hdr, key);
+    return v ? json_object_get_string(v) : NULL;
+}
+
+/* Run fs_prog verb path [arg]: its JSON answer, or NULL with err. */
+static json_object *guest_fs(const char *vm, const char *verb, const char *path, const char *arg,
+                             hull_error *err)
+{
+    char *argv[] = {"python3",   "-c", (char *)fs_prog, (char *)verb, (char *)path,
+                    (char *)arg, NULL};
+    char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL};
+    struct hull_vm_exec_opts o = {.argv = argv,
+                                  .env = env,
+                                  .stdin_fd = -1,
+                                  .stdout_fd = -1,
+                                  .stderr_fd = -1,
+                                  .limits = {.wall_time_ms = 60000, .output_bytes = 64 << 20}};
+    struct hull_vm_exec_result r;
+    if (hull_vm_exec(NULL, vm, &o, &r, err) < 0) {
+        hull_error_prefix(err, "fs %s", verb);
+        return NULL;
+    }
+    json_object *out = r.stdout_buf ? json_tokener_parse(r.stdout_buf) : NULL;
+    if (out == NULL)
+        hull_error_set(err, EIO, "fs %s %s: %.300s", verb, path,
+                       r.stderr_buf && r.stderr_buf[0] ? r.stderr_buf : r.verdict);
+    hull_vm_exec_result_free(&r);
+    json_object *en = hj_get(out, "errno");
+    if (en) {
+        hull_error_set(err, json_object_get_int(en), "%s",
+                       json_object_get_string(hj_get(out, "error")));
+        json_object_put(out);
+        return NULL;
+    }
+    return out;
+}
+
+static int fs_read(const char *vm, const char *stage, const char *path, json_object **out, int *fd,
+                   hull_error *err)
+{
+    char host[128];
+    snprintf(host, sizeof(host), "%s/read", stage);
+    unlink(host);
+    if (hull_vm_copy_out(NULL, vm, path, host, err) < 0) {
+        unlink(host);
+        return -1;
+    }
+    *fd = open(host, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    int rc = *fd < 0 || fstat(*fd, &st) < 0 ? hull_error_errno(err, "read: staging file") : 0;
+    unlink(host); /* hulld streams it from the fd; then it is gone */
+    if (rc == 0) {
+        *out = json_object_new_object();
+        json_object_object_add(*out, "size", json_object_new_int64((int64_t)st.st_size));
+    }
+    return rc;
+}
+
+static int fs_write(const char *stage, uint64_t limit, json_object **out, int *fd, hull_error *err)
+{
+    *fd = open(stage, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return hull_error_errno(err, "write: staging file");
+    *out = json_object_new_object();
+    json_object_object_add(*out, "limit", json_object_new_int64((int64_t)limit));
+    return 0;
+}
+
+static int fs_commit(const char *vm, int up, const char *path, unsigned mode, json_object **out,
+                     hull_error *err)
+{
+    if (up < 0)
+        return hull_error_set(err, EPROTO, "commit: no file");
+    /* put_file gives the guest's file the host file's mode. */
+    if (fchmod(up, mode ? mode & 07777 : 0644) < 0)
+        return hull_error_errno(err, "commit: mode");
+    char dir[4200], host[64];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        json_object *d = guest_fs(vm, "mkdir", dir, NULL, err);
+        if (d == NULL)
+            return -1;
+        json_object_put(d);
+    }
+    /* The keeper's own fd, by a path copy_in can open. */
+    snprintf(host, sizeof(host), "/proc/self/fd/%d", up);
+    if (hull_vm_copy_in(NULL, vm, host, path, err) < 0)
+        return -1;
+    *out = guest_fs(vm, "stat", path, NULL, err);
+    return *out ? 0 : -1;
+}
+
+void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, struct frame *f)
+{
+    hull_error e = NULL;
+    json_object *out = NULL;
+    int fd = -1;
+    const char *verb = hstr(f, "verb"), *path = hstr(f, "path");
+    char arg[32] = "";
+    if (verb == NULL || path == NULL || path[0] != '/') {
+        hull_error_set(&e, EINVAL, "path: must be absolute");
+    } else if (strcmp(verb, "read") == 0) {
+        fs_read(vm, stage, path, &out, &fd, &e);
+    } else if (strcmp(verb, "write") == 0) {
+        fs_write(stage, limit, &out, &fd, &e);
+    } else if (strcmp(verb, "commit") == 0) {
+        json_object *m = hj_get(f->hdr, "mode");
+        fs_commit(vm, f->fd, path, m ? (unsigned)json_object_get_int(m) : 0, &out, &e);
+    } else if (strcmp(verb, "stat") == 0 || strcmp(verb, "list") == 0 ||
+               strcmp(verb, "mkdir") == 0 || strcmp(verb, "remove") == 0 ||
+               strcmp(verb, "rename") == 0) {
+        json_object *v;
+        if (strcmp(verb, "list") == 0)
+            snprintf(arg, sizeof(arg), "%d",
+                     (v = hj_get(f->hdr, "depth")) && json_object_get_int(v) > 0
+                         ? json_object_get_int(v)
+                         : 1);
+        if (strcmp(verb, "remove") == 0)
+            snprintf(arg, sizeof(arg), "%d",
+                     (v = hj_get(f->hdr, "recursive")) && json_object_get_boolean(v));
+        const char *to = strcmp(verb, "rename") == 0 ? hstr(f, "to") : NULL;
+        if (strcmp(verb, "rename") == 0 && (to == NULL || to[0] != '/'))
+            hull_error_set(&e, EINVAL, "to: must be an absolute path");
+        else
+            out = guest_fs(vm, verb, path, to ? to : arg[0] ? arg : NULL, &e);
+    } else {
+        hull_error_set(&e, ENOTSUP, "fs: %s is not available for microVM sandboxes yet", verb);
+    }
+    json_object *hdr = json_object_new_object();
+    if (e) {
+        json_object *er = json_object_new_object();
+        json_object_object_add(er, "errno", json_object_new_int(hull_error_code(e)));
+        json_object_object_add(er, "message", json_object_new_string(hull_error_msg(e)));
+        json_object_object_add(hdr, "error", er);
+        hull_error_free(&e);
+    } else {
+        json_object_object_add(hdr, "ok", json_object_new_boolean(1));
+        json_object_object_add(hdr, "result", json_object_get(out));
+    }
+    frame_send(sock, hdr, NULL, 0, e == NULL && out ? fd : -1);
+    json_object_put(hdr);
+    json_object_put(out);
+    if (fd >= 0)
+        close(fd);
+}

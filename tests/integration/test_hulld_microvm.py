@@ -1,0 +1,260 @@
+"""Long-lived microVM sandboxes under hulld (docs/api.md, "microVM
+sandboxes"): create, exec, files, pause to disk, resume, delete, and a
+paused one surviving a hulld restart. TCG unless HULL_VM_ACCEL says
+otherwise; run under `flock /work/wt/vm.lock` (the VM tests are host-wide)."""
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from hulldlib import Hulld, UnixConnection, wait_until
+from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    skip_unless_ready()
+    os.environ["HULL_VM_ACCEL"] = ACCEL
+    before = set(vm_qemus())
+    h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "4")
+    Path(h.state).mkdir(parents=True)
+    h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
+    h.start()
+    yield h
+    if h.proc:
+        assert h.stop() == 0, h.log.read_text()
+    procs, entries, cgroups = h.leaks()
+    assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
+    assert set(vm_qemus()) <= before, "a QEMU was left behind"
+    assert not list((Path(h.state) / "microvm").glob("*.snap*"))
+
+
+def vm_qemus():
+    """QEMUs of hulld's microVM sandboxes (their VMs are named hulld-...)."""
+    out = []
+    for pid in qemu_pids():
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if argv[argv.index(b"-name") + 1].startswith(b"hull-hulld-"):
+            out.append(pid)
+    return out
+
+
+def create(d, body=None, who="user"):
+    r = d.request("POST", "/v1/sandboxes", dict({"isolation": "microvm"}, **(body or {})),
+                  d.tokens[who])
+    assert r.status == 201, r
+    assert r.json["isolation"] == "microvm" and r.json["state"] == "running"
+    return r.json["id"]
+
+
+def exec_(d, sid, cmd, who="user"):
+    return d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                     {"cmd": cmd, "limits": {"cpu_time": "20s", "wall_time": "60s"}},
+                     d.tokens[who])
+
+
+def delete(d, sid):
+    r = d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tokens["user"])
+    assert r.status == 200 and r.json["state"] == "destroyed", r
+
+
+def test_create_exec_files_delete(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    r = exec_(d, sid, ["sh", "-c", "uname -r; echo err >&2; exit 3"])
+    assert r.status == 200, r
+    res = r.json
+    assert res["isolation"] == "microvm" and res["sandbox"] == sid
+    assert res["verdict"] == "exit_nonzero" and res["exit_code"] == 3
+    # Its own kernel: the guest's release, not (necessarily) the host's,
+    # and the stderr apart.
+    assert res["stdout"].strip() and res["stderr"] == "err\n"
+    # State persists between execs (one guest), and files go both ways.
+    assert exec_(d, sid, ["sh", "-c", "echo kept > /tmp/state"]).json["verdict"] == "ok"
+    assert exec_(d, sid, ["cat", "/tmp/state"]).json["stdout"] == "kept\n"
+    data = bytes(range(256)) * 64
+    r = d.request("PUT", f"/v1/sandboxes/{sid}/files/dir/blob.bin", data, t, raw=True)
+    assert r.status == 200 and r.json["path"] == "/tmp/dir/blob.bin", r
+    assert d.request("GET", f"/v1/sandboxes/{sid}/files/dir/blob.bin", token=t).body == data
+    r = exec_(d, sid, ["sha256sum", "/tmp/dir/blob.bin"])
+    import hashlib
+    assert r.json["stdout"].split()[0] == hashlib.sha256(data).hexdigest()
+    # A missing command is a result, as at the container level.
+    r = exec_(d, sid, ["/no/such/program"])
+    assert r.status == 200 and r.json["verdict"] == "internal_error", r
+    # Another tenant sees nothing.
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=d.tokens["other"]).status == 404
+    assert exec_(d, sid, ["true"], who="other").status == 404
+    vm = vm_qemus()
+    assert vm, "no QEMU runs for the sandbox"
+    delete(d, sid)
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "destroyed"
+    assert exec_(d, sid, ["true"]).status == 404
+    assert wait_until(lambda: not set(vm) & set(vm_qemus()), 30)
+
+
+def test_refused_by_name(d):
+    t = d.tokens["user"]
+    r = d.request("POST", "/v1/sandboxes", {"isolation": "microvm",
+                                            "limits": {"tmp_size": "10M"}}, t)
+    assert r.status == 501 and "limits.tmp_size" in r.json["error"]["message"], r
+    sid = create(d)
+    try:
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
+                      {"cmd": ["sh"], "pty": {"rows": 24, "cols": 80}}, t)
+        assert r.status == 501 and "pty" in r.json["error"]["message"], r
+        r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp?op=watch", token=t)
+        assert r.status == 501 and "watch" in r.json["error"]["message"], r
+    finally:
+        delete(d, sid)
+
+
+def stream_lines(d, method, path, body):
+    c = UnixConnection(d.sock, timeout=300)
+    c.request(method, path, body=json.dumps(body),
+              headers={"Authorization": f"Bearer {d.tokens['user']}",
+                       "Content-Type": "application/json",
+                       "Accept": "application/x-ndjson"})
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    assert r.getheader("Content-Type") == "application/x-ndjson"
+    out = [json.loads(line) for line in r.read().splitlines()]
+    c.close()
+    return out
+
+
+def test_streamed_exec_and_processes(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    try:
+        lines = stream_lines(d, "POST", f"/v1/sandboxes/{sid}/exec",
+                             {"cmd": ["sh", "-c", "for i in $(seq 1 2000); do echo line$i; done;"
+                                      " echo oops >&2; exit 4"],
+                              "limits": {"cpu_time": "60s", "wall_time": "120s"}})
+        assert lines[0]["type"] == "start" and lines[0]["process"]["id"].startswith("p-")
+        assert lines[-1]["type"] == "result", lines[-3:]
+        assert lines[-1]["result"]["exit_code"] == 4
+        assert lines[-1]["result"]["isolation"] == "microvm"
+        out = "".join(x["data"] for x in lines if x["type"] == "stdout")
+        err = "".join(x["data"] for x in lines if x["type"] == "stderr")
+        assert out == "".join(f"line{i}\n" for i in range(1, 2001)) and err == "oops\n"
+        offs = [x["offset"] for x in lines if x["type"] in ("stdout", "stderr")]
+        assert offs == sorted(offs) and offs[0] == 0
+        # A background process fed through stdin, then waited for.
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
+                      {"cmd": ["sh", "-c", "tr a-z A-Z; echo done"], "stdin": True}, t)
+        assert r.status == 201, r
+        pid = r.json["id"]
+        base = f"/v1/sandboxes/{sid}/processes/{pid}"
+        r = d.request("POST", f"{base}/stdin", b"hello microvm\n", t, raw=True)
+        assert r.status == 200 and r.json["written"] == 14, r
+        assert d.request("POST", f"{base}/close_stdin", token=t).status == 200
+        r = d.request("POST", f"{base}/wait", {"timeout": "120s"}, t)
+        assert r.status == 200 and r.json["state"] == "exited", r
+        assert r.json["result"]["verdict"] == "ok", r.json
+        lines = stream_lines(d, "GET", f"{base}/output?offset=0&follow=false", None)
+        out = "".join(x["data"] for x in lines if x["type"] == "stdout")
+        assert out == "HELLO MICROVM\ndone\n", lines
+        # A killed process ends, and the sandbox goes on.
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes", {"cmd": ["sleep", "600"]}, t)
+        pid = r.json["id"]
+        base = f"/v1/sandboxes/{sid}/processes/{pid}"
+        assert d.request("POST", f"{base}/signal", {"signal": "KILL"}, t).status == 200
+        r = d.request("POST", f"{base}/wait", {"timeout": "120s"}, t)
+        assert r.json["state"] == "exited" and r.json["result"]["verdict"] != "ok", r.json
+        assert exec_(d, sid, ["echo", "after"]).json["stdout"] == "after\n"
+        listed = d.request("GET", f"/v1/sandboxes/{sid}/processes", token=t).json["processes"]
+        assert len(listed) == 3
+    finally:
+        delete(d, sid)
+
+
+def test_fs_api(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    fs = f"/v1/sandboxes/{sid}/fs"
+    try:
+        data = os.urandom(3 << 20)
+        r = d.request("PUT", f"{fs}/root/w/big.bin", data, t, raw=True)
+        assert r.status == 201 and r.json["size"] == len(data), r
+        assert r.json["type"] == "file" and r.json["path"] == "/root/w/big.bin"
+        assert d.request("GET", f"{fs}/root/w/big.bin", token=t).body == data
+        r = d.request("POST", f"{fs}/root/w/sub/deeper?op=mkdir", token=t)
+        assert r.status == 201 and r.json["type"] == "dir", r
+        r = d.request("GET", f"{fs}/root/w?op=list&depth=2", token=t)
+        names = sorted(e["path"] for e in r.json["entries"])
+        assert names == ["/root/w/big.bin", "/root/w/sub", "/root/w/sub/deeper"], r
+        r = d.request("POST", f"{fs}/root/w/big.bin?op=rename", {"to": "/tmp/moved.bin"}, t)
+        assert r.status == 200 and r.json["path"] == "/tmp/moved.bin", r
+        r = d.request("GET", f"{fs}/tmp/moved.bin?op=stat", token=t)
+        assert r.json["size"] == len(data) and r.json["mode"] == "0644", r
+        assert d.request("GET", f"{fs}/root/w/big.bin?op=stat", token=t).status == 404
+        r = d.request("DELETE", f"{fs}/root/w", token=t)
+        assert r.status >= 400, r  # not empty
+        r = d.request("DELETE", f"{fs}/root/w?recursive=true", token=t)
+        assert r.status == 200 and r.json["removed"] is True, r
+        assert exec_(d, sid, ["ls", "/root"]).json["stdout"] == ""
+        # Written in the guest, read through the API: the same file.
+        exec_(d, sid, ["sh", "-c", "printf guest > /tmp/g.txt"])
+        assert d.request("GET", f"{fs}/tmp/g.txt", token=t).body == b"guest"
+    finally:
+        delete(d, sid)
+
+
+def test_pause_to_disk_and_resume(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    assert exec_(d, sid, ["sh", "-c", "echo before > /tmp/p.txt"]).json["verdict"] == "ok"
+    running = set(vm_qemus())
+    r = d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t)
+    assert r.status == 200 and r.json["state"] == "paused", r
+    # On disk: its QEMU is gone, its snapshot is there.
+    assert running - set(vm_qemus())
+    assert len(list((Path(d.state) / "microvm").glob("*.snap"))) == 1
+    assert exec_(d, sid, ["true"]).status == 409
+    assert d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t).status == 409
+    r = d.request("POST", f"/v1/sandboxes/{sid}/resume", token=t)
+    assert r.status == 200 and r.json["state"] == "running", r
+    assert exec_(d, sid, ["cat", "/tmp/p.txt"]).json["stdout"] == "before\n"
+    assert not list((Path(d.state) / "microvm").glob("*.snap"))
+    delete(d, sid)
+
+
+def test_paused_survives_hulld_restart(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    keep = create(d)  # running: destroyed with hulld, as every live sandbox
+    assert exec_(d, sid, ["sh", "-c", "echo survived > /root/r.txt"]).json["verdict"] == "ok"
+    assert d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t).status == 200
+    assert d.stop() == 0, d.log.read_text()
+    assert len(list((Path(d.state) / "microvm").glob("*.snap"))) == 1
+    d.start()
+    listed = {s["id"]: s["state"] for s in
+              d.request("GET", "/v1/sandboxes", token=t).json["sandboxes"]}
+    assert listed.get(sid) == "paused", listed
+    assert keep not in listed or listed[keep] == "destroyed"
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "paused"
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=d.tokens["other"]).status == 404
+    r = d.request("POST", f"/v1/sandboxes/{sid}/resume", token=t)
+    assert r.status == 200 and r.json["state"] == "running", r
+    assert exec_(d, sid, ["cat", "/root/r.txt"]).json["stdout"] == "survived\n"
+    delete(d, sid)
+
+
+def test_paused_deleted_after_restart_leaves_nothing(d):
+    t = d.tokens["user"]
+    sid = create(d)
+    assert d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t).status == 200
+    # A hulld that dies outright: its keepers see it go; the file stays.
+    d.kill()
+    d.start()
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "paused"
+    delete(d, sid)
+    assert not list((Path(d.state) / "microvm").glob("*.snap*"))
+    # SIGTERM afterwards stops cleanly with nothing left (the fixture checks).
+    assert signal.SIGTERM
