@@ -110,8 +110,10 @@ def cpu_limits(pid):
 
 
 def leftovers(cd):
-    out = [f"process {p} ({host.cmdline(p)})" for p in host.pids_in_cgroup_tree(cd.cgroup_parent) if host.alive(p)]
-    out += [f"cgroup {c}" for c in host.cgroup_children(cd.cgroup_parent)]
+    out = []
+    for parent in (cd.cgroup_parent, "/" + cd.slice):
+        out += [f"process {p} ({host.cmdline(p)})" for p in host.pids_in_cgroup_tree(parent) if host.alive(p)]
+        out += [f"cgroup {c}" for c in host.cgroup_children(parent)]
     out += [f"hull state {i}" for i in hull_list(cd)]
     out += [f"mount {m}" for m in host.mounts_under(cd.state)]
     out += [f"bridge port {p}" for p in bridge_ports()]
@@ -314,6 +316,32 @@ def test_oom_kill_is_reported(cri, tmp_path):
         client.call("StartContainer", container_id=cid)
         st = client.wait_exited(cid)
         assert (st.exit_code, st.reason) == (137, "OOMKilled"), st
+        client.call("RemoveContainer", container_id=cid)
+    finally:
+        remove_pod(client, pod)
+
+
+def test_systemd_cgroup_driver(cri, tmp_path):
+    """A kubelet with cgroupDriver "systemd" gives pods a slice as cgroup
+    parent; the handler with SystemdCgroup = true makes containerd write
+    cgroupsPath as slice:cri-containerd:ID and the shim pass hull
+    --systemd-cgroup. hull maps that onto cgroupfs (it does not talk to
+    systemd): the container's cgroup is the scope below the slice."""
+    cd, client = cri
+    name = f"sd-{os.getpid()}"
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.slice)
+    pod = client.run_pod(pod_cfg, handler="hull-systemd")
+    try:
+        cid = client.create_container(pod, pod_cfg, "sd", IMAGE, ["sleep", "1000"], "sd.log", memory=48 << 20)
+        client.call("StartContainer", container_id=cid)
+        info = json.loads(client.call("ContainerStatus", container_id=cid, verbose=True).info["info"])
+        pid = info["pid"]
+        assert info["runtimeSpec"]["linux"]["cgroupsPath"] == f"{cd.slice}:cri-containerd:{cid}"
+        want = f"/{cd.slice}/cri-containerd-{cid}.scope"
+        assert host.proc_cgroups(pid)["memory"] == want, host.proc_cgroups(pid)
+        assert host.memory_limit(pid) == 48 << 20
+        assert hull_state(cd, cid)["pid"] == pid
+        client.call("StopContainer", container_id=cid, timeout=0)
         client.call("RemoveContainer", container_id=cid)
     finally:
         remove_pod(client, pod)

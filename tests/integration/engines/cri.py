@@ -108,6 +108,15 @@ def cri_config(top, runtime, runtime_root, address, cni_bin_dir):
         f'  BinaryName = "{runtime}"\n'
         f'  Root = "{runtime_root}"\n'
         "  SystemdCgroup = false\n"
+        # The same for a kubelet with cgroupDriver "systemd": cgroup parents
+        # are slices, cgroupsPath slice:cri-containerd:ID, hull gets
+        # --systemd-cgroup.
+        f"[{cri}.containerd.runtimes.{HANDLER}-systemd]\n"
+        '  runtime_type = "io.containerd.runc.v2"\n'
+        f"[{cri}.containerd.runtimes.{HANDLER}-systemd.options]\n"
+        f'  BinaryName = "{runtime}"\n'
+        f'  Root = "{runtime_root}"\n'
+        "  SystemdCgroup = true\n"
     )
 
 
@@ -119,6 +128,7 @@ class CriContainerd(Containerd):
         super().__init__(top, runtime)
         self.namespace = CRI_NAMESPACE
         self.cgroup_parent = f"/hulltest-k8s-{os.getpid()}"
+        self.slice = f"hullk8s{os.getpid()}.slice"  # the systemd handler's parent
         self.log_dir = os.path.join(top, "pods")
         for d in ("cni/bin", "cni/net.d", "pods"):
             os.makedirs(os.path.join(top, d), exist_ok=True)
@@ -138,6 +148,7 @@ class CriContainerd(Containerd):
             super().stop()
         finally:
             host.remove_cgroup_tree(self.cgroup_parent)
+            host.remove_cgroup_tree("/" + self.slice)
 
     def cri_state(self):
         """Where the CRI plugin keeps per-sandbox files (shm, hosts, resolv.conf)."""
