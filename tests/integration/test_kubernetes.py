@@ -5,13 +5,16 @@ the CRI plugin configured as docs/kubernetes.md says (a `runtimes.hull`
 table: the io.containerd.runc.v2 shim with BinaryName = hull), then acts as
 the kubelet would through a small CRI client (engines/cri.py, cri/cri.proto
 compiled at test time): run a pod sandbox with handler "hull", create and
-start containers in it, read their logs and exit codes, exec into them, stop
-and remove them and the pod. hull's own state (`hull --root R list`) proves
-that hull, not runc, ran the pause sandbox and the containers; the host's
-cgroups, processes and mounts prove that nothing is left afterwards.
+start containers in it, read their logs and exit codes, exec into them
+(ExecSync, and Exec over a WebSocket with a terminal), resize, stop and
+remove them and the pod. hull's own state (`hull --root R list`, `state`)
+proves that hull, not runc, ran the pause sandbox and the containers; the
+host's cgroups, processes, mounts and bridge ports prove that nothing is
+left afterwards.
 
-This machine has no CNI plugins, so the pods use the node's network
-(hostNetwork); see docs/kubernetes.md.
+Most pods use the node's network (hostNetwork); one runs on a CNI network
+(Debian's reference bridge and host-local plugins) on a bridge the test
+makes, on a /24 of the test range: nothing leaves the machine.
 """
 
 import ipaddress

@@ -10,9 +10,11 @@ documents) and the handler "hull"; Cri is the kubelet's side: the calls of
 tests/integration/cri/cri.proto, compiled here at test time with
 grpc_tools' protoc.
 
-No CNI plugin is installed here, so pods use the node's network
-(hostNetwork); everything else (pause sandbox, containers joining its IPC
-and PID namespaces, logs, exec, stop, remove) is the real CRI path.
+Pods use the node's network (hostNetwork) unless the test adds a CNI
+network (add_cni_network: the reference bridge plugin on a bridge of its
+own); everything else (pause sandbox, containers joining its namespaces,
+logs, exec, resize, stop, remove) is the real CRI path. stream_exec is the
+client side of the CRI streaming server (kubectl exec's WebSocket).
 """
 
 import base64
@@ -155,24 +157,26 @@ class CriContainerd(Containerd):
         return os.path.join(self.state, "io.containerd.grpc.v1.cri")
 
 
+def _have_grpc():
+    try:
+        importlib.import_module("grpc")
+        importlib.import_module("grpc_tools.protoc")
+        return None
+    except ImportError as e:
+        return e
+
+
 def require_grpc():
     """python3-grpcio and python3-grpc-tools (Debian's): installed by
     `scripts/deps.sh engines` when missing; skip only if that is impossible."""
-    try:
-        import grpc  # noqa: F401
-        import grpc_tools.protoc  # noqa: F401
-
+    if _have_grpc() is None:
         return
-    except ImportError:
-        pass
     r = subprocess.run(["sh", DEPS, "engines"], capture_output=True, text=True, timeout=1200)
     importlib.invalidate_caches()
-    try:
-        import grpc  # noqa: F401
-        import grpc_tools.protoc  # noqa: F401
-    except ImportError as e:
+    missing = _have_grpc()
+    if missing is not None:
         why = (r.stderr or r.stdout).strip().splitlines()[-3:]
-        pytest.skip(f"no gRPC for Python ({e}; scripts/deps.sh engines exited {r.returncode}: {' | '.join(why)})")
+        pytest.skip(f"no gRPC for Python ({missing}; scripts/deps.sh engines exited {r.returncode}: {' | '.join(why)})")
 
 
 def compile_proto(out_dir):
