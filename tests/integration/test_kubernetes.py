@@ -174,6 +174,17 @@ def test_pod_and_container_run_through_hull(cri, tmp_path):
 
         client.call("RemoveContainer", container_id=cid)
         assert hull_list(cd) == {pod: "running"}
+
+        # The kubelet's default for a pod without shareProcessNamespace: a
+        # PID namespace of the container's own, where its process is PID 1.
+        cmd = ["sh", "-c", "echo $$; ps -o pid,comm; exit 0"]
+        cid = client.create_container(pod, pod_cfg, "own-pid", IMAGE, cmd, "own-pid.log",
+                                      pid_mode=client.pb.CONTAINER)
+        client.call("StartContainer", container_id=cid)
+        assert client.wait_exited(cid).exit_code == 0
+        out = [m.split() for s, m in read_cri_log(tmp_path / "own-pid.log") if s == "stdout"]
+        assert out == [["1"], ["PID", "COMMAND"], ["1", "sh"], ["2", "ps"]], out
+        client.call("RemoveContainer", container_id=cid)
     finally:
         remove_pod(client, pod)
     assert hull_list(cd) == {}
@@ -276,12 +287,16 @@ def test_pod_network_through_cni(cri, tmp_path):
     if not getattr(cd, "subnet", None):
         pytest.skip(f"no CNI plugins in {CNI_BIN} (Debian's containernetworking-plugins)")
     name = f"net-{os.getpid()}"
-    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent, host_network=False)
+    # A namespaced sysctl of the pod (the kubelet's safe sysctls): set in
+    # the pause container's network namespace, seen by the pod's containers.
+    pod_cfg = client.pod_config(name, f"uid-{name}", str(tmp_path), cd.cgroup_parent, host_network=False,
+                                sysctls={"net.ipv4.ip_unprivileged_port_start": "80"})
     pod = client.run_pod(pod_cfg)
     try:
         ip = client.pod_status(pod).status.network.ip
         assert ipaddress.ip_address(ip) in cd.subnet, ip
-        script = "hostname; ip -4 -o addr show eth0 | awk '{print $4}'; echo pod-reply | nc -l -p 8080"
+        script = ("hostname; ip -4 -o addr show eth0 | awk '{print $4}'; "
+                  "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; echo pod-reply | nc -l -p 8080")
         cid = client.create_container(pod, pod_cfg, "server", IMAGE, ["sh", "-c", script], "server.log")
         client.call("StartContainer", container_id=cid)
 
@@ -296,7 +311,7 @@ def test_pod_network_through_cni(cri, tmp_path):
         st = client.wait_exited(cid)
         assert st.exit_code == 0, st
         out = [m for s, m in read_cri_log(tmp_path / "server.log") if s == "stdout"]
-        assert out == [name, f"{ip}/24"], out
+        assert out == [name, f"{ip}/24", "80"], out
         assert len(bridge_ports()) == 1  # the pod's veth
         client.call("RemoveContainer", container_id=cid)
     finally:

@@ -226,7 +226,7 @@ class Cri:
         req = getattr(self.pb, name + "Request")(**fields)
         return getattr(self.rt, name)(req, timeout=self.timeout)
 
-    def pod_config(self, name, uid, log_dir, cgroup_parent, host_network=True):
+    def pod_config(self, name, uid, log_dir, cgroup_parent, host_network=True, sysctls=None):
         """A pod with its own PID and IPC namespaces, on the node's network
         (hostNetwork) or on its own (the CNI network)."""
         pb = self.pb
@@ -240,6 +240,7 @@ class Cri:
             labels={"app": name},
             linux=pb.LinuxPodSandboxConfig(
                 cgroup_parent=cgroup_parent,
+                sysctls=sysctls or {},
                 security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns),
             ),
         )
@@ -260,10 +261,14 @@ class Cri:
             seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault),
         )
 
-    def create_container(self, pod_id, pod_config, name, image, command, log_path, memory=0, security=None):
+    def create_container(self, pod_id, pod_config, name, image, command, log_path, memory=0, security=None,
+                         pid_mode=None):
+        """pid_mode: POD (the pod's PID namespace, shareProcessNamespace) by
+        default, CONTAINER for one of its own (what the kubelet asks for
+        by default)."""
         pb = self.pb
-        ns = pb.NamespaceOption(network=pod_config.linux.security_context.namespace_options.network, pid=pb.POD,
-                                ipc=pb.POD)
+        ns = pb.NamespaceOption(network=pod_config.linux.security_context.namespace_options.network,
+                                pid=pb.POD if pid_mode is None else pid_mode, ipc=pb.POD)
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name),
             image=pb.ImageSpec(image=image),
