@@ -13,6 +13,7 @@
 #include "spec/spec.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/proc.h"
 
 struct managed {
@@ -152,8 +153,10 @@ static void record_resources(json_object *config, json_object *update)
  * CRI plugin: a bare "deny all" beside the new limits), and applying those
  * rules alone would take /dev/null, /dev/ptmx and the spec's linux.devices
  * from the running container, which create granted after the spec's rules. */
-static void keep_device_rules(struct hull_resources *r)
+static void keep_device_rules(const char *id, struct hull_resources *r)
 {
+    if (r->n_devices)
+        hull_debug("update %s: linux.resources.devices left as create set them", id);
     for (size_t i = 0; i < r->n_devices; i++)
         free(r->devices[i].access);
     free(r->devices);
@@ -170,12 +173,12 @@ int hull_container_update(const struct hull_runtime *rt, const char *id, const c
     if (hj_parse(resources_json, strlen(resources_json), "resources", &doc, err) < 0 ||
         hull_resources_parse(doc, "linux.resources", &r, err) < 0)
         return hull_error_prefix(err, "update %s", id);
-    keep_device_rules(&r);
     __attribute__((cleanup(managed_release))) struct managed m;
     if (managed_open(rt, id, &m, err) < 0)
         return hull_error_prefix(err, "update %s", id);
     if (m.status == HULL_STATUS_STOPPED)
         return hull_error_set(err, EINVAL, "update %s: the container is stopped", id);
+    keep_device_rules(id, &r);
     if (hull_cgroup_apply(m.cg, &r, err) < 0)
         return hull_error_prefix(err, "update %s", id);
     if (m.cs.config)
