@@ -10,8 +10,10 @@ test="$build libcmocka-dev python3 python3-pytest iproute2 procps util-linux cla
 # Peer runtimes and tools the bench/ scripts compare hull with.
 bench="$build python3 util-linux hyperfine crun runc bubblewrap"
 # Real clients that drive hull as their OCI runtime (tests/integration/test_{podman,containerd}.py);
-# uidmap's newuidmap/newgidmap for rootless podman (tests/integration/test_rootless.py).
-engines="$build python3 python3-pytest podman conmon containerd runc crun uidmap"
+# uidmap's newuidmap/newgidmap for rootless podman (tests/integration/test_rootless.py);
+# gRPC for Python and its protoc for the CRI client of tests/integration/test_kubernetes.py,
+# and the reference CNI plugins (bridge, host-local) for its pods' network.
+engines="$build python3 python3-pytest podman conmon containerd runc crun uidmap python3-grpcio python3-grpc-tools containernetworking-plugins"
 # hulld, the service (and `hull token`): HTTP server, store, token hashing; curl and
 # openssl (a TLS certificate) for its tests.
 daemon="$build libmicrohttpd-dev curl sqlite3 openssl"

@@ -303,6 +303,7 @@ static void update_help(void)
            "\n"
            "Change the cgroup limits of a running container. Fields not given\n"
            "are left alone. A memory limit below current usage is refused.\n"
+           "Device rules (linux.resources.devices) stay as create set them.\n"
            "\n"
            "  -r, --resources FILE|-   a linux.resources JSON object\n"
            "      --memory BYTES       memory limit (512m, 1g; -1 = unlimited)\n"

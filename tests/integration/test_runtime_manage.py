@@ -191,6 +191,27 @@ def test_update_resources_file_and_stdin(hull, bundle, tmp_path):
         assert cg_read(init, "memory", "memory.limit_in_bytes") == str(150 << 20)
 
 
+def test_update_keeps_the_device_rules(hull, bundle):
+    """The runc shim sends `update --resources -` the whole linux.resources
+    containerd holds: for a CRI container a bare "deny all" device rule beside
+    the new limits. The rules create gave the container (the default devices,
+    the ptys) stay, as runc's update keeps them, and so does the record."""
+    with running(hull, bundle) as (c, init):
+        before = cg_read(init, "devices", "devices.list") if "devices" in V1 else None
+        res = {"devices": [{"allow": False, "access": "rwm"}], "memory": {"limit": 90 << 20}}
+        r = hull("update", "-r", "-", c, input=json.dumps(res))
+        assert r.returncode == 0, r
+        assert cg_read(init, "memory", "memory.limit_in_bytes") == str(90 << 20)
+        if before is not None:
+            assert "c 1:3 rwm" in before.splitlines() and "c 5:2 rwm" in before.splitlines(), before
+            assert cg_read(init, "devices", "devices.list") == before
+        r = hull("exec", c, "sh", "-c", "echo x > /dev/null && head -c 4 /dev/zero | wc -c")
+        assert (r.returncode, r.stdout.split()) == (0, ["4"]), r
+        st = json.loads((Path(hull.root) / c / "state.json").read_text())
+        assert st["config"]["linux"]["resources"].get("devices") == bundle.linux["resources"].get("devices")
+        assert st["config"]["linux"]["resources"]["memory"]["limit"] == 90 << 20
+
+
 @pytest.mark.parametrize("flag, value, ctrl, file, want", [
     ("--memory", "123m", "memory", "memory.limit_in_bytes", str(123 << 20)),
     ("--memory-reservation", "50M", "memory", "memory.soft_limit_in_bytes", str(50 << 20)),

@@ -13,6 +13,7 @@
 #include "spec/spec.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/proc.h"
 
 struct managed {
@@ -134,6 +135,8 @@ static void record_resources(json_object *config, json_object *update)
     }
     json_object_object_foreach(update, key, val)
     {
+        if (strcmp(key, "devices") == 0)
+            continue; /* never applied: see keep_device_rules */
         json_object *cur = hj_get(res, key);
         if (cur && json_object_is_type(cur, json_type_object) &&
             json_object_is_type(val, json_type_object)) {
@@ -143,6 +146,22 @@ static void record_resources(json_object *config, json_object *update)
             json_object_object_add(res, key, json_object_get(val));
         }
     }
+}
+
+/* An update leaves the device rules as create made them, as runc's does:
+ * the runc shim hands over the whole linux.resources it holds (containerd's
+ * CRI plugin: a bare "deny all" beside the new limits), and applying those
+ * rules alone would take /dev/null, /dev/ptmx and the spec's linux.devices
+ * from the running container, which create granted after the spec's rules. */
+static void keep_device_rules(const char *id, struct hull_resources *r)
+{
+    if (r->n_devices)
+        hull_debug("update %s: linux.resources.devices left as create set them", id);
+    for (size_t i = 0; i < r->n_devices; i++)
+        free(r->devices[i].access);
+    free(r->devices);
+    r->devices = NULL;
+    r->n_devices = 0;
 }
 
 int hull_container_update(const struct hull_runtime *rt, const char *id, const char *resources_json,
@@ -159,6 +178,7 @@ int hull_container_update(const struct hull_runtime *rt, const char *id, const c
         return hull_error_prefix(err, "update %s", id);
     if (m.status == HULL_STATUS_STOPPED)
         return hull_error_set(err, EINVAL, "update %s: the container is stopped", id);
+    keep_device_rules(id, &r);
     if (hull_cgroup_apply(m.cg, &r, err) < 0)
         return hull_error_prefix(err, "update %s", id);
     if (m.cs.config)
