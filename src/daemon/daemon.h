@@ -189,7 +189,11 @@ struct tpl_use {
     char name[72], id[64];
     char *start, *ready; /* JSON arrays, or NULL */
     uint64_t ready_ms;
+    bool vm;  /* a microVM template: */
+    int snap; /* its snapshot, for the create frame (-1: none) */
 };
+/* The snapshot's name in a microVM template's directory. */
+#define TPL_VM_SNAP "vm.snap"
 void tpl_use_free(struct tpl_use *u);
 int tpl_expand(const struct caller *c, json_object **doc, struct tpl_use *u, struct resp *r);
 struct sbx;
