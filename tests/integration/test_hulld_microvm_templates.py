@@ -204,3 +204,28 @@ def test_template_survives_hulld_restart(d):
     finally:
         delete(d, sb)
     assert d.request("DELETE", "/v1/templates/vr", token=t).status == 200
+
+
+def test_template_max_bounds_the_snapshot(tmp_path):
+    # A hulld of its own whose --template-max is below any VM's snapshot.
+    before = set(vm_qemus())
+    h = Hulld(tmp_path / "small", "--template-max", "1M")
+    Path(h.state).mkdir(parents=True)
+    t = h.token("user", "acme")
+    h.start()
+    try:
+        r = h.request("POST", "/v1/sandboxes", {"isolation": "microvm"}, t)
+        assert r.status == 201, r
+        sid = r.json["id"]
+        r = h.request("POST", "/v1/templates", {"sandbox": sid, "name": "big"}, t)
+        assert r.status == 413 and "--template-max" in r.json["error"]["message"], r
+        assert h.request("GET", "/v1/templates", token=t).json["templates"] == []
+        assert not list((Path(h.state) / "templates").iterdir())
+        # The source goes on.
+        r = h.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["echo", "on"]}, t)
+        assert r.status == 200 and r.json["stdout"] == "on\n", r
+        assert h.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert h.leaks() == ([], [], []), h.log.read_text()
+    assert wait_until(lambda: set(vm_qemus()) <= before, 60), "a QEMU was left behind"
