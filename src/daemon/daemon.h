@@ -190,7 +190,7 @@ struct tpl_use {
     char *start, *ready; /* JSON arrays, or NULL */
     uint64_t ready_ms;
     bool vm;  /* a microVM template: */
-    int snap; /* its snapshot, for the create frame (-1: none) */
+    int snap; /* its directory, for the create frame (-1: none) */
 };
 /* The snapshot's name in a microVM template's directory. */
 #define TPL_VM_SNAP "vm.snap"

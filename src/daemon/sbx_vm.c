@@ -184,10 +184,11 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
         .pull = p.pull,
     };
     if (r == 0 && f->fd >= 0) {
-        /* From a template (sbx_vm_tpl.c): its snapshot, opened by hulld,
-         * restored as this sandbox's own VM (a failed restore leaves none). */
+        /* From a template (sbx_vm_tpl.c): its directory, opened by hulld;
+         * its snapshot restored as this sandbox's own VM (a failed restore
+         * leaves none). */
         char snap[64];
-        snprintf(snap, sizeof(snap), "/proc/self/fd/%d", f->fd);
+        snprintf(snap, sizeof(snap), "/proc/self/fd/%d/%s", f->fd, TPL_VM_SNAP);
         r = hull_vm_restore(NULL, snap, k->id, err);
     } else if (r == 0 &&
                (hull_vm_create(NULL, &o, err) < 0 || hull_vm_start(NULL, k->id, err) < 0)) {

@@ -398,20 +398,21 @@ void tpl_use_free(struct tpl_use *u)
     memset(u, 0, sizeof(*u));
 }
 
-/* A microVM template's snapshot, opened now: a delete from here on does not
- * take it from the sandbox being made. */
+/* A microVM template's directory, for the create frame: its keeper
+ * restores the snapshot in it and maps the RAM file beside it (whose RAM
+ * keeper's socket is there too, so all its sandboxes share one copy). A
+ * delete while that runs makes the create fail, cleanly. */
 static int open_snapshot(struct tpl_use *u, struct resp *r)
 {
     char path[4200];
     tpl_path(path, sizeof(path), u->id);
-    size_t n = strlen(path);
-    snprintf(path + n, sizeof(path) - n, "/%s", TPL_VM_SNAP);
     pthread_rwlock_rdlock(&copies_mu);
-    u->snap = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    u->snap = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = u->snap < 0 || faccessat(u->snap, TPL_VM_SNAP, R_OK, 0) < 0 ? errno : 0;
     pthread_rwlock_unlock(&copies_mu);
-    if (u->snap < 0) {
-        resp_error(r, errno == ENOENT ? 404 : 500, errno == ENOENT ? "not_found" : "internal",
-                   "template", "template '%s': its snapshot: %s", u->name, strerror(errno));
+    if (e) {
+        resp_error(r, e == ENOENT ? 404 : 500, e == ENOENT ? "not_found" : "internal", "template",
+                   "template '%s': its snapshot: %s", u->name, strerror(e));
         return -1;
     }
     return 0;

@@ -38,6 +38,22 @@ def d(tmp_path_factory):
     assert not list((Path(h.state) / "templates").iterdir())
 
 
+def ram_keepers():
+    """Live processes holding a template's shared guest RAM (ramkeeper.c);
+    one that exited is gone even before the init that inherited it reaps
+    it (it is an orphan by design: it outlives whoever started it)."""
+    out = set()
+    for p in Path("/proc").iterdir():
+        try:
+            if not p.name.isdigit() or (p / "comm").read_text().strip() != "hull-ramkeeper":
+                continue
+            if (p / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                out.add(int(p.name))
+        except OSError:
+            pass
+    return out
+
+
 def create(d, body, who="user"):
     r = d.request("POST", "/v1/sandboxes", body, d.tokens[who])
     assert r.status == 201, r
@@ -87,13 +103,17 @@ def test_many_from_one(d):
     assert tpl["isolation"] == "microvm" and tpl["source"] == sid, tpl
     assert tpl["bytes"] > 0 and tpl["sandbox"]["isolation"] == "microvm", tpl
     snap = Path(d.state) / "templates" / tpl["id"] / "vm.snap"
-    assert snap.stat().st_size == tpl["bytes"]
+    ram = Path(str(snap) + ".ram")
+    # The stream, and the guest RAM beside it (holes for zero pages).
+    assert snap.stat().st_size + ram.stat().st_blocks * 512 == tpl["bytes"]
+    assert ram.stat().st_size >= 128 << 20 and ram.stat().st_uid == 0
+    assert sorted(p.name for p in snap.parent.iterdir()) == ["vm.snap", "vm.snap.ram"]
     assert snap.parent.stat().st_mode & 0o777 == 0o700 and snap.stat().st_uid == 0
     # The source goes on running after its snapshot, with its files.
     assert exec_(d, sid, ["cat", "/tmp/prep.txt"])["stdout"] == "prepared\n"
     delete(d, sid)  # the template does not need its source
 
-    before = set(vm_qemus())
+    before, keepers = set(vm_qemus()), ram_keepers()
     made, errors = [], []
 
     def one():
@@ -111,8 +131,11 @@ def test_many_from_one(d):
     assert len(made) == CLONES
     ids = [s["id"] for s in made]
     try:
-        # Each its own QEMU.
+        # Each its own QEMU, all mapping one copy of the template's RAM,
+        # held by one keeper whose socket is beside the RAM file.
         assert len(set(vm_qemus()) - before) == CLONES
+        assert len(ram_keepers() - keepers) == 1
+        assert len(list(snap.parent.glob("ram-*.sock"))) == 1
         for s in made:
             assert s["template"] == "vt" and s["start_process"].startswith("p-"), s
             sb = s["id"]
@@ -139,6 +162,8 @@ def test_many_from_one(d):
         for sb in ids:
             delete(d, sb)
     assert wait_until(lambda: not set(vm_qemus()) - before, 60)
+    # The RAM's keeper leaves with the last clone.
+    assert wait_until(lambda: ram_keepers() <= keepers, 60)
     r = d.request("DELETE", "/v1/templates/vt", token=t)
     assert r.status == 200 and r.json["deleted"] is True, r
     assert not snap.parent.exists()
@@ -227,5 +252,6 @@ def test_template_max_bounds_the_snapshot(tmp_path):
         assert h.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
     finally:
         assert h.stop() == 0, h.log.read_text()
-    assert h.leaks() == ([], [], []), h.log.read_text()
+    procs, entries, cgroups = h.leaks()
+    assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
     assert wait_until(lambda: set(vm_qemus()) <= before, 60), "a QEMU was left behind"
