@@ -226,6 +226,16 @@ def test_template_survives_hulld_restart(d):
         out = exec_(d, sb, ["sha256sum", "/root/work/data.bin"])["stdout"]
         assert out.split()[0] == digest
         assert exec_(d, sb, ["cat", "/tmp/prep.txt"])["stdout"] == "prepared\n"
+        # A sandbox from a template pauses to disk and comes back after a
+        # restart like any other, with what it wrote since.
+        assert exec_(d, sb, ["sh", "-c", "echo since > /tmp/since"])["verdict"] == "ok"
+        assert d.request("POST", f"/v1/sandboxes/{sb}/pause", token=t).status == 200
+        assert d.stop() == 0, d.log.read_text()
+        d.start()
+        r = d.request("POST", f"/v1/sandboxes/{sb}/resume", token=t)
+        assert r.status == 200 and r.json["state"] == "running", r
+        assert exec_(d, sb, ["cat", "/tmp/since", "/tmp/prep.txt"])["stdout"] == \
+            "since\nprepared\n"
     finally:
         delete(d, sb)
     assert d.request("DELETE", "/v1/templates/vr", token=t).status == 200
