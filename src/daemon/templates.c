@@ -395,21 +395,24 @@ void tpl_use_free(struct tpl_use *u)
     free(u->ready);
     if (u->vm && u->snap >= 0)
         close(u->snap);
+    if (u->locked)
+        pthread_rwlock_unlock(&copies_mu);
     memset(u, 0, sizeof(*u));
 }
 
 /* A microVM template's directory, for the create frame: its keeper
  * restores the snapshot in it and maps the RAM file beside it (whose RAM
- * keeper's socket is there too, so all its sandboxes share one copy). A
- * delete while that runs makes the create fail, cleanly. */
+ * keeper's socket is there too, so all its sandboxes share one copy). Held
+ * shared until the VM is restored (tpl_apply, or tpl_use_free when the
+ * create fails), so a delete meanwhile waits for it. */
 static int open_snapshot(struct tpl_use *u, struct resp *r)
 {
     char path[4200];
     tpl_path(path, sizeof(path), u->id);
     pthread_rwlock_rdlock(&copies_mu);
+    u->locked = true;
     u->snap = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int e = u->snap < 0 || faccessat(u->snap, TPL_VM_SNAP, R_OK, 0) < 0 ? errno : 0;
-    pthread_rwlock_unlock(&copies_mu);
     if (e) {
         resp_error(r, e == ENOENT ? 404 : 500, e == ENOENT ? "not_found" : "internal", "template",
                    "template '%s': its snapshot: %s", u->name, strerror(e));
@@ -575,11 +578,15 @@ static int ready_cmd(struct sbx *s, const struct tpl_use *u, struct resp *r)
     return -1;
 }
 
-int tpl_apply(struct sbx *s, const struct tpl_use *u, const struct request *rq, json_object **extra,
+int tpl_apply(struct sbx *s, struct tpl_use *u, const struct request *rq, json_object **extra,
               struct resp *r)
 {
     hull_error e = NULL;
     *extra = NULL;
+    if (u->locked) { /* restored: a delete may go on */
+        pthread_rwlock_unlock(&copies_mu);
+        u->locked = false;
+    }
     /* A microVM sandbox was restored from the snapshot by its create. */
     if (!u->vm && load(s, u, &e) < 0) {
         hull_error_prefix(&e, "template '%s'", u->name);

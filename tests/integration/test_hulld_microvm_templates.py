@@ -265,3 +265,36 @@ def test_template_max_bounds_the_snapshot(tmp_path):
     procs, entries, cgroups = h.leaks()
     assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
     assert wait_until(lambda: set(vm_qemus()) <= before, 60), "a QEMU was left behind"
+
+
+def test_delete_racing_creates(d):
+    # Each create racing the template's delete is whole (201 with the
+    # files) or a 404; nothing is left of the template afterwards.
+    t = d.tokens["user"]
+    sid, digest = prepare(d)
+    r = keep(d, sid, "vd")
+    assert r.status == 201, r
+    copy = Path(d.state) / "templates" / r.json["id"]
+    delete(d, sid)
+    before = set(vm_qemus())
+    got = []
+
+    def make():
+        got.append(d.request("POST", "/v1/sandboxes", {"template": "vd"}, t))
+
+    threads = [threading.Thread(target=make) for _ in range(2)]
+    for th in threads:
+        th.start()
+    r = d.request("DELETE", "/v1/templates/vd", token=t)
+    for th in threads:
+        th.join()
+    assert r.status == 200, r
+    for r in got:
+        assert r.status in (201, 404), r
+        if r.status == 201:
+            sb = r.json["id"]
+            out = exec_(d, sb, ["sha256sum", "/root/work/data.bin"])["stdout"]
+            assert out.split()[0] == digest
+            delete(d, sb)
+    assert not copy.exists()
+    assert wait_until(lambda: not set(vm_qemus()) - before, 60)
