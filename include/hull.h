@@ -622,6 +622,11 @@ HULL_PUBLIC char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
 /* Save a running or paused VM to file (it keeps its state afterwards). */
 HULL_PUBLIC int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
                                  hull_error *err);
+/* The same, made to be restored many times: the guest RAM goes to
+ * <file>.ram, which every restore maps copy-on-write and shares with the
+ * others (docs/vm.md, "Snapshots, templates, warm start"). */
+HULL_PUBLIC int hull_vm_snapshot_shared(const struct hull_runtime *rt, const char *id,
+                                        const char *file, hull_error *err);
 /* A new running VM from a snapshot; refuses a file whose digests or
  * signature do not match, or whose kernel/initrd/rootfs changed. */
 HULL_PUBLIC int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,

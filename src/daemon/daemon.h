@@ -202,11 +202,16 @@ struct tpl_use {
     char name[72], id[64];
     char *start, *ready; /* JSON arrays, or NULL */
     uint64_t ready_ms;
+    bool vm;     /* a microVM template: */
+    int snap;    /* its directory, for the create frame (-1: none) */
+    bool locked; /* a delete waits until the sandbox is made */
 };
+/* The snapshot's name in a microVM template's directory. */
+#define TPL_VM_SNAP "vm.snap"
 void tpl_use_free(struct tpl_use *u);
 int tpl_expand(const struct caller *c, json_object **doc, struct tpl_use *u, struct resp *r);
 struct sbx;
-int tpl_apply(struct sbx *s, const struct tpl_use *u, const struct request *rq, json_object **extra,
+int tpl_apply(struct sbx *s, struct tpl_use *u, const struct request *rq, json_object **extra,
               struct resp *r);
 
 /* images.c: /v1/images (ref: the rest of the path, URL-decoded, or NULL). */

@@ -66,6 +66,10 @@ int vmk_loop(struct kprocs *kp, int sock, struct frame *first);
 /* sbx_vm_fs.c: op "fs" on VM vm (stage: the keeper's staging directory,
  * limit: what an upload may hold). */
 void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, struct frame *f);
+/* sbx_vm_tpl.c: op "tpl_save" of VM vm: its snapshot into the template
+ * directory dirfd (TPL_VM_SNAP), at most max bytes (0: no bound); *stats
+ * what it holds. */
+int vmk_tpl_save(const char *vm, int dirfd, uint64_t max, json_object **stats, hull_error *err);
 
 /* ---- in hulld ---- */
 

@@ -491,7 +491,7 @@ static void create(const struct request *rq, struct resp *r)
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
     s->pid = helper_spawn("keeper", &s->sock, &e);
     if (s->pid < 0 || s->kill_fd < 0 ||
-        call(s, "create", NULL, text, strlen(text), -1, &f, &e) < 0) {
+        call(s, "create", NULL, text, strlen(text), tpl.vm ? tpl.snap : -1, &f, &e) < 0) {
         if (e == NULL)
             hull_error_errno(&e, "eventfd");
         pthread_mutex_unlock(&s->op);

@@ -156,7 +156,15 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
         .image_root = p.image_root,
         .pull = p.pull,
     };
-    if (r == 0 && (hull_vm_create(NULL, &o, err) < 0 || hull_vm_start(NULL, k->id, err) < 0)) {
+    if (r == 0 && f->fd >= 0) {
+        /* From a template (sbx_vm_tpl.c): its directory, opened by hulld;
+         * its snapshot restored as this sandbox's own VM (a failed restore
+         * leaves none). */
+        char snap[64];
+        snprintf(snap, sizeof(snap), "/proc/self/fd/%d/%s", f->fd, TPL_VM_SNAP);
+        r = hull_vm_restore(NULL, snap, k->id, err);
+    } else if (r == 0 &&
+               (hull_vm_create(NULL, &o, err) < 0 || hull_vm_start(NULL, k->id, err) < 0)) {
         hull_error e = NULL;
         if (hull_vm_delete(NULL, k->id, true, &e) < 0)
             hull_error_free(&e); /* never made: nothing to remove */
@@ -541,6 +549,31 @@ static json_object *vmk_result(pid_t pid, int status, int stop)
     return o;
 }
 
+/* A template of this VM (sbx_vm_tpl.c), refused while a process of it
+ * runs: the snapshot waits for the agent, which that process holds. */
+static void vmk_tpl_op(struct vmk *k, int sock, struct frame *f)
+{
+    hull_error e = NULL;
+    json_object *stats = NULL, *m = hj_get(f->hdr, "max");
+    bool busy = false;
+    for (int i = 0; i < VMK_RESULTS; i++)
+        busy = busy || vmk_results[i].pid > 0;
+    if (busy)
+        hull_error_set(&e, EBUSY,
+                       "a process of the sandbox is running (the snapshot needs its agent): "
+                       "wait for it or kill it");
+    if (busy ||
+        vmk_tpl_save(k->id, f->fd, m ? (uint64_t)json_object_get_int64(m) : 0, &stats, &e) < 0) {
+        vmk_error(sock, &e);
+        return;
+    }
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "ok", json_object_new_boolean(1));
+    json_object_object_add(hdr, "stats", stats);
+    frame_send(sock, hdr, NULL, 0, -1);
+    json_object_put(hdr);
+}
+
 static const struct kprocs_backend vmk_backend = {.spawn = vmk_spawn, .result = vmk_result};
 
 static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
@@ -553,8 +586,8 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
     const char *op = frame_str(f, "op");
     hull_error e = NULL;
-    static const char *const need_vm[] = {"exec",  "put",        "get",        "fs",
-                                          "pause", "proc_start", "proc_stdin", NULL};
+    static const char *const need_vm[] = {"exec",       "put",        "get",      "fs", "pause",
+                                          "proc_start", "proc_stdin", "tpl_save", NULL};
     bool paused_refused = false;
     for (const char *const *n = need_vm; k->on_disk && *n; n++)
         paused_refused = paused_refused || strcmp(op, *n) == 0;
@@ -584,6 +617,8 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
         free(data);
     } else if (strcmp(op, "fs") == 0) {
         vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
+    } else if (strcmp(op, "tpl_save") == 0) {
+        vmk_tpl_op(k, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)

@@ -246,11 +246,8 @@ static void create(const struct request *rq, struct resp *r)
     cleanup_json json_object *sp = json_tokener_parse(spec);
     json_object *iso_v = hj_get(sp, "isolation");
     const char *iso = iso_v ? json_object_get_string(iso_v) : "container";
-    if (strcmp(iso, "microvm") == 0) {
-        resp_error(r, 501, "not_implemented", "sandbox",
-                   "isolation microvm: templates of microVM sandboxes are not supported yet");
-        return;
-    }
+    /* A microVM sandbox's copy is its snapshot (RAM, so its files and
+     * memory), taken by its keeper (sbx_vm_tpl.c) into the same directory. */
     /* Its inline files are in its /tmp now, as it changed them. */
     json_object_object_del(sp, "files");
     char id[40];
@@ -396,7 +393,32 @@ void tpl_use_free(struct tpl_use *u)
 {
     free(u->start);
     free(u->ready);
+    if (u->vm && u->snap >= 0)
+        close(u->snap);
+    if (u->locked)
+        pthread_rwlock_unlock(&copies_mu);
     memset(u, 0, sizeof(*u));
+}
+
+/* A microVM template's directory, for the create frame: its keeper
+ * restores the snapshot in it and maps the RAM file beside it (whose RAM
+ * keeper's socket is there too, so all its sandboxes share one copy). Held
+ * shared until the VM is restored (tpl_apply, or tpl_use_free when the
+ * create fails), so a delete meanwhile waits for it. */
+static int open_snapshot(struct tpl_use *u, struct resp *r)
+{
+    char path[4200];
+    tpl_path(path, sizeof(path), u->id);
+    pthread_rwlock_rdlock(&copies_mu);
+    u->locked = true;
+    u->snap = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = u->snap < 0 || faccessat(u->snap, TPL_VM_SNAP, R_OK, 0) < 0 ? errno : 0;
+    if (e) {
+        resp_error(r, e == ENOENT ? 404 : 500, e == ENOENT ? "not_found" : "internal", "template",
+                   "template '%s': its snapshot: %s", u->name, strerror(e));
+        return -1;
+    }
+    return 0;
 }
 
 int tpl_expand(const struct caller *c, json_object **doc, struct tpl_use *u, struct resp *r)
@@ -448,13 +470,16 @@ int tpl_expand(const struct caller *c, json_object **doc, struct tpl_use *u, str
     u->start = sc ? strdup(json_object_get_string(sc)) : NULL;
     u->ready = rc ? strdup(json_object_get_string(rc)) : NULL;
     u->ready_ms = ms ? (uint64_t)json_object_get_int64(ms) : TPL_READY_DEFAULT_MS;
+    json_object *iso = hj_get(row, "isolation");
+    u->vm = iso && strcmp(json_object_get_string(iso), "microvm") == 0;
+    u->snap = -1;
     json_object_put(*doc);
     *doc = spec;
     if ((sc && u->start == NULL) || (rc && u->ready == NULL)) {
         resp_error(r, 500, "internal", NULL, "out of memory");
         return -1;
     }
-    return 0;
+    return u->vm ? open_snapshot(u, r) : 0;
 }
 
 /* The template's copy into the new sandbox's /tmp. */
@@ -553,12 +578,17 @@ static int ready_cmd(struct sbx *s, const struct tpl_use *u, struct resp *r)
     return -1;
 }
 
-int tpl_apply(struct sbx *s, const struct tpl_use *u, const struct request *rq, json_object **extra,
+int tpl_apply(struct sbx *s, struct tpl_use *u, const struct request *rq, json_object **extra,
               struct resp *r)
 {
     hull_error e = NULL;
     *extra = NULL;
-    if (load(s, u, &e) < 0) {
+    if (u->locked) { /* restored: a delete may go on */
+        pthread_rwlock_unlock(&copies_mu);
+        u->locked = false;
+    }
+    /* A microVM sandbox was restored from the snapshot by its create. */
+    if (!u->vm && load(s, u, &e) < 0) {
         hull_error_prefix(&e, "template '%s'", u->name);
         resp_from_error(r, &e);
         return -1;
