@@ -564,7 +564,7 @@ static void vmk_tpl_op(struct vmk *k, int sock, struct frame *f)
                        "wait for it or kill it");
     if (busy ||
         vmk_tpl_save(k->id, f->fd, m ? (uint64_t)json_object_get_int64(m) : 0, &stats, &e) < 0) {
-        vmk_error(sock, &e);
+        frame_reply_error(sock, &e);
         return;
     }
     json_object *hdr = json_object_new_object();
