@@ -67,5 +67,6 @@ int cmd_sandbox(struct cli *cli, int argc, char **argv);
 int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refused */
 int cmd_token(struct cli *cli, int argc, char **argv);
 int cmd_vm(struct cli *cli, int argc, char **argv);
+int cmd_vm_migrate(struct cli *cli, int argc, char **argv); /* and receive */
 
 #endif
