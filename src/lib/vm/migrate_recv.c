@@ -159,6 +159,22 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Why QEMU stopped reading: the last line of its stderr, or "". */
+static void qemu_said(const struct vm *vm, char *out, size_t len)
+{
+    char p[4200];
+    cleanup_free char *s = NULL;
+    size_t l;
+    out[0] = 0;
+    vm_path(vm, "run/qemu.log", p, sizeof(p));
+    if (hull_read_file(p, &s, &l, NULL) < 0)
+        return; /* no log: nothing more to say than the write's error */
+    while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
+        s[--l] = 0;
+    const char *last = strrchr(s, '\n');
+    snprintf(out, len, " (QEMU: %s)", last ? last + 1 : s);
+}
+
 /* 'D' frames into QEMU until 'E', whose count and digest must match. */
 static int pump_in(struct recv_state *s, int wr, hull_error *err)
 {
@@ -189,8 +205,13 @@ static int pump_in(struct recv_state *s, int wr, hull_error *err)
             return -1;
         EVP_DigestUpdate(sha, buf, n);
         s->bytes += n;
-        if (write_all(wr, buf, n) < 0)
-            return hull_error_errno(err, "QEMU stopped reading the stream");
+        if (write_all(wr, buf, n) < 0) {
+            int e = errno;
+            char why[600];
+            qemu_said(&s->vm, why, sizeof(why));
+            errno = e;
+            return hull_error_errno(err, "QEMU stopped reading the stream%s", why);
+        }
     }
 }
 
