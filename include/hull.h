@@ -608,6 +608,7 @@ struct hull_vm_migrate_result {
      * qemu_downtime_ms) to the receiver's word that it runs again (cold:
      * from the stop). */
     int64_t total_ms, downtime_ms, qemu_downtime_ms;
+    int64_t copy_ms; /* from QEMU's migrate command to the guest running there */
     uint64_t bytes;  /* the stream's bytes */
     uint64_t rounds; /* QEMU's dirty-sync count */
 };

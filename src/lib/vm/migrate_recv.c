@@ -230,6 +230,7 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
         return -1;
     if (vm_vmm()->resume(&s->vm, err) < 0)
         return -1;
+    int64_t t_run = hull_monotonic_ms();
     s->vm.status = VM_RUNNING;
     /* The guest answers here before the source lets its own copy go. */
     struct vm_agent *a = NULL;
@@ -239,6 +240,8 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
         return -1;
     json_object *r = json_object_new_object();
     json_object_object_add(r, "id", json_object_new_string(s->vm.id));
+    /* The guest ran during this: the source leaves it out of the downtime. */
+    json_object_object_add(r, "running_ms", json_object_new_int64(hull_monotonic_ms() - t_run));
     return mig_send(&s->c, 'R', r, err);
 }
 

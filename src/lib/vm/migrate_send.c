@@ -132,11 +132,18 @@ static int handover(struct send_state *s, const unsigned char *tok, size_t tlen,
     if (mig_send(&s->c, 'C', NULL, err) < 0)
         return -1;
     s->committed = true;
-    if (mig_expect(&s->c, 'R', NULL, err) < 0)
+    cleanup_json json_object *run = NULL;
+    if (mig_expect(&s->c, 'R', &run, err) < 0)
         return -1;
     int64_t now = hull_monotonic_ms();
     s->r->total_ms = now - t0;
-    s->r->downtime_ms = s->o->cold ? now - s->t_stop : s->r->qemu_downtime_ms + (now - s->t_eof);
+    /* Up to the receiver's cont: what it did after (its check that the
+     * agent answers) the guest spent running. */
+    json_object *v = hj_get(run, "running_ms");
+    int64_t after = v ? json_object_get_int64(v) : 0;
+    int64_t end = now - (after > 0 && after < now - s->t_eof ? after : 0);
+    s->r->copy_ms = end - s->t_stop;
+    s->r->downtime_ms = s->o->cold ? end - s->t_stop : s->r->qemu_downtime_ms + (end - s->t_eof);
     return 0;
 }
 
@@ -234,6 +241,7 @@ char *hull_vm_migrate_result_json(const struct hull_vm_migrate_result *r)
     json_object_object_add(o, "total_ms", json_object_new_int64(r->total_ms));
     json_object_object_add(o, "downtime_ms", json_object_new_int64(r->downtime_ms));
     json_object_object_add(o, "qemu_downtime_ms", json_object_new_int64(r->qemu_downtime_ms));
+    json_object_object_add(o, "copy_ms", json_object_new_int64(r->copy_ms));
     json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));
     json_object_object_add(o, "rounds", json_object_new_int64((int64_t)r->rounds));
     return strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));

@@ -48,11 +48,20 @@ int vm_qemu_migrate_out(struct vm *vm, int fd, bool live, uint64_t bandwidth, hu
     if (qmp_cmd(q, "getfd", one("fdname", json_object_new_string("hullmig")), fd, NULL, err) < 0)
         return -1;
     /* Every RAM block travels (a template clone's private copy too: the
-     * receiver has no template to share it from). */
-    json_object *caps = json_object_new_array(), *cap = json_object_new_object();
-    json_object_object_add(cap, "capability", json_object_new_string("x-ignore-shared"));
-    json_object_object_add(cap, "state", json_object_new_boolean(false));
-    json_object_array_add(caps, cap);
+     * receiver has no template to share it from). A guest that dirties
+     * memory faster than it can be sent is slowed down (auto-converge)
+     * rather than copied forever. */
+    json_object *caps = json_object_new_array();
+    static const struct {
+        const char *name;
+        bool on;
+    } want[] = {{"x-ignore-shared", false}, {"auto-converge", true}};
+    for (size_t i = 0; i < 2; i++) {
+        json_object *cap = json_object_new_object();
+        json_object_object_add(cap, "capability", json_object_new_string(want[i].name));
+        json_object_object_add(cap, "state", json_object_new_boolean(want[i].on && live));
+        json_object_array_add(caps, cap);
+    }
     if (qmp_cmd(q, "migrate-set-capabilities", one("capabilities", caps), -1, NULL, err) < 0)
         return -1;
     /* QEMU's default cap (128 MiB/s) is for shared links; hull carries the
