@@ -16,7 +16,9 @@ import json
 import os
 import select
 import shutil
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -296,3 +298,103 @@ def test_receiver_killed_half_way(env):
     assert_gone(src, "mv3")
     dst.ok("vm", "delete", "--force", "mv3-there")
     assert_gone(dst, "mv3-there")
+
+
+class FlipProxy:
+    """A TCP relay between source and receiver that flips one bit in the
+    middle of the 10th frame of QEMU's stream ('D'), parsing the framing
+    (src/lib/vm/migrate.h) so the change lands in the stream's bytes, not
+    in a header: what QEMU may well accept, and the digest must not."""
+
+    def __init__(self, target):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.lsock.getsockname()[1]}"
+        self.flipped = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        self.lsock.settimeout(120)
+        try:
+            a, _ = self.lsock.accept()
+        except OSError:
+            return
+        b = socket.create_connection(self.target, timeout=120)
+        threading.Thread(target=self._copy, args=(b, a), daemon=True).start()
+        try:
+            self._forward(a, b)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _copy(src, dst):
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _exact(s, n):
+        buf = b""
+        while len(buf) < n:
+            d = s.recv(n - len(buf))
+            if not d:
+                raise OSError("closed")
+            buf += d
+        return buf
+
+    def _forward(self, src, dst):
+        dst.sendall(self._exact(src, 8 + 32 + 32))  # magic, nonce, HMAC
+        n = 0
+        while True:
+            hdr = self._exact(src, 5)
+            length = int.from_bytes(hdr[1:], "big")
+            body = bytearray(self._exact(src, length + (0 if hdr[:1] == b"D" else 32)))
+            if hdr[:1] == b"D":
+                n += 1
+                if n == 10:
+                    body[length // 2] ^= 0x01
+                    self.flipped = True
+            dst.sendall(hdr + bytes(body))
+
+    def close(self):
+        self.lsock.close()
+        self.t.join(timeout=60)
+
+
+def test_stream_changed_in_transit_is_refused(env):
+    """One bit of QEMU's stream flipped on the way: the receiver refuses to
+    run the guest (the digest of the end message), the source runs on."""
+    src, dst = env["src"], env["dst"]
+    start_vm(src, "mv4")
+    rcv = Receiver(dst, env["token"], "127.0.0.1:0", "mv4-there")
+    proxy = FlipProxy(rcv.addr)
+    try:
+        p = migrate(src, "mv4", proxy.addr, env["token"])
+        rc, _, err = rcv.finish()
+    finally:
+        proxy.close()
+    assert proxy.flipped
+    print("receiver said:", err.strip())
+    assert p.returncode == 1 and rc == 1, (p.stderr, err)
+    # QEMU may refuse the changed bytes itself; if it took them, the digest did not.
+    assert "does not match its digest" in err or "QEMU" in err, err
+    nothing_received(dst, "mv4-there")
+    still_running_here(src, "mv4")
+    src.ok("vm", "delete", "--force", "mv4")
+    assert_gone(src, "mv4")

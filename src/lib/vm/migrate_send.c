@@ -95,12 +95,14 @@ static int copy_state(struct send_state *s, hull_error *err)
         return hull_error_errno(err, "pipe");
     cleanup_close int rd = pp[0];
     s->t_stop = hull_monotonic_ms();
+    /* From here a failure has something to undo (a cold guest is stopped
+     * first, a live one may be past its last round). */
+    s->started = true;
     int rc = vm_vmm()->migrate_out(s->vm, pp[1], !s->o->cold, s->o->bandwidth, err);
     /* QEMU has its own copy (getfd): ours must go, or EOF never comes. */
     close(pp[1]);
     if (rc < 0)
         return hull_error_prefix(err, "start QEMU's migration");
-    s->started = true;
     if (pump_out(s, rd, err) < 0)
         return -1;
     struct vmm_migration m = {0};
