@@ -231,7 +231,11 @@ def main():
                                   note=f"median of {a.rounds}; hull carries the stream over "
                                   "authenticated TCP between two hull processes")
     finally:
+        # Whatever VM a failed case left (its QEMU and cgroup), then the roots.
         for r in roots:
+            vmdir = os.path.join(r, "vm")
+            for vid in os.listdir(vmdir) if os.path.isdir(vmdir) else []:
+                subprocess.run([HULL, "--root", r, "vm", "delete", "--force", vid], env=ENV)
             shutil.rmtree(r, ignore_errors=True)
 
 

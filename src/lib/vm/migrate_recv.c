@@ -134,6 +134,9 @@ static int make_vm(struct recv_state *s, json_object *m, const char *want_id, in
     int pp[2];
     if (pipe2(pp, O_CLOEXEC) < 0)
         return hull_error_errno(err, "pipe");
+    /* Room for a whole frame: fewer stalls between us and QEMU (only speed). */
+    if (fcntl(pp[1], F_SETPIPE_SZ, 1 << 20) < 0)
+        hull_debug("receive: pipe size: %s", strerror(errno));
     int rc = vm_save(vm, err) < 0 ? -1 : vm_start_vmm(vm, pp[0], err);
     /* QEMU has its own copy (fd 3): a QEMU that exits makes our writes fail. */
     close(pp[0]);
@@ -159,20 +162,22 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Why QEMU stopped reading: the last line of its stderr, or "". */
-static void qemu_said(const struct vm *vm, char *out, size_t len)
+/* The last line of the VM's run/<log> as " (<what>: line)", or "". */
+static void log_said(const struct vm *vm, const char *log, const char *what, char *out, size_t len)
 {
-    char p[4200];
+    char name[64], p[4200];
     cleanup_free char *s = NULL;
     size_t l;
     out[0] = 0;
-    vm_path(vm, "run/qemu.log", p, sizeof(p));
+    snprintf(name, sizeof(name), "run/%s", log);
+    vm_path(vm, name, p, sizeof(p));
     if (hull_read_file(p, &s, &l, NULL) < 0)
-        return; /* no log: nothing more to say than the write's error */
+        return; /* no log: nothing more to say than the error itself */
     while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
         s[--l] = 0;
     const char *last = strrchr(s, '\n');
-    snprintf(out, len, " (QEMU: %s)", last ? last + 1 : s);
+    if (l)
+        snprintf(out, len, " (%s: %s)", what, last ? last + 1 : s);
 }
 
 /* 'D' frames into QEMU until 'E', whose count and digest must match. */
@@ -208,7 +213,7 @@ static int pump_in(struct recv_state *s, int wr, hull_error *err)
         if (write_all(wr, buf, n) < 0) {
             int e = errno;
             char why[600];
-            qemu_said(&s->vm, why, sizeof(why));
+            log_said(&s->vm, "qemu.log", "QEMU", why, sizeof(why));
             errno = e;
             return hull_error_errno(err, "QEMU stopped reading the stream%s", why);
         }
@@ -236,7 +241,13 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
     struct vm_agent *a = NULL;
     rc = vm_agent_connect(&s->vm, 30000, &a, err);
     vm_agent_close(a);
-    if (rc < 0 || vm_save(&s->vm, err) < 0)
+    if (rc < 0) {
+        char con[600], qemu[600];
+        log_said(&s->vm, "console.log", "console", con, sizeof(con));
+        log_said(&s->vm, "qemu.log", "QEMU", qemu, sizeof(qemu));
+        return hull_error_prefix(err, "the guest after the move%s%s", con, qemu);
+    }
+    if (vm_save(&s->vm, err) < 0)
         return -1;
     json_object *r = json_object_new_object();
     json_object_object_add(r, "id", json_object_new_string(s->vm.id));

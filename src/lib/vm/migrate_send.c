@@ -94,6 +94,10 @@ static int copy_state(struct send_state *s, hull_error *err)
     if (pipe2(pp, O_CLOEXEC) < 0)
         return hull_error_errno(err, "pipe");
     cleanup_close int rd = pp[0];
+    /* A larger pipe: QEMU measures its bandwidth by how fast we drain it.
+     * Without the room it only changes speed, so failure is only logged. */
+    if (fcntl(rd, F_SETPIPE_SZ, 1 << 20) < 0)
+        hull_debug("migrate: pipe size: %s", strerror(errno));
     s->t_stop = hull_monotonic_ms();
     /* From here a failure has something to undo (a cold guest is stopped
      * first, a live one may be past its last round). */
