@@ -631,6 +631,47 @@ HULL_PUBLIC int hull_vm_snapshot_shared(const struct hull_runtime *rt, const cha
  * signature do not match, or whose kernel/initrd/rootfs changed. */
 HULL_PUBLIC int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
                                 hull_error *err);
+/* Live migration (docs/vm.md, "Migration"): the VM's state travels over
+ * one TCP connection to `hull vm receive` (hull_vm_receive) on the target,
+ * authenticated with a shared token (a file, 0600, at least 16 bytes);
+ * the guest runs while its memory is copied (cold: stopped first). On any
+ * failure before the receiver runs the guest, the VM runs here again. */
+struct hull_vm_migrate_opts {
+    const char *to;         /* HOST:PORT of the receiver */
+    const char *token_file; /* the shared token */
+    bool cold;              /* stop, copy, start on the target */
+    uint64_t bandwidth;     /* bytes/s cap on the stream; 0 = none */
+    unsigned timeout_s;     /* the longest wait for the peer; 0 = 60 */
+};
+struct hull_vm_migrate_result {
+    char mode[8];    /* "live" or "cold" */
+    char target[72]; /* the VM's id on the receiver */
+    /* total: connect to the guest running there. downtime: the guest's
+     * pause, from QEMU's stop for the last round (QEMU's own figure,
+     * qemu_downtime_ms) to the receiver's word that it runs again (cold:
+     * from the stop). */
+    int64_t total_ms, downtime_ms, qemu_downtime_ms;
+    int64_t copy_ms; /* from QEMU's migrate command to the guest running there */
+    uint64_t bytes;  /* the stream's bytes */
+    uint64_t rounds; /* QEMU's dirty-sync count */
+};
+HULL_PUBLIC int hull_vm_migrate(const struct hull_runtime *rt, const char *id,
+                                const struct hull_vm_migrate_opts *o,
+                                struct hull_vm_migrate_result *r, hull_error *err);
+HULL_PUBLIC char *hull_vm_migrate_result_json(const struct hull_vm_migrate_result *r);
+struct hull_vm_receive_opts {
+    const char *listen;     /* HOST:PORT (port 0: any) */
+    const char *token_file; /* the shared token */
+    const char *id;         /* the VM's id here; NULL = the source's */
+    unsigned timeout_s;     /* the longest wait for the source; 0 = 300 */
+    /* Called once listening, with the address bound (may be NULL). */
+    void (*ready)(const char *addr, void *arg);
+    void *ready_arg;
+};
+/* Take one migration and return; *result_json (caller frees) describes
+ * the VM now running here. Nothing is left here on failure. */
+HULL_PUBLIC int hull_vm_receive(const struct hull_runtime *rt, const struct hull_vm_receive_opts *o,
+                                char **result_json, hull_error *err);
 /* Build (or find) the initramfs for a kernel; path and sha256 out. */
 HULL_PUBLIC int hull_vm_initrd(const char *kernel, char path[4096], char sha256[65],
                                hull_error *err);

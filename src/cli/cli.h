@@ -68,5 +68,6 @@ int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refu
 int cmd_token(struct cli *cli, int argc, char **argv);
 int cmd_cluster(struct cli *cli, int argc, char **argv);
 int cmd_vm(struct cli *cli, int argc, char **argv);
+int cmd_vm_migrate(struct cli *cli, int argc, char **argv); /* and receive */
 
 #endif

@@ -6,6 +6,7 @@
  *   hull vm exec [options] ID -- CMD...     as `hull sandbox run` reports
  *   hull vm cp ID:PATH HOST | cp HOST ID:PATH
  *   hull vm snapshot ID FILE | restore FILE NEWID
+ *   hull vm migrate ... ID | receive ...   (vm_migrate.c)
  *   hull vm initrd [--kernel F]        build the initramfs, print sha256 and path
  *   hull vm run [options] -- CMD...    one workload in a fresh VM, result JSON
  */
@@ -97,6 +98,8 @@ static void usage(void)
         "       says how)\n"
         "  cp ID:PATH HOSTFILE | cp HOSTFILE ID:PATH\n"
         "  snapshot ID FILE | restore FILE NEWID\n"
+        "  migrate --to HOST:PORT --token-file F [--mode live|cold] ID   (migrate --help)\n"
+        "  receive --listen HOST:PORT --token-file F [--id NEWID]\n"
         "  initrd [--kernel F]\n"
         "  run [--rootfs DIR | --image REF [--image-root DIR] [--pull P]] [--kernel F] [--accel "
         "A]\n"
@@ -590,9 +593,9 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
         return argc < 2 ? 1 : 0;
     }
     const char *sub = argv[1];
-    static const char *const verbs[] = {"create", "start",    "stop",    "pause",  "resume",
-                                        "delete", "state",    "list",    "exec",   "run",
-                                        "cp",     "snapshot", "restore", "initrd", NULL};
+    static const char *const verbs[] = {
+        "create", "start", "stop",     "pause",   "resume", "delete",  "state",   "list", "exec",
+        "run",    "cp",    "snapshot", "restore", "initrd", "migrate", "receive", NULL};
     bool known = false;
     for (size_t i = 0; verbs[i] && !known; i++)
         known = strcmp(sub, verbs[i]) == 0;
@@ -607,6 +610,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
     static char verb[32];
     snprintf(verb, sizeof(verb), "vm %s", sub);
     cli->verb = verb;
+    if (strcmp(sub, "migrate") == 0 || strcmp(sub, "receive") == 0)
+        return cmd_vm_migrate(cli, argc, argv); /* vm_migrate.c */
     struct vm_args a;
     hull_error err = NULL;
     if (strcmp(sub, "create") == 0) {

@@ -171,7 +171,9 @@ static void child(const struct vm_spawn *s, int ef)
     int null = open("/dev/null", O_RDWR);
     if (ef < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(log, 2) < 0)
         _exit(126);
-    if (s->incoming_fd >= 0 && dup2(s->incoming_fd, 3) < 0)
+    /* An incoming fd that already is 3 keeps its close-on-exec through
+     * dup2 (a no-op then): clear it, or QEMU starts without its stream. */
+    if (s->incoming_fd >= 0 && (dup2(s->incoming_fd, 3) < 0 || fcntl(3, F_SETFD, 0) < 0))
         fail(ef, "dup2 incoming fd");
     /* dup2 clears close-on-exec: QEMU gets the TAP (and nothing more of
      * the host's network: the device is on a bridge hull's rules guard). */

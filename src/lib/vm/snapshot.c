@@ -267,6 +267,14 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
     return m;
 }
 
+json_object *vm_manifest_json(const struct vm *vm)
+{
+    struct sums none = {0};
+    json_object *m = manifest_json(vm, &none);
+    json_object_object_del(m, "stream");
+    return m;
+}
+
 /* The header and the signed manifest in front of the payload, then fsync. */
 static int write_manifest(const struct vm *vm, const struct sums *sum, int out, const char *tmp,
                           hull_error *err)
@@ -418,7 +426,7 @@ static const char *mget(json_object *m, const char *obj, const char *key)
 }
 
 /* Fill vm's artifacts from the manifest and check each against the disk. */
-static int manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
+int vm_manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
 {
     /* A VM made for this restore (a template's) was measured moments ago by
      * vm_create: its own files, and its own image and store, are the ones to
@@ -572,7 +580,7 @@ int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_err
     if (read_manifest(file, &fd, &m, err) < 0)
         return -1;
     int keeper = -1;
-    int rc = manifest_artifacts(m, vm, err);
+    int rc = vm_manifest_artifacts(m, vm, err);
     if (!rc && hj_get(m, "ram"))
         rc = ram_copy(vm, m, file, &keeper, err);
     if (!rc)

@@ -393,6 +393,10 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err);
 /* Is file a snapshot made on this host (header, signed manifest)? */
 int vm_snapshot_check(const char *file, hull_error *err);
 int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err);
+/* A snapshot's manifest without its stream (what a migration sends), and
+ * back: vm's size and artifacts from m, each checked against the disk. */
+json_object *vm_manifest_json(const struct vm *vm);
+int vm_manifest_artifacts(json_object *m, struct vm *vm, hull_error *err);
 
 /* exec.c, on an open agent session (oneshot uses these directly). */
 int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,

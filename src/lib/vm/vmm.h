@@ -9,6 +9,13 @@
 #include "hull.h"
 #include "vm/vm.h"
 
+/* What QEMU reports of a finished outgoing migration. */
+struct vmm_migration {
+    char status[64];
+    int64_t total_ms, downtime_ms, setup_ms;
+    uint64_t transferred, dirty_syncs;
+};
+
 struct vmm_ops {
     const char *name;
     /* Available on this host? (binary installed) */
@@ -27,7 +34,20 @@ struct vmm_ops {
     int (*save)(struct vm *vm, int fd, int (*pump)(void *), void *arg, hull_error *err);
     /* After the caller fed an incoming stream: wait until it is loaded. */
     int (*load_wait)(struct vm *vm, hull_error *err);
+    /* Live migration out (migrate_send.c): write the VM's state to fd
+     * while the guest runs (stopped first when !live), at most bandwidth
+     * bytes/s (0: unlimited); returns once the migration has begun. */
+    int (*migrate_out)(struct vm *vm, int fd, bool live, uint64_t bandwidth, hull_error *err);
+    /* Wait up to timeout_ms for it to end; its figures in *m. */
+    int (*migrate_wait)(struct vm *vm, int timeout_ms, struct vmm_migration *m, hull_error *err);
+    /* Cancel it if it still runs; the guest runs again when resume. */
+    int (*migrate_abort)(struct vm *vm, bool resume, hull_error *err);
 };
+
+/* vmm_qemu_migrate.c */
+int vm_qemu_migrate_out(struct vm *vm, int fd, bool live, uint64_t bandwidth, hull_error *err);
+int vm_qemu_migrate_wait(struct vm *vm, int timeout_ms, struct vmm_migration *m, hull_error *err);
+int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err);
 
 const struct vmm_ops *vm_vmm(void);
 

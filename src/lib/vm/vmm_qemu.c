@@ -364,6 +364,9 @@ static const struct vmm_ops qemu_ops = {
     .quit = qemu_quit,
     .save = qemu_save,
     .load_wait = qemu_load_wait,
+    .migrate_out = vm_qemu_migrate_out,
+    .migrate_wait = vm_qemu_migrate_wait,
+    .migrate_abort = vm_qemu_migrate_abort,
 };
 
 const struct vmm_ops *vm_vmm(void)

@@ -1,0 +1,157 @@
+/* `hull vm migrate` and `hull vm receive`: moving a running microVM to
+ * another hull (hull_vm_migrate, hull_vm_receive; docs/vm.md "Migration").
+ *
+ *   hull vm receive --listen HOST:PORT --token-file F [--id NEWID] [--timeout S]
+ *   hull vm migrate --to HOST:PORT --token-file F [--mode live|cold]
+ *                   [--bandwidth RATE] [--timeout S] ID
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(void)
+{
+    printf("usage: hull vm receive --listen HOST:PORT --token-file F [--id NEWID] [--timeout S]\n"
+           "       hull vm migrate --to HOST:PORT --token-file F [--mode live|cold]\n"
+           "                       [--bandwidth RATE] [--timeout S] ID\n\n"
+           "receive waits for one migration (HOST:PORT, port 0 for any; \"listening on\n"
+           "ADDR\" on stderr once ready), runs the VM here as NEWID (default: the\n"
+           "source's id) and prints what it received as JSON.\n"
+           "migrate moves VM ID to that receiver: live (the guest runs while its memory\n"
+           "is copied) or cold (stopped, copied, started there), prints the times as\n"
+           "JSON (total_ms, downtime_ms, qemu_downtime_ms, bytes, rounds). Any failure\n"
+           "before the receiver runs the guest leaves it running here.\n"
+           "  --token-file F  the shared secret (mode 0600, at least 16 bytes)\n"
+           "  --bandwidth R   cap the stream, bytes/s with K, M or G (e.g. 50M)\n"
+           "  --timeout S     the longest wait for the peer (migrate 60, receive 300)\n");
+}
+
+static int parse_rate(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    int shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift)
+        end++;
+    if (*end || v == 0 || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_secs(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v <= 0 || v > 86400)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+enum { O_TO = 1, O_TOKEN, O_MODE, O_BW, O_TIMEOUT, O_LISTEN, O_ID, O_HELP };
+
+static const struct option opts[] = {
+    {"to", required_argument, NULL, O_TO},
+    {"token-file", required_argument, NULL, O_TOKEN},
+    {"mode", required_argument, NULL, O_MODE},
+    {"bandwidth", required_argument, NULL, O_BW},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"id", required_argument, NULL, O_ID},
+    {"help", no_argument, NULL, O_HELP},
+    {0},
+};
+
+static void ready(const char *addr, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "listening on %s\n", addr);
+    fflush(stderr);
+}
+
+/* argv[0] is "migrate" or "receive". */
+int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
+{
+    bool recv = strcmp(argv[0], "receive") == 0;
+    struct hull_vm_migrate_opts m = {0};
+    struct hull_vm_receive_opts r = {.ready = ready};
+    const char *mode = "live";
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        bool mine = c == O_TOKEN || c == O_TIMEOUT || c == O_HELP ||
+                    (recv ? c == O_LISTEN || c == O_ID : c == O_TO || c == O_MODE || c == O_BW);
+        if (c == '?' || !mine)
+            return cli_usage_error(cli, "bad option");
+        switch (c) {
+        case O_HELP:
+            usage();
+            return 0;
+        case O_TO:
+            m.to = optarg;
+            break;
+        case O_TOKEN:
+            m.token_file = r.token_file = optarg;
+            break;
+        case O_MODE:
+            mode = optarg;
+            if (strcmp(mode, "live") != 0 && strcmp(mode, "cold") != 0)
+                return cli_usage_error(cli, "--mode %s: live or cold", mode);
+            break;
+        case O_BW:
+            if (parse_rate(optarg, &m.bandwidth) < 0)
+                return cli_usage_error(cli, "--bandwidth %s: not a rate (e.g. 50M)", optarg);
+            break;
+        case O_TIMEOUT:
+            if (parse_secs(optarg, &m.timeout_s) < 0)
+                return cli_usage_error(cli, "--timeout %s: not a number of seconds", optarg);
+            r.timeout_s = m.timeout_s;
+            break;
+        case O_LISTEN:
+            r.listen = optarg;
+            break;
+        case O_ID:
+            r.id = optarg;
+            break;
+        }
+    }
+    hull_error err = NULL;
+    if (recv) {
+        if (!r.listen || !r.token_file)
+            return cli_usage_error(cli, "--listen and --token-file are required");
+        if (cli_need_args(cli, argc, argv, 0, ""))
+            return 1;
+        char *out = NULL;
+        if (hull_vm_receive(&cli->rt, &r, &out, &err) < 0)
+            return cli_fail(cli, &err, NULL);
+        printf("%s\n", out);
+        free(out);
+        return 0;
+    }
+    if (!m.to || !m.token_file)
+        return cli_usage_error(cli, "--to and --token-file are required");
+    if (cli_need_args(cli, argc, argv, 1, "ID"))
+        return 1;
+    m.cold = strcmp(mode, "cold") == 0;
+    struct hull_vm_migrate_result res;
+    if (hull_vm_migrate(&cli->rt, argv[optind], &m, &res, &err) < 0)
+        return cli_fail(cli, &err, NULL);
+    char *out = hull_vm_migrate_result_json(&res);
+    printf("%s\n", out ? out : "{}");
+    free(out);
+    return 0;
+}

@@ -1,0 +1,83 @@
+/* Live migration of a microVM between two hull processes (migrate_*.c).
+ *
+ * QEMU's own migration stream, read from (source) and written to
+ * (receiver) a pipe by hull, travels over one TCP connection between
+ * `hull vm migrate` and `hull vm receive`; QEMU never touches the network
+ * (it has none: it runs confined in namespaces of its own).
+ *
+ * The channel (migrate_wire.c), all integers big-endian:
+ *
+ *   R -> S   "HULLMIG1", nonce_r (32 random bytes)
+ *   S -> R   "HULLMIG1", nonce_s (32), HMAC(token, "hull-migrate client" nonce_r nonce_s)
+ *   R -> S   HMAC(token, "hull-migrate server" nonce_r nonce_s)
+ *
+ * Each side proves it knows the shared token without sending it; the
+ * session key is K = HMAC(token, "hull-migrate session" nonce_r nonce_s).
+ * Then frames: type (1 byte), length (4), payload. Control frames (JSON)
+ * carry a tag HMAC(K, direction, sequence number, type, length, payload)
+ * after the payload; data frames ('D', QEMU's stream) carry none, and the
+ * end frame ('E') gives their count and sha256, so the receiver resumes
+ * its guest only after checking every byte it loaded. The stream is not
+ * encrypted: guest memory crosses the network in clear (docs/vm.md).
+ *
+ *   S -> R  'M' manifest (the VM's size, artifacts and their digests)
+ *   R -> S  'A' accepted: artifacts checked, a paused QEMU waits for the stream
+ *   S -> R  'D'... the stream, then 'E' {"bytes", "sha256"}
+ *   R -> S  'L' loaded: QEMU read it all, digests match (guest still paused)
+ *   S -> R  'C' commit: the source will not resume
+ *   R -> S  'R' running: the guest runs on the receiver
+ *   either  'X' {"error"}: the sender gave up; the source resumes its VM
+ */
+#ifndef HULL_VM_MIGRATE_H
+#define HULL_VM_MIGRATE_H
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hull.h"
+
+#define MIG_DATA_MAX    (1u << 20) /* one 'D' frame */
+#define MIG_CONTROL_MAX (1u << 16) /* one JSON frame */
+#define MIG_TOKEN_MIN   16
+
+struct mig_chan {
+    int fd;
+    bool server; /* the receiving side */
+    unsigned char key[32];
+    uint64_t seq_out, seq_in;
+    int timeout_ms; /* the longest wait for the peer */
+};
+
+/* The token: the file's bytes without trailing white space, at least
+ * MIG_TOKEN_MIN of them; the file must not be readable by others. */
+int mig_token_read(const char *path, unsigned char *out, size_t cap, size_t *len, hull_error *err);
+/* HOST:PORT ([v6]:PORT too) into a connected / listening TCP socket. */
+int mig_connect(const char *hostport, int timeout_ms, int *out, hull_error *err);
+int mig_listen(const char *hostport, int *out, char *bound, size_t len, hull_error *err);
+/* Wait up to timeout_ms for one connection on lfd. */
+int mig_accept(int lfd, int timeout_ms, int *out, char *peer, size_t len, hull_error *err);
+/* The handshake above on a connected socket; c->fd and c->timeout_ms set. */
+int mig_auth(struct mig_chan *c, const unsigned char *token, size_t tlen, hull_error *err);
+
+/* A control frame of type with o's JSON (consumed). */
+int mig_send(struct mig_chan *c, char type, json_object *o, hull_error *err);
+/* The next frame's header; for a control frame also its payload, tag
+ * checked, parsed into *o (an 'X' frame becomes the error, EREMOTEIO).
+ * A 'D' frame's length is in *dlen, its bytes are read with mig_read_data. */
+int mig_recv(struct mig_chan *c, char *type, json_object **o, uint32_t *dlen, hull_error *err);
+/* Exactly one frame of type want (else an error naming what came). */
+int mig_expect(struct mig_chan *c, char want, json_object **o, hull_error *err);
+int mig_send_data(struct mig_chan *c, const void *p, uint32_t n, hull_error *err);
+int mig_read_data(struct mig_chan *c, void *p, uint32_t n, hull_error *err);
+/* Best effort: tell the peer why we stop. */
+void mig_send_error(struct mig_chan *c, hull_error e);
+
+/* sha256 helpers for the data frames. */
+EVP_MD_CTX *mig_sha_new(void);
+void mig_sha_hex(EVP_MD_CTX *c, char out[65]);
+void mig_sha_freep(EVP_MD_CTX **c);
+
+#endif

@@ -1,0 +1,324 @@
+/* `hull vm receive`: the receiving side of a migration (migrate.h has the
+ * protocol). One connection, one VM, then it returns.
+ *
+ * The incoming VM is made like a restored one (snapshot.c checks its
+ * artifacts against the manifest's digests): a paused QEMU started with
+ * -incoming reads the stream hull writes into a pipe. A guard process
+ * watches the receiver from the moment the VM's directory exists: unless
+ * the receiver tells it the VM is kept, it deletes the VM (QEMU, cgroup,
+ * directory) once the receiver is gone, so a receiver that fails or is
+ * killed half-way leaves nothing behind. */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "vm/agent.h"
+#include "vm/migrate.h"
+#include "vm/vm.h"
+#include "vm/vmm.h"
+
+struct recv_state {
+    const struct hull_runtime *rt;
+    struct mig_chan c;
+    struct vm vm;
+    char peer[160];
+    int guard_fd; /* write end: 'k' keeps the VM, EOF alone deletes it */
+    pid_t guard;
+    uint64_t bytes;
+    int64_t load_ms;
+};
+
+/* The guard (a child): waits for the receiver's word or its end. */
+static pid_t guard_start(const struct hull_runtime *rt, const char *id, int *wfd, hull_error *err)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return hull_error_errno(err, "fork the guard");
+    }
+    if (pid == 0) {
+        /* Only the pipe: the guard must not hold the connection or the
+         * stream's pipe open after the receiver is gone. */
+        if (dup2(p[0], 3) < 0)
+            _exit(1);
+        close_range(4, ~0U, 0);
+        char c = 0;
+        while (read(3, &c, 1) < 0 && errno == EINTR)
+            ;
+        if (c == 'k')
+            _exit(0);
+        struct vm vm;
+        char dir[4096];
+        hull_error e = NULL;
+        int rc = 0;
+        if (vm_load(rt, id, &vm, &e) == 0)
+            rc = vm_destroy(&vm, &e);
+        else {
+            /* No record yet (it failed before QEMU): only the directory. */
+            hull_error_free(&e);
+            rc =
+                vm_dir_of(rt, id, dir, sizeof(dir), &e) < 0 ? -1 : hull_rm_rf_at(AT_FDCWD, dir, &e);
+        }
+        if (rc < 0) {
+            hull_warn("receive: remove the unfinished VM %s: %s", id, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        _exit(rc < 0);
+    }
+    close(p[0]);
+    *wfd = p[1];
+    return pid;
+}
+
+static void guard_end(struct recv_state *s, bool keep)
+{
+    if (s->guard <= 0)
+        return;
+    if (keep && write(s->guard_fd, "k", 1) != 1)
+        hull_warn("receive: tell the guard to keep VM %s: %s", s->vm.id, strerror(errno));
+    close(s->guard_fd);
+    /* Our own child: it ends after keeping or removing the VM. */
+    while (waitpid(s->guard, NULL, 0) < 0 && errno == EINTR)
+        ;
+    s->guard = 0;
+}
+
+/* The manifest into a VM directory and a paused QEMU waiting on *wr. */
+static int make_vm(struct recv_state *s, json_object *m, const char *want_id, int *wr,
+                   hull_error *err)
+{
+    json_object *src = hj_get(m, "vm");
+    const char *id = want_id ? want_id : src ? json_object_get_string(src) : "";
+    if (vm_id_validate(id, err) < 0)
+        return -1;
+    if (hj_get(m, "network"))
+        return hull_error_set(err, ENOTSUP, "the VM has a network card: not supported yet");
+    struct vm *vm = &s->vm;
+    if (vm_dir_of(s->rt, id, vm->dir, sizeof(vm->dir), err) < 0)
+        return -1;
+    snprintf(vm->id, sizeof(vm->id), "%s", id);
+    if (access(vm->dir, F_OK) == 0)
+        return hull_error_set(err, EEXIST, "VM %s already exists here", id);
+    if (vm_make_dirs(vm, err) < 0)
+        return -1;
+    s->guard = guard_start(s->rt, id, &s->guard_fd, err);
+    if (s->guard < 0) {
+        hull_error e = NULL;
+        /* Nothing runs in it yet: the directory is all there is. */
+        if (hull_rm_rf_at(AT_FDCWD, vm->dir, &e) < 0) {
+            hull_warn("receive: remove %s: %s", vm->dir, hull_error_msg(e));
+            hull_error_free(&e);
+        }
+        s->guard = 0;
+        return -1;
+    }
+    if (vm_manifest_artifacts(m, vm, err) < 0)
+        return -1;
+    snprintf(vm->restored_from, sizeof(vm->restored_from), "migration from %s (VM %s)", s->peer,
+             src ? json_object_get_string(src) : "?");
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) < 0)
+        return hull_error_errno(err, "pipe");
+    /* Room for a whole frame: fewer stalls between us and QEMU (only speed). */
+    if (fcntl(pp[1], F_SETPIPE_SZ, 1 << 20) < 0)
+        hull_debug("receive: pipe size: %s", strerror(errno));
+    int rc = vm_save(vm, err) < 0 ? -1 : vm_start_vmm(vm, pp[0], err);
+    /* QEMU has its own copy (fd 3): a QEMU that exits makes our writes fail. */
+    close(pp[0]);
+    if (rc < 0) {
+        close(pp[1]);
+        return -1;
+    }
+    *wr = pp[1];
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The last line of the VM's run/<log> as " (<what>: line)", or "". */
+static void log_said(const struct vm *vm, const char *log, const char *what, char *out, size_t len)
+{
+    char name[64], p[4200];
+    cleanup_free char *s = NULL;
+    size_t l;
+    out[0] = 0;
+    snprintf(name, sizeof(name), "run/%s", log);
+    vm_path(vm, name, p, sizeof(p));
+    if (hull_read_file(p, &s, &l, NULL) < 0)
+        return; /* no log: nothing more to say than the error itself */
+    while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
+        s[--l] = 0;
+    const char *last = strrchr(s, '\n');
+    if (l)
+        snprintf(out, len, " (%s: %s)", what, last ? last + 1 : s);
+}
+
+/* 'D' frames into QEMU until 'E', whose count and digest must match. */
+static int pump_in(struct recv_state *s, int wr, hull_error *err)
+{
+    __attribute__((cleanup(mig_sha_freep))) EVP_MD_CTX *sha = mig_sha_new();
+    cleanup_free char *buf = malloc(MIG_DATA_MAX);
+    if (!sha || !buf)
+        return hull_error_set(err, ENOMEM, "no memory for the stream");
+    for (;;) {
+        char type;
+        uint32_t n = 0;
+        cleanup_json json_object *o = NULL;
+        if (mig_recv(&s->c, &type, &o, &n, err) < 0)
+            return -1;
+        if (type == 'E') {
+            char hex[65];
+            mig_sha_hex(sha, hex);
+            json_object *b = hj_get(o, "bytes"), *h = hj_get(o, "sha256");
+            if (!b || (uint64_t)json_object_get_int64(b) != s->bytes || !h ||
+                strcmp(json_object_get_string(h), hex) != 0)
+                return hull_error_set(err, EPERM,
+                                      "the stream does not match its digest (damaged or "
+                                      "tampered with)");
+            return 0;
+        }
+        if (type != 'D')
+            return hull_error_set(err, EPROTO, "unexpected message '%c' in the stream", type);
+        if (mig_read_data(&s->c, buf, n, err) < 0)
+            return -1;
+        EVP_DigestUpdate(sha, buf, n);
+        s->bytes += n;
+        if (write_all(wr, buf, n) < 0) {
+            int e = errno;
+            char why[600];
+            log_said(&s->vm, "qemu.log", "QEMU", why, sizeof(why));
+            errno = e;
+            return hull_error_errno(err, "QEMU stopped reading the stream%s", why);
+        }
+    }
+}
+
+/* After 'A': the stream, the load, the commit, the guest running. */
+static int take_over(struct recv_state *s, int wr, hull_error *err)
+{
+    int64_t t0 = hull_monotonic_ms();
+    int rc = pump_in(s, wr, err);
+    close(wr);
+    if (rc < 0)
+        return -1;
+    if (vm_vmm()->load_wait(&s->vm, err) < 0)
+        return hull_error_prefix(err, "load the stream");
+    s->load_ms = hull_monotonic_ms() - t0;
+    if (mig_send(&s->c, 'L', NULL, err) < 0 || mig_expect(&s->c, 'C', NULL, err) < 0)
+        return -1;
+    if (vm_vmm()->resume(&s->vm, err) < 0)
+        return -1;
+    int64_t t_run = hull_monotonic_ms();
+    s->vm.status = VM_RUNNING;
+    /* The guest answers here before the source lets its own copy go. */
+    struct vm_agent *a = NULL;
+    rc = vm_agent_connect(&s->vm, 30000, &a, err);
+    vm_agent_close(a);
+    if (rc < 0) {
+        char con[600], qemu[600];
+        log_said(&s->vm, "console.log", "console", con, sizeof(con));
+        log_said(&s->vm, "qemu.log", "QEMU", qemu, sizeof(qemu));
+        return hull_error_prefix(err, "the guest after the move%s%s", con, qemu);
+    }
+    if (vm_save(&s->vm, err) < 0)
+        return -1;
+    json_object *r = json_object_new_object();
+    json_object_object_add(r, "id", json_object_new_string(s->vm.id));
+    /* The guest ran during this: the source leaves it out of the downtime. */
+    json_object_object_add(r, "running_ms", json_object_new_int64(hull_monotonic_ms() - t_run));
+    return mig_send(&s->c, 'R', r, err);
+}
+
+static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o,
+                 const unsigned char *tok, size_t tlen, hull_error *err)
+{
+    cleanup_close int lfd = -1;
+    char bound[160];
+    int wait_ms = (int)(o->timeout_s ? o->timeout_s : 300) * 1000;
+    if (mig_listen(o->listen, &lfd, bound, sizeof(bound), err) < 0)
+        return -1;
+    if (o->ready)
+        o->ready(bound, o->ready_arg);
+    if (mig_accept(lfd, wait_ms, &s->c.fd, s->peer, sizeof(s->peer), err) < 0)
+        return -1;
+    close(lfd);
+    lfd = -1;
+    s->c.server = true;
+    s->c.timeout_ms = 60000;
+    cleanup_json json_object *m = NULL;
+    if (mig_auth(&s->c, tok, tlen, err) < 0 || mig_expect(&s->c, 'M', &m, err) < 0)
+        return -1;
+    int wr = -1;
+    if (make_vm(s, m, o->id, &wr, err) < 0)
+        return -1;
+    cleanup_close int lk = vm_lock(&s->vm, "lock", false, err);
+    json_object *acc = json_object_new_object();
+    json_object_object_add(acc, "id", json_object_new_string(s->vm.id));
+    if (lk < 0 || mig_send(&s->c, 'A', acc, err) < 0) {
+        close(wr);
+        return -1;
+    }
+    return take_over(s, wr, err);
+}
+
+int hull_vm_receive(const struct hull_runtime *rt, const struct hull_vm_receive_opts *o,
+                    char **result_json, hull_error *err)
+{
+    unsigned char tok[256];
+    size_t tlen;
+    *result_json = NULL;
+    if (mig_token_read(o->token_file, tok, sizeof(tok), &tlen, err) < 0)
+        return hull_error_prefix(err, "receive");
+    if (o->id && vm_id_validate(o->id, err) < 0)
+        return hull_error_prefix(err, "receive");
+    struct recv_state s = {.rt = rt, .c = {.fd = -1}, .guard_fd = -1};
+    /* QEMU may exit mid-stream: a write must fail, not kill us. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGPIPE, &ign, &old);
+    int rc = serve(&s, o, tok, tlen, err);
+    OPENSSL_cleanse(tok, sizeof(tok));
+    if (rc < 0 && s.c.fd >= 0)
+        mig_send_error(&s.c, *err);
+    if (s.c.fd >= 0)
+        close(s.c.fd);
+    /* On failure the guard removes what was made (QEMU, cgroup, directory). */
+    guard_end(&s, rc == 0);
+    sigaction(SIGPIPE, &old, NULL);
+    if (rc < 0)
+        return hull_error_prefix(err, "receive");
+    cleanup_json json_object *r = json_object_new_object();
+    json_object_object_add(r, "id", json_object_new_string(s.vm.id));
+    json_object_object_add(r, "from", json_object_new_string(s.peer));
+    json_object_object_add(r, "bytes", json_object_new_int64((int64_t)s.bytes));
+    json_object_object_add(r, "load_ms", json_object_new_int64(s.load_ms));
+    json_object_object_add(r, "pid", json_object_new_int(s.vm.pid));
+    *result_json = strdup(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+    return 0;
+}

@@ -1,0 +1,153 @@
+/* QEMU's side of an outgoing live migration (struct vmm_ops, vmm.h):
+ * `migrate` to an fd hull passes over QMP, its figures from
+ * `query-migrate`, and the way back when it fails. The guest keeps
+ * running while QEMU copies its RAM and re-sends what it dirties, and is
+ * stopped only for the last round (QEMU's downtime-limit, 300 ms). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "vm/qmp.h"
+#include "vm/vm.h"
+#include "vm/vmm.h"
+
+static void qmp_closep(struct qmp **q)
+{
+    qmp_close(*q);
+}
+
+static int open_qmp(struct vm *vm, struct qmp **q, hull_error *err)
+{
+    char sock[128];
+    cleanup_close int dfd = vm_run_socket(vm, "qmp.sock", sock, err);
+    if (dfd < 0)
+        return -1;
+    return qmp_connect(sock, 5000, q, err);
+}
+
+static json_object *one(const char *key, json_object *v)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, key, v);
+    return o;
+}
+
+int vm_qemu_migrate_out(struct vm *vm, int fd, bool live, uint64_t bandwidth, hull_error *err)
+{
+    __attribute__((cleanup(qmp_closep))) struct qmp *q = NULL;
+    if (open_qmp(vm, &q, err) < 0)
+        return -1;
+    /* Cold: the guest stops now and the stream is its final state. */
+    if (!live && qmp_cmd(q, "stop", NULL, -1, NULL, err) < 0)
+        return -1;
+    if (qmp_cmd(q, "getfd", one("fdname", json_object_new_string("hullmig")), fd, NULL, err) < 0)
+        return -1;
+    /* Every RAM block travels (a template clone's private copy too: the
+     * receiver has no template to share it from). A guest that dirties
+     * memory faster than it can be sent is slowed down (auto-converge)
+     * rather than copied forever. */
+    json_object *caps = json_object_new_array();
+    static const struct {
+        const char *name;
+        bool on;
+    } want[] = {{"x-ignore-shared", false}, {"auto-converge", true}};
+    for (size_t i = 0; i < 2; i++) {
+        json_object *cap = json_object_new_object();
+        json_object_object_add(cap, "capability", json_object_new_string(want[i].name));
+        json_object_object_add(cap, "state", json_object_new_boolean(want[i].on && live));
+        json_object_array_add(caps, cap);
+    }
+    if (qmp_cmd(q, "migrate-set-capabilities", one("capabilities", caps), -1, NULL, err) < 0)
+        return -1;
+    /* QEMU's default cap (128 MiB/s) is for shared links; hull carries the
+     * stream itself and caps it only when asked. */
+    int64_t bw = bandwidth ? (int64_t)bandwidth : INT64_C(1) << 40;
+    if (qmp_cmd(q, "migrate-set-parameters", one("max-bandwidth", json_object_new_int64(bw)), -1,
+                NULL, err) < 0)
+        return -1;
+    return qmp_cmd(q, "migrate", one("uri", json_object_new_string("fd:hullmig")), -1, NULL, err);
+}
+
+static int64_t i64(json_object *o, const char *k)
+{
+    json_object *v = o ? hj_get(o, k) : NULL;
+    return v ? json_object_get_int64(v) : 0;
+}
+
+static bool ongoing(const char *st)
+{
+    return strcmp(st, "setup") == 0 || strcmp(st, "active") == 0 ||
+           strcmp(st, "pre-switchover") == 0 || strcmp(st, "device") == 0 ||
+           strcmp(st, "cancelling") == 0 || strcmp(st, "wait-unplug") == 0;
+}
+
+int vm_qemu_migrate_wait(struct vm *vm, int timeout_ms, struct vmm_migration *m, hull_error *err)
+{
+    __attribute__((cleanup(qmp_closep))) struct qmp *q = NULL;
+    if (open_qmp(vm, &q, err) < 0)
+        return -1;
+    int64_t end = hull_monotonic_ms() + timeout_ms;
+    for (;;) {
+        cleanup_json json_object *r = NULL;
+        if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
+            return -1;
+        json_object *st = hj_get(r, "status"), *e = hj_get(r, "error-desc");
+        snprintf(m->status, sizeof(m->status), "%s", st ? json_object_get_string(st) : "none");
+        if (strcmp(m->status, "completed") == 0) {
+            m->total_ms = i64(r, "total-time");
+            m->downtime_ms = i64(r, "downtime");
+            m->setup_ms = i64(r, "setup-time");
+            m->transferred = (uint64_t)i64(hj_get(r, "ram"), "transferred");
+            m->dirty_syncs = (uint64_t)i64(hj_get(r, "ram"), "dirty-sync-count");
+            return 0;
+        }
+        if (!ongoing(m->status))
+            return hull_error_set(err, EIO, "QEMU's migration %s%s%s", m->status, e ? ": " : "",
+                                  e ? json_object_get_string(e) : "");
+        if (hull_monotonic_ms() > end)
+            return hull_error_set(err, ETIMEDOUT, "QEMU's migration still %s after %d s", m->status,
+                                  timeout_ms / 1000);
+        usleep(5000);
+    }
+}
+
+int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err)
+{
+    __attribute__((cleanup(qmp_closep))) struct qmp *q = NULL;
+    if (open_qmp(vm, &q, err) < 0)
+        return -1;
+    hull_error e = NULL;
+    /* Nothing to cancel when it already ended (failed or completed). */
+    if (qmp_cmd(q, "migrate_cancel", NULL, -1, NULL, &e) < 0) {
+        hull_debug("VM %s: migrate_cancel: %s", vm->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    int64_t end = hull_monotonic_ms() + 30000;
+    for (;;) {
+        cleanup_json json_object *r = NULL;
+        if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
+            return -1;
+        json_object *st = hj_get(r, "status");
+        if (!ongoing(st ? json_object_get_string(st) : "none"))
+            break;
+        if (hull_monotonic_ms() > end)
+            return hull_error_set(err, ETIMEDOUT, "the migration does not end after cancel");
+        usleep(5000);
+    }
+    if (!resume)
+        return 0;
+    cleanup_json json_object *r = NULL;
+    if (qmp_cmd(q, "query-status", NULL, -1, &r, err) < 0)
+        return -1;
+    json_object *run = hj_get(r, "running");
+    /* A migration that failed after its last round, or completed, left the
+     * guest stopped; QEMU takes its disk back on cont. */
+    if (run && json_object_get_boolean(run))
+        return 0;
+    return qmp_cmd(q, "cont", NULL, -1, NULL, err);
+}
