@@ -150,6 +150,26 @@ int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *
     return rc < 0 ? hull_error_prefix(err, "snapshot %s", id) : 0;
 }
 
+/* The stream is saved the ordinary way, then made shareable through an
+ * intermediate VM (template_share.c). */
+int hull_vm_snapshot_shared(const struct hull_runtime *rt, const char *id, const char *file,
+                            hull_error *err)
+{
+    struct vm src;
+    char stream[4200];
+    if (!file || !*file)
+        return hull_error_set(err, EINVAL, "snapshot: missing file");
+    if (snprintf(stream, sizeof(stream), "%s.stream", file) >= (int)sizeof(stream))
+        return hull_error_set(err, ENAMETOOLONG, "snapshot %s: path too long", file);
+    if (vm_load(rt, id, &src, err) < 0)
+        return hull_error_prefix(err, "snapshot");
+    int rc = hull_vm_snapshot(rt, id, stream, err);
+    if (!rc)
+        rc = vm_template_reshare(rt, id, src.memory_mb, stream, file, err);
+    unlink(stream);
+    return rc < 0 ? hull_error_prefix(err, "snapshot %s (shared RAM)", id) : 0;
+}
+
 int hull_vm_restore(const struct hull_runtime *rt, const char *file, const char *new_id,
                     hull_error *err)
 {

@@ -8,7 +8,8 @@
  * shares with it, and that VM saved as a template's maker is: the stream
  * without the RAM, and the RAM as <file>.ram (digest in the signed
  * manifest). The intermediate VM and stream are removed on every path; the
- * source VM runs on (paused only for its own save). */
+ * source VM runs on (paused only for its own save). The verb that drives
+ * this, hull_vm_snapshot_shared, is api.c's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,8 +22,8 @@
 #include "vm/vm.h"
 
 /* The intermediate VM: restored from stream, saved to file, destroyed. */
-static int reshare(const struct hull_runtime *rt, const char *id, uint64_t memory_mb,
-                   const char *stream, const char *file, hull_error *err)
+int vm_template_reshare(const struct hull_runtime *rt, const char *id, uint64_t memory_mb,
+                        const char *stream, const char *file, hull_error *err)
 {
     struct vm vm;
     memset(&vm, 0, sizeof(vm));
@@ -65,22 +66,4 @@ static int reshare(const struct hull_runtime *rt, const char *id, uint64_t memor
         hull_error_free(&e);
     }
     return rc;
-}
-
-int hull_vm_snapshot_shared(const struct hull_runtime *rt, const char *id, const char *file,
-                            hull_error *err)
-{
-    struct vm src;
-    char stream[4200];
-    if (!file || !*file)
-        return hull_error_set(err, EINVAL, "snapshot: missing file");
-    if (snprintf(stream, sizeof(stream), "%s.stream", file) >= (int)sizeof(stream))
-        return hull_error_set(err, ENAMETOOLONG, "snapshot %s: path too long", file);
-    if (vm_load(rt, id, &src, err) < 0)
-        return hull_error_prefix(err, "snapshot");
-    int rc = hull_vm_snapshot(rt, id, stream, err);
-    if (!rc)
-        rc = reshare(rt, id, src.memory_mb, stream, file, err);
-    unlink(stream);
-    return rc < 0 ? hull_error_prefix(err, "snapshot %s (shared RAM)", id) : 0;
 }

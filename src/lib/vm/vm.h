@@ -386,6 +386,11 @@ int hull_vm_oneshot(const struct hull_vm_oneshot_opts *o, struct hull_vm_oneshot
                     hull_error *err);
 uint64_t vm_oneshot_memory_mb(const struct hull_vm_oneshot_opts *o);
 
+/* template_share.c: restore stream into a VM "<id>.tpl" whose RAM hull
+ * shares, save it to file with its RAM beside it, destroy that VM. */
+int vm_template_reshare(const struct hull_runtime *rt, const char *id, uint64_t memory_mb,
+                        const char *stream, const char *file, hull_error *err);
+
 /* vm.c: the VM directory (run/ for QEMU's uid, jail/), uid, created time. */
 int vm_make_dirs(struct vm *vm, hull_error *err);
 /* snapshot.c */
