@@ -21,7 +21,8 @@ IMAGE_VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "rem
                "import", "load", "save", "bundle", "build", "prepare"]
 NETWORK_VERBS = ["create", "list", "inspect", "remove", "prune"]
 PAGES = {
-    "hull-vm.1": ([HULL, "vm", "--help"], {"--root"}),
+    # hull vm: its own help and migrate/receive's (one usage for both)
+    "hull-vm.1": ([[HULL, "vm", "--help"], [HULL, "vm", "migrate", "--help"]], {"--root"}),
     # hull image: its own help and every command's (and `hull sandbox run
     # --image`, which runs what it stores)
     "hull-image.1": ([[HULL, "image", "--help"]] +
