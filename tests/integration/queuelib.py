@@ -6,6 +6,7 @@ The RESP client lets a test look at (and, to stage a crash at an exact
 point, write) the queue's keys directly; docs/queue.md documents them.
 """
 import json
+import os
 import re
 import shutil
 import signal
@@ -169,12 +170,20 @@ class Worker:
         return self.proc.pid
 
     def children(self):
-        """The per-job runner processes (the worker's direct children)."""
+        """The per-job runner processes (the worker's direct children, of
+        whichever of its threads forked them)."""
+        kids = []
         try:
-            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
-                return [int(p) for p in f.read().split()]
+            tasks = os.listdir(f"/proc/{self.pid}/task")
         except OSError:
             return []
+        for t in tasks:
+            try:
+                with open(f"/proc/{self.pid}/task/{t}/children") as f:
+                    kids += [int(p) for p in f.read().split()]
+            except OSError:
+                pass  # that thread ended meanwhile
+        return kids
 
     def runners(self):
         """Pids of every runner this worker forked (from its debug log)."""

@@ -285,8 +285,10 @@ def test_killed_runner_counts_as_an_attempt(q):
     def runners():
         return [p for p in w.children() if p not in killed and pid_alive(p)]
     for attempt in (1, 2):
+        # A generous hang guard: a busy machine may take a while to start it.
         assert wait_until(lambda: q.job(job_id).get("attempts") == str(attempt)
-                          and q.job(job_id)["state"] == "running" and runners()), q.logs()
+                          and q.job(job_id)["state"] == "running" and runners(),
+                          60), (q.job(job_id), q.logs())
         for pid in runners():
             os.kill(pid, signal.SIGKILL)
             killed.add(pid)
