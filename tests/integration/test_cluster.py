@@ -158,14 +158,19 @@ def cluster(tmp_path_factory):
         yield {"nodes": nodes, "redis": redis, "net": net, "token": token, "other": other,
                "tmp": tmp}
     finally:
-        helpers = set()
-        for n in (nodes or {}).values():
-            if n.proc:
-                assert n.stop() == 0, n.log.read_text()
-            helpers |= n.helpers_seen
-        if redis:
-            redis.stop()
-        net.close()
+        # Everything is stopped before any complaint: a node that stops badly
+        # must not leave Redis, the other nodes or the namespaces behind.
+        helpers, bad = set(), []
+        try:
+            for n in (nodes or {}).values():
+                if n.proc and n.stop() != 0:
+                    bad.append(n.log.read_text()[-3000:])
+                helpers |= n.helpers_seen
+        finally:
+            if redis:
+                redis.stop()
+            net.close()
+        assert not bad, bad
     for n in nodes.values():
         assert n.leaks() == ([], [], []), n.log.read_text()[-3000:]
     assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
