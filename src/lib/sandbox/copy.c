@@ -87,6 +87,31 @@ int hull_sandbox_copy_range(int in, int out, off_t off, uint64_t len, hull_error
     return 0;
 }
 
+int hull_sandbox_next_extent(int in, off_t off, off_t size, off_t *data, uint64_t *len,
+                             hull_error *err)
+{
+    off_t d = lseek(in, off, SEEK_DATA);
+    if ((d < 0 && errno == ENXIO) || (d >= 0 && d >= size))
+        return 0; /* a hole to the end (of the size the copy took) */
+    if (d < 0)
+        return hull_error_errno(err, "seek");
+    off_t h = lseek(in, d, SEEK_HOLE);
+    if (h < 0)
+        return hull_error_errno(err, "seek");
+    *data = d;
+    *len = (uint64_t)((h > size ? size : h) - d);
+    return 1;
+}
+
+/* The length the data ends at, holes included (a trailing hole too). */
+static int finish_sparse(int out, off_t size, uint64_t *length, hull_error *err)
+{
+    if (ftruncate(out, size) < 0)
+        return hull_error_errno(err, "truncate");
+    *length = (uint64_t)size;
+    return 0;
+}
+
 /* The data extents of in, into out at the same offsets, at most *budget
  * bytes of them. *length is the host file's length, *bytes the data
  * written; *cut when the budget ended the copy early. */
@@ -100,17 +125,11 @@ static int copy_sparse(int in, int out, uint64_t *budget, uint64_t *length, uint
     *bytes = 0;
     *cut = false;
     while (off < size) {
-        off_t data = lseek(in, off, SEEK_DATA);
-        if (data < 0 && errno == ENXIO)
-            break; /* a hole to the end */
-        if (data < 0)
-            return hull_error_errno(err, "seek");
-        off_t hole = lseek(in, data, SEEK_HOLE);
-        if (hole < 0)
-            return hull_error_errno(err, "seek");
-        if (hole > size)
-            hole = size;
-        uint64_t len = (uint64_t)(hole - data);
+        off_t data;
+        uint64_t len;
+        int more = hull_sandbox_next_extent(in, off, size, &data, &len, err);
+        if (more <= 0)
+            return more < 0 ? -1 : finish_sparse(out, size, length, err);
         if (len > *budget) {
             len = *budget;
             *cut = true;
@@ -120,16 +139,10 @@ static int copy_sparse(int in, int out, uint64_t *budget, uint64_t *length, uint
         *budget -= len;
         *bytes += len;
         off = data + (off_t)len;
-        if (*cut) {
-            size = off;
-            break;
-        }
+        if (*cut)
+            return finish_sparse(out, off, length, err);
     }
-    /* The length the data ends at, holes included (a trailing hole too). */
-    if (ftruncate(out, size) < 0)
-        return hull_error_errno(err, "truncate");
-    *length = (uint64_t)size;
-    return 0;
+    return finish_sparse(out, size, length, err);
 }
 
 /* The directory fd and the last name of a host path. */

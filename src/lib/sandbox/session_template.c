@@ -76,23 +76,17 @@ static int charge(struct walk *w, uint64_t n, hull_error *err)
 static int copy_data(struct walk *w, int in, int out, off_t size, hull_error *err)
 {
     off_t off = 0;
-    while (off < size) {
-        off_t data = lseek(in, off, SEEK_DATA);
-        if (data < 0 && errno == ENXIO)
-            break; /* a hole to the end */
-        if (data < 0)
-            return hull_error_errno(err, "seek");
-        off_t hole = lseek(in, data, SEEK_HOLE);
-        if (hole < 0)
-            return hull_error_errno(err, "seek");
-        if (hole > size)
-            hole = size;
-        uint64_t len = (uint64_t)(hole - data);
+    off_t data;
+    uint64_t len;
+    int more;
+    while ((more = hull_sandbox_next_extent(in, off, size, &data, &len, err)) > 0) {
         if (charge(w, len, err) < 0 || hull_sandbox_copy_range(in, out, data, len, err) < 0)
             return -1;
         w->st->bytes += len;
-        off = hole;
+        off = data + (off_t)len;
     }
+    if (more < 0)
+        return -1;
     if (ftruncate(out, size) < 0)
         return hull_error_errno(err, "truncate");
     return 0;
