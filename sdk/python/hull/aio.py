@@ -369,7 +369,15 @@ class AsyncClient:
         return Result.from_json(await self.request("POST", "/v1/runs", body))
 
     async def _run_streamed(self, body, on_stdout, on_stderr, on_cut, on_start) -> Result:
-        headers, resp = await self._open("POST", "/v1/runs", body,
+        started = None
+        if on_start:
+            async def started(ev, _st):
+                await _call_back(on_start, (ev.get("run") or {}).get("id", ""))
+        return await self._streamed("/v1/runs", body, on_stdout, on_stderr, on_cut, started)
+
+    async def _streamed(self, path, body, on_stdout, on_stderr, on_cut, started) -> Result:
+        """As Client._streamed, with coroutine callbacks allowed."""
+        headers, resp = await self._open("POST", path, body,
                                          accept=_api.NDJSON + ", application/json")
         if _api.NDJSON not in headers.get("content-type", ""):
             try:
@@ -387,10 +395,10 @@ class AsyncClient:
                 c = st.take(ev)
                 if c is not None:
                     await AsyncSandbox._deliver(c, on_stdout, on_stderr, on_cut)
-                elif ev["type"] == "start" and on_start:
-                    await _call_back(on_start, (ev.get("run") or {}).get("id", ""))
+                elif ev["type"] == "start" and started:
+                    await started(ev, st)
         finally:
-            await events.aclose()  # a callback that raised leaves: the run goes on
+            await events.aclose()  # a callback that raised leaves: the run or command goes on
         return st.end()
 
     async def submit(self, cmd, *, stdin=None, files=None, env=None, limits=None,
@@ -731,29 +739,12 @@ class AsyncSandbox:
         if not (on_stdout or on_stderr or on_cut or on_start):
             return Result.from_json(await self._client.request("POST", self._path("exec"), body,
                                                                timeout=wait))
-        headers, resp = await self._client._open("POST", self._path("exec"), body,
-                                                 accept=_api.NDJSON + ", application/json")
-        if _api.NDJSON not in headers.get("content-type", ""):
-            try:
-                doc = json.loads(await resp.read_all())
-            finally:
-                resp.close()
-            res, chunks = _api.result_as_chunks(doc)
-            for c in chunks:
-                await self._deliver(c, on_stdout, on_stderr, on_cut)
-            return res
-        st = _api.ExecEvents()
-        events = self._client._events(resp)
-        try:
-            async for ev in events:
-                c = st.take(ev)
-                if c is not None:
-                    await self._deliver(c, on_stdout, on_stderr, on_cut)
-                elif ev["type"] == "start" and on_start:
-                    await _call_back(on_start, AsyncProcess(self, st.process))
-        finally:
-            await events.aclose()
-        return st.end()
+        started = None
+        if on_start:
+            async def started(_ev, st):
+                await _call_back(on_start, AsyncProcess(self, st.process))
+        return await self._client._streamed(self._path("exec"), body, on_stdout, on_stderr,
+                                            on_cut, started)
 
     @staticmethod
     async def _deliver(c, on_stdout, on_stderr, on_cut):

@@ -303,10 +303,20 @@ class Client:
         return Result.from_json(self.request("POST", "/v1/runs", body))
 
     def _run_streamed(self, body, on_stdout, on_stderr, on_cut, on_start) -> Result:
-        conn, resp = self._open("POST", "/v1/runs", body,
-                                accept=_api.NDJSON + ", application/json", timeout=0)
+        started = None
+        if on_start:
+            def started(ev, _state):
+                on_start((ev.get("run") or {}).get("id", ""))
+        return self._streamed("/v1/runs", body, 0, on_stdout, on_stderr, on_cut, started)
+
+    def _streamed(self, path, body, timeout, on_stdout, on_stderr, on_cut, started) -> Result:
+        """POST body to path asking for NDJSON (a streamed run or exec):
+        output to the callbacks as it comes, ``started(event, state)`` on the
+        start line, then the Result."""
+        conn, resp = self._open("POST", path, body, accept=_api.NDJSON + ", application/json",
+                                timeout=timeout)
         if _api.NDJSON not in (resp.getheader("Content-Type") or ""):
-            # A hulld without streamed runs answers with the result at the end.
+            # A hulld without streaming answers with the result at the end.
             try:
                 doc = json.loads(resp.read())
             finally:
@@ -322,10 +332,10 @@ class Client:
                 c = state.take(ev)
                 if c is not None:
                     _deliver(c, on_stdout, on_stderr, on_cut)
-                elif ev["type"] == "start" and on_start:
-                    on_start((ev.get("run") or {}).get("id", ""))
+                elif ev["type"] == "start" and started:
+                    started(ev, state)
         finally:
-            events.close()  # a callback that raised leaves: the run goes on
+            events.close()  # a callback that raised leaves: the run or command goes on
         return state.end()
 
     def submit(self, cmd: Union[str, Sequence[str]], *, stdin: Optional[Data] = None,

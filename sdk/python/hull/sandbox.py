@@ -1,7 +1,6 @@
 """A long-lived sandbox through the sync client: commands (streamed or
 not), background processes, files anywhere in it, its lifetime."""
 import http.client
-import json
 import time
 from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Union)
@@ -302,31 +301,12 @@ class Sandbox:
         if not (on_stdout or on_stderr or on_cut or on_start):
             return Result.from_json(self._client.request("POST", self._path("exec"), body,
                                                          timeout=wait))
-        conn, resp = self._client._open("POST", self._path("exec"), body,
-                                        accept=_api.NDJSON + ", application/json",
-                                        timeout=wait or 0)
-        if _api.NDJSON not in (resp.getheader("Content-Type") or ""):
-            # A hulld without streaming answers with the result at the end.
-            try:
-                doc = json.loads(resp.read())
-            finally:
-                conn.close()
-            res, chunks = _api.result_as_chunks(doc)
-            for c in chunks:
-                _deliver(c, on_stdout, on_stderr, on_cut)
-            return res
-        state = _api.ExecEvents()
-        events = self._client._events(conn, resp)
-        try:
-            for ev in events:
-                c = state.take(ev)
-                if c is not None:
-                    _deliver(c, on_stdout, on_stderr, on_cut)
-                elif ev["type"] == "start" and on_start:
-                    on_start(Process(self, state.process))
-        finally:
-            events.close()  # a callback that raised leaves: the command goes on
-        return state.end()
+        started = None
+        if on_start:
+            def started(_ev, state):
+                on_start(Process(self, state.process))
+        return self._client._streamed(self._path("exec"), body, wait or 0, on_stdout, on_stderr,
+                                      on_cut, started)
 
     def start(self, cmd: Union[str, Sequence[str]], *,
               stdin: Union[bool, Data] = False,
