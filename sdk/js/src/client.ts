@@ -1,5 +1,5 @@
 /** The hulld client: runs, sandboxes, images, networks, operations. */
-import { Conflict, fromErrorLine, TimeoutError, TransportError } from "./errors.js";
+import { Conflict, TimeoutError } from "./errors.js";
 import {
   type ImageInfo,
   imageInfo,
@@ -11,8 +11,8 @@ import {
   type SandboxInfo,
   sandboxInfo,
 } from "./models.js";
-import { ndjsonResponse, outputChunk } from "./ndjson.js";
-import { type OutputCallback, Sandbox } from "./sandbox.js";
+import { Sandbox } from "./sandbox.js";
+import { type OutputCallback, readStreamed } from "./streamed.js";
 import {
   createTemplate,
   type TemplateInfo,
@@ -20,7 +20,7 @@ import {
   type TemplateOptions,
   templatePath,
 } from "./templates.js";
-import { type ConnectOptions, readAll, Transport } from "./transport.js";
+import { type ConnectOptions, Transport } from "./transport.js";
 import {
   cmdArg,
   type Duration,
@@ -163,38 +163,15 @@ export class Client {
       accept: "application/x-ndjson, application/json",
       timeout: null,
     });
-    if (!String(res.headers["content-type"] ?? "").includes("ndjson")) {
-      // A hulld without streamed runs answers with the whole result at once.
-      const r = new Result(JSON.parse((await readAll(res)).toString("utf8")) as Json);
-      const n = r.stdoutBytes.length;
-      const whole = (stream: "stdout" | "stderr", offset: number, data: Buffer) => ({
-        stream,
-        offset,
-        data,
-        text: data.toString("utf8"),
-        end: offset + data.length,
-      });
-      if (opts.onStdout && n) await opts.onStdout(r.stdout, whole("stdout", 0, r.stdoutBytes));
-      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, whole("stderr", n, r.stderrBytes));
-      return r;
-    }
-    for await (const line of ndjsonResponse(res)) {
-      const chunk = outputChunk(line);
-      if (chunk?.stream === "stdout") {
-        if (opts.onStdout) await opts.onStdout(chunk.text, chunk);
-      } else if (chunk?.stream === "stderr") {
-        if (opts.onStderr) await opts.onStderr(chunk.text, chunk);
-      } else if (chunk?.stream === "cut") {
-        if (opts.onCut) await opts.onCut(chunk.offset, chunk.lost ?? 0);
-      } else if (line.type === "start") {
-        if (opts.onStart) await opts.onStart(String(((line.run ?? {}) as Json).id ?? ""));
-      } else if (line.type === "error") {
-        throw fromErrorLine(line.error);
-      } else if (line.type === "result") {
-        return new Result((line.result ?? {}) as Json);
-      }
-    }
-    throw new TransportError("run: the stream ended without a result");
+    const onStart = opts.onStart;
+    return readStreamed(
+      res,
+      {
+        ...opts,
+        onStartLine: onStart ? (line) => onStart(String(((line.run ?? {}) as Json).id ?? "")) : undefined,
+      },
+      "run",
+    );
   }
 
   /** Start a run without waiting: a Run to get(), wait() on or cancel(). */

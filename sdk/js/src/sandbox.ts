@@ -1,27 +1,25 @@
 /** A long-lived sandbox: exec (streamed or not), background processes,
  * files, pause/resume, timeout, delete. */
-import { fromErrorLine, NotFound, TransportError } from "./errors.js";
+import { NotFound } from "./errors.js";
 import { Files } from "./files.js";
 import {
   type Json,
   type MetricsSample,
   metricsSample,
-  type OutputChunk,
   type ProcessInfo,
   processInfo,
   Result,
   type SandboxInfo,
   sandboxInfo,
 } from "./models.js";
-import { ndjsonResponse, outputChunk } from "./ndjson.js";
 import { Process } from "./process.js";
 import { createTemplate, type TemplateInfo, type TemplateOptions } from "./templates.js";
-import { readAll, type Transport } from "./transport.js";
+import { type Transport } from "./transport.js";
 import { cmdArg, type Duration, type Limits, limitsArg, seg, strMap, textArg } from "./util.js";
 
-/** Called with each piece of output as it arrives (its text, and the chunk
- * with the raw bytes and offset); a returned promise is awaited. */
-export type OutputCallback = (text: string, chunk: OutputChunk) => void | Promise<void>;
+import { type OutputCallback, readStreamed } from "./streamed.js";
+
+export type { OutputCallback };
 
 export interface ExecOptions {
   stdin?: string | Uint8Array;
@@ -109,49 +107,12 @@ export class Sandbox {
       accept: "application/x-ndjson, application/json",
       timeout: wait ?? null,
     });
-    const type = String(res.headers["content-type"] ?? "");
-    if (!type.includes("ndjson")) {
-      // A hulld without streaming answers with the whole result at once.
-      const r = new Result(JSON.parse((await readAll(res)).toString("utf8")) as Json);
-      const chunk = (stream: "stdout" | "stderr", offset: number, data: Buffer): OutputChunk => ({
-        stream,
-        offset,
-        data,
-        text: data.toString("utf8"),
-        end: offset + data.length,
-      });
-      const n = r.stdoutBytes.length;
-      if (opts.onStdout && n) await opts.onStdout(r.stdout, chunk("stdout", 0, r.stdoutBytes));
-      if (opts.onStderr && r.stderrBytes.length) await opts.onStderr(r.stderr, chunk("stderr", n, r.stderrBytes));
-      return r;
-    }
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    for await (const line of ndjsonResponse(res)) {
-      const chunk = outputChunk(line);
-      if (chunk?.stream === "stdout") {
-        out.push(chunk.data);
-        if (opts.onStdout) await opts.onStdout(chunk.text, chunk);
-      } else if (chunk?.stream === "stderr") {
-        err.push(chunk.data);
-        if (opts.onStderr) await opts.onStderr(chunk.text, chunk);
-      } else if (chunk?.stream === "cut") {
-        if (opts.onCut) await opts.onCut(chunk.offset, chunk.lost ?? 0);
-      } else if (line.type === "start") {
-        if (opts.onStart) await opts.onStart(processInfo((line.process ?? {}) as Json));
-      } else if (line.type === "error") {
-        throw fromErrorLine(line.error);
-      } else if (line.type === "result") {
-        const d = { ...((line.result ?? {}) as Json) };
-        // The streamed output is the result's when hulld does not repeat it
-        // (the output went out as it came).
-        const empty = (k: string) => !d[k] && !d[`${k}_base64`];
-        if (empty("stdout") && out.length) d.stdout_base64 = Buffer.concat(out).toString("base64");
-        if (empty("stderr") && err.length) d.stderr_base64 = Buffer.concat(err).toString("base64");
-        return new Result(d);
-      }
-    }
-    throw new TransportError(`exec in ${this.id}: the stream ended without a result`);
+    const onStart = opts.onStart;
+    return readStreamed(
+      res,
+      { ...opts, onStartLine: onStart ? (line) => onStart(processInfo((line.process ?? {}) as Json)) : undefined },
+      `exec in ${this.id}`,
+    );
   }
 
   /** Start cmd in the background; resolves at once with its Process. */
