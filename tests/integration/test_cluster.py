@@ -18,14 +18,12 @@ machine), talking to each other over HTTPS with a test CA.
 - nothing leaks: processes, sandbox state, cgroups, namespaces, links."""
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from hulldlib import HULL, HULLD, Hulld, wait_until
+from hulldlib import HULL, HULLD, Hulld, UnixConnection, wait_until
 from netlib import _free_slot, _lock, netns_list, sh, sweep_stale
 from queuelib import REDIS_SERVER, RedisServer, Resp
 from registrylib import make_ca
@@ -315,6 +313,36 @@ def test_a_sandbox_is_reached_from_every_node(cluster):
     g = call(cluster, "n2", "GET", f"/v1/sandboxes/{sid}").json
     assert g["state"] == "destroyed" and g["node"] == "n2", g
     assert nodes_of(cluster)["n2"]["sandboxes"] == 0
+
+
+def test_a_streamed_exec_is_passed_on_as_it_comes(cluster):
+    """The forwarding node hands a streamed answer on while it is made: the
+    command's first line arrives while the command still waits for a file
+    that only a later exec (through a third node) makes."""
+    sid = create(cluster, "n1", placement={"node": "n2"})["id"]
+    c = UnixConnection(cluster["nodes"]["n1"].sock, timeout=120)  # a hang guard
+    try:
+        script = "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second"
+        c.request("POST", f"/v1/sandboxes/{sid}/exec", body=json.dumps({"cmd": ["sh", "-c", script]}),
+                  headers={"Authorization": f"Bearer {cluster['token']}",
+                           "Content-Type": "application/json",
+                           "Accept": "application/x-ndjson"})
+        resp = c.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "application/x-ndjson"
+        seen = []
+        while not any(e.get("type") == "stdout" and "first" in e.get("data", "") for e in seen):
+            line = resp.readline()
+            assert line, seen
+            seen.append(json.loads(line))
+        assert not any(e.get("type") == "result" for e in seen), seen
+        r = call(cluster, "n3", "POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["touch", "/tmp/go"]})
+        assert r.status == 200 and r.json["exit_code"] == 0, r
+        rest = [json.loads(line) for line in resp.read().splitlines()]
+        assert "second" in "".join(e.get("data", "") for e in rest if e.get("type") == "stdout")
+        assert rest[-1]["type"] == "result" and rest[-1]["result"]["exit_code"] == 0, rest
+    finally:
+        c.close()
+        delete(cluster, "n3", sid)
 
 
 def test_a_token_revoked_on_its_node_is_refused_everywhere(cluster):
