@@ -172,6 +172,11 @@ int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r)
 void sandboxes_reap(bool all);
 /* Paused microVM sandboxes of an earlier hulld, served again (start-up). */
 void sandboxes_adopt(void);
+/* Remove the VM (and snapshot) of a microVM sandbox whose keeper is gone;
+ * at start-up, those of every microVM sandbox still listed live
+ * (sbx_vm_sweep.c). */
+void sbx_vm_sweep(const char *vm);
+void sbx_vm_recover(void);
 unsigned sandboxes_active(void);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */

@@ -325,7 +325,9 @@ static void recover(void)
     if (removed)
         hull_log(HULL_LOG_INFO, "start-up: removed %zu sandboxes left by dead supervisors",
                  removed);
-    /* Sandboxes die with their keepers, which die with the old hulld. */
+    /* Sandboxes die with their keepers, which die with the old hulld; a
+     * microVM's QEMU does not, and goes before its record does. */
+    sbx_vm_recover();
     if (hull_sandbox_rec_destroy_all(hulld.store, "hulld restarted", &e) < 0) {
         hull_warn("start-up: %s", hull_error_msg(e));
         hull_error_free(&e);

@@ -321,14 +321,18 @@ static void destroy(struct sbx *s, const char *reason)
     pthread_mutex_lock(&s->op);
     struct frame f;
     hull_error e = NULL;
+    bool keeper_gone = s->gone;
     if (!s->gone && call(s, "destroy", NULL, NULL, 0, -1, &f, &e) == 0)
         frame_free(&f);
     if (e) {
+        keeper_gone = true;
         hull_log(HULL_LOG_ERROR, "sandbox %s: destroy: %s", s->id, hull_error_msg(e));
         hull_error_free(&e);
     }
     s->gone = true;
     pthread_mutex_unlock(&s->op);
+    if (keeper_gone && s->microvm)
+        sbx_vm_sweep(s->container); /* its QEMU outlives the keeper */
     if (hull_sandbox_rec_state(hulld.store, s->id, "destroyed", reason, &e) < 0) {
         hull_log(HULL_LOG_ERROR, "sandbox %s: %s", s->id, hull_error_msg(e));
         hull_error_free(&e);
@@ -750,6 +754,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
                 waitpid(s->pid, NULL, 0); /* gone: its supervisor must be dead for cleanup */
             s->pid = -1;
             sweep_leftovers();
+            if (s->microvm)
+                sbx_vm_sweep(s->container); /* its QEMU outlives the keeper */
         }
     }
     unref(s);

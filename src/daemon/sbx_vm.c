@@ -35,7 +35,7 @@
 struct vmk {
     char id[VMK_ID_MAX + 1];
     char snap[4096]; /* where a paused VM is */
-    char stage[64];  /* private host directory for file copies */
+    char stage[96];  /* private host directory for file copies */
     bool on_disk;    /* paused: the VM is only its snapshot */
     uint64_t memory_bytes;
     uint32_t pids;
@@ -64,10 +64,16 @@ static int vmk_paths(struct vmk *k, hull_error *err)
         return hull_error_set(err, ENAMETOOLONG, "%s: path too long", dir);
     if (mkdir("/run/hull", 0700) < 0 && errno != EEXIST)
         return hull_error_errno(err, "/run/hull");
-    snprintf(k->stage, sizeof(k->stage), "/run/hull/vmsbx-XXXXXX");
-    if (mkdtemp(k->stage) == NULL) {
+    /* Named after the VM (ids are random and root's /run/hull is 0700), so
+     * that hulld can remove it when the keeper dies (sbx_vm_sweep.c); one
+     * left by a keeper that died is emptied first. */
+    snprintf(k->stage, sizeof(k->stage), "/run/hull/vmsbx-%s", k->id);
+    if (mkdir(k->stage, 0700) < 0 &&
+        (errno != EEXIST || hull_rm_rf_at(AT_FDCWD, k->stage, err) < 0 ||
+         mkdir(k->stage, 0700) < 0)) {
+        int saved = errno;
         k->stage[0] = '\0';
-        return hull_error_errno(err, "staging directory");
+        return *err ? -1 : hull_error_set(err, saved, "staging directory: %s", strerror(saved));
     }
     return 0;
 }

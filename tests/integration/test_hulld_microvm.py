@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import Hulld, UnixConnection, wait_until
+from hulldlib import Hulld, UnixConnection, alive, children, wait_until
 from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
 
 
@@ -258,3 +258,67 @@ def test_paused_deleted_after_restart_leaves_nothing(d):
     assert not list((Path(d.state) / "microvm").glob("*.snap*"))
     # SIGTERM afterwards stops cleanly with nothing left (the fixture checks).
     assert signal.SIGTERM
+
+
+def keepers(d):
+    """hulld's keeper helpers (argv: hulld --helper keeper ...)."""
+    out = []
+    for pid in children(d.proc.pid):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:3] == [b"--helper", b"keeper"]:
+            out.append(pid)
+    return out
+
+
+def stages():
+    """Keepers' staging directories on the host (sbx_vm.c)."""
+    return set(Path("/run/hull").glob("vmsbx-*"))
+
+
+def test_killed_keeper_takes_its_vm(d):
+    """A QEMU is started detached from its keeper: when the keeper is
+    SIGKILLed, hulld removes the VM, not only the record."""
+    t = d.tokens["user"]
+    staged = stages()
+    before = set(vm_qemus())
+    old = set(keepers(d))
+    sid = create(d)
+    mine = set(keepers(d)) - old
+    assert len(mine) == 1, (old, mine)
+    qemu = set(vm_qemus()) - before
+    assert len(qemu) == 1
+    keeper = mine.pop()
+    os.kill(keeper, signal.SIGKILL)
+    assert wait_until(lambda: not alive(keeper), timeout=60)
+    # The next call to the keeper finds it gone.
+    assert exec_(d, sid, ["true"]).status >= 400
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "destroyed"
+    assert stages() <= staged
+    assert wait_until(lambda: not (qemu & set(vm_qemus())), timeout=120)
+    assert not list((Path(d.state) / "microvm").glob("*.snap*"))
+    assert stages() <= staged
+
+
+def test_vm_of_a_dead_hulld_goes_at_start_up(d):
+    """hulld and a keeper that could not clean up (stopped, then killed with
+    hulld): the next hulld removes the VM of the sandbox its store still
+    lists as running."""
+    t = d.tokens["user"]
+    staged = stages()
+    before = set(vm_qemus())
+    old = set(keepers(d))
+    sid = create(d)
+    keeper = (set(keepers(d)) - old).pop()
+    qemu = set(vm_qemus()) - before
+    os.kill(keeper, signal.SIGSTOP)  # it cannot see hulld go
+    d.kill()
+    os.kill(keeper, signal.SIGKILL)
+    assert wait_until(lambda: not alive(keeper), timeout=60)
+    assert qemu <= set(vm_qemus()), "the VM should still run before the next hulld"
+    d.start()
+    assert not (qemu & set(vm_qemus()))
+    assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "destroyed"
+    assert stages() <= staged

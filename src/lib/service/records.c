@@ -332,6 +332,14 @@ json_object *hull_sandbox_rec_suspended(struct hull_store *s, hull_error *err)
                             NULL, 0, err);
 }
 
+json_object *hull_sandbox_rec_live_vms(struct hull_store *s, hull_error *err)
+{
+    return hull_store_query(s,
+                            "SELECT id, container FROM sandboxes WHERE isolation = 'microvm' "
+                            "AND state NOT IN ('destroyed', 'paused')",
+                            NULL, 0, err);
+}
+
 int hull_sandbox_rec_metadata(struct hull_store *s, const char *id, const char *metadata,
                               hull_error *err)
 {

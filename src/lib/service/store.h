@@ -183,6 +183,9 @@ int hull_sandbox_rec_lifetime(struct hull_store *s, const char *id, unsigned lif
 int hull_sandbox_rec_destroy_all(struct hull_store *s, const char *reason, hull_error *err);
 /* Those paused microVM sandboxes: [{"id","tenant","container","lifetime_s"}]. */
 json_object *hull_sandbox_rec_suspended(struct hull_store *s, hull_error *err);
+/* The VMs of live (not paused, not destroyed) microVM sandboxes:
+ * [{"id","container"}]; at start-up, what a dead hulld's keepers left. */
+json_object *hull_sandbox_rec_live_vms(struct hull_store *s, hull_error *err);
 json_object *hull_sandbox_rec_get(struct hull_store *s, const char *id, const char *tenant,
                                   hull_error *err);
 json_object *hull_sandbox_rec_list(struct hull_store *s, const char *tenant, hull_error *err);
