@@ -603,7 +603,9 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
         wait_gone(cs->pid, cs->pid_start);
     }
     struct hull_spec *spec = NULL;
-    if (cs->config && !cs->creating) {
+    /* Only poststop hooks need the config parsed again; without "hooks"
+     * (every sandbox run) there are none, and no printing and re-reading. */
+    if (cs->config && !cs->creating && hj_get(cs->config, "hooks") != NULL) {
         const char *text = hj_to_string(cs->config);
         hull_error e = NULL;
         /* delete must still go on (it is how a broken container goes away),
