@@ -263,6 +263,8 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
     for (int i = 0; i < 3; i++)
         c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
     c->launch.loopback_up = so->loopback_up;
+    c->launch.netns_given = so->netns_given;
+    c->launch.netns_fd = so->netns_fd;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.reaper = so->reaper;

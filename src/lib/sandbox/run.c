@@ -27,6 +27,7 @@
 #include "linux/cgroup.h"
 #include "linux/namespaces.h"
 #include "linux/seccomp.h"
+#include "sandbox/netpool.h"
 #include "sandbox/sandbox.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -683,8 +684,20 @@ static int ns_launch(struct run *x, hull_error *err)
     so.lean_cgroup = true; /* never paused */
     so.setting_up = init_setting_up;
     so.setting_up_arg = x;
+    /* A namespace made beforehand by the host's pool, when one runs: the
+     * init is born in it, and it goes when the run does (netpool.c). */
+    const struct hull_namespace *net = &x->lay.spec->linux_.ns[HULL_NS_NET];
+    cleanup_close int pooled =
+        net->enabled && net->path == NULL ? hull_sandbox_netpool_take(NULL) : -1;
+    if (pooled >= 0) {
+        so.netns_given = true;
+        so.netns_fd = pooled;
+        so.loopback_up = false; /* up already, and not the init's to change */
+    }
     hull_error e = NULL;
-    if (hull_container_setup(&rt, &co, &so, &x->c, &e) < 0) {
+    int setup = hull_container_setup(&rt, &co, &so, &x->c, &e);
+    hull_closep(&pooled); /* the init holds it now (or nobody: it is gone) */
+    if (setup < 0) {
         internal_error(r, &e);
         return 0;
     }

@@ -1,0 +1,15 @@
+/* A pool of fresh network namespaces for sandbox runs (see netpool.c). */
+#ifndef HULL_SANDBOX_NETPOOL_H
+#define HULL_SANDBOX_NETPOOL_H
+
+/* Where `hull sandbox netpool` answers by default. */
+#define HULL_SANDBOX_NETPOOL_SOCK "/run/hull/sandbox-netpool.sock"
+
+/* A fresh network namespace (lo up, owned by the host's user namespace)
+ * from the keeper listening on path (NULL: the default), or -1 when there
+ * is none or what it sent is not one: the run then makes its own. The
+ * caller owns the fd; it is the namespace's only reference but for the
+ * processes the caller puts there. */
+int hull_sandbox_netpool_take(const char *path);
+
+#endif
