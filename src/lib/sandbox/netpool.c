@@ -259,14 +259,10 @@ int hull_sandbox_netpool_serve(const char *path, unsigned size, hull_error *err)
         if (conn < 0)
             continue;
         if (n == 0) {
-            /* Drained: make one for this run now (it waits at most 1 s). */
-            int fd = make_netns(home, err);
-            if (fd < 0) {
-                close(conn);
-                ret = -1;
-                break;
-            }
-            ready[n++] = fd;
+            /* Drained (runs come faster than namespaces are made): this
+             * run makes its own rather than wait for the keeper. */
+            close(conn);
+            continue;
         }
         int fd = ready[--n];
         if (send_fd(conn, fd) == 0)
