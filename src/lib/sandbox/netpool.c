@@ -39,14 +39,28 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "container/container.h"
 #include "hull.h"
 #include "linux/namespaces.h"
 #include "linux/netdev.h"
 #include "sandbox/netpool.h"
+#include "spec/spec.h"
 #include "util/error.h"
 #include "util/log.h"
 
 #define NETPOOL_MAX 256
+
+int hull_sandbox_netpool_offer(const struct hull_spec *spec, struct hull_setup_opts *so)
+{
+    const struct hull_namespace *net = &spec->linux_.ns[HULL_NS_NET];
+    int fd = net->enabled && net->path == NULL ? hull_sandbox_netpool_take(NULL) : -1;
+    if (fd >= 0) {
+        so->netns_given = true;
+        so->netns_fd = fd;
+        so->loopback_up = false; /* up already, and not the init's to change */
+    }
+    return fd;
+}
 
 static int sock_addr(const char *path, struct sockaddr_un *a, hull_error *err)
 {

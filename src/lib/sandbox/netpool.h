@@ -12,4 +12,12 @@
  * processes the caller puts there. */
 int hull_sandbox_netpool_take(const char *path);
 
+struct hull_spec;
+struct hull_setup_opts;
+/* For a run whose spec makes a new network namespace: one from the pool
+ * set in *so (netns_given, netns_fd; lo is up already, so not the init's
+ * to bring up). Returns the fd for the caller to close once the init is
+ * cloned, or -1 (nothing changed: the run makes its own). */
+int hull_sandbox_netpool_offer(const struct hull_spec *spec, struct hull_setup_opts *so);
+
 #endif

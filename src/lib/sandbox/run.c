@@ -684,16 +684,8 @@ static int ns_launch(struct run *x, hull_error *err)
     so.lean_cgroup = true; /* never paused */
     so.setting_up = init_setting_up;
     so.setting_up_arg = x;
-    /* A namespace made beforehand by the host's pool, when one runs: the
-     * init is born in it, and it goes when the run does (netpool.c). */
-    const struct hull_namespace *net = &x->lay.spec->linux_.ns[HULL_NS_NET];
-    cleanup_close int pooled =
-        net->enabled && net->path == NULL ? hull_sandbox_netpool_take(NULL) : -1;
-    if (pooled >= 0) {
-        so.netns_given = true;
-        so.netns_fd = pooled;
-        so.loopback_up = false; /* up already, and not the init's to change */
-    }
+    /* The init is born in a namespace of the host's pool, if one runs. */
+    cleanup_close int pooled = hull_sandbox_netpool_offer(x->lay.spec, &so);
     hull_error e = NULL;
     int setup = hull_container_setup(&rt, &co, &so, &x->c, &e);
     hull_closep(&pooled); /* the init holds it now (or nobody: it is gone) */
