@@ -122,11 +122,21 @@ int hull_sandbox_netpool_take(const char *path)
     do {
         n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
+    /* One fd is taken; any other that came is closed, not kept. */
     int fd = -1;
-    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (fd < 0)
+                fd = got;
+            else
+                close(got);
+        }
+    }
     if (fd >= 0 && !usable_netns(fd)) {
         hull_debug("netpool: %s sent something that is not a network namespace of this host",
                    a.sun_path);
