@@ -16,6 +16,9 @@
 #   hyperfine's means are shown beside it
 #   CGROUP_VIEW=host|v1|auto           see lib.sh (crun refuses hybrid hosts)
 #   BENCH_JSON=FILE                    append the rows (bench/benchjson.py)
+#   NETPOOL=1                          a `hull sandbox netpool --size 32` keeper runs
+#                                      throughout: hull's runs take their network
+#                                      namespace from it (rows say "(netpool)")
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_start "$@"
@@ -31,6 +34,15 @@ mapfile -t BWRAP < <($LAYOUT bwrap-args /bin/true)
 names=() cmds=()
 add() { names+=("$1"); cmds+=("$2"); }
 
+POOL_TAG=""
+if [ -n "${NETPOOL:-}" ]; then
+    "$HULL" sandbox netpool --size 32 >"$WORK/netpool.out" 2>"$WORK/netpool.err" &
+    NETPOOL_PID=$!
+    bench_cleanup() { kill "$NETPOOL_PID" 2>/dev/null; wait "$NETPOOL_PID" 2>/dev/null; }
+    for _ in $(seq 100); do grep -q ready "$WORK/netpool.out" && break; sleep 0.1; done
+    grep -q ready "$WORK/netpool.out" || die "netpool: $(cat "$WORK/netpool.err")"
+    POOL_TAG=" (netpool)"
+fi
 if err=$("$HULL" sandbox run -- /bin/true 2>&1 </dev/null); then
     add "hull sandbox" "$HULL sandbox run -- /bin/true"
 else
@@ -74,13 +86,14 @@ for p in $PARALLEL; do
     done
 done
 
-python3 - "$WORK/result.json" "$WORK/throughput" "$TOTAL" "$WORK/cpu.json" "$(dirname "$0")" <<'EOF'
+python3 - "$WORK/result.json" "$WORK/throughput" "$TOTAL" "$WORK/cpu.json" "$(dirname "$0")" "$POOL_TAG" <<'EOF'
 import json, sys
 sys.path.insert(0, sys.argv[5])
 import benchjson
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 cpu = json.load(open(sys.argv[4]))
 total = int(sys.argv[3])
+tag = sys.argv[6]
 ms = {k: v["mean"] * 1000 for k, v in res.items()}
 print("\nmean wall time of one run of /bin/true (ms):")
 for k, v in ms.items():
@@ -118,17 +131,17 @@ if h in ms and b in ms:
         th, tb, how_t = cpu[h]["wall_median_ms"], cpu[b]["wall_median_ms"], "median, interleaved"
     else:
         th, tb, how_t = ms[h], ms[b], "hyperfine mean"
-    benchjson.row("sandbox_vs_bwrap", "hull sandbox run /bin/true, time", hull=round(th, 3),
+    benchjson.row("sandbox_vs_bwrap", f"hull sandbox run /bin/true{tag}, time", hull=round(th, 3),
                   peer=round(tb, 3), peer_name=b, unit="ms", goal="<= 0.8",
                   note=f"{how_t}; {note}")
     if h in cpu and b in cpu:
-        benchjson.row("sandbox_vs_bwrap", "hull sandbox run /bin/true, CPU (task-clock)",
+        benchjson.row("sandbox_vs_bwrap", f"hull sandbox run /bin/true{tag}, CPU (task-clock)",
                       hull=round(cpu[h]["cpu_ms"], 3), peer=round(cpu[b]["cpu_ms"], 3),
                       peer_name=b, unit="ms", goal="<= 1.0", note=note)
     p8 = 8 if (h, 8) in rate else max(ps)
     hr, br = rate.get((h, p8), (0, 1))[0], rate.get((b, p8), (0, 1))[0]
     if hr and br:
-        benchjson.row("sandbox_vs_bwrap", f"hull sandbox run /bin/true, runs/s {p8} at a time",
+        benchjson.row("sandbox_vs_bwrap", f"hull sandbox run /bin/true{tag}, runs/s {p8} at a time",
                       hull=round(hr, 1), peer=round(br, 1), peer_name=b, unit="runs/s",
                       goal=">= 1.5" if p8 == 8 else "", note=note)
 elif h not in ms:

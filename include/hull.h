@@ -392,6 +392,12 @@ HULL_PUBLIC int hull_sandbox_cleanup(size_t *removed, hull_error *err);
 /* The built-in seccomp profile as OCI JSON (a start for --seccomp FILE). */
 HULL_PUBLIC char *hull_sandbox_seccomp_profile_json(void);
 
+/* `hull sandbox netpool`: keep size fresh network namespaces ready and
+ * hand each to exactly one sandbox run that asks on socket_path (NULL: the
+ * default, where runs look), until SIGINT/SIGTERM/SIGHUP. Host root only.
+ * Prints one line on stdout once the pool is full. */
+HULL_PUBLIC int hull_sandbox_netpool_serve(const char *socket_path, unsigned size, hull_error *err);
+
 /* Run one policy to completion. Returns 0 when the run happened (whatever
  * its verdict, which may be internal_error with r->error set); -1 only for
  * bad input, with nothing created.

@@ -1,5 +1,6 @@
 /* hull sandbox run [options] -- CMD [ARGS...]
  * hull sandbox seccomp-profile
+ * hull sandbox netpool [--size N] [--socket PATH]
  *
  * A thin front end over hull_sandbox_run(): options become a struct
  * hull_policy, the result is printed as JSON or as the program's own output
@@ -19,12 +20,16 @@
 /* Exit codes of `hull sandbox run` without --json (documented in --help). */
 #define EXIT_LIMIT    124 /* a time, memory, output or pids limit was hit */
 #define EXIT_INTERNAL 125 /* hull could not run it (bad input, setup failure) */
+/* The pool's default socket, as sandbox/netpool.h has it (the CLI includes
+ * only hull.h). */
+#define HULL_NETPOOL_SOCK_TEXT "/run/hull/sandbox-netpool.sock"
 
 static void help(void)
 {
     printf("usage: hull sandbox run [options] -- CMD [ARG...]\n"
            "       hull sandbox run --image REF [options] [-- CMD [ARG...]]\n"
            "       hull sandbox seccomp-profile\n"
+           "       hull sandbox netpool [--size N] [--socket PATH]\n"
            "\n"
            "Run CMD once, fully isolated, and report how it went. By default the\n"
            "sandbox sees the host's /usr, /bin and /lib* read-only, a fresh /tmp (the\n"
@@ -89,7 +94,58 @@ static void help(void)
            "exit 128+N (verdict killed).\n"
            "\n"
            "Each --copy-out has a status in the result (files[].status: ok, missing,\n"
-           "truncated, refused or failed); any but ok is also said once on stderr.\n");
+           "truncated, refused or failed); any but ok is also said once on stderr.\n"
+           "\n"
+           "netpool keeps fresh network namespaces ready and hands each to exactly one\n"
+           "sandbox run, which then need not make its own (runs use it when it answers;\n"
+           "each namespace goes when its run ends). Stops on SIGINT, SIGTERM, SIGHUP.\n"
+           "  --size N              namespaces kept ready (default 8, at most 256)\n"
+           "  --socket PATH         where it answers (default " HULL_NETPOOL_SOCK_TEXT ";\n"
+           "                        runs ask only there)\n");
+}
+
+/* hull sandbox netpool [--size N] [--socket PATH] */
+static int sandbox_netpool(int argc, char **argv)
+{
+    static const struct option opts[] = {{"size", required_argument, NULL, 's'},
+                                         {"socket", required_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    unsigned long size = 8;
+    const char *sock = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 's':
+            errno = 0;
+            size = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || size == 0 || size > 256) {
+                fprintf(stderr, "hull: sandbox netpool: --size: '%s' is not 1 to 256\n", optarg);
+                return EXIT_INTERNAL;
+            }
+            break;
+        case 'S':
+            sock = optarg;
+            break;
+        case 'h':
+            help();
+            return 0;
+        default:
+            return EXIT_INTERNAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hull: sandbox netpool: unexpected argument '%s'\n", argv[optind]);
+        return EXIT_INTERNAL;
+    }
+    hull_error err = NULL;
+    if (hull_sandbox_netpool_serve(sock, (unsigned)size, &err) < 0) {
+        fprintf(stderr, "hull: sandbox %s\n", hull_error_msg(err));
+        hull_error_free(&err);
+        return 1;
+    }
+    return 0;
 }
 
 /* SIGINT, SIGTERM and SIGHUP stop the run through the policy's cancel fd,
@@ -487,6 +543,11 @@ int cmd_sandbox(struct cli *cli, int argc, char **argv)
         free(j);
         return j ? 0 : 1;
     }
-    fprintf(stderr, "hull: sandbox: unknown command '%s' (run, seccomp-profile)\n", argv[1]);
+    if (strcmp(argv[1], "netpool") == 0) {
+        optind = 0;
+        return sandbox_netpool(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "hull: sandbox: unknown command '%s' (run, seccomp-profile, netpool)\n",
+            argv[1]);
     return 1;
 }

@@ -263,6 +263,8 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
     for (int i = 0; i < 3; i++)
         c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
     c->launch.loopback_up = so->loopback_up;
+    c->launch.netns_given = so->netns_given;
+    c->launch.netns_fd = so->netns_fd;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.reaper = so->reaper;
@@ -603,7 +605,9 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
         wait_gone(cs->pid, cs->pid_start);
     }
     struct hull_spec *spec = NULL;
-    if (cs->config && !cs->creating) {
+    /* Only poststop hooks need the config parsed again; without "hooks"
+     * (every sandbox run) there are none, and no printing and re-reading. */
+    if (cs->config && !cs->creating && hj_get(cs->config, "hooks") != NULL) {
         const char *text = hj_to_string(cs->config);
         hull_error e = NULL;
         /* delete must still go on (it is how a broken container goes away),

@@ -19,8 +19,10 @@ struct hull_setup_opts {
     bool die_with_parent;                      /* the container dies with the calling process */
     bool no_cgroup;                            /* process isolation: no cgroup at all */
     const char *verb;                          /* for messages: "create" (default), "run", ... */
-    const int *stdio;       /* 3 fds for the container's stdio; NULL = inherit ours */
-    bool loopback_up;       /* bring lo up in the new network namespace */
+    const int *stdio; /* 3 fds for the container's stdio; NULL = inherit ours */
+    bool loopback_up; /* bring lo up in the new network namespace */
+    bool netns_given; /* born in netns_fd, not a new netns (see launch.h) */
+    int netns_fd;
     const char *export_dir; /* hand back an fd of this container directory */
     const struct hull_rootfs_extras *rootfs_extras;
     bool ephemeral_state; /* see struct hull_cstate.ephemeral */

@@ -52,7 +52,12 @@ struct hull_launch {
     const char *state_json_for_hooks; /* prestart/createRuntime stdin (may be NULL) */
     int stdio[3];                     /* fds to become the container's 0, 1, 2; -1 = inherit ours */
     bool loopback_up;                 /* bring up lo in a new network namespace */
-    const char *export_dir;           /* send an fd of this container directory (SYNC_EXPORT) */
+    /* With netns_given: the init is born in this network namespace (a
+     * fresh one of the sandbox's pool, see sandbox/netpool.h) instead of
+     * a new one; the caller keeps and closes the fd. */
+    bool netns_given;
+    int netns_fd;
+    const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
     /* Limits written into the cgroup only once the init is in it and the
      * runtime is not (memory, pids: they would bite the runtime); may be NULL. */

@@ -226,8 +226,25 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
 {
     const struct hull_linux *lx = &l->spec->linux_;
     if (needs_stage1(lx))
-        return start_stage1(l, err);
+        return l->netns_given
+                   ? hull_error_set(err, EINVAL, "a given network namespace needs a direct clone")
+                   : start_stage1(l, err);
     int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
+    /* A given network namespace: this thread steps into it for the clone
+     * only, so the init is born there (a setns of the init itself could
+     * not be: it is root of its own user namespace only). */
+    cleanup_close int own_net = -1;
+    if (l->netns_given) {
+        if (!(flags & CLONE_NEWNET))
+            return hull_error_set(err, EINVAL, "a given network namespace needs the spec's own");
+        if ((own_net = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
+            return hull_error_errno(err, "open /proc/thread-self/ns/net");
+        /* Safe: host root joins an empty namespace of its own pool, for
+         * this thread alone, and leaves it right after the clone. */
+        if (setns(l->netns_fd, CLONE_NEWNET) < 0)
+            return hull_error_errno(err, "join the pooled network namespace");
+        flags &= ~CLONE_NEWNET;
+    }
     /* Born in its cgroup rather than moved there (see cgroup.h); if
      * stepping in fails, the move below does it the slow way. */
     struct hull_cgroup_self self = {.v2fd = -1};
@@ -240,8 +257,17 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
     l->pid = raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
     if (l->pid == 0)
         hull_init_main(l);
+    int clone_errno = errno;
+    if (own_net >= 0 && setns(own_net, CLONE_NEWNET) < 0) {
+        /* Not back home: nothing more may run in this thread's namespace. */
+        hull_cgroup_step_out(&self);
+        if (l->pid > 0)
+            kill_init(l);
+        return hull_error_errno(err, "return to the host network namespace");
+    }
     bool born_in = self.active;
     hull_cgroup_step_out(&self);
+    errno = clone_errno;
     if (l->pid < 0)
         return hull_error_errno(err, "clone");
     *in_cgroup = born_in;

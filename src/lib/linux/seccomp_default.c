@@ -174,6 +174,7 @@ static json_object *build_document(void)
 /* ---- the process-wide instances ---------------------------------------------- */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_once_t text_once = PTHREAD_ONCE_INIT;
 static json_object *document;
 static const char *document_text;
 static struct hull_seccomp profile;
@@ -184,9 +185,6 @@ static void build_once(void)
     document = build_document();
     if (document == NULL)
         return;
-    document_text =
-        json_object_to_json_string_ext(document, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
     hull_error err = NULL;
     if (hull_seccomp_parse(document, "linux.seccomp", &profile, &err) < 0) {
         /* Only memory can fail here; the document is ours. */
@@ -203,8 +201,19 @@ const struct hull_seccomp *hull_seccomp_default_sandbox(void)
     return profile_ok ? &profile : NULL;
 }
 
-const char *hull_seccomp_default_sandbox_json(void)
+/* Printed only when asked for (`hull sandbox seccomp-profile`): a run needs
+ * the parsed profile, not a pretty text of it. */
+static void text_once_fn(void)
 {
     pthread_once(&once, build_once);
+    if (document)
+        document_text = json_object_to_json_string_ext(
+            document,
+            JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+const char *hull_seccomp_default_sandbox_json(void)
+{
+    pthread_once(&text_once, text_once_fn);
     return document_text;
 }

@@ -27,6 +27,7 @@
 #include "linux/cgroup.h"
 #include "linux/namespaces.h"
 #include "linux/seccomp.h"
+#include "sandbox/netpool.h"
 #include "sandbox/sandbox.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -683,8 +684,12 @@ static int ns_launch(struct run *x, hull_error *err)
     so.lean_cgroup = true; /* never paused */
     so.setting_up = init_setting_up;
     so.setting_up_arg = x;
+    /* The init is born in a namespace of the host's pool, if one runs. */
+    cleanup_close int pooled = hull_sandbox_netpool_offer(x->lay.spec, &so);
     hull_error e = NULL;
-    if (hull_container_setup(&rt, &co, &so, &x->c, &e) < 0) {
+    int setup = hull_container_setup(&rt, &co, &so, &x->c, &e);
+    hull_closep(&pooled); /* the init holds it now (or nobody: it is gone) */
+    if (setup < 0) {
         internal_error(r, &e);
         return 0;
     }

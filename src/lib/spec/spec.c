@@ -650,13 +650,21 @@ static int spec_cross_check(struct hull_spec *spec, hull_error *err)
 int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hull_spec **out,
                     hull_error *err)
 {
-    /* Freed with all it holds on any failure below. */
-    cleanup_spec struct hull_spec *spec = calloc(1, sizeof(*spec));
-    if (spec == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
     json_object *doc = NULL;
     if (hj_parse(text, len, "config.json", &doc, err) < 0)
         return -1; /* hj_parse already named the file */
+    return hull_spec_from_json(doc, bundle, out, err);
+}
+
+int hull_spec_from_json(json_object *doc, const char *bundle, struct hull_spec **out,
+                        hull_error *err)
+{
+    /* Freed with all it holds on any failure below. */
+    cleanup_spec struct hull_spec *spec = calloc(1, sizeof(*spec));
+    if (spec == NULL) {
+        json_object_put(doc);
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
     spec->json = doc;
 
     if (hj_string(doc, "", "ociVersion", true, &spec->oci_version, err) < 0)

@@ -266,6 +266,11 @@ struct hull_spec {
  * resolves. Errors name the JSON path: "process.args: must be ...". */
 int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hull_spec **out,
                     hull_error *err);
+/* The same from a document already in memory (a config built by hull
+ * itself: no text printed and read back). Takes doc's reference, also on
+ * failure. */
+int hull_spec_from_json(json_object *doc, const char *bundle, struct hull_spec **out,
+                        hull_error *err);
 /* Load <bundle>/config.json (or config_path when given). Errors start with
  * "config.json: ". */
 int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec **out,
