@@ -42,6 +42,11 @@ void sbx_ports_drop(const char *id);
 /* /v1/sandboxes/{sid}/ports[/{port}] (rest: "" or "/PORT"). */
 void sbx_ports_api(struct sbx *s, const struct request *rq, const char *rest, struct resp *r);
 
+/* sbx_vm_net.c: after the resume answered in r of microVM sandbox id,
+ * which an earlier hulld paused: a new access token in the answer (the
+ * old one was in that hulld's memory only). Nothing when it has one. */
+void vmk_ports_renew(const char *id, struct resp *r);
+
 /* sbx_ports_head.c: the proxy's HTTP. */
 #define PORT_HEAD_MAX     16384 /* the first request's line and headers */
 #define PORT_TOKEN_LEN    64

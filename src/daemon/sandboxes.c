@@ -668,6 +668,8 @@ static void freeze(struct sbx *s, bool pause, struct resp *r)
         resp_from_error(r, &e);
     else
         answer(r, 200, s, NULL);
+    if (ok == 0 && !pause && s->microvm)
+        vmk_ports_renew(s->id, r); /* adopted after a restart: a new token */
 }
 
 void api_sandboxes(const struct request *rq, const char *id, const char *action, const char *path,

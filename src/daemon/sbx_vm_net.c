@@ -32,6 +32,7 @@
 #include "ports.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/log.h"
 
 int vmk_net_opts(const struct hull_policy *p, struct hull_vm_create_opts *o, hull_error *err)
 {
@@ -93,4 +94,24 @@ void vmk_socket(const char *vm, bool paused, int sock, struct frame *f)
     frame_send(sock, hdr, NULL, 0, fd);
     json_object_put(hdr);
     close(fd);
+}
+
+/* ---- in hulld ---- */
+
+void vmk_ports_renew(const char *id, struct resp *r)
+{
+    if (r->status != 200 || r->body == NULL)
+        return;
+    json_object *have = json_object_new_object();
+    sbx_ports_show(id, have);
+    bool known = hj_get(have, "ports") != NULL;
+    json_object_put(have);
+    /* Its token died with the hulld that made it: a new one, shown this
+     * once, in the resume's answer (no port is open yet). */
+    if (known)
+        return;
+    json_object *o = json_object_get(r->body); /* an error would replace it */
+    if (sbx_ports_open(id, NULL, 0, o, r) < 0)
+        hull_log(HULL_LOG_ERROR, "sandbox %s: no new access token", id);
+    json_object_put(o);
 }
