@@ -12,13 +12,15 @@ Run under `flock /work/wt/vm.lock` (the VM tests are host-wide). No test
 compares a time."""
 import json
 import os
+import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from hulldlib import HULL, Hulld, hull_cli, private_net_dirs, wait_until
+from hulldlib import HULL, Hulld, hull_cli, private_net_dirs
 from netlib import upstream  # noqa: F401 (fixture)
 from test_hulld_microvm import vm_qemus
 from test_hulld_ports import ECHO, fetch, host_port, nft_ruleset, refused
@@ -36,7 +38,7 @@ FETCH = ("import sys, urllib.request\n"
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     skip_unless_ready()
-    if not os.path.exists("/usr/sbin/nft") and not os.path.exists("/sbin/nft"):
+    if not shutil.which("nft"):
         pytest.skip("nft missing (scripts/deps.sh net)")
     os.environ["HULL_VM_ACCEL"] = ACCEL
     before = set(vm_qemus())
@@ -60,6 +62,17 @@ def d(tmp_path_factory):
         assert set(vm_qemus()) <= before, "a QEMU was left behind"
         assert not list((Path(h.state) / "microvm").glob("*.snap*"))
         assert leases(h) == [], "a lease was left behind"
+
+
+def wait_until(pred, timeout):
+    """A hang guard polling at a pace a busy TCG host keeps up with (each
+    poll may list nftables or connect to the guest), never a speed check."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.5)
+    return pred()
 
 
 def leases(d):
