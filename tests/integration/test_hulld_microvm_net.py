@@ -15,16 +15,20 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from hulldlib import HULL, Hulld, hull_cli, private_net_dirs
+from hulldlib import HULL, SRC, Hulld, hull_cli, private_net_dirs
 from netlib import upstream  # noqa: F401 (fixture)
 from test_hulld_microvm import vm_qemus
 from test_hulld_ports import ECHO, fetch, host_port, nft_ruleset, refused
 from test_vm_lib import ACCEL, skip_unless_ready
+
+sys.path.insert(0, str(SRC / "sdk" / "python"))
+import hull  # noqa: E402
 
 TAG = f"vmn{os.getpid() % 100000}"
 LIMITS = {"cpu_time": "60s", "wall_time": "300s"}
@@ -275,11 +279,13 @@ def test_sigkill_of_hulld_leaves_no_lease_and_a_paused_one_comes_back(d):
     assert net_gone(d, n_kept)
     assert refused(old_port)
     d.start()
-    r = post(d, f"/v1/sandboxes/{sid}/resume")
-    assert r.status == 200 and r.json["state"] == "running", r
-    # The old token was in the dead hulld's memory: a new one, shown once.
-    token = r.json["access_token"]
-    assert len(token) == 64 and token != old_token
+    # Resumed through the SDK: the old token was in the dead hulld's
+    # memory; the answer has a new one (shown once), which the SDK keeps.
+    sb = hull.Client(socket_path=d.sock, token=d.tokens["user"]).attach(sid)
+    info = sb.resume()
+    assert info.state == "running", info
+    token = info.raw["access_token"]
+    assert len(token) == 64 and token != old_token and sb.access_token == token
     assert "access_token" not in d.request("GET", f"/v1/sandboxes/{sid}",
                                            token=d.tokens["user"]).json
     n = vm_net(d, sid)
