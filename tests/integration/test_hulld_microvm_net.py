@@ -106,9 +106,9 @@ def delete(d, sid):
 def vm_net(d, sid):
     """The network part of the sandbox's VM record (`hull vm list`), found
     by the MAC the guest's card has (asked in the guest)."""
-    r = exec_(d, sid, ["cat", "/sys/class/net/eth0/address"])
+    r = exec_(d, sid, ["ip", "-o", "link", "show", "eth0"])
     assert r.status == 200 and r.json["verdict"] == "ok", r
-    mac = r.json["stdout"].strip()
+    mac = r.json["stdout"].split("link/ether ")[1].split()[0]
     r = subprocess.run([HULL, "vm", "list", "--format", "json"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
