@@ -18,6 +18,13 @@
 /* Op "socket" {"family": 4|6}: a socket in the sandbox's network
  * namespace, not connected, as the answer's fd. */
 void keeper_socket(int sock, struct frame *f, struct hull_session *s);
+/* sbx_vm_net.c, a microVM's keeper: the same op answered with a host
+ * socket and "addr", the guest's address on its network to connect it to
+ * (EPERM: no network, EBUSY: paused, EADDRNOTAVAIL: no such family). */
+void vmk_socket(const char *vm, bool paused, int sock, struct frame *f);
+/* The sandbox's network into o (its lease made by the VM library);
+ * "host" and "publish" refused by name (ENOTSUP). */
+int vmk_net_opts(const struct hull_policy *p, struct hull_vm_create_opts *o, hull_error *err);
 
 /* ---- in hulld ---- */
 
@@ -34,6 +41,11 @@ void sbx_ports_show(const char *id, json_object *o);
 void sbx_ports_drop(const char *id);
 /* /v1/sandboxes/{sid}/ports[/{port}] (rest: "" or "/PORT"). */
 void sbx_ports_api(struct sbx *s, const struct request *rq, const char *rest, struct resp *r);
+
+/* sbx_vm_net.c: after the resume answered in r of microVM sandbox id,
+ * which an earlier hulld paused: a new access token in the answer (the
+ * old one was in that hulld's memory only). Nothing when it has one. */
+void vmk_ports_renew(const char *id, struct resp *r);
 
 /* sbx_ports_head.c: the proxy's HTTP. */
 #define PORT_HEAD_MAX     16384 /* the first request's line and headers */
@@ -61,7 +73,9 @@ int port_take_token(const char *head, size_t len, const char **tok, size_t *tok_
 
 /* sandboxes.c: a socket (family AF_INET/AF_INET6) in live sandbox id's
  * network namespace, over its attach connection (never waits behind an
- * exec): the fd, or -1 with err. */
-int sandboxes_socket(const char *id, int family, hull_error *err);
+ * exec): the fd, or -1 with err. addr (NULL: not wanted) gets where to
+ * connect it: "" for the sandbox's own loopback, else a microVM guest's
+ * address (sbx_vm_net.c). */
+int sandboxes_socket(const char *id, int family, char *addr, size_t addr_len, hull_error *err);
 
 #endif

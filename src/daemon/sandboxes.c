@@ -270,7 +270,7 @@ int sbx_connect(struct sbx *s, hull_error *err)
     return r;
 }
 
-int sandboxes_socket(const char *id, int family, hull_error *err)
+int sandboxes_socket(const char *id, int family, char *addr, size_t addr_len, hull_error *err)
 {
     struct sbx *s = find(id, NULL);
     if (s == NULL)
@@ -299,6 +299,8 @@ int sandboxes_socket(const char *id, int family, hull_error *err)
         } else {
             fd = f.fd;
             f.fd = -1;
+            if (addr) /* a microVM's guest address (sbx_vm_net.c), else "" */
+                snprintf(addr, addr_len, "%s", frame_str(&f, "addr"));
         }
         frame_free(&f);
     }
@@ -670,6 +672,8 @@ static void freeze(struct sbx *s, bool pause, struct resp *r)
         resp_from_error(r, &e);
     else
         answer(r, 200, s, NULL);
+    if (ok == 0 && !pause && s->microvm)
+        vmk_ports_renew(s->id, r); /* adopted after a restart: a new token */
 }
 
 void api_sandboxes(const struct request *rq, const char *id, const char *action, const char *path,

@@ -74,14 +74,21 @@ static struct psbx *find_locked(const char *id)
     return sb;
 }
 
-/* A socket from the sandbox, connected to its port on its loopback: the
- * fd, or -1 after answering the client. */
+/* A socket from the sandbox, connected to its port on its loopback (a
+ * microVM's: on the guest's address the keeper named): the fd, or -1
+ * after answering the client. */
 static int dial(struct pentry *pe, int cfd)
 {
     int last = 0;
     for (int fam = 4; fam <= 6; fam += 2) {
         hull_error e = NULL;
-        int fd = sandboxes_socket(pe->sb->id, fam == 4 ? AF_INET : AF_INET6, &e);
+        char addr[64] = "";
+        int fd =
+            sandboxes_socket(pe->sb->id, fam == 4 ? AF_INET : AF_INET6, addr, sizeof(addr), &e);
+        if (fd < 0 && fam == 6 && last && hull_error_code(e) == EADDRNOTAVAIL) {
+            hull_error_free(&e); /* a guest without IPv6: IPv4's answer stands */
+            break;
+        }
         if (fd < 0) {
             port_say(cfd, 502, "Bad Gateway", "bad_gateway", "port %u of sandbox %s: %s", pe->port,
                      pe->sb->id, hull_error_msg(e));
@@ -92,6 +99,13 @@ static int dial(struct pentry *pe, int cfd)
         struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)pe->port)};
         a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         a6.sin6_addr = in6addr_loopback;
+        if (addr[0] && inet_pton(fam == 4 ? AF_INET : AF_INET6, addr,
+                                 fam == 4 ? (void *)&a4.sin_addr : (void *)&a6.sin6_addr) != 1) {
+            close(fd);
+            port_say(cfd, 502, "Bad Gateway", "bad_gateway", "port %u of sandbox %s: bad address",
+                     pe->port, pe->sb->id);
+            return -1;
+        }
         int r = fam == 4 ? connect(fd, (struct sockaddr *)&a4, sizeof(a4))
                          : connect(fd, (struct sockaddr *)&a6, sizeof(a6));
         if (r < 0 && errno == EINPROGRESS) {
@@ -421,7 +435,7 @@ static int link_locked(const char *id, struct psbx *sb, struct pentry *pe, json_
 static int probe(const char *id, struct resp *r)
 {
     hull_error e = NULL;
-    int fd = sandboxes_socket(id, AF_INET, &e);
+    int fd = sandboxes_socket(id, AF_INET, NULL, 0, &e);
     if (fd >= 0) {
         close(fd);
         return 0;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "ports.h"
 #include "procs.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -102,10 +103,6 @@ static int vmk_refuse(const struct hull_policy *p, json_object *doc, hull_error 
         return hull_error_set(err, ENOTSUP,
                               "binds: host binds are not available at microvm "
                               "isolation");
-    if (p->network || p->network_host)
-        return hull_error_set(err, ENOTSUP,
-                              "network: not yet available for microVM sandboxes (one-shot "
-                              "microVM runs have it)");
     if (p->seccomp_path)
         return hull_error_set(err, ENOTSUP, "seccomp: the microVM's agent applies its own");
     if (p->n_files || p->n_copy_in || p->n_copy_out)
@@ -162,6 +159,8 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
         .image_root = p.image_root,
         .pull = p.pull,
     };
+    if (r == 0)
+        r = vmk_net_opts(&p, &o, err); /* its lease comes and goes with QEMU */
     if (r == 0 && f->fd >= 0) {
         /* From a template (sbx_vm_tpl.c): its directory, opened by hulld;
          * its snapshot restored as this sandbox's own VM (a failed restore
@@ -621,6 +620,8 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
         else
             frame_reply_ok(sock, NULL, NULL, data, len);
         free(data);
+    } else if (strcmp(op, "socket") == 0) {
+        vmk_socket(k->id, k->on_disk, sock, f); /* a port's connection (sbx_vm_net.c) */
     } else if (strcmp(op, "fs") == 0) {
         vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
     } else if (strcmp(op, "tpl_save") == 0) {

@@ -165,6 +165,9 @@ export class Sandbox {
 
   async resume(): Promise<SandboxInfo> {
     this.info = sandboxInfo(await this.t.call("POST", this.path("resume")));
+    // A microVM sandbox paused by an earlier hulld gets a new token.
+    const tok = this.info.raw.access_token;
+    if (typeof tok === "string") this.created.access_token = tok;
     return this.info;
   }
 

@@ -802,6 +802,8 @@ class AsyncSandbox:
     async def resume(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(await self._client.request("POST",
                                                                      self._path("resume")))
+        # A microVM sandbox paused by an earlier hulld gets a new token.
+        self._access_token = self.info.raw.get("access_token") or self._access_token
         return self.info
 
     @property
