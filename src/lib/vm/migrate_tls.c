@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "util/error.h"
@@ -220,6 +221,16 @@ int mig_secure(struct mig_chan *c, struct mig_sec *s, const char *name, hull_err
     return tls_start(c, s, name, err);
 }
 
+/* A handshake refused: what the peer sent and we did not read yet is
+ * read, so our close is a FIN after the alert, not a reset that could
+ * overtake it (the peer then says why, not "connection reset"). */
+static void drain(int fd)
+{
+    char buf[4096];
+    for (int i = 0; i < 16 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
 void mig_chan_close(struct mig_chan *c)
 {
     if (c->ssl) {
@@ -227,6 +238,8 @@ void mig_chan_close(struct mig_chan *c)
         ERR_clear_error();
         if (SSL_is_init_finished(c->ssl))
             SSL_shutdown(c->ssl);
+        else
+            drain(c->fd);
         ERR_clear_error();
         SSL_free(c->ssl);
         c->ssl = NULL;
