@@ -96,6 +96,8 @@ int mig_sec_open(const struct mig_sec_opts *o, bool server, struct mig_sec *s, h
                               "the channel is TLS: give --tls-cert, --tls-key and --tls-ca (or "
                               "--insecure-plain --token-file F for a channel that is not "
                               "encrypted)");
+    if (!tls && o->name)
+        return hull_error_set(err, EINVAL, "--tls-name: only with TLS");
     if (!tls)
         return mig_token_read(o->token_file, s->token, sizeof(s->token), &s->tlen, err);
     if (!o->cert || !o->key || !o->ca)
