@@ -88,6 +88,13 @@ void mig_sec_close(struct mig_sec *s);
 /* TLS (if s->ctx; the source checks the receiver is name) and then the
  * handshake above, on the connected c->fd. */
 int mig_secure(struct mig_chan *c, struct mig_sec *s, const char *name, hull_error *err);
+/* migrate_tls.c, below migrate_wire.c: o's TLS files into a context
+ * (server: the receiver's), and TLS on the connected c->fd (the source
+ * checks the receiver's certificate names name), key: 32 bytes exported
+ * from the session for the handshake above. */
+int mig_tls_ctx(const struct mig_sec_opts *o, bool server, SSL_CTX **ctx, hull_error *err);
+int mig_tls_start(struct mig_chan *c, SSL_CTX *ctx, const char *name, unsigned char key[32],
+                  hull_error *err);
 /* SSL_read/SSL_write of exactly n bytes (migrate_wire.c's io on TLS). */
 int mig_tls_io(struct mig_chan *c, void *buf, size_t n, bool out, hull_error *err);
 /* Bytes of the peer's already read by TLS (poll on the fd misses them). */

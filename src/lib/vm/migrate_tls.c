@@ -1,5 +1,7 @@
-/* The migration channel's security (migrate.h): TLS 1.3 with mutual
- * certificates, or, only when asked for by name, the plain token channel.
+/* The migration channel's TLS (migrate.h): TLS 1.3 with mutual
+ * certificates, and the channel's socket waits. It calls nothing of
+ * migrate_wire.c (which chooses TLS or, only when asked for by name, the
+ * plain token channel, and runs the handshake on top).
  *
  * With TLS each side presents its certificate (--tls-cert, --tls-key) and
  * checks the other's against the CA (--tls-ca): the receiver accepts any
@@ -22,10 +24,31 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "vm/migrate.h"
 
 #define EXPORT_LABEL "EXPORTER-hull-migrate"
+
+/* Wait for fd to be ready for ev within ms; 0 when it is (every wait of
+ * the channel, plain or TLS). */
+int mig_wait_fd(int fd, short ev, int ms, hull_error *err, const char *what)
+{
+    struct pollfd p = {.fd = fd, .events = ev};
+    int64_t end = hull_monotonic_ms() + ms;
+    for (;;) {
+        int left = (int)(end - hull_monotonic_ms());
+        int r = poll(&p, 1, left > 0 ? left : 0);
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return hull_error_errno(err, "%s", what);
+        return hull_error_set(err, ETIMEDOUT, "%s: no answer from the peer in %d s", what,
+                              ms / 1000);
+    }
+}
 
 /* OpenSSL's last reason, or what else is known; the queue is emptied. */
 static void ssl_reason(char *out, size_t len)
@@ -81,39 +104,15 @@ bad:
     return hull_error_set(err, EINVAL, "%s %s: %s", what, file, why);
 }
 
-int mig_sec_open(const struct mig_sec_opts *o, bool server, struct mig_sec *s, hull_error *err)
+int mig_tls_ctx(const struct mig_sec_opts *o, bool server, SSL_CTX **ctx, hull_error *err)
 {
-    memset(s, 0, sizeof(*s));
-    bool tls = o->cert || o->key || o->ca;
-    if (tls && o->insecure_plain)
-        return hull_error_set(err, EINVAL, "--insecure-plain and --tls-*: give one of them");
-    if (tls && o->token_file)
-        return hull_error_set(err, EINVAL,
-                              "--token-file: only with --insecure-plain (with TLS the "
-                              "certificates authenticate both ends)");
-    if (!tls && !o->insecure_plain)
-        return hull_error_set(err, EINVAL,
-                              "the channel is TLS: give --tls-cert, --tls-key and --tls-ca (or "
-                              "--insecure-plain --token-file F for a channel that is not "
-                              "encrypted)");
-    if (!tls && o->name)
-        return hull_error_set(err, EINVAL, "--tls-name: only with TLS");
-    if (!tls)
-        return mig_token_read(o->token_file, s->token, sizeof(s->token), &s->tlen, err);
     if (!o->cert || !o->key || !o->ca)
         return hull_error_set(err, EINVAL, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
     if (!server && o->name && !*o->name)
         return hull_error_set(err, EINVAL, "--tls-name: empty");
     if (key_private(o->key, err) < 0)
         return -1;
-    return make_ctx(o, server, &s->ctx, err);
-}
-
-void mig_sec_close(struct mig_sec *s)
-{
-    OPENSSL_cleanse(s->token, sizeof(s->token));
-    SSL_CTX_free(s->ctx);
-    s->ctx = NULL;
+    return make_ctx(o, server, ctx, err);
 }
 
 /* The source checks the receiver's certificate against this name: an IP
@@ -183,15 +182,15 @@ bool mig_pending(const struct mig_chan *c)
     return c->ssl && SSL_pending(c->ssl) > 0;
 }
 
-/* TLS on the connected socket, then the framing handshake keyed from it. */
-static int tls_start(struct mig_chan *c, struct mig_sec *s, const char *name, hull_error *err)
+int mig_tls_start(struct mig_chan *c, SSL_CTX *ctx, const char *name, unsigned char key[32],
+                  hull_error *err)
 {
     int fl = fcntl(c->fd, F_GETFL);
     /* SSL_read/SSL_write wait in poll (timeouts), never in the socket. */
     if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return hull_error_errno(err, "TLS: the socket");
     ERR_clear_error();
-    c->ssl = SSL_new(s->ctx);
+    c->ssl = SSL_new(ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
         return hull_error_set(err, ENOMEM, "TLS: no session");
     if (!c->server && want_name(c->ssl, name, err) < 0)
@@ -207,20 +206,10 @@ static int tls_start(struct mig_chan *c, struct mig_sec *s, const char *name, hu
         if (wait_for(c, rc, what, err) < 0)
             return -1;
     }
-    unsigned char k[32];
-    if (SSL_export_keying_material(c->ssl, k, sizeof(k), EXPORT_LABEL, strlen(EXPORT_LABEL), NULL,
-                                   0, 0) != 1)
+    if (SSL_export_keying_material(c->ssl, key, 32, EXPORT_LABEL, strlen(EXPORT_LABEL), NULL, 0,
+                                   0) != 1)
         return hull_error_set(err, EPROTO, "TLS: no keying material");
-    int rc = mig_auth(c, k, sizeof(k), err);
-    OPENSSL_cleanse(k, sizeof(k));
-    return rc;
-}
-
-int mig_secure(struct mig_chan *c, struct mig_sec *s, const char *name, hull_error *err)
-{
-    if (!s->ctx)
-        return mig_auth(c, s->token, s->tlen, err);
-    return tls_start(c, s, name, err);
+    return 0;
 }
 
 /* A handshake refused: what the peer sent and we did not read yet is

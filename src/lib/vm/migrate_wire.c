@@ -98,25 +98,6 @@ int mig_host_of(const char *hostport, char *host, size_t len, hull_error *err)
     return split_hostport(hostport, host, len, port, sizeof(port), err);
 }
 
-/* Wait for fd to be ready for ev within ms; 0 when it is. */
-int mig_wait_fd(int fd, short ev, int ms, hull_error *err, const char *what)
-{
-    struct pollfd p = {.fd = fd, .events = ev};
-    int64_t end = hull_monotonic_ms() + ms;
-    for (;;) {
-        int left = (int)(end - hull_monotonic_ms());
-        int r = poll(&p, 1, left > 0 ? left : 0);
-        if (r > 0)
-            return 0;
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return hull_error_errno(err, "%s", what);
-        return hull_error_set(err, ETIMEDOUT, "%s: no answer from the peer in %d s", what,
-                              ms / 1000);
-    }
-}
-
 int mig_connect(const char *hostport, int timeout_ms, int *out, hull_error *err)
 {
     __attribute__((cleanup(free_ai))) struct addrinfo *ai = NULL;
@@ -401,6 +382,46 @@ int mig_expect(struct mig_chan *c, char want, json_object **o, hull_error *err)
     else
         json_object_put(j);
     return 0;
+}
+
+int mig_sec_open(const struct mig_sec_opts *o, bool server, struct mig_sec *s, hull_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    bool tls = o->cert || o->key || o->ca;
+    if (tls && o->insecure_plain)
+        return hull_error_set(err, EINVAL, "--insecure-plain and --tls-*: give one of them");
+    if (tls && o->token_file)
+        return hull_error_set(err, EINVAL,
+                              "--token-file: only with --insecure-plain (with TLS the "
+                              "certificates authenticate both ends)");
+    if (!tls && !o->insecure_plain)
+        return hull_error_set(err, EINVAL,
+                              "the channel is TLS: give --tls-cert, --tls-key and --tls-ca (or "
+                              "--insecure-plain --token-file F for a channel that is not "
+                              "encrypted)");
+    if (!tls && o->name)
+        return hull_error_set(err, EINVAL, "--tls-name: only with TLS");
+    if (!tls)
+        return mig_token_read(o->token_file, s->token, sizeof(s->token), &s->tlen, err);
+    return mig_tls_ctx(o, server, &s->ctx, err);
+}
+
+void mig_sec_close(struct mig_sec *s)
+{
+    OPENSSL_cleanse(s->token, sizeof(s->token));
+    SSL_CTX_free(s->ctx);
+    s->ctx = NULL;
+}
+
+int mig_secure(struct mig_chan *c, struct mig_sec *s, const char *name, hull_error *err)
+{
+    if (!s->ctx)
+        return mig_auth(c, s->token, s->tlen, err);
+    /* Inside TLS the handshake is keyed with the session's export. */
+    unsigned char k[32];
+    int rc = mig_tls_start(c, s->ctx, name, k, err) < 0 ? -1 : mig_auth(c, k, sizeof(k), err);
+    OPENSSL_cleanse(k, sizeof(k));
+    return rc;
 }
 
 void mig_send_error(struct mig_chan *c, hull_error e)
