@@ -117,7 +117,8 @@ static int copy_state(struct send_state *s, hull_error *err)
     return 0;
 }
 
-/* Connect, prove the token, agree on the VM, copy, hand over. */
+/* Connect, secure the channel (TLS, or the token when plain), agree on
+ * the VM, copy, hand over. */
 static int handover(struct send_state *s, struct mig_sec *sec, hull_error *err)
 {
     int64_t t0 = hull_monotonic_ms();
