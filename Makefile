@@ -25,7 +25,8 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-un
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lseccomp -lcap -lhiredis -lzstd -llzma)
 # The service store (src/lib/service): SQLite and OpenSSL's libcrypto; a
 # program pulls them in only if it calls the service code (hulld, hull token).
-LDLIBS   += -lsqlite3 -lcrypto -lm
+# libssl: the TLS of `hull vm migrate/receive` (src/lib/vm/migrate_tls.c).
+LDLIBS   += -lsqlite3 -lssl -lcrypto -lm
 # Images (src/lib/image): registries over libcurl, layers through libarchive.
 # Only what never runs in `hull` itself calls them (hull-image, hulld,
 # libhull.so, the tests): hull stays static; see src/lib/image/image.h.
@@ -42,7 +43,7 @@ IMAGE_LIBS += -lmnl -lnftables
 # aarch64-linux-gnu, ...), or /usr/lib where it has none.
 MULTIARCH   := $(shell $(CC) -print-multiarch 2>/dev/null)
 STATIC_DIR  := /usr/lib$(if $(MULTIARCH),/$(MULTIARCH))
-STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 crypto zstd lzma,$(STATIC_DIR)/lib$(l).a)
+STATIC_LIBS := $(foreach l,json-c seccomp cap hiredis sqlite3 ssl crypto zstd lzma,$(STATIC_DIR)/lib$(l).a)
 ifeq ($(SAN)$(wildcard $(STATIC_LIBS)),$(STATIC_LIBS))
 HULL_LDFLAGS := -static
 # The static libsqlite3/libcrypto (for `hull token`) carry calls to dlopen,

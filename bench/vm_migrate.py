@@ -8,8 +8,11 @@ same kind of VM (`hull vm create --from-template`, started, the workload
 started) is migrated on this machine
 
   * by hull: `hull vm receive` (another state root, 127.0.0.1) and
-    `hull vm migrate`: QEMU -> pipe -> hull -> authenticated TCP -> hull ->
-    pipe -> a confined QEMU; figures as hull reports them;
+    `hull vm migrate`: QEMU -> pipe -> hull -> TLS 1.3 (mutual
+    certificates of a CA made here with openssl) -> hull -> pipe -> a
+    confined QEMU; figures as hull reports them;
+  * by hull on the plain channel (--insecure-plain, token-authenticated,
+    not encrypted), the same guest kind in the same run: what TLS costs;
   * by hand: a plain QEMU started with the source's own command line and
     `-incoming unix:SOCKET`, and QMP `migrate` to that socket on the source
     (same capabilities: auto-converge, no bandwidth cap), then `cont` on
@@ -17,7 +20,8 @@ started) is migrated on this machine
     completion to the destination running; total from the migrate command
     to the destination running).
 
-Reported per case: downtime (ms) and total time (ms), median of --rounds.
+Reported per case: downtime (ms) and total time (ms), median of --rounds;
+hull over TLS against QEMU by hand, and hull over TLS against hull plain.
 hull's total is its copy_ms (QEMU's migrate command to the guest running
 on the receiver), the span the by-hand figure covers; its total_ms, which
 adds the connection, the handshake, the receiver's check of the artifacts'
@@ -100,15 +104,39 @@ class QMP:
         self.s.close()
 
 
-def hull_case(roots, mem, load, token):
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_pki(d):
+    """A CA and two node certificates (127.0.0.1): each side's TLS args."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca = os.path.join(d, "ca")
+    openssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".crt", "-subj", "/CN=ca",
+            "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE")
+    out = []
+    for n in ("n1", "n2"):
+        p = os.path.join(d, n)
+        openssl("req", *ec, "-keyout", p + ".key", "-out", p + ".csr", "-subj", f"/CN={n}")
+        os.chmod(p + ".key", 0o600)
+        with open(p + ".ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+        openssl("x509", "-req", "-in", p + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+                "-CAcreateserial", "-out", p + ".crt", "-days", "2", "-extfile", p + ".ext")
+        out.append(["--tls-cert", p + ".crt", "--tls-key", p + ".key", "--tls-ca", ca + ".crt"])
+    return out
+
+
+def hull_case(roots, mem, load, auth):
+    """auth: (the source's, the receiver's) channel arguments."""
     src, dst = roots
     make_vm(src, "bm-src", mem, load)
     rcv = subprocess.Popen([HULL, "--root", dst, "vm", "receive", "--listen", "127.0.0.1:0",
-                            "--token-file", token, "--id", "bm-dst"],
+                            *auth[1], "--id", "bm-dst"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         addr = rcv.stderr.readline().split()[-1]
-        res = json.loads(hull(src, "vm", "migrate", "--to", addr, "--token-file", token, "bm-src"))
+        res = json.loads(hull(src, "vm", "migrate", "--to", addr, *auth[0], "bm-src"))
         rcv.communicate(timeout=120)
     finally:
         if rcv.poll() is None:
@@ -206,17 +234,19 @@ def main():
     with open(os.open(token, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write(os.urandom(24).hex())
     accel = ENV["HULL_VM_ACCEL"]
+    chans = {"tls": make_pki(roots[0]), "plain": [["--insecure-plain", "--token-file", token]] * 2}
     try:
         for mem in map(int, a.sizes.split(",")):
             for load in ("idle", "writing"):
-                h, q = [], []
+                h, p, q = [], [], []
                 for _ in range(a.rounds):
-                    d, t, res = hull_case(roots, mem, load, token)
-                    h.append((d, t))
-                    print(f"{accel} {mem} MiB {load}: hull downtime {d} ms total {t} ms "
-                          f"(with set-up {res['total_ms']} ms; "
-                          f"QEMU's downtime {res['qemu_downtime_ms']} ms, "
-                          f"{res['bytes'] >> 20} MiB, {res['rounds']} rounds)", flush=True)
+                    for ch, acc in (("tls", h), ("plain", p)):
+                        d, t, res = hull_case(roots, mem, load, chans[ch])
+                        acc.append((d, t))
+                        print(f"{accel} {mem} MiB {load}: hull ({ch}) downtime {d} ms total {t} "
+                              f"ms (with set-up {res['total_ms']} ms; "
+                              f"QEMU's downtime {res['qemu_downtime_ms']} ms, "
+                              f"{res['bytes'] >> 20} MiB, {res['rounds']} rounds)", flush=True)
                     d, t, r = qemu_case(roots, mem, load)
                     q.append((d, t))
                     print(f"{accel} {mem} MiB {load}: by hand downtime {d:.0f} ms total "
@@ -224,12 +254,18 @@ def main():
                           f"{r['ram']['transferred'] >> 20} MiB)", flush=True)
                 for i, what in ((0, "downtime"), (1, "total time")):
                     hv = statistics.median(x[i] for x in h)
+                    pv = statistics.median(x[i] for x in p)
                     qv = statistics.median(x[i] for x in q)
                     benchjson.row("vm_migrate", f"live migration {what}, {mem} MiB, {load} ({accel})",
                                   hull=round(hv, 1), peer=round(qv, 1),
                                   peer_name="QEMU by hand (QMP, unix socket)", unit="ms",
                                   note=f"median of {a.rounds}; hull carries the stream over "
-                                  "authenticated TCP between two hull processes")
+                                  "TLS 1.3 between two hull processes")
+                    benchjson.row("vm_migrate",
+                                  f"TLS vs plain channel, {what}, {mem} MiB, {load} ({accel})",
+                                  hull=round(hv, 1), peer=round(pv, 1),
+                                  peer_name="hull --insecure-plain (same run)", unit="ms",
+                                  note=f"median of {a.rounds}; the cost of encrypting the stream")
     finally:
         # Whatever VM a failed case left (its QEMU and cgroup), then the roots.
         for r in roots:

@@ -639,15 +639,24 @@ HULL_PUBLIC int hull_vm_restore(const struct hull_runtime *rt, const char *file,
                                 hull_error *err);
 /* Live migration (docs/vm.md, "Migration"): the VM's state travels over
  * one TCP connection to `hull vm receive` (hull_vm_receive) on the target,
- * authenticated with a shared token (a file, 0600, at least 16 bytes);
- * the guest runs while its memory is copied (cold: stopped first). On any
+ * in TLS 1.3 with mutual certificates (tls_cert, tls_key, each checking
+ * the other's against tls_ca); or, only with insecure_plain, unencrypted
+ * and authenticated with a shared token (a file, 0600, at least 16 bytes).
+ * The guest runs while its memory is copied (cold: stopped first). On any
  * failure before the receiver runs the guest, the VM runs here again. */
 struct hull_vm_migrate_opts {
     const char *to;         /* HOST:PORT of the receiver */
-    const char *token_file; /* the shared token */
+    const char *token_file; /* the shared token (insecure_plain only) */
     bool cold;              /* stop, copy, start on the target */
     uint64_t bandwidth;     /* bytes/s cap on the stream; 0 = none */
     unsigned timeout_s;     /* the longest wait for the peer; 0 = 60 */
+    /* PEM files: our certificate (chain) and key (0600), the CA the
+     * receiver's certificate must chain to. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    /* The name (DNS or IP) the receiver's certificate must carry; NULL:
+     * the host of `to`. */
+    const char *tls_name;
+    bool insecure_plain; /* no TLS: the token channel, in clear */
 };
 struct hull_vm_migrate_result {
     char mode[8];    /* "live" or "cold" */
@@ -657,9 +666,10 @@ struct hull_vm_migrate_result {
      * qemu_downtime_ms) to the receiver's word that it runs again (cold:
      * from the stop). */
     int64_t total_ms, downtime_ms, qemu_downtime_ms;
-    int64_t copy_ms; /* from QEMU's migrate command to the guest running there */
-    uint64_t bytes;  /* the stream's bytes */
-    uint64_t rounds; /* QEMU's dirty-sync count */
+    int64_t copy_ms;   /* from QEMU's migrate command to the guest running there */
+    uint64_t bytes;    /* the stream's bytes */
+    uint64_t rounds;   /* QEMU's dirty-sync count */
+    char transport[8]; /* "tls" or "plain" */
 };
 HULL_PUBLIC int hull_vm_migrate(const struct hull_runtime *rt, const char *id,
                                 const struct hull_vm_migrate_opts *o,
@@ -667,12 +677,15 @@ HULL_PUBLIC int hull_vm_migrate(const struct hull_runtime *rt, const char *id,
 HULL_PUBLIC char *hull_vm_migrate_result_json(const struct hull_vm_migrate_result *r);
 struct hull_vm_receive_opts {
     const char *listen;     /* HOST:PORT (port 0: any) */
-    const char *token_file; /* the shared token */
+    const char *token_file; /* the shared token (insecure_plain only) */
     const char *id;         /* the VM's id here; NULL = the source's */
     unsigned timeout_s;     /* the longest wait for the source; 0 = 300 */
     /* Called once listening, with the address bound (may be NULL). */
     void (*ready)(const char *addr, void *arg);
     void *ready_arg;
+    /* As for hull_vm_migrate: the source's certificate must chain to tls_ca. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    bool insecure_plain; /* no TLS: the token channel, in clear */
 };
 /* Take one migration and return; *result_json (caller frees) describes
  * the VM now running here. Nothing is left here on failure. */

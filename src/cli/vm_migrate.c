@@ -1,9 +1,12 @@
 /* `hull vm migrate` and `hull vm receive`: moving a running microVM to
  * another hull (hull_vm_migrate, hull_vm_receive; docs/vm.md "Migration").
  *
- *   hull vm receive --listen HOST:PORT --token-file F [--id NEWID] [--timeout S]
- *   hull vm migrate --to HOST:PORT --token-file F [--mode live|cold]
+ *   hull vm receive --listen HOST:PORT AUTH [--id NEWID] [--timeout S]
+ *   hull vm migrate --to HOST:PORT AUTH [--tls-name NAME] [--mode live|cold]
  *                   [--bandwidth RATE] [--timeout S] ID
+ *
+ * AUTH: --tls-cert F --tls-key F --tls-ca F (mutual TLS), or
+ * --insecure-plain --token-file F (the token channel, not encrypted).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,9 +17,11 @@
 
 static void usage(void)
 {
-    printf("usage: hull vm receive --listen HOST:PORT --token-file F [--id NEWID] [--timeout S]\n"
-           "       hull vm migrate --to HOST:PORT --token-file F [--mode live|cold]\n"
-           "                       [--bandwidth RATE] [--timeout S] ID\n\n"
+    printf("usage: hull vm receive --listen HOST:PORT AUTH [--id NEWID] [--timeout S]\n"
+           "       hull vm migrate --to HOST:PORT AUTH [--tls-name NAME] [--mode live|cold]\n"
+           "                       [--bandwidth RATE] [--timeout S] ID\n"
+           "AUTH:  --tls-cert F --tls-key F --tls-ca F\n"
+           "       --insecure-plain --token-file F\n\n"
            "receive waits for one migration (HOST:PORT, port 0 for any; \"listening on\n"
            "ADDR\" on stderr once ready), runs the VM here as NEWID (default: the\n"
            "source's id) and prints what it received as JSON.\n"
@@ -24,7 +29,15 @@ static void usage(void)
            "is copied) or cold (stopped, copied, started there), prints the times as\n"
            "JSON (total_ms, downtime_ms, qemu_downtime_ms, bytes, rounds). Any failure\n"
            "before the receiver runs the guest leaves it running here.\n"
-           "  --token-file F  the shared secret (mode 0600, at least 16 bytes)\n"
+           "The channel is TLS 1.3, each side checking the other's certificate:\n"
+           "  --tls-cert F    our certificate (PEM, chain)\n"
+           "  --tls-key F     its private key (PEM, mode 0600)\n"
+           "  --tls-ca F      the CA the peer's certificate must chain to\n"
+           "  --tls-name N    (migrate) the name or address the receiver's certificate\n"
+           "                  must carry (default: the HOST of --to)\n"
+           "  --insecure-plain  no TLS: guest memory crosses the network in clear,\n"
+           "                  both sides prove a shared token\n"
+           "  --token-file F  that token (mode 0600, at least 16 bytes)\n"
            "  --bandwidth R   cap the stream, bytes/s with K, M or G (e.g. 50M)\n"
            "  --timeout S     the longest wait for the peer (migrate 60, receive 300)\n");
 }
@@ -62,7 +75,21 @@ static int parse_secs(const char *s, unsigned *out)
     return 0;
 }
 
-enum { O_TO = 1, O_TOKEN, O_MODE, O_BW, O_TIMEOUT, O_LISTEN, O_ID, O_HELP };
+enum {
+    O_TO = 1,
+    O_TOKEN,
+    O_MODE,
+    O_BW,
+    O_TIMEOUT,
+    O_LISTEN,
+    O_ID,
+    O_HELP,
+    O_CERT,
+    O_KEY,
+    O_CA,
+    O_NAME,
+    O_PLAIN
+};
 
 static const struct option opts[] = {
     {"to", required_argument, NULL, O_TO},
@@ -73,6 +100,11 @@ static const struct option opts[] = {
     {"listen", required_argument, NULL, O_LISTEN},
     {"id", required_argument, NULL, O_ID},
     {"help", no_argument, NULL, O_HELP},
+    {"tls-cert", required_argument, NULL, O_CERT},
+    {"tls-key", required_argument, NULL, O_KEY},
+    {"tls-ca", required_argument, NULL, O_CA},
+    {"tls-name", required_argument, NULL, O_NAME},
+    {"insecure-plain", no_argument, NULL, O_PLAIN},
     {0},
 };
 
@@ -93,8 +125,10 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        bool mine = c == O_TOKEN || c == O_TIMEOUT || c == O_HELP ||
-                    (recv ? c == O_LISTEN || c == O_ID : c == O_TO || c == O_MODE || c == O_BW);
+        bool mine = c == O_TOKEN || c == O_TIMEOUT || c == O_HELP || c == O_CERT || c == O_KEY ||
+                    c == O_CA || c == O_PLAIN ||
+                    (recv ? c == O_LISTEN || c == O_ID
+                          : c == O_TO || c == O_MODE || c == O_BW || c == O_NAME);
         if (c == '?' || !mine)
             return cli_usage_error(cli, "bad option");
         switch (c) {
@@ -127,12 +161,27 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         case O_ID:
             r.id = optarg;
             break;
+        case O_CERT:
+            m.tls_cert = r.tls_cert = optarg;
+            break;
+        case O_KEY:
+            m.tls_key = r.tls_key = optarg;
+            break;
+        case O_CA:
+            m.tls_ca = r.tls_ca = optarg;
+            break;
+        case O_NAME:
+            m.tls_name = optarg;
+            break;
+        case O_PLAIN:
+            m.insecure_plain = r.insecure_plain = true;
+            break;
         }
     }
     hull_error err = NULL;
     if (recv) {
-        if (!r.listen || !r.token_file)
-            return cli_usage_error(cli, "--listen and --token-file are required");
+        if (!r.listen)
+            return cli_usage_error(cli, "--listen is required");
         if (cli_need_args(cli, argc, argv, 0, ""))
             return 1;
         char *out = NULL;
@@ -142,8 +191,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         free(out);
         return 0;
     }
-    if (!m.to || !m.token_file)
-        return cli_usage_error(cli, "--to and --token-file are required");
+    if (!m.to)
+        return cli_usage_error(cli, "--to is required");
     if (cli_need_args(cli, argc, argv, 1, "ID"))
         return 1;
     m.cold = strcmp(mode, "cold") == 0;

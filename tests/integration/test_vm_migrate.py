@@ -6,9 +6,12 @@ namespace of its own (netlib's Netns: a veth to the root namespace,
 198.18.0.0/15 addresses, nothing leaves the machine), entered with nsenter
 so it keeps the host's mounts (cgroups). A process in the guest counts
 across the move; its file, the guest's files and the process itself are
-checked on the other side; the source is gone afterwards. Failures (a
-wrong token, nothing listening, a receiver SIGKILLed half-way) leave the VM
-running where it was and nothing on the receiver.
+checked on the other side; the source is gone afterwards. The channel is
+TLS with mutual certificates of a test CA made here (openssl); the plain
+token channel only with --insecure-plain. Failures (a certificate of
+another CA, a wrong CA, a wrong name, a wrong token, nothing listening, a
+receiver SIGKILLed half-way, a bit flipped on the way) leave the VM running
+where it was and nothing on the receiver.
 
 Host-wide (checks for stray QEMU): run under `flock /work/wt/vm.lock`.
 """
@@ -45,14 +48,47 @@ WRITER = (
     "        b[o] = (b[o] + 1) & 255\n")
 
 
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d, name):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.crt"), "-subj",
+            f"/CN={name}", "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    return str(d / f"{name}.crt")
+
+
+def make_cert(d, name, ca, sans):
+    """A node's certificate (server and client) signed by CA; key 0600."""
+    key, csr, ext = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext"
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    key.chmod(0o600)
+    ext.write_text(f"subjectAltName={','.join(sans)}\n"
+                   "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", ca, "-CAkey", ca[:-4] + ".key",
+            "-CAcreateserial", "-out", str(d / f"{name}.crt"), "-days", "2", "-extfile", str(ext))
+    return {"cert": str(d / f"{name}.crt"), "key": str(key)}
+
+
+def tls(node, ca):
+    return ["--tls-cert", node["cert"], "--tls-key", node["key"], "--tls-ca", ca]
+
+
+def plain(token):
+    return ["--insecure-plain", "--token-file", token]
+
+
 class Receiver:
     """`hull vm receive` in a namespace (or the root one), stopped by pid."""
 
-    def __init__(self, h, token, listen, vid, ns=None, timeout=120):
+    def __init__(self, h, auth, listen, vid, ns=None, timeout=120):
         pre = ["nsenter", f"--net=/run/netns/{ns.name}"] if ns else []
         self.p = subprocess.Popen(
-            pre + [HULL, "--root", h.root, "vm", "receive", "--listen", listen, "--token-file",
-                   token, "--id", vid, "--timeout", str(timeout)],
+            pre + [HULL, "--root", h.root, "vm", "receive", "--listen", listen, *auth,
+                   "--id", vid, "--timeout", str(timeout)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env)
         self.addr = self._ready()
 
@@ -95,8 +131,15 @@ def env(tmp_path_factory):
     src, dst = Hull(new_root()), Hull(new_root())
     ns = Netns("migrate", ipv6=False)
     try:
+        # Two nodes of the fleet's CA, each named by the addresses it
+        # receives on; a "rogue" with the same names from another CA.
+        fleet, other_ca = make_ca(d, "fleet"), make_ca(d, "other-ca")
+        sans = ["IP:127.0.0.1", f"IP:{ns.addr4}", "DNS:node2"]
+        n1, n2 = make_cert(d, "node1", fleet, sans), make_cert(d, "node2", fleet, sans)
+        rogue = make_cert(d, "rogue", other_ca, sans)
         yield {"src": src, "dst": dst, "ns": ns, "token": str(token), "other": str(other),
-               "dir": d}
+               "dir": d, "fleet": fleet, "other_ca": other_ca, "n1": n1, "n2": n2,
+               "rogue": rogue, "t1": tls(n1, fleet), "t2": tls(n2, fleet)}
     finally:
         for h in (src, dst):
             vmdir = os.path.join(h.root, "vm")
@@ -136,8 +179,8 @@ def wait_counting(h, vid, more_than):
     pytest.fail(f"the counter in {vid} does not advance past {more_than}")
 
 
-def migrate(h, vid, to, token, *extra):
-    return h.run("vm", "migrate", "--to", to, "--token-file", token, *extra, vid, timeout=600)
+def migrate(h, vid, to, auth, *extra):
+    return h.run("vm", "migrate", "--to", to, *auth, *extra, vid, timeout=600)
 
 
 def check_moved(src, dst, vid, nid, before, res):
@@ -169,9 +212,9 @@ def test_live_migration_to_another_node(env):
     src, dst, ns = env["src"], env["dst"], env["ns"]
     start_vm(src, "mv1")
     before = wait_counting(src, "mv1", 10)
-    rcv = Receiver(dst, env["token"], f"{ns.addr4}:0", "mv1-there", ns=ns)
+    rcv = Receiver(dst, env["t2"], f"{ns.addr4}:0", "mv1-there", ns=ns)
     assert rcv.addr.startswith(ns.addr4 + ":")
-    p = migrate(src, "mv1", rcv.addr, env["token"])
+    p = migrate(src, "mv1", rcv.addr, env["t1"])
     rc, out, err = rcv.finish()
     assert p.returncode == 0, p.stderr.decode()
     assert rc == 0, err
@@ -180,6 +223,7 @@ def test_live_migration_to_another_node(env):
     assert 0 <= res["qemu_downtime_ms"] <= res["downtime_ms"] <= res["copy_ms"] <= res["total_ms"]
     assert res["rounds"] >= 1 and res["bytes"] == got["bytes"] > 0
     assert got["id"] == "mv1-there" and got["from"].startswith(ns.host_addr4 + ":")
+    assert res["transport"] == got["transport"] == "tls"
     check_moved(src, dst, "mv1", "mv1-there", before, res)
     assert dst.state("mv1-there")["restored_from"].startswith("migration from ")
     env["mv1_moved"] = True
@@ -191,13 +235,14 @@ def test_cold_migration_back(env):
     if "mv1_moved" not in env:
         pytest.skip("needs the VM moved by test_live_migration_to_another_node")
     before = counts(dst, "mv1-there")
-    rcv = Receiver(src, env["token"], "127.0.0.1:0", "mv1-back")
-    p = migrate(dst, "mv1-there", rcv.addr, env["token"], "--mode", "cold")
+    rcv = Receiver(src, env["t1"], "127.0.0.1:0", "mv1-back")
+    # The certificate checked against a name it carries, not the address.
+    p = migrate(dst, "mv1-there", rcv.addr, env["t2"], "--mode", "cold", "--tls-name", "node2")
     rc, out, err = rcv.finish()
     assert p.returncode == 0, p.stderr.decode()
     assert rc == 0, err
     res = json.loads(p.stdout)
-    assert res["mode"] == "cold" and res["rounds"] >= 1
+    assert res["mode"] == "cold" and res["rounds"] >= 1 and res["transport"] == "tls"
     # Cold: the guest is stopped for the whole copy.
     assert res["qemu_downtime_ms"] <= res["downtime_ms"] <= res["total_ms"]
     check_moved(dst, src, "mv1-there", "mv1-back", before, res)
@@ -221,9 +266,10 @@ def nothing_received(dst, vid):
 def test_refusals_leave_the_vm_running(env):
     src, dst, ns = env["src"], env["dst"], env["ns"]
     start_vm(src, "mv2")
-    # A wrong token: the receiver hangs up, nothing is made there.
-    rcv = Receiver(dst, env["token"], f"{ns.addr4}:0", "mv2-there", ns=ns)
-    p = migrate(src, "mv2", rcv.addr, env["other"])
+    # The plain channel, asked for; a wrong token: the receiver hangs up,
+    # nothing is made there.
+    rcv = Receiver(dst, plain(env["token"]), f"{ns.addr4}:0", "mv2-there", ns=ns)
+    p = migrate(src, "mv2", rcv.addr, plain(env["other"]))
     rc, _, err = rcv.finish()
     assert p.returncode == 1 and b"token" in p.stderr, p.stderr
     assert p.stderr.startswith(b"hull: migrate mv2 to ")
@@ -231,25 +277,24 @@ def test_refusals_leave_the_vm_running(env):
     nothing_received(dst, "mv2-there")
     still_running_here(src, "mv2")
     # Nobody listening (the receiver is gone).
-    p = migrate(src, "mv2", rcv.addr, env["token"])
+    p = migrate(src, "mv2", rcv.addr, env["t1"])
     assert p.returncode == 1 and b"connect to" in p.stderr, p.stderr
     still_running_here(src, "mv2")
     # Bad input: said, nothing touched.
     loose = env["dir"] / "loose-token"
     loose.write_text("a token anyone on the host can read\n")
     loose.chmod(0o644)
-    p = migrate(src, "mv2", "127.0.0.1:9", str(loose))
+    p = migrate(src, "mv2", "127.0.0.1:9", plain(str(loose)))
     assert p.returncode == 1 and b"readable by others" in p.stderr, p.stderr
-    p = src.run("vm", "migrate", "--token-file", env["token"], "mv2")
+    p = src.run("vm", "migrate", *env["t1"], "mv2")
     assert p.returncode == 1 and b"--to" in p.stderr
-    p = src.run("vm", "migrate", "--to", "127.0.0.1:9", "--token-file", env["token"], "--mode",
-                "warm", "mv2")
+    p = src.run("vm", "migrate", "--to", "127.0.0.1:9", *env["t1"], "--mode", "warm", "mv2")
     assert p.returncode == 1 and b"live or cold" in p.stderr
-    p = migrate(src, "no-such-vm", "127.0.0.1:9", env["token"])
+    p = migrate(src, "no-such-vm", "127.0.0.1:9", env["t1"])
     assert p.returncode == 1 and b"no-such-vm" in p.stderr
     # An id that exists on the receiver: refused there, the source goes on.
-    rcv = Receiver(src, env["token"], "127.0.0.1:0", "mv2")
-    p = migrate(src, "mv2", rcv.addr, env["token"])
+    rcv = Receiver(src, env["t2"], "127.0.0.1:0", "mv2")
+    p = migrate(src, "mv2", rcv.addr, env["t1"])
     rc, _, err = rcv.finish()
     assert p.returncode == 1 and b"already exists" in p.stderr, p.stderr
     assert rc == 1
@@ -264,11 +309,11 @@ def test_receiver_killed_half_way(env):
     src, dst, ns = env["src"], env["dst"], env["ns"]
     start_vm(src, "mv3")
     src.ok("vm", "exec", "--detach", "mv3", "--", "python3", "-c", WRITER)
-    rcv = Receiver(dst, env["token"], f"{ns.addr4}:0", "mv3-there", ns=ns)
+    rcv = Receiver(dst, env["t2"], f"{ns.addr4}:0", "mv3-there", ns=ns)
     # 1 MiB/s: the first pass alone over 16 MiB being dirtied takes far
     # longer than the wait below.
     mig = subprocess.Popen([HULL, "--root", src.root, "vm", "migrate", "--to", rcv.addr,
-                            "--token-file", env["token"], "--bandwidth", "1M", "mv3"],
+                            *env["t1"], "--bandwidth", "1M", "mv3"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=src.env)
     try:
         end = time.monotonic() + 120
@@ -290,8 +335,8 @@ def test_receiver_killed_half_way(env):
     # And it can still move afterwards (without the writer, which the
     # benchmark measures).
     src.sh("mv3", "touch /tmp/stop-writer")
-    rcv = Receiver(dst, env["token"], f"{ns.addr4}:0", "mv3-there", ns=ns)
-    p = migrate(src, "mv3", rcv.addr, env["token"])
+    rcv = Receiver(dst, env["t2"], f"{ns.addr4}:0", "mv3-there", ns=ns)
+    p = migrate(src, "mv3", rcv.addr, env["t1"])
     rc, _, err2 = rcv.finish()
     assert p.returncode == 0 and rc == 0, (p.stderr, err2)
     wait_counting(dst, "mv3-there", counts(dst, "mv3-there")[-1][0] + 3)
@@ -382,10 +427,10 @@ def test_stream_changed_in_transit_is_refused(env):
     run the guest (the digest of the end message), the source runs on."""
     src, dst = env["src"], env["dst"]
     start_vm(src, "mv4")
-    rcv = Receiver(dst, env["token"], "127.0.0.1:0", "mv4-there")
+    rcv = Receiver(dst, plain(env["token"]), "127.0.0.1:0", "mv4-there")
     proxy = FlipProxy(rcv.addr)
     try:
-        p = migrate(src, "mv4", proxy.addr, env["token"])
+        p = migrate(src, "mv4", proxy.addr, plain(env["token"]))
         rc, _, err = rcv.finish()
     finally:
         proxy.close()
@@ -398,3 +443,83 @@ def test_stream_changed_in_transit_is_refused(env):
     still_running_here(src, "mv4")
     src.ok("vm", "delete", "--force", "mv4")
     assert_gone(src, "mv4")
+
+
+class TlsFlipProxy(FlipProxy):
+    """The same relay for the TLS channel: one bit of what the source sends
+    flipped at 2 MiB, inside an encrypted record of QEMU's stream."""
+
+    def _forward(self, src, dst):
+        seen = 0
+        while True:
+            d = bytearray(src.recv(65536))
+            if not d:
+                break
+            at = (2 << 20) - seen
+            if 0 <= at < len(d):
+                d[at] ^= 0x01
+                self.flipped = True
+            seen += len(d)
+            dst.sendall(bytes(d))
+
+
+def refused(src, dst, vid, rcv_auth, src_auth, *extra):
+    """One migration that must fail on both sides; nothing made there."""
+    rcv = Receiver(dst, rcv_auth, "127.0.0.1:0", vid + "-there")
+    p = migrate(src, vid, rcv.addr, src_auth, *extra)
+    rc, _, err = rcv.finish()
+    print("source said:", p.stderr.decode().strip(), "| receiver said:", err.strip())
+    assert p.returncode == 1 and p.stderr.startswith(f"hull: migrate {vid} to ".encode())
+    assert rc == 1, err
+    nothing_received(dst, vid + "-there")
+    return p.stderr.decode(), err
+
+
+def test_tls_refusals_leave_the_vm_running(env):
+    src, dst = env["src"], env["dst"]
+    t1, t2 = env["t1"], env["t2"]
+    # Plain only when asked for, on either side.
+    p = src.run("vm", "migrate", "--to", "127.0.0.1:9", "--token-file", env["token"], "mv5")
+    assert p.returncode == 1 and b"the channel is TLS" in p.stderr, p.stderr
+    p = dst.run("vm", "receive", "--listen", "127.0.0.1:0", "--token-file", env["token"])
+    assert p.returncode == 1 and b"the channel is TLS" in p.stderr, p.stderr
+    p = src.run("vm", "migrate", "--to", "127.0.0.1:9", *t1, *plain(env["token"]), "mv5")
+    assert p.returncode == 1 and b"give one of them" in p.stderr, p.stderr
+    start_vm(src, "mv5")
+    # A source whose certificate another CA signed: the receiver refuses it.
+    out, err = refused(src, dst, "mv5", t2, tls(env["rogue"], env["fleet"]))
+    assert "refused us" in out, out
+    assert "the peer's certificate" in err, err
+    # A source that does not trust the receiver's CA.
+    out, err = refused(src, dst, "mv5", t2, tls(env["n1"], env["other_ca"]))
+    # (OpenSSL sends the receiver's CA along: "self-signed certificate in
+    # certificate chain", or without it "unable to get local issuer ...")
+    assert "TLS handshake with the receiver: the peer's certificate: " in out, out
+    assert "refused us" in err, err
+    # A receiver whose certificate does not carry the name asked for.
+    out, err = refused(src, dst, "mv5", t2, t1, "--tls-name", "node9")
+    assert "the peer's certificate: hostname mismatch" in out, out
+    still_running_here(src, "mv5")
+    # TLS to a plain receiver, and plain to a TLS one (the source waits for
+    # a greeting the receiver never sends: a short --timeout).
+    out, err = refused(src, dst, "mv5", plain(env["token"]), t1)
+    assert "TLS" in out, out
+    out, err = refused(src, dst, "mv5", t2, plain(env["token"]), "--timeout", "5")
+    assert "no answer" in out and "TLS handshake" in err, (out, err)
+    still_running_here(src, "mv5")
+    # A bit of the encrypted stream flipped on the way: TLS refuses the record.
+    rcv = Receiver(dst, t2, "127.0.0.1:0", "mv5-there")
+    proxy = TlsFlipProxy(rcv.addr)
+    try:
+        p = migrate(src, "mv5", proxy.addr, t1)
+        rc, _, err = rcv.finish()
+    finally:
+        proxy.close()
+    assert proxy.flipped
+    print("receiver said:", err.strip())
+    assert p.returncode == 1 and rc == 1, (p.stderr, err)
+    assert "TLS" in err, err
+    nothing_received(dst, "mv5-there")
+    still_running_here(src, "mv5")
+    src.ok("vm", "delete", "--force", "mv5")
+    assert_gone(src, "mv5")

@@ -18,7 +18,7 @@
  * after the payload; data frames ('D', QEMU's stream) carry none, and the
  * end frame ('E') gives their count and sha256, so the receiver resumes
  * its guest only after checking every byte it loaded. The stream is not
- * encrypted: guest memory crosses the network in clear (docs/vm.md).
+ * encrypted by itself: see TLS below (docs/vm.md).
  *
  *   S -> R  'M' manifest (the VM's size, artifacts and their digests)
  *   R -> S  'A' accepted: artifacts checked, a paused QEMU waits for the stream
@@ -27,12 +27,18 @@
  *   S -> R  'C' commit: the source will not resume
  *   R -> S  'R' running: the guest runs on the receiver
  *   either  'X' {"error"}: the sender gave up; the source resumes its VM
+ *
+ * By default all of it runs inside TLS 1.3 with mutual certificates
+ * (migrate_tls.c): the token is then not used, the handshake above is
+ * keyed with a secret exported from the TLS session instead. The plain
+ * channel (the token, no encryption) only with --insecure-plain.
  */
 #ifndef HULL_VM_MIGRATE_H
 #define HULL_VM_MIGRATE_H
 
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +51,7 @@
 
 struct mig_chan {
     int fd;
+    SSL *ssl;    /* NULL on the plain channel */
     bool server; /* the receiving side */
     unsigned char key[32];
     uint64_t seq_out, seq_in;
@@ -61,6 +68,43 @@ int mig_listen(const char *hostport, int *out, char *bound, size_t len, hull_err
 int mig_accept(int lfd, int timeout_ms, int *out, char *peer, size_t len, hull_error *err);
 /* The handshake above on a connected socket; c->fd and c->timeout_ms set. */
 int mig_auth(struct mig_chan *c, const unsigned char *token, size_t tlen, hull_error *err);
+
+/* How the channel is secured: TLS (cert, key, ca; name: what the
+ * receiver's certificate must name, default the host connected to) or,
+ * with insecure_plain, the token. */
+struct mig_sec_opts {
+    const char *cert, *key, *ca, *name;
+    const char *token_file;
+    bool insecure_plain;
+};
+struct mig_sec {
+    SSL_CTX *ctx; /* NULL: the plain channel with the token */
+    unsigned char token[256];
+    size_t tlen;
+};
+/* Check o (exactly one of TLS or plain, complete) and load its files. */
+int mig_sec_open(const struct mig_sec_opts *o, bool server, struct mig_sec *s, hull_error *err);
+void mig_sec_close(struct mig_sec *s);
+/* TLS (if s->ctx; the source checks the receiver is name) and then the
+ * handshake above, on the connected c->fd. */
+int mig_secure(struct mig_chan *c, struct mig_sec *s, const char *name, hull_error *err);
+/* migrate_tls.c, below migrate_wire.c: o's TLS files into a context
+ * (server: the receiver's), and TLS on the connected c->fd (the source
+ * checks the receiver's certificate names name), key: 32 bytes exported
+ * from the session for the handshake above. */
+int mig_tls_ctx(const struct mig_sec_opts *o, bool server, SSL_CTX **ctx, hull_error *err);
+int mig_tls_start(struct mig_chan *c, SSL_CTX *ctx, const char *name, unsigned char key[32],
+                  hull_error *err);
+/* SSL_read/SSL_write of exactly n bytes (migrate_wire.c's io on TLS). */
+int mig_tls_io(struct mig_chan *c, void *buf, size_t n, bool out, hull_error *err);
+/* Bytes of the peer's already read by TLS (poll on the fd misses them). */
+bool mig_pending(const struct mig_chan *c);
+/* TLS and the socket closed. */
+void mig_chan_close(struct mig_chan *c);
+/* Wait for fd to be ready for ev within ms (an error naming what). */
+int mig_wait_fd(int fd, short ev, int ms, hull_error *err, const char *what);
+/* The host part of "host:port" / "[v6]:port". */
+int mig_host_of(const char *hostport, char *host, size_t len, hull_error *err);
 
 /* A control frame of type with o's JSON (consumed). */
 int mig_send(struct mig_chan *c, char type, json_object *o, hull_error *err);

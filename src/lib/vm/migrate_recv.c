@@ -256,8 +256,8 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
     return mig_send(&s->c, 'R', r, err);
 }
 
-static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o,
-                 const unsigned char *tok, size_t tlen, hull_error *err)
+static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o, struct mig_sec *sec,
+                 hull_error *err)
 {
     cleanup_close int lfd = -1;
     char bound[160];
@@ -273,7 +273,7 @@ static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o,
     s->c.server = true;
     s->c.timeout_ms = 60000;
     cleanup_json json_object *m = NULL;
-    if (mig_auth(&s->c, tok, tlen, err) < 0 || mig_expect(&s->c, 'M', &m, err) < 0)
+    if (mig_secure(&s->c, sec, NULL, err) < 0 || mig_expect(&s->c, 'M', &m, err) < 0)
         return -1;
     int wr = -1;
     if (make_vm(s, m, o->id, &wr, err) < 0)
@@ -291,10 +291,14 @@ static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o,
 int hull_vm_receive(const struct hull_runtime *rt, const struct hull_vm_receive_opts *o,
                     char **result_json, hull_error *err)
 {
-    unsigned char tok[256];
-    size_t tlen;
+    struct mig_sec_opts so = {.cert = o->tls_cert,
+                              .key = o->tls_key,
+                              .ca = o->tls_ca,
+                              .token_file = o->token_file,
+                              .insecure_plain = o->insecure_plain};
+    __attribute__((cleanup(mig_sec_close))) struct mig_sec sec = {0};
     *result_json = NULL;
-    if (mig_token_read(o->token_file, tok, sizeof(tok), &tlen, err) < 0)
+    if (mig_sec_open(&so, true, &sec, err) < 0)
         return hull_error_prefix(err, "receive");
     if (o->id && vm_id_validate(o->id, err) < 0)
         return hull_error_prefix(err, "receive");
@@ -302,12 +306,10 @@ int hull_vm_receive(const struct hull_runtime *rt, const struct hull_vm_receive_
     /* QEMU may exit mid-stream: a write must fail, not kill us. */
     struct sigaction ign = {.sa_handler = SIG_IGN}, old;
     sigaction(SIGPIPE, &ign, &old);
-    int rc = serve(&s, o, tok, tlen, err);
-    OPENSSL_cleanse(tok, sizeof(tok));
+    int rc = serve(&s, o, &sec, err);
     if (rc < 0 && s.c.fd >= 0)
         mig_send_error(&s.c, *err);
-    if (s.c.fd >= 0)
-        close(s.c.fd);
+    mig_chan_close(&s.c);
     /* On failure the guard removes what was made (QEMU, cgroup, directory). */
     guard_end(&s, rc == 0);
     sigaction(SIGPIPE, &old, NULL);
@@ -319,6 +321,7 @@ int hull_vm_receive(const struct hull_runtime *rt, const struct hull_vm_receive_
     json_object_object_add(r, "bytes", json_object_new_int64((int64_t)s.bytes));
     json_object_object_add(r, "load_ms", json_object_new_int64(s.load_ms));
     json_object_object_add(r, "pid", json_object_new_int(s.vm.pid));
+    json_object_object_add(r, "transport", json_object_new_string(sec.ctx ? "tls" : "plain"));
     *result_json = strdup(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
     return 0;
 }

@@ -54,7 +54,7 @@ static int pump_out(struct send_state *s, int rd, hull_error *err)
         if (n == 0)
             return hull_error_set(err, ETIMEDOUT, "the stream made no progress in %d s",
                                   s->c.timeout_ms / 1000);
-        if (p[1].revents) {
+        if (p[1].revents || mig_pending(&s->c)) {
             char type;
             uint32_t dl;
             json_object *o = NULL;
@@ -117,12 +117,15 @@ static int copy_state(struct send_state *s, hull_error *err)
     return 0;
 }
 
-/* Connect, prove the token, agree on the VM, copy, hand over. */
-static int handover(struct send_state *s, const unsigned char *tok, size_t tlen, hull_error *err)
+/* Connect, secure the channel (TLS, or the token when plain), agree on
+ * the VM, copy, hand over. */
+static int handover(struct send_state *s, struct mig_sec *sec, hull_error *err)
 {
     int64_t t0 = hull_monotonic_ms();
-    if (mig_connect(s->o->to, s->c.timeout_ms, &s->c.fd, err) < 0 ||
-        mig_auth(&s->c, tok, tlen, err) < 0)
+    char host[256];
+    if (mig_host_of(s->o->to, host, sizeof(host), err) < 0 ||
+        mig_connect(s->o->to, s->c.timeout_ms, &s->c.fd, err) < 0 ||
+        mig_secure(&s->c, sec, s->o->tls_name ? s->o->tls_name : host, err) < 0)
         return -1;
     json_object *m = vm_manifest_json(s->vm);
     json_object_object_add(m, "vm", json_object_new_string(s->vm->id));
@@ -194,12 +197,17 @@ int hull_vm_migrate(const struct hull_runtime *rt, const char *id,
 {
     memset(r, 0, sizeof(*r));
     snprintf(r->mode, sizeof(r->mode), "%s", o->cold ? "cold" : "live");
-    unsigned char tok[256];
-    size_t tlen;
+    struct mig_sec_opts so = {.cert = o->tls_cert,
+                              .key = o->tls_key,
+                              .ca = o->tls_ca,
+                              .name = o->tls_name,
+                              .token_file = o->token_file,
+                              .insecure_plain = o->insecure_plain};
+    __attribute__((cleanup(mig_sec_close))) struct mig_sec sec = {0};
     struct vm vm;
-    if (mig_token_read(o->token_file, tok, sizeof(tok), &tlen, err) < 0 ||
-        vm_load(rt, id, &vm, err) < 0)
+    if (mig_sec_open(&so, false, &sec, err) < 0 || vm_load(rt, id, &vm, err) < 0)
         return hull_error_prefix(err, "migrate");
+    snprintf(r->transport, sizeof(r->transport), "%s", sec.ctx ? "tls" : "plain");
     cleanup_close int lk = vm_lock(&vm, "lock", true, err);
     if (lk < 0)
         return hull_error_prefix(err, "migrate");
@@ -216,12 +224,10 @@ int hull_vm_migrate(const struct hull_runtime *rt, const char *id,
     /* A receiver that hangs up must fail a write, not kill us. */
     struct sigaction ign = {.sa_handler = SIG_IGN}, old;
     sigaction(SIGPIPE, &ign, &old);
-    int rc = handover(&s, tok, tlen, err);
-    OPENSSL_cleanse(tok, sizeof(tok));
+    int rc = handover(&s, &sec, err);
     if (rc < 0)
         fall_back(&s, err);
-    if (s.c.fd >= 0)
-        close(s.c.fd);
+    mig_chan_close(&s.c);
     sigaction(SIGPIPE, &old, NULL);
     if (rc < 0) {
         hull_error e = NULL;
@@ -250,5 +256,6 @@ char *hull_vm_migrate_result_json(const struct hull_vm_migrate_result *r)
     json_object_object_add(o, "copy_ms", json_object_new_int64(r->copy_ms));
     json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));
     json_object_object_add(o, "rounds", json_object_new_int64((int64_t)r->rounds));
+    json_object_object_add(o, "transport", json_object_new_string(r->transport));
     return strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 }

@@ -92,23 +92,10 @@ static int resolve(const char *hp, bool passive, struct addrinfo **out, hull_err
     return 0;
 }
 
-/* Wait for fd to be ready for ev within ms; 0 when it is. */
-static int wait_fd(int fd, short ev, int ms, hull_error *err, const char *what)
+int mig_host_of(const char *hostport, char *host, size_t len, hull_error *err)
 {
-    struct pollfd p = {.fd = fd, .events = ev};
-    int64_t end = hull_monotonic_ms() + ms;
-    for (;;) {
-        int left = (int)(end - hull_monotonic_ms());
-        int r = poll(&p, 1, left > 0 ? left : 0);
-        if (r > 0)
-            return 0;
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return hull_error_errno(err, "%s", what);
-        return hull_error_set(err, ETIMEDOUT, "%s: no answer from the peer in %d s", what,
-                              ms / 1000);
-    }
+    char port[16];
+    return split_hostport(hostport, host, len, port, sizeof(port), err);
 }
 
 int mig_connect(const char *hostport, int timeout_ms, int *out, hull_error *err)
@@ -129,7 +116,7 @@ int mig_connect(const char *hostport, int timeout_ms, int *out, hull_error *err)
         int soerr = 0;
         socklen_t sl = sizeof(soerr);
         hull_error we = NULL;
-        if (wait_fd(fd, POLLOUT, timeout_ms, &we, "connect") < 0) {
+        if (mig_wait_fd(fd, POLLOUT, timeout_ms, &we, "connect") < 0) {
             e = ETIMEDOUT;
             hull_error_free(&we);
             continue;
@@ -174,7 +161,7 @@ int mig_listen(const char *hostport, int *out, char *bound, size_t len, hull_err
 
 int mig_accept(int lfd, int timeout_ms, int *out, char *peer, size_t len, hull_error *err)
 {
-    if (wait_fd(lfd, POLLIN, timeout_ms, err, "wait for the source") < 0)
+    if (mig_wait_fd(lfd, POLLIN, timeout_ms, err, "wait for the source") < 0)
         return -1;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -194,10 +181,12 @@ int mig_accept(int lfd, int timeout_ms, int *out, char *peer, size_t len, hull_e
 
 static int io_all(struct mig_chan *c, void *buf, size_t n, bool out, hull_error *err)
 {
+    if (c->ssl)
+        return mig_tls_io(c, buf, n, out, err);
     char *p = buf;
     while (n) {
-        if (wait_fd(c->fd, out ? POLLOUT : POLLIN, c->timeout_ms, err,
-                    out ? "send to the peer" : "read from the peer") < 0)
+        if (mig_wait_fd(c->fd, out ? POLLOUT : POLLIN, c->timeout_ms, err,
+                        out ? "send to the peer" : "read from the peer") < 0)
             return -1;
         ssize_t r =
             out ? send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(c->fd, p, n, MSG_DONTWAIT);
@@ -238,7 +227,8 @@ int mig_auth(struct mig_chan *c, const unsigned char *token, size_t tlen, hull_e
             return hull_error_prefix(err, "handshake");
         hmac3(token, tlen, "hull-migrate client", nr, ns, want);
         if (memcmp(magic, MAGIC, 8) != 0 || CRYPTO_memcmp(mac, want, 32) != 0)
-            return hull_error_set(err, EACCES, "handshake: the source does not know the token");
+            return hull_error_set(err, EACCES, "handshake: the source does not know the %s",
+                                  c->ssl ? "TLS session's key" : "token");
         hmac3(token, tlen, "hull-migrate server", nr, ns, mac);
         if (io_all(c, mac, 32, true, err) < 0)
             return hull_error_prefix(err, "handshake");
@@ -261,7 +251,8 @@ int mig_auth(struct mig_chan *c, const unsigned char *token, size_t tlen, hull_e
         }
         hmac3(token, tlen, "hull-migrate server", nr, ns, want);
         if (CRYPTO_memcmp(mac, want, 32) != 0)
-            return hull_error_set(err, EACCES, "handshake: the receiver does not know the token");
+            return hull_error_set(err, EACCES, "handshake: the receiver does not know the %s",
+                                  c->ssl ? "TLS session's key" : "token");
     }
     hmac3(token, tlen, "hull-migrate session", nr, ns, c->key);
     return 0;
@@ -393,8 +384,51 @@ int mig_expect(struct mig_chan *c, char want, json_object **o, hull_error *err)
     return 0;
 }
 
+int mig_sec_open(const struct mig_sec_opts *o, bool server, struct mig_sec *s, hull_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    bool tls = o->cert || o->key || o->ca;
+    if (tls && o->insecure_plain)
+        return hull_error_set(err, EINVAL, "--insecure-plain and --tls-*: give one of them");
+    if (tls && o->token_file)
+        return hull_error_set(err, EINVAL,
+                              "--token-file: only with --insecure-plain (with TLS the "
+                              "certificates authenticate both ends)");
+    if (!tls && !o->insecure_plain)
+        return hull_error_set(err, EINVAL,
+                              "the channel is TLS: give --tls-cert, --tls-key and --tls-ca (or "
+                              "--insecure-plain --token-file F for a channel that is not "
+                              "encrypted)");
+    if (!tls && o->name)
+        return hull_error_set(err, EINVAL, "--tls-name: only with TLS");
+    if (!tls)
+        return mig_token_read(o->token_file, s->token, sizeof(s->token), &s->tlen, err);
+    return mig_tls_ctx(o, server, &s->ctx, err);
+}
+
+void mig_sec_close(struct mig_sec *s)
+{
+    OPENSSL_cleanse(s->token, sizeof(s->token));
+    SSL_CTX_free(s->ctx);
+    s->ctx = NULL;
+}
+
+int mig_secure(struct mig_chan *c, struct mig_sec *s, const char *name, hull_error *err)
+{
+    if (!s->ctx)
+        return mig_auth(c, s->token, s->tlen, err);
+    /* Inside TLS the handshake is keyed with the session's export. */
+    unsigned char k[32];
+    int rc = mig_tls_start(c, s->ctx, name, k, err) < 0 ? -1 : mig_auth(c, k, sizeof(k), err);
+    OPENSSL_cleanse(k, sizeof(k));
+    return rc;
+}
+
 void mig_send_error(struct mig_chan *c, hull_error e)
 {
+    /* No TLS session to say it in (its handshake failed or never ended). */
+    if (c->ssl && !SSL_is_init_finished(c->ssl))
+        return;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "error", json_object_new_string(e ? hull_error_msg(e) : "failed"));
     hull_error ignore = NULL;
