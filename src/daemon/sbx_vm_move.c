@@ -6,9 +6,13 @@
  * target runs the guest, any failure leaves it running on the source
  * (hull_vm_migrate). */
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "procs.h"
@@ -46,6 +50,26 @@ static void listening(const char *addr, void *arg)
     frame_reply_ok(l->sock, "address", addr ? addr : "", NULL, 0);
 }
 
+/* While the VM comes, a child of the keeper watches hulld: when hulld goes
+ * (its socket hangs up) the keeper is killed before it could run a guest
+ * nobody would serve. The receiver's guard then removes what came, and
+ * the source, which never hears that the guest runs here, runs it on. */
+static pid_t watch_hulld(int sock)
+{
+    pid_t keeper = getpid();
+    pid_t pid = fork(); /* safe: the keeper has one thread */
+    if (pid != 0)
+        return pid;
+    struct pollfd p = {.fd = sock, .events = POLLRDHUP};
+    while (getppid() == keeper) {
+        if (poll(&p, 1, 500) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            kill(keeper, SIGKILL); /* our parent, by pid, still the same (checked above) */
+            break;
+        }
+    }
+    _exit(0);
+}
+
 int vmk_migrate_in(const char *vm, int sock, struct frame *f, hull_error *err)
 {
     struct listening l = {.sock = sock};
@@ -58,7 +82,12 @@ int vmk_migrate_in(const char *vm, int sock, struct frame *f, hull_error *err)
         .ready_arg = &l,
     };
     char *json = NULL;
+    pid_t watcher = watch_hulld(sock);
+    if (watcher < 0)
+        return hull_error_errno(err, "receive: fork");
     int r = hull_vm_receive(NULL, &o, &json, err);
+    kill(watcher, SIGKILL); /* our child, by pid, not reaped yet */
+    waitpid(watcher, NULL, 0);
     free(json);
     return r < 0 ? hull_error_prefix(err, "receive") : 0;
 }

@@ -109,11 +109,13 @@ int hull_cluster_register(redisContext *c, const struct hull_node_info *n, hull_
                         "reserved_memory",
                         "0",
                         "reserved_cpu",
-                        "0",
-                        "draining",
                         "0"};
     const char *sa[] = {"SADD", K "nodes", n->name};
-    return run(c, err, (int)(sizeof(hs) / sizeof(hs[0])), hs) < 0 ? -1 : run(c, err, 3, sa);
+    /* A node that starts again is not draining (cluster_drain.c). */
+    const char *hd[] = {"HDEL", key, "draining"};
+    if (run(c, err, (int)(sizeof(hs) / sizeof(hs[0])), hs) < 0 || run(c, err, 3, hd) < 0)
+        return -1;
+    return run(c, err, 3, sa);
 }
 
 /* KEYS[1] the node's hash, KEYS[2] the node set; ARGV the time, the name.
