@@ -162,8 +162,8 @@ void cluster_drain_check(struct redisContext *c)
 {
     hull_error e = NULL;
     int on = hull_cluster_draining(c, cluster_self(), &e);
-    cleanup_json json_object *rep = on == 1 ? hull_cluster_drain_report(c, cluster_self(), &e)
-                                            : NULL;
+    cleanup_json json_object *rep =
+        on == 1 ? hull_cluster_drain_report(c, cluster_self(), &e) : NULL;
     hull_error_free(&e); /* not draining, or asked again at the next beat */
     json_object *st = hj_get(rep, "state");
     if (st == NULL || strcmp(json_object_get_string(st), "requested") != 0)
@@ -238,8 +238,9 @@ void api_node_drain(const struct request *rq, const char *name, struct resp *r)
     }
     if (rep == NULL) {
         int code = hull_error_code(e);
-        resp_error(r, code == ENOENT ? 404 : 503, code == ENOENT ? "not_found" : "cluster_unavailable",
-                   NULL, "%s", hull_error_msg(e));
+        resp_error(r, code == ENOENT ? 404 : 503,
+                   code == ENOENT ? "not_found" : "cluster_unavailable", NULL, "%s",
+                   hull_error_msg(e));
         hull_error_free(&e);
         return;
     }

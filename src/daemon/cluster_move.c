@@ -92,8 +92,8 @@ static void sign(const char *node, const char *method, const char *path, int64_t
                  const char *body, size_t len, char out[65])
 {
     char head[512];
-    int n = snprintf(head, sizeof(head), "hull-cluster v1\n%s\n%s\n%s\n%" PRId64 "\n", node,
-                     method, path, ts);
+    int n = snprintf(head, sizeof(head), "hull-cluster v1\n%s\n%s\n%s\n%" PRId64 "\n", node, method,
+                     path, ts);
     out[0] = '\0';
     if (n < 0 || (size_t)n >= sizeof(head))
         return;
@@ -244,8 +244,7 @@ static void *take_over(void *arg)
     struct frame f;
     hull_error e = NULL;
     if (frame_recv(in->sock, &f) < 0) {
-        hull_log(HULL_LOG_ERROR, "sandbox %s from %s: its receiving keeper died", in->id,
-                 in->from);
+        hull_log(HULL_LOG_ERROR, "sandbox %s from %s: its receiving keeper died", in->id, in->from);
         incoming_free(in);
         return NULL;
     }
@@ -263,8 +262,8 @@ static void *take_over(void *arg)
     frame_free(&f);
     if (record(in, container, &e) < 0) {
         /* Its keeper goes with the socket, and the VM with it. */
-        hull_log(HULL_LOG_ERROR, "sandbox %s from %s: runs here but cannot be recorded: %s",
-                 in->id, in->from, hull_error_msg(e));
+        hull_log(HULL_LOG_ERROR, "sandbox %s from %s: runs here but cannot be recorded: %s", in->id,
+                 in->from, hull_error_msg(e));
         hull_error_free(&e);
         incoming_free(in);
         return NULL;
@@ -302,8 +301,9 @@ static int take_fields(json_object *doc, struct incoming *in, struct resp *r)
         }
     }
     const char *id = json_object_get_string(hj_get(doc, "sandbox"));
-    if (id[0] == '\0' || strlen(id) >= sizeof(in->id) || strspn(id, "abcdefghijklmnopqrstuvwxyz"
-                                                                     "0123456789-_") != strlen(id)) {
+    if (id[0] == '\0' || strlen(id) >= sizeof(in->id) ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyz"
+                   "0123456789-_") != strlen(id)) {
         resp_error(r, 400, "invalid_request", "sandbox", "sandbox: not a sandbox id");
         return -1;
     }
@@ -312,9 +312,8 @@ static int take_fields(json_object *doc, struct incoming *in, struct resp *r)
     snprintf(in->key, sizeof(in->key), "%s", json_object_get_string(hj_get(doc, "key")));
     in->spec = strdup(json_object_get_string(hj_get(doc, "spec")));
     json_object *m = hj_get(doc, "metadata");
-    in->metadata = m && json_object_is_type(m, json_type_string)
-                       ? strdup(json_object_get_string(m))
-                       : NULL;
+    in->metadata =
+        m && json_object_is_type(m, json_type_string) ? strdup(json_object_get_string(m)) : NULL;
     in->lifetime_s = (unsigned)json_object_get_int64(hj_get(doc, "lifetime_s"));
     in->memory = (uint64_t)json_object_get_int64(hj_get(doc, "memory"));
     in->cpu = (unsigned)json_object_get_int64(hj_get(doc, "cpu"));
@@ -353,7 +352,8 @@ static int start_keeper(struct incoming *in, char *addr, size_t alen, struct res
     json_object *er = hj_get(f.hdr, "error");
     if (er) {
         json_object *m = hj_get(er, "message");
-        resp_error(r, 500, "internal", NULL, "%s", m ? json_object_get_string(m) : "receive failed");
+        resp_error(r, 500, "internal", NULL, "%s",
+                   m ? json_object_get_string(m) : "receive failed");
     } else {
         snprintf(addr, alen, "%s", frame_str(&f, "address"));
     }
@@ -489,10 +489,9 @@ static char *offer(const char *id, int *status, hull_error *err)
     json_object_object_add(o, "tenant", json_object_get(hj_get(crec, "tenant")));
     json_object_object_add(o, "key", json_object_get(hj_get(crec, "key")));
     json_object *mem = hj_get(crec, "memory"), *cpu = hj_get(crec, "cpu");
-    json_object_object_add(o, "memory",
-                           json_object_new_int64(mem ? strtoll(json_object_get_string(mem), NULL,
-                                                               10)
-                                                     : 0));
+    json_object_object_add(
+        o, "memory",
+        json_object_new_int64(mem ? strtoll(json_object_get_string(mem), NULL, 10) : 0));
     json_object_object_add(
         o, "cpu", json_object_new_int64(cpu ? strtoll(json_object_get_string(cpu), NULL, 10) : 0));
     json_object_object_add(o, "lifetime_s", json_object_get(hj_get(rec, "lifetime_s")));
@@ -623,7 +622,7 @@ void sbx_migrate(const struct request *rq, const char *id, struct resp *r)
     static const struct {
         int status;
         const char *code;
-    } codes[] = {{400, "invalid_request"}, {404, "not_found"},    {409, "conflict"},
+    } codes[] = {{400, "invalid_request"}, {404, "not_found"},        {409, "conflict"},
                  {501, "not_implemented"}, {502, "migration_failed"}, {503, "cluster_unavailable"}};
     const char *code = "internal";
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)

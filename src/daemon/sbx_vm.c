@@ -621,8 +621,9 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
     const char *op = frame_str(f, "op");
     hull_error e = NULL;
-    static const char *const need_vm[] = {"exec",       "put",        "get",      "fs",      "pause",
-                                          "proc_start", "proc_stdin", "tpl_save", "migrate", NULL};
+    static const char *const need_vm[] = {"exec",    "put",        "get",        "fs",
+                                          "pause",   "proc_start", "proc_stdin", "tpl_save",
+                                          "migrate", NULL};
     bool paused_refused = false;
     for (const char *const *n = need_vm; k->on_disk && *n; n++)
         paused_refused = paused_refused || strcmp(op, *n) == 0;

@@ -272,8 +272,8 @@ int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull
 
 /* KEYS as for add_lua; ARGV[1] the id, ARGV[2] the node: the reservation
  * it holds there is given back once, whoever calls; the record goes only
- * while it names that node (a sandbox that moved is another node's). Numbers go back to Redis as integer text (a
- * Lua -0 would be "-0", which HINCRBY refuses). */
+ * while it names that node (a sandbox that moved is another node's). Numbers go back to Redis as
+ * integer text (a Lua -0 would be "-0", which HINCRBY refuses). */
 static const char remove_lua[] =
     "if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then\n"
     "  local r = redis.call('HMGET', KEYS[1], 'memory', 'cpu', 'isolation')\n"

@@ -114,8 +114,7 @@ int hull_cluster_token_verify(redisContext *c, const char *token, struct hull_to
 int hull_cluster_drain_mark(redisContext *c, const char *name, hull_error *err);
 /* The report as an object; NULL with ENOENT when there is none. */
 json_object *hull_cluster_drain_report(redisContext *c, const char *name, hull_error *err);
-int hull_cluster_drain_put(redisContext *c, const char *name, json_object *report,
-                           hull_error *err);
+int hull_cluster_drain_put(redisContext *c, const char *name, json_object *report, hull_error *err);
 /* 1 when node name is marked draining, else 0. */
 int hull_cluster_draining(redisContext *c, const char *name, hull_error *err);
 

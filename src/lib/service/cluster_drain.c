@@ -28,8 +28,9 @@ int hull_cluster_drain_mark(redisContext *c, const char *name, hull_error *err)
     json_object_object_add(o, "node", json_object_new_string(name));
     json_object_object_add(o, "state", json_object_new_string("requested"));
     json_object_object_add(o, "sandboxes", json_object_new_array());
-    const char *argv[] = {"EVAL", mark_lua, "2", node, rep,
-                          json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)};
+    const char *argv[] = {"EVAL", mark_lua,
+                          "2",    node,
+                          rep,    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)};
     cleanup_reply redisReply *r = hull_redis_cmdv(c, err, 6, argv);
     if (r == NULL)
         return hull_error_prefix(err, "cluster");
@@ -57,12 +58,12 @@ json_object *hull_cluster_drain_report(redisContext *c, const char *name, hull_e
     return o;
 }
 
-int hull_cluster_drain_put(redisContext *c, const char *name, json_object *report,
-                           hull_error *err)
+int hull_cluster_drain_put(redisContext *c, const char *name, json_object *report, hull_error *err)
 {
     char rep[128];
     snprintf(rep, sizeof(rep), K "drain:%s", name);
-    const char *argv[] = {"SET", rep, json_object_to_json_string_ext(report, JSON_C_TO_STRING_PLAIN)};
+    const char *argv[] = {"SET", rep,
+                          json_object_to_json_string_ext(report, JSON_C_TO_STRING_PLAIN)};
     cleanup_reply redisReply *r = hull_redis_cmdv(c, err, 3, argv);
     return r ? 0 : hull_error_prefix(err, "cluster");
 }
