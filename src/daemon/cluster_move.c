@@ -454,6 +454,8 @@ static int target_address(const char *to, char *addr, size_t len, int *status, h
             return fail(status, 409, err, EHOSTDOWN, "to: node %s is down", to);
         if (dr && strcmp(json_object_get_string(dr), "1") == 0)
             return fail(status, 409, err, EBUSY, "to: node %s is draining", to);
+        if (json_object_get_int64(hj_get(n, "vms")) >= json_object_get_int64(hj_get(n, "vm_slots")))
+            return fail(status, 409, err, ENOSPC, "to: node %s has no free microVM slot", to);
         snprintf(addr, len, "%s", json_object_get_string(hj_get(n, "address")));
         return 0;
     }
