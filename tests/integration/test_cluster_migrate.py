@@ -203,6 +203,7 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
         assert res["id"] == sid and res["node"] == "n2" and res["from"] == "n1", res
         assert res["mode"] == "live" and res["downtime_ms"] >= 0 and res["bytes"] > 0, res
         assert res["total_ms"] >= res["downtime_ms"], res
+        print("live move:", json.dumps(res))
         # The source's VM is gone; one new VM runs the guest on n2.
         assert wait_until(lambda: vm not in vm_names(), 60, 0.2)
         # Found from every node, on n2, running.
@@ -292,6 +293,7 @@ def test_drain_moves_every_microvm_off_a_node(fleet):
         r = call(f, "n3", "POST", "/v1/nodes/n2/drain", token=f["admin"])
         assert r.status == 200, r
         rep = r.json
+        print("drain:", json.dumps(rep))
         assert rep["node"] == "n2" and rep["state"] == "done", rep
         by = {s["id"]: s for s in rep["sandboxes"]}
         assert sorted(by) == sorted(ids), rep
