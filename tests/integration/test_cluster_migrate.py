@@ -3,7 +3,8 @@ sandboxes", "Draining a node"): three hulld, each in its own network
 namespace on a test bridge (test_cluster.py's), sharing a real
 redis-server and a cluster secret, under TCG.
 
-- POST /v1/sandboxes/{id}/migrate through a node that does not run it: a
+- POST /v1/sandboxes/{id}/migrate through a node that does not run it
+  (refused while a background process holds the guest's agent): a
   process in the guest keeps counting across the live move (no restart,
   no gap beyond the reported downtime), the guest's files are still there,
   the sandbox's record, node and forwarding follow, nothing stays on the
@@ -196,6 +197,17 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
         assert r.status == 200, r
         detach(vm, COUNTER)
         before = wait_counting(f, "n1", sid, 5)
+        # While a background process runs (it holds the guest's agent), the
+        # move is refused and the sandbox stays.
+        r = call(f, "n1", "POST", f"/v1/sandboxes/{sid}/processes", {"cmd": ["sleep", "600"]})
+        assert r.status == 201, r
+        base = f"/v1/sandboxes/{sid}/processes/{r.json['id']}"
+        r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
+        assert r.status == 409 and "process" in r.json["error"]["message"], r
+        assert call(f, "n1", "POST", f"{base}/signal", {"signal": "KILL"}).status == 200
+        r = call(f, "n1", "POST", f"{base}/wait", {"timeout": "120s"})
+        assert r.json["state"] == "exited", r
+        assert call(f, "n2", "GET", f"/v1/sandboxes/{sid}").json["node"] == "n1"
         # Asked through n3: forwarded to n1, which runs it.
         r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
         assert r.status == 200, (r, f["nodes"]["n1"].log.read_text()[-3000:])
