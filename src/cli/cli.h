@@ -67,6 +67,9 @@ int cmd_sandbox(struct cli *cli, int argc, char **argv);
 int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refused */
 int cmd_token(struct cli *cli, int argc, char **argv);
 int cmd_cluster(struct cli *cli, int argc, char **argv);
+/* cluster_drain.c: `hull cluster drain NODE`. */
+int cluster_drain(struct cli *cli, const char *url, const char *node, bool as_json, bool wait,
+                  unsigned down_s);
 int cmd_vm(struct cli *cli, int argc, char **argv);
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv); /* and receive */
 

@@ -17,12 +17,20 @@ static void help(FILE *out)
 {
     fprintf(out, "usage: hull cluster nodes --cluster redis://HOST:PORT [--json]\n"
                  "                          [--down-after SECS]\n"
+                 "       hull cluster drain NODE --cluster redis://HOST:PORT [--json]\n"
+                 "                          [--no-wait] [--down-after SECS]\n"
                  "\n"
                  "Show the nodes of a hull cluster (hulld --cluster): name, state (up, or\n"
                  "down after SECS without a heartbeat, default 15), address, sandboxes\n"
                  "running, memory reserved for them of its capacity, CPUs, microVMs and\n"
                  "their slots, accelerator (kvm or tcg) and labels. --cluster defaults to\n"
-                 "$HULL_CLUSTER. --json prints the registry's objects as they are.\n");
+                 "$HULL_CLUSTER. --json prints the registry's objects as they are.\n"
+                 "\n"
+                 "drain marks NODE draining (new sandboxes are not placed on it); its hulld\n"
+                 "moves each running microVM sandbox live to another node and reports each\n"
+                 "sandbox: moved (to which node, downtime), stays (container sandboxes and\n"
+                 "paused microVMs) or failed (it still runs on NODE). Waits for the end\n"
+                 "unless --no-wait; exits 1 when one failed or NODE went down.\n");
 }
 
 static long long num(json_object *o, const char *k)
@@ -67,16 +75,17 @@ static void table(json_object *a)
 
 int cmd_cluster(struct cli *cli, int argc, char **argv)
 {
-    enum { OPT_CLUSTER = 256, OPT_JSON, OPT_DOWN };
+    enum { OPT_CLUSTER = 256, OPT_JSON, OPT_DOWN, OPT_NO_WAIT };
     static const struct option opts[] = {
         {"cluster", required_argument, NULL, OPT_CLUSTER},
         {"json", no_argument, NULL, OPT_JSON},
         {"down-after", required_argument, NULL, OPT_DOWN},
+        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *url = getenv("HULL_CLUSTER");
-    bool as_json = false;
+    bool as_json = false, wait = true;
     unsigned long down = 15;
     int c;
     while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
@@ -87,6 +96,9 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
             break;
         case OPT_JSON:
             as_json = true;
+            break;
+        case OPT_NO_WAIT:
+            wait = false;
             break;
         case OPT_DOWN:
             errno = 0;
@@ -103,14 +115,19 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return cli_usage_error(cli, "missing subcommand (nodes)");
+        return cli_usage_error(cli, "missing subcommand (nodes, drain)");
     const char *sub = argv[optind++];
-    if (strcmp(sub, "nodes") != 0)
-        return cli_usage_error(cli, "unknown subcommand '%s' (nodes)", sub);
-    if (optind != argc)
-        return cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+    bool drain = strcmp(sub, "drain") == 0;
+    if (!drain && strcmp(sub, "nodes") != 0)
+        return cli_usage_error(cli, "unknown subcommand '%s' (nodes, drain)", sub);
+    if (drain && optind == argc)
+        return cli_usage_error(cli, "drain: missing NODE");
+    if (optind + drain != argc)
+        return cli_usage_error(cli, "unexpected argument '%s'", argv[optind + drain]);
     if (url == NULL || url[0] == '\0')
         return cli_usage_error(cli, "--cluster redis://HOST:PORT is required (or $HULL_CLUSTER)");
+    if (drain)
+        return cluster_drain(cli, url, argv[optind], as_json, wait, (unsigned)down);
     hull_error err = NULL;
     cleanup_redis redisContext *rc = hull_redis_connect(url, 5000, &err);
     if (rc == NULL)

@@ -16,6 +16,7 @@
 
 #include "cluster.h"
 #include "daemon.h"
+#include "move.h"
 #include "service/cluster.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -96,11 +97,11 @@ int cluster_check_options(const struct hulld_options *o)
 {
     const char *msg = NULL;
     bool any = o->node_name || o->advertise || o->placement || o->node_capacity || o->cluster_ca ||
-               cl.labels;
+               o->cluster_secret || cl.labels;
     hull_error e = NULL;
     if (o->cluster_url == NULL && any)
-        msg = "--node, --advertise, --node-label, --node-capacity, --placement, --cluster-ca: "
-              "only with --cluster";
+        msg = "--node, --advertise, --node-label, --node-capacity, --placement, --cluster-ca, "
+              "--cluster-secret: only with --cluster";
     else if (o->cluster_url == NULL)
         return 0;
     else if (o->node_name == NULL || o->advertise == NULL || o->listen == NULL)
@@ -374,6 +375,8 @@ static void *beat_main(void *arg)
             ok = 0;
         if (ok == 0)
             ok = hull_cluster_tokens_publish(c, hulld.store, &e);
+        if (ok == 0)
+            cluster_drain_check(c); /* cluster_drain.c */
         if (ok < 0 && !failing)
             hull_warn("cluster: heartbeat: %s", hull_error_msg(e));
         else if (ok == 0 && failing)
@@ -400,7 +403,7 @@ int cluster_start(hull_error *err)
     struct hull_node_info *n = &cl.info;
     snprintf(n->name, sizeof(n->name), "%s", o->node_name);
     snprintf(n->address, sizeof(n->address), "%s", o->advertise);
-    if (detect(n, err) < 0)
+    if (detect(n, err) < 0 || cluster_secret_load(err) < 0)
         return -1;
     if (cl.labels == NULL)
         cl.labels = json_object_new_object();

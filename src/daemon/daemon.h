@@ -59,6 +59,7 @@ struct hulld_options {
     const char *placement;      /* --placement spread|binpack */
     const char *node_capacity;  /* --node-capacity cpus=N,memory=SIZE,disk=SIZE,vm-slots=N */
     const char *cluster_ca;     /* --cluster-ca PEM file: the nodes' certificates' CA */
+    const char *cluster_secret; /* --cluster-secret FILE: signs node-to-node moves (move.h) */
     unsigned node_down_after_s; /* --node-down-after SECS */
     /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
     unsigned metrics_interval_ms;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "move.h"
 #include "daemon.h"
 #include "sbx_files.h"
 #include "util/error.h"
@@ -50,6 +51,8 @@ enum route_kind {
     R_IMAGE,
     R_NETWORKS,
     R_NODES,
+    R_NODE_DRAIN,
+    R_CLUSTER_RECEIVE,
     R_TEMPLATES,
     R_TEMPLATE,
 };
@@ -240,6 +243,18 @@ static int route(const char *url, struct route *rt)
         rt->kind = R_NODES;
         return 0;
     }
+    if (strncmp(p, "nodes/", 6) == 0) { /* /v1/nodes/{name}/drain (cluster_drain.c) */
+        const char *n = p + 6;
+        rt->kind = R_NODE_DRAIN;
+        rt->allow = "GET, POST";
+        return segment(&n, rt->id, sizeof(rt->id)) && strcmp(n, "drain") == 0 ? 0 : -1;
+    }
+    if (strcmp(p, "cluster/receive") == 0) { /* signed by a node, no token (cluster_move.c) */
+        rt->kind = R_CLUSTER_RECEIVE;
+        rt->allow = "POST";
+        rt->public = true;
+        return 0;
+    }
     if (strncmp(p, "images", 6) == 0 && (p[6] == '\0' || p[6] == '/'))
         return route_images(p + 6, rt);
     if (strcmp(p, "templates") == 0 || strncmp(p, "templates/", 10) == 0) {
@@ -306,7 +321,8 @@ static int route(const char *url, struct route *rt)
         return 0;
     }
     if (*p != '\0' || (strcmp(rt->action, "exec") != 0 && strcmp(rt->action, "pause") != 0 &&
-                       strcmp(rt->action, "resume") != 0 && strcmp(rt->action, "timeout") != 0))
+                       strcmp(rt->action, "resume") != 0 && strcmp(rt->action, "timeout") != 0 &&
+                       strcmp(rt->action, "migrate") != 0))
         return -1;
     rt->kind = R_SBX_ACTION;
     rt->allow = "POST";
@@ -578,6 +594,12 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
         break;
     case R_NODES:
         api_nodes(&rq, r);
+        break;
+    case R_NODE_DRAIN:
+        api_node_drain(&rq, rt->id, r);
+        break;
+    case R_CLUSTER_RECEIVE:
+        api_cluster_receive(&rq, r);
         break;
     case R_TEMPLATES:
     case R_TEMPLATE:

@@ -88,6 +88,8 @@ static void usage(FILE *out)
             "  --placement POLICY      spread (default) or binpack\n"
             "  --node-down-after SECS  a node without heartbeats this long is down (15)\n"
             "  --cluster-ca FILE       CA certificate(s) the other nodes' TLS is checked with\n"
+            "  --cluster-secret FILE   the fleet's shared secret (0600): nodes moving\n"
+            "                          microVM sandboxes between them sign with it\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
             "\n"
@@ -169,6 +171,7 @@ static const struct opt_spec opt_specs[] = {
     {"placement", OPT_STRING, OFF(placement), 0, 0},
     {"node-down-after", OPT_UINT, OFF(node_down_after_s), 1, 3600},
     {"cluster-ca", OPT_STRING, OFF(cluster_ca), 0, 0},
+    {"cluster-secret", OPT_STRING, OFF(cluster_secret), 0, 0},
     {"help", OPT_HELP, 0, 0, 0},
 };
 #undef OFF

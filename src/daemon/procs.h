@@ -70,6 +70,12 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
  * directory dirfd (TPL_VM_SNAP), at most max bytes (0: no bound); *stats
  * what it holds. */
 int vmk_tpl_save(const char *vm, int dirfd, uint64_t max, json_object **stats, hull_error *err);
+/* sbx_vm_move.c: VM vm moves to another node (op "migrate": hdr "to",
+ * "token_file", "mode"; the answer, the figures, sent on sock: 0 when it
+ * runs there), or comes here (op "receive": hdr "listen", "token_file";
+ * a first answer with "address" once listening; 0 when it runs here). */
+int vmk_migrate_out(const char *vm, int sock, struct frame *f, hull_error *err);
+int vmk_migrate_in(const char *vm, int sock, struct frame *f, hull_error *err);
 
 /* ---- in hulld ---- */
 

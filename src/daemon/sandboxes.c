@@ -15,6 +15,7 @@
 
 #include "cluster.h"
 #include "daemon.h"
+#include "move.h"
 #include "ports.h"
 #include "procs.h"
 #include "response.h"
@@ -737,6 +738,8 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         sbx_processes(s, rq, path, r);
     } else if (strcmp(action, "metrics") == 0) {
         sbx_metrics_answer(s->id, rq, r);
+    } else if (strcmp(action, "migrate") == 0) {
+        sbx_migrate(rq, s->id, r); /* cluster_move.c */
     } else {
         freeze(s, strcmp(action, "pause") == 0, r);
     }
@@ -763,6 +766,55 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
         }
     }
     unref(s);
+}
+
+void sandboxes_end(const char *id, const char *reason)
+{
+    struct sbx *s = find(id, NULL);
+    if (s) {
+        destroy(s, reason);
+        unref(s);
+    }
+}
+
+int sandboxes_insert(const char *id, const char *tenant, const char *container, const char *spec,
+                     unsigned lifetime_s, pid_t pid, int sock, hull_error *err)
+{
+    struct sbx *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        close(sock);
+        waitpid(pid, NULL, 0); /* it ends with its socket, and its VM with it */
+        return hull_error_set(err, ENOMEM, "out of memory");
+    }
+    s->sock = sock;
+    s->pid = pid;
+    s->attach_sock = -1;
+    s->refs = 1; /* ours, until the table has it */
+    pthread_mutex_init(&s->op, NULL);
+    pthread_mutex_init(&s->attach_mu, NULL);
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
+    snprintf(s->container, sizeof(s->container), "%s", container);
+    cleanup_json json_object *doc = spec ? json_tokener_parse(spec) : NULL;
+    json_object *img = hj_get(doc, "image");
+    if (img)
+        snprintf(s->image, sizeof(s->image), "%s", json_object_get_string(img));
+    s->spec = spec ? strdup(spec) : NULL;
+    s->lifetime_s = lifetime_s;
+    s->microvm = true;
+    sbx_touch(s);
+    s->kill_fd = eventfd(0, EFD_CLOEXEC);
+    s->attach_sock = s->kill_fd < 0 ? hull_error_errno(err, "eventfd") : attach_over(s, sock, err);
+    if (s->attach_sock >= 0) {
+        pthread_mutex_lock(&tab_mu);
+        s->refs++;
+        s->next = table;
+        table = s;
+        pthread_mutex_unlock(&tab_mu);
+    }
+    int ok = s->attach_sock < 0 ? -1 : 0;
+    unref(s);
+    return ok;
 }
 
 /* A paused microVM sandbox of an earlier hulld, served again by a new

@@ -45,7 +45,7 @@ struct vmk {
 bool vmk_serves(struct frame *f)
 {
     const char *op = frame_str(f, "op");
-    if (strcmp(op, "adopt") == 0)
+    if (strcmp(op, "adopt") == 0 || strcmp(op, "receive") == 0)
         return true;
     if (strcmp(op, "create") != 0 || f->data == NULL)
         return false;
@@ -192,6 +192,23 @@ static int vmk_adopt(struct vmk *k, struct frame *f, hull_error *err)
         return hull_error_errno(err, "adopt: %s", k->snap);
     k->on_disk = true;
     return 0;
+}
+
+/* A sandbox's VM moving here from another node (sbx_vm_move.c); f->data
+ * its create request, for the limits the VM applies. */
+static int vmk_receive(struct vmk *k, int sock, struct frame *f, hull_error *err)
+{
+    struct hull_policy p;
+    hull_policy_init(&p);
+    cleanup_json json_object *doc = f->data ? json_tokener_parse(f->data) : NULL;
+    int r = f->data ? hull_policy_from_json(f->data, f->len, &p, err)
+                    : hull_error_set(err, EINVAL, "receive: no create request");
+    k->memory_bytes = hj_get(hj_get(doc, "limits"), "memory") ? p.memory_bytes : 0;
+    k->pids = hj_get(hj_get(doc, "limits"), "pids") ? p.pids : 0;
+    hull_policy_free(&p);
+    if (r < 0 || vmk_new_id(k, err) < 0 || vmk_paths(k, err) < 0)
+        return -1;
+    return vmk_migrate_in(k->id, sock, f, err);
 }
 
 /* A default PATH and HOME, under the command's own. */
@@ -579,6 +596,24 @@ static void vmk_tpl_op(struct vmk *k, int sock, struct frame *f)
     json_object_put(hdr);
 }
 
+/* The VM moves to another node (sbx_vm_move.c); refused while a process
+ * of it runs (the move waits for its agent, which that process holds). */
+static void vmk_migrate_op(struct vmk *k, int sock, struct frame *f)
+{
+    hull_error e = NULL;
+    bool busy = false;
+    for (int i = 0; i < VMK_RESULTS; i++)
+        busy = busy || vmk_results[i].pid > 0;
+    if (busy)
+        hull_error_set(&e, EBUSY,
+                       "a process of the sandbox is running (the move needs its agent): "
+                       "wait for it or kill it");
+    if (busy || vmk_migrate_out(k->id, sock, f, &e) < 0)
+        frame_reply_error(sock, &e);
+    else
+        k->id[0] = '\0'; /* its VM runs on the other node now, none here */
+}
+
 static const struct kprocs_backend vmk_backend = {.spawn = vmk_spawn, .result = vmk_result};
 
 static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
@@ -591,12 +626,16 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
     const char *op = frame_str(f, "op");
     hull_error e = NULL;
-    static const char *const need_vm[] = {"exec",       "put",        "get",      "fs", "pause",
-                                          "proc_start", "proc_stdin", "tpl_save", NULL};
+    static const char *const need_vm[] = {"exec",    "put",        "get",        "fs",
+                                          "pause",   "proc_start", "proc_stdin", "tpl_save",
+                                          "migrate", NULL};
     bool paused_refused = false;
     for (const char *const *n = need_vm; k->on_disk && *n; n++)
         paused_refused = paused_refused || strcmp(op, *n) == 0;
-    if (paused_refused) {
+    if (!k->on_disk && k->id[0] == '\0' && strcmp(op, "destroy") != 0) {
+        hull_error_set(&e, ENOENT, "sandbox moved to another node");
+        frame_reply_error(sock, &e);
+    } else if (paused_refused) {
         hull_error_set(&e, EBUSY, "sandbox is paused");
         frame_reply_error(sock, &e);
     } else if (strcmp(op, "attach") == 0 || strncmp(op, "proc_", 5) == 0) {
@@ -626,6 +665,8 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
         vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
     } else if (strcmp(op, "tpl_save") == 0) {
         vmk_tpl_op(k, sock, f);
+    } else if (strcmp(op, "migrate") == 0) {
+        vmk_migrate_op(k, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)
@@ -649,7 +690,10 @@ int vmk_loop(struct kprocs *kp, int sock, struct frame *first)
     struct vmk k = {0};
     hull_error e = NULL;
     bool adopt = strcmp(frame_str(first, "op"), "adopt") == 0;
-    if ((adopt ? vmk_adopt(&k, first, &e) : vmk_create(&k, first, &e)) < 0) {
+    bool receive = strcmp(frame_str(first, "op"), "receive") == 0;
+    if ((adopt     ? vmk_adopt(&k, first, &e)
+         : receive ? vmk_receive(&k, sock, first, &e)
+                   : vmk_create(&k, first, &e)) < 0) {
         frame_reply_error(sock, &e);
         if (!adopt)
             k.on_disk = false;

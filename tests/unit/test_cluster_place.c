@@ -1,6 +1,6 @@
 /* Unit tests of placement (service/cluster_place.c) over node lists as the
  * registry gives them: spread, binpack, pins, labels, capacity, microVM
- * slots, down nodes, and the errors that say why nothing fits. Redis and
+ * slots, down and draining nodes, and the errors that say why nothing fits. Redis and
  * real nodes: tests/integration/test_cluster.py. */
 #include <errno.h>
 #include <setjmp.h>
@@ -117,6 +117,25 @@ static void test_errors(void **state)
     json_object_put(n);
 }
 
+/* A draining node (cluster_drain.c) takes nothing new, pinned or not. */
+static void test_draining_is_skipped(void **state)
+{
+    (void)state;
+    json_object *n = fleet();
+    json_object_object_add(json_object_array_get_idx(n, 0), "draining",
+                           json_object_new_string("1"));
+    char out[64];
+    hull_error e = NULL;
+    assert_int_equal(
+        place(n, (struct hull_place_req){.policy = "spread", .memory = 100 * MiB}, out, &e), 0);
+    assert_string_equal(out, "b");
+    assert_int_equal(place(n, (struct hull_place_req){.pin = "a", .memory = MiB}, out, &e), -1);
+    assert_int_equal(hull_error_code(e), EHOSTDOWN);
+    assert_non_null(strstr(hull_error_msg(e), "draining"));
+    hull_error_free(&e);
+    json_object_put(n);
+}
+
 static void test_node_names(void **state)
 {
     (void)state;
@@ -140,6 +159,7 @@ int main(void)
         cmocka_unit_test(test_constraints),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_node_names),
+        cmocka_unit_test(test_draining_is_skipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,7 +111,11 @@ int hull_cluster_register(redisContext *c, const struct hull_node_info *n, hull_
                         "reserved_cpu",
                         "0"};
     const char *sa[] = {"SADD", K "nodes", n->name};
-    return run(c, err, (int)(sizeof(hs) / sizeof(hs[0])), hs) < 0 ? -1 : run(c, err, 3, sa);
+    /* A node that starts again is not draining (cluster_drain.c). */
+    const char *hd[] = {"HDEL", key, "draining"};
+    if (run(c, err, (int)(sizeof(hs) / sizeof(hs[0])), hs) < 0 || run(c, err, 3, hd) < 0)
+        return -1;
+    return run(c, err, 3, sa);
 }
 
 /* KEYS[1] the node's hash, KEYS[2] the node set; ARGV the time, the name.
@@ -266,9 +270,10 @@ int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull
     return run(c, err, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
-/* KEYS as for add_lua; ARGV[1] the id: the reservation it holds is given
- * back once, whoever calls. Numbers go back to Redis as integer text (a
- * Lua -0 would be "-0", which HINCRBY refuses). */
+/* KEYS as for add_lua; ARGV[1] the id, ARGV[2] the node: the reservation
+ * it holds there is given back once, whoever calls; the record goes only
+ * while it names that node (a sandbox that moved is another node's). Numbers go back to Redis as
+ * integer text (a Lua -0 would be "-0", which HINCRBY refuses). */
 static const char remove_lua[] =
     "if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then\n"
     "  local r = redis.call('HMGET', KEYS[1], 'memory', 'cpu', 'isolation')\n"
@@ -279,7 +284,8 @@ static const char remove_lua[] =
     "  redis.call('HINCRBY', KEYS[3], 'reserved_cpu', string.format('%d', 0 - (tonumber(r[2]) or "
     "0)))\n"
     "end\n"
-    "redis.call('DEL', KEYS[1])\n"
+    "local n = redis.call('HGET', KEYS[1], 'node')\n"
+    "if n == false or n == ARGV[2] then redis.call('DEL', KEYS[1]) end\n"
     "return 1\n";
 
 int hull_cluster_sbx_remove(redisContext *c, const char *node, const char *id, hull_error *err)
@@ -288,8 +294,8 @@ int hull_cluster_sbx_remove(redisContext *c, const char *node, const char *id, h
     snprintf(rec, sizeof(rec), K "sbx:%s", id);
     snprintf(nk, sizeof(nk), K "node:%s", node);
     snprintf(set, sizeof(set), "%s:sandboxes", nk);
-    const char *argv[] = {"EVAL", remove_lua, "3", rec, set, nk, id};
-    return run(c, err, 7, argv);
+    const char *argv[] = {"EVAL", remove_lua, "3", rec, set, nk, id, node};
+    return run(c, err, 8, argv);
 }
 
 static json_object *hash_object(const redisReply *h)

@@ -13,7 +13,8 @@
  *   node:NAME:sandboxes   SET of the sandbox ids it runs
  *   sbx:ID                HASH node tenant key memory cpu isolation
  *   predict:KEY           HASH memory cpu samples (EWMA per image)
- *   tokens                HASH SHA-256 of a token -> JSON {id, role, ...} */
+ *   tokens                HASH SHA-256 of a token -> JSON {id, role, ...}
+ *   drain:NAME            STRING the node's drain report (JSON, cluster_drain.c) */
 #ifndef HULL_SERVICE_CLUSTER_H
 #define HULL_SERVICE_CLUSTER_H
 
@@ -104,5 +105,17 @@ int hull_cluster_tokens_publish(redisContext *c, struct hull_store *st, hull_err
 /* A token made on another node: EACCES when unknown or revoked. */
 int hull_cluster_token_verify(redisContext *c, const char *token, struct hull_token_info *info,
                               hull_error *err);
+
+/* Draining (cluster_drain.c): node name marked so (its hash's "draining"
+ * 1: placement skips it) and its report reset to {"state": "requested"};
+ * ENOENT for an unknown node. Its hulld sees the mark, moves its microVM
+ * sandboxes off and writes the report ("draining", then "done"). A node
+ * registering again (restarted) is not draining. */
+int hull_cluster_drain_mark(redisContext *c, const char *name, hull_error *err);
+/* The report as an object; NULL with ENOENT when there is none. */
+json_object *hull_cluster_drain_report(redisContext *c, const char *name, hull_error *err);
+int hull_cluster_drain_put(redisContext *c, const char *name, json_object *report, hull_error *err);
+/* 1 when node name is marked draining, else 0. */
+int hull_cluster_draining(redisContext *c, const char *name, hull_error *err);
 
 #endif

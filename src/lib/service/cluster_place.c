@@ -76,7 +76,8 @@ int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char 
         if (q->pin && strcmp(str(node, "name"), q->pin) != 0)
             continue;
         pin_seen = true;
-        if (strcmp(str(node, "state"), "up") != 0)
+        /* A draining node takes nothing new (cluster_drain.c). */
+        if (strcmp(str(node, "state"), "up") != 0 || strcmp(str(node, "draining"), "1") == 0)
             continue;
         up++;
         if (!labels_match(node, q->labels))
@@ -89,7 +90,8 @@ int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char 
         return hull_error_set(err, EINVAL, "placement.node: no node named '%s' in the cluster",
                               q->pin);
     if (q->pin && up == 0)
-        return hull_error_set(err, EHOSTDOWN, "placement.node: node '%s' is down", q->pin);
+        return hull_error_set(err, EHOSTDOWN, "placement.node: node '%s' is down or draining",
+                              q->pin);
     if (matching == 0)
         return hull_error_set(err, ENOSPC, "placement.labels: no up node has these labels");
     if (best == NULL)

@@ -1,0 +1,411 @@
+"""Moving microVM sandboxes between hull nodes (docs/cluster.md, "Moving
+sandboxes", "Draining a node"): three hulld, each in its own network
+namespace on a test bridge (test_cluster.py's), sharing a real
+redis-server and a cluster secret, under TCG.
+
+- POST /v1/sandboxes/{id}/migrate through a node that does not run it
+  (refused while a background process holds the guest's agent): a
+  process in the guest keeps counting across the live move (no restart,
+  no gap beyond the reported downtime), the guest's files are still there,
+  the sandbox's record, node and forwarding follow, nothing stays on the
+  source;
+- a move whose target hulld is SIGKILLed half-way leaves the sandbox
+  running on its source, and nothing on the target;
+- POST /v1/nodes/{name}/drain moves every running microVM sandbox off the
+  node, says a container sandbox stays, and placement skips the node;
+  `hull cluster drain` reads the same;
+- bad requests (fields, nodes, a container sandbox, an unsigned or
+  replayed node-to-node request) are refused by name, nothing moved.
+
+Host-wide (QEMU): run under `flock /work/wt/vm.lock`."""
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hulldlib import HULL, HULLD, wait_until
+from netlib import netns_list
+from queuelib import REDIS_SERVER
+from registrylib import make_ca
+from test_cluster import NAMES, PORT, Bridge, ClusterRedis, Node  # noqa: the fixtures' parts
+from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built"),
+    pytest.mark.skipif(not os.path.exists(REDIS_SERVER), reason="redis-server not installed"),
+]
+
+COUNTER = (
+    "import time\n"
+    "f = open('/tmp/count', 'a')\n"
+    "i = 0\n"
+    "while True:\n"
+    "    i += 1\n"
+    "    f.write('%d %d\\n' % (i, time.monotonic_ns() // 1000000))\n"
+    "    f.flush()\n"
+    "    time.sleep(0.1)\n")
+
+# Keeps dirtying 16 MiB of guest memory, so a move has something to chase.
+WRITER = (
+    "b = bytearray(16 << 20)\n"
+    "while True:\n"
+    "    for o in range(0, len(b), 4096):\n"
+    "        b[o] = (b[o] + 1) & 255\n")
+
+
+def vm_names():
+    """name -> pid of every live QEMU of a hulld microVM sandbox."""
+    out = {}
+    for pid in qemu_pids():
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        name = argv[argv.index(b"-name") + 1].decode()
+        if name.startswith("hull-hulld-"):
+            out[name[len("hull-"):]] = pid
+    return out
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    skip_unless_ready()
+    os.environ["HULL_VM_ACCEL"] = ACCEL
+    before = set(vm_names())
+    tmp = tmp_path_factory.mktemp("fleet")
+    secret = tmp / "secret"
+    secret.write_text("the secret every node of this fleet shares\n")
+    secret.chmod(0o600)
+    net = Bridge()
+    redis = nodes = None
+    try:
+        redis = ClusterRedis(net.host)
+        ca, crt, key = make_ca(tmp / "tls", net.ns["n1"][1])
+        ext = tmp / "tls" / "all.ext"
+        ext.write_text("subjectAltName=" + ",".join(f"IP:{a}" for _, a in net.ns.values()) +
+                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        subprocess.run(["openssl", "x509", "-req", "-in", str(tmp / "tls" / "server.csr"), "-CA",
+                        str(ca), "-CAkey", str(tmp / "tls" / "ca.key"), "-CAcreateserial",
+                        "-out", str(crt), "-days", "2", "-extfile", str(ext)],
+                       check=True, capture_output=True)
+        nodes = {}
+        for name in NAMES:
+            ns, addr = net.ns[name]
+            d = tmp / name
+            d.mkdir()
+            n = Node(d, ns, "--listen", f"{addr}:{PORT}", "--tls-cert", str(crt), "--tls-key",
+                     str(key), "--cluster", redis.url, "--node", name, "--advertise",
+                     f"{addr}:{PORT}", "--cluster-ca", str(ca), "--cluster-secret", str(secret),
+                     "--node-down-after", "8", "--node-capacity", "memory=2G,cpus=2,vm-slots=3",
+                     "--tenant-sandboxes", "8")
+            Path(n.state).mkdir(parents=True)
+            nodes[name] = n
+        token = nodes["n1"].token("user", "acme")
+        admin = nodes["n1"].token("admin", "ops")
+        for n in nodes.values():
+            n.start()
+        yield {"nodes": nodes, "redis": redis, "net": net, "token": token, "admin": admin,
+               "secret": secret, "tmp": tmp}
+    finally:
+        helpers, bad = set(), []
+        try:
+            for n in (nodes or {}).values():
+                if n.proc and n.stop() != 0:
+                    bad.append(n.log.read_text()[-3000:])
+                helpers |= n.helpers_seen
+        finally:
+            if redis:
+                redis.stop()
+            net.close()
+        assert not bad, bad
+    for n in nodes.values():
+        assert n.leaks() == ([], [], []), n.log.read_text()[-3000:]
+    assert wait_until(lambda: set(vm_names()) <= before, 60), "a QEMU was left behind"
+    for n in nodes.values():
+        assert not list((Path(n.state) / "microvm").glob("*.snap*"))
+    assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
+
+
+def call(f, node, method, path, body=None, token=None, **kw):
+    return f["nodes"][node].request(method, path, body, token or f["token"], **kw)
+
+
+def microvm(f, node):
+    """A microVM sandbox made through n1, pinned to node: (id, VM name)."""
+    seen = set(vm_names())
+    r = call(f, "n1", "POST", "/v1/sandboxes",
+             {"isolation": "microvm", "placement": {"node": node}, "lifetime": "30m"})
+    assert r.status == 201 and r.json["node"] == node, r
+    new = set(vm_names()) - seen
+    assert len(new) == 1, new
+    return r.json["id"], new.pop()
+
+
+def sh(f, via, sid, script):
+    r = call(f, via, "POST", f"/v1/sandboxes/{sid}/exec",
+             {"cmd": ["sh", "-c", script], "limits": {"cpu_time": "30s", "wall_time": "120s"}})
+    assert r.status == 200 and r.json["verdict"] == "ok", r
+    return r.json["stdout"]
+
+
+def detach(vm, program):
+    """A process of the guest that outlives its exec (hulld's API has no
+    detached exec for microVMs yet: the VM library's own)."""
+    subprocess.run([HULL, "--root", "/run/hull", "vm", "exec", "--detach", vm, "--", "python3",
+                    "-c", program], check=True, capture_output=True, timeout=300,
+                   env=dict(os.environ, HULL_VM_ACCEL=ACCEL))
+
+
+def counts(f, via, sid):
+    text = sh(f, via, sid, "cat /tmp/count 2>/dev/null; true")
+    return [tuple(map(int, line.split())) for line in text.splitlines() if line.strip()]
+
+
+def wait_counting(f, via, sid, more_than):
+    end = time.monotonic() + 180
+    while time.monotonic() < end:
+        c = counts(f, via, sid)
+        if c and c[-1][0] > more_than:
+            return c
+        time.sleep(0.5)
+    pytest.fail(f"the counter in {sid} does not advance past {more_than}")
+
+
+def nodes_of(f):
+    r = call(f, "n1", "GET", "/v1/nodes")
+    assert r.status == 200, r
+    return {n["name"]: n for n in r.json["nodes"]}
+
+
+def delete(f, via, sid):
+    r = call(f, via, "DELETE", f"/v1/sandboxes/{sid}")
+    assert r.status == 200, r
+
+
+def test_a_live_move_keeps_the_guest_counting(fleet):
+    f = fleet
+    sid, vm = microvm(f, "n1")
+    try:
+        blob = os.urandom(8192)
+        r = call(f, "n2", "PUT", f"/v1/sandboxes/{sid}/files/keep.bin", blob, raw=True)
+        assert r.status == 200, r
+        detach(vm, COUNTER)
+        before = wait_counting(f, "n1", sid, 5)
+        # While a background process runs (it holds the guest's agent), the
+        # move is refused and the sandbox stays.
+        r = call(f, "n1", "POST", f"/v1/sandboxes/{sid}/processes", {"cmd": ["sleep", "600"]})
+        assert r.status == 201, r
+        base = f"/v1/sandboxes/{sid}/processes/{r.json['id']}"
+        r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
+        assert r.status == 409 and "process" in r.json["error"]["message"], r
+        assert call(f, "n1", "POST", f"{base}/signal", {"signal": "KILL"}).status == 200
+        r = call(f, "n1", "POST", f"{base}/wait", {"timeout": "120s"})
+        assert r.json["state"] == "exited", r
+        assert call(f, "n2", "GET", f"/v1/sandboxes/{sid}").json["node"] == "n1"
+        # Asked through n3: forwarded to n1, which runs it.
+        r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
+        assert r.status == 200, (r, f["nodes"]["n1"].log.read_text()[-3000:])
+        res = r.json
+        assert res["id"] == sid and res["node"] == "n2" and res["from"] == "n1", res
+        assert res["mode"] == "live" and res["downtime_ms"] >= 0 and res["bytes"] > 0, res
+        assert res["total_ms"] >= res["downtime_ms"], res
+        print("live move:", json.dumps(res))
+        # The source's VM is gone; one new VM runs the guest on n2.
+        assert wait_until(lambda: vm not in vm_names(), 60, 0.2)
+        # Found from every node, on n2, running.
+        for via in NAMES:
+            g = call(f, via, "GET", f"/v1/sandboxes/{sid}")
+            assert g.status == 200 and g.json["node"] == "n2", g
+            assert g.json["state"] == "running", g
+        ns = nodes_of(f)
+        assert (ns["n1"]["vms"], ns["n2"]["vms"]) == (0, 1), ns
+        assert (ns["n1"]["sandboxes"], ns["n2"]["sandboxes"]) == (0, 1), ns
+        assert ns["n1"]["reserved_memory"] == 0, ns
+        # The very process keeps counting: nothing restarted or skipped, and
+        # no pause in the guest beyond what was reported (+ slack: the guest
+        # sleeps 100 ms between lines and the host is busy).
+        after = wait_counting(f, "n1", sid, before[-1][0] + 10)
+        assert after[:len(before)] == before
+        ids = [i for i, _ in after]
+        assert ids == list(range(1, len(ids) + 1)), "the count restarted or skipped"
+        gaps = [b[1] - a[1] for a, b in zip(after, after[1:])]
+        assert max(gaps) <= 100 + res["downtime_ms"] + 5000, (max(gaps), res)
+        # Its files too.
+        r = call(f, "n1", "GET", f"/v1/sandboxes/{sid}/files/keep.bin")
+        assert r.status == 200 and r.body == blob, r
+        # And it moves back (cold this time): the id's old row on n1 is
+        # replaced.
+        r = call(f, "n2", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n1", "mode": "cold"})
+        assert r.status == 200 and r.json["mode"] == "cold" and r.json["node"] == "n1", r
+        assert call(f, "n3", "GET", f"/v1/sandboxes/{sid}").json["node"] == "n1"
+        wait_counting(f, "n3", sid, counts(f, "n3", sid)[-1][0] + 3)
+        assert call(f, "n3", "GET", f"/v1/sandboxes/{sid}/files/keep.bin").body == blob
+    finally:
+        delete(f, "n3", sid)
+    assert call(f, "n1", "GET", f"/v1/sandboxes/{sid}").json["state"] == "destroyed"
+    ns = nodes_of(f)
+    assert [ns[n]["vms"] for n in NAMES] == [0, 0, 0], ns
+
+
+def test_a_target_killed_half_way_leaves_it_running_on_the_source(fleet):
+    f = fleet
+    n3 = f["nodes"]["n3"]
+    sid, vm = microvm(f, "n1")
+    try:
+        detach(vm, COUNTER)
+        detach(vm, WRITER)
+        before = wait_counting(f, "n1", sid, 3)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            r=call(f, "n2", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n3"})))
+        t.start()
+        # The target's keeper has a QEMU reading the stream (a VM besides
+        # the source's): n3's hulld dies now (SIGKILL), before the guest
+        # could run there.
+        assert wait_until(lambda: set(vm_names()) - {vm} or not t.is_alive(), 120, 0.02)
+        assert t.is_alive(), out
+        n3.kill()
+        t.join(600)
+        r = out["r"]
+        assert r.status in (409, 502), r
+        # Still n1's, running, the same process counting on.
+        g = call(f, "n2", "GET", f"/v1/sandboxes/{sid}")
+        assert g.status == 200 and g.json["node"] == "n1" and g.json["state"] == "running", g
+        after = wait_counting(f, "n1", sid, before[-1][0] + 5)
+        assert after[:len(before)] == before
+        assert vm in vm_names()
+        # Nothing of it on n3: its keeper and half-received VM went.
+        assert wait_until(lambda: set(vm_names()) == {vm}, 60, 0.2)
+    finally:
+        if n3.proc is None:
+            n3.start()
+        assert wait_until(lambda: nodes_of(f)["n3"]["state"] == "up", 60, 0.5)
+        delete(f, "n2", sid)
+
+
+def test_drain_moves_every_microvm_off_a_node(fleet):
+    f = fleet
+    a, _ = microvm(f, "n2")
+    b, _ = microvm(f, "n2")
+    r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}})
+    assert r.status == 201, r
+    c = r.json["id"]
+    ids = [a, b, c]
+    try:
+        sh(f, "n2", a, "echo kept-a > /tmp/mark")
+        # Admins only.
+        r = call(f, "n3", "POST", "/v1/nodes/n2/drain")
+        assert r.status == 403, r
+        r = call(f, "n3", "POST", "/v1/nodes/n2/drain", token=f["admin"])
+        assert r.status == 200, r
+        rep = r.json
+        print("drain:", json.dumps(rep))
+        assert rep["node"] == "n2" and rep["state"] == "done", rep
+        by = {s["id"]: s for s in rep["sandboxes"]}
+        assert sorted(by) == sorted(ids), rep
+        for sid in (a, b):
+            assert by[sid]["result"] == "moved" and by[sid]["node"] in ("n1", "n3"), rep
+            assert by[sid]["downtime_ms"] >= 0
+        assert by[c]["result"] == "stays" and "container" in by[c]["reason"], rep
+        assert (rep["moved"], rep["stayed"], rep["failed"]) == (2, 1, 0), rep
+        ns = nodes_of(f)
+        assert ns["n2"]["vms"] == 0 and ns["n2"]["sandboxes"] == 1, ns
+        assert ns["n2"]["draining"] == "1", ns
+        assert sh(f, "n2", a, "cat /tmp/mark") == "kept-a\n"
+        # Nothing new is placed there.
+        r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}})
+        assert r.status == 409, r
+        r = call(f, "n1", "POST", f"/v1/sandboxes/{a}/migrate", {"to": "n2"})
+        assert r.status == 409 and "draining" in r.json["error"]["message"], r
+        # The CLI marks and reads the same (nothing left to move).
+        p = subprocess.run([HULL, "cluster", "drain", "n2", "--cluster", f["redis"].url,
+                            "--json"], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        rep = json.loads(p.stdout)
+        assert rep["state"] == "done" and rep["moved"] == 0 and rep["stayed"] == 1, rep
+        p = subprocess.run([HULL, "cluster", "drain", "n9", "--cluster", f["redis"].url],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and "no node named 'n9'" in p.stderr, p.stderr
+        r = call(f, "n1", "GET", "/v1/nodes/n2/drain", token=f["admin"])
+        assert r.status == 200 and r.json["state"] == "done", r
+    finally:
+        for sid in ids:
+            delete(f, "n1", sid)
+
+
+def test_bad_moves_are_refused_by_name(fleet):
+    f = fleet
+    r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n1"}})
+    assert r.status == 201, r
+    box = r.json["id"]
+    try:
+        for body, status, field in (
+                ({}, 400, "to"),
+                ({"to": 3}, 400, "to"),
+                ({"to": "bad name"}, 400, "to"),
+                ({"to": "n9"}, 400, "to"),
+                ({"to": "n1"}, 409, None),
+                ({"to": "n3", "mode": "warm"}, 400, "mode"),
+                ({"to": "n3", "speed": 1}, 400, "speed"),
+                ({"to": "n3"}, 501, None)):
+            r = call(f, "n2", "POST", f"/v1/sandboxes/{box}/migrate", body)
+            assert r.status == status, (body, r)
+            assert r.json["error"].get("field") == field, (body, r)
+        assert call(f, "n2", "GET", f"/v1/sandboxes/{box}").json["node"] == "n1"
+        assert call(f, "n2", "POST", "/v1/sandboxes/s-nonesuch/migrate",
+                    {"to": "n3"}).status == 404
+    finally:
+        delete(f, "n1", box)
+    # The node-to-node request: a signature made with the secret, once.
+    n2 = f["nodes"]["n2"]
+    body = json.dumps({"sandbox": "s-x", "tenant": "acme", "spec": "{}", "key": "-",
+                       "lifetime_s": 60}).encode()
+
+    def signed(key, ts=None):
+        ts = ts or int(time.time() * 1000)
+        msg = f"hull-cluster v1\nn1\nPOST\n/v1/cluster/receive\n{ts}\n".encode() + body
+        mac = hmac.new(key, msg, hashlib.sha256).hexdigest()
+        return {"Authorization": f"HullCluster n1 {ts} {mac}",
+                "Content-Type": "application/json"}
+    secret = f["secret"].read_text().strip().encode()
+    for headers in ({"Content-Type": "application/json"},
+                    signed(b"not the secret of this fleet"),
+                    signed(secret, int(time.time() * 1000) - 600000)):
+        r = n2.request("POST", "/v1/cluster/receive", body, headers=headers, raw=True)
+        assert r.status == 401, r
+    # A user token is not a node's signature.
+    r = n2.request("POST", "/v1/cluster/receive", body, token=f["admin"], raw=True)
+    assert r.status == 401, r
+    # Signed right (its spec is no sandbox's: refused by the keeper), and
+    # the same request again is a replay.
+    h = signed(secret)
+    r = n2.request("POST", "/v1/cluster/receive", body, headers=h, raw=True)
+    assert r.status != 401, r
+    r = n2.request("POST", "/v1/cluster/receive", body, headers=h, raw=True)
+    assert r.status == 401, r
+
+
+@pytest.mark.parametrize("mode, message", [
+    (0o644, "only its owner may read"),
+    (0o600, "must hold 16 to 256 bytes"),
+])
+def test_a_bad_cluster_secret_stops_hulld(tmp_path, mode, message):
+    secret = tmp_path / "secret"
+    secret.write_text("short\n" if mode == 0o600 else "long enough to be a secret, but open\n")
+    secret.chmod(mode)
+    ca, crt, key = make_ca(tmp_path / "tls")
+    # Checked before Redis is asked: nothing needs to listen on port 1.
+    r = subprocess.run([HULLD, "--socket", str(tmp_path / "s.sock"), "--state-dir",
+                        str(tmp_path), "--listen", "127.0.0.1:0", "--tls-cert", str(crt),
+                        "--tls-key", str(key), "--cluster", "redis://127.0.0.1:1", "--node", "n1",
+                        "--advertise", "127.0.0.1:8443", "--cluster-secret", str(secret)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r
+    assert r.stderr.startswith("hulld: ") and message in r.stderr, r.stderr
+    assert not (tmp_path / "s.sock").exists()
