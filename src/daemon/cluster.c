@@ -45,6 +45,7 @@ struct local_sbx {
     unsigned cpu;
     uint64_t peak, cpu0, cpu1, t0, t1;
     unsigned samples;
+    char *meta; /* its metadata (JSON text), for anti-affinity; or NULL */
 };
 static pthread_mutex_t local_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct local_sbx *local[MAX_LOCAL];
@@ -57,6 +58,8 @@ static _Thread_local struct {
     char key[512];
     uint64_t memory;
     unsigned cpu;
+    bool meta_set;
+    char meta[8192]; /* metadata (JSON text); longer: not recorded (logged) */
 } placed;
 
 bool cluster_enabled(void)
@@ -254,13 +257,15 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
     snprintf(l->isolation, sizeof(l->isolation), "%s", isolation ? isolation : "container");
     l->memory = placed.set ? placed.memory : DEFAULT_MEMORY;
     l->cpu = placed.set ? placed.cpu : 0;
+    l->meta = placed.set && placed.meta_set ? strdup(placed.meta) : NULL;
     struct hull_cluster_sbx rec = {.id = id,
                                    .node = cl.info.name,
                                    .tenant = l->tenant,
                                    .key = l->key,
                                    .isolation = l->isolation,
                                    .memory = l->memory,
-                                   .cpu = l->cpu};
+                                   .cpu = l->cpu,
+                                   .metadata = l->meta};
     placed.set = false;
     pthread_mutex_lock(&local_mu);
     sample(l);
@@ -270,8 +275,13 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
             free_slot = &local[i];
     if (free_slot)
         *free_slot = l;
-    else
+    /* Recorded from a copy: l may go (removed) once the lock is let go. */
+    cleanup_free char *meta = l->meta ? strdup(l->meta) : NULL;
+    rec.metadata = meta;
+    if (free_slot == NULL) {
+        free(l->meta);
         free(l);
+    }
     pthread_mutex_unlock(&local_mu);
     hull_error e = NULL;
     int ok;
@@ -317,6 +327,8 @@ void cluster_sandbox_removed(const char *id)
         hull_warn("sandbox %s: cluster: %s", id, hull_error_msg(e));
         hull_error_free(&e);
     }
+    if (l)
+        free(l->meta);
     free(l);
 }
 
@@ -335,9 +347,12 @@ static int rejoin(redisContext *c, hull_error *err)
     pthread_mutex_lock(&local_mu);
     size_t n = 0;
     for (size_t i = 0; i < MAX_LOCAL; i++)
-        if (local[i])
-            copy[n++] = *local[i];
+        if (local[i]) {
+            copy[n] = *local[i];
+            copy[n++].meta = local[i]->meta ? strdup(local[i]->meta) : NULL;
+        }
     pthread_mutex_unlock(&local_mu);
+    int rc = 0;
     for (size_t i = 0; i < n; i++) {
         struct hull_cluster_sbx rec = {.id = copy[i].id,
                                        .node = cl.info.name,
@@ -345,10 +360,14 @@ static int rejoin(redisContext *c, hull_error *err)
                                        .key = copy[i].key,
                                        .isolation = copy[i].isolation,
                                        .memory = copy[i].memory,
-                                       .cpu = copy[i].cpu};
-        if (hull_cluster_sbx_add(c, &rec, err) < 0)
-            return -1;
+                                       .cpu = copy[i].cpu,
+                                       .metadata = copy[i].meta};
+        if (rc == 0 && hull_cluster_sbx_add(c, &rec, err) < 0)
+            rc = -1;
+        free(copy[i].meta);
     }
+    if (rc < 0)
+        return -1;
     hull_log(HULL_LOG_INFO, "cluster: node %s registered again with its %zu sandboxes",
              cl.info.name, n);
     return 0;
@@ -490,12 +509,25 @@ json_object *cluster_nodes_now(hull_error *err)
     return nodes(err);
 }
 
-void cluster_placed(const char *key, uint64_t memory, unsigned cpu)
+void cluster_placed(const char *key, uint64_t memory, unsigned cpu, const char *metadata)
 {
+    placed.meta_set = metadata && strlen(metadata) < sizeof(placed.meta);
+    if (metadata && !placed.meta_set)
+        hull_warn("cluster: metadata over %zu bytes: not recorded (anti-affinity does not see it)",
+                  sizeof(placed.meta) - 1);
+    snprintf(placed.meta, sizeof(placed.meta), "%s", placed.meta_set ? metadata : "");
     snprintf(placed.key, sizeof(placed.key), "%s", key);
     placed.memory = memory;
     placed.cpu = cpu;
     placed.set = true;
+}
+
+json_object *cluster_sbx_all_now(hull_error *err)
+{
+    json_object *a = NULL;
+    int ok;
+    SHARED(ok, err, (a = hull_cluster_sbx_all(c, NULL, err)) ? 0 : -1);
+    return ok < 0 ? NULL : a;
 }
 
 json_object *cluster_sbx_record(const char *id, hull_error *err)

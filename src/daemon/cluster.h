@@ -60,8 +60,10 @@ const char *cluster_self(void);
 const char *cluster_ca(void);
 /* cluster.c, for cluster_route.c: placement's answer for the sandbox this
  * thread is about to make; Redis through the shared connection. */
-void cluster_placed(const char *key, uint64_t memory, unsigned cpu);
+void cluster_placed(const char *key, uint64_t memory, unsigned cpu, const char *metadata);
 json_object *cluster_nodes_now(hull_error *err);
+/* Every sandbox record of the fleet (this node's too). */
+json_object *cluster_sbx_all_now(hull_error *err);
 json_object *cluster_sbx_record(const char *id, hull_error *err);
 int cluster_sbx_forget(const char *node, const char *id, hull_error *err);
 int cluster_prediction(const char *key, uint64_t *memory, unsigned *cpu, unsigned *samples,

@@ -262,7 +262,8 @@ int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull
                           "key",       s->key,
                           "memory",    mem,
                           "cpu",       cpu,
-                          "isolation", s->isolation ? s->isolation : "container"};
+                          "isolation", s->isolation ? s->isolation : "container",
+                          "metadata",  s->metadata ? s->metadata : "{}"};
     return run(c, err, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
