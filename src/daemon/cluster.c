@@ -45,7 +45,9 @@ struct local_sbx {
     unsigned cpu;
     uint64_t peak, cpu0, cpu1, t0, t1;
     unsigned samples;
-    char *meta; /* its metadata (JSON text), for anti-affinity; or NULL */
+    char *meta;   /* its metadata (JSON text), for anti-affinity; or NULL */
+    bool restart; /* "restart": "from-snapshot" (cluster_restart.c) */
+    unsigned lifetime_s;
 };
 static pthread_mutex_t local_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct local_sbx *local[MAX_LOCAL];
@@ -99,11 +101,11 @@ int cluster_check_options(const struct hulld_options *o)
 {
     const char *msg = NULL;
     bool any = o->node_name || o->advertise || o->placement || o->node_capacity || o->cluster_ca ||
-               cl.labels;
+               cl.labels || o->cluster_snapshots;
     hull_error e = NULL;
     if (o->cluster_url == NULL && any)
-        msg = "--node, --advertise, --node-label, --node-capacity, --placement, --cluster-ca: "
-              "only with --cluster";
+        msg = "--node, --advertise, --node-label, --node-capacity, --placement, --cluster-ca, "
+              "--cluster-snapshots: only with --cluster";
     else if (o->cluster_url == NULL)
         return 0;
     else if (o->node_name == NULL || o->advertise == NULL || o->listen == NULL)
@@ -258,6 +260,7 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
     l->memory = placed.set ? placed.memory : DEFAULT_MEMORY;
     l->cpu = placed.set ? placed.cpu : 0;
     l->meta = placed.set && placed.meta_set ? strdup(placed.meta) : NULL;
+    l->restart = cluster_restart_wanted(&l->lifetime_s);
     struct hull_cluster_sbx rec = {.id = id,
                                    .node = cl.info.name,
                                    .tenant = l->tenant,
@@ -265,8 +268,12 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
                                    .isolation = l->isolation,
                                    .memory = l->memory,
                                    .cpu = l->cpu,
-                                   .metadata = l->meta};
+                                   .metadata = l->meta,
+                                   .restart = l->restart ? "from-snapshot" : NULL,
+                                   .lifetime_s = l->lifetime_s};
     placed.set = false;
+    if (l->restart)
+        cluster_restart_track(id);
     pthread_mutex_lock(&local_mu);
     sample(l);
     struct local_sbx **free_slot = NULL;
@@ -315,6 +322,7 @@ void cluster_sandbox_removed(const char *id)
     hull_error e = NULL;
     int ok;
     SHARED(ok, &e, hull_cluster_sbx_remove(c, cl.info.name, id, &e));
+    cluster_restart_forget(id);
     /* What it used, learned for the next sandbox of the same image: its
      * peak memory and its mean CPU (millicores) over the time it was
      * sampled. */
@@ -361,7 +369,9 @@ static int rejoin(redisContext *c, hull_error *err)
                                        .isolation = copy[i].isolation,
                                        .memory = copy[i].memory,
                                        .cpu = copy[i].cpu,
-                                       .metadata = copy[i].meta};
+                                       .metadata = copy[i].meta,
+                                       .restart = copy[i].restart ? "from-snapshot" : NULL,
+                                       .lifetime_s = copy[i].lifetime_s};
         if (rc == 0 && hull_cluster_sbx_add(c, &rec, err) < 0)
             rc = -1;
         free(copy[i].meta);
@@ -448,6 +458,8 @@ int cluster_start(hull_error *err)
         return hull_error_errno(err, "cluster: heartbeat thread");
     }
     cl.beating = true;
+    if (cluster_restart_start(err) < 0)
+        return -1;
     hull_log(HULL_LOG_INFO,
              "cluster: node %s (%s): %u CPUs, %" PRIu64 " MiB, %u microVM slots, %s, %s placement",
              n->name, n->address, n->cpus, n->memory >> 20, n->vm_slots, n->accel, n->placement);
@@ -458,6 +470,7 @@ void cluster_stop(void)
 {
     if (!cl.on)
         return;
+    cluster_restart_stop();
     cl.stop = 1;
     if (cl.beating)
         pthread_join(cl.beat, NULL);
@@ -482,8 +495,10 @@ void cluster_stop(void)
 
 void cluster_annotate(json_object *o)
 {
-    if (cl.on && o)
+    if (cl.on && o) {
         json_object_object_add(o, "node", json_object_new_string(cl.info.name));
+        cluster_restart_annotate(o);
+    }
 }
 
 int cluster_token_verify(const char *token, struct hull_token_info *info, hull_error *err)
@@ -542,6 +557,8 @@ int cluster_sbx_forget(const char *node, const char *id, hull_error *err)
 {
     int ok;
     SHARED(ok, err, hull_cluster_sbx_remove(c, node, id, err));
+    if (ok == 0)
+        cluster_restart_forget(id);
     return ok;
 }
 
@@ -639,7 +656,10 @@ void cluster_list_merge(const struct request *rq, json_object *list, const char 
             if (v)
                 json_object_object_add(o, keep[k], json_object_get(v));
         }
-        json_object_object_add(o, "state", json_object_new_string(up ? "running" : "lost"));
+        json_object *rs_ = hj_get(s, "state");
+        bool restored = rs_ && strcmp(json_object_get_string(rs_), "restored") == 0;
+        json_object_object_add(
+            o, "state", json_object_new_string(up ? (restored ? "restored" : "running") : "lost"));
         json_object_array_add(arr, o);
     }
 }

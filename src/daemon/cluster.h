@@ -69,4 +69,22 @@ int cluster_sbx_forget(const char *node, const char *id, hull_error *err);
 int cluster_prediction(const char *key, uint64_t *memory, unsigned *cpu, unsigned *samples,
                        hull_error *err);
 
+/* cluster_restart.c: "restart": "from-snapshot" (docs/cluster.md).
+ * take: checked in a create (400 in r: -1); local: it is served here, so
+ * it is taken out and remembered for cluster_sandbox_added (wanted). */
+int cluster_restart_take(json_object *doc, bool local, struct resp *r);
+bool cluster_restart_wanted(unsigned *lifetime_s);
+/* A restartable sandbox of this node: saved every period from now on;
+ * forget: gone for good, its saved snapshot too. */
+void cluster_restart_track(const char *id);
+void cluster_restart_forget(const char *id);
+/* "restart", "snapshot_at", and for a restored one "state": "restored",
+ * "restored_from", "restored_at" into its JSON. */
+void cluster_restart_annotate(json_object *o);
+/* The thread that saves snapshots and restores a down node's sandboxes:
+ * started with the cluster; stopped before the sandboxes go at shutdown
+ * (a restore then could outlive them). */
+int cluster_restart_start(hull_error *err);
+void cluster_restart_stop(void);
+
 #endif

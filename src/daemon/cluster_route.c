@@ -168,6 +168,8 @@ static int place(const struct request *rq, char **body, struct resp *r)
     cleanup_json json_object *lab = labels ? json_object_get(labels) : NULL;
     cleanup_json json_object *anti = x.anti ? json_object_get(x.anti) : NULL;
     json_object_object_del(doc, "placement");
+    if (cluster_restart_take(doc, false, r) < 0)
+        return 1;
 
     /* The prediction: what this template's or image's sandboxes used, else
      * the limit. A template lives in one node's state directory: its
@@ -239,6 +241,8 @@ static int place(const struct request *rq, char **body, struct resp *r)
             return 1;
         }
     }
+    if (cluster_restart_take(doc, true, r) < 0) /* served here: taken */
+        return 1;
     json_object *meta = hj_get(doc, "metadata");
     cluster_placed(key, mem, cpu,
                    meta && json_object_is_type(meta, json_type_object)

@@ -60,6 +60,9 @@ struct hulld_options {
     const char *node_capacity;  /* --node-capacity cpus=N,memory=SIZE,disk=SIZE,vm-slots=N */
     const char *cluster_ca;     /* --cluster-ca PEM file: the nodes' certificates' CA */
     unsigned node_down_after_s; /* --node-down-after SECS */
+    /* --cluster-snapshots DIR, --cluster-snapshot-every SECS (cluster_restart.c) */
+    const char *cluster_snapshots;
+    unsigned cluster_snapshot_every_s;
     /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
     unsigned metrics_interval_ms;
 };
@@ -172,6 +175,10 @@ int sbx_meta_filter(const struct request *rq, json_object *list, struct resp *r)
 void sandboxes_reap(bool all);
 /* Paused microVM sandboxes of an earlier hulld, served again (start-up). */
 void sandboxes_adopt(void);
+/* One microVM sandbox from a snapshot under <state-dir>/microvm: rec as
+ * the store lists it ({id, tenant, container: its VM, lifetime_s}) and
+ * "resume" (running at once; else paused). cluster_restart.c. */
+int sandboxes_restore(json_object *rec, hull_error *err);
 unsigned sandboxes_active(void);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */

@@ -70,6 +70,13 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
  * directory dirfd (TPL_VM_SNAP), at most max bytes (0: no bound); *stats
  * what it holds. */
 int vmk_tpl_save(const char *vm, int dirfd, uint64_t max, json_object **stats, hull_error *err);
+/* sbx_vm_csnap.c: op "csnap" of VM vm (paused: on_disk, at disk_snap;
+ * busy: a process holds its agent): its snapshot into dirfd/name (via
+ * name.part); *unchanged when a paused one's copy is current. */
+int vmk_csnap(const char *vm, const char *disk_snap, bool on_disk, bool busy, int dirfd,
+              const char *name, bool *unchanged, hull_error *err);
+/* src copied to dirfd/name (0600, made or truncated) and synced. */
+int csnap_copy(const char *src, int dirfd, const char *name, hull_error *err);
 
 /* ---- in hulld ---- */
 

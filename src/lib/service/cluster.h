@@ -63,6 +63,8 @@ json_object *hull_cluster_nodes(redisContext *c, unsigned down_after_ms, hull_er
 struct hull_cluster_sbx {
     const char *id, *node, *tenant, *key, *isolation;
     const char *metadata; /* JSON object text, or NULL: "{}" */
+    const char *restart;  /* "from-snapshot", or NULL */
+    unsigned lifetime_s;  /* its lifetime (kept for a restore) */
     uint64_t memory;      /* bytes reserved */
     unsigned cpu;         /* millicores reserved */
 };
@@ -109,6 +111,18 @@ int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char 
                        hull_error *err);
 /* How many of q->sandboxes on node match q->anti (0 without anti). */
 unsigned hull_cluster_affinity_count(const struct hull_place_req *q, const char *node);
+
+/* Restart from a snapshot (cluster_restart.c). A record of a sandbox
+ * made with "restart": "from-snapshot" moved from dead (a node down for
+ * down_after_ms on Redis's clock) to self, counts and reservations with
+ * it, marked state restored: 1; 0 when it is not dead's any more (another
+ * node claimed it first), not restartable, or dead is up again. */
+int hull_cluster_claim(redisContext *c, const char *id, const char *dead, const char *self,
+                       unsigned down_after_ms, hull_error *err);
+/* node saved the sandbox's snapshot now (Redis's clock): snap_at, paused;
+ * nothing when the record does not name node (any more). */
+int hull_cluster_snapshot_saved(redisContext *c, const char *id, const char *node, bool paused,
+                                hull_error *err);
 
 /* Tokens: every token of store st published under its SHA-256 (revoked
  * ones too, so a revocation reaches every node). */
