@@ -445,11 +445,16 @@ int cluster_start(hull_error *err)
     redisContext *c = hull_redis_connect(o->cluster_url, 3000, err);
     if (c == NULL)
         return hull_error_prefix(err, "--cluster");
+    char **mine = cluster_restart_mine(c);
     if (hull_cluster_register(c, n, err) < 0 ||
         hull_cluster_tokens_publish(c, hulld.store, err) < 0) {
+        for (size_t i = 0; mine && mine[i]; i++)
+            free(mine[i]);
+        free(mine);
         hull_redis_close(c);
         return hull_error_prefix(err, "--cluster");
     }
+    cluster_restart_orphans(c, mine);
     cl.rc = c;
     cl.on = true;
     int rc = pthread_create(&cl.beat, NULL, beat_main, NULL);

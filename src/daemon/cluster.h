@@ -12,6 +12,7 @@
 
 #include "hull.h"
 #include "response.h"
+#include "service/redis.h"
 
 struct hulld_options;
 
@@ -85,6 +86,12 @@ void cluster_restart_annotate(json_object *o);
  * started with the cluster; stopped before the sandboxes go at shutdown
  * (a restore then could outlive them). */
 int cluster_restart_start(hull_error *err);
+/* At registration: mine (before it) lists the restartable sandboxes the
+ * registry still gives this node; orphans (after it) removes the
+ * snapshots of those the registration forgot (not claimed elsewhere):
+ * this node came back before another restored them. */
+char **cluster_restart_mine(redisContext *c);
+void cluster_restart_orphans(redisContext *c, char **ids);
 void cluster_restart_stop(void);
 
 #endif

@@ -415,6 +415,47 @@ static void *restart_main(void *arg)
     return NULL;
 }
 
+/* ---- a node back before it was restored elsewhere ---- */
+
+char **cluster_restart_mine(redisContext *c)
+{
+    if (hulld.o->cluster_snapshots == NULL)
+        return NULL;
+    char set[160];
+    snprintf(set, sizeof(set), "hull:cluster:node:%s:sandboxes", cluster_self());
+    hull_error e = NULL;
+    cleanup_reply redisReply *ids = hull_redis_cmd(c, &e, "SMEMBERS", set, NULL);
+    size_t n = ids && ids->type == REDIS_REPLY_ARRAY ? ids->elements : 0, k = 0;
+    char **out = calloc(n + 1, sizeof(*out));
+    for (size_t i = 0; out && i < n; i++) {
+        const char *id = hull_redis_str(ids->element[i]);
+        cleanup_json json_object *rec = id ? hull_cluster_sbx_get(c, id, &e) : NULL;
+        hull_error_free(&e);
+        if (rec && strcmp(field(rec, "restart"), "from-snapshot") == 0)
+            out[k++] = strdup(id);
+    }
+    hull_error_free(&e);
+    return out;
+}
+
+void cluster_restart_orphans(redisContext *c, char **ids)
+{
+    for (size_t i = 0; ids && ids[i]; i++) {
+        hull_error e = NULL;
+        cleanup_json json_object *rec = hull_cluster_sbx_get(c, ids[i], &e);
+        /* Forgotten by the registration (not claimed by another node in
+         * the meantime): its sandbox died with this node's previous
+         * hulld, so its snapshot goes. */
+        if (rec == NULL && hull_error_code(e) == ENOENT) {
+            hull_log(HULL_LOG_INFO, "sandbox %s: lost with this node's previous hulld", ids[i]);
+            cluster_restart_forget(ids[i]);
+        }
+        hull_error_free(&e);
+        free(ids[i]);
+    }
+    free(ids);
+}
+
 int cluster_restart_start(hull_error *err)
 {
     const char *dir = hulld.o->cluster_snapshots;

@@ -1,18 +1,21 @@
 """hulld --cluster, issue 15 leftovers (docs/cluster.md): anti-affinity by
-metadata in placement, on three real nodes (each hulld in its own network
-namespace, a real redis-server, as tests/integration/test_cluster.py).
+metadata in placement, and the checks of "restart" (the restore itself,
+with real microVMs: test_cluster_restore.py), on three real nodes (each
+hulld in its own network namespace, a real redis-server, as
+test_cluster.py).
 
 - "placement": {"anti_affinity": {"app": "web"}} keeps sandboxes whose
   metadata has app=web on different nodes while a node without one fits,
   even under binpack (which would stack them); when every node that fits
   runs one, the sandbox goes to the node with the fewest, or is refused
   (409, nothing made) with "anti_affinity_required": true;
-- bad anti-affinity fields are refused by JSON path (400, nothing made)."""
+- bad anti-affinity fields are refused by JSON path (400, nothing made);
+- "restart" refused by name where it cannot work (400, nothing made)."""
 import os
 
 import pytest
 
-from hulldlib import HULLD, wait_until  # noqa: F401  (HULLD: the skip below)
+from hulldlib import HULLD
 from queuelib import REDIS_SERVER
 from test_cluster import NAMES, call, cluster, create, delete, nodes_of  # noqa: F401
 
@@ -105,4 +108,19 @@ def test_bad_anti_affinity_is_refused(cluster, placement, field):
     before = total(cluster)
     r = call(cluster, "n1", "POST", "/v1/sandboxes", {"metadata": WEB, "placement": placement})
     assert r.status == 400 and r.json["error"]["field"] == field, r
+    assert total(cluster) == before
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"restart": "from-snapshot"}, "only a microVM sandbox"),
+    ({"restart": "always", "isolation": "microvm"}, "must be \"from-snapshot\" or \"never\""),
+    ({"restart": 1, "isolation": "microvm"}, "must be"),
+    # These nodes have no --cluster-snapshots.
+    ({"restart": "from-snapshot", "isolation": "microvm"}, "no --cluster-snapshots"),
+])
+def test_restart_refused_where_it_cannot_work(cluster, body, message):
+    before = total(cluster)
+    r = call(cluster, "n1", "POST", "/v1/sandboxes", body)
+    assert r.status == 400 and r.json["error"]["field"] == "restart", r
+    assert message in r.json["error"]["message"], r
     assert total(cluster) == before
