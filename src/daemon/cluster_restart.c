@@ -169,6 +169,10 @@ void cluster_restart_forget(const char *id)
     snprintf(path, sizeof(path), "%s/%s", hulld.o->cluster_snapshots, name);
     if (unlink(path) < 0 && errno != ENOENT)
         hull_warn("sandbox %s: %s: %s", id, path, strerror(errno));
+    /* A save its keeper never finished (it died during one). */
+    snprintf(path, sizeof(path), "%s/%s.part", hulld.o->cluster_snapshots, name);
+    if (unlink(path) < 0 && errno != ENOENT)
+        hull_warn("sandbox %s: %s: %s", id, path, strerror(errno));
 }
 
 static void rfc3339(time_t t, char *out, size_t len)
@@ -230,7 +234,7 @@ static void save_all(redisContext *c)
         hull_error e = NULL;
         if (sandboxes_call(ids[k], NULL, "csnap", hdr, dirfd, &f, &e) < 0) {
             if (hull_error_code(e) == EBUSY || hull_error_code(e) == ENOENT)
-                hull_log(HULL_LOG_DEBUG, "sandbox %s: %s", ids[k], hull_error_msg(e));
+                hull_debug("sandbox %s: %s", ids[k], hull_error_msg(e));
             else
                 hull_warn("sandbox %s: %s", ids[k], hull_error_msg(e));
             hull_error_free(&e);
@@ -251,7 +255,7 @@ static void save_all(redisContext *c)
         if (p)
             (*p)->snap_at = time(NULL);
         pthread_mutex_unlock(&rs.mu);
-        hull_log(HULL_LOG_DEBUG, "sandbox %s: snapshot saved%s", ids[k], paused ? " (paused)" : "");
+        hull_debug("sandbox %s: snapshot saved%s", ids[k], paused ? " (paused)" : "");
     }
     close(dirfd);
 }
