@@ -455,6 +455,7 @@ int cluster_start(hull_error *err)
         return hull_error_prefix(err, "--cluster");
     }
     cluster_restart_orphans(c, mine);
+    cluster_restart_drop_moved(c); /* before cl.on: its removal touches no record */
     cl.rc = c;
     cl.on = true;
     int rc = pthread_create(&cl.beat, NULL, beat_main, NULL);

@@ -12,9 +12,9 @@
 
 #include "hull.h"
 #include "response.h"
-#include "service/redis.h"
 
 struct hulld_options;
+struct redisContext; /* hiredis's, for cluster_restart_mine/orphans */
 
 /* --node-label KEY=VALUE (repeatable): 0, or -1 with the message printed. */
 int cluster_add_label(const char *kv);
@@ -90,8 +90,13 @@ int cluster_restart_start(hull_error *err);
  * registry still gives this node; orphans (after it) removes the
  * snapshots of those the registration forgot (not claimed elsewhere):
  * this node came back before another restored them. */
-char **cluster_restart_mine(redisContext *c);
-void cluster_restart_orphans(redisContext *c, char **ids);
+char **cluster_restart_mine(struct redisContext *c);
+void cluster_restart_orphans(struct redisContext *c, char **ids);
+/* At registration, before the node serves the cluster: a sandbox adopted
+ * from this node's disk (paused) that the registry says another node
+ * restored meanwhile is destroyed here (nothing of it is in the registry
+ * under this node: the other node's record and snapshot stay). */
+void cluster_restart_drop_moved(struct redisContext *c);
 void cluster_restart_stop(void);
 
 #endif

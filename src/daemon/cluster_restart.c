@@ -28,6 +28,7 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "procs.h"
+#include "sbx_metrics.h"
 #include "service/cluster.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -458,6 +459,28 @@ void cluster_restart_orphans(redisContext *c, char **ids)
         free(ids[i]);
     }
     free(ids);
+}
+
+void cluster_restart_drop_moved(redisContext *c)
+{
+    struct sbx_brief *b = NULL;
+    size_t n = sandboxes_brief(&b);
+    for (size_t i = 0; i < n; i++) {
+        hull_error e = NULL;
+        cleanup_json json_object *rec = hull_cluster_sbx_get(c, b[i].id, &e);
+        hull_error_free(&e);
+        const char *node = rec ? field(rec, "node") : "";
+        if (node[0] == '\0' || strcmp(node, cluster_self()) == 0)
+            continue;
+        /* Kept on this node's disk (paused) while it was down, and
+         * restored by another node meanwhile: that one is the sandbox now. */
+        hull_log(HULL_LOG_INFO,
+                 "sandbox %s: restored on node %s while this node was down: "
+                 "this copy is destroyed",
+                 b[i].id, node);
+        sandboxes_drop(b[i].id, "restored on another node while this one was down");
+    }
+    free(b);
 }
 
 int cluster_restart_start(hull_error *err)

@@ -810,6 +810,15 @@ int sandboxes_restore(json_object *rec, hull_error *err)
     return adopt(rec, err);
 }
 
+void sandboxes_drop(const char *id, const char *reason)
+{
+    struct sbx *s = find(id, NULL);
+    if (s) {
+        destroy(s, reason);
+        unref(s);
+    }
+}
+
 void sandboxes_adopt(void)
 {
     hull_error e = NULL;

@@ -9,6 +9,8 @@ directory. Run under `flock /work/wt/vm.lock` (VM tests are host-wide).
   (claimed once, restored once), same id, "state": "restored", its node's
   counts moved, its files as of the snapshot, reached through any node;
 - a microVM sandbox made without "restart" stays "lost";
+- a paused one comes back paused (its file copied once), resumes with its
+  files; its old node, restarted, drops the copy it kept on its disk;
 - DELETE leaves no QEMU and no snapshot; the killed node rejoins empty;
   nothing leaks (processes, cgroups, snapshots, namespaces, links)."""
 import os
@@ -158,3 +160,55 @@ def test_a_killed_nodes_microvm_sandbox_comes_back_from_its_snapshot(fleet):
             n3.start()
     assert wait_until(lambda: nodes_of(fleet)["n3"]["state"] == "up", 60)
     assert nodes_of(fleet)["n3"]["sandboxes"] == 0
+
+
+def test_a_paused_sandbox_comes_back_paused(fleet):
+    r = Resp(fleet["redis"].port)
+    n3 = fleet["nodes"]["n3"]
+    sid = None
+    try:
+        s = create(fleet, "n2", isolation="microvm", restart="from-snapshot",
+                   placement={"node": "n3"})
+        sid = s["id"]
+        w = vm_exec(fleet, "n1", sid, ["sh", "-c", "echo paused-state > /root/p"])
+        assert w.status == 200, w
+        p = call(fleet, "n1", "POST", f"/v1/sandboxes/{sid}/pause")
+        assert p.status == 200 and p.json["state"] == "paused", p
+        # Its paused file copied to the shared directory, marked paused.
+        assert wait_until(lambda: r.hash(f"hull:cluster:sbx:{sid}").get("paused") == "1",
+                          120, 0.5)
+        n3.kill()
+
+        def back():
+            g = call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}")
+            return g.status == 200 and g.json.get("restored_from") == "n3"
+        assert wait_until(back, 180, 0.5), call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}")
+        g = call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}").json
+        assert g["state"] == "paused" and g["node"] in ("n1", "n2"), g
+        x = vm_exec(fleet, "n2", sid, ["true"])
+        assert x.status == 409, x  # paused, as it was
+        u = call(fleet, "n2", "POST", f"/v1/sandboxes/{sid}/resume")
+        assert u.status == 200, u
+        assert call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}").json["state"] == "restored"
+        x = vm_exec(fleet, "n1", sid, ["cat", "/root/p"])
+        assert x.status == 200 and x.json["stdout"] == "paused-state\n", x
+        # n3 comes back: it kept the paused sandbox on its disk, but the
+        # sandbox lives elsewhere now: its copy goes, requests go there.
+        n3.start()
+        assert wait_until(lambda: nodes_of(fleet)["n3"]["state"] == "up", 60)
+        assert not list((Path(n3.state) / "microvm").glob("*.snap*"))
+        g3 = call(fleet, "n3", "GET", f"/v1/sandboxes/{sid}")
+        assert g3.status == 200 and g3.json["node"] == g["node"], g3
+        assert g3.json["state"] == "restored", g3
+        assert "this copy is destroyed" in n3.log.read_text()
+        delete(fleet, "n3", sid)
+        sid = None
+        assert not list(fleet["snaps"].glob("*"))
+    finally:
+        if sid:
+            call(fleet, "n1", "DELETE", f"/v1/sandboxes/{sid}")
+        r.close()
+        if n3.proc is None or n3.proc.poll() is not None:
+            n3.start()
+    assert wait_until(lambda: nodes_of(fleet)["n3"]["state"] == "up", 60)
+    assert not list(fleet["snaps"].glob("*"))

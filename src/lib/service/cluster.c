@@ -271,9 +271,11 @@ int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull
     return run(c, err, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 
-/* KEYS as for add_lua; ARGV[1] the id: the reservation it holds is given
- * back once, whoever calls. Numbers go back to Redis as integer text (a
- * Lua -0 would be "-0", which HINCRBY refuses). */
+/* KEYS as for add_lua; ARGV[1] the id, ARGV[2] the node: the reservation
+ * it holds is given back once, whoever calls; the record goes unless it
+ * names another node (restored there: cluster_restart.c). Numbers go back
+ * to Redis as integer text (a Lua -0 would be "-0", which HINCRBY
+ * refuses). */
 static const char remove_lua[] =
     "if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then\n"
     "  local r = redis.call('HMGET', KEYS[1], 'memory', 'cpu', 'isolation')\n"
@@ -284,7 +286,8 @@ static const char remove_lua[] =
     "  redis.call('HINCRBY', KEYS[3], 'reserved_cpu', string.format('%d', 0 - (tonumber(r[2]) or "
     "0)))\n"
     "end\n"
-    "redis.call('DEL', KEYS[1])\n"
+    "local owner = redis.call('HGET', KEYS[1], 'node')\n"
+    "if not owner or owner == ARGV[2] then redis.call('DEL', KEYS[1]) end\n"
     "return 1\n";
 
 int hull_cluster_sbx_remove(redisContext *c, const char *node, const char *id, hull_error *err)
@@ -293,8 +296,8 @@ int hull_cluster_sbx_remove(redisContext *c, const char *node, const char *id, h
     snprintf(rec, sizeof(rec), K "sbx:%s", id);
     snprintf(nk, sizeof(nk), K "node:%s", node);
     snprintf(set, sizeof(set), "%s:sandboxes", nk);
-    const char *argv[] = {"EVAL", remove_lua, "3", rec, set, nk, id};
-    return run(c, err, 7, argv);
+    const char *argv[] = {"EVAL", remove_lua, "3", rec, set, nk, id, node};
+    return run(c, err, 8, argv);
 }
 
 static json_object *hash_object(const redisReply *h)
