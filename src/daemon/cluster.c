@@ -46,6 +46,9 @@ struct local_sbx {
     unsigned cpu;
     uint64_t peak, cpu0, cpu1, t0, t1;
     unsigned samples;
+    char *meta;   /* its metadata (JSON text), for anti-affinity; or NULL */
+    bool restart; /* "restart": "from-snapshot" (cluster_restart.c) */
+    unsigned lifetime_s;
 };
 static pthread_mutex_t local_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct local_sbx *local[MAX_LOCAL];
@@ -58,6 +61,8 @@ static _Thread_local struct {
     char key[512];
     uint64_t memory;
     unsigned cpu;
+    bool meta_set;
+    char meta[8192]; /* metadata (JSON text); longer: not recorded (logged) */
 } placed;
 
 bool cluster_enabled(void)
@@ -97,11 +102,11 @@ int cluster_check_options(const struct hulld_options *o)
 {
     const char *msg = NULL;
     bool any = o->node_name || o->advertise || o->placement || o->node_capacity || o->cluster_ca ||
-               o->cluster_secret || cl.labels;
+               o->cluster_secret || cl.labels || o->cluster_snapshots;
     hull_error e = NULL;
     if (o->cluster_url == NULL && any)
         msg = "--node, --advertise, --node-label, --node-capacity, --placement, --cluster-ca, "
-              "--cluster-secret: only with --cluster";
+              "--cluster-secret, --cluster-snapshots: only with --cluster";
     else if (o->cluster_url == NULL)
         return 0;
     else if (o->node_name == NULL || o->advertise == NULL || o->listen == NULL)
@@ -255,14 +260,21 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
     snprintf(l->isolation, sizeof(l->isolation), "%s", isolation ? isolation : "container");
     l->memory = placed.set ? placed.memory : DEFAULT_MEMORY;
     l->cpu = placed.set ? placed.cpu : 0;
+    l->meta = placed.set && placed.meta_set ? strdup(placed.meta) : NULL;
+    l->restart = cluster_restart_wanted(&l->lifetime_s);
     struct hull_cluster_sbx rec = {.id = id,
                                    .node = cl.info.name,
                                    .tenant = l->tenant,
                                    .key = l->key,
                                    .isolation = l->isolation,
                                    .memory = l->memory,
-                                   .cpu = l->cpu};
+                                   .cpu = l->cpu,
+                                   .metadata = l->meta,
+                                   .restart = l->restart ? "from-snapshot" : NULL,
+                                   .lifetime_s = l->lifetime_s};
     placed.set = false;
+    if (l->restart)
+        cluster_restart_track(id);
     pthread_mutex_lock(&local_mu);
     sample(l);
     struct local_sbx **free_slot = NULL;
@@ -271,8 +283,13 @@ void cluster_sandbox_added(const char *id, const char *tenant, const char *conta
             free_slot = &local[i];
     if (free_slot)
         *free_slot = l;
-    else
+    /* Recorded from a copy: l may go (removed) once the lock is let go. */
+    cleanup_free char *meta = l->meta ? strdup(l->meta) : NULL;
+    rec.metadata = meta;
+    if (free_slot == NULL) {
+        free(l->meta);
         free(l);
+    }
     pthread_mutex_unlock(&local_mu);
     hull_error e = NULL;
     int ok;
@@ -306,6 +323,7 @@ void cluster_sandbox_removed(const char *id)
     hull_error e = NULL;
     int ok;
     SHARED(ok, &e, hull_cluster_sbx_remove(c, cl.info.name, id, &e));
+    cluster_restart_forget(id);
     /* What it used, learned for the next sandbox of the same image: its
      * peak memory and its mean CPU (millicores) over the time it was
      * sampled. */
@@ -318,6 +336,8 @@ void cluster_sandbox_removed(const char *id)
         hull_warn("sandbox %s: cluster: %s", id, hull_error_msg(e));
         hull_error_free(&e);
     }
+    if (l)
+        free(l->meta);
     free(l);
 }
 
@@ -336,9 +356,12 @@ static int rejoin(redisContext *c, hull_error *err)
     pthread_mutex_lock(&local_mu);
     size_t n = 0;
     for (size_t i = 0; i < MAX_LOCAL; i++)
-        if (local[i])
-            copy[n++] = *local[i];
+        if (local[i]) {
+            copy[n] = *local[i];
+            copy[n++].meta = local[i]->meta ? strdup(local[i]->meta) : NULL;
+        }
     pthread_mutex_unlock(&local_mu);
+    int rc = 0;
     for (size_t i = 0; i < n; i++) {
         struct hull_cluster_sbx rec = {.id = copy[i].id,
                                        .node = cl.info.name,
@@ -346,10 +369,16 @@ static int rejoin(redisContext *c, hull_error *err)
                                        .key = copy[i].key,
                                        .isolation = copy[i].isolation,
                                        .memory = copy[i].memory,
-                                       .cpu = copy[i].cpu};
-        if (hull_cluster_sbx_add(c, &rec, err) < 0)
-            return -1;
+                                       .cpu = copy[i].cpu,
+                                       .metadata = copy[i].meta,
+                                       .restart = copy[i].restart ? "from-snapshot" : NULL,
+                                       .lifetime_s = copy[i].lifetime_s};
+        if (rc == 0 && hull_cluster_sbx_add(c, &rec, err) < 0)
+            rc = -1;
+        free(copy[i].meta);
     }
+    if (rc < 0)
+        return -1;
     hull_log(HULL_LOG_INFO, "cluster: node %s registered again with its %zu sandboxes",
              cl.info.name, n);
     return 0;
@@ -419,11 +448,17 @@ int cluster_start(hull_error *err)
     redisContext *c = hull_redis_connect(o->cluster_url, 3000, err);
     if (c == NULL)
         return hull_error_prefix(err, "--cluster");
+    char **mine = cluster_restart_mine(c);
     if (hull_cluster_register(c, n, err) < 0 ||
         hull_cluster_tokens_publish(c, hulld.store, err) < 0) {
+        for (size_t i = 0; mine && mine[i]; i++)
+            free(mine[i]);
+        free(mine);
         hull_redis_close(c);
         return hull_error_prefix(err, "--cluster");
     }
+    cluster_restart_orphans(c, mine);
+    cluster_restart_drop_moved(c); /* before cl.on: its removal touches no record */
     cl.rc = c;
     cl.on = true;
     int rc = pthread_create(&cl.beat, NULL, beat_main, NULL);
@@ -432,6 +467,8 @@ int cluster_start(hull_error *err)
         return hull_error_errno(err, "cluster: heartbeat thread");
     }
     cl.beating = true;
+    if (cluster_restart_start(err) < 0)
+        return -1;
     hull_log(HULL_LOG_INFO,
              "cluster: node %s (%s): %u CPUs, %" PRIu64 " MiB, %u microVM slots, %s, %s placement",
              n->name, n->address, n->cpus, n->memory >> 20, n->vm_slots, n->accel, n->placement);
@@ -442,6 +479,7 @@ void cluster_stop(void)
 {
     if (!cl.on)
         return;
+    cluster_restart_stop();
     cl.stop = 1;
     if (cl.beating)
         pthread_join(cl.beat, NULL);
@@ -466,8 +504,10 @@ void cluster_stop(void)
 
 void cluster_annotate(json_object *o)
 {
-    if (cl.on && o)
+    if (cl.on && o) {
         json_object_object_add(o, "node", json_object_new_string(cl.info.name));
+        cluster_restart_annotate(o);
+    }
 }
 
 int cluster_token_verify(const char *token, struct hull_token_info *info, hull_error *err)
@@ -493,12 +533,25 @@ json_object *cluster_nodes_now(hull_error *err)
     return nodes(err);
 }
 
-void cluster_placed(const char *key, uint64_t memory, unsigned cpu)
+void cluster_placed(const char *key, uint64_t memory, unsigned cpu, const char *metadata)
 {
+    placed.meta_set = metadata && strlen(metadata) < sizeof(placed.meta);
+    if (metadata && !placed.meta_set)
+        hull_warn("cluster: metadata over %zu bytes: not recorded (anti-affinity does not see it)",
+                  sizeof(placed.meta) - 1);
+    snprintf(placed.meta, sizeof(placed.meta), "%s", placed.meta_set ? metadata : "");
     snprintf(placed.key, sizeof(placed.key), "%s", key);
     placed.memory = memory;
     placed.cpu = cpu;
     placed.set = true;
+}
+
+json_object *cluster_sbx_all_now(hull_error *err)
+{
+    json_object *a = NULL;
+    int ok;
+    SHARED(ok, err, (a = hull_cluster_sbx_all(c, NULL, err)) ? 0 : -1);
+    return ok < 0 ? NULL : a;
 }
 
 json_object *cluster_sbx_record(const char *id, hull_error *err)
@@ -513,6 +566,8 @@ int cluster_sbx_forget(const char *node, const char *id, hull_error *err)
 {
     int ok;
     SHARED(ok, err, hull_cluster_sbx_remove(c, node, id, err));
+    if (ok == 0)
+        cluster_restart_forget(id);
     return ok;
 }
 
@@ -610,7 +665,10 @@ void cluster_list_merge(const struct request *rq, json_object *list, const char 
             if (v)
                 json_object_object_add(o, keep[k], json_object_get(v));
         }
-        json_object_object_add(o, "state", json_object_new_string(up ? "running" : "lost"));
+        json_object *rs_ = hj_get(s, "state");
+        bool restored = rs_ && strcmp(json_object_get_string(rs_), "restored") == 0;
+        json_object_object_add(
+            o, "state", json_object_new_string(up ? (restored ? "restored" : "running") : "lost"));
         json_object_array_add(arr, o);
     }
 }

@@ -14,6 +14,7 @@
 #include "response.h"
 
 struct hulld_options;
+struct redisContext; /* hiredis's, for cluster_restart_mine/orphans */
 
 /* --node-label KEY=VALUE (repeatable): 0, or -1 with the message printed. */
 int cluster_add_label(const char *kv);
@@ -60,11 +61,42 @@ const char *cluster_self(void);
 const char *cluster_ca(void);
 /* cluster.c, for cluster_route.c: placement's answer for the sandbox this
  * thread is about to make; Redis through the shared connection. */
-void cluster_placed(const char *key, uint64_t memory, unsigned cpu);
+void cluster_placed(const char *key, uint64_t memory, unsigned cpu, const char *metadata);
 json_object *cluster_nodes_now(hull_error *err);
+/* Every sandbox record of the fleet (this node's too). */
+json_object *cluster_sbx_all_now(hull_error *err);
 json_object *cluster_sbx_record(const char *id, hull_error *err);
 int cluster_sbx_forget(const char *node, const char *id, hull_error *err);
 int cluster_prediction(const char *key, uint64_t *memory, unsigned *cpu, unsigned *samples,
                        hull_error *err);
+
+/* cluster_restart.c: "restart": "from-snapshot" (docs/cluster.md).
+ * take: checked in a create (400 in r: -1); local: it is served here, so
+ * it is taken out and remembered for cluster_sandbox_added (wanted). */
+int cluster_restart_take(json_object *doc, bool local, struct resp *r);
+bool cluster_restart_wanted(unsigned *lifetime_s);
+/* A restartable sandbox of this node: saved every period from now on;
+ * forget: gone for good, its saved snapshot too. */
+void cluster_restart_track(const char *id);
+void cluster_restart_forget(const char *id);
+/* "restart", "snapshot_at", and for a restored one "state": "restored",
+ * "restored_from", "restored_at" into its JSON. */
+void cluster_restart_annotate(json_object *o);
+/* The thread that saves snapshots and restores a down node's sandboxes:
+ * started with the cluster; stopped before the sandboxes go at shutdown
+ * (a restore then could outlive them). */
+int cluster_restart_start(hull_error *err);
+/* At registration: mine (before it) lists the restartable sandboxes the
+ * registry still gives this node; orphans (after it) removes the
+ * snapshots of those the registration forgot (not claimed elsewhere):
+ * this node came back before another restored them. */
+char **cluster_restart_mine(struct redisContext *c);
+void cluster_restart_orphans(struct redisContext *c, char **ids);
+/* At registration, before the node serves the cluster: a sandbox adopted
+ * from this node's disk (paused) that the registry says another node
+ * restored meanwhile is destroyed here (nothing of it is in the registry
+ * under this node: the other node's record and snapshot stay). */
+void cluster_restart_drop_moved(struct redisContext *c);
+void cluster_restart_stop(void);
 
 #endif

@@ -281,7 +281,7 @@ static void *take_over(void *arg)
         incoming_free(in);
         return NULL;
     }
-    cluster_placed(in->key, in->memory, in->cpu);
+    cluster_placed(in->key, in->memory, in->cpu, in->metadata);
     cluster_sandbox_added(in->id, in->tenant, container, "microvm");
     hull_log(HULL_LOG_INFO, "sandbox %s: moved here from %s (VM %s)", in->id, in->from, container);
     incoming_free(in);

@@ -1,8 +1,9 @@
 /* hulld --cluster: where a sandbox request is served (cluster.h).
  *
- * POST /v1/sandboxes is placed: "placement" ({"node": NAME} and/or
- * {"labels": {KEY: VALUE}}) is taken out of the body, the nodes are read
- * from Redis and one is chosen by the policy (hull_cluster_place) with the
+ * POST /v1/sandboxes is placed: "placement" ({"node": NAME},
+ * {"labels": {KEY: VALUE}}, {"anti_affinity": {KEY: VALUE}}) is taken out
+ * of the body, the nodes (and, for anti-affinity, every sandbox record)
+ * are read from Redis and one is chosen by the policy (hull_cluster_place) with the
  * request's predicted memory: what sandboxes of the same image used so far
  * (EWMA), else its memory limit. Placed here: served here. Placed on
  * another node: forwarded to it pinned ("placement": {"node": it}), so it
@@ -29,12 +30,35 @@ static bool forwarded(const struct request *rq)
     return rq->header && rq->header(rq->conn, CLUSTER_FORWARDED_HEADER) != NULL;
 }
 
+/* An object of strings (at most max pairs, none empty when nonempty). */
+static bool strings_object(json_object *v, int max, bool nonempty)
+{
+    bool ok = json_object_is_type(v, json_type_object) && json_object_object_length(v) <= max &&
+              (!nonempty || json_object_object_length(v) > 0);
+    if (ok) {
+        json_object_object_foreach(v, lk, lv)
+        {
+            (void)lk;
+            ok = ok && json_object_is_type(lv, json_type_string);
+        }
+    }
+    return ok;
+}
+
+/* What "placement" asks for, besides a pin and node labels. */
+struct place_extra {
+    json_object *anti; /* anti_affinity */
+    bool required;     /* anti_affinity_required */
+};
+
 /* "placement" checked: 0, or -1 with a 400 naming the field. */
-static int take_placement(json_object *doc, const char **pin, json_object **labels, struct resp *r)
+static int take_placement(json_object *doc, const char **pin, json_object **labels,
+                          struct place_extra *x, struct resp *r)
 {
     json_object *p = hj_get(doc, "placement");
     *pin = NULL;
     *labels = NULL;
+    *x = (struct place_extra){0};
     if (p == NULL)
         return 0;
     if (!json_object_is_type(p, json_type_object)) {
@@ -56,27 +80,42 @@ static int take_placement(json_object *doc, const char **pin, json_object **labe
             }
             *pin = json_object_get_string(v);
         } else if (strcmp(k, "labels") == 0) {
-            bool ok = json_object_is_type(v, json_type_object);
-            if (ok) {
-                json_object_object_foreach(v, lk, lv)
-                {
-                    (void)lk;
-                    ok = ok && json_object_is_type(lv, json_type_string);
-                }
-            }
-            if (!ok) {
+            if (!strings_object(v, 64, false)) {
                 resp_error(r, 400, "invalid_request", "placement.labels",
                            "placement.labels: must be an object of strings");
                 return -1;
             }
             *labels = v;
+        } else if (strcmp(k, "anti_affinity") == 0) {
+            if (!strings_object(v, SBX_META_KEYS, true)) {
+                resp_error(r, 400, "invalid_request", "placement.anti_affinity",
+                           "placement.anti_affinity: must be an object of 1 to %d strings "
+                           "(metadata pairs to keep apart, {\"app\": \"web\"})",
+                           SBX_META_KEYS);
+                return -1;
+            }
+            x->anti = v;
+        } else if (strcmp(k, "anti_affinity_required") == 0) {
+            if (!json_object_is_type(v, json_type_boolean)) {
+                resp_error(r, 400, "invalid_request", "placement.anti_affinity_required",
+                           "placement.anti_affinity_required: must be true or false");
+                return -1;
+            }
+            x->required = json_object_get_boolean(v);
         } else {
             char path[80];
-            snprintf(path, sizeof(path), "placement.%s", k);
+            snprintf(path, sizeof(path), "placement.%.60s", k);
             resp_error(r, 400, "invalid_request", path,
-                       "%s: unknown field (accepted: node, labels)", path);
+                       "%s: unknown field (accepted: node, labels, anti_affinity, "
+                       "anti_affinity_required)",
+                       path);
             return -1;
         }
+    }
+    if (x->required && x->anti == NULL) {
+        resp_error(r, 400, "invalid_request", "placement.anti_affinity_required",
+                   "placement.anti_affinity_required: only with placement.anti_affinity");
+        return -1;
     }
     return 0;
 }
@@ -121,12 +160,16 @@ static int place(const struct request *rq, char **body, struct resp *r)
         return 0; /* the request's own checks say what is wrong */
     const char *pin;
     json_object *labels;
-    if (take_placement(doc, &pin, &labels, r) < 0)
+    struct place_extra x;
+    if (take_placement(doc, &pin, &labels, &x, r) < 0)
         return 1;
     char pinned[HULL_NODE_NAME_MAX + 1] = "";
     snprintf(pinned, sizeof(pinned), "%s", pin ? pin : "");
     cleanup_json json_object *lab = labels ? json_object_get(labels) : NULL;
+    cleanup_json json_object *anti = x.anti ? json_object_get(x.anti) : NULL;
     json_object_object_del(doc, "placement");
+    if (cluster_restart_take(doc, false, r) < 0)
+        return 1;
 
     /* The prediction: what this template's or image's sandboxes used, else
      * the limit. A template lives in one node's state directory: its
@@ -164,14 +207,20 @@ static int place(const struct request *rq, char **body, struct resp *r)
         snprintf(target, sizeof(target), "%s", cluster_self());
     } else {
         cleanup_json json_object *ns = cluster_nodes_now(&e);
+        /* Anti-affinity looks at every sandbox of the fleet, this node's too. */
+        cleanup_json json_object *all = ns && anti ? cluster_sbx_all_now(&e) : NULL;
         struct hull_place_req q = {.policy = hulld.o->placement,
                                    .pin = pinned[0] ? pinned : NULL,
                                    .labels = lab,
                                    .memory = mem,
                                    .cpu = cpu,
                                    .microvm =
-                                       iso && strcmp(json_object_get_string(iso), "microvm") == 0};
-        if (ns == NULL || hull_cluster_place(ns, &q, target, sizeof(target), &e) < 0) {
+                                       iso && strcmp(json_object_get_string(iso), "microvm") == 0,
+                                   .anti = anti,
+                                   .sandboxes = all,
+                                   .anti_required = x.required};
+        if (ns == NULL || (anti && all == NULL) ||
+            hull_cluster_place(ns, &q, target, sizeof(target), &e) < 0) {
             place_error(r, &e);
             return 1;
         }
@@ -192,7 +241,13 @@ static int place(const struct request *rq, char **body, struct resp *r)
             return 1;
         }
     }
-    cluster_placed(key, mem, cpu);
+    if (cluster_restart_take(doc, true, r) < 0) /* served here: taken */
+        return 1;
+    json_object *meta = hj_get(doc, "metadata");
+    cluster_placed(key, mem, cpu,
+                   meta && json_object_is_type(meta, json_type_object)
+                       ? json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PLAIN)
+                       : NULL);
     *body = strdup(hj_to_string(doc));
     if (*body == NULL) {
         resp_error(r, 500, "internal", NULL, "out of memory");

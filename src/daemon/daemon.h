@@ -61,6 +61,9 @@ struct hulld_options {
     const char *cluster_ca;     /* --cluster-ca PEM file: the nodes' certificates' CA */
     const char *cluster_secret; /* --cluster-secret FILE: signs node-to-node moves (move.h) */
     unsigned node_down_after_s; /* --node-down-after SECS */
+    /* --cluster-snapshots DIR, --cluster-snapshot-every SECS (cluster_restart.c) */
+    const char *cluster_snapshots;
+    unsigned cluster_snapshot_every_s;
     /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
     unsigned metrics_interval_ms;
 };
@@ -178,6 +181,13 @@ void sandboxes_adopt(void);
  * (sbx_vm_sweep.c). */
 void sbx_vm_sweep(const char *vm);
 void sbx_vm_recover(void);
+/* One microVM sandbox from a snapshot under <state-dir>/microvm: rec as
+ * the store lists it ({id, tenant, container: its VM, lifetime_s}) and
+ * "resume" (running at once; else paused). cluster_restart.c. */
+int sandboxes_restore(json_object *rec, hull_error *err);
+/* Live sandbox id destroyed (its keeper, VM, files; its record says
+ * reason). cluster_restart.c, for one another node restored meanwhile. */
+void sandboxes_drop(const char *id, const char *reason);
 unsigned sandboxes_active(void);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */

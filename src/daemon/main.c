@@ -90,6 +90,9 @@ static void usage(FILE *out)
             "  --cluster-ca FILE       CA certificate(s) the other nodes' TLS is checked with\n"
             "  --cluster-secret FILE   the fleet's shared secret (0600): nodes moving\n"
             "                          microVM sandboxes between them sign with it\n"
+            "  --cluster-snapshots DIR where microVM sandboxes made with \"restart\":\n"
+            "                          \"from-snapshot\" are saved (shared by every node)\n"
+            "  --cluster-snapshot-every SECS  how often they are saved (30)\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
             "\n"
@@ -172,6 +175,8 @@ static const struct opt_spec opt_specs[] = {
     {"node-down-after", OPT_UINT, OFF(node_down_after_s), 1, 3600},
     {"cluster-ca", OPT_STRING, OFF(cluster_ca), 0, 0},
     {"cluster-secret", OPT_STRING, OFF(cluster_secret), 0, 0},
+    {"cluster-snapshots", OPT_STRING, OFF(cluster_snapshots), 0, 0},
+    {"cluster-snapshot-every", OPT_UINT, OFF(cluster_snapshot_every_s), 1, 86400},
     {"help", OPT_HELP, 0, 0, 0},
 };
 #undef OFF
@@ -275,6 +280,7 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .max_pulls = 2,
         .pull_timeout = 3600,
         .node_down_after_s = 15,
+        .cluster_snapshot_every_s = 30,
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -429,6 +435,7 @@ static int serve(const struct hulld_options *o)
     }
     http_stop();
     sbx_metrics_stop();
+    cluster_restart_stop(); /* no restore may add a sandbox after the reap */
     sandboxes_reap(true);
     cluster_stop();
     runner_stop();

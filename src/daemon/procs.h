@@ -76,6 +76,13 @@ int vmk_tpl_save(const char *vm, int dirfd, uint64_t max, json_object **stats, h
  * a first answer with "address" once listening; 0 when it runs here). */
 int vmk_migrate_out(const char *vm, int sock, struct frame *f, hull_error *err);
 int vmk_migrate_in(const char *vm, int sock, struct frame *f, hull_error *err);
+/* sbx_vm_csnap.c: op "csnap" of VM vm (paused: on_disk, at disk_snap;
+ * busy: a process holds its agent): its snapshot into dirfd/name (via
+ * name.part); *unchanged when a paused one's copy is current. */
+int vmk_csnap(const char *vm, const char *disk_snap, bool on_disk, bool busy, int dirfd,
+              const char *name, bool *unchanged, hull_error *err);
+/* src copied to dirfd/name (0600, made or truncated) and synced. */
+int csnap_copy(const char *src, int dirfd, const char *name, hull_error *err);
 
 /* ---- in hulld ---- */
 

@@ -142,6 +142,8 @@ static int call(struct sbx *s, const char *op, json_object *extra, const void *d
         frame_free(reply);
         return -1;
     }
+    if (strcmp(op, "csnap") == 0)
+        return 0; /* the cluster's periodic snapshot is no use of it */
     __atomic_store_n(&s->last_used_ns, hull_monotonic_ns(), __ATOMIC_RELAXED);
     s->last_used = time(NULL);
     return 0;
@@ -834,10 +836,13 @@ static int adopt(json_object *rec, hull_error *err)
     snprintf(s->container, sizeof(s->container), "%s",
              json_object_get_string(hj_get(rec, "container")));
     s->lifetime_s = (unsigned)json_object_get_int64(hj_get(rec, "lifetime_s"));
-    s->microvm = s->paused = true;
+    json_object *resume = hj_get(rec, "resume"); /* a restore (cluster_restart.c) */
+    s->microvm = true;
+    s->paused = !(resume && json_object_get_boolean(resume));
     s->kill_fd = eventfd(0, EFD_CLOEXEC);
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "vm", json_object_new_string(s->container));
+    json_object_object_add(hdr, "resume", json_object_new_boolean(!s->paused));
     struct frame f;
     pthread_mutex_lock(&s->op);
     s->pid =
@@ -860,6 +865,20 @@ static int adopt(json_object *rec, hull_error *err)
     }
     unref(s);
     return ok;
+}
+
+int sandboxes_restore(json_object *rec, hull_error *err)
+{
+    return adopt(rec, err);
+}
+
+void sandboxes_drop(const char *id, const char *reason)
+{
+    struct sbx *s = find(id, NULL);
+    if (s) {
+        destroy(s, reason);
+        unref(s);
+    }
 }
 
 void sandboxes_adopt(void)

@@ -179,6 +179,10 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
     return r;
 }
 
+static int vmk_resume(struct vmk *k, hull_error *err);
+
+/* A paused sandbox's snapshot served again ("resume": running again at
+ * once, for a restore on another node: cluster_restart.c). */
 static int vmk_adopt(struct vmk *k, struct frame *f, hull_error *err)
 {
     const char *id = frame_str(f, "vm");
@@ -191,7 +195,8 @@ static int vmk_adopt(struct vmk *k, struct frame *f, hull_error *err)
     if (access(k->snap, R_OK) < 0)
         return hull_error_errno(err, "adopt: %s", k->snap);
     k->on_disk = true;
-    return 0;
+    json_object *resume = hj_get(f->hdr, "resume");
+    return resume && json_object_get_boolean(resume) ? vmk_resume(k, err) : 0;
 }
 
 /* A sandbox's VM moving here from another node (sbx_vm_move.c); f->data
@@ -614,6 +619,26 @@ static void vmk_migrate_op(struct vmk *k, int sock, struct frame *f)
         k->id[0] = '\0'; /* its VM runs on the other node now, none here */
 }
 
+/* The cluster's copy of its snapshot (sbx_vm_csnap.c). */
+static void vmk_csnap_op(struct vmk *k, int sock, struct frame *f)
+{
+    hull_error e = NULL;
+    bool busy = false, unchanged = false;
+    for (int i = 0; i < VMK_RESULTS; i++)
+        busy = busy || vmk_results[i].pid > 0;
+    if (vmk_csnap(k->id, k->snap, k->on_disk, busy, f->fd, frame_str(f, "name"), &unchanged, &e) <
+        0) {
+        frame_reply_error(sock, &e);
+        return;
+    }
+    json_object *hdr = json_object_new_object();
+    json_object_object_add(hdr, "ok", json_object_new_boolean(1));
+    json_object_object_add(hdr, "paused", json_object_new_boolean(k->on_disk));
+    json_object_object_add(hdr, "unchanged", json_object_new_boolean(unchanged));
+    frame_send(sock, hdr, NULL, 0, -1);
+    json_object_put(hdr);
+}
+
 static const struct kprocs_backend vmk_backend = {.spawn = vmk_spawn, .result = vmk_result};
 
 static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
@@ -667,6 +692,8 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
         vmk_tpl_op(k, sock, f);
     } else if (strcmp(op, "migrate") == 0) {
         vmk_migrate_op(k, sock, f);
+    } else if (strcmp(op, "csnap") == 0) {
+        vmk_csnap_op(k, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)

@@ -1,6 +1,7 @@
 /* Unit tests of placement (service/cluster_place.c) over node lists as the
  * registry gives them: spread, binpack, pins, labels, capacity, microVM
- * slots, down and draining nodes, and the errors that say why nothing fits. Redis and
+ * slots, down and draining nodes, anti-affinity by metadata, and the errors
+ * that say why nothing fits. Redis and
  * real nodes: tests/integration/test_cluster.py. */
 #include <errno.h>
 #include <setjmp.h>
@@ -136,6 +137,79 @@ static void test_draining_is_skipped(void **state)
     json_object_put(n);
 }
 
+/* A sandbox record as the registry lists them. */
+static json_object *rec(const char *node, const char *meta)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "node", json_object_new_string(node));
+    if (meta)
+        json_object_object_add(o, "metadata", json_object_new_string(meta));
+    return o;
+}
+
+static void test_anti_affinity(void **state)
+{
+    (void)state;
+    /* d: up, 1000 MiB free, 0 sandboxes: spread's first choice. */
+    json_object *n = fleet(), *want = json_object_new_object(), *all = json_object_new_array();
+    json_object_array_add(n, node("d", "up", 1000 * MiB, 0, 0, 2, "x"));
+    json_object_object_add(want, "app", json_object_new_string("web"));
+    json_object_array_add(all, rec("d", "{\"app\":\"web\",\"team\":\"ml\"}"));
+    json_object_array_add(all, rec("a", "{\"app\":\"db\"}"));
+    json_object_array_add(all, rec("b", NULL));
+    json_object_array_add(all, rec("c", "not json"));
+    char out[64];
+    hull_error e = NULL;
+    struct hull_place_req q = {.policy = "spread", .memory = 100 * MiB};
+    assert_int_equal(place(n, q, out, &e), 0);
+    assert_string_equal(out, "d"); /* no anti-affinity: policy */
+    q.anti = want;
+    q.sandboxes = all;
+    assert_int_equal(hull_cluster_affinity_count(&q, "d"), 1);
+    assert_int_equal(hull_cluster_affinity_count(&q, "a"), 0);
+    assert_int_equal(hull_cluster_affinity_count(&q, "c"), 0);
+    assert_int_equal(place(n, q, out, &e), 0);
+    assert_string_equal(out, "a"); /* d runs app=web: the next by policy */
+    q.policy = "binpack";
+    assert_int_equal(place(n, q, out, &e), 0);
+    assert_string_equal(out, "b"); /* binpack among those without one */
+    /* Every node that fits runs one: the one with the fewest, unless required. */
+    json_object_array_add(all, rec("a", "{\"app\":\"web\"}"));
+    json_object_array_add(all, rec("b", "{\"app\":\"web\"}"));
+    json_object_array_add(all, rec("b", "{\"app\":\"web\"}"));
+    q.policy = "spread";
+    assert_int_equal(place(n, q, out, &e), 0);
+    assert_string_equal(out, "d"); /* a and d have one, b two; spread: d (no sandboxes) */
+    q.policy = "binpack";
+    assert_int_equal(place(n, q, out, &e), 0);
+    assert_string_equal(out, "a"); /* binpack between a and d: a (less free) */
+    q.policy = "spread";
+    q.anti_required = true;
+    strcpy(out, "unchanged");
+    assert_int_equal(place(n, q, out, &e), -1);
+    assert_int_equal(hull_error_code(e), ENOSPC);
+    assert_non_null(strstr(hull_error_msg(e), "placement.anti_affinity"));
+    assert_string_equal(out, "unchanged");
+    hull_error_free(&e);
+    /* Required, and a node without one fits only by its labels' choice. */
+    json_object *zone = json_object_new_object();
+    json_object_object_add(zone, "zone", json_object_new_string("x"));
+    q.labels = zone;
+    json_object *all2 = json_object_new_array();
+    json_object_array_add(all2, rec("d", "{\"app\":\"web\"}"));
+    q.sandboxes = all2;
+    assert_int_equal(place(n, q, out, &e), 0);
+    assert_string_equal(out, "a"); /* zone x: a, d (c down); d runs one */
+    /* A pair must match whole: app=web alone does not match app=web2. */
+    json_object_object_add(want, "app", json_object_new_string("web2"));
+    assert_int_equal(hull_cluster_affinity_count(&q, "d"), 0);
+    json_object_put(all2);
+    json_object_put(zone);
+    json_object_put(all);
+    json_object_put(want);
+    json_object_put(n);
+}
+
 static void test_node_names(void **state)
 {
     (void)state;
@@ -158,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_spread_and_binpack),
         cmocka_unit_test(test_constraints),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_anti_affinity),
         cmocka_unit_test(test_node_names),
         cmocka_unit_test(test_draining_is_skipped),
     };

@@ -255,6 +255,8 @@ int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull
     snprintf(set, sizeof(set), "%s:sandboxes", node);
     snprintf(mem, sizeof(mem), "%" PRIu64, s->memory);
     snprintf(cpu, sizeof(cpu), "%u", s->cpu);
+    char life[16];
+    snprintf(life, sizeof(life), "%u", s->lifetime_s);
     bool vm = s->isolation && strcmp(s->isolation, "microvm") == 0;
     const char *argv[] = {"EVAL",      add_lua,
                           "3",         rec,
@@ -266,7 +268,10 @@ int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull
                           "key",       s->key,
                           "memory",    mem,
                           "cpu",       cpu,
-                          "isolation", s->isolation ? s->isolation : "container"};
+                          "isolation", s->isolation ? s->isolation : "container",
+                          "metadata",  s->metadata ? s->metadata : "{}",
+                          "restart",   s->restart ? s->restart : "",
+                          "lifetime",  life};
     return run(c, err, (int)(sizeof(argv) / sizeof(argv[0])), argv);
 }
 

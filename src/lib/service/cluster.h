@@ -12,6 +12,7 @@
  *                         reserved_cpu (millicores)
  *   node:NAME:sandboxes   SET of the sandbox ids it runs
  *   sbx:ID                HASH node tenant key memory cpu isolation
+ *                         metadata(JSON) restart vm snap_at (cluster_restart.c)
  *   predict:KEY           HASH memory cpu samples (EWMA per image)
  *   tokens                HASH SHA-256 of a token -> JSON {id, role, ...}
  *   drain:NAME            STRING the node's drain report (JSON, cluster_drain.c) */
@@ -62,8 +63,11 @@ json_object *hull_cluster_nodes(redisContext *c, unsigned down_after_ms, hull_er
  * on the node. */
 struct hull_cluster_sbx {
     const char *id, *node, *tenant, *key, *isolation;
-    uint64_t memory; /* bytes reserved */
-    unsigned cpu;    /* millicores reserved */
+    const char *metadata; /* JSON object text, or NULL: "{}" */
+    const char *restart;  /* "from-snapshot", or NULL */
+    unsigned lifetime_s;  /* its lifetime (kept for a restore) */
+    uint64_t memory;      /* bytes reserved */
+    unsigned cpu;         /* millicores reserved */
 };
 int hull_cluster_sbx_add(redisContext *c, const struct hull_cluster_sbx *s, hull_error *err);
 /* Gone from node: its record and reservation released (once). */
@@ -95,9 +99,31 @@ struct hull_place_req {
     uint64_t memory;
     unsigned cpu;
     bool microvm;
+    /* Anti-affinity (cluster_affinity.c): an object of strings; a node
+     * running a sandbox (of sandboxes: records as hull_cluster_sbx_all
+     * gives them, with "metadata" a JSON text) whose metadata has every
+     * pair is avoided while a node without one fits; required: never
+     * chosen (ENOSPC when every fitting node runs one). */
+    json_object *anti;
+    json_object *sandboxes;
+    bool anti_required;
 };
 int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char *out, size_t len,
                        hull_error *err);
+/* How many of q->sandboxes on node match q->anti (0 without anti). */
+unsigned hull_cluster_affinity_count(const struct hull_place_req *q, const char *node);
+
+/* Restart from a snapshot (cluster_restart.c). A record of a sandbox
+ * made with "restart": "from-snapshot" moved from dead (a node down for
+ * down_after_ms on Redis's clock) to self, counts and reservations with
+ * it, marked state restored: 1; 0 when it is not dead's any more (another
+ * node claimed it first), not restartable, or dead is up again. */
+int hull_cluster_claim(redisContext *c, const char *id, const char *dead, const char *self,
+                       unsigned down_after_ms, hull_error *err);
+/* node saved the sandbox's snapshot now (Redis's clock): snap_at, paused;
+ * nothing when the record does not name node (any more). */
+int hull_cluster_snapshot_saved(redisContext *c, const char *id, const char *node, bool paused,
+                                hull_error *err);
 
 /* Tokens: every token of store st published under its SHA-256 (revoked
  * ones too, so a revocation reaches every node). */

@@ -69,7 +69,8 @@ int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char 
 {
     bool binpack = q->policy && strcmp(q->policy, "binpack") == 0;
     json_object *best = NULL;
-    size_t n = json_object_array_length(nodes), up = 0, matching = 0;
+    size_t n = json_object_array_length(nodes), up = 0, matching = 0, apart = 0;
+    unsigned best_count = 0;
     bool pin_seen = false;
     for (size_t i = 0; i < n; i++) {
         json_object *node = json_object_array_get_idx(nodes, i);
@@ -83,8 +84,19 @@ int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char 
         if (!labels_match(node, q->labels))
             continue;
         matching++;
-        if (fits(node, q) && (best == NULL || better(node, best, binpack)))
+        if (!fits(node, q))
+            continue;
+        /* Anti-affinity first: the fewest sandboxes to keep apart from
+         * (none while any node that fits has none), then the policy. */
+        unsigned count = hull_cluster_affinity_count(q, str(node, "name"));
+        apart++;
+        if (count && q->anti_required)
+            continue;
+        if (best == NULL || count < best_count ||
+            (count == best_count && better(node, best, binpack))) {
             best = node;
+            best_count = count;
+        }
     }
     if (q->pin && !pin_seen)
         return hull_error_set(err, EINVAL, "placement.node: no node named '%s' in the cluster",
@@ -94,6 +106,11 @@ int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char 
                               q->pin);
     if (matching == 0)
         return hull_error_set(err, ENOSPC, "placement.labels: no up node has these labels");
+    if (best == NULL && apart > 0)
+        return hull_error_set(err, ENOSPC,
+                              "placement.anti_affinity: each of the %zu up node(s) that fit runs "
+                              "a sandbox with these metadata (required)",
+                              apart);
     if (best == NULL)
         return hull_error_set(err, ENOSPC,
                               "placement: no up node has room for %llu MiB%s (of %zu that match)",
