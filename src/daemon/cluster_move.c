@@ -169,6 +169,22 @@ static const char *signed_header(void *conn, const char *key)
 }
 
 /* POST body to path on the node at address, signed; its answer in r. */
+/* The migration channel for a move (sbx_vm_move.c): TLS with this node's
+ * own certificate and key, the peer checked against --cluster-ca, when
+ * hulld has all three; else the plain channel authenticated with the
+ * cluster secret (not encrypted: docs/cluster.md). */
+static void move_channel(json_object *hdr, const char *secret_path)
+{
+    const struct hulld_options *o = hulld.o;
+    if (o->tls_cert && o->tls_key && o->cluster_ca) {
+        json_object_object_add(hdr, "tls_cert", json_object_new_string(o->tls_cert));
+        json_object_object_add(hdr, "tls_key", json_object_new_string(o->tls_key));
+        json_object_object_add(hdr, "tls_ca", json_object_new_string(o->cluster_ca));
+    } else {
+        json_object_object_add(hdr, "token_file", json_object_new_string(secret_path));
+    }
+}
+
 static void call_node(const char *address, const char *path, const char *body, struct resp *r)
 {
     struct signed_req s;
@@ -341,7 +357,7 @@ static int start_keeper(struct incoming *in, char *addr, size_t alen, struct res
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "op", json_object_new_string("receive"));
     json_object_object_add(hdr, "listen", json_object_new_string(listen));
-    json_object_object_add(hdr, "token_file", json_object_new_string(sec.path));
+    move_channel(hdr, sec.path);
     struct frame f;
     int ok = frame_send(in->sock, hdr, in->spec, strlen(in->spec), -1);
     json_object_put(hdr);
@@ -552,7 +568,7 @@ int cluster_move(const char *id, const char *to, bool cold, json_object **result
      * any failure before the target runs it). */
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "to", json_object_get(where));
-    json_object_object_add(hdr, "token_file", json_object_new_string(sec.path));
+    move_channel(hdr, sec.path);
     json_object_object_add(hdr, "mode", json_object_new_string(cold ? "cold" : "live"));
     struct frame f = {.fd = -1};
     if (sandboxes_call(id, NULL, "migrate", hdr, -1, &f, err) < 0) {

@@ -1,8 +1,10 @@
 /* A microVM sandbox moving between nodes (docs/cluster.md, "Moving
  * sandboxes"): the keepers' side. The source keeper runs the VM library's
  * live (or cold) migration to the target keeper, which received it with
- * hull_vm_receive; both authenticate with the cluster's shared secret
- * (hulld --cluster-secret, the migration channel's token file). Until the
+ * hull_vm_receive. The channel is TLS with the nodes' own certificates
+ * (hulld --tls-cert/--tls-key, checked against --cluster-ca) when hulld
+ * has them; otherwise the library's plain channel authenticated with the
+ * cluster's shared secret (--cluster-secret), not encrypted. Until the
  * target runs the guest, any failure leaves it running on the source
  * (hull_vm_migrate). */
 #include <errno.h>
@@ -21,12 +23,37 @@
 
 #define MOVE_TIMEOUT_S 60 /* the longest wait for the other side */
 
+/* The channel hulld chose (cluster_move.c): "tls_cert", "tls_key",
+ * "tls_ca" for TLS, else "token_file" for the plain channel. */
+struct channel {
+    const char *cert, *key, *ca, *token;
+    bool plain;
+};
+
+static struct channel channel_of(const struct frame *f)
+{
+    struct channel c = {.cert = frame_str(f, "tls_cert"),
+                        .key = frame_str(f, "tls_key"),
+                        .ca = frame_str(f, "tls_ca")};
+    c.plain = !c.cert[0];
+    if (c.plain) {
+        c.cert = c.key = c.ca = NULL;
+        c.token = frame_str(f, "token_file");
+    }
+    return c;
+}
+
 int vmk_migrate_out(const char *vm, int sock, struct frame *f, hull_error *err)
 {
     const char *mode = frame_str(f, "mode");
+    struct channel c = channel_of(f);
     struct hull_vm_migrate_opts o = {
         .to = frame_str(f, "to"),
-        .token_file = frame_str(f, "token_file"),
+        .token_file = c.token,
+        .tls_cert = c.cert,
+        .tls_key = c.key,
+        .tls_ca = c.ca,
+        .insecure_plain = c.plain,
         .cold = strcmp(mode, "cold") == 0,
         .timeout_s = MOVE_TIMEOUT_S,
     };
@@ -73,9 +100,14 @@ static pid_t watch_hulld(int sock)
 int vmk_migrate_in(const char *vm, int sock, struct frame *f, hull_error *err)
 {
     struct listening l = {.sock = sock};
+    struct channel c = channel_of(f);
     struct hull_vm_receive_opts o = {
         .listen = frame_str(f, "listen"),
-        .token_file = frame_str(f, "token_file"),
+        .token_file = c.token,
+        .tls_cert = c.cert,
+        .tls_key = c.key,
+        .tls_ca = c.ca,
+        .insecure_plain = c.plain,
         .id = vm,
         .timeout_s = MOVE_TIMEOUT_S,
         .ready = listening,

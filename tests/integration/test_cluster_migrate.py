@@ -89,7 +89,7 @@ def fleet(tmp_path_factory):
         ca, crt, key = make_ca(tmp / "tls", net.ns["n1"][1])
         ext = tmp / "tls" / "all.ext"
         ext.write_text("subjectAltName=" + ",".join(f"IP:{a}" for _, a in net.ns.values()) +
-                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
         subprocess.run(["openssl", "x509", "-req", "-in", str(tmp / "tls" / "server.csr"), "-CA",
                         str(ca), "-CAkey", str(tmp / "tls" / "ca.key"), "-CAcreateserial",
                         "-out", str(crt), "-days", "2", "-extfile", str(ext)],
@@ -215,6 +215,9 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
         assert res["id"] == sid and res["node"] == "n2" and res["from"] == "n1", res
         assert res["mode"] == "live" and res["downtime_ms"] >= 0 and res["bytes"] > 0, res
         assert res["total_ms"] >= res["downtime_ms"], res
+        # The nodes have certificates and --cluster-ca: the guest's memory
+        # went over TLS, not the secret's plain channel.
+        assert res.get("transport") == "tls", res
         print("live move:", json.dumps(res))
         # The source's VM is gone; one new VM runs the guest on n2.
         assert wait_until(lambda: vm not in vm_names(), 60, 0.2)
