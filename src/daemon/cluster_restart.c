@@ -27,6 +27,7 @@
 
 #include "cluster.h"
 #include "daemon.h"
+#include "move.h"
 #include "procs.h"
 #include "sbx_metrics.h"
 #include "service/cluster.h"
@@ -478,7 +479,7 @@ void cluster_restart_drop_moved(redisContext *c)
                  "sandbox %s: restored on node %s while this node was down: "
                  "this copy is destroyed",
                  b[i].id, node);
-        sandboxes_drop(b[i].id, "restored on another node while this one was down");
+        sandboxes_end(b[i].id, "restored on another node while this one was down");
     }
     free(b);
 }

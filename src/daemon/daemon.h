@@ -185,9 +185,6 @@ void sbx_vm_recover(void);
  * the store lists it ({id, tenant, container: its VM, lifetime_s}) and
  * "resume" (running at once; else paused). cluster_restart.c. */
 int sandboxes_restore(json_object *rec, hull_error *err);
-/* Live sandbox id destroyed (its keeper, VM, files; its record says
- * reason). cluster_restart.c, for one another node restored meanwhile. */
-void sandboxes_drop(const char *id, const char *reason);
 unsigned sandboxes_active(void);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */

@@ -20,6 +20,7 @@
 #include "procs.h"
 #include "response.h"
 #include "sbx_metrics.h"
+#include "sbx_table.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -27,29 +28,6 @@
 
 #define DEFAULT_LIFETIME_S 600u
 #define MAX_LIFETIME_S     (24u * 3600u)
-
-struct sbx {
-    char id[40];
-    char tenant[72];
-    char container[64];
-    char image[512]; /* "REPOSITORY@DIGEST" it was made from, or "" */
-    char *spec;      /* the create request it was made with (templates.c) */
-    pid_t pid;
-    int sock;
-    int kill_fd; /* eventfd handed to every exec: written on destroy */
-    pthread_mutex_t op;
-    /* A keeper connection for attaching more (procs.h sbx_connect), so a
-     * stream can start while an exec holds op. */
-    int attach_sock;
-    pthread_mutex_t attach_mu;
-    uint64_t last_used_ns;
-    time_t last_used;
-    unsigned lifetime_s;
-    bool paused, gone;
-    bool microvm; /* its keeper is sbx_vm.c's; paused = on disk */
-    int refs;
-    struct sbx *next;
-};
 
 static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sbx *table;
@@ -99,6 +77,31 @@ static void unlink_sbx(struct sbx *s)
         }
     pthread_mutex_unlock(&tab_mu);
     cluster_sandbox_removed(s->id);
+}
+
+struct sbx *sbx_new(const char *id, const char *tenant, const char *container)
+{
+    struct sbx *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->sock = s->attach_sock = s->kill_fd = -1;
+    s->pid = -1;
+    s->refs = 1; /* the caller's, until the table has it */
+    pthread_mutex_init(&s->op, NULL);
+    pthread_mutex_init(&s->attach_mu, NULL);
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
+    snprintf(s->container, sizeof(s->container), "%s", container);
+    return s;
+}
+
+void sbx_table_push(struct sbx *s)
+{
+    pthread_mutex_lock(&tab_mu);
+    s->refs++;
+    s->next = table;
+    table = s;
+    pthread_mutex_unlock(&tab_mu);
 }
 
 unsigned sandboxes_active(void)
@@ -262,6 +265,17 @@ static int attach_over(struct sbx *s, int via, hull_error *err)
     }
     frame_free(&f);
     return sv[0];
+}
+
+int sbx_attach_over(struct sbx *s, int via, hull_error *err)
+{
+    return attach_over(s, via, err);
+}
+
+int sbx_keeper_call(struct sbx *s, const char *op, json_object *extra, struct frame *reply,
+                    hull_error *err)
+{
+    return call(s, op, extra, NULL, 0, -1, reply, err);
 }
 
 int sbx_connect(struct sbx *s, hull_error *err)
@@ -777,131 +791,6 @@ void sandboxes_end(const char *id, const char *reason)
         destroy(s, reason);
         unref(s);
     }
-}
-
-int sandboxes_insert(const char *id, const char *tenant, const char *container, const char *spec,
-                     unsigned lifetime_s, pid_t pid, int sock, hull_error *err)
-{
-    struct sbx *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        close(sock);
-        waitpid(pid, NULL, 0); /* it ends with its socket, and its VM with it */
-        return hull_error_set(err, ENOMEM, "out of memory");
-    }
-    s->sock = sock;
-    s->pid = pid;
-    s->attach_sock = -1;
-    s->refs = 1; /* ours, until the table has it */
-    pthread_mutex_init(&s->op, NULL);
-    pthread_mutex_init(&s->attach_mu, NULL);
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
-    snprintf(s->container, sizeof(s->container), "%s", container);
-    cleanup_json json_object *doc = spec ? json_tokener_parse(spec) : NULL;
-    json_object *img = hj_get(doc, "image");
-    if (img)
-        snprintf(s->image, sizeof(s->image), "%s", json_object_get_string(img));
-    s->spec = spec ? strdup(spec) : NULL;
-    s->lifetime_s = lifetime_s;
-    s->microvm = true;
-    sbx_touch(s);
-    s->kill_fd = eventfd(0, EFD_CLOEXEC);
-    s->attach_sock = s->kill_fd < 0 ? hull_error_errno(err, "eventfd") : attach_over(s, sock, err);
-    if (s->attach_sock >= 0) {
-        pthread_mutex_lock(&tab_mu);
-        s->refs++;
-        s->next = table;
-        table = s;
-        pthread_mutex_unlock(&tab_mu);
-    }
-    int ok = s->attach_sock < 0 ? -1 : 0;
-    unref(s);
-    return ok;
-}
-
-/* A paused microVM sandbox of an earlier hulld, served again by a new
- * keeper that adopts its snapshot (sbx_vm.c). */
-static int adopt(json_object *rec, hull_error *err)
-{
-    struct sbx *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    s->sock = s->attach_sock = -1;
-    s->pid = -1;
-    s->refs = 1; /* ours, until the table has it */
-    pthread_mutex_init(&s->op, NULL);
-    pthread_mutex_init(&s->attach_mu, NULL);
-    snprintf(s->id, sizeof(s->id), "%s", json_object_get_string(hj_get(rec, "id")));
-    snprintf(s->tenant, sizeof(s->tenant), "%s", json_object_get_string(hj_get(rec, "tenant")));
-    snprintf(s->container, sizeof(s->container), "%s",
-             json_object_get_string(hj_get(rec, "container")));
-    s->lifetime_s = (unsigned)json_object_get_int64(hj_get(rec, "lifetime_s"));
-    json_object *resume = hj_get(rec, "resume"); /* a restore (cluster_restart.c) */
-    s->microvm = true;
-    s->paused = !(resume && json_object_get_boolean(resume));
-    s->kill_fd = eventfd(0, EFD_CLOEXEC);
-    json_object *hdr = json_object_new_object();
-    json_object_object_add(hdr, "vm", json_object_new_string(s->container));
-    json_object_object_add(hdr, "resume", json_object_new_boolean(!s->paused));
-    struct frame f;
-    pthread_mutex_lock(&s->op);
-    s->pid =
-        s->kill_fd < 0 ? hull_error_errno(err, "eventfd") : helper_spawn("keeper", &s->sock, err);
-    int ok = s->pid < 0 ? -1 : call(s, "adopt", hdr, NULL, 0, -1, &f, err);
-    if (s->pid < 0)
-        json_object_put(hdr);
-    if (ok == 0) {
-        frame_free(&f);
-        s->attach_sock = attach_over(s, s->sock, err);
-        ok = s->attach_sock < 0 ? -1 : 0;
-    }
-    pthread_mutex_unlock(&s->op);
-    if (ok == 0) {
-        pthread_mutex_lock(&tab_mu);
-        s->refs++;
-        s->next = table;
-        table = s;
-        pthread_mutex_unlock(&tab_mu);
-    }
-    unref(s);
-    return ok;
-}
-
-int sandboxes_restore(json_object *rec, hull_error *err)
-{
-    return adopt(rec, err);
-}
-
-void sandboxes_drop(const char *id, const char *reason)
-{
-    struct sbx *s = find(id, NULL);
-    if (s) {
-        destroy(s, reason);
-        unref(s);
-    }
-}
-
-void sandboxes_adopt(void)
-{
-    hull_error e = NULL;
-    json_object *rows = hull_sandbox_rec_suspended(hulld.store, &e);
-    for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
-        json_object *rec = json_object_array_get_idx(rows, i);
-        const char *id = json_object_get_string(hj_get(rec, "id"));
-        if (adopt(rec, &e) == 0) {
-            hull_log(HULL_LOG_INFO, "sandbox %s: paused on disk, adopted", id);
-            continue;
-        }
-        hull_log(HULL_LOG_ERROR, "sandbox %s: %s", id, hull_error_msg(e));
-        hull_error_free(&e);
-        if (hull_sandbox_rec_state(hulld.store, id, "destroyed", "could not be adopted", &e) < 0)
-            hull_error_free(&e);
-    }
-    if (rows == NULL) {
-        hull_log(HULL_LOG_ERROR, "start-up: %s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    json_object_put(rows);
 }
 
 void sandboxes_reap(bool all)

@@ -1,0 +1,49 @@
+/* The sandbox table's entry, shared by sandboxes.c (the table, the API)
+ * and sbx_incoming.c (sandboxes that arrive other than by a create:
+ * adopted at start-up, moved in from another node, restored from a
+ * cluster snapshot). Handlers see struct sbx only through procs.h. */
+#ifndef HULLD_SBX_TABLE_H
+#define HULLD_SBX_TABLE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "daemon.h"
+
+struct sbx {
+    char id[40];
+    char tenant[72];
+    char container[64];
+    char image[512]; /* "REPOSITORY@DIGEST" it was made from, or "" */
+    char *spec;      /* the create request it was made with (templates.c) */
+    pid_t pid;
+    int sock;
+    int kill_fd; /* eventfd handed to every exec: written on destroy */
+    pthread_mutex_t op;
+    /* A keeper connection for attaching more (procs.h sbx_connect), so a
+     * stream can start while an exec holds op. */
+    int attach_sock;
+    pthread_mutex_t attach_mu;
+    uint64_t last_used_ns;
+    time_t last_used;
+    unsigned lifetime_s;
+    bool paused, gone;
+    bool microvm; /* its keeper is sbx_vm.c's; paused = on disk */
+    int refs;
+    struct sbx *next;
+};
+
+/* A new entry, one reference (the caller's); NULL when out of memory. */
+struct sbx *sbx_new(const char *id, const char *tenant, const char *container);
+/* Into the table (which takes a reference of its own). */
+void sbx_table_push(struct sbx *s);
+/* A keeper request under s's op lock held by the caller (sandboxes.c's). */
+int sbx_keeper_call(struct sbx *s, const char *op, json_object *extra, struct frame *reply,
+                    hull_error *err);
+/* The attach connection over via (the main socket, op lock held). */
+int sbx_attach_over(struct sbx *s, int via, hull_error *err);
+
+#endif
