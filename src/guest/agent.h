@@ -79,6 +79,16 @@ void agent_reap_detached(void);
 /* Build the workload seccomp filter once (agent_exec.c). */
 int agent_seccomp_prepare(void);
 
+/* Ports (sessions at once) the agent serves at most, and the one this
+ * server process serves. */
+#define AGENT_MAX_PORTS 8
+extern int agent_port_index;
+/* Requests that arrive while an exec runs on this session: "signal" and
+ * "resize" (agent_exec.c). watch: inotify events of a directory (agent_watch.c). */
+int agent_watch(struct conn *c, json_object *req);
+/* The guest's network is up (a "net" request succeeded on any session). */
+bool agent_net_is_up(void);
+
 /* signalfd for SIGCHLD and SIGIO (both blocked); every wait polls it. */
 extern int agent_sigfd;
 /* Drain agent_sigfd; returns a mask: 1 = SIGCHLD seen, 2 = SIGIO seen. */
