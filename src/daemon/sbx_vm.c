@@ -414,6 +414,7 @@ static int vmk_resume(struct vmk *k, hull_error *err)
 static void vmk_end(struct vmk *k, bool forget)
 {
     hull_error e = NULL;
+    vmk_watch_reap(true);
     if (!k->on_disk && k->id[0] && hull_vm_delete(NULL, k->id, true, &e) < 0) {
         hull_log(HULL_LOG_ERROR, "microVM %s: %s", k->id, hull_error_msg(e));
         hull_error_free(&e);
@@ -442,11 +443,12 @@ static struct {
     int fd;
 } vmk_results[VMK_RESULTS];
 
-static void vmk_child(int in, int out, int errfd, int res, const struct hull_policy *p)
+static void vmk_child(int in, int out, int errfd, int res, int ctl, const unsigned tty[2],
+                      const struct hull_policy *p)
 {
     /* Only what the run needs: hulld's connections are the keeper's. */
     for (int fd = 3; fd < 1024; fd++)
-        if (fd != in && fd != out && fd != errfd && fd != res)
+        if (fd != in && fd != out && fd != errfd && fd != res && fd != ctl)
             close(fd);
     signal(SIGPIPE, SIG_IGN);
     hull_error e = NULL;
@@ -460,6 +462,9 @@ static void vmk_child(int in, int out, int errfd, int res, const struct hull_pol
         o.stdin_len = 0;
         o.stdout_fd = out;
         o.stderr_fd = errfd;
+        o.ctl_fd = ctl; /* signals and sizes (sbx_vm_procs.c) */
+        o.pty_rows = tty[0];
+        o.pty_cols = tty[1];
         if (hull_vm_exec(NULL, vmk_self->id, &o, &r, &e) == 0) {
             json = hull_vm_exec_result_json(&r, NULL);
             hull_vm_exec_result_free(&r);
@@ -476,9 +481,9 @@ static void vmk_child(int in, int out, int errfd, int res, const struct hull_pol
     _exit(0);
 }
 
-static void vmk_close_pipes(int fds[4][2])
+static void vmk_close_pipes(int fds[5][2])
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         for (int j = 0; j < 2; j++)
             if (fds[i][j] >= 0)
                 close(fds[i][j]);
@@ -487,15 +492,15 @@ static void vmk_close_pipes(int fds[4][2])
 static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows, unsigned cols,
                      struct hull_session_proc *sp, hull_error *err)
 {
-    if (rows || cols)
-        return hull_error_set(err, ENOTSUP, "pty: not available for microVM sandboxes");
     int slot = 0;
     while (slot < VMK_RESULTS && vmk_results[slot].pid > 0)
         slot++;
     if (slot == VMK_RESULTS)
         return hull_error_set(err, EBUSY, "the sandbox has %d processes, its most", VMK_RESULTS);
-    int fds[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}}; /* in, out, err, result */
-    for (int i = 0; i < 4; i++)
+    /* in, out, err, result, control */
+    int fds[5][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    const unsigned tty[2] = {rows && cols ? rows : 0, rows && cols ? cols : 0};
+    for (int i = 0; i < 5; i++)
         if ((i > 0 || with_stdin) && pipe2(fds[i], O_CLOEXEC) < 0) {
             vmk_close_pipes(fds);
             return hull_error_errno(err, "pipe");
@@ -506,9 +511,10 @@ static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows
         return hull_error_errno(err, "fork");
     }
     if (pid == 0)
-        vmk_child(fds[0][0], fds[1][1], fds[2][1], fds[3][1], p);
+        vmk_child(fds[0][0], fds[1][1], fds[2][1], fds[3][1], fds[4][0], tty, p);
     int keep[4] = {fds[0][1], fds[1][0], fds[2][0], fds[3][0]};
-    fds[0][1] = fds[1][0] = fds[2][0] = fds[3][0] = -1;
+    vmk_ctl_add(pid, fds[4][1]);
+    fds[0][1] = fds[1][0] = fds[2][0] = fds[3][0] = fds[4][1] = -1;
     vmk_close_pipes(fds);
     for (int i = 0; i < 3; i++)
         if (keep[i] >= 0)
@@ -523,6 +529,7 @@ static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows
 static json_object *vmk_result(pid_t pid, int status, int stop)
 {
     json_object *o = NULL;
+    vmk_ctl_drop(pid);
     for (int i = 0; i < VMK_RESULTS; i++) {
         if (vmk_results[i].pid != pid)
             continue;
@@ -574,7 +581,8 @@ static void vmk_tpl_op(struct vmk *k, int sock, struct frame *f)
     json_object_put(hdr);
 }
 
-static const struct kprocs_backend vmk_backend = {.spawn = vmk_spawn, .result = vmk_result};
+static const struct kprocs_backend vmk_backend = {
+    .spawn = vmk_spawn, .result = vmk_result, .signal = vmk_signal, .resize = vmk_resize};
 
 static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
 {
@@ -618,8 +626,10 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
     } else if (strcmp(op, "fs") == 0) {
         vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
     } else if (strcmp(op, "tpl_save") == 0) {
+        vmk_watch_reap(true); /* a watch's session would hold the snapshot back */
         vmk_tpl_op(k, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
+        vmk_watch_reap(true); /* watches end at a pause, as their streams say */
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)
             frame_reply_error(sock, &e);
