@@ -594,6 +594,7 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
     const char *op = frame_str(f, "op");
     hull_error e = NULL;
+    vmk_watch_reap(false); /* watches whose client went */
     static const char *const need_vm[] = {"exec",       "put",        "get",      "fs", "pause",
                                           "proc_start", "proc_stdin", "tpl_save", NULL};
     bool paused_refused = false;

@@ -3,8 +3,10 @@
  *
  *   <root>/vm/<id>/state.json   this record
  *   <root>/vm/<id>/lock         flock: state changes and QMP sessions
- *   <root>/vm/<id>/agent.lock   flock: one agent session at a time
- *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent.sock,
+ *   <root>/vm/<id>/agent.lock   flock: shared by each agent session, exclusive
+ *                               for a snapshot or migration (none mid-request)
+ *   <root>/vm/<id>/agentN.lock  flock: agent port N's one session
+ *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent*.sock,
  *                               console.log, qemu.log (QEMU's /run)
  *   <root>/vm/<id>/jail/        empty mount point for QEMU's private root
  */
