@@ -500,6 +500,7 @@ static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows
     /* in, out, err, result, control */
     int fds[5][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
     const unsigned tty[2] = {rows && cols ? rows : 0, rows && cols ? cols : 0};
+    with_stdin = with_stdin || tty[0]; /* a terminal always takes input */
     for (int i = 0; i < 5; i++)
         if ((i > 0 || with_stdin) && pipe2(fds[i], O_CLOEXEC) < 0) {
             vmk_close_pipes(fds);
