@@ -353,9 +353,10 @@ void vm_release(struct vm *vm)
     /* QEMU is gone, and its TAP with it: now the lease and rules. */
     vm_net_release(vm);
     static const char *const socks[] = {"run/qmp.sock", "run/agent.sock"};
-    for (size_t i = 0; i < 2; i++) {
-        char p[4200];
-        vm_path(vm, socks[i], p, sizeof(p));
+    for (size_t i = 0; i < 2 + HULL_VM_AGENT_PORTS - 1; i++) {
+        char p[4200], port[32];
+        snprintf(port, sizeof(port), "run/agent%zu.sock", i - 1);
+        vm_path(vm, i < 2 ? socks[i] : port, p, sizeof(p));
         unlink(p);
     }
 }
