@@ -76,6 +76,14 @@ extern bool agent_net_up;
 int agent_open_in_root(const char *path, int flags, mode_t mode);
 /* Reap exited children that no request waits for (detached execs). */
 void agent_reap_detached(void);
+int agent_remember_detached(pid_t pid, const char *cgroup);
+/* A workload's cgroup (agent_cgroup.c): a key's value in one of its files
+ * (the file's first number when key is NULL; -1 when absent), a value
+ * written, everything in it killed, and the cgroup removed once empty. */
+int64_t cg_read_key(const char *cg, const char *file, const char *key);
+int cg_write(const char *cg, const char *file, int64_t v);
+void cg_kill(const char *cg);
+void cg_remove(const char *cg);
 /* Build the workload seccomp filter once (agent_exec.c). */
 int agent_seccomp_prepare(void);
 

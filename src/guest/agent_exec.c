@@ -280,79 +280,6 @@ static int child_main(void *arg)
     init_main(w, a->statpipe);
     return 127;
 }
-/* ---- detached workloads ---- */
-
-static struct {
-    pid_t pid;
-    char cgroup[64];
-} detached[64];
-
-void agent_reap_detached(void)
-{
-    for (size_t i = 0; i < sizeof(detached) / sizeof(detached[0]); i++) {
-        if (detached[i].pid <= 0)
-            continue;
-        int st;
-        if (waitpid(detached[i].pid, &st, WNOHANG) == detached[i].pid) {
-            detached[i].pid = 0;
-            rmdir(detached[i].cgroup);
-        }
-    }
-}
-
-static int remember_detached(pid_t pid, const char *cg)
-{
-    for (size_t i = 0; i < sizeof(detached) / sizeof(detached[0]); i++) {
-        if (detached[i].pid <= 0) {
-            detached[i].pid = pid;
-            snprintf(detached[i].cgroup, sizeof(detached[i].cgroup), "%s", cg);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* ---- cgroup helpers ---- */
-
-static int64_t cg_read_key(const char *cg, const char *file, const char *key)
-{
-    char path[256], buf[4096];
-    snprintf(path, sizeof(path), "%s/%s", cg, file);
-    if (read_text(path, buf, sizeof(buf)) < 0)
-        return -1;
-    if (!key)
-        return strtoll(buf, NULL, 10);
-    size_t kl = strlen(key);
-    for (char *p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
-            return strtoll(p + kl + 1, NULL, 10);
-    return -1;
-}
-
-static int cg_write(const char *cg, const char *file, int64_t v)
-{
-    char path[256], val[32];
-    snprintf(path, sizeof(path), "%s/%s", cg, file);
-    snprintf(val, sizeof(val), "%lld", (long long)v);
-    return write_text(path, val);
-}
-
-static void cg_kill(const char *cg)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/cgroup.kill", cg);
-    write_text(path, "1");
-}
-
-/* rmdir succeeds once the last process has been released. */
-static void cg_remove(const char *cg)
-{
-    for (int i = 0; i < 2000 && rmdir(cg) < 0 && errno == EBUSY; i++) {
-        cg_kill(cg);
-        usleep(1000);
-    }
-}
-
 /* ---- the request ---- */
 
 static int parse_strv(json_object *req, const char *key, char ***out)
@@ -808,7 +735,7 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
     conn_send_json(c, HULL_FRAME_RESP, ok);
     json_object_put(ok);
     if (detach) {
-        if (remember_detached(pid, cg) < 0)
+        if (agent_remember_detached(pid, cg) < 0)
             agent_log("too many detached workloads; %d will not be reaped", pid);
         g.keep = true;
         return 0;
