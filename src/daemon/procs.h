@@ -67,6 +67,15 @@ void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be);
  * paused one; vmk_loop then answers it and everything after. */
 bool vmk_serves(struct frame *first);
 int vmk_loop(struct kprocs *kp, int sock, struct frame *first);
+/* Background processes and watches of a microVM sandbox each hold one of
+ * its agent's sessions (8: docs/agent-protocol.md) for as long as they
+ * run; at most this many at once, so sessions are always left for execs
+ * and file calls, which the keeper runs in line (one waiting for a
+ * session would hold the keeper). vmk_procs_running: sbx_vm.c's count;
+ * vmk_watch_count: sbx_vm_watch.c's. */
+#define VMK_SESSIONS_MAX 6
+int vmk_procs_running(void);
+int vmk_watch_count(void);
 /* sbx_vm_procs.c: the control pipe of process pid (a child of the keeper
  * running hull_vm_exec: its ctl_fd's other end), taken; a signal or a pty
  * size sent through it to the agent, which passes it on without ending the

@@ -489,9 +489,22 @@ static void vmk_close_pipes(int fds[5][2])
                 close(fds[i][j]);
 }
 
+int vmk_procs_running(void)
+{
+    int n = 0;
+    for (int i = 0; i < VMK_RESULTS; i++)
+        n += vmk_results[i].pid > 0;
+    return n;
+}
+
 static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows, unsigned cols,
                      struct hull_session_proc *sp, hull_error *err)
 {
+    if (vmk_procs_running() + vmk_watch_count() >= VMK_SESSIONS_MAX)
+        return hull_error_set(err, EBUSY,
+                              "the sandbox has %d processes and watches running, its most at "
+                              "microvm isolation (each holds one of its agent's sessions)",
+                              VMK_SESSIONS_MAX);
     int slot = 0;
     while (slot < VMK_RESULTS && vmk_results[slot].pid > 0)
         slot++;

@@ -38,6 +38,14 @@ void vmk_watch_reap(bool all)
     }
 }
 
+int vmk_watch_count(void)
+{
+    int n = 0;
+    for (int i = 0; i < VMK_WATCH_MAX; i++)
+        n += vmk_watchers[i] > 0;
+    return n;
+}
+
 static void started(void *ctx, uint64_t watches)
 {
     char line[64];
@@ -76,6 +84,11 @@ int vmk_watch(const char *vm, const char *path, bool recursive, json_object **ou
               hull_error *err)
 {
     vmk_watch_reap(false);
+    if (vmk_procs_running() + vmk_watch_count() >= VMK_SESSIONS_MAX)
+        return hull_error_set(err, EBUSY,
+                              "the sandbox has %d processes and watches running, its most at "
+                              "microvm isolation (each holds one of its agent's sessions)",
+                              VMK_SESSIONS_MAX);
     int slot = 0;
     while (slot < VMK_WATCH_MAX && vmk_watchers[slot] > 0)
         slot++;

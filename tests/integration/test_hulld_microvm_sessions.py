@@ -103,11 +103,21 @@ def test_background_process_does_not_block(d):
         st = Stream(d, f"/v1/sandboxes/{sid}/processes/{q['id']}/output")
         read_until(st.lines(), b"ping\n")
         st.close()
-        # More at once than the agent has ports: the last waits, then runs.
-        many = [start(d, sid, {"cmd": ["sh", "-c", f"sleep 2; echo n{i}"]}) for i in range(9)]
-        for m in many:
-            r = verb(d, sid, m["id"], "wait", {"timeout": "300s"})
-            assert r.json["state"] == "exited" and r.json["result"]["verdict"] == "ok", r.json
+        # At most 6 processes and watches at once (each holds one of the
+        # agent's 8 sessions): the seventh is refused, and execs and file
+        # calls still have sessions left.
+        more = [start(d, sid, {"cmd": ["sleep", "100000"]}) for _ in range(4)]
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes", {"cmd": ["true"]}, t)
+        assert r.status == 409 and "6 processes and watches" in r.json["error"]["message"], r
+        r = d.request("GET", f"/v1/sandboxes/{sid}/fs/root?op=watch", token=t)
+        assert r.status == 409, r
+        assert exec_(d, sid, ["echo", "still"]).json["stdout"] == "still\n"
+        assert d.request("GET", f"/v1/sandboxes/{sid}/fs/root/x.bin?op=stat",
+                         token=t).json["size"] == 70000
+        for m in more:
+            assert verb(d, sid, m["id"], "signal", {"signal": "KILL"}).status == 200
+            r = verb(d, sid, m["id"], "wait", {"timeout": "120s"})
+            assert r.json["state"] == "exited", r.json
         assert verb(d, sid, p["id"], "signal", {"signal": "KILL"}).status == 200
         r = verb(d, sid, p["id"], "wait", {"timeout": "120s"})
         assert r.json["state"] == "exited" and r.json["result"]["signal"] == 9, r.json
