@@ -463,6 +463,10 @@ static void vmk_child(int in, int out, int errfd, int res, int ctl, const unsign
         o.stdout_fd = out;
         o.stderr_fd = errfd;
         o.ctl_fd = ctl; /* signals and sizes (sbx_vm_procs.c) */
+        /* The keeper keeps a process's wall time (a streamed exec's, or
+         * one given), as for a container: the policy's default of 10 s
+         * must not end a background process in the guest. */
+        o.limits.wall_time_ms = 0;
         o.pty_rows = tty[0];
         o.pty_cols = tty[1];
         if (hull_vm_exec(NULL, vmk_self->id, &o, &r, &e) == 0) {

@@ -89,8 +89,11 @@ def test_background_process_does_not_block(d):
     try:
         # Before: each of these waited for the agent's one session, which
         # this process holds until it ends (never, here).
-        p = start(d, sid, {"cmd": ["sh", "-c", "echo up > /tmp/bg; exec sleep 100000"]})
+        p = start(d, sid, {"cmd": ["sh", "-c", "echo up > /tmp/bg; echo up; exec sleep 100000"]})
         q = start(d, sid, {"cmd": ["cat"], "stdin": True})
+        st = Stream(d, f"/v1/sandboxes/{sid}/processes/{p['id']}/output")
+        read_until(st.lines(), b"up\n")  # started (in a session of its own)
+        st.close()
         assert exec_(d, sid, ["cat", "/tmp/bg"]).json["stdout"] == "up\n"
         r = d.request("PUT", f"/v1/sandboxes/{sid}/fs/root/x.bin", b"x" * 70000, t, raw=True)
         assert r.status == 201, r
@@ -98,7 +101,9 @@ def test_background_process_does_not_block(d):
         r = d.request("GET", f"/v1/sandboxes/{sid}/fs/root?op=list", token=t)
         assert [e["name"] for e in r.json["entries"]] == ["x.bin"], r
         # Both still run, and the second one still answers on its stdin.
-        assert state(d, sid, p["id"]) == "running" and state(d, sid, q["id"]) == "running"
+        r = d.request("GET", f"/v1/sandboxes/{sid}/processes/{p['id']}", token=t)
+        assert r.json["state"] == "running", r.json
+        assert state(d, sid, q["id"]) == "running"
         assert verb(d, sid, q["id"], "stdin", b"ping\n", raw=True).status == 200
         st = Stream(d, f"/v1/sandboxes/{sid}/processes/{q['id']}/output")
         read_until(st.lines(), b"ping\n")
@@ -118,6 +123,8 @@ def test_background_process_does_not_block(d):
             assert verb(d, sid, m["id"], "signal", {"signal": "KILL"}).status == 200
             r = verb(d, sid, m["id"], "wait", {"timeout": "120s"})
             assert r.json["state"] == "exited", r.json
+        r = d.request("GET", f"/v1/sandboxes/{sid}/processes/{p['id']}", token=t)
+        assert r.json["state"] == "running", r.json
         assert verb(d, sid, p["id"], "signal", {"signal": "KILL"}).status == 200
         r = verb(d, sid, p["id"], "wait", {"timeout": "120s"})
         assert r.json["state"] == "exited" and r.json["result"]["signal"] == 9, r.json
