@@ -601,7 +601,12 @@ struct hull_vm_create_opts {
     const char *egress;
     const struct hull_publish *publish;
     size_t n_publish;
+    /* Agent sessions served at once (one virtio-serial port each, up to
+     * HULL_VM_AGENT_PORTS); 0 = 1. Each costs the guest about a MiB of
+     * kernel buffers and a server process. */
+    unsigned agent_ports;
 };
+#define HULL_VM_AGENT_PORTS 8
 
 HULL_PUBLIC int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
                                hull_error *err);

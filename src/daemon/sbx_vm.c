@@ -118,12 +118,15 @@ static int vmk_new_id(struct vmk *k, hull_error *err)
     return 0;
 }
 
-/* RAM for the guest: as a one-shot run sizes it, so both share templates. */
+/* RAM for the guest: as a one-shot run sizes it, and 64 MiB more for the
+ * agent's 8 sessions (their virtio buffers, server processes, workloads
+ * at once). */
 static uint64_t vmk_memory_mb(uint64_t memory_bytes)
 {
     uint64_t need = (memory_bytes >> 20) + 96;
     if (need < 128)
         need = 128;
+    need += 64;
     return (need + 63) / 64 * 64;
 }
 
@@ -152,6 +155,8 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
         /* Warm: restored from the template of this configuration (booted
          * and saved the first time). */
         .from_template = true,
+        /* Processes, watches, execs and file calls at once (procs.h). */
+        .agent_ports = HULL_VM_AGENT_PORTS,
         .image = p.image,
         .image_root = p.image_root,
         .pull = p.pull,

@@ -261,6 +261,10 @@ static int child_main(void *arg)
      * run code in it unfiltered. The workload's execve makes the workload
      * itself dumpable again. */
     prctl(PR_SET_DUMPABLE, 0);
+    /* The agent is exempt from the guest's OOM killer (-1000, inherited):
+     * a workload must not be, or a guest out of memory has nothing to kill
+     * and panics (raising the value needs no privilege). */
+    write_text("/proc/self/oom_score_adj", "0");
     pid_t w = fork();
     if (w < 0)
         child_fail(ef, "fork");

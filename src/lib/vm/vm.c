@@ -80,7 +80,7 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
     snprintf(vm->id, sizeof(vm->id), "%s", o->id);
     vm->memory_mb = o->memory_mb ? o->memory_mb : HULL_VM_DEFAULT_MEMORY_MB;
     vm->vcpus = o->vcpus ? o->vcpus : 1;
-    vm->agent_ports = HULL_VM_AGENT_PORTS;
+    vm->agent_ports = vm_agent_ports_valid(o->agent_ports);
     if (vm->memory_mb < HULL_VM_MIN_MEMORY_MB)
         return hull_error_set(err, EINVAL,
                               "memory %lluM is too small: the guest kernel needs at least %dM",

@@ -45,10 +45,9 @@
 #define HULL_VM_MIN_MEMORY_MB     96 /* this kernel needs 88 MiB to boot; keep a margin */
 #define HULL_VM_MAX_MEMORY_MB     (64 * 1024)
 #define HULL_VM_MAX_VCPUS         64
-/* Agent ports (sessions served at once) of a VM hull makes now; a VM
- * whose record or snapshot does not say has the one port of older hulls. */
-#define HULL_VM_AGENT_PORTS 8
-#define HULL_VM_ID_MAX      64 /* cgroup and socket paths embed it */
+/* Agent ports (sessions served at once): HULL_VM_AGENT_PORTS at most
+ * (hull.h); a VM whose record or snapshot does not say has one. */
+#define HULL_VM_ID_MAX 64 /* cgroup and socket paths embed it */
 
 /* ---- digests (digest.c; hex and validity are util/sha256.h's) ---- */
 
@@ -320,6 +319,7 @@ void vm_net_from_json(struct vm *vm, json_object *o);
 
 struct vm_create_opts {
     const char *id;
+    unsigned agent_ports; /* 0 = 1 */
     uint64_t memory_mb;
     unsigned vcpus;
     const char *kernel, *rootfs, *accel;
