@@ -607,7 +607,12 @@ struct hull_vm_create_opts {
     const char *egress;
     const struct hull_publish *publish;
     size_t n_publish;
+    /* Agent sessions served at once (one virtio-serial port each, up to
+     * HULL_VM_AGENT_PORTS); 0 = 1. Each costs the guest about a MiB of
+     * kernel buffers and a server process. */
+    unsigned agent_ports;
 };
+#define HULL_VM_AGENT_PORTS 8
 
 HULL_PUBLIC int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_opts *o,
                                hull_error *err);
@@ -714,6 +719,18 @@ struct hull_vm_exec_opts {
     /* Collected output as it arrives, as hull_policy.on_output; NULL = none. */
     void (*on_output)(void *ctx, int stream, const char *data, size_t len);
     void *on_output_ctx;
+    /* A terminal: rows and cols both non-zero give the workload a pty of
+     * that size in the guest (stdout and stderr both arrive on stdout). */
+    unsigned pty_rows, pty_cols;
+    /* > 0: read while the workload runs, records of struct
+     * hull_vm_exec_ctl (a signal for the workload, a new pty size); its
+     * end changes nothing. 0 = none. */
+    int ctl_fd;
+};
+enum { HULL_VM_CTL_SIGNAL = 1, HULL_VM_CTL_RESIZE = 2 };
+struct hull_vm_exec_ctl {
+    int32_t op;   /* HULL_VM_CTL_* */
+    int32_t a, b; /* the signal; or rows, cols */
 };
 
 struct hull_vm_exec_result {
@@ -741,6 +758,21 @@ HULL_PUBLIC int hull_vm_exec(const struct hull_runtime *rt, const char *id,
 /* Copy a file into / out of the guest's workload root (binary-safe). */
 HULL_PUBLIC int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host,
                                 const char *guest, hull_error *err);
+/* Changes under a guest directory (inotify in the guest), as NDJSON lines
+ * {"type", "path", "dir"} written to out_fd (type create, modify, delete,
+ * rename_from, rename_to; "overflow" without a path) until out_fd's
+ * reader goes (0), the directory goes (0) or the VM does (-1). started,
+ * when given, is called once the watches are in place. Each line is
+ * checked and rewritten on the host: the guest cannot inject other JSON. */
+struct hull_vm_watch_opts {
+    const char *path;
+    bool recursive;
+    int out_fd;
+    void (*started)(void *ctx, uint64_t watches);
+    void *ctx;
+};
+HULL_PUBLIC int hull_vm_watch(const struct hull_runtime *rt, const char *id,
+                              const struct hull_vm_watch_opts *o, hull_error *err);
 HULL_PUBLIC int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
                                  const char *host, hull_error *err);
 

@@ -650,9 +650,12 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
             return hull_error_set(err, EINVAL, "signal: %d is not a signal", sig);
         if (!p->running || p->reaped)
             return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
-        /* Through its pidfd: never a recycled pid. */
-        if (p->sp.pidfd >= 0 ? syscall(SYS_pidfd_send_signal, p->sp.pidfd, sig, NULL, 0) < 0
-                             : kill(p->sp.pid, sig) < 0)
+        if (k->be && k->be->signal) {
+            if (k->be->signal(p->sp.pid, sig, err) < 0)
+                return -1;
+        } else if (p->sp.pidfd >= 0 /* never a recycled pid */
+                       ? syscall(SYS_pidfd_send_signal, p->sp.pidfd, sig, NULL, 0) < 0
+                       : kill(p->sp.pid, sig) < 0)
             hull_debug("process %s: signal %d: %s", p->id, sig, strerror(errno));
         reply_json(c->fd, describe(p));
     } else if (strcmp(op, "proc_resize") == 0) {
@@ -662,7 +665,10 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
             return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
         struct winsize ws = {.ws_row = (unsigned short)hu64(f, "rows"),
                              .ws_col = (unsigned short)hu64(f, "cols")};
-        if (ioctl(p->sp.in, TIOCSWINSZ, &ws) < 0)
+        if (k->be && k->be->resize) {
+            if (k->be->resize(p->sp.pid, ws.ws_row, ws.ws_col, err) < 0)
+                return -1;
+        } else if (ioctl(p->sp.in, TIOCSWINSZ, &ws) < 0)
             return hull_error_errno(err, "resize");
         reply_json(c->fd, describe(p));
     } else if (strcmp(op, "proc_read") == 0) {

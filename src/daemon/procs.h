@@ -55,6 +55,10 @@ struct kprocs_backend {
     int (*spawn)(const struct hull_policy *p, bool with_stdin, unsigned rows, unsigned cols,
                  struct hull_session_proc *sp, hull_error *err);
     json_object *(*result)(pid_t pid, int status, int stop);
+    /* A signal for the process, a new size of its pty (NULL: as for a
+     * container, to the pid and the pty's master). */
+    int (*signal)(pid_t pid, int sig, hull_error *err);
+    int (*resize)(pid_t pid, unsigned rows, unsigned cols, hull_error *err);
 };
 void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be);
 
@@ -63,6 +67,29 @@ void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be);
  * paused one; vmk_loop then answers it and everything after. */
 bool vmk_serves(struct frame *first);
 int vmk_loop(struct kprocs *kp, int sock, struct frame *first);
+/* Background processes and watches of a microVM sandbox each hold one of
+ * its agent's sessions (8: docs/agent-protocol.md) for as long as they
+ * run; at most this many at once, so sessions are always left for execs
+ * and file calls, which the keeper runs in line (one waiting for a
+ * session would hold the keeper). vmk_procs_running: sbx_vm.c's count;
+ * vmk_watch_count: sbx_vm_watch.c's. */
+#define VMK_SESSIONS_MAX 6
+int vmk_procs_running(void);
+int vmk_watch_count(void);
+/* sbx_vm_procs.c: the control pipe of process pid (a child of the keeper
+ * running hull_vm_exec: its ctl_fd's other end), taken; a signal or a pty
+ * size sent through it to the agent, which passes it on without ending the
+ * session. */
+void vmk_ctl_add(pid_t pid, int fd);
+void vmk_ctl_drop(pid_t pid);
+int vmk_signal(pid_t pid, int sig, hull_error *err);
+int vmk_resize(pid_t pid, unsigned rows, unsigned cols, hull_error *err);
+/* sbx_vm_watch.c: "watch" of the /fs API: a child of the keeper streams
+ * the agent's events of path into a pipe; *fd its read end for hulld. */
+int vmk_watch(const char *vm, const char *path, bool recursive, json_object **out, int *fd,
+              hull_error *err);
+/* Reap watch children that ended; at the end (all) kill them first. */
+void vmk_watch_reap(bool all);
 /* sbx_vm_fs.c: op "fs" on VM vm (stage: the keeper's staging directory,
  * limit: what an upload may hold). */
 void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, struct frame *f);

@@ -121,12 +121,15 @@ static int vmk_new_id(struct vmk *k, hull_error *err)
     return 0;
 }
 
-/* RAM for the guest: as a one-shot run sizes it, so both share templates. */
+/* RAM for the guest: as a one-shot run sizes it, and 64 MiB more for the
+ * agent's 8 sessions (their virtio buffers, server processes, workloads
+ * at once). */
 static uint64_t vmk_memory_mb(uint64_t memory_bytes)
 {
     uint64_t need = (memory_bytes >> 20) + 96;
     if (need < 128)
         need = 128;
+    need += 64;
     return (need + 63) / 64 * 64;
 }
 
@@ -155,6 +158,8 @@ static int vmk_create(struct vmk *k, struct frame *f, hull_error *err)
         /* Warm: restored from the template of this configuration (booted
          * and saved the first time). */
         .from_template = true,
+        /* Processes, watches, execs and file calls at once (procs.h). */
+        .agent_ports = HULL_VM_AGENT_PORTS,
         .image = p.image,
         .image_root = p.image_root,
         .pull = p.pull,
@@ -441,6 +446,7 @@ static int vmk_resume(struct vmk *k, hull_error *err)
 static void vmk_end(struct vmk *k, bool forget)
 {
     hull_error e = NULL;
+    vmk_watch_reap(true);
     if (!k->on_disk && k->id[0] && hull_vm_delete(NULL, k->id, true, &e) < 0) {
         hull_log(HULL_LOG_ERROR, "microVM %s: %s", k->id, hull_error_msg(e));
         hull_error_free(&e);
@@ -469,11 +475,12 @@ static struct {
     int fd;
 } vmk_results[VMK_RESULTS];
 
-static void vmk_child(int in, int out, int errfd, int res, const struct hull_policy *p)
+static void vmk_child(int in, int out, int errfd, int res, int ctl, const unsigned tty[2],
+                      const struct hull_policy *p)
 {
     /* Only what the run needs: hulld's connections are the keeper's. */
     for (int fd = 3; fd < 1024; fd++)
-        if (fd != in && fd != out && fd != errfd && fd != res)
+        if (fd != in && fd != out && fd != errfd && fd != res && fd != ctl)
             close(fd);
     signal(SIGPIPE, SIG_IGN);
     hull_error e = NULL;
@@ -487,6 +494,13 @@ static void vmk_child(int in, int out, int errfd, int res, const struct hull_pol
         o.stdin_len = 0;
         o.stdout_fd = out;
         o.stderr_fd = errfd;
+        o.ctl_fd = ctl; /* signals and sizes (sbx_vm_procs.c) */
+        /* The keeper keeps a process's wall time (a streamed exec's, or
+         * one given), as for a container: the policy's default of 10 s
+         * must not end a background process in the guest. */
+        o.limits.wall_time_ms = 0;
+        o.pty_rows = tty[0];
+        o.pty_cols = tty[1];
         if (hull_vm_exec(NULL, vmk_self->id, &o, &r, &e) == 0) {
             json = hull_vm_exec_result_json(&r, NULL);
             hull_vm_exec_result_free(&r);
@@ -503,26 +517,40 @@ static void vmk_child(int in, int out, int errfd, int res, const struct hull_pol
     _exit(0);
 }
 
-static void vmk_close_pipes(int fds[4][2])
+static void vmk_close_pipes(int fds[5][2])
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         for (int j = 0; j < 2; j++)
             if (fds[i][j] >= 0)
                 close(fds[i][j]);
 }
 
+int vmk_procs_running(void)
+{
+    int n = 0;
+    for (int i = 0; i < VMK_RESULTS; i++)
+        n += vmk_results[i].pid > 0;
+    return n;
+}
+
 static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows, unsigned cols,
                      struct hull_session_proc *sp, hull_error *err)
 {
-    if (rows || cols)
-        return hull_error_set(err, ENOTSUP, "pty: not available for microVM sandboxes");
+    if (vmk_procs_running() + vmk_watch_count() >= VMK_SESSIONS_MAX)
+        return hull_error_set(err, EBUSY,
+                              "the sandbox has %d processes and watches running, its most at "
+                              "microvm isolation (each holds one of its agent's sessions)",
+                              VMK_SESSIONS_MAX);
     int slot = 0;
     while (slot < VMK_RESULTS && vmk_results[slot].pid > 0)
         slot++;
     if (slot == VMK_RESULTS)
         return hull_error_set(err, EBUSY, "the sandbox has %d processes, its most", VMK_RESULTS);
-    int fds[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}}; /* in, out, err, result */
-    for (int i = 0; i < 4; i++)
+    /* in, out, err, result, control */
+    int fds[5][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    const unsigned tty[2] = {rows && cols ? rows : 0, rows && cols ? cols : 0};
+    with_stdin = with_stdin || tty[0]; /* a terminal always takes input */
+    for (int i = 0; i < 5; i++)
         if ((i > 0 || with_stdin) && pipe2(fds[i], O_CLOEXEC) < 0) {
             vmk_close_pipes(fds);
             return hull_error_errno(err, "pipe");
@@ -533,9 +561,10 @@ static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows
         return hull_error_errno(err, "fork");
     }
     if (pid == 0)
-        vmk_child(fds[0][0], fds[1][1], fds[2][1], fds[3][1], p);
+        vmk_child(fds[0][0], fds[1][1], fds[2][1], fds[3][1], fds[4][0], tty, p);
     int keep[4] = {fds[0][1], fds[1][0], fds[2][0], fds[3][0]};
-    fds[0][1] = fds[1][0] = fds[2][0] = fds[3][0] = -1;
+    vmk_ctl_add(pid, fds[4][1]);
+    fds[0][1] = fds[1][0] = fds[2][0] = fds[3][0] = fds[4][1] = -1;
     vmk_close_pipes(fds);
     for (int i = 0; i < 3; i++)
         if (keep[i] >= 0)
@@ -550,6 +579,7 @@ static int vmk_spawn(const struct hull_policy *p, bool with_stdin, unsigned rows
 static json_object *vmk_result(pid_t pid, int status, int stop)
 {
     json_object *o = NULL;
+    vmk_ctl_drop(pid);
     for (int i = 0; i < VMK_RESULTS; i++) {
         if (vmk_results[i].pid != pid)
             continue;
@@ -623,7 +653,9 @@ static void vmk_migrate_op(struct vmk *k, int sock, struct frame *f)
 static void vmk_csnap_op(struct vmk *k, int sock, struct frame *f)
 {
     hull_error e = NULL;
-    bool busy = false, unchanged = false;
+    /* A process or a watch holds an agent session, which the snapshot
+     * waits for: this period is skipped rather than the keeper blocked. */
+    bool busy = vmk_watch_count() > 0, unchanged = false;
     for (int i = 0; i < VMK_RESULTS; i++)
         busy = busy || vmk_results[i].pid > 0;
     if (vmk_csnap(k->id, k->snap, k->on_disk, busy, f->fd, frame_str(f, "name"), &unchanged, &e) <
@@ -639,7 +671,8 @@ static void vmk_csnap_op(struct vmk *k, int sock, struct frame *f)
     json_object_put(hdr);
 }
 
-static const struct kprocs_backend vmk_backend = {.spawn = vmk_spawn, .result = vmk_result};
+static const struct kprocs_backend vmk_backend = {
+    .spawn = vmk_spawn, .result = vmk_result, .signal = vmk_signal, .resize = vmk_resize};
 
 static void vmk_procs_op(struct kprocs *kp, int sock, struct frame *f)
 {
@@ -651,6 +684,7 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
 {
     const char *op = frame_str(f, "op");
     hull_error e = NULL;
+    vmk_watch_reap(false); /* watches whose client went */
     static const char *const need_vm[] = {"exec",    "put",        "get",        "fs",
                                           "pause",   "proc_start", "proc_stdin", "tpl_save",
                                           "migrate", NULL};
@@ -689,12 +723,15 @@ static bool vmk_op(struct vmk *k, struct kprocs *kp, int sock, struct frame *f)
     } else if (strcmp(op, "fs") == 0) {
         vmk_fs_op(k->id, k->stage, vmk_memory_mb(k->memory_bytes) << 20, sock, f);
     } else if (strcmp(op, "tpl_save") == 0) {
+        vmk_watch_reap(true); /* a watch's session would hold the snapshot back */
         vmk_tpl_op(k, sock, f);
     } else if (strcmp(op, "migrate") == 0) {
+        vmk_watch_reap(true); /* their sessions would hold the move back, as a pause's */
         vmk_migrate_op(k, sock, f);
     } else if (strcmp(op, "csnap") == 0) {
         vmk_csnap_op(k, sock, f);
     } else if (strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) {
+        vmk_watch_reap(true); /* watches end at a pause, as their streams say */
         int r = op[0] == 'p' ? vmk_pause(k, &e) : vmk_resume(k, &e);
         if (r < 0)
             frame_reply_error(sock, &e);

@@ -183,6 +183,9 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
             hull_error_set(&e, EINVAL, "to: must be an absolute path");
         else
             out = guest_fs(vm, verb, path, to ? to : arg[0] ? arg : NULL, &e);
+    } else if (strcmp(verb, "watch") == 0) {
+        json_object *rec = hj_get(f->hdr, "recursive");
+        vmk_watch(vm, path, rec && json_object_get_boolean(rec), &out, &fd, &e);
     } else {
         hull_error_set(&e, ENOTSUP, "fs: %s is not available for microVM sandboxes yet", verb);
     }

@@ -39,6 +39,9 @@ struct watch {
     char *out;   /* lines not yet given to MHD */
     size_t out_len, out_off, out_cap;
     bool ended;
+    bool ndjson; /* a microVM's: ifd is a pipe of ready lines (sbx_vm_watch.c) */
+    char *part;  /* its bytes after the last whole line */
+    size_t part_len;
     uint32_t upload_cookie; /* the last rename away from an upload's temporary name */
 };
 
@@ -175,6 +178,47 @@ static void read_events(struct watch *w)
     }
 }
 
+/* A microVM's events: lines the keeper's child checked already
+ * (sbx_vm_watch.c), passed on as they are, whole lines only (as a
+ * container's): a client may read a chunk as lines. A line is at most a
+ * few KiB (hull_vm_watch bounds it); more without an end of line is
+ * dropped. */
+#define PART_MAX (64u << 10)
+static void take_lines(struct watch *w)
+{
+    char tmp[4096];
+    ssize_t n = read(w->ifd, tmp, sizeof(tmp));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        w->ended = true;
+        return;
+    }
+    if (w->part_len + (size_t)n > PART_MAX)
+        w->part_len = 0;
+    char *np = realloc(w->part, w->part_len + (size_t)n);
+    if (np == NULL)
+        return;
+    w->part = np;
+    memcpy(w->part + w->part_len, tmp, (size_t)n);
+    w->part_len += (size_t)n;
+    char *nl = memrchr(w->part, '\n', w->part_len);
+    if (nl == NULL)
+        return;
+    size_t k = (size_t)(nl - w->part) + 1;
+    if (w->out_len + k > w->out_cap) {
+        char *nb = realloc(w->out, w->out_len + k);
+        if (nb == NULL)
+            return;
+        w->out = nb;
+        w->out_cap = w->out_len + k;
+    }
+    memcpy(w->out + w->out_len, w->part, k);
+    w->out_len += k;
+    memmove(w->part, w->part + k, w->part_len - k);
+    w->part_len -= k;
+}
+
 static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -198,7 +242,9 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
         /* The client hung up: nobody to tell. */
         if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (p[0].revents & POLLIN)
+        if ((p[0].revents & (POLLIN | POLLHUP)) && w->ndjson)
+            take_lines(w);
+        else if (p[0].revents & POLLIN)
             read_events(w);
     }
 }
@@ -210,6 +256,7 @@ static void watch_free(void *cls)
         free(w->paths[i]);
     free(w->paths);
     free(w->out);
+    free(w->part);
     close(w->ifd);
     free(w);
 }
@@ -240,6 +287,7 @@ void sbx_watch(const struct request *rq, const char *sid, const char *path, bool
     snprintf(w->sid, sizeof(w->sid), "%s", sid);
     snprintf(w->tenant, sizeof(w->tenant), "%s", rq->caller->tenant ? rq->caller->tenant : "");
     w->recursive = recursive;
+    w->ndjson = hj_get(res, "ndjson") != NULL;
     w->ifd = ifd;
     w->root_wd = -1;
     add_watches(w, res);

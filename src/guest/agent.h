@@ -76,8 +76,26 @@ extern bool agent_net_up;
 int agent_open_in_root(const char *path, int flags, mode_t mode);
 /* Reap exited children that no request waits for (detached execs). */
 void agent_reap_detached(void);
+int agent_remember_detached(pid_t pid, const char *cgroup);
+/* A workload's cgroup (agent_cgroup.c): a key's value in one of its files
+ * (the file's first number when key is NULL; -1 when absent), a value
+ * written, everything in it killed, and the cgroup removed once empty. */
+int64_t cg_read_key(const char *cg, const char *file, const char *key);
+int cg_write(const char *cg, const char *file, int64_t v);
+void cg_kill(const char *cg);
+void cg_remove(const char *cg);
 /* Build the workload seccomp filter once (agent_exec.c). */
 int agent_seccomp_prepare(void);
+
+/* Ports (sessions at once) the agent serves at most, and the one this
+ * server process serves. */
+#define AGENT_MAX_PORTS 8
+extern int agent_port_index;
+/* Requests that arrive while an exec runs on this session: "signal" and
+ * "resize" (agent_exec.c). watch: inotify events of a directory (agent_watch.c). */
+int agent_watch(struct conn *c, json_object *req);
+/* The guest's network is up (a "net" request succeeded on any session). */
+bool agent_net_is_up(void);
 
 /* signalfd for SIGCHLD and SIGIO (both blocked); every wait polls it. */
 extern int agent_sigfd;

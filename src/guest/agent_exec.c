@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -44,6 +45,7 @@ struct child_args {
     int in, out, err; /* become 0, 1, 2 */
     int errpipe;      /* CLOEXEC; written only on failure */
     int statpipe;     /* CLOEXEC; the init writes the workload's wait status */
+    bool pty;         /* in is a terminal's slave: the workload's controlling tty */
     struct limits lim;
 };
 
@@ -188,7 +190,8 @@ static void init_main(pid_t w, int statfd)
     if (dup2(statfd, 3) == 3)
         statfd = 3;
     syscall(SYS_close_range, 4, ~0U, 0);
-    static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    static const int fwd[] = {SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,  SIGUSR1,
+                              SIGUSR2, SIGCONT, SIGTSTP, SIGWINCH, SIGALRM};
     for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
         signal(fwd[i], init_forward);
     drop_capabilities(statfd);
@@ -258,10 +261,18 @@ static int child_main(void *arg)
      * run code in it unfiltered. The workload's execve makes the workload
      * itself dumpable again. */
     prctl(PR_SET_DUMPABLE, 0);
+    /* The agent is exempt from the guest's OOM killer (-1000, inherited):
+     * a workload must not be, or a guest out of memory has nothing to kill
+     * and panics (raising the value needs no privilege). */
+    write_text("/proc/self/oom_score_adj", "0");
     pid_t w = fork();
     if (w < 0)
         child_fail(ef, "fork");
     if (w == 0) {
+        /* A terminal: a session of its own with the slave as its
+         * controlling tty, so ^C, job control and SIGWINCH reach it. */
+        if (a->pty && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) < 0))
+            child_fail(ef, "controlling terminal");
         drop_capabilities(ef);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             child_fail(ef, "no_new_privs");
@@ -273,79 +284,6 @@ static int child_main(void *arg)
     init_main(w, a->statpipe);
     return 127;
 }
-/* ---- detached workloads ---- */
-
-static struct {
-    pid_t pid;
-    char cgroup[64];
-} detached[64];
-
-void agent_reap_detached(void)
-{
-    for (size_t i = 0; i < sizeof(detached) / sizeof(detached[0]); i++) {
-        if (detached[i].pid <= 0)
-            continue;
-        int st;
-        if (waitpid(detached[i].pid, &st, WNOHANG) == detached[i].pid) {
-            detached[i].pid = 0;
-            rmdir(detached[i].cgroup);
-        }
-    }
-}
-
-static int remember_detached(pid_t pid, const char *cg)
-{
-    for (size_t i = 0; i < sizeof(detached) / sizeof(detached[0]); i++) {
-        if (detached[i].pid <= 0) {
-            detached[i].pid = pid;
-            snprintf(detached[i].cgroup, sizeof(detached[i].cgroup), "%s", cg);
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* ---- cgroup helpers ---- */
-
-static int64_t cg_read_key(const char *cg, const char *file, const char *key)
-{
-    char path[256], buf[4096];
-    snprintf(path, sizeof(path), "%s/%s", cg, file);
-    if (read_text(path, buf, sizeof(buf)) < 0)
-        return -1;
-    if (!key)
-        return strtoll(buf, NULL, 10);
-    size_t kl = strlen(key);
-    for (char *p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
-            return strtoll(p + kl + 1, NULL, 10);
-    return -1;
-}
-
-static int cg_write(const char *cg, const char *file, int64_t v)
-{
-    char path[256], val[32];
-    snprintf(path, sizeof(path), "%s/%s", cg, file);
-    snprintf(val, sizeof(val), "%lld", (long long)v);
-    return write_text(path, val);
-}
-
-static void cg_kill(const char *cg)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "%s/cgroup.kill", cg);
-    write_text(path, "1");
-}
-
-/* rmdir succeeds once the last process has been released. */
-static void cg_remove(const char *cg)
-{
-    for (int i = 0; i < 2000 && rmdir(cg) < 0 && errno == EBUSY; i++) {
-        cg_kill(cg);
-        usleep(1000);
-    }
-}
-
 /* ---- the request ---- */
 
 static int parse_strv(json_object *req, const char *key, char ***out)
@@ -391,6 +329,7 @@ enum kill_reason {
 
 struct run {
     struct conn *c;
+    int pty; /* the terminal's master (also in and out), -1 without one */
     pid_t pid;
     int status;
     bool exited;
@@ -458,8 +397,19 @@ static void take_frame(struct run *r, struct frame *f, const char *cg)
         json_tokener *tok = json_tokener_new();
         json_object *o = json_tokener_parse_ex(tok, (const char *)f->data, (int)f->len);
         json_tokener_free(tok);
+        /* {"op":"resize","rows":R,"cols":C}: the kernel tells the
+         * terminal's foreground group (SIGWINCH). */
+        json_object *opv;
+        const char *op =
+            o && json_object_object_get_ex(o, "op", &opv) ? json_object_get_string(opv) : "";
+        int64_t rows = get_i64(o, "rows"), cols = get_i64(o, "cols");
+        if (strcmp(op, "resize") == 0 && r->pty >= 0 && rows > 0 && cols > 0 && rows < 65536 &&
+            cols < 65536) {
+            struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+            ioctl(r->pty, TIOCSWINSZ, &ws);
+        }
         int sig = (int)get_i64(o, "signal");
-        if (sig > 0 && sig < 65)
+        if (strcmp(op, "resize") != 0 && sig > 0 && sig < 65)
             kill(r->pid, sig);
         json_object_put(o);
     }
@@ -633,13 +583,13 @@ static void run_loop(struct run *r, const struct limits *lim, const char *cg, ui
 /* The descriptors of one exec, each closed on scope exit unless handed on
  * (set to -1). */
 struct exec_fds {
-    int null, in[2], out[2], err[2], ep[2], sp[2];
+    int null, in[2], out[2], err[2], ep[2], sp[2], master, slave;
 };
 
 static void exec_fds_close(struct exec_fds *f)
 {
-    int *all[] = {&f->null,   &f->in[0], &f->in[1], &f->out[0], &f->out[1], &f->err[0],
-                  &f->err[1], &f->ep[0], &f->ep[1], &f->sp[0],  &f->sp[1]};
+    int *all[] = {&f->null,  &f->in[0], &f->in[1], &f->out[0], &f->out[1], &f->err[0], &f->err[1],
+                  &f->ep[0], &f->ep[1], &f->sp[0], &f->sp[1],  &f->master, &f->slave};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         close_fd(all[i]);
 }
@@ -657,6 +607,21 @@ static void exec_cgroup_release(struct exec_cgroup *g)
         cg_kill(g->path);
         cg_remove(g->path);
     }
+}
+
+/* A terminal of rows x cols: its master (the agent's) and its slave (the
+ * workload's), from the agent's own devpts. */
+static int open_pty(struct exec_fds *f, unsigned short rows, unsigned short cols)
+{
+    int unlock = 0;
+    f->master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (f->master < 0 || ioctl(f->master, TIOCSPTLCK, &unlock) < 0)
+        return -1;
+    f->slave = ioctl(f->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (f->slave < 0)
+        return -1;
+    struct winsize ws = {.ws_row = rows, .ws_col = cols};
+    return ioctl(f->master, TIOCSWINSZ, &ws);
 }
 
 /* The workload could not start: its errno and message, as the child wrote
@@ -701,9 +666,12 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
         .err = {-1, -1},
         .ep = {-1, -1},
         .sp = {-1, -1},
+        .master = -1,
+        .slave = -1,
     };
     __attribute__((cleanup(exec_cgroup_release))) struct exec_cgroup g = {0};
-    snprintf(g.path, sizeof(g.path), AGENT_CGROUP "/w%u", ++seq);
+    /* Unique across the session servers (one process per port). */
+    snprintf(g.path, sizeof(g.path), AGENT_CGROUP "/w%d-%u", (int)getpid(), ++seq);
     if (mkdir(g.path, 0755) < 0)
         return conn_send_error(c, "exec: create cgroup: %s", strerror(errno));
     g.made = true;
@@ -712,20 +680,33 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
                                   cg_write(cg, "memory.swap.max", 0) < 0)) ||
         (lim.pids > 0 && cg_write(cg, "pids.max", lim.pids) < 0))
         return conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
+    json_object *ptyv = NULL;
+    json_object_object_get_ex(req, "pty", &ptyv);
+    int64_t rows = get_i64(ptyv, "rows"), cols = get_i64(ptyv, "cols");
+    bool pty = !detach && rows > 0 && cols > 0 && rows < 65536 && cols < 65536;
+    if (pty && open_pty(&f, (unsigned short)rows, (unsigned short)cols) < 0)
+        return conn_send_error(c, "exec: pty: %s", strerror(errno));
     if (pipe2(f.ep, O_CLOEXEC) < 0 || pipe2(f.sp, O_CLOEXEC) < 0 ||
-        (want_stdin && pipe2(f.in, O_CLOEXEC) < 0) ||
-        (!detach && (pipe2(f.out, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0)))
+        (want_stdin && !pty && pipe2(f.in, O_CLOEXEC) < 0) ||
+        (!detach && !pty && (pipe2(f.out, O_CLOEXEC) < 0 || pipe2(f.err, O_CLOEXEC) < 0)))
         return conn_send_error(c, "exec: pipe: %s", strerror(errno));
     struct child_args a = {
         .argv = argv,
         .envp = envp,
         .cwd = cwd,
         .cgroup = cg,
-        .in = want_stdin ? f.in[0] : f.null,
-        .out = detach ? f.null : f.out[1],
-        .err = detach ? f.null : f.err[1],
+        .in = pty          ? f.slave
+              : want_stdin ? f.in[0]
+                           : f.null,
+        .out = pty      ? f.slave
+               : detach ? f.null
+                        : f.out[1],
+        .err = pty      ? f.slave
+               : detach ? f.null
+                        : f.err[1],
         .errpipe = f.ep[1],
         .statpipe = f.sp[1],
+        .pty = pty,
         .lim = lim,
     };
     static char stack[256 << 10] __attribute__((aligned(16)));
@@ -734,7 +715,7 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
      * rules confine what it reaches; they hold no capability to change
      * it). Otherwise an empty network namespace of their own. */
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-    if (!agent_net_up)
+    if (!agent_net_is_up())
         flags |= CLONE_NEWNET;
     pid_t pid = clone(child_main, stack + sizeof(stack), flags, &a);
     if (pid < 0)
@@ -744,6 +725,7 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
     close_fd(&f.in[0]);
     close_fd(&f.out[1]);
     close_fd(&f.err[1]);
+    close_fd(&f.slave); /* the workload's alone: its end is the master's EOF */
     char msg[1024];
     ssize_t n = read(f.ep[0], msg, sizeof(msg) - 1);
     if (n > 0) {
@@ -757,13 +739,21 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
     conn_send_json(c, HULL_FRAME_RESP, ok);
     json_object_put(ok);
     if (detach) {
-        if (remember_detached(pid, cg) < 0)
+        if (agent_remember_detached(pid, cg) < 0)
             agent_log("too many detached workloads; %d will not be reaped", pid);
         g.keep = true;
         return 0;
     }
-    struct run r = {.c = c, .pid = pid, .in = f.in[1], .out = f.out[0], .err = f.err[0]};
+    struct run r = {.c = c, .pty = -1, .pid = pid, .in = f.in[1], .out = f.out[0], .err = f.err[0]};
     f.in[1] = f.out[0] = f.err[0] = -1;
+    if (pty) {
+        /* The master is stdin and stdout both; a stdin closed by the host
+         * leaves the terminal open (^D is its end of input). */
+        r.pty = f.master;
+        r.out = fcntl(f.master, F_DUPFD_CLOEXEC, 0);
+        r.in = want_stdin ? fcntl(f.master, F_DUPFD_CLOEXEC, 0) : -1;
+        f.master = -1;
+    }
     fcntl(r.out, F_SETFL, O_NONBLOCK);
     fcntl(r.err, F_SETFL, O_NONBLOCK);
     if (r.in >= 0)
@@ -777,6 +767,7 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
     if (read(f.sp[0], &wst, sizeof(wst)) == sizeof(wst))
         r.status = wst;
     close_fd(&r.in);
+    close_fd(&r.pty);
     free(r.inbuf);
     if (r.killed != KILLED_HOST)
         send_exit(&r, &lim, cg, t0);

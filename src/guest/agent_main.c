@@ -26,12 +26,14 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 
 int agent_sigfd = -1;
+int agent_port_index;
 
 static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
@@ -204,6 +206,12 @@ static void setup_dev(void)
     symlink("/proc/self/fd/2", AGENT_DEV "/stderr");
     mkdir(AGENT_DEV "/shm", 01777);
     chmod(AGENT_DEV "/shm", 01777);
+    /* Terminals for exec with a pty: a devpts of the agent's own (the
+     * workload gets only its slave as fds 0-2 and /dev/tty). */
+    mkdir("/dev/pts", 0755);
+    if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0600,mode=0600") < 0)
+        agent_log("mount devpts: %s (exec with a pty will fail)", strerror(errno));
 }
 
 static void setup_cgroup(void)
@@ -213,8 +221,36 @@ static void setup_cgroup(void)
         die("enable cgroup controllers: %s", strerror(errno));
 }
 
-static int open_port(void)
+/* The port's index from its name: "org.hull.agent" is 0, "org.hull.agent.N"
+ * is N; -1 for any other port. */
+static int port_index(const char *name)
 {
+    size_t l = strlen(HULL_AGENT_PORT_NAME);
+    if (strncmp(name, HULL_AGENT_PORT_NAME, l) != 0)
+        return -1;
+    if (name[l] == '\n' || name[l] == 0)
+        return 0;
+    if (name[l] != '.' || name[l + 1] < '1' || name[l + 1] > '9')
+        return -1;
+    char *end;
+    long n = strtol(name + l + 1, &end, 10);
+    return (*end == '\n' || *end == 0) && n < AGENT_MAX_PORTS ? (int)n : -1;
+}
+
+/* Every agent port the host gave (one per session it may hold at once):
+ * fds[i] for port i, -1 where none. Port 0 must be there; the rest are
+ * announced by the time it is (one device, one probe). */
+static int open_ports(int fds[AGENT_MAX_PORTS])
+{
+    /* How many the host made: hull.ports=N on the command line (absent:
+     * one, a VM of an older hull). */
+    char cmd[4096];
+    int want = 1, found = 0;
+    char *w = read_text("/proc/cmdline", cmd, sizeof(cmd)) > 0 ? strstr(cmd, "hull.ports=") : NULL;
+    if (w && atoi(w + 11) > 1)
+        want = atoi(w + 11) < AGENT_MAX_PORTS ? atoi(w + 11) : AGENT_MAX_PORTS;
+    for (int i = 0; i < AGENT_MAX_PORTS; i++)
+        fds[i] = -1;
     uint64_t end = now_ms() + 10000;
     for (;;) {
         DIR *d = opendir("/sys/class/virtio-ports");
@@ -224,20 +260,21 @@ static int open_port(void)
                 continue;
             char p[300], name[128];
             snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name", e->d_name);
-            if (read_text(p, name, sizeof(name)) > 0 &&
-                strncmp(name, HULL_AGENT_PORT_NAME, strlen(HULL_AGENT_PORT_NAME)) == 0) {
-                snprintf(p, sizeof(p), "/dev/%s", e->d_name);
-                closedir(d);
-                if (!wait_path(p, 5000))
-                    die("%s did not appear", p);
-                int fd = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-                if (fd < 0)
-                    die("open %s: %s", p, strerror(errno));
-                return fd;
-            }
+            int idx = read_text(p, name, sizeof(name)) > 0 ? port_index(name) : -1;
+            if (idx < 0 || fds[idx] >= 0)
+                continue;
+            snprintf(p, sizeof(p), "/dev/%s", e->d_name);
+            if (!wait_path(p, 5000))
+                die("%s did not appear", p);
+            fds[idx] = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+            if (fds[idx] < 0)
+                die("open %s: %s", p, strerror(errno));
+            found++;
         }
         if (d)
             closedir(d);
+        if (fds[0] >= 0 && found >= want)
+            return found;
         if (now_ms() > end)
             die("virtio-serial port %s not found", HULL_AGENT_PORT_NAME);
         usleep(1000);
@@ -333,6 +370,8 @@ static void handle(struct conn *c, struct frame *f)
         agent_get_file(c, req);
     else if (strcmp(op, "net") == 0)
         agent_net(c, req);
+    else if (strcmp(op, "watch") == 0)
+        agent_watch(c, req);
     else if (strcmp(op, "shutdown") == 0) {
         conn_send_ok(c);
         sync();
@@ -363,6 +402,7 @@ static uint64_t boot_ms(void)
 
 static uint64_t t_init, t_modules, t_root;
 
+static void serve(int port) __attribute__((noreturn));
 static void serve(int port)
 {
     struct conn c;
@@ -404,6 +444,49 @@ static void serve(int port)
                                 {.fd = agent_sigfd, .events = POLLIN}};
         poll(pfd, 2, -1);
         agent_drain_signals();
+    }
+}
+
+/* One server process per port, so one host session never waits for
+ * another (a long exec, a watch): each is this process forked after boot,
+ * sharing nothing with its siblings but the guest (the network's state is
+ * a file, agent_net.c). PID 1 stays here: it reaps whatever is orphaned to
+ * it and forks a server again should one die. */
+static void supervise(void)
+{
+    int fds[AGENT_MAX_PORTS];
+    pid_t servers[AGENT_MAX_PORTS] = {0};
+    int n = open_ports(fds);
+    agent_log("%d port%s", n, n == 1 ? "" : "s");
+    for (;;) {
+        for (int i = 0; i < AGENT_MAX_PORTS; i++) {
+            if (fds[i] < 0 || servers[i] > 0)
+                continue;
+            pid_t pid = fork();
+            if (pid == 0) {
+                for (int j = 0; j < AGENT_MAX_PORTS; j++)
+                    if (j != i && fds[j] >= 0)
+                        close(fds[j]);
+                agent_port_index = i;
+                serve(fds[i]);
+            }
+            if (pid < 0) {
+                agent_log("fork a server for port %d: %s", i, strerror(errno));
+                break; /* tried again on the next signal or second */
+            }
+            servers[i] = pid;
+        }
+        struct pollfd pfd = {.fd = agent_sigfd, .events = POLLIN};
+        poll(&pfd, 1, 1000);
+        agent_drain_signals();
+        int st;
+        pid_t p;
+        while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+            for (int i = 0; i < AGENT_MAX_PORTS; i++)
+                if (servers[i] == p) {
+                    agent_log("server of port %d ended (status %d)", i, st);
+                    servers[i] = 0;
+                }
     }
 }
 
@@ -456,6 +539,6 @@ int main(void)
     t_root = boot_ms();
     if (agent_seccomp_prepare() < 0)
         die("build the seccomp filter");
-    serve(open_port());
+    supervise();
     return 0;
 }

@@ -38,6 +38,11 @@
 
 bool agent_net_up;
 
+bool agent_net_is_up(void)
+{
+    return agent_net_up || access(AGENT_RUN "/net-up", F_OK) == 0;
+}
+
 /* linux/ipv6.h's struct in6_ifreq (that header clashes with glibc's). */
 struct agent_in6_ifreq {
     struct in6_addr addr;
@@ -370,6 +375,10 @@ int agent_net(struct conn *c, json_object *req)
         return conn_send_error(c, "net: %s", why);
     }
     agent_net_up = true;
+    /* For the other sessions' servers (separate processes). */
+    int mark = open(AGENT_RUN "/net-up", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (mark >= 0)
+        close(mark);
     agent_log("net: %s is %s/%d", ifname, req_str(req, "ip4"), req_int(req, "prefix4"));
     json_object *o = json_object_new_object();
     json_object_object_add(o, "ok", json_object_new_boolean(1));

@@ -103,15 +103,7 @@ def test_refused_by_name(d):
     r = d.request("POST", "/v1/sandboxes", {"isolation": "microvm",
                                             "limits": {"tmp_size": "10M"}}, t)
     assert r.status == 501 and "limits.tmp_size" in r.json["error"]["message"], r
-    sid = create(d)
-    try:
-        r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
-                      {"cmd": ["sh"], "pty": {"rows": 24, "cols": 80}}, t)
-        assert r.status == 501 and "pty" in r.json["error"]["message"], r
-        r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp?op=watch", token=t)
-        assert r.status == 501 and "watch" in r.json["error"]["message"], r
-    finally:
-        delete(d, sid)
+    # PTY processes and op=watch: test_hulld_microvm_sessions.py.
 
 
 def stream_lines(d, method, path, body):

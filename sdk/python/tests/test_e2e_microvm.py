@@ -48,3 +48,40 @@ def test_microvm_sandbox_exec_files_pause(client):
         assert sb.pause().state == "paused"
         assert sb.resume().state == "running"
         assert sb.exec(["cat", "/tmp/sdk.txt"]).stdout == "from the sdk"
+
+
+def test_microvm_sessions_at_once_pty_signal_watch(client):
+    """Several agent sessions at once: a background process, a watch and a
+    pty shell run together while execs go on."""
+    with client.sandbox(isolation="microvm") as sb:
+        bg = sb.start(["sh", "-c", "trap 'echo usr1' USR1; echo ready; "
+                                   "while :; do sleep 0.2; done"])
+        sb.files.mkdir("/root/w")
+        with sb.files.watch("/root/w") as w:
+            assert sb.exec(["sh", "-c", "echo x > /root/w/x"]).verdict == "ok"
+            ev = next(iter(w))
+            assert (ev.type, ev.path) == ("create", "/root/w/x")
+        out = b""
+        for c in bg:
+            out += c.data
+            if b"ready" in out:
+                break
+        assert bg.signal("USR1").state == "running"
+        for c in bg:
+            out += c.data
+            if b"usr1" in out:
+                break
+        sh = sb.start(["sh", "-i"], pty=(24, 80))
+        sh.send_stdin(b"stty size\n")
+        seen = b""
+        for c in sh:
+            seen += c.data
+            if b"24 80" in seen:
+                break
+        sh.resize(50, 160)
+        sh.send_stdin(b"stty size; exit 5\n")
+        seen += b"".join(c.data for c in sh)
+        assert b"50 160" in seen, seen
+        assert sh.wait(timeout=120).exit_code == 5
+        bg.signal("TERM")
+        assert bg.wait(timeout=120).signal == 15

@@ -65,6 +65,7 @@ int64_t vm_agent_send_req(struct vm_agent *a, json_object *req, hull_error *err)
 int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_error *err)
 {
     int64_t end = timeout_ms < 0 ? 0 : hull_monotonic_ms() + timeout_ms;
+    bool polled = false;
     if (a->consumed) {
         memmove(a->buf, a->buf + a->consumed, a->len - a->consumed);
         a->len -= a->consumed;
@@ -106,12 +107,17 @@ int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_e
             a->buf = nb;
             a->cap = nc;
         }
+        /* Time up: but one look at the socket first, so a call with no
+         * time to wait still takes what has arrived. */
         int left = -1;
         if (timeout_ms >= 0) {
             left = (int)(end - hull_monotonic_ms());
-            if (left <= 0)
+            if (left <= 0 && polled)
                 return 1;
+            if (left < 0)
+                left = 0;
         }
+        polled = true;
         struct pollfd p = {.fd = a->fd, .events = POLLIN};
         int r = poll(&p, 1, left);
         if (r < 0 && errno == EINTR)

@@ -32,6 +32,7 @@ int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_op
     struct vm_create_opts co = {
         .id = o->id,
         .memory_mb = o->memory_mb,
+        .agent_ports = o->agent_ports,
         .vcpus = o->vcpus,
         .kernel = o->kernel,
         .rootfs = o->rootfs,

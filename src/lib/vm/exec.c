@@ -29,22 +29,17 @@ void hull_vm_exec_result_free(struct hull_vm_exec_result *r)
     r->stdout_buf = r->stderr_buf = NULL;
 }
 
-/* A running VM and an agent session on it, under the agent lock. */
-struct session {
-    struct vm vm;
-    int lock;
-    struct vm_agent *a;
-};
-
-static void session_end(struct session *s)
+void vm_session_end(struct vm_session *s)
 {
     vm_agent_close(s->a);
     if (s->lock >= 0)
         close(s->lock);
+    if (s->gate >= 0)
+        close(s->gate);
 }
 
 /* The agent stopped answering: record it, so `state` says failed, not hung. */
-static void mark_failed(struct session *s, hull_error *err)
+static void mark_failed(struct vm_session *s, hull_error *err)
 {
     if (!err || !*err || hull_error_code(*err) != ETIMEDOUT)
         return;
@@ -56,22 +51,24 @@ static void mark_failed(struct session *s, hull_error *err)
         close(lk);
 }
 
-static int session_begin(const struct hull_runtime *rt, const char *id, struct session *s,
-                         hull_error *err)
+int vm_session_begin(const struct hull_runtime *rt, const char *id, struct vm_session *s,
+                     hull_error *err)
 {
     memset(s, 0, sizeof(*s));
-    s->lock = -1;
+    s->lock = s->gate = -1;
     if (vm_load(rt, id, &s->vm, err) < 0)
         return -1;
     if (s->vm.status != VM_RUNNING)
         return hull_error_set(err, EINVAL, "VM %s is %s, not running", id,
                               vm_status_name(s->vm.status));
-    s->lock = vm_lock(&s->vm, "agent.lock", true, err);
+    /* A port of its own: sessions on other ports run meanwhile. */
+    unsigned port = 0;
+    s->lock = vm_agent_session_lock(&s->vm, &s->gate, &port, err);
     if (s->lock < 0)
         return -1;
-    if (vm_agent_connect(&s->vm, 10000, &s->a, err) < 0) {
+    if (vm_agent_connect_port(&s->vm, port, 10000, &s->a, err) < 0) {
         mark_failed(s, err);
-        session_end(s);
+        vm_session_end(s);
         return -1;
     }
     return 0;
@@ -132,6 +129,33 @@ static void parse_exit(json_object *o, struct hull_vm_exec_result *r)
 #undef GET
 }
 
+/* Records on the control fd while a workload runs: a signal for it or a
+ * new terminal size, each a request of its own to the agent. */
+static int exec_ctl(struct vm_agent *a, int fd, bool *open, hull_error *err)
+{
+    struct hull_vm_exec_ctl c;
+    ssize_t n = read(fd, &c, sizeof(c));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (n != (ssize_t)sizeof(c)) {
+        *open = false; /* its writer went (or wrote half a record): no more */
+        return 0;
+    }
+    json_object *req = json_object_new_object();
+    if (c.op == HULL_VM_CTL_SIGNAL && c.a > 0 && c.a < 65) {
+        json_object_object_add(req, "op", json_object_new_string("signal"));
+        json_object_object_add(req, "signal", json_object_new_int(c.a));
+    } else if (c.op == HULL_VM_CTL_RESIZE && c.a > 0 && c.b > 0 && c.a < 65536 && c.b < 65536) {
+        json_object_object_add(req, "op", json_object_new_string("resize"));
+        json_object_object_add(req, "rows", json_object_new_int(c.a));
+        json_object_object_add(req, "cols", json_object_new_int(c.b));
+    } else {
+        json_object_put(req);
+        return 0; /* not one we know: ignored, as a stray byte would be */
+    }
+    return vm_agent_send_req(a, req, err) < 0 ? -1 : 0;
+}
+
 int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
                hull_error *err)
 {
@@ -163,6 +187,12 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     json_object_object_add(lim, "output_bytes", json_object_new_int64((int64_t)l->output_bytes));
     json_object_object_add(lim, "open_files", json_object_new_int64((int64_t)l->open_files));
     json_object_object_add(req, "limits", lim);
+    if (o->pty_rows && o->pty_cols && !o->detach) {
+        json_object *t = json_object_new_object();
+        json_object_object_add(t, "rows", json_object_new_int((int)o->pty_rows));
+        json_object_object_add(t, "cols", json_object_new_int((int)o->pty_cols));
+        json_object_object_add(req, "pty", t);
+    }
     json_object *resp = NULL, *v;
     if (vm_agent_call(a, req, AGENT_DEADLINE_MS, &resp, err) < 0)
         return hull_error_prefix(err, "exec %s", o->argv[0]);
@@ -192,20 +222,28 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
     /* The workload may run as long as its wall limit allows; past that plus
      * a margin, the agent is not doing its job. */
     int deadline = l->wall_time_ms ? (int)l->wall_time_ms + AGENT_DEADLINE_MS : -1;
+    bool ctl_open = o->ctl_fd > 0;
     for (;;) {
-        struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN},
-                              {.fd = in_open ? infd : -1, .events = POLLIN}};
         struct vm_frame f;
-        int rc;
-        if (a->len > a->consumed + sizeof(struct hull_agent_hdr) - 1 || !in_open)
+        int rc = 1;
+        /* A whole frame already read is taken first. */
+        if (a->len > a->consumed + sizeof(struct hull_agent_hdr) - 1)
+            rc = vm_agent_recv(a, 0, &f, err);
+        if (rc == 1 && !in_open && !ctl_open) {
             rc = vm_agent_recv(a, deadline, &f, err);
-        else {
-            int pr = poll(p, 2, deadline);
+        } else if (rc == 1) {
+            struct pollfd p[3] = {{.fd = a->fd, .events = POLLIN},
+                                  {.fd = in_open ? infd : -1, .events = POLLIN},
+                                  {.fd = ctl_open ? o->ctl_fd : -1, .events = POLLIN}};
+            int pr = poll(p, 3, deadline);
             if (pr < 0 && errno == EINTR)
                 continue;
-            if (pr == 0)
-                rc = 1;
-            else if (p[1].revents) {
+            if (pr > 0 && p[2].revents) {
+                if (exec_ctl(a, o->ctl_fd, &ctl_open, err) < 0)
+                    return -1;
+                continue;
+            }
+            if (pr > 0 && p[1].revents) {
                 char buf[HULL_AGENT_CHUNK];
                 ssize_t n = read(infd, buf, sizeof(buf));
                 if (n < 0 && errno == EINTR)
@@ -217,7 +255,8 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
                 if (vm_agent_send(a, HULL_FRAME_STDIN, buf, (size_t)n, err) < 0)
                     return -1;
                 continue;
-            } else
+            }
+            if (pr > 0)
                 rc = vm_agent_recv(a, 0, &f, err);
             if (rc == 1 && pr > 0)
                 continue; /* partial frame: read more */
@@ -287,15 +326,15 @@ static int image_defaults(const struct vm *vm, const struct hull_vm_exec_opts *o
 int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hull_vm_exec_opts *o,
                  struct hull_vm_exec_result *r, hull_error *err)
 {
-    struct session s;
+    struct vm_session s;
     memset(r, 0, sizeof(*r));
-    if (session_begin(rt, id, &s, err) < 0)
+    if (vm_session_begin(rt, id, &s, err) < 0)
         return hull_error_prefix(err, "exec");
     struct hull_vm_exec_opts local = *o;
     cleanup_strv char **env = NULL;
     cleanup_free char *cwd = NULL;
     if (s.vm.image_config[0] && image_defaults(&s.vm, o, &local, &env, &cwd, err) < 0) {
-        session_end(&s);
+        vm_session_end(&s);
         return hull_error_prefix(err, "exec");
     }
     int rc = vm_exec_on(s.a, &local, r, err);
@@ -303,7 +342,7 @@ int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hul
         mark_failed(&s, err);
         hull_vm_exec_result_free(r);
     }
-    session_end(&s);
+    vm_session_end(&s);
     return rc;
 }
 
@@ -493,8 +532,8 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, uint64_
 static int copy(const struct hull_runtime *rt, const char *id, bool in, const char *from,
                 const char *to, hull_error *err)
 {
-    struct session s;
-    if (session_begin(rt, id, &s, err) < 0)
+    struct vm_session s;
+    if (vm_session_begin(rt, id, &s, err) < 0)
         return hull_error_prefix(err, "cp");
     int rc =
         in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, UINT64_MAX, NULL, err);
@@ -505,7 +544,7 @@ static int copy(const struct hull_runtime *rt, const char *id, bool in, const ch
         else
             hull_error_prefix(err, "cp %s:%s %s", id, from, to);
     }
-    session_end(&s);
+    vm_session_end(&s);
     return rc;
 }
 

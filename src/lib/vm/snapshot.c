@@ -221,6 +221,7 @@ static json_object *manifest_json(const struct vm *vm, const struct sums *sum)
     json_object_object_add(m, "created_unix", json_object_new_int64(hull_realtime_ms() / 1000));
     json_object_object_add(m, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
     json_object_object_add(m, "vcpus", json_object_new_int((int)vm->vcpus));
+    json_object_object_add(m, "agent_ports", json_object_new_int((int)vm->agent_ports));
     json_object_object_add(m, "accelerator", json_object_new_string(vm->accel));
     json_object *k = artifact(vm->kernel.bzimage, vm->kernel.bzimage_sha256);
     json_object_object_add(k, "release", json_object_new_string(vm->kernel.release));
@@ -468,6 +469,10 @@ int vm_manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
                               vm->network[0] ? "without" : "with");
     json_object *v;
     vm->memory_mb = (uint64_t)((v = hj_get(m, "memory_mb")) ? json_object_get_int64(v) : 0);
+    /* The guest in the stream was saved with this many ports: QEMU must
+     * have the same devices to load it. */
+    vm->agent_ports =
+        vm_agent_ports_valid((v = hj_get(m, "agent_ports")) ? json_object_get_int64(v) : 0);
     vm->vcpus = (unsigned)((v = hj_get(m, "vcpus")) ? json_object_get_int(v) : 0);
     snprintf(vm->accel, sizeof(vm->accel), "%s", mget(m, NULL, "accelerator"));
     if (!vm->memory_mb || !vm->vcpus || !vm->accel[0])

@@ -3,8 +3,10 @@
  *
  *   <root>/vm/<id>/state.json   this record
  *   <root>/vm/<id>/lock         flock: state changes and QMP sessions
- *   <root>/vm/<id>/agent.lock   flock: one agent session at a time
- *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent.sock,
+ *   <root>/vm/<id>/agent.lock   flock: shared by each agent session, exclusive
+ *                               for a snapshot or migration (none mid-request)
+ *   <root>/vm/<id>/agentN.lock  flock: agent port N's one session
+ *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent*.sock,
  *                               console.log, qemu.log (QEMU's /run)
  *   <root>/vm/<id>/jail/        empty mount point for QEMU's private root
  */
@@ -89,6 +91,54 @@ int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err)
         return hull_error_errno(err, "VM %s is busy", vm->id);
     }
     return fd;
+}
+
+unsigned vm_agent_ports_valid(int64_t n)
+{
+    return n < 1 ? 1 : n > HULL_VM_AGENT_PORTS ? HULL_VM_AGENT_PORTS : (unsigned)n;
+}
+
+int vm_agent_session_lock(const struct vm *vm, int *gate, unsigned *port, hull_error *err)
+{
+    char p[4200];
+    vm_path(vm, "agent.lock", p, sizeof(p));
+    *gate = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*gate < 0)
+        return hull_error_errno(err, "lock %s", p);
+    while (flock(*gate, LOCK_SH) < 0)
+        if (errno != EINTR) {
+            int rc = hull_error_errno(err, "lock %s", p);
+            close(*gate);
+            *gate = -1;
+            return rc;
+        }
+    unsigned n = vm_agent_ports_valid(vm->agent_ports);
+    /* Port 0's lock is agent0.lock: agent.lock is the gate above. A free
+     * port is taken at once; with every one taken, wait for one (which
+     * one is spread by pid, so waiters do not all queue on the first). */
+    for (int pass = 0;; pass++) {
+        for (unsigned i = 0; i < n; i++) {
+            unsigned k = pass ? ((unsigned)getpid() + i) % n : i;
+            char name[32];
+            snprintf(name, sizeof(name), "agent%u.lock", k);
+            hull_error e = NULL;
+            int fd = vm_lock(vm, name, pass > 0, &e);
+            if (fd >= 0) {
+                *port = k;
+                return fd;
+            }
+            if (pass > 0 || hull_error_code(e) != EWOULDBLOCK) {
+                if (err)
+                    *err = e;
+                else
+                    hull_error_free(&e);
+                close(*gate);
+                *gate = -1;
+                return -1;
+            }
+            hull_error_free(&e); /* taken: the next port */
+        }
+    }
 }
 
 static unsigned long long proc_start_time(pid_t pid, char *state)
@@ -188,6 +238,7 @@ json_object *vm_state_json(const struct vm *vm)
     json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)vm->memory_mb));
     json_object_object_add(o, "vcpus", json_object_new_int((int)vm->vcpus));
     add_str(o, "created", vm->created);
+    json_object_object_add(o, "agent_ports", json_object_new_int((int)vm->agent_ports));
     int64_t up = 0;
     if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && vm->started_ms)
         up = hull_realtime_ms() - vm->started_ms;
@@ -321,6 +372,7 @@ int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     vm->monitor = (pid_t)get_int(o, "monitor_pid");
     vm->started_ms = get_int(o, "started_ms");
     vm->boot_ms = get_int(o, "boot_ms");
+    vm->agent_ports = vm_agent_ports_valid(get_int(o, "agent_ports"));
     vm->uid = (uid_t)get_int(o, "qemu_uid");
     json_object *v;
     vm->ephemeral = json_object_object_get_ex(o, "ephemeral", &v) && json_object_get_boolean(v);

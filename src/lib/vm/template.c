@@ -43,6 +43,9 @@ static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
      * reconfigures the card after every restore. */
     if (vm->network[0])
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "net\n");
+    /* Its agent ports are devices of the saved machine too. */
+    if (vm->agent_ports > 1)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "agent-ports %u\n", vm->agent_ports);
     unsigned char md[32];
     EVP_Digest(buf, (size_t)n, md, NULL, EVP_sha256(), NULL);
     hull_sha256_to_hex(md, key);

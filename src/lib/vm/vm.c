@@ -80,6 +80,7 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
     snprintf(vm->id, sizeof(vm->id), "%s", o->id);
     vm->memory_mb = o->memory_mb ? o->memory_mb : HULL_VM_DEFAULT_MEMORY_MB;
     vm->vcpus = o->vcpus ? o->vcpus : 1;
+    vm->agent_ports = vm_agent_ports_valid(o->agent_ports);
     if (vm->memory_mb < HULL_VM_MIN_MEMORY_MB)
         return hull_error_set(err, EINVAL,
                               "memory %lluM is too small: the guest kernel needs at least %dM",
@@ -183,8 +184,18 @@ static void log_tail(const struct vm *vm, char *out, size_t len)
 
 int vm_agent_connect(struct vm *vm, int timeout_ms, struct vm_agent **out, hull_error *err)
 {
-    char sock[128];
-    cleanup_close int dfd = vm_run_socket(vm, "agent.sock", sock, err);
+    return vm_agent_connect_port(vm, 0, timeout_ms, out, err);
+}
+
+int vm_agent_connect_port(struct vm *vm, unsigned port, int timeout_ms, struct vm_agent **out,
+                          hull_error *err)
+{
+    char sock[128], name[32];
+    if (port)
+        snprintf(name, sizeof(name), "agent%u.sock", port);
+    else
+        snprintf(name, sizeof(name), "agent.sock");
+    cleanup_close int dfd = vm_run_socket(vm, name, sock, err);
     if (dfd < 0)
         return -1;
     json_object *hello = NULL;
@@ -342,9 +353,10 @@ void vm_release(struct vm *vm)
     /* QEMU is gone, and its TAP with it: now the lease and rules. */
     vm_net_release(vm);
     static const char *const socks[] = {"run/qmp.sock", "run/agent.sock"};
-    for (size_t i = 0; i < 2; i++) {
-        char p[4200];
-        vm_path(vm, socks[i], p, sizeof(p));
+    for (size_t i = 0; i < 2 + HULL_VM_AGENT_PORTS - 1; i++) {
+        char p[4200], port[32];
+        snprintf(port, sizeof(port), "run/agent%zu.sock", i - 1);
+        vm_path(vm, i < 2 ? socks[i] : port, p, sizeof(p));
         unlink(p);
     }
 }

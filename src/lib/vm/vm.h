@@ -45,7 +45,9 @@
 #define HULL_VM_MIN_MEMORY_MB     96 /* this kernel needs 88 MiB to boot; keep a margin */
 #define HULL_VM_MAX_MEMORY_MB     (64 * 1024)
 #define HULL_VM_MAX_VCPUS         64
-#define HULL_VM_ID_MAX            64 /* cgroup and socket paths embed it */
+/* Agent ports (sessions served at once): HULL_VM_AGENT_PORTS at most
+ * (hull.h); a VM whose record or snapshot does not say has one. */
+#define HULL_VM_ID_MAX 64 /* cgroup and socket paths embed it */
 
 /* ---- digests (digest.c; hex and validity are util/sha256.h's) ---- */
 
@@ -211,6 +213,7 @@ struct vm {
     char created[40];
     uint64_t memory_mb;
     unsigned vcpus;
+    unsigned agent_ports; /* virtio-serial ports of the agent: 1..HULL_VM_AGENT_PORTS */
     char accel[8];
     struct vm_kernel kernel;
     struct vm_initrd initrd;
@@ -265,6 +268,24 @@ void vm_path(const struct vm *vm, const char *name, char *out, size_t len);
 
 /* flock on <dir>/<name>; returns the fd (close to unlock). */
 int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err);
+/* A recorded port count, 0 (not recorded: an older hull's VM) as 1. */
+unsigned vm_agent_ports_valid(int64_t n);
+/* An agent session of its own (exec.c): agent.lock shared (a snapshot or a
+ * migration takes it exclusive: no session mid-request in the saved
+ * state), then the first free port's lock, waiting when all are taken.
+ * *port: its index; returns the port lock (the caller closes both). */
+int vm_agent_session_lock(const struct vm *vm, int *gate, unsigned *port, hull_error *err);
+int vm_agent_connect_port(struct vm *vm, unsigned port, int timeout_ms, struct vm_agent **out,
+                          hull_error *err);
+/* A running VM and an agent session of its own on it (exec.c). */
+struct vm_session {
+    struct vm vm;
+    int lock, gate;
+    struct vm_agent *a;
+};
+int vm_session_begin(const struct hull_runtime *rt, const char *id, struct vm_session *s,
+                     hull_error *err);
+void vm_session_end(struct vm_session *s);
 
 /* ---- networks (vmnet.c): a TAP on a hull network for QEMU ----
  *
@@ -298,6 +319,7 @@ void vm_net_from_json(struct vm *vm, json_object *o);
 
 struct vm_create_opts {
     const char *id;
+    unsigned agent_ports; /* 0 = 1 */
     uint64_t memory_mb;
     unsigned vcpus;
     const char *kernel, *rootfs, *accel;

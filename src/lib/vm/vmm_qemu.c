@@ -82,7 +82,10 @@ static void cmdline(const struct vm *vm, char *out, size_t len)
     /* A template's maker zeroes what its kernel frees: free pages are then
      * holes in the template's RAM file and in every clone's copy of it. */
     if (vm->ram_open && vm->ram_share)
-        snprintf(out + n, len - (size_t)n, " init_on_free=1");
+        n += snprintf(out + n, len - (size_t)n, " init_on_free=1");
+    /* The agent waits for this many ports before it serves. */
+    if (vm->agent_ports > 1)
+        snprintf(out + n, len - (size_t)n, " hull.ports=%u", vm->agent_ports);
 }
 
 static json_object *ignore_shared(bool on)
@@ -125,8 +128,13 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     snprintf(name, sizeof(name), "hull-%s", vm->id);
     cmdline(vm, append, sizeof(append));
     bool kvm = strcmp(vm->accel, "kvm") == 0;
-    char *argv[64];
+    char *argv[128];
     int n = 0;
+    /* One virtio-serial port per agent session served at once (port 0 is
+     * the console's slot in virtio-serial, hence one more). */
+    char serial[48], ports[HULL_VM_AGENT_PORTS][2][96];
+    unsigned nports = vm->agent_ports ? vm->agent_ports : 1;
+    snprintf(serial, sizeof(serial), "virtio-serial-device,max_ports=%u", nports + 1);
 #define A(x) argv[n++] = (char *)(x)
     A(QEMU_BINARY);
     A("-name");
@@ -179,11 +187,21 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("-serial");
     A("chardev:con");
     A("-device");
-    A("virtio-serial-device,max_ports=2");
+    A(serial);
     A("-chardev");
     A("socket,id=agent,path=/run/agent.sock,server=on,wait=off");
     A("-device");
     A("virtserialport,chardev=agent,name=" HULL_AGENT_PORT_NAME);
+    for (unsigned i = 1; i < nports && i < HULL_VM_AGENT_PORTS; i++) {
+        snprintf(ports[i][0], sizeof(ports[i][0]),
+                 "socket,id=agent%u,path=/run/agent%u.sock,server=on,wait=off", i, i);
+        snprintf(ports[i][1], sizeof(ports[i][1]),
+                 "virtserialport,chardev=agent%u,name=" HULL_AGENT_PORT_NAME ".%u", i, i);
+        A("-chardev");
+        A(ports[i][0]);
+        A("-device");
+        A(ports[i][1]);
+    }
     A("-drive");
     A("id=rootfs,file=/vm/rootfs,format=raw,if=none,readonly=on");
     A("-device");
