@@ -517,6 +517,28 @@ int vm_manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
     return 0;
 }
 
+/* The packed payload read in full and checked against the signed
+ * manifest before QEMU sees a byte of it: a damaged or tampered stream is
+ * refused here, never parsed by QEMU's loader. */
+static int payload_check(int fd, json_object *m, const char *file, hull_error *err)
+{
+    char hex[HULL_SHA256_HEX];
+    uint64_t size = 0;
+    if (lseek(fd, PAYLOAD_OFF, SEEK_SET) < 0)
+        return hull_error_errno(err, "snapshot %s: seek", file);
+    if (hull_sha256_fd(fd, hex, &size, err) < 0)
+        return hull_error_prefix(err, "snapshot %s", file);
+    json_object *want = hj_get(hj_get(m, "stream"), "payload_size");
+    if (want && size < (uint64_t)json_object_get_int64(want))
+        return hull_error_set(err, EINVAL, "snapshot %s: payload is truncated", file);
+    if (strcmp(hex, mget(m, "stream", "payload_sha256")) != 0)
+        return hull_error_set(
+            err, EPERM,
+            "snapshot %s: stream digest does not match the manifest (tampered with or damaged)",
+            file);
+    return 0;
+}
+
 /* Start a paused QEMU for vm that loads from a pipe, and feed it the
  * payload of fd while hashing it; the digests must be the manifest's. */
 static int load_stream(struct vm *vm, int fd, json_object *m, const char *file, hull_error *err)
@@ -524,6 +546,8 @@ static int load_stream(struct vm *vm, int fd, json_object *m, const char *file, 
     __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *raw = NULL;
     __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *packed = NULL;
     if (digests_new(&raw, &packed, err) < 0)
+        return -1;
+    if (payload_check(fd, m, file, err) < 0)
         return -1;
     int pp[2];
     if (pipe2(pp, O_CLOEXEC) < 0)
