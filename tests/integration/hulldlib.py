@@ -2,6 +2,7 @@
 tokens made by `hull token create`, talked to over the unix socket with
 Python's http.client (and curl where a test wants a second client)."""
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -16,6 +17,7 @@ SRC = Path(__file__).resolve().parents[2]
 HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
 HULLD = os.environ.get("HULLD", str(Path(HULL).resolve().parent / "hulld"))
 SANDBOX_ROOT = Path("/run/hull/sandbox")
+MiB = 1 << 20
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -186,3 +188,39 @@ def private_net_dirs(base):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def block(i):
+    """1 MiB of deterministic, incompressible-looking data, number i."""
+    seed = hashlib.sha256(i.to_bytes(8, "little")).digest()
+    return (seed * (MiB // len(seed)))[:MiB]
+
+
+def put_stream(d, url, n_mib, token, chunked=False, cut_after=None):
+    """PUT n_mib MiB, sent a block at a time; the response, or None when cut."""
+    c = UnixConnection(d.sock, timeout=600)
+    c.putrequest("PUT", url)
+    c.putheader("Authorization", f"Bearer {token}")
+    if chunked:
+        c.putheader("Transfer-Encoding", "chunked")
+    else:
+        c.putheader("Content-Length", str(n_mib * MiB))
+    c.endheaders()
+    h = hashlib.sha256()
+    try:
+        for i in range(n_mib):
+            if cut_after is not None and i == cut_after:
+                c.sock.shutdown(socket.SHUT_RDWR)
+                c.close()
+                return None, h.hexdigest()
+            b = block(i)
+            h.update(b)
+            c.send(b"%x\r\n%s\r\n" % (len(b), b) if chunked else b)
+        if chunked:
+            c.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # answered early (413): the answer is still there to read
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return (r.status, json.loads(body)), h.hexdigest()

@@ -16,6 +16,7 @@ machine), talking to each other over HTTPS with a test CA.
 - a SIGKILLed node is down after --node-down-after, its sandbox is "lost"
   from the others, and a restarted node starts clean;
 - nothing leaks: processes, sandbox state, cgroups, namespaces, links."""
+import contextlib
 import json
 import os
 import subprocess
@@ -118,52 +119,48 @@ class Node(Hulld):
         return self
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def running_fleet(tmp, node_args, tokens=lambda n1: {}):
+    """Redis and the three nodes, each hulld in its own namespace with one
+    certificate naming every node's address (serverAuth and clientAuth: the
+    nodes show it to each other when they move a VM), started with
+    node_args(name) on top of the cluster options. Yields {"nodes", "redis",
+    "net", "token", "tmp"} plus tokens(n1). Everything is stopped before any
+    complaint: a node that stops badly must not leave Redis, the other nodes
+    or the namespaces behind; then nothing of the nodes may be left."""
     net = Bridge()
-    redis = nodes = None
+    redis, nodes = None, {}
     try:
         redis = ClusterRedis(net.host)
         ca, crt, key = make_ca(tmp / "tls", net.ns["n1"][1])
-        # One certificate for all three addresses, signed by the test CA.
         ext = tmp / "tls" / "all.ext"
         ext.write_text("subjectAltName=" + ",".join(f"IP:{a}" for _, a in net.ns.values()) +
-                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
         subprocess.run(["openssl", "x509", "-req", "-in", str(tmp / "tls" / "server.csr"), "-CA",
                         str(ca), "-CAkey", str(tmp / "tls" / "ca.key"), "-CAcreateserial",
                         "-out", str(crt), "-days", "2", "-extfile", str(ext)],
                        check=True, capture_output=True)
-        nodes = {}
-        labels = {"n1": "zone=a", "n2": "zone=b", "n3": "zone=a"}
         for name in NAMES:
             ns, addr = net.ns[name]
             d = tmp / name
             d.mkdir()
             n = Node(d, ns, "--listen", f"{addr}:{PORT}", "--tls-cert", str(crt), "--tls-key",
                      str(key), "--cluster", redis.url, "--node", name, "--advertise",
-                     f"{addr}:{PORT}", "--cluster-ca", str(ca), "--node-label", labels[name],
-                     "--node-down-after", str(DOWN_AFTER), "--node-capacity",
-                     "memory=1G,cpus=2,vm-slots=2", "--tenant-sandboxes", "16",
-                     "--placement", "binpack" if name == "n2" else "spread")
+                     f"{addr}:{PORT}", "--cluster-ca", str(ca), *node_args(name))
             Path(n.state).mkdir(parents=True)
             nodes[name] = n
         # A token of n1's store only: the other nodes know it through Redis.
-        token = nodes["n1"].token("user", "acme")
-        other = nodes["n1"].token("user", "globex")
+        made = {"nodes": nodes, "redis": redis, "net": net, "tmp": tmp,
+                "token": nodes["n1"].token("user", "acme"), **tokens(nodes["n1"])}
         for n in nodes.values():
             n.start()
-        yield {"nodes": nodes, "redis": redis, "net": net, "token": token, "other": other,
-               "tmp": tmp}
+        yield made
     finally:
-        # Everything is stopped before any complaint: a node that stops badly
-        # must not leave Redis, the other nodes or the namespaces behind.
-        helpers, bad = set(), []
+        bad = []
         try:
-            for n in (nodes or {}).values():
+            for n in nodes.values():
                 if n.proc and n.stop() != 0:
                     bad.append(n.log.read_text()[-3000:])
-                helpers |= n.helpers_seen
         finally:
             if redis:
                 redis.stop()
@@ -173,6 +170,18 @@ def cluster(tmp_path_factory):
         assert n.leaks() == ([], [], []), n.log.read_text()[-3000:]
     assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
     assert sh("ip", "link", "show", net.br, check=False).returncode != 0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    labels = {"n1": "zone=a", "n2": "zone=b", "n3": "zone=a"}
+    with running_fleet(tmp_path_factory.mktemp("cluster"),
+                       lambda name: ("--node-label", labels[name], "--node-down-after",
+                                     str(DOWN_AFTER), "--node-capacity",
+                                     "memory=1G,cpus=2,vm-slots=2", "--tenant-sandboxes", "16",
+                                     "--placement", "binpack" if name == "n2" else "spread"),
+                       lambda n1: {"other": n1.token("user", "globex")}) as c:
+        yield c
 
 
 def call(c, node, method, path, body=None, token=None):

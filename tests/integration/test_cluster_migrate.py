@@ -33,7 +33,7 @@ from hulldlib import HULL, HULLD, wait_until
 from netlib import netns_list
 from queuelib import REDIS_SERVER
 from registrylib import make_ca
-from test_cluster import NAMES, PORT, Bridge, ClusterRedis, Node  # noqa: the fixtures' parts
+from test_cluster import NAMES, running_fleet
 from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
 
 pytestmark = [
@@ -82,50 +82,12 @@ def fleet(tmp_path_factory):
     secret = tmp / "secret"
     secret.write_text("the secret every node of this fleet shares\n")
     secret.chmod(0o600)
-    net = Bridge()
-    redis = nodes = None
-    try:
-        redis = ClusterRedis(net.host)
-        ca, crt, key = make_ca(tmp / "tls", net.ns["n1"][1])
-        ext = tmp / "tls" / "all.ext"
-        ext.write_text("subjectAltName=" + ",".join(f"IP:{a}" for _, a in net.ns.values()) +
-                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
-        subprocess.run(["openssl", "x509", "-req", "-in", str(tmp / "tls" / "server.csr"), "-CA",
-                        str(ca), "-CAkey", str(tmp / "tls" / "ca.key"), "-CAcreateserial",
-                        "-out", str(crt), "-days", "2", "-extfile", str(ext)],
-                       check=True, capture_output=True)
-        nodes = {}
-        for name in NAMES:
-            ns, addr = net.ns[name]
-            d = tmp / name
-            d.mkdir()
-            n = Node(d, ns, "--listen", f"{addr}:{PORT}", "--tls-cert", str(crt), "--tls-key",
-                     str(key), "--cluster", redis.url, "--node", name, "--advertise",
-                     f"{addr}:{PORT}", "--cluster-ca", str(ca), "--cluster-secret", str(secret),
-                     "--node-down-after", "8", "--node-capacity", "memory=2G,cpus=2,vm-slots=3",
-                     "--tenant-sandboxes", "8")
-            Path(n.state).mkdir(parents=True)
-            nodes[name] = n
-        token = nodes["n1"].token("user", "acme")
-        admin = nodes["n1"].token("admin", "ops")
-        for n in nodes.values():
-            n.start()
-        yield {"nodes": nodes, "redis": redis, "net": net, "token": token, "admin": admin,
-               "secret": secret, "tmp": tmp}
-    finally:
-        helpers, bad = set(), []
-        try:
-            for n in (nodes or {}).values():
-                if n.proc and n.stop() != 0:
-                    bad.append(n.log.read_text()[-3000:])
-                helpers |= n.helpers_seen
-        finally:
-            if redis:
-                redis.stop()
-            net.close()
-        assert not bad, bad
-    for n in nodes.values():
-        assert n.leaks() == ([], [], []), n.log.read_text()[-3000:]
+    with running_fleet(tmp, lambda name: (
+            "--cluster-secret", str(secret), "--node-down-after", "8", "--node-capacity",
+            "memory=2G,cpus=2,vm-slots=3", "--tenant-sandboxes", "8"),
+            lambda n1: {"admin": n1.token("admin", "ops"), "secret": secret}) as f:
+        nodes = f["nodes"]
+        yield f
     assert wait_until(lambda: set(vm_names()) <= before, 60), "a QEMU was left behind"
     for n in nodes.values():
         assert not list((Path(n.state) / "microvm").glob("*.snap*"))

@@ -14,16 +14,13 @@ directory. Run under `flock /work/wt/vm.lock` (VM tests are host-wide).
 - DELETE leaves no QEMU and no snapshot; the killed node rejoins empty;
   nothing leaks (processes, cgroups, snapshots, namespaces, links)."""
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hulldlib import HULLD, wait_until
-from netlib import netns_list, sh
 from queuelib import REDIS_SERVER, Resp
-from registrylib import make_ca
-from test_cluster import NAMES, PORT, Bridge, ClusterRedis, Node, call, create, delete, nodes_of
+from test_cluster import NAMES, call, create, delete, nodes_of, running_fleet
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built"),
@@ -42,53 +39,17 @@ def fleet(tmp_path_factory):
     before = set(vm_qemus())
     tmp = tmp_path_factory.mktemp("fleet")
     snaps = tmp / "snapshots"
-    net = Bridge()
-    redis = None
-    nodes = {}
-    try:
-        redis = ClusterRedis(net.host)
-        ca, crt, key = make_ca(tmp / "tls", net.ns["n1"][1])
-        ext = tmp / "tls" / "all.ext"
-        ext.write_text("subjectAltName=" + ",".join(f"IP:{a}" for _, a in net.ns.values()) +
-                       "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-        subprocess.run(["openssl", "x509", "-req", "-in", str(tmp / "tls" / "server.csr"), "-CA",
-                        str(ca), "-CAkey", str(tmp / "tls" / "ca.key"), "-CAcreateserial",
-                        "-out", str(crt), "-days", "2", "-extfile", str(ext)],
-                       check=True, capture_output=True)
-        for name in NAMES:
-            ns, addr = net.ns[name]
-            d = tmp / name
-            d.mkdir()
-            n = Node(d, ns, "--listen", f"{addr}:{PORT}", "--tls-cert", str(crt), "--tls-key",
-                     str(key), "--cluster", redis.url, "--node", name, "--advertise",
-                     f"{addr}:{PORT}", "--cluster-ca", str(ca), "--node-down-after", "6",
-                     "--node-capacity", "memory=2G,cpus=2,vm-slots=2", "--tenant-sandboxes", "8",
-                     "--cluster-snapshots", str(snaps), "--cluster-snapshot-every", str(EVERY))
-            Path(n.state).mkdir(parents=True)
-            nodes[name] = n
-        token = nodes["n1"].token("user", "acme")
-        for n in nodes.values():
-            n.start()
-        yield {"nodes": nodes, "redis": redis, "net": net, "token": token, "snaps": snaps}
-    finally:
-        helpers, bad = set(), []
-        try:
-            for n in nodes.values():
-                if n.proc and n.stop() != 0:
-                    bad.append(n.log.read_text()[-3000:])
-                helpers |= n.helpers_seen
-        finally:
-            if redis:
-                redis.stop()
-            net.close()
-        assert not bad, bad
+    with running_fleet(tmp, lambda name: (
+            "--node-down-after", "6", "--node-capacity", "memory=2G,cpus=2,vm-slots=2",
+            "--tenant-sandboxes", "8", "--cluster-snapshots", str(snaps),
+            "--cluster-snapshot-every", str(EVERY))) as f:
+        f["snaps"] = snaps
+        nodes = f["nodes"]
+        yield f
     for n in nodes.values():
-        assert n.leaks() == ([], [], []), n.log.read_text()[-3000:]
         assert not list((Path(n.state) / "microvm").glob("*.snap*"))
     assert wait_until(lambda: set(vm_qemus()) <= before, 60), "a QEMU was left behind"
     assert not list(snaps.glob("*")), list(snaps.glob("*"))
-    assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
-    assert sh("ip", "link", "show", net.br, check=False).returncode != 0
 
 
 def vm_exec(c, via, sid, cmd):

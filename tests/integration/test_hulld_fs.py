@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import HULLD, Hulld, UnixConnection, wait_until
+from hulldlib import HULLD, Hulld, UnixConnection, block, put_stream, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
@@ -93,42 +93,6 @@ def reset_hwm(pid):
 
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def block(i):
-    """1 MiB of deterministic, incompressible-looking data, number i."""
-    seed = hashlib.sha256(i.to_bytes(8, "little")).digest()
-    return (seed * (MiB // len(seed)))[:MiB]
-
-
-def put_stream(d, url, n_mib, token, chunked=False, cut_after=None):
-    """PUT n_mib MiB, sent a block at a time; the response, or None when cut."""
-    c = UnixConnection(d.sock, timeout=600)
-    c.putrequest("PUT", url)
-    c.putheader("Authorization", f"Bearer {token}")
-    if chunked:
-        c.putheader("Transfer-Encoding", "chunked")
-    else:
-        c.putheader("Content-Length", str(n_mib * MiB))
-    c.endheaders()
-    h = hashlib.sha256()
-    try:
-        for i in range(n_mib):
-            if cut_after is not None and i == cut_after:
-                c.sock.shutdown(socket.SHUT_RDWR)
-                c.close()
-                return None, h.hexdigest()
-            b = block(i)
-            h.update(b)
-            c.send(b"%x\r\n%s\r\n" % (len(b), b) if chunked else b)
-        if chunked:
-            c.send(b"0\r\n\r\n")
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # answered early (413): the answer is still there to read
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return (r.status, json.loads(body)), h.hexdigest()
 
 
 # ---- streaming ----------------------------------------------------------------

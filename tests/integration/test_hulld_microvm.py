@@ -2,6 +2,7 @@
 sandboxes"): create, exec, files, pause to disk, resume, delete, and a
 paused one surviving a hulld restart. TCG unless HULL_VM_ACCEL says
 otherwise; run under `flock /work/wt/vm.lock` (the VM tests are host-wide)."""
+import hashlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import Hulld, UnixConnection, alive, children, wait_until
+from hulldlib import MiB, Hulld, UnixConnection, alive, children, put_stream, wait_until
 from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
 
 
@@ -166,6 +167,48 @@ def test_streamed_exec_and_processes(d):
         delete(d, sid)
 
 
+def test_hundred_thousand_lines_and_reattach(d):
+    """A process printing 100 000 lines: streamed whole and in order; a
+    client that goes away mid-stream leaves it running, and re-attaching at
+    the offset it had reached gives exactly what it missed."""
+    t = d.tokens["user"]
+    sid = create(d)
+    want = "".join(f"{i}\n" for i in range(1, 100001))
+    limits = {"cpu_time": "5m", "wall_time": "10m", "output": "4M"}
+    try:
+        lines = stream_lines(d, "POST", f"/v1/sandboxes/{sid}/exec",
+                             {"cmd": ["seq", "1", "100000"], "limits": limits})
+        assert lines[-1]["type"] == "result" and lines[-1]["result"]["exit_code"] == 0, lines[-1]
+        assert "".join(x["data"] for x in lines if x["type"] == "stdout") == want
+        # The same from a background process, read partly, then re-attached.
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes",
+                      {"cmd": ["sh", "-c", "seq 1 50000; read go; seq 50001 100000"],
+                       "stdin": True, "limits": limits}, t)
+        assert r.status == 201, r
+        base = f"/v1/sandboxes/{sid}/processes/{r.json['id']}"
+        c = UnixConnection(d.sock, timeout=300)
+        c.request("GET", f"{base}/output?offset=0&follow=true",
+                  headers={"Authorization": f"Bearer {t}", "Accept": "application/x-ndjson"})
+        resp = c.getresponse()
+        assert resp.status == 200
+        got, end = "", 0
+        while end < 1000:  # some of it, then the client goes away
+            e = json.loads(resp.readline())
+            if e["type"] == "stdout":
+                got += e["data"]
+                end = e["offset"] + len(e["data"].encode())
+        c.close()
+        assert d.request("POST", f"{base}/stdin", b"go\n", t, raw=True).status == 200
+        r = d.request("POST", f"{base}/wait", {"timeout": "300s"}, t)
+        assert r.json["state"] == "exited" and r.json["result"]["exit_code"] == 0, r.json
+        rest = stream_lines(d, "GET", f"{base}/output?offset={end}&follow=false", None)
+        assert not [x for x in rest if x["type"] == "cut"], rest[:3]
+        got += "".join(x["data"] for x in rest if x["type"] == "stdout")
+        assert got == want
+    finally:
+        delete(d, sid)
+
+
 def test_fs_api(d):
     t = d.tokens["user"]
     sid = create(d)
@@ -194,6 +237,33 @@ def test_fs_api(d):
         # Written in the guest, read through the API: the same file.
         exec_(d, sid, ["sh", "-c", "printf guest > /tmp/g.txt"])
         assert d.request("GET", f"{fs}/tmp/g.txt", token=t).body == b"guest"
+    finally:
+        delete(d, sid)
+
+
+def test_one_gib_round_trip(d):
+    """1 GiB up and down with a digest check, through the agent. The
+    guest's files live in its RAM: the sandbox asks for enough of it."""
+    t = d.tokens["user"]
+    sid = create(d, {"limits": {"memory": "2400M"}})
+    fs = f"/v1/sandboxes/{sid}/fs"
+    try:
+        (status, entry), digest = put_stream(d, f"{fs}/root/big.bin", 1024, t)
+        assert status == 201 and entry["size"] == 1024 * MiB, entry
+        r = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                      {"cmd": ["sha256sum", "/root/big.bin"],
+                       "limits": {"cpu_time": "10m", "wall_time": "20m"}}, t)
+        assert r.status == 200 and r.json["stdout"].split()[0] == digest, r
+        c = UnixConnection(d.sock, timeout=1200)
+        c.request("GET", f"{fs}/root/big.bin", headers={"Authorization": f"Bearer {t}"})
+        resp = c.getresponse()
+        assert resp.status == 200
+        h, n = hashlib.sha256(), 0
+        while b := resp.read(MiB):
+            h.update(b)
+            n += len(b)
+        c.close()
+        assert n == 1024 * MiB and h.hexdigest() == digest
     finally:
         delete(d, sid)
 
