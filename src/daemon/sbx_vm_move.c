@@ -81,8 +81,12 @@ static void listening(const char *addr, void *arg)
  * (its socket hangs up) the keeper is killed before it could run a guest
  * nobody would serve. The receiver's guard then removes what came, and
  * the source, which never hears that the guest runs here, runs it on. */
-static pid_t watch_hulld(int sock)
+static pid_t watch_hulld(int sock, const char *vm)
 {
+    /* The keeper's staging directory (sbx_vm.c's vmk_paths), which a
+     * SIGKILLed keeper cannot remove and no store row names yet. */
+    char stage[128];
+    snprintf(stage, sizeof(stage), "/run/hull/vmsbx-%s", vm);
     pid_t keeper = getpid();
     pid_t pid = fork(); /* safe: the keeper has one thread */
     if (pid != 0)
@@ -91,6 +95,7 @@ static pid_t watch_hulld(int sock)
     while (getppid() == keeper) {
         if (poll(&p, 1, 500) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
             kill(keeper, SIGKILL); /* our parent, by pid, still the same (checked above) */
+            rmdir(stage);          /* empty: nothing is staged while a VM comes */
             break;
         }
     }
@@ -114,7 +119,7 @@ int vmk_migrate_in(const char *vm, int sock, struct frame *f, hull_error *err)
         .ready_arg = &l,
     };
     char *json = NULL;
-    pid_t watcher = watch_hulld(sock);
+    pid_t watcher = watch_hulld(sock, vm);
     if (watcher < 0)
         return hull_error_errno(err, "receive: fork");
     int r = hull_vm_receive(NULL, &o, &json, err);

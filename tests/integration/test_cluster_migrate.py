@@ -78,6 +78,7 @@ def fleet(tmp_path_factory):
     skip_unless_ready()
     os.environ["HULL_VM_ACCEL"] = ACCEL
     before = set(vm_names())
+    staged = set(Path("/run/hull").glob("vmsbx-*"))  # keepers' staging directories
     tmp = tmp_path_factory.mktemp("fleet")
     secret = tmp / "secret"
     secret.write_text("the secret every node of this fleet shares\n")
@@ -89,6 +90,7 @@ def fleet(tmp_path_factory):
         nodes = f["nodes"]
         yield f
     assert wait_until(lambda: set(vm_names()) <= before, 60), "a QEMU was left behind"
+    assert set(Path("/run/hull").glob("vmsbx-*")) <= staged, "a staging directory was left"
     for n in nodes.values():
         assert not list((Path(n.state) / "microvm").glob("*.snap*"))
     assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
