@@ -2,6 +2,7 @@
 sandboxes"): create, exec, files, pause to disk, resume, delete, and a
 paused one surviving a hulld restart. TCG unless HULL_VM_ACCEL says
 otherwise; run under `flock /work/wt/vm.lock` (the VM tests are host-wide)."""
+import contextlib
 import hashlib
 import json
 import os
@@ -14,14 +15,20 @@ from hulldlib import MiB, Hulld, UnixConnection, alive, children, put_stream, wa
 from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
 
 
-@pytest.fixture(scope="module")
-def d(tmp_path_factory):
+@contextlib.contextmanager
+def microvm_hulld(tmp_path_factory, *args, before_start=None):
+    """A hulld for microVM sandboxes with tokens "user" and "other"
+    (before_start(h) may prepare more); afterwards it is stopped, and
+    nothing of its sandboxes may be left: helper processes, sandbox state,
+    cgroups, QEMUs, snapshots. Shared by the microVM test files."""
     skip_unless_ready()
     os.environ["HULL_VM_ACCEL"] = ACCEL
     before = set(vm_qemus())
-    h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "4")
+    h = Hulld(tmp_path_factory.mktemp("hulld"), *args)
     Path(h.state).mkdir(parents=True)
     h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
+    if before_start:
+        before_start(h)
     h.start()
     yield h
     if h.proc:
@@ -30,6 +37,12 @@ def d(tmp_path_factory):
     assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
     assert set(vm_qemus()) <= before, "a QEMU was left behind"
     assert not list((Path(h.state) / "microvm").glob("*.snap*"))
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    with microvm_hulld(tmp_path_factory, "--tenant-sandboxes", "4") as h:
+        yield h
 
 
 def vm_qemus():

@@ -17,15 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from hulldlib import HULL, SRC, Hulld, hull_cli, private_net_dirs
+from hulldlib import HULL, SRC, hull_cli, private_net_dirs
 from netlib import upstream  # noqa: F401 (fixture)
-from test_hulld_microvm import vm_qemus
+from test_hulld_microvm import microvm_hulld, vm_qemus
 from test_hulld_ports import ECHO, fetch, host_port, nft_ruleset, refused
-from test_vm_lib import ACCEL, skip_unless_ready
 
 sys.path.insert(0, str(SRC / "sdk" / "python"))
 import hull  # noqa: E402
@@ -41,30 +39,21 @@ FETCH = ("import sys, urllib.request\n"
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    skip_unless_ready()
     if not shutil.which("nft"):
         pytest.skip("nft missing (scripts/deps.sh net)")
-    os.environ["HULL_VM_ACCEL"] = ACCEL
-    before = set(vm_qemus())
     base = tmp_path_factory.mktemp("netstate")
     with private_net_dirs(base) as made:
-        h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "6")
-        Path(h.state).mkdir(parents=True)
-        h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
-        h.netbase = base
-        name = f"{TAG}-net"
-        r = hull_cli("network", "create", name)
-        assert r.returncode == 0, r
-        made.append(name)
-        h.net = name
-        h.start()
-        yield h
-        if h.proc:
-            assert h.stop() == 0, h.log.read_text()
-        procs, entries, cgroups = h.leaks()
-        assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
-        assert set(vm_qemus()) <= before, "a QEMU was left behind"
-        assert not list((Path(h.state) / "microvm").glob("*.snap*"))
+
+        def make_network(h):
+            h.netbase = base
+            h.net = f"{TAG}-net"
+            r = hull_cli("network", "create", h.net)
+            assert r.returncode == 0, r
+            made.append(h.net)
+
+        with microvm_hulld(tmp_path_factory, "--tenant-sandboxes", "6",
+                           before_start=make_network) as h:
+            yield h
         assert leases(h) == [], "a lease was left behind"
 
 

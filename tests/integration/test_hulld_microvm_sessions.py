@@ -6,7 +6,6 @@ running while its ready_cmd runs. TCG unless HULL_VM_ACCEL says otherwise;
 run under `flock /work/wt/vm.lock` (the VM tests are host-wide)."""
 import base64
 import json
-import os
 import queue
 import socket
 import threading
@@ -14,27 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import Hulld, UnixConnection, wait_until
-from test_hulld_microvm import create, delete, exec_, vm_qemus
-from test_vm_lib import ACCEL, skip_unless_ready
+from hulldlib import UnixConnection, wait_until
+from test_hulld_microvm import create, delete, exec_, microvm_hulld
 
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    skip_unless_ready()
-    os.environ["HULL_VM_ACCEL"] = ACCEL
-    before = set(vm_qemus())
-    h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "4")
-    Path(h.state).mkdir(parents=True)
-    h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
-    h.start()
-    yield h
-    if h.proc:
-        assert h.stop() == 0, h.log.read_text()
-    procs, entries, cgroups = h.leaks()
-    assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
-    assert set(vm_qemus()) <= before, "a QEMU was left behind"
-    assert not list((Path(h.state) / "microvm").glob("*.snap*"))
+    with microvm_hulld(tmp_path_factory, "--tenant-sandboxes", "4") as h:
+        yield h
 
 
 def start(d, sid, body):

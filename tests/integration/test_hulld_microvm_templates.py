@@ -12,28 +12,15 @@ from pathlib import Path
 import pytest
 
 from hulldlib import Hulld, wait_until
-from test_hulld_microvm import vm_qemus
-from test_vm_lib import ACCEL, skip_unless_ready
+from test_hulld_microvm import microvm_hulld, vm_qemus
 
 CLONES = 3
 
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
-    skip_unless_ready()
-    os.environ["HULL_VM_ACCEL"] = ACCEL
-    before = set(vm_qemus())
-    h = Hulld(tmp_path_factory.mktemp("hulld"), "--tenant-sandboxes", "8")
-    Path(h.state).mkdir(parents=True)
-    h.tokens = {"user": h.token("user", "acme"), "other": h.token("user", "globex")}
-    h.start()
-    yield h
-    if h.proc:
-        assert h.stop() == 0, h.log.read_text()
-    procs, entries, cgroups = h.leaks()
-    assert (procs, entries, cgroups) == ([], [], []), h.log.read_text()
-    assert set(vm_qemus()) <= before, "a QEMU was left behind"
-    assert not list((Path(h.state) / "microvm").glob("*.snap*"))
+    with microvm_hulld(tmp_path_factory, "--tenant-sandboxes", "8") as h:
+        yield h
     # Every template was deleted by the tests: no copy is left.
     assert not list((Path(h.state) / "templates").iterdir())
 
