@@ -400,11 +400,16 @@ static int vmk_get(struct vmk *k, struct frame *f, char **data, size_t *len, hul
     return r;
 }
 
-/* Pause to disk: snapshot, then the VM goes; its file stays. */
+static int vmk_refuse_busy(const char *what, hull_error *err);
+
+/* Pause to disk: snapshot, then the VM goes; its file stays (refused
+ * while a process of it runs). */
 static int vmk_pause(struct vmk *k, hull_error *err)
 {
     if (k->on_disk)
         return hull_error_set(err, EBUSY, "sandbox is paused already");
+    if (vmk_refuse_busy("a pause to disk", err) < 0)
+        return -1;
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.part", k->snap);
     unlink(tmp);
@@ -606,20 +611,27 @@ static json_object *vmk_result(pid_t pid, int status, int stop)
     return o;
 }
 
+/* EBUSY while a process of the sandbox runs: what needs the guest's
+ * agent quiet (a snapshot, a move, a pause to disk) would wait for it
+ * for as long as it runs, with the sandbox's operation lock held. */
+static int vmk_refuse_busy(const char *what, hull_error *err)
+{
+    for (int i = 0; i < VMK_RESULTS; i++)
+        if (vmk_results[i].pid > 0)
+            return hull_error_set(err, EBUSY,
+                                  "a process of the sandbox is running (%s needs its agent): "
+                                  "wait for it or kill it",
+                                  what);
+    return 0;
+}
+
 /* A template of this VM (sbx_vm_tpl.c), refused while a process of it
  * runs: the snapshot waits for the agent, which that process holds. */
 static void vmk_tpl_op(struct vmk *k, int sock, struct frame *f)
 {
     hull_error e = NULL;
     json_object *stats = NULL, *m = hj_get(f->hdr, "max");
-    bool busy = false;
-    for (int i = 0; i < VMK_RESULTS; i++)
-        busy = busy || vmk_results[i].pid > 0;
-    if (busy)
-        hull_error_set(&e, EBUSY,
-                       "a process of the sandbox is running (the snapshot needs its agent): "
-                       "wait for it or kill it");
-    if (busy ||
+    if (vmk_refuse_busy("the snapshot", &e) < 0 ||
         vmk_tpl_save(k->id, f->fd, m ? (uint64_t)json_object_get_int64(m) : 0, &stats, &e) < 0) {
         frame_reply_error(sock, &e);
         return;
@@ -636,14 +648,7 @@ static void vmk_tpl_op(struct vmk *k, int sock, struct frame *f)
 static void vmk_migrate_op(struct vmk *k, int sock, struct frame *f)
 {
     hull_error e = NULL;
-    bool busy = false;
-    for (int i = 0; i < VMK_RESULTS; i++)
-        busy = busy || vmk_results[i].pid > 0;
-    if (busy)
-        hull_error_set(&e, EBUSY,
-                       "a process of the sandbox is running (the move needs its agent): "
-                       "wait for it or kill it");
-    if (busy || vmk_migrate_out(k->id, sock, f, &e) < 0)
+    if (vmk_refuse_busy("the move", &e) < 0 || vmk_migrate_out(k->id, sock, f, &e) < 0)
         frame_reply_error(sock, &e);
     else
         k->id[0] = '\0'; /* its VM runs on the other node now, none here */

@@ -614,7 +614,7 @@ static void exec_cgroup_release(struct exec_cgroup *g)
 static int open_pty(struct exec_fds *f, unsigned short rows, unsigned short cols)
 {
     int unlock = 0;
-    f->master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    f->master = open(AGENT_DEV "/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (f->master < 0 || ioctl(f->master, TIOCSPTLCK, &unlock) < 0)
         return -1;
     f->slave = ioctl(f->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);

@@ -206,12 +206,16 @@ static void setup_dev(void)
     symlink("/proc/self/fd/2", AGENT_DEV "/stderr");
     mkdir(AGENT_DEV "/shm", 01777);
     chmod(AGENT_DEV "/shm", 01777);
-    /* Terminals for exec with a pty: a devpts of the agent's own (the
-     * workload gets only its slave as fds 0-2 and /dev/tty). */
-    mkdir("/dev/pts", 0755);
-    if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+    /* Terminals for exec with a pty: a devpts of the agent's own, in the
+     * workloads' /dev so that a terminal's name (/proc/self/fd/0 ->
+     * /dev/pts/N) resolves there and ttyname(3), tty(1) and ssh-style
+     * programs work. Everything in it belongs to this guest's sandbox
+     * (the VM is the boundary); the slaves are mode 0600. */
+    mkdir(AGENT_DEV "/pts", 0755);
+    if (mount("devpts", AGENT_DEV "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0600,mode=0600") < 0)
         agent_log("mount devpts: %s (exec with a pty will fail)", strerror(errno));
+    symlink("pts/ptmx", AGENT_DEV "/ptmx");
 }
 
 static void setup_cgroup(void)

@@ -159,6 +159,9 @@ def test_pty_shell_sees_resize(d):
                     raw=True).status == 200
         out = read_until(lines, b"24 80")
         assert b"IS-2TTY" in out, out
+        # The terminal has a name the guest's /dev resolves (ttyname(3)).
+        assert verb(d, sid, p["id"], "stdin", b"tty\n", raw=True).status == 200
+        read_until(lines, b"/dev/pts/")
         r = verb(d, sid, p["id"], "resize", {"rows": 40, "cols": 132})
         assert r.status == 200, r
         assert verb(d, sid, p["id"], "stdin", b"stty size\n", raw=True).status == 200
@@ -277,3 +280,26 @@ def test_template_start_cmd_keeps_running(d):
         delete(d, sb)
         assert d.request("DELETE", "/v1/templates/svc", token=t).status == 200
     assert wait_until(lambda: not list((Path(d.state) / "templates").glob("*/vm.snap")), 60)
+
+
+def test_pause_is_refused_while_a_process_runs(d):
+    """A pause to disk needs the guest's agent quiet: with a background
+    process running it is refused by name at once (it waited for the
+    process, the sandbox's other requests stuck behind it)."""
+    t = d.tokens["user"]
+    sid = create(d)
+    try:
+        p = start(d, sid, {"cmd": ["sleep", "100000"]})
+        r = d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t)
+        assert r.status == 409 and "process" in r.json["error"]["message"], r
+        assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "running"
+        assert verb(d, sid, p["id"], "signal", {"signal": "KILL"}).status == 200
+        r = verb(d, sid, p["id"], "wait", {"timeout": "120s"})
+        assert r.json["state"] == "exited", r.json
+        r = d.request("POST", f"/v1/sandboxes/{sid}/pause", token=t)
+        assert r.status == 200 and r.json["state"] == "paused", r
+        r = d.request("POST", f"/v1/sandboxes/{sid}/resume", token=t)
+        assert r.status == 200 and r.json["state"] == "running", r
+        assert exec_(d, sid, ["echo", "back"]).json["stdout"] == "back\n"
+    finally:
+        delete(d, sid)
