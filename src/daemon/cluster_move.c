@@ -226,6 +226,7 @@ struct incoming {
     char *spec, *metadata;
     unsigned lifetime_s, cpu;
     uint64_t memory;
+    bool counted; /* against its tenant's quota here (sandboxes_arrival_begin) */
 };
 
 static void incoming_free(struct incoming *in)
@@ -234,6 +235,9 @@ static void incoming_free(struct incoming *in)
         close(in->sock);
     if (in->pid > 0)
         waitpid(in->pid, NULL, 0); /* it ends once its socket closed */
+    /* After the keeper's end: in the table by now, or never. */
+    if (in->counted)
+        sandboxes_arrival_end(in->tenant);
     free(in->spec);
     free(in->metadata);
     free(in);
@@ -412,6 +416,16 @@ void api_cluster_receive(const struct request *rq, struct resp *r)
         incoming_free(in);
         return;
     }
+    hull_error e = NULL;
+    if (sandboxes_arrival_begin(in->tenant, &e) < 0) {
+        resp_error(r, hull_error_code(e) == EDQUOT ? 409 : 503,
+                   hull_error_code(e) == EDQUOT ? "quota_exceeded" : "busy", NULL, "%s",
+                   hull_error_msg(e));
+        hull_error_free(&e);
+        incoming_free(in);
+        return;
+    }
+    in->counted = true;
     if (start_keeper(in, addr, sizeof(addr), r) < 0) {
         incoming_free(in);
         return;

@@ -186,6 +186,12 @@ void sbx_vm_recover(void);
  * "resume" (running at once; else paused). cluster_restart.c. */
 int sandboxes_restore(json_object *rec, hull_error *err);
 unsigned sandboxes_active(void);
+/* A sandbox of tenant arriving from another node (cluster_move.c) is
+ * counted against the tenant's quota here until sandboxes_arrival_end,
+ * called once it is in the table or did not come: EDQUOT when the
+ * tenant is at its quota. */
+int sandboxes_arrival_begin(const char *tenant, hull_error *err);
+void sandboxes_arrival_end(const char *tenant);
 /* One frame (hdr consumed, op added) to the keeper of live sandbox id of
  * tenant (NULL: any), under its op lock: ENOENT when there is none. */
 int sandboxes_call(const char *id, const char *tenant, const char *op, json_object *hdr, int fd,

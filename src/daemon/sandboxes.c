@@ -116,10 +116,25 @@ unsigned sandboxes_active(void)
 
 static unsigned tenant_count(const char *tenant)
 {
-    unsigned n = 0;
+    unsigned n = sbx_arriving_locked(tenant);
     for (struct sbx *s = table; s; s = s->next)
         n += strcmp(s->tenant, tenant) == 0;
     return n;
+}
+
+void sbx_table_lock(void)
+{
+    pthread_mutex_lock(&tab_mu);
+}
+
+void sbx_table_unlock(void)
+{
+    pthread_mutex_unlock(&tab_mu);
+}
+
+unsigned sbx_tenant_count_locked(const char *tenant)
+{
+    return tenant_count(tenant);
 }
 
 /* One request to the keeper, under the op lock. A keeper that does not

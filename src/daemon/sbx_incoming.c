@@ -21,6 +21,61 @@
 #include "util/json.h"
 #include "util/log.h"
 
+/* Sandboxes on their way here from another node (cluster_move.c), by
+ * tenant: counted against the quota like those in the table from the
+ * moment the move is accepted, so a tenant cannot pass its quota on this
+ * node by moving sandboxes onto it, nor race a create. Under the table's
+ * lock. */
+static struct {
+    char tenant[72];
+    unsigned n;
+} arriving[16];
+
+#define N_ARRIVING (sizeof(arriving) / sizeof(arriving[0]))
+
+unsigned sbx_arriving_locked(const char *tenant)
+{
+    for (size_t i = 0; i < N_ARRIVING; i++)
+        if (arriving[i].n && strcmp(arriving[i].tenant, tenant) == 0)
+            return arriving[i].n;
+    return 0;
+}
+
+int sandboxes_arrival_begin(const char *tenant, hull_error *err)
+{
+    int rc = 0;
+    size_t slot = N_ARRIVING;
+    sbx_table_lock();
+    for (size_t i = 0; i < N_ARRIVING && slot == N_ARRIVING; i++)
+        if (arriving[i].n && strcmp(arriving[i].tenant, tenant) == 0)
+            slot = i;
+    for (size_t i = 0; i < N_ARRIVING && slot == N_ARRIVING; i++)
+        if (arriving[i].n == 0)
+            slot = i;
+    if (sbx_tenant_count_locked(tenant) >= hulld.o->tenant_sandboxes)
+        rc = hull_error_set(err, EDQUOT, "tenant %s has %u sandboxes on this node, its quota",
+                            tenant, hulld.o->tenant_sandboxes);
+    else if (slot == N_ARRIVING)
+        rc = hull_error_set(err, EBUSY, "too many sandboxes arriving at once: try again");
+    else
+        snprintf(arriving[slot].tenant, sizeof(arriving[slot].tenant), "%s", tenant);
+    if (rc == 0)
+        arriving[slot].n++;
+    sbx_table_unlock();
+    return rc;
+}
+
+void sandboxes_arrival_end(const char *tenant)
+{
+    sbx_table_lock();
+    for (size_t i = 0; i < N_ARRIVING; i++)
+        if (arriving[i].n && strcmp(arriving[i].tenant, tenant) == 0) {
+            arriving[i].n--;
+            break;
+        }
+    sbx_table_unlock();
+}
+
 int sandboxes_insert(const char *id, const char *tenant, const char *container, const char *spec,
                      unsigned lifetime_s, pid_t pid, int sock, hull_error *err)
 {

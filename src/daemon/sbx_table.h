@@ -45,5 +45,11 @@ int sbx_keeper_call(struct sbx *s, const char *op, json_object *extra, struct fr
                     hull_error *err);
 /* The attach connection over via (the main socket, op lock held). */
 int sbx_attach_over(struct sbx *s, int via, hull_error *err);
+/* The table's lock, and the sandboxes of tenant counted against its
+ * quota under it: those in the table and those arriving (sbx_incoming.c). */
+void sbx_table_lock(void);
+void sbx_table_unlock(void);
+unsigned sbx_tenant_count_locked(const char *tenant);
+unsigned sbx_arriving_locked(const char *tenant);
 
 #endif

@@ -356,6 +356,30 @@ def test_bad_moves_are_refused_by_name(fleet):
     assert r.status != 401, r
     r = n2.request("POST", "/v1/cluster/receive", body, headers=h, raw=True)
     assert r.status == 401, r
+    # A moved sandbox counts against its tenant's quota on the target
+    # (--tenant-sandboxes 8): a tenant at its quota there gets none moved
+    # in; one that did not come (the keeper refused its spec) is not
+    # counted afterwards.
+    tok = f["nodes"]["n1"].token("user", "quotat")
+    full = []
+    try:
+        for _ in range(8):
+            r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}}, token=tok)
+            assert r.status == 201, r
+            full.append(r.json["id"])
+        body = json.dumps({"sandbox": "s-x", "tenant": "quotat", "spec": "{}", "key": "-",
+                           "lifetime_s": 60}).encode()
+        r = n2.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
+        assert r.status == 409 and b"quota" in r.body, r
+        delete(f, "n1", full.pop())
+        r = n2.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
+        assert r.status not in (401, 409), r
+        r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}}, token=tok)
+        assert r.status == 201, r
+        full.append(r.json["id"])
+    finally:
+        for sid in full:
+            delete(f, "n1", sid)
 
 
 @pytest.mark.parametrize("mode, message", [
