@@ -311,6 +311,11 @@ void cluster_sandbox_sample(const char *id)
     pthread_mutex_unlock(&local_mu);
 }
 
+/* Set while the heartbeat thread ends local copies the registry gives to
+ * another node (fence): their removal touches neither the record nor the
+ * shared snapshot, which are that node's now. */
+static _Thread_local bool fencing;
+
 void cluster_sandbox_removed(const char *id)
 {
     if (!cl.on)
@@ -320,6 +325,13 @@ void cluster_sandbox_removed(const char *id)
     if (p)
         *p = NULL;
     pthread_mutex_unlock(&local_mu);
+    if (fencing) {
+        cluster_restart_untrack(id);
+        if (l)
+            free(l->meta);
+        free(l);
+        return;
+    }
     hull_error e = NULL;
     int ok;
     SHARED(ok, &e, hull_cluster_sbx_remove(c, cl.info.name, id, &e));
@@ -384,11 +396,25 @@ static int rejoin(redisContext *c, hull_error *err)
     return 0;
 }
 
+/* Fencing. A node whose heartbeats stopped for longer than the others
+ * wait before calling it down (hulld stopped, starved or cut off from
+ * Redis while its keepers and VMs ran on) may find, back, that another
+ * node restored some of its "restart": "from-snapshot" sandboxes
+ * (hull_cluster_claim). Its own copies of those end at once, before the
+ * next beat, so that a sandbox never runs twice for longer than that. */
+static void fence(redisContext *c)
+{
+    fencing = true;
+    cluster_restart_drop_moved(c);
+    fencing = false;
+}
+
 static void *beat_main(void *arg)
 {
     (void)arg;
     redisContext *c = NULL;
     bool failing = false;
+    int64_t last_ok = hull_monotonic_ms();
     while (!cl.stop) {
         hull_error e = NULL;
         if (c && hull_redis_broken(c)) {
@@ -404,8 +430,15 @@ static void *beat_main(void *arg)
             ok = 0;
         if (ok == 0)
             ok = hull_cluster_tokens_publish(c, hulld.store, &e);
-        if (ok == 0)
+        if (ok == 0) {
+            /* Half the down time: the others' clock (Redis's) and ours
+             * may differ by a beat. */
+            int64_t now = hull_monotonic_ms();
+            if (now - last_ok > (int64_t)cl.down_after_ms / 2)
+                fence(c);
+            last_ok = now;
             cluster_drain_check(c); /* cluster_drain.c */
+        }
         if (ok < 0 && !failing)
             hull_warn("cluster: heartbeat: %s", hull_error_msg(e));
         else if (ok == 0 && failing)

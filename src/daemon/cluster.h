@@ -79,6 +79,8 @@ bool cluster_restart_wanted(unsigned *lifetime_s);
  * forget: gone for good, its saved snapshot too. */
 void cluster_restart_track(const char *id);
 void cluster_restart_forget(const char *id);
+/* No more snapshots of id from this node; its file stays (another node's). */
+void cluster_restart_untrack(const char *id);
 /* "restart", "snapshot_at", and for a restored one "state": "restored",
  * "restored_from", "restored_at" into its JSON. */
 void cluster_restart_annotate(json_object *o);

@@ -153,7 +153,7 @@ void cluster_restart_track(const char *id)
         track(id, NULL);
 }
 
-void cluster_restart_forget(const char *id)
+void cluster_restart_untrack(const char *id)
 {
     if (hulld.o->cluster_snapshots == NULL)
         return;
@@ -164,6 +164,13 @@ void cluster_restart_forget(const char *id)
         *p = NULL;
     }
     pthread_mutex_unlock(&rs.mu);
+}
+
+void cluster_restart_forget(const char *id)
+{
+    if (hulld.o->cluster_snapshots == NULL)
+        return;
+    cluster_restart_untrack(id);
     /* Gone for good (deleted, expired, forgotten while lost): its
      * snapshot too. */
     char name[64], path[4200];
@@ -211,6 +218,24 @@ void cluster_restart_annotate(json_object *o)
 
 /* ---- saving ---- */
 
+static const char *field(json_object *rec, const char *k)
+{
+    json_object *v = hj_get(rec, k);
+    return v ? json_object_get_string(v) : "";
+}
+
+/* The registry still gives sandbox id to this node. A node back from a
+ * stop the others took for its end must not write over the snapshot of
+ * the copy another node restored (fence, cluster.c, ends its own); nor
+ * save without Redis, where that cannot be known. */
+static bool still_mine(redisContext *c, const char *id)
+{
+    hull_error e = NULL;
+    cleanup_json json_object *rec = c ? hull_cluster_sbx_get(c, id, &e) : NULL;
+    hull_error_free(&e);
+    return rec && strcmp(field(rec, "node"), cluster_self()) == 0;
+}
+
 static void save_all(redisContext *c)
 {
     int dirfd = open(hulld.o->cluster_snapshots, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -228,6 +253,8 @@ static void save_all(redisContext *c)
             snprintf(ids[n++], sizeof(ids[0]), "%s", rs.t[i]->id);
     pthread_mutex_unlock(&rs.mu);
     for (size_t k = 0; k < n && !rs.stop; k++) {
+        if (!still_mine(c, ids[k]))
+            continue;
         char name[64];
         snap_name(ids[k], name, sizeof(name));
         json_object *hdr = json_object_new_object();
@@ -263,12 +290,6 @@ static void save_all(redisContext *c)
 }
 
 /* ---- restoring ---- */
-
-static const char *field(json_object *rec, const char *k)
-{
-    json_object *v = hj_get(rec, k);
-    return v ? json_object_get_string(v) : "";
-}
 
 /* The VM's snapshot copied out of the cluster directory into
  * <state-dir>/microvm/<vm>.snap, where a keeper adopts it. */

@@ -11,9 +11,12 @@ directory. Run under `flock /work/wt/vm.lock` (VM tests are host-wide).
 - a microVM sandbox made without "restart" stays "lost";
 - a paused one comes back paused (its file copied once), resumes with its
   files; its old node, restarted, drops the copy it kept on its disk;
+- fencing: a node whose hulld was stopped (SIGSTOP) long enough for
+  another to restore its sandbox ends its own copy when it continues;
 - DELETE leaves no QEMU and no snapshot; the killed node rejoins empty;
   nothing leaks (processes, cgroups, snapshots, namespaces, links)."""
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -121,6 +124,63 @@ def test_a_killed_nodes_microvm_sandbox_comes_back_from_its_snapshot(fleet):
             n3.start()
     assert wait_until(lambda: nodes_of(fleet)["n3"]["state"] == "up", 60)
     assert nodes_of(fleet)["n3"]["sandboxes"] == 0
+
+
+def test_a_stopped_node_back_ends_its_own_copy(fleet):
+    """Fencing: n3's hulld stopped (SIGSTOP: its keepers and QEMU run on)
+    for longer than --node-down-after: another node restores the sandbox
+    from its snapshot; n3, continued, ends its own copy at once, so one
+    QEMU is left, and it is reached through n3 where it runs now."""
+    from test_hulld_microvm import vm_qemus
+    r = Resp(fleet["redis"].port)
+    n3 = fleet["nodes"]["n3"]
+    before = set(vm_qemus())
+    sid = None
+    stopped = False
+    try:
+        sid = create(fleet, "n1", isolation="microvm", restart="from-snapshot",
+                     placement={"node": "n3"})["id"]
+        mine = set(vm_qemus()) - before
+        assert len(mine) == 1, mine
+        w = vm_exec(fleet, "n2", sid, ["sh", "-c", "echo fenced > /root/f"])
+        assert w.status == 200, w
+        written = int(r("TIME")[0]) * 1000
+        assert wait_until(lambda: int(r.hash(f"hull:cluster:sbx:{sid}").get("snap_at", 0))
+                          > written + 1000, 120, 0.5)
+        n3.proc.send_signal(signal.SIGSTOP)
+        stopped = True
+
+        def restored():
+            g = call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}")
+            return g.status == 200 and g.json.get("state") == "restored" and g
+        assert wait_until(restored, 180, 0.5), call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}")
+        # Two copies run now: n3's (its hulld stopped) and the restored one.
+        assert len(set(vm_qemus()) - before) == 2
+        n3.proc.send_signal(signal.SIGCONT)
+        stopped = False
+        g = call(fleet, "n1", "GET", f"/v1/sandboxes/{sid}").json
+        assert g["node"] in ("n1", "n2") and g["restored_from"] == "n3", g
+        assert wait_until(lambda: not (mine & set(vm_qemus())), 60, 0.5), "n3's copy runs on"
+        assert len(set(vm_qemus()) - before) == 1
+        assert f"sandbox {sid}: restored on node {g['node']}" in n3.log.read_text()
+        g3 = call(fleet, "n3", "GET", f"/v1/sandboxes/{sid}")
+        assert g3.status == 200 and g3.json["node"] == g["node"], g3
+        x = vm_exec(fleet, "n3", sid, ["cat", "/root/f"])
+        assert x.status == 200 and x.json["stdout"] == "fenced\n", x
+        assert r.hash(f"hull:cluster:sbx:{sid}")["node"] == g["node"]
+        assert wait_until(lambda: nodes_of(fleet)["n3"]["state"] == "up", 60)
+        assert nodes_of(fleet)["n3"]["sandboxes"] == 0
+        delete(fleet, "n1", sid)
+        sid = None
+        assert wait_until(lambda: not list(fleet["snaps"].glob("*")), 30)
+        assert wait_until(lambda: not set(vm_qemus()) - before, 60)
+    finally:
+        if stopped:
+            n3.proc.send_signal(signal.SIGCONT)
+        if sid:
+            call(fleet, "n1", "DELETE", f"/v1/sandboxes/{sid}")
+        r.close()
+    assert wait_until(lambda: nodes_of(fleet)["n3"]["state"] == "up", 60)
 
 
 def test_a_paused_sandbox_comes_back_paused(fleet):
