@@ -175,12 +175,7 @@ void cluster_drain_check(struct redisContext *c)
     pthread_mutex_unlock(&drain_mu);
     if (!start)
         return;
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &a, drain_main, NULL);
-    pthread_attr_destroy(&a);
+    int rc = daemon_thread(drain_main, NULL);
     if (rc != 0) {
         hull_warn("cluster: drain: no thread: %s (tried again at the next beat)", strerror(rc));
         pthread_mutex_lock(&drain_mu);

@@ -431,12 +431,7 @@ void api_cluster_receive(const struct request *rq, struct resp *r)
         return;
     }
     hull_log(HULL_LOG_INFO, "sandbox %s: %s sends it here, listening on %s", in->id, from, addr);
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &a, take_over, in);
-    pthread_attr_destroy(&a);
+    int rc = daemon_thread(take_over, in);
     if (rc != 0) {
         /* Nobody would take the VM: the keeper goes before it comes. */
         kill(in->pid, SIGKILL); /* our child, by pid: its receiver's guard cleans up */

@@ -186,6 +186,8 @@ void sbx_vm_recover(void);
  * "resume" (running at once; else paused). cluster_restart.c. */
 int sandboxes_restore(json_object *rec, hull_error *err);
 unsigned sandboxes_active(void);
+/* thread.c: fn(arg) in a detached thread: 0, or pthread_create's error. */
+int daemon_thread(void *(*fn)(void *), void *arg);
 /* A sandbox of tenant arriving from another node (cluster_move.c) is
  * counted against the tenant's quota here until sandboxes_arrival_end,
  * called once it is in the table or did not come: EDQUOT when the

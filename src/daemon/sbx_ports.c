@@ -319,15 +319,10 @@ static void *listen_main(void *arg)
             pe->conns++;
         pthread_mutex_unlock(&mu);
         struct conn *c = full ? NULL : malloc(sizeof(*c));
-        pthread_t th;
-        pthread_attr_t at;
         bool ok = false;
         if (c) {
             *c = (struct conn){pe, fd};
-            pthread_attr_init(&at);
-            pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-            ok = pthread_create(&th, &at, conn_main, c) == 0;
-            pthread_attr_destroy(&at);
+            ok = daemon_thread(conn_main, c) == 0;
         }
         if (!ok) {
             port_say(fd, 503, "Service Unavailable", "busy", "port %u has %d connections, its most",
