@@ -67,6 +67,10 @@ int cmd_sandbox(struct cli *cli, int argc, char **argv);
 int cmd_checkpoint(struct cli *cli, int argc, char **argv); /* and restore: refused */
 int cmd_token(struct cli *cli, int argc, char **argv);
 int cmd_cluster(struct cli *cli, int argc, char **argv);
+/* cluster_drain.c: `hull vm migrate ID --to NODE --cluster URL` (a fleet's
+ * sandbox, moved by the node that runs it). */
+int cluster_migrate(struct cli *cli, const char *url, const char *id, const char *to, bool cold,
+                    unsigned timeout_s, unsigned down_s);
 /* cluster_drain.c: `hull cluster drain NODE`. */
 int cluster_drain(struct cli *cli, const char *url, const char *node, bool as_json, bool wait,
                   unsigned down_s);

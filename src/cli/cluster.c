@@ -131,7 +131,7 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
     hull_error err = NULL;
     cleanup_redis redisContext *rc = hull_redis_connect(url, 5000, &err);
     if (rc == NULL)
-        return cli_fail(cli, &err, "cluster nodes: %s", url);
+        return cli_fail(cli, &err, "cluster nodes");
     cleanup_json json_object *a = hull_cluster_nodes(rc, (unsigned)down * 1000, &err);
     if (a == NULL)
         return cli_fail(cli, &err, "cluster nodes");

@@ -1,4 +1,5 @@
 /* hull cluster drain NODE --cluster redis://HOST:PORT [--json] [--no-wait]
+ * hull vm migrate ID --to NODE --cluster redis://HOST:PORT [--mode M] [--timeout S]
  *
  * Marks the node draining in the Redis registry (docs/cluster.md,
  * "Draining a node"): placement skips it, and its hulld, seeing the mark,
@@ -58,6 +59,62 @@ static int node_up(redisContext *rc, const char *name, unsigned down_s, hull_err
     return 0;
 }
 
+/* The move of sandbox id to node `to`, asked of the node that runs it
+ * through Redis (hull_cluster_move_ask), as POST /v1/sandboxes/{id}/migrate
+ * would make it; its answer printed as that request's is. */
+int cluster_migrate(struct cli *cli, const char *url, const char *id, const char *to, bool cold,
+                    unsigned timeout_s, unsigned down_s)
+{
+    hull_error err = NULL;
+    if (hull_node_name_check(to, &err) < 0)
+        return cli_fail(cli, &err, "vm migrate %s: --to", id);
+    cleanup_redis redisContext *rc = hull_redis_connect(url, 5000, &err);
+    if (rc == NULL)
+        return cli_fail(cli, &err, "vm migrate %s", id);
+    cleanup_json json_object *rec = hull_cluster_sbx_get(rc, id, &err);
+    if (rec == NULL)
+        return cli_fail(cli, &err, "vm migrate %s", id);
+    char from[HULL_NODE_NAME_MAX + 1];
+    snprintf(from, sizeof(from), "%s", str(rec, "node"));
+    int up = node_up(rc, from, down_s, &err);
+    if (up <= 0) {
+        if (up == 0)
+            hull_error_set(&err, EHOSTDOWN, "node %s, which runs it, is down", from);
+        return cli_fail(cli, &err, "vm migrate %s", id);
+    }
+    char ticket[HULL_MOVE_TICKET_LEN];
+    if (hull_cluster_move_ask(rc, from, id, to, cold, ticket, &err) < 0)
+        return cli_fail(cli, &err, "vm migrate %s", id);
+    cleanup_json json_object *st = NULL;
+    for (unsigned polls = 1;; polls++) {
+        usleep(250000);
+        json_object_put(st);
+        st = hull_cluster_move_state(rc, ticket, &err);
+        if (st == NULL)
+            return cli_fail(cli, &err, "vm migrate %s", id);
+        if (strcmp(str(st, "state"), "done") == 0)
+            break;
+        /* Nothing waits forever: the node going down, or no answer. */
+        up = polls % 8 == 0 ? node_up(rc, from, down_s, &err) : 1;
+        if (up == 0)
+            hull_error_set(&err, EHOSTDOWN, "node %s went down during the move", from);
+        else if (up > 0 && polls / 4 >= timeout_s)
+            hull_error_set(&err, ETIMEDOUT,
+                           "no answer from node %s in %u s (move %s: the move may go on)", from,
+                           timeout_s, ticket);
+        if (up <= 0 || polls / 4 >= timeout_s)
+            return cli_fail(cli, &err, "vm migrate %s", id);
+    }
+    json_object *res = hj_get(st, "result");
+    if (res == NULL || json_object_get_int(hj_get(st, "status")) != 200) {
+        hull_error_set(&err, EREMOTEIO, "%s (node %s, %s)", str(st, "error"), from,
+                       str(st, "status"));
+        return cli_fail(cli, &err, "vm migrate %s", id);
+    }
+    printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN));
+    return 0;
+}
+
 int cluster_drain(struct cli *cli, const char *url, const char *node, bool as_json, bool wait,
                   unsigned down_s)
 {
@@ -66,7 +123,7 @@ int cluster_drain(struct cli *cli, const char *url, const char *node, bool as_js
         return cli_fail(cli, &err, "cluster drain");
     cleanup_redis redisContext *rc = hull_redis_connect(url, 5000, &err);
     if (rc == NULL)
-        return cli_fail(cli, &err, "cluster drain: %s", url);
+        return cli_fail(cli, &err, "cluster drain");
     if (hull_cluster_drain_mark(rc, node, &err) < 0)
         return cli_fail(cli, &err, "cluster drain %s", node);
     json_object *rep = NULL;

@@ -4,6 +4,9 @@
  *   hull vm receive --listen HOST:PORT AUTH [--id NEWID] [--timeout S]
  *   hull vm migrate --to HOST:PORT AUTH [--tls-name NAME] [--mode live|cold]
  *                   [--bandwidth RATE] [--timeout S] ID
+ *   hull vm migrate --to NODE --cluster URL [--mode live|cold] [--timeout S] ID
+ *                   (a fleet's microVM sandbox, moved by the node running it:
+ *                   cluster_drain.c; docs/cluster.md "Moving sandboxes")
  *
  * AUTH: --tls-cert F --tls-key F --tls-ca F (mutual TLS), or
  * --insecure-plain --token-file F (the token channel, not encrypted).
@@ -20,6 +23,8 @@ static void usage(void)
     printf("usage: hull vm receive --listen HOST:PORT AUTH [--id NEWID] [--timeout S]\n"
            "       hull vm migrate --to HOST:PORT AUTH [--tls-name NAME] [--mode live|cold]\n"
            "                       [--bandwidth RATE] [--timeout S] ID\n"
+           "       hull vm migrate --to NODE --cluster redis://HOST:PORT [--mode live|cold]\n"
+           "                       [--timeout S] SANDBOX\n"
            "AUTH:  --tls-cert F --tls-key F --tls-ca F\n"
            "       --insecure-plain --token-file F\n\n"
            "receive waits for one migration (HOST:PORT, port 0 for any; \"listening on\n"
@@ -39,7 +44,12 @@ static void usage(void)
            "                  both sides prove a shared token\n"
            "  --token-file F  that token (mode 0600, at least 16 bytes)\n"
            "  --bandwidth R   cap the stream, bytes/s with K, M or G (e.g. 50M)\n"
-           "  --timeout S     the longest wait for the peer (migrate 60, receive 300)\n");
+           "  --timeout S     the longest wait for the peer (migrate 60, receive 300;\n"
+           "                  with --cluster, for the move's answer: 1800)\n"
+           "With --cluster (or $HULL_CLUSTER and a --to without ':'), SANDBOX is a\n"
+           "microVM sandbox of a hull fleet and NODE the node to move it to: the node\n"
+           "running it is asked through Redis and moves it over its own channel, as\n"
+           "POST /v1/sandboxes/SANDBOX/migrate does; its answer is printed.\n");
 }
 
 static int parse_rate(const char *s, uint64_t *out)
@@ -88,7 +98,8 @@ enum {
     O_KEY,
     O_CA,
     O_NAME,
-    O_PLAIN
+    O_PLAIN,
+    O_CLUSTER
 };
 
 static const struct option opts[] = {
@@ -105,6 +116,7 @@ static const struct option opts[] = {
     {"tls-ca", required_argument, NULL, O_CA},
     {"tls-name", required_argument, NULL, O_NAME},
     {"insecure-plain", no_argument, NULL, O_PLAIN},
+    {"cluster", required_argument, NULL, O_CLUSTER},
     {0},
 };
 
@@ -121,14 +133,18 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     bool recv = strcmp(argv[0], "receive") == 0;
     struct hull_vm_migrate_opts m = {0};
     struct hull_vm_receive_opts r = {.ready = ready};
-    const char *mode = "live";
+    const char *mode = "live", *cluster = NULL;
+    bool channel_opts = false, timeout_given = false;
     int c;
     optind = 0;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         bool mine = c == O_TOKEN || c == O_TIMEOUT || c == O_HELP || c == O_CERT || c == O_KEY ||
                     c == O_CA || c == O_PLAIN ||
                     (recv ? c == O_LISTEN || c == O_ID
-                          : c == O_TO || c == O_MODE || c == O_BW || c == O_NAME);
+                          : c == O_TO || c == O_MODE || c == O_BW || c == O_NAME || c == O_CLUSTER);
+        channel_opts = channel_opts || c == O_TOKEN || c == O_CERT || c == O_KEY || c == O_CA ||
+                       c == O_PLAIN || c == O_BW || c == O_NAME;
+        timeout_given = timeout_given || c == O_TIMEOUT;
         if (c == '?' || !mine)
             return cli_usage_error(cli, "bad option");
         switch (c) {
@@ -176,6 +192,9 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         case O_PLAIN:
             m.insecure_plain = r.insecure_plain = true;
             break;
+        case O_CLUSTER:
+            cluster = optarg;
+            break;
         }
     }
     hull_error err = NULL;
@@ -196,6 +215,23 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     if (cli_need_args(cli, argc, argv, 1, "ID"))
         return 1;
     m.cold = strcmp(mode, "cold") == 0;
+    /* A node name: the fleet's move, over the nodes' own channel. */
+    const char *env = getenv("HULL_CLUSTER");
+    if (!cluster && !strchr(m.to, ':') && env && *env)
+        cluster = env;
+    if (cluster) {
+        if (channel_opts)
+            return cli_usage_error(cli, "--cluster: the nodes move it over their own channel "
+                                        "(--tls-*, --token-file, --insecure-plain and "
+                                        "--bandwidth do not apply)");
+        return cluster_migrate(cli, cluster, argv[optind], m.to, m.cold,
+                               timeout_given ? m.timeout_s : 1800, 15);
+    }
+    if (!strchr(m.to, ':'))
+        return cli_usage_error(cli,
+                               "--to %s: not HOST:PORT (a node name needs --cluster "
+                               "redis://HOST:PORT or $HULL_CLUSTER)",
+                               m.to);
     struct hull_vm_migrate_result res;
     if (hull_vm_migrate(&cli->rt, argv[optind], &m, &res, &err) < 0)
         return cli_fail(cli, &err, NULL);

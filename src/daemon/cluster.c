@@ -438,6 +438,7 @@ static void *beat_main(void *arg)
                 fence(c);
             last_ok = now;
             cluster_drain_check(c); /* cluster_drain.c */
+            cluster_moves_check(c);
         }
         if (ok < 0 && !failing)
             hull_warn("cluster: heartbeat: %s", hull_error_msg(e));

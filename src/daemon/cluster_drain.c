@@ -184,6 +184,115 @@ void cluster_drain_check(struct redisContext *c)
     }
 }
 
+/* ---- single moves asked through Redis (hull_cluster_move_ask) ---- */
+
+struct move_ask {
+    char ticket[HULL_MOVE_TICKET_LEN];
+    char id[64], to[HULL_NODE_NAME_MAX + 1];
+    bool cold;
+};
+
+static json_object *move_state(const struct move_ask *m, const char *state, int status)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "state", json_object_new_string(state));
+    json_object_object_add(o, "id", json_object_new_string(m->id));
+    json_object_object_add(o, "from", json_object_new_string(cluster_self()));
+    json_object_object_add(o, "to", json_object_new_string(m->to));
+    if (status)
+        json_object_object_add(o, "status", json_object_new_int(status));
+    return o;
+}
+
+static void move_put(redisContext *c, const struct move_ask *m, json_object *st)
+{
+    hull_error e = NULL;
+    if (c && hull_cluster_move_state_put(c, m->ticket, st, &e) < 0) {
+        hull_warn("cluster: move %s of sandbox %s: %s", m->ticket, m->id, hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    json_object_put(st);
+}
+
+/* One move, as POST /v1/sandboxes/{id}/migrate would make it, answered
+ * under its ticket. */
+static void *move_main(void *arg)
+{
+    struct move_ask *m = arg;
+    hull_error e = NULL;
+    redisContext *c = hull_redis_connect(hulld.o->cluster_url, 3000, &e);
+    if (c == NULL) {
+        /* Nobody could learn the outcome: the move is not made. */
+        hull_warn("cluster: move of sandbox %s: %s", m->id, hull_error_msg(e));
+        hull_error_free(&e);
+        free(m);
+        return NULL;
+    }
+    json_object *res = NULL;
+    int status = 404;
+    if (!sandboxes_alive(m->id, NULL))
+        hull_error_set(&e, ENOENT, "sandbox '%s' does not run on node %s (moved or gone)", m->id,
+                       cluster_self());
+    else
+        move_put(c, m, move_state(m, "moving", 0));
+    if (e == NULL && cluster_move(m->id, m->to, m->cold, &res, &status, &e) == 0) {
+        json_object *st = move_state(m, "done", 200);
+        json_object_object_add(st, "result", res);
+        move_put(c, m, st);
+    } else {
+        json_object *st = move_state(m, "done", status);
+        json_object_object_add(st, "error", json_object_new_string(hull_error_msg(e)));
+        hull_error_free(&e);
+        move_put(c, m, st);
+    }
+    hull_redis_close(c);
+    free(m);
+    return NULL;
+}
+
+static struct move_ask *move_parse(json_object *q)
+{
+    const char *ticket = json_object_get_string(hj_get(q, "ticket"));
+    const char *id = json_object_get_string(hj_get(q, "id"));
+    const char *to = json_object_get_string(hj_get(q, "to"));
+    const char *mode = json_object_get_string(hj_get(q, "mode"));
+    if (!ticket || strlen(ticket) != HULL_MOVE_TICKET_LEN - 1 || !id || !*id || strlen(id) >= 64 ||
+        !to || hull_node_name_check(to, NULL) < 0 || !mode)
+        return NULL;
+    struct move_ask *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    snprintf(m->ticket, sizeof(m->ticket), "%s", ticket);
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    snprintf(m->to, sizeof(m->to), "%s", to);
+    m->cold = strcmp(mode, "cold") == 0;
+    return m;
+}
+
+void cluster_moves_check(struct redisContext *c)
+{
+    hull_error e = NULL;
+    cleanup_json json_object *a = hull_cluster_moves_take(c, cluster_self(), &e);
+    if (a == NULL) {
+        hull_error_free(&e); /* asked again at the next beat */
+        return;
+    }
+    for (size_t i = 0; i < json_object_array_length(a); i++) {
+        struct move_ask *m = move_parse(json_object_array_get_idx(a, i));
+        if (m == NULL) {
+            hull_warn("cluster: a move asked of this node is not one: %s",
+                      json_object_to_json_string(json_object_array_get_idx(a, i)));
+            continue;
+        }
+        if (daemon_thread(move_main, m) != 0) {
+            json_object *st = move_state(m, "done", 503);
+            json_object_object_add(st, "error", json_object_new_string("no thread for the move"));
+            move_put(c, m, st);
+            free(m);
+        }
+    }
+}
+
 /* ---- POST|GET /v1/nodes/{name}/drain ---- */
 
 static bool node_up(const char *name)

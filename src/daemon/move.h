@@ -35,6 +35,10 @@ void api_node_drain(const struct request *rq, const char *name, struct resp *r);
  * draining: its microVM sandboxes move off it, once. */
 struct redisContext;
 void cluster_drain_check(struct redisContext *c);
+/* From the heartbeat too: the moves asked of this node through Redis
+ * (`hull vm migrate ID --to NODE --cluster URL`), each in a thread of its
+ * own, answered under its ticket. */
+void cluster_moves_check(struct redisContext *c);
 
 /* sandboxes.c, for cluster_move.c: a sandbox that came from another node
  * (its keeper pid on sock, its VM running) into the table; they are its

@@ -206,10 +206,14 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
         # Its files too.
         r = call(f, "n1", "GET", f"/v1/sandboxes/{sid}/files/keep.bin")
         assert r.status == 200 and r.body == blob, r
-        # And it moves back (cold this time): the id's old row on n1 is
-        # replaced.
-        r = call(f, "n2", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n1", "mode": "cold"})
-        assert r.status == 200 and r.json["mode"] == "cold" and r.json["node"] == "n1", r
+        # And it moves back (cold this time, asked with the CLI through
+        # Redis of the node running it): the id's old row on n1 is replaced.
+        p = subprocess.run([HULL, "vm", "migrate", "--to", "n1", "--mode", "cold",
+                            "--cluster", f["redis"].url, sid], capture_output=True, text=True,
+                           timeout=900)
+        assert p.returncode == 0, p.stderr
+        res = json.loads(p.stdout)
+        assert res["mode"] == "cold" and res["node"] == "n1" and res["from"] == "n2", res
         assert call(f, "n3", "GET", f"/v1/sandboxes/{sid}").json["node"] == "n1"
         wait_counting(f, "n3", sid, counts(f, "n3", sid)[-1][0] + 3)
         assert call(f, "n3", "GET", f"/v1/sandboxes/{sid}/files/keep.bin").body == blob
@@ -327,6 +331,20 @@ def test_bad_moves_are_refused_by_name(fleet):
         assert call(f, "n2", "GET", f"/v1/sandboxes/{box}").json["node"] == "n1"
         assert call(f, "n2", "POST", "/v1/sandboxes/s-nonesuch/migrate",
                     {"to": "n3"}).status == 404
+        # The CLI's fleet move, refused by name: the node running it says
+        # why (asked through Redis), or the CLI before asking.
+        url = f["redis"].url
+        env = {k: v for k, v in os.environ.items() if k != "HULL_CLUSTER"}
+        for args, rc, message in (
+                (["--to", "n3", "--cluster", url, box], 1, "only microVM sandboxes"),
+                (["--to", "n3", "--cluster", url, "s-nonesuch"], 1, "not found in the cluster"),
+                (["--to", "bad name", "--cluster", url, box], 1, "node name"),
+                (["--to", "n3", box], 1, "needs --cluster"),
+                (["--to", "n3", "--cluster", url, "--tls-cert", "/x", box], 1, "do not apply")):
+            p = subprocess.run([HULL, "vm", "migrate", *args], capture_output=True, text=True,
+                               timeout=120, env=env)
+            assert p.returncode == rc and message in p.stderr, (args, p.stderr)
+            assert p.stderr.startswith("hull: "), p.stderr
     finally:
         delete(f, "n1", box)
     # The node-to-node request: a signature made with the secret, once.

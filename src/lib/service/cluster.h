@@ -15,7 +15,9 @@
  *                         metadata(JSON) restart vm snap_at (cluster_restart.c)
  *   predict:KEY           HASH memory cpu samples (EWMA per image)
  *   tokens                HASH SHA-256 of a token -> JSON {id, role, ...}
- *   drain:NAME            STRING the node's drain report (JSON, cluster_drain.c) */
+ *   drain:NAME            STRING the node's drain report (JSON, cluster_drain.c)
+ *   moves:NAME            LIST moves asked of node NAME (JSON {ticket id to mode})
+ *   move:TICKET           STRING that move's state, then its answer (JSON) */
 #ifndef HULL_SERVICE_CLUSTER_H
 #define HULL_SERVICE_CLUSTER_H
 
@@ -143,5 +145,21 @@ json_object *hull_cluster_drain_report(redisContext *c, const char *name, hull_e
 int hull_cluster_drain_put(redisContext *c, const char *name, json_object *report, hull_error *err);
 /* 1 when node name is marked draining, else 0. */
 int hull_cluster_draining(redisContext *c, const char *name, hull_error *err);
+
+/* Moves asked through Redis (cluster_drain.c; `hull vm migrate ID --to
+ * NODE --cluster URL`): a request for the node running sandbox id, which
+ * its hulld takes at its next heartbeat, runs as POST .../migrate would
+ * and answers under the ticket (both kept a day). */
+#define HULL_MOVE_TICKET_LEN 33
+int hull_cluster_move_ask(redisContext *c, const char *node, const char *id, const char *to,
+                          bool cold, char ticket[HULL_MOVE_TICKET_LEN], hull_error *err);
+/* The move's state: {"state": "requested"|"moving"|"done", ...}, with
+ * "status" (as the HTTP answer's) and "result" or "error" once done;
+ * NULL with ENOENT for an unknown (or expired) ticket. */
+json_object *hull_cluster_move_state(redisContext *c, const char *ticket, hull_error *err);
+int hull_cluster_move_state_put(redisContext *c, const char *ticket, json_object *state,
+                                hull_error *err);
+/* The moves asked of node name, taken (each given once): an array. */
+json_object *hull_cluster_moves_take(redisContext *c, const char *name, hull_error *err);
 
 #endif
