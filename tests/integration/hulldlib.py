@@ -127,8 +127,8 @@ class Hulld:
         if self.proc and self.proc.poll() is None:
             self.helpers_seen.update(children(self.proc.pid))
 
-    def request(self, method, path, body=None, token=None, headers=None, raw=False):
-        c = UnixConnection(self.sock)
+    def request(self, method, path, body=None, token=None, headers=None, raw=False, timeout=60):
+        c = UnixConnection(self.sock, timeout=timeout)
         h = dict(headers or {})
         if token:
             h["Authorization"] = f"Bearer {token}"

@@ -66,7 +66,8 @@ def sh(d, sid, script, who="user", limits=None):
     body = {"cmd": ["sh", "-c", script]}
     if limits:
         body["limits"] = limits
-    r = d.request("POST", f"/v1/sandboxes/{sid}/exec", body, d.tokens[who])
+    # The client waits as long as the exec may run (a loaded host is slow).
+    r = d.request("POST", f"/v1/sandboxes/{sid}/exec", body, d.tokens[who], timeout=900)
     assert r.status == 200, r
     return r.json
 
