@@ -13,7 +13,9 @@ into the page cache), and the report gives medians. On a machine shared with
 other work the page cache makes MemAvailable swing by hundreds of KiB per
 container, so the memory the containers pin is also given as the sum of the
 /proc/meminfo fields that only live objects hold (anonymous pages, shmem,
-unreclaimable slab, kernel stacks, page tables, per-cpu): "pinned KiB".
+unreclaimable slab, kernel stacks, page tables, per-cpu): "pinned KiB"; and,
+unmoved by other work, what is charged to memory cgroups per container,
+wherever the runtime left it (ChargeMeter): "charged KiB".
 
     python3 create500.py --bundle B --state DIR [--n 500] [--sample 50] [--rounds 3] NAME=RUNTIME...
 """
@@ -68,6 +70,56 @@ def cgroup_charge_kib(pid):
         return int(host.cgroup_file(pid, ctl, "memory.usage_in_bytes" if ctl else "memory.current")) / 1024
     except (OSError, KeyError, ValueError):
         return None
+
+
+class ChargeMeter:
+    """Memory charged to memory cgroups, which other work on the machine does
+    not move (unlike /proc/meminfo): the driver, and so every runtime it
+    starts, runs in a memory cgroup of its own below the driver's, which
+    collects what a runtime leaves charged outside its containers' cgroups
+    (namespaces and mounts made before the init joined its cgroup, state
+    files); each container's own cgroup holds the rest. Per container:
+    (growth of the driver's cgroup) / N + the median container's charge.
+    What the kernel charges to no cgroup at all is left out, for every
+    runtime alike. Without a memory cgroup to make, dir is None and the
+    figure is not given."""
+
+    def __init__(self, tag):
+        self.dir = self.home = None
+        hier = host.cgroup_hierarchies()
+        ctl = "memory" if "memory" in hier else ""
+        if ctl not in hier:
+            return
+        self.usage = "memory.usage_in_bytes" if ctl else "memory.current"
+        home = os.path.join(hier[ctl], host.proc_cgroups(os.getpid())[ctl].lstrip("/"))
+        path = os.path.join(home, f"{tag}-runtimes")
+        self.dir, self.home = path, home
+        try:
+            os.mkdir(path)
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            self.read()
+        except OSError as e:
+            print(f"charged memory not measured: {path}: {e.strerror}", file=sys.stderr)
+            self.close()
+
+    def read(self):
+        """KiB charged to the driver's cgroup now."""
+        with open(os.path.join(self.dir, self.usage)) as f:
+            return int(f.read()) / 1024
+
+    def close(self):
+        """Back into the driver's own cgroup; the runtimes' one removed."""
+        if self.dir is None:
+            return
+        try:
+            with open(os.path.join(self.home, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            if os.path.isdir(self.dir):
+                os.rmdir(self.dir)
+        except OSError as e:
+            print(f"cannot remove {self.dir}: {e.strerror}", file=sys.stderr)
+        self.dir = None
 
 
 class Runtime:
@@ -134,13 +186,14 @@ def pause_resume(rt, ids, out):
         out.update(pause_ms=statistics.median(pause) * 1000, resume_ms=statistics.median(resume) * 1000)
 
 
-def bench(rt, bundle, n, sample, tag):
+def bench(rt, bundle, n, sample, tag, meter):
     ids = [f"{tag}-{rt.name}-{i}" for i in range(n)]
     made = []
     out = {"runtime": rt.name}
     try:
         time.sleep(1)  # let the previous runtime's teardown settle
         before, pinned_before = mem_available_kib(), pinned_kib()
+        charged_before = meter.read() if meter.dir else None
         t0 = time.perf_counter()
         err = create_all(rt, bundle, ids, made)
         if err:
@@ -149,12 +202,15 @@ def bench(rt, bundle, n, sample, tag):
         elapsed = time.perf_counter() - t0
         time.sleep(1)  # inits settle into their sleep
         after, pinned_after = mem_available_kib(), pinned_kib()
+        charged_after = meter.read() if meter.dir else None
         pids = [rt.state(cid).get("pid") for cid in ids[:: max(1, n // 20)]]
         charges = [c for c in (cgroup_charge_kib(p) for p in pids if p) if c is not None]
         out.update(per_container_ms=elapsed / n * 1000, mem_per_container_kib=(before - after) / n,
                    pinned_per_container_kib=(pinned_after - pinned_before) / n)
         if charges:
             out["cgroup_kib"] = statistics.median(charges)
+            if charged_before is not None:
+                out["charged_kib"] = (charged_after - charged_before) / n + out["cgroup_kib"]
         else:
             out["note"] = "containers are not in memory cgroups of their own"
         pause_resume(rt, ids[:sample], out)
@@ -168,8 +224,9 @@ def bench(rt, bundle, n, sample, tag):
 
 COLUMNS = (("per_container_ms", "ms/container", ".2f"), ("mem_per_container_kib", "host KiB/ctr", ".0f"),
            ("pinned_per_container_kib", "pinned KiB/ctr", ".0f"),
-           ("cgroup_kib", "cgroup KiB/ctr", ".0f"), ("pause_ms", "pause ms", ".2f"),
-           ("resume_ms", "resume ms", ".2f"), ("teardown_per_container_ms", "teardown ms", ".2f"))
+           ("charged_kib", "charged KiB/ctr", ".0f"), ("cgroup_kib", "cgroup KiB/ctr", ".0f"),
+           ("pause_ms", "pause ms", ".2f"), ("resume_ms", "resume ms", ".2f"),
+           ("teardown_per_container_ms", "teardown ms", ".2f"))
 
 
 def median_of(rounds, key):
@@ -198,13 +255,15 @@ def report(by_runtime, n, rounds):
             print(f"  {'':8s} pause/resume failed: {perrs[0]}")
         mem = [round(r["mem_per_container_kib"]) for r in results]
         pin = [round(r["pinned_per_container_kib"]) for r in results]
-        print(f"  {'':8s} host KiB/container per round: {mem}; pinned: {pin}")
+        chg = [round(r["charged_kib"]) for r in results if "charged_kib" in r]
+        print(f"  {'':8s} host KiB/container per round: {mem}; pinned: {pin}; charged: {chg}")
     if "hull" in med and "crun" in med:
         caveat = any("note" in r for r in by_runtime["hull"])
         print("goals (hull <= crun):" + ("  NOT COMPARABLE YET: hull's containers got no cgroups, crun's did"
                                           if caveat else ""))
         for k, what in (("per_container_ms", "time per container"), ("mem_per_container_kib", "host memory"),
                         ("pinned_per_container_kib", "pinned memory"),
+                        ("charged_kib", "charged memory"),
                         ("pause_ms", "pause latency"), ("resume_ms", "resume latency")):
             h, c = med["hull"][k], med["crun"][k]
             if h is not None and c and k in MEMORY and min(h, c) <= 0:
@@ -214,17 +273,20 @@ def report(by_runtime, n, rounds):
                 print(f"  {what:20s} hull/crun = {h / c:.2f}  {'MET' if h <= c else 'NOT MET'}")
     print("host KiB = MemAvailable drop / N (host-wide, noisy on a shared machine); pinned KiB ="
           " growth of anon+shmem+unreclaimable slab+stacks+page tables+percpu / N;"
-          " cgroup KiB = charged to one container's memory cgroup.")
+          " charged KiB = charged to memory cgroups per container, the runtime's leftovers included"
+          " (not moved by other work on the machine); cgroup KiB = charged to one container's"
+          " memory cgroup.")
     return med
 
 
 # Host-wide: another process freeing memory during a round can make a
 # runtime's figure zero or negative, which is no measurement at all.
-MEMORY = ("mem_per_container_kib", "pinned_per_container_kib")
+MEMORY = ("mem_per_container_kib", "pinned_per_container_kib", "charged_kib")
 
 ROWS = (("per_container_ms", "create+start per container", "ms", "<= 1.0"),
         ("mem_per_container_kib", "host memory per idle container (MemAvailable)", "KiB", "<= 1.0"),
         ("pinned_per_container_kib", "host memory per idle container (pinned)", "KiB", "<= 1.0"),
+        ("charged_kib", "host memory per idle container (charged to memory cgroups)", "KiB", "<= 1.0"),
         ("cgroup_kib", "memory charged to the container's cgroup", "KiB", ""),
         ("pause_ms", "pause latency", "ms", ""),
         ("resume_ms", "resume latency", "ms", ""))
@@ -263,18 +325,22 @@ def main():
     for spec in a.runtimes:
         name, _, path = spec.partition("=")
         rts.append(Runtime(name, path, f"{a.state}/root-{name}"))
-    for rt in rts:
-        made = []
-        try:
-            create_all(rt, a.bundle, [f"{a.tag}-warm-{rt.name}-{i}" for i in range(a.warmup)], made)
-        finally:
-            remove_all(rt, made)
-    by_runtime = {rt.name: [] for rt in rts}
-    for r in range(a.rounds):
-        # Alternate the order so no runtime always goes first.
-        for rt in rts if r % 2 == 0 else reversed(rts):
-            print(f"round {r + 1}/{a.rounds}: {rt.name}: {a.n} containers...", file=sys.stderr)
-            by_runtime[rt.name].append(bench(rt, a.bundle, a.n, min(a.sample, a.n), a.tag))
+    meter = ChargeMeter(a.tag)
+    try:
+        for rt in rts:
+            made = []
+            try:
+                create_all(rt, a.bundle, [f"{a.tag}-warm-{rt.name}-{i}" for i in range(a.warmup)], made)
+            finally:
+                remove_all(rt, made)
+        by_runtime = {rt.name: [] for rt in rts}
+        for r in range(a.rounds):
+            # Alternate the order so no runtime always goes first.
+            for rt in rts if r % 2 == 0 else reversed(rts):
+                print(f"round {r + 1}/{a.rounds}: {rt.name}: {a.n} containers...", file=sys.stderr)
+                by_runtime[rt.name].append(bench(rt, a.bundle, a.n, min(a.sample, a.n), a.tag, meter))
+    finally:
+        meter.close()
     json_rows(report(by_runtime, a.n, a.rounds), a.n, a.rounds)
 
 

@@ -51,11 +51,21 @@ ratio("hull", "runc")
 ratio("crun", "runc")
 if "hull" not in ms:
     print("  hull was not measured (see the reason above)")
+# CPU (user + system of the whole process tree, from hyperfine's rusage):
+# less moved by the machine's load than the wall time, which on a shared
+# machine swings with what else runs during each command's batch.
+cpu = {k: (v["user"] + v["system"]) * 1000 for k, v in res.items() if "user" in v and "system" in v}
+if "hull" in cpu and "crun" in cpu:
+    print(f"CPU per run (user+sys, ms): hull {cpu['hull']:.2f}, crun {cpu['crun']:.2f}: "
+          f"hull/crun = {cpu['hull'] / cpu['crun']:.2f}")
 floor = ms.get("floor: /bin/true (no container)")
 note = f"floor (fork+exec of /bin/true) {floor:.2f} ms" if floor else ""
 if "hull" in ms:
     benchjson.row("run_true", "hull run /bin/true vs crun", hull=ms["hull"], peer=ms.get("crun"),
                   peer_name="crun", unit="ms", goal="<= 0.5", note=note)
+    if "hull" in cpu and "crun" in cpu:
+        benchjson.row("run_true", "hull run /bin/true vs crun, CPU (user+sys)", hull=cpu["hull"],
+                      peer=cpu["crun"], peer_name="crun", unit="ms", note=note)
     if "runc" in ms:
         benchjson.row("run_true", "hull run /bin/true vs runc", hull=ms["hull"], peer=ms["runc"],
                       peer_name="runc", unit="ms", note=note)

@@ -525,6 +525,30 @@ def test_masked_paths(hull, bundle):
         assert {kfile, "/secret", "/etc/secret.txt", "/sys/firmware"} <= mps
 
 
+def test_masked_directories_share_one_empty_tmpfs(hull, bundle):
+    """Every masked directory gets the same empty, read-only tmpfs (one
+    superblock per container, not per directory: issue 13's memory), and
+    another container gets its own."""
+    for d in ("m1", "m2", "m3"):
+        (bundle.rootfs / d).mkdir()
+        (bundle.rootfs / d / "inside").write_text("x")
+    bundle.linux["maskedPaths"] += ["/m1", "/m2", "/m3"]
+    r = run_out(hull, bundle, "sh", "-c",
+                "for d in /m1 /m2 /m3 /sys/firmware; do ls -A $d | wc -l; done; "
+                "touch /m1/new; mkdir /m2/new; ls -A /m3 | wc -l", check=False)
+    assert r.stdout.split() == ["0"] * 5, r
+    assert r.stderr.count("Read-only file system") == 2, r
+    with started(hull, sleeper(bundle), "mk1") as (c1, pid1), \
+            started(hull, sleeper(bundle), "mk2") as (c2, pid2):
+        mine = [mount_at(pid1, d) for d in ("/m1", "/m2", "/m3", "/sys/firmware")]
+        assert {m["fstype"] for m in mine} == {"tmpfs"}
+        assert all({"ro", "nosuid", "nodev", "noexec"} <= m["opts"] for m in mine), mine
+        assert len({m["dev"] for m in mine}) == 1, mine
+        assert mount_at(pid2, "/m1")["dev"] != mine[0]["dev"]
+    # The rootfs's own files are untouched.
+    assert (bundle.rootfs / "m1" / "inside").read_text() == "x"
+
+
 def test_readonly_paths(hull, bundle):
     bundle.config["root"]["readonly"] = False
     (bundle.rootfs / "data").mkdir()

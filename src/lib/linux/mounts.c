@@ -493,9 +493,24 @@ static int readonly_path(int rootfd, const char *path, hull_error *err)
 }
 
 /* An empty read-only tmpfs attached on destfd, built with fsopen/fsmount so
- * it needs no /proc inside the container. */
-static int empty_tmpfs_on(int destfd, hull_error *err)
+ * it needs no /proc inside the container. One per container: *empty is -1
+ * for the first masked directory, which gets a new tmpfs; it then holds
+ * that mount (attached, so it may be cloned), and every later masked
+ * directory gets a clone of it (open_tree), not a superblock of its own:
+ * the same empty, read-only, nosuid/nodev/noexec directory, for one
+ * mount's worth of memory instead of a superblock's. */
+static int empty_tmpfs_on(int destfd, int *empty, hull_error *err)
 {
+    if (*empty >= 0) {
+        cleanup_close int clone =
+            open_tree(*empty, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (clone < 0)
+            return hull_error_errno(err, "clone the empty tmpfs");
+        if (move_mount(clone, "", destfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) <
+            0)
+            return hull_error_errno(err, "attach the empty tmpfs");
+        return 0;
+    }
     cleanup_close int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
     if (fs < 0)
         return hull_error_errno(err, "fsopen tmpfs");
@@ -510,10 +525,11 @@ static int empty_tmpfs_on(int destfd, hull_error *err)
         return hull_error_errno(err, "fsmount tmpfs");
     if (move_mount(mnt, "", destfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         return hull_error_errno(err, "attach tmpfs");
+    *empty = hull_steal_fd(&mnt);
     return 0;
 }
 
-static int mask_path(int rootfd, const char *path, hull_error *err)
+static int mask_path(int rootfd, const char *path, int *empty, hull_error *err)
 {
     cleanup_close int fd = hull_resolve_in_root(rootfd, path, HULL_RESOLVE_NOFOLLOW, err);
     if (fd < 0) {
@@ -527,7 +543,7 @@ static int mask_path(int rootfd, const char *path, hull_error *err)
     if (fstat(fd, &st) < 0)
         return hull_error_errno(err, "stat %s", path);
     if (S_ISDIR(st.st_mode))
-        return empty_tmpfs_on(fd, err); /* hides the directory's contents */
+        return empty_tmpfs_on(fd, empty, err); /* hides the directory's contents */
     /* /dev/null over a file: reads give nothing, writes go nowhere. */
     return bind_mount("/dev/null", fd, NULL, 0, false, err);
 }
@@ -538,8 +554,9 @@ int hull_rootfs_protect(struct hull_rootfs *r, hull_error *err)
     for (char **p = l->readonly_paths; p && *p; p++)
         if (readonly_path(r->rootfd, *p, err) < 0)
             return hull_error_prefix(err, "linux.readonlyPaths: %s", *p);
+    cleanup_close int empty = -1; /* the container's one empty tmpfs, see empty_tmpfs_on */
     for (char **p = l->masked_paths; p && *p; p++)
-        if (mask_path(r->rootfd, *p, err) < 0)
+        if (mask_path(r->rootfd, *p, &empty, err) < 0)
             return hull_error_prefix(err, "linux.maskedPaths: %s", *p);
     if (r->spec->root_readonly) {
         /* Only the root mount: /tmp or volumes mounted rw stay writable. */
