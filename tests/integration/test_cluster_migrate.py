@@ -378,21 +378,22 @@ def test_bad_moves_are_refused_by_name(fleet):
     # (--tenant-sandboxes 8): a tenant at its quota there gets none moved
     # in; one that did not come (the keeper refused its spec) is not
     # counted afterwards.
-    tok = f["nodes"]["n1"].token("user", "quotat")
+    # (n3: n2 is draining since the drain test.)
+    n3 = f["nodes"]["n3"]
+    tok = f["token"]  # tenant acme, with no sandbox left by now
+    small = {"placement": {"node": "n3"}, "limits": {"memory": "64M"}}  # 8 fit its memory
     full = []
     try:
         for _ in range(8):
-            r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}}, token=tok)
+            r = call(f, "n1", "POST", "/v1/sandboxes", small, token=tok)
             assert r.status == 201, r
             full.append(r.json["id"])
-        body = json.dumps({"sandbox": "s-x", "tenant": "quotat", "spec": "{}", "key": "-",
-                           "lifetime_s": 60}).encode()
-        r = n2.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
+        r = n3.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
         assert r.status == 409 and b"quota" in r.body, r
         delete(f, "n1", full.pop())
-        r = n2.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
+        r = n3.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
         assert r.status not in (401, 409), r
-        r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}}, token=tok)
+        r = call(f, "n1", "POST", "/v1/sandboxes", small, token=tok)
         assert r.status == 201, r
         full.append(r.json["id"])
     finally:
