@@ -167,6 +167,8 @@ int nft_prune(bool (*keep)(const char *ifname, void *arg),
 
 /* ---- attach.c ---- */
 
+/* The bridge's MAC: derived from d's name and subnet (the same on every host). */
+void net_bridge_mac(const struct net_def *d, char buf[18]);
 /* The network up on the host (bridge, sysctls, rules): idempotent. */
 int net_network_ensure(const struct net_def *d, hull_error *err);
 /* Make a network from options (locks). */
