@@ -440,13 +440,16 @@ static int pick_wanted(const struct net_def *d, const struct hull_net_lease *w,
     if (!mac_unicast(w->mac))
         return hull_error_set(err, EINVAL, "MAC '%s': not a unicast MAC address", w->mac);
     for (size_t i = 0; i < n; i++) {
-        const char *what = memcmp(peers[i].ip4, m->ip4, 16) == 0                 ? w->ip4
-                           : m->has6 && memcmp(peers[i].ip6, m->ip6, 16) == 0     ? w->ip6
-                           : strcasecmp(peers[i].mac, w->mac) == 0                  ? w->mac
-                                                                                    : NULL;
+        const char *what = NULL;
+        if (memcmp(peers[i].ip4, m->ip4, 16) == 0)
+            what = w->ip4;
+        else if (m->has6 && memcmp(peers[i].ip6, m->ip6, 16) == 0)
+            what = w->ip6;
+        else if (strcasecmp(peers[i].mac, w->mac) == 0)
+            what = w->mac;
         if (what)
-            return hull_error_set(err, EADDRINUSE, "%s is taken on network %s (by member %s)",
-                                  what, d->name, peers[i].member);
+            return hull_error_set(err, EADDRINUSE, "%s is taken on network %s (by member %s)", what,
+                                  d->name, peers[i].member);
     }
     snprintf(m->mac, sizeof(m->mac), "%s", w->mac);
     return 0;
@@ -460,8 +463,8 @@ static int pick_member(const struct hull_net_attach_req *req, const struct net_d
     size_t n = 0;
     if (net_member_list(d->name, &peers, &n, err) < 0)
         return -1;
-    int rc = req->want ? pick_wanted(d, req->want, peers, n, m, err)
-                       : pick_free(d, peers, n, m, err);
+    int rc =
+        req->want ? pick_wanted(d, req->want, peers, n, m, err) : pick_free(d, peers, n, m, err);
     net_members_free(peers, n);
     if (rc < 0)
         return -1;
