@@ -9,6 +9,9 @@ redis-server and a cluster secret, under TCG.
   no gap beyond the reported downtime), the guest's files are still there,
   the sandbox's record, node and forwarding follow, nothing stays on the
   source;
+- a sandbox on a hull network (the same network on every node) with a
+  port moves with its guest's address and MAC; its port URL, now the
+  target's, answers with the same access token;
 - a move whose target hulld is SIGKILLed half-way leaves the sandbox
   running on its source, and nothing on the target;
 - POST /v1/nodes/{name}/drain moves every running microVM sandbox off the
@@ -83,17 +86,57 @@ def fleet(tmp_path_factory):
     secret = tmp / "secret"
     secret.write_text("the secret every node of this fleet shares\n")
     secret.chmod(0o600)
+    # Each node's hull networks are its own (state directories of its own,
+    # bridges in its namespace), with one network of the same name and
+    # subnet on every node: a guest moves with its address.
+    netdirs = {name: tmp / f"net-{name}" for name in NAMES}
     with running_fleet(tmp, lambda name: (
             "--cluster-secret", str(secret), "--node-down-after", "8", "--node-capacity",
             "memory=2G,cpus=2,vm-slots=3", "--tenant-sandboxes", "8"),
-            lambda n1: {"admin": n1.token("admin", "ops"), "secret": secret}) as f:
+            lambda n1: {"admin": n1.token("admin", "ops"), "secret": secret},
+            lambda name: net_env(netdirs[name])) as f:
         nodes = f["nodes"]
+        for name in NAMES:
+            subprocess.run(["nsenter", f"--net=/run/netns/{f['net'].ns[name][0]}", HULL,
+                            "network", "create", "--subnet", MOVE_SUBNET, MOVE_NET], check=True,
+                           capture_output=True, env=dict(os.environ, **net_env(netdirs[name])))
         yield f
+    for d in netdirs.values():
+        leases = d / "run" / "leases"
+        assert not (leases.exists() and list(leases.iterdir())), f"leases left in {d}"
     assert wait_until(lambda: set(vm_names()) <= before, 60), "a QEMU was left behind"
     assert set(Path("/run/hull").glob("vmsbx-*")) <= staged, "a staging directory was left"
     for n in nodes.values():
         assert not list((Path(n.state) / "microvm").glob("*.snap*"))
     assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
+
+
+MOVE_NET, MOVE_SUBNET = "mvnet", "10.213.72.0/24"
+SERVE = ("import http.server, os\n"
+         "os.makedirs('/tmp/www', exist_ok=True)\n"
+         "open('/tmp/www/hi', 'w').write('moved-with-its-port\\n')\n"
+         "os.chdir('/tmp/www')\n"
+         "http.server.ThreadingHTTPServer(('0.0.0.0', 8000),"
+         " http.server.SimpleHTTPRequestHandler).serve_forever()\n")
+
+
+def net_env(d):
+    return {"HULL_NET_CONFIG_DIR": str(d / "cfg"), "HULL_NET_RUN_DIR": str(d / "run")}
+
+
+def port_get(f, node, url, token):
+    """GET url (a port URL: 127.0.0.1 of node) with the access token, from
+    the node's namespace: the body, or None."""
+    code = ("import sys, urllib.request\n"
+            "try:\n"
+            "    q = urllib.request.Request(sys.argv[1] + 'hi', headers={'X-Hull-Access-Token':"
+            " sys.argv[2]})\n"
+            "    sys.stdout.write(urllib.request.urlopen(q, timeout=10).read().decode())\n"
+            "except Exception as e:\n"
+            "    sys.stderr.write(repr(e)); sys.exit(3)\n")
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{f['net'].ns[node][0]}", "python3", "-c",
+                        code, url, token], capture_output=True, text=True, timeout=60)
+    return p.stdout if p.returncode == 0 else None
 
 
 def call(f, node, method, path, body=None, token=None, **kw):
@@ -216,6 +259,43 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
     finally:
         delete(f, "n3", sid)
     assert call(f, "n1", "GET", f"/v1/sandboxes/{sid}").json["state"] == "destroyed"
+    ns = nodes_of(f)
+    assert [ns[n]["vms"] for n in NAMES] == [0, 0, 0], ns
+
+
+def test_a_sandbox_with_a_network_and_a_port_moves(fleet):
+    """Its guest keeps its address and MAC, and its port URL (now the
+    target's, behind the same access token) reaches the server that kept
+    running in it."""
+    f = fleet
+    seen = set(vm_names())
+    r = call(f, "n1", "POST", "/v1/sandboxes",
+             {"isolation": "microvm", "placement": {"node": "n1"}, "lifetime": "30m",
+              "network": {"name": MOVE_NET}, "ports": [8000]})
+    assert r.status == 201 and r.json["node"] == "n1", r
+    sid, token = r.json["id"], r.json["access_token"]
+    vm = (set(vm_names()) - seen).pop()
+    try:
+        before = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "state", vm],
+                                           check=True, capture_output=True).stdout)["network"]
+        assert before["name"] == MOVE_NET and before["ip"].startswith("10.213.72.")
+        detach(vm, SERVE)
+        url = r.json["ports"][0]["url"]
+        assert wait_until(lambda: port_get(f, "n1", url, token) == "moved-with-its-port\n", 120)
+        r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
+        assert r.status == 200 and r.json["node"] == "n2", (r, f["nodes"]["n1"].log.read_text()[-3000:])
+        g = call(f, "n1", "GET", f"/v1/sandboxes/{sid}")
+        assert g.status == 200 and g.json["node"] == "n2", g
+        assert [p["port"] for p in g.json["ports"]] == [8000], g
+        # The same server, reached through n2's port URL with the same token.
+        assert port_get(f, "n2", g.json["ports"][0]["url"], token) == "moved-with-its-port\n"
+        vms = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "list", "--format",
+                                         "json"], check=True, capture_output=True).stdout)
+        after = [v["network"] for v in vms if (v.get("network") or {}).get("mac") == before["mac"]]
+        assert len(after) == 1 and after[0]["ip"] == before["ip"], (before, after)
+        assert port_get(f, "n1", url, token) is None
+    finally:
+        delete(f, "n1", sid)
     ns = nodes_of(f)
     assert [ns[n]["vms"] for n in NAMES] == [0, 0, 0], ns
 
