@@ -24,9 +24,7 @@ it is, so the guest's traffic to its gateway shows which host it reaches.
 Host-wide (QEMU): run under `flock /work/wt/vm.lock`."""
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,6 +35,7 @@ import pytest
 
 from netlib import _free_slot, _lock, sh, sweep_stale
 from test_vm_lib import HULL, MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
+from test_net_vm import free_port
 from test_vm_migrate import Receiver, plain
 
 NET = "mig"
@@ -151,18 +150,6 @@ class TwoHosts:
         for ns in self.names:
             sh("ip", "netns", "del", ns, check=False)
         sh("ip", "link", "del", self.br, check=False)
-
-
-def free_port():
-    for _ in range(100):
-        port = random.randint(20000, 40000)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-                return port
-            except OSError:
-                continue
-    raise AssertionError("no free port")
 
 
 @pytest.fixture(scope="module")

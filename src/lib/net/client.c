@@ -69,19 +69,22 @@ static json_object *request_json(const struct hull_net_attach_req *req)
     if (req->egress)
         json_object_object_add(msg, "egress", json_object_new_string(req->egress));
     json_object_object_add(msg, "publish", hull_publish_to_json(req->publish, req->n_publish));
-    if (req->want) {
-        const struct hull_net_lease *w = req->want;
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "mac", json_object_new_string(w->mac));
-        json_object_object_add(o, "ip4", json_object_new_string(w->ip4));
-        json_object_object_add(o, "prefix4", json_object_new_int((int)w->prefix4));
-        json_object_object_add(o, "gw4", json_object_new_string(w->gw4));
-        json_object_object_add(o, "ip6", json_object_new_string(w->ip6));
-        json_object_object_add(o, "prefix6", json_object_new_int((int)w->prefix6));
-        json_object_object_add(o, "gw6", json_object_new_string(w->gw6));
-        json_object_object_add(msg, "want", o);
-    }
+    if (req->want)
+        json_object_object_add(msg, "want", hull_net_want_json(req->want));
     return msg;
+}
+
+json_object *hull_net_want_json(const struct hull_net_lease *w)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "mac", json_object_new_string(w->mac));
+    json_object_object_add(o, "ip4", json_object_new_string(w->ip4));
+    json_object_object_add(o, "prefix4", json_object_new_int((int)w->prefix4));
+    json_object_object_add(o, "gw4", json_object_new_string(w->gw4));
+    json_object_object_add(o, "ip6", json_object_new_string(w->ip6));
+    json_object_object_add(o, "prefix6", json_object_new_int((int)w->prefix6));
+    json_object_object_add(o, "gw6", json_object_new_string(w->gw6));
+    return o;
 }
 
 int hull_net_attach_request(const struct hull_net_attach_req *req, hull_error *err)

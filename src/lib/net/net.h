@@ -114,6 +114,9 @@ struct hull_net_lease {
 /* A lease's JSON (the helper's answer, net_lease_json; a "want" of the
  * attach request) back into l; missing fields are empty. */
 void hull_net_lease_from_json(struct json_object *o, struct hull_net_lease *l);
+/* What identifies a lease on its network (mac, ip4, prefix4, gw4, ip6,
+ * prefix6, gw6) as JSON: an attach's "want", a migration's manifest. */
+struct json_object *hull_net_want_json(const struct hull_net_lease *w);
 
 /* One member joining a network. */
 struct hull_net_attach_req {

@@ -96,17 +96,8 @@ void vm_net_manifest(const struct vm *vm, json_object *m)
     json_object *net = hj_get(m, "network");
     if (!net || !vm->network[0])
         return;
-    const struct hull_net_lease *l = &vm->lease;
     json_object_object_add(net, "publish", hull_publish_to_json(vm->publish, vm->n_publish));
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "mac", json_object_new_string(l->mac));
-    json_object_object_add(o, "ip4", json_object_new_string(l->ip4));
-    json_object_object_add(o, "prefix4", json_object_new_int((int)l->prefix4));
-    json_object_object_add(o, "gw4", json_object_new_string(l->gw4));
-    json_object_object_add(o, "ip6", json_object_new_string(l->ip6));
-    json_object_object_add(o, "prefix6", json_object_new_int((int)l->prefix6));
-    json_object_object_add(o, "gw6", json_object_new_string(l->gw6));
-    json_object_object_add(net, "lease", o);
+    json_object_object_add(net, "lease", hull_net_want_json(&vm->lease));
 }
 
 int vm_net_from_manifest(json_object *m, struct vm *vm, hull_error *err)
