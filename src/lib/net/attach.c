@@ -2,6 +2,7 @@
  * (net_int.h). Every change runs under the lock of store.c; a failed step
  * undoes the ones before it, so nothing half-made stays on the host. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -431,8 +432,9 @@ static int pick_wanted(const struct net_def *d, const struct hull_net_lease *w,
 {
     if (!w->ip6[0] != !d->has6)
         return hull_error_set(err, EADDRNOTAVAIL,
-                              "network %s here %s IPv6, the member %s (the subnet differs)",
-                              d->name, d->has6 ? "has" : "has no", w->ip6[0] ? "has" : "has none");
+                              "network %s here has %s IPv6 and the member %s (the subnet "
+                              "differs)",
+                              d->name, d->has6 ? "an" : "no", w->ip6[0] ? "has one" : "has none");
     if (want_addr(d, AF_INET, w->ip4, w->prefix4, w->gw4, m->ip4, err) < 0 ||
         (d->has6 && want_addr(d, AF_INET6, w->ip6, w->prefix6, w->gw6, m->ip6, err) < 0))
         return -1;
@@ -451,7 +453,9 @@ static int pick_wanted(const struct net_def *d, const struct hull_net_lease *w,
             return hull_error_set(err, EADDRINUSE, "%s is taken on network %s (by member %s)", what,
                                   d->name, peers[i].member);
     }
-    snprintf(m->mac, sizeof(m->mac), "%s", w->mac);
+    /* As the helper writes MACs (nft rules, lease files): lower case. */
+    for (size_t i = 0; i < sizeof(m->mac) - 1 && w->mac[i]; i++)
+        m->mac[i] = (char)tolower((unsigned char)w->mac[i]);
     return 0;
 }
 
