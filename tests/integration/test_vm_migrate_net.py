@@ -24,6 +24,7 @@ it is, so the guest's traffic to its gateway shows which host it reaches.
 Host-wide (QEMU): run under `flock /work/wt/vm.lock`."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -207,9 +208,10 @@ def wait_get(addr, port, want, timeout=120):
 
 def guest_identity(h, vid):
     """(MAC, IPv4/prefix) of eth0 as the guest itself sees them."""
-    out = h.sh(vid, "cat /sys/class/net/eth0/address; ip -4 -o addr show dev eth0")
-    lines = out.split("\n", 1)
-    return lines[0].strip(), lines[1].split(" inet ")[1].split()[0]
+    out = h.sh(vid, "cat /sys/class/net/eth0/address; ip -4 addr show dev eth0")
+    addr = re.search(r"inet (\d+\.\d+\.\d+\.\d+/\d+)", out)
+    assert addr, out
+    return out.split("\n", 1)[0].strip(), addr.group(1)
 
 
 def migrate(src, dst, vid, nid, auth, *extra):
