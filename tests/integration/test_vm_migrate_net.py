@@ -208,10 +208,11 @@ def wait_get(addr, port, want, timeout=120):
 
 def guest_identity(h, vid):
     """(MAC, IPv4/prefix) of eth0 as the guest itself sees them."""
-    out = h.sh(vid, "cat /sys/class/net/eth0/address; ip -4 addr show dev eth0")
+    out = h.sh(vid, "ip addr show dev eth0")
+    mac = re.search(r"link/ether ([0-9a-f:]{17})", out)
     addr = re.search(r"inet (\d+\.\d+\.\d+\.\d+/\d+)", out)
-    assert addr, out
-    return out.split("\n", 1)[0].strip(), addr.group(1)
+    assert mac and addr, out
+    return mac.group(1), addr.group(1)
 
 
 def migrate(src, dst, vid, nid, auth, *extra):
