@@ -99,3 +99,23 @@ def test_a_member_moving_in_is_refused_by_name_and_nothing_made(net):
     net.detach(held)
     assert_member_gone(net, lease)
     assert sh("ip", "-o", "link", "show", "type", "tun").stdout.count(lease["host_ifname"]) == 0
+
+
+def test_a_member_moving_in_keeps_its_ipv6_address(net):
+    net.create("nc-mv6", "--subnet", "10.213.63.0/24", "--ipv6", "fd5c:63::/64")
+    w = want("10.213.63.5", mac="02:aa:bb:cc:dd:05", gw4="10.213.63.1", ip6="fd5c:63::5",
+             prefix6=64, gw6="fd5c:63::1")
+    p, lease = net.attach("nc-mv6", None, "--want", w)
+    assert (lease["ip4"], lease["ip6"], lease["prefix6"]) == ("10.213.63.5", "fd5c:63::5", 64)
+    assert "fd5c:63::5" in nft("bridge")
+    # Without IPv6 where the network has it, another IPv6 gateway, taken.
+    for w2, why in [(want("10.213.63.6", gw4="10.213.63.1"), "has an IPv6 and the member has none"),
+                    (want("10.213.63.6", gw4="10.213.63.1", ip6="fd5c:63::6", prefix6=64,
+                          gw6="fd5c:63::fe"), "the subnet differs"),
+                    (want("10.213.63.6", mac="02:aa:bb:cc:dd:06", gw4="10.213.63.1",
+                          ip6="fd5c:63::5", prefix6=64, gw6="fd5c:63::1"),
+                     "fd5c:63::5 is taken")]:
+        q, err = net.attach("nc-mv6", None, "--want", w2, expect_ok=False)
+        assert q.returncode == 1 and why in err, (w2, err)
+    net.detach(p)
+    assert_member_gone(net, lease)
