@@ -15,7 +15,7 @@ redis-server and a cluster secret, under TCG.
 - a move whose target hulld is SIGKILLed half-way leaves the sandbox
   running on its source, and nothing on the target;
 - POST /v1/nodes/{name}/drain moves every running microVM sandbox off the
-  node, says a container sandbox stays, and placement skips the node;
+  node (one on a network with a port: its address and port follow), says a container sandbox stays, and placement skips the node;
   `hull cluster drain` reads the same;
 - bad requests (fields, nodes, a container sandbox, an unsigned or
   replayed node-to-node request) are refused by name, nothing moved.
@@ -263,36 +263,55 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
     assert [ns[n]["vms"] for n in NAMES] == [0, 0, 0], ns
 
 
+def vm_nets():
+    """The network part of every hulld VM's record on this machine."""
+    vms = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "list", "--format",
+                                     "json"], check=True, capture_output=True).stdout)
+    return [v["network"] for v in vms if v.get("network")]
+
+
+def netbox(f, node):
+    """A microVM sandbox on node, on MOVE_NET, whose guest serves port 8000
+    (a port of the sandbox): (id, access token, its VM's network record)."""
+    seen = set(vm_names())
+    r = call(f, "n1", "POST", "/v1/sandboxes",
+             {"isolation": "microvm", "placement": {"node": node}, "lifetime": "30m",
+              "network": {"name": MOVE_NET}, "ports": [8000]})
+    assert r.status == 201 and r.json["node"] == node, r
+    sid, token = r.json["id"], r.json["access_token"]
+    vm = (set(vm_names()) - seen).pop()
+    net = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "state", vm], check=True,
+                                    capture_output=True).stdout)["network"]
+    assert net["name"] == MOVE_NET and net["ip"].startswith("10.213.72.")
+    detach(vm, SERVE)
+    url = r.json["ports"][0]["url"]
+    assert wait_until(lambda: port_get(f, node, url, token) == "moved-with-its-port\n", 120)
+    return sid, token, net
+
+
+def net_followed(f, sid, token, net, old):
+    """sid runs on another node than old with the same address and MAC, and
+    its port URL there (the same token) reaches the same server."""
+    g = call(f, old, "GET", f"/v1/sandboxes/{sid}")
+    assert g.status == 200 and g.json["node"] != old, g
+    assert [p["port"] for p in g.json["ports"]] == [8000], g
+    assert port_get(f, g.json["node"], g.json["ports"][0]["url"], token) == \
+        "moved-with-its-port\n"
+    after = [n for n in vm_nets() if n.get("mac") == net["mac"]]
+    assert len(after) == 1 and after[0]["ip"] == net["ip"], (net, after)
+
+
 def test_a_sandbox_with_a_network_and_a_port_moves(fleet):
     """Its guest keeps its address and MAC, and its port URL (now the
     target's, behind the same access token) reaches the server that kept
     running in it."""
     f = fleet
-    seen = set(vm_names())
-    r = call(f, "n1", "POST", "/v1/sandboxes",
-             {"isolation": "microvm", "placement": {"node": "n1"}, "lifetime": "30m",
-              "network": {"name": MOVE_NET}, "ports": [8000]})
-    assert r.status == 201 and r.json["node"] == "n1", r
-    sid, token = r.json["id"], r.json["access_token"]
-    vm = (set(vm_names()) - seen).pop()
+    sid, token, net = netbox(f, "n1")
+    url = call(f, "n1", "GET", f"/v1/sandboxes/{sid}").json["ports"][0]["url"]
     try:
-        before = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "state", vm],
-                                           check=True, capture_output=True).stdout)["network"]
-        assert before["name"] == MOVE_NET and before["ip"].startswith("10.213.72.")
-        detach(vm, SERVE)
-        url = r.json["ports"][0]["url"]
-        assert wait_until(lambda: port_get(f, "n1", url, token) == "moved-with-its-port\n", 120)
         r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
         assert r.status == 200 and r.json["node"] == "n2", (r, f["nodes"]["n1"].log.read_text()[-3000:])
-        g = call(f, "n1", "GET", f"/v1/sandboxes/{sid}")
-        assert g.status == 200 and g.json["node"] == "n2", g
-        assert [p["port"] for p in g.json["ports"]] == [8000], g
-        # The same server, reached through n2's port URL with the same token.
-        assert port_get(f, "n2", g.json["ports"][0]["url"], token) == "moved-with-its-port\n"
-        vms = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "list", "--format",
-                                         "json"], check=True, capture_output=True).stdout)
-        after = [v["network"] for v in vms if (v.get("network") or {}).get("mac") == before["mac"]]
-        assert len(after) == 1 and after[0]["ip"] == before["ip"], (before, after)
+        net_followed(f, sid, token, net, "n1")
         assert port_get(f, "n1", url, token) is None
     finally:
         delete(f, "n1", sid)
@@ -339,7 +358,7 @@ def test_a_target_killed_half_way_leaves_it_running_on_the_source(fleet):
 def test_drain_moves_every_microvm_off_a_node(fleet):
     f = fleet
     a, _ = microvm(f, "n2")
-    b, _ = microvm(f, "n2")
+    b, token, net = netbox(f, "n2")  # on a network, with a port: they follow it
     r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}})
     assert r.status == 201, r
     c = r.json["id"]
@@ -365,6 +384,7 @@ def test_drain_moves_every_microvm_off_a_node(fleet):
         assert ns["n2"]["vms"] == 0 and ns["n2"]["sandboxes"] == 1, ns
         assert ns["n2"]["draining"] == "1", ns
         assert sh(f, "n2", a, "cat /tmp/mark") == "kept-a\n"
+        net_followed(f, b, token, net, "n2")
         # Nothing new is placed there.
         r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}})
         assert r.status == 409, r
