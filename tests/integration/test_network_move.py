@@ -119,3 +119,17 @@ def test_a_member_moving_in_keeps_its_ipv6_address(net):
         assert q.returncode == 1 and why in err, (w2, err)
     net.detach(p)
     assert_member_gone(net, lease)
+
+
+def test_an_older_random_bridge_mac_is_replaced_while_the_network_is_empty(net):
+    d = net.create("nc-old", "--subnet", "10.213.64.0/24")
+    br, old = d["bridge"], "02:11:22:33:44:55"
+    sh("ip", "link", "set", br, "address", old)  # as an older hull made it
+    p, lease = net.attach("nc-old", None)
+    assert link_mac(br) == bridge_mac("nc-old", "10.213.64.0/24")
+    # With a member on it (its neighbour entry for the gateway), never.
+    sh("ip", "link", "set", br, "address", old)
+    q, other = net.attach("nc-old", None)
+    assert link_mac(br) == old
+    net.detach(q)
+    net.detach(p)

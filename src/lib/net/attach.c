@@ -273,12 +273,29 @@ int net_network_create(const struct net_create_opts *o, struct net_def *out, hul
     return create_locked(o, out, err);
 }
 
+/* A bridge an older hull made has a random MAC: while the network has no
+ * member (nobody has a neighbour entry for its gateway), it gets the
+ * derived one, so guests that move here find their gateway's MAC. */
+static int bridge_mac_again(const struct net_def *d, hull_error *err)
+{
+    struct net_member *ms = NULL;
+    size_t n = 0;
+    if (net_member_list(d->name, &ms, &n, err) < 0)
+        return -1;
+    net_members_free(ms, n);
+    if (n)
+        return 0;
+    char mac[18];
+    net_bridge_mac(d, mac);
+    return nl_link_set_mac(d->bridge, mac, err);
+}
+
 /* The network a member joins: the default one is made on first use, but
  * not for a member moving in (its subnet must be the one it had). */
 static int network_for(const char *name, bool moving, struct net_def *d, hull_error *err)
 {
     if (net_def_load(name, d, err) == 0)
-        return net_network_ensure(d, err);
+        return net_network_ensure(d, err) < 0 ? -1 : bridge_mac_again(d, err);
     if (hull_error_code(*err) != ENOENT)
         return -1;
     hull_error_free(err);

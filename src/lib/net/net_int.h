@@ -116,6 +116,7 @@ int nl_link_up(const char *name, hull_error *err);
 /* ifalias: "hull <state dir>" marks whose an interface is (prune.c). */
 int nl_link_set_alias(const char *name, const char *alias, hull_error *err);
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err);
+int nl_link_set_mac(const char *name, const char *mac, hull_error *err);
 int nl_addr_add(const char *ifname, int family, const uint8_t addr[16], unsigned prefix, bool nodad,
                 hull_error *err);
 /* veth: host end `host` in this netns, peer `peer` with MAC mac inside netns_fd. */
