@@ -31,6 +31,7 @@
 #include "cluster.h"
 #include "daemon.h"
 #include "move.h"
+#include "ports.h"
 #include "service/cluster.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -227,6 +228,10 @@ struct incoming {
     unsigned lifetime_s, cpu;
     uint64_t memory;
     bool counted; /* against its tenant's quota here (sandboxes_arrival_begin) */
+    /* Its ports API on the source: the guest's ports and access token. */
+    unsigned ports[SBX_PORTS_MAX];
+    size_t n_ports;
+    char token[PORT_TOKEN_LEN + 1];
 };
 
 static void incoming_free(struct incoming *in)
@@ -254,6 +259,22 @@ static int record(const struct incoming *in, const char *container, hull_error *
                                 in->lifetime_s, err) < 0)
         return -1;
     return in->metadata ? hull_sandbox_rec_metadata(hulld.store, in->id, in->metadata, err) : 0;
+}
+
+/* Its ports as they were on the node it came from: the same guest ports
+ * behind the same access token, on listeners of this node (their URLs are
+ * this node's). The guest kept its address (the VM library's move), so
+ * they reach it at once. A failure leaves the sandbox without them. */
+static void reopen_ports(const struct incoming *in)
+{
+    struct resp pr = {0};
+    json_object *o = json_object_new_object();
+    if (sbx_ports_open(in->id, in->ports, in->n_ports, in->token, o, &pr) < 0)
+        hull_log(HULL_LOG_ERROR, "sandbox %s: its ports are not open here: %s", in->id,
+                 error_message(pr.body));
+    json_object_put(o);
+    json_object_put(pr.body);
+    free(pr.raw);
 }
 
 /* The keeper's last word: the VM runs here (the sandbox is this node's,
@@ -301,6 +322,8 @@ static void *take_over(void *arg)
         incoming_free(in);
         return NULL;
     }
+    if (in->token[0])
+        reopen_ports(in);
     cluster_placed(in->key, in->memory, in->cpu, in->metadata);
     cluster_sandbox_added(in->id, in->tenant, container, "microvm");
     hull_log(HULL_LOG_INFO, "sandbox %s: moved here from %s (VM %s)", in->id, in->from, container);
@@ -341,7 +364,15 @@ static int take_fields(json_object *doc, struct incoming *in, struct resp *r)
         resp_error(r, 400, "invalid_request", "lifetime_s", "lifetime_s: required");
         return -1;
     }
-    return 0;
+    json_object *t = hj_get(doc, "access_token");
+    if (t && (!json_object_is_type(t, json_type_string) ||
+              strlen(json_object_get_string(t)) != PORT_TOKEN_LEN)) {
+        resp_error(r, 400, "invalid_request", "access_token", "access_token: not a port token");
+        return -1;
+    }
+    if (t)
+        snprintf(in->token, sizeof(in->token), "%s", json_object_get_string(t));
+    return sbx_ports_take(doc, in->ports, &in->n_ports, r);
 }
 
 /* A keeper listening for the VM on this node's advertised address: its
@@ -526,6 +557,10 @@ static char *offer(const char *id, int *status, hull_error *err)
     if (meta)
         json_object_object_add(o, "metadata", json_object_get(meta));
     json_object_object_add(o, "spec", json_object_new_string(spec));
+    /* Its ports follow it (the guest keeps its address): the target opens
+     * them again behind the same token. The request is signed and travels
+     * over the nodes' TLS. */
+    sbx_ports_export(id, o);
     char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     if (text == NULL)
         hull_error_set(err, ENOMEM, "out of memory");

@@ -32,8 +32,14 @@ int vmk_net_opts(const struct hull_policy *p, struct hull_vm_create_opts *o, hul
  * r filled (400 naming ports[i]). */
 int sbx_ports_take(json_object *doc, unsigned *ports, size_t *n, struct resp *r);
 /* The new sandbox id's access token (into o as "access_token", shown this
- * once) and its ports opened; -1 with r filled, nothing kept. */
-int sbx_ports_open(const char *id, const unsigned *ports, size_t n, json_object *o, struct resp *r);
+ * once) and its ports opened; -1 with r filled, nothing kept. token: the
+ * one it had on the node it moved from (PORT_TOKEN_LEN hex digits), NULL:
+ * a new one. */
+int sbx_ports_open(const char *id, const unsigned *ports, size_t n, const char *token,
+                   json_object *o, struct resp *r);
+/* For a move (cluster_move.c): sandbox id's open "ports" (the sandbox's
+ * port numbers) and its "access_token" into o; nothing when it has none. */
+void sbx_ports_export(const char *id, json_object *o);
 /* Its "ports": [{"port", "url"}] into a sandbox's JSON (none: nothing). */
 void sbx_ports_show(const char *id, json_object *o);
 /* Every listener and connection of sandbox id closed, and its token

@@ -420,7 +420,7 @@ static void ports_created(struct resp *r, struct sbx *s, const unsigned *ports, 
     if (r->status != 201 || r->body == NULL)
         return;
     json_object *o = json_object_get(r->body);
-    if (sbx_ports_open(s->id, ports, n_ports, o, r) < 0)
+    if (sbx_ports_open(s->id, ports, n_ports, NULL, o, r) < 0)
         destroy(s, "its ports could not be opened");
     json_object_put(o);
 }

@@ -513,18 +513,31 @@ int sbx_ports_take(json_object *doc, unsigned *ports, size_t *n, struct resp *r)
     return 0;
 }
 
-int sbx_ports_open(const char *id, const unsigned *ports, size_t n, json_object *o, struct resp *r)
+static bool token_valid(const char *t)
+{
+    return strlen(t) == PORT_TOKEN_LEN && strspn(t, "0123456789abcdef") == PORT_TOKEN_LEN;
+}
+
+int sbx_ports_open(const char *id, const unsigned *ports, size_t n, const char *token,
+                   json_object *o, struct resp *r)
 {
     struct psbx *sb = calloc(1, sizeof(*sb));
     unsigned char b[PORT_TOKEN_LEN / 2];
-    if (sb == NULL || getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+    if (token && !token_valid(token)) {
+        resp_error(r, 400, "invalid_request", "access_token", "access_token: not a port token");
+        free(sb);
+        return -1;
+    }
+    if (sb == NULL || (!token && getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))) {
         resp_error(r, 500, "internal", NULL, "access token: %s",
                    sb ? strerror(errno) : "out of memory");
         free(sb);
         return -1;
     }
     snprintf(sb->id, sizeof(sb->id), "%s", id);
-    for (size_t i = 0; i < sizeof(b); i++)
+    if (token)
+        snprintf(sb->token, sizeof(sb->token), "%s", token);
+    for (size_t i = 0; !token && i < sizeof(b); i++)
         snprintf(sb->token + 2 * i, 3, "%02x", b[i]);
     explicit_bzero(b, sizeof(b));
     pthread_mutex_lock(&mu);
@@ -543,6 +556,20 @@ int sbx_ports_open(const char *id, const unsigned *ports, size_t n, json_object 
     json_object_object_add(o, "access_token", json_object_new_string(sb->token));
     sbx_ports_show(id, o);
     return 0;
+}
+
+void sbx_ports_export(const char *id, json_object *o)
+{
+    pthread_mutex_lock(&mu);
+    struct psbx *sb = find_locked(id);
+    if (sb) {
+        json_object *a = json_object_new_array();
+        for (struct pentry *pe = sb->ports; pe; pe = pe->next)
+            json_object_array_add(a, json_object_new_int((int)pe->port));
+        json_object_object_add(o, "ports", a);
+        json_object_object_add(o, "access_token", json_object_new_string(sb->token));
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 void sbx_ports_show(const char *id, json_object *o)

@@ -111,7 +111,7 @@ void vmk_ports_renew(const char *id, struct resp *r)
     if (known)
         return;
     json_object *o = json_object_get(r->body); /* an error would replace it */
-    if (sbx_ports_open(id, NULL, 0, o, r) < 0)
+    if (sbx_ports_open(id, NULL, 0, NULL, o, r) < 0)
         hull_log(HULL_LOG_ERROR, "sandbox %s: no new access token", id);
     json_object_put(o);
 }

@@ -103,15 +103,17 @@ class Node(Hulld):
     that one also mounts a sysfs of the namespace's own, without the cgroup
     filesystem hulld's sandboxes need. nsenter execs it: the same pid."""
 
-    def __init__(self, tmp, ns, *extra):
+    def __init__(self, tmp, ns, *extra, env=None):
         super().__init__(tmp, *extra)
         self.ns = ns
+        self.env = dict(os.environ, **(env or {}))
 
     def start(self):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.ns}", HULLD, "--socket", self.sock,
                                       "--state-dir", self.state, *self.extra],
-                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                     env=self.env)
         logf.close()
         assert wait_until(lambda: self.ready() or self.proc.poll() is not None, 60)
         assert self.proc.poll() is None, self.log.read_text()
@@ -120,12 +122,13 @@ class Node(Hulld):
 
 
 @contextlib.contextmanager
-def running_fleet(tmp, node_args, tokens=lambda n1: {}):
+def running_fleet(tmp, node_args, tokens=lambda n1: {}, node_env=lambda name: {}):
     """Redis and the three nodes, each hulld in its own namespace with one
     certificate naming every node's address (serverAuth and clientAuth: the
     nodes show it to each other when they move a VM), started with
     node_args(name) on top of the cluster options. Yields {"nodes", "redis",
-    "net", "token", "tmp"} plus tokens(n1). Everything is stopped before any
+    "net", "token", "tmp"} plus tokens(n1); node_env(name): more of a node's
+    environment (its own hull network state, say). Everything is stopped before any
     complaint: a node that stops badly must not leave Redis, the other nodes
     or the namespaces behind; then nothing of the nodes may be left."""
     net = Bridge()
@@ -146,7 +149,8 @@ def running_fleet(tmp, node_args, tokens=lambda n1: {}):
             d.mkdir()
             n = Node(d, ns, "--listen", f"{addr}:{PORT}", "--tls-cert", str(crt), "--tls-key",
                      str(key), "--cluster", redis.url, "--node", name, "--advertise",
-                     f"{addr}:{PORT}", "--cluster-ca", str(ca), *node_args(name))
+                     f"{addr}:{PORT}", "--cluster-ca", str(ca), *node_args(name),
+                     env=node_env(name))
             Path(n.state).mkdir(parents=True)
             nodes[name] = n
         # A token of n1's store only: the other nodes know it through Redis.

@@ -9,10 +9,13 @@ redis-server and a cluster secret, under TCG.
   no gap beyond the reported downtime), the guest's files are still there,
   the sandbox's record, node and forwarding follow, nothing stays on the
   source;
+- a sandbox on a hull network (the same network on every node) with a
+  port moves with its guest's address and MAC; its port URL, now the
+  target's, answers with the same access token;
 - a move whose target hulld is SIGKILLed half-way leaves the sandbox
   running on its source, and nothing on the target;
 - POST /v1/nodes/{name}/drain moves every running microVM sandbox off the
-  node, says a container sandbox stays, and placement skips the node;
+  node (one on a network with a port: its address and port follow), says a container sandbox stays, and placement skips the node;
   `hull cluster drain` reads the same;
 - bad requests (fields, nodes, a container sandbox, an unsigned or
   replayed node-to-node request) are refused by name, nothing moved.
@@ -83,17 +86,57 @@ def fleet(tmp_path_factory):
     secret = tmp / "secret"
     secret.write_text("the secret every node of this fleet shares\n")
     secret.chmod(0o600)
+    # Each node's hull networks are its own (state directories of its own,
+    # bridges in its namespace), with one network of the same name and
+    # subnet on every node: a guest moves with its address.
+    netdirs = {name: tmp / f"net-{name}" for name in NAMES}
     with running_fleet(tmp, lambda name: (
             "--cluster-secret", str(secret), "--node-down-after", "8", "--node-capacity",
             "memory=2G,cpus=2,vm-slots=3", "--tenant-sandboxes", "8"),
-            lambda n1: {"admin": n1.token("admin", "ops"), "secret": secret}) as f:
+            lambda n1: {"admin": n1.token("admin", "ops"), "secret": secret},
+            lambda name: net_env(netdirs[name])) as f:
         nodes = f["nodes"]
+        for name in NAMES:
+            subprocess.run(["nsenter", f"--net=/run/netns/{f['net'].ns[name][0]}", HULL,
+                            "network", "create", "--subnet", MOVE_SUBNET, MOVE_NET], check=True,
+                           capture_output=True, env=dict(os.environ, **net_env(netdirs[name])))
         yield f
+    for d in netdirs.values():
+        leases = d / "run" / "leases"
+        assert not (leases.exists() and list(leases.iterdir())), f"leases left in {d}"
     assert wait_until(lambda: set(vm_names()) <= before, 60), "a QEMU was left behind"
     assert set(Path("/run/hull").glob("vmsbx-*")) <= staged, "a staging directory was left"
     for n in nodes.values():
         assert not list((Path(n.state) / "microvm").glob("*.snap*"))
     assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
+
+
+MOVE_NET, MOVE_SUBNET = "mvnet", "10.213.72.0/24"
+SERVE = ("import http.server, os\n"
+         "os.makedirs('/tmp/www', exist_ok=True)\n"
+         "open('/tmp/www/hi', 'w').write('moved-with-its-port\\n')\n"
+         "os.chdir('/tmp/www')\n"
+         "http.server.ThreadingHTTPServer(('0.0.0.0', 8000),"
+         " http.server.SimpleHTTPRequestHandler).serve_forever()\n")
+
+
+def net_env(d):
+    return {"HULL_NET_CONFIG_DIR": str(d / "cfg"), "HULL_NET_RUN_DIR": str(d / "run")}
+
+
+def port_get(f, node, url, token):
+    """GET url (a port URL: 127.0.0.1 of node) with the access token, from
+    the node's namespace: the body, or None."""
+    code = ("import sys, urllib.request\n"
+            "try:\n"
+            "    q = urllib.request.Request(sys.argv[1] + 'hi', headers={'X-Hull-Access-Token':"
+            " sys.argv[2]})\n"
+            "    sys.stdout.write(urllib.request.urlopen(q, timeout=10).read().decode())\n"
+            "except Exception as e:\n"
+            "    sys.stderr.write(repr(e)); sys.exit(3)\n")
+    p = subprocess.run(["nsenter", f"--net=/run/netns/{f['net'].ns[node][0]}", "python3", "-c",
+                        code, url, token], capture_output=True, text=True, timeout=60)
+    return p.stdout if p.returncode == 0 else None
 
 
 def call(f, node, method, path, body=None, token=None, **kw):
@@ -224,6 +267,62 @@ def test_a_live_move_keeps_the_guest_counting(fleet):
     assert [ns[n]["vms"] for n in NAMES] == [0, 0, 0], ns
 
 
+def vm_nets():
+    """The network part of every hulld VM's record on this machine."""
+    vms = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "list", "--format",
+                                     "json"], check=True, capture_output=True).stdout)
+    return [v["network"] for v in vms if v.get("network")]
+
+
+def netbox(f, node):
+    """A microVM sandbox on node, on MOVE_NET, whose guest serves port 8000
+    (a port of the sandbox): (id, access token, its VM's network record)."""
+    seen = set(vm_names())
+    r = call(f, "n1", "POST", "/v1/sandboxes",
+             {"isolation": "microvm", "placement": {"node": node}, "lifetime": "30m",
+              "network": {"name": MOVE_NET}, "ports": [8000]})
+    assert r.status == 201 and r.json["node"] == node, r
+    sid, token = r.json["id"], r.json["access_token"]
+    vm = (set(vm_names()) - seen).pop()
+    net = json.loads(subprocess.run([HULL, "--root", "/run/hull", "vm", "state", vm], check=True,
+                                    capture_output=True).stdout)["network"]
+    assert net["name"] == MOVE_NET and net["ip"].startswith("10.213.72.")
+    detach(vm, SERVE)
+    url = r.json["ports"][0]["url"]
+    assert wait_until(lambda: port_get(f, node, url, token) == "moved-with-its-port\n", 120)
+    return sid, token, net
+
+
+def net_followed(f, sid, token, net, old):
+    """sid runs on another node than old with the same address and MAC, and
+    its port URL there (the same token) reaches the same server."""
+    g = call(f, old, "GET", f"/v1/sandboxes/{sid}")
+    assert g.status == 200 and g.json["node"] != old, g
+    assert [p["port"] for p in g.json["ports"]] == [8000], g
+    assert port_get(f, g.json["node"], g.json["ports"][0]["url"], token) == \
+        "moved-with-its-port\n"
+    after = [n for n in vm_nets() if n.get("mac") == net["mac"]]
+    assert len(after) == 1 and after[0]["ip"] == net["ip"], (net, after)
+
+
+def test_a_sandbox_with_a_network_and_a_port_moves(fleet):
+    """Its guest keeps its address and MAC, and its port URL (now the
+    target's, behind the same access token) reaches the server that kept
+    running in it."""
+    f = fleet
+    sid, token, net = netbox(f, "n1")
+    url = call(f, "n1", "GET", f"/v1/sandboxes/{sid}").json["ports"][0]["url"]
+    try:
+        r = call(f, "n3", "POST", f"/v1/sandboxes/{sid}/migrate", {"to": "n2"})
+        assert r.status == 200 and r.json["node"] == "n2", (r, f["nodes"]["n1"].log.read_text()[-3000:])
+        net_followed(f, sid, token, net, "n1")
+        assert port_get(f, "n1", url, token) is None
+    finally:
+        delete(f, "n1", sid)
+    ns = nodes_of(f)
+    assert [ns[n]["vms"] for n in NAMES] == [0, 0, 0], ns
+
+
 def test_a_target_killed_half_way_leaves_it_running_on_the_source(fleet):
     f = fleet
     n3 = f["nodes"]["n3"]
@@ -263,7 +362,7 @@ def test_a_target_killed_half_way_leaves_it_running_on_the_source(fleet):
 def test_drain_moves_every_microvm_off_a_node(fleet):
     f = fleet
     a, _ = microvm(f, "n2")
-    b, _ = microvm(f, "n2")
+    b, token, net = netbox(f, "n2")  # on a network, with a port: they follow it
     r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}})
     assert r.status == 201, r
     c = r.json["id"]
@@ -289,6 +388,7 @@ def test_drain_moves_every_microvm_off_a_node(fleet):
         assert ns["n2"]["vms"] == 0 and ns["n2"]["sandboxes"] == 1, ns
         assert ns["n2"]["draining"] == "1", ns
         assert sh(f, "n2", a, "cat /tmp/mark") == "kept-a\n"
+        net_followed(f, b, token, net, "n2")
         # Nothing new is placed there.
         r = call(f, "n1", "POST", "/v1/sandboxes", {"placement": {"node": "n2"}})
         assert r.status == 409, r

@@ -3,7 +3,7 @@
  * run or a microVM does it. The integration tests drive it.
  *
  *   nettool attach NETWORK MEMBER (NETNS_PATH|--tap) [--egress E]
- *           [--publish P]... [--no-hold] [--owner PID]
+ *           [--publish P]... [--no-hold] [--owner PID] [--want LEASE_JSON]
  *       prints the lease as one JSON line, then waits: a line or EOF on
  *       stdin detaches (held) and exits 0. With --tap the TAP fd stays
  *       open until then. SIGKILL it to test the crash path.
@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "hull.h"
 #include "net/net.h"
@@ -59,7 +61,16 @@ static int attach(int argc, char **argv)
             req.hold = false;
         else if (strcmp(argv[i], "--owner") == 0 && i + 1 < argc)
             req.owner_pid = atoi(argv[++i]);
-        else
+        else if (strcmp(argv[i], "--want") == 0 && i + 1 < argc) {
+            /* A member moving in: exactly this MAC and these addresses. */
+            static struct hull_net_lease want;
+            json_object *w = json_tokener_parse(argv[++i]);
+            if (!w)
+                return 2;
+            hull_net_lease_from_json(w, &want);
+            json_object_put(w);
+            req.want = &want;
+        } else
             return 2;
     }
     if (!req.tap) {
@@ -96,6 +107,7 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "adopt") == 0)
         return hull_net_adopt(argv[2], atoi(argv[3]), &err) < 0 ? fail(&err) : 0;
     fprintf(stderr, "usage: nettool attach NETWORK MEMBER NETNS|--tap [--egress E] [--publish P] "
-                    "[--no-hold] [--owner PID] | release MEMBER | adopt MEMBER PID\n");
+                    "[--no-hold] [--owner PID] [--want LEASE_JSON] | release MEMBER | "
+                    "adopt MEMBER PID\n");
     return 2;
 }

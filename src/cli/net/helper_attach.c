@@ -58,6 +58,12 @@ int net_helper_attach(int sock, json_object *req, int fd_in, hull_error *err)
                                err) < 0)
         return -1;
     r.publish = publish;
+    struct hull_net_lease want;
+    json_object *w = hj_get(req, "want");
+    if (w) {
+        hull_net_lease_from_json(w, &want);
+        r.want = &want;
+    }
     struct net_member m;
     struct hull_net_lease lease;
     int tap_fd = -1;

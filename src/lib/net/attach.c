@@ -2,12 +2,14 @@
  * (net_int.h). Every change runs under the lock of store.c; a failed step
  * undoes the ones before it, so nothing half-made stays on the host. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -83,13 +85,30 @@ int net_network_down(const struct net_def *d, hull_error *err)
     return nl_link_delete(d->bridge, err);
 }
 
+/* The bridge's MAC, derived from the network's name and subnet (FNV-1a),
+ * locally administered and unicast: the same network has the same gateway
+ * MAC on every host, so a microVM that migrates keeps a valid neighbour
+ * entry for its gateway (docs/network.md, "Bridges and sysctls"). */
+void net_bridge_mac(const struct net_def *d, char buf[18])
+{
+    char key[128], sub[64];
+    net_prefix_format(&d->subnet4, sub, sizeof(sub));
+    snprintf(key, sizeof(key), "hull-bridge %s %s", d->name, sub);
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    snprintf(buf, 18, "02:%02x:%02x:%02x:%02x:%02x", (unsigned)(h >> 32) & 0xff,
+             (unsigned)(h >> 24) & 0xff, (unsigned)(h >> 16) & 0xff, (unsigned)(h >> 8) & 0xff,
+             (unsigned)h & 0xff);
+}
+
 int net_network_ensure(const struct net_def *d, hull_error *err)
 {
     if (nl_link_index(d->bridge) == 0) {
         char mac[18];
-        random_mac(mac);
         /* A fixed MAC: a bridge otherwise takes its lowest port's, and the
          * members' neighbour entries for the gateway would go stale. */
+        net_bridge_mac(d, mac);
         if (nl_bridge_create(d->bridge, mac, err) < 0)
             return -1;
         char alias[256];
@@ -254,14 +273,37 @@ int net_network_create(const struct net_create_opts *o, struct net_def *out, hul
     return create_locked(o, out, err);
 }
 
-/* The network a member joins: the default one is made on first use. */
-static int network_for(const char *name, struct net_def *d, hull_error *err)
+/* A bridge an older hull made has a random MAC: while the network has no
+ * member (nobody has a neighbour entry for its gateway), it gets the
+ * derived one, so guests that move here find their gateway's MAC. */
+static int bridge_mac_again(const struct net_def *d, hull_error *err)
+{
+    struct net_member *ms = NULL;
+    size_t n = 0;
+    if (net_member_list(d->name, &ms, &n, err) < 0)
+        return -1;
+    net_members_free(ms, n);
+    if (n)
+        return 0;
+    char mac[18];
+    net_bridge_mac(d, mac);
+    return nl_link_set_mac(d->bridge, mac, err);
+}
+
+/* The network a member joins: the default one is made on first use, but
+ * not for a member moving in (its subnet must be the one it had). */
+static int network_for(const char *name, bool moving, struct net_def *d, hull_error *err)
 {
     if (net_def_load(name, d, err) == 0)
-        return net_network_ensure(d, err);
+        return net_network_ensure(d, err) < 0 ? -1 : bridge_mac_again(d, err);
     if (hull_error_code(*err) != ENOENT)
         return -1;
     hull_error_free(err);
+    if (moving)
+        return hull_error_set(err, ENOENT,
+                              "no such network on this host (create it with the same subnet: "
+                              "hull network create %s --subnet ...)",
+                              name);
     if (strcmp(name, HULL_NET_DEFAULT) != 0) /* the caller names the network */
         return hull_error_set(err, ENOENT, "no such network");
     struct net_create_opts o = {.name = HULL_NET_DEFAULT};
@@ -340,23 +382,16 @@ static int check_publish(const struct hull_publish *p, const struct net_member *
                             p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
 }
 
-/* Address and names for a new member of d. */
-static int pick_member(const struct hull_net_attach_req *req, const struct net_def *d,
-                       struct net_member *m, hull_error *err)
+/* The lowest free address of d (and a random MAC) for m; peers: d's members. */
+static int pick_free(const struct net_def *d, const struct net_member *peers, size_t n,
+                     struct net_member *m, hull_error *err)
 {
-    struct net_member *peers = NULL;
-    size_t n = 0;
-    if (net_member_list(d->name, &peers, &n, err) < 0)
-        return -1;
     cleanup_free uint64_t *used = calloc(n + 1, sizeof(*used));
-    if (!used) {
-        net_members_free(peers, n);
+    if (!used)
         return hull_error_set(err, ENOMEM, "out of memory");
-    }
     for (size_t i = 0; i < n; i++)
         used[i] = net_prefix_index(&d->subnet4, peers[i].ip4);
     used[n] = net_prefix_index(&d->subnet4, d->gw4);
-    net_members_free(peers, n);
     uint64_t idx = net_pick_index(&d->subnet4, used, n + 1);
     if (idx == 0) {
         char s[64];
@@ -368,9 +403,94 @@ static int pick_member(const struct hull_net_attach_req *req, const struct net_d
         m->has6 = true;
         net_prefix_host(&d->subnet6, idx, m->ip6);
     }
+    random_mac(m->mac);
+    return 0;
+}
+
+/* One wanted address of a family: on d's subnet with d's gateway. */
+static int want_addr(const struct net_def *d, int family, const char *ip, unsigned prefix,
+                     const char *gw, uint8_t out[16], hull_error *err)
+{
+    const struct net_prefix *sub = family == AF_INET ? &d->subnet4 : &d->subnet6;
+    const uint8_t *dgw = family == AF_INET ? d->gw4 : d->gw6;
+    char here[64], here_gw[INET6_ADDRSTRLEN];
+    net_prefix_format(sub, here, sizeof(here));
+    net_addr_format(family, dgw, here_gw, sizeof(here_gw));
+    uint8_t g[16];
+    if (prefix != sub->len || net_addr_parse(gw, family, g) < 0 || memcmp(g, dgw, 16) != 0)
+        return hull_error_set(err, EADDRNOTAVAIL,
+                              "network %s here is %s with gateway %s; the member's is /%u with "
+                              "gateway %s (the subnet differs)",
+                              d->name, here, here_gw, prefix, gw);
+    uint64_t i = 0;
+    bool ok = net_addr_parse(ip, family, out) == 0 && net_prefix_contains(sub, out);
+    if (ok)
+        i = net_prefix_index(sub, out);
+    if (!ok || i == 0 || i > net_prefix_capacity(sub) + 1 || memcmp(out, dgw, 16) == 0)
+        return hull_error_set(err, EADDRNOTAVAIL, "address %s: not a member address of %s", ip,
+                              here);
+    return 0;
+}
+
+static bool mac_unicast(const char *mac)
+{
+    unsigned b[6];
+    char end;
+    if (strlen(mac) != 17 || sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
+                                    &b[4], &b[5], &end) != 6)
+        return false;
+    return !(b[0] & 1) && (b[0] | b[1] | b[2] | b[3] | b[4] | b[5]);
+}
+
+/* A member moving in: exactly the addresses and MAC it had (net.h, want). */
+static int pick_wanted(const struct net_def *d, const struct hull_net_lease *w,
+                       const struct net_member *peers, size_t n, struct net_member *m,
+                       hull_error *err)
+{
+    if (!w->ip6[0] != !d->has6)
+        return hull_error_set(err, EADDRNOTAVAIL,
+                              "network %s here has %s IPv6 and the member %s (the subnet "
+                              "differs)",
+                              d->name, d->has6 ? "an" : "no", w->ip6[0] ? "has one" : "has none");
+    if (want_addr(d, AF_INET, w->ip4, w->prefix4, w->gw4, m->ip4, err) < 0 ||
+        (d->has6 && want_addr(d, AF_INET6, w->ip6, w->prefix6, w->gw6, m->ip6, err) < 0))
+        return -1;
+    m->has6 = d->has6;
+    if (!mac_unicast(w->mac))
+        return hull_error_set(err, EINVAL, "MAC '%s': not a unicast MAC address", w->mac);
+    for (size_t i = 0; i < n; i++) {
+        const char *what = NULL;
+        if (memcmp(peers[i].ip4, m->ip4, 16) == 0)
+            what = w->ip4;
+        else if (m->has6 && memcmp(peers[i].ip6, m->ip6, 16) == 0)
+            what = w->ip6;
+        else if (strcasecmp(peers[i].mac, w->mac) == 0)
+            what = w->mac;
+        if (what)
+            return hull_error_set(err, EADDRINUSE, "%s is taken on network %s (by member %s)", what,
+                                  d->name, peers[i].member);
+    }
+    /* As the helper writes MACs (nft rules, lease files): lower case. */
+    for (size_t i = 0; i < sizeof(m->mac) - 1 && w->mac[i]; i++)
+        m->mac[i] = (char)tolower((unsigned char)w->mac[i]);
+    return 0;
+}
+
+/* Address and names for a new member of d. */
+static int pick_member(const struct hull_net_attach_req *req, const struct net_def *d,
+                       struct net_member *m, hull_error *err)
+{
+    struct net_member *peers = NULL;
+    size_t n = 0;
+    if (net_member_list(d->name, &peers, &n, err) < 0)
+        return -1;
+    int rc =
+        req->want ? pick_wanted(d, req->want, peers, n, m, err) : pick_free(d, peers, n, m, err);
+    net_members_free(peers, n);
+    if (rc < 0)
+        return -1;
     snprintf(m->member, sizeof(m->member), "%s", req->member);
     snprintf(m->network, sizeof(m->network), "%s", d->name);
-    random_mac(m->mac);
     uint8_t r[4];
     random_bytes(r, sizeof(r));
     snprintf(m->host_ifname, sizeof(m->host_ifname), "%s%02x%02x%02x%02x",
@@ -433,7 +553,7 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         net_member_free(&old);
         return hull_error_set(err, EEXIST, "%s: already attached", req->member);
     }
-    if (network_for(req->network, d, err) < 0)
+    if (network_for(req->network, req->want != NULL, d, err) < 0)
         return -1;
     struct net_member *all = NULL;
     size_t n_all = 0;

@@ -3,7 +3,9 @@
  * each:
  *
  *   attach  {"network", "member", "owner_pid", "tap", "egress", "hold",
- *            "publish": [{"host_ip", "host_port", "port", "proto"}]}
+ *            "publish": [{"host_ip", "host_port", "port", "proto"}],
+ *            "want": {"mac", "ip4", "prefix4", "gw4", "ip6", "prefix6", "gw6"}}
+ *           (want: only for a member moving in, net.h)
  *           + the member's netns fd (veth)  ->  {"ok", "lease": {...}} + TAP fd
  *           then, with hold: {"op": "detach"} -> {"ok"}  (or EOF: undone too)
  *   release {"member"}                  ->  {"ok"}
@@ -32,7 +34,7 @@ static void copy_str(char *dst, size_t len, json_object *o, const char *key)
     snprintf(dst, len, "%s", s ? s : "");
 }
 
-static void lease_from_json(json_object *o, struct hull_net_lease *l)
+void hull_net_lease_from_json(json_object *o, struct hull_net_lease *l)
 {
     memset(l, 0, sizeof(*l));
     copy_str(l->network, sizeof(l->network), o, "network");
@@ -67,7 +69,22 @@ static json_object *request_json(const struct hull_net_attach_req *req)
     if (req->egress)
         json_object_object_add(msg, "egress", json_object_new_string(req->egress));
     json_object_object_add(msg, "publish", hull_publish_to_json(req->publish, req->n_publish));
+    if (req->want)
+        json_object_object_add(msg, "want", hull_net_want_json(req->want));
     return msg;
+}
+
+json_object *hull_net_want_json(const struct hull_net_lease *w)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "mac", json_object_new_string(w->mac));
+    json_object_object_add(o, "ip4", json_object_new_string(w->ip4));
+    json_object_object_add(o, "prefix4", json_object_new_int((int)w->prefix4));
+    json_object_object_add(o, "gw4", json_object_new_string(w->gw4));
+    json_object_object_add(o, "ip6", json_object_new_string(w->ip6));
+    json_object_object_add(o, "prefix6", json_object_new_int((int)w->prefix6));
+    json_object_object_add(o, "gw6", json_object_new_string(w->gw6));
+    return o;
 }
 
 int hull_net_attach_request(const struct hull_net_attach_req *req, hull_error *err)
@@ -136,7 +153,7 @@ int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_sessi
     }
     if (rc < 0)
         return -1;
-    lease_from_json(hj_get(reply, "lease"), lease);
+    hull_net_lease_from_json(hj_get(reply, "lease"), lease);
     lease->tap_fd = tap_fd;
     if (req->tap && tap_fd < 0) {
         hull_net_helper_end(&h, NULL);

@@ -111,6 +111,13 @@ struct hull_net_lease {
     int tap_fd; /* the TAP (tap requests), else -1; the caller owns it */
 };
 
+/* A lease's JSON (the helper's answer, net_lease_json; a "want" of the
+ * attach request) back into l; missing fields are empty. */
+void hull_net_lease_from_json(struct json_object *o, struct hull_net_lease *l);
+/* What identifies a lease on its network (mac, ip4, prefix4, gw4, ip6,
+ * prefix6, gw6) as JSON: an attach's "want", a migration's manifest. */
+struct json_object *hull_net_want_json(const struct hull_net_lease *w);
+
 /* One member joining a network. */
 struct hull_net_attach_req {
     const char *network; /* a name; HULL_NET_DEFAULT is made on first use */
@@ -132,6 +139,14 @@ struct hull_net_attach_req {
     /* A helper started earlier by hull_net_attach_spawn (hold only), or
      * NULL: hull_net_attach starts one. Consumed either way. */
     struct hull_net_session *helper;
+    /* A member moving in from another host (a migrated microVM): the lease
+     * must be exactly want's mac, ip4 and ip6, on a network of this name
+     * that already exists with want's prefix4/gw4 (and prefix6/gw6, or no
+     * IPv6 when want has none). Anything else is refused by name, nothing
+     * made: the network missing, its subnet or gateway different, the
+     * address or MAC taken, the address outside the subnet. NULL: the
+     * helper picks a free address and a random MAC. */
+    const struct hull_net_lease *want;
 };
 
 /* A running hull-net helper holding one attachment (hold requests). */

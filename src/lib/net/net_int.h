@@ -116,6 +116,7 @@ int nl_link_up(const char *name, hull_error *err);
 /* ifalias: "hull <state dir>" marks whose an interface is (prune.c). */
 int nl_link_set_alias(const char *name, const char *alias, hull_error *err);
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err);
+int nl_link_set_mac(const char *name, const char *mac, hull_error *err);
 int nl_addr_add(const char *ifname, int family, const uint8_t addr[16], unsigned prefix, bool nodad,
                 hull_error *err);
 /* veth: host end `host` in this netns, peer `peer` with MAC mac inside netns_fd. */
@@ -167,6 +168,8 @@ int nft_prune(bool (*keep)(const char *ifname, void *arg),
 
 /* ---- attach.c ---- */
 
+/* The bridge's MAC: derived from d's name and subnet (the same on every host). */
+void net_bridge_mac(const struct net_def *d, char buf[18]);
 /* The network up on the host (bridge, sysctls, rules): idempotent. */
 int net_network_ensure(const struct net_def *d, hull_error *err);
 /* Make a network from options (locks). */

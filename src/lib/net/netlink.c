@@ -172,6 +172,23 @@ int nl_link_set_alias(const char *name, const char *alias, hull_error *err)
     return 0;
 }
 
+int nl_link_set_mac(const char *name, const char *mac, hull_error *err)
+{
+    cleanup_nl struct nl n = {0};
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    uint8_t hw[6];
+    if (mac_parse(mac, hw) < 0)
+        return hull_error_set(err, EINVAL, "'%s': not a MAC address", mac);
+    if (nl_open(&n, err) < 0)
+        return -1;
+    struct nlmsghdr *h = msg_link(buf, RTM_NEWLINK, 0, AF_UNSPEC);
+    mnl_attr_put_strz(h, IFLA_IFNAME, name);
+    mnl_attr_put(h, IFLA_ADDRESS, 6, hw);
+    if (nl_talk(&n, h, NULL, NULL) < 0)
+        return hull_error_errno(err, "set the MAC of %s", name);
+    return 0;
+}
+
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err)
 {
     cleanup_nl struct nl n = {0};

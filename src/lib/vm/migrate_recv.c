@@ -106,8 +106,6 @@ static int make_vm(struct recv_state *s, json_object *m, const char *want_id, in
     const char *id = want_id ? want_id : src ? json_object_get_string(src) : "";
     if (vm_id_validate(id, err) < 0)
         return -1;
-    if (hj_get(m, "network"))
-        return hull_error_set(err, ENOTSUP, "the VM has a network card: not supported yet");
     struct vm *vm = &s->vm;
     if (vm_dir_of(s->rt, id, vm->dir, sizeof(vm->dir), err) < 0)
         return -1;
@@ -127,7 +125,9 @@ static int make_vm(struct recv_state *s, json_object *m, const char *want_id, in
         s->guard = 0;
         return -1;
     }
-    if (vm_manifest_artifacts(m, vm, err) < 0)
+    /* The same network, MAC, addresses and published ports: vm_start_vmm
+     * attaches the TAP asking for exactly these, refused before 'A'. */
+    if (vm_manifest_artifacts(m, vm, err) < 0 || vm_net_from_manifest(m, vm, err) < 0)
         return -1;
     snprintf(vm->restored_from, sizeof(vm->restored_from), "migration from %s (VM %s)", s->peer,
              src ? json_object_get_string(src) : "?");
@@ -237,6 +237,15 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
         return -1;
     int64_t t_run = hull_monotonic_ms();
     s->vm.status = VM_RUNNING;
+    /* The guest's card announces itself (gratuitous ARP, IPv6 neighbour
+     * advertisements) on this host's bridge: the bridge and the host learn
+     * where its MAC is now. Only speed: without it they learn at the first
+     * frame the guest sends. */
+    hull_error ae = NULL;
+    if (s->vm.network[0] && vm_vmm()->announce(&s->vm, &ae) < 0) {
+        hull_warn("receive: VM %s: announce its card: %s", s->vm.id, hull_error_msg(ae));
+        hull_error_free(&ae);
+    }
     /* The guest answers here before the source lets its own copy go. */
     struct vm_agent *a = NULL;
     rc = vm_agent_connect(&s->vm, 30000, &a, err);

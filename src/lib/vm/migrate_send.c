@@ -128,6 +128,12 @@ static int handover(struct send_state *s, struct mig_sec *sec, hull_error *err)
         mig_secure(&s->c, sec, s->o->tls_name ? s->o->tls_name : host, err) < 0)
         return -1;
     json_object *m = vm_manifest_json(s->vm);
+    /* Its network identity (MAC, addresses) and published ports follow it:
+     * the receiver refuses before anything is copied if its host cannot
+     * give them (the network missing or different, an address or a host
+     * port taken), and the source's lease stays until the guest runs
+     * there (vm_destroy below). */
+    vm_net_manifest(s->vm, m);
     json_object_object_add(m, "vm", json_object_new_string(s->vm->id));
     json_object_object_add(m, "mode", json_object_new_string(s->r->mode));
     cleanup_json json_object *acc = NULL;
@@ -183,11 +189,10 @@ static int check_vm(const struct vm *vm, bool cold, hull_error *err)
     if (vm->status != VM_RUNNING && !(cold && vm->status == VM_PAUSED))
         return hull_error_set(err, EINVAL, "VM %s is %s%s", vm->id, vm_status_name(vm->status),
                               cold ? "" : " (a live migration needs it running)");
-    if (vm->network[0])
-        return hull_error_set(err, ENOTSUP,
-                              "VM %s has a network card: moving its address and published "
-                              "ports is not supported yet",
-                              vm->id);
+    /* The receiver asks its host for exactly this lease (vmnet.c). */
+    if (vm->network[0] && (!vm->lease.ip4[0] || !vm->lease.mac[0]))
+        return hull_error_set(err, EINVAL, "VM %s: its record has no lease on network %s", vm->id,
+                              vm->network);
     return 0;
 }
 

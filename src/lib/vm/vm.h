@@ -250,6 +250,10 @@ struct vm {
     struct hull_publish publish[HULL_NET_MAX_PUBLISH];
     size_t n_publish;
     struct hull_net_lease lease;
+    /* A VM migrating in (migrate_recv.c): lease holds the MAC and addresses
+     * it had on the source, which the next attach must get exactly. Not
+     * saved. */
+    bool lease_wanted;
 };
 
 /* The state directory of VMs under a runtime root. */
@@ -310,6 +314,13 @@ void vm_net_release(struct vm *vm);
 struct vm_agent;
 /* Tell the guest its lease (agent "net" request). */
 int vm_net_configure(struct vm *vm, struct vm_agent *a, hull_error *err);
+/* A migration's manifest m (made by vm_manifest_json) gets what the
+ * receiver needs to give the VM the same network identity: the published
+ * ports and the lease (MAC, addresses, gateways). */
+void vm_net_manifest(const struct vm *vm, json_object *m);
+/* The receiver's side: publish and the wanted lease from m into vm
+ * (network and egress came with vm_manifest_artifacts). */
+int vm_net_from_manifest(json_object *m, struct vm *vm, hull_error *err);
 /* The state document's "network" object; NULL without a network. */
 json_object *vm_net_json(const struct vm *vm);
 /* Back from it (vm_read). */

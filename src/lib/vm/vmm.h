@@ -42,12 +42,16 @@ struct vmm_ops {
     int (*migrate_wait)(struct vm *vm, int timeout_ms, struct vmm_migration *m, hull_error *err);
     /* Cancel it if it still runs; the guest runs again when resume. */
     int (*migrate_abort)(struct vm *vm, bool resume, hull_error *err);
+    /* After an incoming migration: the guest's network card announces its
+     * MAC (and addresses) on the new host's network. */
+    int (*announce)(struct vm *vm, hull_error *err);
 };
 
 /* vmm_qemu_migrate.c */
 int vm_qemu_migrate_out(struct vm *vm, int fd, bool live, uint64_t bandwidth, hull_error *err);
 int vm_qemu_migrate_wait(struct vm *vm, int timeout_ms, struct vmm_migration *m, hull_error *err);
 int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err);
+int vm_qemu_announce(struct vm *vm, hull_error *err);
 
 const struct vmm_ops *vm_vmm(void);
 

@@ -385,6 +385,7 @@ static const struct vmm_ops qemu_ops = {
     .migrate_out = vm_qemu_migrate_out,
     .migrate_wait = vm_qemu_migrate_wait,
     .migrate_abort = vm_qemu_migrate_abort,
+    .announce = vm_qemu_announce,
 };
 
 const struct vmm_ops *vm_vmm(void)

@@ -151,3 +151,22 @@ int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err)
         return 0;
     return qmp_cmd(q, "cont", NULL, -1, NULL, err);
 }
+
+int vm_qemu_announce(struct vm *vm, hull_error *err)
+{
+    __attribute__((cleanup(qmp_closep))) struct qmp *q = NULL;
+    if (open_qmp(vm, &q, err) < 0)
+        return -1;
+    /* QEMU sends RARP for the card (which the bridge's anti-spoofing rules
+     * drop: only IPv4, IPv6 and ARP pass) and, the guest's virtio-net
+     * driver having the announce feature, has the guest send gratuitous
+     * ARP and neighbour advertisements for its own addresses. A few
+     * rounds, 50 ms apart at first: frames a busy bridge drops are sent
+     * again. */
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "initial", json_object_new_int(50));
+    json_object_object_add(a, "max", json_object_new_int(550));
+    json_object_object_add(a, "rounds", json_object_new_int(3));
+    json_object_object_add(a, "step", json_object_new_int(100));
+    return qmp_cmd(q, "announce-self", a, -1, NULL, err);
+}

@@ -91,8 +91,39 @@ int vm_net_setup(struct vm *vm, const struct vm_create_opts *o, hull_error *err)
     return 0;
 }
 
+void vm_net_manifest(const struct vm *vm, json_object *m)
+{
+    json_object *net = hj_get(m, "network");
+    if (!net || !vm->network[0])
+        return;
+    json_object_object_add(net, "publish", hull_publish_to_json(vm->publish, vm->n_publish));
+    json_object_object_add(net, "lease", hull_net_want_json(&vm->lease));
+}
+
+int vm_net_from_manifest(json_object *m, struct vm *vm, hull_error *err)
+{
+    json_object *net = hj_get(m, "network");
+    if (!net)
+        return 0;
+    json_object *l = hj_get(net, "lease");
+    if (!l)
+        return hull_error_set(err, EPROTO, "the manifest has a network without its lease");
+    if (hull_publish_from_json(hj_get(net, "publish"), vm->publish, HULL_NET_MAX_PUBLISH,
+                               &vm->n_publish, err) < 0)
+        return hull_error_prefix(err, "the manifest's published ports");
+    hull_net_lease_from_json(l, &vm->lease);
+    if (!vm->lease.ip4[0] || !vm->lease.mac[0])
+        return hull_error_set(err, EPROTO, "the manifest's lease has no address or MAC");
+    vm->lease_wanted = true;
+    return 0;
+}
+
 int vm_net_attach(struct vm *vm, hull_error *err)
 {
+    /* A migrated VM asks for exactly the lease it had (vm_net_from_manifest). */
+    struct hull_net_lease want = vm->lease;
+    bool wanted = vm->lease_wanted;
+    vm->lease_wanted = false;
     memset(&vm->lease, 0, sizeof(vm->lease));
     vm->lease.tap_fd = -1;
     if (!vm->network[0])
@@ -111,6 +142,7 @@ int vm_net_attach(struct vm *vm, hull_error *err)
         .publish = vm->publish,
         .n_publish = vm->n_publish,
         .hold = false,
+        .want = wanted ? &want : NULL,
     };
     if (hull_net_attach(&req, NULL, &vm->lease, err) < 0) {
         memset(&vm->lease, 0, sizeof(vm->lease));
