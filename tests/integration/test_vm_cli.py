@@ -93,17 +93,20 @@ def vm(h):
 
 
 def test_exec_limit_is_reported_like_sandbox_run(h, vm):
+    # A second of CPU: the guest can charge the time its vCPU was descheduled
+    # by a busy host to whatever ran, so 300 ms was at times gone before
+    # the shell's echo ran (seen once in CI with the host loaded).
     spin = ["sh", "-c", "echo spinning; while :; do :; done"]
-    p = h.run("vm", "exec", "--cpu-time", "300ms", "--wall-time", "120s", vm, "--", *spin)
+    p = h.run("vm", "exec", "--cpu-time", "1s", "--wall-time", "120s", vm, "--", *spin)
     assert p.returncode == 124, p
     assert p.stdout == b"spinning\n"
     assert p.stderr.decode().startswith(f"hull: vm exec {vm}: verdict=cpu_time_limit "), p.stderr
-    p = h.run("vm", "exec", "--json", "--cpu-time", "300ms", "--wall-time", "120s", vm, "--",
+    p = h.run("vm", "exec", "--json", "--cpu-time", "1s", "--wall-time", "120s", vm, "--",
               *spin)
     assert p.returncode == 0, p
     j = json.loads(p.stdout)
     assert set(j) == EXEC_KEYS, j
-    assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
+    assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 1000, j
     assert j["stdout"] == "spinning\n" and j["isolation"] == "microvm"
 
 
