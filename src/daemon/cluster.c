@@ -189,13 +189,7 @@ static int detect(struct hull_node_info *n, hull_error *err)
  * cl.mu held. */
 static redisContext *conn(hull_error *err)
 {
-    if (cl.rc && hull_redis_broken(cl.rc)) {
-        hull_redis_close(cl.rc);
-        cl.rc = NULL;
-    }
-    if (cl.rc == NULL)
-        cl.rc = hull_redis_connect(hulld.o->cluster_url, 3000, err);
-    return cl.rc;
+    return hull_redis_ensure(&cl.rc, hulld.o->cluster_url, 3000, err);
 }
 
 /* ok = call, made with redisContext *c, on the shared connection; once
@@ -417,12 +411,7 @@ static void *beat_main(void *arg)
     int64_t last_ok = hull_monotonic_ms();
     while (!cl.stop) {
         hull_error e = NULL;
-        if (c && hull_redis_broken(c)) {
-            hull_redis_close(c);
-            c = NULL;
-        }
-        if (c == NULL)
-            c = hull_redis_connect(hulld.o->cluster_url, 3000, &e);
+        hull_redis_ensure(&c, hulld.o->cluster_url, 3000, &e);
         int ok = c ? hull_cluster_heartbeat(c, cl.info.name, &e) : -1;
         if (ok == 0)
             ok = rejoin(c, &e);

@@ -422,12 +422,7 @@ static void *restart_main(void *arg)
     uint64_t every = hulld.o->cluster_snapshot_every_s, tick = 0;
     while (!rs.stop) {
         hull_error e = NULL;
-        if (c && hull_redis_broken(c)) {
-            hull_redis_close(c);
-            c = NULL;
-        }
-        if (c == NULL)
-            c = hull_redis_connect(hulld.o->cluster_url, 3000, &e);
+        hull_redis_ensure(&c, hulld.o->cluster_url, 3000, &e);
         hull_error_free(&e);
         if (c)
             watch(c);

@@ -250,6 +250,18 @@ bool hull_redis_broken(const redisContext *c)
     return c == NULL || c->err != 0;
 }
 
+redisContext *hull_redis_ensure(redisContext **c, const char *url, unsigned timeout_ms,
+                                hull_error *err)
+{
+    if (*c && hull_redis_broken(*c)) {
+        hull_redis_close(*c);
+        *c = NULL;
+    }
+    if (*c == NULL)
+        *c = hull_redis_connect(url, timeout_ms, err);
+    return *c;
+}
+
 /* The reply, or NULL with *err set for a dead connection or an error reply. */
 static redisReply *check_reply(redisContext *c, redisReply *r, const char *cmd, hull_error *err)
 {

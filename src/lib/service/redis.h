@@ -60,6 +60,10 @@ redisReply *hull_redis_reply(redisContext *c, hull_error *err);
 
 /* A broken connection cannot be used again (as opposed to an error reply). */
 bool hull_redis_broken(const redisContext *c);
+/* *c usable again: a broken one closed, a missing one made (url,
+ * timeout_ms as hull_redis_connect); *c, or NULL with err. */
+redisContext *hull_redis_ensure(redisContext **c, const char *url, unsigned timeout_ms,
+                                hull_error *err);
 
 /* Reply helpers: NULL / -1 when the reply is not of that type. */
 const char *hull_redis_str(const redisReply *r);
