@@ -37,22 +37,12 @@ from netlib import netns_list
 from queuelib import REDIS_SERVER
 from registrylib import make_ca
 from test_cluster import NAMES, running_fleet
-from test_vm_lib import ACCEL, qemu_pids, skip_unless_ready
+from test_vm_lib import ACCEL, COUNTER, qemu_pids, skip_unless_ready
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built"),
     pytest.mark.skipif(not os.path.exists(REDIS_SERVER), reason="redis-server not installed"),
 ]
-
-COUNTER = (
-    "import time\n"
-    "f = open('/tmp/count', 'a')\n"
-    "i = 0\n"
-    "while True:\n"
-    "    i += 1\n"
-    "    f.write('%d %d\\n' % (i, time.monotonic_ns() // 1000000))\n"
-    "    f.flush()\n"
-    "    time.sleep(0.1)\n")
 
 # Keeps dirtying 16 MiB of guest memory, so a move has something to chase.
 WRITER = (

@@ -153,3 +153,16 @@ def h():
     for vid in os.listdir(vmdir) if os.path.isdir(vmdir) else []:
         hull.run("vm", "delete", "--force", vid)
     shutil.rmtree(root, ignore_errors=True)
+
+
+# A guest program that counts, a line per 0.1 s with its monotonic time in ms,
+# into /tmp/count: a migration must neither restart nor skip it.
+COUNTER = (
+    "import time\n"
+    "f = open('/tmp/count', 'a')\n"
+    "i = 0\n"
+    "while True:\n"
+    "    i += 1\n"
+    "    f.write('%d %d\\n' % (i, time.monotonic_ns() // 1000000))\n"
+    "    f.flush()\n"
+    "    time.sleep(0.1)\n")

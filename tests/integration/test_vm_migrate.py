@@ -27,17 +27,8 @@ import time
 import pytest
 
 from netlib import Netns
-from test_vm_lib import HULL, MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
-
-COUNTER = (
-    "import time\n"
-    "f = open('/tmp/count', 'a')\n"
-    "i = 0\n"
-    "while True:\n"
-    "    i += 1\n"
-    "    f.write('%d %d\\n' % (i, time.monotonic_ns() // 1000000))\n"
-    "    f.flush()\n"
-    "    time.sleep(0.1)\n")
+from test_vm_lib import (COUNTER, HULL, MEM, Hull, assert_gone, new_root, qemu_pids,
+                         skip_unless_ready)
 
 # Keeps dirtying 16 MiB of guest memory (a 128 MiB guest has ~40 free): a migration has something to chase.
 WRITER = (
