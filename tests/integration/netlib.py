@@ -230,6 +230,62 @@ class Netns:
         self._dirs = []
 
 
+class BridgedHosts:
+    """A bridge in the root namespace (.1 of a free /24 of 198.18.0.0/15) and
+    one namespace per name on it (.11, .12, ...), standing in for machines
+    on one LAN. .ns[name] is (namespace, address); .host the bridge's address.
+
+    Every name here is this instance's own (pid and a counter): `ip netns
+    del` only drops the mount, and the namespace with its veth lingers while
+    anything still runs in it or the kernel's cleanup is behind, so a later
+    instance in the same process must not reuse a name. close() deletes the
+    root-side veths itself, which takes both ends at once."""
+
+    def __init__(self, names, prefix="hb"):
+        sweep_stale()
+        _counter[0] += 1
+        tag = f"{prefix}{os.getpid() % 100000:05d}{_counter[0] % 100:02d}"
+        self.br = f"{tag}b"
+        self.ns, self._ifs = {}, []
+        with _lock():
+            _, net = _free_slot()
+            self.net = net
+            self.host = str(net.network_address + 1)
+            sh("ip", "link", "add", self.br, "type", "bridge")
+        try:
+            sh("ip", "addr", "add", f"{self.host}/24", "dev", self.br)
+            sh("ip", "link", "set", self.br, "up")
+            for i, name in enumerate(names):
+                _counter[0] += 1
+                ns, veth = f"{PREFIX}-{os.getpid()}-{_counter[0]}", f"{tag}{i}"
+                addr = str(net.network_address + 11 + i)
+                sh("ip", "netns", "add", ns)
+                self.ns[name] = (ns, addr)
+                sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                self._ifs.append(veth)
+                sh("ip", "link", "set", veth, "master", self.br)
+                sh("ip", "link", "set", veth, "up")
+                for c in (("link", "set", "lo", "up"), ("addr", "add", f"{addr}/24", "dev", "eth0"),
+                          ("link", "set", "eth0", "up")):
+                    sh("ip", "netns", "exec", ns, "ip", *c)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        for veth in self._ifs:
+            sh("ip", "link", "del", veth, check=False)
+        for ns, _ in self.ns.values():
+            sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", self.br, check=False)
+
+    def leftovers(self):
+        """Whatever of this instance is still on the host."""
+        left = [ns for ns, _ in self.ns.values() if ns in netns_list()]
+        return left + [i for i in (*self._ifs, self.br)
+                       if sh("ip", "link", "show", i, check=False).returncode == 0]
+
+
 def wait_port(host, port, timeout=30):
     """Until a TCP port accepts connections from the root namespace (a hang
     guard for a server starting up, not a speed check)."""

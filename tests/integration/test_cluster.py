@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hulldlib import HULL, HULLD, Hulld, UnixConnection, wait_until
-from netlib import _free_slot, _lock, netns_list, sh, sweep_stale
+from netlib import BridgedHosts
 from queuelib import REDIS_SERVER, RedisServer, Resp
 from registrylib import make_ca
 
@@ -37,43 +37,6 @@ pytestmark = [
 NAMES = ("n1", "n2", "n3")
 PORT = 8443
 DOWN_AFTER = 8  # seconds: generous on a busy machine (beats are every second)
-
-
-class Bridge:
-    """A bridge in the root namespace (.1 of a free /24) and, per node, a
-    namespace with a veth on it (.11, .12, ...)."""
-
-    def __init__(self):
-        sweep_stale()
-        tag = f"{os.getpid() % 100000:05d}"
-        self.br = f"hcb{tag}"
-        self.ns = {}
-        self.ifs = []
-        with _lock():
-            _, net = _free_slot()
-            self.net = net
-            self.host = str(net.network_address + 1)
-            sh("ip", "link", "add", self.br, "type", "bridge")
-            sh("ip", "addr", "add", f"{self.host}/24", "dev", self.br)
-            sh("ip", "link", "set", self.br, "up")
-        for i, name in enumerate(NAMES):
-            ns = f"hullnt-{os.getpid()}-{90 + i}"  # netlib's names: swept if we die
-            veth = f"hcv{tag}{i}"
-            sh("ip", "netns", "add", ns)
-            self.ns[name] = (ns, str(net.network_address + 11 + i))
-            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            self.ifs.append(veth)
-            sh("ip", "link", "set", veth, "master", self.br)
-            sh("ip", "link", "set", veth, "up")
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{self.ns[name][1]}/24", "dev",
-               "eth0")
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
-
-    def close(self):
-        for ns, _ in self.ns.values():
-            sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "link", "del", self.br, check=False)
 
 
 class ClusterRedis(RedisServer):
@@ -131,7 +94,7 @@ def running_fleet(tmp, node_args, tokens=lambda n1: {}, node_env=lambda name: {}
     environment (its own hull network state, say). Everything is stopped before any
     complaint: a node that stops badly must not leave Redis, the other nodes
     or the namespaces behind; then nothing of the nodes may be left."""
-    net = Bridge()
+    net = BridgedHosts(NAMES, prefix="hc")
     redis, nodes = None, {}
     try:
         redis = ClusterRedis(net.host)
@@ -172,8 +135,7 @@ def running_fleet(tmp, node_args, tokens=lambda n1: {}, node_env=lambda name: {}
         assert not bad, bad
     for n in nodes.values():
         assert n.leaks() == ([], [], []), n.log.read_text()[-3000:]
-    assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
-    assert sh("ip", "link", "show", net.br, check=False).returncode != 0
+    assert not net.leftovers()
 
 
 @pytest.fixture(scope="module")

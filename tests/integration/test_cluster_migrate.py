@@ -33,7 +33,6 @@ from pathlib import Path
 import pytest
 
 from hulldlib import HULL, HULLD, wait_until
-from netlib import netns_list
 from queuelib import REDIS_SERVER
 from registrylib import make_ca
 from test_cluster import NAMES, running_fleet
@@ -98,7 +97,7 @@ def fleet(tmp_path_factory):
     assert set(Path("/run/hull").glob("vmsbx-*")) <= staged, "a staging directory was left"
     for n in nodes.values():
         assert not list((Path(n.state) / "microvm").glob("*.snap*"))
-    assert not [x for x in netns_list() if x.startswith(f"hullnt-{os.getpid()}-9")]
+    assert not f["net"].leftovers()
 
 
 MOVE_NET, MOVE_SUBNET = "mvnet", "10.213.72.0/24"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from netlib import _free_slot, _lock, sh, sweep_stale
+from netlib import BridgedHosts, sh
 from test_vm_lib import HULL, MEM, Hull, assert_gone, new_root, qemu_pids, skip_unless_ready
 from test_net_vm import free_port
 from test_vm_migrate import Receiver, plain
@@ -118,39 +118,12 @@ class Host(Hull):
             shutil.rmtree(self.gwdir, ignore_errors=True)
 
 
-class TwoHosts:
-    """A bridge in the root namespace (.1 of a free /24 of 198.18.0.0/15) and
-    two namespaces on it (.11, .12), named as netlib's (swept if we die)."""
+class TwoHosts(BridgedHosts):
+    """Two machines on one LAN: .hosts are their Hosts."""
 
     def __init__(self):
-        sweep_stale()
-        tag = f"{os.getpid() % 100000:05d}"
-        self.br = f"hmb{tag}"
-        self.names = []
-        with _lock():
-            _, net = _free_slot()
-            sh("ip", "link", "add", self.br, "type", "bridge")
-            sh("ip", "addr", "add", f"{net.network_address + 1}/24", "dev", self.br)
-            sh("ip", "link", "set", self.br, "up")
-        self.hosts = []
-        for i, name in enumerate(("host-a", "host-b")):
-            ns = f"hullnt-{os.getpid()}-{80 + i}"
-            veth = f"hmv{tag}{i}"
-            addr = str(net.network_address + 11 + i)
-            sh("ip", "netns", "add", ns)
-            self.names.append(ns)
-            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "link", "set", veth, "master", self.br)
-            sh("ip", "link", "set", veth, "up")
-            for c in (("link", "set", "lo", "up"), ("addr", "add", f"{addr}/24", "dev", "eth0"),
-                      ("link", "set", "eth0", "up")):
-                sh("ip", "netns", "exec", ns, "ip", *c)
-            self.hosts.append(Host(name, ns, addr))
-
-    def close(self):
-        for ns in self.names:
-            sh("ip", "netns", "del", ns, check=False)
-        sh("ip", "link", "del", self.br, check=False)
+        super().__init__(("host-a", "host-b"), prefix="hm")
+        self.hosts = [Host(name, ns, addr) for name, (ns, addr) in self.ns.items()]
 
 
 @pytest.fixture(scope="module")
