@@ -1,4 +1,4 @@
-/* The sandbox table's entry, shared by sandboxes.c (the table, the API)
+/* The sandbox table (sbx_table.c) and its entry, shared by sandboxes.c (the API)
  * and sbx_incoming.c (sandboxes that arrive other than by a create:
  * adopted at start-up, moved in from another node, restored from a
  * cluster snapshot). Handlers see struct sbx only through procs.h. */
@@ -36,6 +36,19 @@ struct sbx {
     struct sbx *next;
 };
 
+/* The live sandbox id of tenant (NULL: any), with a reference. */
+struct sbx *sbx_find(const char *id, const char *tenant);
+/* Out of the table (its reference dropped); the caller's stays. */
+void sbx_unlink(struct sbx *s);
+/* Whether s is still in the table. */
+bool sbx_listed(struct sbx *s);
+/* With a reference: the first sandbox to end now (all: any; else gone, or
+ * idle past its lifetime at now and not busy), NULL when none. */
+struct sbx *sbx_table_victim(bool all, uint64_t now);
+/* One request to the keeper, the op lock held by the caller. A keeper that
+ * does not answer is gone, and so is its sandbox. */
+int sbx_keeper_send(struct sbx *s, const char *op, json_object *extra, const void *data, size_t len,
+                    int fd, struct frame *reply, hull_error *err);
 /* A new entry, one reference (the caller's); NULL when out of memory. */
 struct sbx *sbx_new(const char *id, const char *tenant, const char *container);
 /* Into the table (which takes a reference of its own). */
@@ -49,6 +62,8 @@ int sbx_attach_over(struct sbx *s, int via, hull_error *err);
  * quota under it: those in the table and those arriving (sbx_incoming.c). */
 void sbx_table_lock(void);
 void sbx_table_unlock(void);
+/* Into the table, its lock held (the table takes a reference). */
+void sbx_table_insert_locked(struct sbx *s);
 unsigned sbx_tenant_count_locked(const char *tenant);
 unsigned sbx_arriving_locked(const char *tenant);
 
