@@ -79,10 +79,11 @@ all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
 # no checkout path inside, so its bytes (and the initramfs digest) do not
 # depend on where the tree was built.
-# The sandbox's seccomp tables are shared with the container level.
-AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/linux/seccomp_rules.c
+# The sandbox's seccomp tables are shared with the container level, the
+# watch events with hulld's.
+AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/linux/seccomp_rules.c src/lib/util/watch_tree.c
 $(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h \
-		src/lib/linux/seccomp_rules.h
+		src/lib/linux/seccomp_rules.h src/lib/util/watch_tree.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \

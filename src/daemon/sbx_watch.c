@@ -20,6 +20,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/utf8.h"
+#include "util/watch_tree.h"
 
 /* How often a quiet watch checks on its client, sandbox and hulld. */
 #define WATCH_TICK_MS 500
@@ -32,17 +33,12 @@ struct watch {
     bool recursive;
     int ifd;
     int client_fd;
-    int root_wd;
-    char **paths; /* by wd */
-    size_t n_paths;
-    size_t live; /* watches not yet IN_IGNORED */
-    char *out;   /* lines not yet given to MHD */
+    struct watch_tree tree;
+    char *out; /* lines not yet given to MHD */
     size_t out_len, out_off, out_cap;
-    bool ended;
     bool ndjson; /* a microVM's: ifd is a pipe of ready lines (sbx_vm_watch.c) */
     char *part;  /* its bytes after the last whole line */
     size_t part_len;
-    uint32_t upload_cookie; /* the last rename away from an upload's temporary name */
 };
 
 static void add_watches(struct watch *w, json_object *res)
@@ -53,23 +49,8 @@ static void add_watches(struct watch *w, json_object *res)
         json_object *o = json_object_array_get_idx(arr, i);
         int wd = json_object_get_int(hj_get(o, "wd"));
         const char *p = json_object_get_string(hj_get(o, "path"));
-        if (wd < 0 || wd > 1 << 20 || p == NULL)
-            continue;
-        if ((size_t)wd >= w->n_paths) {
-            size_t cap = (size_t)wd + 16;
-            char **np = realloc(w->paths, cap * sizeof(*np));
-            if (np == NULL)
-                continue;
-            memset(np + w->n_paths, 0, (cap - w->n_paths) * sizeof(*np));
-            w->paths = np;
-            w->n_paths = cap;
-        }
-        if (w->paths[wd] == NULL)
-            w->live++;
-        free(w->paths[wd]);
-        w->paths[wd] = strdup(p);
-        if (w->root_wd < 0)
-            w->root_wd = wd;
+        if (p)
+            watch_tree_remember(&w->tree, wd, p);
     }
 }
 
@@ -121,50 +102,12 @@ static void follow_new_dir(struct watch *w, const char *path)
 
 static void one_event(struct watch *w, const struct inotify_event *ev)
 {
-    if (ev->mask & IN_Q_OVERFLOW) {
-        emit(w, "overflow", NULL, false);
+    struct watch_news n;
+    if (!watch_tree_event(&w->tree, ev, &n))
         return;
-    }
-    if (ev->wd < 0 || (size_t)ev->wd >= w->n_paths || w->paths[ev->wd] == NULL)
-        return;
-    const char *base = w->paths[ev->wd];
-    bool dir = (ev->mask & IN_ISDIR) != 0;
-    if (ev->mask & IN_IGNORED) {
-        free(w->paths[ev->wd]);
-        w->paths[ev->wd] = NULL;
-        if (--w->live == 0 || ev->wd == w->root_wd)
-            w->ended = true;
-        return;
-    }
-    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-        /* The parent's watch says so for the ones below the root. */
-        if (ev->wd == w->root_wd)
-            emit(w, ev->mask & IN_DELETE_SELF ? "delete" : "rename_from", base, true);
-        return;
-    }
-    char path[PATH_MAX + NAME_MAX + 2];
-    snprintf(path, sizeof(path), "%s%s%s", base, strcmp(base, "/") ? "/" : "",
-             ev->len ? ev->name : "");
-    const char *type = ev->mask & IN_CREATE       ? "create"
-                       : ev->mask & IN_MODIFY     ? "modify"
-                       : ev->mask & IN_DELETE     ? "delete"
-                       : ev->mask & IN_MOVED_FROM ? "rename_from"
-                       : ev->mask & IN_MOVED_TO   ? "rename_to"
-                                                  : NULL;
-    if (type == NULL)
-        return;
-    /* An upload replacing a file: its temporary name is not news, the
-     * rename onto the real one is. */
-    if (ev->len && strncmp(ev->name, UPLOAD_PREFIX, strlen(UPLOAD_PREFIX)) == 0) {
-        if (ev->mask & IN_MOVED_FROM)
-            w->upload_cookie = ev->cookie;
-        return;
-    }
-    if ((ev->mask & IN_MOVED_TO) && ev->cookie && ev->cookie == w->upload_cookie)
-        type = "create";
-    emit(w, type, path, dir);
-    if (w->recursive && dir && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
-        follow_new_dir(w, path);
+    emit(w, n.type, n.path, n.dir);
+    if (w->recursive && n.dir && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+        follow_new_dir(w, n.path);
 }
 
 static void read_events(struct watch *w)
@@ -191,7 +134,7 @@ static void take_lines(struct watch *w)
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
     if (n <= 0) {
-        w->ended = true;
+        w->tree.ended = true;
         return;
     }
     if (w->part_len + (size_t)n > PART_MAX)
@@ -232,7 +175,8 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
             return (ssize_t)n;
         }
         w->out_len = w->out_off = 0;
-        if (w->ended || hulld.draining || !sandboxes_alive(w->sid, w->tenant[0] ? w->tenant : NULL))
+        if (w->tree.ended || hulld.draining ||
+            !sandboxes_alive(w->sid, w->tenant[0] ? w->tenant : NULL))
             return MHD_CONTENT_READER_END_OF_STREAM;
         struct pollfd p[2] = {{.fd = w->ifd, .events = POLLIN},
                               {.fd = w->client_fd, .events = POLLRDHUP}};
@@ -252,9 +196,7 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void watch_free(void *cls)
 {
     struct watch *w = cls;
-    for (size_t i = 0; i < w->n_paths; i++)
-        free(w->paths[i]);
-    free(w->paths);
+    watch_tree_free(&w->tree);
     free(w->out);
     free(w->part);
     close(w->ifd);
@@ -289,7 +231,7 @@ void sbx_watch(const struct request *rq, const char *sid, const char *path, bool
     w->recursive = recursive;
     w->ndjson = hj_get(res, "ndjson") != NULL;
     w->ifd = ifd;
-    w->root_wd = -1;
+    watch_tree_init(&w->tree, UPLOAD_PREFIX);
     add_watches(w, res);
     json_object_put(res);
     const union MHD_ConnectionInfo *ci =

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "util/watch_tree.h"
 
 #define WATCH_MAX 4096
 #define WATCH_MASK                                                                                 \
@@ -37,13 +38,11 @@
 
 struct wstate {
     struct conn *c;
-    int ifd, root_wd;
-    bool recursive, ended;
-    char **paths; /* by wd, the guest path */
-    size_t n_paths, live;
+    int ifd;
+    bool recursive;
+    struct watch_tree tree; /* guest paths */
     char out[HULL_AGENT_CHUNK];
     size_t out_len;
-    uint32_t put_cookie;
 };
 
 static int flush_out(struct wstate *w)
@@ -76,37 +75,19 @@ static void emit(struct wstate *w, const char *type, const char *path, bool dir)
     json_object_put(o);
 }
 
-static void remember(struct wstate *w, int wd, const char *path)
-{
-    if (wd < 0)
-        return;
-    if ((size_t)wd >= w->n_paths) {
-        size_t cap = (size_t)wd + 64;
-        char **np = realloc(w->paths, cap * sizeof(*np));
-        if (np == NULL)
-            return;
-        memset(np + w->n_paths, 0, (cap - w->n_paths) * sizeof(*np));
-        w->paths = np;
-        w->n_paths = cap;
-    }
-    if (w->paths[wd] == NULL)
-        w->live++;
-    free(w->paths[wd]);
-    w->paths[wd] = strdup(path);
-}
-
 /* Watch the directory dfd (taken) at path, and below it when recursive. */
 static void add_tree(struct wstate *w, int dfd, const char *path, int depth)
 {
     char proc[64];
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dfd);
-    if (w->live >= WATCH_MAX) {
+    if (w->tree.live >= WATCH_MAX) {
         emit(w, "overflow", NULL, false);
         close(dfd);
         return;
     }
     int wd = inotify_add_watch(w->ifd, proc, WATCH_MASK);
-    remember(w, wd, path);
+    if (wd >= 0)
+        watch_tree_remember(&w->tree, wd, path);
     if (wd < 0 || !w->recursive || depth > 64) {
         close(dfd);
         return;
@@ -138,51 +119,16 @@ static void add_tree(struct wstate *w, int dfd, const char *path, int depth)
 
 static void one_event(struct wstate *w, const struct inotify_event *ev)
 {
-    if (ev->mask & IN_Q_OVERFLOW) {
-        emit(w, "overflow", NULL, false);
+    struct watch_news n;
+    if (!watch_tree_event(&w->tree, ev, &n))
         return;
-    }
-    if (ev->wd < 0 || (size_t)ev->wd >= w->n_paths || w->paths[ev->wd] == NULL)
-        return;
-    const char *base = w->paths[ev->wd];
-    bool dir = (ev->mask & IN_ISDIR) != 0;
-    if (ev->mask & IN_IGNORED) {
-        free(w->paths[ev->wd]);
-        w->paths[ev->wd] = NULL;
-        if (--w->live == 0 || ev->wd == w->root_wd)
-            w->ended = true;
-        return;
-    }
-    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-        if (ev->wd == w->root_wd)
-            emit(w, ev->mask & IN_DELETE_SELF ? "delete" : "rename_from", base, true);
-        return;
-    }
-    char path[PATH_MAX + NAME_MAX + 2];
-    snprintf(path, sizeof(path), "%s%s%s", base, strcmp(base, "/") ? "/" : "",
-             ev->len ? ev->name : "");
-    const char *type = ev->mask & IN_CREATE       ? "create"
-                       : ev->mask & IN_MODIFY     ? "modify"
-                       : ev->mask & IN_DELETE     ? "delete"
-                       : ev->mask & IN_MOVED_FROM ? "rename_from"
-                       : ev->mask & IN_MOVED_TO   ? "rename_to"
-                                                  : NULL;
-    if (type == NULL)
-        return;
-    if (ev->len && strncmp(ev->name, PUT_PREFIX, strlen(PUT_PREFIX)) == 0) {
-        if (ev->mask & IN_MOVED_FROM)
-            w->put_cookie = ev->cookie;
-        return;
-    }
-    if ((ev->mask & IN_MOVED_TO) && ev->cookie && ev->cookie == w->put_cookie)
-        type = "create";
-    emit(w, type, path, dir);
+    emit(w, n.type, n.path, n.dir);
     /* A directory made (or moved in) under a recursive watch: watched too,
      * opened through its parent's watch path beneath the root. */
-    if (w->recursive && dir && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
-        int sub = agent_open_in_root(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (w->recursive && n.dir && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+        int sub = agent_open_in_root(n.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
         if (sub >= 0)
-            add_tree(w, sub, path, 1);
+            add_tree(w, sub, n.path, 1);
     }
 }
 
@@ -203,9 +149,7 @@ static void read_events(struct wstate *w)
 
 static void wstate_free(struct wstate *w)
 {
-    for (size_t i = 0; i < w->n_paths; i++)
-        free(w->paths[i]);
-    free(w->paths);
+    watch_tree_free(&w->tree);
     if (w->ifd >= 0)
         close(w->ifd);
 }
@@ -232,7 +176,8 @@ int agent_watch(struct conn *c, json_object *req)
         json_object_put(o);
         return r;
     }
-    struct wstate w = {.c = c, .root_wd = -1};
+    struct wstate w = {.c = c};
+    watch_tree_init(&w.tree, PUT_PREFIX);
     w.recursive = json_object_object_get_ex(req, "recursive", &v) && json_object_get_boolean(v);
     w.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w.ifd < 0) {
@@ -244,16 +189,13 @@ int agent_watch(struct conn *c, json_object *req)
     for (size_t l = strlen(norm); l > 1 && norm[l - 1] == '/'; l--)
         norm[l - 1] = 0;
     add_tree(&w, dfd, norm, 0);
-    w.root_wd = 0;
-    while ((size_t)w.root_wd < w.n_paths && w.paths[w.root_wd] == NULL)
-        w.root_wd++;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "ok", json_object_new_boolean(1));
-    json_object_object_add(o, "watches", json_object_new_int64((int64_t)w.live));
+    json_object_object_add(o, "watches", json_object_new_int64((int64_t)w.tree.live));
     conn_send_json(c, HULL_FRAME_RESP, o);
     json_object_put(o);
     flush_out(&w); /* an overflow of the first walk */
-    while (!w.ended && c->connected) {
+    while (!w.tree.ended && c->connected) {
         struct pollfd p[3] = {{.fd = w.ifd, .events = POLLIN},
                               {.fd = c->fd, .events = POLLIN},
                               {.fd = agent_sigfd, .events = POLLIN}};
@@ -272,7 +214,7 @@ int agent_watch(struct conn *c, json_object *req)
         if (flush_out(&w) < 0)
             break;
     }
-    if (w.ended && c->connected)
+    if (w.tree.ended && c->connected)
         conn_send(c, HULL_FRAME_DATA, NULL, 0);
     wstate_free(&w);
     return 0;
