@@ -216,10 +216,14 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
     /* No mount namespace: the container mounts in ours, all below one bind
      * of the rootfs, recorded (by the mount under it) before it is made. */
     bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
+    bool once = so->state_once && !host_ns; /* a host bind is recorded before it is made */
     if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
         return -1;
-    /* Recorded before use, so delete --force finds the cgroup after a crash. */
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    /* Recorded before use, so delete --force finds the cgroup after a crash.
+     * state_once: after the limits instead, naming every hierarchy; a crash
+     * before it leaves no state.json, and delete --force removes the
+     * default cgroup (the sandbox's) in every hierarchy it may have. */
+    if (!once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
         return -1;
@@ -231,6 +235,8 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
         json_object_put(c->cs.cgroup);
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
+    if (once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        return -1;
 
     if (!so->foreground) {
         if (mkfifoat(c->dirfd, HULL_EXEC_FIFO, 0600) < 0)
@@ -295,7 +301,11 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
     c->cs.pid = c->launch.pid;
     c->cs.pid_start = hull_pid_start_time(c->launch.pid);
     c->cs.creating = false;
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    /* state_once: the pid is not recorded. Renaming a new state.json over
+     * the old one makes ext4 allocate its blocks at once (auto_da_alloc),
+     * and freeing them at the end discards them synchronously where /run
+     * is on such a disk; the init dies with its supervisor anyway. */
+    if (!so->state_once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
         return -1;
@@ -665,12 +675,15 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         /* The crash may have come after devices were moved in. */
         hull_netdev_move_out(dirfd);
         close(dirfd);
-        /* The crash may have come after the default cgroup was made. */
+        /* The crash may have come after the default cgroup was made, in
+         * any hierarchy (a state_once create writes after its limits). */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
-        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0)
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0 || hull_cgroup_join_all(cg, &e) < 0) {
             hull_debug("delete %s: no default cgroup to remove: %s", id, hull_error_msg(e));
-        else if (hull_cgroup_destroy(cg, &e) < 0)
+            hull_error_free(&e); /* said; whatever was made is removed below */
+        }
+        if (cg && hull_cgroup_destroy(cg, &e) < 0)
             hull_warn("delete %s: cleanup: %s", id, hull_error_msg(e));
         hull_cgroup_free(cg);
         hull_error_free(&e);
