@@ -366,7 +366,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.creating = true;
     c->cs.ephemeral = so->ephemeral_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
-    c->cs.config = json_object_get(c->spec->json);
+    /* state_once: the state serves only to collect a crashed run, which
+     * needs no config (no hooks, no exec into it): not printed each run. */
+    c->cs.config = so->state_once ? NULL : json_object_get(c->spec->json);
 
     if (prepare(rt, o, so, c, err) < 0 || launch_init(o, so, c, err) < 0) {
         create_rollback(rt, c);
