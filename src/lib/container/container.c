@@ -219,10 +219,8 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
     bool once = so->state_once && !host_ns; /* a host bind is recorded before it is made */
     if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
         return -1;
-    /* Recorded before use, so delete --force finds the cgroup after a crash.
-     * state_once: after the limits instead, naming every hierarchy; a crash
-     * before it leaves no state.json, and delete --force removes the
-     * default cgroup (the sandbox's) in every hierarchy it may have. */
+    /* Recorded before use, so delete --force finds the cgroup after a crash
+     * (state_once: after the limits, naming every hierarchy; see delete). */
     if (!once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
@@ -301,10 +299,8 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
     c->cs.pid = c->launch.pid;
     c->cs.pid_start = hull_pid_start_time(c->launch.pid);
     c->cs.creating = false;
-    /* state_once: the pid is not recorded. Renaming a new state.json over
-     * the old one makes ext4 allocate its blocks at once (auto_da_alloc),
-     * and freeing them at the end discards them synchronously where /run
-     * is on such a disk; the init dies with its supervisor anyway. */
+    /* state_once: not again (a state.json renamed over another makes ext4
+     * write it, and unlinking it wait for a discard); the init dies with us. */
     if (!so->state_once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
@@ -367,8 +363,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.creating = true;
     c->cs.ephemeral = so->ephemeral_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
-    /* state_once: the state serves only to collect a crashed run, which
-     * needs no config (no hooks, no exec into it): not printed each run. */
+    /* state_once: only to collect a crashed run (no hooks, no exec into it). */
     c->cs.config = so->state_once ? NULL : json_object_get(c->spec->json);
 
     if (prepare(rt, o, so, c, err) < 0 || launch_init(o, so, c, err) < 0) {
@@ -679,8 +674,8 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         /* The crash may have come after devices were moved in. */
         hull_netdev_move_out(dirfd);
         close(dirfd);
-        /* The crash may have come after the default cgroup was made, in
-         * any hierarchy (a state_once create writes after its limits). */
+        /* The crash may have come after the default cgroup was made, in any
+         * hierarchy (a state_once create writes its state after its limits). */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
         if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0 || hull_cgroup_join_all(cg, &e) < 0) {
