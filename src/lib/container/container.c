@@ -216,10 +216,12 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
     /* No mount namespace: the container mounts in ours, all below one bind
      * of the rootfs, recorded (by the mount under it) before it is made. */
     bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
+    bool once = so->state_once && !host_ns; /* a host bind is recorded before it is made */
     if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
         return -1;
-    /* Recorded before use, so delete --force finds the cgroup after a crash. */
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    /* Recorded before use, so delete --force finds the cgroup after a crash
+     * (state_once: after the limits, naming every hierarchy; see delete). */
+    if (!once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
         return -1;
@@ -231,6 +233,8 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
         json_object_put(c->cs.cgroup);
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
+    if (once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+        return -1;
 
     if (!so->foreground) {
         if (mkfifoat(c->dirfd, HULL_EXEC_FIFO, 0600) < 0)
@@ -295,7 +299,9 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
     c->cs.pid = c->launch.pid;
     c->cs.pid_start = hull_pid_start_time(c->launch.pid);
     c->cs.creating = false;
-    if (hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    /* state_once: not again (a state.json renamed over another makes ext4
+     * write it, and unlinking it wait for a discard); the init dies with us. */
+    if (!so->state_once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
         return -1;
@@ -341,7 +347,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     }
 
     /* From here on something exists and failures must roll back. */
-    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
+    if ((so->ephemeral_state ? hull_cstate_create_recycled(rt->root, o->id, &c->dirfd, err)
+                             : hull_cstate_open(rt->root, o->id, true, &c->dirfd, err)) < 0) {
         hull_container_ctx_release(c); /* the spec and filter made above */
         return -1;
     }
@@ -356,7 +363,8 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.creating = true;
     c->cs.ephemeral = so->ephemeral_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
-    c->cs.config = json_object_get(c->spec->json);
+    /* state_once: only to collect a crashed run (no hooks, no exec into it). */
+    c->cs.config = so->state_once ? NULL : json_object_get(c->spec->json);
 
     if (prepare(rt, o, so, c, err) < 0 || launch_init(o, so, c, err) < 0) {
         create_rollback(rt, c);
@@ -635,7 +643,8 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     if (ret == 0 && cg && hull_cgroup_destroy(cg, err) < 0)
         ret = -1;
     hull_cgroup_free(cg);
-    if (ret == 0 && hull_cstate_remove(rt->root, cs->id, err) < 0)
+    if (ret == 0 && (cs->ephemeral ? hull_cstate_recycle(rt->root, cs->id, err)
+                                   : hull_cstate_remove(rt->root, cs->id, err)) < 0)
         ret = -1;
     return ret;
 }
@@ -665,12 +674,15 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         /* The crash may have come after devices were moved in. */
         hull_netdev_move_out(dirfd);
         close(dirfd);
-        /* The crash may have come after the default cgroup was made. */
+        /* The crash may have come after the default cgroup was made, in any
+         * hierarchy (a state_once create writes its state after its limits). */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
-        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0)
+        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0 || hull_cgroup_join_all(cg, &e) < 0) {
             hull_debug("delete %s: no default cgroup to remove: %s", id, hull_error_msg(e));
-        else if (hull_cgroup_destroy(cg, &e) < 0)
+            hull_error_free(&e); /* said; whatever was made is removed below */
+        }
+        if (cg && hull_cgroup_destroy(cg, &e) < 0)
             hull_warn("delete %s: cleanup: %s", id, hull_error_msg(e));
         hull_cgroup_free(cg);
         hull_error_free(&e);

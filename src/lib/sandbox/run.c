@@ -682,6 +682,7 @@ static int ns_launch(struct run *x, hull_error *err)
     so.reaper = true;
     so.status_fd = x->status[1];
     so.lean_cgroup = true; /* never paused */
+    so.state_once = true;  /* the init dies with us; our pid is in the id */
     so.setting_up = init_setting_up;
     so.setting_up_arg = x;
     /* The init is born in a namespace of the host's pool, if one runs. */
