@@ -351,62 +351,6 @@ static void duplicate_create_changes_nothing(void **state)
     free(text);
 }
 
-static bool exists_at(const char *root, const char *name)
-{
-    char p[PATH_MAX + 64];
-    snprintf(p, sizeof(p), "%s/%s", root, name);
-    struct stat st;
-    return lstat(p, &st) == 0;
-}
-
-/* Ephemeral states: an emptied directory is kept as a spare (a dot name no
- * reader takes for a container) and becomes the next one's; a directory
- * with more than files in it is removed whole; a taken id is refused. */
-static void recycled_dirs(void **state)
-{
-    struct root *r = *state;
-    char root[PATH_MAX];
-    snprintf(root, sizeof(root), "%s/state", r->dir);
-    hull_error e = NULL;
-    int fd = -1;
-    assert_int_equal(hull_cstate_create_recycled(root, "a", &fd, &e), 0);
-    assert_int_equal(hull_write_file_replace(fd, "state.json", "{}", 2, 0600, false, &e), 0);
-    close(fd);
-    assert_int_equal(hull_cstate_recycle(root, "a", &e), 0);
-    assert_false(exists_at(root, "a"));
-    assert_true(exists_at(root, ".spare-0"));
-    assert_false(exists_at(root, ".spare-0/state.json"));
-    assert_int_equal(hull_cstate_create_recycled(root, "b", &fd, &e), 0);
-    close(fd);
-    assert_false(exists_at(root, ".spare-0"));
-    assert_true(exists_at(root, "b"));
-    assert_int_equal(hull_cstate_create_recycled(root, "b", &fd, &e), -1);
-    assert_int_equal(hull_error_code(e), EEXIST);
-    hull_error_free(&e);
-    char sub[PATH_MAX + 16];
-    snprintf(sub, sizeof(sub), "%s/b/d", root);
-    assert_int_equal(mkdir(sub, 0700), 0);
-    assert_int_equal(hull_cstate_recycle(root, "b", &e), 0);
-    assert_false(exists_at(root, "b"));
-    assert_false(exists_at(root, ".spare-0"));
-    /* A spare is taken over an existing one's name only when free. */
-    for (int i = 0; i < 9; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "c%d", i);
-        assert_int_equal(hull_cstate_open(root, id, true, &fd, &e), 0);
-        close(fd);
-    }
-    for (int i = 0; i < 9; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "c%d", i);
-        assert_int_equal(hull_cstate_recycle(root, id, &e), 0);
-        assert_false(exists_at(root, id));
-    }
-    assert_true(exists_at(root, ".spare-7"));
-    assert_false(exists_at(root, ".spare-8"));
-    assert_int_equal(hull_cstate_recycle(root, "gone", &e), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,7 +362,6 @@ int main(void)
         cmocka_unit_test(state_json),
         cmocka_unit_test_setup_teardown(half_created, setup, teardown),
         cmocka_unit_test_setup_teardown(duplicate_create_changes_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(recycled_dirs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

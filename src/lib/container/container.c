@@ -347,8 +347,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     }
 
     /* From here on something exists and failures must roll back. */
-    if ((so->ephemeral_state ? hull_cstate_create_recycled(rt->root, o->id, &c->dirfd, err)
-                             : hull_cstate_open(rt->root, o->id, true, &c->dirfd, err)) < 0) {
+    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
         hull_container_ctx_release(c); /* the spec and filter made above */
         return -1;
     }
@@ -643,8 +642,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     if (ret == 0 && cg && hull_cgroup_destroy(cg, err) < 0)
         ret = -1;
     hull_cgroup_free(cg);
-    if (ret == 0 && (cs->ephemeral ? hull_cstate_recycle(rt->root, cs->id, err)
-                                   : hull_cstate_remove(rt->root, cs->id, err)) < 0)
+    if (ret == 0 && hull_cstate_remove(rt->root, cs->id, err) < 0)
         ret = -1;
     return ret;
 }

@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -88,35 +87,7 @@ static int root_trusted(int rootfd, const char *root, hull_error *err)
     return 0;
 }
 
-/* Empty state directories kept for the next ephemeral container, named so
- * that no reader of the root takes them for containers (a dot, no id). */
-#define SPARE_DIRS 8
-
-static void spare_name(char *buf, size_t len, int i)
-{
-    snprintf(buf, len, ".spare-%d", i);
-}
-
-/* Rename a spare to id; false when there is none (or id exists: mkdirat
- * then says so). Its mtime is made fresh first: a directory without state
- * that looks old is a leftover to hull_sandbox_cleanup. */
-static bool take_spare(int rootfd, const char *id)
-{
-    for (int i = 0; i < SPARE_DIRS; i++) {
-        char name[16];
-        spare_name(name, sizeof(name), i);
-        if (utimensat(rootfd, name, NULL, AT_SYMLINK_NOFOLLOW) < 0)
-            continue; /* none by that name (or another run just took it) */
-        if (renameat2(rootfd, name, rootfd, id, RENAME_NOREPLACE) == 0)
-            return true;
-        if (errno != ENOENT)
-            return false;
-    }
-    return false;
-}
-
-static int state_open(const char *root, const char *id, bool create, bool spare, int *dirfd,
-                      hull_error *err)
+int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
         return -1;
@@ -136,7 +107,7 @@ static int state_open(const char *root, const char *id, bool create, bool spare,
         close(rootfd);
         return -1;
     }
-    if (create && !(spare && take_spare(rootfd, id)) && mkdirat(rootfd, id, 0700) < 0) {
+    if (create && mkdirat(rootfd, id, 0700) < 0) {
         int e = errno;
         close(rootfd);
         if (e == EEXIST)
@@ -160,16 +131,6 @@ static int state_open(const char *root, const char *id, bool create, bool spare,
     }
     *dirfd = fd;
     return 0;
-}
-
-int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err)
-{
-    return state_open(root, id, create, false, dirfd, err);
-}
-
-int hull_cstate_create_recycled(const char *root, const char *id, int *dirfd, hull_error *err)
-{
-    return state_open(root, id, true, true, dirfd, err);
 }
 
 static void add_string(json_object *o, const char *k, const char *v)
@@ -251,43 +212,6 @@ int hull_cstate_remove(const char *root, const char *id, hull_error *err)
     cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", root);
-    return hull_rm_rf_at(rootfd, id, err);
-}
-
-/* Its files go; the directory itself becomes a spare unless SPARE_DIRS
- * are kept already. Renames neither allocate nor free the directory's
- * block, which an rmdir on ext4 mounted with discard waits for. */
-static bool emptied(int rootfd, const char *id)
-{
-    int fd = openat(rootfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    bool ok = true;
-    struct dirent *de;
-    while (ok && (de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            ok = unlinkat(dirfd(d), de->d_name, 0) == 0; /* a directory in it: rm -rf */
-    closedir(d);
-    return ok;
-}
-
-int hull_cstate_recycle(const char *root, const char *id, hull_error *err)
-{
-    cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
-        return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", root);
-    for (int i = 0, empty = emptied(rootfd, id); empty && i < SPARE_DIRS; i++) {
-        char name[16];
-        spare_name(name, sizeof(name), i);
-        if (renameat2(rootfd, id, rootfd, name, RENAME_NOREPLACE) == 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
-    }
     return hull_rm_rf_at(rootfd, id, err);
 }
 

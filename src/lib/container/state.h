@@ -45,10 +45,6 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err);
 int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err);
 /* Remove <root>/<id> and everything in it. */
 int hull_cstate_remove(const char *root, const char *id, hull_error *err);
-/* For ephemeral states: create <root>/<id> from an empty directory a
- * recycle left (or anew), and leave it emptied for the next one. */
-int hull_cstate_create_recycled(const char *root, const char *id, int *dirfd, hull_error *err);
-int hull_cstate_recycle(const char *root, const char *id, hull_error *err);
 
 /* Derive the OCI status. frozen is asked of the cgroup by the caller. */
 enum hull_status hull_cstate_status(int dirfd, const struct hull_cstate *s, bool frozen);
