@@ -110,7 +110,7 @@ def plain_boot(vmlinux, initrd, append, accel, devices=(), marker=b"READY"):
     args = [QEMU, "-machine", "microvm,acpi=on", "-m", MEM, "-smp", "1", "-nodefaults", "-no-user-config",
             "-display", "none", "-no-reboot", "-kernel", vmlinux, "-initrd", initrd, "-append", append,
             "-serial", "stdio", *devices]
-    args += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,tb-size=16"]
+    args += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,tb-size=64"]  # hull's cold boots (vmm_qemu.c TCG_BOOT)
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     buf = b""
