@@ -106,6 +106,15 @@ def host_mem(pid):
     return pss - mapped, (st.st_dev, st.st_ino), st.st_blocks // 2
 
 
+def comm(pid):
+    """A process's name; "" when it ended meanwhile (other work runs here)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def cpu_ms(pid):
     """CPU time (user + system) of a process so far, ms: what a boot costs,
     which the machine's load moves far less than the wall time."""
@@ -300,8 +309,7 @@ def main():
                 if key:
                     memfds[key] = ram
             # The keepers that hand the shared memfd out count too.
-            keepers = [int(d) for d in os.listdir("/proc") if d.isdigit() and
-                       open(f"/proc/{d}/comm").read().strip() == "hull-ramkeeper"]
+            keepers = [int(d) for d in os.listdir("/proc") if d.isdigit() and comm(d) == "hull-ramkeeper"]
             own += sum(mem_of(k)[1] for k in keepers)
             host_all = own + sum(memfds.values())
             for v in ids:
