@@ -79,16 +79,30 @@ all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
 # no checkout path inside, so its bytes (and the initramfs digest) do not
 # depend on where the tree was built.
-# The sandbox's seccomp tables are shared with the container level, the
-# watch events with hulld's.
-AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/linux/seccomp_rules.c src/lib/util/watch_tree.c
+# The watch events are shared with hulld's. The workload's seccomp filter
+# (the container level's tables) is compiled here, once, by a generator run
+# on the build host (src/guest/gen/seccomp_gen.c): the agent embeds the
+# program and no longer builds it with libseccomp at every boot.
+AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/util/watch_tree.c
 $(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h \
-		src/lib/linux/seccomp_rules.h src/lib/util/watch_tree.h
+		src/lib/util/watch_tree.h $(BUILD)/gen/agent_seccomp_bpf.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
-		-static -iquote src/lib -ffile-prefix-map=$(CURDIR)=. $(shell pkg-config --cflags json-c 2>/dev/null) \
-		-o $@ $(AGENT_SRCS) -ljson-c -lseccomp
+		-static -iquote src/lib -iquote $(BUILD)/gen -ffile-prefix-map=$(CURDIR)=. \
+		$(shell pkg-config --cflags json-c 2>/dev/null) -o $@ $(AGENT_SRCS) -ljson-c
+
+$(BUILD)/seccomp_gen: src/guest/gen/seccomp_gen.c src/lib/linux/seccomp_rules.c \
+		src/lib/linux/seccomp_rules.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -O2 -iquote src/lib \
+		-o $@ src/guest/gen/seccomp_gen.c src/lib/linux/seccomp_rules.c -lseccomp
+
+$(BUILD)/gen/agent_seccomp_bpf.h: $(BUILD)/seccomp_gen
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)$(BUILD)/seccomp_gen > $@.tmp && mv $@.tmp $@
 
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)

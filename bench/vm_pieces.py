@@ -77,7 +77,7 @@ def qemu_args(pieces, art, run, append):
     jailed = "jail" in pieces
     vm = "/vm" if jailed else art
     rdir = "/run" if jailed else run
-    a = [QEMU, "-machine", "microvm,acpi=on", "-accel", "tcg,tb-size=16", "-m", f"{MEM_MB}M", "-smp", "1",
+    a = [QEMU, "-machine", "microvm,acpi=on", "-accel", "tcg,tb-size=64", "-m", f"{MEM_MB}M", "-smp", "1",
          "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
          "-kernel", f"{vm}/kernel", "-initrd", f"{vm}/initrd", "-append", append]
     if "serial" in pieces:

@@ -84,8 +84,6 @@ int64_t cg_read_key(const char *cg, const char *file, const char *key);
 int cg_write(const char *cg, const char *file, int64_t v);
 void cg_kill(const char *cg);
 void cg_remove(const char *cg);
-/* Build the workload seccomp filter once (agent_exec.c). */
-int agent_seccomp_prepare(void);
 
 /* Ports (sessions at once) the agent serves at most, and the one this
  * server process serves. */

@@ -14,9 +14,9 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "linux/seccomp_rules.h"
+#include "agent_seccomp_bpf.h" /* generated: build/gen/, by src/guest/gen/seccomp_gen.c */
 
 struct limits {
     int64_t cpu_time_ms, wall_time_ms, memory_bytes, pids, output_bytes, open_files;
@@ -49,68 +49,14 @@ struct child_args {
     struct limits lim;
 };
 
-static struct sock_fprog seccomp_prog;
-
 /* The workload's filter is the container level's built-in one, from the
- * same tables (src/lib/linux/seccomp_rules.c): an allow-list, everything
- * else EPERM; clone only without namespace flags and clone3 ENOSYS (so a
- * workload, root in its guest though without capabilities, cannot get a
- * full capability set in a user namespace of its own); 32-bit and x32
- * entry points kill the process, as libseccomp's architecture check does
- * for a filter of the native architecture only. */
-static int add_rule(scmp_filter_ctx ctx, const struct hull_sbx_rule *r)
-{
-    int nr = seccomp_syscall_resolve_name(r->name);
-    if (nr == __NR_SCMP_ERROR)
-        return 0; /* not a call of this architecture */
-    struct scmp_arg_cmp cmp[2];
-    for (unsigned i = 0; i < r->nconds && i < 2; i++) {
-        const struct hull_sbx_cond *c = &r->conds[i];
-        cmp[i] = c->op == HULL_SBX_MASKED_EQ
-                     ? (struct scmp_arg_cmp)SCMP_CMP(c->index, SCMP_CMP_MASKED_EQ, c->value,
-                                                     c->value_two)
-                     : (struct scmp_arg_cmp)SCMP_CMP(c->index, SCMP_CMP_EQ, c->value);
-    }
-    uint32_t action = r->errno_ret < 0 ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(r->errno_ret);
-    return seccomp_rule_add_array(ctx, action, nr, r->nconds, cmp);
-}
-
-int agent_seccomp_prepare(void)
-{
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(HULL_SBX_DEFAULT_ERRNO));
-    if (!ctx)
-        return -1;
-    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-    for (size_t g = 0; rc == 0 && g < hull_sbx_allow_group_count; g++)
-        for (size_t i = 0; rc == 0 && hull_sbx_allow_groups[g][i]; i++) {
-            int nr = seccomp_syscall_resolve_name(hull_sbx_allow_groups[g][i]);
-            if (nr != __NR_SCMP_ERROR)
-                rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-        }
-    for (size_t r = 0; rc == 0 && r < hull_sbx_rule_count; r++)
-        rc = add_rule(ctx, &hull_sbx_rules[r]);
-    if (rc < 0) {
-        seccomp_release(ctx);
-        return -1;
-    }
-    /* Compile once; each workload only loads the program. */
-    int fd = memfd_create("seccomp", MFD_CLOEXEC);
-    if (fd < 0 || seccomp_export_bpf(ctx, fd) < 0) {
-        seccomp_release(ctx);
-        return -1;
-    }
-    seccomp_release(ctx);
-    off_t size = lseek(fd, 0, SEEK_END);
-    struct sock_filter *prog = malloc((size_t)size);
-    if (!prog || pread(fd, prog, (size_t)size, 0) != size) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    seccomp_prog.len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
-    seccomp_prog.filter = prog;
-    return 0;
-}
+ * same tables (src/lib/linux/seccomp_rules.c), compiled by libseccomp when
+ * the agent is built (src/guest/gen/seccomp_gen.c says what it allows and
+ * why it is made there); each workload only loads the program. */
+static struct sock_fprog seccomp_prog = {
+    .len = sizeof(agent_seccomp_filter) / sizeof(agent_seccomp_filter[0]),
+    .filter = (struct sock_filter *)agent_seccomp_filter,
+};
 
 static void child_fail(int fd, const char *what) __attribute__((noreturn));
 static void child_fail(int fd, const char *what)

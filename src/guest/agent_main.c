@@ -541,8 +541,6 @@ int main(void)
     setup_root();
     setup_dev();
     t_root = boot_ms();
-    if (agent_seccomp_prepare() < 0)
-        die("build the seccomp filter");
     supervise();
     return 0;
 }
