@@ -67,6 +67,11 @@ int hull_container_setup(const struct hull_runtime *rt, const struct hull_create
                          hull_error *err);
 void hull_container_ctx_release(struct hull_container_ctx *c);
 
+/* The runtime-spec state document of cs as it would be in status with
+ * pid, as hooks see it: the same JSON as `state` (malloc'd; NULL when out
+ * of memory). */
+char *hull_cstate_doc(const struct hull_cstate *cs, enum hull_status status, pid_t pid);
+
 /* Kill what is left, run poststop hooks, remove the cgroup and the state. */
 int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull_cstate *cs,
                            hull_error *err);
