@@ -52,6 +52,8 @@ struct req {
     bool authed;
     char *body;
     size_t len, cap;
+    void (*after)(void *arg); /* the answer's after (struct resp), once sent */
+    void *after_arg;
     bool fs_put;              /* PUT .../fs/{path}: the body streams to a file */
     struct fs_upload *upload; /* its upload (sbx_files.c), NULL when refused */
 };
@@ -427,6 +429,9 @@ static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, s
                                    bool close_conn)
 {
     q->responded = true;
+    q->after = r->after;
+    q->after_arg = r->after_arg;
+    r->after = NULL;
     enum MHD_Result ret = send_resp(conn, r, close_conn);
     json_object_put(r->body);
     r->body = NULL;
@@ -599,6 +604,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct req *q = *con_cls;
     if (q) {
+        if (q->after)
+            q->after(q->after_arg);
         atomic_fetch_sub(&in_flight, 1);
         json_object_put(q->reject.body);
         sbx_fs_upload_free(q->upload); /* cut mid-body: the unnamed file goes */
