@@ -27,6 +27,7 @@
 #include "move.h"
 #include "daemon.h"
 #include "http_route.h"
+#include "runner.h"
 #include "sbx_files.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -54,6 +55,10 @@ struct req {
     size_t len, cap;
     void (*after)(void *arg); /* the answer's after (struct resp), once sent */
     void *after_arg;
+    /* The audit entry of an answer with work after it (a run's record):
+     * written once the answer is sent, before that work, so that readers
+     * who wait for the run's record (runner_wait_recorded) see it. */
+    struct audit_due *audit_due;
     bool fs_put;              /* PUT .../fs/{path}: the body streams to a file */
     struct fs_upload *upload; /* its upload (sbx_files.c), NULL when refused */
 };
@@ -229,35 +234,69 @@ static bool state_changing(const char *method)
     return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
 }
 
-static void audit(struct req *q, const char *method, const char *url, const struct resp *r)
+/* An audit entry with the copies it points to. */
+struct audit_due {
+    struct hull_audit_entry e;
+    char *path, *meth, *target;
+    char grants[sizeof(((struct resp *)0)->grants)];
+};
+
+static void audit_free(struct audit_due *a)
+{
+    if (a == NULL)
+        return;
+    free(a->path);
+    free(a->meth);
+    free(a->target);
+    free(a);
+}
+
+/* The entry of a state-changing request, or NULL (none is kept: a GET, or
+ * no memory, logged). */
+static struct audit_due *audit_entry(struct req *q, const char *method, const char *url,
+                                     const struct resp *r)
 {
     if (!state_changing(method))
-        return;
+        return NULL;
+    struct audit_due *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        hull_log(HULL_LOG_ERROR, "audit: out of memory");
+        return NULL;
+    }
     /* The method and path as sent may hold any byte: the log keeps valid
      * text. */
-    char *path = hull_utf8_fix(url, strlen(url), NULL);
-    char *meth = hull_utf8_fix(method, strlen(method), NULL);
+    a->path = hull_utf8_fix(url, strlen(url), NULL);
+    a->meth = hull_utf8_fix(method, strlen(method), NULL);
     const char *t = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL);
-    char *target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
-    struct hull_audit_entry a = {
+    a->target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
+    snprintf(a->grants, sizeof(a->grants), "%s", r->grants);
+    a->e = (struct hull_audit_entry){
         .token = q->authed ? q->caller.tok.id : NULL,
         .tenant = q->authed ? q->caller.tok.tenant : NULL,
         .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
-        .method = meth ? meth : "?",
-        .path = path ? path : "?",
-        .target = target,
+        .method = a->meth ? a->meth : "?",
+        .path = a->path ? a->path : "?",
+        .target = a->target,
         .status = r->status,
         .outcome = r->code ? r->code : "ok",
-        .grants = r->grants[0] ? r->grants : NULL,
+        .grants = a->grants[0] ? a->grants : NULL,
     };
+    return a;
+}
+
+static void audit_write(struct audit_due *a)
+{
     hull_error e = NULL;
-    if (hull_audit_append(hulld.store, &a, &e) < 0) {
+    if (a && hull_audit_append(hulld.store, &a->e, &e) < 0) {
         hull_log(HULL_LOG_ERROR, "%s", hull_error_msg(e));
         hull_error_free(&e);
     }
-    free(path);
-    free(meth);
-    free(target);
+    audit_free(a);
+}
+
+static void audit(struct req *q, const char *method, const char *url, const struct resp *r)
+{
+    audit_write(audit_entry(q, method, url, r));
 }
 
 /* MHD's URI log callback: called with the request line's URI before MHD
@@ -370,6 +409,7 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
             break;
         }
         hull_error e = NULL;
+        runner_wait_recorded(NULL); /* audit_after's entries */
         json_object *o = hull_audit_list(hulld.store, q->caller.tenant,
                                          since ? strtoll(since, NULL, 10) : 0, (int)limit, &e);
         if (o)
@@ -592,7 +632,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
     else
         dispatch(conn, url, method, q, &r);
-    audit(q, method, url, &r);
+    if (r.after)
+        q->audit_due = audit_entry(q, method, url, &r);
+    else
+        audit(q, method, url, &r);
     return answer_with(conn, q, &r, false);
 }
 
@@ -604,6 +647,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct req *q = *con_cls;
     if (q) {
+        audit_write(q->audit_due);
         if (q->after)
             q->after(q->after_arg);
         atomic_fetch_sub(&in_flight, 1);
