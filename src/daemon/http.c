@@ -53,12 +53,6 @@ struct req {
     bool authed;
     char *body;
     size_t len, cap;
-    void (*after)(void *arg); /* the answer's after (struct resp), once sent */
-    void *after_arg;
-    /* The audit entry of an answer with work after it (a run's record):
-     * written once the answer is sent, before that work, so that readers
-     * who wait for the run's record (runner_wait_recorded) see it. */
-    struct audit_due *audit_due;
     bool fs_put;              /* PUT .../fs/{path}: the body streams to a file */
     struct fs_upload *upload; /* its upload (sbx_files.c), NULL when refused */
 };
@@ -299,6 +293,36 @@ static void audit(struct req *q, const char *method, const char *url, const stru
     audit_write(audit_entry(q, method, url, r));
 }
 
+/* An answer with work after it (a run's record), and its audit entry. */
+struct answer_after {
+    struct audit_due *audit;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void answer_after_run(void *p)
+{
+    struct answer_after *a = p;
+    audit_write(a->audit); /* first: readers wait for the record (fn) */
+    a->fn(a->arg);
+    free(a);
+}
+
+/* Handed to the after-answer thread (after.c), which writes them while
+ * this thread sends the answer. */
+static void answer_after(struct req *q, const char *method, const char *url, struct resp *r)
+{
+    struct answer_after *a = malloc(sizeof(*a));
+    if (a == NULL) {
+        audit(q, method, url, r);
+        r->after(r->after_arg);
+    } else {
+        *a = (struct answer_after){audit_entry(q, method, url, r), r->after, r->after_arg};
+        after_post(answer_after_run, a);
+    }
+    r->after = NULL;
+}
+
 /* MHD's URI log callback: called with the request line's URI before MHD
  * parses the query into its memory pool. Its answer is the request's
  * state (con_cls). */
@@ -469,9 +493,6 @@ static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, s
                                    bool close_conn)
 {
     q->responded = true;
-    q->after = r->after;
-    q->after_arg = r->after_arg;
-    r->after = NULL;
     enum MHD_Result ret = send_resp(conn, r, close_conn);
     json_object_put(r->body);
     r->body = NULL;
@@ -633,7 +654,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     else
         dispatch(conn, url, method, q, &r);
     if (r.after)
-        q->audit_due = audit_entry(q, method, url, &r);
+        answer_after(q, method, url, &r);
     else
         audit(q, method, url, &r);
     return answer_with(conn, q, &r, false);
@@ -647,9 +668,6 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct req *q = *con_cls;
     if (q) {
-        audit_write(q->audit_due);
-        if (q->after)
-            q->after(q->after_arg);
         atomic_fetch_sub(&in_flight, 1);
         json_object_put(q->reject.body);
         sbx_fs_upload_free(q->upload); /* cut mid-body: the unnamed file goes */

@@ -36,8 +36,8 @@ struct resp {
     char grants[64];            /* grants the request used, for the audit log, or "" */
     const char *code;           /* error code, NULL on success */
     void *mhd;                  /* or a ready MHD_Response (a streamed file), sent as is */
-    /* Called once the answer is sent (or the client gone): work that the
-     * answer need not wait for. */
+    /* Work that the answer need not wait for (a run's record), done by the
+     * after-answer thread while the answer is sent (after.c). */
     void (*after)(void *arg);
     void *after_arg;
 };

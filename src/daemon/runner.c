@@ -255,8 +255,8 @@ void runner_record_deferred(void *job)
     struct run_job *j = job;
     struct slot *s = j->held;
     record(j, j->result, j->verdict, j->recorded);
+    slot_return(s); /* before the drain can see it done (runner_stop frees slots) */
     complete(j, j->result, j->lib_ms, j->verdict, j->t0_ns);
-    slot_return(s);
     job_release(j); /* the caller's */
 }
 
