@@ -26,6 +26,7 @@
 #include "cluster.h"
 #include "move.h"
 #include "daemon.h"
+#include "http_audit.h"
 #include "http_route.h"
 #include "runner.h"
 #include "sbx_files.h"
@@ -223,104 +224,9 @@ static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp 
     return 0;
 }
 
-static bool state_changing(const char *method)
-{
-    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-}
-
-/* An audit entry with the copies it points to. */
-struct audit_due {
-    struct hull_audit_entry e;
-    char *path, *meth, *target;
-    char grants[sizeof(((struct resp *)0)->grants)];
-};
-
-static void audit_free(struct audit_due *a)
-{
-    if (a == NULL)
-        return;
-    free(a->path);
-    free(a->meth);
-    free(a->target);
-    free(a);
-}
-
-/* The entry of a state-changing request, or NULL (none is kept: a GET, or
- * no memory, logged). */
-static struct audit_due *audit_entry(struct req *q, const char *method, const char *url,
-                                     const struct resp *r)
-{
-    if (!state_changing(method))
-        return NULL;
-    struct audit_due *a = calloc(1, sizeof(*a));
-    if (a == NULL) {
-        hull_log(HULL_LOG_ERROR, "audit: out of memory");
-        return NULL;
-    }
-    /* The method and path as sent may hold any byte: the log keeps valid
-     * text. */
-    a->path = hull_utf8_fix(url, strlen(url), NULL);
-    a->meth = hull_utf8_fix(method, strlen(method), NULL);
-    const char *t = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL);
-    a->target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
-    snprintf(a->grants, sizeof(a->grants), "%s", r->grants);
-    a->e = (struct hull_audit_entry){
-        .token = q->authed ? q->caller.tok.id : NULL,
-        .tenant = q->authed ? q->caller.tok.tenant : NULL,
-        .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
-        .method = a->meth ? a->meth : "?",
-        .path = a->path ? a->path : "?",
-        .target = a->target,
-        .status = r->status,
-        .outcome = r->code ? r->code : "ok",
-        .grants = a->grants[0] ? a->grants : NULL,
-    };
-    return a;
-}
-
-static void audit_write(struct audit_due *a)
-{
-    hull_error e = NULL;
-    if (a && hull_audit_append(hulld.store, &a->e, &e) < 0) {
-        hull_log(HULL_LOG_ERROR, "%s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    audit_free(a);
-}
-
 static void audit(struct req *q, const char *method, const char *url, const struct resp *r)
 {
-    audit_write(audit_entry(q, method, url, r));
-}
-
-/* An answer with work after it (a run's record), and its audit entry. */
-struct answer_after {
-    struct audit_due *audit;
-    void (*fn)(void *arg);
-    void *arg;
-};
-
-static void answer_after_run(void *p)
-{
-    struct answer_after *a = p;
-    audit_write(a->audit); /* first: readers wait for the record (fn) */
-    a->fn(a->arg);
-    free(a);
-}
-
-/* Handed to the after-answer thread (after.c), which writes them while
- * this thread sends the answer. */
-static void answer_after(struct req *q, const char *method, const char *url, struct resp *r)
-{
-    struct answer_after *a = malloc(sizeof(*a));
-    if (a == NULL) {
-        audit(q, method, url, r);
-        r->after(r->after_arg);
-    } else {
-        *a = (struct answer_after){audit_entry(q, method, url, r), r->after, r->after_arg};
-        after_post(answer_after_run, a);
-    }
-    r->after = NULL;
+    http_audit(q->authed ? &q->caller : NULL, q->rt.id, method, url, r);
 }
 
 /* MHD's URI log callback: called with the request line's URI before MHD
@@ -355,17 +261,17 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
         return 0;
     if (authenticate(conn, q, r) < 0)
         return -1;
-    if (state_changing(method) && q->caller.tok.role == HULL_ROLE_READER) {
+    if (http_state_changing(method) && q->caller.tok.role == HULL_ROLE_READER) {
         resp_error(r, 403, "forbidden", NULL, "token %s is a reader: it may only read",
                    q->caller.tok.id);
         return -1;
     }
-    if (state_changing(method) && q->rt.admin_writes && !q->caller.admin) {
+    if (http_state_changing(method) && q->rt.admin_writes && !q->caller.admin) {
         resp_error(r, 403, "forbidden", NULL,
                    "%s %s needs an admin token: images are shared by every tenant", method, url);
         return -1;
     }
-    if (state_changing(method) && hulld.draining) {
+    if (http_state_changing(method) && hulld.draining) {
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
         return -1;
     }
@@ -654,7 +560,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     else
         dispatch(conn, url, method, q, &r);
     if (r.after)
-        answer_after(q, method, url, &r);
+        http_audit_after(q->authed ? &q->caller : NULL, q->rt.id, method, url, &r);
     else
         audit(q, method, url, &r);
     return answer_with(conn, q, &r, false);
