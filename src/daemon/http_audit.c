@@ -14,11 +14,13 @@ bool http_state_changing(const char *method)
     return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
 }
 
-/* An audit entry with the copies it points to. */
+/* An audit entry with the copies it points to: it may be written after
+ * the request (and its caller) is gone. */
 struct audit_due {
     struct hull_audit_entry e;
     char *path, *meth, *target;
     char grants[sizeof(((struct resp *)0)->grants)];
+    struct hull_token_info tok;
 };
 
 static void audit_free(struct audit_due *a)
@@ -50,10 +52,12 @@ static struct audit_due *audit_entry(const struct caller *c, const char *rt_id, 
     const char *t = r->target[0] ? r->target : (rt_id[0] ? rt_id : NULL);
     a->target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
     snprintf(a->grants, sizeof(a->grants), "%s", r->grants);
+    if (c)
+        a->tok = c->tok;
     a->e = (struct hull_audit_entry){
-        .token = c ? c->tok.id : NULL,
-        .tenant = c ? c->tok.tenant : NULL,
-        .role = c ? hull_role_name(c->tok.role) : NULL,
+        .token = c ? a->tok.id : NULL,
+        .tenant = c ? a->tok.tenant : NULL,
+        .role = c ? hull_role_name(a->tok.role) : NULL,
         .method = a->meth ? a->meth : "?",
         .path = a->path ? a->path : "?",
         .target = a->target,
