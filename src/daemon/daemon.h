@@ -188,6 +188,10 @@ int sandboxes_restore(json_object *rec, hull_error *err);
 unsigned sandboxes_active(void);
 /* thread.c: fn(arg) in a detached thread: 0, or pthread_create's error. */
 int daemon_thread(void *(*fn)(void *), void *arg);
+/* after.c: fn(arg) on the after-answer thread (here, when it cannot be
+ * started); after_stop does what is queued, then ends the thread. */
+void after_post(void (*fn)(void *arg), void *arg);
+void after_stop(void);
 /* A sandbox of tenant arriving from another node (cluster_move.c) is
  * counted against the tenant's quota here until sandboxes_arrival_end,
  * called once it is in the table or did not come: EDQUOT when the

@@ -26,7 +26,9 @@
 #include "cluster.h"
 #include "move.h"
 #include "daemon.h"
+#include "http_audit.h"
 #include "http_route.h"
+#include "runner.h"
 #include "sbx_files.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -222,40 +224,9 @@ static int authenticate(struct MHD_Connection *conn, struct req *q, struct resp 
     return 0;
 }
 
-static bool state_changing(const char *method)
-{
-    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-}
-
 static void audit(struct req *q, const char *method, const char *url, const struct resp *r)
 {
-    if (!state_changing(method))
-        return;
-    /* The method and path as sent may hold any byte: the log keeps valid
-     * text. */
-    char *path = hull_utf8_fix(url, strlen(url), NULL);
-    char *meth = hull_utf8_fix(method, strlen(method), NULL);
-    const char *t = r->target[0] ? r->target : (q->rt.id[0] ? q->rt.id : NULL);
-    char *target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
-    struct hull_audit_entry a = {
-        .token = q->authed ? q->caller.tok.id : NULL,
-        .tenant = q->authed ? q->caller.tok.tenant : NULL,
-        .role = q->authed ? hull_role_name(q->caller.tok.role) : NULL,
-        .method = meth ? meth : "?",
-        .path = path ? path : "?",
-        .target = target,
-        .status = r->status,
-        .outcome = r->code ? r->code : "ok",
-        .grants = r->grants[0] ? r->grants : NULL,
-    };
-    hull_error e = NULL;
-    if (hull_audit_append(hulld.store, &a, &e) < 0) {
-        hull_log(HULL_LOG_ERROR, "%s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    free(path);
-    free(meth);
-    free(target);
+    http_audit(q->authed ? &q->caller : NULL, q->rt.id, method, url, r);
 }
 
 /* MHD's URI log callback: called with the request line's URI before MHD
@@ -290,17 +261,17 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
         return 0;
     if (authenticate(conn, q, r) < 0)
         return -1;
-    if (state_changing(method) && q->caller.tok.role == HULL_ROLE_READER) {
+    if (http_state_changing(method) && q->caller.tok.role == HULL_ROLE_READER) {
         resp_error(r, 403, "forbidden", NULL, "token %s is a reader: it may only read",
                    q->caller.tok.id);
         return -1;
     }
-    if (state_changing(method) && q->rt.admin_writes && !q->caller.admin) {
+    if (http_state_changing(method) && q->rt.admin_writes && !q->caller.admin) {
         resp_error(r, 403, "forbidden", NULL,
                    "%s %s needs an admin token: images are shared by every tenant", method, url);
         return -1;
     }
-    if (state_changing(method) && hulld.draining) {
+    if (http_state_changing(method) && hulld.draining) {
         resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
         return -1;
     }
@@ -368,6 +339,7 @@ static void dispatch(struct MHD_Connection *conn, const char *url, const char *m
             break;
         }
         hull_error e = NULL;
+        runner_wait_recorded(NULL); /* audit_after's entries */
         json_object *o = hull_audit_list(hulld.store, q->caller.tenant,
                                          since ? strtoll(since, NULL, 10) : 0, (int)limit, &e);
         if (o)
@@ -587,7 +559,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         resp_error(&r, 400, "invalid_json", NULL, "request: not valid UTF-8 at byte %zu", bad);
     else
         dispatch(conn, url, method, q, &r);
-    audit(q, method, url, &r);
+    if (r.after)
+        http_audit_after(q->authed ? &q->caller : NULL, q->rt.id, method, url, &r);
+    else
+        audit(q, method, url, &r);
     return answer_with(conn, q, &r, false);
 }
 

@@ -434,6 +434,7 @@ static int serve(const struct hulld_options *o)
         }
     }
     http_stop();
+    after_stop(); /* the runs' records that followed their answers */
     sbx_metrics_stop();
     cluster_restart_stop(); /* no restore may add a sandbox after the reap */
     sandboxes_reap(true);

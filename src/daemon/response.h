@@ -36,6 +36,10 @@ struct resp {
     char grants[64];            /* grants the request used, for the audit log, or "" */
     const char *code;           /* error code, NULL on success */
     void *mhd;                  /* or a ready MHD_Response (a streamed file), sent as is */
+    /* Work that the answer need not wait for (a run's record), done by the
+     * after-answer thread while the answer is sent (after.c). */
+    void (*after)(void *arg);
+    void *after_arg;
 };
 /* Fill r with the uniform error body. field may be NULL. */
 void resp_error(struct resp *r, int status, const char *code, const char *field, const char *fmt,

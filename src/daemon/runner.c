@@ -48,6 +48,7 @@ static struct {
     struct run_job *head, *tail; /* queued, oldest first */
     struct run_job *active;      /* every queued or running job */
     unsigned queued, running;
+    unsigned long deferred_gen; /* jobs deferred so far (runner_wait_recorded) */
     bool stop;
     pthread_t *threads;
     struct slot *slots; /* dispatcher i owns slots[i] */
@@ -190,26 +191,88 @@ static enum submit submit(const char *id, const char *tenant, char *request, boo
     return SUBMIT_OK;
 }
 
-static void run_on_slot(struct slot *s, struct run_job *j);
+static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32],
+                      bool *defer);
+static void record(struct run_job *j, const char *res, const char *verdict, bool stamped);
+static void complete(struct run_job *j, char *res, double lib_ms, const char *verdict, uint64_t t0);
 
-void job_wait(struct run_job *j)
+/* A borrowed slot is free again. */
+static void slot_return(struct slot *s)
+{
+    pthread_mutex_lock(&pool.mu);
+    s->busy = false;
+    /* Its dispatcher may now serve the queue; with nothing queued, waking
+     * every dispatcher (to find nothing) cost each run as many thread
+     * wake-ups as there are slots. */
+    if (pool.head || pool.stop)
+        pthread_cond_broadcast(&pool.work);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+static bool wait_job(struct run_job *j, bool defer)
 {
     if (j->slot) {
         struct slot *s = j->slot;
         j->slot = NULL;
-        run_on_slot(s, j);
-        pthread_mutex_lock(&pool.mu);
-        s->busy = false;
-        /* Its dispatcher may now serve the queue; with nothing queued,
-         * waking every dispatcher (to find nothing) cost each run as many
-         * thread wake-ups as there are slots. */
-        if (pool.head || pool.stop)
-            pthread_cond_broadcast(&pool.work);
-        pthread_mutex_unlock(&pool.mu);
+        uint64_t t0 = hull_monotonic_ns();
+        double lib_ms = 0;
+        char verdict[32];
+        char *res = dispatch(s, j, &lib_ms, verdict, &defer);
+        if (defer) {
+            pthread_mutex_lock(&pool.mu);
+            j->result = res;
+            j->lib_ms = lib_ms;
+            snprintf(j->verdict, sizeof(j->verdict), "%s", verdict);
+            j->held = s;
+            j->t0_ns = t0;
+            j->deferred = true;
+            j->deferred_gen = ++pool.deferred_gen;
+            pthread_mutex_unlock(&pool.mu);
+            return true;
+        }
+        complete(j, res, lib_ms, verdict, t0);
+        slot_return(s);
     }
     pthread_mutex_lock(&pool.mu);
     while (j->state != JOB_DONE)
         pthread_cond_wait(&pool.done, &pool.mu);
+    pthread_mutex_unlock(&pool.mu);
+    return false;
+}
+
+void job_wait(struct run_job *j)
+{
+    wait_job(j, false);
+}
+
+bool job_wait_answer_first(struct run_job *j)
+{
+    return wait_job(j, true);
+}
+
+void runner_record_deferred(void *job)
+{
+    struct run_job *j = job;
+    struct slot *s = j->held;
+    record(j, j->result, j->verdict, j->recorded);
+    slot_return(s); /* before the drain can see it done (runner_stop frees slots) */
+    complete(j, j->result, j->lib_ms, j->verdict, j->t0_ns);
+    job_release(j); /* the caller's */
+}
+
+void runner_wait_recorded(const char *id)
+{
+    pthread_mutex_lock(&pool.mu);
+    unsigned long upto = pool.deferred_gen;
+    for (;;) {
+        bool waiting = false;
+        for (struct run_job *j = pool.active; j && !waiting; j = j->next_active)
+            waiting =
+                j->deferred && j->deferred_gen <= upto && (id == NULL || strcmp(j->id, id) == 0);
+        if (!waiting)
+            break;
+        pthread_cond_wait(&pool.done, &pool.mu);
+    }
     pthread_mutex_unlock(&pool.mu);
 }
 
@@ -365,7 +428,8 @@ void sweep_leftovers(void)
 static void record(struct run_job *j, const char *res, const char *verdict, bool stamped)
 {
     hull_error e = NULL;
-    hull_rfc3339_now(j->finished_at, sizeof(j->finished_at));
+    if (!j->deferred) /* else stamped when answered */
+        hull_rfc3339_now(j->finished_at, sizeof(j->finished_at));
     int r = hull_run_finish_at(hulld.store, j->id, res, verdict, j->finished_at, &e);
     if (r < 0)
         pending_finish(j->id, res, verdict, &e);
@@ -411,9 +475,15 @@ static void drop_run(struct slot *s, struct run_job *j)
 }
 
 /* One run on this slot's worker; returns the result JSON (NULL with
- * j->error when its row could not be written). */
-static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32])
+ * j->error when its row could not be written). *defer: the caller answers
+ * before the end is recorded (runner_record_deferred); left true only when
+ * the run ended in its worker with a result (the other ends are recorded
+ * here). */
+static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char verdict[32],
+                      bool *defer)
 {
+    bool may_defer = *defer;
+    *defer = false;
     snprintf(verdict, 32, "internal_error");
     bool stamped = true; /* the row's times are those in j */
     if (s->sock >= 0 && !slot_idle_alive(s)) {
@@ -483,8 +553,29 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     /* Ours now: the next frame the worker gets (the next run, or EOF)
      * tells it so; a separate acknowledgement cost a wake-up of the worker
      * on the way of every answer. */
+    if (may_defer) {
+        /* The row's end as it will be written: the answer shows it. */
+        hull_rfc3339_now(j->finished_at, sizeof(j->finished_at));
+        j->recorded = stamped;
+        *defer = true;
+        return res;
+    }
     record(j, res, verdict, stamped);
     return res;
+}
+
+/* The job's end is recorded: it is done (t0: when its dispatch began). */
+static void complete(struct run_job *j, char *res, double lib_ms, const char *verdict, uint64_t t0)
+{
+    metrics_run_done(verdict, (double)(hull_monotonic_ns() - t0) / 1e9);
+    pthread_mutex_lock(&pool.mu);
+    j->result = res;
+    j->lib_ms = lib_ms;
+    j->deferred = false;
+    pool.running--;
+    finish_locked(j);
+    job_unref_locked(j);
+    pthread_mutex_unlock(&pool.mu);
 }
 
 /* Run j on slot s (busy, ours) and complete it. */
@@ -493,16 +584,9 @@ static void run_on_slot(struct slot *s, struct run_job *j)
     uint64_t t0 = hull_monotonic_ns();
     double lib_ms = 0;
     char verdict[32];
-    char *res = dispatch(s, j, &lib_ms, verdict);
-    metrics_run_done(verdict, (double)(hull_monotonic_ns() - t0) / 1e9);
-
-    pthread_mutex_lock(&pool.mu);
-    j->result = res;
-    j->lib_ms = lib_ms;
-    pool.running--;
-    finish_locked(j);
-    job_unref_locked(j);
-    pthread_mutex_unlock(&pool.mu);
+    bool defer = false;
+    char *res = dispatch(s, j, &lib_ms, verdict, &defer);
+    complete(j, res, lib_ms, verdict, t0);
 }
 
 static void *dispatcher(void *arg)

@@ -28,8 +28,17 @@ struct run_job {
     /* What its row says (RFC 3339), so that a synchronous POST answers
      * from the result in hand instead of reading the row back. */
     char created_at[40], started_at[40], finished_at[40];
-    /* hulld itself recorded it finished, with the times above */
+    /* hulld itself recorded it finished, with the times above (or will,
+     * right after the answer: deferred) */
     bool recorded;
+    /* Its end is recorded after the answer is sent (job_wait_answer_first):
+     * until runner_record_deferred, the job stays active and its slot busy,
+     * and readers of runs wait for it (runner_wait_recorded). */
+    bool deferred;
+    unsigned long deferred_gen;
+    char verdict[32];
+    struct slot *held; /* the slot it ran on, busy until then */
+    uint64_t t0_ns;    /* when its dispatch began (metrics) */
     struct slot *slot; /* set: the caller runs it on this slot (job_wait) */
     /* its row says running already */
     bool started;
@@ -58,6 +67,15 @@ enum submit runner_submit_stream(const char *id, const char *tenant, char *reque
                                  struct run_job **out, hull_error *err);
 /* Until the job is done (running it first when it was given to us). */
 void job_wait(struct run_job *j);
+/* job_wait, except that a job run on the caller's thread is not recorded
+ * yet when it returns true (j->deferred): the caller answers from the
+ * result in hand, then calls runner_record_deferred(j), which records the
+ * run's end, frees the slot and drops the caller's reference. */
+bool job_wait_answer_first(struct run_job *j);
+void runner_record_deferred(void *job);
+/* Until the run id (NULL: every run deferred so far) has its end recorded,
+ * so that what a reader gets from the store is what was answered. */
+void runner_wait_recorded(const char *id);
 void job_release(struct run_job *j);
 /* A queued job is taken off the queue (*was_queued); a running one is told
  * to stop. Returns a reference, or NULL when no such job is active. */

@@ -86,6 +86,21 @@ def test_sync_run_is_isolated_and_recorded(d):
     assert g.status == 200 and g.json["stdout"] == res["stdout"] and g.json["state"] == "finished"
 
 
+def test_answered_run_is_what_readers_see_at_once(d):
+    # A run handed straight to a worker is answered before its end is
+    # written (after-answer thread); a reader on another connection right
+    # after the answer must still get exactly what was answered.
+    for _ in range(5):
+        res = post_run(d, {"cmd": ["true"]}).json
+        g = d.request("GET", f"/v1/runs/{res['id']}", token=d.tokens["user"]).json
+        assert g == res, (g, res)
+        listed = d.request("GET", "/v1/runs?state=finished&limit=1000",
+                           token=d.tokens["user"]).json
+        assert res["id"] in json.dumps(listed), listed
+        c = d.request("DELETE", f"/v1/runs/{res['id']}", token=d.tokens["user"])
+        assert c.status == 409, c
+
+
 def test_run_verdicts(d):
     r = post_run(d, {"cmd": ["sleep", "10"], "limits": {"wall_time": "300ms"}})
     assert r.status == 200 and r.json["verdict"] == "wall_time_limit", r
