@@ -90,6 +90,7 @@ $(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_pr
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
 		-static -iquote src/lib -iquote $(BUILD)/gen -ffile-prefix-map=$(CURDIR)=. \
+		-ffile-prefix-map=$(abspath $(BUILD))/gen=gen -ffile-prefix-map=$(BUILD)/gen=gen \
 		$(shell pkg-config --cflags json-c 2>/dev/null) -o $@ $(AGENT_SRCS) -ljson-c
 
 $(BUILD)/seccomp_gen: src/guest/gen/seccomp_gen.c src/lib/linux/seccomp_rules.c \

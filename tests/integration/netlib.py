@@ -247,13 +247,13 @@ class BridgedHosts:
         tag = f"{prefix}{os.getpid() % 100000:05d}{_counter[0] % 100:02d}"
         self.br = f"{tag}b"
         self.ns, self._ifs = {}, []
-        with _lock():
-            _, net = _free_slot()
-            self.net = net
-            self.host = str(net.network_address + 1)
-            sh("ip", "link", "add", self.br, "type", "bridge")
         try:
-            sh("ip", "addr", "add", f"{self.host}/24", "dev", self.br)
+            with _lock():  # the /24 is ours once the bridge has its address
+                _, net = _free_slot()
+                self.net = net
+                self.host = str(net.network_address + 1)
+                sh("ip", "link", "add", self.br, "type", "bridge")
+                sh("ip", "addr", "add", f"{self.host}/24", "dev", self.br)
             sh("ip", "link", "set", self.br, "up")
             for i, name in enumerate(names):
                 _counter[0] += 1

@@ -71,6 +71,14 @@ static int build(void)
 
 int main(void)
 {
+    /* The filter is for the guest's kernel, not the build host's: pin
+     * libseccomp's API level (3: KILL_PROCESS, which every guest kernel
+     * hull boots has) so nothing is probed here, where seccomp(2) may be
+     * refused (a build inside a confined container). */
+    if (seccomp_api_set(3) != 0) {
+        fprintf(stderr, "seccomp_gen: libseccomp cannot be set to API level 3\n");
+        return 1;
+    }
     int fd = build();
     if (fd < 0) {
         fprintf(stderr, "seccomp_gen: could not build the filter\n");
