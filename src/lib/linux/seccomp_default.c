@@ -252,7 +252,7 @@ static int build_profile(struct hull_seccomp *s)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_once_t text_once = PTHREAD_ONCE_INIT;
-static const char *document_text;
+static char *document_text;
 static struct hull_seccomp profile;
 static bool profile_ok;
 
@@ -273,16 +273,16 @@ const struct hull_seccomp *hull_seccomp_default_sandbox(void)
 }
 
 /* Printed only when asked for (`hull sandbox seccomp-profile`): a run needs
- * the profile, not a pretty text of it. The document is kept for the text's
- * lifetime (the process's). */
+ * the profile, not a pretty text of it. The text is kept for the process's
+ * lifetime (a copy: the document itself goes). */
 static void text_once_fn(void)
 {
-    static json_object *document;
-    document = build_document();
+    json_object *document = build_document();
     if (document)
-        document_text = json_object_to_json_string_ext(
+        document_text = strdup(json_object_to_json_string_ext(
             document,
-            JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+            JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(document);
 }
 
 const char *hull_seccomp_default_sandbox_json(void)
