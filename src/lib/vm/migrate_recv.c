@@ -162,22 +162,14 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* The last line of the VM's run/<log> as " (<what>: line)", or "". */
+/* What the VM's run/<log> last said as " (<what>: ...)", or "". */
 static void log_said(const struct vm *vm, const char *log, const char *what, char *out, size_t len)
 {
-    char name[64], p[4200];
-    cleanup_free char *s = NULL;
-    size_t l;
+    char said[480];
+    vm_log_said(vm, log, said, sizeof(said));
     out[0] = 0;
-    snprintf(name, sizeof(name), "run/%s", log);
-    vm_path(vm, name, p, sizeof(p));
-    if (hull_read_file(p, &s, &l, NULL) < 0)
-        return; /* no log: nothing more to say than the error itself */
-    while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
-        s[--l] = 0;
-    const char *last = strrchr(s, '\n');
-    if (l)
-        snprintf(out, len, " (%s: %s)", what, last ? last + 1 : s);
+    if (said[0])
+        snprintf(out, len, " (%s: %s)", what, said);
 }
 
 /* 'D' frames into QEMU until 'E', whose count and digest must match. */

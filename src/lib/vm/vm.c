@@ -157,26 +157,42 @@ static bool alive_cb(void *arg)
     return vm_qemu_alive(arg);
 }
 
+void vm_log_said(const struct vm *vm, const char *log, char *out, size_t len)
+{
+    char p[4200];
+    cleanup_free char *s = NULL;
+    size_t l;
+    out[0] = 0;
+    char name[64];
+    snprintf(name, sizeof(name), "run/%s", log);
+    vm_path(vm, name, p, sizeof(p));
+    if (hull_read_file(p, &s, &l, NULL) < 0)
+        return; /* a log not written (yet) has nothing to say */
+    while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
+        s[--l] = 0;
+    const char *last = strrchr(s, '\n');
+    last = last ? last + 1 : s;
+    /* A panic's last line ("Kernel Offset: ...") does not say why: its
+     * first does. */
+    const char *panic = strstr(s, "Kernel panic");
+    char why[256] = "";
+    if (panic && panic != last) {
+        size_t n = strcspn(panic, "\r\n");
+        snprintf(why, sizeof(why), "%.*s; ", (int)(n < 200 ? n : 200), panic);
+    }
+    snprintf(out, len, "%s%s", why, last);
+}
+
 /* The last lines of the guest console and QEMU's stderr, for errors. */
 static void log_tail(const struct vm *vm, char *out, size_t len)
 {
     out[0] = 0;
-    static const char *const logs[] = {"run/qemu.log", "run/console.log"};
+    static const char *const logs[] = {"qemu.log", "console.log"};
     for (size_t i = 0; i < 2; i++) {
-        char p[4200];
-        cleanup_free char *s = NULL;
-        size_t l;
-        vm_path(vm, logs[i], p, sizeof(p));
-        if (hull_read_file(p, &s, &l, NULL) < 0)
-            continue; /* a log not written (yet) has no tail to show */
-        while (l && (s[l - 1] == '\n' || s[l - 1] == '\r'))
-            s[--l] = 0;
-        char *last = s;
-        for (char *q = s; *q; q++)
-            if (*q == '\n' && q[1])
-                last = q + 1;
-        if (*last && strlen(out) + 8 < len)
-            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "; " : " (", last);
+        char said[280];
+        vm_log_said(vm, logs[i], said, sizeof(said));
+        if (said[0] && strlen(out) + 8 < len)
+            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "; " : " (", said);
     }
     if (out[0] && strlen(out) + 2 < len)
         strcat(out, ")");

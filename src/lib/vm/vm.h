@@ -269,6 +269,10 @@ bool vm_qemu_alive(const struct vm *vm);
 unsigned long long vm_proc_start_time(pid_t pid);
 /* Paths inside the VM directory. */
 void vm_path(const struct vm *vm, const char *name, char *out, size_t len);
+/* What run/<log> (console.log, qemu.log) last said, for an error: its last
+ * line, after the reason of a kernel panic when the guest had one; "" when
+ * there is no log. */
+void vm_log_said(const struct vm *vm, const char *log, char *out, size_t len);
 
 /* flock on <dir>/<name>; returns the fd (close to unlock). */
 int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err);
