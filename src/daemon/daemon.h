@@ -102,6 +102,9 @@ void frame_free(struct frame *f);
 /* A keeper's replies: {"error":{errno, message}} (e freed), or {"ok":true}
  * with an optional string key and data; frame_str: a header string or "". */
 void frame_reply_error(int sock, hull_error *e);
+/* Such an error reply in f as err (fallback when it has no message): -1;
+ * 0 when f is no error. f stays the caller's to free. */
+int frame_error(const struct frame *f, const char *fallback, hull_error *err);
 void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len);
 const char *frame_str(const struct frame *f, const char *key);
 

@@ -160,6 +160,16 @@ void frame_reply_error(int sock, hull_error *e)
     hull_error_free(e);
 }
 
+int frame_error(const struct frame *f, const char *fallback, hull_error *err)
+{
+    json_object *er = hj_get(f->hdr, "error");
+    if (er == NULL)
+        return 0;
+    json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
+    return hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
+                          msg ? json_object_get_string(msg) : fallback);
+}
+
 /* A keeper's answer that worked: {"ok":true[, key: val]} and data. */
 void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len)
 {

@@ -191,12 +191,7 @@ static char *pull_in_helper(const char *ref, const char *platform, bool tls_veri
     if (rc < 0)
         return NULL;
     char *digest = NULL;
-    json_object *er = hj_get(f.hdr, "error");
-    if (er) {
-        json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
-        hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
-                       msg ? json_object_get_string(msg) : "the pull failed");
-    } else {
+    if (frame_error(&f, "the pull failed", err) == 0) {
         const char *d = json_object_get_string(hj_get(f.hdr, "digest"));
         digest = strdup(d ? d : "");
         if (digest == NULL)

@@ -163,11 +163,7 @@ int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hul
                                   : hull_error_set(err, ECONNRESET, "the client went");
     if (frame_recv(ks, f) < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
-    json_object *er = hj_get(f->hdr, "error");
-    if (er) {
-        json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
-        hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
-                       msg ? json_object_get_string(msg) : "keeper failed");
+    if (frame_error(f, "keeper failed", err) < 0) {
         frame_free(f);
         return -1;
     }

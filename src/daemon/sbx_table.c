@@ -178,11 +178,7 @@ int sbx_keeper_send(struct sbx *s, const char *op, json_object *extra, const voi
         s->gone = true;
         return hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", s->id);
     }
-    json_object *er = hj_get(reply->hdr, "error");
-    if (er) {
-        json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
-        hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
-                       msg ? json_object_get_string(msg) : "keeper failed");
+    if (frame_error(reply, "keeper failed", err) < 0) {
         frame_free(reply);
         return -1;
     }
@@ -347,14 +343,10 @@ int sandboxes_socket(const char *id, int family, char *addr, size_t addr_len, hu
                frame_recv(s->attach_sock, &f) < 0) {
         hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", id);
     } else {
-        json_object *er = hj_get(f.hdr, "error");
-        if (er) {
-            json_object *code = hj_get(er, "errno"), *msg = hj_get(er, "message");
-            hull_error_set(err, code ? json_object_get_int(code) : EIO, "%s",
-                           msg ? json_object_get_string(msg) : "keeper failed");
-        } else if (f.fd < 0) {
-            hull_error_set(err, EPROTO, "sandbox '%s': the keeper sent no socket", id);
-        } else {
+        int bad = frame_error(&f, "keeper failed", err);
+        if (bad == 0 && f.fd < 0)
+            bad = hull_error_set(err, EPROTO, "sandbox '%s': the keeper sent no socket", id);
+        if (bad == 0) {
             fd = f.fd;
             f.fd = -1;
             if (addr) /* a microVM's guest address (sbx_vm_net.c), else "" */
