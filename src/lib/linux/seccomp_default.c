@@ -179,24 +179,12 @@ static json_object *build_document(void)
  * a run needs only the struct (its filter usually comes from the cache), and
  * building and parsing the JSON was a quarter of the supervisor's user-space
  * instructions. The unit test compiles both and compares the programs. */
-static char **strv_of(const char *const *v, size_t n)
-{
-    char **out = calloc(n + 1, sizeof(*out));
-    for (size_t i = 0; out && i < n; i++)
-        if ((out[i] = strdup(v[i])) == NULL) {
-            hull_strv_free(out);
-            return NULL;
-        }
-    return out;
-}
-
 static int rule_from(const struct hull_sbx_rule *rule, struct hull_seccomp_rule *r)
 {
-    r->names = strv_of(&rule->name, 1);
     r->action = strdup(rule->errno_ret < 0 ? "SCMP_ACT_ALLOW" : "SCMP_ACT_ERRNO");
     r->has_errno_ret = rule->errno_ret >= 0;
     r->errno_ret = rule->errno_ret >= 0 ? (unsigned)rule->errno_ret : 0;
-    if (r->names == NULL || r->action == NULL)
+    if (hull_strv_append(&r->names, rule->name) < 0 || r->action == NULL)
         return -1;
     if (rule->nconds == 0)
         return 0;
@@ -218,12 +206,10 @@ static int rule_from(const struct hull_sbx_rule *rule, struct hull_seccomp_rule 
 
 static int build_profile(struct hull_seccomp *s)
 {
-    const char *arch = native_arch_name();
     s->default_action = strdup("SCMP_ACT_ERRNO");
     s->has_default_errno_ret = true;
     s->default_errno_ret = HULL_SBX_DEFAULT_ERRNO;
-    s->architectures = strv_of(&arch, 1);
-    if (s->default_action == NULL || s->architectures == NULL)
+    if (s->default_action == NULL || hull_strv_append(&s->architectures, native_arch_name()) < 0)
         return -1;
     size_t total = 0;
     for (size_t g = 0; g < hull_sbx_allow_group_count; g++)
