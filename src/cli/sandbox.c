@@ -1,6 +1,7 @@
 /* hull sandbox run [options] -- CMD [ARGS...]
  * hull sandbox seccomp-profile
  * hull sandbox netpool [--size N] [--socket PATH]
+ * hull sandbox cleanup
  *
  * A thin front end over hull_sandbox_run(): options become a struct
  * hull_policy, the result is printed as JSON or as the program's own output
@@ -30,6 +31,7 @@ static void help(void)
            "       hull sandbox run --image REF [options] [-- CMD [ARG...]]\n"
            "       hull sandbox seccomp-profile\n"
            "       hull sandbox netpool [--size N] [--socket PATH]\n"
+           "       hull sandbox cleanup\n"
            "\n"
            "Run CMD once, fully isolated, and report how it went. By default the\n"
            "sandbox sees the host's /usr, /bin and /lib* read-only, a fresh /tmp (the\n"
@@ -101,7 +103,39 @@ static void help(void)
            "each namespace goes when its run ends). Stops on SIGINT, SIGTERM, SIGHUP.\n"
            "  --size N              namespaces kept ready (default 8, at most 256)\n"
            "  --socket PATH         where it answers (default " HULL_NETPOOL_SOCK_TEXT ";\n"
-           "                        runs ask only there)\n");
+           "                        runs ask only there)\n"
+           "\n"
+           "cleanup removes what runs whose hull was killed left behind (state\n"
+           "directories, cgroups, network attachments) and prints how many it removed;\n"
+           "runs in progress are not touched. The next run does the same for its own\n"
+           "kind; hulld does it at start-up.\n");
+}
+
+/* hull sandbox cleanup */
+static int sandbox_cleanup(int argc, char **argv)
+{
+    if (argc > 1) {
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+            help();
+            return 0;
+        }
+        fprintf(stderr, "hull: sandbox cleanup: unexpected argument '%s'\n", argv[1]);
+        return EXIT_INTERNAL;
+    }
+    if (geteuid() != 0) {
+        fprintf(stderr, "hull: sandbox cleanup: needs root (sandboxes are root's)\n");
+        return 1;
+    }
+    size_t removed = 0;
+    hull_error err = NULL;
+    int rc = hull_sandbox_cleanup(&removed, &err);
+    printf("removed %zu\n", removed);
+    if (rc < 0) {
+        fprintf(stderr, "hull: %s\n", hull_error_msg(err));
+        hull_error_free(&err);
+        return 1;
+    }
+    return 0;
 }
 
 /* hull sandbox netpool [--size N] [--socket PATH] */
@@ -547,7 +581,10 @@ int cmd_sandbox(struct cli *cli, int argc, char **argv)
         optind = 0;
         return sandbox_netpool(argc - 1, argv + 1);
     }
-    fprintf(stderr, "hull: sandbox: unknown command '%s' (run, seccomp-profile, netpool)\n",
+    if (strcmp(argv[1], "cleanup") == 0)
+        return sandbox_cleanup(argc - 1, argv + 1);
+    fprintf(stderr,
+            "hull: sandbox: unknown command '%s' (run, seccomp-profile, netpool, cleanup)\n",
             argv[1]);
     return 1;
 }
