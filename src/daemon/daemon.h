@@ -116,9 +116,18 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
 pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err);
 /* The helper side: hulld --helper MODE --state-dir DIR, socket on fd 3. */
 int helper_main(const char *mode, const char *state_dir);
-/* st NULL ("runner", for the queue worker): no store, nothing recorded;
- * a run that cannot start answers {"error": why}. */
-int worker_loop(int sock, struct hull_store *st);
+/* runner_worker.c, the worker process (hulld --helper MODE, or the lean
+ * hull-worker): "worker" runs hulld's runs and records a result hulld did
+ * not take; "runner" (the queue worker's) has no store, records nothing,
+ * and answers {"error": why} for a run that cannot start. Exit status. */
+int worker_main(const char *mode, const char *state_dir, const char *image_root);
+/* A helper's start: hulld's signals ignored, its socket (fd 3, returned)
+ * checked; -1 when run by hand. */
+int helper_prepare(void);
+/* p's image (if any) resolved in image_root, never pulled. */
+int policy_image_root(struct hull_policy *p, const char *image_root, hull_error *err);
+/* An internal_error result saying why. */
+char *run_failed_result(const char *why);
 int keeper_loop(int sock);
 /* keeper_files.c: the keeper's "fs" frames (the file API). */
 struct hull_session;
