@@ -108,8 +108,9 @@ int frame_error(const struct frame *f, const char *fallback, hull_error *err);
 void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len);
 const char *frame_str(const struct frame *f, const char *key);
 
-/* helper.c: start this binary again as a single-threaded helper ("worker"
- * or "keeper") talking over *sock; returns its pid. Safe from any thread. */
+/* helper.c: start a single-threaded helper ("worker", "keeper", ...)
+ * talking over *sock: this binary again, or for "worker" and "runner" the
+ * lean hull-worker when installed; returns its pid. Safe from any thread. */
 pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
 /* The same, and with die_with_parent the helper gets a parent-death signal
  * (SIGKILL): the queue worker's runners ("runner"). */
