@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -36,12 +37,18 @@ static pthread_once_t lean_once = PTHREAD_ONCE_INIT;
 static void find_lean_worker(void)
 {
     hull_error e = NULL;
+    struct stat st;
     if (hull_find_sibling("hull-worker", "HULL_WORKER", lean_worker, sizeof(lean_worker), &e) < 0 ||
-        access(lean_worker, X_OK) < 0) {
-        hull_debug("runs in hulld --helper worker: %s", e ? hull_error_msg(e) : strerror(errno));
+        stat(lean_worker, &st) < 0 || !S_ISREG(st.st_mode) || access(lean_worker, X_OK) < 0) {
+        /* A path that cannot be exec'd would make every run's worker die
+         * at once: hulld runs them itself instead. */
+        hull_log(HULL_LOG_INFO, "runs' workers: hulld --helper worker (no hull-worker: %s)",
+                 e ? hull_error_msg(e) : "not an executable file");
         hull_error_free(&e);
         lean_worker[0] = '\0';
+        return;
     }
+    hull_log(HULL_LOG_INFO, "runs' workers: %s", lean_worker);
 }
 
 /* The program a helper of this mode runs: a run's worker is the lean

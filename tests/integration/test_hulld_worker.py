@@ -1,6 +1,7 @@
 """hulld's run workers: the lean static hull-worker beside hulld, or hulld
-itself (--helper worker) where hull-worker is not installed; runs, their
-records and a worker's death behave the same in both."""
+itself (--helper worker) where hull-worker is not installed (or $HULL_WORKER
+names no program); runs, their records and a worker's death behave the same
+in both."""
 import os
 from pathlib import Path
 
@@ -27,17 +28,19 @@ def workers(h):
     return out
 
 
-@pytest.fixture(params=["lean", "hulld"])
+@pytest.fixture(params=["lean", "hulld", "hulld-dir"])
 def d(request, tmp_path, monkeypatch):
     if request.param == "lean" and not os.access(LEAN, os.X_OK):
         pytest.skip("hull-worker not built")
     if request.param == "hulld":
         monkeypatch.setenv("HULL_WORKER", str(tmp_path / "missing"))
+    if request.param == "hulld-dir":  # not a program: every worker would die at once
+        monkeypatch.setenv("HULL_WORKER", str(tmp_path))
     h = Hulld(tmp_path, "--max-runs", "2")
     Path(h.state).mkdir(parents=True)
     h.user = h.token()
     h.start()
-    h.kind = request.param
+    h.kind = request.param.split("-")[0]
     yield h
     assert h.stop() == 0, h.log.read_text()
     assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
