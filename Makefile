@@ -73,7 +73,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD)/hull-agent $(BUILD)/hull-image \
-	$(BUILD)/hull-net
+	$(BUILD)/hull-net $(BUILD)/hull-worker
 
 # hull-agent: PID 1 of a microVM, a static binary dropped into the
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
@@ -174,6 +174,17 @@ $(BUILD)/hulld: $(DAEMON_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $(DAEMON_LDFLAGS) -o $@ $(DAEMON_OBJS) $(BUILD)/libhull.a $(LDLIBS) $(IMAGE_LIBS) $(DAEMON_LIBS)
 
+# hull-worker: the process in which hulld's runs call the library, one at a
+# time (src/daemon/runner_worker.c). Static like hull, with none of hulld's
+# shared libraries: the sandbox's first clone copies every mapping of the
+# process it is made from. hulld runs it from beside itself (or ../lib/hull).
+WORKER_OBJS := $(BUILD)/obj/src/worker/main.o \
+	$(addprefix $(BUILD)/obj/src/daemon/,runner_worker.o frame.o)
+$(BUILD)/obj/src/worker/main.o: override CFLAGS += -iquote src/daemon
+$(BUILD)/hull-worker: $(WORKER_OBJS) $(BUILD)/libhull.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HULL_LINK) $(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(WORKER_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhull.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
@@ -262,6 +273,7 @@ install: all
 	install -m 0755 $(BUILD)/hull-agent $(DESTDIR)$(PREFIX)/lib/hull/hull-agent
 	install -m 0755 $(BUILD)/hull-image $(DESTDIR)$(PREFIX)/lib/hull/hull-image
 	install -m 0755 $(BUILD)/hull-net $(DESTDIR)$(PREFIX)/lib/hull/hull-net
+	install -m 0755 $(BUILD)/hull-worker $(DESTDIR)$(PREFIX)/lib/hull/hull-worker
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
 	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/

@@ -108,17 +108,27 @@ int frame_error(const struct frame *f, const char *fallback, hull_error *err);
 void frame_reply_ok(int sock, const char *key, const char *val, const void *data, size_t len);
 const char *frame_str(const struct frame *f, const char *key);
 
-/* helper.c: start this binary again as a single-threaded helper ("worker"
- * or "keeper") talking over *sock; returns its pid. Safe from any thread. */
+/* helper.c: start a single-threaded helper ("worker", "keeper", ...)
+ * talking over *sock: this binary again, or for "worker" and "runner" the
+ * lean hull-worker when installed; returns its pid. Safe from any thread. */
 pid_t helper_spawn(const char *mode, int *sock, hull_error *err);
 /* The same, and with die_with_parent the helper gets a parent-death signal
  * (SIGKILL): the queue worker's runners ("runner"). */
 pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err);
 /* The helper side: hulld --helper MODE --state-dir DIR, socket on fd 3. */
 int helper_main(const char *mode, const char *state_dir);
-/* st NULL ("runner", for the queue worker): no store, nothing recorded;
- * a run that cannot start answers {"error": why}. */
-int worker_loop(int sock, struct hull_store *st);
+/* runner_worker.c, the worker process (hulld --helper MODE, or the lean
+ * hull-worker): "worker" runs hulld's runs and records a result hulld did
+ * not take; "runner" (the queue worker's) has no store, records nothing,
+ * and answers {"error": why} for a run that cannot start. Exit status. */
+int worker_main(const char *mode, const char *state_dir, const char *image_root);
+/* A helper's start: hulld's signals ignored, its socket (fd 3, returned)
+ * checked; -1 when run by hand. */
+int helper_prepare(void);
+/* p's image (if any) resolved in image_root, never pulled. */
+int policy_image_root(struct hull_policy *p, const char *image_root, hull_error *err);
+/* An internal_error result saying why. */
+char *run_failed_result(const char *why);
 int keeper_loop(int sock);
 /* keeper_files.c: the keeper's "fs" frames (the file API). */
 struct hull_session;

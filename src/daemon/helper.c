@@ -9,21 +9,56 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/sibling.h"
 
 pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
 {
     return helper_spawn_bound(mode, false, sock, err);
+}
+
+/* hull-worker beside hulld (or in ../lib/hull, or $HULL_WORKER), found
+ * once; "" when it is not there. */
+static char lean_worker[PATH_MAX];
+static pthread_once_t lean_once = PTHREAD_ONCE_INIT;
+
+static void find_lean_worker(void)
+{
+    hull_error e = NULL;
+    struct stat st;
+    if (hull_find_sibling("hull-worker", "HULL_WORKER", lean_worker, sizeof(lean_worker), &e) < 0 ||
+        stat(lean_worker, &st) < 0 || !S_ISREG(st.st_mode) || access(lean_worker, X_OK) < 0) {
+        /* A path that cannot be exec'd would make every run's worker die
+         * at once: hulld runs them itself instead. */
+        hull_log(HULL_LOG_INFO, "runs' workers: hulld --helper worker (no hull-worker: %s)",
+                 e ? hull_error_msg(e) : "not an executable file");
+        hull_error_free(&e);
+        lean_worker[0] = '\0';
+        return;
+    }
+    hull_log(HULL_LOG_INFO, "runs' workers: %s", lean_worker);
+}
+
+/* The program a helper of this mode runs: a run's worker is the lean
+ * hull-worker when there is one (runner_worker.c says why), else hulld. */
+static const char *helper_exe(const char *mode)
+{
+    if (strcmp(mode, "worker") != 0 && strcmp(mode, "runner") != 0)
+        return "/proc/self/exe";
+    pthread_once(&lean_once, find_lean_worker);
+    return lean_worker[0] ? lean_worker : "/proc/self/exe";
 }
 
 pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err)
@@ -33,16 +68,18 @@ pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return hull_error_errno(err, "helper %s: socketpair", mode);
     /* Everything the child needs is prepared before fork: after it, only
-     * async-signal-safe calls until execve. */
-    char *argv[] = {"hulld",
-                    "--helper",
-                    (char *)mode,
-                    "--state-dir",
-                    (char *)hulld.o->state_dir,
-                    "--image-root",
-                    (char *)hulld.o->image_root,
-                    hulld.o->debug ? "--debug" : NULL,
-                    NULL};
+     * async-signal-safe calls until execve. hull-worker takes the same
+     * arguments. No --image-root without one (a NULL would end argv). */
+    const char *exe = helper_exe(mode);
+    char *argv[10] = {"hulld", "--helper", (char *)mode, "--state-dir", (char *)hulld.o->state_dir};
+    int n = 5;
+    if (hulld.o->image_root) {
+        argv[n++] = "--image-root";
+        argv[n++] = (char *)hulld.o->image_root;
+    }
+    if (hulld.o->debug)
+        argv[n++] = "--debug";
+    argv[n] = NULL;
     sigset_t none;
     sigemptyset(&none);
     pid_t parent = getpid();
@@ -66,7 +103,7 @@ pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull
          * survive execve. */
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
-        execv("/proc/self/exe", argv);
+        execv(exe, argv);
         _exit(127);
     }
     close(sv[1]);
@@ -76,34 +113,15 @@ pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull
 
 int helper_main(const char *mode, const char *state_dir)
 {
-    /* A helper ignores the signals meant for hulld (a terminal's ^C reaches
-     * the whole group): hulld decides when it stops, by closing its socket. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    int sock = 3;
-    if (fcntl(sock, F_SETFD, FD_CLOEXEC) < 0) {
-        fprintf(stderr, "hulld: --helper is internal to hulld\n");
+    if (strcmp(mode, "worker") == 0 || strcmp(mode, "runner") == 0)
+        return worker_main(mode, state_dir, hulld.o->image_root);
+    int sock = helper_prepare();
+    if (sock < 0)
         return 2;
-    }
     if (strcmp(mode, "keeper") == 0)
         return keeper_loop(sock);
     if (strcmp(mode, "puller") == 0)
         return puller_main(sock);
-    if (strcmp(mode, "runner") == 0)
-        return worker_loop(sock, NULL);
-    if (strcmp(mode, "worker") == 0) {
-        hull_error err = NULL;
-        struct hull_store *st = NULL;
-        if (hull_store_open(state_dir, &st, &err) < 0) {
-            hull_log(HULL_LOG_ERROR, "worker: %s", hull_error_msg(err));
-            hull_error_free(&err);
-            return 1;
-        }
-        int rc = worker_loop(sock, st);
-        hull_store_close(st);
-        return rc;
-    }
     fprintf(stderr, "hulld: --helper %s: unknown helper\n", mode);
     return 2;
 }

@@ -315,14 +315,5 @@ int request_image(json_object *doc, struct resp *r)
 
 int request_policy_image(struct hull_policy *p, hull_error *err)
 {
-    if (p->image == NULL)
-        return 0;
-    if (hulld.o->image_root == NULL) /* see api_images */
-        return hull_error_set(err, ENOTSUP, "image: hulld has no image store");
-    free(p->image_root);
-    p->image_root = strdup(hulld.o->image_root);
-    if (p->image_root == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    p->pull = HULL_PULL_NEVER;
-    return 0;
+    return policy_image_root(p, hulld.o->image_root, err);
 }

@@ -30,55 +30,7 @@
 #include "util/log.h"
 #include "util/utf8.h"
 
-#define REC_MAX    (32u << 10) /* output bytes per datagram */
-#define STREAM_BUF (1u << 20)  /* the socket's buffer: what a slow client may lag */
-
-struct rec_hdr {
-    uint32_t stream; /* 1 stdout, 2 stderr */
-    uint32_t pad;
-    uint64_t offset; /* in the run's combined output */
-};
-
-/* ---- in the worker (single-threaded, one run at a time) ---- */
-
-static struct {
-    int fd;
-    uint64_t off;
-} hook = {.fd = -1};
-
-static void on_output(void *ctx, int stream, const char *d, size_t n)
-{
-    (void)ctx;
-    while (n) {
-        size_t k = n > REC_MAX ? REC_MAX : n;
-        struct rec_hdr h = {.stream = (uint32_t)stream, .offset = hook.off};
-        struct iovec iov[2] = {{.iov_base = &h, .iov_len = sizeof(h)},
-                               {.iov_base = (void *)d, .iov_len = k}};
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
-        /* Never waits (the run's clocks go on): what does not fit now is
-         * lost to this client, which its offsets show. A client gone
-         * (EPIPE) leaves the run as it is. */
-        if (sendmsg(hook.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
-            errno != ENOBUFS)
-            hull_debug("run stream: %s", strerror(errno));
-        hook.off += k;
-        d += k;
-        n -= k;
-    }
-}
-
-void run_stream_hook(struct hull_policy *p, int stream_fd)
-{
-    hook.fd = stream_fd;
-    hook.off = 0;
-    if (stream_fd < 0)
-        return;
-    /* The sandbox's processes must never hold it (it came with
-     * MSG_CMSG_CLOEXEC; said again in case). */
-    fcntl(stream_fd, F_SETFD, FD_CLOEXEC);
-    p->on_output = on_output;
-    p->on_output_ctx = NULL;
-}
+#define STREAM_BUF (1u << 20) /* the socket's buffer: what a slow client may lag */
 
 /* ---- in hulld ---- */
 
@@ -350,7 +302,7 @@ static int fill(struct run_stream *rs)
         return -1;
     if (r <= 0 || p[0].revents == 0)
         return 0;
-    static __thread unsigned char rec[sizeof(struct rec_hdr) + REC_MAX];
+    static __thread unsigned char rec[sizeof(struct run_stream_rec) + RUN_STREAM_REC_MAX];
     ssize_t n = recv(rs->fd, rec, sizeof(rec), MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
@@ -358,7 +310,7 @@ static int fill(struct run_stream *rs)
         finish(rs); /* the worker closed its end: the run is over */
         return 0;
     }
-    struct rec_hdr h;
+    struct run_stream_rec h;
     if ((size_t)n < sizeof(h))
         return 0; /* not one of ours: the worker sends whole records */
     memcpy(&h, rec, sizeof(h));

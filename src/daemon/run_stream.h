@@ -4,11 +4,20 @@
 #define HULLD_RUN_STREAM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "daemon.h"
 #include "runner.h"
 
-/* ---- in the worker ---- */
+/* One datagram: this header, then up to RUN_STREAM_REC_MAX bytes of output. */
+#define RUN_STREAM_REC_MAX (32u << 10)
+struct run_stream_rec {
+    uint32_t stream; /* 1 stdout, 2 stderr */
+    uint32_t pad;
+    uint64_t offset; /* in the run's combined output */
+};
+
+/* ---- in the worker (runner_worker.c) ---- */
 
 /* p's output goes to stream_fd as it comes (nothing when -1). */
 void run_stream_hook(struct hull_policy *p, int stream_fd);

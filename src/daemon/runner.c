@@ -372,13 +372,6 @@ void runner_cancel_all(void)
     free(ids);
 }
 
-/* internal_error result for a run its worker could not finish. */
-static char *failed_result(const char *why)
-{
-    struct hull_result r = {.verdict = HULL_VERDICT_INTERNAL_ERROR, .error = (char *)why};
-    return hull_result_to_json(&r);
-}
-
 static int slot_spawn(struct slot *s)
 {
     hull_error e = NULL;
@@ -496,7 +489,7 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     if (s->sock < 0 && slot_spawn(s) < 0) {
         if (insert_row(s, j) < 0)
             return NULL;
-        char *res = failed_result("no worker process could be started");
+        char *res = run_failed_result("no worker process could be started");
         record(j, res, verdict, false);
         return res;
     }
@@ -539,7 +532,7 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
         hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
         slot_close(s);
         sweep_leftovers();
-        char *res = failed_result("the worker process running it died");
+        char *res = run_failed_result("the worker process running it died");
         record(j, res, verdict, stamped);
         return res;
     }
@@ -651,146 +644,4 @@ void runner_stop(void)
     pool.threads = NULL;
     pool.slots = NULL;
     pool.n_threads = 0;
-}
-
-/* ---- the worker process -------------------------------------------------- */
-
-static char *run_one(struct frame *f, int stream_fd, double *lib_ms, const char **verdict)
-{
-    *verdict = hull_verdict_name(HULL_VERDICT_INTERNAL_ERROR);
-    struct hull_policy p;
-    hull_error e = NULL;
-    hull_policy_init(&p);
-    char *res = NULL;
-    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0 || request_policy_image(&p, &e) < 0) {
-        res = failed_result(hull_error_msg(e));
-    } else {
-        p.cancel_fd = f->fd;
-        run_stream_hook(&p, stream_fd);
-        if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
-            res = failed_result(hull_error_msg(e));
-    }
-    hull_error_free(&e);
-    p.cancel_fd = -1;
-    hull_policy_free(&p);
-    return res;
-}
-
-/* hulld is gone before it recorded the result: the worker does (a no-op
- * when hulld did after all: a run's end is recorded once, the first word
- * stands). */
-static void record_self(struct hull_store *st, const char *id, const char *res, const char *verdict)
-{
-    hull_error e = NULL;
-    if (id && hull_run_finish(st, id, res, verdict, &e) < 0) {
-        hull_warn("worker: %s", hull_error_msg(e));
-        hull_error_free(&e);
-    }
-}
-
-/* A queue job (hulld --worker): the result, or {"error": why} when it
- * could not start; the queue worker stores either in Redis. */
-static int answer_queued(int sock, const struct frame *f)
-{
-    struct hull_policy p;
-    hull_error e = NULL;
-    hull_policy_init(&p);
-    char *res = NULL;
-    const char *verdict;
-    double lib_ms = 0;
-    json_object *hdr = json_object_new_object();
-    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0 ||
-        hull_job_run(&p, &res, &verdict, &lib_ms, &e) < 0) {
-        char why[1024];
-        snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
-        json_object_object_add(hdr, "error", json_object_new_string(why));
-    } else {
-        json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
-        json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
-    }
-    hull_error_free(&e);
-    hull_policy_free(&p);
-    int r = frame_send(sock, hdr, res, res ? strlen(res) : 0, -1);
-    json_object_put(hdr);
-    free(res);
-    return r;
-}
-
-/* The last result sent, until hulld shows it has it. */
-struct unacked {
-    char *id, *res;
-    const char *verdict;
-};
-
-static void unacked_drop(struct unacked *u)
-{
-    free(u->id);
-    free(u->res);
-    *u = (struct unacked){0};
-}
-
-int worker_loop(int sock, struct hull_store *st)
-{
-    /* A result is hulld's (recorded, or kept in pending.c) once hulld sends
-     * anything more: the next run (or its stream), or "recorded". hulld
-     * closing the socket first may mean it died before recording it: then
-     * the worker does (a no-op when hulld did: a run's end is recorded
-     * once). */
-    struct unacked u = {0};
-    int stream_fd = -1; /* the next run's output stream (run_stream.c) */
-    for (;;) {
-        struct frame f;
-        if (frame_recv(sock, &f) < 0) {
-            int rc = errno == EPIPE ? 0 : 1; /* hulld closed our socket: done */
-            if (u.res)
-                record_self(st, u.id, u.res, u.verdict);
-            unacked_drop(&u);
-            if (stream_fd >= 0)
-                close(stream_fd);
-            return rc;
-        }
-        if (st == NULL) {
-            int r = answer_queued(sock, &f);
-            frame_free(&f);
-            if (r < 0)
-                return 0; /* the queue worker is gone */
-            continue;
-        }
-        unacked_drop(&u);
-        const char *op = json_object_get_string(hj_get(f.hdr, "op"));
-        if (op && strcmp(op, "recorded") == 0) {
-            frame_free(&f);
-            continue;
-        }
-        if (op && strcmp(op, "stream") == 0) {
-            if (stream_fd >= 0)
-                close(stream_fd);
-            stream_fd = f.fd;
-            f.fd = -1;
-            frame_free(&f);
-            continue;
-        }
-        json_object *id = hj_get(f.hdr, "id");
-        double lib_ms = 0;
-        const char *verdict;
-        char *res = run_one(&f, stream_fd, &lib_ms, &verdict);
-        if (stream_fd >= 0)
-            close(stream_fd); /* its end: the stream then gives the result */
-        stream_fd = -1;
-        json_object *hdr = json_object_new_object();
-        json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
-        json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
-        int r = frame_send(sock, hdr, res, strlen(res), -1);
-        json_object_put(hdr);
-        if (r < 0) {
-            record_self(st, json_object_get_string(id), res, verdict);
-            free(res);
-            frame_free(&f);
-            return 0;
-        }
-        u.id = id ? strdup(json_object_get_string(id)) : NULL;
-        u.res = res;
-        u.verdict = verdict;
-        frame_free(&f);
-    }
 }

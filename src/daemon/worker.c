@@ -6,8 +6,8 @@
  * The loop itself is libhull's (src/lib/service/queue_worker.c; protocol in
  * docs/queue.md); this front end only maps the options and turns SIGTERM
  * and SIGINT into "finish the running jobs, then stop", and gives the loop
- * its runners: per slot, one persistent `hulld --helper runner` (the same
- * single-threaded helper and frames as the HTTP runs' workers), fed one
+ * its runners: per slot, one persistent `hull-worker --helper runner` (the
+ * same single-threaded helper and frames as the HTTP runs' workers), fed one
  * job at a time; it dies with this process (parent-death signal). */
 #include <errno.h>
 #include <signal.h>
