@@ -37,27 +37,56 @@ static json_object *one(const char *key, json_object *v)
     return o;
 }
 
-static bool ongoing(const char *st);
+static bool ongoing(const char *st)
+{
+    return strcmp(st, "setup") == 0 || strcmp(st, "active") == 0 ||
+           strcmp(st, "pre-switchover") == 0 || strcmp(st, "device") == 0 ||
+           strcmp(st, "cancelling") == 0 || strcmp(st, "wait-unplug") == 0;
+}
+
+static bool ended(const char *st)
+{
+    return !ongoing(st);
+}
+
+static bool past_setup(const char *st)
+{
+    return strcmp(st, "setup") != 0;
+}
+
+/* query-migrate every step_us until done(its status) or timeout_ms; the
+ * status in st. 1 when done, 0 at the timeout, -1 on error. */
+static int poll_status(struct qmp *q, bool (*done)(const char *), int timeout_ms, unsigned step_us,
+                       char *st, size_t len, hull_error *err)
+{
+    int64_t end = hull_monotonic_ms() + timeout_ms;
+    for (;;) {
+        cleanup_json json_object *r = NULL;
+        if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
+            return -1;
+        json_object *v = hj_get(r, "status");
+        snprintf(st, len, "%s", v ? json_object_get_string(v) : "none");
+        if (done(st))
+            return 1;
+        if (hull_monotonic_ms() > end)
+            return 0;
+        usleep(step_us);
+    }
+}
 
 /* Until QEMU has left "setup" (dirty logging on, the first bitmap sync
  * done), or the migration ended. */
 static int wait_setup_done(struct qmp *q, hull_error *err)
 {
-    int64_t end = hull_monotonic_ms() + 30000;
-    for (;;) {
-        cleanup_json json_object *r = NULL;
-        if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
-            return -1;
-        json_object *st = hj_get(r, "status");
-        const char *s = st ? json_object_get_string(st) : "none";
-        if (strcmp(s, "setup") != 0)
-            return ongoing(s) || strcmp(s, "completed") == 0
-                       ? 0
-                       : hull_error_set(err, EIO, "QEMU's migration %s in its setup", s);
-        if (hull_monotonic_ms() > end)
-            return hull_error_set(err, ETIMEDOUT, "QEMU's migration still in setup after 30 s");
-        usleep(1000);
-    }
+    char st[64];
+    int rc = poll_status(q, past_setup, 30000, 1000, st, sizeof(st), err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return hull_error_set(err, ETIMEDOUT, "QEMU's migration still in setup after 30 s");
+    if (!ongoing(st) && strcmp(st, "completed") != 0)
+        return hull_error_set(err, EIO, "QEMU's migration %s in its setup", st);
+    return 0;
 }
 
 int vm_qemu_migrate_out(struct vm *vm, int fd, bool live, uint64_t bandwidth, hull_error *err)
@@ -129,13 +158,6 @@ static int64_t i64(json_object *o, const char *k)
     return v ? json_object_get_int64(v) : 0;
 }
 
-static bool ongoing(const char *st)
-{
-    return strcmp(st, "setup") == 0 || strcmp(st, "active") == 0 ||
-           strcmp(st, "pre-switchover") == 0 || strcmp(st, "device") == 0 ||
-           strcmp(st, "cancelling") == 0 || strcmp(st, "wait-unplug") == 0;
-}
-
 int vm_qemu_migrate_wait(struct vm *vm, int timeout_ms, struct vmm_migration *m, hull_error *err)
 {
     __attribute__((cleanup(qmp_closep))) struct qmp *q = NULL;
@@ -179,18 +201,12 @@ int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err)
         hull_debug("VM %s: migrate_cancel: %s", vm->id, hull_error_msg(e));
         hull_error_free(&e);
     }
-    int64_t end = hull_monotonic_ms() + 30000;
-    for (;;) {
-        cleanup_json json_object *r = NULL;
-        if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
-            return -1;
-        json_object *st = hj_get(r, "status");
-        if (!ongoing(st ? json_object_get_string(st) : "none"))
-            break;
-        if (hull_monotonic_ms() > end)
-            return hull_error_set(err, ETIMEDOUT, "the migration does not end after cancel");
-        usleep(5000);
-    }
+    char st[64];
+    int rc = poll_status(q, ended, 30000, 5000, st, sizeof(st), err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return hull_error_set(err, ETIMEDOUT, "the migration does not end after cancel");
     if (!resume)
         return 0;
     cleanup_json json_object *r = NULL;
