@@ -8,6 +8,7 @@
  * the receiver tells it the VM is kept, it deletes the VM (QEMU, cgroup,
  * directory) once the receiver is gone, so a receiver that fails or is
  * killed half-way leaves nothing behind. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -172,6 +174,79 @@ static void log_said(const struct vm *vm, const char *log, const char *what, cha
         snprintf(out, len, " (%s: %s)", what, said);
 }
 
+/* The oldest files of dir removed until at most keep are left (names
+ * carry no order: modification times do). Best effort: only disk space. */
+static void logs_prune(const char *dir, size_t keep)
+{
+    for (;;) {
+        DIR *d = opendir(dir);
+        if (!d)
+            return;
+        struct dirent *de;
+        size_t count = 0;
+        char oldest[256] = "";
+        struct timespec when = {0};
+        while ((de = readdir(d))) {
+            struct stat st;
+            if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0 ||
+                !S_ISREG(st.st_mode))
+                continue;
+            count++;
+            if (!oldest[0] || st.st_mtim.tv_sec < when.tv_sec ||
+                (st.st_mtim.tv_sec == when.tv_sec && st.st_mtim.tv_nsec < when.tv_nsec)) {
+                snprintf(oldest, sizeof(oldest), "%s", de->d_name);
+                when = st.st_mtim;
+            }
+        }
+        bool gone = count > keep && unlinkat(dirfd(d), oldest, 0) == 0;
+        closedir(d);
+        if (!gone)
+            return;
+    }
+}
+
+/* The guest's console and QEMU's stderr of a received VM that failed after
+ * it ran here, kept as <root>/vm.failed/<id>-<ms>.log: the guard removes the
+ * VM's directory, and a panic's text (why, where, the stack) is the only
+ * evidence there is of what happened in the guest. The path is written to
+ * out (" (logs kept in PATH)"), or "" when nothing could be kept. Only the
+ * last MIG_KEPT_LOGS are kept. */
+#define MIG_KEPT_LOGS 16
+static void keep_logs(const struct recv_state *s, char *out, size_t len)
+{
+    char root[4096], dir[4200], path[4400];
+    hull_error e = NULL;
+    out[0] = 0;
+    if (vm_root_dir(s->rt, root, sizeof(root), &e) < 0 ||
+        snprintf(dir, sizeof(dir), "%s.failed", root) >= (int)sizeof(dir) ||
+        hull_mkdir_p(dir, 0700, &e) < 0) {
+        hull_warn("receive: keep the logs of VM %s: %s", s->vm.id, e ? hull_error_msg(e) : dir);
+        hull_error_free(&e);
+        return;
+    }
+    logs_prune(dir, MIG_KEPT_LOGS - 1);
+    snprintf(path, sizeof(path), "%s/%s-%lld.log", dir, s->vm.id, (long long)hull_realtime_ms());
+    static const char *const logs[] = {"console.log", "qemu.log"};
+    cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    for (size_t i = 0; fd >= 0 && i < 2; i++) {
+        char name[32], p[4200];
+        cleanup_free char *text = NULL;
+        size_t n = 0;
+        snprintf(name, sizeof(name), "run/%s", logs[i]);
+        vm_path(&s->vm, name, p, sizeof(p));
+        if (hull_read_file(p, &text, &n, NULL) < 0)
+            continue;
+        dprintf(fd, "==== %s (VM %s, %s) ====\n", logs[i], s->vm.id, s->vm.restored_from);
+        if (write_all(fd, text, n) < 0)
+            break;
+    }
+    if (fd < 0) {
+        hull_warn("receive: keep the logs of VM %s in %s: %s", s->vm.id, path, strerror(errno));
+        return;
+    }
+    snprintf(out, len, " (logs kept in %s)", path);
+}
+
 /* 'D' frames into QEMU until 'E', whose count and digest must match. */
 static int pump_in(struct recv_state *s, int wr, hull_error *err)
 {
@@ -246,7 +321,9 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
         char con[600], qemu[600];
         log_said(&s->vm, "console.log", "console", con, sizeof(con));
         log_said(&s->vm, "qemu.log", "QEMU", qemu, sizeof(qemu));
-        return hull_error_prefix(err, "the guest after the move%s%s", con, qemu);
+        char kept[4500];
+        keep_logs(s, kept, sizeof(kept));
+        return hull_error_prefix(err, "the guest after the move%s%s%s", con, qemu, kept);
     }
     if (vm_save(&s->vm, err) < 0)
         return -1;

@@ -4,11 +4,12 @@
  * command drives this QEMU, and no agent session is mid-request in the
  * state that moves. Until the receiver has been told to commit, every
  * failure cancels QEMU's migration and lets the guest run here again
- * (QEMU never stops a live guest before the last round, and a guest it
- * stopped is continued). After the commit, the source keeps its guest
- * stopped unless the receiver says it gave up: if the connection breaks
- * between commit and the receiver's answer, which side runs the guest is
- * unknown here, and resuming could run it twice. */
+ * (QEMU never stops a live guest before the last round, hull stops a TCG
+ * guest only over the migration's setup, and a guest stopped is
+ * continued). After the commit, the source keeps its guest stopped unless
+ * the receiver says it gave up: if the connection breaks between commit
+ * and the receiver's answer, which side runs the guest is unknown here,
+ * and resuming could run it twice. */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
