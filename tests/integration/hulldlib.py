@@ -16,7 +16,7 @@ from conftest import pid_alive, wait_until  # noqa: F401 (re-exported)
 SRC = Path(__file__).resolve().parents[2]
 HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
 HULLD = os.environ.get("HULLD", str(Path(HULL).resolve().parent / "hulld"))
-SANDBOX_ROOTS = (Path("/run/hull/sandbox"), Path("/dev/shm/hull-sandbox"))  # state_root.c
+SANDBOX_ROOT = Path("/run/hull/sandbox")
 MiB = 1 << 20
 
 
@@ -74,8 +74,9 @@ def _ours(name, pids):
 
 def sandbox_entries_of(pids):
     """Sandbox state directories supervised by one of pids."""
-    return [n for root in SANDBOX_ROOTS if root.exists()
-            for n in os.listdir(root) if _ours(n, pids)]
+    if not SANDBOX_ROOT.exists():
+        return []
+    return [n for n in os.listdir(SANDBOX_ROOT) if _ours(n, pids)]
 
 
 def cgroups_of(pids):

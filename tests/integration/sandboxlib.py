@@ -4,7 +4,7 @@ Every run goes through the real binary ($HULL). What a run leaves on the
 host is found by the id hull gives it, sandbox-<hull pid>-..., so the checks
 hold even while other sandboxes run on the same machine:
 
-  - <state root>/<id>             the state directory (both roots: STATE_ROOTS)
+  - /run/hull/sandbox/<id>        the state directory
   - <cgroup mount>/hull/<id>      in every cgroup hierarchy (v1 and v2)
   - any host mount naming the id, or on the sandbox's empty root
   - processes: every workload gets HULL_TEST_TOKEN=<token> in its
@@ -22,10 +22,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2]
 HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
-# hull keeps sandbox state in /run/hull/sandbox where /run is a tmpfs and in
-# /dev/shm/hull-sandbox where it is not (src/lib/sandbox/state_root.c): a
-# leak check looks in both.
-STATE_ROOTS = (Path("/run/hull/sandbox"), Path("/dev/shm/hull-sandbox"))
+STATE_ROOT = Path("/run/hull/sandbox")
 EMPTY_ROOT = "/run/hull-empty"
 UID_BASE = 1000000000      # container uid 0 on the host
 SANDBOX_UID = 1000         # the workload's uid inside
@@ -60,13 +57,10 @@ def cgroup_dirs(prefix):
 
 
 def state_dirs(prefix):
-    found = []
-    for root in STATE_ROOTS:
-        try:
-            found += [n for n in os.listdir(root) if n.startswith(prefix)]
-        except FileNotFoundError:
-            pass
-    return found
+    try:
+        return [n for n in os.listdir(STATE_ROOT) if n.startswith(prefix)]
+    except FileNotFoundError:
+        return []
 
 
 def host_mounts(token):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import HULL, HULLD, SANDBOX_ROOTS, Hulld, UnixConnection, wait_until
+from hulldlib import HULL, HULLD, Hulld, UnixConnection, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
@@ -343,7 +343,7 @@ def test_sandbox_lifecycle(d):
     assert sb["state"] == "running" and sb["isolation"] == "container" and sb["lifetime_s"] == 300
     c = sandbox_container(d, sid)
     d.note_helpers()
-    assert any((root / c).exists() for root in SANDBOX_ROOTS)  # its state, gone below
+    assert (Path("/run/hull/sandbox") / c).exists()  # its state, gone below
     # A real container: its cgroup has the limits asked for.
     assert int((cgroup_dir("memory", c) / "memory.limit_in_bytes").read_text()) == 96 << 20
     # --pids counts the program's tasks; the sandbox's own init is one more.
@@ -404,7 +404,7 @@ def test_sandbox_lifecycle(d):
 
     r = d.request("DELETE", f"/v1/sandboxes/{sid}", token=t)
     assert r.status == 200 and r.json["state"] == "destroyed"
-    assert not any((root / c).exists() for root in SANDBOX_ROOTS)
+    assert not (Path("/run/hull/sandbox") / c).exists()
     assert not cgroup_dir("memory", c).exists()
     assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "destroyed"
     assert d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["true"]}, t).status == 404
@@ -421,7 +421,7 @@ def test_sandbox_lifetime_and_quota(d):
                       == "destroyed", 30)
     got = d.request("GET", f"/v1/sandboxes/{a}", token=t).json
     assert got["reason"] == "lifetime expired"
-    assert not any((root / ca).exists() for root in SANDBOX_ROOTS)
+    assert not (Path("/run/hull/sandbox") / ca).exists()
     listed = [s["id"] for s in d.request("GET", "/v1/sandboxes", token=t).json["sandboxes"]]
     assert listed == [b]
     assert d.request("DELETE", f"/v1/sandboxes/{b}", token=t).status == 200

@@ -752,3 +752,35 @@ def test_sigkilled_runner_is_collected_by_the_next_run(sb):
     sb.assert_clean(p.pid)
     out.close()
     err.close()
+
+
+def test_cleanup_verb_collects_a_sigkilled_runner(sb):
+    """`hull sandbox cleanup`: what a killed runner left goes, a live run stays."""
+    live, lout, lerr = sb.start(cmd=["sleep", "61"])
+    p, out, err = sb.start(cmd=["sleep", "60"])
+    sb.workload_pid("sleep 61")
+    pid = sb.workload_pid("sleep 60")
+    prefix, live_prefix = f"sandbox-{p.pid}-", f"sandbox-{live.pid}-"
+    p.kill()
+    p.wait()
+    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}"))
+    assert state_dirs(prefix) and cgroup_dirs(prefix)
+    r = subprocess.run([HULL, "sandbox", "cleanup"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("removed ") and int(r.stdout.split()[1]) >= 1, r.stdout
+    assert not state_dirs(prefix) and not cgroup_dirs(prefix)
+    assert state_dirs(live_prefix) and cgroup_dirs(live_prefix)  # still running: untouched
+    cancel(live)
+    live.wait(timeout=60)
+    sb.assert_clean(p.pid)
+    sb.assert_clean(live.pid)
+    for f in (out, err, lout, lerr):
+        f.close()
+
+
+def test_cleanup_verb_refuses_arguments_and_non_root():
+    r = subprocess.run([HULL, "sandbox", "cleanup", "extra"], capture_output=True, text=True)
+    assert r.returncode == 125 and "unexpected argument 'extra'" in r.stderr, r
+    r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                        HULL, "sandbox", "cleanup"], capture_output=True, text=True)
+    assert r.returncode == 1 and "hull: sandbox cleanup: needs root" in r.stderr, r

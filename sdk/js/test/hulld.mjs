@@ -14,8 +14,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const SRC = path.resolve(HERE, "..", "..", "..");
 export const HULL = process.env.HULL ?? path.join(SRC, "build", "hull");
 export const HULLD = process.env.HULLD ?? path.join(path.dirname(path.resolve(HULL)), "hulld");
-// hull keeps sandbox state in one of these (src/lib/sandbox/state_root.c)
-const SANDBOX_ROOTS = ["/run/hull/sandbox", "/dev/shm/hull-sandbox"];
+const SANDBOX_ROOT = "/run/hull/sandbox";
 
 /** Why the end-to-end tests cannot run here, or undefined. */
 export function cannotRun() {
@@ -155,12 +154,10 @@ export class Hulld {
     const pids = this.helpersSeen;
     const procs = [...pids].filter(alive);
     let entries = [];
-    for (const root of SANDBOX_ROOTS) {
-      try {
-        entries = entries.concat(fs.readdirSync(root).filter((n) => ours(n, pids)));
-      } catch {
-        // no such sandbox root
-      }
+    try {
+      entries = fs.readdirSync(SANDBOX_ROOT).filter((n) => ours(n, pids));
+    } catch {
+      // no sandbox root at all
     }
     const cgroups = [];
     for (const base of fs.readdirSync("/sys/fs/cgroup")) {

@@ -83,21 +83,12 @@ static bool remove_orphan(int parentfd, const char *name)
     return false;
 }
 
-/* A state directory of that name in either root (state_root.c). */
-static bool has_state(const int statefd[2], const char *name)
-{
-    for (int i = 0; i < 2; i++)
-        if (statefd[i] >= 0 && faccessat(statefd[i], name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-            return true;
-    return false;
-}
-
 /* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) that no state
  * directory names and whose supervisor is gone. A supervisor killed after
  * its limits made a cgroup (a CPU quota joins the cpu hierarchy) but before
  * the state recorded it leaves one that delete does not know of. rmdir only
  * removes an empty cgroup, so nothing that runs is touched. */
-static size_t remove_orphan_cgroups(const char *mount, const int statefd[2])
+static size_t remove_orphan_cgroups(const char *mount, int statefd)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/hull", mount);
@@ -108,7 +99,7 @@ static size_t remove_orphan_cgroups(const char *mount, const int statefd[2])
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         int pid = id_pid(de->d_name);
-        if (pid == 0 || has_state(statefd, de->d_name))
+        if (pid == 0 || faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
             continue;
         if (hull_pid_alive(pid, 0)) /* a zombie counts as gone */
             continue;
@@ -121,17 +112,11 @@ static size_t remove_orphan_cgroups(const char *mount, const int statefd[2])
 
 static size_t sweep_cgroups(void)
 {
-    /* The other root may not exist (it then holds no state); one that
-     * cannot be read might hold some: then no cgroup is taken for an orphan. */
-    int statefd[2];
-    statefd[0] = open(hull_sandbox_root(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const char *other = hull_sandbox_other_root();
-    statefd[1] = other ? open(other, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    bool readable = statefd[0] >= 0 && (other == NULL || statefd[1] >= 0 || errno == ENOENT);
+    int statefd = open(HULL_SANDBOX_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     FILE *f = fopen("/proc/self/mountinfo", "re");
     size_t n = 0;
     char line[4096];
-    while (f && readable && fgets(line, sizeof(line), f)) {
+    while (f && statefd >= 0 && fgets(line, sizeof(line), f)) {
         /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS */
         char mp[1024], fstype[64];
         const char *sep = strstr(line, " - ");
@@ -143,19 +128,19 @@ static size_t sweep_cgroups(void)
     }
     if (f)
         fclose(f);
-    for (int i = 0; i < 2; i++)
-        if (statefd[i] >= 0)
-            close(statefd[i]);
+    if (statefd >= 0)
+        close(statefd);
     return n;
 }
 
-/* The leftovers of one state root: -1 when some could not be removed. */
-static int cleanup_root(const char *root, size_t *removed, hull_error *err)
+int hull_sandbox_cleanup(size_t *removed, hull_error *err)
 {
-    struct hull_runtime rt = {.root = root};
-    DIR *d = opendir(root);
+    *removed = 0;
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
+    DIR *d = opendir(HULL_SANDBOX_ROOT);
     if (d == NULL)
-        return errno == ENOENT ? 0 : hull_error_errno(err, "sandbox cleanup: %s", root);
+        return errno == ENOENT ? 0
+                               : hull_error_errno(err, "sandbox cleanup: %s", HULL_SANDBOX_ROOT);
     int ret = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -194,24 +179,9 @@ static int cleanup_root(const char *root, size_t *removed, hull_error *err)
         }
     }
     closedir(d);
+    *removed += sweep_cgroups();
+    hull_sandbox_net_sweep();
     if (ret < 0)
         return hull_error_set(err, EIO, "sandbox cleanup: some leftovers could not be removed");
     return 0;
-}
-
-int hull_sandbox_cleanup(size_t *removed, hull_error *err)
-{
-    *removed = 0;
-    const char *other = hull_sandbox_other_root();
-    int ret = cleanup_root(hull_sandbox_root(), removed, err);
-    hull_error e = NULL; /* the other root's, when err holds the first's */
-    if (other && cleanup_root(other, removed, ret < 0 ? &e : err) < 0) {
-        if (ret < 0)
-            hull_warn("%s", hull_error_msg(e));
-        hull_error_free(&e);
-        ret = -1;
-    }
-    *removed += sweep_cgroups();
-    hull_sandbox_net_sweep();
-    return ret;
 }

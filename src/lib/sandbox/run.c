@@ -673,7 +673,7 @@ static int ns_launch(struct run *x, hull_error *err)
     const struct hull_policy *p = x->p;
     struct hull_result *r = x->r;
     r->isolation = p->isolation;
-    struct hull_runtime rt = {.root = hull_sandbox_root()};
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     collect_stale(&rt);
     struct hull_create_opts co = {.id = x->id, .bundle = "/"};
     int stdio[3] = {x->in_fd, x->out[1], x->err[1]};

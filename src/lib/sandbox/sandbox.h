@@ -29,12 +29,7 @@
 #define HULL_SANDBOX_UID_DIR       "/run/hull/sandbox-uids"
 #define HULL_SANDBOX_MAX_FILES     96 /* root files: layout, copies, their directories */
 #define HULL_SANDBOX_MAX_COPIES    32 /* copy-in + inline files of one policy */
-/* Sandbox state directories: in the first where /run is a tmpfs, else in the
- * second if it is root's alone (state_root.c says why); cleanup searches both. */
-#define HULL_SANDBOX_RUN_ROOT "/run/hull/sandbox"
-#define HULL_SANDBOX_SHM_ROOT "/dev/shm/hull-sandbox"
-const char *hull_sandbox_root(void);
-const char *hull_sandbox_other_root(void); /* NULL: none to search */
+#define HULL_SANDBOX_ROOT          "/run/hull/sandbox"
 /* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
  * user, an unprivileged host uid, must reach the directory it is bound from. */
 #define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"

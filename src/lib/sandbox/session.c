@@ -125,7 +125,7 @@ static int session_setup(struct hull_session *s, const struct hull_policy *p, hu
     cleanup_close int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return hull_error_errno(err, "open /dev/null");
-    struct hull_runtime rt = {.root = hull_sandbox_root()};
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_create_opts co = {.id = s->id, .bundle = "/"};
     int stdio[3] = {null_fd, null_fd, null_fd};
     struct hull_setup_opts so;
@@ -221,7 +221,7 @@ void hull_session_destroy(struct hull_session *s)
         kill(s->c.launch.pid, SIGKILL);
         waitpid(s->c.launch.pid, NULL, 0);
     }
-    struct hull_runtime rt = {.root = hull_sandbox_root()};
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     if (s->c.cs.id && hull_container_destroy(&rt, -1, &s->c.cs, &e) < 0) {
         hull_warn("sandbox %s: cleanup: %s", s->id, hull_error_msg(e));
         hull_error_free(&e);

@@ -203,7 +203,7 @@ static void run_cmd(struct hull_session *s, struct hull_sandbox_layout *lay, str
     struct hull_result *r = x->r;
     struct hull_cgroup_stats before, after;
     hull_session_stats(s, &before);
-    struct hull_runtime rt = {.root = hull_sandbox_root()};
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_exec_opts o = {
         .process_json = hj_to_string(hj_get(lay->spec->json, "process")),
         .stdio = child,

@@ -198,7 +198,7 @@ int hull_sandbox_usage(const char *id, uint64_t *cpu_ns, uint64_t *memory_bytes,
     *cpu_ns = *memory_bytes = 0;
     if (hull_id_validate(id, err) < 0)
         return -1;
-    snprintf(path, sizeof(path), "%s/%s", hull_sandbox_root(), id);
+    snprintf(path, sizeof(path), "%s/%s", HULL_SANDBOX_ROOT, id);
     /* A reader: state.json is replaced atomically, no lock needed. */
     cleanup_close int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)

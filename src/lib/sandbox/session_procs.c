@@ -74,7 +74,7 @@ static int proc_start(struct hull_session *s, struct hull_sandbox_layout *lay, b
     hull_session_stats(s, &before);
     sp->oom_before = before.oom_kill_events;
     sp->pids_before = before.pids_max_events;
-    struct hull_runtime rt = {.root = hull_sandbox_root()};
+    struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     struct hull_exec_opts o = {
         .process_json = hj_to_string(hj_get(lay->spec->json, "process")),
         .stdio = child,

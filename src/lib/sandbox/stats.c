@@ -94,7 +94,7 @@ int hull_sandbox_stats(const char *id, struct hull_sandbox_stats *st, hull_error
     if (hull_id_validate(id, err) < 0)
         return -1;
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", hull_sandbox_root(), id);
+    snprintf(path, sizeof(path), "%s/%s", HULL_SANDBOX_ROOT, id);
     /* A reader: state.json is replaced atomically, no lock needed. */
     cleanup_close int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
