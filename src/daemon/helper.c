@@ -29,6 +29,8 @@ pid_t helper_spawn(const char *mode, int *sock, hull_error *err)
     return helper_spawn_bound(mode, false, sock, err);
 }
 
+static const char self_exe[] = "/proc/self/exe";
+
 /* hull-worker beside hulld (or in ../lib/hull, or $HULL_WORKER), found
  * once; "" when it is not there. */
 static char lean_worker[PATH_MAX];
@@ -56,9 +58,9 @@ static void find_lean_worker(void)
 static const char *helper_exe(const char *mode)
 {
     if (strcmp(mode, "worker") != 0 && strcmp(mode, "runner") != 0)
-        return "/proc/self/exe";
+        return self_exe;
     pthread_once(&lean_once, find_lean_worker);
-    return lean_worker[0] ? lean_worker : "/proc/self/exe";
+    return lean_worker[0] ? lean_worker : self_exe;
 }
 
 pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull_error *err)
@@ -71,7 +73,9 @@ pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull
      * async-signal-safe calls until execve. hull-worker takes the same
      * arguments. No --image-root without one (a NULL would end argv). */
     const char *exe = helper_exe(mode);
-    char *argv[10] = {"hulld", "--helper", (char *)mode, "--state-dir", (char *)hulld.o->state_dir};
+    /* ps names the program that runs: hull-worker or hulld. */
+    char *argv[10] = {exe == self_exe ? "hulld" : "hull-worker", "--helper", (char *)mode,
+                      "--state-dir", (char *)hulld.o->state_dir};
     int n = 5;
     if (hulld.o->image_root) {
         argv[n++] = "--image-root";
@@ -104,6 +108,12 @@ pid_t helper_spawn_bound(const char *mode, bool die_with_parent, int *sock, hull
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         execv(exe, argv);
+        /* hull-worker gone since it was found (an upgrade, an uninstall):
+         * hulld itself runs the same loop, as where it was never there. */
+        if (exe != self_exe) {
+            argv[0] = "hulld";
+            execv(self_exe, argv);
+        }
         _exit(127);
     }
     close(sv[1]);

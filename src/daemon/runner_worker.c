@@ -238,7 +238,7 @@ int helper_prepare(void)
     signal(SIGTERM, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0) {
-        fprintf(stderr, "hulld: --helper is internal to hulld\n");
+        fprintf(stderr, "%s: --helper is internal to hulld\n", program_invocation_short_name);
         return -1;
     }
     return 3;

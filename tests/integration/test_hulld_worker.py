@@ -3,6 +3,7 @@ itself (--helper worker) where hull-worker is not installed (or $HULL_WORKER
 names no program); runs, their records and a worker's death behave the same
 in both."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not bui
 LEAN = str(Path(HULLD).resolve().parent / "hull-worker")
 
 
-def workers(h):
-    """(exe, argv[1:3]) of hulld's run workers."""
+def workers(h, with_names=False):
+    """The executables of hulld's run workers (with argv[0] when with_names)."""
     out = []
     for pid in children(h.proc.pid):
         try:
@@ -24,7 +25,7 @@ def workers(h):
         except OSError:
             continue
         if argv[1:3] == [b"--helper", b"worker"]:
-            out.append(exe)
+            out.append((exe, argv[0].decode()) if with_names else exe)
     return out
 
 
@@ -58,6 +59,9 @@ def test_runs_go_to_the_expected_worker_program(d):
     assert len(exes) == 2, exes
     want = LEAN if d.kind == "lean" else str(Path(HULLD).resolve())
     assert all(os.path.realpath(e) == os.path.realpath(want) for e in exes), exes
+    # ps names the program that runs.
+    names = {name for _, name in workers(d, with_names=True)}
+    assert names == {"hull-worker" if d.kind == "lean" else "hulld"}, names
 
 
 def test_a_killed_worker_is_replaced(d):
@@ -76,3 +80,34 @@ def test_a_killed_worker_is_replaced(d):
     for _ in range(3):
         r = d.request("POST", "/v1/runs", {"cmd": ["true"]}, d.user)
         assert r.status == 200 and r.json["verdict"] == "ok", r
+
+
+def test_a_worker_program_gone_after_start_falls_back_to_hulld(tmp_path, monkeypatch):
+    """hull-worker removed while hulld runs (an upgrade, an uninstall): the
+    next worker is hulld itself, and runs go on."""
+    if not os.access(LEAN, os.X_OK):
+        pytest.skip("hull-worker not built")
+    copy = tmp_path / "hull-worker"
+    shutil.copy2(LEAN, copy)
+    monkeypatch.setenv("HULL_WORKER", str(copy))
+    h = Hulld(tmp_path, "--max-runs", "1")
+    Path(h.state).mkdir(parents=True)
+    h.user = h.token()
+    h.start()
+    try:
+        r = h.request("POST", "/v1/runs", {"cmd": ["true"]}, h.user)
+        assert r.status == 200 and r.json["verdict"] == "ok", r
+        h.note_helpers()
+        assert [os.path.realpath(e) for e in workers(h)] == [os.path.realpath(copy)]
+        copy.unlink()
+        for pid in children(h.proc.pid):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == \
+                    [b"--helper", b"worker"]:
+                os.kill(pid, 9)
+        r = h.request("POST", "/v1/runs", {"cmd": ["sh", "-c", "echo fine"]}, h.user)
+        assert r.status == 200 and r.json["verdict"] == "ok" and r.json["stdout"] == "fine\n", r
+        h.note_helpers()
+        assert [os.path.realpath(e) for e in workers(h)] == [str(Path(HULLD).resolve())]
+    finally:
+        assert h.stop() == 0, h.log.read_text()
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
