@@ -44,13 +44,13 @@ static void find_lean_worker(void)
         stat(lean_worker, &st) < 0 || !S_ISREG(st.st_mode) || access(lean_worker, X_OK) < 0) {
         /* A path that cannot be exec'd would make every run's worker die
          * at once: hulld runs them itself instead. */
-        hull_log(HULL_LOG_INFO, "runs' workers: hulld --helper worker (no hull-worker: %s)",
-                 e ? hull_error_msg(e) : "not an executable file");
+        hull_debug("runs' workers: hulld --helper worker (no hull-worker: %s)",
+                   e ? hull_error_msg(e) : "not an executable file");
         hull_error_free(&e);
         lean_worker[0] = '\0';
         return;
     }
-    hull_log(HULL_LOG_INFO, "runs' workers: %s", lean_worker);
+    hull_debug("runs' workers: %s", lean_worker);
 }
 
 /* The program a helper of this mode runs: a run's worker is the lean
