@@ -212,6 +212,33 @@ static void logs_prune(const char *dir, size_t keep)
  * out (" (logs kept in PATH)"), or "" when nothing could be kept. Only the
  * last MIG_KEPT_LOGS are kept. */
 #define MIG_KEPT_LOGS 16
+#define MIG_KEPT_TAIL (1 << 20) /* of each log: the end says how it ended */
+
+/* The last MIG_KEPT_TAIL bytes of the log at path (QEMU's directory: its
+ * uid may have put a symlink, a FIFO or a device there) into out, after a
+ * header line. 1 copied, 0 nothing to copy, -1 a failed write. */
+static int copy_log_tail(int out, const char *path, const char *header)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    if (st.st_size > MIG_KEPT_TAIL && lseek(fd, st.st_size - MIG_KEPT_TAIL, SEEK_SET) < 0)
+        return 0;
+    if (dprintf(out, "%s", header) < 0)
+        return -1;
+    char buf[65536];
+    for (size_t left = MIG_KEPT_TAIL; left > 0;) {
+        ssize_t n = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf));
+        if (n <= 0)
+            break;
+        if (write_all(out, buf, (size_t)n) < 0)
+            return -1;
+        left -= (size_t)n;
+    }
+    return 1;
+}
+
 static void keep_logs(const struct recv_state *s, char *out, size_t len)
 {
     char root[4096], dir[4200], path[4400];
@@ -220,7 +247,8 @@ static void keep_logs(const struct recv_state *s, char *out, size_t len)
     if (vm_root_dir(s->rt, root, sizeof(root), &e) < 0 ||
         snprintf(dir, sizeof(dir), "%s.failed", root) >= (int)sizeof(dir) ||
         hull_mkdir_p(dir, 0700, &e) < 0) {
-        hull_warn("receive: keep the logs of VM %s: %s", s->vm.id, e ? hull_error_msg(e) : dir);
+        hull_warn("receive: keep the logs of VM %s: %s", s->vm.id,
+                  e ? hull_error_msg(e) : "the state root's path is too long");
         hull_error_free(&e);
         return;
     }
@@ -228,20 +256,25 @@ static void keep_logs(const struct recv_state *s, char *out, size_t len)
     snprintf(path, sizeof(path), "%s/%s-%lld.log", dir, s->vm.id, (long long)hull_realtime_ms());
     static const char *const logs[] = {"console.log", "qemu.log"};
     cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    for (size_t i = 0; fd >= 0 && i < 2; i++) {
-        char name[32], p[4200];
-        cleanup_free char *text = NULL;
-        size_t n = 0;
-        snprintf(name, sizeof(name), "run/%s", logs[i]);
-        vm_path(&s->vm, name, p, sizeof(p));
-        if (hull_read_file(p, &text, &n, NULL) < 0)
-            continue;
-        dprintf(fd, "==== %s (VM %s, %s) ====\n", logs[i], s->vm.id, s->vm.restored_from);
-        if (write_all(fd, text, n) < 0)
-            break;
-    }
     if (fd < 0) {
         hull_warn("receive: keep the logs of VM %s in %s: %s", s->vm.id, path, strerror(errno));
+        return;
+    }
+    int copied = 0;
+    for (size_t i = 0; i < 2 && copied >= 0; i++) {
+        char name[32], p[4200], header[4400];
+        snprintf(name, sizeof(name), "run/%s", logs[i]);
+        vm_path(&s->vm, name, p, sizeof(p));
+        snprintf(header, sizeof(header), "==== %s (VM %s, %s) ====\n", logs[i], s->vm.id,
+                 s->vm.restored_from);
+        int rc = copy_log_tail(fd, p, header);
+        copied = rc < 0 ? -1 : copied + rc;
+    }
+    /* Only a whole copy is named; a failed or empty one goes. */
+    if (copied <= 0) {
+        if (copied < 0)
+            hull_warn("receive: keep the logs of VM %s in %s: %s", s->vm.id, path, strerror(errno));
+        unlink(path);
         return;
     }
     snprintf(out, len, " (logs kept in %s)", path);

@@ -1,8 +1,9 @@
 /* QEMU's side of an outgoing live migration (struct vmm_ops, vmm.h):
  * `migrate` to an fd hull passes over QMP, its figures from
- * `query-migrate`, and the way back when it fails. The guest keeps
- * running while QEMU copies its RAM and re-sends what it dirties, and is
- * stopped only for the last round (QEMU's downtime-limit, 300 ms). */
+ * `query-migrate`, and the way back when it fails. Under KVM the guest
+ * keeps running while QEMU copies its RAM and re-sends what it dirties, and
+ * is stopped only for the last round (QEMU's downtime-limit, 300 ms); under
+ * TCG it runs over one pass and is stopped for the rest (migrate_out). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,17 +56,19 @@ static bool past_setup(const char *st)
 }
 
 /* query-migrate every step_us until done(its status) or timeout_ms; the
- * status in st. 1 when done, 0 at the timeout, -1 on error. */
+ * status in st (64 bytes) and QEMU's error-desc, if any, in why (256).
+ * 1 when done, 0 at the timeout, -1 on error. */
 static int poll_status(struct qmp *q, bool (*done)(const char *), int timeout_ms, unsigned step_us,
-                       char *st, size_t len, hull_error *err)
+                       char st[64], char why[256], hull_error *err)
 {
     int64_t end = hull_monotonic_ms() + timeout_ms;
     for (;;) {
         cleanup_json json_object *r = NULL;
         if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
             return -1;
-        json_object *v = hj_get(r, "status");
-        snprintf(st, len, "%s", v ? json_object_get_string(v) : "none");
+        json_object *v = hj_get(r, "status"), *desc = hj_get(r, "error-desc");
+        snprintf(st, 64, "%s", v ? json_object_get_string(v) : "none");
+        snprintf(why, 256, "%s", desc ? json_object_get_string(desc) : "no reason given");
         if (done(st))
             return 1;
         if (hull_monotonic_ms() > end)
@@ -75,17 +78,21 @@ static int poll_status(struct qmp *q, bool (*done)(const char *), int timeout_ms
 }
 
 /* Until QEMU has left "setup" (dirty logging on, the first bitmap sync
- * done), or the migration ended. */
+ * done) for its RAM pass, "active". Anything else (failed, or already
+ * past its RAM: the guest's final state is on its way) is an error: the
+ * caller's abort decides whether the guest runs again, never a cont here. */
 static int wait_setup_done(struct qmp *q, hull_error *err)
 {
-    char st[64];
-    int rc = poll_status(q, past_setup, 30000, 1000, st, sizeof(st), err);
+    char st[64], why[256];
+    int rc = poll_status(q, past_setup, 30000, 1000, st, why, err);
     if (rc < 0)
         return -1;
     if (rc == 0)
         return hull_error_set(err, ETIMEDOUT, "QEMU's migration still in setup after 30 s");
-    if (!ongoing(st) && strcmp(st, "completed") != 0)
-        return hull_error_set(err, EIO, "QEMU's migration %s in its setup", st);
+    if (strcmp(st, "active") != 0)
+        return hull_error_set(err, EIO, "QEMU's migration is %s after its setup%s%s", st,
+                              strcmp(st, "failed") == 0 ? ": " : "",
+                              strcmp(st, "failed") == 0 ? why : "");
     return 0;
 }
 
@@ -201,12 +208,21 @@ int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err)
         hull_debug("VM %s: migrate_cancel: %s", vm->id, hull_error_msg(e));
         hull_error_free(&e);
     }
-    char st[64];
-    int rc = poll_status(q, ended, 30000, 5000, st, sizeof(st), err);
+    char st[64], why[256];
+    int rc = poll_status(q, ended, 30000, 5000, st, why, err);
     if (rc < 0)
         return -1;
-    if (rc == 0)
-        return hull_error_set(err, ETIMEDOUT, "the migration does not end after cancel");
+    if (rc == 0) {
+        /* Still copying RAM: the guest's state is not final, and a TCG
+         * guest stopped over the setup (migrate_out) must not stay so. */
+        hull_error ce = NULL;
+        if (resume && (strcmp(st, "setup") == 0 || strcmp(st, "active") == 0) &&
+            qmp_cmd(q, "cont", NULL, -1, NULL, &ce) < 0)
+            hull_warn("VM %s: cont after a cancel that did not end: %s", vm->id,
+                      hull_error_msg(ce));
+        hull_error_free(&ce);
+        return hull_error_set(err, ETIMEDOUT, "the migration does not end after cancel (%s)", st);
+    }
     if (!resume)
         return 0;
     cleanup_json json_object *r = NULL;
