@@ -56,10 +56,11 @@ static bool past_setup(const char *st)
 }
 
 /* query-migrate every step_us until done(its status) or timeout_ms; the
- * status in st (64 bytes) and QEMU's error-desc, if any, in why (256).
+ * status in st (64 bytes), QEMU's error-desc in why (256, "" without one)
+ * and, when last is given, the last reply (the caller's to put).
  * 1 when done, 0 at the timeout, -1 on error. */
 static int poll_status(struct qmp *q, bool (*done)(const char *), int timeout_ms, unsigned step_us,
-                       char st[64], char why[256], hull_error *err)
+                       char st[64], char why[256], json_object **last, hull_error *err)
 {
     int64_t end = hull_monotonic_ms() + timeout_ms;
     for (;;) {
@@ -68,11 +69,15 @@ static int poll_status(struct qmp *q, bool (*done)(const char *), int timeout_ms
             return -1;
         json_object *v = hj_get(r, "status"), *desc = hj_get(r, "error-desc");
         snprintf(st, 64, "%s", v ? json_object_get_string(v) : "none");
-        snprintf(why, 256, "%s", desc ? json_object_get_string(desc) : "no reason given");
-        if (done(st))
-            return 1;
-        if (hull_monotonic_ms() > end)
-            return 0;
+        snprintf(why, 256, "%s", desc ? json_object_get_string(desc) : "");
+        int rc = done(st) ? 1 : hull_monotonic_ms() > end ? 0 : -2;
+        if (rc != -2) {
+            if (last) {
+                *last = r;
+                r = NULL;
+            }
+            return rc;
+        }
         usleep(step_us);
     }
 }
@@ -84,7 +89,7 @@ static int poll_status(struct qmp *q, bool (*done)(const char *), int timeout_ms
 static int wait_setup_done(struct qmp *q, hull_error *err)
 {
     char st[64], why[256];
-    int rc = poll_status(q, past_setup, 30000, 1000, st, why, err);
+    int rc = poll_status(q, past_setup, 30000, 1000, st, why, NULL, err);
     if (rc < 0)
         return -1;
     if (rc == 0)
@@ -92,7 +97,9 @@ static int wait_setup_done(struct qmp *q, hull_error *err)
     if (strcmp(st, "active") != 0)
         return hull_error_set(err, EIO, "QEMU's migration is %s after its setup%s%s", st,
                               strcmp(st, "failed") == 0 ? ": " : "",
-                              strcmp(st, "failed") == 0 ? why : "");
+                              strcmp(st, "failed") != 0 ? ""
+                              : why[0]                  ? why
+                                                        : "no reason given");
     return 0;
 }
 
@@ -170,31 +177,25 @@ int vm_qemu_migrate_wait(struct vm *vm, int timeout_ms, struct vmm_migration *m,
     __attribute__((cleanup(qmp_closep))) struct qmp *q = NULL;
     if (open_qmp(vm, &q, err) < 0)
         return -1;
-    int64_t end = hull_monotonic_ms() + timeout_ms;
-    for (;;) {
-        cleanup_json json_object *r = NULL;
-        if (qmp_cmd(q, "query-migrate", NULL, -1, &r, err) < 0)
-            return -1;
-        json_object *st = hj_get(r, "status"), *e = hj_get(r, "error-desc");
-        snprintf(m->status, sizeof(m->status), "%s", st ? json_object_get_string(st) : "none");
-        if (strcmp(m->status, "completed") == 0) {
-            m->total_ms = i64(r, "total-time");
-            /* A TCG guest is also stopped over the setup (migrate_out). */
-            m->downtime_ms =
-                i64(r, "downtime") + (strcmp(vm->accel, "tcg") == 0 ? i64(r, "setup-time") : 0);
-            m->setup_ms = i64(r, "setup-time");
-            m->transferred = (uint64_t)i64(hj_get(r, "ram"), "transferred");
-            m->dirty_syncs = (uint64_t)i64(hj_get(r, "ram"), "dirty-sync-count");
-            return 0;
-        }
-        if (!ongoing(m->status))
-            return hull_error_set(err, EIO, "QEMU's migration %s%s%s", m->status, e ? ": " : "",
-                                  e ? json_object_get_string(e) : "");
-        if (hull_monotonic_ms() > end)
-            return hull_error_set(err, ETIMEDOUT, "QEMU's migration still %s after %d s", m->status,
-                                  timeout_ms / 1000);
-        usleep(5000);
-    }
+    char why[256];
+    cleanup_json json_object *r = NULL;
+    int rc = poll_status(q, ended, timeout_ms, 5000, m->status, why, &r, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return hull_error_set(err, ETIMEDOUT, "QEMU's migration still %s after %d s", m->status,
+                              timeout_ms / 1000);
+    if (strcmp(m->status, "completed") != 0)
+        return hull_error_set(err, EIO, "QEMU's migration %s%s%s", m->status, why[0] ? ": " : "",
+                              why);
+    m->total_ms = i64(r, "total-time");
+    /* A TCG guest is also stopped over the setup (migrate_out). */
+    m->downtime_ms =
+        i64(r, "downtime") + (strcmp(vm->accel, "tcg") == 0 ? i64(r, "setup-time") : 0);
+    m->setup_ms = i64(r, "setup-time");
+    m->transferred = (uint64_t)i64(hj_get(r, "ram"), "transferred");
+    m->dirty_syncs = (uint64_t)i64(hj_get(r, "ram"), "dirty-sync-count");
+    return 0;
 }
 
 int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err)
@@ -209,7 +210,7 @@ int vm_qemu_migrate_abort(struct vm *vm, bool resume, hull_error *err)
         hull_error_free(&e);
     }
     char st[64], why[256];
-    int rc = poll_status(q, ended, 30000, 5000, st, why, err);
+    int rc = poll_status(q, ended, 30000, 5000, st, why, NULL, err);
     if (rc < 0)
         return -1;
     if (rc == 0) {
