@@ -4,7 +4,7 @@ Every run goes through the real binary ($HULL). What a run leaves on the
 host is found by the id hull gives it, sandbox-<hull pid>-..., so the checks
 hold even while other sandboxes run on the same machine:
 
-  - /run/hull/sandbox/<id>        the state directory
+  - /run/hull/sandbox/<id>        a state directory (sessions; one-shot runs make none)
   - <cgroup mount>/hull/<id>      in every cgroup hierarchy (v1 and v2)
   - any host mount naming the id, or on the sandbox's empty root
   - processes: every workload gets HULL_TEST_TOKEN=<token> in its

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import cached_rootfs
 from sandboxlib import (HOST_UID, HULL, RESULT_KEYS, UID_BASE, Sandbox, cancel, cgroup_dirs,
-                        state_dirs, status_fields, wait_until)
+                        cgroup_mounts, state_dirs, status_fields, wait_until)
 
 MiB = 1024 * 1024
 
@@ -738,20 +738,65 @@ def test_sigterm_cancels_and_cleans_up(sb):
 
 
 def test_sigkilled_runner_is_collected_by_the_next_run(sb):
-    p, out, err = sb.start(cmd=["sleep", "60"])
+    # A CPU quota: the run joins the cpu hierarchy too.
+    p, out, err = sb.start("--cpus", "0.5", cmd=["sleep", "60"])
     pid = sb.workload_pid()
     prefix = f"sandbox-{p.pid}-"
     p.kill()
     p.wait()
-    # The workload dies with its runner; the runner's state cannot.
+    # The workload dies with its runner; the runner's cgroups cannot. A
+    # one-shot run has no state directory: its cgroups are all it leaves.
     assert wait_until(lambda: not os.path.exists(f"/proc/{pid}"))
-    assert state_dirs(prefix) and cgroup_dirs(prefix)
+    assert cgroup_dirs(prefix) and not state_dirs(prefix)
     r = sb(cmd=["true"])
     assert r.verdict == "ok", r
     assert not state_dirs(prefix) and not cgroup_dirs(prefix)
     sb.assert_clean(p.pid)
     out.close()
     err.close()
+
+
+def _memory_mount():
+    """The hierarchy every sandbox joins: v1 memory, or a cgroup2 offering it."""
+    mounts = [Path(m) for m in cgroup_mounts()]
+    for m in mounts:
+        if (m / "memory.limit_in_bytes").exists():
+            return m
+    for m in mounts:
+        ctl = m / "cgroup.controllers"
+        if ctl.exists() and "memory" in ctl.read_text().split():
+            return m
+    pytest.skip("no memory cgroup hierarchy")
+
+
+def _dead_pid():
+    pid = 4000000
+    while os.path.exists(f"/proc/{pid}"):
+        pid += 1
+    return pid
+
+
+def test_next_run_kills_nothing_in_a_look_alike_cgroup(sb):
+    """The sweep before each run removes a dead runner's empty cgroups by
+    name; a cgroup that merely looks like one and holds processes (someone's
+    container named sandbox-<dead pid>-...) is left with them."""
+    mem = _memory_mount()
+    name = f"sandbox-{_dead_pid()}-0-0"
+    cg = mem / "hull" / name
+    cg.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (cg / "cgroup.procs").write_text(str(sleeper.pid))
+        empty = mem / "hull" / f"sandbox-{_dead_pid() + 1}-0-0"
+        empty.mkdir()
+        assert sb(cmd=["true"]).verdict == "ok"
+        assert sleeper.poll() is None and cg.exists()
+        assert not empty.exists()  # a dead runner's empty cgroup does go
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        assert wait_until(lambda: not (cg / "cgroup.procs").read_text().strip())
+        cg.rmdir()
 
 
 def test_cleanup_verb_collects_a_sigkilled_runner(sb):
@@ -764,12 +809,12 @@ def test_cleanup_verb_collects_a_sigkilled_runner(sb):
     p.kill()
     p.wait()
     assert wait_until(lambda: not os.path.exists(f"/proc/{pid}"))
-    assert state_dirs(prefix) and cgroup_dirs(prefix)
+    assert cgroup_dirs(prefix)
     r = subprocess.run([HULL, "sandbox", "cleanup"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("removed ") and int(r.stdout.split()[1]) >= 1, r.stdout
-    assert not state_dirs(prefix) and not cgroup_dirs(prefix)
-    assert state_dirs(live_prefix) and cgroup_dirs(live_prefix)  # still running: untouched
+    assert not cgroup_dirs(prefix)
+    assert cgroup_dirs(live_prefix)  # still running: untouched
     cancel(live)
     live.wait(timeout=60)
     sb.assert_clean(p.pid)

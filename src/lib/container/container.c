@@ -288,7 +288,7 @@ int hull_container_destroy(const struct hull_runtime *rt, int dirfd, struct hull
     if (ret == 0 && cg && hull_cgroup_destroy(cg, err) < 0)
         ret = -1;
     hull_cgroup_free(cg);
-    if (ret == 0 && hull_cstate_remove(rt->root, cs->id, err) < 0)
+    if (ret == 0 && !cs->stateless && hull_cstate_remove(rt->root, cs->id, err) < 0)
         ret = -1;
     return ret;
 }
@@ -319,7 +319,7 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         hull_netdev_move_out(dirfd);
         close(dirfd);
         /* The crash may have come after the default cgroup was made, in any
-         * hierarchy (a state_once create writes its state after its limits). */
+         * hierarchy. */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
         if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0 || hull_cgroup_join_all(cg, &e) < 0) {

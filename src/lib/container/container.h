@@ -29,11 +29,12 @@ struct hull_setup_opts {
     bool lean_cgroup;     /* HULL_CGROUP_LEAN: never paused, fewer hierarchies */
     bool reaper;          /* the init stays as a reaper, the program is pid 2 (sandbox) */
     int status_fd;        /* with reaper: receives the program's wait status (an int) */
-    /* One state write, after the limits, without the config and the init's
-     * pid: for a supervisor that outlives its init (the init dies with it),
-     * whose id names it, and whose state is read only to collect a crashed
-     * run (no hooks, no exec into it). */
-    bool state_once;
+    /* No state directory at all: for a supervisor that outlives its init
+     * (the init dies with it), whose id names it (so its cgroups, the only
+     * trace a crash leaves, are collected by name: sandbox/cleanup.c), and
+     * that nothing else addresses (no hooks, exec, netDevices or `state`).
+     * Needs a mount namespace and a foreground init. */
+    bool no_state;
     /* See struct hull_launch: called while the init sets itself up. */
     void (*setting_up)(pid_t init, void *arg);
     void *setting_up_arg;

@@ -167,7 +167,7 @@ static void create_rollback(const struct hull_runtime *rt, struct hull_container
         warn_cleanup(&e);
     if (c->cgroup && hull_cgroup_destroy(c->cgroup, &e) < 0)
         warn_cleanup(&e);
-    if (hull_cstate_remove(rt->root, c->cs.id, &e) < 0)
+    if (!c->cs.stateless && hull_cstate_remove(rt->root, c->cs.id, &e) < 0)
         warn_cleanup(&e);
 }
 
@@ -195,12 +195,10 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
     /* No mount namespace: the container mounts in ours, all below one bind
      * of the rootfs, recorded (by the mount under it) before it is made. */
     bool host_ns = !c->spec->linux_.ns[HULL_NS_MNT].enabled;
-    bool once = so->state_once && !host_ns; /* a host bind is recorded before it is made */
     if (host_ns && hull_rootfs_host_below(c->spec->rootfs, &c->cs.host_mount_below, err) < 0)
         return -1;
-    /* Recorded before use, so delete --force finds the cgroup after a crash
-     * (state_once: after the limits, naming every hierarchy; see delete). */
-    if (!once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    /* Recorded before use, so delete --force finds the cgroup after a crash. */
+    if (!so->no_state && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (host_ns && hull_rootfs_host_bind(c->spec->rootfs, err) < 0)
         return -1;
@@ -212,8 +210,6 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
         json_object_put(c->cs.cgroup);
         c->cs.cgroup = hull_cgroup_save(c->cgroup);
     }
-    if (once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
-        return -1;
 
     if (!so->foreground) {
         if (mkfifoat(c->dirfd, HULL_EXEC_FIFO, 0600) < 0)
@@ -278,9 +274,7 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
     c->cs.pid = c->launch.pid;
     c->cs.pid_start = hull_pid_start_time(c->launch.pid);
     c->cs.creating = false;
-    /* state_once: not again (a state.json renamed over another makes ext4
-     * write it, and unlinking it wait for a discard); the init dies with us. */
-    if (!so->state_once && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    if (!so->no_state && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
         return -1;
     if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
         return -1;
@@ -325,8 +319,20 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         return -1;
     }
 
-    /* From here on something exists and failures must roll back. */
-    if (hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
+    /* A run without state is collected by its name alone: only one that
+     * nothing outside its supervisor can address qualifies. */
+    const struct hull_linux *l = &c->spec->linux_;
+    if (so->no_state && (!so->foreground || !l->ns[HULL_NS_MNT].enabled || l->n_net_devices ||
+                         c->spec->hooks.n_poststop)) {
+        hull_container_ctx_release(c);
+        return hull_error_set(err, EINVAL,
+                              "a run without a state directory needs a foreground init, a mount "
+                              "namespace, no linux.netDevices and no poststop hooks");
+    }
+    /* From here on something exists and failures must roll back. On a disk
+     * /run, the state directory costs a run a synchronous discard when it
+     * goes (ext4 with `discard`): a stateless run skips it. */
+    if (!so->no_state && hull_cstate_open(rt->root, o->id, true, &c->dirfd, err) < 0) {
         hull_container_ctx_release(c); /* the spec and filter made above */
         return -1;
     }
@@ -340,9 +346,10 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.owner = owner_name();
     c->cs.creating = true;
     c->cs.ephemeral = so->ephemeral_state;
+    c->cs.stateless = so->no_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
-    /* state_once: only to collect a crashed run (no hooks, no exec into it). */
-    c->cs.config = so->state_once ? NULL : json_object_get(c->spec->json);
+    /* Without state, nothing reads the config again (no hooks, no exec). */
+    c->cs.config = so->no_state ? NULL : json_object_get(c->spec->json);
 
     if (prepare(rt, o, so, c, err) < 0 || launch_init(o, so, c, err) < 0) {
         create_rollback(rt, c);

@@ -31,6 +31,8 @@ struct hull_cstate {
     /* Not stored: the state only has to survive its runtime's crash, not the
      * machine's (sandboxes), so writes skip the fsync. */
     bool ephemeral;
+    /* Not stored: there is no state directory (hull_setup_opts.no_state). */
+    bool stateless;
 };
 
 void hull_cstate_free(struct hull_cstate *s);

@@ -238,6 +238,25 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
  * namespace, not cgroup.kill, ends its processes). */
 static const uint32_t lean_joined = CG_BIT(CG_MEMORY) | CG_BIT(CG_PIDS) | CG_BIT(CG_CPUACCT);
 
+int hull_cgroup_mount_points(unsigned flags, const char **out, size_t max, size_t *n,
+                             hull_error *err)
+{
+    *n = 0;
+    const struct cg_layout *L = cg_layout_get(err);
+    if (L == NULL)
+        return -1;
+    /* A CPU quota joins the cpu hierarchy too (hull_cgroup_join_for). */
+    uint32_t lean = lean_joined | CG_BIT(CG_CPU);
+    for (size_t i = 0; i < L->n && *n < max; i++) {
+        const struct cg_hier *h = &L->h[i];
+        bool want = !(flags & HULL_CGROUP_LEAN) ||
+                    (h->v2 ? L->mode != HULL_CGROUP_HYBRID : (h->ctrls & lean) != 0);
+        if (want)
+            out[(*n)++] = h->mount;
+    }
+    return 0;
+}
+
 static void cg_own_free(char *(*own)[CG_MAX_HIER])
 {
     for (size_t i = 0; i < CG_MAX_HIER; i++)

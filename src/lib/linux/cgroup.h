@@ -45,6 +45,12 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
 int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
                           struct hull_cgroup **out, hull_error *err);
 
+/* Mount points of the host's hierarchies, in mountinfo order: all of them,
+ * or (HULL_CGROUP_LEAN) those a lean cgroup can join, its limits included.
+ * The strings live as long as the process. At most max; *n says how many. */
+int hull_cgroup_mount_points(unsigned flags, const char **out, size_t max, size_t *n,
+                             hull_error *err);
+
 /* Write linux.resources. A field the host cannot enforce is an error naming
  * the field; unset fields are left alone. Also used by `update`, where a
  * memory limit below current usage is an error. It may join hierarchies

@@ -2,10 +2,11 @@
  *
  * A supervisor killed with SIGKILL takes its sandbox's processes with it
  * (the init has a parent-death signal, and the pid namespace follows the
- * init), but its cgroup and state directory stay. Each run's state names
- * its supervisor by pid and start time; a run whose supervisor no longer
- * exists is deleted as `delete --force` would, and so are sandbox cgroups
- * that outlived their state. */
+ * init), but its cgroups stay, and a session's state directory. A one-shot
+ * run has no state directory: its id names its supervisor by pid, and its
+ * cgroups go when that is gone. A session's state names its supervisor by
+ * pid and start time; a session whose supervisor no longer exists is
+ * deleted as `delete --force` would. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 
 #include "container/container.h"
 #include "container/state.h"
+#include "linux/cgroup.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -52,8 +54,11 @@ static int supervisor_alive(const struct hull_cstate *cs)
 
 /* rmdir one orphaned sandbox cgroup. Its supervisor is dead, so whatever
  * is still in it belongs to a sandbox that is being torn down (parent-death
- * signals in flight): it is killed, and the last exits are waited for. */
-static bool remove_orphan(int parentfd, const char *name)
+ * signals in flight): with kill, it is killed, and the last exits are waited
+ * for. Without (the sweep before every run, which must never kill what a
+ * look-alike name holds), a cgroup with processes is left, and only exits
+ * already done (tasks not yet released) are waited for. */
+static bool remove_orphan(int parentfd, const char *name, bool kill_them)
 {
     for (int tries = 0; tries < 50; tries++) {
         if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0)
@@ -65,6 +70,10 @@ static bool remove_orphan(int parentfd, const char *name)
         hull_error e = NULL;
         snprintf(procs, sizeof(procs), "%s/cgroup.procs", name);
         if (hull_read_file_at(parentfd, procs, &text, &len, &e) == 0) {
+            if (!kill_them && len > 0) {
+                free(text);
+                return false;
+            }
             for (char *p = text; p && *p;) {
                 char *end;
                 long pid = strtol(p, &end, 10);
@@ -77,60 +86,89 @@ static bool remove_orphan(int parentfd, const char *name)
         }
         hull_error_free(&e); /* procs unreadable: the cgroup went; the next rmdir says */
         free(text);
-        struct timespec ts = {0, 20 * 1000000L};
+        struct timespec ts = {0, (kill_them ? 20 : 2) * 1000000L};
         nanosleep(&ts, NULL);
     }
     return false;
 }
 
-/* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) that no state
- * directory names and whose supervisor is gone. A supervisor killed after
- * its limits made a cgroup (a CPU quota joins the cpu hierarchy) but before
- * the state recorded it leaves one that delete does not know of. rmdir only
+/* Names of the runs whose cgroups a sweep removed, each counted once
+ * however many hierarchies it was in. */
+struct swept {
+    char **names;
+    size_t n;
+};
+
+static void swept_add(struct swept *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], name) == 0)
+            return;
+    char **grown = realloc(s->names, (s->n + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return; /* only the count suffers */
+    s->names = grown;
+    if ((s->names[s->n] = strdup(name)) != NULL)
+        s->n++;
+}
+
+/* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) whose supervisor
+ * is gone and that no state directory names (those go with their state).
+ * A one-shot run has no state directory at all: its cgroups are all a
+ * killed supervisor leaves, and its id names that supervisor. rmdir only
  * removes an empty cgroup, so nothing that runs is touched. */
-static size_t remove_orphan_cgroups(const char *mount, int statefd)
+static void remove_orphan_cgroups(const char *mount, int statefd, bool kill_them, struct swept *s)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/hull", mount);
     DIR *d = opendir(dir);
     if (d == NULL)
-        return 0;
-    size_t n = 0;
+        return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         int pid = id_pid(de->d_name);
-        if (pid == 0 || faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        if (pid == 0 ||
+            (statefd >= 0 && faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
             continue;
         if (hull_pid_alive(pid, 0)) /* a zombie counts as gone */
             continue;
-        if (remove_orphan(dirfd(d), de->d_name))
-            n++;
+        if (remove_orphan(dirfd(d), de->d_name, kill_them))
+            swept_add(s, de->d_name);
     }
     closedir(d);
-    return n;
 }
 
-static size_t sweep_cgroups(void)
+/* flags: HULL_CGROUP_LEAN for the hierarchies a one-shot run can be in,
+ * without killing anything (every run does this), 0 for all of them, killing
+ * what is left in them (cleanup). Returns the runs removed. */
+static size_t sweep_cgroups(unsigned flags)
 {
-    int statefd = open(HULL_SANDBOX_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    FILE *f = fopen("/proc/self/mountinfo", "re");
+    const char *mounts[32];
     size_t n = 0;
-    char line[4096];
-    while (f && statefd >= 0 && fgets(line, sizeof(line), f)) {
-        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS */
-        char mp[1024], fstype[64];
-        const char *sep = strstr(line, " - ");
-        if (sep == NULL || sscanf(line, "%*s %*s %*s %*s %1023s", mp) != 1 ||
-            sscanf(sep + 3, "%63s", fstype) != 1)
-            continue;
-        if (strcmp(fstype, "cgroup") == 0 || strcmp(fstype, "cgroup2") == 0)
-            n += remove_orphan_cgroups(mp, statefd);
+    hull_error e = NULL;
+    if (hull_cgroup_mount_points(flags, mounts, sizeof(mounts) / sizeof(mounts[0]), &n, &e) < 0) {
+        /* No cgroups on this host: then no run made any. */
+        hull_debug("sandbox cleanup: cgroups: %s", hull_error_msg(e));
+        hull_error_free(&e);
+        return 0;
     }
-    if (f)
-        fclose(f);
-    if (statefd >= 0)
-        close(statefd);
-    return n;
+    /* Missing when no run with state was ever made: then nothing is skipped. */
+    cleanup_close int statefd = open(HULL_SANDBOX_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct swept s = {0};
+    for (size_t i = 0; i < n; i++)
+        remove_orphan_cgroups(mounts[i], statefd, flags == 0, &s);
+    for (size_t i = 0; i < s.n; i++)
+        free(s.names[i]);
+    free(s.names);
+    return s.n;
+}
+
+void hull_sandbox_collect_stale(void)
+{
+    size_t n = sweep_cgroups(HULL_CGROUP_LEAN);
+    if (n)
+        hull_debug("sandbox: removed the cgroups of %zu runs whose supervisor was killed", n);
+    hull_sandbox_net_sweep();
 }
 
 int hull_sandbox_cleanup(size_t *removed, hull_error *err)
@@ -179,7 +217,7 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
         }
     }
     closedir(d);
-    *removed += sweep_cgroups();
+    *removed += sweep_cgroups(0);
     hull_sandbox_net_sweep();
     if (ret < 0)
         return hull_error_set(err, EIO, "sandbox cleanup: some leftovers could not be removed");

@@ -243,32 +243,6 @@ static int add_tmp_files(struct run *x)
     return 0;
 }
 
-/* A runner killed by SIGKILL cannot remove its run's state directory and
- * cgroups (its processes die with it). The next run on the machine does,
- * as `delete --force` would. The runner's pid is in the id, which makes the
- * check cheap and exact: only runs whose runner is gone are touched (a
- * reused pid merely delays that), and nothing else under the root is.
- * hull_sandbox_cleanup() is the full pass, for hulld at start-up. */
-static void collect_stale(const struct hull_runtime *rt)
-{
-    DIR *d = opendir(rt->root);
-    if (d == NULL)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        int pid = 0;
-        if (sscanf(de->d_name, "sandbox-%d-", &pid) != 1 || pid <= 0 || kill(pid, 0) == 0 ||
-            errno != ESRCH)
-            continue;
-        hull_error e = NULL;
-        if (hull_container_delete(rt, de->d_name, true, &e) < 0)
-            hull_debug("sandbox: stale %s: %s", de->d_name, hull_error_msg(e));
-        hull_error_free(&e);
-    }
-    closedir(d);
-    hull_sandbox_net_sweep();
-}
-
 static void next_id(char *buf, size_t len)
 {
     static atomic_uint counter;
@@ -673,8 +647,10 @@ static int ns_launch(struct run *x, hull_error *err)
     const struct hull_policy *p = x->p;
     struct hull_result *r = x->r;
     r->isolation = p->isolation;
+    /* A runner killed by SIGKILL cannot remove its run's cgroups (its
+     * processes die with it): the next run on the machine does. */
+    hull_sandbox_collect_stale();
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
-    collect_stale(&rt);
     struct hull_create_opts co = {.id = x->id, .bundle = "/"};
     int stdio[3] = {x->in_fd, x->out[1], x->err[1]};
     struct hull_setup_opts so;
@@ -682,7 +658,7 @@ static int ns_launch(struct run *x, hull_error *err)
     so.reaper = true;
     so.status_fd = x->status[1];
     so.lean_cgroup = true; /* never paused */
-    so.state_once = true;  /* the init dies with us; our pid is in the id */
+    so.no_state = true;    /* the init dies with us; our pid is in the id */
     so.setting_up = init_setting_up;
     so.setting_up_arg = x;
     /* The init is born in a namespace of the host's pool, if one runs. */

@@ -81,6 +81,9 @@ int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err);
 void hull_sandbox_net_release(struct hull_sandbox_net *n);
 /* Remove the directories of supervisors that are gone. */
 void hull_sandbox_net_sweep(void);
+/* Before every one-shot run (cleanup.c): the cgroups of one-shot runs
+ * whose supervisor is gone, and their network directories. */
+void hull_sandbox_collect_stale(void);
 
 /* The policy's network fields (policy_net.c): validated for every caller,
  * and the request JSON's "network" (errors name the JSON path). */
