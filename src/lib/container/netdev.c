@@ -140,6 +140,8 @@ int hull_netdev_move_in(const struct hull_spec *spec, pid_t init, int dirfd, hul
 
 void hull_netdev_move_out(int dirfd)
 {
+    if (dirfd < 0)
+        return; /* no state directory (a stateless run): nothing was moved */
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, HOLD);
     cleanup_close int netns = open(path, O_RDONLY | O_CLOEXEC);
