@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/log.h"
 #include "vm/confine.h"
 #include "vm/qmp.h"
 #include "vm/vm.h"
@@ -130,24 +131,31 @@ static int incoming_without_ram(struct vm *vm, hull_error *err)
     return rc;
 }
 
-static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *),
-                      void *arg, hull_error *err)
-{
-    if (qemu_available(err) < 0)
-        return -1;
-    char mem[32], smp[16], append[512], name[128], nic[64], ramobj[160];
-    snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)vm->memory_mb);
-    snprintf(smp, sizeof(smp), "%u", vm->vcpus);
-    snprintf(name, sizeof(name), "hull-%s", vm->id);
-    cmdline(vm, append, sizeof(append));
-    bool kvm = strcmp(vm->accel, "kvm") == 0;
+/* QEMU's command line for vm, and the strings it points into. */
+struct qemu_cmd {
+    char mem[32], smp[16], append[512], name[128], nic[64], ramobj[160], serial[48];
+    char ports[HULL_VM_AGENT_PORTS][2][96];
     char *argv[128];
+    bool defer; /* -incoming defer: the stream is started over QMP */
+};
+
+static void qemu_argv(struct vm *vm, int incoming_fd, struct qemu_cmd *c)
+{
+    char *mem = c->mem, *smp = c->smp, *append = c->append, *name = c->name, *nic = c->nic,
+         *ramobj = c->ramobj;
+    snprintf(mem, sizeof(c->mem), "%lluM", (unsigned long long)vm->memory_mb);
+    snprintf(smp, sizeof(c->smp), "%u", vm->vcpus);
+    snprintf(name, sizeof(c->name), "hull-%s", vm->id);
+    cmdline(vm, append, sizeof(c->append));
+    bool kvm = strcmp(vm->accel, "kvm") == 0;
+    char **argv = c->argv;
     int n = 0;
     /* One virtio-serial port per agent session served at once (port 0 is
      * the console's slot in virtio-serial, hence one more). */
-    char serial[48], ports[HULL_VM_AGENT_PORTS][2][96];
+    char *serial = c->serial;
+    char(*ports)[2][96] = c->ports;
     unsigned nports = vm->agent_ports ? vm->agent_ports : 1;
-    snprintf(serial, sizeof(serial), "virtio-serial-device,max_ports=%u", nports + 1);
+    snprintf(serial, sizeof(c->serial), "virtio-serial-device,max_ports=%u", nports + 1);
 #define A(x) argv[n++] = (char *)(x)
     A(QEMU_BINARY);
     A("-name");
@@ -158,7 +166,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
      * "ram") restores into a VM that has one too. */
     A("microvm,acpi=on,memory-backend=ram");
     if (!vm->ram_open) {
-        snprintf(ramobj, sizeof(ramobj), "memory-backend-ram,id=ram,size=%lluM",
+        snprintf(ramobj, sizeof(c->ramobj), "memory-backend-ram,id=ram,size=%lluM",
                  (unsigned long long)vm->memory_mb);
         A("-object");
         A(ramobj);
@@ -167,7 +175,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
          * template's maker, whose RAM hull copies out beside the stream;
          * private (copy-on-write) over a template's sealed copy, which then
          * holds the RAM the stream does not carry (x-ignore-shared). */
-        snprintf(ramobj, sizeof(ramobj),
+        snprintf(ramobj, sizeof(c->ramobj),
                  "memory-backend-file,id=ram,size=%lluM,mem-path=/proc/self/fd/" VM_RAM_FD_STR
                  ",share=%s",
                  (unsigned long long)vm->memory_mb, vm->ram_share ? "on" : "off");
@@ -227,7 +235,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
          * slots whether a VM has a card or not. */
         A("-netdev");
         A("tap,id=net0,fd=" VM_TAP_FD_STR ",vhost=off");
-        snprintf(nic, sizeof(nic), "virtio-net-device,netdev=net0,mac=%s", vm->lease.mac);
+        snprintf(nic, sizeof(c->nic), "virtio-net-device,netdev=net0,mac=%s", vm->lease.mac);
         A("-device");
         A(nic);
     }
@@ -237,27 +245,36 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     A("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     /* A stream saved without RAM is read with x-ignore-shared on (it
      * carries each block's address), which only QMP can set: defer. */
-    bool defer = incoming_fd >= 0 && vm->ram_open && !vm->ram_share;
+    c->defer = incoming_fd >= 0 && vm->ram_open && !vm->ram_share;
     if (incoming_fd >= 0) {
         A("-incoming");
-        A(defer ? "defer" : "fd:3");
+        A(c->defer ? "defer" : "fd:3");
         A("-S");
     }
     argv[n] = NULL;
 #undef A
-    struct vm_jail_file files[] = {
-        {vm->kernel.vmlinux, "kernel"},
-        {vm->initrd.path, "initrd"},
-        {vm->rootfs.image, "rootfs"},
-    };
-    char jail[4200], run[4200];
-    vm_path(vm, "jail", jail, sizeof(jail));
-    vm_path(vm, "run", run, sizeof(run));
+}
+
+/* Undo a VMM cgroup on a path that already fails: the first error is
+ * the one returned, this one is logged. */
+static void destroy_quietly(struct hull_cgroup *cg)
+{
+    hull_error e = NULL;
+    if (hull_cgroup_destroy(cg, &e) < 0)
+        hull_warn("VMM cgroup: cleanup: %s", hull_error_msg(e));
+    hull_error_free(&e);
+    hull_cgroup_free(cg);
+}
+
+/* The VMM's own cgroup, limits applied and recorded in vm->cgroup. */
+static int vmm_cgroup(struct vm *vm, struct hull_cgroup **out, hull_error *err)
+{
     /* Its own cgroup: memory = guest RAM + the VMM's bounded overhead,
      * CPU = one per vCPU plus one for QEMU's own threads, and a task cap. */
     char cgpath[128];
     snprintf(cgpath, sizeof(cgpath), "/hull-vm/%s", vm->id);
     struct hull_cgroup *cg = NULL;
+    *out = NULL;
     struct hull_resources res = {
         .has_memory_limit = true,
         .memory_limit = (int64_t)((vm->memory_mb + QEMU_OVERHEAD_MB) << 20),
@@ -272,8 +289,7 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
         return hull_error_prefix(err, "VMM cgroup");
     if (hull_cgroup_apply(cg, &res, err) < 0) {
         hull_error_prefix(err, "VMM cgroup");
-        hull_cgroup_destroy(cg, NULL);
-        hull_cgroup_free(cg);
+        destroy_quietly(cg);
         return -1;
     }
     /* Recorded after apply (which joins the hierarchies the limits need)
@@ -283,6 +299,32 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     snprintf(vm->cgroup, sizeof(vm->cgroup), "%s",
              saved ? json_object_to_json_string_ext(saved, JSON_C_TO_STRING_PLAIN) : "");
     json_object_put(saved);
+    *out = cg;
+    return 0;
+}
+
+static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*cleanup)(void *),
+                      void *arg, hull_error *err)
+{
+    if (qemu_available(err) < 0)
+        return -1;
+    cleanup_free struct qemu_cmd *c = calloc(1, sizeof(*c)); /* argv points into it */
+    if (c == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    qemu_argv(vm, incoming_fd, c);
+    char **argv = c->argv;
+    bool kvm = strcmp(vm->accel, "kvm") == 0;
+    struct vm_jail_file files[] = {
+        {vm->kernel.vmlinux, "kernel"},
+        {vm->initrd.path, "initrd"},
+        {vm->rootfs.image, "rootfs"},
+    };
+    char jail[4200], run[4200];
+    vm_path(vm, "jail", jail, sizeof(jail));
+    vm_path(vm, "run", run, sizeof(run));
+    struct hull_cgroup *cg = NULL;
+    if (vmm_cgroup(vm, &cg, err) < 0)
+        return -1;
     struct vm_spawn s = {
         .binary = QEMU_BINARY,
         .argv = argv,
@@ -305,15 +347,14 @@ static int qemu_start(struct vm *vm, int incoming_fd, bool attached, void (*clea
     clock_gettime(CLOCK_REALTIME, &ts);
     int rc = vm_spawn_vmm(&s, &vm->pid, &vm->monitor, err);
     if (rc < 0) {
-        hull_cgroup_destroy(cg, NULL);
+        destroy_quietly(cg);
         vm->cgroup[0] = 0;
+        return -1;
     }
     hull_cgroup_free(cg);
-    if (rc < 0)
-        return -1;
     vm->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     vm->pid_start = vm_proc_start_time(vm->pid);
-    return defer ? incoming_without_ram(vm, err) : 0;
+    return c->defer ? incoming_without_ram(vm, err) : 0;
 }
 
 static int wait_migration(struct qmp *q, int timeout_ms, hull_error *err)
