@@ -294,6 +294,23 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
     return 0;
 }
 
+/* A run without state is collected by its cgroups' name alone (the sandbox
+ * sweep): only one that nothing outside its supervisor can address, and
+ * whose cgroups are exactly where that sweep looks, qualifies. */
+static int stateless_refused(const struct hull_runtime *rt, const struct hull_setup_opts *so,
+                             const struct hull_spec *spec, hull_error *err)
+{
+    const struct hull_linux *l = &spec->linux_;
+    if (so->foreground && l->ns[HULL_NS_MNT].enabled && !l->n_net_devices &&
+        !spec->hooks.n_poststop && so->lean_cgroup && !l->cgroups_path && !rt->systemd_cgroup &&
+        !hull_container_mounts_cgroup(spec))
+        return 0;
+    return hull_error_set(err, EINVAL,
+                          "a run without a state directory needs a foreground init, a mount "
+                          "namespace, a lean cgroup at the default path that it does not mount, "
+                          "no linux.netDevices and no poststop hooks");
+}
+
 static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o,
                  const struct hull_setup_opts *so, struct hull_container_ctx *c, hull_error *err)
 {
@@ -319,15 +336,9 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
         return -1;
     }
 
-    /* A run without state is collected by its name alone: only one that
-     * nothing outside its supervisor can address qualifies. */
-    const struct hull_linux *l = &c->spec->linux_;
-    if (so->no_state && (!so->foreground || !l->ns[HULL_NS_MNT].enabled || l->n_net_devices ||
-                         c->spec->hooks.n_poststop)) {
+    if (so->no_state && stateless_refused(rt, so, c->spec, err) < 0) {
         hull_container_ctx_release(c);
-        return hull_error_set(err, EINVAL,
-                              "a run without a state directory needs a foreground init, a mount "
-                              "namespace, no linux.netDevices and no poststop hooks");
+        return -1;
     }
     /* From here on something exists and failures must roll back. On a disk
      * /run, the state directory costs a run a synchronous discard when it
