@@ -120,9 +120,8 @@ def test_sigkill_of_hulld_and_its_worker(tmp_path):
                                         "limits": {"wall_time": "2m"}}, h.tok).json["id"]
     assert wait_until(lambda: get_run(h, a)["state"] == "running")
     h.note_helpers()
-    # Killed once the program runs. (A supervisor killed in the middle of
-    # the container's setup can leave a cgroup of a hierarchy joined after
-    # the state's last write: a runtime issue, reported, not hulld's.)
+    # Killed once the program runs: the run's cgroups stay (named by the
+    # killed worker's pid and start time) until hulld's start-up cleanup.
     assert wait_until(lambda: sleeping_in_sandbox(h))
     for p in list(h.helpers_seen):
         os.kill(p, 9)

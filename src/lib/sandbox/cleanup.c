@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,31 @@
 #include "util/log.h"
 #include "util/proc.h"
 
-/* The supervisor's pid, from a sandbox id "sandbox-PID-N-HEX" (0 if not one). */
+/* The supervisor a sandbox or session id names: "sandbox-PID-START-N-HEX",
+ * or "sandbox-PID-N-HEX" from a hull before the start time was in it (start
+ * 0: the pid alone). false: not an id of a supervisor in the host's pid
+ * namespace ("sandbox-nPID-...", or not such an id at all). */
+static bool id_supervisor(const char *name, int *pid, unsigned long long *start)
+{
+    unsigned n;
+    unsigned long hex;
+    int end = 0;
+    *pid = 0;
+    *start = 0;
+    if (strncmp(name, "sandbox-", 8) != 0 && strncmp(name, "session-", 8) != 0)
+        return false;
+    name += 8;
+    if (sscanf(name, "%d-%llu-%u-%lx%n", pid, start, &n, &hex, &end) != 4 || name[end] != '\0')
+        *start = 0;
+    return sscanf(name, "%d-", pid) == 1 && *pid > 0;
+}
+
+/* The pid for the "no state yet" case of a session directory. */
 static int id_pid(const char *name)
 {
-    int pid = 0;
-    if (sscanf(name, "sandbox-%d-", &pid) != 1 || pid <= 0)
-        return 0;
-    return pid;
+    int pid;
+    unsigned long long start;
+    return id_supervisor(name, &pid, &start) ? pid : 0;
 }
 
 /* 1: the supervisor runs, 0: it is gone, -1: none is recorded. */
@@ -53,28 +72,21 @@ static int supervisor_alive(const struct hull_cstate *cs)
 }
 
 /* rmdir one orphaned sandbox cgroup. Its supervisor is dead, so whatever
- * is still in it belongs to a sandbox that is being torn down (parent-death
- * signals in flight): with kill, it is killed, and the last exits are waited
- * for. Without (the sweep before every run, which must never kill what a
- * look-alike name holds), a cgroup with processes is left, and only exits
- * already done (tasks not yet released) are waited for. */
-static bool remove_orphan(int parentfd, const char *name, bool kill_them)
+ * is still in it belongs to a sandbox being torn down (parent-death signals
+ * in flight): it is killed, and the last exits are waited for. */
+static int kill_orphan(int parentfd, const char *name, hull_error *err)
 {
     for (int tries = 0; tries < 50; tries++) {
-        if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0)
-            return true;
+        if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+            return 0;
         if (errno != EBUSY)
-            return false;
+            break;
         char procs[PATH_MAX], *text = NULL;
         size_t len = 0;
         hull_error e = NULL;
         snprintf(procs, sizeof(procs), "%s/cgroup.procs", name);
         if (hull_read_file_at(parentfd, procs, &text, &len, &e) == 0) {
-            if (!kill_them && len > 0) {
-                free(text);
-                return false;
-            }
-            for (char *p = text; p && *p;) {
+            for (char *p = text; *p;) {
                 char *end;
                 long pid = strtol(p, &end, 10);
                 if (end == p)
@@ -86,97 +98,160 @@ static bool remove_orphan(int parentfd, const char *name, bool kill_them)
         }
         hull_error_free(&e); /* procs unreadable: the cgroup went; the next rmdir says */
         free(text);
-        struct timespec ts = {0, (kill_them ? 20 : 2) * 1000000L};
+        struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    return hull_error_errno(err, "%s", name);
+}
+
+/* Names a sweep has judged, each once however many hierarchies it is in. */
+struct judged {
+    char **names;
+    bool *dead;
+    size_t n;
+    size_t removed; /* runs whose cgroups went */
+    int failed;     /* kill mode: cgroups that stayed */
+};
+
+static bool judged_find(const struct judged *j, const char *name, bool *dead)
+{
+    for (size_t i = 0; i < j->n; i++)
+        if (strcmp(j->names[i], name) == 0) {
+            *dead = j->dead[i];
+            return true;
+        }
     return false;
 }
 
-/* Names of the runs whose cgroups a sweep removed, each counted once
- * however many hierarchies it was in. */
-struct swept {
-    char **names;
-    size_t n;
-};
-
-static void swept_add(struct swept *s, const char *name)
+static void judged_add(struct judged *j, const char *name, bool dead)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->names[i], name) == 0)
-            return;
-    char **grown = realloc(s->names, (s->n + 1) * sizeof(*grown));
-    if (grown == NULL)
-        return; /* only the count suffers */
-    s->names = grown;
-    if ((s->names[s->n] = strdup(name)) != NULL)
-        s->n++;
+    char **names = realloc(j->names, (j->n + 1) * sizeof(*names));
+    if (names != NULL)
+        j->names = names;
+    bool *deads = realloc(j->dead, (j->n + 1) * sizeof(*deads));
+    if (deads != NULL)
+        j->dead = deads;
+    if (names == NULL || deads == NULL || (j->names[j->n] = strdup(name)) == NULL)
+        return; /* judged again in the next hierarchy: only time is lost */
+    j->dead[j->n++] = dead;
+    if (dead)
+        j->removed++;
+}
+
+static void judged_free(struct judged *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        free(j->names[i]);
+    free(j->names);
+    free(j->dead);
+}
+
+bool hull_sandbox_id_orphaned(const char *id)
+{
+    int pid;
+    unsigned long long start;
+    if (!id_supervisor(id, &pid, &start))
+        return false;
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return true;
+    return !hull_pid_alive(pid, start); /* a zombie, or the pid reused */
 }
 
 /* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) whose supervisor
  * is gone and that no state directory names (those go with their state).
  * A one-shot run has no state directory at all: its cgroups are all a
- * killed supervisor leaves, and its id names that supervisor. rmdir only
- * removes an empty cgroup, so nothing that runs is touched. */
-static void remove_orphan_cgroups(const char *mount, int statefd, bool kill_them, struct swept *s)
+ * killed supervisor leaves, and its id names that supervisor. Without
+ * kill_them (the sweep before every run, which must never kill what a
+ * look-alike name holds, and must cost a run little) one rmdir each: it
+ * removes only an empty cgroup, so nothing that runs is touched. */
+static void sweep_hierarchy(const char *mount, int statefd, bool kill_them, struct judged *j)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/hull", mount);
     DIR *d = opendir(dir);
-    if (d == NULL)
+    if (d == NULL) {
+        if (errno != ENOENT && kill_them) { /* ENOENT: no run ever made one here */
+            hull_warn("sandbox cleanup: %s: %s", dir, strerror(errno));
+            j->failed++;
+        }
         return;
+    }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        int pid = id_pid(de->d_name);
-        if (pid == 0 ||
+        if (strncmp(de->d_name, "sandbox-", 8) != 0 ||
             (statefd >= 0 && faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
             continue;
-        if (hull_pid_alive(pid, 0)) /* a zombie counts as gone */
+        bool dead;
+        if (!judged_find(j, de->d_name, &dead)) {
+            dead = hull_sandbox_id_orphaned(de->d_name);
+            judged_add(j, de->d_name, dead);
+        }
+        if (!dead)
             continue;
-        if (remove_orphan(dirfd(d), de->d_name, kill_them))
-            swept_add(s, de->d_name);
+        if (!kill_them) {
+            if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                hull_debug("sandbox: stale cgroup %s/%s: %s", dir, de->d_name, strerror(errno));
+            continue;
+        }
+        hull_error e = NULL;
+        if (kill_orphan(dirfd(d), de->d_name, &e) < 0) {
+            hull_warn("sandbox cleanup: cgroup %s/%s", dir, hull_error_msg(e));
+            hull_error_free(&e);
+            j->failed++;
+        }
     }
     closedir(d);
 }
 
 /* flags: HULL_CGROUP_LEAN for the hierarchies a one-shot run can be in,
  * without killing anything (every run does this), 0 for all of them, killing
- * what is left in them (cleanup). Returns the runs removed. */
-static size_t sweep_cgroups(unsigned flags)
+ * what is left in them (cleanup). Ids name supervisors by their pid in the
+ * host's pid namespace: from any other, pids cannot be judged and nothing is
+ * swept. Returns the runs removed; *failed counts cgroups that stayed. */
+static size_t sweep_cgroups(unsigned flags, int *failed)
 {
+    *failed = 0;
+    if (!hull_in_initial_pid_ns()) {
+        hull_debug("sandbox: not in the host's pid namespace: cgroups of killed runs not swept");
+        return 0;
+    }
     const char *mounts[32];
     size_t n = 0;
     hull_error e = NULL;
     if (hull_cgroup_mount_points(flags, mounts, sizeof(mounts) / sizeof(mounts[0]), &n, &e) < 0) {
-        /* No cgroups on this host: then no run made any. */
-        hull_debug("sandbox cleanup: cgroups: %s", hull_error_msg(e));
-        hull_error_free(&e);
+        if (flags == 0) {
+            hull_warn("sandbox cleanup: cgroups: %s", hull_error_msg(e));
+            (*failed)++;
+        }
+        hull_error_free(&e); /* per run: the run's own cgroup setup reports it */
         return 0;
     }
     /* Missing when no run with state was ever made: then nothing is skipped. */
     cleanup_close int statefd = open(HULL_SANDBOX_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    struct swept s = {0};
+    struct judged j = {0};
     for (size_t i = 0; i < n; i++)
-        remove_orphan_cgroups(mounts[i], statefd, flags == 0, &s);
-    for (size_t i = 0; i < s.n; i++)
-        free(s.names[i]);
-    free(s.names);
-    return s.n;
+        sweep_hierarchy(mounts[i], statefd, flags == 0, &j);
+    judged_free(&j);
+    *failed = j.failed;
+    return j.removed;
 }
 
 void hull_sandbox_collect_stale(void)
 {
-    size_t n = sweep_cgroups(HULL_CGROUP_LEAN);
+    int failed;
+    size_t n = sweep_cgroups(HULL_CGROUP_LEAN, &failed);
     if (n)
         hull_debug("sandbox: removed the cgroups of %zu runs whose supervisor was killed", n);
     hull_sandbox_net_sweep();
 }
 
-int hull_sandbox_cleanup(size_t *removed, hull_error *err)
+/* Sessions whose supervisor is gone: deleted as `delete --force` would.
+ * Returns -1 when one could not be (warned). */
+static int remove_dead_sessions(size_t *removed, hull_error *err)
 {
-    *removed = 0;
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     DIR *d = opendir(HULL_SANDBOX_ROOT);
-    if (d == NULL)
+    if (d == NULL) /* ENOENT: no session was ever made here */
         return errno == ENOENT ? 0
                                : hull_error_errno(err, "sandbox cleanup: %s", HULL_SANDBOX_ROOT);
     int ret = 0;
@@ -217,9 +292,24 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
         }
     }
     closedir(d);
-    *removed += sweep_cgroups(0);
+    return ret;
+}
+
+int hull_sandbox_cleanup(size_t *removed, hull_error *err)
+{
+    *removed = 0;
+    hull_error e = NULL;
+    int ret = remove_dead_sessions(removed, &e);
+    if (ret < 0 && e != NULL) {
+        hull_warn("%s", hull_error_msg(e));
+        hull_error_free(&e);
+    }
+    /* Then the cgroups no state names: one-shot runs' (after the sessions,
+     * whose cgroups their delete removed). */
+    int failed;
+    *removed += sweep_cgroups(0, &failed);
     hull_sandbox_net_sweep();
-    if (ret < 0)
+    if (ret < 0 || failed)
         return hull_error_set(err, EIO, "sandbox cleanup: some leftovers could not be removed");
     return 0;
 }

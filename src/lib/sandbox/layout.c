@@ -353,10 +353,10 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     json_object_object_add(root, "readonly", json_object_new_boolean(true));
     json_object_object_add(doc, "root", root);
     json_object_object_add(doc, "hostname", str("sandbox"));
-    /* Who supervises this run: hull_sandbox_cleanup() removes runs whose
+    /* Who supervises this run: hull_sandbox_cleanup() removes sessions whose
      * supervisor is gone (pid and start time, so a reused pid is no alibi). */
     char sup[64];
-    snprintf(sup, sizeof(sup), "%d:%llu", (int)getpid(), hull_pid_start_time(getpid()));
+    snprintf(sup, sizeof(sup), "%d:%llu", (int)getpid(), hull_self_start_time());
     json_object *ann = json_object_new_object();
     json_object_object_add(ann, HULL_SANDBOX_SUPERVISOR_KEY, str(sup));
     json_object_object_add(doc, "annotations", ann);

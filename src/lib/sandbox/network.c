@@ -33,6 +33,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_policy *p,
                              const char *id, hull_error *err)
@@ -164,16 +165,13 @@ void hull_sandbox_net_release(struct hull_sandbox_net *n)
 
 void hull_sandbox_net_sweep(void)
 {
-    DIR *d = opendir(HULL_SANDBOX_NET_DIR);
+    /* Ids name supervisors by pid in the host's pid namespace only. */
+    DIR *d = hull_in_initial_pid_ns() ? opendir(HULL_SANDBOX_NET_DIR) : NULL;
     if (d == NULL)
         return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        /* The id names its supervisor: sandbox-PID-... or session-PID-... */
-        int pid = 0;
-        if ((sscanf(de->d_name, "sandbox-%d-", &pid) != 1 &&
-             sscanf(de->d_name, "session-%d-", &pid) != 1) ||
-            pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+        if (!hull_sandbox_id_orphaned(de->d_name))
             continue;
         hull_error e = NULL;
         if (hull_rm_rf_at(dirfd(d), de->d_name, &e) < 0)

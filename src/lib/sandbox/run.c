@@ -34,6 +34,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 /* Outside /run/hull (0700): the sandbox's root user, an unprivileged host uid,
  * must be able to reach the directory its tmpfs root is mounted on. */
@@ -64,7 +65,7 @@ struct run {
     size_t stdin_off;
     uint64_t cpu_seen_ms;        /* the last CPU time the supervisor saw */
     struct hull_sandbox_net net; /* --network NAME: the attachment and /etc files */
-    char id[64];
+    char id[80];
 };
 
 static void run_release(struct run *x)
@@ -243,11 +244,16 @@ static int add_tmp_files(struct run *x)
     return 0;
 }
 
+/* "sandbox-PID-START-N-HEX": the id names its supervisor by pid and start
+ * time, which is how the cgroups of a killed one are found (cleanup.c). A
+ * pid from another pid namespace means nothing to the host's sweep: such a
+ * supervisor marks its pid ("n" before it), and its runs are never swept. */
 static void next_id(char *buf, size_t len)
 {
     static atomic_uint counter;
     unsigned n = atomic_fetch_add(&counter, 1);
-    snprintf(buf, len, "sandbox-%d-%u-%lx", (int)getpid(), n,
+    snprintf(buf, len, "sandbox-%s%d-%llu-%u-%lx", hull_in_initial_pid_ns() ? "" : "n",
+             (int)getpid(), hull_self_start_time(), n,
              (unsigned long)(hull_monotonic_ns() & 0xffffff));
 }
 

@@ -84,6 +84,9 @@ void hull_sandbox_net_sweep(void);
 /* Before every one-shot run (cleanup.c): the cgroups of one-shot runs
  * whose supervisor is gone, and their network directories. */
 void hull_sandbox_collect_stale(void);
+/* A sandbox or session id names a supervisor of the host's pid namespace
+ * (pid and start time) that is gone. Call only from that namespace. */
+bool hull_sandbox_id_orphaned(const char *id);
 
 /* The policy's network fields (policy_net.c): validated for every caller,
  * and the request JSON's "network" (errors name the JSON path). */

@@ -32,6 +32,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/proc.h"
 #include "util/strv.h"
 
 /* PID 1 of the sandbox: waits in the foreground so the shell reaps every
@@ -39,10 +40,12 @@
  * init without handlers it ignores signals sent from inside. */
 static char *const idle_argv[] = {"/bin/sh", "-c", "while :; do sleep 3600; done", NULL};
 
+/* Named like a one-shot run's id (run.c): by its supervisor. */
 static void next_id(char *buf, size_t len)
 {
     static atomic_uint counter;
-    snprintf(buf, len, "session-%d-%u-%lx", (int)getpid(), atomic_fetch_add(&counter, 1),
+    snprintf(buf, len, "session-%s%d-%llu-%u-%lx", hull_in_initial_pid_ns() ? "" : "n",
+             (int)getpid(), hull_self_start_time(), atomic_fetch_add(&counter, 1),
              (unsigned long)(hull_monotonic_ns() & 0xffffff));
 }
 

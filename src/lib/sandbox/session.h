@@ -8,7 +8,7 @@
 #include "sandbox/sandbox.h"
 
 struct hull_session {
-    char id[64];
+    char id[80];
     struct hull_policy policy; /* what it was created with (env merged into execs) */
     struct hull_sandbox_layout lay;
     struct hull_seccomp_filter *seccomp;

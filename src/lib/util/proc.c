@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/error.h"
@@ -41,4 +42,25 @@ bool hull_pid_alive(pid_t pid, unsigned long long start)
         return false;
     unsigned long long now = hull_pid_start_time(pid);
     return now != 0 && (start == 0 || now == start);
+}
+
+unsigned long long hull_self_start_time(void)
+{
+    /* Per thread, keyed by pid: a forked child reads its own. */
+    static _Thread_local pid_t cached_pid;
+    static _Thread_local unsigned long long cached_start;
+    pid_t self = getpid();
+    if (cached_pid != self) {
+        cached_start = hull_pid_start_time(self);
+        cached_pid = self;
+    }
+    return cached_start;
+}
+
+bool hull_in_initial_pid_ns(void)
+{
+    /* The kernel gives the initial namespaces fixed inode numbers
+     * (PROC_PID_INIT_INO for pid). */
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 && st.st_ino == 0xEFFFFFFCU;
 }

@@ -12,5 +12,10 @@
 bool hull_pid_alive(pid_t pid, unsigned long long start);
 /* starttime of /proc/PID/stat, 0 when the process is gone. */
 unsigned long long hull_pid_start_time(pid_t pid);
+/* The calling process's own start time, read once per process. */
+unsigned long long hull_self_start_time(void);
+/* The caller runs in the host's (initial) pid namespace, where pids
+ * recorded by one process mean the same to every other. */
+bool hull_in_initial_pid_ns(void);
 
 #endif
