@@ -76,6 +76,13 @@ def test_host_secrets_absent(hostile):
     assert shadow.splitlines()[0] not in r.out
 
 
+@pytest.mark.parametrize("isolation", ["process", "container"])
+def test_host_kernel_command_line_hidden(sb, isolation):
+    """/proc/cmdline is the host's: its kernel's arguments and its init's."""
+    r = sb("--isolation", isolation, cmd=["sh", "-c", "wc -c < /proc/cmdline"])
+    assert r.verdict == "ok" and r.out.strip() == "0", r
+
+
 def test_overwrite_exe_and_hull_binary(hostile, hull_hash, open_tmp):
     """CVE-2019-5736: the sandbox's init is the hull binary (/proc/1/exe);
     the program cannot open it. The hull binary itself, bound read-only,

@@ -376,8 +376,11 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
         json_object_object_add(lx, "gidMappings", id_map(uid_base));
         json_object_object_add(lx, "resources", resources(p));
     }
+    /* /proc/cmdline: the host kernel's command line, which also carries the
+     * host init's own arguments. */
     static const char *const masked[] = {"/proc/acpi",
                                          "/proc/asound",
+                                         "/proc/cmdline",
                                          "/proc/kcore",
                                          "/proc/keys",
                                          "/proc/latency_stats",
