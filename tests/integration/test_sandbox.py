@@ -814,40 +814,53 @@ def test_next_run_kills_nothing_in_a_look_alike_cgroup(sb):
 
 def test_a_reused_pid_is_no_alibi(sb):
     """A run's id names its runner by pid and start time: a cgroup whose
-    pid now belongs to another process (this test's) is a dead runner's."""
+    pid now belongs to another process (this test's) is a dead runner's.
+    Names that only resemble an id are not judged at all."""
     mem = _memory_mount()
     tag = os.urandom(3).hex()
     reused = mem / "hull" / f"sandbox-{os.getpid()}-1-0-{tag}"  # we did not start at tick 1
-    reused.mkdir(parents=True)
+    # 2**32 + 123: a pid that wraps to 123 in a sloppy parse; a "+", a tail.
+    odd = [mem / "hull" / n for n in (f"sandbox-4294967419-1-0-{tag}",
+                                      f"sandbox-+{_dead_pid()}-1-0-{tag}",
+                                      f"sandbox-{_dead_pid()}-1-0-{tag}-x")]
+    made = [reused, *odd]
     try:
+        for d in made:
+            d.mkdir(parents=True)
         assert sb(cmd=["true"]).verdict == "ok"
         assert not reused.exists()
+        assert all(d.exists() for d in odd), [d for d in odd if not d.exists()]
     finally:
-        _rmdir_quietly(reused)
+        for d in made:
+            _rmdir_quietly(d)
 
 
-def test_cleanup_without_any_session_state(sb):
+def test_cleanup_without_any_session_state():
     """`hull sandbox cleanup` on a host where no session ever kept state
-    (no /run/hull/sandbox) still collects a killed runner's cgroups."""
-    p, out, err = sb.start(cmd=["sleep", "60"])
-    pid = sb.workload_pid()
-    prefix = f"sandbox-{p.pid}-"
-    p.kill()
-    p.wait()
-    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}"))
-    assert cgroup_dirs(prefix)
-    # A private mount namespace with an empty /run/hull: no state directory.
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec",
-                        'if [ -d /run/hull ]; then mount -t tmpfs tmpfs /run/hull; fi; '
-                        'test ! -e /run/hull/sandbox; '
-                        'exec "$0" sandbox cleanup', HULL],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert int(r.stdout.split()[1]) >= 1, r.stdout
-    assert not cgroup_dirs(prefix)
-    sb.assert_clean(p.pid)
-    out.close()
-    err.close()
+    (no /run/hull/sandbox) still collects a dead runner's cgroups, killing
+    what they hold (which only the cleanup verb does)."""
+    mem = _memory_mount()
+    cg = mem / "hull" / f"sandbox-{_dead_pid()}-1-0-{os.urandom(3).hex()}"
+    cg.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (cg / "cgroup.procs").write_text(str(sleeper.pid))
+        # A private mount namespace with an empty /run/hull: no state directory.
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+                            "if [ -d /run/hull ]; then mount -t tmpfs tmpfs /run/hull; fi; "
+                            'test ! -e /run/hull/sandbox; exec "$0" sandbox cleanup', HULL],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert int(r.stdout.split()[1]) >= 1, r.stdout
+        assert sleeper.wait(timeout=30) == -signal.SIGKILL
+        assert not cg.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        if cg.exists():
+            assert wait_until(lambda: not cg.exists() or
+                              not (cg / "cgroup.procs").read_text().strip())
+        _rmdir_quietly(cg)
 
 
 def test_cleanup_verb_collects_a_sigkilled_runner(sb):

@@ -3,10 +3,16 @@
  * A supervisor killed with SIGKILL takes its sandbox's processes with it
  * (the init has a parent-death signal, and the pid namespace follows the
  * init), but its cgroups stay, and a session's state directory. A one-shot
- * run has no state directory: its id names its supervisor by pid, and its
- * cgroups go when that is gone. A session's state names its supervisor by
- * pid and start time; a session whose supervisor no longer exists is
- * deleted as `delete --force` would. */
+ * run has no state directory: its id names its supervisor by pid and start
+ * time, and its cgroups go when that process is gone. A session's state
+ * names its supervisor the same way; a session whose supervisor no longer
+ * exists is deleted as `delete --force` would.
+ *
+ * Pids and start times mean the same to every process only in the host's
+ * pid and time namespaces: only there is anything judged, and a supervisor
+ * anywhere else marks its ids ("sandbox-nPID-...") so they are never
+ * judged. Whatever cannot be judged for sure (an unreadable /proc) is left:
+ * nothing is removed or killed on a guess. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,34 +35,59 @@
 #include "util/log.h"
 #include "util/proc.h"
 
+/* A decimal number of at most max, followed by '-'; *s moves past both. */
+static bool take_number(const char **s, unsigned long long max, unsigned long long *out)
+{
+    const char *p = *s;
+    unsigned long long v = 0;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (max - (unsigned)(*p - '0')) / 10)
+            return false;
+        v = v * 10 + (unsigned)(*p - '0');
+    }
+    if (*p != '-')
+        return false;
+    *s = p + 1;
+    *out = v;
+    return true;
+}
+
+/* Lower-case hex to the end of the string. */
+static bool is_hex_tail(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
 /* The supervisor a sandbox or session id names: "sandbox-PID-START-N-HEX",
- * or "sandbox-PID-N-HEX" from a hull before the start time was in it (start
- * 0: the pid alone). false: not an id of a supervisor in the host's pid
- * namespace ("sandbox-nPID-...", or not such an id at all). */
+ * or "sandbox-PID-N-HEX" from a hull before the start time was in it
+ * (*start 0: the pid alone). false: anything else, "sandbox-nPID-..." too. */
 static bool id_supervisor(const char *name, int *pid, unsigned long long *start)
 {
-    unsigned n;
-    unsigned long hex;
-    int end = 0;
-    *pid = 0;
-    *start = 0;
     if (strncmp(name, "sandbox-", 8) != 0 && strncmp(name, "session-", 8) != 0)
         return false;
-    name += 8;
-    if (sscanf(name, "%d-%llu-%u-%lx%n", pid, start, &n, &hex, &end) != 4 || name[end] != '\0')
-        *start = 0;
-    return sscanf(name, "%d-", pid) == 1 && *pid > 0;
+    const char *s = name + 8;
+    unsigned long long p, a, b;
+    if (!take_number(&s, 4194304, &p) || p == 0 || !take_number(&s, ~0ULL, &a))
+        return false;
+    *pid = (int)p;
+    *start = 0;
+    if (is_hex_tail(s)) /* PID-N-HEX */
+        return true;
+    if (!take_number(&s, ~0U, &b) || !is_hex_tail(s))
+        return false;
+    *start = a;
+    return true;
 }
 
-/* The pid for the "no state yet" case of a session directory. */
-static int id_pid(const char *name)
-{
-    int pid;
-    unsigned long long start;
-    return id_supervisor(name, &pid, &start) ? pid : 0;
-}
-
-/* 1: the supervisor runs, 0: it is gone, -1: none is recorded. */
+/* 1: the supervisor runs (or cannot be told from /proc), 0: it is gone,
+ * -1: none is recorded. */
 static int supervisor_alive(const struct hull_cstate *cs)
 {
     for (char **a = cs->annotations; a && a[0] && a[1]; a += 2) {
@@ -66,9 +97,20 @@ static int supervisor_alive(const struct hull_cstate *cs)
         unsigned long long start = 0;
         if (sscanf(a[1], "%d:%llu", &pid, &start) != 2)
             return 0;
-        return hull_pid_alive(pid, start);
+        return hull_pid_check(pid, start) != 0;
     }
     return -1;
+}
+
+bool hull_sandbox_id_orphaned(const char *id)
+{
+    int pid;
+    unsigned long long start;
+    if (!id_supervisor(id, &pid, &start))
+        return false;
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return true;
+    return hull_pid_check(pid, start) == 0; /* a zombie, or the pid reused */
 }
 
 /* rmdir one orphaned sandbox cgroup. Its supervisor is dead, so whatever
@@ -76,10 +118,11 @@ static int supervisor_alive(const struct hull_cstate *cs)
  * in flight): it is killed, and the last exits are waited for. */
 static int kill_orphan(int parentfd, const char *name, hull_error *err)
 {
+    int why = EBUSY;
     for (int tries = 0; tries < 50; tries++) {
         if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
             return 0;
-        if (errno != EBUSY)
+        if ((why = errno) != EBUSY)
             break;
         char procs[PATH_MAX], *text = NULL;
         size_t len = 0;
@@ -101,60 +144,47 @@ static int kill_orphan(int parentfd, const char *name, hull_error *err)
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    return hull_error_errno(err, "%s", name);
+    return hull_error_set(err, why, "%s: %s", name, strerror(why));
 }
 
-/* Names a sweep has judged, each once however many hierarchies it is in. */
+/* The names a sweep has judged, each once however many hierarchies it is
+ * in, and whether any of its cgroups went. */
 struct judged {
-    char **names;
-    bool *dead;
+    struct judged_name {
+        char *name;
+        bool dead, removed;
+    } * v;
     size_t n;
-    size_t removed; /* runs whose cgroups went */
-    int failed;     /* kill mode: cgroups that stayed */
+    int failed; /* kill mode: cgroups that stayed */
 };
 
-static bool judged_find(const struct judged *j, const char *name, bool *dead)
+static struct judged_name *judge(struct judged *j, const char *name)
 {
     for (size_t i = 0; i < j->n; i++)
-        if (strcmp(j->names[i], name) == 0) {
-            *dead = j->dead[i];
-            return true;
-        }
-    return false;
+        if (strcmp(j->v[i].name, name) == 0)
+            return &j->v[i];
+    static struct judged_name spare; /* no memory: judged again next time */
+    struct judged_name *grown = realloc(j->v, (j->n + 1) * sizeof(*grown));
+    struct judged_name *e = &spare;
+    if (grown != NULL) {
+        j->v = grown;
+        if ((grown[j->n].name = strdup(name)) != NULL)
+            e = &grown[j->n++];
+    }
+    e->dead = hull_sandbox_id_orphaned(name);
+    e->removed = false;
+    return e;
 }
 
-static void judged_add(struct judged *j, const char *name, bool dead)
+static size_t judged_done(struct judged *j)
 {
-    char **names = realloc(j->names, (j->n + 1) * sizeof(*names));
-    if (names != NULL)
-        j->names = names;
-    bool *deads = realloc(j->dead, (j->n + 1) * sizeof(*deads));
-    if (deads != NULL)
-        j->dead = deads;
-    if (names == NULL || deads == NULL || (j->names[j->n] = strdup(name)) == NULL)
-        return; /* judged again in the next hierarchy: only time is lost */
-    j->dead[j->n++] = dead;
-    if (dead)
-        j->removed++;
-}
-
-static void judged_free(struct judged *j)
-{
-    for (size_t i = 0; i < j->n; i++)
-        free(j->names[i]);
-    free(j->names);
-    free(j->dead);
-}
-
-bool hull_sandbox_id_orphaned(const char *id)
-{
-    int pid;
-    unsigned long long start;
-    if (!id_supervisor(id, &pid, &start))
-        return false;
-    if (kill(pid, 0) < 0 && errno == ESRCH)
-        return true;
-    return !hull_pid_alive(pid, start); /* a zombie, or the pid reused */
+    size_t removed = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        removed += j->v[i].removed;
+        free(j->v[i].name);
+    }
+    free(j->v);
+    return removed;
 }
 
 /* Sandbox cgroups in one hierarchy (<mount>/hull/sandbox-*) whose supervisor
@@ -181,22 +211,22 @@ static void sweep_hierarchy(const char *mount, int statefd, bool kill_them, stru
         if (strncmp(de->d_name, "sandbox-", 8) != 0 ||
             (statefd >= 0 && faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
             continue;
-        bool dead;
-        if (!judged_find(j, de->d_name, &dead)) {
-            dead = hull_sandbox_id_orphaned(de->d_name);
-            judged_add(j, de->d_name, dead);
-        }
-        if (!dead)
+        struct judged_name *e = judge(j, de->d_name);
+        if (!e->dead)
             continue;
         if (!kill_them) {
-            if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+            if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+                e->removed = true;
+            else if (errno != ENOENT)
                 hull_debug("sandbox: stale cgroup %s/%s: %s", dir, de->d_name, strerror(errno));
             continue;
         }
-        hull_error e = NULL;
-        if (kill_orphan(dirfd(d), de->d_name, &e) < 0) {
-            hull_warn("sandbox cleanup: cgroup %s/%s", dir, hull_error_msg(e));
-            hull_error_free(&e);
+        hull_error e2 = NULL;
+        if (kill_orphan(dirfd(d), de->d_name, &e2) == 0) {
+            e->removed = true;
+        } else {
+            hull_warn("sandbox cleanup: cgroup %s/%s", dir, hull_error_msg(e2));
+            hull_error_free(&e2);
             j->failed++;
         }
     }
@@ -205,16 +235,11 @@ static void sweep_hierarchy(const char *mount, int statefd, bool kill_them, stru
 
 /* flags: HULL_CGROUP_LEAN for the hierarchies a one-shot run can be in,
  * without killing anything (every run does this), 0 for all of them, killing
- * what is left in them (cleanup). Ids name supervisors by their pid in the
- * host's pid namespace: from any other, pids cannot be judged and nothing is
- * swept. Returns the runs removed; *failed counts cgroups that stayed. */
+ * what is left in them (cleanup). Returns the runs removed; *failed counts
+ * cgroups that stayed. */
 static size_t sweep_cgroups(unsigned flags, int *failed)
 {
     *failed = 0;
-    if (!hull_in_initial_pid_ns()) {
-        hull_debug("sandbox: not in the host's pid namespace: cgroups of killed runs not swept");
-        return 0;
-    }
     const char *mounts[32];
     size_t n = 0;
     hull_error e = NULL;
@@ -231,18 +256,41 @@ static size_t sweep_cgroups(unsigned flags, int *failed)
     struct judged j = {0};
     for (size_t i = 0; i < n; i++)
         sweep_hierarchy(mounts[i], statefd, flags == 0, &j);
-    judged_free(&j);
     *failed = j.failed;
-    return j.removed;
+    return judged_done(&j);
 }
 
 void hull_sandbox_collect_stale(void)
 {
+    if (!hull_host_pid_view())
+        return; /* its pids cannot be judged here (see the top) */
     int failed;
     size_t n = sweep_cgroups(HULL_CGROUP_LEAN, &failed);
     if (n)
         hull_debug("sandbox: removed the cgroups of %zu runs whose supervisor was killed", n);
-    hull_sandbox_net_sweep();
+    hull_sandbox_net_sweep(false);
+}
+
+/* A session directory is a leftover: its state names a supervisor that is
+ * gone; or it has no state yet (a run being set up right now, or a crash
+ * before the first write) or no supervisor in it (a hull from before the
+ * annotation, maybe still running), and its id names a supervisor that is
+ * gone, or the directory is old. */
+static bool session_leftover(int dirfd, const char *name)
+{
+    struct hull_cstate cs;
+    hull_error e = NULL;
+    int alive = -1;
+    if (hull_cstate_read(dirfd, &cs, &e) == 0) {
+        alive = supervisor_alive(&cs);
+        hull_cstate_free(&cs);
+    }
+    hull_error_free(&e); /* unreadable state is the "no state yet" case */
+    if (alive >= 0)
+        return alive == 0;
+    struct stat st;
+    return hull_sandbox_id_orphaned(name) ||
+           (fstat(dirfd, &st) == 0 && st.st_mtime < time(NULL) - 60);
 }
 
 /* Sessions whose supervisor is gone: deleted as `delete --force` would.
@@ -262,27 +310,11 @@ static int remove_dead_sessions(size_t *removed, hull_error *err)
         int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             continue;
-        struct hull_cstate cs;
-        hull_error e = NULL;
-        int alive = -1;
-        if (hull_cstate_read(fd, &cs, &e) == 0) {
-            alive = supervisor_alive(&cs);
-            hull_cstate_free(&cs);
-        }
-        /* No state yet (a run being set up right now, or a crash before the
-         * first write) or no supervisor in it (a hull from before the
-         * annotation, maybe still running): the id names the supervisor
-         * (its pid); when that is gone, or the directory is old, it is a
-         * leftover. */
-        struct stat st;
-        int pid = id_pid(de->d_name);
-        bool leftover =
-            alive == 0 || (alive < 0 && ((pid > 0 && !hull_pid_alive(pid, 0)) ||
-                                         (fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 60)));
-        hull_error_free(&e); /* unreadable state is the "no state yet" case just above */
+        bool leftover = session_leftover(fd, de->d_name);
         close(fd);
         if (!leftover)
             continue;
+        hull_error e = NULL;
         if (hull_container_delete(&rt, de->d_name, true, &e) < 0) {
             hull_warn("sandbox cleanup: %s", hull_error_msg(e));
             hull_error_free(&e);
@@ -298,6 +330,10 @@ static int remove_dead_sessions(size_t *removed, hull_error *err)
 int hull_sandbox_cleanup(size_t *removed, hull_error *err)
 {
     *removed = 0;
+    if (!hull_host_pid_view())
+        return hull_error_set(err, EPERM,
+                              "sandbox cleanup: not in the host's pid and time namespaces, where "
+                              "the supervisors named by runs' ids can be judged");
     hull_error e = NULL;
     int ret = remove_dead_sessions(removed, &e);
     if (ret < 0 && e != NULL) {
@@ -308,7 +344,7 @@ int hull_sandbox_cleanup(size_t *removed, hull_error *err)
      * whose cgroups their delete removed). */
     int failed;
     *removed += sweep_cgroups(0, &failed);
-    hull_sandbox_net_sweep();
+    failed += hull_sandbox_net_sweep(true);
     if (ret < 0 || failed)
         return hull_error_set(err, EIO, "sandbox cleanup: some leftovers could not be removed");
     return 0;

@@ -378,18 +378,10 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     }
     /* /proc/cmdline: the host kernel's command line, which also carries the
      * host init's own arguments. */
-    static const char *const masked[] = {"/proc/acpi",
-                                         "/proc/asound",
-                                         "/proc/cmdline",
-                                         "/proc/kcore",
-                                         "/proc/keys",
-                                         "/proc/latency_stats",
-                                         "/proc/timer_list",
-                                         "/proc/timer_stats",
-                                         "/proc/sched_debug",
-                                         "/proc/scsi",
-                                         "/proc/sysrq-trigger",
-                                         NULL};
+    static const char *const masked[] = {
+        "/proc/acpi",        "/proc/asound",        "/proc/cmdline",       "/proc/kcore",
+        "/proc/keys",        "/proc/latency_stats", "/proc/timer_list",    "/proc/timer_stats",
+        "/proc/sched_debug", "/proc/scsi",          "/proc/sysrq-trigger", NULL};
     static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", NULL};
     json_object_object_add(lx, "maskedPaths", strings(masked));
     json_object_object_add(lx, "readonlyPaths", strings(readonly));

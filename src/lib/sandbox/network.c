@@ -163,21 +163,32 @@ void hull_sandbox_net_release(struct hull_sandbox_net *n)
     n->made_dir = n->on = false;
 }
 
-void hull_sandbox_net_sweep(void)
+int hull_sandbox_net_sweep(bool report)
 {
-    /* Ids name supervisors by pid in the host's pid namespace only. */
-    DIR *d = hull_in_initial_pid_ns() ? opendir(HULL_SANDBOX_NET_DIR) : NULL;
-    if (d == NULL)
-        return;
+    DIR *d = opendir(HULL_SANDBOX_NET_DIR);
+    if (d == NULL) {
+        if (errno == ENOENT || !report) /* ENOENT: no run was ever on a network */
+            return 0;
+        hull_warn("sandbox cleanup: %s: %s", HULL_SANDBOX_NET_DIR, strerror(errno));
+        return 1;
+    }
+    int failed = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!hull_sandbox_id_orphaned(de->d_name))
             continue;
         hull_error e = NULL;
-        if (hull_rm_rf_at(dirfd(d), de->d_name, &e) < 0)
-            hull_debug("sandbox: stale %s/%s: %s", HULL_SANDBOX_NET_DIR, de->d_name,
-                       hull_error_msg(e));
+        if (hull_rm_rf_at(dirfd(d), de->d_name, &e) < 0) {
+            if (report)
+                hull_warn("sandbox cleanup: %s/%s: %s", HULL_SANDBOX_NET_DIR, de->d_name,
+                          hull_error_msg(e));
+            else
+                hull_debug("sandbox: stale %s/%s: %s", HULL_SANDBOX_NET_DIR, de->d_name,
+                           hull_error_msg(e));
+            failed++;
+        }
         hull_error_free(&e);
     }
     closedir(d);
+    return failed;
 }

@@ -246,15 +246,15 @@ static int add_tmp_files(struct run *x)
 
 /* "sandbox-PID-START-N-HEX": the id names its supervisor by pid and start
  * time, which is how the cgroups of a killed one are found (cleanup.c). A
- * pid from another pid namespace means nothing to the host's sweep: such a
- * supervisor marks its pid ("n" before it), and its runs are never swept. */
+ * pid or start time read in another pid or time namespace means nothing to
+ * the host's sweep: such a supervisor marks its pid ("n" before it), and
+ * its runs are never swept. */
 static void next_id(char *buf, size_t len)
 {
     static atomic_uint counter;
     unsigned n = atomic_fetch_add(&counter, 1);
-    snprintf(buf, len, "sandbox-%s%d-%llu-%u-%lx", hull_in_initial_pid_ns() ? "" : "n",
-             (int)getpid(), hull_self_start_time(), n,
-             (unsigned long)(hull_monotonic_ns() & 0xffffff));
+    snprintf(buf, len, "sandbox-%s%d-%llu-%u-%lx", hull_host_pid_view() ? "" : "n", (int)getpid(),
+             hull_self_start_time(), n, (unsigned long)(hull_monotonic_ns() & 0xffffff));
 }
 
 enum stop { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };

@@ -79,13 +79,15 @@ void hull_sandbox_net_request(struct hull_sandbox_net *n, const struct hull_poli
 int hull_sandbox_net_detach(struct hull_sandbox_net *n, hull_error *err);
 /* Detach (warning on failure) and remove the directory. */
 void hull_sandbox_net_release(struct hull_sandbox_net *n);
-/* Remove the directories of supervisors that are gone. */
-void hull_sandbox_net_sweep(void);
+/* Remove the directories of supervisors that are gone (call only where
+ * hull_host_pid_view()); returns how many could not be, warned when
+ * report. */
+int hull_sandbox_net_sweep(bool report);
 /* Before every one-shot run (cleanup.c): the cgroups of one-shot runs
  * whose supervisor is gone, and their network directories. */
 void hull_sandbox_collect_stale(void);
-/* A sandbox or session id names a supervisor of the host's pid namespace
- * (pid and start time) that is gone. Call only from that namespace. */
+/* A sandbox or session id names a supervisor (pid and start time) that is
+ * certainly gone. Call only where hull_host_pid_view(). */
 bool hull_sandbox_id_orphaned(const char *id);
 
 /* The policy's network fields (policy_net.c): validated for every caller,

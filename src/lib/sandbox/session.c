@@ -44,8 +44,8 @@ static char *const idle_argv[] = {"/bin/sh", "-c", "while :; do sleep 3600; done
 static void next_id(char *buf, size_t len)
 {
     static atomic_uint counter;
-    snprintf(buf, len, "session-%s%d-%llu-%u-%lx", hull_in_initial_pid_ns() ? "" : "n",
-             (int)getpid(), hull_self_start_time(), atomic_fetch_add(&counter, 1),
+    snprintf(buf, len, "session-%s%d-%llu-%u-%lx", hull_host_pid_view() ? "" : "n", (int)getpid(),
+             hull_self_start_time(), atomic_fetch_add(&counter, 1),
              (unsigned long)(hull_monotonic_ns() & 0xffffff));
 }
 
@@ -108,7 +108,8 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
         return -1;
     /* The id now: it names the network's files the layout binds. */
     next_id(s->id, sizeof(s->id));
-    hull_sandbox_net_sweep();
+    if (hull_host_pid_view())
+        hull_sandbox_net_sweep(false);
     if (hull_sandbox_net_prepare(&s->net, &s->policy, s->id, err) < 0)
         return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||

@@ -1,5 +1,6 @@
 /* Is a recorded process still the same process: pid plus the start time
  * from /proc/PID/stat, so a reused pid is not taken for the one recorded. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,57 +11,87 @@
 #include "util/error.h"
 #include "util/proc.h"
 
-unsigned long long hull_pid_start_time(pid_t pid)
+/* 1: running, *start set; 0: gone (no such pid, or exited and only waiting
+ * to be reaped); -1: /proc could not be read (no fds, hidepid...), errno set. */
+static int read_start_time(pid_t pid, unsigned long long *start)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return errno == ENOENT || errno == ESRCH ? 0 : -1;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return 0;
+    if (n < 0)
+        return errno == ESRCH ? 0 : -1; /* ESRCH: it went between open and read */
     buf[n] = '\0';
     /* comm may hold spaces and parentheses: fields restart after the last ')'. */
     char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] == '\0')
-        return 0;
+    if (p == NULL || p[1] == '\0') {
+        errno = EINVAL;
+        return -1;
+    }
     p += 2; /* now at field 3, the state */
     if (*p == 'Z' || *p == 'X')
-        return 0; /* exited; only waiting to be reaped */
+        return 0;
     for (int field = 3; field < 22 && p; field++) {
         p = strchr(p, ' ');
         if (p)
             p++;
     }
-    return p ? strtoull(p, NULL, 10) : 0;
+    if (p == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    *start = strtoull(p, NULL, 10);
+    return 1;
+}
+
+unsigned long long hull_pid_start_time(pid_t pid)
+{
+    unsigned long long start = 0;
+    return read_start_time(pid, &start) == 1 ? start : 0;
+}
+
+int hull_pid_check(pid_t pid, unsigned long long start)
+{
+    if (pid <= 0)
+        return 0;
+    unsigned long long now = 0;
+    int r = read_start_time(pid, &now);
+    return r == 1 ? (start == 0 || now == start) : r;
 }
 
 bool hull_pid_alive(pid_t pid, unsigned long long start)
 {
-    if (pid <= 0)
-        return false;
-    unsigned long long now = hull_pid_start_time(pid);
-    return now != 0 && (start == 0 || now == start);
+    return hull_pid_check(pid, start) == 1;
 }
 
 unsigned long long hull_self_start_time(void)
 {
-    /* Per thread, keyed by pid: a forked child reads its own. */
+    /* Per thread, keyed by pid: a forked child reads its own. A failed read
+     * (0) is not kept. */
     static _Thread_local pid_t cached_pid;
     static _Thread_local unsigned long long cached_start;
     pid_t self = getpid();
-    if (cached_pid != self) {
+    if (cached_pid != self || cached_start == 0) {
         cached_start = hull_pid_start_time(self);
         cached_pid = self;
     }
     return cached_start;
 }
 
-bool hull_in_initial_pid_ns(void)
+/* The kernel gives each initial namespace a fixed inode number. */
+#define PROC_PID_INIT_INO  0xEFFFFFFCU
+#define PROC_TIME_INIT_INO 0xEFFFFFFAU
+
+bool hull_host_pid_view(void)
 {
-    /* The kernel gives the initial namespaces fixed inode numbers
-     * (PROC_PID_INIT_INO for pid). */
     struct stat st;
-    return stat("/proc/self/ns/pid", &st) == 0 && st.st_ino == 0xEFFFFFFCU;
+    if (stat("/proc/self/ns/pid", &st) < 0 || st.st_ino != PROC_PID_INIT_INO)
+        return false;
+    /* Start times in /proc are shifted by the reader's time namespace (a
+     * kernel without time namespaces has no such file: the host's view). */
+    if (stat("/proc/self/ns/time", &st) < 0)
+        return errno == ENOENT;
+    return st.st_ino == PROC_TIME_INIT_INO;
 }

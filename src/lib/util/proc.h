@@ -10,12 +10,17 @@
 /* The pid still runs the process recorded with start (not a reused pid);
  * start 0: unknown, trust the pid. A zombie counts as gone. */
 bool hull_pid_alive(pid_t pid, unsigned long long start);
+/* The same, telling a /proc that cannot be read (no fds left, hidepid: -1,
+ * errno set) from a process that is gone (0) or runs (1), for callers that
+ * must not remove or kill on a guess. */
+int hull_pid_check(pid_t pid, unsigned long long start);
 /* starttime of /proc/PID/stat, 0 when the process is gone. */
 unsigned long long hull_pid_start_time(pid_t pid);
 /* The calling process's own start time, read once per process. */
 unsigned long long hull_self_start_time(void);
-/* The caller runs in the host's (initial) pid namespace, where pids
- * recorded by one process mean the same to every other. */
-bool hull_in_initial_pid_ns(void);
+/* The caller sees pids and start times as the host does: it runs in the
+ * initial pid and time namespaces, so what it records means the same to
+ * every other such process. */
+bool hull_host_pid_view(void);
 
 #endif
