@@ -83,6 +83,21 @@ def test_host_kernel_command_line_hidden(sb, isolation):
     assert r.verdict == "ok" and r.out.strip() == "0", r
 
 
+@pytest.mark.parametrize("isolation", ["process", "container"])
+def test_no_host_paths_in_mountinfo(sb, isolation, open_tmp):
+    """A mount's root in /proc/self/mountinfo is its path on the host's
+    filesystem: hull's own directories and the caller's must not show."""
+    src = open_tmp / "in.txt"
+    src.write_text("x")
+    r = sb("--isolation", isolation, "--copy-in", f"{src}:/tmp/in.txt",
+           cmd=["cat", "/proc/self/mountinfo"])
+    assert r.verdict == "ok", r
+    roots = {line.split()[3] for line in r.out.splitlines()}
+    for host in ("/run/hull", "/var/lib/hull", str(open_tmp)):
+        assert not [m for m in roots if m.startswith(host)], (host, r.out)
+    assert " / / " in r.out and "/run" not in r.out, r.out
+
+
 def test_overwrite_exe_and_hull_binary(hostile, hull_hash, open_tmp):
     """CVE-2019-5736: the sandbox's init is the hull binary (/proc/1/exe);
     the program cannot open it. The hull binary itself, bound read-only,

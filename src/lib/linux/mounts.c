@@ -248,28 +248,28 @@ static int write_root_file(int rootfd, const struct hull_root_file *f, hull_erro
             return hull_error_errno(err, "mkdir %s", f->path);
         return 0;
     }
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", f->path);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL || slash[1] == '\0')
+        return hull_error_set(err, EINVAL, "%s: bad path", f->path);
+    *slash = '\0';
+    const char *name = slash + 1;
+    cleanup_close int dir = hull_resolve_in_root(
+        rootfd, parent[0] ? parent : "/", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | strict, err);
+    if (dir < 0)
+        return hull_error_prefix(err, "%s", f->path);
     if (f->link) {
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof(parent), "%s", f->path);
-        char *slash = strrchr(parent, '/');
-        if (slash == NULL || slash[1] == '\0')
-            return hull_error_set(err, EINVAL, "symlink %s: bad path", f->path);
-        *slash = '\0';
-        cleanup_close int dir =
-            hull_resolve_in_root(rootfd, parent[0] ? parent : "/",
-                                 HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | strict, err);
-        if (dir < 0 || symlinkat(f->link, dir, slash + 1) < 0)
-            return dir < 0 ? -1 : hull_error_errno(err, "symlink %s", f->path);
+        if (symlinkat(f->link, dir, name) < 0)
+            return hull_error_errno(err, "symlink %s", f->path);
         return 0;
     }
-    cleanup_close int fd = hull_resolve_in_root(
-        rootfd, f->path, HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW | strict, err);
-    if (fd < 0)
-        return hull_error_prefix(err, "write %s", f->path);
-    char fdp[32];
-    /* The O_PATH fd names the file the walk found; reopening it through
-     * /proc cannot be redirected by a symlink swapped in meanwhile. */
-    cleanup_close int wfd = open(hull_fd_path(fdp, fd), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    /* The directory was found without leaving the root; O_NOFOLLOW refuses
+     * a symlink in the last place (ELOOP), O_NONBLOCK a FIFO with nobody
+     * reading instead of waiting on it. */
+    cleanup_close int wfd =
+        openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+               f->mode & 07777);
     if (wfd < 0)
         return hull_error_errno(err, "write %s", f->path);
     if (f->src_fd >= 0 ? copy_fd(f->src_fd, wfd) < 0

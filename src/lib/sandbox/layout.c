@@ -240,8 +240,8 @@ static int default_root(struct hull_sandbox_layout *lay, json_object *mounts, bo
 {
     if (host_filesystem(lay, mounts, err) < 0)
         return -1;
-    /* At process level the uid changes from run to run, and the shared
-     * root (skeleton.c) must not: it has no name there. */
+    /* At process level the workload is a host uid of the run's own
+     * (uids.c), one of many from run to run: it is left without a name. */
     char user[128] = "", group[64] = "";
     if (container) {
         snprintf(user, sizeof(user), "sandbox:x:%u:%u:sandbox:/tmp:/bin/sh\n", lay->uid, lay->uid);
@@ -284,12 +284,9 @@ static void net_etc_binds(json_object *mounts, const char *rootfs, const char *n
     }
 }
 
-/* The spec's mounts, or NULL. The default root becomes the shared skeleton
- * (root's path is changed to it). */
-static json_object *layout_mounts(const struct hull_policy *p, const char *empty_root,
-                                  bool container, const char *net_etc,
-                                  struct hull_sandbox_layout *lay, json_object *root,
-                                  hull_error *err)
+/* The spec's mounts, or NULL. */
+static json_object *layout_mounts(const struct hull_policy *p, bool container, const char *net_etc,
+                                  struct hull_sandbox_layout *lay, hull_error *err)
 {
     json_object *mounts = json_object_new_array();
     if (p->rootfs == NULL) {
@@ -315,19 +312,6 @@ static json_object *layout_mounts(const struct hull_policy *p, const char *empty
         net_etc_binds(mounts, p->rootfs, net_etc);
     for (size_t i = 0; i < p->n_binds; i++)
         add_bind(mounts, p->binds[i].source, p->binds[i].destination, p->binds[i].writable);
-    /* The default layout's root is the same for every run: bind a shared
-     * read-only one instead of building a tmpfs root each time. A --bind
-     * may need a mount point of its own, so it keeps the tmpfs root. */
-    if (p->rootfs == NULL && p->n_binds == 0 && geteuid() == 0) {
-        if (hull_sandbox_skeleton(empty_root, mounts, lay->files, lay->n_files, lay->skeleton,
-                                  sizeof(lay->skeleton), err) < 0) {
-            json_object_put(mounts);
-            return NULL;
-        }
-        json_object_object_add(root, "path", str(lay->skeleton));
-        lay->extras.tmpfs_root = false;
-        lay->n_files = 0; /* baked into the skeleton */
-    }
     return mounts;
 }
 
@@ -362,7 +346,7 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
     json_object_object_add(doc, "annotations", ann);
     json_object_object_add(doc, "process", process(p, lay, container ? user : NULL));
 
-    json_object *mounts = layout_mounts(p, empty_root, container, net_etc, lay, root, err);
+    json_object *mounts = layout_mounts(p, container, net_etc, lay, err);
     if (mounts == NULL) {
         json_object_put(doc);
         return -1;

@@ -44,8 +44,7 @@ struct hull_sandbox_layout {
     char links[8][256]; /* symlink targets for /bin -> usr/bin and friends */
     size_t n_links;
     char passwd[512], group[256];
-    char skeleton[256]; /* the shared root, when the layout allows one */
-    uint32_t uid, gid;  /* the workload's uid and gid inside */
+    uint32_t uid, gid; /* the workload's uid and gid inside */
 };
 
 /* Claim a host uid for one process-level run: *uid is its own until the
@@ -125,12 +124,6 @@ int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const cha
 /* dst (/proc, /dev, /tmp) is a directory of rootfs, reached without any
  * symlink: where the sandbox's own mounts (and its copy-ins) go. */
 int hull_sandbox_check_own_mount(const char *rootfs, const char *dst, hull_error *err);
-
-/* The shared read-only root of the default layout (skeleton.c): mount
- * points for mounts, plus the pre-mount files; built under base once per
- * distinct content. path receives its location. */
-int hull_sandbox_skeleton(const char *base, json_object *mounts, const struct hull_root_file *files,
-                          size_t n, char *path, size_t len, hull_error *err);
 
 /* The container options every sandbox shares, runs and long-lived ones:
  * the policy's spec and filter, dying with its supervisor, the given stdio,
