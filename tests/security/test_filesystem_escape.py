@@ -3,12 +3,13 @@ that run the sandbox, leaked fds, setuid binaries, and --copy-out tricks."""
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from sandboxlib import HOST_UID, HULL, sha256
+from sandboxlib import HOST_UID, HULL, cgroup_mounts, sha256
 
 # Writable by design; device nodes (and the masked /proc files bound from
 # /dev/null) are files whose writes go nowhere.
@@ -96,6 +97,26 @@ def test_no_host_paths_in_mountinfo(sb, isolation, open_tmp):
     for host in ("/run/hull", "/var/lib/hull", str(open_tmp)):
         assert not [m for m in roots if m.startswith(host)], (host, r.out)
     assert " / / " in r.out and "/run" not in r.out, r.out
+
+
+@pytest.mark.parametrize("isolation", ["process", "container"])
+def test_no_host_cgroup_paths(isolation):
+    """/proc/self/cgroup names the caller's cgroups (or hull's, with the
+    supervisor's pid) unless the sandbox has a cgroup namespace of its own.
+    hull runs from a cgroup of this test's, so the caller's is not "/"."""
+    mounts = [Path(m) for m in cgroup_mounts() if Path(m).name == "pids"]
+    if not mounts:
+        pytest.skip("no v1 pids cgroup hierarchy")
+    cg = mounts[0] / f"hull-sec-caller-{os.urandom(3).hex()}"
+    cg.mkdir()
+    try:
+        r = subprocess.run(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" sandbox run '
+                            f'--isolation {isolation} -- cat /proc/self/cgroup', HULL],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout, r
+        assert all(line.endswith(":/") for line in r.stdout.splitlines()), r.stdout
+    finally:
+        cg.rmdir()
 
 
 def test_overwrite_exe_and_hull_binary(hostile, hull_hash, open_tmp):

@@ -255,8 +255,9 @@ static int write_root_file(int rootfd, const struct hull_root_file *f, hull_erro
         return hull_error_set(err, EINVAL, "%s: bad path", f->path);
     *slash = '\0';
     const char *name = slash + 1;
-    cleanup_close int dir = hull_resolve_in_root(
-        rootfd, parent[0] ? parent : "/", HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | strict, err);
+    cleanup_close int dir =
+        hull_resolve_in_root(rootfd, parent[0] ? parent : "/",
+                             HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | strict, err);
     if (dir < 0)
         return hull_error_prefix(err, "%s", f->path);
     if (f->link) {

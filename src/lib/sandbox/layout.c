@@ -133,8 +133,6 @@ static void namespaces(json_object *lx, const struct hull_policy *p)
             continue;
         if (strcmp(types[i], "user") == 0 && p->isolation != HULL_ISOLATION_CONTAINER)
             continue;
-        if (strcmp(types[i], "cgroup") == 0 && p->isolation != HULL_ISOLATION_CONTAINER)
-            continue;
         json_object *o = json_object_new_object();
         json_object_object_add(o, "type", str(types[i]));
         json_object_array_add(ns, o);
