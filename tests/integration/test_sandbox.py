@@ -5,6 +5,7 @@ Each run is checked afterwards (sandboxlib.Sandbox): no state directory,
 no cgroup in any hierarchy, no host mount and no process of it is left.
 """
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -780,25 +781,15 @@ def _rmdir_quietly(cg):
         pass
 
 
-def test_next_run_kills_nothing_in_a_look_alike_cgroup(sb):
-    """The sweep before each run removes a dead runner's empty cgroups by
-    name; a cgroup that merely looks like one and holds processes (someone's
-    container named sandbox-<dead pid>-...) is left with them."""
-    mem = _memory_mount()
-    tag = os.urandom(3).hex()
-    cg = mem / "hull" / f"sandbox-{_dead_pid()}-1-0-{tag}"
+@contextlib.contextmanager
+def _sleeper_in(cg):
+    """A process in cgroup cg (made here), as someone's container named like
+    a run would hold; killed and the cgroup removed afterwards."""
     cg.mkdir(parents=True)
-    empty = mem / "hull" / f"sandbox-{_dead_pid() + 1}-1-0-{tag}"
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         (cg / "cgroup.procs").write_text(str(sleeper.pid))
-        empty.mkdir()
-        assert sb(cmd=["true"]).verdict == "ok"
-        if sleeper.poll() is not None:
-            # Only a full cleanup kills, and one may run beside this test.
-            pytest.skip("a concurrent `hull sandbox cleanup` collected the look-alike")
-        assert cg.exists()
-        assert not empty.exists()  # a dead runner's empty cgroup does go
+        yield sleeper
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -806,7 +797,27 @@ def test_next_run_kills_nothing_in_a_look_alike_cgroup(sb):
             assert wait_until(lambda: not cg.exists() or
                               not (cg / "cgroup.procs").read_text().strip())
         _rmdir_quietly(cg)
-        _rmdir_quietly(empty)
+
+
+def test_next_run_kills_nothing_in_a_look_alike_cgroup(sb):
+    """The sweep before each run removes a dead runner's empty cgroups by
+    name; a cgroup that merely looks like one and holds processes (someone's
+    container named sandbox-<dead pid>-...) is left with them."""
+    mem = _memory_mount()
+    tag = os.urandom(3).hex()
+    cg = mem / "hull" / f"sandbox-{_dead_pid()}-1-0-{tag}"
+    empty = mem / "hull" / f"sandbox-{_dead_pid() + 1}-1-0-{tag}"
+    with _sleeper_in(cg) as sleeper:
+        try:
+            empty.mkdir()
+            assert sb(cmd=["true"]).verdict == "ok"
+            if sleeper.poll() is not None:
+                # Only a full cleanup kills, and one may run beside this test.
+                pytest.skip("a concurrent `hull sandbox cleanup` collected the look-alike")
+            assert cg.exists()
+            assert not empty.exists()  # a dead runner's empty cgroup does go
+        finally:
+            _rmdir_quietly(empty)
 
 
 def test_a_reused_pid_is_no_alibi(sb):
@@ -836,12 +847,8 @@ def test_cleanup_without_any_session_state():
     """`hull sandbox cleanup` on a host where no session ever kept state
     (no /run/hull/sandbox) still collects a dead runner's cgroups, killing
     what they hold (which only the cleanup verb does)."""
-    mem = _memory_mount()
-    cg = mem / "hull" / f"sandbox-{_dead_pid()}-1-0-{os.urandom(3).hex()}"
-    cg.mkdir(parents=True)
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
-        (cg / "cgroup.procs").write_text(str(sleeper.pid))
+    cg = _memory_mount() / "hull" / f"sandbox-{_dead_pid()}-1-0-{os.urandom(3).hex()}"
+    with _sleeper_in(cg) as sleeper:
         # A private mount namespace with an empty /run/hull: no state directory.
         r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec",
                             "if [ -d /run/hull ]; then mount -t tmpfs tmpfs /run/hull; fi; "
@@ -851,13 +858,6 @@ def test_cleanup_without_any_session_state():
         assert int(r.stdout.split()[1]) >= 1, r.stdout
         assert sleeper.wait(timeout=30) == -signal.SIGKILL
         assert not cg.exists()
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-        if cg.exists():
-            assert wait_until(lambda: not cg.exists() or
-                              not (cg / "cgroup.procs").read_text().strip())
-        _rmdir_quietly(cg)
 
 
 def test_cleanup_verb_collects_a_sigkilled_runner(sb):
