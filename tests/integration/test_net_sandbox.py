@@ -63,6 +63,7 @@ for line in open("/proc/net/route").read().splitlines()[1:]:
         gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16)))
 print(json.dumps({"hosts": open("/etc/hosts").read(),
                   "resolv": open("/etc/resolv.conf").read(),
+                  "mountinfo": open("/proc/self/mountinfo").read(),
                   "gateway": gw,
                   "ifaces": sorted(l.split(":")[0].strip()
                                    for l in open("/proc/net/dev").read().splitlines()[2:])}))
@@ -257,6 +258,8 @@ def test_sandbox_sees_its_own_etc_and_eth0(netenv, net):
     assert not {h for h in host_lines & shown if h and "localhost" not in h}, me["hosts"]
     assert "nameserver" in me["resolv"], me
     assert me["resolv"] != Path("/etc/resolv.conf").read_text()
+    # Their mounts name no host path (hull's directory, the runner's pid).
+    assert "/run" not in me["mountinfo"] and "sandbox-" not in me["mountinfo"], me["mountinfo"]
     # The files are read-only for the sandbox.
     r = run(sb, "--network", net, cmd=["sh", "-c", "echo x >> /etc/hosts"])
     assert r.verdict == "exit_nonzero", r

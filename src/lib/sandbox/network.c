@@ -22,9 +22,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,6 +53,16 @@ int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_polic
     if (mkdir(n->dir, 0755) < 0)
         return hull_error_errno(err, "network: %s", n->dir);
     n->made_dir = true;
+    /* A tmpfs of the run's own under it: a bind's source shows in the
+     * sandbox's mountinfo as its path on its filesystem, which is then
+     * "/hosts" rather than a host path naming hull's directories and this
+     * supervisor's pid. Private: nothing to propagate anywhere. */
+    if (mount("hull-net", n->dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") <
+        0)
+        return hull_error_errno(err, "network: mount a tmpfs on %s", n->dir);
+    n->mounted = true;
+    if (mount(NULL, n->dir, NULL, MS_PRIVATE, NULL) < 0)
+        return hull_error_errno(err, "network: make %s private", n->dir);
     cleanup_close int dfd = open(n->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return hull_error_errno(err, "network: %s", n->dir);
@@ -154,22 +167,38 @@ void hull_sandbox_net_release(struct hull_sandbox_net *n)
         hull_warn("sandbox: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-    /* Our own directory under root's 0700 HULL_SANDBOX_NET_DIR; the
-     * sandbox's binds of its files went with its mount namespace. */
+    /* Our own directory under root's 0700 HULL_SANDBOX_NET_DIR, and the
+     * tmpfs on it; the sandbox's binds of its files went with its mount
+     * namespace. */
+    if (n->mounted && umount2(n->dir, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
+        hull_warn("sandbox: network: unmount %s: %s", n->dir, strerror(errno));
     if (n->made_dir && hull_rm_rf_at(AT_FDCWD, n->dir, &e) < 0) {
         hull_warn("sandbox: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-    n->made_dir = n->on = false;
+    n->made_dir = n->mounted = n->on = false;
+}
+
+/* Cleanup warns of what stays; the sweep before each run only notes it. */
+__attribute__((format(printf, 2, 3))) static void sweep_note(bool report, const char *fmt, ...)
+{
+    if (!report && !hull_log_debug_enabled())
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    hull_log(report ? HULL_LOG_WARNING : HULL_LOG_DEBUG, "%s", msg);
 }
 
 int hull_sandbox_net_sweep(bool report)
 {
     DIR *d = opendir(HULL_SANDBOX_NET_DIR);
     if (d == NULL) {
-        if (errno == ENOENT || !report) /* ENOENT: no run was ever on a network */
+        if (errno == ENOENT) /* no run was ever on a network */
             return 0;
-        hull_warn("sandbox cleanup: %s: %s", HULL_SANDBOX_NET_DIR, strerror(errno));
+        sweep_note(report, "sandbox: %s: %s", HULL_SANDBOX_NET_DIR, strerror(errno));
         return 1;
     }
     int failed = 0;
@@ -177,17 +206,19 @@ int hull_sandbox_net_sweep(bool report)
     while ((de = readdir(d)) != NULL) {
         if (!hull_sandbox_id_orphaned(de->d_name))
             continue;
+        /* Its tmpfs first (EINVAL: not a mount point: a crash before the
+         * mount, or a hull from before the tmpfs). */
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", HULL_SANDBOX_NET_DIR, de->d_name);
         hull_error e = NULL;
-        if (hull_rm_rf_at(dirfd(d), de->d_name, &e) < 0) {
-            if (report)
-                hull_warn("sandbox cleanup: %s/%s: %s", HULL_SANDBOX_NET_DIR, de->d_name,
-                          hull_error_msg(e));
-            else
-                hull_debug("sandbox: stale %s/%s: %s", HULL_SANDBOX_NET_DIR, de->d_name,
-                           hull_error_msg(e));
+        if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT) {
+            sweep_note(report, "sandbox: stale %s: unmount: %s", path, strerror(errno));
+            failed++;
+        } else if (hull_rm_rf_at(dirfd(d), de->d_name, &e) < 0) {
+            sweep_note(report, "sandbox: stale %s: %s", path, hull_error_msg(e));
+            hull_error_free(&e);
             failed++;
         }
-        hull_error_free(&e);
     }
     closedir(d);
     return failed;

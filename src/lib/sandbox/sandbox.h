@@ -57,6 +57,7 @@ int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
 struct hull_sandbox_net {
     bool on;                          /* the policy names a network: dir holds the /etc files */
     bool made_dir;                    /* dir is ours to remove */
+    bool mounted;                     /* and the tmpfs on it, to unmount */
     char dir[128];                    /* HULL_SANDBOX_NET_DIR/<id>: hosts, resolv.conf */
     struct hull_net_session *session; /* the held attachment, NULL before/after */
     struct hull_net_session *helper;  /* hull-net started by prepare, for attach */
