@@ -18,12 +18,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,37 +95,58 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
     return 0;
 }
 
+/* The helper of sandbox_userns: born in its new user namespace, it only
+ * waits for EOF on the hold pipe (the parent is done, or died) and exits.
+ * It runs in the parent's memory (CLONE_VM) on a stack of its own, with
+ * every signal blocked, concurrently with the parent: so raw system calls
+ * only, which touch nothing but its own stack (not even errno: none fail
+ * here but by EBADF/EINTR, and nothing reads errno after). */
+static int userns_hold(void *arg)
+{
+    const int *hold = arg;
+    char c;
+    syscall(SYS_close, hold[1]);
+    syscall(SYS_read, hold[0], &c, 1);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+/* Room for userns_hold's three calls many times over. */
+#define USERNS_STACK 16384
+
 /* A user namespace whose maps are exactly a container-level sandbox's
  * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
- * HULL_SANDBOX_UID_BASE), as an fd: a child makes it and waits while we
- * write its maps and open it, then is killed and reaped before we return. */
+ * HULL_SANDBOX_UID_BASE), as an fd: a child is cloned into it and waits
+ * while we write its maps and open it, then is killed and reaped before we
+ * return. The child shares our memory (no page tables copied, no
+ * copy-on-write faults after) on USERNS_STACK bytes of this frame, which
+ * outlive it. ASan cannot follow a child onto a stack of its own
+ * (container/reaper.c), so its builds fork. */
 static int sandbox_userns(hull_error *err)
 {
-    int ready[2], hold[2];
-    if (pipe2(ready, O_CLOEXEC) < 0)
+    int hold[2];
+    if (pipe2(hold, O_CLOEXEC) < 0)
         return hull_error_errno(err, "pipe");
-    if (pipe2(hold, O_CLOEXEC) < 0) {
-        close(ready[0]);
-        close(ready[1]);
-        return hull_error_errno(err, "pipe");
-    }
+    sigset_t all, old;
+    sigfillset(&all);
+    /* Blocked in the child from its first instruction: no handler of ours
+     * may run on its stack; SIGKILL still ends it. */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+#ifdef __SANITIZE_ADDRESS__
     pid_t pid = fork();
-    if (pid == 0) {
-        /* Only system calls here: the parent may be a threaded daemon. */
-        char c = unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
-        close(hold[1]);
-        if (write(ready[1], &c, 1) == 1)
-            (void)read(hold[0], &c, 1); /* EOF when the parent is done */
-        _exit(0);
-    }
-    close(ready[1]);
+    if (pid == 0)
+        userns_hold(hold);
+#else
+    _Alignas(64) char stack[USERNS_STACK];
+    pid_t pid = clone(userns_hold, stack + sizeof(stack), CLONE_NEWUSER | CLONE_VM | SIGCHLD, hold);
+#endif
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(hold[0]);
     int fd = -1;
-    char c = 0;
     if (pid < 0) {
-        hull_error_errno(err, "fork");
-    } else if (read(ready[0], &c, 1) != 1 || c != 'y') {
-        hull_error_set(err, EPERM, "the helper could not make a user namespace");
+        errno = clone_errno;
+        hull_error_errno(err, "clone a user namespace");
     } else {
         struct hull_id_mapping m = {0, HULL_SANDBOX_UID_BASE, HULL_SANDBOX_ID_RANGE};
         struct hull_linux l = {
@@ -133,7 +156,6 @@ static int sandbox_userns(hull_error *err)
         if (hull_ns_write_id_maps(pid, &l, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
             hull_error_errno(err, "open %s", path);
     }
-    close(ready[0]);
     close(hold[1]);
     if (pid > 0) {
         kill(pid, SIGKILL);
