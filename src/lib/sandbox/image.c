@@ -192,13 +192,13 @@ static int idmap_over(const char *path, const char *dest, int userns, hull_error
 }
 
 /* The layers the root is made of, seen with the sandbox's own mapping:
- * the store's layer directory (and hull's base layer) idmapped over
- * themselves in this private namespace, so the overlay built from them
- * shows a file the image's uid 1000 owns as uid 1000 inside, not nobody.
- * Overlayfs takes idmapped layers (Linux 5.19) but cannot itself be
- * idmapped, so the layers are. 1 when the kernel cannot: the caller warns
- * and keeps the owners as they are. */
-static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
+ * the store's layer directory idmapped over itself in this private
+ * namespace, so the overlay built from them shows a file the image's uid
+ * 1000 owns as uid 1000 inside, not nobody. Overlayfs takes idmapped
+ * layers (Linux 5.19) but cannot itself be idmapped, so the layers are.
+ * *userns keeps the namespace for hull's base layer (image_base). 1 when
+ * the kernel cannot: the caller warns and keeps the owners as they are. */
+static int idmap_layers(struct hull_sandbox_image *si, int *userns_out, hull_error *err)
 {
     const char *how = getenv("HULL_IMAGE_IDMAP");
     if (how && strcmp(how, "off") == 0)
@@ -220,15 +220,34 @@ static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
         return hull_error_errno(err, "reopen %s", si->vi.store.root);
     close(si->vi.store.rootfd);
     si->vi.store.rootfd = fd;
-    /* hull's layer only shows where an image lacks /tmp, /proc or /dev,
-     * and then only its root directory is seen (its three directories are
-     * mounted over): idmapped where tmpfs can be, else left root's. */
+    *userns_out = userns;
+    userns = -1;
+    return 0;
+}
+
+struct image_base_ctx {
+    struct hull_sandbox_image *si;
+    int userns; /* -1: the layers are not idmapped */
+};
+
+/* hull's layer only shows where an image lacks /tmp, /proc or /dev (most
+ * have all three: then this is never called), and then only its root
+ * directory is seen (its three directories are mounted over): idmapped
+ * where tmpfs can be, else left root's (*path NULL: VM_IMAGE_BASE). */
+static int image_base(void *arg, const char **path, hull_error *err)
+{
+    struct image_base_ctx *c = arg;
+    *path = NULL;
+    if (c->userns < 0)
+        return 0;
     if (vm_image_base_layer(err) < 0 || hull_mkdir_p(IMAGE_BASE_IDMAPPED, 0755, err) < 0)
         return -1;
-    r = idmap_over(VM_IMAGE_BASE, IMAGE_BASE_IDMAPPED, userns, err);
+    int r = idmap_over(VM_IMAGE_BASE, IMAGE_BASE_IDMAPPED, c->userns, err);
     if (r < 0)
         return -1;
-    si->base_idmapped = r == 0;
+    c->si->base_idmapped = r == 0;
+    if (r == 0)
+        *path = IMAGE_BASE_IDMAPPED;
     return 0;
 }
 
@@ -275,15 +294,16 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
     /* Process level has no user namespace: the workload is a host uid of
      * its own, and the image's owners are what the host sees. */
     bool container = eff->isolation == HULL_ISOLATION_CONTAINER;
-    int r = container ? idmap_layers(si, err) : 0;
+    cleanup_close int userns = -1;
+    int r = container ? idmap_layers(si, &userns, err) : 0;
     if (r < 0)
         return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
     if (r > 0)
         hull_warn("image %s: this kernel cannot idmap its layers: its files show as owned by "
                   "nobody (65534) inside the sandbox",
                   vm_image_name(&si->vi));
-    if (vm_image_mount_base(&si->vi, IMAGE_LOWER, IMAGE_ROOT,
-                            si->base_idmapped ? IMAGE_BASE_IDMAPPED : NULL, err) < 0)
+    struct image_base_ctx base = {si, userns};
+    if (vm_image_mount_base(&si->vi, IMAGE_LOWER, IMAGE_ROOT, image_base, &base, err) < 0)
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
