@@ -121,7 +121,7 @@ static int userns_hold(void *arg)
  * return. The child shares our memory (no page tables copied, no
  * copy-on-write faults after) on USERNS_STACK bytes of this frame, which
  * outlive it. ASan cannot follow a child onto a stack of its own
- * (container/reaper.c), so its builds fork. */
+ * (container/reaper.c), so its builds clone as fork does. */
 static int sandbox_userns(hull_error *err)
 {
     int hold[2];
@@ -133,7 +133,8 @@ static int sandbox_userns(hull_error *err)
      * may run on its stack; SIGKILL still ends it. */
     pthread_sigmask(SIG_SETMASK, &all, &old);
 #ifdef __SANITIZE_ADDRESS__
-    pid_t pid = fork();
+    /* As fork, into the new namespace: a copy of our memory. */
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0L);
     if (pid == 0)
         userns_hold(hold);
 #else
