@@ -95,38 +95,53 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
     return 0;
 }
 
-/* The helper of sandbox_userns: born in its new user namespace, it only
- * waits for EOF on the hold pipe (the parent is done, or died) and exits.
- * It runs in the parent's memory (CLONE_VM) on a stack of its own, with
- * every signal blocked, concurrently with the parent: so raw system calls
- * only, which touch nothing but its own stack (not even errno: none fail
+/* Room for userns_hold's three calls many times over. */
+#define USERNS_STACK 16384
+
+/* All the helper of sandbox_userns touches: its stack and its copy of the
+ * hold pipe's fds, on the heap, owned by the sandbox image until the
+ * helper is reaped (hull_sandbox_image_close): killed, it may still be on
+ * its way out while we go on. */
+struct userns_helper {
+    int hold[2];
+    _Alignas(64) char stack[USERNS_STACK];
+};
+
+/* The helper: born in its new user namespace, it only waits for EOF on
+ * the hold pipe (the parent is done, or died) and exits. It runs in the
+ * parent's memory (CLONE_VM) on a stack of its own, with every signal
+ * blocked, concurrently with the parent: so raw system calls only, which
+ * touch nothing but its struct userns_helper (not even errno: none fail
  * here but by EBADF/EINTR, and nothing reads errno after). */
 static int userns_hold(void *arg)
 {
-    const int *hold = arg;
+    const struct userns_helper *h = arg;
     char c;
-    syscall(SYS_close, hold[1]);
-    syscall(SYS_read, hold[0], &c, 1);
+    syscall(SYS_close, h->hold[1]);
+    syscall(SYS_read, h->hold[0], &c, 1);
     syscall(SYS_exit, 0);
     return 0;
 }
 
-/* Room for userns_hold's three calls many times over. */
-#define USERNS_STACK 16384
-
 /* A user namespace whose maps are exactly a container-level sandbox's
  * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
  * HULL_SANDBOX_UID_BASE), as an fd: a child is cloned into it and waits
- * while we write its maps and open it, then is killed and reaped before we
- * return. The child shares our memory (no page tables copied, no
- * copy-on-write faults after) on USERNS_STACK bytes of this frame, which
- * outlive it. ASan cannot follow a child onto a stack of its own
- * (container/reaper.c), so its builds clone as fork does. */
-static int sandbox_userns(hull_error *err)
+ * while we write its maps and open it, then is killed. It is reaped at
+ * close, not here: waiting for a killed child to be scheduled and die
+ * was most of this step's wall time on a busy machine. The child shares
+ * our memory (no page tables copied, no copy-on-write faults after) on
+ * a stack of its own (si->userns_helper). ASan cannot follow a child onto
+ * a stack of its own (container/reaper.c), so its builds clone as fork
+ * does. */
+static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
 {
-    int hold[2];
-    if (pipe2(hold, O_CLOEXEC) < 0)
+    struct userns_helper *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (pipe2(h->hold, O_CLOEXEC) < 0) {
+        free(h);
         return hull_error_errno(err, "pipe");
+    }
     sigset_t all, old;
     sigfillset(&all);
     /* Blocked in the child from its first instruction: no handler of ours
@@ -136,14 +151,14 @@ static int sandbox_userns(hull_error *err)
     /* As fork, into the new namespace: a copy of our memory. */
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0L);
     if (pid == 0)
-        userns_hold(hold);
+        userns_hold(h);
 #else
-    _Alignas(64) char stack[USERNS_STACK];
-    pid_t pid = clone(userns_hold, stack + sizeof(stack), CLONE_NEWUSER | CLONE_VM | SIGCHLD, hold);
+    pid_t pid =
+        clone(userns_hold, h->stack + sizeof(h->stack), CLONE_NEWUSER | CLONE_VM | SIGCHLD, h);
 #endif
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(hold[0]);
+    close(h->hold[0]);
     int fd = -1;
     if (pid < 0) {
         errno = clone_errno;
@@ -157,13 +172,27 @@ static int sandbox_userns(hull_error *err)
         if (hull_ns_write_id_maps(pid, &l, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
             hull_error_errno(err, "open %s", path);
     }
-    close(hold[1]);
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+    close(h->hold[1]);
+    if (pid <= 0) {
+        free(h);
+        return fd;
     }
+    kill(pid, SIGKILL);
+    si->userns_pid = pid;
+    si->userns_helper = h;
     return fd;
+}
+
+/* The helper, killed by sandbox_userns, reaped; then its memory freed. */
+static void userns_reap(struct hull_sandbox_image *si)
+{
+    if (si->userns_pid <= 0)
+        return;
+    while (waitpid(si->userns_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    si->userns_pid = 0;
+    free(si->userns_helper);
+    si->userns_helper = NULL;
 }
 
 /* path's mount cloned, idmapped with userns, read-only, nosuid, nodev,
@@ -207,7 +236,7 @@ static int idmap_layers(struct hull_sandbox_image *si, int *userns_out, hull_err
     if (snprintf(si->layers, sizeof(si->layers), "%s/hull/layers", si->vi.store.root) >=
         (int)sizeof(si->layers))
         return hull_error_set(err, ENAMETOOLONG, "%s: path too long", si->vi.store.root);
-    cleanup_close int userns = sandbox_userns(err);
+    cleanup_close int userns = sandbox_userns(si, err);
     if (userns < 0)
         return -1;
     int r = idmap_over(si->layers, si->layers, userns, err);
@@ -321,6 +350,7 @@ void hull_sandbox_image_close(struct hull_sandbox_image *si)
     if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
         hull_debug("umount %s: %s", si->layers, strerror(errno));
     si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;
+    userns_reap(si);
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;
