@@ -609,9 +609,39 @@ static void test_names(void **state)
     free(b);
 }
 
+/* ---- sha256 (util/sha256.c) ---- */
+
+/* FIPS 180-2's examples: one shot, in pieces, and a context reused after
+ * final (which resets it). */
+static void test_sha256(void **state)
+{
+    (void)state;
+    char hex[HULL_SHA256_HEX];
+    assert_int_equal(hull_sha256_buf("", 0, hex, NULL), 0);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_int_equal(hull_sha256_buf("abc", 3, hex, NULL), 0);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cleanup_sha256 struct hull_sha256 *h = hull_sha256_new(NULL);
+    assert_non_null(h);
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    for (size_t i = 0; i < strlen(two); i += 5)
+        hull_sha256_update(h, two + i, strlen(two) - i < 5 ? strlen(two) - i : 5);
+    assert_int_equal(hull_sha256_length(h), strlen(two));
+    assert_int_equal(hull_sha256_final(h, hex, NULL), 0);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    assert_int_equal(hull_sha256_length(h), 0);
+    char a[1000];
+    memset(a, 'a', sizeof(a));
+    for (int i = 0; i < 1000; i++)
+        hull_sha256_update(h, a, sizeof(a));
+    assert_int_equal(hull_sha256_final(h, hex, NULL), 0);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_ref_table),
         cmocka_unit_test(test_manifest_parse),
         cmocka_unit_test(test_platform_select),

@@ -18,12 +18,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,37 +95,74 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
     return 0;
 }
 
+/* Room for userns_hold's three calls many times over. */
+#define USERNS_STACK 16384
+
+/* All the helper of sandbox_userns touches: its stack and its copy of the
+ * hold pipe's fds, on the heap, owned by the sandbox image until the
+ * helper is reaped (hull_sandbox_image_close): killed, it may still be on
+ * its way out while we go on. */
+struct userns_helper {
+    int hold[2];
+    _Alignas(64) char stack[USERNS_STACK];
+};
+
+/* The helper: born in its new user namespace, it only waits for EOF on
+ * the hold pipe (the parent is done, or died) and exits. It runs in the
+ * parent's memory (CLONE_VM) on a stack of its own, with every signal
+ * blocked, concurrently with the parent: so raw system calls only, which
+ * touch nothing but its struct userns_helper (not even errno: none fail
+ * here but by EBADF/EINTR, and nothing reads errno after). */
+static int userns_hold(void *arg)
+{
+    const struct userns_helper *h = arg;
+    char c;
+    syscall(SYS_close, h->hold[1]);
+    syscall(SYS_read, h->hold[0], &c, 1);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
 /* A user namespace whose maps are exactly a container-level sandbox's
  * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
- * HULL_SANDBOX_UID_BASE), as an fd: a child makes it and waits while we
- * write its maps and open it, then is killed and reaped before we return. */
-static int sandbox_userns(hull_error *err)
+ * HULL_SANDBOX_UID_BASE), as an fd: a child is cloned into it and waits
+ * while we write its maps and open it, then is killed. It is reaped at
+ * close, not here: waiting for a killed child to be scheduled and die
+ * was most of this step's wall time on a busy machine. The child shares
+ * our memory (no page tables copied, no copy-on-write faults after) on
+ * a stack of its own (si->userns_helper). ASan cannot follow a child onto
+ * a stack of its own (container/reaper.c), so its builds clone as fork
+ * does. */
+static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
 {
-    int ready[2], hold[2];
-    if (pipe2(ready, O_CLOEXEC) < 0)
-        return hull_error_errno(err, "pipe");
-    if (pipe2(hold, O_CLOEXEC) < 0) {
-        close(ready[0]);
-        close(ready[1]);
+    struct userns_helper *h = malloc(sizeof(*h));
+    if (h == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (pipe2(h->hold, O_CLOEXEC) < 0) {
+        free(h);
         return hull_error_errno(err, "pipe");
     }
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Only system calls here: the parent may be a threaded daemon. */
-        char c = unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
-        close(hold[1]);
-        if (write(ready[1], &c, 1) == 1)
-            (void)read(hold[0], &c, 1); /* EOF when the parent is done */
-        _exit(0);
-    }
-    close(ready[1]);
-    close(hold[0]);
+    sigset_t all, old;
+    sigfillset(&all);
+    /* Blocked in the child from its first instruction: no handler of ours
+     * may run on its stack; SIGKILL still ends it. */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+#ifdef __SANITIZE_ADDRESS__
+    /* As fork, into the new namespace: a copy of our memory. */
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0L);
+    if (pid == 0)
+        userns_hold(h);
+#else
+    pid_t pid =
+        clone(userns_hold, h->stack + sizeof(h->stack), CLONE_NEWUSER | CLONE_VM | SIGCHLD, h);
+#endif
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(h->hold[0]);
     int fd = -1;
-    char c = 0;
     if (pid < 0) {
-        hull_error_errno(err, "fork");
-    } else if (read(ready[0], &c, 1) != 1 || c != 'y') {
-        hull_error_set(err, EPERM, "the helper could not make a user namespace");
+        errno = clone_errno;
+        hull_error_errno(err, "clone a user namespace");
     } else {
         struct hull_id_mapping m = {0, HULL_SANDBOX_UID_BASE, HULL_SANDBOX_ID_RANGE};
         struct hull_linux l = {
@@ -133,14 +172,27 @@ static int sandbox_userns(hull_error *err)
         if (hull_ns_write_id_maps(pid, &l, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
             hull_error_errno(err, "open %s", path);
     }
-    close(ready[0]);
-    close(hold[1]);
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+    close(h->hold[1]);
+    if (pid <= 0) {
+        free(h);
+        return fd;
     }
+    kill(pid, SIGKILL);
+    si->userns_pid = pid;
+    si->userns_helper = h;
     return fd;
+}
+
+/* The helper, killed by sandbox_userns, reaped; then its memory freed. */
+static void userns_reap(struct hull_sandbox_image *si)
+{
+    if (si->userns_pid <= 0)
+        return;
+    while (waitpid(si->userns_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    si->userns_pid = 0;
+    free(si->userns_helper);
+    si->userns_helper = NULL;
 }
 
 /* path's mount cloned, idmapped with userns, read-only, nosuid, nodev,
@@ -170,13 +222,13 @@ static int idmap_over(const char *path, const char *dest, int userns, hull_error
 }
 
 /* The layers the root is made of, seen with the sandbox's own mapping:
- * the store's layer directory (and hull's base layer) idmapped over
- * themselves in this private namespace, so the overlay built from them
- * shows a file the image's uid 1000 owns as uid 1000 inside, not nobody.
- * Overlayfs takes idmapped layers (Linux 5.19) but cannot itself be
- * idmapped, so the layers are. 1 when the kernel cannot: the caller warns
- * and keeps the owners as they are. */
-static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
+ * the store's layer directory idmapped over itself in this private
+ * namespace, so the overlay built from them shows a file the image's uid
+ * 1000 owns as uid 1000 inside, not nobody. Overlayfs takes idmapped
+ * layers (Linux 5.19) but cannot itself be idmapped, so the layers are.
+ * *userns keeps the namespace for hull's base layer (image_base). 1 when
+ * the kernel cannot: the caller warns and keeps the owners as they are. */
+static int idmap_layers(struct hull_sandbox_image *si, int *userns_out, hull_error *err)
 {
     const char *how = getenv("HULL_IMAGE_IDMAP");
     if (how && strcmp(how, "off") == 0)
@@ -184,7 +236,7 @@ static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
     if (snprintf(si->layers, sizeof(si->layers), "%s/hull/layers", si->vi.store.root) >=
         (int)sizeof(si->layers))
         return hull_error_set(err, ENAMETOOLONG, "%s: path too long", si->vi.store.root);
-    cleanup_close int userns = sandbox_userns(err);
+    cleanup_close int userns = sandbox_userns(si, err);
     if (userns < 0)
         return -1;
     int r = idmap_over(si->layers, si->layers, userns, err);
@@ -198,15 +250,34 @@ static int idmap_layers(struct hull_sandbox_image *si, hull_error *err)
         return hull_error_errno(err, "reopen %s", si->vi.store.root);
     close(si->vi.store.rootfd);
     si->vi.store.rootfd = fd;
-    /* hull's layer only shows where an image lacks /tmp, /proc or /dev,
-     * and then only its root directory is seen (its three directories are
-     * mounted over): idmapped where tmpfs can be, else left root's. */
+    *userns_out = userns;
+    userns = -1;
+    return 0;
+}
+
+struct image_base_ctx {
+    struct hull_sandbox_image *si;
+    int userns; /* -1: the layers are not idmapped */
+};
+
+/* hull's layer only shows where an image lacks /tmp, /proc or /dev (most
+ * have all three: then this is never called), and then only its root
+ * directory is seen (its three directories are mounted over): idmapped
+ * where tmpfs can be, else left root's (*path NULL: VM_IMAGE_BASE). */
+static int image_base(void *arg, const char **path, hull_error *err)
+{
+    struct image_base_ctx *c = arg;
+    *path = NULL;
+    if (c->userns < 0)
+        return 0;
     if (vm_image_base_layer(err) < 0 || hull_mkdir_p(IMAGE_BASE_IDMAPPED, 0755, err) < 0)
         return -1;
-    r = idmap_over(VM_IMAGE_BASE, IMAGE_BASE_IDMAPPED, userns, err);
+    int r = idmap_over(VM_IMAGE_BASE, IMAGE_BASE_IDMAPPED, c->userns, err);
     if (r < 0)
         return -1;
-    si->base_idmapped = r == 0;
+    c->si->base_idmapped = r == 0;
+    if (r == 0)
+        *path = IMAGE_BASE_IDMAPPED;
     return 0;
 }
 
@@ -253,15 +324,16 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
     /* Process level has no user namespace: the workload is a host uid of
      * its own, and the image's owners are what the host sees. */
     bool container = eff->isolation == HULL_ISOLATION_CONTAINER;
-    int r = container ? idmap_layers(si, err) : 0;
+    cleanup_close int userns = -1;
+    int r = container ? idmap_layers(si, &userns, err) : 0;
     if (r < 0)
         return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
     if (r > 0)
         hull_warn("image %s: this kernel cannot idmap its layers: its files show as owned by "
                   "nobody (65534) inside the sandbox",
                   vm_image_name(&si->vi));
-    if (vm_image_mount_base(&si->vi, IMAGE_LOWER, IMAGE_ROOT,
-                            si->base_idmapped ? IMAGE_BASE_IDMAPPED : NULL, err) < 0)
+    struct image_base_ctx base = {si, userns};
+    if (vm_image_mount_base(&si->vi, IMAGE_LOWER, IMAGE_ROOT, image_base, &base, err) < 0)
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
@@ -278,6 +350,7 @@ void hull_sandbox_image_close(struct hull_sandbox_image *si)
     if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
         hull_debug("umount %s: %s", si->layers, strerror(errno));
     si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;
+    userns_reap(si);
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;

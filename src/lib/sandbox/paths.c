@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -59,28 +61,67 @@ char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err)
     return real;
 }
 
+/* The probe of hull_sandbox_reachable, in a child that shares hull's
+ * memory (CLONE_VM) while hull waits (CLONE_VFORK): it touches its own
+ * stack and, on failure, the suspended parent's errno, nothing else.
+ * Only the filesystem ids change (and the supplementary groups go): path
+ * lookups are checked with exactly those, and the fs capabilities
+ * (CAP_DAC_*) leave the effective set with a non-root fsuid; its uid,
+ * euid and saved uid stay root's, so no process of the sandbox's uid may
+ * ptrace it or open its memory, which is hull's. Raw system calls: this
+ * task alone (glibc's would change every thread's ids). Exits 0 when
+ * reachable, the errno when not, 255 when the ids cannot be taken. */
+static int reach_probe(void *arg)
+{
+    const char *path = arg;
+    long id = HULL_SANDBOX_UID_BASE;
+    if (syscall(SYS_setgroups, 0, NULL) < 0)
+        syscall(SYS_exit, 255);
+    syscall(SYS_setfsgid, id);
+    syscall(SYS_setfsuid, id);
+    /* Each returns the id in force: the one asked for unless refused. */
+    if (syscall(SYS_setfsgid, id) != id || syscall(SYS_setfsuid, id) != id)
+        syscall(SYS_exit, 255);
+    long fd = syscall(SYS_openat, AT_FDCWD, path, O_PATH | O_CLOEXEC);
+    syscall(SYS_exit, fd < 0 ? (errno & 0x7f) : 0);
+    return 0;
+}
+
+/* Room for reach_probe's system calls many times over. */
+#define REACH_STACK 16384
+
 /* At container level the binds and the root are mounted by the sandbox's
  * init as root of its user namespace: on the host an unprivileged uid whose
  * capabilities count for nothing outside. A path that uid cannot reach (a
  * 0700 directory on the way, as /root or a private tmp dir) would fail deep
- * in the setup; find it here by trying the path as that uid, in a child. */
+ * in the setup; find it here by trying the path as that uid, in a child
+ * started the way posix_spawn starts one (no page tables copied). The
+ * child's change of ids resets the dumpable flag of the memory it shares
+ * with us (fs.suid_dumpable): ours is put back as it was. ASan cannot
+ * follow a child onto a stack of its own (container/reaper.c): its
+ * builds fork. */
 int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
 {
+    int dumpable = prctl(PR_GET_DUMPABLE);
+#ifdef __SANITIZE_ADDRESS__
     pid_t pid = fork();
+    if (pid == 0)
+        reach_probe((void *)path);
+#else
+    _Alignas(64) char stack[REACH_STACK];
+    pid_t pid =
+        clone(reach_probe, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)path);
+#endif
     if (pid < 0)
-        return hull_error_errno(err, "fork");
-    if (pid == 0) {
-        /* Raw syscalls: this thread alone, no library state involved. */
-        unsigned id = HULL_SANDBOX_UID_BASE;
-        if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, id, id, id) < 0 ||
-            syscall(SYS_setresuid, id, id, id) < 0)
-            _exit(255);
-        int fd = open(path, O_PATH | O_CLOEXEC);
-        _exit(fd < 0 ? (errno & 0x7f) : 0);
-    }
+        return hull_error_errno(err, "clone");
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
+    /* Only 0 or 1 can be set (and were what we had, unless a core
+     * pattern made it 2): anything else is put back as 0, the stricter. */
+    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE) != dumpable &&
+        prctl(PR_SET_DUMPABLE, dumpable == 1 ? 1 : 0) < 0)
+        return hull_error_errno(err, "prctl(PR_SET_DUMPABLE)");
     int e = WIFEXITED(st) ? WEXITSTATUS(st) : 255;
     if (e == 0 || e == 255) /* reachable, or not ours to judge (not root) */
         return 0;

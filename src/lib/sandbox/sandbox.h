@@ -172,6 +172,10 @@ struct hull_sandbox_image {
      * idmapped over themselves in the private namespace. */
     bool layers_idmapped, base_idmapped;
     char layers[4096];
+    /* Container level: the helper that made the user namespace for the
+     * idmapped layers, killed, reaped at close (0: none), and its stack. */
+    pid_t userns_pid;
+    void *userns_helper;
     /* Container level: the image's User (has_user), resolved by mount. */
     bool has_user;
     struct image_user user;

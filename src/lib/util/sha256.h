@@ -1,6 +1,6 @@
-/* sha256 through libcrypto's EVP interface: a streaming context for data
- * that arrives in pieces (blobs being downloaded, layers being written) and
- * one-shot helpers. Digests are given as 64 lower-case hex characters (the
+/* sha256 through libcrypto (SHA256_*, not EVP: see sha256.c): a streaming
+ * context for data that arrives in pieces (blobs being downloaded, layers
+ * being written) and one-shot helpers. Digests are given as 64 lower-case hex characters (the
  * form OCI digests use after "sha256:"). */
 #ifndef HULL_UTIL_SHA256_H
 #define HULL_UTIL_SHA256_H

@@ -292,11 +292,11 @@ static bool has_own_dirs(const char *root)
 
 int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, hull_error *err)
 {
-    return vm_image_mount_base(vi, lower, target, NULL, err);
+    return vm_image_mount_base(vi, lower, target, NULL, NULL, err);
 }
 
 int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
-                        const char *base, hull_error *err)
+                        vm_image_base_fn base_fn, void *ctx, hull_error *err)
 {
     if (hull_mkdir_p(lower, 0755, err) < 0 || hull_mkdir_p(target, 0755, err) < 0)
         return hull_error_prefix(err, "image %s", vm_image_name(vi));
@@ -316,7 +316,9 @@ int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *targ
             errno = e;
         }
     } else {
-        if (base == NULL && vm_image_base_layer(err) < 0) {
+        const char *base = NULL;
+        if ((base_fn && base_fn(ctx, &base, err) < 0) ||
+            (base == NULL && vm_image_base_layer(err) < 0)) {
             umount2(lower, MNT_DETACH);
             return hull_error_prefix(err, "image %s", vm_image_name(vi));
         }

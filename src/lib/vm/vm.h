@@ -165,10 +165,12 @@ void vm_image_umount(const char *lower, const char *target);
  * an image lacking them: made once (root's, never changed) at VM_IMAGE_BASE. */
 #define VM_IMAGE_BASE "/run/hull-empty/image-base"
 int vm_image_base_layer(hull_error *err);
-/* vm_image_mount with base (made by the caller: VM_IMAGE_BASE seen through
- * another mount) as hull's layer; NULL: VM_IMAGE_BASE. */
+/* vm_image_mount with hull's layer from the caller (VM_IMAGE_BASE seen
+ * through another mount): base(ctx, &path, err) is called only when the
+ * image needs that layer, and sets path (NULL: VM_IMAGE_BASE) or fails. */
+typedef int (*vm_image_base_fn)(void *ctx, const char **path, hull_error *err);
 int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
-                        const char *base, hull_error *err);
+                        vm_image_base_fn base, void *ctx, hull_error *err);
 /* A VM's rootfs from an image: the disk, its digest, and the record's
  * image fields (name, digest, store, config). */
 int vm_image_rootfs(const char *root, const char *ref, enum hull_pull_policy pull, struct vm *vm,
