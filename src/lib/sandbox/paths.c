@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +105,11 @@ static int reach_probe(void *arg)
 int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
 {
     int dumpable = prctl(PR_GET_DUMPABLE);
+    /* No handler of ours may run in the child, on its stack but in our
+     * memory: it is born with every signal blocked (as posix_spawn's). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
 #ifdef __SANITIZE_ADDRESS__
     pid_t pid = fork();
     if (pid == 0)
@@ -112,6 +119,9 @@ int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
     pid_t pid =
         clone(reach_probe, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)path);
 #endif
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = clone_errno;
     if (pid < 0)
         return hull_error_errno(err, "clone");
     int st = 0;
