@@ -109,6 +109,26 @@ def test_the_program_sees_the_image_read_only_with_a_fresh_tmp(store):
     assert overlay_mounts_of() == []
 
 
+@pytest.mark.parametrize("isolation", ["container", "process"])
+def test_the_sandboxs_mountinfo_names_no_host_path(store, tmp_path, isolation):
+    """The root's mounts name layers by digest alone: not the store, not
+    hull's directories; for one layer, two, and an image under hull's own."""
+    root, _ = store
+    bare = "localhost/levels/bare:1"
+    e = bb_entries()
+    for d in ("tmp", "proc", "dev"):
+        del e[d]
+    write_oci_layout(root, bare, [e])
+    for ref in (BB, WH, bare):
+        rc, r, err = sandbox(root, "--isolation", isolation, "--image", ref, "--",
+                             "cat", "/proc/self/mountinfo")
+        assert rc == 0 and r["verdict"] == "ok", (ref, err, r)
+        for host in (str(root), str(tmp_path), "/run/hull", "/var/lib/hull"):
+            assert host not in r["stdout"], (ref, host, r["stdout"])
+        first = r["stdout"].splitlines()[0].split()
+        assert first[3:5] == ["/", "/"] and first[first.index("-") + 1] == "overlay", (ref, first)
+
+
 def test_the_guarantees_of_the_container_level_hold(store):
     root, _ = store
     rc, r, err = sandbox(root, "--image", BB, "--", "sh", "-c",

@@ -256,10 +256,17 @@ int image_unpack_all(struct image_store *s, const struct image *img, hull_error 
 
 /* Mount img's layers at target: overlayfs read-only (lowerdir only) when
  * upper is NULL, else copy-on-write with upper and work (both made when
- * missing, on the same filesystem). One layer read-only is a bind mount.
- * The caller is in the mount namespace it wants the mount in. */
+ * missing, on the same filesystem). Layers are named relative to the
+ * store's hull/layers, so the mount's options show no host path. One layer
+ * read-only is an overlay with IMAGE_EMPTY_LOWER where that exists (see
+ * image_empty_lower), else a bind mount. The caller is in the mount
+ * namespace it wants the mount in. */
 int image_rootfs_mount(struct image_store *s, const struct image *img, const char *target,
                        const char *upper, const char *work, bool readonly, hull_error *err);
+/* An empty directory beside the layers (hull/empty-layer, made with the
+ * store's directories), named relative to hull/layers: a one-layer image's
+ * second lower layer, so that it can be an overlay too. */
+#define IMAGE_EMPTY_LOWER "../empty-layer"
 /* Where overlayfs cannot serve: copy the layers, in order, into dir
  * (applying overlay-form whiteouts). */
 int image_rootfs_flatten(struct image_store *s, const struct image *img, const char *dir,

@@ -62,22 +62,60 @@ static int bind_ro(const char *src, const char *target, hull_error *err)
     return 0;
 }
 
-/* Linux 6.8+: one fsconfig per layer, no page limit. Returns 1 when this
- * kernel has no "lowerdir+" (or no new mount API): the caller tries the
- * option string. */
-static int mount_fsapi(const char *layers, const char **names, size_t n, const char *target,
+/* Run fn(arg) with the cwd at dirfd: relative layer names resolve there.
+ * The cwd is made this thread's own first, so another thread of a daemon
+ * never sees it move. -1 with errno when the cwd cannot be moved or put
+ * back; otherwise fn's result, with its errno. */
+static int in_dir(int dirfd, int (*fn)(void *), void *arg)
+{
+    (void)unshare(CLONE_FS);
+    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0 || fchdir(dirfd) < 0)
+        return -1;
+    int r = fn(arg);
+    int e = errno;
+    if (fchdir(cwd) < 0)
+        return -1;
+    errno = e;
+    return r;
+}
+
+struct fsapi_layers {
+    int fs;
+    const char **names;
+    size_t n;
+};
+
+static int add_lowers(void *arg)
+{
+    struct fsapi_layers *l = arg;
+    for (size_t i = l->n; i-- > 0;)
+        if (fsconfig(l->fs, FSCONFIG_SET_STRING, "lowerdir+", l->names[i], 0) < 0)
+            return -1;
+    return 0;
+}
+
+/* An image's one layer bound read-only (its path shows in mountinfo). */
+static int bind_layer(struct image_store *s, const char *name, const char *target, hull_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/hull/layers/%s", s->root, name);
+    return bind_ro(path, target, err);
+}
+
+/* Linux 6.8+: one fsconfig per layer, no page limit. The layers are named
+ * relative to hull/layers, as the mount's options show them: a sandbox's
+ * mountinfo names no host path. Returns 1 when this kernel has no
+ * "lowerdir+" (or no new mount API): the caller tries the option string. */
+static int mount_fsapi(int layersfd, const char **names, size_t n, const char *target,
                        const char *upper, const char *work, bool readonly, hull_error *err)
 {
     cleanup_close int fs = fsopen("overlay", FSOPEN_CLOEXEC);
     if (fs < 0)
         return 1;
-    for (size_t i = n; i-- > 0;) {
-        char path[4096];
-        if ((size_t)snprintf(path, sizeof(path), "%s/%s", layers, names[i]) >= 256)
-            return 1; /* fsconfig strings are capped at 256 bytes */
-        if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", path, 0) < 0)
-            return 1;
-    }
+    struct fsapi_layers l = {.fs = fs, .names = names, .n = n};
+    if (in_dir(layersfd, add_lowers, &l) < 0)
+        return 1;
     if (upper && (strlen(upper) >= 256 || strlen(work) >= 256 ||
                   fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
                   fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0))
@@ -104,60 +142,47 @@ static int mount_fsapi(const char *layers, const char **names, size_t n, const c
  * the legacy mount is retried without them. */
 #define UPPER_OPTS ",redirect_dir=off,metacopy=off"
 
-/* "lowerdir=TOP:...:BASE[,upperdir=U,workdir=W]extra" with each layer as
- * prefix/name. Returns 1 when it does not fit in a page. */
-static int overlay_data(char *buf, size_t size, const char *prefix, const char **names, size_t n,
-                        const char *upper, const char *work, const char *extra)
+/* "lowerdir=TOP:...:BASE[,upperdir=U,workdir=W]extra". Returns 1 when it
+ * does not fit in a page. */
+static int overlay_data(char *buf, size_t size, const char **names, size_t n, const char *upper,
+                        const char *work, const char *extra)
 {
     size_t o = (size_t)snprintf(buf, size, "lowerdir=");
     for (size_t i = n; i-- > 0 && o < size;)
-        o += (size_t)snprintf(buf + o, size - o, "%s%s%s%s", i == n - 1 ? "" : ":", prefix,
-                              prefix[0] ? "/" : "", names[i]);
+        o += (size_t)snprintf(buf + o, size - o, "%s%s", i == n - 1 ? "" : ":", names[i]);
     if (upper && o < size)
         o += (size_t)snprintf(buf + o, size - o, ",upperdir=%s,workdir=%s%s", upper, work, extra);
     return o >= size ? 1 : 0;
 }
 
-/* mount(2) with data naming layers relative to layersfd when >= 0:
- * relative names resolve against the cwd at mount time. The cwd is made
- * this thread's own first, so another thread of a daemon never sees it
- * move. -1 with errno. */
-static int mount_at(int layersfd, const char *target, unsigned long flags, const char *data)
+struct legacy_mount {
+    const char *target;
+    unsigned long flags;
+    const char *data;
+};
+
+static int do_legacy_mount(void *arg)
 {
-    if (layersfd < 0)
-        return mount("overlay", target, "overlay", flags, data);
-    (void)unshare(CLONE_FS);
-    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd < 0 || fchdir(layersfd) < 0)
-        return -1;
-    int r = mount("overlay", target, "overlay", flags, data);
-    int e = errno;
-    if (fchdir(cwd) < 0)
-        return -1;
-    errno = e;
-    return r;
+    struct legacy_mount *m = arg;
+    return mount("overlay", m->target, "overlay", m->flags, m->data);
 }
 
-static int mount_legacy(int layersfd, const char *layers, const char **names, size_t n,
-                        const char *target, const char *upper, const char *work, bool readonly,
-                        hull_error *err)
+/* The option string, layers named relative to hull/layers (as for
+ * mount_fsapi, and 40 of them fit in a page). */
+static int mount_legacy(int layersfd, const char **names, size_t n, const char *target,
+                        const char *upper, const char *work, bool readonly, hull_error *err)
 {
     long page = sysconf(_SC_PAGESIZE);
     size_t size = page > 0 ? (size_t)page : 4096;
     cleanup_free char *data = malloc(size);
     if (data == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    unsigned long flags = MS_NODEV | (readonly ? MS_RDONLY : 0);
-    bool odd = strpbrk(layers, ":,") != NULL; /* would split the option string */
+    struct legacy_mount m = {
+        .target = target, .flags = MS_NODEV | (readonly ? MS_RDONLY : 0), .data = data};
     for (int opts = upper ? 1 : 0; opts >= 0; opts--) {
-        const char *extra = opts ? UPPER_OPTS : "";
-        int at = -1;
-        if (odd || overlay_data(data, size, layers, names, n, upper, work, extra) != 0) {
-            if (overlay_data(data, size, "", names, n, upper, work, extra) != 0)
-                return 1;
-            at = layersfd;
-        }
-        if (mount_at(at, target, flags, data) == 0)
+        if (overlay_data(data, size, names, n, upper, work, opts ? UPPER_OPTS : "") != 0)
+            return 1;
+        if (in_dir(layersfd, do_legacy_mount, &m) == 0)
             return 0;
         if (!(errno == EINVAL && opts))
             return hull_error_errno(err, "overlay on %s", target);
@@ -221,17 +246,14 @@ int image_rootfs_mount(struct image_store *s, const struct image *img, const cha
     } else {
         readonly = true;
     }
-    cleanup_free char *layers = NULL;
-    if (asprintf(&layers, "%s/hull/layers", s->root) < 0)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    if (upper == NULL && n == 1) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", layers, names[0]);
-        return bind_ro(path, target, err);
-    }
-    cleanup_close int layersfd = image_layers_dir(s, false, err);
+    /* By path, not through the store's fd: overlayfs takes its layers only
+     * from mounts of the caller's mount namespace, and the store may have
+     * been opened before the caller made its own. */
+    char layers[4096];
+    snprintf(layers, sizeof(layers), "%s/hull/layers", s->root);
+    cleanup_close int layersfd = open(layers, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (layersfd < 0)
-        return -1;
+        return hull_error_errno(err, "open %s", layers);
     /* HULL_IMAGE_OVERLAY: "auto" (default); "legacy" skips the per-layer
      * fsconfig (as on kernels before 6.8); "copy" never mounts overlayfs
      * (a filesystem or kernel where it misbehaves). */
@@ -239,14 +261,25 @@ int image_rootfs_mount(struct image_store *s, const struct image *img, const cha
     how = how && *how ? how : "auto";
     if (strcmp(how, "auto") != 0 && strcmp(how, "legacy") != 0 && strcmp(how, "copy") != 0)
         return hull_error_set(err, EINVAL, "HULL_IMAGE_OVERLAY=%s: auto, legacy or copy", how);
+    /* One layer read-only: overlayfs wants a second lower, the empty one. */
+    const char *one[2] = {IMAGE_EMPTY_LOWER, names[0]};
+    bool single = upper == NULL && n == 1;
+    if (single && (strcmp(how, "copy") == 0 || faccessat(layersfd, IMAGE_EMPTY_LOWER, F_OK, 0) < 0))
+        return bind_layer(s, names[0], target, err);
     cleanup_hull_error hull_error why = NULL;
     int r = 1;
     if (strcmp(how, "auto") == 0)
-        r = mount_fsapi(layers, names, n, target, upper, work, readonly, &why);
+        r = mount_fsapi(layersfd, single ? one : names, single ? 2 : n, target, upper, work,
+                        readonly, &why);
     if (r == 1 && strcmp(how, "copy") != 0)
-        r = mount_legacy(layersfd, layers, names, n, target, upper, work, readonly, &why);
+        r = mount_legacy(layersfd, single ? one : names, single ? 2 : n, target, upper, work,
+                         readonly, &why);
     if (r == 0)
         return 0;
+    if (single) {
+        hull_debug("%s; binding the image's one layer instead", why ? hull_error_msg(why) : "");
+        return bind_layer(s, names[0], target, err);
+    }
     /* Overlay refused (no overlayfs, an upper on a filesystem it cannot
      * use, too many layers for the kernel) or too long to say: copy. */
     if (why != NULL)

@@ -19,8 +19,9 @@
 #include "util/json.h"
 #include "util/sha256.h"
 
-static const char *const hull_dirs[] = {"hull",       "hull/ingest", "hull/layers",
-                                        "hull/using", "hull/disks",  NULL};
+/* hull/empty-layer: IMAGE_EMPTY_LOWER (rootfs.c). */
+static const char *const hull_dirs[] = {
+    "hull", "hull/ingest", "hull/layers", "hull/using", "hull/disks", "hull/empty-layer", NULL};
 static const char *const layout_dirs[] = {"blobs", "blobs/sha256", NULL};
 
 #define OCI_LAYOUT_TEXT  "{\"imageLayoutVersion\":\"1.0.0\"}"

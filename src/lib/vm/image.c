@@ -295,6 +295,37 @@ int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, h
     return vm_image_mount_base(vi, lower, target, NULL, NULL, err);
 }
 
+/* overlay "lowerdir=BASE:LOWER" on target. Named relative to the directory
+ * both are in, where they share one (/run/hull-empty), so that the mount's
+ * options, which a sandbox sees in its mountinfo, show no host path. -1
+ * with errno. */
+static int mount_over_base(const char *base, const char *lower, const char *target)
+{
+    const char *bs = strrchr(base, '/'), *ls = strrchr(lower, '/');
+    char opts[PATH_MAX * 2 + 32];
+    bool relative = bs && ls && bs != base && bs - base == ls - lower &&
+                    strncmp(base, lower, (size_t)(bs - base)) == 0;
+    if (!relative) {
+        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", base, lower);
+        return mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(bs - base), base);
+    snprintf(opts, sizeof(opts), "lowerdir=%s:%s", bs + 1, ls + 1);
+    /* The cwd made this thread's own first: a daemon's other threads never
+     * see it move. */
+    (void)unshare(CLONE_FS);
+    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0 || chdir(dir) < 0)
+        return -1;
+    int rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
+    int e = errno;
+    if (fchdir(cwd) < 0)
+        return -1;
+    errno = e;
+    return rc;
+}
+
 int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
                         vm_image_base_fn base_fn, void *ctx, hull_error *err)
 {
@@ -322,9 +353,7 @@ int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *targ
             umount2(lower, MNT_DETACH);
             return hull_error_prefix(err, "image %s", vm_image_name(vi));
         }
-        char opts[PATH_MAX * 2 + 32];
-        snprintf(opts, sizeof(opts), "lowerdir=%s:%s", base ? base : IMAGE_BASE, lower);
-        rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
+        rc = mount_over_base(base ? base : IMAGE_BASE, lower, target);
     }
     if (rc < 0) {
         int e = errno;
