@@ -1,13 +1,15 @@
 /* Layer directories -> a root: overlayfs, or a flattened copy where overlay
  * cannot serve. Run path: no libarchive, no libcurl (see image.h).
  *
- * Mount data is limited to a page, and a 64-hex layer name under the store
- * root is ~100 bytes: 40 layers by absolute path would not fit. So the
- * layers are given to the kernel one by one where it can take them that way
- * (fsconfig "lowerdir+", Linux 6.8), else as one option string of absolute
- * paths, else of names relative to hull/layers (fchdir there for the mount),
- * and only when none fits or overlay is refused, a flattened copy. */
+ * Layers are named relative to hull/layers (the mount is made with the cwd
+ * there): the mount's options, which a sandbox sees in its mountinfo, then
+ * show digests, not host paths, and mount data, limited to a page, holds
+ * some 60 of them. They are given to the kernel one by one where it can
+ * take them that way (fsconfig "lowerdir+", Linux 6.8), else as one option
+ * string, and only when that does not fit or overlay is refused, a
+ * flattened copy is made. */
 #include <errno.h>
+#include <linux/magic.h>
 #include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -68,7 +71,8 @@ static int bind_ro(const char *src, const char *target, hull_error *err)
  * back; otherwise fn's result, with its errno. */
 static int in_dir(int dirfd, int (*fn)(void *), void *arg)
 {
-    (void)unshare(CLONE_FS);
+    if (unshare(CLONE_FS) < 0)
+        return -1;
     cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (cwd < 0 || fchdir(dirfd) < 0)
         return -1;
@@ -112,6 +116,11 @@ static int mount_fsapi(int layersfd, const char **names, size_t n, const char *t
 {
     cleanup_close int fs = fsopen("overlay", FSOPEN_CLOEXEC);
     if (fs < 0)
+        return 1;
+    /* Before 6.5 overlayfs had no parser of its own for this API: the
+     * kernel's generic one takes any key and only the final create fails.
+     * A key no parser knows tells the two apart. */
+    if (fsconfig(fs, FSCONFIG_SET_FLAG, "hull-no-such-option", NULL, 0) == 0)
         return 1;
     struct fsapi_layers l = {.fs = fs, .names = names, .n = n};
     if (in_dir(layersfd, add_lowers, &l) < 0)
@@ -261,10 +270,15 @@ int image_rootfs_mount(struct image_store *s, const struct image *img, const cha
     how = how && *how ? how : "auto";
     if (strcmp(how, "auto") != 0 && strcmp(how, "legacy") != 0 && strcmp(how, "copy") != 0)
         return hull_error_set(err, EINVAL, "HULL_IMAGE_OVERLAY=%s: auto, legacy or copy", how);
-    /* One layer read-only: overlayfs wants a second lower, the empty one. */
+    /* One layer read-only: overlayfs wants a second lower, the empty one.
+     * A store on overlayfs keeps the bind: hull's base layer may go on top
+     * (vm/image.c), and a third level of stacking is one too many. */
     const char *one[2] = {IMAGE_EMPTY_LOWER, names[0]};
     bool single = upper == NULL && n == 1;
-    if (single && (strcmp(how, "copy") == 0 || faccessat(layersfd, IMAGE_EMPTY_LOWER, F_OK, 0) < 0))
+    struct statfs sfs;
+    if (single &&
+        (strcmp(how, "copy") == 0 || faccessat(layersfd, IMAGE_EMPTY_LOWER, F_OK, 0) < 0 ||
+         fstatfs(layersfd, &sfs) < 0 || sfs.f_type == OVERLAYFS_SUPER_MAGIC))
         return bind_layer(s, names[0], target, err);
     cleanup_hull_error hull_error why = NULL;
     int r = 1;

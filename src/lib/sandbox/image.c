@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +33,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/proc.h"
 #include "util/strv.h"
 #include "vm/vm.h"
 
@@ -135,18 +135,17 @@ static int userns_hold(void *arg)
  * does. */
 static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
 {
-    struct userns_helper *h = malloc(sizeof(*h));
+    struct userns_helper *h = aligned_alloc(64, sizeof(*h));
     if (h == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     if (pipe2(h->hold, O_CLOEXEC) < 0) {
         free(h);
         return hull_error_errno(err, "pipe");
     }
-    sigset_t all, old;
-    sigfillset(&all);
     /* Blocked in the child from its first instruction: no handler of ours
      * may run on its stack; SIGKILL still ends it. */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    uint64_t old;
+    hull_block_all_signals(&old);
 #ifdef __SANITIZE_ADDRESS__
     /* As fork, into the new namespace: a copy of our memory. */
     pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0L);
@@ -157,7 +156,7 @@ static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
         clone(userns_hold, h->stack + sizeof(h->stack), CLONE_NEWUSER | CLONE_VM | SIGCHLD, h);
 #endif
     int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    hull_restore_signals(&old);
     close(h->hold[0]);
     int fd = -1;
     if (pid < 0) {
@@ -183,13 +182,17 @@ static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
     return fd;
 }
 
-/* The helper, killed by sandbox_userns, reaped; then its memory freed. */
-static void userns_reap(struct hull_sandbox_image *si)
+/* The helper, killed by sandbox_userns, reaped (waited for when wait;
+ * else only if it is already gone); then its memory freed. */
+static void userns_reap(struct hull_sandbox_image *si, bool wait)
 {
     if (si->userns_pid <= 0)
         return;
-    while (waitpid(si->userns_pid, NULL, 0) < 0 && errno == EINTR)
+    pid_t r;
+    while ((r = waitpid(si->userns_pid, NULL, wait ? 0 : WNOHANG)) < 0 && errno == EINTR)
         ;
+    if (r == 0)
+        return; /* still on its way out */
     si->userns_pid = 0;
     free(si->userns_helper);
     si->userns_helper = NULL;
@@ -337,6 +340,9 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
         return -1;
     si->mounted = true;
     eff->rootfs = IMAGE_ROOT;
+    /* The killed userns helper is most likely gone by now: reaped here if
+     * so, so that a long-lived sandbox does not keep a zombie. */
+    userns_reap(si, false);
     return container ? image_user(si, IMAGE_ROOT, err) : 0;
 }
 
@@ -350,7 +356,7 @@ void hull_sandbox_image_close(struct hull_sandbox_image *si)
     if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
         hull_debug("umount %s: %s", si->layers, strerror(errno));
     si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;
-    userns_reap(si);
+    userns_reap(si, true);
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;

@@ -2,7 +2,8 @@
  * are vm/'s): the sandbox keeps its own network namespace, and hull-net
  * puts a veth into it once its init exists.
  *
- *   prepare   before the layout: HULL_SANDBOX_NET_DIR/<id>/{hosts,resolv.conf},
+ *   prepare   before the layout: HULL_SANDBOX_NET_DIR/<id>/{hosts,resolv.conf}
+ *             on a tmpfs in the supervisor's own mount namespace,
  *             empty for now, which the layout binds read-only over the
  *             sandbox's /etc/hosts and /etc/resolv.conf (the host's own
  *             files never show); and the hull-net helper started, so its
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,16 +55,19 @@ int hull_sandbox_net_prepare(struct hull_sandbox_net *n, const struct hull_polic
     if (mkdir(n->dir, 0755) < 0)
         return hull_error_errno(err, "network: %s", n->dir);
     n->made_dir = true;
-    /* A tmpfs of the run's own under it: a bind's source shows in the
+    /* A tmpfs of the run's own on it: a bind's source shows in the
      * sandbox's mountinfo as its path on its filesystem, which is then
      * "/hosts" rather than a host path naming hull's directories and this
-     * supervisor's pid. Private: nothing to propagate anywhere. */
+     * supervisor's pid. Mounted in a mount namespace of the supervisor's
+     * own (a slave of the host's, as for --image; the init's is a copy of
+     * it): the host's mount table never holds it, and it ends with the
+     * supervisor however that ends. */
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return hull_error_errno(err, "network: a mount namespace of the supervisor's own");
     if (mount("hull-net", n->dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") <
         0)
         return hull_error_errno(err, "network: mount a tmpfs on %s", n->dir);
     n->mounted = true;
-    if (mount(NULL, n->dir, NULL, MS_PRIVATE, NULL) < 0)
-        return hull_error_errno(err, "network: make %s private", n->dir);
     cleanup_close int dfd = open(n->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return hull_error_errno(err, "network: %s", n->dir);
@@ -206,8 +211,9 @@ int hull_sandbox_net_sweep(bool report)
     while ((de = readdir(d)) != NULL) {
         if (!hull_sandbox_id_orphaned(de->d_name))
             continue;
-        /* Its tmpfs first (EINVAL: not a mount point: a crash before the
-         * mount, or a hull from before the tmpfs). */
+        /* A tmpfs on it is in its dead supervisor's mount namespace, gone
+         * with it; one in ours would be a hull's that mounted it here (an
+         * older one): unmounted first (EINVAL: none). */
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/%s", HULL_SANDBOX_NET_DIR, de->d_name);
         hull_error e = NULL;

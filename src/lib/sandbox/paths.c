@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include "sandbox/sandbox.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/proc.h"
 #include "util/fs.h"
 
 int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err)
@@ -107,9 +107,8 @@ int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
     int dumpable = prctl(PR_GET_DUMPABLE);
     /* No handler of ours may run in the child, on its stack but in our
      * memory: it is born with every signal blocked (as posix_spawn's). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    uint64_t old;
+    hull_block_all_signals(&old);
 #ifdef __SANITIZE_ADDRESS__
     pid_t pid = fork();
     if (pid == 0)
@@ -120,7 +119,7 @@ int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
         clone(reach_probe, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)path);
 #endif
     int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    hull_restore_signals(&old);
     errno = clone_errno;
     if (pid < 0)
         return hull_error_errno(err, "clone");

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util/error.h"
@@ -94,4 +96,16 @@ bool hull_host_pid_view(void)
     if (stat("/proc/self/ns/time", &st) < 0)
         return errno == ENOENT;
     return st.st_ino == PROC_TIME_INIT_INO;
+}
+
+void hull_block_all_signals(uint64_t *old)
+{
+    uint64_t all = ~(uint64_t)0;
+    /* The kernel's mask is 64 bits on every Linux hull builds for. */
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, old, sizeof(all));
+}
+
+void hull_restore_signals(const uint64_t *old)
+{
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, old, NULL, sizeof(*old));
 }

@@ -5,6 +5,7 @@
 #define HULL_UTIL_PROC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* The pid still runs the process recorded with start (not a reused pid);
@@ -22,5 +23,12 @@ unsigned long long hull_self_start_time(void);
  * initial pid and time namespaces, so what it records means the same to
  * every other such process. */
 bool hull_host_pid_view(void);
+
+/* Every signal blocked in this thread, glibc's own (cancellation,
+ * setxid) too, which pthread_sigmask leaves open: before a child is cloned
+ * onto a stack of its own in our memory, where no handler may run. The
+ * mask before goes to *old, for hull_restore_signals. */
+void hull_block_all_signals(uint64_t *old);
+void hull_restore_signals(const uint64_t *old);
 
 #endif

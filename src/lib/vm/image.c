@@ -314,9 +314,9 @@ static int mount_over_base(const char *base, const char *lower, const char *targ
     snprintf(opts, sizeof(opts), "lowerdir=%s:%s", bs + 1, ls + 1);
     /* The cwd made this thread's own first: a daemon's other threads never
      * see it move. */
-    (void)unshare(CLONE_FS);
-    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd < 0 || chdir(dir) < 0)
+    cleanup_close int cwd = -1;
+    if (unshare(CLONE_FS) < 0 || (cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        chdir(dir) < 0)
         return -1;
     int rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
     int e = errno;
