@@ -554,7 +554,9 @@ def test_killed_run_leaves_nothing(netenv, net):
     # The helper holding the attachment saw hull go and undid it.
     assert wait_until(lambda: not netenv.leases() and not netenv.bridge_ports(net), timeout=60), \
         (netenv.leases(), netenv.bridge_ports(net))
-    # The next run sweeps the rest (the state, the /etc files).
+    # The /etc files' tmpfs was never in the host's mount table.
+    assert " hull-net " not in Path("/proc/self/mountinfo").read_text()
+    # The next run sweeps the rest (the state, the /etc files' directory).
     r = run(Sandbox(), "--network", net, cmd=["true"])
     assert r.verdict == "ok", r
     assert not state_dirs(f"sandbox-{p.pid}-")
