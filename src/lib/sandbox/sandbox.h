@@ -87,7 +87,7 @@ int hull_sandbox_net_sweep(bool report);
  * whose supervisor is gone, and their network directories. */
 void hull_sandbox_collect_stale(void);
 /* A sandbox or session id names a supervisor (pid and start time) that is
- * certainly gone. Call only where hull_host_pid_view(). */
+ * certainly gone (supervisor_id.c). Call only where hull_host_pid_view(). */
 bool hull_sandbox_id_orphaned(const char *id);
 
 /* The policy's network fields (policy_net.c): validated for every caller,
