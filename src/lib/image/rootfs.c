@@ -65,25 +65,6 @@ static int bind_ro(const char *src, const char *target, hull_error *err)
     return 0;
 }
 
-/* Run fn(arg) with the cwd at dirfd: relative layer names resolve there.
- * The cwd is made this thread's own first, so another thread of a daemon
- * never sees it move. -1 with errno when the cwd cannot be moved or put
- * back; otherwise fn's result, with its errno. */
-static int in_dir(int dirfd, int (*fn)(void *), void *arg)
-{
-    if (unshare(CLONE_FS) < 0)
-        return -1;
-    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd < 0 || fchdir(dirfd) < 0)
-        return -1;
-    int r = fn(arg);
-    int e = errno;
-    if (fchdir(cwd) < 0)
-        return -1;
-    errno = e;
-    return r;
-}
-
 struct fsapi_layers {
     int fs;
     const char **names;
@@ -123,7 +104,7 @@ static int mount_fsapi(int layersfd, const char **names, size_t n, const char *t
     if (fsconfig(fs, FSCONFIG_SET_FLAG, "hull-no-such-option", NULL, 0) == 0)
         return 1;
     struct fsapi_layers l = {.fs = fs, .names = names, .n = n};
-    if (in_dir(layersfd, add_lowers, &l) < 0)
+    if (hull_call_in_dir(layersfd, add_lowers, &l) < 0)
         return 1;
     if (upper && (strlen(upper) >= 256 || strlen(work) >= 256 ||
                   fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
@@ -191,7 +172,7 @@ static int mount_legacy(int layersfd, const char **names, size_t n, const char *
     for (int opts = upper ? 1 : 0; opts >= 0; opts--) {
         if (overlay_data(data, size, names, n, upper, work, opts ? UPPER_OPTS : "") != 0)
             return 1;
-        if (in_dir(layersfd, do_legacy_mount, &m) == 0)
+        if (hull_call_in_dir(layersfd, do_legacy_mount, &m) == 0)
             return 0;
         if (!(errno == EINVAL && opts))
             return hull_error_errno(err, "overlay on %s", target);

@@ -96,19 +96,21 @@ struct judged {
     int failed; /* kill mode: cgroups that stayed */
 };
 
+/* The entry of a name, judged the first time it is seen; NULL with no
+ * memory left (the caller judges it itself, every time). */
 static struct judged_name *judge(struct judged *j, const char *name)
 {
     for (size_t i = 0; i < j->n; i++)
         if (strcmp(j->v[i].name, name) == 0)
             return &j->v[i];
-    static struct judged_name spare; /* no memory: judged again next time */
     struct judged_name *grown = realloc(j->v, (j->n + 1) * sizeof(*grown));
-    struct judged_name *e = &spare;
-    if (grown != NULL) {
-        j->v = grown;
-        if ((grown[j->n].name = strdup(name)) != NULL)
-            e = &grown[j->n++];
-    }
+    if (grown == NULL)
+        return NULL;
+    j->v = grown;
+    struct judged_name *e = &grown[j->n];
+    if ((e->name = strdup(name)) == NULL)
+        return NULL;
+    j->n++;
     e->dead = hull_sandbox_id_orphaned(name);
     e->removed = false;
     return e;
@@ -150,23 +152,23 @@ static void sweep_hierarchy(const char *mount, int statefd, bool kill_them, stru
             (statefd >= 0 && faccessat(statefd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
             continue;
         struct judged_name *e = judge(j, de->d_name);
-        if (!e->dead)
+        if (!(e ? e->dead : hull_sandbox_id_orphaned(de->d_name)))
             continue;
-        if (!kill_them) {
-            if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
-                e->removed = true;
-            else if (errno != ENOENT)
-                hull_debug("sandbox: stale cgroup %s/%s: %s", dir, de->d_name, strerror(errno));
-            continue;
-        }
+        bool removed = false;
         hull_error e2 = NULL;
-        if (kill_orphan(dirfd(d), de->d_name, &e2) == 0) {
-            e->removed = true;
+        if (!kill_them) {
+            removed = unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0;
+            if (!removed && errno != ENOENT)
+                hull_debug("sandbox: stale cgroup %s/%s: %s", dir, de->d_name, strerror(errno));
+        } else if (kill_orphan(dirfd(d), de->d_name, &e2) == 0) {
+            removed = true;
         } else {
             hull_warn("sandbox cleanup: cgroup %s/%s", dir, hull_error_msg(e2));
             hull_error_free(&e2);
             j->failed++;
         }
+        if (removed && e)
+            e->removed = true;
     }
     closedir(d);
 }

@@ -12,7 +12,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +33,6 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
-#include "util/proc.h"
 
 /* Outside /run/hull (0700): the sandbox's root user, an unprivileged host uid,
  * must be able to reach the directory its tmpfs root is mounted on. */
@@ -242,19 +240,6 @@ static int add_tmp_files(struct run *x)
     lay->extras.files = lay->files;
     lay->extras.n_files = lay->n_files;
     return 0;
-}
-
-/* "sandbox-PID-START-N-HEX": the id names its supervisor by pid and start
- * time, which is how the cgroups of a killed one are found (cleanup.c). A
- * pid or start time read in another pid or time namespace means nothing to
- * the host's sweep: such a supervisor marks its pid ("n" before it), and
- * its runs are never swept. */
-static void next_id(char *buf, size_t len)
-{
-    static atomic_uint counter;
-    unsigned n = atomic_fetch_add(&counter, 1);
-    snprintf(buf, len, "sandbox-%s%d-%llu-%u-%lx", hull_host_pid_view() ? "" : "n", (int)getpid(),
-             hull_self_start_time(), n, (unsigned long)(hull_monotonic_ns() & 0xffffff));
 }
 
 enum stop { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };
@@ -542,7 +527,7 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
     if (preflight(x, rootfs, err) < 0)
         return -1;
     /* The id first: it names the network's files the layout binds. */
-    next_id(x->id, sizeof(x->id));
+    hull_sandbox_new_id("sandbox", x->id, sizeof(x->id));
     if (hull_sandbox_net_prepare(&x->net, p, x->id, err) < 0)
         return -1;
     struct hull_policy local = *p;

@@ -86,6 +86,9 @@ int hull_sandbox_net_sweep(bool report);
 /* Before every one-shot run (cleanup.c): the cgroups of one-shot runs
  * whose supervisor is gone, and their network directories. */
 void hull_sandbox_collect_stale(void);
+/* A new id for a run ("sandbox") or a long-lived sandbox ("session"),
+ * naming this process as its supervisor by pid and start time. */
+void hull_sandbox_new_id(const char *kind, char *buf, size_t len);
 /* A sandbox or session id names a supervisor (pid and start time) that is
  * certainly gone (supervisor_id.c). Call only where hull_host_pid_view(). */
 bool hull_sandbox_id_orphaned(const char *id);

@@ -12,7 +12,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +27,6 @@
 #include "linux/seccomp.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/session.h"
-#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -39,15 +37,6 @@
  * orphan the commands leave (dash waits for any child); as a namespace's
  * init without handlers it ignores signals sent from inside. */
 static char *const idle_argv[] = {"/bin/sh", "-c", "while :; do sleep 3600; done", NULL};
-
-/* Named like a one-shot run's id (run.c): by its supervisor. */
-static void next_id(char *buf, size_t len)
-{
-    static atomic_uint counter;
-    snprintf(buf, len, "session-%s%d-%llu-%u-%lx", hull_host_pid_view() ? "" : "n", (int)getpid(),
-             hull_self_start_time(), atomic_fetch_add(&counter, 1),
-             (unsigned long)(hull_monotonic_ns() & 0xffffff));
-}
 
 const char *hull_session_id(const struct hull_session *s)
 {
@@ -107,7 +96,7 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
         (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
     /* The id now: it names the network's files the layout binds. */
-    next_id(s->id, sizeof(s->id));
+    hull_sandbox_new_id("session", s->id, sizeof(s->id));
     if (hull_host_pid_view())
         hull_sandbox_net_sweep(false);
     if (hull_sandbox_net_prepare(&s->net, &s->policy, s->id, err) < 0)

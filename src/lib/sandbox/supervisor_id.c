@@ -1,14 +1,30 @@
 /* Sandbox and session ids name their supervisor: "sandbox-PID-START-N-HEX"
- * (run.c, session.c). Judging from an id whether that supervisor is gone
- * is what the cgroup sweep (cleanup.c) and the network files' sweep
- * (network.c) both need: it sits below them. */
+ * (one-shot runs) and "session-..." (long-lived sandboxes), made and read
+ * here. Judging from an id whether that supervisor is gone is what the
+ * cgroup sweep (cleanup.c) and the network files' sweep (network.c) both
+ * need: it sits below them. */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sandbox/sandbox.h"
+#include "util/clock.h"
 #include "util/proc.h"
+
+void hull_sandbox_new_id(const char *kind, char *buf, size_t len)
+{
+    static atomic_uint counter;
+    /* A pid or start time read in another pid or time namespace means
+     * nothing to the host's sweep: such a supervisor marks its pid ("n"
+     * before it), and its runs are never swept. */
+    snprintf(buf, len, "%s-%s%d-%llu-%u-%lx", kind, hull_host_pid_view() ? "" : "n", (int)getpid(),
+             hull_self_start_time(), atomic_fetch_add(&counter, 1),
+             (unsigned long)(hull_monotonic_ns() & 0xffffff));
+}
 
 /* A decimal number of at most max, followed by '-'; *s moves past both. */
 static bool take_number(const char **s, unsigned long long max, unsigned long long *out)

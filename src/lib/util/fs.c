@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,21 @@ void hull_close_fds_except(int lowest, const int *keep, size_t n)
         if (i < k)
             from = (unsigned)sorted[i] + 1;
     }
+}
+
+int hull_call_in_dir(int dirfd, int (*fn)(void *), void *arg)
+{
+    if (unshare(CLONE_FS) < 0)
+        return -1;
+    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0 || fchdir(dirfd) < 0)
+        return -1;
+    int r = fn(arg);
+    int e = errno;
+    if (fchdir(cwd) < 0)
+        return -1;
+    errno = e;
+    return r;
 }
 
 const char *hull_fd_path(char buf[static 32], int fd)

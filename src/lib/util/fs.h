@@ -63,6 +63,12 @@ void hull_close_fds_except(int lowest, const int *keep, size_t n);
 
 /* "/proc/self/fd/N" for an fd. */
 const char *hull_fd_path(char buf[static 32], int fd);
+/* fn(arg) run with the cwd at dirfd, so that relative names it passes to
+ * the kernel (overlay layers) resolve there. The cwd is made this thread's
+ * own first (unshare CLONE_FS): another thread of a daemon never sees it
+ * move. -1 with errno when the cwd cannot be moved or put back; otherwise
+ * fn's result, with its errno. */
+int hull_call_in_dir(int dirfd, int (*fn)(void *), void *arg);
 
 /* Lexically normalise an absolute path ("//a/./b/../c" -> "/a/c"). Returns -1
  * when ".." would climb above "/". */

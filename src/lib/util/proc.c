@@ -86,16 +86,37 @@ unsigned long long hull_self_start_time(void)
 #define PROC_PID_INIT_INO  0xEFFFFFFCU
 #define PROC_TIME_INIT_INO 0xEFFFFFFAU
 
-bool hull_host_pid_view(void)
+/* 1: the host's view, 0: not, -1: /proc could not tell (not kept). */
+static int read_host_pid_view(void)
 {
     struct stat st;
-    if (stat("/proc/self/ns/pid", &st) < 0 || st.st_ino != PROC_PID_INIT_INO)
-        return false;
+    if (stat("/proc/self/ns/pid", &st) < 0)
+        return -1;
+    if (st.st_ino != PROC_PID_INIT_INO)
+        return 0;
     /* Start times in /proc are shifted by the reader's time namespace (a
      * kernel without time namespaces has no such file: the host's view). */
     if (stat("/proc/self/ns/time", &st) < 0)
-        return errno == ENOENT;
+        return errno == ENOENT ? 1 : -1;
     return st.st_ino == PROC_TIME_INIT_INO;
+}
+
+bool hull_host_pid_view(void)
+{
+    /* A process's own pid and time namespaces never change (setns and
+     * unshare move only its children): read once per process, keyed by
+     * pid, so a child cloned into new namespaces reads its own. */
+    static _Thread_local pid_t cached_pid;
+    static _Thread_local bool cached_view;
+    pid_t self = getpid();
+    if (cached_pid != self) {
+        int view = read_host_pid_view();
+        if (view < 0)
+            return false;
+        cached_view = view == 1;
+        cached_pid = self;
+    }
+    return cached_view;
 }
 
 void hull_block_all_signals(uint64_t *old)

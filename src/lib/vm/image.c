@@ -295,6 +295,16 @@ int vm_image_mount(struct vm_image *vi, const char *lower, const char *target, h
     return vm_image_mount_base(vi, lower, target, NULL, NULL, err);
 }
 
+struct base_mount {
+    const char *target, *opts;
+};
+
+static int do_base_mount(void *arg)
+{
+    const struct base_mount *m = arg;
+    return mount("overlay", m->target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, m->opts);
+}
+
 /* overlay "lowerdir=BASE:LOWER" on target. Named relative to the directory
  * both are in, where they share one (/run/hull-empty), so that the mount's
  * options, which a sandbox sees in its mountinfo, show no host path. -1
@@ -303,27 +313,18 @@ static int mount_over_base(const char *base, const char *lower, const char *targ
 {
     const char *bs = strrchr(base, '/'), *ls = strrchr(lower, '/');
     char opts[PATH_MAX * 2 + 32];
+    struct base_mount m = {target, opts};
     bool relative = bs && ls && bs != base && bs - base == ls - lower &&
                     strncmp(base, lower, (size_t)(bs - base)) == 0;
     if (!relative) {
         snprintf(opts, sizeof(opts), "lowerdir=%s:%s", base, lower);
-        return mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
+        return do_base_mount(&m);
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%.*s", (int)(bs - base), base);
     snprintf(opts, sizeof(opts), "lowerdir=%s:%s", bs + 1, ls + 1);
-    /* The cwd made this thread's own first: a daemon's other threads never
-     * see it move. */
-    cleanup_close int cwd = -1;
-    if (unshare(CLONE_FS) < 0 || (cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        chdir(dir) < 0)
-        return -1;
-    int rc = mount("overlay", target, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts);
-    int e = errno;
-    if (fchdir(cwd) < 0)
-        return -1;
-    errno = e;
-    return rc;
+    cleanup_close int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return dirfd < 0 ? -1 : hull_call_in_dir(dirfd, do_base_mount, &m);
 }
 
 int vm_image_mount_base(struct vm_image *vi, const char *lower, const char *target,
