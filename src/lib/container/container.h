@@ -25,7 +25,6 @@ struct hull_setup_opts {
     int netns_fd;
     const char *export_dir; /* hand back an fd of this container directory */
     const struct hull_rootfs_extras *rootfs_extras;
-    bool ephemeral_state; /* see struct hull_cstate.ephemeral */
     bool lean_cgroup;     /* HULL_CGROUP_LEAN: never paused, fewer hierarchies */
     bool reaper;          /* the init stays as a reaper, the program is pid 2 (sandbox) */
     int status_fd;        /* with reaper: receives the program's wait status (an int) */

@@ -356,7 +356,6 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.created = strdup(created);
     c->cs.owner = owner_name();
     c->cs.creating = true;
-    c->cs.ephemeral = so->ephemeral_state;
     c->cs.stateless = so->no_state;
     c->cs.annotations = hull_strv_dup(c->spec->annotations);
     /* Without state, nothing reads the config again (no hooks, no exec). */

@@ -164,8 +164,12 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
     if (s->host_mount_below)
         json_object_object_add(o, "hostMountBelow", json_object_new_uint64(s->host_mount_below));
     const char *text = hj_to_string(o);
-    int r =
-        hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, !s->ephemeral, err);
+    /* Replaced atomically but not fsynced: the state has to outlive its
+     * runtime's crash, never the machine's. Nothing it names (processes,
+     * cgroups, mounts) survives a reboot, so after one it can only be
+     * removed, and `delete --force` removes even a torn one. An fsync cost
+     * each create and start a journal commit where --root is on a disk. */
+    int r = hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, false, err);
     json_object_put(o);
     return r;
 }

@@ -28,9 +28,6 @@ struct hull_cstate {
      * hull bound the rootfs on itself (0: no such bind). Delete detaches
      * whatever is stacked above it. */
     uint64_t host_mount_below;
-    /* Not stored: the state only has to survive its runtime's crash, not the
-     * machine's (sandboxes), so writes skip the fsync. */
-    bool ephemeral;
     /* Not stored: there is no state directory (hull_setup_opts.no_state). */
     bool stateless;
 };

@@ -241,7 +241,6 @@ static int run_container(struct build_run *r, struct hull_spec *spec, int sfd, h
         .verb = "RUN",
         .stdio = stdio,
         .loopback_up = !r->network,
-        .ephemeral_state = true,
     };
     struct hull_container_ctx c;
     if (null < 0)

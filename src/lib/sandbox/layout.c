@@ -399,6 +399,5 @@ void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_la
         .loopback_up = !p->network_host,
         .export_dir = "/tmp",
         .rootfs_extras = &lay->extras,
-        .ephemeral_state = true,
     };
 }
