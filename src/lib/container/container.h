@@ -25,9 +25,9 @@ struct hull_setup_opts {
     int netns_fd;
     const char *export_dir; /* hand back an fd of this container directory */
     const struct hull_rootfs_extras *rootfs_extras;
-    bool lean_cgroup;     /* HULL_CGROUP_LEAN: never paused, fewer hierarchies */
-    bool reaper;          /* the init stays as a reaper, the program is pid 2 (sandbox) */
-    int status_fd;        /* with reaper: receives the program's wait status (an int) */
+    bool lean_cgroup; /* HULL_CGROUP_LEAN: never paused, fewer hierarchies */
+    bool reaper;      /* the init stays as a reaper, the program is pid 2 (sandbox) */
+    int status_fd;    /* with reaper: receives the program's wait status (an int) */
     /* No state directory at all: for a supervisor that outlives its init
      * (the init dies with it), whose id names it (so its cgroups, the only
      * trace a crash leaves, are collected by name: sandbox/cleanup.c), and
