@@ -46,17 +46,22 @@ def mem_available_kib():
 PINNED = ("AnonPages", "Shmem", "SUnreclaim", "KernelStack", "PageTables", "Percpu")
 
 
-def pinned_kib():
-    """What live processes and kernel objects hold (see the docstring):
-    unlike MemAvailable it leaves out the page cache and reclaimable slab,
-    which other work on the machine moves."""
-    total = 0
+def pinned_fields():
+    """The PINNED fields of /proc/meminfo, in KiB."""
+    out = {}
     with open("/proc/meminfo") as f:
         for line in f:
             key, _, rest = line.partition(":")
             if key in PINNED:
-                total += int(rest.split()[0])
-    return total
+                out[key] = int(rest.split()[0])
+    return out
+
+
+def pinned_kib(fields=None):
+    """What live processes and kernel objects hold (see the docstring):
+    unlike MemAvailable it leaves out the page cache and reclaimable slab,
+    which other work on the machine moves."""
+    return sum((fields or pinned_fields()).values())
 
 
 def cgroup_charge_kib(pid):
@@ -192,7 +197,8 @@ def bench(rt, bundle, n, sample, tag, meter):
     out = {"runtime": rt.name}
     try:
         time.sleep(1)  # let the previous runtime's teardown settle
-        before, pinned_before = mem_available_kib(), pinned_kib()
+        fields_before = pinned_fields()
+        before, pinned_before = mem_available_kib(), pinned_kib(fields_before)
         charged_before = meter.read() if meter.dir else None
         t0 = time.perf_counter()
         err = create_all(rt, bundle, ids, made)
@@ -201,12 +207,14 @@ def bench(rt, bundle, n, sample, tag, meter):
             return out
         elapsed = time.perf_counter() - t0
         time.sleep(1)  # inits settle into their sleep
-        after, pinned_after = mem_available_kib(), pinned_kib()
+        fields_after = pinned_fields()
+        after, pinned_after = mem_available_kib(), pinned_kib(fields_after)
         charged_after = meter.read() if meter.dir else None
         pids = [rt.state(cid).get("pid") for cid in ids[:: max(1, n // 20)]]
         charges = [c for c in (cgroup_charge_kib(p) for p in pids if p) if c is not None]
         out.update(per_container_ms=elapsed / n * 1000, mem_per_container_kib=(before - after) / n,
-                   pinned_per_container_kib=(pinned_after - pinned_before) / n)
+                   pinned_per_container_kib=(pinned_after - pinned_before) / n,
+                   pinned_fields_kib={k: (fields_after[k] - fields_before[k]) / n for k in fields_after})
         if charges:
             out["cgroup_kib"] = statistics.median(charges)
             if charged_before is not None:
@@ -257,6 +265,10 @@ def report(by_runtime, n, rounds):
         pin = [round(r["pinned_per_container_kib"]) for r in results]
         chg = [round(r["charged_kib"]) for r in results if "charged_kib" in r]
         print(f"  {'':8s} host KiB/container per round: {mem}; pinned: {pin}; charged: {chg}")
+        parts = {k: round(statistics.median(r["pinned_fields_kib"][k] for r in results))
+                 for k in PINNED if all(k in r.get("pinned_fields_kib", {}) for r in results)}
+        print(f"  {'':8s} pinned by field (median KiB/container): "
+              + ", ".join(f"{k} {v}" for k, v in parts.items()))
     if "hull" in med and "crun" in med:
         caveat = any("note" in r for r in by_runtime["hull"])
         print("goals (hull <= crun):" + ("  NOT COMPARABLE YET: hull's containers got no cgroups, crun's did"
