@@ -564,6 +564,21 @@ def test_killed_run_leaves_nothing(netenv, net):
     assert host_get("127.0.0.1", port, "/", timeout=3) is None
 
 
+def test_torn_lease_is_skipped_and_swept(netenv, net):
+    """Leases are not fsynced (nothing they name outlives the machine), so a
+    power loss can leave one empty or cut short where /run is a disk: the
+    next run skips it rather than failing on it, and its sweep removes it."""
+    d = netenv.run_dir / "leases"
+    d.mkdir(parents=True, exist_ok=True)
+    torn = [d / "sandbox-1-2-0-0badc0.json", d / "sandbox-3-4-0-0badc1.json"]
+    torn[0].write_text("")
+    torn[1].write_text('{\n  "member":"sandbox-3-4-0-0badc1",\n  "netw')
+    r = run(Sandbox(), "--network", net, cmd=["true"])
+    assert r.verdict == "ok", r
+    assert not [p.name for p in torn if p.exists()]
+    assert_nothing_left(netenv, net, [r.pid])
+
+
 # ---- bad input -------------------------------------------------------------------
 
 

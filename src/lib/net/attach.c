@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -310,10 +311,29 @@ static int network_for(const char *name, bool moving, struct net_def *d, hull_er
     return create_locked(&o, d, err);
 }
 
+/* Removing the rules and deleting the link each wait in the kernel for RCU
+ * grace periods: nf_tables frees a transaction's objects after one, and
+ * closing the socket that sent it waits for that; unregistering a netdev
+ * waits for several. Here that is 5-15 ms and 5-25 ms, one after the other
+ * on the critical path of every run's detach. So the rules go in a child
+ * (raw batch only: libnftables' context and its socket stay this process's)
+ * while this process deletes the link, and the waits overlap. The lease
+ * goes last, once both are done: its address and names are not reused
+ * before the old ones are gone. */
 int net_member_undo(const struct net_member *m, hull_error *err)
 {
-    nft_member_remove(m, NULL);
-    if (nl_link_delete(m->host_ifname, err) < 0)
+    pid_t rules = fork();
+    if (rules == 0)
+        _exit(nft_member_remove_batch(m) == 0 ? 0 : 1);
+    int link = nl_link_delete(m->host_ifname, err);
+    int status = -1;
+    while (rules > 0 && waitpid(rules, &status, 0) < 0 && errno == EINTR)
+        ;
+    /* No child, or its batch did not apply (a member with egress rules or
+     * a half-made one): the whole removal, here, after the link. */
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        nft_member_remove(m, NULL);
+    if (link < 0)
         return -1;
     return net_member_delete(m->member, err);
 }
@@ -322,7 +342,7 @@ int net_sweep(hull_error *err)
 {
     struct net_member *ms = NULL;
     size_t n = 0;
-    if (net_member_list(NULL, &ms, &n, err) < 0)
+    if (net_member_list_ex(NULL, true, &ms, &n, err) < 0)
         return -1;
     /* Every dead member is tried: one that cannot be undone (reported)
      * does not keep the others. */

@@ -102,6 +102,10 @@ int net_member_save(const struct net_member *m, hull_error *err);
 int net_member_delete(const char *member, hull_error *err);
 /* Every lease (of network, or all when NULL). */
 int net_member_list(const char *network, struct net_member **out, size_t *n, hull_error *err);
+/* The same; with remove_torn (under the lock only), a lease file that does
+ * not parse is removed as well as skipped. */
+int net_member_list_ex(const char *network, bool remove_torn, struct net_member **out, size_t *n,
+                       hull_error *err);
 void net_member_free(struct net_member *m);
 void net_members_free(struct net_member *m, size_t n);
 json_object *net_member_json(const struct net_member *m);
