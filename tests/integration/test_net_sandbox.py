@@ -564,6 +564,31 @@ def test_killed_run_leaves_nothing(netenv, net):
     assert host_get("127.0.0.1", port, "/", timeout=3) is None
 
 
+def test_veth_goes_even_when_its_namespace_outlives_the_run(netenv, net):
+    """The detach leaves a finished run's veth to its namespace's teardown,
+    which takes the pair away at once. Here the test itself keeps the
+    namespace alive (an fd of it), so the veth would stay: the helper must
+    see that and delete it. Before hull returns, not eventually."""
+    sb = Sandbox()
+    p, out, err = sb.start("--network", net, cmd=["sleep", "1"])
+    try:
+        pid = sb.workload_pid(cmdline="sleep", timeout=60)
+        ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    except (AssertionError, OSError):
+        err.seek(0)
+        raise AssertionError(f"run did not start: {err.read()!r}")
+    try:
+        assert netenv.bridge_ports(net), "no veth while running"
+        r = sb.finish(p, out, err)
+        assert r.verdict == "ok", r
+        # No wait: the helper answered only once the link was gone.
+        assert not netenv.bridge_ports(net)
+        assert not netenv.leases()
+    finally:
+        os.close(ns)
+    assert_nothing_left(netenv, net, [r.pid])
+
+
 def test_torn_lease_is_skipped_and_swept(netenv, net):
     """Leases are not fsynced (nothing they name outlives the machine), so a
     power loss can leave one empty or cut short where /run is a disk: the

@@ -29,7 +29,10 @@ static int hold(int sock, const char *member, hull_error *err)
             hull_error_free(&e);
             continue;
         }
-        if (net_member_detach(member, false, err) < 0)
+        /* Asked (the caller's processes have all exited) or the caller
+         * is gone (its init dies with it): either way the namespace is
+         * going, and its veth with it. */
+        if (net_member_detach(member, false, true, err) < 0)
             return -1;
         if (rc > 0)
             return netcli_reply(sock, NULL, -1, err);
@@ -74,7 +77,7 @@ int net_helper_attach(int sock, json_object *req, int fd_in, hull_error *err)
     json_object_object_add(reply, "lease", net_lease_json(&lease));
     if (netcli_reply(sock, reply, tap, err) < 0) {
         /* The caller is gone before it had the lease: nothing holds it. */
-        net_member_detach(m.member, false, NULL);
+        net_member_detach(m.member, false, false, NULL);
         net_member_free(&m);
         return -1;
     }
@@ -92,7 +95,7 @@ int net_helper_release(int sock, json_object *req, int fd_in, hull_error *err)
     const char *member = json_object_get_string(hj_get(req, "member"));
     if (!member || !net_member_id_valid(member))
         return hull_error_set(err, EINVAL, "network release: not a member id");
-    if (net_member_detach(member, false, err) < 0)
+    if (net_member_detach(member, false, false, err) < 0)
         return -1;
     return netcli_reply(sock, NULL, -1, err);
 }

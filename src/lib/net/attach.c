@@ -311,21 +311,33 @@ static int network_for(const char *name, bool moving, struct net_def *d, hull_er
     return create_locked(&o, d, err);
 }
 
+/* How long a veth member's link may take to go with its namespace. */
+#define LINK_TEARDOWN_WAIT_MS 100
+
 /* Removing the rules and deleting the link each wait in the kernel for RCU
  * grace periods: nf_tables frees a transaction's objects after one, and
- * closing the socket that sent it waits for that; unregistering a netdev
- * waits for several. Here that is 5-15 ms and 5-25 ms, one after the other
- * on the critical path of every run's detach. So the rules go in a child
- * (raw batch only: libnftables' context and its socket stay this process's)
- * while this process deletes the link, and the waits overlap. The lease
- * goes last, once both are done: its address and names are not reused
- * before the old ones are gone. */
-int net_member_undo(const struct net_member *m, hull_error *err)
+ * closing the socket that sent it waits for that; deleting a link returns
+ * only once the netdev is unregistered. Here that is 5-15 ms and 15-30 ms,
+ * once one after the other on the critical path of every run's detach.
+ *
+ * So the rules go in a child (raw batch only: libnftables' context and its
+ * socket stay this process's) while this process sees to the link, and
+ * the waits overlap. With owner_gone (a veth member whose processes have
+ * all exited), the link is not deleted at all but left to the kernel: the
+ * member's network namespace has no user left, and its teardown takes the
+ * veth pair off the host's list within a millisecond, doing the slow part
+ * in a worker. Only a link still there after LINK_TEARDOWN_WAIT_MS (the
+ * namespace kept alive by something else) is deleted here. The lease goes
+ * last, once both are done: its address and names are not reused before
+ * the old ones are gone. */
+int net_member_undo(const struct net_member *m, bool owner_gone, hull_error *err)
 {
     pid_t rules = fork();
     if (rules == 0)
         _exit(nft_member_remove_batch(m) == 0 ? 0 : 1);
-    int link = nl_link_delete(m->host_ifname, err);
+    bool gone =
+        owner_gone && !m->tap && nl_link_gone_within(m->host_ifname, LINK_TEARDOWN_WAIT_MS);
+    int link = gone ? 0 : nl_link_delete(m->host_ifname, err);
     int status = -1;
     while (rules > 0 && waitpid(rules, &status, 0) < 0 && errno == EINTR)
         ;
@@ -350,7 +362,7 @@ int net_sweep(hull_error *err)
     for (size_t i = 0; i < n; i++) {
         hull_error e = NULL;
         if (!hull_pid_alive(ms[i].owner_pid, ms[i].owner_start) &&
-            net_member_undo(&ms[i], &e) < 0 && rc == 0) {
+            net_member_undo(&ms[i], false, &e) < 0 && rc == 0) {
             rc = hull_error_set(err, hull_error_code(e), "%s: %s", ms[i].member, hull_error_msg(e));
         }
         hull_error_free(&e);
@@ -598,7 +610,7 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return -1;
     if (plumb(req, d, m, &eg, tap_fd, err) < 0) {
         hull_closep(tap_fd);
-        net_member_undo(m, NULL);
+        net_member_undo(m, false, NULL);
         return -1;
     }
     return 0;
@@ -622,7 +634,7 @@ int net_member_attach(const struct hull_net_attach_req *req, struct net_member *
     return 0;
 }
 
-int net_member_detach(const char *member, bool locked, hull_error *err)
+int net_member_detach(const char *member, bool locked, bool owner_gone, hull_error *err)
 {
     cleanup_close int lock = locked ? -1 : net_lock(err);
     if (!locked && lock < 0)
@@ -634,7 +646,7 @@ int net_member_detach(const char *member, bool locked, hull_error *err)
         hull_error_free(err);
         return 0;
     }
-    int rc = net_member_undo(&m, err);
+    int rc = net_member_undo(&m, owner_gone, err);
     net_member_free(&m);
     return rc;
 }

@@ -116,6 +116,8 @@ bool net_member_id_valid(const char *id);
 int nl_link_index(const char *name); /* 0 when absent */
 int nl_bridge_create(const char *name, const char *mac, hull_error *err);
 int nl_link_delete(const char *name, hull_error *err); /* absent is fine */
+/* Whether the link name is gone now or within timeout_ms (polled). */
+bool nl_link_gone_within(const char *name, unsigned timeout_ms);
 int nl_link_up(const char *name, hull_error *err);
 /* ifalias: "hull <state dir>" marks whose an interface is (prune.c). */
 int nl_link_set_alias(const char *name, const char *alias, hull_error *err);
@@ -186,9 +188,11 @@ int net_network_create(const struct net_create_opts *o, struct net_def *out, hul
 int net_member_attach(const struct hull_net_attach_req *req, struct net_member *m, int *tap_fd,
                       struct hull_net_lease *lease, hull_error *err);
 /* Undo one member (kernel state, rules, lease); locks unless locked. */
-int net_member_detach(const char *member, bool locked, hull_error *err);
+/* owner_gone: the caller's processes, and so its network namespace's last
+ * users, are gone (see net_member_undo). */
+int net_member_detach(const char *member, bool locked, bool owner_gone, hull_error *err);
 /* Undo one loaded member: rules, interface, lease (lock held). */
-int net_member_undo(const struct net_member *m, hull_error *err);
+int net_member_undo(const struct net_member *m, bool owner_gone, hull_error *err);
 /* Remove every member whose owner is gone (caller holds the lock). */
 int net_sweep(hull_error *err);
 /* Tear down a network's kernel state and rules (not its definition). */

@@ -121,6 +121,25 @@ int nl_bridge_create(const char *name, const char *mac, hull_error *err)
     return 0;
 }
 
+bool nl_link_gone_within(const char *name, unsigned timeout_ms)
+{
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    while (nl_link_index(name) != 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            return false;
+        nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+    return true;
+}
+
 int nl_link_delete(const char *name, hull_error *err)
 {
     int idx = nl_link_index(name);

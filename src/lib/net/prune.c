@@ -34,7 +34,7 @@ int net_network_remove(const char *name, bool force, hull_error *err)
         rc = hull_error_set(err, EBUSY, "%s: %zu member%s still attached (--force detaches them)",
                             name, n, n == 1 ? "" : "s");
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = net_member_undo(&ms[i], err);
+        rc = net_member_undo(&ms[i], false, err);
     net_members_free(ms, n);
     if (rc < 0 || net_network_down(&d, err) < 0)
         return -1;
