@@ -12,7 +12,6 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -311,42 +310,32 @@ static int network_for(const char *name, bool moving, struct net_def *d, hull_er
     return create_locked(&o, d, err);
 }
 
-/* How long a veth member's link may take to go with its namespace. */
-#define LINK_TEARDOWN_WAIT_MS 100
+/* How long a finished veth member's link may take to go with its
+ * namespace: generous, since the kernel batches dying namespaces in one
+ * worker that a loaded machine schedules late. */
+#define LINK_TEARDOWN_WAIT_MS 2000
 
-/* Removing the rules and deleting the link each wait in the kernel for RCU
- * grace periods: nf_tables frees a transaction's objects after one, and
- * closing the socket that sent it waits for that; deleting a link returns
- * only once the netdev is unregistered. Here that is 5-15 ms and 15-30 ms,
- * once one after the other on the critical path of every run's detach.
+/* The link first, then the rules, then the lease. The rules go only once
+ * the link is gone: a frame from a port whose element has left the bridge's
+ * port map would skip that port's checks. The lease goes last, so that its
+ * address and names are not reused before the old ones are gone.
  *
- * So the rules go in a child (raw batch only: libnftables' context and its
- * socket stay this process's) while this process sees to the link, and
- * the waits overlap. With owner_gone (a veth member whose processes have
- * all exited), the link is not deleted at all but left to the kernel: the
- * member's network namespace has no user left, and its teardown takes the
- * veth pair off the host's list within a millisecond, doing the slow part
- * in a worker. Only a link still there after LINK_TEARDOWN_WAIT_MS (the
- * namespace kept alive by something else) is deleted here. The lease goes
- * last, once both are done: its address and names are not reused before
- * the old ones are gone. */
+ * With owner_gone (a veth member whose caller says its processes exited,
+ * or whose caller is gone and took its init along), the link is not
+ * deleted but left to the kernel. Deleting it returns only once the netdev
+ * is unregistered, which waits for RCU grace periods (15-30 ms here, on
+ * the critical path of every run's detach). The member's namespace has no
+ * user left, and its teardown takes the veth pair off the host's list
+ * within a millisecond, doing the slow part in a worker. Only a link still
+ * there after LINK_TEARDOWN_WAIT_MS (the namespace kept alive by something
+ * else) is deleted here. */
 int net_member_undo(const struct net_member *m, bool owner_gone, hull_error *err)
 {
-    pid_t rules = fork();
-    if (rules == 0)
-        _exit(nft_member_remove_batch(m) == 0 ? 0 : 1);
-    bool gone =
-        owner_gone && !m->tap && nl_link_gone_within(m->host_ifname, LINK_TEARDOWN_WAIT_MS);
-    int link = gone ? 0 : nl_link_delete(m->host_ifname, err);
-    int status = -1;
-    while (rules > 0 && waitpid(rules, &status, 0) < 0 && errno == EINTR)
-        ;
-    /* No child, or its batch did not apply (a member with egress rules or
-     * a half-made one): the whole removal, here, after the link. */
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        nft_member_remove(m, NULL);
-    if (link < 0)
+    bool gone = owner_gone && !m->tap && nl_link_gone_within(m->host_ifname, LINK_TEARDOWN_WAIT_MS);
+    /* A link that stays keeps its rules and lease: the next sweep retries. */
+    if (!gone && nl_link_delete(m->host_ifname, err) < 0)
         return -1;
+    nft_member_remove(m, NULL); /* reports nothing: what is left is removed one by one */
     return net_member_delete(m->member, err);
 }
 

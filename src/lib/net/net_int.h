@@ -116,7 +116,8 @@ bool net_member_id_valid(const char *id);
 int nl_link_index(const char *name); /* 0 when absent */
 int nl_bridge_create(const char *name, const char *mac, hull_error *err);
 int nl_link_delete(const char *name, hull_error *err); /* absent is fine */
-/* Whether the link name is gone now or within timeout_ms (polled). */
+/* Whether the link name is gone now or within timeout_ms (waits for its
+ * RTM_DELLINK); false too when that cannot be told. */
 bool nl_link_gone_within(const char *name, unsigned timeout_ms);
 int nl_link_up(const char *name, hull_error *err);
 /* ifalias: "hull <state dir>" marks whose an interface is (prune.c). */

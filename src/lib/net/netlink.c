@@ -16,6 +16,7 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 
 #include "net/net_int.h"
+#include "util/clock.h"
 #include "util/fs.h"
 
 struct nl {
@@ -121,30 +123,71 @@ int nl_bridge_create(const char *name, const char *mac, hull_error *err)
     return 0;
 }
 
+/* 1: the link exists, 0: it does not, -1: the lookup failed (EMFILE...). */
+static int link_exists(const char *name)
+{
+    if (if_nametoindex(name) != 0)
+        return 1;
+    return errno == ENODEV ? 0 : -1;
+}
+
+/* Whether one batch of link notifications holds the deletion of index. */
+static bool deleted_in(const char *buf, ssize_t len, int index)
+{
+    int left = (int)len;
+    for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(h, left);
+         h = mnl_nlmsg_next(h, &left)) {
+        if (h->nlmsg_type != RTM_DELLINK)
+            continue;
+        const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(h);
+        if (ifi->ifi_index == index)
+            return true;
+    }
+    return false;
+}
+
 bool nl_link_gone_within(const char *name, unsigned timeout_ms)
 {
-    struct timespec now, end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_sec += timeout_ms / 1000;
-    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
+    int index = (int)if_nametoindex(name);
+    if (index == 0)
+        return errno == ENODEV;
+    /* Listen first, then look again: a deletion between the two is seen
+     * by the second look, one after it by the listener. */
+    struct mnl_socket *sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    if (!sock)
+        return false;
+    bool gone = false;
+    if (mnl_socket_bind(sock, RTMGRP_LINK, MNL_SOCKET_AUTOPID) == 0) {
+        uint64_t end = hull_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        while (!gone) {
+            int state = link_exists(name);
+            if (state <= 0) {
+                gone = state == 0;
+                break;
+            }
+            uint64_t now = hull_monotonic_ns();
+            if (now >= end)
+                break;
+            struct pollfd pfd = {.fd = mnl_socket_get_fd(sock), .events = POLLIN};
+            int ms = (int)((end - now + 999999) / 1000000);
+            if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+                break;
+            /* Drained whole; ENOBUFS (too many events) just looks again. */
+            ssize_t r;
+            while (!gone && (r = recv(pfd.fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+                gone = deleted_in(buf, r, index);
+        }
     }
-    while (nl_link_index(name) != 0) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
-            return false;
-        nanosleep(&(struct timespec){0, 200000}, NULL);
-    }
-    return true;
+    mnl_socket_close(sock);
+    return gone;
 }
 
 int nl_link_delete(const char *name, hull_error *err)
 {
     int idx = nl_link_index(name);
-    if (idx == 0)
-        return 0;
+    if (idx == 0) /* absent is done; a failed lookup (EMFILE...) is not */
+        return errno == ENODEV ? 0 : hull_error_errno(err, "delete link %s: look up", name);
     cleanup_nl struct nl n = {0};
     char buf[MNL_SOCKET_BUFFER_SIZE];
     if (nl_open(&n, err) < 0)

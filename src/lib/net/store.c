@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "net/net_int.h"
 #include "util/log.h"
@@ -363,6 +364,27 @@ struct member_vec {
     bool remove_torn;
 };
 
+/* A lease a power loss tore (net_member_save does not fsync): not JSON at
+ * all, and last written before this boot, so nothing it named exists. A
+ * lease that fails to load for any other reason (another hull version's,
+ * say) may describe a live member: that stays an error. */
+static bool lease_torn(const char *dir, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%.3900s/%.100s.json", dir, name);
+    struct stat st;
+    struct timespec now, up;
+    if (stat(path, &st) < 0 || clock_gettime(CLOCK_REALTIME, &now) < 0 ||
+        clock_gettime(CLOCK_BOOTTIME, &up) < 0)
+        return false;
+    /* A margin for the clocks' rounding: no boot is that quick. */
+    if (st.st_mtime + 2 >= now.tv_sec - up.tv_sec)
+        return false;
+    cleanup_json json_object *o = NULL;
+    cleanup_hull_error hull_error e = NULL;
+    return hj_parse_file(path, &o, &e) < 0 && hull_error_code(e) == EINVAL;
+}
+
 static int collect_member(const char *name, void *arg, hull_error *err)
 {
     struct member_vec *mv = arg;
@@ -371,17 +393,18 @@ static int collect_member(const char *name, void *arg, hull_error *err)
         return 0;
     if (net_member_load(name, &m, err) < 0) {
         net_member_free(&m);
-        int code = hull_error_code(*err);
-        if (code != EINVAL && code != ENOENT)
-            return -1;
+        char dir[4096];
+        leases_dir(dir, sizeof(dir));
         /* ENOENT: detached since the directory was read (readers such as
-         * hulld's listing do not take the lock). EINVAL: torn (see
-         * net_member_save); it names nothing alive, and the sweep removes it. */
-        if (code == EINVAL)
-            hull_debug("lease %s: %s: skipped", name, hull_error_msg(*err));
+         * hulld's listing do not take the lock). */
+        bool gone = hull_error_code(*err) == ENOENT, torn = !gone && lease_torn(dir, name);
+        if (!gone && !torn)
+            return -1;
         hull_error_free(err);
-        if (code == EINVAL && mv->remove_torn)
-            net_member_delete(name, NULL); /* a leftover is only skipped again */
+        if (torn && mv->remove_torn) {
+            hull_warn("lease %s: torn before this boot (not JSON): removed", name);
+            net_member_delete(name, NULL); /* if it stays, it is only skipped again */
+        }
         return 0;
     }
     if (mv->network && strcmp(mv->network, m.network) != 0) {
