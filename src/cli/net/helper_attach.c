@@ -29,10 +29,11 @@ static int hold(int sock, const char *member, hull_error *err)
             hull_error_free(&e);
             continue;
         }
-        /* Asked (the caller's processes have all exited) or the caller
-         * is gone (its init dies with it): either way the namespace is
-         * going, and its veth with it. */
-        if (net_member_detach(member, false, true, err) < 0)
+        /* Asked: the caller's processes have all exited (see
+         * net_member_undo). A caller that is gone (EOF) may have left
+         * them running a moment longer: its init dies with it, but the
+         * link goes first all the same. */
+        if (net_member_detach(member, false, rc > 0, err) < 0)
             return -1;
         if (rc > 0)
             return netcli_reply(sock, NULL, -1, err);

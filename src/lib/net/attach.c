@@ -12,11 +12,13 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "net/net_int.h"
 #include "util/fs.h"
+#include "util/log.h"
 #include "util/proc.h"
 
 static void random_bytes(uint8_t *b, size_t n)
@@ -315,25 +317,56 @@ static int network_for(const char *name, bool moving, struct net_def *d, hull_er
  * worker that a loaded machine schedules late. */
 #define LINK_TEARDOWN_WAIT_MS 2000
 
-/* The link first, then the rules, then the lease. The rules go only once
- * the link is gone: a frame from a port whose element has left the bridge's
- * port map would skip that port's checks. The lease goes last, so that its
+/* owner_gone: the caller said every process of the member has exited (its
+ * pid namespace's init was reaped). What its namespace may still send is
+ * the kernel's own (a lingering socket's FIN or retransmission) from the
+ * addresses hull gave it, which no process without CAP_NET_ADMIN changed;
+ * so the rules can go while the link does, and the two slow parts overlap.
+ *
+ * Both wait for RCU grace periods in the kernel. Deleting a link returns
+ * only once the netdev is unregistered (15-30 ms here). But the member's
+ * namespace has no user left, and its teardown takes the veth pair off
+ * the host's list after one grace period, doing the rest in a worker: so
+ * the link is not deleted but waited for (its RTM_DELLINK), and deleted
+ * here only if it is still there after LINK_TEARDOWN_WAIT_MS (the
+ * namespace kept alive by something else). nf_tables frees a deletion's
+ * objects after a grace period, and closing the netlink socket that sent
+ * it waits for that (5-15 ms): the rules go in a child meanwhile (raw
+ * batch only, so libnftables' context and its socket stay ours). */
+static int undo_after_owner(const struct net_member *m, hull_error *err)
+{
+    pid_t rules = fork();
+    if (rules == 0)
+        _exit(nft_member_remove_batch(m) == 0 ? 0 : 1);
+    if (rules < 0)
+        hull_debug("member %s: fork: %s; rules after the link", m->member, strerror(errno));
+    bool gone = nl_link_gone_within(m->host_ifname, LINK_TEARDOWN_WAIT_MS);
+    int link = gone ? 0 : nl_link_delete(m->host_ifname, err);
+    int status = -1;
+    while (rules > 0 && waitpid(rules, &status, 0) < 0 && errno == EINTR)
+        ;
+    /* No child, or its batch did not apply (a member with egress rules or
+     * a half-made one): the whole removal, here. */
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        nft_member_remove(m, NULL);
+    if (link < 0)
+        return -1;
+    return net_member_delete(m->member, err);
+}
+
+/* The link, its rules, then the lease: the lease goes last, so that its
  * address and names are not reused before the old ones are gone.
  *
- * With owner_gone (a veth member whose caller says its processes exited,
- * or whose caller is gone and took its init along), the link is not
- * deleted but left to the kernel. Deleting it returns only once the netdev
- * is unregistered, which waits for RCU grace periods (15-30 ms here, on
- * the critical path of every run's detach). The member's namespace has no
- * user left, and its teardown takes the veth pair off the host's list
- * within a millisecond, doing the slow part in a worker. Only a link still
- * there after LINK_TEARDOWN_WAIT_MS (the namespace kept alive by something
- * else) is deleted here. */
+ * While the member's processes may run (owner_gone false: an attach that
+ * failed, a caller that died, prune --force, a TAP whose QEMU may live),
+ * the link goes before its rules: a frame from a port whose element has
+ * left the bridge's port map would skip that port's checks. A link that
+ * stays keeps its rules and lease, and the next sweep tries again. */
 int net_member_undo(const struct net_member *m, bool owner_gone, hull_error *err)
 {
-    bool gone = owner_gone && !m->tap && nl_link_gone_within(m->host_ifname, LINK_TEARDOWN_WAIT_MS);
-    /* A link that stays keeps its rules and lease: the next sweep retries. */
-    if (!gone && nl_link_delete(m->host_ifname, err) < 0)
+    if (owner_gone && !m->tap)
+        return undo_after_owner(m, err);
+    if (nl_link_delete(m->host_ifname, err) < 0)
         return -1;
     nft_member_remove(m, NULL); /* reports nothing: what is left is removed one by one */
     return net_member_delete(m->member, err);
