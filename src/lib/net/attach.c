@@ -313,9 +313,12 @@ static int network_for(const char *name, bool moving, struct net_def *d, hull_er
 }
 
 /* How long a finished veth member's link may take to go with its
- * namespace: generous, since the kernel batches dying namespaces in one
- * worker that a loaded machine schedules late. */
-#define LINK_TEARDOWN_WAIT_MS 2000
+ * namespace before it is deleted the slow way. The network lock is held
+ * meanwhile, and a member can keep its namespace alive after its last
+ * process (an orphaned TCP socket still sending), so every other attach
+ * and detach waits this long behind such a member: it stays short, ten
+ * times a quiet machine's teardown. Past it, the delete is only slower. */
+#define LINK_TEARDOWN_WAIT_MS 200
 
 /* owner_gone: the caller said every process of the member has exited (its
  * pid namespace's init was reaped). What its namespace may still send is
@@ -349,6 +352,8 @@ static int undo_after_owner(const struct net_member *m, hull_error *err)
      * a half-made one): the whole removal, here. */
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         nft_member_remove(m, NULL);
+    /* A link neither gone nor deleted has lost its rules already; nothing
+     * runs behind it, and the lease stays for the next sweep. */
     if (link < 0)
         return -1;
     return net_member_delete(m->member, err);
@@ -378,6 +383,7 @@ int net_sweep(hull_error *err)
     size_t n = 0;
     if (net_member_list_ex(NULL, true, &ms, &n, err) < 0)
         return -1;
+    net_leases_mark_boot(); /* torn leases of an earlier boot are gone now */
     /* Every dead member is tried: one that cannot be undone (reported)
      * does not keep the others. */
     int rc = 0;

@@ -169,7 +169,10 @@ void hull_net_session_drop(struct hull_net_session **helper);
  * lease (and the TAP fd). On failure nothing of it is left on the host. */
 int hull_net_attach(const struct hull_net_attach_req *req, struct hull_net_session **session,
                     struct hull_net_lease *lease, hull_error *err);
-/* Undo a held attachment and reap the helper; frees session. NULL is a no-op. */
+/* Undo a held attachment and reap the helper; frees session. NULL is a no-op.
+ * Only once every process in the member's network namespace has exited
+ * (its pid namespace's init reaped): the helper then removes the rules
+ * while the veth goes with the namespace (net_member_undo). */
 int hull_net_detach(struct hull_net_session *session, hull_error *err);
 /* Undo an attachment by member id (!hold attaches; crash leftovers). A
  * member that is not attached is not an error. */

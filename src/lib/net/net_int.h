@@ -104,6 +104,10 @@ int net_member_delete(const char *member, hull_error *err);
 int net_member_list(const char *network, struct net_member **out, size_t *n, hull_error *err);
 /* The same; with remove_torn (under the lock only), a lease file that does
  * not parse is removed as well as skipped. */
+/* Mark the leases directory with this boot (net_sweep, under the lock):
+ * a lease that does not parse counts as torn only in a directory marked
+ * with an earlier boot. */
+void net_leases_mark_boot(void);
 int net_member_list_ex(const char *network, bool remove_torn, struct net_member **out, size_t *n,
                        hull_error *err);
 void net_member_free(struct net_member *m);

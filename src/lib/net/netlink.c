@@ -123,27 +123,15 @@ int nl_bridge_create(const char *name, const char *mac, hull_error *err)
     return 0;
 }
 
-/* 1: the link exists, 0: it does not, -1: the lookup failed (EMFILE...). */
-static int link_exists(const char *name)
+/* 1: the link with this index exists, 0: it does not, -1: the lookup
+ * failed (EMFILE...). By index: a renamed link, or one that only left its
+ * bridge (an AF_BRIDGE RTM_DELLINK), is still there. */
+static int link_index_exists(int index)
 {
-    if (if_nametoindex(name) != 0)
+    char name[IF_NAMESIZE];
+    if (if_indextoname((unsigned)index, name))
         return 1;
-    return errno == ENODEV ? 0 : -1;
-}
-
-/* Whether one batch of link notifications holds the deletion of index. */
-static bool deleted_in(const char *buf, ssize_t len, int index)
-{
-    int left = (int)len;
-    for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(h, left);
-         h = mnl_nlmsg_next(h, &left)) {
-        if (h->nlmsg_type != RTM_DELLINK)
-            continue;
-        const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(h);
-        if (ifi->ifi_index == index)
-            return true;
-    }
-    return false;
+    return errno == ENXIO || errno == ENODEV ? 0 : -1;
 }
 
 bool nl_link_gone_within(const char *name, unsigned timeout_ms)
@@ -152,7 +140,7 @@ bool nl_link_gone_within(const char *name, unsigned timeout_ms)
     if (index == 0)
         return errno == ENODEV;
     /* Listen first, then look again: a deletion between the two is seen
-     * by the second look, one after it by the listener. */
+     * by the look, one after it wakes the listener. */
     struct mnl_socket *sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
     if (!sock)
         return false;
@@ -160,8 +148,8 @@ bool nl_link_gone_within(const char *name, unsigned timeout_ms)
     if (mnl_socket_bind(sock, RTMGRP_LINK, MNL_SOCKET_AUTOPID) == 0) {
         uint64_t end = hull_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
         char buf[MNL_SOCKET_BUFFER_SIZE];
-        while (!gone) {
-            int state = link_exists(name);
+        for (;;) {
+            int state = link_index_exists(index);
             if (state <= 0) {
                 gone = state == 0;
                 break;
@@ -173,10 +161,9 @@ bool nl_link_gone_within(const char *name, unsigned timeout_ms)
             int ms = (int)((end - now + 999999) / 1000000);
             if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
                 break;
-            /* Drained whole; ENOBUFS (too many events) just looks again. */
-            ssize_t r;
-            while (!gone && (r = recv(pfd.fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-                gone = deleted_in(buf, r, index);
+            /* Any link event (or ENOBUFS: too many) only means: look again. */
+            while (recv(pfd.fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+                ;
         }
     }
     mnl_socket_close(sock);

@@ -364,22 +364,64 @@ struct member_vec {
     bool remove_torn;
 };
 
+/* The boot the leases directory was last swept in (net_sweep, under the
+ * lock, before any attach writes a lease), as the kernel's boot id: in
+ * LEASES_DIR.boot, beside the directory, whose every file is a lease. */
+#define BOOT_MARK ".boot"
+
+static bool boot_id_now(char id[40])
+{
+    cleanup_free char *text = NULL;
+    hull_error ignored = NULL;
+    bool ok = hull_read_file("/proc/sys/kernel/random/boot_id", &text, NULL, &ignored) == 0;
+    hull_error_free(&ignored); /* no boot id: no lease counts as torn */
+    if (ok)
+        snprintf(id, 40, "%.*s", (int)strcspn(text, "\n"), text);
+    return ok && id[0];
+}
+
+/* Whether every lease in dir was written before this boot: the directory
+ * was last swept in another. No mark (never swept, or an older hull's):
+ * not known, so no. */
+static bool leases_predate_boot(const char *dir)
+{
+    char now[40], path[4200];
+    cleanup_free char *mark = NULL;
+    hull_error ignored = NULL;
+    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
+    bool marked = hull_read_file(path, &mark, NULL, &ignored) == 0;
+    hull_error_free(&ignored); /* unreadable: not known */
+    return marked && boot_id_now(now) && strncmp(mark, now, strlen(now)) != 0;
+}
+
+void net_leases_mark_boot(void)
+{
+    char dir[4096], now[40], path[4200];
+    if (!boot_id_now(now))
+        return;
+    leases_dir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
+    cleanup_free char *mark = NULL;
+    hull_error e = NULL;
+    bool same = hull_read_file(path, &mark, NULL, &e) == 0 && strncmp(mark, now, strlen(now)) == 0;
+    hull_error_free(&e); /* unreadable: written anew below */
+    if (same)
+        return;
+    if (hull_write_path_atomic(path, now, strlen(now), 0600, &e) < 0)
+        hull_debug("leases: boot mark: %s", hull_error_msg(e));
+    hull_error_free(&e); /* without a mark, a torn lease stays an error: fail closed */
+}
+
 /* A lease a power loss tore (net_member_save does not fsync): not JSON at
- * all, and last written before this boot, so nothing it named exists. A
- * lease that fails to load for any other reason (another hull version's,
- * say) may describe a live member: that stays an error. */
+ * all, in a directory last swept in an earlier boot, so nothing it named
+ * exists. A lease that fails to load for any other reason (another hull
+ * version's, say) may describe a live member: that stays an error. */
 static bool lease_torn(const char *dir, const char *name)
 {
+    if (!leases_predate_boot(dir))
+        return false;
     char path[4200];
     snprintf(path, sizeof(path), "%.3900s/%.100s.json", dir, name);
-    struct stat st;
-    struct timespec now, up;
-    if (stat(path, &st) < 0 || clock_gettime(CLOCK_REALTIME, &now) < 0 ||
-        clock_gettime(CLOCK_BOOTTIME, &up) < 0)
-        return false;
-    /* A margin for the clocks' rounding: no boot is that quick. */
-    if (st.st_mtime + 2 >= now.tv_sec - up.tv_sec)
-        return false;
     cleanup_json json_object *o = NULL;
     cleanup_hull_error hull_error e = NULL;
     return hj_parse_file(path, &o, &e) < 0 && hull_error_code(e) == EINVAL;

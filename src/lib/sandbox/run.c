@@ -615,7 +615,7 @@ static int ns_attach(struct run *x, const struct hull_runtime *rt, hull_error *e
     if (hull_sandbox_net_attach(&x->net, x->p, x->id, x->c.launch.pid, err) == 0)
         return 0;
     kill_all(x);
-    waitpid(x->c.launch.pid, NULL, 0);
+    hull_reap(x->c.launch.pid); /* every process gone before the network's detach */
     hull_error e = NULL;
     if (hull_container_destroy(rt, x->c.dirfd, &x->c.cs, &e) < 0) {
         hull_warn("sandbox %s: cleanup: %s", x->id, hull_error_msg(e));
@@ -676,7 +676,7 @@ static int ns_launch(struct run *x, hull_error *err)
         hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {
         internal_error(r, &e);
         kill_all(x);
-        waitpid(x->c.launch.pid, NULL, 0);
+        hull_reap(x->c.launch.pid); /* as above */
     } else {
         ns_supervise(x, start);
     }
