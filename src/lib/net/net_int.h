@@ -102,14 +102,14 @@ int net_member_save(const struct net_member *m, hull_error *err);
 int net_member_delete(const char *member, hull_error *err);
 /* Every lease (of network, or all when NULL). */
 int net_member_list(const char *network, struct net_member **out, size_t *n, hull_error *err);
-/* The same; with remove_torn (under the lock only), a lease file that does
- * not parse is removed as well as skipped. */
+/* The same; with remove_torn (under the lock only), a torn lease (see
+ * net_leases_mark_boot) is removed as well as skipped. */
+int net_member_list_ex(const char *network, bool remove_torn, struct net_member **out, size_t *n,
+                       hull_error *err);
 /* Mark the leases directory with this boot (net_sweep, under the lock):
  * a lease that does not parse counts as torn only in a directory marked
  * with an earlier boot. */
 void net_leases_mark_boot(void);
-int net_member_list_ex(const char *network, bool remove_torn, struct net_member **out, size_t *n,
-                       hull_error *err);
 void net_member_free(struct net_member *m);
 void net_members_free(struct net_member *m, size_t n);
 json_object *net_member_json(const struct net_member *m);
@@ -196,7 +196,7 @@ int net_member_attach(const struct hull_net_attach_req *req, struct net_member *
 /* owner_gone: the caller's processes, and so its network namespace's last
  * users, are gone (see net_member_undo). */
 int net_member_detach(const char *member, bool locked, bool owner_gone, hull_error *err);
-/* Undo one loaded member: rules, interface, lease (lock held). */
+/* Undo one loaded member: interface, rules, lease (lock held). */
 int net_member_undo(const struct net_member *m, bool owner_gone, hull_error *err);
 /* Remove every member whose owner is gone (caller holds the lock). */
 int net_sweep(hull_error *err);

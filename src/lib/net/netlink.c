@@ -136,7 +136,7 @@ static int link_index_exists(int index)
 
 bool nl_link_gone_within(const char *name, unsigned timeout_ms)
 {
-    int index = (int)if_nametoindex(name);
+    int index = nl_link_index(name);
     if (index == 0)
         return errno == ENODEV;
     /* Listen first, then look again: a deletion between the two is seen

@@ -358,6 +358,7 @@ void net_members_free(struct net_member *m, size_t n)
 }
 
 struct member_vec {
+    const char *dir; /* the leases directory */
     const char *network;
     struct net_member *v;
     size_t n;
@@ -380,33 +381,35 @@ static bool boot_id_now(char id[40])
     return ok && id[0];
 }
 
-/* Whether every lease in dir was written before this boot: the directory
- * was last swept in another. No mark (never swept, or an older hull's):
- * not known, so no. */
-static bool leases_predate_boot(const char *dir)
+/* Whether dir's mark names the boot `now`: 1 yes, 0 another boot, -1 no
+ * mark (never swept, an older hull's) or an unreadable one. */
+static int boot_mark_is(const char *dir, const char *now)
 {
-    char now[40], path[4200];
+    char path[4200];
+    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
     cleanup_free char *mark = NULL;
     hull_error ignored = NULL;
-    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
     bool marked = hull_read_file(path, &mark, NULL, &ignored) == 0;
-    hull_error_free(&ignored); /* unreadable: not known */
-    return marked && boot_id_now(now) && strncmp(mark, now, strlen(now)) != 0;
+    hull_error_free(&ignored); /* unreadable: as unmarked */
+    return marked ? strncmp(mark, now, strlen(now)) == 0 : -1;
+}
+
+/* Whether every lease in dir was written before this boot: the directory
+ * was last swept in another. Not known (no mark or no boot id): no. */
+static bool leases_predate_boot(const char *dir)
+{
+    char now[40];
+    return boot_id_now(now) && boot_mark_is(dir, now) == 0;
 }
 
 void net_leases_mark_boot(void)
 {
     char dir[4096], now[40], path[4200];
-    if (!boot_id_now(now))
-        return;
     leases_dir(dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
-    cleanup_free char *mark = NULL;
-    hull_error e = NULL;
-    bool same = hull_read_file(path, &mark, NULL, &e) == 0 && strncmp(mark, now, strlen(now)) == 0;
-    hull_error_free(&e); /* unreadable: written anew below */
-    if (same)
+    if (!boot_id_now(now) || boot_mark_is(dir, now) == 1)
         return;
+    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
+    hull_error e = NULL;
     if (hull_write_path_atomic(path, now, strlen(now), 0600, &e) < 0)
         hull_debug("leases: boot mark: %s", hull_error_msg(e));
     hull_error_free(&e); /* without a mark, a torn lease stays an error: fail closed */
@@ -435,11 +438,9 @@ static int collect_member(const char *name, void *arg, hull_error *err)
         return 0;
     if (net_member_load(name, &m, err) < 0) {
         net_member_free(&m);
-        char dir[4096];
-        leases_dir(dir, sizeof(dir));
         /* ENOENT: detached since the directory was read (readers such as
          * hulld's listing do not take the lock). */
-        bool gone = hull_error_code(*err) == ENOENT, torn = !gone && lease_torn(dir, name);
+        bool gone = hull_error_code(*err) == ENOENT, torn = !gone && lease_torn(mv->dir, name);
         if (!gone && !torn)
             return -1;
         hull_error_free(err);
@@ -473,7 +474,7 @@ int net_member_list_ex(const char *network, bool remove_torn, struct net_member 
 {
     char dir[4096];
     leases_dir(dir, sizeof(dir));
-    struct member_vec mv = {.network = network, .remove_torn = remove_torn};
+    struct member_vec mv = {.dir = dir, .network = network, .remove_torn = remove_torn};
     if (each_json(dir, collect_member, &mv, err) < 0) {
         net_members_free(mv.v, mv.n);
         return -1;
