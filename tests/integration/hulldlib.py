@@ -47,19 +47,22 @@ class Response:
 
 
 def children(pid):
+    """The processes whose parent is pid (any of its threads), from each
+    process's stat: the per-thread /proc/PID/task/TID/children lists are
+    only reliable for stopped tasks (proc(5)), and a child whose forking
+    thread has just ended is missed while it is reparented."""
     out = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for t in tasks:
-        # A thread (one per connection) may end meanwhile: skip it alone,
-        # not the threads after it (whose children would be missed).
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            with open(f"/proc/{pid}/task/{t}/children") as f:
-                out += [int(x) for x in f.read().split()]
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
         except OSError:
-            pass
+            continue
+        # Field 4 (ppid) comes after the command, which may hold spaces.
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(entry))
     return out
 
 
