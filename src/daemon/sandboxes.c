@@ -476,6 +476,10 @@ void sandboxes_end(const char *id, const char *reason)
 {
     struct sbx *s = sbx_find(id, NULL);
     if (s) {
+        /* Another node has this sandbox now (moved, or restored while this
+         * one was down). Out of the table first, so that a request for it
+         * is forwarded there while this copy ends, never answered by it. */
+        sbx_unlink(s);
         destroy(s, reason);
         sbx_release(s);
     }

@@ -60,15 +60,18 @@ struct sbx *sbx_find(const char *id, const char *tenant)
 
 void sbx_unlink(struct sbx *s)
 {
+    bool listed = false;
     pthread_mutex_lock(&tab_mu);
     for (struct sbx **p = &table; *p; p = &(*p)->next)
         if (*p == s) {
             *p = s->next;
             s->refs--; /* the table's reference */
+            listed = true;
             break;
         }
     pthread_mutex_unlock(&tab_mu);
-    cluster_sandbox_removed(s->id);
+    if (listed)
+        cluster_sandbox_removed(s->id);
 }
 
 struct sbx *sbx_new(const char *id, const char *tenant, const char *container)

@@ -38,7 +38,8 @@ struct sbx {
 
 /* The live sandbox id of tenant (NULL: any), with a reference. */
 struct sbx *sbx_find(const char *id, const char *tenant);
-/* Out of the table (its reference dropped); the caller's stays. */
+/* Out of the table (its reference dropped); the caller's stays. Once:
+ * a second call does nothing. */
 void sbx_unlink(struct sbx *s);
 /* Whether s is still in the table. */
 bool sbx_listed(struct sbx *s);
