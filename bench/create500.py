@@ -191,12 +191,36 @@ def pause_resume(rt, ids, out):
         out.update(pause_ms=statistics.median(pause) * 1000, resume_ms=statistics.median(resume) * 1000)
 
 
+def settle(least_s=3.0, window_s=3.0, slack_kib=1024, most_s=60.0):
+    """Wait for the previous round's teardown to finish in the kernel: a
+    deleted container's network namespace, cgroups and their per-cpu data
+    are freed by workqueues and RCU callbacks well after `delete` returned
+    (here ~1.5 s after 200 deletes, tens of MiB at once). Measured while
+    that runs, the next runtime's growth would be understated by what the
+    previous one frees. Settled: pinned memory held within slack_kib over
+    the last window_s seconds."""
+    step = 0.5
+    readings = []
+    t0 = time.monotonic()
+    while True:
+        readings.append(pinned_kib())
+        keep = int(window_s / step) + 1
+        recent = readings[-keep:]
+        waited = time.monotonic() - t0
+        if waited >= least_s and len(recent) == keep and max(recent) - min(recent) <= slack_kib:
+            return waited
+        if waited >= most_s:
+            print(f"pinned memory still moving after {most_s:.0f} s; measuring anyway", file=sys.stderr)
+            return waited
+        time.sleep(step)
+
+
 def bench(rt, bundle, n, sample, tag, meter):
     ids = [f"{tag}-{rt.name}-{i}" for i in range(n)]
     made = []
     out = {"runtime": rt.name}
     try:
-        time.sleep(1)  # let the previous runtime's teardown settle
+        settle()  # the previous runtime's teardown, finished in the kernel too
         fields_before = pinned_fields()
         before, pinned_before = mem_available_kib(), pinned_kib(fields_before)
         charged_before = meter.read() if meter.dir else None
