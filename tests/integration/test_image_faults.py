@@ -370,6 +370,42 @@ def test_stalled_blob_times_out_then_resumes(proxied, store, seeded):
     assert r.returncode == 0 and r.stdout.split()[0] == str(8 << 20), r.stderr
 
 
+def test_a_layer_unpacks_while_another_is_still_arriving(registry, store, tmp_path):
+    """Each layer is unpacked as soon as its blob is stored, not after the
+    last blob: while the big layer's blob stalls, the small layer is already
+    in place. The pull that then fails takes it away again, with the rest of
+    what it made, and the next pull completes."""
+    layout = tmp_path / "early-layout"
+    img = big_image(layout, "early", seed=b"early")
+    push_oci(layout, "early", f"{registry.host}/faults/early:1")
+    small = store / "hull" / "layers" / img.layers[0].diff_id[7:]
+    big = img.layers[1].digest
+    with FaultProxy(registry.host) as proxy:
+        ref = f"{proxy.host}/faults/early:1"
+        proxy.rule(rf"^GET /v2/faults/early/blobs/{big}", "stall", 0.5)
+        env = dict(os.environ, HULL_IMAGE_ROOT=str(store))
+        p = subprocess.Popen([il.HULL, "image", "pull", "--tls-verify=false", ref], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not small.is_dir() and p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert small.is_dir(), "the small layer was not unpacked while the big blob stalled"
+            assert p.poll() is None, "the pull ended while its big blob was stalled"
+            assert not (store / "blobs/sha256" / big[7:]).exists()
+            assert (small / "bin" / "busybox").is_file()
+        finally:
+            proxy.release()  # the stalled response ends, cut short
+            out, err = p.communicate(timeout=300)
+        if p.returncode != 0:
+            assert re.search(r"^hull: ", err, re.M), err
+            assert not small.exists(), "a failed pull left the layer it unpacked"
+        proxy.clear()
+        assert pull(store, ref, check=True).stdout.split()[-1] == img.digest
+    assert small.is_dir()
+
+
 def test_oversized_manifest_refused(proxied, store, seeded):
     proxy, ref, img = proxied
     man = {"schemaVersion": 2, "mediaType": il.MT_OCI_MANIFEST,

@@ -118,7 +118,8 @@ void image_layer_unlock(int layersfd, const char *name, int fd)
     close(fd);
 }
 
-static int openat2_works = -1;
+/* Probed once by whichever thread gets here first (unpack_queue.c). */
+static _Atomic int openat2_works = -1;
 
 int image_layer_open_at(int dirfd, const char *comp, int flags)
 {

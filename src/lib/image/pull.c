@@ -9,7 +9,8 @@
  *              a .part a killed pull left); a blob already stored is neither
  *              fetched nor HEADed; a second pull of the same blob waits on the
  *              writer's lock and then finds it stored
- *   unpack     image_unpack_all
+ *   unpack     each layer as soon as its blob is stored, by a pool of threads
+ *              (unpack_queue.c) while the other blobs are still arriving
  *   name       image_store_tag, last: a pull killed at any moment leaves no
  *              name pointing at data that is not there
  *
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "image/registry.h"
+#include "image/unpack_queue.h"
 #include "util/error.h"
 
 #define ACCEPT_MANIFESTS                                                                           \
@@ -35,7 +37,25 @@ struct pull {
     const char *repo;
     char *scope;
     struct reg_added *added; /* blobs and layers this pull published */
+    /* While the layers are fetched: the manifest's layers and their
+     * diff-ids, and the queue a layer goes to once its blob is stored
+     * (NULL: unpacked after the fetch). */
+    const struct image_manifest *m;
+    const struct image_config *cfg;
+    struct unpack_queue *unpack;
 };
+
+/* Blob digest is stored: every layer made of it can be unpacked now. */
+static int blob_stored(struct pull *p, const char *digest, hull_error *err)
+{
+    if (p->unpack == NULL)
+        return 0;
+    for (size_t i = 0; i < p->m->n_layers; i++)
+        if (strcmp(p->m->layers[i].digest, digest) == 0 &&
+            unpack_queue_add(p->unpack, p->m->layers[i].digest, p->cfg->diff_ids[i], err) < 0)
+            return -1;
+    return 0;
+}
 
 /* image_blob_put, noting a blob that was not there before. */
 static int put_blob(struct pull *p, const char *body, size_t len, hull_error *err)
@@ -216,7 +236,7 @@ static int blob_end(struct blob_fetch *b, hull_error *err)
     if (reg_added_push(b->p->added, false, b->d->digest) < 0)
         return hull_error_errno(err, "out of memory");
     progress(b->p->o, b->what, "done", b->d->size, b->d->size);
-    return 0;
+    return blob_stored(b->p, b->d->digest, err);
 }
 
 /* One blob, here and now (the config, and a layer whose parallel fetch was
@@ -334,15 +354,20 @@ static int fetch_layers(struct pull *p, const struct image_desc *descs, size_t n
             char what[20];
             short_digest(descs[i].digest, what);
             progress(p->o, what, "exists", descs[i].size, descs[i].size);
+            r = blob_stored(p, descs[i].digest, err);
             continue;
         }
         todo[nt++] = &descs[i];
     }
     if (r == 0)
         qsort(todo, nt, sizeof(*todo), by_digest);
-    for (size_t i = 0; r == 0 && i < nt; i++)
-        if (blob_begin(p, todo[i], NULL, &f[i], err) < 0)
+    for (size_t i = 0; r == 0 && i < nt; i++) {
+        int b = blob_begin(p, todo[i], NULL, &f[i], err);
+        if (b == 1) /* another pull stored it meanwhile */
+            b = blob_stored(p, todo[i]->digest, err);
+        if (b < 0)
             r = hull_error_prefix(err, "layer %s", todo[i]->digest);
+    }
     size_t next = 0, active = 0;
     while (r == 0 && (next < nt || active > 0)) {
         while (r == 0 && active < parallel && next < nt) {
@@ -452,22 +477,37 @@ static int pull_from(struct pull *p, const struct image_ref *ref, const char *na
     if (image_blob_read(p->s, m.config.digest, HULL_IMAGE_CONFIG_MAX, &ctext, &clen, err) < 0 ||
         image_config_parse(ctext, clen, &cfg, err) < 0)
         return hull_error_prefix(err, "config %s", m.config.digest);
-    if (fetch_layers(p, m.layers, m.n_layers, err) < 0)
-        return -1;
-    record_sources(p, &m, mdesc->digest);
-
-    /* Unpack, then name: the name is the last thing written. */
-    struct image img = {0};
-    img.entry.desc = *mdesc;
-    img.manifest = m;
-    img.config = cfg;
-    img.manifest_digest = mdesc->digest;
+    /* The layers this pull will have made, for the undo of a failed one:
+     * noted before any is unpacked. */
     for (size_t i = 0; i < cfg.n_diff_ids; i++) {
         cleanup_hull_error hull_error probe = NULL;
         cleanup_free char *have = image_layer_path(p->s, cfg.diff_ids[i], &probe);
         if (!have && reg_added_push(p->added, true, cfg.diff_ids[i]) < 0)
             return hull_error_errno(err, "out of memory");
     }
+    /* A config that does not match its manifest gets no queue: the unpack
+     * below says what is wrong. */
+    if (cfg.n_diff_ids == m.n_layers && m.n_layers > 0) {
+        p->m = &m;
+        p->cfg = &cfg;
+        if (unpack_queue_start(p->s, m.n_layers, &p->unpack, err) < 0)
+            return -1;
+    }
+    int fetched = fetch_layers(p, m.layers, m.n_layers, err);
+    /* A failed fetch drops the unpacks not started; the ones running end
+     * whole, and the undo removes them. */
+    int unpacked = unpack_queue_finish(p->unpack, fetched < 0, err);
+    p->unpack = NULL;
+    if (fetched < 0 || unpacked < 0)
+        return -1;
+    record_sources(p, &m, mdesc->digest);
+
+    /* Unpack what is left, then name: the name is the last thing written. */
+    struct image img = {0};
+    img.entry.desc = *mdesc;
+    img.manifest = m;
+    img.config = cfg;
+    img.manifest_digest = mdesc->digest;
     progress(p->o, "layers", "unpacking", 0, (int64_t)m.n_layers);
     if (image_unpack_all(p->s, &img, err) < 0)
         return -1;
