@@ -253,6 +253,9 @@ def test_devices_setid_and_xattrs(store):
         entry("usr/bin/ping", data=b"ping", mode=0o755,
               xattrs={"security.capability": cap.decode("latin-1")}),
         entry("shared", "dir", mode=0o2775, gid=100),
+        # made in a set-gid directory (its group, 100) under the umask (022):
+        # the tar's group and every permission bit still win
+        entry("shared/open", data=b"o", mode=0o666),
         entry("tmp", "dir", mode=0o1777),
         entry("x", data=b"x", xattrs={"user.a": "1", "trusted.evil": "1",
                                       "security.selinux": "system_u:object_r:etc_t:s0"}),
@@ -270,6 +273,8 @@ def test_devices_setid_and_xattrs(store):
     assert os.lstat(d / "usr/bin/su").st_mode & 0o7777 == 0o4755
     assert os.lstat(d / "usr/bin/wall").st_mode & 0o7777 == 0o2755
     assert os.lstat(d / "shared").st_mode & 0o7777 == 0o2775
+    st = os.lstat(d / "shared/open")
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o666)
     assert os.lstat(d / "tmp").st_mode & 0o7777 == 0o1777
     assert os.getxattr(d / "usr/bin/ping", "security.capability") == cap
     names = os.listxattr(d / "x")
