@@ -442,7 +442,7 @@ void api_cluster_receive(const struct request *rq, struct resp *r)
         incoming_free(in);
         return;
     }
-    if (sandboxes_alive(in->id, NULL)) {
+    if (sandboxes_here(in->id)) { /* live, or its previous copy still ending */
         resp_error(r, 409, "conflict", "sandbox", "sandbox '%s' already runs here", in->id);
         incoming_free(in);
         return;

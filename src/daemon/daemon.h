@@ -219,6 +219,9 @@ int sandboxes_call(const char *id, const char *tenant, const char *op, json_obje
 void sandboxes_touch(const char *id, const char *tenant);
 /* True while sandbox id of tenant (NULL: any) is live. */
 bool sandboxes_alive(const char *id, const char *tenant);
+/* Whether id is in the table: live, or a copy another node took still
+ * ending here (sandboxes_end). */
+bool sandboxes_here(const char *id);
 /* sbx_metrics.c: Prometheus lines for each sandbox's CPU and memory: tenant's only, or
  * every tenant's for NULL (an admin). */
 void sandboxes_metrics(FILE *out, const char *tenant);

@@ -45,9 +45,9 @@ void cluster_moves_check(struct redisContext *c);
  * from here on, also on failure (its keeper told to end). */
 int sandboxes_insert(const char *id, const char *tenant, const char *container, const char *spec,
                      unsigned lifetime_s, pid_t pid, int sock, hull_error *err);
-/* Sandbox id moved away: out of the table (a request for it is forwarded
- * to its node from then on), then its keeper ended, recorded "destroyed"
- * with reason. */
+/* Sandbox id moved away: marked ending (a request for it is forwarded to
+ * its node from then on), its keeper ended, out of the table, recorded
+ * "destroyed" with reason. */
 void sandboxes_end(const char *id, const char *reason);
 
 #endif

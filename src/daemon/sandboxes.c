@@ -474,12 +474,12 @@ void api_sandboxes(const struct request *rq, const char *id, const char *action,
 
 void sandboxes_end(const char *id, const char *reason)
 {
-    struct sbx *s = sbx_find(id, NULL);
+    /* Another node has this sandbox now (moved, or restored while this one
+     * was down). Marked ending first: from then on a request for it is
+     * forwarded there, never answered by this copy, while the id still
+     * counts as here, so it cannot move back in before this copy is gone. */
+    struct sbx *s = sbx_find_to_end(id);
     if (s) {
-        /* Another node has this sandbox now (moved, or restored while this
-         * one was down). Out of the table first, so that a request for it
-         * is forwarded there while this copy ends, never answered by it. */
-        sbx_unlink(s);
         destroy(s, reason);
         sbx_release(s);
     }

@@ -46,16 +46,42 @@ static void unref(struct sbx *s)
     free(s);
 }
 
-struct sbx *sbx_find(const char *id, const char *tenant)
+static struct sbx *find_locked(const char *id, const char *tenant)
 {
-    pthread_mutex_lock(&tab_mu);
     struct sbx *s = table;
-    while (s && (strcmp(s->id, id) != 0 || (tenant && strcmp(s->tenant, tenant) != 0)))
+    while (s && (s->ending || strcmp(s->id, id) != 0 || (tenant && strcmp(s->tenant, tenant) != 0)))
         s = s->next;
     if (s)
         s->refs++;
+    return s;
+}
+
+struct sbx *sbx_find(const char *id, const char *tenant)
+{
+    pthread_mutex_lock(&tab_mu);
+    struct sbx *s = find_locked(id, tenant);
     pthread_mutex_unlock(&tab_mu);
     return s;
+}
+
+struct sbx *sbx_find_to_end(const char *id)
+{
+    pthread_mutex_lock(&tab_mu);
+    struct sbx *s = find_locked(id, NULL);
+    if (s)
+        s->ending = true;
+    pthread_mutex_unlock(&tab_mu);
+    return s;
+}
+
+bool sandboxes_here(const char *id)
+{
+    bool has = false;
+    pthread_mutex_lock(&tab_mu);
+    for (struct sbx *s = table; s && !has; s = s->next)
+        has = strcmp(s->id, id) == 0;
+    pthread_mutex_unlock(&tab_mu);
+    return has;
 }
 
 void sbx_unlink(struct sbx *s)
@@ -109,7 +135,7 @@ bool sbx_listed(struct sbx *s)
     bool listed = false;
     pthread_mutex_lock(&tab_mu);
     for (struct sbx *t = table; t; t = t->next)
-        listed = listed || t == s;
+        listed = listed || (t == s && !t->ending);
     pthread_mutex_unlock(&tab_mu);
     return listed;
 }
@@ -121,6 +147,8 @@ struct sbx *sbx_table_victim(bool all, uint64_t now)
     for (struct sbx *s = table; s && !victim; s = s->next) {
         uint64_t used = __atomic_load_n(&s->last_used_ns, __ATOMIC_RELAXED);
         bool idle = used < now && now - used > (uint64_t)s->lifetime_s * 1000000000ull;
+        if (s->ending)
+            continue; /* its ender destroys it */
         if (all || s->gone || idle) {
             /* Busy right now is not idle: its request will touch it. */
             if (!all && pthread_mutex_trylock(&s->op) != 0)

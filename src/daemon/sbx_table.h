@@ -31,6 +31,10 @@ struct sbx {
     time_t last_used;
     unsigned lifetime_s;
     bool paused, gone;
+    /* sandboxes_end: another node has it now and this copy is being
+     * destroyed. Set under the table's lock; such an entry is found by no
+     * lookup but still counts as here (sbx_table_has). */
+    bool ending;
     bool microvm; /* its keeper is sbx_vm.c's; paused = on disk */
     int refs;
     struct sbx *next;
@@ -38,10 +42,12 @@ struct sbx {
 
 /* The live sandbox id of tenant (NULL: any), with a reference. */
 struct sbx *sbx_find(const char *id, const char *tenant);
+/* sbx_find of id, marked ending (NULL when not here or ending already). */
+struct sbx *sbx_find_to_end(const char *id);
 /* Out of the table (its reference dropped); the caller's stays. Once:
  * a second call does nothing. */
 void sbx_unlink(struct sbx *s);
-/* Whether s is still in the table. */
+/* Whether s is still in the table, not ending. */
 bool sbx_listed(struct sbx *s);
 /* With a reference: the first sandbox to end now (all: any; else gone, or
  * idle past its lifetime at now and not busy), NULL when none. */
