@@ -280,6 +280,8 @@ static int restart_fresh(struct pull *p, CURLM *m, struct blob_fetch *b, hull_er
     int r = blob_begin(p, d, NULL, b, err);
     if (r == 0 && b->resume == 0 && start_transfer(p, m, b, err) == 0)
         return 1;
+    if (r == 1) /* another pull stored it meanwhile */
+        r = blob_stored(p, d->digest, err);
     if (r == 0 && b->resume > 0)
         r = hull_error_set(err, EIO, "a partial download that does not verify keeps coming back");
     if (r < 0)

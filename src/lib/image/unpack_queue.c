@@ -10,7 +10,8 @@
  * takes the layer's lock, unpacks into a temporary directory, checks the
  * diff-id and renames it into place, so a layer is whole or absent
  * whichever thread made it and whatever another process does meanwhile.
- * The first failure stops the jobs not yet started; finish reports it.
+ * The first failure stops the jobs not yet started (not the fetch, whose
+ * own error comes first when it has one); finish reports it.
  */
 #include <errno.h>
 #include <pthread.h>
