@@ -370,6 +370,19 @@ def test_diff_id_mismatch(store):
     assert [x for x in store.layers.iterdir()] == []
 
 
+def test_stopped_unpack_keeps_nothing(store):
+    """A pull that fails stops its unpacks still running (unpack_queue.c):
+    such an unpack ends with ECANCELED, and neither the layer nor its
+    temporary directory nor its lock is left."""
+    tar = make_tar([entry("d", "dir"), entry("d/f", data=os.urandom(300000))])
+    digest, diff, _ = store.layer(tar, "gzip")
+    p = tool("unpack-stopped", store.root, digest, diff, ok=False)
+    assert p.returncode == 4 and "unpacking stopped" in p.stderr, (p.returncode, p.stderr)
+    assert [x for x in store.layers.iterdir()] == []
+    tool("unpack-layer", store.root, digest, diff)
+    assert (store.layer_dir(diff) / "d" / "f").stat().st_size == 300000
+
+
 def test_trailing_bytes_count_in_diff_id(store):
     """The diff-id is of the whole uncompressed stream, past the tar's end
     marker (tar pads to a record; some writers add more)."""

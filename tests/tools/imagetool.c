@@ -4,6 +4,8 @@
  *
  *   imagetool unpack STORE REF                  unpack every layer of a stored image
  *   imagetool unpack-layer STORE DIGEST DIFFID  unpack one layer blob
+ *   imagetool unpack-stopped STORE DIGEST DIFFID  the same, asked to stop
+ *                                               (a cancelled pull's unpack)
  *   imagetool path STORE DIFFID                 print the layer's directory
  *   imagetool mount STORE REF TARGET [UPPER WORK]   overlay (read-only without UPPER)
  *   imagetool umount TARGET
@@ -34,8 +36,8 @@ static int die(hull_error *err, const char *what)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: imagetool unpack|unpack-layer|path|mount|umount|flatten|write-layer "
-                    "...\n");
+    fprintf(stderr, "usage: imagetool unpack|unpack-layer|unpack-stopped|path|mount|umount|"
+                    "flatten|write-layer ...\n");
     exit(2);
 }
 
@@ -102,6 +104,21 @@ int main(int argc, char **argv)
         open_store(argv[2], false, &s, &err);
         if (image_layer_unpack(&s, argv[3], argv[4], &err) < 0)
             die(&err, "unpack");
+        return 0;
+    }
+    if (strcmp(cmd, "unpack-stopped") == 0 && argc == 5) {
+        atomic_bool stop;
+        atomic_init(&stop, true);
+        open_store(argv[2], false, &s, &err);
+        if (image_layer_unpack_until(&s, argv[3], argv[4], &stop, &err) < 0) {
+            /* the one failure it may have: exit 4 */
+            if (hull_error_code(err) == ECANCELED) {
+                fprintf(stderr, "imagetool: unpack: %s\n", hull_error_msg(err));
+                hull_error_free(&err);
+                return 4;
+            }
+            die(&err, "unpack");
+        }
         return 0;
     }
     if (strcmp(cmd, "path") == 0 && argc == 4) {

@@ -48,6 +48,7 @@
 #define HULL_IMAGE_IMAGE_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -249,6 +250,10 @@ char *image_layer_path(struct image_store *s, const char *diff_id, hull_error *e
  * with EPERM and nothing is kept. */
 int image_layer_unpack(struct image_store *s, const char *layer_digest, const char *diff_id,
                        hull_error *err);
+/* image_layer_unpack that ends early, with ECANCELED and nothing kept, once
+ * *stop is set (unpack_queue.c: the pull it serves failed). */
+int image_layer_unpack_until(struct image_store *s, const char *layer_digest, const char *diff_id,
+                             const atomic_bool *stop, hull_error *err);
 /* Unpack every layer of img that is not unpacked yet. */
 int image_unpack_all(struct image_store *s, const struct image *img, hull_error *err);
 

@@ -496,8 +496,8 @@ static int pull_from(struct pull *p, const struct image_ref *ref, const char *na
             return -1;
     }
     int fetched = fetch_layers(p, m.layers, m.n_layers, err);
-    /* A failed fetch drops the unpacks not started; the ones running end
-     * whole, and the undo removes them. */
+    /* A failed fetch drops the unpacks not started and stops the running
+     * ones; the undo removes the layers that were finished. */
     int unpacked = unpack_queue_finish(p->unpack, fetched < 0, err);
     p->unpack = NULL;
     if (fetched < 0 || unpacked < 0)

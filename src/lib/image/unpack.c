@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 
 struct feed {
     int fd;
+    const atomic_bool *stop; /* set: stop reading (NULL: never) */
+    bool stopped;            /* reading stopped because of it */
     enum blob_kind kind;
     struct archive *outer; /* decompressor; NULL for a plain tar */
     struct hull_sha256 *md;
@@ -49,6 +52,11 @@ struct feed {
 static ssize_t feed_next(struct feed *f)
 {
     ssize_t n;
+    if (f->stop && atomic_load_explicit(f->stop, memory_order_relaxed)) {
+        f->stopped = true;
+        snprintf(f->err, sizeof(f->err), "unpacking stopped");
+        return -1;
+    }
     if (f->outer == NULL) {
         do
             n = read(f->fd, f->buf, sizeof(f->buf));
@@ -570,12 +578,13 @@ static void unpack_free(struct unpack *u)
 
 /* Read the whole stream into rootfd; *diff_hex receives the uncompressed
  * stream's sha256. */
-static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_hex[65],
-                         hull_error *err)
+static int unpack_stream(int blobfd, int rootfd, const char *layer, const atomic_bool *stop,
+                         char diff_hex[65], hull_error *err)
 {
     struct feed *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
+    f->stop = stop;
     struct unpack u = {.rootfd = rootfd, .layer = layer, .parentfd = -1};
     struct archive *a = NULL;
     int rc = feed_open(f, blobfd, layer, err);
@@ -610,6 +619,11 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, char diff_he
         rc = set_dir_times(&u, err);
     if (rc == 0)
         rc = hull_sha256_final(f->md, diff_hex, err);
+    if (rc < 0 && f->stopped) {
+        /* whatever libarchive made of the cut stream, the cause is this */
+        hull_error_free(err);
+        rc = hull_error_set(err, ECANCELED, "layer %s: unpacking stopped", layer);
+    }
     if (a)
         archive_read_free(a);
     unpack_free(&u);
@@ -639,7 +653,7 @@ static void remove_stale(int layersfd, const char *hex)
 }
 
 static int unpack_locked(struct image_store *s, int layersfd, const char *layer_digest,
-                         const char *hex, hull_error *err)
+                         const char *hex, const atomic_bool *stop, hull_error *err)
 {
     struct stat st;
     if (fstatat(layersfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
@@ -669,7 +683,7 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
         if (rootfd < 0 || fchmod(rootfd, 0755) < 0)
             rc = hull_error_errno(err, "open hull/layers/%s", tmp);
         else
-            rc = unpack_stream(blobfd, rootfd, layer_digest, got, err);
+            rc = unpack_stream(blobfd, rootfd, layer_digest, stop, got, err);
         /* On disk before its name says it is complete: a layer is never
          * unpacked twice, so a crash must not leave a truncated one. */
         if (rc == 0 && syncfs(rootfd) < 0)
@@ -690,8 +704,8 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
     return 0;
 }
 
-int image_layer_unpack(struct image_store *s, const char *layer_digest, const char *diff_id,
-                       hull_error *err)
+int image_layer_unpack_until(struct image_store *s, const char *layer_digest, const char *diff_id,
+                             const atomic_bool *stop, hull_error *err)
 {
     if (!image_layer_digest_ok(diff_id))
         return hull_error_set(err, EINVAL, "bad diff-id \"%s\"", diff_id ? diff_id : "");
@@ -704,10 +718,16 @@ int image_layer_unpack(struct image_store *s, const char *layer_digest, const ch
     cleanup_close int lockfd = image_layer_lock(layersfd, lockname, err);
     if (lockfd < 0)
         return -1;
-    int rc = unpack_locked(s, layersfd, layer_digest, hex, err);
+    int rc = unpack_locked(s, layersfd, layer_digest, hex, stop, err);
     image_layer_unlock(layersfd, lockname, lockfd);
     lockfd = -1;
     return rc;
+}
+
+int image_layer_unpack(struct image_store *s, const char *layer_digest, const char *diff_id,
+                       hull_error *err)
+{
+    return image_layer_unpack_until(s, layer_digest, diff_id, NULL, err);
 }
 
 int image_unpack_all(struct image_store *s, const struct image *img, hull_error *err)

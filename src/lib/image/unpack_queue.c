@@ -11,10 +11,12 @@
  * diff-id and renames it into place, so a layer is whole or absent
  * whichever thread made it and whatever another process does meanwhile.
  * The first failure stops the jobs not yet started (not the fetch, whose
- * own error comes first when it has one); finish reports it.
+ * own error comes first when it has one); finish reports it. A failed
+ * fetch cancels the queue: its running unpacks stop within a block.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@ struct unpack_queue {
     pthread_cond_t more;
     struct unpack_job *jobs;
     size_t n_jobs, cap, next;
+    atomic_bool stop; /* cancelled: running jobs end early too */
     bool closed;      /* no more jobs: workers leave when the list is done */
     bool failed;      /* a job failed: the ones not started are dropped */
     hull_error first; /* that job's error */
@@ -54,9 +57,10 @@ static void *worker_main(void *arg)
         struct unpack_job job = q->jobs[q->next++];
         pthread_mutex_unlock(&q->mu);
         hull_error e = NULL;
-        int rc = image_layer_unpack(q->s, job.layer_digest, job.diff_id, &e);
+        int rc = image_layer_unpack_until(q->s, job.layer_digest, job.diff_id, &q->stop, &e);
         pthread_mutex_lock(&q->mu);
-        if (rc < 0 && !q->failed) {
+        /* stopped by the cancel: the caller has the error that caused it */
+        if (rc < 0 && !q->failed && !atomic_load(&q->stop)) {
             q->failed = true;
             q->first = e;
             e = NULL;
@@ -85,6 +89,7 @@ int unpack_queue_start(struct image_store *s, size_t layers, struct unpack_queue
     if (q == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     q->s = s;
+    atomic_init(&q->stop, false);
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->more, NULL);
     size_t want = workers_for(layers);
@@ -139,8 +144,10 @@ int unpack_queue_finish(struct unpack_queue *q, bool cancel, hull_error *err)
         return 0;
     pthread_mutex_lock(&q->mu);
     q->closed = true;
-    if (cancel)
-        q->next = q->n_jobs; /* the jobs not started are dropped */
+    if (cancel) {
+        q->next = q->n_jobs;          /* the jobs not started are dropped, */
+        atomic_store(&q->stop, true); /* and the running ones end early */
+    }
     pthread_cond_broadcast(&q->more);
     pthread_mutex_unlock(&q->mu);
     for (size_t i = 0; i < q->n_threads; i++)

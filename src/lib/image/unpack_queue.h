@@ -18,8 +18,9 @@ int unpack_queue_start(struct image_store *s, size_t layers, struct unpack_queue
  * outlive the queue. A diff-id already queued is not queued again. */
 int unpack_queue_add(struct unpack_queue *q, const char *layer_digest, const char *diff_id,
                      hull_error *err);
-/* No more jobs: waits for the workers (cancel: the jobs not yet started are
- * dropped) and frees q. -1 with the first job's error when one failed. */
+/* No more jobs: waits for the workers and frees q. cancel: the jobs not
+ * yet started are dropped and the running ones stop early (their layers
+ * are not kept). -1 with the first job's error when one failed. */
 int unpack_queue_finish(struct unpack_queue *q, bool cancel, hull_error *err);
 
 #endif
