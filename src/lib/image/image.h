@@ -251,7 +251,9 @@ char *image_layer_path(struct image_store *s, const char *diff_id, hull_error *e
 int image_layer_unpack(struct image_store *s, const char *layer_digest, const char *diff_id,
                        hull_error *err);
 /* image_layer_unpack that ends early, with ECANCELED and nothing kept, once
- * *stop is set (unpack_queue.c: the pull it serves failed). */
+ * *stop is set (unpack_queue.c: the pull it serves failed). It is seen
+ * between blocks of the stream and before the rename; a wait for another
+ * unpacker's lock, or the final sync, is not cut short. */
 int image_layer_unpack_until(struct image_store *s, const char *layer_digest, const char *diff_id,
                              const atomic_bool *stop, hull_error *err);
 /* Unpack every layer of img that is not unpacked yet. */

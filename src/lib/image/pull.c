@@ -43,6 +43,10 @@ struct pull {
     const struct image_manifest *m;
     const struct image_config *cfg;
     struct unpack_queue *unpack;
+    /* No endpoint is tried after this one: when its fetch fails, unpacks
+     * still running are stopped. Before another endpoint they finish, and
+     * that endpoint finds their layers done. */
+    bool last_endpoint;
 };
 
 /* Blob digest is stored: every layer made of it can be unpacked now. */
@@ -496,9 +500,10 @@ static int pull_from(struct pull *p, const struct image_ref *ref, const char *na
             return -1;
     }
     int fetched = fetch_layers(p, m.layers, m.n_layers, err);
-    /* A failed fetch drops the unpacks not started and stops the running
-     * ones; the undo removes the layers that were finished. */
-    int unpacked = unpack_queue_finish(p->unpack, fetched < 0, err);
+    /* A failed fetch drops the unpacks not started (and, at the last
+     * endpoint, stops the running ones); the undo of a pull that fails
+     * removes the layers that were finished. */
+    int unpacked = unpack_queue_finish(p->unpack, fetched < 0 && p->last_endpoint, err);
     p->unpack = NULL;
     if (fetched < 0 || unpacked < 0)
         return -1;
@@ -546,7 +551,11 @@ int image_pull(struct image_store *s, const char *text, const struct image_regis
     int r = -1;
     for (size_t i = 0; i < n && r < 0; i++) {
         hull_error e = NULL;
-        struct pull p = {.s = s, .o = o, .repo = eps[i].repository, .added = &added};
+        struct pull p = {.s = s,
+                         .o = o,
+                         .repo = eps[i].repository,
+                         .added = &added,
+                         .last_endpoint = i + 1 == n};
         struct image_desc mdesc = {0};
         if (asprintf(&p.scope, "repository:%s:pull", eps[i].repository) < 0) {
             r = hull_error_errno(&e, "out of memory");

@@ -689,6 +689,8 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
         if (rc == 0 && syncfs(rootfd) < 0)
             rc = hull_error_errno(err, "sync hull/layers/%s", tmp);
     }
+    if (rc == 0 && stop && atomic_load(stop))
+        rc = hull_error_set(err, ECANCELED, "layer %s: unpacking stopped", layer_digest);
     if (rc == 0 && strcmp(got, hex) != 0)
         rc = hull_error_set(err, EINVAL,
                             "layer %s: its content is sha256:%s, not the diff-id sha256:%s",

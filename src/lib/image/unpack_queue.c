@@ -6,13 +6,13 @@
  * layers unpack while the later ones are still on the wire, and two large
  * layers unpack at once on a machine with the cores for it.
  *
- * Nothing about an unpack changes: every job is image_layer_unpack, which
- * takes the layer's lock, unpacks into a temporary directory, checks the
- * diff-id and renames it into place, so a layer is whole or absent
+ * Nothing about an unpack changes: every job is image_layer_unpack_until,
+ * which takes the layer's lock, unpacks into a temporary directory, checks
+ * the diff-id and renames it into place, so a layer is whole or absent
  * whichever thread made it and whatever another process does meanwhile.
  * The first failure stops the jobs not yet started (not the fetch, whose
- * own error comes first when it has one); finish reports it. A failed
- * fetch cancels the queue: its running unpacks stop within a block.
+ * own error comes first when it has one); finish reports it. A cancel
+ * (the pull failed) also stops the running unpacks at their next block.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -18,9 +18,11 @@ int unpack_queue_start(struct image_store *s, size_t layers, struct unpack_queue
  * outlive the queue. A diff-id already queued is not queued again. */
 int unpack_queue_add(struct unpack_queue *q, const char *layer_digest, const char *diff_id,
                      hull_error *err);
-/* No more jobs: waits for the workers and frees q. cancel: the jobs not
- * yet started are dropped and the running ones stop early (their layers
- * are not kept). -1 with the first job's error when one failed. */
+/* No more jobs: waits for the workers and frees q. cancel (the caller
+ * has an error of its own, which stays first): the jobs not yet started
+ * are dropped and the running ones stop early, keeping nothing; job errors
+ * after the cancel are not reported. Otherwise -1 with the first job's
+ * error when one failed. */
 int unpack_queue_finish(struct unpack_queue *q, bool cancel, hull_error *err);
 
 #endif
