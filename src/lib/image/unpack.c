@@ -40,7 +40,6 @@ enum blob_kind { BLOB_TAR, BLOB_GZIP, BLOB_ZSTD };
 struct feed {
     int fd;
     const atomic_bool *stop; /* set: stop reading (NULL: never) */
-    bool stopped;            /* reading stopped because of it */
     enum blob_kind kind;
     struct archive *outer; /* decompressor; NULL for a plain tar */
     struct hull_sha256 *md;
@@ -53,7 +52,6 @@ static ssize_t feed_next(struct feed *f)
 {
     ssize_t n;
     if (f->stop && atomic_load_explicit(f->stop, memory_order_relaxed)) {
-        f->stopped = true;
         snprintf(f->err, sizeof(f->err), "unpacking stopped");
         return -1;
     }
@@ -619,11 +617,6 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, const atomic
         rc = set_dir_times(&u, err);
     if (rc == 0)
         rc = hull_sha256_final(f->md, diff_hex, err);
-    if (rc < 0 && f->stopped) {
-        /* whatever libarchive made of the cut stream, the cause is this */
-        hull_error_free(err);
-        rc = hull_error_set(err, ECANCELED, "layer %s: unpacking stopped", layer);
-    }
     if (a)
         archive_read_free(a);
     unpack_free(&u);
@@ -689,8 +682,12 @@ static int unpack_locked(struct image_store *s, int layersfd, const char *layer_
         if (rc == 0 && syncfs(rootfd) < 0)
             rc = hull_error_errno(err, "sync hull/layers/%s", tmp);
     }
-    if (rc == 0 && stop && atomic_load(stop))
+    if (stop && atomic_load(stop)) {
+        /* Asked to stop, during the stream (whatever libarchive made of
+         * the cut stream, this is the cause) or after it: nothing is kept. */
+        hull_error_free(err);
         rc = hull_error_set(err, ECANCELED, "layer %s: unpacking stopped", layer_digest);
+    }
     if (rc == 0 && strcmp(got, hex) != 0)
         rc = hull_error_set(err, EINVAL,
                             "layer %s: its content is sha256:%s, not the diff-id sha256:%s",

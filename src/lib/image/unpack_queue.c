@@ -39,8 +39,7 @@ struct unpack_queue {
     size_t n_jobs, cap, next;
     atomic_bool stop; /* cancelled: running jobs end early too */
     bool closed;      /* no more jobs: workers leave when the list is done */
-    bool failed;      /* a job failed: the ones not started are dropped */
-    hull_error first; /* that job's error */
+    hull_error first; /* a job failed: its error; the jobs not started are dropped */
     pthread_t threads[UNPACK_WORKERS_MAX];
     size_t n_threads;
 };
@@ -50,9 +49,9 @@ static void *worker_main(void *arg)
     struct unpack_queue *q = arg;
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (!q->closed && !q->failed && q->next == q->n_jobs)
+        while (!q->closed && !q->first && q->next == q->n_jobs)
             pthread_cond_wait(&q->more, &q->mu);
-        if (q->failed || q->next == q->n_jobs)
+        if (q->first || q->next == q->n_jobs)
             break;
         struct unpack_job job = q->jobs[q->next++];
         pthread_mutex_unlock(&q->mu);
@@ -60,8 +59,7 @@ static void *worker_main(void *arg)
         int rc = image_layer_unpack_until(q->s, job.layer_digest, job.diff_id, &q->stop, &e);
         pthread_mutex_lock(&q->mu);
         /* stopped by the cancel: the caller has the error that caused it */
-        if (rc < 0 && !q->failed && !atomic_load(&q->stop)) {
-            q->failed = true;
+        if (rc < 0 && !q->first && !atomic_load(&q->stop)) {
             q->first = e;
             e = NULL;
             pthread_cond_broadcast(&q->more);
