@@ -33,7 +33,7 @@ struct sbx {
     bool paused, gone;
     /* sandboxes_end: another node has it now and this copy is being
      * destroyed. Set under the table's lock; such an entry is found by no
-     * lookup but still counts as here (sbx_table_has). */
+     * lookup but still counts as here (sandboxes_here, daemon.h). */
     bool ending;
     bool microvm; /* its keeper is sbx_vm.c's; paused = on disk */
     int refs;

@@ -381,12 +381,17 @@ static bool boot_id_now(char id[40])
     return ok && id[0];
 }
 
+static void boot_mark_path(const char *dir, char path[4200])
+{
+    snprintf(path, 4200, "%.3900s%s", dir, BOOT_MARK);
+}
+
 /* Whether dir's mark names the boot `now`: 1 yes, 0 another boot, -1 no
  * mark (never swept, an older hull's) or an unreadable one. */
 static int boot_mark_is(const char *dir, const char *now)
 {
     char path[4200];
-    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
+    boot_mark_path(dir, path);
     cleanup_free char *mark = NULL;
     hull_error ignored = NULL;
     bool marked = hull_read_file(path, &mark, NULL, &ignored) == 0;
@@ -408,7 +413,7 @@ void net_leases_mark_boot(void)
     leases_dir(dir, sizeof(dir));
     if (!boot_id_now(now) || boot_mark_is(dir, now) == 1)
         return;
-    snprintf(path, sizeof(path), "%.3900s%s", dir, BOOT_MARK);
+    boot_mark_path(dir, path);
     hull_error e = NULL;
     if (hull_write_path_atomic(path, now, strlen(now), 0600, &e) < 0)
         hull_debug("leases: boot mark: %s", hull_error_msg(e));

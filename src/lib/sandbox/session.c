@@ -212,8 +212,8 @@ void hull_session_destroy(struct hull_session *s)
     }
     if (s->c.launch.pid > 0) {
         kill(s->c.launch.pid, SIGKILL);
-        hull_reap(
-            s->c.launch.pid); /* its namespaces' last process: the detach below relies on it */
+        /* its namespaces' last process: the detach below relies on it */
+        hull_reap(s->c.launch.pid);
     }
     struct hull_runtime rt = {.root = HULL_SANDBOX_ROOT};
     if (s->c.cs.id && hull_container_destroy(&rt, -1, &s->c.cs, &e) < 0) {
