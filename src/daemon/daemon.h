@@ -95,6 +95,9 @@ struct frame {
     size_t len;
     int fd; /* received fd or -1 */
 };
+/* The largest header or data a frame carries: frame_send refuses more
+ * (EMSGSIZE, nothing sent), frame_recv takes more for a broken stream. */
+#define FRAME_MAX (256u << 20)
 int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd);
 /* -1 with errno (EPIPE at EOF: the peer is gone). */
 int frame_recv(int sock, struct frame *f);

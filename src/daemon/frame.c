@@ -15,8 +15,6 @@
 #include "util/fdpass.h"
 #include "util/json.h"
 
-#define FRAME_MAX (256u << 20)
-
 static int write_all(int sock, const char *p, size_t len)
 {
     while (len) {
@@ -34,7 +32,14 @@ static int write_all(int sock, const char *p, size_t len)
 int frame_send(int sock, json_object *hdr, const void *data, size_t len, int fd)
 {
     const char *h = hdr ? hj_to_string(hdr) : "{}";
-    uint32_t lens[2] = {(uint32_t)strlen(h), (uint32_t)len};
+    size_t hlen = strlen(h);
+    /* The receiver takes a frame over FRAME_MAX for a broken stream: none is
+     * sent, so that the peer never waits on the rest of one it refused. */
+    if (hlen > FRAME_MAX || len > FRAME_MAX) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    uint32_t lens[2] = {(uint32_t)hlen, (uint32_t)len};
     /* One sendmsg for the whole frame (the fd goes with its first bytes):
      * in pieces, the receiver woke for the length words and slept again
      * until the rest came, a wake-up more per message. */
@@ -177,8 +182,14 @@ void frame_reply_ok(int sock, const char *key, const char *val, const void *data
     json_object_object_add(hdr, "ok", json_object_new_boolean(1));
     if (key)
         json_object_object_add(hdr, key, json_object_new_string(val));
-    frame_send(sock, hdr, data, len, -1);
+    int sent = frame_send(sock, hdr, data, len, -1);
     json_object_put(hdr);
+    if (sent < 0 && errno == EMSGSIZE) {
+        hull_error e = NULL;
+        hull_error_set(&e, EFBIG, "the answer is %zu MiB, more than one message carries (%u MiB)",
+                       len >> 20, FRAME_MAX >> 20);
+        frame_reply_error(sock, &e);
+    }
 }
 
 /* The header's string at key, "" when absent. */

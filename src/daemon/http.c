@@ -44,6 +44,7 @@
 struct req {
     bool seen;         /* the handler's first call is done */
     bool uri_too_long; /* the query was over HTTP_MAX_QUERY (uri_logger) */
+    bool uri_nul;      /* the URI encodes a NUL byte (%00) (uri_logger) */
     bool overflow;     /* a chunked body went over --max-body: 413 at its end */
     bool started;      /* routed and authorised, body accepted */
     bool responded;    /* an answer is queued already */
@@ -240,6 +241,9 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *conn)
     if (q == NULL)
         return NULL;
     atomic_fetch_add(&in_flight, 1);
+    /* Decoded, %00 would end the path or a parameter early wherever it is
+     * used as a C string: what was checked and what is acted on would differ. */
+    q->uri_nul = strstr(uri, "%00") != NULL;
     q->uri_too_long = http_query_cut(uri);
     return q;
 }
@@ -463,6 +467,11 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, const char *url, 
         audit(q, method, url, &r);
         return answer_with(conn, q, &r, true);
     }
+    if (q->uri_nul) {
+        resp_error(&r, 400, "invalid_request", NULL, "the URI holds a NUL byte (%%00)");
+        audit(q, method, url, &r);
+        return answer_with(conn, q, &r, true);
+    }
     struct route pre;
     q->fs_put = http_route(url, &pre) == 0 && pre.kind == R_SBX_FS && strcmp(method, "PUT") == 0;
     if (http_framing(conn, &r, q->fs_put ? NULL : &q->overflow) < 0) {
@@ -497,8 +506,10 @@ static enum MHD_Result body_part(struct req *q, const char *upload, size_t *uplo
         }
         q->overflow = q->overflow || q->len + n > hulld.o->max_body;
         q->len += n;
-        /* Still sending far past the limit: given up on. */
-        return q->overflow && q->len - hulld.o->max_body > HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+        /* Still sending far past the limit: given up on. (overflow may come
+         * from the declared Content-Length while len is still below it.) */
+        return q->overflow && q->len > hulld.o->max_body + (size_t)HTTP_DISCARD_MAX ? MHD_NO
+                                                                                    : MHD_YES;
     }
     if (q->len + n + 1 > q->cap) {
         size_t cap = q->cap ? q->cap : 4096;

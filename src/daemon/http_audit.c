@@ -23,6 +23,9 @@ struct audit_due {
     struct hull_token_info tok;
 };
 
+/* What the log keeps of a request's path, method or target, in bytes. */
+#define AUDIT_FIELD_MAX 1024
+
 static void audit_free(struct audit_due *a)
 {
     if (a == NULL)
@@ -46,11 +49,13 @@ static struct audit_due *audit_entry(const struct caller *c, const char *rt_id, 
         return NULL;
     }
     /* The method and path as sent may hold any byte: the log keeps valid
-     * text. */
-    a->path = hull_utf8_fix(url, strlen(url), NULL);
-    a->meth = hull_utf8_fix(method, strlen(method), NULL);
+     * text, and at most AUDIT_FIELD_MAX bytes of each, since the log only
+     * grows and anyone who reaches the socket is logged (a refused request
+     * too). */
+    a->path = hull_utf8_fix(url, strnlen(url, AUDIT_FIELD_MAX), NULL);
+    a->meth = hull_utf8_fix(method, strnlen(method, AUDIT_FIELD_MAX), NULL);
     const char *t = r->target[0] ? r->target : (rt_id[0] ? rt_id : NULL);
-    a->target = t ? hull_utf8_fix(t, strlen(t), NULL) : NULL;
+    a->target = t ? hull_utf8_fix(t, strnlen(t, AUDIT_FIELD_MAX), NULL) : NULL;
     snprintf(a->grants, sizeof(a->grants), "%s", r->grants);
     if (c)
         a->tok = c->tok;

@@ -54,7 +54,17 @@ static void do_exec(int sock, struct frame *f, struct hull_session *s)
     }
     char *json = hull_result_to_json(&r);
     hull_result_free(&r);
-    frame_reply_ok(sock, NULL, NULL, json, strlen(json));
+    size_t len = strlen(json);
+    if (len > FRAME_MAX) { /* an answer in one piece: output escaped in JSON */
+        hull_error_set(&e, EFBIG,
+                       "exec: its result is %zu MiB of JSON, more than one answer carries (%u "
+                       "MiB): lower limits.output, or stream the output (Accept: "
+                       "application/x-ndjson)",
+                       len >> 20, FRAME_MAX >> 20);
+        frame_reply_error(sock, &e);
+    } else {
+        frame_reply_ok(sock, NULL, NULL, json, len);
+    }
     free(json);
 }
 

@@ -4,6 +4,7 @@
  * entry's lifetime; a sandbox's op lock puts its keeper requests in order. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,7 +207,13 @@ int sbx_keeper_send(struct sbx *s, const char *op, json_object *extra, const voi
     int r = frame_send(s->sock, hdr, data, len, fd);
     json_object_put(hdr);
     if (r < 0 || frame_recv(s->sock, reply) < 0) {
+        /* The stream is broken (the keeper died, or sent what cannot be a
+         * frame): the keeper, if alive, is stopped for good, so that nothing
+         * of the sandbox runs on unseen and its reaping cannot hang. */
         s->gone = true;
+        shutdown(s->sock, SHUT_RDWR);
+        if (s->pid > 0)
+            kill(s->pid, SIGKILL); /* our child, not yet reaped: the pid is still its */
         return hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", s->id);
     }
     if (frame_error(reply, "keeper failed", err) < 0) {

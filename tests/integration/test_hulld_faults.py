@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -445,3 +446,92 @@ def test_declared_body_a_little_over_the_limit_is_read_then_refused(d):
         r = d.request("POST", "/v1/runs", {"cmd": ["true"], "stdin": "x" * (4 * MAX_BODY)},
                       d.tokens["user"])
         assert r.status == 413 and r.json["error"]["code"] == "payload_too_large", r
+
+
+# ---- what a client sends that must not be cut short or wedge hulld -----------
+
+def test_declared_body_far_over_the_limit_gets_its_413(d):
+    """A Content-Length over --max-body marks the request refused before any
+    of the body comes: the parts that follow are dropped, up to a point, and
+    the client gets the 413 rather than a reset."""
+    for size in (MAX_BODY + 1, 16 * MAX_BODY):
+        body = json.dumps({"cmd": ["true"], "stdin": "x" * size}).encode()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(d.sock)
+        out = b""
+        try:
+            # The first part alone, well below the limit, then the rest.
+            s.sendall(POST + auth(d) + b"Content-Type: application/json\r\n"
+                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1000])
+            time.sleep(0.3)
+            s.sendall(body[1000:])
+            while one_answer(out) is None:
+                b = s.recv(65536)
+                if not b:
+                    break
+                out += b
+        except (ConnectionResetError, BrokenPipeError) as e:
+            raise AssertionError(f"{size}: {e!r} instead of an answer") from None
+        finally:
+            s.close()
+        json_error(out, 413, "payload_too_large")
+    assert d.request("GET", "/healthz").status == 200
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/sandboxes/sb-1%00x",
+    "/v1/sandboxes/sb-1/fs/tmp/keep%00/../../etc/passwd",
+    "/v1/runs?state=done%00x",
+])
+def test_an_encoded_nul_in_the_uri_is_refused(d, path):
+    r = d.request("GET", path, token=d.tokens["user"])
+    assert r.status == 400 and "NUL" in strict_json(r)["error"]["message"], r
+
+
+@pytest.mark.parametrize("doc, field", [
+    ({"cmd": ["echo", "a\u0000b"]}, "cmd[1]"),
+    ({"cmd": ["true"], "env": {"A": "x\u0000y"}}, "env.A"),
+    ({"cmd": ["true"], "workdir": "/tmp\u0000/x"}, "workdir"),
+])
+def test_a_nul_in_a_request_string_is_refused_by_name(d, doc, field):
+    r = d.request("POST", "/v1/runs", doc, d.tokens["user"])
+    e = strict_json(r)["error"]
+    assert r.status == 400 and e["message"].startswith(f"{field}: holds a NUL byte"), r
+
+
+def test_an_env_name_holding_an_equals_sign_is_refused(d):
+    r = d.request("POST", "/v1/runs", {"cmd": ["true"], "env": {"A=B": "x"}}, d.tokens["user"])
+    assert r.status == 400 and "env.A=B: a name cannot hold '='" in r.json["error"]["message"], r
+
+
+def test_the_audit_log_keeps_a_bounded_path(d):
+    last = strict_json(d.request("GET", "/v1/audit", token=d.tokens["admin"]))["entries"]
+    since = last[-1]["id"] if last else 0
+    long = "/v1/" + "a" * 20000
+    out, _ = raw(d, f"POST {long} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+    json_error(out, 404, "not_found")
+    es = strict_json(d.request("GET", f"/v1/audit?since_id={since}",
+                               token=d.tokens["admin"]))["entries"]
+    assert len(es) == 1 and es[0]["status"] == 404, es
+    assert es[0]["path"] == long[:1024], len(es[0]["path"])
+
+
+def test_an_exec_result_too_large_for_one_answer_is_refused_and_the_sandbox_lives(d):
+    """50 MiB of control characters is 300 MiB of JSON (\\u0001 each): more
+    than one answer between the keeper and hulld carries. The keeper says
+    so instead of sending it; hulld answers, the sandbox goes on."""
+    t = d.tokens["user"]
+    sid = d.request("POST", "/v1/sandboxes", {"lifetime": "5m"}, t).json["id"]
+    try:
+        r = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                      {"cmd": ["sh", "-c", "head -c 50M /dev/zero | tr '\\0' '\\1'"],
+                       "limits": {"output": "64M", "wall_time": "120s", "cpu_time": "120s"}},
+                      t, timeout=300)
+        e = strict_json(r)["error"]
+        assert r.status == 413 and "lower limits.output" in e["message"], r
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["echo", "still"]}, t)
+        assert ex.status == 200 and ex.json["stdout"] == "still\n", ex
+        assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "running"
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200

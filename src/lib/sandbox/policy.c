@@ -438,6 +438,14 @@ static int json_env(json_object *doc, struct hull_policy *p, hull_error *err)
         return -1;
     if (pairs == NULL)
         return 0;
+    /* KEY=VALUE is split at the first '=': a name holding one would set
+     * another variable than the one named. */
+    for (size_t i = 0; i < n; i++)
+        if (strchr(pairs[2 * i], '=') != NULL) {
+            int rc = hull_error_set(err, EINVAL, "env.%s: a name cannot hold '='", pairs[2 * i]);
+            hull_strv_free(pairs);
+            return rc;
+        }
     char **env = calloc(n + 1, sizeof(char *));
     for (size_t i = 0; env && i < n; i++)
         if (asprintf(&env[i], "%s=%s", pairs[2 * i], pairs[2 * i + 1]) < 0)

@@ -106,6 +106,14 @@ int hj_require_array(json_object *v, const char *path, hull_error *err)
     return 0;
 }
 
+/* A JSON string's bytes as a C string: it must not hold NUL (\u0000), which
+ * would end it early where it is used (an argument, a name, a path) and so
+ * act on less than was checked. */
+static bool nul_free(json_object *v)
+{
+    return strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v);
+}
+
 int hj_string(json_object *obj, const char *path, const char *key, bool required, char **out,
               hull_error *err)
 {
@@ -118,6 +126,9 @@ int hj_string(json_object *obj, const char *path, const char *key, bool required
     }
     if (!json_object_is_type(v, json_type_string))
         return hull_error_set(err, EINVAL, "%s: must be a string",
+                              hj_path(p, sizeof(p), path, key));
+    if (!nul_free(v))
+        return hull_error_set(err, EINVAL, "%s: holds a NUL byte",
                               hj_path(p, sizeof(p), path, key));
     char *s = strdup(json_object_get_string(v));
     if (s == NULL)
@@ -226,6 +237,10 @@ int hj_string_array(json_object *obj, const char *path, const char *key, char **
             hull_strv_free(vec);
             return hull_error_set(err, EINVAL, "%s[%zu]: must be a string", p, i);
         }
+        if (!nul_free(e)) {
+            hull_strv_free(vec);
+            return hull_error_set(err, EINVAL, "%s[%zu]: holds a NUL byte", p, i);
+        }
         vec[i] = strdup(json_object_get_string(e));
         if (vec[i] == NULL) {
             hull_strv_free(vec);
@@ -261,6 +276,10 @@ int hj_string_map(json_object *obj, const char *path, const char *key, char ***o
         if (!json_object_is_type(val, json_type_string)) {
             hull_strv_free(vec);
             return hull_error_set(err, EINVAL, "%s.%s: must be a string", p, k);
+        }
+        if (!nul_free(val)) {
+            hull_strv_free(vec);
+            return hull_error_set(err, EINVAL, "%s.%s: holds a NUL byte", p, k);
         }
         vec[i] = strdup(k);
         vec[i + 1] = strdup(json_object_get_string(val));
