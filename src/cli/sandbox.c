@@ -239,8 +239,11 @@ static int parse_u32(const char *s, uint32_t *out)
 {
     char *end;
     errno = 0;
+    /* Digits only: strtoul would also take " 5", "+5" and "-1" (wrapped). */
+    if (s[0] == '\0' || strspn(s, "0123456789") != strlen(s))
+        return -1;
     unsigned long v = strtoul(s, &end, 10);
-    if (*s == '\0' || *s == '-' || *end != '\0' || errno || v > UINT32_MAX)
+    if (*end != '\0' || errno || v > UINT32_MAX)
         return -1;
     *out = (uint32_t)v;
     return 0;
@@ -438,6 +441,8 @@ static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, con
     case K_COUNT:
         return parse_u32(arg, (uint32_t *)field) < 0 ? bad(opt, arg, o->what) : 0;
     case K_CPUS:
+        if (arg[0] < '0' || arg[0] > '9' || strspn(arg, "0123456789.") != strlen(arg))
+            return bad(opt, arg, o->what); /* no " 1", "+1", "0x10", "1e3" */
         p->cpus = strtod(arg, &end);
         return end == arg || *end != '\0' ? bad(opt, arg, o->what) : 0;
     case K_STRING:

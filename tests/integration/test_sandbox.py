@@ -642,6 +642,15 @@ def bad_inputs(tmp, open_tmp):
         (["--pids", "x"], "--pids: 'x' is not a count"),
         (["--pids", "-5"], "--pids: '-5' is not a count"),
         (["--pids", "0"], "pids: 0 is out of range"),
+        (["--pids", " 5"], "--pids: ' 5' is not a count"),
+        (["--pids", "+5"], "--pids: '+5' is not a count"),
+        (["--open-files", " -18446744073709551551"], "is not a count"),
+        (["--cpu-time", "0x10"], "--cpu-time: '0x10' is not a duration"),
+        (["--memory", " 64M"], "--memory: ' 64M' is not a size"),
+        (["--cpus", "0x10"], "--cpus: '0x10' is not a number"),
+        (["--bind", "/tmp:/"], "bind[0]: cannot bind over '/'"),
+        (["--bind", "/tmp:/proc"], "bind[0]: cannot bind over '/proc'"),
+        (["--bind", "/tmp:/proc/sys/x"], "bind[0]: cannot bind over '/proc/sys/x'"),
         (["--output", "2G"], "output: 2147483648 bytes is out of range"),
         (["--tmp-size", "1k"], "tmp_size: 1024 bytes is out of range"),
         (["--open-files", "2"], "open_files: 2 is out of range"),
@@ -687,6 +696,43 @@ def test_bad_input_is_refused_and_leaves_nothing(sb, tmp_path, open_tmp):
             assert r.stderr.startswith("hull: ") or "unrecognized" in r.stderr, r
             assert r.stdout == "", (opts, r)
     assert sorted(os.listdir(tmp_path)) == ["plain.txt"] and os.listdir(open_tmp) == []
+
+
+def test_host_files_that_are_not_files_are_refused_without_waiting(sb, tmp_path):
+    """A FIFO with no writer (or a device that never ends) given as an input
+    is refused at once: the open does not wait for a writer before any
+    limit applies, and a profile is not read on and on."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for opts, msg in [
+            (["--copy-in", f"{fifo}:/tmp/f"], f"--copy-in {fifo}: not a regular file"),
+            (["--seccomp", str(fifo)], f"--seccomp {fifo}: not a regular file"),
+            (["--seccomp", "/dev/zero"], "--seccomp /dev/zero: not a regular file")]:
+        r = sb(*opts, cmd=["true"], timeout=60)
+        assert r.rc == 125 and msg in r.stderr, (opts, r)
+    # --stdin may be a FIFO: it waits for its writer within the run's limits.
+    r = sb("--stdin", str(fifo), "--wall-time", "1s", cmd=["cat"], timeout=60)
+    assert r.verdict == "wall_time_limit", (r.stdout, r.stderr)
+
+
+def test_a_rootfs_device_node_or_a_bound_submount_is_nodev(sb, open_tmp):
+    """Device nodes a --rootfs carries (unpacked by root from anywhere) are
+    never honoured, nor set-id bits: the root and everything under it, and
+    every mount under a --bind source, are nosuid,nodev."""
+    root = open_tmp / "root"
+    for d in ("proc", "dev", "tmp", "bin", "etc"):
+        (root / d).mkdir(parents=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    os.mknod(root / "bin" / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    os.chmod(root / "bin" / "null", 0o666)
+    r = sb("--rootfs", str(root), cmd=["/bin/busybox", "sh", "-c",
+                                       "echo x > /bin/null && echo opened; "
+                                       "awk '$5 == \"/\"' /proc/self/mountinfo"])
+    assert r.verdict == "ok" and "opened" not in r.out, (r.stdout, r.stderr)
+    assert "nosuid,nodev" in r.out, r.out
+    r = sb("--bind", "/dev:/hd", cmd=["sh", "-c", "grep ' /hd/' /proc/self/mountinfo"])
+    lines = r.out.splitlines()
+    assert r.verdict == "ok" and lines and all("nosuid,nodev" in ln for ln in lines), r.out
 
 
 def test_refused_mount_point_keeps_the_reason_for_debug():

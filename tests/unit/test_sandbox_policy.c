@@ -34,8 +34,9 @@ static void test_parse_duration(void **state)
         assert_int_equal(hull_parse_duration_ms(ok[i].in, &ms), 0);
         assert_int_equal(ms, ok[i].ms);
     }
-    static const char *const bad[] = {"",    "s",   "abc",    "2x",  "2 s", "-1s",
-                                      "nan", "inf", "1e300s", "2ss", "5 ",  "1mss"};
+    static const char *const bad[] = {"",    "s",   "abc",    "2x",  "2 s",  "-1s",
+                                      "nan", "inf", "1e300s", "2ss", "5 ",   "1mss",
+                                      " 5s", "+5s", "0x10s",  "1.s", "infs", "."};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t ms = 777;
         assert_int_equal(hull_parse_duration_ms(bad[i], &ms), -1);
@@ -70,8 +71,8 @@ static void test_parse_size(void **state)
         assert_int_equal(hull_parse_size(ok[i].in, &b), 0);
         assert_int_equal(b, ok[i].bytes);
     }
-    static const char *const bad[] = {"",    "M",   "12Q", "1 M",   "-1M", "1MM",
-                                      "1iB", "nan", "inf", "1e30G", "1Gx", "0x"};
+    static const char *const bad[] = {"",    "M",     "12Q", "1 M", "-1M", "1MM", "1iB",  "nan",
+                                      "inf", "1e30G", "1Gx", "0x",  " 1M", "+1M", "0x10M"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t b = 99;
         assert_int_equal(hull_parse_size(bad[i], &b), -1);

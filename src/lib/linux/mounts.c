@@ -383,6 +383,13 @@ static int own_root(struct hull_rootfs *r, hull_error *err)
     } else if (mount(spec->rootfs, spec->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
         return hull_error_errno(err, "bind rootfs %s", spec->rootfs);
     }
+    if (x && x->root_nosuid_nodev) {
+        /* On our own bind (this namespace only), before anything is mounted
+         * into it: only bits are added, none of a locked mount's cleared. */
+        struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+        if (mount_setattr(AT_FDCWD, spec->rootfs, AT_RECURSIVE, &a, sizeof(a)) < 0)
+            return hull_error_errno(err, "rootfs %s: nosuid,nodev", spec->rootfs);
+    }
     return 0;
 }
 

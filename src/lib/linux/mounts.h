@@ -27,8 +27,11 @@ struct hull_root_file {
 
 /* What the sandbox asks beyond the OCI spec. */
 struct hull_rootfs_extras {
-    bool tmpfs_root; /* a fresh tmpfs becomes the root: mount points and files
-                        are made in it, nothing on the host changes */
+    bool tmpfs_root;        /* a fresh tmpfs becomes the root: mount points and files
+                               are made in it, nothing on the host changes */
+    bool root_nosuid_nodev; /* the bound rootfs and every mount under it get
+                               nosuid,nodev: device nodes and set-id bits a
+                               --rootfs carries are never honoured */
     const struct hull_root_file *files;
     size_t n_files;
 };

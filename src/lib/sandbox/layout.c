@@ -75,8 +75,11 @@ static void add_mount(json_object *mounts, const char *dest, const char *type, c
 
 static void add_bind(json_object *mounts, const char *src, const char *dest, bool writable)
 {
-    static const char *const ro[] = {"rbind", "ro", "nosuid", "nodev", "rro", NULL};
-    static const char *const rw[] = {"rbind", "rw", "nosuid", "nodev", NULL};
+    /* nosuid,nodev down the whole tree: a mount under the source (/dev/shm
+     * under /dev, anything under /) keeps neither set-id bits nor devices. */
+    static const char *const ro[] = {"rbind", "ro",      "nosuid", "nodev",
+                                     "rro",   "rnosuid", "rnodev", NULL};
+    static const char *const rw[] = {"rbind", "rw", "nosuid", "nodev", "rnosuid", "rnodev", NULL};
     add_mount(mounts, dest, "bind", src, writable ? rw : ro);
 }
 
@@ -287,6 +290,7 @@ static json_object *layout_mounts(const struct hull_policy *p, bool container, c
                                   struct hull_sandbox_layout *lay, hull_error *err)
 {
     json_object *mounts = json_object_new_array();
+    lay->extras.root_nosuid_nodev = true;
     if (p->rootfs == NULL) {
         lay->extras.tmpfs_root = true;
         if (default_root(lay, mounts, container, err) < 0) {

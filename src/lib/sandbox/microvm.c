@@ -98,9 +98,9 @@ static int stage_inline_files(const struct hull_policy *p, char *dir, size_t dir
 
 static int read_stdin_file(const char *path, char **data, size_t *len, hull_error *err)
 {
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    cleanup_close int fd = hull_sandbox_open_input(path, "--stdin", err);
     if (fd < 0)
-        return hull_error_errno(err, "--stdin %s", path);
+        return -1;
     if (hull_read_fd(fd, data, len, err) < 0)
         return hull_error_prefix(err, "--stdin %s", path);
     return 0;

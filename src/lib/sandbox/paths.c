@@ -21,11 +21,28 @@
 #include "util/proc.h"
 #include "util/fs.h"
 
-int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err)
+int hull_sandbox_open_input(const char *path, const char *what, hull_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO with no writer (or a device that waits)
+     * must not hold the run before its limits apply, deaf to signals.
+     * Cleared at once: reads then block as usual. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return hull_error_errno(err, "%s %s", what, path);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        hull_error_errno(err, "%s %s", what, path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err)
+{
+    int fd = hull_sandbox_open_input(path, what, err);
+    if (fd < 0)
+        return -1;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);

@@ -137,12 +137,38 @@ int hull_pull_policy_parse(const char *s, enum hull_pull_policy *out)
     return 0;
 }
 
+/* How long the plain decimal number a duration or size starts with is
+ * ("2", "1.5", ".5", "1e3"); 0 when it does not start with one. strtod
+ * alone would also take " 5", "+5", "0x10", "nan" and "inf": its end must
+ * be this one. */
+static size_t plain_number(const char *s)
+{
+    const char *const digits = "0123456789";
+    size_t n = strspn(s, digits);
+    if (s[n] == '.') {
+        size_t f = strspn(s + n + 1, digits);
+        if (f == 0)
+            return 0;
+        n += 1 + f;
+    }
+    if (n == 0)
+        return 0;
+    if (s[n] == 'e' || s[n] == 'E') {
+        size_t sign = s[n + 1] == '+' || s[n + 1] == '-';
+        size_t x = strspn(s + n + 1 + sign, digits);
+        if (x > 0)
+            n += 1 + sign + x;
+    }
+    return n;
+}
+
 int hull_parse_duration_ms(const char *s, uint64_t *ms)
 {
     char *end;
+    size_t n = plain_number(s);
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || errno || !(v >= 0) || isinf(v))
+    if (n == 0 || end != s + n || errno || !(v >= 0) || isinf(v))
         return -1;
     double mult;
     if (strcmp(end, "ms") == 0)
@@ -165,9 +191,10 @@ int hull_parse_duration_ms(const char *s, uint64_t *ms)
 int hull_parse_size(const char *s, uint64_t *bytes)
 {
     char *end;
+    size_t n = plain_number(s);
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || errno || !(v >= 0) || isinf(v))
+    if (n == 0 || end != s + n || errno || !(v >= 0) || isinf(v))
         return -1;
     double mult = 1;
     switch (*end) {
@@ -282,6 +309,13 @@ static int validate(const struct hull_policy *p, const char *lim, hull_error *er
             return hull_error_set(err, EINVAL, "%s: source must be an absolute host path", name);
         if (sandbox_path(name, p->binds[i].destination, false, err) < 0)
             return -1;
+        /* Over the root it would do nothing; over /proc it would hide the
+         * sandbox's own procfs and its masked paths. */
+        char clean[4096];
+        hull_path_clean(p->binds[i].destination, clean, sizeof(clean));
+        if (strcmp(clean, "/") == 0 || strcmp(clean, "/proc") == 0 ||
+            strncmp(clean, "/proc/", 6) == 0)
+            return hull_error_set(err, EINVAL, "%s: cannot bind over '%s'", name, clean);
     }
     for (size_t i = 0; i < p->n_copy_in; i++) {
         char name[64];

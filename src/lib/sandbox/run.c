@@ -93,6 +93,30 @@ static void run_release(struct run *x)
 
 /* Everything that can be wrong with the input is found here, before any
  * namespace, cgroup or state directory exists. */
+/* An OCI seccomp profile is a few KiB of JSON: a path that names something
+ * else (a device, a FIFO, a huge file) is refused, not read on and on. */
+#define SECCOMP_PROFILE_MAX (4u << 20)
+
+static int seccomp_profile(const char *path, json_object **doc, hull_error *err)
+{
+    cleanup_close int fd = hull_sandbox_open_regular(path, "--seccomp", err);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return hull_error_errno(err, "--seccomp %s", path);
+    if (st.st_size > SECCOMP_PROFILE_MAX)
+        return hull_error_set(err, EFBIG, "--seccomp %s: %lld bytes, more than a profile (%u MiB)",
+                              path, (long long)st.st_size, SECCOMP_PROFILE_MAX >> 20);
+    cleanup_free char *text = NULL;
+    size_t len = 0;
+    if (hull_read_fd(fd, &text, &len, err) < 0)
+        return hull_error_prefix(err, "--seccomp %s", path);
+    if (hj_parse(text, len, "--seccomp", doc, err) < 0)
+        return -1;
+    return 0;
+}
+
 static int preflight(struct run *x, char **rootfs, hull_error *err)
 {
     const struct hull_policy *p = x->p;
@@ -134,10 +158,10 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
          * supervisor reads it and feeds a pipe: the host's open file is never
          * the sandbox's (through /proc/self/fd/0 it could be reopened for
          * writing, and its host path read). */
-        x->in_src = open(p->stdin_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        x->in_src = hull_sandbox_open_input(p->stdin_path, "--stdin", err);
         struct stat st;
         if (x->in_src < 0)
-            return hull_error_errno(err, "--stdin %s", p->stdin_path);
+            return -1;
         if (fstat(x->in_src, &st) < 0 || S_ISDIR(st.st_mode))
             return hull_error_set(err, EISDIR, "--stdin %s: is a directory", p->stdin_path);
         if ((x->in_buf = malloc(STDIN_CHUNK)) == NULL)
@@ -146,8 +170,8 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     if (p->seccomp_path) {
         json_object *doc = NULL;
         struct hull_seccomp sc = {0};
-        if (hj_parse_file(p->seccomp_path, &doc, err) < 0)
-            return hull_error_prefix(err, "--seccomp");
+        if (seccomp_profile(p->seccomp_path, &doc, err) < 0)
+            return -1;
         int r = hull_seccomp_parse(doc, "seccomp", &sc, err);
         if (r == 0)
             r = hull_seccomp_compile(&sc, &x->seccomp, err);

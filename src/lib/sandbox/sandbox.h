@@ -121,6 +121,9 @@ bool hull_sandbox_under_host_dir(const char *path);
  * cannot create a mount point (in rootfs, or a read-only host directory
  * when rootfs is NULL). what names the option in errors. */
 int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err);
+/* Any file a run reads from the host (--stdin, --seccomp), opened without
+ * waiting for a FIFO's writer; "what: path: why" on failure. */
+int hull_sandbox_open_input(const char *path, const char *what, hull_error *err);
 char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
 int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
 int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
