@@ -577,6 +577,15 @@ int cmd_sandbox(struct cli *cli, int argc, char **argv)
         return sandbox_run(cli, argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "seccomp-profile") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+            printf("usage: hull sandbox seccomp-profile\n"
+                   "Print the built-in seccomp profile (OCI JSON), a start for --seccomp FILE.\n");
+            return 0;
+        }
+        if (argc > 2) {
+            fprintf(stderr, "hull: sandbox seccomp-profile: unexpected argument '%s'\n", argv[2]);
+            return 1;
+        }
         char *j = hull_sandbox_seccomp_profile_json();
         printf("%s\n", j ? j : "");
         free(j);

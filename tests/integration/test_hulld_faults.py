@@ -535,3 +535,27 @@ def test_an_exec_result_too_large_for_one_answer_is_refused_and_the_sandbox_live
         assert d.request("GET", f"/v1/sandboxes/{sid}", token=t).json["state"] == "running"
     finally:
         assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
+
+
+def test_an_upload_through_a_symlinked_directory_is_refused(d):
+    """PUT …/files/{path} walks one directory at a time: a symlink on the
+    way would resolve against that directory (up -> / landing in /tmp/d),
+    where neither the sandbox nor a GET of the same path finds the file."""
+    t = d.tokens["user"]
+    sid = d.request("POST", "/v1/sandboxes", {"lifetime": "5m"}, t).json["id"]
+    try:
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                       {"cmd": ["sh", "-c", "mkdir /tmp/d /tmp/real && ln -s / /tmp/d/up && "
+                                "ln -s /tmp/real /tmp/abs"]}, t)
+        assert ex.status == 200 and ex.json["exit_code"] == 0, ex
+        for path in ("d/up/usr/pwn", "abs/f"):
+            r = d.request("PUT", f"/v1/sandboxes/{sid}/files/{path}", b"X", t, raw=True)
+            assert r.status == 400, (path, r)
+        ex = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                       {"cmd": ["sh", "-c", "ls /tmp/d /tmp/real"]}, t)
+        assert ex.json["stdout"].split() == ["/tmp/d:", "up", "/tmp/real:"], ex.json
+        r = d.request("PUT", f"/v1/sandboxes/{sid}/files/new/dir/f", b"X", t, raw=True)
+        assert r.status == 200, r
+        assert d.request("GET", f"/v1/sandboxes/{sid}/files/new/dir/f", token=t).body == b"X"
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200

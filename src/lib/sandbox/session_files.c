@@ -71,13 +71,19 @@ static int parent_dir(struct hull_session *s, char *rel, const char **name, hull
         char *next = strchr(comp, '/');
         if (next)
             *next++ = '\0';
-        int sub = hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY, err);
+        /* One component at a time, each its own root: a symlink here would
+         * resolve against this directory, not the sandbox's /, and the file
+         * land where no reader of the path finds it. The upload refuses one
+         * on the way (400) rather than follow it somewhere else. */
+        int sub =
+            hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY | HULL_RESOLVE_NO_SYMLINKS, err);
         if (sub < 0 && hull_error_code(*err) == ENOENT) {
             hull_error_free(err); /* absent: made right here */
             if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
                 hull_error_errno(err, "mkdir %s", comp);
             } else {
-                sub = hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY, err);
+                sub = hull_resolve_in_root(dir, comp,
+                                           HULL_RESOLVE_DIRECTORY | HULL_RESOLVE_NO_SYMLINKS, err);
             }
         }
         close(dir);
