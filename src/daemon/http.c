@@ -27,6 +27,7 @@
 #include "move.h"
 #include "daemon.h"
 #include "http_audit.h"
+#include "http_deadline.h"
 #include "http_route.h"
 #include "runner.h"
 #include "sbx_files.h"
@@ -540,8 +541,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             return MHD_NO;
         *con_cls = q;
     }
-    if (!q->seen)
+    if (!q->seen) {
+        http_deadline_head_done(conn);
         return first_call(conn, url, method, q);
+    }
     if (q->responded) {
         *upload_size = 0; /* discard */
         return MHD_YES;
@@ -581,8 +584,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     (void)toe;
+    http_deadline_next(conn); /* kept alive: the next head's time starts */
     struct req *q = *con_cls;
     if (q) {
         atomic_fetch_sub(&in_flight, 1);
@@ -677,12 +680,15 @@ int http_start(hull_error *err)
     unix_fd = unix_listen(o->socket_path, err);
     if (unix_fd < 0)
         return -1;
+    if (http_deadline_start(o->client_timeout) < 0)
+        return hull_error_set(err, EAGAIN, "the request-head watcher did not start");
     unix_d = MHD_start_daemon(
         common_flags(), 0, NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, unix_fd,
         MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout, MHD_OPTION_CONNECTION_LIMIT,
         o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_END);
     if (unix_d == NULL)
         return hull_error_set(err, EIO, "--socket %s: the HTTP server did not start",
                               o->socket_path);
@@ -701,8 +707,9 @@ int http_start(hull_error *err)
         handler, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
         MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem, MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        NULL, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_END);
     if (tcp_d == NULL)
         return hull_error_set(err, EIO,
                               "--listen %s: the HTTPS server did not start (address in use, or "
@@ -724,6 +731,7 @@ void http_stop(void)
     if (unix_d)
         MHD_stop_daemon(unix_d);
     tcp_d = unix_d = NULL;
+    http_deadline_stop();
     if (unix_fd >= 0)
         close(unix_fd);
     unlink(hulld.o->socket_path);

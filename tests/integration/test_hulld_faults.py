@@ -559,3 +559,29 @@ def test_an_upload_through_a_symlinked_directory_is_refused(d):
         assert d.request("GET", f"/v1/sandboxes/{sid}/files/new/dir/f", token=t).body == b"X"
     finally:
         assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=t).status == 200
+
+
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_at_the_timeout(d):
+    """--client-timeout (5 s here) bounds the whole request head, not only
+    the silence between its bytes: a client trickling header lines (each
+    within the idle timer) is closed, so a few of them cannot hold every
+    connection slot without a token. Keep-alive and slow bodies are
+    unaffected (the tests above use both)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(120)
+    s.connect(d.sock)
+    start = time.monotonic()
+    closed_after = None
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for i in range(120):  # up to 120 s of trickling, a line a second
+            time.sleep(1)
+            try:
+                s.sendall(f"X-{i}: a\r\n".encode())
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - start
+                break
+    finally:
+        s.close()
+    assert closed_after is not None, "still open after 120 s of trickled headers"
+    assert d.request("GET", "/healthz").status == 200
