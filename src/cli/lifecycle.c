@@ -179,7 +179,8 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
             printf("usage: hull kill [--all] ID [SIGNAL]\n"
                    "\n"
                    "Send SIGNAL (default TERM; a name like KILL or SIGKILL, or a number)\n"
-                   "to the container's init, or with --all to every process in it.\n");
+                   "to the container's init, or with --all to every process in it.\n"
+                   "Signal 0 sends nothing: the exit status says whether the init runs.\n");
             return 0;
         default:
             return cli_usage_error(cli, "invalid option");
@@ -193,7 +194,8 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
     const char *id = argv[optind];
     int sig = 15;
     if (n == 2) {
-        sig = hull_signal_parse(argv[optind + 1]);
+        /* 0, as for kill(1): is it running? No signal is sent. */
+        sig = strcmp(argv[optind + 1], "0") == 0 ? 0 : hull_signal_parse(argv[optind + 1]);
         if (sig < 0) {
             hull_error err = NULL;
             hull_error_set(&err, EINVAL, "unknown signal '%s'", argv[optind + 1]);

@@ -6,6 +6,7 @@
  * containerd and anything else that drives runc can drive hull unchanged.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -180,8 +181,45 @@ int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *nam
     return 0;
 }
 
+/* --preserve-fds N hands the container fds 3..3+N-1 as the caller left
+ * them. A number in that range the caller left closed would otherwise be
+ * the first hull opens for itself (its state directory, a socket, a
+ * signalfd), and cross into the container with the caller's: a directory
+ * fd of the host is a way out of the rootfs. So, before hull opens
+ * anything, each closed number in the range is filled with /dev/null.
+ * argv is scanned as it is, before option parsing, for that reason; a
+ * stray "--preserve-fds" (say, in the container's command) only costs a
+ * few /dev/null fds, close-on-exec unless the real option passes them. */
+static void reserve_preserved_fds(int argc, char **argv)
+{
+    long n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--preserve-fds") == 0 && i + 1 < argc)
+            v = argv[i + 1];
+        else if (strncmp(argv[i], "--preserve-fds=", 15) == 0)
+            v = argv[i] + 15;
+        char *end;
+        long k = v ? strtol(v, &end, 10) : 0;
+        if (v && *v && *end == '\0' && k > n && k <= 1000)
+            n = k;
+    }
+    for (int fd = 3; fd < 3 + n; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue; /* the caller's */
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0)
+            return; /* the fds above stay closed: hull's own may land there */
+        if (null != fd) {
+            dup3(null, fd, O_CLOEXEC);
+            close(null);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    reserve_preserved_fds(argc, argv);
     struct cli cli = {.rt = {.root = hull_default_root()}, .log_format = "text"};
     enum {
         OPT_ROOT = 256,

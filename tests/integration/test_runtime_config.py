@@ -788,6 +788,30 @@ def test_preserve_fds(hull, bundle, tmp_path):
         os.close(fd)
 
 
+@pytest.mark.asan
+def test_preserved_fds_the_caller_left_closed_are_never_hulls_own(hull, bundle, tmp_path):
+    """--preserve-fds 4 with nothing open at 3..6 in the caller: those
+    numbers must not be the runtime's own fds (its state directory, a
+    socket, a signalfd), which would cross into the container and, for a
+    directory, lead out of the rootfs. They are /dev/null. A created
+    container's waiting init holds none of the runtime's either: start
+    and delete --force do not hang on them."""
+    marker = tmp_path / "state" / "PWNED"
+    bundle.set_args("sh", "-c", "for f in 3 4 5 6; do readlink /proc/$$/fd/$f; done; "
+                    "echo x > /proc/self/fd/5/../PWNED; "
+                    "cat /proc/self/fd/5/../../../../etc/hostname; exit 0").write()
+    r = hull("run", "--preserve-fds", "4", "--bundle", str(bundle.path), cid())
+    assert r.returncode == 0, r
+    assert r.stdout.split() == ["/dev/null"] * 4, r
+    assert not marker.exists()
+    c = cid()
+    assert hull("create", "--preserve-fds", "4", "--bundle", str(bundle.path), c).returncode == 0
+    assert hull("start", c, timeout=120).returncode == 0
+    assert wait_until(lambda: json.loads(hull("state", c).stdout or "{}").get("status") == "stopped", 60)
+    assert hull("delete", "--force", c, timeout=120).returncode == 0
+    assert not marker.exists()
+
+
 def test_terminal_in_foreground_run(hull, bundle):
     """process.terminal with a foreground run: hull relays the pty."""
     bundle.process["terminal"] = True

@@ -274,6 +274,19 @@ def test_update_memory_against_memory_plus_swap(hull, bundle):
         assert m("memory.limit_in_bytes") == m("memory.memsw.limit_in_bytes") > 1 << 60
 
 
+def test_update_pids_limit_zero_changes_nothing_and_kill_zero_asks(hull, bundle):
+    """As with runc: --pids-limit 0 leaves the limit (only -1 lifts it), and
+    kill ID 0 answers whether the init runs, sending nothing."""
+    with running(hull, bundle) as (c, init):
+        hull("update", "--pids-limit", "7", c, check=True)
+        hull("update", "--pids-limit", "0", c, check=True)
+        assert cg_read(init, "pids", "pids.max") == "7"
+        assert hull("kill", c, "0").returncode == 0
+        assert hull("kill", "--all", c, "0").returncode != 0
+        hull("kill", c, "KILL", check=True)
+        assert wait_until(lambda: hull("kill", c, "0").returncode != 0, 60)
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--memory", "lots"), "limit: 'lots' is not a valid size"),
     (("--pids-limit", "x"), "limit: 'x' is not a valid number"),

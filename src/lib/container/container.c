@@ -195,8 +195,10 @@ int hull_container_kill(const struct hull_runtime *rt, const char *id, int signo
     /* Released in reverse: the cgroup handle, the state, the lock. */
     cleanup_close int dirfd = -1;
     cleanup_cstate struct hull_cstate cs = {0};
-    if (signo <= 0 || signo >= NSIG)
-        return hull_error_set(err, EINVAL, "kill %s: invalid signal %d", id, signo);
+    /* Signal 0 only asks whether the init runs (kill(1)'s "kill -0"). */
+    if (signo < 0 || signo >= NSIG || (signo == 0 && all))
+        return hull_error_set(err, EINVAL, "kill %s: invalid signal %d%s", id, signo,
+                              signo == 0 ? " with --all" : "");
     if (load(rt, id, &dirfd, &cs, err) < 0)
         return hull_error_prefix(err, "kill %s", id);
     int ret = -1;
