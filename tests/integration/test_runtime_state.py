@@ -106,6 +106,23 @@ def test_half_made_state_dir(hull, tmp_path, content):
     assert_nothing_left(hull, tmp_path)
 
 
+@pytest.mark.parametrize("content", [b"", b'{"id": "x", "pid": 12'])
+def test_delete_force_of_a_torn_state_ends_what_runs_in_its_cgroup(hull, bundle, content):
+    """A running container whose state.json was torn: delete --force kills
+    what runs in its default cgroup before removing it, rather than report
+    success with the process running on, unseen, and the id blocked."""
+    bundle.set_args("sleep", "1000")
+    with started(hull, bundle) as (c, pid):
+        (hull.root / c / "state.json").write_bytes(content)
+        r = hull("delete", "--force", c)
+        assert r.returncode == 0, r
+        assert wait_until(lambda: (reap_orphans(), not pid_alive(pid))[1], 60)
+        assert not (hull.root / c).exists()
+        # The id is free again: its cgroup is gone too.
+        r = hull("create", "--bundle", str(bundle.path), c)
+        assert r.returncode == 0, r
+
+
 def test_delete_force_kills_the_recorded_init(hull, tmp_path):
     """A state left in creating with a live init (pid and start time match):
     delete --force kills it."""

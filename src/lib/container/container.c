@@ -321,15 +321,25 @@ int hull_container_delete(const struct hull_runtime *rt, const char *id, bool fo
         hull_netdev_move_out(dirfd);
         close(dirfd);
         /* The crash may have come after the default cgroup was made, in any
-         * hierarchy. */
+         * hierarchy, and after the init started in it (or the state was
+         * torn later): what runs there is this container's (the default
+         * path is its id's), and destroy kills it before the rmdir. Left
+         * alone, it would run on unseen, the id blocked by its cgroup. */
         struct hull_cgroup *cg = NULL;
         hull_error e = NULL;
-        if (hull_cgroup_create(NULL, id, false, &cg, &e) < 0 || hull_cgroup_join_all(cg, &e) < 0) {
+        if (hull_cgroup_create_ex(NULL, id, false, HULL_CGROUP_ADOPT, &cg, &e) < 0 ||
+            hull_cgroup_join_all(cg, &e) < 0) {
             hull_debug("delete %s: no default cgroup to remove: %s", id, hull_error_msg(e));
             hull_error_free(&e); /* said; whatever was made is removed below */
         }
-        if (cg && hull_cgroup_destroy(cg, &e) < 0)
-            hull_warn("delete %s: cleanup: %s", id, hull_error_msg(e));
+        if (cg && hull_cgroup_destroy(cg, &e) < 0) {
+            /* Something of it may still run: the state stays, and so does
+             * the error, so that it is not reported deleted. */
+            hull_cgroup_free(cg);
+            hull_error_set(err, hull_error_code(e), "delete %s: %s", id, hull_error_msg(e));
+            hull_error_free(&e);
+            return -1;
+        }
         hull_cgroup_free(cg);
         hull_error_free(&e);
         if (hull_cstate_remove(rt->root, id, err) < 0)

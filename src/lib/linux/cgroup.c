@@ -324,7 +324,7 @@ static int cg_make(struct hull_cgroup *cg, const struct cg_target *t, unsigned f
     /* A cgroup that already holds processes is someone else's (another
      * container's): sharing it would let our destroy kill them. Refused,
      * as runc does; an empty one made by an engine beforehand is fine. */
-    if (reused && populated(cg))
+    if (reused && !(flags & HULL_CGROUP_ADOPT) && populated(cg))
         return hull_error_set(err, EBUSY,
                               "linux.cgroupsPath: cgroup %s is not empty: it already holds "
                               "processes of another container",

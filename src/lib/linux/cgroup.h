@@ -42,6 +42,10 @@ int hull_cgroup_create(const char *cgroups_path, const char *id, bool systemd,
 /* hull_cgroup_create with flags: HULL_CGROUP_LEAN joins only what a one-shot
  * sandbox needs (memory, pids, cpu accounting; no freezer, so no pause). */
 #define HULL_CGROUP_LEAN 1u
+/* HULL_CGROUP_ADOPT takes an existing cgroup that holds processes instead
+ * of refusing it: only to remove what a container whose state is lost
+ * left in its default cgroup (delete --force). */
+#define HULL_CGROUP_ADOPT 2u
 int hull_cgroup_create_ex(const char *cgroups_path, const char *id, bool systemd, unsigned flags,
                           struct hull_cgroup **out, hull_error *err);
 
