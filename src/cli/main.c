@@ -220,6 +220,10 @@ static void reserve_preserved_fds(int argc, char **argv)
 int main(int argc, char **argv)
 {
     reserve_preserved_fds(argc, argv);
+    /* getopt names the program by argv[0] in its complaints: "hull: ...",
+     * not the path it was started by. (Its own path comes from
+     * /proc/self/exe wherever it is needed.) */
+    argv[0] = (char *)"hull";
     struct cli cli = {.rt = {.root = hull_default_root()}, .log_format = "text"};
     enum {
         OPT_ROOT = 256,
