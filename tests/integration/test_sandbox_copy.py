@@ -3,12 +3,13 @@ checked against what the host's own files and disks show afterwards."""
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from sandboxlib import Sandbox
+from sandboxlib import HULL, Sandbox
 
 MiB = 1024 * 1024
 LEVELS = ["process", "container"]
@@ -392,3 +393,46 @@ def test_concurrent_process_level_runs_never_share_a_uid():
     uids = [int(r.out.strip()) for r in results]
     assert all(r.verdict == "ok" for r in results), results
     assert len(set(uids)) == 8, uids
+
+
+def test_a_run_killed_while_copying_out_leaves_no_partial_file(sb, open_tmp):
+    """The copy is written unnamed (O_TMPFILE) and named only when whole: a
+    SIGKILL while it is written leaves nothing in the caller's directory,
+    where nothing would ever clean it up."""
+    import signal
+    import time
+    out = open_tmp / "out"
+    out.mkdir()
+    out.chmod(0o755)
+    p, o, e = sb.start("--tmp-size", "900M", "--memory", "1G", "--copy-out-max", "1G",
+                       "--copy-out", f"/tmp/big:{out}/big",
+                       cmd=["sh", "-c", "head -c 800M /dev/urandom > /tmp/big"])
+
+    def copying():
+        if any(out.iterdir()):
+            return True
+        try:
+            fds = os.listdir(f"/proc/{p.pid}/fd")
+        except FileNotFoundError:
+            return False
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{p.pid}/fd/{fd}").startswith(str(out)):
+                    return True
+            except OSError:
+                pass
+        return False
+
+    deadline = time.monotonic() + 300
+    while p.poll() is None and not copying() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if p.poll() is not None:
+        pytest.skip("the copy ended before it was seen under way")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    o.close()
+    e.close()
+    assert list(out.iterdir()) == []
+    # What the killed runner left of the sandbox itself: the cleanup verb's.
+    r = subprocess.run([HULL, "sandbox", "cleanup"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

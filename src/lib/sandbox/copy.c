@@ -184,12 +184,23 @@ static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
         return -1;
     char tmp[NAME_MAX + 1];
     snprintf(tmp, sizeof(tmp), ".%.200s.hull-%d.tmp", name, (int)getpid());
-    cleanup_close int out =
-        openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* Unnamed until whole (O_TMPFILE): a run killed mid-copy (SIGKILL, up
+     * to --copy-out-max written) leaves nothing in the caller's directory.
+     * It gets the temporary name only for the rename over the target. A
+     * filesystem without O_TMPFILE gets the named temporary from the start. */
+    bool unnamed = true;
+    cleanup_close int out = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (out < 0) {
+        unnamed = false;
+        out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    }
     if (out < 0)
         return hull_error_errno(err, "create beside %s", c->host);
     bool cut = false;
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", out);
     if (copy_sparse(in, out, budget, &f->size, &f->bytes, &cut, err) < 0 || fsync(out) < 0 ||
+        (unnamed && linkat(AT_FDCWD, self, dfd, tmp, AT_SYMLINK_FOLLOW) < 0) ||
         renameat(dfd, tmp, dfd, name) < 0) {
         if (!hull_error_code(*err))
             hull_error_errno(err, "write %s", c->host);
