@@ -194,11 +194,16 @@ static void reserve_preserved_fds(int argc, char **argv)
 {
     long n = 0;
     for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (strcmp(argv[i], "--preserve-fds") == 0 && i + 1 < argc)
-            v = argv[i + 1];
-        else if (strncmp(argv[i], "--preserve-fds=", 15) == 0)
-            v = argv[i] + 15;
+        /* Every spelling getopt_long_only takes: one dash or two, the name
+         * or an abbreviation of it ("-pr"), the value after '=' or next. */
+        const char *a = argv[i];
+        if (a[0] != '-')
+            continue;
+        a += a[1] == '-' ? 2 : 1;
+        size_t len = strcspn(a, "=");
+        if (len < 2 || len > strlen("preserve-fds") || strncmp(a, "preserve-fds", len) != 0)
+            continue;
+        const char *v = a[len] == '=' ? a + len + 1 : i + 1 < argc ? argv[i + 1] : NULL;
         char *end;
         long k = v ? strtol(v, &end, 10) : 0;
         if (v && *v && *end == '\0' && k > n && k <= 1000)

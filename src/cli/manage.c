@@ -332,10 +332,6 @@ static int add_limit(struct cli *cli, json_object *doc, const struct upd_opt *o,
     if (o->kind != U_STRING && (bytes ? parse_bytes(arg, &v) : parse_int(arg, &v)) < 0)
         return cli_usage_error(cli, "%s: '%s' is not a valid %s", o->key, arg,
                                bytes ? "size" : "number");
-    /* --pids-limit 0 changes nothing, as with runc: only -1 lifts the
-     * limit. (A 0 from an orchestrator must not silently remove it.) */
-    if (strcmp(o->group, "pids") == 0 && v == 0)
-        return 0;
     json_object *g = NULL;
     if (!json_object_object_get_ex(doc, o->group, &g)) {
         g = json_object_new_object();

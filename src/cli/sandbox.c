@@ -441,7 +441,7 @@ static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, con
     case K_COUNT:
         return parse_u32(arg, (uint32_t *)field) < 0 ? bad(opt, arg, o->what) : 0;
     case K_CPUS:
-        if (arg[0] < '0' || arg[0] > '9' || strspn(arg, "0123456789.") != strlen(arg))
+        if (arg[strspn(arg, "0123456789.")] != '\0' || strpbrk(arg, "0123456789") == NULL)
             return bad(opt, arg, o->what); /* no " 1", "+1", "0x10", "1e3" */
         p->cpus = strtod(arg, &end);
         return end == arg || *end != '\0' ? bad(opt, arg, o->what) : 0;

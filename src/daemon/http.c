@@ -542,8 +542,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *con_cls = q;
     }
     if (!q->seen) {
-        http_deadline_head_done(conn);
-        return first_call(conn, url, method, q);
+        enum MHD_Result ret = first_call(conn, url, method, q);
+        /* Only an admitted request's body goes by the idle timer alone: a
+         * refused one (no token, say) is drained within the head's
+         * deadline, or it could be trickled for long by anyone. */
+        if (q->started && !q->rejected)
+            http_deadline_head_done(conn);
+        return ret;
     }
     if (q->responded) {
         *upload_size = 0; /* discard */

@@ -119,7 +119,7 @@ enum opt_kind {
     OPT_STRING, /* a const char * field */
     OPT_FLAG,   /* a bool field, set */
     OPT_UINT,   /* an unsigned field, lo..hi */
-    OPT_SIZE,   /* --max-body: a size_t field, 1K..1G */
+    OPT_SIZE,   /* --max-body: a size_t field, 1K..256M (FRAME_MAX) */
     OPT_ALLOW,  /* --allow: grants */
     OPT_HELPER, /* --helper MODE (hidden) */
     OPT_LABEL,  /* --node-label: cluster.c keeps them */
@@ -212,8 +212,9 @@ static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_o
         return parse_uint(opt, arg, sp->lo, sp->hi, (unsigned *)(void *)field);
     case OPT_SIZE: {
         uint64_t bytes;
-        if (hull_parse_size(arg, &bytes) < 0 || bytes < 1024 || bytes > (1ull << 30)) {
-            fprintf(stderr, "hulld: %s: '%s' is not a size from 1K to 1G\n", opt, arg);
+        /* At most what one frame to a keeper or worker carries. */
+        if (hull_parse_size(arg, &bytes) < 0 || bytes < 1024 || bytes > FRAME_MAX) {
+            fprintf(stderr, "hulld: %s: '%s' is not a size from 1K to 256M\n", opt, arg);
             return -1;
         }
         *(size_t *)(void *)field = (size_t)bytes;

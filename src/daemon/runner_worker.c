@@ -74,6 +74,23 @@ char *run_failed_result(const char *why)
     return hull_result_to_json(&r);
 }
 
+/* A result no frame carries (output escaped in JSON grows up to six
+ * times) is replaced by the error it is: sent whole, it would be refused. */
+static char *fit_frame(char *res, const char **verdict)
+{
+    size_t len = res ? strlen(res) : 0;
+    if (len <= FRAME_MAX)
+        return res;
+    free(res);
+    char why[256];
+    snprintf(why, sizeof(why),
+             "the result is %zu MiB of JSON, more than one answer carries (%u MiB): lower "
+             "limits.output, or stream the run",
+             len >> 20, FRAME_MAX >> 20);
+    *verdict = "internal_error";
+    return run_failed_result(why);
+}
+
 int policy_image_root(struct hull_policy *p, const char *image_root, hull_error *err)
 {
     if (p->image == NULL)
@@ -140,6 +157,7 @@ static int answer_queued(int sock, const struct frame *f)
         snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
         json_object_object_add(hdr, "error", json_object_new_string(why));
     } else {
+        res = fit_frame(res, &verdict);
         json_object_object_add(hdr, "lib_ms", json_object_new_double(lib_ms));
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
     }
@@ -208,7 +226,7 @@ static int worker_loop(int sock, struct hull_store *st, const char *image_root)
         json_object *id = hj_get(f.hdr, "id");
         double lib_ms = 0;
         const char *verdict;
-        char *res = run_one(&f, stream_fd, image_root, &lib_ms, &verdict);
+        char *res = fit_frame(run_one(&f, stream_fd, image_root, &lib_ms, &verdict), &verdict);
         if (stream_fd >= 0)
             close(stream_fd); /* its end: the stream then gives the result */
         stream_fd = -1;

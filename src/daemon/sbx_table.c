@@ -206,14 +206,20 @@ int sbx_keeper_send(struct sbx *s, const char *op, json_object *extra, const voi
     json_object_object_add(hdr, "op", json_object_new_string(op));
     int r = frame_send(s->sock, hdr, data, len, fd);
     json_object_put(hdr);
+    if (r < 0 && errno == EMSGSIZE) /* nothing was sent: the stream is whole */
+        return hull_error_set(err, EFBIG,
+                              "sandbox '%s': a request of %zu MiB, more than one "
+                              "message carries (%u MiB)",
+                              s->id, len >> 20, FRAME_MAX >> 20);
     if (r < 0 || frame_recv(s->sock, reply) < 0) {
         /* The stream is broken (the keeper died, or sent what cannot be a
          * frame): the keeper, if alive, is stopped for good, so that nothing
-         * of the sandbox runs on unseen and its reaping cannot hang. */
-        s->gone = true;
+         * of the sandbox runs on unseen and its reaping cannot hang. Killed
+         * before it is marked gone: a handler that sees gone may reap it. */
         shutdown(s->sock, SHUT_RDWR);
         if (s->pid > 0)
             kill(s->pid, SIGKILL); /* our child, not yet reaped: the pid is still its */
+        s->gone = true;
         return hull_error_set(err, ESRCH, "sandbox '%s': its keeper process died", s->id);
     }
     if (frame_error(reply, "keeper failed", err) < 0) {

@@ -585,3 +585,41 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_at_the_timeout(d):
         s.close()
     assert closed_after is not None, "still open after 120 s of trickled headers"
     assert d.request("GET", "/healthz").status == 200
+
+
+def test_a_run_result_too_large_for_one_answer_is_an_error_not_a_dead_worker(d):
+    """As for an exec: the worker answers with the error rather than send a
+    result no frame carries (which hulld took for a dead worker)."""
+    t = d.tokens["user"]
+    r = d.request("POST", "/v1/runs",
+                  {"cmd": ["sh", "-c", "head -c 50M /dev/zero | tr '\\0' '\\1'"],
+                   "limits": {"output": "64M", "wall_time": "120s", "cpu_time": "120s"}},
+                  t, timeout=300)
+    assert r.status == 200, r
+    assert r.json["verdict"] == "internal_error" and "lower limits.output" in r.json["error"], \
+        {k: v for k, v in r.json.items() if k not in ("stdout", "stderr")}
+    ok = d.request("POST", "/v1/runs", {"cmd": ["echo", "next"]}, t)
+    assert ok.status == 200 and ok.json["stdout"] == "next\n", ok
+    assert "died" not in d.log.read_text()
+
+
+def test_a_refused_requests_body_trickled_is_cut_at_the_timeout(d):
+    """A request refused at its head (no token here) has its body drained,
+    but within the head's deadline: trickling it a byte at a time does not
+    keep the connection."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(120)
+    s.connect(d.sock)
+    closed = False
+    try:
+        s.sendall(b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+        for _ in range(120):
+            time.sleep(1)
+            try:
+                s.sendall(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+    finally:
+        s.close()
+    assert closed, "still open after 120 s of a trickled body without a token"

@@ -800,10 +800,13 @@ def test_preserved_fds_the_caller_left_closed_are_never_hulls_own(hull, bundle, 
     bundle.set_args("sh", "-c", "for f in 3 4 5 6; do readlink /proc/$$/fd/$f; done; "
                     "echo x > /proc/self/fd/5/../PWNED; "
                     "cat /proc/self/fd/5/../../../../etc/hostname; exit 0").write()
-    r = hull("run", "--preserve-fds", "4", "--bundle", str(bundle.path), cid())
-    assert r.returncode == 0, r
-    assert r.stdout.split() == ["/dev/null"] * 4, r
-    assert not marker.exists()
+    # Every spelling getopt_long_only takes.
+    for spelling in (["--preserve-fds", "4"], ["-preserve-fds=4"], ["--preserve", "4"],
+                     ["-pr", "4"]):
+        r = hull("run", *spelling, "--bundle", str(bundle.path), cid())
+        assert r.returncode == 0, (spelling, r)
+        assert r.stdout.split() == ["/dev/null"] * 4, (spelling, r)
+        assert not marker.exists()
     c = cid()
     assert hull("create", "--preserve-fds", "4", "--bundle", str(bundle.path), c).returncode == 0
     assert hull("start", c, timeout=120).returncode == 0

@@ -281,6 +281,8 @@ def test_update_pids_limit_zero_changes_nothing_and_kill_zero_asks(hull, bundle)
         hull("update", "--pids-limit", "7", c, check=True)
         hull("update", "--pids-limit", "0", c, check=True)
         assert cg_read(init, "pids", "pids.max") == "7"
+        hull("update", "-r", "-", c, input='{"pids": {"limit": 0}}', check=True)
+        assert cg_read(init, "pids", "pids.max") == "7"
         assert hull("kill", c, "0").returncode == 0
         assert hull("kill", "--all", c, "0").returncode != 0
         hull("kill", c, "KILL", check=True)

@@ -8,6 +8,7 @@
  * its own). A hull network (--network NAME) is the VM's own TAP and lease
  * (vm/vmnet.c). Inline files travel as copy-ins of private temporary files. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -96,11 +97,21 @@ static int stage_inline_files(const struct hull_policy *p, char *dir, size_t dir
     return 0;
 }
 
-static int read_stdin_file(const char *path, char **data, size_t *len, hull_error *err)
+static int read_stdin_file(const char *path, uint64_t wait_ms, char **data, size_t *len,
+                           hull_error *err)
 {
     cleanup_close int fd = hull_sandbox_open_input(path, "--stdin", err);
     if (fd < 0)
         return -1;
+    /* A FIFO reads as empty until its writer comes: wait for it (or for
+     * its end) as long as the run may take, signals still heard. */
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int n = poll(&pf, 1, wait_ms > INT_MAX ? INT_MAX : (int)wait_ms);
+    if (n < 0) /* a signal (the run is being stopped) ends the wait */
+        return hull_error_errno(err, "--stdin %s", path);
+    if (n == 0)
+        return hull_error_set(err, ETIMEDOUT, "--stdin %s: nothing to read within the wall time",
+                              path);
     if (hull_read_fd(fd, data, len, err) < 0)
         return hull_error_prefix(err, "--stdin %s", path);
     return 0;
@@ -158,7 +169,8 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
         out[i].host = p->copy_out[i].host;
         out[i].guest = p->copy_out[i].sandbox;
     }
-    if (p->stdin_path && read_stdin_file(p->stdin_path, &stdin_buf, &stdin_len, err) < 0)
+    if (p->stdin_path &&
+        read_stdin_file(p->stdin_path, p->wall_time_ms, &stdin_buf, &stdin_len, err) < 0)
         return -1;
 
     /* An image's run gets the sandbox's defaults under its Env (which may

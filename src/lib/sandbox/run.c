@@ -102,16 +102,25 @@ static int seccomp_profile(const char *path, json_object **doc, hull_error *err)
     cleanup_close int fd = hull_sandbox_open_regular(path, "--seccomp", err);
     if (fd < 0)
         return -1;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return hull_error_errno(err, "--seccomp %s", path);
-    if (st.st_size > SECCOMP_PROFILE_MAX)
-        return hull_error_set(err, EFBIG, "--seccomp %s: %lld bytes, more than a profile (%u MiB)",
-                              path, (long long)st.st_size, SECCOMP_PROFILE_MAX >> 20);
-    cleanup_free char *text = NULL;
+    /* Read up to one byte past the cap: a file's size (0 for procfs) is
+     * not trusted. */
+    cleanup_free char *text = malloc(SECCOMP_PROFILE_MAX + 1);
+    if (text == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
     size_t len = 0;
-    if (hull_read_fd(fd, &text, &len, err) < 0)
-        return hull_error_prefix(err, "--seccomp %s", path);
+    for (;;) {
+        ssize_t n = read(fd, text + len, SECCOMP_PROFILE_MAX + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "--seccomp %s", path);
+        len += (size_t)n;
+        if (n == 0 || len > SECCOMP_PROFILE_MAX)
+            break;
+    }
+    if (len > SECCOMP_PROFILE_MAX)
+        return hull_error_set(err, EFBIG, "--seccomp %s: more than a profile (%u MiB)", path,
+                              SECCOMP_PROFILE_MAX >> 20);
     if (hj_parse(text, len, "--seccomp", doc, err) < 0)
         return -1;
     return 0;

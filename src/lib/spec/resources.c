@@ -286,6 +286,11 @@ int hull_resources_parse(json_object *res, const char *path, struct hull_resourc
         if (hj_require_object(pids, p, err) < 0 ||
             hj_int64(pids, p, "limit", &r->pids_limit, &r->has_pids_limit, err) < 0)
             return -1;
+        /* 0 sets nothing, as with runc: no limit at create, the limit left
+         * as it is at update (an update -r with 0 must not lift it). Only
+         * a negative limit means unlimited. */
+        if (r->has_pids_limit && r->pids_limit == 0)
+            r->has_pids_limit = false;
     }
     json_object *rdma = hj_get(res, "rdma");
     if (rdma != NULL) {
