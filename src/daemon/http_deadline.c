@@ -77,25 +77,27 @@ static struct head *head_of(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
-void http_deadline_head_done(struct MHD_Connection *conn)
+/* waiting: the connection's next request head is awaited from now on. */
+static void set_waiting(struct MHD_Connection *conn, bool waiting)
 {
     struct head *h = head_of(conn);
     if (h == NULL)
         return;
     pthread_mutex_lock(&lock);
-    h->waiting = false;
+    h->waiting = waiting;
+    if (waiting)
+        h->since_ns = hull_monotonic_ns();
     pthread_mutex_unlock(&lock);
+}
+
+void http_deadline_head_done(struct MHD_Connection *conn)
+{
+    set_waiting(conn, false);
 }
 
 void http_deadline_next(struct MHD_Connection *conn)
 {
-    struct head *h = head_of(conn);
-    if (h == NULL)
-        return;
-    pthread_mutex_lock(&lock);
-    h->waiting = true;
-    h->since_ns = hull_monotonic_ns();
-    pthread_mutex_unlock(&lock);
+    set_waiting(conn, true);
 }
 
 static void *watch(void *arg)
