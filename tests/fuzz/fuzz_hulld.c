@@ -90,6 +90,15 @@ static const char *fake_lookup(struct MHD_Connection *mc, enum MHD_ValueKind kin
 
 /* mhd_hooks.c's http_framing walks the request's headers itself; this
  * definition is linked in place of the library's, for the fake connection. */
+/* The fake connections carry no socket: http_deadline.c finds none. */
+const union MHD_ConnectionInfo *MHD_get_connection_info(struct MHD_Connection *mc,
+                                                        enum MHD_ConnectionInfoType type, ...)
+{
+    (void)mc;
+    (void)type;
+    return NULL;
+}
+
 int MHD_get_connection_values(struct MHD_Connection *mc, enum MHD_ValueKind kind,
                               MHD_KeyValueIterator it, void *cls)
 {

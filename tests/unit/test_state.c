@@ -295,8 +295,13 @@ static void half_created(void **state)
     assert_error_msg(e, "start half: container 'half' was left half-created (use delete --force)");
     assert_int_equal(hull_container_kill(&rt, "torn", 9, false, &e), -1);
     assert_error_msg(e, "kill torn: state.json: invalid JSON: unexpected end of input");
+    assert_int_equal(hull_container_kill(&rt, "ok", -1, false, &e), -1);
+    assert_error_msg(e, "kill ok: invalid signal -1");
+    assert_int_equal(hull_container_kill(&rt, "ok", 0, true, &e), -1);
+    assert_error_msg(e, "kill ok: invalid signal 0 with --all");
+    /* 0 asks whether it runs: a stopped one does not. */
     assert_int_equal(hull_container_kill(&rt, "ok", 0, false, &e), -1);
-    assert_error_msg(e, "kill ok: invalid signal 0");
+    assert_error_msg(e, "kill ok: container is not running");
     assert_int_equal(hull_container_kill(&rt, "ok", 9, false, &e), -1);
     assert_error_msg(e, "kill ok: container is not running");
     assert_int_equal(hull_container_start(&rt, "ok", &e), -1);
