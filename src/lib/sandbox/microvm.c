@@ -8,9 +8,9 @@
  * its own). A hull network (--network NAME) is the VM's own TAP and lease
  * (vm/vmnet.c). Inline files travel as copy-ins of private temporary files. */
 #include <errno.h>
-#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -91,8 +91,6 @@ static void run_release(struct run *x)
     hull_sandbox_layout_free(&x->lay);
 }
 
-/* Everything that can be wrong with the input is found here, before any
- * namespace, cgroup or state directory exists. */
 /* An OCI seccomp profile is a few KiB of JSON: a path that names something
  * else (a device, a FIFO, a huge file) is refused, not read on and on. */
 #define SECCOMP_PROFILE_MAX (4u << 20)
@@ -102,30 +100,16 @@ static int seccomp_profile(const char *path, json_object **doc, hull_error *err)
     cleanup_close int fd = hull_sandbox_open_regular(path, "--seccomp", err);
     if (fd < 0)
         return -1;
-    /* Read up to one byte past the cap: a file's size (0 for procfs) is
-     * not trusted. */
-    cleanup_free char *text = malloc(SECCOMP_PROFILE_MAX + 1);
-    if (text == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
+    cleanup_free char *text = NULL;
     size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, text + len, SECCOMP_PROFILE_MAX + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return hull_error_errno(err, "--seccomp %s", path);
-        len += (size_t)n;
-        if (n == 0 || len > SECCOMP_PROFILE_MAX)
-            break;
-    }
-    if (len > SECCOMP_PROFILE_MAX)
-        return hull_error_set(err, EFBIG, "--seccomp %s: more than a profile (%u MiB)", path,
-                              SECCOMP_PROFILE_MAX >> 20);
-    if (hj_parse(text, len, "--seccomp", doc, err) < 0)
-        return -1;
-    return 0;
+    /* Bounded by what is read, not the size the file claims (procfs: 0). */
+    if (hull_read_fd_max(fd, SECCOMP_PROFILE_MAX, &text, &len, err) < 0)
+        return hull_error_prefix(err, "--seccomp %s", path);
+    return hj_parse(text, len, "--seccomp", doc, err);
 }
 
+/* Everything that can be wrong with the input is found here, before any
+ * namespace, cgroup or state directory exists. */
 static int preflight(struct run *x, char **rootfs, hull_error *err)
 {
     const struct hull_policy *p = x->p;

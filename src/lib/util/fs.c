@@ -11,12 +11,14 @@
 #include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "util/error.h"
 #include "util/fs.h"
 
-static int read_fd_all(int fd, char **out, size_t *len)
+/* All of fd, up to max bytes: more is EFBIG (nothing kept). */
+static int read_fd_all(int fd, size_t max, char **out, size_t *len)
 {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -44,6 +46,11 @@ static int read_fd_all(int fd, char **out, size_t *len)
         if (r == 0)
             break;
         n += (size_t)r;
+        if (n > max) {
+            free(buf);
+            errno = EFBIG;
+            return -1;
+        }
     }
     buf[n] = '\0';
     *out = buf;
@@ -54,8 +61,16 @@ static int read_fd_all(int fd, char **out, size_t *len)
 
 int hull_read_fd(int fd, char **out, size_t *len, hull_error *err)
 {
-    if (read_fd_all(fd, out, len) < 0)
+    if (read_fd_all(fd, SIZE_MAX, out, len) < 0)
         return hull_error_errno(err, "read");
+    return 0;
+}
+
+int hull_read_fd_max(int fd, size_t max, char **out, size_t *len, hull_error *err)
+{
+    if (read_fd_all(fd, max, out, len) < 0)
+        return errno == EFBIG ? hull_error_set(err, EFBIG, "more than %zu bytes", max)
+                              : hull_error_errno(err, "read");
     return 0;
 }
 
@@ -64,7 +79,7 @@ int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull
     cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return hull_error_errno(err, "open %s", name);
-    if (read_fd_all(fd, out, len) < 0)
+    if (read_fd_all(fd, SIZE_MAX, out, len) < 0)
         return hull_error_errno(err, "read %s", name);
     return 0;
 }

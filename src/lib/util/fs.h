@@ -13,6 +13,9 @@
 /* Read a whole file (NUL-terminated, len excludes the NUL). */
 int hull_read_file(const char *path, char **out, size_t *len, hull_error *err);
 int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
+/* The same, refusing (EFBIG) a file of more than max bytes, whatever size
+ * it claims: only that much plus a read's worth is ever held. */
+int hull_read_fd_max(int fd, size_t max, char **out, size_t *len, hull_error *err);
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err);
 /* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
