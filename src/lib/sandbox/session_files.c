@@ -55,7 +55,9 @@ static void as_sandbox_user(const struct hull_session *s, bool on)
 }
 
 /* Each missing directory of rel's parent is made (by the sandbox user);
- * returns an O_PATH fd of the parent and the last name in *name. */
+ * returns an O_PATH fd of the parent and the last name in *name. A symlink
+ * on the way is refused (400), not followed: the upload must land where a
+ * reader of the same path finds it. */
 static int parent_dir(struct hull_session *s, char *rel, const char **name, hull_error *err)
 {
     char *slash = strrchr(rel, '/');
@@ -65,33 +67,9 @@ static int parent_dir(struct hull_session *s, char *rel, const char **name, hull
     }
     *slash = '\0';
     *name = slash + 1;
-    int dir = hull_resolve_in_root(s->tmpfd, ".", HULL_RESOLVE_DIRECTORY, err);
-    char *comp = rel;
-    while (dir >= 0 && comp) {
-        char *next = strchr(comp, '/');
-        if (next)
-            *next++ = '\0';
-        /* One component at a time, each its own root: a symlink here would
-         * resolve against this directory, not the sandbox's /, and the file
-         * land where no reader of the path finds it. The upload refuses one
-         * on the way (400) rather than follow it somewhere else. */
-        int sub =
-            hull_resolve_in_root(dir, comp, HULL_RESOLVE_DIRECTORY | HULL_RESOLVE_NO_SYMLINKS, err);
-        if (sub < 0 && hull_error_code(*err) == ENOENT) {
-            hull_error_free(err); /* absent: made right here */
-            if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
-                hull_error_errno(err, "mkdir %s", comp);
-            } else {
-                sub = hull_resolve_in_root(dir, comp,
-                                           HULL_RESOLVE_DIRECTORY | HULL_RESOLVE_NO_SYMLINKS, err);
-            }
-        }
-        close(dir);
-        dir = sub;
-        comp = next;
-    }
-    if (slash)
-        *slash = '/';
+    int dir = hull_resolve_in_root(
+        s->tmpfd, rel, HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY | HULL_RESOLVE_NO_SYMLINKS, err);
+    *slash = '/';
     return dir;
 }
 
