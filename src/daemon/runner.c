@@ -528,7 +528,9 @@ static char *dispatch(struct slot *s, struct run_job *j, double *lib_ms, char ve
     }
     struct frame f;
     if (r < 0 || frame_recv(s->sock, &f) < 0) {
-        /* The worker died under this run: say so, and start a new one. */
+        /* The worker died under this run: say so, and start a new one.
+         * Not retried: hulld cannot tell whether the worker had begun it,
+         * and a run's program is started at most once. */
         hull_log(HULL_LOG_ERROR, "run %s: worker %d died", j->id, (int)s->pid);
         slot_close(s);
         sweep_leftovers();

@@ -100,10 +100,17 @@ def test_a_worker_program_gone_after_start_falls_back_to_hulld(tmp_path, monkeyp
         h.note_helpers()
         assert [os.path.realpath(e) for e in workers(h)] == [os.path.realpath(copy)]
         copy.unlink()
+        killed = []
         for pid in children(h.proc.pid):
             if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == \
                     [b"--helper", b"worker"]:
                 os.kill(pid, 9)
+                killed.append(pid)
+        # A run is handed to a worker at most once: one sent while SIGKILL is
+        # still on its way ends "the worker process running it died" rather
+        # than being run again. So the test waits for the exit (its socket
+        # closes before it is a zombie), as an idle worker's death looks.
+        assert killed and wait_until(lambda: all(not pid_alive(p) for p in killed), 10)
         r = h.request("POST", "/v1/runs", {"cmd": ["sh", "-c", "echo fine"]}, h.user)
         assert r.status == 200 and r.json["verdict"] == "ok" and r.json["stdout"] == "fine\n", r
         h.note_helpers()
