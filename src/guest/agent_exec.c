@@ -191,14 +191,6 @@ static int child_main(void *arg)
     if (chdir(a->cwd) < 0)
         child_fail(ef, a->cwd);
     sethostname("hull", 4);
-    set_rlimit(ef, RLIMIT_NOFILE, a->lim.open_files, "RLIMIT_NOFILE");
-    /* A backstop only: the agent watches the cgroup's CPU time, which also
-     * counts children; RLIMIT_CPU is per process. */
-    if (a->lim.cpu_time_ms > 0)
-        set_rlimit(ef, RLIMIT_CPU, (a->lim.cpu_time_ms + 999) / 1000 + 1, "RLIMIT_CPU");
-    set_rlimit(ef, RLIMIT_CORE, 0, "RLIMIT_CORE");
-    struct rlimit core0 = {0, 0};
-    setrlimit(RLIMIT_CORE, &core0);
     /* PID 1 of the namespace is a small init, not the workload: the kernel
      * shields a namespace's init from its own signals, so a workload that
      * was PID 1 could not "kill $$" itself, and orphans need a reaper.
@@ -211,6 +203,16 @@ static int child_main(void *arg)
      * a workload must not be, or a guest out of memory has nothing to kill
      * and panics (raising the value needs no privilege). */
     write_text("/proc/self/oom_score_adj", "0");
+    /* After the last file this process opens (above): an RLIMIT_NOFILE of 4
+     * must bind the workload, not make that write fail unseen. */
+    set_rlimit(ef, RLIMIT_NOFILE, a->lim.open_files, "RLIMIT_NOFILE");
+    /* A backstop only: the agent watches the cgroup's CPU time, which also
+     * counts children; RLIMIT_CPU is per process. */
+    if (a->lim.cpu_time_ms > 0)
+        set_rlimit(ef, RLIMIT_CPU, (a->lim.cpu_time_ms + 999) / 1000 + 1, "RLIMIT_CPU");
+    set_rlimit(ef, RLIMIT_CORE, 0, "RLIMIT_CORE");
+    struct rlimit core0 = {0, 0};
+    setrlimit(RLIMIT_CORE, &core0);
     pid_t w = fork();
     if (w < 0)
         child_fail(ef, "fork");

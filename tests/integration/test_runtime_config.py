@@ -725,6 +725,27 @@ def test_rlimits(hull, bundle):
     assert r.stdout.split() == ["512", "1024"]
 
 
+def test_rlimit_nofile_below_what_setup_needs(hull, bundle):
+    """The init's own setup (devices, mounts) opens files: a container asking
+    for RLIMIT_NOFILE 4 gets it for its program, not a failed setup."""
+    bundle.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 4, "hard": 4}]
+    r = run_out(hull, bundle, "sh", "-c", "ulimit -n; ulimit -Hn; exec 3</dev/null; echo three")
+    assert r.stdout.split() == ["4", "4", "three"], r
+
+
+def test_rlimit_hard_raised_above_the_runtimes_in_a_user_namespace(hull, bundle):
+    """Raising a hard limit needs CAP_SYS_RESOURCE where the limit is kept: the
+    runtime raises it from outside; the container lowers the soft one itself."""
+    if "CAP_SYS_RESOURCE" not in caps_of_mask(proc_status(os.getpid())["CapEff"]):
+        pytest.skip("raising a hard limit needs CAP_SYS_RESOURCE, which this host withholds")
+    userns(bundle)
+    bundle.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 4096}]
+    bundle.set_args("sh", "-c", "ulimit -n; ulimit -Hn").write()
+    r = subprocess.run(["prlimit", "--nofile=1024:2048", *hull.cmd("run", "--bundle",
+                       str(bundle.path), cid("r1"))], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == ["100", "4096"], r
+
+
 @pytest.mark.parametrize("adj", [500, -200])
 def test_oom_score_adj(hull, bundle, adj):
     if adj < 0 and "CAP_SYS_RESOURCE" not in caps_of_mask(proc_status(os.getpid())["CapEff"]):

@@ -376,6 +376,12 @@ def test_open_files(sb):
     assert r.out.split() == ["16", "24"]  # EMFILE at the limit
 
 
+def test_open_files_at_the_smallest_limit(sb):
+    """4 is accepted, so 4 must work: the sandbox's setup is not held to it."""
+    r = sb("--open-files", "4", cmd=["sh", "-c", "ulimit -n; ulimit -Hn; exec 3</dev/null; echo ok"])
+    assert r.verdict == "ok" and r.out.split() == ["4", "4", "ok"], r
+
+
 # ---- filesystem ------------------------------------------------------------------
 
 

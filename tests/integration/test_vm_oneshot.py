@@ -94,6 +94,13 @@ def test_open_files_limit(h):
     assert r["verdict"] == "ok" and r["stdout"].strip() == "24"  # EMFILE
 
 
+def test_smallest_open_files_limit_still_leaves_the_oom_killer_to_the_workload(h):
+    """The agent runs at oom_score_adj -1000; the workload is set back to 0
+    before its limits apply, whatever --open-files says."""
+    r = run(h, "--open-files", "4", "--", "sh", "-c", "cat /proc/self/oom_score_adj; ulimit -n")
+    assert r["verdict"] == "ok" and r["stdout"].split() == ["0", "4"], r
+
+
 def test_missing_command_is_internal_error(h):
     p = h.run("vm", "run", "--", "/no/such/binary")
     r = json.loads(p.stdout)

@@ -353,7 +353,7 @@ static int launch_finish(struct exec_ctx *x, const struct hull_exec_opts *o, pid
     struct hull_sync_msg m;
     /* From the host, before the process runs anything of its own. */
     if ((x->cgroup && hull_cgroup_enter(x->cgroup, pid, err) < 0) ||
-        hull_rlimits_apply(pid, &x->proc, err) < 0 ||
+        hull_rlimits_raise(pid, &x->proc, err) < 0 ||
         hull_sync_send(x->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
         return -1;
     if (x->proc.terminal) {

@@ -234,6 +234,10 @@ int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
     /* Written while still root: the attr files belong to us until the switch. */
     if (set_exec_label(proc, err) < 0)
         return -1;
+    /* After the last step that opens a file, before any filter that might
+     * deny setrlimit: process.rlimits exactly (the runtime only raised). */
+    if (hull_rlimits_set_own(proc, err) < 0)
+        return -1;
     /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: load it
      * while we still have it (the profile must then allow what follows). */
     if (p->seccomp && !proc->no_new_privileges && hull_seccomp_load(p->seccomp, NULL, err) < 0)

@@ -365,7 +365,7 @@ static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, vo
      * limit set while it stepped in would have applied to it. */
     if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
         return -1;
-    if (hull_rlimits_apply(l->pid, spec->process, err) < 0 ||
+    if (hull_rlimits_raise(l->pid, spec->process, err) < 0 ||
         hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
         return -1;
     if (hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)

@@ -153,12 +153,35 @@ int hull_creds_apply(const struct hull_process *p, hull_error *err)
     return 0;
 }
 
-int hull_rlimits_apply(pid_t pid, const struct hull_process *p, hull_error *err)
+static rlim_t rlim_max_of(rlim_t a, rlim_t b)
+{
+    if (a == RLIM_INFINITY || b == RLIM_INFINITY)
+        return RLIM_INFINITY;
+    return a > b ? a : b;
+}
+
+int hull_rlimits_raise(pid_t pid, const struct hull_process *p, hull_error *err)
+{
+    for (size_t i = 0; i < p->n_rlimits; i++) {
+        const struct hull_rlimit *r = &p->rlimits[i];
+        struct rlimit now;
+        if (prlimit(pid, r->resource, NULL, &now) < 0)
+            return hull_error_errno(err, "process.rlimits[%zu]: %s", i, r->type);
+        struct rlimit rl = {.rlim_cur = rlim_max_of(now.rlim_cur, r->soft),
+                            .rlim_max = rlim_max_of(now.rlim_max, r->hard)};
+        if ((rl.rlim_cur != now.rlim_cur || rl.rlim_max != now.rlim_max) &&
+            prlimit(pid, r->resource, &rl, NULL) < 0)
+            return hull_error_errno(err, "process.rlimits[%zu]: %s", i, r->type);
+    }
+    return 0;
+}
+
+int hull_rlimits_set_own(const struct hull_process *p, hull_error *err)
 {
     for (size_t i = 0; i < p->n_rlimits; i++) {
         const struct hull_rlimit *r = &p->rlimits[i];
         struct rlimit rl = {.rlim_cur = r->soft, .rlim_max = r->hard};
-        if (prlimit(pid, r->resource, &rl, NULL) < 0)
+        if (setrlimit((int)r->resource, &rl) < 0)
             return hull_error_errno(err, "process.rlimits[%zu]: %s", i, r->type);
     }
     return 0;

@@ -24,9 +24,14 @@ int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err);
  * Without process.capabilities, the process keeps what a uid switch leaves. */
 int hull_creds_apply(const struct hull_process *p, hull_error *err);
 
-/* process.rlimits for another process (the runtime applies them from outside,
- * where raising a hard limit is allowed). */
-int hull_rlimits_apply(pid_t pid, const struct hull_process *p, hull_error *err);
+/* process.rlimits, in two steps. From the runtime, outside the process's
+ * user namespace (where raising a hard limit is allowed): each limit raised
+ * to what the process asks for, never lowered, so that the process's own
+ * setup (mounts, devices, /etc files) is not cut short by an RLIMIT_NOFILE
+ * of 4. Then in the process itself, its last step before execve: exactly
+ * the values asked for (lowering needs no privilege). */
+int hull_rlimits_raise(pid_t pid, const struct hull_process *p, hull_error *err);
+int hull_rlimits_set_own(const struct hull_process *p, hull_error *err);
 
 /* process.oomScoreAdj, written from the runtime for the same reason. */
 int hull_oom_score_adj_apply(pid_t pid, const struct hull_process *p, hull_error *err);
