@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -455,6 +456,30 @@ def test_bundle_annotations_and_numeric_user(tmp_path):
     assert a["org.opencontainers.image.stopSignal"] == "SIGINT"
     assert a["team"] == "images"
     assert cfg["process"]["args"] == ["sh"]  # no Cmd: the default spec's
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_bundle_is_closed_to_other_users(tmp_path, existing):
+    """The rootfs keeps the image's setuid-root files and device nodes: a
+    bundle others could enter would give them root (umoci's is 0700 too)."""
+    root = tmp_path / "store"
+    import_app(tmp_path, root)
+    # pytest's own directories are 0700: the bundle goes where others can look
+    where = Path(tempfile.mkdtemp(prefix="hull-bundle-", dir="/tmp"))
+    try:
+        where.chmod(0o755)
+        b = where / "bundle"
+        if existing:
+            b.mkdir()
+            b.chmod(0o755)
+        img(root, "bundle", "localhost/app:1", b, check=True)
+        assert stat.S_IMODE(b.stat().st_mode) == 0o700
+        r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                            "ls", str(b / "rootfs" / "bin")], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    finally:
+        shutil.rmtree(where)
 
 
 def test_bundle_user_name_unknown_to_the_image_fails_and_leaves_nothing(tmp_path):

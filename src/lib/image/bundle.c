@@ -130,10 +130,14 @@ static int write_config(const struct image *img, const char *dir, int rootfd, hu
     return hull_write_path_atomic(path, text, strlen(text), 0644, err);
 }
 
-/* dir is made here (true) or is an existing empty directory (false). */
+/* dir is made here (true) or is an existing empty directory (false).
+ * Either way it ends up 0700, as umoci's: the rootfs below keeps the
+ * image's owners, setuid bits and device nodes, which an image's author
+ * chose; a directory others can enter would hand them a setuid-root shell
+ * or a raw disk. */
 static int claim_dir(const char *dir, bool *made, hull_error *err)
 {
-    if (mkdir(dir, 0755) == 0) {
+    if (mkdir(dir, 0700) == 0) {
         *made = true;
         return 0;
     }
@@ -146,6 +150,8 @@ static int claim_dir(const char *dir, bool *made, hull_error *err)
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
             return hull_error_set(err, EEXIST, "%s is not empty (refusing to write into it)", dir);
+    if (fchmod(dirfd(d), 0700) < 0)
+        return hull_error_errno(err, "chmod 0700 %s", dir);
     *made = false;
     return 0;
 }
