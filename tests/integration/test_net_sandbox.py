@@ -377,6 +377,31 @@ def test_host_closed_unless_egress_names_it(netenv, net, host_server, client_ns)
     assert_nothing_left(netenv, net, [r.pid])
 
 
+@pytest.mark.parametrize("wide", ["0.0.0.0/0", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"])
+def test_a_wide_egress_range_opens_neither_the_host_nor_other_networks(
+        netenv, net, host_server, client_ns, upstream, wide):
+    """A range is a way out, not a grant: the host's own addresses take only
+    a rule naming one of them exactly, and members of other hull networks
+    (another tenant's) no rule at all."""
+    other_net = netenv.create()
+    a = Sandbox()
+    p, out, err, _, peer = serve_in_sandbox(a, "--network", other_net)
+    try:
+        gw = netenv.inspect(net)["gateway"]
+        targets = [f"{gw}:{host_server.port}", f"{client_ns.host_addr4}:{host_server.port}",
+                   f"{peer}:8000"]
+        r = run(Sandbox(), "--network", net, "--egress", f"{wide},{upstream.net4}",
+                cmd=["python3", "-c", PROBE, *targets, f"{upstream.addr4}:8080"])
+        assert r.verdict == "ok", r
+        assert json.loads(r.out) == {**{t: "closed" for t in targets},
+                                     f"{upstream.addr4}:8080": "open"}, r
+        assert host_server.accepted == 0
+    finally:
+        ra = stop_server(a, p, out, err)
+    assert ra.verdict == "killed", ra
+    assert_nothing_left(netenv, net, [r.pid])
+
+
 # ---- peers -------------------------------------------------------------------
 
 
@@ -637,6 +662,9 @@ def test_bad_input_is_refused_and_nothing_made(netenv, net):
     assert 'egress rule "bogus"' in r.stderr, r
     r = bad_run("--network", net, "--egress", "1.2.3.4:70000/tcp")
     assert "70000" in r.stderr, r
+    # empty is a mistake (a variable that expanded to nothing), not "all"
+    r = bad_run("--network", net, "--egress", "")
+    assert "egress: empty" in r.stderr, r
     r = bad_run("--network", net, "--publish", "80")
     assert '--publish "80"' in r.stderr, r
     r = bad_run("--network", "Not_A-Name!")
@@ -762,7 +790,8 @@ s.send(eth + ip + udp)
 """
 
 
-def test_host_loopback_closed_through_the_gateway(netenv, net):
+@pytest.mark.parametrize("wide", ["", "0.0.0.0/0,"])
+def test_host_loopback_closed_through_the_gateway(netenv, net, wide):
     """A packet for 127.0.0.1 sent to the gateway's MAC (no route of the
     member's needed) does not reach the host's loopback services; the
     same raw path to an address an egress rule names does (the control)."""
@@ -783,7 +812,7 @@ def test_host_loopback_closed_through_the_gateway(netenv, net):
             return got
 
     sb = Sandbox()
-    p, out, err = sb.start("--network", net, "--egress", f"all,{gw}:{port}/udp",
+    p, out, err = sb.start("--network", net, "--egress", f"{wide or 'all,'}{gw}:{port}/udp",
                            cmd=["sleep", "100"])
     try:
         pid = sb.workload_pid(cmdline="sleep", timeout=60)

@@ -386,7 +386,7 @@ def test_subnet_full(net):
 def test_attach_errors_leave_nothing(net):
     net.create("nc-err")
     m = net.member()
-    for opts, why in [(["--egress", "10.0.0.0/8:99999"], "--egress"),
+    for opts, why in [(["--egress", "10.0.0.0/8:99999"], "--egress"), (["--egress", ""], "empty"),
                       (["--publish", "0:80"], "publish")]:
         p, err = net.attach("nc-err", m, *opts, expect_ok=False)
         assert p.returncode == 1 and why in err, err

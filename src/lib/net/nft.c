@@ -95,6 +95,8 @@ static const char base_inet[] =
     "    type filter hook input priority filter; policy accept;\n"
     "    iifname != @bridges accept\n"
     "    ct state established,related accept\n"
+    "    ip daddr 127.0.0.0/8 drop\n"
+    "    ip6 daddr ::1 drop\n"
     "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
     "    ip saddr vmap @in4\n"
     "    ip6 saddr vmap @in6\n"
@@ -134,7 +136,7 @@ static bool table_exists(const char *family)
 
 /* The base chains' rules change with hull: BASE_VERSION names an empty
  * chain that says which rules the tables hold. */
-#define BASE_VERSION "base_v2"
+#define BASE_VERSION "base_v4"
 
 static const struct {
     const char *family, *chain, *spec;
@@ -167,6 +169,10 @@ static int write_base(hull_error *err)
                 base_chains[i].chain);
     fputs(base_inet, s.f);
     fputs(base_bridge, s.f);
+    /* An older hull's version marker goes (added first: delete of a missing
+     * chain would fail the whole transaction). */
+    for (int v = 2; v < 4; v++)
+        fprintf(s.f, "add chain inet hull base_v%d\ndelete chain inet hull base_v%d\n", v, v);
     fprintf(s.f, "add chain inet hull " BASE_VERSION "\n");
     return script_run(&s, err);
 }
@@ -259,16 +265,25 @@ static void member_inet(FILE *f, const struct net_def *d, const struct net_membe
     fmt6(m->ip6, ip6);
     fprintf(f, "add chain inet hull %s_o\nadd chain inet hull %s_i\nadd chain inet hull %s_p\n", c,
             c, c);
-    for (size_t i = 0; i < eg->n; i++) {
-        fprintf(f, "add rule inet hull %s_o ", c);
-        egress_match(f, &eg->rules[i]);
-        fprintf(f, " accept\nadd rule inet hull %s_i ", c);
-        egress_match(f, &eg->rules[i]);
-        fprintf(f, " accept\n");
-    }
+    /* Peers and members of other hull networks before any egress rule: a
+     * rule as wide as 0.0.0.0/0 or 10.0.0.0/8 must not reach them. */
     if (d->allow_peers)
         fprintf(f, "add rule inet hull %s_o oifname \"%s\" accept\n", c, d->bridge);
     fprintf(f, "add rule inet hull %s_o oifname @bridges drop\n", c);
+    for (size_t i = 0; i < eg->n; i++) {
+        const struct hull_egress_rule *r = &eg->rules[i];
+        fprintf(f, "add rule inet hull %s_o ", c);
+        egress_match(f, r);
+        fprintf(f, " accept\n");
+        /* The host only through a rule naming one address exactly: a range
+         * that happens to hold one of the host's addresses is not asking
+         * for the host's own services. */
+        if (r->prefix == (r->family == AF_INET ? 32 : 128)) {
+            fprintf(f, "add rule inet hull %s_i ", c);
+            egress_match(f, r);
+            fprintf(f, " accept\n");
+        }
+    }
     if (eg->all)
         fprintf(f, "add rule inet hull %s_o accept\n", c);
     fprintf(f, "add rule inet hull %s_o drop\nadd rule inet hull %s_i drop\n", c, c);

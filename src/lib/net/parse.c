@@ -174,7 +174,12 @@ static int parse_rule(const char *item, struct hull_egress_rule *r, hull_error *
 int hull_egress_parse(const char *s, struct hull_egress *out, hull_error *err)
 {
     struct hull_egress e = {0};
-    if (s == NULL || *s == '\0' || strcmp(s, "all") == 0) {
+    /* No --egress at all is "all"; an empty one is a mistake (a variable
+     * that expanded to nothing), not a wish for everything. */
+    if (s != NULL && *s == '\0')
+        return hull_error_set(err, EINVAL,
+                              "egress: empty (say \"all\", \"none\" or CIDR[:PORT[/PROTO]],...)");
+    if (s == NULL || strcmp(s, "all") == 0) {
         e.all = true;
         *out = e;
         return 0;
