@@ -515,6 +515,38 @@ def test_publish_refuses_a_port_the_host_uses(net):
         srv.close()
 
 
+def test_publish_refuses_a_udp_port_a_host_service_shares(net):
+    """A host service that set SO_REUSEADDR on its UDP port must not find a
+    member's published port beside it, taking its traffic."""
+    net.create("nc-busyu")
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    try:
+        p, err = net.attach("nc-busyu", None, "--publish", f"127.0.0.1:{port}:80/udp",
+                            expect_ok=False)
+        assert p.returncode == 1 and "host port taken" in err, err
+        assert net.leases() == []
+    finally:
+        srv.close()
+
+
+def test_publish_on_every_address_refuses_a_port_held_on_ipv6_loopback(net):
+    """Every address includes ::1 on a network with IPv6."""
+    net.create("nc-busy6", "--ipv6", "fd5c:9:8:7::/64")
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    srv.bind(("::1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    try:
+        p, err = net.attach("nc-busy6", None, "--publish", f"{port}:80", expect_ok=False)
+        assert p.returncode == 1 and "host port taken" in err, err
+        assert net.leases() == []
+    finally:
+        srv.close()
+
+
 # ---- anti-spoofing ----
 
 

@@ -399,24 +399,18 @@ int net_sweep(hull_error *err)
     return rc;
 }
 
-/* A host port hull or anyone else already listens on is refused. */
-static int check_publish(const struct hull_publish *p, const struct net_member *all, size_t n,
-                         hull_error *err)
+/* Bind p's host port (and address) as a probe, closed at once: 0 when
+ * free, else why not. */
+static int probe_bind(const struct hull_publish *p, bool v6, hull_error *err)
 {
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < all[i].n_publish; k++)
-            if (all[i].publish[k].host_port == p->host_port && all[i].publish[k].udp == p->udp)
-                return hull_error_set(err, EADDRINUSE,
-                                      "--publish %u/%s: host port published by %s already",
-                                      p->host_port, p->udp ? "udp" : "tcp", all[i].member);
-    bool v6 = strchr(p->host_ip, ':') != NULL;
     struct sockaddr_storage ss = {0};
     socklen_t len;
     if (v6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons(p->host_port);
-        inet_pton(AF_INET6, p->host_ip, &s6->sin6_addr);
+        if (p->host_ip[0])
+            inet_pton(AF_INET6, p->host_ip, &s6->sin6_addr);
         len = sizeof(*s6);
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -426,20 +420,49 @@ static int check_publish(const struct hull_publish *p, const struct net_member *
             inet_pton(AF_INET, p->host_ip, &s4->sin_addr);
         len = sizeof(*s4);
     }
-    /* A probe: bind and close at once (SO_REUSEADDR: a port in TIME_WAIT is free). */
     cleanup_close int s =
         socket(ss.ss_family, (p->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-    int one = 1;
     if (s < 0)
         return hull_error_errno(err, "--publish: socket");
-    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int one = 1, zero = 0;
+    /* TCP: a port in TIME_WAIT is free. Never for UDP, where SO_REUSEADDR
+     * would bind beside a host service that set it too, and the published
+     * port would then take that service's traffic. */
+    if (!p->udp)
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (v6 && !p->host_ip[0])
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(s, (struct sockaddr *)&ss, len) == 0)
         return 0;
     if (errno == EADDRNOTAVAIL)
         return hull_error_set(err, EADDRNOTAVAIL, "--publish %s: not an address of this host",
                               p->host_ip);
+    if (errno == EAFNOSUPPORT)
+        return hull_error_errno(err, "--publish: IPv6");
     return hull_error_errno(err, "--publish %s%s%u/%s: host port taken", p->host_ip,
                             p->host_ip[0] ? ":" : "", p->host_port, p->udp ? "udp" : "tcp");
+}
+
+/* A host port hull or anyone else already listens on is refused. */
+static int check_publish(const struct hull_publish *p, bool has6, const struct net_member *all,
+                         size_t n, hull_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < all[i].n_publish; k++)
+            if (all[i].publish[k].host_port == p->host_port && all[i].publish[k].udp == p->udp)
+                return hull_error_set(err, EADDRINUSE,
+                                      "--publish %u/%s: host port published by %s already",
+                                      p->host_port, p->udp ? "udp" : "tcp", all[i].member);
+    /* Without a host address the port is published on every address, IPv6
+     * too (::1 included) when the network has it: the probe is then a
+     * dual-stack wildcard. */
+    bool v6 = strchr(p->host_ip, ':') != NULL || (!p->host_ip[0] && has6);
+    int rc = probe_bind(p, v6, err);
+    if (rc < 0 && !p->host_ip[0] && v6 && (*err)->code == EAFNOSUPPORT) {
+        hull_error_free(err); /* a host without IPv6 */
+        rc = probe_bind(p, false, err);
+    }
+    return rc;
 }
 
 /* The lowest free address of d (and a random MAC) for m; peers: d's members. */
@@ -625,7 +648,7 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
             rc = hull_error_set(err, EINVAL, "--publish %s: network %s has no IPv6",
                                 req->publish[i].host_ip, d->name);
         else
-            rc = check_publish(&req->publish[i], all, n_all, err);
+            rc = check_publish(&req->publish[i], d->has6, all, n_all, err);
     net_members_free(all, n_all);
     if (rc < 0 || pick_member(req, d, m, err) < 0)
         return -1;
