@@ -30,6 +30,7 @@
 
 #include "image/image.h"
 #include "image/layers.h"
+#include "image/unpack_data.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/sha256.h"
@@ -152,6 +153,7 @@ struct unpack {
     struct dir_time *dirs; /* times set last: creating children changes them */
     size_t n_dirs, cap_dirs;
     char **opaque; /* directories made opaque */
+    struct layer_space space;
 };
 
 static int refuse(struct unpack *u, const char *name, const char *why, hull_error *err)
@@ -266,30 +268,6 @@ static void entry_times(struct archive_entry *e, struct timespec ts[2])
     }
 }
 
-static int write_data(struct archive *a, int fd, const char *name, hull_error *err)
-{
-    const void *buf;
-    size_t size;
-    la_int64_t off;
-    int r;
-    while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
-        const char *p = buf;
-        while (size > 0) {
-            ssize_t w = pwrite(fd, p, size, off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                return hull_error_errno(err, "write %s", name);
-            p += w;
-            size -= (size_t)w;
-            off += w;
-        }
-    }
-    if (r != ARCHIVE_EOF)
-        return hull_error_set(err, EIO, "read %s: %s", name, archive_error_string(a));
-    return 0;
-}
-
 static int make_file(struct unpack *u, struct archive *a, struct archive_entry *e, int pfd,
                      const char *leaf, const char *name, hull_error *err)
 {
@@ -297,7 +275,7 @@ static int make_file(struct unpack *u, struct archive *a, struct archive_entry *
         openat(pfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return hull_error_errno(err, "create %s", name);
-    if (write_data(a, fd, name, err) < 0)
+    if (layer_write_data(a, fd, name, &u->space, err) < 0)
         return -1;
     /* a sparse file may end in a hole: the size says where it ends */
     la_int64_t size = archive_entry_size(e);
@@ -464,6 +442,9 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
     if (hl == NULL)
         hl = archive_entry_hardlink_utf8(e);
     mode_t type = archive_entry_filetype(e);
+    /* Even an empty entry takes an inode and a directory slot. */
+    if (layer_space_use(&u->space, 512, err) < 0)
+        return -1;
     if (name[0] == '\0') {
         if (hl != NULL || type != AE_IFDIR)
             return refuse(u, raw, "the layer's root must be a directory", err);
@@ -586,6 +567,8 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, const atomic
     struct unpack u = {.rootfd = rootfd, .layer = layer, .parentfd = -1};
     struct archive *a = NULL;
     int rc = feed_open(f, blobfd, layer, err);
+    if (rc == 0)
+        rc = layer_space_init(&u.space, rootfd, err);
     if (rc == 0) {
         a = archive_read_new();
         if (a == NULL || archive_read_support_format_tar(a) != ARCHIVE_OK ||
