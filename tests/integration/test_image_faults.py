@@ -525,6 +525,37 @@ def test_escaping_layer_refused(registry, store, seeded, tmp_path, kind):
         assert_restored_by_prune(store, before)
 
 
+def test_overlong_entry_name_said_briefly(registry, store, seeded, tmp_path):
+    """A 6000-byte entry name is refused as too long (not as outside the
+    layer), in one line that names the layer and shows only the name's start."""
+    layout = tmp_path / "long-layout"
+    name = "d/" + "n" * 6000
+    img = il.write_oci_layout(layout, "long", [il.busybox_layer(), {name: il.File("x")}],
+                              config={"Cmd": ["true"]})
+    ref = f"{registry.host}/faults/longname:1"
+    push_oci(layout, "long", ref)
+    before = snapshot(store)
+    line = assert_fails(pull(store, ref), r"name too long")
+    assert f"layer {img.layers[1].digest}: entry \"d/nnn" in line, line
+    assert "outside" not in line and len(line) < 600, line
+    assert_unchanged(store, before)
+
+
+def test_entry_write_error_names_its_layer(registry, store, seeded, tmp_path):
+    """An entry the kernel will not take (a malformed file capability) fails
+    with the layer's digest before what failed, like a refused entry does."""
+    layout = tmp_path / "cap-layout"
+    bad = {"bin/capped": il.File("x", xattrs={"security.capability": "bogus"})}
+    img = il.write_oci_layout(layout, "cap", [il.busybox_layer(), bad], config={"Cmd": ["true"]})
+    ref = f"{registry.host}/faults/badcap:1"
+    push_oci(layout, "cap", ref)
+    before = snapshot(store)
+    line = assert_fails(pull(store, ref), r"security\.capability")
+    assert line.startswith(f"hull: image pull {ref}: layer {img.layers[1].digest}: set "
+                           "security.capability on bin/capped: "), line
+    assert_unchanged(store, before)
+
+
 def _listdir(d):
     """Layer directories (lock files aside)."""
     return sorted(n for n in os.listdir(d) if not n.endswith(".lock")) if os.path.isdir(d) else []
