@@ -370,6 +370,49 @@ def test_stalled_blob_times_out_then_resumes(proxied, store, seeded):
     assert r.returncode == 0 and r.stdout.split()[0] == str(8 << 20), r.stderr
 
 
+def test_trickled_blob_cut_by_the_low_speed_floor(proxied, store, seeded):
+    """A registry that keeps sending a few bytes a second (200 B/s here) never
+    stalls outright; hull cuts it once it stays under 1 KiB/s for the registry
+    timeout, with the .part kept for a resume."""
+    proxy, ref, img = proxied
+    big = img.layers[1].digest
+    proxy.rule(rf"^GET /v2/faults/big/blobs/{big}", "slow", 200)
+    before = snapshot(store)
+    # At 200 B/s the 8 MiB blob would take half a day: only hull's floor ends
+    # this pull (a hang fails the test through the subprocess timeout).
+    r = pull(store, ref, host_env={"HULL_REGISTRY_TIMEOUT": "3"}, timeout=120)
+    assert_fails(r, r"stalled: under 1024 bytes/s for 3 s")
+    assert_unchanged(store, before)
+    assert not (store / "blobs/sha256" / big[7:]).exists()
+
+
+def test_pull_timeout_ends_a_slow_pull_and_the_next_resumes(proxied, store, seeded):
+    """--timeout bounds the whole pull: a blob arriving at 64 KiB/s (above the
+    low-speed floor, 2 minutes for 8 MiB) is cut at 3 s with one line, the
+    store as it was but for the .part, which the next pull continues."""
+    proxy, ref, img = proxied
+    big = img.layers[1].digest
+    proxy.rule(rf"^GET /v2/faults/big/blobs/{big}", "slow", 64 << 10)
+    before = snapshot(store)
+    r = pull(store, ref, "--timeout", "3s", timeout=120)
+    line = il.hull_error_line(r)
+    assert line == f"hull: image pull {ref}: timed out after 3 s", line
+    assert_unchanged(store, before)
+    part = store / "hull" / "ingest" / f"{big[7:]}.part"
+    assert part.exists() and part.stat().st_size > 0, "the cut pull left nothing to resume"
+    proxy.clear()
+    assert pull(store, ref, "--timeout", "0", check=True).stdout.split()[-1] == img.digest
+    gets = proxy.gets(rf"/blobs/{big}")
+    assert len(gets) == 2 and gets[1][2] and re.match(r"bytes=[1-9]\d*-", gets[1][2]), gets
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1", "500ms", "8d", "10x"])
+def test_pull_timeout_refuses_bad_durations(store, bad):
+    r = pull(store, "127.0.0.1:1/never/used:1", "--timeout", bad)
+    assert_fails(r, r"--timeout: .* is not a duration")
+    assert not (store / "index.json").exists()
+
+
 def test_a_layer_unpacks_while_another_is_still_arriving(registry, store, tmp_path):
     """Each layer is unpacked as soon as its blob is stored, not after the
     last blob: while the big layer's blob stalls, the small layer is already
@@ -480,6 +523,37 @@ def test_escaping_layer_refused(registry, store, seeded, tmp_path, kind):
         assert not os.path.lexists(os.path.join(top, EVIL_MARKER)), f"{top}/{EVIL_MARKER} escaped the layer"
     if not pulled:
         assert_restored_by_prune(store, before)
+
+
+def test_overlong_entry_name_said_briefly(registry, store, seeded, tmp_path):
+    """A 6000-byte entry name is refused as too long (not as outside the
+    layer), in one line that names the layer and shows only the name's start."""
+    layout = tmp_path / "long-layout"
+    name = "d/" + "n" * 6000
+    img = il.write_oci_layout(layout, "long", [il.busybox_layer(), {name: il.File("x")}],
+                              config={"Cmd": ["true"]})
+    ref = f"{registry.host}/faults/longname:1"
+    push_oci(layout, "long", ref)
+    before = snapshot(store)
+    line = assert_fails(pull(store, ref), r"name too long")
+    assert f"layer {img.layers[1].digest}: entry \"d/nnn" in line, line
+    assert "outside" not in line and len(line) < 600, line
+    assert_unchanged(store, before)
+
+
+def test_entry_write_error_names_its_layer(registry, store, seeded, tmp_path):
+    """An entry the kernel will not take (a malformed file capability) fails
+    with the layer's digest before what failed, like a refused entry does."""
+    layout = tmp_path / "cap-layout"
+    bad = {"bin/capped": il.File("x", xattrs={"security.capability": "bogus"})}
+    img = il.write_oci_layout(layout, "cap", [il.busybox_layer(), bad], config={"Cmd": ["true"]})
+    ref = f"{registry.host}/faults/badcap:1"
+    push_oci(layout, "cap", ref)
+    before = snapshot(store)
+    line = assert_fails(pull(store, ref), r"security\.capability")
+    assert line.startswith(f"hull: image pull {ref}: layer {img.layers[1].digest}: set "
+                           "security.capability on bin/capped: "), line
+    assert_unchanged(store, before)
 
 
 def _listdir(d):

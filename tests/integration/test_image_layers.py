@@ -403,7 +403,7 @@ def test_corrupt_stream_refused(store):
 
 
 def test_disk_full_leaves_nothing(tmp_path):
-    """ENOSPC half way: an error, and no partial layer on the full disk."""
+    """Out of space half way: an error, and no partial layer on the full disk."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
@@ -412,10 +412,109 @@ def test_disk_full_leaves_nothing(tmp_path):
         tar = make_tar([entry(f"f{i}", data=os.urandom(1 << 20)) for i in range(3)])
         digest, diff, _ = store.layer(tar, "zstd")  # ~3M blob + 3M unpacked > 4M
         p = tool("unpack-layer", store.root, digest, diff, ok=False)
-        assert p.returncode == 1 and "No space left" in p.stderr, p.stderr
+        # Either the filesystem filled up, or the reserve kept free stopped it first.
+        assert p.returncode == 1 and ("No space left" in p.stderr or "kept free" in p.stderr), \
+            p.stderr
         assert store.leftovers() == [] and not store.layer_dir(diff).exists()
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+class _Zeros:
+    """A file object of n zero bytes, never all in memory."""
+
+    def __init__(self, n):
+        self.left = n
+
+    def read(self, size=-1):
+        k = self.left if size < 0 else min(size, self.left)
+        self.left -= k
+        return bytes(k)
+
+
+class _HashingGzip:
+    """Write end of a stream tar: gzips to path and hashes the plain bytes (the diff-id)."""
+
+    def __init__(self, path):
+        self.gz = gzip.GzipFile(path, "wb", compresslevel=1, mtime=0)
+        self.h = hashlib.sha256()
+
+    def write(self, b):
+        self.h.update(b)
+        return self.gz.write(b)
+
+
+def zero_bomb_layer(store, tmp_path, files):
+    """A gzip layer of files (name -> bytes, or int: that many zeros) streamed
+    to disk; stored in store: (digest, diff_id)."""
+    path = tmp_path / "bomb.tar.gz"
+    w = _HashingGzip(path)
+    with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.mode, ti.mtime = 0o644, 1_600_000_000
+            ti.size = data if isinstance(data, int) else len(data)
+            t.addfile(ti, _Zeros(data) if isinstance(data, int) else io.BytesIO(data))
+    w.gz.close()
+    blob = path.read_bytes()
+    path.unlink()
+    return store.blob(blob), "sha256:" + w.h.hexdigest()
+
+
+def test_zeros_cost_no_disk(store, tmp_path):
+    """200 MiB of zeros (200 KiB of gzip) unpack as a hole, not as 200 MiB of
+    blocks; files mixing data and zeros at odd offsets come out byte for
+    byte, with their size, ending in zeros or not."""
+    rnd = os.urandom(5000)
+    mixed = b"head" + bytes(100_000) + b"mid" + bytes(3 * 4096 + 5) + rnd + bytes(10_000)
+    files = {"zeros": 200 << 20, "mixed": mixed, "tail": rnd[:4097] + bytes(1), "small": 10,
+             "empty": b""}
+    digest, diff = zero_bomb_layer(store, tmp_path, files)
+    assert (store.root / "blobs/sha256" / digest[7:]).stat().st_size < 1 << 20
+    tool("unpack-layer", store.root, digest, diff)
+    d = store.layer_dir(diff)
+    st = os.stat(d / "zeros")
+    assert st.st_size == 200 << 20
+    assert st.st_blocks * 512 < 1 << 20, f"200 MiB of zeros took {st.st_blocks * 512} bytes of disk"
+    h = hashlib.sha256()
+    with open(d / "zeros", "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    assert h.digest() == hashlib.sha256(bytes(200 << 20)).digest()
+    assert (d / "mixed").read_bytes() == mixed
+    assert (d / "tail").read_bytes() == rnd[:4097] + bytes(1)
+    assert (d / "small").read_bytes() == bytes(10)
+    assert (d / "empty").read_bytes() == b""
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    mnt = tmp_path / "small64"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("keep", [None, "40M"])
+def test_unpack_stops_at_the_free_space_reserve(small_tmpfs, tmp_path, keep):
+    """A 100 MiB file of ones (100 KiB of gzip) into a 64 MiB filesystem: the
+    unpack stops while the reserve (5% of the filesystem by default, or
+    HULL_IMAGE_MIN_FREE) is still free, not at ENOSPC, and leaves nothing."""
+    store = Store(small_tmpfs / "store")
+    digest, diff = zero_bomb_layer(store, tmp_path, {"ones": b"\x01" * (100 << 20)})
+    env = {} if keep is None else {"HULL_IMAGE_MIN_FREE": keep}
+    p = subprocess.run([str(TOOL), "unpack-layer", str(store.root), digest, diff],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, **env))
+    assert p.returncode == 1, p.stderr
+    want = "3.2" if keep is None else "40.0"
+    assert f"under the {want} MiB kept free (HULL_IMAGE_MIN_FREE)" in p.stderr, p.stderr
+    assert "No space left on device" not in p.stderr, p.stderr
+    assert store.leftovers() == [] and not store.layer_dir(diff).exists()
+    used = os.statvfs(small_tmpfs)
+    assert (used.f_blocks - used.f_bavail) * used.f_frsize < 1 << 20
 
 
 # ---- roots ------------------------------------------------------------------

@@ -590,6 +590,37 @@ def test_hull_image_pull_push_login_logout(tmp_path):
         assert reg.host not in json.loads(authfile.read_text()).get("auths", {})
 
 
+def test_prune_removes_the_sources_of_removed_images(tmp_path, registry):
+    """A pull notes where each blob came from (hull/sources/<hex>, for
+    cross-repository mounts). prune removes the notes of blobs it removed and
+    keeps those of blobs still in use (the shared base layer here)."""
+    layout, one = three_layers(tmp_path)
+    other = write_oci_layout(tmp_path / "other", "other",
+                             [busybox_layer(), {"etc/other": File("two\n")}])
+    push_oci(layout, "app", f"{registry.host}/team/one:1")
+    push_oci(tmp_path / "other", "other", f"{registry.host}/team/other:1")
+    store = tmp_path / "store"
+    for ref in ("team/one:1", "team/other:1"):
+        hull_image("pull", "--tls-verify=false", f"{registry.host}/{ref}", store=store)
+    sources = store / "hull" / "sources"
+
+    def noted():
+        return {"sha256:" + p.name for p in sources.iterdir()}
+
+    def blobs(img):
+        return {img.digest, img.config_digest} | {lay.digest for lay in img.layers}
+
+    assert noted() == blobs(one) | blobs(other)
+    assert (sources / one.layers[1].digest[7:]).read_text() == f"{registry.host}/team/one\n"
+    hull_image("remove", f"{registry.host}/team/one:1", store=store)
+    hull_image("prune", store=store)
+    assert noted() == blobs(other)
+    hull_image("remove", f"{registry.host}/team/other:1", store=store)
+    hull_image("prune", store=store)
+    assert noted() == set()
+    assert not list((store / "blobs" / "sha256").iterdir())
+
+
 def test_progress_bars_on_a_terminal(tmp_path, registry):
     import pty
     layout, img = three_layers(tmp_path)

@@ -33,8 +33,10 @@ static void clean_names(void **state)
                                      "/../etc", "a/b/../c", "./.."};
     for (size_t i = 0; i < sizeof(ko) / sizeof(ko[0]); i++)
         assert_int_equal(image_layer_clean_name(ko[i], out, sizeof(out)), -1);
-    /* too long for the buffer: refused, not cut */
-    assert_int_equal(image_layer_clean_name("abcdefgh/ijklmnop", out, 10), -1);
+    /* too long for the buffer: refused, not cut, and told apart from ".."
+     * (-2) so that the error can say which */
+    assert_int_equal(image_layer_clean_name("abcdefgh/ijklmnop", out, 10), -2);
+    assert_int_equal(image_layer_clean_name("a", out, 0), -2);
 }
 
 static void digests(void **state)

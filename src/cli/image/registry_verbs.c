@@ -9,8 +9,13 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "hull.h"
 #include "image/registry.h"
 #include "image_cli.h"
+
+/* A pull's whole time limit unless --timeout says otherwise: long enough for
+ * gigabytes over a slow link, and a pull it cuts resumes where it stopped. */
+#define PULL_TIMEOUT_DEFAULT_S 3600
 
 static void registry_opts(struct img_cli *c, struct image_registry_opts *o)
 {
@@ -40,10 +45,11 @@ static int simple_opts(struct img_cli *c, int argc, char **argv, void (*help)(vo
 /* Pull and push show the same things: progress on stderr, a one-line
  * summary once it is done, and only the manifest digest on stdout. */
 static int transfer(struct img_cli *c, struct image_store *s, const char *text, const char *dest,
-                    bool push)
+                    bool push, long pull_timeout_s)
 {
     struct image_registry_opts o;
     registry_opts(c, &o);
+    o.pull_timeout_s = pull_timeout_s;
     struct image_progress_view *view = image_progress_view_new(stderr, c->quiet);
     o.progress = image_progress_view_cb;
     o.progress_arg = view;
@@ -75,12 +81,42 @@ static void help_pull(void)
            "  --cert-dir DIR       extra CA certificates (*.crt)\n"
            "  --authfile FILE      credentials file (see 'hull image login')\n"
            "  --creds USER:PASS    credentials for this pull only\n"
+           "  --timeout DURATION   give up after this long in all (30s, 10m, 2h;\n"
+           "                       default 1h; 0: never); the next pull resumes\n"
            "  -q, --quiet          no progress, only the digest\n");
+}
+
+/* pull's own options: --timeout. Returns 0, or -1 after --help, or 1 after
+ * a usage error. */
+static int pull_opts(struct img_cli *c, int argc, char **argv, long *timeout_s)
+{
+    enum { OPT_TIMEOUT = 2000 };
+    static const struct option opts[] = {{"timeout", required_argument, NULL, OPT_TIMEOUT}, {0}};
+    *timeout_s = PULL_TIMEOUT_DEFAULT_S;
+    int opt;
+    while ((opt = img_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'h') {
+            help_pull();
+            return -1;
+        }
+        if (opt != OPT_TIMEOUT)
+            return 1;
+        uint64_t ms;
+        /* Whole seconds: a limit under one would cut every pull. */
+        if (hull_parse_duration_ms(optarg, &ms) < 0 || ms > 7ull * 86400 * 1000 ||
+            (ms > 0 && ms < 1000)) {
+            img_usage(c, "--timeout: '%s' is not a duration from 1s to 7 days, or 0", optarg);
+            return 1;
+        }
+        *timeout_s = (long)((ms + 999) / 1000);
+    }
+    return 0;
 }
 
 int img_pull(struct img_cli *c, int argc, char **argv)
 {
-    int r = simple_opts(c, argc, argv, help_pull);
+    long timeout_s;
+    int r = pull_opts(c, argc, argv, &timeout_s);
     if (r != 0)
         return r < 0 ? 0 : 1;
     if (img_need_args(c, argc, argv, 1, "IMAGE") != 0)
@@ -93,7 +129,7 @@ int img_pull(struct img_cli *c, int argc, char **argv)
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, true, &s, &err) < 0)
         return img_fail(c, &err, "%s", text);
-    return transfer(c, &s, text, NULL, false);
+    return transfer(c, &s, text, NULL, false, timeout_s);
 }
 
 static void help_push(void)
@@ -127,7 +163,7 @@ int img_push(struct img_cli *c, int argc, char **argv)
     cleanup_image_store struct image_store s = {.rootfd = -1, .lockfd = -1};
     if (img_open_store(c, false, &s, &err) < 0)
         return img_fail(c, &err, "%s", text);
-    return transfer(c, &s, text, dest, true);
+    return transfer(c, &s, text, dest, true, 0);
 }
 
 /* A password from a terminal, not echoed; NULL at EOF. */

@@ -484,6 +484,19 @@ static int sweep_disk(struct sweep *w, int dir, const char *name, hull_error *er
     return remove_counted(w->s, dir, "hull/disks", name, &w->rep->bytes, err);
 }
 
+/* hull/sources/<hex>: the registries and repositories a blob came from or
+ * went to (push.c, for cross-repository mounts). Worth nothing once the
+ * blob is gone, and a record of what was pulled that should go with it. */
+static int sweep_source(struct sweep *w, int dir, const char *name, hull_error *err)
+{
+    char hex[HULL_SHA256_HEX];
+    const char *suffix;
+    if (!hex_prefix(name, hex, &suffix) || suffix[0] != '\0' ||
+        kept(w->r->digests, w->n_digests, hex))
+        return 0;
+    return remove_counted(w->s, dir, "hull/sources", name, &w->rep->bytes, err);
+}
+
 /* index.json temporaries of writers that crashed (written only under the
  * store lock, which prune holds). */
 static int sweep_root(struct sweep *w, int dir, const char *name, hull_error *err)
@@ -511,6 +524,7 @@ static int prune_locked(struct image_store *s, struct image_prune_report *rep, h
             sweep_dir(&w, "hull/ingest", sweep_ingest, err) == 0 &&
             sweep_dir(&w, "hull/ingest", sweep_ingest_locks, err) == 0 &&
             sweep_dir(&w, "hull/disks", sweep_disk, err) == 0 &&
+            sweep_dir(&w, "hull/sources", sweep_source, err) == 0 &&
             sweep_dir(&w, ".", sweep_root, err) == 0)
             ret = 0;
     }

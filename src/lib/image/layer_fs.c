@@ -29,7 +29,7 @@ int image_layer_clean_name(const char *in, char *out, size_t outlen)
     size_t o = 0;
     const char *p = in;
     if (outlen == 0)
-        return -1;
+        return -2;
     while (*p) {
         while (*p == '/')
             p++;
@@ -42,7 +42,7 @@ int image_layer_clean_name(const char *in, char *out, size_t outlen)
         if (len == 2 && s[0] == '.' && s[1] == '.')
             return -1;
         if (o + len + 2 > outlen)
-            return -1;
+            return -2;
         if (o)
             out[o++] = '/';
         memcpy(out + o, s, len);

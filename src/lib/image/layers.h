@@ -17,7 +17,7 @@
 bool image_layer_digest_ok(const char *digest);
 /* A tar entry's name relative to the layer root: leading "/", "." and empty
  * components dropped ("/./a//b/" -> "a/b", "./" -> ""). -1 when a component
- * is ".." or the result does not fit. */
+ * is "..", -2 when the result does not fit. */
 int image_layer_clean_name(const char *in, char *out, size_t outlen);
 /* O_RDONLY|O_DIRECTORY fd of <root>/hull/layers (made when create). */
 int image_layers_dir(struct image_store *s, bool create, hull_error *err);

@@ -25,6 +25,7 @@
 
 #include "image/registry.h"
 #include "image/unpack_queue.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #define ACCEPT_MANIFESTS                                                                           \
@@ -549,6 +550,10 @@ int image_pull(struct image_store *s, const char *text, const struct image_regis
     struct reg_added added = {0};
     FILE *tf = open_memstream(&tried, &tried_len);
     int r = -1;
+    /* One deadline for the whole pull, whichever endpoints it tries. */
+    long limit = o ? o->pull_timeout_s : 0;
+    uint64_t deadline = limit > 0 ? hull_monotonic_ns() + (uint64_t)limit * 1000000000ull : 0;
+    bool timed_out = false;
     for (size_t i = 0; i < n && r < 0; i++) {
         hull_error e = NULL;
         struct pull p = {.s = s,
@@ -560,7 +565,10 @@ int image_pull(struct image_store *s, const char *text, const struct image_regis
         if (asprintf(&p.scope, "repository:%s:pull", eps[i].repository) < 0) {
             r = hull_error_errno(&e, "out of memory");
         } else if (reg_client_init(&p.c, eps[i].host, eps[i].insecure, o, &e) == 0) {
+            p.c.deadline_ns = deadline;
+            p.c.deadline_s = limit;
             r = pull_from(&p, &ref, name, &mdesc, &e);
+            timed_out = timed_out || (r < 0 && p.c.deadline_hit);
         }
         if (r == 0 && manifest_digest)
             *manifest_digest = steal_ptr(&mdesc.digest);
@@ -578,8 +586,13 @@ int image_pull(struct image_store *s, const char *text, const struct image_regis
     }
     if (tf)
         fclose(tf);
-    if (r < 0 && n > 1)
+    if (r < 0 && timed_out) {
+        /* Whatever was under way when time ran out says less than this. */
+        hull_error_free(err);
+        hull_error_set(err, ETIMEDOUT, "timed out after %ld s", limit);
+    } else if (r < 0 && n > 1) {
         hull_error_set(err, EIO, "%s", tried ? tried : "no endpoint answered");
+    }
     reg_endpoints_free(eps, n);
     close(hull_steal_fd(&pin));
     if (r < 0)

@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "image/registry.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -266,6 +267,22 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
 
 /* ---- one handle ---- */
 
+/* Milliseconds left before c's deadline (0: it has none); the pull's
+ * "timed out" once it has passed. */
+static int deadline_left_ms(struct reg_client *c, long *ms, hull_error *err)
+{
+    *ms = 0;
+    if (c->deadline_ns == 0)
+        return 0;
+    uint64_t now = hull_monotonic_ns();
+    if (now >= c->deadline_ns) {
+        c->deadline_hit = true;
+        return hull_error_set(err, ETIMEDOUT, "timed out after %ld s", c->deadline_s);
+    }
+    *ms = (long)((c->deadline_ns - now + 999999) / 1000000);
+    return 0;
+}
+
 void *reg_easy(struct reg_client *c, const struct reg_req *req, struct reg_resp *resp,
                struct curl_slist **headers, struct reg_xfer *x, hull_error *err)
 {
@@ -274,6 +291,9 @@ void *reg_easy(struct reg_client *c, const struct reg_req *req, struct reg_resp 
     x->resp = resp;
     x->max = req->max ? req->max : REG_ERROR_BODY_MAX;
     resp->content_length = -1;
+    long left_ms;
+    if (deadline_left_ms(c, &left_ms, err) < 0)
+        return NULL;
     cleanup_free char *url = reg_url(c, req->path);
     cleanup_free char *auth = NULL;
     if (!url)
@@ -323,8 +343,10 @@ void *reg_easy(struct reg_client *c, const struct reg_req *req, struct reg_resp 
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 0L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->timeout_s);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, (long)REG_LOW_SPEED);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->timeout_s);
+    if (left_ms > 0)
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left_ms);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
@@ -378,9 +400,16 @@ int reg_xfer_error(struct reg_client *c, int code, const char *errbuf, struct re
                               "%s: TLS certificate not trusted: %s (--cert-dir DIR with the "
                               "registry's CA, or --tls-verify=false)",
                               c->host, why);
+    /* A cut at the deadline (curl's clock is not ours: allow it a little
+     * early) is the pull's timeout, not this registry's slowness. */
+    if (rc == CURLE_OPERATION_TIMEDOUT && c->deadline_ns &&
+        hull_monotonic_ns() + 250000000ull >= c->deadline_ns) {
+        c->deadline_hit = true;
+        return hull_error_set(err, ETIMEDOUT, "timed out after %ld s", c->deadline_s);
+    }
     if (rc == CURLE_OPERATION_TIMEDOUT)
-        return hull_error_set(err, ETIMEDOUT, "%s: no data for %ld s: %s", c->host, c->timeout_s,
-                              why);
+        return hull_error_set(err, ETIMEDOUT, "%s: stalled: under %d bytes/s for %ld s: %s",
+                              c->host, REG_LOW_SPEED, c->timeout_s, why);
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
         return hull_error_set(err, ECONNREFUSED, "%s: %s", c->host, why);
     return hull_error_set(err, EIO, "%s: %s", c->host, why);

@@ -27,6 +27,11 @@ typedef void (*image_progress_fn)(void *arg, const char *what /* short digest or
                                   ,
                                   int64_t done, int64_t total);
 
+/* Bytes/s a transfer must average over timeout_s. A registry that sends a
+ * byte now and then (a hostile or broken one) would otherwise hold a pull
+ * for days; any real link, even a poor mobile one, is far above 1 KiB/s. */
+#define REG_LOW_SPEED 1024
+
 struct image_registry_opts {
     const char *platform; /* NULL: the host's */
     /* false (the zero value): verify against system CAs (+cert_dir); true:
@@ -40,8 +45,13 @@ struct image_registry_opts {
     const char *registries_conf; /* NULL: $HULL_REGISTRIES_CONF, else /etc/hull/registries.conf
                                     when it exists */
     int parallel;                /* layers at once; 0 = 4 */
-    int timeout_s; /* seconds without a byte before a transfer fails; 0 = $HULL_REGISTRY_TIMEOUT
-                      or 30 */
+    /* Seconds a transfer may stay under REG_LOW_SPEED bytes/s (or take to
+     * connect) before it fails; 0 = $HULL_REGISTRY_TIMEOUT or 30. */
+    int timeout_s;
+    /* image_pull only: seconds the whole pull may take, 0 = no limit. Past
+     * it no request starts and the one under way is cut: "timed out after
+     * N s", with the .part files kept for the next pull to resume. */
+    long pull_timeout_s;
     image_progress_fn progress;
     void *progress_arg;
 };
@@ -78,6 +88,11 @@ struct reg_client {
     size_t ca_len;
     char *basic; /* "user:pass" for this host, or NULL (anonymous) */
     long timeout_s;
+    /* The pull's deadline (hull_monotonic_ns; 0: none), its length for the
+     * message, and whether a request ran into it. */
+    uint64_t deadline_ns;
+    long deadline_s;
+    bool deadline_hit;
     /* Authorization: how the registry asked, and tokens per scope. */
     int auth_kind; /* 0 unknown/none, 1 Basic, 2 Bearer */
     char *realm, *service;

@@ -30,6 +30,7 @@
 
 #include "image/image.h"
 #include "image/layers.h"
+#include "image/unpack_data.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/sha256.h"
@@ -145,18 +146,31 @@ struct dir_time {
 
 struct unpack {
     int rootfd; /* the temporary layer directory */
-    const char *layer;
     /* the last parent directory reached, kept open: tars list siblings together */
     char *parent_name;
     int parentfd;
     struct dir_time *dirs; /* times set last: creating children changes them */
     size_t n_dirs, cap_dirs;
     char **opaque; /* directories made opaque */
+    struct layer_space space;
 };
 
-static int refuse(struct unpack *u, const char *name, const char *why, hull_error *err)
+/* Longest part of an entry's name an error shows: a hostile tar's names can
+ * be kilobytes long, and one line should stay readable. */
+#define NAME_SHOWN 200
+
+/* (unpack_stream puts "layer DIGEST: " before every entry's error.) */
+static int entry_error(int code, const char *name, const char *why, hull_error *err)
 {
-    return hull_error_set(err, EPERM, "layer %s: entry \"%s\": %s", u->layer, name, why);
+    size_t n = strlen(name);
+    return hull_error_set(err, code, "entry \"%.*s%s\": %s", (int)(n > NAME_SHOWN ? NAME_SHOWN : n),
+                          name, n > NAME_SHOWN ? "..." : "", why);
+}
+
+/* An entry that would reach outside the layer or forge overlay state. */
+static int refuse(const char *name, const char *why, hull_error *err)
+{
+    return entry_error(EPERM, name, why, err);
 }
 
 static int parent_of(struct unpack *u, const char *name, const char **leaf, hull_error *err)
@@ -169,7 +183,7 @@ static int parent_of(struct unpack *u, const char *name, const char **leaf, hull
         return u->parentfd;
     int fd = image_layer_open_parent(u->rootfd, name, true, leaf, err);
     if (fd < 0)
-        return hull_error_prefix(err, "layer %s", u->layer);
+        return -1;
     if (u->parentfd >= 0)
         close(u->parentfd);
     free(u->parent_name);
@@ -223,8 +237,7 @@ static int xattr_policy(const char *name)
     return 0;
 }
 
-static int check_xattrs(struct unpack *u, struct archive_entry *e, const char *name,
-                        hull_error *err)
+static int check_xattrs(struct archive_entry *e, const char *name, hull_error *err)
 {
     const char *xn;
     const void *v;
@@ -232,7 +245,7 @@ static int check_xattrs(struct unpack *u, struct archive_entry *e, const char *n
     archive_entry_xattr_reset(e);
     while (archive_entry_xattr_next(e, &xn, &v, &sz) == ARCHIVE_OK)
         if (xattr_policy(xn) < 0)
-            return refuse(u, name, "sets a trusted.overlay attribute", err);
+            return refuse(name, "sets a trusted.overlay attribute", err);
     return 0;
 }
 
@@ -266,30 +279,6 @@ static void entry_times(struct archive_entry *e, struct timespec ts[2])
     }
 }
 
-static int write_data(struct archive *a, int fd, const char *name, hull_error *err)
-{
-    const void *buf;
-    size_t size;
-    la_int64_t off;
-    int r;
-    while ((r = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK) {
-        const char *p = buf;
-        while (size > 0) {
-            ssize_t w = pwrite(fd, p, size, off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                return hull_error_errno(err, "write %s", name);
-            p += w;
-            size -= (size_t)w;
-            off += w;
-        }
-    }
-    if (r != ARCHIVE_EOF)
-        return hull_error_set(err, EIO, "read %s: %s", name, archive_error_string(a));
-    return 0;
-}
-
 static int make_file(struct unpack *u, struct archive *a, struct archive_entry *e, int pfd,
                      const char *leaf, const char *name, hull_error *err)
 {
@@ -297,7 +286,7 @@ static int make_file(struct unpack *u, struct archive *a, struct archive_entry *
         openat(pfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return hull_error_errno(err, "create %s", name);
-    if (write_data(a, fd, name, err) < 0)
+    if (layer_write_data(a, fd, name, &u->space, err) < 0)
         return -1;
     /* a sparse file may end in a hole: the size says where it ends */
     la_int64_t size = archive_entry_size(e);
@@ -359,17 +348,20 @@ static int make_link(struct unpack *u, struct archive_entry *e, const char *targ
                      const char *leaf, const char *name, hull_error *err)
 {
     char tname[4096];
-    if (image_layer_clean_name(target, tname, sizeof(tname)) < 0 || tname[0] == '\0')
-        return refuse(u, name, "hard link outside the layer", err);
+    int clean = image_layer_clean_name(target, tname, sizeof(tname));
+    if (clean == -2)
+        return entry_error(EINVAL, name, "hard link target name too long", err);
+    if (clean < 0 || tname[0] == '\0')
+        return refuse(name, "hard link outside the layer", err);
     const char *tleaf;
     cleanup_close int tfd = image_layer_open_parent(u->rootfd, tname, false, &tleaf, err);
     if (tfd < 0) {
         hull_error_free(err);
-        return refuse(u, name, "hard link to a file not in the layer", err);
+        return refuse(name, "hard link to a file not in the layer", err);
     }
     struct stat st;
     if (fstatat(tfd, tleaf, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
-        return refuse(u, name, "hard link to a file not in the layer", err);
+        return refuse(name, "hard link to a file not in the layer", err);
     if (strcmp(tname, name) == 0)
         return 0;
     if (clear_leaf(u, pfd, leaf, false, err) < 0)
@@ -391,8 +383,7 @@ static int make_other(struct unpack *u, struct archive_entry *e, int pfd, const 
         if (target == NULL)
             target = archive_entry_symlink_utf8(e);
         if (target == NULL)
-            return hull_error_set(err, EINVAL, "layer %s: symlink \"%s\" without a target",
-                                  u->layer, name);
+            return entry_error(EINVAL, name, "a symlink without a target", err);
         if (symlinkat(target, pfd, leaf) < 0)
             return hull_error_errno(err, "symlink %s", name);
     } else {
@@ -425,7 +416,7 @@ static int whiteout(struct unpack *u, int pfd, const char *leaf, const char *nam
         return 0;
     if (strcmp(leaf, ".wh..wh..opq") == 0) {
         if (leaf == name)
-            return refuse(u, name, "an opaque marker at the layer's root", err);
+            return refuse(name, "an opaque marker at the layer's root", err);
         if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
             return hull_error_errno(err, "mark %s opaque", name);
         if (hull_strv_append(&u->opaque, u->parent_name) < 0)
@@ -436,7 +427,7 @@ static int whiteout(struct unpack *u, int pfd, const char *leaf, const char *nam
         return 1; /* hull-internal (aufs-era) names: nothing to do */
     const char *target = leaf + 4;
     if (*target == '\0' || strcmp(target, ".") == 0 || strcmp(target, "..") == 0)
-        return refuse(u, name, "a whiteout of no name", err);
+        return refuse(name, "a whiteout of no name", err);
     /* A file of that name in this layer already hides the lower one. */
     struct stat st;
     if (fstatat(pfd, target, &st, AT_SYMLINK_NOFOLLOW) == 0)
@@ -454,19 +445,24 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
     if (raw == NULL)
         raw = archive_entry_pathname_utf8(e);
     if (raw == NULL)
-        return hull_error_set(err, EINVAL, "layer %s: an entry without a name", u->layer);
+        return hull_error_set(err, EINVAL, "an entry without a name");
     char name[4096];
-    if (image_layer_clean_name(raw, name, sizeof(name)) < 0)
-        return refuse(u, raw, "outside the layer", err);
-    if (check_xattrs(u, e, raw, err) < 0)
+    int clean = image_layer_clean_name(raw, name, sizeof(name));
+    if (clean < 0)
+        return clean == -2 ? entry_error(EINVAL, raw, "name too long", err)
+                           : refuse(raw, "outside the layer", err);
+    if (check_xattrs(e, raw, err) < 0)
         return -1;
     const char *hl = archive_entry_hardlink(e);
     if (hl == NULL)
         hl = archive_entry_hardlink_utf8(e);
     mode_t type = archive_entry_filetype(e);
+    /* Even an empty entry takes an inode and a directory slot. */
+    if (layer_space_use(&u->space, 512, err) < 0)
+        return -1;
     if (name[0] == '\0') {
         if (hl != NULL || type != AE_IFDIR)
-            return refuse(u, raw, "the layer's root must be a directory", err);
+            return refuse(raw, "the layer's root must be a directory", err);
         return make_dir(u, e, -1, "", "", err);
     }
     const char *leaf;
@@ -583,9 +579,11 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, const atomic
     if (f == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
     f->stop = stop;
-    struct unpack u = {.rootfd = rootfd, .layer = layer, .parentfd = -1};
+    struct unpack u = {.rootfd = rootfd, .parentfd = -1};
     struct archive *a = NULL;
     int rc = feed_open(f, blobfd, layer, err);
+    if (rc == 0)
+        rc = layer_space_init(&u.space, rootfd, err);
     if (rc == 0) {
         a = archive_read_new();
         if (a == NULL || archive_read_support_format_tar(a) != ARCHIVE_OK ||
@@ -602,7 +600,8 @@ static int unpack_stream(int blobfd, int rootfd, const char *layer, const atomic
             rc = hull_error_set(err, EINVAL, "layer %s: %s", layer, archive_error_string(a));
             break;
         }
-        rc = unpack_entry(&u, a, e, err);
+        if ((rc = unpack_entry(&u, a, e, err)) < 0)
+            hull_error_prefix(err, "layer %s", layer);
     }
     /* The tar's end marker may come before the stream's: the rest (padding)
      * is part of the diff-id too. */

@@ -1,0 +1,29 @@
+/* unpack.c's file data: zeros left as holes, and a floor of free space
+ * (unpack_data.c). */
+#ifndef HULL_IMAGE_UNPACK_DATA_H
+#define HULL_IMAGE_UNPACK_DATA_H
+
+#include <stdint.h>
+
+#include "util/error.h"
+
+struct archive;
+
+struct layer_space {
+    int fd;             /* any fd on the store's filesystem */
+    uint64_t keep;      /* bytes to leave free; 0: no check */
+    uint64_t unchecked; /* written since the last look */
+};
+
+/* keep: $HULL_IMAGE_MIN_FREE (a size; 0 turns the check off), else the
+ * smaller of 1 GiB and 5% of fd's filesystem. */
+int layer_space_init(struct layer_space *sp, int fd, hull_error *err);
+/* n more bytes are about to be written (entries count a little too); now
+ * and then, ENOSPC when the filesystem has less than keep free. */
+int layer_space_use(struct layer_space *sp, uint64_t n, hull_error *err);
+/* The current entry's data into fd, a new empty file, without its zeros;
+ * the caller sets the size. */
+int layer_write_data(struct archive *a, int fd, const char *name, struct layer_space *sp,
+                     hull_error *err);
+
+#endif
