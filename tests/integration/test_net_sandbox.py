@@ -402,6 +402,31 @@ def test_a_wide_egress_range_opens_neither_the_host_nor_other_networks(
     assert_nothing_left(netenv, net, [r.pid])
 
 
+def conntrack_lines(addr):
+    """The host's connection-tracking entries naming addr."""
+    try:
+        text = Path("/proc/net/nf_conntrack").read_text()
+    except FileNotFoundError:
+        pytest.skip("this kernel has no /proc/net/nf_conntrack to look at")
+    return [ln for ln in text.splitlines() if f"src={addr} " in ln or f"dst={addr} " in ln]
+
+
+def test_a_leaving_member_leaves_no_flows_to_the_next(netenv, net, upstream):
+    """Its address goes to the next member at once: an entry of its flows
+    left behind would let that flow's packets in past the next one's egress."""
+    code = ("import socket, sys\n"
+            "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "u.connect((sys.argv[1], 8080)); u.send(b'x')\n"
+            "t = socket.create_connection((sys.argv[1], 8080), timeout=10)\n"
+            "print(u.getsockname()[0])\n")
+    r = run(Sandbox(), "--network", net, cmd=["python3", "-c", code, upstream.addr4])
+    assert r.verdict == "ok", r
+    addr = r.out.strip()
+    assert addr, r
+    assert conntrack_lines(addr) == []
+    assert_nothing_left(netenv, net, [r.pid])
+
+
 # ---- peers -------------------------------------------------------------------
 
 

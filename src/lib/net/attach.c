@@ -336,6 +336,16 @@ static int network_for(const char *name, bool moving, struct net_def *d, hull_er
  * objects after a grace period, and closing the netlink socket that sent
  * it waits for that (5-15 ms): the rules go in a child meanwhile (raw
  * batch only, so libnftables' context and its socket stay ours). */
+/* After the link and its rules, before the lease: the address's flows go
+ * (conntrack.c says why), so the next member given it inherits none. */
+static int forget_flows(const struct net_member *m, hull_error *err)
+{
+    if (nl_conntrack_forget(AF_INET, m->ip4, err) < 0 ||
+        (m->has6 && nl_conntrack_forget(AF_INET6, m->ip6, err) < 0))
+        return hull_error_prefix(err, "member %s", m->member);
+    return 0;
+}
+
 static int undo_after_owner(const struct net_member *m, hull_error *err)
 {
     pid_t rules = fork();
@@ -354,7 +364,7 @@ static int undo_after_owner(const struct net_member *m, hull_error *err)
         nft_member_remove(m, NULL);
     /* A link neither gone nor deleted has lost its rules already; nothing
      * runs behind it, and the lease stays for the next sweep. */
-    if (link < 0)
+    if (link < 0 || forget_flows(m, err) < 0)
         return -1;
     return net_member_delete(m->member, err);
 }
@@ -374,6 +384,8 @@ int net_member_undo(const struct net_member *m, bool owner_gone, hull_error *err
     if (nl_link_delete(m->host_ifname, err) < 0)
         return -1;
     nft_member_remove(m, NULL); /* reports nothing: what is left is removed one by one */
+    if (forget_flows(m, err) < 0)
+        return -1;
     return net_member_delete(m->member, err);
 }
 

@@ -144,6 +144,9 @@ int nl_sysctl(const char *family, const char *ifname, const char *key, const cha
 /* nftables has table `table` of family ("inet" or "bridge"), and in it
  * chain `chain` (unless NULL). */
 bool nl_nft_exists(const char *family, const char *table, const char *chain);
+/* Delete every connection-tracking entry whose original or reply source is
+ * addr (4 or 16 bytes by family): a leaving member's flows (conntrack.c). */
+int nl_conntrack_forget(int family, const uint8_t addr[16], hull_error *err);
 /* Names of every link whose name starts with prefix; *out malloc'd [16]. */
 int nl_links_with_prefix(const char *prefix, char (**out)[16], size_t *n, hull_error *err);
 /* Every IPv4/IPv6 route and address prefix of the host (for the default subnet). */
