@@ -74,6 +74,14 @@ char *run_failed_result(const char *why)
     return hull_result_to_json(&r);
 }
 
+/* The same, for a run whose policy was read: it names the level asked for. */
+static char *policy_failed_result(const struct hull_policy *p, const char *why)
+{
+    struct hull_result r = {
+        .verdict = HULL_VERDICT_INTERNAL_ERROR, .error = (char *)why, .isolation = p->isolation};
+    return hull_result_to_json(&r);
+}
+
 /* A result no frame carries (output escaped in JSON grows up to six
  * times) is replaced by the error it is: sent whole, it would be refused. */
 static char *fit_frame(char *res, const char **verdict)
@@ -120,7 +128,7 @@ static char *run_one(struct frame *f, int stream_fd, const char *image_root, dou
         p.cancel_fd = f->fd;
         run_stream_hook(&p, stream_fd);
         if (hull_job_run(&p, &res, verdict, lib_ms, &e) < 0)
-            res = run_failed_result(hull_error_msg(e));
+            res = policy_failed_result(&p, hull_error_msg(e));
     }
     hull_error_free(&e);
     p.cancel_fd = -1;

@@ -170,3 +170,12 @@ def test_long_lived_sandbox_on_a_network(d):
         assert r.status in (200, 204), r
     nets = d.request("GET", "/v1/networks", token=d.tokens["user"]).json["networks"]
     assert {n["name"]: n["members"] for n in nets}[name] == 0
+
+
+def test_a_run_on_a_missing_network_says_so_for_the_level_asked(d):
+    """It ends before its program starts; its result still names the level
+    it was asked for, not the zero value's "process"."""
+    r = post(d, "/v1/runs", {"cmd": ["true"], "network": "hn-nosuch-net"})
+    assert r.status == 200, r
+    assert r.json["verdict"] == "internal_error", r
+    assert "no such network" in r.json["error"] and r.json["isolation"] == "container", r

@@ -762,6 +762,9 @@ const struct hull_sandbox_provider hull_provider_namespaces = {
 int hull_sandbox_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
     memset(r, 0, sizeof(*r));
+    /* Every result names the level asked for, one that ended before the
+     * program started (an internal_error) too. */
+    r->isolation = p->isolation;
     /* Refused before anything is made, rather than run with less isolation
      * than the policy says: every level runs the program as host uids of
      * its own and enforces memory, pids and CPU limits with cgroups, and an
