@@ -514,6 +514,23 @@ def test_publish_reachable_from_host_and_another_netns(netenv, net, client_ns):
     assert host_get("127.0.0.1", port, "/after", timeout=3) is None
 
 
+def test_publish_on_the_unspecified_address_is_every_address(netenv, net, client_ns):
+    """0.0.0.0 as docker and podman take it: it used to match no packet while
+    holding the host port."""
+    sb = Sandbox()
+    port = free_port()
+    p, out, err, _, _ = serve_in_sandbox(sb, "--network", net, "--publish", f"0.0.0.0:{port}:8000")
+    try:
+        assert wait_until(lambda: host_get("127.0.0.1", port, "/any"), timeout=30) == \
+            "sandbox says /any\n"
+        assert client_ns.http_get(client_ns.host_addr4, port, "/client", timeout=10) == \
+            "sandbox says /client\n"
+    finally:
+        r = stop_server(sb, p, out, err)
+    assert r.verdict == "killed", r
+    assert_nothing_left(netenv, net, [r.pid])
+
+
 def test_publish_on_loopback_only(netenv, net, client_ns):
     sb = Sandbox()
     port = free_port()

@@ -31,8 +31,9 @@ static void test_egress_keywords(void **state)
     assert_int_equal(hull_egress_parse(NULL, &e, &err), 0);
     assert_true(e.all);
     assert_int_equal(e.n, 0);
-    assert_int_equal(hull_egress_parse("", &e, &err), 0);
-    assert_true(e.all);
+    /* empty is a mistake (a variable that expanded to nothing), not "all" */
+    assert_int_equal(hull_egress_parse("", &e, &err), -1);
+    assert_error_msg(err, "egress: empty (say \"all\", \"none\" or CIDR[:PORT[/PROTO]],...)");
     assert_int_equal(hull_egress_parse("all", &e, &err), 0);
     assert_true(e.all);
     assert_int_equal(e.n, 0);
@@ -131,7 +132,6 @@ static void test_egress_format_round_trip(void **state)
     } cases[] = {
         {"none", "none"},
         {"all", "all"},
-        {"", "all"},
         {"1.2.3.4", "1.2.3.4/32"},
         {"10.0.0.0/8:443/tcp,[FD00::/64]:53/udp,all", "all,10.0.0.0/8:443/tcp,[fd00::/64]:53/udp"},
         {"::1", "[::1/128]"},
@@ -170,7 +170,8 @@ static void test_publish(void **state)
         {"8080:80/tcp", "", 8080, 80, false},
         {"5353:53/udp", "", 5353, 53, true},
         {"127.0.0.1:8080:80", "127.0.0.1", 8080, 80, false},
-        {"0.0.0.0:1:65535/udp", "0.0.0.0", 1, 65535, true},
+        {"0.0.0.0:1:65535/udp", "", 1, 65535, true}, /* every address, as in docker */
+        {"[::]:8080:80", "", 8080, 80, false},
         {"[::1]:8080:80", "::1", 8080, 80, false},
         {"[FD00::0001]:443:8443/tcp", "fd00::1", 443, 8443, false},
     };
@@ -205,6 +206,15 @@ static void test_publish_errors(void **state)
         {"a:80", "--publish \"a:80\": host port \"a\" is not 1-65535"},
         {"8080:", "--publish \"8080:\": port \"\" is not 1-65535"},
         {"-1:80", "--publish \"-1:80\": host port \"-1\" is not 1-65535"},
+        /* addresses no packet on this host is ever sent to */
+        {"255.255.255.255:8000:80",
+         "--publish \"255.255.255.255:8000:80\": 255.255.255.255 is a broadcast or multicast "
+         "address"},
+        {"239.1.2.3:8000:80",
+         "--publish \"239.1.2.3:8000:80\": 239.1.2.3 is a broadcast or multicast address"},
+        {"[ff02::1]:8000:80", "--publish \"[ff02::1]:8000:80\": ff02::1 is a multicast address"},
+        {"[fe80::1]:8000:80", "--publish \"[fe80::1]:8000:80\": fe80::1 is a link-local address "
+                              "(it needs an interface; use another address of the host)"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         hull_error err = NULL;

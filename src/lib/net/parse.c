@@ -290,6 +290,30 @@ bool hull_net_name_valid(const char *name)
     return strcmp(name, "none") != 0 && strcmp(name, "host") != 0;
 }
 
+/* Why a host address cannot take a published port, or NULL: no packet is
+ * ever addressed to it as a destination on this host, or (link-local) it
+ * needs an interface hull does not ask for. */
+static const char *publish_addr_unusable(const char *ip)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a4) == 1) {
+        uint32_t a = ntohl(a4.s_addr);
+        if (a == 0xffffffffu || (a >> 28) == 0xe)
+            return "a broadcast or multicast address";
+        return NULL;
+    }
+    if (inet_pton(AF_INET6, ip, &a6) == 1) {
+        if (IN6_IS_ADDR_MULTICAST(&a6))
+            return "a multicast address";
+        if (IN6_IS_ADDR_LINKLOCAL(&a6))
+            return "a link-local address (it needs an interface; use another address of the host)";
+        if (IN6_IS_ADDR_V4MAPPED(&a6))
+            return "an IPv4-mapped address (write the IPv4 address)";
+    }
+    return NULL;
+}
+
 int hull_publish_parse(const char *s, struct hull_publish *out, hull_error *err)
 {
     struct hull_publish p = {0};
@@ -342,6 +366,13 @@ int hull_publish_parse(const char *s, struct hull_publish *out, hull_error *err)
             ports = c1 + 1;
         }
     }
+    /* 0.0.0.0 and :: are what docker and podman take for "every address":
+     * so here too (as a destination they match nothing). */
+    if (strcmp(p.host_ip, "0.0.0.0") == 0 || strcmp(p.host_ip, "::") == 0)
+        p.host_ip[0] = '\0';
+    const char *unusable = p.host_ip[0] ? publish_addr_unusable(p.host_ip) : NULL;
+    if (unusable)
+        return hull_error_set(err, EINVAL, "--publish \"%s\": %s is %s", s, p.host_ip, unusable);
     char *colon = strchr(ports, ':');
     if (!colon)
         return hull_error_set(err, EINVAL,
@@ -461,6 +492,9 @@ int hull_publish_from_json(struct json_object *a, struct hull_publish *p, size_t
         if (x->host_ip[0] && inet_pton(AF_INET, x->host_ip, addr) != 1 &&
             inet_pton(AF_INET6, x->host_ip, addr) != 1)
             return hull_error_set(err, EINVAL, "publish: '%s' is not an IP address", x->host_ip);
+        const char *unusable = x->host_ip[0] ? publish_addr_unusable(x->host_ip) : NULL;
+        if (unusable)
+            return hull_error_set(err, EINVAL, "publish: %s is %s", x->host_ip, unusable);
         x->host_port = (uint16_t)hp;
         x->port = (uint16_t)pp;
         x->udp = proto && strcmp(proto, "udp") == 0;
