@@ -34,7 +34,9 @@ static void help(FILE *out)
                  "                     loopback services included)\n"
                  "  process-isolation  \"isolation\": \"process\" (trusted code only)\n"
                  "  publish-public     \"network\": {\"publish\": [...]} on an address\n"
-                 "                     other than 127.0.0.1/::1 (reachable from outside)\n");
+                 "                     other than 127.0.0.1/::1 (reachable from outside)\n"
+                 "  host-egress        \"network\": {\"egress\": ...} naming one of the\n"
+                 "                     host's own addresses (its services on it)\n");
 }
 
 static int list(struct cli *cli, struct hull_store *st, bool as_json)

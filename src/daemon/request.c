@@ -15,6 +15,7 @@
 
 #include "daemon.h"
 #include "image/image.h"
+#include "net/net.h"
 #include "util/json.h"
 #include "util/log.h"
 
@@ -173,6 +174,48 @@ static bool asks(json_object *doc, const char *key, const char *value)
            strcmp(json_object_get_string(v), value) == 0;
 }
 
+/* "network": {"egress": ...} naming one of the host's own addresses opens
+ * the host's services on it to the sandbox: the host-egress grant. What
+ * does not parse is left to the policy parser's 400. */
+static int egress_grant(const struct caller *c, json_object *doc, unsigned *used, struct resp *r)
+{
+    json_object *net = hj_get(doc, "network"), *eg = hj_get(net, "egress");
+    if (!json_object_is_type(net, json_type_object) || eg == NULL)
+        return 0;
+    bool array = json_object_is_type(eg, json_type_array);
+    size_t n = array ? json_object_array_length(eg) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *text = json_object_get_string(array ? json_object_array_get_idx(eg, i) : eg);
+        struct hull_egress e;
+        hull_error err = NULL;
+        if (text == NULL || hull_egress_parse(text, &e, &err) < 0) {
+            hull_error_free(&err);
+            continue;
+        }
+        int k = hull_egress_host_rule(&e);
+        if (k < 0)
+            continue;
+        const char *name = hull_allow_name(HULL_ALLOW_HOST_EGRESS);
+        if (!(c->tok.allow & HULL_ALLOW_HOST_EGRESS)) {
+            char field[64];
+            if (array)
+                snprintf(field, sizeof(field), "network.egress[%zu]", i);
+            else
+                snprintf(field, sizeof(field), "network.egress");
+            resp_error(r, 403, "forbidden", field,
+                       "%s: rule %d names an address of the host, which opens the host's own "
+                       "services and needs the %s grant; token %s does not have it (an operator "
+                       "gives it with hull token create --allow %s)",
+                       field, k + 1, name, c->tok.id, name);
+            json_object_object_add(hj_get(r->body, "error"), "permission",
+                                   json_object_new_string(name));
+            return -1;
+        }
+        *used |= HULL_ALLOW_HOST_EGRESS;
+    }
+    return 0;
+}
+
 /* "network": {"publish": [...]}: a port on an address other than the
  * host's loopback is reachable from other machines, so it needs the
  * publish-public grant. Elements that do not parse are left to the policy
@@ -237,7 +280,7 @@ int request_grants(const struct caller *c, json_object *doc, struct resp *r)
         }
         used |= weakening[i].grant;
     }
-    if (publish_grant(c, doc, &used, r) < 0)
+    if (publish_grant(c, doc, &used, r) < 0 || egress_grant(c, doc, &used, r) < 0)
         return -1;
     hull_allow_format(used, r->grants, sizeof(r->grants));
     return 0;

@@ -41,6 +41,7 @@ def d(tmp_path_factory, netdirs):
         "user": h.token("user", "acme"),
         "reader": h.token("reader", "acme"),
         "public": h.token("user", "acme", allow="publish-public"),
+        "hostegress": h.token("user", "acme", allow="host-egress"),
     }
     h.netdirs = netdirs
     h.start()
@@ -179,3 +180,32 @@ def test_a_run_on_a_missing_network_says_so_for_the_level_asked(d):
     assert r.status == 200, r
     assert r.json["verdict"] == "internal_error", r
     assert "no such network" in r.json["error"] and r.json["isolation"] == "container", r
+
+
+def test_egress_to_an_address_of_the_host_needs_a_grant(d):
+    """A rule naming the gateway (the host's own address on the bridge)
+    opens the host's services there: not for every tenant."""
+    name = create_network(d, "hostegress")
+    gw = [n for n in d.request("GET", "/v1/networks", token=d.tokens["user"]).json["networks"]
+          if n["name"] == name][0]["gateway"]
+    probe = ("import socket,sys\n"
+             "try:\n  socket.create_connection((sys.argv[1], 9), timeout=3); print('open')\n"
+             "except ConnectionRefusedError: print('refused')\n"
+             "except OSError: print('closed')\n")
+    for egress in (f"all,{gw}:9/tcp", [f"{gw}/32"]):
+        body = {"cmd": ["python3", "-c", probe, gw], "limits": GENEROUS,
+                "network": {"name": name, "egress": egress}}
+        for who in ("user", "admin", "public"):
+            r = post(d, "/v1/runs", body, who)
+            assert r.status == 403, (egress, who, r)
+            e = r.json["error"]
+            assert e["code"] == "forbidden" and e["permission"] == "host-egress", r
+            assert e["field"].startswith("network.egress"), r
+        # granted: the host's port answers (refused: nothing listens on 9)
+        r = post(d, "/v1/runs", body, "hostegress")
+        assert r.status == 200 and r.json["verdict"] == "ok", r
+        assert r.json["stdout"].strip() == "refused", r.json
+    # a range is no grant's business: it does not reach the host (nft.c)
+    body["network"]["egress"] = "0.0.0.0/0"
+    r = post(d, "/v1/runs", body, "user")
+    assert r.status == 200 and r.json["stdout"].strip() == "closed", r.json

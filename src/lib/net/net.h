@@ -73,8 +73,11 @@ struct hull_egress {
     size_t n;
     struct hull_egress_rule rules[HULL_NET_MAX_EGRESS];
 };
-/* NULL or "" parse as the default, "all". Errors quote the bad item. */
+/* NULL parses as the default, "all"; "" is refused. Errors quote the bad item. */
 int hull_egress_parse(const char *s, struct hull_egress *out, hull_error *err);
+/* The index of the first rule that opens this host to the member (one of
+ * the host's own addresses named exactly: /32, /128), or -1. */
+int hull_egress_host_rule(const struct hull_egress *e);
 /* Back to text in the accepted syntax (for the helper's request, JSON). */
 int hull_egress_format(const struct hull_egress *e, char *buf, size_t len);
 

@@ -241,6 +241,37 @@ static bool put(char *buf, size_t len, size_t *off, const char *fmt, ...)
     return true;
 }
 
+int hull_egress_host_rule(const struct hull_egress *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        const struct hull_egress_rule *r = &e->rules[i];
+        if (r->prefix != (r->family == AF_INET ? 32u : 128u))
+            continue; /* the host chain takes exact addresses only (nft.c) */
+        /* An address is the host's when a socket can be bound to it. */
+        struct sockaddr_storage ss = {0};
+        socklen_t len;
+        if (r->family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            a->sin_family = AF_INET;
+            memcpy(&a->sin_addr, r->addr, 4);
+            len = sizeof(*a);
+        } else {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            a->sin6_family = AF_INET6;
+            memcpy(&a->sin6_addr, r->addr, 16);
+            len = sizeof(*a);
+        }
+        int fd = socket(r->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int bound = bind(fd, (struct sockaddr *)&ss, len);
+        close(fd);
+        if (bound == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
 int hull_egress_format(const struct hull_egress *e, char *buf, size_t len)
 {
     size_t off = 0;

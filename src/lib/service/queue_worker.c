@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/net.h"
 #include "service/queue.h"
 #include "service/store.h"
 #include "util/clock.h"
@@ -212,10 +213,16 @@ static int refused(const struct worker *w, const struct hull_policy *p, hull_err
         {p->isolation == HULL_ISOLATION_PROCESS, "isolation", "process",
          HULL_ALLOW_PROCESS_ISOLATION},
         {false, "network.publish", "beyond 127.0.0.1", HULL_ALLOW_PUBLISH_PUBLIC},
+        {false, "network.egress", "an address of the host", HULL_ALLOW_HOST_EGRESS},
     };
     for (size_t i = 0; i < p->n_publish; i++)
         if (hull_publish_public(&p->publish[i]))
             weakening[2].asks = true;
+    struct hull_egress eg;
+    hull_error e = NULL;
+    if (p->egress && hull_egress_parse(p->egress, &eg, &e) == 0)
+        weakening[3].asks = hull_egress_host_rule(&eg) >= 0;
+    hull_error_free(&e);
     for (size_t i = 0; i < sizeof(weakening) / sizeof(weakening[0]); i++)
         if (weakening[i].asks && !(w->o.allow & weakening[i].grant))
             return hull_error_set(err, EPERM,

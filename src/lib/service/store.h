@@ -65,9 +65,13 @@ enum {
     /* "publish-public": a port published on an address other than the
      * host's loopback (every address, "" included): reachable from outside. */
     HULL_ALLOW_PUBLISH_PUBLIC = 1u << 2,
+    /* "host-egress": an egress rule naming one of the host's own addresses
+     * (the gateway's included): the host's services on it become reachable. */
+    HULL_ALLOW_HOST_EGRESS = 1u << 3,
 };
 #define HULL_ALLOW_ALL                                                                             \
-    (HULL_ALLOW_HOST_NETWORK | HULL_ALLOW_PROCESS_ISOLATION | HULL_ALLOW_PUBLISH_PUBLIC)
+    (HULL_ALLOW_HOST_NETWORK | HULL_ALLOW_PROCESS_ISOLATION | HULL_ALLOW_PUBLISH_PUBLIC |          \
+     HULL_ALLOW_HOST_EGRESS)
 /* The name of one grant bit ("host-network"), or NULL. */
 const char *hull_allow_name(unsigned bit);
 /* "host-network,process-isolation" (or "" / "none") -> bits; EINVAL names

@@ -45,7 +45,8 @@ int hull_role_parse(const char *s, enum hull_role *out)
     return -1;
 }
 
-static const char *const allow_names[] = {"host-network", "process-isolation", "publish-public"};
+static const char *const allow_names[] = {"host-network", "process-isolation", "publish-public",
+                                          "host-egress"};
 #define N_ALLOW (sizeof(allow_names) / sizeof(allow_names[0]))
 
 const char *hull_allow_name(unsigned bit)
@@ -70,10 +71,10 @@ int hull_allow_parse(const char *list, unsigned *out, hull_error *err)
                 known = true;
             }
         if (n && !known)
-            return hull_error_set(
-                err, EINVAL,
-                "unknown grant '%.*s' (host-network, process-isolation, publish-public)", (int)n,
-                p);
+            return hull_error_set(err, EINVAL,
+                                  "unknown grant '%.*s' (host-network, process-isolation, "
+                                  "publish-public, host-egress)",
+                                  (int)n, p);
         p += n + (p[n] == ',');
     }
     return 0;
