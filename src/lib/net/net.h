@@ -45,10 +45,14 @@
 #include "hull.h"
 #include "util/error.h"
 
-#define HULL_NET_CONFIG_DIR  "/var/lib/hull/networks"
-#define HULL_NET_RUN_DIR     "/run/hull/net"
-#define HULL_NET_DEFAULT     "hull0"
-#define HULL_NET_NAME_MAX    32 /* [a-z0-9][a-z0-9_.-]*, like podman's */
+#define HULL_NET_CONFIG_DIR "/var/lib/hull/networks"
+#define HULL_NET_RUN_DIR    "/run/hull/net"
+#define HULL_NET_DEFAULT    "hull0"
+#define HULL_NET_NAME_MAX   32 /* [a-z0-9][a-z0-9_.-]*, like podman's */
+/* Connections one member may have tracked at once, out and to the host:
+ * the host's conntrack table is shared (262144 entries here), and one
+ * member filling it would make the host drop every new connection. */
+#define HULL_NET_MAX_CONNS   4096
 #define HULL_NET_MAX_EGRESS  64
 #define HULL_NET_MAX_PUBLISH 32
 #define HULL_NET_MAX_DNS     3

@@ -265,6 +265,12 @@ static void member_inet(FILE *f, const struct net_def *d, const struct net_membe
     fmt6(m->ip6, ip6);
     fprintf(f, "add chain inet hull %s_o\nadd chain inet hull %s_i\nadd chain inet hull %s_p\n", c,
             c, c);
+    /* First: new connections past the member's share of the host's
+     * conntrack table are dropped, wherever they were going. */
+    fprintf(f, "add rule inet hull %s_o ct state new ct count over %u drop\n", c,
+            HULL_NET_MAX_CONNS);
+    fprintf(f, "add rule inet hull %s_i ct state new ct count over %u drop\n", c,
+            HULL_NET_MAX_CONNS);
     /* Peers and members of other hull networks before any egress rule: a
      * rule as wide as 0.0.0.0/0 or 10.0.0.0/8 must not reach them. */
     if (d->allow_peers)

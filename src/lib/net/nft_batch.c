@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <stdio.h>
@@ -190,6 +191,43 @@ static void e_lookup(struct rule *r, const char *set)
     mnl_attr_nest_end(r->h, e);
 }
 
+/* [ ct load state => reg 1 ] [ bitwise reg 1 = (reg 1 & NEW) ^ 0 ]
+ * [ cmp neq reg 1 0 ]: "ct state new". */
+static void e_ct_state_new(struct rule *r)
+{
+    struct nlattr *e = mnl_attr_nest_start(r->h, NFTA_LIST_ELEM);
+    mnl_attr_put_strz(r->h, NFTA_EXPR_NAME, "ct");
+    struct nlattr *d = mnl_attr_nest_start(r->h, NFTA_EXPR_DATA);
+    put_u32(r->h, NFTA_CT_DREG, NFT_REG_1);
+    put_u32(r->h, NFTA_CT_KEY, NFT_CT_STATE);
+    mnl_attr_nest_end(r->h, d);
+    mnl_attr_nest_end(r->h, e);
+    uint32_t mask = NF_CT_STATE_BIT(IP_CT_NEW), zero = 0;
+    e = mnl_attr_nest_start(r->h, NFTA_LIST_ELEM);
+    mnl_attr_put_strz(r->h, NFTA_EXPR_NAME, "bitwise");
+    d = mnl_attr_nest_start(r->h, NFTA_EXPR_DATA);
+    put_u32(r->h, NFTA_BITWISE_SREG, NFT_REG_1);
+    put_u32(r->h, NFTA_BITWISE_DREG, NFT_REG_1);
+    put_u32(r->h, NFTA_BITWISE_LEN, sizeof(mask));
+    data_value(r->h, NFTA_BITWISE_MASK, &mask, sizeof(mask));
+    data_value(r->h, NFTA_BITWISE_XOR, &zero, sizeof(zero));
+    mnl_attr_nest_end(r->h, d);
+    mnl_attr_nest_end(r->h, e);
+    e_cmp(r, NFT_CMP_NEQ, &zero, sizeof(zero));
+}
+
+/* [ connlimit count N flags 1 ]: "ct count over N". */
+static void e_ct_count_over(struct rule *r, uint32_t n)
+{
+    struct nlattr *e = mnl_attr_nest_start(r->h, NFTA_LIST_ELEM);
+    mnl_attr_put_strz(r->h, NFTA_EXPR_NAME, "connlimit");
+    struct nlattr *d = mnl_attr_nest_start(r->h, NFTA_EXPR_DATA);
+    put_u32(r->h, NFTA_CONNLIMIT_COUNT, n);
+    put_u32(r->h, NFTA_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
+    mnl_attr_nest_end(r->h, d);
+    mnl_attr_nest_end(r->h, e);
+}
+
 /* [ immediate reg 0 VERDICT ], the rule's last expression. */
 static void rule_end(struct batch *b, struct rule *r, int code)
 {
@@ -248,6 +286,13 @@ static void add_inet(struct batch *b, const struct net_member *m, const struct h
     add_chain(b, NFPROTO_INET, o);
     add_chain(b, NFPROTO_INET, i);
     add_chain(b, NFPROTO_INET, p);
+    /* ct state new ct count over HULL_NET_MAX_CONNS drop, in _o and _i */
+    for (int k = 0; k < 2; k++) {
+        struct rule c = rule_start(b, NFPROTO_INET, k ? i : o);
+        e_ct_state_new(&c);
+        e_ct_count_over(&c, HULL_NET_MAX_CONNS);
+        rule_end(b, &c, NF_DROP);
+    }
     /* oifname @bridges drop */
     struct rule r = rule_start(b, NFPROTO_INET, o);
     e_meta(&r, NFT_META_OIFNAME);
