@@ -427,6 +427,38 @@ def test_a_leaving_member_leaves_no_flows_to_the_next(netenv, net, upstream):
     assert_nothing_left(netenv, net, [r.pid])
 
 
+def test_a_member_cannot_fill_the_hosts_connection_table(netenv, net, upstream):
+    """Past its share (HULL_NET_MAX_CONNS, 4096) a member's new flows are
+    dropped before they are tracked: the host's table is everyone's."""
+    code = ("import socket, sys, time\n"
+            "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for port in range(20000, 26000):\n"
+            "    u.sendto(b'x', (sys.argv[1], port))\n"
+            "print('sent', flush=True)\n"
+            "time.sleep(120)\n")
+    sb = Sandbox()
+    p, out, err = sb.start("--network", net, cmd=["python3", "-c", code, upstream.addr4])
+    try:
+        pid = sb.workload_pid(cmdline="python3", timeout=60)
+        addr = netns_addr4(pid)
+        assert wait_until(lambda: len(conntrack_lines(addr)) >= 4000, timeout=60)
+        # until the count stops growing (the sends are done) or passes the limit
+        seen = [0]
+
+        def settled():
+            n = len(conntrack_lines(addr))
+            done = n == seen[0] or n > 4096 + 8
+            seen[0] = n
+            return done
+        assert wait_until(settled, timeout=60, interval=1.0)
+        assert 4000 <= seen[0] <= 4096 + 8, seen[0]
+    finally:
+        r = stop_server(sb, p, out, err)
+    assert r.verdict == "killed", r
+    assert conntrack_lines(addr) == []
+    assert_nothing_left(netenv, net, [r.pid])
+
+
 # ---- peers -------------------------------------------------------------------
 
 
@@ -512,6 +544,33 @@ def test_publish_reachable_from_host_and_another_netns(netenv, net, client_ns):
     assert_nothing_left(netenv, net, [r.pid])
     # Nothing answers there any more.
     assert host_get("127.0.0.1", port, "/after", timeout=3) is None
+
+
+def test_a_port_another_state_directory_publishes_is_refused_and_kept(netenv, net, tmp_path):
+    """Two hull state directories share the kernel's map of published ports:
+    the second's refused attach must neither take nor remove the first's."""
+    sb = Sandbox()
+    port = free_port()
+    p, out, err, _, _ = serve_in_sandbox(sb, "--network", net, "--publish", f"{port}:8000")
+    try:
+        assert wait_until(lambda: host_get("127.0.0.1", port, "/a"), timeout=30) == \
+            "sandbox says /a\n"
+        other = NetEnv(tmp_path / "other")
+        saved = {k: os.environ[k] for k in ("HULL_NET_RUN_DIR", "HULL_NET_CONFIG_DIR")}
+        os.environ["HULL_NET_RUN_DIR"] = str(other.run_dir)
+        os.environ["HULL_NET_CONFIG_DIR"] = str(other.config_dir)
+        try:
+            name = other.create()
+            r = bad_run("--network", name, "--publish", f"{port}:8000")
+            assert "another hull" in r.stderr, r
+        finally:
+            other.remove_all()
+            os.environ.update(saved)
+        assert host_get("127.0.0.1", port, "/still") == "sandbox says /still\n"
+    finally:
+        r = stop_server(sb, p, out, err)
+    assert r.verdict == "killed", r
+    assert_nothing_left(netenv, net, [r.pid])
 
 
 def test_publish_on_the_unspecified_address_is_every_address(netenv, net, client_ns):

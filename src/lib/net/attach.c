@@ -465,6 +465,13 @@ static int check_publish(const struct hull_publish *p, bool has6, const struct n
                 return hull_error_set(err, EADDRINUSE,
                                       "--publish %u/%s: host port published by %s already",
                                       p->host_port, p->udp ? "udp" : "tcp", all[i].member);
+    /* Another state directory's member is in the kernel's map only: its
+     * element must not be replaced, nor removed by this attach's undo. */
+    if (nl_nft_pub_taken(p->udp, p->host_port))
+        return hull_error_set(err, EADDRINUSE,
+                              "--publish %u/%s: host port published already by another hull "
+                              "(another state directory) on this host",
+                              p->host_port, p->udp ? "udp" : "tcp");
     /* Without a host address the port is published on every address, IPv6
      * too (::1 included) when the network has it: the probe is then a
      * dual-stack wildcard. */

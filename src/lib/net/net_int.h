@@ -144,6 +144,9 @@ int nl_sysctl(const char *family, const char *ifname, const char *key, const cha
 /* nftables has table `table` of family ("inet" or "bridge"), and in it
  * chain `chain` (unless NULL). */
 bool nl_nft_exists(const char *family, const char *table, const char *chain);
+/* Map inet hull pub holds PROTO . PORT: some hull on this host (any state
+ * directory) publishes that host port. */
+bool nl_nft_pub_taken(bool udp, uint16_t port);
 /* Delete every connection-tracking entry whose original or reply source is
  * addr (4 or 16 bytes by family): a leaving member's flows (conntrack.c). */
 int nl_conntrack_forget(int family, const uint8_t addr[16], hull_error *err);

@@ -415,9 +415,10 @@ int nl_tap_create(const char *name, hull_error *err)
     return fd;
 }
 
-bool nl_nft_exists(const char *fam, const char *table, const char *chain)
+/* The answer to one nf_tables GET: true when the object came back. */
+static bool nft_get_found(int family, int msg, void (*put_attrs)(struct nlmsghdr *, const void *),
+                          const void *arg)
 {
-    int family = strcmp(fam, "inet") == 0 ? NFPROTO_INET : NFPROTO_BRIDGE;
     char buf[MNL_SOCKET_BUFFER_SIZE];
     struct mnl_socket *sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
     if (!sock)
@@ -425,18 +426,13 @@ bool nl_nft_exists(const char *fam, const char *table, const char *chain)
     bool found = false;
     if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0) {
         struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
-        h->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | (chain ? NFT_MSG_GETCHAIN : NFT_MSG_GETTABLE);
+        h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | msg);
         h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
         h->nlmsg_seq = (unsigned)time(NULL);
         struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
         g->nfgen_family = (uint8_t)family;
         g->version = NFNETLINK_V0;
-        if (chain) {
-            mnl_attr_put_strz(h, NFTA_CHAIN_TABLE, table);
-            mnl_attr_put_strz(h, NFTA_CHAIN_NAME, chain);
-        } else {
-            mnl_attr_put_strz(h, NFTA_TABLE_NAME, table);
-        }
+        put_attrs(h, arg);
         unsigned portid = mnl_socket_get_portid(sock);
         if (mnl_socket_sendto(sock, h, h->nlmsg_len) >= 0) {
             /* The table, then the ack; or only an error (ENOENT). */
@@ -454,6 +450,52 @@ bool nl_nft_exists(const char *fam, const char *table, const char *chain)
     }
     mnl_socket_close(sock);
     return found;
+}
+
+struct nft_obj {
+    const char *table, *chain;
+};
+
+static void put_table_or_chain(struct nlmsghdr *h, const void *arg)
+{
+    const struct nft_obj *o = arg;
+    if (o->chain) {
+        mnl_attr_put_strz(h, NFTA_CHAIN_TABLE, o->table);
+        mnl_attr_put_strz(h, NFTA_CHAIN_NAME, o->chain);
+    } else {
+        mnl_attr_put_strz(h, NFTA_TABLE_NAME, o->table);
+    }
+}
+
+bool nl_nft_exists(const char *fam, const char *table, const char *chain)
+{
+    int family = strcmp(fam, "inet") == 0 ? NFPROTO_INET : NFPROTO_BRIDGE;
+    struct nft_obj o = {table, chain};
+    return nft_get_found(family, chain ? NFT_MSG_GETCHAIN : NFT_MSG_GETTABLE, put_table_or_chain,
+                         &o);
+}
+
+/* The key of map pub: inet_proto . inet_service, each padded to 32 bits as
+ * nf_tables concatenates them. */
+static void put_pub_elem(struct nlmsghdr *h, const void *arg)
+{
+    const uint8_t *key = arg;
+    mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_TABLE, "hull");
+    mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_SET, "pub");
+    struct nlattr *list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+    struct nlattr *el = mnl_attr_nest_start(h, NFTA_LIST_ELEM);
+    struct nlattr *k = mnl_attr_nest_start(h, NFTA_SET_ELEM_KEY);
+    mnl_attr_put(h, NFTA_DATA_VALUE, 8, key);
+    mnl_attr_nest_end(h, k);
+    mnl_attr_nest_end(h, el);
+    mnl_attr_nest_end(h, list);
+}
+
+bool nl_nft_pub_taken(bool udp, uint16_t port)
+{
+    uint8_t key[8] = {
+        udp ? IPPROTO_UDP : IPPROTO_TCP, 0, 0, 0, (uint8_t)(port >> 8), (uint8_t)port, 0, 0};
+    return nft_get_found(NFPROTO_INET, NFT_MSG_GETSETELEM, put_pub_elem, key);
 }
 
 int nl_sysctl(const char *family, const char *ifname, const char *key, const char *value,
