@@ -276,10 +276,18 @@ def test_create_refuses_bad_input_and_leaves_nothing(net):
         (["--subnet", "10.213.7.0/24", "--gateway", "10.213.8.1", "nc-b"],
          "not a host address of the subnet"),
         (["--gateway", "10.213.8.1", "nc-b"], "--gateway needs --subnet"),
-        (["--ipv6", "fe80::/64", "nc-b"], "not a global or unique-local range"),
+        (["--ipv6", "fe80::/64", "nc-b"], "not a global (2000::/3) or unique-local"),
+        (["--ipv6", "::ffff:10.0.0.0/120", "nc-b"], "not a global (2000::/3) or unique-local"),
+        (["--ipv6", "::/64", "nc-b"], "not a global (2000::/3) or unique-local"),
         (["--bogus", "nc-b"], "unknown option"),
         ([], "a NAME is needed"),
     ]
+    # an IPv6 route the host has (its uplink's, when it has one; not hull's)
+    routes = subprocess.run(["ip", "-6", "route", "show"], capture_output=True, text=True).stdout
+    host6 = [ln.split()[0] for ln in routes.splitlines()
+             if "/" in ln.split()[0] and not ln.startswith(("fe80", "ff")) and "hullbr" not in ln]
+    if host6:
+        bad.append((["--ipv6", host6[0], "nc-b"], "a route or address of the host"))
     for args, why in bad:
         r = net.hull("create", *args)
         assert r.returncode == 1, (args, r)

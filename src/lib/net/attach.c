@@ -136,7 +136,7 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
 static int taken_prefixes(const struct net_def *defs, size_t n_defs, struct net_prefix **out,
                           size_t *n, hull_error *err)
 {
-    if (nl_host_prefixes(out, n, err) < 0)
+    if (nl_host_prefixes(AF_INET, out, n, err) < 0)
         return -1;
     struct net_prefix *v = realloc(*out, (*n + n_defs + 1) * sizeof(*v));
     if (!v) {
@@ -220,13 +220,32 @@ static int check_subnet6(struct net_def *d, const struct net_create_opts *o,
         return hull_error_prefix(err, "--ipv6");
     if (d->subnet6.len < 64 || d->subnet6.len > 120)
         return hull_error_set(err, EINVAL, "--ipv6 %s: the prefix must be /64 to /120", o->ipv6);
-    if (d->subnet6.addr[0] == 0xff || (d->subnet6.addr[0] == 0xfe && d->subnet6.addr[1] >= 0x80))
-        return hull_error_set(err, EINVAL, "--ipv6 %s: not a global or unique-local range",
+    /* Global unicast (2000::/3) or unique-local (fc00::/7) only: not ::,
+     * ::1, IPv4-mapped, link-local or multicast ranges. */
+    uint8_t top = d->subnet6.addr[0];
+    if ((top & 0xe0) != 0x20 && (top & 0xfe) != 0xfc)
+        return hull_error_set(err, EINVAL,
+                              "--ipv6 %s: not a global (2000::/3) or unique-local (fc00::/7) range",
                               o->ipv6);
     for (size_t i = 0; i < n_defs; i++)
         if (defs[i].has6 && net_prefix_overlap(&defs[i].subnet6, &d->subnet6))
             return hull_error_set(err, EADDRINUSE, "--ipv6 %s: overlaps network %s", o->ipv6,
                                   defs[i].name);
+    /* Nor a route or address the host has (its uplink's fd00::/64, say). */
+    struct net_prefix *host = NULL;
+    size_t n_host = 0;
+    if (nl_host_prefixes(AF_INET6, &host, &n_host, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n_host; i++) {
+        if (!net_prefix_overlap(&d->subnet6, &host[i]))
+            continue;
+        char t[64];
+        net_prefix_format(&host[i], t, sizeof(t));
+        free(host);
+        return hull_error_set(err, EADDRINUSE,
+                              "--ipv6 %s: overlaps %s, a route or address of the host", o->ipv6, t);
+    }
+    free(host);
     net_prefix_host(&d->subnet6, 1, d->gw6);
     return 0;
 }

@@ -153,7 +153,7 @@ int nl_conntrack_forget(int family, const uint8_t addr[16], hull_error *err);
 /* Names of every link whose name starts with prefix; *out malloc'd [16]. */
 int nl_links_with_prefix(const char *prefix, char (**out)[16], size_t *n, hull_error *err);
 /* Every IPv4/IPv6 route and address prefix of the host (for the default subnet). */
-int nl_host_prefixes(struct net_prefix **out, size_t *n, hull_error *err);
+int nl_host_prefixes(int family, struct net_prefix **out, size_t *n, hull_error *err);
 
 /* ---- nft.c ---- */
 

@@ -554,6 +554,7 @@ int nl_links_with_prefix(const char *prefix, char (**out)[16], size_t *n, hull_e
 struct dump_prefixes {
     struct net_prefix *v;
     size_t n;
+    int family;
 };
 
 static int push_prefix(struct dump_prefixes *d, int family, const void *addr, unsigned len)
@@ -573,13 +574,14 @@ static int push_prefix(struct dump_prefixes *d, int family, const void *addr, un
 static int route_cb(const struct nlmsghdr *h, void *data)
 {
     const struct rtmsg *rt = mnl_nlmsg_get_payload(h);
+    struct dump_prefixes *d = data;
     struct nlattr *a;
-    if (rt->rtm_family != AF_INET || rt->rtm_dst_len == 0)
+    if (rt->rtm_family != d->family || rt->rtm_dst_len == 0)
         return MNL_CB_OK;
     mnl_attr_for_each(a, h, sizeof(*rt))
     {
         if (mnl_attr_get_type(a) == RTA_DST)
-            return push_prefix(data, AF_INET, mnl_attr_get_payload(a), rt->rtm_dst_len);
+            return push_prefix(d, d->family, mnl_attr_get_payload(a), rt->rtm_dst_len);
     }
     return MNL_CB_OK;
 }
@@ -587,29 +589,30 @@ static int route_cb(const struct nlmsghdr *h, void *data)
 static int addr_cb(const struct nlmsghdr *h, void *data)
 {
     const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(h);
+    struct dump_prefixes *d = data;
     struct nlattr *a;
-    if (ifa->ifa_family != AF_INET)
+    if (ifa->ifa_family != d->family)
         return MNL_CB_OK;
     mnl_attr_for_each(a, h, sizeof(*ifa))
     {
         if (mnl_attr_get_type(a) == IFA_ADDRESS)
-            return push_prefix(data, AF_INET, mnl_attr_get_payload(a), ifa->ifa_prefixlen);
+            return push_prefix(d, d->family, mnl_attr_get_payload(a), ifa->ifa_prefixlen);
     }
     return MNL_CB_OK;
 }
 
-int nl_host_prefixes(struct net_prefix **out, size_t *n, hull_error *err)
+int nl_host_prefixes(int family, struct net_prefix **out, size_t *n, hull_error *err)
 {
     cleanup_nl struct nl nl = {0};
     char buf[MNL_SOCKET_BUFFER_SIZE];
-    struct dump_prefixes d = {0};
+    struct dump_prefixes d = {.family = family};
     if (nl_open(&nl, err) < 0)
         return -1;
     struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
     h->nlmsg_type = RTM_GETROUTE;
     h->nlmsg_flags = NLM_F_DUMP;
     struct rtmsg *rt = mnl_nlmsg_put_extra_header(h, sizeof(*rt));
-    rt->rtm_family = AF_INET;
+    rt->rtm_family = (uint8_t)family;
     rt->rtm_table = RT_TABLE_UNSPEC;
     if (nl_talk(&nl, h, route_cb, &d) < 0) {
         free(d.v);
@@ -619,14 +622,14 @@ int nl_host_prefixes(struct net_prefix **out, size_t *n, hull_error *err)
     h->nlmsg_type = RTM_GETADDR;
     h->nlmsg_flags = NLM_F_DUMP;
     struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(h, sizeof(*ifa));
-    ifa->ifa_family = AF_INET;
+    ifa->ifa_family = (uint8_t)family;
     if (nl_talk(&nl, h, addr_cb, &d) < 0) {
         free(d.v);
         return hull_error_errno(err, "list addresses");
     }
     /* An address's prefix must have its host bits cleared for overlap tests. */
     for (size_t i = 0; i < d.n; i++)
-        for (unsigned b = d.v[i].len; b < 32; b++)
+        for (unsigned b = d.v[i].len; b < (family == AF_INET ? 32u : 128u); b++)
             d.v[i].addr[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
     *out = d.v;
     *n = d.n;
