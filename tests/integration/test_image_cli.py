@@ -482,6 +482,24 @@ def test_bundle_is_closed_to_other_users(tmp_path, existing):
         shutil.rmtree(where)
 
 
+def test_bundle_keeps_holes(tmp_path):
+    """An image's 200 MiB of zeros is a hole in the store, and stays one in a
+    bundle: copied extent by extent, not as 200 MiB of blocks."""
+    root = tmp_path / "store"
+    data = gzip.compress(rootfs_tar(busybox_layer(extra={"zeros": File(bytes(200 << 20))})), 1)
+    tb = tmp_path / "zeros.tar.gz"
+    tb.write_bytes(data)
+    img(root, "import", tb, "localhost/zeros:1", check=True)
+    b = tmp_path / "b"
+    img(root, "bundle", "localhost/zeros:1", b, check=True)
+    st = os.stat(b / "rootfs" / "zeros")
+    assert st.st_size == 200 << 20
+    assert st.st_blocks * 512 < 1 << 20, f"200 MiB of zeros took {st.st_blocks * 512} bytes"
+    with open(b / "rootfs" / "zeros", "rb") as f:
+        f.seek((200 << 20) - 4096)
+        assert f.read() == bytes(4096)
+
+
 def test_bundle_user_name_unknown_to_the_image_fails_and_leaves_nothing(tmp_path):
     root = tmp_path / "store"
     tb = busybox_tarball(tmp_path)

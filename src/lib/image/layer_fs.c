@@ -13,6 +13,7 @@
 #include "image/image.h"
 #include "image/layers.h"
 #include "util/error.h"
+#include "util/fs.h"
 
 bool image_layer_digest_ok(const char *d)
 {
@@ -210,32 +211,50 @@ DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err)
     return d;
 }
 
-static int write_sink(void *arg, const void *buf, size_t n, const char *name, hull_error *err)
+/* [off, off + len) of src into dst at the same offsets: copy_file_range
+ * (shared extents where the filesystem can), else read and write. */
+static int copy_extent(int src, int dst, off_t off, uint64_t len, const char *name, hull_error *err)
 {
-    int dst = *(int *)arg;
-    for (size_t o = 0; o < n;) {
-        ssize_t w = write(dst, (const char *)buf + o, n - o);
-        if (w < 0 && errno != EINTR)
-            return hull_error_errno(err, "write %s", name);
-        if (w > 0)
-            o += (size_t)w;
+    while (len > 0) {
+        loff_t in = off, out = off;
+        size_t want = len > (1u << 30) ? (1u << 30) : (size_t)len;
+        ssize_t n = copy_file_range(src, &in, dst, &out, want, 0);
+        if (n == 0)
+            return 0; /* shorter than it was */
+        if (n > 0) {
+            off += n;
+            len -= (uint64_t)n;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+            return hull_error_errno(err, "copy %s", name);
+        if (hull_copy_range(src, dst, off, len, err) < 0)
+            return hull_error_prefix(err, "copy %s", name);
+        return 0;
     }
     return 0;
 }
 
 int image_layer_copy_data(int src, int dst, const char *name, hull_error *err)
 {
-    for (;;) {
-        ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
-        if (n == 0)
-            return 0;
-        if (n > 0)
-            continue;
-        if (errno == EINTR)
-            continue;
-        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-            return hull_error_errno(err, "copy %s", name);
-        break;
+    /* Data extents only: a hole stays a hole (an image's gigabytes of
+     * zeros were unpacked as holes, and must not become blocks here). */
+    struct stat st;
+    if (fstat(src, &st) < 0)
+        return hull_error_errno(err, "stat %s", name);
+    off_t off = 0, data;
+    uint64_t len;
+    int more;
+    while ((more = hull_next_extent(src, off, st.st_size, &data, &len, err)) > 0) {
+        if (copy_extent(src, dst, data, len, name, err) < 0)
+            return -1;
+        off = data + (off_t)len;
     }
-    return image_layer_pump(src, name, write_sink, &dst, err);
+    if (more < 0)
+        return hull_error_prefix(err, "copy %s", name);
+    if (ftruncate(dst, st.st_size) < 0)
+        return hull_error_errno(err, "copy %s", name);
+    return 0;
 }

@@ -46,9 +46,9 @@ DIR *image_layer_opendir(int dirfd, const char *name, hull_error *err);
 typedef int (*image_layer_sink)(void *arg, const void *buf, size_t n, const char *name,
                                 hull_error *err);
 int image_layer_pump(int fd, const char *name, image_layer_sink sink, void *arg, hull_error *err);
-/* Copy src's data to dst from both files' offsets: copy_file_range (shared
- * extents where the filesystem can), else read and write. name is for
- * errors. */
+/* Copy the whole of src's data into dst (a new, empty file), extent by
+ * extent: holes stay holes. copy_file_range (shared extents where the
+ * filesystem can), else read and write. name is for errors. */
 int image_layer_copy_data(int src, int dst, const char *name, hull_error *err);
 
 #endif

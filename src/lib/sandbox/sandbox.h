@@ -149,14 +149,6 @@ bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *ov
  * (process isolation, no cgroup); false when it cannot be read. */
 bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
 
-/* len bytes of in from off into out at the same offset (a file shorter than
- * it was ends the copy early, no error). */
-int hull_sandbox_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err);
-/* The next data extent of in at or after off and below size: 1 with *data
- * and *len (cut at size), 0 when only holes remain, -1 on error. */
-int hull_sandbox_next_extent(int in, off_t off, off_t size, off_t *data, uint64_t *len,
-                             hull_error *err);
-
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
  * writing anywhere but host; holes stay holes, and at most *budget data

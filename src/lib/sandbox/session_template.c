@@ -29,6 +29,7 @@
 #include "linux/cgroup.h"
 #include "sandbox/session.h"
 #include "util/error.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 #define TPL_MAX_DEPTH 64
@@ -79,8 +80,8 @@ static int copy_data(struct walk *w, int in, int out, off_t size, hull_error *er
     off_t data;
     uint64_t len;
     int more;
-    while ((more = hull_sandbox_next_extent(in, off, size, &data, &len, err)) > 0) {
-        if (charge(w, len, err) < 0 || hull_sandbox_copy_range(in, out, data, len, err) < 0)
+    while ((more = hull_next_extent(in, off, size, &data, &len, err)) > 0) {
+        if (charge(w, len, err) < 0 || hull_copy_range(in, out, data, len, err) < 0)
             return -1;
         w->st->bytes += len;
         off = data + (off_t)len;

@@ -552,3 +552,44 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
     free(rest);
     return result;
 }
+
+int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
+{
+    char buf[65536];
+    while (len > 0) {
+        size_t want = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+        ssize_t n = pread(in, buf, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return hull_error_errno(err, "read");
+        if (n == 0)
+            break; /* the file is shorter than it was: nothing more to copy */
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = pwrite(out, buf + w, (size_t)(n - w), off + w);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0)
+                return hull_error_errno(err, "write");
+            w += k;
+        }
+        off += n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+int hull_next_extent(int in, off_t off, off_t size, off_t *data, uint64_t *len, hull_error *err)
+{
+    off_t d = lseek(in, off, SEEK_DATA);
+    if ((d < 0 && errno == ENXIO) || (d >= 0 && d >= size))
+        return 0; /* a hole to the end (of the size the copy took) */
+    if (d < 0)
+        return hull_error_errno(err, "seek");
+    off_t h = lseek(in, d, SEEK_HOLE);
+    if (h < 0)
+        return hull_error_errno(err, "seek");
+    *data = d;
+    *len = (uint64_t)((h > size ? size : h) - d);
+    return 1;
+}

@@ -16,6 +16,12 @@ int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 /* The same, refusing (EFBIG) a file of more than max bytes, whatever size
  * it claims: only that much plus a read's worth is ever held. */
 int hull_read_fd_max(int fd, size_t max, char **out, size_t *len, hull_error *err);
+/* len bytes of in from off into out at the same offset (a file shorter than
+ * it was ends the copy early, no error). */
+int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err);
+/* The next data extent of in at or after off and below size: 1 with *data
+ * and *len (cut at size), 0 when only holes remain, -1 on error. */
+int hull_next_extent(int in, off_t off, off_t size, off_t *data, uint64_t *len, hull_error *err);
 int hull_read_file_at(int dirfd, const char *name, char **out, size_t *len, hull_error *err);
 /* Write to an existing file, e.g. under /proc or /sys: one write(2) call. */
 int hull_write_file(const char *path, const char *data, size_t len, hull_error *err);
