@@ -1,0 +1,223 @@
+"""The host side against a hostile guest: the agent in the VM is the
+guest's, so whatever it says is held to the host's own limits and
+deadlines. A fake agent in this process takes the place of the real one
+at the VM's run/agent.sock (the guest is the attacker; this is what it
+could send), and hull is run against it.
+
+Outcomes only (verdicts, sizes, that hull ends); the hang guards are
+generous, so a slow machine does not fail these."""
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from test_vm_lib import h  # noqa: F401 (the fixture)
+from test_vm_lib import HULL, MEM
+
+MAGIC = 0x4c4c5548
+REQ, RESP, STDIN, STDOUT, STDERR, DATA, EXIT = 1, 2, 3, 4, 5, 6, 7
+HANG_GUARD = 90  # seconds: three times the longest deadline hull has here
+
+
+def frame(t, body):
+    return struct.pack("<IBBHI", MAGIC, t, 0, 0, len(body)) + body
+
+
+def resp(o):
+    return frame(RESP, json.dumps(o).encode())
+
+
+class FakeAgent:
+    """Serves run/agent.sock of a running VM in place of its agent (which
+    is put back afterwards). handler(conn, req) answers each request; it
+    may loop sending as long as the host reads."""
+
+    def __init__(self, run_dir, handler):
+        self.path = os.path.join(run_dir, "agent.sock")
+        self.real = self.path + ".real"
+        self.handler = handler
+        self.closed = threading.Event()  # the host ended a session
+        self.requests = []
+        os.rename(self.path, self.real)
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(self.path)
+        self.srv.listen(4)
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            try:
+                while not self.stop:
+                    t, body = self.read_frame(c)
+                    if t == REQ:
+                        req = json.loads(body)
+                        self.requests.append(req)
+                        self.handler(self, c, req)
+            except (EOFError, OSError):
+                self.closed.set()
+            finally:
+                c.close()
+
+    @staticmethod
+    def read_frame(c):
+        def exactly(n):
+            b = b""
+            while len(b) < n:
+                d = c.recv(n - len(b))
+                if not d:
+                    raise EOFError
+                b += d
+            return b
+        _, t, _, _, n = struct.unpack("<IBBHI", exactly(12))
+        return t, exactly(n)
+
+    def close(self):
+        self.stop = True
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        except OSError:
+            pass
+        self.srv.close()
+        self.thread.join(timeout=30)
+        os.unlink(self.path)
+        os.rename(self.real, self.path)
+
+
+def hello(req):
+    return resp({"ok": True, "id": req["id"], "nonce": req.get("nonce"), "version": 1})
+
+
+@pytest.fixture
+def vm(h):
+    """A running VM of its own (a failed session may mark it failed)."""
+    vid = f"hostile{os.getpid() % 1000}-{time.monotonic_ns() % 100000}"
+    h.ok("vm", "create", "--memory", MEM, vid)
+    h.ok("vm", "start", vid, timeout=600)
+    yield vid
+    h.run("vm", "delete", "--force", vid)
+
+
+@pytest.fixture
+def fake(h, vm):
+    agents = []
+
+    def make(handler):
+        a = FakeAgent(os.path.join(h.root, "vm", vm, "run"), handler)
+        agents.append(a)
+        return a
+    yield make
+    for a in agents:
+        a.close()
+
+
+def flooder(stream):
+    """The exec answered, then output frames for as long as the host reads
+    (paced, so hull without a cap grows slowly enough to be watched)."""
+    def handler(agent, c, req):
+        if req["op"] == "hello":
+            c.sendall(hello(req))
+        elif req["op"] == "exec":
+            c.sendall(resp({"ok": True, "id": req["id"], "pid": 5}))
+            chunk = frame(stream, b"A" * 65536)
+            while True:
+                c.sendall(chunk)
+                time.sleep(0.02)
+        else:
+            c.sendall(resp({"ok": True, "id": req["id"]}))
+    return handler
+
+
+@pytest.mark.parametrize("stream", [STDOUT, STDERR])
+def test_output_over_the_limit_is_cut_by_the_host(h, vm, fake, stream):
+    """An agent sending past --output: the host takes output_bytes, ends
+    the exec as output_limit and drops the session (it stops reading)."""
+    agent = fake(flooder(stream))
+    p = h.run("vm", "exec", "--json", "--output", "256K", vm, "--", "echo", "hi",
+              timeout=HANG_GUARD)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    key = "stdout" if stream == STDOUT else "stderr"
+    assert r["verdict"] == "output_limit", r["verdict"]
+    assert len(r[key]) == 256 << 10 and r[key] == "A" * (256 << 10)
+    assert r[f"{key}_truncated"] is True
+    assert agent.closed.wait(30), "the host kept the flooding session"
+
+
+def test_output_to_a_terminal_fd_is_cut_too(h, vm, fake, tmp_path):
+    """Without --json the output goes straight to hull's stdout: the same
+    cap holds there, and the exit says a limit was hit (124)."""
+    fake(flooder(STDOUT))
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        p = subprocess.run([HULL, "--root", h.root, "vm", "exec", "--output", "256K", vm, "--",
+                            "echo", "hi"], stdout=f, stderr=subprocess.PIPE, env=h.env,
+                           timeout=HANG_GUARD)
+    assert p.returncode == 124, p.stderr
+    assert b"verdict=output_limit" in p.stderr, p.stderr
+    assert out.stat().st_size == 256 << 10
+
+
+def test_hello_flood_does_not_hold_the_host(h, vm, fake):
+    """On connect, endless answers to nothing: hello's deadline is fixed
+    when it starts, so the other frames do not keep hull waiting."""
+    def handler(agent, c, req):
+        while True:
+            c.sendall(resp({"ok": True, "id": 1}) * 100)
+    fake(handler)
+    p = h.run("vm", "exec", vm, "--", "true", timeout=HANG_GUARD)
+    assert p.returncode == 125, p.stderr
+    assert b"did not answer" in p.stderr, p.stderr
+
+
+def test_call_with_unrelated_answers_ends_at_its_deadline(h, vm, fake):
+    """A request answered only with frames that are not its answer ends at
+    the request's deadline all the same."""
+    def handler(agent, c, req):
+        if req["op"] == "hello":
+            c.sendall(hello(req))
+            return
+        other = resp({"ok": True, "id": req["id"] - 1000}) + frame(STDOUT, b"x")
+        while True:
+            c.sendall(other)
+            time.sleep(0.01)
+    fake(handler)
+    p = h.run("vm", "exec", vm, "--", "true", timeout=HANG_GUARD)
+    assert p.returncode == 125, p.stderr
+    assert b"did not answer" in p.stderr, p.stderr
+
+
+def test_trickled_output_does_not_extend_the_wall_deadline(h, vm, fake):
+    """A byte now and then, never the end: the exec gives up at its wall
+    time plus the margin, however often the guest sends."""
+    def handler(agent, c, req):
+        if req["op"] == "hello":
+            c.sendall(hello(req))
+        elif req["op"] == "exec":
+            c.sendall(resp({"ok": True, "id": req["id"], "pid": 5}))
+            while True:
+                c.sendall(frame(STDOUT, b"x"))
+                time.sleep(1)
+    fake(handler)
+    p = h.run("vm", "exec", "--wall-time", "1s", vm, "--", "sleep", "100", timeout=HANG_GUARD)
+    assert p.returncode == 125, p.stderr
+    assert b"did not report the end" in p.stderr, p.stderr
+
+
+def test_a_wall_time_past_int_range_is_not_cut_short(h, vm):
+    """--wall-time of 2^32 + 1000 ms (about 50 days): hull used to keep
+    the deadline in an int, so it wrapped to 1 s + the 30 s margin and a
+    40 s workload failed as a hung agent. The real agent here."""
+    p = h.run("vm", "exec", "--wall-time", f"{(1 << 32) + 1000}ms", vm, "--", "sleep", "40",
+              timeout=HANG_GUARD + 60)
+    assert p.returncode == 0, p.stderr
