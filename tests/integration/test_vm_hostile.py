@@ -187,10 +187,9 @@ def test_call_with_unrelated_answers_ends_at_its_deadline(h, vm, fake):
         if req["op"] == "hello":
             c.sendall(hello(req))
             return
-        other = resp({"ok": True, "id": req["id"] - 1000}) + frame(STDOUT, b"x")
+        other = (resp({"ok": True, "id": req["id"] - 1000}) + frame(STDOUT, b"x")) * 100
         while True:
-            c.sendall(other)
-            time.sleep(0.01)
+            c.sendall(other)  # no pause: hull always finds more
     fake(handler)
     p = h.run("vm", "exec", vm, "--", "true", timeout=HANG_GUARD)
     assert p.returncode == 125, p.stderr
@@ -221,3 +220,107 @@ def test_a_wall_time_past_int_range_is_not_cut_short(h, vm):
     p = h.run("vm", "exec", "--wall-time", f"{(1 << 32) + 1000}ms", vm, "--", "sleep", "40",
               timeout=HANG_GUARD + 60)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("extents", ['"zz"', "[1, 2]", '[[0, "a"]]', "[[0]]", "{}"])
+def test_malformed_extents_are_an_error_not_a_crash(h, vm, fake, tmp_path, extents):
+    """get_file's extents of the wrong shape: json-c's asserts used to
+    abort hull (SIGABRT); now an error, and nothing is written."""
+    def handler(agent, c, req):
+        if req["op"] == "hello":
+            c.sendall(hello(req))
+        elif req["op"] == "get_file":
+            c.sendall(frame(RESP, b'{"ok": true, "id": %d, "size": 4, "mode": 420, '
+                            b'"extents": %s, "length": 4}' % (req["id"], extents.encode()))
+                      + frame(DATA, b"ABCD") + frame(DATA, b""))
+        else:
+            c.sendall(resp({"ok": True, "id": req["id"]}))
+    fake(handler)
+    out = tmp_path / "out"
+    p = h.run("vm", "cp", f"{vm}:/x", str(out), timeout=HANG_GUARD)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert b"malformed answer from the agent" in p.stderr, p.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", ["error", "verdict"])
+def test_guest_text_reaches_the_terminal_printable(h, vm, fake, mode):
+    """The agent's error text and verdict are the guest's words: control
+    characters (escape sequences, a bell, a newline forging a hull: line)
+    reach the host's stderr as '?'."""
+    evil = "\x1b[2J\x1b[31mFAKE\nhull: all good\x07\x9b"
+
+    def handler(agent, c, req):
+        if req["op"] == "hello":
+            c.sendall(hello(req))
+        elif req["op"] == "exec" and mode == "error":
+            c.sendall(resp({"ok": False, "id": req["id"], "errno": 2, "error": evil}))
+        elif req["op"] == "exec":
+            c.sendall(resp({"ok": True, "id": req["id"], "pid": 5}))
+            c.sendall(frame(EXIT, json.dumps({"id": req["id"], "verdict": evil[:20],
+                                              "exit_code": 1, "signal": 0}).encode()))
+        else:
+            c.sendall(resp({"ok": True, "id": req["id"]}))
+    fake(handler)
+    p = h.run("vm", "exec", vm, "--", "true", timeout=HANG_GUARD)
+    err = p.stderr.decode()
+    assert "FAKE" in err, err
+    assert not any(ord(ch) < 0x20 and ch != "\n" or 0x7f <= ord(ch) < 0xa0 for ch in err), err
+    assert not any(line.startswith("hull: all good") for line in err.splitlines()), err
+
+
+def build_agent(src_root, gen_dir, out, patch):
+    """The real agent's source with patch (old, new) applied: a guest root
+    that does not keep the protocol's limits."""
+    import shutil
+    tree = os.path.join(os.path.dirname(out), "src")
+    shutil.copytree(os.path.join(src_root, "src", "guest"), os.path.join(tree, "guest"))
+    for f in ("util/watch_tree.c", "util/watch_tree.h", "vm/agent_proto.h"):
+        os.makedirs(os.path.dirname(os.path.join(tree, "lib", f)), exist_ok=True)
+        shutil.copy(os.path.join(src_root, "src", "lib", f), os.path.join(tree, "lib", f))
+    path = os.path.join(tree, "guest", patch[0])
+    text = open(path).read()
+    assert patch[1] in text, "the agent source changed: update the patch"
+    open(path, "w").write(text.replace(patch[1], patch[2]))
+    cflags = subprocess.run(["pkg-config", "--cflags", "json-c"], capture_output=True,
+                            text=True).stdout.split()
+    srcs = [os.path.join(tree, "guest", f) for f in os.listdir(os.path.join(tree, "guest"))
+            if f.endswith(".c")] + [os.path.join(tree, "lib", "util", "watch_tree.c")]
+    subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-static", "-iquote",
+                    os.path.join(tree, "lib"), "-iquote", gen_dir, *cflags, "-o", out, *srcs,
+                    "-ljson-c"], check=True, timeout=600)
+
+
+def test_copy_out_max_is_the_hosts_limit(h, tmp_path):
+    """An agent that ignores max_data: the host refuses data announced past
+    --copy-out-max (hull used to write all 3 MB), and what it wrote never
+    passes the limit."""
+    agent = str(tmp_path / "agent" / "hull-agent")
+    os.makedirs(os.path.dirname(agent))
+    build_agent(os.path.join(os.path.dirname(__file__), "..", ".."),
+                os.path.join(os.path.dirname(HULL), "gen"), agent,
+                ("agent_files.c", 'int64_t max_data = get_i64(req, "max_data", -1);',
+                 'int64_t max_data = get_i64(req, "max_data", -1) >= 0 ? INT64_MAX : -1;'))
+    # A cache of its own (its initramfs and template are the hostile
+    # agent's), sharing only the kernels and root filesystems.
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    shared = os.environ.get("HULL_VM_CACHE", "/var/cache/hull/vm")
+    for d in ("kernels", "rootfs"):
+        if os.path.isdir(os.path.join(shared, d)):
+            os.symlink(os.path.join(shared, d), cache / d)
+    env = dict(h.env, HULL_AGENT=agent, HULL_VM_CACHE=str(cache))
+    big, small = tmp_path / "big", tmp_path / "small"
+    p = subprocess.run([HULL, "--root", h.root, "sandbox", "run", "--isolation", "microvm",
+                        "--json", "--copy-out-max", "1M", "--copy-out", f"/tmp/big:{big}",
+                        "--copy-out", f"/tmp/small:{small}", "--", "/bin/sh", "-c",
+                        "head -c 3000000 /dev/zero | tr '\\0' A > /tmp/big; "
+                        "echo hi > /tmp/small"],
+                       capture_output=True, env=env, timeout=900)
+    r = json.loads(p.stdout)
+    assert r["verdict"] == "ok", r
+    files = {f["host"]: f for f in r["files"]}
+    assert not big.exists() and files[str(big)]["status"] == "failed", files
+    assert "over the limit" in files[str(big)]["error"], files
+    written = sum(f.stat().st_size for f in (big, small) if f.exists())
+    assert written <= 1 << 20, written
