@@ -694,13 +694,20 @@ int vm_get_file(struct vm_agent *a, const char *guest, const char *host, uint64_
 }
 
 static int copy(const struct hull_runtime *rt, const char *id, bool in, const char *from,
-                const char *to, hull_error *err)
+                const char *to, uint64_t max_data, hull_error *err)
 {
     struct vm_session s;
     if (vm_session_begin(rt, id, &s, err) < 0)
         return hull_error_prefix(err, "cp");
-    int rc =
-        in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, UINT64_MAX, NULL, err);
+    struct vm_got got;
+    int rc = in ? vm_put_file(s.a, from, to, err) : vm_get_file(s.a, from, to, max_data, &got, err);
+    /* Cut at the limit is the whole copy refused: a caller with a limit
+     * wants the file or nothing. */
+    if (rc == 0 && !in && got.status == HULL_COPY_TRUNCATED) {
+        unlink(to);
+        rc = hull_error_set(err, EFBIG, "more than %llu bytes of data (the limit)",
+                            (unsigned long long)max_data);
+    }
     if (rc < 0) {
         mark_failed(&s, err);
         if (in)
@@ -715,13 +722,19 @@ static int copy(const struct hull_runtime *rt, const char *id, bool in, const ch
 int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *host,
                     const char *guest, hull_error *err)
 {
-    return copy(rt, id, true, host, guest, err);
+    return copy(rt, id, true, host, guest, UINT64_MAX, err);
 }
 
 int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
                      const char *host, hull_error *err)
 {
-    return copy(rt, id, false, guest, host, err);
+    return copy(rt, id, false, guest, host, UINT64_MAX, err);
+}
+
+int hull_vm_copy_out_max(const struct hull_runtime *rt, const char *id, const char *guest,
+                         const char *host, uint64_t max_data, hull_error *err)
+{
+    return copy(rt, id, false, guest, host, max_data, err);
 }
 
 char *hull_vm_list(const struct hull_runtime *rt, hull_error *err)
