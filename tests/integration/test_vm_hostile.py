@@ -57,6 +57,9 @@ class FakeAgent:
                 c, _ = self.srv.accept()
             except OSError:
                 return
+            # A deep queue: a flood never lets hull find the socket empty
+            # (SO_SNDBUFFORCE, 32 on Linux, passes wmem_max; we are root).
+            c.setsockopt(socket.SOL_SOCKET, 32, 16 << 20)
             try:
                 while not self.stop:
                     t, body = self.read_frame(c)
@@ -187,9 +190,11 @@ def test_call_with_unrelated_answers_ends_at_its_deadline(h, vm, fake):
         if req["op"] == "hello":
             c.sendall(hello(req))
             return
-        other = (resp({"ok": True, "id": req["id"] - 1000}) + frame(STDOUT, b"x")) * 100
+        # Small answers to another id, many at a time: hull parses each
+        # slower than this sends it, so it always finds more waiting.
+        other = resp({"ok": True, "id": req["id"] - 1000}) * 1000
         while True:
-            c.sendall(other)  # no pause: hull always finds more
+            c.sendall(other)
     fake(handler)
     p = h.run("vm", "exec", vm, "--", "true", timeout=HANG_GUARD)
     assert p.returncode == 125, p.stderr
@@ -324,3 +329,38 @@ def test_copy_out_max_is_the_hosts_limit(h, tmp_path):
     assert "over the limit" in files[str(big)]["error"], files
     written = sum(f.stat().st_size for f in (big, small) if f.exists())
     assert written <= 1 << 20, written
+
+
+def test_hulld_fs_read_of_a_vm_file_is_bounded(tmp_path_factory):
+    """hulld stages a microVM sandbox's file on the host before sending it:
+    an agent announcing 8 GiB of data (past the guest's RAM, the bound) is
+    refused before a byte is staged, whatever it was asked to keep to."""
+    from test_hulld_microvm import create, delete, microvm_hulld
+    vms = "/run/hull/vm"
+    with microvm_hulld(tmp_path_factory) as d:
+        before = set(os.listdir(vms)) if os.path.isdir(vms) else set()
+        sid = create(d)
+        try:
+            (vid,) = set(os.listdir(vms)) - before
+
+            def handler(agent, c, req):
+                if req["op"] == "hello":
+                    c.sendall(hello(req))
+                elif req["op"] == "get_file":
+                    n = 8 << 30
+                    c.sendall(resp({"ok": True, "id": req["id"], "size": n, "mode": 0o644,
+                                    "extents": [[0, n]], "length": n, "cut": False}))
+                else:
+                    c.sendall(resp({"ok": True, "id": req["id"]}))
+            agent = FakeAgent(os.path.join(vms, vid, "run"), handler)
+            try:
+                r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp/big", token=d.tokens["user"],
+                              timeout=HANG_GUARD)
+            finally:
+                agent.close()
+            assert any(q["op"] == "get_file" for q in agent.requests)
+            assert r.status >= 400 and b"over the limit" in r.body, r
+            stage = os.path.join("/run/hull", f"vmsbx-{vid}")
+            assert not [f for f in os.listdir(stage) if f.startswith("read")], os.listdir(stage)
+        finally:
+            delete(d, sid)
