@@ -364,3 +364,71 @@ def test_hulld_fs_read_of_a_vm_file_is_bounded(tmp_path_factory):
             assert not [f for f in os.listdir(stage) if f.startswith("read")], os.listdir(stage)
         finally:
             delete(d, sid)
+
+
+def agent_call(sock_path, op, timeout):
+    """One request straight to a VM's agent (hello first, repeated until it
+    answers, as hull does): the answer's JSON."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.settimeout(0.5)
+    try:
+        for i in range(1, 200):
+            s.sendall(frame(REQ, json.dumps({"op": "hello", "id": i}).encode()))
+            try:
+                t, body = FakeAgent.read_frame(s)
+                if t == RESP and json.loads(body).get("id") is not None:
+                    break
+            except socket.timeout:
+                continue
+        s.settimeout(timeout)
+        s.sendall(frame(REQ, json.dumps({"op": op, "id": 1000}).encode()))
+        while True:
+            t, body = FakeAgent.read_frame(s)
+            if t == RESP and json.loads(body).get("id") == 1000:
+                return json.loads(body)
+    finally:
+        s.close()
+
+
+def test_the_console_log_is_capped(h, tmp_path):
+    """Guest root printing 12 MB to its serial console: QEMU writes
+    run/console.log on the host's disk, and it stops at 8 MiB; the VM goes
+    on (its QEMU is not killed by the file size limit)."""
+    agent = str(tmp_path / "agent" / "hull-agent")
+    os.makedirs(os.path.dirname(agent))
+    flood = ('else if (strcmp(op, "ping") == 0) {\n'
+             '        static char junk[65536];\n'
+             '        memset(junk, \'Z\', sizeof(junk));\n'
+             '        int t = open("/dev/ttyS0", O_WRONLY | O_NOCTTY);\n'
+             '        for (int i = 0; t >= 0 && i < 12000000 / 65536; i++)\n'
+             '            if (write(t, junk, sizeof(junk)) < 0)\n'
+             '                break;\n'
+             '        if (t >= 0)\n'
+             '            close(t);\n'
+             '        conn_send_ok(c);\n'
+             '    }')
+    build_agent(os.path.join(os.path.dirname(__file__), "..", ".."),
+                os.path.join(os.path.dirname(HULL), "gen"), agent,
+                ("agent_main.c", 'else if (strcmp(op, "ping") == 0)\n        conn_send_ok(c);',
+                 flood))
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    shared = os.environ.get("HULL_VM_CACHE", "/var/cache/hull/vm")
+    for d in ("kernels", "rootfs"):
+        if os.path.isdir(os.path.join(shared, d)):
+            os.symlink(os.path.join(shared, d), cache / d)
+    from test_vm_lib import Hull
+    hc = Hull(h.root)
+    hc.env = dict(h.env, HULL_AGENT=agent, HULL_VM_CACHE=str(cache))
+    vid = "console-cap"
+    hc.ok("vm", "create", "--memory", MEM, vid)
+    try:
+        hc.ok("vm", "start", vid, timeout=600)
+        run = os.path.join(h.root, "vm", vid, "run")
+        assert agent_call(os.path.join(run, "agent.sock"), "ping", 600)["ok"] is True
+        size = os.path.getsize(os.path.join(run, "console.log"))
+        assert 0 < size <= 8 << 20, size
+        assert hc.exec(vid, "echo", "alive").stdout == b"alive\n"
+    finally:
+        hc.run("vm", "delete", "--force", vid)
