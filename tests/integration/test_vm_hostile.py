@@ -432,3 +432,26 @@ def test_the_console_log_is_capped(h, tmp_path):
         assert hc.exec(vid, "echo", "alive").stdout == b"alive\n"
     finally:
         hc.run("vm", "delete", "--force", vid)
+
+
+def test_trickled_file_data_does_not_hold_the_host(h, vm, fake, tmp_path):
+    """get_file's data a byte a second: each byte used to renew the 30 s
+    wait, so an announced file held hull for ever. Now the data must keep
+    an average pace, and the copy fails with nothing left behind."""
+    def handler(agent, c, req):
+        if req["op"] == "hello":
+            c.sendall(hello(req))
+        elif req["op"] == "get_file":
+            n = 10 << 20
+            c.sendall(resp({"ok": True, "id": req["id"], "size": n, "mode": 0o644,
+                            "extents": [[0, n]], "length": n, "cut": False}))
+            while True:
+                c.sendall(frame(DATA, b"x"))
+                time.sleep(1)
+        else:
+            c.sendall(resp({"ok": True, "id": req["id"]}))
+    fake(handler)
+    p = h.run("vm", "cp", f"{vm}:/x", str(tmp_path / "out"), timeout=HANG_GUARD)
+    assert p.returncode == 1, p.stderr
+    assert b"stopped sending" in p.stderr, p.stderr
+    assert os.listdir(tmp_path) == []
