@@ -8,6 +8,7 @@ Outcomes only (verdicts, sizes, that hull ends); the hang guards are
 generous, so a slow machine does not fail these."""
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -17,7 +18,7 @@ import time
 import pytest
 
 from test_vm_lib import h  # noqa: F401 (the fixture)
-from test_vm_lib import HULL, MEM
+from test_vm_lib import HULL, MEM, Hull
 
 MAGIC = 0x4c4c5548
 REQ, RESP, STDIN, STDOUT, STDERR, DATA, EXIT = 1, 2, 3, 4, 5, 6, 7
@@ -277,7 +278,6 @@ def test_guest_text_reaches_the_terminal_printable(h, vm, fake, mode):
 def build_agent(src_root, gen_dir, out, patch):
     """The real agent's source with patch (old, new) applied: a guest root
     that does not keep the protocol's limits."""
-    import shutil
     tree = os.path.join(os.path.dirname(out), "src")
     shutil.copytree(os.path.join(src_root, "src", "guest"), os.path.join(tree, "guest"))
     for f in ("util/watch_tree.c", "util/watch_tree.h", "vm/agent_proto.h"):
@@ -296,6 +296,19 @@ def build_agent(src_root, gen_dir, out, patch):
                     "-ljson-c"], check=True, timeout=600)
 
 
+def hostile_env(h, tmp_path, agent):
+    """hull's environment for VMs of agent: a cache of its own (their
+    initramfs and templates are that agent's), sharing only the kernels
+    and root filesystems."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    shared = os.environ.get("HULL_VM_CACHE", "/var/cache/hull/vm")
+    for d in ("kernels", "rootfs"):
+        if os.path.isdir(os.path.join(shared, d)):
+            os.symlink(os.path.join(shared, d), cache / d)
+    return dict(h.env, HULL_AGENT=agent, HULL_VM_CACHE=str(cache))
+
+
 def test_copy_out_max_is_the_hosts_limit(h, tmp_path):
     """An agent that ignores max_data: the host refuses data announced past
     --copy-out-max (hull used to write all 3 MB), and what it wrote never
@@ -306,15 +319,7 @@ def test_copy_out_max_is_the_hosts_limit(h, tmp_path):
                 os.path.join(os.path.dirname(HULL), "gen"), agent,
                 ("agent_files.c", 'int64_t max_data = get_i64(req, "max_data", -1);',
                  'int64_t max_data = get_i64(req, "max_data", -1) >= 0 ? INT64_MAX : -1;'))
-    # A cache of its own (its initramfs and template are the hostile
-    # agent's), sharing only the kernels and root filesystems.
-    cache = tmp_path / "cache"
-    cache.mkdir(mode=0o700)
-    shared = os.environ.get("HULL_VM_CACHE", "/var/cache/hull/vm")
-    for d in ("kernels", "rootfs"):
-        if os.path.isdir(os.path.join(shared, d)):
-            os.symlink(os.path.join(shared, d), cache / d)
-    env = dict(h.env, HULL_AGENT=agent, HULL_VM_CACHE=str(cache))
+    env = hostile_env(h, tmp_path, agent)
     big, small = tmp_path / "big", tmp_path / "small"
     p = subprocess.run([HULL, "--root", h.root, "sandbox", "run", "--isolation", "microvm",
                         "--json", "--copy-out-max", "1M", "--copy-out", f"/tmp/big:{big}",
@@ -412,15 +417,8 @@ def test_the_console_log_is_capped(h, tmp_path):
                 os.path.join(os.path.dirname(HULL), "gen"), agent,
                 ("agent_main.c", 'else if (strcmp(op, "ping") == 0)\n        conn_send_ok(c);',
                  flood))
-    cache = tmp_path / "cache"
-    cache.mkdir(mode=0o700)
-    shared = os.environ.get("HULL_VM_CACHE", "/var/cache/hull/vm")
-    for d in ("kernels", "rootfs"):
-        if os.path.isdir(os.path.join(shared, d)):
-            os.symlink(os.path.join(shared, d), cache / d)
-    from test_vm_lib import Hull
     hc = Hull(h.root)
-    hc.env = dict(h.env, HULL_AGENT=agent, HULL_VM_CACHE=str(cache))
+    hc.env = hostile_env(h, tmp_path, agent)
     vid = "console-cap"
     hc.ok("vm", "create", "--memory", MEM, vid)
     try:
