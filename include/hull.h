@@ -775,6 +775,11 @@ HULL_PUBLIC int hull_vm_watch(const struct hull_runtime *rt, const char *id,
                               const struct hull_vm_watch_opts *o, hull_error *err);
 HULL_PUBLIC int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
                                  const char *host, hull_error *err);
+/* The same, for a file of at most max_data bytes of data (holes are
+ * free): one with more is refused (EFBIG) and nothing is left at host. */
+HULL_PUBLIC int hull_vm_copy_out_max(const struct hull_runtime *rt, const char *id,
+                                     const char *guest, const char *host, uint64_t max_data,
+                                     hull_error *err);
 
 /* One workload in a fresh microVM, for `hull sandbox run --isolation
  * microvm`: restore (or, the first time, boot and save) the template of this

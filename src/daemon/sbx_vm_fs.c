@@ -93,13 +93,16 @@ static json_object *guest_fs(const char *vm, const char *verb, const char *path,
     return out;
 }
 
-static int fs_read(const char *vm, const char *stage, const char *path, json_object **out, int *fd,
-                   hull_error *err)
+/* The file is staged on the host before it is sent, so its data is held to
+ * limit (the guest's memory, as for a write): the host's disk is not the
+ * guest's to fill. */
+static int fs_read(const char *vm, const char *stage, uint64_t limit, const char *path,
+                   json_object **out, int *fd, hull_error *err)
 {
     char host[128];
     snprintf(host, sizeof(host), "%s/read", stage);
     unlink(host);
-    if (hull_vm_copy_out(NULL, vm, path, host, err) < 0) {
+    if (hull_vm_copy_out_max(NULL, vm, path, host, limit, err) < 0) {
         unlink(host);
         return -1;
     }
@@ -160,7 +163,7 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
     if (verb == NULL || path == NULL || path[0] != '/') {
         hull_error_set(&e, EINVAL, "path: must be absolute");
     } else if (strcmp(verb, "read") == 0) {
-        fs_read(vm, stage, path, &out, &fd, &e);
+        fs_read(vm, stage, limit, path, &out, &fd, &e);
     } else if (strcmp(verb, "write") == 0) {
         fs_write(stage, limit, &out, &fd, &e);
     } else if (strcmp(verb, "commit") == 0) {

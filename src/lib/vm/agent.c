@@ -1,6 +1,7 @@
 /* The host side of the agent protocol: framing, hello, request/response. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/rand.h>
 #include <poll.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/sha256.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
@@ -28,8 +30,32 @@ void vm_agent_close(struct vm_agent *a)
     free(a);
 }
 
+void vm_agent_drop(struct vm_agent *a)
+{
+    if (a && a->fd >= 0) {
+        close(a->fd);
+        a->fd = -1;
+    }
+}
+
+int vm_ms_left(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - hull_monotonic_ms();
+    return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
+static int dropped(hull_error *err)
+{
+    return hull_error_set(err, ECONNRESET,
+                          "agent: the session was dropped (the guest broke the protocol)");
+}
+
 int vm_agent_send(struct vm_agent *a, uint8_t type, const void *data, size_t len, hull_error *err)
 {
+    if (a->fd < 0)
+        return dropped(err);
     struct hull_agent_hdr h = {.magic = HULL_AGENT_MAGIC, .type = type, .len = (uint32_t)len};
     struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)data, len}};
     size_t total = sizeof(h) + len;
@@ -64,8 +90,10 @@ int64_t vm_agent_send_req(struct vm_agent *a, json_object *req, hull_error *err)
 
 int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_error *err)
 {
-    int64_t end = timeout_ms < 0 ? 0 : hull_monotonic_ms() + timeout_ms;
+    int64_t end = timeout_ms < 0 ? -1 : hull_monotonic_ms() + timeout_ms;
     bool polled = false;
+    if (a->fd < 0)
+        return dropped(err);
     if (a->consumed) {
         memmove(a->buf, a->buf + a->consumed, a->len - a->consumed);
         a->len -= a->consumed;
@@ -109,14 +137,9 @@ int vm_agent_recv(struct vm_agent *a, int timeout_ms, struct vm_frame *f, hull_e
         }
         /* Time up: but one look at the socket first, so a call with no
          * time to wait still takes what has arrived. */
-        int left = -1;
-        if (timeout_ms >= 0) {
-            left = (int)(end - hull_monotonic_ms());
-            if (left <= 0 && polled)
-                return 1;
-            if (left < 0)
-                left = 0;
-        }
+        int left = vm_ms_left(end);
+        if (left == 0 && polled)
+            return 1;
         polled = true;
         struct pollfd p = {.fd = a->fd, .events = POLLIN};
         int r = poll(&p, 1, left);
@@ -160,18 +183,37 @@ static bool is_ready(json_object *o)
            json_object_get_boolean(v);
 }
 
+/* The agent's "ok": false as an error: its message (made printable, as
+ * it goes to a terminal) and its errno. */
+static int refusal(json_object *o, hull_error *err)
+{
+    json_object *e = hj_get(o, "error"), *en = hj_get(o, "errno");
+    char msg[512];
+    vm_printable(e && json_object_is_type(e, json_type_string) ? json_object_get_string(e)
+                                                               : "the agent refused",
+                 msg, sizeof(msg));
+    int code = en && json_object_is_type(en, json_type_int) ? json_object_get_int(en) : EIO;
+    /* The guest's message already says why; keep its errno as the code. */
+    hull_error_set(err, 0, "%s", msg);
+    if (err && *err)
+        (*err)->code = code > 0 ? code : EIO;
+    return -1;
+}
+
 /* The answer to any request with an id in [min_id, id]; with on_ready, 2
- * when the agent says it is ready (the caller says hello again at once). */
+ * when the agent says it is ready (the caller says hello again at once).
+ * The deadline is fixed at the start: frames that are not the answer do
+ * not extend it, or a guest talking of other things would hold us. */
 static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int timeout_ms,
                            bool on_ready, json_object **resp, hull_error *err)
 {
-    int64_t end = timeout_ms < 0 ? 0 : hull_monotonic_ms() + timeout_ms;
-    for (;;) {
+    int64_t end = timeout_ms < 0 ? -1 : hull_monotonic_ms() + timeout_ms;
+    for (bool first = true;; first = false) {
         struct vm_frame f;
-        int left = timeout_ms < 0 ? -1 : (int)(end - hull_monotonic_ms());
-        if (timeout_ms >= 0 && left < 0)
-            left = 0;
-        int r = vm_agent_recv(a, left, &f, err);
+        if (!first && end >= 0 && hull_monotonic_ms() >= end)
+            return hull_error_set(err, ETIMEDOUT, "the agent did not answer within %d ms",
+                                  timeout_ms);
+        int r = vm_agent_recv(a, vm_ms_left(end), &f, err);
         if (r < 0)
             return -1;
         if (r == 1)
@@ -184,19 +226,18 @@ static int wait_resp_range(struct vm_agent *a, int64_t min_id, int64_t id, int t
             json_object_put(o);
             return 2;
         }
-        if (!o || !json_object_object_get_ex(o, "id", &v) || json_object_get_int64(v) < min_id ||
-            json_object_get_int64(v) > id) {
+        if (!json_object_object_get_ex(o, "id", &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) < min_id || json_object_get_int64(v) > id) {
             json_object_put(o);
             continue; /* an answer to an earlier hello */
         }
-        if (json_object_object_get_ex(o, "ok", &v) && !json_object_get_boolean(v)) {
-            json_object *e = NULL, *en = NULL;
-            json_object_object_get_ex(o, "error", &e);
-            json_object_object_get_ex(o, "errno", &en);
-            /* The guest's message already says why; keep its errno as the code. */
-            hull_error_set(err, 0, "%s", e ? json_object_get_string(e) : "the agent refused");
-            if (err && *err)
-                (*err)->code = en ? json_object_get_int(en) : EIO;
+        v = hj_get(o, "ok");
+        if (v && !json_object_is_type(v, json_type_boolean)) {
+            json_object_put(o);
+            return hull_error_set(err, EPROTO, "malformed answer from the agent");
+        }
+        if (v && !json_object_get_boolean(v)) {
+            refusal(o, err);
             json_object_put(o);
             return -1;
         }

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -144,6 +145,11 @@ static void child(const struct vm_spawn *s, int ef)
     int log = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (log < 0 || fchown(log, s->uid, s->uid) < 0)
         fail(ef, "open qemu.log");
+    /* It is kept across starts, and capped (below): a full one would say
+     * nothing of this start. */
+    struct stat lst;
+    if (fstat(log, &lst) == 0 && lst.st_size > VM_LOG_MAX / 2 && ftruncate(log, 0) < 0)
+        fail(ef, "truncate qemu.log");
     /* Read-only from here: the jail's own tmpfs holds nothing QEMU may change. */
     if (mount(NULL, s->jail, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID, "mode=0755,size=1m") < 0)
         fail(ef, "remount the jail read-only");
@@ -200,6 +206,16 @@ static void child(const struct vm_spawn *s, int ef)
         fail(ef, "drop to the VM's uid");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(ef, "no_new_privs");
+    /* The guest prints to its console without end, and QEMU writes it to
+     * run/console.log on the host's disk: QEMU's files stop at VM_LOG_MAX,
+     * where its serial port drops what does not fit (SIGXFSZ, ignored,
+     * does not kill it). The first part, the boot and what went wrong
+     * first, is what stays. QEMU writes no other regular file: snapshots
+     * and migrations go to pipes, guest RAM is hull's memfd, sized already. */
+    struct rlimit fsize = {VM_LOG_MAX, VM_LOG_MAX};
+    if (setrlimit(RLIMIT_FSIZE, &fsize) < 0)
+        fail(ef, "limit QEMU's file size");
+    signal(SIGXFSZ, SIG_IGN);
     /* After the uid change, which clears it: QEMU must not outlive the monitor. */
     if (s->attached)
         prctl(PR_SET_PDEATHSIG, SIGKILL);

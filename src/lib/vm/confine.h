@@ -13,6 +13,9 @@
 #define VM_TAP_FD_STR "4"
 /* The fd number QEMU finds guest RAM at when it is a memfd hull made
  * (memory-backend-file,mem-path=/proc/self/fd/5). */
+/* The most QEMU writes to any file: its console log (run/console.log,
+ * whatever the guest prints) and its stderr (run/qemu.log). */
+#define VM_LOG_MAX    (8 << 20)
 #define VM_RAM_FD     5
 #define VM_RAM_FD_STR "5"
 

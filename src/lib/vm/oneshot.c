@@ -103,7 +103,10 @@ static void copy_out(struct vm_agent *a, const struct hull_vm_oneshot_opts *o,
         if (got_rc == 0) {
             f->size = got.length;
             f->bytes = got.bytes;
-            budget -= budget == UINT64_MAX ? 0 : got.bytes;
+            /* vm_get_file holds the agent to the budget; should it not,
+             * the budget is used up, never wrapped round to unlimited. */
+            if (budget != UINT64_MAX)
+                budget = got.bytes < budget ? budget - got.bytes : 0;
         }
         if (got_rc == 0 && got.status == HULL_COPY_TRUNCATED)
             hull_error_set(&e, EFBIG,

@@ -89,6 +89,10 @@ struct vm;
 /* A short path for run/<name> of vm; returns the fd it goes through (close
  * it after connecting). */
 int vm_run_socket(const struct vm *vm, const char *name, char out[128], hull_error *err);
+/* Text from the guest, fit to print on the host's terminal: every control
+ * character (C0, DEL, C1) and every byte that is not UTF-8 becomes '?',
+ * so a guest can neither drive the terminal nor forge lines. Cut to len. */
+void vm_printable(const char *in, char *out, size_t len);
 
 /* ---- artifacts ---- */
 

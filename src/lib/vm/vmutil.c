@@ -9,6 +9,7 @@
 
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/utf8.h"
 #include "vm/vm.h"
 
 int vm_unix_connect(const char *path, int timeout_ms, bool (*alive)(void *), void *arg,
@@ -54,4 +55,29 @@ int vm_run_socket(const struct vm *vm, const char *name, char out[128], hull_err
         return hull_error_set(err, ENAMETOOLONG, "socket name %s", name);
     }
     return dfd;
+}
+
+void vm_printable(const char *in, char *out, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t n = strlen(in), j = 0;
+    if (len == 0)
+        return;
+    for (size_t i = 0; i < n && j + 1 < len;) {
+        size_t k = hull_utf8_char(s + i, n - i);
+        /* U+0080..U+009F, the C1 controls, are 0xC2 0x80..0x9F. */
+        bool control =
+            k <= 1 ? (s[i] < 0x20 || s[i] == 0x7f) : (k == 2 && s[i] == 0xc2 && s[i + 1] < 0xa0);
+        if (k == 0 || control) {
+            out[j++] = '?';
+            i += k ? k : 1;
+            continue;
+        }
+        if (j + k >= len)
+            break; /* not half a character */
+        memcpy(out + j, s + i, k);
+        j += k;
+        i += k;
+    }
+    out[j] = 0;
 }
