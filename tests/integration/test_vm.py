@@ -143,6 +143,19 @@ def test_cp_both_ways_is_binary_safe(h, vm, tmp_path):
     assert dst.read_bytes().endswith(b"\0x")
 
 
+def test_cp_into_a_directory_takes_the_files_name(h, vm, tmp_path):
+    h.sh(vm, "echo hello > /tmp/greeting")
+    d = tmp_path / "into"
+    d.mkdir()
+    for target in (str(d), str(d) + "/"):
+        h.ok("vm", "cp", f"{vm}:/tmp/greeting", target)
+        assert (d / "greeting").read_text() == "hello\n"
+        (d / "greeting").unlink()
+    p = h.run("vm", "cp", f"{vm}:/tmp/", str(d))
+    assert p.returncode != 0 and b"not a directory" in p.stderr, p
+    assert os.listdir(d) == []
+
+
 def test_cp_refuses_paths_outside_the_guest_tree(h, vm, tmp_path):
     h.sh(vm, "ln -sf /../../../etc/passwd /tmp/escape")
     for bad in ("/etc/../etc/passwd", "/proc/1/environ", "/sys/kernel/notes", "relative", "/dev/null"):

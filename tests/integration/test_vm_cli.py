@@ -138,6 +138,7 @@ def test_exec_json_exits_0_whenever_it_ran(h, vm):
     (["run", "--copy-in", "x", "--", "true"], "vm run: --copy-in x: must be SRC:DST"),
     (["run", "--cpu-time", "2x", "--", "true"], "vm run: 2x: not a duration (like 2s or 500ms)"),
     (["list", "--format", "yaml"], "vm list: --format: unknown format 'yaml' (table or json)"),
+    (["create", "--", "-x"], "VM id \"-x\": must not start with '-'"),
 ])
 def test_options_reach_their_place_or_are_refused_by_name(tmp_path, args, message):
     """Each option lands where its verb reads it (a --kernel or --rootfs

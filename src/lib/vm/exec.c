@@ -730,6 +730,20 @@ int hull_vm_copy_in(const struct hull_runtime *rt, const char *id, const char *h
 int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
                      const char *host, hull_error *err)
 {
+    /* Into a directory: the guest file's own name in it, as cp does. */
+    char into[4200];
+    struct stat st;
+    if (stat(host, &st) == 0 && S_ISDIR(st.st_mode)) {
+        const char *base = strrchr(guest, '/');
+        base = base ? base + 1 : guest;
+        if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+            return hull_error_set(err, EISDIR,
+                                  "cp %s:%s %s: name the guest's file, not a directory", id, guest,
+                                  host);
+        if (snprintf(into, sizeof(into), "%s/%s", host, base) >= (int)sizeof(into))
+            return hull_error_set(err, ENAMETOOLONG, "cp %s:%s %s: path too long", id, guest, host);
+        host = into;
+    }
     return copy(rt, id, false, guest, host, UINT64_MAX, err);
 }
 

@@ -45,8 +45,9 @@ int vm_id_validate(const char *id, hull_error *err)
     if (strlen(id) > HULL_VM_ID_MAX)
         return hull_error_set(err, EINVAL, "VM id \"%s\": longer than %d bytes", id,
                               HULL_VM_ID_MAX);
-    if (id[0] == '.')
-        return hull_error_set(err, EINVAL, "VM id \"%s\": must not start with '.'", id);
+    /* '-' first would read as an option everywhere but after "--". */
+    if (id[0] == '.' || id[0] == '-')
+        return hull_error_set(err, EINVAL, "VM id \"%s\": must not start with '%c'", id, id[0]);
     return 0;
 }
 
