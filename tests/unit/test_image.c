@@ -241,6 +241,14 @@ static void test_platform_select(void **state)
     assert_error_msg(err, "document: unsupported media type 'application/x-foo'");
     const char *o = "{\"schemaVersion\":2,\"manifests\":[]}";
     assert_string_equal(image_doc_kind(o, strlen(o), NULL, NULL), MT_OCI_INDEX);
+    /* An index of indexes: said so, not "available: none". */
+    const char *nest = "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":["
+                       "{\"mediaType\":\"" MT_OCI_INDEX "\",\"digest\":\"sha256:" HEX_B "\","
+                       "\"size\":2,\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}}]}";
+    assert_int_equal(image_index_select(nest, strlen(nest), "linux/amd64", &d, &err), -1);
+    assert_int_equal(hull_error_code(err), ENOTSUP);
+    assert_error_msg(err, "no image for platform linux/amd64 (available: none; 1 entry is an index "
+                          "itself, which hull does not follow: one level of index only)");
 }
 
 static void test_config_parse(void **state)

@@ -383,7 +383,7 @@ int image_index_select(const char *text, size_t len, const char *platform, struc
         index_entries(doc, &arr, err) < 0)
         return -1;
     char avail[1024] = "";
-    size_t n = json_object_array_length(arr);
+    size_t n = json_object_array_length(arr), nested = 0;
     for (size_t i = 0; i < n; i++) {
         char p[64];
         snprintf(p, sizeof(p), "index.manifests[%zu]", i);
@@ -391,6 +391,7 @@ int image_index_select(const char *text, size_t len, const char *platform, struc
         if (image_desc_from_json(json_object_array_get_idx(arr, i), p, true, &d, err) < 0)
             return -1;
         struct platform have;
+        nested += is_index_type(d.media_type);
         /* Attestations and other artifacts have no usable platform. */
         if (!is_manifest_type(d.media_type) || d.platform == NULL ||
             platform_split(d.platform, &have) < 0 || strcmp(have.os, "unknown") == 0) {
@@ -404,6 +405,12 @@ int image_index_select(const char *text, size_t len, const char *platform, struc
         list_add(avail, sizeof(avail), d.platform);
         image_desc_free(&d);
     }
+    if (nested)
+        return hull_error_set(err, ENOTSUP,
+                              "no image for platform %s (available: %s; %zu entr%s an index "
+                              "itself, which hull does not follow: one level of index only)",
+                              want_s, avail[0] ? avail : "none", nested,
+                              nested == 1 ? "y is" : "ies are");
     return hull_error_set(err, ENOENT, "no image for platform %s (available: %s)", want_s,
                           avail[0] ? avail : "none");
 }
