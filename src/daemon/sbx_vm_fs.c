@@ -110,6 +110,11 @@ static int fs_read(const char *vm, const char *stage, uint64_t limit, const char
     struct stat st;
     int rc = *fd < 0 || fstat(*fd, &st) < 0 ? hull_error_errno(err, "read: staging file") : 0;
     unlink(host); /* hulld streams it from the fd; then it is gone */
+    /* The length is the guest's word (holes cost no disk): what hulld would
+     * stream is held to the same limit as the data. */
+    if (rc == 0 && (uint64_t)st.st_size > limit)
+        rc = hull_error_set(err, EFBIG, "read %s: %lld bytes long, more than %llu", path,
+                            (long long)st.st_size, (unsigned long long)limit);
     if (rc == 0) {
         *out = json_object_new_object();
         json_object_object_add(*out, "size", json_object_new_int64((int64_t)st.st_size));

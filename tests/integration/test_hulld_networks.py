@@ -205,6 +205,10 @@ def test_egress_to_an_address_of_the_host_needs_a_grant(d):
         r = post(d, "/v1/runs", body, "hostegress")
         assert r.status == 200 and r.json["verdict"] == "ok", r
         assert r.json["stdout"].strip() == "refused", r.json
+    # the host's link-local addresses (no scope: not bindable) are the host's too
+    for egress in ("fe80::1", ["[fe80::1/128]:22/tcp"]):
+        r = post(d, "/v1/runs", {"cmd": ["true"], "network": {"name": name, "egress": egress}})
+        assert r.status == 403 and r.json["error"]["permission"] == "host-egress", (egress, r)
     # a range is no grant's business: it does not reach the host (nft.c)
     body["network"]["egress"] = "0.0.0.0/0"
     r = post(d, "/v1/runs", body, "user")

@@ -42,16 +42,43 @@ struct ct_list {
     struct ct_entry *v;
     size_t n, cap;
     bool oom;
+    /* What the dump asked for: a kernel without dump filters (before 5.9)
+     * sends every entry, so each is checked here too. */
+    int family, dir;
+    const uint8_t *addr;
 };
+
+/* The source address in tuple attribute t (CTA_TUPLE_ORIG or _REPLY) is
+ * the list's address. */
+static bool tuple_source_is(const struct nlattr *t, const struct ct_list *l)
+{
+    const struct nlattr *a, *b;
+    uint16_t want = l->family == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC;
+    size_t len = l->family == AF_INET ? 4 : 16;
+    mnl_attr_for_each_nested(a, t)
+    {
+        if (mnl_attr_get_type(a) != CTA_TUPLE_IP)
+            continue;
+        mnl_attr_for_each_nested(b, a)
+        {
+            if (mnl_attr_get_type(b) == want && mnl_attr_get_payload_len(b) == len)
+                return memcmp(mnl_attr_get_payload(b), l->addr, len) == 0;
+        }
+    }
+    return false;
+}
 
 static int entry_cb(const struct nlmsghdr *h, void *data)
 {
     struct ct_list *l = data;
     struct ct_entry e = {0};
+    bool match = false;
     const struct nlattr *a;
     mnl_attr_for_each(a, h, sizeof(struct nfgenmsg))
     {
         uint16_t type = mnl_attr_get_type(a);
+        if (type == l->dir)
+            match = tuple_source_is(a, l);
         if (type == CTA_TUPLE_ORIG && mnl_attr_get_payload_len(a) <= sizeof(e.tuple)) {
             e.tuple_len = mnl_attr_get_payload_len(a);
             memcpy(e.tuple, mnl_attr_get_payload(a), e.tuple_len);
@@ -60,7 +87,7 @@ static int entry_cb(const struct nlmsghdr *h, void *data)
             memcpy(&e.zone, mnl_attr_get_payload(a), sizeof(e.zone));
         }
     }
-    if (e.tuple_len == 0)
+    if (e.tuple_len == 0 || !match)
         return MNL_CB_OK;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -112,6 +139,9 @@ static int dump_by_source(struct mnl_socket *s, unsigned *seq, int family, const
                           int dir, struct ct_list *l)
 {
     char buf[MNL_SOCKET_BUFFER_SIZE];
+    l->family = family;
+    l->dir = dir;
+    l->addr = addr;
     struct nlmsghdr *h = ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family, ++*seq);
     struct nlattr *tuple = mnl_attr_nest_start(h, (uint16_t)dir);
     struct nlattr *ip = mnl_attr_nest_start(h, CTA_TUPLE_IP);

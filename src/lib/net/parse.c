@@ -261,12 +261,17 @@ int hull_egress_host_rule(const struct hull_egress *e)
             memcpy(&a->sin6_addr, r->addr, 16);
             len = sizeof(*a);
         }
+        /* Only "no such address here" (or no IPv6 at all) says it is not
+         * the host's. Anything else counts as the host's, so the caller
+         * asks for the grant: a link-local or multicast address cannot be
+         * bound without a scope (EINVAL) and does reach the host, and a
+         * failed socket() must not wave every rule through. */
         int fd = socket(r->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        int bound = bind(fd, (struct sockaddr *)&ss, len);
-        close(fd);
-        if (bound == 0)
+        int bound = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&ss, len);
+        int why = errno;
+        if (fd >= 0)
+            close(fd);
+        if (bound == 0 || (why != EADDRNOTAVAIL && why != EAFNOSUPPORT))
             return (int)i;
     }
     return -1;

@@ -620,7 +620,9 @@ static int get_file_data(struct vm_agent *a, const char *guest, const struct get
         int r = vm_agent_recv(a, left < AGENT_DEADLINE_MS ? left : AGENT_DEADLINE_MS, &f, err);
         if (r != 0) {
             if (r == 1)
-                hull_error_set(err, ETIMEDOUT,
+                /* ETIME, not ETIMEDOUT: a slow copy is this copy's failure, not
+                 * an agent that stopped answering (mark_failed). */
+                hull_error_set(err, ETIME,
                                "get_file: the agent stopped sending (or fell below 256 KiB/s)");
             return -1;
         }
