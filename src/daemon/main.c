@@ -67,6 +67,9 @@ static void usage(FILE *out)
             "  --cert-dir DIR          extra CA certificates (*.crt) for registries\n"
             "  --max-pulls N           image pulls at once before 429 (default 2)\n"
             "  --pull-timeout SECS     a pull's whole time limit (default 3600)\n"
+            "  --max-limit NAME=VALUE  the most a request's limits.NAME may ask for (cpu_time,\n"
+            "                          wall_time, memory, output, tmp_size, pids, open_files,\n"
+            "                          cpus; repeatable): more is refused with 400\n"
             "  --worker                pull runs from Redis instead of serving HTTP\n"
             "  --redis URL             the Redis queue (redis://HOST:PORT)\n"
             "Worker mode (docs/queue.md):\n"
@@ -78,7 +81,8 @@ static void usage(FILE *out)
             "  --max-attempts N        starts per job before dead-lettering (default 3)\n"
             "  --result-ttl SECS       how long results are kept (default 3600)\n"
             "  --allow GRANT,...       run jobs that ask for these (host-network,\n"
-            "                          process-isolation); others are dead-lettered\n"
+            "                          process-isolation, publish-public, host-egress);\n"
+            "                          others are dead-lettered\n"
             "Cluster (docs/cluster.md):\n"
             "  --cluster URL           join the fleet registered in Redis (redis://HOST:PORT)\n"
             "  --node NAME             this node's name, unique in the fleet\n"
@@ -123,6 +127,7 @@ enum opt_kind {
     OPT_ALLOW,  /* --allow: grants */
     OPT_HELPER, /* --helper MODE (hidden) */
     OPT_LABEL,  /* --node-label: cluster.c keeps them */
+    OPT_LIMIT,  /* --max-limit NAME=VALUE: ceiling.c keeps them */
     OPT_HELP,
 };
 
@@ -159,6 +164,7 @@ static const struct opt_spec opt_specs[] = {
     {"cert-dir", OPT_STRING, OFF(cert_dir), 0, 0},
     {"max-pulls", OPT_UINT, OFF(max_pulls), 1, 64},
     {"pull-timeout", OPT_UINT, OFF(pull_timeout), 10, 7 * 86400},
+    {"max-limit", OPT_LIMIT, 0, 0, 0},
     {"helper", OPT_HELPER, 0, 0, 0},
     {"concurrency", OPT_UINT, OFF(max_runs), 1, 256},
     {"name", OPT_STRING, OFF(worker_name), 0, 0},
@@ -234,6 +240,15 @@ static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_o
         return 0;
     case OPT_LABEL:
         return cluster_add_label(arg);
+    case OPT_LIMIT: {
+        hull_error e = NULL;
+        if (ceiling_add(arg, &e) < 0) {
+            fprintf(stderr, "hulld: %s: %s\n", opt, hull_error_msg(e));
+            hull_error_free(&e);
+            return -1;
+        }
+        return 0;
+    }
     case OPT_HELP:
         break;
     }

@@ -131,6 +131,8 @@ int policy_check(const char *text, struct resp *r)
     hull_error e = NULL;
     hull_policy_init(&p);
     int ok = hull_policy_from_json(text, strlen(text), &p, &e);
+    if (ok == 0)
+        ok = ceiling_check(&p, &e);
     hull_policy_free(&p);
     if (ok < 0) {
         resp_from_error(r, &e);

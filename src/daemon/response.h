@@ -84,6 +84,10 @@ const char *request_query(const struct request *rq, const char *key);
  * one-shot run at microvm is served; a long-lived microvm sandbox is
  * refused 501 when the session is made (ENOTSUP). 0 or -1 with r filled. */
 int policy_check(const char *text, struct resp *r);
+/* ceiling.c: hulld --max-limit NAME=VALUE, and a parsed request held to
+ * the ceilings (EINVAL naming the limit; policy_check applies them). */
+int ceiling_add(const char *arg, hull_error *err);
+int ceiling_check(const struct hull_policy *p, hull_error *err);
 /* A new run or sandbox id: prefix ('r' or 's') + "-" + 16 random hex
  * digits. */
 void daemon_new_id(char *buf, size_t len, char prefix);
