@@ -21,7 +21,9 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "net/net_int.h"
 
@@ -175,7 +177,8 @@ static void mnl_closep(struct mnl_socket **s)
         mnl_socket_close(*s);
 }
 
-int nl_conntrack_forget(int family, const uint8_t addr[16], hull_error *err)
+/* The entries of one direction (dir) whose source is addr, deleted. */
+static int forget_dir(int family, const uint8_t addr[16], int dir, hull_error *err)
 {
     __attribute__((cleanup(mnl_closep))) struct mnl_socket *s =
         mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
@@ -185,29 +188,41 @@ int nl_conntrack_forget(int family, const uint8_t addr[16], hull_error *err)
         return hull_error_errno(err, "conntrack: netlink bind");
     unsigned seq = (unsigned)time(NULL);
     struct ct_list l = {0};
-    int rc = 0;
-    for (int dir = CTA_TUPLE_ORIG; dir <= CTA_TUPLE_REPLY && rc == 0; dir++) {
-        rc = dump_by_source(s, &seq, family, addr, dir, &l);
-        /* No conntrack in this kernel (or not loaded): nothing is tracked. */
-        if (rc < 0 && !l.oom &&
-            (errno == ENOENT || errno == EOPNOTSUPP || errno == ENOTSUP ||
-             errno == EPROTONOSUPPORT)) {
-            free(l.v);
-            return 0;
-        }
-    }
+    int rc = dump_by_source(s, &seq, family, addr, dir, &l);
     if (rc < 0) {
-        if (l.oom)
-            hull_error_set(err, ENOMEM, "conntrack: out of memory");
-        else
-            hull_error_errno(err, "conntrack: list the entries of a leaving address");
+        int e = errno;
         free(l.v);
-        return -1;
+        /* No conntrack in this kernel (or not loaded): nothing is tracked. */
+        if (!l.oom && (e == ENOENT || e == EOPNOTSUPP || e == ENOTSUP || e == EPROTONOSUPPORT))
+            return 0;
+        if (l.oom)
+            return hull_error_set(err, ENOMEM, "conntrack: out of memory");
+        return hull_error_set(err, e, "conntrack: list the entries of a leaving address: %s",
+                              strerror(e));
     }
-    /* An entry both dumps found, or one that expired since, is ENOENT. */
+    /* One that expired since is ENOENT. */
     for (size_t i = 0; i < l.n && rc == 0; i++)
         if (delete_entry(s, &seq, family, &l.v[i]) < 0 && errno != ENOENT)
             rc = hull_error_errno(err, "conntrack: delete an entry of a leaving address");
     free(l.v);
+    return rc;
+}
+
+int nl_conntrack_forget(int family, const uint8_t addr[16], hull_error *err)
+{
+    /* Each dump walks every bucket of the host's table (milliseconds on a
+     * large one, whatever it holds), so the two directions go at once: the
+     * replies' in a child (the callers are single-threaded helpers and
+     * CLI verbs). A child that fails is done again here, for its error. */
+    pid_t child = fork();
+    if (child == 0)
+        _exit(forget_dir(family, addr, CTA_TUPLE_REPLY, NULL) == 0 ? 0 : 1);
+    int rc = forget_dir(family, addr, CTA_TUPLE_ORIG, err);
+    int status = -1;
+    while (child > 0 && waitpid(child, &status, 0) < 0 && errno == EINTR)
+        ;
+    bool reply_done = child > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (rc == 0 && !reply_done)
+        rc = forget_dir(family, addr, CTA_TUPLE_REPLY, err);
     return rc;
 }
