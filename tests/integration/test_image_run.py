@@ -630,6 +630,8 @@ def test_without_a_user_the_sandbox_user_runs(tmp_path):
     ("app:70000", "User 'app:70000' is 1000:70000, outside the ids the sandbox maps (0-65535)"),
     ("nosuch", "user 'nosuch' is not in the image's /etc/passwd"),
     ("app:nosuch", "group 'nosuch' is not in the image's /etc/group"),
+    ("99999999999", "user '99999999999': not a uid (0 to 4294967294)"),
+    ("app:4294967295", "group '4294967295': not a gid (0 to 4294967294)"),
 ])
 def test_a_user_the_sandbox_cannot_be_is_refused_by_name(tmp_path, user, says):
     root = owners_store(tmp_path, user=user)

@@ -104,6 +104,13 @@ int image_user_resolve(int rootfd, const char *spec, struct image_user *ids, hul
     char *f[4];
     cleanup_free char *pw = passwd ? strdup(passwd) : NULL;
     const char *name = NULL;
+    /* All digits but no uid (past 4294967294): a number out of range, not
+     * a name to look up. */
+    if (user[0] && strspn(user, "0123456789") == strlen(user) && !parse_id(user, &ids->uid))
+        return hull_error_set(err, EINVAL, "user '%s': not a uid (0 to 4294967294)", user);
+    if (grp != NULL && grp[0] && strspn(grp, "0123456789") == strlen(grp) &&
+        !parse_id(grp, &ids->gid))
+        return hull_error_set(err, EINVAL, "group '%s': not a gid (0 to 4294967294)", grp);
     if (parse_id(user, &ids->uid)) {
         if (pw != NULL && find_line(pw, user, 2, f) && parse_id(f[3], &ids->gid))
             name = f[0];
