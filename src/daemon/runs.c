@@ -113,10 +113,25 @@ static void submit_queue(struct resp *r, const struct caller *c, json_object *do
         resp_error(r, 501, "not_implemented", "queue", "queue: hulld was started without --redis");
         return;
     }
-    json_object_object_add(doc, "tenant", json_object_new_string(c->tok.tenant));
-    json_object_object_add(doc, "run_id", json_object_new_string(id));
+    /* The tenant's quota holds for queued runs too: each is counted until
+     * its end is seen (its result read), as hulld cannot see Redis's. */
     char *job = NULL;
     hull_error e = NULL;
+    unsigned n = 0;
+    if (hull_run_count_queued(hulld.store, c->tok.tenant, &n, &e) < 0) {
+        resp_store_error(r, &e);
+        return;
+    }
+    if (n >= hulld.o->tenant_runs) {
+        resp_error(r, 429, "quota_exceeded", NULL,
+                   "tenant %s has %u queued runs not seen to end (their results unread), its "
+                   "quota (--tenant-runs)",
+                   c->tok.tenant, n);
+        r->retry_after = 1;
+        return;
+    }
+    json_object_object_add(doc, "tenant", json_object_new_string(c->tok.tenant));
+    json_object_object_add(doc, "run_id", json_object_new_string(id));
     if (hull_queue_submit(hulld.o->redis_url, hj_to_string(doc), &job, &e) < 0) {
         resp_queue_error(r, &e);
         return;

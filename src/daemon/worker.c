@@ -131,6 +131,7 @@ int hulld_worker_main(const struct hulld_options *o)
         .max_attempts = o->max_attempts,
         .result_ttl_s = o->result_ttl_s,
         .allow = o->worker_allow,
+        .check = ceiling_check,
         .stop = &stop,
         .runner = &runner,
     };

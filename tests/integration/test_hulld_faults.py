@@ -279,6 +279,29 @@ def test_redis_errors_are_answered_not_hidden(tmp_path):
         redis.stop()
 
 
+def test_queued_runs_count_against_the_tenants_quota(tmp_path):
+    """--tenant-runs holds for "queue": true too (no worker here: the runs
+    stay queued); another tenant is not held by it."""
+    from queuelib import RedisServer
+    redis = RedisServer()
+    h = start_own(tmp_path, None, "--redis", redis.url, "--tenant-runs", "2")
+    try:
+        h.start()
+        for _ in range(2):
+            r = h.request("POST", "/v1/runs", {"cmd": ["true"], "queue": True}, h.tok)
+            assert r.status == 202, r
+        r = h.request("POST", "/v1/runs", {"cmd": ["true"], "queue": True}, h.tok)
+        assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
+        assert "tenant acme has 2 queued runs" in r.json["error"]["message"], r
+        other = h.token("user", "other")
+        r = h.request("POST", "/v1/runs", {"cmd": ["true"], "queue": True}, other)
+        assert r.status == 202, r
+        assert len(redis.r("LRANGE", "hull:jobs", 0, -1)) == 3
+    finally:
+        assert stop(h) == 0
+        redis.stop()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A state directory on its own 8 MiB tmpfs, and a way to fill it."""

@@ -347,6 +347,27 @@ def test_isolation_weakening_jobs_need_the_workers_grant(q):
     assert res["verdict"] == "ok" and res["stdout"].strip() == os.readlink("/proc/self/ns/net")
 
 
+def test_jobs_over_the_workers_ceilings_or_with_an_image_are_dead_lettered(q):
+    """hulld --worker --max-limit holds queue jobs to the operator's
+    ceilings as the API does; and a job pushed with an "image" (which the
+    API refuses with "queue") makes the worker pull nothing."""
+    slow = q.submit("true", limits={"wall_time": "1h"})
+    fat = q.submit("true", limits={"memory": "1G", "wall_time": "10s"})
+    img = uuid.uuid4().hex
+    q.r("HSET", f"{P}job:{img}", "request",
+        json.dumps({"cmd": ["true"], "image": "127.0.0.1:1/evil:1"}), "state", "queued",
+        "attempts", 0)
+    q.r("LPUSH", f"{P}jobs", img)
+    fine = q.submit("echo fine", limits={"wall_time": "10s"})
+    q.worker("w1", extra=("--max-limit", "wall_time=15s", "--max-limit", "memory=300M"))
+    assert wait_until(lambda: q.result(fine) is not None and len(q.dead()) == 3), q.logs()
+    assert set(q.dead()) == {slow, fat, img}
+    assert "limits.wall_time: 3600000 ms is above what this server gives" in q.job(slow)["error"]
+    assert "limits.memory: 1073741824 bytes is above" in q.job(fat)["error"]
+    assert q.job(img)["error"].startswith("not allowed: image:"), q.job(img)
+    assert q.result(fine)["stdout"] == "fine\n"
+
+
 def test_sigterm_drains_running_jobs(q):
     """SIGTERM: the running job finishes and is stored, no new job is
     taken, the worker deregisters and exits 0."""

@@ -43,6 +43,9 @@ struct hull_queue_worker_opts {
      * dead-lettered. hulld checked the submitter's token; a job pushed to
      * Redis by anyone else had no token to check. */
     unsigned allow;
+    /* The caller's own check of a job's policy (hulld: its --max-limit
+     * ceilings), or NULL: a job it refuses is dead-lettered with its error. */
+    int (*check)(const struct hull_policy *p, hull_error *err);
     /* Set (by the caller's SIGTERM handler) to stop taking jobs, finish
      * those running, deregister and return. */
     volatile sig_atomic_t *stop;

@@ -223,6 +223,12 @@ static int refused(const struct worker *w, const struct hull_policy *p, hull_err
     if (p->egress && hull_egress_parse(p->egress, &eg, &e) == 0)
         weakening[3].asks = hull_egress_host_rule(&eg) >= 0;
     hull_error_free(&e);
+    /* hulld refuses "image" with "queue": a worker pulls nothing for a job
+     * (a registry of the job's choosing, reached from the worker's host). */
+    if (p->image)
+        return hull_error_set(err, EPERM,
+                              "not allowed: image: a queue job runs on the worker's root, never "
+                              "an image it would have to pull");
     for (size_t i = 0; i < sizeof(weakening) / sizeof(weakening[0]); i++)
         if (weakening[i].asks && !(w->o.allow & weakening[i].grant))
             return hull_error_set(err, EPERM,
@@ -263,12 +269,19 @@ static void start_job(struct worker *w, const char *id)
     /* Freed before the request it was read from. */
     __attribute__((cleanup(hull_policy_free))) struct hull_policy p;
     hull_policy_init(&p);
+    /* hulld's submit holds jobs to this size; one pushed to Redis by anyone
+     * else is held to it here, before it is parsed and handed on. */
+    if (strlen(request) > HULL_QUEUE_MAX_REQUEST) {
+        hull_error_set(&e, E2BIG, "invalid request: more than %u bytes", HULL_QUEUE_MAX_REQUEST);
+        dead_letter(w, id, &e);
+        return;
+    }
     if (hull_policy_from_json(request, strlen(request), &p, &e) < 0) {
         hull_error_prefix(&e, "invalid request");
         dead_letter(w, id, &e);
         return;
     }
-    if (refused(w, &p, &e) < 0) {
+    if (refused(w, &p, &e) < 0 || (w->o.check && w->o.check(&p, &e) < 0)) {
         dead_letter(w, id, &e);
         return;
     }

@@ -36,6 +36,21 @@ int hull_run_insert(struct hull_store *s, const char *id, const char *tenant, co
                            args, 5, NULL, err);
 }
 
+int hull_run_count_queued(struct hull_store *s, const char *tenant, unsigned *n, hull_error *err)
+{
+    const char *args[] = {tenant};
+    json_object *rows = hull_store_query(s,
+                                         "SELECT COUNT(*) AS n FROM runs WHERE tenant = ? AND "
+                                         "queue_job IS NOT NULL AND state IN ('queued', 'running')",
+                                         args, 1, err);
+    if (rows == NULL)
+        return -1;
+    json_object *v = hj_get(json_object_array_get_idx(rows, 0), "n");
+    *n = v ? (unsigned)json_object_get_int64(v) : 0;
+    json_object_put(rows);
+    return 0;
+}
+
 int hull_run_insert_running(struct hull_store *s, const char *id, const char *tenant, pid_t pid,
                             unsigned long long start, const char *at, hull_error *err)
 {

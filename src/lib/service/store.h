@@ -168,6 +168,9 @@ int hull_run_row(struct hull_store *s, const char *id, struct hull_run_row *row,
 /* {"runs": [...]} newest first. */
 json_object *hull_run_list(struct hull_store *s, const char *tenant, const char *state, int limit,
                            hull_error *err);
+/* The tenant's runs handed to the Redis queue and not seen to end yet
+ * (queued or running: a run's end is seen when its result is read). */
+int hull_run_count_queued(struct hull_store *s, const char *tenant, unsigned *n, hull_error *err);
 /* Runs in state (e.g. "running"), for recovery at start-up. */
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
                            size_t *count, hull_error *err);
