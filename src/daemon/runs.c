@@ -271,8 +271,23 @@ static int poll_queue(const char *id, const struct hull_run_row *row, struct res
         return -1;
     }
     if (hull_queue_result(hulld.o->redis_url, row->queue_job, &res, &e) < 0) {
-        resp_queue_error(r, &e);
-        return -1;
+        int code = hull_error_code(e);
+        if (code != ENOENT && code != ECANCELED) {
+            resp_queue_error(r, &e);
+            return -1;
+        }
+        /* Settled in Redis for good: gone (its result outlived --result-ttl,
+         * or someone removed it) or cancelled there. The row says so, rather
+         * than "queued" behind a 503 for ever. */
+        hull_log(HULL_LOG_INFO, "run %s: %s", id, hull_error_msg(e));
+        hull_error_free(&e);
+        static const char *const from[] = {"queued", NULL};
+        if (hull_run_transition(hulld.store, id, from, code == ENOENT ? "interrupted" : "cancelled",
+                                &e) < 0) {
+            resp_store_error(r, &e);
+            return -1;
+        }
+        return 0;
     }
     if (res && hull_run_finish(hulld.store, id, res, NULL, &e) < 0)
         pending_finish(id, res, NULL, &e);
@@ -375,8 +390,26 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
                        "run '%s' is in the Redis queue, but hulld was started without --redis", id);
             return;
         }
-        if (hull_queue_cancel(hulld.o->redis_url, row.queue_job, &e) < 0) {
+        int taken = hull_queue_cancel(hulld.o->redis_url, row.queue_job, &e);
+        if (taken < 0) {
             resp_queue_error(r, &e);
+            return;
+        }
+        if (taken == 0) {
+            /* A worker has it (running, or done): a worker cannot be told
+             * to stop it, so it is not called cancelled. Its end, when
+             * there is one, is recorded as any queued run's. */
+            if (poll_queue(id, &row, r) < 0)
+                return;
+            struct hull_run_row now;
+            bool over =
+                hull_run_row(hulld.store, id, &now, &e) == 0 && strcmp(now.state, "queued") != 0;
+            hull_error_free(&e);
+            resp_error(r, 409, "conflict", NULL,
+                       over ? "run '%s' is over: nothing to cancel"
+                            : "run '%s' is running in a queue worker, which cannot be told to "
+                              "stop it: it ends at its own limits",
+                       id);
             return;
         }
         if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0) {

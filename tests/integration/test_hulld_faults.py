@@ -302,6 +302,46 @@ def test_queued_runs_count_against_the_tenants_quota(tmp_path):
         redis.stop()
 
 
+def test_queued_runs_settled_in_redis_are_said_so(tmp_path):
+    """A job a worker took cannot be cancelled (409, never a false
+    "cancelled"); its result is recorded when read. A job gone from Redis
+    (its result expired) is "interrupted", not a 503 for ever."""
+    from queuelib import RedisServer
+    redis = RedisServer()
+    h = start_own(tmp_path, None, "--redis", redis.url)
+    try:
+        h.start()
+        ids = []
+        for _ in range(2):
+            r = h.request("POST", "/v1/runs", {"cmd": ["true"], "queue": True}, h.tok)
+            assert r.status == 202, r
+            ids.append(r.json["id"])
+        jobs = redis.r("LRANGE", "hull:jobs", 0, -1)  # newest first
+        taken, gone = jobs[1], jobs[0]
+        # a worker took the first: out of the list, running
+        redis.r("LREM", "hull:jobs", 0, taken)
+        redis.r("HSET", f"hull:job:{taken}", "state", "running")
+        r = h.request("DELETE", f"/v1/runs/{ids[0]}", token=h.tok)
+        assert r.status == 409 and "queue worker" in r.json["error"]["message"], r
+        assert h.request("GET", f"/v1/runs/{ids[0]}", token=h.tok).json["state"] == "queued"
+        # ... and finished it
+        result = {"verdict": "ok", "exit_code": 0, "stdout": "done\n"}
+        redis.r("SET", f"hull:result:{taken}", json.dumps(result))
+        redis.r("HSET", f"hull:job:{taken}", "state", "finished")
+        r = h.request("DELETE", f"/v1/runs/{ids[0]}", token=h.tok)
+        assert r.status == 409 and "is over" in r.json["error"]["message"], r
+        r = h.request("GET", f"/v1/runs/{ids[0]}", token=h.tok)
+        assert r.json["state"] == "finished" and r.json["stdout"] == "done\n", r
+        # the second's keys expired
+        redis.r("LREM", "hull:jobs", 0, gone)
+        redis.r("DEL", f"hull:job:{gone}")
+        r = h.request("GET", f"/v1/runs/{ids[1]}", token=h.tok)
+        assert r.status == 200 and r.json["state"] == "interrupted", r
+    finally:
+        assert stop(h) == 0
+        redis.stop()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A state directory on its own 8 MiB tmpfs, and a way to fill it."""
