@@ -233,6 +233,19 @@ def stage_crashed_worker(q, name, job_id, **fields):
         q.r("HSET", f"{P}job:{job_id}", k, v)
 
 
+def test_a_member_that_cannot_be_reaped_does_not_keep_the_others(q):
+    """Garbage under some registered names (here: a processing "list" that
+    is a string) is reported and skipped; a dead worker among them is still
+    reaped and its job run."""
+    for i in range(20):
+        q.r("SADD", f"{P}workers", f"bad{i}")
+        q.r("SET", f"{P}processing:bad{i}", "not a list")
+    job = q.submit("echo rescued")
+    stage_crashed_worker(q, "dead1", job)
+    q.worker("w1")
+    assert q.wait_finished([job])[job]["stdout"] == "rescued\n"
+
+
 def test_worker_dead_between_store_and_ack_does_not_rerun(q):
     """A result stored but not acknowledged (the worker died in between):
     the reaper acknowledges the job, nobody runs it again."""

@@ -173,8 +173,16 @@ static void reap_pass(struct worker *w)
         long long n[3] = {0, 0, 0};
         int r = hull_queue_reap(w->c, other, false, w->o.max_attempts, n, &e);
         if (r < 0) {
-            check_conn(w, &e);
-            break;
+            /* One member that cannot be reaped (garbage under its keys)
+             * must not keep the dead workers after it: only a lost
+             * connection ends the pass. */
+            if (hull_redis_broken(w->c)) {
+                check_conn(w, &e);
+                break;
+            }
+            hull_warn("queue worker %s: reap %s: %s", w->name, other, hull_error_msg(e));
+            hull_error_free(&e);
+            continue;
         }
         if (r == 1)
             hull_log(HULL_LOG_INFO,
