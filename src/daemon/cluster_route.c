@@ -177,11 +177,15 @@ static int place(const struct request *rq, char **body, struct resp *r)
      * pinned). */
     json_object *img = hj_get(doc, "image"), *iso = hj_get(doc, "isolation");
     json_object *tpl = hj_get(doc, "template");
+    /* Per tenant: another tenant's sandboxes (its template of the same
+     * name, its heavy use of a shared image) must not move this one's
+     * prediction, and so its placement. */
+    const char *tenant = rq->caller->tok.tenant;
     char key[512];
     if (tpl && json_object_is_type(tpl, json_type_string))
-        snprintf(key, sizeof(key), "template:%s", json_object_get_string(tpl));
+        snprintf(key, sizeof(key), "%s/template:%s", tenant, json_object_get_string(tpl));
     else
-        snprintf(key, sizeof(key), "%s",
+        snprintf(key, sizeof(key), "%s/%s", tenant,
                  img && json_object_is_type(img, json_type_string) ? json_object_get_string(img)
                                                                    : "-");
     if (tpl && pinned[0] == '\0')
@@ -217,6 +221,7 @@ static int place(const struct request *rq, char **body, struct resp *r)
                                    .microvm =
                                        iso && strcmp(json_object_get_string(iso), "microvm") == 0,
                                    .anti = anti,
+                                   .tenant = tenant,
                                    .sandboxes = all,
                                    .anti_required = x.required};
         if (ns == NULL || (anti && all == NULL) ||

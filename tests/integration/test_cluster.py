@@ -341,7 +341,7 @@ def test_a_token_revoked_on_its_node_is_refused_everywhere(cluster):
 def test_placement_uses_what_sandboxes_of_an_image_used(cluster):
     r = Resp(cluster["redis"].port)
     try:
-        r("DEL", "hull:cluster:predict:-")
+        r("DEL", "hull:cluster:predict:acme/-")
         # Nothing learned: a limit no node has room for is refused.
         big = call(cluster, "n1", "POST", "/v1/sandboxes", {"limits": {"memory": "2G"}})
         assert big.status == 409 and big.json["error"]["code"] == "no_capacity", big
@@ -356,7 +356,7 @@ def test_placement_uses_what_sandboxes_of_an_image_used(cluster):
                 delete(cluster, "n1", s["id"])
         # Learned: each used a few MiB (sampled while it ran), the EWMA is
         # far below the limit ...
-        learned = r.hash("hull:cluster:predict:-")
+        learned = r.hash("hull:cluster:predict:acme/-")
         assert int(learned["samples"]) == 3, learned
         assert 0 < int(learned["memory"]) < 128 << 20, learned
         # ... and that is what the next ones reserve: three fit on one node.

@@ -41,6 +41,30 @@ def test_binpack_stacks_sandboxes_without_anti_affinity(cluster):
             delete(cluster, "n1", s["id"])
 
 
+def test_another_tenants_sandboxes_do_not_count_for_anti_affinity(cluster):
+    """globex's app=web sandboxes on every node neither keep acme's required
+    anti-affinity off them nor tell acme they exist (a 409 would)."""
+    theirs = []
+    try:
+        for _ in NAMES:
+            r = call(cluster, "n2", "POST", "/v1/sandboxes",
+                     {"metadata": WEB, "placement": {"anti_affinity": WEB}},
+                     cluster["other"])
+            assert r.status == 201, r
+            theirs.append(r.json["id"])
+        assert total(cluster) == len(NAMES)
+        r = call(cluster, "n3", "POST", "/v1/sandboxes",
+                 {"metadata": WEB, "placement": {"anti_affinity": WEB,
+                                                 "anti_affinity_required": True}})
+        assert r.status == 201, r
+        delete(cluster, "n3", r.json["id"])
+    finally:
+        for sid in theirs:
+            assert call(cluster, "n1", "DELETE", f"/v1/sandboxes/{sid}",
+                        token=cluster["other"]).status == 200
+    assert total(cluster) == 0
+
+
 def test_anti_affinity_keeps_labelled_sandboxes_apart(cluster):
     made = []
     try:

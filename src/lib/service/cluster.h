@@ -108,6 +108,9 @@ struct hull_place_req {
      * chosen (ENOSPC when every fitting node runs one). */
     json_object *anti;
     json_object *sandboxes;
+    /* Only this tenant's sandboxes count: another's metadata is neither
+     * seen through a 409 nor able to keep this one off a node. */
+    const char *tenant;
     bool anti_required;
 };
 int hull_cluster_place(json_object *nodes, const struct hull_place_req *q, char *out, size_t len,

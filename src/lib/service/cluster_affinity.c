@@ -33,7 +33,9 @@ unsigned hull_cluster_affinity_count(const struct hull_place_req *q, const char 
     unsigned n = 0;
     for (size_t i = 0; i < json_object_array_length(q->sandboxes); i++) {
         json_object *rec = json_object_array_get_idx(q->sandboxes, i), *nv = hj_get(rec, "node");
-        if (nv && strcmp(json_object_get_string(nv), node) == 0 && meta_match(rec, q->anti))
+        json_object *tv = hj_get(rec, "tenant");
+        bool mine = q->tenant == NULL || (tv && strcmp(json_object_get_string(tv), q->tenant) == 0);
+        if (mine && nv && strcmp(json_object_get_string(nv), node) == 0 && meta_match(rec, q->anti))
             n++;
     }
     return n;
