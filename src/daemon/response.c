@@ -44,11 +44,16 @@ static bool field_of(const char *msg, char *out, size_t len)
     size_t n = strcspn(msg, ":");
     if (msg[n] != ':' || n == 0 || n >= len)
         return false;
+    /* A path starts with a plain name; past its first '.', a key may hold
+     * anything but a space ("env.A_B", "files./tmp/x"). */
+    bool in_key = false;
     for (size_t i = 0; i < n; i++) {
-        char c = msg[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '[' || c == ']'))
+        unsigned char c = (unsigned char)msg[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_' || c == '.' || c == '[' || c == ']';
+        if (!plain && !(in_key && c > ' ' && c != 0x7f))
             return false;
+        in_key = in_key || c == '.';
     }
     memcpy(out, msg, n);
     out[n] = '\0';

@@ -118,6 +118,9 @@ def test_run_verdicts(d):
     ({"cmd": ["true"], "limits": {"cpu_time": "0ms"}}, "limits.cpu_time"),
     ({"cmd": ["true"], "async": "yes"}, "async"),
     ({"cmd": ["true"], "limits": {"bogus": 1}}, "limits.bogus"),
+    # keys that are not names still make the field (they are the client's own)
+    ({"cmd": ["true"], "env": {"A=B": "x"}}, "env.A=B"),
+    ({"cmd": ["true"], "files": {"/tmp/x": 5}}, "files./tmp/x"),
 ])
 def test_validation_errors_name_the_field(d, body, field):
     r = post_run(d, body)
