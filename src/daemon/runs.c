@@ -259,6 +259,23 @@ static void post_run(const struct request *rq, struct resp *r)
     job_release(j);
 }
 
+/* A result from Redis, which any client of that Redis can write: an object
+ * with a verdict, without the fields the row itself answers (id, state,
+ * times, tenant), or an internal_error saying it was not one. Takes res. */
+static char *queue_result_checked(char *res)
+{
+    cleanup_json json_object *o = res ? json_tokener_parse(res) : NULL;
+    free(res);
+    json_object *v = hj_get(o, "verdict");
+    if (!json_object_is_type(o, json_type_object) || !json_object_is_type(v, json_type_string))
+        return run_failed_result("the queue's result for this run is not a run result");
+    static const char *const row_fields[] = {"id",       "state",  "created", "started",
+                                             "finished", "tenant", "queue"};
+    for (size_t i = 0; i < sizeof(row_fields) / sizeof(row_fields[0]); i++)
+        json_object_object_del(o, row_fields[i]);
+    return strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+}
+
 /* A run in the Redis queue: ask for its result, record it once. -1 with
  * r filled when the queue cannot be asked. */
 static int poll_queue(const char *id, const struct hull_run_row *row, struct resp *r)
@@ -289,6 +306,8 @@ static int poll_queue(const char *id, const struct hull_run_row *row, struct res
         }
         return 0;
     }
+    if (res)
+        res = queue_result_checked(res);
     if (res && hull_run_finish(hulld.store, id, res, NULL, &e) < 0)
         pending_finish(id, res, NULL, &e);
     free(res);

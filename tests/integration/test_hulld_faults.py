@@ -337,6 +337,20 @@ def test_queued_runs_settled_in_redis_are_said_so(tmp_path):
         redis.r("DEL", f"hull:job:{gone}")
         r = h.request("GET", f"/v1/runs/{ids[1]}", token=h.tok)
         assert r.status == 200 and r.json["state"] == "interrupted", r
+        # results are anyone's to write in Redis: fields of the row stay the
+        # row's, and what is not a result is said to be none
+        for forged in ('{"verdict": "ok", "id": "r-forged", "tenant": "globex"}', "junk"):
+            r = h.request("POST", "/v1/runs", {"cmd": ["true"], "queue": True}, h.tok)
+            rid = r.json["id"]
+            (job,) = redis.r("LRANGE", "hull:jobs", 0, -1)
+            redis.r("LREM", "hull:jobs", 0, job)
+            redis.r("SET", f"hull:result:{job}", forged)
+            redis.r("HSET", f"hull:job:{job}", "state", "finished")
+            r = h.request("GET", f"/v1/runs/{rid}", token=h.tok)
+            assert r.status == 200 and r.json["id"] == rid, r
+            assert r.json.get("tenant") in (None, "acme"), r
+            want = "ok" if forged != "junk" else "internal_error"
+            assert r.json["state"] == "finished" and r.json["verdict"] == want, r
     finally:
         assert stop(h) == 0
         redis.stop()
