@@ -340,6 +340,27 @@ def test_malformed_jobs_are_dead_lettered_with_their_error(q):
     assert q.processing("w1") == [] and q.r("LLEN", f"{P}jobs") == 0
 
 
+def test_garbage_under_a_jobs_keys_is_dead_lettered_not_retried_for_ever(q):
+    """attempts that is no number, or a job key that is no hash: settled
+    (dead-lettered) once, not left in the worker's processing list for
+    every restart to try again."""
+    bad_attempts = uuid.uuid4().hex
+    q.r("HSET", f"{P}job:{bad_attempts}", "request", json.dumps({"cmd": ["true"]}),
+        "state", "queued", "attempts", "abc")
+    q.r("LPUSH", f"{P}jobs", bad_attempts)
+    not_hash = uuid.uuid4().hex
+    q.r("SET", f"{P}job:{not_hash}", "a string")
+    q.r("LPUSH", f"{P}jobs", not_hash)
+    good = q.submit("echo fine")
+    w1 = q.worker("w1")
+    assert wait_until(lambda: q.result(good) is not None and len(q.dead()) == 2), q.logs()
+    assert set(q.dead()) == {bad_attempts, not_hash}
+    assert q.job(bad_attempts)["error"] == "not a job: attempts is no number"
+    assert q.job(not_hash)["error"] == "not a job: its key is no hash"
+    assert q.processing("w1") == []
+    assert w1.stop() == 0
+
+
 def test_isolation_weakening_jobs_need_the_workers_grant(q):
     """hulld checks the submitter's token; a job pushed to Redis by anyone
     else had none to check: the worker runs it only with its own grant."""

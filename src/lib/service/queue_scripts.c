@@ -39,7 +39,13 @@
     "    return 'done'\n"                                                                          \
     "  end\n"                                                                                      \
     "  if redis.call('EXISTS', job) == 0 then return fail(job, id, 'no such job', now) end\n"      \
-    "  local attempts = tonumber(redis.call('HGET', job, 'attempts') or '0') or 0\n"               \
+    "  if redis.call('TYPE', job).ok ~= 'hash' then\n"                                             \
+    "    redis.call('DEL', job)\n"                                                                 \
+    "    return fail(job, id, 'not a job: its key is no hash', now)\n"                             \
+    "  end\n"                                                                                      \
+    "  local attempts = tonumber(redis.call('HGET', job, 'attempts') or '0')\n"                    \
+    "  if attempts == nil then return fail(job, id, 'not a job: attempts is no number', now) "     \
+    "end\n"                                                                                        \
     "  local max = tonumber(redis.call('HGET', job, 'max_attempts') or '') or max_default\n"       \
     "  if attempts >= max then\n"                                                                  \
     "    return fail(job, id, 'gave up after ' .. attempts .. ' attempts: ' .. why, now)\n"        \
@@ -70,10 +76,15 @@ static const char start_lua[] = SETTLE_LUA
     "local id = ARGV[3]\n"
     "local job = P .. 'job:' .. id\n"
     "local exists = redis.call('EXISTS', job) == 1\n"
-    "local attempts = tonumber(exists and redis.call('HGET', job, 'attempts') or '0') or 0\n"
-    "local max = tonumber(exists and redis.call('HGET', job, 'max_attempts') or '')\n"
-    "  or tonumber(ARGV[4])\n"
-    "if redis.call('EXISTS', P .. 'result:' .. id) == 1 or not exists or attempts >= max then\n"
+    /* Garbage under the job's key (any Redis client can write there) is
+     * settled, which dead-letters it, rather than failing the script and
+     * leaving the id in the processing list for every restart to retry. */
+    "local ok = exists and redis.call('TYPE', job).ok == 'hash'\n"
+    "local attempts = ok and tonumber(redis.call('HGET', job, 'attempts') or '0')\n"
+    "local max = ok and tonumber(redis.call('HGET', job, 'max_attempts') or '')\n"
+    "max = max or tonumber(ARGV[4])\n"
+    "if redis.call('EXISTS', P .. 'result:' .. id) == 1 or not exists or not ok or\n"
+    "    attempts == nil or attempts >= max then\n"
     "  redis.call('LREM', KEYS[1], 1, id)\n"
     "  return {settle(id, 'retried too often', tonumber(ARGV[4]), ARGV[5])}\n"
     "end\n"
