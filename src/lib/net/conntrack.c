@@ -15,14 +15,12 @@
 #include <netinet/in.h>
 
 #include <errno.h>
-#include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "net/net_int.h"
@@ -105,12 +103,11 @@ static int entry_cb(const struct nlmsghdr *h, void *data)
     return MNL_CB_OK;
 }
 
-static struct nlmsghdr *ct_msg(char *buf, int type, int flags, int family, unsigned seq)
+static struct nlmsghdr *ct_msg(char *buf, int type, int flags, int family)
 {
     struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
     h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_CTNETLINK << 8) | type);
     h->nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
-    h->nlmsg_seq = seq;
     struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
     g->nfgen_family = (uint8_t)family;
     g->version = NFNETLINK_V0;
@@ -118,33 +115,16 @@ static struct nlmsghdr *ct_msg(char *buf, int type, int flags, int family, unsig
     return h;
 }
 
-/* Send h and read its answers to the end (a dump's DONE, a request's ack). */
-static int ct_talk(struct mnl_socket *s, struct nlmsghdr *h, mnl_cb_t cb, void *data)
-{
-    if (mnl_socket_sendto(s, h, h->nlmsg_len) < 0)
-        return -1;
-    char buf[MNL_SOCKET_BUFFER_SIZE];
-    unsigned portid = mnl_socket_get_portid(s);
-    for (;;) {
-        ssize_t r = mnl_socket_recvfrom(s, buf, sizeof(buf));
-        if (r < 0)
-            return -1;
-        int rc = mnl_cb_run(buf, (size_t)r, h->nlmsg_seq, portid, cb, data);
-        if (rc <= MNL_CB_STOP)
-            return rc;
-    }
-}
-
 /* The entries whose tuple in direction dir (CTA_TUPLE_ORIG or _REPLY) has
  * addr as its source, filtered by the kernel. */
-static int dump_by_source(struct mnl_socket *s, unsigned *seq, int family, const uint8_t addr[16],
-                          int dir, struct ct_list *l)
+static int dump_by_source(struct nl *n, int family, const uint8_t addr[16], int dir,
+                          struct ct_list *l)
 {
     char buf[MNL_SOCKET_BUFFER_SIZE];
     l->family = family;
     l->dir = dir;
     l->addr = addr;
-    struct nlmsghdr *h = ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family, ++*seq);
+    struct nlmsghdr *h = ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family);
     struct nlattr *tuple = mnl_attr_nest_start(h, (uint16_t)dir);
     struct nlattr *ip = mnl_attr_nest_start(h, CTA_TUPLE_IP);
     if (family == AF_INET)
@@ -158,37 +138,27 @@ static int dump_by_source(struct mnl_socket *s, unsigned *seq, int family, const
                      CT_FILTER_IP_SRC);
     mnl_attr_put_u32(h, dir == CTA_TUPLE_ORIG ? CTA_FILTER_REPLY_FLAGS : CTA_FILTER_ORIG_FLAGS, 0);
     mnl_attr_nest_end(h, filter);
-    return ct_talk(s, h, entry_cb, l);
+    return nl_exchange(n, h, entry_cb, l);
 }
 
-static int delete_entry(struct mnl_socket *s, unsigned *seq, int family, const struct ct_entry *e)
+static int delete_entry(struct nl *n, int family, const struct ct_entry *e)
 {
     char buf[MNL_SOCKET_BUFFER_SIZE];
-    struct nlmsghdr *h = ct_msg(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family, ++*seq);
+    struct nlmsghdr *h = ct_msg(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, family);
     mnl_attr_put(h, CTA_TUPLE_ORIG | NLA_F_NESTED, e->tuple_len, e->tuple);
     if (e->has_zone)
         mnl_attr_put(h, CTA_ZONE, sizeof(e->zone), &e->zone);
-    return ct_talk(s, h, NULL, NULL);
-}
-
-static void mnl_closep(struct mnl_socket **s)
-{
-    if (*s)
-        mnl_socket_close(*s);
+    return nl_exchange(n, h, NULL, NULL);
 }
 
 /* The entries of one direction (dir) whose source is addr, deleted. */
 static int forget_dir(int family, const uint8_t addr[16], int dir, hull_error *err)
 {
-    __attribute__((cleanup(mnl_closep))) struct mnl_socket *s =
-        mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-    if (s == NULL)
-        return hull_error_errno(err, "conntrack: netlink socket");
-    if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0)
-        return hull_error_errno(err, "conntrack: netlink bind");
-    unsigned seq = (unsigned)time(NULL);
+    cleanup_nl struct nl n = {0};
+    if (nl_open_bus(&n, NETLINK_NETFILTER, err) < 0)
+        return hull_error_prefix(err, "conntrack");
     struct ct_list l = {0};
-    int rc = dump_by_source(s, &seq, family, addr, dir, &l);
+    int rc = dump_by_source(&n, family, addr, dir, &l);
     if (rc < 0) {
         int e = errno;
         free(l.v);
@@ -202,7 +172,7 @@ static int forget_dir(int family, const uint8_t addr[16], int dir, hull_error *e
     }
     /* One that expired since is ENOENT. */
     for (size_t i = 0; i < l.n && rc == 0; i++)
-        if (delete_entry(s, &seq, family, &l.v[i]) < 0 && errno != ENOENT)
+        if (delete_entry(&n, family, &l.v[i]) < 0 && errno != ENOENT)
             rc = hull_error_errno(err, "conntrack: delete an entry of a leaving address");
     free(l.v);
     return rc;

@@ -12,6 +12,7 @@
 #define HULL_NET_NET_INT_H
 
 #include <json-c/json.h>
+#include <libmnl/libmnl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -117,6 +118,19 @@ bool net_member_id_valid(const char *id);
 
 /* ---- netlink.c ---- */
 
+/* A netlink socket of one bus (NETLINK_ROUTE, NETLINK_NETFILTER) and the
+ * sequence numbers of what it sent. */
+struct nl {
+    struct mnl_socket *sock;
+    unsigned seq, portid;
+};
+void nl_closep(struct nl *n);
+#define cleanup_nl __attribute__((cleanup(nl_closep)))
+int nl_open_bus(struct nl *n, int bus, hull_error *err);
+/* Send h as it is (flags the caller's) with the next sequence number, and
+ * read the answers to their end: cb on each data message (a dump's), then
+ * DONE or the ack. 0 (or cb's stop), or -1 with errno (the kernel's). */
+int nl_exchange(struct nl *n, struct nlmsghdr *h, mnl_cb_t cb, void *data);
 int nl_link_index(const char *name); /* 0 when absent */
 int nl_bridge_create(const char *name, const char *mac, hull_error *err);
 int nl_link_delete(const char *name, hull_error *err); /* absent is fine */

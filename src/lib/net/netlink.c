@@ -28,23 +28,16 @@
 #include "util/clock.h"
 #include "util/fs.h"
 
-struct nl {
-    struct mnl_socket *sock;
-    unsigned seq, portid;
-};
-
-static void nl_closep(struct nl *n)
+void nl_closep(struct nl *n)
 {
     if (n->sock)
         mnl_socket_close(n->sock);
     n->sock = NULL;
 }
-#define cleanup_nl __attribute__((cleanup(nl_closep)))
 
-/* A socket in the current network namespace (it stays there). */
-static int nl_open(struct nl *n, hull_error *err)
+int nl_open_bus(struct nl *n, int bus, hull_error *err)
 {
-    n->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    n->sock = mnl_socket_open2(bus, SOCK_CLOEXEC);
     if (!n->sock)
         return hull_error_errno(err, "netlink socket");
     if (mnl_socket_bind(n->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -57,15 +50,15 @@ static int nl_open(struct nl *n, hull_error *err)
     return 0;
 }
 
-/* Send one request and wait for its ack (or run cb on each answer of a dump). */
-static int nl_talk(struct nl *n, struct nlmsghdr *h, mnl_cb_t cb, void *data)
+/* A socket in the current network namespace (it stays there). */
+static int nl_open(struct nl *n, hull_error *err)
+{
+    return nl_open_bus(n, NETLINK_ROUTE, err);
+}
+
+int nl_exchange(struct nl *n, struct nlmsghdr *h, mnl_cb_t cb, void *data)
 {
     h->nlmsg_seq = ++n->seq;
-    /* A dump (the GET requests here) ends with NLMSG_DONE; anything else is
-     * acknowledged. (The flag bits overlap: NLM_F_EXCL is NLM_F_MATCH.) */
-    bool dump = h->nlmsg_type == RTM_GETLINK || h->nlmsg_type == RTM_GETADDR ||
-                h->nlmsg_type == RTM_GETROUTE;
-    h->nlmsg_flags |= NLM_F_REQUEST | (dump ? 0 : NLM_F_ACK);
     if (mnl_socket_sendto(n->sock, h, h->nlmsg_len) < 0)
         return -1;
     char buf[MNL_SOCKET_BUFFER_SIZE];
@@ -77,6 +70,17 @@ static int nl_talk(struct nl *n, struct nlmsghdr *h, mnl_cb_t cb, void *data)
         if (rc <= MNL_CB_STOP)
             return rc;
     }
+}
+
+/* Send one request and wait for its ack (or run cb on each answer of a dump). */
+static int nl_talk(struct nl *n, struct nlmsghdr *h, mnl_cb_t cb, void *data)
+{
+    /* A dump (the GET requests here) ends with NLMSG_DONE; anything else is
+     * acknowledged. (The flag bits overlap: NLM_F_EXCL is NLM_F_MATCH.) */
+    bool dump = h->nlmsg_type == RTM_GETLINK || h->nlmsg_type == RTM_GETADDR ||
+                h->nlmsg_type == RTM_GETROUTE;
+    h->nlmsg_flags |= NLM_F_REQUEST | (dump ? 0 : NLM_F_ACK);
+    return nl_exchange(n, h, cb, data);
 }
 
 static struct nlmsghdr *msg_link(char *buf, int type, int flags, int family)
@@ -415,41 +419,31 @@ int nl_tap_create(const char *name, hull_error *err)
     return fd;
 }
 
-/* The answer to one nf_tables GET: true when the object came back. */
+static int found_cb(const struct nlmsghdr *h, void *data)
+{
+    (void)h;
+    *(bool *)data = true;
+    return MNL_CB_OK;
+}
+
+/* The answer to one nf_tables GET: true when the object came back (then
+ * the ack); an error (ENOENT) or no socket is false. */
 static bool nft_get_found(int family, int msg, void (*put_attrs)(struct nlmsghdr *, const void *),
                           const void *arg)
 {
-    char buf[MNL_SOCKET_BUFFER_SIZE];
-    struct mnl_socket *sock = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-    if (!sock)
+    cleanup_nl struct nl n = {0};
+    if (nl_open_bus(&n, NETLINK_NETFILTER, NULL) < 0)
         return false;
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+    h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | msg);
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
+    g->nfgen_family = (uint8_t)family;
+    g->version = NFNETLINK_V0;
+    put_attrs(h, arg);
     bool found = false;
-    if (mnl_socket_bind(sock, 0, MNL_SOCKET_AUTOPID) == 0) {
-        struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
-        h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | msg);
-        h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-        h->nlmsg_seq = (unsigned)time(NULL);
-        struct nfgenmsg *g = mnl_nlmsg_put_extra_header(h, sizeof(*g));
-        g->nfgen_family = (uint8_t)family;
-        g->version = NFNETLINK_V0;
-        put_attrs(h, arg);
-        unsigned portid = mnl_socket_get_portid(sock);
-        if (mnl_socket_sendto(sock, h, h->nlmsg_len) >= 0) {
-            /* The table, then the ack; or only an error (ENOENT). */
-            ssize_t r;
-            int rc = MNL_CB_OK;
-            while (rc > MNL_CB_STOP && (r = mnl_socket_recvfrom(sock, buf, sizeof(buf))) > 0) {
-                struct nlmsghdr *m = (struct nlmsghdr *)buf;
-                if (m->nlmsg_type != NLMSG_ERROR && m->nlmsg_type != NLMSG_DONE)
-                    found = true;
-                rc = mnl_cb_run(buf, (size_t)r, h->nlmsg_seq, portid, NULL, NULL);
-            }
-            if (rc == MNL_CB_ERROR)
-                found = false;
-        }
-    }
-    mnl_socket_close(sock);
-    return found;
+    return nl_exchange(&n, h, found_cb, &found) >= 0 && found;
 }
 
 struct nft_obj {
