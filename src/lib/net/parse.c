@@ -326,11 +326,18 @@ bool hull_net_name_valid(const char *name)
     return strcmp(name, "none") != 0 && strcmp(name, "host") != 0;
 }
 
-/* Why a host address cannot take a published port, or NULL: no packet is
- * ever addressed to it as a destination on this host, or (link-local) it
- * needs an interface hull does not ask for. */
-static const char *publish_addr_unusable(const char *ip)
+/* A published port's host address, settled: 0.0.0.0 and :: are what
+ * docker and podman take for "every address", so here too (as a
+ * destination they match nothing), and the address becomes "". Then why
+ * the address cannot take a published port, or NULL: no packet is ever
+ * addressed to it as a destination on this host, or (link-local) it needs
+ * an interface hull does not ask for. */
+static const char *publish_addr_unusable(char *ip)
 {
+    if (strcmp(ip, "0.0.0.0") == 0 || strcmp(ip, "::") == 0)
+        ip[0] = '\0';
+    if (ip[0] == '\0')
+        return NULL;
     struct in_addr a4;
     struct in6_addr a6;
     if (inet_pton(AF_INET, ip, &a4) == 1) {
@@ -402,11 +409,7 @@ int hull_publish_parse(const char *s, struct hull_publish *out, hull_error *err)
             ports = c1 + 1;
         }
     }
-    /* 0.0.0.0 and :: are what docker and podman take for "every address":
-     * so here too (as a destination they match nothing). */
-    if (strcmp(p.host_ip, "0.0.0.0") == 0 || strcmp(p.host_ip, "::") == 0)
-        p.host_ip[0] = '\0';
-    const char *unusable = p.host_ip[0] ? publish_addr_unusable(p.host_ip) : NULL;
+    const char *unusable = publish_addr_unusable(p.host_ip);
     if (unusable)
         return hull_error_set(err, EINVAL, "--publish \"%s\": %s is %s", s, p.host_ip, unusable);
     char *colon = strchr(ports, ':');
@@ -528,7 +531,7 @@ int hull_publish_from_json(struct json_object *a, struct hull_publish *p, size_t
         if (x->host_ip[0] && inet_pton(AF_INET, x->host_ip, addr) != 1 &&
             inet_pton(AF_INET6, x->host_ip, addr) != 1)
             return hull_error_set(err, EINVAL, "publish: '%s' is not an IP address", x->host_ip);
-        const char *unusable = x->host_ip[0] ? publish_addr_unusable(x->host_ip) : NULL;
+        const char *unusable = publish_addr_unusable(x->host_ip);
         if (unusable)
             return hull_error_set(err, EINVAL, "publish: %s is %s", x->host_ip, unusable);
         x->host_port = (uint16_t)hp;
