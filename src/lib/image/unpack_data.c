@@ -21,6 +21,7 @@
 #include "hull.h"
 #include "image/unpack_data.h"
 #include "util/error.h"
+#include "util/fs.h"
 
 /* A filesystem block: a skipped piece that covers one whole is one block
  * never allocated. */
@@ -79,16 +80,8 @@ static int write_run(int fd, const char *p, size_t n, int64_t off, const char *n
         return 0;
     if (layer_space_use(sp, n, err) < 0)
         return -1;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return hull_error_errno(err, "write %s", name);
-        p += w;
-        n -= (size_t)w;
-        off += w;
-    }
+    if (hull_pwrite_all(fd, p, n, (off_t)off) < 0)
+        return hull_error_errno(err, "write %s", name);
     return 0;
 }
 

@@ -553,6 +553,22 @@ int hull_resolve_in_root(int rootfd, const char *path, int flags, hull_error *er
     return result;
 }
 
+int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
 int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
 {
     char buf[65536];
@@ -565,14 +581,8 @@ int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)
             return hull_error_errno(err, "read");
         if (n == 0)
             break; /* the file is shorter than it was: nothing more to copy */
-        for (ssize_t w = 0; w < n;) {
-            ssize_t k = pwrite(out, buf + w, (size_t)(n - w), off + w);
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k < 0)
-                return hull_error_errno(err, "write");
-            w += k;
-        }
+        if (hull_pwrite_all(out, buf, (size_t)n, off) < 0)
+            return hull_error_errno(err, "write");
         off += n;
         len -= (uint64_t)n;
     }
