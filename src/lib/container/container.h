@@ -37,6 +37,7 @@ struct hull_setup_opts {
     /* See struct hull_launch: called while the init sets itself up. */
     void (*setting_up)(pid_t init, void *arg);
     void *setting_up_arg;
+    uint32_t userns_owner; /* see struct hull_launch */
 };
 
 /* Everything a created container holds while its creator still runs. */

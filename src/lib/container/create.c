@@ -243,6 +243,7 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
         c->launch.stdio[i] = so->stdio ? so->stdio[i] : -1;
     c->launch.loopback_up = so->loopback_up;
     c->launch.netns_given = so->netns_given;
+    c->launch.userns_owner = so->userns_owner;
     c->launch.netns_fd = so->netns_fd;
     c->launch.export_dir = so->export_dir;
     c->launch.rootfs_extras = so->rootfs_extras;

@@ -70,6 +70,9 @@ struct hull_launch {
      * request); NULL: none. */
     void (*setting_up)(pid_t pid, void *arg);
     void *setting_up_arg;
+    /* Nonzero: the new user namespace is owned by this host uid rather
+     * than by the runtime's (see spawn.c); 0: the runtime's, as runc. */
+    uint32_t userns_owner;
 
     /* filled by hull_launch_spawn */
     pid_t pid;      /* init's pid in the runtime's pid namespace */

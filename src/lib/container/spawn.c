@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/sched.h>
+#include <linux/securebits.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -220,16 +221,60 @@ static int send_bind_source(struct hull_launch *l, int index, hull_error *err)
     return r;
 }
 
+/* A new user namespace is owned by its creator's effective uid at the
+ * clone. To give it another owner, this thread takes that uid as its
+ * effective one for the clone alone and root back right after. */
+/* The init's user namespace gets an owner of its own (launch.h). */
+static bool owned_userns(const struct hull_launch *l)
+{
+    return l->userns_owner && (hull_ns_new_flags(&l->spec->linux_) & CLONE_NEWUSER);
+}
+
+static int owner_enter(uint32_t owner, int *securebits, hull_error *err)
+{
+    if ((*securebits = prctl(PR_GET_SECUREBITS)) < 0)
+        return hull_error_errno(err, "read securebits");
+    /* Keep host root's capabilities across the uid change: the clone still
+     * needs them (CLONE_INTO_CGROUP writes into root's cgroups). */
+    if (prctl(PR_SET_SECUREBITS, *securebits | SECBIT_NO_SETUID_FIXUP) < 0)
+        return hull_error_errno(err, "set securebits");
+    /* Safe: the raw syscall changes this thread's effective and fs uid
+     * only (glibc's setresuid would change every thread's), the saved uid
+     * stays 0 to come back, and nothing but the clone runs until then. */
+    if (syscall(SYS_setresuid, -1, owner, -1) < 0) {
+        hull_error_errno(err, "take uid %u to own the user namespace", owner);
+        prctl(PR_SET_SECUREBITS, *securebits);
+        return -1;
+    }
+    return 0;
+}
+
+static void owner_leave(int securebits)
+{
+    /* Cannot fail: the saved uid is 0 and CAP_SETUID was kept. Should it
+     * anyway, this thread must not go on as another uid. */
+    if (syscall(SYS_setresuid, -1, 0, -1) < 0 || prctl(PR_SET_SECUREBITS, securebits) < 0)
+        abort();
+}
+
 /* Start the init: through stage 1 when namespaces must be joined first,
  * else cloned directly (born in its cgroup when it can be). */
 static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
 {
     const struct hull_linux *lx = &l->spec->linux_;
     if (needs_stage1(lx))
-        return l->netns_given
-                   ? hull_error_set(err, EINVAL, "a given network namespace needs a direct clone")
+        return l->netns_given || l->userns_owner
+                   ? hull_error_set(err, EINVAL,
+                                    "a given network namespace or user namespace owner needs a "
+                                    "direct clone")
                    : start_stage1(l, err);
     int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
+    bool owned = owned_userns(l);
+    /* Such an init runs as the owner's uid, which prlimit(2) from here may
+     * not reach: it inherits our limits instead, raised (never lowered) to
+     * its own first. They bound this process alone, which needs no less. */
+    if (owned && hull_rlimits_raise(0, l->spec->process, err) < 0)
+        return -1;
     /* A given network namespace: this thread steps into it for the clone
      * only, so the init is born there (a setns of the init itself could
      * not be: it is root of its own user namespace only). */
@@ -254,10 +299,15 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
             hull_debug("cgroup at birth: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-    l->pid = raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
+    /* After the cgroup step: a cgroup v1 move needs an effective uid 0. */
+    int securebits = 0;
+    bool owner_failed = owned && owner_enter(l->userns_owner, &securebits, err) < 0;
+    l->pid = owner_failed ? -1 : raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
     if (l->pid == 0)
         hull_init_main(l);
     int clone_errno = errno;
+    if (owned && !owner_failed)
+        owner_leave(securebits);
     if (own_net >= 0 && setns(own_net, CLONE_NEWNET) < 0) {
         /* Not back home: nothing more may run in this thread's namespace. */
         hull_cgroup_step_out(&self);
@@ -268,6 +318,8 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
     bool born_in = self.active;
     hull_cgroup_step_out(&self);
     errno = clone_errno;
+    if (owner_failed)
+        return -1;
     if (l->pid < 0)
         return hull_error_errno(err, "clone");
     *in_cgroup = born_in;
@@ -365,7 +417,7 @@ static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, vo
      * limit set while it stepped in would have applied to it. */
     if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
         return -1;
-    if (hull_rlimits_raise(l->pid, spec->process, err) < 0 ||
+    if ((!owned_userns(l) && hull_rlimits_raise(l->pid, spec->process, err) < 0) ||
         hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
         return -1;
     if (hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)

@@ -390,7 +390,7 @@ void hull_sandbox_layout_free(struct hull_sandbox_layout *lay)
 
 void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_layout *lay,
                              const struct hull_seccomp_filter *seccomp, const int stdio[3],
-                             struct hull_setup_opts *so)
+                             uint32_t userns_owner, struct hull_setup_opts *so)
 {
     *so = (struct hull_setup_opts){
         .spec = lay->spec,
@@ -403,5 +403,6 @@ void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_la
         .loopback_up = !p->network_host,
         .export_dir = "/tmp",
         .rootfs_extras = &lay->extras,
+        .userns_owner = userns_owner,
     };
 }

@@ -56,8 +56,11 @@ struct run {
     int status[2]; /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
-    int uid_lock;                  /* process level: the claim on the run's host uid (uids.c) */
-    const struct image_user *user; /* an image's User, or NULL */
+    /* The claim (uids.c) on the run's host uid at process level, on its
+     * user namespace's owner (owner_uid) at container level. */
+    int uid_lock;
+    uint32_t owner_uid;
+    const struct image_user *user;      /* an image's User, or NULL */
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
@@ -555,6 +558,10 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
     if (p->isolation == HULL_ISOLATION_PROCESS &&
         (x->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
+    /* Container level: an owner of its own for the user namespace. */
+    if (p->isolation == HULL_ISOLATION_CONTAINER &&
+        (x->uid_lock = hull_sandbox_owner_claim(&x->owner_uid, err)) < 0)
+        return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
         hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, x->user,
                             x->net.on ? x->net.dir : NULL, &x->lay, err) < 0)
@@ -662,7 +669,7 @@ static int ns_launch(struct run *x, hull_error *err)
     struct hull_create_opts co = {.id = x->id, .bundle = "/"};
     int stdio[3] = {x->in_fd, x->out[1], x->err[1]};
     struct hull_setup_opts so;
-    hull_sandbox_setup_opts(p, &x->lay, x->seccomp, stdio, &so);
+    hull_sandbox_setup_opts(p, &x->lay, x->seccomp, stdio, x->owner_uid, &so);
     so.reaper = true;
     so.status_fd = x->status[1];
     so.lean_cgroup = true; /* never paused */

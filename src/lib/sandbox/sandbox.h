@@ -27,9 +27,14 @@
 #define HULL_SANDBOX_PROC_UID_BASE 1000100000u
 #define HULL_SANDBOX_PROC_UIDS     1024u
 #define HULL_SANDBOX_UID_DIR       "/run/hull/sandbox-uids"
-#define HULL_SANDBOX_MAX_FILES     96 /* root files: layout, copies, their directories */
-#define HULL_SANDBOX_MAX_COPIES    32 /* copy-in + inline files of one policy */
-#define HULL_SANDBOX_ROOT          "/run/hull/sandbox"
+/* Container level: each concurrent sandbox's user namespace is owned by a
+ * host uid of its own that no process runs as (uids.c, docs/sandbox.md). */
+#define HULL_SANDBOX_OWNER_UID_BASE 1000200000u
+#define HULL_SANDBOX_OWNER_UIDS     4096u
+#define HULL_SANDBOX_OWNER_DIR      "/run/hull/sandbox-owners"
+#define HULL_SANDBOX_MAX_FILES      96 /* root files: layout, copies, their directories */
+#define HULL_SANDBOX_MAX_COPIES     32 /* copy-in + inline files of one policy */
+#define HULL_SANDBOX_ROOT           "/run/hull/sandbox"
 /* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
  * user, an unprivileged host uid, must reach the directory it is bound from. */
 #define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"
@@ -51,6 +56,12 @@ struct hull_sandbox_layout {
  * returned fd (a lock) is closed, which the kernel does at the latest when
  * the caller dies. -1 with *err when every uid of the range is taken. */
 int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
+/* The same for the owner of one container-level sandbox's user namespace:
+ * the kernel charges what the sandbox's users hold (inotify instances and
+ * watches, POSIX message queues, pending signals, namespaces) to that
+ * owner as well, so with root as owner every sandbox and the host's own
+ * root shared one budget. */
+int hull_sandbox_owner_claim(uint32_t *uid, hull_error *err);
 
 /* A sandbox on a hull network (network.c); all zero: none. */
 #define HULL_SANDBOX_NET_DIR "/run/hull/sandbox-net"
@@ -139,7 +150,7 @@ int hull_sandbox_check_own_mount(const char *rootfs, const char *dst, hull_error
 struct hull_setup_opts;
 void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_layout *lay,
                              const struct hull_seccomp_filter *seccomp, const int stdio[3],
-                             struct hull_setup_opts *so);
+                             uint32_t userns_owner, struct hull_setup_opts *so);
 
 /* Read what a non-blocking pipe holds into out, keeping at most limit
  * bytes (the rest sets out->truncated and *over). False at EOF or error,

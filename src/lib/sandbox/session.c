@@ -95,6 +95,10 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     if (p->isolation == HULL_ISOLATION_PROCESS &&
         (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
         return -1;
+    /* Container level: an owner of its own for the user namespace. */
+    if (p->isolation == HULL_ISOLATION_CONTAINER &&
+        (s->uid_lock = hull_sandbox_owner_claim(&s->userns_owner, err)) < 0)
+        return -1;
     /* The id now: it names the network's files the layout binds. */
     hull_sandbox_new_id("session", s->id, sizeof(s->id));
     if (hull_host_pid_view())
@@ -122,7 +126,7 @@ static int session_setup(struct hull_session *s, const struct hull_policy *p, hu
     struct hull_create_opts co = {.id = s->id, .bundle = "/"};
     int stdio[3] = {null_fd, null_fd, null_fd};
     struct hull_setup_opts so;
-    hull_sandbox_setup_opts(p, &s->lay, s->seccomp, stdio, &so);
+    hull_sandbox_setup_opts(p, &s->lay, s->seccomp, stdio, s->userns_owner, &so);
     return hull_container_setup(&rt, &co, &so, &s->c, err);
 }
 

@@ -16,7 +16,10 @@ struct hull_session {
     uint32_t host_uid; /* the sandbox user as the host sees it, owner of put files */
     uint32_t host_gid; /* its group (an image's User may give another) */
     int tmpfd;         /* the sandbox's /tmp */
-    int uid_lock;      /* process level: the claim on host_uid (uids.c), else -1 */
+    /* The claim (uids.c) on host_uid at process level, on userns_owner at
+     * container level; -1 before. */
+    int uid_lock;
+    uint32_t userns_owner;
     bool paused;
     struct hull_sandbox_image img; /* policy.image: its mount and use mark */
     struct hull_sandbox_net net;   /* policy.network: the attachment and /etc files */

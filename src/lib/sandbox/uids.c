@@ -1,10 +1,17 @@
-/* Host uids for process-level runs: one per run, never shared.
+/* Host uids handed to one sandbox at a time, never shared.
  *
- * Without a user namespace the program runs as a host uid, and the
- * kernel's per-uid counters (RLIMIT_NPROC first of all) are that uid's:
- * runs sharing one uid share them, and a fork bomb in one makes a fork in
- * another fail. Each run therefore takes a uid of its own from a range no
- * other part of hull uses.
+ * Process level: without a user namespace the program runs as a host uid,
+ * and the kernel's per-uid counters (RLIMIT_NPROC first of all) are that
+ * uid's: runs sharing one uid share them, and a fork bomb in one makes a
+ * fork in another fail. Each run therefore takes a uid of its own from a
+ * range no other part of hull uses.
+ *
+ * Container level: the kernel charges what a user of a user namespace holds
+ * (inotify instances, message queue bytes, pending signals, ...) to that
+ * user and also to the namespace's owner in the parent namespace, against
+ * the host's per-user limits. Each sandbox's namespace is therefore owned
+ * by a uid of its own, from a second range in which no process ever runs
+ * (an owner in the parent namespace holds every capability in the child).
  *
  * The claim is an exclusive flock(2) on a slot file under a root-only
  * directory. The kernel releases it when the last descriptor of the lock
@@ -22,35 +29,58 @@
 #include "util/error.h"
 #include "util/fs.h"
 
-int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err)
+/* A range of host uids handed out one per claim. */
+struct uid_pool {
+    const char *dir;  /* root-only directory of the slots' lock files */
+    uint32_t base, n; /* uids base .. base+n-1 */
+    const char *what; /* for messages */
+    const char *use;
+};
+
+static const struct uid_pool process_uids = {HULL_SANDBOX_UID_DIR, HULL_SANDBOX_PROC_UID_BASE,
+                                             HULL_SANDBOX_PROC_UIDS, "process isolation",
+                                             "host uids for process-level runs"};
+static const struct uid_pool owner_uids = {HULL_SANDBOX_OWNER_DIR, HULL_SANDBOX_OWNER_UID_BASE,
+                                           HULL_SANDBOX_OWNER_UIDS, "container isolation",
+                                           "host uids owning sandboxes' user namespaces"};
+
+static int claim(const struct uid_pool *pool, uint32_t *uid, hull_error *err)
 {
-    if (hull_mkdir_p(HULL_SANDBOX_UID_DIR, 0700, err) < 0)
-        return hull_error_prefix(err, "process isolation: host uids");
-    cleanup_close int dir = open(HULL_SANDBOX_UID_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (hull_mkdir_p(pool->dir, 0700, err) < 0)
+        return hull_error_prefix(err, "%s: %s", pool->what, pool->use);
+    cleanup_close int dir = open(pool->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
-        return hull_error_errno(err, "process isolation: %s", HULL_SANDBOX_UID_DIR);
+        return hull_error_errno(err, "%s: %s", pool->what, pool->dir);
     /* Start where this process's pid points: concurrent supervisors
      * mostly try different slots first. */
-    uint32_t first = (uint32_t)getpid() % HULL_SANDBOX_PROC_UIDS;
-    for (uint32_t i = 0; i < HULL_SANDBOX_PROC_UIDS; i++) {
-        uint32_t slot = (first + i) % HULL_SANDBOX_PROC_UIDS;
+    uint32_t first = (uint32_t)getpid() % pool->n;
+    for (uint32_t i = 0; i < pool->n; i++) {
+        uint32_t slot = (first + i) % pool->n;
         char name[16];
         snprintf(name, sizeof(name), "%u", slot);
         int fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
-            return hull_error_errno(err, "process isolation: %s/%s", HULL_SANDBOX_UID_DIR, name);
+            return hull_error_errno(err, "%s: %s/%s", pool->what, pool->dir, name);
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            *uid = HULL_SANDBOX_PROC_UID_BASE + slot;
+            *uid = pool->base + slot;
             return fd;
         }
         int e = errno;
         close(fd);
         if (e != EWOULDBLOCK && e != EINTR)
-            return hull_error_set(err, e, "process isolation: lock %s/%s: %s", HULL_SANDBOX_UID_DIR,
-                                  name, strerror(e));
+            return hull_error_set(err, e, "%s: lock %s/%s: %s", pool->what, pool->dir, name,
+                                  strerror(e));
     }
-    return hull_error_set(err, EAGAIN,
-                          "process isolation: all %u host uids for process-level runs are in "
-                          "use (one per concurrent run)",
-                          HULL_SANDBOX_PROC_UIDS);
+    return hull_error_set(err, EAGAIN, "%s: all %u %s are in use (one per concurrent sandbox)",
+                          pool->what, pool->n, pool->use);
+}
+
+int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err)
+{
+    return claim(&process_uids, uid, err);
+}
+
+int hull_sandbox_owner_claim(uint32_t *uid, hull_error *err)
+{
+    return claim(&owner_uids, uid, err);
 }
