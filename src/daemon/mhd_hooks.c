@@ -160,6 +160,7 @@ struct framing {
     const char *length;   /* the first one */
     const char *encoding; /* Transfer-Encoding, or NULL */
     unsigned encodings;
+    unsigned auths; /* Authorization headers */
 };
 
 static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -171,6 +172,8 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
         f->length = value;
     if (strcasecmp(key, "Transfer-Encoding") == 0 && f->encodings++ == 0)
         f->encoding = value;
+    if (strcasecmp(key, "Authorization") == 0)
+        f->auths++;
     return MHD_YES;
 }
 
@@ -196,6 +199,13 @@ int http_framing(struct MHD_Connection *conn, struct resp *r, bool *overflow)
     }
     if (f.lengths > 1) {
         resp_error(r, 400, "invalid_request", NULL, "Content-Length is given %u times", f.lengths);
+        return -1;
+    }
+    /* Whose request it is must be as clear as its length: MHD would take
+     * the first of two (a proxy's and a client's, say), another server on
+     * the way the last. */
+    if (f.auths > 1) {
+        resp_error(r, 400, "invalid_request", NULL, "Authorization is given %u times", f.auths);
         return -1;
     }
     if (f.length) {

@@ -501,6 +501,18 @@ def test_malformed_http_gets_a_json_answer(d, name, request_bytes, status, code)
     assert metric(d, series) == before + 1, series
 
 
+def test_two_authorization_headers_are_refused(d):
+    """Whose request it is must be clear: with a valid token first and
+    another after (a client's and a proxy's, say), hulld runs nothing."""
+    body = json.dumps({"cmd": ["true"]}).encode()
+    for second in (b"Authorization: Bearer not-a-token\r\n", auth(d)):
+        out, _ = raw(d, POST + auth(d) + second + b"Content-Length: %d\r\n\r\n" % len(body)
+                     + body)
+        e = json_error(out, 400, "invalid_request")
+        assert "Authorization is given 2 times" in e["message"], e
+    assert d.request("GET", "/healthz").status == 200
+
+
 def test_chunked_body_over_the_limit_gets_its_413(d):
     body = json.dumps({"cmd": ["true"], "stdin": "x" * (2 * MAX_BODY)}).encode()
     out, end = raw(d, POST + auth(d) + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body))
