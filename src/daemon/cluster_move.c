@@ -87,14 +87,15 @@ int cluster_secret_load(hull_error *err)
     return 0;
 }
 
-/* HMAC-SHA256 of a request under the secret, as hex ("" when out of
- * memory: it then matches nothing). */
-static void sign(const char *node, const char *method, const char *path, int64_t ts,
+/* HMAC-SHA256 of a request from node `from` to node `to` under the secret,
+ * as hex ("" when out of memory: it then matches nothing). The target is
+ * signed too: a request made for one node is no good at another. */
+static void sign(const char *from, const char *to, const char *method, const char *path, int64_t ts,
                  const char *body, size_t len, char out[65])
 {
     char head[512];
-    int n = snprintf(head, sizeof(head), "hull-cluster v1\n%s\n%s\n%s\n%" PRId64 "\n", node, method,
-                     path, ts);
+    int n = snprintf(head, sizeof(head), "hull-cluster v2\n%s\n%s\n%s\n%s\n%" PRId64 "\n", from, to,
+                     method, path, ts);
     out[0] = '\0';
     if (n < 0 || (size_t)n >= sizeof(head))
         return;
@@ -128,7 +129,7 @@ static int verify(const struct request *rq, char *from, size_t flen, struct resp
         return -1;
     }
     int64_t now = hull_realtime_ms();
-    sign(node, rq->method, rq->path, ts, rq->body, rq->len, want);
+    sign(node, cluster_self(), rq->method, rq->path, ts, rq->body, rq->len, want);
     bool ok = strlen(want) == 64 && strlen(mac) == 64 && CRYPTO_memcmp(want, mac, 64) == 0;
     bool fresh = ts > now - SKEW_MS && ts < now + SKEW_MS;
     pthread_mutex_lock(&seen_mu);
@@ -186,12 +187,13 @@ static void move_channel(json_object *hdr, const char *secret_path)
     }
 }
 
-static void call_node(const char *address, const char *path, const char *body, struct resp *r)
+static void call_node(const char *node, const char *address, const char *path, const char *body,
+                      struct resp *r)
 {
     struct signed_req s;
     int64_t ts = hull_realtime_ms();
     char mac[65];
-    sign(cluster_self(), "POST", path, ts, body, strlen(body), mac);
+    sign(cluster_self(), node, "POST", path, ts, body, strlen(body), mac);
     snprintf(s.auth, sizeof(s.auth), AUTH_SCHEME "%s %" PRId64 " %s", cluster_self(), ts, mac);
     struct request rq = {.method = "POST",
                          .path = path,
@@ -597,7 +599,7 @@ int cluster_move(const char *id, const char *to, bool cold, json_object **result
         return -1;
     /* The target listens for it... */
     struct resp tr = {0};
-    call_node(addr, "/v1/cluster/receive", body, &tr);
+    call_node(to, addr, "/v1/cluster/receive", body, &tr);
     cleanup_json json_object *ta = answer_json(&tr);
     int tstatus = tr.status;
     json_object_put(tr.body);

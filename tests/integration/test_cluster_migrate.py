@@ -441,9 +441,9 @@ def test_bad_moves_are_refused_by_name(fleet):
     body = json.dumps({"sandbox": "s-x", "tenant": "acme", "spec": "{}", "key": "-",
                        "lifetime_s": 60}).encode()
 
-    def signed(key, ts=None):
+    def signed(key, ts=None, to="n2"):
         ts = ts or int(time.time() * 1000)
-        msg = f"hull-cluster v1\nn1\nPOST\n/v1/cluster/receive\n{ts}\n".encode() + body
+        msg = f"hull-cluster v2\nn1\n{to}\nPOST\n/v1/cluster/receive\n{ts}\n".encode() + body
         mac = hmac.new(key, msg, hashlib.sha256).hexdigest()
         return {"Authorization": f"HullCluster n1 {ts} {mac}",
                 "Content-Type": "application/json"}
@@ -455,6 +455,10 @@ def test_bad_moves_are_refused_by_name(fleet):
         assert r.status == 401, r
     # A user token is not a node's signature.
     r = n2.request("POST", "/v1/cluster/receive", body, token=f["admin"], raw=True)
+    assert r.status == 401, r
+    # A request signed for another node is no good here, even fresh and
+    # never seen by this one (a copy of what n1 sent to n3).
+    r = n2.request("POST", "/v1/cluster/receive", body, headers=signed(secret, to="n3"), raw=True)
     assert r.status == 401, r
     # Signed right (its spec is no sandbox's: refused by the keeper), and
     # the same request again is a replay.
@@ -477,10 +481,12 @@ def test_bad_moves_are_refused_by_name(fleet):
             r = call(f, "n1", "POST", "/v1/sandboxes", small, token=tok)
             assert r.status == 201, r
             full.append(r.json["id"])
-        r = n3.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
+        r = n3.request("POST", "/v1/cluster/receive", body, headers=signed(secret, to="n3"),
+                       raw=True)
         assert r.status == 409 and b"quota" in r.body, r
         delete(f, "n1", full.pop())
-        r = n3.request("POST", "/v1/cluster/receive", body, headers=signed(secret), raw=True)
+        r = n3.request("POST", "/v1/cluster/receive", body, headers=signed(secret, to="n3"),
+                       raw=True)
         assert r.status not in (401, 409), r
         r = call(f, "n1", "POST", "/v1/sandboxes", small, token=tok)
         assert r.status == 201, r
