@@ -418,7 +418,7 @@ static void *beat_main(void *arg)
         else if (ok == 1)
             ok = 0;
         if (ok == 0)
-            ok = hull_cluster_tokens_publish(c, hulld.store, &e);
+            ok = hull_cluster_tokens_publish(c, cl.info.name, hulld.store, &e);
         if (ok == 0) {
             /* Half the down time: the others' clock (Redis's) and ours
              * may differ by a beat. */
@@ -473,7 +473,7 @@ int cluster_start(hull_error *err)
         return hull_error_prefix(err, "--cluster");
     char **mine = cluster_restart_mine(c);
     if (hull_cluster_register(c, n, err) < 0 ||
-        hull_cluster_tokens_publish(c, hulld.store, err) < 0) {
+        hull_cluster_tokens_publish(c, cl.info.name, hulld.store, err) < 0) {
         for (size_t i = 0; mine && mine[i]; i++)
             free(mine[i]);
         free(mine);

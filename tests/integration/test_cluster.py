@@ -338,6 +338,46 @@ def test_a_token_revoked_on_its_node_is_refused_everywhere(cluster):
     assert call(cluster, "n2", "GET", "/v1/nodes", token=bogus).status == 401
 
 
+def test_a_token_its_node_no_longer_holds_is_refused_everywhere(cluster):
+    """A store wiped or restored from an older copy no longer holds a token:
+    the node withdraws it from Redis on its next beat, so it stops working
+    on every node as on its own. An entry no node of the fleet published
+    (an older hull's, or one written by hand) is not taken either."""
+    import hashlib
+    import sqlite3
+    n1 = cluster["nodes"]["n1"]
+    tok = n1.token("reader", "acme")
+    for via in NAMES:
+        assert wait_until(lambda: call(cluster, via, "GET", "/v1/nodes", token=tok).status == 200,
+                          30)
+    digest = hashlib.sha256(tok.encode()).hexdigest()
+    db = sqlite3.connect(os.path.join(n1.state, "hulld.db"), timeout=30)
+    try:
+        with db:
+            assert db.execute("DELETE FROM tokens WHERE hash = ?", (digest,)).rowcount == 1
+    finally:
+        db.close()
+    # (n1 itself keeps what it verified until its revocation file changes;
+    # a wiped store comes with a restart.)
+    for via in ("n2", "n3"):
+        assert wait_until(lambda: call(cluster, via, "GET", "/v1/nodes", token=tok).status == 401,
+                          30)
+    r = Resp(cluster["redis"].port)
+    try:
+        forged = "hull_" + "7" * 64
+        entry = {"id": "forged", "role": "admin", "tenant": "acme", "created": "", "revoked": "",
+                 "allow": ""}
+        r("HSET", "hull:cluster:tokens", hashlib.sha256(forged.encode()).hexdigest(),
+          json.dumps(entry))
+        assert call(cluster, "n2", "GET", "/v1/nodes", token=forged).status == 401
+        r("HSET", "hull:cluster:tokens", hashlib.sha256(forged.encode()).hexdigest(),
+          json.dumps({**entry, "node": "no-such-node"}))
+        assert call(cluster, "n2", "GET", "/v1/nodes", token=forged).status == 401
+        r("HDEL", "hull:cluster:tokens", hashlib.sha256(forged.encode()).hexdigest())
+    finally:
+        r.close()
+
+
 def test_placement_uses_what_sandboxes_of_an_image_used(cluster):
     r = Resp(cluster["redis"].port)
     try:

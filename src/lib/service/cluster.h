@@ -130,10 +130,13 @@ int hull_cluster_claim(redisContext *c, const char *id, const char *dead, const 
 int hull_cluster_snapshot_saved(redisContext *c, const char *id, const char *node, bool paused,
                                 hull_error *err);
 
-/* Tokens: every token of store st published under its SHA-256 (revoked
- * ones too, so a revocation reaches every node). */
-int hull_cluster_tokens_publish(redisContext *c, struct hull_store *st, hull_error *err);
-/* A token made on another node: EACCES when unknown or revoked. */
+/* Tokens: every token of store st published under its SHA-256 by node
+ * (revoked ones too, so a revocation reaches every node); what node
+ * published before and st no longer holds is withdrawn. */
+int hull_cluster_tokens_publish(redisContext *c, const char *node, struct hull_store *st,
+                                hull_error *err);
+/* A token made on another node, published by a node of the fleet (one in
+ * its node set): EACCES when unknown or revoked. */
 int hull_cluster_token_verify(redisContext *c, const char *token, struct hull_token_info *info,
                               hull_error *err);
 

@@ -139,7 +139,31 @@ static const char *col(sqlite3_stmt *st, int i)
     return s ? s : "";
 }
 
-int hull_cluster_tokens_publish(redisContext *c, struct hull_store *s, hull_error *err)
+/* KEYS[1] the tokens hash, KEYS[2] the set of what this node published;
+ * ARGV[1] the node, then hash, entry pairs: its store's tokens now. What it
+ * published before and its store no longer holds (a store wiped or
+ * restored from an older copy) goes, so the token stops working on every
+ * node as it did on this one. */
+static const char publish_lua[] = "local keep = {}\n"
+                                  "for i = 2, #ARGV, 2 do keep[ARGV[i]] = true end\n"
+                                  "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+                                  "  if not keep[h] then\n"
+                                  "    local v = redis.call('HGET', KEYS[1], h)\n"
+                                  "    local ok, o = pcall(cjson.decode, v or '')\n"
+                                  "    if ok and type(o) == 'table' and o.node == ARGV[1] then\n"
+                                  "      redis.call('HDEL', KEYS[1], h)\n"
+                                  "    end\n"
+                                  "  end\n"
+                                  "end\n"
+                                  "redis.call('DEL', KEYS[2])\n"
+                                  "for i = 2, #ARGV, 2 do\n"
+                                  "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+                                  "  redis.call('SADD', KEYS[2], ARGV[i])\n"
+                                  "end\n"
+                                  "return 1\n";
+
+int hull_cluster_tokens_publish(redisContext *c, const char *node, struct hull_store *s,
+                                hull_error *err)
 {
     /* Read under the store's lock, written to Redis after it. */
     cleanup_json json_object *all = json_object_new_object();
@@ -156,19 +180,24 @@ int hull_cluster_tokens_publish(redisContext *c, struct hull_store *s, hull_erro
                                                 "created", "revoked", "allow"};
             for (int i = 0; i < 6; i++)
                 json_object_object_add(o, names[i], json_object_new_string(col(q.st, i + 1)));
+            json_object_object_add(o, "node", json_object_new_string(node));
             json_object_object_add(all, col(q.st, 0), o);
         }
         if (rc != SQLITE_DONE)
             return hull_store_fail(s, "cluster: list tokens", err);
     }
-    if (json_object_object_length(all) == 0)
-        return 0;
-    size_t n = 2 + 2 * (size_t)json_object_object_length(all), i = 2;
+    char mine[160];
+    snprintf(mine, sizeof(mine), "hull:cluster:node:%s:tokens", node);
+    size_t n = 6 + 2 * (size_t)json_object_object_length(all), i = 6;
     cleanup_free const char **argv = calloc(n, sizeof(*argv));
     if (argv == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    argv[0] = "HSET";
-    argv[1] = "hull:cluster:tokens";
+    argv[0] = "EVAL";
+    argv[1] = publish_lua;
+    argv[2] = "2";
+    argv[3] = "hull:cluster:tokens";
+    argv[4] = mine;
+    argv[5] = node;
     json_object_object_foreach(all, hash, o)
     {
         argv[i++] = hash;
@@ -178,6 +207,16 @@ int hull_cluster_tokens_publish(redisContext *c, struct hull_store *s, hull_erro
     return r ? 0 : hull_error_prefix(err, "cluster: publish tokens");
 }
 
+/* KEYS[1] the tokens hash, KEYS[2] the node set; ARGV[1] a token's hash:
+ * its entry when a node of the fleet published it, else nil. */
+static const char lookup_lua[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if not v then return false end\n"
+    "local ok, o = pcall(cjson.decode, v)\n"
+    "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return false end\n"
+    "if redis.call('SISMEMBER', KEYS[2], o.node) == 0 then return false end\n"
+    "return v\n";
+
 int hull_cluster_token_verify(redisContext *c, const char *token, struct hull_token_info *info,
                               hull_error *err)
 {
@@ -186,7 +225,9 @@ int hull_cluster_token_verify(redisContext *c, const char *token, struct hull_to
     char hash[65];
     if (token_hash(token, hash, err) < 0)
         return -1;
-    cleanup_reply redisReply *r = hull_redis_cmd(c, err, "HGET", "hull:cluster:tokens", hash, NULL);
+    const char *argv[] = {"EVAL", lookup_lua, "2", "hull:cluster:tokens", "hull:cluster:nodes",
+                          hash};
+    cleanup_reply redisReply *r = hull_redis_cmdv(c, err, 6, argv);
     if (r == NULL)
         return hull_error_prefix(err, "cluster");
     const char *text = hull_redis_str(r);
