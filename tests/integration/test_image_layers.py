@@ -517,6 +517,28 @@ def test_unpack_stops_at_the_free_space_reserve(small_tmpfs, tmp_path, keep):
     assert (used.f_blocks - used.f_bavail) * used.f_frsize < 1 << 20
 
 
+def test_unpack_stops_at_the_inode_reserve(tmp_path):
+    """30000 empty files (a few hundred KiB of gzip) into a filesystem of
+    20000 inodes: the unpack stops while 5% of them are still free, not at
+    ENOSPC with none left for anybody, and leaves nothing."""
+    mnt = tmp_path / "few-inodes"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,nr_inodes=20000", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        store = Store(mnt / "store")
+        digest, diff = zero_bomb_layer(store, tmp_path, {f"f{i}": b"" for i in range(30000)})
+        p = subprocess.run([str(TOOL), "unpack-layer", str(store.root), digest, diff],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 1, p.stderr
+        assert "no inodes left" in p.stderr and "under the 1000 kept free" in p.stderr, p.stderr
+        assert "No space left on device" not in p.stderr, p.stderr
+        assert store.leftovers() == [] and not store.layer_dir(diff).exists()
+        assert os.statvfs(mnt).f_favail > 19000
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 # ---- roots ------------------------------------------------------------------
 
 def two_layers(store):

@@ -457,8 +457,10 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
     if (hl == NULL)
         hl = archive_entry_hardlink_utf8(e);
     mode_t type = archive_entry_filetype(e);
-    /* Even an empty entry takes an inode and a directory slot. */
-    if (layer_space_use(&u->space, 512, err) < 0)
+    /* Even an empty entry takes an inode and a directory slot; a directory
+     * (or a symlink with a long target) a block too. */
+    if (layer_space_entry(
+            &u->space, hl == NULL && (type == AE_IFDIR || type == AE_IFLNK) ? 4096 : 512, err) < 0)
         return -1;
     if (name[0] == '\0') {
         if (hl != NULL || type != AE_IFDIR)

@@ -9,7 +9,10 @@
  * filesystem is asked how much room is left: an unpack stops while the host
  * still has the space kept free (HULL_IMAGE_MIN_FREE, else the smaller of
  * 1 GiB and 5% of the filesystem), instead of at ENOSPC with the disk full
- * for everybody else. The caller removes the half-made layer.
+ * for everybody else. Inodes are kept the same way (the smaller of 1 Mi and
+ * 5% of them): a layer of millions of empty files costs little disk and
+ * would otherwise leave the host no file to create. The caller removes the
+ * half-made layer.
  */
 #include <archive.h>
 #include <errno.h>
@@ -30,35 +33,48 @@
  * on a small filesystem too. */
 #define HOLE_CHECK_EVERY (1u << 20)
 #define MIN_FREE_MAX     (1ull << 30)
-#define MIB              (1024.0 * 1024.0)
+#define MIN_INODES_MAX   (1ull << 20)
+/* and once per so many entries: a reserve of inodes on a small filesystem */
+#define ENTRY_CHECK_EVERY 256
+#define MIB               (1024.0 * 1024.0)
 
 int layer_space_init(struct layer_space *sp, int fd, hull_error *err)
 {
     *sp = (struct layer_space){.fd = fd};
+    struct statvfs vfs;
+    if (fstatvfs(fd, &vfs) < 0)
+        return hull_error_errno(err, "statvfs of the image store");
+    /* A filesystem without an inode count (f_files 0) has no such limit. */
+    uint64_t inodes = (uint64_t)vfs.f_files / 20;
+    sp->keep_inodes = inodes < MIN_INODES_MAX ? inodes : MIN_INODES_MAX;
     const char *env = getenv("HULL_IMAGE_MIN_FREE");
     if (env && *env) {
         if (hull_parse_size(env, &sp->keep) < 0)
             return hull_error_set(err, EINVAL, "HULL_IMAGE_MIN_FREE: '%s' is not a size (2G, 512M)",
                                   env);
+        if (sp->keep == 0)
+            sp->keep_inodes = 0; /* 0 turns the check off */
         return 0;
     }
-    struct statvfs vfs;
-    if (fstatvfs(fd, &vfs) < 0)
-        return hull_error_errno(err, "statvfs of the image store");
     uint64_t twentieth = (uint64_t)vfs.f_blocks * vfs.f_frsize / 20;
     sp->keep = twentieth < MIN_FREE_MAX ? twentieth : MIN_FREE_MAX;
     return 0;
 }
 
-int layer_space_use(struct layer_space *sp, uint64_t n, hull_error *err)
+/* The filesystem still has both reserves free: 0, or ENOSPC. */
+static int space_check(struct layer_space *sp, hull_error *err)
 {
-    sp->unchecked += n;
-    if (sp->keep == 0 || sp->unchecked < HOLE_CHECK_EVERY)
-        return 0;
     sp->unchecked = 0;
+    sp->entries = 0;
     struct statvfs vfs;
     if (fstatvfs(sp->fd, &vfs) < 0)
         return hull_error_errno(err, "statvfs of the image store");
+    if (vfs.f_files && (uint64_t)vfs.f_favail < sp->keep_inodes)
+        return hull_error_set(err, ENOSPC,
+                              "no inodes left: %llu free on the image store's filesystem, under "
+                              "the %llu kept free (5%%, at most %llu)",
+                              (unsigned long long)vfs.f_favail, (unsigned long long)sp->keep_inodes,
+                              MIN_INODES_MAX);
     uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     if (avail >= sp->keep)
         return 0;
@@ -66,6 +82,22 @@ int layer_space_use(struct layer_space *sp, uint64_t n, hull_error *err)
                           "no space left: %.1f MiB free on the image store's "
                           "filesystem, under the %.1f MiB kept free (HULL_IMAGE_MIN_FREE)",
                           (double)avail / MIB, (double)sp->keep / MIB);
+}
+
+int layer_space_use(struct layer_space *sp, uint64_t n, hull_error *err)
+{
+    sp->unchecked += n;
+    if ((sp->keep == 0 && sp->keep_inodes == 0) || sp->unchecked < HOLE_CHECK_EVERY)
+        return 0;
+    return space_check(sp, err);
+}
+
+int layer_space_entry(struct layer_space *sp, uint64_t n, hull_error *err)
+{
+    if (++sp->entries < ENTRY_CHECK_EVERY)
+        return layer_space_use(sp, n, err);
+    sp->unchecked += n;
+    return sp->keep == 0 && sp->keep_inodes == 0 ? 0 : space_check(sp, err);
 }
 
 static bool all_zero(const char *p, size_t n)
