@@ -66,7 +66,7 @@ static int check_rootfs(const struct hull_policy *p, hull_error *err)
 
 static enum hull_verdict verdict_from_name(const char *name)
 {
-    for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_KILLED; v++)
+    for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_BAD_COMMAND; v++)
         if (strcmp(hull_verdict_name((enum hull_verdict)v), name) == 0)
             return (enum hull_verdict)v;
     return HULL_VERDICT_INTERNAL_ERROR;

@@ -8,6 +8,7 @@
 
 #include "hull.h"
 #include "linux/seccomp.h"
+#include "sandbox/sandbox.h"
 #include "util/json.h"
 #include "util/utf8.h"
 
@@ -22,6 +23,7 @@ static const char *const verdicts[] = {
     [HULL_VERDICT_PIDS_LIMIT] = "pids_limit",
     [HULL_VERDICT_INTERNAL_ERROR] = "internal_error",
     [HULL_VERDICT_KILLED] = "killed",
+    [HULL_VERDICT_BAD_COMMAND] = "bad_command",
 };
 
 bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over)
@@ -67,6 +69,19 @@ const char *hull_verdict_name(enum hull_verdict v)
     if ((size_t)v < sizeof(verdicts) / sizeof(verdicts[0]) && verdicts[v])
         return verdicts[v];
     return "unknown";
+}
+
+void hull_result_not_started(struct hull_result *r, hull_error *e)
+{
+    int code = hull_error_code(*e);
+    r->verdict = HULL_VERDICT_INTERNAL_ERROR;
+    if (code == HULL_ENOCMD || code == HULL_ECMDEXEC) {
+        r->verdict = HULL_VERDICT_BAD_COMMAND;
+        r->exit_code = code == HULL_ENOCMD ? 127 : 126;
+    }
+    free(r->error);
+    r->error = strdup(hull_error_msg(*e));
+    hull_error_free(e);
 }
 
 void hull_result_free(struct hull_result *r)
