@@ -49,6 +49,7 @@ HULL_PUBLIC int hull_error_code(hull_error err);
  * shell's exit statuses 127 and 126). The message says which file and why. */
 #define HULL_ENOCMD   4097 /* no such program: not in $PATH, or its path names nothing */
 #define HULL_ECMDEXEC 4098 /* it is there but cannot be executed (permissions, format) */
+#define HULL_ECWD     4099 /* its working directory cannot be entered, nor made (read-only root) */
 
 /* ---- OCI containers ------------------------------------------------------- */
 
@@ -344,7 +345,8 @@ enum hull_verdict {
     HULL_VERDICT_PIDS_LIMIT,
     HULL_VERDICT_INTERNAL_ERROR,
     HULL_VERDICT_KILLED,      /* stopped from outside (cancel_fd) */
-    HULL_VERDICT_BAD_COMMAND, /* the program could not be started (HULL_ENOCMD, HULL_ECMDEXEC) */
+    HULL_VERDICT_BAD_COMMAND, /* the program could not be started (HULL_ENOCMD, HULL_ECMDEXEC,
+                                 HULL_ECWD) */
 };
 HULL_PUBLIC const char *hull_verdict_name(enum hull_verdict v);
 
@@ -375,7 +377,7 @@ struct hull_copied_file {
 
 struct hull_result {
     enum hull_verdict verdict;
-    int exit_code; /* when the program exited; bad_command: 127 not found, 126 not runnable */
+    int exit_code; /* when the program exited; bad_command: 127 not found, else 126 */
     int signal;    /* when a signal ended it */
     uint64_t cpu_time_ms, wall_time_ms, max_memory_kb;
     struct hull_output out, err;

@@ -112,7 +112,10 @@ def test_run_verdicts(d):
     assert "executable file not found in $PATH" in r.json["error"], r
     r = post_run(d, {"cmd": ["/etc/passwd"]})
     assert r.status == 200 and (r.json["verdict"], r.json["exit_code"]) == ("bad_command", 126), r
-    assert metric(d, 'hull_runs_total{verdict="bad_command"}') >= 2
+    r = post_run(d, {"cmd": ["pwd"], "workdir": "/usr/no-such-dir"})
+    assert r.status == 200 and (r.json["verdict"], r.json["exit_code"]) == ("bad_command", 126), r
+    assert r.json["error"].startswith("workdir: /usr/no-such-dir is not there"), r
+    assert metric(d, 'hull_runs_total{verdict="bad_command"}') >= 3
 
 
 @pytest.mark.parametrize("body,field", [

@@ -371,6 +371,7 @@ def test_output_limit(d, sb):
     # a program the sandbox does not have, or cannot execute: the client's error
     ({"cmd": ["no-such-program"]}, "cmd"),
     ({"cmd": ["/etc/passwd"]}, "cmd"),
+    ({"cmd": ["true"], "workdir": "/usr/no-such-dir"}, "workdir"),
 ])
 def test_refused_by_name(d, sb, body, field):
     r = d.request("POST", f"/v1/sandboxes/{sb}/processes", body, d.tok)

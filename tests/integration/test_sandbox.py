@@ -781,6 +781,21 @@ def test_command_that_cannot_run(sb, cmd, why, code, isolation):
     assert len(lines) == 1 and lines[0].startswith("hull: sandbox: ") and why in lines[0], p
 
 
+@pytest.mark.parametrize("workdir,why", [
+    ("/usr/no-such-dir-hull", "workdir: /usr/no-such-dir-hull is not there and cannot be made: "
+                              "mkdir /usr/no-such-dir-hull: Read-only file system"),
+    ("/etc/passwd", "workdir: /etc/passwd: not a directory"),
+])
+def test_workdir_that_cannot_be_made(sb, workdir, why):
+    """A --workdir the read-only root lacks is the caller's mistake, said as
+    one clear error (bad_command, 126), not an internal error."""
+    r = sb("--workdir", workdir, cmd=["pwd"])
+    assert r.rc == 0 and (r.verdict, r.j["exit_code"]) == ("bad_command", 126), r
+    assert r.j["error"] == why, r.j
+    p = sb("--workdir", workdir, cmd=["pwd"], json_out=False)
+    assert p.rc == 126 and p.stderr.splitlines() == [f"hull: sandbox: {why}"], p
+
+
 # ---- the runner going away ----------------------------------------------------------
 
 

@@ -56,6 +56,25 @@ static void mark_cmd_error(hull_error *err, int errnum)
         (*err)->code = HULL_ECMDEXEC;
 }
 
+void hull_proc_mark_cwd_error(hull_error *err)
+{
+    if (err == NULL || *err == NULL)
+        return;
+    switch ((*err)->code) {
+    case EROFS:
+    case ENOENT:
+    case ENOTDIR:
+    case EACCES:
+    case ELOOP:
+    case EXDEV:
+    case ENAMETOOLONG:
+        (*err)->code = HULL_ECWD;
+        break;
+    default:
+        break;
+    }
+}
+
 char *hull_find_executable(const char *file, char *const *env, hull_error *err)
 {
     if (strchr(file, '/') != NULL) {

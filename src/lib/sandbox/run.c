@@ -675,7 +675,7 @@ static int ns_launch(struct run *x, hull_error *err)
     int setup = hull_container_setup(&rt, &co, &so, &x->c, &e);
     hull_closep(&pooled); /* the init holds it now (or nobody: it is gone) */
     if (setup < 0) {
-        hull_result_not_started(r, &e);
+        hull_result_not_started(r, &e, x->id);
         return 0;
     }
     x->have_ctx = true;
@@ -691,7 +691,7 @@ static int ns_launch(struct run *x, hull_error *err)
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x->c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
         hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {
-        hull_result_not_started(r, &e);
+        hull_result_not_started(r, &e, x->id);
         kill_all(x);
         hull_reap(x->c.launch.pid); /* as above */
     } else {

@@ -147,8 +147,10 @@ void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_la
 bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over);
 /* The run ended before its program started, for the reason in *e (taken):
  * bad_command with a shell's exit status (127, 126) when the program could
- * not be started (HULL_ENOCMD, HULL_ECMDEXEC), internal_error otherwise. */
-void hull_result_not_started(struct hull_result *r, hull_error *e);
+ * not be started as asked (HULL_ENOCMD; HULL_ECMDEXEC, HULL_ECWD),
+ * internal_error otherwise. id: the container's, which a bad_command's
+ * error does not repeat. */
+void hull_result_not_started(struct hull_result *r, hull_error *e, const char *id);
 /* CPU time so far, in ms, of an init and its children read from /proc
  * (process isolation, no cgroup); false when it cannot be read. */
 bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
