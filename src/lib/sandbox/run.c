@@ -710,9 +710,15 @@ static int ns_launch(struct run *x, hull_error *err)
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
         uint64_t budget = p->copy_out_max;
         for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
-            hull_sandbox_copy_out(x->c.launch.exported_fd, &p->copy_out[i], &budget, &r->files[i]);
+            hull_sandbox_copy_out(x->c.launch.exported_fd, &p->copy_out[i], &budget, p->cancel_fd,
+                                  &r->files[i]);
             r->n_files++;
         }
+        /* Stopped from outside while copying: the run is killed, not ok
+         * with files missing (what was not whole was not written). */
+        if (hull_sandbox_cancelled(p->cancel_fd) && r->verdict != HULL_VERDICT_INTERNAL_ERROR &&
+            r->verdict != HULL_VERDICT_BAD_COMMAND)
+            r->verdict = HULL_VERDICT_KILLED;
     }
     if (hull_container_destroy(&rt, x->c.dirfd, &x->c.cs, &e) < 0) {
         hull_warn("sandbox %s: cleanup: %s", x->id, hull_error_msg(e));

@@ -158,9 +158,13 @@ bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
  * writing anywhere but host; holes stay holes, and at most *budget data
- * bytes are written (*budget is reduced by what was). Fills f. */
-void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+ * bytes are written (*budget is reduced by what was). Fills f. A readable
+ * cancel_fd (-1: none) stops the copy between chunks: the host path is
+ * left as it was and f says failed. */
+void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget, int cancel_fd,
                            struct hull_copied_file *f);
+/* Whether fd (the policy's cancel_fd, or -1) is readable now. */
+bool hull_sandbox_cancelled(int fd);
 
 /* A run rooted in an image (image.c). open: resolve (pull, unpack as the
  * policy allows), mark in use, and make eff the policy to run: p with the
