@@ -639,6 +639,15 @@ HULL_PUBLIC int hull_vm_delete(const struct hull_runtime *rt, const char *id, bo
 HULL_PUBLIC char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* Every VM's state as a JSON array; caller frees. */
 HULL_PUBLIC char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
+/* `hull vm cache prune`: remove from the VM cache ($HULL_VM_CACHE, else
+ * /var/cache/hull/vm) the kernels, initramfs and rootfs images and the
+ * templates that no VM of rt's state root uses (any VM record names its
+ * artifacts; a --from-template VM its template; a restore or save under
+ * way holds its template's lock); each is built again when next needed.
+ * dry_run: say what would go, remove nothing. The report as JSON
+ * ({"cache", "dry_run", "removed": [{"path", "bytes"}], "kept": [{"path",
+ * "in_use_by"}], "bytes"}); caller frees. */
+HULL_PUBLIC char *hull_vm_cache_prune(const struct hull_runtime *rt, bool dry_run, hull_error *err);
 /* Save a running or paused VM to file (it keeps its state afterwards). */
 HULL_PUBLIC int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
                                  hull_error *err);

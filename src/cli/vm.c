@@ -102,6 +102,7 @@ static void usage(void)
         "  receive --listen HOST:PORT AUTH [--id NEWID]\n"
         "      AUTH: --tls-cert F --tls-key F --tls-ca F | --insecure-plain --token-file F\n"
         "  initrd [--kernel F]\n"
+        "  cache prune [--dry-run] [--json]   (remove cache entries no VM uses)\n"
         "  run [--rootfs DIR | --image REF [--image-root DIR] [--pull P]] [--kernel F] [--accel "
         "A]\n"
         "      [--vm-memory 256M] [--cold] [--stdin FILE]\n"
@@ -595,8 +596,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
     }
     const char *sub = argv[1];
     static const char *const verbs[] = {
-        "create", "start", "stop",     "pause",   "resume", "delete",  "state",   "list", "exec",
-        "run",    "cp",    "snapshot", "restore", "initrd", "migrate", "receive", NULL};
+        "create", "start", "stop",     "pause",   "resume", "delete",  "state",   "list",  "exec",
+        "run",    "cp",    "snapshot", "restore", "initrd", "migrate", "receive", "cache", NULL};
     bool known = false;
     for (size_t i = 0; verbs[i] && !known; i++)
         known = strcmp(sub, verbs[i]) == 0;
@@ -613,6 +614,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
     cli->verb = verb;
     if (strcmp(sub, "migrate") == 0 || strcmp(sub, "receive") == 0)
         return cmd_vm_migrate(cli, argc, argv); /* vm_migrate.c */
+    if (strcmp(sub, "cache") == 0)
+        return cmd_vm_cache(cli, argc, argv); /* vm_cache.c */
     struct vm_args a;
     hull_error err = NULL;
     if (strcmp(sub, "create") == 0) {
