@@ -223,8 +223,10 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
     r->out = (struct hull_output){vr.run.stdout_buf, vr.run.stdout_len, vr.run.stdout_truncated};
     r->err = (struct hull_output){vr.run.stderr_buf, vr.run.stderr_len, vr.run.stderr_truncated};
     vr.run.stdout_buf = vr.run.stderr_buf = NULL;
-    /* Copy-out failures are in r->files; the error is for internal_error. */
-    if (vr.error && r->verdict == HULL_VERDICT_INTERNAL_ERROR)
+    /* Copy-out failures are in r->files; the error is for internal_error
+     * and bad_command. */
+    if (vr.error &&
+        (r->verdict == HULL_VERDICT_INTERNAL_ERROR || r->verdict == HULL_VERDICT_BAD_COMMAND))
         r->error = strdup(vr.error);
     copied_out(p, &vr, r);
     hull_vm_oneshot_result_free(&vr);
