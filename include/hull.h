@@ -35,7 +35,7 @@ HULL_PUBLIC char *hull_version_text(void);
 /* ---- errors -------------------------------------------------------------- */
 
 struct hull_error_s {
-    int code;  /* errno value, 0 when not from a system call */
+    int code;  /* errno value, one of HULL_E* below, or 0 */
     char *msg; /* full message, context first */
 };
 typedef struct hull_error_s *hull_error; /* NULL means "no error" */
@@ -43,6 +43,13 @@ typedef struct hull_error_s *hull_error; /* NULL means "no error" */
 HULL_PUBLIC void hull_error_free(hull_error *err);
 HULL_PUBLIC const char *hull_error_msg(hull_error err);
 HULL_PUBLIC int hull_error_code(hull_error err);
+
+/* Codes of hull's own, beyond every errno value: a process's program could
+ * not be started, which is the caller's mistake, not the runtime's (a
+ * shell's exit statuses 127 and 126). The message says which file and why. */
+#define HULL_ENOCMD   4097 /* no such program: not in $PATH, or its path names nothing */
+#define HULL_ECMDEXEC 4098 /* it is there but cannot be executed (permissions, format) */
+#define HULL_ECWD     4099 /* its working directory cannot be entered, nor made (read-only root) */
 
 /* ---- OCI containers ------------------------------------------------------- */
 
@@ -337,7 +344,9 @@ enum hull_verdict {
     HULL_VERDICT_OUTPUT_LIMIT,
     HULL_VERDICT_PIDS_LIMIT,
     HULL_VERDICT_INTERNAL_ERROR,
-    HULL_VERDICT_KILLED, /* stopped from outside (cancel_fd) */
+    HULL_VERDICT_KILLED,      /* stopped from outside (cancel_fd) */
+    HULL_VERDICT_BAD_COMMAND, /* the program could not be started (HULL_ENOCMD, HULL_ECMDEXEC,
+                                 HULL_ECWD) */
 };
 HULL_PUBLIC const char *hull_verdict_name(enum hull_verdict v);
 
@@ -368,13 +377,13 @@ struct hull_copied_file {
 
 struct hull_result {
     enum hull_verdict verdict;
-    int exit_code; /* when the program exited */
+    int exit_code; /* when the program exited; bad_command: 127 not found, else 126 */
     int signal;    /* when a signal ended it */
     uint64_t cpu_time_ms, wall_time_ms, max_memory_kb;
     struct hull_output out, err;
     struct hull_copied_file *files;
     size_t n_files;
-    char *error; /* for internal_error: what went wrong */
+    char *error; /* for internal_error and bad_command: what went wrong */
     enum hull_isolation isolation;
     /* The image the run was rooted in (policy.image), else NULL: its name
      * in the store and the manifest digest actually used. */
@@ -630,6 +639,15 @@ HULL_PUBLIC int hull_vm_delete(const struct hull_runtime *rt, const char *id, bo
 HULL_PUBLIC char *hull_vm_state(const struct hull_runtime *rt, const char *id, hull_error *err);
 /* Every VM's state as a JSON array; caller frees. */
 HULL_PUBLIC char *hull_vm_list(const struct hull_runtime *rt, hull_error *err);
+/* `hull vm cache prune`: remove from the VM cache ($HULL_VM_CACHE, else
+ * /var/cache/hull/vm) the kernels, initramfs and rootfs images and the
+ * templates that no VM of rt's state root uses (any VM record names its
+ * artifacts; a --from-template VM its template; a restore or save under
+ * way holds its template's lock); each is built again when next needed.
+ * dry_run: say what would go, remove nothing. The report as JSON
+ * ({"cache", "dry_run", "removed": [{"path", "bytes"}], "kept": [{"path",
+ * "in_use_by"}], "bytes"}); caller frees. */
+HULL_PUBLIC char *hull_vm_cache_prune(const struct hull_runtime *rt, bool dry_run, hull_error *err);
 /* Save a running or paused VM to file (it keeps its state afterwards). */
 HULL_PUBLIC int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *file,
                                  hull_error *err);

@@ -76,5 +76,6 @@ int cluster_drain(struct cli *cli, const char *url, const char *node, bool as_js
                   unsigned down_s);
 int cmd_vm(struct cli *cli, int argc, char **argv);
 int cmd_vm_migrate(struct cli *cli, int argc, char **argv); /* and receive */
+int cmd_vm_cache(struct cli *cli, int argc, char **argv);   /* vm cache prune */
 
 #endif

@@ -161,6 +161,28 @@ int cmd_start(struct cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* `hull kill ID -9`: kill(1)'s spelling, which runc and crun refuse as a
+ * signal they do not know. Found before getopt, which would take it for an
+ * unknown option and say so twice; the id is the first other operand. */
+static int dashed_signal(struct cli *cli, int argc, char **argv)
+{
+    const char *id = NULL, *bad = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (argv[i][0] == '-' && argv[i][1] != '-' && hull_signal_parse(argv[i] + 1) > 0)
+            bad = bad ? bad : argv[i];
+        else if (argv[i][0] != '-' && id == NULL)
+            id = argv[i];
+    }
+    if (bad == NULL)
+        return 0;
+    hull_error err = NULL;
+    hull_error_set(&err, EINVAL, "unknown signal '%s': give it without the dash ('%s')", bad,
+                   bad + 1);
+    return id ? cli_fail(cli, &err, "kill %s", id) : cli_fail(cli, &err, "kill");
+}
+
 int cmd_kill(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -169,6 +191,8 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
         {0},
     };
     bool all = false;
+    if (dashed_signal(cli, argc, argv) != 0)
+        return 1;
     int c;
     while ((c = cli_getopt(argc, argv, "ah", opts)) != -1) {
         switch (c) {
@@ -180,7 +204,8 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
                    "\n"
                    "Send SIGNAL (default TERM; a name like KILL or SIGKILL, or a number)\n"
                    "to the container's init, or with --all to every process in it.\n"
-                   "Signal 0 sends nothing: the exit status says whether the init runs.\n");
+                   "Signal 0 sends nothing: the exit status says whether the init runs.\n"
+                   "SIGNAL takes no dash (9, not kill(1)'s -9), as for runc and crun.\n");
             return 0;
         default:
             return cli_usage_error(cli, "invalid option");

@@ -90,10 +90,13 @@ static void help(void)
            "\n"
            "Without --json, the program's output is passed through and a summary line\n"
            "goes to stderr; the exit status is the program's (128+N after signal N),\n"
-           "124 when a limit was hit, 125 when hull could not run it. With --json the\n"
+           "124 when a limit was hit, 127 when the command does not exist and 126 when\n"
+           "it cannot be executed (verdict bad_command, said on stderr as one error),\n"
+           "125 when hull could not run it. With --json the\n"
            "exit status is 0 whenever the run happened (the verdict says how) and 125\n"
            "for bad input. SIGINT, SIGTERM or SIGHUP stop the run, clean it up and\n"
-           "exit 128+N (verdict killed).\n"
+           "exit 128+N (verdict killed), a --copy-out under way too (its destination\n"
+           "is left as it was).\n"
            "\n"
            "Each --copy-out has a status in the result (files[].status: ok, missing,\n"
            "truncated, refused or failed); any but ok is also said once on stderr.\n"
@@ -251,6 +254,11 @@ static int parse_u32(const char *s, uint32_t *out)
 
 static void summary(const struct hull_result *r)
 {
+    /* Not hull's failure but the command's: said as `hull run` says it. */
+    if (r->verdict == HULL_VERDICT_BAD_COMMAND) {
+        fprintf(stderr, "hull: sandbox: %s\n", r->error ? r->error : "the command cannot run");
+        return;
+    }
     fprintf(stderr, "hull: sandbox: verdict=%s", hull_verdict_name(r->verdict));
     if (r->signal)
         fprintf(stderr, " signal=%d", r->signal);
@@ -284,6 +292,8 @@ static int exit_status(const struct hull_result *r)
         return r->exit_code;
     case HULL_VERDICT_SIGNALED:
         return 128 + r->signal;
+    case HULL_VERDICT_BAD_COMMAND:
+        return r->exit_code; /* a shell's: 127 not found, 126 not runnable */
     case HULL_VERDICT_INTERNAL_ERROR:
     case HULL_VERDICT_KILLED:
         return EXIT_INTERNAL;

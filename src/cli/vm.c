@@ -102,6 +102,7 @@ static void usage(void)
         "  receive --listen HOST:PORT AUTH [--id NEWID]\n"
         "      AUTH: --tls-cert F --tls-key F --tls-ca F | --insecure-plain --token-file F\n"
         "  initrd [--kernel F]\n"
+        "  cache prune [--dry-run] [--json]   (remove cache entries no VM uses)\n"
         "  run [--rootfs DIR | --image REF [--image-root DIR] [--pull P]] [--kernel F] [--accel "
         "A]\n"
         "      [--vm-memory 256M] [--cold] [--stdin FILE]\n"
@@ -444,11 +445,13 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
     hull_error err = NULL;
     if (hull_vm_exec(&cli->rt, id, &o, &r, &err) < 0) {
         int code = hull_error_code(err);
-        bool cannot_start = code == ENOENT || code == EACCES || code == ENOEXEC;
+        bool cannot_start = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
+        /* As a shell reports it: not found 127, not executable 126. */
+        int status = code == HULL_ENOCMD ? 127 : cannot_start ? 126 : EXIT_INTERNAL;
         if (a->json && cannot_start) {
             /* The command could not start: a run that happened, as
-             * `sandbox run --json` reports it (verdict internal_error). */
-            struct hull_vm_exec_result none = {.verdict = "internal_error", .exit_code = -1};
+             * `sandbox run --json` reports it (verdict bad_command). */
+            struct hull_vm_exec_result none = {.verdict = "bad_command", .exit_code = status};
             char *s = hull_vm_exec_result_json(&none, hull_error_msg(err));
             print_json(s);
             free(s);
@@ -456,8 +459,7 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
             return 0;
         }
         cli_fail(cli, &err, "vm exec %s", id);
-        /* As a shell reports it: not found 127, not executable 126. */
-        return code == ENOENT ? 127 : cannot_start ? 126 : EXIT_INTERNAL;
+        return status;
     }
     int st = 0;
     if (a->detach)
@@ -565,7 +567,10 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
     char *s = hull_vm_oneshot_result_json(&r);
     print_json(s);
     free(s);
-    rc = strcmp(r.run.verdict, "internal_error") == 0 ? 1 : 0;
+    /* hull's failure 1; a command that cannot start a shell's 127 or 126. */
+    rc = strcmp(r.run.verdict, "internal_error") == 0 ? 1
+         : strcmp(r.run.verdict, "bad_command") == 0  ? r.run.exit_code
+                                                      : 0;
     hull_vm_oneshot_result_free(&r);
     return rc;
 }
@@ -595,8 +600,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
     }
     const char *sub = argv[1];
     static const char *const verbs[] = {
-        "create", "start", "stop",     "pause",   "resume", "delete",  "state",   "list", "exec",
-        "run",    "cp",    "snapshot", "restore", "initrd", "migrate", "receive", NULL};
+        "create", "start", "stop",     "pause",   "resume", "delete",  "state",   "list",  "exec",
+        "run",    "cp",    "snapshot", "restore", "initrd", "migrate", "receive", "cache", NULL};
     bool known = false;
     for (size_t i = 0; verbs[i] && !known; i++)
         known = strcmp(sub, verbs[i]) == 0;
@@ -613,6 +618,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
     cli->verb = verb;
     if (strcmp(sub, "migrate") == 0 || strcmp(sub, "receive") == 0)
         return cmd_vm_migrate(cli, argc, argv); /* vm_migrate.c */
+    if (strcmp(sub, "cache") == 0)
+        return cmd_vm_cache(cli, argc, argv); /* vm_cache.c */
     struct vm_args a;
     hull_error err = NULL;
     if (strcmp(sub, "create") == 0) {

@@ -66,6 +66,9 @@ struct hulld_options {
     unsigned cluster_snapshot_every_s;
     /* --metrics-interval MS: how often each sandbox is sampled (sbx_metrics.c) */
     unsigned metrics_interval_ms;
+    /* --run-retention DURATION: runs that ended longer ago are removed
+     * (runs.c); 0: kept for ever */
+    uint64_t run_retention_ms;
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
@@ -171,6 +174,9 @@ void runner_cancel_all(void);
 void runner_counts(unsigned *running, unsigned *queued);
 void api_runs(const struct request *rq, const char *id, struct resp *r);
 void runs_recover(void);
+/* With --run-retention: remove runs that ended longer ago than that, at
+ * start-up and then from the main thread's tick (at most once a minute). */
+void runs_prune(void);
 /* hull_sandbox_cleanup(): after a helper died, its sandbox's remains. */
 void sweep_leftovers(void);
 

@@ -67,6 +67,8 @@ static void usage(FILE *out)
             "  --cert-dir DIR          extra CA certificates (*.crt) for registries\n"
             "  --max-pulls N           image pulls at once before 429 (default 2)\n"
             "  --pull-timeout SECS     a pull's whole time limit (default 3600)\n"
+            "  --run-retention AGE     remove runs that ended longer ago than AGE (12h, 30d),\n"
+            "                          with their results (default: keep them all)\n"
             "  --max-limit NAME=VALUE  the most a request's limits.NAME may ask for (cpu_time,\n"
             "                          wall_time, memory, output, tmp_size, pids, open_files,\n"
             "                          cpus; repeatable): more is refused with 400\n"
@@ -117,6 +119,29 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
     return 0;
 }
 
+/* A duration as the sandbox's limits take it (500ms, 2s, 1m, 12h) or in
+ * days (30d), from a second to a hundred years. */
+static int parse_age(const char *opt, const char *s, uint64_t *ms)
+{
+    size_t n = strlen(s);
+    uint64_t v = 0;
+    int ok;
+    if (n > 1 && s[n - 1] == 'd' && strspn(s, "0123456789") == n - 1) {
+        char num[24];
+        snprintf(num, sizeof(num), "%.*s", (int)(n - 1), s);
+        ok = hull_parse_duration_ms(num, &v) == 0 && v <= 36500ull * 1000;
+        v *= 86400;
+    } else {
+        ok = hull_parse_duration_ms(s, &v) == 0;
+    }
+    if (!ok || v < 1000 || v > 36500ull * 86400 * 1000) {
+        fprintf(stderr, "hulld: %s: '%s' is not a duration from 1s to 36500d (12h, 30d)\n", opt, s);
+        return -1;
+    }
+    *ms = v;
+    return 0;
+}
+
 /* The options, as a table: what each sets in struct hulld_options and how
  * its value is read. */
 enum opt_kind {
@@ -128,6 +153,7 @@ enum opt_kind {
     OPT_HELPER, /* --helper MODE (hidden) */
     OPT_LABEL,  /* --node-label: cluster.c keeps them */
     OPT_LIMIT,  /* --max-limit NAME=VALUE: ceiling.c keeps them */
+    OPT_AGE,    /* --run-retention: a uint64_t of ms, 1s..100 years ("30d" too) */
     OPT_HELP,
 };
 
@@ -184,6 +210,7 @@ static const struct opt_spec opt_specs[] = {
     {"cluster-secret", OPT_STRING, OFF(cluster_secret), 0, 0},
     {"cluster-snapshots", OPT_STRING, OFF(cluster_snapshots), 0, 0},
     {"cluster-snapshot-every", OPT_UINT, OFF(cluster_snapshot_every_s), 1, 86400},
+    {"run-retention", OPT_AGE, OFF(run_retention_ms), 0, 0},
     {"help", OPT_HELP, 0, 0, 0},
 };
 #undef OFF
@@ -238,6 +265,8 @@ static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_o
     case OPT_HELPER:
         *helper = arg;
         return 0;
+    case OPT_AGE:
+        return parse_age(opt, arg, (uint64_t *)(void *)field);
     case OPT_LABEL:
         return cluster_add_label(arg);
     case OPT_LIMIT: {
@@ -360,6 +389,7 @@ static void recover(void)
     }
     sandboxes_adopt();
     runs_recover();
+    runs_prune();
     templates_recover();
 }
 
@@ -433,6 +463,7 @@ static int serve(const struct hulld_options *o)
             break;
         sandboxes_reap(false);
         pending_flush();
+        runs_prune();
         checkpoint();
     }
     hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "

@@ -9,7 +9,8 @@
 
 static const char *const verdicts[] = {
     "ok",           "exit_nonzero", "signaled",   "cpu_time_limit", "wall_time_limit",
-    "memory_limit", "output_limit", "pids_limit", "internal_error", "killed"};
+    "memory_limit", "output_limit", "pids_limit", "internal_error", "killed",
+    "bad_command"};
 #define N_VERDICTS (sizeof(verdicts) / sizeof(verdicts[0]))
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))

@@ -79,6 +79,13 @@ void resp_from_error(struct resp *r, hull_error *err)
     case ENOENT:
         resp_error(r, 404, "not_found", NULL, "%s", msg);
         break;
+    case HULL_ENOCMD: /* the request's program cannot be started: its mistake */
+    case HULL_ECMDEXEC:
+        resp_error(r, 400, "invalid_request", "cmd", "%s", msg);
+        break;
+    case HULL_ECWD:
+        resp_error(r, 400, "invalid_request", "workdir", "%s", msg);
+        break;
     case EBUSY:
     case ESRCH:
         resp_error(r, 409, "conflict", NULL, "%s", msg);

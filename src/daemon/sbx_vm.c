@@ -296,10 +296,12 @@ static void vmk_exec(struct vmk *k, int sock, struct frame *f)
         json = hull_vm_exec_result_json(&r, NULL);
     } else if (hull_error_code(e) != ETIMEDOUT && hull_error_code(e) != EINVAL) {
         /* The command could not start (no such file...): a result, as at
-         * the container level. */
+         * the container level (bad_command when it is the command's fault). */
+        int code = hull_error_code(e);
+        bool bad = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
         memset(&r, 0, sizeof(r));
-        snprintf(r.verdict, sizeof(r.verdict), "internal_error");
-        r.exit_code = -1;
+        snprintf(r.verdict, sizeof(r.verdict), bad ? "bad_command" : "internal_error");
+        r.exit_code = bad ? (code == HULL_ENOCMD ? 127 : 126) : -1;
         json = hull_vm_exec_result_json(&r, hull_error_msg(e));
         hull_error_free(&e);
     }

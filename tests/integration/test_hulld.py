@@ -106,8 +106,16 @@ def test_run_verdicts(d):
     assert r.status == 200 and r.json["verdict"] == "wall_time_limit", r
     r = post_run(d, {"cmd": ["sh", "-c", "exit 3"]})
     assert r.json["verdict"] == "exit_nonzero" and r.json["exit_code"] == 3
+    # A command that cannot start is the request's mistake: its own verdict.
     r = post_run(d, {"cmd": ["no-such-program"]})
-    assert r.status == 200 and r.json["verdict"] == "internal_error" and r.json["error"]
+    assert r.status == 200 and (r.json["verdict"], r.json["exit_code"]) == ("bad_command", 127), r
+    assert "executable file not found in $PATH" in r.json["error"], r
+    r = post_run(d, {"cmd": ["/etc/passwd"]})
+    assert r.status == 200 and (r.json["verdict"], r.json["exit_code"]) == ("bad_command", 126), r
+    r = post_run(d, {"cmd": ["pwd"], "workdir": "/usr/no-such-dir"})
+    assert r.status == 200 and (r.json["verdict"], r.json["exit_code"]) == ("bad_command", 126), r
+    assert r.json["error"].startswith("workdir: /usr/no-such-dir is not there"), r
+    assert metric(d, 'hull_runs_total{verdict="bad_command"}') >= 3
 
 
 @pytest.mark.parametrize("body,field", [
@@ -362,6 +370,10 @@ def test_sandbox_lifecycle(d):
     out = ex.json["stdout"].splitlines()
     assert ex.json["verdict"] == "ok" and out[:3] == ["42", "hi", "1000"]
     assert out[3] != host_ns("pid")
+    # A command the sandbox lacks is the caller's mistake, as for a run.
+    bad = d.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["no-such-program"]}, t)
+    assert bad.status == 200 and (bad.json["verdict"], bad.json["exit_code"]) == (
+        "bad_command", 127), bad
     # State kept between execs, also a background process.
     ex2 = d.request("POST", f"/v1/sandboxes/{sid}/exec",
                     {"cmd": ["sh", "-c", "cat /tmp/result.txt; pgrep -c sleep"]}, t).json

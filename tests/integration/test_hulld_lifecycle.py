@@ -328,3 +328,43 @@ def test_worker_or_keeper_dying_under_hulld(tmp_path):
     assert got["state"] == "destroyed" and got["reason"] == "its keeper died"
     assert h.stop() == 0
     assert clean(h), h.leaks()
+
+
+def test_run_retention_removes_only_runs_that_ended(tmp_path):
+    """--run-retention: a run that ended longer ago goes, with its result
+    (GET is 404, no row is left), while one still running stays however old
+    it is, until it ends too; the audit log keeps its entries."""
+    import sqlite3
+    h = make(tmp_path, "--run-retention", "2s").start()
+    status = lambda rid: h.request("GET", f"/v1/runs/{rid}", token=h.tok).status  # noqa: E731
+    slow = h.request("POST", "/v1/runs", {"cmd": ["sleep", "600"], "async": True,
+                                          "limits": {"wall_time": "900s", "cpu_time": "60s"}},
+                     h.tok).json["id"]
+    assert wait_until(lambda: get_run(h, slow)["state"] == "running", 60)
+    done = h.request("POST", "/v1/runs", {"cmd": ["true"]}, h.tok).json
+    assert done["state"] == "finished", done
+    assert wait_until(lambda: status(done["id"]) == 404, 120), get_run(h, done["id"])
+    # Older than the retention by now (it began before `done`), but running.
+    assert get_run(h, slow)["state"] == "running"
+    assert "run retention: removed 1 runs" in h.log.read_text()
+    db = sqlite3.connect(os.path.join(h.state, "hulld.db"))
+    try:
+        for table, col in (("runs", "id"), ("results", "run_id")):
+            n = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {col} = ?", (done["id"],))
+            assert n.fetchone()[0] == 0, table
+        assert db.execute("SELECT COUNT(*) FROM audit WHERE target = ?",
+                          (done["id"],)).fetchone()[0] >= 1
+    finally:
+        db.close()
+    # Once it ends (cancelled: killed), it goes as well.
+    assert h.request("DELETE", f"/v1/runs/{slow}", token=h.tok).status == 200
+    assert wait_until(lambda: status(slow) == 404, 120), get_run(h, slow)
+    assert h.stop() == 0 and clean(h)
+
+
+@pytest.mark.parametrize("value", ["0", "500ms", "36501d", "soon", "-1d"])
+def test_run_retention_refuses_what_is_not_an_age(tmp_path, value):
+    r = subprocess.run([HULLD, "--socket", str(tmp_path / "s"), "--state-dir", str(tmp_path / "d"),
+                        "--run-retention", value], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith(
+        f"hulld: --run-retention: '{value}' is not a duration"), r

@@ -100,7 +100,7 @@ def test_create_exec_files_delete(d):
     assert r.json["stdout"].split()[0] == hashlib.sha256(data).hexdigest()
     # A missing command is a result, as at the container level.
     r = exec_(d, sid, ["/no/such/program"])
-    assert r.status == 200 and r.json["verdict"] == "internal_error", r
+    assert r.status == 200 and (r.json["verdict"], r.json["exit_code"]) == ("bad_command", 127), r
     # Another tenant sees nothing.
     assert d.request("GET", f"/v1/sandboxes/{sid}", token=d.tokens["other"]).status == 404
     assert exec_(d, sid, ["true"], who="other").status == 404

@@ -368,11 +368,15 @@ def test_output_limit(d, sb):
     ({"cmd": ["true"], "stdin": "text"}, "stdin"),
     ({"cmd": ["true"], "isolation": "process"}, "isolation"),
     ({"cmd": []}, "cmd"),
+    # a program the sandbox does not have, or cannot execute: the client's error
+    ({"cmd": ["no-such-program"]}, "cmd"),
+    ({"cmd": ["/etc/passwd"]}, "cmd"),
+    ({"cmd": ["true"], "workdir": "/usr/no-such-dir"}, "workdir"),
 ])
 def test_refused_by_name(d, sb, body, field):
     r = d.request("POST", f"/v1/sandboxes/{sb}/processes", body, d.tok)
     assert r.status == 400, r
-    assert r.json["error"]["field"] == field, r
+    assert (r.json["error"]["code"], r.json["error"]["field"]) == ("invalid_request", field), r
     lst = d.request("GET", f"/v1/sandboxes/{sb}/processes", token=d.tok).json
     assert lst["processes"] == []  # nothing half-made
 

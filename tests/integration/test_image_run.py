@@ -160,6 +160,24 @@ def test_the_image_config_is_applied(store):
     assert r["stdout"] == "mine\n", (err, r)
 
 
+def test_a_working_dir_the_image_lacks_is_the_callers_error(store, tmp_path):
+    """A WorkingDir the read-only image root does not have cannot be made:
+    the run says so as the command's fault (bad_command, 126), one `hull:`
+    line without --json, never an internal error."""
+    root, _ = store
+    ref = "localhost/levels/nowd:1"
+    write_oci_layout(root, ref, [bb_entries()], config={"WorkingDir": "/no/such/dir"})
+    rc, r, err = sandbox(root, "--image", ref, "--", "pwd")
+    assert rc == 0 and (r["verdict"], r["exit_code"]) == ("bad_command", 126), (err, r)
+    assert r["error"].startswith("workdir: /no/such/dir is not there and cannot be made"), r
+    assert "Read-only file system" in r["error"], r
+    p = run("sandbox", "run", "--image-root", root, "--image", ref, "--", "pwd", root=root)
+    assert p.returncode == 126 and p.stderr.splitlines() == [f"hull: sandbox: {r['error']}"], p
+    # --workdir under /tmp is made, as before.
+    rc, r, err = sandbox(root, "--image", ref, "--workdir", "/tmp/w", "--", "pwd")
+    assert rc == 0 and r["stdout"] == "/tmp/w\n", (err, r)
+
+
 # How the layers are mounted (image/rootfs.c): overlayfs, or a copy on a
 # tmpfs where overlayfs cannot serve; hull's root is the same either way.
 OVERLAY_MODES = ["auto", "copy"]

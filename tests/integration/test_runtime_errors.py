@@ -344,6 +344,19 @@ def test_unknown_signal(hull, bundle, sig):
         assert pid_alive(pid) and hull.state(c)["status"] == "running"
 
 
+@pytest.mark.parametrize("order", ["after", "before"])
+@pytest.mark.parametrize("sig", ["-9", "-KILL", "-SIGTERM"])
+def test_dashed_signal_is_one_error(hull, bundle, sig, order):
+    """kill(1)'s `-9`: refused as runc and crun refuse it, in one line that
+    says how to write it, not as getopt's unknown option and a usage note;
+    nothing is sent."""
+    bundle.set_args("sleep", "1000")
+    with started(hull, bundle) as (c, pid):
+        r = hull("kill", *((c, sig) if order == "after" else (sig, c)))
+        assert_error(r, "kill", c, f"unknown signal '{sig}'", f"without the dash ('{sig[1:]}')")
+        assert pid_alive(pid) and hull.state(c)["status"] == "running"
+
+
 # ---- id mappings the kernel refuses -----------------------------------------------------
 
 @pytest.mark.parametrize("uid_map", [

@@ -131,12 +131,12 @@ def test_background_process_ends_with_the_program(sb):
 def test_exec_failure_after_the_clone_is_reported(sb, tmp_path):
     """A program that passes every check before the run but fails at execve
     (no binary format takes it) is reported by the child that shares the
-    reaper's memory until its exec, as an internal error."""
+    reaper's memory until its exec, as a command that cannot run (126)."""
     bad = tmp_path / "bad"
     bad.write_bytes(b"\x00\x01garbage\n")
     bad.chmod(0o755)
     r = sb("--copy-in", f"{bad}:/tmp/bad", cmd=["/tmp/bad"])
-    assert r.verdict == "internal_error", r
+    assert (r.verdict, r.j["exit_code"]) == ("bad_command", 126), r
     assert "exec /tmp/bad: Exec format error" in r.j["error"], r.j["error"]
     assert sb(cmd=["true"]).verdict == "ok"
 
@@ -763,17 +763,37 @@ def test_no_command(sb):
     assert r.returncode == 125 and "no command given" in r.stderr
 
 
-@pytest.mark.parametrize("cmd,why", [
-    (["/nonexistent-hull"], 'exec: "/nonexistent-hull": No such file or directory'),
-    (["nosuchprog-hull"], 'exec: "nosuchprog-hull": executable file not found in $PATH'),
-    (["/etc/passwd"], 'exec: "/etc/passwd": not an executable file'),
+@pytest.mark.parametrize("cmd,why,code", [
+    (["/nonexistent-hull"], 'exec: "/nonexistent-hull": No such file or directory', 127),
+    (["nosuchprog-hull"], 'exec: "nosuchprog-hull": executable file not found in $PATH', 127),
+    (["/etc/passwd"], 'exec: "/etc/passwd": not an executable file', 126),
 ])
-def test_command_that_cannot_run(sb, cmd, why):
-    r = sb(cmd=cmd)
-    assert r.rc == 0 and r.verdict == "internal_error", r
+@pytest.mark.parametrize("isolation", ["container", "process"])
+def test_command_that_cannot_run(sb, cmd, why, code, isolation):
+    """The caller's mistake, not hull's: verdict bad_command with a shell's
+    status (127 missing, 126 not executable), one `hull:` error line."""
+    r = sb("--isolation", isolation, cmd=cmd)
+    assert r.rc == 0 and (r.verdict, r.j["exit_code"]) == ("bad_command", code), r
     assert why in r.j["error"], r.j["error"]
-    p = sb(cmd=cmd, json_out=False)
-    assert p.rc == 125 and "verdict=internal_error" in p.stderr and why in p.stderr, p
+    p = sb("--isolation", isolation, cmd=cmd, json_out=False)
+    assert p.rc == code and "verdict=" not in p.stderr, p
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hull: sandbox: ") and why in lines[0], p
+
+
+@pytest.mark.parametrize("workdir,why", [
+    ("/usr/no-such-dir-hull", "workdir: /usr/no-such-dir-hull is not there and cannot be made: "
+                              "mkdir /usr/no-such-dir-hull: Read-only file system"),
+    ("/etc/passwd", "workdir: /etc/passwd: not a directory"),
+])
+def test_workdir_that_cannot_be_made(sb, workdir, why):
+    """A --workdir the read-only root lacks is the caller's mistake, said as
+    one clear error (bad_command, 126), not an internal error."""
+    r = sb("--workdir", workdir, cmd=["pwd"])
+    assert r.rc == 0 and (r.verdict, r.j["exit_code"]) == ("bad_command", 126), r
+    assert r.j["error"] == why, r.j
+    p = sb("--workdir", workdir, cmd=["pwd"], json_out=False)
+    assert p.rc == 126 and p.stderr.splitlines() == [f"hull: sandbox: {why}"], p
 
 
 # ---- the runner going away ----------------------------------------------------------

@@ -395,17 +395,15 @@ def test_concurrent_process_level_runs_never_share_a_uid():
     assert len(set(uids)) == 8, uids
 
 
-def test_a_run_killed_while_copying_out_leaves_no_partial_file(sb, open_tmp):
-    """The copy is written unnamed (O_TMPFILE) and named only when whole: a
-    SIGKILL while it is written leaves nothing in the caller's directory,
-    where nothing would ever clean it up."""
-    import signal
+def start_big_copy_out(sb, open_tmp, *opts, json_out=True):
+    """A run whose 800 MiB copy-out is under way: (Popen, out, err, the
+    host directory it copies into), or a skip if it ended unseen."""
     import time
     out = open_tmp / "out"
     out.mkdir()
     out.chmod(0o755)
     p, o, e = sb.start("--tmp-size", "900M", "--memory", "1G", "--copy-out-max", "1G",
-                       "--copy-out", f"/tmp/big:{out}/big",
+                       "--copy-out", f"/tmp/big:{out}/big", *opts, json_out=json_out,
                        cmd=["sh", "-c", "head -c 800M /dev/urandom > /tmp/big"])
 
     def copying():
@@ -428,6 +426,15 @@ def test_a_run_killed_while_copying_out_leaves_no_partial_file(sb, open_tmp):
         time.sleep(0.005)
     if p.poll() is not None:
         pytest.skip("the copy ended before it was seen under way")
+    return p, o, e, out
+
+
+def test_a_run_killed_while_copying_out_leaves_no_partial_file(sb, open_tmp):
+    """The copy is written unnamed (O_TMPFILE) and named only when whole: a
+    SIGKILL while it is written leaves nothing in the caller's directory,
+    where nothing would ever clean it up."""
+    import signal
+    p, o, e, out = start_big_copy_out(sb, open_tmp)
     p.send_signal(signal.SIGKILL)
     p.wait()
     o.close()
@@ -436,3 +443,22 @@ def test_a_run_killed_while_copying_out_leaves_no_partial_file(sb, open_tmp):
     # What the killed runner left of the sandbox itself: the cleanup verb's.
     r = subprocess.run([HULL, "sandbox", "cleanup"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_sigterm_while_copying_out_stops_the_copy(sb, open_tmp, json_out):
+    """SIGTERM is heard during the copy-out too, not once it is over: the
+    copy stops, the destination is not made, the run is killed (exit 143),
+    and the file says it was not copied."""
+    import signal
+    p, o, e, out = start_big_copy_out(sb, open_tmp, json_out=json_out)
+    p.send_signal(signal.SIGTERM)
+    r = sb.finish(p, o, e, json_out=json_out)
+    assert list(out.iterdir()) == [] and r.rc == 128 + signal.SIGTERM, r
+    if json_out:
+        assert r.verdict == "killed", r
+        (f,) = r.j["files"]
+        assert f["status"] == "failed" and "cancelled" in f["error"], f
+    else:
+        assert "verdict=killed" in r.stderr, r
+        assert "copy-out failed" in r.stderr and "cancelled" in r.stderr, r

@@ -50,6 +50,18 @@ def test_limits_give_the_same_verdicts():
     assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
 
 
+def test_a_command_the_guest_lacks_is_bad_command():
+    """As at the container level: the command's fault (bad_command, 127),
+    not an internal error; without --json one `hull:` line and exit 127."""
+    rc, j, err = sandbox("--wall-time", "60s", "--", "no-such-program-hull")
+    assert rc == 0 and (j["verdict"], j["exit_code"]) == ("bad_command", 127), (j, err)
+    assert "no-such-program-hull" in j["error"], j
+    cp = subprocess.run([HULL, "sandbox", "run", "--isolation", "microvm", "--wall-time", "60s",
+                         "--", "no-such-program-hull"], capture_output=True, text=True, timeout=600)
+    assert cp.returncode == 127 and cp.stderr.startswith("hull: sandbox: "), cp
+    assert len(cp.stderr.splitlines()) == 1, cp
+
+
 @pytest.mark.parametrize("args,what", [
     (["--bind", "/usr:/x"], "bind: host binds are not available at microvm isolation"),
     (["--network", "host"], "--network host is refused"),

@@ -121,7 +121,8 @@ def test_exec_json_exits_0_whenever_it_ran(h, vm):
     p = h.run("vm", "exec", "--json", *GENEROUS, vm, "--", "no-such-command")
     assert p.returncode == 0, p
     j = json.loads(p.stdout)
-    assert j["verdict"] == "internal_error" and "No such file" in j["error"], j
+    # The command's fault, not hull's: bad_command, with a shell's 127.
+    assert (j["verdict"], j["exit_code"]) == ("bad_command", 127) and "No such file" in j["error"], j
     assert set(j) == EXEC_KEYS | {"error"}
 
 

@@ -101,11 +101,12 @@ def test_smallest_open_files_limit_still_leaves_the_oom_killer_to_the_workload(h
     assert r["verdict"] == "ok" and r["stdout"].split() == ["0", "4"], r
 
 
-def test_missing_command_is_internal_error(h):
+def test_missing_command_is_bad_command(h):
+    """The command's fault, not hull's: verdict bad_command, a shell's 127."""
     p = h.run("vm", "run", "--", "/no/such/binary")
     r = json.loads(p.stdout)
-    assert p.returncode == 1
-    assert r["verdict"] == "internal_error" and "No such file" in r["error"]
+    assert p.returncode == 127
+    assert (r["verdict"], r["exit_code"]) == ("bad_command", 127) and "No such file" in r["error"]
     assert leftovers(h) == ([], [], [])
 
 

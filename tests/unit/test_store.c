@@ -1,8 +1,8 @@
 /* Unit tests of the service store (src/lib/service): tokens are random,
  * stored only hashed, verified, revoked; a run ends once whoever races to
- * end it; the audit log refuses changes; a second open migrates nothing;
- * hulld's WAL checkpoints can be left to a connection of their own; a
- * token hulld verified before is refused once revoked. */
+ * end it; ended runs are removed after their retention; the audit log refuses changes; a second
+ * open migrates nothing; hulld's WAL checkpoints can be left to a connection of their own; a token
+ * hulld verified before is refused once revoked. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -162,6 +162,56 @@ static void test_run_ends_once(void **state)
     hull_error_free(&err);
 }
 
+/* --run-retention: runs that ended before the cut go with their results,
+ * in batches of at most the limit, oldest first; runs still queued or
+ * running stay whatever their age. */
+static void test_run_prune(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    static const char *const from[] = {"queued", NULL};
+    const char *ends[] = {"2020-01-01T00:00:01.000000000Z", "2020-01-01T00:00:02.000000000Z",
+                          "2020-01-01T00:00:03.000000000Z", "2030-01-01T00:00:00.000000000Z"};
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "r-%d", i);
+        assert_int_equal(hull_run_insert(f->st, id, "acme", "queued", NULL, ends[0], &err), 0);
+        assert_int_equal(hull_run_finish_at(f->st, id, "{\"verdict\":\"ok\"}", "ok", ends[i], &err),
+                         1);
+    }
+    assert_int_equal(hull_run_insert(f->st, "r-q", "acme", "queued", NULL, ends[0], &err), 0);
+    assert_int_equal(hull_run_insert(f->st, "r-c", "acme", "queued", NULL, ends[0], &err), 0);
+    assert_int_equal(hull_run_transition(f->st, "r-c", from, "cancelled", &err), 1);
+    unsigned n = 0;
+    assert_int_equal(hull_run_prune(f->st, "2025-01-01T00:00:00Z", 2, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_null(hull_run_get(f->st, "r-0", NULL, &err)); /* the oldest first */
+    hull_error_free(&err);
+    assert_null(hull_run_get(f->st, "r-1", NULL, &err));
+    hull_error_free(&err);
+    json_object *o = hull_run_get(f->st, "r-2", NULL, &err);
+    assert_non_null(o);
+    json_object_put(o);
+    assert_int_equal(hull_run_prune(f->st, "2025-01-01T00:00:00Z", 2, &n, &err), 0);
+    assert_int_equal(n, 1); /* fewer than the limit: nothing more to remove */
+    assert_int_equal(hull_run_prune(f->st, "2025-01-01T00:00:00Z", 2, &n, &err), 0);
+    assert_int_equal(n, 0);
+    /* Left: the run that ended after the cut, the queued one, and the one
+     * cancelled now (after the cut too); no result without its run. */
+    char *left = db_text(f, "SELECT group_concat(id, ',') FROM (SELECT id FROM runs ORDER BY id)");
+    assert_string_equal(left, "r-3,r-c,r-q");
+    free(left);
+    char *results = db_text(f, "SELECT group_concat(run_id, ',') FROM results");
+    assert_string_equal(results, "r-3");
+    free(results);
+    /* A cut after everything still leaves the queued run. */
+    assert_int_equal(hull_run_prune(f->st, "2099-01-01T00:00:00Z", 100, &n, &err), 0);
+    assert_int_equal(n, 2);
+    left = db_text(f, "SELECT group_concat(id, ',') FROM runs");
+    assert_string_equal(left, "r-q");
+    free(left);
+}
+
 static void test_audit_append_only(void **state)
 {
     struct fx *f = *state;
@@ -266,6 +316,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_ends_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_checkpoint, setup, teardown),

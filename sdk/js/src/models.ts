@@ -15,6 +15,7 @@ export const VERDICTS = [
   "pids_limit",
   "internal_error",
   "killed",
+  "bad_command",
 ] as const;
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional
 from .errors import HullError
 
 VERDICTS = ("ok", "exit_nonzero", "signaled", "cpu_time_limit", "wall_time_limit",
-            "memory_limit", "output_limit", "pids_limit", "internal_error", "killed")
+            "memory_limit", "output_limit", "pids_limit", "internal_error", "killed",
+            "bad_command")
 
 
 class RunFailed(HullError):

@@ -119,8 +119,11 @@ static int exec_child_prepare(struct exec_ctx *x, struct hull_proc_plan *plan, h
         if (hull_pty_become_console(slave, err) < 0)
             return -1;
     }
-    if (chdir(x->proc.cwd) < 0)
-        return hull_error_errno(err, "process.cwd: %s", x->proc.cwd);
+    if (chdir(x->proc.cwd) < 0) {
+        hull_error_errno(err, "process.cwd: %s", x->proc.cwd);
+        hull_proc_mark_cwd_error(err);
+        return -1;
+    }
     if (hull_proc_resolve(plan, err) < 0 || hull_proc_finish(plan, err) < 0)
         return -1;
     return 0;

@@ -203,8 +203,13 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
      * it, and before root.readonly would forbid it. */
     int cwdfd = hull_resolve_in_root(rfs.rootfd, proc->cwd,
                                      HULL_RESOLVE_MKDIR | HULL_RESOLVE_DIRECTORY, err);
-    if (cwdfd < 0)
-        return hull_error_prefix(err, "process.cwd");
+    if (cwdfd < 0) {
+        bool ro = hull_error_code(*err) == EROFS;
+        hull_proc_mark_cwd_error(err);
+        return ro ? hull_error_prefix(err, "process.cwd: %s is not there and cannot be made",
+                                      proc->cwd)
+                  : hull_error_prefix(err, "process.cwd");
+    }
     close(cwdfd); /* entered by path below, once the mounts over it are made */
     if (set_hostname(spec, err) < 0)
         return -1;
@@ -228,8 +233,11 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
 
     /* cwd first: a relative args[0] ("./run") or PATH entry is relative to
      * process.cwd, as for runc and for exec below. */
-    if (chdir(proc->cwd) < 0)
-        return hull_error_errno(err, "process.cwd: %s", proc->cwd);
+    if (chdir(proc->cwd) < 0) {
+        hull_error_errno(err, "process.cwd: %s", proc->cwd);
+        hull_proc_mark_cwd_error(err);
+        return -1;
+    }
     if (hull_proc_resolve(plan, err) < 0)
         return -1;
 

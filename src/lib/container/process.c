@@ -42,15 +42,51 @@ static bool is_executable(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
+/* The program could not be started because of what it is (or is not): the
+ * caller's mistake, told apart from the runtime's own failures by a code of
+ * hull's (a shell's 127 and 126). Other errnos (ENOMEM, E2BIG) stay ours. */
+static void mark_cmd_error(hull_error *err, int errnum)
+{
+    if (err == NULL || *err == NULL)
+        return;
+    if (errnum == ENOENT || errnum == ENOTDIR)
+        (*err)->code = HULL_ENOCMD;
+    else if (errnum == EACCES || errnum == ENOEXEC || errnum == EISDIR || errnum == ELOOP ||
+             errnum == ETXTBSY || errnum == ELIBBAD)
+        (*err)->code = HULL_ECMDEXEC;
+}
+
+void hull_proc_mark_cwd_error(hull_error *err)
+{
+    if (err == NULL || *err == NULL)
+        return;
+    switch ((*err)->code) {
+    case EROFS:
+    case ENOENT:
+    case ENOTDIR:
+    case EACCES:
+    case ELOOP:
+    case EXDEV:
+    case ENAMETOOLONG:
+        (*err)->code = HULL_ECWD;
+        break;
+    default:
+        break;
+    }
+}
+
 char *hull_find_executable(const char *file, char *const *env, hull_error *err)
 {
     if (strchr(file, '/') != NULL) {
         if (!is_executable(file)) {
             struct stat st;
-            if (stat(file, &st) < 0)
+            if (stat(file, &st) < 0) {
+                int e = errno;
                 hull_error_errno(err, "exec: \"%s\"", file);
-            else
-                hull_error_set(err, EACCES, "exec: \"%s\": not an executable file", file);
+                mark_cmd_error(err, e);
+            } else {
+                hull_error_set(err, HULL_ECMDEXEC, "exec: \"%s\": not an executable file", file);
+            }
             return NULL;
         }
         return strdup(file);
@@ -70,7 +106,7 @@ char *hull_find_executable(const char *file, char *const *env, hull_error *err)
             break;
         p = end + 1;
     }
-    hull_error_set(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", file);
+    hull_error_set(err, HULL_ENOCMD, "exec: \"%s\": executable file not found in $PATH", file);
     return NULL;
 }
 
@@ -277,7 +313,9 @@ void hull_proc_exec(struct hull_proc_plan *p, int report_fd)
     reset_signals();
 
     execve(p->path, p->proc->args, p->envp);
+    int e = errno;
     hull_error_errno(&err, "exec %s", p->path);
+    mark_cmd_error(&err, e); /* ENOENT here: its interpreter or loader is missing */
     hull_proc_report(report_fd, p->error_fd, err);
     _exit(127);
 }

@@ -59,6 +59,12 @@ __attribute__((noreturn)) void hull_proc_exec_reaped(struct hull_proc_plan *p, i
 
 char *hull_find_executable(const char *file, char *const *env, hull_error *err);
 
+/* *err (its code an errno) says process.cwd cannot be entered or made:
+ * not there in a read-only root, not a directory, no search permission.
+ * Such reasons are the caller's mistake and become HULL_ECWD; the others
+ * (ENOMEM, EIO) stay the runtime's. */
+void hull_proc_mark_cwd_error(hull_error *err);
+
 /* Check the LSM fields of a process against the host, so a profile the host
  * cannot apply is refused up front instead of silently ignored. */
 int hull_proc_check_lsm(const struct hull_process *proc, const char *path, hull_error *err);

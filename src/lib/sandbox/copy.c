@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +71,21 @@ static int finish_sparse(int out, off_t size, uint64_t *length, hull_error *err)
     return 0;
 }
 
+bool hull_sandbox_cancelled(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+/* Data copied between two looks at the cancel fd: a few milliseconds. */
+#define COPY_CHUNK (8u << 20)
+
 /* The data extents of in, into out at the same offsets, at most *budget
- * bytes of them. *length is the host file's length, *bytes the data
- * written; *cut when the budget ended the copy early. */
-static int copy_sparse(int in, int out, uint64_t *budget, uint64_t *length, uint64_t *bytes,
-                       bool *cut, hull_error *err)
+ * bytes of them, in chunks with a look at cancel_fd before each. *length
+ * is the host file's length, *bytes the data written; *cut when the budget
+ * ended the copy early. */
+static int copy_sparse(int in, int out, uint64_t *budget, int cancel_fd, uint64_t *length,
+                       uint64_t *bytes, bool *cut, hull_error *err)
 {
     struct stat st;
     if (fstat(in, &st) < 0)
@@ -92,8 +103,14 @@ static int copy_sparse(int in, int out, uint64_t *budget, uint64_t *length, uint
             len = *budget;
             *cut = true;
         }
-        if (hull_copy_range(in, out, data, len, err) < 0)
-            return -1;
+        for (uint64_t done = 0; done < len;) {
+            uint64_t n = len - done < COPY_CHUNK ? len - done : COPY_CHUNK;
+            if (hull_sandbox_cancelled(cancel_fd))
+                return hull_error_set(err, ECANCELED, "stopped: the run was cancelled");
+            if (hull_copy_range(in, out, data + (off_t)done, n, err) < 0)
+                return -1;
+            done += n;
+        }
         *budget -= len;
         *bytes += len;
         off = data + (off_t)len;
@@ -122,7 +139,7 @@ static int host_parent(const char *host, const char **name, hull_error *err)
     return dfd;
 }
 
-static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget, int cancel_fd,
                     struct hull_copied_file *f, hull_error *err)
 {
     cleanup_close int in = open_source(tmpfd, c->sandbox, &f->status, err);
@@ -157,10 +174,13 @@ static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
     bool cut = false;
     char self[64];
     snprintf(self, sizeof(self), "/proc/self/fd/%d", out);
-    if (copy_sparse(in, out, budget, &f->size, &f->bytes, &cut, err) < 0 || fsync(out) < 0 ||
+    if (copy_sparse(in, out, budget, cancel_fd, &f->size, &f->bytes, &cut, err) < 0 ||
+        fsync(out) < 0 || hull_sandbox_cancelled(cancel_fd) ||
         (unnamed && linkat(AT_FDCWD, self, dfd, tmp, AT_SYMLINK_FOLLOW) < 0) ||
         renameat(dfd, tmp, dfd, name) < 0) {
-        if (!hull_error_code(*err))
+        if (*err == NULL && hull_sandbox_cancelled(cancel_fd))
+            hull_error_set(err, ECANCELED, "write %s: stopped: the run was cancelled", c->host);
+        else if (!hull_error_code(*err))
             hull_error_errno(err, "write %s", c->host);
         else
             hull_error_prefix(err, "write %s", c->host);
@@ -176,17 +196,21 @@ static int copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
     return 0;
 }
 
-void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget, int cancel_fd,
                            struct hull_copied_file *f)
 {
     hull_error e = NULL;
     f->sandbox = strdup(c->sandbox);
     f->host = strdup(c->host);
     f->status = HULL_COPY_MISSING;
-    if (tmpfd < 0)
+    if (tmpfd < 0) {
         hull_error_set(&e, ENOENT, "the sandbox's /tmp is not available");
-    else
-        copy_out(tmpfd, c, budget, f, &e);
+    } else if (hull_sandbox_cancelled(cancel_fd)) {
+        f->status = HULL_COPY_FAILED;
+        hull_error_set(&e, ECANCELED, "not copied: the run was cancelled");
+    } else {
+        copy_out(tmpfd, c, budget, cancel_fd, f, &e);
+    }
     if (e != NULL) {
         if (asprintf(&f->error, "%s: %s", c->sandbox, hull_error_msg(e)) < 0)
             f->error = NULL;

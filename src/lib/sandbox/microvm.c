@@ -66,7 +66,7 @@ static int check_rootfs(const struct hull_policy *p, hull_error *err)
 
 static enum hull_verdict verdict_from_name(const char *name)
 {
-    for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_KILLED; v++)
+    for (int v = HULL_VERDICT_OK; v <= HULL_VERDICT_BAD_COMMAND; v++)
         if (strcmp(hull_verdict_name((enum hull_verdict)v), name) == 0)
             return (enum hull_verdict)v;
     return HULL_VERDICT_INTERNAL_ERROR;
@@ -223,8 +223,10 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
     r->out = (struct hull_output){vr.run.stdout_buf, vr.run.stdout_len, vr.run.stdout_truncated};
     r->err = (struct hull_output){vr.run.stderr_buf, vr.run.stderr_len, vr.run.stderr_truncated};
     vr.run.stdout_buf = vr.run.stderr_buf = NULL;
-    /* Copy-out failures are in r->files; the error is for internal_error. */
-    if (vr.error && r->verdict == HULL_VERDICT_INTERNAL_ERROR)
+    /* Copy-out failures are in r->files; the error is for internal_error
+     * and bad_command. */
+    if (vr.error &&
+        (r->verdict == HULL_VERDICT_INTERNAL_ERROR || r->verdict == HULL_VERDICT_BAD_COMMAND))
         r->error = strdup(vr.error);
     copied_out(p, &vr, r);
     hull_vm_oneshot_result_free(&vr);

@@ -8,6 +8,7 @@
 
 #include "hull.h"
 #include "linux/seccomp.h"
+#include "sandbox/sandbox.h"
 #include "util/json.h"
 #include "util/utf8.h"
 
@@ -22,6 +23,7 @@ static const char *const verdicts[] = {
     [HULL_VERDICT_PIDS_LIMIT] = "pids_limit",
     [HULL_VERDICT_INTERNAL_ERROR] = "internal_error",
     [HULL_VERDICT_KILLED] = "killed",
+    [HULL_VERDICT_BAD_COMMAND] = "bad_command",
 };
 
 bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over)
@@ -67,6 +69,32 @@ const char *hull_verdict_name(enum hull_verdict v)
     if ((size_t)v < sizeof(verdicts) / sizeof(verdicts[0]) && verdicts[v])
         return verdicts[v];
     return "unknown";
+}
+
+void hull_result_not_started(struct hull_result *r, hull_error *e, const char *id)
+{
+    int code = hull_error_code(*e);
+    const char *msg = hull_error_msg(*e);
+    r->verdict = HULL_VERDICT_INTERNAL_ERROR;
+    if (code == HULL_ENOCMD || code == HULL_ECMDEXEC || code == HULL_ECWD) {
+        r->verdict = HULL_VERDICT_BAD_COMMAND;
+        r->exit_code = code == HULL_ENOCMD ? 127 : 126;
+        /* "VERB ID: " names the container hull made, nothing the caller
+         * knows: the caller's mistake is said in the caller's terms. */
+        const char *sp = strchr(msg, ' ');
+        size_t n = strlen(id);
+        if (sp && strncmp(sp + 1, id, n) == 0 && strncmp(sp + 1 + n, ": ", 2) == 0)
+            msg = sp + 1 + n + 2;
+    }
+    free(r->error);
+    /* The sandbox's name for process.cwd (--workdir, an image's WorkingDir). */
+    if (code == HULL_ECWD && strncmp(msg, "process.cwd", 11) == 0) {
+        if (asprintf(&r->error, "workdir%s", msg + 11) < 0)
+            r->error = NULL;
+    } else {
+        r->error = strdup(msg);
+    }
+    hull_error_free(e);
 }
 
 void hull_result_free(struct hull_result *r)

@@ -682,7 +682,7 @@ static int ns_launch(struct run *x, hull_error *err)
     int setup = hull_container_setup(&rt, &co, &so, &x->c, &e);
     hull_closep(&pooled); /* the init holds it now (or nobody: it is gone) */
     if (setup < 0) {
-        internal_error(r, &e);
+        hull_result_not_started(r, &e, x->id);
         return 0;
     }
     x->have_ctx = true;
@@ -698,7 +698,7 @@ static int ns_launch(struct run *x, hull_error *err)
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x->c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
         hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {
-        internal_error(r, &e);
+        hull_result_not_started(r, &e, x->id);
         kill_all(x);
         hull_reap(x->c.launch.pid); /* as above */
     } else {
@@ -717,9 +717,15 @@ static int ns_launch(struct run *x, hull_error *err)
         r->files = calloc(p->n_copy_out, sizeof(*r->files));
         uint64_t budget = p->copy_out_max;
         for (size_t i = 0; r->files && i < p->n_copy_out; i++) {
-            hull_sandbox_copy_out(x->c.launch.exported_fd, &p->copy_out[i], &budget, &r->files[i]);
+            hull_sandbox_copy_out(x->c.launch.exported_fd, &p->copy_out[i], &budget, p->cancel_fd,
+                                  &r->files[i]);
             r->n_files++;
         }
+        /* Stopped from outside while copying: the run is killed, not ok
+         * with files missing (what was not whole was not written). */
+        if (hull_sandbox_cancelled(p->cancel_fd) && r->verdict != HULL_VERDICT_INTERNAL_ERROR &&
+            r->verdict != HULL_VERDICT_BAD_COMMAND)
+            r->verdict = HULL_VERDICT_KILLED;
     }
     if (hull_container_destroy(&rt, x->c.dirfd, &x->c.cs, &e) < 0) {
         hull_warn("sandbox %s: cleanup: %s", x->id, hull_error_msg(e));

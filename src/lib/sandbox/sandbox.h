@@ -156,6 +156,12 @@ void hull_sandbox_setup_opts(const struct hull_policy *p, struct hull_sandbox_la
  * bytes (the rest sets out->truncated and *over). False at EOF or error,
  * true when the pipe is merely empty for now. */
 bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *over);
+/* The run ended before its program started, for the reason in *e (taken):
+ * bad_command with a shell's exit status (127, 126) when the program could
+ * not be started as asked (HULL_ENOCMD; HULL_ECMDEXEC, HULL_ECWD),
+ * internal_error otherwise. id: the container's, which a bad_command's
+ * error does not repeat. */
+void hull_result_not_started(struct hull_result *r, hull_error *e, const char *id);
 /* CPU time so far, in ms, of an init and its children read from /proc
  * (process isolation, no cgroup); false when it cannot be read. */
 bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
@@ -163,9 +169,13 @@ bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never
  * writing anywhere but host; holes stay holes, and at most *budget data
- * bytes are written (*budget is reduced by what was). Fills f. */
-void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget,
+ * bytes are written (*budget is reduced by what was). Fills f. A readable
+ * cancel_fd (-1: none) stops the copy between chunks: the host path is
+ * left as it was and f says failed. */
+void hull_sandbox_copy_out(int tmpfd, const struct hull_copy *c, uint64_t *budget, int cancel_fd,
                            struct hull_copied_file *f);
+/* Whether fd (the policy's cancel_fd, or -1) is readable now. */
+bool hull_sandbox_cancelled(int fd);
 
 /* A run rooted in an image (image.c). open: resolve (pull, unpack as the
  * policy allows), mark in use, and make eff the policy to run: p with the

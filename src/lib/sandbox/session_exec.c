@@ -214,9 +214,7 @@ static void run_cmd(struct hull_session *s, struct hull_sandbox_layout *lay, str
     hull_error e = NULL;
     uint64_t start = hull_monotonic_ns();
     if (hull_container_exec(&rt, s->id, &o, &ignored, &e) < 0) {
-        r->verdict = HULL_VERDICT_INTERNAL_ERROR;
-        r->error = strdup(hull_error_msg(e));
-        hull_error_free(&e); /* kept in r->error */
+        hull_result_not_started(r, &e, s->id); /* kept in r->error */
         return;
     }
     for (int i = 0; i < 3; i++)

@@ -255,6 +255,57 @@ int hull_run_row(struct hull_store *s, const char *id, struct hull_run_row *row,
     return 0;
 }
 
+/* The ended runs hull_run_prune takes in one go (?1 the time, ?2 the limit):
+ * the same set for both statements, oldest first. */
+#define PRUNE_SET                                                                                  \
+    "SELECT id FROM runs WHERE state IN ('finished', 'cancelled', 'interrupted') AND "             \
+    "finished < ?1 ORDER BY finished, id LIMIT ?2"
+
+/* hull_run_prune's transaction, under the lock: the results, then the runs. */
+static int prune_steps(struct hull_store *s, sqlite3 *db, sqlite3_stmt **st, const char *before,
+                       unsigned limit, unsigned *removed)
+{
+    static const char *const sql[] = {
+        "DELETE FROM results WHERE run_id IN (" PRUNE_SET ")",
+        "DELETE FROM runs WHERE id IN (" PRUNE_SET ")",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        if (hull_store_prepare(s, sql[i], st, NULL) < 0)
+            return -1;
+        sqlite3_bind_text(*st, 1, before, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(*st, 2, limit);
+        if (sqlite3_step(*st) != SQLITE_DONE)
+            return -1;
+        *removed = (unsigned)sqlite3_changes(db);
+        hull_store_release(s, *st);
+        *st = NULL;
+    }
+    return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                   hull_error *err)
+{
+    *removed = 0;
+    cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
+    if (sqlite3_exec(q.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        hull_store_fail(s, "prune runs", err);
+        hull_store_write_done(s, -1, err ? *err : NULL);
+        return -1;
+    }
+    if (prune_steps(s, q.db, &q.st, before, limit, removed) < 0) {
+        hull_store_fail(s, "prune runs", err);
+        hull_store_write_done(s, -1, err ? *err : NULL);
+        hull_store_release(s, q.st);
+        q.st = NULL;
+        sqlite3_exec(q.db, "ROLLBACK", NULL, NULL, NULL);
+        *removed = 0;
+        return -1;
+    }
+    hull_store_write_done(s, 0, NULL);
+    return 0;
+}
+
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
                            size_t *count, hull_error *err)
 {

@@ -197,6 +197,8 @@ static const char *const migrations[] = {
      "  source TEXT,"
      "  created TEXT NOT NULL,"
      "  UNIQUE (tenant, name));"),
+    /* 5: runs that ended, by when, for hulld --run-retention */
+    "CREATE INDEX runs_by_end ON runs (state, finished);",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

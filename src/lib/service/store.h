@@ -171,6 +171,13 @@ json_object *hull_run_list(struct hull_store *s, const char *tenant, const char 
 /* The tenant's runs handed to the Redis queue and not seen to end yet
  * (queued or running: a run's end is seen when its result is read). */
 int hull_run_count_queued(struct hull_store *s, const char *tenant, unsigned *n, hull_error *err);
+/* Remove at most limit runs that ended (finished, cancelled, interrupted)
+ * before the RFC 3339 time before, with their results, in one transaction;
+ * *removed says how many (fewer than limit: none of them is left). Runs
+ * still queued or running are never removed; the audit log keeps its
+ * entries. */
+int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                   hull_error *err);
 /* Runs in state (e.g. "running"), for recovery at start-up. */
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
                            size_t *count, hull_error *err);

@@ -8,6 +8,11 @@ void hull_rfc3339_now(char *buf, size_t len)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    hull_rfc3339_at(ts, buf, len);
+}
+
+void hull_rfc3339_at(struct timespec ts, char *buf, size_t len)
+{
     /* Neither strftime nor gmtime_r: glibc reads /etc/localtime (seven
      * syscalls and a zone file parsed on every `create` and sandbox run)
      * on the first call of either, for a UTC stamp that needs no zone.

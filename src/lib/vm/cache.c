@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,4 +30,23 @@ int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err)
     if (mkdir(out, 0755) < 0 && errno != EEXIST)
         return hull_error_errno(err, "mkdir %s", out);
     return 0;
+}
+
+int vm_cache_use_lock(bool exclusive, hull_error *err)
+{
+    char dir[4096], path[4200];
+    if (vm_cache_subdir("rootfs", dir, sizeof(dir), err) < 0)
+        return -1; /* makes the cache directory (0700) on the way */
+    snprintf(path, sizeof(path), "%s/use.lock", vm_cache_dir());
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s", path);
+    while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
+        if (errno != EINTR) {
+            hull_error_errno(err, "lock %s", path);
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
 }

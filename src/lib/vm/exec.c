@@ -373,6 +373,19 @@ static int exec_stream(struct vm_agent *a, const struct hull_vm_exec_opts *o, bo
     }
 }
 
+/* The agent could not start the command for what it is (the guest's errno
+ * of its exec or chdir): the caller's mistake, marked as the container
+ * level marks it (HULL_ENOCMD, HULL_ECMDEXEC). */
+static void mark_cmd_error(hull_error *err)
+{
+    int code = err && *err ? hull_error_code(*err) : 0;
+    if (code == ENOENT || code == ENOTDIR)
+        (*err)->code = HULL_ENOCMD;
+    else if (code == EACCES || code == ENOEXEC || code == EISDIR || code == ELOOP ||
+             code == ETXTBSY)
+        (*err)->code = HULL_ECMDEXEC;
+}
+
 int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hull_vm_exec_result *r,
                hull_error *err)
 {
@@ -381,8 +394,10 @@ int vm_exec_on(struct vm_agent *a, const struct hull_vm_exec_opts *o, struct hul
         return hull_error_set(err, EINVAL, "exec: no command");
     bool have_stdin = !o->detach && (o->stdin_fd >= 0 || o->stdin_len);
     json_object *resp = NULL, *v;
-    if (vm_agent_call(a, exec_request(o, have_stdin), AGENT_DEADLINE_MS, &resp, err) < 0)
+    if (vm_agent_call(a, exec_request(o, have_stdin), AGENT_DEADLINE_MS, &resp, err) < 0) {
+        mark_cmd_error(err);
         return hull_error_prefix(err, "exec %s", o->argv[0]);
+    }
     bool ok = typed(resp, "pid", json_type_int, &v);
     if (ok && v)
         r->pid = json_object_get_int(v);

@@ -29,7 +29,7 @@ static void hull_warn_template(const char *path, const char *why)
     hull_warn("template %s: %s", path, why);
 }
 
-static void template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
+void vm_template_key(const struct vm *vm, char key[HULL_SHA256_HEX])
 {
     char buf[1024];
     struct stat st = {0};
@@ -123,7 +123,7 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
     char dir[4096], key[HULL_SHA256_HEX], path[4200], lockp[4200];
     if (vm_cache_subdir("templates", dir, sizeof(dir), err) < 0)
         return -1;
-    template_key(vm, key);
+    vm_template_key(vm, key);
     snprintf(path, sizeof(path), "%s/%s.snap", dir, key);
     snprintf(lockp, sizeof(lockp), "%s/%s.lock", dir, key);
     cleanup_close int lk = vm_lock(vm, "lock", true, err);

@@ -106,6 +106,10 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
         return -1;
     if (vm_accel_resolve(o->accel, vm->accel, err) < 0 || vm_vmm()->available(err) < 0)
         return -1;
+    /* Until the record names them, no prune may take the artifacts. */
+    cleanup_close int use = vm_cache_use_lock(false, err);
+    if (use < 0)
+        return -1;
     /* Measure before anything boots: a mismatch stops here. */
     if (vm_kernel_prepare(o->kernel, &vm->kernel, err) < 0 ||
         check_digest("kernel", vm->kernel.bzimage_sha256, o->expect_kernel_sha256, err) < 0 ||

@@ -99,6 +99,11 @@ void vm_printable(const char *in, char *out, size_t len);
 /* The cache directory, created 0700 on demand. */
 const char *vm_cache_dir(void);
 int vm_cache_subdir(const char *name, char *out, size_t len, hull_error *err);
+/* The cache's use lock (<cache>/use.lock), held (an fd to close) shared by
+ * a create from measuring its artifacts until its record names them, and
+ * exclusively by `vm cache prune`, which so never takes a file a VM is
+ * about to record. */
+int vm_cache_use_lock(bool exclusive, hull_error *err);
 
 struct vm_kernel {
     char bzimage[4096]; /* as given or found */
@@ -377,6 +382,9 @@ int vm_boot_timeout_ms(const struct vm *vm);
  * on first use) into a new VM: template.c. */
 int vm_create_from_template(const struct hull_runtime *rt, const struct vm_create_opts *o,
                             struct vm *vm, hull_error *err);
+/* The name of vm's configuration's template in <cache>/templates
+ * (<key>.snap): its artifacts' digests, size, accelerator and QEMU. */
+void vm_template_key(const struct vm *vm, char key[HULL_SHA256_HEX]);
 /* Start a created (or stopped) VM from its configuration's template, cold
  * booting and saving the template the first time. The VM stays on failure. */
 int vm_start_from_template(struct vm *vm, hull_error *err);
