@@ -47,18 +47,12 @@ class Files:
         return self.read(path).decode(encoding)
 
     def read_stream(self, path: str, block: int = _api.BLOCK) -> Iterator[bytes]:
-        """The file's bytes in blocks, as they arrive."""
+        """The file's bytes in blocks, as they arrive; TransportError when
+        the answer is cut short (the file shrank while sent, hulld went)."""
         client = self._sb._client
         conn, resp = client._open("GET", self._url(path), accept="application/octet-stream")
         try:
-            while True:
-                try:
-                    b = resp.read(block)
-                except (OSError, http.client.HTTPException) as e:
-                    raise errors.TransportError(f"hulld at {client._where()}: {e}") from e
-                if not b:
-                    return
-                yield b
+            yield from client._blocks(resp, block)
         finally:
             conn.close()
 

@@ -18,6 +18,15 @@ class Lines:
         self.items, self.end, self.content_type = items, end, content_type
 
 
+class Cut:
+    """Bytes answered with a Content-Length of ``declared``: fewer bytes
+    than that are sent, then the connection is dropped (a download cut
+    short)."""
+
+    def __init__(self, data, declared):
+        self.data, self.declared = data, declared
+
+
 class Stub:
     """Answers queued responses in order and records every request."""
 
@@ -66,6 +75,12 @@ class Stub:
                         self.wfile.flush()
                     if payload.end:
                         self.wfile.write(b"0\r\n\r\n")
+                    return
+                if isinstance(payload, Cut):
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(payload.declared))
+                    self.end_headers()
+                    self.wfile.write(payload.data)
                     return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_header("Content-Length", str(len(data)))

@@ -8,7 +8,7 @@ import io
 import json
 
 import pytest
-from stub import Lines, Stub
+from stub import Cut, Lines, Stub
 
 import hull
 
@@ -250,6 +250,87 @@ def test_iterating_a_process_resumes_where_the_last_reader_stopped(stub, api):
     assert q[0].endswith("/processes/p-1/output?offset=0&follow=true")
     assert q[1].endswith("/processes/p-1/output?offset=7&follow=true")
     assert p.offset == 113 and p.state == "exited" and p.result.ok
+
+
+
+def test_a_process_stream_cut_short_is_a_transport_error(stub, api):
+    """hulld ends a followed stream with the result (or an error line):
+    one that stops mid-way (hulld gone, the connection lost) is an error
+    the caller sees, never the end of the output; the Process keeps where
+    it was, to re-attach."""
+    stub.answer(200, Lines(chunk_lines()[1:3], end=False))
+
+    def sync_body(c, sb):
+        p = hull.Process(sb, hull.ProcessInfo.from_json(PROC))
+        got = []
+        with pytest.raises(hull.TransportError):
+            for ch in p:
+                got.append(ch)
+        return p, got
+
+    async def async_body(c, sb):
+        p = hull.AsyncProcess(sb, hull.ProcessInfo.from_json(PROC))
+        got = []
+        with pytest.raises(hull.TransportError):
+            async for ch in p:
+                got.append(ch)
+        return p, got
+
+    p, got = api.run(sync_body if api.kind == "sync" else async_body)
+    assert [(c.stream, c.offset) for c in got] == [("stdout", 0), ("stderr", 7)]
+    assert p.offset == 9 and p.state == "running" and p.result is None
+
+
+def test_a_watch_cut_short_is_a_transport_error(stub, api):
+    stub.answer(200, Lines([{"type": "create", "path": "/tmp/a", "dir": False}], end=False))
+
+    def sync_body(c, sb):
+        got = []
+        with pytest.raises(hull.TransportError), sb.files.watch("/tmp") as w:
+            for ev in w:
+                got.append(ev)
+        return got
+
+    async def async_body(c, sb):
+        got = []
+        with pytest.raises(hull.TransportError):
+            async with sb.files.watch("/tmp") as w:
+                async for ev in w:
+                    got.append(ev)
+        return got
+
+    got = api.run(sync_body if api.kind == "sync" else async_body)
+    assert [(e.type, e.path) for e in got] == [("create", "/tmp/a")]
+
+
+@pytest.mark.parametrize("how", ["read", "read_stream", "download"])
+def test_a_download_cut_short_is_a_transport_error(stub, api, how):
+    """A file that shrinks while hulld sends it (or hulld stopping) cuts
+    the answer short of its Content-Length: never a shorter file read as
+    whole."""
+    stub.answer(200, Cut(b"x" * 1000, 5000))
+
+    def sync_body(c, sb):
+        with pytest.raises(hull.TransportError) as ei:
+            if how == "read":
+                sb.files.read("/tmp/f")
+            elif how == "read_stream":
+                list(sb.files.read_stream("/tmp/f"))
+            else:
+                sb.files.download("/tmp/f", io.BytesIO())
+        return ei.value
+
+    async def async_body(c, sb):
+        with pytest.raises(hull.TransportError) as ei:
+            if how == "read":
+                await sb.files.read("/tmp/f")
+            elif how == "read_stream":
+                [b async for b in sb.files.read_stream("/tmp/f")]
+            else:
+                await sb.files.download("/tmp/f", io.BytesIO())
+        return ei.value
+
+    api.run(sync_body if api.kind == "sync" else async_body)
 
 
 # ---- files ----------------------------------------------------------------------------
