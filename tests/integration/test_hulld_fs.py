@@ -360,6 +360,23 @@ def test_watch_reports_create_modify_delete_rename(d, sbx):
     s.close()
 
 
+def test_watch_of_a_moved_directory(d, sbx):
+    """A subdirectory renamed out of the watched tree is no longer told of
+    by its old path; the watched directory renamed ends the stream."""
+    sid = sbx()
+    fs(d, "POST", sid, "/tmp/w/sub", "op=mkdir")
+    status, _, q, s = watch(d, sid, "/tmp/w")
+    assert b" 200 " in status
+    sh(d, sid, "mv /tmp/w/sub /tmp/out && touch /tmp/out/x /tmp/w/marker")
+    seen = events_until(q, lambda e: e["path"] == "/tmp/w/marker")
+    assert {"type": "rename_from", "path": "/tmp/w/sub", "dir": True} in seen, seen
+    assert not any(e["path"].startswith("/tmp/w/sub/") for e in seen), seen
+    sh(d, sid, "mv /tmp/w /tmp/w2 && mkdir /tmp/w && touch /tmp/w2/late /tmp/w/new")
+    rest = events_until(q, lambda e: False)
+    assert rest == [{"type": "rename_from", "path": "/tmp/w", "dir": True}], rest
+    s.close()
+
+
 def test_a_quiet_watch_outlives_the_client_timeout(d, sbx):
     """Waiting for events is not an idle client (--client-timeout 2 s)."""
     sid = sbx()
