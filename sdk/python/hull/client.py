@@ -183,6 +183,9 @@ class Client:
             unsent = None
             try:
                 conn.request(method, self._base + path, body=data, headers=headers)
+                # http.client lets go of the socket once an answer that
+                # closes the connection (a stream) is read: kept to cut it.
+                conn.hull_sock = conn.sock
             except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as e:
                 # hulld answers a body over its --max-body (or a disk
                 # limit) with 413 before reading it, and closes: the answer

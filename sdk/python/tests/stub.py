@@ -4,6 +4,7 @@ NDJSON stream sent chunked, line by line) and records every request,
 chunked request bodies decoded."""
 import json
 import os
+import select
 import socketserver
 import tempfile
 import threading
@@ -14,8 +15,11 @@ class Lines:
     """An NDJSON answer: each item (a dict, or raw bytes) goes out as its
     own chunk; ``end=False`` drops the connection instead of ending it."""
 
-    def __init__(self, items, end=True, content_type="application/x-ndjson"):
+    def __init__(self, items, end=True, content_type="application/x-ndjson", hold=None):
         self.items, self.end, self.content_type = items, end, content_type
+        # A threading.Event: after the items, the stream stays open (as a
+        # quiet watch) until it is set or the client goes.
+        self.hold = hold
 
 
 class Cut:
@@ -73,6 +77,9 @@ class Stub:
                             json.dumps(item).encode() + b"\n"
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                         self.wfile.flush()
+                    while payload.hold is not None and not payload.hold.wait(0.05):
+                        if select.select([self.connection], [], [], 0)[0]:
+                            break  # the client closed (or shut down) its end
                     if payload.end:
                         self.wfile.write(b"0\r\n\r\n")
                     return

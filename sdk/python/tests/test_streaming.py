@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import threading
 
 import pytest
 from stub import Cut, Lines, Stub
@@ -301,6 +302,56 @@ def test_a_watch_cut_short_is_a_transport_error(stub, api):
 
     got = api.run(sync_body if api.kind == "sync" else async_body)
     assert [(e.type, e.path) for e in got] == [("create", "/tmp/a")]
+
+
+def test_a_watch_closed_while_another_thread_iterates_it_ends(stub, api):
+    """The usual shape: a thread (or task) iterates the watch, another one
+    closes it. The close must not raise, and the iteration must end (it
+    used to wait for the next event for ever)."""
+    hold = threading.Event()
+    stub.answer(200, Lines([{"type": "create", "path": "/tmp/a", "dir": False}], hold=hold))
+
+    def sync_body(c, sb):
+        w = sb.files.watch("/tmp")
+        got, first = [], threading.Event()
+
+        def reader():
+            for ev in w:
+                got.append(ev)
+                first.set()
+            got.append("end")
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        assert first.wait(60)
+        w.close()
+        t.join(60)
+        return got, t.is_alive()
+
+    async def async_body(c, sb):
+        w = await sb.files.watch("/tmp")
+        got, first = [], asyncio.Event()
+
+        async def reader():
+            async for ev in w:
+                got.append(ev)
+                first.set()
+            got.append("end")
+
+        t = asyncio.ensure_future(reader())
+        await asyncio.wait_for(first.wait(), 60)
+        await w.aclose()
+        await asyncio.wait([t], timeout=60)
+        alive = not t.done()
+        t.cancel()
+        return got, alive
+
+    try:
+        got, alive = api.run(sync_body if api.kind == "sync" else async_body)
+    finally:
+        hold.set()
+    assert not alive
+    assert [(e.type, e.path) for e in got[:-1]] == [("create", "/tmp/a")] and got[-1] == "end"
 
 
 @pytest.mark.parametrize("how", ["read", "read_stream", "download"])
