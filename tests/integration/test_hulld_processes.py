@@ -321,6 +321,40 @@ def test_signal_and_wait(d, sb):
     assert p["id"] in [x["id"] for x in lst]
 
 
+def test_a_client_following_or_waiting_keeps_the_sandbox_in_use(d):
+    """A client following a quiet process's output, or waiting for it to
+    end, is using the sandbox (as a non-streamed exec is): its idle
+    lifetime must not run out under the open request and destroy the
+    sandbox with the process the client waits for."""
+    r = d.request("POST", "/v1/sandboxes", {"lifetime": "3s"}, d.tok)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        p = start(d, sid, {"cmd": ["head", "-n", "1"], "stdin": True})
+        stream = Stream(d, "GET", f"/v1/sandboxes/{sid}/processes/{p['id']}/output")
+        assert stream.status == 200
+        waited = {}
+
+        def waiter():
+            waited["r"] = verb(d, sid, p["id"], "wait", {"timeout": "10m"})
+
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        # Well past the lifetime: an idle sandbox is gone by then (the
+        # reaper looks every second).
+        time.sleep(9)
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes/{p['id']}/stdin", b"go\n",
+                      d.tok, raw=True)
+        assert r.status == 200, r
+        out, _, result = collect(stream.lines())
+        stream.close()
+        assert out == b"go\n" and result["verdict"] == "ok", (out, result)
+        t.join(120)
+        assert waited["r"].status == 200 and waited["r"].json["state"] == "exited", waited
+    finally:
+        d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok)
+
+
 def test_pty_interactive_shell_sees_resize(d, sb):
     p = start(d, sb, {"cmd": ["sh", "-i"], "pty": {"rows": 24, "cols": 80}})
     assert p["pty"] is True
