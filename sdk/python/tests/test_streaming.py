@@ -134,6 +134,21 @@ def test_exec_stream_errors(stub, api, lines, exc, check):
     assert check(ei.value)
 
 
+@pytest.mark.parametrize("code,cls", [
+    ("queue_full", hull.RateLimited), ("too_many_pulls", hull.RateLimited),
+    ("store_unavailable", hull.Unavailable), ("queue_unavailable", hull.Unavailable),
+    ("method_not_allowed", hull.MethodNotAllowed), ("registry_error", hull.RegistryError),
+    ("registry_timeout", hull.RegistryError), ("lost", hull.Conflict),
+])
+def test_an_error_line_is_typed_by_every_code_hulld_sends(stub, api, code, cls):
+    """An error after the 200 has no status of its own: its code says the
+    class, the same as the status would have (docs/api.md's table)."""
+    stub.answer(200, Lines([{"type": "error", "error": {"code": code, "message": "m"}}]))
+    with pytest.raises(cls) as ei:
+        api.run(lambda c, sb: sb.exec("x", on_stdout=lambda t: None))
+    assert ei.value.code == code and ei.value.message == "m"
+
+
 def test_exec_stream_cut_mid_chunk_is_a_transport_error(stub, api):
     stub.answer(200, Lines([{"type": "stdout", "offset": 0, "data": "x"}], end=False))
     with pytest.raises(hull.TransportError):
