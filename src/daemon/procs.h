@@ -138,11 +138,14 @@ int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, json_object *hdr, struc
                    hull_error *err);
 /* r becomes process pid's output as NDJSON from offset (following it to
  * its end or not), read on keeper connection ks (taken), after a "start"
- * line with first (taken) when not NULL. -1 with r filled when it cannot. */
+ * line with first (taken) when not NULL; the stream holds (and gives back
+ * at its end) quota's stream place, taken by the caller (NULL: none). -1
+ * with r filled when it cannot. */
 /* n bytes as base64 (malloc'd, NULL when out of memory): a chunk's
  * "data_b64", for streamed runs too (run_stream.c). */
 char *stream_base64(const unsigned char *s, size_t n);
 int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
-                      uint64_t offset, bool follow, json_object *first, struct resp *r);
+                      uint64_t offset, bool follow, json_object *first, const char *quota,
+                      struct resp *r);
 
 #endif

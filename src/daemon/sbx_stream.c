@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "procs.h"
+#include "streams.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/utf8.h"
@@ -28,6 +29,7 @@ struct pstream {
     uint64_t offset, after;
     bool follow, done;
     json_object *first; /* the "start" line's process, still to send */
+    char quota[72];     /* the tenant whose stream place it holds (streams.c) */
     char *buf;          /* lines to send, from pos */
     size_t len, pos, cap;
 };
@@ -280,16 +282,19 @@ static void pstream_free(struct resp_stream *base)
     free(st->buf);
     sbx_touch(st->sbx); /* idle from the stream's end on */
     sbx_release(st->sbx);
+    streams_give(st->quota);
     free(st);
 }
 
 int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
-                      uint64_t offset, bool follow, json_object *first, struct resp *r)
+                      uint64_t offset, bool follow, json_object *first, const char *quota,
+                      struct resp *r)
 {
     struct pstream *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         close(ks);
         json_object_put(first);
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "out of memory");
         return -1;
     }
@@ -304,6 +309,7 @@ int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const cha
     st->offset = st->after = offset;
     st->follow = follow;
     st->first = first;
+    snprintf(st->quota, sizeof(st->quota), "%s", quota ? quota : "");
     r->status = 200;
     r->stream = &st->base;
     r->content_type = "application/x-ndjson";

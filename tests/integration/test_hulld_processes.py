@@ -11,6 +11,7 @@ hulld's."""
 import base64
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -353,6 +354,73 @@ def test_a_client_following_or_waiting_keeps_the_sandbox_in_use(d):
         assert waited["r"].status == 200 and waited["r"].json["state"] == "exited", waited
     finally:
         d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok)
+
+
+def open_raw(h, method, path, token, body=b""):
+    """A request on a socket of its own: (status code, socket), the socket
+    left open (a stream goes on on it)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(120)
+    s.connect(h.sock)
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    head = b""
+    while b"\r\n" not in head:
+        got = s.recv(1)
+        assert got, head
+        head += got
+    return int(head.split()[1]), s
+
+
+def test_one_tenant_cannot_hold_every_connection(tmp_path):
+    """Output streams, waits and watches have no idle timeout: the ones a
+    tenant holds open are bounded (a quarter of --max-connections unless
+    --tenant-streams says), so that tenant cannot take every connection
+    and lock the other tenants (and /healthz) out."""
+    h = Hulld(tmp_path, "--max-connections", "24")
+    Path(h.state).mkdir(parents=True)
+    a, b = h.token("user", "acme"), h.token("user", "globex")
+    h.start()
+    held = []
+    try:
+        sids = {}
+        for who, tok in (("a", a), ("b", b)):
+            r = h.request("POST", "/v1/sandboxes", {}, tok)
+            assert r.status == 201, r
+            sids[who] = r.json["id"]
+        p = start(h, sids["a"], {"cmd": ["sleep", "1000"]}, token=a)
+        out = f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/output"
+        watch = f"/v1/sandboxes/{sids['a']}/fs/tmp?op=watch"
+        for i in range(6):  # 24 / 4
+            status, sock = open_raw(h, "GET", out if i % 2 else watch, a)
+            held.append(sock)
+            assert status == 200, (i, status)
+        # The next of any kind is refused at once; nothing was started.
+        for method, path, body in (
+                ("GET", out, b""), ("GET", watch, b""),
+                ("POST", f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/wait", b"{}"),
+                ("POST", f"/v1/sandboxes/{sids['a']}/exec", b'{"cmd": ["true"]}')):
+            hdr = {"Accept": "application/x-ndjson"} if path.endswith("/exec") else None
+            r = h.request(method, path, body, a, raw=True, headers=hdr)
+            assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
+        assert len(h.request("GET", f"/v1/sandboxes/{sids['a']}/processes",
+                             token=a).json["processes"]) == 1
+        # Another tenant is served, streams included.
+        assert h.request("GET", "/healthz").status == 200
+        assert h.request("GET", "/v1/sandboxes", token=b).status == 200
+        status, sock = open_raw(h, "GET", f"/v1/sandboxes/{sids['b']}/fs/tmp?op=watch", b)
+        held.append(sock)
+        assert status == 200
+        # A stream that ends gives its place back.
+        held.pop(0).close()
+        assert wait_until(lambda: h.request("GET", f"{out}?follow=false", token=a).status == 200,
+                          60)
+    finally:
+        for sock in held:
+            sock.close()
+        rc = h.stop()
+    assert rc == 0, h.log.read_text()
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
 
 
 def test_pty_interactive_shell_sees_resize(d, sb):
