@@ -399,8 +399,9 @@ def test_one_tenant_cannot_hold_every_connection(tmp_path):
         for method, path, body in (
                 ("GET", out, b""), ("GET", watch, b""),
                 ("POST", f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/wait", b"{}"),
-                ("POST", f"/v1/sandboxes/{sids['a']}/exec", b'{"cmd": ["true"]}')):
-            hdr = {"Accept": "application/x-ndjson"} if path.endswith("/exec") else None
+                ("POST", f"/v1/sandboxes/{sids['a']}/exec", b'{"cmd": ["true"]}'),
+                ("POST", "/v1/runs", b'{"cmd": ["true"]}')):
+            hdr = {"Accept": "application/x-ndjson"} if method == "POST" else None
             r = h.request(method, path, body, a, raw=True, headers=hdr)
             assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
         assert len(h.request("GET", f"/v1/sandboxes/{sids['a']}/processes",
