@@ -53,7 +53,7 @@ static void usage(FILE *out)
             "  --queue-depth N         runs waiting behind them before 429 (default 64)\n"
             "  --tenant-runs N         runs queued or running per tenant (default 32)\n"
             "  --tenant-sandboxes N    live sandboxes per tenant (default 8)\n"
-            "  --tenant-streams N      output streams, waits and watches a tenant holds open\n"
+            "  --tenant-streams N      streams, waits, watches and uploads a tenant holds open\n"
             "                          (default: a quarter of --max-connections)\n"
             "  --max-body BYTES        request body limit (default 8M)\n"
             "  --process-buffer BYTES  output kept per sandbox process (default 1M)\n"

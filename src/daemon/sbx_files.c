@@ -19,6 +19,7 @@
 
 #include "daemon.h"
 #include "sbx_files.h"
+#include "streams.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -35,6 +36,7 @@ struct fs_upload {
     uint64_t dropped;    /* bytes read and dropped after a failure */
     int err_code;        /* the failure's errno, 0 while fine */
     uint64_t touched_ns; /* when the sandbox was last marked in use */
+    char quota[72];      /* the tenant whose stream place it holds (streams.c) */
     char err_msg[8800];
 };
 
@@ -312,17 +314,24 @@ int sbx_fs_upload_begin(const struct request *rq, const char *sid, const char *f
         resp_error(r, 400, "invalid_request", "mode", "mode: an octal mode like 0644");
         return -1;
     }
+    /* A body of any size, as slow as its client likes: a long-lived
+     * request like a stream. */
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return -1;
     struct fs_upload *u = calloc(1, sizeof(*u));
     if (u == NULL) {
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "out of memory");
         return -1;
     }
     u->fd = -1;
+    snprintf(u->quota, sizeof(u->quota), "%s", quota);
     u->mode = (unsigned)mode;
     snprintf(u->sid, sizeof(u->sid), "%s", sid);
     snprintf(u->tenant, sizeof(u->tenant), "%s", rq->caller->tenant ? rq->caller->tenant : "");
     if (sbx_fs_path(file, u->path, sizeof(u->path), r) < 0) {
-        free(u);
+        sbx_fs_upload_free(u);
         return -1;
     }
     json_object *hdr = fs_hdr("write", u->path), *res = NULL;
@@ -405,5 +414,6 @@ void sbx_fs_upload_free(struct fs_upload *u)
         return;
     if (u->fd >= 0)
         close(u->fd); /* never named: the kernel drops it */
+    streams_give(u->quota);
     free(u);
 }

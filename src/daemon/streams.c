@@ -1,7 +1,8 @@
 /* Long-lived requests per tenant: an output stream (followed or not, a
- * streamed exec's), a wait, a watch. Each holds a connection (and a
- * thread) for as long as its client keeps it, with no idle timeout, so
- * without a bound one tenant's token could take every one of hulld's
+ * streamed exec's or run's), a wait, a watch, an upload to .../fs/. Each
+ * holds a connection (and a thread) for as long as its client keeps it,
+ * with no idle timeout (or a body as slow as its client likes), so without
+ * a bound one tenant's token could take every one of hulld's
  * --max-connections and lock every other tenant (and /healthz) out. A
  * tenant holds at most --tenant-streams of them at once (default: a
  * quarter of the connections); beyond, 429 quota_exceeded. */

@@ -373,10 +373,11 @@ def open_raw(h, method, path, token, body=b""):
 
 
 def test_one_tenant_cannot_hold_every_connection(tmp_path):
-    """Output streams, waits and watches have no idle timeout: the ones a
-    tenant holds open are bounded (a quarter of --max-connections unless
-    --tenant-streams says), so that tenant cannot take every connection
-    and lock the other tenants (and /healthz) out."""
+    """Output streams, waits, watches and uploads have no idle timeout (or
+    a body as slow as its client likes): the ones a tenant holds open are
+    bounded (a quarter of --max-connections unless --tenant-streams says),
+    so that tenant cannot take every connection and lock the other tenants
+    (and /healthz) out."""
     h = Hulld(tmp_path, "--max-connections", "24")
     Path(h.state).mkdir(parents=True)
     a, b = h.token("user", "acme"), h.token("user", "globex")
@@ -391,16 +392,26 @@ def test_one_tenant_cannot_hold_every_connection(tmp_path):
         p = start(h, sids["a"], {"cmd": ["sleep", "1000"]}, token=a)
         out = f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/output"
         watch = f"/v1/sandboxes/{sids['a']}/fs/tmp?op=watch"
-        for i in range(6):  # 24 / 4
+        for i in range(5):  # 24 / 4, the sixth an upload
             status, sock = open_raw(h, "GET", out if i % 2 else watch, a)
             held.append(sock)
             assert status == 200, (i, status)
+        # An upload in progress (of any size, as slow as its client likes).
+        up = socket.socket(socket.AF_UNIX)
+        up.connect(h.sock)
+        up.sendall(f"PUT /v1/sandboxes/{sids['a']}/fs/tmp/slow HTTP/1.1\r\nHost: h\r\n"
+                   f"Authorization: Bearer {a}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "1\r\nx\r\n".encode())
+        held.append(up)
+        assert wait_until(lambda: h.request("GET", f"{out}?follow=false", token=a).status == 429,
+                          60)
         # The next of any kind is refused at once; nothing was started.
         for method, path, body in (
                 ("GET", out, b""), ("GET", watch, b""),
                 ("POST", f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/wait", b"{}"),
                 ("POST", f"/v1/sandboxes/{sids['a']}/exec", b'{"cmd": ["true"]}'),
-                ("POST", "/v1/runs", b'{"cmd": ["true"]}')):
+                ("POST", "/v1/runs", b'{"cmd": ["true"]}'),
+                ("PUT", f"/v1/sandboxes/{sids['a']}/fs/tmp/f", b"data")):
             hdr = {"Accept": "application/x-ndjson"} if method == "POST" else None
             r = h.request(method, path, body, a, raw=True, headers=hdr)
             assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
