@@ -36,6 +36,7 @@ struct hulld_options {
     unsigned tenant_runs;      /* --tenant-runs: queued+running runs per tenant */
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
     unsigned tenant_templates; /* --tenant-templates: sandbox templates per tenant */
+    unsigned tenant_streams;   /* --tenant-streams: open streams, waits, watches (0: default) */
     size_t template_max;       /* --template-max: bytes of files one template keeps */
     unsigned max_connections;  /* --max-connections */
     bool debug;

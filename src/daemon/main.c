@@ -53,6 +53,8 @@ static void usage(FILE *out)
             "  --queue-depth N         runs waiting behind them before 429 (default 64)\n"
             "  --tenant-runs N         runs queued or running per tenant (default 32)\n"
             "  --tenant-sandboxes N    live sandboxes per tenant (default 8)\n"
+            "  --tenant-streams N      streams, waits, watches and uploads a tenant holds open\n"
+            "                          (default: a quarter of --max-connections)\n"
             "  --max-body BYTES        request body limit (default 8M)\n"
             "  --process-buffer BYTES  output kept per sandbox process (default 1M)\n"
             "  --metrics-interval MS   how often each sandbox's usage is sampled (default 5000)\n"
@@ -181,6 +183,7 @@ static const struct opt_spec opt_specs[] = {
     {"process-buffer", OPT_SIZE, OFF(process_buffer), 0, 0},
     {"metrics-interval", OPT_UINT, OFF(metrics_interval_ms), 100, 3600000},
     {"tenant-templates", OPT_UINT, OFF(tenant_templates), 0, 100000},
+    {"tenant-streams", OPT_UINT, OFF(tenant_streams), 1, 65536},
     {"template-max", OPT_SIZE, OFF(template_max), 0, 0},
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},

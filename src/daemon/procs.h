@@ -131,17 +131,21 @@ void sbx_hold(struct sbx *s);
 void sbx_release(struct sbx *s);
 void sbx_touch(struct sbx *s);
 int sbx_connect(struct sbx *s, hull_error *err);
-/* sbx_stream.c: hdr (taken) sent on keeper connection ks, its answer in
- * *f; while waiting, the client's going (client_fd's hang-up) is
- * ECONNRESET. */
-int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hull_error *err);
+/* sbx_stream.c: hdr (taken) sent on keeper connection ks of sandbox s, its
+ * answer in *f; while waiting, the client's going (client_fd's hang-up) is
+ * ECONNRESET, and s is in use (touched). */
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, json_object *hdr, struct frame *f,
+                   hull_error *err);
 /* r becomes process pid's output as NDJSON from offset (following it to
  * its end or not), read on keeper connection ks (taken), after a "start"
- * line with first (taken) when not NULL. -1 with r filled when it cannot. */
+ * line with first (taken) when not NULL; the stream holds (and gives back
+ * at its end) quota's stream place, taken by the caller (NULL: none). -1
+ * with r filled when it cannot. */
 /* n bytes as base64 (malloc'd, NULL when out of memory): a chunk's
  * "data_b64", for streamed runs too (run_stream.c). */
 char *stream_base64(const unsigned char *s, size_t n);
 int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
-                      uint64_t offset, bool follow, json_object *first, struct resp *r);
+                      uint64_t offset, bool follow, json_object *first, const char *quota,
+                      struct resp *r);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "procs.h"
 #include "run_stream.h"
+#include "streams.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -49,6 +50,7 @@ struct run_stream {
     size_t held_len;
     char *buf; /* lines to send, from pos */
     size_t len, pos, cap;
+    char quota[72]; /* the tenant whose stream place it holds (streams.c) */
 };
 
 bool run_stream_wanted(const struct request *rq)
@@ -59,13 +61,20 @@ bool run_stream_wanted(const struct request *rq)
 
 struct run_stream *run_stream_new(const struct request *rq, const char *id, struct resp *r)
 {
+    /* The answer outlives the run when its client stops reading (no idle
+     * timeout): it counts among the tenant's streams, not only its runs. */
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return NULL;
     struct run_stream *rs = calloc(1, sizeof(*rs));
     int sv[2];
     if (rs == NULL || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         free(rs);
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "cannot make the run's stream: %s", strerror(errno));
         return NULL;
     }
+    snprintf(rs->quota, sizeof(rs->quota), "%s", quota);
     int size = STREAM_BUF;
     /* hulld is root: FORCE passes net.core.wmem_max, still one fixed bound. */
     if (setsockopt(sv[1], SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
@@ -94,6 +103,7 @@ void run_stream_free(struct run_stream *rs)
         close(rs->worker_end);
     if (rs->j)
         job_release(rs->j);
+    streams_give(rs->quota);
     free(rs->buf);
     free(rs);
 }

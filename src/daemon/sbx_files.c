@@ -2,8 +2,9 @@
  *
  * hulld never resolves a sandbox path: the keeper's child does, inside the
  * sandbox as its user (sandbox/session_fs.c), and hands back an fd. hulld
- * streams through that fd: a download is MHD's response from the fd (its
- * own fixed buffer, or sendfile), an upload's chunks are written straight
+ * streams through that fd: a download is read from the fd as the client
+ * takes it (file_read: a file the sandbox shrinks meanwhile ends the
+ * connection short of its length), an upload's chunks are written straight
  * into an unnamed file (O_TMPFILE) beside the target that only gets its
  * name when the whole body is in, so memory does not grow with the file or
  * with a slow client, and a cut upload leaves nothing. The sandbox's tmpfs
@@ -18,9 +19,11 @@
 
 #include "daemon.h"
 #include "sbx_files.h"
+#include "streams.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/log.h"
 
 struct fs_upload {
     char sid[64];
@@ -33,6 +36,7 @@ struct fs_upload {
     uint64_t dropped;    /* bytes read and dropped after a failure */
     int err_code;        /* the failure's errno, 0 while fine */
     uint64_t touched_ns; /* when the sandbox was last marked in use */
+    char quota[72];      /* the tenant whose stream place it holds (streams.c) */
     char err_msg[8800];
 };
 
@@ -128,6 +132,41 @@ int sbx_fs_path(const char *file, char *out, size_t len, struct resp *r)
     return 0;
 }
 
+/* A download's file, read for MHD at the offsets it asks for. */
+struct file_src {
+    int fd;
+    uint64_t size; /* what Content-Length said */
+};
+
+#define FILE_BLOCK (128u << 10)
+
+static ssize_t file_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct file_src *f = cls;
+    if (pos >= f->size)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (max > f->size - pos)
+        max = (size_t)(f->size - pos);
+    ssize_t n;
+    do
+        n = pread(f->fd, buf, max, (off_t)pos);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        return n;
+    /* Short of the length the answer declared (the file shrank, or cannot
+     * be read): the connection ends, so the client sees a cut answer. */
+    hull_debug("download: %s at byte %llu of %llu", n < 0 ? strerror(errno) : "the file shrank",
+               (unsigned long long)pos, (unsigned long long)f->size);
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void file_free(void *cls)
+{
+    struct file_src *f = cls;
+    close(f->fd);
+    free(f);
+}
+
 static void download(const struct request *rq, const char *sid, const char *path, struct resp *r)
 {
     json_object *res = NULL;
@@ -143,9 +182,18 @@ static void download(const struct request *rq, const char *sid, const char *path
         resp_error(r, 500, "internal", NULL, "read %s: no file came back", path);
         return;
     }
-    /* MHD reads the fd as the client takes the bytes and closes it. */
-    struct MHD_Response *m = MHD_create_response_from_fd64((uint64_t)size, fd);
+    /* Read as the client takes the bytes; the fd is closed with the
+     * response. Not MHD's own response from an fd: its sendfile loop
+     * spins on a CPU for as long as the client stays when the sandbox
+     * shrinks the file under it, where this ends the connection. */
+    struct file_src *src = malloc(sizeof(*src));
+    struct MHD_Response *m = NULL;
+    if (src) {
+        *src = (struct file_src){.fd = fd, .size = (uint64_t)size};
+        m = MHD_create_response_from_callback(src->size, FILE_BLOCK, file_read, src, file_free);
+    }
     if (m == NULL) {
+        free(src);
         close(fd);
         resp_error(r, 500, "internal", NULL, "read %s: no response", path);
         return;
@@ -266,17 +314,24 @@ int sbx_fs_upload_begin(const struct request *rq, const char *sid, const char *f
         resp_error(r, 400, "invalid_request", "mode", "mode: an octal mode like 0644");
         return -1;
     }
+    /* A body of any size, as slow as its client likes: a long-lived
+     * request like a stream. */
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return -1;
     struct fs_upload *u = calloc(1, sizeof(*u));
     if (u == NULL) {
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "out of memory");
         return -1;
     }
     u->fd = -1;
+    snprintf(u->quota, sizeof(u->quota), "%s", quota);
     u->mode = (unsigned)mode;
     snprintf(u->sid, sizeof(u->sid), "%s", sid);
     snprintf(u->tenant, sizeof(u->tenant), "%s", rq->caller->tenant ? rq->caller->tenant : "");
     if (sbx_fs_path(file, u->path, sizeof(u->path), r) < 0) {
-        free(u);
+        sbx_fs_upload_free(u);
         return -1;
     }
     json_object *hdr = fs_hdr("write", u->path), *res = NULL;
@@ -359,5 +414,6 @@ void sbx_fs_upload_free(struct fs_upload *u)
         return;
     if (u->fd >= 0)
         close(u->fd); /* never named: the kernel drops it */
+    streams_give(u->quota);
     free(u);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "procs.h"
+#include "streams.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -164,8 +165,14 @@ static void create(struct sbx *s, const struct request *rq, struct resp *r)
 void sbx_exec_stream(struct sbx *s, const struct request *rq, struct resp *r)
 {
     json_object *o = NULL;
-    if (start(s, "exec", json_object_new_object(), rq->body, &o, r) < 0)
+    char quota[72];
+    /* Refused before the command starts, not after. */
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
         return;
+    if (start(s, "exec", json_object_new_object(), rq->body, &o, r) < 0) {
+        streams_give(quota);
+        return;
+    }
     const char *pid = json_object_get_string(hj_get(o, "id"));
     char id[40];
     snprintf(id, sizeof(id), "%s", pid ? pid : "");
@@ -173,10 +180,11 @@ void sbx_exec_stream(struct sbx *s, const struct request *rq, struct resp *r)
     int ks = sbx_connect(s, &e);
     if (ks < 0) {
         json_object_put(o);
+        streams_give(quota);
         resp_from_error(r, &e);
         return;
     }
-    sbx_stream_answer(s, rq, ks, id, 0, true, o, r);
+    sbx_stream_answer(s, rq, ks, id, 0, true, o, quota, r);
 }
 
 static int parse_u64(const char *v, uint64_t *out)
@@ -207,22 +215,26 @@ static void output(struct sbx *s, const struct request *rq, const char *pid, str
     }
     /* On a connection of its own (an exec may hold the sandbox); an unknown
      * process is a 404 now, not an error line after a 200. */
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return;
     hull_error e = NULL;
     int ks = sbx_connect(s, &e);
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "op", json_object_new_string("proc_get"));
     json_object_object_add(hdr, "id", json_object_new_string(pid));
     struct frame f;
-    if (ks < 0 || sbx_keeper_ask(ks, rq->client_fd, hdr, &f, &e) < 0) {
+    if (ks < 0 || sbx_keeper_ask(s, ks, rq->client_fd, hdr, &f, &e) < 0) {
         if (ks < 0)
             json_object_put(hdr);
         else
             close(ks);
+        streams_give(quota);
         resp_from_error(r, &e);
         return;
     }
     frame_free(&f);
-    sbx_stream_answer(s, rq, ks, pid, offset, follow, NULL, r);
+    sbx_stream_answer(s, rq, ks, pid, offset, follow, NULL, quota, r);
 }
 
 /* POST …/wait {"timeout": "30s"}: on a connection of its own, until the
@@ -239,8 +251,12 @@ static void wait_for(struct sbx *s, const struct request *rq, const char *pid, s
         resp_from_error(r, &e);
         return;
     }
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return;
     int ks = sbx_connect(s, &e);
     if (ks < 0) {
+        streams_give(quota);
         resp_from_error(r, &e);
         return;
     }
@@ -249,8 +265,9 @@ static void wait_for(struct sbx *s, const struct request *rq, const char *pid, s
     json_object_object_add(hdr, "id", json_object_new_string(pid));
     json_object_object_add(hdr, "timeout_ms", json_object_new_uint64(ms));
     struct frame f;
-    int ok = sbx_keeper_ask(ks, rq->client_fd, hdr, &f, &e);
+    int ok = sbx_keeper_ask(s, ks, rq->client_fd, hdr, &f, &e);
     close(ks);
+    streams_give(quota);
     sbx_touch(s);
     if (ok < 0)
         resp_from_error(r, &e);

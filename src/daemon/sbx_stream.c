@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "procs.h"
+#include "streams.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/utf8.h"
@@ -28,6 +29,7 @@ struct pstream {
     uint64_t offset, after;
     bool follow, done;
     json_object *first; /* the "start" line's process, still to send */
+    char quota[72];     /* the tenant whose stream place it holds (streams.c) */
     char *buf;          /* lines to send, from pos */
     size_t len, pos, cap;
 };
@@ -130,10 +132,15 @@ static bool segment(struct pstream *st, int stream, uint64_t off, const char *d,
 }
 
 /* Wait for fd to be readable: 0; -1 when the client went (ECONNRESET) or
- * hulld is stopping (ESHUTDOWN), with errno. */
-static int wait_keeper(int fd, int client_fd)
+ * hulld is stopping (ESHUTDOWN), with errno. A client waiting on the
+ * sandbox's work (following a quiet process, waiting for its end) is
+ * using it: s (when given) is touched meanwhile, so its idle lifetime
+ * does not run out under the request. */
+static int wait_keeper(int fd, int client_fd, struct sbx *s)
 {
     for (;;) {
+        if (s)
+            sbx_touch(s);
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = client_fd, .events = POLLRDHUP}};
         /* Now and then: a stream open must not hold up hulld's stop. */
         int r = poll(p, client_fd >= 0 ? 2 : 1, 500);
@@ -152,13 +159,14 @@ static int wait_keeper(int fd, int client_fd)
     }
 }
 
-int sbx_keeper_ask(int ks, int client_fd, json_object *hdr, struct frame *f, hull_error *err)
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, json_object *hdr, struct frame *f,
+                   hull_error *err)
 {
     int r = frame_send(ks, hdr, NULL, 0, -1);
     json_object_put(hdr);
     if (r < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
-    if (wait_keeper(ks, client_fd) < 0)
+    if (wait_keeper(ks, client_fd, s) < 0)
         return errno == ESHUTDOWN ? hull_error_set(err, EBUSY, "hulld is shutting down")
                                   : hull_error_set(err, ECONNRESET, "the client went");
     if (frame_recv(ks, f) < 0)
@@ -202,7 +210,7 @@ static int fill(struct pstream *st)
     json_object_object_add(hdr, "wait", json_object_new_int(st->follow));
     struct frame f;
     hull_error e = NULL;
-    if (sbx_keeper_ask(st->ks, st->client_fd, hdr, &f, &e) < 0) {
+    if (sbx_keeper_ask(st->sbx, st->ks, st->client_fd, hdr, &f, &e) < 0) {
         if (hull_error_code(e) == ECONNRESET) {
             hull_error_free(&e);
             return -1;
@@ -274,16 +282,19 @@ static void pstream_free(struct resp_stream *base)
     free(st->buf);
     sbx_touch(st->sbx); /* idle from the stream's end on */
     sbx_release(st->sbx);
+    streams_give(st->quota);
     free(st);
 }
 
 int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const char *pid,
-                      uint64_t offset, bool follow, json_object *first, struct resp *r)
+                      uint64_t offset, bool follow, json_object *first, const char *quota,
+                      struct resp *r)
 {
     struct pstream *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         close(ks);
         json_object_put(first);
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "out of memory");
         return -1;
     }
@@ -298,6 +309,7 @@ int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const cha
     st->offset = st->after = offset;
     st->follow = follow;
     st->first = first;
+    snprintf(st->quota, sizeof(st->quota), "%s", quota ? quota : "");
     r->status = 200;
     r->stream = &st->base;
     r->content_type = "application/x-ndjson";

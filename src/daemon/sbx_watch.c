@@ -17,6 +17,7 @@
 
 #include "daemon.h"
 #include "sbx_files.h"
+#include "streams.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/utf8.h"
@@ -39,6 +40,7 @@ struct watch {
     bool ndjson; /* a microVM's: ifd is a pipe of ready lines (sbx_vm_watch.c) */
     char *part;  /* its bytes after the last whole line */
     size_t part_len;
+    char quota[72]; /* the tenant whose stream place it holds (streams.c) */
 };
 
 static void add_watches(struct watch *w, json_object *res)
@@ -200,12 +202,16 @@ static void watch_free(void *cls)
     free(w->out);
     free(w->part);
     close(w->ifd);
+    streams_give(w->quota);
     free(w);
 }
 
 void sbx_watch(const struct request *rq, const char *sid, const char *path, bool recursive,
                struct resp *r)
 {
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return;
     json_object *hdr = json_object_new_object(), *res = NULL;
     json_object_object_add(hdr, "verb", json_object_new_string("watch"));
     json_object_object_add(hdr, "path", json_object_new_string(path));
@@ -216,6 +222,7 @@ void sbx_watch(const struct request *rq, const char *sid, const char *path, bool
         if (e == NULL)
             hull_error_set(&e, EIO, "watch %s: no inotify fd came back", path);
         json_object_put(res);
+        streams_give(quota);
         sbx_fs_error(r, &e);
         return;
     }
@@ -223,9 +230,11 @@ void sbx_watch(const struct request *rq, const char *sid, const char *path, bool
     if (w == NULL) {
         close(ifd);
         json_object_put(res);
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "out of memory");
         return;
     }
+    snprintf(w->quota, sizeof(w->quota), "%s", quota);
     snprintf(w->sid, sizeof(w->sid), "%s", sid);
     snprintf(w->tenant, sizeof(w->tenant), "%s", rq->caller->tenant ? rq->caller->tenant : "");
     w->recursive = recursive;

@@ -136,6 +136,47 @@ def test_one_gib_round_trip_streams(d, sbx):
     assert vm_hwm_kb(d.proc.pid) - hwm0 < 200 * 1024
 
 
+def test_a_file_shrunk_while_sent_cuts_the_answer(d, sbx):
+    """The sandbox truncates a file while hulld sends it: the answer ends
+    short of its Content-Length and the connection closes: the client sees
+    a cut answer, not a hang (hulld's thread for it used to spin on a CPU
+    for as long as the client waited), and hulld serves on."""
+    sid = sbx()
+    t = d.tokens["user"]
+    size = 40 * MiB
+    res = sh(d, sid, f"head -c {size} /dev/urandom > /tmp/shrinks")
+    assert res["verdict"] == "ok", res
+    s = socket.socket(socket.AF_UNIX)
+    # Generous: a connection that ends does so at once; one that hangs is
+    # the defect.
+    s.settimeout(120)
+    s.connect(d.sock)
+    s.sendall(f"GET /v1/sandboxes/{sid}/fs/tmp/shrinks HTTP/1.1\r\nHost: h\r\n"
+              f"Authorization: Bearer {t}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    head, got = head.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert f"Content-Length: {size}".encode() in head, head
+    # Cut to 1 MiB while most of it is still to be sent (the socket holds
+    # far less than 39 MiB).
+    res = sh(d, sid, "truncate -s 1048576 /tmp/shrinks")
+    assert res["verdict"] == "ok", res
+    n = len(got)
+    while True:
+        try:
+            b = s.recv(MiB)
+        except socket.timeout:
+            pytest.fail(f"the connection hangs after {n} of {size} bytes")
+        if not b:
+            break
+        n += len(b)
+    s.close()
+    assert n < size
+    assert d.request("GET", "/healthz").status == 200
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 def test_cut_upload_leaves_nothing(d, sbx, chunked):
     sid = sbx()
@@ -316,6 +357,23 @@ def test_watch_reports_create_modify_delete_rename(d, sbx):
     fs(d, "DELETE", sid, "/tmp/w", "recursive=true")
     rest = events_until(q, lambda e: False)
     assert {"type": "delete", "path": "/tmp/w", "dir": True} in rest, rest
+    s.close()
+
+
+def test_watch_of_a_moved_directory(d, sbx):
+    """A subdirectory renamed out of the watched tree is no longer told of
+    by its old path; the watched directory renamed ends the stream."""
+    sid = sbx()
+    fs(d, "POST", sid, "/tmp/w/sub", "op=mkdir")
+    status, _, q, s = watch(d, sid, "/tmp/w")
+    assert b" 200 " in status
+    sh(d, sid, "mv /tmp/w/sub /tmp/out && touch /tmp/out/x /tmp/w/marker")
+    seen = events_until(q, lambda e: e["path"] == "/tmp/w/marker")
+    assert {"type": "rename_from", "path": "/tmp/w/sub", "dir": True} in seen, seen
+    assert not any(e["path"].startswith("/tmp/w/sub/") for e in seen), seen
+    sh(d, sid, "mv /tmp/w /tmp/w2 && mkdir /tmp/w && touch /tmp/w2/late /tmp/w/new")
+    rest = events_until(q, lambda e: False)
+    assert rest == [{"type": "rename_from", "path": "/tmp/w", "dir": True}], rest
     s.close()
 
 

@@ -11,6 +11,7 @@ hulld's."""
 import base64
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -319,6 +320,119 @@ def test_signal_and_wait(d, sb):
     assert r.status == 400 and r.json["error"]["field"] == "signal"
     lst = d.request("GET", f"/v1/sandboxes/{sb}/processes", token=d.tok).json["processes"]
     assert p["id"] in [x["id"] for x in lst]
+
+
+def test_a_client_following_or_waiting_keeps_the_sandbox_in_use(d):
+    """A client following a quiet process's output, or waiting for it to
+    end, is using the sandbox (as a non-streamed exec is): its idle
+    lifetime must not run out under the open request and destroy the
+    sandbox with the process the client waits for."""
+    r = d.request("POST", "/v1/sandboxes", {"lifetime": "3s"}, d.tok)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        p = start(d, sid, {"cmd": ["head", "-n", "1"], "stdin": True})
+        stream = Stream(d, "GET", f"/v1/sandboxes/{sid}/processes/{p['id']}/output")
+        assert stream.status == 200
+        waited = {}
+
+        def waiter():
+            waited["r"] = verb(d, sid, p["id"], "wait", {"timeout": "10m"})
+
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        # Well past the lifetime: an idle sandbox is gone by then (the
+        # reaper looks every second).
+        time.sleep(9)
+        r = d.request("POST", f"/v1/sandboxes/{sid}/processes/{p['id']}/stdin", b"go\n",
+                      d.tok, raw=True)
+        assert r.status == 200, r
+        out, _, result = collect(stream.lines())
+        stream.close()
+        assert out == b"go\n" and result["verdict"] == "ok", (out, result)
+        t.join(120)
+        assert waited["r"].status == 200 and waited["r"].json["state"] == "exited", waited
+    finally:
+        d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tok)
+
+
+def open_raw(h, method, path, token, body=b""):
+    """A request on a socket of its own: (status code, socket), the socket
+    left open (a stream goes on on it)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(120)
+    s.connect(h.sock)
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    head = b""
+    while b"\r\n" not in head:
+        got = s.recv(1)
+        assert got, head
+        head += got
+    return int(head.split()[1]), s
+
+
+def test_one_tenant_cannot_hold_every_connection(tmp_path):
+    """Output streams, waits, watches and uploads have no idle timeout (or
+    a body as slow as its client likes): the ones a tenant holds open are
+    bounded (a quarter of --max-connections unless --tenant-streams says),
+    so that tenant cannot take every connection and lock the other tenants
+    (and /healthz) out."""
+    h = Hulld(tmp_path, "--max-connections", "24")
+    Path(h.state).mkdir(parents=True)
+    a, b = h.token("user", "acme"), h.token("user", "globex")
+    h.start()
+    held = []
+    try:
+        sids = {}
+        for who, tok in (("a", a), ("b", b)):
+            r = h.request("POST", "/v1/sandboxes", {}, tok)
+            assert r.status == 201, r
+            sids[who] = r.json["id"]
+        p = start(h, sids["a"], {"cmd": ["sleep", "1000"]}, token=a)
+        out = f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/output"
+        watch = f"/v1/sandboxes/{sids['a']}/fs/tmp?op=watch"
+        for i in range(5):  # 24 / 4, the sixth an upload
+            status, sock = open_raw(h, "GET", out if i % 2 else watch, a)
+            held.append(sock)
+            assert status == 200, (i, status)
+        # An upload in progress (of any size, as slow as its client likes).
+        up = socket.socket(socket.AF_UNIX)
+        up.connect(h.sock)
+        up.sendall(f"PUT /v1/sandboxes/{sids['a']}/fs/tmp/slow HTTP/1.1\r\nHost: h\r\n"
+                   f"Authorization: Bearer {a}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "1\r\nx\r\n".encode())
+        held.append(up)
+        assert wait_until(lambda: h.request("GET", f"{out}?follow=false", token=a).status == 429,
+                          60)
+        # The next of any kind is refused at once; nothing was started.
+        for method, path, body in (
+                ("GET", out, b""), ("GET", watch, b""),
+                ("POST", f"/v1/sandboxes/{sids['a']}/processes/{p['id']}/wait", b"{}"),
+                ("POST", f"/v1/sandboxes/{sids['a']}/exec", b'{"cmd": ["true"]}'),
+                ("POST", "/v1/runs", b'{"cmd": ["true"]}'),
+                ("PUT", f"/v1/sandboxes/{sids['a']}/fs/tmp/f", b"data")):
+            hdr = {"Accept": "application/x-ndjson"} if method == "POST" else None
+            r = h.request(method, path, body, a, raw=True, headers=hdr)
+            assert r.status == 429 and r.json["error"]["code"] == "quota_exceeded", r
+        assert len(h.request("GET", f"/v1/sandboxes/{sids['a']}/processes",
+                             token=a).json["processes"]) == 1
+        # Another tenant is served, streams included.
+        assert h.request("GET", "/healthz").status == 200
+        assert h.request("GET", "/v1/sandboxes", token=b).status == 200
+        status, sock = open_raw(h, "GET", f"/v1/sandboxes/{sids['b']}/fs/tmp?op=watch", b)
+        held.append(sock)
+        assert status == 200
+        # A stream that ends gives its place back.
+        held.pop(0).close()
+        assert wait_until(lambda: h.request("GET", f"{out}?follow=false", token=a).status == 200,
+                          60)
+    finally:
+        for sock in held:
+            sock.close()
+        rc = h.stop()
+    assert rc == 0, h.log.read_text()
+    assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
 
 
 def test_pty_interactive_shell_sees_resize(d, sb):

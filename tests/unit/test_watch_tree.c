@@ -87,6 +87,75 @@ static void a_directory_s_story(void **state)
     close(ifd);
 }
 
+/* A directory renamed away is no longer told of by its old path (nor
+ * those below it); one renamed within the tree is told of by its new one
+ * once watched again; the root renamed ends the tree. */
+static void renamed_directories(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hull-watch-XXXXXX", out[] = "/tmp/hull-watch-out-XXXXXX", p[256], q[256];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(mkdtemp(out));
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    assert_true(ifd >= 0);
+    struct watch_tree t;
+    watch_tree_init(&t, NULL);
+    assert_true(watch_tree_remember(&t, inotify_add_watch(ifd, dir, MASK), "/w"));
+    static const char *const subs[] = {"a", "a/b", "c"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, subs[i]);
+        assert_int_equal(mkdir(p, 0700), 0);
+        snprintf(q, sizeof(q), "/w/%s", subs[i]);
+        assert_true(watch_tree_remember(&t, inotify_add_watch(ifd, p, MASK), q));
+    }
+    char log[2048] = "";
+    tell(ifd, &t, log, sizeof(log));
+    log[0] = 0;
+
+    /* a (with a/b) goes out of the tree: what happens in it is not news. */
+    snprintf(p, sizeof(p), "%s/a", dir);
+    snprintf(q, sizeof(q), "%s/a", out);
+    assert_int_equal(rename(p, q), 0);
+    snprintf(p, sizeof(p), "%s/a/x", out);
+    int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(p, sizeof(p), "%s/a/b/y", out);
+    fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    /* c becomes d within the tree and is watched again (as a recursive
+     * watch does on its rename_to). */
+    snprintf(p, sizeof(p), "%s/c", dir);
+    snprintf(q, sizeof(q), "%s/d", dir);
+    assert_int_equal(rename(p, q), 0);
+    tell(ifd, &t, log, sizeof(log));
+    assert_true(watch_tree_remember(&t, inotify_add_watch(ifd, q, MASK), "/w/d"));
+    snprintf(p, sizeof(p), "%s/d/z", dir);
+    fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    tell(ifd, &t, log, sizeof(log));
+    assert_string_equal(log, "rename_from /w/a/\n"
+                             "rename_from /w/c/\n"
+                             "rename_to /w/d/\n"
+                             "create /w/d/z\n");
+    assert_false(t.ended);
+
+    /* The root renamed: told once, and the tree has ended. */
+    snprintf(p, sizeof(p), "%s/moved", out);
+    assert_int_equal(rename(dir, p), 0);
+    log[0] = 0;
+    tell(ifd, &t, log, sizeof(log));
+    assert_string_equal(log, "rename_from /w/\n");
+    assert_true(t.ended);
+    watch_tree_free(&t);
+    close(ifd);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", out);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Events the tree cannot place (an unknown or forgotten watch) are not
  * news; a queue overflow always is, with no path. */
 static void strays_and_overflow(void **state)
@@ -125,6 +194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_directory_s_story),
         cmocka_unit_test(strays_and_overflow),
+        cmocka_unit_test(renamed_directories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

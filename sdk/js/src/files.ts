@@ -20,9 +20,11 @@ export function sandboxPath(path: string): string {
 }
 
 /** A running files.watch(): iterate its events; close() (or a break out of
- * the loop) ends it. */
+ * the loop) ends it. close() while a loop elsewhere awaits the next event
+ * ends that loop, as the end of the events (not an error). */
 export class Watcher implements AsyncIterable<WatchEvent> {
   private readonly lines: AsyncGenerator<Json>;
+  private closed = false;
   constructor(private readonly res: IncomingMessage) {
     this.lines = ndjsonResponse(res);
   }
@@ -37,12 +39,15 @@ export class Watcher implements AsyncIterable<WatchEvent> {
           raw: d,
         };
       }
+    } catch (e) {
+      if (!this.closed) throw e; // else: our own close() cut the connection
     } finally {
       this.close();
     }
   }
 
   close(): void {
+    this.closed = true;
     this.res.destroy();
   }
 }

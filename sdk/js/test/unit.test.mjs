@@ -253,6 +253,36 @@ test("files: paths, modes, a chunked upload, list, watch", async () => {
   await assert.rejects(f.read("a\0b"), TypeError);
 });
 
+test("a watch closed while a loop awaits its next event ends that loop, without an error", async () => {
+  let quiet;
+  handler = async (_r, res) => {
+    res.writeHead(200, { "Content-Type": "application/x-ndjson" });
+    res.write(JSON.stringify({ type: "create", path: "/tmp/a", dir: false }) + "\n");
+    await new Promise((r) => {
+      quiet = r;
+      res.on("close", r);
+    }); // a quiet watch: open until the client goes
+    res.end();
+  };
+  const sb = new hull.Sandbox(client().transport, { id: "s-1", state: "running", metadata: {}, raw: {} });
+  const w = await sb.files.watch("/tmp");
+  const got = [];
+  let first;
+  const seenFirst = new Promise((r) => (first = r));
+  const loop = (async () => {
+    for await (const ev of w) {
+      got.push(ev.path);
+      first();
+    }
+    got.push("end");
+  })();
+  await seenFirst;
+  w.close();
+  await loop; // rejected (a TransportError) before
+  quiet?.();
+  assert.deepEqual(got, ["/tmp/a", "end"]);
+});
+
 test("sandboxes(metadata) filters by query; setTimeout sends the lifetime", async () => {
   handler = (r, res) => (r.method === "GET" ? json(res, 200, { sandboxes: [SB] }) : json(res, 200, { ...SB, lifetime_s: 1800 }));
   const list = await client().sandboxes({ metadata: { team: "a b", k: "v" } });

@@ -601,23 +601,41 @@ class AsyncFiles:
                 "GET", self._url(path),
                 query={"op": "watch", "recursive": "true" if recursive else None},
                 accept=_api.NDJSON)
-            return AsyncWatch(self._sb._client._events(resp))
+            return AsyncWatch(self._sb._client._events(resp), resp)
 
         return _Opening(open_(), "aclose")
 
 
 class AsyncWatch:
-    def __init__(self, events):
+    """``aclose()`` may come from another task than the one iterating:
+    that iteration then ends."""
+
+    def __init__(self, events, resp=None):
         self._events = events
+        self._resp = resp
+        self._closed = False
 
     def __aiter__(self):
         return self
 
     async def __anext__(self) -> WatchEvent:
-        return WatchEvent.from_json(await self._events.__anext__())
+        try:
+            return WatchEvent.from_json(await self._events.__anext__())
+        except errors.TransportError:
+            if self._closed:  # our own aclose() cut the connection
+                raise StopAsyncIteration from None
+            raise
 
     async def aclose(self):
-        await self._events.aclose()
+        self._closed = True
+        # A task iterating is waiting in a read: closing the connection
+        # ends it there (a generator cannot be closed while it runs).
+        if self._resp is not None:
+            self._resp.close()
+        try:
+            await self._events.aclose()
+        except RuntimeError:
+            pass  # running in another task, which ends it now
 
 
 class AsyncProcess:

@@ -183,6 +183,9 @@ class Client:
             unsent = None
             try:
                 conn.request(method, self._base + path, body=data, headers=headers)
+                # http.client lets go of the socket once an answer that
+                # closes the connection (a stream) is read: kept to cut it.
+                conn.hull_sock = conn.sock
             except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as e:
                 # hulld answers a body over its --max-body (or a disk
                 # limit) with 413 before reading it, and closes: the answer
@@ -234,20 +237,44 @@ class Client:
         except ValueError as e:
             raise errors.TransportError(f"{method} {path}: answer is not JSON: {e}") from e
 
+    def _blocks(self, resp, block=_api.BLOCK) -> Iterator[bytes]:
+        """An open response's body as it arrives, in pieces of at most
+        ``block`` bytes, until its end. A body cut short (hulld stopped, a
+        file that shrank while sent, a connection lost mid-chunk) raises
+        TransportError: it never reads as a complete one. (http.client's
+        readline() takes a chunked body cut mid-way for its end, and
+        read(n) one short of its Content-Length.)"""
+        declared = resp.getheader("Content-Length")
+        want = int(declared) if declared and declared.isdigit() and not resp.chunked else None
+        got = 0
+        while True:
+            try:
+                b = resp.read1(block)
+            except (OSError, http.client.HTTPException) as e:
+                raise errors.TransportError(f"hulld at {self._where()}: answer cut short: "
+                                            f"{e!r}") from e
+            if not b:
+                if want is not None and got < want:
+                    raise errors.TransportError(f"hulld at {self._where()}: answer cut short: "
+                                                f"{got} of {want} bytes")
+                return
+            got += len(b)
+            yield b
+
     def _events(self, conn, resp) -> Iterator[Dict[str, Any]]:
         """The NDJSON events of an open response, until it ends; the
-        connection is closed when the generator is (a break closes it)."""
+        connection is closed when the generator is (a break closes it).
+        A stream cut short raises TransportError."""
+        lines = _api.LineSplitter()
         try:
-            while True:
-                try:
-                    line = resp.readline()
-                except (OSError, http.client.HTTPException) as e:
-                    raise errors.TransportError(f"hulld at {self._where()}: stream: {e}") from e
-                if not line:
-                    return
-                ev = _api.parse_line(line)
-                if ev is not None:
-                    yield ev
+            for b in self._blocks(resp):
+                for line in lines.feed(b):
+                    ev = _api.parse_line(line)
+                    if ev is not None:
+                        yield ev
+            ev = _api.parse_line(lines.rest())
+            if ev is not None:
+                yield ev
         finally:
             conn.close()
 

@@ -132,10 +132,14 @@ def _retry_after(headers):
 # An error line in an NDJSON stream carries the error body but no status
 # (the 200 went out first): its code says which class it is.
 _BY_CODE = {
-    "not_found": 404, "conflict": 409, "payload_too_large": 413, "invalid_request": 400,
-    "invalid_json": 400, "forbidden": 403, "unauthorized": 401, "shutting_down": 503,
-    "not_implemented": 501, "too_many_requests": 429, "quota_exceeded": 429,
-    "not_ready": 504,
+    "invalid_json": 400, "invalid_request": 400, "unauthorized": 401, "forbidden": 403,
+    "not_found": 404, "method_not_allowed": 405, "conflict": 409, "lost": 409,
+    "no_capacity": 409, "node_down": 409, "payload_too_large": 413, "uri_too_long": 414,
+    "queue_full": 429, "quota_exceeded": 429, "too_many_pulls": 429,
+    "headers_too_large": 431, "internal": 500, "not_implemented": 501,
+    "registry_error": 502, "shutting_down": 503, "store_unavailable": 503,
+    "queue_unavailable": 503, "cluster_unavailable": 503, "busy": 503,
+    "registry_timeout": 504, "not_ready": 504, "insufficient_storage": 507,
 }
 
 

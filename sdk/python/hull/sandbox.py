@@ -1,6 +1,6 @@
 """A long-lived sandbox through the sync client: commands (streamed or
 not), background processes, files anywhere in it, its lifetime."""
-import http.client
+import socket
 import time
 from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Union)
@@ -47,18 +47,12 @@ class Files:
         return self.read(path).decode(encoding)
 
     def read_stream(self, path: str, block: int = _api.BLOCK) -> Iterator[bytes]:
-        """The file's bytes in blocks, as they arrive."""
+        """The file's bytes in blocks, as they arrive; TransportError when
+        the answer is cut short (the file shrank while sent, hulld went)."""
         client = self._sb._client
         conn, resp = client._open("GET", self._url(path), accept="application/octet-stream")
         try:
-            while True:
-                try:
-                    b = resp.read(block)
-                except (OSError, http.client.HTTPException) as e:
-                    raise errors.TransportError(f"hulld at {client._where()}: {e}") from e
-                if not b:
-                    return
-                yield b
+            yield from client._blocks(resp, block)
         finally:
             conn.close()
 
@@ -105,24 +99,51 @@ class Files:
                                   query={"op": "watch",
                                          "recursive": "true" if recursive else None},
                                   accept=_api.NDJSON, timeout=0)
-        return Watch(client._events(conn, resp))
+        return Watch(client._events(conn, resp), conn)
 
 
 class Watch:
-    """An open watch: ``for ev in w`` gives WatchEvents until closed."""
+    """An open watch: ``for ev in w`` gives WatchEvents until closed.
+    ``close()`` may come from another thread than the one iterating: that
+    iteration then ends."""
 
-    def __init__(self, events):
+    def __init__(self, events, conn=None):
         self._events = events
+        self._conn = conn
+        self._closed = False
+
+    def _next(self):
+        try:
+            return WatchEvent.from_json(next(self._events))
+        except errors.TransportError:
+            if self._closed:  # our own close() cut the connection
+                raise StopIteration from None
+            raise
 
     def __iter__(self) -> Iterator[WatchEvent]:
-        for ev in self._events:
-            yield WatchEvent.from_json(ev)
+        while True:
+            try:
+                yield self._next()
+            except StopIteration:
+                return
 
     def __next__(self) -> WatchEvent:
-        return WatchEvent.from_json(next(self._events))
+        return self._next()
 
     def close(self):
-        self._events.close()
+        self._closed = True
+        # A thread iterating is waiting in a read: cutting the connection
+        # ends it there (a generator cannot be closed while it runs).
+        sock = getattr(self._conn, "hull_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+        try:
+            self._events.close()
+        except ValueError:
+            pass  # running in another thread, which ends it now
 
     def __enter__(self):
         return self

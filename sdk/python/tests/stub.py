@@ -4,6 +4,7 @@ NDJSON stream sent chunked, line by line) and records every request,
 chunked request bodies decoded."""
 import json
 import os
+import select
 import socketserver
 import tempfile
 import threading
@@ -14,8 +15,20 @@ class Lines:
     """An NDJSON answer: each item (a dict, or raw bytes) goes out as its
     own chunk; ``end=False`` drops the connection instead of ending it."""
 
-    def __init__(self, items, end=True, content_type="application/x-ndjson"):
+    def __init__(self, items, end=True, content_type="application/x-ndjson", hold=None):
         self.items, self.end, self.content_type = items, end, content_type
+        # A threading.Event: after the items, the stream stays open (as a
+        # quiet watch) until it is set or the client goes.
+        self.hold = hold
+
+
+class Cut:
+    """Bytes answered with a Content-Length of ``declared``: fewer bytes
+    than that are sent, then the connection is dropped (a download cut
+    short)."""
+
+    def __init__(self, data, declared):
+        self.data, self.declared = data, declared
 
 
 class Stub:
@@ -64,8 +77,17 @@ class Stub:
                             json.dumps(item).encode() + b"\n"
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                         self.wfile.flush()
+                    while payload.hold is not None and not payload.hold.wait(0.05):
+                        if select.select([self.connection], [], [], 0)[0]:
+                            break  # the client closed (or shut down) its end
                     if payload.end:
                         self.wfile.write(b"0\r\n\r\n")
+                    return
+                if isinstance(payload, Cut):
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(payload.declared))
+                    self.end_headers()
+                    self.wfile.write(payload.data)
                     return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_header("Content-Length", str(len(data)))

@@ -6,9 +6,10 @@ import asyncio
 import base64
 import io
 import json
+import threading
 
 import pytest
-from stub import Lines, Stub
+from stub import Cut, Lines, Stub
 
 import hull
 
@@ -133,6 +134,21 @@ def test_exec_stream_errors(stub, api, lines, exc, check):
     assert check(ei.value)
 
 
+@pytest.mark.parametrize("code,cls", [
+    ("queue_full", hull.RateLimited), ("too_many_pulls", hull.RateLimited),
+    ("store_unavailable", hull.Unavailable), ("queue_unavailable", hull.Unavailable),
+    ("method_not_allowed", hull.MethodNotAllowed), ("registry_error", hull.RegistryError),
+    ("registry_timeout", hull.RegistryError), ("lost", hull.Conflict),
+])
+def test_an_error_line_is_typed_by_every_code_hulld_sends(stub, api, code, cls):
+    """An error after the 200 has no status of its own: its code says the
+    class, the same as the status would have (docs/api.md's table)."""
+    stub.answer(200, Lines([{"type": "error", "error": {"code": code, "message": "m"}}]))
+    with pytest.raises(cls) as ei:
+        api.run(lambda c, sb: sb.exec("x", on_stdout=lambda t: None))
+    assert ei.value.code == code and ei.value.message == "m"
+
+
 def test_exec_stream_cut_mid_chunk_is_a_transport_error(stub, api):
     stub.answer(200, Lines([{"type": "stdout", "offset": 0, "data": "x"}], end=False))
     with pytest.raises(hull.TransportError):
@@ -250,6 +266,137 @@ def test_iterating_a_process_resumes_where_the_last_reader_stopped(stub, api):
     assert q[0].endswith("/processes/p-1/output?offset=0&follow=true")
     assert q[1].endswith("/processes/p-1/output?offset=7&follow=true")
     assert p.offset == 113 and p.state == "exited" and p.result.ok
+
+
+
+def test_a_process_stream_cut_short_is_a_transport_error(stub, api):
+    """hulld ends a followed stream with the result (or an error line):
+    one that stops mid-way (hulld gone, the connection lost) is an error
+    the caller sees, never the end of the output; the Process keeps where
+    it was, to re-attach."""
+    stub.answer(200, Lines(chunk_lines()[1:3], end=False))
+
+    def sync_body(c, sb):
+        p = hull.Process(sb, hull.ProcessInfo.from_json(PROC))
+        got = []
+        with pytest.raises(hull.TransportError):
+            for ch in p:
+                got.append(ch)
+        return p, got
+
+    async def async_body(c, sb):
+        p = hull.AsyncProcess(sb, hull.ProcessInfo.from_json(PROC))
+        got = []
+        with pytest.raises(hull.TransportError):
+            async for ch in p:
+                got.append(ch)
+        return p, got
+
+    p, got = api.run(sync_body if api.kind == "sync" else async_body)
+    assert [(c.stream, c.offset) for c in got] == [("stdout", 0), ("stderr", 7)]
+    assert p.offset == 9 and p.state == "running" and p.result is None
+
+
+def test_a_watch_cut_short_is_a_transport_error(stub, api):
+    stub.answer(200, Lines([{"type": "create", "path": "/tmp/a", "dir": False}], end=False))
+
+    def sync_body(c, sb):
+        got = []
+        with pytest.raises(hull.TransportError), sb.files.watch("/tmp") as w:
+            for ev in w:
+                got.append(ev)
+        return got
+
+    async def async_body(c, sb):
+        got = []
+        with pytest.raises(hull.TransportError):
+            async with sb.files.watch("/tmp") as w:
+                async for ev in w:
+                    got.append(ev)
+        return got
+
+    got = api.run(sync_body if api.kind == "sync" else async_body)
+    assert [(e.type, e.path) for e in got] == [("create", "/tmp/a")]
+
+
+def test_a_watch_closed_while_another_thread_iterates_it_ends(stub, api):
+    """The usual shape: a thread (or task) iterates the watch, another one
+    closes it. The close must not raise, and the iteration must end (it
+    used to wait for the next event for ever)."""
+    hold = threading.Event()
+    stub.answer(200, Lines([{"type": "create", "path": "/tmp/a", "dir": False}], hold=hold))
+
+    def sync_body(c, sb):
+        w = sb.files.watch("/tmp")
+        got, first = [], threading.Event()
+
+        def reader():
+            for ev in w:
+                got.append(ev)
+                first.set()
+            got.append("end")
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        assert first.wait(60)
+        w.close()
+        t.join(60)
+        return got, t.is_alive()
+
+    async def async_body(c, sb):
+        w = await sb.files.watch("/tmp")
+        got, first = [], asyncio.Event()
+
+        async def reader():
+            async for ev in w:
+                got.append(ev)
+                first.set()
+            got.append("end")
+
+        t = asyncio.ensure_future(reader())
+        await asyncio.wait_for(first.wait(), 60)
+        await w.aclose()
+        await asyncio.wait([t], timeout=60)
+        alive = not t.done()
+        t.cancel()
+        return got, alive
+
+    try:
+        got, alive = api.run(sync_body if api.kind == "sync" else async_body)
+    finally:
+        hold.set()
+    assert not alive
+    assert [(e.type, e.path) for e in got[:-1]] == [("create", "/tmp/a")] and got[-1] == "end"
+
+
+@pytest.mark.parametrize("how", ["read", "read_stream", "download"])
+def test_a_download_cut_short_is_a_transport_error(stub, api, how):
+    """A file that shrinks while hulld sends it (or hulld stopping) cuts
+    the answer short of its Content-Length: never a shorter file read as
+    whole."""
+    stub.answer(200, Cut(b"x" * 1000, 5000))
+
+    def sync_body(c, sb):
+        with pytest.raises(hull.TransportError) as ei:
+            if how == "read":
+                sb.files.read("/tmp/f")
+            elif how == "read_stream":
+                list(sb.files.read_stream("/tmp/f"))
+            else:
+                sb.files.download("/tmp/f", io.BytesIO())
+        return ei.value
+
+    async def async_body(c, sb):
+        with pytest.raises(hull.TransportError) as ei:
+            if how == "read":
+                await sb.files.read("/tmp/f")
+            elif how == "read_stream":
+                [b async for b in sb.files.read_stream("/tmp/f")]
+            else:
+                await sb.files.download("/tmp/f", io.BytesIO())
+        return ei.value
+
+    api.run(sync_body if api.kind == "sync" else async_body)
 
 
 # ---- files ----------------------------------------------------------------------------

@@ -46,6 +46,21 @@ static const char *event_type(uint32_t mask)
                                   : NULL;
 }
 
+/* Forget the watches of path and of every directory below it. */
+static void forget_below(struct watch_tree *t, const char *path)
+{
+    size_t len = strlen(path);
+    for (size_t wd = 0; wd < t->n_paths; wd++) {
+        const char *p = t->paths[wd];
+        if (p == NULL || (int)wd == t->root_wd || strncmp(p, path, len) != 0 ||
+            (p[len] != '\0' && p[len] != '/'))
+            continue;
+        free(t->paths[wd]);
+        t->paths[wd] = NULL;
+        t->live--;
+    }
+}
+
 bool watch_tree_event(struct watch_tree *t, const struct inotify_event *ev, struct watch_news *n)
 {
     n->path = NULL;
@@ -73,6 +88,10 @@ bool watch_tree_event(struct watch_tree *t, const struct inotify_event *ev, stru
         snprintf(n->buf, sizeof(n->buf), "%s", base);
         n->path = n->buf;
         n->dir = true;
+        /* Moved: what happens in it now is no longer under the path that
+         * was watched (a delete ends it with its IN_IGNORED). */
+        if (ev->mask & IN_MOVE_SELF)
+            t->ended = true;
         return true;
     }
     n->type = event_type(ev->mask);
@@ -89,6 +108,11 @@ bool watch_tree_event(struct watch_tree *t, const struct inotify_event *ev, stru
     snprintf(n->buf, sizeof(n->buf), "%s%s%s", base, strcmp(base, "/") ? "/" : "",
              ev->len ? ev->name : "");
     n->path = n->buf;
+    /* A directory renamed away: its watches (its own and those below it)
+     * would go on telling of it by its old path, wherever it went. A
+     * rename within the tree watches it again by its new name. */
+    if ((ev->mask & (IN_MOVED_FROM | IN_ISDIR)) == (IN_MOVED_FROM | IN_ISDIR))
+        forget_below(t, n->buf);
     return true;
 }
 
