@@ -455,6 +455,33 @@ def test_pty_interactive_shell_sees_resize(d, sb):
     assert verb(d, sb, q["id"], "resize", {"rows": 1, "cols": 1}).status == 409
 
 
+# ---- the sandbox's guarantees hold for what the API starts in it -------------
+
+CONFINED = "grep Seccomp: /proc/self/status; unshare -U true && echo UNSHARED; echo done"
+
+
+def test_exec_and_processes_run_under_the_sandboxs_seccomp_filter(d, sb):
+    """exec, a background process and a PTY process get the built-in filter
+    the sandbox's init has: they had none (Seccomp: 0), so `unshare -U` and
+    every other denied call worked from them."""
+    r = d.request("POST", f"/v1/sandboxes/{sb}/exec", {"cmd": ["sh", "-c", CONFINED]}, d.tok)
+    assert r.status == 200, r
+    outs = [r.json["stdout"]]
+    for pty in (False, True):
+        body = {"cmd": ["sh", "-c", CONFINED]}
+        if pty:
+            body["pty"] = {"rows": 24, "cols": 80}
+        p = start(d, sb, body)
+        st = Stream(d, "GET", f"/v1/sandboxes/{sb}/processes/{p['id']}/output")
+        out, _, result = collect(st.lines())
+        st.close()
+        assert result["exit_code"] == 0, result
+        outs.append(out.decode())
+    for out in outs:
+        assert "Seccomp:\t2" in out and "done" in out, outs
+        assert "UNSHARED" not in out, outs
+
+
 # ---- limits and bad input -----------------------------------------------------
 
 

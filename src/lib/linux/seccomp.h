@@ -101,5 +101,9 @@ const struct hull_seccomp *hull_seccomp_default_sandbox(void);
  * for `hull sandbox seccomp-profile` and as a starting point for --seccomp.
  * Static; NULL only when out of memory. */
 const char *hull_seccomp_default_sandbox_json(void);
+/* The same document, new, for a spec (the caller owns it); NULL when out of
+ * memory. */
+struct json_object;
+struct json_object *hull_seccomp_default_sandbox_document(void);
 
 #endif

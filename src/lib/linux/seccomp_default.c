@@ -271,6 +271,11 @@ static void text_once_fn(void)
     json_object_put(document);
 }
 
+json_object *hull_seccomp_default_sandbox_document(void)
+{
+    return build_document();
+}
+
 const char *hull_seccomp_default_sandbox_json(void)
 {
     pthread_once(&text_once, text_once_fn);

@@ -29,6 +29,7 @@
 #include "sandbox/session.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/proc.h"
 #include "util/strv.h"
@@ -113,6 +114,18 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     bool container = p->isolation == HULL_ISOLATION_CONTAINER;
     s->host_uid = container ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
     s->host_gid = container ? HULL_SANDBOX_UID_BASE + s->lay.gid : s->lay.gid;
+    /* What is exec'd into the sandbox later (exec, processes) takes its
+     * filter from the config kept in the sandbox's state, as `hull exec`
+     * does; the init's filter comes precompiled and is not in there. */
+    if (container) {
+        json_object *lx = hj_get(s->lay.spec->json, "linux");
+        json_object *filter = hull_seccomp_default_sandbox_document();
+        if (lx == NULL || filter == NULL) {
+            json_object_put(filter);
+            return hull_error_set(err, ENOMEM, "built-in seccomp profile: out of memory");
+        }
+        json_object_object_add(lx, "seccomp", filter);
+    }
     return 0;
 }
 
