@@ -37,8 +37,9 @@ struct hulld_options {
     unsigned tenant_sandboxes; /* --tenant-sandboxes: live sandboxes per tenant */
     unsigned tenant_templates; /* --tenant-templates: sandbox templates per tenant */
     unsigned tenant_streams;   /* --tenant-streams: open streams, waits, watches (0: default) */
-    size_t template_max;       /* --template-max: bytes of files one template keeps */
-    unsigned max_connections;  /* --max-connections */
+    unsigned max_client_connections; /* --max-client-connections, per address (0: default) */
+    size_t template_max;             /* --template-max: bytes of files one template keeps */
+    unsigned max_connections;        /* --max-connections */
     bool debug;
     /* --worker mode (src/daemon/worker.c; 0/NULL: the queue's defaults) */
     const char *worker_name;   /* --name: unique among live workers */

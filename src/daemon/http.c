@@ -679,6 +679,15 @@ static unsigned common_flags(void)
            MHD_USE_ITC | (hulld.o->debug ? MHD_USE_ERROR_LOG : 0);
 }
 
+/* Connections one client address may hold on --listen: without a bound, a
+ * few idle keep-alive connections (/healthz needs no token) or trickled
+ * bodies from one address take them all, every tenant's included. */
+static unsigned per_client_limit(const struct hulld_options *o)
+{
+    if (o->max_client_connections)
+        return o->max_client_connections;
+    return o->max_connections / 4 ? o->max_connections / 4 : 1;
+}
 int http_start(hull_error *err)
 {
     const struct hulld_options *o = hulld.o;
@@ -711,8 +720,9 @@ int http_start(hull_error *err)
         common_flags() | MHD_USE_TLS | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
         handler, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_HTTPS_MEM_KEY, tls_key_pem,
         MHD_OPTION_HTTPS_MEM_CERT, tls_cert_pem, MHD_OPTION_CONNECTION_TIMEOUT, o->client_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        NULL, MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+        MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        per_client_limit(o), MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, NULL, MHD_OPTION_URI_LOG_CALLBACK,
         uri_logger, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_END);
     if (tcp_d == NULL)

@@ -63,6 +63,8 @@ static void usage(FILE *out)
             "  --client-timeout SECS   idle connection limit, and the time a request head\n"
             "                          may take (default 30)\n"
             "  --max-connections N     open connections (default 256)\n"
+            "  --max-client-connections N  open --listen connections from one client\n"
+            "                          address (default: a quarter of --max-connections)\n"
             "  --image-root DIR        image store (default $HULL_IMAGE_ROOT, else\n"
             "                          " HULL_IMAGE_DEFAULT_ROOT ")\n"
             "  --authfile FILE         registry credentials for POST /v1/images pulls\n"
@@ -187,6 +189,7 @@ static const struct opt_spec opt_specs[] = {
     {"template-max", OPT_SIZE, OFF(template_max), 0, 0},
     {"client-timeout", OPT_UINT, OFF(client_timeout), 1, 86400},
     {"max-connections", OPT_UINT, OFF(max_connections), 1, 65536},
+    {"max-client-connections", OPT_UINT, OFF(max_client_connections), 1, 65536},
     {"debug", OPT_FLAG, OFF(debug), 0, 0},
     {"image-root", OPT_STRING, OFF(image_root), 0, 0},
     {"authfile", OPT_STRING, OFF(authfile), 0, 0},

@@ -175,6 +175,59 @@ def free_port():
     return port
 
 
+def test_one_client_address_cannot_hold_every_tls_connection(tmp_path):
+    """--max-client-connections: idle connections from one address beyond it
+    are closed at once; the ones it holds still work, and one freed makes
+    room again."""
+    import ssl
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    h = make(tmp_path, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+             "--tls-key", str(key), "--max-client-connections", "3").start()
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            return ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        except (ssl.SSLError, OSError):
+            s.close()
+            return None
+
+    def healthz(conn):
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return conn.recv(4096)
+
+    held = [connect() for _ in range(3)]
+    try:
+        assert all(held), held
+        extra = connect()
+        got = b""
+        if extra is not None:
+            try:
+                got = healthz(extra)
+            except OSError:
+                pass
+            extra.close()
+        assert b" 200 " not in got, got
+        assert b" 200 " in healthz(held[0])
+        held.pop().close()
+        # MHD sees the close on its next round: a new one fits again.
+        fresh = []
+        assert wait_until(lambda: (fresh.append(connect()) or fresh[-1]) is not None and
+                          b" 200 " in healthz(fresh[-1]), 30)
+        for c in fresh:
+            if c:
+                c.close()
+    finally:
+        for c in held:
+            c.close()
+    assert h.stop() == 0
+
+
 def test_tls_listener(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
