@@ -157,18 +157,35 @@ static bool has_suffix(const char *s, const char *suffix)
     return n > m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* The cache's directory sub, as *dfd (its path in dir) and a listing *d of
+ * it: 1; 0 when there is none; -1 with *err. */
+static int open_listing(const char *sub, char *dir, size_t size, int *dfd, DIR **d, hull_error *err)
+{
+    snprintf(dir, size, "%s/%s", vm_cache_dir(), sub);
+    *dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*dfd < 0)
+        return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", dir);
+    int listing = fcntl(*dfd, F_DUPFD_CLOEXEC, 0);
+    if (listing < 0 || (*d = fdopendir(listing)) == NULL) {
+        hull_error_errno(err, "list %s", dir);
+        if (listing >= 0)
+            close(listing);
+        hull_closep(dfd);
+        return -1;
+    }
+    return 1;
+}
+
 /* kernels/, initrd/, rootfs/: the artifacts (prefix...) and their .sha256
  * files, unless a record names the artifact. */
 static int prune_artifacts(struct prune *p, const char *sub, const char *prefix, hull_error *err)
 {
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s/%s", vm_cache_dir(), sub);
-    cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", dir);
-    DIR *d = fdopendir(dup(dfd));
-    if (d == NULL)
-        return hull_error_errno(err, "list %s", dir);
+    cleanup_close int dfd = -1;
+    DIR *d = NULL;
+    int opened = open_listing(sub, dir, sizeof(dir), &dfd, &d, err);
+    if (opened <= 0)
+        return opened;
     struct dirent *e;
     int rc = 0;
     while (rc == 0 && (e = readdir(d))) {
@@ -208,13 +225,11 @@ static const char *template_user(const struct prune *p, const char *key)
 static int prune_templates(struct prune *p, hull_error *err)
 {
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s/templates", vm_cache_dir());
-    cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return errno == ENOENT ? 0 : hull_error_errno(err, "open %s", dir);
-    DIR *d = fdopendir(dup(dfd));
-    if (d == NULL)
-        return hull_error_errno(err, "list %s", dir);
+    cleanup_close int dfd = -1;
+    DIR *d = NULL;
+    int opened = open_listing("templates", dir, sizeof(dir), &dfd, &d, err);
+    if (opened <= 0)
+        return opened;
     struct dirent *e;
     int rc = 0;
     while (rc == 0 && (e = readdir(d))) {
