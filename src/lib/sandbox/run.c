@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "container/container.h"
@@ -62,6 +63,7 @@ struct run {
     size_t n_dirs;
     size_t stdin_off;
     uint64_t cpu_seen_ms;        /* the last CPU time the supervisor saw */
+    uint64_t cpu_setup_ns;       /* what the setup used before the program (cpu_setup) */
     struct hull_sandbox_net net; /* --network NAME: the attachment and /etc files */
     char id[80];
 };
@@ -367,6 +369,40 @@ static bool drain(struct run *x, int stream, bool *over)
     return open;
 }
 
+/* The CPU the sandbox used before SYNC_START: the init's setup (its
+ * mounts, the copy-ins it wrote into /tmp, its id maps) and, on cgroup v1,
+ * the runtime's clone from inside the cgroup. Until START the init is
+ * blocked on the sync socket and the program does not exist, so the
+ * number is still while it is read. It is the sandbox's cost, not the
+ * program's: it is neither reported nor held against --cpu-time. */
+static void cpu_setup(struct run *x)
+{
+    uint64_t ns = 0;
+    if (x->c.cgroup) {
+        hull_error e = NULL;
+        if (hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) < 0) {
+            /* Unknown: the program is charged for the setup, as before. */
+            hull_debug("sandbox %s: setup cpu: %s", x->id, hull_error_msg(e));
+            hull_error_free(&e);
+            ns = 0;
+        }
+    } else {
+        /* No cgroup: the init's own clock, which its rusage (the run's
+         * CPU time at this level) will include. */
+        clockid_t clk;
+        struct timespec ts;
+        if (clock_getcpuclockid(x->c.launch.pid, &clk) == 0 && clock_gettime(clk, &ts) == 0)
+            ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
+    x->cpu_setup_ns = ns;
+}
+
+/* The program's share of a CPU time read of the whole sandbox. */
+static uint64_t program_ns(const struct run *x, uint64_t sandbox_ns)
+{
+    return sandbox_ns > x->cpu_setup_ns ? sandbox_ns - x->cpu_setup_ns : 0;
+}
+
 static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *status,
                       bool *init_reaped, struct rusage *ru)
 {
@@ -466,9 +502,10 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
                 hull_error e = NULL;
                 known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
                 hull_error_free(&e); /* unknown: read again at the next tick */
-                used_ms = ns / 1000000ull;
+                used_ms = program_ns(x, ns) / 1000000ull;
             } else {
                 known = hull_sandbox_proc_cpu_ms(pid, &used_ms);
+                used_ms = program_ns(x, used_ms * 1000000ull) / 1000000ull;
             }
             if (known && used_ms > x->cpu_seen_ms)
                 x->cpu_seen_ms = used_ms;
@@ -604,13 +641,14 @@ static void ns_supervise(struct run *x, uint64_t start)
         if (!have_stats)
             hull_debug("sandbox %s: stats: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
-        r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
+        r->cpu_time_ms = program_ns(x, st.cpu_usage_ns) / 1000000ull;
         r->max_memory_kb = st.memory_max_usage / 1024;
     } else {
         /* No cgroup: the init's usage, which includes every process
          * it reaped (the reaper reaps them all). */
-        r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
-                         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
+        uint64_t ru_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+                         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+        r->cpu_time_ms = program_ns(x, ru_ns) / 1000000ull;
         r->max_memory_kb = (uint64_t)ru.ru_maxrss;
         /* A process killed before the reaper reaped it is not in
          * there; what the supervisor last saw of it is. */
@@ -688,6 +726,7 @@ static int ns_launch(struct run *x, hull_error *err)
     hull_closep(&x->in_fd);
     hull_closep(&x->status[1]);
 
+    cpu_setup(x);
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x->c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
         hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {
