@@ -38,3 +38,14 @@ def test_setup_cpu_is_not_the_programs(sb, tmp_path, iso):
            "--memory", "1G", "--cpu-time", "20ms", cmd=["/bin/true"])
     assert r.verdict == "ok", r
     assert r.j["cpu_time_ms"] < 20, r
+
+
+@pytest.mark.parametrize("iso", ["container", "process"])
+def test_a_sigxcpu_of_its_own_is_no_cpu_time_limit(sb, iso):
+    """The verdict comes from the accounting, not from how the program
+    died: one that raises SIGXCPU itself, a millisecond into a 60 s
+    budget, was killed by a signal (and RLIMIT_CPU's own SIGXCPU comes
+    only past --cpu-time, which the accounting then shows)."""
+    r = sb("--isolation", iso, cmd=["sh", "-c", "kill -XCPU $$"])
+    assert r.verdict == "signaled" and r.j["signal"] == 24, r
+    assert r.j["cpu_time_ms"] < 60000, r

@@ -539,8 +539,10 @@ static void verdict(struct run *x, int status, enum stop why, const struct hull_
         r->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         r->signal = WTERMSIG(status);
-    bool cpu_over =
-        r->cpu_time_ms >= x->p->cpu_time_ms || (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    /* From the accounting alone. A SIGXCPU the program died of is no
+     * evidence: it can raise one itself; and one of RLIMIT_CPU (soft limit
+     * above --cpu-time) comes only with its usage past --cpu-time. */
+    bool cpu_over = r->cpu_time_ms >= x->p->cpu_time_ms;
     /* One verdict when several limits were hit: the kernel's memory and
      * pids events come before the clocks and the output, because they are
      * the cause when both happen -- a fork bomb spins on failing forks
