@@ -49,3 +49,16 @@ def test_a_sigxcpu_of_its_own_is_no_cpu_time_limit(sb, iso):
     r = sb("--isolation", iso, cmd=["sh", "-c", "kill -XCPU $$"])
     assert r.verdict == "signaled" and r.j["signal"] == 24, r
     assert r.j["cpu_time_ms"] < 60000, r
+
+
+def test_process_level_counts_cpu_deep_in_the_tree(sb):
+    """Without a cgroup the CPU time comes from /proc: a grandchild that
+    spins (under a parent that never reaps it) counts while it runs, not
+    only once reaped. Before, it spun until its own RLIMIT_CPU, the program
+    then exited 0, and the verdict was ok with next to no CPU time."""
+    spin = "sh -c 'while :; do :; done'"
+    cmd = (f"sh -c \"{spin}; touch /tmp/done; sleep 1000\" & "
+           "while [ ! -e /tmp/done ]; do sleep 0.1; done; exit 0")
+    r = sb("--isolation", "process", "--cpu-time", "1s", cmd=["sh", "-c", cmd])
+    assert r.verdict == "cpu_time_limit", r
+    assert r.j["cpu_time_ms"] >= 1000, r
