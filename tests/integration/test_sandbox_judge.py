@@ -62,3 +62,40 @@ def test_process_level_counts_cpu_deep_in_the_tree(sb):
     r = sb("--isolation", "process", "--cpu-time", "1s", cmd=["sh", "-c", cmd])
     assert r.verdict == "cpu_time_limit", r
     assert r.j["cpu_time_ms"] >= 1000, r
+
+
+# ---- output -------------------------------------------------------------------
+
+# The program writes exactly the limit and exits; a child it left floods
+# stdout from the moment the program is gone (its end closes the pipe the
+# child waits on) until the sandbox's end kills it.
+FLOOD_AFTER_EXIT = py("import os, time\n"
+                      "r, w = os.pipe()\n"
+                      "os.write(1, b'a' * 1000)\n"
+                      "if os.fork() == 0:\n"
+                      "    os.close(w)\n"
+                      "    os.read(r, 1)\n"
+                      "    t = time.perf_counter() + 0.00005\n"
+                      "    while time.perf_counter() < t: pass\n"
+                      "    while True: os.write(1, b'b')\n"
+                      "os.close(r)\n"
+                      "os._exit(0)\n")
+
+
+def test_output_past_the_limit_after_the_programs_end_is_output_limit(sb):
+    """Whenever the result says stdout_truncated, the verdict says why:
+    output that came after the program's status (from a child still alive
+    while the sandbox was being ended) was cut but the verdict was ok. The
+    order of the two is a race, so the run is repeated: the ones where the
+    child's bytes arrived at all must each be output_limit."""
+    truncated = 0
+    for _ in range(40):
+        r = sb("--output", "1000", "--cpus", "2", cmd=FLOOD_AFTER_EXIT)
+        assert r.j["stdout"].startswith("a" * 1000), r
+        if r.j["stdout_truncated"]:
+            truncated += 1
+            assert r.verdict == "output_limit", r
+        else:
+            assert r.verdict == "ok" and len(r.j["stdout"]) == 1000, r
+        if truncated == 8:
+            break

@@ -451,12 +451,17 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
             err_open = false;
         if (n > 0 && (f[3].revents || f[5].revents))
             feed_stdin(x, f[5].revents != 0, f[3].revents != 0);
-        if (ended)
-            continue;
+        /* Output past the limit is the verdict even when it came after the
+         * program's end, from a process the sandbox's end had yet to kill
+         * (the result says truncated: it must say why). Nothing is killed
+         * then: the exiting init takes the rest with it (see below). */
         if (over && *why == STOP_NONE) {
             *why = STOP_OUTPUT;
-            kill_all(x);
+            if (!ended)
+                kill_all(x);
         }
+        if (ended)
+            continue;
         if (f[4].revents && *why == STOP_NONE) {
             *why = STOP_CANCEL;
             kill_all(x);
