@@ -99,3 +99,30 @@ def test_output_past_the_limit_after_the_programs_end_is_output_limit(sb):
             assert r.verdict == "ok" and len(r.j["stdout"]) == 1000, r
         if truncated == 8:
             break
+
+
+# ---- the writable filesystems ------------------------------------------------
+
+CREATE_FILES = ("import os, sys\n"
+                "n = 0\n"
+                "try:\n"
+                "    while n < 100000:\n"
+                "        os.close(os.open('%s/f%%d' %% n, os.O_CREAT | os.O_WRONLY)); n += 1\n"
+                "except OSError as e:\n"
+                "    print(n, e.errno)\n"
+                "else:\n"
+                "    print(n, 0)\n")
+
+
+@pytest.mark.parametrize("iso", ["container", "process"])
+@pytest.mark.parametrize("where", ["/tmp", "/dev/shm"])
+def test_empty_files_are_bounded_by_the_tmp_size(sb, iso, where):
+    """--tmp-size bounded the data of /tmp and /dev/shm, not their files:
+    empty ones cost the kernel about a KiB each, which at process level no
+    memory cgroup bounds, and a 1 MiB /tmp took millions. Now each holds
+    one file per 4 KiB of its size (at least 1024): ENOSPC at the 1024th."""
+    r = sb("--isolation", iso, "--tmp-size", "1M", "--memory", "1G",
+           cmd=py(CREATE_FILES % where))
+    assert r.verdict == "ok", r
+    n, errno_ = map(int, r.out.split())
+    assert errno_ == 28 and 1000 <= n < 1024, r  # ENOSPC; the root takes one

@@ -285,6 +285,16 @@ static void net_etc_binds(json_object *mounts, const char *rootfs, const char *n
     }
 }
 
+/* Files a writable tmpfs of the sandbox may hold: one per 4 KiB of its
+ * size, the least a file with data takes there, and at least 1024. Its
+ * size bounds only data: each empty file still costs the kernel about a
+ * KiB, which at process level (no memory cgroup) nothing else bounds --
+ * left at the kernel's default, a 64 MiB /tmp took millions of them. */
+static uint64_t tmpfs_inodes(uint64_t bytes)
+{
+    return bytes / 4096 > 1024 ? bytes / 4096 : 1024;
+}
+
 /* The spec's mounts, or NULL. */
 static json_object *layout_mounts(const struct hull_policy *p, bool container, const char *net_etc,
                                   struct hull_sandbox_layout *lay, hull_error *err)
@@ -298,10 +308,12 @@ static json_object *layout_mounts(const struct hull_policy *p, bool container, c
             return NULL;
         }
     }
-    char tmpopts[64], shmopts[64];
-    snprintf(tmpopts, sizeof(tmpopts), "size=%llu", (unsigned long long)p->tmp_bytes);
-    snprintf(shmopts, sizeof(shmopts), "size=%llu",
-             (unsigned long long)(p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20));
+    char tmpopts[96], shmopts[96];
+    uint64_t shm_bytes = p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20;
+    snprintf(tmpopts, sizeof(tmpopts), "size=%llu,nr_inodes=%llu", (unsigned long long)p->tmp_bytes,
+             (unsigned long long)tmpfs_inodes(p->tmp_bytes));
+    snprintf(shmopts, sizeof(shmopts), "size=%llu,nr_inodes=%llu", (unsigned long long)shm_bytes,
+             (unsigned long long)tmpfs_inodes(shm_bytes));
     const char *const tmp_o[] = {"nosuid", "nodev", "mode=1777", tmpopts, NULL};
     const char *const proc_o[] = {"nosuid", "nodev", "noexec", NULL};
     const char *const dev_o[] = {"nosuid", "noexec", "mode=755", "size=64k", NULL};
