@@ -24,16 +24,21 @@ def py(code):
 # ---- CPU time -----------------------------------------------------------------
 
 
+def big_file(tmp_path, mib):
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        for _ in range(mib):
+            f.write(b"\1" * MiB)
+    return big
+
+
 @pytest.mark.parametrize("iso", ["container", "process"])
 def test_setup_cpu_is_not_the_programs(sb, tmp_path, iso):
     """The init's own work before the program starts (here: writing a
     128 MiB --copy-in into /tmp, tens of ms of CPU) is neither reported
     as the program's CPU time nor held against --cpu-time: /bin/true
     fits in 20 ms whatever the sandbox did to get it started."""
-    big = tmp_path / "big"
-    with open(big, "wb") as f:
-        for _ in range(128):
-            f.write(b"\1" * MiB)
+    big = big_file(tmp_path, 128)
     r = sb("--isolation", iso, "--copy-in", f"{big}:/tmp/big", "--tmp-size", "256M",
            "--memory", "1G", "--cpu-time", "20ms", cmd=["/bin/true"])
     assert r.verdict == "ok", r
@@ -126,3 +131,15 @@ def test_empty_files_are_bounded_by_the_tmp_size(sb, iso, where):
     assert r.verdict == "ok", r
     n, errno_ = map(int, r.out.split())
     assert errno_ == 28 and 1000 <= n < 1024, r  # ENOSPC; the root takes one
+
+
+def test_copy_ins_past_the_memory_limit_say_so(sb, tmp_path):
+    """Copy-ins are written into the sandbox's /tmp, a tmpfs charged to its
+    memory cgroup, before the program starts: more than --memory gets the
+    init OOM-killed in its setup. The run is an internal_error that says
+    so, not "the container's init exited during setup"."""
+    big = big_file(tmp_path, 64)
+    r = sb("--copy-in", f"{big}:/tmp/big", "--tmp-size", "256M", "--memory", "16M",
+           cmd=["/bin/true"])
+    assert r.verdict == "internal_error", r
+    assert "OOM killer" in r.j["error"] and "16777216" in r.j["error"], r
