@@ -1,13 +1,19 @@
-/* CPU time of a sandbox without a cgroup (process isolation), from /proc:
- * what the supervisor polls against --cpu-time there. */
+/* The program's CPU time, as a one-shot run's supervisor watches it
+ * against --cpu-time: from the sandbox's cgroup, or without one (process
+ * isolation) from the init's process tree in /proc; in both, less what the
+ * sandbox used itself before the program started. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "linux/cgroup.h"
 #include "sandbox/sandbox.h"
+#include "util/error.h"
+#include "util/log.h"
 
 /* The processes looked at in one poll, at most: more than any --pids
  * allows (RLIMIT_NPROC counts threads too), so the bound never cuts. */
@@ -74,7 +80,7 @@ static void add_children(pid_t pid, pid_t *q, size_t *n)
  * twice: a process's cutime holds only children that are gone. A process
  * that ends unreaped while the sandbox is killed takes the time since the
  * last poll with it. */
-bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms)
+static bool proc_cpu_ms(pid_t init, uint64_t *ms, size_t *procs)
 {
     unsigned long long total = 0, t;
     if (!stat_ticks(init, &total))
@@ -93,7 +99,73 @@ bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms)
         add_children(q[i], q, &n);
     }
     free(q);
+    *procs = n + 1;
     long hz = sysconf(_SC_CLK_TCK);
     *ms = total * 1000ull / (unsigned long long)(hz > 0 ? hz : 100);
     return true;
+}
+
+/* How often the supervisor reads the CPU time: on a clock of its own, not
+ * at every wakeup (a program writing line by line wakes it thousands of
+ * times a second). */
+#define CPU_POLL_NS (20 * 1000000ull)
+/* At process level a read walks the process tree, some µs a process: it
+ * is spaced out to stay a few percent of a CPU however many processes
+ * --pids allows (RLIMIT_CPU holds each of them meanwhile). */
+#define CPU_POLL_NS_PER_PROC 200000ull
+
+/* The CPU the sandbox used before SYNC_START: the init's setup (its
+ * mounts, the copy-ins it wrote into /tmp, its id maps) and, on cgroup v1,
+ * the runtime's clone from inside the cgroup. Until START the init is
+ * blocked on the sync socket and the program does not exist, so the
+ * number is still while it is read. It is the sandbox's cost, not the
+ * program's: it is neither reported nor held against --cpu-time. */
+void hull_sandbox_cpu_start(struct hull_sandbox_cpu *c, struct hull_cgroup *cg, pid_t init,
+                            uint64_t limit_ms)
+{
+    *c = (struct hull_sandbox_cpu){.cgroup = cg, .init = init, .limit_ms = limit_ms};
+    if (cg) {
+        hull_error e = NULL;
+        if (hull_cgroup_cpu_usage(cg, &c->setup_ns, &e) < 0) {
+            /* Unknown: the program is charged for the setup too. */
+            hull_debug("sandbox: setup cpu: %s", hull_error_msg(e));
+            hull_error_free(&e);
+            c->setup_ns = 0;
+        }
+        return;
+    }
+    /* No cgroup: the init's own clock, which its rusage (the run's CPU
+     * time at this level) and the tree's sum will include. */
+    clockid_t clk;
+    struct timespec ts;
+    if (clock_getcpuclockid(init, &clk) == 0 && clock_gettime(clk, &ts) == 0)
+        c->setup_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t hull_sandbox_cpu_program_ns(const struct hull_sandbox_cpu *c, uint64_t sandbox_ns)
+{
+    return sandbox_ns > c->setup_ns ? sandbox_ns - c->setup_ns : 0;
+}
+
+bool hull_sandbox_cpu_over(struct hull_sandbox_cpu *c, uint64_t now, uint64_t *next)
+{
+    uint64_t ns = 0, interval = CPU_POLL_NS;
+    bool known;
+    if (c->cgroup) {
+        hull_error e = NULL;
+        known = hull_cgroup_cpu_usage(c->cgroup, &ns, &e) == 0;
+        hull_error_free(&e); /* unknown: read again at the next tick */
+    } else {
+        uint64_t ms = 0;
+        size_t procs = 0;
+        known = proc_cpu_ms(c->init, &ms, &procs);
+        ns = ms * 1000000ull;
+        if (procs * CPU_POLL_NS_PER_PROC > interval)
+            interval = procs * CPU_POLL_NS_PER_PROC;
+    }
+    *next = now + interval;
+    uint64_t used_ms = hull_sandbox_cpu_program_ns(c, ns) / 1000000ull;
+    if (known && used_ms > c->seen_ms)
+        c->seen_ms = used_ms;
+    return known && used_ms >= c->limit_ms;
 }

@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "container/container.h"
@@ -62,8 +61,7 @@ struct run {
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
-    uint64_t cpu_seen_ms;        /* the last CPU time the supervisor saw */
-    uint64_t cpu_setup_ns;       /* what the setup used before the program (cpu_setup) */
+    struct hull_sandbox_cpu cpu; /* the program's CPU time, as the supervisor sees it */
     struct hull_sandbox_net net; /* --network NAME: the attachment and /etc files */
     char id[80];
 };
@@ -369,40 +367,6 @@ static bool drain(struct run *x, int stream, bool *over)
     return open;
 }
 
-/* The CPU the sandbox used before SYNC_START: the init's setup (its
- * mounts, the copy-ins it wrote into /tmp, its id maps) and, on cgroup v1,
- * the runtime's clone from inside the cgroup. Until START the init is
- * blocked on the sync socket and the program does not exist, so the
- * number is still while it is read. It is the sandbox's cost, not the
- * program's: it is neither reported nor held against --cpu-time. */
-static void cpu_setup(struct run *x)
-{
-    uint64_t ns = 0;
-    if (x->c.cgroup) {
-        hull_error e = NULL;
-        if (hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) < 0) {
-            /* Unknown: the program is charged for the setup, as before. */
-            hull_debug("sandbox %s: setup cpu: %s", x->id, hull_error_msg(e));
-            hull_error_free(&e);
-            ns = 0;
-        }
-    } else {
-        /* No cgroup: the init's own clock, which its rusage (the run's
-         * CPU time at this level) will include. */
-        clockid_t clk;
-        struct timespec ts;
-        if (clock_getcpuclockid(x->c.launch.pid, &clk) == 0 && clock_gettime(clk, &ts) == 0)
-            ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    }
-    x->cpu_setup_ns = ns;
-}
-
-/* The program's share of a CPU time read of the whole sandbox. */
-static uint64_t program_ns(const struct run *x, uint64_t sandbox_ns)
-{
-    return sandbox_ns > x->cpu_setup_ns ? sandbox_ns - x->cpu_setup_ns : 0;
-}
-
 static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *status,
                       bool *init_reaped, struct rusage *ru)
 {
@@ -411,8 +375,8 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     bool out_open = true, err_open = true, exited = false, reported = false;
     uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
-    /* The cgroup's usage covers every process; without a cgroup the init's
-     * /proc/PID/stat is the best there is (RLIMIT_CPU bounds each process). */
+    /* The cgroup's usage covers every process; without a cgroup the process
+     * tree in /proc is the best there is (RLIMIT_CPU bounds each process). */
     bool watch_cpu = true;
     *why = STOP_NONE;
     *status = 0;
@@ -420,6 +384,7 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
     /* Without a cgroup the init's rusage is the run's CPU time: the init
      * must be reaped first (see ns_supervise). */
     bool early = x->c.cgroup != NULL;
+    uint64_t next_cpu = 0; /* when the CPU time is read next */
 
     while (!(exited || reported) || out_open || err_open) {
         bool ended = exited || reported;
@@ -437,9 +402,8 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
         uint64_t now = hull_monotonic_ns();
         int timeout = -1;
         if (!ended) {
-            timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
-            if (watch_cpu && timeout > 20)
-                timeout = 20;
+            uint64_t until = watch_cpu && next_cpu < deadline ? next_cpu : deadline;
+            timeout = now >= until ? 0 : (int)((until - now) / 1000000ull) + 1;
         }
         int n = poll(f, 7, timeout);
         if (n < 0 && errno != EINTR)
@@ -499,25 +463,10 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
             kill_all(x);
             deadline = UINT64_MAX;
         }
-        if (watch_cpu && *why == STOP_NONE) {
-            uint64_t used_ms = 0;
-            bool known = false;
-            if (x->c.cgroup) {
-                uint64_t ns = 0;
-                hull_error e = NULL;
-                known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
-                hull_error_free(&e); /* unknown: read again at the next tick */
-                used_ms = program_ns(x, ns) / 1000000ull;
-            } else {
-                known = hull_sandbox_proc_cpu_ms(pid, &used_ms);
-                used_ms = program_ns(x, used_ms * 1000000ull) / 1000000ull;
-            }
-            if (known && used_ms > x->cpu_seen_ms)
-                x->cpu_seen_ms = used_ms;
-            if (known && used_ms >= p->cpu_time_ms) {
-                *why = STOP_CPU;
-                kill_all(x);
-            }
+        if (watch_cpu && *why == STOP_NONE && now >= next_cpu &&
+            hull_sandbox_cpu_over(&x->cpu, now, &next_cpu)) {
+            *why = STOP_CPU;
+            kill_all(x);
         }
     }
     if (pfd >= 0)
@@ -648,19 +597,19 @@ static void ns_supervise(struct run *x, uint64_t start)
         if (!have_stats)
             hull_debug("sandbox %s: stats: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
-        r->cpu_time_ms = program_ns(x, st.cpu_usage_ns) / 1000000ull;
+        r->cpu_time_ms = hull_sandbox_cpu_program_ns(&x->cpu, st.cpu_usage_ns) / 1000000ull;
         r->max_memory_kb = st.memory_max_usage / 1024;
     } else {
         /* No cgroup: the init's usage, which includes every process
          * it reaped (the reaper reaps them all). */
         uint64_t ru_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
                          (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
-        r->cpu_time_ms = program_ns(x, ru_ns) / 1000000ull;
+        r->cpu_time_ms = hull_sandbox_cpu_program_ns(&x->cpu, ru_ns) / 1000000ull;
         r->max_memory_kb = (uint64_t)ru.ru_maxrss;
         /* A process killed before the reaper reaped it is not in
          * there; what the supervisor last saw of it is. */
-        if (x->cpu_seen_ms > r->cpu_time_ms)
-            r->cpu_time_ms = x->cpu_seen_ms;
+        if (x->cpu.seen_ms > r->cpu_time_ms)
+            r->cpu_time_ms = x->cpu.seen_ms;
     }
     verdict(x, status, why, have_stats ? &st : NULL);
     if (!reaped) {
@@ -733,7 +682,7 @@ static int ns_launch(struct run *x, hull_error *err)
     hull_closep(&x->in_fd);
     hull_closep(&x->status[1]);
 
-    cpu_setup(x);
+    hull_sandbox_cpu_start(&x->cpu, x->c.cgroup, x->c.launch.pid, p->cpu_time_ms);
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x->c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
         hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {
