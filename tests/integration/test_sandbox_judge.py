@@ -69,6 +69,30 @@ def test_process_level_counts_cpu_deep_in_the_tree(sb):
     assert r.j["cpu_time_ms"] >= 1000, r
 
 
+
+def test_process_level_counts_cpu_under_the_last_of_many_orphans(sb):
+    """The init's list of children is read whole: 700 orphans (double
+    forks, each the init's child) take more than a page of it, and the
+    last one has a child that spins (and that it never reaps). A list cut
+    at a page hid that child: the program slept on to wall_time_limit
+    however much CPU it used."""
+    code = ("import os, time\n"
+            "def orphan(spin):\n"
+            "    if os.fork() == 0:\n"
+            "        if os.fork() == 0:\n"
+            "            if spin and os.fork() == 0:\n"
+            "                while True: pass\n"
+            "            time.sleep(1000)\n"
+            "        os._exit(0)\n"
+            "    os.wait()\n"
+            "for _ in range(700): orphan(False)\n"
+            "orphan(True)\n"
+            "time.sleep(1000)\n")
+    r = sb("--isolation", "process", "--pids", "1000", "--cpu-time", "1s", "--wall-time", "20s",
+           cmd=py(code))
+    assert r.verdict == "cpu_time_limit", r
+    assert r.j["cpu_time_ms"] >= 1000, r
+
 # ---- output -------------------------------------------------------------------
 
 # The program writes exactly the limit and exits; a child it left floods

@@ -13,6 +13,7 @@
 #include "linux/cgroup.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 /* The processes looked at in one poll, at most: more than any --pids
@@ -20,8 +21,10 @@
 #define PROC_WALK_MAX 8192
 
 /* utime + stime + cutime + cstime of one process, in clock ticks: its own
- * threads and every child it reaped. */
-static bool stat_ticks(pid_t pid, unsigned long long *ticks)
+ * threads and every child it reaped. False if it is gone, or if the pid
+ * now names a process whose parent is not parent (reused meanwhile; 0:
+ * any parent). */
+static bool stat_ticks(pid_t pid, pid_t parent, unsigned long long *ticks)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -34,20 +37,26 @@ static bool stat_ticks(pid_t pid, unsigned long long *ticks)
         return false;
     buf[n] = '\0';
     /* Fields after the last ')' (comm may hold anything): 3 is the state,
-     * 14-17 are utime, stime, cutime, cstime. */
+     * 4 the parent, 14-17 are utime, stime, cutime, cstime. */
     char *p = strrchr(buf, ')');
     unsigned long long t[4];
+    int ppid;
     if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &t[0],
-               &t[1], &t[2], &t[3]) != 4)
+        sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ppid,
+               &t[0], &t[1], &t[2], &t[3]) != 5 ||
+        (parent > 0 && ppid != parent))
         return false;
     *ticks = t[0] + t[1] + t[2] + t[3];
     return true;
 }
 
+struct walk {
+    pid_t pid, parent;
+};
+
 /* Append the children of every thread of pid to q (a thread's children
  * file lists the processes that thread made). */
-static void add_children(pid_t pid, pid_t *q, size_t *n)
+static void add_children(pid_t pid, struct walk *q, size_t *n)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
@@ -58,34 +67,36 @@ static void add_children(pid_t pid, pid_t *q, size_t *n)
     while ((de = readdir(d)) != NULL && *n < PROC_WALK_MAX) {
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
-        char buf[4096], cpath[320];
+        char cpath[320];
         snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/children", (int)pid, de->d_name);
-        int fd = open(cpath, O_RDONLY | O_CLOEXEC);
-        ssize_t len = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-        if (fd >= 0)
-            close(fd);
-        if (len <= 0)
+        cleanup_close int fd = open(cpath, O_RDONLY | O_CLOEXEC);
+        cleanup_free char *buf = NULL;
+        size_t len = 0;
+        hull_error e = NULL;
+        /* Whole: an init can have thousands of orphans. */
+        if (fd < 0 || hull_read_fd_max(fd, PROC_WALK_MAX * 12, &buf, &len, &e) < 0) {
+            hull_error_free(&e); /* gone meanwhile, as above */
             continue;
-        buf[len] = '\0';
+        }
         char *save = NULL;
         for (char *tok = strtok_r(buf, " \n", &save); tok && *n < PROC_WALK_MAX;
              tok = strtok_r(NULL, " \n", &save))
-            q[(*n)++] = (pid_t)atoi(tok);
+            q[(*n)++] = (struct walk){(pid_t)atoi(tok), pid};
     }
     closedir(d);
 }
 
 /* CPU time so far of a sandbox without a cgroup (process isolation): every
  * process of the init's tree, each with what it reaped. Nothing is counted
- * twice: a process's cutime holds only children that are gone. A process
- * that ends unreaped while the sandbox is killed takes the time since the
- * last poll with it. */
+ * twice: each process is read before its children are listed, and its
+ * cutime holds only children already gone. A process that ends unreaped
+ * while the sandbox is killed takes the time since the last poll with it. */
 static bool proc_cpu_ms(pid_t init, uint64_t *ms, size_t *procs)
 {
     unsigned long long total = 0, t;
-    if (!stat_ticks(init, &total))
+    if (!stat_ticks(init, 0, &total))
         return false;
-    pid_t *q = malloc(PROC_WALK_MAX * sizeof(*q));
+    struct walk *q = malloc(PROC_WALK_MAX * sizeof(*q));
     if (q == NULL)
         return false;
     size_t n = 0;
@@ -93,10 +104,10 @@ static bool proc_cpu_ms(pid_t init, uint64_t *ms, size_t *procs)
     /* Breadth first: q grows behind i as each process's children are
      * found (a child's pid is its parent's; a tree cannot loop). */
     for (size_t i = 0; i < n; i++) {
-        if (!stat_ticks(q[i], &t))
+        if (!stat_ticks(q[i].pid, q[i].parent, &t))
             continue; /* reaped meanwhile: in its parent's cutime now */
         total += t;
-        add_children(q[i], q, &n);
+        add_children(q[i].pid, q, &n);
     }
     free(q);
     *procs = n + 1;
