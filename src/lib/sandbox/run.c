@@ -172,8 +172,10 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         json_object_put(doc);
         if (r < 0)
             return hull_error_prefix(err, "--seccomp %s", p->seccomp_path);
-    } else if (p->isolation == HULL_ISOLATION_CONTAINER &&
-               hull_seccomp_compile(hull_seccomp_default_sandbox(), &x->seccomp, err) < 0) {
+    } else if (hull_seccomp_compile(p->isolation == HULL_ISOLATION_CONTAINER
+                                        ? hull_seccomp_default_sandbox()
+                                        : hull_seccomp_process_sandbox(),
+                                    &x->seccomp, err) < 0) {
         return hull_error_prefix(err, "built-in seccomp profile");
     }
     return 0;
