@@ -195,3 +195,35 @@ def test_process_level_keeps_nothing_in_the_kernels_keyrings(sb):
     r = sb("--isolation", "process", cmd=ADD_KEY)
     assert r.verdict == "ok", r
     assert r.out.split() == ["-1", "1"], r  # EPERM
+
+
+# Queue rt signals to itself (blocked) until refused; or create POSIX
+# message queues of the default size until refused. Prints how many.
+QUEUE_SIGNALS = py("import ctypes, os, signal\n"
+                   "libc = ctypes.CDLL(None, use_errno=True)\n"
+                   "sig = signal.SIGRTMIN + 1\n"
+                   "signal.pthread_sigmask(signal.SIG_BLOCK, [sig])\n"
+                   "n = 0\n"
+                   "while n < 5000 and libc.sigqueue(os.getpid(), sig, ctypes.c_void_p(0)) == 0:\n"
+                   "    n += 1\n"
+                   "print(n)\n")
+MAKE_QUEUES = py("import ctypes, os\n"
+                 "libc = ctypes.CDLL(None, use_errno=True)\n"
+                 "n = 0\n"
+                 "while n < 20 and libc.mq_open(b'/q%d' % n, os.O_CREAT | os.O_RDWR, 0o600,\n"
+                 "                              None) >= 0:\n"
+                 "    n += 1\n"
+                 "print(n)\n")
+
+
+@pytest.mark.parametrize("cmd, most", [(QUEUE_SIGNALS, 1024), (MAKE_QUEUES, 1)],
+                         ids=["sigpending", "msgqueue"])
+def test_a_sandbox_takes_little_of_roots_signal_and_mqueue_counts(sb, cmd, most):
+    """The sandbox's user namespace belongs to root, so its queued signals
+    and message queue bytes count against root's allowance in the host's
+    namespace too: one sandbox queued 96369 signals (the host root's
+    sigqueue then failed with EAGAIN) or made 9 message queues (root's
+    mq_open failed with EMFILE). Now each is bounded per sandbox."""
+    r = sb(cmd=cmd)
+    assert r.verdict == "ok", r
+    assert int(r.out) <= most, r
