@@ -171,6 +171,31 @@ static void create_rollback(const struct hull_runtime *rt, struct hull_container
         warn_cleanup(&e);
 }
 
+/* An init that died in its setup because the OOM killer took it (files it
+ * copies into a tmpfs are charged to its memory limit) says so, instead of
+ * "exited during setup". Read before create_rollback removes the cgroup. */
+static void oom_in_setup(struct hull_container_ctx *c, hull_error *err)
+{
+    struct hull_cgroup_stats st;
+    hull_error e = NULL;
+    if (c->cgroup == NULL)
+        return;
+    if (hull_cgroup_stats_brief(c->cgroup, &st, &e) < 0) {
+        hull_error_free(&e); /* unknown: the setup's own error stands */
+        return;
+    }
+    if (st.oom_kill_events == 0)
+        return;
+    const struct hull_resources *r = c->spec->linux_.resources;
+    if (r && r->has_memory_limit)
+        hull_error_set(err, ENOMEM,
+                       "the OOM killer stopped the init during setup: its memory limit (%lld "
+                       "bytes) is less than the setup needs (files it writes into a tmpfs count)",
+                       (long long)r->memory_limit);
+    else
+        hull_error_set(err, ENOMEM, "the OOM killer stopped the init during setup");
+}
+
 /* What the init needs before it is cloned: its cgroup (or a view without
  * one), the host-namespace rootfs bind, the first state record, limits and
  * the exec fifo. Failures leave what was made to create_rollback. */
@@ -363,6 +388,7 @@ static int setup(const struct hull_runtime *rt, const struct hull_create_opts *o
     c->cs.config = so->no_state ? NULL : json_object_get(c->spec->json);
 
     if (prepare(rt, o, so, c, err) < 0 || launch_init(o, so, c, err) < 0) {
+        oom_in_setup(c, err);
         create_rollback(rt, c);
         hull_container_ctx_release(c);
         return -1;

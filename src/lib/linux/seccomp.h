@@ -105,5 +105,11 @@ const char *hull_seccomp_default_sandbox_json(void);
  * memory. */
 struct json_object;
 struct json_object *hull_seccomp_default_sandbox_document(void);
+/* The profile of the sandbox's process level: everything allowed but
+ * add_key, request_key and keyctl (EPERM), on every architecture the
+ * machine runs: a key left in a uid's keyrings would outlive the run and
+ * reach the next run given that uid (linux/seccomp_keys.c). Static, do not
+ * free; NULL only when out of memory. */
+const struct hull_seccomp *hull_seccomp_process_sandbox(void);
 
 #endif

@@ -229,6 +229,16 @@ static json_object *process(const struct hull_policy *p, const struct hull_sandb
         /* Counted per host uid, which is this run's own (uids.c); the init
          * has the same uid and counts too. */
         json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids + 1ull, p->pids + 1ull));
+    } else {
+        /* Queued signals and POSIX message queue bytes are counted per user
+         * in every user namespace up to the host's, and the sandbox's belongs
+         * to root: each is charged to root's count too, which is held to
+         * root's own rlimit. Unbounded here, one sandbox took it all while it
+         * ran (the host root's sigqueue and timer_create failed with EAGAIN,
+         * its mq_open with EMFILE). Now a sandbox takes at most 1024
+         * signals and one default-sized message queue. */
+        json_object_array_add(rl, rlimit("RLIMIT_SIGPENDING", 1024, 1024));
+        json_object_array_add(rl, rlimit("RLIMIT_MSGQUEUE", 128 * 1024, 128 * 1024));
     }
     json_object_object_add(proc, "rlimits", rl);
     return proc;
@@ -285,6 +295,16 @@ static void net_etc_binds(json_object *mounts, const char *rootfs, const char *n
     }
 }
 
+/* Files a writable tmpfs of the sandbox may hold: one per 4 KiB of its
+ * size, the least a file with data takes there, and at least 1024. Its
+ * size bounds only data: each empty file still costs the kernel about a
+ * KiB, which at process level (no memory cgroup) nothing else bounds --
+ * left at the kernel's default, a 64 MiB /tmp took millions of them. */
+static uint64_t tmpfs_inodes(uint64_t bytes)
+{
+    return bytes / 4096 > 1024 ? bytes / 4096 : 1024;
+}
+
 /* The spec's mounts, or NULL. */
 static json_object *layout_mounts(const struct hull_policy *p, bool container, const char *net_etc,
                                   struct hull_sandbox_layout *lay, hull_error *err)
@@ -298,10 +318,12 @@ static json_object *layout_mounts(const struct hull_policy *p, bool container, c
             return NULL;
         }
     }
-    char tmpopts[64], shmopts[64];
-    snprintf(tmpopts, sizeof(tmpopts), "size=%llu", (unsigned long long)p->tmp_bytes);
-    snprintf(shmopts, sizeof(shmopts), "size=%llu",
-             (unsigned long long)(p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20));
+    char tmpopts[96], shmopts[96];
+    uint64_t shm_bytes = p->tmp_bytes < 64ull << 20 ? p->tmp_bytes : 64ull << 20;
+    snprintf(tmpopts, sizeof(tmpopts), "size=%llu,nr_inodes=%llu", (unsigned long long)p->tmp_bytes,
+             (unsigned long long)tmpfs_inodes(p->tmp_bytes));
+    snprintf(shmopts, sizeof(shmopts), "size=%llu,nr_inodes=%llu", (unsigned long long)shm_bytes,
+             (unsigned long long)tmpfs_inodes(shm_bytes));
     const char *const tmp_o[] = {"nosuid", "nodev", "mode=1777", tmpopts, NULL};
     const char *const proc_o[] = {"nosuid", "nodev", "noexec", NULL};
     const char *const dev_o[] = {"nosuid", "noexec", "mode=755", "size=64k", NULL};
@@ -361,6 +383,15 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
         json_object_object_add(lx, "uidMappings", id_map(uid_base));
         json_object_object_add(lx, "gidMappings", id_map(uid_base));
         json_object_object_add(lx, "resources", resources(p));
+        /* Inotify instances and watches are counted per user in every user
+         * namespace up to the host's, and the sandbox's belongs to root:
+         * unbounded here, one sandbox took all 128 of root's instances
+         * (fs.inotify.max_user_instances) and the host root's inotify_init
+         * failed while it ran. The namespace's own limits bound its share. */
+        json_object *sysctl = json_object_new_object();
+        json_object_object_add(sysctl, "user.max_inotify_instances", str("16"));
+        json_object_object_add(sysctl, "user.max_inotify_watches", str("8192"));
+        json_object_object_add(lx, "sysctl", sysctl);
     }
     /* /proc/cmdline: the host kernel's command line, which also carries the
      * host init's own arguments. */

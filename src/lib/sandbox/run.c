@@ -64,7 +64,7 @@ struct run {
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
     size_t stdin_off;
-    uint64_t cpu_seen_ms;        /* the last CPU time the supervisor saw */
+    struct hull_sandbox_cpu cpu; /* the program's CPU time, as the supervisor sees it */
     struct hull_sandbox_net net; /* --network NAME: the attachment and /etc files */
     char id[80];
 };
@@ -175,8 +175,10 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         json_object_put(doc);
         if (r < 0)
             return hull_error_prefix(err, "--seccomp %s", p->seccomp_path);
-    } else if (p->isolation == HULL_ISOLATION_CONTAINER &&
-               hull_seccomp_compile(hull_seccomp_default_sandbox(), &x->seccomp, err) < 0) {
+    } else if (hull_seccomp_compile(p->isolation == HULL_ISOLATION_CONTAINER
+                                        ? hull_seccomp_default_sandbox()
+                                        : hull_seccomp_process_sandbox(),
+                                    &x->seccomp, err) < 0) {
         return hull_error_prefix(err, "built-in seccomp profile");
     }
     return 0;
@@ -378,8 +380,8 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     bool out_open = true, err_open = true, exited = false, reported = false;
     uint64_t deadline = start_ns + p->wall_time_ms * 1000000ull;
-    /* The cgroup's usage covers every process; without a cgroup the init's
-     * /proc/PID/stat is the best there is (RLIMIT_CPU bounds each process). */
+    /* The cgroup's usage covers every process; without a cgroup the process
+     * tree in /proc is the best there is (RLIMIT_CPU bounds each process). */
     bool watch_cpu = true;
     *why = STOP_NONE;
     *status = 0;
@@ -387,6 +389,7 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
     /* Without a cgroup the init's rusage is the run's CPU time: the init
      * must be reaped first (see ns_supervise). */
     bool early = x->c.cgroup != NULL;
+    uint64_t next_cpu = 0; /* when the CPU time is read next */
 
     while (!(exited || reported) || out_open || err_open) {
         bool ended = exited || reported;
@@ -404,9 +407,8 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
         uint64_t now = hull_monotonic_ns();
         int timeout = -1;
         if (!ended) {
-            timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
-            if (watch_cpu && timeout > 20)
-                timeout = 20;
+            uint64_t until = watch_cpu && next_cpu < deadline ? next_cpu : deadline;
+            timeout = now >= until ? 0 : (int)((until - now) / 1000000ull) + 1;
         }
         int n = poll(f, 7, timeout);
         if (n < 0 && errno != EINTR)
@@ -418,12 +420,17 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
             err_open = false;
         if (n > 0 && (f[3].revents || f[5].revents))
             feed_stdin(x, f[5].revents != 0, f[3].revents != 0);
-        if (ended)
-            continue;
+        /* Output past the limit is the verdict even when it came after the
+         * program's end, from a process the sandbox's end had yet to kill
+         * (the result says truncated: it must say why). Nothing is killed
+         * then: the exiting init takes the rest with it (see below). */
         if (over && *why == STOP_NONE) {
             *why = STOP_OUTPUT;
-            kill_all(x);
+            if (!ended)
+                kill_all(x);
         }
+        if (ended)
+            continue;
         if (f[4].revents && *why == STOP_NONE) {
             *why = STOP_CANCEL;
             kill_all(x);
@@ -461,24 +468,10 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
             kill_all(x);
             deadline = UINT64_MAX;
         }
-        if (watch_cpu && *why == STOP_NONE) {
-            uint64_t used_ms = 0;
-            bool known = false;
-            if (x->c.cgroup) {
-                uint64_t ns = 0;
-                hull_error e = NULL;
-                known = hull_cgroup_cpu_usage(x->c.cgroup, &ns, &e) == 0;
-                hull_error_free(&e); /* unknown: read again at the next tick */
-                used_ms = ns / 1000000ull;
-            } else {
-                known = hull_sandbox_proc_cpu_ms(pid, &used_ms);
-            }
-            if (known && used_ms > x->cpu_seen_ms)
-                x->cpu_seen_ms = used_ms;
-            if (known && used_ms >= p->cpu_time_ms) {
-                *why = STOP_CPU;
-                kill_all(x);
-            }
+        if (watch_cpu && *why == STOP_NONE && now >= next_cpu &&
+            hull_sandbox_cpu_over(&x->cpu, now, &next_cpu)) {
+            *why = STOP_CPU;
+            kill_all(x);
         }
     }
     if (pfd >= 0)
@@ -505,8 +498,10 @@ static void verdict(struct run *x, int status, enum stop why, const struct hull_
         r->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         r->signal = WTERMSIG(status);
-    bool cpu_over =
-        r->cpu_time_ms >= x->p->cpu_time_ms || (WIFSIGNALED(status) && r->signal == SIGXCPU);
+    /* From the accounting alone. A SIGXCPU the program died of is no
+     * evidence: it can raise one itself; and one of RLIMIT_CPU (soft limit
+     * above --cpu-time) comes only with its usage past --cpu-time. */
+    bool cpu_over = r->cpu_time_ms >= x->p->cpu_time_ms;
     /* One verdict when several limits were hit: the kernel's memory and
      * pids events come before the clocks and the output, because they are
      * the cause when both happen -- a fork bomb spins on failing forks
@@ -611,18 +606,19 @@ static void ns_supervise(struct run *x, uint64_t start)
         if (!have_stats)
             hull_debug("sandbox %s: stats: %s", x->id, hull_error_msg(e));
         hull_error_free(&e);
-        r->cpu_time_ms = st.cpu_usage_ns / 1000000ull;
+        r->cpu_time_ms = hull_sandbox_cpu_program_ns(&x->cpu, st.cpu_usage_ns) / 1000000ull;
         r->max_memory_kb = st.memory_max_usage / 1024;
     } else {
         /* No cgroup: the init's usage, which includes every process
          * it reaped (the reaper reaps them all). */
-        r->cpu_time_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ull +
-                         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000ull;
+        uint64_t ru_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+                         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+        r->cpu_time_ms = hull_sandbox_cpu_program_ns(&x->cpu, ru_ns) / 1000000ull;
         r->max_memory_kb = (uint64_t)ru.ru_maxrss;
         /* A process killed before the reaper reaped it is not in
          * there; what the supervisor last saw of it is. */
-        if (x->cpu_seen_ms > r->cpu_time_ms)
-            r->cpu_time_ms = x->cpu_seen_ms;
+        if (x->cpu.seen_ms > r->cpu_time_ms)
+            r->cpu_time_ms = x->cpu.seen_ms;
     }
     verdict(x, status, why, have_stats ? &st : NULL);
     if (!reaped) {
@@ -695,6 +691,7 @@ static int ns_launch(struct run *x, hull_error *err)
     hull_closep(&x->in_fd);
     hull_closep(&x->status[1]);
 
+    hull_sandbox_cpu_start(&x->cpu, x->c.cgroup, x->c.launch.pid, p->cpu_time_ms);
     uint64_t start = hull_monotonic_ns();
     if (hull_sync_send(x->c.launch.sync_fd, SYNC_START, 0, &e) < 0 ||
         hull_wait_exec(x->c.launch.sync_fd, &e) < 0) {

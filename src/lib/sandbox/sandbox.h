@@ -162,9 +162,25 @@ bool hull_output_drain(int fd, struct hull_output *out, uint64_t limit, bool *ov
  * internal_error otherwise. id: the container's, which a bad_command's
  * error does not repeat. */
 void hull_result_not_started(struct hull_result *r, hull_error *e, const char *id);
-/* CPU time so far, in ms, of an init and its children read from /proc
- * (process isolation, no cgroup); false when it cannot be read. */
-bool hull_sandbox_proc_cpu_ms(pid_t init, uint64_t *ms);
+/* The program's CPU time as a one-shot run's supervisor watches it
+ * (proc_cpu.c): the sandbox's cgroup, or without one (process isolation)
+ * the init's process tree in /proc, less what the setup used. */
+struct hull_cgroup;
+struct hull_sandbox_cpu {
+    struct hull_cgroup *cgroup; /* NULL: process isolation */
+    pid_t init;
+    uint64_t limit_ms; /* --cpu-time */
+    uint64_t setup_ns; /* the sandbox's own, before the program */
+    uint64_t seen_ms;  /* the most the supervisor saw */
+};
+/* Just before the program is let go (SYNC_START), while the init waits. */
+void hull_sandbox_cpu_start(struct hull_sandbox_cpu *c, struct hull_cgroup *cg, pid_t init,
+                            uint64_t limit_ms);
+/* The program's share of a CPU time read of the whole sandbox. */
+uint64_t hull_sandbox_cpu_program_ns(const struct hull_sandbox_cpu *c, uint64_t sandbox_ns);
+/* Read it now (monotonic ns); true when it reached the limit. *next is when
+ * to read it again. */
+bool hull_sandbox_cpu_over(struct hull_sandbox_cpu *c, uint64_t now, uint64_t *next);
 
 /* Copy sandbox:/tmp/... out of the exported /tmp (tmpfd) to the host path,
  * never following a symlink or a hard link out of the sandbox and never

@@ -88,8 +88,10 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
         return hull_error_set(err, ENOMEM, "out of memory");
     if (hull_policy_validate(&s->policy, err) < 0)
         return -1;
-    if (p->isolation == HULL_ISOLATION_CONTAINER &&
-        hull_seccomp_compile(hull_seccomp_default_sandbox(), &s->seccomp, err) < 0)
+    if (hull_seccomp_compile(p->isolation == HULL_ISOLATION_CONTAINER
+                                 ? hull_seccomp_default_sandbox()
+                                 : hull_seccomp_process_sandbox(),
+                             &s->seccomp, err) < 0)
         return hull_error_prefix(err, "built-in seccomp profile");
     /* Process level: a host uid of its own for the sandbox's lifetime. */
     uint32_t uid_base = HULL_SANDBOX_UID_BASE;
