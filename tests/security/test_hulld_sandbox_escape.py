@@ -24,26 +24,31 @@ def sandbox(tmp_path_factory, bins):
     tmp = tmp_path_factory.mktemp("hulld-sec")
     h = Hulld(tmp)
     os.makedirs(h.state, exist_ok=True)
-    tok = h.token("user", "acme")
+    tok = h.token("user", "acme", allow="process-isolation")
     h.start()
     try:
-        r = h.request("POST", "/v1/sandboxes", {}, tok)
-        assert r.status == 201, r
-        sid = r.json["id"]
-        r = h.request("PUT", f"/v1/sandboxes/{sid}/fs/tmp/hostile?mode=0755",
-                      (bins / "hostile").read_bytes(), tok, raw=True)
-        assert r.status == 201, r
-        yield h, tok, sid
-        h.request("DELETE", f"/v1/sandboxes/{sid}", token=tok)
+        sids = {}
+        for iso in ("container", "process"):
+            r = h.request("POST", "/v1/sandboxes", {"isolation": iso}, tok)
+            assert r.status == 201, r
+            sids[iso] = r.json["id"]
+            r = h.request("PUT", f"/v1/sandboxes/{sids[iso]}/fs/tmp/hostile?mode=0755",
+                          (bins / "hostile").read_bytes(), tok, raw=True)
+            assert r.status == 201, r
+        yield h, tok, sids["container"], sids["process"]
+        for sid in sids.values():
+            h.request("DELETE", f"/v1/sandboxes/{sid}", token=tok)
     finally:
         rc = h.stop()
     assert rc == 0, h.log.read_text()
     assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
 
 
-def probe(sandbox, how, *args):
+def probe(sandbox, how, *args, level="container"):
     """stdout of `/tmp/hostile ARGS` started the given way."""
-    h, tok, sid = sandbox
+    h, tok, sid, process_sid = sandbox
+    if level == "process":
+        sid = process_sid
     cmd = ["/tmp/hostile", *args]
     if how == "exec":
         r = h.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": cmd}, tok, timeout=300)
@@ -88,3 +93,20 @@ def test_refused_syscalls_from_what_the_api_starts(sandbox, how):
 def test_no_namespace_through_clone_from_what_the_api_starts(sandbox, how):
     got = answers(probe(sandbox, how, "nsclone"))
     assert got == NSCLONE, {k: (got.get(k), v) for k, v in NSCLONE.items() if got.get(k) != v}
+
+
+def test_x32_is_killed_in_what_the_api_starts(sandbox):
+    h, tok, sid, _ = sandbox
+    r = h.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": ["/tmp/hostile", "x32"]}, tok,
+                  timeout=300)
+    assert r.status == 200, r
+    assert (r.json["verdict"], r.json["signal"]) == ("signaled", 31), r.json
+
+
+@pytest.mark.parametrize("how", ["exec", "process"])
+def test_process_level_refuses_the_key_calls_in_what_the_api_starts(sandbox, how):
+    """The process level's own filter (a uid's keyrings outlive its run)
+    holds for what the API starts there too."""
+    got = answers(probe(sandbox, how, "syscalls", level="process"))
+    keys = {k: got.get(k) for k in ("keyctl", "add_key", "request_key")}
+    assert keys == {"keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM"}, got

@@ -111,5 +111,8 @@ struct json_object *hull_seccomp_default_sandbox_document(void);
  * reach the next run given that uid (linux/seccomp_keys.c). Static, do not
  * free; NULL only when out of memory. */
 const struct hull_seccomp *hull_seccomp_process_sandbox(void);
+/* The same profile as a new linux.seccomp document (the caller owns it);
+ * NULL when out of memory. */
+struct json_object *hull_seccomp_process_sandbox_document(void);
 
 #endif

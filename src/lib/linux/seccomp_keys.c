@@ -21,6 +21,7 @@
 #include "linux/seccomp.h"
 #include "linux/seccomp_rules.h"
 #include "spec/spec.h"
+#include "util/json.h"
 #include "util/strv.h"
 
 static const char *const key_calls[] = {"add_key", "request_key", "keyctl", NULL};
@@ -63,6 +64,34 @@ static void build_once(void)
         return;
     }
     profile_ok = true;
+}
+
+static json_object *strings(const char *const *v)
+{
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; a && v[i]; i++)
+        json_object_array_add(a, json_object_new_string(v[i]));
+    return a;
+}
+
+json_object *hull_seccomp_process_sandbox_document(void)
+{
+    json_object *doc = json_object_new_object(), *rule = json_object_new_object(),
+                *rules = json_object_new_array();
+    if (doc == NULL || rule == NULL || rules == NULL) {
+        json_object_put(doc);
+        json_object_put(rule);
+        json_object_put(rules);
+        return NULL;
+    }
+    json_object_object_add(rule, "names", strings(key_calls));
+    json_object_object_add(rule, "action", json_object_new_string("SCMP_ACT_ERRNO"));
+    json_object_object_add(rule, "errnoRet", json_object_new_int(HULL_SBX_DEFAULT_ERRNO));
+    json_object_array_add(rules, rule);
+    json_object_object_add(doc, "defaultAction", json_object_new_string("SCMP_ACT_ALLOW"));
+    json_object_object_add(doc, "architectures", strings(arches));
+    json_object_object_add(doc, "syscalls", rules);
+    return doc;
 }
 
 const struct hull_seccomp *hull_seccomp_process_sandbox(void)

@@ -119,15 +119,14 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     /* What is exec'd into the sandbox later (exec, processes) takes its
      * filter from the config kept in the sandbox's state, as `hull exec`
      * does; the init's filter comes precompiled and is not in there. */
-    if (container) {
-        json_object *lx = hj_get(s->lay.spec->json, "linux");
-        json_object *filter = hull_seccomp_default_sandbox_document();
-        if (lx == NULL || filter == NULL) {
-            json_object_put(filter);
-            return hull_error_set(err, ENOMEM, "built-in seccomp profile: out of memory");
-        }
-        json_object_object_add(lx, "seccomp", filter);
+    json_object *lx = hj_get(s->lay.spec->json, "linux");
+    json_object *filter = container ? hull_seccomp_default_sandbox_document()
+                                    : hull_seccomp_process_sandbox_document();
+    if (lx == NULL || filter == NULL) {
+        json_object_put(filter);
+        return hull_error_set(err, ENOMEM, "built-in seccomp profile: out of memory");
     }
+    json_object_object_add(lx, "seccomp", filter);
     return 0;
 }
 
