@@ -48,8 +48,6 @@ def test_namespaced_sysctls_applied_in_the_container_only(hull, bundle):
     ({"net.ipv4.ip_forward": "1"}, "network",
      "linux.sysctl: net.ipv4.ip_forward is not namespaced"),
     ({"kernel.shmmax": "1"}, "ipc", "linux.sysctl: kernel.shmmax is not namespaced"),
-    ({"user.max_inotify_instances": "1"}, "user",
-     "linux.sysctl: user.max_inotify_instances is not namespaced"),
     ({"net.ipv4.no_such_key": "1"}, None, "linux.sysctl: net.ipv4.no_such_key"),
     ({"net.ipv4.../../kernel.panic": "1"}, None, "linux.sysctl"),
 ])

@@ -54,13 +54,9 @@ static int apply_sysctl(const struct hull_spec *spec, hull_error *err)
         bool ipc = strncmp(key, "kernel.msg", 10) == 0 || strncmp(key, "kernel.sem", 10) == 0 ||
                    strncmp(key, "kernel.shm", 10) == 0 || strncmp(key, "fs.mqueue.", 10) == 0;
         bool net = strncmp(key, "net.", 4) == 0;
-        /* user.*: the user namespace's own limits (max_inotify_instances,
-         * ...), each its own copy; the host's are not reached. */
-        bool user = strncmp(key, "user.", 5) == 0;
         /* kernel.hostname and kernel.domainname are refused by the parser:
          * they have their own fields. */
-        if (!((ipc && l->ns[HULL_NS_IPC].enabled) || (net && l->ns[HULL_NS_NET].enabled) ||
-              (user && l->ns[HULL_NS_USER].enabled)))
+        if (!((ipc && l->ns[HULL_NS_IPC].enabled) || (net && l->ns[HULL_NS_NET].enabled)))
             return hull_error_set(err, EPERM,
                                   "linux.sysctl: %s is not namespaced by this container's "
                                   "namespaces and would change the host",

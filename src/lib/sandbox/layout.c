@@ -383,15 +383,6 @@ int hull_sandbox_layout(const struct hull_policy *p, const char *empty_root, uin
         json_object_object_add(lx, "uidMappings", id_map(uid_base));
         json_object_object_add(lx, "gidMappings", id_map(uid_base));
         json_object_object_add(lx, "resources", resources(p));
-        /* Inotify instances and watches are counted per user in every user
-         * namespace up to the host's, and the sandbox's belongs to root:
-         * unbounded here, one sandbox took all 128 of root's instances
-         * (fs.inotify.max_user_instances) and the host root's inotify_init
-         * failed while it ran. The namespace's own limits bound its share. */
-        json_object *sysctl = json_object_new_object();
-        json_object_object_add(sysctl, "user.max_inotify_instances", str("16"));
-        json_object_object_add(sysctl, "user.max_inotify_watches", str("8192"));
-        json_object_object_add(lx, "sysctl", sysctl);
     }
     /* /proc/cmdline: the host kernel's command line, which also carries the
      * host init's own arguments. */
