@@ -230,13 +230,9 @@ static json_object *process(const struct hull_policy *p, const struct hull_sandb
          * has the same uid and counts too. */
         json_object_array_add(rl, rlimit("RLIMIT_NPROC", p->pids + 1ull, p->pids + 1ull));
     } else {
-        /* Queued signals and POSIX message queue bytes are counted per user
-         * in every user namespace up to the host's, and the sandbox's belongs
-         * to root: each is charged to root's count too, which is held to
-         * root's own rlimit. Unbounded here, one sandbox took it all while it
-         * ran (the host root's sigqueue and timer_create failed with EAGAIN,
-         * its mq_open with EMFILE). Now a sandbox takes at most 1024
-         * signals and one default-sized message queue. */
+        /* Queued signals and POSIX message queue bytes are charged up to the
+         * namespace's owner (a uid of the sandbox's own); a sandbox needs no
+         * more than 1024 signals and one default-sized message queue. */
         json_object_array_add(rl, rlimit("RLIMIT_SIGPENDING", 1024, 1024));
         json_object_array_add(rl, rlimit("RLIMIT_MSGQUEUE", 128 * 1024, 128 * 1024));
     }
