@@ -389,9 +389,10 @@ static const char *verdict_of(const struct run *r, const struct limits *lim, int
     int code = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1;
     if (r->killed == KILLED_WALL)
         return "wall_time_limit";
+    /* From the accounting alone: the program can raise a SIGXCPU itself,
+     * and RLIMIT_CPU's comes only with its usage past the limit. */
     if (r->killed == KILLED_CPU ||
-        (lim->cpu_time_ms > 0 && cpu_us / 1000 >= lim->cpu_time_ms && (sig || code != 0)) ||
-        (sig && WTERMSIG(r->status) == SIGXCPU))
+        (lim->cpu_time_ms > 0 && cpu_us / 1000 >= lim->cpu_time_ms && (sig || code != 0)))
         return "cpu_time_limit";
     if (oom_kills > 0 || r->killed == KILLED_MEMORY)
         return "memory_limit";

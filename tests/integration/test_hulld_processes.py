@@ -482,6 +482,16 @@ def test_exec_and_processes_run_under_the_sandboxs_seccomp_filter(d, sb):
         assert "UNSHARED" not in out, outs
 
 
+def test_a_sigxcpu_of_its_own_is_no_cpu_time_limit(d, sb):
+    """The verdict comes from the CPU accounting, not from how the program
+    died: one that raises SIGXCPU itself, far inside its budget, was
+    killed by a signal."""
+    r = d.request("POST", f"/v1/sandboxes/{sb}/exec",
+                  {"cmd": ["sh", "-c", "kill -XCPU $$"], "limits": {"cpu_time": "60s"}}, d.tok)
+    assert r.status == 200, r
+    assert (r.json["verdict"], r.json["signal"]) == ("signaled", 24), r.json
+
+
 # ---- limits and bad input -----------------------------------------------------
 
 

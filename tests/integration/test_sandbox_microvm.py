@@ -50,6 +50,15 @@ def test_limits_give_the_same_verdicts():
     assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
 
 
+def test_a_sigxcpu_of_its_own_is_no_cpu_time_limit():
+    """As at the other levels: the verdict comes from the accounting, not
+    from a SIGXCPU the program raised itself far inside its budget."""
+    rc, j, err = sandbox("--cpu-time", "60s", "--wall-time", "120s", "--", "sh", "-c",
+                         "kill -XCPU $$")
+    assert rc == 0, err
+    assert (j["verdict"], j["signal"]) == ("signaled", 24), j
+
+
 def test_a_command_the_guest_lacks_is_bad_command():
     """As at the container level: the command's fault (bad_command, 127),
     not an internal error; without --json one `hull:` line and exit 127."""

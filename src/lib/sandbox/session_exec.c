@@ -123,7 +123,9 @@ void hull_session_verdict(struct hull_result *r, const struct hull_policy *p, in
         r->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         r->signal = WTERMSIG(status);
-    bool cpu_over = r->cpu_time_ms >= p->cpu_time_ms || r->signal == SIGXCPU;
+    /* From the accounting alone: the program can raise a SIGXCPU itself,
+     * and RLIMIT_CPU's comes only with its usage past the limit. */
+    bool cpu_over = r->cpu_time_ms >= p->cpu_time_ms;
     if (why == STOP_CANCEL)
         r->verdict = HULL_VERDICT_KILLED;
     else if (why == STOP_WALL)
