@@ -25,63 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "procs.h"
+#include "keeper_procs.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
-
-#define MAX_RUNNING 64 /* processes running at once in one sandbox */
-#define MAX_EXITED  64 /* exited ones kept for their output and result */
-#define MAX_CONNS   512
-#define STDIN_QUEUE (1u << 20)
-#define READ_MAX    (64u << 10)
-#define HOLD_MS     5000u
-
-struct kproc {
-    struct kproc *next;
-    char id[40];
-    json_object *cmd;
-    uint64_t cpu_time_ms; /* for the verdict */
-    struct hull_session_proc sp;
-    bool pty, running, stdin_open;
-    bool reaped;     /* exited, its output not all read yet (a reader holds it) */
-    bool hold_start; /* an exec's: held for its first reader (HOLD_MS) */
-    int status;
-    struct rusage ru;
-    uint64_t start_ns, reaped_ns;
-    int stop;                         /* HULL_STOP_* */
-    uint64_t deadline_ns, output_max; /* 0: none */
-    time_t started, ended;
-    char *inq; /* stdin not yet taken by the process */
-    size_t inq_len, inq_off;
-    bool close_after; /* close its stdin once inq is written */
-    struct ring out;
-    json_object *result;
-};
-
-enum park { PARK_NONE, PARK_READ, PARK_WAIT };
-
-struct kconn {
-    int fd;
-    enum park park;
-    char id[40];
-    uint64_t offset, after, max, deadline_ns;
-    /* The process it follows, where it was and when it last asked. */
-    char follow[40];
-    uint64_t follow_off, follow_ns;
-};
-
-struct kprocs {
-    struct kconn conns[MAX_CONNS];
-    size_t n_conns;
-    struct kproc *procs; /* newest first */
-    /* A non-streamed exec, run by a child of ours (kprocs_fork): the
-     * connection it answers on is not read meanwhile. */
-    pid_t exec_pid;
-    int exec_pidfd, exec_conn;
-    const struct kprocs_backend *be; /* NULL: the container session's */
-};
 
 void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be)
 {
@@ -89,7 +37,7 @@ void kprocs_set_backend(struct kprocs *k, const struct kprocs_backend *be)
 }
 
 /* hdr (taken) with "ok", and data. */
-static void reply(int conn, json_object *hdr, const void *data, size_t len)
+void kp_reply(int conn, json_object *hdr, const void *data, size_t len)
 {
     if (hdr == NULL)
         hdr = json_object_new_object();
@@ -98,10 +46,10 @@ static void reply(int conn, json_object *hdr, const void *data, size_t len)
     json_object_put(hdr);
 }
 
-static void reply_json(int conn, json_object *o)
+void kp_reply_json(int conn, json_object *o)
 {
     const char *t = hj_to_string(o);
-    reply(conn, NULL, t, strlen(t));
+    kp_reply(conn, NULL, t, strlen(t));
     json_object_put(o);
 }
 
@@ -126,7 +74,7 @@ static void stamp(json_object *o, const char *key, time_t t)
     json_object_object_add(o, key, json_object_new_string(buf));
 }
 
-static json_object *describe(const struct kproc *p)
+json_object *kp_describe(const struct kproc *p)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(p->id));
@@ -146,7 +94,7 @@ static json_object *describe(const struct kproc *p)
     return o;
 }
 
-static struct kproc *find(struct kprocs *k, const char *id, hull_error *err)
+struct kproc *kp_find(struct kprocs *k, const char *id, hull_error *err)
 {
     for (struct kproc *p = k->procs; p; p = p->next)
         if (strcmp(p->id, id) == 0)
@@ -155,13 +103,13 @@ static struct kproc *find(struct kprocs *k, const char *id, hull_error *err)
     return NULL;
 }
 
-static const char *hstr(struct frame *f, const char *key)
+const char *kp_hstr(struct frame *f, const char *key)
 {
     json_object *v = hj_get(f->hdr, key);
     return v ? json_object_get_string(v) : "";
 }
 
-static uint64_t hu64(struct frame *f, const char *key)
+uint64_t kp_hu64(struct frame *f, const char *key)
 {
     json_object *v = hj_get(f->hdr, key);
     return v ? json_object_get_uint64(v) : 0;
@@ -169,7 +117,7 @@ static uint64_t hu64(struct frame *f, const char *key)
 
 /* ---- supervision ---- */
 
-static void kill_proc(struct kproc *p, int stop)
+void kp_kill_proc(struct kproc *p, int stop)
 {
     if (!p->running || p->reaped) /* reaped: its pid may be another's now */
         return;
@@ -197,7 +145,7 @@ static bool take_output(struct kproc *p, int *fd, int stream, int rounds, size_t
         size_t keep = (size_t)n;
         if (p->output_max && p->out.end + keep > p->output_max) {
             keep = p->out.end < p->output_max ? (size_t)(p->output_max - p->out.end) : 0;
-            kill_proc(p, HULL_STOP_OUTPUT);
+            kp_kill_proc(p, HULL_STOP_OUTPUT);
         }
         if (keep)
             ring_append(&p->out, stream, buf, keep);
@@ -208,7 +156,7 @@ static bool take_output(struct kproc *p, int *fd, int stream, int rounds, size_t
     return true;
 }
 
-static void feed_stdin(struct kproc *p)
+void kp_feed_stdin(struct kproc *p)
 {
     while (p->sp.in >= 0 && p->inq_off < p->inq_len) {
         ssize_t w = write(p->sp.in, p->inq + p->inq_off, p->inq_len - p->inq_off);
@@ -317,10 +265,10 @@ static void reap(struct kprocs *k, struct hull_session *s)
 
 /* ---- parked requests ---- */
 
-static void answer_read(struct kprocs *k, int conn, const char *id, uint64_t offset, size_t max)
+void kp_answer_read(struct kprocs *k, int conn, const char *id, uint64_t offset, size_t max)
 {
     hull_error e = NULL;
-    struct kproc *p = find(k, id, &e);
+    struct kproc *p = kp_find(k, id, &e);
     if (p == NULL) {
         frame_reply_error(conn, &e);
         return;
@@ -337,13 +285,13 @@ static void answer_read(struct kprocs *k, int conn, const char *id, uint64_t off
     json_object_object_add(hdr, "running", json_object_new_boolean(p->running));
     if (!p->running && p->result)
         json_object_object_add(hdr, "result", json_object_get(p->result));
-    reply(conn, hdr, data, len);
+    kp_reply(conn, hdr, data, len);
     free(data);
 }
 
 static bool park_ready(struct kprocs *k, struct kconn *c, uint64_t now)
 {
-    struct kproc *p = find(k, c->id, &(hull_error){NULL});
+    struct kproc *p = kp_find(k, c->id, &(hull_error){NULL});
     if (p == NULL || !p->running)
         return true;
     if (c->park == PARK_READ)
@@ -362,12 +310,12 @@ static void unpark(struct kprocs *k)
         c->park = PARK_NONE;
         if (what == PARK_READ) {
             c->follow_ns = now; /* its time to come back starts now */
-            answer_read(k, c->fd, c->id, c->offset, c->max);
+            kp_answer_read(k, c->fd, c->id, c->offset, c->max);
         } else {
             hull_error e = NULL;
-            struct kproc *p = find(k, c->id, &e);
+            struct kproc *p = kp_find(k, c->id, &e);
             if (p)
-                reply_json(c->fd, describe(p));
+                kp_reply_json(c->fd, kp_describe(p));
             else
                 frame_reply_error(c->fd, &e);
         }
@@ -490,9 +438,9 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
                 take_output(p, &p->sp.err, 1, 4, room_for(k, p, now, &ignored));
             exits = exits || fds[m + 2].revents || p->sp.pidfd < 0 || p->reaped;
             if (fds[m + 3].revents)
-                feed_stdin(p);
+                kp_feed_stdin(p);
             if (p->deadline_ns && now >= p->deadline_ns)
-                kill_proc(p, HULL_STOP_WALL);
+                kp_kill_proc(p, HULL_STOP_WALL);
             m += 4;
         }
         if (exits)
@@ -518,239 +466,12 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
     }
 }
 
-/* ---- operations ---- */
-
-static unsigned running_count(struct kprocs *k)
-{
-    unsigned n = 0;
-    for (struct kproc *p = k->procs; p; p = p->next)
-        n += p->running;
-    return n;
-}
-
-/* Limits of a process: those given; a background process has no wall time
- * or output limit of its own unless given ("exec" mode: an exec's
- * defaults). */
-static void proc_limits(struct kproc *p, struct frame *f, const struct hull_policy *pol,
-                        json_object *doc)
-{
-    bool exec = strcmp(hstr(f, "mode"), "exec") == 0;
-    json_object *l = hj_get(doc, "limits");
-    p->cpu_time_ms = pol->cpu_time_ms;
-    uint64_t now = hull_monotonic_ns();
-    if (exec || hj_get(l, "wall_time"))
-        p->deadline_ns = now + pol->wall_time_ms * 1000000ull;
-    if (exec || hj_get(l, "output"))
-        p->output_max = pol->output_bytes;
-}
-
-static int start_proc(struct kprocs *k, struct hull_session *s, struct frame *f, hull_error *err)
-{
-    const char *id = hstr(f, "id");
-    if (id[0] == '\0' || strlen(id) >= sizeof(((struct kproc *)0)->id))
-        return hull_error_set(err, EPROTO, "keeper: a process needs an id");
-    if (running_count(k) >= MAX_RUNNING)
-        return hull_error_set(err, EBUSY, "the sandbox has %d processes running, its most",
-                              MAX_RUNNING);
-    json_object *doc = json_tokener_parse(f->data);
-    struct hull_policy pol;
-    hull_policy_init(&pol);
-    bool cpu_given = hj_get(hj_get(doc, "limits"), "cpu_time") != NULL;
-    if (doc == NULL || hull_policy_from_json(f->data, f->len, &pol, err) < 0) {
-        json_object_put(doc);
-        hull_policy_free(&pol);
-        return doc ? -1 : hull_error_set(err, EINVAL, "keeper: the process is not JSON");
-    }
-    bool exec = strcmp(hstr(f, "mode"), "exec") == 0;
-    if (!exec && !cpu_given)
-        pol.cpu_time_ms = 24ull * 3600 * 1000; /* the most: a shell may idle all day */
-    struct kproc *p = calloc(1, sizeof(*p));
-    unsigned rows = (unsigned)hu64(f, "rows"), cols = (unsigned)hu64(f, "cols");
-    bool with_stdin = hu64(f, "stdin") != 0 || pol.stdin_data != NULL;
-    int r = p == NULL ? hull_error_set(err, ENOMEM, "out of memory")
-            : k->be   ? k->be->spawn(&pol, with_stdin, rows, cols, &p->sp, err)
-                      : hull_session_spawn(s, &pol, with_stdin, rows, cols, &p->sp, err);
-    if (r == 0) {
-        snprintf(p->id, sizeof(p->id), "%s", id);
-        p->cmd = json_object_get(hj_get(doc, "cmd"));
-        p->pty = rows && cols;
-        p->running = true;
-        p->stdin_open = p->sp.in >= 0;
-        p->started = time(NULL);
-        p->start_ns = hull_monotonic_ns();
-        p->hold_start = strcmp(hstr(f, "mode"), "exec") == 0;
-        size_t budget = (size_t)hu64(f, "buffer");
-        ring_init(&p->out, budget == 0 ? (size_t)1 << 20 : budget < READ_MAX ? READ_MAX : budget);
-        proc_limits(p, f, &pol, doc);
-        if (pol.stdin_data) { /* an exec's stdin: written, then closed */
-            p->inq = malloc(pol.stdin_len ? pol.stdin_len : 1);
-            if (p->inq)
-                memcpy(p->inq, pol.stdin_data, pol.stdin_len);
-            p->inq_len = p->inq ? pol.stdin_len : 0;
-            p->close_after = true;
-            feed_stdin(p);
-        }
-        p->next = k->procs;
-        k->procs = p;
-    } else {
-        free(p);
-    }
-    json_object_put(doc);
-    hull_policy_free(&pol);
-    return r;
-}
-
-static int take_stdin(struct kproc *p, struct frame *f, size_t *written, hull_error *err)
-{
-    if (!p->running || !p->stdin_open || p->close_after)
-        return hull_error_set(err, EBUSY, "process '%s': its stdin is %s", p->id,
-                              p->running ? "closed" : "closed: it exited");
-    size_t room = STDIN_QUEUE - (p->inq_len - p->inq_off);
-    size_t n = f->len < room ? f->len : room;
-    if (p->inq_off) {
-        memmove(p->inq, p->inq + p->inq_off, p->inq_len - p->inq_off);
-        p->inq_len -= p->inq_off;
-        p->inq_off = 0;
-    }
-    char *q = realloc(p->inq, p->inq_len + n + 1);
-    if (q == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    p->inq = q;
-    memcpy(p->inq + p->inq_len, f->data, n);
-    p->inq_len += n;
-    *written = n;
-    feed_stdin(p);
-    return 0;
-}
-
-/* proc_* on a known process: -1 with err, 0 answered, 1 parked. */
-static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const char *op,
-                     struct frame *f, hull_error *err)
-{
-    if (strcmp(op, "proc_get") == 0) {
-        reply_json(c->fd, describe(p));
-    } else if (strcmp(op, "proc_stdin") == 0) {
-        size_t n = 0;
-        if (take_stdin(p, f, &n, err) < 0)
-            return -1;
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "written", json_object_new_uint64(n));
-        reply_json(c->fd, o);
-    } else if (strcmp(op, "proc_close_stdin") == 0) {
-        if (p->running && p->stdin_open && !p->close_after) {
-            p->close_after = true;
-            p->stdin_open = false;
-            if (p->inq_len == 0)
-                feed_stdin(p);
-        }
-        reply_json(c->fd, describe(p));
-    } else if (strcmp(op, "proc_signal") == 0) {
-        int sig = (int)hu64(f, "signal"); /* hulld took a name or a number */
-        if (sig < 1 || sig >= NSIG)
-            return hull_error_set(err, EINVAL, "signal: %d is not a signal", sig);
-        if (!p->running || p->reaped)
-            return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
-        if (k->be && k->be->signal) {
-            if (k->be->signal(p->sp.pid, sig, err) < 0)
-                return -1;
-        } else if (p->sp.pidfd >= 0 /* never a recycled pid */
-                       ? syscall(SYS_pidfd_send_signal, p->sp.pidfd, sig, NULL, 0) < 0
-                       : kill(p->sp.pid, sig) < 0)
-            hull_debug("process %s: signal %d: %s", p->id, sig, strerror(errno));
-        reply_json(c->fd, describe(p));
-    } else if (strcmp(op, "proc_resize") == 0) {
-        if (!p->pty)
-            return hull_error_set(err, EBUSY, "process '%s' has no pty to resize", p->id);
-        if (!p->running)
-            return hull_error_set(err, EBUSY, "process '%s' has exited", p->id);
-        struct winsize ws = {.ws_row = (unsigned short)hu64(f, "rows"),
-                             .ws_col = (unsigned short)hu64(f, "cols")};
-        if (k->be && k->be->resize) {
-            if (k->be->resize(p->sp.pid, ws.ws_row, ws.ws_col, err) < 0)
-                return -1;
-        } else if (ioctl(p->sp.in, TIOCSWINSZ, &ws) < 0)
-            return hull_error_errno(err, "resize");
-        reply_json(c->fd, describe(p));
-    } else if (strcmp(op, "proc_read") == 0) {
-        c->offset = hu64(f, "offset");
-        c->after = hu64(f, "after");
-        c->max = hu64(f, "max");
-        c->follow[0] = '\0';
-        if (hu64(f, "wait")) { /* a follower: it holds the process back */
-            snprintf(c->follow, sizeof(c->follow), "%s", p->id);
-            p->hold_start = false;
-            c->follow_off = c->offset;
-            c->follow_ns = hull_monotonic_ns();
-        }
-        if (hu64(f, "wait") && p->running && p->out.end <= c->after) {
-            snprintf(c->id, sizeof(c->id), "%s", p->id);
-            c->park = PARK_READ;
-            return 1;
-        }
-        answer_read(k, c->fd, p->id, c->offset, c->max);
-    } else if (strcmp(op, "proc_wait") == 0) {
-        if (!p->running) {
-            reply_json(c->fd, describe(p));
-            return 0;
-        }
-        snprintf(c->id, sizeof(c->id), "%s", p->id);
-        c->deadline_ns = hull_monotonic_ns() + hu64(f, "timeout_ms") * 1000000ull;
-        c->park = PARK_WAIT;
-        return 1;
-    } else {
-        return hull_error_set(err, EPROTO, "keeper: unknown operation '%s'", op);
-    }
-    return 0;
-}
-
-bool kprocs_op(struct kprocs *k, struct hull_session *s, int conn, struct frame *f)
-{
-    const char *op = hstr(f, "op");
-    hull_error e = NULL;
-    struct kconn *c = NULL;
-    for (size_t i = 0; i < k->n_conns; i++)
-        if (k->conns[i].fd == conn)
-            c = &k->conns[i];
-    if (strcmp(op, "attach") == 0) {
-        if (f->fd < 0 || k->n_conns >= MAX_CONNS) {
-            hull_error_set(&e, EBUSY, "keeper: no room for another connection");
-            frame_reply_error(conn, &e);
-        } else {
-            k->conns[k->n_conns++] = (struct kconn){.fd = f->fd};
-            f->fd = -1;
-            reply(conn, NULL, NULL, 0);
-        }
-        return true;
-    }
-    if (strncmp(op, "proc_", 5) != 0 || c == NULL)
-        return false;
-    if (strcmp(op, "proc_start") == 0) {
-        if (start_proc(k, s, f, &e) < 0)
-            frame_reply_error(conn, &e);
-        else
-            reply_json(conn, describe(k->procs));
-        return true;
-    }
-    if (strcmp(op, "proc_list") == 0) {
-        json_object *o = json_object_new_object(), *a = json_object_new_array();
-        for (struct kproc *p = k->procs; p; p = p->next)
-            json_object_array_add(a, describe(p));
-        json_object_object_add(o, "processes", a);
-        reply_json(conn, o);
-        return true;
-    }
-    struct kproc *p = find(k, hstr(f, "id"), &e);
-    if (p == NULL || proc_verb(k, c, p, op, f, &e) < 0)
-        frame_reply_error(conn, &e);
-    return true;
-}
-
 void kprocs_kill(struct kprocs *k, struct hull_session *s)
 {
     bool any = false;
     for (struct kproc *p = k->procs; p; p = p->next) {
         any = any || (p->running && !p->reaped);
-        kill_proc(p, HULL_STOP_CANCEL);
+        kp_kill_proc(p, HULL_STOP_CANCEL);
     }
     if (k->exec_pid > 0) { /* its command is in the sandbox, which ends */
         kill(k->exec_pid, SIGKILL);
