@@ -113,7 +113,8 @@ $(BUILD)/obj/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
 
-# libhull's interface is include/hull.h alone: the library is built with
+# libhull's interface is include/hull.h alone (with hull_vm.h, its microVM
+# part, which it includes): the library is built with
 # hidden visibility and hull.h marks its declarations HULL_PUBLIC, so the
 # internal names (cg_*, vm_*, hj_*, hull_* helpers) stay out of libhull.so.
 # Linked statically (hull, hulld, the tests) they resolve as before.
@@ -275,7 +276,7 @@ install: all
 	install -m 0755 $(BUILD)/hull-net $(DESTDIR)$(PREFIX)/lib/hull/hull-net
 	install -m 0755 $(BUILD)/hull-worker $(DESTDIR)$(PREFIX)/lib/hull/hull-worker
 	install -m 0644 $(BUILD)/libhull.a $(DESTDIR)$(PREFIX)/lib/libhull.a
-	install -m 0644 include/hull.h $(DESTDIR)$(PREFIX)/include/hull.h
+	install -m 0644 include/hull.h include/hull_vm.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 

@@ -25,9 +25,14 @@ def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
+def api_text():
+    """include/hull.h and the microVM part it includes (hull_vm.h)."""
+    return "".join((SRC / "include" / h).read_text() for h in ("hull.h", "hull_vm.h"))
+
+
 def public_api():
-    """Function names declared HULL_PUBLIC in include/hull.h."""
-    text = (SRC / "include" / "hull.h").read_text()
+    """Function names declared HULL_PUBLIC in include/hull.h (hull_vm.h too)."""
+    text = api_text()
     names = set(re.findall(r"^HULL_PUBLIC\b[^;(]*?\b(hull_\w+)\(", text, re.M))
     assert len(names) > 50, "hull.h declares its API with HULL_PUBLIC"
     return names
@@ -35,7 +40,7 @@ def public_api():
 
 def declared_functions():
     """Every function hull.h declares (outside comments)."""
-    text = re.sub(r"/\*.*?\*/", "", (SRC / "include" / "hull.h").read_text(), flags=re.S)
+    text = re.sub(r"/\*.*?\*/", "", api_text(), flags=re.S)
     return set(re.findall(r"\b(hull_\w+)\s*\(", text))
 
 
