@@ -46,9 +46,13 @@ static const struct uid_pool owner_uids = {HULL_SANDBOX_OWNER_DIR, HULL_SANDBOX_
 
 static int claim(const struct uid_pool *pool, uint32_t *uid, hull_error *err)
 {
-    if (hull_mkdir_p(pool->dir, 0700, err) < 0)
-        return hull_error_prefix(err, "%s: %s", pool->what, pool->use);
     cleanup_close int dir = open(pool->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Made by the first claim (under /run: after each boot, usually). */
+    if (dir < 0 && errno == ENOENT) {
+        if (hull_mkdir_p(pool->dir, 0700, err) < 0)
+            return hull_error_prefix(err, "%s: %s", pool->what, pool->use);
+        dir = open(pool->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     if (dir < 0)
         return hull_error_errno(err, "%s: %s", pool->what, pool->dir);
     /* Start where this process's pid points: concurrent supervisors
