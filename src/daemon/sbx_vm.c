@@ -274,6 +274,20 @@ static int vmk_exec_opts(const struct vmk *k, const struct hull_policy *p,
     return 0;
 }
 
+/* The result of a command that could not start (e: why; NULL: no memory),
+ * as at the container level: bad_command with a shell's status when it is
+ * the command's fault, internal_error otherwise. */
+static char *not_started_json(const hull_error e)
+{
+    struct hull_vm_exec_result r;
+    memset(&r, 0, sizeof(r));
+    int code = e ? hull_error_code(e) : ENOMEM;
+    bool bad = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
+    snprintf(r.verdict, sizeof(r.verdict), bad ? "bad_command" : "internal_error");
+    r.exit_code = bad ? (code == HULL_ENOCMD ? 127 : 126) : -1;
+    return hull_vm_exec_result_json(&r, e ? hull_error_msg(e) : "out of memory");
+}
+
 /* A non-streamed exec (in a child of the keeper): its result JSON. */
 static void vmk_exec(struct vmk *k, int sock, struct frame *f)
 {
@@ -295,15 +309,9 @@ static void vmk_exec(struct vmk *k, int sock, struct frame *f)
     if (rc == 0) {
         json = hull_vm_exec_result_json(&r, NULL);
     } else if (hull_error_code(e) != ETIMEDOUT && hull_error_code(e) != EINVAL) {
-        /* The command could not start (no such file...): a result, as at
-         * the container level (bad_command when it is the command's fault). */
-        int code = hull_error_code(e);
-        bool bad = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
-        memset(&r, 0, sizeof(r));
-        snprintf(r.verdict, sizeof(r.verdict), bad ? "bad_command" : "internal_error");
-        r.exit_code = bad ? (code == HULL_ENOCMD ? 127 : 126) : -1;
-        json = hull_vm_exec_result_json(&r, hull_error_msg(e));
+        json = not_started_json(e);
         hull_error_free(&e);
+        memset(&r, 0, sizeof(r));
     }
     hull_vm_exec_result_free(&r);
     hull_policy_free(&p);
@@ -513,12 +521,8 @@ static void vmk_child(int in, int out, int errfd, int res, int ctl, const unsign
             hull_vm_exec_result_free(&r);
         }
     }
-    if (json == NULL) {
-        memset(&r, 0, sizeof(r));
-        snprintf(r.verdict, sizeof(r.verdict), "internal_error");
-        r.exit_code = -1;
-        json = hull_vm_exec_result_json(&r, e ? hull_error_msg(e) : "out of memory");
-    }
+    if (json == NULL)
+        json = not_started_json(e);
     if (json && write(res, json, strlen(json)) < 0)
         _exit(1);
     _exit(0);

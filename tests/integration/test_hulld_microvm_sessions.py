@@ -121,6 +121,20 @@ def test_background_process_does_not_block(d):
         delete(d, sid)
 
 
+def test_a_background_command_the_guest_lacks_is_bad_command(d):
+    """As an exec's, and as at the container level: the command's fault
+    (bad_command, 127), not an internal error."""
+    sid = create(d)
+    try:
+        p = start(d, sid, {"cmd": ["no-such-program-hull"]})
+        r = verb(d, sid, p["id"], "wait", {"timeout": "120s"})
+        assert r.json["state"] == "exited", r.json
+        res = r.json["result"]
+        assert (res["verdict"], res["exit_code"]) == ("bad_command", 127), res
+    finally:
+        delete(d, sid)
+
+
 def test_signal_reaches_the_process(d):
     sid = create(d)
     try:
