@@ -577,7 +577,9 @@ HULL_PUBLIC int hull_queue_submit(const char *redis_url, const char *job_json, c
 HULL_PUBLIC int hull_queue_result(const char *redis_url, const char *job_id, char **result_json,
                                   hull_error *err);
 /* Take a job out of the queue if no worker has taken it yet: 1 when it was
- * (it will never run), 0 when it is already running or done. */
+ * (it will never run), 0 when it is already running or done. A running one
+ * is asked to stop: its worker kills it at its next heartbeat, and its
+ * result (verdict "killed") is stored as any job's. */
 HULL_PUBLIC int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err);
 
 #ifdef __cplusplus

@@ -159,8 +159,9 @@ static int answer_queued(int sock, const struct frame *f)
     const char *verdict;
     double lib_ms = 0;
     json_object *hdr = json_object_new_object();
-    if (hull_policy_from_json(f->data, f->len, &p, &e) < 0 ||
-        hull_job_run(&p, &res, &verdict, &lib_ms, &e) < 0) {
+    int parsed = hull_policy_from_json(f->data, f->len, &p, &e);
+    p.cancel_fd = f->fd; /* written when someone asked the job to stop */
+    if (parsed < 0 || hull_job_run(&p, &res, &verdict, &lib_ms, &e) < 0) {
         char why[1024];
         snprintf(why, sizeof(why), "cannot run: %s", hull_error_msg(e));
         json_object_object_add(hdr, "error", json_object_new_string(why));
@@ -170,6 +171,7 @@ static int answer_queued(int sock, const struct frame *f)
         json_object_object_add(hdr, "verdict", json_object_new_string(verdict));
     }
     hull_error_free(&e);
+    p.cancel_fd = -1; /* the frame's: frame_free closes it */
     hull_policy_free(&p);
     int r = frame_send(sock, hdr, res, res ? strlen(res) : 0, -1);
     json_object_put(hdr);

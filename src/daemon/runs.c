@@ -417,21 +417,20 @@ static void delete_run(const struct request *rq, const char *id, struct resp *r)
             return;
         }
         if (taken == 0) {
-            /* A worker has it (running, or done): a worker cannot be told
-             * to stop it, so it is not called cancelled. Its end, when
-             * there is one, is recorded as any queued run's. */
+            /* A worker has it, running or done. If it ended, its end is
+             * recorded as any queued run's and there is nothing to cancel;
+             * else it was marked to stop, which its worker does at its next
+             * heartbeat: the run is cancelled, its result then ignored. */
             if (poll_queue(id, &row, r) < 0)
                 return;
             struct hull_run_row now;
             bool over =
                 hull_run_row(hulld.store, id, &now, &e) == 0 && strcmp(now.state, "queued") != 0;
             hull_error_free(&e);
-            resp_error(r, 409, "conflict", NULL,
-                       over ? "run '%s' is over: nothing to cancel"
-                            : "run '%s' is running in a queue worker, which cannot be told to "
-                              "stop it: it ends at its own limits",
-                       id);
-            return;
+            if (over) {
+                resp_error(r, 409, "conflict", NULL, "run '%s' is over: nothing to cancel", id);
+                return;
+            }
         }
         if (hull_run_transition(hulld.store, id, from, "cancelled", &e) < 0) {
             resp_error(r, 503, "store_unavailable", NULL,

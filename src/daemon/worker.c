@@ -8,17 +8,20 @@
  * and SIGINT into "finish the running jobs, then stop", and gives the loop
  * its runners: per slot, one persistent `hull-worker --helper runner` (the
  * same single-threaded helper and frames as the HTTP runs' workers), fed one
- * job at a time; it dies with this process (parent-death signal). */
+ * job at a time, with an eventfd that kills it when written (a job someone
+ * asked to stop); it dies with this process (parent-death signal). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "service/queue.h"
+#include "util/error.h"
 #include "util/json.h"
 
 static volatile sig_atomic_t stop;
@@ -32,6 +35,7 @@ static void on_stop(int sig)
 struct runner_slot {
     pid_t pid; /* -1: none */
     int sock;
+    int cancel; /* the running job's eventfd, handed to the runner: written to kill it */
 };
 
 static struct runner_slot *slots;
@@ -44,7 +48,19 @@ static void qrunner_close(void *ctx, unsigned i)
         close(s->sock); /* EOF: it exits */
     if (s->pid > 0)
         waitpid(s->pid, NULL, 0);
-    s->sock = s->pid = -1;
+    if (s->cancel >= 0)
+        close(s->cancel);
+    s->sock = s->pid = s->cancel = -1;
+}
+
+/* The library polls the eventfd and kills the run cleanly (verdict
+ * killed): the runner itself lives on for the next job. */
+static void qrunner_cancel(void *ctx, unsigned i)
+{
+    (void)ctx;
+    uint64_t one = 1;
+    if (slots[i].cancel >= 0 && write(slots[i].cancel, &one, sizeof(one)) < 0)
+        fprintf(stderr, "hulld: worker: cancel: %s\n", strerror(errno));
 }
 
 /* A runner that died while idle (its socket shows it only on use) is
@@ -54,6 +70,11 @@ static int qrunner_start(void *ctx, unsigned i, const char *id, const char *requ
                          hull_error *err)
 {
     struct runner_slot *s = &slots[i];
+    /* One per job: a cancel written late never reaches the next one. */
+    if (s->cancel >= 0)
+        close(s->cancel);
+    if ((s->cancel = eventfd(0, EFD_CLOEXEC)) < 0)
+        return hull_error_errno(err, "eventfd");
     json_object *hdr = json_object_new_object();
     json_object_object_add(hdr, "op", json_object_new_string("run"));
     json_object_object_add(hdr, "id", json_object_new_string(id));
@@ -64,7 +85,7 @@ static int qrunner_start(void *ctx, unsigned i, const char *id, const char *requ
             if (s->pid < 0)
                 break;
         }
-        sent = frame_send(s->sock, hdr, request, strlen(request), -1);
+        sent = frame_send(s->sock, hdr, request, strlen(request), s->cancel);
         if (sent < 0 && tries == 0)
             qrunner_close(ctx, i);
     }
@@ -79,6 +100,9 @@ static int qrunner_start(void *ctx, unsigned i, const char *id, const char *requ
 static int qrunner_collect(void *ctx, unsigned i, char **result, char *why, size_t n)
 {
     struct runner_slot *s = &slots[i];
+    if (s->cancel >= 0) /* its job is over, however it went */
+        close(s->cancel);
+    s->cancel = -1;
     struct frame f;
     if (frame_recv(s->sock, &f) < 0) {
         int status = 0;
@@ -120,8 +144,10 @@ int hulld_worker_main(const struct hulld_options *o)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    static const struct hull_queue_runner runner = {
-        .start = qrunner_start, .collect = qrunner_collect, .close = qrunner_close};
+    static const struct hull_queue_runner runner = {.start = qrunner_start,
+                                                    .collect = qrunner_collect,
+                                                    .close = qrunner_close,
+                                                    .cancel = qrunner_cancel};
     struct hull_queue_worker_opts q = {
         .redis_url = o->redis_url,
         .name = o->worker_name,
@@ -142,7 +168,7 @@ int hulld_worker_main(const struct hulld_options *o)
         return 1;
     }
     for (unsigned i = 0; i < n; i++)
-        slots[i].pid = slots[i].sock = -1;
+        slots[i].pid = slots[i].sock = slots[i].cancel = -1;
     hulld.o = o; /* the helpers' --state-dir and --image-root */
     hull_error err = NULL;
     int rc = hull_queue_worker_run(&q, &err);

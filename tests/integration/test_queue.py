@@ -448,20 +448,42 @@ def test_claim_lost_with_the_connection_is_taken_back(q):
     assert q.job(job)["attempts"] == "1" and q.processing("w1") == []
 
 
-def test_cancel_takes_a_waiting_job_out_only(q):
+def test_cancel_takes_a_waiting_job_out_and_stops_a_running_one(q):
     """hull_queue_cancel (hulld's DELETE of a queued run): a job no worker
-    has taken never runs; one already running is not taken back."""
+    has taken never runs; one already running is not taken back but
+    stopped: its worker kills it at its next heartbeat (verdict killed),
+    and its runner lives on for the next job."""
     waiting = q.submit("echo never")
     assert queuetool("cancel", q.url, waiting).stdout == "cancelled\n"
     assert q.job(waiting)["state"] == "cancelled" and q.r("LLEN", f"{P}jobs") == 0
     cp = queuetool("result", q.url, waiting, check=False)
     assert cp.returncode == 1 and "cancelled before it ran" in cp.stderr
     w = q.worker("w1")
-    running = q.submit("sleep 1; echo ran")
+    running = q.submit("sleep 600; echo ran")
     assert wait_until(lambda: q.job(running)["state"] == "running")
     assert queuetool("cancel", q.url, running).stdout == "too late\n"
-    assert q.wait_finished([running])[running]["stdout"] == "ran\n"
+    assert q.job(running)["stop"] == "1"
+    res = q.wait_finished([running])[running]
+    assert res["verdict"] == "killed" and "ran" not in res["stdout"], res
+    assert "asked to stop" in w.output()
     assert q.job(waiting)["attempts"] == "0" and len(w.runners()) == 1
+    # The next job runs on the same runner, unharmed by the cancel.
+    after = q.submit("echo after")
+    assert q.wait_finished([after])[after]["stdout"] == "after\n"
+
+
+def test_a_stopped_job_of_a_dead_worker_is_not_run_again(q):
+    """A job asked to stop whose worker died before it could is settled as
+    cancelled by the reaper, not requeued."""
+    job = uuid.uuid4().hex
+    q.r("HSET", f"{P}job:{job}", "request", json.dumps(q.request("echo again")),
+        "state", "running", "attempts", 1, "stop", "1")
+    q.r("SADD", f"{P}workers", "gone")
+    q.r("LPUSH", f"{P}processing:gone", job)
+    w = q.worker("w1")
+    assert wait_until(lambda: q.job(job)["state"] == "cancelled", 60), q.job(job)
+    assert q.r("LLEN", f"{P}jobs") == 0 and q.processing("gone") == []
+    w.stop()
 
 
 def test_worker_refuses_bad_options_and_unreachable_redis(q):

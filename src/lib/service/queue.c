@@ -204,13 +204,18 @@ int hull_queue_cancel(const char *redis_url, const char *job_id, hull_error *err
     redisContext *c = hull_redis_connect(redis_url, CONNECT_TIMEOUT_MS, err);
     if (c == NULL)
         return hull_error_prefix(err, "queue job %s", job_id);
-    /* Only a job still waiting can be taken out: once a worker moved it,
-     * it runs (and its result is what the job ends with). */
-    static const char script[] =
-        "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return 0 end\n"
-        "redis.call('HSET', KEYS[2], 'state', 'cancelled')\n"
-        "redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
-        "return 1\n";
+    /* A job still waiting is taken out. Once a worker moved it, it runs:
+     * it is marked to stop, which its worker sees at its next heartbeat
+     * (and its result, verdict killed, is what the job ends with). */
+    static const char script[] = "if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then\n"
+                                 "  if redis.call('HGET', KEYS[2], 'state') == 'running' then\n"
+                                 "    redis.call('HSET', KEYS[2], 'stop', '1')\n"
+                                 "  end\n"
+                                 "  return 0\n"
+                                 "end\n"
+                                 "redis.call('HSET', KEYS[2], 'state', 'cancelled')\n"
+                                 "redis.call('EXPIRE', KEYS[2], ARGV[1])\n"
+                                 "return 1\n";
     char job[HULL_QUEUE_KEY_MAX];
     redisReply *r = hull_redis_cmd(c, err, "EVAL", script, "2", HULL_QUEUE_JOBS,
                                    hull_queue_key(job, "job", job_id), "3600", job_id, NULL);

@@ -70,6 +70,9 @@ struct hull_queue_runner {
     int (*collect)(void *ctx, unsigned slot, char **result, char *why, size_t n);
     /* Stop slot's process (if any) and wait for it. */
     void (*close)(void *ctx, unsigned slot);
+    /* Kill the job slot's process runs now (its result then says killed);
+     * NULL: jobs cannot be stopped. */
+    void (*cancel)(void *ctx, unsigned slot);
 };
 
 /* Run a worker until *stop. Returns 0 after a clean stop, -1 when it could

@@ -21,7 +21,8 @@
 #include "util/clock.h"
 #include "util/error.h"
 
-/* settle(id, why, max_default, now): what to do with a job nobody runs. */
+/* settle(id, why, max_default, now): what to do with a job nobody runs. One
+ * someone asked to stop (hull_queue_cancel) is not run again. */
 #define SETTLE_LUA                                                                                 \
     "local P = ARGV[1]\n"                                                                          \
     "local function fail(job, id, why, now)\n"                                                     \
@@ -46,6 +47,11 @@
     "  local attempts = tonumber(redis.call('HGET', job, 'attempts') or '0')\n"                    \
     "  if attempts == nil then return fail(job, id, 'not a job: attempts is no number', now) "     \
     "end\n"                                                                                        \
+    "  if redis.call('HGET', job, 'stop') == '1' then\n"                                           \
+    "    redis.call('HSET', job, 'state', 'cancelled')\n"                                          \
+    "    redis.call('EXPIRE', job, 3600)\n"                                                        \
+    "    return 'done'\n"                                                                          \
+    "  end\n"                                                                                      \
     "  local max = tonumber(redis.call('HGET', job, 'max_attempts') or '') or max_default\n"       \
     "  if attempts >= max then\n"                                                                  \
     "    return fail(job, id, 'gave up after ' .. attempts .. ' attempts: ' .. why, now)\n"        \

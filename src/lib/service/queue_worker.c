@@ -44,6 +44,7 @@ struct slot {
     char id[HULL_QUEUE_ID_LEN + 1]; /* the job, "" when the slot is free */
     char why[1024];                 /* a run that could not start (fail) or a dead runner */
     bool release;                   /* why: the runner died: release the job */
+    bool stopping;                  /* its job was asked to stop, its runner told */
     char *result;                   /* a result not stored yet */
     uint64_t give_up;               /* stop offering it then */
 };
@@ -58,6 +59,7 @@ struct worker {
     struct slot *slots;
     unsigned busy; /* slots with an id */
     uint64_t next_heartbeat, next_reap, retry_at;
+    uint64_t next_stop_check; /* for jobs asked to stop (stop_marked) */
     unsigned backoff_ms;
     bool brpoplpush;  /* Redis older than 6.2: no BLMOVE */
     bool reconnected; /* look for claims whose reply was lost */
@@ -148,10 +150,58 @@ static int read_replies(struct worker *w, int n, redisReply **last, hull_error *
     return 0;
 }
 
+/* The replies of n commands already sent, after a failure: dropped. */
+static void drain(struct worker *w, unsigned n)
+{
+    hull_error e = NULL;
+    if (n && read_replies(w, (int)n, NULL, &e) < 0)
+        hull_error_free(&e);
+}
+
+/* Once a heartbeat period: the running jobs someone asked to stop
+ * (hull_queue_cancel marks them), killed through their runners. */
+static int stop_marked(struct worker *w, hull_error *err)
+{
+    uint64_t now = hull_monotonic_ns();
+    if (w->o.runner->cancel == NULL || w->busy == 0 || now < w->next_stop_check)
+        return 0;
+    w->next_stop_check = now + w->o.heartbeat_ms * MS;
+    unsigned asked[MAX_CONCURRENCY], n = 0;
+    for (unsigned i = 0; i < w->o.concurrency; i++) {
+        struct slot *s = &w->slots[i];
+        if (s->id[0] == '\0' || s->stopping || s->fd < 0)
+            continue;
+        char job[HULL_QUEUE_KEY_MAX];
+        if (hull_redis_append(w->c, err, "HGET", hull_queue_key(job, "job", s->id), "stop", NULL) <
+            0) {
+            drain(w, n);
+            return -1;
+        }
+        asked[n++] = i;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        redisReply *r = NULL;
+        if (read_replies(w, 1, &r, err) < 0) {
+            drain(w, n - k - 1);
+            return -1;
+        }
+        const char *v = hull_redis_str(r);
+        struct slot *s = &w->slots[asked[k]];
+        if (v && strcmp(v, "1") == 0) {
+            hull_log(HULL_LOG_INFO, "queue worker %s: job %s: asked to stop: killed", w->name,
+                     s->id);
+            w->o.runner->cancel(w->o.runner->ctx, asked[k]);
+            s->stopping = true;
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
 static void heartbeat(struct worker *w)
 {
     hull_error e = NULL;
-    if (append_heartbeat(w, &e) < 0 || read_replies(w, 2, NULL, &e) < 0)
+    if (append_heartbeat(w, &e) < 0 || read_replies(w, 2, NULL, &e) < 0 || stop_marked(w, &e) < 0)
         check_conn(w, &e);
 }
 
@@ -388,6 +438,7 @@ static void slot_clear(struct worker *w, struct slot *s)
     s->result = NULL;
     s->why[0] = '\0';
     s->release = false;
+    s->stopping = false;
     s->id[0] = '\0';
     w->busy--;
 }
@@ -672,6 +723,11 @@ int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *er
             if (now >= w.next_heartbeat)
                 heartbeat(&w);
             wait_event(&w, min_u64(w.next_heartbeat, w.next_reap));
+            continue;
+        }
+        hull_error e = NULL;
+        if (stop_marked(&w, &e) < 0) { /* between claims: c is not blocked */
+            check_conn(&w, &e);
             continue;
         }
         claim(&w);
