@@ -14,10 +14,13 @@ import ctypes
 import fcntl
 import os
 import struct
+import subprocess
+import sys
 import uuid
 
 import pytest
 
+from conftest import pid_alive
 from hulldlib import HULLD, Hulld, wait_until
 from sandboxlib import Sandbox, cancel
 
@@ -142,3 +145,35 @@ def test_hulld_sandbox_namespace_has_its_own_owner(tmp_path):
         rc = h.stop()
     assert rc == 0, h.log.read_text()
     assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
+
+
+# Starts argv with a parent-death signal armed (as hulld arms it for its
+# runners), prints its pid, and waits to be killed.
+ARMED_PARENT = r"""
+import ctypes, subprocess, sys, time
+libc = ctypes.CDLL(None)
+p = subprocess.Popen(sys.argv[1:], preexec_fn=lambda: libc.prctl(1, 9),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_the_supervisor_still_dies_with_its_parent():
+    """The owner's uid is taken for the clone alone, and the kernel clears a
+    thread's parent-death signal when its euid changes: it is armed again,
+    so a supervisor whose parent dies (a runner whose worker died) still
+    dies, and its sandbox with it."""
+    sb = Sandbox()
+    arg = unique_sleep()
+    parent = subprocess.Popen([sys.executable, "-c", ARMED_PARENT,
+                               *sb.argv("--wall-time", "600", cmd=["sleep", arg])],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        hull_pid = int(parent.stdout.readline())
+        sb.workload_pid(f"sleep {arg}", timeout=120)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert wait_until(lambda: not pid_alive(hull_pid), 60), "hull outlived its parent"
+    sb.assert_clean(hull_pid)

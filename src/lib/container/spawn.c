@@ -221,40 +221,55 @@ static int send_bind_source(struct hull_launch *l, int index, hull_error *err)
     return r;
 }
 
-/* A new user namespace is owned by its creator's effective uid at the
- * clone. To give it another owner, this thread takes that uid as its
- * effective one for the clone alone and root back right after. */
 /* The init's user namespace gets an owner of its own (launch.h). */
 static bool owned_userns(const struct hull_launch *l)
 {
     return l->userns_owner && (hull_ns_new_flags(&l->spec->linux_) & CLONE_NEWUSER);
 }
 
-static int owner_enter(uint32_t owner, int *securebits, hull_error *err)
+/* A new user namespace is owned by its creator's effective uid at the
+ * clone. To give it another owner, this thread takes that uid as its
+ * effective one for the clone alone and root back right after. */
+struct owner_switch {
+    int securebits;
+    /* What the kernel resets when a thread's euid changes, put back after:
+     * its parent-death signal (a runner must still die with its worker)
+     * and the process's dumpable flag. */
+    int pdeathsig, dumpable;
+    pid_t ppid;
+};
+
+static int owner_enter(uint32_t owner, struct owner_switch *sw, hull_error *err)
 {
-    if ((*securebits = prctl(PR_GET_SECUREBITS)) < 0)
-        return hull_error_errno(err, "read securebits");
+    sw->ppid = getppid();
+    if ((sw->securebits = prctl(PR_GET_SECUREBITS)) < 0 ||
+        prctl(PR_GET_PDEATHSIG, &sw->pdeathsig) < 0 || (sw->dumpable = prctl(PR_GET_DUMPABLE)) < 0)
+        return hull_error_errno(err, "read securebits, parent-death signal and dumpable flag");
     /* Keep host root's capabilities across the uid change: the clone still
      * needs them (CLONE_INTO_CGROUP writes into root's cgroups). */
-    if (prctl(PR_SET_SECUREBITS, *securebits | SECBIT_NO_SETUID_FIXUP) < 0)
+    if (prctl(PR_SET_SECUREBITS, sw->securebits | SECBIT_NO_SETUID_FIXUP) < 0)
         return hull_error_errno(err, "set securebits");
     /* Safe: the raw syscall changes this thread's effective and fs uid
      * only (glibc's setresuid would change every thread's), the saved uid
      * stays 0 to come back, and nothing but the clone runs until then. */
     if (syscall(SYS_setresuid, -1, owner, -1) < 0) {
         hull_error_errno(err, "take uid %u to own the user namespace", owner);
-        prctl(PR_SET_SECUREBITS, *securebits);
+        prctl(PR_SET_SECUREBITS, sw->securebits);
         return -1;
     }
     return 0;
 }
 
-static void owner_leave(int securebits)
+static void owner_leave(const struct owner_switch *sw)
 {
     /* Cannot fail: the saved uid is 0 and CAP_SETUID was kept. Should it
      * anyway, this thread must not go on as another uid. */
-    if (syscall(SYS_setresuid, -1, 0, -1) < 0 || prctl(PR_SET_SECUREBITS, securebits) < 0)
+    if (syscall(SYS_setresuid, -1, 0, -1) < 0 || prctl(PR_SET_SECUREBITS, sw->securebits) < 0 ||
+        prctl(PR_SET_DUMPABLE, sw->dumpable) < 0 || prctl(PR_SET_PDEATHSIG, sw->pdeathsig) < 0)
         abort();
+    /* The parent died while no signal was armed: take it now. */
+    if (sw->pdeathsig && getppid() != sw->ppid)
+        raise(sw->pdeathsig);
 }
 
 /* Start the init: through stage 1 when namespaces must be joined first,
@@ -300,14 +315,14 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
         hull_error_free(&e);
     }
     /* After the cgroup step: a cgroup v1 move needs an effective uid 0. */
-    int securebits = 0;
-    bool owner_failed = owned && owner_enter(l->userns_owner, &securebits, err) < 0;
+    struct owner_switch sw;
+    bool owner_failed = owned && owner_enter(l->userns_owner, &sw, err) < 0;
     l->pid = owner_failed ? -1 : raw_clone((unsigned long)flags, self.active ? self.v2fd : -1);
     if (l->pid == 0)
         hull_init_main(l);
     int clone_errno = errno;
     if (owned && !owner_failed)
-        owner_leave(securebits);
+        owner_leave(&sw);
     if (own_net >= 0 && setns(own_net, CLONE_NEWNET) < 0) {
         /* Not back home: nothing more may run in this thread's namespace. */
         hull_cgroup_step_out(&self);
