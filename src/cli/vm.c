@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/error.h"
 
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -444,10 +445,10 @@ static int do_exec(struct cli *cli, int argc, char **argv, const char *id, struc
     struct hull_vm_exec_result r;
     hull_error err = NULL;
     if (hull_vm_exec(&cli->rt, id, &o, &r, &err) < 0) {
-        int code = hull_error_code(err);
-        bool cannot_start = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
         /* As a shell reports it: not found 127, not executable 126. */
-        int status = code == HULL_ENOCMD ? 127 : cannot_start ? 126 : EXIT_INTERNAL;
+        int cmd_status = hull_cmd_status(hull_error_code(err));
+        bool cannot_start = cmd_status != 0;
+        int status = cannot_start ? cmd_status : EXIT_INTERNAL;
         if (a->json && cannot_start) {
             /* The command could not start: a run that happened, as
              * `sandbox run --json` reports it (verdict bad_command). */

@@ -281,10 +281,9 @@ static char *not_started_json(const hull_error e)
 {
     struct hull_vm_exec_result r;
     memset(&r, 0, sizeof(r));
-    int code = e ? hull_error_code(e) : ENOMEM;
-    bool bad = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
-    snprintf(r.verdict, sizeof(r.verdict), bad ? "bad_command" : "internal_error");
-    r.exit_code = bad ? (code == HULL_ENOCMD ? 127 : 126) : -1;
+    int status = hull_cmd_status(e ? hull_error_code(e) : ENOMEM);
+    snprintf(r.verdict, sizeof(r.verdict), status ? "bad_command" : "internal_error");
+    r.exit_code = status ? status : -1;
     return hull_vm_exec_result_json(&r, e ? hull_error_msg(e) : "out of memory");
 }
 

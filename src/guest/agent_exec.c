@@ -58,12 +58,23 @@ static struct sock_fprog seccomp_prog = {
     .filter = (struct sock_filter *)agent_seccomp_filter,
 };
 
+/* The workload could not start: "errno:step:what: why" goes to the error
+ * pipe (send_start_error), the step one of these: */
+#define START_FAILED_EXEC  'x' /* its exec: the command's fault */
+#define START_FAILED_CWD   'w' /* its working directory */
+#define START_FAILED_SETUP 's' /* the sandbox's setup before */
+static void child_fail_at(int fd, const char *what, char step) __attribute__((noreturn));
+static void child_fail_at(int fd, const char *what, char step)
+{
+    int e = errno;
+    dprintf(fd, "%d:%c:%s: %s", e, step, what, strerror(e));
+    _exit(127);
+}
+
 static void child_fail(int fd, const char *what) __attribute__((noreturn));
 static void child_fail(int fd, const char *what)
 {
-    int e = errno;
-    dprintf(fd, "%d:%s: %s", e, what, strerror(e));
-    _exit(127);
+    child_fail_at(fd, what, START_FAILED_SETUP);
 }
 
 static void drop_capabilities(int errfd)
@@ -93,7 +104,7 @@ static void exec_in_path(struct child_args *a)
     const char *file = a->argv[0];
     if (strchr(file, '/')) {
         execve(file, a->argv, a->envp);
-        child_fail(a->errpipe, file);
+        child_fail_at(a->errpipe, file, START_FAILED_EXEC);
     }
     const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     for (char **e = a->envp; *e; e++)
@@ -110,7 +121,7 @@ static void exec_in_path(struct child_args *a)
         p = *colon ? colon + 1 : colon;
     }
     errno = first_err;
-    child_fail(a->errpipe, file);
+    child_fail_at(a->errpipe, file, START_FAILED_EXEC);
 }
 
 static pid_t init_workload;
@@ -188,8 +199,11 @@ static int child_main(void *arg)
     if (chdir(AGENT_ROOT) < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 ||
         chdir("/") < 0)
         child_fail(ef, "enter the workload root");
-    if (chdir(a->cwd) < 0)
-        child_fail(ef, a->cwd);
+    if (chdir(a->cwd) < 0) {
+        char what[300];
+        snprintf(what, sizeof(what), "workdir %.280s", a->cwd);
+        child_fail_at(ef, what, START_FAILED_CWD);
+    }
     sethostname("hull", 4);
     /* PID 1 of the namespace is a small init, not the workload: the kernel
      * shields a namespace's init from its own signals, so a workload that
@@ -580,10 +594,16 @@ static void send_start_error(struct conn *c, pid_t pid, char *msg)
     int st;
     waitpid(pid, &st, 0);
     char *colon = strchr(msg, ':');
+    char step = colon && colon[1] && colon[2] == ':' ? colon[1] : START_FAILED_SETUP;
+    const char *why = colon && colon[1] && colon[2] == ':' ? colon + 3 : colon ? colon + 1 : msg;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "ok", json_object_new_boolean(0));
     json_object_object_add(o, "errno", json_object_new_int(atoi(msg)));
-    json_object_object_add(o, "error", json_object_new_string(colon ? colon + 1 : msg));
+    json_object_object_add(o, "stage",
+                           json_object_new_string(step == START_FAILED_EXEC  ? "exec"
+                                                  : step == START_FAILED_CWD ? "workdir"
+                                                                             : "setup"));
+    json_object_object_add(o, "error", json_object_new_string(why));
     conn_send_json(c, HULL_FRAME_RESP, o);
     json_object_put(o);
 }

@@ -50,6 +50,15 @@ def test_limits_give_the_same_verdicts():
     assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
 
 
+def test_a_workdir_the_guest_lacks_is_bad_command_126():
+    """As at the container level: a working directory that is not there is
+    the caller's mistake (126, said as the workdir), not a missing command
+    (127) and not an internal error."""
+    rc, j, err = sandbox("--wall-time", "60s", "--workdir", "/no/such/dir", "--", "true")
+    assert rc == 0 and (j["verdict"], j["exit_code"]) == ("bad_command", 126), (j, err)
+    assert "workdir /no/such/dir" in j["error"], j
+
+
 def test_a_sigxcpu_of_its_own_is_no_cpu_time_limit():
     """As at the other levels: the verdict comes from the accounting, not
     from a SIGXCPU the program raised itself far inside its budget."""

@@ -76,9 +76,9 @@ void hull_result_not_started(struct hull_result *r, hull_error *e, const char *i
     int code = hull_error_code(*e);
     const char *msg = hull_error_msg(*e);
     r->verdict = HULL_VERDICT_INTERNAL_ERROR;
-    if (code == HULL_ENOCMD || code == HULL_ECMDEXEC || code == HULL_ECWD) {
+    if (hull_cmd_status(code)) {
         r->verdict = HULL_VERDICT_BAD_COMMAND;
-        r->exit_code = code == HULL_ENOCMD ? 127 : 126;
+        r->exit_code = hull_cmd_status(code);
         /* "VERB ID: " names the container hull made, nothing the caller
          * knows: the caller's mistake is said in the caller's terms. */
         const char *sp = strchr(msg, ' ');

@@ -109,3 +109,8 @@ int hull_error_code(hull_error err)
 {
     return err ? err->code : 0;
 }
+
+int hull_cmd_status(int code)
+{
+    return code == HULL_ENOCMD ? 127 : code == HULL_ECMDEXEC || code == HULL_ECWD ? 126 : 0;
+}

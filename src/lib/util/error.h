@@ -16,6 +16,11 @@ int hull_error_set(hull_error *err, int code, const char *fmt, ...)
 /* Like hull_error_set with code = errno; errno is preserved. Returns -1. */
 int hull_error_errno(hull_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The exit status a shell gives a program that could not start for what it
+ * is (HULL_ENOCMD: 127; HULL_ECMDEXEC, HULL_ECWD: 126), 0 for any other
+ * error code: the caller's mistake (verdict bad_command), not hull's. */
+int hull_cmd_status(int code);
+
 /* Prepend "<fmt>: " to the message already in *err; returns -1. */
 int hull_error_prefix(hull_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -193,6 +193,16 @@ static int refusal(json_object *o, hull_error *err)
                                                                : "the agent refused",
                  msg, sizeof(msg));
     int code = en && json_object_is_type(en, json_type_int) ? json_object_get_int(en) : EIO;
+    /* A start that failed says at which step: its working directory is the
+     * caller's (HULL_ECWD), the sandbox's setup is not (EIO); at its exec,
+     * the errno says what (vm/exec.c). */
+    json_object *st = hj_get(o, "stage");
+    const char *stage =
+        st && json_object_is_type(st, json_type_string) ? json_object_get_string(st) : "";
+    if (strcmp(stage, "workdir") == 0)
+        code = HULL_ECWD;
+    else if (strcmp(stage, "setup") == 0)
+        code = EIO;
     /* The guest's message already says why; keep its errno as the code. */
     hull_error_set(err, 0, "%s", msg);
     if (err && *err)

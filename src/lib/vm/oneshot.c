@@ -53,11 +53,10 @@ void hull_vm_oneshot_result_free(struct hull_vm_oneshot_result *r)
 
 static void internal(struct hull_vm_oneshot_result *r, hull_error *e)
 {
-    int code = e ? hull_error_code(*e) : 0;
-    bool bad = code == HULL_ENOCMD || code == HULL_ECMDEXEC;
+    int status = hull_cmd_status(e ? hull_error_code(*e) : 0);
     /* A command the guest lacks or cannot run is the caller's mistake. */
-    snprintf(r->run.verdict, sizeof(r->run.verdict), bad ? "bad_command" : "internal_error");
-    r->run.exit_code = bad ? (code == HULL_ENOCMD ? 127 : 126) : -1;
+    snprintf(r->run.verdict, sizeof(r->run.verdict), status ? "bad_command" : "internal_error");
+    r->run.exit_code = status ? status : -1;
     free(r->error);
     r->error = strdup(hull_error_msg(e ? *e : NULL));
     hull_error_free(e); /* its message is r->error now */
