@@ -186,14 +186,18 @@ static void oom_in_setup(struct hull_container_ctx *c, hull_error *err)
     }
     if (st.oom_kill_events == 0)
         return;
+    /* Said first, the setup's own error kept after it. */
     const struct hull_resources *r = c->spec->linux_.resources;
     if (r && r->has_memory_limit)
-        hull_error_set(err, ENOMEM,
-                       "the OOM killer stopped the init during setup: its memory limit (%lld "
-                       "bytes) is less than the setup needs (files it writes into a tmpfs count)",
-                       (long long)r->memory_limit);
+        hull_error_prefix(err,
+                          "the OOM killer stopped the init during setup: its memory limit (%lld "
+                          "bytes) is less than the setup needs (files it writes into a tmpfs "
+                          "count)",
+                          (long long)r->memory_limit);
     else
-        hull_error_set(err, ENOMEM, "the OOM killer stopped the init during setup");
+        hull_error_prefix(err, "the OOM killer stopped the init during setup");
+    if (err && *err)
+        (*err)->code = ENOMEM;
 }
 
 /* What the init needs before it is cloned: its cgroup (or a view without
