@@ -5,6 +5,7 @@ One hulld serves the module (2 run slots, a queue of 2, small quotas and
 body limit, a 2 s client timeout) so back-pressure is easy to reach."""
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -197,6 +198,39 @@ def test_revoked_token(d):
     r = d.request("POST", "/v1/runs", {"cmd": ["true"]}, tok)
     assert r.status == 401 and r.json["error"]["code"] == "unauthorized"
 
+
+
+def token_create(d, tenant="acme"):
+    r = subprocess.run([HULL, "token", "create", "--state-dir", d.state, "--tenant", tenant],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip(), r.stderr.splitlines()[0].split(": ")[1]
+
+
+def test_revoke_killed_after_its_commit_is_still_seen_by_hulld(d, tmp_path):
+    """`hull token revoke` SIGKILLed between its commit and its append to
+    tokens.revoked (strace kills it as it opens the file the last time):
+    `token list` says revoked, so hulld must refuse the token too, not keep
+    accepting it from its cache until it restarts."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is needed to kill at that exact step")
+    probe, probe_id = token_create(d)
+    trace = tmp_path / "revoke.trace"
+    subprocess.run([strace, "-o", str(trace), "-e", "trace=openat", HULL, "token", "revoke",
+                    "--state-dir", d.state, probe_id], check=True, capture_output=True)
+    opens = [ln for ln in trace.read_text().splitlines() if ln.startswith("openat(")]
+    last = max(i for i, ln in enumerate(opens) if "tokens.revoked" in ln) + 1
+    tok, tid = token_create(d)
+    assert d.request("GET", "/v1/runs", token=tok).status == 200  # verified: in hulld's cache
+    r = subprocess.run([strace, "-o", os.devnull, "-e", "trace=openat", "-e",
+                        f"inject=openat:signal=KILL:when={last}", HULL, "token", "revoke",
+                        "--state-dir", d.state, tid], capture_output=True, text=True)
+    assert r.returncode != 0 and "revoked" not in r.stdout, r
+    listed = json.loads(subprocess.run([HULL, "token", "list", "--state-dir", d.state, "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert [t for t in listed if t["id"] == tid][0].get("revoked"), listed
+    r = d.request("GET", "/v1/runs", token=tok)
+    assert r.status == 401 and r.json["error"]["code"] == "unauthorized", r
 
 # ---- async, cancel, lists ----------------------------------------------------
 

@@ -810,3 +810,36 @@ def test_detach_after_the_helper_was_killed_releases_by_member(net):
     assert link_exists(lease["host_ifname"])
     net.detach(p)  # the client falls back to a release by member id
     assert_member_gone(net, lease)
+
+
+def dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_sweep_removes_temporaries_of_killed_writers(net):
+    """A helper killed between writing a lease's (or a definition's)
+    temporary file and renaming it left `.NAME.PID.tmp` for ever: no sweep
+    or prune looked at it. The next attach and `prune` remove those whose
+    writer is gone, and only those."""
+    net.create("nc-tmp")
+    dead = dead_pid()
+    leases = net.run_dir / "leases"
+    stale = [leases / f".sandbox-1-2-0-ab.json.{dead}.tmp", net.run_dir / f".leases.boot.{dead}.tmp",
+             net.cfg_dir / f".nc-tmp.json.{dead}.tmp"]
+    for f in stale:
+        f.write_text('{"member": "sandbox-1')  # torn, as a killed writer leaves it
+    live = leases / f".m-live.json.{os.getpid()}.tmp"  # a writer that still runs
+    live.write_text("{")
+    try:
+        p, lease = net.attach("nc-tmp", net.member())
+        net.detach(p)
+        assert [f for f in stale if f.exists()] == []
+        assert live.exists()
+        # prune sweeps the same way
+        stale[0].write_text("{")
+        net.hull("prune", check=True)
+        assert not stale[0].exists() and live.exists()
+    finally:
+        live.unlink()

@@ -415,6 +415,7 @@ int net_sweep(hull_error *err)
     if (net_member_list_ex(NULL, true, &ms, &n, err) < 0)
         return -1;
     net_leases_mark_boot(); /* torn leases of an earlier boot are gone now */
+    net_store_remove_temps();
     /* Every dead member is tried: one that cannot be undone (reported)
      * does not keep the others. */
     int rc = 0;

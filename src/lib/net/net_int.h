@@ -111,6 +111,10 @@ int net_member_list_ex(const char *network, bool remove_torn, struct net_member 
  * a lease that does not parse counts as torn only in a directory marked
  * with an earlier boot. */
 void net_leases_mark_boot(void);
+/* Remove the temporary files (".NAME.PID.tmp") a writer killed before its
+ * rename left in the leases, run and config directories (net_sweep, under
+ * the lock every writer of them holds). */
+void net_store_remove_temps(void);
 void net_member_free(struct net_member *m);
 void net_members_free(struct net_member *m, size_t n);
 json_object *net_member_json(const struct net_member *m);

@@ -407,6 +407,21 @@ static bool leases_predate_boot(const char *dir)
     return boot_id_now(now) && boot_mark_is(dir, now) == 0;
 }
 
+void net_store_remove_temps(void)
+{
+    char dir[4096];
+    leases_dir(dir, sizeof(dir));
+    const char *dirs[] = {dir, net_run_dir(), net_config_dir()};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        cleanup_close int fd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) /* a directory that cannot be opened has nothing to sweep here */
+            n += hull_remove_stale_temps(fd);
+    }
+    if (n)
+        hull_debug("network: removed %zu temporary files of killed writers", n);
+}
+
 void net_leases_mark_boot(void)
 {
     char dir[4096], now[40], path[4200];

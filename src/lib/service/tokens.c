@@ -296,10 +296,34 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
     return 0;
 }
 
+/* One byte appended to tokens.revoked: a hulld that verified a token
+ * before sees the file change and verifies every token again. */
+static int revoked_touch(struct hull_store *s)
+{
+    int fd = open(hull_store_revoked_path(s),
+                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, "\n", 1) != 1) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
 {
     char now[40];
     hull_rfc3339_now(now, sizeof(now));
+    /* Before the commit too: a revoke killed between its commit and the
+     * append below would leave a running hulld accepting the token until
+     * it restarts, while `token list` says revoked. Touched first, the
+     * file has changed by the time the row says revoked, so hulld's next
+     * request verifies again whatever happens to this process. */
+    if (revoked_touch(s) < 0)
+        return hull_error_errno(err, "token %s not revoked: %s", id, hull_store_revoked_path(s));
     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
     if (hull_store_prepare(s, "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?",
                            &q.st, NULL) < 0)
@@ -311,19 +335,12 @@ int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
     if (sqlite3_changes(q.db) != 1)
         return hull_error_set(err, ENOENT, "no token with id '%s'", id);
     /* After the commit (autocommit: done by the step): a hulld that
-     * verified the token before sees the file change and verifies again. */
-    const char *path = hull_store_revoked_path(s);
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 || write(fd, "\n", 1) != 1) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        errno = e;
+     * verified the token again between the first touch and the commit
+     * sees the file change once more. */
+    if (revoked_touch(s) < 0)
         return hull_error_errno(err,
                                 "token %s is revoked, but a running hulld may accept it "
                                 "until it restarts: %s",
-                                id, path);
-    }
-    close(fd);
+                                id, hull_store_revoked_path(s));
     return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "util/error.h"
 #include "util/fs.h"
+#include "util/proc.h"
 
 /* All of fd, up to max bytes: more is EFBIG (nothing kept). */
 static int read_fd_all(int fd, size_t max, char **out, size_t *len)
@@ -174,6 +175,43 @@ int hull_write_file_replace(int dirfd, const char *name, const char *data, size_
     if (r < 0)
         unlinkat(dirfd, tmp, 0); /* no temporary file left behind */
     return r;
+}
+
+/* The writer's pid when name is ".NAME.PID.tmp", else 0. */
+static pid_t temp_writer(const char *name)
+{
+    size_t n = strlen(name);
+    if (name[0] != '.' || n < 7 || strcmp(name + n - 4, ".tmp") != 0)
+        return 0;
+    const char *end = name + n - 4, *p = end;
+    while (p > name + 1 && p[-1] >= '0' && p[-1] <= '9')
+        p--;
+    if (p == end || p - 1 <= name + 1 || p[-1] != '.' || end - p > 9)
+        return 0;
+    return (pid_t)strtol(p, NULL, 10);
+}
+
+size_t hull_remove_stale_temps(int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* nothing to list: nothing is removed */
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return 0;
+    }
+    size_t removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        pid_t pid = temp_writer(e->d_name);
+        /* 0 only: a /proc that cannot be read (-1) removes nothing on a guess. */
+        if (pid > 0 && hull_pid_check(pid, 0) == 0 && /* never a directory: flags 0 */
+            unlinkat(dirfd, e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,

@@ -44,6 +44,12 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
  * or after the writer crashes, but not meant to outlive the machine. */
 int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                             bool durable, hull_error *err);
+/* Remove the temporaries hull_write_file_replace left in dirfd
+ * (".NAME.PID.tmp") when its writer was killed between creating one and the
+ * rename, if that PID no longer runs (a PID in use keeps its file: only a
+ * leftover is ever removed). Callers hold the lock their directory's writers
+ * hold, so no writer is between the two steps. Returns how many went. */
+size_t hull_remove_stale_temps(int dirfd);
 /* The same for a path. */
 int hull_write_path_atomic(const char *path, const char *data, size_t len, mode_t mode,
                            hull_error *err);
