@@ -119,6 +119,11 @@ int mig_read_data(struct mig_chan *c, void *p, uint32_t n, hull_error *err);
 /* Best effort: tell the peer why we stop. */
 void mig_send_error(struct mig_chan *c, hull_error e);
 
+/* migrate_paths.c: the manifest's kernel, vmlinux, initrd and rootfs must
+ * be regular files, the last three hull's own artifacts (this host's VM
+ * cache, or an image store's disk); their real paths replace the peer's. */
+int mig_manifest_confine(json_object *m, hull_error *err);
+
 /* sha256 helpers for the data frames. */
 EVP_MD_CTX *mig_sha_new(void);
 void mig_sha_hex(EVP_MD_CTX *c, char out[65]);

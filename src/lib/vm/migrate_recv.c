@@ -129,7 +129,9 @@ static int make_vm(struct recv_state *s, json_object *m, const char *want_id, in
     }
     /* The same network, MAC, addresses and published ports: vm_start_vmm
      * attaches the TAP asking for exactly these, refused before 'A'. */
-    if (vm_manifest_artifacts(m, vm, err) < 0 || vm_net_from_manifest(m, vm, err) < 0)
+    /* The peer's paths name files of this host: only hull's own artifacts. */
+    if (mig_manifest_confine(m, err) < 0 || vm_manifest_artifacts(m, vm, err) < 0 ||
+        vm_net_from_manifest(m, vm, err) < 0)
         return -1;
     snprintf(vm->restored_from, sizeof(vm->restored_from), "migration from %s (VM %s)", s->peer,
              src ? json_object_get_string(src) : "?");
