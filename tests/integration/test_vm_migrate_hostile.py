@@ -169,3 +169,15 @@ def test_a_device_as_the_kernel_does_not_hang_the_receiver(env):
     (kind, body), rc, err = offer(env, m)
     assert kind == "X" and "not a file" in body["error"], (kind, body)
     assert rc == 1
+
+
+@pytest.mark.parametrize("memory_mb,vcpus", [(128 << 10, 1), (-1, 1), (128, 200), (128, 0)])
+def test_a_vm_larger_than_create_allows_is_refused(env, memory_mb, vcpus):
+    # `vm create` gives at most 64 GiB and 64 vCPUs; before, the receiver
+    # started a paused QEMU of whatever size the source named (its cgroup
+    # sized to match) and said 'A'.
+    m = manifest(env)
+    m["memory_mb"], m["vcpus"] = memory_mb, vcpus
+    (kind, body), rc, err = offer(env, m)
+    assert kind == "X" and "outside" in body["error"], (kind, body)
+    assert rc == 1 and not qemu_pids("evil"), err
