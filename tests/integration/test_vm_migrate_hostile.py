@@ -18,6 +18,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -181,3 +182,37 @@ def test_a_vm_larger_than_create_allows_is_refused(env, memory_mb, vcpus):
     (kind, body), rc, err = offer(env, m)
     assert kind == "X" and "outside" in body["error"], (kind, body)
     assert rc == 1 and not qemu_pids("evil"), err
+
+
+def test_a_peer_that_trickles_its_handshake_is_cut_off(env):
+    # Anyone who can connect, before proving anything: a byte a second
+    # never lets a wait for the peer's next byte time out. Before, only the
+    # 72 bytes' end (here a wrong proof) stopped the receiver; now the
+    # handshake and manifest must be done within --timeout of connecting.
+    h = env["h"]
+    rcv = subprocess.Popen([HULL, "--root", h.root, "vm", "receive", "--listen", "127.0.0.1:0",
+                            "--insecure-plain", "--token-file", env["token"], "--id", "evil",
+                            "--timeout", "3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env)
+    try:
+        line = rcv.stderr.readline().decode()
+        assert line.startswith("listening on "), line
+        host, port = line.split()[-1].rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=120)
+        recvn(s, 40)
+        for b in b"HULLMIG1" + os.urandom(64):
+            if rcv.poll() is not None:
+                break
+            try:
+                s.send(bytes([b]))
+            except OSError:
+                break
+            time.sleep(1)
+        s.close()
+        _, err = rcv.communicate(timeout=120)
+    finally:
+        if rcv.poll() is None:
+            rcv.kill()
+            rcv.communicate(timeout=60)
+    assert rcv.returncode == 1 and "handshake in time" in err.decode(), err
+    assert_gone(h, "evil")
