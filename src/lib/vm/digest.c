@@ -16,9 +16,14 @@
 
 int vm_sha256_file(const char *path, char out[HULL_SHA256_HEX], hull_error *err)
 {
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    /* O_NONBLOCK: a FIFO must not hang the open; only a regular file is
+     * an artifact (a device such as /dev/zero would be read forever). */
+    cleanup_close int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
         return hull_error_errno(err, "open %s", path);
+    if (!S_ISREG(st.st_mode))
+        return hull_error_set(err, EINVAL, "%s is not a regular file", path);
     if (hull_sha256_fd(fd, out, NULL, err) < 0)
         return hull_error_prefix(err, "sha256 %s", path);
     return 0;

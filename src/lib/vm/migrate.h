@@ -56,6 +56,10 @@ struct mig_chan {
     unsigned char key[32];
     uint64_t seq_out, seq_in;
     int timeout_ms; /* the longest wait for the peer */
+    /* The receiver's: the monotonic ms by which the peer must have proved
+     * itself and sent its manifest (0: none); else a peer that trickles a
+     * byte per wait would hold it for hours. */
+    int64_t deadline_ms;
 };
 
 /* The token: the file's bytes without trailing white space, at least
@@ -103,6 +107,8 @@ bool mig_pending(const struct mig_chan *c);
 void mig_chan_close(struct mig_chan *c);
 /* Wait for fd to be ready for ev within ms (an error naming what). */
 int mig_wait_fd(int fd, short ev, int ms, hull_error *err, const char *what);
+/* The same on c's socket, within c->timeout_ms and c->deadline_ms. */
+int mig_chan_wait(const struct mig_chan *c, short ev, hull_error *err, const char *what);
 /* The host part of "host:port" / "[v6]:port". */
 int mig_host_of(const char *hostport, char *host, size_t len, hull_error *err);
 
@@ -118,6 +124,11 @@ int mig_send_data(struct mig_chan *c, const void *p, uint32_t n, hull_error *err
 int mig_read_data(struct mig_chan *c, void *p, uint32_t n, hull_error *err);
 /* Best effort: tell the peer why we stop. */
 void mig_send_error(struct mig_chan *c, hull_error e);
+
+/* migrate_paths.c: the manifest's kernel, vmlinux, initrd and rootfs must
+ * be regular files, the last three hull's own artifacts (this host's VM
+ * cache, or an image store's disk); their real paths replace the peer's. */
+int mig_manifest_confine(json_object *m, hull_error *err);
 
 /* sha256 helpers for the data frames. */
 EVP_MD_CTX *mig_sha_new(void);

@@ -129,7 +129,9 @@ static int make_vm(struct recv_state *s, json_object *m, const char *want_id, in
     }
     /* The same network, MAC, addresses and published ports: vm_start_vmm
      * attaches the TAP asking for exactly these, refused before 'A'. */
-    if (vm_manifest_artifacts(m, vm, err) < 0 || vm_net_from_manifest(m, vm, err) < 0)
+    /* The peer's paths name files of this host: only hull's own artifacts. */
+    if (mig_manifest_confine(m, err) < 0 || vm_manifest_artifacts(m, vm, err) < 0 ||
+        vm_net_from_manifest(m, vm, err) < 0)
         return -1;
     snprintf(vm->restored_from, sizeof(vm->restored_from), "migration from %s (VM %s)", s->peer,
              src ? json_object_get_string(src) : "?");
@@ -383,9 +385,12 @@ static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o, str
     lfd = -1;
     s->c.server = true;
     s->c.timeout_ms = 60000;
+    /* Proof and manifest within the timeout (60 s at most) of the connection. */
+    s->c.deadline_ms = hull_monotonic_ms() + (wait_ms < 60000 ? wait_ms : 60000);
     cleanup_json json_object *m = NULL;
     if (mig_secure(&s->c, sec, NULL, err) < 0 || mig_expect(&s->c, 'M', &m, err) < 0)
         return -1;
+    s->c.deadline_ms = 0;
     int wr = -1;
     if (make_vm(s, m, o->id, &wr, err) < 0)
         return -1;

@@ -50,6 +50,22 @@ int mig_wait_fd(int fd, short ev, int ms, hull_error *err, const char *what)
     }
 }
 
+int mig_chan_wait(const struct mig_chan *c, short ev, hull_error *err, const char *what)
+{
+    int64_t left = c->deadline_ms ? c->deadline_ms - hull_monotonic_ms() : c->timeout_ms;
+    if (left >= c->timeout_ms)
+        return mig_wait_fd(c->fd, ev, c->timeout_ms, err, what);
+    if (left <= 0 || mig_wait_fd(c->fd, ev, (int)left, err, what) < 0) {
+        /* Only the deadline's own timeout is renamed; poll's failure stands. */
+        if (left > 0 && hull_error_code(*err) != ETIMEDOUT)
+            return -1;
+        hull_error_free(err);
+        return hull_error_set(err, ETIMEDOUT, "%s: the peer did not finish its handshake in time",
+                              what);
+    }
+    return 0;
+}
+
 /* OpenSSL's last reason, or what else is known; the queue is emptied. */
 static void ssl_reason(char *out, size_t len)
 {
@@ -153,8 +169,7 @@ static int wait_for(struct mig_chan *c, int rc, const char *what, hull_error *er
 {
     int e = SSL_get_error(c->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        return mig_wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, c->timeout_ms, err,
-                           what);
+        return mig_chan_wait(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, err, what);
     return tls_fail(c, rc, what, err);
 }
 

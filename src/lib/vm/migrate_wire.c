@@ -185,8 +185,8 @@ static int io_all(struct mig_chan *c, void *buf, size_t n, bool out, hull_error 
         return mig_tls_io(c, buf, n, out, err);
     char *p = buf;
     while (n) {
-        if (mig_wait_fd(c->fd, out ? POLLOUT : POLLIN, c->timeout_ms, err,
-                        out ? "send to the peer" : "read from the peer") < 0)
+        if (mig_chan_wait(c, out ? POLLOUT : POLLIN, err,
+                          out ? "send to the peer" : "read from the peer") < 0)
             return -1;
         ssize_t r =
             out ? send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(c->fd, p, n, MSG_DONTWAIT);

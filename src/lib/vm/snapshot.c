@@ -468,14 +468,25 @@ int vm_manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
         return hull_error_set(err, EINVAL, "the snapshot was made %s a network card",
                               vm->network[0] ? "without" : "with");
     json_object *v;
-    vm->memory_mb = (uint64_t)((v = hj_get(m, "memory_mb")) ? json_object_get_int64(v) : 0);
+    int64_t mem = (v = hj_get(m, "memory_mb")) ? json_object_get_int64(v) : 0;
+    int64_t cpus = (v = hj_get(m, "vcpus")) ? json_object_get_int64(v) : 0;
+    /* A migration's manifest is the source's: the VM it asks for gets no
+     * more than `vm create` gives (QEMU's cgroup follows the size). */
+    if (mem < HULL_VM_MIN_MEMORY_MB || mem > HULL_VM_MAX_MEMORY_MB || cpus < 1 ||
+        cpus > HULL_VM_MAX_VCPUS)
+        return hull_error_set(err, EINVAL,
+                              "the manifest's VM (%lldM, %lld vCPUs) is outside %dM..%dM and "
+                              "1..%d vCPUs",
+                              (long long)mem, (long long)cpus, HULL_VM_MIN_MEMORY_MB,
+                              HULL_VM_MAX_MEMORY_MB, HULL_VM_MAX_VCPUS);
+    vm->memory_mb = (uint64_t)mem;
     /* The guest in the stream was saved with this many ports: QEMU must
      * have the same devices to load it. */
     vm->agent_ports =
         vm_agent_ports_valid((v = hj_get(m, "agent_ports")) ? json_object_get_int64(v) : 0);
-    vm->vcpus = (unsigned)((v = hj_get(m, "vcpus")) ? json_object_get_int(v) : 0);
+    vm->vcpus = (unsigned)cpus;
     snprintf(vm->accel, sizeof(vm->accel), "%s", mget(m, NULL, "accelerator"));
-    if (!vm->memory_mb || !vm->vcpus || !vm->accel[0])
+    if (!vm->accel[0])
         return hull_error_set(err, EINVAL, "manifest lacks the VM's size");
     char want[8];
     if (vm_accel_resolve(vm->accel, want, err) < 0)
@@ -497,13 +508,16 @@ int vm_manifest_artifacts(json_object *m, struct vm *vm, hull_error *err)
             snprintf(got, sizeof(got), "%s", a[i].sha);
         else if (vm_sha256_file(a[i].path, got, err) < 0)
             return hull_error_prefix(err, "%s of the snapshot", a[i].what);
+        /* A file read here is named without its digest: the manifest may
+         * be a migration source's, which must learn nothing of our files. */
+        if (strcmp(got, expect) != 0 && measured)
+            return hull_error_set(err, EPERM,
+                                  "%s %s is not the one of the snapshot (sha256 %s, expected %s)",
+                                  a[i].what, a[i].path, got, expect);
         if (strcmp(got, expect) != 0)
             return hull_error_set(err, EPERM,
-                                  measured ? "%s %s is not the one of the snapshot (sha256 %s, "
-                                             "expected %s)"
-                                           : "%s %s changed since the snapshot (sha256 %s, "
-                                             "expected %s)",
-                                  a[i].what, a[i].path, got, expect);
+                                  "%s %s changed since the snapshot (its sha256 is not %s)",
+                                  a[i].what, a[i].path, expect);
     }
     char sumfile[4200];
     cleanup_free char *sum = NULL;

@@ -129,10 +129,21 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
     cleanup_close int lk = vm_lock(vm, "lock", true, err);
     if (lk < 0)
         return -1;
-    if (access(path, R_OK) == 0 && restore_template(vm, path))
-        return 0;
-    cleanup_close int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (tl < 0 || flock(tl, LOCK_EX) < 0)
+    cleanup_close int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (tl < 0)
+        return hull_error_errno(err, "lock %s", lockp);
+    /* Shared while restoring: `vm cache prune` keeps a template whose lock
+     * is held, and must not take it from under this restore. */
+    if (access(path, R_OK) == 0) {
+        if (flock(tl, LOCK_SH) < 0)
+            return hull_error_errno(err, "lock %s", lockp);
+        if (restore_template(vm, path))
+            return 0;
+        /* Released before the exclusive lock: two restores that both
+         * failed must not wait for each other's shared lock. */
+        (void)flock(tl, LOCK_UN); /* cannot fail on our open descriptor */
+    }
+    if (flock(tl, LOCK_EX) < 0)
         return hull_error_errno(err, "lock %s", lockp);
     /* Made by another while this one waited for the lock? */
     if (access(path, R_OK) == 0 && restore_template(vm, path))
