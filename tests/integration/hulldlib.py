@@ -227,3 +227,13 @@ def put_stream(d, url, n_mib, token, chunked=False, cut_after=None):
     body = r.read()
     c.close()
     return (r.status, json.loads(body)), h.hexdigest()
+
+
+def self_signed_cert(tmp):
+    """A key and a self-signed certificate for 127.0.0.1 (a --listen's TLS),
+    as (key, cert) paths under tmp."""
+    key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return key, cert

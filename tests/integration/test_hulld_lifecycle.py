@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hulldlib import HULLD, Hulld, wait_until
+from hulldlib import HULLD, Hulld, self_signed_cert, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
@@ -180,10 +180,7 @@ def test_one_client_address_cannot_hold_every_tls_connection(tmp_path):
     are closed at once; the ones it holds still work, and one freed makes
     room again."""
     import ssl
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key, cert = self_signed_cert(tmp_path)
     port = free_port()
     h = make(tmp_path, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
              "--tls-key", str(key), "--max-client-connections", "3").start()
@@ -229,10 +226,7 @@ def test_one_client_address_cannot_hold_every_tls_connection(tmp_path):
 
 
 def test_tls_listener(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    key, cert = self_signed_cert(tmp_path)
     port = free_port()
     h = make(tmp_path, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
              "--tls-key", str(key)).start()

@@ -18,7 +18,7 @@ import hull
 
 SRC = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(SRC / "tests" / "integration"))
-from hulldlib import HULLD, Hulld, alive, wait_until  # noqa: E402
+from hulldlib import HULLD, Hulld, alive, self_signed_cert, wait_until  # noqa: E402
 from queuelib import P, RedisServer, Worker  # noqa: E402
 
 import calculate as calc  # noqa: E402  (sdk/python/examples)
@@ -229,10 +229,7 @@ def test_calculate_example_through_the_sdk(env):
 def test_https_url_with_the_servers_ca(tmp_path):
     """Client(url=...) against hulld's TLS listener: the server's
     certificate checked against the given CA, refused without it."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key, cert = self_signed_cert(tmp_path)
     from queuelib import free_port
     port = free_port()
     d = Hulld(tmp_path, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),

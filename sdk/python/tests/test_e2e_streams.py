@@ -21,7 +21,7 @@ import hull
 
 SRC = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(SRC / "tests" / "integration"))
-from hulldlib import HULLD, Hulld, wait_until  # noqa: E402
+from hulldlib import HULLD, Hulld, self_signed_cert, wait_until  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -508,10 +508,7 @@ def test_examples_run(env, example, needs):
 def test_async_client_over_tls(tmp_path):
     """AsyncClient(url=https://...) against hulld's TLS listener: the
     certificate checked against the CA given, refused without it."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    key, cert = self_signed_cert(tmp_path)
     from queuelib import free_port
     port = free_port()
     d = Hulld(tmp_path, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
