@@ -646,6 +646,28 @@ static int unix_listen(const char *path, hull_error *err)
     return fd;
 }
 
+/* The TLS key: whoever else can read it can be hulld on --listen to its
+ * clients and take their tokens, whoever can write it choose it. So, as
+ * ssh does for its keys: the caller's or root's, and nobody's but theirs
+ * (a group may read it, the usual ssl-cert way). */
+static int read_tls_key(const char *path, size_t *n, hull_error *err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return hull_error_errno(err, "%s", path);
+    if (!S_ISREG(st.st_mode))
+        return hull_error_set(err, EINVAL, "%s: not a file", path);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return hull_error_set(err, EPERM, "%s: owned by uid %u, neither hulld (uid %u) nor root",
+                              path, (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IRWXO))
+        return hull_error_set(err, EPERM,
+                              "%s: other users may read or write it (mode %04o): chmod 600 %s",
+                              path, (unsigned)(st.st_mode & 07777), path);
+    return hull_read_fd(fd, &tls_key_pem, n, err);
+}
+
 static int tcp_addr(const char *hostport, struct sockaddr_storage *ss, hull_error *err)
 {
     char host[256];
@@ -691,6 +713,12 @@ static unsigned per_client_limit(const struct hulld_options *o)
 int http_start(hull_error *err)
 {
     const struct hulld_options *o = hulld.o;
+    /* The key and certificate first: a refused one leaves no socket. */
+    size_t n;
+    if (o->listen && read_tls_key(o->tls_key, &n, err) < 0)
+        return hull_error_prefix(err, "--tls-key");
+    if (o->listen && hull_read_file(o->tls_cert, &tls_cert_pem, &n, err) < 0)
+        return hull_error_prefix(err, "--tls-cert");
     unix_fd = unix_listen(o->socket_path, err);
     if (unix_fd < 0)
         return -1;
@@ -708,11 +736,6 @@ int http_start(hull_error *err)
                               o->socket_path);
     if (o->listen == NULL)
         return 0;
-    size_t n;
-    if (hull_read_file(o->tls_key, &tls_key_pem, &n, err) < 0)
-        return hull_error_prefix(err, "--tls-key");
-    if (hull_read_file(o->tls_cert, &tls_cert_pem, &n, err) < 0)
-        return hull_error_prefix(err, "--tls-cert");
     struct sockaddr_storage ss;
     if (tcp_addr(o->listen, &ss, err) < 0)
         return -1;
