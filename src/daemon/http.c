@@ -69,11 +69,24 @@ static char *tls_key_pem, *tls_cert_pem;
 
 /* ---- answers ---- */
 
+/* A stream and the token that opened it: revoked meanwhile, the stream
+ * ends before it gives anything more (a token is checked at each request,
+ * and a stream is one request that may last for days). */
+struct guarded {
+    struct resp_stream *st;
+    char token[sizeof(((struct hull_token_info *)0)->id)];
+    struct hull_revoke_mark mark;
+};
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    struct resp_stream *st = cls;
-    long n = st->read(st, buf, max);
+    struct guarded *g = cls;
+    long n = g->st->read(g->st, buf, max);
+    if (n > 0 && g->token[0] && hull_token_revoked_since(hulld.store, g->token, &g->mark)) {
+        hull_log(HULL_LOG_INFO, "token %s was revoked: its stream ends", g->token);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     return n > 0    ? (ssize_t)n
            : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
                     : MHD_CONTENT_READER_END_WITH_ERROR;
@@ -81,11 +94,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void stream_free(void *cls)
 {
-    struct resp_stream *st = cls;
-    st->free(st);
+    struct guarded *g = cls;
+    g->st->free(g->st);
+    free(g);
 }
 
-static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bool close_conn)
+static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, const char *token,
+                                 bool close_conn)
 {
     struct MHD_Response *m;
     if (r->mhd) {
@@ -96,11 +111,19 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
          * it. A stream may wait long for output: not an idle client (one
          * that goes is seen by the stream itself). */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
-        m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, r->stream,
-                                              stream_free);
+        struct guarded *g = calloc(1, sizeof(*g));
+        m = NULL;
+        if (g) {
+            g->st = r->stream;
+            snprintf(g->token, sizeof(g->token), "%s", token ? token : "");
+            m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, g,
+                                                  stream_free);
+        }
         close_conn = true; /* not kept idle afterwards without its timeout */
-        if (m == NULL)
+        if (m == NULL) {
             r->stream->free(r->stream);
+            free(g);
+        }
         r->stream = NULL;
     } else if (r->raw) {
         m = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
@@ -404,7 +427,7 @@ static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, s
                                    bool close_conn)
 {
     q->responded = true;
-    enum MHD_Result ret = send_resp(conn, r, close_conn);
+    enum MHD_Result ret = send_resp(conn, r, q->authed ? q->caller.tok.id : NULL, close_conn);
     json_object_put(r->body);
     r->body = NULL;
     free(r->raw);

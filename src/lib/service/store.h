@@ -117,6 +117,17 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
                     hull_error *err);
 /* ENOENT when no such id; revoking twice is fine. */
 int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err);
+/* The revocation file as a caller last saw it (zeroed before the first). */
+struct hull_revoke_mark {
+    unsigned long long ino;
+    long long size;
+};
+/* For a request that outlives its start (a stream): whether token id,
+ * verified then, has been revoked since. Only when the revocation file
+ * changed since *mark is the database asked. A token this store does not
+ * hold (another node's) counts as not revoked; a store fault is asked
+ * again at the next call. */
+bool hull_token_revoked_since(struct hull_store *s, const char *id, struct hull_revoke_mark *mark);
 
 /* ---- audit (audit.c) ---- */
 
