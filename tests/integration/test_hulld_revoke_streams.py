@@ -50,7 +50,10 @@ def open_stream(d, path, tok):
     return s, got.split(b"\r\n\r\n", 1)[1]
 
 
-def read_to_end(s, got=b""):
+def read_to_end(s, got=b"", most=None):
+    """What s gives until it ends; failing once more than `most` new
+    ticker lines came (a stream that goes on: the ticker writes forever)."""
+    start = got.count(b"line")
     while True:
         try:
             chunk = s.recv(65536)
@@ -59,6 +62,7 @@ def read_to_end(s, got=b""):
         if not chunk:
             break
         got += chunk
+        assert most is None or got.count(b"line") - start <= most, "the stream goes on"
     s.close()
     return got
 
@@ -82,7 +86,7 @@ def test_revoked_tokens_streams_end(d):
         while b"line1" not in got:
             got += out.recv(65536)
         revoke(d, tid)
-        got = read_to_end(out, got)
+        got = read_to_end(out, got, most=300)  # a minute of the ticker
         assert b'"type":"result"' not in got, got[-300:]
         read_to_end(watch)
         # Only the streams ended: the process runs on, and its owner's
