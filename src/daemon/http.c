@@ -69,11 +69,24 @@ static char *tls_key_pem, *tls_cert_pem;
 
 /* ---- answers ---- */
 
+/* A stream and the token that opened it: revoked meanwhile, the stream
+ * ends before it gives anything more (a token is checked at each request,
+ * and a stream is one request that may last for days). */
+struct guarded {
+    struct resp_stream *st;
+    char token[sizeof(((struct hull_token_info *)0)->id)];
+    struct hull_revoke_mark mark;
+};
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    struct resp_stream *st = cls;
-    long n = st->read(st, buf, max);
+    struct guarded *g = cls;
+    long n = g->st->read(g->st, buf, max);
+    if (n > 0 && g->token[0] && hull_token_revoked_since(hulld.store, g->token, &g->mark)) {
+        hull_log(HULL_LOG_INFO, "token %s was revoked: its stream ends", g->token);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     return n > 0    ? (ssize_t)n
            : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
                     : MHD_CONTENT_READER_END_WITH_ERROR;
@@ -81,11 +94,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void stream_free(void *cls)
 {
-    struct resp_stream *st = cls;
-    st->free(st);
+    struct guarded *g = cls;
+    g->st->free(g->st);
+    free(g);
 }
 
-static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bool close_conn)
+static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, const char *token,
+                                 bool close_conn)
 {
     struct MHD_Response *m;
     if (r->mhd) {
@@ -96,11 +111,19 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct resp *r, bo
          * it. A stream may wait long for output: not an idle client (one
          * that goes is seen by the stream itself). */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
-        m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, r->stream,
-                                              stream_free);
+        struct guarded *g = calloc(1, sizeof(*g));
+        m = NULL;
+        if (g) {
+            g->st = r->stream;
+            snprintf(g->token, sizeof(g->token), "%s", token ? token : "");
+            m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 << 10, stream_read, g,
+                                                  stream_free);
+        }
         close_conn = true; /* not kept idle afterwards without its timeout */
-        if (m == NULL)
+        if (m == NULL) {
             r->stream->free(r->stream);
+            free(g);
+        }
         r->stream = NULL;
     } else if (r->raw) {
         m = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
@@ -404,7 +427,7 @@ static enum MHD_Result answer_with(struct MHD_Connection *conn, struct req *q, s
                                    bool close_conn)
 {
     q->responded = true;
-    enum MHD_Result ret = send_resp(conn, r, close_conn);
+    enum MHD_Result ret = send_resp(conn, r, q->authed ? q->caller.tok.id : NULL, close_conn);
     json_object_put(r->body);
     r->body = NULL;
     free(r->raw);
@@ -646,6 +669,28 @@ static int unix_listen(const char *path, hull_error *err)
     return fd;
 }
 
+/* The TLS key: whoever else can read it can be hulld on --listen to its
+ * clients and take their tokens, whoever can write it choose it. So, as
+ * ssh does for its keys: the caller's or root's, and nobody's but theirs
+ * (a group may read it, the usual ssl-cert way). */
+static int read_tls_key(const char *path, size_t *n, hull_error *err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return hull_error_errno(err, "%s", path);
+    if (!S_ISREG(st.st_mode))
+        return hull_error_set(err, EINVAL, "%s: not a file", path);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return hull_error_set(err, EPERM, "%s: owned by uid %u, neither hulld (uid %u) nor root",
+                              path, (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IRWXO))
+        return hull_error_set(err, EPERM,
+                              "%s: other users may read or write it (mode %04o): chmod 600 %s",
+                              path, (unsigned)(st.st_mode & 07777), path);
+    return hull_read_fd(fd, &tls_key_pem, n, err);
+}
+
 static int tcp_addr(const char *hostport, struct sockaddr_storage *ss, hull_error *err)
 {
     char host[256];
@@ -691,6 +736,12 @@ static unsigned per_client_limit(const struct hulld_options *o)
 int http_start(hull_error *err)
 {
     const struct hulld_options *o = hulld.o;
+    /* The key and certificate first: a refused one leaves no socket. */
+    size_t n;
+    if (o->listen && read_tls_key(o->tls_key, &n, err) < 0)
+        return hull_error_prefix(err, "--tls-key");
+    if (o->listen && hull_read_file(o->tls_cert, &tls_cert_pem, &n, err) < 0)
+        return hull_error_prefix(err, "--tls-cert");
     unix_fd = unix_listen(o->socket_path, err);
     if (unix_fd < 0)
         return -1;
@@ -708,11 +759,6 @@ int http_start(hull_error *err)
                               o->socket_path);
     if (o->listen == NULL)
         return 0;
-    size_t n;
-    if (hull_read_file(o->tls_key, &tls_key_pem, &n, err) < 0)
-        return hull_error_prefix(err, "--tls-key");
-    if (hull_read_file(o->tls_cert, &tls_cert_pem, &n, err) < 0)
-        return hull_error_prefix(err, "--tls-cert");
     struct sockaddr_storage ss;
     if (tcp_addr(o->listen, &ss, err) < 0)
         return -1;

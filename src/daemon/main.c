@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "image/image.h"
 #include "sbx_metrics.h"
+#include "service/redis.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -310,6 +311,22 @@ static int check_options(const struct hulld_options *o)
     return -1;
 }
 
+/* A Redis URL's password out of argv: kept in a copy, starred where it
+ * was, since /proc/PID/cmdline (ps) shows argv to every local user. */
+static int hide_password(const char **url)
+{
+    if (*url == NULL)
+        return 0;
+    char *copy = strdup(*url);
+    if (copy == NULL) {
+        fprintf(stderr, "hulld: out of memory\n");
+        return -1;
+    }
+    hull_redis_url_scrub((char *)*url); /* optarg: a string of argv's, ours to change */
+    *url = copy;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct hulld_options *o, const char **helper)
 {
     struct option opts[N_OPTS + 1];
@@ -347,6 +364,8 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         if (set_option(&opt_specs[c - 256], optarg, o, helper) < 0)
             return -1;
     }
+    if (hide_password(&o->redis_url) < 0 || hide_password(&o->cluster_url) < 0)
+        return -1;
     if (optind < argc) {
         fprintf(stderr, "hulld: unexpected argument '%s'\nTry 'hulld --help'.\n", argv[optind]);
         return -1;

@@ -240,7 +240,8 @@ static bool serve(struct pentry *pe, int cfd)
     int taken = port_take_token(head, hl, &tok, &tok_len, &out, &out_len);
     if (taken == -2) {
         port_say(cfd, 400, "Bad Request", "invalid_request",
-                 "the request's head has a bare CR or LF, or a NUL");
+                 "the request's head has a bare CR or LF, a NUL, a folded header line or "
+                 "blanks before a header's colon");
     } else if (taken < 0) {
         port_say(cfd, 500, "Internal Server Error", "internal", "out of memory");
     } else if (tok == NULL) {

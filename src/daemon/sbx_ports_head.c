@@ -95,6 +95,18 @@ static const char *token_header(const char *p, const char *e, size_t *len)
     return v;
 }
 
+/* A header line [p, e) that a server may read as a token header while
+ * token_header does not: a continuation (obs-fold, which some servers join
+ * to the line before) or a name with blanks before its colon (which some
+ * trim). RFC 9112 has a server refuse both; so does the proxy. */
+static bool folded_or_spaced(const char *p, const char *e)
+{
+    if (*p == ' ' || *p == '\t')
+        return true;
+    const char *colon = memchr(p, ':', (size_t)(e - p));
+    return colon && (memchr(p, ' ', (size_t)(colon - p)) || memchr(p, '\t', (size_t)(colon - p)));
+}
+
 /* The token the head shows (the first PORT_TOKEN_HEADER, else ?token=), and
  * the head without any of them in *out (malloc'd, *out_len): the sandbox
  * never sees the token. *tok NULL: none. */
@@ -153,6 +165,10 @@ int port_take_token(const char *head, size_t len, const char **tok, size_t *tok_
     /* The headers (and the blank line), without the token's. */
     for (const char *p = line_end + 2; p < head + len;) {
         const char *e = memmem(p, (size_t)(head + len - p), "\r\n", 2);
+        if (e > p && folded_or_spaced(p, e)) {
+            free(o);
+            return -2;
+        }
         size_t vl = 0;
         const char *v = token_header(p, e, &vl);
         if (v && vl && *tok == NULL) {

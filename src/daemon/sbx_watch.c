@@ -41,6 +41,8 @@ struct watch {
     char *part;  /* its bytes after the last whole line */
     size_t part_len;
     char quota[72]; /* the tenant whose stream place it holds (streams.c) */
+    char token[sizeof(((struct hull_token_info *)0)->id)]; /* whose watch: ends if revoked */
+    struct hull_revoke_mark mark;
 };
 
 static void add_watches(struct watch *w, json_object *res)
@@ -180,6 +182,8 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (w->tree.ended || hulld.draining ||
             !sandboxes_alive(w->sid, w->tenant[0] ? w->tenant : NULL))
             return MHD_CONTENT_READER_END_OF_STREAM;
+        if (hull_token_revoked_since(hulld.store, w->token, &w->mark))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         struct pollfd p[2] = {{.fd = w->ifd, .events = POLLIN},
                               {.fd = w->client_fd, .events = POLLRDHUP}};
         int k = poll(p, w->client_fd >= 0 ? 2 : 1, WATCH_TICK_MS);
@@ -236,6 +240,7 @@ void sbx_watch(const struct request *rq, const char *sid, const char *path, bool
     }
     snprintf(w->quota, sizeof(w->quota), "%s", quota);
     snprintf(w->sid, sizeof(w->sid), "%s", sid);
+    snprintf(w->token, sizeof(w->token), "%s", rq->caller->tok.id);
     snprintf(w->tenant, sizeof(w->tenant), "%s", rq->caller->tenant ? rq->caller->tenant : "");
     w->recursive = recursive;
     w->ndjson = hj_get(res, "ndjson") != NULL;

@@ -402,6 +402,32 @@ def test_malformed_heads_are_refused_before_anything(d):
     assert refused(hport)
 
 
+def test_token_headers_the_proxy_would_not_take_out_are_refused(d):
+    """A token header a server may read but the proxy would not take out
+    (a name with a blank before its colon, a folded line) is a 400 with
+    any token: the sandbox's server never gets its token that way."""
+    r = post(d, "/v1/sandboxes", {"ports": [8000]})
+    assert r.status == 201, r
+    sid, token = r.json["id"], r.json["access_token"]
+    hport = host_port(r.json["ports"][0]["url"])
+    try:
+        for head in (f"GET /?token={token} HTTP/1.1\r\nX-Hull-Access-Token : {token}\r\n\r\n",
+                     f"GET /?token={token} HTTP/1.1\r\nX-Hull-Access-Token\t: {token}\r\n\r\n",
+                     f"GET /?token={token} HTTP/1.1\r\nX-Hull-Access-Token:\r\n {token}\r\n\r\n",
+                     f"GET / HTTP/1.1\r\nX-Hull-Access-Token: {token}\r\nA: b\r\n\tc\r\n\r\n"):
+            got = raw(hport, head.encode())
+            assert got.startswith(b"HTTP/1.1 400 "), (head, got)
+            assert json.loads(got.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "invalid_request"
+        # Blanks after the colon, or in a value, are as before (nothing
+        # listens: the proxy's 502 once the token passed).
+        got = raw(hport, f"GET / HTTP/1.1\r\nX-Hull-Access-Token: \t{token} \r\nA: b c\r\n\r\n"
+                  .encode())
+        assert got.startswith(b"HTTP/1.1 502 "), got
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.tokens["user"]).status == 200
+    assert refused(hport)
+
+
 def test_async_sdk_port_url(d):
     import asyncio
 

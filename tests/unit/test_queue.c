@@ -138,6 +138,26 @@ static void test_submit_refuses_bad_requests_before_connecting(void **state)
     hull_error_free(&err);
 }
 
+/* The password never in a message, nor in argv once scrubbed. */
+static void test_url_password_hidden(void **state)
+{
+    (void)state;
+    char out[256];
+    hull_redis_url_shown("redis://w:s%40cr@h:1/2", out, sizeof(out));
+    assert_string_equal(out, "redis://w:***@h:1/2");
+    hull_redis_url_shown("redis://secret@h", out, sizeof(out));
+    assert_string_equal(out, "redis://***@h");
+    hull_redis_url_shown("redis://h:1", out, sizeof(out));
+    assert_string_equal(out, "redis://h:1");
+    hull_redis_url_shown("unix:///run/r.sock?db=1", out, sizeof(out));
+    assert_string_equal(out, "unix:///run/r.sock?db=1");
+    char argv1[] = "redis://w:pw@h:1";
+    hull_redis_url_scrub(argv1);
+    assert_string_equal(argv1, "redis://w:**@h:1");
+    parse_bad("redis://w:pw%zz@h", "redis URL redis://w:***@h: bad password");
+    parse_bad("redis://w:hidden@h:0", "redis URL redis://w:***@h:0: port");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +165,7 @@ int main(void)
         cmocka_unit_test(test_url_credentials),
         cmocka_unit_test(test_url_unix),
         cmocka_unit_test(test_url_errors),
+        cmocka_unit_test(test_url_password_hidden),
         cmocka_unit_test(test_ids_and_keys),
         cmocka_unit_test(test_submit_refuses_bad_requests_before_connecting),
     };

@@ -701,8 +701,10 @@ int hull_queue_worker_run(const struct hull_queue_worker_opts *o, hull_error *er
         free(w.slots);
         return hull_error_prefix(err, "queue worker");
     }
-    hull_log(HULL_LOG_INFO, "queue worker %s: taking jobs from %s (%u at a time)", w.name,
-             o->redis_url, w.o.concurrency);
+    char shown[512];
+    hull_redis_url_shown(o->redis_url, shown, sizeof(shown));
+    hull_log(HULL_LOG_INFO, "queue worker %s: taking jobs from %s (%u at a time)", w.name, shown,
+             w.o.concurrency);
 
     while (!(stopping(&w) && w.busy == 0)) {
         if (!connected(&w)) {

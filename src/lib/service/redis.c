@@ -151,32 +151,77 @@ static int parse_hostport(const char *url, const char *s, size_t n, struct hull_
     return 0;
 }
 
+static int url_parse(const char *url, const char *shown, struct hull_redis_url *u, hull_error *err);
+
+/* The password of a redis:// URL: [*start, *start + *n), or false. */
+static bool password_span(const char *url, size_t *start, size_t *n)
+{
+    if (url == NULL || strncmp(url, "redis://", 8) != 0)
+        return false;
+    const char *s = url + 8;
+    size_t authority = strcspn(s, "/");
+    const char *at = memchr(s, '@', authority);
+    if (at == NULL)
+        return false;
+    /* USER:PASSWORD@, or a lone PASSWORD@ (redis_login's reading). */
+    const char *colon = memchr(s, ':', (size_t)(at - s));
+    const char *p = colon ? colon + 1 : s;
+    *start = (size_t)(p - url);
+    *n = (size_t)(at - p);
+    return true;
+}
+
+void hull_redis_url_shown(const char *url, char *out, size_t len)
+{
+    size_t start, n;
+    if (!password_span(url, &start, &n))
+        snprintf(out, len, "%s", url ? url : "");
+    else
+        snprintf(out, len, "%.*s***%s", (int)start, url, url + start + n);
+}
+
+void hull_redis_url_scrub(char *url)
+{
+    size_t start, n;
+    if (password_span(url, &start, &n))
+        memset(url + start, '*', n);
+}
+
 int hull_redis_url_parse(const char *url, struct hull_redis_url *u, hull_error *err)
+{
+    char shown[512];
+    hull_redis_url_shown(url, shown, sizeof(shown));
+    return url_parse(url, shown, u, err);
+}
+
+/* url parsed into u; errors name it as shown. */
+static int url_parse(const char *url, const char *shown, struct hull_redis_url *u, hull_error *err)
 {
     memset(u, 0, sizeof(*u));
     if (url == NULL || *url == '\0')
         return hull_error_set(err, EINVAL, "redis URL: empty");
     if (strncmp(url, "unix://", 7) == 0)
-        return parse_unix(url, url + 7, u, err);
+        return parse_unix(shown, url + 7, u, err);
     if (strncmp(url, "rediss://", 9) == 0)
-        return hull_error_set(err, ENOTSUP, "redis URL %s: TLS (rediss://) is not supported", url);
+        return hull_error_set(err, ENOTSUP, "redis URL %s: TLS (rediss://) is not supported",
+                              shown);
     if (strncmp(url, "redis://", 8) != 0)
         return hull_error_set(err, EINVAL, "redis URL %s: must start with redis:// or unix://",
-                              url);
+                              shown);
     const char *s = url + 8;
     const char *slash = strchr(s, '/');
     size_t authority = slash ? (size_t)(slash - s) : strlen(s);
     const char *at = memchr(s, '@', authority);
     if (at) {
-        if (parse_userinfo(url, s, (size_t)(at - s), u, err) < 0)
+        if (parse_userinfo(shown, s, (size_t)(at - s), u, err) < 0)
             return -1;
         authority -= (size_t)(at + 1 - s);
         s = at + 1;
     }
-    if (parse_hostport(url, s, authority, u, err) < 0)
+    if (parse_hostport(shown, s, authority, u, err) < 0)
         return -1;
     if (slash && slash[1] != '\0')
-        return parse_db(slash + 1, url, &u->db, err);
+        return parse_db(slash + 1, shown, &u->db, err);
     return 0;
 }
 
@@ -208,18 +253,22 @@ static int redis_login(redisContext *c, const struct hull_redis_url *u, hull_err
 redisContext *hull_redis_connect(const char *url, unsigned timeout_ms, hull_error *err)
 {
     struct hull_redis_url u;
-    if (hull_redis_url_parse(url, &u, err) < 0)
+    /* Its messages reach logs and API clients (a queue's 503): never the
+     * password. */
+    char shown[512];
+    hull_redis_url_shown(url, shown, sizeof(shown));
+    if (url_parse(url, shown, &u, err) < 0)
         return NULL;
     struct timeval tv = ms_tv(timeout_ms ? timeout_ms : 5000);
     redisContext *c = u.path[0] ? redisConnectUnixWithTimeout(u.path, tv)
                                 : redisConnectWithTimeout(u.host, u.port, tv);
     if (c == NULL) {
-        hull_error_set(err, ENOMEM, "redis %s: out of memory", url);
+        hull_error_set(err, ENOMEM, "redis %s: out of memory", shown);
         return NULL;
     }
     if (c->err) {
         /* hiredis keeps errno for I/O errors; a name lookup failure has none. */
-        hull_error_set(err, c->err == REDIS_ERR_IO ? errno : ECONNREFUSED, "redis %s: %s", url,
+        hull_error_set(err, c->err == REDIS_ERR_IO ? errno : ECONNREFUSED, "redis %s: %s", shown,
                        c->errstr);
         redisFree(c);
         return NULL;
@@ -232,7 +281,7 @@ redisContext *hull_redis_connect(const char *url, unsigned timeout_ms, hull_erro
     if (!u.path[0])
         redisEnableKeepAlive(c);
     if (redis_login(c, &u, err) < 0) {
-        hull_error_prefix(err, "redis %s", url);
+        hull_error_prefix(err, "redis %s", shown);
         redisFree(c);
         return NULL;
     }

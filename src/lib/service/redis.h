@@ -24,6 +24,13 @@ struct hull_redis_url {
  * hosts in brackets. Errors say what part is wrong. */
 int hull_redis_url_parse(const char *url, struct hull_redis_url *u, hull_error *err);
 
+/* url as it may be shown (logs, error messages, answers to API clients):
+ * a password in it replaced by "***" ("redis://USER:***@HOST"). */
+void hull_redis_url_shown(const char *url, char *out, size_t len);
+/* Overwrite the password of url in place with '*' (the same length), so
+ * that a process's /proc/PID/cmdline does not show it to other users. */
+void hull_redis_url_scrub(char *url);
+
 /* Connect, authenticate, select the database. timeout_ms bounds the connect
  * and every later reply (0: no bound, for blocking commands). */
 redisContext *hull_redis_connect(const char *url, unsigned timeout_ms, hull_error *err);

@@ -357,20 +357,37 @@ int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *
     *out = NULL;
     if (hull_mkdir_p(state_dir, 0700, err) < 0)
         return hull_error_prefix(err, "state directory");
+    /* Everything below is opened by the resolved path of a directory only
+     * the caller or root can change, so what was checked is what is used. */
+    char dir[PATH_MAX];
+    if (hull_store_dir_check(state_dir, dir, sizeof(dir), err) < 0)
+        return -1;
     char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/%s", state_dir, HULL_STORE_FILE) >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/%s", dir, HULL_STORE_FILE) >= (int)sizeof(path) - 4)
         return hull_error_set(err, ENAMETOOLONG, "state directory %s: path too long", state_dir);
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char f[PATH_MAX];
+        snprintf(f, sizeof(f), "%s%s", path, suffix[i]);
+        if (hull_store_file_check(f, err) < 0)
+            return -1;
+    }
     struct hull_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    /* As long as the database's path, which fitted. */
-    snprintf(s->revoked_path, sizeof(s->revoked_path), "%s/%s", state_dir, HULL_STORE_REVOKED_FILE);
+    if (snprintf(s->revoked_path, sizeof(s->revoked_path), "%s/%s", dir, HULL_STORE_REVOKED_FILE) >=
+        (int)sizeof(s->revoked_path)) {
+        free(s);
+        return hull_error_set(err, ENAMETOOLONG, "state directory %s: path too long", state_dir);
+    }
     s->revoked_size = -2; /* nothing seen yet: the first verify reads it */
     pthread_mutex_init(&s->mu, NULL);
     /* Tokens' hashes live here: nobody but root reads the file. */
     mode_t old = umask(077);
-    int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                 SQLITE_OPEN_NOFOLLOW,
+                             NULL);
     umask(old);
     if (rc != SQLITE_OK) {
         hull_error_set(err, EIO, "store %s: %s", path,

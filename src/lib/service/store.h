@@ -29,8 +29,16 @@
 struct hull_store;
 
 /* Open DIR/hulld.db, creating DIR (0700) and the schema when missing, and
- * migrating an older schema forward. */
+ * migrating an older schema forward. Refused (EPERM) when DIR, a directory
+ * above it or a file of the store can be changed by another user, or the
+ * database read by one (store_perm.c). */
 int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *err);
+/* dir, resolved into real (len bytes), when only the caller or root can
+ * change it or the directories above it: 0, or -1 with *err (EPERM). */
+int hull_store_dir_check(const char *dir, char *real, size_t len, hull_error *err);
+/* path, when absent or a regular file of the caller's (or root's) that no
+ * other user may read or write: 0, or -1 with *err (EPERM). */
+int hull_store_file_check(const char *path, hull_error *err);
 void hull_store_close(struct hull_store *s);
 /* True while writes fail (a full disk, a broken database): the last write
  * failed, with its message in why; a write that succeeds clears it. */
@@ -109,6 +117,17 @@ int hull_token_list(struct hull_store *s, struct hull_token_info **out, size_t *
                     hull_error *err);
 /* ENOENT when no such id; revoking twice is fine. */
 int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err);
+/* The revocation file as a caller last saw it (zeroed before the first). */
+struct hull_revoke_mark {
+    unsigned long long ino;
+    long long size;
+};
+/* For a request that outlives its start (a stream): whether token id,
+ * verified then, has been revoked since. Only when the revocation file
+ * changed since *mark is the database asked. A token this store does not
+ * hold (another node's) counts as not revoked; a store fault is asked
+ * again at the next call. */
+bool hull_token_revoked_since(struct hull_store *s, const char *id, struct hull_revoke_mark *mark);
 
 /* ---- audit (audit.c) ---- */
 

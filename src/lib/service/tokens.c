@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "service/store.h"
@@ -343,4 +344,25 @@ int hull_token_revoke(struct hull_store *s, const char *id, hull_error *err)
                                 "until it restarts: %s",
                                 id, hull_store_revoked_path(s));
     return 0;
+}
+
+bool hull_token_revoked_since(struct hull_store *s, const char *id, struct hull_revoke_mark *mark)
+{
+    /* revoke appends a byte after its commit: another size (or a file
+     * made anew) may be a revocation of id. */
+    struct stat sb;
+    struct hull_revoke_mark now = {0, -1};
+    if (stat(hull_store_revoked_path(s), &sb) == 0)
+        now = (struct hull_revoke_mark){(unsigned long long)sb.st_ino, (long long)sb.st_size};
+    if (now.ino == mark->ino && now.size == mark->size)
+        return false;
+    cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
+    if (hull_store_prepare(s, "SELECT revoked FROM tokens WHERE id = ?", &q.st, NULL) < 0)
+        return false;
+    sqlite3_bind_text(q.st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q.st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return false; /* not marked seen: asked again next time */
+    *mark = now;
+    return rc == SQLITE_ROW && sqlite3_column_type(q.st, 0) != SQLITE_NULL;
 }
