@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,7 +204,7 @@ static int prune_artifacts(struct prune *p, const char *sub, const char *prefix,
         if (by == NULL)
             rc = take(p, dfd, dir, e->d_name, err);
         else if (strcmp(base, e->d_name) == 0) {
-            char path[4400];
+            char path[sizeof(dir) + NAME_MAX + 2];
             snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
             note_kept(p, path, by);
         }
@@ -235,7 +236,7 @@ static int prune_templates(struct prune *p, hull_error *err)
     while (rc == 0 && (e = readdir(d))) {
         if (!has_suffix(e->d_name, ".snap"))
             continue;
-        char key[256], lock[300], ram[300], path[4400];
+        char key[256], lock[300], ram[300], path[sizeof(dir) + NAME_MAX + 2];
         snprintf(key, sizeof(key), "%.*s", (int)(strlen(e->d_name) - 5), e->d_name);
         snprintf(lock, sizeof(lock), "%s.lock", key);
         snprintf(ram, sizeof(ram), "%s.ram", e->d_name);
