@@ -167,6 +167,8 @@ int port_take_token(const char *head, size_t len, const char **tok, size_t *tok_
         const char *e = memmem(p, (size_t)(head + len - p), "\r\n", 2);
         if (e > p && folded_or_spaced(p, e)) {
             free(o);
+            *tok = NULL; /* refused: nothing taken from it either */
+            *tok_len = 0;
             return -2;
         }
         size_t vl = 0;

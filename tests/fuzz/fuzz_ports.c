@@ -1,23 +1,47 @@
 /* The first request's head on a sandbox's port (src/daemon/sbx_ports_head.c)
  * to the proxy's token taking, as port_read_head hands it over (cut at its
  * first blank line), and the token compare. Besides crashes, leaks and UB:
- * a head is refused only when a line does not end in CRLF or it holds a
- * NUL; the head passed on never holds the token's header, is never longer
- * than what came, still ends in its blank line; a token found lies inside
- * the head and is not empty. */
+ * a head is refused only when a line does not end in CRLF, it holds a NUL,
+ * or a header line is folded or has blanks before its colon; the head passed on never holds the
+ * token's header, is never longer than what came, still ends in its blank line; a token found lies
+ * inside the head and is not empty. */
 #include <string.h>
 #include <strings.h>
 
 #include "../../src/daemon/ports.h"
 #include "fuzz.h"
 
-/* A NUL, a CR not before an LF, an LF not after a CR. */
+/* A header line [p, e) a server could read otherwise than the proxy: a
+ * continuation (it starts with a blank), or blanks before its colon (a
+ * line without one is no header to misread). */
+static bool ambiguous_line(const char *p, const char *e)
+{
+    if (*p == ' ' || *p == '\t')
+        return true;
+    const char *colon = memchr(p, ':', (size_t)(e - p));
+    for (const char *c = p; colon && c < colon; c++)
+        if (*c == ' ' || *c == '\t')
+            return true;
+    return false;
+}
+
+/* A NUL, a CR not before an LF, an LF not after a CR; or, after the
+ * request line, a header line that is ambiguous. */
 static bool malformed(const char *h, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (h[i] == '\0' || (h[i] == '\r' && (i + 1 == n || h[i + 1] != '\n')) ||
             (h[i] == '\n' && (i == 0 || h[i - 1] != '\r')))
             return true;
+    const char *p = memmem(h, n, "\r\n", 2);
+    for (p = p ? p + 2 : h + n; p < h + n;) {
+        const char *e = memmem(p, (size_t)(h + n - p), "\r\n", 2);
+        if (e == NULL)
+            break;
+        if (e > p && ambiguous_line(p, e))
+            return true;
+        p = e + 2;
+    }
     return false;
 }
 
