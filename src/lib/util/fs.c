@@ -595,14 +595,15 @@ int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off)
 {
     const char *p = buf;
     while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, off);
+        ssize_t w = off < 0 ? write(fd, p, n) : pwrite(fd, p, n, off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
             return -1;
         p += w;
         n -= (size_t)w;
-        off += w;
+        if (off >= 0)
+            off += w;
     }
     return 0;
 }

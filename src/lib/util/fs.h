@@ -16,8 +16,8 @@ int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 /* The same, refusing (EFBIG) a file of more than max bytes, whatever size
  * it claims: only that much plus a read's worth is ever held. */
 int hull_read_fd_max(int fd, size_t max, char **out, size_t *len, hull_error *err);
-/* All n bytes of buf at off, across short writes and EINTR: 0, or -1 with
- * errno. */
+/* All n bytes of buf at off (at the file position when off < 0: a pipe, a
+ * socket), across short writes and EINTR: 0, or -1 with errno. */
 int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off);
 /* len bytes of in from off into out at the same offset (a file shorter than
  * it was ends the copy early, no error). */

@@ -95,23 +95,6 @@ static int append(char **buf, size_t *len, const void *data, size_t n)
     return 0;
 }
 
-/* All n bytes, at off, or at the file position when off < 0 (a pipe). */
-static int write_all(int fd, const char *p, size_t n, int64_t off)
-{
-    while (n) {
-        ssize_t w = off < 0 ? write(fd, p, n) : pwrite(fd, p, n, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-        if (off >= 0)
-            off += w;
-    }
-    return 0;
-}
-
 /* The guest's JSON is read by type: a value of another type is the
  * agent's error, never a json-c assertion. True when key is absent or a t. */
 static bool typed(json_object *o, const char *key, json_type t, json_object **v)
@@ -228,7 +211,7 @@ static int take_output(const struct hull_vm_exec_opts *o, struct hull_vm_exec_re
     *t += n;
     int fd = out ? o->stdout_fd : o->stderr_fd;
     if (fd >= 0)
-        write_all(fd, (const char *)f->data, n, -1);
+        hull_pwrite_all(fd, f->data, n, -1);
     else if (append(out ? &r->stdout_buf : &r->stderr_buf, out ? &r->stdout_len : &r->stderr_len,
                     f->data, n) < 0)
         return hull_error_set(err, ENOMEM, "exec: output");
@@ -656,7 +639,8 @@ static int get_file_data(struct vm_agent *a, const char *guest, const struct get
             size_t n = f.len - k;
             if ((int64_t)n > h->x.e[idx][1] - done)
                 n = (size_t)(h->x.e[idx][1] - done);
-            if (write_all(fd, (const char *)f.data + k, n, h->x.e[idx][0] + done) < 0)
+            if (hull_pwrite_all(fd, (const char *)f.data + k, n, (off_t)(h->x.e[idx][0] + done)) <
+                0)
                 rc = hull_error_errno(err, "write %s", tmp);
             k += n;
             done += (int64_t)n;

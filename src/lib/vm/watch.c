@@ -11,25 +11,12 @@
 
 #include "util/error.h"
 #include "util/json.h"
+#include "util/fs.h"
 #include "util/utf8.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 
 #define WATCH_LINE_MAX (8u << 10)
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* One line from the guest, checked, to out: -1 when out's reader went. */
 static int relay_line(int out, const char *s, size_t n)
@@ -62,7 +49,8 @@ static int relay_line(int out, const char *s, size_t n)
         size_t len = 0;
         char *fixed = hull_utf8_fix(text, strlen(text), &len); /* a name may be any bytes */
         json_object_put(e);
-        if (fixed && (write_all(out, fixed, len) < 0 || write_all(out, "\n", 1) < 0))
+        if (fixed &&
+            (hull_pwrite_all(out, fixed, len, -1) < 0 || hull_pwrite_all(out, "\n", 1, -1) < 0))
             rc = -1;
         free(fixed);
     }
