@@ -2,30 +2,21 @@
 never shown: not to a tenant in an error answer, not in hulld's log, not
 to local users in /proc/PID/cmdline (what ps shows)."""
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from hulldlib import HULLD, Hulld
+from queuelib import free_port  # a loopback port nothing listens on
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
 PASSWORD = "pw-9f3c1e77b2"
 
 
-def closed_port():
-    """A loopback port nothing listens on (bound, then let go)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_redis_password_is_never_shown(tmp_path):
-    url = f"redis://hull:{PASSWORD}@127.0.0.1:{closed_port()}"
+    url = f"redis://hull:{PASSWORD}@127.0.0.1:{free_port()}"
     h = Hulld(tmp_path, "--redis", url)
     Path(h.state).mkdir(parents=True)
     tok = h.token("user", "acme")
@@ -53,7 +44,7 @@ def test_tls_key_others_may_read_is_refused(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=120)
-    listen = ["--listen", f"127.0.0.1:{closed_port()}", "--tls-cert", str(cert), "--tls-key",
+    listen = ["--listen", f"127.0.0.1:{free_port()}", "--tls-cert", str(cert), "--tls-key",
               str(key)]
     state = tmp_path / "state"
     state.mkdir()
