@@ -24,9 +24,33 @@ SRC = Path(__file__).resolve().parents[2]
 HULL = os.environ.get("HULL", str(SRC / "build" / "hull"))
 STATE_ROOT = Path("/run/hull/sandbox")
 EMPTY_ROOT = "/run/hull-empty"
-UID_BASE = 1000000000      # container uid 0 on the host
+UID_BASE = 1000000000      # container uid 0 on the host, of sandboxes writing host files
 SANDBOX_UID = 1000         # the workload's uid inside
 HOST_UID = UID_BASE + SANDBOX_UID
+# Every other container-level sandbox has a block of 65536 host uids of its
+# own, one of 4096 from here (docs/sandbox.md "Users").
+BLOCKS_BASE = 1001000000
+BLOCKS = 4096
+ID_RANGE = 65536
+
+
+def is_own_block(base):
+    """Whether base starts one of the per-sandbox blocks."""
+    return BLOCKS_BASE <= base < BLOCKS_BASE + BLOCKS * ID_RANGE and \
+        (base - BLOCKS_BASE) % ID_RANGE == 0
+
+
+def sandbox_uid_base(pid):
+    """The host uid uid 0 of pid's user namespace is (its one uid_map line)."""
+    fields = Path(f"/proc/{pid}/uid_map").read_text().split()
+    assert len(fields) == 3 and fields[0] == "0" and fields[2] == str(ID_RANGE), fields
+    return int(fields[1])
+
+
+def is_sandbox_uid(uid):
+    """Any host uid a container-level sandbox's process may run as."""
+    return UID_BASE <= uid < UID_BASE + ID_RANGE or \
+        BLOCKS_BASE <= uid < BLOCKS_BASE + BLOCKS * ID_RANGE
 
 RESULT_KEYS = {"verdict", "exit_code", "signal", "cpu_time_ms", "wall_time_ms", "max_memory_kb",
                "stdout_truncated", "stderr_truncated", "files", "isolation"}

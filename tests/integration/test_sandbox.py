@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import cached_rootfs
-from sandboxlib import (HOST_UID, HULL, RESULT_KEYS, UID_BASE, Sandbox, cancel, cgroup_dirs,
-                        cgroup_mounts, state_dirs, status_fields, wait_until)
+from sandboxlib import (HOST_UID, HULL, RESULT_KEYS, SANDBOX_UID, UID_BASE, Sandbox, _cmdline,
+                        cancel, cgroup_dirs, cgroup_mounts, is_own_block, pids_with_env,
+                        sandbox_uid_base, state_dirs, status_fields, wait_until)
 
 MiB = 1024 * 1024
 
@@ -180,14 +181,16 @@ def test_container_kernel_state(sb):
     try:
         pid = sb.workload_pid()
         st = status_fields(pid)
-        assert st["Uid"].split() == [str(HOST_UID)] * 4, st["Uid"]
-        assert st["Gid"].split() == [str(HOST_UID)] * 4, st["Gid"]
+        base = sandbox_uid_base(pid)
+        assert is_own_block(base), base  # not the shared block: no writable bind
+        assert st["Uid"].split() == [str(base + SANDBOX_UID)] * 4, st["Uid"]
+        assert st["Gid"].split() == [str(base + SANDBOX_UID)] * 4, st["Gid"]
         for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(st[cap], 16) == 0, (cap, st[cap])
         assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2"
         for ns in ("pid", "mnt", "net", "ipc", "uts", "cgroup", "user"):
             assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
-        assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", str(UID_BASE), "65536"]
+        assert Path(f"/proc/{pid}/gid_map").read_text().split() == ["0", str(base), "65536"]
         # The cgroup holds the limits, and the process is in /hull/<id>.
         _, path = cgroup_of(pid, "memory")
         assert path.startswith(f"/hull/sandbox-{p.pid}-"), path
@@ -225,6 +228,81 @@ def test_container_kernel_state(sb):
         cancel(p)
     r = sb.finish(p, out, err)
     assert r.rc == 128 + signal.SIGTERM and r.verdict == "killed", r
+
+
+# Sends stdin 200 times a message over a unix socket it never reads, until
+# the kernel refuses: every copy counts as in flight for the sender's host
+# user.
+HOLD_FDS_IN_FLIGHT = """
+import array, socket, subprocess
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+a.setblocking(False)
+fds = array.array("i", [0] * 200).tobytes()
+n = 0
+try:
+    while n < 100000:
+        a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        n += 200
+except OSError:
+    pass
+print("held", n, flush=True)
+subprocess.run(["sleep", "600"])
+"""
+
+SEND_ONE_FD = """
+import array, socket
+a, b = socket.socketpair()
+a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]).tobytes())])
+print("sent")
+"""
+
+
+def test_sandboxes_have_host_uids_of_their_own(sb, open_tmp):
+    """Two sandboxes at once run as two different blocks of host uids; one
+    writing a host directory keeps the shared block, whose uids own what it
+    writes there (docs/sandbox.md "Users")."""
+    rw = open_tmp / "rw"
+    rw.mkdir()
+    os.chown(rw, HOST_UID, HOST_UID)
+    runs = [sb.start(cmd=["sleep", "600"]), sb.start(cmd=["sleep", "600"]),
+            sb.start("--bind", f"{rw}:/data:rw", cmd=["sleep", "600"])]
+    try:
+        def sleepers():
+            return [p for p in pids_with_env(sb.token) if _cmdline(p).startswith("sleep")]
+        assert wait_until(lambda: len(sleepers()) == 3, timeout=60), pids_with_env(sb.token)
+        sleepers = sleepers()
+        bases = sorted(sandbox_uid_base(p) for p in sleepers)
+        assert len(bases) == 3, bases
+        assert bases[0] == UID_BASE and is_own_block(bases[1]) and is_own_block(bases[2])
+        assert bases[1] != bases[2], bases
+        for p in sleepers:
+            base = sandbox_uid_base(p)
+            assert status_fields(p)["Uid"].split() == [str(base + SANDBOX_UID)] * 4
+    finally:
+        for p, out, err in runs:
+            cancel(p)
+        for p, out, err in runs:
+            sb.finish(p, out, err, clean=False)
+        for p, out, err in runs:
+            sb.assert_clean(p.pid)
+
+
+def test_fds_one_sandbox_holds_in_flight_do_not_stop_another(sb):
+    """The kernel counts fds in flight over unix sockets per host user and
+    refuses a sender when the count is past the sender's open-files limit:
+    with one host user for
+    every sandbox, one sandbox holding fds in flight made every other
+    sandbox's fd passing fail (ETOOMANYREFS)."""
+    holder = Sandbox()
+    p, out, err = holder.start("--open-files", "1024", cmd=["python3", "-c", HOLD_FDS_IN_FLIGHT])
+    try:
+        holder.workload_pid(cmdline="sleep", timeout=60)
+        r = sb("--open-files", "64", cmd=["python3", "-c", SEND_ONE_FD])
+        assert r.verdict == "ok" and r.out == "sent\n", r
+    finally:
+        cancel(p)
+        held = holder.finish(p, out, err)
+    assert held.out.startswith("held ") and int(held.out.split()[1]) > 1000, held
 
 
 def test_process_isolation_kernel_state(sb):

@@ -3,7 +3,7 @@ verdict, and the host (its disk, its processes) is as it was."""
 import os
 import subprocess
 
-from sandboxlib import pids_with_env, status_fields, wait_until
+from sandboxlib import pids_with_env, sandbox_uid_base, status_fields, wait_until
 
 MiB = 1024 * 1024
 
@@ -95,7 +95,7 @@ def test_storm_then_cancel_leaves_no_namespace(sb, bins):
     assert wait_until(lambda: len(pids_with_env(sb.token)) >= 12)
     pid = sb.workload_pid()
     ns = {t: os.readlink(f"/proc/{pid}/ns/{t}") for t in ("pid", "mnt", "net", "user", "ipc")}
-    assert status_fields(pid)["Uid"].split()[0] == "1000001000"
+    assert status_fields(pid)["Uid"].split()[0] == str(sandbox_uid_base(pid) + 1000)
     p.terminate()
     r = sb.finish(p, out, err)
     assert r.verdict == "killed", r

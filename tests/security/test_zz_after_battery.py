@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from sandboxlib import EMPTY_ROOT, RUN_PIDS, UID_BASE, cgroup_dirs, state_dirs
+from sandboxlib import EMPTY_ROOT, RUN_PIDS, cgroup_dirs, is_sandbox_uid, state_dirs
 
 
 def creator_pid(name):
@@ -61,7 +61,7 @@ def test_no_sandbox_process_left():
             if "State:\tZ" in status:
                 continue
             if b"HULL_TEST_TOKEN=hulltest-" in env or \
-                    (UID_BASE <= uid < UID_BASE + 65536 and not someone_elses(d)):
+                    (is_sandbox_uid(uid) and not someone_elses(d)):
                 left.append((d, uid, Path(f"/proc/{d}/cmdline").read_bytes()[:80]))
         except OSError:
             continue

@@ -125,7 +125,7 @@ static int userns_hold(void *arg)
 
 /* A user namespace whose maps are exactly a container-level sandbox's
  * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
- * HULL_SANDBOX_UID_BASE), as an fd: a child is cloned into it and waits
+ * si->uid_base), as an fd: a child is cloned into it and waits
  * while we write its maps and open it, then is killed. It is reaped at
  * close, not here: waiting for a killed child to be scheduled and die
  * was most of this step's wall time on a busy machine. The child shares
@@ -163,7 +163,7 @@ static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
         errno = clone_errno;
         hull_error_errno(err, "clone a user namespace");
     } else {
-        struct hull_id_mapping m = {0, HULL_SANDBOX_UID_BASE, HULL_SANDBOX_ID_RANGE};
+        struct hull_id_mapping m = {0, si->uid_base, HULL_SANDBOX_ID_RANGE};
         struct hull_linux l = {
             .uid_mappings = &m, .gid_mappings = &m, .n_uid_mappings = 1, .n_gid_mappings = 1};
         char path[64];
@@ -314,10 +314,11 @@ static int image_user(struct hull_sandbox_image *si, const char *root, hull_erro
 }
 
 int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
-                             hull_error *err)
+                             uint32_t uid_base, hull_error *err)
 {
     if (!si->open)
         return 0;
+    si->uid_base = uid_base;
     /* Slave rather than private: the host's own later unmounts still
      * reach this namespace, so it pins nothing of theirs. */
     if (unshare(CLONE_NEWNS) < 0)

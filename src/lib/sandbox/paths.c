@@ -90,10 +90,16 @@ char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err)
  * ptrace it or open its memory, which is hull's. Raw system calls: this
  * task alone (glibc's would change every thread's ids). Exits 0 when
  * reachable, the errno when not, 255 when the ids cannot be taken. */
+struct reach {
+    const char *path;
+    long id;
+};
+
 static int reach_probe(void *arg)
 {
-    const char *path = arg;
-    long id = HULL_SANDBOX_UID_BASE;
+    const struct reach *r = arg;
+    const char *path = r->path;
+    long id = r->id;
     if (syscall(SYS_setgroups, 0, NULL) < 0)
         syscall(SYS_exit, 255);
     syscall(SYS_setfsgid, id);
@@ -119,8 +125,9 @@ static int reach_probe(void *arg)
  * with us (fs.suid_dumpable): ours is put back as it was. ASan cannot
  * follow a child onto a stack of its own (container/reaper.c): its
  * builds fork. */
-int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
+int hull_sandbox_reachable(const char *path, uint32_t root_uid, const char *what, hull_error *err)
 {
+    struct reach r = {path, (long)root_uid};
     int dumpable = prctl(PR_GET_DUMPABLE);
     /* No handler of ours may run in the child, on its stack but in our
      * memory: it is born with every signal blocked (as posix_spawn's). */
@@ -129,11 +136,10 @@ int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
 #ifdef __SANITIZE_ADDRESS__
     pid_t pid = fork();
     if (pid == 0)
-        reach_probe((void *)path);
+        reach_probe(&r);
 #else
     _Alignas(64) char stack[REACH_STACK];
-    pid_t pid =
-        clone(reach_probe, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)path);
+    pid_t pid = clone(reach_probe, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &r);
 #endif
     int clone_errno = errno;
     hull_restore_signals(&old);
@@ -155,7 +161,7 @@ int hull_sandbox_reachable(const char *path, const char *what, hull_error *err)
                           "%s %s: %s for the sandbox's root (host uid %u, unprivileged outside "
                           "its user namespace); every directory on the way must be searchable "
                           "by others",
-                          what, path, strerror(e), HULL_SANDBOX_UID_BASE);
+                          what, path, strerror(e), root_uid);
 }
 
 /* A mount point must already exist where the sandbox cannot create it: in

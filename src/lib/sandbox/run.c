@@ -56,10 +56,8 @@ struct run {
     int status[2]; /* the reaper's report of the program's wait status */
     int copy_fds[HULL_SANDBOX_MAX_COPIES];
     size_t n_copy_fds;
-    /* The claim (uids.c) on the run's host uid at process level, on its
-     * user namespace's owner (owner_uid) at container level. */
-    int uid_lock;
-    uint32_t owner_uid;
+    /* The run's host ids, claimed by ns_run (uids.c). */
+    const struct hull_sandbox_ids *ids;
     const struct image_user *user;      /* an image's User, or NULL */
     char *dirs[HULL_SANDBOX_MAX_FILES]; /* under /tmp, made for the copies */
     size_t n_dirs;
@@ -89,7 +87,6 @@ static void run_release(struct run *x)
     /* Whatever path got here: no veth, lease or rule outlives the run. */
     hull_sandbox_net_release(&x->net);
     /* Last: the sandbox's processes are all gone (its init was reaped). */
-    hull_closep(&x->uid_lock);
     hull_seccomp_filter_free(x->seccomp);
     hull_sandbox_layout_free(&x->lay);
 }
@@ -128,7 +125,7 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
     if (!p->image && p->rootfs && (*rootfs = hull_sandbox_resolve_rootfs(p->rootfs, err)) == NULL)
         return -1;
     bool userns = p->isolation == HULL_ISOLATION_CONTAINER;
-    if (*rootfs && userns && hull_sandbox_reachable(*rootfs, "--rootfs", err) < 0)
+    if (*rootfs && userns && hull_sandbox_reachable(*rootfs, x->ids->base, "--rootfs", err) < 0)
         return -1;
     static const char *const own_mounts[] = {"/proc", "/dev", "/tmp", NULL};
     for (const char *const *m = own_mounts; *rootfs && *m; m++)
@@ -138,7 +135,7 @@ static int preflight(struct run *x, char **rootfs, hull_error *err)
         struct stat st;
         if (stat(p->binds[i].source, &st) < 0)
             return hull_error_errno(err, "--bind %s", p->binds[i].source);
-        if (userns && hull_sandbox_reachable(p->binds[i].source, "--bind", err) < 0)
+        if (userns && hull_sandbox_reachable(p->binds[i].source, x->ids->base, "--bind", err) < 0)
             return -1;
         if (hull_sandbox_check_mountpoint(*rootfs, p->binds[i].destination, "--bind", err) < 0)
             return -1;
@@ -547,18 +544,8 @@ static int ns_prepare(struct run *x, char **rootfs, hull_error *err)
         return -1;
     struct hull_policy local = *p;
     local.rootfs = *rootfs;
-    /* Process level: a host uid no other run has (RLIMIT_NPROC and the
-     * kernel's other per-uid counts are that uid's alone). */
-    uint32_t uid_base = HULL_SANDBOX_UID_BASE;
-    if (p->isolation == HULL_ISOLATION_PROCESS &&
-        (x->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
-        return -1;
-    /* Container level: an owner of its own for the user namespace. */
-    if (p->isolation == HULL_ISOLATION_CONTAINER &&
-        (x->uid_lock = hull_sandbox_owner_claim(&x->owner_uid, err)) < 0)
-        return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, uid_base, x->user,
+        hull_sandbox_layout(&local, HULL_SANDBOX_EMPTY_ROOT, x->ids->base, x->user,
                             x->net.on ? x->net.dir : NULL, &x->lay, err) < 0)
         return -1;
     if (add_tmp_files(x) < 0)
@@ -665,7 +652,7 @@ static int ns_launch(struct run *x, hull_error *err)
     struct hull_create_opts co = {.id = x->id, .bundle = "/"};
     int stdio[3] = {x->in_fd, x->out[1], x->err[1]};
     struct hull_setup_opts so;
-    hull_sandbox_setup_opts(p, &x->lay, x->seccomp, stdio, x->owner_uid, &so);
+    hull_sandbox_setup_opts(p, &x->lay, x->seccomp, stdio, x->ids->owner, &so);
     so.reaper = true;
     so.status_fd = x->status[1];
     so.lean_cgroup = true; /* never paused */
@@ -735,12 +722,17 @@ static int ns_launch(struct run *x, hull_error *err)
 
 static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error *err)
 {
-    /* Released last, once the sandbox is gone: the image's mount and its
-     * use mark outlive every process that runs from it. */
+    /* The host ids first (the image's layers are mapped to them), released
+     * last: no other run may have them while a process of this one lives. */
+    cleanup_sandbox_ids struct hull_sandbox_ids ids = {.lock = -1};
+    if (hull_policy_validate(p, err) < 0 || hull_sandbox_ids_claim(p, &ids, err) < 0)
+        return -1;
+    /* Released once the sandbox is gone: the image's mount and its use
+     * mark outlive every process that runs from it. */
     cleanup_sandbox_image struct hull_sandbox_image si = {.open = false};
     struct hull_policy eff;
     if (hull_sandbox_image_open(p, &si, &eff, true, err) < 0 ||
-        hull_sandbox_image_mount(&si, &eff, err) < 0)
+        hull_sandbox_image_mount(&si, &eff, ids.base, err) < 0)
         return -1;
     p = &eff;
     cleanup_free char *rootfs = NULL; /* freed after x is released */
@@ -749,7 +741,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                           .in_fd = -1,
                                                           .in_write = -1,
                                                           .in_src = -1,
-                                                          .uid_lock = -1,
+                                                          .ids = &ids,
                                                           .user = si.has_user ? &si.user : NULL,
                                                           .out = {-1, -1},
                                                           .err = {-1, -1},

@@ -19,7 +19,8 @@
 /* The workload's uid (and gid) inside a container-level sandbox. */
 #define HULL_SANDBOX_UID 1000u
 /* Container uids 0..65535 map to host uids base..base+65535: root inside is
- * an unprivileged nobody outside. */
+ * an unprivileged nobody outside. The shared block, of sandboxes that write
+ * host files (struct hull_sandbox_ids): */
 #define HULL_SANDBOX_ID_RANGE 65536u
 #define HULL_SANDBOX_UID_BASE 1000000000u
 /* Process level (no user namespace): each concurrent run is a host uid
@@ -32,9 +33,12 @@
 #define HULL_SANDBOX_OWNER_UID_BASE 1000200000u
 #define HULL_SANDBOX_OWNER_UIDS     4096u
 #define HULL_SANDBOX_OWNER_DIR      "/run/hull/sandbox-owners"
-#define HULL_SANDBOX_MAX_FILES      96 /* root files: layout, copies, their directories */
-#define HULL_SANDBOX_MAX_COPIES     32 /* copy-in + inline files of one policy */
-#define HULL_SANDBOX_ROOT           "/run/hull/sandbox"
+/* ... and its uids 0..65535 are host uids of its own: the block of its
+ * owner's slot, from here (4096 blocks, up to 1269435455). */
+#define HULL_SANDBOX_BLOCKS_BASE 1001000000u
+#define HULL_SANDBOX_MAX_FILES   96 /* root files: layout, copies, their directories */
+#define HULL_SANDBOX_MAX_COPIES  32 /* copy-in + inline files of one policy */
+#define HULL_SANDBOX_ROOT        "/run/hull/sandbox"
 /* Roots for sandboxes: outside /run/hull (0700), because the sandbox's root
  * user, an unprivileged host uid, must reach the directory it is bound from. */
 #define HULL_SANDBOX_EMPTY_ROOT "/run/hull-empty"
@@ -52,16 +56,29 @@ struct hull_sandbox_layout {
     uint32_t uid, gid; /* the workload's uid and gid inside */
 };
 
-/* Claim a host uid for one process-level run: *uid is its own until the
- * returned fd (a lock) is closed, which the kernel does at the latest when
- * the caller dies. -1 with *err when every uid of the range is taken. */
-int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err);
-/* The same for the owner of one container-level sandbox's user namespace:
- * the kernel charges what the sandbox's users hold (inotify instances and
- * watches, POSIX message queues, pending signals, namespaces) to that
- * owner as well, so with root as owner every sandbox and the host's own
- * root shared one budget. */
-int hull_sandbox_owner_claim(uint32_t *uid, hull_error *err);
+/* The host ids one sandbox runs as, and the claim that keeps them its
+ * own (uids.c) until lock is closed, which the kernel does at the latest
+ * when the holder dies.
+ * - Process level: base is the run's own host uid (and gid): RLIMIT_NPROC
+ *   and the kernel's other per-uid counts are that uid's alone.
+ * - Container level: owner owns the user namespace: the kernel charges what
+ *   the sandbox's users hold (inotify, message queues, pending signals,
+ *   namespaces) to it as well. base is the host uid of uid 0 inside, the
+ *   first of a block of HULL_SANDBOX_ID_RANGE of the sandbox's own: the
+ *   counts the kernel keeps per host user (fds in flight over unix
+ *   sockets, pipe buffers, epoll watches) are then the sandbox's alone.
+ *   A sandbox that writes host files (a writable --bind) or runs in a
+ *   --rootfs directory keeps the shared block at HULL_SANDBOX_UID_BASE,
+ *   whose owners such files have (docs/sandbox.md "Users"). */
+struct hull_sandbox_ids {
+    int lock; /* -1: nothing claimed (microVM level) */
+    uint32_t base;
+    uint32_t owner; /* container level */
+};
+int hull_sandbox_ids_claim(const struct hull_policy *p, struct hull_sandbox_ids *ids,
+                           hull_error *err);
+void hull_sandbox_ids_release(struct hull_sandbox_ids *ids);
+#define cleanup_sandbox_ids __attribute__((cleanup(hull_sandbox_ids_release)))
 
 /* A sandbox on a hull network (network.c); all zero: none. */
 #define HULL_SANDBOX_NET_DIR "/run/hull/sandbox-net"
@@ -128,7 +145,7 @@ bool hull_sandbox_under_host_dir(const char *path);
 
 /* Host paths (paths.c). A regular file opened for reading; the root a
  * --rootfs names (DIR, or DIR/rootfs of a bundle), malloc'd; whether the
- * sandbox's root could reach path; whether dst exists where the sandbox
+ * sandbox's root (host uid root_uid) could reach path; whether dst exists where the sandbox
  * cannot create a mount point (in rootfs, or a read-only host directory
  * when rootfs is NULL). what names the option in errors. */
 int hull_sandbox_open_regular(const char *path, const char *what, hull_error *err);
@@ -136,7 +153,7 @@ int hull_sandbox_open_regular(const char *path, const char *what, hull_error *er
  * waiting for a FIFO's writer; "what: path: why" on failure. */
 int hull_sandbox_open_input(const char *path, const char *what, hull_error *err);
 char *hull_sandbox_resolve_rootfs(const char *dir, hull_error *err);
-int hull_sandbox_reachable(const char *path, const char *what, hull_error *err);
+int hull_sandbox_reachable(const char *path, uint32_t root_uid, const char *what, hull_error *err);
 int hull_sandbox_check_mountpoint(const char *rootfs, const char *dst, const char *what,
                                   hull_error *err);
 /* dst (/proc, /dev, /tmp) is a directory of rootfs, reached without any
@@ -203,6 +220,7 @@ bool hull_sandbox_cancelled(int fd);
 struct hull_sandbox_image {
     struct vm_image vi;
     bool open, mounted;
+    uint32_t uid_base; /* the sandbox's host uid of uid 0 inside */
     /* Container level: the store's layers (and hull's base layer)
      * idmapped over themselves in the private namespace. */
     bool layers_idmapped, base_idmapped;
@@ -219,8 +237,10 @@ struct hull_sandbox_image {
 };
 int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_image *si,
                             struct hull_policy *eff, bool need_cmd, hull_error *err);
+/* uid_base: the sandbox's (struct hull_sandbox_ids), which the layers are
+ * mapped to at container level. */
 int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *eff,
-                             hull_error *err);
+                             uint32_t uid_base, hull_error *err);
 void hull_sandbox_image_close(struct hull_sandbox_image *si);
 #define cleanup_sandbox_image __attribute__((cleanup(hull_sandbox_image_close)))
 /* The image's name and manifest digest into the result. */

@@ -93,15 +93,6 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
                                  : hull_seccomp_process_sandbox(),
                              &s->seccomp, err) < 0)
         return hull_error_prefix(err, "built-in seccomp profile");
-    /* Process level: a host uid of its own for the sandbox's lifetime. */
-    uint32_t uid_base = HULL_SANDBOX_UID_BASE;
-    if (p->isolation == HULL_ISOLATION_PROCESS &&
-        (s->uid_lock = hull_sandbox_uid_claim(&uid_base, err)) < 0)
-        return -1;
-    /* Container level: an owner of its own for the user namespace. */
-    if (p->isolation == HULL_ISOLATION_CONTAINER &&
-        (s->uid_lock = hull_sandbox_owner_claim(&s->userns_owner, err)) < 0)
-        return -1;
     /* The id now: it names the network's files the layout binds. */
     hull_sandbox_new_id("session", s->id, sizeof(s->id));
     if (hull_host_pid_view())
@@ -109,13 +100,13 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     if (hull_sandbox_net_prepare(&s->net, &s->policy, s->id, err) < 0)
         return -1;
     if (hull_mkdir_p(HULL_SANDBOX_EMPTY_ROOT, 0755, err) < 0 ||
-        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, uid_base,
+        hull_sandbox_layout(&s->policy, HULL_SANDBOX_EMPTY_ROOT, s->ids.base,
                             s->img.has_user ? &s->img.user : NULL, s->net.on ? s->net.dir : NULL,
                             &s->lay, err) < 0)
         return -1;
     bool container = p->isolation == HULL_ISOLATION_CONTAINER;
-    s->host_uid = container ? HULL_SANDBOX_UID_BASE + s->lay.uid : s->lay.uid;
-    s->host_gid = container ? HULL_SANDBOX_UID_BASE + s->lay.gid : s->lay.gid;
+    s->host_uid = container ? s->ids.base + s->lay.uid : s->lay.uid;
+    s->host_gid = container ? s->ids.base + s->lay.gid : s->lay.gid;
     /* What is exec'd into the sandbox later (exec, processes) takes its
      * filter from the config kept in the sandbox's state, as `hull exec`
      * does; the init's filter comes precompiled and is not in there. */
@@ -140,7 +131,7 @@ static int session_setup(struct hull_session *s, const struct hull_policy *p, hu
     struct hull_create_opts co = {.id = s->id, .bundle = "/"};
     int stdio[3] = {null_fd, null_fd, null_fd};
     struct hull_setup_opts so;
-    hull_sandbox_setup_opts(p, &s->lay, s->seccomp, stdio, s->userns_owner, &so);
+    hull_sandbox_setup_opts(p, &s->lay, s->seccomp, stdio, s->ids.owner, &so);
     return hull_container_setup(&rt, &co, &so, &s->c, err);
 }
 
@@ -175,19 +166,21 @@ int hull_session_create(const struct hull_policy *p, struct hull_session **out, 
     struct hull_session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    s->tmpfd = s->uid_lock = -1;
+    s->tmpfd = s->ids.lock = -1;
     s->c.dirfd = s->c.launch.sync_fd = s->c.launch.pty_master = s->c.launch.exported_fd = -1;
-    /* An image: mounted in this process's own mount namespace (the
+    /* Its host ids for its lifetime, then an image (its layers are mapped
+     * to them): mounted in this process's own mount namespace (the
      * creator is the sandbox's supervisor), for as long as s lives. */
     struct hull_policy eff;
-    if (hull_sandbox_image_open(p, &s->img, &eff, false, err) < 0 ||
-        hull_sandbox_image_mount(&s->img, &eff, err) < 0 || session_prepare(s, &eff, err) < 0 ||
-        session_setup(s, &eff, err) < 0) {
+    if (hull_sandbox_ids_claim(p, &s->ids, err) < 0 ||
+        hull_sandbox_image_open(p, &s->img, &eff, false, err) < 0 ||
+        hull_sandbox_image_mount(&s->img, &eff, s->ids.base, err) < 0 ||
+        session_prepare(s, &eff, err) < 0 || session_setup(s, &eff, err) < 0) {
         /* No container yet: only what prepare took. */
         hull_seccomp_filter_free(s->seccomp);
         hull_sandbox_layout_free(&s->lay);
         hull_policy_free(&s->policy);
-        hull_closep(&s->uid_lock);
+        hull_sandbox_ids_release(&s->ids);
         hull_sandbox_net_release(&s->net);
         hull_sandbox_image_close(&s->img);
         free(s);
@@ -241,8 +234,8 @@ void hull_session_destroy(struct hull_session *s)
     hull_closep(&s->tmpfd);
     /* Every process of the sandbox is gone: its veth, lease and rules go. */
     hull_sandbox_net_release(&s->net);
-    /* Only now, with every process of the sandbox gone, is its uid free. */
-    hull_closep(&s->uid_lock);
+    /* Only now, with every process of the sandbox gone, are its uids free. */
+    hull_sandbox_ids_release(&s->ids);
     hull_container_ctx_release(&s->c);
     hull_seccomp_filter_free(s->seccomp);
     hull_sandbox_layout_free(&s->lay);

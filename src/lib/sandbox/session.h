@@ -13,13 +13,10 @@ struct hull_session {
     struct hull_sandbox_layout lay;
     struct hull_seccomp_filter *seccomp;
     struct hull_container_ctx c;
-    uint32_t host_uid; /* the sandbox user as the host sees it, owner of put files */
-    uint32_t host_gid; /* its group (an image's User may give another) */
-    int tmpfd;         /* the sandbox's /tmp */
-    /* The claim (uids.c) on host_uid at process level, on userns_owner at
-     * container level; -1 before. */
-    int uid_lock;
-    uint32_t userns_owner;
+    uint32_t host_uid;           /* the sandbox user as the host sees it, owner of put files */
+    uint32_t host_gid;           /* its group (an image's User may give another) */
+    int tmpfd;                   /* the sandbox's /tmp */
+    struct hull_sandbox_ids ids; /* its host ids and their claim (uids.c); lock -1 before */
     bool paused;
     struct hull_sandbox_image img; /* policy.image: its mount and use mark */
     struct hull_sandbox_net net;   /* policy.network: the attachment and /etc files */

@@ -243,9 +243,7 @@ int hull_session_command_layout(struct hull_session *s, const struct hull_policy
     if (exec_policy(s, p, &ep, err) < 0)
         return -1;
     /* Process level: the session's own host uid. */
-    uint32_t uid_base =
-        s->policy.isolation == HULL_ISOLATION_PROCESS ? s->host_uid : HULL_SANDBOX_UID_BASE;
-    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, uid_base,
+    int ret = hull_sandbox_layout(&ep, HULL_SANDBOX_EMPTY_ROOT, s->ids.base,
                                   s->img.has_user ? &s->img.user : NULL, NULL, lay, err);
     hull_strv_free(ep.env);
     return ret;

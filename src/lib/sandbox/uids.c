@@ -11,7 +11,9 @@
  * user and also to the namespace's owner in the parent namespace, against
  * the host's per-user limits. Each sandbox's namespace is therefore owned
  * by a uid of its own, from a second range in which no process ever runs
- * (an owner in the parent namespace holds every capability in the child).
+ * (an owner in the parent namespace holds every capability in the child),
+ * and its uids are a block of host uids of its own, the owner's slot's:
+ * the kernel keeps some counts per host user, not per namespace.
  *
  * The claim is an exclusive flock(2) on a slot file under a root-only
  * directory. The kernel releases it when the last descriptor of the lock
@@ -79,12 +81,37 @@ static int claim(const struct uid_pool *pool, uint32_t *uid, hull_error *err)
                           pool->what, pool->n, pool->use);
 }
 
-int hull_sandbox_uid_claim(uint32_t *uid, hull_error *err)
+/* Files of the host the sandbox writes, or runs from, are owned by the
+ * shared block's uids (a writable bind, a --rootfs directory prepared for
+ * it): there it keeps those. */
+static bool uses_host_files(const struct hull_policy *p)
 {
-    return claim(&process_uids, uid, err);
+    if (p->rootfs && p->image == NULL)
+        return true;
+    for (size_t i = 0; i < p->n_binds; i++)
+        if (p->binds[i].writable)
+            return true;
+    return false;
 }
 
-int hull_sandbox_owner_claim(uint32_t *uid, hull_error *err)
+int hull_sandbox_ids_claim(const struct hull_policy *p, struct hull_sandbox_ids *ids,
+                           hull_error *err)
 {
-    return claim(&owner_uids, uid, err);
+    *ids = (struct hull_sandbox_ids){.lock = -1, .base = HULL_SANDBOX_UID_BASE};
+    if (p->isolation == HULL_ISOLATION_PROCESS)
+        return (ids->lock = claim(&process_uids, &ids->base, err)) < 0 ? -1 : 0;
+    if (p->isolation != HULL_ISOLATION_CONTAINER)
+        return 0;
+    if ((ids->lock = claim(&owner_uids, &ids->owner, err)) < 0)
+        return -1;
+    /* The owner's slot is the block's: held by the same lock. */
+    if (!uses_host_files(p))
+        ids->base = HULL_SANDBOX_BLOCKS_BASE +
+                    (ids->owner - HULL_SANDBOX_OWNER_UID_BASE) * HULL_SANDBOX_ID_RANGE;
+    return 0;
+}
+
+void hull_sandbox_ids_release(struct hull_sandbox_ids *ids)
+{
+    hull_closep(&ids->lock);
 }
