@@ -454,6 +454,7 @@ static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, con
         if (arg[strspn(arg, "0123456789.")] != '\0' || strpbrk(arg, "0123456789") == NULL)
             return bad(opt, arg, o->what); /* no " 1", "+1", "0x10", "1e3" */
         p->cpus = strtod(arg, &end);
+        p->cpus_given = true;
         return end == arg || *end != '\0' ? bad(opt, arg, o->what) : 0;
     case K_STRING:
         free(*(char **)field);

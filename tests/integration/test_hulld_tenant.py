@@ -224,6 +224,8 @@ def test_bare_numbers_are_seconds_and_bytes(d):
     ({"limits": {"memory": "1k"}}, "limits.memory", "limits.memory: 1024 bytes is out of range"),
     ({"limits": {"memory": 1.5}}, "limits.memory", "limits.memory: must be a size"),
     ({"limits": {"cpus": 0}}, "limits.cpus", "limits.cpus: "),
+    ({"isolation": "process", "limits": {"cpus": 0.5}}, "limits.cpus",
+     "limits.cpus: process isolation cannot limit CPU bandwidth"),
     ({"limits": {"bogus": 1}}, "limits.bogus",
      "accepted: cpu_time, wall_time, memory, output, tmp_size, pids, open_files, cpus"),
     ({"bogus": 1}, "bogus",

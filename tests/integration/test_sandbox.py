@@ -305,6 +305,18 @@ def test_fds_one_sandbox_holds_in_flight_do_not_stop_another(sb):
     assert held.out.startswith("held ") and int(held.out.split()[1]) > 1000, held
 
 
+def test_process_isolation_refuses_a_cpu_bandwidth_limit(sb):
+    """Process level has no cgroup: --cpus was ignored there (a spinning
+    program got a whole CPU under --cpus 0.1). Asked for, it is refused
+    by name; left out, the run goes on without one."""
+    r = sb("--isolation", "process", "--cpus", "0.1", cmd=["true"], json_out=False)
+    assert r.rc == 125 and r.stdout == "", r
+    assert r.stderr.startswith("hull: sandbox run: cpus: process isolation cannot limit CPU "
+                               "bandwidth"), r
+    assert sb("--isolation", "process", cmd=["true"]).verdict == "ok"
+    assert sb("--cpus", "0.1", cmd=["true"]).verdict == "ok"
+
+
 def test_process_isolation_kernel_state(sb):
     p, out, err = sb.start("--isolation", "process", "--memory", "300M", "--pids", "20",
                            cmd=["sleep", "60"])

@@ -297,6 +297,13 @@ static int validate(const struct hull_policy *p, const char *lim, hull_error *er
         return -1;
     if (!(p->cpus >= 0.01 && p->cpus <= 1024))
         return hull_error_set(err, ERANGE, "%scpus: %g is out of range [0.01, 1024]", lim, p->cpus);
+    /* Process level has rlimits and no cgroup: CPU time has an rlimit and
+     * a watch, CPU bandwidth has nothing that could hold it. */
+    if (p->cpus_given && p->isolation == HULL_ISOLATION_PROCESS)
+        return hull_error_set(err, EINVAL,
+                              "%scpus: process isolation cannot limit CPU bandwidth (it has no "
+                              "cgroup); use container or microvm isolation, or leave it out",
+                              lim);
     for (char **e = p->env; e && *e; e++)
         if (strchr(*e, '=') == NULL || **e == '=')
             return hull_error_set(err, EINVAL, "env: '%s' must be KEY=VALUE", *e);
@@ -460,6 +467,7 @@ static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
         if (!json_object_is_type(c, json_type_int) && !json_object_is_type(c, json_type_double))
             return hull_error_set(err, EINVAL, "limits.cpus: must be a number");
         p->cpus = json_object_get_double(c);
+        p->cpus_given = true;
     }
     return 0;
 }
