@@ -690,6 +690,20 @@ def test_capabilities_bounding_limits_root(hull, bundle):
     assert "Operation not permitted" in r.stderr
 
 
+def test_capabilities_absent_means_none(hull, bundle):
+    """No process.capabilities: every set empty, as runc does, never the
+    full set of the root that ran the runtime."""
+    del bundle.process["capabilities"]
+    with started(hull, sleeper(bundle)) as (c, pid):
+        wait_exec(pid, "sleep")
+        st = proc_status(pid)
+        for k in ("CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"):
+            assert caps_of_mask(st[k]) == set(), (k, st[k])
+        # and an exec without --process has the container's (no) capabilities
+        r = hull("exec", c, "grep", "CapBnd", "/proc/self/status")
+        assert r.returncode == 0 and int(r.stdout.split()[1], 16) == 0, r
+
+
 @pytest.mark.parametrize("nnp", [True, False])
 def test_no_new_privileges(hull, bundle, nnp):
     bundle.process["noNewPrivileges"] = nnp

@@ -141,6 +141,25 @@ def test_exec_process_file(hull, bundle, tmp_path):
         assert r.stdout.split()[1] == f"{1 << 5:016x}", r
 
 
+@pytest.mark.parametrize("own_caps", [True, False])
+def test_exec_process_file_without_capabilities_gets_the_containers(hull, bundle, tmp_path,
+                                                                    own_caps):
+    """A --process file without capabilities runs with the container's
+    (as runc), not with the full set of the root that runs hull."""
+    if not own_caps:
+        del bundle.process["capabilities"]
+    proc = {"args": ["grep", "Cap", "/proc/self/status"], "cwd": "/", "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}}
+    with running(hull, bundle) as (c, init):
+        r = hull("exec", "--process", dump(proc, tmp_path / "p.json"), c)
+        assert r.returncode == 0, r
+        got = dict(line.split(":\t") for line in r.stdout.splitlines())
+        want = proc_status(init)
+        for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert got[k] == want[k], (k, got[k], want[k])
+        assert int(got["CapBnd"], 16) == (0x20000420 if own_caps else 0)
+
+
 @pytest.mark.parametrize("proc, fragment", [
     ({"args": ["true"], "cwd": "/"}, None),  # a minimal process is fine
     ({"cwd": "/"}, "--process"),

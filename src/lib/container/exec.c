@@ -229,6 +229,23 @@ static int env_set(char ***env, const char *add)
     return hull_strv_append(env, add);
 }
 
+/* The container's process.capabilities (every set empty when it names
+ * none) become p's. */
+static int inherit_caps(struct exec_ctx *x, struct hull_process *p, hull_error *err)
+{
+    struct hull_process c = {0};
+    json_object *proc = hj_get(x->spec->json, "process");
+    if (proc != NULL && hull_process_parse(proc, "process", &c, err) < 0) {
+        hull_process_free(&c);
+        return -1;
+    }
+    p->caps = c.caps;
+    memset(&c.caps, 0, sizeof(c.caps));
+    p->has_caps = true;
+    hull_process_free(&c);
+    return 0;
+}
+
 /* The process to run: --process, or the container's process overridden. */
 static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hull_error *err)
 {
@@ -244,6 +261,11 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
         if (r < 0)
             return hull_error_prefix(err, "--process %s", o->process_path ? o->process_path : "");
         hull_caps_warn_unknown(&p->caps, "--process: process.capabilities");
+        /* Without capabilities of its own the process gets the container's
+         * (none when config.json names none), as runc does: never those of
+         * the root that runs us. */
+        if (!p->has_caps && inherit_caps(x, p, err) < 0)
+            return -1;
     } else {
         if (o->args == NULL || o->args[0] == NULL)
             return hull_error_set(err, EINVAL, "no command given (and no --process)");
@@ -251,6 +273,7 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
         json_object *proc = hj_get(x->spec->json, "process");
         if (hull_process_parse(proc, "process", p, err) < 0)
             return -1;
+        p->has_caps = true; /* none named: none, as for the container's init */
         hull_strv_free(p->args);
         p->args = hull_strv_dup(o->args);
         p->terminal = o->tty;
