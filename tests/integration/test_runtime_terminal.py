@@ -58,6 +58,40 @@ def test_console_socket_receives_the_pty_master(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
+@pytest.mark.parametrize("root_readonly", [True, False])
+def test_dev_console_is_the_pty(hull, bundle, tmp_path, root_readonly):
+    """runtime-spec (default devices): with a terminal, /dev/console is the
+    pty bound on it, as runc does; also on a read-only root whose /dev is
+    no tmpfs, and never for a container without a terminal."""
+    bundle.config["root"]["readonly"] = root_readonly
+    if root_readonly:
+        bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/dev"]
+    bundle.process["terminal"] = True
+    script = "ls -lnL /dev/console | awk '{print $5 $6}'; tty; exec sleep 1000"
+    lst = ConsoleListener(tmp_path / "console.sock")
+    try:
+        with running(hull, bundle, args=("sh", "-c", script), start=False,
+                     create_args=("--console-socket", lst.path)) as (c, pid):
+            m = lst.master()
+            n = struct.unpack("I", fcntl.ioctl(m, TIOCGPTN, b"\0" * 4))[0]
+            hull("start", c, check=True)
+            out = read_until(m, f"/dev/pts/{n}")
+            assert out.split()[:2] == [f"136,{n}", f"/dev/pts/{n}"], out
+            st = os.stat(f"/proc/{pid}/root/dev/console")
+            assert st.st_rdev == os.makedev(136, n)
+            # exec'd processes see the same console
+            r = hull("exec", c, "sh", "-c", "echo via-console > /dev/console")
+            assert r.returncode == 0, r
+            assert "via-console" in read_until(m, "via-console")
+    finally:
+        lst.close()
+    assert_nothing_left(hull, tmp_path, TOKEN)
+    bundle.process["terminal"] = False
+    with running(hull, bundle, args=("sleep", "1000")) as (c, pid):
+        assert not os.path.exists(f"/proc/{pid}/root/dev/console") or \
+            os.stat(f"/proc/{pid}/root/dev/console").st_size == 0
+
+
 def test_console_socket_with_run_detach(hull, bundle, tmp_path):
     bundle.process["terminal"] = True
     bundle.set_args("sh", "-c", "echo ready; exec cat").write()
