@@ -475,6 +475,12 @@ def test_default_devices_and_links(hull, bundle):
         assert links == {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
                          "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
                          "ptmx": "pts/ptmx"}
+        # /dev/core only where the kernel has /proc/kcore (as runc): never dangling
+        core = in_root(pid, "/dev/core")
+        if os.path.exists("/proc/kcore"):
+            assert os.readlink(core) == "/proc/kcore"
+        else:
+            assert not os.path.lexists(core)
     r = run_out(hull, bundle, "sh", "-c",
                 "head -c 5 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; "
                 "echo x > /dev/full || echo full-refused; ls /dev/fd/")
