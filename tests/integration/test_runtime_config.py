@@ -319,6 +319,33 @@ def test_mount_recursive_options_on_any_type(hull, bundle):
         assert Path(in_root(pid, "/etc/passwd")).read_text().startswith("root:")
 
 
+@pytest.mark.parametrize("options, mode", [
+    (["strictatime", "rnoatime"], "noatime"), (["noatime", "rstrictatime"], None),
+    (["noatime", "rrelatime"], "relatime"), (["noatime", "ratime"], "relatime"),
+    (["strictatime", "rnostrictatime"], "relatime"), (["noatime", "rnorelatime"], "relatime"),
+])
+def test_mount_recursive_atime_options(hull, bundle, options, mode):
+    """The recursive atime options each pick one mode (the kernel takes them
+    only as a whole field, never as a bit to set or clear), over the mount's
+    own atime option; none is refused."""
+    bundle.config["mounts"].append({"destination": "/u", "type": "tmpfs", "source": "tmpfs",
+                                    "options": options})
+    with started(hull, sleeper(bundle)) as (c, pid):
+        opts = mount_at(pid, "/u")["opts"]
+        # strictatime shows as no atime option at all
+        assert opts & {"noatime", "relatime", "strictatime"} == ({mode} if mode else set()), opts
+
+
+@pytest.mark.parametrize("option", ["acl", "noacl"])
+def test_mount_acl_options_are_flags(hull, bundle, option):
+    """acl/noacl are MS_POSIXACL (as runc maps them), not filesystem data
+    a tmpfs would refuse."""
+    bundle.config["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                                    "options": [option, "mode=700"]})
+    r = run_out(hull, bundle, "sh", "-c", "stat -c %a /t", check=False)
+    assert r.returncode == 0 and r.stdout == "700\n", r
+
+
 @pytest.mark.asan
 def test_mount_proc_sysfs_devpts_mqueue_shm(hull, bundle):
     with started(hull, sleeper(bundle)) as (c, pid):
