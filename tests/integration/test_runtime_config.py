@@ -712,6 +712,26 @@ def test_capabilities_all_five_sets(hull, bundle):
     assert r.stdout == "0\n"
 
 
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_capabilities_ambient_not_inheritable_is_skipped(hull, bundle, uid):
+    """`runc spec` (1.1) writes ambient capabilities that are not
+    inheritable, which the kernel will not raise: runc and crun skip them,
+    and so does hull, with a warning naming each, instead of failing."""
+    bundle.process["user"] = {"uid": uid, "gid": uid}
+    caps = bundle.process["capabilities"]
+    caps["ambient"] = list(caps["bounding"])
+    caps["inheritable"] = ["CAP_KILL"]
+    r = run_out(hull, bundle, "grep", "Cap", "/proc/self/status", check=False)
+    assert r.returncode == 0, r
+    got = dict(line.split(":\t") for line in r.stdout.splitlines())
+    assert caps_of_mask(got["CapAmb"]) == {"CAP_KILL"}
+    assert caps_of_mask(got["CapInh"]) == {"CAP_KILL"}
+    warned = [ln for ln in r.stderr.splitlines() if "process.capabilities.ambient" in ln]
+    assert len(warned) == 2 and all("ignored" in ln for ln in warned), r.stderr
+    assert {"CAP_AUDIT_WRITE", "CAP_NET_BIND_SERVICE"} == \
+        {w for ln in warned for w in ln.split() if w.startswith("CAP_")}
+
+
 def test_capabilities_bounding_limits_root(hull, bundle):
     bundle.process["capabilities"] = {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
                                       "permitted": ["CAP_KILL"]}
