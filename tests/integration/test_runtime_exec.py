@@ -160,6 +160,31 @@ def test_exec_process_file_without_capabilities_gets_the_containers(hull, bundle
         assert int(got["CapBnd"], 16) == (0x20000420 if own_caps else 0)
 
 
+def _oom_score_adj(value):
+    def set_own():
+        Path("/proc/self/oom_score_adj").write_text(str(value))
+    return set_own
+
+
+def test_exec_gets_the_containers_oom_score_adj_not_the_callers(hull, bundle, tmp_path):
+    """An exec'd process has process.oomScoreAdj: the container's (as runc),
+    or its --process file's own, never that of whoever ran hull (older
+    conmon runs the runtime at -1000; here the caller is at 300)."""
+    bundle.process["oomScoreAdj"] = 500
+    with running(hull, bundle) as (c, init):
+        r = hull("exec", c, "cat", "/proc/self/oom_score_adj", preexec_fn=_oom_score_adj(300))
+        assert (r.returncode, r.stdout) == (0, "500\n"), r
+        proc = {"args": ["cat", "/proc/self/oom_score_adj"], "cwd": "/", "env": ["PATH=/bin"],
+                "user": {"uid": 0, "gid": 0}}
+        r = hull("exec", "-p", dump(proc, tmp_path / "p.json"), c,
+                 preexec_fn=_oom_score_adj(300))
+        assert (r.returncode, r.stdout) == (0, "500\n"), r
+        proc["oomScoreAdj"] = 100
+        r = hull("exec", "-p", dump(proc, tmp_path / "p.json"), c,
+                 preexec_fn=_oom_score_adj(300))
+        assert (r.returncode, r.stdout) == (0, "100\n"), r
+
+
 @pytest.mark.parametrize("proc, fragment", [
     ({"args": ["true"], "cwd": "/"}, None),  # a minimal process is fine
     ({"cwd": "/"}, "--process"),
