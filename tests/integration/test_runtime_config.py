@@ -137,6 +137,27 @@ def test_user_namespace_mappings(hull, ubundle):
             and os.minor(null.st_rdev) == 3
 
 
+@pytest.mark.parametrize("time_ns", [False, True])
+def test_user_namespace_owns_its_ipc_namespace_and_mqueue(hull, ubundle, time_ns):
+    """The IPC namespace belongs to the container's user namespace, and its
+    /dev/mqueue to the container's root (host uid 100000), not to an
+    unmapped host root: it is made once the init is root of its user
+    namespace (directly cloned, and through stage 1 for a time namespace)."""
+    bundle = ubundle
+    userns(bundle)
+    if time_ns:
+        bundle.linux["namespaces"].append({"type": "time"})
+    with started(hull, sleeper(bundle, "touch /dev/mqueue/q")) as (c, pid):
+        wait_exec(pid, "sleep")
+        assert ns_inode(pid, "ipc") != ns_inode(os.getpid(), "ipc")
+        mq = os.stat(in_root(pid, "/dev/mqueue"))
+        assert (mq.st_uid, mq.st_gid) == (100000, 100000)
+        q = os.stat(in_root(pid, "/dev/mqueue/q"))
+        assert q.st_uid == 100000
+        r = hull("exec", c, "readlink", "/proc/self/ns/ipc")
+        assert r.stdout.strip() == os.readlink(f"/proc/{pid}/ns/ipc"), r
+
+
 def test_user_namespace_several_ranges(hull, ubundle):
     bundle = ubundle
     bundle.linux["namespaces"].append({"type": "user"})

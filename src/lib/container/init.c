@@ -143,6 +143,10 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
+    /* Safe: a new, empty IPC namespace of our own user namespace; made now
+     * so that its mqueue root belongs to the container's root (spawn.c). */
+    if (l->ipc_after_userns && unshare(CLONE_NEWIPC) < 0)
+        return hull_error_errno(err, "unshare IPC namespace");
 
     /* A new session keyring, owned by the container's root: the caller's
      * keys stay the caller's. A kernel without keyrings is not an error. */
