@@ -653,6 +653,26 @@ def test_process_user(hull, bundle):
         assert stat.S_IMODE(os.stat(in_root(pid, "/dev/shm/d")).st_mode) == 0o750
 
 
+def test_process_user_owns_its_stdio_pipes_not_files(hull, bundle, tmp_path):
+    """As runc and crun: a process that is not root can reopen its stdio
+    pipes (/dev/stdout, /dev/stderr go through /proc/self/fd, which checks
+    the owner of a 0600 pipe), because they are given to its user; a
+    regular file the caller passed keeps its owner."""
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    bundle.set_args("sh", "-c", "echo out > /dev/stdout && echo err > /dev/stderr").write()
+    r = subprocess.run(hull.cmd("run", "--bundle", str(bundle.path), cid()),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n"), r
+    log = tmp_path / "out.log"
+    with open(log, "w") as f:
+        log.chmod(0o600)
+        r = subprocess.run(hull.cmd("run", "--bundle", str(bundle.path), cid()),
+                           stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    assert log.stat().st_uid == 0
+
+
 def test_process_user_root_has_no_groups(hull, bundle):
     with started(hull, sleeper(bundle)) as (c, pid):
         wait_exec(pid, "sleep")

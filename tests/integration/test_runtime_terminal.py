@@ -92,6 +92,34 @@ def test_dev_console_is_the_pty(hull, bundle, tmp_path, root_readonly):
             os.stat(f"/proc/{pid}/root/dev/console").st_size == 0
 
 
+def test_pty_belongs_to_the_process_user(hull, bundle, tmp_path):
+    """As runc: the pty of a process that is not root is its user's (the
+    group stays tty), so it can reopen $(tty); for the init and for
+    exec -t alike."""
+    bundle.process["terminal"] = True
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    script = "echo reopened > $(tty) && echo init-ok; exec sleep 1000"
+    lst = ConsoleListener(tmp_path / "console.sock")
+    try:
+        with running(hull, bundle, args=("sh", "-c", script), start=False,
+                     create_args=("--console-socket", lst.path)) as (c, pid):
+            m = lst.master()
+            n = struct.unpack("I", fcntl.ioctl(m, TIOCGPTN, b"\0" * 4))[0]
+            hull("start", c, check=True)
+            assert "init-ok" in read_until(m, "init-ok")
+            st = os.stat(f"/proc/{pid}/root/dev/pts/{n}")
+            assert (st.st_uid, st.st_gid) == (1000, 5)
+            lst.close()
+            lst = ConsoleListener(tmp_path / "exec.sock")
+            r = hull("exec", "-d", "-t", "--console-socket", lst.path, c, "sh", "-c",
+                     "echo reopened > $(tty) && echo exec-ok; sleep 5")
+            assert r.returncode == 0, r
+            assert "exec-ok" in read_until(lst.master(), "exec-ok")
+    finally:
+        lst.close()
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
 def test_console_socket_with_run_detach(hull, bundle, tmp_path):
     bundle.process["terminal"] = True
     bundle.set_args("sh", "-c", "echo ready; exec cat").write()
