@@ -80,6 +80,7 @@ struct hull_create_opts {
     bool no_pivot;              /* MS_MOVE + chroot instead of pivot_root */
     bool no_new_keyring;        /* keep the caller's session keyring */
     int preserve_fds;           /* extra fds (3..3+n-1) passed to the process */
+    bool keep;                  /* run in the foreground: leave it stopped, not deleted */
 };
 
 /* OCI statuses (runtime-spec runtime.md) plus paused (cgroup freezer). */

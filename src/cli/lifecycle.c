@@ -83,6 +83,10 @@ static int parse_create(struct cli *cli, int argc, char **argv, struct hull_crea
             *detach = true;
             break;
         case OPT_KEEP:
+            if (!run)
+                return cli_usage_error(cli, "invalid option");
+            o->keep = true;
+            break;
         case OPT_NO_SUBREAPER:
             if (!run)
                 return cli_usage_error(cli, "invalid option");
@@ -130,7 +134,9 @@ static void help_run(void)
            "forwards the signals it receives, relays the terminal, deletes the\n"
            "container when it exits and exits with its status (128+N after signal N).\n"
            "\n"
-           "  -d, --detach              start it and return at once\n%s",
+           "  -d, --detach              start it and return at once\n"
+           "      --keep                leave it stopped when it exits ('hull delete ID'\n"
+           "                            removes it and runs the poststop hooks)\n%s",
            create_help);
 }
 

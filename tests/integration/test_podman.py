@@ -41,6 +41,16 @@ def test_run_foreground_isolation(podman):
     assert r.stdout.split() == ["hull-box", "1", "busybox-root", "no-host-usr"]
 
 
+def test_run_as_a_user_reopens_its_stdout(podman):
+    """--user 1000 writing to /dev/stdout and /dev/stderr (as images that log
+    there do): conmon's pipes must be the user's, as runc and crun leave
+    them."""
+    r = podman.run("--rm", "--user", "1000:1000", IMAGE, "sh", "-c",
+                   "echo out > /dev/stdout && echo err > /dev/stderr", check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "out\n" and "err" in r.stderr
+
+
 def test_run_stdin(podman):
     r = podman.run("--rm", "-i", IMAGE, "tr", "a-z", "A-Z", input="hello podman\n")
     assert r.stdout == "HELLO PODMAN\n"

@@ -263,6 +263,29 @@ def test_unenforceable_resource_is_an_error(hull, bundle, tmp_path, resources, f
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
+@pytest.mark.skipif("cpu" not in V1, reason="cpu.shares is a v1 file")
+@pytest.mark.parametrize("shares", [1, 1 << 40])
+def test_v1_cpu_shares_the_kernel_would_clamp_is_refused(hull, bundle, tmp_path, shares):
+    """The kernel keeps cpu.shares in [2, 262144] by clamping silently:
+    a value it would not keep is an error naming the field (as runc), at
+    create and at update."""
+    bundle.linux["resources"]["cpu"] = {"shares": shares}
+    bundle.write()
+    r = hull("create", "--bundle", str(bundle.path), cid())
+    if r.returncode == 0:
+        hull("delete", "--force", cid())
+    assert_error(r, f"create {cid()}", "linux.resources.cpu.shares", str(shares))
+    assert_nothing_left(hull, tmp_path, TOKEN)
+    del bundle.linux["resources"]["cpu"]
+    with running(hull, bundle) as (c, pid):
+        before = cg_read(pid, "cpu", "cpu.shares")
+        r = hull("update", "--cpu-share", str(shares), c)
+        assert_error(r, "linux.resources.cpu.shares")
+        r = hull("update", "--cpu-share", "300", c)
+        assert r.returncode == 0, r
+        assert cg_read(pid, "cpu", "cpu.shares") == "300" != before
+
+
 @pytest.mark.parametrize("resources, field, ctrl, files, want", [
     # v1 kernels that ignore kmem limits still enforce kmem.tcp
     ({"memory": {"kernelTCP": 48 << 20}}, "linux.resources.memory.kernelTCP", "memory",

@@ -137,6 +137,27 @@ def test_user_namespace_mappings(hull, ubundle):
             and os.minor(null.st_rdev) == 3
 
 
+@pytest.mark.parametrize("time_ns", [False, True])
+def test_user_namespace_owns_its_ipc_namespace_and_mqueue(hull, ubundle, time_ns):
+    """The IPC namespace belongs to the container's user namespace, and its
+    /dev/mqueue to the container's root (host uid 100000), not to an
+    unmapped host root: it is made once the init is root of its user
+    namespace (directly cloned, and through stage 1 for a time namespace)."""
+    bundle = ubundle
+    userns(bundle)
+    if time_ns:
+        bundle.linux["namespaces"].append({"type": "time"})
+    with started(hull, sleeper(bundle, "touch /dev/mqueue/q")) as (c, pid):
+        wait_exec(pid, "sleep")
+        assert ns_inode(pid, "ipc") != ns_inode(os.getpid(), "ipc")
+        mq = os.stat(in_root(pid, "/dev/mqueue"))
+        assert (mq.st_uid, mq.st_gid) == (100000, 100000)
+        q = os.stat(in_root(pid, "/dev/mqueue/q"))
+        assert q.st_uid == 100000
+        r = hull("exec", c, "readlink", "/proc/self/ns/ipc")
+        assert r.stdout.strip() == os.readlink(f"/proc/{pid}/ns/ipc"), r
+
+
 def test_user_namespace_several_ranges(hull, ubundle):
     bundle = ubundle
     bundle.linux["namespaces"].append({"type": "user"})
@@ -319,6 +340,33 @@ def test_mount_recursive_options_on_any_type(hull, bundle):
         assert Path(in_root(pid, "/etc/passwd")).read_text().startswith("root:")
 
 
+@pytest.mark.parametrize("options, mode", [
+    (["strictatime", "rnoatime"], "noatime"), (["noatime", "rstrictatime"], None),
+    (["noatime", "rrelatime"], "relatime"), (["noatime", "ratime"], "relatime"),
+    (["strictatime", "rnostrictatime"], "relatime"), (["noatime", "rnorelatime"], "relatime"),
+])
+def test_mount_recursive_atime_options(hull, bundle, options, mode):
+    """The recursive atime options each pick one mode (the kernel takes them
+    only as a whole field, never as a bit to set or clear), over the mount's
+    own atime option; none is refused."""
+    bundle.config["mounts"].append({"destination": "/u", "type": "tmpfs", "source": "tmpfs",
+                                    "options": options})
+    with started(hull, sleeper(bundle)) as (c, pid):
+        opts = mount_at(pid, "/u")["opts"]
+        # strictatime shows as no atime option at all
+        assert opts & {"noatime", "relatime", "strictatime"} == ({mode} if mode else set()), opts
+
+
+@pytest.mark.parametrize("option", ["acl", "noacl"])
+def test_mount_acl_options_are_flags(hull, bundle, option):
+    """acl/noacl are MS_POSIXACL (as runc maps them), not filesystem data
+    a tmpfs would refuse."""
+    bundle.config["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                                    "options": [option, "mode=700"]})
+    r = run_out(hull, bundle, "sh", "-c", "stat -c %a /t", check=False)
+    assert r.returncode == 0 and r.stdout == "700\n", r
+
+
 @pytest.mark.asan
 def test_mount_proc_sysfs_devpts_mqueue_shm(hull, bundle):
     with started(hull, sleeper(bundle)) as (c, pid):
@@ -475,6 +523,12 @@ def test_default_devices_and_links(hull, bundle):
         assert links == {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
                          "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
                          "ptmx": "pts/ptmx"}
+        # /dev/core only where the kernel has /proc/kcore (as runc): never dangling
+        core = in_root(pid, "/dev/core")
+        if os.path.exists("/proc/kcore"):
+            assert os.readlink(core) == "/proc/kcore"
+        else:
+            assert not os.path.lexists(core)
     r = run_out(hull, bundle, "sh", "-c",
                 "head -c 5 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; "
                 "echo x > /dev/full || echo full-refused; ls /dev/fd/")
@@ -599,6 +653,26 @@ def test_process_user(hull, bundle):
         assert stat.S_IMODE(os.stat(in_root(pid, "/dev/shm/d")).st_mode) == 0o750
 
 
+def test_process_user_owns_its_stdio_pipes_not_files(hull, bundle, tmp_path):
+    """As runc and crun: a process that is not root can reopen its stdio
+    pipes (/dev/stdout, /dev/stderr go through /proc/self/fd, which checks
+    the owner of a 0600 pipe), because they are given to its user; a
+    regular file the caller passed keeps its owner."""
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    bundle.set_args("sh", "-c", "echo out > /dev/stdout && echo err > /dev/stderr").write()
+    r = subprocess.run(hull.cmd("run", "--bundle", str(bundle.path), cid()),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "out\n", "err\n"), r
+    log = tmp_path / "out.log"
+    with open(log, "w") as f:
+        log.chmod(0o600)
+        r = subprocess.run(hull.cmd("run", "--bundle", str(bundle.path), cid()),
+                           stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    assert log.stat().st_uid == 0
+
+
 def test_process_user_root_has_no_groups(hull, bundle):
     with started(hull, sleeper(bundle)) as (c, pid):
         wait_exec(pid, "sleep")
@@ -679,6 +753,26 @@ def test_capabilities_all_five_sets(hull, bundle):
     assert r.stdout == "0\n"
 
 
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_capabilities_ambient_not_inheritable_is_skipped(hull, bundle, uid):
+    """`runc spec` (1.1) writes ambient capabilities that are not
+    inheritable, which the kernel will not raise: runc and crun skip them,
+    and so does hull, with a warning naming each, instead of failing."""
+    bundle.process["user"] = {"uid": uid, "gid": uid}
+    caps = bundle.process["capabilities"]
+    caps["ambient"] = list(caps["bounding"])
+    caps["inheritable"] = ["CAP_KILL"]
+    r = run_out(hull, bundle, "grep", "Cap", "/proc/self/status", check=False)
+    assert r.returncode == 0, r
+    got = dict(line.split(":\t") for line in r.stdout.splitlines())
+    assert caps_of_mask(got["CapAmb"]) == {"CAP_KILL"}
+    assert caps_of_mask(got["CapInh"]) == {"CAP_KILL"}
+    warned = [ln for ln in r.stderr.splitlines() if "process.capabilities.ambient" in ln]
+    assert len(warned) == 2 and all("ignored" in ln for ln in warned), r.stderr
+    assert {"CAP_AUDIT_WRITE", "CAP_NET_BIND_SERVICE"} == \
+        {w for ln in warned for w in ln.split() if w.startswith("CAP_")}
+
+
 def test_capabilities_bounding_limits_root(hull, bundle):
     bundle.process["capabilities"] = {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
                                       "permitted": ["CAP_KILL"]}
@@ -688,6 +782,20 @@ def test_capabilities_bounding_limits_root(hull, bundle):
     assert caps_of_mask(caps["CapBnd"]) == {"CAP_KILL"}
     assert caps_of_mask(caps["CapEff"]) == {"CAP_KILL"}
     assert "Operation not permitted" in r.stderr
+
+
+def test_capabilities_absent_means_none(hull, bundle):
+    """No process.capabilities: every set empty, as runc does, never the
+    full set of the root that ran the runtime."""
+    del bundle.process["capabilities"]
+    with started(hull, sleeper(bundle)) as (c, pid):
+        wait_exec(pid, "sleep")
+        st = proc_status(pid)
+        for k in ("CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"):
+            assert caps_of_mask(st[k]) == set(), (k, st[k])
+        # and an exec without --process has the container's (no) capabilities
+        r = hull("exec", c, "grep", "CapBnd", "/proc/self/status")
+        assert r.returncode == 0 and int(r.stdout.split()[1], 16) == 0, r
 
 
 @pytest.mark.parametrize("nnp", [True, False])

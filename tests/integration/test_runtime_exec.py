@@ -141,6 +141,50 @@ def test_exec_process_file(hull, bundle, tmp_path):
         assert r.stdout.split()[1] == f"{1 << 5:016x}", r
 
 
+@pytest.mark.parametrize("own_caps", [True, False])
+def test_exec_process_file_without_capabilities_gets_the_containers(hull, bundle, tmp_path,
+                                                                    own_caps):
+    """A --process file without capabilities runs with the container's
+    (as runc), not with the full set of the root that runs hull."""
+    if not own_caps:
+        del bundle.process["capabilities"]
+    proc = {"args": ["grep", "Cap", "/proc/self/status"], "cwd": "/", "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}}
+    with running(hull, bundle) as (c, init):
+        r = hull("exec", "--process", dump(proc, tmp_path / "p.json"), c)
+        assert r.returncode == 0, r
+        got = dict(line.split(":\t") for line in r.stdout.splitlines())
+        want = proc_status(init)
+        for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert got[k] == want[k], (k, got[k], want[k])
+        assert int(got["CapBnd"], 16) == (0x20000420 if own_caps else 0)
+
+
+def _oom_score_adj(value):
+    def set_own():
+        Path("/proc/self/oom_score_adj").write_text(str(value))
+    return set_own
+
+
+def test_exec_gets_the_containers_oom_score_adj_not_the_callers(hull, bundle, tmp_path):
+    """An exec'd process has process.oomScoreAdj: the container's (as runc),
+    or its --process file's own, never that of whoever ran hull (older
+    conmon runs the runtime at -1000; here the caller is at 300)."""
+    bundle.process["oomScoreAdj"] = 500
+    with running(hull, bundle) as (c, init):
+        r = hull("exec", c, "cat", "/proc/self/oom_score_adj", preexec_fn=_oom_score_adj(300))
+        assert (r.returncode, r.stdout) == (0, "500\n"), r
+        proc = {"args": ["cat", "/proc/self/oom_score_adj"], "cwd": "/", "env": ["PATH=/bin"],
+                "user": {"uid": 0, "gid": 0}}
+        r = hull("exec", "-p", dump(proc, tmp_path / "p.json"), c,
+                 preexec_fn=_oom_score_adj(300))
+        assert (r.returncode, r.stdout) == (0, "500\n"), r
+        proc["oomScoreAdj"] = 100
+        r = hull("exec", "-p", dump(proc, tmp_path / "p.json"), c,
+                 preexec_fn=_oom_score_adj(300))
+        assert (r.returncode, r.stdout) == (0, "100\n"), r
+
+
 @pytest.mark.parametrize("proc, fragment", [
     ({"args": ["true"], "cwd": "/"}, None),  # a minimal process is fine
     ({"cwd": "/"}, "--process"),

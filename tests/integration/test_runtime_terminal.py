@@ -58,6 +58,68 @@ def test_console_socket_receives_the_pty_master(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path, TOKEN)
 
 
+@pytest.mark.parametrize("root_readonly", [True, False])
+def test_dev_console_is_the_pty(hull, bundle, tmp_path, root_readonly):
+    """runtime-spec (default devices): with a terminal, /dev/console is the
+    pty bound on it, as runc does; also on a read-only root whose /dev is
+    no tmpfs, and never for a container without a terminal."""
+    bundle.config["root"]["readonly"] = root_readonly
+    if root_readonly:
+        bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/dev"]
+    bundle.process["terminal"] = True
+    script = "ls -lnL /dev/console | awk '{print $5 $6}'; tty; exec sleep 1000"
+    lst = ConsoleListener(tmp_path / "console.sock")
+    try:
+        with running(hull, bundle, args=("sh", "-c", script), start=False,
+                     create_args=("--console-socket", lst.path)) as (c, pid):
+            m = lst.master()
+            n = struct.unpack("I", fcntl.ioctl(m, TIOCGPTN, b"\0" * 4))[0]
+            hull("start", c, check=True)
+            out = read_until(m, f"/dev/pts/{n}")
+            assert out.split()[:2] == [f"136,{n}", f"/dev/pts/{n}"], out
+            st = os.stat(f"/proc/{pid}/root/dev/console")
+            assert st.st_rdev == os.makedev(136, n)
+            # exec'd processes see the same console
+            r = hull("exec", c, "sh", "-c", "echo via-console > /dev/console")
+            assert r.returncode == 0, r
+            assert "via-console" in read_until(m, "via-console")
+    finally:
+        lst.close()
+    assert_nothing_left(hull, tmp_path, TOKEN)
+    bundle.process["terminal"] = False
+    with running(hull, bundle, args=("sleep", "1000")) as (c, pid):
+        assert not os.path.exists(f"/proc/{pid}/root/dev/console") or \
+            os.stat(f"/proc/{pid}/root/dev/console").st_size == 0
+
+
+def test_pty_belongs_to_the_process_user(hull, bundle, tmp_path):
+    """As runc: the pty of a process that is not root is its user's (the
+    group stays tty), so it can reopen $(tty); for the init and for
+    exec -t alike."""
+    bundle.process["terminal"] = True
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    script = "echo reopened > $(tty) && echo init-ok; exec sleep 1000"
+    lst = ConsoleListener(tmp_path / "console.sock")
+    try:
+        with running(hull, bundle, args=("sh", "-c", script), start=False,
+                     create_args=("--console-socket", lst.path)) as (c, pid):
+            m = lst.master()
+            n = struct.unpack("I", fcntl.ioctl(m, TIOCGPTN, b"\0" * 4))[0]
+            hull("start", c, check=True)
+            assert "init-ok" in read_until(m, "init-ok")
+            st = os.stat(f"/proc/{pid}/root/dev/pts/{n}")
+            assert (st.st_uid, st.st_gid) == (1000, 5)
+            lst.close()
+            lst = ConsoleListener(tmp_path / "exec.sock")
+            r = hull("exec", "-d", "-t", "--console-socket", lst.path, c, "sh", "-c",
+                     "echo reopened > $(tty) && echo exec-ok; sleep 5")
+            assert r.returncode == 0, r
+            assert "exec-ok" in read_until(lst.master(), "exec-ok")
+    finally:
+        lst.close()
+    assert_nothing_left(hull, tmp_path, TOKEN)
+
+
 def test_console_socket_with_run_detach(hull, bundle, tmp_path):
     bundle.process["terminal"] = True
     bundle.set_args("sh", "-c", "echo ready; exec cat").write()

@@ -243,6 +243,29 @@ def test_run_exit_status(hull, bundle, tmp_path):
     assert_nothing_left(hull, tmp_path)
 
 
+def test_run_keep_leaves_the_container_stopped(hull, bundle, tmp_path):
+    """run --keep (runc's): the container stays, stopped, with its state and
+    cgroup; delete then removes it and runs the poststop hooks."""
+    out = tmp_path / "poststop.out"
+    bundle.config["hooks"] = {"poststop": [{"path": "/bin/sh",
+                                            "args": ["sh", "-c", f"cat > {out}"]}]}
+    bundle.set_args("sh", "-c", "exit 7").write()
+    c = cid()
+    try:
+        r = hull("run", "--keep", "--bundle", str(bundle.path), c)
+        assert r.returncode == 7, r
+        assert status_of(hull, c) == "stopped"
+        assert not out.exists()
+        assert hull("delete", c).returncode == 0
+        assert json.loads(out.read_text())["status"] == "stopped"
+    finally:
+        hull("delete", "--force", c)
+    assert_nothing_left(hull, tmp_path)
+    # --keep is run's: create refuses it
+    r = hull("create", "--keep", "--bundle", str(bundle.path), c)
+    assert r.returncode != 0 and not (hull.root / c).exists(), r
+
+
 def test_run_reads_stdin(hull, bundle):
     bundle.set_args("sh", "-c", "read x; echo got-$x").write()
     r = hull("run", "--bundle", str(bundle.path), cid(), input="abc\n")

@@ -462,7 +462,10 @@ static void minimal(void **state)
     assert_string_equal(s->process->cwd, "/"); /* default */
     assert_string_equal(s->process->args[0], "sh");
     assert_null(s->process->env);
-    assert_false(s->process->has_caps);
+    /* no capabilities: every set empty, never the runtime's own */
+    assert_true(s->process->has_caps);
+    assert_null(s->process->caps.bounding);
+    assert_null(s->process->caps.effective);
     assert_int_equal(s->n_mounts, 0);
     for (int t = 0; t < HULL_NS_COUNT; t++)
         assert_false(s->linux_.ns[t].enabled);

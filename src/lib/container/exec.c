@@ -229,6 +229,30 @@ static int env_set(char ***env, const char *add)
     return hull_strv_append(env, add);
 }
 
+/* What a --process file leaves out and the container's process decides
+ * (as with runc): its capabilities (every set empty when it names none)
+ * and its oomScoreAdj. */
+static int inherit_from_container(struct exec_ctx *x, struct hull_process *p, hull_error *err)
+{
+    struct hull_process c = {0};
+    json_object *proc = hj_get(x->spec->json, "process");
+    if (proc != NULL && hull_process_parse(proc, "process", &c, err) < 0) {
+        hull_process_free(&c);
+        return -1;
+    }
+    if (!p->has_caps) {
+        p->caps = c.caps;
+        memset(&c.caps, 0, sizeof(c.caps));
+        p->has_caps = true;
+    }
+    if (!p->has_oom_score_adj) {
+        p->has_oom_score_adj = c.has_oom_score_adj;
+        p->oom_score_adj = c.oom_score_adj;
+    }
+    hull_process_free(&c);
+    return 0;
+}
+
 /* The process to run: --process, or the container's process overridden. */
 static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hull_error *err)
 {
@@ -244,6 +268,12 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
         if (r < 0)
             return hull_error_prefix(err, "--process %s", o->process_path ? o->process_path : "");
         hull_caps_warn_unknown(&p->caps, "--process: process.capabilities");
+        /* Without capabilities of its own the process gets the container's
+         * (none when config.json names none), as runc does: never those of
+         * the root that runs us. Likewise its oomScoreAdj, never our
+         * caller's (older conmon runs us at -1000). */
+        if (inherit_from_container(x, p, err) < 0)
+            return -1;
     } else {
         if (o->args == NULL || o->args[0] == NULL)
             return hull_error_set(err, EINVAL, "no command given (and no --process)");
@@ -251,6 +281,7 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
         json_object *proc = hj_get(x->spec->json, "process");
         if (hull_process_parse(proc, "process", p, err) < 0)
             return -1;
+        p->has_caps = true; /* none named: none, as for the container's init */
         hull_strv_free(p->args);
         p->args = hull_strv_dup(o->args);
         p->terminal = o->tty;
@@ -357,6 +388,7 @@ static int launch_finish(struct exec_ctx *x, const struct hull_exec_opts *o, pid
     /* From the host, before the process runs anything of its own. */
     if ((x->cgroup && hull_cgroup_enter(x->cgroup, pid, err) < 0) ||
         hull_rlimits_raise(pid, &x->proc, err) < 0 ||
+        hull_oom_score_adj_apply(pid, &x->proc, err) < 0 ||
         hull_sync_send(x->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
         return -1;
     if (x->proc.terminal) {

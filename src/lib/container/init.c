@@ -143,6 +143,10 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
             return hull_error_errno(err, "become root in the user namespace (is uid/gid 0 "
                                          "mapped in linux.uidMappings/gidMappings?)");
     }
+    /* Safe: a new, empty IPC namespace of our own user namespace; made now
+     * so that its mqueue root belongs to the container's root (spawn.c). */
+    if (l->ipc_after_userns && unshare(CLONE_NEWIPC) < 0)
+        return hull_error_errno(err, "unshare IPC namespace");
 
     /* A new session keyring, owned by the container's root: the caller's
      * keys stay the caller's. A kernel without keyrings is not an error. */
@@ -216,6 +220,11 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     /* sysctls go through /proc/sys, which the readonly paths below close. */
     if (apply_sysctl(spec, err) < 0)
         return -1;
+    /* With a terminal, /dev/console is the pty (runtime-spec, default
+     * devices): its mount point is made while the root is still writable. */
+    cleanup_close int console = proc->terminal ? hull_console_target(rfs.rootfd, err) : -1;
+    if (proc->terminal && console < 0)
+        return -1;
     if (hull_rootfs_protect(&rfs, err) < 0)
         return -1;
     close(rfs.rootfd);
@@ -227,7 +236,8 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         if (hull_sync_send_fd(l->child_fd, SYNC_PTY, master, err) < 0)
             return -1;
         close(master);
-        if (hull_pty_become_console(slave, err) < 0)
+        if (hull_pty_bind_console(slave, console, err) < 0 ||
+            hull_pty_become_console(slave, err) < 0)
             return -1;
     }
 

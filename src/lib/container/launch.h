@@ -82,6 +82,7 @@ struct hull_launch {
     /* private to the two sides */
     int child_fd;
     int join_fds[HULL_NS_COUNT];
+    bool ipc_after_userns; /* the init unshares its IPC namespace as root of its user ns */
 };
 
 /* Fork the init and walk it to READY. On failure the init is killed and

@@ -254,6 +254,31 @@ static int set_exec_label(const struct hull_process *proc, hull_error *err)
     return 0;
 }
 
+/* The process's stdio owned by its user, as runc and crun leave it: a
+ * program that is not root reopens /dev/stdout, /dev/stderr or its tty
+ * through /proc/self/fd, which checks the owner (a pipe is 0600). Only
+ * pipes and sockets (anonymous, or an engine's fifos) and the pty made for
+ * process.terminal: never a regular file or a device the caller passed (a
+ * host terminal, /dev/null). An owner we may not change (not mapped in a
+ * user namespace, a read-only fifo) stays, as runc and crun leave it. */
+static int stdio_to_user(const struct hull_process *proc, hull_error *err)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_uid == proc->user.uid)
+            continue;
+        bool pty = proc->terminal && S_ISCHR(st.st_mode) && isatty(fd);
+        if (!(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || pty))
+            continue;
+        /* Safe: only the owner of the process's own stdio changes, to the
+         * user that is about to hold it anyway; the group stays. */
+        if (fchown(fd, proc->user.uid, (gid_t)-1) < 0 && errno != EPERM && errno != EINVAL &&
+            errno != EROFS)
+            return hull_error_errno(err, "give fd %d to process.user.uid %u", fd, proc->user.uid);
+    }
+    return 0;
+}
+
 int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
 {
     const struct hull_process *proc = p->proc;
@@ -277,6 +302,8 @@ int hull_proc_finish(struct hull_proc_plan *p, hull_error *err)
     /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: load it
      * while we still have it (the profile must then allow what follows). */
     if (p->seccomp && !proc->no_new_privileges && hull_seccomp_load(p->seccomp, NULL, err) < 0)
+        return -1;
+    if (stdio_to_user(proc, err) < 0)
         return -1;
     if (proc->has_caps && hull_caps_drop_bounding(&proc->caps, err) < 0)
         return -1;

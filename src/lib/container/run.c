@@ -196,7 +196,10 @@ static int run_container(const struct hull_runtime *rt, const struct hull_create
     int ret = run_started(&c, o, sfd, master, exit_status, err);
     if (raw)
         hull_tty_restore(STDIN_FILENO, &saved);
-    destroy_after_run(rt, o, &c);
+    /* --keep: a program that ran stays, stopped, for `delete` (as runc);
+     * one that never started is removed all the same. */
+    if (!(o->keep && ret == 0))
+        destroy_after_run(rt, o, &c);
     hull_container_ctx_release(&c);
     return ret;
 }

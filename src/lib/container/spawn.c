@@ -277,6 +277,7 @@ static void owner_leave(const struct owner_switch *sw)
 static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
 {
     const struct hull_linux *lx = &l->spec->linux_;
+    l->ipc_after_userns = false; /* stage 1 unshares it as root of the user ns already */
     if (needs_stage1(lx))
         return l->netns_given || l->userns_owner
                    ? hull_error_set(err, EINVAL,
@@ -284,6 +285,13 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
                                     "direct clone")
                    : start_stage1(l, err);
     int flags = hull_ns_new_flags(lx) & ~CLONE_NEWCGROUP;
+    /* A new IPC namespace made by this clone would get its mqueue root
+     * owned by our uid, unmapped in the new user namespace (/dev/mqueue
+     * then shows as nobody's): the init makes it once it is that
+     * namespace's root, as stage 1 and runc do. */
+    l->ipc_after_userns = (flags & CLONE_NEWUSER) && (flags & CLONE_NEWIPC);
+    if (l->ipc_after_userns)
+        flags &= ~CLONE_NEWIPC;
     bool owned = owned_userns(l);
     /* Such an init runs as the owner's uid, which prlimit(2) from here may
      * not reach: it inherits our limits instead, raised (never lowered) to

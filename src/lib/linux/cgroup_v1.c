@@ -138,13 +138,28 @@ int cg_v1_memory(const char *dir, const struct hull_resources *r, hull_error *er
     return 0;
 }
 
+/* The kernel clamps cpu.shares into [2, 262144] without an error: a
+ * value it did not keep is refused, as runc does, never silently moved. */
+static int v1_shares(const char *dir, uint64_t v, const char *field, hull_error *err)
+{
+    uint64_t got = 0;
+    if (set_u64(dir, "cpu.shares", v, field, err) < 0 ||
+        cg_read_u64(dir, "cpu.shares", &got, err) < 0)
+        return -1;
+    if (got != v)
+        return hull_error_set(err, ERANGE,
+                              "%s: %llu is outside what the kernel accepts (it would be %llu)",
+                              field, (unsigned long long)v, (unsigned long long)got);
+    return 0;
+}
+
 int cg_v1_cpu(const char *dir, const struct hull_resources *r, hull_error *err)
 {
     const char *F = "linux.resources.cpu";
     char f[64];
 #define FIELD(name) (snprintf(f, sizeof(f), "%s.%s", F, name), f)
     if (r->has_cpu_shares && r->cpu_shares &&
-        set_u64(dir, "cpu.shares", r->cpu_shares, FIELD("shares"), err) < 0)
+        v1_shares(dir, r->cpu_shares, FIELD("shares"), err) < 0)
         return -1;
     /* The period first: the quota is checked against it. */
     if (r->has_cpu_period &&

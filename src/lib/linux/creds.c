@@ -70,6 +70,17 @@ void hull_caps_warn_unknown(const struct hull_caps *caps, const char *path)
                 hull_warn("%s.%s[%zu]: unknown capability '%s' (not known to this kernel or "
                           "libcap); ignored",
                           path, keys[k], i, sets[k][i]);
+    /* The kernel raises an ambient capability only when it is permitted
+     * and inheritable too; runc and crun skip one that is not (`runc spec`
+     * writes such a config), and so does set_caps, with this warning. */
+    uint64_t both = cap_mask(caps->permitted) & cap_mask(caps->inheritable);
+    for (size_t i = 0; caps->ambient && caps->ambient[i]; i++) {
+        cap_value_t v;
+        if (cap_from_name(caps->ambient[i], &v) == 0 && !in_mask(both, v))
+            hull_warn("%s.ambient[%zu]: %s is not also permitted and inheritable, which the "
+                      "kernel requires; ignored",
+                      path, i, caps->ambient[i]);
+    }
 }
 
 int hull_caps_drop_bounding(const struct hull_caps *caps, hull_error *err)
@@ -109,9 +120,11 @@ static int set_caps(const struct hull_caps *caps, hull_error *err)
 
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return hull_error_errno(err, "process.capabilities.ambient: clear");
+    uint64_t both = perm & inh;
     for (char **n = caps->ambient; n && *n; n++) {
         cap_value_t v;
-        if (cap_from_name(*n, &v) < 0 || v > last)
+        /* Not permitted and inheritable: skipped (warned at create). */
+        if (cap_from_name(*n, &v) < 0 || v > last || !in_mask(both, v))
             continue;
         /* The kernel only raises an ambient capability that is both
          * permitted and inheritable; say which rule was broken. */

@@ -11,8 +11,9 @@
 int hull_cap_valid(const char *name);
 
 /* Warn "<path>.<set>[i]: unknown capability 'X' ...; ignored" for each name
- * in caps that hull_cap_valid refuses: such names are ignored when the
- * sets are applied. */
+ * in caps that hull_cap_valid refuses, and for each ambient one that is not
+ * also permitted and inheritable: such names are ignored when the sets are
+ * applied. */
 void hull_caps_warn_unknown(const struct hull_caps *caps, const char *path);
 
 /* Drop the bounding set to process.capabilities.bounding. Needs CAP_SETPCAP,

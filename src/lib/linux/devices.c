@@ -121,8 +121,11 @@ int hull_devices_setup(int rootfd, const struct hull_spec *spec, bool userns, hu
     if (make_link(devfd, "/proc/self/fd", "fd", err) < 0 ||
         make_link(devfd, "/proc/self/fd/0", "stdin", err) < 0 ||
         make_link(devfd, "/proc/self/fd/1", "stdout", err) < 0 ||
-        make_link(devfd, "/proc/self/fd/2", "stderr", err) < 0 ||
-        make_link(devfd, "/proc/kcore", "core", err) < 0)
+        make_link(devfd, "/proc/self/fd/2", "stderr", err) < 0)
+        return -1;
+    /* Only where the kernel has a /proc/kcore (CONFIG_PROC_KCORE), as runc:
+     * not a link that leads nowhere. This is still the host's /proc. */
+    if (access("/proc/kcore", F_OK) == 0 && make_link(devfd, "/proc/kcore", "core", err) < 0)
         return -1;
     if (has_mount(spec, "/dev/pts")) {
         /* Each container has its own devpts; /dev/ptmx must lead to it. */

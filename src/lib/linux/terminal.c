@@ -6,12 +6,16 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
+#include "linux/bind.h"
 #include "linux/terminal.h"
 #include "util/error.h"
 #include "util/fdpass.h"
+#include "util/fs.h"
 
 int hull_pty_open(int *master, int *slave, unsigned height, unsigned width, hull_error *err)
 {
@@ -38,6 +42,36 @@ int hull_pty_open(int *master, int *slave, unsigned height, unsigned width, hull
     }
     *master = m;
     *slave = s;
+    return 0;
+}
+
+int hull_console_target(int rootfd, hull_error *err)
+{
+    /* Resolved inside the root like a mount destination; a symlink as the
+     * last component is not followed, so it is refused below. */
+    cleanup_close int fd = hull_resolve_in_root(rootfd, "/dev/console",
+                                                HULL_RESOLVE_MKFILE | HULL_RESOLVE_NOFOLLOW, err);
+    if (fd < 0)
+        return hull_error_prefix(err, "process.terminal: /dev/console");
+    struct stat st;
+    struct statfs fs;
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &fs) < 0)
+        return hull_error_errno(err, "process.terminal: stat /dev/console");
+    /* The pty must never cover a kernel file (CVE-2025-52565's kind). */
+    if (!(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) || fs.f_type == PROC_SUPER_MAGIC ||
+        fs.f_type == SYSFS_MAGIC)
+        return hull_error_set(err, EPERM,
+                              "process.terminal: /dev/console is not a file or device node of "
+                              "the container's own");
+    return hull_steal_fd(&fd);
+}
+
+int hull_pty_bind_console(int slave, int target, hull_error *err)
+{
+    /* Safe: both ends are fds the init opened itself in its own mount
+     * namespace; the bind is only seen inside the container. */
+    if (hull_bind_mount_from(slave, "the pty", target, NULL, 0, false, err) < 0)
+        return hull_error_prefix(err, "process.terminal: /dev/console");
     return 0;
 }
 

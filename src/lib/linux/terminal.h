@@ -11,6 +11,13 @@
 /* In the container, after pivot_root: open a pty pair from /dev/ptmx.
  * height/width 0 leave the size alone. */
 int hull_pty_open(int *master, int *slave, unsigned height, unsigned width, hull_error *err);
+/* In the container, before root.readonly takes effect: an O_PATH fd of
+ * /dev/console (made as an empty file if missing) for the pty to be bound
+ * on, as the runtime-spec asks of a container with a terminal. Anything
+ * but a file or a device there, or one on procfs or sysfs, is refused. */
+int hull_console_target(int rootfd, hull_error *err);
+/* Bind the pty slave on the console target (both fds: no path to swap). */
+int hull_pty_bind_console(int slave, int target, hull_error *err);
 /* Make slave the controlling terminal and stdin/stdout/stderr of this process. */
 int hull_pty_become_console(int slave, hull_error *err);
 

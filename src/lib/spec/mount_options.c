@@ -17,7 +17,18 @@
 #define MS_NOSYMFOLLOW 256
 #endif
 
-enum kind { FLAG, CLEAR, PROPAGATION, ATTR_SET, ATTR_CLEAR, BIND, RBIND, IGNORE, TMPCOPYUP };
+enum kind {
+    FLAG,
+    CLEAR,
+    PROPAGATION,
+    ATTR_SET,
+    ATTR_CLEAR,
+    ATTR_ATIME,
+    BIND,
+    RBIND,
+    IGNORE,
+    TMPCOPYUP
+};
 
 static const struct {
     const char *name;
@@ -53,6 +64,8 @@ static const struct {
     {"noiversion", CLEAR, MS_I_VERSION},
     {"lazytime", FLAG, MS_LAZYTIME},
     {"nolazytime", CLEAR, MS_LAZYTIME},
+    {"acl", FLAG, MS_POSIXACL},
+    {"noacl", CLEAR, MS_POSIXACL},
     {"nosymfollow", FLAG, MS_NOSYMFOLLOW},
     {"symfollow", CLEAR, MS_NOSYMFOLLOW},
     {"bind", BIND, 0},
@@ -75,12 +88,15 @@ static const struct {
     {"rexec", ATTR_CLEAR, MOUNT_ATTR_NOEXEC},
     {"rnodiratime", ATTR_SET, MOUNT_ATTR_NODIRATIME},
     {"rdiratime", ATTR_CLEAR, MOUNT_ATTR_NODIRATIME},
-    {"rrelatime", ATTR_SET, MOUNT_ATTR_RELATIME},
-    {"rnorelatime", ATTR_CLEAR, MOUNT_ATTR_RELATIME},
-    {"rnoatime", ATTR_SET, MOUNT_ATTR_NOATIME},
-    {"ratime", ATTR_CLEAR, MOUNT_ATTR_NOATIME},
-    {"rstrictatime", ATTR_SET, MOUNT_ATTR_STRICTATIME},
-    {"rnostrictatime", ATTR_CLEAR, MOUNT_ATTR_STRICTATIME},
+    /* The atime modes are one field of mount_setattr(2), not bits: each
+     * option picks a mode; undoing noatime or strictatime (as mount(2)
+     * does without either) leaves the kernel's default, relatime. */
+    {"rrelatime", ATTR_ATIME, MOUNT_ATTR_RELATIME},
+    {"rnorelatime", ATTR_ATIME, MOUNT_ATTR_RELATIME},
+    {"rnoatime", ATTR_ATIME, MOUNT_ATTR_NOATIME},
+    {"ratime", ATTR_ATIME, MOUNT_ATTR_RELATIME},
+    {"rstrictatime", ATTR_ATIME, MOUNT_ATTR_STRICTATIME},
+    {"rnostrictatime", ATTR_ATIME, MOUNT_ATTR_RELATIME},
     {"rnosymfollow", ATTR_SET, MOUNT_ATTR_NOSYMFOLLOW},
     {"rsymfollow", ATTR_CLEAR, MOUNT_ATTR_NOSYMFOLLOW},
     {"tmpcopyup", TMPCOPYUP, 0},
@@ -151,6 +167,11 @@ int hull_mount_options_parse(struct hull_mount *m, const char *path, hull_error 
         case ATTR_CLEAR:
             m->attr_clr |= v;
             m->attr_set &= ~v;
+            break;
+        case ATTR_ATIME:
+            /* The kernel takes a new mode only with the whole field cleared. */
+            m->attr_set = (m->attr_set & ~(uint64_t)MOUNT_ATTR__ATIME) | v;
+            m->attr_clr |= MOUNT_ATTR__ATIME;
             break;
         case BIND:
             m->bind = true;

@@ -701,6 +701,9 @@ int hull_spec_from_json(json_object *doc, const char *bundle, struct hull_spec *
             return hull_error_set(err, ENOMEM, "out of memory");
         if (hull_process_parse(proc, "process", spec->process, err) < 0)
             return -1;
+        /* No process.capabilities is every set empty, as runc does: the
+         * container must not keep the full set of the root that ran us. */
+        spec->process->has_caps = true;
     }
     if (hj_string(doc, "", "hostname", false, &spec->hostname, err) < 0 ||
         hj_string(doc, "", "domainname", false, &spec->domainname, err) < 0 ||
