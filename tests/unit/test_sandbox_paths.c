@@ -24,11 +24,12 @@ static void test_dumpable_kept(void **state)
     for (int want = 0; want <= 1; want++) {
         assert_int_equal(prctl(PR_SET_DUMPABLE, want), 0);
         hull_error err = NULL;
-        assert_int_equal(hull_sandbox_reachable("/", "--bind", &err), 0);
+        assert_int_equal(hull_sandbox_reachable("/", HULL_SANDBOX_UID_BASE, "--bind", &err), 0);
         assert_null(err);
         assert_int_equal(prctl(PR_GET_DUMPABLE), want);
         /* And when the answer is no (as root; else nothing is judged). */
-        int r = hull_sandbox_reachable("/nonexistent-hull-unit", "--bind", &err);
+        int r =
+            hull_sandbox_reachable("/nonexistent-hull-unit", HULL_SANDBOX_UID_BASE, "--bind", &err);
         assert_int_equal(prctl(PR_GET_DUMPABLE), want);
         if (r < 0)
             hull_error_free(&err);
@@ -51,7 +52,7 @@ static void test_reachable_answers(void **state)
 
     assert_int_equal(chmod(dir, 0700), 0);
     hull_error err = NULL;
-    assert_int_equal(hull_sandbox_reachable(sub, "--bind", &err), -1);
+    assert_int_equal(hull_sandbox_reachable(sub, HULL_SANDBOX_UID_BASE, "--bind", &err), -1);
     assert_int_equal(hull_error_code(err), EACCES);
     assert_non_null(strstr(hull_error_msg(err), "--bind"));
     hull_error_free(&err);
@@ -60,10 +61,10 @@ static void test_reachable_answers(void **state)
 
     assert_int_equal(chown(dir, 0, HULL_SANDBOX_UID_BASE), 0);
     assert_int_equal(chmod(dir, 0710), 0);
-    assert_int_equal(hull_sandbox_reachable(sub, "--bind", &err), 0);
+    assert_int_equal(hull_sandbox_reachable(sub, HULL_SANDBOX_UID_BASE, "--bind", &err), 0);
     assert_int_equal(chown(dir, HULL_SANDBOX_UID_BASE, 0), 0);
     assert_int_equal(chmod(dir, 0700), 0);
-    assert_int_equal(hull_sandbox_reachable(sub, "--bind", &err), 0);
+    assert_int_equal(hull_sandbox_reachable(sub, HULL_SANDBOX_UID_BASE, "--bind", &err), 0);
     assert_null(err);
 
     assert_int_equal(rmdir(sub), 0);

@@ -242,8 +242,7 @@ static void test_from_json(void **state)
         " \"workdir\": \"/tmp/w\", \"network\": \"host\", \"stdin\": \"in\\u0000put\","
         " \"env\": {\"A\": \"1\", \"B\": \"x=y\"},"
         " \"limits\": {\"cpu_time\": \"1.5s\", \"wall_time\": 3, \"memory\": \"64M\","
-        "  \"output\": 4096, \"tmp_size\": \"1M\", \"pids\": 8, \"open_files\": 32,"
-        "  \"cpus\": 0.5},"
+        "  \"output\": 4096, \"tmp_size\": \"1M\", \"pids\": 8, \"open_files\": 32},"
         " \"files\": {\"main.py\": \"print(2)\", \"/tmp/abs.txt\": \"\"}}";
     assert_int_equal(from_json(req, &p, &err), 0);
     assert_string_equal(p.argv[0], "python3");
@@ -264,7 +263,7 @@ static void test_from_json(void **state)
     assert_int_equal(p.tmp_bytes, MiB);
     assert_int_equal(p.pids, 8);
     assert_int_equal(p.open_files, 32);
-    assert_true(p.cpus == 0.5);
+    assert_true(p.cpus == 1.0 && !p.cpus_given);
     assert_int_equal(p.n_files, 2);
     assert_string_equal(p.files[0].path, "/tmp/main.py"); /* relative: under /tmp */
     assert_int_equal(p.files[0].len, 8);
@@ -507,6 +506,16 @@ static void test_json_units(void **state)
         hull_error_free(&err);
         hull_policy_free(&p);
     }
+    /* Process level has no cgroup for a CPU bandwidth: asked for, refused. */
+    struct hull_policy p;
+    hull_error err = NULL;
+    assert_int_equal(
+        from_json("{\"cmd\": [\"x\"], \"isolation\": \"process\", \"limits\": {\"cpus\": 1}}", &p,
+                  &err),
+        -1);
+    assert_non_null(strstr(hull_error_msg(err), "limits.cpus: process isolation cannot"));
+    hull_error_free(&err);
+    hull_policy_free(&p);
 }
 
 /* ---- the result ------------------------------------------------------------------ */
