@@ -66,7 +66,8 @@ static void exec_lists_free(struct exec_lists *l)
     free(l->caps);
 }
 
-/* One option into o / l: 0, or the exit status (-1 for --help: exit 0). */
+/* One option into o / l: 0, or the exit status (-1 for --help: exit 0; 2
+ * for one getopt refused, which the caller reports). */
 static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct exec_lists *l)
 {
     char *end;
@@ -121,7 +122,7 @@ static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct 
         help();
         return -1;
     default:
-        return cli_usage_error(cli, "invalid option");
+        return 2; /* getopt refused it: the caller says why */
     }
 }
 
@@ -153,6 +154,8 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
     /* "+": options stop at the container id; the rest is the command. */
     while ((c = cli_getopt(argc, argv, "+p:e:u:g:c:tdh", opts)) != -1) {
         int r = exec_option(cli, c, &o, &l);
+        if (r == 2)
+            return cli_bad_option(cli, argc, argv, c);
         if (r != 0)
             return r < 0 ? 0 : r;
     }

@@ -85,13 +85,13 @@ static int parse_create(struct cli *cli, int argc, char **argv, struct hull_crea
         case OPT_KEEP:
         case OPT_NO_SUBREAPER:
             if (!run)
-                return cli_usage_error(cli, "invalid option");
+                return cli_usage_error(cli, "option '%s' is for run only", argv[optind - 1]);
             break;
         case 'h':
             help();
             return -1;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
@@ -208,7 +208,7 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
                    "SIGNAL takes no dash (9, not kill(1)'s -9), as for runc and crun.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     int n = argc - optind;
@@ -255,7 +255,7 @@ int cmd_delete(struct cli *cli, int argc, char **argv)
                    "cleans up what a crashed create left; an unknown ID is then no error.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)

@@ -150,8 +150,44 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
 
 int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
 {
+    /* getopt's own complaint would name the verb ("spec: unrecognized
+     * option"), not hull, and come before the verb's: silenced, and ':'
+     * (after a leading '+') tells a missing value from an unknown option
+     * for cli_bad_option. */
+    char shorts[64];
+    size_t lead = shortopts[0] == '+' ? 1 : 0;
+    snprintf(shorts, sizeof(shorts), "%.*s:%s", (int)lead, shortopts, shortopts + lead);
+    opterr = 0;
     /* getopt_long_only also takes "-bundle", which Go-flag based callers use. */
-    return getopt_long_only(argc, argv, shortopts, longopts, NULL);
+    return getopt_long_only(argc, argv, shorts, longopts, NULL);
+}
+
+const char *cli_option_problem(int argc, char **argv, int c, char *buf, size_t len)
+{
+    /* After an error getopt has stepped past the offending word, except
+     * inside a cluster of short options ("-qz"), where optopt names it. */
+    const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+    const char *eq = strchr(arg, '=');
+    int n = (int)strlen(arg);
+    if (n > 64)
+        n = 64; /* a 10 MB word is named by its start */
+    const char *more = (size_t)n < strlen(arg) ? "..." : "";
+    if (c == ':')
+        snprintf(buf, len, "option '%.*s%s' needs a value", n, arg, more);
+    else if (optopt != 0 && eq != NULL && arg[0] == '-')
+        snprintf(buf, len, "option '%.*s' takes no value",
+                 (int)(eq - arg) < n ? (int)(eq - arg) : n, arg);
+    else if (optopt > ' ' && optopt < 127 && !(arg[0] == '-' && arg[1] == '-'))
+        snprintf(buf, len, "unknown option '-%c'", optopt);
+    else
+        snprintf(buf, len, "unknown option '%.*s%s'", n, arg, more);
+    return buf;
+}
+
+int cli_bad_option(struct cli *cli, int argc, char **argv, int c)
+{
+    char what[160];
+    return cli_usage_error(cli, "%s", cli_option_problem(argc, argv, c, what, sizeof(what)));
 }
 
 int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id)
@@ -163,7 +199,7 @@ int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const 
             fputs(usage, stdout);
             return -1;
         }
-        return cli_usage_error(cli, "invalid option");
+        return cli_bad_option(cli, argc, argv, c);
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
         return 1;

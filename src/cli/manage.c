@@ -129,7 +129,7 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
                    "to its pid namespace), or --format json for the pids.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
@@ -398,7 +398,7 @@ int cmd_update(struct cli *cli, int argc, char **argv)
             if (r != 0)
                 return r;
         } else {
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
@@ -461,7 +461,7 @@ int cmd_events(struct cli *cli, int argc, char **argv)
                    "until the container stops. --stats prints one statistics event.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
@@ -520,7 +520,7 @@ int cmd_features(struct cli *cli, int argc, char **argv)
                    "(runtime-spec features.md JSON).\n");
             return 0;
         }
-        return cli_usage_error(cli, "invalid option");
+        return cli_bad_option(cli, argc, argv, c);
     }
     if (cli_need_args(cli, argc, argv, 0, "") != 0)
         return 1;
@@ -532,8 +532,18 @@ int cmd_features(struct cli *cli, int argc, char **argv)
 
 int cmd_checkpoint(struct cli *cli, int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    /* --help is answered like every verb's (exit 0, on stdout): the help
+     * says what to use instead. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: hull %s ID\n"
+                   "\n"
+                   "Not supported: hull does not checkpoint containers (CRIU is not\n"
+                   "available). microVM snapshots are the migration path: hull vm snapshot\n"
+                   "and hull vm restore (hull-vm(1)).\n",
+                   cli->verb);
+            return 0;
+        }
     fprintf(stderr,
             "hull: %s: not supported: hull does not checkpoint containers (CRIU is "
             "not available); microVM snapshots are the migration path "

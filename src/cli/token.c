@@ -122,7 +122,7 @@ int cmd_token(struct cli *cli, int argc, char **argv)
             help(stdout);
             return 0;
         default:
-            return cli_usage_error(cli, "unknown option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (optind >= argc)

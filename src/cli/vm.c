@@ -357,13 +357,14 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
 {
     memset(a, 0, sizeof(*a));
     int c;
-    while ((c = getopt_long(argc, argv, "+", all_opts, NULL)) != -1) {
+    opterr = 0; /* said once, by cli_bad_option */
+    while ((c = getopt_long(argc, argv, "+:", all_opts, NULL)) != -1) {
         if (c == O_HELP) {
             usage();
             exit(0);
         }
-        if (c == '?' || c < O_MEMORY)
-            return cli_usage_error(cli, "bad option");
+        if (c == '?' || c == ':' || c < O_MEMORY)
+            return cli_bad_option(cli, argc, argv, c);
         if (!allowed_opt(allowed, c))
             return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
         int r = vm_option(cli, c, memory_is_limit, a);
@@ -595,9 +596,15 @@ static int do_cp(struct cli *cli, const char *src, const char *dst)
 
 int cmd_vm(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+    if (argc < 2) {
+        /* A usage error: said on stderr, not the help on stdout. */
+        fprintf(stderr, "hull: vm: missing command\nTry 'hull vm --help'.\n");
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         usage();
-        return argc < 2 ? 1 : 0;
+        return 0;
     }
     const char *sub = argv[1];
     static const char *const verbs[] = {

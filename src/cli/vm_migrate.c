@@ -120,6 +120,14 @@ static const struct option opts[] = {
     {0},
 };
 
+static const char *opt_name(int val)
+{
+    for (const struct option *o = opts; o->name; o++)
+        if (o->val == val)
+            return o->name;
+    return "?";
+}
+
 static void ready(const char *addr, void *arg)
 {
     (void)arg;
@@ -137,7 +145,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     bool channel_opts = false, timeout_given = false;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    opterr = 0; /* said once, by cli_bad_option */
+    while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
         bool mine = c == O_TOKEN || c == O_TIMEOUT || c == O_HELP || c == O_CERT || c == O_KEY ||
                     c == O_CA || c == O_PLAIN ||
                     (recv ? c == O_LISTEN || c == O_ID
@@ -145,8 +154,10 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         channel_opts = channel_opts || c == O_TOKEN || c == O_CERT || c == O_KEY || c == O_CA ||
                        c == O_PLAIN || c == O_BW || c == O_NAME;
         timeout_given = timeout_given || c == O_TIMEOUT;
-        if (c == '?' || !mine)
-            return cli_usage_error(cli, "bad option");
+        if (c == '?' || c == ':')
+            return cli_bad_option(cli, argc, argv, c);
+        if (!mine)
+            return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
         switch (c) {
         case O_HELP:
             usage();
