@@ -233,6 +233,12 @@ static int parse_int(const char *s, long long *out)
     return 0;
 }
 
+/* The most a --resources document may hold: far above any real one, and
+ * what keeps `--resources /dev/zero` from reading until memory runs out. */
+#define RESOURCES_MAX (1u << 20)
+
+/* All of f (at most RESOURCES_MAX bytes), or NULL with errno (EFBIG when
+ * there is more). */
 static char *read_all(FILE *f)
 {
     size_t cap = 4096, n = 0;
@@ -240,14 +246,26 @@ static char *read_all(FILE *f)
     size_t r;
     while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
+        if (n > RESOURCES_MAX) {
+            free(buf);
+            errno = EFBIG;
+            return NULL;
+        }
         if (n + 1 == cap) {
             char *nb = realloc(buf, cap *= 2);
             if (nb == NULL) {
                 free(buf);
+                errno = ENOMEM;
                 return NULL;
             }
             buf = nb;
         }
+    }
+    if (buf && ferror(f)) { /* a directory, an I/O error: not "invalid JSON" */
+        int e = errno;
+        free(buf);
+        errno = e;
+        return NULL;
     }
     if (buf)
         buf[n] = '\0';
@@ -349,15 +367,31 @@ static int update_send(struct cli *cli, const char *id, const char *resources, j
     if (resources) {
         if (json_object_object_length(doc) > 0)
             return cli_usage_error(cli, "give either --resources or the limit flags, not both");
-        FILE *f = strcmp(resources, "-") == 0 ? stdin : fopen(resources, "re");
+        /* O_NONBLOCK: a FIFO without a writer opens at once (and reads as
+         * empty) instead of holding hull; cleared for the reads. */
+        int fd = strcmp(resources, "-") == 0
+                     ? STDIN_FILENO
+                     : open(resources, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+        FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ? NULL
+                  : fd == STDIN_FILENO                               ? stdin
+                                                                     : fdopen(fd, "r");
         if (f == NULL) {
             fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
                     strerror(errno));
+            if (fd > STDIN_FILENO)
+                close(fd);
             return 1;
         }
         text = read_all(f);
+        int e = errno;
         if (f != stdin)
             fclose(f);
+        if (text == NULL) {
+            fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
+                    e == EFBIG ? "more than 1 MiB" : strerror(e));
+            return 1;
+        }
     } else {
         text = strdup(json_object_to_json_string(doc));
     }

@@ -525,13 +525,26 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
         }
         char buf[65536];
         size_t n;
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-            data = realloc(data, len + n);
+        const char *why = NULL;
+        while (why == NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+            char *more = len + n > HULL_VM_STDIN_MAX ? NULL : realloc(data, len + n);
+            if (more == NULL) {
+                why = len + n > HULL_VM_STDIN_MAX ? "more than 256 MiB" : "out of memory";
+                break;
+            }
+            data = more;
             memcpy(data + len, buf, n);
             len += n;
         }
+        if (why == NULL && ferror(f)) /* a directory, an I/O error */
+            why = strerror(errno);
         if (f != stdin)
             fclose(f);
+        if (why) {
+            fprintf(stderr, "hull: vm run: --stdin %s: %s\n", a->stdin_file, why);
+            free(data);
+            return 1;
+        }
     }
     a->env[a->nenv] = NULL;
     struct hull_vm_oneshot_opts o = {
