@@ -48,6 +48,16 @@ const char *cli_option_problem(int argc, char **argv, int c, char *buf, size_t l
 /* That problem as a usage error (exit code 1). */
 int cli_bad_option(struct cli *cli, int argc, char **argv, int c);
 
+/* s starts as a plain decimal number does: a digit, or '-' and a digit
+ * when negative values are meant. strtol and strtod alone also take " 5",
+ * "+5" and (strtoul) "-1" wrapped to a huge value. */
+static inline bool cli_plain_number(const char *s, bool negative)
+{
+    if (negative && s[0] == '-')
+        s++;
+    return s[0] >= '0' && s[0] <= '9';
+}
+
 /* Exactly n positional arguments remain (after options), else usage error. */
 int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names);
 

@@ -103,7 +103,8 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
         case OPT_DOWN:
             errno = 0;
             down = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || down < 1 || down > 3600)
+            if (!cli_plain_number(optarg, false) || errno || end == optarg || *end || down < 1 ||
+                down > 3600)
                 return cli_usage_error(cli, "--down-after: '%s' is not a number from 1 to 3600",
                                        optarg);
             break;

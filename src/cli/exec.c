@@ -111,7 +111,7 @@ static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct 
         return 0;
     case OPT_PRESERVE:
         n = strtol(optarg, &end, 10);
-        if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000)
+        if (!cli_plain_number(optarg, false) || *end != '\0' || n < 0 || n > 1000)
             return cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
         o->preserve_fds = (int)n;
         return 0;

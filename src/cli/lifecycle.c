@@ -71,7 +71,7 @@ static int parse_create(struct cli *cli, int argc, char **argv, struct hull_crea
         case OPT_PRESERVE: {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000)
+            if (!cli_plain_number(optarg, false) || *end != '\0' || n < 0 || n > 1000)
                 return cli_usage_error(cli, "--preserve-fds: '%s' is not a count in [0, 1000]",
                                        optarg);
             o->preserve_fds = (int)n;

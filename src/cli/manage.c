@@ -178,6 +178,8 @@ static int parse_bytes(const char *s, long long *out)
 {
     char *end;
     errno = 0;
+    if (!cli_plain_number(s, true))
+        return -1;
     long long v = strtoll(s, &end, 10);
     if (end == s || errno)
         return -1;
@@ -227,7 +229,7 @@ static int parse_int(const char *s, long long *out)
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || errno)
+    if (!cli_plain_number(s, true) || end == s || *end != '\0' || errno)
         return -1;
     *out = v;
     return 0;
@@ -440,22 +442,16 @@ int cmd_update(struct cli *cli, int argc, char **argv)
     return update_send(cli, argv[optind], resources, doc);
 }
 
-/* "5s", "500ms", "1m", or plain seconds. */
+/* "5s", "500ms", "1m", or plain seconds, as the sandbox reads them
+ * (strtod alone took " 5", "0x10", "inf" and "nan", the last two cast to
+ * a long out of range); at most a day. */
 static int parse_interval_ms(const char *s, long *ms)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v <= 0)
+    uint64_t v;
+    if (hull_parse_duration_ms(s, &v) < 0 || v == 0 || v > 86400000)
         return -1;
-    if (strcmp(end, "ms") == 0)
-        *ms = (long)v;
-    else if (strcmp(end, "s") == 0 || *end == '\0')
-        *ms = (long)(v * 1000);
-    else if (strcmp(end, "m") == 0)
-        *ms = (long)(v * 60000);
-    else
-        return -1;
-    return *ms > 0 ? 0 : -1;
+    *ms = (long)v;
+    return 0;
 }
 
 static volatile sig_atomic_t events_stop;

@@ -24,6 +24,8 @@ static int parse_size(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
+    if (!cli_plain_number(s, false))
+        return -1;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s)
         return -1;
@@ -59,24 +61,11 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* As `hull sandbox run` reads them (strtod alone took " 5", "0x10", "inf"
+ * and "nan", the last two cast to an integer out of range). */
 static int parse_ms(const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        return -1;
-    double mul = 1000;
-    if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0 || *end == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else
-        return -1;
-    *out = (uint64_t)(v * mul);
-    return 0;
+    return hull_parse_duration_ms(s, out);
 }
 
 static void usage(void)
@@ -336,14 +325,15 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     case O_CPU:
     case O_WALL:
         if (parse_ms(optarg, &v) < 0)
-            return cli_usage_error(cli, "%s: not a duration (like 2s or 500ms)", optarg);
+            return cli_usage_error(cli, "--%s %s: not a duration (like 2s or 500ms)", opt_name(c),
+                                   optarg);
         *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
         break;
     case O_PIDS:
     case O_FILES:
     case O_OUTPUT:
         if (parse_size(optarg, &v) < 0 || v == 0)
-            return cli_usage_error(cli, "%s: not a positive number", optarg);
+            return cli_usage_error(cli, "--%s %s: not a positive number", opt_name(c), optarg);
         *(c == O_PIDS    ? &a->lim.pids
           : c == O_FILES ? &a->lim.open_files
                          : &a->lim.output_bytes) = v;

@@ -56,8 +56,10 @@ static int parse_rate(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
+    if (!cli_plain_number(s, false))
+        return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-')
+    if (errno || end == s)
         return -1;
     int shift = 0;
     if (*end == 'K' || *end == 'k')
@@ -79,7 +81,7 @@ static int parse_secs(const char *s, unsigned *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v <= 0 || v > 86400)
+    if (!cli_plain_number(s, false) || errno || end == s || *end || v <= 0 || v > 86400)
         return -1;
     *out = (unsigned)v;
     return 0;

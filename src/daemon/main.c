@@ -116,7 +116,8 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
     char *end;
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
+    /* Digits only: strtoul also takes " 5", "+5" and "-1" (wrapped). */
+    if (!(s[0] >= '0' && s[0] <= '9') || errno || end == s || *end || v < lo || v > hi) {
         fprintf(stderr, "hulld: %s: '%s' is not a number from %u to %u\n", opt, s, lo, hi);
         return -1;
     }
