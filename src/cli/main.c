@@ -294,6 +294,12 @@ int main(int argc, char **argv)
     while ((c = getopt_long_only(argc, argv, "+vh", opts, NULL)) != -1) {
         switch (c) {
         case OPT_ROOT:
+            /* "" would be the current directory to some calls and nothing
+             * to others: 'hull --root "" list' listed nothing, exit 0. */
+            if (optarg[0] == '\0') {
+                fprintf(stderr, "hull: --root: must not be empty\nTry 'hull --help'.\n");
+                return 1;
+            }
             cli.rt.root = optarg;
             break;
         case OPT_LOG:
