@@ -353,12 +353,25 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .cluster_snapshot_every_s = 30,
     };
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    /* getopt's own complaint names hulld by the path it was started by;
+     * said here instead, as "hulld: ...", with ':' for a missing value. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             exit(0);
         }
         if (c < 256 || c >= 256 + (int)N_OPTS) {
+            const char *arg = argv[optind - 1];
+            if (c == ':')
+                fprintf(stderr, "hulld: option '%.64s' needs a value\n", arg);
+            else if (optopt != 0 && strchr(arg, '=') != NULL)
+                fprintf(stderr, "hulld: option '%.*s' takes no value\n",
+                        (int)(strchr(arg, '=') - arg), arg);
+            else if (optopt > ' ' && optopt < 127 && arg[1] != '-')
+                fprintf(stderr, "hulld: unknown option '-%c'\n", optopt);
+            else
+                fprintf(stderr, "hulld: unknown option '%.64s'\n", arg);
             fprintf(stderr, "Try 'hulld --help'.\n");
             return -1;
         }
