@@ -514,15 +514,22 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
             return 1;
         }
         char buf[65536];
-        size_t n;
+        size_t n, cap = 0;
         const char *why = NULL;
         while (why == NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
-            char *more = len + n > HULL_VM_STDIN_MAX ? NULL : realloc(data, len + n);
-            if (more == NULL) {
-                why = len + n > HULL_VM_STDIN_MAX ? "more than 256 MiB" : "out of memory";
+            if (len + n > HULL_VM_STDIN_MAX) {
+                why = "more than 256 MiB";
                 break;
             }
-            data = more;
+            if (len + n > cap) { /* doubled: not a copy of all so far per read */
+                cap = cap ? cap * 2 : sizeof(buf);
+                char *more = realloc(data, cap);
+                if (more == NULL) {
+                    why = "out of memory";
+                    break;
+                }
+                data = more;
+            }
             memcpy(data + len, buf, n);
             len += n;
         }
