@@ -158,7 +158,8 @@ static int sandbox_netpool(int argc, char **argv)
         case 's':
             errno = 0;
             size = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || size == 0 || size > 256) {
+            if (!cli_plain_number(optarg, false) || errno || end == optarg || *end || size == 0 ||
+                size > 256) {
                 fprintf(stderr, "hull: sandbox netpool: --size: '%s' is not 1 to 256\n", optarg);
                 return EXIT_INTERNAL;
             }
