@@ -116,20 +116,24 @@ static void version(void)
 
 int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
 {
-    char ctx[1024] = "";
+    /* Formatted whole (a fixed buffer cut long ones without a sign) and
+     * printed through hull_error_print, which shortens a huge argument. */
+    cleanup_free char *ctx = NULL;
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx, sizeof(ctx), fmt, ap);
+        if (vasprintf(&ctx, fmt, ap) < 0)
+            ctx = NULL;
         va_end(ap);
     }
     const char *msg = hull_error_msg(err ? *err : NULL);
-    const char *sep = ctx[0] ? ": " : "";
+    const char *c = ctx ? ctx : "";
+    const char *sep = c[0] ? ": " : "";
     if (hull_log_fd() >= 0) {
         /* Engines read the log file; people read stderr. Serve both. */
-        hull_log(HULL_LOG_ERROR, "%s%s%s", ctx, sep, msg);
+        hull_log(HULL_LOG_ERROR, "%s%s%s", c, sep, msg);
     }
-    fprintf(stderr, "hull: %s%s%s\n", ctx, sep, msg);
+    hull_error_print(stderr, "hull: %s%s%s", c, sep, msg);
     hull_error_free(err);
     (void)cli;
     return 1;
@@ -137,14 +141,17 @@ int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
 
 int cli_usage_error(struct cli *cli, const char *fmt, ...)
 {
-    char msg[1024];
+    cleanup_free char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     va_end(ap);
+    const char *m = msg ? msg : "out of memory";
     if (hull_log_fd() >= 0)
-        hull_log(HULL_LOG_ERROR, "%s: %s", cli->verb, msg);
-    fprintf(stderr, "hull: %s: %s\nTry 'hull %s --help'.\n", cli->verb, msg, cli->verb);
+        hull_log(HULL_LOG_ERROR, "%s: %s", cli->verb, m);
+    hull_error_print(stderr, "hull: %s: %s", cli->verb, m);
+    fprintf(stderr, "Try 'hull %s --help'.\n", cli->verb);
     return 1;
 }
 
@@ -371,6 +378,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "hull: unknown command '%s'\nTry 'hull --help'.\n", name);
+    hull_error_print(stderr, "hull: unknown command '%s'", name);
+    fprintf(stderr, "Try 'hull --help'.\n");
     return 1;
 }
