@@ -341,7 +341,7 @@ def check_refusal(rc, out, err, prog, args, must):
     assert len(lines) == 1 or (len(lines) == 2 and hint.match(lines[1])), \
         f"more than one message: {err[:600]!r}"
     assert "(null)" not in err and not re.search(r"errno|\berror -?\d+\b", err), err
-    assert len(err) < 2048, f"an argument echoed whole: {len(err)} bytes"
+    assert len(err) < 16384, f"an argument echoed whole: {len(err)} bytes"
     if must:
         assert must in err, f"the message does not name {must!r}: {err!r}"
     sandbox = args[:2] in (["sandbox", "run"], ["sandbox", "netpool"], ["sandbox", "cleanup"])

@@ -92,7 +92,7 @@ int hull_error_prefix(hull_error *err, const char *fmt, ...)
 }
 
 /* A word (bytes between spaces) longer than this is shown by its ends. */
-#define ELIDE_OVER 512
+#define ELIDE_OVER 4096
 #define ELIDE_HEAD 64
 #define ELIDE_TAIL 24
 

@@ -24,7 +24,7 @@ int hull_cmd_status(int code);
 /* Prepend "<fmt>: " to the message already in *err; returns -1. */
 int hull_error_prefix(hull_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print one line (a newline is added) of a message a user reads: a word
- * longer than 512 bytes (a 100 KB argument echoed back) is shown by its
+ * longer than 4096 bytes, PATH_MAX (a 100 KB argument echoed back), is shown by its
  * first 64 and last 24 bytes around "...", cut between UTF-8 characters;
  * nothing else is cut, however long the line. */
 void hull_error_print(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
