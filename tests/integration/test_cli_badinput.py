@@ -406,3 +406,28 @@ def test_help_goes_to_stdout_with_exit_0(args, inputs, tmp_path):
     rc, out, err, _ = run_case(args + ["--help"], inputs, tmp_path)
     assert rc == 0 and out.strip() and err == "", (rc, out[:200], err)
     assert b"usage" in out.lower()[:400], out[:200]
+
+
+# ---- hull-agent -------------------------------------------------------------------
+
+def test_the_guest_agent_started_on_a_host_refuses_and_mounts_nothing(tmp_path):
+    """hull-agent is a microVM's init: started by hand on a host (as root,
+    from build/ or /usr/lib/hull) it mounted proc over the host's /proc
+    and took /dev/console for its output. It must refuse, once, on stderr.
+    Run in a private mount namespace, so a build that still mounts leaves
+    nothing on the host."""
+    agent = BIN / "hull-agent"
+    script = ('wc -l < /proc/self/mountinfo; "$0"; echo "rc=$?"; '
+              'wc -l < /proc/self/mountinfo')
+    rfd, wfd = os.pipe()
+    try:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                            str(agent)], stdin=rfd, capture_output=True, text=True,
+                           timeout=TIMEOUT, cwd=tmp_path)
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+    before, rc, after = r.stdout.split()
+    assert rc == "rc=1", r
+    assert before == after, f"the agent mounted something: {before} -> {after} mounts"
+    assert r.stderr.startswith("hull-agent: ") and r.stderr.count("\n") == 1, r.stderr
