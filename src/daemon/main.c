@@ -107,6 +107,7 @@ static void usage(FILE *out)
             "  --cluster-snapshot-every SECS  how often they are saved (30)\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
+            "  --version               print the version\n"
             "\n"
             "Tokens: hull token create --state-dir DIR --role user --tenant NAME\n");
 }
@@ -161,6 +162,7 @@ enum opt_kind {
     OPT_LIMIT,  /* --max-limit NAME=VALUE: ceiling.c keeps them */
     OPT_AGE,    /* --run-retention: a uint64_t of ms, 1s..100 years ("30d" too) */
     OPT_HELP,
+    OPT_VERSION,
 };
 
 struct opt_spec {
@@ -220,6 +222,7 @@ static const struct opt_spec opt_specs[] = {
     {"cluster-snapshot-every", OPT_UINT, OFF(cluster_snapshot_every_s), 1, 86400},
     {"run-retention", OPT_AGE, OFF(run_retention_ms), 0, 0},
     {"help", OPT_HELP, 0, 0, 0},
+    {"version", OPT_VERSION, 0, 0, 0},
 };
 #undef OFF
 #define N_OPTS (sizeof(opt_specs) / sizeof(opt_specs[0]))
@@ -228,7 +231,8 @@ static const struct opt_spec opt_specs[] = {
 static void long_options(struct option out[N_OPTS + 1])
 {
     for (size_t i = 0; i < N_OPTS; i++) {
-        bool arg = opt_specs[i].kind != OPT_FLAG && opt_specs[i].kind != OPT_HELP;
+        bool arg = opt_specs[i].kind != OPT_FLAG && opt_specs[i].kind != OPT_HELP &&
+                   opt_specs[i].kind != OPT_VERSION;
         out[i] = (struct option){opt_specs[i].name, arg ? required_argument : no_argument, NULL,
                                  256 + (int)i};
     }
@@ -288,6 +292,9 @@ static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_o
     }
     case OPT_HELP:
         break;
+    case OPT_VERSION:
+        printf("hulld version %s\n", HULL_VERSION);
+        exit(0);
     }
     usage(stdout);
     exit(0);

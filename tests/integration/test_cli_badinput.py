@@ -431,3 +431,10 @@ def test_the_guest_agent_started_on_a_host_refuses_and_mounts_nothing(tmp_path):
     assert rc == "rc=1", r
     assert before == after, f"the agent mounted something: {before} -> {after} mounts"
     assert r.stderr.startswith("hull-agent: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-v"], ["@hulld", "--version"]],
+                         ids=["hull --version", "hull -v", "hulld --version"])
+def test_version_goes_to_stdout_with_exit_0(args, inputs, tmp_path):
+    rc, out, err, prog = run_case(args, inputs, tmp_path)
+    assert rc == 0 and err == "" and out.startswith(f"{prog} version ".encode()), (rc, out, err)
