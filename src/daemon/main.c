@@ -465,7 +465,7 @@ static void checkpoint(void)
 static int start(const struct hulld_options *o, hull_error *err)
 {
     int lockfd;
-    if (hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
+    if (http_load_tls(err) < 0 || hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
         (lockfd = lock_state(o->state_dir, err)) < 0 ||
         hull_store_open(o->state_dir, &checkpointer, err) < 0 ||
         hull_store_defer_checkpoints(hulld.store, err) < 0)

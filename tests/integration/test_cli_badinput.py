@@ -203,7 +203,12 @@ MISSING_IDS = ([[v, NOID] for v in ("start", "state", "kill", "delete", "ps", "p
 HULLD_CASES = [["@hulld", "--bogus"], ["@hulld", "--max-runs"], ["@hulld", "-x"],
                ["@hulld", "--debug=1"], ["@hulld", "extra"], ["@hulld", "--placement", "bogus"],
                ["@hulld", "--max-body", "1.5G"], ["@hulld", "--run-retention", "-1h"],
-               ["@hulld", "--max-limit", "memory=10x"], ["@hulld", "--worker"]]
+               ["@hulld", "--max-limit", "memory=10x"], ["@hulld", "--worker"],
+               # refused TLS files: before the state directory is made
+               ["@hulld", "--listen", "127.0.0.1:0", "--tls-key", "{w}/nofile", "--tls-cert",
+                "{w}/nofile"],
+               ["@hulld", "--listen", "127.0.0.1:0", "--tls-key", "{w}/key", "--tls-cert",
+                "/dev/zero"]]
 
 
 def cases():
@@ -250,6 +255,8 @@ def inputs(tmp_path_factory):
     os.mkfifo(d / "fifo")
     (d / "dir").mkdir()
     (d / "file").write_text("not a directory\n")
+    (d / "key").write_text("not a key\n")
+    os.chmod(d / "key", 0o600)
     return d
 
 
