@@ -161,6 +161,8 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
     }
     if (optind >= argc)
         return cli_usage_error(cli, "missing container id");
+    if (argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     const char *id = argv[optind++];
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;

@@ -216,6 +216,8 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
         return cli_usage_error(cli, "missing container id");
     if (n > 2)
         return cli_usage_error(cli, "unexpected argument '%s'", argv[optind + 2]);
+    if (argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     const char *id = argv[optind];
     int sig = 15;
     if (n == 2) {

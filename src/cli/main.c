@@ -221,6 +221,9 @@ int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *nam
         return cli_usage_error(cli, "missing %s", names);
     if (have > n)
         return cli_usage_error(cli, "unexpected argument '%s'", argv[optind + n]);
+    /* Said here: the library's "VERB ID: " would read "create : ...". */
+    if (n >= 1 && strcmp(names, "container id") == 0 && argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     return 0;
 }
 

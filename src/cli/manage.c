@@ -136,6 +136,8 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
         return cli_usage_error(cli, "--format: unknown format '%s' (table or json)", format);
     if (optind >= argc)
         return cli_usage_error(cli, "missing container id");
+    if (argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     const char *id = argv[optind++];
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;

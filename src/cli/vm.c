@@ -247,6 +247,13 @@ static const struct {
     {O_COLD, offsetof(struct vm_args, cold), true},
 };
 
+/* An option's value in a message: '' when empty ("--memory : not a size"
+ * read as if a part were missing). */
+static const char *shown(const char *s)
+{
+    return s[0] ? s : "''";
+}
+
 /* One option c (allowed here) into a: 0, or the exit status. */
 static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_args *a)
 {
@@ -266,7 +273,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     case O_VMMEM:
         if (parse_size(optarg, &v) < 0 || v == 0)
             return cli_usage_error(cli, "--%s %s: not a size (like 256M)",
-                                   c == O_MEMORY ? "memory" : "vm-memory", optarg);
+                                   c == O_MEMORY ? "memory" : "vm-memory", shown(optarg));
         if (c == O_MEMORY && memory_is_limit)
             a->lim.memory_bytes = v;
         else if (c == O_MEMORY)
@@ -276,7 +283,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
         break;
     case O_VCPUS:
         if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
-            return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
+            return cli_usage_error(cli, "--vcpus %s: must be 1..64", shown(optarg));
         a->c.vcpus = (unsigned)v;
         break;
     case O_PULL:
@@ -304,7 +311,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     }
     case O_ENV:
         if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
-            return cli_usage_error(cli, "--env %s: must be K=V", optarg);
+            return cli_usage_error(cli, "--env %s: must be K=V", shown(optarg));
         a->env[a->nenv++] = optarg;
         break;
     case O_CIN:
@@ -312,7 +319,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
         struct hull_vm_file *f = c == O_CIN ? &a->cin[a->ncin] : &a->cout[a->ncout];
         if ((c == O_CIN ? a->ncin : a->ncout) >= 32 || split_pair(optarg, f) < 0)
             return cli_usage_error(cli, "--%s %s: must be SRC:DST",
-                                   c == O_CIN ? "copy-in" : "copy-out", optarg);
+                                   c == O_CIN ? "copy-in" : "copy-out", shown(optarg));
         if (c == O_COUT) { /* GUEST:HOST */
             const char *g = f->host;
             f->host = f->guest;
@@ -326,14 +333,15 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     case O_WALL:
         if (parse_ms(optarg, &v) < 0)
             return cli_usage_error(cli, "--%s %s: not a duration (like 2s or 500ms)", opt_name(c),
-                                   optarg);
+                                   shown(optarg));
         *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
         break;
     case O_PIDS:
     case O_FILES:
     case O_OUTPUT:
         if (parse_size(optarg, &v) < 0 || v == 0)
-            return cli_usage_error(cli, "--%s %s: not a positive number", opt_name(c), optarg);
+            return cli_usage_error(cli, "--%s %s: not a positive number", opt_name(c),
+                                   shown(optarg));
         *(c == O_PIDS    ? &a->lim.pids
           : c == O_FILES ? &a->lim.open_files
                          : &a->lim.output_bytes) = v;

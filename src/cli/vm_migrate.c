@@ -177,11 +177,13 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
             break;
         case O_BW:
             if (parse_rate(optarg, &m.bandwidth) < 0)
-                return cli_usage_error(cli, "--bandwidth %s: not a rate (e.g. 50M)", optarg);
+                return cli_usage_error(cli, "--bandwidth %s: not a rate (e.g. 50M)",
+                                       optarg[0] ? optarg : "''");
             break;
         case O_TIMEOUT:
             if (parse_secs(optarg, &m.timeout_s) < 0)
-                return cli_usage_error(cli, "--timeout %s: not a number of seconds", optarg);
+                return cli_usage_error(cli, "--timeout %s: not a number of seconds",
+                                       optarg[0] ? optarg : "''");
             r.timeout_s = m.timeout_s;
             break;
         case O_LISTEN:

@@ -350,6 +350,8 @@ def check_refusal(rc, out, err, prog, args, must):
     assert len(lines) == 1 or (len(lines) == 2 and hint.match(lines[1])), \
         f"more than one message: {err[:600]!r}"
     assert "(null)" not in err and not re.search(r"errno|\berror -?\d+\b", err), err
+    # an empty name in "<verb> <id>: " reads "create : ..."
+    assert " : " not in lines[0], f"a part of the message is empty: {lines[0]!r}"
     assert len(err) < 16384, f"an argument echoed whole: {len(err)} bytes"
     if must:
         assert must in err, f"the message does not name {must!r}: {err!r}"
