@@ -156,6 +156,14 @@ PATHS = [
     (["create", "--bundle", "{w}/dir/", NOID], "config.json"),
     (["create", "--bundle", "{w}/dir/../nodir", NOID], None),
     (["create", "--bundle", "/proc/self", NOID], None),
+    (["create", "--bundle", "{w}/selflink", NOID], None),
+    (["create", "--config", "{w}/selflink", NOID], "directory"),
+    (["update", "--resources", "{w}/selflink", NOID], "--resources"),
+    (["vm", "restore", "{w}/selflink", NOID], "selflink"),
+    (["vm", "initrd", "--kernel", "{w}/selflink"], "not a regular file"),
+    (["sandbox", "run", "--rootfs", "{w}/selflink", "--", "true"], "--rootfs"),
+    (["sandbox", "run", "--seccomp", "{w}/selflink", "--", "true"], "--seccomp"),
+    (["image", "load", "-i", "{w}/selflink"], "is a directory"),
     (["update", "--resources", "/dev/zero", NOID], "more than 1 MiB"),
     (["update", "--resources", "{w}/fifo", NOID], None),
     (["update", "--resources", "{w}/dir", NOID], "--resources"),
@@ -257,6 +265,7 @@ def inputs(tmp_path_factory):
     (d / "dir").mkdir()
     (d / "file").write_text("not a directory\n")
     (d / "key").write_text("not a key\n")
+    os.symlink("/proc/self", d / "selflink")
     os.chmod(d / "key", 0o600)
     return d
 
