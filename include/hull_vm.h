@@ -234,6 +234,11 @@ HULL_PUBLIC int hull_vm_copy_out_max(const struct hull_runtime *rt, const char *
 struct hull_vm_file {
     const char *host, *guest;
 };
+/* The most stdin a oneshot's caller reads into memory for it (`hull vm run
+ * --stdin`, a microVM sandbox's --stdin): a file that never ends
+ * (/dev/zero) is refused, not read until memory runs out. */
+#define HULL_VM_STDIN_MAX ((size_t)256 << 20)
+
 struct hull_vm_oneshot_opts {
     const struct hull_runtime *rt; /* NULL = default root */
     char *const *argv;

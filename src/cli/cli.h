@@ -39,6 +39,24 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...) __attribute__((format
  * flags (-bundle) too. Returns the getopt result. Resets getopt state on the
  * first call for a verb (argv[0] is the verb). */
 int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+/* What was wrong with the option getopt just refused (c is its '?' or ':'),
+ * said once, without getopt's own message (cli_getopt silences it; other
+ * loops set opterr = 0 and start their optstring with ':'): "unknown option
+ * '--x'", "option '--bundle' needs a value", "option '--debug' takes no
+ * value". Written into buf, which is returned. */
+const char *cli_option_problem(int argc, char **argv, int c, char *buf, size_t len);
+/* That problem as a usage error (exit code 1). */
+int cli_bad_option(struct cli *cli, int argc, char **argv, int c);
+
+/* s starts as a plain decimal number does: a digit, or '-' and a digit
+ * when negative values are meant. strtol and strtod alone also take " 5",
+ * "+5" and (strtoul) "-1" wrapped to a huge value. */
+static inline bool cli_plain_number(const char *s, bool negative)
+{
+    if (negative && s[0] == '-')
+        s++;
+    return s[0] >= '0' && s[0] <= '9';
+}
 
 /* Exactly n positional arguments remain (after options), else usage error. */
 int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *names);

@@ -103,7 +103,8 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
         case OPT_DOWN:
             errno = 0;
             down = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || down < 1 || down > 3600)
+            if (!cli_plain_number(optarg, false) || errno || end == optarg || *end || down < 1 ||
+                down > 3600)
                 return cli_usage_error(cli, "--down-after: '%s' is not a number from 1 to 3600",
                                        optarg);
             break;
@@ -111,7 +112,7 @@ int cmd_cluster(struct cli *cli, int argc, char **argv)
             help(stdout);
             return 0;
         default:
-            return cli_usage_error(cli, "unknown option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (optind >= argc)

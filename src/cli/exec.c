@@ -66,7 +66,8 @@ static void exec_lists_free(struct exec_lists *l)
     free(l->caps);
 }
 
-/* One option into o / l: 0, or the exit status (-1 for --help: exit 0). */
+/* One option into o / l: 0, or the exit status (-1 for --help: exit 0; 2
+ * for one getopt refused, which the caller reports). */
 static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct exec_lists *l)
 {
     char *end;
@@ -110,7 +111,7 @@ static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct 
         return 0;
     case OPT_PRESERVE:
         n = strtol(optarg, &end, 10);
-        if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000)
+        if (!cli_plain_number(optarg, false) || *end != '\0' || n < 0 || n > 1000)
             return cli_usage_error(cli, "--preserve-fds: '%s' is not a count", optarg);
         o->preserve_fds = (int)n;
         return 0;
@@ -121,7 +122,7 @@ static int exec_option(struct cli *cli, int c, struct hull_exec_opts *o, struct 
         help();
         return -1;
     default:
-        return cli_usage_error(cli, "invalid option");
+        return 2; /* getopt refused it: the caller says why */
     }
 }
 
@@ -153,11 +154,15 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
     /* "+": options stop at the container id; the rest is the command. */
     while ((c = cli_getopt(argc, argv, "+p:e:u:g:c:tdh", opts)) != -1) {
         int r = exec_option(cli, c, &o, &l);
+        if (r == 2)
+            return cli_bad_option(cli, argc, argv, c);
         if (r != 0)
             return r < 0 ? 0 : r;
     }
     if (optind >= argc)
         return cli_usage_error(cli, "missing container id");
+    if (argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     const char *id = argv[optind++];
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;

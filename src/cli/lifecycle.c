@@ -71,7 +71,7 @@ static int parse_create(struct cli *cli, int argc, char **argv, struct hull_crea
         case OPT_PRESERVE: {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || n < 0 || n > 1000)
+            if (!cli_plain_number(optarg, false) || *end != '\0' || n < 0 || n > 1000)
                 return cli_usage_error(cli, "--preserve-fds: '%s' is not a count in [0, 1000]",
                                        optarg);
             o->preserve_fds = (int)n;
@@ -89,13 +89,13 @@ static int parse_create(struct cli *cli, int argc, char **argv, struct hull_crea
             break;
         case OPT_NO_SUBREAPER:
             if (!run)
-                return cli_usage_error(cli, "invalid option");
+                return cli_usage_error(cli, "option '%s' is for run only", argv[optind - 1]);
             break;
         case 'h':
             help();
             return -1;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
@@ -214,7 +214,7 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
                    "SIGNAL takes no dash (9, not kill(1)'s -9), as for runc and crun.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     int n = argc - optind;
@@ -222,6 +222,8 @@ int cmd_kill(struct cli *cli, int argc, char **argv)
         return cli_usage_error(cli, "missing container id");
     if (n > 2)
         return cli_usage_error(cli, "unexpected argument '%s'", argv[optind + 2]);
+    if (argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     const char *id = argv[optind];
     int sig = 15;
     if (n == 2) {
@@ -261,7 +263,7 @@ int cmd_delete(struct cli *cli, int argc, char **argv)
                    "cleans up what a crashed create left; an unknown ID is then no error.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)

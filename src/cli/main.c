@@ -116,20 +116,24 @@ static void version(void)
 
 int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
 {
-    char ctx[1024] = "";
+    /* Formatted whole (a fixed buffer cut long ones without a sign) and
+     * printed through hull_error_print, which shortens a huge argument. */
+    cleanup_free char *ctx = NULL;
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx, sizeof(ctx), fmt, ap);
+        if (vasprintf(&ctx, fmt, ap) < 0)
+            ctx = NULL;
         va_end(ap);
     }
     const char *msg = hull_error_msg(err ? *err : NULL);
-    const char *sep = ctx[0] ? ": " : "";
+    const char *c = ctx ? ctx : "";
+    const char *sep = c[0] ? ": " : "";
     if (hull_log_fd() >= 0) {
         /* Engines read the log file; people read stderr. Serve both. */
-        hull_log(HULL_LOG_ERROR, "%s%s%s", ctx, sep, msg);
+        hull_log(HULL_LOG_ERROR, "%s%s%s", c, sep, msg);
     }
-    fprintf(stderr, "hull: %s%s%s\n", ctx, sep, msg);
+    hull_error_print(stderr, "hull: %s%s%s", c, sep, msg);
     hull_error_free(err);
     (void)cli;
     return 1;
@@ -137,21 +141,60 @@ int cli_fail(struct cli *cli, hull_error *err, const char *fmt, ...)
 
 int cli_usage_error(struct cli *cli, const char *fmt, ...)
 {
-    char msg[1024];
+    cleanup_free char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     va_end(ap);
+    const char *m = msg ? msg : "out of memory";
     if (hull_log_fd() >= 0)
-        hull_log(HULL_LOG_ERROR, "%s: %s", cli->verb, msg);
-    fprintf(stderr, "hull: %s: %s\nTry 'hull %s --help'.\n", cli->verb, msg, cli->verb);
+        hull_log(HULL_LOG_ERROR, "%s: %s", cli->verb, m);
+    hull_error_print(stderr, "hull: %s: %s", cli->verb, m);
+    fprintf(stderr, "Try 'hull %s --help'.\n", cli->verb);
     return 1;
 }
 
 int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
 {
+    /* getopt's own complaint would name the verb ("spec: unrecognized
+     * option"), not hull, and come before the verb's: silenced, and ':'
+     * (after a leading '+') tells a missing value from an unknown option
+     * for cli_bad_option. */
+    char shorts[64];
+    size_t lead = shortopts[0] == '+' ? 1 : 0;
+    snprintf(shorts, sizeof(shorts), "%.*s:%s", (int)lead, shortopts, shortopts + lead);
+    opterr = 0;
     /* getopt_long_only also takes "-bundle", which Go-flag based callers use. */
-    return getopt_long_only(argc, argv, shortopts, longopts, NULL);
+    return getopt_long_only(argc, argv, shorts, longopts, NULL);
+}
+
+const char *cli_option_problem(int argc, char **argv, int c, char *buf, size_t len)
+{
+    /* After an error getopt has stepped past the offending word, except
+     * inside a cluster of short options ("-qz"), where optopt names it. */
+    const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+    const char *eq = strchr(arg, '=');
+    int n = (int)strlen(arg);
+    if (n > 64)
+        n = 64; /* a 10 MB word is named by its start */
+    const char *more = (size_t)n < strlen(arg) ? "..." : "";
+    if (c == ':')
+        snprintf(buf, len, "option '%.*s%s' needs a value", n, arg, more);
+    else if (optopt != 0 && eq != NULL && arg[0] == '-')
+        snprintf(buf, len, "option '%.*s' takes no value",
+                 (int)(eq - arg) < n ? (int)(eq - arg) : n, arg);
+    else if (optopt > ' ' && optopt < 127 && !(arg[0] == '-' && arg[1] == '-'))
+        snprintf(buf, len, "unknown option '-%c'", optopt);
+    else
+        snprintf(buf, len, "unknown option '%.*s%s'", n, arg, more);
+    return buf;
+}
+
+int cli_bad_option(struct cli *cli, int argc, char **argv, int c)
+{
+    char what[160];
+    return cli_usage_error(cli, "%s", cli_option_problem(argc, argv, c, what, sizeof(what)));
 }
 
 int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const char **id)
@@ -163,7 +206,7 @@ int cli_one_id(struct cli *cli, int argc, char **argv, const char *usage, const 
             fputs(usage, stdout);
             return -1;
         }
-        return cli_usage_error(cli, "invalid option");
+        return cli_bad_option(cli, argc, argv, c);
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
         return 1;
@@ -178,6 +221,9 @@ int cli_need_args(struct cli *cli, int argc, char **argv, int n, const char *nam
         return cli_usage_error(cli, "missing %s", names);
     if (have > n)
         return cli_usage_error(cli, "unexpected argument '%s'", argv[optind + n]);
+    /* Said here: the library's "VERB ID: " would read "create : ...". */
+    if (n >= 1 && strcmp(names, "container id") == 0 && argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     return 0;
 }
 
@@ -258,6 +304,12 @@ int main(int argc, char **argv)
     while ((c = getopt_long_only(argc, argv, "+vh", opts, NULL)) != -1) {
         switch (c) {
         case OPT_ROOT:
+            /* "" would be the current directory to some calls and nothing
+             * to others: 'hull --root "" list' listed nothing, exit 0. */
+            if (optarg[0] == '\0') {
+                fprintf(stderr, "hull: --root: must not be empty\nTry 'hull --help'.\n");
+                return 1;
+            }
             cli.rt.root = optarg;
             break;
         case OPT_LOG:
@@ -329,6 +381,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "hull: unknown command '%s'\nTry 'hull --help'.\n", name);
+    hull_error_print(stderr, "hull: unknown command '%s'", name);
+    fprintf(stderr, "Try 'hull --help'.\n");
     return 1;
 }

@@ -129,13 +129,15 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
                    "to its pid namespace), or --format json for the pids.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)
         return cli_usage_error(cli, "--format: unknown format '%s' (table or json)", format);
     if (optind >= argc)
         return cli_usage_error(cli, "missing container id");
+    if (argv[optind][0] == '\0')
+        return cli_usage_error(cli, "container id must not be empty");
     const char *id = argv[optind++];
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;
@@ -178,6 +180,8 @@ static int parse_bytes(const char *s, long long *out)
 {
     char *end;
     errno = 0;
+    if (!cli_plain_number(s, true))
+        return -1;
     long long v = strtoll(s, &end, 10);
     if (end == s || errno)
         return -1;
@@ -227,12 +231,18 @@ static int parse_int(const char *s, long long *out)
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || errno)
+    if (!cli_plain_number(s, true) || end == s || *end != '\0' || errno)
         return -1;
     *out = v;
     return 0;
 }
 
+/* The most a --resources document may hold: far above any real one, and
+ * what keeps `--resources /dev/zero` from reading until memory runs out. */
+#define RESOURCES_MAX (1u << 20)
+
+/* All of f (at most RESOURCES_MAX bytes), or NULL with errno (EFBIG when
+ * there is more). */
 static char *read_all(FILE *f)
 {
     size_t cap = 4096, n = 0;
@@ -240,14 +250,26 @@ static char *read_all(FILE *f)
     size_t r;
     while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
+        if (n > RESOURCES_MAX) {
+            free(buf);
+            errno = EFBIG;
+            return NULL;
+        }
         if (n + 1 == cap) {
             char *nb = realloc(buf, cap *= 2);
             if (nb == NULL) {
                 free(buf);
+                errno = ENOMEM;
                 return NULL;
             }
             buf = nb;
         }
+    }
+    if (buf && ferror(f)) { /* a directory, an I/O error: not "invalid JSON" */
+        int e = errno;
+        free(buf);
+        errno = e;
+        return NULL;
     }
     if (buf)
         buf[n] = '\0';
@@ -349,15 +371,31 @@ static int update_send(struct cli *cli, const char *id, const char *resources, j
     if (resources) {
         if (json_object_object_length(doc) > 0)
             return cli_usage_error(cli, "give either --resources or the limit flags, not both");
-        FILE *f = strcmp(resources, "-") == 0 ? stdin : fopen(resources, "re");
+        /* O_NONBLOCK: a FIFO without a writer opens at once (and reads as
+         * empty) instead of holding hull; cleared for the reads. */
+        int fd = strcmp(resources, "-") == 0
+                     ? STDIN_FILENO
+                     : open(resources, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+        FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ? NULL
+                  : fd == STDIN_FILENO                               ? stdin
+                                                                     : fdopen(fd, "r");
         if (f == NULL) {
             fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
                     strerror(errno));
+            if (fd > STDIN_FILENO)
+                close(fd);
             return 1;
         }
         text = read_all(f);
+        int e = errno;
         if (f != stdin)
             fclose(f);
+        if (text == NULL) {
+            fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
+                    e == EFBIG ? "more than 1 MiB" : strerror(e));
+            return 1;
+        }
     } else {
         text = strdup(json_object_to_json_string(doc));
     }
@@ -398,7 +436,7 @@ int cmd_update(struct cli *cli, int argc, char **argv)
             if (r != 0)
                 return r;
         } else {
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
@@ -406,22 +444,16 @@ int cmd_update(struct cli *cli, int argc, char **argv)
     return update_send(cli, argv[optind], resources, doc);
 }
 
-/* "5s", "500ms", "1m", or plain seconds. */
+/* "5s", "500ms", "1m", or plain seconds, as the sandbox reads them
+ * (strtod alone took " 5", "0x10", "inf" and "nan", the last two cast to
+ * a long out of range); at most a day. */
 static int parse_interval_ms(const char *s, long *ms)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v <= 0)
+    uint64_t v;
+    if (hull_parse_duration_ms(s, &v) < 0 || v == 0 || v > 86400000)
         return -1;
-    if (strcmp(end, "ms") == 0)
-        *ms = (long)v;
-    else if (strcmp(end, "s") == 0 || *end == '\0')
-        *ms = (long)(v * 1000);
-    else if (strcmp(end, "m") == 0)
-        *ms = (long)(v * 60000);
-    else
-        return -1;
-    return *ms > 0 ? 0 : -1;
+    *ms = (long)v;
+    return 0;
 }
 
 static volatile sig_atomic_t events_stop;
@@ -461,7 +493,7 @@ int cmd_events(struct cli *cli, int argc, char **argv)
                    "until the container stops. --stats prints one statistics event.\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
@@ -520,7 +552,7 @@ int cmd_features(struct cli *cli, int argc, char **argv)
                    "(runtime-spec features.md JSON).\n");
             return 0;
         }
-        return cli_usage_error(cli, "invalid option");
+        return cli_bad_option(cli, argc, argv, c);
     }
     if (cli_need_args(cli, argc, argv, 0, "") != 0)
         return 1;
@@ -532,8 +564,18 @@ int cmd_features(struct cli *cli, int argc, char **argv)
 
 int cmd_checkpoint(struct cli *cli, int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    /* --help is answered like every verb's (exit 0, on stdout): the help
+     * says what to use instead. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: hull %s ID\n"
+                   "\n"
+                   "Not supported: hull does not checkpoint containers (CRIU is not\n"
+                   "available). microVM snapshots are the migration path: hull vm snapshot\n"
+                   "and hull vm restore (hull-vm(1)).\n",
+                   cli->verb);
+            return 0;
+        }
     fprintf(stderr,
             "hull: %s: not supported: hull does not checkpoint containers (CRIU is "
             "not available); microVM snapshots are the migration path "

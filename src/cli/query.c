@@ -14,7 +14,7 @@ int cmd_state(struct cli *cli, int argc, char **argv)
             printf("usage: hull state ID\n\nPrint the OCI state of container ID as JSON.\n");
             return 0;
         }
-        return cli_usage_error(cli, "invalid option");
+        return cli_bad_option(cli, argc, argv, c);
     }
     if (cli_need_args(cli, argc, argv, 1, "container id") != 0)
         return 1;
@@ -108,7 +108,7 @@ int cmd_list(struct cli *cli, int argc, char **argv)
                    "  -q, --quiet        print the ids only\n");
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0)

@@ -152,13 +152,15 @@ static int sandbox_netpool(int argc, char **argv)
     unsigned long size = 8;
     const char *sock = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    opterr = 0; /* said once, below */
+    while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
         case 's':
             errno = 0;
             size = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || size == 0 || size > 256) {
+            if (!cli_plain_number(optarg, false) || errno || end == optarg || *end || size == 0 ||
+                size > 256) {
                 fprintf(stderr, "hull: sandbox netpool: --size: '%s' is not 1 to 256\n", optarg);
                 return EXIT_INTERNAL;
             }
@@ -169,8 +171,12 @@ static int sandbox_netpool(int argc, char **argv)
         case 'h':
             help();
             return 0;
-        default:
+        default: {
+            char what[160];
+            fprintf(stderr, "hull: sandbox netpool: %s\n",
+                    cli_option_problem(argc, argv, c, what, sizeof(what)));
             return EXIT_INTERNAL;
+        }
         }
     }
     if (optind < argc) {
@@ -498,13 +504,16 @@ static int parse_run_options(int argc, char **argv, struct hull_policy *p, bool 
     opts[N_RUN_OPTS + 1] = (struct option){0};
     int c;
     /* "+": stop at the command; its own options are not ours. */
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    opterr = 0; /* said once, below */
+    while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
         if (c == 'h') {
             help();
             return 1;
         }
         if (c < 256 || c >= 256 + (int)N_RUN_OPTS) {
-            fprintf(stderr, "Try 'hull sandbox --help'.\n");
+            char what[160];
+            fprintf(stderr, "hull: sandbox run: %s\nTry 'hull sandbox --help'.\n",
+                    cli_option_problem(argc, argv, c, what, sizeof(what)));
             return EXIT_INTERNAL;
         }
         int r = apply(p, json, &run_opts[c - 256], optarg);
@@ -580,9 +589,15 @@ static int sandbox_run(struct cli *cli, int argc, char **argv)
 
 int cmd_sandbox(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (argc < 2) {
+        /* A usage error: said on stderr, not the help on stdout. */
+        fprintf(stderr, "hull: sandbox: missing command (run, seccomp-profile, netpool, "
+                        "cleanup)\nTry 'hull sandbox --help'.\n");
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         help();
-        return argc < 2 ? 1 : 0;
+        return 0;
     }
     if (strcmp(argv[1], "run") == 0) {
         optind = 0;

@@ -43,7 +43,7 @@ int cmd_spec(struct cli *cli, int argc, char **argv)
             help();
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (cli_need_args(cli, argc, argv, 0, "") != 0)

@@ -4,9 +4,11 @@
  * token alone on its last line: it is shown this once, only its hash is
  * kept. When stdout is not a terminal (TOKEN=$(hull token create ...)), or
  * with --quiet, the token is all that goes to stdout. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -122,7 +124,7 @@ int cmd_token(struct cli *cli, int argc, char **argv)
             help(stdout);
             return 0;
         default:
-            return cli_usage_error(cli, "unknown option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (optind >= argc)
@@ -152,6 +154,19 @@ int cmd_token(struct cli *cli, int argc, char **argv)
         return cli_usage_error(cli, "unknown subcommand '%s' (create, list or revoke)", sub);
     }
 
+    /* list and revoke only read or change what is there: opening the
+     * store would create DIR and its database (a mistyped --state-dir
+     * left as a new empty store on the host). */
+    if (strcmp(sub, "create") != 0) {
+        char db[4096];
+        struct stat sb;
+        snprintf(db, sizeof(db), "%s/" HULL_STORE_FILE, state_dir);
+        if (stat(db, &sb) < 0) {
+            fprintf(stderr, "hull: token %s: %s: %s (no token store in %s)\n", sub, db,
+                    strerror(errno), state_dir);
+            return 1;
+        }
+    }
     struct hull_store *st = NULL;
     if (hull_store_open(state_dir, &st, &err) < 0)
         return cli_fail(cli, &err, "token %s", sub);

@@ -24,6 +24,8 @@ static int parse_size(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
+    if (!cli_plain_number(s, false))
+        return -1;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s)
         return -1;
@@ -59,24 +61,11 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* As `hull sandbox run` reads them (strtod alone took " 5", "0x10", "inf"
+ * and "nan", the last two cast to an integer out of range). */
 static int parse_ms(const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        return -1;
-    double mul = 1000;
-    if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (strcmp(end, "s") == 0 || *end == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else
-        return -1;
-    *out = (uint64_t)(v * mul);
-    return 0;
+    return hull_parse_duration_ms(s, out);
 }
 
 static void usage(void)
@@ -258,6 +247,13 @@ static const struct {
     {O_COLD, offsetof(struct vm_args, cold), true},
 };
 
+/* An option's value in a message: '' when empty ("--memory : not a size"
+ * read as if a part were missing). */
+static const char *shown(const char *s)
+{
+    return s[0] ? s : "''";
+}
+
 /* One option c (allowed here) into a: 0, or the exit status. */
 static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_args *a)
 {
@@ -277,7 +273,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     case O_VMMEM:
         if (parse_size(optarg, &v) < 0 || v == 0)
             return cli_usage_error(cli, "--%s %s: not a size (like 256M)",
-                                   c == O_MEMORY ? "memory" : "vm-memory", optarg);
+                                   c == O_MEMORY ? "memory" : "vm-memory", shown(optarg));
         if (c == O_MEMORY && memory_is_limit)
             a->lim.memory_bytes = v;
         else if (c == O_MEMORY)
@@ -287,7 +283,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
         break;
     case O_VCPUS:
         if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
-            return cli_usage_error(cli, "--vcpus %s: must be 1..64", optarg);
+            return cli_usage_error(cli, "--vcpus %s: must be 1..64", shown(optarg));
         a->c.vcpus = (unsigned)v;
         break;
     case O_PULL:
@@ -315,7 +311,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     }
     case O_ENV:
         if (!strchr(optarg, '=') || a->nenv + 2 >= sizeof(a->env) / sizeof(a->env[0]))
-            return cli_usage_error(cli, "--env %s: must be K=V", optarg);
+            return cli_usage_error(cli, "--env %s: must be K=V", shown(optarg));
         a->env[a->nenv++] = optarg;
         break;
     case O_CIN:
@@ -323,7 +319,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
         struct hull_vm_file *f = c == O_CIN ? &a->cin[a->ncin] : &a->cout[a->ncout];
         if ((c == O_CIN ? a->ncin : a->ncout) >= 32 || split_pair(optarg, f) < 0)
             return cli_usage_error(cli, "--%s %s: must be SRC:DST",
-                                   c == O_CIN ? "copy-in" : "copy-out", optarg);
+                                   c == O_CIN ? "copy-in" : "copy-out", shown(optarg));
         if (c == O_COUT) { /* GUEST:HOST */
             const char *g = f->host;
             f->host = f->guest;
@@ -336,14 +332,16 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     case O_CPU:
     case O_WALL:
         if (parse_ms(optarg, &v) < 0)
-            return cli_usage_error(cli, "%s: not a duration (like 2s or 500ms)", optarg);
+            return cli_usage_error(cli, "--%s %s: not a duration (like 2s or 500ms)", opt_name(c),
+                                   shown(optarg));
         *(c == O_CPU ? &a->lim.cpu_time_ms : &a->lim.wall_time_ms) = v;
         break;
     case O_PIDS:
     case O_FILES:
     case O_OUTPUT:
         if (parse_size(optarg, &v) < 0 || v == 0)
-            return cli_usage_error(cli, "%s: not a positive number", optarg);
+            return cli_usage_error(cli, "--%s %s: not a positive number", opt_name(c),
+                                   shown(optarg));
         *(c == O_PIDS    ? &a->lim.pids
           : c == O_FILES ? &a->lim.open_files
                          : &a->lim.output_bytes) = v;
@@ -357,13 +355,14 @@ static int parse(struct cli *cli, int argc, char **argv, const int *allowed, boo
 {
     memset(a, 0, sizeof(*a));
     int c;
-    while ((c = getopt_long(argc, argv, "+", all_opts, NULL)) != -1) {
+    opterr = 0; /* said once, by cli_bad_option */
+    while ((c = getopt_long(argc, argv, "+:", all_opts, NULL)) != -1) {
         if (c == O_HELP) {
             usage();
             exit(0);
         }
-        if (c == '?' || c < O_MEMORY)
-            return cli_usage_error(cli, "bad option");
+        if (c == '?' || c == ':' || c < O_MEMORY)
+            return cli_bad_option(cli, argc, argv, c);
         if (!allowed_opt(allowed, c))
             return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
         int r = vm_option(cli, c, memory_is_limit, a);
@@ -523,14 +522,34 @@ static int do_run(struct cli *cli, char **argv, struct vm_args *a)
             return 1;
         }
         char buf[65536];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-            data = realloc(data, len + n);
+        size_t n, cap = 0;
+        const char *why = NULL;
+        while (why == NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+            if (len + n > HULL_VM_STDIN_MAX) {
+                why = "more than 256 MiB";
+                break;
+            }
+            if (len + n > cap) { /* doubled: not a copy of all so far per read */
+                cap = cap ? cap * 2 : sizeof(buf);
+                char *more = realloc(data, cap);
+                if (more == NULL) {
+                    why = "out of memory";
+                    break;
+                }
+                data = more;
+            }
             memcpy(data + len, buf, n);
             len += n;
         }
+        if (why == NULL && ferror(f)) /* a directory, an I/O error */
+            why = strerror(errno);
         if (f != stdin)
             fclose(f);
+        if (why) {
+            fprintf(stderr, "hull: vm run: --stdin %s: %s\n", a->stdin_file, why);
+            free(data);
+            return 1;
+        }
     }
     a->env[a->nenv] = NULL;
     struct hull_vm_oneshot_opts o = {
@@ -595,9 +614,15 @@ static int do_cp(struct cli *cli, const char *src, const char *dst)
 
 int cmd_vm(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+    if (argc < 2) {
+        /* A usage error: said on stderr, not the help on stdout. */
+        fprintf(stderr, "hull: vm: missing command\nTry 'hull vm --help'.\n");
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         usage();
-        return argc < 2 ? 1 : 0;
+        return 0;
     }
     const char *sub = argv[1];
     static const char *const verbs[] = {

@@ -67,7 +67,7 @@ int cmd_vm_cache(struct cli *cli, int argc, char **argv)
             usage();
             return 0;
         default:
-            return cli_usage_error(cli, "invalid option");
+            return cli_bad_option(cli, argc, argv, c);
         }
     }
     if (optind >= argc)

@@ -56,8 +56,10 @@ static int parse_rate(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
+    if (!cli_plain_number(s, false))
+        return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-')
+    if (errno || end == s)
         return -1;
     int shift = 0;
     if (*end == 'K' || *end == 'k')
@@ -79,7 +81,7 @@ static int parse_secs(const char *s, unsigned *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v <= 0 || v > 86400)
+    if (!cli_plain_number(s, false) || errno || end == s || *end || v <= 0 || v > 86400)
         return -1;
     *out = (unsigned)v;
     return 0;
@@ -120,6 +122,14 @@ static const struct option opts[] = {
     {0},
 };
 
+static const char *opt_name(int val)
+{
+    for (const struct option *o = opts; o->name; o++)
+        if (o->val == val)
+            return o->name;
+    return "?";
+}
+
 static void ready(const char *addr, void *arg)
 {
     (void)arg;
@@ -137,7 +147,8 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
     bool channel_opts = false, timeout_given = false;
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    opterr = 0; /* said once, by cli_bad_option */
+    while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
         bool mine = c == O_TOKEN || c == O_TIMEOUT || c == O_HELP || c == O_CERT || c == O_KEY ||
                     c == O_CA || c == O_PLAIN ||
                     (recv ? c == O_LISTEN || c == O_ID
@@ -145,8 +156,10 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
         channel_opts = channel_opts || c == O_TOKEN || c == O_CERT || c == O_KEY || c == O_CA ||
                        c == O_PLAIN || c == O_BW || c == O_NAME;
         timeout_given = timeout_given || c == O_TIMEOUT;
-        if (c == '?' || !mine)
-            return cli_usage_error(cli, "bad option");
+        if (c == '?' || c == ':')
+            return cli_bad_option(cli, argc, argv, c);
+        if (!mine)
+            return cli_usage_error(cli, "option --%s does not apply here", opt_name(c));
         switch (c) {
         case O_HELP:
             usage();
@@ -164,11 +177,13 @@ int cmd_vm_migrate(struct cli *cli, int argc, char **argv)
             break;
         case O_BW:
             if (parse_rate(optarg, &m.bandwidth) < 0)
-                return cli_usage_error(cli, "--bandwidth %s: not a rate (e.g. 50M)", optarg);
+                return cli_usage_error(cli, "--bandwidth %s: not a rate (e.g. 50M)",
+                                       optarg[0] ? optarg : "''");
             break;
         case O_TIMEOUT:
             if (parse_secs(optarg, &m.timeout_s) < 0)
-                return cli_usage_error(cli, "--timeout %s: not a number of seconds", optarg);
+                return cli_usage_error(cli, "--timeout %s: not a number of seconds",
+                                       optarg[0] ? optarg : "''");
             r.timeout_s = m.timeout_s;
             break;
         case O_LISTEN:

@@ -733,15 +733,24 @@ static unsigned per_client_limit(const struct hulld_options *o)
         return o->max_client_connections;
     return o->max_connections / 4 ? o->max_connections / 4 : 1;
 }
-int http_start(hull_error *err)
+int http_load_tls(hull_error *err)
 {
     const struct hulld_options *o = hulld.o;
-    /* The key and certificate first: a refused one leaves no socket. */
     size_t n;
     if (o->listen && read_tls_key(o->tls_key, &n, err) < 0)
         return hull_error_prefix(err, "--tls-key");
-    if (o->listen && hull_read_file(o->tls_cert, &tls_cert_pem, &n, err) < 0)
+    /* At most 1 MiB (a chain is a few KiB): --tls-cert /dev/zero is
+     * refused, not read until memory runs out. */
+    if (o->listen && hull_read_file_max(o->tls_cert, (size_t)1 << 20, &tls_cert_pem, &n, err) < 0)
         return hull_error_prefix(err, "--tls-cert");
+    return 0;
+}
+
+int http_start(hull_error *err)
+{
+    const struct hulld_options *o = hulld.o;
+    /* The key and certificate were read by http_load_tls, before anything
+     * was made: a refused one leaves no socket and no state. */
     unix_fd = unix_listen(o->socket_path, err);
     if (unix_fd < 0)
         return -1;

@@ -107,6 +107,7 @@ static void usage(FILE *out)
             "  --cluster-snapshot-every SECS  how often they are saved (30)\n"
             "  --debug                 log debug messages\n"
             "  --help                  this text\n"
+            "  --version               print the version\n"
             "\n"
             "Tokens: hull token create --state-dir DIR --role user --tenant NAME\n");
 }
@@ -116,7 +117,8 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
     char *end;
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
+    /* Digits only: strtoul also takes " 5", "+5" and "-1" (wrapped). */
+    if (!(s[0] >= '0' && s[0] <= '9') || errno || end == s || *end || v < lo || v > hi) {
         fprintf(stderr, "hulld: %s: '%s' is not a number from %u to %u\n", opt, s, lo, hi);
         return -1;
     }
@@ -160,6 +162,7 @@ enum opt_kind {
     OPT_LIMIT,  /* --max-limit NAME=VALUE: ceiling.c keeps them */
     OPT_AGE,    /* --run-retention: a uint64_t of ms, 1s..100 years ("30d" too) */
     OPT_HELP,
+    OPT_VERSION,
 };
 
 struct opt_spec {
@@ -219,6 +222,7 @@ static const struct opt_spec opt_specs[] = {
     {"cluster-snapshot-every", OPT_UINT, OFF(cluster_snapshot_every_s), 1, 86400},
     {"run-retention", OPT_AGE, OFF(run_retention_ms), 0, 0},
     {"help", OPT_HELP, 0, 0, 0},
+    {"version", OPT_VERSION, 0, 0, 0},
 };
 #undef OFF
 #define N_OPTS (sizeof(opt_specs) / sizeof(opt_specs[0]))
@@ -227,7 +231,8 @@ static const struct opt_spec opt_specs[] = {
 static void long_options(struct option out[N_OPTS + 1])
 {
     for (size_t i = 0; i < N_OPTS; i++) {
-        bool arg = opt_specs[i].kind != OPT_FLAG && opt_specs[i].kind != OPT_HELP;
+        bool arg = opt_specs[i].kind != OPT_FLAG && opt_specs[i].kind != OPT_HELP &&
+                   opt_specs[i].kind != OPT_VERSION;
         out[i] = (struct option){opt_specs[i].name, arg ? required_argument : no_argument, NULL,
                                  256 + (int)i};
     }
@@ -287,6 +292,9 @@ static int set_option(const struct opt_spec *sp, const char *arg, struct hulld_o
     }
     case OPT_HELP:
         break;
+    case OPT_VERSION:
+        printf("hulld version %s\n", HULL_VERSION);
+        exit(0);
     }
     usage(stdout);
     exit(0);
@@ -352,12 +360,25 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         .cluster_snapshot_every_s = 30,
     };
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    /* getopt's own complaint names hulld by the path it was started by;
+     * said here instead, as "hulld: ...", with ':' for a missing value. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             exit(0);
         }
         if (c < 256 || c >= 256 + (int)N_OPTS) {
+            const char *arg = argv[optind - 1];
+            if (c == ':')
+                fprintf(stderr, "hulld: option '%.64s' needs a value\n", arg);
+            else if (optopt != 0 && strchr(arg, '=') != NULL)
+                fprintf(stderr, "hulld: option '%.*s' takes no value\n",
+                        (int)(strchr(arg, '=') - arg), arg);
+            else if (optopt > ' ' && optopt < 127 && arg[1] != '-')
+                fprintf(stderr, "hulld: unknown option '-%c'\n", optopt);
+            else
+                fprintf(stderr, "hulld: unknown option '%.64s'\n", arg);
             fprintf(stderr, "Try 'hulld --help'.\n");
             return -1;
         }
@@ -444,7 +465,7 @@ static void checkpoint(void)
 static int start(const struct hulld_options *o, hull_error *err)
 {
     int lockfd;
-    if (hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
+    if (http_load_tls(err) < 0 || hull_store_open(o->state_dir, &hulld.store, err) < 0 ||
         (lockfd = lock_state(o->state_dir, err)) < 0 ||
         hull_store_open(o->state_dir, &checkpointer, err) < 0 ||
         hull_store_defer_checkpoints(hulld.store, err) < 0)

@@ -496,6 +496,16 @@ static void supervise(void)
 
 int main(void)
 {
+    /* The agent is a microVM's init and sets its system up as one (mounts
+     * devtmpfs, proc, sysfs and tmpfs over /dev, /proc, /sys, /run, takes
+     * the console). Started on a host by mistake it would do the same
+     * there, under root over the host's own: it refuses unless it is pid 1
+     * (a guest's). */
+    if (getpid() != 1) {
+        fprintf(stderr, "hull-agent: the guest agent of hull's microVMs runs as their init "
+                        "(pid 1), not as a command; see hull-vm(1)\n");
+        return 1;
+    }
     /* json-c seeds its default string hash from the kernel's RNG on the
      * first table it makes: with no RDRAND (TCG's CPU) and the RNG not yet
      * initialised that read of /dev/urandom runs the kernel's jitter

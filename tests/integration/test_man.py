@@ -20,6 +20,8 @@ OPT = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
 IMAGE_VERBS = ["pull", "push", "login", "logout", "list", "inspect", "tag", "remove", "prune",
                "import", "load", "save", "bundle", "build", "prepare"]
 NETWORK_VERBS = ["create", "list", "inspect", "remove", "prune"]
+OCI_VERBS = ["spec", "create", "start", "run", "state", "kill", "delete", "list", "exec", "ps",
+             "pause", "resume", "update", "events", "features", "checkpoint", "restore"]
 PAGES = {
     # hull vm: its own help and migrate/receive's (one usage for both)
     "hull-vm.1": ([[HULL, "vm", "--help"], [HULL, "vm", "migrate", "--help"]], {"--root"}),
@@ -35,6 +37,12 @@ PAGES = {
                        {"--network", "--egress", "--publish"}),
     "hull-sandbox.1": ([HULL, "sandbox", "--help"], set()),
     "hulld.8": ([HULLD, "--help"], set()),
+    # hull: the global options and every OCI verb's help; the page also
+    # names runc's options hull accepts and ignores, and the sandbox's and
+    # tokens' that it sums up.
+    "hull.1": ([[HULL, "--help"]] + [[HULL, v, "--help"] for v in OCI_VERBS],
+               {"--criu", "--keep", "--no-subreaper", "--cgroup", "--ignore-paused",
+                "--cpu-shares", "--json", "--state-dir", "--copy-out-max"}),
 }
 
 

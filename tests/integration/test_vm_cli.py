@@ -137,7 +137,8 @@ def test_exec_json_exits_0_whenever_it_ran(h, vm):
     (["create", "--accel", "bogus", "x"], 'accelerator "bogus": must be kvm, tcg or auto'),
     (["run", "--env", "NOEQ", "--", "true"], "vm run: --env NOEQ: must be K=V"),
     (["run", "--copy-in", "x", "--", "true"], "vm run: --copy-in x: must be SRC:DST"),
-    (["run", "--cpu-time", "2x", "--", "true"], "vm run: 2x: not a duration (like 2s or 500ms)"),
+    (["run", "--cpu-time", "2x", "--", "true"],
+     "vm run: --cpu-time 2x: not a duration (like 2s or 500ms)"),
     (["list", "--format", "yaml"], "vm list: --format: unknown format 'yaml' (table or json)"),
     (["create", "--", "-x"], "VM id \"-x\": must not start with '-'"),
 ])

@@ -142,6 +142,13 @@ static int open_input(const char *path, hull_error *err)
                                     : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return hull_error_errno(err, "open %s", path);
+    /* A directory opens, and libarchive would then say "Error reading fd
+     * 3": said as what it is. */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        return hull_error_set(err, EISDIR, "%s: is a directory, not an archive", path);
+    }
     return fd;
 }
 

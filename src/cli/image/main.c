@@ -190,39 +190,48 @@ int img_getopt(struct img_cli *c, int argc, char **argv, const char *shortopts,
 
 int img_fail(struct img_cli *c, hull_error *err, const char *fmt, ...)
 {
-    char ctx[1024] = "";
+    /* Formatted whole, printed through hull_error_print (a huge argument
+     * shortened, nothing else cut). */
+    cleanup_free char *buf = NULL;
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx, sizeof(ctx), fmt, ap);
+        if (vasprintf(&buf, fmt, ap) < 0)
+            buf = NULL;
         va_end(ap);
     }
+    const char *ctx = buf ? buf : "";
     const char *msg = hull_error_msg(err ? *err : NULL);
     /* Library errors may already say "pull REF: ..." or "image REF: ...";
      * say it once. */
     const char *heads[] = {c->verb, "image"};
     for (size_t i = 0; i < 2 && ctx[0]; i++) {
-        char said[1200];
-        snprintf(said, sizeof(said), "%s %s: ", heads[i], ctx);
-        if (strncmp(msg, said, strlen(said)) == 0)
-            msg += strlen(said);
+        size_t h = strlen(heads[i]), n = strlen(ctx);
+        if (strncmp(msg, heads[i], h) == 0 && msg[h] == ' ' && strncmp(msg + h + 1, ctx, n) == 0 &&
+            strncmp(msg + h + 1 + n, ": ", 2) == 0)
+            msg += h + 1 + n + 2;
     }
-    fprintf(stderr, "hull: image %s%s%s: %s\n", c->verb, ctx[0] ? " " : "", ctx, msg);
+    hull_error_print(stderr, "hull: image %s%s%s: %s", c->verb, ctx[0] ? " " : "", ctx, msg);
     hull_error_free(err);
     return 1;
 }
 
 int img_usage(struct img_cli *c, const char *fmt, ...)
 {
-    char msg[1024];
+    cleanup_free char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     va_end(ap);
-    if (c->verb != NULL)
-        fprintf(stderr, "hull: image %s: %s\nTry 'hull image %s --help'.\n", c->verb, msg, c->verb);
-    else
-        fprintf(stderr, "hull: image: %s\nTry 'hull image --help'.\n", msg);
+    const char *m = msg ? msg : "out of memory";
+    if (c->verb != NULL) {
+        hull_error_print(stderr, "hull: image %s: %s", c->verb, m);
+        fprintf(stderr, "Try 'hull image %s --help'.\n", c->verb);
+    } else {
+        hull_error_print(stderr, "hull: image: %s", m);
+        fprintf(stderr, "Try 'hull image --help'.\n");
+    }
     return 1;
 }
 

@@ -49,7 +49,7 @@ static void usage(FILE *out)
 
 int netcli_fail(const char *verb, hull_error *err)
 {
-    fprintf(stderr, "hull: network %s: %s\n", verb, hull_error_msg(*err));
+    hull_error_print(stderr, "hull: network %s: %s", verb, hull_error_msg(*err));
     hull_error_free(err);
     return 1;
 }

@@ -9,14 +9,22 @@
 
 #include "net/net_int.h"
 #include "net_cli.h"
+#include "util/error.h"
 #include "util/json.h"
 
 /* Usage errors: the verb's message and a pointer at --help. */
 static int usage_error(const char *verb, const char *fmt, const char *arg)
 {
-    fprintf(stderr, "hull: network %s: ", verb);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see 'hull network %s --help')\n", verb);
+    char *msg = NULL;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    if (asprintf(&msg, fmt, arg) < 0)
+        msg = NULL;
+#pragma GCC diagnostic pop
+    /* hull_error_print: a huge argument is shortened, not echoed whole. */
+    hull_error_print(stderr, "hull: network %s: %s (see 'hull network %s --help')", verb,
+                     msg ? msg : "out of memory", verb);
+    free(msg);
     return 1;
 }
 

@@ -259,9 +259,14 @@ static int build_process(struct exec_ctx *x, const struct hull_exec_opts *o, hul
     struct hull_process *p = &x->proc;
     if (o->process_path || o->process_json) {
         json_object *doc = NULL;
+        cleanup_free char *text = NULL;
+        size_t len = 0;
+        if (o->process_path &&
+            hull_read_file_max(o->process_path, HULL_SPEC_MAX, &text, &len, err) < 0)
+            return hull_error_prefix(err, "--process");
         if (o->process_json
                 ? hj_parse(o->process_json, strlen(o->process_json), "process", &doc, err) < 0
-                : hj_parse_file(o->process_path, &doc, err) < 0)
+                : hj_parse(text, len, "process", &doc, err) < 0)
             return hull_error_prefix(err, "--process");
         int r = hull_process_parse(doc, "process", p, err);
         json_object_put(doc);

@@ -165,7 +165,9 @@ static int read_containerfile(struct builder *b, hull_error *err)
         return hull_error_set(err, ENOMEM, "out of memory");
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (hull_read_file(path, &text, &len, err) < 0)
+    /* At most 16 MiB (far above any real one): -f /dev/zero is refused,
+     * not read until memory runs out. */
+    if (hull_read_file_max(path, (size_t)16 << 20, &text, &len, err) < 0)
         return -1;
     const char *slash = strrchr(path, '/');
     return containerfile_parse(text, len, slash ? slash + 1 : path, &b->cf, err);

@@ -255,7 +255,7 @@ static int create_locked(const struct net_create_opts *o, struct net_def *d, hul
     memset(d, 0, sizeof(*d));
     if (!hull_net_name_valid(o->name))
         return hull_error_set(err, EINVAL, "%s: not a network name ([a-z0-9][a-z0-9_.-]{0,31})",
-                              o->name);
+                              o->name[0] ? o->name : "''");
     struct net_def old;
     if (net_def_load(o->name, &old, NULL) == 0)
         return hull_error_set(err, EEXIST, "%s: a network of that name exists", o->name);

@@ -165,7 +165,7 @@ int net_def_load(const char *name, struct net_def *out, hull_error *err)
     cleanup_json json_object *o = NULL;
     if (!hull_net_name_valid(name))
         return hull_error_set(err, EINVAL, "%s: not a network name ([a-z0-9][a-z0-9_.-]{0,31})",
-                              name);
+                              name[0] ? name : "''");
     char path[4096];
     snprintf(path, sizeof(path), "%.3900s/%.100s.json", net_config_dir(), name);
     if (access(path, F_OK) < 0)

@@ -112,7 +112,7 @@ static int read_stdin_file(const char *path, uint64_t wait_ms, char **data, size
     if (n == 0)
         return hull_error_set(err, ETIMEDOUT, "--stdin %s: nothing to read within the wall time",
                               path);
-    if (hull_read_fd(fd, data, len, err) < 0)
+    if (hull_read_fd_max(fd, HULL_VM_STDIN_MAX, data, len, err) < 0)
         return hull_error_prefix(err, "--stdin %s", path);
     return 0;
 }

@@ -743,7 +743,7 @@ int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec
     }
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (hull_read_file(config_path, &text, &len, err) < 0)
+    if (hull_read_file_max(config_path, HULL_SPEC_MAX, &text, &len, err) < 0)
         return hull_error_prefix(err, "config.json");
     if (hull_spec_parse(text, len, bundle, out, err) < 0) {
         /* parse errors from hj_parse already start with "config.json" */

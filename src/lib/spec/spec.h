@@ -271,8 +271,12 @@ int hull_spec_parse(const char *text, size_t len, const char *bundle, struct hul
  * failure. */
 int hull_spec_from_json(json_object *doc, const char *bundle, struct hull_spec **out,
                         hull_error *err);
-/* Load <bundle>/config.json (or config_path when given). Errors start with
- * "config.json: ". */
+/* The most a config.json or a --process JSON may hold: far above any real
+ * one, and what keeps `--config /dev/zero` from reading until memory runs
+ * out. */
+#define HULL_SPEC_MAX (16u << 20)
+/* Load <bundle>/config.json (or config_path when given), at most
+ * HULL_SPEC_MAX bytes. Errors start with "config.json: ". */
 int hull_spec_load(const char *bundle, const char *config_path, struct hull_spec **out,
                    hull_error *err);
 void hull_spec_free(struct hull_spec *spec);

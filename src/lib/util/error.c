@@ -91,6 +91,48 @@ int hull_error_prefix(hull_error *err, const char *fmt, ...)
     return -1;
 }
 
+/* A word (bytes between spaces) longer than this is shown by its ends. */
+#define ELIDE_OVER 4096
+#define ELIDE_HEAD 64
+#define ELIDE_TAIL 24
+
+void hull_error_print(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *line = vformat(fmt, ap);
+    va_end(ap);
+    if (line == NULL) {
+        fputs("hull: out of memory\n", f);
+        return;
+    }
+    /* Elided in place: the result is never longer than the line. */
+    char *out = line;
+    for (const char *p = line; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n > ELIDE_OVER) {
+            size_t head = ELIDE_HEAD, tail = n - ELIDE_TAIL;
+            while (head > 0 && ((unsigned char)p[head] & 0xC0) == 0x80)
+                head--; /* not inside a UTF-8 character */
+            while (tail < n && ((unsigned char)p[tail] & 0xC0) == 0x80)
+                tail++;
+            memmove(out, p, head);
+            memcpy(out + head, "...", 3);
+            memmove(out + head + 3, p + tail, n - tail);
+            out += head + 3 + (n - tail);
+        } else {
+            memmove(out, p, n);
+            out += n;
+        }
+        p += n;
+        if (*p == ' ')
+            *out++ = *p++;
+    }
+    *out = '\0';
+    fprintf(f, "%s\n", line);
+    free(line);
+}
+
 void hull_error_free(hull_error *err)
 {
     if (err == NULL || *err == NULL)

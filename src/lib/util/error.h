@@ -23,6 +23,11 @@ int hull_cmd_status(int code);
 
 /* Prepend "<fmt>: " to the message already in *err; returns -1. */
 int hull_error_prefix(hull_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print one line (a newline is added) of a message a user reads: a word
+ * longer than 4096 bytes, PATH_MAX (a 100 KB argument echoed back), is shown by its
+ * first 64 and last 24 bytes around "...", cut between UTF-8 characters;
+ * nothing else is cut, however long the line. */
+void hull_error_print(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Scope-bound cleanup, as in crun: the pointer is freed / the fd closed when
  * the variable goes out of scope, so early returns on error cannot leak. */

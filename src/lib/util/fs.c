@@ -90,6 +90,27 @@ int hull_read_file(const char *path, char **out, size_t *len, hull_error *err)
     return hull_read_file_at(AT_FDCWD, path, out, len, err);
 }
 
+int hull_read_file_max(const char *path, size_t max, char **out, size_t *len, hull_error *err)
+{
+    /* O_NONBLOCK: a FIFO without a writer opens at once (and then reads
+     * as empty) instead of holding the caller forever; cleared before the
+     * reads, so a pipe with a writer is read as usual. */
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return hull_error_errno(err, "open %s", path);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return hull_error_errno(err, "open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return hull_error_errno(err, "stat %s", path);
+    if (S_ISDIR(st.st_mode))
+        return hull_error_set(err, EISDIR, "%s: is a directory", path);
+    if (hull_read_fd_max(fd, max, out, len, err) < 0)
+        return hull_error_prefix(err, "read %s", path);
+    return 0;
+}
+
 int hull_write_file_at(int dirfd, const char *name, const char *data, size_t len, hull_error *err)
 {
     cleanup_close int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOCTTY);

@@ -16,6 +16,10 @@ int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 /* The same, refusing (EFBIG) a file of more than max bytes, whatever size
  * it claims: only that much plus a read's worth is ever held. */
 int hull_read_fd_max(int fd, size_t max, char **out, size_t *len, hull_error *err);
+/* A file a user named (a config, a --process JSON): at most max bytes (so
+ * /dev/zero is refused, not read until memory runs out), not a directory,
+ * and a FIFO without a writer reads as empty instead of blocking the open. */
+int hull_read_file_max(const char *path, size_t max, char **out, size_t *len, hull_error *err);
 /* All n bytes of buf at off (at the file position when off < 0: a pipe, a
  * socket), across short writes and EINTR: 0, or -1 with errno. */
 int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off);

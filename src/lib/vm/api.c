@@ -51,7 +51,7 @@ int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_op
         .n_publish = o->n_publish,
     };
     if (vm_create(rt, &co, &vm, err) < 0)
-        return hull_error_prefix(err, "create %s", o->id ? o->id : "");
+        return hull_error_prefix(err, "create %s", o->id && o->id[0] ? o->id : "''");
     return 0;
 }
 

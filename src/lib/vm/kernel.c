@@ -24,6 +24,9 @@
 #include "util/log.h"
 #include "vm/vm.h"
 
+/* The largest bzImage read: distributions' are 8-15 MiB. */
+#define VM_KERNEL_MAX ((size_t)256 << 20)
+
 static int newest_boot_kernel(char *out, size_t len, hull_error *err)
 {
     DIR *d = opendir("/boot");
@@ -130,9 +133,16 @@ int vm_kernel_prepare(const char *path, struct vm_kernel *k, hull_error *err)
             return -1;
     } else if (!realpath(path, k->bzimage))
         return hull_error_errno(err, "kernel %s", path);
+    /* A kernel is a regular file: /dev/zero or a FIFO given as --kernel is
+     * refused here, not read until memory runs out or a writer comes. */
+    struct stat st;
+    if (stat(k->bzimage, &st) < 0)
+        return hull_error_errno(err, "kernel %s", k->bzimage);
+    if (!S_ISREG(st.st_mode))
+        return hull_error_set(err, EINVAL, "kernel %s: not a regular file", k->bzimage);
     cleanup_free char *img = NULL;
     size_t size = 0;
-    if (hull_read_file(k->bzimage, &img, &size, err) < 0)
+    if (hull_read_file_max(k->bzimage, VM_KERNEL_MAX, &img, &size, err) < 0)
         return hull_error_prefix(err, "kernel");
     if (bzimage_release((unsigned char *)img, size, k->release, sizeof(k->release)) < 0)
         return hull_error_set(err, EINVAL, "kernel %s: not an x86 bzImage", k->bzimage);

@@ -64,11 +64,13 @@ int vm_root_dir(const struct hull_runtime *rt, char *out, size_t len, hull_error
 
 int vm_dir_of(const struct hull_runtime *rt, const char *id, char *out, size_t len, hull_error *err)
 {
-    char root[4096];
-    if (vm_id_validate(id, err) < 0 || vm_root_dir(rt, root, sizeof(root), err) < 0)
+    /* Only the path: a lookup of a VM that does not exist ('vm state
+     * nosuch') makes nothing; vm_make_dirs makes ROOT/vm with the VM. */
+    const char *root = rt && rt->root ? rt->root : HULL_DEFAULT_ROOT;
+    if (vm_id_validate(id, err) < 0)
         return -1;
-    if (snprintf(out, len, "%s/%s", root, id) >= (int)len)
-        return hull_error_set(err, ENAMETOOLONG, "VM directory %s/%s: path too long", root, id);
+    if (snprintf(out, len, "%s/vm/%s", root, id) >= (int)len)
+        return hull_error_set(err, ENAMETOOLONG, "VM directory %s/vm/%s: path too long", root, id);
     return 0;
 }
 

@@ -140,6 +140,14 @@ int vm_make_dirs(struct vm *vm, hull_error *err)
     gmtime_r(&now, &tm);
     strftime(vm->created, sizeof(vm->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
     char p[4200];
+    /* ROOT/vm, made with the first VM (vm_dir_of only names it). */
+    snprintf(p, sizeof(p), "%s", vm->dir);
+    char *slash = strrchr(p, '/');
+    if (slash != NULL && slash != p) {
+        *slash = '\0';
+        if (hull_mkdir_p(p, 0700, err) < 0)
+            return hull_error_prefix(err, "state directory");
+    }
     if (mkdir(vm->dir, 0700) < 0)
         return hull_error_errno(err, "mkdir %s", vm->dir);
     vm_path(vm, "run", p, sizeof(p));
