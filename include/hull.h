@@ -259,6 +259,7 @@ struct hull_policy {
     uint32_t open_files;
     double cpus;
     bool cpus_given; /* cpus was asked for (process isolation refuses it: no cgroup) */
+    bool tmp_given;  /* tmp_bytes was asked for (microvm isolation refuses it) */
 
     char *rootfs; /* NULL: the host's /usr, /bin, /lib* read-only */
     struct hull_bind *binds;

@@ -147,9 +147,11 @@ HULL_PUBLIC int hull_vm_initrd(const char *kernel, char path[4096], char sha256[
                                hull_error *err);
 
 /* Limits on one workload, enforced and measured inside the guest by a
- * cgroup v2 of its own (and RLIMIT_NOFILE / RLIMIT_CPU); 0 = none. */
+ * cgroup v2 of its own (and RLIMIT_NOFILE / RLIMIT_CPU); 0 = none.
+ * cpu_milli: CPU bandwidth in thousandths of a CPU (500: half of one). */
 struct hull_vm_limits {
     uint64_t cpu_time_ms, wall_time_ms, memory_bytes, pids, output_bytes, open_files;
+    uint64_t cpu_milli;
 };
 
 struct hull_vm_exec_opts {

@@ -445,6 +445,8 @@ static int add_publish(struct hull_policy *p, const char *arg)
 static int apply(struct hull_policy *p, bool *json, const struct run_opt *o, const char *arg)
 {
     char *field = (char *)p + o->off;
+    if (o->kind == K_SIZE && o->off == FIELD(tmp_bytes))
+        p->tmp_given = true;
     char opt[32];
     snprintf(opt, sizeof(opt), "--%s", o->name);
     char *end;

@@ -82,6 +82,7 @@ int agent_remember_detached(pid_t pid, const char *cgroup);
  * written, everything in it killed, and the cgroup removed once empty. */
 int64_t cg_read_key(const char *cg, const char *file, const char *key);
 int cg_write(const char *cg, const char *file, int64_t v);
+int cg_cpu_max(const char *cg, int64_t milli);
 void cg_kill(const char *cg);
 void cg_remove(const char *cg);
 

@@ -68,6 +68,17 @@ int cg_write(const char *cg, const char *file, int64_t v)
     return write_text(path, val);
 }
 
+/* CPU bandwidth: milli thousandths of a CPU in each 100 ms (at least the
+ * kernel's 1 ms quota). */
+int cg_cpu_max(const char *cg, int64_t milli)
+{
+    char path[256], val[48];
+    int64_t quota = milli * 100;
+    snprintf(path, sizeof(path), "%s/cpu.max", cg);
+    snprintf(val, sizeof(val), "%lld 100000", (long long)(quota < 1000 ? 1000 : quota));
+    return write_text(path, val);
+}
+
 void cg_kill(const char *cg)
 {
     char path[256];

@@ -36,6 +36,7 @@
 
 struct limits {
     int64_t cpu_time_ms, wall_time_ms, memory_bytes, pids, output_bytes, open_files;
+    int64_t cpu_milli; /* CPU bandwidth, thousandths of a CPU */
 };
 
 struct child_args {
@@ -622,6 +623,7 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
         .pids = get_i64(lo, "pids"),
         .output_bytes = get_i64(lo, "output_bytes"),
         .open_files = get_i64(lo, "open_files"),
+        .cpu_milli = get_i64(lo, "cpu_milli"),
     };
     bool detach = get_bool(req, "detach");
     bool want_stdin = get_bool(req, "stdin") && !detach;
@@ -647,7 +649,8 @@ static int exec_start(struct conn *c, json_object *req, char **argv, char **envp
     const char *cg = g.path;
     if ((lim.memory_bytes > 0 && (cg_write(cg, "memory.max", lim.memory_bytes) < 0 ||
                                   cg_write(cg, "memory.swap.max", 0) < 0)) ||
-        (lim.pids > 0 && cg_write(cg, "pids.max", lim.pids) < 0))
+        (lim.pids > 0 && cg_write(cg, "pids.max", lim.pids) < 0) ||
+        (lim.cpu_milli > 0 && cg_cpu_max(cg, lim.cpu_milli) < 0))
         return conn_send_error(c, "exec: set cgroup limits: %s", strerror(errno));
     json_object *ptyv = NULL;
     json_object_object_get_ex(req, "pty", &ptyv);

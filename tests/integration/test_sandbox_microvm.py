@@ -50,6 +50,17 @@ def test_limits_give_the_same_verdicts():
     assert j["verdict"] == "cpu_time_limit" and j["cpu_time_ms"] >= 300, j
 
 
+def test_cpus_bound_the_workloads_cpu_bandwidth():
+    """--cpus was not passed to the guest at all: a spinning workload under
+    --cpus 0.2 ran flat out. The agent now sets its cgroup's cpu.max. The
+    guest counts its own time, so a busy host does not make an unlimited
+    loop look throttled: without the limit CPU time is about the wall time."""
+    rc, j, err = sandbox("--cpus", "0.2", "--cpu-time", "60s", "--wall-time", "300s", "--",
+                         "sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done")
+    assert rc == 0 and j["verdict"] == "ok", (j, err)
+    assert j["cpu_time_ms"] >= 200 and j["cpu_time_ms"] < 0.6 * j["wall_time_ms"], j
+
+
 def test_a_workdir_the_guest_lacks_is_bad_command_126():
     """As at the container level: a working directory that is not there is
     the caller's mistake (126, said as the workdir), not a missing command
@@ -83,6 +94,9 @@ def test_a_command_the_guest_lacks_is_bad_command():
 @pytest.mark.parametrize("args,what", [
     (["--bind", "/usr:/x"], "bind: host binds are not available at microvm isolation"),
     (["--network", "host"], "--network host is refused"),
+    # The guest's /tmp is in its RAM, charged to the workload's memory: a
+    # size of its own was silently not applied (5 MB went into a "1M" /tmp).
+    (["--tmp-size", "1M"], "--tmp-size is refused at microvm isolation"),
 ])
 def test_what_a_guest_cannot_do_is_refused(args, what):
     rc, j, err = sandbox(*args, "--", "true")

@@ -37,6 +37,12 @@ static int refuse_unsupported(const struct hull_policy *p, hull_error *err)
         return hull_error_set(err, ENOTSUP,
                               "seccomp: the microVM's agent applies its own "
                               "profile; --seccomp is refused at microvm isolation");
+    /* The guest's /tmp is part of its root, whose writes live in guest RAM
+     * and are charged to the workload's memory: no size of its own. */
+    if (p->tmp_given)
+        return hull_error_set(err, ENOTSUP,
+                              "tmp_size: a microVM's /tmp is in guest memory, bounded by the "
+                              "memory limit; --tmp-size is refused at microvm isolation");
     return 0;
 }
 
@@ -194,7 +200,8 @@ static int vm_run_staged(const struct hull_policy *p, struct hull_result *r, cha
                    .memory_bytes = p->memory_bytes,
                    .pids = p->pids,
                    .output_bytes = p->output_bytes,
-                   .open_files = p->open_files},
+                   .open_files = p->open_files,
+                   .cpu_milli = (uint64_t)(p->cpus * 1000 + 0.5)},
         .rootfs = p->rootfs,
         /* Found (and pulled) already, and in use until the run ends. */
         .image = p->image,

@@ -462,6 +462,7 @@ static int json_limits(json_object *doc, struct hull_policy *p, hull_error *err)
         json_u32_limit(l, "pids", &p->pids, err) < 0 ||
         json_u32_limit(l, "open_files", &p->open_files, err) < 0)
         return -1;
+    p->tmp_given = hj_get(l, "tmp_size") != NULL;
     json_object *c = hj_get(l, "cpus");
     if (c != NULL) {
         if (!json_object_is_type(c, json_type_int) && !json_object_is_type(c, json_type_double))

@@ -185,6 +185,7 @@ static json_object *exec_request(const struct hull_vm_exec_opts *o, bool have_st
     json_object_object_add(lim, "pids", json_object_new_int64((int64_t)l->pids));
     json_object_object_add(lim, "output_bytes", json_object_new_int64((int64_t)l->output_bytes));
     json_object_object_add(lim, "open_files", json_object_new_int64((int64_t)l->open_files));
+    json_object_object_add(lim, "cpu_milli", json_object_new_int64((int64_t)l->cpu_milli));
     json_object_object_add(req, "limits", lim);
     if (o->pty_rows && o->pty_cols && !o->detach) {
         json_object *t = json_object_new_object();
