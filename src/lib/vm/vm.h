@@ -306,6 +306,9 @@ struct vm_session {
 int vm_session_begin(const struct hull_runtime *rt, const char *id, struct vm_session *s,
                      hull_error *err);
 void vm_session_end(struct vm_session *s);
+/* The agent stopped answering (err ETIMEDOUT): record it, so `state` says
+ * failed, not hung. Any other error is left alone. */
+void vm_session_mark_failed(struct vm_session *s, hull_error *err);
 
 /* ---- networks (vmnet.c): a TAP on a hull network for QEMU ----
  *
