@@ -440,7 +440,7 @@ void api_cluster_receive(const struct request *rq, struct resp *r)
         return;
     }
     if (hulld.draining) {
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
         incoming_free(in);
         return;
     }

@@ -300,7 +300,7 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
         return -1;
     }
     if (http_state_changing(method) && hulld.draining) {
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
         return -1;
     }
     return 0;

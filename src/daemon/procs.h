@@ -133,9 +133,10 @@ void sbx_touch(struct sbx *s);
 int sbx_connect(struct sbx *s, hull_error *err);
 /* sbx_stream.c: hdr (taken) sent on keeper connection ks of sandbox s, its
  * answer in *f; while waiting, the client's going (client_fd's hang-up) is
- * ECONNRESET, and s is in use (touched). */
-int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, json_object *hdr, struct frame *f,
-                   hull_error *err);
+ * ECONNRESET, hulld's draining ESHUTDOWN, the revocation of token (the
+ * request's, when not NULL) EKEYREVOKED, and s is in use (touched). */
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token, json_object *hdr,
+                   struct frame *f, hull_error *err);
 /* r becomes process pid's output as NDJSON from offset (following it to
  * its end or not), read on keeper connection ks (taken), after a "start"
  * line with first (taken) when not NULL; the stream holds (and gives back

@@ -215,7 +215,7 @@ static void post_run(const struct request *rq, struct resp *r)
         r->retry_after = 1;
         return;
     case SUBMIT_DRAINING:
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
         return;
     case SUBMIT_ERROR:
         resp_store_error(r, &e);
