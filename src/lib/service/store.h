@@ -36,6 +36,13 @@ int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *
 /* dir, resolved into real (len bytes), when only the caller or root can
  * change it or the directories above it: 0, or -1 with *err (EPERM). */
 int hull_store_dir_check(const char *dir, char *real, size_t len, hull_error *err);
+/* The same for any directory hull trusts (what names it in errors: "--socket's
+ * directory"): dir and every directory above it owned by the caller or root,
+ * none writable by other users unless sticky (as /tmp is); with !sticky_ok,
+ * dir itself not writable by others at all (they could put a file there
+ * first). */
+int hull_trusted_dir(const char *what, const char *dir, bool sticky_ok, char *real, size_t len,
+                     hull_error *err);
 /* path, when absent or a regular file of the caller's (or root's) that no
  * other user may read or write: 0, or -1 with *err (EPERM). */
 int hull_store_file_check(const char *path, hull_error *err);
