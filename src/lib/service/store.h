@@ -204,6 +204,19 @@ int hull_run_count_queued(struct hull_store *s, const char *tenant, unsigned *n,
  * entries. */
 int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
                    hull_error *err);
+/* The same for sandboxes destroyed before `before` (their rows; live and
+ * paused ones are never removed), and for the audit log's entries written
+ * before it (the oldest first: audit.c). */
+int hull_sandbox_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                       hull_error *err);
+int hull_audit_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                     hull_error *err);
+/* One prune in one transaction (records.c): each statement of sql in turn,
+ * ?1 bound to before and ?2 to limit where they appear; *removed is the
+ * count of rows statement `counted` changed. what names it in errors. */
+int hull_store_prune(struct hull_store *s, const char *what, const char *const *sql, size_t n,
+                     size_t counted, const char *before, unsigned limit, unsigned *removed,
+                     hull_error *err);
 /* Runs in state (e.g. "running"), for recovery at start-up. */
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
                            size_t *count, hull_error *err);
