@@ -134,9 +134,11 @@ int sbx_connect(struct sbx *s, hull_error *err);
 /* sbx_stream.c: hdr (taken) sent on keeper connection ks of sandbox s, its
  * answer in *f; while waiting, the client's going (client_fd's hang-up) is
  * ECONNRESET, hulld's draining ESHUTDOWN, the revocation of token (the
- * request's, when not NULL) EKEYREVOKED, and s is in use (touched). */
-int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token, json_object *hdr,
-                   struct frame *f, hull_error *err);
+ * request's, when not NULL; *mark is what tokens.revoked was when last
+ * looked at, zeroed at first) EKEYREVOKED, and s is in use (touched). */
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token,
+                   struct hull_revoke_mark *mark, json_object *hdr, struct frame *f,
+                   hull_error *err);
 /* r becomes process pid's output as NDJSON from offset (following it to
  * its end or not), read on keeper connection ks (taken), after a "start"
  * line with first (taken) when not NULL; the stream holds (and gives back

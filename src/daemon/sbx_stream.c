@@ -31,6 +31,7 @@ struct pstream {
     json_object *first; /* the "start" line's process, still to send */
     char quota[72];     /* the tenant whose stream place it holds (streams.c) */
     char token[sizeof(((struct hull_token_info *)0)->id)]; /* whose stream */
+    struct hull_revoke_mark mark;                          /* tokens.revoked, last seen */
     char *buf;                                             /* lines to send, from pos */
     size_t len, pos, cap;
 };
@@ -138,9 +139,9 @@ static bool segment(struct pstream *st, int stream, uint64_t off, const char *d,
  * sandbox's work (following a quiet process, waiting for its end) is
  * using it: s (when given) is touched meanwhile, so its idle lifetime
  * does not run out under the request. */
-static int wait_keeper(int fd, int client_fd, struct sbx *s, const char *token)
+static int wait_keeper(int fd, int client_fd, struct sbx *s, const char *token,
+                       struct hull_revoke_mark *mark)
 {
-    struct hull_revoke_mark mark = {0};
     for (;;) {
         if (s)
             sbx_touch(s);
@@ -161,21 +162,22 @@ static int wait_keeper(int fd, int client_fd, struct sbx *s, const char *token)
         }
         /* A wait may last as long as a stream: a revoked token ends it
          * as it ends a stream (http.c). */
-        if (token && token[0] && hull_token_revoked_since(hulld.store, token, &mark)) {
+        if (token && token[0] && hull_token_revoked_since(hulld.store, token, mark)) {
             errno = EKEYREVOKED;
             return -1;
         }
     }
 }
 
-int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token, json_object *hdr,
-                   struct frame *f, hull_error *err)
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token,
+                   struct hull_revoke_mark *mark, json_object *hdr, struct frame *f,
+                   hull_error *err)
 {
     int r = frame_send(ks, hdr, NULL, 0, -1);
     json_object_put(hdr);
     if (r < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
-    if (wait_keeper(ks, client_fd, s, token) < 0)
+    if (wait_keeper(ks, client_fd, s, token, mark) < 0)
         return errno == ESHUTDOWN ? hull_error_set(err, ESHUTDOWN, "hulld is shutting down")
                : errno == EKEYREVOKED
                    ? hull_error_set(err, EKEYREVOKED, "token %s was revoked", token)
@@ -221,7 +223,7 @@ static int fill(struct pstream *st)
     json_object_object_add(hdr, "wait", json_object_new_int(st->follow));
     struct frame f;
     hull_error e = NULL;
-    if (sbx_keeper_ask(st->sbx, st->ks, st->client_fd, st->token, hdr, &f, &e) < 0) {
+    if (sbx_keeper_ask(st->sbx, st->ks, st->client_fd, st->token, &st->mark, hdr, &f, &e) < 0) {
         if (hull_error_code(e) == ECONNRESET) {
             hull_error_free(&e);
             return -1;
