@@ -79,17 +79,19 @@ all: $(BUILD)/hull $(BUILD)/libhull.a $(BUILD)/libhull.so $(BUILD)/hulld $(BUILD
 # initramfs hull builds. No sanitizers (it runs in the guest, alone);
 # no checkout path inside, so its bytes (and the initramfs digest) do not
 # depend on where the tree was built.
-# The watch events are shared with hulld's. The workload's seccomp filter
+# The watch events and the file API's verbs are shared with hulld's. The workload's seccomp filter
 # (the container level's tables) is compiled here, once, by a generator run
 # on the build host (src/guest/gen/seccomp_gen.c): the agent embeds the
 # program and no longer builds it with libseccomp at every boot.
-AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/util/watch_tree.c
+AGENT_SRCS := $(wildcard src/guest/*.c) src/lib/util/watch_tree.c src/lib/sandbox/session_fs_ops.c \
+	src/lib/util/error.c src/lib/util/fs.c src/lib/util/proc.c
 $(BUILD)/hull-agent: $(AGENT_SRCS) $(wildcard src/guest/*.h) src/lib/vm/agent_proto.h \
-		src/lib/util/watch_tree.h $(BUILD)/gen/agent_seccomp_bpf.h
+		src/lib/util/watch_tree.h src/lib/sandbox/session_fs.h src/lib/util/error.h \
+		src/lib/util/fs.h include/hull.h $(BUILD)/gen/agent_seccomp_bpf.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g \
-		-static -iquote src/lib -iquote $(BUILD)/gen -ffile-prefix-map=$(CURDIR)=. \
+		-static -Iinclude -iquote src/lib -iquote $(BUILD)/gen -ffile-prefix-map=$(CURDIR)=. \
 		-ffile-prefix-map=$(abspath $(BUILD))/gen=gen -ffile-prefix-map=$(BUILD)/gen=gen \
 		$(shell pkg-config --cflags json-c 2>/dev/null) -o $@ $(AGENT_SRCS) -ljson-c
 

@@ -221,6 +221,12 @@ struct hull_vm_watch_opts {
 };
 HULL_PUBLIC int hull_vm_watch(const struct hull_runtime *rt, const char *id,
                               const struct hull_vm_watch_opts *o, hull_error *err);
+/* stat, list, mkdir, rename or remove (op->verb) in the guest's workload
+ * root, done by the guest's agent itself, as hull_session_fs does them in a
+ * container sandbox: *out is the same answer (the caller puts it). Errors
+ * carry the errno the guest's kernel gave. */
+HULL_PUBLIC int hull_vm_fs(const struct hull_runtime *rt, const char *id,
+                           const struct hull_fs_op *op, struct json_object **out, hull_error *err);
 HULL_PUBLIC int hull_vm_copy_out(const struct hull_runtime *rt, const char *id, const char *guest,
                                  const char *host, hull_error *err);
 /* The same, for a file of at most max_data bytes of data (holes are

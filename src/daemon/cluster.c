@@ -455,7 +455,7 @@ int cluster_start(hull_error *err)
     struct hull_node_info *n = &cl.info;
     snprintf(n->name, sizeof(n->name), "%s", o->node_name);
     snprintf(n->address, sizeof(n->address), "%s", o->advertise);
-    if (detect(n, err) < 0 || cluster_secret_load(err) < 0)
+    if (detect(n, err) < 0 || cluster_secret_load(err) < 0 || cluster_restart_check(err) < 0)
         return -1;
     if (cl.labels == NULL)
         cl.labels = json_object_new_object();

@@ -84,6 +84,10 @@ void cluster_restart_untrack(const char *id);
 /* "restart", "snapshot_at", and for a restored one "state": "restored",
  * "restored_from", "restored_at" into its JSON. */
 void cluster_restart_annotate(json_object *o);
+/* --cluster-snapshots made (0700) when missing, and refused when another
+ * user may change it or a directory above it (hull_trusted_dir): before
+ * the node joins the fleet. */
+int cluster_restart_check(hull_error *err);
 /* The thread that saves snapshots and restores a down node's sandboxes:
  * started with the cluster; stopped before the sandboxes go at shutdown
  * (a restore then could outlive them). */

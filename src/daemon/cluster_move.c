@@ -73,6 +73,10 @@ int cluster_secret_load(hull_error *err)
                               "--cluster-secret %s: must be a file only its owner may read "
                               "(chmod 600)",
                               p);
+    /* Whoever owns it may read it, and may change it: hulld's or root's
+     * only, as --tls-key and hulld.db (one check for all). */
+    if (hull_store_file_check(sec.path, err) < 0)
+        return hull_error_prefix(err, "--cluster-secret %s", p);
     if (hull_read_file(sec.path, &text, &len, err) < 0)
         return hull_error_prefix(err, "--cluster-secret");
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
@@ -440,7 +444,7 @@ void api_cluster_receive(const struct request *rq, struct resp *r)
         return;
     }
     if (hulld.draining) {
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
         incoming_free(in);
         return;
     }

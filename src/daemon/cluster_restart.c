@@ -500,7 +500,7 @@ void cluster_restart_drop_moved(redisContext *c)
     free(b);
 }
 
-int cluster_restart_start(hull_error *err)
+int cluster_restart_check(hull_error *err)
 {
     const char *dir = hulld.o->cluster_snapshots;
     if (dir == NULL)
@@ -511,6 +511,16 @@ int cluster_restart_start(hull_error *err)
     struct stat st;
     if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
         return hull_error_set(err, ENOTDIR, "--cluster-snapshots %s: not a directory", dir);
+    /* Whoever else may put a file there chooses a sandbox this node
+     * restores; refused as a state directory others may change is. */
+    char real[4096];
+    return hull_trusted_dir("--cluster-snapshots", dir, false, real, sizeof(real), err);
+}
+
+int cluster_restart_start(hull_error *err)
+{
+    if (hulld.o->cluster_snapshots == NULL)
+        return 0;
     int rc = pthread_create(&rs.thread, NULL, restart_main, NULL);
     if (rc != 0) {
         errno = rc;

@@ -71,6 +71,9 @@ struct hulld_options {
     /* --run-retention DURATION: runs that ended longer ago are removed
      * (runs.c); 0: kept for ever */
     uint64_t run_retention_ms;
+    /* --sandbox-retention, --audit-retention: the same for destroyed
+     * sandboxes' rows and for the audit log's entries (retention.c) */
+    uint64_t sandbox_retention_ms, audit_retention_ms;
 };
 
 /* --worker mode (src/daemon/worker.c, branch `queue`); exit status. */
@@ -176,9 +179,10 @@ void runner_cancel_all(void);
 void runner_counts(unsigned *running, unsigned *queued);
 void api_runs(const struct request *rq, const char *id, struct resp *r);
 void runs_recover(void);
-/* With --run-retention: remove runs that ended longer ago than that, at
- * start-up and then from the main thread's tick (at most once a minute). */
-void runs_prune(void);
+/* retention.c: with --run-retention, --sandbox-retention or
+ * --audit-retention, remove what ended (was written) longer ago than that,
+ * at start-up and then from the main thread's tick (at most once a minute). */
+void retention_prune(void);
 /* hull_sandbox_cleanup(): after a helper died, its sandbox's remains. */
 void sweep_leftovers(void);
 

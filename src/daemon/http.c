@@ -300,7 +300,7 @@ static int admit(struct MHD_Connection *conn, const char *url, const char *metho
         return -1;
     }
     if (http_state_changing(method) && hulld.draining) {
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
         return -1;
     }
     return 0;
@@ -640,7 +640,16 @@ static int unix_listen(const char *path, hull_error *err)
         *slash = '\0';
         if (hull_mkdir_p(dir, 0755, err) < 0)
             return hull_error_prefix(err, "--socket %s", path);
+    } else {
+        snprintf(dir, sizeof(dir), "%s", slash ? "/" : ".");
     }
+    /* Whoever may rename or remove what is in the socket's directory can
+     * put a socket of theirs in hulld's place, before it starts or after,
+     * and take the tokens its clients send: the directory and those above
+     * it are held to the state directory's rule for ancestors. */
+    char real[PATH_MAX];
+    if (hull_trusted_dir("directory", dir, true, real, sizeof(real), err) < 0)
+        return hull_error_prefix(err, "--socket %s", path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return hull_error_errno(err, "socket");

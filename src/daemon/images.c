@@ -219,7 +219,7 @@ static void resp_pull_error(struct resp *r, hull_error *err)
         r->retry_after = 5;
         break;
     case ECANCELED:
-        resp_error(r, 503, "shutting_down", NULL, "%s", msg);
+        resp_shutting_down(r, msg);
         break;
     case ETIMEDOUT:
         resp_error(r, 504, "registry_timeout", NULL, "%s", msg);

@@ -74,6 +74,8 @@ static void usage(FILE *out)
             "  --pull-timeout SECS     a pull's whole time limit (default 3600)\n"
             "  --run-retention AGE     remove runs that ended longer ago than AGE (12h, 30d),\n"
             "                          with their results (default: keep them all)\n"
+            "  --sandbox-retention AGE the same for the records of destroyed sandboxes\n"
+            "  --audit-retention AGE   the same for audit log entries written longer ago\n"
             "  --max-limit NAME=VALUE  the most a request's limits.NAME may ask for (cpu_time,\n"
             "                          wall_time, memory, output, tmp_size, pids, open_files,\n"
             "                          cpus; repeatable): more is refused with 400\n"
@@ -160,7 +162,7 @@ enum opt_kind {
     OPT_HELPER, /* --helper MODE (hidden) */
     OPT_LABEL,  /* --node-label: cluster.c keeps them */
     OPT_LIMIT,  /* --max-limit NAME=VALUE: ceiling.c keeps them */
-    OPT_AGE,    /* --run-retention: a uint64_t of ms, 1s..100 years ("30d" too) */
+    OPT_AGE,    /* --*-retention: a uint64_t of ms, 1s..100 years ("30d" too) */
     OPT_HELP,
     OPT_VERSION,
 };
@@ -221,6 +223,8 @@ static const struct opt_spec opt_specs[] = {
     {"cluster-snapshots", OPT_STRING, OFF(cluster_snapshots), 0, 0},
     {"cluster-snapshot-every", OPT_UINT, OFF(cluster_snapshot_every_s), 1, 86400},
     {"run-retention", OPT_AGE, OFF(run_retention_ms), 0, 0},
+    {"sandbox-retention", OPT_AGE, OFF(sandbox_retention_ms), 0, 0},
+    {"audit-retention", OPT_AGE, OFF(audit_retention_ms), 0, 0},
     {"help", OPT_HELP, 0, 0, 0},
     {"version", OPT_VERSION, 0, 0, 0},
 };
@@ -435,7 +439,7 @@ static void recover(void)
     }
     sandboxes_adopt();
     runs_recover();
-    runs_prune();
+    retention_prune();
     templates_recover();
 }
 
@@ -509,7 +513,7 @@ static int serve(const struct hulld_options *o)
             break;
         sandboxes_reap(false);
         pending_flush();
-        runs_prune();
+        retention_prune();
         checkpoint();
     }
     hull_log(HULL_LOG_INFO, "hulld: stopping: finishing queued and running runs "

@@ -133,8 +133,11 @@ void sbx_touch(struct sbx *s);
 int sbx_connect(struct sbx *s, hull_error *err);
 /* sbx_stream.c: hdr (taken) sent on keeper connection ks of sandbox s, its
  * answer in *f; while waiting, the client's going (client_fd's hang-up) is
- * ECONNRESET, and s is in use (touched). */
-int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, json_object *hdr, struct frame *f,
+ * ECONNRESET, hulld's draining ESHUTDOWN, the revocation of token (the
+ * request's, when not NULL; *mark is what tokens.revoked was when last
+ * looked at, zeroed at first) EKEYREVOKED, and s is in use (touched). */
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token,
+                   struct hull_revoke_mark *mark, json_object *hdr, struct frame *f,
                    hull_error *err);
 /* r becomes process pid's output as NDJSON from offset (following it to
  * its end or not), read on keeper connection ks (taken), after a "start"

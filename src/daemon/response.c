@@ -60,6 +60,12 @@ static bool field_of(const char *msg, char *out, size_t len)
     return true;
 }
 
+void resp_shutting_down(struct resp *r, const char *msg)
+{
+    resp_error(r, 503, "shutting_down", NULL, "%s", msg);
+    r->retry_after = HULLD_DRAIN_RETRY_S;
+}
+
 void resp_from_error(struct resp *r, hull_error *err)
 {
     const char *msg = hull_error_msg(*err);
@@ -96,6 +102,12 @@ void resp_from_error(struct resp *r, hull_error *err)
         break;
     case ENOTSUP:
         resp_error(r, 501, "not_implemented", NULL, "%s", msg);
+        break;
+    case ESHUTDOWN:
+        resp_shutting_down(r, msg);
+        break;
+    case EKEYREVOKED: /* during a wait: as a request with that token is answered */
+        resp_error(r, 401, "unauthorized", NULL, "%s", msg);
         break;
     default:
         resp_error(r, 500, "internal", NULL, "%s", msg);

@@ -46,6 +46,12 @@ void resp_error(struct resp *r, int status, const char *code, const char *field,
                 ...) __attribute__((format(printf, 5, 6)));
 /* A library error (freed): EINVAL-like -> 400 with the field path taken
  * from the message ("limits.memory: ..."), ENOENT 404, ENOTSUP 501, ... */
+/* 503 shutting_down with Retry-After: what every request hulld refuses
+ * because it is draining gets (new ones, and waits and streams it ends),
+ * so a client retries later, against the next hulld or another node. */
+#define HULLD_DRAIN_RETRY_S 5
+void resp_shutting_down(struct resp *r, const char *msg);
+/* ESHUTDOWN is resp_shutting_down. */
 void resp_from_error(struct resp *r, hull_error *err);
 void resp_json(struct resp *r, int status, json_object *body);
 /* A store error (freed) as the answer: logged; 503 for a busy or full

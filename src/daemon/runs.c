@@ -215,7 +215,7 @@ static void post_run(const struct request *rq, struct resp *r)
         r->retry_after = 1;
         return;
     case SUBMIT_DRAINING:
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
         return;
     case SUBMIT_ERROR:
         resp_store_error(r, &e);
@@ -532,48 +532,4 @@ void runs_recover(void)
         hull_log(HULL_LOG_ERROR, "start-up: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-}
-
-/* Runs removed per transaction (the store's lock is held that long, and
- * requests wait behind it), and transactions per tick: a backlog, such as
- * the first start with --run-retention, is worked off over a few ticks. */
-#define PRUNE_BATCH   500
-#define PRUNE_BATCHES 20
-
-void runs_prune(void)
-{
-    static int64_t next_ms; /* monotonic: when to look again */
-    static bool failing;    /* said once until it works again */
-    uint64_t keep = hulld.o->run_retention_ms;
-    int64_t now = hull_monotonic_ms();
-    if (keep == 0 || now < next_ms)
-        return;
-    next_ms = now + (int64_t)(keep < 60000 ? keep : 60000);
-    struct timespec cut;
-    clock_gettime(CLOCK_REALTIME, &cut);
-    int64_t ns = (int64_t)cut.tv_sec * 1000000000 + cut.tv_nsec - (int64_t)keep * 1000000;
-    cut.tv_sec = (time_t)(ns / 1000000000);
-    cut.tv_nsec = (long)(ns % 1000000000);
-    char before[40];
-    hull_rfc3339_at(cut, before, sizeof(before));
-    unsigned total = 0, n = 0;
-    hull_error e = NULL;
-    for (int i = 0; i < PRUNE_BATCHES; i++) {
-        if (hull_run_prune(hulld.store, before, PRUNE_BATCH, &n, &e) < 0) {
-            if (!failing)
-                hull_warn("run retention: %s", hull_error_msg(e));
-            hull_error_free(&e); /* warned once; the next look tries again */
-            failing = true;
-            break;
-        }
-        failing = false;
-        total += n;
-        if (n < PRUNE_BATCH)
-            break;
-    }
-    if (n == PRUNE_BATCH)
-        next_ms = now; /* more to remove: on the next tick */
-    if (total)
-        hull_log(HULL_LOG_INFO, "run retention: removed %u runs that ended before %s", total,
-                 before);
 }

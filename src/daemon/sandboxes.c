@@ -160,7 +160,7 @@ static struct sbx *table_add(const struct caller *c, unsigned lifetime, struct r
                    c->tok.tenant, hulld.o->tenant_sandboxes);
         r->retry_after = 5;
     } else if (draining) {
-        resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+        resp_shutting_down(r, "hulld is shutting down");
     }
     if (full || draining) {
         sbx_release(s);

@@ -132,10 +132,15 @@ int sbx_fs_path(const char *file, char *out, size_t len, struct resp *r)
     return 0;
 }
 
-/* A download's file, read for MHD at the offsets it asks for. */
+/* A download's file, read for MHD at the offsets it asks for. A download
+ * is a stream of its tenant's (streams.c), and ends when the token that
+ * asked for it is revoked (as every stream does, http.c). */
 struct file_src {
     int fd;
-    uint64_t size; /* what Content-Length said */
+    uint64_t size;  /* what Content-Length said */
+    char quota[72]; /* the tenant whose stream place it holds */
+    char token[sizeof(((struct hull_token_info *)0)->id)];
+    struct hull_revoke_mark mark;
 };
 
 #define FILE_BLOCK (128u << 10)
@@ -145,6 +150,10 @@ static ssize_t file_read(void *cls, uint64_t pos, char *buf, size_t max)
     struct file_src *f = cls;
     if (pos >= f->size)
         return MHD_CONTENT_READER_END_OF_STREAM;
+    if (f->token[0] && hull_token_revoked_since(hulld.store, f->token, &f->mark)) {
+        hull_log(HULL_LOG_INFO, "token %s was revoked: its download ends", f->token);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     if (max > f->size - pos)
         max = (size_t)(f->size - pos);
     ssize_t n;
@@ -164,6 +173,7 @@ static void file_free(void *cls)
 {
     struct file_src *f = cls;
     close(f->fd);
+    streams_give(f->quota);
     free(f);
 }
 
@@ -172,13 +182,18 @@ static void download(const struct request *rq, const char *sid, const char *path
     json_object *res = NULL;
     int fd = -1;
     hull_error e = NULL;
+    char quota[72];
+    if (streams_take(rq, quota, sizeof(quota), r) < 0)
+        return;
     if (sbx_fs_call(sid, rq->caller->tenant, fs_hdr("read", path), -1, &res, &fd, &e) < 0) {
+        streams_give(quota);
         sbx_fs_error(r, &e);
         return;
     }
     int64_t size = json_object_get_int64(hj_get(res, "size"));
     json_object_put(res);
     if (fd < 0) {
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "read %s: no file came back", path);
         return;
     }
@@ -190,11 +205,14 @@ static void download(const struct request *rq, const char *sid, const char *path
     struct MHD_Response *m = NULL;
     if (src) {
         *src = (struct file_src){.fd = fd, .size = (uint64_t)size};
+        snprintf(src->quota, sizeof(src->quota), "%s", quota);
+        snprintf(src->token, sizeof(src->token), "%s", rq->caller->tok.id);
         m = MHD_create_response_from_callback(src->size, FILE_BLOCK, file_read, src, file_free);
     }
     if (m == NULL) {
         free(src);
         close(fd);
+        streams_give(quota);
         resp_error(r, 500, "internal", NULL, "read %s: no response", path);
         return;
     }

@@ -224,7 +224,9 @@ static void output(struct sbx *s, const struct request *rq, const char *pid, str
     json_object_object_add(hdr, "op", json_object_new_string("proc_get"));
     json_object_object_add(hdr, "id", json_object_new_string(pid));
     struct frame f;
-    if (ks < 0 || sbx_keeper_ask(s, ks, rq->client_fd, hdr, &f, &e) < 0) {
+    struct hull_revoke_mark mark = {0};
+    if (ks < 0 ||
+        sbx_keeper_ask(s, ks, rq->client_fd, rq->caller->tok.id, &mark, hdr, &f, &e) < 0) {
         if (ks < 0)
             json_object_put(hdr);
         else
@@ -265,7 +267,8 @@ static void wait_for(struct sbx *s, const struct request *rq, const char *pid, s
     json_object_object_add(hdr, "id", json_object_new_string(pid));
     json_object_object_add(hdr, "timeout_ms", json_object_new_uint64(ms));
     struct frame f;
-    int ok = sbx_keeper_ask(s, ks, rq->client_fd, hdr, &f, &e);
+    struct hull_revoke_mark mark = {0};
+    int ok = sbx_keeper_ask(s, ks, rq->client_fd, rq->caller->tok.id, &mark, hdr, &f, &e);
     close(ks);
     streams_give(quota);
     sbx_touch(s);

@@ -30,7 +30,9 @@ struct pstream {
     bool follow, done;
     json_object *first; /* the "start" line's process, still to send */
     char quota[72];     /* the tenant whose stream place it holds (streams.c) */
-    char *buf;          /* lines to send, from pos */
+    char token[sizeof(((struct hull_token_info *)0)->id)]; /* whose stream */
+    struct hull_revoke_mark mark;                          /* tokens.revoked, last seen */
+    char *buf;                                             /* lines to send, from pos */
     size_t len, pos, cap;
 };
 
@@ -131,12 +133,14 @@ static bool segment(struct pstream *st, int stream, uint64_t off, const char *d,
     return true;
 }
 
-/* Wait for fd to be readable: 0; -1 when the client went (ECONNRESET) or
- * hulld is stopping (ESHUTDOWN), with errno. A client waiting on the
+/* Wait for fd to be readable: 0; -1 when the client went (ECONNRESET),
+ * hulld is stopping (ESHUTDOWN) or token (when not NULL) was revoked
+ * meanwhile (EKEYREVOKED), with errno. A client waiting on the
  * sandbox's work (following a quiet process, waiting for its end) is
  * using it: s (when given) is touched meanwhile, so its idle lifetime
  * does not run out under the request. */
-static int wait_keeper(int fd, int client_fd, struct sbx *s)
+static int wait_keeper(int fd, int client_fd, struct sbx *s, const char *token,
+                       struct hull_revoke_mark *mark)
 {
     for (;;) {
         if (s)
@@ -156,19 +160,28 @@ static int wait_keeper(int fd, int client_fd, struct sbx *s)
             errno = ESHUTDOWN;
             return -1;
         }
+        /* A wait may last as long as a stream: a revoked token ends it
+         * as it ends a stream (http.c). */
+        if (token && token[0] && hull_token_revoked_since(hulld.store, token, mark)) {
+            errno = EKEYREVOKED;
+            return -1;
+        }
     }
 }
 
-int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, json_object *hdr, struct frame *f,
+int sbx_keeper_ask(struct sbx *s, int ks, int client_fd, const char *token,
+                   struct hull_revoke_mark *mark, json_object *hdr, struct frame *f,
                    hull_error *err)
 {
     int r = frame_send(ks, hdr, NULL, 0, -1);
     json_object_put(hdr);
     if (r < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
-    if (wait_keeper(ks, client_fd, s) < 0)
-        return errno == ESHUTDOWN ? hull_error_set(err, EBUSY, "hulld is shutting down")
-                                  : hull_error_set(err, ECONNRESET, "the client went");
+    if (wait_keeper(ks, client_fd, s, token, mark) < 0)
+        return errno == ESHUTDOWN ? hull_error_set(err, ESHUTDOWN, "hulld is shutting down")
+               : errno == EKEYREVOKED
+                   ? hull_error_set(err, EKEYREVOKED, "token %s was revoked", token)
+                   : hull_error_set(err, ECONNRESET, "the client went");
     if (frame_recv(ks, f) < 0)
         return hull_error_set(err, ESRCH, "the sandbox is gone");
     if (frame_error(f, "keeper failed", err) < 0) {
@@ -210,7 +223,7 @@ static int fill(struct pstream *st)
     json_object_object_add(hdr, "wait", json_object_new_int(st->follow));
     struct frame f;
     hull_error e = NULL;
-    if (sbx_keeper_ask(st->sbx, st->ks, st->client_fd, hdr, &f, &e) < 0) {
+    if (sbx_keeper_ask(st->sbx, st->ks, st->client_fd, st->token, &st->mark, hdr, &f, &e) < 0) {
         if (hull_error_code(e) == ECONNRESET) {
             hull_error_free(&e);
             return -1;
@@ -304,6 +317,7 @@ int sbx_stream_answer(struct sbx *s, const struct request *rq, int ks, const cha
     st->sbx = s;
     sbx_hold(s);
     st->client_fd = rq->client_fd;
+    snprintf(st->token, sizeof(st->token), "%s", rq->caller->tok.id);
     snprintf(st->id, sizeof(st->id), "%s", pid);
     snprintf(st->sid, sizeof(st->sid), "%s", sbx_id(s));
     st->offset = st->after = offset;

@@ -336,8 +336,8 @@ static int vmk_tmp_path(const char *path, char *out, size_t len, hull_error *err
     return 0;
 }
 
-/* Missing parents of guest path made (mkdir -p, by a workload of the
- * guest: it can only make what the guest's workloads can). */
+/* Missing parents of guest path made (mkdir -p, by the guest's agent in
+ * the workload root, every path resolved beneath it). */
 static int vmk_parents(struct vmk *k, const char *guest, hull_error *err)
 {
     char dir[4200];
@@ -346,22 +346,13 @@ static int vmk_parents(struct vmk *k, const char *guest, hull_error *err)
     if (slash == NULL || slash - dir <= 4) /* "/tmp" itself */
         return 0;
     *slash = '\0';
-    char *argv[] = {"mkdir", "-p", "--", dir, NULL};
-    char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL};
-    struct hull_vm_exec_opts o = {.argv = argv,
-                                  .env = env,
-                                  .stdin_fd = -1,
-                                  .stdout_fd = -1,
-                                  .stderr_fd = -1,
-                                  .limits = {.wall_time_ms = 30000}};
-    struct hull_vm_exec_result r;
-    if (hull_vm_exec(NULL, k->id, &o, &r, err) < 0)
-        return hull_error_prefix(err, "put: parents");
-    int rc = strcmp(r.verdict, "ok") == 0 ? 0
-                                          : hull_error_set(err, ENOTDIR, "path: %s: %.200s", dir,
-                                                           r.stderr_buf ? r.stderr_buf : r.verdict);
-    hull_vm_exec_result_free(&r);
-    return rc;
+    /* No program of the guest runs for it: a workload cannot stand in. */
+    struct hull_fs_op op = {.verb = HULL_FS_MKDIR, .path = dir, .fd = -1};
+    json_object *out = NULL;
+    if (hull_vm_fs(NULL, k->id, &op, &out, err) < 0)
+        return hull_error_prefix(err, "put: parents: path: %s", dir);
+    json_object_put(out);
+    return 0;
 }
 
 static int vmk_put(struct vmk *k, struct frame *f, hull_error *err)

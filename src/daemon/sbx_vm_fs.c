@@ -2,9 +2,9 @@
  * for containers). Bytes travel through the agent (get_file / put_file,
  * paths resolved by the agent inside the workload root); read and write
  * hand hulld a host file in the keeper's private staging directory.
- * stat, list, mkdir, rename and remove run a small python3 program in the
- * guest as a workload: it can only see and change what the guest's own
- * workloads can. A rootfs without python3 answers them with its error. */
+ * stat, list, mkdir, rename and remove are done by the agent itself
+ * (hull_vm_fs), with the code that serves a container's: no program of the
+ * guest answers them, so a workload cannot answer in the agent's place. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,79 +18,17 @@
 #include "util/error.h"
 #include "util/json.h"
 
-static const char fs_prog[] =
-    "import json, os, stat, sys, time\n"
-    "def ent(p):\n"
-    "    st = os.lstat(p); m = st.st_mode\n"
-    "    t = 'dir' if stat.S_ISDIR(m) else 'file' if stat.S_ISREG(m) else "
-    "'symlink' if stat.S_ISLNK(m) else 'other'\n"
-    "    e = {'name': os.path.basename(p) or '/', 'path': p, 'type': t, 'size': st.st_size,\n"
-    "         'mode': '%04o' % stat.S_IMODE(m),\n"
-    "         'mtime': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(st.st_mtime))}\n"
-    "    if t == 'symlink': e['target'] = os.readlink(p)\n"
-    "    return e\n"
-    "v, p = sys.argv[1], os.path.normpath(sys.argv[2])\n"
-    "try:\n"
-    "    if v == 'stat': o = ent(p)\n"
-    "    elif v == 'list':\n"
-    "        out = []\n"
-    "        def walk(q, n):\n"
-    "            for x in sorted(os.listdir(q)):\n"
-    "                e = ent(os.path.join(q, x)); out.append(e)\n"
-    "                if e['type'] == 'dir' and n > 1: walk(e['path'], n - 1)\n"
-    "        walk(p, int(sys.argv[3])); o = {'entries': out}\n"
-    "    elif v == 'mkdir': os.makedirs(p, exist_ok=True); o = ent(p)\n"
-    "    elif v == 'rename':\n"
-    "        t = os.path.normpath(sys.argv[3]); os.makedirs(os.path.dirname(t), exist_ok=True)\n"
-    "        os.rename(p, t); o = ent(t)\n"
-    "    elif v == 'remove':\n"
-    "        if stat.S_ISDIR(os.lstat(p).st_mode):\n"
-    "            if sys.argv[3] == '1':\n"
-    "                import shutil; shutil.rmtree(p)\n"
-    "            else: os.rmdir(p)\n"
-    "        else: os.unlink(p)\n"
-    "        o = {'path': p, 'removed': True}\n"
-    "    print(json.dumps(o))\n"
-    "except OSError as x:\n"
-    "    print(json.dumps({'errno': x.errno, 'error': '%s: %s' % (p, x.strerror)}))\n";
-
 static const char *hstr(struct frame *f, const char *key)
 {
     json_object *v = hj_get(f->hdr, key);
     return v ? json_object_get_string(v) : NULL;
 }
 
-/* Run fs_prog verb path [arg]: its JSON answer, or NULL with err. */
-static json_object *guest_fs(const char *vm, const char *verb, const char *path, const char *arg,
-                             hull_error *err)
+/* op, done by the guest's agent: its answer, or NULL with err. */
+static json_object *guest_fs(const char *vm, const struct hull_fs_op *op, hull_error *err)
 {
-    char *argv[] = {"python3",   "-c", (char *)fs_prog, (char *)verb, (char *)path,
-                    (char *)arg, NULL};
-    char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL};
-    struct hull_vm_exec_opts o = {.argv = argv,
-                                  .env = env,
-                                  .stdin_fd = -1,
-                                  .stdout_fd = -1,
-                                  .stderr_fd = -1,
-                                  .limits = {.wall_time_ms = 60000, .output_bytes = 64 << 20}};
-    struct hull_vm_exec_result r;
-    if (hull_vm_exec(NULL, vm, &o, &r, err) < 0) {
-        hull_error_prefix(err, "fs %s", verb);
-        return NULL;
-    }
-    json_object *out = r.stdout_buf ? json_tokener_parse(r.stdout_buf) : NULL;
-    if (out == NULL)
-        hull_error_set(err, EIO, "fs %s %s: %.300s", verb, path,
-                       r.stderr_buf && r.stderr_buf[0] ? r.stderr_buf : r.verdict);
-    hull_vm_exec_result_free(&r);
-    json_object *en = hj_get(out, "errno");
-    if (en) {
-        hull_error_set(err, json_object_get_int(en), "%s",
-                       json_object_get_string(hj_get(out, "error")));
-        json_object_put(out);
-        return NULL;
-    }
-    return out;
+    json_object *out = NULL;
+    return hull_vm_fs(NULL, vm, op, &out, err) < 0 ? NULL : out;
 }
 
 /* The file is staged on the host before it is sent, so its data is held to
@@ -145,7 +83,8 @@ static int fs_commit(const char *vm, int up, const char *path, unsigned mode, js
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
         *slash = '\0';
-        json_object *d = guest_fs(vm, "mkdir", dir, NULL, err);
+        struct hull_fs_op mk = {.verb = HULL_FS_MKDIR, .path = dir, .fd = -1};
+        json_object *d = guest_fs(vm, &mk, err);
         if (d == NULL)
             return -1;
         json_object_put(d);
@@ -154,7 +93,8 @@ static int fs_commit(const char *vm, int up, const char *path, unsigned mode, js
     snprintf(host, sizeof(host), "/proc/self/fd/%d", up);
     if (hull_vm_copy_in(NULL, vm, host, path, err) < 0)
         return -1;
-    *out = guest_fs(vm, "stat", path, NULL, err);
+    struct hull_fs_op st = {.verb = HULL_FS_STAT, .path = path, .fd = -1};
+    *out = guest_fs(vm, &st, err);
     return *out ? 0 : -1;
 }
 
@@ -164,7 +104,6 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
     json_object *out = NULL;
     int fd = -1;
     const char *verb = hstr(f, "verb"), *path = hstr(f, "path");
-    char arg[32] = "";
     if (verb == NULL || path == NULL || path[0] != '/') {
         hull_error_set(&e, EINVAL, "path: must be absolute");
     } else if (strcmp(verb, "read") == 0) {
@@ -178,19 +117,19 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
                strcmp(verb, "mkdir") == 0 || strcmp(verb, "remove") == 0 ||
                strcmp(verb, "rename") == 0) {
         json_object *v;
-        if (strcmp(verb, "list") == 0)
-            snprintf(arg, sizeof(arg), "%d",
-                     (v = hj_get(f->hdr, "depth")) && json_object_get_int(v) > 0
-                         ? json_object_get_int(v)
-                         : 1);
-        if (strcmp(verb, "remove") == 0)
-            snprintf(arg, sizeof(arg), "%d",
-                     (v = hj_get(f->hdr, "recursive")) && json_object_get_boolean(v));
-        const char *to = strcmp(verb, "rename") == 0 ? hstr(f, "to") : NULL;
-        if (strcmp(verb, "rename") == 0 && (to == NULL || to[0] != '/'))
+        int d = (v = hj_get(f->hdr, "depth")) ? json_object_get_int(v) : 0;
+        struct hull_fs_op op = {
+            .verb = (enum hull_fs_verb)hull_fs_verb_parse(verb),
+            .path = path,
+            .to = strcmp(verb, "rename") == 0 ? hstr(f, "to") : NULL,
+            .depth = d > 0 ? (unsigned)d : 1,
+            .recursive = (v = hj_get(f->hdr, "recursive")) && json_object_get_boolean(v),
+            .mode = (v = hj_get(f->hdr, "mode")) ? (unsigned)json_object_get_int(v) & 07777 : 0,
+            .fd = -1};
+        if (strcmp(verb, "rename") == 0 && (op.to == NULL || op.to[0] != '/'))
             hull_error_set(&e, EINVAL, "to: must be an absolute path");
         else
-            out = guest_fs(vm, verb, path, to ? to : arg[0] ? arg : NULL, &e);
+            out = guest_fs(vm, &op, &e);
     } else if (strcmp(verb, "watch") == 0) {
         json_object *rec = hj_get(f->hdr, "recursive");
         vmk_watch(vm, path, rec && json_object_get_boolean(rec), &out, &fd, &e);

@@ -18,6 +18,7 @@
 #include "daemon.h"
 #include "sbx_files.h"
 #include "streams.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/utf8.h"
@@ -43,6 +44,7 @@ struct watch {
     char quota[72]; /* the tenant whose stream place it holds (streams.c) */
     char token[sizeof(((struct hull_token_info *)0)->id)]; /* whose watch: ends if revoked */
     struct hull_revoke_mark mark;
+    uint64_t touched_ns; /* when the sandbox was last marked in use */
 };
 
 static void add_watches(struct watch *w, json_object *res)
@@ -184,6 +186,13 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (hull_token_revoked_since(hulld.store, w->token, &w->mark))
             return MHD_CONTENT_READER_END_WITH_ERROR;
+        /* A client watching the sandbox is using it: its idle lifetime
+         * does not run out under the watch (as under a wait or a stream). */
+        uint64_t now = hull_monotonic_ns();
+        if (now - w->touched_ns > 1000000000ull) {
+            sandboxes_touch(w->sid, w->tenant[0] ? w->tenant : NULL);
+            w->touched_ns = now;
+        }
         struct pollfd p[2] = {{.fd = w->ifd, .events = POLLIN},
                               {.fd = w->client_fd, .events = POLLRDHUP}};
         int k = poll(p, w->client_fd >= 0 ? 2 : 1, WATCH_TICK_MS);

@@ -1,5 +1,6 @@
 /* Long-lived requests per tenant: an output stream (followed or not, a
- * streamed exec's or run's), a wait, a watch, an upload to .../fs/. Each
+ * streamed exec's or run's), a wait, a watch, an upload to or a download
+ * from .../fs/. Each
  * holds a connection (and a thread) for as long as its client keeps it,
  * with no idle timeout (or a body as slow as its client likes), so without
  * a bound one tenant's token could take every one of hulld's
@@ -56,7 +57,7 @@ int streams_take(const struct request *rq, char *tenant, size_t len, struct resp
     }
     if (!ok) {
         resp_error(r, 429, "quota_exceeded", NULL,
-                   "tenant %s holds %u streams, waits and watches open, its quota "
+                   "tenant %s holds %u streams, waits, watches and file transfers open, its quota "
                    "(--tenant-streams): close one first",
                    t, had);
         r->retry_after = 1;

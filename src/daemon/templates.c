@@ -540,7 +540,7 @@ static int ready_cmd(struct sbx *s, const struct tpl_use *u, struct resp *r)
         if (now >= deadline)
             break;
         if (hulld.draining) {
-            resp_error(r, 503, "shutting_down", NULL, "hulld is shutting down");
+            resp_shutting_down(r, "hulld is shutting down");
             return -1;
         }
         uint64_t left_ms = (deadline - now) / 1000000ull + 1;

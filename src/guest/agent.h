@@ -2,7 +2,8 @@
  *
  * It brings the guest up (mounts, kernel modules, the workload root), then
  * serves the host over the virtio-serial port, one connection and one request
- * at a time. Everything here is static C with no dependency on libhull, so the
+ * at a time. Everything here is static C, linked with only a few of libhull's
+ * files (the watch events, the file API's verbs and what they use), so the
  * binary can be dropped into an initramfs as is.
  */
 #ifndef HULL_AGENT_H
@@ -66,6 +67,8 @@ int conn_wait_frame(struct conn *c, struct frame *f);
 int agent_exec(struct conn *c, json_object *req);
 int agent_put_file(struct conn *c, json_object *req);
 int agent_get_file(struct conn *c, json_object *req);
+/* "fs": stat, list, mkdir, rename, remove in the workload root (agent_fs.c). */
+int agent_fs(struct conn *c, json_object *req);
 /* "net": configure the guest's network card as the host's lease says
  * (agent_net.c). Once done, workloads share the guest's network namespace
  * (agent_net_up) instead of getting an empty one of their own. */
@@ -74,6 +77,9 @@ extern bool agent_net_up;
 /* path (absolute) beneath the workload root, resolved by the kernel with
  * RESOLVE_IN_ROOT: a symlink in the root cannot lead outside it. */
 int agent_open_in_root(const char *path, int flags, mode_t mode);
+/* Why path is not one put_file, get_file or a change by "fs" may name
+ * (relative, "." or "..", under /proc, /sys or /dev, the root), or NULL. */
+const char *agent_check_path(const char *p);
 /* Reap exited children that no request waits for (detached execs). */
 void agent_reap_detached(void);
 int agent_remember_detached(pid_t pid, const char *cgroup);

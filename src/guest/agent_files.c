@@ -22,7 +22,7 @@
 /* Files larger than this are refused whatever the host asks. */
 #define AGENT_FILE_MAX (1LL << 32)
 
-static const char *check_path(const char *p)
+const char *agent_check_path(const char *p)
 {
     if (!p || p[0] != '/')
         return "path must be absolute";
@@ -112,7 +112,7 @@ int agent_put_file(struct conn *c, json_object *req)
     const char *path = get_str(req, "path");
     int64_t size = get_i64(req, "size", -1);
     int64_t mode = get_i64(req, "mode", 0644) & 07777;
-    const char *bad = check_path(path);
+    const char *bad = agent_check_path(path);
     if (bad)
         return conn_send_error(c, "put_file %s: %s", path ? path : "(none)", bad);
     if (size < 0 || size > AGENT_FILE_MAX)
@@ -240,7 +240,7 @@ int agent_get_file(struct conn *c, json_object *req)
     const char *path = get_str(req, "path");
     int64_t max = get_i64(req, "max_size", AGENT_FILE_MAX);
     int64_t max_data = get_i64(req, "max_data", -1);
-    const char *bad = check_path(path);
+    const char *bad = agent_check_path(path);
     if (bad)
         return conn_send_error(c, "get_file %s: %s", path ? path : "(none)", bad);
     int fd = agent_open_in_root(path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);

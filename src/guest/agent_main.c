@@ -376,6 +376,8 @@ static void handle(struct conn *c, struct frame *f)
         agent_net(c, req);
     else if (strcmp(op, "watch") == 0)
         agent_watch(c, req);
+    else if (strcmp(op, "fs") == 0)
+        agent_fs(c, req);
     else if (strcmp(op, "shutdown") == 0) {
         conn_send_ok(c);
         sync();

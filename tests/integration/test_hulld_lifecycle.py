@@ -416,3 +416,48 @@ def test_run_retention_refuses_what_is_not_an_age(tmp_path, value):
                         "--run-retention", value], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith(
         f"hulld: --run-retention: '{value}' is not a duration"), r
+
+
+def test_sandbox_and_audit_retention(tmp_path):
+    """--sandbox-retention: a destroyed sandbox's record goes once it ended
+    longer ago (GET is 404, no row is left), a live one stays however old;
+    --audit-retention: audit entries written longer ago go, the newer stay."""
+    import sqlite3
+    h = make(tmp_path, "--sandbox-retention", "2s", "--audit-retention", "2s")
+    admin = h.token("admin", "ops")
+    h.start()
+    live = h.request("POST", "/v1/sandboxes", {}, h.tok).json["id"]
+    gone = h.request("POST", "/v1/sandboxes", {}, h.tok).json["id"]
+    assert h.request("DELETE", f"/v1/sandboxes/{gone}", token=h.tok).status == 200
+    status = lambda sid: h.request("GET", f"/v1/sandboxes/{sid}", token=h.tok).status  # noqa: E731
+    assert wait_until(lambda: status(gone) == 404, 120)
+    assert h.request("GET", f"/v1/sandboxes/{live}", token=h.tok).json["state"] == "running"
+    targets = lambda: [e.get("target") for e in h.request(  # noqa: E731
+        "GET", "/v1/audit?limit=1000", token=admin).json["entries"]]
+    assert wait_until(lambda: gone not in targets(), 120), targets()
+    # A request made now is logged, and stays until it is that old.
+    assert h.request("POST", f"/v1/sandboxes/{live}/timeout", {"lifetime": "30m"},
+                     h.tok).status == 200
+    assert live in targets()
+    log = h.log.read_text()
+    assert "sandbox retention: removed 1 sandboxes" in log, log
+    assert "audit retention: removed" in log, log
+    db = sqlite3.connect(os.path.join(h.state, "hulld.db"))
+    try:
+        assert db.execute("SELECT COUNT(*) FROM sandboxes WHERE id = ?", (gone,)).fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM sandboxes WHERE id = ?", (live,)).fetchone()[0] == 1
+        # Outside hulld's retention the log is as append-only as before.
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("DELETE FROM audit")
+    finally:
+        db.close()
+    assert h.request("DELETE", f"/v1/sandboxes/{live}", token=h.tok).status == 200
+    assert h.stop() == 0 and clean(h)
+
+
+@pytest.mark.parametrize("option", ["--sandbox-retention", "--audit-retention"])
+def test_sandbox_and_audit_retention_refuse_what_is_not_an_age(tmp_path, option):
+    r = subprocess.run([HULLD, "--socket", str(tmp_path / "s"), "--state-dir", str(tmp_path / "d"),
+                        option, "500ms"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith(
+        f"hulld: {option}: '500ms' is not a duration"), r

@@ -254,6 +254,51 @@ def test_fs_api(d):
         delete(d, sid)
 
 
+def test_fs_api_answers_are_the_agents_not_a_workloads(d):
+    """stat, list, mkdir, rename and remove are the agent's own: a python3
+    (or mkdir) a workload puts first on the guest's PATH, or over
+    /usr/bin/python3, answers nothing for them."""
+    t = d.tokens["user"]
+    sid = create(d)
+    fs = f"/v1/sandboxes/{sid}/fs"
+    forged = ('{"name": "forged", "path": "/forged", "type": "file", "size": 4242, '
+              '"mode": "0644", "mtime": "1970-01-01T00:00:00Z", "entries": [], "removed": true}')
+    fake = f"#!/bin/sh\necho '{forged}'\n"
+    try:
+        r = exec_(d, sid, ["sh", "-c",
+                           "mkdir -p /usr/local/bin && for p in /usr/local/bin/python3 "
+                           "/usr/local/bin/mkdir /usr/bin/python3; do "
+                           f"printf %s \"$0\" > $p && chmod 755 $p; done; "
+                           "printf twelve-bytes > /tmp/real.txt", fake])
+        assert r.status == 200 and r.json["exit_code"] == 0, r
+        r = d.request("GET", f"{fs}/tmp/real.txt?op=stat", token=t)
+        assert r.status == 200 and r.json["size"] == 12 and r.json["path"] == "/tmp/real.txt", r
+        r = d.request("GET", f"{fs}/tmp?op=list", token=t)
+        assert "/tmp/real.txt" in [e["path"] for e in r.json["entries"]], r
+        r = d.request("POST", f"{fs}/tmp/made/here?op=mkdir&mode=0700", token=t)
+        assert r.status == 201 and r.json["path"] == "/tmp/made/here", r
+        assert r.json["mode"] == "0700" and r.json["type"] == "dir", r
+        r = d.request("POST", f"{fs}/tmp/real.txt?op=rename", {"to": "/tmp/made/moved.txt"}, t)
+        assert r.status == 200 and r.json["path"] == "/tmp/made/moved.txt", r
+        r = d.request("GET", f"{fs}/tmp/real.txt?op=stat", token=t)
+        assert r.status == 404, r
+        r = d.request("PUT", f"{fs}/tmp/new/dir/f.txt", b"abc", t, raw=True)
+        assert r.status == 201 and r.json["size"] == 3 and r.json["path"] == "/tmp/new/dir/f.txt", r
+        r = d.request("DELETE", f"{fs}/tmp/made?recursive=true", token=t)
+        assert r.status == 200 and r.json["path"] == "/tmp/made", r
+        assert exec_(d, sid, ["ls", "/tmp/made"]).json["exit_code"] != 0
+        # The workload's /dev, /proc and /sys are not the client's to change.
+        r = d.request("DELETE", f"{fs}/dev?recursive=true", token=t)
+        assert r.status == 403, r
+        assert exec_(d, sid, ["true"]).json["exit_code"] == 0
+        # A symlink is reported as itself, never followed out of the root.
+        exec_(d, sid, ["ln", "-s", "/etc/hostname", "/tmp/link"])
+        r = d.request("GET", f"{fs}/tmp/link?op=stat", token=t)
+        assert r.json["type"] == "symlink" and r.json["target"] == "/etc/hostname", r
+    finally:
+        delete(d, sid)
+
+
 def test_one_gib_round_trip(d):
     """1 GiB up and down with a digest check, through the agent. The
     guest's files live in its RAM: the sandbox asks for enough of it."""

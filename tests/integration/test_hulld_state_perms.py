@@ -99,3 +99,75 @@ def test_database_others_may_read_or_a_link_is_refused(tmp_path):
     finally:
         assert h.stop() == 0, h.log.read_text()
     assert os.stat(db).st_mode & 0o777 == 0o600
+
+
+def run_refused(args, sock):
+    """hulld with args: (exit status, output), or (None, output) when it served."""
+    p = subprocess.Popen([HULLD, "--socket", str(sock), *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it serves: the old hulld
+        p.terminate()
+        out, _ = p.communicate(timeout=120)
+        return None, out
+    return p.returncode, out
+
+
+def test_socket_in_a_directory_others_may_change_is_refused(tmp_path):
+    """Whoever may rename what is in --socket's directory can put a socket
+    of theirs in hulld's place and take the tokens its clients send."""
+    state = tmp_path / "state"
+    d = tmp_path / "run"
+    d.mkdir(mode=0o700)
+    os.chmod(d, 0o777)
+    rc, out = run_refused(["--state-dir", str(state)], d / "hulld.sock")
+    assert rc == 1 and f"{d} may be written by other users (mode 0777)" in out, out
+    assert not (d / "hulld.sock").exists()
+    os.chmod(d, 0o700)
+    os.chown(d, NOBODY, NOBODY)
+    rc, out = run_refused(["--state-dir", str(state)], d / "hulld.sock")
+    assert rc == 1 and f"{d} is owned by uid {NOBODY}, neither the caller" in out, out
+    # Sticky, as /tmp is: nobody else may rename hulld's socket there.
+    os.chown(d, 0, 0)
+    os.chmod(d, 0o1777)
+    h = Hulld(tmp_path)
+    h.state, h.sock = str(state), str(d / "hulld.sock")
+    h.start()
+    assert h.stop() == 0, h.log.read_text()
+
+
+def cluster_args(tmp_path, *extra):
+    from registrylib import make_ca
+    ca, crt, key = make_ca(tmp_path / "tls")
+    # Checked before Redis is asked: nothing needs to listen on port 1.
+    return ["--state-dir", str(tmp_path / "state"), "--listen", "127.0.0.1:0", "--tls-cert",
+            str(crt), "--tls-key", str(key), "--cluster", "redis://127.0.0.1:1", "--node", "n1",
+            "--advertise", "127.0.0.1:8443", *extra]
+
+
+def test_cluster_secret_of_another_user_is_refused(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("long enough to be a cluster secret\n")
+    secret.chmod(0o600)
+    os.chown(secret, NOBODY, NOBODY)
+    rc, out = run_refused(cluster_args(tmp_path, "--cluster-secret", str(secret)),
+                          tmp_path / "s.sock")
+    assert rc == 1 and out.startswith("hulld: --cluster-secret "), out
+    assert f"owned by uid {NOBODY}, neither the caller (uid 0) nor root" in out, out
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_cluster_snapshots_others_may_change_are_refused(tmp_path):
+    snaps = tmp_path / "snaps"
+    snaps.mkdir(mode=0o700)
+    os.chmod(snaps, 0o777)
+    rc, out = run_refused(cluster_args(tmp_path, "--cluster-snapshots", str(snaps)),
+                          tmp_path / "s.sock")
+    assert rc == 1 and f"--cluster-snapshots {snaps}: other users may write to it" in out, out
+    os.chmod(snaps, 0o700)
+    os.chown(snaps, NOBODY, NOBODY)
+    rc, out = run_refused(cluster_args(tmp_path, "--cluster-snapshots", str(snaps)),
+                          tmp_path / "s.sock")
+    assert rc == 1 and f"owned by uid {NOBODY}, neither the caller" in out, out
+    assert not (tmp_path / "s.sock").exists()

@@ -216,3 +216,47 @@ def test_a_peer_that_trickles_its_handshake_is_cut_off(env):
             rcv.communicate(timeout=60)
     assert rcv.returncode == 1 and "handshake in time" in err.decode(), err
     assert_gone(h, "evil")
+
+
+def test_connections_that_prove_nothing_do_not_end_the_receive(env):
+    # Anyone who reaches the port, before proving anything: a wrong proof,
+    # a hang-up, garbage. Before, the first of them ended the receive (the
+    # move it waited for failed); now each is dropped and the receive waits
+    # on, until its --timeout, for a source that proves itself.
+    h = env["h"]
+    rcv = subprocess.Popen([HULL, "--root", h.root, "vm", "receive", "--listen", "127.0.0.1:0",
+                            "--insecure-plain", "--token-file", env["token"], "--id", "evil",
+                            "--timeout", "300"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env)
+    try:
+        line = rcv.stderr.readline().decode()
+        assert line.startswith("listening on "), line
+        addr = line.split()[-1]
+        host, port = addr.rsplit(":", 1)
+        for junk in (b"HULLMIG1" + os.urandom(64), b"", b"GET / HTTP/1.1\r\n\r\n"):
+            s = socket.create_connection((host, int(port)), timeout=120)
+            recvn(s, 40)
+            s.sendall(junk)
+            try:  # the receiver hangs up on it
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+            s.close()
+        assert rcv.poll() is None, rcv.communicate(timeout=60)
+        # The real source still gets through, and is heard: its manifest
+        # (here one the receiver refuses) is answered.
+        src = Source(addr)
+        src.send("M", manifest(env, rootfs={"path": env["secret"], "sha256": sha(env["secret"])}))
+        kind, body = src.reply()
+        src.close()
+        _, err = rcv.communicate(timeout=120)
+    finally:
+        if rcv.poll() is None:
+            rcv.kill()
+            rcv.communicate(timeout=60)
+    err = err.decode()
+    assert kind == "X" and "not one of hull's" in body["error"], (kind, body)
+    assert err.count("did not prove itself") == 3, err
+    assert rcv.returncode == 1 and "not one of hull's" in err, err
+    assert_gone(h, "evil")

@@ -5,12 +5,13 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import time
 
 import pytest
 
 from test_vm_lib import h  # noqa: F401 (the fixture)
-from test_vm_lib import MEM, Hull, assert_gone, new_root, qemu_pids, running, skip_unless_ready
+from test_vm_lib import HULL, MEM, Hull, assert_gone, new_root, qemu_pids, running, sha256, skip_unless_ready
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +322,50 @@ def test_template_clones_share_one_sealed_ram_memfd_and_its_keeper_goes(h, tmp_p
     assert_gone(hc, "k5")
     wait_until(lambda: not [k for k in keepers() if k not in before_keepers], "keeper left")
     assert not [f for f in os.listdir(tdir) if f.endswith(".sock")], "keeper socket left"
+
+
+def test_a_failed_template_restore_keeps_the_template(h, tmp_path):
+    """A restore that fails for a reason of its own (here an I/O error on
+    the template's first open, injected by strace) boots the VM cold and
+    leaves the template as it was; only a template that is no longer whole
+    is replaced, and then by a whole one."""
+    if not shutil.which("strace"):
+        pytest.skip("strace missing")
+    cache = str(tmp_path / "cache")
+    hc = Hull(h.root)
+    hc.env = dict(h.env, HULL_VM_CACHE=cache)
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "tmaker")
+    hc.ok("vm", "start", "tmaker", timeout=600)
+    tdir = os.path.join(cache, "templates")
+    snapf = [f for f in os.listdir(tdir) if f.endswith(".snap")][0]
+    tpath = os.path.join(tdir, snapf)
+    before = {f: (os.stat(os.path.join(tdir, f)).st_ino, sha256(os.path.join(tdir, f)))
+              for f in (snapf, snapf + ".ram")}
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "tfail")
+    p = subprocess.run(["strace", "-qq", "-o", "/dev/null", "-P", tpath, "-e", "trace=openat",
+                        "-e", "inject=openat:error=EIO:when=1",
+                        HULL, "--root", hc.root, "vm", "start", "tfail"],
+                       capture_output=True, timeout=600, env=hc.env)
+    assert p.returncode == 0, p.stderr
+    assert b"Input/output error" in p.stderr, p.stderr
+    assert hc.state("tfail").get("restored_from") is None
+    assert hc.sh("tfail", "echo cold") == "cold\n"
+    after = {f: (os.stat(os.path.join(tdir, f)).st_ino, sha256(os.path.join(tdir, f)))
+             for f in (snapf, snapf + ".ram")}
+    assert after == before, "the template was removed or remade after a restore that failed"
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "twarm")
+    hc.ok("vm", "start", "twarm", timeout=600)
+    assert hc.state("twarm")["restored_from"] == tpath
+    # A template that is no longer whole is replaced by a whole one.
+    damaged(tpath, tpath, "payload")
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "trepl")
+    p = hc.run("vm", "start", "trepl", timeout=600)
+    assert p.returncode == 0 and b"is replaced" in p.stderr, p.stderr
+    assert hc.state("trepl").get("restored_from") is None
+    assert not [f for f in os.listdir(tdir) if ".tmp." in f]
+    hc.ok("vm", "create", "--memory", MEM, "--from-template", "twarm2")
+    hc.ok("vm", "start", "twarm2", timeout=600)
+    assert hc.state("twarm2")["restored_from"] == tpath
+    for vid in ("tmaker", "tfail", "twarm", "trepl", "twarm2"):
+        hc.ok("vm", "delete", "--force", vid)
+        assert_gone(hc, vid)

@@ -230,6 +230,68 @@ static void test_audit_append_only(void **state)
     json_object_put(l);
 }
 
+/* --sandbox-retention and --audit-retention: destroyed sandboxes' rows
+ * older than the cut go, live ones stay; the audit log loses only its
+ * oldest entries, and only through the prune: any other DELETE is still
+ * refused. */
+static void test_sandbox_and_audit_prune(void **state)
+{
+    struct fx *f = *state;
+    hull_error err = NULL;
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s-%d", i);
+        assert_int_equal(hull_sandbox_rec_insert(f->st, id, "acme", "container", "c", 600, &err),
+                         0);
+    }
+    assert_int_equal(hull_store_exec(f->st,
+                                     "UPDATE sandboxes SET state = 'destroyed', destroyed = "
+                                     "CASE id WHEN 's-0' THEN '2020-01-01T00:00:00.000000000Z' "
+                                     "ELSE '2030-01-01T00:00:00.000000000Z' END WHERE id != 's-2'",
+                                     NULL, 0, NULL, &err),
+                     0);
+    unsigned n = 0;
+    assert_int_equal(hull_sandbox_prune(f->st, "2025-01-01T00:00:00Z", 10, &n, &err), 0);
+    assert_int_equal(n, 1);
+    char *left = db_text(f, "SELECT group_concat(id, ',') FROM (SELECT id FROM sandboxes ORDER "
+                            "BY id)");
+    assert_string_equal(left, "s-1,s-2");
+    free(left);
+    /* The audit log: two old entries, one new, one of the future. */
+    struct hull_audit_entry e = {
+        .method = "POST", .path = "/v1/runs", .status = 200, .outcome = "ok"};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(hull_store_exec(f->st,
+                                         "INSERT INTO audit (time, method, path, status, outcome) "
+                                         "VALUES ('2020-01-01T00:00:00.000000000Z', 'POST', "
+                                         "'/old', 200, 'ok')",
+                                         NULL, 0, NULL, &err),
+                         0);
+    assert_int_equal(hull_audit_append(f->st, &e, &err), 0);
+    assert_int_equal(hull_store_exec(f->st,
+                                     "INSERT INTO audit (time, method, path, status, outcome) "
+                                     "VALUES ('2099-01-01T00:00:00.000000000Z', 'POST', '/new', "
+                                     "200, 'ok')",
+                                     NULL, 0, NULL, &err),
+                     0);
+    assert_int_equal(hull_audit_prune(f->st, "2025-01-01T00:00:00Z", 1, &n, &err), 0);
+    assert_int_equal(n, 1); /* the limit */
+    assert_int_equal(hull_audit_prune(f->st, "2025-01-01T00:00:00Z", 10, &n, &err), 0);
+    assert_int_equal(n, 1);
+    left = db_text(f, "SELECT group_concat(path, ',') FROM (SELECT path FROM audit ORDER BY id)");
+    assert_string_equal(left, "/v1/runs,/new");
+    free(left);
+    char *mark = db_text(f, "SELECT COUNT(*) FROM audit_trim");
+    assert_string_equal(mark, "0");
+    free(mark);
+    /* Outside a prune nothing may go, the oldest entry included. */
+    assert_int_equal(
+        hull_store_exec(f->st, "DELETE FROM audit WHERE path = '/v1/runs'", NULL, 0, NULL, &err),
+        -1);
+    assert_non_null(strstr(hull_error_msg(err), "append-only"));
+    hull_error_free(&err);
+}
+
 static void test_reopen(void **state)
 {
     struct fx *f = *state;
@@ -316,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_ends_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_and_audit_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),

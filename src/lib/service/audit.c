@@ -1,5 +1,8 @@
-/* The audit log: one row per state-changing request, never changed or
- * removed (the schema's triggers refuse UPDATE and DELETE). */
+/* The audit log: one row per state-changing request, never changed (the
+ * schema's triggers refuse UPDATE) and never removed but by retention
+ * (hulld --audit-retention), which takes the oldest rows only: the
+ * DELETE trigger refuses any row above the mark the prune sets in its
+ * transaction. */
 #include <errno.h>
 #include <stdio.h>
 
@@ -48,4 +51,18 @@ json_object *hull_audit_list(struct hull_store *s, const char *tenant, int64_t s
     json_object *o = json_object_new_object();
     json_object_object_add(o, "entries", rows);
     return o;
+}
+
+int hull_audit_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                     hull_error *err)
+{
+    /* The mark: the newest of the (at most limit) oldest rows written
+     * before `before`; what is at or below it and that old goes. */
+    static const char *const sql[] = {
+        "INSERT INTO audit_trim (upto) SELECT COALESCE(MAX(id), 0) FROM "
+        "(SELECT id FROM audit WHERE time < ?1 ORDER BY time LIMIT ?2)",
+        "DELETE FROM audit WHERE id <= (SELECT MAX(upto) FROM audit_trim) AND time < ?1",
+        "DELETE FROM audit_trim",
+    };
+    return hull_store_prune(s, "prune the audit log", sql, 3, 1, before, limit, removed, err);
 }

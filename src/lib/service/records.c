@@ -261,40 +261,44 @@ int hull_run_row(struct hull_store *s, const char *id, struct hull_run_row *row,
     "SELECT id FROM runs WHERE state IN ('finished', 'cancelled', 'interrupted') AND "             \
     "finished < ?1 ORDER BY finished, id LIMIT ?2"
 
-/* hull_run_prune's transaction, under the lock: the results, then the runs. */
-static int prune_steps(struct hull_store *s, sqlite3 *db, sqlite3_stmt **st, const char *before,
-                       unsigned limit, unsigned *removed)
+/* One prune's transaction, under the lock: each statement of sql in turn
+ * (?1 the time, ?2 the limit, where it has them); *removed is how many
+ * rows statement `counted` changed. */
+static int prune_steps(struct hull_store *s, sqlite3 *db, sqlite3_stmt **st, const char *const *sql,
+                       size_t n, size_t counted, const char *before, unsigned limit,
+                       unsigned *removed)
 {
-    static const char *const sql[] = {
-        "DELETE FROM results WHERE run_id IN (" PRUNE_SET ")",
-        "DELETE FROM runs WHERE id IN (" PRUNE_SET ")",
-    };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (hull_store_prepare(s, sql[i], st, NULL) < 0)
             return -1;
-        sqlite3_bind_text(*st, 1, before, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(*st, 2, limit);
+        /* A statement without ?1 or ?2 refuses the binding (SQLITE_RANGE): harmless. */
+        if (sqlite3_bind_parameter_count(*st) >= 1)
+            sqlite3_bind_text(*st, 1, before, -1, SQLITE_STATIC);
+        if (sqlite3_bind_parameter_count(*st) >= 2)
+            sqlite3_bind_int64(*st, 2, limit);
         if (sqlite3_step(*st) != SQLITE_DONE)
             return -1;
-        *removed = (unsigned)sqlite3_changes(db);
+        if (i == counted)
+            *removed = (unsigned)sqlite3_changes(db);
         hull_store_release(s, *st);
         *st = NULL;
     }
     return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
-                   hull_error *err)
+int hull_store_prune(struct hull_store *s, const char *what, const char *const *sql, size_t n,
+                     size_t counted, const char *before, unsigned limit, unsigned *removed,
+                     hull_error *err)
 {
     *removed = 0;
     cleanup_store_stmt struct hull_store_stmt q = hull_store_begin(s);
     if (sqlite3_exec(q.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        hull_store_fail(s, "prune runs", err);
+        hull_store_fail(s, what, err);
         hull_store_write_done(s, -1, err ? *err : NULL);
         return -1;
     }
-    if (prune_steps(s, q.db, &q.st, before, limit, removed) < 0) {
-        hull_store_fail(s, "prune runs", err);
+    if (prune_steps(s, q.db, &q.st, sql, n, counted, before, limit, removed) < 0) {
+        hull_store_fail(s, what, err);
         hull_store_write_done(s, -1, err ? *err : NULL);
         hull_store_release(s, q.st);
         q.st = NULL;
@@ -304,6 +308,26 @@ int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, uns
     }
     hull_store_write_done(s, 0, NULL);
     return 0;
+}
+
+int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                   hull_error *err)
+{
+    static const char *const sql[] = {
+        "DELETE FROM results WHERE run_id IN (" PRUNE_SET ")",
+        "DELETE FROM runs WHERE id IN (" PRUNE_SET ")",
+    };
+    return hull_store_prune(s, "prune runs", sql, 2, 1, before, limit, removed, err);
+}
+
+int hull_sandbox_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                       hull_error *err)
+{
+    static const char *const sql[] = {
+        "DELETE FROM sandboxes WHERE id IN (SELECT id FROM sandboxes WHERE state = 'destroyed' "
+        "AND destroyed < ?1 ORDER BY destroyed, id LIMIT ?2)",
+    };
+    return hull_store_prune(s, "prune sandboxes", sql, 1, 0, before, limit, removed, err);
 }
 
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,

@@ -199,6 +199,17 @@ static const char *const migrations[] = {
      "  UNIQUE (tenant, name));"),
     /* 5: runs that ended, by when, for hulld --run-retention */
     "CREATE INDEX runs_by_end ON runs (state, finished);",
+    /* 6: retention of ended sandboxes and of the audit log's oldest
+     * entries. The log stays append-only but for its head: a row may be
+     * removed only at or below the mark a prune sets in its own
+     * transaction (audit.c), never one above it, and never changed. */
+    ("CREATE INDEX sandboxes_by_end ON sandboxes (state, destroyed);"
+     "CREATE INDEX audit_by_time ON audit (time);"
+     "CREATE TABLE audit_trim (upto INTEGER NOT NULL);"
+     "DROP TRIGGER audit_no_delete;"
+     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+     "  WHEN OLD.id > COALESCE((SELECT MAX(upto) FROM audit_trim), 0)"
+     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"),
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

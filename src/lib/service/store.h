@@ -36,6 +36,13 @@ int hull_store_open(const char *state_dir, struct hull_store **out, hull_error *
 /* dir, resolved into real (len bytes), when only the caller or root can
  * change it or the directories above it: 0, or -1 with *err (EPERM). */
 int hull_store_dir_check(const char *dir, char *real, size_t len, hull_error *err);
+/* The same for any directory hull trusts (what names it in errors: "--socket's
+ * directory"): dir and every directory above it owned by the caller or root,
+ * none writable by other users unless sticky (as /tmp is); with !sticky_ok,
+ * dir itself not writable by others at all (they could put a file there
+ * first). */
+int hull_trusted_dir(const char *what, const char *dir, bool sticky_ok, char *real, size_t len,
+                     hull_error *err);
 /* path, when absent or a regular file of the caller's (or root's) that no
  * other user may read or write: 0, or -1 with *err (EPERM). */
 int hull_store_file_check(const char *path, hull_error *err);
@@ -197,6 +204,19 @@ int hull_run_count_queued(struct hull_store *s, const char *tenant, unsigned *n,
  * entries. */
 int hull_run_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
                    hull_error *err);
+/* The same for sandboxes destroyed before `before` (their rows; live and
+ * paused ones are never removed), and for the audit log's entries written
+ * before it (the oldest first: audit.c). */
+int hull_sandbox_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                       hull_error *err);
+int hull_audit_prune(struct hull_store *s, const char *before, unsigned limit, unsigned *removed,
+                     hull_error *err);
+/* One prune in one transaction (records.c): each statement of sql in turn,
+ * ?1 bound to before and ?2 to limit where they appear; *removed is the
+ * count of rows statement `counted` changed. what names it in errors. */
+int hull_store_prune(struct hull_store *s, const char *what, const char *const *sql, size_t n,
+                     size_t counted, const char *before, unsigned limit, unsigned *removed,
+                     hull_error *err);
 /* Runs in state (e.g. "running"), for recovery at start-up. */
 int hull_run_rows_in_state(struct hull_store *s, const char *state, struct hull_run_row **rows,
                            size_t *count, hull_error *err);

@@ -40,7 +40,7 @@ void vm_session_end(struct vm_session *s)
 }
 
 /* The agent stopped answering: record it, so `state` says failed, not hung. */
-static void mark_failed(struct vm_session *s, hull_error *err)
+void vm_session_mark_failed(struct vm_session *s, hull_error *err)
 {
     if (!err || !*err || hull_error_code(*err) != ETIMEDOUT)
         return;
@@ -68,7 +68,7 @@ int vm_session_begin(const struct hull_runtime *rt, const char *id, struct vm_se
     if (s->lock < 0)
         return -1;
     if (vm_agent_connect_port(&s->vm, port, 10000, &s->a, err) < 0) {
-        mark_failed(s, err);
+        vm_session_mark_failed(s, err);
         vm_session_end(s);
         return -1;
     }
@@ -444,7 +444,7 @@ int hull_vm_exec(const struct hull_runtime *rt, const char *id, const struct hul
     }
     int rc = vm_exec_on(s.a, &local, r, err);
     if (rc < 0) {
-        mark_failed(&s, err);
+        vm_session_mark_failed(&s, err);
         hull_vm_exec_result_free(r);
     }
     vm_session_end(&s);
@@ -620,7 +620,7 @@ static int get_file_data(struct vm_agent *a, const char *guest, const struct get
         if (r != 0) {
             if (r == 1)
                 /* ETIME, not ETIMEDOUT: a slow copy is this copy's failure, not
-                 * an agent that stopped answering (mark_failed). */
+                 * an agent that stopped answering (vm_session_mark_failed). */
                 hull_error_set(err, ETIME,
                                "get_file: the agent stopped sending (or fell below 256 KiB/s)");
             return -1;
@@ -713,7 +713,7 @@ static int copy(const struct hull_runtime *rt, const char *id, bool in, const ch
                             (unsigned long long)max_data);
     }
     if (rc < 0) {
-        mark_failed(&s, err);
+        vm_session_mark_failed(&s, err);
         if (in)
             hull_error_prefix(err, "cp %s %s:%s", from, id, to);
         else

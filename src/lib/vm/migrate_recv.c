@@ -369,6 +369,48 @@ static int take_over(struct recv_state *s, int wr, hull_error *err)
     return mig_send(&s->c, 'R', r, err);
 }
 
+/* A connection must prove itself (the handshake, in TLS when asked) within
+ * this, or the timeout when shorter: one that does not is dropped. */
+#define PROOF_MS 10000
+
+/* The first connection on lfd that proves itself, within wait_ms of now:
+ * one that does not (a wrong token or certificate, garbage, a hang-up, a
+ * trickle) is dropped and the receive waits on for the next, so nobody
+ * who merely reaches the port can end it. Its manifest is then due within
+ * the timeout (60 s at most) of its connecting. */
+static int accept_proven(struct recv_state *s, int lfd, int wait_ms, struct mig_sec *sec,
+                         hull_error *err)
+{
+    int64_t end = hull_monotonic_ms() + wait_ms;
+    cleanup_hull_error hull_error last = NULL; /* why the last one was dropped */
+    char last_peer[sizeof(s->peer)] = "";
+    for (;;) {
+        int64_t left = end - hull_monotonic_ms();
+        if (left <= 0 && last)
+            return hull_error_set(err, ETIMEDOUT,
+                                  "no source proved itself within %d s (the last, from %s: %s)",
+                                  wait_ms / 1000, last_peer, hull_error_msg(last));
+        if (mig_accept(lfd, left > 0 ? (int)left : 0, &s->c.fd, s->peer, sizeof(s->peer), err) < 0)
+            return -1;
+        int64_t t0 = hull_monotonic_ms();
+        s->c.server = true;
+        s->c.timeout_ms = 60000;
+        s->c.deadline_ms = t0 + (wait_ms < PROOF_MS ? wait_ms : PROOF_MS);
+        hull_error e = NULL;
+        if (mig_secure(&s->c, sec, NULL, &e) == 0) {
+            s->c.deadline_ms = t0 + (wait_ms < 60000 ? wait_ms : 60000);
+            return 0;
+        }
+        hull_warn("receive: dropped a connection from %s that did not prove itself: %s", s->peer,
+                  hull_error_msg(e));
+        hull_error_free(&last);
+        last = e;
+        snprintf(last_peer, sizeof(last_peer), "%s", s->peer);
+        mig_chan_close(&s->c);
+        s->c = (struct mig_chan){.fd = -1};
+    }
+}
+
 static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o, struct mig_sec *sec,
                  hull_error *err)
 {
@@ -379,16 +421,12 @@ static int serve(struct recv_state *s, const struct hull_vm_receive_opts *o, str
         return -1;
     if (o->ready)
         o->ready(bound, o->ready_arg);
-    if (mig_accept(lfd, wait_ms, &s->c.fd, s->peer, sizeof(s->peer), err) < 0)
+    if (accept_proven(s, lfd, wait_ms, sec, err) < 0)
         return -1;
     close(lfd);
     lfd = -1;
-    s->c.server = true;
-    s->c.timeout_ms = 60000;
-    /* Proof and manifest within the timeout (60 s at most) of the connection. */
-    s->c.deadline_ms = hull_monotonic_ms() + (wait_ms < 60000 ? wait_ms : 60000);
     cleanup_json json_object *m = NULL;
-    if (mig_secure(&s->c, sec, NULL, err) < 0 || mig_expect(&s->c, 'M', &m, err) < 0)
+    if (mig_expect(&s->c, 'M', &m, err) < 0)
         return -1;
     s->c.deadline_ms = 0;
     int wr = -1;

@@ -154,20 +154,15 @@ int vm_ram_memfd(uint64_t size, int *out, hull_error *err)
 int vm_ram_save(int memfd, uint64_t size, const char *path, char hex[HULL_SHA256_HEX],
                 hull_error *err)
 {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >= (int)sizeof(tmp))
-        return hull_error_set(err, ENAMETOOLONG, "guest RAM file %s: path too long", path);
-    cleanup_close int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    cleanup_close int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0)
-        return hull_error_errno(err, "create %s", tmp);
-    int rc = ftruncate(out, (off_t)size) < 0 ? hull_error_errno(err, "size %s", tmp)
+        return hull_error_errno(err, "create %s", path);
+    int rc = ftruncate(out, (off_t)size) < 0 ? hull_error_errno(err, "size %s", path)
                                              : copy_hashed(memfd, out, size, hex, err);
     if (!rc && fsync(out) < 0)
-        rc = hull_error_errno(err, "write %s", tmp);
-    if (!rc && rename(tmp, path) < 0)
-        rc = hull_error_errno(err, "rename to %s", path);
+        rc = hull_error_errno(err, "write %s", path);
     if (rc)
-        unlink(tmp);
+        unlink(path);
     return rc;
 }
 

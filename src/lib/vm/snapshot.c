@@ -348,12 +348,15 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
     struct sums sum = {0};
     int rc = save_stream(vm, out, &sum, err);
     /* A template's maker: its RAM was left out of the stream; copy it
-     * while the guest is still paused. */
-    char ramf[4200];
+     * while the guest is still paused. Both files are renamed into place
+     * only once both are whole: a template being replaced stays as it was
+     * until then. */
+    char ramf[4200], ramtmp[4200];
     snprintf(ramf, sizeof(ramf), "%s.ram", file);
+    snprintf(ramtmp, sizeof(ramtmp), "%s.ram.tmp.%d", file, getpid());
     bool ram = vm->ram_open && vm->ram_share;
     if (!rc && ram)
-        rc = vm_ram_save(vm->ram_fd, vm->memory_mb << 20, ramf, sum.ram, err);
+        rc = vm_ram_save(vm->ram_fd, vm->memory_mb << 20, ramtmp, sum.ram, err);
     /* The VM goes on as it was, whatever happened to the file. */
     if (was_running) {
         hull_error e = NULL;
@@ -368,12 +371,14 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
         rc = write_manifest(vm, &sum, out, tmp, err);
     close(out);
     out = -1;
+    if (!rc && ram && rename(ramtmp, ramf) < 0)
+        rc = hull_error_errno(err, "rename to %s", ramf);
     if (!rc && rename(tmp, file) < 0)
         rc = hull_error_errno(err, "rename to %s", file);
     if (rc)
         unlink(tmp);
     if (rc && ram)
-        unlink(ramf);
+        unlink(ramtmp);
     return rc;
 }
 
@@ -427,6 +432,25 @@ int vm_snapshot_check(const char *file, hull_error *err)
     cleanup_close int fd = -1;
     cleanup_json json_object *m = NULL;
     return read_manifest(file, &fd, &m, err);
+}
+
+static const char *mget(json_object *m, const char *obj, const char *key);
+static int payload_check(int fd, json_object *m, const char *file, hull_error *err);
+
+int vm_snapshot_verify(const char *file, hull_error *err)
+{
+    cleanup_close int fd = -1;
+    cleanup_json json_object *m = NULL;
+    if (read_manifest(file, &fd, &m, err) < 0 || payload_check(fd, m, file, err) < 0)
+        return -1;
+    if (!hj_get(m, "ram"))
+        return 0;
+    json_object *v = hj_get(hj_get(m, "ram"), "size");
+    char ramf[4200];
+    snprintf(ramf, sizeof(ramf), "%s.ram", file);
+    cleanup_close int mem = -1;
+    return vm_ram_load(ramf, v ? (uint64_t)json_object_get_int64(v) : 0, mget(m, "ram", "sha256"),
+                       &mem, err);
 }
 
 static const char *mget(json_object *m, const char *obj, const char *key)

@@ -4,8 +4,10 @@
  * A template is keyed by everything that shapes the saved state: the
  * digests of kernel, initrd and rootfs image, the VM's size, the
  * accelerator and the QEMU binary. Any change gives a new key, so a stale
- * template is never restored; one that fails to restore (damaged, or its
- * signature no longer verifies) is removed and rebuilt. The first VM of a
+ * template is never restored. One that fails to restore is kept unless it
+ * is no longer whole (damaged, or its signature no longer verifies); such
+ * a one is replaced by the next cold boot's, renamed over it only once the
+ * new one is written. The first VM of a
  * configuration boots cold and is saved as the template on the way (under
  * a lock, so concurrent first uses make it once).
  */
@@ -78,8 +80,9 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
     return 0;
 }
 
-/* Restore the template at path into vm; true when it did. One that does
- * not restore is no template: it is dropped and vm made ready to boot. */
+/* Restore the template at path into vm; true when it did. A restore can
+ * fail for reasons of its own (a QEMU killed, an I/O error, no memory):
+ * the template stays, and vm is made ready to boot cold. */
 static bool restore_template(struct vm *vm, const char *path)
 {
     hull_error e = NULL;
@@ -87,16 +90,33 @@ static bool restore_template(struct vm *vm, const char *path)
         return true;
     hull_warn_template(path, hull_error_msg(e));
     hull_error_free(&e);
-    char ram[4200];
-    snprintf(ram, sizeof(ram), "%s.ram", path);
-    unlink(path);
-    unlink(ram);
     reset_for_boot(vm);
     if (vm_save(vm, &e) < 0) {
         /* The cold boot that follows saves the record again. */
         hull_warn_template(path, hull_error_msg(e));
         hull_error_free(&e);
     }
+    return false;
+}
+
+/* The identity of the file at path (0 when there is none): a template
+ * another maker replaced has another. */
+static ino_t template_inode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Is the template at path, which failed to restore, whole? One that is
+ * not (damaged, or its signature no longer verifies) is replaced by the
+ * next cold boot's; a whole one is kept. */
+static bool template_whole(const char *path)
+{
+    hull_error e = NULL;
+    if (vm_snapshot_verify(path, &e) == 0)
+        return true;
+    hull_warn("template %s is replaced: %s", path, hull_error_msg(e));
+    hull_error_free(&e);
     return false;
 }
 
@@ -134,9 +154,11 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
         return hull_error_errno(err, "lock %s", lockp);
     /* Shared while restoring: `vm cache prune` keeps a template whose lock
      * is held, and must not take it from under this restore. */
+    ino_t tried = 0;
     if (access(path, R_OK) == 0) {
         if (flock(tl, LOCK_SH) < 0)
             return hull_error_errno(err, "lock %s", lockp);
+        tried = template_inode(path);
         if (restore_template(vm, path))
             return 0;
         /* Released before the exclusive lock: two restores that both
@@ -145,18 +167,23 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
     }
     if (flock(tl, LOCK_EX) < 0)
         return hull_error_errno(err, "lock %s", lockp);
-    /* Made by another while this one waited for the lock? */
-    if (access(path, R_OK) == 0 && restore_template(vm, path))
+    /* Made (or remade) by another while this one waited for the lock? */
+    ino_t now = template_inode(path);
+    if (now && now != tried && restore_template(vm, path))
         return 0;
+    /* A template that failed here but is whole is kept: this VM boots
+     * cold without replacing it. */
+    bool make = !now || !template_whole(path);
     /* The maker's RAM is a memfd shared with hull, so that the template's
      * RAM can be saved as a file its clones map (ramfile.c). */
-    if (vm_ram_memfd(vm->memory_mb << 20, &vm->ram_fd, err) < 0)
+    if (make && vm_ram_memfd(vm->memory_mb << 20, &vm->ram_fd, err) < 0)
         return -1;
-    vm->ram_open = vm->ram_share = true;
+    vm->ram_open = vm->ram_share = make;
     int rc = vm_start(vm, err);
-    if (!rc)
+    if (!rc && make)
         make_template(vm, path);
-    close(vm->ram_fd);
+    if (make)
+        close(vm->ram_fd);
     vm->ram_open = vm->ram_share = false;
     return rc;
 }

@@ -62,7 +62,8 @@ int vm_hmac(const char *data, size_t len, char out[HULL_SHA256_HEX], hull_error 
 #define VM_RAM_DIGEST "pages-1"
 /* A memfd of size bytes for guest RAM (close-on-exec, sealable). */
 int vm_ram_memfd(uint64_t size, int *out, hull_error *err);
-/* Copy memfd (paused guest RAM) to path atomically; hex is its sha256. */
+/* Copy memfd (paused guest RAM) to path, a new file the caller renames
+ * into place (removed on failure); hex is its sha256. */
 int vm_ram_save(int memfd, uint64_t size, const char *path, char hex[HULL_SHA256_HEX],
                 hull_error *err);
 /* path into a new memfd, refused unless its sha256 is want; sealed against
@@ -305,6 +306,9 @@ struct vm_session {
 int vm_session_begin(const struct hull_runtime *rt, const char *id, struct vm_session *s,
                      hull_error *err);
 void vm_session_end(struct vm_session *s);
+/* The agent stopped answering (err ETIMEDOUT): record it, so `state` says
+ * failed, not hung. Any other error is left alone. */
+void vm_session_mark_failed(struct vm_session *s, hull_error *err);
 
 /* ---- networks (vmnet.c): a TAP on a hull network for QEMU ----
  *
@@ -448,6 +452,9 @@ int vm_make_dirs(struct vm *vm, hull_error *err);
 int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err);
 /* Is file a snapshot made on this host (header, signed manifest)? */
 int vm_snapshot_check(const char *file, hull_error *err);
+/* The same, and are its payload and its RAM file (if any) the ones the
+ * manifest names: is it whole, whatever a restore of it did. */
+int vm_snapshot_verify(const char *file, hull_error *err);
 int vm_restore_into(struct vm *vm, const char *file, int64_t *ready_ms, hull_error *err);
 /* A snapshot's manifest without its stream (what a migration sends), and
  * back: vm's size and artifacts from m, each checked against the disk. */
