@@ -93,6 +93,9 @@ def test_process_isolation_needs_a_grant(d):
     assert r.status == 403 and r.json["error"]["field"] == "isolation", r
     r = post(d, "/v1/runs", body, "process")
     assert r.status == 200 and r.json["isolation"] == "process", r
+    # Granted, it still has no cgroup: a CPU bandwidth is refused by name.
+    r = post(d, "/v1/sandboxes", {"isolation": "process", "limits": {"cpus": 0.5}}, "process")
+    assert r.status == 400 and r.json["error"]["field"] == "limits.cpus", r
 
 
 def test_token_list_shows_grants(d):

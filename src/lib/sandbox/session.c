@@ -70,6 +70,7 @@ static int session_prepare(struct hull_session *s, const struct hull_policy *p, 
     s->policy.memory_bytes = p->memory_bytes;
     s->policy.pids = p->pids;
     s->policy.cpus = p->cpus;
+    s->policy.cpus_given = p->cpus_given; /* process level refuses it: no cgroup */
     s->policy.tmp_bytes = p->tmp_bytes;
     s->policy.open_files = p->open_files;
     s->policy.network_host = p->network_host;
