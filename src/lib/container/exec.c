@@ -502,7 +502,16 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
     /* The lock guards state changes, not the life of an exec'd process. */
     close(dirfd);
     dirfd = -1;
-    return exec_and_wait(&x, o, exit_status, err);
+    if (exec_and_wait(&x, o, exit_status, err) < 0) {
+        /* The init died while we joined it (a kill or delete --force in
+         * between): say so, not which step of the join met its end. */
+        if (hull_pid_alive(cs.pid, cs.pid_start) && !hull_pid_exiting(cs.pid))
+            return -1;
+        hull_debug("exec %s: %s", id, hull_error_msg(*err));
+        hull_error_free(err);
+        return hull_error_set(err, ESRCH, "the container stopped");
+    }
+    return 0;
 }
 
 int hull_container_exec(const struct hull_runtime *rt, const char *id,
