@@ -9,6 +9,8 @@
  *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent*.sock,
  *                               console.log, qemu.log (QEMU's /run)
  *   <root>/vm/<id>/jail/        empty mount point for QEMU's private root
+ *   <root>/vm/.<id>.deleting.PID  a VM being deleted, moved out of its id's name
+ *                               first (vm_destroy); a dead PID's is swept
  */
 #include <errno.h>
 #include <fcntl.h>
