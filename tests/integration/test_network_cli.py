@@ -843,3 +843,68 @@ def test_sweep_removes_temporaries_of_killed_writers(net):
         assert not stale[0].exists() and live.exists()
     finally:
         live.unlink()
+
+
+def test_state_directories_creating_at_once_get_distinct_subnets(tmp_path):
+    """Several state directories on one kernel (docs/network.md) each pick
+    the first free subnet from the host's routes and addresses: picked at
+    the same moment, two took the same one (two bridges with one gateway
+    address). The pick and the bridge's address are one step for the whole
+    host now. Repeated: the race needs the creates to meet."""
+    states = [NetEnv(tmp_path / f"s{i}") for i in range(4)]
+    try:
+        subnets = []
+        for rnd in range(6):
+            procs = [subprocess.Popen([HULL, "network", "create", f"par{rnd}"], env=s.env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for s in states]
+            for p in procs:
+                out, err = p.communicate(timeout=120)
+                assert p.returncode == 0, err
+            for s in states:
+                d = s.inspect(f"par{rnd}")
+                s.bridges.add(d["bridge"])
+                subnets.append(d["subnet"])
+        assert len(set(subnets)) == len(subnets), sorted(subnets)
+    finally:
+        for s in states:
+            s.teardown()
+
+
+def test_one_port_published_from_two_state_directories_at_once(tmp_path):
+    """Two state directories publishing the same host port at the same
+    moment: each checked the kernel's map, found it free, and added its
+    element; the second add failed (`nftables: ... File exists`) and its
+    undo removed the first's element, so the member that won was cut off.
+    Now one wins and keeps the port, the other is told another hull has it.
+    Repeated: the race needs the attaches to meet."""
+    states = [NetEnv(tmp_path / f"s{i}") for i in range(2)]
+    try:
+        for i, s in enumerate(states):
+            s.create(f"pub{i}")
+        for rnd in range(10):
+            port = free_port()
+            members = [s.member() for s in states]
+            for m in members:
+                m.serve(8000)
+            procs = []
+            for i, (s, m) in enumerate(zip(states, members)):
+                p = subprocess.Popen([NETTOOL, "attach", f"pub{i}", f"m{os.getpid()}-{next_id()}",
+                                      f"/run/netns/{m.name}", "--publish", f"{port}:8000"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=s.env)
+                s.holders.append(p)
+                procs.append(p)
+            lines = [p.stdout.readline() for p in procs]
+            won = [p for p, line in zip(procs, lines) if line]
+            lost = [p for p, line in zip(procs, lines) if not line]
+            assert len(won) == 1, [p.stderr.read() for p in lost]
+            lost[0].wait(timeout=120)
+            assert "host port published already by another hull" in lost[0].stderr.read()
+            assert host_can_connect("127.0.0.1", port)
+            NetEnv.detach(won[0])
+            for m in members:
+                m.close()
+    finally:
+        for s in states:
+            s.teardown()

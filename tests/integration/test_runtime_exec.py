@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import pid_alive, wait_until
-from rt4 import (ConsoleListener, LAYOUT, assert_error, cgroup_of, dump,
+from rt4 import (ConsoleListener, LAYOUT, assert_error, assert_nothing_left, cgroup_of, dump,
                  ns_inodes, proc_status, read_until, running)
 
 
@@ -343,3 +343,53 @@ def test_exec_preserve_fds_and_no_leaks(hull, bundle, tmp_path):
         lines = r.stdout.split()
         assert lines[:3] == ["through", "fd", "3"], r
         assert sorted(lines[3:]) == ["0", "1", "2", "3"], r
+
+
+GONE = ("the container stopped", "does not exist", "container that is stopped")
+
+
+def _assert_ran_or_gone(c, rc, out, err):
+    """An exec racing its container's end: it ran (perhaps killed with the
+    container), or one line says the container is gone."""
+    if rc == 1:
+        assert err.startswith(f"hull: exec {c}: ") and err.count("\n") == 1, err
+        assert any(g in err for g in GONE), err
+    else:
+        assert rc in (0, 128 + signal.SIGKILL), (rc, out, err)
+
+
+def test_exec_racing_delete_force_says_the_container_stopped(hull, bundle, tmp_path):
+    """An exec that a `delete --force` overtakes while it joins the container
+    either ran (and was killed with it) or fails with one line saying the
+    container is gone -- never with the step of the join that met the
+    dying namespace (`sync: send: Broken pipe`, `clone: Cannot allocate
+    memory`). Repeated: the interleaving differs from round to round."""
+    from hullrt import Background, cid
+    bundle.set_args("sleep", "1000").write()
+    for i in range(15):
+        c = cid(f"x{i}")
+        hull("create", "--bundle", str(bundle.path), c, check=True)
+        hull("start", c, check=True)
+        execs = [Background(hull, "exec", c, "sh", "-c", "echo hi; sleep 100") for _ in range(3)]
+        rc, out, err = Background(hull, "delete", "--force", c).wait(60)
+        assert (rc, err) == (0, ""), err
+        for bg in execs:
+            _assert_ran_or_gone(c, *bg.wait(60))
+    assert_nothing_left(hull, tmp_path)
+
+
+def test_exec_racing_the_inits_exit_says_the_container_stopped(hull, bundle, tmp_path):
+    """The same when the init ends by itself while execs join it (its
+    namespaces vanish under them: `open net namespace: No such file`)."""
+    from hullrt import Background, cid
+    bundle.set_args("sh", "-c", "usleep $((RANDOM % 60000))").write()
+    for i in range(40):
+        c = cid(f"y{i}")
+        hull("create", "--bundle", str(bundle.path), c, check=True)
+        hull("start", c, check=True)
+        execs = [Background(hull, "exec", c, "true") for _ in range(3)]
+        for bg in execs:
+            _assert_ran_or_gone(c, *bg.wait(60))
+        assert wait_until(lambda: hull.state(c)["status"] == "stopped", 60)
+        hull("delete", c, check=True)
+    assert_nothing_left(hull, tmp_path)

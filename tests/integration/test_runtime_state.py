@@ -265,3 +265,54 @@ def test_verbs_wait_for_the_lock(hull, bundle, tmp_path):
             assert hull.state(c)["status"] == "running"
         finally:
             os.close(fd)
+
+
+def _blocked_on_flock(pids):
+    """The pids among these that wait for a flock (/proc/locks: `-> FLOCK`)."""
+    with open("/proc/locks") as f:
+        waiting = {int(line.split()[5]) for line in f if "-> FLOCK" in line}
+    return waiting & set(pids)
+
+
+def test_verbs_queued_behind_a_delete_find_the_container_gone(hull, bundle, tmp_path):
+    """Verbs that waited for a container's lock while a delete removed it
+    must act on the id as it is now (gone), not on the removed directory
+    they opened before the wait: one clear "does not exist", and a queued
+    `delete --force` that finds nothing does nothing. The delete is held
+    inside its poststop hook (after the lock, before the removal) until
+    every other verb waits for the lock."""
+    gate, mark = tmp_path / "gate", tmp_path / "in-hook"
+    gate.touch()
+    bundle.config["hooks"] = {"poststop": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", f"touch {mark}; while [ -e {gate} ]; do sleep 0.05; done"]}]}
+    bundle.set_args("sleep", "1000")
+    c = cid()
+    verbs = [("start",), ("kill", "KILL"), ("exec", "true"), ("delete",), ("pause",),
+             ("resume",), ("update", "--pids-limit", "10")]
+    with started(hull, bundle, start=False) as (c, pid):
+        first = Background(hull, "delete", "--force", c)
+        assert wait_until(mark.exists, 60), first.wait()
+        queued = [Background(hull, v[0], c, *v[1:]) for v in verbs]
+        forced = Background(hull, "delete", "--force", c)
+        pids = [bg.p.pid for bg in queued] + [forced.p.pid]
+        assert wait_until(lambda: _blocked_on_flock(pids) == set(pids), 60), \
+            _blocked_on_flock(pids)
+        gate.unlink()
+        rc, out, err = first.wait(60)
+        assert rc == 0, err
+        for v, bg in zip(verbs, queued):
+            rc, out, err = bg.wait(60)
+            assert_error(Result(rc, err), v[0], c, f"container '{c}' does not exist")
+        rc, out, err = forced.wait(60)
+        assert (rc, err) == (0, "")
+        assert not (hull.root / c).exists()
+    assert_nothing_left(hull, tmp_path)
+
+
+class Result:
+    def __init__(self, returncode, stderr):
+        self.returncode, self.stderr = returncode, stderr
+
+    def __repr__(self):
+        return f"<rc={self.returncode} err={self.stderr!r}>"

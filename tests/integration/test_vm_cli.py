@@ -152,3 +152,23 @@ def test_options_reach_their_place_or_are_refused_by_name(tmp_path, args, messag
     assert p.returncode == 1, p
     assert p.stderr.startswith("hull: ") and message in p.stderr, p.stderr
     assert p.stdout == ""
+
+
+def test_deletes_racing_on_one_vm_say_it_is_gone(h):
+    """`vm delete` of one VM three times at once (no QEMU: created only).
+    The ones queued on the VM's lock behind the first used to wake holding
+    the removed VM's lock and act on the state read before it, or to fail
+    with `lock .../lock: No such file or directory`; each now says the VM
+    does not exist. Repeated: the interleaving differs from round to round."""
+    for r in range(20):
+        vid = f"race{r}"
+        h.ok("vm", "create", vid)
+        procs = [subprocess.Popen([HULL, "--root", h.root, "vm", "delete", vid],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=h.env) for _ in range(3)]
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+        assert any(rc == 0 for rc, _ in results), results
+        for rc, err in results:
+            assert rc == 0 or err == f"hull: vm delete: delete: VM {vid} does not exist\n", results
+        assert h.run("vm", "state", vid).returncode != 0
+    assert os.listdir(os.path.join(h.root, "vm")) == []

@@ -496,6 +496,17 @@ static int exec_and_wait(struct exec_ctx *x, const struct hull_exec_opts *o, int
     return ret;
 }
 
+/* A step of joining the init failed: when the init died meanwhile (a kill
+ * or delete --force in between), say so, not which step met its end. */
+static int exec_failed(const struct hull_cstate *cs, hull_error *err)
+{
+    if (hull_pid_alive(cs->pid, cs->pid_start) && !hull_pid_exiting(cs->pid))
+        return -1;
+    hull_debug("exec %s: %s", cs->id, hull_error_msg(*err));
+    hull_error_free(err);
+    return hull_error_set(err, ESRCH, "the container stopped");
+}
+
 static int do_exec(const struct hull_runtime *rt, const char *id, const struct hull_exec_opts *o,
                    int *exit_status, hull_error *err)
 {
@@ -532,14 +543,16 @@ static int do_exec(const struct hull_runtime *rt, const char *id, const struct h
     if (x.spec->linux_.seccomp && hull_seccomp_compile(x.spec->linux_.seccomp, &x.seccomp, err) < 0)
         return -1;
     if (open_namespaces(&x, err) < 0)
-        return -1;
+        return exec_failed(&cs, err);
     /* The namespaces we hold must be the init we checked, not a reused pid. */
     if (!hull_pid_alive(cs.pid, cs.pid_start))
         return hull_error_set(err, ESRCH, "the container stopped");
     /* The lock guards state changes, not the life of an exec'd process. */
     close(dirfd);
     dirfd = -1;
-    return exec_and_wait(&x, o, exit_status, err);
+    if (exec_and_wait(&x, o, exit_status, err) < 0)
+        return exec_failed(&cs, err);
+    return 0;
 }
 
 int hull_container_exec(const struct hull_runtime *rt, const char *id,

@@ -87,11 +87,57 @@ static int root_trusted(int rootfd, const char *root, hull_error *err)
     return 0;
 }
 
+/* Whether the directory we locked is still the one named id under the root:
+ * a verb that waited for the lock behind a delete holds a directory that is
+ * gone (or, after a create of the same id, another container's). */
+static int cstate_still_named(int rootfd, const char *id, int fd, bool *named, hull_error *err)
+{
+    struct stat ours, now;
+    if (fstat(fd, &ours) < 0)
+        return hull_error_errno(err, "state of %s", id);
+    if (fstatat(rootfd, id, &now, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno != ENOENT)
+            return hull_error_errno(err, "state of %s", id);
+        *named = false;
+        return 0;
+    }
+    *named = ours.st_nlink > 0 && ours.st_dev == now.st_dev && ours.st_ino == now.st_ino;
+    return 0;
+}
+
+/* One try: the directory opened and locked, or *dirfd -1 when it was
+ * removed (or replaced) while we waited for its lock. */
+static int cstate_open_once(int rootfd, const char *root, const char *id, bool create, int *dirfd,
+                            hull_error *err)
+{
+    *dirfd = -1;
+    if (create && mkdirat(rootfd, id, 0700) < 0) {
+        if (errno == EEXIST)
+            return hull_error_set(err, EEXIST, "container '%s' already exists", id);
+        return hull_error_errno(err, "create state directory %s/%s", root, id);
+    }
+    cleanup_close int fd = openat(rootfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return hull_error_set(err, ENOENT, "container '%s' does not exist", id);
+        return hull_error_errno(err, "open state of %s", id);
+    }
+    /* One verb at a time per container; readers (state, list) do not lock. */
+    if (flock(fd, LOCK_EX) < 0)
+        return hull_error_errno(err, "lock state of %s", id);
+    bool named = false;
+    if (cstate_still_named(rootfd, id, fd, &named, err) < 0)
+        return -1;
+    if (named)
+        *dirfd = hull_steal_fd(&fd);
+    return 0;
+}
+
 int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err)
 {
     if (hull_id_validate(id, err) < 0)
         return -1;
-    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cleanup_close int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0 && errno == ENOENT && create) {
         /* State names every container and its bundle: root only. */
         if (hull_mkdir_p(root, 0700, err) < 0)
@@ -103,34 +149,16 @@ int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, 
             return hull_error_set(err, ENOENT, "container '%s' does not exist", id);
         return hull_error_errno(err, "--root %s", root);
     }
-    if (root_trusted(rootfd, root, err) < 0) {
-        close(rootfd);
+    if (root_trusted(rootfd, root, err) < 0)
         return -1;
+    /* Each retry follows a verb that removed the directory we waited on (a
+     * delete): we act on the id as it is now, never on a removed state. */
+    for (;;) {
+        if (cstate_open_once(rootfd, root, id, create, dirfd, err) < 0)
+            return -1;
+        if (*dirfd >= 0)
+            return 0;
     }
-    if (create && mkdirat(rootfd, id, 0700) < 0) {
-        int e = errno;
-        close(rootfd);
-        if (e == EEXIST)
-            return hull_error_set(err, EEXIST, "container '%s' already exists", id);
-        errno = e;
-        return hull_error_errno(err, "create state directory %s/%s", root, id);
-    }
-    int fd = openat(rootfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int e = errno;
-    close(rootfd);
-    if (fd < 0) {
-        if (e == ENOENT)
-            return hull_error_set(err, ENOENT, "container '%s' does not exist", id);
-        errno = e;
-        return hull_error_errno(err, "open state of %s", id);
-    }
-    /* One verb at a time per container; readers (state, list) do not lock. */
-    if (flock(fd, LOCK_EX) < 0) {
-        close(fd);
-        return hull_error_errno(err, "lock state of %s", id);
-    }
-    *dirfd = fd;
-    return 0;
 }
 
 static void add_string(json_object *o, const char *k, const char *v)

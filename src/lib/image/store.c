@@ -694,6 +694,14 @@ int image_use(struct image_store *s, const char *manifest_digest, hull_error *er
     if (!image_digest_valid(manifest_digest))
         return hull_error_set(err, EINVAL, "invalid manifest digest '%s'",
                               manifest_digest ? manifest_digest : "");
+    /* The mark is made under the gc pin, which prune holds exclusively from
+     * its walk of the marks to its last removal: a prune either walks with
+     * this mark there, or was over before it (and the caller's check after
+     * the mark finds what it took). Unpinned, a mark made just after the
+     * walk left a running image's layers to the sweep. */
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0)
+        return -1;
     char name[IMAGE_PATH_MAX];
     snprintf(name, sizeof(name), "hull/using/%s", manifest_digest + 7);
     int fd = image_flock_at(s->rootfd, name, LOCK_SH, true, err);

@@ -259,6 +259,10 @@ static int create_locked(const struct net_create_opts *o, struct net_def *d, hul
     struct net_def old;
     if (net_def_load(o->name, &old, NULL) == 0)
         return hull_error_set(err, EEXIST, "%s: a network of that name exists", o->name);
+    /* Held until the bridge has its address (a route every picker sees). */
+    cleanup_close int host = net_host_lock(err);
+    if (host < 0)
+        return -1;
     cleanup_free struct net_def *defs = NULL;
     cleanup_free struct net_prefix *taken = NULL;
     size_t n_defs = 0, n_taken = 0;
@@ -676,6 +680,14 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
         return hull_error_set(err, EEXIST, "%s: already attached", req->member);
     }
     if (network_for(req->network, req->want != NULL, d, err) < 0)
+        return -1;
+    /* A published port is checked against the kernel's map, which every
+     * state directory shares: from that check to this member's element,
+     * no other state's attach may publish (it would fail on the element
+     * and its undo take this one's). Taken after network_for, which may
+     * take it to make the network. */
+    cleanup_close int host = -1;
+    if (req->n_publish && (host = net_host_lock(err)) < 0)
         return -1;
     struct net_member *all = NULL;
     size_t n_all = 0;

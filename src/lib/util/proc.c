@@ -68,6 +68,34 @@ bool hull_pid_alive(pid_t pid, unsigned long long start)
     return hull_pid_check(pid, start) == 1;
 }
 
+/* The kernel's PF_EXITING (include/linux/sched.h), set in do_exit: a pid
+ * namespace's init keeps running there until every other task of its
+ * namespace is gone, and no process can join the namespace meanwhile. */
+#define HULL_PF_EXITING 0x4UL
+
+bool hull_pid_exiting(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true; /* gone: as good as exiting for the callers */
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL || p[1] == '\0')
+        return false;
+    p += 2; /* field 3, the state; the flags are field 9 */
+    for (int field = 3; field < 9 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p != NULL && (strtoul(p, NULL, 10) & HULL_PF_EXITING) != 0;
+}
+
 unsigned long long hull_self_start_time(void)
 {
     /* Per thread, keyed by pid: a forked child reads its own. A failed read

@@ -15,6 +15,10 @@ bool hull_pid_alive(pid_t pid, unsigned long long start);
  * errno set) from a process that is gone (0) or runs (1), for callers that
  * must not remove or kill on a guess. */
 int hull_pid_check(pid_t pid, unsigned long long start);
+/* The process is on its way out (or gone): it has begun to exit, though it may
+ * still wait there for its children (a pid namespace's init) before /proc
+ * shows it a zombie. */
+bool hull_pid_exiting(pid_t pid);
 /* starttime of /proc/PID/stat, 0 when the process is gone. */
 unsigned long long hull_pid_start_time(pid_t pid);
 /* The calling process's own start time, read once per process. */

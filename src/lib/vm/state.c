@@ -9,6 +9,8 @@
  *   <root>/vm/<id>/run/         0700, the VM's uid: qmp.sock, agent*.sock,
  *                               console.log, qemu.log (QEMU's /run)
  *   <root>/vm/<id>/jail/        empty mount point for QEMU's private root
+ *   <root>/vm/.<id>.deleting.PID  a VM being deleted, moved out of its id's name
+ *                               first (vm_destroy); a dead PID's is swept
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +87,8 @@ int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err)
     char p[4200];
     vm_path(vm, name, p, sizeof(p));
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) /* its directory went: a delete came first */
+        return hull_error_set(err, ENOENT, "VM %s does not exist", vm->id);
     if (fd < 0)
         return hull_error_errno(err, "lock %s", p);
     if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
@@ -92,6 +96,16 @@ int vm_lock(const struct vm *vm, const char *name, bool wait, hull_error *err)
         close(fd);
         errno = e;
         return hull_error_errno(err, "VM %s is busy", vm->id);
+    }
+    /* Waited behind a delete, we hold the removed VM's lock (and a state
+     * read before it), or one made in its directory after the delete moved
+     * it away: nothing of it is ours to act on, nor is a VM of the same id
+     * made since. */
+    struct stat held, now;
+    if (fstat(fd, &held) < 0 || stat(p, &now) < 0 || held.st_dev != now.st_dev ||
+        held.st_ino != now.st_ino) {
+        close(fd);
+        return hull_error_set(err, ENOENT, "VM %s does not exist", vm->id);
     }
     return fd;
 }

@@ -1,5 +1,6 @@
 /* VM lifecycle: create (measure and prepare), start (boot to agent-ready),
  * pause/resume, stop, delete. Every step that fails undoes what it did. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -443,13 +444,66 @@ int vm_resume(struct vm *vm, hull_error *err)
     return vm_save(vm, err);
 }
 
+#define VM_DELETING ".deleting."
+
+/* What a delete killed between its rename and its removal left beside the
+ * VMs: ".ID.deleting.PID" of a pid that no longer runs. */
+static void sweep_deleting(const char *parent)
+{
+    cleanup_dir DIR *d = opendir(parent);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        const char *tag = strstr(e->d_name, VM_DELETING);
+        if (e->d_name[0] != '.' || tag == NULL)
+            continue;
+        pid_t pid = (pid_t)strtol(tag + strlen(VM_DELETING), NULL, 10);
+        if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue; /* its delete may still be at work */
+        hull_error e2 = NULL;
+        if (hull_rm_rf_at(dirfd(d), e->d_name, &e2) < 0)
+            hull_warn("remove %s/%s: %s", parent, e->d_name, hull_error_msg(e2));
+        hull_error_free(&e2);
+    }
+}
+
 int vm_destroy(struct vm *vm, hull_error *err)
 {
     vm_release(vm);
     if (vm_qemu_alive(vm))
         return hull_error_set(err, EBUSY, "VM %s: QEMU (pid %d) does not die", vm->id, vm->pid);
-    if (hull_rm_rf_at(AT_FDCWD, vm->dir, err) < 0)
-        return hull_error_prefix(err, "delete VM %s", vm->id);
+    /* Out of its id's name first, under the VM's lock: a verb queued on the
+     * lock wakes to find it unlinked (vm_lock), one that comes later finds
+     * no VM, and none makes a lock file in a directory being removed (which
+     * then could not be removed). */
+    size_t parent = strlen(vm->dir) - strlen(vm->id) - 1;
+    if (strlen(vm->dir) <= strlen(vm->id) || vm->dir[parent] != '/' ||
+        strcmp(vm->dir + parent + 1, vm->id) != 0)
+        return hull_error_set(err, EINVAL, "delete VM %s: directory %s is not its id's", vm->id,
+                              vm->dir);
+    char gone[4300];
+    snprintf(gone, sizeof(gone), "%.*s/.%s" VM_DELETING "%d", (int)parent, vm->dir, vm->id,
+             (int)getpid());
+    if (rename(vm->dir, gone) < 0) {
+        if (errno == ENOENT) /* a delete queued beside ours came first */
+            return hull_error_set(err, ENOENT, "VM %s does not exist", vm->id);
+        return hull_error_errno(err, "delete VM %s: rename %s", vm->id, vm->dir);
+    }
+    /* A verb that looked the lock up just before the rename may still make
+     * a new lock file in it (it then finds the lock's name gone and stops):
+     * the removal is tried again for that straggler. */
+    hull_error e = NULL;
+    for (int tries = 0; hull_rm_rf_at(AT_FDCWD, gone, &e) < 0; tries++) {
+        if (hull_error_code(e) != ENOTEMPTY || tries == 8) {
+            if (err)
+                *err = e;
+            else
+                hull_error_free(&e);
+            return hull_error_prefix(err, "delete VM %s", vm->id);
+        }
+        hull_error_free(&e);
+    }
+    gone[parent] = '\0';
+    sweep_deleting(gone);
     /* What a killed template RAM keeper left (ramkeeper.c). */
     vm_ram_keepers_sweep();
     return 0;
