@@ -241,10 +241,15 @@ def test_invalid_ids(hull, bundle, tmp_path, bad, fragment):
 
 @pytest.mark.asan
 def test_empty_id(hull, bundle, tmp_path):
-    c, r = create(hull, bundle, c="")
-    assert_error(r, "create", "", "container id must not be empty")
-    for verb in ("start", "state", "kill", "delete"):
-        assert_error(hull(verb, ""), verb, "", "container id must not be empty")
+    """An empty id is a usage error of the verb: said once, with the hint,
+    and no gap where the id would be."""
+    _, r = create(hull, bundle, c="")
+    results = [("create", r)] + [(verb, hull(verb, "")) for verb in ("start", "state", "kill",
+                                                                     "delete")]
+    for verb, r in results:
+        assert r.returncode != 0 and r.stdout == "", r
+        assert r.stderr == (f"hull: {verb}: container id must not be empty\n"
+                            f"Try 'hull {verb} --help'.\n"), r
     assert_nothing_left(hull, tmp_path)
 
 

@@ -49,7 +49,10 @@ def test_stdin_file_is_not_the_host_file(sb, open_tmp, iso):
     link, kind, *rest = r.out.splitlines()
     assert str(open_tmp) not in r.out and link.startswith("pipe:"), r
     assert kind == "fifo", r
-    assert rest == ["original"], r
+    # The pipe is the program's own (as runc hands a process its stdio), so
+    # what it writes into it through /proc may come back to it; never to the
+    # host file.
+    assert rest in (["original"], ["original", "x"]), r
     assert f.read_bytes() == b"original\n"
 
 
