@@ -275,14 +275,21 @@ def test_guest_text_reaches_the_terminal_printable(h, vm, fake, mode):
     assert not any(line.startswith("hull: all good") for line in err.splitlines()), err
 
 
+def agent_lib_sources(src_root):
+    """The library files the agent is built with besides src/guest/*.c: the
+    Makefile's AGENT_SRCS, so this copy stays what `make` builds."""
+    text = open(os.path.join(src_root, "Makefile")).read().replace("\\\n", " ")
+    line = next(l for l in text.splitlines() if l.startswith("AGENT_SRCS :="))
+    return [w[len("src/lib/"):] for w in line.split(":=", 1)[1].split()
+            if w.startswith("src/lib/")]
+
+
 def build_agent(src_root, gen_dir, out, patch):
     """The real agent's source with patch (old, new) applied: a guest root
     that does not keep the protocol's limits."""
     tree = os.path.join(os.path.dirname(out), "src")
     shutil.copytree(os.path.join(src_root, "src", "guest"), os.path.join(tree, "guest"))
-    for f in ("util/watch_tree.c", "util/watch_tree.h", "vm/agent_proto.h"):
-        os.makedirs(os.path.dirname(os.path.join(tree, "lib", f)), exist_ok=True)
-        shutil.copy(os.path.join(src_root, "src", "lib", f), os.path.join(tree, "lib", f))
+    shutil.copytree(os.path.join(src_root, "src", "lib"), os.path.join(tree, "lib"))
     path = os.path.join(tree, "guest", patch[0])
     text = open(path).read()
     assert patch[1] in text, "the agent source changed: update the patch"
@@ -290,10 +297,12 @@ def build_agent(src_root, gen_dir, out, patch):
     cflags = subprocess.run(["pkg-config", "--cflags", "json-c"], capture_output=True,
                             text=True).stdout.split()
     srcs = [os.path.join(tree, "guest", f) for f in os.listdir(os.path.join(tree, "guest"))
-            if f.endswith(".c")] + [os.path.join(tree, "lib", "util", "watch_tree.c")]
-    subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-static", "-iquote",
-                    os.path.join(tree, "lib"), "-iquote", gen_dir, *cflags, "-o", out, *srcs,
-                    "-ljson-c"], check=True, timeout=600)
+            if f.endswith(".c")] + [os.path.join(tree, "lib", f)
+                                    for f in agent_lib_sources(src_root)]
+    subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-static", "-I",
+                    os.path.join(src_root, "include"), "-iquote", os.path.join(tree, "lib"),
+                    "-iquote", gen_dir, *cflags, "-o", out, *srcs, "-ljson-c"], check=True,
+                   timeout=600)
 
 
 def hostile_env(h, tmp_path, agent):
