@@ -116,16 +116,16 @@ void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, stru
     } else if (strcmp(verb, "stat") == 0 || strcmp(verb, "list") == 0 ||
                strcmp(verb, "mkdir") == 0 || strcmp(verb, "remove") == 0 ||
                strcmp(verb, "rename") == 0) {
-        json_object *v;
-        int d = (v = hj_get(f->hdr, "depth")) ? json_object_get_int(v) : 0;
-        struct hull_fs_op op = {
-            .verb = (enum hull_fs_verb)hull_fs_verb_parse(verb),
-            .path = path,
-            .to = strcmp(verb, "rename") == 0 ? hstr(f, "to") : NULL,
-            .depth = d > 0 ? (unsigned)d : 1,
-            .recursive = (v = hj_get(f->hdr, "recursive")) && json_object_get_boolean(v),
-            .mode = (v = hj_get(f->hdr, "mode")) ? (unsigned)json_object_get_int(v) & 07777 : 0,
-            .fd = -1};
+        json_object *depth = hj_get(f->hdr, "depth"), *rec = hj_get(f->hdr, "recursive"),
+                    *mode = hj_get(f->hdr, "mode");
+        int d = depth ? json_object_get_int(depth) : 0;
+        struct hull_fs_op op = {.verb = (enum hull_fs_verb)hull_fs_verb_parse(verb),
+                                .path = path,
+                                .to = strcmp(verb, "rename") == 0 ? hstr(f, "to") : NULL,
+                                .depth = d > 0 ? (unsigned)d : 1,
+                                .recursive = rec && json_object_get_boolean(rec),
+                                .mode = mode ? (unsigned)json_object_get_int(mode) & 07777 : 0,
+                                .fd = -1};
         if (strcmp(verb, "rename") == 0 && (op.to == NULL || op.to[0] != '/'))
             hull_error_set(&e, EINVAL, "to: must be an absolute path");
         else

@@ -58,9 +58,10 @@ int hull_audit_prune(struct hull_store *s, const char *before, unsigned limit, u
 {
     /* The mark: the newest of the (at most limit) oldest rows written
      * before `before`; what is at or below it and that old goes. */
+    static const char mark[] = "INSERT INTO audit_trim (upto) SELECT COALESCE(MAX(id), 0) FROM "
+                               "(SELECT id FROM audit WHERE time < ?1 ORDER BY time LIMIT ?2)";
     static const char *const sql[] = {
-        "INSERT INTO audit_trim (upto) SELECT COALESCE(MAX(id), 0) FROM "
-        "(SELECT id FROM audit WHERE time < ?1 ORDER BY time LIMIT ?2)",
+        mark,
         "DELETE FROM audit WHERE id <= (SELECT MAX(upto) FROM audit_trim) AND time < ?1",
         "DELETE FROM audit_trim",
     };
