@@ -843,3 +843,30 @@ def test_sweep_removes_temporaries_of_killed_writers(net):
         assert not stale[0].exists() and live.exists()
     finally:
         live.unlink()
+
+
+def test_state_directories_creating_at_once_get_distinct_subnets(tmp_path):
+    """Several state directories on one kernel (docs/network.md) each pick
+    the first free subnet from the host's routes and addresses: picked at
+    the same moment, two took the same one (two bridges with one gateway
+    address). The pick and the bridge's address are one step for the whole
+    host now. Repeated: the race needs the creates to meet."""
+    states = [NetEnv(tmp_path / f"s{i}") for i in range(4)]
+    try:
+        subnets = []
+        for rnd in range(6):
+            procs = [subprocess.Popen([HULL, "network", "create", f"par{rnd}"], env=s.env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for s in states]
+            for p in procs:
+                out, err = p.communicate(timeout=120)
+                assert p.returncode == 0, err
+            for s in states:
+                d = s.inspect(f"par{rnd}")
+                s.bridges.add(d["bridge"])
+                subnets.append(d["subnet"])
+        assert len(set(subnets)) == len(subnets), sorted(subnets)
+    finally:
+        for s in states:
+            s.teardown()
+

@@ -259,6 +259,10 @@ static int create_locked(const struct net_create_opts *o, struct net_def *d, hul
     struct net_def old;
     if (net_def_load(o->name, &old, NULL) == 0)
         return hull_error_set(err, EEXIST, "%s: a network of that name exists", o->name);
+    /* Held until the bridge has its address (a route every picker sees). */
+    cleanup_close int host = net_host_lock(err);
+    if (host < 0)
+        return -1;
     cleanup_free struct net_def *defs = NULL;
     cleanup_free struct net_prefix *taken = NULL;
     size_t n_defs = 0, n_taken = 0;

@@ -90,6 +90,12 @@ const char *net_run_dir(void);
 void net_alias(bool bridge, char *buf, size_t len);
 /* flock of HULL_NET_RUN_DIR/lock (made on first use); returns the fd. */
 int net_lock(hull_error *err);
+/* The host's own lock, beside the state's (taken after it): a new
+ * network's subnet and bridge are picked from what the kernel has, and
+ * every state directory on it must see one network made before it picks
+ * the next, or two take the same free subnet. */
+#define NET_HOST_LOCK "/run/lock/hull-net-host.lock"
+int net_host_lock(hull_error *err);
 
 int net_def_load(const char *name, struct net_def *out, hull_error *err); /* ENOENT if absent */
 int net_def_save(const struct net_def *d, hull_error *err);

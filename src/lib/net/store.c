@@ -35,13 +35,8 @@ void net_alias(bool bridge, char *buf, size_t len)
     snprintf(buf, len, "hull %.200s", bridge ? net_config_dir() : net_run_dir());
 }
 
-int net_lock(hull_error *err)
+static int lock_path(const char *path, hull_error *err)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%.3900s/leases", net_run_dir());
-    if (hull_mkdir_p(path, 0700, err) < 0 || hull_mkdir_p(net_config_dir(), 0700, err) < 0)
-        return -1;
-    snprintf(path, sizeof(path), "%.3900s/lock", net_run_dir());
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return hull_error_errno(err, "open %s", path);
@@ -55,6 +50,21 @@ int net_lock(hull_error *err)
         return -1;
     }
     return fd;
+}
+
+int net_lock(hull_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%.3900s/leases", net_run_dir());
+    if (hull_mkdir_p(path, 0700, err) < 0 || hull_mkdir_p(net_config_dir(), 0700, err) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%.3900s/lock", net_run_dir());
+    return lock_path(path, err);
+}
+
+int net_host_lock(hull_error *err)
+{
+    return lock_path(NET_HOST_LOCK, err);
 }
 
 /* prefix followed by 1 to 10 of [0-9a-f]: the interface names hull makes
