@@ -870,3 +870,41 @@ def test_state_directories_creating_at_once_get_distinct_subnets(tmp_path):
         for s in states:
             s.teardown()
 
+
+def test_one_port_published_from_two_state_directories_at_once(tmp_path):
+    """Two state directories publishing the same host port at the same
+    moment: each checked the kernel's map, found it free, and added its
+    element; the second add failed (`nftables: ... File exists`) and its
+    undo removed the first's element, so the member that won was cut off.
+    Now one wins and keeps the port, the other is told another hull has it.
+    Repeated: the race needs the attaches to meet."""
+    states = [NetEnv(tmp_path / f"s{i}") for i in range(2)]
+    try:
+        for i, s in enumerate(states):
+            s.create(f"pub{i}")
+        for rnd in range(10):
+            port = free_port()
+            members = [s.member() for s in states]
+            for m in members:
+                m.serve(8000)
+            procs = []
+            for i, (s, m) in enumerate(zip(states, members)):
+                p = subprocess.Popen([NETTOOL, "attach", f"pub{i}", f"m{os.getpid()}-{next_id()}",
+                                      f"/run/netns/{m.name}", "--publish", f"{port}:8000"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=s.env)
+                s.holders.append(p)
+                procs.append(p)
+            lines = [p.stdout.readline() for p in procs]
+            won = [p for p, line in zip(procs, lines) if line]
+            lost = [p for p, line in zip(procs, lines) if not line]
+            assert len(won) == 1, [p.stderr.read() for p in lost]
+            lost[0].wait(timeout=120)
+            assert "host port published already by another hull" in lost[0].stderr.read()
+            assert host_can_connect("127.0.0.1", port)
+            NetEnv.detach(won[0])
+            for m in members:
+                m.close()
+    finally:
+        for s in states:
+            s.teardown()

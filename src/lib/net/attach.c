@@ -681,6 +681,14 @@ static int attach_locked(const struct hull_net_attach_req *req, struct net_membe
     }
     if (network_for(req->network, req->want != NULL, d, err) < 0)
         return -1;
+    /* A published port is checked against the kernel's map, which every
+     * state directory shares: from that check to this member's element,
+     * no other state's attach may publish (it would fail on the element
+     * and its undo take this one's). Taken after network_for, which may
+     * take it to make the network. */
+    cleanup_close int host = -1;
+    if (req->n_publish && (host = net_host_lock(err)) < 0)
+        return -1;
     struct net_member *all = NULL;
     size_t n_all = 0;
     if (net_member_list(NULL, &all, &n_all, err) < 0)
