@@ -319,8 +319,9 @@ struct MHD_Connection;
 int http_framing(struct MHD_Connection *conn, struct resp *r, bool *overflow);
 
 /* http.c */
-/* Read --tls-key and --tls-cert (with --listen): first of all, so a
- * refused one leaves no state directory, store or socket behind. */
+/* Check --socket's directory and read --tls-key and --tls-cert (with
+ * --listen): first of all, so a refused one leaves no state directory,
+ * store or socket behind. */
 int http_load_tls(hull_error *err);
 int http_start(hull_error *err);
 void http_stop(void);

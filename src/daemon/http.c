@@ -742,9 +742,37 @@ static unsigned per_client_limit(const struct hulld_options *o)
         return o->max_client_connections;
     return o->max_connections / 4 ? o->max_connections / 4 : 1;
 }
+/* --socket's directory, or the nearest of its parents that exists when
+ * it does not yet (unix_listen makes the rest, root's and 0755), held to
+ * the rule unix_listen checks again: a refused one leaves no state. */
+static int socket_dir_check(const char *path, hull_error *err)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    struct stat st;
+    while (stat(dir, &st) < 0 && errno == ENOENT) {
+        if ((slash = strrchr(dir, '/')) == NULL) {
+            snprintf(dir, sizeof(dir), "."); /* a relative path's first part */
+            break;
+        }
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    char real[PATH_MAX];
+    if (hull_trusted_dir("directory", dir, true, real, sizeof(real), err) < 0)
+        return hull_error_prefix(err, "--socket %s", path);
+    return 0;
+}
+
 int http_load_tls(hull_error *err)
 {
     const struct hulld_options *o = hulld.o;
+    if (socket_dir_check(o->socket_path, err) < 0)
+        return -1;
     size_t n;
     if (o->listen && read_tls_key(o->tls_key, &n, err) < 0)
         return hull_error_prefix(err, "--tls-key");

@@ -28,10 +28,15 @@ const char *agent_check_path(const char *p)
         return "path must be absolute";
     if (strlen(p) >= 4096)
         return "path too long";
+    /* The kernel reads "//dev" as "/dev": every leading slash is skipped
+     * before the first component is compared. */
+    const char *first = p;
+    while (*first == '/')
+        first++;
     static const char *const banned[] = {"proc", "sys", "dev"};
     for (size_t i = 0; i < sizeof(banned) / sizeof(banned[0]); i++) {
         size_t l = strlen(banned[i]);
-        if (strncmp(p + 1, banned[i], l) == 0 && (p[1 + l] == '/' || p[1 + l] == 0))
+        if (strncmp(first, banned[i], l) == 0 && (first[l] == '/' || first[l] == 0))
             return "path is outside the guest's allowed tree (/proc, /sys and /dev are not files)";
     }
     for (const char *s = p; *s;) {
@@ -42,7 +47,7 @@ const char *agent_check_path(const char *p)
             return "path is outside the guest's allowed tree (\".\" and \"..\" are not allowed)";
         s += l;
     }
-    if (strcmp(p, "/") == 0)
+    if (*first == '\0')
         return "path names the root directory, not a file";
     return NULL;
 }

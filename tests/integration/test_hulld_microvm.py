@@ -299,6 +299,29 @@ def test_fs_api_answers_are_the_agents_not_a_workloads(d):
         delete(d, sid)
 
 
+def test_fs_api_refuses_dev_proc_sys_however_spelled(d):
+    """The guest's kernel reads "//dev" as "/dev": a change the agent
+    refuses for /dev, /proc and /sys (their mount points in the workload
+    root) is refused however many slashes lead the path, and "//" is the
+    root, not a file."""
+    t = d.tokens["user"]
+    sid = create(d)
+    fs = f"/v1/sandboxes/{sid}/fs"
+    try:
+        for path in ("//dev", "///proc", "//sys/x"):
+            r = d.request("DELETE", f"{fs}/{path}?recursive=true", token=t)
+            assert r.status == 403, (path, r)
+        r = d.request("POST", f"{fs}//dev/made?op=mkdir", token=t)
+        assert r.status == 403, r
+        r = d.request("DELETE", f"{fs}//?recursive=true", token=t)
+        assert r.status == 403, r
+        # The workload's /dev and /proc are still mounted where they were.
+        r = exec_(d, sid, ["sh", "-c", "test -c /dev/null && test -r /proc/self/status"])
+        assert r.status == 200 and r.json["exit_code"] == 0, r
+    finally:
+        delete(d, sid)
+
+
 def test_one_gib_round_trip(d):
     """1 GiB up and down with a digest check, through the agent. The
     guest's files live in its RAM: the sandbox asks for enough of it."""

@@ -124,6 +124,11 @@ def test_socket_in_a_directory_others_may_change_is_refused(tmp_path):
     rc, out = run_refused(["--state-dir", str(state)], d / "hulld.sock")
     assert rc == 1 and f"{d} may be written by other users (mode 0777)" in out, out
     assert not (d / "hulld.sock").exists()
+    assert not state.exists(), "a refused --socket left a state directory"
+    # Not made yet: its nearest existing parent is the one checked.
+    rc, out = run_refused(["--state-dir", str(state)], d / "sub" / "hulld.sock")
+    assert rc == 1 and f"{d} may be written by other users (mode 0777)" in out, out
+    assert not (d / "sub").exists() and not state.exists()
     os.chmod(d, 0o700)
     os.chown(d, NOBODY, NOBODY)
     rc, out = run_refused(["--state-dir", str(state)], d / "hulld.sock")

@@ -908,3 +908,46 @@ def test_one_port_published_from_two_state_directories_at_once(tmp_path):
     finally:
         for s in states:
             s.teardown()
+
+
+HOLD_LOCK = """
+import fcntl, sys
+f = open(sys.argv[1], "r+")
+fcntl.flock(f, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_another_user_holds_in_run_lock_stops_no_create(net):
+    """/run/lock is every user's to write (sticky 1777): a host-wide lock
+    file there is one any user may make first (or leave a symlink in its
+    place) and hold for ever, and every network create then waited on it.
+    hull's host-wide locks are in a directory only root may write."""
+    lock = Path("/run/lock/hull-net-host.lock")
+    if not lock.parent.is_dir():
+        pytest.skip("no /run/lock here")
+    made = not lock.exists()
+    if made:
+        lock.touch(mode=0o600)
+    owner = lock.stat()
+    os.chown(lock, 65534, 65534)  # as if nobody had made it first
+    holder = subprocess.Popen(["python3", "-c", HOLD_LOCK, str(lock)], user=65534, group=65534,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        try:
+            r = net.hull("create", "lockfree", timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("hull network create waited on a lock another user holds")
+        assert r.returncode == 0, r.stderr
+        net.bridges.add(net.inspect("lockfree")["bridge"])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+        if made:
+            lock.unlink()
+        else:
+            os.chown(lock, owner.st_uid, owner.st_gid)
+    st = Path("/run/hull/net-host").stat()
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0, oct(st.st_mode)

@@ -94,8 +94,15 @@ int net_lock(hull_error *err);
  * network's subnet and bridge are picked from what the kernel has, and
  * every state directory on it must see one network made before it picks
  * the next, or two take the same free subnet. */
-#define NET_HOST_LOCK "/run/lock/hull-net-host.lock"
+#define NET_HOST_LOCK "host"
 int net_host_lock(hull_error *err);
+/* The host-wide lock `name` (NET_HOST_LOCK, "nft"), held until the fd is
+ * closed. Its file is in NET_HOST_LOCK_DIR, which only root may write: in
+ * /run/lock (every user's, sticky) another user could make it first and
+ * hold it for ever, or leave a symlink there for root to create a file
+ * through. */
+#define NET_HOST_LOCK_DIR "/run/hull/net-host"
+int net_host_lock_named(const char *name, hull_error *err);
 
 int net_def_load(const char *name, struct net_def *out, hull_error *err); /* ENOENT if absent */
 int net_def_save(const struct net_def *d, hull_error *err);

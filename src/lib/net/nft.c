@@ -150,12 +150,11 @@ static const struct {
 };
 
 /* The tables are the kernel's, shared by every hull state directory, so
- * their creation is serialised by a lock of its own (HULL_NET_RUN_DIR's
- * lock is per state directory). The script is one transaction that makes
- * what is missing and replaces the base chains' rules (flush, then add):
+ * their creation is serialised by the host-wide lock "nft"
+ * (net_host_lock_named; HULL_NET_RUN_DIR's lock is per state directory). The script is one
+ * transaction that makes what is missing and replaces the base chains' rules (flush, then add):
  * sets, maps and member chains stay as they are, so tables made by an
  * older hull are brought up to date under live members. */
-#define NFT_LOCK "/run/lock/hull-net-nft.lock"
 
 static int write_base(hull_error *err)
 {
@@ -185,15 +184,9 @@ int nft_ensure_base(hull_error *err)
         done = true;
     if (done)
         return 0;
-    cleanup_close int lock = open(NFT_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    cleanup_close int lock = net_host_lock_named("nft", err);
     if (lock < 0)
-        return hull_error_errno(err, "open %s", NFT_LOCK);
-    int rc;
-    do
-        rc = flock(lock, LOCK_EX);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0)
-        return hull_error_errno(err, "lock %s", NFT_LOCK);
+        return -1;
     if (!nl_nft_exists("inet", "hull", BASE_VERSION) && write_base(err) < 0)
         return hull_error_prefix(err, "hull's nftables tables");
     done = true;

@@ -37,7 +37,7 @@ void net_alias(bool bridge, char *buf, size_t len)
 
 static int lock_path(const char *path, hull_error *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return hull_error_errno(err, "open %s", path);
     int rc;
@@ -62,9 +62,19 @@ int net_lock(hull_error *err)
     return lock_path(path, err);
 }
 
+int net_host_lock_named(const char *name, hull_error *err)
+{
+    /* Made root's and 0700 by its first user (under /run: after each boot). */
+    if (hull_mkdir_p(NET_HOST_LOCK_DIR, 0700, err) < 0)
+        return -1;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%.64s.lock", NET_HOST_LOCK_DIR, name);
+    return lock_path(path, err);
+}
+
 int net_host_lock(hull_error *err)
 {
-    return lock_path(NET_HOST_LOCK, err);
+    return net_host_lock_named(NET_HOST_LOCK, err);
 }
 
 /* prefix followed by 1 to 10 of [0-9a-f]: the interface names hull makes
