@@ -259,8 +259,8 @@ print("sent")
 
 def test_sandboxes_have_host_uids_of_their_own(sb, open_tmp):
     """Two sandboxes at once run as two different blocks of host uids; one
-    writing a host directory keeps the shared block, whose uids own what it
-    writes there (docs/sandbox.md "Users")."""
+    with a host directory bound keeps the shared block, whose uids own what
+    it writes there (docs/sandbox.md "Users")."""
     rw = open_tmp / "rw"
     rw.mkdir()
     os.chown(rw, HOST_UID, HOST_UID)
@@ -285,6 +285,20 @@ def test_sandboxes_have_host_uids_of_their_own(sb, open_tmp):
             sb.finish(p, out, err, clean=False)
         for p, out, err in runs:
             sb.assert_clean(p.pid)
+
+
+def test_a_bind_source_made_for_the_sandbox_uid_stays_readable(sb, open_tmp):
+    """A read-only bind of a directory only the documented sandbox uid
+    (1000001000) may read: with a bind the sandbox keeps the shared block,
+    so it is still that uid (a block of its own would make it nobody)."""
+    d = open_tmp / "private"
+    d.mkdir(mode=0o700)
+    (d / "input").write_text("42\n")
+    os.chown(d, HOST_UID, HOST_UID)
+    os.chown(d / "input", HOST_UID, HOST_UID)
+    (d / "input").chmod(0o600)
+    r = sb("--bind", f"{d}:/data", cmd=["cat", "/data/input"])
+    assert r.verdict == "ok" and r.out == "42\n", r
 
 
 def test_fds_one_sandbox_holds_in_flight_do_not_stop_another(sb):

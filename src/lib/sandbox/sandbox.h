@@ -67,9 +67,9 @@ struct hull_sandbox_layout {
  *   first of a block of HULL_SANDBOX_ID_RANGE of the sandbox's own: the
  *   counts the kernel keeps per host user (fds in flight over unix
  *   sockets, pipe buffers, epoll watches) are then the sandbox's alone.
- *   A sandbox that writes host files (a writable --bind) or runs in a
- *   --rootfs directory keeps the shared block at HULL_SANDBOX_UID_BASE,
- *   whose owners such files have (docs/sandbox.md "Users"). */
+ *   A sandbox that uses host files (a --bind) or runs in a --rootfs
+ *   directory keeps the shared block at HULL_SANDBOX_UID_BASE, whose uids
+ *   such files may be made for (docs/sandbox.md "Users"). */
 struct hull_sandbox_ids {
     int lock; /* -1: nothing claimed (microVM level) */
     uint32_t base;

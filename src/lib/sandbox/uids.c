@@ -81,17 +81,13 @@ static int claim(const struct uid_pool *pool, uint32_t *uid, hull_error *err)
                           pool->what, pool->n, pool->use);
 }
 
-/* Files of the host the sandbox writes, or runs from, are owned by the
- * shared block's uids (a writable bind, a --rootfs directory prepared for
- * it): there it keeps those. */
+/* Host files a sandbox binds or runs from may have been made for the
+ * shared block's uids (docs: a writable bind writes as 1000001000; a bind
+ * source or a --rootfs directory prepared for that uid): with any of them
+ * it keeps that block, and sees and writes them as before. */
 static bool uses_host_files(const struct hull_policy *p)
 {
-    if (p->rootfs && p->image == NULL)
-        return true;
-    for (size_t i = 0; i < p->n_binds; i++)
-        if (p->binds[i].writable)
-            return true;
-    return false;
+    return p->n_binds > 0 || (p->rootfs && p->image == NULL);
 }
 
 int hull_sandbox_ids_claim(const struct hull_policy *p, struct hull_sandbox_ids *ids,
