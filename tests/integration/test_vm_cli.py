@@ -35,9 +35,10 @@ def test_root_too_long_for_the_state_directory_is_refused(tmp_path):
     p = subprocess.run([HULL, "--root", root, "vm", "state", "x"], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 1, p
-    # Named as the VM's directory under the root (its middle shortened).
-    assert p.stderr.startswith("hull: vm state: state: ") and "/long/" in p.stderr and \
-        p.stderr.endswith(": path too long\n"), p.stderr
+    # Named as the VM's directory under the root (its middle shortened,
+    # by how much depends on the test's own directory).
+    assert p.stderr.startswith("hull: vm state: state: ") and \
+        p.stderr.endswith("/vm/x: path too long\n"), p.stderr
     made = [d for d, _, _ in os.walk(tmp_path) if os.path.basename(d) in ("v", "vm")]
     assert made == [], made
     assert not os.path.exists(tmp_path / "long")
