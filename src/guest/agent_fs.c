@@ -50,22 +50,6 @@ static void fit_list(json_object *res)
     }
 }
 
-static int verb_of(const char *v)
-{
-    static const struct {
-        const char *name;
-        enum hull_fs_verb verb;
-    } verbs[] = {{"stat", HULL_FS_STAT},
-                 {"list", HULL_FS_LIST},
-                 {"mkdir", HULL_FS_MKDIR},
-                 {"rename", HULL_FS_RENAME},
-                 {"remove", HULL_FS_REMOVE}};
-    for (size_t i = 0; v && i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (strcmp(v, verbs[i].name) == 0)
-            return (int)verbs[i].verb;
-    return -1;
-}
-
 static const char *str_of(json_object *req, const char *key)
 {
     json_object *v;
@@ -83,8 +67,8 @@ static int64_t int_of(json_object *req, const char *key)
 int agent_fs(struct conn *c, json_object *req)
 {
     const char *verb = str_of(req, "verb"), *path = str_of(req, "path"), *to = str_of(req, "to");
-    int v = verb_of(verb);
-    if (v < 0)
+    int v = hull_fs_verb_parse(verb);
+    if (!hull_fs_verb_in_guest(v))
         return fs_refuse(c, EINVAL, verb, path, "not a file operation of the agent");
     if (path == NULL || path[0] != '/' || strlen(path) >= 4096)
         return fs_refuse(c, EINVAL, verb, path, "path must be absolute and shorter than 4096");

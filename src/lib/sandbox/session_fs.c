@@ -30,21 +30,6 @@
 /* An answer over this is refused (a list is bounded well below it). */
 #define ANSWER_MAX (64u << 20)
 
-static const char *const verbs[] = {
-    [HULL_FS_STAT] = "stat",           [HULL_FS_LIST] = "list",     [HULL_FS_MKDIR] = "mkdir",
-    [HULL_FS_RENAME] = "rename",       [HULL_FS_REMOVE] = "remove", [HULL_FS_READ] = "read",
-    [HULL_FS_WRITE] = "write",         [HULL_FS_COMMIT] = "commit", [HULL_FS_WATCH] = "watch",
-    [HULL_FS_WATCH_ADD] = "watch_add",
-};
-
-int hull_fs_verb_parse(const char *name)
-{
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        if (name && strcmp(name, verbs[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
 /* Absolute, under PATH_MAX, no ".." component: the client names a place in
  * the sandbox, never a way out of one. */
 static int check_path(const char *what, const char *p, hull_error *err)
@@ -272,5 +257,5 @@ out:
     hull_closep(&rootfd);
     hull_closep(&sv[0]);
     hull_closep(&sv[1]);
-    return ret < 0 ? hull_error_prefix(err, "%s %s", verbs[op->verb], op->path) : 0;
+    return ret < 0 ? hull_error_prefix(err, "%s %s", hull_fs_verb_name(op->verb), op->path) : 0;
 }

@@ -23,6 +23,15 @@
 /* Directories one recursive watch adds at most. */
 #define HULL_FS_WATCH_DIRS_MAX 4096
 
+/* The verb's name ("stat", ...), NULL for none: hull_fs_verb_parse's reverse. */
+const char *hull_fs_verb_name(enum hull_fs_verb v);
+/* Whether a microVM's agent does v itself in its guest: stat, list, mkdir,
+ * rename and remove (data goes by get_file and put_file). */
+static inline bool hull_fs_verb_in_guest(int v)
+{
+    return v >= HULL_FS_STAT && v <= HULL_FS_REMOVE;
+}
+
 /* session_fs_ops.c: the verbs, in the child (root: the sandbox's "/";
  * procfd: this process's /proc/self/fd, opened before entering). */
 int hull_fs_do(const struct hull_fs_op *op, int root, int procfd, json_object **out, int *fd_out,

@@ -28,6 +28,27 @@
 #include "util/error.h"
 #include "util/fs.h"
 
+/* The verbs' names, for the API, hulld and the guest's agent alike. */
+static const char *const verbs[] = {
+    [HULL_FS_STAT] = "stat",           [HULL_FS_LIST] = "list",     [HULL_FS_MKDIR] = "mkdir",
+    [HULL_FS_RENAME] = "rename",       [HULL_FS_REMOVE] = "remove", [HULL_FS_READ] = "read",
+    [HULL_FS_WRITE] = "write",         [HULL_FS_COMMIT] = "commit", [HULL_FS_WATCH] = "watch",
+    [HULL_FS_WATCH_ADD] = "watch_add",
+};
+
+int hull_fs_verb_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (name && strcmp(name, verbs[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *hull_fs_verb_name(enum hull_fs_verb v)
+{
+    return (size_t)v < sizeof(verbs) / sizeof(verbs[0]) ? verbs[v] : NULL;
+}
+
 #define WATCH_MASK                                                                                 \
     (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |            \
      IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)

@@ -7,33 +7,16 @@
 #include <string.h>
 
 #include "hull.h"
+#include "sandbox/session_fs.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "vm/agent.h"
 #include "vm/vm.h"
 
-static const char *fs_verb_name(enum hull_fs_verb v)
-{
-    switch (v) {
-    case HULL_FS_STAT:
-        return "stat";
-    case HULL_FS_LIST:
-        return "list";
-    case HULL_FS_MKDIR:
-        return "mkdir";
-    case HULL_FS_RENAME:
-        return "rename";
-    case HULL_FS_REMOVE:
-        return "remove";
-    default:
-        return NULL;
-    }
-}
-
 int hull_vm_fs(const struct hull_runtime *rt, const char *id, const struct hull_fs_op *op,
                struct json_object **out, hull_error *err)
 {
-    const char *verb = op ? fs_verb_name(op->verb) : NULL;
+    const char *verb = op && hull_fs_verb_in_guest(op->verb) ? hull_fs_verb_name(op->verb) : NULL;
     if (verb == NULL)
         return hull_error_set(err, ENOTSUP, "fs: not a verb the guest's agent answers");
     if (op->path == NULL || op->path[0] != '/')
