@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "util/error.h"
+#include "util/fs.h"
 
 int cmd_pause(struct cli *cli, int argc, char **argv)
 {
@@ -241,41 +242,6 @@ static int parse_int(const char *s, long long *out)
  * what keeps `--resources /dev/zero` from reading until memory runs out. */
 #define RESOURCES_MAX (1u << 20)
 
-/* All of f (at most RESOURCES_MAX bytes), or NULL with errno (EFBIG when
- * there is more). */
-static char *read_all(FILE *f)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n > RESOURCES_MAX) {
-            free(buf);
-            errno = EFBIG;
-            return NULL;
-        }
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (nb == NULL) {
-                free(buf);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = nb;
-        }
-    }
-    if (buf && ferror(f)) { /* a directory, an I/O error: not "invalid JSON" */
-        int e = errno;
-        free(buf);
-        errno = e;
-        return NULL;
-    }
-    if (buf)
-        buf[n] = '\0';
-    return buf;
-}
-
 /* hull update's limit flags: each sets linux.resources.<group>.<key>. */
 enum upd_kind { U_BYTES, U_NUMBER, U_STRING, U_RDT };
 
@@ -371,29 +337,23 @@ static int update_send(struct cli *cli, const char *id, const char *resources, j
     if (resources) {
         if (json_object_object_length(doc) > 0)
             return cli_usage_error(cli, "give either --resources or the limit flags, not both");
-        /* O_NONBLOCK: a FIFO without a writer opens at once (and reads as
-         * empty) instead of holding hull; cleared for the reads. */
-        int fd = strcmp(resources, "-") == 0
-                     ? STDIN_FILENO
-                     : open(resources, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
-        FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ? NULL
-                  : fd == STDIN_FILENO                               ? stdin
-                                                                     : fdopen(fd, "r");
-        if (f == NULL) {
-            fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
-                    strerror(errno));
-            if (fd > STDIN_FILENO)
-                close(fd);
+        /* A FIFO without a writer opens at once (and reads as empty)
+         * instead of holding hull; stdin is read blocking. */
+        bool from_stdin = strcmp(resources, "-") == 0;
+        int fl = from_stdin ? fcntl(STDIN_FILENO, F_GETFL) : 0;
+        if (fl < 0 || (from_stdin && fcntl(STDIN_FILENO, F_SETFL, fl & ~O_NONBLOCK) < 0)) {
+            fprintf(stderr, "hull: update %s: --resources -: %s\n", id, strerror(errno));
             return 1;
         }
-        text = read_all(f);
-        int e = errno;
-        if (f != stdin)
-            fclose(f);
-        if (text == NULL) {
+        hull_error e = NULL;
+        size_t len = 0;
+        if ((from_stdin ? hull_read_fd_max(STDIN_FILENO, RESOURCES_MAX, &text, &len, &e)
+                        : hull_read_file_max(resources, RESOURCES_MAX, &text, &len, &e)) < 0) {
+            /* Said by its code, in update's own words. */
+            int code = hull_error_code(e);
+            hull_error_free(&e);
             fprintf(stderr, "hull: update %s: --resources %s: %s\n", id, resources,
-                    e == EFBIG ? "more than 1 MiB" : strerror(e));
+                    code == EFBIG ? "more than 1 MiB" : strerror(code));
             return 1;
         }
     } else {

@@ -23,18 +23,11 @@
 
 int hull_sandbox_open_input(const char *path, const char *what, hull_error *err)
 {
-    /* O_NONBLOCK: opening a FIFO with no writer (or a device that waits)
-     * must not hold the run before its limits apply, deaf to signals.
-     * Cleared at once: reads then block as usual. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* Opening a FIFO with no writer (or a device that waits) must not
+     * hold the run before its limits apply, deaf to signals. */
+    int fd = hull_open_input(path);
     if (fd < 0)
         return hull_error_errno(err, "%s %s", what, path);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-        hull_error_errno(err, "%s %s", what, path);
-        close(fd);
-        return -1;
-    }
     return fd;
 }
 

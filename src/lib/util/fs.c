@@ -90,16 +90,27 @@ int hull_read_file(const char *path, char **out, size_t *len, hull_error *err)
     return hull_read_file_at(AT_FDCWD, path, out, len, err);
 }
 
+int hull_open_input(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int hull_read_file_max(const char *path, size_t max, char **out, size_t *len, hull_error *err)
 {
-    /* O_NONBLOCK: a FIFO without a writer opens at once (and then reads
-     * as empty) instead of holding the caller forever; cleared before the
-     * reads, so a pipe with a writer is read as usual. */
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* A FIFO without a writer opens at once (and then reads as empty)
+     * instead of holding the caller forever. */
+    cleanup_close int fd = hull_open_input(path);
     if (fd < 0)
-        return hull_error_errno(err, "open %s", path);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
         return hull_error_errno(err, "open %s", path);
     struct stat st;
     if (fstat(fd, &st) < 0)

@@ -16,6 +16,10 @@ int hull_read_fd(int fd, char **out, size_t *len, hull_error *err);
 /* The same, refusing (EFBIG) a file of more than max bytes, whatever size
  * it claims: only that much plus a read's worth is ever held. */
 int hull_read_fd_max(int fd, size_t max, char **out, size_t *len, hull_error *err);
+/* path opened for reading without waiting in the open for a FIFO's writer
+ * (or a device that waits): O_NONBLOCK for the open only, so reads then
+ * block as usual. The fd, or -1 with errno. */
+int hull_open_input(const char *path);
 /* A file a user named (a config, a --process JSON): at most max bytes (so
  * /dev/zero is refused, not read until memory runs out), not a directory,
  * and a FIFO without a writer reads as empty instead of blocking the open. */

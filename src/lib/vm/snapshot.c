@@ -384,9 +384,9 @@ int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err)
 
 static int read_manifest(const char *file, int *fdout, json_object **out, hull_error *err)
 {
-    /* O_NONBLOCK: a FIFO given as the snapshot opens at once and is
-     * refused below, instead of holding restore until a writer comes. */
-    cleanup_close int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* A FIFO given as the snapshot opens at once and is refused below,
+     * instead of holding restore until a writer comes. */
+    cleanup_close int fd = hull_open_input(file);
     if (fd < 0)
         return hull_error_errno(err, "snapshot %s", file);
     struct stat st;
@@ -394,9 +394,6 @@ static int read_manifest(const char *file, int *fdout, json_object **out, hull_e
         return hull_error_errno(err, "snapshot %s", file);
     if (!S_ISREG(st.st_mode))
         return hull_error_set(err, EINVAL, "snapshot %s: not a hull snapshot", file);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-        return hull_error_errno(err, "snapshot %s", file);
     char hdr[HEADER_SIZE];
     uint32_t fmt, len;
     if (read(fd, hdr, HEADER_SIZE) != HEADER_SIZE || memcmp(hdr, SNAP_MAGIC, 8) != 0)
