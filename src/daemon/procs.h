@@ -93,6 +93,8 @@ void vmk_watch_reap(bool all);
 /* sbx_vm_fs.c: op "fs" on VM vm (stage: the keeper's staging directory,
  * limit: what an upload may hold). */
 void vmk_fs_op(const char *vm, const char *stage, uint64_t limit, int sock, struct frame *f);
+/* mkdir -p of guest path's parent in VM vm, by its agent (nothing for "/"). */
+int vmk_fs_parents(const char *vm, const char *path, hull_error *err);
 /* sbx_vm_tpl.c: op "tpl_save" of VM vm: its snapshot into the template
  * directory dirfd (TPL_VM_SNAP), at most max bytes (0: no bound); *stats
  * what it holds. */

@@ -337,21 +337,15 @@ static int vmk_tmp_path(const char *path, char *out, size_t len, hull_error *err
 }
 
 /* Missing parents of guest path made (mkdir -p, by the guest's agent in
- * the workload root, every path resolved beneath it). */
+ * the workload root, every path resolved beneath it); /tmp itself is
+ * there. No program of the guest runs for it: a workload cannot stand in. */
 static int vmk_parents(struct vmk *k, const char *guest, hull_error *err)
 {
-    char dir[4200];
-    snprintf(dir, sizeof(dir), "%s", guest);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash - dir <= 4) /* "/tmp" itself */
+    const char *slash = strrchr(guest, '/');
+    if (slash == NULL || slash - guest <= 4) /* "/tmp" itself */
         return 0;
-    *slash = '\0';
-    /* No program of the guest runs for it: a workload cannot stand in. */
-    struct hull_fs_op op = {.verb = HULL_FS_MKDIR, .path = dir, .fd = -1};
-    json_object *out = NULL;
-    if (hull_vm_fs(NULL, k->id, &op, &out, err) < 0)
-        return hull_error_prefix(err, "put: parents: path: %s", dir);
-    json_object_put(out);
+    if (vmk_fs_parents(k->id, guest, err) < 0)
+        return hull_error_prefix(err, "put: parents: path: %.*s", (int)(slash - guest), guest);
     return 0;
 }
 

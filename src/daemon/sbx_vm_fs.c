@@ -70,6 +70,20 @@ static int fs_write(const char *stage, uint64_t limit, json_object **out, int *f
     return 0;
 }
 
+int vmk_fs_parents(const char *vm, const char *path, hull_error *err)
+{
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    struct hull_fs_op mk = {.verb = HULL_FS_MKDIR, .path = dir, .fd = -1};
+    json_object *d = guest_fs(vm, &mk, err);
+    json_object_put(d);
+    return d ? 0 : -1;
+}
+
 static int fs_commit(const char *vm, int up, const char *path, unsigned mode, json_object **out,
                      hull_error *err)
 {
@@ -78,18 +92,10 @@ static int fs_commit(const char *vm, int up, const char *path, unsigned mode, js
     /* put_file gives the guest's file the host file's mode. */
     if (fchmod(up, mode ? mode & 07777 : 0644) < 0)
         return hull_error_errno(err, "commit: mode");
-    char dir[4200], host[64];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        struct hull_fs_op mk = {.verb = HULL_FS_MKDIR, .path = dir, .fd = -1};
-        json_object *d = guest_fs(vm, &mk, err);
-        if (d == NULL)
-            return -1;
-        json_object_put(d);
-    }
+    if (vmk_fs_parents(vm, path, err) < 0)
+        return -1;
     /* The keeper's own fd, by a path copy_in can open. */
+    char host[64];
     snprintf(host, sizeof(host), "/proc/self/fd/%d", up);
     if (hull_vm_copy_in(NULL, vm, host, path, err) < 0)
         return -1;
