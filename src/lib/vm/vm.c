@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/sha256.h"
 #include "util/fs.h"
+#include "util/proc.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "vm/agent.h"
@@ -457,7 +458,9 @@ static void sweep_deleting(const char *parent)
         if (e->d_name[0] != '.' || tag == NULL)
             continue;
         pid_t pid = (pid_t)strtol(tag + strlen(VM_DELETING), NULL, 10);
-        if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+        /* Gone (0) only, as for temporaries (hull_remove_stale_temps): a
+         * /proc that cannot be read removes nothing on a guess. */
+        if (pid <= 0 || hull_pid_check(pid, 0) != 0)
             continue; /* its delete may still be at work */
         hull_error e2 = NULL;
         if (hull_rm_rf_at(dirfd(d), e->d_name, &e2) < 0)
