@@ -3,6 +3,7 @@
 the way `hull sandbox run` does."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -153,6 +154,25 @@ def test_options_reach_their_place_or_are_refused_by_name(tmp_path, args, messag
     assert p.returncode == 1, p
     assert p.stderr.startswith("hull: ") and message in p.stderr, p.stderr
     assert p.stdout == ""
+
+
+def test_a_killed_deletes_leftover_goes_with_the_next_delete(h):
+    """A delete killed between renaming a VM away and removing it leaves
+    .ID.deleting.PID: the next delete removes it once that pid is gone,
+    and leaves one whose delete still runs."""
+    vmdir = os.path.join(h.root, "vm")
+    h.ok("vm", "create", "sweep1")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(vmdir, f".gone1.deleting.{dead.pid}")
+    live = os.path.join(vmdir, f".gone2.deleting.{os.getpid()}")
+    for d in (stale, live):
+        os.makedirs(os.path.join(d, "run"))
+    try:
+        h.ok("vm", "delete", "sweep1")
+        assert not os.path.exists(stale) and os.path.isdir(live)
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
 
 
 def test_deletes_racing_on_one_vm_say_it_is_gone(h):
