@@ -10,6 +10,7 @@ The source here is this file's own client of the wire protocol
 
 Host-wide (checks for stray QEMU): run under `flock /work/wt/vm.lock`.
 """
+import contextlib
 import hashlib
 import hmac
 import json
@@ -104,18 +105,31 @@ def manifest(env, **files):
     return out
 
 
-def offer(env, m):
-    """Receive with a hostile source sending manifest m: the receiver's
-    first answer, its exit status and stderr."""
+@contextlib.contextmanager
+def receiver(env, timeout):
+    """`vm receive` of VM evil on a free port, with the test's token:
+    (its Popen, "host:port"); killed at the end if it still runs."""
     h = env["h"]
     rcv = subprocess.Popen([HULL, "--root", h.root, "vm", "receive", "--listen", "127.0.0.1:0",
                             "--insecure-plain", "--token-file", env["token"], "--id", "evil",
-                            "--timeout", "120"],
+                            "--timeout", str(timeout)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env)
     try:
         line = rcv.stderr.readline().decode()
         assert line.startswith("listening on "), line
-        src = Source(line.split()[-1])
+        yield rcv, line.split()[-1]
+    finally:
+        if rcv.poll() is None:
+            rcv.kill()
+            rcv.communicate(timeout=60)
+
+
+def offer(env, m):
+    """Receive with a hostile source sending manifest m: the receiver's
+    first answer, its exit status and stderr."""
+    h = env["h"]
+    with receiver(env, 120) as (rcv, addr):
+        src = Source(addr)
         src.send("M", m)
         try:
             answer = src.reply()
@@ -123,10 +137,6 @@ def offer(env, m):
             answer = ("?", {"error": repr(e)})
         src.close()
         _, err = rcv.communicate(timeout=120)
-    finally:
-        if rcv.poll() is None:
-            rcv.kill()
-            rcv.communicate(timeout=60)
     assert_gone(h, "evil")
     return answer, rcv.returncode, err.decode()
 
@@ -190,14 +200,8 @@ def test_a_peer_that_trickles_its_handshake_is_cut_off(env):
     # 72 bytes' end (here a wrong proof) stopped the receiver; now the
     # handshake and manifest must be done within --timeout of connecting.
     h = env["h"]
-    rcv = subprocess.Popen([HULL, "--root", h.root, "vm", "receive", "--listen", "127.0.0.1:0",
-                            "--insecure-plain", "--token-file", env["token"], "--id", "evil",
-                            "--timeout", "3"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env)
-    try:
-        line = rcv.stderr.readline().decode()
-        assert line.startswith("listening on "), line
-        host, port = line.split()[-1].rsplit(":", 1)
+    with receiver(env, 3) as (rcv, addr):
+        host, port = addr.rsplit(":", 1)
         s = socket.create_connection((host, int(port)), timeout=120)
         recvn(s, 40)
         for b in b"HULLMIG1" + os.urandom(64):
@@ -210,10 +214,6 @@ def test_a_peer_that_trickles_its_handshake_is_cut_off(env):
             time.sleep(1)
         s.close()
         _, err = rcv.communicate(timeout=120)
-    finally:
-        if rcv.poll() is None:
-            rcv.kill()
-            rcv.communicate(timeout=60)
     assert rcv.returncode == 1 and "handshake in time" in err.decode(), err
     assert_gone(h, "evil")
 
@@ -224,14 +224,7 @@ def test_connections_that_prove_nothing_do_not_end_the_receive(env):
     # move it waited for failed); now each is dropped and the receive waits
     # on, until its --timeout, for a source that proves itself.
     h = env["h"]
-    rcv = subprocess.Popen([HULL, "--root", h.root, "vm", "receive", "--listen", "127.0.0.1:0",
-                            "--insecure-plain", "--token-file", env["token"], "--id", "evil",
-                            "--timeout", "300"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.env)
-    try:
-        line = rcv.stderr.readline().decode()
-        assert line.startswith("listening on "), line
-        addr = line.split()[-1]
+    with receiver(env, 300) as (rcv, addr):
         host, port = addr.rsplit(":", 1)
         for junk in (b"HULLMIG1" + os.urandom(64), b"", b"GET / HTTP/1.1\r\n\r\n"):
             s = socket.create_connection((host, int(port)), timeout=120)
@@ -251,10 +244,6 @@ def test_connections_that_prove_nothing_do_not_end_the_receive(env):
         kind, body = src.reply()
         src.close()
         _, err = rcv.communicate(timeout=120)
-    finally:
-        if rcv.poll() is None:
-            rcv.kill()
-            rcv.communicate(timeout=60)
     err = err.decode()
     assert kind == "X" and "not one of hull's" in body["error"], (kind, body)
     assert err.count("did not prove itself") == 3, err
