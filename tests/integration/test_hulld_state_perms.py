@@ -21,16 +21,10 @@ NOBODY = 65534
 def start_refused(tmp, state):
     """hulld on state: its exit status and log, or None when it served."""
     sock = tmp / "hulld.sock"
-    p = subprocess.Popen([HULLD, "--socket", str(sock), "--state-dir", str(state)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        out, _ = p.communicate(timeout=60)
-    except subprocess.TimeoutExpired:  # it serves: the old hulld
-        p.terminate()
-        out, _ = p.communicate(timeout=120)
-        return None, out
-    assert not sock.exists(), out
-    return p.returncode, out
+    rc, out = run_refused(["--state-dir", str(state)], sock)
+    if rc is not None:
+        assert not sock.exists(), out
+    return rc, out
 
 
 def token(state):
