@@ -183,6 +183,29 @@ void kp_feed_stdin(struct kproc *p)
     }
 }
 
+/* Past SANDBOX_BUFFERS buffers held by all processes together, the oldest
+ * output of the process holding the most goes first (a flood sheds its
+ * own), down to each process's newest chunk; a reader of what went is told
+ * it was cut, as when its own buffer overflows. */
+static void shed_output(struct kprocs *k)
+{
+    size_t held = 0, budget = 0;
+    for (const struct kproc *p = k->procs; p; p = p->next) {
+        held += p->out.mem;
+        budget = p->out.budget > budget ? p->out.budget : budget;
+    }
+    while (held > (size_t)SANDBOX_BUFFERS * budget) {
+        struct kproc *most = NULL;
+        for (struct kproc *p = k->procs; p; p = p->next)
+            if (p->out.head != p->out.tail && (most == NULL || p->out.mem > most->out.mem))
+                most = p;
+        size_t before = most ? most->out.mem : 0;
+        if (most == NULL || !ring_shed_oldest(&most->out))
+            return;
+        held -= before - most->out.mem;
+    }
+}
+
 static void finish(struct kprocs *k, struct kproc *p, struct hull_session *s, int status,
                    const struct rusage *ru)
 {
@@ -191,6 +214,7 @@ static void finish(struct kprocs *k, struct kproc *p, struct hull_session *s, in
         take_output(p, &p->sp.out, 0, 16, SIZE_MAX);
     if (p->sp.err >= 0)
         take_output(p, &p->sp.err, 1, 16, SIZE_MAX);
+    shed_output(k);
     hull_session_proc_close(&p->sp);
     hull_closep(&p->sp.pidfd);
     free(p->inq);
@@ -443,6 +467,7 @@ int kprocs_next(struct kprocs *k, struct hull_session *s, int *conn, struct fram
                 kp_kill_proc(p, HULL_STOP_WALL);
             m += 4;
         }
+        shed_output(k);
         if (exits)
             reap(k, s);
         /* Requests: the main connection first; another's EOF is its reader gone. */

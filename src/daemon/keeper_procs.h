@@ -14,6 +14,10 @@
 #define STDIN_QUEUE (1u << 20)
 #define READ_MAX    (64u << 10)
 #define HOLD_MS     5000u
+/* The output all of a sandbox's processes hold together, in process
+ * buffers: 64 running and 64 exited processes could otherwise make the
+ * keeper (outside the sandbox's memory limit) hold 128 of them. */
+#define SANDBOX_BUFFERS 8u
 
 struct kproc {
     struct kproc *next;

@@ -147,6 +147,14 @@ int ring_read(const struct ring *r, uint64_t offset, size_t max, json_object *hd
     return 0;
 }
 
+bool ring_shed_oldest(struct ring *r)
+{
+    if (r->head == NULL || r->head == r->tail)
+        return false;
+    drop_oldest(r);
+    return true;
+}
+
 void ring_free(struct ring *r)
 {
     while (r->head)

@@ -29,6 +29,9 @@ void ring_append(struct ring *r, int stream, const char *data, size_t len);
  * dropped already. */
 int ring_read(const struct ring *r, uint64_t offset, size_t max, json_object *hdr, char **data,
               size_t *len);
+/* Drops the oldest chunk unless it is the newest, which is kept so that
+ * what a process wrote last can still be read: false when none went. */
+bool ring_shed_oldest(struct ring *r);
 void ring_free(struct ring *r);
 
 struct kprocs;

@@ -217,6 +217,27 @@ def test_reattach_late_reports_the_cut(d, sb):
     assert r.json["output"] == {"start": lost, "end": len(full)}
 
 
+def test_a_sandboxs_processes_hold_at_most_eight_buffers_together(d, sb):
+    # The keeper is outside the sandbox's memory limit: 24 processes of
+    # 128 KiB each would hold 24 buffers (64 KiB here); together they keep
+    # at most 8, each still with what it wrote last.
+    n, size = 24, 128 << 10
+    procs = [start(d, sb, {"cmd": ["sh", "-c", f"head -c {size} /dev/zero; echo END-{i}"]})
+             for i in range(n)]
+    kept = 0
+    for i, p in enumerate(procs):
+        r = verb(d, sb, p["id"], "wait", {"timeout": "120s"})
+        assert r.json["state"] == "exited", r.json
+    for i, p in enumerate(procs):
+        st = Stream(d, "GET", f"/v1/sandboxes/{sb}/processes/{p['id']}/output?offset=0&follow=false")
+        out, cuts, result = collect(st.lines())
+        st.close()
+        assert result["exit_code"] == 0 and cuts, (i, result, cuts)
+        assert out.endswith(f"END-{i}\n".encode()), (i, out[-20:])
+        kept += len(out)
+    assert kept <= 8 * (64 << 10), kept
+
+
 def test_slow_reader_blocks_nobody_and_costs_hulld_nothing(d, sb):
     def rss():
         for line in open(f"/proc/{d.proc.pid}/status"):
