@@ -18,6 +18,9 @@
  * buffers: 64 running and 64 exited processes could otherwise make the
  * keeper (outside the sandbox's memory limit) hold 128 of them. */
 #define SANDBOX_BUFFERS 8u
+/* Stdin waiting in the keeper for all of a sandbox's processes together
+ * (each has STDIN_QUEUE of it at most). */
+#define SANDBOX_STDIN (8u * STDIN_QUEUE)
 
 struct kproc {
     struct kproc *next;

@@ -96,12 +96,20 @@ static int start_proc(struct kprocs *k, struct hull_session *s, struct frame *f,
     return r;
 }
 
-static int take_stdin(struct kproc *p, struct frame *f, size_t *written, hull_error *err)
+static int take_stdin(struct kprocs *k, struct kproc *p, struct frame *f, size_t *written,
+                      hull_error *err)
 {
     if (!p->running || !p->stdin_open || p->close_after)
         return hull_error_set(err, EBUSY, "process '%s': its stdin is %s", p->id,
                               p->running ? "closed" : "closed: it exited");
+    size_t queued = 0; /* by all of the sandbox's processes */
+    for (const struct kproc *q = k->procs; q; q = q->next)
+        queued += q->inq_len - q->inq_off;
     size_t room = STDIN_QUEUE - (p->inq_len - p->inq_off);
+    if (queued >= SANDBOX_STDIN)
+        room = 0;
+    else if (SANDBOX_STDIN - queued < room)
+        room = SANDBOX_STDIN - queued;
     size_t n = f->len < room ? f->len : room;
     if (p->inq_off) {
         memmove(p->inq, p->inq + p->inq_off, p->inq_len - p->inq_off);
@@ -127,7 +135,7 @@ static int proc_verb(struct kprocs *k, struct kconn *c, struct kproc *p, const c
         kp_reply_json(c->fd, kp_describe(p));
     } else if (strcmp(op, "proc_stdin") == 0) {
         size_t n = 0;
-        if (take_stdin(p, f, &n, err) < 0)
+        if (take_stdin(k, p, f, &n, err) < 0)
             return -1;
         json_object *o = json_object_new_object();
         json_object_object_add(o, "written", json_object_new_uint64(n));

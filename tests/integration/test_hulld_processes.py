@@ -309,6 +309,22 @@ def test_a_stalled_reader_does_not_cost_a_live_one_anything(d, sb):
     assert slow_cuts and slow_result["exit_code"] == 0
 
 
+def test_a_sandboxs_processes_queue_at_most_8_mib_of_stdin_together(d, sb):
+    # 1 MiB each for processes that never read: the keeper (outside the
+    # sandbox's memory limit) takes 8 MiB for them all, plus what their
+    # pipes hold, and says so in "written".
+    body, written, procs = b"x" * (1 << 20), [], []
+    for _ in range(12):
+        procs.append(start(d, sb, {"cmd": ["sleep", "600"], "stdin": True}))
+        r = verb(d, sb, procs[-1]["id"], "stdin", body, raw=True)
+        assert r.status == 200, r
+        written.append(r.json["written"])
+    for p in procs:
+        verb(d, sb, p["id"], "signal", {"signal": "KILL"})
+    assert sum(written) <= (8 << 20) + 12 * (64 << 10), written
+    assert written[-1] < len(body), written
+
+
 def test_close_stdin_gives_eof(d, sb):
     p = start(d, sb, {"cmd": ["cat"], "stdin": True})
     assert p["stdin"] is True
