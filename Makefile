@@ -140,9 +140,16 @@ $(BUILD)/libhull.so: $(LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libhull.so -Wl,--no-undefined -o $@ $^ $(LDLIBS) $(IMAGE_LIBS)
 
+# Linked beside, then copied into place in one pass, as `make install` or a
+# package writes it: the linker writes its output in small pieces out of
+# order, which leaves the file's page cache in 4 KiB pages, and every exec
+# of such a copy (one per sandbox run) then maps and faults its text a page
+# at a time: 0.2 ms more CPU per `hull sandbox run` than the same bytes
+# written at once (issue 13). The rename keeps a running hull's text intact.
 $(BUILD)/hull: $(CLI_OBJS) $(BUILD)/libhull.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HULL_LINK) $(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+	$(Q)$(HULL_LINK) $(CC) $(LDFLAGS) $(HULL_LDFLAGS) -o $@.link $(CLI_OBJS) $(BUILD)/libhull.a $(LDLIBS)
+	$(Q)cp $@.link $@.new && rm -f $@.link && mv -f $@.new $@
 
 # hull-image: the program behind `hull image` (hull execs it from beside
 # itself). Dynamically linked: libcurl and libarchive have no static builds

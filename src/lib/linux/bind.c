@@ -72,8 +72,13 @@ int hull_bind_mount_from(int srcfd, const char *src, int destfd, const struct hu
     struct mount_attr a = {0};
     flags_to_attr((m ? m->flags : 0) | extra_set, m ? m->clear : 0, &a);
     /* Plain options ("ro", "nosuid") apply to the top mount only, as with
-     * mount(2) remounts; the r-prefixed ones ("rro") go down the tree. */
-    if ((a.attr_set || a.attr_clr) && mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
+     * mount(2) remounts; the r-prefixed ones ("rro") go down the tree. When
+     * the recursive ones include them (the sandbox's "rro,rnosuid,rnodev"
+     * binds give both), the recursive call sets them on the top mount too:
+     * one mount_setattr(2) instead of two, with the same result. */
+    bool top_covered = m && (a.attr_set & ~m->attr_set) == 0 && (a.attr_clr & ~m->attr_clr) == 0;
+    if ((a.attr_set || a.attr_clr) && !top_covered &&
+        mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
         return hull_error_errno(err, "set attributes of bind %s", src);
     if (m && (m->attr_set || m->attr_clr)) {
         struct mount_attr r = {.attr_set = m->attr_set, .attr_clr = m->attr_clr};

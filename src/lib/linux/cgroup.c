@@ -547,9 +547,17 @@ static int remove_node(const struct cg_hier *h, struct cg_node *n, hull_error *e
 
 int hull_cgroup_destroy(struct hull_cgroup *cg, hull_error *err)
 {
-    if (cg == NULL || cg_main_node(cg) == NULL)
+    const struct cg_node *m = cg == NULL ? NULL : cg_main_node(cg);
+    if (m == NULL)
         return 0;
-    if (populated(cg)) {
+    /* Most cgroups are empty by now (a sandbox's supervisor reaped its
+     * init, and the init's pid namespace took every process with it): an
+     * rmdir of the main one says so at once, where reading its processes
+     * first cost two files. One that holds a process or a child cgroup
+     * (EBUSY), or that is already gone (ENOENT: what its other hierarchies
+     * hold is unknown), is read, killed, waited for and removed as before. */
+    bool gone = rmdir(m->dir) == 0;
+    if (!gone && populated(cg)) {
         if (cg_kill_all(cg, err) < 0 || cg_wait_empty(cg, 10000, err) < 0)
             return hull_error_prefix(err, "cgroup: destroy");
     }

@@ -119,7 +119,7 @@ static bool proc_cpu_ms(pid_t init, uint64_t *ms, size_t *procs)
 /* How often the supervisor reads the CPU time: on a clock of its own, not
  * at every wakeup (a program writing line by line wakes it thousands of
  * times a second). */
-#define CPU_POLL_NS (20 * 1000000ull)
+#define CPU_POLL_NS HULL_SANDBOX_CPU_POLL_NS
 /* At process level a read walks the process tree, some µs a process: it
  * is spaced out to stay a few percent of a CPU however many processes
  * --pids allows (RLIMIT_CPU holds each of them meanwhile). */

@@ -386,7 +386,11 @@ static void supervise(struct run *x, uint64_t start_ns, enum stop *why, int *sta
     /* Without a cgroup the init's rusage is the run's CPU time: the init
      * must be reaped first (see ns_supervise). */
     bool early = x->c.cgroup != NULL;
-    uint64_t next_cpu = 0; /* when the CPU time is read next */
+    /* When the CPU time is read next: one poll interval after the start,
+     * not at once (the program has used nothing yet, and most are over
+     * before the first read; a read at the start cost every run a cgroup
+     * file, or a walk of /proc at process level). */
+    uint64_t next_cpu = start_ns + HULL_SANDBOX_CPU_POLL_NS;
 
     while (!(exited || reported) || out_open || err_open) {
         bool ended = exited || reported;

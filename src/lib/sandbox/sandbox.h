@@ -195,6 +195,9 @@ void hull_sandbox_cpu_start(struct hull_sandbox_cpu *c, struct hull_cgroup *cg, 
                             uint64_t limit_ms);
 /* The program's share of a CPU time read of the whole sandbox. */
 uint64_t hull_sandbox_cpu_program_ns(const struct hull_sandbox_cpu *c, uint64_t sandbox_ns);
+/* How often the supervisor reads it, at least (a read at process level
+ * walks the process tree and is spaced out further). */
+#define HULL_SANDBOX_CPU_POLL_NS (20 * 1000000ull)
 /* Read it now (monotonic ns); true when it reached the limit. *next is when
  * to read it again. */
 bool hull_sandbox_cpu_over(struct hull_sandbox_cpu *c, uint64_t now, uint64_t *next);
