@@ -236,6 +236,12 @@ int image_load(struct image_store *s, const char *text, const char *platform, st
 int image_use(struct image_store *s, const char *manifest_digest, hull_error *err);
 /* Is anyone holding it? */
 bool image_in_use(struct image_store *s, const char *manifest_digest);
+/* image_store_resolve, and a use mark (image_use) on the entry's manifest
+ * for this host's platform, both under the store's lock: a remove either
+ * came first (ENOENT, as for a name never stored) or finds the image in
+ * use. The mark's fd, held as long as the image must stay; or -1. */
+int image_store_resolve_use(struct image_store *s, const char *text, struct image_entry *out,
+                            hull_error *err);
 
 /* ---- layers on disk (unpack.c: libarchive) ---- */
 
