@@ -168,6 +168,11 @@ struct image_entry {
 };
 void image_entries_free(struct image_entry *e, size_t n);
 int image_store_list(struct image_store *s, struct image_entry **out, size_t *n, hull_error *err);
+/* The store at root removed (with keep_root: all in it, the directory
+ * kept), when nothing is stored in it (only what image_store_open makes)
+ * and no other process holds its locks: true when it was. For a verb that
+ * made the store and then failed (fresh.c). */
+bool image_store_discard_empty(const char *root, bool keep_root);
 /* Find by name (text is parsed as a reference and normalised; an exact
  * ref.name match is tried first, so names skopeo wrote as "oci:DIR:NAME"
  * are found too), by full "sha256:..." manifest digest, or by a unique hex
