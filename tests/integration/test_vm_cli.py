@@ -248,3 +248,23 @@ def test_a_verb_queued_on_the_lock_acts_on_the_vm_as_it_is_after_it(h):
     finally:
         h.ok("vm", "delete", "--force", "queued")
     assert_gone(h, "queued")
+
+
+def test_a_size_is_one_rule_for_vm_and_sandbox(h):
+    """--memory 1.5G was taken by `hull sandbox run` and refused by `hull vm`
+    (which had a size parser of its own); both now read sizes with
+    hull_parse_size: a fraction of a unit is taken, exactly, by both, and an
+    exponent or a fraction of a byte is refused by both, by name."""
+    h.ok("vm", "create", "--memory", "1.5G", "frac")
+    try:
+        assert h.state("frac")["memory_mb"] == 1536
+    finally:
+        h.ok("vm", "delete", "frac")
+    for bad in ("1e3M", "1.5", "1.5B", ".5M"):
+        p = h.run("vm", "create", "--memory", bad, "never")
+        assert p.returncode == 1 and \
+            p.stderr.decode().startswith(f"hull: vm create: --memory {bad}: not a size"), p.stderr
+        p = h.run("sandbox", "run", "--memory", bad, "--", "true")
+        assert p.returncode == 125 and \
+            f"--memory: '{bad}' is not a size" in p.stderr.decode(), p.stderr
+    assert h.run("vm", "state", "never").returncode != 0
