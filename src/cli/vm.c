@@ -20,44 +20,18 @@
 #include "cli.h"
 #include "util/error.h"
 
-static int parse_size(const char *s, uint64_t *out)
+/* A count (--vcpus, --pids, --open-files): digits only, as `hull sandbox
+ * run` reads them. Sizes are hull_parse_size's, the one rule of every size. */
+static int parse_count(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
-    if (!cli_plain_number(s, false))
+    if (s[0] == '\0' || strspn(s, "0123456789") != strlen(s))
         return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
+    if (*end != '\0' || errno)
         return -1;
-    uint64_t mul = 1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        mul = 1ULL << 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        mul = 1ULL << 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        mul = 1ULL << 30;
-        end++;
-        break;
-    case 0:
-        break;
-    default:
-        return -1;
-    }
-    if (*end == 'i')
-        end++;
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end || v > UINT64_MAX / mul)
-        return -1;
-    *out = v * mul;
+    *out = v;
     return 0;
 }
 
@@ -271,7 +245,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     switch (c) {
     case O_MEMORY:
     case O_VMMEM:
-        if (parse_size(optarg, &v) < 0 || v == 0)
+        if (hull_parse_size(optarg, &v) < 0 || v == 0)
             return cli_usage_error(cli, "--%s %s: not a size (like 256M)",
                                    c == O_MEMORY ? "memory" : "vm-memory", shown(optarg));
         if (c == O_MEMORY && memory_is_limit)
@@ -282,7 +256,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
             a->vm_memory = (v + (1 << 20) - 1) >> 20;
         break;
     case O_VCPUS:
-        if (parse_size(optarg, &v) < 0 || v == 0 || v > 64)
+        if (parse_count(optarg, &v) < 0 || v == 0 || v > 64)
             return cli_usage_error(cli, "--vcpus %s: must be 1..64", shown(optarg));
         a->c.vcpus = (unsigned)v;
         break;
@@ -339,7 +313,7 @@ static int vm_option(struct cli *cli, int c, bool memory_is_limit, struct vm_arg
     case O_PIDS:
     case O_FILES:
     case O_OUTPUT:
-        if (parse_size(optarg, &v) < 0 || v == 0)
+        if ((c == O_OUTPUT ? hull_parse_size(optarg, &v) : parse_count(optarg, &v)) < 0 || v == 0)
             return cli_usage_error(cli, "--%s %s: not a positive number", opt_name(c),
                                    shown(optarg));
         *(c == O_PIDS    ? &a->lim.pids

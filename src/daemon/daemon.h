@@ -163,8 +163,10 @@ int request_grants(const struct caller *c, json_object *doc, struct resp *r);
 /* "image": a name or digest that must already be in hulld's image store
  * (a tenant never triggers a pull: 404 otherwise). Replaced in doc by
  * "REPOSITORY@DIGEST" of what it resolves to now, so a later re-tag does
- * not change what runs; absent, nothing changes. */
-int request_image(json_object *doc, struct resp *r);
+ * not change what runs; absent, nothing changes. With hold, the image is
+ * also marked in use (*hold: the mark's fd, -1 without an image) until the
+ * caller closes it. */
+int request_image(json_object *doc, int *hold, struct resp *r);
 /* In the helper that runs a request's policy: an image comes from hulld's
  * store (--image-root) and is never pulled. */
 int request_policy_image(struct hull_policy *p, hull_error *err);

@@ -305,7 +305,7 @@ static char *pinned_name(const struct image_entry *e)
     return name;
 }
 
-int request_image(json_object *doc, struct resp *r)
+int request_image(json_object *doc, int *hold, struct resp *r)
 {
     json_object *v = hj_get(doc, "image");
     if (v == NULL)
@@ -324,7 +324,12 @@ int request_image(json_object *doc, struct resp *r)
     struct image_entry e = {0};
     hull_error err = NULL;
     int rc = image_store_open(hulld.o->image_root, false, &s, &err);
-    if (rc == 0) {
+    if (rc == 0 && hold) {
+        /* Resolved and marked in use at once: see image_store_resolve_use. */
+        *hold = image_store_resolve_use(&s, text, &e, &err);
+        rc = *hold < 0 ? -1 : 0;
+        image_store_close(&s);
+    } else if (rc == 0) {
         rc = image_store_resolve(&s, text, &e, &err);
         image_store_close(&s);
     }

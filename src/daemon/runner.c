@@ -66,6 +66,8 @@ static void job_unref_locked(struct run_job *j)
     hull_error_free(&j->error);
     if (j->stream_fd >= 0)
         close(j->stream_fd);
+    if (j->image_hold >= 0)
+        close(j->image_hold);
     free(j->request);
     free(j->result);
     free(j);
@@ -75,6 +77,16 @@ void job_release(struct run_job *j)
 {
     pthread_mutex_lock(&pool.mu);
     job_unref_locked(j);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+void runner_hold_image(struct run_job *j, int fd)
+{
+    pthread_mutex_lock(&pool.mu);
+    if (j->state == JOB_DONE)
+        close(fd); /* over already: its worker held its own mark while it ran */
+    else
+        j->image_hold = fd;
     pthread_mutex_unlock(&pool.mu);
 }
 
@@ -127,6 +139,7 @@ static enum submit submit(const char *id, const char *tenant, char *request, boo
         return SUBMIT_ERROR;
     }
     j->stream_fd = stream_fd;
+    j->image_hold = -1;
     snprintf(j->id, sizeof(j->id), "%s", id);
     snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
     j->request = request;
@@ -281,6 +294,9 @@ static void finish_locked(struct run_job *j)
     if (j->stream_fd >= 0)
         close(j->stream_fd); /* never handed over: its stream ends */
     j->stream_fd = -1;
+    if (j->image_hold >= 0)
+        close(j->image_hold); /* the run is over: the image may go */
+    j->image_hold = -1;
     j->state = JOB_DONE;
     unlink_active(j);
     pthread_cond_broadcast(&pool.done);

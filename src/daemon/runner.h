@@ -20,6 +20,10 @@ struct run_job {
     /* A streamed run (run_stream.c): the worker's end of its output socket,
      * handed over with the run and closed by hulld then; -1 = none. */
     int stream_fd;
+    /* A run of an image: its use mark (image_store_resolve_use), taken when
+     * the run was accepted and held until it is done, so the image is not
+     * removed under a run waiting for a slot; -1 = none. */
+    int image_hold;
     enum job_state state;
     char *result; /* result JSON once done (NULL when cancelled while queued) */
     uint64_t enqueued_ns;
@@ -77,6 +81,8 @@ void runner_record_deferred(void *job);
  * so that what a reader gets from the store is what was answered. */
 void runner_wait_recorded(const char *id);
 void job_release(struct run_job *j);
+/* Give j the image use mark fd (taken; closed at once when j is done). */
+void runner_hold_image(struct run_job *j, int fd);
 /* A queued job is taken off the queue (*was_queued); a running one is told
  * to stop. Returns a reference, or NULL when no such job is active. */
 struct run_job *runner_cancel(const char *id, bool *was_queued);

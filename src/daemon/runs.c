@@ -177,7 +177,10 @@ static void post_run(const struct request *rq, struct resp *r)
                    "image: not with \"queue\": a queue worker has no access to hulld's images");
         return;
     }
-    if (request_image(doc, r) < 0)
+    /* The image is in use from here: a DELETE of it is a 409 until the
+     * run is over, not a run that fails to start. */
+    cleanup_close int image_hold = -1;
+    if (request_image(doc, &image_hold, r) < 0)
         return;
     const char *text = hj_to_string(doc);
     if (policy_check(text, r) < 0 || request_grants(c, doc, r) < 0)
@@ -203,6 +206,8 @@ static void post_run(const struct request *rq, struct resp *r)
     switch (rs ? runner_submit_stream(id, c->tok.tenant, req, run_stream_worker_end(rs), &j, &e)
                : runner_submit(id, c->tok.tenant, req, !async, &j, &e)) {
     case SUBMIT_OK:
+        if (image_hold >= 0)
+            runner_hold_image(j, hull_steal_fd(&image_hold));
         break;
     case SUBMIT_QUEUE_FULL:
         resp_error(r, 429, "queue_full", NULL, "every run slot is busy and the queue is full");

@@ -182,7 +182,7 @@ static void create(const struct request *rq, struct resp *r)
     cleanup_free char *meta = NULL;
     if (request_fields(doc, &endpoint_create, r) < 0 || take_lifetime(doc, &lifetime, r) < 0 ||
         sbx_meta_take(doc, &meta, r) < 0 || sbx_ports_take(doc, ports, &n_ports, r) < 0 ||
-        request_image(doc, r) < 0)
+        request_image(doc, NULL, r) < 0)
         return;
     /* The policy parser wants a command: the keeper ignores it. */
     json_object *cmd = json_object_new_array();

@@ -181,6 +181,8 @@ PATHS = [
     (["image", "build", "--file", "{w}/fifo", "{w}/dir"], None),
     (["image", "build", "{w}/file"], None),
     (["image", "load", "-i", "{w}/dir"], "is a directory"),
+    (["image", "load", "-i", "{w}/fifo"], "not an archive"),
+    (["image", "import", "{w}/fifo", "localhost/x:1"], "not a tarball"),
     (["image", "import", "{w}/dir", "x"], "is a directory"),
     (["image", "load", "-i", "/dev/zero"], None),
     (["sandbox", "run", "--seccomp", "{w}/fifo", "--", "true"], "--seccomp"),

@@ -346,6 +346,74 @@ def test_forced_remove_leaves_a_live_sandbox_running(env):
         assert req(e, "DELETE", f"/v1/sandboxes/{sid}", who="user").status == 200
 
 
+def _queue_behind_sleepers(e, body):
+    """Both run slots (--max-runs 2) busy with sleepers, then body posted
+    async: it is accepted and waits, queued. The sleepers' ids and its."""
+    sleepers = []
+    for _ in range(2):
+        r = req(e, "POST", "/v1/runs", {"cmd": ["sleep", "600"], "async": True,
+                                        "limits": GENEROUS}, who="user")
+        assert r.status == 202, r
+        sleepers.append(r.json["id"])
+    assert wait_until(lambda: all(req(e, "GET", f"/v1/runs/{s}", who="user").json["state"] ==
+                                  "running" for s in sleepers), 120, 0.2)
+    r = req(e, "POST", "/v1/runs", body, who="user")
+    assert r.status == 202, r
+    rid = r.json["id"]
+    assert req(e, "GET", f"/v1/runs/{rid}", who="user").json["state"] == "queued"
+    return sleepers, rid
+
+
+def _finished(e, rid):
+    assert wait_until(lambda: req(e, "GET", f"/v1/runs/{rid}", who="user").json["state"] ==
+                      "finished", 300, 0.2)
+    return req(e, "GET", f"/v1/runs/{rid}", who="user").json
+
+
+def test_an_accepted_run_keeps_its_image_until_it_is_over(env):
+    """A run accepted (queued for a slot) uses its image from then on: a
+    DELETE of the image is a 409 until the run is over, and the run runs
+    from it. It used to be removed (200) and the run to fail to start with
+    internal_error, the image's name said twice."""
+    e = env
+    name = e.name("app:2")
+    assert pull(e, "app:2").status == 201
+    sleepers, rid = _queue_behind_sleepers(e, {"cmd": ["cat", "/two"], "image": name,
+                                               "async": True, "limits": GENEROUS})
+    try:
+        err = error(req(e, "DELETE", f"/v1/images/{q(name)}"), 409, "conflict")
+        assert "in use" in err["message"], err
+        assert name in names_on_disk(e.root)
+        assert req(e, "GET", f"/v1/images/{q(name)}", who="user").json["in_use"] is True
+    finally:
+        for s in sleepers:
+            assert req(e, "DELETE", f"/v1/runs/{s}", who="user").status == 200
+    run = _finished(e, rid)
+    assert run["verdict"] == "ok" and run["stdout"] == "only in app2\n", run
+    # Over: the image is free to go.
+    assert req(e, "GET", f"/v1/images/{q(name)}", who="user").json["in_use"] is False
+    assert req(e, "DELETE", f"/v1/images/{q(name)}").status == 200
+
+
+def test_a_forced_remove_fails_a_waiting_run_naming_the_image_once(env):
+    """force=true removes an image a queued run holds; the run then cannot
+    start, and says so naming the image once (it said it twice)."""
+    e = env
+    name = e.name("app:2")
+    assert pull(e, "app:2").status == 201
+    sleepers, rid = _queue_behind_sleepers(e, {"cmd": ["cat", "/two"], "image": name,
+                                               "async": True, "limits": GENEROUS})
+    try:
+        assert req(e, "DELETE", f"/v1/images/{q(name)}?force=true").status == 200
+    finally:
+        for s in sleepers:
+            assert req(e, "DELETE", f"/v1/runs/{s}", who="user").status == 200
+    run = _finished(e, rid)
+    pinned = f"{e.reg.host}/app@{e.imgs['app:2'].digest}"
+    assert run["verdict"] == "internal_error", run
+    assert run["error"] == f"image {pinned} not found", run
+
+
 def test_remove_refuses_a_bad_force_and_an_unknown_image(env):
     e = env
     err = error(req(e, "DELETE", f"/v1/images/{q(e.name('app:1'))}?force=maybe"), 400,

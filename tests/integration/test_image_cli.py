@@ -558,6 +558,31 @@ def test_errors_name_the_verb_and_change_nothing(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
+@pytest.mark.parametrize("where", ["absent", "nested", "empty-dir"])
+def test_refused_input_leaves_no_store_in_a_fresh_root(tmp_path, where):
+    """load, import and build of an input they refuse, into a root that did
+    not exist (or an empty directory): nothing is left, not even the
+    store's skeleton (oci-layout, index.json, hull/...) they used to leave."""
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"this is not a tar archive at all" * 100)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("FROM\n")
+    cases = [(("load", "-i", garbage), "load"),
+             (("import", garbage, "localhost/g:1"), "import localhost/g:1"),
+             (("build", "-t", "localhost/b:1", ctx), "build localhost/b:1")]
+    for args, verb in cases:
+        base = tmp_path / f"roots-{verb.split()[0]}"
+        base.mkdir()
+        root = {"absent": base / "store", "nested": base / "a" / "b" / "store",
+                "empty-dir": base / "store"}[where]
+        if where == "empty-dir":
+            root.mkdir()
+        failed(img(root, *args), verb)
+        left = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
+        assert left == (["store"] if where == "empty-dir" else []), (args, left)
+
+
 # ---- registries -------------------------------------------------------------------------------
 
 def test_login_push_pull_through_the_cli(tmp_path):

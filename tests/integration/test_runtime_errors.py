@@ -92,6 +92,8 @@ def test_empty_args_message_from_the_issue(hull, bundle, tmp_path):
     (lambda c: c["process"].update(args="sh"), "process.args: must be a non-empty array"),
     (lambda c: c["process"].update(args=[1]), "process.args: must be a non-empty array"),
     (lambda c: c["process"].update(cwd="rel"), "process.cwd: must be an absolute path"),
+    # REQUIRED by the runtime spec, and refused by runc: hull took "/".
+    (lambda c: c["process"].pop("cwd"), "process.cwd: required"),
     (lambda c: c["process"].update(env=["NOEQUALS"]), "process.env[0]: 'NOEQUALS' must be"),
     (lambda c: c["process"]["capabilities"].update(bounding=["NOPE"]),
      "process.capabilities.bounding[0]: 'NOPE' is not a capability name"),

@@ -337,6 +337,21 @@ def test_events_stats_is_runc_shaped(hull, bundle):
         assert len(d["cpu"]["usage"]["percpu"]) == os.cpu_count()
 
 
+def test_events_stats_has_runcs_cpuset(hull, bundle):
+    """runc's stats carry "cpuset" (the CPUs and memory nodes the container
+    may use, and the v1 flags); hull's had no such section."""
+    last = os.cpu_count() - 1
+    bundle.linux["resources"]["cpu"] = {"cpus": f"0,{last}" if last else "0", "mems": "0"}
+    with running(hull, bundle) as (c, init):
+        r = hull("events", "--stats", c)
+        assert r.returncode == 0, r
+        cs = json.loads(r.stdout)["data"]["cpuset"]
+        assert cs["cpus"] == sorted({0, last}) and cs["mems"] == [0], cs
+        assert {"cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate",
+                "memory_spread_page", "memory_spread_slab", "memory_pressure",
+                "sched_load_balance", "sched_relax_domain_level"} <= set(cs), cs
+
+
 def test_events_stream_and_oom(hull, bundle, tmp_path):
     limit = 24 << 20
     bundle.linux["resources"]["memory"] = memory_limits(limit, limit)

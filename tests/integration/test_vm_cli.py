@@ -1,15 +1,18 @@
 """`hull vm`'s command line: unknown verbs, `list`'s table and JSON,
 `create --from-template` that only creates, and `exec` reporting a limit
 the way `hull sandbox run` does."""
+import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
 from test_vm_lib import (h,  # noqa: F401 (the fixture)
-                         HULL, MEM, Hull, assert_gone, qemu_pids)
+                         HULL, MEM, Hull, assert_gone, qemu_pids, running)
 
 EXEC_KEYS = {"verdict", "exit_code", "signal", "cpu_time_ms", "wall_time_ms", "max_memory_kb",
              "stdout", "stderr", "stdout_truncated", "stderr_truncated", "isolation"}
@@ -195,3 +198,73 @@ def test_deletes_racing_on_one_vm_say_it_is_gone(h):
     # The root is the module's (other tests' VMs may be there): none of
     # these, and no directory a delete renamed them to, is left.
     assert [n for n in os.listdir(os.path.join(h.root, "vm")) if "race" in n] == []
+
+
+def _waits_for_lock(pid, path):
+    """Whether process pid is queued on the flock of file path (/proc/locks
+    lists a waiter as '-> FLOCK ... PID MAJ:MIN:INODE ...')."""
+    ino = os.stat(path).st_ino
+    with open("/proc/locks") as f:
+        for line in f:
+            parts = line.split()
+            if "->" in parts and parts[parts.index("->") + 1] == "FLOCK":
+                at = parts.index("->") + 4
+                if int(parts[at]) == pid and int(parts[at + 1].rsplit(":", 1)[1]) == ino:
+                    return True
+    return False
+
+
+def test_a_verb_queued_on_the_lock_acts_on_the_vm_as_it_is_after_it(h):
+    """`vm pause` read the VM running, then waited for its lock; meanwhile
+    its QEMU went (here: killed while the test holds the lock, as another
+    verb would). It used to act on the record read before the lock (QMP of
+    a gone QEMU); it now reads the record again under the lock and finds the
+    VM stopped."""
+    h.ok("vm", "create", "--memory", MEM, "queued")
+    try:
+        h.ok("vm", "start", "queued")
+        pid = h.state("queued")["pid"]
+        lock = os.path.join(h.root, "vm", "queued", "lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            p = subprocess.Popen([HULL, "--root", h.root, "vm", "pause", "queued"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=h.env)
+            deadline = time.monotonic() + 120
+            while not _waits_for_lock(p.pid, lock):
+                assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
+                time.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
+            while running(pid):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            os.close(fd)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 1, (out, err)
+        assert err == "hull: vm pause: pause queued: VM is stopped, not running\n", err
+        assert h.state("queued")["status"] == "stopped"
+    finally:
+        h.ok("vm", "delete", "--force", "queued")
+    assert_gone(h, "queued")
+
+
+def test_a_size_is_one_rule_for_vm_and_sandbox(h):
+    """--memory 1.5G was taken by `hull sandbox run` and refused by `hull vm`
+    (which had a size parser of its own); both now read sizes with
+    hull_parse_size: a fraction of a unit is taken, exactly, by both, and an
+    exponent or a fraction of a byte is refused by both, by name."""
+    h.ok("vm", "create", "--memory", "1.5G", "frac")
+    try:
+        assert h.state("frac")["memory_mb"] == 1536
+    finally:
+        h.ok("vm", "delete", "frac")
+    for bad in ("1e3M", "1.5", "1.5B", ".5M"):
+        p = h.run("vm", "create", "--memory", bad, "never")
+        assert p.returncode == 1 and \
+            p.stderr.decode().startswith(f"hull: vm create: --memory {bad}: not a size"), p.stderr
+        p = h.run("sandbox", "run", "--memory", bad, "--", "true")
+        assert p.returncode == 125 and \
+            f"--memory: '{bad}' is not a size" in p.stderr.decode(), p.stderr
+    assert h.run("vm", "state", "never").returncode != 0

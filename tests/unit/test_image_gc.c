@@ -88,7 +88,7 @@ static void test_load(void **state)
     assert_null(img.entry.name);
     assert_string_equal(img.manifest_digest, other);
     image_free(&img);
-    load_fails(f, "nothere", NULL, ENOENT, "image nothere: image nothere not found");
+    load_fails(f, "nothere", NULL, ENOENT, "image nothere not found");
     /* A config without a diff_id for every layer. */
     char *cfg = put(f, "{\"os\":\"linux\",\"architecture\":\"amd64\",\"rootfs\":{\"type\":"
                        "\"layers\",\"diff_ids\":[]}}");

@@ -61,6 +61,11 @@ static void test_parse_size(void **state)
         {"1GB", 1024 * MiB},
         {"1Mi", MiB},
         {"1.5M", 3 * MiB / 2},
+        {"1.5G", 3 * 1024 * MiB / 2},
+        {"1.1G", 1181116006}, /* 1.1 * 2^30 = 1181116006.4, in integers */
+        {"0.001K", 1},        /* 1.024 bytes, rounded down */
+        {"4.000000000000000001T", 4096ull * 1024 * MiB},
+        {"16383.5G", 16383ull * 1024 * MiB + 512 * MiB},
         {"2T", 2048ull * 1024 * MiB},
         {"512B", 512},
         {"512b", 512},
@@ -71,8 +76,9 @@ static void test_parse_size(void **state)
         assert_int_equal(hull_parse_size(ok[i].in, &b), 0);
         assert_int_equal(b, ok[i].bytes);
     }
-    static const char *const bad[] = {"",    "M",     "12Q", "1 M", "-1M", "1MM", "1iB",  "nan",
-                                      "inf", "1e30G", "1Gx", "0x",  " 1M", "+1M", "0x10M"};
+    static const char *const bad[] = {
+        "",   "M",   "12Q", "1 M",   "-1M",  "1MM", "1iB",  "nan", "inf", "1e30G", "1Gx",
+        "0x", " 1M", "+1M", "0x10M", "1e3M", "1.5", "1.5B", "1.",  ".5M", "1.5iB", "9999999999T"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t b = 99;
         assert_int_equal(hull_parse_size(bad[i], &b), -1);

@@ -18,7 +18,8 @@
 /* A minimal valid document with three places to add to (or, since the last
  * duplicate key wins, override): root, process and the top level. */
 #define DOC                                                                                        \
-    "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"%s},\"process\":{\"args\":[\"sh\"]%s}" \
+    "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"%s},\"process\":{\"args\":[\"sh\"],"   \
+    "\"cwd\":\"/\"%s}"                                                                             \
     "%s}"
 #define USERNS "\"namespaces\":[{\"type\":\"user\"}]"
 
@@ -74,6 +75,8 @@ static const struct bad bads[] = {
     {"", ",\"env\":[1]", "", "process.env[0]: must be a string"},
     {"", ",\"env\":[\"A=1\",\"B\"]", "", "process.env[1]: 'B' must be KEY=VALUE"},
     {"", ",\"env\":[\"=x\"]", "", "process.env[0]: '=x' must be KEY=VALUE"},
+    {"", ",\"cwd\":null", "",
+     "process.cwd: required (an absolute path in the container, such as \"/\")"},
     {"", ",\"cwd\":\"rel\"", "", "process.cwd: must be an absolute path"},
     {"", ",\"cwd\":\"\"", "", "process.cwd: must be an absolute path"},
     {"", ",\"cwd\":5", "", "process.cwd: must be a string"},
@@ -459,7 +462,7 @@ static void minimal(void **state)
     assert_string_equal(s->rootfs, "/b/rootfs");
     assert_false(s->root_readonly);
     assert_non_null(s->process);
-    assert_string_equal(s->process->cwd, "/"); /* default */
+    assert_string_equal(s->process->cwd, "/");
     assert_string_equal(s->process->args[0], "sh");
     assert_null(s->process->env);
     /* no capabilities: every set empty, never the runtime's own */

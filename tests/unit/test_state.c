@@ -338,7 +338,8 @@ static void duplicate_create_changes_nothing(void **state)
     snprintf(p, sizeof(p), "%s/config.json", bundle);
     FILE *f = fopen(p, "w");
     fputs("{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},"
-          "\"process\":{\"args\":[\"sh\"]},\"linux\":{\"namespaces\":[{\"type\":\"mount\"}]}}",
+          "\"process\":{\"args\":[\"sh\"],\"cwd\":\"/"
+          "\"},\"linux\":{\"namespaces\":[{\"type\":\"mount\"}]}}",
           f);
     fclose(f);
     snprintf(p, sizeof(p), "%s/state", r->dir);

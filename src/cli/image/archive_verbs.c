@@ -10,6 +10,7 @@
 
 #include "image/archive.h"
 #include "image_cli.h"
+#include "util/fs.h"
 #include "util/json.h"
 #include "util/strv.h"
 
@@ -138,8 +139,11 @@ static char *checked_name(const char *text, hull_error *err)
 
 static int open_input(const char *path, hull_error *err)
 {
-    int fd = strcmp(path, "-") == 0 ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3)
-                                    : open(path, O_RDONLY | O_CLOEXEC);
+    /* A FIFO without a writer opens at once and reads as empty (refused
+     * as no archive), as every other verb's input, instead of waiting in
+     * the open forever. */
+    int fd =
+        strcmp(path, "-") == 0 ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3) : hull_open_input(path);
     if (fd < 0)
         return hull_error_errno(err, "open %s", path);
     /* A directory opens, and libarchive would then say "Error reading fd

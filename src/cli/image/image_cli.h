@@ -17,6 +17,11 @@ struct img_cli {
     const char *format; /* --format, whatever the verb makes of it */
     bool tls_verify;
     const char *cert_dir, *auth_file, *creds, *platform;
+    /* The store's root when img_open_store made the store (the root did
+     * not exist, or was an empty directory: made_top ""), and the topmost
+     * directory made for it: a failed verb removes what it made again if
+     * nothing was stored (main). */
+    char made_root[4096], made_top[4096];
 };
 
 /* Parse a verb's options: the common ones (--image-root, --quiet, --format,

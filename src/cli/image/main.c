@@ -7,11 +7,14 @@
  * the static hull that starts every container must not carry. Exit codes:
  * 0 success, 1 any failure (usage errors included, as in the rest of hull);
  * a failed verb leaves the store as it was. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "image_cli.h"
 
@@ -246,9 +249,77 @@ int img_need_args(struct img_cli *c, int argc, char **argv, int n, const char *n
     return 0;
 }
 
+static bool dir_is_empty(const char *path)
+{
+    cleanup_dir DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            return false;
+    return d != NULL;
+}
+
+/* Note the root img_open_store is about to make (c->made_root) and the
+ * topmost of its directories that does not exist (c->made_top). */
+static void note_fresh_root(struct img_cli *c)
+{
+    const char *r = c->root && c->root[0] ? c->root : getenv("HULL_IMAGE_ROOT");
+    if (r == NULL || r[0] == '\0')
+        r = HULL_IMAGE_DEFAULT_ROOT;
+    struct stat st;
+    if (c->made_root[0] || strlen(r) >= sizeof(c->made_root))
+        return;
+    if (lstat(r, &st) == 0) {
+        if (S_ISDIR(st.st_mode) && dir_is_empty(r)) /* mktemp -d's: the store is all ours */
+            snprintf(c->made_root, sizeof(c->made_root), "%s", r);
+        return;
+    }
+    if (errno != ENOENT)
+        return;
+    snprintf(c->made_top, sizeof(c->made_top), "%s", r);
+    snprintf(c->made_root, sizeof(c->made_root), "%s", r);
+    for (;;) {
+        size_t len = strlen(c->made_top);
+        while (len > 1 && c->made_top[len - 1] == '/')
+            c->made_top[--len] = '\0';
+        char *slash = strrchr(c->made_top, '/');
+        if (slash == NULL)
+            return; /* relative, one level: its parent is the working directory */
+        char parent[4096];
+        snprintf(parent, sizeof(parent), "%.*s",
+                 slash == c->made_top ? 1 : (int)(slash - c->made_top), c->made_top);
+        if (lstat(parent, &st) == 0 || errno != ENOENT)
+            return;
+        snprintf(c->made_top, sizeof(c->made_top), "%s", parent);
+    }
+}
+
 int img_open_store(struct img_cli *c, bool create, struct image_store *s, hull_error *err)
 {
+    if (create)
+        note_fresh_root(c);
     return image_store_open(c->root, create, s, err);
+}
+
+/* A verb failed: a store it made that holds nothing goes, and every
+ * directory made for it, so a refused input leaves the host as it was. */
+static void discard_fresh_root(const struct img_cli *c)
+{
+    if (c->made_root[0] == '\0' || !image_store_discard_empty(c->made_root, !c->made_top[0]))
+        return;
+    if (c->made_top[0] == '\0')
+        return; /* the root was there: kept, emptied */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", c->made_root);
+    size_t top = strlen(c->made_top);
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (strlen(dir) <= top || slash == NULL || slash == dir)
+            return;
+        *slash = '\0';
+        if (strlen(dir) < top || rmdir(dir) < 0) /* only an empty one, made for the store */
+            return;
+    }
 }
 
 int main(int argc, char **argv)
@@ -292,7 +363,10 @@ int main(int argc, char **argv)
             int vargc = argc - optind;
             char **vargv = argv + optind;
             img_getopt_reset();
-            return verbs[i].fn(&c, vargc, vargv);
+            int rc = verbs[i].fn(&c, vargc, vargv);
+            if (rc != 0)
+                discard_fresh_root(&c);
+            return rc;
         }
     }
     fprintf(stderr, "hull: image: unknown command '%s'\nTry 'hull image --help'.\n", name);

@@ -138,6 +138,34 @@ int image_store_remove(struct image_store *s, const char *text, bool force, hull
     return image_index_write(s, index, err);
 }
 
+int image_store_resolve_use(struct image_store *s, const char *text, struct image_entry *out,
+                            hull_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    /* The pin, then the store's lock (prune's order); under the lock a
+     * remove (image_store_remove) is either over, and text not found, or
+     * still to come, and finds the mark. */
+    cleanup_close int pin = image_store_pin(s, err);
+    if (pin < 0)
+        return -1;
+    cleanup_lock_guard struct image_lock_guard g = {0};
+    if (image_lock_guard_take(s, &g, err) < 0 || image_store_resolve(s, text, out, err) < 0)
+        return -1;
+    cleanup_image struct image img = {0};
+    if (image_load(s, out->desc.digest, NULL, &img, err) < 0) {
+        image_entry_clear(out);
+        return -1; /* its message names the image */
+    }
+    char name[IMAGE_PATH_MAX];
+    snprintf(name, sizeof(name), "hull/using/%s", img.manifest_digest + 7);
+    int fd = image_flock_at(s->rootfd, name, LOCK_SH, true, err);
+    if (fd < 0) {
+        image_entry_clear(out);
+        return hull_error_prefix(err, "image store %s", s->root);
+    }
+    return fd;
+}
+
 /* ---- prune: what is reachable ---- */
 
 struct reach {

@@ -168,6 +168,11 @@ struct image_entry {
 };
 void image_entries_free(struct image_entry *e, size_t n);
 int image_store_list(struct image_store *s, struct image_entry **out, size_t *n, hull_error *err);
+/* The store at root removed (with keep_root: all in it, the directory
+ * kept), when nothing is stored in it (only what image_store_open makes)
+ * and no other process holds its locks: true when it was. For a verb that
+ * made the store and then failed (fresh.c). */
+bool image_store_discard_empty(const char *root, bool keep_root);
 /* Find by name (text is parsed as a reference and normalised; an exact
  * ref.name match is tried first, so names skopeo wrote as "oci:DIR:NAME"
  * are found too), by full "sha256:..." manifest digest, or by a unique hex
@@ -236,6 +241,12 @@ int image_load(struct image_store *s, const char *text, const char *platform, st
 int image_use(struct image_store *s, const char *manifest_digest, hull_error *err);
 /* Is anyone holding it? */
 bool image_in_use(struct image_store *s, const char *manifest_digest);
+/* image_store_resolve, and a use mark (image_use) on the entry's manifest
+ * for this host's platform, both under the store's lock: a remove either
+ * came first (ENOENT, as for a name never stored) or finds the image in
+ * use. The mark's fd, held as long as the image must stay; or -1. */
+int image_store_resolve_use(struct image_store *s, const char *text, struct image_entry *out,
+                            hull_error *err);
 
 /* ---- layers on disk (unpack.c: libarchive) ---- */
 

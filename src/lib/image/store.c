@@ -678,8 +678,13 @@ int image_load(struct image_store *s, const char *text, const char *platform, st
 {
     memset(out, 0, sizeof(*out));
     struct image img = {0};
-    if (load_resolve(s, text, &img.entry, err) < 0 || load_manifest(s, &img, platform, err) < 0 ||
-        load_config(s, &img, err) < 0) {
+    if (load_resolve(s, text, &img.entry, err) < 0) {
+        image_free(&img);
+        /* "image TEXT not found" names it already. */
+        bool named = err && hull_error_code(*err) == ENOENT;
+        return named ? -1 : hull_error_prefix(err, "image %s", text);
+    }
+    if (load_manifest(s, &img, platform, err) < 0 || load_config(s, &img, err) < 0) {
         image_free(&img);
         return hull_error_prefix(err, "image %s", text);
     }

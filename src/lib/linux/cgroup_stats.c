@@ -428,6 +428,70 @@ static json_object *hugetlb_json(const struct hull_cgroup *cg)
     return h;
 }
 
+/* A cpuset list ("0-3,8\n") as its numbers ([0,1,2,3,8]); what does not
+ * parse ends it. At most CPUSET_LIST_MAX numbers, whatever a range says. */
+#define CPUSET_LIST_MAX 65536
+static json_object *cpuset_list(const char *text)
+{
+    json_object *a = json_object_new_array();
+    size_t n = 0;
+    for (const char *p = text; *p >= '0' && *p <= '9';) {
+        char *end;
+        unsigned long lo = strtoul(p, &end, 10), hi = lo;
+        p = end;
+        if (*p == '-') {
+            hi = strtoul(p + 1, &end, 10);
+            if (end == p + 1 || hi < lo)
+                break;
+            p = end;
+        }
+        for (unsigned long i = lo; i <= hi && n < CPUSET_LIST_MAX; i++, n++)
+            json_object_array_add(a, json_object_new_uint64(i));
+        if (*p != ',')
+            break;
+        p++;
+    }
+    return a;
+}
+
+/* runc's "cpuset": the CPUs and memory nodes the container may use (cgroup
+ * v2: the effective sets, which the parents narrow; v1: cpuset.cpus and
+ * .mems, with the v1 flags), each list left out when empty. The flags that
+ * v2 has no file for are 0, as runc prints them. */
+static json_object *cpuset_json(const struct hull_cgroup *cg)
+{
+    static const char *const flags[][2] = {
+        {"cpu_exclusive", "cpuset.cpu_exclusive"},
+        {"mem_hardwall", "cpuset.mem_hardwall"},
+        {"mem_exclusive", "cpuset.mem_exclusive"},
+        {"memory_migrate", "cpuset.memory_migrate"},
+        {"memory_spread_page", "cpuset.memory_spread_page"},
+        {"memory_spread_slab", "cpuset.memory_spread_slab"},
+        {"memory_pressure", "cpuset.memory_pressure"},
+        {"sched_load_balance", "cpuset.sched_load_balance"},
+    };
+    json_object *o = json_object_new_object();
+    bool v2 = false;
+    const char *d = node_dir(cg, CG_CPUSET, &v2);
+    char buf[8192];
+    for (int mems = 0; mems < 2; mems++) {
+        const char *file = mems ? (v2 ? "cpuset.mems.effective" : "cpuset.mems")
+                                : (v2 ? "cpuset.cpus.effective" : "cpuset.cpus");
+        json_object *a = cpuset_list(d ? rdk(d, file, buf, sizeof(buf)) : "");
+        if (json_object_array_length(a) > 0)
+            json_object_object_add(o, mems ? "mems" : "cpus", a);
+        else
+            json_object_put(a);
+    }
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        add_u64(o, flags[i][0], d && !v2 ? rd(d, flags[i][1]) : 0);
+    long long level = 0;
+    if (d && !v2)
+        level = strtoll(rdk(d, "cpuset.sched_relax_domain_level", buf, sizeof(buf)), NULL, 10);
+    json_object_object_add(o, "sched_relax_domain_level", json_object_new_int64(level));
+    return o;
+}
+
 json_object *hull_cgroup_stats_json(struct hull_cgroup *cg, hull_error *err)
 {
     struct hull_cgroup_stats st;
@@ -435,6 +499,7 @@ json_object *hull_cgroup_stats_json(struct hull_cgroup *cg, hull_error *err)
         return NULL;
     json_object *o = json_object_new_object(), *pids = json_object_new_object();
     json_object_object_add(o, "cpu", cpu_json(cg, &st));
+    json_object_object_add(o, "cpuset", cpuset_json(cg));
     json_object_object_add(o, "memory", memory_json(cg, &st));
     add_u64(pids, "current", st.pids_current);
     /* runc reports "max" (no limit) as 0. */

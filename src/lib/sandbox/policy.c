@@ -188,53 +188,81 @@ int hull_parse_duration_ms(const char *s, uint64_t *ms)
     return 0;
 }
 
+/* Every size of hull (the CLI's --memory, --output, ..., hull vm's too, and
+ * the API's limits) is read here: a whole number of bytes, or digits with
+ * an optional fraction and a binary unit (K, M, G, T; then an optional 'i'
+ * and 'B'). A fraction of a unit is exact: the bytes it makes, rounded
+ * down to a whole byte, are worked out in integers (1.1G is 1181116006,
+ * whatever a double makes of 1.1). A fraction of a byte ("1.5", "1.5B")
+ * and exponents ("1e3M") are no size. */
 int hull_parse_size(const char *s, uint64_t *bytes)
 {
-    char *end;
-    size_t n = plain_number(s);
-    errno = 0;
-    double v = strtod(s, &end);
-    if (n == 0 || end != s + n || errno || !(v >= 0) || isinf(v))
+    static const char digits[] = "0123456789";
+    size_t nint = strspn(s, digits);
+    if (nint == 0 || nint > 20)
         return -1;
-    double mult = 1;
-    switch (*end) {
-    case '\0':
-    case 'b': /* plain bytes: "512B" */
-    case 'B':
-        break;
+    uint64_t whole = 0;
+    for (size_t i = 0; i < nint; i++) {
+        if (whole > (UINT64_MAX - 9) / 10)
+            return -1;
+        whole = whole * 10 + (uint64_t)(s[i] - '0');
+    }
+    const char *p = s + nint;
+    uint64_t num = 0, den = 1; /* the fraction, num/den */
+    bool fraction = *p == '.';
+    if (fraction) {
+        size_t nfrac = strspn(p + 1, digits);
+        if (nfrac == 0 || nfrac > 18) /* 10^18 and twice num fit in 64 bits */
+            return -1;
+        for (size_t i = 1; i <= nfrac; i++) {
+            num = num * 10 + (uint64_t)(p[i] - '0');
+            den *= 10;
+        }
+        p += 1 + nfrac;
+    }
+    unsigned shift = 0;
+    switch (*p) {
     case 'k':
     case 'K':
-        mult = (double)KiB;
-        end++;
+        shift = 10;
         break;
     case 'm':
     case 'M':
-        mult = (double)MiB;
-        end++;
+        shift = 20;
         break;
     case 'g':
     case 'G':
-        mult = (double)GiB;
-        end++;
+        shift = 30;
         break;
     case 't':
     case 'T':
-        mult = (double)(1024 * GiB);
-        end++;
+        shift = 40;
         break;
-    default:
-        return -1;
     }
-    if (*end == 'i' && mult > 1)
-        end++;
-    if ((*end == 'b' || *end == 'B'))
-        end++;
-    if (*end != '\0')
+    if (shift) {
+        p++;
+        if (*p == 'i')
+            p++;
+    }
+    if (*p == 'b' || *p == 'B')
+        p++;
+    if (*p != '\0' || (fraction && shift == 0) || whole > (UINT64_MAX / 2) >> shift)
         return -1;
-    double r = v * mult;
-    if (r > (double)UINT64_MAX / 2)
+    uint64_t v = whole << shift;
+    /* floor(num / den * 2^shift), a bit at a time: r < den <= 10^18, so
+     * 2r never overflows. */
+    uint64_t part = 0, r = num;
+    for (unsigned i = 0; i < shift; i++) {
+        r <<= 1;
+        part <<= 1;
+        if (r >= den) {
+            r -= den;
+            part |= 1;
+        }
+    }
+    if (v + part > UINT64_MAX / 2)
         return -1;
-    *bytes = (uint64_t)r;
+    *bytes = v + part;
     return 0;
 }
 

@@ -695,6 +695,14 @@ int hull_spec_from_json(json_object *doc, const char *bundle, struct hull_spec *
         return -1;
 
     json_object *proc = hj_get(doc, "process");
+    /* The runtime spec makes process.cwd REQUIRED, and runc refuses a
+     * config.json without it: so does hull, rather than start the
+     * container's process somewhere the bundle never said. (An exec's
+     * --process file may leave it out: "/".) */
+    if (proc != NULL && json_object_is_type(proc, json_type_object) && hj_get(proc, "cwd") == NULL)
+        return hull_error_set(err, EINVAL,
+                              "process.cwd: required (an absolute path in the container, such "
+                              "as \"/\")");
     if (proc != NULL) {
         spec->process = calloc(1, sizeof(*spec->process));
         if (spec->process == NULL)

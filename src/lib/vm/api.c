@@ -1,6 +1,7 @@
 /* The public microVM verbs of include/hull.h (create, start, pause,
- * resume, stop, delete, state, snapshot, restore, initrd): each loads the
- * VM, takes its lock and calls the primitives below it. Nothing in vm/
+ * resume, stop, delete, state, snapshot, restore, initrd): each takes the
+ * VM's lock, reads its record under it (vm_load_locked) and calls the
+ * primitives below it. Nothing in vm/
  * calls back up into this file:
  *
  *   api.c        these verbs; exec.c (exec, cp, list) and oneshot.c (the
@@ -58,14 +59,16 @@ int hull_vm_create(const struct hull_runtime *rt, const struct hull_vm_create_op
 int hull_vm_start(const struct hull_runtime *rt, const char *id, hull_error *err)
 {
     struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0)
+    if (vm_read(rt, id, &vm, err) < 0)
         return hull_error_prefix(err, "start");
-    if (vm.from_template && (vm.status == VM_CREATED || vm.status == VM_STOPPED))
-        /* It takes the VM's lock itself, around the template's. */
-        return vm_start_from_template(&vm, err) < 0 ? hull_error_prefix(err, "start %s", id) : 0;
-    cleanup_close int lk = vm_lock(&vm, "lock", false, err);
+    /* A template's start waits for the VM's lock (then the template's);
+     * a cold one finds a VM being acted on busy. Either decides on the
+     * record read under the lock. */
+    cleanup_close int lk = vm_load_locked(rt, id, vm.from_template, &vm, err);
     if (lk < 0)
         return hull_error_prefix(err, "start");
+    if (vm.from_template && (vm.status == VM_CREATED || vm.status == VM_STOPPED))
+        return vm_start_from_template(&vm, err) < 0 ? hull_error_prefix(err, "start %s", id) : 0;
     return vm_start(&vm, err) < 0 ? hull_error_prefix(err, "start %s", id) : 0;
 }
 
@@ -73,9 +76,7 @@ static int simple_op(const struct hull_runtime *rt, const char *id, const char *
                      int (*fn)(struct vm *, hull_error *), hull_error *err)
 {
     struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "%s", what);
-    cleanup_close int lk = vm_lock(&vm, "lock", true, err);
+    cleanup_close int lk = vm_load_locked(rt, id, true, &vm, err);
     if (lk < 0)
         return hull_error_prefix(err, "%s", what);
     return fn(&vm, err) < 0 ? hull_error_prefix(err, "%s %s", what, id) : 0;
@@ -104,9 +105,7 @@ int hull_vm_stop(const struct hull_runtime *rt, const char *id, hull_error *err)
 int hull_vm_delete(const struct hull_runtime *rt, const char *id, bool force, hull_error *err)
 {
     struct vm vm;
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "delete");
-    cleanup_close int lk = vm_lock(&vm, "lock", true, err);
+    cleanup_close int lk = vm_load_locked(rt, id, true, &vm, err);
     if (lk < 0)
         return hull_error_prefix(err, "delete");
     if ((vm.status == VM_RUNNING || vm.status == VM_PAUSED) && !force) {
@@ -135,9 +134,7 @@ int hull_vm_snapshot(const struct hull_runtime *rt, const char *id, const char *
     struct vm vm;
     if (!file || !*file)
         return hull_error_set(err, EINVAL, "snapshot: missing file");
-    if (vm_load(rt, id, &vm, err) < 0)
-        return hull_error_prefix(err, "snapshot");
-    cleanup_close int lk = vm_lock(&vm, "lock", true, err);
+    cleanup_close int lk = vm_load_locked(rt, id, true, &vm, err);
     if (lk < 0)
         return hull_error_prefix(err, "snapshot");
     int rc;

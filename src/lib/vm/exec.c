@@ -44,12 +44,17 @@ void vm_session_mark_failed(struct vm_session *s, hull_error *err)
 {
     if (!err || !*err || hull_error_code(*err) != ETIMEDOUT)
         return;
-    int lk = vm_lock(&s->vm, "lock", true, NULL);
-    snprintf(s->vm.failure, sizeof(s->vm.failure), "agent: %s", hull_error_msg(*err));
+    cleanup_close int lk = vm_lock(&s->vm, "lock", true, NULL);
+    /* Under the lock, the record as it is now: a VM stopped, deleted or
+     * started again meanwhile is not this session's to mark. */
+    struct vm now = s->vm;
+    if (lk < 0 || vm_reread(&now, NULL) < 0 || now.status != VM_RUNNING || now.pid != s->vm.pid ||
+        now.pid_start != s->vm.pid_start)
+        return;
+    snprintf(now.failure, sizeof(now.failure), "agent: %s", hull_error_msg(*err));
+    now.status = VM_FAILED;
+    vm_save(&now, NULL);
     s->vm.status = VM_FAILED;
-    vm_save(&s->vm, NULL);
-    if (lk >= 0)
-        close(lk);
 }
 
 int vm_session_begin(const struct hull_runtime *rt, const char *id, struct vm_session *s,

@@ -211,10 +211,10 @@ int hull_vm_migrate(const struct hull_runtime *rt, const char *id,
                               .insecure_plain = o->insecure_plain};
     __attribute__((cleanup(mig_sec_close))) struct mig_sec sec = {0};
     struct vm vm;
-    if (mig_sec_open(&so, false, &sec, err) < 0 || vm_load(rt, id, &vm, err) < 0)
+    if (mig_sec_open(&so, false, &sec, err) < 0)
         return hull_error_prefix(err, "migrate");
     snprintf(r->transport, sizeof(r->transport), "%s", sec.ctx ? "tls" : "plain");
-    cleanup_close int lk = vm_lock(&vm, "lock", true, err);
+    cleanup_close int lk = vm_load_locked(rt, id, true, &vm, err);
     if (lk < 0)
         return hull_error_prefix(err, "migrate");
     cleanup_close int alk = vm_lock(&vm, "agent.lock", true, err);

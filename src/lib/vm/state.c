@@ -365,6 +365,17 @@ int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     memset(vm, 0, sizeof(*vm));
     if (vm_dir_of(rt, id, vm->dir, sizeof(vm->dir), err) < 0)
         return -1;
+    snprintf(vm->id, sizeof(vm->id), "%s", id);
+    return vm_reread(vm, err);
+}
+
+int vm_reread(struct vm *vm, hull_error *err)
+{
+    char dir[sizeof(vm->dir)], id[sizeof(vm->id)];
+    snprintf(dir, sizeof(dir), "%s", vm->dir);
+    snprintf(id, sizeof(id), "%s", vm->id);
+    memset(vm, 0, sizeof(*vm));
+    memcpy(vm->dir, dir, sizeof(dir));
     char p[4200];
     vm_path(vm, "state.json", p, sizeof(p));
     cleanup_json json_object *o = NULL;

@@ -68,7 +68,12 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
 {
     if (vm_create(rt, o, vm, err) < 0)
         return -1;
-    if (vm_start_from_template(vm, err) < 0) {
+    int rc;
+    {
+        cleanup_close int lk = vm_lock(vm, "lock", true, err);
+        rc = lk < 0 ? -1 : vm_start_from_template(vm, err);
+    }
+    if (rc < 0) {
         hull_error e = NULL;
         if (vm_destroy(vm, &e) < 0) {
             /* The start's error is the one to report; name what is left. */
@@ -146,9 +151,6 @@ int vm_start_from_template(struct vm *vm, hull_error *err)
     vm_template_key(vm, key);
     snprintf(path, sizeof(path), "%s/%s.snap", dir, key);
     snprintf(lockp, sizeof(lockp), "%s/%s.lock", dir, key);
-    cleanup_close int lk = vm_lock(vm, "lock", true, err);
-    if (lk < 0)
-        return -1;
     cleanup_close int tl = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (tl < 0)
         return hull_error_errno(err, "lock %s", lockp);

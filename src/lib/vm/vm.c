@@ -527,3 +527,24 @@ int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_e
     }
     return 0;
 }
+
+int vm_load_locked(const struct hull_runtime *rt, const char *id, bool wait, struct vm *vm,
+                   hull_error *err)
+{
+    if (vm_load(rt, id, vm, err) < 0)
+        return -1;
+    int lk = vm_lock(vm, "lock", wait, err);
+    if (lk < 0)
+        return -1;
+    /* What was read above may be another verb's before: the one this
+     * waited behind stopped, paused or started the VM since. Read again
+     * under the lock, and let /proc decide as vm_load does (the lock is
+     * ours, so the record is ours to correct). */
+    if (vm_reread(vm, err) < 0) {
+        close(lk);
+        return -1;
+    }
+    if ((vm->status == VM_RUNNING || vm->status == VM_PAUSED) && !vm_qemu_alive(vm))
+        record_down(vm, VM_STOPPED);
+    return lk;
+}

@@ -276,6 +276,8 @@ int vm_id_validate(const char *id, hull_error *err);
 int vm_save(const struct vm *vm, hull_error *err);
 /* The record as saved, unchecked against /proc (vm_load checks it). */
 int vm_read(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
+/* The same, again, of the VM that vm names (its dir and id). */
+int vm_reread(struct vm *vm, hull_error *err);
 json_object *vm_state_json(const struct vm *vm);
 bool vm_qemu_alive(const struct vm *vm);
 unsigned long long vm_proc_start_time(pid_t pid);
@@ -376,6 +378,11 @@ void vm_release(struct vm *vm);
 /* Load and refresh: a VM whose QEMU is gone is reported stopped (and its
  * leftovers released). */
 int vm_load(const struct hull_runtime *rt, const char *id, struct vm *vm, hull_error *err);
+/* vm_load, then the VM's lock (vm_lock; wait or not), then the record
+ * read again under it: the lock's fd, or -1. Every verb that changes a VM
+ * acts on what this returns, never on a record read before its lock. */
+int vm_load_locked(const struct hull_runtime *rt, const char *id, bool wait, struct vm *vm,
+                   hull_error *err);
 /* Pause a running VM, resume a paused one (the caller holds the lock). */
 int vm_pause(struct vm *vm, hull_error *err);
 int vm_resume(struct vm *vm, hull_error *err);
@@ -390,7 +397,8 @@ int vm_create_from_template(const struct hull_runtime *rt, const struct vm_creat
  * (<key>.snap): its artifacts' digests, size, accelerator and QEMU. */
 void vm_template_key(const struct vm *vm, char key[HULL_SHA256_HEX]);
 /* Start a created (or stopped) VM from its configuration's template, cold
- * booting and saving the template the first time. The VM stays on failure. */
+ * booting and saving the template the first time. The VM stays on failure.
+ * The caller holds the VM's lock. */
 int vm_start_from_template(struct vm *vm, hull_error *err);
 /* Connect to the agent and say hello (repeated until answered). */
 struct vm_agent;
