@@ -276,6 +276,7 @@ static void ephemeral_cleanup(void *arg)
     vm_release(vm);
     /* The monitor's last act after its caller died: nobody to tell. */
     hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
 }
 
 /* Release what QEMU left and record the VM as status. The caller's own
