@@ -20,12 +20,16 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->top, sizeof(f->top), "/tmp/hull-vmuids-XXXXXX");
-    if (f == NULL || mkdtemp(f->top) == NULL)
+    if (f == NULL)
         return -1;
-    snprintf(f->claims, sizeof(f->claims), "%s/claims", f->top);
+    snprintf(f->top, sizeof(f->top), "/tmp/hull-vmuids-XXXXXX");
+    if (mkdtemp(f->top) == NULL)
+        return -1;
+    char top[sizeof(f->top)]; /* not f's own: snprintf's source and target may not overlap */
+    memcpy(top, f->top, sizeof(top));
+    snprintf(f->claims, sizeof(f->claims), "%s/claims", top);
     for (int i = 0; i < NVMS; i++) {
-        snprintf(f->dirs[i], sizeof(f->dirs[i]), "%s/vm-%d", f->top, i);
+        snprintf(f->dirs[i], sizeof(f->dirs[i]), "%s/vm-%d", top, i);
         if (mkdir(f->dirs[i], 0700) < 0)
             return -1;
     }
