@@ -138,7 +138,7 @@ static void fs_type(const char *path, char *out, size_t len)
 
 /* Why hp cannot be idmapped, for the warning: its own filesystem, or one
  * mounted below it (a bind takes every mount below its source). */
-static void say_fallback(const struct host_path *hp, int userns)
+static void say_fallback(const struct host_path *hp, int userns, struct hull_sandbox_host_files *hf)
 {
     char type[64];
     fs_type(hp->path, type, sizeof(type));
@@ -147,12 +147,13 @@ static void say_fallback(const struct host_path *hp, int userns)
     bool top = hull_idmap_clone(hp->path, userns, 0, false, &tree, &e) != 0;
     hull_error_free(&e); /* only a hint for the warning below */
     hull_closep(&tree);
-    hull_warn("%s %s: %s (%s) cannot be idmapped, so this sandbox runs as the shared host "
-              "uids %u-%u, whose per-user kernel counts it shares with every other sandbox "
-              "that does so (docs/sandbox.md \"Users\")",
-              hp->what, hp->path, top ? "its filesystem" : "a filesystem mounted below it",
-              top ? type : "a bind takes every mount below its source", HULL_SANDBOX_UID_BASE,
-              HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
+    snprintf(hf->fallback, sizeof(hf->fallback),
+             "%s %s: %s (%s) cannot be idmapped, so this sandbox runs as the shared host "
+             "uids %u-%u, whose per-user kernel counts it shares with every other sandbox "
+             "that does so (docs/sandbox.md \"Users\")",
+             hp->what, hp->path, top ? "its filesystem" : "a filesystem mounted below it",
+             top ? type : "a bind takes every mount below its source", HULL_SANDBOX_UID_BASE,
+             HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
 }
 
 /* An idmapped copy of each path's mount (every mount below it too),
@@ -171,7 +172,7 @@ static int clone_all(struct host_path *hp, size_t n, uint32_t base,
         if (r < 0)
             return hull_error_prefix(err, "%s %s", hp[i].what, hp[i].path);
         if (r > 0) {
-            say_fallback(&hp[i], userns);
+            say_fallback(&hp[i], userns, hf);
             return 1;
         }
     }
@@ -211,9 +212,15 @@ int hull_sandbox_host_files_mount(struct hull_sandbox_host_files *hf, const stru
     free(hp);
     /* The killed helper is most likely gone by now: reaped here if so. */
     hull_idmap_reap(&hf->userns, false);
-    if (r > 0) /* warned: the shared block, whose uids the files are made for */
+    if (r > 0) /* the shared block, whose uids the files are made for */
         ids->base = HULL_SANDBOX_UID_BASE;
     return r < 0 ? -1 : 0;
+}
+
+void hull_sandbox_host_files_warn(const struct hull_sandbox_host_files *hf)
+{
+    if (hf->fallback[0])
+        hull_warn("%s", hf->fallback);
 }
 
 void hull_sandbox_host_files_close(struct hull_sandbox_host_files *hf)

@@ -753,6 +753,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                           .status = {-1, -1}};
     if (ns_prepare(&x, &rootfs, err) < 0)
         return -1;
+    hull_sandbox_host_files_warn(&hf);
     hull_sandbox_image_result(&si, r);
     if (ns_launch(&x, err) < 0) {
         hull_result_free(r); /* no result on an error: nothing for the caller to free */

@@ -114,12 +114,16 @@ struct hull_sandbox_host_files {
     char **stacked; /* the paths an idmapped mount was stacked on, in order */
     size_t n_stacked;
     struct hull_idmap_helper userns;
+    char fallback[512]; /* why the sandbox keeps the shared block, or "" */
 };
 /* Before the image's mount (which takes ids->base): when a filesystem of
- * those files cannot be idmapped, nothing is stacked, a warning says why,
+ * those files cannot be idmapped, nothing is stacked, fallback says why,
  * and ids->base becomes the shared block's (HULL_SANDBOX_UID_BASE). */
 int hull_sandbox_host_files_mount(struct hull_sandbox_host_files *hf, const struct hull_policy *p,
                                   struct hull_sandbox_ids *ids, hull_error *err);
+/* The fallback as a warning: once the run is certain to go ahead (a run
+ * refused for its input says that alone). */
+void hull_sandbox_host_files_warn(const struct hull_sandbox_host_files *hf);
 void hull_sandbox_host_files_close(struct hull_sandbox_host_files *hf);
 #define cleanup_sandbox_host_files __attribute__((cleanup(hull_sandbox_host_files_close)))
 
