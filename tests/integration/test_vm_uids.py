@@ -5,9 +5,10 @@ buffers, processes): one could use them up for the other."""
 import json
 import os
 import shutil
+import subprocess
 
 from test_vm_lib import (h,  # noqa: F401 (the fixture)
-                         MEM, qemu_pids)
+                         HULL, MEM, qemu_pids)
 
 VM_UID_BASE = 2000000000
 
@@ -45,6 +46,24 @@ def test_vms_whose_ids_hash_alike_run_as_uids_of_their_own(h):
         uids = [uid_of(h, vid) for vid in ids]
         assert len(set(uids)) == len(ids), dict(zip(ids, uids))
         assert all(VM_UID_BASE <= u < VM_UID_BASE + 65536 for u in uids), uids
+    finally:
+        for vid in ids:
+            h.run("vm", "delete", "--force", vid)
+
+
+def test_vms_created_at_once_never_take_one_uid(h):
+    """Creators running concurrently, their ids all hashing alike: the
+    claims are made under one lock, so no two get the same uid."""
+    ids = alike("atonce", 8)
+    try:
+        procs = [subprocess.Popen([HULL, "--root", h.root, "vm", "create", "--memory", MEM, vid],
+                                  env=h.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for vid in ids]
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err
+        uids = [uid_of(h, vid) for vid in ids]
+        assert len(set(uids)) == len(ids), dict(zip(ids, uids))
     finally:
         for vid in ids:
             h.run("vm", "delete", "--force", vid)
