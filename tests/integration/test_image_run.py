@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 
 from conftest import HULL, pid_alive, wait_until
 from imagelib import Dir, File, Symlink, busybox_layer, whiteout, write_oci_layout
-from sandboxlib import is_own_block
+from sandboxlib import UID_BASE, is_own_block
 import test_vm_lib
 
 OS_RELEASE = 'ID=hull-levels-test\nPRETTY_NAME="the image, not the host"\n'
@@ -574,6 +575,31 @@ def owners_store(tmp_path, user="1000:1000", name=OWN, **extra):
 def assert_nothing_mounted(root):
     assert overlay_mounts_of() == []
     assert not [m for m in mount_points() if m.startswith(str(root))]
+
+
+def test_an_image_with_a_bind_runs_as_its_own_block_and_writes_as_the_shared_one(tmp_path):
+    """--image and a rw --bind together: the image's files keep its owners,
+    the sandbox runs as a block of host uids of its own (before, any bind
+    put it in the shared block), and what its uid 0 (the image's User)
+    writes on the bind is owned by host uid 1000000000, the shared block's
+    uid 0 (docs/sandbox.md "Users")."""
+    root = owners_store(tmp_path, user="0")
+    data = Path(tempfile.mkdtemp(prefix="hull-imgbind-"))
+    try:
+        data.chmod(0o755)
+        os.chown(data, UID_BASE, UID_BASE)
+        rc, r, err = sandbox(root, "--image", OWN, "--bind", f"{data}:/srv:rw", "--", "sh", "-c",
+                             "stat -c '%u:%g' / /data/owned /srv; echo x > /srv/f; "
+                             "cat /proc/self/uid_map")
+        assert rc == 0 and r["verdict"] == "ok", (err, r)
+        lines = r["stdout"].splitlines()
+        assert lines[:3] == ["0:0", "1000:1000", "0:0"], r
+        assert is_own_block(int(lines[3].split()[1])), r
+        st = os.stat(data / "f")
+        assert (st.st_uid, st.st_gid) == (UID_BASE, UID_BASE)
+    finally:
+        shutil.rmtree(data)
+    assert_nothing_mounted(root)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy", "copy"])

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cached_rootfs
-from sandboxlib import (HOST_UID, HULL, RESULT_KEYS, SANDBOX_UID, UID_BASE, Sandbox, _cmdline,
+from sandboxlib import (HOST_UID, HULL, RESULT_KEYS, SANDBOX_UID, Sandbox, _cmdline,
                         cancel, cgroup_dirs, cgroup_mounts, is_own_block, pids_with_env,
                         sandbox_uid_base, state_dirs, status_fields, wait_until)
 
@@ -257,27 +257,33 @@ print("sent")
 """
 
 
-def test_sandboxes_have_host_uids_of_their_own(sb, open_tmp):
-    """Two sandboxes at once run as two different blocks of host uids; one
-    with a host directory bound keeps the shared block, whose uids own what
-    it writes there (docs/sandbox.md "Users")."""
+def test_sandboxes_have_host_uids_of_their_own(sb, open_tmp, tmp_path_factory):
+    """Sandboxes running at once run as different blocks of host uids, also
+    those that use host files (a --bind, a --rootfs: they shared one block);
+    what one writes on a bind is still owned by the shared block's uids on
+    the host (docs/sandbox.md "Users")."""
     rw = open_tmp / "rw"
     rw.mkdir()
     os.chown(rw, HOST_UID, HOST_UID)
+    root = open_tmp / "root"
+    shutil.copytree(cached_rootfs(tmp_path_factory), root, symlinks=True)
     runs = [sb.start(cmd=["sleep", "600"]), sb.start(cmd=["sleep", "600"]),
-            sb.start("--bind", f"{rw}:/data:rw", cmd=["sleep", "600"])]
+            sb.start("--bind", f"{rw}:/data:rw",
+                     cmd=["sh", "-c", "echo made > /data/f && exec sleep 600"]),
+            sb.start("--rootfs", root, cmd=["sleep", "600"])]
     try:
         def sleepers():
             return [p for p in pids_with_env(sb.token) if _cmdline(p).startswith("sleep")]
-        assert wait_until(lambda: len(sleepers()) == 3, timeout=60), pids_with_env(sb.token)
+        assert wait_until(lambda: len(sleepers()) == 4, timeout=60), pids_with_env(sb.token)
         sleepers = sleepers()
         bases = sorted(sandbox_uid_base(p) for p in sleepers)
-        assert len(bases) == 3, bases
-        assert bases[0] == UID_BASE and is_own_block(bases[1]) and is_own_block(bases[2])
-        assert bases[1] != bases[2], bases
+        assert all(is_own_block(b) for b in bases) and len(set(bases)) == 4, bases
         for p in sleepers:
             base = sandbox_uid_base(p)
             assert status_fields(p)["Uid"].split() == [str(base + SANDBOX_UID)] * 4
+        f = rw / "f"
+        assert f.read_text() == "made\n" and (f.stat().st_uid, f.stat().st_gid) == \
+            (HOST_UID, HOST_UID)
     finally:
         for p, out, err in runs:
             cancel(p)
@@ -289,8 +295,9 @@ def test_sandboxes_have_host_uids_of_their_own(sb, open_tmp):
 
 def test_a_bind_source_made_for_the_sandbox_uid_stays_readable(sb, open_tmp):
     """A read-only bind of a directory only the documented sandbox uid
-    (1000001000) may read: with a bind the sandbox keeps the shared block,
-    so it is still that uid (a block of its own would make it nobody)."""
+    (1000001000) may read: the sandbox runs as a block of its own, and the
+    bind is idmapped so that it is still that uid there (without, it would
+    be nobody)."""
     d = open_tmp / "private"
     d.mkdir(mode=0o700)
     (d / "input").write_text("42\n")
@@ -301,17 +308,42 @@ def test_a_bind_source_made_for_the_sandbox_uid_stays_readable(sb, open_tmp):
     assert r.verdict == "ok" and r.out == "42\n", r
 
 
-def test_fds_one_sandbox_holds_in_flight_do_not_stop_another(sb):
+def python_root(d):
+    """Options for a --rootfs d that runs the host's python3: the host's
+    system directories in it as the same symlinks, or bound read-only."""
+    for sub in ("proc", "dev", "tmp", "etc"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "etc" / "ld.so.cache").touch()
+    opts = ["--rootfs", d, "--bind", "/etc/ld.so.cache:/etc/ld.so.cache"]
+    for sys_dir in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        here = d / sys_dir[1:]
+        if os.path.islink(sys_dir):
+            if not here.is_symlink():
+                here.symlink_to(os.readlink(sys_dir))
+        elif os.path.isdir(sys_dir):
+            here.mkdir(exist_ok=True)
+            opts += ["--bind", f"{sys_dir}:{sys_dir}"]
+    return opts
+
+
+@pytest.mark.parametrize("host_files", ["none", "bind", "rootfs"])
+def test_fds_one_sandbox_holds_in_flight_do_not_stop_another(sb, open_tmp, host_files):
     """The kernel counts fds in flight over unix sockets per host user and
     refuses a sender when the count is past the sender's open-files limit:
-    with one host user for
-    every sandbox, one sandbox holding fds in flight made every other
-    sandbox's fd passing fail (ETOOMANYREFS)."""
+    with one host user for every sandbox, one sandbox holding fds in flight
+    made every other sandbox's fd passing fail (ETOOMANYREFS). Sandboxes
+    with a --bind or a --rootfs shared one block of host uids, and so the
+    count, after the others had blocks of their own."""
+    data = open_tmp / "data"
+    data.mkdir()
+    opts = {"none": [], "bind": ["--bind", f"{data}:/data"],
+            "rootfs": python_root(open_tmp / "root")}[host_files]
     holder = Sandbox()
-    p, out, err = holder.start("--open-files", "1024", cmd=["python3", "-c", HOLD_FDS_IN_FLIGHT])
+    p, out, err = holder.start("--open-files", "1024", *opts,
+                               cmd=["python3", "-c", HOLD_FDS_IN_FLIGHT])
     try:
         holder.workload_pid(cmdline="sleep", timeout=60)
-        r = sb("--open-files", "64", cmd=["python3", "-c", SEND_ONE_FD])
+        r = sb("--open-files", "64", *opts, cmd=["python3", "-c", SEND_ONE_FD])
         assert r.verdict == "ok" and r.out == "sent\n", r
     finally:
         cancel(p)

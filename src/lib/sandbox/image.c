@@ -18,22 +18,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "linux/namespaces.h"
 #include "sandbox/sandbox.h"
 #include "util/error.h"
 #include "util/fs.h"
 #include "util/log.h"
-#include "util/proc.h"
 #include "util/strv.h"
 #include "vm/vm.h"
 
@@ -95,133 +89,28 @@ int hull_sandbox_image_open(const struct hull_policy *p, struct hull_sandbox_ima
     return 0;
 }
 
-/* Room for userns_hold's three calls many times over. */
-#define USERNS_STACK 16384
-
-/* All the helper of sandbox_userns touches: its stack and its copy of the
- * hold pipe's fds, on the heap, owned by the sandbox image until the
- * helper is reaped (hull_sandbox_image_close): killed, it may still be on
- * its way out while we go on. */
-struct userns_helper {
-    int hold[2];
-    _Alignas(64) char stack[USERNS_STACK];
-};
-
-/* The helper: born in its new user namespace, it only waits for EOF on
- * the hold pipe (the parent is done, or died) and exits. It runs in the
- * parent's memory (CLONE_VM) on a stack of its own, with every signal
- * blocked, concurrently with the parent: so raw system calls only, which
- * touch nothing but its struct userns_helper (not even errno: none fail
- * here but by EBADF/EINTR, and nothing reads errno after). */
-static int userns_hold(void *arg)
-{
-    const struct userns_helper *h = arg;
-    char c;
-    syscall(SYS_close, h->hold[1]);
-    syscall(SYS_read, h->hold[0], &c, 1);
-    syscall(SYS_exit, 0);
-    return 0;
-}
-
 /* A user namespace whose maps are exactly a container-level sandbox's
  * (layout.c: container ids 0..HULL_SANDBOX_ID_RANGE-1 -> host ids from
- * si->uid_base), as an fd: a child is cloned into it and waits
- * while we write its maps and open it, then is killed. It is reaped at
- * close, not here: waiting for a killed child to be scheduled and die
- * was most of this step's wall time on a busy machine. The child shares
- * our memory (no page tables copied, no copy-on-write faults after) on
- * a stack of its own (si->userns_helper). ASan cannot follow a child onto
- * a stack of its own (container/reaper.c), so its builds clone as fork
- * does. */
+ * si->uid_base), as an fd; its helper is reaped at close. */
 static int sandbox_userns(struct hull_sandbox_image *si, hull_error *err)
 {
-    struct userns_helper *h = aligned_alloc(64, sizeof(*h));
-    if (h == NULL)
-        return hull_error_set(err, ENOMEM, "out of memory");
-    if (pipe2(h->hold, O_CLOEXEC) < 0) {
-        free(h);
-        return hull_error_errno(err, "pipe");
-    }
-    /* Blocked in the child from its first instruction: no handler of ours
-     * may run on its stack; SIGKILL still ends it. */
-    uint64_t old;
-    hull_block_all_signals(&old);
-#ifdef __SANITIZE_ADDRESS__
-    /* As fork, into the new namespace: a copy of our memory. */
-    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0L);
-    if (pid == 0)
-        userns_hold(h);
-#else
-    pid_t pid =
-        clone(userns_hold, h->stack + sizeof(h->stack), CLONE_NEWUSER | CLONE_VM | SIGCHLD, h);
-#endif
-    int clone_errno = errno;
-    hull_restore_signals(&old);
-    close(h->hold[0]);
-    int fd = -1;
-    if (pid < 0) {
-        errno = clone_errno;
-        hull_error_errno(err, "clone a user namespace");
-    } else {
-        struct hull_id_mapping m = {0, si->uid_base, HULL_SANDBOX_ID_RANGE};
-        struct hull_linux l = {
-            .uid_mappings = &m, .gid_mappings = &m, .n_uid_mappings = 1, .n_gid_mappings = 1};
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
-        if (hull_ns_write_id_maps(pid, &l, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-            hull_error_errno(err, "open %s", path);
-    }
-    close(h->hold[1]);
-    if (pid <= 0) {
-        free(h);
-        return fd;
-    }
-    kill(pid, SIGKILL);
-    si->userns_pid = pid;
-    si->userns_helper = h;
-    return fd;
-}
-
-/* The helper, killed by sandbox_userns, reaped (waited for when wait;
- * else only if it is already gone); then its memory freed. */
-static void userns_reap(struct hull_sandbox_image *si, bool wait)
-{
-    if (si->userns_pid <= 0)
-        return;
-    pid_t r;
-    while ((r = waitpid(si->userns_pid, NULL, wait ? 0 : WNOHANG)) < 0 && errno == EINTR)
-        ;
-    if (r == 0)
-        return; /* still on its way out */
-    si->userns_pid = 0;
-    free(si->userns_helper);
-    si->userns_helper = NULL;
+    struct hull_id_mapping m = {0, si->uid_base, HULL_SANDBOX_ID_RANGE};
+    return hull_idmap_userns(&m, 1, &si->userns, err);
 }
 
 /* path's mount cloned, idmapped with userns, read-only, nosuid, nodev,
  * and attached at dest (over path itself when dest is path) in this
- * private mount namespace. 1 when this
- * kernel or filesystem cannot idmap it (no mount_setattr or
- * MOUNT_ATTR_IDMAP, a filesystem without idmapped mounts: tmpfs before
- * 6.3...): path is left as it was. */
+ * private mount namespace. 1 when this kernel or filesystem cannot idmap
+ * it (no mount_setattr or MOUNT_ATTR_IDMAP, a filesystem without idmapped
+ * mounts: tmpfs before 6.3...): path is left as it was. */
 static int idmap_over(const char *path, const char *dest, int userns, hull_error *err)
 {
-    cleanup_close int tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    if (tree < 0)
-        return errno == ENOSYS ? 1 : hull_error_errno(err, "clone the mount at %s", path);
-    struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                       MOUNT_ATTR_NODEV,
-                           .userns_fd = (uint64_t)userns};
-    if (mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
-        if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM) {
-            hull_debug("idmap %s: %s", path, strerror(errno));
-            return 1;
-        }
-        return hull_error_errno(err, "idmap the mount at %s", path);
-    }
-    if (move_mount(tree, "", AT_FDCWD, dest, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        return hull_error_errno(err, "mount the idmapped %s on %s", path, dest);
-    return 0;
+    cleanup_close int tree = -1;
+    int r = hull_idmap_clone(path, userns, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                             false, &tree, err);
+    if (r != 0)
+        return r;
+    return hull_idmap_attach(tree, path, dest, err);
 }
 
 /* The layers the root is made of, seen with the sandbox's own mapping:
@@ -319,12 +208,8 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
     if (!si->open)
         return 0;
     si->uid_base = uid_base;
-    /* Slave rather than private: the host's own later unmounts still
-     * reach this namespace, so it pins nothing of theirs. */
-    if (unshare(CLONE_NEWNS) < 0)
-        return hull_error_errno(err, "image %s: private mount namespace", vm_image_name(&si->vi));
-    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-        return hull_error_errno(err, "image %s: make / a slave", vm_image_name(&si->vi));
+    if (hull_sandbox_private_mounts(err) < 0)
+        return hull_error_prefix(err, "image %s", vm_image_name(&si->vi));
     /* Process level has no user namespace: the workload is a host uid of
      * its own, and the image's owners are what the host sees. */
     bool container = eff->isolation == HULL_ISOLATION_CONTAINER;
@@ -343,7 +228,7 @@ int hull_sandbox_image_mount(struct hull_sandbox_image *si, struct hull_policy *
     eff->rootfs = IMAGE_ROOT;
     /* The killed userns helper is most likely gone by now: reaped here if
      * so, so that a long-lived sandbox does not keep a zombie. */
-    userns_reap(si, false);
+    hull_idmap_reap(&si->userns, false);
     return container ? image_user(si, IMAGE_ROOT, err) : 0;
 }
 
@@ -357,7 +242,7 @@ void hull_sandbox_image_close(struct hull_sandbox_image *si)
     if (si->layers_idmapped && umount2(si->layers, MNT_DETACH) < 0)
         hull_debug("umount %s: %s", si->layers, strerror(errno));
     si->mounted = si->layers_idmapped = si->base_idmapped = si->has_user = false;
-    userns_reap(si, true);
+    hull_idmap_reap(&si->userns, true);
     if (si->open)
         vm_image_close(&si->vi);
     si->open = false;

@@ -733,9 +733,14 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
         return -1;
     /* Released once the sandbox is gone: the image's mount and its use
      * mark outlive every process that runs from it. */
+    cleanup_sandbox_host_files struct hull_sandbox_host_files hf = {.stacked = NULL};
     cleanup_sandbox_image struct hull_sandbox_image si = {.open = false};
     struct hull_policy eff;
+    /* The host files before the image: when they cannot be idmapped to
+     * the sandbox's block, its base is the shared block's, and the
+     * image's layers are mapped to that. */
     if (hull_sandbox_image_open(p, &si, &eff, true, err) < 0 ||
+        hull_sandbox_host_files_mount(&hf, p, &ids, err) < 0 ||
         hull_sandbox_image_mount(&si, &eff, ids.base, err) < 0)
         return -1;
     p = &eff;
@@ -752,6 +757,7 @@ static int ns_run(const struct hull_policy *p, struct hull_result *r, hull_error
                                                           .status = {-1, -1}};
     if (ns_prepare(&x, &rootfs, err) < 0)
         return -1;
+    hull_sandbox_host_files_warn(&hf);
     hull_sandbox_image_result(&si, r);
     if (ns_launch(&x, err) < 0) {
         hull_result_free(r); /* no result on an error: nothing for the caller to free */

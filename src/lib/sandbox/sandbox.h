@@ -19,8 +19,8 @@
 /* The workload's uid (and gid) inside a container-level sandbox. */
 #define HULL_SANDBOX_UID 1000u
 /* Container uids 0..65535 map to host uids base..base+65535: root inside is
- * an unprivileged nobody outside. The shared block, of sandboxes that write
- * host files (struct hull_sandbox_ids): */
+ * an unprivileged nobody outside. The shared block: the host uids of what
+ * sandboxes write on host files (struct hull_sandbox_ids): */
 #define HULL_SANDBOX_ID_RANGE 65536u
 #define HULL_SANDBOX_UID_BASE 1000000000u
 /* Process level (no user namespace): each concurrent run is a host uid
@@ -67,9 +67,10 @@ struct hull_sandbox_layout {
  *   first of a block of HULL_SANDBOX_ID_RANGE of the sandbox's own: the
  *   counts the kernel keeps per host user (fds in flight over unix
  *   sockets, pipe buffers, epoll watches) are then the sandbox's alone.
- *   A sandbox that uses host files (a --bind) or runs in a --rootfs
- *   directory keeps the shared block at HULL_SANDBOX_UID_BASE, whose uids
- *   such files may be made for (docs/sandbox.md "Users"). */
+ *   Host files it uses (--bind, --rootfs) are idmapped to the shared
+ *   block at HULL_SANDBOX_UID_BASE, whose uids they may be made for
+ *   (host_files.c, docs/sandbox.md "Users"); where their filesystem
+ *   cannot be, base is the shared block's instead. */
 struct hull_sandbox_ids {
     int lock; /* -1: nothing claimed (microVM level) */
     uint32_t base;
@@ -79,6 +80,52 @@ int hull_sandbox_ids_claim(const struct hull_policy *p, struct hull_sandbox_ids 
                            hull_error *err);
 void hull_sandbox_ids_release(struct hull_sandbox_ids *ids);
 #define cleanup_sandbox_ids __attribute__((cleanup(hull_sandbox_ids_release)))
+
+/* Idmapped mounts (idmap.c), made by a supervisor in its private mount
+ * namespace. The process that made a user namespace for a mapping is
+ * killed at once; reap it (waiting when wait) before h goes. */
+struct hull_idmap_helper {
+    pid_t pid; /* 0: none */
+    void *mem; /* its stack, ours to free once it is reaped */
+};
+/* The supervisor's own mount namespace, a slave of the host's: what is
+ * mounted there reaches neither the host nor other sandboxes. */
+int hull_sandbox_private_mounts(hull_error *err);
+/* A user namespace with the n mappings as its uid and gid maps, as an fd
+ * (for MOUNT_ATTR_IDMAP). */
+int hull_idmap_userns(const struct hull_id_mapping *m, size_t n, struct hull_idmap_helper *h,
+                      hull_error *err);
+void hull_idmap_reap(struct hull_idmap_helper *h, bool wait);
+/* A detached copy of the mount at path (with every mount below it when
+ * recursive), idmapped with userns and given attrs (MOUNT_ATTR_*), into
+ * *tree. 1 when the kernel or a filesystem in it cannot be idmapped
+ * (*tree -1, nothing changed). */
+int hull_idmap_clone(const char *path, int userns, uint64_t attrs, bool recursive, int *tree,
+                     hull_error *err);
+/* Attach tree (from path) at dest in this mount namespace. */
+int hull_idmap_attach(int tree, const char *path, const char *dest, hull_error *err);
+
+/* Container level: the host files a sandbox uses -- its --bind sources
+ * and its --rootfs directory -- idmapped over themselves in the
+ * supervisor's private mount namespace, so that the sandbox, running as a
+ * block of host uids of its own, reads and writes them as the shared
+ * block's uids (host_files.c, docs/sandbox.md "Users"). */
+struct hull_sandbox_host_files {
+    char **stacked; /* the paths an idmapped mount was stacked on, in order */
+    size_t n_stacked;
+    struct hull_idmap_helper userns;
+    char fallback[512]; /* why the sandbox keeps the shared block, or "" */
+};
+/* Before the image's mount (which takes ids->base): when a filesystem of
+ * those files cannot be idmapped, nothing is stacked, fallback says why,
+ * and ids->base becomes the shared block's (HULL_SANDBOX_UID_BASE). */
+int hull_sandbox_host_files_mount(struct hull_sandbox_host_files *hf, const struct hull_policy *p,
+                                  struct hull_sandbox_ids *ids, hull_error *err);
+/* The fallback as a warning: once the run is certain to go ahead (a run
+ * refused for its input says that alone). */
+void hull_sandbox_host_files_warn(const struct hull_sandbox_host_files *hf);
+void hull_sandbox_host_files_close(struct hull_sandbox_host_files *hf);
+#define cleanup_sandbox_host_files __attribute__((cleanup(hull_sandbox_host_files_close)))
 
 /* A sandbox on a hull network (network.c); all zero: none. */
 #define HULL_SANDBOX_NET_DIR "/run/hull/sandbox-net"
@@ -229,9 +276,8 @@ struct hull_sandbox_image {
     bool layers_idmapped, base_idmapped;
     char layers[4096];
     /* Container level: the helper that made the user namespace for the
-     * idmapped layers, killed, reaped at close (0: none), and its stack. */
-    pid_t userns_pid;
-    void *userns_helper;
+     * idmapped layers, killed, reaped at close. */
+    struct hull_idmap_helper userns;
     /* Container level: the image's User (has_user), resolved by mount. */
     bool has_user;
     struct image_user user;

@@ -81,15 +81,6 @@ static int claim(const struct uid_pool *pool, uint32_t *uid, hull_error *err)
                           pool->what, pool->n, pool->use);
 }
 
-/* Host files a sandbox binds or runs from may have been made for the
- * shared block's uids (docs: a writable bind writes as 1000001000; a bind
- * source or a --rootfs directory prepared for that uid): with any of them
- * it keeps that block, and sees and writes them as before. */
-static bool uses_host_files(const struct hull_policy *p)
-{
-    return p->n_binds > 0 || (p->rootfs && p->image == NULL);
-}
-
 int hull_sandbox_ids_claim(const struct hull_policy *p, struct hull_sandbox_ids *ids,
                            hull_error *err)
 {
@@ -100,10 +91,10 @@ int hull_sandbox_ids_claim(const struct hull_policy *p, struct hull_sandbox_ids 
         return 0;
     if ((ids->lock = claim(&owner_uids, &ids->owner, err)) < 0)
         return -1;
-    /* The owner's slot is the block's: held by the same lock. */
-    if (!uses_host_files(p))
-        ids->base = HULL_SANDBOX_BLOCKS_BASE +
-                    (ids->owner - HULL_SANDBOX_OWNER_UID_BASE) * HULL_SANDBOX_ID_RANGE;
+    /* The owner's slot is the block's: held by the same lock. Host files
+     * the sandbox uses are idmapped to it (host_files.c). */
+    ids->base = HULL_SANDBOX_BLOCKS_BASE +
+                (ids->owner - HULL_SANDBOX_OWNER_UID_BASE) * HULL_SANDBOX_ID_RANGE;
     return 0;
 }
 

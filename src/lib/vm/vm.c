@@ -24,18 +24,16 @@
 #include "linux/cgroup.h"
 #include "vm/vmm.h"
 
-/* QEMU runs as uid = gid = base + hash(id) mod 2^16: unprivileged, owning
- * nothing on the host, and different for different VMs (a collision only
- * means two VMs share a uid, which their separate namespaces still keep
- * apart). */
-#define VM_UID_BASE 2000000000u
-
-static uid_t uid_for(const char *id)
+/* QEMU runs as uid = gid = VM_UID_BASE + a slot of the VM's own
+ * (uids.c): unprivileged, owning nothing on the host, and no other VM's,
+ * so no other QEMU shares its per-user kernel counts. The slot tried
+ * first is a hash of the id (what the uid was before slots were claimed). */
+static uint32_t first_slot(const char *id)
 {
     uint32_t h = 2166136261u;
     for (const char *p = id; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
-    return (uid_t)(VM_UID_BASE + (h & 0xffff));
+    return h & 0xffff;
 }
 
 int vm_boot_timeout_ms(const struct vm *vm)
@@ -68,6 +66,41 @@ static void remove_dir(const struct vm *vm)
         hull_warn("VM %s: remove %s: %s", vm->id, vm->dir, hull_error_msg(e));
         hull_error_free(&e);
     }
+    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
+}
+
+/* QEMU's private directory: its uid alone, so no other VM's QEMU (and no
+ * other user) reaches its sockets. */
+static int make_run_dir(const struct vm *vm, hull_error *err)
+{
+    char p[4200];
+    vm_path(vm, "run", p, sizeof(p));
+    if (mkdir(p, 0700) < 0 || chown(p, vm->uid, vm->uid) < 0)
+        return hull_error_errno(err, "mkdir %s", p);
+    return 0;
+}
+
+/* Before QEMU starts: the VM's uid still its own (uids.c). Moved to
+ * another (its claim was lost with /run at a reboot, and another VM has
+ * it now, or it predates claims), the run directory is made anew for the
+ * new uid -- it holds only what QEMU makes at each start (sockets, logs
+ * start empty) -- and the record says the new uid before QEMU runs. */
+static int keep_uid(struct vm *vm, hull_error *err)
+{
+    bool moved;
+    uid_t was = vm->uid;
+    if (vm_uid_keep_at(VM_UID_DIR, vm->dir, &vm->uid, &moved, err) < 0)
+        return hull_error_prefix(err, "VM %s", vm->id);
+    if (!moved)
+        return 0;
+    hull_debug("VM %s: QEMU uid %u is another VM's now: %u", vm->id, (unsigned)was,
+               (unsigned)vm->uid);
+    char p[4200];
+    vm_path(vm, "run", p, sizeof(p));
+    /* Removed as root, without following what QEMU (the old uid) left. */
+    if (hull_rm_rf_at(AT_FDCWD, p, err) < 0 || make_run_dir(vm, err) < 0 || vm_save(vm, err) < 0)
+        return hull_error_prefix(err, "VM %s: QEMU's new uid %u", vm->id, (unsigned)vm->uid);
+    return 0;
 }
 
 int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, struct vm *vm,
@@ -134,7 +167,7 @@ int vm_create(const struct hull_runtime *rt, const struct vm_create_opts *o, str
 
 int vm_make_dirs(struct vm *vm, hull_error *err)
 {
-    vm->uid = uid_for(vm->id);
+    vm->uid = 0; /* claimed below, once its directory names it */
     vm->status = VM_CREATED;
     vm->lease.tap_fd = -1;
     time_t now = time(NULL);
@@ -152,13 +185,15 @@ int vm_make_dirs(struct vm *vm, hull_error *err)
     }
     if (mkdir(vm->dir, 0700) < 0)
         return hull_error_errno(err, "mkdir %s", vm->dir);
-    vm_path(vm, "run", p, sizeof(p));
-    /* QEMU's private directory: its uid alone, so no other VM's QEMU (and
-     * no other user) reaches its sockets. */
-    bool ok = mkdir(p, 0700) == 0 && chown(p, vm->uid, vm->uid) == 0;
-    if (ok)
-        vm_path(vm, "jail", p, sizeof(p));
-    if (!ok || mkdir(p, 0755) < 0) {
+    /* After the directory: a claim naming a directory that exists is
+     * never taken as stale. */
+    if (vm_uid_claim_at(VM_UID_DIR, vm->dir, first_slot(vm->id), &vm->uid, err) < 0 ||
+        make_run_dir(vm, err) < 0) {
+        remove_dir(vm);
+        return -1;
+    }
+    vm_path(vm, "jail", p, sizeof(p));
+    if (mkdir(p, 0755) < 0) {
         hull_error_errno(err, "mkdir %s", p);
         remove_dir(vm);
         return -1;
@@ -241,6 +276,7 @@ static void ephemeral_cleanup(void *arg)
     vm_release(vm);
     /* The monitor's last act after its caller died: nobody to tell. */
     hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
 }
 
 /* Release what QEMU left and record the VM as status. The caller's own
@@ -284,6 +320,8 @@ static int start_failed(struct vm *vm, hull_error *err)
 int vm_start_vmm(struct vm *vm, int incoming_fd, hull_error *err)
 {
     vm->failure[0] = 0;
+    if (keep_uid(vm, err) < 0)
+        return -1;
     char p[4200];
     /* Fresh logs for this run. */
     vm_path(vm, "run/console.log", p, sizeof(p));
@@ -491,6 +529,8 @@ int vm_destroy(struct vm *vm, hull_error *err)
             return hull_error_set(err, ENOENT, "VM %s does not exist", vm->id);
         return hull_error_errno(err, "delete VM %s: rename %s", vm->id, vm->dir);
     }
+    /* QEMU is dead and the VM gone from its name: its uid is free. */
+    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
     /* A verb that looked the lock up just before the rename may still make
      * a new lock file in it (it then finds the lock's name gone and stops):
      * the removal is tried again for that straggler. */

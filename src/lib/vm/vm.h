@@ -456,6 +456,20 @@ int vm_template_reshare(const struct hull_runtime *rt, const char *id, uint64_t 
 
 /* vm.c: the VM directory (run/ for QEMU's uid, jail/), uid, created time. */
 int vm_make_dirs(struct vm *vm, hull_error *err);
+
+/* uids.c: QEMU's host uid and gid, VM_UID_BASE + a slot claimed by one VM
+ * from create to delete (a file in claims naming the VM's directory; one
+ * whose directory is gone is stale and taken). claim: dir's claim if it
+ * has one, else the first free slot from first on. keep (at each start): *uid's
+ * slot claimed again for dir, or, when another VM holds it, another slot
+ * (*moved). release: *uid's claim, if it is dir's. */
+#define VM_UID_BASE 2000000000u
+#define VM_UIDS     65536u
+#define VM_UID_DIR  "/run/hull/vm-uids"
+int vm_uid_claim_at(const char *claims, const char *dir, uint32_t first, uid_t *uid,
+                    hull_error *err);
+int vm_uid_keep_at(const char *claims, const char *dir, uid_t *uid, bool *moved, hull_error *err);
+void vm_uid_release_at(const char *claims, const char *dir, uid_t uid);
 /* snapshot.c */
 int vm_snapshot_to(struct vm *vm, const char *file, hull_error *err);
 /* Is file a snapshot made on this host (header, signed manifest)? */
