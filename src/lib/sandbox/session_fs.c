@@ -1,6 +1,6 @@
 /* The file API's way into a long-lived sandbox: each operation in a child
- * that joined the sandbox's user and mount namespaces and dropped to the
- * sandbox's user (session_fs.h), its answer and fd sent back over a
+ * that joined the sandbox's network, IPC, UTS, user and mount namespaces
+ * and dropped to the sandbox's user (session_fs.h), its answer and fd sent back over a
  * socketpair. The supervisor (the keeper) only forks and waits: it never
  * resolves a sandbox path with its own credentials. */
 #include <errno.h>
@@ -52,15 +52,27 @@ static int check_path(const char *what, const char *p, hull_error *err)
     return 0;
 }
 
-/* The init's user and mount namespaces (fds[t] -1 where it shares ours),
- * and its root for a sandbox without a mount namespace of its own. */
+/* The namespaces the child joins, in the order it joins them. Besides the
+ * user and mount namespaces, which decide what a path resolves to, those
+ * that decide what the sandbox's /proc shows the reader (/proc/sys/net
+ * lists the reader's network interfaces, /proc/sys/kernel its hostname
+ * and IPC limits): in the keeper's, a list of /proc/sys/net/ipv4/conf
+ * named the host's interfaces. They are joined first, while the child is
+ * still host root: one the sandbox got from the netpool is owned by the
+ * host's user namespace, where root of the sandbox's has no say. */
+static const enum hull_ns_type joined[] = {HULL_NS_NET, HULL_NS_IPC, HULL_NS_UTS, HULL_NS_USER,
+                                           HULL_NS_MNT};
+#define N_JOINED (sizeof(joined) / sizeof(joined[0]))
+
+/* The init's namespaces of joined[] (fds[t] -1 where it shares ours), and
+ * its root for a sandbox without a mount namespace of its own. */
 static int open_sandbox(pid_t init, int fds[HULL_NS_COUNT], int *rootfd, hull_error *err)
 {
-    static const enum hull_ns_type types[] = {HULL_NS_USER, HULL_NS_MNT};
+    const enum hull_ns_type *types = joined;
     for (int t = 0; t < HULL_NS_COUNT; t++)
         fds[t] = -1;
     *rootfd = -1;
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < N_JOINED; i++) {
         const char *name = hull_ns_proc_name(types[i]);
         char theirs[64], ours[64];
         snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)init, name);
@@ -87,12 +99,11 @@ static int open_sandbox(pid_t init, int fds[HULL_NS_COUNT], int *rootfd, hull_er
 /* In the child: become a process of the sandbox, as its user. */
 static int enter(struct hull_session *s, int fds[HULL_NS_COUNT], int rootfd, hull_error *err)
 {
-    static const enum hull_ns_type order[] = {HULL_NS_USER, HULL_NS_MNT};
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Non-dumpable before entering: the sandbox's processes (same uid
      * once we drop) must not ptrace us or read our memory. */
     prctl(PR_SET_DUMPABLE, 0);
-    if (hull_ns_join(fds, order, 2, err) < 0)
+    if (hull_ns_join(fds, joined, N_JOINED, err) < 0)
         return -1;
     if (rootfd >= 0 && (fchdir(rootfd) < 0 || chroot(".") < 0))
         return hull_error_errno(err, "enter the sandbox's root");

@@ -1,0 +1,120 @@
+"""hulld's API against a hostile sandbox and a hostile tenant: what the
+files API, exec and the other routes show must be what the sandbox itself
+sees, and nothing of the host's or of another tenant's.
+
+test_hulld_sandbox_escape.py runs the kernel-escape probes through the
+API's ways of starting a program; this file attacks the API's own work
+done on a sandbox's behalf (the files API's helper process, which runs in
+the keeper's place on the host until it joins the sandbox)."""
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from hulldlib import HULLD, Hulld, wait_until
+
+pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hulld-api-hostile")
+    h = Hulld(tmp)
+    os.makedirs(h.state, exist_ok=True)
+    h.a = h.token("user", "acme", allow="process-isolation")
+    h.b = h.token("user", "beta")
+    h.start()
+    try:
+        yield h
+    finally:
+        rc = h.stop()
+        assert rc == 0, h.log.read_text()
+        assert wait_until(lambda: h.leaks() == ([], [], []), 30), h.leaks()
+
+
+@pytest.fixture(scope="module", params=["container", "process"])
+def sbx(request, d):
+    r = d.request("POST", "/v1/sandboxes", {"isolation": request.param}, d.a)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    yield sid
+    assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a).status == 200
+
+
+@pytest.fixture
+def host_link():
+    """A network interface of the host's own, named uniquely, for the
+    length of a test (a veth pair: its both ends are the host's)."""
+    name = "hx" + uuid.uuid4().hex[:8]
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                   check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def names(h, sid, path):
+    r = h.request("GET", f"/v1/sandboxes/{sid}/fs{path}?op=list", token=h.a)
+    assert r.status == 200, r
+    return sorted(e["name"] for e in r.json["entries"])
+
+
+def inside(h, sid, *cmd):
+    r = h.request("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": list(cmd)}, h.a)
+    assert r.status == 200 and r.json["verdict"] == "ok", r
+    return r.json["stdout"]
+
+
+@pytest.mark.parametrize("path", ["/proc/sys/net/ipv4/conf", "/proc/sys/net/ipv6/conf",
+                                  "/proc/sys/net/ipv4/neigh"])
+def test_files_api_lists_the_sandboxs_network_not_the_hosts(d, sbx, host_link, path):
+    """/proc/sys/net shows the network namespace of whoever reads it. The
+    files API's helper read it from the keeper's, the host's: a list there
+    named every interface of the host (its bridges, other tenants' veths)
+    to a tenant whose sandbox has nothing but lo."""
+    if not os.path.isdir(path):
+        pytest.skip(f"no {path} on this kernel")
+    assert os.path.isdir(f"{path}/{host_link}")  # the host has it
+    listed = names(d, sbx, path)
+    assert host_link not in listed, listed
+    assert listed == sorted(inside(d, sbx, "ls", "-1", path).split()), listed
+
+
+def test_another_tenant_reaches_nothing_of_the_sandbox(d, sbx):
+    base = f"/v1/sandboxes/{sbx}"
+    for method, path, body in [
+            ("GET", base, None), ("GET", f"{base}/fs/tmp?op=list", None),
+            ("GET", f"{base}/fs/tmp?op=watch", None), ("GET", f"{base}/files/x", None),
+            ("PUT", f"{base}/fs/tmp/x", b"x"), ("GET", f"{base}/metrics", None),
+            ("GET", f"{base}/processes", None), ("GET", f"{base}/ports", None),
+            ("POST", f"{base}/exec", {"cmd": ["true"]}), ("POST", f"{base}/pause", {}),
+            ("POST", f"{base}/timeout", {"lifetime": "1s"}),
+            ("POST", "/v1/templates", {"sandbox": sbx, "name": "stolen"}),
+            ("DELETE", base, None)]:
+        r = d.request(method, path, body, d.b, raw=isinstance(body, bytes), timeout=30)
+        assert r.status == 404, (method, path, r)
+        assert "acme" not in r.body.decode(), r
+    r = d.request("GET", "/v1/sandboxes", token=d.b)
+    assert r.status == 200 and sbx not in r.body.decode(), r
+    r = d.request("GET", "/v1/audit?limit=1000", token=d.b)
+    assert r.status == 200, r
+    assert {e["tenant"] for e in r.json["entries"]} <= {"beta"}, r.json
+    assert sbx in [e.get("target") for e in r.json["entries"]]  # its own refused tries
+    assert inside(d, sbx, "ls", "-1", "/tmp") == ""  # the PUT left nothing
+
+
+def test_hostile_names_come_back_as_valid_json(d, sbx):
+    """Names a program made (a newline, an escape sequence, bytes that are
+    not UTF-8) listed and watched: valid UTF-8 JSON, one entry a name."""
+    inside(d, sbx, "sh", "-c",
+           "mkdir -p /tmp/n && cd /tmp/n && : > \"$(printf 'a\\nb')\" && "
+           ": > \"$(printf '\\033[2J')\" && : > \"$(printf 'x\\377y')\"")
+    r = d.request("GET", f"/v1/sandboxes/{sbx}/fs/tmp/n?op=list", token=d.a)
+    assert r.status == 200, r
+    r.body.decode("utf-8")  # strict
+    got = sorted(e["name"] for e in json.loads(r.body)["entries"])
+    assert got == sorted(["a\nb", "\x1b[2J", "x\ufffdy"]), got
+    inside(d, sbx, "rm", "-rf", "/tmp/n")
