@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from hulldlib import HULLD, Hulld, wait_until
+from hulldlib import HULLD, Hulld, put_stream, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not built")
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(HULLD), reason="hulld not bui
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hulld-api-hostile")
-    h = Hulld(tmp)
+    h = Hulld(tmp, "--metrics-interval", "100")
     os.makedirs(h.state, exist_ok=True)
     h.a = h.token("user", "acme", allow="process-isolation")
     h.b = h.token("user", "beta")
@@ -118,3 +118,40 @@ def test_hostile_names_come_back_as_valid_json(d, sbx):
     got = sorted(e["name"] for e in json.loads(r.body)["entries"])
     assert got == sorted(["a\nb", "\x1b[2J", "x\ufffdy"]), got
     inside(d, sbx, "rm", "-rf", "/tmp/n")
+
+
+def memory_bytes(h, sid):
+    r = h.request("GET", f"/v1/sandboxes/{sid}/metrics", token=h.a)
+    assert r.status == 200, r
+    samples = r.json["samples"]
+    return samples[-1]["memory_bytes"] if samples else 0
+
+
+@pytest.fixture
+def small(d):
+    """A container sandbox whose /tmp may be larger than its memory."""
+    r = d.request("POST", "/v1/sandboxes", {"limits": {"memory": "32M", "tmp_size": "1G"}}, d.a)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    yield sid
+    assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a).status == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_upload_counts_against_the_sandboxs_memory(d, small, chunked):
+    """A tmpfs page is charged to the memory cgroup of whoever allocates it.
+    hulld wrote an upload's pages itself: a sandbox limited to 32 MiB took
+    a 48 MiB upload (any size /tmp holds) into its /tmp, host memory its limit never counted
+    (its own writes there do count). Now the sandbox allocates them: what
+    does not fit its memory is a 413, and what fits shows in its usage."""
+    (status, body), _ = put_stream(d, f"/v1/sandboxes/{small}/fs/tmp/big", 48, d.a,
+                                   chunked=chunked)
+    assert status == 413, body
+    assert "limits.memory" in body["error"]["message"], body
+    assert inside(d, small, "ls", "-A", "/tmp") == ""
+    # What fits is taken, and is the sandbox's.
+    (status, body), _ = put_stream(d, f"/v1/sandboxes/{small}/fs/tmp/fits", 16, d.a,
+                                   chunked=chunked)
+    assert status == 201 and body["size"] == 16 << 20, body
+    assert wait_until(lambda: memory_bytes(d, small) >= 16 << 20, 60), memory_bytes(d, small)
+    assert inside(d, small, "ls", "-A", "/tmp") == "fits\n"

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "linux/cgroup.h"
 #include "linux/namespaces.h"
 #include "sandbox/session.h"
 #include "sandbox/session_fs.h"
@@ -131,6 +132,28 @@ static int enter(struct hull_session *s, int fds[HULL_NS_COUNT], int rootfd, hul
     return 0;
 }
 
+/* The verbs that allocate an upload's pages in the sandbox's /tmp. */
+static bool charged(enum hull_fs_verb v)
+{
+    return v == HULL_FS_WRITE || v == HULL_FS_RESERVE;
+}
+
+/* In the child, still host root: into the sandbox's memory cgroup, so that
+ * what it allocates for an upload counts against the sandbox's limit (the
+ * write into hulld's file would count against hulld's). The first choice
+ * of that cgroup's OOM killer: an upload that does not fit fails; it does
+ * not cost the sandbox's programs their lives. */
+static int charge_the_sandbox(struct hull_session *s, hull_error *err)
+{
+    if (s->c.cgroup == NULL)
+        return 0;
+    /* Our own score, in our own /proc: raising it needs no privilege. */
+    if (hull_write_proc_file("/proc/self/oom_score_adj", "1000", 4, err) < 0)
+        return -1;
+    /* Safe: this child only allocates the upload's file there, and exits. */
+    return hull_cgroup_enter_memory(s->c.cgroup, getpid(), err);
+}
+
 static void send_answer(int sock, json_object *out, int fd, hull_error err)
 {
     json_object *msg = json_object_new_object();
@@ -176,11 +199,16 @@ __attribute__((noreturn)) static void child(struct hull_session *s, const struct
     int root = -1;
     if (procfd < 0)
         hull_error_errno(&err, "open /proc/self/fd");
+    else if (charged(op->verb) && charge_the_sandbox(s, &err) < 0)
+        ; /* err says why */
     else if (enter(s, fds, rootfd, &err) == 0 &&
              (root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
         hull_error_errno(&err, "open the sandbox's root");
-    if (err == NULL)
-        hull_fs_do(op, root, procfd, &out, &fd_out, &err);
+    if (err == NULL && hull_fs_do(op, root, procfd, &out, &fd_out, &err) == 0 &&
+        op->verb == HULL_FS_WRITE && s->c.cgroup && out)
+        /* The caller grows the file through RESERVE before it writes past
+         * what WRITE made (a body of unknown length). */
+        json_object_object_add(out, "reserve", json_object_new_boolean(1));
     send_answer(sock, out, fd_out, err);
     _exit(0);
 }
@@ -234,6 +262,11 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
         return -1;
     if (!hull_session_alive(s))
         return hull_error_set(err, ESRCH, "sandbox %s: its init has exited", s->id);
+    /* A frozen cgroup freezes what joins it (cgroup2: the memory
+     * controller's hierarchy is the freezer's). */
+    if (charged(op->verb) && s->paused)
+        return hull_error_set(err, EBUSY, "%s %s: the sandbox is paused: resume it first",
+                              hull_fs_verb_name(op->verb), op->path);
     int fds[HULL_NS_COUNT], rootfd = -1, sv[2] = {-1, -1};
     int ret = -1;
     if (open_sandbox(s->c.launch.pid, fds, &rootfd, err) < 0)
@@ -252,10 +285,22 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
         child(s, op, sv[1], fds, rootfd);
     }
     hull_closep(&sv[1]);
-    ret = read_answer(sv[0], out, fd_out, err);
+    hull_error quiet = NULL;
+    ret = read_answer(sv[0], out, fd_out, &quiet);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (ret < 0 && charged(op->verb) && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        /* The sandbox's OOM killer took it (its first choice, see
+         * charge_the_sandbox): the upload does not fit its memory. */
+        hull_error_free(&quiet);
+        hull_error_set(err, op->verb == HULL_FS_WRITE ? ENOSPC : ENOMEM,
+                       "%llu bytes do not fit in the sandbox's memory (limits.memory: its "
+                       "/tmp counts there)",
+                       (unsigned long long)op->size);
+    } else if (ret < 0) {
+        *err = quiet;
+    }
     if (ret == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         json_object_put(*out);
         *out = NULL;

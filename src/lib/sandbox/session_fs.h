@@ -1,7 +1,7 @@
 /* The file API of a long-lived sandbox (session_fs.c, session_fs_ops.c).
  *
  * Every operation runs in a short-lived child of the sandbox's supervisor
- * that joined the sandbox's user and mount namespaces and became the
+ * that joined the sandbox's net, IPC, UTS, user and mount namespaces and became the
  * sandbox's user: a path resolves in the sandbox's own mount tree and the
  * kernel applies the sandbox's own permissions, so nothing of the host is
  * reachable whatever the sandbox put on the way. Paths are resolved with
