@@ -155,3 +155,43 @@ def test_an_upload_counts_against_the_sandboxs_memory(d, small, chunked):
     assert status == 201 and body["size"] == 16 << 20, body
     assert wait_until(lambda: memory_bytes(d, small) >= 16 << 20, 60), memory_bytes(d, small)
     assert inside(d, small, "ls", "-A", "/tmp") == "fits\n"
+
+
+def test_the_first_files_api_counts_against_the_sandboxs_memory(d, small):
+    """PUT …/files/{path} (one body of at most --max-body) was written by the
+    sandbox's keeper, on the host's account: 8 MiB at a time, a 32 MiB
+    sandbox took as many as its tmp_size held."""
+    chunk = os.urandom(1 << 20) * 8
+    statuses = []
+    for i in range(8):
+        r = d.request("PUT", f"/v1/sandboxes/{small}/files/f{i}", chunk, d.a, raw=True)
+        statuses.append(r.status)
+        if r.status != 200:
+            assert r.status == 413 and "limits.memory" in r.json["error"]["message"], r
+            break
+    assert statuses[0] == 200 and statuses[-1] == 413, statuses
+    stored = (len(statuses) - 1) * len(chunk)
+    assert wait_until(lambda: memory_bytes(d, small) >= stored, 60), (memory_bytes(d, small), stored)
+
+
+def test_a_templates_files_count_against_the_new_sandboxs_memory(d):
+    """A template's files were copied into a new sandbox by its keeper, on
+    the host's account: the sandbox's programs still had all of its memory
+    besides."""
+    r = d.request("POST", "/v1/sandboxes", {"limits": {"memory": "64M"}}, d.a)
+    assert r.status == 201, r
+    src = r.json["id"]
+    made = []
+    try:
+        inside(d, src, "sh", "-c", "head -c 40000000 /dev/urandom > /tmp/data")
+        r = d.request("POST", "/v1/templates", {"sandbox": src, "name": "charged"}, d.a)
+        assert r.status == 201, r
+        r = d.request("POST", "/v1/sandboxes", {"template": "charged"}, d.a)
+        assert r.status == 201, r
+        made.append(r.json["id"])
+        assert wait_until(lambda: memory_bytes(d, made[0]) >= 40000000, 60), \
+            memory_bytes(d, made[0])
+    finally:
+        for sid in [src, *made]:
+            d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a)
+        d.request("DELETE", "/v1/templates/charged", token=d.a)

@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "linux/cgroup.h"
 #include "linux/namespaces.h"
 #include "sandbox/session.h"
 #include "sandbox/session_fs.h"
@@ -138,22 +137,6 @@ static bool charged(enum hull_fs_verb v)
     return v == HULL_FS_WRITE || v == HULL_FS_RESERVE;
 }
 
-/* In the child, still host root: into the sandbox's memory cgroup, so that
- * what it allocates for an upload counts against the sandbox's limit (the
- * write into hulld's file would count against hulld's). The first choice
- * of that cgroup's OOM killer: an upload that does not fit fails; it does
- * not cost the sandbox's programs their lives. */
-static int charge_the_sandbox(struct hull_session *s, hull_error *err)
-{
-    if (s->c.cgroup == NULL)
-        return 0;
-    /* Our own score, in our own /proc: raising it needs no privilege. */
-    if (hull_write_proc_file("/proc/self/oom_score_adj", "1000", 4, err) < 0)
-        return -1;
-    /* Safe: this child only allocates the upload's file there, and exits. */
-    return hull_cgroup_enter_memory(s->c.cgroup, getpid(), err);
-}
-
 static void send_answer(int sock, json_object *out, int fd, hull_error err)
 {
     json_object *msg = json_object_new_object();
@@ -199,7 +182,7 @@ __attribute__((noreturn)) static void child(struct hull_session *s, const struct
     int root = -1;
     if (procfd < 0)
         hull_error_errno(&err, "open /proc/self/fd");
-    else if (charged(op->verb) && charge_the_sandbox(s, &err) < 0)
+    else if (charged(op->verb) && hull_session_charge_self(s, &err) < 0)
         ; /* err says why */
     else if (enter(s, fds, rootfd, &err) == 0 &&
              (root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
@@ -262,11 +245,8 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
         return -1;
     if (!hull_session_alive(s))
         return hull_error_set(err, ESRCH, "sandbox %s: its init has exited", s->id);
-    /* A frozen cgroup freezes what joins it (cgroup2: the memory
-     * controller's hierarchy is the freezer's). */
-    if (charged(op->verb) && s->paused)
-        return hull_error_set(err, EBUSY, "%s %s: the sandbox is paused: resume it first",
-                              hull_fs_verb_name(op->verb), op->path);
+    if (charged(op->verb) && hull_session_paused_for(s, op->path, err) < 0)
+        return hull_error_prefix(err, "%s", hull_fs_verb_name(op->verb));
     int fds[HULL_NS_COUNT], rootfd = -1, sv[2] = {-1, -1};
     int ret = -1;
     if (open_sandbox(s->c.launch.pid, fds, &rootfd, err) < 0)
@@ -292,7 +272,7 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
         ;
     if (ret < 0 && charged(op->verb) && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
         /* The sandbox's OOM killer took it (its first choice, see
-         * charge_the_sandbox): the upload does not fit its memory. */
+         * session_charge.c): the upload does not fit its memory. */
         hull_error_free(&quiet);
         hull_error_set(err, op->verb == HULL_FS_WRITE ? ENOSPC : ENOMEM,
                        "%llu bytes do not fit in the sandbox's memory (limits.memory: its "
