@@ -195,3 +195,33 @@ def test_a_templates_files_count_against_the_new_sandboxs_memory(d):
         for sid in [src, *made]:
             d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a)
         d.request("DELETE", "/v1/templates/charged", token=d.a)
+
+
+def test_a_list_of_hostile_names_is_bounded_and_answers(d):
+    """4000 entries whose 4 KiB paths are control characters, each escaped
+    to six bytes in JSON: about 100 MiB of answer, over what the keeper
+    takes from its child (64 MiB). The keeper refused it and then waited
+    for the child, which waited to write the rest: the sandbox's keeper
+    hung forever, and hulld's shutdown with it. Now a list stops at 16 MiB
+    of entries ("truncated") and a refused answer ends its child."""
+    r = d.request("POST", "/v1/sandboxes", {"limits": {"memory": "256M"}}, d.a)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    try:
+        script = ("import os\nos.chdir('/tmp')\nfor i in range(15):\n"
+                  "    os.mkdir('\\x01' * 250); os.chdir('\\x01' * 250)\n"
+                  "for i in range(4000):\n    open('\\x01' * 190 + '%05d' % i, 'w').close()\n")
+        r = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                      {"cmd": ["python3", "-c", script],
+                       "limits": {"cpu_time": "5m", "wall_time": "10m"}}, d.a, timeout=900)
+        assert r.status == 200 and r.json["verdict"] == "ok", r
+        r = d.request("GET", f"/v1/sandboxes/{sid}/fs/tmp?op=list&depth=32", token=d.a,
+                      timeout=900)
+        assert r.status == 200, r
+        body = r.json
+        assert body.get("truncated") is True and 0 < len(body["entries"]) < 4016, len(r.body)
+        assert len(r.body) <= 17 << 20
+        # The sandbox answers on.
+        assert inside(d, sid, "echo", "alive") == "alive\n"
+    finally:
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a, timeout=300).status == 200

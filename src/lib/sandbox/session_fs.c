@@ -201,8 +201,11 @@ static int read_answer(int sock, json_object **out, int *fd_out, hull_error *err
 {
     uint64_t len = 0;
     ssize_t n = hull_recvmsg_fd(sock, &len, sizeof(len), fd_out);
-    if (n != (ssize_t)sizeof(len) || len > ANSWER_MAX)
+    if (n != (ssize_t)sizeof(len))
         return hull_error_set(err, EIO, "file operation: no answer from inside the sandbox");
+    if (len > ANSWER_MAX)
+        return hull_error_set(err, EFBIG, "file operation: an answer of %llu bytes, over %u",
+                              (unsigned long long)len, ANSWER_MAX);
     char *text = malloc(len + 1);
     if (text == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
@@ -267,6 +270,10 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
     hull_closep(&sv[1]);
     hull_error quiet = NULL;
     ret = read_answer(sv[0], out, fd_out, &quiet);
+    if (ret < 0)
+        /* An answer refused (over ANSWER_MAX) is one the child may still be
+         * writing: it would wait on us forever, and we on it. */
+        kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;

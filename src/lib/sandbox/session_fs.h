@@ -16,8 +16,10 @@
 
 #include "hull.h" /* struct hull_fs_op, hull_session_fs */
 
-/* At most this many entries in one list answer ("truncated": true). */
-#define HULL_FS_LIST_MAX 10000
+/* At most this many entries in one list answer ("truncated": true), and
+ * at most this much of their JSON (well below what an answer may be). */
+#define HULL_FS_LIST_MAX   10000
+#define HULL_FS_LIST_BYTES (16u << 20)
 /* A list's depth, and a recursive watch's, at most. */
 #define HULL_FS_DEPTH_MAX 32
 /* Directories one recursive watch adds at most. */

@@ -205,6 +205,7 @@ static int do_stat(const struct hull_fs_op *op, int root, json_object **out, hul
 struct lister {
     json_object *entries;
     size_t n;
+    size_t bytes; /* of the entries' JSON so far */
     bool truncated;
 };
 
@@ -233,6 +234,16 @@ static int list_dir(struct lister *l, int dirfd, const char *base, unsigned dept
             hull_error_free(err); /* gone since readdir: not listed */
             continue;
         }
+        /* Names are the sandbox's: 10000 paths of 4 KiB, each byte a
+         * control character escaped to six, would be 240 MiB of answer. */
+        size_t len = 0;
+        json_object_to_json_string_length(e, JSON_C_TO_STRING_PLAIN, &len);
+        if (l->bytes + len > HULL_FS_LIST_BYTES) {
+            json_object_put(e);
+            l->truncated = true;
+            break;
+        }
+        l->bytes += len + 1;
         json_object_array_add(l->entries, e);
         l->n++;
         json_object *t = NULL;
