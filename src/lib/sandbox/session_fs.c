@@ -196,16 +196,23 @@ __attribute__((noreturn)) static void child(struct hull_session *s, const struct
     _exit(0);
 }
 
-/* The child's answer: the length (with the fd), then the JSON. */
+/* The child's answer: the length (with the fd), then the JSON. -1 with the
+ * child's own error; NO_ANSWER when there is none to take (the child died
+ * first, or its answer is refused). */
+#define NO_ANSWER (-2)
 static int read_answer(int sock, json_object **out, int *fd_out, hull_error *err)
 {
     uint64_t len = 0;
     ssize_t n = hull_recvmsg_fd(sock, &len, sizeof(len), fd_out);
-    if (n != (ssize_t)sizeof(len))
-        return hull_error_set(err, EIO, "file operation: no answer from inside the sandbox");
-    if (len > ANSWER_MAX)
-        return hull_error_set(err, EFBIG, "file operation: an answer of %llu bytes, over %u",
-                              (unsigned long long)len, ANSWER_MAX);
+    if (n != (ssize_t)sizeof(len)) {
+        hull_error_set(err, EIO, "file operation: no answer from inside the sandbox");
+        return NO_ANSWER;
+    }
+    if (len > ANSWER_MAX) {
+        hull_error_set(err, EFBIG, "file operation: an answer of %llu bytes, over %u",
+                       (unsigned long long)len, ANSWER_MAX);
+        return NO_ANSWER;
+    }
     char *text = malloc(len + 1);
     if (text == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
@@ -221,8 +228,10 @@ static int read_answer(int sock, json_object **out, int *fd_out, hull_error *err
     text[got] = '\0';
     json_object *msg = got == len ? json_tokener_parse(text) : NULL;
     free(text);
-    if (msg == NULL)
-        return hull_error_set(err, EIO, "file operation: a cut answer from inside the sandbox");
+    if (msg == NULL) {
+        hull_error_set(err, EIO, "file operation: a cut answer from inside the sandbox");
+        return NO_ANSWER;
+    }
     json_object *e = NULL, *r = NULL;
     int ret = 0;
     if (json_object_object_get_ex(msg, "error", &e)) {
@@ -270,14 +279,15 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
     hull_closep(&sv[1]);
     hull_error quiet = NULL;
     ret = read_answer(sv[0], out, fd_out, &quiet);
-    if (ret < 0)
-        /* An answer refused (over ANSWER_MAX) is one the child may still be
-         * writing: it would wait on us forever, and we on it. */
+    if (ret == NO_ANSWER && hull_error_code(quiet) == EFBIG)
+        /* A refused answer is one the child may still be writing: it would
+         * wait on us forever, and we on it. (Never a charged verb's.) */
         kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (ret < 0 && charged(op->verb) && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+    if (ret == NO_ANSWER && charged(op->verb) && WIFSIGNALED(status) &&
+        WTERMSIG(status) == SIGKILL) {
         /* The sandbox's OOM killer took it (its first choice, see
          * session_charge.c): the upload does not fit its memory. */
         hull_error_free(&quiet);
