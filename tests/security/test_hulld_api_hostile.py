@@ -6,6 +6,7 @@ test_hulld_sandbox_escape.py runs the kernel-escape probes through the
 API's ways of starting a program; this file attacks the API's own work
 done on a sandbox's behalf (the files API's helper process, which runs in
 the keeper's place on the host until it joins the sandbox)."""
+import base64
 import json
 import os
 import subprocess
@@ -225,3 +226,35 @@ def test_a_list_of_hostile_names_is_bounded_and_answers(d):
         assert inside(d, sid, "echo", "alive") == "alive\n"
     finally:
         assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a, timeout=300).status == 200
+
+
+@pytest.mark.parametrize("path, doc, field", [
+    ("/v1/runs", {"cmd": ["true"], "env": {"PATH\u0000x": "/tmp"}}, None),
+    ("/v1/runs", {"cmd": ["true"], "files": {"a\u0000/../b": "x"}}, None),
+    ("/v1/runs", {"cmd": ["true"], "network": "none\u0000x"}, "network"),
+    ("/v1/runs", {"cmd": ["true"], "image": "busybox\u0000x"}, "image"),
+    ("/v1/sandboxes", {"metadata": {"team\u0000x": "a", "team": "b"}}, None),
+    ("/v1/sandboxes", {"files": {"a\u0000b": "x"}}, None),
+    ("/v1/templates", {"sandbox": "SID", "name": "t\u0000x"}, "name"),
+    ("/v1/templates", {"sandbox": "SID", "name": "tn", "start_cmd": ["sh\u0000x"]}, "start_cmd[0]"),
+    ("/v1/sandboxes/SID/fs/tmp/x?op=rename", {"to": "/tmp/y\u0000z"}, "to"),
+])
+def test_a_nul_anywhere_but_data_is_refused(d, sbx, path, doc, field):
+    """json-c keeps a field name only up to a NUL ({"a\\u0000x": 1} is
+    {"a": 1}: two metadata keys in one, an env name or a file path cut
+    short), and C reads a network, an image, a template name or a path only
+    up to one: each was accepted and used cut. A NUL is data only in stdin
+    and in the contents of files."""
+    path = path.replace("SID", sbx)
+    doc = json.loads(json.dumps(doc).replace("SID", sbx))
+    r = d.request("POST", path, doc, d.a)
+    assert r.status == 400, r
+    e = r.json["error"]
+    assert "NUL" in e["message"] and e.get("field") == field, e
+
+
+def test_a_nul_in_data_is_kept(d):
+    r = d.request("POST", "/v1/runs", {"cmd": ["sh", "-c", "cat; cat /tmp/f"],
+                                       "stdin": "a\u0000b", "files": {"f": "x\u0000y"}}, d.a)
+    assert r.status == 200 and r.json["verdict"] == "ok", r
+    assert base64.b64decode(r.json["stdout_base64"]) == b"a\0bx\0y", r.json
