@@ -9,6 +9,7 @@ the keeper's place on the host until it joins the sandbox)."""
 import base64
 import json
 import os
+import socket
 import subprocess
 import uuid
 
@@ -258,3 +259,43 @@ def test_a_nul_in_data_is_kept(d):
                                        "stdin": "a\u0000b", "files": {"f": "x\u0000y"}}, d.a)
     assert r.status == 200 and r.json["verdict"] == "ok", r
     assert base64.b64decode(r.json["stdout_base64"]) == b"a\0bx\0y", r.json
+
+
+def test_a_recursive_watch_of_hostile_names_is_bounded_and_watches(d):
+    """The watch's answer lists each watched directory's path: 4000 deep
+    directories named in control characters made it about 100 MiB, which
+    hung the keeper (then, once refused, failed the watch). It is bounded
+    as a list is: the directories past 16 MiB of paths go unwatched, as
+    past the 4096th, and the watch runs."""
+    r = d.request("POST", "/v1/sandboxes", {"limits": {"memory": "256M"}}, d.a)
+    assert r.status == 201, r
+    sid = r.json["id"]
+    s = None
+    try:
+        script = ("import os\nos.chdir('/tmp')\nos.mkdir('w'); os.chdir('w')\nfor i in range(15):\n"
+                  "    os.mkdir('\\x01' * 250); os.chdir('\\x01' * 250)\n"
+                  "for i in range(4000):\n    os.mkdir('\\x01' * 190 + '%05d' % i)\n")
+        r = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                      {"cmd": ["python3", "-c", script],
+                       "limits": {"cpu_time": "5m", "wall_time": "10m"}}, d.a, timeout=900)
+        assert r.status == 200 and r.json["verdict"] == "ok", r
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(900)
+        s.connect(d.sock)
+        s.sendall(f"GET /v1/sandboxes/{sid}/fs/tmp/w?op=watch&recursive=true HTTP/1.1\r\n"
+                  f"Host: h\r\nAuthorization: Bearer {d.a}\r\n\r\n".encode())
+        f = s.makefile("rb")
+        status = f.readline()
+        assert b" 200 " in status, status + f.read1(4096)
+        while f.readline() not in (b"\r\n", b""):
+            pass  # headers
+        inside(d, sid, "touch", "/tmp/w/new")
+        seen = b""
+        while b'"/tmp/w/new"' not in seen:
+            line = f.readline()
+            assert line, seen
+            seen += line
+    finally:
+        if s:
+            s.close()
+        assert d.request("DELETE", f"/v1/sandboxes/{sid}", token=d.a, timeout=300).status == 200

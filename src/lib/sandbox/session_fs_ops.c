@@ -508,6 +508,8 @@ struct watcher {
     int ifd;
     json_object *watches;
     size_t n;
+    size_t bytes; /* of the watches' JSON so far: bounded as a list's */
+    int last_wd;  /* the newest watch (a new one's wd is larger) */
 };
 
 /* Watch dirfd (path), and below it when recursive. Consumes dirfd. */
@@ -535,6 +537,20 @@ static int watch_dir(struct watcher *w, int dirfd, const char *path, bool recurs
     json_object *o = json_object_new_object();
     json_object_object_add(o, "wd", json_object_new_int(wd));
     json_object_object_add(o, "path", json_object_new_string(path));
+    size_t len = 0;
+    json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    if (w->bytes + len > HULL_FS_LIST_BYTES) {
+        /* The sandbox's names, escaped, would outgrow the answer: the
+         * directories past here go unwatched, as past the 4096th. */
+        if (wd > w->last_wd)
+            inotify_rm_watch(w->ifd, wd); /* ours alone, not an earlier one's */
+        json_object_put(o);
+        w->n = HULL_FS_WATCH_DIRS_MAX;
+        close(dirfd);
+        return 0;
+    }
+    w->bytes += len + 1;
+    w->last_wd = wd > w->last_wd ? wd : w->last_wd;
     json_object_array_add(w->watches, o);
     w->n++;
     DIR *d = recursive && depth < HULL_FS_DEPTH_MAX ? fdopendir(dirfd) : NULL;
