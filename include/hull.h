@@ -478,7 +478,7 @@ HULL_PUBLIC int hull_session_put_file(struct hull_session *s, const char *path, 
 HULL_PUBLIC int hull_session_get_file(struct hull_session *s, const char *path, size_t max,
                                       char **data, size_t *len, hull_error *err);
 /* The file API (src/lib/sandbox/session_fs.c): each verb runs in a child
- * that joined the sandbox's user and mount namespaces as its user, without
+ * that joined the sandbox's net, IPC, UTS, user and mount namespaces as its user, without
  * capabilities, paths resolved in its root (openat2 RESOLVE_IN_ROOT |
  * RESOLVE_NO_MAGICLINKS), the last component never followed; no ".."
  * (EINVAL); fds come back for streaming. */
@@ -493,6 +493,7 @@ enum hull_fs_verb {
     HULL_FS_COMMIT,    /* fd: WRITE's file, linked in as path -> entry */
     HULL_FS_WATCH,     /* -> {"watches": [{"wd","path"}]}, *fd_out an inotify fd */
     HULL_FS_WATCH_ADD, /* fd: WATCH's inotify fd; path's directory (and below) added */
+    HULL_FS_RESERVE,   /* fd: WRITE's file, made size bytes long by the sandbox -> {"size"} */
 };
 
 struct hull_fs_op {
@@ -502,12 +503,12 @@ struct hull_fs_op {
     unsigned depth;   /* LIST (1: the directory's own entries) */
     bool recursive;   /* REMOVE, WATCH, WATCH_ADD */
     unsigned mode;    /* WRITE, MKDIR; 0: 0644 / 0755 */
-    uint64_t size;    /* WRITE: the declared length, or 0 when unknown */
+    uint64_t size;    /* WRITE: the declared length, or 0 when unknown; RESERVE: the length */
     int fd;           /* COMMIT, WATCH_ADD; else -1 */
 };
 
 /* The verb named (stat, list, mkdir, rename, remove, read, write, commit,
- * watch, watch_add); -1 when unknown. */
+ * watch, watch_add, reserve); -1 when unknown. */
 HULL_PUBLIC int hull_fs_verb_parse(const char *name);
 
 /* Run op inside sandbox s. *out: the answer (the caller puts it); *fd_out:

@@ -131,6 +131,51 @@ static void refuse(const struct endpoint *ep, const char *prefix, const char *ke
                    list);
 }
 
+/* The \u0000 escapes in JSON text (a NUL byte is not valid JSON as it is). */
+static size_t raw_nuls(const char *text, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] != '\\' || i + 1 >= len)
+            continue;
+        if (text[i + 1] == 'u' && i + 5 < len && memcmp(text + i + 2, "0000", 4) == 0)
+            n++;
+        i++; /* the escaped character: "\\u0000" is no NUL */
+    }
+    return n;
+}
+
+/* NULs in o's string values, at any depth; *bad set to the path of the first
+ * one outside the request's byte fields: "stdin" and the contents of
+ * "files" (at the top). */
+static size_t value_nuls(json_object *o, const char *path, bool bytes, char *bad, size_t cap)
+{
+    size_t n = 0;
+    if (json_object_is_type(o, json_type_string)) {
+        const char *v = json_object_get_string(o);
+        for (int i = 0; i < json_object_get_string_len(o); i++)
+            n += v[i] == '\0';
+        if (n && !bytes && bad[0] == '\0')
+            snprintf(bad, cap, "%s", path[0] ? path : "request");
+    } else if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, k, v)
+        {
+            char sub[256];
+            snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", k);
+            bool top = path[0] == '\0';
+            n += value_nuls(v, sub, (top && strcmp(k, "stdin") == 0) || strcmp(path, "files") == 0,
+                            bad, cap);
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++) {
+            char sub[256];
+            snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+            n += value_nuls(json_object_array_get_idx(o, i), sub, false, bad, cap);
+        }
+    }
+    return n;
+}
+
 int request_doc(const struct request *rq, bool empty_ok, json_object **doc, struct resp *r)
 {
     bool empty = empty_ok && rq->len == 0;
@@ -138,6 +183,23 @@ int request_doc(const struct request *rq, bool empty_ok, json_object **doc, stru
     if (hj_parse(empty ? "{}" : rq->body, empty ? 2 : rq->len, "request", doc, &e) < 0) {
         resp_error(r, 400, "invalid_json", NULL, "%s", hull_error_msg(e));
         hull_error_free(&e);
+        return -1;
+    }
+    /* A NUL cuts a name or a value short where C reads it: the parser keeps
+     * a field name only up to it ({"a\u0000x": 1} is {"a": 1}), and a path,
+     * a network or an image named up to it would be used. Refused wherever
+     * it is not data. The parsed names cannot show it: the text's escapes
+     * are counted against the values'. */
+    size_t raw = empty ? 0 : raw_nuls(rq->body, rq->len);
+    char bad[256] = "";
+    size_t kept = raw ? value_nuls(*doc, "", false, bad, sizeof(bad)) : 0;
+    if (raw != kept || bad[0]) {
+        if (bad[0])
+            resp_error(r, 400, "invalid_request", bad, "%s: holds a NUL byte", bad);
+        else
+            resp_error(r, 400, "invalid_request", NULL, "a field name holds a NUL byte");
+        json_object_put(*doc);
+        *doc = NULL;
         return -1;
     }
     return 0;

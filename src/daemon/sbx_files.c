@@ -25,6 +25,9 @@
 #include "util/json.h"
 #include "util/log.h"
 
+/* How far ahead of an upload of unknown length its file is made. */
+#define UPLOAD_STEP (16ull << 20)
+
 struct fs_upload {
     char sid[64];
     char tenant[72];
@@ -33,6 +36,8 @@ struct fs_upload {
     unsigned mode;
     int fd;              /* the unnamed file, -1 after a failure */
     uint64_t written;    /* bytes in it */
+    uint64_t reserved;   /* its length as made by the sandbox (0: none needed) */
+    bool reserve;        /* grow it through the keeper before writing past reserved */
     uint64_t dropped;    /* bytes read and dropped after a failure */
     int err_code;        /* the failure's errno, 0 while fine */
     uint64_t touched_ns; /* when the sandbox was last marked in use */
@@ -364,10 +369,46 @@ int sbx_fs_upload_begin(const struct request *rq, const char *sid, const char *f
         return -1;
     }
     snprintf(u->limit, sizeof(u->limit), "%s", json_object_get_string(hj_get(res, "limit")));
+    u->reserve = hj_get(res, "reserve") && json_object_get_boolean(hj_get(res, "reserve"));
+    u->reserved = declared;
     u->touched_ns = hull_monotonic_ns();
     json_object_put(res);
     *out = u;
     return 0;
+}
+
+/* The unnamed file made (by the sandbox, charged to its memory: see the
+ * keeper's "reserve") at least need bytes long, a step ahead. */
+static int upload_room(struct fs_upload *u, uint64_t need, hull_error *e)
+{
+    if (!u->reserve || need <= u->reserved)
+        return 0;
+    uint64_t want = (need + UPLOAD_STEP - 1) / UPLOAD_STEP * UPLOAD_STEP;
+    json_object *hdr = fs_hdr("reserve", u->path), *res = NULL;
+    json_object_object_add(hdr, "size", json_object_new_int64((int64_t)want));
+    if (sbx_fs_call(u->sid, u->tenant[0] ? u->tenant : NULL, hdr, u->fd, &res, NULL, e) < 0)
+        return -1;
+    json_object_put(res);
+    u->reserved = want;
+    return 0;
+}
+
+/* The upload failed with code (message msg): its file goes now, its
+ * space with it; the rest of the body is read and dropped. */
+static void upload_fail(struct fs_upload *u, int code, const char *msg, size_t n)
+{
+    u->err_code = code == EDQUOT || code == EFBIG ? ENOSPC : code;
+    if (msg)
+        snprintf(u->err_msg, sizeof(u->err_msg), "%s", msg);
+    else if (u->err_code == ENOSPC)
+        snprintf(u->err_msg, sizeof(u->err_msg),
+                 "write %s: the sandbox's disk is full after %llu bytes: bounded by %s", u->path,
+                 (unsigned long long)u->written, u->limit);
+    else
+        snprintf(u->err_msg, sizeof(u->err_msg), "write %s: %s", u->path, strerror(code));
+    close(u->fd);
+    u->fd = -1;
+    u->dropped = n;
 }
 
 bool sbx_fs_upload_part(struct fs_upload *u, const char *data, size_t n)
@@ -376,23 +417,23 @@ bool sbx_fs_upload_part(struct fs_upload *u, const char *data, size_t n)
         u->dropped += n;
         return u->dropped <= HTTP_DISCARD_MAX;
     }
+    hull_error e = NULL;
+    if (upload_room(u, u->written + n, &e) < 0) {
+        /* ENOMEM: the sandbox's memory refused it (the keeper says so);
+         * ENOSPC: its disk, whose limit we name as a write's. */
+        int code = hull_error_code(e);
+        upload_fail(u, code == ENOMEM ? ENOSPC : code, code == ENOSPC ? NULL : hull_error_msg(e),
+                    n);
+        hull_error_free(&e);
+        return true;
+    }
     while (n) {
         ssize_t k = write(u->fd, data, n);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
             int code = k < 0 ? errno : EIO;
-            u->err_code = code == EDQUOT || code == EFBIG ? ENOSPC : code;
-            if (u->err_code == ENOSPC)
-                snprintf(u->err_msg, sizeof(u->err_msg),
-                         "write %s: the sandbox's disk is full after %llu bytes: bounded by %s",
-                         u->path, (unsigned long long)u->written, u->limit);
-            else
-                snprintf(u->err_msg, sizeof(u->err_msg), "write %s: %s", u->path, strerror(code));
-            /* The unnamed file goes now, its space with it. */
-            close(u->fd);
-            u->fd = -1;
-            u->dropped = n;
+            upload_fail(u, code, NULL, n);
             return true;
         }
         u->written += (uint64_t)k;
@@ -413,6 +454,12 @@ void sbx_fs_upload_end(struct fs_upload *u, struct resp *r)
     hull_error e = NULL;
     if (u->fd < 0) {
         hull_error_set(&e, u->err_code ? u->err_code : EIO, "%s", u->err_msg);
+        sbx_fs_error(r, &e);
+        return;
+    }
+    /* What was made ahead and not written goes before the file is named. */
+    if (u->reserved > u->written && ftruncate(u->fd, (off_t)u->written) < 0) {
+        hull_error_set(&e, errno, "write %s: truncate: %s", u->path, strerror(errno));
         sbx_fs_error(r, &e);
         return;
     }

@@ -100,8 +100,9 @@ def fd_count(pid):
 
 def test_one_gib_round_trip_streams(d, sbx):
     """1 GiB up and down with a digest check; neither the test nor hulld
-    holds the file in memory."""
-    sid = sbx(limits={"tmp_size": "1100M"})
+    holds the file in memory. The sandbox's memory holds its /tmp: an
+    upload counts there, as the sandbox's own writes do."""
+    sid = sbx(limits={"tmp_size": "1100M", "memory": "1200M"})
     t = d.tokens["user"]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset_hwm(d.proc.pid)

@@ -402,6 +402,17 @@ int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err)
     return 0;
 }
 
+int hull_cgroup_enter_memory(struct hull_cgroup *cg, pid_t pid, hull_error *err)
+{
+    int i = cg_hier_of(cg->L, CG_MEMORY);
+    if (i < 0 || !cg->n[i].joined)
+        return 0;
+    if (cg_writef(cg->n[i].dir, "cgroup.procs", err, "%d", (int)pid) < 0)
+        return hull_error_prefix(err, "cgroup: move %d into the %s hierarchy", (int)pid,
+                                 cg->L->h[i].name);
+    return 0;
+}
+
 /* Moving a process into a cgroup through cgroup.procs takes the kernel's
  * global threadgroup lock for writing, which waits for an RCU grace period:
  * milliseconds of dead time on every container start. A thread moving

@@ -111,6 +111,12 @@ void hull_cgroup_step_out(struct hull_cgroup_self *s);
 
 /* Move pid into the cgroup (every hierarchy). */
 int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);
+/* Move pid into the hierarchy of the cgroup that holds its memory
+ * controller alone, so that what pid allocates from then on (a tmpfs page
+ * included: the kernel charges it to whoever allocates it) counts against
+ * the cgroup's memory limit. 0 and nothing done without one. On cgroup2
+ * that hierarchy is the freezer's too: never for a frozen cgroup. */
+int hull_cgroup_enter_memory(struct hull_cgroup *cg, pid_t pid, hull_error *err);
 
 /* Mount the container's view of cgroups at dest (an absolute path in the
  * caller's mount namespace, normally "/proc/self/fd/N" of the resolved

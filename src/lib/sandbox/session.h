@@ -34,4 +34,18 @@ void hull_session_verdict(struct hull_result *r, const struct hull_policy *p, in
 int hull_session_command_layout(struct hull_session *s, const struct hull_policy *p,
                                 const char *what, struct hull_sandbox_layout *lay, hull_error *err);
 
+/* session_charge.c: the keeper's writes into the sandbox's tmpfs, charged
+ * to the sandbox's memory. fn(s, arg, err) runs in a child standing in the
+ * sandbox's memory cgroup, its OOM killer's first choice; out (out_len
+ * bytes, filled by fn) is copied back. Without a cgroup (process level) fn
+ * runs here. ENOSPC when it did not fit the sandbox's memory, EBUSY while
+ * the sandbox is paused; what names the work in errors. */
+typedef int (*hull_charged_fn)(struct hull_session *s, void *arg, hull_error *err);
+int hull_session_charged(struct hull_session *s, const char *what, hull_charged_fn fn, void *arg,
+                         void *out, size_t out_len, hull_error *err);
+/* In such a child (still host root): into the memory cgroup, first victim. */
+int hull_session_charge_self(struct hull_session *s, hull_error *err);
+/* EBUSY while paused: nothing may join its frozen cgroup. */
+int hull_session_paused_for(const struct hull_session *s, const char *what, hull_error *err);
+
 #endif

@@ -121,16 +121,33 @@ static int put_file_as_user(struct hull_session *s, char *rel, const void *data,
     return 0;
 }
 
+struct put {
+    char rel[PATH_MAX];
+    const void *data;
+    size_t len;
+    unsigned mode;
+};
+
+static int put_charged(struct hull_session *s, void *arg, hull_error *err)
+{
+    struct put *p = arg;
+    as_sandbox_user(s, true);
+    int ret = put_file_as_user(s, p->rel, p->data, p->len, p->mode, err);
+    as_sandbox_user(s, false);
+    return ret;
+}
+
 int hull_session_put_file(struct hull_session *s, const char *path, const void *data, size_t len,
                           unsigned mode, hull_error *err)
 {
-    char rel[PATH_MAX];
-    if (tmp_relative(path, rel, sizeof(rel), err) < 0)
+    struct put p = {.data = data, .len = len, .mode = mode};
+    if (tmp_relative(path, p.rel, sizeof(p.rel), err) < 0)
         return -1;
-    as_sandbox_user(s, true);
-    int ret = put_file_as_user(s, rel, data, len, mode, err);
-    as_sandbox_user(s, false);
-    return ret;
+    /* Written by a child in the sandbox's memory cgroup: its pages count
+     * against the sandbox's limit, not the keeper's (session_charge.c). */
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof(what), "put /tmp/%s", p.rel);
+    return hull_session_charged(s, what, put_charged, &p, NULL, 0, err);
 }
 
 int hull_session_get_file(struct hull_session *s, const char *path, size_t max, char **data,

@@ -1,6 +1,6 @@
 /* The file API's way into a long-lived sandbox: each operation in a child
- * that joined the sandbox's user and mount namespaces and dropped to the
- * sandbox's user (session_fs.h), its answer and fd sent back over a
+ * that joined the sandbox's network, IPC, UTS, user and mount namespaces
+ * and dropped to the sandbox's user (session_fs.h), its answer and fd sent back over a
  * socketpair. The supervisor (the keeper) only forks and waits: it never
  * resolves a sandbox path with its own credentials. */
 #include <errno.h>
@@ -52,15 +52,27 @@ static int check_path(const char *what, const char *p, hull_error *err)
     return 0;
 }
 
-/* The init's user and mount namespaces (fds[t] -1 where it shares ours),
- * and its root for a sandbox without a mount namespace of its own. */
+/* The namespaces the child joins, in the order it joins them. Besides the
+ * user and mount namespaces, which decide what a path resolves to, those
+ * that decide what the sandbox's /proc shows the reader (/proc/sys/net
+ * lists the reader's network interfaces, /proc/sys/kernel its hostname
+ * and IPC limits): in the keeper's, a list of /proc/sys/net/ipv4/conf
+ * named the host's interfaces. They are joined first, while the child is
+ * still host root: one the sandbox got from the netpool is owned by the
+ * host's user namespace, where root of the sandbox's has no say. */
+static const enum hull_ns_type joined[] = {HULL_NS_NET, HULL_NS_IPC, HULL_NS_UTS, HULL_NS_USER,
+                                           HULL_NS_MNT};
+#define N_JOINED (sizeof(joined) / sizeof(joined[0]))
+
+/* The init's namespaces of joined[] (fds[t] -1 where it shares ours), and
+ * its root for a sandbox without a mount namespace of its own. */
 static int open_sandbox(pid_t init, int fds[HULL_NS_COUNT], int *rootfd, hull_error *err)
 {
-    static const enum hull_ns_type types[] = {HULL_NS_USER, HULL_NS_MNT};
+    const enum hull_ns_type *types = joined;
     for (int t = 0; t < HULL_NS_COUNT; t++)
         fds[t] = -1;
     *rootfd = -1;
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < N_JOINED; i++) {
         const char *name = hull_ns_proc_name(types[i]);
         char theirs[64], ours[64];
         snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)init, name);
@@ -87,12 +99,11 @@ static int open_sandbox(pid_t init, int fds[HULL_NS_COUNT], int *rootfd, hull_er
 /* In the child: become a process of the sandbox, as its user. */
 static int enter(struct hull_session *s, int fds[HULL_NS_COUNT], int rootfd, hull_error *err)
 {
-    static const enum hull_ns_type order[] = {HULL_NS_USER, HULL_NS_MNT};
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Non-dumpable before entering: the sandbox's processes (same uid
      * once we drop) must not ptrace us or read our memory. */
     prctl(PR_SET_DUMPABLE, 0);
-    if (hull_ns_join(fds, order, 2, err) < 0)
+    if (hull_ns_join(fds, joined, N_JOINED, err) < 0)
         return -1;
     if (rootfd >= 0 && (fchdir(rootfd) < 0 || chroot(".") < 0))
         return hull_error_errno(err, "enter the sandbox's root");
@@ -118,6 +129,12 @@ static int enter(struct hull_session *s, int fds[HULL_NS_COUNT], int rootfd, hul
     prctl(PR_SET_DUMPABLE, 0);
     umask(0);
     return 0;
+}
+
+/* The verbs that allocate an upload's pages in the sandbox's /tmp. */
+static bool charged(enum hull_fs_verb v)
+{
+    return v == HULL_FS_WRITE || v == HULL_FS_RESERVE;
 }
 
 static void send_answer(int sock, json_object *out, int fd, hull_error err)
@@ -165,22 +182,37 @@ __attribute__((noreturn)) static void child(struct hull_session *s, const struct
     int root = -1;
     if (procfd < 0)
         hull_error_errno(&err, "open /proc/self/fd");
+    else if (charged(op->verb) && hull_session_charge_self(s, &err) < 0)
+        ; /* err says why */
     else if (enter(s, fds, rootfd, &err) == 0 &&
              (root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
         hull_error_errno(&err, "open the sandbox's root");
-    if (err == NULL)
-        hull_fs_do(op, root, procfd, &out, &fd_out, &err);
+    if (err == NULL && hull_fs_do(op, root, procfd, &out, &fd_out, &err) == 0 &&
+        op->verb == HULL_FS_WRITE && s->c.cgroup && out)
+        /* The caller grows the file through RESERVE before it writes past
+         * what WRITE made (a body of unknown length). */
+        json_object_object_add(out, "reserve", json_object_new_boolean(1));
     send_answer(sock, out, fd_out, err);
     _exit(0);
 }
 
-/* The child's answer: the length (with the fd), then the JSON. */
+/* The child's answer: the length (with the fd), then the JSON. -1 with the
+ * child's own error; NO_ANSWER when there is none to take (the child died
+ * first, or its answer is refused). */
+#define NO_ANSWER (-2)
 static int read_answer(int sock, json_object **out, int *fd_out, hull_error *err)
 {
     uint64_t len = 0;
     ssize_t n = hull_recvmsg_fd(sock, &len, sizeof(len), fd_out);
-    if (n != (ssize_t)sizeof(len) || len > ANSWER_MAX)
-        return hull_error_set(err, EIO, "file operation: no answer from inside the sandbox");
+    if (n != (ssize_t)sizeof(len)) {
+        hull_error_set(err, EIO, "file operation: no answer from inside the sandbox");
+        return NO_ANSWER;
+    }
+    if (len > ANSWER_MAX) {
+        hull_error_set(err, EFBIG, "file operation: an answer of %llu bytes, over %u",
+                       (unsigned long long)len, ANSWER_MAX);
+        return NO_ANSWER;
+    }
     char *text = malloc(len + 1);
     if (text == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
@@ -196,8 +228,10 @@ static int read_answer(int sock, json_object **out, int *fd_out, hull_error *err
     text[got] = '\0';
     json_object *msg = got == len ? json_tokener_parse(text) : NULL;
     free(text);
-    if (msg == NULL)
-        return hull_error_set(err, EIO, "file operation: a cut answer from inside the sandbox");
+    if (msg == NULL) {
+        hull_error_set(err, EIO, "file operation: a cut answer from inside the sandbox");
+        return NO_ANSWER;
+    }
     json_object *e = NULL, *r = NULL;
     int ret = 0;
     if (json_object_object_get_ex(msg, "error", &e)) {
@@ -223,6 +257,8 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
         return -1;
     if (!hull_session_alive(s))
         return hull_error_set(err, ESRCH, "sandbox %s: its init has exited", s->id);
+    if (charged(op->verb) && hull_session_paused_for(s, op->path, err) < 0)
+        return hull_error_prefix(err, "%s", hull_fs_verb_name(op->verb));
     int fds[HULL_NS_COUNT], rootfd = -1, sv[2] = {-1, -1};
     int ret = -1;
     if (open_sandbox(s->c.launch.pid, fds, &rootfd, err) < 0)
@@ -241,10 +277,27 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
         child(s, op, sv[1], fds, rootfd);
     }
     hull_closep(&sv[1]);
-    ret = read_answer(sv[0], out, fd_out, err);
+    hull_error quiet = NULL;
+    ret = read_answer(sv[0], out, fd_out, &quiet);
+    if (ret == NO_ANSWER && hull_error_code(quiet) == EFBIG)
+        /* A refused answer is one the child may still be writing: it would
+         * wait on us forever, and we on it. (Never a charged verb's.) */
+        kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (ret == NO_ANSWER && charged(op->verb) && WIFSIGNALED(status) &&
+        WTERMSIG(status) == SIGKILL) {
+        /* The sandbox's OOM killer took it (its first choice, see
+         * session_charge.c): the upload does not fit its memory. */
+        hull_error_free(&quiet);
+        hull_error_set(err, op->verb == HULL_FS_WRITE ? ENOSPC : ENOMEM,
+                       "%llu bytes do not fit in the sandbox's memory (limits.memory: its "
+                       "/tmp counts there)",
+                       (unsigned long long)op->size);
+    } else if (ret < 0) {
+        *err = quiet;
+    }
     if (ret == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         json_object_put(*out);
         *out = NULL;

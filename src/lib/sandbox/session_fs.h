@@ -1,7 +1,7 @@
 /* The file API of a long-lived sandbox (session_fs.c, session_fs_ops.c).
  *
  * Every operation runs in a short-lived child of the sandbox's supervisor
- * that joined the sandbox's user and mount namespaces and became the
+ * that joined the sandbox's net, IPC, UTS, user and mount namespaces and became the
  * sandbox's user: a path resolves in the sandbox's own mount tree and the
  * kernel applies the sandbox's own permissions, so nothing of the host is
  * reachable whatever the sandbox put on the way. Paths are resolved with
@@ -16,8 +16,10 @@
 
 #include "hull.h" /* struct hull_fs_op, hull_session_fs */
 
-/* At most this many entries in one list answer ("truncated": true). */
-#define HULL_FS_LIST_MAX 10000
+/* At most this many entries in one list answer ("truncated": true), and
+ * at most this much of their JSON (well below what an answer may be). */
+#define HULL_FS_LIST_MAX   10000
+#define HULL_FS_LIST_BYTES (16u << 20)
 /* A list's depth, and a recursive watch's, at most. */
 #define HULL_FS_DEPTH_MAX 32
 /* Directories one recursive watch adds at most. */

@@ -30,10 +30,10 @@
 
 /* The verbs' names, for the API, hulld and the guest's agent alike. */
 static const char *const verbs[] = {
-    [HULL_FS_STAT] = "stat",           [HULL_FS_LIST] = "list",     [HULL_FS_MKDIR] = "mkdir",
-    [HULL_FS_RENAME] = "rename",       [HULL_FS_REMOVE] = "remove", [HULL_FS_READ] = "read",
-    [HULL_FS_WRITE] = "write",         [HULL_FS_COMMIT] = "commit", [HULL_FS_WATCH] = "watch",
-    [HULL_FS_WATCH_ADD] = "watch_add",
+    [HULL_FS_STAT] = "stat",           [HULL_FS_LIST] = "list",       [HULL_FS_MKDIR] = "mkdir",
+    [HULL_FS_RENAME] = "rename",       [HULL_FS_REMOVE] = "remove",   [HULL_FS_READ] = "read",
+    [HULL_FS_WRITE] = "write",         [HULL_FS_COMMIT] = "commit",   [HULL_FS_WATCH] = "watch",
+    [HULL_FS_WATCH_ADD] = "watch_add", [HULL_FS_RESERVE] = "reserve",
 };
 
 int hull_fs_verb_parse(const char *name)
@@ -205,6 +205,7 @@ static int do_stat(const struct hull_fs_op *op, int root, json_object **out, hul
 struct lister {
     json_object *entries;
     size_t n;
+    size_t bytes; /* of the entries' JSON so far */
     bool truncated;
 };
 
@@ -233,6 +234,16 @@ static int list_dir(struct lister *l, int dirfd, const char *base, unsigned dept
             hull_error_free(err); /* gone since readdir: not listed */
             continue;
         }
+        /* Names are the sandbox's: 10000 paths of 4 KiB, each byte a
+         * control character escaped to six, would be 240 MiB of answer. */
+        size_t len = 0;
+        json_object_to_json_string_length(e, JSON_C_TO_STRING_PLAIN, &len);
+        if (l->bytes + len > HULL_FS_LIST_BYTES) {
+            json_object_put(e);
+            l->truncated = true;
+            break;
+        }
+        l->bytes += len + 1;
         json_object_array_add(l->entries, e);
         l->n++;
         json_object *t = NULL;
@@ -382,6 +393,23 @@ static void limit_of(int root, int dir, const char *parent, char *buf, size_t le
     snprintf(buf, len, "the free space of the filesystem holding %s", parent);
 }
 
+/* No room for size bytes: ENOSPC when the filesystem (bounded by limit)
+ * refused them, mem_code when the sandbox's memory limit did (the OOM
+ * killer took this process, or the charge failed). */
+static int room_error(int e, uint64_t size, const char *limit, int mem_code, hull_error *err)
+{
+    if (e == ENOSPC || e == EFBIG)
+        return hull_error_set(err, ENOSPC, "%llu bytes do not fit: bounded by %s",
+                              (unsigned long long)size, limit);
+    if (e == ENOMEM || e == EINTR)
+        return hull_error_set(err, mem_code,
+                              "%llu bytes do not fit in the sandbox's memory (limits.memory: "
+                              "its /tmp counts there)",
+                              (unsigned long long)size);
+    errno = e;
+    return hull_error_errno(err, "make room for %llu bytes", (unsigned long long)size);
+}
+
 static int do_write(const struct hull_fs_op *op, int root, json_object **out, int *fd_out,
                     hull_error *err)
 {
@@ -410,9 +438,36 @@ static int do_write(const struct hull_fs_op *op, int root, json_object **out, in
                               parent);
     if (fd < 0)
         return hull_error_errno(err, "create");
+    /* The declared length made now, by this process (see do_reserve). */
+    if (op->size && fallocate(fd, 0, 0, (off_t)op->size) < 0 && errno != EOPNOTSUPP) {
+        int e = errno;
+        close(fd);
+        return room_error(e, op->size, limit, ENOSPC, err);
+    }
     *fd_out = fd;
     *out = json_object_new_object();
     json_object_object_add(*out, "limit", json_object_new_string(limit));
+    return 0;
+}
+
+/* An upload's pages are charged to the memory cgroup of whoever first
+ * writes them, on a tmpfs: hulld's, were they left to its writes, and the
+ * sandbox's /tmp would hold data its memory limit never counted. So this
+ * process, which stands in the sandbox's memory cgroup (session_fs.c),
+ * allocates the file's length ahead of hulld's writes. fd: WRITE's
+ * unnamed file; op->size: the length it needs. */
+static int do_reserve(const struct hull_fs_op *op, json_object **out, hull_error *err)
+{
+    struct stat st;
+    if (op->fd < 0 || fstat(op->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0)
+        return hull_error_set(err, EINVAL, "reserve: not an unnamed upload");
+    /* A filesystem without fallocate is no tmpfs: its page cache is
+     * reclaimable, whoever it is charged to. */
+    if (op->size > (uint64_t)st.st_size && fallocate(op->fd, 0, 0, (off_t)op->size) < 0 &&
+        errno != EOPNOTSUPP)
+        return room_error(errno, op->size, "the sandbox's disk", ENOMEM, err);
+    *out = json_object_new_object();
+    json_object_object_add(*out, "size", json_object_new_int64((int64_t)op->size));
     return 0;
 }
 
@@ -453,6 +508,8 @@ struct watcher {
     int ifd;
     json_object *watches;
     size_t n;
+    size_t bytes; /* of the watches' JSON so far: bounded as a list's */
+    int last_wd;  /* the newest watch (a new one's wd is larger) */
 };
 
 /* Watch dirfd (path), and below it when recursive. Consumes dirfd. */
@@ -480,6 +537,20 @@ static int watch_dir(struct watcher *w, int dirfd, const char *path, bool recurs
     json_object *o = json_object_new_object();
     json_object_object_add(o, "wd", json_object_new_int(wd));
     json_object_object_add(o, "path", json_object_new_string(path));
+    size_t len = 0;
+    json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    if (w->bytes + len > HULL_FS_LIST_BYTES) {
+        /* The sandbox's names, escaped, would outgrow the answer: the
+         * directories past here go unwatched, as past the 4096th. */
+        if (wd > w->last_wd)
+            inotify_rm_watch(w->ifd, wd); /* ours alone, not an earlier one's */
+        json_object_put(o);
+        w->n = HULL_FS_WATCH_DIRS_MAX;
+        close(dirfd);
+        return 0;
+    }
+    w->bytes += len + 1;
+    w->last_wd = wd > w->last_wd ? wd : w->last_wd;
     json_object_array_add(w->watches, o);
     w->n++;
     DIR *d = recursive && depth < HULL_FS_DEPTH_MAX ? fdopendir(dirfd) : NULL;
@@ -552,6 +623,8 @@ int hull_fs_do(const struct hull_fs_op *op, int root, int procfd, json_object **
     case HULL_FS_WATCH:
     case HULL_FS_WATCH_ADD:
         return do_watch(op, root, out, fd_out, err);
+    case HULL_FS_RESERVE:
+        return do_reserve(op, out, err);
     }
     return hull_error_set(err, EINVAL, "unknown file operation");
 }

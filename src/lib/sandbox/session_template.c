@@ -267,10 +267,27 @@ int hull_session_save_tmp(struct hull_session *s, int dirfd, uint64_t max_bytes,
     return r < 0 ? hull_error_prefix(err, "save /tmp") : 0;
 }
 
+struct load {
+    int dirfd;
+    struct hull_tmp_stats *st;
+};
+
+static int load_charged(struct hull_session *s, void *arg, hull_error *err)
+{
+    struct load *l = arg;
+    struct walk w = {.s = s, .load = true, .budget = UINT64_MAX, .st = l->st};
+    return walk_dir(&w, l->dirfd, s->tmpfd, 0, err);
+}
+
 int hull_session_load_tmp(struct hull_session *s, int dirfd, struct hull_tmp_stats *st,
                           hull_error *err)
 {
     memset(st, 0, sizeof(*st));
-    struct walk w = {.s = s, .load = true, .budget = UINT64_MAX, .st = st};
-    return walk_dir(&w, dirfd, s->tmpfd, 0, err) < 0 ? hull_error_prefix(err, "load /tmp") : 0;
+    /* Written by a child in the sandbox's memory cgroup: the template's
+     * files count against the new sandbox's limit (session_charge.c). */
+    struct load l = {.dirfd = dirfd, .st = st};
+    return hull_session_charged(s, "the template's files", load_charged, &l, st, sizeof(*st), err) <
+                   0
+               ? hull_error_prefix(err, "load /tmp")
+               : 0;
 }
