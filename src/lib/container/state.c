@@ -167,7 +167,7 @@ static void add_string(json_object *o, const char *k, const char *v)
         json_object_object_add(o, k, json_object_new_string(v));
 }
 
-int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
+static int cstate_put(int dirfd, const struct hull_cstate *s, bool stage, hull_error *err)
 {
     json_object *o = json_object_new_object();
     add_string(o, "id", s->id);
@@ -197,9 +197,26 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
      * cgroups, mounts) survives a reboot, so after one it can only be
      * removed, and `delete --force` removes even a torn one. An fsync cost
      * each create and start a journal commit where --root is on a disk. */
-    int r = hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, false, err);
+    int r =
+        stage ? hull_write_file_stage(dirfd, "state.json", text, strlen(text), 0600, false, err)
+              : hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, false, err);
     json_object_put(o);
     return r;
+}
+
+int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
+{
+    return cstate_put(dirfd, s, false, err);
+}
+
+int hull_cstate_stage(int dirfd, const struct hull_cstate *s, hull_error *err)
+{
+    return cstate_put(dirfd, s, true, err);
+}
+
+int hull_cstate_commit(int dirfd, hull_error *err)
+{
+    return hull_write_file_commit(dirfd, "state.json", err);
 }
 
 int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err)

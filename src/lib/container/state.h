@@ -40,6 +40,10 @@ void hull_cstate_free(struct hull_cstate *s);
  * The root itself is created 0700 when missing. */
 int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err);
 int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err);
+/* hull_cstate_write in two steps (hull_write_file_stage): the record
+ * written aside now, put in place by hull_cstate_commit later. */
+int hull_cstate_stage(int dirfd, const struct hull_cstate *s, hull_error *err);
+int hull_cstate_commit(int dirfd, hull_error *err);
 /* ENOENT in *err when state.json is missing (a crash before the first write). */
 int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err);
 /* Remove <root>/<id> and everything in it. */
