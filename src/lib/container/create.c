@@ -143,6 +143,7 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     hull_cgroup_free(c->cgroup_view);
     hull_seccomp_filter_free(c->seccomp);
     hull_cstate_free(&c->cs);
+    free(c->state_text);
     if (c->owns_spec)
         hull_spec_free(c->spec);
     memset(c, 0, sizeof(*c));
@@ -280,10 +281,33 @@ static void init_setting_up(pid_t pid, void *arg)
     s.pid = pid;
     s.pid_start = hull_pid_start_time(pid);
     s.creating = false;
+    char *text = hull_cstate_text(&s);
     hull_error e = NULL;
-    u->c->state_staged = hull_cstate_stage(u->c->dirfd, &s, &e) == 0;
+    u->c->state_staged = text && hull_cstate_write_text(u->c->dirfd, text, true, &e) == 0;
     u->c->staged_pid_start = s.pid_start;
     hull_error_free(&e);
+    if (u->c->state_staged)
+        u->c->state_text = text;
+    else
+        free(text);
+}
+
+/* record_init's write of the created record: the staged one renamed into
+ * place, or written whole; its text kept for destroy_after_run. */
+static int record_state(struct hull_container_ctx *c, hull_error *err)
+{
+    if (c->state_staged)
+        return hull_cstate_commit(c->dirfd, err) < 0 ? -1 : 0;
+    char *text = hull_cstate_text(&c->cs);
+    if (text == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (hull_cstate_write_text(c->dirfd, text, false, err) < 0) {
+        free(text);
+        return -1;
+    }
+    free(c->state_text);
+    c->state_text = text;
+    return 0;
 }
 
 /* Clone the init; the fifo and error fds are the init's alone afterwards. */
@@ -337,8 +361,7 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
     c->cs.pid = c->launch.pid;
     c->cs.pid_start = c->state_staged ? c->staged_pid_start : hull_pid_start_time(c->launch.pid);
     c->cs.creating = false;
-    if (!so->no_state && (c->state_staged ? hull_cstate_commit(c->dirfd, err)
-                                          : hull_cstate_write(c->dirfd, &c->cs, err)) < 0)
+    if (!so->no_state && record_state(c, err) < 0)
         return -1;
     if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
         return -1;
