@@ -332,6 +332,10 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
     c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
+    /* A caller's setting_up (the sandbox's network attach) looks at the
+     * init's network namespace before READY: it must be there from the
+     * clone. */
+    c->launch.netns_late_ok = so->setting_up == NULL;
     struct setting_up_ctx su = {c, so};
     c->launch.setting_up = init_setting_up;
     c->launch.setting_up_arg = &su;

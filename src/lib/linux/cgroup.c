@@ -455,6 +455,14 @@ int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull
     return 0;
 }
 
+bool hull_cgroup_self_in_memory(const struct hull_cgroup *cg, const struct hull_cgroup_self *s)
+{
+    if (!s->active)
+        return false;
+    int m = cg_hier_of(cg->L, CG_MEMORY);
+    return m >= 0 && !cg->L->h[m].v2 && cg->n[m].joined && s->back[m] != NULL;
+}
+
 void hull_cgroup_step_out(struct hull_cgroup_self *s)
 {
     for (size_t i = 0; i < CG_MAX_HIER; i++) {

@@ -108,6 +108,10 @@ struct hull_cgroup_self {
 };
 int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err);
 void hull_cgroup_step_out(struct hull_cgroup_self *s);
+/* Whether the thread, stepped in by s, is in cg's memory cgroup (a v1
+ * memory hierarchy, entered by the step): what it allocates in the kernel
+ * then is charged to the container, as for the child born there. */
+bool hull_cgroup_self_in_memory(const struct hull_cgroup *cg, const struct hull_cgroup_self *s);
 
 /* Move pid into the cgroup (every hierarchy). */
 int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);
