@@ -153,6 +153,10 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     struct hull_sync_msg m;
     bool userns = lx->ns[HULL_NS_USER].enabled;
 
+    /* Born in the memory cgroup alone (spawn.c, netns_late): into the
+     * container's other hierarchies before anything else. */
+    if (l->netns_late && hull_cgroup_join_rest(l->cgroup, err) < 0)
+        return -1;
     /* Wait until the runtime wrote our id maps and put us in our cgroup:
      * nothing below may run unaccounted or as an unmapped user. */
     if (hull_sync_expect(l->child_fd, SYNC_CGROUP_DONE, &m, err) < 0)

@@ -334,15 +334,22 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, struct hull_cgroup
     }
     /* Born in its cgroup rather than moved there (see cgroup.h); if
      * stepping in fails, the move below does it the slow way. */
+    /* netns_late: the init, which waits for its network namespace anyway,
+     * joins the hierarchies other than memory itself (hull_cgroup_join_rest),
+     * so this thread steps into the memory one alone (what the namespaces
+     * are charged to). */
+    bool late = netns_late_possible(l, flags) && hull_cgroup_memory_v1(l->cgroup);
     struct hull_cgroup_self self = {.v2fd = -1};
     if (l->cgroup && l->cgroup_at_birth) {
         hull_error e = NULL;
-        if (hull_cgroup_step_in(l->cgroup, &self, &e) < 0)
+        if ((late ? hull_cgroup_step_in_memory(l->cgroup, &self, &e)
+                  : hull_cgroup_step_in(l->cgroup, &self, &e)) < 0)
             hull_debug("cgroup at birth: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
-    /* Charged where the clone's would be: only from inside the memory cgroup. */
-    l->netns_late = netns_late_possible(l, flags) && hull_cgroup_self_in_memory(l->cgroup, &self);
+    /* Charged where the clone's would be: only from inside the memory
+     * cgroup. A failed step leaves the init to hull_cgroup_enter. */
+    l->netns_late = late && hull_cgroup_self_in_memory(l->cgroup, &self);
     if (l->netns_late)
         flags &= ~CLONE_NEWNET;
     /* After the cgroup step: a cgroup v1 move needs an effective uid 0. */
