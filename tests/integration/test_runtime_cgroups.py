@@ -534,3 +534,37 @@ def test_v2_missing_controller_is_an_error(v2ns, make_bundle, tmp_path):
     assert_error(r, "linux.resources.memory", "memory controller is not available")
     assert not v2_path(v2ns, "hull", c).exists()
     assert not (tmp_path / "v2state" / c).exists()
+
+
+def test_foreground_run_removes_what_an_update_joined(hull, bundle, tmp_path):
+    """`update` rewrites the state of a foreground run (here: the cpu
+    hierarchy joined for a CPU list); when the program exits, the run's own
+    cleanup reads that record, not the one it wrote, and removes the new
+    cgroup with the others."""
+    share = tmp_path / "share"
+    share.mkdir()
+    # Without a cgroup view the container joins only what accounting needs.
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
+    bundle.config["mounts"].append({"destination": "/share", "type": "bind",
+                                    "source": str(share), "options": ["rbind"]})
+    bundle.set_args("sh", "-c", "touch /share/up; while [ ! -e /share/go ]; do sleep 0.05; done")
+    bundle.write()
+    c = cid("upd")
+    p = subprocess.Popen(hull.cmd("run", "--bundle", str(bundle.path), c),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: (share / "up").exists(), timeout=30)
+        pid = hull.state(c)["pid"]
+        assert cg_dir(pid, "cpuset").name != c  # not joined at create
+        hull("update", "--cpuset-cpus", "0", c, check=True)
+        dirs = {ctrl: cg_dir(pid, ctrl) for ctrl in ("cpuset", "memory")}
+        assert dirs["cpuset"].name == c and dirs["cpuset"].exists()
+        (share / "go").touch()
+        assert p.wait(timeout=60) == 0
+        assert [d for d in dirs.values() if d.exists()] == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        hull("delete", "--force", c)
+    assert_nothing_left(hull, tmp_path, TOKEN)

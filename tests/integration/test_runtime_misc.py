@@ -160,3 +160,18 @@ def test_time_offsets_without_a_time_namespace_refused(hull, bundle, tmp_path):
     r = hull("create", "--bundle", str(bundle.path), cid())
     assert_error(r, "linux.timeOffsets")
     assert_nothing_left(hull, tmp_path, TOKEN)
+
+
+@pytest.mark.parametrize("memory", [None, 64 << 20], ids=["no_limit", "memory_limit"])
+def test_new_network_namespace_is_what_sysfs_and_the_program_see(hull, bundle, memory):
+    """The container's own network namespace is the one its sysfs shows
+    and its program is in, both when the runtime makes it after the clone
+    (no memory or pids limit) and when the clone does (a memory limit)."""
+    if memory:
+        bundle.linux.setdefault("resources", {})["memory"] = {"limit": memory}
+    bundle.set_args("sh", "-c", "ls /sys/class/net; readlink /proc/self/ns/net")
+    bundle.write()
+    r = hull("run", "--bundle", str(bundle.path), cid("netns"), check=True)
+    words = r.stdout.split()
+    assert words[:-1] == ["lo"], r
+    assert words[-1].startswith("net:[") and words[-1] != os.readlink("/proc/self/ns/net")

@@ -51,6 +51,13 @@ struct hull_container_ctx {
     struct hull_resources late_limits; /* launch.late_limits points here */
     int dirfd;                         /* locked state directory */
     bool owns_spec;
+    /* The created record (pid, its start time) staged while the init set
+     * itself up: record_init only renames it into place. */
+    bool state_staged;
+    uint64_t staged_pid_start;
+    /* state.json as record_init left it (malloc'd, or NULL): a run that
+     * finds it unchanged at the end destroys from cs without parsing it. */
+    char *state_text;
 };
 
 /* linux.resources plus the device rules every container gets after the

@@ -143,6 +143,7 @@ void hull_container_ctx_release(struct hull_container_ctx *c)
     hull_cgroup_free(c->cgroup_view);
     hull_seccomp_filter_free(c->seccomp);
     hull_cstate_free(&c->cs);
+    free(c->state_text);
     if (c->owns_spec)
         hull_spec_free(c->spec);
     memset(c, 0, sizeof(*c));
@@ -256,6 +257,59 @@ static int prepare(const struct hull_runtime *rt, const struct hull_create_opts 
     return 0;
 }
 
+struct setting_up_ctx {
+    struct hull_container_ctx *c;
+    const struct hull_setup_opts *so;
+};
+
+/* The init runs in its cgroup and builds its root while the runtime only
+ * waits for READY: the record record_init will put in place (the same
+ * fields it sets) is written aside now, so only a rename is left between
+ * READY and the program. state.json is unchanged until that rename; a
+ * failure here leaves the whole write to record_init. Not with hooks that
+ * run during create: they see the state directory without temporaries. */
+static void init_setting_up(pid_t pid, void *arg)
+{
+    struct setting_up_ctx *u = arg;
+    if (u->so->setting_up)
+        u->so->setting_up(pid, u->so->setting_up_arg);
+    const struct hull_hooks *hk = &u->c->spec->hooks;
+    if (u->so->no_state || hk->n_prestart || hk->n_create_runtime || hk->n_create_container ||
+        hk->n_start_container)
+        return;
+    struct hull_cstate s = u->c->cs; /* shallow: written, never freed */
+    s.pid = pid;
+    s.pid_start = hull_pid_start_time(pid);
+    s.creating = false;
+    char *text = hull_cstate_text(&s);
+    hull_error e = NULL;
+    u->c->state_staged = text && hull_cstate_write_text(u->c->dirfd, text, true, &e) == 0;
+    u->c->staged_pid_start = s.pid_start;
+    hull_error_free(&e);
+    if (u->c->state_staged)
+        u->c->state_text = text;
+    else
+        free(text);
+}
+
+/* record_init's write of the created record: the staged one renamed into
+ * place, or written whole; its text kept for destroy_after_run. */
+static int record_state(struct hull_container_ctx *c, hull_error *err)
+{
+    if (c->state_staged)
+        return hull_cstate_commit(c->dirfd, err) < 0 ? -1 : 0;
+    char *text = hull_cstate_text(&c->cs);
+    if (text == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    if (hull_cstate_write_text(c->dirfd, text, false, err) < 0) {
+        free(text);
+        return -1;
+    }
+    free(c->state_text);
+    c->state_text = text;
+    return 0;
+}
+
 /* Clone the init; the fifo and error fds are the init's alone afterwards. */
 static int launch_init(const struct hull_create_opts *o, const struct hull_setup_opts *so,
                        struct hull_container_ctx *c, hull_error *err)
@@ -278,8 +332,13 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
     c->launch.rootfs_extras = so->rootfs_extras;
     c->launch.reaper = so->reaper;
     c->launch.status_fd = so->reaper ? so->status_fd : -1;
-    c->launch.setting_up = so->setting_up;
-    c->launch.setting_up_arg = so->setting_up_arg;
+    /* A caller's setting_up (the sandbox's network attach) looks at the
+     * init's network namespace before READY: it must be there from the
+     * clone. */
+    c->launch.netns_late_ok = so->setting_up == NULL;
+    struct setting_up_ctx su = {c, so};
+    c->launch.setting_up = init_setting_up;
+    c->launch.setting_up_arg = &su;
     c->launch.preserve_fds = o->preserve_fds;
     /* Safe for every limit: the ones that could bite the runtime while it
      * steps in are written only after it has stepped out (late_limits). */
@@ -289,6 +348,8 @@ static int launch_init(const struct hull_create_opts *o, const struct hull_setup
     c->launch.keyring = o->no_new_keyring ? NULL : c->cs.id;
     struct hook_ctx hc = {&c->cs};
     int r = hull_launch_spawn(&c->launch, hook_state, &hc, err);
+    c->launch.setting_up = NULL; /* su ends with this call */
+    c->launch.setting_up_arg = NULL;
     if (c->launch.fifo_fd >= 0)
         close(c->launch.fifo_fd);
     if (c->launch.error_fd >= 0)
@@ -302,9 +363,9 @@ static int record_init(const struct hull_create_opts *o, const struct hull_setup
                        struct hull_container_ctx *c, hull_error *err)
 {
     c->cs.pid = c->launch.pid;
-    c->cs.pid_start = hull_pid_start_time(c->launch.pid);
+    c->cs.pid_start = c->state_staged ? c->staged_pid_start : hull_pid_start_time(c->launch.pid);
     c->cs.creating = false;
-    if (!so->no_state && hull_cstate_write(c->dirfd, &c->cs, err) < 0)
+    if (!so->no_state && record_state(c, err) < 0)
         return -1;
     if (o->pid_file && write_pid_file(o->pid_file, c->launch.pid, err) < 0)
         return -1;

@@ -120,6 +120,31 @@ static int ask_bind_source(void *arg, size_t index, hull_error *err)
     return m.fd;
 }
 
+/* launch.netns_late: join the network namespace the runtime made for us
+ * (it comes after CGROUP_DONE, once made). Before anything that sees the
+ * network namespace: the first sysfs mount, else right after the mounts. */
+static int enter_late_netns(void *arg, hull_error *err)
+{
+    struct hull_launch *l = arg;
+    if (!l->netns_late)
+        return 0;
+    struct hull_sync_msg m;
+    if (hull_sync_expect(l->child_fd, SYNC_NETNS, &m, err) < 0)
+        return -1;
+    if (m.fd < 0)
+        return hull_error_set(err, EPROTO, "sync: no fd for the network namespace");
+    /* Safe: the empty namespace the runtime made for this container alone. */
+    int r = setns(m.fd, CLONE_NEWNET);
+    int e = errno;
+    close(m.fd);
+    if (r < 0) {
+        errno = e;
+        return hull_error_errno(err, "join the network namespace");
+    }
+    l->netns_late = false;
+    return 0;
+}
+
 static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_error *err)
 {
     const struct hull_spec *spec = l->spec;
@@ -128,6 +153,10 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
     struct hull_sync_msg m;
     bool userns = lx->ns[HULL_NS_USER].enabled;
 
+    /* Born in the memory cgroup alone (spawn.c, netns_late): into the
+     * container's other hierarchies before anything else. */
+    if (l->netns_late && hull_cgroup_join_rest(l->cgroup, err) < 0)
+        return -1;
     /* Wait until the runtime wrote our id maps and put us in our cgroup:
      * nothing below may run unaccounted or as an unmapped user. */
     if (hull_sync_expect(l->child_fd, SYNC_CGROUP_DONE, &m, err) < 0)
@@ -174,8 +203,10 @@ static int init_steps(struct hull_launch *l, struct hull_proc_plan *plan, hull_e
         .host_ns = !lx->ns[HULL_NS_MNT].enabled,
         .open_source = userns ? ask_bind_source : NULL,
         .open_source_arg = l,
+        .enter_netns = l->netns_late ? enter_late_netns : NULL,
+        .enter_netns_arg = l,
     };
-    if (hull_rootfs_prepare(&rfs, err) < 0)
+    if (hull_rootfs_prepare(&rfs, err) < 0 || enter_late_netns(l, err) < 0)
         return -1;
     if (l->export_dir) {
         cleanup_close int fd =

@@ -8,6 +8,8 @@
  *   pids limits, rlimits,
  *   oom_score_adj; CGROUP_DONE --------> become root in the user namespace,
  *                                        unshare cgroupns, build the rootfs
+ *   (netns_late: make the network
+ *   namespace; NETNS(fd) -------------> joined before the first sysfs mount)
  *                          <------------ BIND_SOURCE(i), for each bind source
  *   a helper opens it in the init's       the init cannot reach from its
  *   mount ns; BIND_SOURCE(fd) ---------> user namespace
@@ -57,6 +59,15 @@ struct hull_launch {
      * a new one; the caller keeps and closes the fd. */
     bool netns_given;
     int netns_fd;
+    /* Set by hull_launch_spawn: the init's new network namespace is not
+     * made by its clone but by the runtime, in its cgroups still, while the
+     * init builds its root (the longest step of a clone, taken off the
+     * path), and joined by the init before its first sysfs mount
+     * (SYNC_NETNS). */
+    bool netns_late;
+    /* Input: the caller lets netns_late be used (it has no setting_up
+     * callback or other use of the init's network namespace before READY). */
+    bool netns_late_ok;
     const char *export_dir; /* send an fd of this container directory (SYNC_EXPORT) */
     const struct hull_rootfs_extras *rootfs_extras;
     /* Limits written into the cgroup only once the init is in it and the

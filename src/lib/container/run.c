@@ -130,12 +130,15 @@ static void destroy_after_run(const struct hull_runtime *rt, const struct hull_c
         return;
     }
     cleanup_cstate struct hull_cstate cs = {0};
-    if (hull_cstate_read(dirfd, &cs, &e) < 0) {
+    bool same = false;
+    if (hull_cstate_read_known(dirfd, c->state_text, &cs, &same, &e) < 0) {
         /* Likewise: a delete --force under way removes the state first. */
         hull_debug("run %s: cleanup: %s", o->id, hull_error_msg(e));
         return;
     }
-    if (hull_container_destroy(rt, dirfd, &cs, &e) < 0)
+    /* state.json as this run wrote it (no `update` since): the record in
+     * hand is the file's, without parsing it again. */
+    if (hull_container_destroy(rt, dirfd, same ? &c->cs : &cs, &e) < 0)
         hull_warn("run %s: cleanup: %s", o->id, hull_error_msg(e));
 }
 

@@ -272,9 +272,28 @@ static void owner_leave(const struct owner_switch *sw)
         raise(sw->pdeathsig);
 }
 
+/* Whether the init's new network namespace can be made by the runtime
+ * after the clone (launch.h, netns_late), before the runtime has stepped
+ * out of the cgroups: the caller allows it (nothing of its own looks at
+ * the init's namespace before READY), a new one (not joined, not given),
+ * no user namespace (the runtime's namespace must own it, as it owns the
+ * clone's), and no limits written only after the step out (the init is
+ * told CGROUP_DONE before it). The cgroup part is asked once stepped in. */
+static bool netns_late_possible(const struct hull_launch *l, int flags)
+{
+    const struct hull_resources *late = l->late_limits;
+    return l->netns_late_ok && (flags & CLONE_NEWNET) && !(flags & CLONE_NEWUSER) &&
+           !l->netns_given && !l->rootless && l->cgroup &&
+           (late == NULL ||
+            !(late->has_memory_limit || late->has_memory_swap || late->has_pids_limit));
+}
+
 /* Start the init: through stage 1 when namespaces must be joined first,
- * else cloned directly (born in its cgroup when it can be). */
-static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
+ * else cloned directly (born in its cgroup when it can be). With
+ * netns_late set on return, *kept holds the runtime's step into the
+ * cgroups, still active, for make_late_netns. */
+static int spawn_init(struct hull_launch *l, bool *in_cgroup, struct hull_cgroup_self *kept,
+                      hull_error *err)
 {
     const struct hull_linux *lx = &l->spec->linux_;
     l->ipc_after_userns = false; /* stage 1 unshares it as root of the user ns already */
@@ -315,13 +334,24 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
     }
     /* Born in its cgroup rather than moved there (see cgroup.h); if
      * stepping in fails, the move below does it the slow way. */
+    /* netns_late: the init, which waits for its network namespace anyway,
+     * joins the hierarchies other than memory itself (hull_cgroup_join_rest),
+     * so this thread steps into the memory one alone (what the namespaces
+     * are charged to). */
+    bool late = netns_late_possible(l, flags) && hull_cgroup_memory_v1(l->cgroup);
     struct hull_cgroup_self self = {.v2fd = -1};
     if (l->cgroup && l->cgroup_at_birth) {
         hull_error e = NULL;
-        if (hull_cgroup_step_in(l->cgroup, &self, &e) < 0)
+        if ((late ? hull_cgroup_step_in_memory(l->cgroup, &self, &e)
+                  : hull_cgroup_step_in(l->cgroup, &self, &e)) < 0)
             hull_debug("cgroup at birth: %s", hull_error_msg(e));
         hull_error_free(&e);
     }
+    /* Charged where the clone's would be: only from inside the memory
+     * cgroup. A failed step leaves the init to hull_cgroup_enter. */
+    l->netns_late = late && hull_cgroup_self_in_memory(l->cgroup, &self);
+    if (l->netns_late)
+        flags &= ~CLONE_NEWNET;
     /* After the cgroup step: a cgroup v1 move needs an effective uid 0. */
     struct owner_switch sw;
     bool owner_failed = owned && owner_enter(l->userns_owner, &sw, err) < 0;
@@ -339,7 +369,10 @@ static int spawn_init(struct hull_launch *l, bool *in_cgroup, hull_error *err)
         return hull_error_errno(err, "return to the host network namespace");
     }
     bool born_in = self.active;
-    hull_cgroup_step_out(&self);
+    if (l->netns_late && l->pid > 0)
+        *kept = self; /* stepped out once the namespace is made */
+    else
+        hull_cgroup_step_out(&self);
     errno = clone_errno;
     if (owner_failed)
         return -1;
@@ -421,16 +454,65 @@ static int serve_init(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
     }
 }
 
+/* netns_late: the init's network namespace, made by this thread while it
+ * is still in the container's cgroups (so the namespace is charged there,
+ * as the clone's would be) and the init already builds its root; sent to
+ * the init, which joins it before its first sysfs mount. */
+static int make_late_netns(struct hull_launch *l, hull_error *err)
+{
+    cleanup_close int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (own < 0)
+        return hull_error_errno(err, "open /proc/thread-self/ns/net");
+    /* Safe: this thread alone enters a new, empty namespace and comes
+     * straight back; nothing else runs in it meanwhile. */
+    if (unshare(CLONE_NEWNET) < 0)
+        return hull_error_errno(err, "create the network namespace");
+    cleanup_close int made = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int made_errno = errno;
+    if (setns(own, CLONE_NEWNET) < 0)
+        return hull_error_errno(err, "return to the host network namespace");
+    if (made < 0) {
+        errno = made_errno;
+        return hull_error_errno(err, "open the new network namespace");
+    }
+    return hull_sync_send_fd(l->sync_fd, SYNC_NETNS, made, err);
+}
+
+/* After the clone, netns_late: rlimits and CGROUP_DONE at once (there are
+ * no late limits), then the namespace, then the step out of the cgroups. */
+static int late_netns_steps(struct hull_launch *l, struct hull_cgroup_self *kept, hull_error *err)
+{
+    const struct hull_spec *spec = l->spec;
+    int r = hull_rlimits_raise(l->pid, spec->process, err) < 0 ||
+                    hull_oom_score_adj_apply(l->pid, spec->process, err) < 0 ||
+                    hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0 ||
+                    make_late_netns(l, err) < 0
+                ? -1
+                : 0;
+    hull_cgroup_step_out(kept);
+    return r;
+}
+
 static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
                         hull_error *err)
 {
     const struct hull_spec *spec = l->spec;
     bool in_cgroup = false;
-    if (spawn_init(l, &in_cgroup, err) < 0)
+    struct hull_cgroup_self kept = {.v2fd = -1};
+    if (spawn_init(l, &in_cgroup, &kept, err) < 0) {
+        hull_cgroup_step_out(&kept);
         return -1;
+    }
     hull_ns_close_joins(l->join_fds);
     close(l->child_fd);
     l->child_fd = -1;
+    if (l->netns_late) {
+        if (late_netns_steps(l, &kept, err) < 0)
+            return -1;
+        if (l->setting_up)
+            l->setting_up(l->pid, l->setting_up_arg);
+        return serve_init(l, hook_state, arg, err);
+    }
 
     /* From the runtime, with host privileges: cgroup placement before the
      * init runs anything, and limits the init itself could not raise. */
@@ -472,6 +554,7 @@ int hull_launch_spawn(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
     l->pid = -1;
     l->pty_master = -1;
     l->exported_fd = -1;
+    l->netns_late = false;
 
     if (hull_ns_open_joins(&l->spec->linux_, l->join_fds, err) < 0)
         return -1;

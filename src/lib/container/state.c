@@ -167,7 +167,7 @@ static void add_string(json_object *o, const char *k, const char *v)
         json_object_object_add(o, k, json_object_new_string(v));
 }
 
-int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
+char *hull_cstate_text(const struct hull_cstate *s)
 {
     json_object *o = json_object_new_object();
     add_string(o, "id", s->id);
@@ -191,28 +191,52 @@ int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
         json_object_object_add(o, "cgroup", json_object_get(s->cgroup));
     if (s->host_mount_below)
         json_object_object_add(o, "hostMountBelow", json_object_new_uint64(s->host_mount_below));
-    const char *text = hj_to_string(o);
+    char *text = strdup(hj_to_string(o));
+    json_object_put(o);
+    return text;
+}
+
+int hull_cstate_write_text(int dirfd, const char *text, bool stage, hull_error *err)
+{
     /* Replaced atomically but not fsynced: the state has to outlive its
      * runtime's crash, never the machine's. Nothing it names (processes,
      * cgroups, mounts) survives a reboot, so after one it can only be
      * removed, and `delete --force` removes even a torn one. An fsync cost
      * each create and start a journal commit where --root is on a disk. */
-    int r = hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, false, err);
-    json_object_put(o);
+    return stage
+               ? hull_write_file_stage(dirfd, "state.json", text, strlen(text), 0600, false, err)
+               : hull_write_file_replace(dirfd, "state.json", text, strlen(text), 0600, false, err);
+}
+
+static int cstate_put(int dirfd, const struct hull_cstate *s, bool stage, hull_error *err)
+{
+    char *text = hull_cstate_text(s);
+    if (text == NULL)
+        return hull_error_set(err, ENOMEM, "out of memory");
+    int r = hull_cstate_write_text(dirfd, text, stage, err);
+    free(text);
     return r;
 }
 
-int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err)
+int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err)
 {
-    memset(s, 0, sizeof(*s));
-    char *text = NULL;
-    size_t len = 0;
-    if (hull_read_file_at(dirfd, "state.json", &text, &len, err) < 0)
-        return -1;
+    return cstate_put(dirfd, s, false, err);
+}
+
+int hull_cstate_stage(int dirfd, const struct hull_cstate *s, hull_error *err)
+{
+    return cstate_put(dirfd, s, true, err);
+}
+
+int hull_cstate_commit(int dirfd, hull_error *err)
+{
+    return hull_write_file_commit(dirfd, "state.json", err);
+}
+
+static int cstate_parse(const char *text, size_t len, struct hull_cstate *s, hull_error *err)
+{
     json_object *o = NULL;
-    int r = hj_parse(text, len, "state.json", &o, err);
-    free(text);
-    if (r < 0)
+    if (hj_parse(text, len, "state.json", &o, err) < 0)
         return -1;
     int64_t pid = 0;
     uint64_t start = 0;
@@ -237,6 +261,27 @@ int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err)
     s->cgroup = json_object_get(hj_get(o, "cgroup"));
     json_object_put(o);
     return 0;
+}
+
+int hull_cstate_read_known(int dirfd, const char *known, struct hull_cstate *s, bool *same,
+                           hull_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    *same = false;
+    char *text = NULL;
+    size_t len = 0;
+    if (hull_read_file_at(dirfd, "state.json", &text, &len, err) < 0)
+        return -1;
+    *same = known != NULL && strlen(known) == len && memcmp(known, text, len) == 0;
+    int r = *same ? 0 : cstate_parse(text, len, s, err);
+    free(text);
+    return r;
+}
+
+int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err)
+{
+    bool same;
+    return hull_cstate_read_known(dirfd, NULL, s, &same, err);
 }
 
 int hull_cstate_remove(const char *root, const char *id, hull_error *err)

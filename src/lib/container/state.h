@@ -40,8 +40,21 @@ void hull_cstate_free(struct hull_cstate *s);
  * The root itself is created 0700 when missing. */
 int hull_cstate_open(const char *root, const char *id, bool create, int *dirfd, hull_error *err);
 int hull_cstate_write(int dirfd, const struct hull_cstate *s, hull_error *err);
+/* hull_cstate_write in two steps (hull_write_file_stage): the record
+ * written aside now, put in place by hull_cstate_commit later. */
+int hull_cstate_stage(int dirfd, const struct hull_cstate *s, hull_error *err);
+int hull_cstate_commit(int dirfd, hull_error *err);
+/* The JSON hull_cstate_write writes (malloc'd; NULL when out of memory),
+ * and the write (or, with stage, the staging) of such a text. */
+char *hull_cstate_text(const struct hull_cstate *s);
+int hull_cstate_write_text(int dirfd, const char *text, bool stage, hull_error *err);
 /* ENOENT in *err when state.json is missing (a crash before the first write). */
 int hull_cstate_read(int dirfd, struct hull_cstate *s, hull_error *err);
+/* The same, except that when state.json holds exactly the text known (what
+ * the caller wrote last, still unchanged), *same is set and s is left
+ * zeroed: the caller's own record is the file's, nothing is parsed. */
+int hull_cstate_read_known(int dirfd, const char *known, struct hull_cstate *s, bool *same,
+                           hull_error *err);
 /* Remove <root>/<id> and everything in it. */
 int hull_cstate_remove(const char *root, const char *id, hull_error *err);
 

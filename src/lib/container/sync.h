@@ -26,6 +26,8 @@ enum hull_sync_type {
     SYNC_DETACHED,     /* init -> runtime: done, the runtime may exit */
     SYNC_BIND_SOURCE,  /* init -> runtime: open mounts[value].source, which the init cannot
                           reach from its user namespace; runtime -> init: it (fd attached) */
+    SYNC_NETNS,        /* runtime -> init: the network namespace made for it (fd attached;
+                          launch.netns_late) */
 };
 
 struct hull_sync_msg {

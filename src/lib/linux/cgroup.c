@@ -423,7 +423,8 @@ int hull_cgroup_enter_memory(struct hull_cgroup *cg, pid_t pid, hull_error *err)
 _Static_assert(CG_MAX_HIER <= sizeof(((struct hull_cgroup_self *)0)->back) / sizeof(char *),
                "hull_cgroup_self.back holds every hierarchy");
 
-int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err)
+static int step_in(struct hull_cgroup *cg, bool memory_only, struct hull_cgroup_self *s,
+                   hull_error *err)
 {
     memset(s, 0, sizeof(*s));
     s->v2fd = -1;
@@ -443,6 +444,8 @@ int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull
                 rc = hull_error_errno(err, "cgroup: open %s", cg->n[i].dir);
             continue;
         }
+        if (memory_only && !(h->ctrls & CG_BIT(CG_MEMORY)))
+            continue;
         if (own[i] == NULL) {
             rc = hull_error_set(err, ENOENT, "cgroup: own %s cgroup unknown", h->name);
             continue;
@@ -464,6 +467,42 @@ int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull
     cg->fresh = false;
     s->active = true;
     return 0;
+}
+
+int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err)
+{
+    return step_in(cg, false, s, err);
+}
+
+int hull_cgroup_step_in_memory(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err)
+{
+    return step_in(cg, true, s, err);
+}
+
+bool hull_cgroup_memory_v1(const struct hull_cgroup *cg)
+{
+    int m = cg_hier_of(cg->L, CG_MEMORY);
+    return m >= 0 && !cg->L->h[m].v2 && cg->n[m].joined;
+}
+
+int hull_cgroup_join_rest(struct hull_cgroup *cg, hull_error *err)
+{
+    for (size_t i = 0; i < cg->L->n; i++) {
+        const struct cg_hier *h = &cg->L->h[i];
+        if (!cg->n[i].joined || h->v2 || (h->ctrls & CG_BIT(CG_MEMORY)))
+            continue;
+        if (cg_writef(cg->n[i].dir, "tasks", err, "0") < 0)
+            return hull_error_prefix(err, "cgroup: join the %s hierarchy", h->name);
+    }
+    return 0;
+}
+
+bool hull_cgroup_self_in_memory(const struct hull_cgroup *cg, const struct hull_cgroup_self *s)
+{
+    if (!s->active)
+        return false;
+    int m = cg_hier_of(cg->L, CG_MEMORY);
+    return m >= 0 && !cg->L->h[m].v2 && cg->n[m].joined && s->back[m] != NULL;
 }
 
 void hull_cgroup_step_out(struct hull_cgroup_self *s)

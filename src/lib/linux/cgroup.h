@@ -107,7 +107,21 @@ struct hull_cgroup_self {
     bool active;
 };
 int hull_cgroup_step_in(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err);
+/* The same into the v1 memory hierarchy alone (and cgroup2 by its fd): the
+ * child born there joins the other v1 hierarchies itself, by
+ * hull_cgroup_join_rest, before it runs anything. */
+int hull_cgroup_step_in_memory(struct hull_cgroup *cg, struct hull_cgroup_self *s, hull_error *err);
+/* Whether cg's memory controller is in a v1 hierarchy cg has joined. */
+bool hull_cgroup_memory_v1(const struct hull_cgroup *cg);
+/* In the child born by a hull_cgroup_step_in_memory clone: move itself
+ * ("0" into tasks: a thread moving itself takes no global lock) into every
+ * other v1 hierarchy cg has joined. */
+int hull_cgroup_join_rest(struct hull_cgroup *cg, hull_error *err);
 void hull_cgroup_step_out(struct hull_cgroup_self *s);
+/* Whether the thread, stepped in by s, is in cg's memory cgroup (a v1
+ * memory hierarchy, entered by the step): what it allocates in the kernel
+ * then is charged to the container, as for the child born there. */
+bool hull_cgroup_self_in_memory(const struct hull_cgroup *cg, const struct hull_cgroup_self *s);
 
 /* Move pid into the cgroup (every hierarchy). */
 int hull_cgroup_enter(struct hull_cgroup *cg, pid_t pid, hull_error *err);

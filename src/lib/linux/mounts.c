@@ -408,9 +408,17 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
         if (!x->files[i].after_mounts && write_root_file(r->rootfd, &x->files[i], err) < 0)
             return -1;
 
-    for (size_t i = 0; i < spec->n_mounts; i++)
-        if (mount_one(r, &spec->mounts[i], i, err) < 0)
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        /* sysfs shows the network namespace of whoever mounts it. */
+        const struct hull_mount *m = &spec->mounts[i];
+        if (r->enter_netns && !m->bind && is_type(m, "sysfs")) {
+            if (r->enter_netns(r->enter_netns_arg, err) < 0)
+                return -1;
+            r->enter_netns = NULL;
+        }
+        if (mount_one(r, m, i, err) < 0)
             return -1;
+    }
     for (size_t i = 0; x && i < x->n_files; i++)
         if (x->files[i].after_mounts && write_root_file(r->rootfd, &x->files[i], err) < 0)
             return -1;

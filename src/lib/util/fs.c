@@ -192,21 +192,43 @@ static int write_all(int fd, const char *tmp, const char *data, size_t len, bool
     return 0;
 }
 
-int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
-                            bool durable, hull_error *err)
+static void temp_name(const char *name, char *tmp, size_t size)
+{
+    snprintf(tmp, size, ".%s.%d.tmp", name, (int)getpid());
+}
+
+int hull_write_file_stage(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                          bool durable, hull_error *err)
 {
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)getpid());
+    temp_name(name, tmp, sizeof(tmp));
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return hull_error_errno(err, "create %s", tmp);
     int r = write_all(fd, tmp, data, len, durable, err);
     close(fd);
-    if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
-        r = hull_error_errno(err, "rename %s", name);
     if (r < 0)
         unlinkat(dirfd, tmp, 0); /* no temporary file left behind */
     return r;
+}
+
+int hull_write_file_commit(int dirfd, const char *name, hull_error *err)
+{
+    char tmp[PATH_MAX];
+    temp_name(name, tmp, sizeof(tmp));
+    if (renameat(dirfd, tmp, dirfd, name) == 0)
+        return 0;
+    hull_error_errno(err, "rename %s", name);
+    unlinkat(dirfd, tmp, 0);
+    return -1;
+}
+
+int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                            bool durable, hull_error *err)
+{
+    if (hull_write_file_stage(dirfd, name, data, len, mode, durable, err) < 0)
+        return -1;
+    return hull_write_file_commit(dirfd, name, err);
 }
 
 /* The writer's pid when name is ".NAME.PID.tmp", else 0. */

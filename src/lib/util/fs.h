@@ -52,6 +52,14 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
  * or after the writer crashes, but not meant to outlive the machine. */
 int hull_write_file_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                             bool durable, hull_error *err);
+/* hull_write_file_replace in two steps, for a writer that knows the
+ * contents before they may be seen: stage writes the temporary
+ * (".NAME.PID.tmp", the same one), commit renames it over name later.
+ * Between the two, name keeps its old contents; a failed commit removes
+ * the temporary. The same process must do both. */
+int hull_write_file_stage(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+                          bool durable, hull_error *err);
+int hull_write_file_commit(int dirfd, const char *name, hull_error *err);
 /* Remove the temporaries hull_write_file_replace left in dirfd
  * (".NAME.PID.tmp") when its writer was killed between creating one and the
  * rename, if that PID no longer runs (a PID in use keeps its file: only a
