@@ -558,11 +558,13 @@ def test_errors_name_the_verb_and_change_nothing(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
-@pytest.mark.parametrize("where", ["absent", "nested", "empty-dir"])
+@pytest.mark.parametrize("where", ["absent", "nested", "nested-slash", "empty-dir"])
 def test_refused_input_leaves_no_store_in_a_fresh_root(tmp_path, where):
     """load, import and build of an input they refuse, into a root that did
     not exist (or an empty directory): nothing is left, not even the
-    store's skeleton (oci-layout, index.json, hull/...) they used to leave."""
+    store's skeleton (oci-layout, index.json, hull/...) they used to leave,
+    nor the directories made for it (also when the root is given with a
+    trailing slash)."""
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"this is not a tar archive at all" * 100)
     ctx = tmp_path / "ctx"
@@ -575,7 +577,7 @@ def test_refused_input_leaves_no_store_in_a_fresh_root(tmp_path, where):
         base = tmp_path / f"roots-{verb.split()[0]}"
         base.mkdir()
         root = {"absent": base / "store", "nested": base / "a" / "b" / "store",
-                "empty-dir": base / "store"}[where]
+                "nested-slash": f"{base}/a/b/store/", "empty-dir": base / "store"}[where]
         if where == "empty-dir":
             root.mkdir()
         failed(img(root, *args), verb)

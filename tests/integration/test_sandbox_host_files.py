@@ -182,3 +182,25 @@ def test_a_filesystem_without_idmapping_keeps_the_shared_block(sb, open_tmp, ram
     r = sb("--bind", f"{outer}:/data", cmd=["cat", "/proc/self/uid_map"])
     assert r.verdict == "ok" and r.out.split()[:2] == ["0", str(UID_BASE)], r
     assert f"--bind {outer}: a filesystem mounted below it" in r.stderr, r
+
+
+def test_a_bind_below_a_directory_only_the_shared_block_may_search(sb, open_tmp):
+    """A bind source below a 0700 directory owned by the shared block's
+    uid 0 (made for sandboxes before they had blocks of their own): only
+    the source is idmapped, so the sandbox keeps the shared block, which
+    can cross that directory, runs as before and is told why."""
+    private = open_tmp / "private"
+    data = private / "data"
+    data.mkdir(parents=True)
+    (data / "f").write_text("hi\n")
+    os.chown(private, UID_BASE, UID_BASE)
+    private.chmod(0o700)
+    os.chown(data, HOST_UID, HOST_UID)
+    os.chown(data / "f", HOST_UID, HOST_UID)
+    r = sb("--bind", f"{data}:/data:rw",
+           cmd=["sh", "-c", "cat /data/f && echo made > /data/g && cat /proc/self/uid_map"])
+    assert r.verdict == "ok", r
+    lines = r.out.splitlines()
+    assert lines[0] == "hi" and lines[1].split()[:2] == ["0", str(UID_BASE)], r
+    assert owners(data / "g") == (HOST_UID, HOST_UID)
+    assert f"hull: warning: --bind {data}: Permission denied for the sandbox's own" in r.stderr, r

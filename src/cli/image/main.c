@@ -312,6 +312,9 @@ static void discard_fresh_root(const struct img_cli *c)
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", c->made_root);
     size_t top = strlen(c->made_top);
+    /* "a/b/store/" names the store, not an entry in it: its parent is b. */
+    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/';)
+        dir[--len] = '\0';
     for (;;) {
         char *slash = strrchr(dir, '/');
         if (strlen(dir) <= top || slash == NULL || slash == dir)

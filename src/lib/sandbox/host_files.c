@@ -156,6 +156,32 @@ static void say_fallback(const struct host_path *hp, int userns, struct hull_san
              HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
 }
 
+/* Whether the sandbox's init, as its own block's root, can reach every
+ * path: only the paths themselves are idmapped, not the directories on the
+ * way to them, which it crosses with its host uid. A directory there made
+ * for the shared block (0700, owned by 1000000000) lets a sandbox in the
+ * shared block through and this one not: such a sandbox keeps the shared
+ * block, as before, and a path that block cannot reach either is refused
+ * by the preflight (run.c) as before. 1 when one cannot be reached. */
+static int reach_all(const struct host_path *hp, size_t n, uint32_t base,
+                     struct hull_sandbox_host_files *hf)
+{
+    for (size_t i = 0; i < n; i++) {
+        hull_error e = NULL;
+        if (hull_sandbox_reachable(hp[i].path, base, hp[i].what, &e) == 0)
+            continue;
+        snprintf(hf->fallback, sizeof(hf->fallback),
+                 "%s %s: %s for the sandbox's own host uids, so this sandbox runs as the "
+                 "shared host uids %u-%u, whose per-user kernel counts it shares with every "
+                 "other sandbox that does so (docs/sandbox.md \"Users\")",
+                 hp[i].what, hp[i].path, strerror(hull_error_code(e)), HULL_SANDBOX_UID_BASE,
+                 HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
+        hull_error_free(&e);
+        return 1;
+    }
+    return 0;
+}
+
 /* An idmapped copy of each path's mount (every mount below it too),
  * nosuid and nodev; 1 when one cannot be made (the others are closed). */
 static int clone_all(struct host_path *hp, size_t n, uint32_t base,
@@ -194,6 +220,8 @@ int hull_sandbox_host_files_mount(struct hull_sandbox_host_files *hf, const stru
     }
     size_t n = 0;
     int r = collect(p, hp, &n, err);
+    if (r == 0)
+        r = reach_all(hp, n, ids->base, hf);
     if (r == 0)
         r = hull_sandbox_private_mounts(err) < 0 ? -1 : clone_all(hp, n, ids->base, hf, err);
     for (size_t i = 0; r == 0 && i < n; i++) {
