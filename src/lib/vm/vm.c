@@ -60,13 +60,15 @@ static int check_digest(const char *what, const char *got, const char *want, hul
 /* Undo a VM directory made moments ago, on the way out of a failure. */
 static void remove_dir(const struct vm *vm)
 {
+    /* The claim first: once the directory is gone, a create of the same
+     * id may make it again and take this claim as its own. */
+    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
     hull_error e = NULL;
     if (hull_rm_rf_at(AT_FDCWD, vm->dir, &e) < 0) {
         /* The caller reports its own failure; this one is secondary. */
         hull_warn("VM %s: remove %s: %s", vm->id, vm->dir, hull_error_msg(e));
         hull_error_free(&e);
     }
-    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
 }
 
 /* QEMU's private directory: its uid alone, so no other VM's QEMU (and no
@@ -274,9 +276,10 @@ static void ephemeral_cleanup(void *arg)
 {
     struct vm *vm = arg;
     vm_release(vm);
-    /* The monitor's last act after its caller died: nobody to tell. */
-    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
+    /* The monitor's last act after its caller died: nobody to tell. The
+     * claim before the directory, as in remove_dir. */
     vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
+    hull_rm_rf_at(AT_FDCWD, vm->dir, NULL);
 }
 
 /* Release what QEMU left and record the VM as status. The caller's own
@@ -521,6 +524,11 @@ int vm_destroy(struct vm *vm, hull_error *err)
         strcmp(vm->dir + parent + 1, vm->id) != 0)
         return hull_error_set(err, EINVAL, "delete VM %s: directory %s is not its id's", vm->id,
                               vm->dir);
+    /* QEMU is dead: its uid is free. Released while the directory still
+     * has the id's name, so that a create of the same id after the rename
+     * cannot have taken this claim as its own first. A rename that fails
+     * leaves the VM unclaimed; its next start claims a uid again. */
+    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
     char gone[4300];
     snprintf(gone, sizeof(gone), "%.*s/.%s" VM_DELETING "%d", (int)parent, vm->dir, vm->id,
              (int)getpid());
@@ -529,8 +537,6 @@ int vm_destroy(struct vm *vm, hull_error *err)
             return hull_error_set(err, ENOENT, "VM %s does not exist", vm->id);
         return hull_error_errno(err, "delete VM %s: rename %s", vm->id, vm->dir);
     }
-    /* QEMU is dead and the VM gone from its name: its uid is free. */
-    vm_uid_release_at(VM_UID_DIR, vm->dir, vm->uid);
     /* A verb that looked the lock up just before the rename may still make
      * a new lock file in it (it then finds the lock's name gone and stops):
      * the removal is tried again for that straggler. */
