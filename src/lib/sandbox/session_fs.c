@@ -295,8 +295,10 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
                        "%llu bytes do not fit in the sandbox's memory (limits.memory: its "
                        "/tmp counts there)",
                        (unsigned long long)op->size);
-    } else if (ret < 0) {
+    } else if (ret < 0 && err) {
         *err = quiet;
+    } else {
+        hull_error_free(&quiet);
     }
     if (ret == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         json_object_put(*out);
