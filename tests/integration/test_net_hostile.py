@@ -1,0 +1,166 @@
+"""Hostile members and neighbours of hull's networks (docs/network.md).
+
+A sandbox on a network is someone else's code: whatever root in its
+namespaces (or a microVM guest, root in its own kernel) can put on the
+wire is sent here by hand, with raw frames written from the sandbox's
+network namespace (nsenter from the test, since the sandbox itself holds
+no CAP_NET_RAW), and from a test namespace standing in for another machine
+on the host's LAN. Networks live in this module's own state directories
+(test_net_sandbox's netenv); nothing leaves this machine.
+"""
+import json
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from netlib import client_ns  # noqa: F401 (fixture)
+from sandboxlib import Sandbox
+from test_net_sandbox import (  # noqa: F401 (fixtures)
+    assert_nothing_left,
+    free_port,
+    net,
+    netenv,
+    netns_addr4,
+    run,
+    stop_server,
+)
+
+# UDP datagrams built by hand and written to IFACE addressed to DST_MAC,
+# one process so they leave in order. argv: iface src_mac dst_mac src_ip
+# then DST_IP:PORT:PAYLOAD ...
+RAW_UDP = r"""
+import socket, struct, sys
+iface, smac, dmac, sip = sys.argv[1:5]
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+for n, spec in enumerate(sys.argv[5:]):
+    dip, port, payload = spec.split(":", 2)
+    data = payload.encode()
+    udp = struct.pack("!HHHH", 40000 + n, int(port), 8 + len(data), 0) + data
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n + 1, 0, 64, 17, 0,
+                     socket.inet_aton(sip), socket.inet_aton(dip))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    eth = (bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", ""))
+           + b"\x08\x00")
+    s.send(eth + ip + udp)
+"""
+
+# Two UDP ports (9000, 9001): prints every datagram as "PORT PAYLOAD" and
+# ends once it has had both "control" and "quit".
+UDP_SINK = r"""
+import select, socket, sys
+socks = {}
+for port in (9000, 9001):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    socks[s] = port
+got = []
+while not ({"control", "quit"} <= {g.split(" ", 1)[1] for g in got}):
+    for s in select.select(list(socks), [], [])[0]:
+        got.append("%d %s" % (socks[s], s.recv(100).decode()))
+        print(got[-1], flush=True)
+"""
+
+
+def link_mac(ifname, pid=None):
+    pre = ["nsenter", "-t", str(pid), "-n"] if pid else []
+    out = subprocess.run([*pre, "ip", "-o", "link", "show", ifname], capture_output=True,
+                         text=True).stdout
+    return re.search(r"link/ether (\S+)", out).group(1)
+
+
+def udp_sink(netenv, net, *publish):
+    """A sandbox on net running UDP_SINK with the given --publish specs:
+    (Sandbox, Popen, out, err)."""
+    sb = Sandbox()
+    opts = ["--network", net]
+    for spec in publish:
+        opts += ["--publish", spec]
+    p, out, err = sb.start(*opts, cmd=["python3", "-u", "-c", UDP_SINK])
+    pid = sb.workload_pid(cmdline="python3", timeout=60)
+
+    def bound():
+        ss = subprocess.run(["nsenter", "-t", str(pid), "-n", "ss", "-Hlun"],
+                            capture_output=True, text=True).stdout
+        return ":9000 " in ss and ":9001 " in ss
+    from sandboxlib import wait_until
+    assert wait_until(bound, timeout=60), "sink never bound"
+    return sb, p, out, err
+
+
+def host_send(addr, port, payload):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(payload.encode(), (addr, port))
+
+
+# ---- ports published on 127.0.0.1 -------------------------------------------
+
+
+def test_loopback_publish_unreachable_from_a_member_of_another_network(netenv, net):
+    """A port published on 127.0.0.1 is the host's alone. A member of
+    another network that sends a frame for 127.0.0.1:HOSTPORT to its
+    gateway's MAC must not get it DNATed to the sandbox; the same raw path
+    to a port published on every address does arrive (the control), and
+    the host itself still reaches the loopback one."""
+    other = netenv.create()
+    lo_port, all_port = free_port(), free_port()
+    sb, p, out, err = udp_sink(netenv, net, f"127.0.0.1:{lo_port}:9000/udp",
+                               f"{all_port}:9001/udp")
+    att = Sandbox()
+    ap, aout, aerr = att.start("--network", other, cmd=["sleep", "1000"])
+    try:
+        apid = att.workload_pid(cmdline="sleep", timeout=60)
+        info = netenv.inspect(other)
+        br_mac = Path(f"/sys/class/net/{info['bridge']}/address").read_text().strip()
+        r = subprocess.run(["nsenter", "-t", str(apid), "-n", "python3", "-c", RAW_UDP, "eth0",
+                            link_mac("eth0", apid), br_mac, netns_addr4(apid),
+                            f"127.0.0.1:{lo_port}:loopback", f"{info['gateway']}:{all_port}:control"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r
+        host_send("127.0.0.1", lo_port, "quit")
+        rs = sb.finish(p, out, err, timeout=240)
+    finally:
+        if p.poll() is None:
+            stop_server(sb, p, out, err)
+        ra = stop_server(att, ap, aout, aerr)
+    assert rs.out.splitlines() == ["9001 control", "9000 quit"], rs
+    assert ra.verdict == "killed", ra
+    assert_nothing_left(netenv, net, [rs.pid, ra.pid])
+    assert_nothing_left(netenv, other, [ra.pid])
+
+
+def test_loopback_publish_unreachable_from_another_machine(netenv, net, client_ns):
+    """The same from a machine on the host's LAN (the client namespace):
+    127.0.0.1:HOSTPORT in a frame to the host's MAC is not the sandbox's
+    port; the host's address and a port published everywhere is."""
+    lo_port, all_port = free_port(), free_port()
+    sb, p, out, err = udp_sink(netenv, net, f"127.0.0.1:{lo_port}:9000/udp",
+                               f"{all_port}:9001/udp")
+    try:
+        r = client_ns.exec("python3", "-c", RAW_UDP, "eth0", client_mac(client_ns),
+                           link_mac(client_ns.host_if),
+                           client_ns.addr4, f"127.0.0.1:{lo_port}:loopback",
+                           f"{client_ns.host_addr4}:{all_port}:control", check=False)
+        assert r.returncode == 0, r
+        host_send("127.0.0.1", lo_port, "quit")
+        rs = sb.finish(p, out, err, timeout=240)
+    finally:
+        if p.poll() is None:
+            stop_server(sb, p, out, err)
+    assert rs.out.splitlines() == ["9001 control", "9000 quit"], rs
+    assert_nothing_left(netenv, net, [rs.pid])
+
+
+def client_mac(ns):
+    out = ns.exec("ip", "-o", "link", "show", "eth0").stdout
+    return re.search(r"link/ether (\S+)", out).group(1)
