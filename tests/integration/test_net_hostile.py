@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from netlib import client_ns  # noqa: F401 (fixture)
-from sandboxlib import Sandbox
+from sandboxlib import HULL, Sandbox
 from test_net_sandbox import (  # noqa: F401 (fixtures)
     assert_nothing_left,
     free_port,
@@ -164,3 +164,112 @@ def test_loopback_publish_unreachable_from_another_machine(netenv, net, client_n
 def client_mac(ns):
     out = ns.exec("ip", "-o", "link", "show", "eth0").stdout
     return re.search(r"link/ether (\S+)", out).group(1)
+
+
+# ---- what the sandbox itself may do to its network ---------------------------
+
+# argv: none. Tries what root in the sandbox's network namespace could do
+# with CAP_NET_ADMIN / CAP_NET_RAW; prints {attempt: "ok" | errno name}.
+SELF_TAMPER = r"""
+import errno, json, socket, subprocess
+out = {}
+st = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+CAP_NET_ADMIN, CAP_NET_RAW = 12, 13
+for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+    v = int(st[k], 16)
+    out[k] = [n for n, b in (("NET_ADMIN", CAP_NET_ADMIN), ("NET_RAW", CAP_NET_RAW)) if v >> b & 1]
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close())
+attempt("raw_ip", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP).close())
+attempt("raw_ip6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, 58).close())
+def ioctl_mtu():
+    import fcntl, struct
+    s = socket.socket()
+    fcntl.ioctl(s, 0x8922, struct.pack("16si12x", b"eth0", 1280))  # SIOCSIFMTU
+def ioctl_hw():
+    import fcntl, struct
+    s = socket.socket()
+    fcntl.ioctl(s, 0x8924, struct.pack("16sH6s8x", b"eth0", 1, bytes.fromhex("02aabbccddee")))
+attempt("set_mtu", ioctl_mtu)
+attempt("set_mac", ioctl_hw)
+for name, cmd in (("addr_add", "ip addr add 10.255.255.9/32 dev eth0"),
+                  ("route_add", "ip route add 198.18.99.0/24 dev eth0"),
+                  ("sysctl_fwd", "sh -c 'echo 1 > /proc/sys/net/ipv4/conf/eth0/proxy_arp'")):
+    r = subprocess.run(cmd, shell=True, capture_output=True)
+    out[name] = "ok" if r.returncode == 0 else "refused"
+print(json.dumps(out))
+"""
+
+
+def test_sandbox_holds_no_network_capability(netenv, net):
+    """The sandbox is root in its namespaces only as far as hull lets it:
+    no CAP_NET_ADMIN or CAP_NET_RAW in any set, so no packet or raw
+    socket, and eth0's MTU, MAC, addresses, routes and sysctls stay hull's."""
+    r = run(Sandbox(), "--network", net, cmd=["python3", "-c", SELF_TAMPER])
+    assert r.verdict == "ok", r
+    got = json.loads(r.out)
+    assert {k: got[k] for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")} == \
+        {"CapEff": [], "CapPrm": [], "CapBnd": [], "CapAmb": []}, got
+    assert all(got[k] != "ok" for k in ("packet", "raw_ip", "raw_ip6", "set_mtu", "set_mac",
+                                        "addr_add", "route_add", "sysctl_fwd")), got
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+# ---- a helper killed half-way --------------------------------------------------
+
+
+def bridge_state(bridge):
+    """What a usable bridge has: up, its gateway address, hull's sysctls and mark."""
+    sysfs = Path("/sys/class/net") / bridge
+    flags = int((sysfs / "flags").read_text(), 16)
+    addrs = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", bridge],
+                           capture_output=True, text=True).stdout
+    return {"up": bool(flags & 1),
+            "addr": re.findall(r"inet (\S+)", addrs),
+            "accept_ra": Path(f"/proc/sys/net/ipv6/conf/{bridge}/accept_ra").read_text().strip(),
+            "route_localnet":
+                Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").read_text().strip(),
+            "alias": (sysfs / "ifalias").read_text().strip()}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/strace").exists(), reason="needs strace")
+def test_create_killed_at_each_netlink_step_leaves_a_usable_network(netenv):
+    """`hull network create` SIGKILLed at its k-th netlink request, for every
+    k until it finishes: either no network is left, or the next member's
+    attach finds its bridge whole (up, the gateway address, accept_ra=0,
+    route_localnet=1, hull's mark), however far the killed one got."""
+    gw_pre = f"hull {netenv.config_dir}"
+    k = 0
+    while True:
+        k += 1
+        assert k < 100, "create never finished"
+        name = f"{netenv.tag}-k{k}"
+        cp = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=sendto,sendmsg",
+                             "-e", f"inject=sendto,sendmsg:signal=KILL:when={k}", HULL, "network",
+                             "create", name], capture_output=True, text=True, timeout=120)
+        defn = netenv.config_dir / f"{name}.json"
+        if not defn.exists():
+            assert cp.returncode != 0, cp
+            continue
+        netenv.made.append(name)
+        info = netenv.inspect(name)
+        r = run(Sandbox(), "--network", name, cmd=["true"])
+        assert r.verdict == "ok", (k, r)
+        prefix = info["subnet"].split("/")[1]
+        assert bridge_state(info["bridge"]) == {
+            "up": True, "addr": [f"{info['gateway']}/{prefix}"], "accept_ra": "0",
+            "route_localnet": "1", "alias": gw_pre}, (k, cp.returncode)
+        assert_nothing_left(netenv, name, [r.pid])
+        rm = subprocess.run([HULL, "network", "remove", name], capture_output=True, text=True,
+                            timeout=120)
+        assert rm.returncode == 0, rm
+        netenv.made.remove(name)
+        assert not Path("/sys/class/net", info["bridge"]).exists()
+        if cp.returncode == 0:
+            break
+    assert k > 3, "the kills never hit the set-up"
