@@ -9,6 +9,7 @@ on the host's LAN. Networks live in this module's own state directories
 (test_net_sandbox's netenv); nothing leaves this machine.
 """
 import json
+import os
 import re
 import socket
 import subprocess
@@ -273,3 +274,33 @@ def test_create_killed_at_each_netlink_step_leaves_a_usable_network(netenv):
         if cp.returncode == 0:
             break
     assert k > 3, "the kills never hit the set-up"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/strace").exists(), reason="needs strace")
+def test_run_whose_helper_is_killed_at_each_netlink_step_leaves_nothing(netenv, net, tmp_path):
+    """The sandbox's hull-net helper SIGKILLed at its k-th netlink (or
+    socket) message, for every k until a run goes through: the run fails
+    cleanly or finishes, and after the next ordinary run on the network
+    (whose attach sweeps) no lease, veth, rule or /etc file is left."""
+    helper = Path(HULL).parent / "hull-net"
+    wrapper = tmp_path / "hull-net-killed"
+    k = 0
+    while True:
+        k += 1
+        assert k < 200, "the run never went through"
+        wrapper.write_text("#!/bin/sh\nexec strace -qq -o /dev/null -e trace=sendto,sendmsg "
+                           f"-e inject=sendto,sendmsg:signal=KILL:when={k} {helper} \"$@\"\n")
+        wrapper.chmod(0o755)
+        p = subprocess.run([HULL, "sandbox", "run", "--json", "--network", net, "--", "true"],
+                           capture_output=True, text=True, timeout=240,
+                           env={**os.environ, "HULL_NET_HELPER": str(wrapper)})
+        r = run(Sandbox(), "--network", net, cmd=["true"])
+        assert r.verdict == "ok", (k, r)
+        assert_nothing_left(netenv, net, [r.pid])
+        # With --json a run hull could not finish is the verdict
+        # internal_error (exit status 0), one it could not start an error.
+        verdict = json.loads(p.stdout)["verdict"] if p.returncode == 0 else None
+        if verdict == "ok" and "network helper" not in p.stderr:
+            break
+        assert "hull: " in p.stderr and "network" in p.stderr, (k, p)
+    assert k > 3, "the kills never hit the attach"
