@@ -304,3 +304,113 @@ def test_run_whose_helper_is_killed_at_each_netlink_step_leaves_nothing(netenv, 
             break
         assert "hull: " in p.stderr and "network" in p.stderr, (k, p)
     assert k > 3, "the kills never hit the attach"
+
+
+# ---- neighbour spoofing on the bridge -------------------------------------------
+
+# Frames root in a member could send (a microVM guest is such a root), all
+# from the member's own MAC, in one process so they leave in order.
+# argv: iface own_mac then specs: "garp:IP" (a gratuitous ARP request
+# claiming IP for own_mac) or "na:SRC6:TARGET6" (an unsolicited neighbour
+# advertisement to ff02::1 with the override flag: TARGET6 is at own_mac).
+RAW_NEIGH = r"""
+import socket, struct, sys
+iface, mac = sys.argv[1:3]
+me = bytes.fromhex(mac.replace(":", ""))
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s >> 16) + (s & 0xffff)
+    return ~s & 0xffff
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+for spec in sys.argv[3:]:
+    kind, rest = spec.split(":", 1)
+    if kind == "garp":
+        ip = socket.inet_aton(rest)
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, me, ip, b"\0" * 6, ip)
+        s.send(b"\xff" * 6 + me + b"\x08\x06" + arp)
+    else:
+        src, target = rest.split("|")
+        src, target = (socket.inet_pton(socket.AF_INET6, a) for a in (src, target))
+        dst = socket.inet_pton(socket.AF_INET6, "ff02::1")
+        body = struct.pack("!I", 0x20000000) + target + b"\x02\x01" + me
+        pseudo = src + dst + struct.pack("!I3xB", 4 + len(body), 58)
+        icmp = struct.pack("!BBH", 136, 0, csum(pseudo + struct.pack("!BBH", 136, 0, 0) + body))
+        icmp += body
+        ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(icmp), 58, 255, src, dst)
+        s.send(b"\x33\x33\x00\x00\x00\x01" + me + b"\x86\xdd" + ip6 + icmp)
+"""
+
+
+def neigh_mac(addr, dev, pid=None):
+    pre = ["nsenter", "-t", str(pid), "-n"] if pid else []
+    out = subprocess.run([*pre, "ip", "neigh", "show", addr, "dev", dev], capture_output=True,
+                         text=True).stdout
+    m = re.search(r"lladdr (\S+)", out)
+    return m.group(1) if m else None
+
+
+def neigh_set(addr, mac, dev, pid=None):
+    pre = ["nsenter", "-t", str(pid), "-n"] if pid else []
+    subprocess.run([*pre, "ip", "neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud",
+                    "stale"], check=True, capture_output=True)
+
+
+def netns_addr6(pid):
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-6", "-o", "addr", "show",
+                          "dev", "eth0", "scope", "global"], capture_output=True, text=True).stdout
+    return re.search(r"inet6 (\S+)/", out).group(1)
+
+
+def test_a_member_cannot_claim_a_peers_or_the_gateways_address(netenv):
+    """On a network whose peers see each other (--allow-peers, so frames do
+    reach them), member A sends gratuitous ARP and unsolicited override
+    neighbour advertisements claiming member B's addresses (to the host)
+    and the gateway's (to B). The host's neighbour entries for B and B's
+    for the gateway keep their MACs; the same frames claiming A's own
+    addresses, sent last, do update the host's and B's entries (the
+    control: the frames are well made and arrive)."""
+    import uuid
+    sub = f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::/64"
+    name = netenv.create("--allow-peers", "--ipv6", sub)
+    info = netenv.inspect(name)
+    br = info["bridge"]
+    br_mac = link_mac(br)
+    gw4, gw6 = info["gateway"], info["ipv6_gateway"]
+    bogus = "02:00:5e:00:53:99"
+    a, b = Sandbox(), Sandbox()
+    ap, aout, aerr = a.start("--network", name, cmd=["sleep", "1000"])
+    bp, bout, berr = b.start("--network", name, cmd=["sleep", "1001"])
+    try:
+        apid = a.workload_pid(cmdline="sleep 1000", timeout=60)
+        bpid = b.workload_pid(cmdline="sleep 1001", timeout=60)
+        amac, bmac = link_mac("eth0", apid), link_mac("eth0", bpid)
+        a4, b4, a6, b6 = netns_addr4(apid), netns_addr4(bpid), netns_addr6(apid), netns_addr6(bpid)
+        # What each side believes now: B at B's MAC (host), the gateway at
+        # the bridge's (B); A's own entries wrong, for the control to fix.
+        for addr, mac in ((b4, bmac), (b6, bmac), (a4, bogus), (a6, bogus)):
+            neigh_set(addr, mac, br)
+        for addr, mac in ((gw4, br_mac), (gw6, br_mac), (a4, bogus), (a6, bogus)):
+            neigh_set(addr, mac, "eth0", bpid)
+        r = subprocess.run(["nsenter", "-t", str(apid), "-n", "python3", "-c", RAW_NEIGH, "eth0",
+                            amac, f"garp:{b4}", f"garp:{gw4}", f"na:{a6}|{b6}",
+                            f"na:{a6}|{gw6}", f"garp:{a4}", f"na:{a6}|{a6}"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r
+        from sandboxlib import wait_until
+
+        def controls():
+            return {"host": (neigh_mac(a4, br), neigh_mac(a6, br)),
+                    "peer": (neigh_mac(a4, "eth0", bpid), neigh_mac(a6, "eth0", bpid))}
+        want = {"host": (amac, amac), "peer": (amac, amac)}
+        assert wait_until(lambda: controls() == want, timeout=60), controls()
+        assert (neigh_mac(b4, br), neigh_mac(b6, br)) == (bmac, bmac)
+        assert (neigh_mac(gw4, "eth0", bpid), neigh_mac(gw6, "eth0", bpid)) == (br_mac, br_mac)
+    finally:
+        ra = stop_server(a, ap, aout, aerr)
+        rb = stop_server(b, bp, bout, berr)
+    assert ra.verdict == "killed" and rb.verdict == "killed", (ra, rb)
+    assert_nothing_left(netenv, name, [ra.pid, rb.pid])
