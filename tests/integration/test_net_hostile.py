@@ -414,3 +414,67 @@ def test_a_member_cannot_claim_a_peers_or_the_gateways_address(netenv):
         rb = stop_server(b, bp, bout, berr)
     assert ra.verdict == "killed" and rb.verdict == "killed", (ra, rb)
     assert_nothing_left(netenv, name, [ra.pid, rb.pid])
+
+
+# ---- the host over IPv6 ---------------------------------------------------------
+
+# argv: port then targets (IPv6 text, "%eth0" for link-local; "::ffff:a.b.c.d"
+# is IPv4 on the wire): one UDP datagram each, its payload the target.
+UDP6_SEND = r"""
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+for t in sys.argv[2:]:
+    try:
+        s.sendto(t.encode(), socket.getaddrinfo(t, port, socket.AF_INET6)[0][4])
+    except OSError as e:
+        print("unsent", t, e)
+"""
+
+
+def test_host_closed_over_ipv6_except_the_named_address(netenv, client_ns):
+    """With egress `all` plus one rule naming the IPv6 gateway's UDP port,
+    a member reaches that port on the gateway and on no other way to the
+    same host socket: the bridge's link-local address, the host's address
+    on another link, all-nodes multicast, the IPv4 gateway written as
+    ::ffff:a.b.c.d."""
+    import uuid
+    sub = f"fd{uuid.uuid4().hex[:2]}:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::/64"
+    name = netenv.create("--ipv6", sub)
+    info = netenv.inspect(name)
+    from sandboxlib import wait_until
+
+    def bridge_ll():
+        out = subprocess.run(["ip", "-6", "-o", "addr", "show", "dev", info["bridge"], "scope",
+                              "link"], capture_output=True, text=True).stdout
+        m = re.search(r"inet6 (\S+)/.*", out)
+        return m.group(1) if m and "tentative" not in m.group(0) else None
+    # The bridge has its link-local address once a port is up: a member
+    # that only holds it.
+    hold = Sandbox()
+    hp, hout, herr = hold.start("--network", name, cmd=["sleep", "1000"])
+    try:
+        assert wait_until(bridge_ll, timeout=60), "the bridge never had a link-local address"
+        br_ll = bridge_ll()
+    finally:
+        rh = stop_server(hold, hp, hout, herr)
+    assert rh.verdict == "killed", rh
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    rx.bind(("::", 0))
+    port = rx.getsockname()[1]
+    rx.settimeout(5)
+    targets = [f"{br_ll}%eth0", client_ns.host_addr6, "ff02::1%eth0",
+               f"::ffff:{info['gateway']}", info["ipv6_gateway"]]
+    try:
+        r = run(Sandbox(), "--network", name, "--egress",
+                f"all,[{info['ipv6_gateway']}/128]:{port}/udp",
+                cmd=["python3", "-c", UDP6_SEND, str(port), *targets])
+        assert r.verdict == "ok" and r.out == "", r  # every datagram left
+        got = []
+        while got[-1:] != [info["ipv6_gateway"]]:  # the control is sent last
+            got.append(rx.recv(200).decode())
+    finally:
+        rx.close()
+    assert got == [info["ipv6_gateway"]], got
+    assert_nothing_left(netenv, name, [r.pid])
