@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from netlib import client_ns  # noqa: F401 (fixture)
+from netlib import client_ns, upstream  # noqa: F401 (fixtures)
 from sandboxlib import HULL, Sandbox
 from test_net_sandbox import (  # noqa: F401 (fixtures)
     assert_nothing_left,
@@ -478,3 +478,55 @@ def test_host_closed_over_ipv6_except_the_named_address(netenv, client_ns):
         rx.close()
     assert got == [info["ipv6_gateway"]], got
     assert_nothing_left(netenv, name, [r.pid])
+
+
+# ---- internal networks ---------------------------------------------------------
+
+
+def test_internal_member_reaches_no_published_port(netenv, net, upstream):
+    """A member of an --internal network has no way out: not to the test
+    upstream, and not into another network's member through a port that
+    member publishes on every host address (DNATed, so it used to pass as a
+    published port's connection), whichever host address it uses. A member
+    of an ordinary network reaches the same port (the control)."""
+    from test_net_sandbox import PROBE, serve_in_sandbox
+    internal = netenv.create("--internal")
+    gw_int, gw_net = netenv.inspect(internal)["gateway"], netenv.inspect(net)["gateway"]
+    port = free_port()
+    sb = Sandbox()
+    p, out, err, _, _ = serve_in_sandbox(sb, "--network", net, "--publish", f"{port}:8000")
+    targets = [f"{gw_int}:{port}", f"{gw_net}:{port}", f"{upstream.addr4}:8080"]
+    try:
+        ri = run(Sandbox(), "--network", internal, cmd=["python3", "-c", PROBE, *targets])
+        other = netenv.create()
+        gw_other = netenv.inspect(other)["gateway"]
+        ro = run(Sandbox(), "--network", other,
+                 cmd=["python3", "-c", PROBE, f"{gw_other}:{port}", f"{gw_net}:{port}"])
+    finally:
+        rs = stop_server(sb, p, out, err)
+    assert ri.verdict == "ok" and ro.verdict == "ok", (ri, ro)
+    assert json.loads(ri.out) == {t: "closed" for t in targets}, ri.out
+    assert json.loads(ro.out) == {f"{gw_other}:{port}": "open", f"{gw_net}:{port}": "open"}, ro.out
+    assert rs.verdict == "killed", rs
+    for n, pids in ((net, [rs.pid]), (internal, [ri.pid]), (other, [ro.pid])):
+        assert_nothing_left(netenv, n, pids)
+
+
+def test_internal_network_with_allow_peers_lets_peers_talk(netenv, upstream):
+    """--internal --allow-peers: the peers reach each other (the bridged
+    frames pass the forward chain with br_netfilter, where the internal
+    drop used to come before the member's peer rule), and still nothing
+    leaves the network."""
+    from test_net_sandbox import PROBE, serve_in_sandbox
+    name = netenv.create("--internal", "--allow-peers")
+    a = Sandbox()
+    p, out, err, _, addr = serve_in_sandbox(a, "--network", name)
+    try:
+        r = run(Sandbox(), "--network", name,
+                cmd=["python3", "-c", PROBE, f"{addr}:8000", f"{upstream.addr4}:8080"])
+    finally:
+        ra = stop_server(a, p, out, err)
+    assert r.verdict == "ok", r
+    assert json.loads(r.out) == {f"{addr}:8000": "open", f"{upstream.addr4}:8080": "closed"}
+    assert ra.verdict == "killed", ra
+    assert_nothing_left(netenv, name, [ra.pid, r.pid])

@@ -84,8 +84,8 @@ static const char base_inet[] =
     "  chain forward {\n"
     "    type filter hook forward priority filter; policy accept;\n"
     "    ct state established,related accept\n"
-    "    oifname @bridges ct status dnat accept\n"
-    "    iifname @internal_bridges drop\n"
+    "    iifname @internal_bridges oifname != @bridges drop\n"
+    "    iifname != @internal_bridges oifname @bridges ct status dnat accept\n"
     "    iifname @bridges ip saddr vmap @out4\n"
     "    iifname @bridges ip6 saddr vmap @out6\n"
     "    iifname @bridges drop\n"
@@ -137,8 +137,8 @@ static bool table_exists(const char *family)
 
 /* The base chains' rules change with hull: BASE_VERSION names an empty
  * chain that says which rules the tables hold. */
-#define BASE_VERSION "base_v5"
-#define BASE_NUMBER  5
+#define BASE_VERSION "base_v6"
+#define BASE_NUMBER  6
 #define BASE_OLDEST  2
 
 static const struct {
