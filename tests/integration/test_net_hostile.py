@@ -530,3 +530,77 @@ def test_internal_network_with_allow_peers_lets_peers_talk(netenv, upstream):
     assert json.loads(r.out) == {f"{addr}:8000": "open", f"{upstream.addr4}:8080": "closed"}
     assert ra.verdict == "killed", ra
     assert_nothing_left(netenv, name, [ra.pid, r.pid])
+
+
+# ---- other ether types -----------------------------------------------------------
+
+# argv: iface then markers; prints each marker seen in a frame on iface
+# (any protocol), ends once the last one was seen.
+SNIFF = r"""
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+s.bind((sys.argv[1], 0))
+print("ready", flush=True)
+want = [m.encode() for m in sys.argv[2:]]
+while True:
+    f = s.recv(65535)
+    for m in want:
+        if m in f:
+            print(m.decode(), flush=True)
+            if m == want[-1]:
+                sys.exit(0)
+"""
+
+# argv: iface src_mac dst_mac then "ETHERTYPE_HEX:PAYLOAD" ...: frames as given
+# (a payload starting with "vlan" gets an 802.1Q tag 5 and inner type IPv4).
+RAW_ETHER = r"""
+import socket, struct, sys
+iface, smac, dmac = sys.argv[1:4]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+hdr = bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", ""))
+for spec in sys.argv[4:]:
+    et, payload = spec.split(":", 1)
+    body = payload.encode().ljust(46, b"\0")
+    if payload.startswith("vlan"):
+        s.send(hdr + struct.pack("!HHH", 0x8100, 5, 0x0800) + body)
+    else:
+        s.send(hdr + struct.pack("!H", int(et, 16)) + body)
+"""
+
+
+def test_no_vlan_or_other_ether_types_reach_a_peer(netenv):
+    """On an --allow-peers network (frames do reach peers), member A sends
+    an 802.1Q-tagged frame and frames of other ether types (LLDP, IPX,
+    0x88b5) to peer B's MAC. B's eth0 sees none of them; an untagged IPv4
+    frame sent last arrives (the control)."""
+    name = netenv.create("--allow-peers")
+    a, b = Sandbox(), Sandbox()
+    ap, aout, aerr = a.start("--network", name, cmd=["sleep", "1000"])
+    bp, bout, berr = b.start("--network", name, cmd=["sleep", "1001"])
+    sniff = None
+    try:
+        apid = a.workload_pid(cmdline="sleep 1000", timeout=60)
+        bpid = b.workload_pid(cmdline="sleep 1001", timeout=60)
+        amac, bmac = link_mac("eth0", apid), link_mac("eth0", bpid)
+        markers = ["vlanraw", "lldp", "ipx", "local", "control"]
+        sniff = subprocess.Popen(["nsenter", "-t", str(bpid), "-n", "python3", "-u", "-c", SNIFF,
+                                  "eth0", *markers], stdout=subprocess.PIPE, text=True)
+        assert sniff.stdout.readline() == "ready\n"
+        na = ["nsenter", "-t", str(apid), "-n"]
+        for cmd in (["python3", "-c", RAW_ETHER, "eth0", amac, bmac, "0800:vlanraw",
+                     "88cc:lldp", "8137:ipx", "88b5:local"],
+                    ["python3", "-c", RAW_UDP, "eth0", amac, bmac, netns_addr4(apid),
+                     f"{netns_addr4(bpid)}:9:control"]):
+            r = subprocess.run([*na, *cmd], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r
+        out, _ = sniff.communicate(timeout=60)
+    finally:
+        if sniff and sniff.poll() is None:
+            sniff.kill()
+            sniff.wait()
+        ra = stop_server(a, ap, aout, aerr)
+        rb = stop_server(b, bp, bout, berr)
+    assert out.split() == ["control"], out
+    assert ra.verdict == "killed" and rb.verdict == "killed", (ra, rb)
+    assert_nothing_left(netenv, name, [ra.pid, rb.pid])
