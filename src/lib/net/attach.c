@@ -104,8 +104,22 @@ void net_bridge_mac(const struct net_def *d, char buf[18])
              (unsigned)h & 0xff);
 }
 
+/* A bridge whose set-up a killed helper left unfinished: the definition
+ * is written before the bridge is made, and link up is the set-up's last
+ * kernel step, so such a bridge is down, with no alias or this state's. */
+static bool bridge_unfinished(const char *bridge)
+{
+    char have[300], want[256];
+    if (nl_link_is_up(bridge))
+        return false;
+    net_link_alias(bridge, have, sizeof(have));
+    net_alias(true, want, sizeof(want));
+    return !have[0] || strcmp(have, want) == 0;
+}
+
 int net_network_ensure(const struct net_def *d, hull_error *err)
 {
+    bool made = false;
     if (nl_link_index(d->bridge) == 0) {
         char mac[18];
         /* A fixed MAC: a bridge otherwise takes its lowest port's, and the
@@ -113,22 +127,29 @@ int net_network_ensure(const struct net_def *d, hull_error *err)
         net_bridge_mac(d, mac);
         if (nl_bridge_create(d->bridge, mac, err) < 0)
             return -1;
-        char alias[256];
-        net_alias(true, alias, sizeof(alias));
-        if (nl_link_set_alias(d->bridge, alias, err) < 0 || sysctl_all(d->bridge, d, err) < 0 ||
-            nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
-            (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
-            nl_link_up(d->bridge, err) < 0 || nft_network_add(d, err) < 0) {
-            /* Only what this call made: the bridge it created. */
+        made = true;
+    } else if (!bridge_unfinished(d->bridge)) {
+        /* An existing bridge: its set elements come again with each member
+         * (nft_member_add); forwarding may have been turned off since. */
+        return forwarding(d, err);
+    }
+    /* Every step is idempotent, so an unfinished bridge is set up again
+     * whole: left as it was, it would have no address, stay down and take
+     * router advertisements. */
+    char alias[256];
+    net_alias(true, alias, sizeof(alias));
+    if (nl_link_set_alias(d->bridge, alias, err) < 0 || sysctl_all(d->bridge, d, err) < 0 ||
+        nl_addr_add(d->bridge, AF_INET, d->gw4, d->subnet4.len, false, err) < 0 ||
+        (d->has6 && nl_addr_add(d->bridge, AF_INET6, d->gw6, d->subnet6.len, true, err) < 0) ||
+        nl_link_up(d->bridge, err) < 0 || nft_network_add(d, err) < 0) {
+        /* Only what this call made: the bridge it created. */
+        if (made) {
             nft_network_remove(d, NULL);
             nl_link_delete(d->bridge, NULL);
-            return -1;
         }
-        return 0;
+        return -1;
     }
-    /* An existing bridge: its set elements come again with each member
-     * (nft_member_add); forwarding may have been turned off since. */
-    return forwarding(d, err);
+    return 0;
 }
 
 /* Every subnet a new network must not overlap: the host's routes and

@@ -88,6 +88,8 @@ const char *net_config_dir(void);
 const char *net_run_dir(void);
 /* The ifalias of hull's bridges ("hull <config dir>") and ports ("hull <run dir>"). */
 void net_alias(bool bridge, char *buf, size_t len);
+/* An interface's ifalias ("" when it has none or is gone). */
+void net_link_alias(const char *ifname, char *buf, size_t len);
 /* flock of HULL_NET_RUN_DIR/lock (made on first use); returns the fd. */
 int net_lock(hull_error *err);
 /* The host's own lock, beside the state's (taken after it): a new
@@ -155,6 +157,7 @@ int nl_link_delete(const char *name, hull_error *err); /* absent is fine */
  * RTM_DELLINK); false too when that cannot be told. */
 bool nl_link_gone_within(const char *name, unsigned timeout_ms);
 int nl_link_up(const char *name, hull_error *err);
+bool nl_link_is_up(const char *name); /* IFF_UP set (false when absent) */
 /* ifalias: "hull <state dir>" marks whose an interface is (prune.c). */
 int nl_link_set_alias(const char *name, const char *alias, hull_error *err);
 int nl_link_set_master(const char *name, const char *master, bool isolated, hull_error *err);

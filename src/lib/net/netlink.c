@@ -203,6 +203,14 @@ static int link_up_sock(struct nl *n, const char *name, hull_error *err)
     return 0;
 }
 
+bool nl_link_is_up(const char *name)
+{
+    struct ifreq r = {0};
+    snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", name);
+    cleanup_close int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    return s >= 0 && ioctl(s, SIOCGIFFLAGS, &r) == 0 && (r.ifr_flags & IFF_UP);
+}
+
 int nl_link_up(const char *name, hull_error *err)
 {
     cleanup_nl struct nl n = {0};

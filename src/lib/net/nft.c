@@ -84,8 +84,8 @@ static const char base_inet[] =
     "  chain forward {\n"
     "    type filter hook forward priority filter; policy accept;\n"
     "    ct state established,related accept\n"
-    "    oifname @bridges ct status dnat accept\n"
-    "    iifname @internal_bridges drop\n"
+    "    iifname @internal_bridges oifname != @bridges drop\n"
+    "    iifname != @internal_bridges oifname @bridges ct status dnat accept\n"
     "    iifname @bridges ip saddr vmap @out4\n"
     "    iifname @bridges ip6 saddr vmap @out6\n"
     "    iifname @bridges drop\n"
@@ -104,6 +104,7 @@ static const char base_inet[] =
     "  }\n"
     "  chain prerouting {\n"
     "    type nat hook prerouting priority dstnat; policy accept;\n"
+    "    ip daddr 127.0.0.0/8 return\n"
     "    fib daddr type local meta l4proto . th dport vmap @pub\n"
     "  }\n"
     "  chain output {\n"
@@ -136,7 +137,9 @@ static bool table_exists(const char *family)
 
 /* The base chains' rules change with hull: BASE_VERSION names an empty
  * chain that says which rules the tables hold. */
-#define BASE_VERSION "base_v4"
+#define BASE_VERSION "base_v6"
+#define BASE_NUMBER  6
+#define BASE_OLDEST  2
 
 static const struct {
     const char *family, *chain, *spec;
@@ -170,24 +173,40 @@ static int write_base(hull_error *err)
     fputs(base_bridge, s.f);
     /* An older hull's version marker goes (added first: delete of a missing
      * chain would fail the whole transaction). */
-    for (int v = 2; v < 4; v++)
+    for (int v = BASE_OLDEST; v < BASE_NUMBER; v++)
         fprintf(s.f, "add chain inet hull base_v%d\ndelete chain inet hull base_v%d\n", v, v);
     fprintf(s.f, "add chain inet hull " BASE_VERSION "\n");
     return script_run(&s, err);
+}
+
+/* Whether the base chains hold this hull's rules: its marker, and no older
+ * one beside it (an older hull that rewrote the shared tables after this one
+ * added its marker and left it). */
+static bool base_current(void)
+{
+    if (!nl_nft_exists("inet", "hull", BASE_VERSION))
+        return false;
+    for (int v = BASE_OLDEST; v < BASE_NUMBER; v++) {
+        char name[16];
+        snprintf(name, sizeof(name), "base_v%d", v);
+        if (nl_nft_exists("inet", "hull", name))
+            return false;
+    }
+    return true;
 }
 
 int nft_ensure_base(hull_error *err)
 {
     /* Once per process: hull-net attaches one member and exits. */
     static bool done;
-    if (!done && nl_nft_exists("inet", "hull", BASE_VERSION))
+    if (!done && base_current())
         done = true;
     if (done)
         return 0;
     cleanup_close int lock = net_host_lock_named("nft", err);
     if (lock < 0)
         return -1;
-    if (!nl_nft_exists("inet", "hull", BASE_VERSION) && write_base(err) < 0)
+    if (!base_current() && write_base(err) < 0)
         return hull_error_prefix(err, "hull's nftables tables");
     done = true;
     return 0;

@@ -92,12 +92,8 @@ static void master_of(const char *ifname, char *buf, size_t len)
  * another hull's half-way through an attach: never ours to delete.) */
 static bool ours(const char *ifname, bool bridge)
 {
-    char path[128], want[256], have[300] = "";
-    snprintf(path, sizeof(path), "/sys/class/net/%s/ifalias", ifname);
-    cleanup_file FILE *f = fopen(path, "re");
-    if (f && !fgets(have, sizeof(have), f))
-        have[0] = '\0';
-    have[strcspn(have, "\n")] = '\0';
+    char want[256], have[300];
+    net_link_alias(ifname, have, sizeof(have));
     net_alias(bridge, want, sizeof(want));
     return strcmp(have, want) == 0;
 }

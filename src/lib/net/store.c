@@ -35,6 +35,16 @@ void net_alias(bool bridge, char *buf, size_t len)
     snprintf(buf, len, "hull %.200s", bridge ? net_config_dir() : net_run_dir());
 }
 
+void net_link_alias(const char *ifname, char *buf, size_t len)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/sys/class/net/%s/ifalias", ifname);
+    cleanup_file FILE *f = fopen(path, "re");
+    if (!f || !fgets(buf, (int)len, f))
+        buf[0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
 static int lock_path(const char *path, hull_error *err)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
