@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from netlib import Client, Upstream, client_ns, upstream  # noqa: F401 (fixtures)
+from netlib import Client, Upstream, client_ns, sh, upstream  # noqa: F401 (fixtures)
 from sandboxlib import GENEROUS, HULL, Sandbox, state_dirs, wait_until
 
 SANDBOX_NET_DIR = Path("/run/hull/sandbox-net")
@@ -313,6 +313,32 @@ def test_egress_allow_list_one_port_open_one_closed(netenv, net, upstream):
         r = run(sb, "--network", net, "--egress", egress, cmd=["python3", "-c", PROBE, a, b])
         assert r.verdict == "ok", (egress, r)
         assert json.loads(r.out) == {a: want, b: want}, egress
+    assert_nothing_left(netenv, net, [r.pid])
+
+
+def test_egress_all_is_not_the_link_local_range(netenv, net, upstream):
+    # 169.254.169.254 is many clouds' metadata service (credentials, user
+    # data). The test stands one of the range's addresses up in the test
+    # upstream (not .169.254 itself: this host may have a real one) behind
+    # a host route of the test's own.
+    ll = "169.254.77.1"
+    upstream.exec("ip", "addr", "add", f"{ll}/32", "dev", upstream.ifname)
+    sh("ip", "route", "add", f"{ll}/32", "via", upstream.addr4, "dev", upstream.host_if)
+    try:
+        assert upstream.exec("true").returncode == 0
+        sb = Sandbox()
+        a, b = f"{upstream.addr4}:8080", f"{ll}:8080"
+        for publish in ((), ("--publish", f"{free_port()}:9")):  # nft_batch.c's rules, nft.c's
+            r = run(sb, "--network", net, *publish, cmd=["python3", "-c", PROBE, a, b])
+            assert r.verdict == "ok", r
+            assert json.loads(r.out) == {a: "open", b: "closed"}, publish
+        # A rule that names it opens it.
+        r = run(sb, "--network", net, "--egress", f"{ll}:8080/tcp",
+                cmd=["python3", "-c", PROBE, b])
+        assert r.verdict == "ok", r
+        assert json.loads(r.out) == {b: "open"}
+    finally:
+        sh("ip", "route", "del", f"{ll}/32", check=False)
     assert_nothing_left(netenv, net, [r.pid])
 
 

@@ -302,8 +302,14 @@ static void member_inet(FILE *f, const struct net_def *d, const struct net_membe
             fprintf(f, " accept\n");
         }
     }
+    /* "all" is the internet, not the link-local range: 169.254.169.254 is
+     * a cloud's metadata service (its credentials and user data) on many
+     * hosts. A rule above that names it still reaches it. */
     if (eg->all)
-        fprintf(f, "add rule inet hull %s_o accept\n", c);
+        fprintf(f,
+                "add rule inet hull %s_o ip daddr 169.254.0.0/16 drop\n"
+                "add rule inet hull %s_o accept\n",
+                c, c);
     fprintf(f, "add rule inet hull %s_o drop\nadd rule inet hull %s_i drop\n", c, c);
     for (size_t i = 0; i < m->n_publish; i++) {
         const struct hull_publish *p = &m->publish[i];

@@ -299,6 +299,15 @@ static void add_inet(struct batch *b, const struct net_member *m, const struct h
     e_lookup(&r, "bridges");
     rule_end(b, &r, NF_DROP);
     if (eg->all) {
+        /* ip daddr 169.254.0.0/16 drop: [ meta load nfproto ] [ cmp eq ipv4 ]
+         * [ payload load 2b @ network + 16 ] [ cmp eq 169.254 ] */
+        static const uint8_t ipv4 = NFPROTO_IPV4, link_local[2] = {169, 254};
+        r = rule_start(b, NFPROTO_INET, o);
+        e_meta(&r, NFT_META_NFPROTO);
+        e_cmp(&r, NFT_CMP_EQ, &ipv4, 1);
+        e_payload(&r, NFT_PAYLOAD_NETWORK_HEADER, 16, 2);
+        e_cmp(&r, NFT_CMP_EQ, link_local, 2);
+        rule_end(b, &r, NF_DROP);
         r = rule_start(b, NFPROTO_INET, o);
         rule_end(b, &r, NF_ACCEPT);
     }
