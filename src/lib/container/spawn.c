@@ -457,7 +457,7 @@ static int serve_init(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
 /* netns_late: the init's network namespace, made by this thread while it
  * is still in the container's cgroups (so the namespace is charged there,
  * as the clone's would be) and the init already builds its root; sent to
- * the init, which joins it before its first sysfs mount. */
+ * the init, which joins it before its first mount that may see it (sysfs). */
 static int make_late_netns(struct hull_launch *l, hull_error *err)
 {
     cleanup_close int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
