@@ -3,6 +3,8 @@
 process behind (the hull and no_leaks fixtures check the last two again)."""
 import contextlib
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -207,6 +209,30 @@ def test_mount_through_symlink_loop(hull, bundle, tmp_path):
     bundle.config["mounts"].append({"destination": "/l1/x", "type": "tmpfs", "source": "tmpfs"})
     c, r = create(hull, bundle)
     assert_error(r, "create", c, "mounts[7].destination: /l1/x: too many levels of symbolic links")
+    assert_nothing_left(hull, tmp_path)
+
+
+def test_mount_failing_before_the_network_namespace_is_sent(hull, bundle, tmp_path):
+    """Where the runtime makes the init's network namespace after the clone
+    (v1 memory cgroup, no memory or pids limit), the init may fail a mount
+    and exit before the runtime sends it: the user still reads the mount's
+    error, not the broken pipe of that send. strace holds the runtime's
+    unshare(CLONE_NEWNET) back (the init, without a cgroup namespace to
+    unshare, makes no such call) so the init is gone by then."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is needed to hold the runtime back at that step")
+    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"]
+                                  if n["type"] != "cgroup"]
+    bundle.config["mounts"].insert(0, {"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+                                       "options": ["size=nonsense"]})
+    bundle.write()
+    c = cid()
+    r = subprocess.run([strace, "-f", "-o", os.devnull, "-e", "trace=unshare",
+                        "-e", "inject=unshare:delay_enter=1000000",
+                        *hull.cmd("create", "--bundle", str(bundle.path), c)],
+                       capture_output=True, text=True, timeout=120)
+    assert_error(r, "create", c, "mounts[0]: mount tmpfs on /x: Invalid argument")
     assert_nothing_left(hull, tmp_path)
 
 

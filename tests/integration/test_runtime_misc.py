@@ -175,3 +175,18 @@ def test_new_network_namespace_is_what_sysfs_and_the_program_see(hull, bundle, m
     words = r.stdout.split()
     assert words[:-1] == ["lo"], r
     assert words[-1].startswith("net:[") and words[-1] != os.readlink("/proc/self/ns/net")
+
+
+def test_bind_of_a_namespace_file_made_in_the_containers_network_namespace(hull, bundle):
+    """A bind resolved by the init (here /proc/self/ns/net, first of the
+    mounts) leads to the container's network namespace, not to the host's
+    that the init is in until it joins a namespace the runtime makes after
+    the clone: the init joins before such a mount, as before sysfs."""
+    bundle.config["mounts"].insert(0, {"destination": "/netns", "type": "bind",
+                                       "source": "/proc/self/ns/net", "options": ["bind"]})
+    bundle.set_args("sh", "-c", "stat -L -c %i /netns; readlink /proc/self/ns/net")
+    bundle.write()
+    r = hull("run", "--bundle", str(bundle.path), cid("nsbind"), check=True)
+    bound, own = r.stdout.split()
+    assert own == f"net:[{bound}]", r
+    assert int(bound) != os.stat("/proc/self/ns/net").st_ino

@@ -122,7 +122,8 @@ static int ask_bind_source(void *arg, size_t index, hull_error *err)
 
 /* launch.netns_late: join the network namespace the runtime made for us
  * (it comes after CGROUP_DONE, once made). Before anything that sees the
- * network namespace: the first sysfs mount, else right after the mounts. */
+ * network namespace: the first mount that may (sysfs, mounts.c), else
+ * right after the mounts. */
 static int enter_late_netns(void *arg, hull_error *err)
 {
     struct hull_launch *l = arg;

@@ -9,7 +9,8 @@
  *   oom_score_adj; CGROUP_DONE --------> become root in the user namespace,
  *                                        unshare cgroupns, build the rootfs
  *   (netns_late: make the network
- *   namespace; NETNS(fd) -------------> joined before the first sysfs mount)
+ *   namespace; NETNS(fd) -------------> joined before the first mount that
+ *                                        may see it: sysfs, nfs, a /proc bind)
  *                          <------------ BIND_SOURCE(i), for each bind source
  *   a helper opens it in the init's       the init cannot reach from its
  *   mount ns; BIND_SOURCE(fd) ---------> user namespace
@@ -62,8 +63,8 @@ struct hull_launch {
     /* Set by hull_launch_spawn: the init's new network namespace is not
      * made by its clone but by the runtime, in its cgroups still, while the
      * init builds its root (the longest step of a clone, taken off the
-     * path), and joined by the init before its first sysfs mount
-     * (SYNC_NETNS). */
+     * path), and joined by the init before its first mount that may see
+     * it (sysfs; SYNC_NETNS). */
     bool netns_late;
     /* Input: the caller lets netns_late be used (it has no setting_up
      * callback or other use of the init's network namespace before READY). */

@@ -457,7 +457,7 @@ static int serve_init(struct hull_launch *l, char *(*hook_state)(pid_t pid, void
 /* netns_late: the init's network namespace, made by this thread while it
  * is still in the container's cgroups (so the namespace is charged there,
  * as the clone's would be) and the init already builds its root; sent to
- * the init, which joins it before its first sysfs mount. */
+ * the init, which joins it before its first mount that may see it (sysfs). */
 static int make_late_netns(struct hull_launch *l, hull_error *err)
 {
     cleanup_close int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -478,6 +478,29 @@ static int make_late_netns(struct hull_launch *l, hull_error *err)
     return hull_sync_send_fd(l->sync_fd, SYNC_NETNS, made, err);
 }
 
+/* netns_late: the init already builds its root while this thread still
+ * sends to it, so a send may find it gone (EPIPE): it failed on its own
+ * (a bad mount) and said why before it exited. That reason, queued on the
+ * socket, is the error rather than the broken pipe. Reading cannot block:
+ * the init's end is closed. */
+static int init_reason(struct hull_launch *l, hull_error *err)
+{
+    int code = hull_error_code(*err);
+    if (code != EPIPE && code != ECONNRESET)
+        return -1;
+    struct hull_sync_msg m;
+    cleanup_hull_error hull_error e = NULL;
+    while (hull_sync_recv(l->sync_fd, &m, &e) == 0) {
+        if (m.fd >= 0)
+            close(m.fd);
+        if (m.type == SYNC_ERROR) {
+            hull_error_set(err, m.value, "%s", m.text);
+            return -1;
+        }
+    }
+    return -1;
+}
+
 /* After the clone, netns_late: rlimits and CGROUP_DONE at once (there are
  * no late limits), then the namespace, then the step out of the cgroups. */
 static int late_netns_steps(struct hull_launch *l, struct hull_cgroup_self *kept, hull_error *err)
@@ -487,7 +510,7 @@ static int late_netns_steps(struct hull_launch *l, struct hull_cgroup_self *kept
                     hull_oom_score_adj_apply(l->pid, spec->process, err) < 0 ||
                     hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0 ||
                     make_late_netns(l, err) < 0
-                ? -1
+                ? init_reason(l, err)
                 : 0;
     hull_cgroup_step_out(kept);
     return r;

@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "linux/bind.h"
@@ -393,6 +395,26 @@ static int own_root(struct hull_rootfs *r, hull_error *err)
     return 0;
 }
 
+/* Whether a mount may take the mounter's network namespace as its own, so
+ * that a late network namespace (rootfs.enter_netns) must be joined first:
+ * sysfs does, so may any filesystem not known to be blind to it (nfs,
+ * cifs: their sockets), and a bind of a namespace file or of /proc
+ * (/proc/self/ns/net, /proc/net/...), resolved by the mounter. */
+static bool sees_netns(const struct hull_mount *m)
+{
+    if (m->bind) {
+        struct statfs fs;
+        /* A source that cannot be looked up fails its own mount. */
+        return statfs(m->source, &fs) == 0 &&
+               (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == NSFS_MAGIC);
+    }
+    static const char *const blind[] = {"proc", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2"};
+    for (size_t i = 0; i < sizeof(blind) / sizeof(blind[0]); i++)
+        if (is_type(m, blind[i]))
+            return false;
+    return true;
+}
+
 int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
 {
     const struct hull_spec *spec = r->spec;
@@ -409,9 +431,8 @@ int hull_rootfs_prepare(struct hull_rootfs *r, hull_error *err)
             return -1;
 
     for (size_t i = 0; i < spec->n_mounts; i++) {
-        /* sysfs shows the network namespace of whoever mounts it. */
         const struct hull_mount *m = &spec->mounts[i];
-        if (r->enter_netns && !m->bind && is_type(m, "sysfs")) {
+        if (r->enter_netns && sees_netns(m)) {
             if (r->enter_netns(r->enter_netns_arg, err) < 0)
                 return -1;
             r->enter_netns = NULL;

@@ -50,9 +50,10 @@ struct hull_rootfs {
      * this mount namespace, opened by someone who can. May be NULL. */
     int (*open_source)(void *arg, size_t index, hull_error *err);
     void *open_source_arg;
-    /* Called before the first mount that takes the mounter's network
-     * namespace as its own (sysfs), when the init is not in its network
-     * namespace yet; 0 once it is. May be NULL. */
+    /* Called before the first mount that may take the mounter's network
+     * namespace as its own (sysfs, a network filesystem, a bind of a /proc
+     * or namespace file), when the init is not in its network namespace
+     * yet; 0 once it is. May be NULL. */
     int (*enter_netns)(void *arg, hull_error *err);
     void *enter_netns_arg;
 };
