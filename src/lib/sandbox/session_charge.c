@@ -43,35 +43,6 @@ int hull_session_paused_for(const struct hull_session *s, const char *what, hull
     return 0;
 }
 
-static void write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t k = write(fd, c, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return;
-        c += k;
-        n -= (size_t)k;
-    }
-}
-
-static size_t read_all(int fd, void *p, size_t n)
-{
-    char *c = p;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = read(fd, c + got, n - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    return got;
-}
-
 __attribute__((noreturn)) static void child(struct hull_session *s, hull_charged_fn fn, void *arg,
                                             void *out, size_t out_len, int fd)
 {
@@ -83,9 +54,10 @@ __attribute__((noreturn)) static void child(struct hull_session *s, hull_charged
     char msg[1024] = "";
     if (code)
         snprintf(msg, sizeof(msg), "%s", hull_error_msg(e));
-    write_all(fd, &code, sizeof(code));
-    write_all(fd, out, out_len);
-    write_all(fd, msg, strlen(msg));
+    /* A write that fails shows the parent a cut answer: it says so. */
+    if (hull_pwrite_all(fd, &code, sizeof(code), -1) == 0 &&
+        hull_pwrite_all(fd, out, out_len, -1) == 0)
+        hull_pwrite_all(fd, msg, strlen(msg), -1);
     _exit(0);
 }
 
@@ -112,9 +84,9 @@ int hull_session_charged(struct hull_session *s, const char *what, hull_charged_
     close(p[1]);
     int code = 0;
     char msg[1025];
-    size_t got = read_all(p[0], &code, sizeof(code));
-    got += read_all(p[0], out, out_len);
-    size_t m = read_all(p[0], msg, sizeof(msg) - 1);
+    size_t got = hull_read_all(p[0], &code, sizeof(code));
+    got += hull_read_all(p[0], out, out_len);
+    size_t m = hull_read_all(p[0], msg, sizeof(msg) - 1);
     msg[m] = '\0';
     close(p[0]);
     int status = 0;

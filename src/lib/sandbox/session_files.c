@@ -73,20 +73,6 @@ static int parent_dir(struct hull_session *s, char *rel, const char **name, hull
     return dir;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* put, with the sandbox user's fsuid already taken. */
 static int put_file_as_user(struct hull_session *s, char *rel, const void *data, size_t len,
                             unsigned mode, hull_error *err)
@@ -114,7 +100,7 @@ static int put_file_as_user(struct hull_session *s, char *rel, const void *data,
         return hull_error_errno(err, "put /tmp/%s", rel);
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return hull_error_set(err, EINVAL, "put /tmp/%s: not a regular file", rel);
-    if (ftruncate(fd, 0) < 0 || write_all(fd, data, len) < 0)
+    if (ftruncate(fd, 0) < 0 || hull_pwrite_all(fd, data, len, -1) < 0)
         return hull_error_errno(err, "put /tmp/%s", rel);
     if (mode && fchmod(fd, mode & 0777) < 0)
         return hull_error_errno(err, "put /tmp/%s: chmod", rel);

@@ -216,15 +216,7 @@ static int read_answer(int sock, json_object **out, int *fd_out, hull_error *err
     char *text = malloc(len + 1);
     if (text == NULL)
         return hull_error_set(err, ENOMEM, "out of memory");
-    size_t got = 0;
-    while (got < len) {
-        ssize_t k = read(sock, text + got, len - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
+    size_t got = hull_read_all(sock, text, len);
     text[got] = '\0';
     json_object *msg = got == len ? json_tokener_parse(text) : NULL;
     free(text);

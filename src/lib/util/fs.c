@@ -652,14 +652,32 @@ int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off)
         ssize_t w = off < 0 ? write(fd, p, n) : pwrite(fd, p, n, off);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0)
+        if (w <= 0) {
+            if (w == 0) /* no progress: never loop on it */
+                errno = EIO;
             return -1;
+        }
         p += w;
         n -= (size_t)w;
         if (off >= 0)
             off += w;
     }
     return 0;
+}
+
+size_t hull_read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
 }
 
 int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err)

@@ -27,6 +27,9 @@ int hull_read_file_max(const char *path, size_t max, char **out, size_t *len, hu
 /* All n bytes of buf at off (at the file position when off < 0: a pipe, a
  * socket), across short writes and EINTR: 0, or -1 with errno. */
 int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off);
+/* Up to n bytes into buf, across short reads and EINTR, until end of file
+ * or an error: how many it got (errno tells an error from the end). */
+size_t hull_read_all(int fd, void *buf, size_t n);
 /* len bytes of in from off into out at the same offset (a file shorter than
  * it was ends the copy early, no error). */
 int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err);

@@ -152,20 +152,6 @@ static int make_vm(struct recv_state *s, json_object *m, const char *want_id, in
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* What the VM's run/<log> last said as " (<what>: ...)", or "". */
 static void log_said(const struct vm *vm, const char *log, const char *what, char *out, size_t len)
 {
@@ -234,7 +220,7 @@ static int copy_log_tail(int out, const char *path, const char *header)
         ssize_t n = read(fd, buf, left < sizeof(buf) ? left : sizeof(buf));
         if (n <= 0)
             break;
-        if (write_all(out, buf, (size_t)n) < 0)
+        if (hull_pwrite_all(out, buf, (size_t)n, -1) < 0)
             return -1;
         left -= (size_t)n;
     }
@@ -312,7 +298,7 @@ static int pump_in(struct recv_state *s, int wr, hull_error *err)
             return -1;
         EVP_DigestUpdate(sha, buf, n);
         s->bytes += n;
-        if (write_all(wr, buf, n) < 0) {
+        if (hull_pwrite_all(wr, buf, n, -1) < 0) {
             int e = errno;
             char why[600];
             log_said(&s->vm, "qemu.log", "QEMU", why, sizeof(why));

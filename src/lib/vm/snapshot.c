@@ -50,21 +50,6 @@ struct pump {
     hull_error *err;
 };
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void zstd_cctx_freep(ZSTD_CCtx **z)
 {
     ZSTD_freeCCtx(*z);
@@ -114,7 +99,7 @@ static int pump_save(void *arg)
                 return hull_error_set(p->err, EIO, "zstd: %s", ZSTD_getErrorName(left));
             EVP_DigestUpdate(p->packed, ob, zo.pos);
             p->packed_size += zo.pos;
-            if (write_all(p->out, ob, zo.pos) < 0)
+            if (hull_pwrite_all(p->out, ob, zo.pos, -1) < 0)
                 return hull_error_errno(p->err, "write the snapshot");
         } while (mode == ZSTD_e_end ? left != 0 : zi.pos < zi.size);
         if (n == 0)
@@ -172,7 +157,7 @@ static int pump_restore(void *arg)
             p->raw_size += zo.pos;
             /* QEMU may already have given up on a bad stream: keep hashing,
              * stop feeding, and let the digest check speak. */
-            if (p->out >= 0 && write_all(p->out, ob, zo.pos) < 0)
+            if (p->out >= 0 && hull_pwrite_all(p->out, ob, zo.pos, -1) < 0)
                 pump_close_out(p);
         }
     }
