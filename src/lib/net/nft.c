@@ -187,7 +187,7 @@ static bool base_current(void)
     if (!nl_nft_exists("inet", "hull", BASE_VERSION))
         return false;
     for (int v = BASE_OLDEST; v < BASE_NUMBER; v++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "base_v%d", v);
         if (nl_nft_exists("inet", "hull", name))
             return false;
