@@ -395,10 +395,7 @@ static int parse_args(int argc, char **argv, struct hulld_options *o, const char
         fprintf(stderr, "hulld: unexpected argument '%s'\nTry 'hulld --help'.\n", argv[optind]);
         return -1;
     }
-    if (o->image_root == NULL) {
-        const char *env = getenv("HULL_IMAGE_ROOT");
-        o->image_root = env && env[0] ? env : HULL_IMAGE_DEFAULT_ROOT;
-    }
+    o->image_root = image_store_root(o->image_root);
     return check_options(o);
 }
 

@@ -263,9 +263,7 @@ static bool dir_is_empty(const char *path)
  * topmost of its directories that does not exist (c->made_top). */
 static void note_fresh_root(struct img_cli *c)
 {
-    const char *r = c->root && c->root[0] ? c->root : getenv("HULL_IMAGE_ROOT");
-    if (r == NULL || r[0] == '\0')
-        r = HULL_IMAGE_DEFAULT_ROOT;
+    const char *r = image_store_root(c->root);
     struct stat st;
     if (c->made_root[0] || strlen(r) >= sizeof(c->made_root))
         return;

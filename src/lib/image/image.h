@@ -52,12 +52,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include "util/error.h"
 
 #define HULL_IMAGE_DEFAULT_ROOT     "/var/lib/hull/images"
 #define HULL_IMAGE_DEFAULT_REGISTRY "docker.io"
+
+/* The store a root names: root, else $HULL_IMAGE_ROOT, else the default.
+ * Inline: the static hull (vm/image.c) needs it without the store's code. */
+static inline const char *image_store_root(const char *root)
+{
+    if (root && root[0])
+        return root;
+    const char *env = getenv("HULL_IMAGE_ROOT");
+    return env && env[0] ? env : HULL_IMAGE_DEFAULT_ROOT;
+}
 /* Documents larger than this are refused before parsing (manifests, indexes,
  * configs); a blob's size comes from its descriptor and is checked while
  * streaming. */

@@ -135,11 +135,7 @@ static int layout_check(struct image_store *s, hull_error *err)
 int image_store_open(const char *root, bool create, struct image_store *out, hull_error *err)
 {
     *out = (struct image_store){.root = NULL, .rootfd = -1, .lockfd = -1};
-    const char *r = root;
-    if (r == NULL || r[0] == '\0')
-        r = getenv("HULL_IMAGE_ROOT");
-    if (r == NULL || r[0] == '\0')
-        r = HULL_IMAGE_DEFAULT_ROOT;
+    const char *r = image_store_root(root);
     if (create && hull_mkdir_p(r, 0700, err) < 0)
         return hull_error_prefix(err, "image store");
     char abs[PATH_MAX];

@@ -47,14 +47,6 @@
 #define IMAGE_DIR  "/run/hull-empty"
 #define IMAGE_BASE VM_IMAGE_BASE
 
-const char *vm_image_store_root(const char *root)
-{
-    if (root && *root)
-        return root;
-    const char *e = getenv("HULL_IMAGE_ROOT");
-    return e && *e ? e : HULL_IMAGE_DEFAULT_ROOT;
-}
-
 /* hull-image, found as `hull image` finds it (util/sibling.h). */
 static int image_tool(char *out, size_t len, hull_error *err)
 {
@@ -168,7 +160,7 @@ int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
 {
     memset(vi, 0, sizeof(*vi));
     vi->use_fd = -1;
-    root = vm_image_store_root(root);
+    root = image_store_root(root);
     hull_error e = NULL;
     if (load(root, ref, vi, &e) < 0) {
         if (hull_error_code(e) != ENOENT || pull == HULL_PULL_NEVER) {

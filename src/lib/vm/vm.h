@@ -155,8 +155,6 @@ struct vm_image {
     bool store_open, loaded;
     char ref[512]; /* as given */
 };
-/* The store a NULL or empty root means: $HULL_IMAGE_ROOT, else the default. */
-const char *vm_image_store_root(const char *root);
 /* Find ref in the store at root (pulling it when absent and pull allows),
  * unpack what is not, and mark it in use (until vm_image_close). */
 int vm_image_open(const char *root, const char *ref, enum hull_pull_policy pull,
