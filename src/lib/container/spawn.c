@@ -501,21 +501,6 @@ static int init_reason(struct hull_launch *l, hull_error *err)
     return -1;
 }
 
-/* After the clone, netns_late: rlimits and CGROUP_DONE at once (there are
- * no late limits), then the namespace, then the step out of the cgroups. */
-static int late_netns_steps(struct hull_launch *l, struct hull_cgroup_self *kept, hull_error *err)
-{
-    const struct hull_spec *spec = l->spec;
-    int r = hull_rlimits_raise(l->pid, spec->process, err) < 0 ||
-                    hull_oom_score_adj_apply(l->pid, spec->process, err) < 0 ||
-                    hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0 ||
-                    make_late_netns(l, err) < 0
-                ? init_reason(l, err)
-                : 0;
-    hull_cgroup_step_out(kept);
-    return r;
-}
-
 static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, void *arg), void *arg,
                         hull_error *err)
 {
@@ -529,27 +514,28 @@ static int launch_steps(struct hull_launch *l, char *(*hook_state)(pid_t pid, vo
     hull_ns_close_joins(l->join_fds);
     close(l->child_fd);
     l->child_fd = -1;
-    if (l->netns_late) {
-        if (late_netns_steps(l, &kept, err) < 0)
-            return -1;
-        if (l->setting_up)
-            l->setting_up(l->pid, l->setting_up_arg);
-        return serve_init(l, hook_state, arg, err);
-    }
 
     /* From the runtime, with host privileges: cgroup placement before the
-     * init runs anything, and limits the init itself could not raise. */
-    if (l->cgroup && !in_cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
-        return -1;
-    /* Only now, with the runtime back in its own cgroup: a memory or pids
-     * limit set while it stepped in would have applied to it. */
-    if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
-        return -1;
-    if ((!owned_userns(l) && hull_rlimits_raise(l->pid, spec->process, err) < 0) ||
-        hull_oom_score_adj_apply(l->pid, spec->process, err) < 0)
-        return -1;
-    if (hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0)
-        return -1;
+     * init runs anything, and limits the init itself could not raise. With
+     * netns_late the init places itself and there are no late limits. */
+    if (!l->netns_late) {
+        if (l->cgroup && !in_cgroup && hull_cgroup_enter(l->cgroup, l->pid, err) < 0)
+            return -1;
+        /* Only now, with the runtime back in its own cgroup: a memory or
+         * pids limit set while it stepped in would have applied to it. */
+        if (l->cgroup && hull_cgroup_apply(l->cgroup, l->late_limits, err) < 0)
+            return -1;
+    }
+    /* netns_late: CGROUP_DONE at once, then the namespace, made while the
+     * runtime is still stepped into the cgroups (kept), then the step out.
+     * A send the init broke off is told by the init's own error. */
+    bool failed = (!owned_userns(l) && hull_rlimits_raise(l->pid, spec->process, err) < 0) ||
+                  hull_oom_score_adj_apply(l->pid, spec->process, err) < 0 ||
+                  hull_sync_send(l->sync_fd, SYNC_CGROUP_DONE, 0, err) < 0 ||
+                  (l->netns_late && make_late_netns(l, err) < 0);
+    hull_cgroup_step_out(&kept);
+    if (failed)
+        return l->netns_late ? init_reason(l, err) : -1;
     if (l->setting_up)
         l->setting_up(l->pid, l->setting_up_arg);
     return serve_init(l, hook_state, arg, err);
