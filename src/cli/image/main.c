@@ -7,7 +7,6 @@
  * the static hull that starts every container must not carry. Exit codes:
  * 0 success, 1 any failure (usage errors included, as in the rest of hull);
  * a failed verb leaves the store as it was. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "image_cli.h"
+#include "util/fs.h"
 
 static const struct {
     const char *name;
@@ -249,16 +249,6 @@ int img_need_args(struct img_cli *c, int argc, char **argv, int n, const char *n
     return 0;
 }
 
-static bool dir_is_empty(const char *path)
-{
-    cleanup_dir DIR *d = opendir(path);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            return false;
-    return d != NULL;
-}
-
 /* Note the root img_open_store is about to make (c->made_root) and the
  * topmost of its directories that does not exist (c->made_top). */
 static void note_fresh_root(struct img_cli *c)
@@ -268,7 +258,7 @@ static void note_fresh_root(struct img_cli *c)
     if (c->made_root[0] || strlen(r) >= sizeof(c->made_root))
         return;
     if (lstat(r, &st) == 0) {
-        if (S_ISDIR(st.st_mode) && dir_is_empty(r)) /* mktemp -d's: the store is all ours */
+        if (S_ISDIR(st.st_mode) && hull_dir_empty(r) == 1) /* mktemp -d's: the store is all ours */
             snprintf(c->made_root, sizeof(c->made_root), "%s", r);
         return;
     }

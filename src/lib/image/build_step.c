@@ -434,18 +434,6 @@ static void image_view(struct builder *b, struct image *img)
     img->config.n_diff_ids = b->n_layers;
 }
 
-static bool dir_empty(const char *path)
-{
-    cleanup_dir DIR *d = opendir(path);
-    if (d == NULL)
-        return true;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-            return false;
-    return true;
-}
-
 static int files_action(struct builder *b, struct step *st, const char *mnt, int rootfd,
                         hull_error *err)
 {
@@ -526,7 +514,7 @@ static int files_step(struct builder *b, struct step *st, bool *layer, hull_erro
             r = hull_error_errno(err, "umount %s", mnt);
     }
     *layer = false;
-    if (r == 0 && !dir_empty(upper)) {
+    if (r == 0 && hull_dir_empty(upper) == 0) {
         struct image_desc d = {0};
         char *diff_id = NULL;
         if (image_layer_write(b->s, upper, true, b->o->compression, &d, &diff_id, err) < 0)

@@ -665,6 +665,18 @@ int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off)
     return 0;
 }
 
+int hull_dir_empty(const char *path)
+{
+    cleanup_dir DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            return 0;
+    return 1;
+}
+
 size_t hull_read_all(int fd, void *buf, size_t n)
 {
     char *p = buf;

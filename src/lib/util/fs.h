@@ -30,6 +30,9 @@ int hull_pwrite_all(int fd, const void *buf, size_t n, off_t off);
 /* Up to n bytes into buf, across short reads and EINTR, until end of file
  * or an error: how many it got (errno tells an error from the end). */
 size_t hull_read_all(int fd, void *buf, size_t n);
+/* Whether the directory path has no entry: 1 empty, 0 not, -1 when it
+ * cannot be read (errno). */
+int hull_dir_empty(const char *path);
 /* len bytes of in from off into out at the same offset (a file shorter than
  * it was ends the copy early, no error). */
 int hull_copy_range(int in, int out, off_t off, uint64_t len, hull_error *err);
