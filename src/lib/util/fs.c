@@ -176,15 +176,8 @@ int hull_write_file_atomic(int dirfd, const char *name, const char *data, size_t
 static int write_all(int fd, const char *tmp, const char *data, size_t len, bool durable,
                      hull_error *err)
 {
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return hull_error_errno(err, "write %s", tmp);
-        off += (size_t)w;
-    }
+    if (hull_pwrite_all(fd, data, len, -1) < 0)
+        return hull_error_errno(err, "write %s", tmp);
     /* fsync before rename: after a crash the name points at old or new
      * contents, never at a torn file. */
     if (durable && fsync(fd) < 0)
