@@ -19,6 +19,7 @@
 
 #include "linux/cgroup.h"
 #include "sandbox/session.h"
+#include "sandbox/session_fs.h"
 #include "util/error.h"
 #include "util/fs.h"
 
@@ -94,10 +95,7 @@ int hull_session_charged(struct hull_session *s, const char *what, hull_charged_
         ;
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         /* The sandbox's OOM killer took it: its first choice. */
-        return hull_error_set(err, ENOSPC,
-                              "%s: does not fit in the sandbox's memory (limits.memory: its /tmp "
-                              "counts there)",
-                              what);
+        return hull_error_set(err, ENOSPC, "%s: does not fit in " HULL_FS_MEMORY_NOTE, what);
     if (got != sizeof(code) + out_len || !WIFEXITED(status))
         return hull_error_set(err, EIO, "%s: its process failed", what);
     if (code)

@@ -284,8 +284,7 @@ int hull_session_fs(struct hull_session *s, const struct hull_fs_op *op, json_ob
          * session_charge.c): the upload does not fit its memory. */
         hull_error_free(&quiet);
         hull_error_set(err, op->verb == HULL_FS_WRITE ? ENOSPC : ENOMEM,
-                       "%llu bytes do not fit in the sandbox's memory (limits.memory: its "
-                       "/tmp counts there)",
+                       "%llu bytes do not fit in " HULL_FS_MEMORY_NOTE,
                        (unsigned long long)op->size);
     } else if (ret < 0 && err) {
         *err = quiet;

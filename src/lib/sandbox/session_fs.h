@@ -20,6 +20,9 @@
  * at most this much of their JSON (well below what an answer may be). */
 #define HULL_FS_LIST_MAX   10000
 #define HULL_FS_LIST_BYTES (16u << 20)
+/* What an upload that does not fit the sandbox's memory is told: a
+ * container sandbox's /tmp is a tmpfs charged to its memory cgroup. */
+#define HULL_FS_MEMORY_NOTE "the sandbox's memory (limits.memory: its /tmp counts there)"
 /* A list's depth, and a recursive watch's, at most. */
 #define HULL_FS_DEPTH_MAX 32
 /* Directories one recursive watch adds at most. */

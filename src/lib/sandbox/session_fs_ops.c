@@ -402,9 +402,7 @@ static int room_error(int e, uint64_t size, const char *limit, int mem_code, hul
         return hull_error_set(err, ENOSPC, "%llu bytes do not fit: bounded by %s",
                               (unsigned long long)size, limit);
     if (e == ENOMEM || e == EINTR)
-        return hull_error_set(err, mem_code,
-                              "%llu bytes do not fit in the sandbox's memory (limits.memory: "
-                              "its /tmp counts there)",
+        return hull_error_set(err, mem_code, "%llu bytes do not fit in " HULL_FS_MEMORY_NOTE,
                               (unsigned long long)size);
     errno = e;
     return hull_error_errno(err, "make room for %llu bytes", (unsigned long long)size);
