@@ -138,6 +138,19 @@ static void fs_type(const char *path, char *out, size_t len)
 
 /* Why hp cannot be idmapped, for the warning: its own filesystem, or one
  * mounted below it (a bind takes every mount below its source). */
+/* The warning of a sandbox left in the shared block: what about hp's path
+ * (why) keeps it there. */
+static void fallback(struct hull_sandbox_host_files *hf, const struct host_path *hp,
+                     const char *why)
+{
+    snprintf(hf->fallback, sizeof(hf->fallback),
+             "%s %s: %s, so this sandbox runs as the shared host uids %u-%u, whose per-user "
+             "kernel counts it shares with every other sandbox that does so (docs/sandbox.md "
+             "\"Users\")",
+             hp->what, hp->path, why, HULL_SANDBOX_UID_BASE,
+             HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
+}
+
 static void say_fallback(const struct host_path *hp, int userns, struct hull_sandbox_host_files *hf)
 {
     char type[64];
@@ -147,13 +160,11 @@ static void say_fallback(const struct host_path *hp, int userns, struct hull_san
     bool top = hull_idmap_clone(hp->path, userns, 0, false, &tree, &e) != 0;
     hull_error_free(&e); /* only a hint for the warning below */
     hull_closep(&tree);
-    snprintf(hf->fallback, sizeof(hf->fallback),
-             "%s %s: %s (%s) cannot be idmapped, so this sandbox runs as the shared host "
-             "uids %u-%u, whose per-user kernel counts it shares with every other sandbox "
-             "that does so (docs/sandbox.md \"Users\")",
-             hp->what, hp->path, top ? "its filesystem" : "a filesystem mounted below it",
-             top ? type : "a bind takes every mount below its source", HULL_SANDBOX_UID_BASE,
-             HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
+    char why[256];
+    snprintf(why, sizeof(why), "%s (%s) cannot be idmapped",
+             top ? "its filesystem" : "a filesystem mounted below it",
+             top ? type : "a bind takes every mount below its source");
+    fallback(hf, hp, why);
 }
 
 /* Whether the sandbox's init, as its own block's root, can reach every
@@ -170,12 +181,10 @@ static int reach_all(const struct host_path *hp, size_t n, uint32_t base,
         hull_error e = NULL;
         if (hull_sandbox_reachable(hp[i].path, base, hp[i].what, &e) == 0)
             continue;
-        snprintf(hf->fallback, sizeof(hf->fallback),
-                 "%s %s: %s for the sandbox's own host uids, so this sandbox runs as the "
-                 "shared host uids %u-%u, whose per-user kernel counts it shares with every "
-                 "other sandbox that does so (docs/sandbox.md \"Users\")",
-                 hp[i].what, hp[i].path, strerror(hull_error_code(e)), HULL_SANDBOX_UID_BASE,
-                 HULL_SANDBOX_UID_BASE + HULL_SANDBOX_ID_RANGE - 1);
+        char why[256];
+        snprintf(why, sizeof(why), "%s for the sandbox's own host uids",
+                 strerror(hull_error_code(e)));
+        fallback(hf, &hp[i], why);
         hull_error_free(&e);
         return 1;
     }
